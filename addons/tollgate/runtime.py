@@ -39,7 +39,7 @@ class Loaded:
     rules: RuleBook
     pools: dict[str, KeyPool]
     policy: Policy | None = None
-    runtimes: dict[str, Any] = field(default_factory=dict)  # what each provider loaded (`Provider.load_runtime`)
+    runtimes: dict[str, Any] = field(default_factory=dict)  # what each provider loaded (`Credentials.load_runtime`)
     jwt: Verifier = field(default_factory=lambda: Verifier(()))  # the JWT issuers (`identity.jwt`)
     limits: Limits = field(default_factory=lambda: Limits(()))
     prices: Prices = field(default_factory=lambda: Prices(()))  # `prices:`, then the price table
@@ -98,12 +98,13 @@ class Loaded:
         guardrails = Guardrails.of(config, previous=previous.guardrails if previous is not None else None)
         mcp = McpServers(config.mcp) if config.mcp.servers else NO_SERVERS
         brokered = brokered_of(config.egress.credentials)
+        tenant_headers = {name: p.plan.tenant_header for name, p in registry.items() if p.plan is not None}
         return cls(
             config, providers, Directory(config), RuleBook(config.overrides, registry), pools, policy, runtimes,
             jwt, Limits(config.limits), Prices(config.prices, registry), hosts, dict(client_certs or {}),
             config_sha256, {name: names for name, names in named.items() if names is not None}, registry,
             mcp, guardrails if guardrails.reads else None,
-            tenant_pins(config.subscriptions, {name: p.tenant_header for name, p in registry.items()}),
+            tenant_pins(config.subscriptions, tenant_headers),
             brokered, egress_of(config, hosts, mcp, brokered),
         )  # fmt: skip
 

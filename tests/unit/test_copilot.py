@@ -14,11 +14,11 @@ from tollgate.formats.refusals import TENANT_DENIED
 from tollgate.governance.pricing import table_rate
 from tollgate.governance.subscriptions import Subscription, tenant_pins
 from tollgate.providers import PROVIDERS, Hosts, provider_for
-from tollgate.providers.base import NO_ACCOUNT, PlanAccount
 from tollgate.providers.copilot import copilot_plan, token_plan
+from tollgate.providers.plans import NO_ACCOUNT, PlanAccount
 
 COPILOT = PROVIDERS["copilot"]
-HEADERS = {name: p.tenant_header for name, p in PROVIDERS.items()}
+HEADERS = {name: p.plan.tenant_header if p.plan else None for name, p in PROVIDERS.items()}
 
 
 def copilot_token(proxy: str = "proxy.business.githubcopilot.com") -> str:
@@ -59,7 +59,7 @@ def test_other_hosts_are_not(host: str) -> None:
 def test_the_plan_is_the_hosts_else_the_tokens(token: str, host: str, plan: str | None) -> None:
     expected = NO_ACCOUNT if plan is None else PlanAccount(plan=plan)
     assert copilot_plan(token, host) == expected
-    assert COPILOT.plan_account(token, {}, host) == expected
+    assert COPILOT.plan.account(token, {}, host) == expected
 
 
 def test_a_token_too_long_to_be_a_copilot_tokens_is_not_read() -> None:

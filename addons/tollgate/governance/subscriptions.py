@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, field_validator
 
 from tollgate.config_base import Strict
-from tollgate.providers.base import PlanAccount, Presented
+from tollgate.providers.credentials import Presented
+from tollgate.providers.plans import PlanAccount
 
 
 def _tenant_id(value: str) -> str:
@@ -172,7 +173,7 @@ class Subscriptions(Strict):
 
     def tokeninfo(self, vendor: str) -> tuple[str, str | None]:
         """Where the account of a vendor's Google plan token is asked for, and the CA file that
-        endpoint's certificate is checked with (a `Provider.plan_google_account` vendor's settings)."""
+        endpoint's certificate is checked with (a `PlanReader.google_account` vendor's settings)."""
         settings = getattr(self, vendor)
         return settings.tokeninfo, settings.ca_file
 
@@ -196,7 +197,7 @@ class Subscription:
 
     @classmethod
     def of(cls, vendor: str, account: PlanAccount) -> Subscription:
-        """A vendor's plan call, by what its request says of the account (`Provider.plan_account`)."""
+        """A vendor's plan call, by what its request says of the account (`PlanReader.account`)."""
         return cls(vendor, account.account, account.email, account.plan, account.tenant)
 
     def policy_input(self) -> dict[str, Any]:
@@ -211,7 +212,7 @@ class Subscription:
 
 def plan_token(presented: Iterable[Presented], prefix: str) -> Presented | None:
     """The first credential presented that is a plan's token (it starts with `prefix`,
-    `Provider.plan_token_prefix`)."""
+    `PlanReader.token_prefix`)."""
     for p in presented:
         if p.value.startswith(prefix):
             return p
@@ -220,7 +221,7 @@ def plan_token(presented: Iterable[Presented], prefix: str) -> Presented | None:
 
 def tenant_pins(subscriptions: Subscriptions, headers: Mapping[str, bytes | None]) -> dict[str, tuple[bytes, bytes]]:
     """The tenant header each provider's requests carry, by provider name: (name, value). `headers`:
-    each provider's `tenant_header`, its tenants those of its `subscriptions.<name>` settings."""
+    each provider's plan reader's `tenant_header`, its tenants those of its `subscriptions.<name>` settings."""
     pins = {}
     for name, header in headers.items():
         settings = getattr(subscriptions, name, None)

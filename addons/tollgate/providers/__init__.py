@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
 
 from tollgate.host_globs import glob_pattern
 from tollgate.providers.anthropic import Anthropic
@@ -22,10 +21,10 @@ from tollgate.providers.openai import OpenAI
 from tollgate.providers.vendors import CONFIGURED_SIDE_HEADER, PRESETS, ConfiguredVendorSettings, OpenAICompatible
 from tollgate.providers.vertex import Vertex
 
-_BUILT_IN: tuple[Provider[Any], ...] = (
+_BUILT_IN: tuple[Provider, ...] = (
     OpenAI(), Gemini(), Anthropic(), Bedrock(), Vertex(), Azure(), ChatGPT(), CodeAssist(), Copilot(), *PRESETS
 )  # fmt: skip
-PROVIDERS: dict[str, Provider[Any]] = {p.name: p for p in _BUILT_IN}
+PROVIDERS: dict[str, Provider] = {p.name: p for p in _BUILT_IN}
 
 # gen_ai.provider.name per provider, as metrics and traces name it.
 SEMCONV_NAMES = {name: p.semconv_name for name, p in PROVIDERS.items()}

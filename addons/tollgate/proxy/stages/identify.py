@@ -21,7 +21,9 @@ from tollgate.governance.jwt_identity import MALFORMED, UNKNOWN_ISSUER, JwtIdent
 from tollgate.governance.mcp import McpExchange, session_owner
 from tollgate.governance.redaction import credential_positions
 from tollgate.governance.subscriptions import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON, Subscription, plan_token
-from tollgate.providers.base import ForeignAccount, Presented, Provider
+from tollgate.providers.base import Provider
+from tollgate.providers.credentials import Presented
+from tollgate.providers.plans import ForeignAccount, PlanReader
 from tollgate.proxy.flows import (
     bearer_token,
     call_of,
@@ -85,9 +87,11 @@ class Identify:
         login = flow.metadata.get(PROXYAUTH)
         signed_with = None
         judged = self.shared.logins_unchecked and login is not None
-        if not judged and _login_name(login) is None and provider.verifies_callers:
+        if not judged and _login_name(login) is None and provider.credentials.verifies_callers:
             try:
-                verified = provider.verify_caller(request_parts(flow.request, call), call.loaded.directory.aws_secrets)
+                verified = provider.credentials.verify_caller(
+                    request_parts(flow.request, call), call.loaded.directory.aws_secrets
+                )
             except SignatureError as e:
                 call.verdict.deny_reasons = (str(e),)
                 refuse(flow, call, UNAUTHENTICATED if e.code == UNKNOWN_KEY else INVALID_SIGNATURE, str(e))
@@ -95,10 +99,10 @@ class Identify:
             if verified is not None:
                 call.request.body_sha256 = verified.payload_hash
                 signed_with = verified.key_id
-        presented = provider.presented(*credentials)
-        prefix = provider.plan_token_prefix  # one check on a keyed call: its provider takes no plans
-        if prefix is not None and (token := self._plan_call(call, presented, prefix)) is not None:
-            return self._subscriber(flow, call, provider, token)
+        presented = provider.credentials.presented(*credentials)
+        plan = provider.plan  # one check on a keyed call: its provider takes no plans
+        if plan is not None and (token := self._plan_call(call, presented, plan.token_prefix)) is not None:
+            return self._subscriber(flow, call, provider, plan, token)
         outcome = self.caller(flow, call.loaded, presented, signed_with)
         if isinstance(outcome, (Identified, Rejected)):
             _apply(flow, call, outcome)
@@ -116,19 +120,19 @@ class Identify:
         return None if any(directory.is_virtual_key(p.value) for p in presented) else token
 
     def _subscriber(
-        self, flow: http.HTTPFlow, call: Call, provider: Provider, token: Presented
+        self, flow: http.HTTPFlow, call: Call, provider: Provider, plan: PlanReader, token: Presented
     ) -> Awaitable[None] | None:
         """A call made with a plan's token (auth `subscription`): what its request tells of its
-        account (`Provider.plan_account`, read at once), and where the token is a Google one, the
+        account (`PlanReader.account`, read at once), and where the token is a Google one, the
         account's e-mail (asked of Google's token information endpoint, awaited where not yet
         known), then its caller (`_plan_caller`). `foreign`: why the request names two accounts."""
         try:
-            account, foreign = provider.plan_account(token.value, call.request.headers, call.host), None
+            account, foreign = plan.account(token.value, call.request.headers, call.host), None
         except ForeignAccount as e:
             account, foreign = e.account, str(e)
         call.caller.subscription = Subscription.of(provider.name, account)
         call.caller.auth = "subscription"  # refused or not: the audit says a plan's token came
-        if provider.plan_google_account and call.loaded.config.subscriptions.allow:  # else refused: not asked
+        if plan.google_account and call.loaded.config.subscriptions.allow:  # else refused: not asked
             url, ca_file = call.loaded.config.subscriptions.tokeninfo(provider.name)
             email = self.shared.google_accounts.email(token.value, url, ca_file)
             if not isinstance(email, (str, type(None))):
@@ -192,12 +196,12 @@ class Identify:
         index = call.request.headers or header_index(request.headers.fields)
         query = request.query if b"?" in request.data.path else {}
         call.caller.credential_positions = credential_positions(index, query)
-        presented = provider.presented(decoded(index, provider.header_positions), query)
-        prefix = provider.plan_token_prefix
+        presented = provider.credentials.presented(decoded(index, provider.credentials.header_positions), query)
+        plan = provider.plan
         outcome: Identified | Rejected | Awaitable[Identified | Rejected]
-        if prefix is not None and (token := self._plan_call(call, presented, prefix)) is not None:
+        if plan is not None and (token := self._plan_call(call, presented, plan.token_prefix)) is not None:
             try:
-                account = provider.plan_account(token.value, index, call.host)
+                account = plan.account(token.value, index, call.host)
             except ForeignAccount as e:
                 account = e.account
             call.caller.subscription = Subscription.of(provider.name, account)
@@ -214,12 +218,14 @@ class Identify:
     def _signed_with(flow: http.HTTPFlow, call: Call, provider: Provider) -> str | None:
         """The virtual AWS key a refused call's signature holds for, if it does (a body not read
         yet, at its headers, is not judged)."""
-        if not provider.verifies_callers or _login_name(flow.metadata.get(PROXYAUTH)) is not None:
+        if not provider.credentials.verifies_callers or _login_name(flow.metadata.get(PROXYAUTH)) is not None:
             return None
         if flow.request.raw_content is None:
             return None
         try:
-            verified = provider.verify_caller(request_parts(flow.request, call), call.loaded.directory.aws_secrets)
+            verified = provider.credentials.verify_caller(
+                request_parts(flow.request, call), call.loaded.directory.aws_secrets
+            )
         except SignatureError:
             return None
         return verified.key_id if verified is not None else None
@@ -304,7 +310,7 @@ class Identify:
         provider = provider_of(call)
         return any(
             directory.is_virtual_key(p.value) or (directory.takes_jwts and looks_like_jwt(p.value))
-            for p in provider.presented(*credentials_of(call, request, provider))
+            for p in provider.credentials.presented(*credentials_of(call, request, provider))
         )
 
 
