@@ -50,7 +50,7 @@ class Loaded:
     # `tollgate_started` record names.
     config_sha256: str | None = None
     # What model each model name a caller asks a provider for is, where its settings say
-    # (`Provider.model_names`: Azure's deployments); only the providers whose settings do.
+    # (`Models.names`: Azure's deployments); only the providers whose settings do.
     model_names: dict[str, Callable[[str], str]] = field(default_factory=dict)
     # Every provider by name: the built-in ones, then those the configuration adds
     # (`providers.<name>: {kind: openai_compatible}`). A call's provider is looked up here.
@@ -94,7 +94,7 @@ class Loaded:
         added = {name: settings.hosts for name, settings in providers.items()}
         ungoverned = config.subscriptions.ungoverned()
         hosts = Hosts(added, registry, ungoverned) if any(added.values()) or ungoverned else BUILT_IN_HOSTS
-        named = {name: registry[name].model_names(settings) for name, settings in providers.items()}
+        named = {name: registry[name].models.names(settings) for name, settings in providers.items()}
         guardrails = Guardrails.of(config, previous=previous.guardrails if previous is not None else None)
         mcp = McpServers(config.mcp) if config.mcp.servers else NO_SERVERS
         brokered = brokered_of(config.egress.credentials)

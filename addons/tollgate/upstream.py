@@ -70,9 +70,9 @@ def target_upstream(
     the provider's configured one (for the call's `classification`: an Azure resource's own), else,
     for a request Tollgate sends there itself (a route's, a summary's), the provider's own host;
     None: the host the client called."""
-    upstream = override or provider.configured_upstream(settings, classification)
+    upstream = override or provider.upstream.configured(settings, classification)
     if upstream is None and routed:
-        upstream = f"https://{provider.default_host}"
+        upstream = f"https://{provider.upstream.default_host}"
     return upstream
 
 

@@ -49,7 +49,7 @@ def configured(settings: Mapping[str, ConfiguredVendorSettings]) -> dict[str, Pr
 (OPENAI_COMPATIBLE_SOURCE,) = (name for name, p in PROVIDERS.items() if p.openai_compatible_source)
 # The providers whose model names ignore letter case (Azure's deployments): every rule, limit,
 # price and the policy match them so.
-CASELESS_MODELS = frozenset(name for name, p in PROVIDERS.items() if p.models_ignore_case)
+CASELESS_MODELS = frozenset(name for name, p in PROVIDERS.items() if p.models.ignore_case)
 
 _BY_HOST = [(re.compile(p.host_pattern), p) for p in PROVIDERS.values()]
 

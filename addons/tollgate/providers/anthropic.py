@@ -25,6 +25,7 @@ from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.cost import Cost
 from tollgate.providers.credentials import Credentials
 from tollgate.providers.plans import PlanReader
+from tollgate.providers.upstream import Upstream
 
 _ENDPOINTS = {
     "messages": "messages",
@@ -116,7 +117,7 @@ class Anthropic(Provider):
     name = semconv_name = "anthropic"
     host_globs = ("api.anthropic.com",)
     credentials = Credentials("X-Anthropic-Key", ("x-api-key", "authorization"), "x-api-key", any_scheme=True)
-    default_host = "api.anthropic.com"
+    upstream = Upstream("api.anthropic.com")
     openai_compatible_prefix = "/v1/"
     openai_compatible_endpoints = frozenset(("chat.completions",))
     chat_formats: ClassVar[Mapping[str, str]] = {"messages": ANTHROPIC_MESSAGES, "chat.completions": OPENAI_CHAT}

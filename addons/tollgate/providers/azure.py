@@ -29,6 +29,8 @@ from tollgate.providers import openai
 from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.cost import Cost
 from tollgate.providers.credentials import Configuration, Credentials, Previous
+from tollgate.providers.models import Models
+from tollgate.providers.upstream import Upstream
 
 # A resource's custom subdomain: lower-case letters, digits and hyphens.
 _RESOURCE = r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"
@@ -143,6 +145,33 @@ def _first_segment(path: str) -> str:
     return path[1:].partition("/")[0]
 
 
+class AzureUpstream(Upstream):
+    """Azure's: a resource may have an upstream of its own."""
+
+    __slots__ = ()
+
+    def configured(self, settings: ProviderConfig, classification: Classification | None) -> str | None:
+        """A resource's own upstream for a call to its host, else the provider's."""
+        assert isinstance(settings, AzureConfig)
+        resource = settings.resources.get(classification.resource or "") if classification is not None else None
+        return resource.upstream if resource is not None and resource.upstream else settings.upstream
+
+
+class AzureModels(Models):
+    """Azure's: a deployment names the model, in any case."""
+
+    __slots__ = ()
+
+    def names(self, settings: ProviderConfig) -> Callable[[str], str] | None:
+        """A deployment's model (`deployments`), else the deployment's name in lower case: Azure
+        ignores its case, and so must every rule, limit, price and the policy."""
+        assert isinstance(settings, AzureConfig)
+        names = {name.lower(): model for name, model in settings.deployments.items()}
+        if not names:
+            return str.lower
+        return lambda deployment: names.get(deployment.lower()) or deployment.lower()
+
+
 class EntraCredentials(Credentials[AzureRuntime]):
     """Azure's: keys, each resource's own pool of keys, and Entra ID tokens of Tollgate's."""
 
@@ -202,8 +231,7 @@ class Azure(Provider):
         key_by_format=False,
         settings="keys, `resources` or `credentials`",
     )
-    upstream_hint = "your resource's https://RESOURCE.openai.azure.com"
-    model_in_path = _IN_PATH
+    upstream = AzureUpstream(hint="your resource's https://RESOURCE.openai.azure.com")
     openai_compatible_prefix = "/openai/v1/"
     openai_compatible_endpoints = frozenset(("chat.completions", "embeddings", "responses"))
     settings_model = AzureConfig
@@ -211,27 +239,12 @@ class Azure(Provider):
     # genai-prices' Azure table, which falls back on OpenAI's for the models it does not list.
     cost = Cost("azure", free_endpoints=openai.OpenAI.cost.free_endpoints)
     # A deployment's name ignores case, as Azure reads it.
-    models_ignore_case = True
+    models = AzureModels(_IN_PATH, ignore_case=True)
     error_format = OPENAI_API
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         # The v1 API names the deployment in the body, as OpenAI names the model.
         return ChatLeg("/openai/v1/chat/completions", OPENAI_CHAT)
-
-    def configured_upstream(self, settings: ProviderConfig, classification: Classification | None) -> str | None:
-        """A resource's own upstream for a call to its host, else the provider's."""
-        assert isinstance(settings, AzureConfig)
-        resource = settings.resources.get(classification.resource or "") if classification is not None else None
-        return resource.upstream if resource is not None and resource.upstream else settings.upstream
-
-    def model_names(self, settings: ProviderConfig) -> Callable[[str], str] | None:
-        """A deployment's model (`deployments`), else the deployment's name in lower case: Azure
-        ignores its case, and so must every rule, limit, price and the policy."""
-        assert isinstance(settings, AzureConfig)
-        names = {name.lower(): model for name, model in settings.deployments.items()}
-        if not names:
-            return str.lower
-        return lambda deployment: names.get(deployment.lower()) or deployment.lower()
 
     def classify_at(
         self, host: str, method: str, path: str, data: dict[str, Any] | None, query: str = ""
@@ -338,7 +351,7 @@ def _deployment_call(method: str, parts: list[str], data: dict[str, Any] | None)
         classification = classify_body(endpoint, method, data)
     except Unreadable as e:
         raise e.at(endpoint) from None
-    classification.model = deployment  # the path's: an override rewrites the path (`model_in_path`)
+    classification.model = deployment  # the path's: an override rewrites the path (`Models.in_path`)
     return classification
 
 

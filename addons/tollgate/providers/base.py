@@ -6,11 +6,9 @@ query any mutable mapping of parameter names to values.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 from tollgate.config_base import ProviderConfig
 from tollgate.formats.raw_headers import Fields
@@ -20,7 +18,9 @@ from tollgate.formats.request_facts import Classification
 from tollgate.host_globs import glob_pattern
 from tollgate.providers.cost import Cost
 from tollgate.providers.credentials import Credentials
+from tollgate.providers.models import Models
 from tollgate.providers.plans import PlanReader
+from tollgate.providers.upstream import Upstream
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,8 @@ def client_cert_of(settings: ProviderConfig | None) -> str | None:
 class Provider:
     """One LLM provider: its hosts, endpoints and the wire format each speaks, and its error shape;
     and the parts it declares: where its credentials go (`credentials`), what its calls cost
-    (`cost`), and, where it takes a person's plan, how its plan tokens are read (`plan`)."""
+    (`cost`), where its calls go (`upstream`), how they name their model (`models`), and, where it
+    takes a person's plan, how its plan tokens are read (`plan`)."""
 
     name: ClassVar[str]
     # Its gen_ai.provider.name in OpenTelemetry's GenAI conventions (metrics and traces).
@@ -55,10 +56,6 @@ class Provider:
     # Regular expression over the host name in lower case without a trailing dot; any port. By
     # default its globs'; a provider whose hosts have parts it reads (a region) writes its own.
     host_pattern: ClassVar[str]
-    # Where a call routed here goes when no upstream is configured (None: it must be, and
-    # `upstream_hint` says where it should point).
-    default_host: ClassVar[str | None] = None
-    upstream_hint: ClassVar[str] = ""
     # Its OpenAI-compatible API, if it has one: the path prefix that stands for OpenAI's `/v1/`, and
     # the endpoints offered there. OpenAI-format calls may be routed here (`overrides:`).
     openai_compatible_prefix: ClassVar[str | None] = None
@@ -76,15 +73,16 @@ class Provider:
     target_headers: ClassVar[Fields] = ()
     # The media type a streamed answer comes in (what a translated streamed call accepts).
     stream_media_type: ClassVar[str] = "text/event-stream"
-    # Whether it reads model names without regard to letter case (Azure's deployment names): Tollgate
-    # then names them in lower case (`model_names`) and matches rules on them so.
-    models_ignore_case: ClassVar[bool] = False
     # The wire format whose error shape its refusals are in (`refusal`).
     error_format: ClassVar[str]
     # Where its credentials go: a caller's, Tollgate's, and what Tollgate holds (`providers/credentials.py`).
     credentials: ClassVar[Credentials[Any]]
     # What its calls cost: its price tables and how usage is read from its answers (`providers/cost.py`).
     cost: ClassVar[Cost] = Cost()
+    # Where its calls go when no rule routes them elsewhere (`providers/upstream.py`).
+    upstream: ClassVar[Upstream] = Upstream()
+    # How its calls name their model (`providers/models.py`).
+    models: ClassVar[Models] = Models()
     # Its plan-token reader where it takes a person's plan (`providers/plans.py`); None: no plans.
     plan: ClassVar[PlanReader | None] = None
 
@@ -93,39 +91,11 @@ class Provider:
         if "host_pattern" not in cls.__dict__ and "host_globs" in cls.__dict__:
             cls.host_pattern = "|".join(glob_pattern(glob) for glob in cls.host_globs)
 
-    # Where the native format names the model in the path (a `model` group), if it does.
-    model_in_path: ClassVar[re.Pattern[str] | None] = None
-
     def governs_path(self, path: str) -> bool:
         """Whether a request to this path (without the query) on its hosts is a call Tollgate reads;
         one that is not goes on unread, unaudited, as to a host that is no provider's, but for its
         tenant header. Default: every path is (ChatGPT's web app is not)."""
         return True
-
-    def path_with_model(self, path: str, model: str) -> str | None:
-        """The path calling another model; None where the model is named in the body."""
-        raw, _, query = path.partition("?")
-        m = self.model_in_path.match(raw) if self.model_in_path else None
-        if m is None:
-            return None
-        # One path segment, ":" and "/" percent-encoded, as botocore and the Gemini SDKs send it.
-        rewritten = f"{raw[: m.start('model')]}{quote(model, safe='-_.~')}{raw[m.end('model') :]}"
-        return f"{rewritten}?{query}" if query else rewritten
-
-    def model_field(self, classification: Classification) -> str | None:
-        """The body's field that names the model, where the path does not: an override writes the
-        model it calls there. None where the body names it deeper, or not at all: the call then goes
-        as asked. Default: `model`."""
-        return "model"
-
-    def model_in_body(self, sent: object, model: str) -> str:
-        """What a body's `model` field says to call `model`, given what the client sent there."""
-        return model
-
-    def is_mtls_host(self, host: str) -> bool:
-        """Whether `host` (lower case, no trailing dot) is one of its mTLS hosts, where a client
-        certificate (`client_cert`) is presented."""
-        return False
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         """Where a chat call in the wire format `source` goes on this provider's own API, for
@@ -137,22 +107,6 @@ class Provider:
         roll-up's summary request) or by a client for another provider's API (a route or fallback
         that sends it as it came), changed where this provider's API takes other fields (an
         OpenAI-compatible vendor's `max_tokens`). Default: as written."""
-
-    def configured_upstream(self, settings: ProviderConfig, classification: Classification | None) -> str | None:
-        """The upstream the settings give a call (scheme://host[:port]), or None. Default: `upstream`;
-        Azure's a resource's own, for a call to that resource's host."""
-        return settings.upstream
-
-    def model_names(self, settings: ProviderConfig) -> Callable[[str], str] | None:
-        """What model a model name the caller asked for is, for prices, limits, the policy and the
-        audit, where the settings name models apart from what callers ask for (Azure's deployments);
-        None where they do not. Default: None."""
-        return None
-
-    def upstream_host(self, host: str, settings: ProviderConfig) -> str | None:
-        """Where a call to `host` (lower case) goes when no upstream is configured: None for that
-        host itself. Default: itself (Google's mTLS hosts go to their twins)."""
-        return None
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         """What the request is, read from its path (without the query), its query and its JSON

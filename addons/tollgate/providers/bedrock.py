@@ -51,6 +51,8 @@ from tollgate.providers.credentials import (
     Query,
     VerifiedCaller,
 )
+from tollgate.providers.models import Models
+from tollgate.providers.upstream import Upstream
 
 # The DNS suffixes of AWS's partitions, public and dual-stack (botocore's partitions.json).
 AWS_DNS_SUFFIXES = (
@@ -142,6 +144,18 @@ class BedrockCost(Cost):
 
     def answer_speed(self, headers: Headers) -> str | None:
         return headers.get(LATENCY_HEADER.lower()) or None
+
+
+class BedrockModels(Models):
+    """Bedrock's: its agent runtime and control plane name the model in fields of their own."""
+
+    __slots__ = ()
+
+    def field(self, classification: Classification) -> str | None:
+        endpoint = classification.endpoint
+        if endpoint in bedrock_apis.ENDPOINTS:
+            return bedrock_apis.MODEL_FIELDS.get(endpoint)
+        return "modelId" if endpoint == "async-invoke" else "model"
 
 
 class SigV4Credentials(Credentials[CredentialSource]):
@@ -266,8 +280,8 @@ class Bedrock(Provider):
         extra_side_headers=("X-AWS-Access-Key", "X-AWS-Secret-Key", "X-AWS-Session-Token", "X-AWS-Region"),
         settings="keys, `bearer_token` or `credentials`",
     )
-    model_in_path = _MODEL_CALL
-    upstream_hint = "its region's https://bedrock-runtime.REGION.amazonaws.com"
+    models = BedrockModels(_MODEL_CALL)
+    upstream = Upstream(hint="its region's https://bedrock-runtime.REGION.amazonaws.com")
     openai_compatible_prefix = "/openai/v1/"
     openai_compatible_endpoints = frozenset(("chat.completions",))
     settings_model = BedrockConfig
@@ -307,12 +321,6 @@ class Bedrock(Provider):
                 f"/model/{model_id}/{'invoke-with-response-stream' if stream else 'invoke'}", CLAUDE_ON_BEDROCK
             )
         return ChatLeg(f"/model/{model_id}/{'converse-stream' if stream else 'converse'}", BEDROCK_CONVERSE)
-
-    def model_field(self, classification: Classification) -> str | None:
-        endpoint = classification.endpoint
-        if endpoint in bedrock_apis.ENDPOINTS:
-            return bedrock_apis.MODEL_FIELDS.get(endpoint)
-        return "modelId" if endpoint == "async-invoke" else "model"
 
     def classify_at(
         self, host: str, method: str, path: str, data: dict[str, Any] | None, query: str = ""

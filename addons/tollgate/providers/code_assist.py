@@ -18,6 +18,7 @@ from tollgate.providers.cost import ModelsPrefixed
 from tollgate.providers.credentials import Credentials
 from tollgate.providers.gemini import check_request_overrides, check_system_parameters, system_parameters
 from tollgate.providers.plans import PlanReader
+from tollgate.providers.upstream import Upstream
 
 VERSION = "v1internal"
 STREAM = "streamGenerateContent"
@@ -46,7 +47,7 @@ class CodeAssist(Provider):
         settings="none: its calls go with their user's own Google token",
         any_scheme=True,
     )
-    default_host = "cloudcode-pa.googleapis.com"
+    upstream = Upstream("cloudcode-pa.googleapis.com")
     cost = ModelsPrefixed("google")
     error_format = GEMINI_GENERATE
     # A Google OAuth access token (Gemini CLI signed in with Google): `ya29.…`. Google refuses a

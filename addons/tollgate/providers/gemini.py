@@ -35,6 +35,8 @@ from tollgate.providers import openai
 from tollgate.providers.base import ChatLeg, Provider, client_cert_of
 from tollgate.providers.cost import RESPONSE_HEADERS, ModelsPrefixed
 from tollgate.providers.credentials import Configuration, Credentials, Headers, Previous
+from tollgate.providers.models import Models
+from tollgate.providers.upstream import Upstream
 
 # /v1beta/models/gemini-2.0-flash:generateContent, /v1/tunedModels/x:generateContent, …
 _MODEL_CALL = re.compile(
@@ -158,6 +160,30 @@ class GeminiCost(ModelsPrefixed):
 KEY_POSITIONS = ("x-goog-api-key", "authorization", "query:key")
 
 
+class GoogleUpstream(Upstream):
+    """Google's: an mTLS host's call goes to its twin without mTLS, unless a `client_cert` is set."""
+
+    __slots__ = ()
+
+    def is_mtls_host(self, host: str) -> bool:
+        return is_mtls(host)
+
+    def host(self, host: str, settings: ProviderConfig) -> str | None:
+        return None if client_cert_of(settings) else mtls_twin(host)
+
+
+class GeminiModels(Models):
+    """The Gemini API's: a resource names its model `models/{model}` (cachedContents, batches)."""
+
+    __slots__ = ()
+
+    def in_body(self, sent: object, model: str) -> str:
+        # Kept in that form.
+        if isinstance(sent, str) and sent.startswith("models/") and not model.startswith("models/"):
+            return f"models/{model}"
+        return model
+
+
 class GoogleKeys(Credentials[GoogleTokens]):
     """The Gemini API's: API keys, and bearer tokens of Tollgate's Google credentials."""
 
@@ -203,9 +229,9 @@ class Gemini(Provider):
         positions=(*KEY_POSITIONS, "query:access_token", "query:oauth_token"),
         settings="keys or `credentials`",
     )
-    model_in_path = _MODEL_CALL
+    models = GeminiModels(_MODEL_CALL)
     settings_model = GeminiConfig
-    default_host = "generativelanguage.googleapis.com"
+    upstream = GoogleUpstream("generativelanguage.googleapis.com")
     openai_compatible_prefix = "/v1beta/openai/"
     openai_compatible_endpoints = frozenset(("chat.completions", "embeddings"))
     chat_formats: ClassVar[Mapping[str, str]] = {
@@ -223,22 +249,10 @@ class Gemini(Provider):
         response_headers=RESPONSE_HEADERS | {_SERVICE_TIER_HEADER.encode()},
     )
 
-    def is_mtls_host(self, host: str) -> bool:
-        return is_mtls(host)
-
-    def upstream_host(self, host: str, settings: ProviderConfig) -> str | None:
-        return None if client_cert_of(settings) else mtls_twin(host)
-
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         # The SDKs' own choice: server-sent events rather than one JSON array.
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
         return ChatLeg(f"/v1beta/models/{quote(model, safe='-_.~')}:{method}", GEMINI_GENERATE)
-
-    def model_in_body(self, sent: object, model: str) -> str:
-        # A resource names its model as `models/{model}` (cachedContents, batches): kept in that form.
-        if isinstance(sent, str) and sent.startswith("models/") and not model.startswith("models/"):
-            return f"models/{model}"
-        return model
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         check_request_overrides(query)

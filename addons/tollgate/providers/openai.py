@@ -27,6 +27,7 @@ from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.cost import Cost
 from tollgate.providers.credentials import Credentials
+from tollgate.providers.upstream import Upstream
 
 # Path segments (after the version prefix) → endpoint kind; a path under one of these is that kind.
 # No prefix begins another, so a path matches one at most and the order does not matter.
@@ -220,7 +221,7 @@ class OpenAI(Provider):
         billing_headers=frozenset((b"openai-organization", b"openai-project")),
         key_subprotocol=INSECURE_KEY_PREFIX,
     )
-    default_host = "api.openai.com"
+    upstream = Upstream("api.openai.com")
     chat_formats: ClassVar[Mapping[str, str]] = {"chat.completions": OPENAI_CHAT}
     openai_compatible_source = True
     # Uploads are free, and moderation, which OpenAI does not bill.

@@ -29,6 +29,7 @@ from tollgate.providers import openai
 from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.cost import Cost
 from tollgate.providers.credentials import Credentials
+from tollgate.providers.upstream import Upstream
 
 # The endpoints of OpenAI's API a vendor may offer, as `openai.endpoint_of` names them. Any other
 # path under a vendor's base path is refused: Tollgate reads only what it knows the vendor serves.
@@ -214,8 +215,7 @@ class OpenAICompatible(Provider):
                 "credentials": Credentials(
                     CONFIGURED_SIDE_HEADER if configured else row.side_header, ("authorization",), "authorization"
                 ),
-                "default_host": default_host,
-                "upstream_hint": f"the scheme://host of {row.name}'s API" if configured else "",
+                "upstream": Upstream(default_host, f"the scheme://host of {row.name}'s API" if configured else ""),
                 "base_paths": base_paths,
                 "endpoints": frozenset(row.endpoints),
                 "openai_compatible_prefix": f"{base_paths[-1]}/",

@@ -27,9 +27,10 @@ from tollgate.formats.exact import Unreadable, check_case, path_segments, reques
 from tollgate.formats.gemini_generate.facts import read_facts
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.providers import gemini, openai
-from tollgate.providers.base import ChatLeg, Provider, client_cert_of
+from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.cost import Cost
 from tollgate.providers.credentials import Configuration, Credentials, Previous
+from tollgate.providers.models import Models
 
 _VERSION = re.compile(r"v\d+(?:alpha|beta)?\d*")
 # Project ids and numbers, locations, publishers: lower-case, as Google names them (a resource
@@ -128,6 +129,19 @@ def _goes_where_called(request: RequestParts) -> bool:
 KEY_POSITIONS = ("authorization", "x-goog-api-key", "query:key")
 
 
+class VertexModels(Models):
+    """Vertex AI's: a model named with its publisher (`anthropic/claude-opus-4`, the
+    OpenAI-compatible endpoint's form) or by its resource name (`publishers/google/models/x`) is
+    kept in that form, the model id replaced; a model given with its own publisher goes as it is."""
+
+    __slots__ = ()
+
+    def in_body(self, sent: object, model: str) -> str:
+        if isinstance(sent, str) and "/" in sent and "/" not in model:
+            return f"{sent.rpartition('/')[0]}/{model}"
+        return model
+
+
 class VertexCredentials(Credentials[VertexProject]):
     """Vertex AI's: express mode's API keys, a caller's own OAuth token in its side header, and
     bearer tokens of Tollgate's Google credentials for their project."""
@@ -212,20 +226,16 @@ class Vertex(Provider):
         billing_headers=frozenset((QUOTA_PROJECT,)),
         settings="keys or `credentials`",
     )
-    default_host = "aiplatform.googleapis.com"
+    upstream = gemini.GoogleUpstream("aiplatform.googleapis.com")
     settings_model = VertexConfig
-    model_in_path = re.compile(
-        r"^/[^/]+/(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/(?P<model>[^/:]+)(?::[A-Za-z]+)?$"
+    models = VertexModels(
+        re.compile(
+            r"^/[^/]+/(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/(?P<model>[^/:]+)(?::[A-Za-z]+)?$"
+        )
     )
     chat_formats = gemini.Gemini.chat_formats  # Google's models speak the Gemini API's, and OpenAI's
     error_format = GEMINI_GENERATE  # Google's error shape, as the Gemini API's
     cost = Cost("google", reasoning_in_completion=gemini.Gemini.cost.reasoning_in_completion)
-
-    def is_mtls_host(self, host: str) -> bool:
-        return gemini.is_mtls(host)
-
-    def upstream_host(self, host: str, settings: ProviderConfig) -> str | None:
-        return None if client_cert_of(settings) else gemini.mtls_twin(host)
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         """Claude's models by rawPredict, Google's by generateContent; at express mode's path, which
@@ -329,14 +339,6 @@ class Vertex(Provider):
                 raise e.at(action) from None
         facts.batch = _long_running(method, action)
         return Classification(action, f"endpoints/{endpoint_id}", facts, GEMINI_GENERATE)
-
-    def model_in_body(self, sent: object, model: str) -> str:
-        # A model named with its publisher (`anthropic/claude-opus-4`, the OpenAI-compatible
-        # endpoint's form) or by its resource name (`publishers/google/models/x`) is kept in that
-        # form, the model id replaced; a model given with its own publisher goes as it is.
-        if isinstance(sent, str) and "/" in sent and "/" not in model:
-            return f"{sent.rpartition('/')[0]}/{model}"
-        return model
 
     def check_headers(self, headers: Mapping[bytes, bytes]) -> None:
         _GEMINI.check_headers(headers)

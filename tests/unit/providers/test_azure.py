@@ -355,10 +355,10 @@ def test_refusals_are_in_openais_shape() -> None:
 
 
 def test_an_override_rewrites_the_deployment_in_the_path() -> None:
-    assert AZURE.path_with_model("/openai/deployments/a/chat/completions?api-version=1", "b") == (
+    assert AZURE.models.path_with_model("/openai/deployments/a/chat/completions?api-version=1", "b") == (
         "/openai/deployments/b/chat/completions?api-version=1"
     )
-    assert AZURE.path_with_model("/openai/v1/chat/completions", "b") is None
+    assert AZURE.models.path_with_model("/openai/v1/chat/completions", "b") is None
 
 
 def test_a_stream_asks_for_its_usage_on_every_path() -> None:

@@ -153,7 +153,7 @@ def test_routes_prefixes_and_settings_come_from_the_registry() -> None:
 
 
 def test_a_route_to_a_provider_without_a_default_host_needs_upstream() -> None:
-    assert BEDROCK.default_host is None
+    assert BEDROCK.upstream.default_host is None
     rule = {"match": {"provider": "openai"}, "provider": "bedrock"}
     with pytest.raises(ConfigError) as info:
         parse_config({"overrides": [rule]})

@@ -435,7 +435,7 @@ def test_a_preset_is_made_from_its_row() -> None:
     assert (acme.name, acme.semconv_name, acme.credentials.side_header) == ("acme-ai", "acme_ai", "X-Acme-Key")
     # Its host, written once: intercepted, matched, and where a call routed to it goes.
     assert re.fullmatch(acme.host_pattern, "api.acme.example") and not re.fullmatch(acme.host_pattern, "acme.example")
-    assert (acme.host_globs, acme.default_host) == (("api.acme.example",), "api.acme.example")
+    assert (acme.host_globs, acme.upstream.default_host) == (("api.acme.example",), "api.acme.example")
     # Its base paths, the longest first; its endpoints, read as OpenAI's.
     c = classify(acme, "POST", "/openai/v2/chat/completions", CHAT)
     assert (c.endpoint, c.model, c.wire_format) == ("chat.completions", "m-1", OPENAI_API)
@@ -457,4 +457,4 @@ def test_every_preset_is_its_row() -> None:
     assert [vendor.name for vendor in PRESET_PROVIDERS] == [row.name for row in PRESET_ROWS]
     for row, vendor in zip(PRESET_ROWS, PRESET_PROVIDERS, strict=True):
         assert PROVIDERS[row.name] is vendor
-        assert vendor.host_globs == row.hosts and vendor.default_host == row.hosts[0]
+        assert vendor.host_globs == row.hosts and vendor.upstream.default_host == row.hosts[0]

@@ -106,9 +106,9 @@ def test_the_publisher_of_a_model_path(path: str, publisher: str | None) -> None
 
 
 def test_an_override_writes_the_model_back_with_its_publisher() -> None:
-    assert VERTEX.model_in_body("anthropic/claude-opus-4", "claude-sonnet-4-5") == "anthropic/claude-sonnet-4-5"
-    assert VERTEX.model_in_body("anthropic/claude-opus-4", "google/gemini-2.5-pro") == "google/gemini-2.5-pro"
-    assert VERTEX.model_in_body("models/gemini-2.5-flash", "gemini-2.5-pro") == "models/gemini-2.5-pro"
+    assert VERTEX.models.in_body("anthropic/claude-opus-4", "claude-sonnet-4-5") == "anthropic/claude-sonnet-4-5"
+    assert VERTEX.models.in_body("anthropic/claude-opus-4", "google/gemini-2.5-pro") == "google/gemini-2.5-pro"
+    assert VERTEX.models.in_body("models/gemini-2.5-flash", "gemini-2.5-pro") == "models/gemini-2.5-pro"
 
 
 def test_a_deployed_endpoint_is_its_model() -> None:
@@ -125,13 +125,13 @@ def test_resources_name_their_model_by_resource_name() -> None:
     model = "projects/caller-1/locations/us-central1/publishers/google/models/gemini-2.5-flash"
     c = classify(VERTEX, "POST", f"{PROJECT_PATH}/cachedContents", j({"model": model}))
     assert (c.endpoint, c.model) == ("cachedContents", "gemini-2.5-flash")
-    assert VERTEX.model_in_body(model, "gemini-2.5-pro") == model.replace("2.5-flash", "2.5-pro")
-    assert VERTEX.model_in_body("gemini-2.5-flash", "gemini-2.5-pro") == "gemini-2.5-pro"
+    assert VERTEX.models.in_body(model, "gemini-2.5-pro") == model.replace("2.5-flash", "2.5-pro")
+    assert VERTEX.models.in_body("gemini-2.5-flash", "gemini-2.5-pro") == "gemini-2.5-pro"
 
 
 def test_an_override_rewrites_the_model_in_the_path() -> None:
     path = f"{PROJECT_PATH}/publishers/google/models/gemini-2.5-flash:generateContent?alt=sse"
-    assert VERTEX.path_with_model(path, "gemini-2.5-pro") == path.replace("2.5-flash", "2.5-pro")
+    assert VERTEX.models.path_with_model(path, "gemini-2.5-pro") == path.replace("2.5-flash", "2.5-pro")
 
 
 @pytest.mark.parametrize(

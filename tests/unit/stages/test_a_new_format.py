@@ -44,6 +44,7 @@ from tollgate.governance.rollup import Size, Summaries, plan, roll_up
 from tollgate.providers import PROVIDERS
 from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.credentials import Credentials
+from tollgate.providers.upstream import Upstream
 from tollgate.proxy.stages.rollup import conversation
 from tollgate.proxy.stages.stream_tap import StreamTap
 from tollgate.proxy.stages.translate import Translate
@@ -167,7 +168,7 @@ class LineHost(Provider):
     host_pattern = r"api\.line\.example"
     host_globs = ("api.line.example",)
     credentials = Credentials("X-Line-Key", ("authorization",), "authorization")
-    default_host = "api.line.example"
+    upstream = Upstream("api.line.example")
     error_format = LINE_CHAT
     chat_formats: ClassVar[Mapping[str, str]] = {"chat": LINE_CHAT}
 
