@@ -1,7 +1,8 @@
 """What every provider module offers; plain Python that knows nothing of mitmproxy.
 
-Headers are any case-insensitive mutable mapping (mitmproxy's `Headers` in the proxy) and the
-query any mutable mapping of parameter names to values.
+A provider's core is here (`Provider`); the parts it declares are modules beside it: where its
+credentials go (`credentials.py`), what its calls cost (`cost.py`), where they go (`upstream.py`),
+how they name their model (`models.py`), and how its plan tokens are read (`plans.py`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ Plain Python that knows nothing of mitmproxy."""
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
 from dataclasses import dataclass
 from functools import partial
 
@@ -12,8 +11,7 @@ from tollgate.formats.registry import wire_format
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import Counted, UsageReader, WholeBodyReader
-
-Headers = MutableMapping[str, str]
+from tollgate.providers.credentials import Headers
 
 # The response headers every provider's usage is read with: its type and encoding.
 RESPONSE_HEADERS = frozenset((b"content-type", b"content-encoding"))

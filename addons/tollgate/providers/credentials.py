@@ -26,6 +26,8 @@ from tollgate.fingerprint import fingerprint
 from tollgate.formats.registry import wire_format
 from tollgate.formats.request_facts import Classification
 
+# Any case-insensitive mutable mapping (mitmproxy's `Headers` in the proxy), and any mutable mapping
+# of a query's parameter names to values.
 Headers = MutableMapping[str, str]
 Query = MutableMapping[str, str]
 
