@@ -43,7 +43,7 @@ def reader_for(name: str) -> UsageReader:
     assert provider is not None
     path, _, query = fmt.request.path.partition("?")
     classification = provider.classify("POST", path, None, query)
-    return provider.usage_reader(classification, {"content-type": fmt.stream.content_type})
+    return provider.cost.usage_reader(classification, {"content-type": fmt.stream.content_type})
 
 
 def main() -> int:

@@ -321,10 +321,10 @@ class Config(Strict):
             return True
         if isinstance(settings, ConfiguredVendorSettings):
             return settings.default_host is not None
-        return PROVIDERS[name].default_host is not None
+        return PROVIDERS[name].upstream.default_host is not None
 
     def _upstream_hint(self, name: str) -> str:
-        return PROVIDERS[name].upstream_hint if name in PROVIDERS else f"the scheme://host of {name}'s API"
+        return PROVIDERS[name].upstream.hint if name in PROVIDERS else f"the scheme://host of {name}'s API"
 
     def _hosts_apart(self) -> None:
         """No host is added to two providers, nor to one besides the provider it is the own host of:

@@ -39,7 +39,7 @@ class Loaded:
     rules: RuleBook
     pools: dict[str, KeyPool]
     policy: Policy | None = None
-    runtimes: dict[str, Any] = field(default_factory=dict)  # what each provider loaded (`Provider.load_runtime`)
+    runtimes: dict[str, Any] = field(default_factory=dict)  # what each provider loaded (`Credentials.load_runtime`)
     jwt: Verifier = field(default_factory=lambda: Verifier(()))  # the JWT issuers (`identity.jwt`)
     limits: Limits = field(default_factory=lambda: Limits(()))
     prices: Prices = field(default_factory=lambda: Prices(()))  # `prices:`, then the price table
@@ -50,7 +50,7 @@ class Loaded:
     # `tollgate_started` record names.
     config_sha256: str | None = None
     # What model each model name a caller asks a provider for is, where its settings say
-    # (`Provider.model_names`: Azure's deployments); only the providers whose settings do.
+    # (`Models.names`: Azure's deployments); only the providers whose settings do.
     model_names: dict[str, Callable[[str], str]] = field(default_factory=dict)
     # Every provider by name: the built-in ones, then those the configuration adds
     # (`providers.<name>: {kind: openai_compatible}`). A call's provider is looked up here.
@@ -94,16 +94,17 @@ class Loaded:
         added = {name: settings.hosts for name, settings in providers.items()}
         ungoverned = config.subscriptions.ungoverned()
         hosts = Hosts(added, registry, ungoverned) if any(added.values()) or ungoverned else BUILT_IN_HOSTS
-        named = {name: registry[name].model_names(settings) for name, settings in providers.items()}
+        named = {name: registry[name].models.names(settings) for name, settings in providers.items()}
         guardrails = Guardrails.of(config, previous=previous.guardrails if previous is not None else None)
         mcp = McpServers(config.mcp) if config.mcp.servers else NO_SERVERS
         brokered = brokered_of(config.egress.credentials)
+        tenant_headers = {name: p.plan.tenant_header for name, p in registry.items() if p.plan is not None}
         return cls(
             config, providers, Directory(config), RuleBook(config.overrides, registry), pools, policy, runtimes,
             jwt, Limits(config.limits), Prices(config.prices, registry), hosts, dict(client_certs or {}),
             config_sha256, {name: names for name, names in named.items() if names is not None}, registry,
             mcp, guardrails if guardrails.reads else None,
-            tenant_pins(config.subscriptions, {name: p.tenant_header for name, p in registry.items()}),
+            tenant_pins(config.subscriptions, tenant_headers),
             brokered, egress_of(config, hosts, mcp, brokered),
         )  # fmt: skip
 

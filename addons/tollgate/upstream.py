@@ -37,7 +37,7 @@ RESTING_STATUSES = (401, 429)
 # The headers a caller sends its own upstream credential in, every provider's: each is removed from
 # every call whichever provider it names (a key sent to the wrong provider must not travel on).
 SIDE_HEADERS = (
-    *(h for p in PROVIDERS.values() for h in (p.side_header, *p.extra_side_headers)),
+    *(h for p in PROVIDERS.values() for h in (p.credentials.side_header, *p.credentials.extra_side_headers)),
     *CONFIGURED_SIDE_HEADERS,
 )
 NO_SIDE: Mapping[str, str] = MappingProxyType({})
@@ -47,7 +47,7 @@ CIRCUIT = "circuit:"
 
 class Configured(Protocol):
     """What a loaded configuration holds for each provider: its settings, its key pool and what it
-    loaded (`Provider.load_runtime`)."""
+    loaded (`Credentials.load_runtime`)."""
 
     @property
     def providers(self) -> Mapping[str, ProviderConfig]: ...
@@ -70,9 +70,9 @@ def target_upstream(
     the provider's configured one (for the call's `classification`: an Azure resource's own), else,
     for a request Tollgate sends there itself (a route's, a summary's), the provider's own host;
     None: the host the client called."""
-    upstream = override or provider.configured_upstream(settings, classification)
+    upstream = override or provider.upstream.configured(settings, classification)
     if upstream is None and routed:
-        upstream = f"https://{provider.default_host}"
+        upstream = f"https://{provider.upstream.default_host}"
     return upstream
 
 
@@ -83,11 +83,11 @@ def credential_for(
     side: Mapping[str, str] = NO_SIDE,
     model: str | None = None,
 ) -> UpstreamCredential | None:
-    """The credential Tollgate puts on a request for `provider` (`Provider.upstream_credential`):
+    """The credential Tollgate puts on a request for `provider` (`Credentials.upstream_credential`):
     the caller's side header's key, else a pooled key (taken now; none whose circuit is open for
     `model`), a signature or a token; None when it has none."""
     name = provider.name
-    return provider.upstream_credential(
+    return provider.credentials.upstream_credential(
         classification, side, loaded.pools[name], loaded.providers[name], loaded.runtimes[name], model
     )
 

@@ -16,8 +16,8 @@ from tollgate.formats.exact import Unreadable
 from tollgate.governance.subscriptions.plan import Subscription
 from tollgate.governance.subscriptions.settings import tenant_pins
 from tollgate.providers import PROVIDERS, Hosts, provider_for
-from tollgate.providers.base import NO_ACCOUNT, ForeignAccount, PlanAccount
 from tollgate.providers.chatgpt import chatgpt_account, token_claims
+from tollgate.providers.plans import NO_ACCOUNT, ForeignAccount, PlanAccount
 from tollgate.runtime import Loaded
 
 WORKSPACE = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
@@ -72,7 +72,7 @@ def test_reading_any_text_never_fails(token: str) -> None:
 
 
 def test_the_account_is_the_tokens_account_plan_and_workspace() -> None:
-    account = PROVIDERS["chatgpt"].plan_account(jwt(CLAIMS), {b"chatgpt-account-id": WORKSPACE.encode()})
+    account = PROVIDERS["chatgpt"].plan.account(jwt(CLAIMS), {b"chatgpt-account-id": WORKSPACE.encode()})
     assert Subscription.of("chatgpt", account) == Subscription(
         "chatgpt", WORKSPACE, "alice@corp.example", "team", WORKSPACE
     )
@@ -89,7 +89,7 @@ def test_a_header_naming_another_account_than_the_token_is_foreign() -> None:
 
 def test_the_workspaces_pin_chatgpt_and_refuse_any_other() -> None:
     subscriptions = parse_config({"subscriptions": {"chatgpt": {"workspaces": [WORKSPACE, "ws-2"]}}}).subscriptions
-    headers = {name: p.tenant_header for name, p in PROVIDERS.items()}
+    headers = {name: p.plan.tenant_header if p.plan else None for name, p in PROVIDERS.items()}
     assert tenant_pins(subscriptions, headers) == {
         "chatgpt": (b"chatgpt-allowed-workspace-id", f"{WORKSPACE},ws-2".encode())
     }

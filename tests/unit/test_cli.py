@@ -17,7 +17,7 @@ import pytest
 
 from tollgate.config import load_config
 from tollgate.governance.clients import Caller, Directory
-from tollgate.providers.base import Presented
+from tollgate.providers.credentials import Presented
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples" / "policies"

@@ -13,7 +13,7 @@ from tollgate.config import parse_config
 from tollgate.governance import clients
 from tollgate.governance.clients import Caller, Directory, Expired, expiry_notices
 from tollgate.providers import PROVIDERS
-from tollgate.providers.base import Presented
+from tollgate.providers.credentials import Presented
 
 ALICE_KEY = "tg-alice-0123456789"
 BOB_KEY = "tg-bob-9876543210"
@@ -87,21 +87,21 @@ def test_first_virtual_key_among_several_credentials_wins() -> None:
 def test_virtual_key_in_each_credential_position(
     provider: str, request_headers: list[tuple[str, str]], query: dict[str, str], position: str
 ) -> None:
-    presented = PROVIDERS[provider].presented(headers(*request_headers), query)
+    presented = PROVIDERS[provider].credentials.presented(headers(*request_headers), query)
     caller = directory().identify(None, presented)
     assert caller == Caller("alice", ("research", "ci"), "virtual_key")
 
 
 def test_virtual_key_in_a_position_the_provider_does_not_use_is_not_seen() -> None:
     # OpenAI has no x-api-key position: the key there identifies no one.
-    presented = PROVIDERS["openai"].presented(headers(("x-api-key", ALICE_KEY)), {"key": ALICE_KEY})
+    presented = PROVIDERS["openai"].credentials.presented(headers(("x-api-key", ALICE_KEY)), {"key": ALICE_KEY})
     assert presented == []
     assert directory().identify(None, presented) is None
 
 
 def test_sigv4_authorization_is_not_a_virtual_key() -> None:
     sigv4 = f"AWS4-HMAC-SHA256 Credential={ALICE_KEY}/20240101/us-east-1/bedrock/aws4_request, Signature=x"
-    presented = PROVIDERS["bedrock"].presented(headers(("Authorization", sigv4)), {})
+    presented = PROVIDERS["bedrock"].credentials.presented(headers(("Authorization", sigv4)), {})
     assert directory().identify(None, presented) is None
 
 

@@ -137,7 +137,7 @@ def test_the_settings_pin_projects_and_domains() -> None:
     data = {"subscriptions": {"code_assist": {"projects": ["p-1"], "domains": ["corp.example", "labs.example"]}}}
     subscriptions = parse_config(data).subscriptions
     assert subscriptions.code_assist.tokeninfo == "https://oauth2.googleapis.com/tokeninfo"
-    headers = {name: p.tenant_header for name, p in PROVIDERS.items()}
+    headers = {name: p.plan.tenant_header if p.plan else None for name, p in PROVIDERS.items()}
     assert tenant_pins(subscriptions, headers) == {
         "code_assist": (b"x-geminicodeassist-allowed-domains", b"corp.example,labs.example")
     }

@@ -15,11 +15,11 @@ from tollgate.governance.pricing import table_rate
 from tollgate.governance.subscriptions.plan import Subscription
 from tollgate.governance.subscriptions.settings import tenant_pins
 from tollgate.providers import PROVIDERS, Hosts, provider_for
-from tollgate.providers.base import NO_ACCOUNT, PlanAccount
 from tollgate.providers.copilot import copilot_plan, token_plan
+from tollgate.providers.plans import NO_ACCOUNT, PlanAccount
 
 COPILOT = PROVIDERS["copilot"]
-HEADERS = {name: p.tenant_header for name, p in PROVIDERS.items()}
+HEADERS = {name: p.plan.tenant_header if p.plan else None for name, p in PROVIDERS.items()}
 
 
 def copilot_token(proxy: str = "proxy.business.githubcopilot.com") -> str:
@@ -60,7 +60,7 @@ def test_other_hosts_are_not(host: str) -> None:
 def test_the_plan_is_the_hosts_else_the_tokens(token: str, host: str, plan: str | None) -> None:
     expected = NO_ACCOUNT if plan is None else PlanAccount(plan=plan)
     assert copilot_plan(token, host) == expected
-    assert COPILOT.plan_account(token, {}, host) == expected
+    assert COPILOT.plan.account(token, {}, host) == expected
 
 
 def test_a_token_too_long_to_be_a_copilot_tokens_is_not_read() -> None:

@@ -37,7 +37,7 @@ from tollgate.governance.jwt_identity import (
     mint,
     parse_jwks,
 )
-from tollgate.providers.base import Presented
+from tollgate.providers.credentials import Presented
 
 ISSUER = "https://issuer.example"
 SECRET_ISSUER = "https://tollgate.local"

@@ -35,6 +35,9 @@ PROXY_LAYER = ("proxy/",)
 SHARED_PROVIDER_MODULES = {
     "tollgate.providers": "the registry: every provider, by name",
     "tollgate.providers.base": "what every provider is (`Provider`) and shares (error shapes)",
+    "tollgate.providers.credentials": "the part every provider declares for where credentials go",
+    "tollgate.providers.cost": "the part every provider declares for what a call costs",
+    "tollgate.providers.plans": "the part a provider that takes plans declares, and the accounts they name",
     "tollgate.providers.client_certs": "the client certificates an mTLS upstream asks for",
 }
 # Modules outside providers/ allowed to import one provider's module, and why.

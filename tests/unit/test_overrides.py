@@ -119,12 +119,12 @@ def test_routed_path(target, path, expected):
     ],
 )
 def test_path_with_model(provider, path, model, expected):
-    assert PROVIDERS[provider].path_with_model(path, model) == expected
+    assert PROVIDERS[provider].models.path_with_model(path, model) == expected
 
 
 def test_bedrock_rewritten_path_classifies_back_to_the_model():
     model = "arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/a1b2c3"
-    path = PROVIDERS["bedrock"].path_with_model("/model/m/converse", model)
+    path = PROVIDERS["bedrock"].models.path_with_model("/model/m/converse", model)
     assert PROVIDERS["bedrock"].classify("POST", path, None).model == model
 
 

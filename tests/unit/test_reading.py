@@ -24,9 +24,7 @@ from tollgate.formats.json_codec import encode_json, parse_json, read_request_js
 from tollgate.formats.raw_headers import decoded, header_index, with_header
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import add_totals
-from tollgate.providers.base import (
-    bearer,
-)
+from tollgate.providers.credentials import bearer
 
 
 @pytest.mark.parametrize(

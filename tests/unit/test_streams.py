@@ -553,7 +553,7 @@ def claude_invoke_events(pieces: list[str], input_: int, output: int, stop: str,
 def reader_for(provider: Any, path: str, content_type: str) -> UsageReader:
     """The reader the stream tap would pick: classification from the request, then the answer's headers."""
     body = b'{"model": "m", "stream": true, "messages": []}'
-    return provider.usage_reader(provider.classify("POST", path, parse_json(body)), headers(content_type))
+    return provider.cost.usage_reader(provider.classify("POST", path, parse_json(body)), headers(content_type))
 
 
 def openai_chat_reader() -> UsageReader:

@@ -30,13 +30,13 @@ from tollgate.governance.subscriptions.plan import (
 )
 from tollgate.governance.subscriptions.settings import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON, tenant_pins
 from tollgate.providers import PROVIDERS
-from tollgate.providers.base import Presented
+from tollgate.providers.credentials import Presented
 from tollgate.records.audit_record import RECORD_FIELDS, audit_record
 
 ORG = "c8b3a9f0-1111-4222-8333-944455556666"
 
 # Each provider's tenant header, as the runtime gives them.
-HEADERS = {name: p.tenant_header for name, p in PROVIDERS.items()}
+HEADERS = {name: p.plan.tenant_header if p.plan else None for name, p in PROVIDERS.items()}
 
 
 def error_of(data: Any) -> str:
@@ -109,7 +109,7 @@ def test_a_clients_accounts_are_a_list_of_strings_each_one_clients() -> None:
 
 
 def presented(**headers: str) -> list:
-    return PROVIDERS["anthropic"].presented(Headers(**headers), {})
+    return PROVIDERS["anthropic"].credentials.presented(Headers(**headers), {})
 
 
 @pytest.mark.parametrize(
@@ -128,7 +128,7 @@ def presented(**headers: str) -> list:
     ],
 )
 def test_an_anthropic_plans_token_is_known_by_its_prefix(headers: dict[str, str], plan: str | None) -> None:
-    prefix = PROVIDERS["anthropic"].plan_token_prefix
+    prefix = PROVIDERS["anthropic"].plan.token_prefix
     assert prefix == "sk-ant-oat"
     token = plan_token(presented(**headers), prefix)
     assert (token.value if token else None) == plan
@@ -151,13 +151,13 @@ def test_an_anthropic_plans_token_is_known_by_its_prefix(headers: dict[str, str]
 )
 def test_a_plan_token_is_read_in_any_authorization_scheme(provider: str, authorization: str, plan: str | None) -> None:
     p = PROVIDERS[provider]
-    found = p.presented(Headers(authorization=authorization), {})
-    token = plan_token(found, p.plan_token_prefix) if p.plan_token_prefix is not None else None
+    found = p.credentials.presented(Headers(authorization=authorization), {})
+    token = plan_token(found, p.plan.token_prefix) if p.plan is not None else None
     assert (token.value if token else None) == plan
 
 
 def test_the_providers_that_take_plan_tokens() -> None:
-    takes = {name: p.plan_token_prefix for name, p in PROVIDERS.items() if p.plan_token_prefix is not None}
+    takes = {name: p.plan.token_prefix for name, p in PROVIDERS.items() if p.plan is not None}
     # Copilot takes no API key: every credential on its hosts is a user's.
     assert takes == {"anthropic": "sk-ant-oat", "chatgpt": "eyJ", "code_assist": "ya29.", "copilot": ""}
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)  # made on every call: not frozen (twice as dear to make)
 class HeaderKey(UpstreamCredential):
-    """A key in a header (`Provider.injected`), the provider's credential positions dropped."""
+    """A key in a header (`Credentials.injected`), the provider's credential positions dropped."""
 
     name: bytes
     value: bytes

@@ -71,7 +71,7 @@ class Translation:
         # What rewrites the answer as it streams by (`UsageTap`); None where it goes as it came.
         self.rewrite: Rewrite | None = None
         self.stream_type = "text/event-stream"  # what the caller's stream is sent as
-        # The target's usage as its provider bills it (`Provider.billed_usage`), given to the caller.
+        # The target's usage as its provider bills it (`Cost.billed_usage`), given to the caller.
         self.billed: Callable[[Usage], Usage] | None = None
 
     @property

@@ -32,7 +32,7 @@ class UsageReader:
 
 class Counted(UsageReader):
     """A stream's usage reader whose result is counted as its provider bills it
-    (`Provider.billed_usage`)."""
+    (`Cost.billed_usage`)."""
 
     def __init__(self, reader: UsageReader, count: Callable[[Usage], Usage]) -> None:
         self._reader, self._count = reader, count

@@ -15,7 +15,7 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from tollgate.config_base import Strict
 from tollgate.governance.jwt_identity import IdentityConfig, looks_like_jwt
-from tollgate.providers.base import Presented
+from tollgate.providers.credentials import Presented
 
 # How a caller was identified (`Caller.auth`, the audit's and the policy's `auth`).
 # `subscription`: a vendor's user token (a plan), whoever named the caller.

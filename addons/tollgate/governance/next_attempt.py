@@ -217,7 +217,7 @@ def circuit_model(call: Call) -> str | None:
     if call.loaded.providers[target.provider].circuit is None:
         return None
     model = target.model or ""
-    return model.lower() if call.registry[target.provider].models_ignore_case else model
+    return model.lower() if call.registry[target.provider].models.ignore_case else model
 
 
 def upstream_rest_left(call: Call, circuits: Circuits) -> float:

@@ -19,7 +19,7 @@ def input_facts(call: Call) -> tuple[Any, ...]:
     unread = c.unread + f.unread if f.unread else c.unread
     who, route = call.caller, call.route
     requested = route.requested.model
-    if requested is not None and call.registry[route.requested.provider].models_ignore_case:
+    if requested is not None and call.registry[route.requested.provider].models.ignore_case:
         requested = requested.lower()  # Azure's deployments: `GPT-4o` is `gpt-4o`
     return (
         who.client, tuple(who.groups), who.auth, route.target.provider, call.host, call.method, call.path, c.endpoint,

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from tollgate.formats.usage import Usage
 
 # Tollgate's provider names, and genai-prices' ids for them (a configured provider names its own).
-TABLE_IDS = {name: p.price_table for name, p in PROVIDERS.items() if p.price_table is not None}
+TABLE_IDS = {name: p.cost.price_table for name, p in PROVIDERS.items() if p.cost.price_table is not None}
 _TABLES = {p.id: p for p in _TABLE_PROVIDERS}
 
 # Endpoints that count a prompt's tokens without generating: free with every provider.
@@ -211,10 +211,10 @@ def table_rate(
     priced = registry.get(provider)
     if priced is None:
         return None
-    model = priced.priced_model(model)
+    model = priced.cost.priced_model(model)
     # Its own table first, then those of the vendors whose models it serves (Copilot's table does
     # not price every model it serves: the model's vendor's does).
-    for name in (priced.price_table, *priced.price_fallbacks):
+    for name in (priced.cost.price_table, *priced.cost.price_fallbacks):
         table = _TABLES.get(name or "")
         info = table.find_model(model, all_providers=_TABLE_PROVIDERS) if table is not None else None
         if table is None or info is None:
@@ -230,10 +230,10 @@ def table_context_window(provider: str, model: str, registry: Mapping[str, Provi
     """The most input the model takes (its context window), as genai-prices' table gives it; None
     where the table does not know the model or its window."""
     priced = registry.get(provider)
-    table = _TABLES.get(priced.price_table or "") if priced is not None else None
+    table = _TABLES.get(priced.cost.price_table or "") if priced is not None else None
     if priced is None or table is None:
         return None
-    info = table.find_model(priced.priced_model(model), all_providers=_TABLE_PROVIDERS)
+    info = table.find_model(priced.cost.priced_model(model), all_providers=_TABLE_PROVIDERS)
     return None if info is None else info.context_window
 
 

@@ -16,14 +16,16 @@ from tollgate.upstream import SIDE_HEADERS
 _HEADERS: dict[bytes, str] = {
     name.lower().encode(): name.lower()
     for name in (
-        *(p for provider in PROVIDERS.values() for p in provider.positions if not p.startswith("query:")),
+        *(p for provider in PROVIDERS.values() for p in provider.credentials.positions if not p.startswith("query:")),
         *SIDE_HEADERS,
         "proxy-authorization",
         "cookie",
     )
 }
 # Query parameters that carry a key (Gemini's `key`), redacted on every provider's calls.
-QUERY_PARAMETERS: tuple[str, ...] = tuple(dict.fromkeys(q for p in PROVIDERS.values() for q in p.query_positions))
+QUERY_PARAMETERS: tuple[str, ...] = tuple(
+    dict.fromkeys(q for p in PROVIDERS.values() for q in p.credentials.query_positions)
+)
 QUERY_POSITIONS = tuple(f"query:{p}" for p in QUERY_PARAMETERS)
 QUERY_POSITION_SET = frozenset(QUERY_POSITIONS)
 _QUERY_SET = frozenset(QUERY_PARAMETERS)
@@ -33,7 +35,9 @@ _QUERY_NAMES = frozenset(p.lower() for p in QUERY_PARAMETERS)
 # provider does; a second one's prefix would need the matching below to take several.
 WEBSOCKET_PROTOCOL = "sec-websocket-protocol"
 _WEBSOCKET_PROTOCOL = WEBSOCKET_PROTOCOL.encode()
-(_KEY_PROTOCOL,) = (p.key_subprotocol.encode() for p in PROVIDERS.values() if p.key_subprotocol is not None)
+(_KEY_PROTOCOL,) = (
+    p.credentials.key_subprotocol.encode() for p in PROVIDERS.values() if p.credentials.key_subprotocol is not None
+)
 _REDACTED = REDACTED.encode()
 _MARKED = frozenset(_HEADERS.values())
 

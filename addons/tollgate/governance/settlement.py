@@ -40,7 +40,7 @@ def spends_nothing(call: Call) -> bool:
     return (
         call.fetches
         or endpoint in COUNTING_ENDPOINTS
-        or endpoint in call.registry[call.route.target.provider].free_endpoints
+        or endpoint in call.registry[call.route.target.provider].cost.free_endpoints
     )
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
 
 from tollgate.host_globs import glob_pattern
 from tollgate.providers.anthropic import Anthropic
@@ -22,10 +21,10 @@ from tollgate.providers.openai import OpenAI
 from tollgate.providers.vendors import CONFIGURED_SIDE_HEADER, PRESETS, ConfiguredVendorSettings, OpenAICompatible
 from tollgate.providers.vertex import Vertex
 
-_BUILT_IN: tuple[Provider[Any], ...] = (
+_BUILT_IN: tuple[Provider, ...] = (
     OpenAI(), Gemini(), Anthropic(), Bedrock(), Vertex(), Azure(), ChatGPT(), CodeAssist(), Copilot(), *PRESETS
 )  # fmt: skip
-PROVIDERS: dict[str, Provider[Any]] = {p.name: p for p in _BUILT_IN}
+PROVIDERS: dict[str, Provider] = {p.name: p for p in _BUILT_IN}
 
 # gen_ai.provider.name per provider, as metrics and traces name it.
 SEMCONV_NAMES = {name: p.semconv_name for name, p in PROVIDERS.items()}
@@ -50,7 +49,7 @@ def configured(settings: Mapping[str, ConfiguredVendorSettings]) -> dict[str, Pr
 (OPENAI_COMPATIBLE_SOURCE,) = (name for name, p in PROVIDERS.items() if p.openai_compatible_source)
 # The providers whose model names ignore letter case (Azure's deployments): every rule, limit,
 # price and the policy match them so.
-CASELESS_MODELS = frozenset(name for name, p in PROVIDERS.items() if p.models_ignore_case)
+CASELESS_MODELS = frozenset(name for name, p in PROVIDERS.items() if p.models.ignore_case)
 
 _BY_HOST = [(re.compile(p.host_pattern), p) for p in PROVIDERS.values()]
 

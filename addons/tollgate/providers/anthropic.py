@@ -22,6 +22,10 @@ from tollgate.formats.openai_api import classify_body
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.providers import openai
 from tollgate.providers.base import ChatLeg, Provider
+from tollgate.providers.cost import Cost
+from tollgate.providers.credentials import Credentials
+from tollgate.providers.plans import PlanReader
+from tollgate.providers.upstream import Upstream
 
 _ENDPOINTS = {
     "messages": "messages",
@@ -109,24 +113,20 @@ def _model_of(request: Any) -> str | None:
     return request_model(params) if isinstance(params, dict) else None
 
 
-class Anthropic(Provider[None]):
+class Anthropic(Provider):
     name = semconv_name = "anthropic"
     host_globs = ("api.anthropic.com",)
-    side_header = "X-Anthropic-Key"
-    key_positions = positions = ("x-api-key", "authorization")
-    key_header = "x-api-key"
-    free_endpoints = frozenset(("files",))
-    default_host = "api.anthropic.com"
+    credentials = Credentials("X-Anthropic-Key", ("x-api-key", "authorization"), "x-api-key", any_scheme=True)
+    upstream = Upstream("api.anthropic.com")
     openai_compatible_prefix = "/v1/"
     openai_compatible_endpoints = frozenset(("chat.completions",))
     chat_formats: ClassVar[Mapping[str, str]] = {"messages": ANTHROPIC_MESSAGES, "chat.completions": OPENAI_CHAT}
     target_headers = ((b"anthropic-version", b"2023-06-01"),)
-    price_table = "anthropic"
+    cost = Cost("anthropic", free_endpoints=frozenset(("files",)))
     error_format = ANTHROPIC_MESSAGES
-    plan_token_prefix = PLAN_TOKEN_PREFIX
-    # Anthropic refuses a request whose key or token is of an organization this header does not
-    # list (`tenant_restriction_violation`).
-    tenant_header = b"anthropic-allowed-org-ids"
+    # Anthropic refuses a request whose key or token is of an organization the tenant header does
+    # not list (`tenant_restriction_violation`).
+    plan = PlanReader(PLAN_TOKEN_PREFIX, tenant_header=b"anthropic-allowed-org-ids")
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         return ChatLeg("/v1/messages", ANTHROPIC_MESSAGES)

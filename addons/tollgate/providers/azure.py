@@ -26,7 +26,11 @@ from tollgate.formats.exact import UNREAD_FACTS, Unreadable, check_case, path_se
 from tollgate.formats.openai_api import classify_body
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.providers import openai
-from tollgate.providers.base import ChatLeg, Configuration, Previous, Provider
+from tollgate.providers.base import ChatLeg, Provider
+from tollgate.providers.cost import Cost
+from tollgate.providers.credentials import Configuration, Credentials, Previous
+from tollgate.providers.models import Models
+from tollgate.providers.upstream import Upstream
 
 # A resource's custom subdomain: lower-case letters, digits and hyphens.
 _RESOURCE = r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"
@@ -141,44 +145,24 @@ def _first_segment(path: str) -> str:
     return path[1:].partition("/")[0]
 
 
-class Azure(Provider[AzureRuntime]):
-    name = "azure"
-    semconv_name = "azure.ai.openai"
-    host_pattern = _HOST.pattern.replace("?P<resource>", "?:").replace("?P<suffix>", "?:")
-    host_globs = tuple(f"*.{suffix}" for suffix in _SUFFIXES)
-    side_header = "X-Azure-Key"
-    # AzureOpenAI(api_key=…) sends `api-key`; the OpenAI SDK on `/openai/v1/`, and an Entra ID
-    # token, `Authorization: Bearer`; Azure AI services also read a resource's key from
-    # `Ocp-Apim-Subscription-Key` (the Speech and Language SDKs send it there) and from the
-    # `subscription-key` query parameter.
-    key_positions = positions = ("api-key", "authorization", "ocp-apim-subscription-key", "query:subscription-key")
-    key_header = "api-key"
-    key_by_format = False  # whatever path: the v1 API takes it there too
-    upstream_hint = "your resource's https://RESOURCE.openai.azure.com"
-    model_in_path = _IN_PATH
-    openai_compatible_prefix = "/openai/v1/"
-    openai_compatible_endpoints = frozenset(("chat.completions", "embeddings", "responses"))
-    settings_model = AzureConfig
-    credential_settings = "keys, `resources` or `credentials`"
-    chat_formats: ClassVar[Mapping[str, str]] = {"chat.completions": OPENAI_CHAT}
-    free_endpoints = openai.OpenAI.free_endpoints
-    # genai-prices' Azure table, which falls back on OpenAI's for the models it does not list.
-    price_table = "azure"
-    # A deployment's name ignores case, as Azure reads it.
-    models_ignore_case = True
-    error_format = OPENAI_API
+class AzureUpstream(Upstream):
+    """Azure's: a resource may have an upstream of its own."""
 
-    def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
-        # The v1 API names the deployment in the body, as OpenAI names the model.
-        return ChatLeg("/openai/v1/chat/completions", OPENAI_CHAT)
+    __slots__ = ()
 
-    def configured_upstream(self, settings: ProviderConfig, classification: Classification | None) -> str | None:
+    def configured(self, settings: ProviderConfig, classification: Classification | None) -> str | None:
         """A resource's own upstream for a call to its host, else the provider's."""
         assert isinstance(settings, AzureConfig)
         resource = settings.resources.get(classification.resource or "") if classification is not None else None
         return resource.upstream if resource is not None and resource.upstream else settings.upstream
 
-    def model_names(self, settings: ProviderConfig) -> Callable[[str], str] | None:
+
+class AzureModels(Models):
+    """Azure's: a deployment names the model, in any case."""
+
+    __slots__ = ()
+
+    def names(self, settings: ProviderConfig) -> Callable[[str], str] | None:
         """A deployment's model (`deployments`), else the deployment's name in lower case: Azure
         ignores its case, and so must every rule, limit, price and the policy."""
         assert isinstance(settings, AzureConfig)
@@ -186,6 +170,10 @@ class Azure(Provider[AzureRuntime]):
         if not names:
             return str.lower
         return lambda deployment: names.get(deployment.lower()) or deployment.lower()
+
+
+class EntraCredentials(Credentials[AzureRuntime]):
+    """Azure's: keys, each resource's own pool of keys, and Entra ID tokens of Tollgate's."""
 
     def load_runtime(
         self, config: Configuration, settings: ProviderConfig, previous: Previous[AzureRuntime] | None
@@ -213,6 +201,50 @@ class Azure(Provider[AzureRuntime]):
 
     def own_pools(self, runtime: AzureRuntime | None) -> Mapping[str, KeyPool]:
         return runtime.pools if runtime is not None else {}
+
+    def held_credential(
+        self,
+        classification: Classification,
+        side: Mapping[str, str],
+        settings: ProviderConfig,
+        runtime: AzureRuntime | None,
+    ) -> UpstreamCredential | None:
+        """An Entra ID token of Tollgate's, after the caller's key in X-Azure-Key, the resource's
+        keys in turn (`own_pools`, for a call to a resource that has some) and the provider's."""
+        return EntraToken(runtime.tokens, self.header_positions) if runtime is not None and runtime.tokens else None
+
+
+class Azure(Provider):
+    name = "azure"
+    semconv_name = "azure.ai.openai"
+    host_pattern = _HOST.pattern.replace("?P<resource>", "?:").replace("?P<suffix>", "?:")
+    host_globs = tuple(f"*.{suffix}" for suffix in _SUFFIXES)
+    # AzureOpenAI(api_key=…) sends `api-key`; the OpenAI SDK on `/openai/v1/`, and an Entra ID
+    # token, `Authorization: Bearer`; Azure AI services also read a resource's key from
+    # `Ocp-Apim-Subscription-Key` (the Speech and Language SDKs send it there) and from the
+    # `subscription-key` query parameter. Its key goes in `api-key` whatever the path: the v1 API
+    # takes it there too.
+    credentials = EntraCredentials(
+        "X-Azure-Key",
+        ("api-key", "authorization", "ocp-apim-subscription-key", "query:subscription-key"),
+        "api-key",
+        key_by_format=False,
+        settings="keys, `resources` or `credentials`",
+    )
+    upstream = AzureUpstream(hint="your resource's https://RESOURCE.openai.azure.com")
+    openai_compatible_prefix = "/openai/v1/"
+    openai_compatible_endpoints = frozenset(("chat.completions", "embeddings", "responses"))
+    settings_model = AzureConfig
+    chat_formats: ClassVar[Mapping[str, str]] = {"chat.completions": OPENAI_CHAT}
+    # genai-prices' Azure table, which falls back on OpenAI's for the models it does not list.
+    cost = Cost("azure", free_endpoints=openai.OpenAI.cost.free_endpoints)
+    # A deployment's name ignores case, as Azure reads it.
+    models = AzureModels(_IN_PATH, ignore_case=True)
+    error_format = OPENAI_API
+
+    def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
+        # The v1 API names the deployment in the body, as OpenAI names the model.
+        return ChatLeg("/openai/v1/chat/completions", OPENAI_CHAT)
 
     def classify_at(
         self, host: str, method: str, path: str, data: dict[str, Any] | None, query: str = ""
@@ -298,17 +330,6 @@ class Azure(Provider[AzureRuntime]):
             return False
         return super().prepare(classification, body, index, inject_usage)
 
-    def held_credential(
-        self,
-        classification: Classification,
-        side: Mapping[str, str],
-        settings: ProviderConfig,
-        runtime: AzureRuntime | None,
-    ) -> UpstreamCredential | None:
-        """An Entra ID token of Tollgate's, after the caller's key in X-Azure-Key, the resource's
-        keys in turn (`own_pools`, for a call to a resource that has some) and the provider's."""
-        return EntraToken(runtime.tokens, self.header_positions) if runtime is not None and runtime.tokens else None
-
 
 def _deployment_call(method: str, parts: list[str], data: dict[str, Any] | None) -> Classification:
     """`/openai/deployments/{deployment}/{endpoint}`: the model is the deployment, whatever the
@@ -330,7 +351,7 @@ def _deployment_call(method: str, parts: list[str], data: dict[str, Any] | None)
         classification = classify_body(endpoint, method, data)
     except Unreadable as e:
         raise e.at(endpoint) from None
-    classification.model = deployment  # the path's: an override rewrites the path (`model_in_path`)
+    classification.model = deployment  # the path's: an override rewrites the path (`Models.in_path`)
     return classification
 
 

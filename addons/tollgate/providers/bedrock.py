@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from tollgate.config_base import AwsCredentials, ProviderConfig
 from tollgate.credentials import sigv4
+from tollgate.credentials.base import RequestParts, UpstreamCredential
 from tollgate.credentials.sigv4 import CredentialSource, SigV4Signature
 from tollgate.fingerprint import fingerprint
 from tollgate.formats import (
@@ -39,18 +40,19 @@ from tollgate.formats.exact import (
 )
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.providers import bedrock_apis, openai
-from tollgate.providers.base import (
-    ChatLeg,
+from tollgate.providers.base import ChatLeg, Provider
+from tollgate.providers.cost import RESPONSE_HEADERS, Cost
+from tollgate.providers.credentials import (
     Configuration,
+    Credentials,
     Headers,
     OwnCredential,
     Previous,
-    Provider,
     Query,
-    RequestParts,
-    UpstreamCredential,
     VerifiedCaller,
 )
+from tollgate.providers.models import Models
+from tollgate.providers.upstream import Upstream
 
 # The DNS suffixes of AWS's partitions, public and dual-stack (botocore's partitions.json).
 AWS_DNS_SUFFIXES = (
@@ -132,44 +134,34 @@ def _public(host: str) -> bool:
 _RUNTIME_FIRST = frozenset(("model", "guardrail", "async-invoke", "openai"))
 
 
-class Bedrock(Provider[CredentialSource]):
-    name = "bedrock"
-    semconv_name = "aws.bedrock"
-    host_pattern = _HOST.pattern[1:-1]
-    host_globs = tuple(
-        glob
-        for suffix in AWS_DNS_SUFFIXES
-        for api in (RUNTIME, AGENT_RUNTIME, CONTROL)
-        for fips in ("", "-fips")
-        for glob in (f"{api}{fips}.*.{suffix}", f"vpce-*.{api}{fips}.*.vpce.{suffix}")
-    )
-    side_header = "X-AWS-Bearer-Token"
-    key_positions = ("authorization",)
-    # And SigV4 in the query (a presigned URL): its signature and session token are credentials too.
-    positions = ("authorization", "x-amz-security-token", "query:X-Amz-Signature", "query:X-Amz-Security-Token")
-    model_in_path = _MODEL_CALL
-    key_header = "authorization"
-    upstream_hint = "its region's https://bedrock-runtime.REGION.amazonaws.com"
-    openai_compatible_prefix = "/openai/v1/"
-    openai_compatible_endpoints = frozenset(("chat.completions",))
-    settings_model = BedrockConfig
-    chat_formats: ClassVar[Mapping[str, str]] = {
-        "converse": BEDROCK_CONVERSE,
-        "converse-stream": BEDROCK_CONVERSE,
-        "chat.completions": OPENAI_CHAT,
-    }
-    credential_settings = "keys, `bearer_token` or `credentials`"
-    stream_media_type = "application/vnd.amazon.eventstream"
-    price_table = "aws"
-    error_format = BEDROCK_CONVERSE  # AWS's error shape, which its whole runtime answers in
-    # What an agent's runtime and the control plane's jobs offer besides running a model.
-    free_endpoints = bedrock_apis.FREE_ENDPOINTS
-    # The seed Bedrock proxy's side headers: AWS credentials (and region) Tollgate signs with.
-    extra_side_headers = ("X-AWS-Access-Key", "X-AWS-Secret-Key", "X-AWS-Session-Token", "X-AWS-Region")
-    # The tier and latency a call ran at, and its usage (InvokeModel's).
-    response_headers = Provider.response_headers | {
-        name.lower().encode() for name in (SERVICE_TIER_HEADER, LATENCY_HEADER, *USAGE_HEADERS)
-    }
+class BedrockCost(Cost):
+    """Bedrock's: the tier and latency a call ran at are in its answer's headers."""
+
+    __slots__ = ()
+
+    def answer_service_tier(self, headers: Headers) -> str | None:
+        return headers.get(SERVICE_TIER_HEADER.lower()) or None
+
+    def answer_speed(self, headers: Headers) -> str | None:
+        return headers.get(LATENCY_HEADER.lower()) or None
+
+
+class BedrockModels(Models):
+    """Bedrock's: its agent runtime and control plane name the model in fields of their own."""
+
+    __slots__ = ()
+
+    def field(self, classification: Classification) -> str | None:
+        endpoint = classification.endpoint
+        if endpoint in bedrock_apis.ENDPOINTS:
+            return bedrock_apis.MODEL_FIELDS.get(endpoint)
+        return "modelId" if endpoint == "async-invoke" else "model"
+
+
+class SigV4Credentials(Credentials[CredentialSource]):
+    """Bedrock's: keys (bearer tokens) in Authorization, and AWS credentials to sign with (SigV4),
+    Tollgate's or a caller's in the seed proxy's side headers; callers may sign with virtual AWS
+    credentials, verified here."""
 
     def load_runtime(
         self, config: Configuration, settings: ProviderConfig, previous: Previous[CredentialSource] | None
@@ -182,7 +174,7 @@ class Bedrock(Provider[CredentialSource]):
         if (
             settings != BedrockConfig()
             or any(client.aws_credentials for client in config.clients)
-            or any(override.provider == self.name for override in config.overrides)
+            or any(override.provider == Bedrock.name for override in config.overrides)
         ):
             sigv4.load_botocore()
         if previous is not None:
@@ -221,17 +213,6 @@ class Bedrock(Provider[CredentialSource]):
             region=region_of(request.called_host),
         )
         return VerifiedCaller(key_id, verified.payload_hash)
-
-    def prepare(
-        self,
-        classification: Classification,
-        body: dict[str, Any] | None,
-        index: Mapping[bytes, bytes],
-        inject_usage: bool,
-    ) -> bool:
-        if _signed(index):
-            return False  # the caller's own signature may go upstream: its body stays as signed
-        return super().prepare(classification, body, index, inject_usage)
 
     def side_credential(
         self, classification: Classification, side: Mapping[str, str], settings: ProviderConfig
@@ -277,6 +258,60 @@ class Bedrock(Provider[CredentialSource]):
             key_id = ""
         return OwnCredential(fingerprint(key_id) if key_id else None, signed=True)
 
+
+class Bedrock(Provider):
+    name = "bedrock"
+    semconv_name = "aws.bedrock"
+    host_pattern = _HOST.pattern[1:-1]
+    host_globs = tuple(
+        glob
+        for suffix in AWS_DNS_SUFFIXES
+        for api in (RUNTIME, AGENT_RUNTIME, CONTROL)
+        for fips in ("", "-fips")
+        for glob in (f"{api}{fips}.*.{suffix}", f"vpce-*.{api}{fips}.*.vpce.{suffix}")
+    )
+    # SigV4 in the query too (a presigned URL): its signature and session token are credentials.
+    # The seed Bedrock proxy's side headers: AWS credentials (and region) Tollgate signs with.
+    credentials = SigV4Credentials(
+        "X-AWS-Bearer-Token",
+        ("authorization",),
+        "authorization",
+        positions=("authorization", "x-amz-security-token", "query:X-Amz-Signature", "query:X-Amz-Security-Token"),
+        extra_side_headers=("X-AWS-Access-Key", "X-AWS-Secret-Key", "X-AWS-Session-Token", "X-AWS-Region"),
+        settings="keys, `bearer_token` or `credentials`",
+    )
+    models = BedrockModels(_MODEL_CALL)
+    upstream = Upstream(hint="its region's https://bedrock-runtime.REGION.amazonaws.com")
+    openai_compatible_prefix = "/openai/v1/"
+    openai_compatible_endpoints = frozenset(("chat.completions",))
+    settings_model = BedrockConfig
+    chat_formats: ClassVar[Mapping[str, str]] = {
+        "converse": BEDROCK_CONVERSE,
+        "converse-stream": BEDROCK_CONVERSE,
+        "chat.completions": OPENAI_CHAT,
+    }
+    stream_media_type = "application/vnd.amazon.eventstream"
+    error_format = BEDROCK_CONVERSE  # AWS's error shape, which its whole runtime answers in
+    # Free: what an agent's runtime and the control plane's jobs offer besides running a model. Read
+    # from an answer's headers: the tier and latency a call ran at, and its usage (InvokeModel's).
+    cost = BedrockCost(
+        "aws",
+        free_endpoints=bedrock_apis.FREE_ENDPOINTS,
+        response_headers=RESPONSE_HEADERS
+        | {name.lower().encode() for name in (SERVICE_TIER_HEADER, LATENCY_HEADER, *USAGE_HEADERS)},
+    )
+
+    def prepare(
+        self,
+        classification: Classification,
+        body: dict[str, Any] | None,
+        index: Mapping[bytes, bytes],
+        inject_usage: bool,
+    ) -> bool:
+        if _signed(index):
+            return False  # the caller's own signature may go upstream: its body stays as signed
+        return super().prepare(classification, body, index, inject_usage)
+
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         """Claude takes an Anthropic call in its own body (InvokeModel), every other model and
         format goes through Converse."""
@@ -286,12 +321,6 @@ class Bedrock(Provider[CredentialSource]):
                 f"/model/{model_id}/{'invoke-with-response-stream' if stream else 'invoke'}", CLAUDE_ON_BEDROCK
             )
         return ChatLeg(f"/model/{model_id}/{'converse-stream' if stream else 'converse'}", BEDROCK_CONVERSE)
-
-    def model_field(self, classification: Classification) -> str | None:
-        endpoint = classification.endpoint
-        if endpoint in bedrock_apis.ENDPOINTS:
-            return bedrock_apis.MODEL_FIELDS.get(endpoint)
-        return "modelId" if endpoint == "async-invoke" else "model"
 
     def classify_at(
         self, host: str, method: str, path: str, data: dict[str, Any] | None, query: str = ""
@@ -379,18 +408,12 @@ class Bedrock(Provider[CredentialSource]):
         except Unreadable as e:
             raise e.at(classification.endpoint) from None
 
-    def answer_service_tier(self, headers: Headers) -> str | None:
-        return headers.get(SERVICE_TIER_HEADER.lower()) or None
-
-    def answer_speed(self, headers: Headers) -> str | None:
-        return headers.get(LATENCY_HEADER.lower()) or None
-
 
 # The SigV4 service Bedrock's runtime signs for.
 SERVICE = "bedrock"
 # What a request re-signed for Bedrock must not carry on: the caller's credential and signature.
 _UNSIGNABLE = frozenset(
-    h.encode() for h in (*Bedrock.positions, *sigv4.SIGNATURE_HEADERS) if not h.startswith("query:")
+    h.encode() for h in (*Bedrock.credentials.positions, *sigv4.SIGNATURE_HEADERS) if not h.startswith("query:")
 )
 
 

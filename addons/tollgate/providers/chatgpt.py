@@ -24,8 +24,11 @@ import orjson
 from tollgate.formats import OPENAI_API
 from tollgate.formats.exact import Unreadable, path_segments
 from tollgate.formats.request_facts import Classification
-from tollgate.providers.base import NO_ACCOUNT, ForeignAccount, PlanAccount, Provider
+from tollgate.providers.base import Provider
+from tollgate.providers.cost import Cost
+from tollgate.providers.credentials import Credentials
 from tollgate.providers.openai import classify_request
+from tollgate.providers.plans import NO_ACCOUNT, ForeignAccount, PlanAccount, PlanReader
 
 CODEX_PREFIX = "/backend-api/codex/"
 # A fixed path word (`models`, `analytics-events`): letters joined by `_` or `-`. Anything else (a
@@ -81,19 +84,26 @@ def chatgpt_account(token: str, header: bytes | None) -> PlanAccount:
     return PlanAccount(named, claims.email, claims.plan, named)
 
 
-class ChatGPT(Provider[None]):
+class ChatGPTPlans(PlanReader):
+    """Codex's ChatGPT access token is a JWT (`eyJ…`): a call presenting one is a plan's. OpenAI
+    refuses a ChatGPT token of a workspace the tenant header does not list."""
+
+    def __init__(self) -> None:
+        super().__init__("eyJ", tenant_header=b"chatgpt-allowed-workspace-id")
+
+    def account(self, token: str, headers: Mapping[bytes, bytes], host: str = "") -> PlanAccount:
+        return chatgpt_account(token, headers.get(ACCOUNT_HEADER))
+
+
+class ChatGPT(Provider):
     name = "chatgpt"
     semconv_name = "openai"
     host_globs = ("chatgpt.com",)
-    side_header = "X-ChatGPT-Token"  # a plan's token goes as it came: a side header is only removed
-    key_positions = positions = ("authorization",)
-    key_header = "authorization"
-    price_table = "openai"  # `cost_usd`: what the same tokens cost with a key
+    # A plan's token goes as it came: a side header is only removed.
+    credentials = Credentials("X-ChatGPT-Token", ("authorization",), "authorization", any_scheme=True)
+    cost = Cost("openai")  # `cost_usd`: what the same tokens cost with a key
     error_format = OPENAI_API
-    # Codex's ChatGPT access token is a JWT (`eyJ…`): a call presenting one is a plan's.
-    plan_token_prefix = "eyJ"
-    # OpenAI refuses a ChatGPT token of a workspace this header does not list.
-    tenant_header = b"chatgpt-allowed-workspace-id"
+    plan = ChatGPTPlans()
 
     def governs_path(self, path: str) -> bool:
         # Read as loosely as a server might (percent-decoded, any case, `//` and `.` segments
@@ -101,9 +111,6 @@ class ChatGPT(Provider[None]):
         # it is written canonically.
         loose = posixpath.normpath("/" + unquote(path).lower()).lstrip("/") + "/"
         return loose.startswith(CODEX_PREFIX[1:])
-
-    def plan_account(self, token: str, headers: Mapping[bytes, bytes], host: str = "") -> PlanAccount:
-        return chatgpt_account(token, headers.get(ACCOUNT_HEADER))
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         if not path.startswith(CODEX_PREFIX):

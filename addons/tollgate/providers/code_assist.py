@@ -14,7 +14,11 @@ from tollgate.formats.code_assist.envelope import COUNT_TOKENS, read_envelope
 from tollgate.formats.exact import Unreadable, path_segments, words
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.providers.base import Provider
+from tollgate.providers.cost import ModelsPrefixed
+from tollgate.providers.credentials import Credentials
 from tollgate.providers.gemini import check_request_overrides, check_system_parameters, system_parameters
+from tollgate.providers.plans import PlanReader
+from tollgate.providers.upstream import Upstream
 
 VERSION = "v1internal"
 STREAM = "streamGenerateContent"
@@ -30,28 +34,30 @@ def is_event_stream_asked(query: str) -> bool:
     return any(name in ("alt", "$alt") and value.lower() == "sse" for name, value in system_parameters(query))
 
 
-class CodeAssist(Provider[None]):
+class CodeAssist(Provider):
     name = "code_assist"
     semconv_name = "gcp.gemini"
     host_globs = ("cloudcode-pa.googleapis.com",)
-    side_header = "X-Code-Assist-Key"
-    key_positions = ("authorization",)
-    # Google's front end also takes an OAuth token from these query parameters, as `Authorization`.
-    positions = ("authorization", "query:access_token", "query:oauth_token")
-    key_header = "authorization"
-    default_host = "cloudcode-pa.googleapis.com"
-    price_table = "google"
+    # Google's front end also takes an OAuth token from query parameters, as `Authorization`.
+    credentials = Credentials(
+        "X-Code-Assist-Key",
+        ("authorization",),
+        "authorization",
+        positions=("authorization", "query:access_token", "query:oauth_token"),
+        settings="none: its calls go with their user's own Google token",
+        any_scheme=True,
+    )
+    upstream = Upstream("cloudcode-pa.googleapis.com")
+    cost = ModelsPrefixed("google")
     error_format = GEMINI_GENERATE
-    credential_settings = "none: its calls go with their user's own Google token"
-    # A Google OAuth access token (Gemini CLI signed in with Google): `ya29.…`.
-    plan_token_prefix = "ya29."
-    plan_google_account = True
-    plan_tier_endpoint = LOAD_CODE_ASSIST
-    # Google refuses a request of an account outside the Google Workspace domains this header lists.
-    tenant_header = b"x-geminicodeassist-allowed-domains"
-
-    def priced_model(self, model: str) -> str:
-        return model.removeprefix("models/")
+    # A Google OAuth access token (Gemini CLI signed in with Google): `ya29.…`. Google refuses a
+    # request of an account outside the Google Workspace domains the tenant header lists.
+    plan = PlanReader(
+        "ya29.",
+        tenant_header=b"x-geminicodeassist-allowed-domains",
+        google_account=True,
+        tier_endpoint=LOAD_CODE_ASSIST,
+    )
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         check_request_overrides(query)

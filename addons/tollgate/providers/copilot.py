@@ -21,8 +21,11 @@ from tollgate.formats import ANTHROPIC_MESSAGES, OPENAI_API
 from tollgate.formats.anthropic_messages import read_facts
 from tollgate.formats.exact import Unreadable, check_case, path_segments, request_model, words
 from tollgate.formats.request_facts import Classification, RequestFacts
-from tollgate.providers.base import NO_ACCOUNT, PlanAccount, Provider
+from tollgate.providers.base import Provider
+from tollgate.providers.cost import Cost
+from tollgate.providers.credentials import Credentials
 from tollgate.providers.openai import classify_request
+from tollgate.providers.plans import NO_ACCOUNT, PlanAccount, PlanReader
 
 # Each plan's host, and the host that serves every plan (whose calls' plan only a token may name).
 PLAN_HOSTS = {
@@ -64,26 +67,34 @@ def copilot_plan(token: str, host: str) -> PlanAccount:
     return NO_ACCOUNT if plan is None else PlanAccount(plan=plan)
 
 
-class Copilot(Provider[None]):
+class CopilotPlans(PlanReader):
+    """Every credential on Copilot's hosts is a user's (a Copilot token `tid=…`, a GitHub OAuth or
+    personal access token): Copilot takes no API key, and every call presenting one is a plan's.
+    GitHub refuses an account of an enterprise the tenant header does not list."""
+
+    def __init__(self) -> None:
+        super().__init__("", tenant_header=b"sec-github-allowed-enterprise")
+
+    def account(self, token: str, headers: Mapping[bytes, bytes], host: str = "") -> PlanAccount:
+        return copilot_plan(token, host)
+
+
+class Copilot(Provider):
     name = "copilot"
     semconv_name = "github.copilot"
     host_globs = (SHARED_HOST, *PLAN_HOSTS)
-    side_header = "X-Copilot-Token"  # a plan's token goes as it came: a side header is only removed
-    key_positions = positions = ("authorization",)
-    key_header = "authorization"
-    credential_settings = "none: its calls go with their user's own Copilot token"
+    # A plan's token goes as it came: a side header is only removed.
+    credentials = Credentials(
+        "X-Copilot-Token",
+        ("authorization",),
+        "authorization",
+        settings="none: its calls go with their user's own Copilot token",
+        any_scheme=True,
+    )
     # `cost_usd`: what the same tokens cost at Copilot's list price, else at the model's vendor's.
-    price_table = "github-copilot"
-    price_fallbacks = ("openai", "anthropic", "google")
+    cost = Cost("github-copilot", price_fallbacks=("openai", "anthropic", "google"))
     error_format = OPENAI_API
-    # Every credential on Copilot's hosts is a user's (a Copilot token `tid=…`, a GitHub OAuth or
-    # personal access token): Copilot takes no API key. Every call presenting one is a plan's.
-    plan_token_prefix = ""
-    # GitHub refuses an account of an enterprise this header does not list (`*.githubcopilot.com`).
-    tenant_header = b"sec-github-allowed-enterprise"
-
-    def plan_account(self, token: str, headers: Mapping[bytes, bytes], host: str = "") -> PlanAccount:
-        return copilot_plan(token, host)
+    plan = CopilotPlans()
 
     def error_format_at(self, path: str) -> str:
         return ANTHROPIC_MESSAGES if _is_messages(path) else OPENAI_API

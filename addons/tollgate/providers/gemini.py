@@ -11,6 +11,7 @@ from urllib.parse import quote, unquote_plus
 from pydantic import Field
 
 from tollgate.config_base import ProviderConfig
+from tollgate.credentials.base import UpstreamCredential
 from tollgate.credentials.google_bearer import (
     CLOUD_PLATFORM,
     GENERATIVE_LANGUAGE,
@@ -31,15 +32,11 @@ from tollgate.formats.exact import (
 from tollgate.formats.gemini_generate.facts import one_of, read_facts
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.providers import openai
-from tollgate.providers.base import (
-    ChatLeg,
-    Configuration,
-    Headers,
-    Previous,
-    Provider,
-    UpstreamCredential,
-    client_cert_of,
-)
+from tollgate.providers.base import ChatLeg, Provider, client_cert_of
+from tollgate.providers.cost import RESPONSE_HEADERS, ModelsPrefixed
+from tollgate.providers.credentials import Configuration, Credentials, Headers, Previous
+from tollgate.providers.models import Models
+from tollgate.providers.upstream import Upstream
 
 # /v1beta/models/gemini-2.0-flash:generateContent, /v1/tunedModels/x:generateContent, …
 _MODEL_CALL = re.compile(
@@ -150,44 +147,45 @@ class GeminiConfig(ProviderConfig):
     client_cert: str | None = Field(default=None, min_length=1)
 
 
-class Gemini(Provider[GoogleTokens]):
-    name = "gemini"
-    semconv_name = "gcp.gemini"  # the Gemini API (AI Studio)
-    host_globs = (
-        "generativelanguage.googleapis.com",
-        "generativelanguage.mtls.googleapis.com",
-        # A Private Service Connect endpoint's name (generativelanguage-<endpoint>.p.googleapis.com).
-        "generativelanguage-*.p.googleapis.com",
-    )
-    side_header = "X-Gemini-Key"
-    response_headers = Provider.response_headers | {_SERVICE_TIER_HEADER.encode()}
-    key_positions = ("x-goog-api-key", "authorization", "query:key")
-    # Google's front end also takes an OAuth token from these query parameters, as `Authorization`.
-    positions = (*key_positions, "query:access_token", "query:oauth_token")
-    model_in_path = _MODEL_CALL
-    key_header = "x-goog-api-key"
-    free_endpoints = frozenset(("files.upload",))
-    settings_model = GeminiConfig
-    credential_settings = "keys or `credentials`"
-    default_host = "generativelanguage.googleapis.com"
-    openai_compatible_prefix = "/v1beta/openai/"
-    openai_compatible_endpoints = frozenset(("chat.completions", "embeddings"))
-    chat_formats: ClassVar[Mapping[str, str]] = {
-        "generateContent": GEMINI_GENERATE,
-        "streamGenerateContent": GEMINI_GENERATE,
-        "chat.completions": OPENAI_CHAT,
-    }
-    price_table = "google"
-    error_format = GEMINI_GENERATE
-    # Its OpenAI-compatible chat answers report the thoughts beside `completion_tokens`
-    # (`completion_tokens_details.reasoning_tokens`, in `total_tokens`): output, as Gemini bills them.
-    reasoning_in_completion = False
+class GeminiCost(ModelsPrefixed):
+    """The Gemini API's: the service tier a call ran at is in its answer's header."""
 
-    def priced_model(self, model: str) -> str:
-        return model.removeprefix("models/")  # how resources name models (cachedContents, batches)
+    __slots__ = ()
+
+    def answer_service_tier(self, headers: Headers) -> str | None:
+        return headers.get(_SERVICE_TIER_HEADER) or None
+
+
+# Where the Gemini API takes keys: its header, a Bearer token, the `key` query parameter.
+KEY_POSITIONS = ("x-goog-api-key", "authorization", "query:key")
+
+
+class GoogleUpstream(Upstream):
+    """Google's: an mTLS host's call goes to its twin without mTLS, unless a `client_cert` is set."""
+
+    __slots__ = ()
 
     def is_mtls_host(self, host: str) -> bool:
         return is_mtls(host)
+
+    def host(self, host: str, settings: ProviderConfig) -> str | None:
+        return None if client_cert_of(settings) else mtls_twin(host)
+
+
+class GeminiModels(Models):
+    """The Gemini API's: a resource names its model `models/{model}` (cachedContents, batches)."""
+
+    __slots__ = ()
+
+    def in_body(self, sent: object, model: str) -> str:
+        # Kept in that form.
+        if isinstance(sent, str) and sent.startswith("models/") and not model.startswith("models/"):
+            return f"models/{model}"
+        return model
+
+
+class GoogleKeys(Credentials[GoogleTokens]):
+    """The Gemini API's: API keys, and bearer tokens of Tollgate's Google credentials."""
 
     def load_runtime(
         self, config: Configuration, settings: ProviderConfig, previous: Previous[GoogleTokens] | None
@@ -202,9 +200,6 @@ class Gemini(Provider[GoogleTokens]):
                 return runtime
         return load_tokens(settings.credentials, (CLOUD_PLATFORM, GENERATIVE_LANGUAGE))
 
-    def upstream_host(self, host: str, settings: ProviderConfig) -> str | None:
-        return None if client_cert_of(settings) else mtls_twin(host)
-
     def held_credential(
         self,
         classification: Classification,
@@ -216,16 +211,48 @@ class Gemini(Provider[GoogleTokens]):
         and the provider's keys."""
         return None if runtime is None else BearerToken(runtime, self.header_positions)
 
+
+class Gemini(Provider):
+    name = "gemini"
+    semconv_name = "gcp.gemini"  # the Gemini API (AI Studio)
+    host_globs = (
+        "generativelanguage.googleapis.com",
+        "generativelanguage.mtls.googleapis.com",
+        # A Private Service Connect endpoint's name (generativelanguage-<endpoint>.p.googleapis.com).
+        "generativelanguage-*.p.googleapis.com",
+    )
+    # Google's front end also takes an OAuth token from query parameters, as `Authorization`.
+    credentials = GoogleKeys(
+        "X-Gemini-Key",
+        KEY_POSITIONS,
+        "x-goog-api-key",
+        positions=(*KEY_POSITIONS, "query:access_token", "query:oauth_token"),
+        settings="keys or `credentials`",
+    )
+    models = GeminiModels(_MODEL_CALL)
+    settings_model = GeminiConfig
+    upstream = GoogleUpstream("generativelanguage.googleapis.com")
+    openai_compatible_prefix = "/v1beta/openai/"
+    openai_compatible_endpoints = frozenset(("chat.completions", "embeddings"))
+    chat_formats: ClassVar[Mapping[str, str]] = {
+        "generateContent": GEMINI_GENERATE,
+        "streamGenerateContent": GEMINI_GENERATE,
+        "chat.completions": OPENAI_CHAT,
+    }
+    error_format = GEMINI_GENERATE
+    # Its OpenAI-compatible chat answers report the thoughts beside `completion_tokens`
+    # (`completion_tokens_details.reasoning_tokens`, in `total_tokens`): output, as Gemini bills them.
+    cost = GeminiCost(
+        "google",
+        free_endpoints=frozenset(("files.upload",)),
+        reasoning_in_completion=False,
+        response_headers=RESPONSE_HEADERS | {_SERVICE_TIER_HEADER.encode()},
+    )
+
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         # The SDKs' own choice: server-sent events rather than one JSON array.
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
         return ChatLeg(f"/v1beta/models/{quote(model, safe='-_.~')}:{method}", GEMINI_GENERATE)
-
-    def model_in_body(self, sent: object, model: str) -> str:
-        # A resource names its model as `models/{model}` (cachedContents, batches): kept in that form.
-        if isinstance(sent, str) and sent.startswith("models/") and not model.startswith("models/"):
-            return f"models/{model}"
-        return model
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         check_request_overrides(query)
@@ -283,9 +310,6 @@ class Gemini(Provider[GoogleTokens]):
         except Unreadable as e:
             raise e.at(action) from None
         return Classification(action, model, facts, GEMINI_GENERATE)
-
-    def answer_service_tier(self, headers: Headers) -> str | None:
-        return headers.get(_SERVICE_TIER_HEADER) or None
 
     def check_headers(self, headers: Mapping[bytes, bytes]) -> None:
         if b"x-goog-fieldmask" in headers:

@@ -25,6 +25,9 @@ from tollgate.formats.openai_realtime import INSECURE_KEY_PREFIX, REALTIME, real
 from tollgate.formats.openai_responses import RESPONSES
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.providers.base import ChatLeg, Provider
+from tollgate.providers.cost import Cost
+from tollgate.providers.credentials import Credentials
+from tollgate.providers.upstream import Upstream
 
 # Path segments (after the version prefix) → endpoint kind; a path under one of these is that kind.
 # No prefix begins another, so a path matches one at most and the order does not matter.
@@ -207,23 +210,27 @@ def classify_request(method: str, segments: Sequence[str], data: dict[str, Any] 
         raise e.at(endpoint) from None
 
 
-class OpenAI(Provider[None]):
+class OpenAI(Provider):
     name = semconv_name = "openai"
     # Its data-residency hosts (eu., us.) and any other region's: a call to one goes there, and stays there.
     host_globs = ("api.openai.com", "*.api.openai.com")
-    side_header = "X-OpenAI-Key"
-    key_positions = positions = ("authorization",)
-    billing_headers = frozenset((b"openai-organization", b"openai-project"))
-    # And moderation, which OpenAI does not bill.
-    free_endpoints = frozenset(
-        ("files", "uploads", "uploads.parts", "uploads.complete", "uploads.cancel", "moderations")
+    credentials = Credentials(
+        "X-OpenAI-Key",
+        ("authorization",),
+        "authorization",
+        billing_headers=frozenset((b"openai-organization", b"openai-project")),
+        key_subprotocol=INSECURE_KEY_PREFIX,
     )
-    key_header = "authorization"
-    default_host = "api.openai.com"
+    upstream = Upstream("api.openai.com")
     chat_formats: ClassVar[Mapping[str, str]] = {"chat.completions": OPENAI_CHAT}
     openai_compatible_source = True
-    key_subprotocol = INSECURE_KEY_PREFIX
-    price_table = "openai"
+    # Uploads are free, and moderation, which OpenAI does not bill.
+    cost = Cost(
+        "openai",
+        free_endpoints=frozenset(
+            ("files", "uploads", "uploads.parts", "uploads.complete", "uploads.cancel", "moderations")
+        ),
+    )
     error_format = OPENAI_API
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:

@@ -27,6 +27,9 @@ from tollgate.formats.request_facts import Classification
 from tollgate.host_globs import glob_pattern
 from tollgate.providers import openai
 from tollgate.providers.base import ChatLeg, Provider
+from tollgate.providers.cost import Cost
+from tollgate.providers.credentials import Credentials
+from tollgate.providers.upstream import Upstream
 
 # The endpoints of OpenAI's API a vendor may offer, as `openai.endpoint_of` names them. Any other
 # path under a vendor's base path is refused: Tollgate reads only what it knows the vendor serves.
@@ -168,12 +171,10 @@ class Vendor:
     site_passes: bool = False
 
 
-class OpenAICompatible(Provider[None]):
+class OpenAICompatible(Provider):
     """An API in OpenAI's formats under `base_paths` on its hosts, offering `endpoints` there. Each
     vendor is one of these made from its row (`from_row`)."""
 
-    key_positions = positions = ("authorization",)
-    key_header = "authorization"
     error_format = OPENAI_API
     settings_model: ClassVar[type[ProviderConfig]] = VendorSettings
     # Its base paths, longest first as matched ("" is the root), and the endpoints it offers there.
@@ -211,9 +212,10 @@ class OpenAICompatible(Provider[None]):
                 # A configured vendor's pattern matches no host: its hosts are those configured.
                 "host_pattern": r"(?!)" if configured else "|".join(glob_pattern(h) for h in row.hosts),
                 "host_globs": () if configured else row.hosts,
-                "side_header": CONFIGURED_SIDE_HEADER if configured else row.side_header,
-                "default_host": default_host,
-                "upstream_hint": f"the scheme://host of {row.name}'s API" if configured else "",
+                "credentials": Credentials(
+                    CONFIGURED_SIDE_HEADER if configured else row.side_header, ("authorization",), "authorization"
+                ),
+                "upstream": Upstream(default_host, f"the scheme://host of {row.name}'s API" if configured else ""),
                 "base_paths": base_paths,
                 "endpoints": frozenset(row.endpoints),
                 "openai_compatible_prefix": f"{base_paths[-1]}/",
@@ -221,9 +223,8 @@ class OpenAICompatible(Provider[None]):
                 "_bases": tuple(tuple(p.split("/")[1:]) if p else () for p in base_paths),
                 "takes_stream_options": row.takes_stream_options,
                 "max_tokens_field": row.max_tokens_field,
-                "reasoning_in_completion": row.reasoning_in_completion,
                 "site_passes": row.site_passes,
-                "price_table": row.price_table,
+                "cost": Cost(row.price_table, reasoning_in_completion=row.reasoning_in_completion),
                 "settings_model": ConfiguredVendorSettings if configured else VendorSettings,
             },
         )

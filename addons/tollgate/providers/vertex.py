@@ -17,7 +17,9 @@ from urllib.parse import quote
 from pydantic import Field
 
 from tollgate.config_base import ProviderConfig
+from tollgate.credentials.base import RequestParts, UpstreamCredential
 from tollgate.credentials.google_bearer import CLOUD_PLATFORM, QUOTA_PROJECT, BearerToken, GoogleTokens, load_tokens
+from tollgate.credentials.header_key import HeaderKey
 from tollgate.fingerprint import fingerprint
 from tollgate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, GEMINI_GENERATE, anthropic_messages
 from tollgate.formats.anthropic_messages import on_vertex
@@ -25,16 +27,10 @@ from tollgate.formats.exact import Unreadable, check_case, path_segments, reques
 from tollgate.formats.gemini_generate.facts import read_facts
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.providers import gemini, openai
-from tollgate.providers.base import (
-    ChatLeg,
-    Configuration,
-    HeaderKey,
-    Previous,
-    Provider,
-    RequestParts,
-    UpstreamCredential,
-    client_cert_of,
-)
+from tollgate.providers.base import ChatLeg, Provider
+from tollgate.providers.cost import Cost
+from tollgate.providers.credentials import Configuration, Credentials, Previous
+from tollgate.providers.models import Models
 
 _VERSION = re.compile(r"v\d+(?:alpha|beta)?\d*")
 # Project ids and numbers, locations, publishers: lower-case, as Google names them (a resource
@@ -129,7 +125,70 @@ def _goes_where_called(request: RequestParts) -> bool:
     return request.upstream in (f"https://{request.called_host}", f"https://{twin}")
 
 
-class Vertex(Provider[VertexProject]):
+# Where Vertex AI takes keys: a Bearer token, express mode's API key in its header or query.
+KEY_POSITIONS = ("authorization", "x-goog-api-key", "query:key")
+
+
+class VertexModels(Models):
+    """Vertex AI's: a model named with its publisher (`anthropic/claude-opus-4`, the
+    OpenAI-compatible endpoint's form) or by its resource name (`publishers/google/models/x`) is
+    kept in that form, the model id replaced; a model given with its own publisher goes as it is."""
+
+    __slots__ = ()
+
+    def in_body(self, sent: object, model: str) -> str:
+        if isinstance(sent, str) and "/" in sent and "/" not in model:
+            return f"{sent.rpartition('/')[0]}/{model}"
+        return model
+
+
+class VertexCredentials(Credentials[VertexProject]):
+    """Vertex AI's: express mode's API keys, a caller's own OAuth token in its side header, and
+    bearer tokens of Tollgate's Google credentials for their project."""
+
+    def load_runtime(
+        self, config: Configuration, settings: ProviderConfig, previous: Previous[VertexProject] | None
+    ) -> VertexProject | None:
+        """The credentials Tollgate asks tokens of and the project they call, kept from `previous`
+        while the settings that make them are unchanged."""
+        assert isinstance(settings, VertexConfig)
+        if settings.credentials is None:
+            if settings.project is not None or settings.location is not None:
+                raise ValueError("credentials: project and location apply to Tollgate's credentials: set them too")
+            return None
+        if previous is not None:
+            old, runtime = previous
+            same = ("credentials", "project", "location")
+            if isinstance(old, VertexConfig) and all(getattr(old, f) == getattr(settings, f) for f in same):
+                return runtime
+        tokens = load_tokens(settings.credentials, (CLOUD_PLATFORM,))
+        project = settings.project or tokens.project
+        if project is None:
+            raise ValueError("project: the credentials name no project: set the project Tollgate's calls go to")
+        return VertexProject(tokens, project, settings.location)
+
+    def side_credential(
+        self, classification: Classification, side: Mapping[str, str], settings: ProviderConfig
+    ) -> UpstreamCredential | None:
+        """The caller's own OAuth access token in X-Vertex-Token (the provider's keys are express
+        mode's API keys: the path goes as it came)."""
+        token = side.get(self.side_name)
+        if not token:
+            return None
+        return HeaderKey(b"authorization", f"Bearer {token}".encode(), self.header_positions, fingerprint(token))
+
+    def held_credential(
+        self,
+        classification: Classification,
+        side: Mapping[str, str],
+        settings: ProviderConfig,
+        runtime: VertexProject | None,
+    ) -> UpstreamCredential | None:
+        """Tollgate's credentials, the call moved into their project (`runtime`)."""
+        return None if runtime is None else BearerToken(runtime.tokens, self.header_positions, runtime.move)
+
+
+class Vertex(Provider):
     name = "vertex"
     semconv_name = "gcp.vertex_ai"
     # The global host, a region's (us-central1-aiplatform…), a multi-region's (aiplatform.eu.rep…),
@@ -155,50 +214,28 @@ class Vertex(Provider[VertexProject]):
         "*-aiplatform-*.p.googleapis.com",
         "**.prediction.vertexai.goog",
     )
-    side_header = "X-Vertex-Token"  # a caller's own OAuth access token
-    key_positions = ("authorization", "x-goog-api-key", "query:key")
-    positions = (*key_positions, "query:access_token", "query:oauth_token")
-    # The project whose quota a call counts against: a caller's goes only with its own credential.
-    billing_headers = frozenset((QUOTA_PROJECT,))
-    key_header = "x-goog-api-key"
-    key_by_format = False  # an API key, whatever the call's wire format
-    default_host = "aiplatform.googleapis.com"
+    # Its side header holds a caller's own OAuth access token; its key, an API key, goes in its
+    # header whatever the call's wire format. The project whose quota a call counts against (a
+    # billing header) goes only with a caller's own credential.
+    credentials = VertexCredentials(
+        "X-Vertex-Token",
+        KEY_POSITIONS,
+        "x-goog-api-key",
+        positions=(*KEY_POSITIONS, "query:access_token", "query:oauth_token"),
+        key_by_format=False,
+        billing_headers=frozenset((QUOTA_PROJECT,)),
+        settings="keys or `credentials`",
+    )
+    upstream = gemini.GoogleUpstream("aiplatform.googleapis.com")
     settings_model = VertexConfig
-    credential_settings = "keys or `credentials`"
-    model_in_path = re.compile(
-        r"^/[^/]+/(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/(?P<model>[^/:]+)(?::[A-Za-z]+)?$"
+    models = VertexModels(
+        re.compile(
+            r"^/[^/]+/(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/(?P<model>[^/:]+)(?::[A-Za-z]+)?$"
+        )
     )
     chat_formats = gemini.Gemini.chat_formats  # Google's models speak the Gemini API's, and OpenAI's
-    price_table = "google"
     error_format = GEMINI_GENERATE  # Google's error shape, as the Gemini API's
-    reasoning_in_completion = gemini.Gemini.reasoning_in_completion
-
-    def is_mtls_host(self, host: str) -> bool:
-        return gemini.is_mtls(host)
-
-    def upstream_host(self, host: str, settings: ProviderConfig) -> str | None:
-        return None if client_cert_of(settings) else gemini.mtls_twin(host)
-
-    def load_runtime(
-        self, config: Configuration, settings: ProviderConfig, previous: Previous[VertexProject] | None
-    ) -> VertexProject | None:
-        """The credentials Tollgate asks tokens of and the project they call, kept from `previous`
-        while the settings that make them are unchanged."""
-        assert isinstance(settings, VertexConfig)
-        if settings.credentials is None:
-            if settings.project is not None or settings.location is not None:
-                raise ValueError("credentials: project and location apply to Tollgate's credentials: set them too")
-            return None
-        if previous is not None:
-            old, runtime = previous
-            same = ("credentials", "project", "location")
-            if isinstance(old, VertexConfig) and all(getattr(old, f) == getattr(settings, f) for f in same):
-                return runtime
-        tokens = load_tokens(settings.credentials, (CLOUD_PLATFORM,))
-        project = settings.project or tokens.project
-        if project is None:
-            raise ValueError("project: the credentials name no project: set the project Tollgate's calls go to")
-        return VertexProject(tokens, project, settings.location)
+    cost = Cost("google", reasoning_in_completion=gemini.Gemini.cost.reasoning_in_completion)
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         """Claude's models by rawPredict, Google's by generateContent; at express mode's path, which
@@ -303,36 +340,8 @@ class Vertex(Provider[VertexProject]):
         facts.batch = _long_running(method, action)
         return Classification(action, f"endpoints/{endpoint_id}", facts, GEMINI_GENERATE)
 
-    def model_in_body(self, sent: object, model: str) -> str:
-        # A model named with its publisher (`anthropic/claude-opus-4`, the OpenAI-compatible
-        # endpoint's form) or by its resource name (`publishers/google/models/x`) is kept in that
-        # form, the model id replaced; a model given with its own publisher goes as it is.
-        if isinstance(sent, str) and "/" in sent and "/" not in model:
-            return f"{sent.rpartition('/')[0]}/{model}"
-        return model
-
     def check_headers(self, headers: Mapping[bytes, bytes]) -> None:
         _GEMINI.check_headers(headers)
-
-    def side_credential(
-        self, classification: Classification, side: Mapping[str, str], settings: ProviderConfig
-    ) -> UpstreamCredential | None:
-        """The caller's own OAuth access token in X-Vertex-Token (the provider's keys are express
-        mode's API keys: the path goes as it came)."""
-        token = side.get(self._side_name)
-        if not token:
-            return None
-        return HeaderKey(b"authorization", f"Bearer {token}".encode(), self.header_positions, fingerprint(token))
-
-    def held_credential(
-        self,
-        classification: Classification,
-        side: Mapping[str, str],
-        settings: ProviderConfig,
-        runtime: VertexProject | None,
-    ) -> UpstreamCredential | None:
-        """Tollgate's credentials, the call moved into their project (`runtime`)."""
-        return None if runtime is None else BearerToken(runtime.tokens, self.header_positions, runtime.move)
 
 
 def _long_running(method: str, action: str) -> Batch | None:

@@ -17,7 +17,8 @@ from tollgate.formats.raw_headers import decoded, with_header
 from tollgate.formats.refusals import FAILURES
 from tollgate.governance.brokered import Brokered
 from tollgate.governance.mcp import REFUSED_CODE, McpExchange
-from tollgate.providers.base import Provider, Query
+from tollgate.providers.base import Provider
+from tollgate.providers.credentials import Query
 
 CALL = "tollgate"
 # An MCP server's request: its `McpExchange` (governance/mcp.py) while it is live, then its records.
@@ -55,7 +56,9 @@ def write_raw_body(request: http.Request, call: Call, body: bytes) -> None:
 
 def credentials_of(call: Call, request: http.Request, provider: Provider) -> tuple[dict[str, str], Query]:
     """Where the provider's keys go in this request: its credential headers, and its query if keys go there."""
-    return decoded(call.request.headers, provider.header_positions), (request.query if provider.query_positions else {})
+    return decoded(call.request.headers, provider.credentials.header_positions), (
+        request.query if provider.credentials.query_positions else {}
+    )
 
 
 def request_parts(request: http.Request, call: Call) -> RequestParts:
@@ -115,7 +118,7 @@ def apply_credential(flow: http.HTTPFlow, call: Call, credential: UpstreamCreden
         call.answer.pooled_key = (pool, credential.pooled_key)
     elif call.answer.pooled_key is not None:  # a fallback to a provider without a pool: not the last key's
         call.answer.pooled_key = None
-    for parameter in provider.query_positions:
+    for parameter in provider.credentials.query_positions:
         request.query.pop(parameter, None)
     applied = credential.apply(request.headers.fields, partial(request_parts, request, call))
     request.headers.fields = applied.fields

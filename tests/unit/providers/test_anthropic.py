@@ -9,9 +9,7 @@ import pytest
 from tollgate.formats.anthropic_messages import usage_from_object
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification
-from tollgate.providers.base import (
-    Presented,
-)
+from tollgate.providers.credentials import Presented
 
 from .common import (
     ANTHROPIC,
@@ -197,13 +195,13 @@ def test_anthropic_usage_normalised() -> None:
         }
     )
     c = classify(ANTHROPIC, "POST", "/v1/messages", None)
-    u = ANTHROPIC.usage(c, headers(), body)
+    u = ANTHROPIC.cost.usage(c, headers(), body)
     assert (usage_tuple(u), u.cache_write_tokens) == ((160, 20, 180, 100, None, "end_turn"), 50)
 
 
 def test_anthropic_usage_without_cache() -> None:
     body = j({"stop_reason": "max_tokens", "usage": {"input_tokens": 12, "output_tokens": 30}})
-    u = ANTHROPIC.usage(Classification(endpoint="messages", wire_format="anthropic-messages"), headers(), body)
+    u = ANTHROPIC.cost.usage(Classification(endpoint="messages", wire_format="anthropic-messages"), headers(), body)
     assert (usage_tuple(u), u.cache_write_tokens) == ((12, 30, 42, None, None, "max_tokens"), None)
 
 
@@ -219,12 +217,12 @@ def test_anthropic_usage_cache_zero_and_null() -> None:
             },
         }
     )
-    u = ANTHROPIC.usage(Classification(endpoint="messages", wire_format="anthropic-messages"), headers(), body)
+    u = ANTHROPIC.cost.usage(Classification(endpoint="messages", wire_format="anthropic-messages"), headers(), body)
     assert (usage_tuple(u), u.cache_write_tokens) == ((12, 3, 15, 0, None, "tool_use"), None)
 
 
 def test_anthropic_count_tokens_usage() -> None:
-    u = ANTHROPIC.usage(
+    u = ANTHROPIC.cost.usage(
         Classification(endpoint="messages.count_tokens", wire_format="anthropic-messages"),
         headers(),
         j({"input_tokens": 42}),
@@ -236,7 +234,7 @@ def test_anthropic_error_body_has_no_usage() -> None:
     body = j({"type": "error", "error": {"type": "overloaded_error", "message": "x"}})
     assert (
         usage_tuple(
-            ANTHROPIC.usage(Classification(endpoint="messages", wire_format="anthropic-messages"), headers(), body)
+            ANTHROPIC.cost.usage(Classification(endpoint="messages", wire_format="anthropic-messages"), headers(), body)
         )
         == EMPTY_USAGE
     )
@@ -265,8 +263,10 @@ def test_anthropic_refusal(reason: str) -> None:
 
 
 def test_anthropic_presented_in_each_position() -> None:
-    assert ANTHROPIC.presented(headers(("X-Api-Key", "sk-ant-1")), {}) == [Presented("sk-ant-1", "x-api-key")]
-    assert ANTHROPIC.presented(headers(("Authorization", "Bearer sk-ant-2")), {}) == [
+    assert ANTHROPIC.credentials.presented(headers(("X-Api-Key", "sk-ant-1")), {}) == [
+        Presented("sk-ant-1", "x-api-key")
+    ]
+    assert ANTHROPIC.credentials.presented(headers(("Authorization", "Bearer sk-ant-2")), {}) == [
         Presented("sk-ant-2", "authorization")
     ]
 

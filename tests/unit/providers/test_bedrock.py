@@ -15,9 +15,7 @@ from tollgate.formats.bedrock_invoke import invoke_finish_reason
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification
 from tollgate.providers import bedrock as bedrock_mod
-from tollgate.providers.base import (
-    Presented,
-)
+from tollgate.providers.credentials import Presented
 
 from .common import (
     _CLAUDE_INVOKE,
@@ -370,7 +368,7 @@ def test_bedrock_converse_usage() -> None:
     )
     c = classify(BEDROCK, "POST", "/model/amazon.nova-lite-v1%3A0/converse", None)
     # Bedrock counts cache reads and writes apart from inputTokens; the audit's input_tokens has them all.
-    u = BEDROCK.usage(c, headers(), body)
+    u = BEDROCK.cost.usage(c, headers(), body)
     assert (usage_tuple(u), u.cache_write_tokens) == ((17, 20, 37, 5, None, "end_turn"), 2)
 
 
@@ -412,17 +410,17 @@ def test_bedrock_the_service_tier_and_latency_asked_for_are_read_exactly() -> No
 def test_bedrock_answers_name_their_service_tier_and_latency() -> None:
     ran = {"serviceTier": {"type": "flex"}, "performanceConfig": {"latency": "optimized"}}
     body = j({"stopReason": "end_turn", "usage": {"inputTokens": 2, "outputTokens": 3}, **ran})
-    u = BEDROCK.usage(Classification(endpoint="converse", wire_format="bedrock-converse"), headers(), body)
+    u = BEDROCK.cost.usage(Classification(endpoint="converse", wire_format="bedrock-converse"), headers(), body)
     assert (u.service_tier, u.speed) == ("flex", "optimized")
     answer = {"x-amzn-bedrock-service-tier": "priority", "x-amzn-bedrock-performanceconfig-latency": "optimized"}
-    assert (BEDROCK.answer_service_tier(answer), BEDROCK.answer_speed(answer)) == ("priority", "optimized")
-    assert (BEDROCK.answer_service_tier({}), BEDROCK.answer_speed({})) == (None, None)
-    assert {TIER, LATENCY} <= BEDROCK.response_headers
+    assert (BEDROCK.cost.answer_service_tier(answer), BEDROCK.cost.answer_speed(answer)) == ("priority", "optimized")
+    assert (BEDROCK.cost.answer_service_tier({}), BEDROCK.cost.answer_speed({})) == (None, None)
+    assert {TIER, LATENCY} <= BEDROCK.cost.response_headers
 
 
 def test_bedrock_converse_usage_total_computed() -> None:
     body = j({"stopReason": "max_tokens", "usage": {"inputTokens": 2, "outputTokens": 3}})
-    u = BEDROCK.usage(Classification(endpoint="converse", wire_format="bedrock-converse"), headers(), body)
+    u = BEDROCK.cost.usage(Classification(endpoint="converse", wire_format="bedrock-converse"), headers(), body)
     assert (usage_tuple(u), u.cache_write_tokens) == ((2, 3, 5, None, None, "max_tokens"), None)
 
 
@@ -434,7 +432,7 @@ def test_bedrock_invoke_usage_from_headers() -> None:
     )
     body = j({"stop_reason": "end_turn", "usage": {"input_tokens": 999, "output_tokens": 999}})
     c = classify(BEDROCK, "POST", "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke", None)
-    assert usage_tuple(BEDROCK.usage(c, h, body)) == (12, 34, 46, None, None, "end_turn")
+    assert usage_tuple(BEDROCK.cost.usage(c, h, body)) == (12, 34, 46, None, None, "end_turn")
 
 
 def test_bedrock_invoke_usage_cache_headers() -> None:
@@ -446,7 +444,7 @@ def test_bedrock_invoke_usage_cache_headers() -> None:
         ("x-amzn-bedrock-cache-read-input-token-count", "64"),
         ("x-amzn-bedrock-cache-write-input-token-count", "16"),
     )
-    u = BEDROCK.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), h, j({}))
+    u = BEDROCK.cost.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), h, j({}))
     assert (usage_tuple(u), u.cache_write_tokens) == ((180, 1, 181, 64, None, None), 16)
 
 
@@ -456,21 +454,21 @@ def test_bedrock_invoke_usage_cache_read_header_only() -> None:
         ("x-amzn-bedrock-output-token-count", "1"),
         ("x-amzn-bedrock-cache-read-input-token-count", "64"),
     )
-    u = BEDROCK.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), h, j({}))
+    u = BEDROCK.cost.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), h, j({}))
     assert (usage_tuple(u), u.cache_write_tokens) == ((164, 1, 165, 64, None, None), None)
 
 
 def test_bedrock_invoke_usage_from_claude_body_without_headers() -> None:
     usage = {"input_tokens": 10, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 3, "output_tokens": 2}
     body = j({"stop_reason": "end_turn", "usage": usage})
-    u = BEDROCK.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), headers(), body)
+    u = BEDROCK.cost.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), headers(), body)
     assert (usage_tuple(u), u.cache_write_tokens) == ((18, 2, 20, 5, None, "end_turn"), 3)
 
 
 def test_bedrock_invoke_usage_headers_and_non_json_body() -> None:
     h = headers(("x-amzn-bedrock-input-token-count", "3"), ("x-amzn-bedrock-output-token-count", "4"))
     assert usage_tuple(
-        BEDROCK.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), h, b"\x89PNG...")
+        BEDROCK.cost.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), h, b"\x89PNG...")
     ) == (
         3,
         4,
@@ -500,13 +498,15 @@ def test_bedrock_invoke_usage_headers_and_non_json_body() -> None:
 def test_bedrock_invoke_finish_reason(body: dict, reason: str | None) -> None:
     assert invoke_finish_reason(body) == reason
     assert (
-        BEDROCK.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), headers(), j(body)).finish_reason
+        BEDROCK.cost.usage(
+            Classification(endpoint="invoke", wire_format="bedrock-invoke"), headers(), j(body)
+        ).finish_reason
         == reason
     )
 
 
 def test_bedrock_count_tokens_usage() -> None:
-    u = BEDROCK.usage(
+    u = BEDROCK.cost.usage(
         Classification(endpoint="count-tokens", wire_format="bedrock-converse"), headers(), j({"inputTokens": 7})
     )
     assert usage_tuple(u) == (7, None, None, None, None, None)
@@ -516,7 +516,9 @@ def test_bedrock_count_tokens_usage() -> None:
 def test_bedrock_other_endpoints_have_no_body_usage(endpoint: str | None) -> None:
     body = j({"usage": {"inputTokens": 1, "outputTokens": 2}, "stopReason": "end_turn"})
     assert (
-        usage_tuple(BEDROCK.usage(Classification(endpoint=endpoint, wire_format="bedrock-converse"), headers(), body))
+        usage_tuple(
+            BEDROCK.cost.usage(Classification(endpoint=endpoint, wire_format="bedrock-converse"), headers(), body)
+        )
         == EMPTY_USAGE
     )
 
@@ -529,23 +531,25 @@ def test_bedrock_openai_usage() -> None:
             "usage": {"prompt_tokens": 5, "completion_tokens": 5, "completion_tokens_details": {"reasoning_tokens": 2}},
         }
     )
-    assert usage_tuple(BEDROCK.usage(c, headers(), body)) == (5, 5, 10, None, 2, "stop")
+    assert usage_tuple(BEDROCK.cost.usage(c, headers(), body)) == (5, 5, 10, None, 2, "stop")
 
 
 def test_bedrock_usage_wrong_types() -> None:
     h = headers(("x-amzn-bedrock-input-token-count", "lots"), ("x-amzn-bedrock-output-token-count", "-1"))
     assert (
-        usage_tuple(BEDROCK.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), h, b"[]"))
+        usage_tuple(BEDROCK.cost.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), h, b"[]"))
         == EMPTY_USAGE
     )
     body = j({"usage": "x", "stopReason": ["end_turn"]})
     assert (
-        usage_tuple(BEDROCK.usage(Classification(endpoint="converse", wire_format="bedrock-converse"), headers(), body))
+        usage_tuple(
+            BEDROCK.cost.usage(Classification(endpoint="converse", wire_format="bedrock-converse"), headers(), body)
+        )
         == EMPTY_USAGE
     )
     assert (
         usage_tuple(
-            BEDROCK.usage(
+            BEDROCK.cost.usage(
                 Classification(endpoint="count-tokens", wire_format="bedrock-converse"),
                 headers(),
                 j({"inputTokens": "7x"}),
@@ -557,7 +561,10 @@ def test_bedrock_usage_wrong_types() -> None:
 
 def test_bedrock_invoke_odd_digit_header_does_not_raise() -> None:
     h = headers(("x-amzn-bedrock-input-token-count", "²"))
-    assert BEDROCK.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), h, j({})).input_tokens is None
+    assert (
+        BEDROCK.cost.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), h, j({})).input_tokens
+        is None
+    )
 
 
 @pytest.mark.parametrize("reason", REASONS)
@@ -571,7 +578,7 @@ def test_bedrock_refusal(reason: str) -> None:
 
 
 def test_bedrock_presented() -> None:
-    assert BEDROCK.presented(headers(("Authorization", "Bearer ABSK-token")), {}) == [
+    assert BEDROCK.credentials.presented(headers(("Authorization", "Bearer ABSK-token")), {}) == [
         Presented("ABSK-token", "authorization")
     ]
     sigv4 = (
@@ -579,7 +586,7 @@ def test_bedrock_presented() -> None:
         "SignedHeaders=host;x-amz-date, Signature=abc"
     )
     h = headers(("Authorization", sigv4), ("X-Amz-Security-Token", "session"), ("X-Amz-Date", "20240101T000000Z"))
-    assert BEDROCK.presented(h, {}) == []
+    assert BEDROCK.credentials.presented(h, {}) == []
 
 
 @settings(max_examples=examples(200), deadline=None)
@@ -665,7 +672,7 @@ def test_the_agent_runtimes_operations_are_read(host, method, path, body, expect
         c.unread,
     ) == expected
     assert c.facts.batch is None and not c.passthrough
-    assert (c.endpoint in BEDROCK.free_endpoints) is (method != "POST" or c.endpoint in ("list-sessions",))
+    assert (c.endpoint in BEDROCK.cost.free_endpoints) is (method != "POST" or c.endpoint in ("list-sessions",))
 
 
 @pytest.mark.parametrize(
@@ -708,9 +715,9 @@ def test_the_control_planes_jobs_are_read_and_a_jobs_requests_are_unbounded(host
     assert (c.endpoint, c.model, c.facts.batch is not None, c.unread) == expected
     if c.facts.batch is not None:
         assert c.facts.batch.requests is None  # in S3: Tollgate reads none of them
-        assert c.endpoint not in BEDROCK.free_endpoints
+        assert c.endpoint not in BEDROCK.cost.free_endpoints
     else:
-        assert c.endpoint in BEDROCK.free_endpoints
+        assert c.endpoint in BEDROCK.cost.free_endpoints
 
 
 @pytest.mark.parametrize("host", [CONTROL, ADDED])
@@ -768,7 +775,7 @@ def test_an_agents_traces_tell_the_usage_of_each_of_its_model_calls() -> None:
     from tests.support.eventstream import event, exception
 
     c = classify_at(AGENTS, "POST", "/agents/AGENT12345/agentAliases/ALIAS12345/sessions/s-1/text", {"inputText": "hi"})
-    reader = BEDROCK.usage_reader(c, headers(("content-type", "application/vnd.amazon.eventstream")))
+    reader = BEDROCK.cost.usage_reader(c, headers(("content-type", "application/vnd.amazon.eventstream")))
     stream = b"".join(
         [
             trace("preProcessingTrace", 100, 10),
@@ -782,7 +789,7 @@ def test_an_agents_traces_tell_the_usage_of_each_of_its_model_calls() -> None:
         reader.feed(stream[i : i + 7])
     u = reader.result()
     assert (u.input_tokens, u.output_tokens, u.total_tokens, reader.error) == (1600, 110, 1710, None)
-    quiet = BEDROCK.usage_reader(c, headers(("content-type", "application/vnd.amazon.eventstream")))
+    quiet = BEDROCK.cost.usage_reader(c, headers(("content-type", "application/vnd.amazon.eventstream")))
     quiet.feed(event("chunk", {"bytes": "SGk="}) + exception("throttlingException", "slow down"))
     assert (quiet.result().input_tokens, quiet.error) == (None, "the stream ended in an exception: throttlingException")
 
@@ -794,6 +801,6 @@ def test_the_other_apis_report_no_usage() -> None:
         (CONTROL, "POST", "/model-invocation-job"),
     ):
         c = classify_at(host, method, path, {})
-        reader = BEDROCK.usage_reader(c, headers(("content-type", "application/json")))
+        reader = BEDROCK.cost.usage_reader(c, headers(("content-type", "application/json")))
         reader.feed(json.dumps({"usage": {"inputTokens": 5, "outputTokens": 5}}).encode())
         assert reader.result().input_tokens is None

@@ -9,9 +9,7 @@ import pytest
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.gemini_generate.answer import usage_from_object
 from tollgate.formats.request_facts import Classification
-from tollgate.providers.base import (
-    Presented,
-)
+from tollgate.providers.credentials import Presented
 
 from .common import (
     EMPTY_USAGE,
@@ -184,7 +182,7 @@ def test_gemini_native_usage() -> None:
     )
     c = classify(GEMINI, "POST", "/v1beta/models/gemini-2.5-flash:generateContent", None)
     # output_tokens counts thinking too (15), as OpenAI's completion_tokens does.
-    assert usage_tuple(GEMINI.usage(c, headers(), body)) == (10, 35, 45, 4, 15, "STOP")
+    assert usage_tuple(GEMINI.cost.usage(c, headers(), body)) == (10, 35, 45, 4, 15, "STOP")
 
 
 def test_gemini_tool_use_prompt_is_input() -> None:
@@ -202,7 +200,7 @@ def test_gemini_tool_use_prompt_is_input() -> None:
         }
     )
     c = classify(GEMINI, "POST", "/v1beta/models/gemini-2.5-flash:generateContent", None)
-    assert usage_tuple(GEMINI.usage(c, headers(), body)) == (352, 8, 360, None, 5, "STOP")
+    assert usage_tuple(GEMINI.cost.usage(c, headers(), body)) == (352, 8, 360, None, 5, "STOP")
 
 
 @pytest.mark.parametrize(
@@ -229,13 +227,13 @@ def test_gemini_usage_without_candidates_count() -> None:
             "usageMetadata": {"promptTokenCount": 10, "totalTokenCount": 25, "thoughtsTokenCount": 15},
         }
     )
-    u = GEMINI.usage(Classification(endpoint="generateContent", wire_format="gemini-generate"), headers(), body)
+    u = GEMINI.cost.usage(Classification(endpoint="generateContent", wire_format="gemini-generate"), headers(), body)
     assert usage_tuple(u) == (10, 15, 25, None, 15, "MAX_TOKENS")
 
 
 def test_gemini_usage_total_computed() -> None:
     body = j({"usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 4}})
-    u = GEMINI.usage(Classification(endpoint="generateContent", wire_format="gemini-generate"), headers(), body)
+    u = GEMINI.cost.usage(Classification(endpoint="generateContent", wire_format="gemini-generate"), headers(), body)
     assert usage_tuple(u) == (3, 4, 7, None, None, None)
 
 
@@ -248,7 +246,9 @@ def test_gemini_error_body_has_no_usage() -> None:
     body = j({"error": {"code": 400, "message": "x", "status": "INVALID_ARGUMENT"}})
     assert (
         usage_tuple(
-            GEMINI.usage(Classification(endpoint="generateContent", wire_format="gemini-generate"), headers(), body)
+            GEMINI.cost.usage(
+                Classification(endpoint="generateContent", wire_format="gemini-generate"), headers(), body
+            )
         )
         == EMPTY_USAGE
     )
@@ -260,14 +260,18 @@ def test_gemini_usage_wrong_types() -> None:
     )
     assert (
         usage_tuple(
-            GEMINI.usage(Classification(endpoint="generateContent", wire_format="gemini-generate"), headers(), body)
+            GEMINI.cost.usage(
+                Classification(endpoint="generateContent", wire_format="gemini-generate"), headers(), body
+            )
         )
         == EMPTY_USAGE
     )
     body = j({"usageMetadata": [1, 2], "candidates": "no"})
     assert (
         usage_tuple(
-            GEMINI.usage(Classification(endpoint="generateContent", wire_format="gemini-generate"), headers(), body)
+            GEMINI.cost.usage(
+                Classification(endpoint="generateContent", wire_format="gemini-generate"), headers(), body
+            )
         )
         == EMPTY_USAGE
     )
@@ -281,7 +285,7 @@ def test_gemini_openai_compatible_usage() -> None:
             "usage": {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10},
         }
     )
-    assert usage_tuple(GEMINI.usage(c, headers(), body)) == (4, 6, 10, None, None, "stop")
+    assert usage_tuple(GEMINI.cost.usage(c, headers(), body)) == (4, 6, 10, None, None, "stop")
 
 
 # A thinking model's usage on the OpenAI-compatible endpoint: completion_tokens leave out the
@@ -293,9 +297,9 @@ THOUGHTS_BESIDE = {"prompt_tokens": 1240, "completion_tokens": 4, "total_tokens"
 def test_gemini_openai_compatible_thoughts_are_output() -> None:
     c = classify(GEMINI, "POST", "/v1beta/openai/chat/completions", j({"model": "gemini-2.5-flash", "messages": []}))
     answer = j({"choices": [{"finish_reason": "stop"}], "usage": THOUGHTS_BESIDE})
-    u = GEMINI.usage(c, headers(), answer)
+    u = GEMINI.cost.usage(c, headers(), answer)
     assert (u.input_tokens, u.output_tokens, u.reasoning_tokens, u.total_tokens) == (1240, 867, 863, 2107)
-    reader = GEMINI.usage_reader(c, headers(("content-type", "text/event-stream")))
+    reader = GEMINI.cost.usage_reader(c, headers(("content-type", "text/event-stream")))
     chunk = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": THOUGHTS_BESIDE}
     reader.feed(f"data: {json.dumps(chunk)}\n\n".encode())
     reader.feed(b"data: [DONE]\n\n")
@@ -303,8 +307,8 @@ def test_gemini_openai_compatible_thoughts_are_output() -> None:
     assert (u.input_tokens, u.output_tokens, u.reasoning_tokens, u.total_tokens) == (1240, 867, 863, 2107)
     # Where its total says the completion held them, they are not counted twice.
     held = j({"choices": [], "usage": {**THOUGHTS_BESIDE, "completion_tokens": 867}})
-    assert GEMINI.usage(c, headers(), held).output_tokens == 867
-    assert GEMINI.billed_usage(c, GEMINI.usage(c, headers(), answer)).output_tokens == 867
+    assert GEMINI.cost.usage(c, headers(), held).output_tokens == 867
+    assert GEMINI.cost.billed_usage(c, GEMINI.cost.usage(c, headers(), answer)).output_tokens == 867
 
 
 @pytest.mark.parametrize("reason", REASONS)
@@ -317,18 +321,22 @@ def test_gemini_refusal(reason: str) -> None:
 
 
 def test_gemini_presented_in_each_position() -> None:
-    assert GEMINI.presented(headers(("X-Goog-Api-Key", "AIza-h")), {}) == [Presented("AIza-h", "x-goog-api-key")]
-    assert GEMINI.presented(headers(), {"key": "AIza-q"}) == [Presented("AIza-q", "query:key")]
-    assert GEMINI.presented(headers(("Authorization", "Bearer ya29.tok")), {}) == [
+    assert GEMINI.credentials.presented(headers(("X-Goog-Api-Key", "AIza-h")), {}) == [
+        Presented("AIza-h", "x-goog-api-key")
+    ]
+    assert GEMINI.credentials.presented(headers(), {"key": "AIza-q"}) == [Presented("AIza-q", "query:key")]
+    assert GEMINI.credentials.presented(headers(("Authorization", "Bearer ya29.tok")), {}) == [
         Presented("ya29.tok", "authorization")
     ]
-    both = GEMINI.presented(headers(("x-goog-api-key", " AIza-h "), ("authorization", "Bearer b")), {"key": "AIza-q"})
+    both = GEMINI.credentials.presented(
+        headers(("x-goog-api-key", " AIza-h "), ("authorization", "Bearer b")), {"key": "AIza-q"}
+    )
     assert both == [
         Presented("AIza-h", "x-goog-api-key"),
         Presented("b", "authorization"),
         Presented("AIza-q", "query:key"),
     ]
-    assert GEMINI.presented(headers(("x-goog-api-key", "   ")), {"key": ""}) == []
+    assert GEMINI.credentials.presented(headers(("x-goog-api-key", "   ")), {"key": ""}) == []
 
 
 @pytest.mark.parametrize(
@@ -406,9 +414,9 @@ def test_gemini_the_service_tier_asked_for_is_read_exactly() -> None:
 
 
 def test_gemini_answer_names_its_service_tier_in_a_header() -> None:
-    assert b"x-gemini-service-tier" in GEMINI.response_headers
-    assert GEMINI.answer_service_tier({"x-gemini-service-tier": "standard"}) == "standard"
-    assert GEMINI.answer_service_tier({}) is None
+    assert b"x-gemini-service-tier" in GEMINI.cost.response_headers
+    assert GEMINI.cost.answer_service_tier({"x-gemini-service-tier": "standard"}) == "standard"
+    assert GEMINI.cost.answer_service_tier({}) is None
 
 
 def test_gemini_field_mask_header_is_refused() -> None:

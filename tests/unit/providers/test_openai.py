@@ -10,9 +10,7 @@ import pytest
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification
 from tollgate.providers import openai as openai_mod
-from tollgate.providers.base import (
-    Presented,
-)
+from tollgate.providers.credentials import Presented
 
 from .common import (
     EMPTY_USAGE,
@@ -225,7 +223,7 @@ def test_openai_chat_usage_with_cached_and_reasoning() -> None:
         }
     )
     c = classify(OPENAI, "POST", "/v1/chat/completions", None)
-    assert usage_tuple(OPENAI.usage(c, headers(), body)) == (100, 50, 150, 64, 32, "stop")
+    assert usage_tuple(OPENAI.cost.usage(c, headers(), body)) == (100, 50, 150, 64, 32, "stop")
 
 
 @pytest.mark.parametrize(
@@ -241,7 +239,8 @@ def test_openai_usage_tells_the_service_tier_the_call_ran_at(
 ) -> None:
     body = j({"object": "x", "service_tier": tier, "usage": {"prompt_tokens": 1, "input_tokens": 1}})
     assert (
-        OPENAI.usage(Classification(endpoint=endpoint, wire_format="openai-api"), headers(), body).service_tier == read
+        OPENAI.cost.usage(Classification(endpoint=endpoint, wire_format="openai-api"), headers(), body).service_tier
+        == read
     )
 
 
@@ -255,13 +254,13 @@ def test_openai_the_service_tier_asked_for_is_read_exactly(path: str) -> None:
 
 def test_openai_chat_usage_total_computed_when_missing() -> None:
     body = j({"choices": [{"finish_reason": "length"}], "usage": {"prompt_tokens": 7, "completion_tokens": 3}})
-    u = OPENAI.usage(Classification(endpoint="chat.completions", wire_format="openai-api"), headers(), body)
+    u = OPENAI.cost.usage(Classification(endpoint="chat.completions", wire_format="openai-api"), headers(), body)
     assert usage_tuple(u) == (7, 3, 10, None, None, "length")
 
 
 def test_openai_chat_tool_calls_finish_reason() -> None:
     body = j({"choices": [{"finish_reason": "tool_calls"}, {"finish_reason": "stop"}]})
-    u = OPENAI.usage(Classification(endpoint="chat.completions", wire_format="openai-api"), headers(), body)
+    u = OPENAI.cost.usage(Classification(endpoint="chat.completions", wire_format="openai-api"), headers(), body)
     assert usage_tuple(u) == (None, None, None, None, None, "tool_calls")
 
 
@@ -280,7 +279,7 @@ def test_openai_responses_usage() -> None:
             },
         }
     )
-    u = OPENAI.usage(Classification(endpoint="responses", wire_format="openai-api"), headers(), body)
+    u = OPENAI.cost.usage(Classification(endpoint="responses", wire_format="openai-api"), headers(), body)
     assert usage_tuple(u) == (36, 87, 123, 16, 40, "completed")
 
 
@@ -292,13 +291,13 @@ def test_openai_responses_incomplete_reason() -> None:
             "usage": {"input_tokens": 5, "output_tokens": 9},
         }
     )
-    u = OPENAI.usage(Classification(endpoint="responses", wire_format="openai-api"), headers(), body)
+    u = OPENAI.cost.usage(Classification(endpoint="responses", wire_format="openai-api"), headers(), body)
     assert usage_tuple(u) == (5, 9, 14, None, None, "max_output_tokens")
 
 
 def test_openai_embeddings_usage() -> None:
     body = j({"object": "list", "data": [], "usage": {"prompt_tokens": 8, "total_tokens": 8}})
-    u = OPENAI.usage(Classification(endpoint="embeddings", wire_format="openai-api"), headers(), body)
+    u = OPENAI.cost.usage(Classification(endpoint="embeddings", wire_format="openai-api"), headers(), body)
     assert usage_tuple(u) == (8, 0, 8, None, None, None)
 
 
@@ -306,7 +305,7 @@ def test_openai_error_body_has_no_usage() -> None:
     body = j({"error": {"message": "x", "type": "invalid_request_error", "code": "invalid_api_key"}})
     assert (
         usage_tuple(
-            OPENAI.usage(Classification(endpoint="chat.completions", wire_format="openai-api"), headers(), body)
+            OPENAI.cost.usage(Classification(endpoint="chat.completions", wire_format="openai-api"), headers(), body)
         )
         == EMPTY_USAGE
     )
@@ -325,20 +324,22 @@ def test_openai_error_body_has_no_usage() -> None:
 def test_openai_usage_wrong_types_are_none(body: dict) -> None:
     for endpoint in ("chat.completions", "responses"):
         assert (
-            usage_tuple(OPENAI.usage(Classification(endpoint=endpoint, wire_format="openai-api"), headers(), j(body)))
+            usage_tuple(
+                OPENAI.cost.usage(Classification(endpoint=endpoint, wire_format="openai-api"), headers(), j(body))
+            )
             == EMPTY_USAGE
         )
 
 
 def test_openai_usage_numeric_strings_are_read() -> None:
     body = j({"usage": {"prompt_tokens": "12", "completion_tokens": "3"}})
-    u = OPENAI.usage(Classification(endpoint="chat.completions", wire_format="openai-api"), headers(), body)
+    u = OPENAI.cost.usage(Classification(endpoint="chat.completions", wire_format="openai-api"), headers(), body)
     assert (u.input_tokens, u.output_tokens, u.total_tokens) == (12, 3, 15)
 
 
 def test_openai_usage_odd_digit_string_does_not_raise() -> None:
     body = j({"usage": {"prompt_tokens": "²", "completion_tokens": 1}})
-    u = OPENAI.usage(Classification(endpoint="chat.completions", wire_format="openai-api"), headers(), body)
+    u = OPENAI.cost.usage(Classification(endpoint="chat.completions", wire_format="openai-api"), headers(), body)
     assert u.input_tokens is None
 
 
@@ -352,11 +353,13 @@ def test_openai_refusal(reason: str) -> None:
 
 
 def test_openai_presented() -> None:
-    assert OPENAI.presented(headers(("Authorization", "Bearer sk-abc")), {}) == [Presented("sk-abc", "authorization")]
-    assert OPENAI.presented(headers(("authorization", "Basic x")), {}) == []
-    assert OPENAI.presented(headers(), {}) == []
+    assert OPENAI.credentials.presented(headers(("Authorization", "Bearer sk-abc")), {}) == [
+        Presented("sk-abc", "authorization")
+    ]
+    assert OPENAI.credentials.presented(headers(("authorization", "Basic x")), {}) == []
+    assert OPENAI.credentials.presented(headers(), {}) == []
     # A `key` query parameter is not an OpenAI credential position.
-    assert OPENAI.presented(headers(), {"key": "sk-abc"}) == []
+    assert OPENAI.credentials.presented(headers(), {"key": "sk-abc"}) == []
 
 
 @pytest.mark.parametrize(

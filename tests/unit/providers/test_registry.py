@@ -287,10 +287,10 @@ def test_a_configured_host_glob_never_takes_a_providers_own_host() -> None:
 
 
 def test_side_headers() -> None:
-    assert OPENAI.side_header == "X-OpenAI-Key"
-    assert GEMINI.side_header == "X-Gemini-Key"
-    assert ANTHROPIC.side_header == "X-Anthropic-Key"
-    assert BEDROCK.side_header == "X-AWS-Bearer-Token"
+    assert OPENAI.credentials.side_header == "X-OpenAI-Key"
+    assert GEMINI.credentials.side_header == "X-Gemini-Key"
+    assert ANTHROPIC.credentials.side_header == "X-Anthropic-Key"
+    assert BEDROCK.credentials.side_header == "X-AWS-Bearer-Token"
 
 
 def test_status_per_reason() -> None:
@@ -367,12 +367,16 @@ def test_refusal_body_is_json_and_keeps_any_message(provider: Any, reason: str) 
 
 
 def test_positions() -> None:
-    assert OPENAI.key_positions == OPENAI.positions == ("authorization",)
-    assert GEMINI.key_positions == ("x-goog-api-key", "authorization", "query:key")
-    assert GEMINI.positions == (*GEMINI.key_positions, "query:access_token", "query:oauth_token")
-    assert ANTHROPIC.key_positions == ANTHROPIC.positions == ("x-api-key", "authorization")
-    assert BEDROCK.key_positions == ("authorization",)
-    assert BEDROCK.positions == (
+    assert OPENAI.credentials.key_positions == OPENAI.credentials.positions == ("authorization",)
+    assert GEMINI.credentials.key_positions == ("x-goog-api-key", "authorization", "query:key")
+    assert GEMINI.credentials.positions == (
+        *GEMINI.credentials.key_positions,
+        "query:access_token",
+        "query:oauth_token",
+    )
+    assert ANTHROPIC.credentials.key_positions == ANTHROPIC.credentials.positions == ("x-api-key", "authorization")
+    assert BEDROCK.credentials.key_positions == ("authorization",)
+    assert BEDROCK.credentials.positions == (
         "authorization",
         "x-amz-security-token",
         "query:X-Amz-Signature",
@@ -381,26 +385,29 @@ def test_positions() -> None:
 
 
 def test_credential_positions_as_headers_and_query_parameters() -> None:
-    assert GEMINI.header_positions == {b"x-goog-api-key", b"authorization"}
-    assert GEMINI.query_positions == ("key", "access_token", "oauth_token")
-    assert BEDROCK.header_positions == {b"authorization", b"x-amz-security-token"}
-    assert BEDROCK.query_positions == ("X-Amz-Signature", "X-Amz-Security-Token")
-    assert ANTHROPIC.header_positions == {b"x-api-key", b"authorization"} and ANTHROPIC.query_positions == ()
-    assert OPENAI.header_positions == {b"authorization"}
+    assert GEMINI.credentials.header_positions == {b"x-goog-api-key", b"authorization"}
+    assert GEMINI.credentials.query_positions == ("key", "access_token", "oauth_token")
+    assert BEDROCK.credentials.header_positions == {b"authorization", b"x-amz-security-token"}
+    assert BEDROCK.credentials.query_positions == ("X-Amz-Signature", "X-Amz-Security-Token")
+    assert (
+        ANTHROPIC.credentials.header_positions == {b"x-api-key", b"authorization"}
+        and ANTHROPIC.credentials.query_positions == ()
+    )
+    assert OPENAI.credentials.header_positions == {b"authorization"}
 
 
 def test_injected_header_follows_the_wire_format() -> None:
     compat = Classification(wire_format="openai-api")
-    assert OPENAI.injected("sk-real", compat) == ("authorization", "Bearer sk-real")
-    assert GEMINI.injected("AIza-real", Classification(wire_format="gemini-generate")) == (
+    assert OPENAI.credentials.injected("sk-real", compat) == ("authorization", "Bearer sk-real")
+    assert GEMINI.credentials.injected("AIza-real", Classification(wire_format="gemini-generate")) == (
         "x-goog-api-key",
         "AIza-real",
     )
-    assert GEMINI.injected("AIza-real", compat) == ("authorization", "Bearer AIza-real")
+    assert GEMINI.credentials.injected("AIza-real", compat) == ("authorization", "Bearer AIza-real")
     native = Classification(wire_format="anthropic-messages")
-    assert ANTHROPIC.injected("sk-ant-real", native) == ("x-api-key", "sk-ant-real")
-    assert ANTHROPIC.injected("sk-ant-real", compat) == ("authorization", "Bearer sk-ant-real")
-    assert BEDROCK.injected("ABSK-real", Classification(wire_format="bedrock-converse")) == (
+    assert ANTHROPIC.credentials.injected("sk-ant-real", native) == ("x-api-key", "sk-ant-real")
+    assert ANTHROPIC.credentials.injected("sk-ant-real", compat) == ("authorization", "Bearer sk-ant-real")
+    assert BEDROCK.credentials.injected("ABSK-real", Classification(wire_format="bedrock-converse")) == (
         "authorization",
         "Bearer ABSK-real",
     )
@@ -488,7 +495,7 @@ def test_usage_never_raises(
     wire: str, body: bytes | None, endpoint: str | None, header_pairs: list[tuple[str, str]]
 ) -> None:
     provider = GEMINI
-    u = provider.usage(Classification(endpoint=endpoint, wire_format=wire), headers(*header_pairs), body)
+    u = provider.cost.usage(Classification(endpoint=endpoint, wire_format=wire), headers(*header_pairs), body)
     assert isinstance(u, Usage)
     for value in (
         u.input_tokens, u.output_tokens, u.total_tokens, u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens

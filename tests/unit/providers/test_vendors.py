@@ -189,11 +189,11 @@ def test_deepseeks_cache_hits_are_the_cached_tokens() -> None:
         },
     }
     c = classify(deepseek, "POST", "/chat/completions", CHAT)
-    usage = deepseek.usage(c, {}, json.dumps(answer).encode())
+    usage = deepseek.cost.usage(c, {}, json.dumps(answer).encode())
     assert (usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.reasoning_tokens) == (120, 30, 100, 12)
     # OpenAI's own field, where an answer has it, is the count.
     answer["usage"]["prompt_tokens_details"] = {"cached_tokens": 90}
-    assert deepseek.usage(c, {}, json.dumps(answer).encode()).cached_tokens == 90
+    assert deepseek.cost.usage(c, {}, json.dumps(answer).encode()).cached_tokens == 90
 
 
 def chat_answer(usage: dict[str, object]) -> bytes:
@@ -208,7 +208,7 @@ def streamed(usage: dict[str, object]) -> list[bytes]:
 
 
 def read_stream(vendor: object, c: Classification, pieces: list[bytes]) -> tuple[int | None, ...]:
-    reader = vendor.usage_reader(c, {"content-type": "text/event-stream"})  # type: ignore[attr-defined]
+    reader = vendor.cost.usage_reader(c, {"content-type": "text/event-stream"})  # type: ignore[attr-defined]
     for piece in pieces:
         reader.feed(piece)
     u = reader.result()
@@ -223,16 +223,16 @@ XAI_USAGE = {"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 339,
 def test_xais_reasoning_tokens_are_output_tokens_beside_its_completion_tokens() -> None:
     xai = PROVIDERS["xai"]
     c = classify(xai, "POST", "/v1/chat/completions", CHAT)
-    u = xai.usage(c, {}, chat_answer(XAI_USAGE))
+    u = xai.cost.usage(c, {}, chat_answer(XAI_USAGE))
     assert (u.input_tokens, u.output_tokens, u.reasoning_tokens, u.total_tokens) == (20, 319, 310, 339)
     assert read_stream(xai, c, streamed(XAI_USAGE)) == (20, 319, 310, 339)
     # Where its total says the completion held them, they are not counted twice.
     held = {**XAI_USAGE, "completion_tokens": 319}
-    assert xai.usage(c, {}, chat_answer(held)).output_tokens == 319
+    assert xai.cost.usage(c, {}, chat_answer(held)).output_tokens == 319
     # The other presets count reasoning among completion_tokens, as OpenAI does.
     groq = PROVIDERS["groq"]
     g = classify(groq, "POST", "/openai/v1/chat/completions", CHAT)
-    assert groq.usage(g, {}, chat_answer(XAI_USAGE)).output_tokens == 9
+    assert groq.cost.usage(g, {}, chat_answer(XAI_USAGE)).output_tokens == 9
     assert read_stream(groq, g, streamed(XAI_USAGE)) == (20, 9, 310, 339)
 
 
@@ -249,7 +249,7 @@ def translation_to(vendor_name: str, source: str, stream: bool) -> Translation:
     body, _ = FORMATS[source].write_request(chat)
     written, _, _ = t.request(json.loads(json.dumps(body)), "grok-4", stream, {})
     path = vendor.native_chat("grok-4", stream, source).path
-    t.billed = partial(vendor.billed_usage, classify(vendor, "POST", path, j(written)))
+    t.billed = partial(vendor.cost.billed_usage, classify(vendor, "POST", path, j(written)))
     return t
 
 
@@ -295,7 +295,7 @@ def test_openrouters_cache_writes_are_the_cache_write_tokens() -> None:
     usage = {"prompt_tokens": 194, "completion_tokens": 2, "total_tokens": 196, "cost": 0.95,
              "prompt_tokens_details": {"cached_tokens": 10, "cache_write_tokens": 100}}  # fmt: skip
     c = classify(openrouter, "POST", "/api/v1/chat/completions", CHAT)
-    u = openrouter.usage(c, {}, chat_answer(usage))
+    u = openrouter.cost.usage(c, {}, chat_answer(usage))
     assert (u.input_tokens, u.cached_tokens, u.cache_write_tokens, u.output_tokens) == (194, 10, 100, 2)
     assert u.uncached_input_tokens == 84
 
@@ -315,7 +315,7 @@ def test_openrouters_cache_writes_are_the_cache_write_tokens() -> None:
     ],
 )
 def test_a_presets_prices_come_from_its_genai_prices_table(name: str, table: str, model: str) -> None:
-    assert PROVIDERS[name].price_table == table
+    assert PROVIDERS[name].cost.price_table == table
     assert table in {p.id for p in table_providers}
     rate = table_rate(name, model, 1_767_225_600)  # 2026-01-01
     assert rate is not None and rate.input > 0 and rate.source.startswith(f"genai-prices {table}/")
@@ -339,7 +339,7 @@ def test_a_configured_vendor_joins_the_registry_its_hosts_and_its_pool() -> None
     assert loaded.hosts.provider_for("acme.example") is None
     assert loaded.hosts.provider_for("api.groq.com") is PROVIDERS["groq"]
     assert loaded.pools["acme"].take() == "sk-acme"
-    assert (acme.name, acme.semconv_name, acme.side_header) == ("acme", "acme", "X-Vendor-Key")
+    assert (acme.name, acme.semconv_name, acme.credentials.side_header) == ("acme", "acme", "X-Vendor-Key")
     c = classify(acme, "POST", "/api/v2/chat/completions", CHAT)
     assert (c.endpoint, c.model, c.wire_format) == ("chat.completions", "m-1", OPENAI_API)
     with pytest.raises(Unreadable):
@@ -432,10 +432,10 @@ SAMPLE_ROW = Vendor(
 
 def test_a_preset_is_made_from_its_row() -> None:
     acme = OpenAICompatible.from_row(SAMPLE_ROW)
-    assert (acme.name, acme.semconv_name, acme.side_header) == ("acme-ai", "acme_ai", "X-Acme-Key")
+    assert (acme.name, acme.semconv_name, acme.credentials.side_header) == ("acme-ai", "acme_ai", "X-Acme-Key")
     # Its host, written once: intercepted, matched, and where a call routed to it goes.
     assert re.fullmatch(acme.host_pattern, "api.acme.example") and not re.fullmatch(acme.host_pattern, "acme.example")
-    assert (acme.host_globs, acme.default_host) == (("api.acme.example",), "api.acme.example")
+    assert (acme.host_globs, acme.upstream.default_host) == (("api.acme.example",), "api.acme.example")
     # Its base paths, the longest first; its endpoints, read as OpenAI's.
     c = classify(acme, "POST", "/openai/v2/chat/completions", CHAT)
     assert (c.endpoint, c.model, c.wire_format) == ("chat.completions", "m-1", OPENAI_API)
@@ -449,7 +449,7 @@ def test_a_preset_is_made_from_its_row() -> None:
     assert written == {"messages": [], "max_completion_tokens": 9}
     answer = j({"usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 9,
                           "completion_tokens_details": {"reasoning_tokens": 2}}})  # fmt: skip
-    assert acme.usage(c, {}, answer).output_tokens == 6  # its reasoning beside the completion: output
+    assert acme.cost.usage(c, {}, answer).output_tokens == 6  # its reasoning beside the completion: output
     assert json.loads(acme.refusal("policy_denied", "no").body)["error"]["type"] == "permission_denied"
 
 
@@ -457,4 +457,4 @@ def test_every_preset_is_its_row() -> None:
     assert [vendor.name for vendor in PRESET_PROVIDERS] == [row.name for row in PRESET_ROWS]
     for row, vendor in zip(PRESET_ROWS, PRESET_PROVIDERS, strict=True):
         assert PROVIDERS[row.name] is vendor
-        assert vendor.host_globs == row.hosts and vendor.default_host == row.hosts[0]
+        assert vendor.host_globs == row.hosts and vendor.upstream.default_host == row.hosts[0]

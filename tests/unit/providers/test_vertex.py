@@ -106,9 +106,9 @@ def test_the_publisher_of_a_model_path(path: str, publisher: str | None) -> None
 
 
 def test_an_override_writes_the_model_back_with_its_publisher() -> None:
-    assert VERTEX.model_in_body("anthropic/claude-opus-4", "claude-sonnet-4-5") == "anthropic/claude-sonnet-4-5"
-    assert VERTEX.model_in_body("anthropic/claude-opus-4", "google/gemini-2.5-pro") == "google/gemini-2.5-pro"
-    assert VERTEX.model_in_body("models/gemini-2.5-flash", "gemini-2.5-pro") == "models/gemini-2.5-pro"
+    assert VERTEX.models.in_body("anthropic/claude-opus-4", "claude-sonnet-4-5") == "anthropic/claude-sonnet-4-5"
+    assert VERTEX.models.in_body("anthropic/claude-opus-4", "google/gemini-2.5-pro") == "google/gemini-2.5-pro"
+    assert VERTEX.models.in_body("models/gemini-2.5-flash", "gemini-2.5-pro") == "models/gemini-2.5-pro"
 
 
 def test_a_deployed_endpoint_is_its_model() -> None:
@@ -125,13 +125,13 @@ def test_resources_name_their_model_by_resource_name() -> None:
     model = "projects/caller-1/locations/us-central1/publishers/google/models/gemini-2.5-flash"
     c = classify(VERTEX, "POST", f"{PROJECT_PATH}/cachedContents", j({"model": model}))
     assert (c.endpoint, c.model) == ("cachedContents", "gemini-2.5-flash")
-    assert VERTEX.model_in_body(model, "gemini-2.5-pro") == model.replace("2.5-flash", "2.5-pro")
-    assert VERTEX.model_in_body("gemini-2.5-flash", "gemini-2.5-pro") == "gemini-2.5-pro"
+    assert VERTEX.models.in_body(model, "gemini-2.5-pro") == model.replace("2.5-flash", "2.5-pro")
+    assert VERTEX.models.in_body("gemini-2.5-flash", "gemini-2.5-pro") == "gemini-2.5-pro"
 
 
 def test_an_override_rewrites_the_model_in_the_path() -> None:
     path = f"{PROJECT_PATH}/publishers/google/models/gemini-2.5-flash:generateContent?alt=sse"
-    assert VERTEX.path_with_model(path, "gemini-2.5-pro") == path.replace("2.5-flash", "2.5-pro")
+    assert VERTEX.models.path_with_model(path, "gemini-2.5-pro") == path.replace("2.5-flash", "2.5-pro")
 
 
 @pytest.mark.parametrize(
@@ -256,17 +256,17 @@ def test_usage_of_google_and_claude_answers() -> None:
         "candidates": [{"finishReason": "STOP"}],
         "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 2, "totalTokenCount": 6},
     }
-    u = VERTEX.usage(gemini, headers(("content-type", "application/json")), j(answer))
+    u = VERTEX.cost.usage(gemini, headers(("content-type", "application/json")), j(answer))
     assert (u.input_tokens, u.output_tokens, u.total_tokens, u.finish_reason) == (4, 2, 6, "STOP")
     grounded = {**answer, "usageMetadata": {**answer["usageMetadata"], "toolUsePromptTokenCount": 90}}
     grounded["usageMetadata"]["totalTokenCount"] = 96
-    u = VERTEX.usage(gemini, headers(("content-type", "application/json")), j(grounded))
+    u = VERTEX.cost.usage(gemini, headers(("content-type", "application/json")), j(grounded))
     assert (u.input_tokens, u.output_tokens, u.total_tokens) == (94, 2, 96)  # the tools' prompts are input
     claude = classify(
         VERTEX, "POST", f"{PROJECT_PATH}/publishers/anthropic/models/claude-x@1:rawPredict", j(CLAUDE_BODY)
     )
     answer = {"stop_reason": "end_turn", "usage": {"input_tokens": 5, "cache_read_input_tokens": 3, "output_tokens": 2}}
-    u = VERTEX.usage(claude, headers(("content-type", "application/json")), j(answer))
+    u = VERTEX.cost.usage(claude, headers(("content-type", "application/json")), j(answer))
     assert (u.input_tokens, u.cached_tokens, u.output_tokens, u.finish_reason) == (8, 3, 2, "end_turn")
 
 
@@ -274,7 +274,7 @@ def test_claudes_stream_is_read_as_anthropics() -> None:
     claude = classify(
         VERTEX, "POST", f"{PROJECT_PATH}/publishers/anthropic/models/claude-x@1:streamRawPredict", j(CLAUDE_BODY)
     )
-    reader = VERTEX.usage_reader(claude, headers(("content-type", "text/event-stream")))
+    reader = VERTEX.cost.usage_reader(claude, headers(("content-type", "text/event-stream")))
     events = [
         {"type": "message_start", "message": {"usage": {"input_tokens": 7, "output_tokens": 1}}},
         {"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 9}},
@@ -286,7 +286,7 @@ def test_claudes_stream_is_read_as_anthropics() -> None:
 
 
 def load(settings: VertexConfig):
-    return VERTEX.load_runtime(SimpleNamespace(clients=(), overrides=()), settings, None)
+    return VERTEX.credentials.load_runtime(SimpleNamespace(clients=(), overrides=()), settings, None)
 
 
 def test_project_and_location_apply_to_credentials_only() -> None:

@@ -43,6 +43,8 @@ from tollgate.formats.wire import Headers, WireFormat
 from tollgate.governance.rollup import Size, Summaries, plan, roll_up
 from tollgate.providers import PROVIDERS
 from tollgate.providers.base import ChatLeg, Provider
+from tollgate.providers.credentials import Credentials
+from tollgate.providers.upstream import Upstream
 from tollgate.proxy.stages.rollup import conversation
 from tollgate.proxy.stages.stream_tap import StreamTap
 from tollgate.proxy.stages.translate import Translate
@@ -161,14 +163,12 @@ WIRE = WireFormat(
 # --- a provider on it: a description, one class ------------------------------------------------
 
 
-class LineHost(Provider[None]):
+class LineHost(Provider):
     name = semconv_name = "linehost"
     host_pattern = r"api\.line\.example"
     host_globs = ("api.line.example",)
-    side_header = "X-Line-Key"
-    key_positions = positions = ("authorization",)
-    key_header = "authorization"
-    default_host = "api.line.example"
+    credentials = Credentials("X-Line-Key", ("authorization",), "authorization")
+    upstream = Upstream("api.line.example")
     error_format = LINE_CHAT
     chat_formats: ClassVar[Mapping[str, str]] = {"chat": LINE_CHAT}
 

@@ -50,7 +50,7 @@ def read_usage(raw: dict[str, Any]) -> Usage:
 def translated_usage(raw: dict[str, Any]) -> Usage:
     """A `usage` object as a translation carries it on: with its cache writes (compatible endpoints'
     `prompt_tokens_details.cache_write_tokens`, and Tollgate's own translated answers'), and the
-    reported total, which tells how a vendor counted (`Provider.billed_usage`; a translated answer
+    reported total, which tells how a vendor counted (`Cost.billed_usage`; a translated answer
     writes input plus output whatever it is)."""
     usage = read_usage(raw)
     usage.total_tokens = fields.int_or_none(raw.get("total_tokens"))

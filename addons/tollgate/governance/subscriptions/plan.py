@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from tollgate.fingerprint import fingerprint
 from tollgate.governance.subscriptions.google_accounts import token_key
-from tollgate.providers.base import ForeignAccount, PlanAccount, Presented, Provider
+from tollgate.providers.base import Provider
+from tollgate.providers.credentials import Presented
+from tollgate.providers.plans import ForeignAccount, PlanAccount
 
 if TYPE_CHECKING:
     from tollgate.governance.clients import Directory
@@ -30,7 +32,7 @@ class Subscription:
 
     @classmethod
     def of(cls, vendor: str, account: PlanAccount) -> Subscription:
-        """A vendor's plan call, by what its request says of the account (`Provider.plan_account`)."""
+        """A vendor's plan call, by what its request says of the account (`PlanReader.account`)."""
         return cls(vendor, account.account, account.email, account.plan, account.tenant)
 
     def with_google_account(
@@ -89,12 +91,13 @@ def plan_call(
     if token is None:
         return None
     subscription, foreign = read_plan(provider, token.value, headers, host)
-    return PlanCall(token.value, subscription, foreign, PlanToken.of(token.value, provider.plan_google_account))
+    google = provider.plan is not None and provider.plan.google_account
+    return PlanCall(token.value, subscription, foreign, PlanToken.of(token.value, google))
 
 
 def plan_token(presented: Iterable[Presented], prefix: str) -> Presented | None:
     """The first credential presented that is a plan's token (it starts with `prefix`,
-    `Provider.plan_token_prefix`)."""
+    `PlanReader.token_prefix`)."""
     for p in presented:
         if p.value.startswith(prefix):
             return p
@@ -105,10 +108,10 @@ def found_plan(provider: Provider, presented: list[Presented], directory: Direct
     """The plan's token a call presents, where its provider takes plans and no virtual key stands
     beside it (which then names the caller of a call made with Tollgate's keys, every credential
     the client sent taken out)."""
-    prefix = provider.plan_token_prefix  # one check on a keyed call: its provider takes no plans
-    if prefix is None:
+    plan = provider.plan  # one check on a keyed call: its provider takes no plans
+    if plan is None:
         return None
-    token = plan_token(presented, prefix)
+    token = plan_token(presented, plan.token_prefix)
     if token is None or any(directory.is_virtual_key(p.value) for p in presented):
         return None
     return token
@@ -117,10 +120,11 @@ def found_plan(provider: Provider, presented: list[Presented], directory: Direct
 def read_plan(
     provider: Provider, token: str, headers: Mapping[bytes, bytes], host: str
 ) -> tuple[Subscription, str | None]:
-    """What a plan call's request tells of its plan (`Provider.plan_account`, no network call), and
+    """What a plan call's request tells of its plan (`PlanReader.account`, no network call), and
     why it names two accounts (refused), or None."""
+    assert provider.plan is not None  # a plan call's provider takes plans
     try:
-        return Subscription.of(provider.name, provider.plan_account(token, headers, host)), None
+        return Subscription.of(provider.name, provider.plan.account(token, headers, host)), None
     except ForeignAccount as e:
         return Subscription.of(provider.name, e.account), str(e)
 

@@ -181,7 +181,7 @@ class Subscriptions(Strict):
 
     def tokeninfo(self, vendor: str) -> tuple[str, str | None]:
         """Where the account of a vendor's Google plan token is asked for, and the CA file that
-        endpoint's certificate is checked with (a `Provider.plan_google_account` vendor's settings)."""
+        endpoint's certificate is checked with (a `PlanReader.google_account` vendor's settings)."""
         settings = getattr(self, vendor)
         return settings.tokeninfo, settings.ca_file
 
@@ -194,7 +194,7 @@ class Subscriptions(Strict):
 
 def tenant_pins(subscriptions: Subscriptions, headers: Mapping[str, bytes | None]) -> dict[str, tuple[bytes, bytes]]:
     """The tenant header each provider's requests carry, by provider name: (name, value). `headers`:
-    each provider's `tenant_header`, its tenants those of its `subscriptions.<name>` settings."""
+    each provider's plan reader's `tenant_header`, its tenants those of its `subscriptions.<name>` settings."""
     pins = {}
     for name, header in headers.items():
         settings = getattr(subscriptions, name, None)

@@ -157,11 +157,11 @@ def web_app_refusal(request: http.Request, provider: Provider, plans_allowed: bo
     if repeated(fields, b"authorization"):
         why = "the request carries more than one Authorization header"
         return BAD_REQUEST, why, f"Tollgate cannot read this request exactly and did not forward it: {why}."
-    prefix = provider.plan_token_prefix
-    if plans_allowed or prefix is None:
+    plan = provider.plan
+    if plans_allowed or plan is None:
         return None
     query = request.query if b"?" in request.data.path else {}
-    if plan_token(provider.presented(request.headers, query), prefix) is None:
+    if plan_token(provider.credentials.presented(request.headers, query), plan.token_prefix) is None:
         return None
     return TENANT_DENIED, PLANS_REFUSED_REASON, PLANS_REFUSED_MESSAGE
 

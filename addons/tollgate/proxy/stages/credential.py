@@ -1,5 +1,5 @@
 """The upstream credential: the caller's side header, else the provider's keys in turn, else what
-else the provider offers (`Provider.upstream_credential`), else the anonymous caller's own; the
+else the provider offers (`Credentials.upstream_credential`), else the anonymous caller's own; the
 caller's credential never goes upstream otherwise."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from tollgate.credentials.keypool import CircuitOpen
 from tollgate.formats.raw_headers import decoded, with_pinned_header
 from tollgate.formats.refusals import CIRCUIT_OPEN, NO_UPSTREAM_CREDENTIAL
 from tollgate.governance.next_attempt import circuit_model, upstream_rest_left
-from tollgate.providers.base import OwnCredential, Provider
+from tollgate.providers.base import Provider
+from tollgate.providers.credentials import OwnCredential
 from tollgate.proxy.flows import apply_credential, credentials_of, provider_of, refuse
 from tollgate.proxy.state import Shared
 from tollgate.upstream import SIDE_HEADERS, credential_for
@@ -103,7 +104,9 @@ class Credential:
         pin_tenant(flow.request, call)
         provider = provider_of(call)
         self._send_own(
-            flow, call, provider.own_credential(call.request.headers, *credentials_of(call, flow.request, provider))
+            flow,
+            call,
+            provider.credentials.own_credential(call.request.headers, *credentials_of(call, flow.request, provider)),
         )
 
     def _pass_through(self, flow: http.HTTPFlow, call: Call) -> None:
@@ -111,7 +114,7 @@ class Credential:
         and only on a request as the caller made it when that request is signed."""
         provider = provider_of(call)
         setting = (
-            f"set providers.{call.route.target.provider}.{provider.credential_settings} in Tollgate's configuration"
+            f"set providers.{call.route.target.provider}.{provider.credentials.settings} in Tollgate's configuration"
         )
         route = call.route
         if call.caller.auth != "anonymous" or route.rerouted:
@@ -120,10 +123,10 @@ class Credential:
                 flow,
                 call,
                 f"Tollgate has no {call.route.target.provider} credential for this call{routed}: {setting},"
-                f" or send your own key in the {provider.side_header} header.",
+                f" or send your own key in the {provider.credentials.side_header} header.",
             )
             return
-        own = provider.own_credential(call.request.headers, *credentials_of(call, flow.request, provider))
+        own = provider.credentials.own_credential(call.request.headers, *credentials_of(call, flow.request, provider))
         if own.signed and call.route.target.model != call.route.requested.model:
             # A changed request must be signed anew: it is never forwarded with a signature that
             # no longer fits.
@@ -177,9 +180,9 @@ def drop_credentials_of(provider: Provider, request: http.Request) -> None:
     """A routed call carries no credential where the provider the client called keeps one (its
     virtual key, say, in `x-goog-api-key`), nor what picks an account there: the target's own
     positions are dropped as its credential goes in, these are not among them."""
-    positions = provider.header_positions | provider.billing_headers
+    positions = provider.credentials.header_positions | provider.credentials.billing_headers
     if any(name.lower() in positions for name, _ in request.headers.fields):
         request.headers.fields = tuple(f for f in request.headers.fields if f[0].lower() not in positions)
-    for parameter in provider.query_positions:
+    for parameter in provider.credentials.query_positions:
         if parameter in request.query:
             request.query.pop(parameter, None)

@@ -213,19 +213,19 @@ def _call_model(flow: http.HTTPFlow, call: Call, model: str, body: dict[str, Any
     again: the call's parsed body was let go once it was decided). False where neither names it."""
     provider = provider_of(call)
     request = flow.request
-    path = provider.path_with_model(request.path, model)
+    path = provider.models.path_with_model(request.path, model)
     if path is not None:
         request.path = path
         if body is not None:  # the request written anew: its body too
             _write(request, body)
         return True
-    field = provider.model_field(call.classification)
+    field = provider.models.field(call.classification)
     rewritten = body is not None
     if body is None:
         body = _json_object(request.content or b"")
     if body is None or field is None:
         return False
-    body[field] = provider.model_in_body(body.get(field), model)
+    body[field] = provider.models.in_body(body.get(field), model)
     if rewritten:
         _write(request, body)
     else:

@@ -21,7 +21,8 @@ from tollgate.governance.mcp import McpExchange, session_owner
 from tollgate.governance.redaction import credential_positions
 from tollgate.governance.subscriptions.google_accounts import GoogleAccounts
 from tollgate.governance.subscriptions.plan import PlanCall, plan_call
-from tollgate.providers.base import Presented, Provider
+from tollgate.providers.base import Provider
+from tollgate.providers.credentials import Presented
 from tollgate.proxy.flows import (
     bearer_token,
     call_of,
@@ -85,9 +86,11 @@ class Identify:
         login = flow.metadata.get(PROXYAUTH)
         signed_with = None
         judged = self.shared.logins_unchecked and login is not None
-        if not judged and _login_name(login) is None and provider.verifies_callers:
+        if not judged and _login_name(login) is None and provider.credentials.verifies_callers:
             try:
-                verified = provider.verify_caller(request_parts(flow.request, call), call.loaded.directory.aws_secrets)
+                verified = provider.credentials.verify_caller(
+                    request_parts(flow.request, call), call.loaded.directory.aws_secrets
+                )
             except SignatureError as e:
                 call.verdict.deny_reasons = (str(e),)
                 refuse(flow, call, UNAUTHENTICATED if e.code == UNKNOWN_KEY else INVALID_SIGNATURE, str(e))
@@ -95,8 +98,8 @@ class Identify:
             if verified is not None:
                 call.request.body_sha256 = verified.payload_hash
                 signed_with = verified.key_id
-        presented = provider.presented(*credentials)
-        if provider.plan_token_prefix is not None:  # one check on a keyed call: its provider takes no plans
+        presented = provider.credentials.presented(*credentials)
+        if provider.plan is not None:  # one check on a keyed call: its provider takes no plans
             plan = plan_call(provider, presented, call.request.headers, call.host, call.loaded.directory)
             if plan is not None:
                 return self._subscriber(flow, call, provider, plan)
@@ -117,7 +120,9 @@ class Identify:
         who.subscription, who.plan_token = plan.subscription, plan.kept
         who.auth = "subscription"  # refused or not: the audit says a plan's token came
         subscriptions = call.loaded.config.subscriptions
-        if provider.plan_google_account and subscriptions.allow:  # else refused: not asked
+        if (
+            provider.plan is not None and provider.plan.google_account and subscriptions.allow
+        ):  # else refused: not asked
             email = self.shared.google_accounts.email(plan.token, *subscriptions.tokeninfo(provider.name))
             if not isinstance(email, (str, type(None))):
                 return self._google_account_later(flow, call, email, plan.foreign)
@@ -179,7 +184,7 @@ class Identify:
         index = call.request.headers or header_index(request.headers.fields)
         query = request.query if b"?" in request.data.path else {}
         call.caller.credential_positions = credential_positions(index, query)
-        presented = provider.presented(decoded(index, provider.header_positions), query)
+        presented = provider.credentials.presented(decoded(index, provider.credentials.header_positions), query)
         outcome: Identified | Rejected | Awaitable[Identified | Rejected]
         if (plan := plan_call(provider, presented, index, call.host, call.loaded.directory)) is not None:
             call.caller.subscription = plan.subscription
@@ -196,12 +201,14 @@ class Identify:
     def _signed_with(flow: http.HTTPFlow, call: Call, provider: Provider) -> str | None:
         """The virtual AWS key a refused call's signature holds for, if it does (a body not read
         yet, at its headers, is not judged)."""
-        if not provider.verifies_callers or _login_name(flow.metadata.get(PROXYAUTH)) is not None:
+        if not provider.credentials.verifies_callers or _login_name(flow.metadata.get(PROXYAUTH)) is not None:
             return None
         if flow.request.raw_content is None:
             return None
         try:
-            verified = provider.verify_caller(request_parts(flow.request, call), call.loaded.directory.aws_secrets)
+            verified = provider.credentials.verify_caller(
+                request_parts(flow.request, call), call.loaded.directory.aws_secrets
+            )
         except SignatureError:
             return None
         return verified.key_id if verified is not None else None
@@ -286,7 +293,7 @@ class Identify:
         provider = provider_of(call)
         return any(
             directory.is_virtual_key(p.value) or (directory.takes_jwts and looks_like_jwt(p.value))
-            for p in provider.presented(*credentials_of(call, request, provider))
+            for p in provider.credentials.presented(*credentials_of(call, request, provider))
         )
 
 

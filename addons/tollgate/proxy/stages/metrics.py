@@ -119,7 +119,7 @@ class Metrics:
             return {}
         pools: dict[str, Any] = dict(loaded.pools)
         for name, runtime in loaded.runtimes.items():
-            own = loaded.registry[name].own_pools(runtime) if runtime is not None else {}
+            own = loaded.registry[name].credentials.own_pools(runtime) if runtime is not None else {}
             if own:
                 pools[name] = _Pools((loaded.pools[name], *own.values()))
         return pools

@@ -86,14 +86,14 @@ class Override:
         )
 
     def _call_model(self, flow: http.HTTPFlow, call: Call, model: str) -> None:
-        path = provider_of(call).path_with_model(flow.request.path, model)
+        path = provider_of(call).models.path_with_model(flow.request.path, model)
         if path is not None:
             flow.request.path = path
             call.route.target = Target(call.route.target.provider, model)
             return
-        field = provider_of(call).model_field(call.classification)
+        field = provider_of(call).models.field(call.classification)
         if call.request.body is None or field is None:
             return  # no JSON body, or no field of it, to rewrite: the call goes as asked, and the audit says so
-        call.request.body[field] = provider_of(call).model_in_body(call.request.body.get(field), model)
+        call.request.body[field] = provider_of(call).models.in_body(call.request.body.get(field), model)
         write_body(flow.request, call)
         call.route.target = Target(call.route.target.provider, model)

@@ -178,7 +178,7 @@ def summarizer_call(call: Call, rule: RollupRule, rolled: Plan) -> SummarizerCal
     if credential is None:
         raise SummaryUnavailable(f"Tollgate has no {name} credential for the summarizer (providers.{name})")
     request = json_request(provider, settings, leg.path, encode_json(body), extra)
-    billed = partial(provider.billed_usage, classification)
+    billed = partial(provider.cost.billed_usage, classification)
     return SummarizerCall(f"{name}/{model}", leg.format, request, credential, settings.timeout, billed)
 
 

@@ -62,7 +62,7 @@ class Route:
         )
         request = flow.request
         if upstream is None:
-            twin = provider.upstream_host(call.host, settings)
+            twin = provider.upstream.host(call.host, settings)
             if twin is not None:
                 upstream = f"{request.scheme}://{url.hostport(request.scheme, twin, request.port)}"
         if upstream is None:
@@ -100,7 +100,11 @@ class Route:
             return
         name = host_name(sni)
         provider = loaded.hosts.provider_for(name)
-        cert = loaded.client_certs.get(provider.name) if provider is not None and provider.is_mtls_host(name) else None
+        cert = (
+            loaded.client_certs.get(provider.name)
+            if provider is not None and provider.upstream.is_mtls_host(name)
+            else None
+        )
         if cert is None:
             return
         ctx.master.addons.get("tlsconfig").tls_start_server(tls_start)

@@ -351,17 +351,17 @@ class StreamTap:
         translation = call.route.translated
         if translation is not None and flow.response.status_code >= 400:
             return  # an error, read whole by mitmproxy to be put in the caller's shape (`Translate`)
-        provider = provider_of(call)
+        cost = provider_of(call).cost
         # Every header read here, in one pass
         index = header_index(flow.response.headers.fields)
-        headers = decoded(index, provider.response_headers)
+        headers = decoded(index, cost.response_headers)
         rewrite: Rewrite | None = None
         if call.request.usage_asked and is_event_stream(headers):
             rewrite = asked_usage_hidden()
         classification = call.classification
         # Fetched, or outside the model API: no usage to read (nor to be fooled by)
         passed = call.fetches or classification.passthrough or classification.service
-        reader = self._service_reader(flow, call) if passed else provider.usage_reader(call.sent(), headers)
+        reader = self._service_reader(flow, call) if passed else cost.usage_reader(call.sent(), headers)
         decoder = None
         if encoding := headers.get("content-encoding", "").strip():
             try:
@@ -383,7 +383,7 @@ class StreamTap:
             rewrite = self._guarded(flow, call, reading, rewrite)
         elif reading is not None and (declared_length(index) or 0) <= ANSWER_LIMIT:
             # Read whole before its headers go (`answer_read_whole`): served redacted, or refused.
-            told = partial(record_usage, call, provider.answer_service_tier(headers), provider.answer_speed(headers))
+            told = partial(record_usage, call, cost.answer_service_tier(headers), cost.answer_speed(headers))
             translated = translation.rewrite if translation is not None else None
             self._whole[flow] = (UsageTap(reader, decoder, told, translated or _Whole(), call), reading)
             flow.response.stream = False
@@ -392,7 +392,7 @@ class StreamTap:
             patches.read_whole_up_to(flow, ANSWER_LIMIT, partial(self._unread, flow, translated))
             return
         # Streamed bodies are not stored in the flow either: a saved flow holds no completion text.
-        told = partial(record_usage, call, provider.answer_service_tier(headers), provider.answer_speed(headers))
+        told = partial(record_usage, call, cost.answer_service_tier(headers), cost.answer_speed(headers))
         if call.ledger.reserved is None:
             flow.response.stream = UsageTap(reader, decoder, told, rewrite, call)
             return
@@ -478,7 +478,8 @@ class StreamTap:
         tier it names the token's plan (kept by the token's hash, as Identify kept it on the call)."""
         kept = call.caller.plan_token
         answer = flow.response
-        tier_endpoint = provider_of(call).plan_tier_endpoint
+        reader = provider_of(call).plan
+        tier_endpoint = None if reader is None else reader.tier_endpoint
         if (
             kept is None
             or kept.sha256 is None

@@ -89,7 +89,7 @@ class Translate:
         except Unreadable as e:  # Tollgate's own translation is at fault: never sent
             logger.error("Tollgate: a translated %s call does not classify: %s", call.route.target.provider, e)
             return INTERNAL_ERROR, "Tollgate could not translate this call.", None
-        translation.billed = partial(provider_of(call).billed_usage, call.route.upstream_classification)
+        translation.billed = partial(provider_of(call).cost.billed_usage, call.route.upstream_classification)
         content = encode_json(body)
         accept = provider_of(call).stream_media_type if stream else "application/json"
         fields = [f for f in request.headers.fields if f[0].lower() in _KEPT]

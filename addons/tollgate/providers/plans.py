@@ -1,0 +1,56 @@
+"""The optional part of a provider that reads a vendor's plan tokens (a person's plan, not a key):
+how they start, which account one names, the header that pins plans to a company's tenants, and
+how Google's name their account and tier. Plain Python that knows nothing of mitmproxy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PlanAccount:
+    """What a plan call's request says of the account it is made with (None where it does not):
+    the account, the person's e-mail, the plan, and the tenant (the vendor's workspace or
+    organization the account acts in)."""
+
+    account: str | None = None
+    email: str | None = None
+    plan: str | None = None
+    tenant: str | None = None
+
+
+NO_ACCOUNT = PlanAccount()
+
+
+class ForeignAccount(Exception):
+    """A plan call's request names two different accounts (a header and its token): refused."""
+
+    def __init__(self, account: PlanAccount, reason: str) -> None:
+        super().__init__(reason)
+        self.account = account  # the token's, as the audit records it
+
+
+@dataclass(frozen=True, slots=True)
+class PlanReader:
+    """A vendor's plan tokens: a provider that takes plans declares one as its `plan`.
+
+    `token_prefix`: how a user token starts in the provider's credential positions (a call
+    presenting one is a subscription call, `governance/subscriptions/`). `tenant_header`: the
+    header a company's inspecting proxy adds to every request to the vendor's hosts to pin its
+    plans to the company's tenants (`subscriptions.<name>`'s); None: the vendor has none.
+    `google_account`: the token is a Google OAuth token, whose account (its e-mail) Google's token
+    information endpoint names (`governance/subscriptions/google_accounts.py`); `tier_endpoint`: the service
+    endpoint whose answer names the token's tier (its plan)."""
+
+    token_prefix: str
+    tenant_header: bytes | None = None
+    google_account: bool = False
+    tier_endpoint: str | None = None
+
+    def account(self, token: str, headers: Mapping[bytes, bytes], host: str = "") -> PlanAccount:
+        """What a plan call presenting `token` tells of its account, from the token, the request's
+        headers (lower-case names) and the host it is made to (lower case, no trailing dot), read
+        without a network call. Raises ForeignAccount where they name different accounts.
+        Default: nothing (an Anthropic plan's token names no account)."""
+        return NO_ACCOUNT
