@@ -71,7 +71,7 @@ def test_help_and_version_import_neither_the_proxy_nor_the_configuration() -> No
     env = {**os.environ, "PYTHONPATH": str(ROOT / "addons")}
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["tollgate", "tollgate.cli", "tollgate.cli.main"]
+    assert done.stdout.split() == ["tollgate", "tollgate.cli", "tollgate.cli.main", "tollgate.cli.words"]
 
 
 def test_check_refuses_a_client_given_a_providers_real_key(tollgate, tmp_path: Path, capsys) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tollgate.cli.main import applied_text, plural, read_source, scan_config
+from tollgate.cli.scan import applied_text, read_source, scan_config
+from tollgate.cli.words import plural
 
 # The size of the pieces a saved stream is fed in, as a proxy's reads would bring it.
 READ_SIZE = 16 << 10
