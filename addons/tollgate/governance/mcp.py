@@ -18,6 +18,8 @@ from tollgate.formats.mcp.answers import AnswerRelay
 from tollgate.formats.mcp.messages import McpRequest, RequestId
 from tollgate.formats.mcp.revision import Malformed
 from tollgate.formats.refusals import CONTENT_DENIED
+from tollgate.governance.guardrails.answer import AnswerDetectors
+from tollgate.governance.guardrails.mcp_answer import READ_METHODS, guard_message
 from tollgate.governance.limits import EXPIRY_GRACE, Counter, LimitRule, counters
 from tollgate.governance.matching import matches
 from tollgate.governance.mcp_servers import McpServer
@@ -312,3 +314,41 @@ def _timestamp(seconds: float) -> str:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ResultGuard:
+    """The answer guardrails on the results of a POST's `tools/call`, `resources/read` and
+    `prompts/get` requests (the rules on `answer` whose `match` names no provider or model), each
+    message read whole as the relay passes it: what they find noted on the exchange."""
+
+    def __init__(self, exchange: McpExchange, detectors: AnswerDetectors, ids: frozenset[RequestId]) -> None:
+        self._exchange = exchange
+        self._detectors = detectors
+        self._ids = ids
+        self.refuses_unread = False
+        exchange.answer_actions = detectors.actions
+
+    @classmethod
+    def of(cls, exchange: McpExchange) -> ResultGuard | None:
+        """The guard of an exchange's answer, under the configuration its request ran under; None
+        where no answer rule applies or it asks for no result the rules read."""
+        loaded = exchange.loaded
+        guardrails = loaded.guardrails if loaded is not None else None
+        if guardrails is None or not guardrails.answer_rules:
+            return None  # most configurations: nothing to build
+        ids = frozenset(r.id for r in exchange.requests if r.method in READ_METHODS and r.id is not None)
+        if not ids:
+            return None
+        client, groups = exchange.client, exchange.groups
+        detectors = guardrails.answer("mcp", None, client, groups)
+        if detectors is None:
+            return None
+        guard = cls(exchange, detectors, ids)
+        guard.refuses_unread = guardrails.answer_unread("mcp", None, client, groups) == "deny"
+        return guard
+
+    def __call__(self, value: Any) -> Any | None:
+        read = guard_message(self._detectors, value, self._ids)
+        self._exchange.answer_findings.update(read.findings)
+        self._exchange.answer_denied.update(read.denied)
+        return read.value

@@ -39,8 +39,6 @@ from tollgate.formats.refusals import (
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
 )
-from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.mcp_answer import READ_METHODS, guard_message
 from tollgate.governance.jwt_identity import looks_like_jwt
 from tollgate.governance.limits import Counter, deny_reason, refusal_message, retry_after
 from tollgate.governance.mcp import (
@@ -53,6 +51,7 @@ from tollgate.governance.mcp import (
     UNKNOWN_SESSION,
     UPSTREAM_FAILED_CODE,
     McpExchange,
+    ResultGuard,
     Round,
     mcp_charges,
     mcp_counters,
@@ -264,7 +263,7 @@ class Mcp:
         policy = loaded.policy if loaded is not None and tools_of and 200 <= response.status_code < 300 else None
         checks = None if policy is None else _ToolChecks(policy, exchange)
         exchange.tool_checks = checks
-        guard = _ResultGuard.of(exchange) if 200 <= response.status_code < 300 else None
+        guard = ResultGuard.of(exchange) if 200 <= response.status_code < 300 else None
         return AnswerRelay(
             is_sse(headers.get("content-type")), expected, exchange.batch, decoder, tools_of if checks else frozenset(),
             checks, unreadable, guard,
@@ -654,44 +653,6 @@ class _ToolChecks:
         """Until every decision asked for is made."""
         if self._asked:
             await asyncio.wait(list(self._asked.values()))
-
-
-class _ResultGuard:
-    """The answer guardrails on the results of a POST's `tools/call`, `resources/read` and
-    `prompts/get` requests (the rules on `answer` whose `match` names no provider or model), each
-    message read whole as the relay passes it: what they find noted on the exchange."""
-
-    def __init__(self, exchange: McpExchange, detectors: AnswerDetectors, ids: frozenset[RequestId]) -> None:
-        self._exchange = exchange
-        self._detectors = detectors
-        self._ids = ids
-        self.refuses_unread = False
-        exchange.answer_actions = detectors.actions
-
-    @classmethod
-    def of(cls, exchange: McpExchange) -> _ResultGuard | None:
-        """The guard of an exchange's answer, under the configuration its request ran under; None
-        where no answer rule applies or it asks for no result the rules read."""
-        loaded = exchange.loaded
-        guardrails = loaded.guardrails if loaded is not None else None
-        if guardrails is None or not guardrails.answer_rules:
-            return None  # most configurations: nothing to build
-        ids = frozenset(r.id for r in exchange.requests if r.method in READ_METHODS and r.id is not None)
-        if not ids:
-            return None
-        client, groups = exchange.client, exchange.groups
-        detectors = guardrails.answer("mcp", None, client, groups)
-        if detectors is None:
-            return None
-        guard = cls(exchange, detectors, ids)
-        guard.refuses_unread = guardrails.answer_unread("mcp", None, client, groups) == "deny"
-        return guard
-
-    def __call__(self, value: Any) -> Any | None:
-        read = guard_message(self._detectors, value, self._ids)
-        self._exchange.answer_findings.update(read.findings)
-        self._exchange.answer_denied.update(read.denied)
-        return read.value
 
 
 def _allowed(asked: asyncio.Future[Decision]) -> bool:
