@@ -237,6 +237,13 @@ class AnswerScanner:
         self._denied = False
         self.counts: Counter[str] = Counter()
 
+    def copy(self) -> AnswerScanner:
+        """The scanner as it stands, to go on from here apart."""
+        other = AnswerScanner.__new__(AnswerScanner)
+        other.__dict__.update(self.__dict__)
+        other.counts = self.counts.copy()
+        return other
+
     @property
     def held(self) -> int:
         """How many bytes are held."""

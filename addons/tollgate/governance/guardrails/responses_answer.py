@@ -187,6 +187,15 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
         self._seen: dict[Channel, _Seen] = {}
         self._whole_counts: Counter[str] = Counter()
 
+    def _saved(self) -> dict[str, Any]:
+        return {
+            **super()._saved(),
+            "_templates": self._templates.copy(),
+            "_hashes": {channel: h.copy() for channel, h in self._hashes.items()},
+            "_seen": self._seen.copy(),
+            "_whole_counts": self._whole_counts.copy(),
+        }
+
     @property
     def counts(self) -> dict[str, int]:
         total = Counter(super().counts)
@@ -300,6 +309,7 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
     def _ended_where(self, ends: Callable[[Channel], bool]) -> None:
         """The scanners of the channels that have ended, flushed; what each read noted, to know the
         whole text when it comes again."""
+        self._committed()
         for channel, state in self._channels.items():
             if state.scanner is None or not ends(channel):
                 continue
@@ -316,6 +326,7 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
         return {**self._templates[channel], "delta": text}
 
     def _cut(self) -> bytes:
+        self._reread_together()
         out = [self._settled(self._pending.popleft()) for _ in range(len(self._pending))]
         return b"".join(out) + self._orphans() + self._denied_end(self.denied or "unread")
 
