@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
-from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
+from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner, counter_copy
 
 # The text fields of a choice's delta (or message) that are read: its text, a refusal, and the
 # reasoning some providers show (`reasoning_content`, `reasoning`).
@@ -182,7 +182,7 @@ class ChatAnswerGuard:
             "_channels": {channel: state.saved() for channel, state in self._channels.items()},
             "_pending": self._pending.copy(),
             "_last": self._last,
-            "_spent": self._spent.copy(),
+            "_spent": counter_copy(self._spent),
         }
 
     def _restore(self, saved: dict[str, Any]) -> None:

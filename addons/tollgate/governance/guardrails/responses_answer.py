@@ -19,9 +19,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tollgate.formats.framing.sse import parse_sse_block
-from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.chat_answer import DENIED_MESSAGE, Channel, ChatAnswerGuard, _Pending
+from tollgate.governance.guardrails.answer import AnswerDetectors, counter_copy
+from tollgate.governance.guardrails.chat_answer import (
+    DENIED_MESSAGE,
+    Channel,
+    ChatAnswerGuard,
+    _Pending,
+    event_data,
+    event_object,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +199,7 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
             "_templates": self._templates.copy(),
             "_hashes": {channel: h.copy() for channel, h in self._hashes.items()},
             "_seen": self._seen.copy(),
-            "_whole_counts": self._whole_counts.copy(),
+            "_whole_counts": counter_copy(self._whole_counts),
         }
 
     @property
@@ -205,13 +211,10 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
     def _event(self, block: bytes) -> bytes:
         pending = _Pending(block + b"\n\n")
         self._pending.append(pending)
-        event = parse_sse_block(block)
-        if event is None:
+        data = event_data(block)
+        if data is None:
             return self._drained()
-        try:
-            obj = json.loads(event.data)
-        except ValueError:
-            return self._drained()
+        obj = event_object(data)
         kind = obj.get("type") if isinstance(obj, dict) else None
         if not isinstance(kind, str):
             return self._drained()
