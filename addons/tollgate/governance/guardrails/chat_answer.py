@@ -324,8 +324,21 @@ class ChatAnswerGuard:
         """The events whose text is all known, in order: as they came where it is the text that
         came, written anew where it is not."""
         out = []
-        while self._pending:
-            pending = self._pending[0]
+        pending_events, channels = self._pending, self._channels
+        while pending_events:
+            pending = pending_events[0]
+            if len(pending.pieces) == 1:
+                # Most events carry one piece: it goes on as it came where it is what is known.
+                p = pending.pieces[0]
+                state = channels[p.channel]
+                if self._read(state) >= p.start + len(p.text):
+                    if state.sent == p.start and state.owed.startswith(p.text):
+                        del state.owed[: len(p.text)]
+                        state.sent += len(p.text)
+                        out.append(pending_events.popleft().whole)
+                    else:
+                        out.append(self._settled(pending_events.popleft()))
+                    continue
             if any(self._read(self._channels[p.channel]) < p.start + len(p.text) for p in pending.pieces):
                 behind = sum(len(p.whole) for p in self._pending) - len(pending.whole)
                 if behind <= WAITING_BYTES:
