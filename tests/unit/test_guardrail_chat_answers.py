@@ -283,3 +283,23 @@ def test_what_waits_behind_a_held_event_is_bounded() -> None:
     out += guard.feed(b"data: " + json.dumps(finish(0)).encode() + b"\n\ndata: [DONE]\n\n") + guard.flush()
     assert reassembled(out) == reassembled(stream([*head, *calls, finish(0)]))
     assert out.endswith(b"data: " + json.dumps(finish(0)).encode() + b"\n\ndata: [DONE]\n\n")
+
+
+def test_the_events_of_one_read_give_what_they_give_one_by_one() -> None:
+    """The events a read completes are read together (each channel's scanner fed once): the
+    client gets what it gets of them one by one, and at a value to deny nothing after it is read
+    (a value to redact after it is not counted)."""
+    found = compiled_for({"pii.email": "redact", "secrets.github_token": "deny"})
+    events = [chunk(0, role="assistant", content=""), chunk(0, content="Hello, "), chunk(1, content=f"mail {EMAIL} ")]
+    clean = stream([*events, chunk(1, content="or call."), finish(0), finish(1)])
+    denied = stream([*events, chunk(0, content=f"the key {TOKEN} "), chunk(1, content=f"or {EMAIL}."), finish(0)])
+    for data in (clean, denied):
+        one_by_one = ChatAnswerGuard(found)
+        singly = b"".join(one_by_one.feed(block + b"\n\n") for block in data.split(b"\n\n") if block)
+        singly += one_by_one.flush()
+        out, guard = guarded(found, data, len(data))
+        assert reassembled(out) == reassembled(singly)
+        assert (guard.denied, guard.counts) == (one_by_one.denied, one_by_one.counts)
+        assert EMAIL.encode() not in out and TOKEN[:3].encode() not in out
+    assert guard.counts == {"pii.email": 1, "secrets.github_token": 1}
+    assert reassembled(out)[0] == {(0, "content"): "Hello, the key ", (1, "content"): "mail [REDACTED:pii.email] "}

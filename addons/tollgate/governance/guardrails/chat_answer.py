@@ -6,7 +6,12 @@ events after it (their order kept): once its text is known to be no value it goe
 so a clean answer comes through byte for byte; an event is written anew only where a value is
 replaced or a denial cuts it. At a value to deny, the text before it goes on, then an event whose
 `error` the SDKs raise on, and nothing more (no `[DONE]`). Plain code, knowing nothing of
-mitmproxy: `ChatAnswerGuard` is a `Rewrite` (`formats/translation.py`)."""
+mitmproxy: `ChatAnswerGuard` is a `Rewrite` (`formats/translation.py`).
+
+The events of one read are read together: each channel's scanner is fed once with what they carry
+of it (a scanner's result does not depend on how its text is cut), which is what keeps small
+events cheap. Should a value to deny be found in them, the read is read again event by event from
+where it began, so that nothing after the value goes."""
 
 from __future__ import annotations
 
@@ -16,8 +21,10 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 
+import orjson
+
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
-from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
+from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner, counter_copy
 
 # The text fields of a choice's delta (or message) that are read: its text, a refusal, and the
 # reasoning some providers show (`reasoning_content`, `reasoning`).
@@ -34,18 +41,51 @@ def denied_event(kind: str) -> bytes:
     return b"data: " + json.dumps({"error": error}, separators=(",", ":")).encode() + b"\n\n"
 
 
+def event_data(block: bytes) -> bytes | None:
+    """An event block's data (None: it has none). An event of one `data: ` line, as most are, is
+    read without splitting its lines."""
+    if block.startswith(b"data: "):
+        at = 6
+    else:
+        line = block.find(b"\ndata: ")
+        at = line + 7 if line >= 0 and b"data" not in block[:line] else -1
+    if at >= 0 and block.find(b"\n", at) < 0:
+        return block[at:]
+    event = parse_sse_block(block)
+    return None if event is None else event.data.encode()
+
+
+def event_object(data: bytes) -> Any:
+    """An event's JSON (None where it is not JSON): read by orjson, several times faster, or where
+    orjson refuses it (NaN, a lone surrogate, bytes that are not UTF-8) as the SDKs read it."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(data.decode("utf-8", "replace"))
+        except ValueError:
+            return None
+
+
 Channel = tuple[int, str, int]  # choice, field (a text field or "arguments"), tool call (-1 for text)
 
 
 @dataclass(slots=True)
 class _Channel:
     """One channel's scanner and where its text stands: `fed` bytes read, `owed` what the scanner
-    released that the client has not had yet, from `sent` (an offset in what was read) on."""
+    released that the client has not had yet, from `sent` (an offset in what was read) on;
+    `unfed` the pieces of the events of this read not yet given to its scanner."""
 
     scanner: AnswerScanner | None
     fed: int = 0
     sent: int = 0
-    owed: bytes = b""
+    # What goes on is taken from its front (in place: a read's text may be owed across many events).
+    owed: bytearray = dataclass_field(default_factory=bytearray)
+    unfed: list[bytes] = dataclass_field(default_factory=list)
+
+    def saved(self) -> _Channel:
+        scanner = self.scanner.copy() if self.scanner is not None else None
+        return _Channel(scanner, self.fed, self.sent, bytearray(self.owed))
 
 
 @dataclass(slots=True)
@@ -69,6 +109,10 @@ class _Pending:
     pieces: list[_Piece] = dataclass_field(default_factory=list)
 
 
+class _Reread(Exception):
+    """A value to deny in the events of a read read together: they are read again one by one."""
+
+
 class ChatAnswerGuard:
     """A streamed chat answer's events, read and rewritten (`feed` each piece, `flush` at its end).
     An event whose text is held is held whole, with the events after it: once its text is known to
@@ -80,8 +124,10 @@ class ChatAnswerGuard:
         self._framer = SSEFramer()
         self._channels: dict[Channel, _Channel] = {}
         self._pending: deque[_Pending] = deque()
-        self._template: dict[str, Any] = {}  # an event's fields, for an event of held text alone
+        self._last: dict[str, Any] = {}  # the last event's object: its fields, for one of held text alone
         self._spent: Counter[str] = Counter()  # the counts of the scanners that have ended
+        self._together = False  # the events of a read are being read together
+        self._unfed: list[_Channel] = []  # the channels with pieces not yet given to their scanner
         self.denied: str | None = None
 
     @property
@@ -95,12 +141,72 @@ class ChatAnswerGuard:
     def feed(self, chunk: bytes) -> bytes:
         if self.denied is not None:
             return b""
+        units = self._units(chunk)
+        if len(units) < 2:
+            return self._read_each(units)
+        saved = self._saved()
+        self._together = True
+        try:
+            out = self._read_each(units)
+            if self.denied is not None:
+                raise _Reread
+            return out + self._caught_up()
+        except _Reread:
+            self._restore(saved)
+        finally:
+            self._together = False
+            self._unfed.clear()
+        return self._read_each(units)
+
+    def _units(self, chunk: bytes) -> list[Any]:
+        """The events a read completes (what `_unit` reads)."""
+        return self._framer.feed(chunk)
+
+    def _read_each(self, units: list[Any]) -> bytes:
+        """The events read in order, until a value to deny stops the stream."""
         out = []
-        for block in self._framer.feed(chunk):
-            out.append(self._event(block))
+        for unit in units:
+            out.append(self._unit(unit))
             if self.denied is not None:
                 break
         return b"".join(out)
+
+    def _unit(self, unit: Any) -> bytes:
+        return self._event(unit)
+
+    def _saved(self) -> dict[str, Any]:
+        """What reading events changes, as it stands before a read (its events read together may
+        have to be read again one by one). The events' objects are not copied: reading them anew
+        writes each piece of theirs that goes on."""
+        return {
+            "_channels": {channel: state.saved() for channel, state in self._channels.items()},
+            "_pending": self._pending.copy(),
+            "_last": self._last,
+            "_spent": counter_copy(self._spent),
+        }
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        for name, value in saved.items():
+            setattr(self, name, value)
+        self.denied = None
+
+    def _caught_up(self) -> bytes:
+        """The pieces not yet read given to their scanners, then the events known."""
+        self._committed()
+        return self._drain()
+
+    def _committed(self) -> None:
+        """Each channel's pieces not yet read given to its scanner at once. At a value to deny,
+        the read is read again event by event."""
+        for state in self._unfed:
+            assert state.scanner is not None
+            piece = b"".join(state.unfed) if len(state.unfed) > 1 else state.unfed[0]
+            state.unfed.clear()
+            released = state.scanner.feed(piece)
+            state.owed += released.text
+            if released.denied is not None:
+                raise _Reread
+        self._unfed.clear()
 
     def flush(self) -> bytes:
         """What is held at the stream's end (one that ended without `[DONE]`)."""
@@ -112,22 +218,19 @@ class ChatAnswerGuard:
     def _event(self, block: bytes) -> bytes:
         pending = _Pending(block + b"\n\n")
         self._pending.append(pending)
-        event = parse_sse_block(block)
-        if event is None:
+        data = event_data(block)
+        if data is None:
             return self._drained()
-        if event.data.strip() == "[DONE]":
+        if data.strip() == b"[DONE]":
             self._pending.pop()
             self._ended(None)
             return self._cut() if self.denied is not None else self._drained() + self._orphans() + pending.whole
-        try:
-            obj = json.loads(event.data)
-        except ValueError:
-            return self._drained()
+        obj = event_object(data)
         choices = obj.get("choices") if isinstance(obj, dict) else None
         if not isinstance(choices, list):
             return self._drained()
         pending.obj = obj
-        self._template = {k: v for k, v in obj.items() if k in ("id", "object", "created", "model")}
+        self._last = obj
         before = b""
         for i, choice in enumerate(choices):
             if not isinstance(choice, dict) or not isinstance(choice.get("delta"), dict):
@@ -182,14 +285,20 @@ class ChatAnswerGuard:
             state.scanner = self._compiled.scanner(is_json=channel[1] == "arguments")
         piece = value.encode()
         pending.pieces.append(_Piece(channel, state.fed, piece, holder, name))
-        released = state.scanner.feed(piece)
         state.fed += len(piece)
+        if self._together:
+            if not state.unfed:
+                self._unfed.append(state)
+            state.unfed.append(piece)
+            return
+        released = state.scanner.feed(piece)
         state.owed += released.text
         if released.denied is not None:
             self.denied = released.denied
 
     def _ended(self, index: int | None) -> None:
         """The scanners of a choice (every choice: None) flushed, now that their text has ended."""
+        self._committed()
         for channel, state in self._channels.items():
             if state.scanner is None or (index is not None and channel[0] != index):
                 continue
@@ -208,11 +317,28 @@ class ChatAnswerGuard:
         return state.fed - state.scanner.held
 
     def _drained(self) -> bytes:
+        """The events whose text is all known, in order (of a read read together: at its end)."""
+        return b"" if self._together else self._drain()
+
+    def _drain(self) -> bytes:
         """The events whose text is all known, in order: as they came where it is the text that
         came, written anew where it is not."""
         out = []
-        while self._pending:
-            pending = self._pending[0]
+        pending_events, channels = self._pending, self._channels
+        while pending_events:
+            pending = pending_events[0]
+            if len(pending.pieces) == 1:
+                # Most events carry one piece: it goes on as it came where it is what is known.
+                p = pending.pieces[0]
+                state = channels[p.channel]
+                if self._read(state) >= p.start + len(p.text):
+                    if state.sent == p.start and state.owed.startswith(p.text):
+                        del state.owed[: len(p.text)]
+                        state.sent += len(p.text)
+                        out.append(pending_events.popleft().whole)
+                    else:
+                        out.append(self._settled(pending_events.popleft()))
+                    continue
             if any(self._read(self._channels[p.channel]) < p.start + len(p.text) for p in pending.pieces):
                 behind = sum(len(p.whole) for p in self._pending) - len(pending.whole)
                 if behind <= WAITING_BYTES:
@@ -224,13 +350,14 @@ class ChatAnswerGuard:
 
     def _orphans(self) -> bytes:
         """Events for text known that no event waiting carries (the rest of an event that went on
-        before its text was all known)."""
+        before its text was all known), after the events known (of a read read together, not yet
+        gone on)."""
+        out = [self._caught_up()] if self._together else []
         carried = {p.channel for pending in self._pending for p in pending.pieces}
-        out = []
         for channel, state in self._channels.items():
             if state.owed and channel not in carried:
                 out.append(self._written(self._held_delta(channel, state.owed.decode())))
-                state.owed = b""
+                state.owed.clear()
                 state.sent = self._read(state)
         return b"".join(out)
 
@@ -240,19 +367,26 @@ class ChatAnswerGuard:
             delta: dict[str, Any] = {"tool_calls": [{"index": call, "function": {"arguments": text}}]}
         else:
             delta = {name: text}
-        return {**self._template, "choices": [{"index": choice, "delta": delta, "finish_reason": None}]}
+        template = {k: v for k, v in self._last.items() if k in ("id", "object", "created", "model")}
+        return {**template, "choices": [{"index": choice, "delta": delta, "finish_reason": None}]}
 
     def _cut(self) -> bytes:
         """At a value to deny: the events before it with what is known of them, and nothing held."""
+        self._reread_together()
         out = [self._settled(self._pending.popleft()) for _ in range(len(self._pending))]
         return b"".join(out) + self._orphans() + denied_event(self.denied or "unread")
+
+    def _reread_together(self) -> None:
+        """At a value to deny in a read read together: it is read again event by event."""
+        if self._together:
+            raise _Reread
 
     def _settled(self, pending: _Pending) -> bytes:
         """An event as it goes on: as it came where each piece is what goes on of its channel."""
         if all(self._as_it_came(p) for p in pending.pieces):
             for p in pending.pieces:
                 state = self._channels[p.channel]
-                state.owed = state.owed[len(p.text) :]
+                del state.owed[: len(p.text)]
                 state.sent += len(p.text)
             return pending.whole
         for p in pending.pieces:
@@ -262,7 +396,7 @@ class ChatAnswerGuard:
                 p.holder[p.field] = ""  # what it carried went on in an event before
                 continue
             p.holder[p.field] = state.owed.decode()
-            state.owed = b""
+            state.owed.clear()
             state.sent = self._read(state)
         return self._written(pending.obj)
 

@@ -181,17 +181,14 @@ class MessagesAnswerGuard(ChatAnswerGuard):
     end): each content block's channels (text, input, thinking) by its index, ended at its
     `content_block_stop`. `denied`: the kind that stopped it (the caller then closes the upstream)."""
 
-    def feed(self, chunk: bytes) -> bytes:
-        if self.denied is not None:
-            return b""
-        out = []
-        for block in self._framer.feed(chunk):
-            out.append(self._event(block))
-            if self.denied is not None:
-                return b"".join(out)
-        if self._framer.error is not None:  # an event too large to be read
-            out.append(self._unread())
-        return b"".join(out)
+    def _read_each(self, units: list[Any]) -> bytes:
+        out = super()._read_each(units)
+        if self.denied is None and self._framing_error():  # an event too large to be read
+            out += self._unread()
+        return out
+
+    def _framing_error(self) -> bool:
+        return self._framer.error is not None
 
     def _event(self, block: bytes) -> bytes:
         whole = block + b"\n\n"
@@ -314,6 +311,7 @@ class MessagesAnswerGuard(ChatAnswerGuard):
 
     def _cut(self) -> bytes:
         """At a value to deny: the events before it with what is known of them, and the end."""
+        self._reread_together()
         out = [self._settled(self._pending.popleft()) for _ in range(len(self._pending))]
         return b"".join(out) + self._orphans() + self._denied_end(self.denied or UNREAD)
 
@@ -335,17 +333,14 @@ class BedrockMessagesGuard(MessagesAnswerGuard):
         super().__init__(compiled)
         self._frames = EventStreamFramer()
 
-    def feed(self, chunk: bytes) -> bytes:
-        if self.denied is not None:
-            return b""
-        out = []
-        for frame in self._frames.feed(chunk):
-            out.append(self._frame(frame))
-            if self.denied is not None:
-                return b"".join(out)
-        if self._frames.error is not None:
-            out.append(self._unread())
-        return b"".join(out)
+    def _units(self, chunk: bytes) -> list[Any]:
+        return self._frames.feed(chunk)
+
+    def _unit(self, unit: Any) -> bytes:
+        return self._frame(unit)
+
+    def _framing_error(self) -> bool:
+        return self._frames.error is not None
 
     def _frame(self, frame: EventStreamFrame) -> bytes:
         whole = eventstream_message(frame.raw_headers, frame.payload)

@@ -19,9 +19,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tollgate.formats.framing.sse import parse_sse_block
-from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.chat_answer import DENIED_MESSAGE, Channel, ChatAnswerGuard, _Pending
+from tollgate.governance.guardrails.answer import AnswerDetectors, counter_copy
+from tollgate.governance.guardrails.chat_answer import (
+    DENIED_MESSAGE,
+    Channel,
+    ChatAnswerGuard,
+    _Pending,
+    event_data,
+    event_object,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +193,15 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
         self._seen: dict[Channel, _Seen] = {}
         self._whole_counts: Counter[str] = Counter()
 
+    def _saved(self) -> dict[str, Any]:
+        return {
+            **super()._saved(),
+            "_templates": self._templates.copy(),
+            "_hashes": {channel: h.copy() for channel, h in self._hashes.items()},
+            "_seen": self._seen.copy(),
+            "_whole_counts": counter_copy(self._whole_counts),
+        }
+
     @property
     def counts(self) -> dict[str, int]:
         total = Counter(super().counts)
@@ -196,13 +211,10 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
     def _event(self, block: bytes) -> bytes:
         pending = _Pending(block + b"\n\n")
         self._pending.append(pending)
-        event = parse_sse_block(block)
-        if event is None:
+        data = event_data(block)
+        if data is None:
             return self._drained()
-        try:
-            obj = json.loads(event.data)
-        except ValueError:
-            return self._drained()
+        obj = event_object(data)
         kind = obj.get("type") if isinstance(obj, dict) else None
         if not isinstance(kind, str):
             return self._drained()
@@ -300,6 +312,7 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
     def _ended_where(self, ends: Callable[[Channel], bool]) -> None:
         """The scanners of the channels that have ended, flushed; what each read noted, to know the
         whole text when it comes again."""
+        self._committed()
         for channel, state in self._channels.items():
             if state.scanner is None or not ends(channel):
                 continue
@@ -316,6 +329,7 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
         return {**self._templates[channel], "delta": text}
 
     def _cut(self) -> bytes:
+        self._reread_together()
         out = [self._settled(self._pending.popleft()) for _ in range(len(self._pending))]
         return b"".join(out) + self._orphans() + self._denied_end(self.denied or "unread")
 
