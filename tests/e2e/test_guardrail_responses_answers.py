@@ -538,7 +538,9 @@ OVER_HTTP = (
 def test_codex_signed_in_with_chatgpt_gets_the_answer_redacted(codex_gw, codex_fake, tmp_path, transport):
     """Its answer's text splits the key across two deltas; Codex prints it with the key replaced."""
     codex_fake.script = responding([TEXT, TEXT], [responses_usage(30, 9)] * 2)
-    before = len(codex_gw.audit())
+    # A call begun before this one (the other transport's, recorded when its socket closes) is not
+    # among this one's records.
+    started = time.time() - 0.01
     options = ("-c", "model_provider=chatgpt_http", "-c", OVER_HTTP) if transport == "http" else ()
     done = run_codex(codex_gw, tmp_path, *options)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -546,7 +548,11 @@ def test_codex_signed_in_with_chatgpt_gets_the_answer_redacted(codex_gw, codex_f
     assert AWS not in done.stdout + done.stderr
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        records = [r for r in codex_gw.audit()[before:] if r["endpoint"] == "responses"]
+        records = [
+            r
+            for r in codex_gw.audit()
+            if r["endpoint"] == "responses" and datetime.fromisoformat(r["ts"]).timestamp() >= started
+        ]
         if records and records[-1]["answer_findings"] is not None:
             break
         time.sleep(0.05)
