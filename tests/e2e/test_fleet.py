@@ -253,7 +253,8 @@ def test_audit_records_on_standard_output_stay_whole_lines(tmp_path, fakes, conf
     try:
         fleet.wait_ready()
         code = CONCURRENT.format(key="sk-caller-own", count=200)
-        assert run_client(code, fleet.proxy_url, bundle, timeout=120) == {"outcomes": {"ok": 200}}
+        result = run_client(code, fleet.proxy_url, bundle, timeout=120)
+        assert result == {"outcomes": {"ok": 200}}, fleet.console()[-6000:]  # what the fleet said, if not
         fleet.stop()  # the workers' last records written
         # Each record whole on the rest of its line, never two on one. (Within one mitmdump, its own
         # console line may be written in two pieces around a record: a record may follow one's text.)
