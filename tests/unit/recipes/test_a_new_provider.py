@@ -76,11 +76,12 @@ class WithItsLines(importlib.abc.Loader):
 
     def exec_module(self, module):
         source = (package / "__init__.py").read_text(encoding="utf-8")
-        imports = "from tollgate.providers.vertex import Vertex\\n"
-        listed = "*PRESETS\\n)"
-        assert source.count(imports) == 1 and source.count(listed) == 1, "providers/__init__.py changed"
-        source = source.replace(imports, imports + "from tollgate.providers.linehost import LineHost\\n")
-        source = source.replace(listed, "*PRESETS, LineHost()\\n)")
+        start = source.index("_BUILT_IN: tuple[Provider, ...] = (")
+        end = source.index("\\n)", start)  # the tuple's end
+        source = (
+            source[:start] + "from tollgate.providers.linehost import LineHost\\n\\n"
+            + source[start:end] + ", LineHost()" + source[end:]
+        )
         exec(compile(source, str(package / "__init__.py"), "exec"), module.__dict__)
 
 
