@@ -55,12 +55,13 @@ ServiceName = Annotated[str, AfterValidator(service_name)]
 
 class EgressConfig(Strict):
     """`egress:` each connection a client opens through Tollgate is decided before anything is
-    relayed: `deny` globs, then the policy's `data.tollgate.egress.deny`, then `default` (`deny`:
-    only the providers' hosts, the MCP servers and `allow` pass). `private_addresses: deny` refuses
-    a host that resolves to a loopback, private, link-local or unique local address unless `allow`
-    names it or it is a configured upstream's. `record`: which connections the audit records
-    (`ai`: those to a catalogued AI service and every refused one; `all`; `none`). `services` adds
-    AI services to the catalogue, or hosts to one of its services, by name."""
+    relayed (`Egress.decide`): `deny` globs, then `default` (`deny`: only the providers' hosts,
+    the MCP servers and `allow` pass), then the address (`private_addresses: deny` refuses a host
+    that resolves to a loopback, private, link-local or unique local address unless `allow` names
+    it or it is a configured upstream's), then the policy's `data.tollgate.egress.deny`.
+    `record`: which connections the audit records (`ai`: those to a catalogued AI service and
+    every refused one; `all`; `none`). `services` adds AI services to the catalogue, or hosts to
+    one of its services, by name."""
 
     default: Literal["allow", "deny"] = "allow"
     allow: tuple[EgressGlob, ...] = ()

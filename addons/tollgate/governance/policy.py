@@ -124,7 +124,8 @@ class Policy:
             check_builtins(self._rules, sources, network)
         # A policy that never defines data.tollgate.deny (a misspelt package or rule name) would
         # allow every call: refuse it at load.
-        if not any(_PACKAGES.search(s) and _DENY_RULE.search(s) for s in sources.values()):
+        packages = kind_packages(KINDS)
+        if not any(packages.search(s) and _DENY_RULE.search(s) for s in sources.values()):
             raise PolicyError(
                 f"{', '.join(map(str, self.files))}: no rule defines data.tollgate.deny"
                 " (package tollgate; deny contains reason if { … })"
@@ -464,7 +465,10 @@ def whole(kind: DecisionKind[Any]) -> DecisionKind[Any]:
     return DecisionKind(kind.name, kind.rule, _itself, _whole_key)
 
 
-# A package that holds some kind's deny rule (`tollgate`, `tollgate.mcp`, …): a policy with none
-# would allow everything.
-_KIND_PACKAGES = "|".join(re.escape(k.rule.removeprefix("data.").removesuffix(".deny")) for k in KINDS)
-_PACKAGES = re.compile(rf"^\s*package\s+(?:{_KIND_PACKAGES})\s*(?:#.*)?$", re.MULTILINE)
+@functools.cache
+def kind_packages(kinds: tuple[DecisionKind[Any], ...]) -> re.Pattern[str]:
+    """A package that holds some kind's deny rule (`tollgate`, `tollgate.mcp`, …): a policy with
+    none would allow everything. Read from the kinds when a policy loads, so a kind declared in
+    `KINDS` joins them."""
+    names = "|".join(re.escape(k.rule.removeprefix("data.").removesuffix(".deny")) for k in kinds)
+    return re.compile(rf"^\s*package\s+(?:{names})\s*(?:#.*)?$", re.MULTILINE)

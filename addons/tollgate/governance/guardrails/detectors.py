@@ -535,12 +535,15 @@ def _builtin() -> tuple[Detector, ...]:
     )  # fmt: skip
 
 
+def kinds_of(found: Iterable[Detector]) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """Every kind of these detectors, and each group's (`secrets` and `pii` name all of theirs)."""
+    kinds = tuple(dict.fromkeys(d.kind for d in found))
+    return kinds, {group: tuple(k for k in kinds if k.startswith(f"{group}.")) for group in ("secrets", "pii")}
+
+
 BUILTIN: tuple[Detector, ...] = _builtin()
-# Every built-in kind, by group: `secrets` and `pii` name all of theirs.
-KINDS: tuple[str, ...] = tuple(dict.fromkeys(d.kind for d in BUILTIN))
-GROUPS: dict[str, tuple[str, ...]] = {
-    group: tuple(k for k in KINDS if k.startswith(f"{group}.")) for group in ("secrets", "pii")
-}
+# Every built-in kind, by group.
+KINDS, GROUPS = kinds_of(BUILTIN)
 OWN_KEYS = "tollgate_keys"
 # Strings shorter than this are not looked for as Tollgate's keys: they would be found in ordinary text.
 OWN_KEY_MIN = 12

@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from tollgate.config_base import Strict
-from tollgate.governance.guardrails.detectors import GROUPS, KINDS, OWN_KEYS
+from tollgate.governance.guardrails import detectors
+from tollgate.governance.guardrails.detectors import OWN_KEYS
 from tollgate.governance.matching import OverrideMatch, known_providers, unknown_provider
 
 Action = Literal["deny", "redact", "audit"]
@@ -27,7 +28,7 @@ _CUSTOM_NAME = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 
 
 def builtin_names() -> tuple[str, ...]:
-    return (*GROUPS, *KINDS)
+    return (*detectors.GROUPS, *detectors.KINDS)
 
 
 class Detect(Strict):
@@ -76,7 +77,7 @@ class Detect(Strict):
     def kinds(self) -> tuple[str, ...]:
         """The kinds of finding it names."""
         if self.regex is None and self.terms is None:
-            return GROUPS.get(self.name, (self.name,))
+            return detectors.GROUPS.get(self.name, (self.name,))
         return (self.name,)
 
 
