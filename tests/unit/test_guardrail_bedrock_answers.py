@@ -20,6 +20,7 @@ from botocore.session import get_session
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from support.counted_scans import counting_feeds
 from support.eventstream import event, exception, frame, invoke_chunk
 from support.examples import examples
 from support.guardrail_samples import EMAIL, SAMPLES, crc_token, pem
@@ -528,3 +529,15 @@ def test_claudes_own_body_named_by_no_claude_model_id_is_read_too() -> None:
     assert denied.denied == "pii.email"
     signed = {"content": [{"type": "thinking", "thinking": f"mail {EMAIL}", "signature": "c2ln"}], "role": "assistant"}
     assert guard_bedrock_json(compiled("redact"), json.dumps(signed).encode())[1] == "pii.email"
+
+
+def test_a_read_of_many_frames_feeds_each_channels_scanner_once() -> None:
+    """Reasoning, text and a tool's input in 300 small frames, all in one read: each block's
+    scanner is fed once, and the frames go on byte for byte."""
+    found, feeds = counting_feeds(compiled("redact"))
+    text = pieces_of("The cats sat on 12 mats in 2026. " * 5, 2)
+    data = converse(text, pieces_of('{"path": "notes/a.txt"}', 2), text)
+    guard = ConverseAnswerGuard(found)
+    out = guard.feed(data)
+    assert feeds == [1, 1, 1]
+    assert out + guard.flush() == data

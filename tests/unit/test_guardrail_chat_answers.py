@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from support.counted_scans import counting_feeds
 from support.examples import examples
 from support.guardrail_samples import EMAIL, crc_token
 from tollgate.governance.guardrails import detectors
@@ -303,3 +304,14 @@ def test_the_events_of_one_read_give_what_they_give_one_by_one() -> None:
         assert EMAIL.encode() not in out and TOKEN[:3].encode() not in out
     assert guard.counts == {"pii.email": 1, "secrets.github_token": 1}
     assert reassembled(out)[0] == {(0, "content"): "Hello, the key ", (1, "content"): "mail [REDACTED:pii.email] "}
+
+
+def test_a_read_of_many_events_feeds_each_channels_scanner_once() -> None:
+    """Two choices' text and a tool call's arguments in 300 small events, all in one read: each
+    channel's scanner is fed once, and the events go on byte for byte."""
+    found, feeds = counting_feeds(compiled("redact"))
+    data = stream(answer_events("The cats sat on 12 mats in 2026. " * 5, '{"path": "notes/a.txt"}', 2)[:-2])
+    guard = ChatAnswerGuard(found)
+    out = guard.feed(data.removesuffix(b"data: [DONE]\n\n"))
+    assert feeds == [1, 1, 1]
+    assert out + guard.feed(b"data: [DONE]\n\n") + guard.flush() == data

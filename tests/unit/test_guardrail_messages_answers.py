@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from support import eventstream
+from support.counted_scans import counting_feeds
 from support.examples import examples
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
 from tollgate.formats import (
@@ -465,3 +466,20 @@ def test_a_frame_read_is_written_again_byte_for_byte() -> None:
     data = eventstream.invoke_chunk(event("ping")) + eventstream.exception("throttlingException", "slow down")
     read = EventStreamFramer().feed(data)
     assert b"".join(eventstream_message(f.raw_headers, f.payload) for f in read) == data
+
+
+@pytest.mark.parametrize("guard, write", [(MessagesAnswerGuard, sse), (BedrockMessagesGuard, frames)])
+def test_a_read_of_many_events_feeds_each_channels_scanner_once(guard, write) -> None:
+    """Thinking, text and a tool's input in 300 small events, all in one read: each block's
+    scanner is fed once (and each of the three strings the tool's start gives whole, read
+    alone), and the events go on byte for byte."""
+    found, feeds = counting_feeds(compiled("redact"))
+    text = "The cats sat on 12 mats in 2026. " * 5
+    blocks = [thinking_block(0, pieces_of(text, 2)), text_block(1, pieces_of(text, 2))]
+    events = message([*blocks, tool_block(2, pieces_of('{"path": "notes/a.txt"}', 2))])
+    reading = guard(found)
+    data = write(events[:-3])  # all but the tool block's end and the message's
+    out = reading.feed(data)
+    assert feeds == [1] * 6
+    rest = write(events[-3:])
+    assert out + reading.feed(rest) + reading.flush() == data + rest

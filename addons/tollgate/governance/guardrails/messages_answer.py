@@ -6,7 +6,7 @@ as Claude answers on Vertex AI's rawPredict (Anthropic's own stream) and on Bedr
 citation, a tool use's `input` at its start) is read at once, each string value. Thinking is
 signed: it is never changed, and a value found there is denied under a `redact` rule too;
 redacted thinking is opaque, not read. Events are held, go on as they came or are written anew
-as OpenAI chat's are (`chat_answer.py`, whose machinery this reuses). A stream denied ends with
+as OpenAI chat's are (`event_guard.py`). A stream denied ends with
 Anthropic's `error` event (`permission_error`), on Bedrock with an exception frame. An event
 that cannot be read stops the stream as a value to deny would (`unread`). Plain code, knowing
 nothing of mitmproxy."""
@@ -26,15 +26,9 @@ from tollgate.formats.bedrock_converse.stream_writer import event_stream_frame
 from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, eventstream_message, parse_sse_block
 from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
-from tollgate.governance.guardrails.chat_answer import (
-    DENIED_MESSAGE,
-    Channel,
-    ChatAnswerGuard,
-    _Channel,
-    _Pending,
-)
+from tollgate.governance.guardrails.chat_answer import DENIED_MESSAGE, Channel, ChatAnswerGuard
+from tollgate.governance.guardrails.event_guard import UNREAD, Pending
 
-UNREAD = "unread"
 # Each streamed delta: the field its text is in, and the channel it feeds.
 DELTAS = {
     "text_delta": ("text", "text"),
@@ -199,7 +193,7 @@ class MessagesAnswerGuard(ChatAnswerGuard):
 
     def _passed(self, whole: bytes) -> bytes:
         """An event that carries no answer: it goes on in its turn, as it came."""
-        self._pending.append(_Pending(whole))
+        self._pending.append(Pending(whole))
         return self._drained()
 
     def _message_event(self, whole: bytes, obj: dict[str, Any] | None) -> bytes:
@@ -209,8 +203,8 @@ class MessagesAnswerGuard(ChatAnswerGuard):
         kind = obj.get("type")
         if kind in ("content_block_stop", "message_stop"):
             index = obj.get("index") if kind == "content_block_stop" else None
-            return self._closing(_Pending(whole, obj), index if type(index) is int else None)
-        pending = _Pending(whole, obj)
+            return self._closing(Pending(whole, obj), index if type(index) is int else None)
+        pending = Pending(whole, obj)
         self._pending.append(pending)
         if kind == "content_block_start":
             self._block_start(pending, obj)
@@ -224,7 +218,7 @@ class MessagesAnswerGuard(ChatAnswerGuard):
                     break
         return self._cut() if self.denied is not None else self._drained()
 
-    def _closing(self, pending: _Pending, index: int | None) -> bytes:
+    def _closing(self, pending: Pending, index: int | None) -> bytes:
         """A block's end (or the message's: None): its text known to its end goes on before it."""
         self._ended(index)
         if self.denied is not None:
@@ -233,7 +227,7 @@ class MessagesAnswerGuard(ChatAnswerGuard):
         self._pending.append(pending)
         return out + self._drained()
 
-    def _block_start(self, pending: _Pending, obj: dict[str, Any]) -> None:
+    def _block_start(self, pending: Pending, obj: dict[str, Any]) -> None:
         index, block = obj.get("index"), obj.get("content_block")
         if type(index) is not int or not isinstance(block, dict):
             self._refuse(pending)
@@ -250,7 +244,7 @@ class MessagesAnswerGuard(ChatAnswerGuard):
             return
         self._whole_read(pending, block)
 
-    def _block_delta(self, pending: _Pending, obj: dict[str, Any]) -> None:
+    def _block_delta(self, pending: Pending, obj: dict[str, Any]) -> None:
         index, delta = obj.get("index"), obj.get("delta")
         if type(index) is not int or not isinstance(delta, dict):
             self._refuse(pending)
@@ -268,7 +262,7 @@ class MessagesAnswerGuard(ChatAnswerGuard):
         elif value:
             self._fed(pending, (index, channel, -1), delta, name, value)
 
-    def _whole_read(self, pending: _Pending, node: dict[str, Any], opaque: frozenset[str] = OPAQUE) -> bool:
+    def _whole_read(self, pending: Pending, node: dict[str, Any], opaque: frozenset[str] = OPAQUE) -> bool:
         """What an event gives whole, read at once (before any of its streamed text): where a
         value is redacted the event is written anew; at one to deny, it does not go on. Whether
         the stream stops here."""
@@ -282,7 +276,7 @@ class MessagesAnswerGuard(ChatAnswerGuard):
             pending.whole = self._written(pending.obj)
         return False
 
-    def _refuse(self, pending: _Pending, kind: str = UNREAD) -> None:
+    def _refuse(self, pending: Pending, kind: str = UNREAD) -> None:
         """The stream stops before this event (the last come): none of it goes on."""
         if self._pending and self._pending[-1] is pending:
             self._pending.pop()
@@ -292,31 +286,16 @@ class MessagesAnswerGuard(ChatAnswerGuard):
         self.denied = UNREAD
         return self._cut()
 
-    def _fed(self, pending: _Pending, channel: Channel, holder: dict[str, Any], name: str, value: str) -> None:
-        state = self._channels.get(channel)
-        if state is None:
-            state = self._channels[channel] = _Channel(None)
-        if state.scanner is None:
-            state.scanner = self._scanner(channel[1])
-        super()._fed(pending, channel, holder, name, value)
-
-    def _scanner(self, channel: str) -> AnswerScanner:
-        if channel == "thinking":
+    def _scanner(self, channel: Channel) -> AnswerScanner:
+        if channel[1] == "thinking":
             return signed(self._compiled).scanner()
-        return self._compiled.scanner(is_json=channel == "input")
+        return self._compiled.scanner(is_json=channel[1] == "input")
 
     def _held_delta(self, channel: Channel, text: str) -> dict[str, Any]:
         kind, name = _DELTA_OF_CHANNEL[channel[1]]
         return {"type": "content_block_delta", "index": channel[0], "delta": {"type": kind, name: text}}
 
-    def _cut(self) -> bytes:
-        """At a value to deny: the events before it with what is known of them, and the end."""
-        self._reread_together()
-        out = [self._settled(self._pending.popleft()) for _ in range(len(self._pending))]
-        return b"".join(out) + self._orphans() + self._denied_end(self.denied or UNREAD)
-
-    @staticmethod
-    def _denied_end(kind: str) -> bytes:
+    def _denied_end(self, kind: str) -> bytes:
         return denied_event(kind)
 
     @staticmethod
@@ -354,8 +333,7 @@ class BedrockMessagesGuard(MessagesAnswerGuard):
             raw = None
         return self._message_event(whole, parse_json(raw))
 
-    @staticmethod
-    def _denied_end(kind: str) -> bytes:
+    def _denied_end(self, kind: str) -> bytes:
         return denied_frame(kind)
 
     @staticmethod
