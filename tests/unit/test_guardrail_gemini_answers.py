@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from support.counted_scans import counting_feeds
 from support.examples import QUICK, examples
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token, pem
 from tollgate.formats import CODE_ASSIST, GEMINI_GENERATE, OPENAI_CHAT
@@ -464,3 +465,19 @@ def test_a_signed_part_goes_on_as_it_came_or_not_at_all_however_split(
         assert (got[(0, "text")], errors) == (whole, [])
     else:
         assert len(errors) == 1 and text.startswith(got.get((0, "text"), ""))
+
+
+@pytest.mark.parametrize("framing", ["sse", "array"])
+def test_a_read_of_many_items_feeds_each_channels_scanner_once(framing: Framing) -> None:
+    """Thought text and two candidates' text in 300 small items, all in one read: each channel's
+    scanner is fed once, and the items go on byte for byte."""
+    found, feeds = counting_feeds(compiled("redact"))
+    text = pieces_of("The cats sat on 12 mats in 2026. " * 5, 2)
+    items = [item({"text": p, "thought": True}) for p in text[:50]]
+    for p in text:
+        items += [item({"text": p}), item({"text": p.upper()}, candidate=1)]
+    data = stream(items, framing)
+    guard = GeminiAnswerGuard(found)
+    out = guard.feed(data)
+    assert feeds == [1, 1, 1]
+    assert out + guard.flush() == data

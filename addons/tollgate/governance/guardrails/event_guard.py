@@ -39,7 +39,9 @@ UNREAD = "unread"
 class ChannelState:
     """One channel's scanner and where its text stands: `fed` bytes read, `owed` what the scanner
     released that the client has not had yet, from `sent` (an offset in what was read) on;
-    `unfed` the pieces of the events of this read not yet given to its scanner."""
+    `unfed` the pieces of the events of this read not yet given to its scanner; `replaced` the
+    kind of the last value replaced in it (for a format that tells it where signed text would
+    change)."""
 
     scanner: AnswerScanner | None
     fed: int = 0
@@ -47,10 +49,11 @@ class ChannelState:
     # What goes on is taken from its front (in place: a read's text may be owed across many events).
     owed: bytearray = dataclass_field(default_factory=bytearray)
     unfed: list[bytes] = dataclass_field(default_factory=list)
+    replaced: str | None = None
 
     def saved(self) -> ChannelState:
         scanner = self.scanner.copy() if self.scanner is not None else None
-        return ChannelState(scanner, self.fed, self.sent, bytearray(self.owed))
+        return ChannelState(scanner, self.fed, self.sent, bytearray(self.owed), replaced=self.replaced)
 
 
 @dataclass(slots=True)
@@ -85,6 +88,10 @@ class Reread(Exception):
 class EventGuard:
     """A streamed answer's events, read and rewritten (`feed` each piece, `flush` at its end).
     `denied`: the kind that stopped it (the caller then closes the upstream)."""
+
+    # An event of one piece known to be what came goes on at once (without `_settled`): a format
+    # that notes what each event that goes on ends with says False.
+    _one_piece_at_once = True
 
     def __init__(self, compiled: AnswerDetectors) -> None:
         self._compiled = compiled
@@ -274,10 +281,10 @@ class EventGuard:
         """The events whose text is all known, in order: as they came where it is the text that
         came, written anew where it is not."""
         out = []
-        pending_events, channels = self._pending, self._channels
+        pending_events, channels, at_once = self._pending, self._channels, self._one_piece_at_once
         while pending_events:
             pending = pending_events[0]
-            if len(pending.pieces) == 1 and not pending.changed:
+            if at_once and len(pending.pieces) == 1 and not pending.changed:
                 # Most events carry one piece: it goes on as it came where it is what is known.
                 p = pending.pieces[0]
                 state = channels[p.channel]
