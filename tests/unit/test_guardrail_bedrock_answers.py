@@ -541,3 +541,17 @@ def test_a_read_of_many_frames_feeds_each_channels_scanner_once() -> None:
     out = guard.feed(data)
     assert feeds == [1, 1, 1]
     assert out + guard.flush() == data
+
+
+@pytest.mark.parametrize("read", [1, 7, 4096])
+def test_at_a_deny_nothing_after_the_values_frame_goes(read: int) -> None:
+    """A value at the reasoning's end is found only at its block's end: the reasoning's signature,
+    which came after it, does not go before the exception (nor anything after the value's frame)."""
+    data = converse(["All", " is well."], reasoning=pieces_of(f"The token is {TOKEN}", 4))
+    guard = ConverseAnswerGuard(compiled("deny"))
+    out, _ = guarded(guard, data, read_every(data, read))
+    assert guard.denied == "secrets.github_token"
+    got, errors = reassembled(out)
+    assert got == {"0.reasoning": "The token is "}
+    assert errors == ["validationException: " + DENIED.format("secrets.github_token")]
+    assert b"c2lnbmVk" not in out and TOKEN[:3].encode() not in out

@@ -315,3 +315,16 @@ def test_a_read_of_many_events_feeds_each_channels_scanner_once() -> None:
     out = guard.feed(data.removesuffix(b"data: [DONE]\n\n"))
     assert feeds == [1, 1, 1]
     assert out + guard.feed(b"data: [DONE]\n\n") + guard.flush() == data
+
+
+@pytest.mark.parametrize("cut", [1, 7, 4096])
+def test_at_a_deny_nothing_after_the_values_event_goes(cut: int) -> None:
+    """A value at a choice's end is found only when it finishes: another choice's event, which
+    came after it, does not go before the error (not even emptied of its text)."""
+    events = [chunk(0, content=p) for p in pieces_of(f"The token is {TOKEN}", 6)]
+    out, guard = guarded(compiled("deny"), stream([*events, chunk(1, content="Fine."), finish(0)]), cut)
+    assert guard.denied == "secrets.github_token"
+    text, others = reassembled(out)
+    assert text == {(0, "content"): "The token is "}
+    assert [o["error"]["code"] for o in others] == ["content_denied"]
+    assert b'"index":1' not in out and TOKEN[:3].encode() not in out

@@ -481,3 +481,19 @@ def test_a_read_of_many_items_feeds_each_channels_scanner_once(framing: Framing)
     out = guard.feed(data)
     assert feeds == [1, 1, 1]
     assert out + guard.flush() == data
+
+
+@pytest.mark.parametrize("framing", ["sse", "array"])
+@pytest.mark.parametrize("read", [1, 7, 4096])
+def test_at_a_deny_nothing_after_the_values_item_goes(framing: Framing, read: int) -> None:
+    """A value at a candidate's end is found only when it finishes: the part that signs it, which
+    came after it, does not go before the error (nor anything else after the value's item)."""
+    items = [item({"text": p}) for p in pieces_of(f"The token is {TOKEN}", 6)]
+    items += [item({"text": "", "thoughtSignature": "c2lnbmVkLWdlbWluaQ"}), item({"text": "Fine."}, candidate=1)]
+    data = stream([*items, item(finish="STOP")], framing)
+    out, guard = guarded(compiled("deny"), data, read)
+    got, errors = reassembled(out)
+    assert guard.denied == "secrets.github_token"
+    assert got == {(0, "text"): "The token is "}
+    assert [e["status"] for e in errors] == ["PERMISSION_DENIED"]
+    assert b"c2lnbmVk" not in out and b"Fine." not in out and TOKEN[:3].encode() not in out

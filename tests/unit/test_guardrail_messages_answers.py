@@ -483,3 +483,20 @@ def test_a_read_of_many_events_feeds_each_channels_scanner_once(guard, write) ->
     assert feeds == [1] * 6
     rest = write(events[-3:])
     assert out + reading.feed(rest) + reading.flush() == data + rest
+
+
+@pytest.mark.parametrize(("guard", "write", "read_back"), STREAMS)
+@pytest.mark.parametrize("read", [1, 7, 4096])
+def test_at_a_deny_nothing_after_the_values_event_goes(guard, write, read_back, read: int) -> None:
+    """A value at thinking's end is found only at its block's end: the thinking's signature, which
+    came after it, does not go before the error (nor anything else after the value's event)."""
+    thought = f"The token is {TOKEN}"
+    g = guard(compiled("deny"))
+    out = guarded(g, write(message([thinking_block(0, pieces_of(thought, 6)), text_block(1, ["Done."])])), read)
+    events = read_back(out)
+    assert g.denied == "secrets.github_token"
+    assert reassembled(events) == {(0, "thinking"): "The token is "}
+    kinds = [e.get("type", e.get("exception")) for e in events]
+    assert kinds[-1] in ("error", "validationException")
+    assert "signature_delta" not in [e["delta"]["type"] for e in events if e.get("type") == "content_block_delta"]
+    assert b"EqQBCkgI" not in out and TOKEN[:3].encode() not in out

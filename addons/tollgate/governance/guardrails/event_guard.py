@@ -329,6 +329,8 @@ class EventGuard:
         """At a value to deny: the events before it with what is known of them, nothing held and
         nothing after the value's event, then the format's end."""
         self._reread_together()
+        if self._denied_in is not None:
+            self._after_value_dropped(self._denied_in)
         out: list[bytes] = []
         while self._pending:
             if self._unsent(self._pending[0]) is not None:
