@@ -29,7 +29,7 @@ from tollgate.formats import (
     GEMINI_GENERATE,
     OPENAI_API,
 )
-from tollgate.formats.framing import EventStreamFramer, eventstream_message
+from tollgate.formats.framing import EventStreamFramer, event_frame
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
@@ -465,7 +465,7 @@ def test_the_formats_are_registered_where_claude_answers() -> None:
 def test_a_frame_read_is_written_again_byte_for_byte() -> None:
     data = eventstream.invoke_chunk(event("ping")) + eventstream.exception("throttlingException", "slow down")
     read = EventStreamFramer().feed(data)
-    assert b"".join(eventstream_message(f.raw_headers, f.payload) for f in read) == data
+    assert b"".join(event_frame(f.raw_headers, f.payload) for f in read) == data
 
 
 @pytest.mark.parametrize("guard, write", [(MessagesAnswerGuard, sse), (BedrockMessagesGuard, frames)])

@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
-import weakref
 from collections import Counter
 from typing import Any
 
 from tollgate.formats import chat
 from tollgate.formats.anthropic_messages.stream_writer import write_event
-from tollgate.formats.bedrock_converse.stream_writer import event_stream_frame
-from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, eventstream_message, parse_sse_block
+from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_frame, parse_sse_block
 from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
+from tollgate.governance.guardrails.bedrock_answer import denied_frame, signed_detectors
 from tollgate.governance.guardrails.chat_answer import DENIED_MESSAGE, Channel, ChatAnswerGuard
 from tollgate.governance.guardrails.event_guard import UNREAD, Pending
 
@@ -39,9 +37,6 @@ _DELTA_OF_CHANNEL = {channel: (kind, name) for kind, (name, channel) in DELTAS.i
 # What a block given whole holds that is not text: its kind, ids, signatures, encrypted results.
 OPAQUE = frozenset(("type", "id", "tool_use_id", "signature", "encrypted_content", "encrypted_index"))
 _TEXT_OPAQUE = OPAQUE | {"text"}  # a text block's own text is streamed: its channel reads it
-# An AWS event stream exception frame's type for a denial: Bedrock's streams name no permission
-# error, and Tollgate writes a stream's refusals as this one (`bedrock_converse.stream_writer`).
-BEDROCK_DENIED_EXCEPTION = "validationException"
 _CHUNK_HEADERS = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
 
 
@@ -49,31 +44,6 @@ def denied_event(kind: str) -> bytes:
     """The event a denied stream ends with: the anthropic SDK raises on an `error` event."""
     error = {"type": "permission_error", "message": DENIED_MESSAGE.format(kind=kind)}
     return write_event("error", {"error": error})
-
-
-def denied_frame(kind: str) -> bytes:
-    """The frame a denied Bedrock stream ends with: an exception, which boto3 and the anthropic
-    SDK's Bedrock client raise on."""
-    headers = {
-        ":exception-type": BEDROCK_DENIED_EXCEPTION,
-        ":content-type": "application/json",
-        ":message-type": "exception",
-    }
-    return event_stream_frame(headers, encode_json({"message": DENIED_MESSAGE.format(kind=kind)}))
-
-
-_SIGNED: weakref.WeakKeyDictionary[AnswerDetectors, AnswerDetectors] = weakref.WeakKeyDictionary()
-
-
-def signed(compiled: AnswerDetectors) -> AnswerDetectors:
-    """The detectors as they read signed text (thinking): what a rule redacts is denied, since
-    the text cannot be changed. The same detectors, made once per configuration."""
-    found = _SIGNED.get(compiled)
-    if found is None:
-        found = copy.copy(compiled)
-        found.actions = {k: "deny" if a == "redact" else a for k, a in compiled.actions.items()}
-        _SIGNED[compiled] = found
-    return found
 
 
 def _scanned(compiled: AnswerDetectors, value: str, counts: Counter[str]) -> tuple[str, str | None]:
@@ -145,7 +115,7 @@ def read_block(
         thinking = block.get("thinking")
         if not isinstance(thinking, str) or not thinking:
             return False, None
-        return False, _scanned(signed(compiled), thinking, counts)[1]
+        return False, _scanned(signed_detectors(compiled), thinking, counts)[1]
     return read_values(compiled, block, counts, opaque)
 
 
@@ -288,7 +258,7 @@ class MessagesAnswerGuard(ChatAnswerGuard):
 
     def _scanner(self, channel: Channel) -> AnswerScanner:
         if channel[1] == "thinking":
-            return signed(self._compiled).scanner()
+            return signed_detectors(self._compiled).scanner()
         return self._compiled.scanner(is_json=channel[1] == "input")
 
     def _held_delta(self, channel: Channel, text: str) -> dict[str, Any]:
@@ -322,7 +292,7 @@ class BedrockMessagesGuard(MessagesAnswerGuard):
         return self._frames.error is not None
 
     def _frame(self, frame: EventStreamFrame) -> bytes:
-        whole = eventstream_message(frame.raw_headers, frame.payload)
+        whole = event_frame(frame.raw_headers, frame.payload)
         headers = frame.headers
         if headers.get(":message-type") != "event" or headers.get(":event-type") != "chunk":
             return self._passed(whole)
@@ -339,4 +309,4 @@ class BedrockMessagesGuard(MessagesAnswerGuard):
     @staticmethod
     def _written(obj: dict[str, Any]) -> bytes:
         payload = {"bytes": base64.b64encode(encode_json(obj)).decode()}
-        return event_stream_frame(_CHUNK_HEADERS, encode_json(payload))
+        return event_frame(_CHUNK_HEADERS, encode_json(payload))
