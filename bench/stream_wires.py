@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tollgate.formats.bedrock_converse import event_stream_frame  # what Tollgate writes Bedrock's frames with
+from tollgate.formats.framing import event_frame  # what Tollgate writes Bedrock's frames with
 
 MiB = 1024 * 1024
 FILLER = "abcdefghijklmnopqrstuvwxyz0123456789+/ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -356,7 +356,7 @@ class Gemini(Stream):
 
 def bedrock_event(kind: str, payload: dict) -> bytes:
     headers = {":event-type": kind, ":content-type": "application/json", ":message-type": "event"}
-    return event_stream_frame(headers, compact(payload))
+    return event_frame(headers, compact(payload))
 
 
 class BedrockConverse(Stream):

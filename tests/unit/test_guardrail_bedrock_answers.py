@@ -20,6 +20,7 @@ from botocore.session import get_session
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from support.counted_scans import counting_feeds
 from support.eventstream import event, exception, frame, invoke_chunk
 from support.examples import examples
 from support.guardrail_samples import EMAIL, SAMPLES, crc_token, pem
@@ -528,3 +529,29 @@ def test_claudes_own_body_named_by_no_claude_model_id_is_read_too() -> None:
     assert denied.denied == "pii.email"
     signed = {"content": [{"type": "thinking", "thinking": f"mail {EMAIL}", "signature": "c2ln"}], "role": "assistant"}
     assert guard_bedrock_json(compiled("redact"), json.dumps(signed).encode())[1] == "pii.email"
+
+
+def test_a_read_of_many_frames_feeds_each_channels_scanner_once() -> None:
+    """Reasoning, text and a tool's input in 300 small frames, all in one read: each block's
+    scanner is fed once, and the frames go on byte for byte."""
+    found, feeds = counting_feeds(compiled("redact"))
+    text = pieces_of("The cats sat on 12 mats in 2026. " * 5, 2)
+    data = converse(text, pieces_of('{"path": "notes/a.txt"}', 2), text)
+    guard = ConverseAnswerGuard(found)
+    out = guard.feed(data)
+    assert feeds == [1, 1, 1]
+    assert out + guard.flush() == data
+
+
+@pytest.mark.parametrize("read", [1, 7, 4096])
+def test_at_a_deny_nothing_after_the_values_frame_goes(read: int) -> None:
+    """A value at the reasoning's end is found only at its block's end: the reasoning's signature,
+    which came after it, does not go before the exception (nor anything after the value's frame)."""
+    data = converse(["All", " is well."], reasoning=pieces_of(f"The token is {TOKEN}", 4))
+    guard = ConverseAnswerGuard(compiled("deny"))
+    out, _ = guarded(guard, data, read_every(data, read))
+    assert guard.denied == "secrets.github_token"
+    got, errors = reassembled(out)
+    assert got == {"0.reasoning": "The token is "}
+    assert errors == ["validationException: " + DENIED.format("secrets.github_token")]
+    assert b"c2lnbmVk" not in out and TOKEN[:3].encode() not in out

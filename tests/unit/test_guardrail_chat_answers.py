@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from support.counted_scans import counting_feeds
 from support.examples import examples
 from support.guardrail_samples import EMAIL, crc_token
 from tollgate.governance.guardrails import detectors
@@ -303,3 +304,27 @@ def test_the_events_of_one_read_give_what_they_give_one_by_one() -> None:
         assert EMAIL.encode() not in out and TOKEN[:3].encode() not in out
     assert guard.counts == {"pii.email": 1, "secrets.github_token": 1}
     assert reassembled(out)[0] == {(0, "content"): "Hello, the key ", (1, "content"): "mail [REDACTED:pii.email] "}
+
+
+def test_a_read_of_many_events_feeds_each_channels_scanner_once() -> None:
+    """Two choices' text and a tool call's arguments in 300 small events, all in one read: each
+    channel's scanner is fed once, and the events go on byte for byte."""
+    found, feeds = counting_feeds(compiled("redact"))
+    data = stream(answer_events("The cats sat on 12 mats in 2026. " * 5, '{"path": "notes/a.txt"}', 2)[:-2])
+    guard = ChatAnswerGuard(found)
+    out = guard.feed(data.removesuffix(b"data: [DONE]\n\n"))
+    assert feeds == [1, 1, 1]
+    assert out + guard.feed(b"data: [DONE]\n\n") + guard.flush() == data
+
+
+@pytest.mark.parametrize("cut", [1, 7, 4096])
+def test_at_a_deny_nothing_after_the_values_event_goes(cut: int) -> None:
+    """A value at a choice's end is found only when it finishes: another choice's event, which
+    came after it, does not go before the error (not even emptied of its text)."""
+    events = [chunk(0, content=p) for p in pieces_of(f"The token is {TOKEN}", 6)]
+    out, guard = guarded(compiled("deny"), stream([*events, chunk(1, content="Fine."), finish(0)]), cut)
+    assert guard.denied == "secrets.github_token"
+    text, others = reassembled(out)
+    assert text == {(0, "content"): "The token is "}
+    assert [o["error"]["code"] for o in others] == ["content_denied"]
+    assert b'"index":1' not in out and TOKEN[:3].encode() not in out

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from support.counted_scans import counting_feeds
 from support.examples import QUICK, examples
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token, pem
 from tollgate.formats import CODE_ASSIST, GEMINI_GENERATE, OPENAI_CHAT
@@ -464,3 +465,35 @@ def test_a_signed_part_goes_on_as_it_came_or_not_at_all_however_split(
         assert (got[(0, "text")], errors) == (whole, [])
     else:
         assert len(errors) == 1 and text.startswith(got.get((0, "text"), ""))
+
+
+@pytest.mark.parametrize("framing", ["sse", "array"])
+def test_a_read_of_many_items_feeds_each_channels_scanner_once(framing: Framing) -> None:
+    """Thought text and two candidates' text in 300 small items, all in one read: each channel's
+    scanner is fed once, and the items go on byte for byte."""
+    found, feeds = counting_feeds(compiled("redact"))
+    text = pieces_of("The cats sat on 12 mats in 2026. " * 5, 2)
+    items = [item({"text": p, "thought": True}) for p in text[:50]]
+    for p in text:
+        items += [item({"text": p}), item({"text": p.upper()}, candidate=1)]
+    data = stream(items, framing)
+    guard = GeminiAnswerGuard(found)
+    out = guard.feed(data)
+    assert feeds == [1, 1, 1]
+    assert out + guard.flush() == data
+
+
+@pytest.mark.parametrize("framing", ["sse", "array"])
+@pytest.mark.parametrize("read", [1, 7, 4096])
+def test_at_a_deny_nothing_after_the_values_item_goes(framing: Framing, read: int) -> None:
+    """A value at a candidate's end is found only when it finishes: the part that signs it, which
+    came after it, does not go before the error (nor anything else after the value's item)."""
+    items = [item({"text": p}) for p in pieces_of(f"The token is {TOKEN}", 6)]
+    items += [item({"text": "", "thoughtSignature": "c2lnbmVkLWdlbWluaQ"}), item({"text": "Fine."}, candidate=1)]
+    data = stream([*items, item(finish="STOP")], framing)
+    out, guard = guarded(compiled("deny"), data, read)
+    got, errors = reassembled(out)
+    assert guard.denied == "secrets.github_token"
+    assert got == {(0, "text"): "The token is "}
+    assert [e["status"] for e in errors] == ["PERMISSION_DENIED"]
+    assert b"c2lnbmVk" not in out and b"Fine." not in out and TOKEN[:3].encode() not in out

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from support import eventstream
+from support.counted_scans import counting_feeds
 from support.examples import examples
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
 from tollgate.formats import (
@@ -28,7 +29,7 @@ from tollgate.formats import (
     GEMINI_GENERATE,
     OPENAI_API,
 )
-from tollgate.formats.framing import EventStreamFramer, eventstream_message
+from tollgate.formats.framing import EventStreamFramer, event_frame
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
@@ -464,4 +465,38 @@ def test_the_formats_are_registered_where_claude_answers() -> None:
 def test_a_frame_read_is_written_again_byte_for_byte() -> None:
     data = eventstream.invoke_chunk(event("ping")) + eventstream.exception("throttlingException", "slow down")
     read = EventStreamFramer().feed(data)
-    assert b"".join(eventstream_message(f.raw_headers, f.payload) for f in read) == data
+    assert b"".join(event_frame(f.raw_headers, f.payload) for f in read) == data
+
+
+@pytest.mark.parametrize("guard, write", [(MessagesAnswerGuard, sse), (BedrockMessagesGuard, frames)])
+def test_a_read_of_many_events_feeds_each_channels_scanner_once(guard, write) -> None:
+    """Thinking, text and a tool's input in 300 small events, all in one read: each block's
+    scanner is fed once (and each of the three strings the tool's start gives whole, read
+    alone), and the events go on byte for byte."""
+    found, feeds = counting_feeds(compiled("redact"))
+    text = "The cats sat on 12 mats in 2026. " * 5
+    blocks = [thinking_block(0, pieces_of(text, 2)), text_block(1, pieces_of(text, 2))]
+    events = message([*blocks, tool_block(2, pieces_of('{"path": "notes/a.txt"}', 2))])
+    reading = guard(found)
+    data = write(events[:-3])  # all but the tool block's end and the message's
+    out = reading.feed(data)
+    assert feeds == [1] * 6
+    rest = write(events[-3:])
+    assert out + reading.feed(rest) + reading.flush() == data + rest
+
+
+@pytest.mark.parametrize(("guard", "write", "read_back"), STREAMS)
+@pytest.mark.parametrize("read", [1, 7, 4096])
+def test_at_a_deny_nothing_after_the_values_event_goes(guard, write, read_back, read: int) -> None:
+    """A value at thinking's end is found only at its block's end: the thinking's signature, which
+    came after it, does not go before the error (nor anything else after the value's event)."""
+    thought = f"The token is {TOKEN}"
+    g = guard(compiled("deny"))
+    out = guarded(g, write(message([thinking_block(0, pieces_of(thought, 6)), text_block(1, ["Done."])])), read)
+    events = read_back(out)
+    assert g.denied == "secrets.github_token"
+    assert reassembled(events) == {(0, "thinking"): "The token is "}
+    kinds = [e.get("type", e.get("exception")) for e in events]
+    assert kinds[-1] in ("error", "validationException")
+    assert "signature_delta" not in [e["delta"]["type"] for e in events if e.get("type") == "content_block_delta"]
+    assert b"EqQBCkgI" not in out and TOKEN[:3].encode() not in out

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from support.counted_scans import counting_feeds
 from support.examples import examples
 from support.guardrail_samples import EMAIL, SAMPLES, crc_token, pem
 from tollgate.call import Call, Route
@@ -497,3 +498,15 @@ def test_a_shell_command_the_agent_runs_is_read_whole() -> None:
     body = json.dumps({"object": "response", "output": [item]}).encode()
     assert json.loads(guard_responses_json(compiled("redact"), body)[0])["output"][0]["action"]["command"] == redacted
     assert guard_responses_json(compiled("deny"), body)[1] == "secrets.github_token"
+
+
+def test_a_read_of_many_events_feeds_each_channels_scanner_once() -> None:
+    """A summary, a message's text and a call's arguments in 300 small events, all in one read:
+    each channel's scanner is fed once, and the events go on byte for byte."""
+    found, feeds = counting_feeds(compiled("redact"))
+    text = "The cats sat on 12 mats in 2026. " * 5
+    data = sse(response_events(text, text.upper(), ['{"path": "notes/a.txt"}'], sized(2)))
+    guard = ResponsesAnswerGuard(found)
+    out = guard.feed(data)
+    assert feeds == [1, 1, 1]
+    assert out + guard.flush() == data

@@ -27,7 +27,6 @@ from tollgate.formats.bedrock_converse import (
     REQUEST_FIELDS,
     ConverseStreamReader,
     converse_usage,
-    event_stream_frame,
 )
 from tollgate.formats.chat import (
     ChatError,
@@ -55,6 +54,7 @@ from tollgate.formats.chat import (
     UsageReported,
     seal,
 )
+from tollgate.formats.framing import event_frame
 from tollgate.formats.usage import Usage
 
 FMT = BEDROCK_CONVERSE
@@ -738,12 +738,12 @@ def test_botocore_reads_a_written_response() -> None:
 
 def _event(kind: str, payload: dict[str, Any]) -> bytes:
     headers = {":event-type": kind, ":content-type": "application/json", ":message-type": "event"}
-    return event_stream_frame(headers, json.dumps(payload).encode())
+    return event_frame(headers, json.dumps(payload).encode())
 
 
 def _exception(kind: str, message: str) -> bytes:
     headers = {":exception-type": kind, ":content-type": "application/json", ":message-type": "exception"}
-    return event_stream_frame(headers, json.dumps({"message": message}).encode())
+    return event_frame(headers, json.dumps({"message": message}).encode())
 
 
 # A ConverseStream as Bedrock sends it for Claude with thinking and a tool call.

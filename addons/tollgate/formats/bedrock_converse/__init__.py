@@ -35,7 +35,7 @@ from tollgate.formats.bedrock_converse.fields import (
 )
 from tollgate.formats.bedrock_converse.read_request import read_facts, read_request
 from tollgate.formats.bedrock_converse.stream import ConverseStreamReader, EventStreamReader
-from tollgate.formats.bedrock_converse.stream_writer import ConverseStreamWriter, event_stream_frame
+from tollgate.formats.bedrock_converse.stream_writer import ConverseStreamWriter
 from tollgate.formats.bedrock_converse.write_request import write_request
 from tollgate.formats.chat import ChatFormat
 
@@ -67,7 +67,6 @@ __all__ = [
     "converse_usage",
     "counted_usage",
     "error_type",
-    "event_stream_frame",
     "ran_as",
     "read_error",
     "read_facts",

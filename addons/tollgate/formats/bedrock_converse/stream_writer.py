@@ -21,20 +21,20 @@ from tollgate.formats.chat import (
     UsageReported,
     signed_for,
 )
-from tollgate.formats.framing import event_frame as event_stream_frame
+from tollgate.formats.framing import event_frame
 from tollgate.formats.json_codec import encode_json
 from tollgate.formats.usage import Usage
 
 
 def _event(name: str, payload: dict[str, Any]) -> bytes:
     headers = {":event-type": name, ":content-type": "application/json", ":message-type": "event"}
-    return event_stream_frame(headers, encode_json(payload))
+    return event_frame(headers, encode_json(payload))
 
 
 def _exception(error: ChatError) -> bytes:
     name = STREAM_EXCEPTION_OF_KIND.get(error.kind, "validationException")
     headers = {":exception-type": name, ":content-type": "application/json", ":message-type": "exception"}
-    return event_stream_frame(headers, encode_json({"message": error.message}))
+    return event_frame(headers, encode_json({"message": error.message}))
 
 
 class ConverseStreamWriter:

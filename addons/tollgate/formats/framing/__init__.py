@@ -17,7 +17,6 @@ from tollgate.formats.framing.eventstream import (
     eventstream_frame_at,
     eventstream_frame_length,
     eventstream_frame_start,
-    eventstream_message,
     eventstream_prelude_at,
 )
 from tollgate.formats.framing.json_array import JSONArrayFramer, array_elements_backward, array_separator
@@ -57,7 +56,6 @@ __all__ = [
     "eventstream_frame_at",
     "eventstream_frame_length",
     "eventstream_frame_start",
-    "eventstream_message",
     "eventstream_prelude_at",
     "lf_event_end",
     "parse_sse_block",

@@ -27,7 +27,8 @@ MAX_EVENT_PAYLOAD = 24 * 1024 * 1024
 def event_frame(headers: Mapping[str, str] | bytes, payload: bytes) -> bytes:
     """One AWS event stream message: prelude (total length, headers length, their CRC-32), headers
     (strings, type 7; or as a frame read had them, `EventStreamFrame.raw_headers`), payload, and
-    the CRC-32 of all before it; big-endian throughout. A frame read comes out as it came."""
+    the CRC-32 of all before it; big-endian throughout. A frame read (`EventStreamFramer`) comes
+    out byte for byte as it came: its prelude and CRCs follow from its headers and payload."""
     if isinstance(headers, bytes):
         encoded = headers
     else:
@@ -137,14 +138,6 @@ class EventStreamFramer:
         except self._errors as e:
             self.error = f"broken AWS event stream: {type(e).__name__}"
             return None
-
-
-def eventstream_message(raw_headers: bytes, payload: bytes) -> bytes:
-    """A frame's bytes from its headers as written and its payload: its prelude and CRCs follow
-    from them, so that a frame read (`EventStreamFramer`) is written again byte for byte."""
-    prelude = _PRELUDE.pack(_PRELUDE_LENGTH + len(raw_headers) + len(payload) + 4, len(raw_headers), 0)[:8]
-    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + raw_headers + payload
-    return message + struct.pack(">I", zlib.crc32(message))
 
 
 # How many of a piece's zero bytes, from its end, are tried as a frame's start (see below).

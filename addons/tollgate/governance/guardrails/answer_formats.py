@@ -134,7 +134,7 @@ ANSWER_FORMATS: dict[str, AnswerFormat] = {
     CLAUDE_ON_BEDROCK: AnswerFormat(
         messages_answer.BedrockMessagesGuard,
         messages_answer.guard_messages_json,
-        messages_answer.denied_frame,
+        denied_frame,
         frozenset((EVENT_STREAM,)),
     ),
     GEMINI_GENERATE: AnswerFormat(

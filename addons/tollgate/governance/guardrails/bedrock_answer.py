@@ -20,16 +20,16 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from dataclasses import field as dataclass_field
 from typing import Any
 from weakref import WeakKeyDictionary
 
 from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_frame
 from tollgate.formats.json_codec import encode_json, parse_json
-from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
+from tollgate.governance.guardrails.answer import AnswerDetectors
+from tollgate.governance.guardrails.event_guard import WAITING_BYTES, ChannelState, EventGuard, Pending  # noqa: F401
 
 # The fields whose strings are text (the answer's, the reasoning's), and those whose strings (or
 # objects) are a tool call's JSON.
@@ -49,8 +49,6 @@ REASONING = frozenset(("reasoningContent", "thinking"))
 # accessDeniedException, it raises with neither name nor message).
 DENIED_EXCEPTION = "validationException"
 DENIED_MESSAGE = "The answer was stopped: it carries what a guardrail denies ({kind})."
-# The frames that may wait behind one whose text is held (as `chat_answer.WAITING_BYTES`).
-WAITING_BYTES = 64 << 10
 _EVENT = {":content-type": "application/json", ":message-type": "event"}
 _HEADERS_KEPT = 64
 
@@ -167,50 +165,22 @@ def guard_bedrock_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, s
 
 
 @dataclass(slots=True)
-class _Channel:
-    """One channel's scanner and where its text stands (as `chat_answer._Channel`)."""
-
-    scanner: AnswerScanner | None
-    fed: int = 0
-    sent: int = 0
-    owed: bytes = b""
-
-
-@dataclass(slots=True)
-class _Piece:
-    channel: Path
-    start: int
-    text: bytes
-    holder: Any
-    key: str | int
-
-
-@dataclass(slots=True)
-class _Pending:
+class _Framed(Pending):
     """A frame not yet gone on: its bytes as they came, the frame, its object, its text."""
 
-    whole: bytes
-    frame: EventStreamFrame
-    obj: Any = None
-    pieces: list[_Piece] = dataclass_field(default_factory=list)
-    changed: bool = False  # a tool call's JSON object in it was redacted, or text after a denial cut
+    frame: EventStreamFrame | None = None
 
 
-class FramesAnswerGuard:
+class FramesAnswerGuard(EventGuard):
     """A streamed Bedrock answer's frames, read and rewritten (`feed` each piece, `flush` at its
     end). `denied`: the kind that stopped it (the caller then closes the upstream). A frame that
     cannot be read raises: the caller ends the answer as denied (`unread`)."""
 
     def __init__(self, compiled: AnswerDetectors) -> None:
-        self._compiled = compiled
+        super().__init__(compiled)
         # Headers read once for each way they are written: a stream's frames repeat a few.
         self._framer = EventStreamFramer(read_headers=False)
         self._headers: dict[bytes, dict[str, object]] = {}
-        self._channels: dict[Path, _Channel] = {}
-        self._pending: deque[_Pending] = deque()
-        self._spent: Counter[str] = Counter()
-        self._ended_whole = False
-        self.denied: str | None = None
 
     # What a format says of its frames.
 
@@ -224,8 +194,9 @@ class FramesAnswerGuard:
             raise ValueError("an event that is no JSON object")
         return obj
 
-    def written(self, pending: _Pending) -> bytes:
+    def written(self, pending: _Framed) -> bytes:
         """A frame with its object changed."""
+        assert pending.frame is not None
         return event_frame(pending.frame.raw_headers, encode_json(pending.obj))
 
     def ended(self, frame: EventStreamFrame, obj: Any) -> Path | None:
@@ -239,34 +210,38 @@ class FramesAnswerGuard:
 
     # The stream.
 
-    @property
-    def counts(self) -> dict[str, int]:
-        total = Counter(self._spent)
-        for state in self._channels.values():
-            if state.scanner is not None:
-                total.update(state.scanner.counts)
-        return dict(total)
+    def _units(self, chunk: bytes) -> list[Any]:
+        return self._framer.feed(chunk)
 
-    def feed(self, chunk: bytes) -> bytes:
-        if self.denied is not None or self._ended_whole:
-            return b""
-        out = []
-        for unread in self._framer.feed(chunk):
-            frame = self._with_headers(unread)
-            out.append(self._frame(frame))
-            if self.denied is not None or self._ended_whole:
-                break
-        if self._framer.error is not None:
-            raise ValueError(self._framer.error)
-        return b"".join(out)
+    def _unit(self, unit: Any) -> bytes:
+        return self._frame(self._with_headers(unit))
+
+    def _read_each(self, units: list[Any]) -> bytes:
+        try:
+            out = super()._read_each(units)
+            if self._framer.error is not None:
+                raise ValueError(self._framer.error)
+        except ValueError:
+            self._committed()  # what was read before it is counted, as it is read one by one
+            raise
+        return out
+
+    def _rewritten(self, pending: Pending) -> bytes:
+        assert isinstance(pending, _Framed)
+        return self.written(pending)
+
+    def _orphan(self, channel: Path, text: str) -> bytes:
+        return self.orphan(channel, text)
+
+    def _denied_end(self, kind: str) -> bytes:
+        return denied_frame(kind)
 
     def flush(self) -> bytes:
-        if self.denied is not None or self._ended_whole:
+        if self.denied is not None or self._closed:
             return b""
         if self._framer.held:
             raise ValueError("the stream ended inside a frame")
-        self._ended(())
-        return self._cut() if self.denied is not None else self._drained() + self._orphans()
+        return super().flush()
 
     def _with_headers(self, frame: EventStreamFrame) -> EventStreamFrame:
         headers = self._headers.get(frame.raw_headers)
@@ -280,10 +255,10 @@ class FramesAnswerGuard:
         return EventStreamFrame(headers, frame.payload, frame.raw_headers)
 
     def _frame(self, frame: EventStreamFrame) -> bytes:
-        pending = _Pending(event_frame(frame.raw_headers, frame.payload), frame)
+        pending = _Framed(event_frame(frame.raw_headers, frame.payload), frame=frame)
         if frame.headers.get(":message-type") != "event":
             # The upstream's exception ends the stream: what is held is read as its end, then it.
-            self._ended_whole = True
+            self._closed = True
             self._ended(())
             return self._cut() if self.denied is not None else self._drained() + self._orphans() + pending.whole
         self._pending.append(pending)
@@ -311,8 +286,9 @@ class FramesAnswerGuard:
         self._pending.append(pending)
         return out + self._drained()
 
-    def _leaf(self, pending: _Pending, leaf: Leaf) -> None:
-        if not isinstance(leaf.holder[leaf.key], str):
+    def _leaf(self, pending: Pending, leaf: Leaf) -> None:
+        value = leaf.holder[leaf.key]
+        if not isinstance(value, str):
             # A tool call's input as a JSON object: read whole where it is.
             value, denied, found = read_whole(self._compiled, leaf, leaf.reasoning)
             self._spent.update(found)
@@ -324,84 +300,15 @@ class FramesAnswerGuard:
             return
         state = self._channels.get(leaf.path)
         if state is None:
-            state = self._channels[leaf.path] = _Channel(None)
+            state = self._channels[leaf.path] = ChannelState(None)
         if state.scanner is None:
             compiled = signed_detectors(self._compiled) if leaf.reasoning else self._compiled
             state.scanner = compiled.scanner(leaf.is_json)
-        piece = leaf.holder[leaf.key].encode()
-        pending.pieces.append(_Piece(leaf.path, state.fed, piece, leaf.holder, leaf.key))
-        released = state.scanner.feed(piece)
-        state.fed += len(piece)
-        state.owed += released.text
-        if released.denied is not None:
-            self.denied = released.denied
+        self._fed(pending, leaf.path, leaf.holder, leaf.key, value)
 
     def _ended(self, prefix: Path) -> None:
         """The scanners of the channels under `prefix` flushed, now that their text has ended."""
-        for channel, state in self._channels.items():
-            if state.scanner is None or channel[: len(prefix)] != prefix:
-                continue
-            scanner, state.scanner = state.scanner, None
-            released = scanner.flush()
-            self._spent.update(scanner.counts)
-            state.owed += released.text
-            if released.denied is not None:
-                self.denied = released.denied
-                return
-
-    def _read(self, state: _Channel) -> int:
-        if state.scanner is None or not self._compiled.holds:
-            return state.fed
-        return state.fed - state.scanner.held
-
-    def _drained(self) -> bytes:
-        """The frames whose text is all known, in order."""
-        out = []
-        while self._pending:
-            pending = self._pending[0]
-            if any(self._read(self._channels[p.channel]) < p.start + len(p.text) for p in pending.pieces):
-                behind = sum(len(p.whole) for p in self._pending) - len(pending.whole)
-                if behind <= WAITING_BYTES:
-                    break
-            out.append(self._settled(self._pending.popleft()))
-        return b"".join(out)
-
-    def _orphans(self) -> bytes:
-        carried = {p.channel for pending in self._pending for p in pending.pieces}
-        out = []
-        for channel, state in self._channels.items():
-            if state.owed and channel not in carried:
-                out.append(self.orphan(channel, state.owed.decode()))
-                state.owed = b""
-                state.sent = self._read(state)
-        return b"".join(out)
-
-    def _cut(self) -> bytes:
-        out = [self._settled(self._pending.popleft()) for _ in range(len(self._pending))]
-        return b"".join(out) + self._orphans() + denied_frame(self.denied or "unread")
-
-    def _settled(self, pending: _Pending) -> bytes:
-        """A frame as it goes on: as it came where each piece is what goes on of its channel."""
-        if not pending.changed and all(self._as_it_came(p) for p in pending.pieces):
-            for p in pending.pieces:
-                state = self._channels[p.channel]
-                state.owed = state.owed[len(p.text) :]
-                state.sent += len(p.text)
-            return pending.whole
-        for p in pending.pieces:
-            state = self._channels[p.channel]
-            if state.sent >= p.start + len(p.text):
-                p.holder[p.key] = ""  # what it carried went on in a frame before
-                continue
-            p.holder[p.key] = state.owed.decode()
-            state.owed = b""
-            state.sent = self._read(state)
-        return self.written(pending)
-
-    def _as_it_came(self, piece: _Piece) -> bool:
-        state = self._channels[piece.channel]
-        known = self._read(state) >= piece.start + len(piece.text)
-        return known and state.sent == piece.start and state.owed.startswith(piece.text)
+        self._ended_where(lambda channel: channel[: len(prefix)] == prefix)
 
 
 class ConverseAnswerGuard(FramesAnswerGuard):
@@ -435,8 +342,9 @@ class InvokeAnswerGuard(FramesAnswerGuard):
             raise ValueError("a chunk whose bytes are no JSON object")
         return obj
 
-    def written(self, pending: _Pending) -> bytes:
+    def written(self, pending: _Framed) -> bytes:
         frame = pending.frame
+        assert frame is not None
         if frame.headers.get(":event-type") != "chunk":
             return super().written(pending)
         wrapper = parse_json(frame.payload) or {}

@@ -16,20 +16,23 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from dataclasses import field as dataclass_field
 from typing import Any, Literal
 
 from tollgate.formats.framing import MAX_FRAME, JSONArrayFramer, parse_sse_block, raw_event_spans, sse_event_end
 from tollgate.formats.gemini_generate.answer import candidate_index
-from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
+from tollgate.governance.guardrails.answer import AnswerDetectors
+from tollgate.governance.guardrails.event_guard import (  # noqa: F401
+    UNREAD,
+    WAITING_BYTES,
+    ChannelState,
+    EventGuard,
+    Pending,
+    Piece,
+)
 from tollgate.governance.guardrails.text import PLACEHOLDER
 
-# The items that may wait behind one whose text is held (of other candidates): past that, it goes
-# on with what is known of its text, so that a stream is never held long.
-WAITING_BYTES = 64 << 10
 DENIED_MESSAGE = "The answer was stopped: it carries what a guardrail denies ({kind})."
 # Code Assist's envelope: each answer inside `{"response": …, "traceId": …}`.
 ENVELOPE = "response"
@@ -61,92 +64,66 @@ class _Unreadable(Exception):
 
 
 @dataclass(slots=True)
-class _Channel:
-    """One channel's scanner and where its text stands: `fed` bytes read, `owed` what the scanner
-    released that the client has not had yet, from `sent` (an offset in what was read) on;
-    `replaced` the kind of the last value it replaced."""
+class _Item(Pending):
+    """An item not yet gone on: its bytes as they came (`whole`: `head`, the item, `tail`: what
+    frames it, kept where it is written anew), its object, its channels' text, and whether its
+    function calls' arguments were replaced (`changed`)."""
 
-    scanner: AnswerScanner | None
-    fed: int = 0
-    sent: int = 0
-    owed: bytes = b""
-    replaced: str | None = None
-
-
-@dataclass(slots=True)
-class _Piece:
-    """A channel's text in an item: where it stands in what the channel read, where it sits in the
-    item's object (the dict and key to write anew), and whether its part is signed."""
-
-    channel: Channel
-    start: int
-    text: bytes
-    holder: dict[str, Any]
-    field: str
-    signed: bool
-
-
-@dataclass(slots=True)
-class _Item:
-    """An item not yet gone on: its bytes as they came (`head`, the item, `tail`: what frames it,
-    kept where it is written anew), its object, its channels' text, and whether its function
-    calls' arguments were replaced."""
-
-    head: bytes
-    body: bytes
+    head: bytes = b""
+    body: bytes = b""
     tail: bytes = b""
-    obj: Any = None
-    pieces: list[_Piece] = dataclass_field(default_factory=list)
-    changed: bool = False
-
-    @property
-    def size(self) -> int:
-        return len(self.head) + len(self.body) + len(self.tail)
 
 
-class GeminiAnswerGuard:
+def _item(head: bytes, body: bytes, tail: bytes = b"", obj: Any = None) -> _Item:
+    return _Item(head + body + tail, obj, head=head, body=body, tail=tail)
+
+
+class GeminiAnswerGuard(EventGuard):
     """A streamed Gemini answer's items, read and rewritten (`feed` each piece, `flush` at its end):
     server-sent events or a JSON array, told apart by the first byte that is not white space.
     `envelope`: the key each answer is wrapped in (Code Assist's `response`), or None.
     `denied`: the kind that stopped it (the caller then closes the upstream)."""
 
+    _one_piece_at_once = False  # each item that goes on is noted (`_settled`)
+
     def __init__(self, compiled: AnswerDetectors, envelope: str | None = None, mode: Mode | None = None) -> None:
-        self._compiled = compiled
+        super().__init__(compiled)
         self._envelope = envelope
         self._mode: Mode | None = mode
         self._raw = bytearray()  # what is read and not yet framed into items
         self._array: JSONArrayFramer | None = None
         self._array_ended = False
-        self._channels: dict[Channel, _Channel] = {}
-        self._pending: deque[_Item] = deque()
-        self._waiting = 0  # the bytes of the items pending
+        self._unframed = False  # what was read cannot be framed: the stream stops there
         self._sent_any = False  # an item went on (in an array: the `[` with it)
         self._cr_last = False  # what went on last ends in a CR (an event's blank line cut at it)
         self._template: dict[str, Any] = {}
-        self._spent: Counter[str] = Counter()  # the counts of the scanners that have ended
-        self.denied: str | None = None
 
-    @property
-    def counts(self) -> dict[str, int]:
-        total = Counter(self._spent)
-        for state in self._channels.values():
-            if state.scanner is not None:
-                total.update(state.scanner.counts)
-        return dict(total)
+    def _saved(self) -> dict[str, Any]:
+        return {
+            **super()._saved(),
+            "_sent_any": self._sent_any,
+            "_cr_last": self._cr_last,
+            "_template": self._template,
+        }
 
-    def feed(self, chunk: bytes) -> bytes:
-        if self.denied is not None or not chunk:
-            return b""
-        out = []
-        try:
-            for head, body, tail in self._framed(chunk):
-                out.append(self._next(_Item(head, body, tail)))
-                if self.denied is not None:
-                    break
-        except _Unreadable:
-            self.denied = "unread"  # what cannot be framed does not go on
-            out.append(self._cut())
-        return b"".join(out)
+    def _units(self, chunk: bytes) -> list[Any]:
+        items: list[tuple[bytes, bytes, bytes]] = []
+        if chunk:
+            try:
+                items.extend(self._framed(chunk))
+            except _Unreadable:
+                self._unframed = True
+        return items
+
+    def _unit(self, unit: Any) -> bytes:
+        return self._next(_item(*unit))
+
+    def _read_each(self, units: list[Any]) -> bytes:
+        out = super()._read_each(units)
+        if self._unframed and self.denied is None:
+            self.denied = UNREAD  # what cannot be framed does not go on
+            out += self._cut()
+        return out
 
     def flush(self) -> bytes:
         """What is held at the stream's end: an SSE event with no blank line after it is read as
@@ -156,7 +133,7 @@ class GeminiAnswerGuard:
         out = b""
         if self._mode in ("sse", "whole") and self._raw.strip(_LINE_ENDS):
             rest, self._raw = bytes(self._raw), bytearray()
-            out = self._next(_Item(b"", rest))
+            out = self._next(_item(b"", rest))
             if self.denied is not None:
                 return out
         self._ended(None)
@@ -240,7 +217,6 @@ class GeminiAnswerGuard:
 
     def _next(self, item: _Item) -> bytes:
         self._pending.append(item)
-        self._waiting += item.size
         if not item.body:
             return self._drained()
         if self._mode == "sse":
@@ -255,7 +231,7 @@ class GeminiAnswerGuard:
         except ValueError:
             obj = None
         if not isinstance(obj, dict):
-            self.denied = "unread"  # what cannot be read does not go on
+            self.denied = UNREAD  # what cannot be read does not go on
             self._pending.pop()
             return self._cut()
         item.obj = obj
@@ -309,7 +285,8 @@ class GeminiAnswerGuard:
         signed = bool(part.get("thoughtSignature"))
         text = part.get("text")
         if isinstance(text, str) and text:
-            self._fed(item, (index, "thought" if part.get("thought") is True else "text"), part, "text", signed)
+            channel = (index, "thought" if part.get("thought") is True else "text")
+            self._fed(item, channel, part, "text", text, signed)
             return
         call = part.get("functionCall")
         call = call if isinstance(call, dict) else {}
@@ -324,7 +301,7 @@ class GeminiAnswerGuard:
                 continue
             channel = (index, f"partialArgs {partial.get('jsonPath')}")
             if partial["stringValue"]:
-                self._fed(item, channel, partial, "stringValue", signed)
+                self._fed(item, channel, partial, "stringValue", partial["stringValue"], signed)
                 if self.denied is not None:
                     return
             if partial.get("willContinue") is not True:
@@ -362,77 +339,25 @@ class GeminiAnswerGuard:
             return first.text, first.denied
         return first.text + rest.text, rest.denied
 
-    def _fed(self, item: _Item, channel: Channel, holder: dict[str, Any], name: str, signed: bool) -> None:
-        state = self._channels.get(channel)
-        if state is None:
-            state = self._channels[channel] = _Channel(None)
-        if state.scanner is None:
-            state.scanner = self._compiled.scanner()
-        piece = holder[name].encode()
-        item.pieces.append(_Piece(channel, state.fed, piece, holder, name, signed))
-        released = state.scanner.feed(piece)
-        state.fed += len(piece)
-        self._owe(state, released.text)
-        if released.denied is not None:
-            self.denied = released.denied
-
-    def _owe(self, state: _Channel, text: bytes) -> None:
+    def _owe(self, state: ChannelState, text: bytes) -> None:
         state.owed += text
         if text and b"[REDACTED:" in text:
             state.replaced = _replaced_kind(text) or state.replaced
 
     def _end_channel(self, channel: Channel) -> None:
+        self._committed()
         state = self._channels.get(channel)
-        if state is None or state.scanner is None:
-            return
-        scanner, state.scanner = state.scanner, None
-        released = scanner.flush()
-        self._spent.update(scanner.counts)
-        self._owe(state, released.text)
-        if released.denied is not None:
-            self.denied = released.denied
+        if state is not None and state.scanner is not None:
+            self._end(channel, state)
 
     def _ended(self, index: int | None) -> None:
         """The scanners of a candidate (every candidate: None) flushed, now that its text has ended."""
-        for channel in list(self._channels):
-            if index is None or channel[0] == index:
-                self._end_channel(channel)
-                if self.denied is not None:
-                    return
+        self._ended_where(lambda channel: index is None or channel[0] == index)
 
     # -----------------------------------------------------------------------------------------
     # What goes on
 
-    def _read(self, state: _Channel) -> int:
-        """How far the channel's text is known: what its scanner no longer holds."""
-        if state.scanner is None or not self._compiled.holds:
-            return state.fed
-        return state.fed - state.scanner.held
-
-    def _drained(self) -> bytes:
-        """The items whose text is all known, in order: as they came where it is the text that
-        came, written anew where it is not."""
-        out: list[bytes] = []
-        while self._pending:
-            item = self._pending[0]
-            unknown = any(self._read(self._channels[p.channel]) < p.start + len(p.text) for p in item.pieces)
-            if unknown and self._waiting - item.size <= WAITING_BYTES:
-                break
-            # Else, where too much waits behind it, it goes on with what is known of it, the rest
-            # of its text later, in its channel's next item (or one of its own).
-            signed = self._signed_changed(item)
-            if signed is not None:
-                self.denied = signed
-                return b"".join(out) + self._ending()
-            out.append(self._settled(self._popped()))
-        return b"".join(out)
-
-    def _popped(self) -> _Item:
-        item = self._pending.popleft()
-        self._waiting -= item.size
-        return item
-
-    def _signed_changed(self, item: _Item) -> str | None:
+    def _unsent(self, item: Pending) -> str | None:
         """The kind of a value in a signed part: one of the item's, or a later one whose text the
         item would carry (a value replaced across the two). It would not go on as it came."""
         for p in item.pieces:
@@ -440,12 +365,12 @@ class GeminiAnswerGuard:
                 continue
             state = self._channels[p.channel]
             end = p.start + len(p.text)
-            carried = self._read(state) if state.sent < end and self._own_share(p) == len(state.owed) else end
+            carried = self._read(state) if state.sent < end and self._share(p) == len(state.owed) else end
             if p.signed or any(q.signed and end <= q.start < carried for q in self._later(p)):
                 return _replaced_kind(state.owed) or state.replaced or "unread"
         return None
 
-    def _later(self, piece: _Piece) -> Iterator[_Piece]:
+    def _later(self, piece: Piece) -> Iterator[Piece]:
         """The pieces of the piece's channel that come after it (all pending)."""
         end = piece.start + len(piece.text)
         for item in self._pending:
@@ -453,7 +378,7 @@ class GeminiAnswerGuard:
                 if q.channel == piece.channel and q.start >= end:
                     yield q
 
-    def _own_share(self, piece: _Piece) -> int:
+    def _share(self, piece: Piece) -> int:
         """How much of its channel's owed text a piece written anew carries: all of it, but the
         known text of the pieces after it where that comes as it came (a value replaced within
         this piece leaves the pieces after it as they came)."""
@@ -467,20 +392,10 @@ class GeminiAnswerGuard:
             return len(state.owed) - len(after)
         return len(state.owed)
 
-    def _orphans(self) -> bytes:
-        """Items for text known that no item waiting carries (the rest of an item that went on
-        before its text was all known)."""
-        carried = {p.channel for item in self._pending for p in item.pieces}
-        out = []
-        for channel, state in self._channels.items():
-            if state.owed and channel not in carried:
-                obj = self._held_item(channel, state.owed.decode())
-                state.owed = b""
-                state.sent = self._read(state)
-                head = b",\r\n" if self._mode == "array" else b""
-                tail = b"\r\n\r\n" if self._mode == "sse" else b""
-                out.append(self._written(_Item(head, b"", tail, obj)))
-        return b"".join(out)
+    def _orphan(self, channel: Channel, text: str) -> bytes:
+        head = b",\r\n" if self._mode == "array" else b""
+        tail = b"\r\n\r\n" if self._mode == "sse" else b""
+        return self._written(_item(head, b"", tail, self._held_item(channel, text)))
 
     def _held_item(self, channel: Channel, text: str) -> dict[str, Any]:
         index, name = channel
@@ -492,55 +407,26 @@ class GeminiAnswerGuard:
         answer = {"candidates": [{"content": {"role": "model", "parts": [part]}, "index": index}], **self._template}
         return {self._envelope: answer} if self._envelope is not None else answer
 
-    def _cut(self) -> bytes:
-        """At a value to deny: the items before it with what is known of them, and nothing held."""
-        out: list[bytes] = []
-        while self._pending:
-            item = self._pending[0]
-            if self._signed_changed(item) is not None:
-                # A signed part is never sent changed: nothing from it on goes.
-                return b"".join(out) + self._ending()
-            out.append(self._settled(self._popped()))
-        return b"".join(out) + self._orphans() + self._ending()
-
-    def _ending(self) -> bytes:
-        """The error item a denied stream ends with, and nothing after it."""
-        self._pending.clear()
-        kind = self.denied or "unread"
+    def _denied_end(self, kind: str) -> bytes:
+        """The error item a denied stream ends with."""
         if self._mode == "array":
             return (b",\r\n" if self._sent_any else b"[") + denied_error(kind) + b"\r\n]"
         if self._mode == "whole":
             return b""
         return (b"\n" if self._cr_last else b"") + denied_event(kind)
 
-    def _settled(self, item: _Item) -> bytes:
-        """An item as it goes on: as it came where each piece is what goes on of its channel."""
+    def _settled(self, item: Pending) -> bytes:
+        """An item as it goes on (`EventGuard._settled`), and what went on last noted."""
+        assert isinstance(item, _Item)
         self._sent_any = self._sent_any or bool(item.body)
-        if not item.changed and all(self._as_it_came(p) for p in item.pieces):
-            for p in item.pieces:
-                state = self._channels[p.channel]
-                state.owed = state.owed[len(p.text) :]
-                state.sent += len(p.text)
-            self._cr_last = (item.tail or item.body or item.head).endswith(b"\r")
-            return item.head + item.body + item.tail
-        self._cr_last = False
-        for p in item.pieces:
-            state = self._channels[p.channel]
-            end = p.start + len(p.text)
-            if state.sent >= end:
-                p.holder[p.field] = ""  # what it carried went on in an item before
-                continue
-            share = self._own_share(p)
-            p.holder[p.field] = state.owed[:share].decode()
-            state.sent = end if share < len(state.owed) else self._read(state)
-            state.owed = state.owed[share:]
-        return self._written(item)
+        out = super()._settled(item)
+        # Written anew, an item never ends in a CR.
+        self._cr_last = out is item.whole and (item.tail or item.body or item.head).endswith(b"\r")
+        return out
 
-    def _as_it_came(self, piece: _Piece) -> bool:
-        """Whether what goes on of the piece's channel, from where it begins, is the piece."""
-        state = self._channels[piece.channel]
-        known = self._read(state) >= piece.start + len(piece.text)
-        return known and state.sent == piece.start and state.owed.startswith(piece.text)
+    def _rewritten(self, item: Pending) -> bytes:
+        assert isinstance(item, _Item)
+        return self._written(item)
 
     def _written(self, item: _Item) -> bytes:
         body = json.dumps(item.obj, ensure_ascii=False, separators=(",", ":")).encode()
@@ -551,7 +437,7 @@ class GeminiAnswerGuard:
         return item.head + body + item.tail
 
 
-def _replaced_kind(text: bytes) -> str | None:
+def _replaced_kind(text: bytes | bytearray) -> str | None:
     """The kind a placeholder in `text` names."""
     found = _PLACEHOLDER.search(text.decode(errors="replace"))
     return found.group(1) if found else None

@@ -6,7 +6,7 @@ as Claude answers on Vertex AI's rawPredict (Anthropic's own stream) and on Bedr
 citation, a tool use's `input` at its start) is read at once, each string value. Thinking is
 signed: it is never changed, and a value found there is denied under a `redact` rule too;
 redacted thinking is opaque, not read. Events are held, go on as they came or are written anew
-as OpenAI chat's are (`chat_answer.py`, whose machinery this reuses). A stream denied ends with
+as OpenAI chat's are (`event_guard.py`). A stream denied ends with
 Anthropic's `error` event (`permission_error`), on Bedrock with an exception frame. An event
 that cannot be read stops the stream as a value to deny would (`unread`). Plain code, knowing
 nothing of mitmproxy."""
@@ -15,26 +15,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
-import weakref
 from collections import Counter
 from typing import Any
 
 from tollgate.formats import chat
 from tollgate.formats.anthropic_messages.stream_writer import write_event
-from tollgate.formats.bedrock_converse.stream_writer import event_stream_frame
-from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, eventstream_message, parse_sse_block
+from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_frame, parse_sse_block
 from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
-from tollgate.governance.guardrails.chat_answer import (
-    DENIED_MESSAGE,
-    Channel,
-    ChatAnswerGuard,
-    _Channel,
-    _Pending,
-)
+from tollgate.governance.guardrails.bedrock_answer import denied_frame, signed_detectors
+from tollgate.governance.guardrails.chat_answer import DENIED_MESSAGE, Channel, ChatAnswerGuard
+from tollgate.governance.guardrails.event_guard import UNREAD, Pending
 
-UNREAD = "unread"
 # Each streamed delta: the field its text is in, and the channel it feeds.
 DELTAS = {
     "text_delta": ("text", "text"),
@@ -45,9 +37,6 @@ _DELTA_OF_CHANNEL = {channel: (kind, name) for kind, (name, channel) in DELTAS.i
 # What a block given whole holds that is not text: its kind, ids, signatures, encrypted results.
 OPAQUE = frozenset(("type", "id", "tool_use_id", "signature", "encrypted_content", "encrypted_index"))
 _TEXT_OPAQUE = OPAQUE | {"text"}  # a text block's own text is streamed: its channel reads it
-# An AWS event stream exception frame's type for a denial: Bedrock's streams name no permission
-# error, and Tollgate writes a stream's refusals as this one (`bedrock_converse.stream_writer`).
-BEDROCK_DENIED_EXCEPTION = "validationException"
 _CHUNK_HEADERS = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
 
 
@@ -55,31 +44,6 @@ def denied_event(kind: str) -> bytes:
     """The event a denied stream ends with: the anthropic SDK raises on an `error` event."""
     error = {"type": "permission_error", "message": DENIED_MESSAGE.format(kind=kind)}
     return write_event("error", {"error": error})
-
-
-def denied_frame(kind: str) -> bytes:
-    """The frame a denied Bedrock stream ends with: an exception, which boto3 and the anthropic
-    SDK's Bedrock client raise on."""
-    headers = {
-        ":exception-type": BEDROCK_DENIED_EXCEPTION,
-        ":content-type": "application/json",
-        ":message-type": "exception",
-    }
-    return event_stream_frame(headers, encode_json({"message": DENIED_MESSAGE.format(kind=kind)}))
-
-
-_SIGNED: weakref.WeakKeyDictionary[AnswerDetectors, AnswerDetectors] = weakref.WeakKeyDictionary()
-
-
-def signed(compiled: AnswerDetectors) -> AnswerDetectors:
-    """The detectors as they read signed text (thinking): what a rule redacts is denied, since
-    the text cannot be changed. The same detectors, made once per configuration."""
-    found = _SIGNED.get(compiled)
-    if found is None:
-        found = copy.copy(compiled)
-        found.actions = {k: "deny" if a == "redact" else a for k, a in compiled.actions.items()}
-        _SIGNED[compiled] = found
-    return found
 
 
 def _scanned(compiled: AnswerDetectors, value: str, counts: Counter[str]) -> tuple[str, str | None]:
@@ -151,7 +115,7 @@ def read_block(
         thinking = block.get("thinking")
         if not isinstance(thinking, str) or not thinking:
             return False, None
-        return False, _scanned(signed(compiled), thinking, counts)[1]
+        return False, _scanned(signed_detectors(compiled), thinking, counts)[1]
     return read_values(compiled, block, counts, opaque)
 
 
@@ -199,7 +163,7 @@ class MessagesAnswerGuard(ChatAnswerGuard):
 
     def _passed(self, whole: bytes) -> bytes:
         """An event that carries no answer: it goes on in its turn, as it came."""
-        self._pending.append(_Pending(whole))
+        self._pending.append(Pending(whole))
         return self._drained()
 
     def _message_event(self, whole: bytes, obj: dict[str, Any] | None) -> bytes:
@@ -209,8 +173,8 @@ class MessagesAnswerGuard(ChatAnswerGuard):
         kind = obj.get("type")
         if kind in ("content_block_stop", "message_stop"):
             index = obj.get("index") if kind == "content_block_stop" else None
-            return self._closing(_Pending(whole, obj), index if type(index) is int else None)
-        pending = _Pending(whole, obj)
+            return self._closing(Pending(whole, obj), index if type(index) is int else None)
+        pending = Pending(whole, obj)
         self._pending.append(pending)
         if kind == "content_block_start":
             self._block_start(pending, obj)
@@ -224,7 +188,7 @@ class MessagesAnswerGuard(ChatAnswerGuard):
                     break
         return self._cut() if self.denied is not None else self._drained()
 
-    def _closing(self, pending: _Pending, index: int | None) -> bytes:
+    def _closing(self, pending: Pending, index: int | None) -> bytes:
         """A block's end (or the message's: None): its text known to its end goes on before it."""
         self._ended(index)
         if self.denied is not None:
@@ -233,7 +197,7 @@ class MessagesAnswerGuard(ChatAnswerGuard):
         self._pending.append(pending)
         return out + self._drained()
 
-    def _block_start(self, pending: _Pending, obj: dict[str, Any]) -> None:
+    def _block_start(self, pending: Pending, obj: dict[str, Any]) -> None:
         index, block = obj.get("index"), obj.get("content_block")
         if type(index) is not int or not isinstance(block, dict):
             self._refuse(pending)
@@ -250,7 +214,7 @@ class MessagesAnswerGuard(ChatAnswerGuard):
             return
         self._whole_read(pending, block)
 
-    def _block_delta(self, pending: _Pending, obj: dict[str, Any]) -> None:
+    def _block_delta(self, pending: Pending, obj: dict[str, Any]) -> None:
         index, delta = obj.get("index"), obj.get("delta")
         if type(index) is not int or not isinstance(delta, dict):
             self._refuse(pending)
@@ -268,7 +232,7 @@ class MessagesAnswerGuard(ChatAnswerGuard):
         elif value:
             self._fed(pending, (index, channel, -1), delta, name, value)
 
-    def _whole_read(self, pending: _Pending, node: dict[str, Any], opaque: frozenset[str] = OPAQUE) -> bool:
+    def _whole_read(self, pending: Pending, node: dict[str, Any], opaque: frozenset[str] = OPAQUE) -> bool:
         """What an event gives whole, read at once (before any of its streamed text): where a
         value is redacted the event is written anew; at one to deny, it does not go on. Whether
         the stream stops here."""
@@ -282,7 +246,7 @@ class MessagesAnswerGuard(ChatAnswerGuard):
             pending.whole = self._written(pending.obj)
         return False
 
-    def _refuse(self, pending: _Pending, kind: str = UNREAD) -> None:
+    def _refuse(self, pending: Pending, kind: str = UNREAD) -> None:
         """The stream stops before this event (the last come): none of it goes on."""
         if self._pending and self._pending[-1] is pending:
             self._pending.pop()
@@ -292,31 +256,16 @@ class MessagesAnswerGuard(ChatAnswerGuard):
         self.denied = UNREAD
         return self._cut()
 
-    def _fed(self, pending: _Pending, channel: Channel, holder: dict[str, Any], name: str, value: str) -> None:
-        state = self._channels.get(channel)
-        if state is None:
-            state = self._channels[channel] = _Channel(None)
-        if state.scanner is None:
-            state.scanner = self._scanner(channel[1])
-        super()._fed(pending, channel, holder, name, value)
-
-    def _scanner(self, channel: str) -> AnswerScanner:
-        if channel == "thinking":
-            return signed(self._compiled).scanner()
-        return self._compiled.scanner(is_json=channel == "input")
+    def _scanner(self, channel: Channel) -> AnswerScanner:
+        if channel[1] == "thinking":
+            return signed_detectors(self._compiled).scanner()
+        return self._compiled.scanner(is_json=channel[1] == "input")
 
     def _held_delta(self, channel: Channel, text: str) -> dict[str, Any]:
         kind, name = _DELTA_OF_CHANNEL[channel[1]]
         return {"type": "content_block_delta", "index": channel[0], "delta": {"type": kind, name: text}}
 
-    def _cut(self) -> bytes:
-        """At a value to deny: the events before it with what is known of them, and the end."""
-        self._reread_together()
-        out = [self._settled(self._pending.popleft()) for _ in range(len(self._pending))]
-        return b"".join(out) + self._orphans() + self._denied_end(self.denied or UNREAD)
-
-    @staticmethod
-    def _denied_end(kind: str) -> bytes:
+    def _denied_end(self, kind: str) -> bytes:
         return denied_event(kind)
 
     @staticmethod
@@ -343,7 +292,7 @@ class BedrockMessagesGuard(MessagesAnswerGuard):
         return self._frames.error is not None
 
     def _frame(self, frame: EventStreamFrame) -> bytes:
-        whole = eventstream_message(frame.raw_headers, frame.payload)
+        whole = event_frame(frame.raw_headers, frame.payload)
         headers = frame.headers
         if headers.get(":message-type") != "event" or headers.get(":event-type") != "chunk":
             return self._passed(whole)
@@ -354,11 +303,10 @@ class BedrockMessagesGuard(MessagesAnswerGuard):
             raw = None
         return self._message_event(whole, parse_json(raw))
 
-    @staticmethod
-    def _denied_end(kind: str) -> bytes:
+    def _denied_end(self, kind: str) -> bytes:
         return denied_frame(kind)
 
     @staticmethod
     def _written(obj: dict[str, Any]) -> bytes:
         payload = {"bytes": base64.b64encode(encode_json(obj)).decode()}
-        return event_stream_frame(_CHUNK_HEADERS, encode_json(payload))
+        return event_frame(_CHUNK_HEADERS, encode_json(payload))

@@ -1,9 +1,9 @@
 """OpenAI Responses' answer read by the answer guardrails (`governance/guardrails/answer.py`), in its
-own events, as OpenAI chat's is (`chat_answer.py`, whose event queue this reuses): each output
-item's text, refusal, reasoning (its summary and its text), a function call's arguments (JSON as
-the model writes it), a custom tool's input, an MCP call's arguments and a code interpreter's code,
-one scanner per channel (output item, field, content part); a shell call's command, which comes
-whole, is read whole. The events that repeat a whole text
+own events, as OpenAI chat's is (`chat_answer.py`, held as `event_guard.py` holds events): each
+output item's text, refusal, reasoning (its summary and its text), a function call's arguments
+(JSON as the model writes it), a custom tool's input, an MCP call's arguments and a code
+interpreter's code, one scanner per channel (output item, field, content part); a shell call's
+command, which comes whole, is read whole. The events that repeat a whole text
 (`….done`, `response.content_part.done`, `response.output_item.done`, `response.completed`) carry
 it as the client got it in the deltas: redacted where a value was, never sent where one is denied.
 A denied stream ends with an event whose `error` the SDK raises on. Over the Responses WebSocket
@@ -24,10 +24,10 @@ from tollgate.governance.guardrails.chat_answer import (
     DENIED_MESSAGE,
     Channel,
     ChatAnswerGuard,
-    _Pending,
     event_data,
     event_object,
 )
+from tollgate.governance.guardrails.event_guard import ChannelState, Pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +187,7 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
 
     def __init__(self, compiled: AnswerDetectors, denied_end: Callable[[str], bytes] = denied_event) -> None:
         super().__init__(compiled)
-        self._denied_end = denied_end
+        self._end_of_denied = denied_end
         self._templates: dict[Channel, dict[str, Any]] = {}  # a channel's delta event, for one of held text
         self._hashes: dict[Channel, Any] = {}  # what each channel read, hashed as it comes
         self._seen: dict[Channel, _Seen] = {}
@@ -209,7 +209,7 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
         return dict(total)
 
     def _event(self, block: bytes) -> bytes:
-        pending = _Pending(block + b"\n\n")
+        pending = Pending(block + b"\n\n")
         self._pending.append(pending)
         data = event_data(block)
         if data is None:
@@ -223,7 +223,7 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
             return self._delta_event(pending, obj, kind, stream)
         return self._whole_event(pending, obj, kind)
 
-    def _delta_event(self, pending: _Pending, obj: dict[str, Any], kind: str, stream: _Stream) -> bytes:
+    def _delta_event(self, pending: Pending, obj: dict[str, Any], kind: str, stream: _Stream) -> bytes:
         value = obj.get("delta")
         if not isinstance(value, str) or not value:
             return self._drained()
@@ -243,7 +243,7 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
         sub = _index(obj.get(stream.index)) if stream.index is not None else NO_INDEX
         return (_index(obj.get("output_index")), stream.kind, sub)
 
-    def _whole_event(self, pending: _Pending, obj: dict[str, Any], kind: str) -> bytes:
+    def _whole_event(self, pending: Pending, obj: dict[str, Any], kind: str) -> bytes:
         """An event that may repeat texts whole: the channels it ends are flushed first (what they
         hold goes on before it), then each text it carries is what the client got of it."""
         texts: list[Whole] = []
@@ -306,32 +306,19 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
         _replace(holder, name, seen.replaced)
         return True
 
-    def _ended(self, index: int | None) -> None:
-        self._ended_where(lambda c: index is None or c[0] == index)
-
-    def _ended_where(self, ends: Callable[[Channel], bool]) -> None:
-        """The scanners of the channels that have ended, flushed; what each read noted, to know the
-        whole text when it comes again."""
-        self._committed()
-        for channel, state in self._channels.items():
-            if state.scanner is None or not ends(channel):
-                continue
-            scanner, state.scanner = state.scanner, None
-            released = scanner.flush()
-            self._spent.update(scanner.counts)
-            state.owed += released.text
-            self._seen[channel] = _Seen(self._hashes[channel].digest(), None, rescan=bool(scanner.counts))
-            if released.denied is not None:
-                self.denied = released.denied
-                return
+    def _end(self, channel: Channel, state: ChannelState) -> None:
+        """A channel's scanner flushed; what it read noted, to know the whole text when it comes
+        again."""
+        scanner = state.scanner
+        super()._end(channel, state)
+        assert scanner is not None
+        self._seen[channel] = _Seen(self._hashes[channel].digest(), None, rescan=bool(scanner.counts))
 
     def _held_delta(self, channel: Channel, text: str) -> dict[str, Any]:
         return {**self._templates[channel], "delta": text}
 
-    def _cut(self) -> bytes:
-        self._reread_together()
-        out = [self._settled(self._pending.popleft()) for _ in range(len(self._pending))]
-        return b"".join(out) + self._orphans() + self._denied_end(self.denied or "unread")
+    def _denied_end(self, kind: str) -> bytes:
+        return self._end_of_denied(kind)
 
     @staticmethod
     def _written(obj: dict[str, Any]) -> bytes:

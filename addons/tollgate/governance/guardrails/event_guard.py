@@ -1,0 +1,401 @@
+"""What every streamed answer's guard shares (`governance/guardrails/answer.py` reads the text), whatever
+its events: OpenAI chat's and Responses' server-sent events, Anthropic's, Gemini's items, Bedrock's
+frames. One scanner per channel (a choice's text, a tool call's arguments…); the events kept in
+order, each with the pieces of its channels' text it carries. An event goes on as it came where
+all its text is known to be what goes on; an event whose text is held waits whole, with the events
+after it (bounded by WAITING_BYTES), and is written anew only where a value is replaced or a
+denial cuts it. Text known that no waiting event carries goes on in an event of its own (an
+orphan). At a value to deny, the events before it go on with what is known of them, then the
+format's end, and nothing after the value's event.
+
+The events of one read are read together: each channel's scanner is fed once with what they carry
+of it (a scanner's result does not depend on how its text is cut), which is what keeps small
+events cheap. Should a value to deny be found in them, the read is read again event by event from
+where it began, so that nothing after the value goes.
+
+A format implements `_units` (a read cut into its events), `_unit` (one event read: it appends a
+`Pending`, gives each piece of text to `_fed`, ends channels with `_ended_where`, and returns
+`_drained()`, or `_cut()` at a deny), `_scanner` (a channel's scanner), `_rewritten` (an event
+written anew once its pieces' holders say what goes on), `_orphan` (an event for text alone) and
+`_denied_end` (what a denied stream ends with). Plain code, knowing nothing of mitmproxy."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import Any
+
+from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner, counter_copy
+
+# The events that may wait behind one whose text is held (of other channels): past that, it goes
+# on with what is known of its text, so that a stream is never held long.
+WAITING_BYTES = 64 << 10
+UNREAD = "unread"
+
+
+@dataclass(slots=True)
+class ChannelState:
+    """One channel's scanner and where its text stands: `fed` bytes read, `owed` what the scanner
+    released that the client has not had yet, from `sent` (an offset in what was read) on;
+    `unfed` the pieces of the events of this read not yet given to its scanner; `replaced` the
+    kind of the last value replaced in it (for a format that tells it where signed text would
+    change)."""
+
+    scanner: AnswerScanner | None
+    fed: int = 0
+    sent: int = 0
+    # What goes on is taken from its front (in place: a read's text may be owed across many events).
+    owed: bytearray = dataclass_field(default_factory=bytearray)
+    unfed: list[bytes] = dataclass_field(default_factory=list)
+    replaced: str | None = None
+
+    def saved(self) -> ChannelState:
+        scanner = self.scanner.copy() if self.scanner is not None else None
+        return ChannelState(scanner, self.fed, self.sent, bytearray(self.owed), replaced=self.replaced)
+
+
+@dataclass(slots=True)
+class Piece:
+    """A channel's text in an event: where it stands in what the channel read, where it sits in
+    the event's object (the holder and key to write anew), and whether it is signed (it cannot
+    be changed)."""
+
+    channel: Hashable
+    start: int
+    text: bytes
+    holder: Any
+    field: Any
+    signed: bool = False
+
+
+@dataclass(slots=True)
+class Pending:
+    """An event not yet gone on: its bytes as they came, its object, its channels' text, and
+    whether it must be written anew whatever its text (a value replaced in what it gives whole)."""
+
+    whole: bytes
+    obj: Any = None
+    pieces: list[Piece] = dataclass_field(default_factory=list)
+    changed: bool = False
+
+
+class Reread(Exception):
+    """A value to deny in the events of a read read together: they are read again one by one."""
+
+
+class EventGuard:
+    """A streamed answer's events, read and rewritten (`feed` each piece, `flush` at its end).
+    `denied`: the kind that stopped it (the caller then closes the upstream)."""
+
+    # An event of one piece known to be what came goes on at once (without `_settled`): a format
+    # that notes what each event that goes on ends with says False.
+    _one_piece_at_once = True
+
+    def __init__(self, compiled: AnswerDetectors) -> None:
+        self._compiled = compiled
+        self._channels: dict[Any, ChannelState] = {}
+        self._pending: deque[Pending] = deque()
+        self._spent: Counter[str] = Counter()  # the counts of the scanners that have ended
+        self._together = False  # the events of a read are being read together
+        self._unfed: list[ChannelState] = []  # the channels with pieces not yet given to their scanner
+        self._closed = False  # the stream's end was read: nothing after it is
+        self._denied_in: Any = None  # the channel a value to deny was found in (None: none)
+        self.denied: str | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        total = Counter(self._spent)
+        for state in self._channels.values():
+            if state.scanner is not None:
+                total.update(state.scanner.counts)
+        return dict(total)
+
+    # -----------------------------------------------------------------------------------------
+    # What a format says of its events
+
+    def _units(self, chunk: bytes) -> list[Any]:
+        """The events a read completes (what `_unit` reads)."""
+        raise NotImplementedError
+
+    def _unit(self, unit: Any) -> bytes:
+        """One event read: what goes on now."""
+        raise NotImplementedError
+
+    def _scanner(self, channel: Any) -> AnswerScanner:
+        """A new scanner for a channel."""
+        return self._compiled.scanner()
+
+    def _rewritten(self, pending: Pending) -> bytes:
+        """An event written anew, its pieces' holders saying what goes on of them."""
+        raise NotImplementedError
+
+    def _orphan(self, channel: Any, text: str) -> bytes:
+        """An event for a channel's text known that no event waiting carries."""
+        raise NotImplementedError
+
+    def _denied_end(self, kind: str) -> bytes:
+        """What a denied stream ends with."""
+        raise NotImplementedError
+
+    def _unsent(self, pending: Pending) -> str | None:
+        """The kind of a value that keeps this event from going on as it must (signed text that
+        would be changed): the stream stops before it. None: it may go."""
+        return None
+
+    # -----------------------------------------------------------------------------------------
+    # Reading
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.denied is not None or self._closed:
+            return b""
+        units = self._units(chunk)
+        if len(units) < 2:
+            return self._read_each(units)
+        saved = self._saved()
+        self._together = True
+        try:
+            out = self._read_each(units)
+            if self.denied is not None:
+                raise Reread
+            return out + self._caught_up()
+        except Reread:
+            self._restore(saved)
+        finally:
+            self._together = False
+            self._unfed.clear()
+        return self._read_each(units)
+
+    def flush(self) -> bytes:
+        """What is held at the stream's end."""
+        if self.denied is not None or self._closed:
+            return b""
+        self._ended_where(lambda channel: True)
+        return self._cut() if self.denied is not None else self._drained() + self._orphans()
+
+    def _read_each(self, units: list[Any]) -> bytes:
+        """The events read in order, until a value to deny (or the stream's end) stops them."""
+        out = []
+        for unit in units:
+            out.append(self._unit(unit))
+            if self.denied is not None or self._closed:
+                break
+        return b"".join(out)
+
+    def _saved(self) -> dict[str, Any]:
+        """What reading events changes, as it stands before a read (its events read together may
+        have to be read again one by one). The events' objects are not copied: reading them anew
+        writes each piece of theirs that goes on."""
+        return {
+            "_channels": {channel: state.saved() for channel, state in self._channels.items()},
+            "_pending": self._pending.copy(),
+            "_spent": counter_copy(self._spent),
+            "_closed": self._closed,
+        }
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        for name, value in saved.items():
+            setattr(self, name, value)
+        self.denied = None
+        self._denied_in = None
+
+    def _caught_up(self) -> bytes:
+        """The pieces not yet read given to their scanners, then the events known."""
+        self._committed()
+        return self._drain()
+
+    def _committed(self) -> None:
+        """Each channel's pieces not yet read given to its scanner at once. At a value to deny,
+        the read is read again event by event."""
+        for state in self._unfed:
+            assert state.scanner is not None
+            piece = b"".join(state.unfed) if len(state.unfed) > 1 else state.unfed[0]
+            state.unfed.clear()
+            released = state.scanner.feed(piece)
+            self._owe(state, released.text)
+            if released.denied is not None:
+                raise Reread
+        self._unfed.clear()
+
+    def _fed(self, pending: Pending, channel: Any, holder: Any, name: Any, value: str, signed: bool = False) -> None:
+        """A piece of a channel's text, in the event `pending`, at `holder[name]`."""
+        state = self._channels.get(channel)
+        if state is None:
+            state = self._channels[channel] = ChannelState(None)
+        if state.scanner is None:
+            state.scanner = self._scanner(channel)
+        piece = value.encode()
+        pending.pieces.append(Piece(channel, state.fed, piece, holder, name, signed))
+        state.fed += len(piece)
+        if self._together:
+            if not state.unfed:
+                self._unfed.append(state)
+            state.unfed.append(piece)
+            return
+        released = state.scanner.feed(piece)
+        self._owe(state, released.text)
+        if released.denied is not None:
+            self.denied = released.denied
+            self._denied_in = channel
+
+    def _owe(self, state: ChannelState, text: bytes) -> None:
+        """What a scanner released, owed to the client."""
+        state.owed += text
+
+    def _ended_where(self, ends: Callable[[Any], bool]) -> None:
+        """The scanners of the channels that have ended flushed, now that their text has ended."""
+        self._committed()
+        for channel, state in self._channels.items():
+            if state.scanner is None or not ends(channel):
+                continue
+            self._end(channel, state)
+            if self.denied is not None:
+                return
+
+    def _end(self, channel: Any, state: ChannelState) -> None:
+        """One channel's scanner flushed."""
+        assert state.scanner is not None
+        scanner, state.scanner = state.scanner, None
+        released = scanner.flush()
+        self._spent.update(scanner.counts)
+        self._owe(state, released.text)
+        if released.denied is not None:
+            self.denied = released.denied
+            self._denied_in = channel
+
+    # -----------------------------------------------------------------------------------------
+    # What goes on
+
+    def _read(self, state: ChannelState) -> int:
+        """How far the channel's text is known: what its scanner no longer holds."""
+        if state.scanner is None or not self._compiled.holds:
+            return state.fed
+        return state.fed - state.scanner.held
+
+    def _drained(self) -> bytes:
+        """The events whose text is all known, in order (of a read read together: at its end)."""
+        return b"" if self._together else self._drain()
+
+    def _drain(self) -> bytes:
+        """The events whose text is all known, in order: as they came where it is the text that
+        came, written anew where it is not."""
+        out = []
+        pending_events, channels, at_once = self._pending, self._channels, self._one_piece_at_once
+        while pending_events:
+            pending = pending_events[0]
+            if at_once and len(pending.pieces) == 1 and not pending.changed:
+                # Most events carry one piece: it goes on as it came where it is what is known.
+                p = pending.pieces[0]
+                state = channels[p.channel]
+                if (
+                    self._read(state) >= p.start + len(p.text)
+                    and state.sent == p.start
+                    and state.owed.startswith(p.text)
+                ):
+                    del state.owed[: len(p.text)]
+                    state.sent += len(p.text)
+                    out.append(pending_events.popleft().whole)
+                    continue
+            if any(self._read(channels[p.channel]) < p.start + len(p.text) for p in pending.pieces):
+                behind = sum(len(p.whole) for p in pending_events) - len(pending.whole)
+                if behind <= WAITING_BYTES:
+                    break
+                # Too much waits behind it: it goes on with what is known of it, the rest of its
+                # text later, in its channel's next event (or one of its own).
+            unsent = self._unsent(pending)
+            if unsent is not None:
+                self._reread_together()
+                self.denied = unsent
+                return b"".join(out) + self._ending()
+            out.append(self._settled(pending_events.popleft()))
+        return b"".join(out)
+
+    def _orphans(self) -> bytes:
+        """Events for text known that no event waiting carries (the rest of an event that went on
+        before its text was all known), after the events known (of a read read together, not yet
+        gone on)."""
+        out = [self._caught_up()] if self._together else []
+        carried = {p.channel for pending in self._pending for p in pending.pieces}
+        for channel, state in self._channels.items():
+            if state.owed and channel not in carried:
+                text = state.owed.decode()
+                state.owed.clear()
+                state.sent = self._read(state)
+                out.append(self._orphan(channel, text))
+        return b"".join(out)
+
+    def _cut(self) -> bytes:
+        """At a value to deny: the events before it with what is known of them, nothing held and
+        nothing after the value's event, then the format's end."""
+        self._reread_together()
+        if self._denied_in is not None:
+            self._after_value_dropped(self._denied_in)
+        out: list[bytes] = []
+        while self._pending:
+            if self._unsent(self._pending[0]) is not None:
+                return b"".join(out) + self._ending()  # it is never sent changed: nothing from it on goes
+            out.append(self._settled(self._pending.popleft()))
+        return b"".join(out) + self._orphans() + self._ending()
+
+    def _ending(self) -> bytes:
+        """The format's end of a denied stream, and nothing after it."""
+        self._pending.clear()
+        return self._denied_end(self.denied or UNREAD)
+
+    def _after_value_dropped(self, channel: Any) -> None:
+        """The events after the last one that carries the denied channel's text (all of them, where
+        none waiting does) taken out: they come after the value. What they carry of other
+        channels does not go either."""
+        last = -1
+        for i, pending in enumerate(self._pending):
+            if any(p.channel == channel for p in pending.pieces):
+                last = i
+        dropped = [self._pending.pop() for _ in range(len(self._pending) - last - 1)]
+        first: dict[Any, int] = {}
+        for pending in dropped:
+            for p in pending.pieces:
+                first[p.channel] = min(first.get(p.channel, p.start), p.start)
+        for other, start in first.items():
+            state = self._channels[other]
+            after = b"".join(p.text for pending in reversed(dropped) for p in pending.pieces if p.channel == other)
+            released = after[: max(0, self._read(state) - start)]
+            if state.owed.endswith(released):
+                del state.owed[len(state.owed) - len(released) :]
+            else:
+                state.owed.clear()  # a value replaced across them: none of it goes
+
+    def _reread_together(self) -> None:
+        """At a value to deny in a read read together: it is read again event by event."""
+        if self._together:
+            raise Reread
+
+    def _settled(self, pending: Pending) -> bytes:
+        """An event as it goes on: as it came where each piece is what goes on of its channel."""
+        if not pending.changed and all(self._as_it_came(p) for p in pending.pieces):
+            for p in pending.pieces:
+                state = self._channels[p.channel]
+                del state.owed[: len(p.text)]
+                state.sent += len(p.text)
+            return pending.whole
+        for p in pending.pieces:
+            state = self._channels[p.channel]
+            end = p.start + len(p.text)
+            if state.sent >= end:
+                p.holder[p.field] = ""  # what it carried went on in an event before
+                continue
+            share = self._share(p)
+            p.holder[p.field] = state.owed[:share].decode()
+            state.sent = end if share < len(state.owed) else self._read(state)
+            del state.owed[:share]
+        return self._rewritten(pending)
+
+    def _share(self, piece: Piece) -> int:
+        """How much of its channel's owed text a piece written anew carries: all of it."""
+        return len(self._channels[piece.channel].owed)
+
+    def _as_it_came(self, piece: Piece) -> bool:
+        """Whether what goes on of the piece's channel, from where it begins, is the piece."""
+        state = self._channels[piece.channel]
+        known = self._read(state) >= piece.start + len(piece.text)
+        return known and state.sent == piece.start and state.owed.startswith(piece.text)
