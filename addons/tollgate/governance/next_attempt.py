@@ -126,21 +126,23 @@ async def _reserved(call: Call, retry: Retry, ledger: Store | None, body_size: i
     if reserved is False:
         target = call.route.target.provider
         logger.info(f"Tollgate: retry of a {target} call not made: a limit has no room for it")
-        return retry_not_made(call, retry, None)
+        return retry_not_made(call, retry)
     assert reserved is not True
     call.ledger.reserved = reserved
     return retry
 
 
-def retry_not_made(call: Call, retry: Retry, status: int | None) -> Fallback | End:
+def retry_not_made(call: Call, retry: Retry) -> Fallback | End:
     """A retry decided and not made after all (no room on a limit, its client gone during its
-    wait, its credential not to be had): what goes instead (`Retry.otherwise`). The next fallback
-    goes with the call's reservation settled as the failed attempt's (`status`); where nothing
-    goes, the failed attempt recorded is the call's last (`take_back`)."""
+    wait, its credential not to be had): what goes instead (`Retry.otherwise`). The reservation it
+    made is given back whole, whatever goes instead: its request never went (the failed attempt's
+    was settled as it was decided). Where nothing goes, the failed attempt recorded is the call's
+    last (`take_back`)."""
+    reserved, call.ledger.reserved = call.ledger.reserved, None
+    if reserved is not None:
+        reserved.give_back()
     otherwise = retry.otherwise
-    if isinstance(otherwise, Fallback):
-        settle_attempt(call, status)
-    else:
+    if isinstance(otherwise, End):
         take_back(call)
     return otherwise
 

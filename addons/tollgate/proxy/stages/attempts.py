@@ -146,7 +146,7 @@ class Attempts:
 
     def _instead(self, flow: http.HTTPFlow, call: Call, step: Retry) -> Awaitable[None] | None:
         """A retry not made after all: the next fallback, or nothing (`retry_not_made`)."""
-        if isinstance(retry_not_made(call, step, _status(flow)), Fallback):
+        if isinstance(retry_not_made(call, step), Fallback):
             return self._fall_back_then(flow, call)
         return None
 
@@ -214,10 +214,6 @@ def _applied(flow: http.HTTPFlow, call: Call, step: Retry) -> bool:
 async def _done(pending: Awaitable[None] | None) -> None:
     if pending is not None:
         await pending
-
-
-def _status(flow: http.HTTPFlow) -> int | None:
-    return flow.response.status_code if flow.response is not None else None
 
 
 def _rest_refused_key(response: http.Response, pooled: tuple[KeyPool, str], shared: Shared) -> None:
