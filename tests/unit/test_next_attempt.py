@@ -113,7 +113,8 @@ def test_next_step_decides_in_one_call_and_records_and_counts_what_goes_again():
     assert (pool.rest_left("sk-one"), call.failover.attempts) == (0.0, None)
     # A key refused: it rests for the Retry-After asked, its circuit opens, the attempt is recorded,
     # and the retry goes on the other key, the first fallback instead if it cannot be made.
-    refused = Failure(429, None, 1, 20.0, True, "20", "upstream answered 429")
+    refused = Failure.answered(429, "20", tries=1)  # as its flow tells: the status and Retry-After as they came
+    assert refused == Failure(429, None, 1, 20.0, True, "20", "upstream answered 429")
     step = next_step(call, refused, circuits, None)
     assert isinstance(step, Retry) and (step.key.pooled_key, step.wait) == ("sk-two", 0.0)
     assert step.otherwise == Fallback(FALLBACKS[0])

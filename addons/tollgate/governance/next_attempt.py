@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tollgate.config_base import RetryConfig
-from tollgate.credentials.keypool import CircuitOpen
+from tollgate.credentials.keypool import CircuitOpen, retry_after_seconds
 from tollgate.governance.failover import (
     CONNECT,
     DEFAULT_WHEN,
@@ -24,6 +24,7 @@ from tollgate.governance.failover import (
     Attempt,
     Circuits,
     failed,
+    failed_status_error,
     fails_the_key,
     model_circuit,
     status_condition,
@@ -55,6 +56,19 @@ class Failure:
     refused_key: bool = False
     retry_after_header: str | None = None
     error: str | None = None
+
+    @classmethod
+    def answered(cls, status: int, retry_after: str | None, tries: int) -> Failure:
+        """An attempt its upstream answered with an error: its status and Retry-After header as
+        they came, read here (a key refused, the wait asked, the error its record gives)."""
+        error = failed_status_error(status)
+        seconds = retry_after_seconds(retry_after) if retry_after is not None else None
+        return cls(status, None, tries, seconds, status in RESTING_STATUSES, retry_after, error)
+
+    @classmethod
+    def unanswered(cls, timed_out: bool, tries: int, error: str) -> Failure:
+        """An attempt with no answer: its connection failed, or its wait for one ran out."""
+        return cls(None, failure_kind(timed_out), tries, error=error)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ from mitmproxy import http
 
 from tollgate.call import Call, Failure
 from tollgate.credentials.errors import CredentialUnavailable
-from tollgate.credentials.keypool import KeyPool, retry_after_seconds
-from tollgate.governance.failover import failed_status_error, retries_errors, retry_statuses
+from tollgate.credentials.keypool import KeyPool
+from tollgate.governance.failover import retries_errors, retry_statuses
 from tollgate.governance.next_attempt import (
     NOT_AGAIN,
     End,
@@ -89,28 +89,25 @@ class Attempts:
             return None
         if not flow.client_conn.connected or patches.ended_by_client(flow):
             return None
-        failure = self._failure(flow, call)
         size = body_size(flow, call)
+        failure = self._how_it_failed(flow, call)
         step = next_step(call, failure, self.shared.circuits, self.shared.ledger, size)
         if step is NOT_AGAIN:
             return None
         self._counted.add(flow)  # counted for its circuits: its answer's hooks do not count it again
         return self._carry_out(flow, call, step)
 
-    def _failure(self, flow: http.HTTPFlow, call: Call) -> AttemptFailure:
-        """How the attempt failed, with the error its record in `attempts` gives."""
+    def _how_it_failed(self, flow: http.HTTPFlow, call: Call) -> AttemptFailure:
+        """How the attempt failed, as its flow tells: the upstream's status and Retry-After, else
+        whether its wait for an answer ran out, and the error its record in `attempts` gives."""
         tries = len(call.failover.attempts or ()) - self._target_from.get(flow, 0) + 1
         response = flow.response
         if response is not None:
-            status = response.status_code
-            asked = response.headers.get("retry-after")
-            retry_after = retry_after_seconds(asked) if asked is not None else None
-            refused = status in RESTING_STATUSES
-            return AttemptFailure(status, None, tries, retry_after, refused, asked, failed_status_error(status))
+            return AttemptFailure.answered(response.status_code, response.headers.get("retry-after"), tries)
         timed_out = call.answer.failure is Failure.UPSTREAM_TIMEOUT
         message = flow.error.msg if flow.error else "unknown error"
         error = call.answer.error if timed_out and call.answer.error else f"upstream unreachable: {message}"
-        return AttemptFailure(None, failure_kind(timed_out), tries, error=error)
+        return AttemptFailure.unanswered(timed_out, tries, error)
 
     async def _carry_out_once_decided(self, flow: http.HTTPFlow, call: Call, step: Awaitable[Step]) -> None:
         await _done(self._carry_out(flow, call, await step))
