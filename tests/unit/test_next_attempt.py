@@ -3,12 +3,31 @@ next fallback, or nothing. Plain logic: a call record and a configuration, no pr
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
 from typing import Any
 
-from tollgate.call import Call, Route
+import pytest
+
+from tollgate.call import Call, Caller, Route
 from tollgate.config import parse_config
 from tollgate.governance.failover import CONNECT, TIMEOUT, Circuits
-from tollgate.governance.next_attempt import END, Failure, Fallback, Retry, goes_again, plan, retry_of
+from tollgate.governance.limits import Estimate, Reserved, charges, counters
+from tollgate.governance.next_attempt import (
+    END,
+    End,
+    Failure,
+    Fallback,
+    Retry,
+    goes_again,
+    next_step,
+    plan,
+    retry_not_made,
+    retry_of,
+)
+from tollgate.records.ledger import open_store
+from tollgate.records.ledger.store import Store
 from tollgate.runtime import Loaded
 
 FALLBACKS = (("anthropic", "claude-sonnet-4-5"), ("openai", "gpt-4o-mini"))
@@ -94,7 +113,8 @@ def test_next_step_decides_in_one_call_and_records_and_counts_what_goes_again():
     assert (pool.rest_left("sk-one"), call.failover.attempts) == (0.0, None)
     # A key refused: it rests for the Retry-After asked, its circuit opens, the attempt is recorded,
     # and the retry goes on the other key, the first fallback instead if it cannot be made.
-    refused = Failure(429, None, 1, 20.0, True, "20", "upstream answered 429")
+    refused = Failure.answered(429, "20", tries=1)  # as its flow tells: the status and Retry-After as they came
+    assert refused == Failure(429, None, 1, 20.0, True, "20", "upstream answered 429")
     step = next_step(call, refused, circuits, None)
     assert isinstance(step, Retry) and (step.key.pooled_key, step.wait) == ("sk-two", 0.0)
     assert step.otherwise == Fallback(FALLBACKS[0])
@@ -106,3 +126,50 @@ def test_next_step_decides_in_one_call_and_records_and_counts_what_goes_again():
     alone = call_with({"keys": ["sk-one"], "retry": RETRY})
     end = next_step(alone, Failure(503, None, 1, 6.0, error="upstream answered 503"), circuits, None)
     assert end == END and end.counted and alone.failover.attempts is None
+
+
+# A retry reserved on the limits and never sent (its client gone during its wait, its credential not
+# to be had) gives its reservation back, whatever goes instead: only the failed attempt's request
+# counts.
+LIMITED = {"limits": [{"name": "day", "requests_per_day": 10}]}
+
+
+def limited_call(fallbacks: tuple[tuple[str, str], ...], store: Store) -> tuple[Call, list[str]]:
+    config = parse_config(
+        {"providers": {"openai": {"keys": ["sk-one", "sk-two"], "retry": RETRY}, "anthropic": {"keys": ["sk-ant"]}},
+         **LIMITED},
+        {},
+    )  # fmt: skip
+    call = Call(Route.as_called("openai", "gpt-4o"), "api.openai.com", "POST", "/v1/chat/completions")
+    call.caller = Caller("alice")
+    call.loaded = Loaded.build(config)
+    call.route.upstream = "https://api.openai.com"
+    call.failover.fallbacks = fallbacks
+    call.answer.request_sent = True  # the failed attempt went upstream, and the upstream answered 503
+    found = counters(call.loaded.limits.applying("openai", "gpt-4o", "alice", ()), "alice", (), time.time())
+    reservation = store.reserve_now(charges(found, Estimate(1, 0, None)))
+    assert reservation is not None and reservation.granted
+    call.ledger.reserved = Reserved(store, tuple(found), Estimate(1, 0, None))
+    return call, [c.key for c in found]
+
+
+@pytest.mark.parametrize("fallbacks", [FALLBACKS, ()])
+def test_a_retry_reserved_and_never_sent_gives_its_reservation_back(tmp_path: Path, fallbacks: tuple) -> None:
+    async def scenario() -> tuple[object, tuple[int, ...], tuple[int, ...]]:
+        store = open_store(f"sqlite:///{tmp_path}/ledger.sqlite")
+        try:
+            call, keys = limited_call(fallbacks, store)
+            pending = next_step(call, Failure(503, None, 1, error="upstream answered 503"), Circuits(), store, 100)
+            assert not isinstance(pending, (Retry, Fallback, End))  # its reservation is awaited
+            step = await pending
+            assert isinstance(step, Retry) and call.ledger.reserved is not None
+            reserved = await store.read(keys)
+            instead = retry_not_made(call, step)
+            return instead, reserved, await store.read(keys)
+        finally:
+            await store.aclose()
+
+    instead, reserved, after = asyncio.run(scenario())
+    assert instead == (Fallback(FALLBACKS[0]) if fallbacks else END)
+    # The failed attempt's request and the retry's reservation; then the failed attempt's alone.
+    assert (reserved, after) == ((2,), (1,))

@@ -25,6 +25,7 @@ from tollgate.governance.subscriptions.plan import (
     envelope_project,
     found_plan,
     plan_call,
+    plan_only_refusal,
     plan_token,
     read_plan,
 )
@@ -275,3 +276,71 @@ def test_a_google_plans_account_tier_and_envelope_project_are_its_account_plan_a
         "code_assist", "a@corp.example", "a@corp.example", "standard-tier", "proj-1"
     )
     assert plan.with_google_account(None, None, body, service=True) == Subscription("code_assist")
+
+
+# --- a path only a plan's own token takes -----------------------------------------------------------
+
+
+class CountedHeaders(dict):
+    """A request's headers that count how often its Authorization header is read."""
+
+    def __init__(self, fields: dict[bytes, bytes]) -> None:
+        super().__init__(fields)
+        self.reads = 0
+
+    def _counted(self, name: object) -> None:
+        if isinstance(name, (bytes, str)) and (name.decode() if isinstance(name, bytes) else name) == "authorization":
+            self.reads += 1
+
+    def get(self, name: object, default: object = None) -> object:
+        self._counted(name)
+        return super().get(name, default)
+
+    def __getitem__(self, name: object) -> object:
+        self._counted(name)
+        return super().__getitem__(name)
+
+    def __contains__(self, name: object) -> bool:
+        self._counted(name)
+        return super().__contains__(name)
+
+
+def test_a_plan_only_paths_token_is_read_once_where_the_plan_call_is_read() -> None:
+    # Claude Code's /api/ path Tollgate does not know: Classify's read of its headers (the
+    # provider's `read_headers`) does not read its token; the plan call read once tells.
+    anthropic = PROVIDERS["anthropic"]
+    classification = anthropic.classify("GET", "/api/oauth/profile", None)
+    assert classification.plan_only
+    headers = CountedHeaders({b"authorization": f"Bearer {PLAN_TOKEN}".encode()})
+    anthropic.read_headers(headers, classification)
+    assert headers.reads == 0
+    decoded = CountedHeaders({"authorization": f"Bearer {PLAN_TOKEN}"})
+    presented = anthropic.credentials.presented(decoded, {})
+    plan = plan_call(anthropic, presented, headers, "api.anthropic.com", plans_directory())
+    assert plan is not None and plan.alone and decoded.reads == 1 and headers.reads == 0
+    assert plan_only_refusal(anthropic, classification, plan) is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"x-api-key": VIRTUAL_KEY},
+        {"authorization": f"Bearer {VIRTUAL_KEY}"},
+        {"authorization": f"Bearer {PLAN_TOKEN}", "x-api-key": VIRTUAL_KEY},
+        {"authorization": f"Bearer {PLAN_TOKEN}", "x-api-key": "sk-ant-api03-key"},
+        {"authorization": f"Basic {PLAN_TOKEN}"},
+        {},
+    ],
+)
+def test_a_plan_only_path_with_any_other_credential_is_refused(fields: dict[str, str]) -> None:
+    anthropic = PROVIDERS["anthropic"]
+    classification = anthropic.classify("GET", "/api/oauth/profile", None)
+    presented = anthropic.credentials.presented(Headers(**{k.replace("-", "_"): v for k, v in fields.items()}), {})
+    plan = plan_call(anthropic, presented, {}, "api.anthropic.com", plans_directory())
+    assert plan_only_refusal(anthropic, classification, plan) == (
+        "api.oauth.profile is not a path of Anthropic's service Tollgate knows: only a Claude plan's own token goes"
+        " there, never a key"
+    )
+    # A known service path, or a model API call, goes with any credential.
+    for known in (anthropic.classify("GET", "/api/claude_code/settings", None), Classification("messages")):
+        assert plan_only_refusal(anthropic, known, plan) is None

@@ -118,7 +118,7 @@ class Classification:
     service: bool = False
     # A path of the provider's own service Tollgate does not know (Claude Code's other `/api/…`
     # calls, made with a Claude plan's token): a service call that only the user's own plan token
-    # may make, never one going with a key of Tollgate's (`Provider.read_headers` refuses that).
+    # may make, never one going with a key of Tollgate's (Identify refuses that, `plan_only_refusal`).
     plan_only: bool = False
     # An upgrade to a WebSocket whose messages are the calls (the Responses API's WebSocket mode):
     # the connection is identified and given its credential, each message is decided and audited.

@@ -2,18 +2,21 @@
 (`next_step`): the failure counted (a refused key rested, the circuits told), then the call goes
 again on its target with the next credential after a wait (`Retry`, and what goes instead when the
 retry cannot be made), goes to its next fallback (`Fallback`), or ends with the failed attempt's
-answer (`End`). Plain logic, no mitmproxy: the `Attempts` stage reads the failure from its flow,
-asks once and carries out the step."""
+answer (`End`). A step that goes again has the failed attempt recorded and its reservation settled,
+and a retry on the limits has its own reserved (where a limit has no room, what goes instead is the
+step). Plain logic, no mitmproxy: the `Attempts` stage reads the failure from its flow, asks once
+and carries out the step (`retry_not_made` where a retry cannot be made after all)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tollgate.config_base import RetryConfig
-from tollgate.credentials.keypool import CircuitOpen
+from tollgate.credentials.keypool import CircuitOpen, retry_after_seconds
 from tollgate.governance.failover import (
     CONNECT,
     DEFAULT_WHEN,
@@ -21,12 +24,14 @@ from tollgate.governance.failover import (
     Attempt,
     Circuits,
     failed,
+    failed_status_error,
     fails_the_key,
     model_circuit,
     status_condition,
     upstream_circuit,
     wait_for,
 )
+from tollgate.governance.settlement import reserve_again, settle_attempt
 from tollgate.upstream import RESTING_STATUSES, credential_for, open_circuit, rest_key
 
 if TYPE_CHECKING:
@@ -51,6 +56,19 @@ class Failure:
     refused_key: bool = False
     retry_after_header: str | None = None
     error: str | None = None
+
+    @classmethod
+    def answered(cls, status: int, retry_after: str | None, tries: int) -> Failure:
+        """An attempt its upstream answered with an error: its status and Retry-After header as
+        they came, read here (a key refused, the wait asked, the error its record gives)."""
+        error = failed_status_error(status)
+        seconds = retry_after_seconds(retry_after) if retry_after is not None else None
+        return cls(status, None, tries, seconds, status in RESTING_STATUSES, retry_after, error)
+
+    @classmethod
+    def unanswered(cls, timed_out: bool, tries: int, error: str) -> Failure:
+        """An attempt with no answer: its connection failed, or its wait for one ran out."""
+        return cls(None, failure_kind(timed_out), tries, error=error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +102,20 @@ class Retry:
     otherwise: Fallback | End = END
 
 
-def next_step(call: Call, failure: Failure, circuits: Circuits, ledger: Store | None) -> Retry | Fallback | End:
+# What a failed attempt's call does next (`next_step`).
+Step = Retry | Fallback | End
+
+
+def next_step(
+    call: Call, failure: Failure, circuits: Circuits, ledger: Store | None, body_size: int = 0
+) -> Step | Awaitable[Step]:
     """What a call whose attempt failed does next, the whole order here: nothing (`NOT_AGAIN`)
     where the failure is none `retry.when` names or nothing is left to try; else the failure
     counted (a key the upstream refused rests, the key's or upstream's circuits are told), then
     `plan`: a retry, the next fallback, or the end. A step that goes again has the failed attempt
-    recorded in the call's `attempts` (taken back by the stage if nothing goes after all)."""
+    recorded in the call's `attempts` and its reservation settled (`settle_attempt`); a retry on
+    the limits has its own reserved (`body_size`: the request's, its prompt's tokens estimated
+    from it), awaited, and where a limit has no room what goes instead is the step."""
     retry = retry_of(call)
     if not goes_again(call, failure, retry):
         return NOT_AGAIN
@@ -98,9 +124,58 @@ def next_step(call: Call, failure: Failure, circuits: Circuits, ledger: Store | 
         rest_key(*pooled, failure.retry_after_header, ledger)
     count_attempt(call, failure.status, failure.kind, circuits, ledger)
     step = _going_again(call, failure, retry, circuits)
-    if not isinstance(step, End):
-        _record(call, failure)
+    if isinstance(step, End):
+        return step
+    _record(call, failure)
+    settle_attempt(call, failure.status)
+    if isinstance(step, Retry) and call.loaded.limits:
+        return _reserved(call, step, ledger, body_size)
     return step
+
+
+async def _reserved(call: Call, retry: Retry, ledger: Store | None, body_size: int) -> Step:
+    """A retry with its own reservation on the limits that apply (`reserve_again`); where it is not
+    to be made (no room on a limit), what goes instead (`retry_not_made`)."""
+    reserved = await reserve_again(call, ledger, body_size)
+    if reserved is False:
+        target = call.route.target.provider
+        logger.info(f"Tollgate: retry of a {target} call not made: a limit has no room for it")
+        return retry_not_made(call, retry)
+    assert reserved is not True
+    call.ledger.reserved = reserved
+    return retry
+
+
+def retry_not_made(call: Call, retry: Retry) -> Fallback | End:
+    """A retry decided and not made after all (no room on a limit, its client gone during its
+    wait, its credential not to be had): what goes instead (`Retry.otherwise`). The reservation it
+    made is given back whole, whatever goes instead: its request never went (the failed attempt's
+    was settled as it was decided). Where nothing goes, the failed attempt recorded is the call's
+    last (`take_back`)."""
+    reserved, call.ledger.reserved = call.ledger.reserved, None
+    if reserved is not None:
+        reserved.give_back()
+    otherwise = retry.otherwise
+    if isinstance(otherwise, End):
+        take_back(call)
+    return otherwise
+
+
+def take_back(call: Call) -> None:
+    """Nothing goes again: the failed attempt recorded is the call's last, not one of `attempts`."""
+    if call.failover.attempts:
+        call.failover.attempts.pop()
+
+
+def resends(call: Call, target_from: int) -> tuple[bool, RetryConfig]:
+    """How the attempt going now may go again (`target_from`: where its target's began in the
+    call's `attempts`): whether it is its call's last (no retry nor fallback left after it), and
+    its target's `retry` (a fallback's first attempt fails on its own provider's conditions)."""
+    failover = call.failover
+    assert failover.attempts is not None
+    retry = retry_of(call)
+    last = len(failover.attempts) - target_from + 1 >= retry.attempts and not failover.fallbacks
+    return last, retry
 
 
 def _record(call: Call, failure: Failure) -> None:

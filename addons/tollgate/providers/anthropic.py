@@ -126,7 +126,7 @@ class Anthropic(Provider):
     error_format = ANTHROPIC_MESSAGES
     # Anthropic refuses a request whose key or token is of an organization the tenant header does
     # not list (`tenant_restriction_violation`).
-    plan = PlanReader(PLAN_TOKEN_PREFIX, tenant_header=b"anthropic-allowed-org-ids")
+    plan = PlanReader(PLAN_TOKEN_PREFIX, tenant_header=b"anthropic-allowed-org-ids", plan_only=PLAN_ONLY)
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         return ChatLeg("/v1/messages", ANTHROPIC_MESSAGES)
@@ -166,19 +166,13 @@ class Anthropic(Provider):
         except Unreadable as e:
             raise e.at(endpoint) from None
 
-    def read_headers(self, headers: Mapping[bytes, bytes], classification: Classification) -> None:
-        # A key of Tollgate's must not reach what it does not know (an organisation's settings may
-        # be written there): an unknown service path is a plan's own token's alone.
-        if classification.plan_only and not is_plan_credential(headers):
-            raise Unreadable(f"{classification.endpoint} {PLAN_ONLY}")
-
     def streams_unread(self, method: str, path: str) -> bool:
         return path.startswith("/v1/") and _is_upload(method, path[4:].split("/"))
 
 
 def service_call(method: str, rest: list[str]) -> Classification:
     """A known call to Anthropic's own service (`SERVICE_ENDPOINTS`), else one only a plan's token
-    may make (`plan_only`: `read_headers` refuses it with any other credential)."""
+    may make (`plan_only`: Identify refuses it with any other credential, `plan_only_refusal`)."""
     key = "/".join(rest)
     if len(rest) == 2 and rest[0] == "eval" and rest[1].startswith("sdk-") and len(rest[1]) > 4:
         key = "eval/sdk-{id}"
@@ -189,13 +183,3 @@ def service_call(method: str, rest: list[str]) -> Classification:
     classification = Classification(endpoint=named, service=True, wire_format=ANTHROPIC_MESSAGES, plan_only=True)
     classification.mints_credential = (method, key) in MINTING_SERVICE
     return classification
-
-
-def is_plan_credential(headers: Mapping[bytes, bytes]) -> bool:
-    """Whether the request's only credential is a Claude plan's OAuth token (a bearer `sk-ant-oat…`)."""
-    scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
-    return (
-        b"x-api-key" not in headers
-        and scheme.lower() == b"bearer"
-        and token.strip().startswith(PLAN_TOKEN_PREFIX.encode())
-    )

@@ -15,7 +15,7 @@ of credential that is something else is a subclass that overrides only its hooks
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from tollgate.config_base import ProviderConfig
@@ -38,6 +38,8 @@ class Presented:
 
     value: str
     position: str  # e.g. "authorization", "x-api-key", "query:key"
+    # Sent in the Authorization header's Bearer scheme (what a plan-only path takes, `PlanCall.alone`).
+    bearer: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +77,14 @@ def bearer(headers: Headers) -> str | None:
 def authorization_token(headers: Headers) -> str | None:
     """The credential of the Authorization header in whatever scheme it names (`Bearer`, GitHub's
     `token`), or its whole value where it names none (a bare JWT): where a plan's token may be."""
+    return authorization_credential(headers)[0]
+
+
+def authorization_credential(headers: Headers) -> tuple[str | None, bool]:
+    """`authorization_token`, and whether its scheme is Bearer."""
     value = headers.get("authorization", "").strip()
-    _, space, token = value.partition(" ")
-    return (token.strip() if space else value) or None
+    scheme, space, token = value.partition(" ")
+    return (token.strip() if space else value) or None, bool(space) and scheme.lower() == "bearer"
 
 
 # The last configuration's settings of a provider and what they loaded, which a reload may keep.
@@ -179,11 +186,11 @@ class Credentials[RuntimeT]:
         found = []
         for position in self.key_positions:
             if position == "authorization":
-                value = authorization_token(headers) if self.any_scheme else bearer(headers)
+                value, is_bearer = authorization_credential(headers) if self.any_scheme else (bearer(headers), True)
             else:
-                value = (_lookup(headers, query, position) or "").strip()
+                value, is_bearer = (_lookup(headers, query, position) or "").strip(), False
             if value:
-                found.append(Presented(value, position))
+                found.append(Presented(value, position, is_bearer))
         return found
 
     def injected(self, key: str, classification: Classification) -> tuple[str, str]:

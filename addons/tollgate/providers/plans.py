@@ -31,6 +31,10 @@ class ForeignAccount(Exception):
         self.account = account  # the token's, as the audit records it
 
 
+# What a call to a path only a plan's own token takes is told, after its endpoint, by default.
+PLAN_ONLY_REASON = "takes only a plan's own token, never a key"
+
+
 @dataclass(frozen=True, slots=True)
 class PlanReader:
     """A vendor's plan tokens: a provider that takes plans declares one as its `plan`.
@@ -41,12 +45,15 @@ class PlanReader:
     plans to the company's tenants (`subscriptions.<name>`'s); None: the vendor has none.
     `google_account`: the token is a Google OAuth token, whose account (its e-mail) Google's token
     information endpoint names (`governance/subscriptions/google_accounts.py`); `tier_endpoint`: the service
-    endpoint whose answer names the token's tier (its plan)."""
+    endpoint whose answer names the token's tier (its plan). `plan_only`: what a call to a path only
+    a plan's own token takes (`Classification.plan_only`) is told, after its endpoint, when it
+    comes with any other credential."""
 
     token_prefix: str
     tenant_header: bytes | None = None
     google_account: bool = False
     tier_endpoint: str | None = None
+    plan_only: str = PLAN_ONLY_REASON
 
     def account(self, token: str, headers: Mapping[bytes, bytes], host: str = "") -> PlanAccount:
         """What a plan call presenting `token` tells of its account, from the token, the request's

@@ -9,6 +9,7 @@ import pytest
 from tollgate.formats.anthropic_messages import usage_from_object
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification
+from tollgate.providers.anthropic import PLAN_ONLY
 from tollgate.providers.credentials import Presented
 
 from .common import (
@@ -117,22 +118,15 @@ def test_anthropic_service_endpoints_name_no_model(method: str, path: str, endpo
 )
 def test_anthropic_unknown_service_paths_are_a_plan_tokens_alone(method: str, path: str, endpoint: str) -> None:
     c = ANTHROPIC.classify(method, path, None)
+    # Refused with any other credential than a plan's own token, as the plan call read once tells
+    # (tests/unit/test_subscriptions.py).
     assert (c.endpoint, c.service, c.plan_only, c.mints_credential) == (endpoint, True, True, False)
-    ANTHROPIC.read_headers({b"authorization": b"Bearer sk-ant-oat01-abc"}, c)
-    for others in (
-        {b"x-api-key": b"tg-virtual-key"},
-        {b"authorization": b"Bearer tg-virtual-key"},
-        {b"authorization": b"Bearer sk-ant-oat01-abc", b"x-api-key": b"tg-virtual-key"},
-        {b"authorization": b"Basic sk-ant-oat01-abc"},
-        {},
-    ):
-        with pytest.raises(Unreadable, match="only a Claude plan's own token goes there"):
-            ANTHROPIC.read_headers(others, c)
+    assert ANTHROPIC.plan is not None and ANTHROPIC.plan.plan_only == PLAN_ONLY
 
 
 def test_anthropic_a_known_service_path_goes_with_any_credential() -> None:
     c = ANTHROPIC.classify("GET", "/api/claude_code/settings", None)
-    ANTHROPIC.read_headers({b"x-api-key": b"tg-virtual-key"}, c)
+    assert (c.endpoint, c.service, c.plan_only) == ("api.claude_code.settings", True, False)
 
 
 def test_anthropic_making_an_api_key_through_its_service_mints_a_credential() -> None:

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from tollgate.fingerprint import fingerprint
+from tollgate.formats.request_facts import Classification
 from tollgate.governance.subscriptions.google_accounts import token_key
 from tollgate.providers.base import Provider
 from tollgate.providers.credentials import Presented
-from tollgate.providers.plans import ForeignAccount, PlanAccount
+from tollgate.providers.plans import PLAN_ONLY_REASON, ForeignAccount, PlanAccount
 
 if TYPE_CHECKING:
     from tollgate.governance.clients import Directory
@@ -69,14 +70,17 @@ class PlanToken:
 @dataclass(frozen=True, slots=True)
 class PlanCall:
     """A plan's token found in a call's request, read once: what the request tells of the plan,
-    why it names two accounts (refused) or None, and what the call keeps of the token (`kept`).
-    The token itself stays with the step that read it (which asks Google of a Google token's
-    account), never on the call."""
+    why it names two accounts (refused) or None, what the call keeps of the token (`kept`), and
+    whether the token is the only credential the request presents, a bearer in its Authorization
+    header (`alone`: a path only a plan's own token takes goes with nothing else). The token itself
+    stays with the step that read it (which asks Google of a Google token's account), never on the
+    call."""
 
     token: str = field(repr=False)
     subscription: Subscription
     foreign: str | None
     kept: PlanToken
+    alone: bool = False
 
 
 def plan_call(
@@ -92,7 +96,19 @@ def plan_call(
         return None
     subscription, foreign = read_plan(provider, token.value, headers, host)
     google = provider.plan is not None and provider.plan.google_account
-    return PlanCall(token.value, subscription, foreign, PlanToken.of(token.value, google))
+    alone = len(presented) == 1 and token.position == "authorization" and token.bearer
+    return PlanCall(token.value, subscription, foreign, PlanToken.of(token.value, google), alone)
+
+
+def plan_only_refusal(provider: Provider, classification: Classification, plan: PlanCall | None) -> str | None:
+    """Why a call to a path only a plan's own token takes (`Classification.plan_only`: Claude
+    Code's `/api/…` paths Tollgate does not know) is refused, as the plan call read once tells: it
+    presents no plan's token, or one beside another credential or in another scheme than Bearer.
+    A key of Tollgate's must not reach what Tollgate does not know. None where it goes."""
+    if not classification.plan_only or (plan is not None and plan.alone):
+        return None
+    why = provider.plan.plan_only if provider.plan is not None else PLAN_ONLY_REASON
+    return f"{classification.endpoint} {why}"
 
 
 def plan_token(presented: Iterable[Presented], prefix: str) -> Presented | None:

@@ -17,22 +17,25 @@ from mitmproxy import http
 
 from tollgate.call import Call, Failure
 from tollgate.credentials.errors import CredentialUnavailable
-from tollgate.credentials.keypool import KeyPool, retry_after_seconds
-from tollgate.governance.failover import failed_status_error, retries_errors, retry_statuses
+from tollgate.credentials.keypool import KeyPool
+from tollgate.governance.failover import retries_errors, retry_statuses
 from tollgate.governance.next_attempt import (
     NOT_AGAIN,
     End,
     Fallback,
     Retry,
+    Step,
     count_attempt,
     failure_kind,
     next_step,
+    resends,
+    retry_not_made,
     retry_of,
+    take_back,
 )
 from tollgate.governance.next_attempt import (
     Failure as AttemptFailure,
 )
-from tollgate.governance.settlement import reserve_again, settle_attempt
 from tollgate.proxy import patches
 from tollgate.proxy.flows import apply_credential, body_size, call_of
 from tollgate.proxy.state import Shared
@@ -77,9 +80,8 @@ class Attempts:
     def attempt_failed(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """An attempt failed before its answer began (`patches.AttemptFailedHook`). While its
         provider's `retry` or its fallbacks allow and the client still waits, governance decides
-        what goes next (`next_step`: it records and counts the failure) and this stage carries it
-        out; a retry not made (no room on a limit, the client gone during its wait, no credential
-        to be had) leaves what the step says goes instead."""
+        what goes next, asked once (`next_step`: it records, counts and settles the failure, and
+        reserves a retry on the limits), and this stage carries the step out (`_carry_out`)."""
         call = call_of(flow)
         if call is None:
             return None
@@ -87,81 +89,73 @@ class Attempts:
             return None
         if not flow.client_conn.connected or patches.ended_by_client(flow):
             return None
-        step = next_step(call, self._failure(flow, call), self.shared.circuits, self.shared.ledger)
+        size = body_size(flow, call)
+        failure = self._how_it_failed(flow, call)
+        step = next_step(call, failure, self.shared.circuits, self.shared.ledger, size)
         if step is NOT_AGAIN:
             return None
         self._counted.add(flow)  # counted for its circuits: its answer's hooks do not count it again
-        if isinstance(step, Retry):
-            if call.loaded.limits or step.wait > 0:
-                return self._retry(flow, call, step)
-            if _applied(flow, call, step):
-                self._go_again(flow, call)
-                return None
-            return self._instead(flow, call, step.otherwise)
-        if isinstance(step, Fallback):
-            return self._next_target(flow, call)
-        return None  # the end: nothing was recorded, the failed attempt's answer stands
+        return self._carry_out(flow, call, step)
 
-    def _failure(self, flow: http.HTTPFlow, call: Call) -> AttemptFailure:
-        """How the attempt failed, with the error its record in `attempts` gives."""
+    def _how_it_failed(self, flow: http.HTTPFlow, call: Call) -> AttemptFailure:
+        """How the attempt failed, as its flow tells: the upstream's status and Retry-After, else
+        whether its wait for an answer ran out, and the error its record in `attempts` gives."""
         tries = len(call.failover.attempts or ()) - self._target_from.get(flow, 0) + 1
         response = flow.response
         if response is not None:
-            status = response.status_code
-            asked = response.headers.get("retry-after")
-            retry_after = retry_after_seconds(asked) if asked is not None else None
-            refused = status in RESTING_STATUSES
-            return AttemptFailure(status, None, tries, retry_after, refused, asked, failed_status_error(status))
+            return AttemptFailure.answered(response.status_code, response.headers.get("retry-after"), tries)
         timed_out = call.answer.failure is Failure.UPSTREAM_TIMEOUT
         message = flow.error.msg if flow.error else "unknown error"
         error = call.answer.error if timed_out and call.answer.error else f"upstream unreachable: {message}"
-        return AttemptFailure(None, failure_kind(timed_out), tries, error=error)
+        return AttemptFailure.unanswered(timed_out, tries, error)
 
-    async def _retry(self, flow: http.HTTPFlow, call: Call, step: Retry) -> None:
-        """A retry that waits: for its reservation on the limits that apply (once the failed
-        attempt is settled), then for its key's rest or the Retry-After asked; its credential goes
-        on the request then (a signature made anew, a token current then)."""
-        if call.loaded.limits:
-            size = body_size(flow, call)
-            settle_attempt(call, _status(flow))
-            reserved = await reserve_again(call, self.shared.ledger, size)
-            if reserved is False:
-                target = call.route.target.provider
-                logger.info(f"Tollgate: retry of a {target} call not made: a limit has no room for it")
-                await _done(self._instead(flow, call, step.otherwise))
-                return
-            assert reserved is not True
-            call.ledger.reserved = reserved
-        if step.wait > 0:
-            await asyncio.sleep(step.wait)
-            if not flow.client_conn.connected:  # its client left meanwhile: nothing goes again
-                await _done(self._instead(flow, call, step.otherwise))
-                return
-        if _applied(flow, call, step):
-            self._go_again(flow, call)
-            return
-        await _done(self._instead(flow, call, step.otherwise))
+    async def _carry_out_once_decided(self, flow: http.HTTPFlow, call: Call, step: Awaitable[Step]) -> None:
+        await _done(self._carry_out(flow, call, await step))
 
-    def _instead(self, flow: http.HTTPFlow, call: Call, step: Fallback | End) -> Awaitable[None] | None:
-        """The next fallback, or nothing: the failed attempt recorded is then the call's last."""
+    def _carry_out(self, flow: http.HTTPFlow, call: Call, step: Step | Awaitable[Step]) -> Awaitable[None] | None:
+        """The step governance decided (awaited where a retry's reservation was): a retry, on its
+        credential after its wait; the next fallback; or nothing, the failed attempt's answer
+        standing."""
+        if not isinstance(step, (Retry, Fallback, End)):
+            return self._carry_out_once_decided(flow, call, step)
+        if isinstance(step, Retry):
+            return self._retry_after(flow, call, step) if step.wait > 0 else self._retry(flow, call, step)
         if isinstance(step, Fallback):
-            return self._next_target(flow, call)
-        _take_back(call)
+            return self._fall_back_then(flow, call)
         return None
 
-    def _next_target(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None]:
-        """A failed target with no retry left: its attempt settled, the next fallback the policy
-        allows goes (the pipeline's `failover` steps), with retries of its own."""
-        settle_attempt(call, _status(flow))
-        return self._fall_back_then(flow, call)
+    async def _retry_after(self, flow: http.HTTPFlow, call: Call, step: Retry) -> None:
+        """A retry that waits for its key's rest or the Retry-After asked; none if its client left
+        meanwhile."""
+        await asyncio.sleep(step.wait)
+        if flow.client_conn.connected:
+            await _done(self._retry(flow, call, step))
+            return
+        await _done(self._instead(flow, call, step))
+
+    def _retry(self, flow: http.HTTPFlow, call: Call, step: Retry) -> Awaitable[None] | None:
+        """The retry's credential on the request, taken now (a signature made anew, a token current
+        then), and the call sent again; where it cannot be had, what goes instead."""
+        if not _applied(flow, call, step):
+            return self._instead(flow, call, step)
+        self._go_again(flow, call)
+        return None
+
+    def _instead(self, flow: http.HTTPFlow, call: Call, step: Retry) -> Awaitable[None] | None:
+        """A retry not made after all: the next fallback, or nothing (`retry_not_made`)."""
+        if isinstance(retry_not_made(call, step), Fallback):
+            return self._fall_back_then(flow, call)
+        return None
 
     async def _fall_back_then(self, flow: http.HTTPFlow, call: Call) -> None:
-        if not await self._fall_back(flow, call):
-            _take_back(call)
+        """The next fallback the policy allows goes (the pipeline's `failover` steps), with
+        retries of its own; where none goes, the failed attempt's answer stands."""
+        if await self._fall_back(flow, call):
+            assert call.failover.attempts is not None
+            self._target_from[flow] = len(call.failover.attempts)
+            self._go_again(flow, call)
             return
-        assert call.failover.attempts is not None
-        self._target_from[flow] = len(call.failover.attempts)
-        self._go_again(flow, call)
+        take_back(call)
 
     def _go_again(self, flow: http.HTTPFlow, call: Call) -> None:
         """The call goes again, on its new credential, with a clock of its own; the failed
@@ -171,12 +165,11 @@ class Attempts:
         self._counted.discard(flow)
         answer.request_sent = False  # the next attempt's, once it has gone
         failover.attempt_started = time.time()
-        assert failover.attempts is not None
-        retry = retry_of(call)
         target_from = self._target_from.get(flow, 0)
-        if len(failover.attempts) - target_from + 1 >= retry.attempts and not failover.fallbacks:
+        last, retry = resends(call, target_from)
+        if last:
             patches.no_more_resends(flow)
-        elif target_from == len(failover.attempts):  # a fallback's first: its provider's `retry.when`
+        elif target_from == len(failover.attempts or ()):  # a fallback's first: its provider's `retry.when`
             patches.may_resend(flow, retry_statuses(retry), retries_errors(retry))
         patches.resend(flow)
         self._clock(flow, call)
@@ -215,19 +208,9 @@ def _applied(flow: http.HTTPFlow, call: Call, step: Retry) -> bool:
     return True
 
 
-def _take_back(call: Call) -> None:
-    """Nothing goes again: the failed attempt recorded is the call's last, not one of `attempts`."""
-    if call.failover.attempts:
-        call.failover.attempts.pop()
-
-
 async def _done(pending: Awaitable[None] | None) -> None:
     if pending is not None:
         await pending
-
-
-def _status(flow: http.HTTPFlow) -> int | None:
-    return flow.response.status_code if flow.response is not None else None
 
 
 def _rest_refused_key(response: http.Response, pooled: tuple[KeyPool, str], shared: Shared) -> None:

@@ -96,6 +96,8 @@ class EgressGate:
         self.resolve: Callable[[str, int], Awaitable[str]] = resolve
 
     def http_connect(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """A CONNECT (or a plain HTTP request, `requestheaders`): read into what egress decides it
+        on, decided in one call to governance, and acted on (`_answer`)."""
         if flow.response is not None:  # refused already (a head past its bound, a proxy login's 407)
             return None
         loaded = self.shared.loaded
@@ -103,39 +105,49 @@ class EgressGate:
             return None
         egress: Egress = loaded.egress
         request = flow.request
-        connection = self._connection(flow.client_conn, host_of(request.host), request.port)
+        connection = self._connection(flow.client_conn, request.host, request.port)
         connection.started = request.timestamp_start or connection.started
         login = flow.metadata.get(PROXYAUTH)
         if not self.shared.logins_unchecked and isinstance(login, (tuple, list)) and login and login[0]:
             # mitmproxy checked the login's password (htpasswd, LDAP): its user is the client.
             connection.client, connection.auth = str(login[0]), "proxyauth"
         authority = request.data.authority.decode("utf-8", "surrogateescape") if request.method == "CONNECT" else None
-        asked = _asked(connection, (request.host, authority))
-        decided = egress.decide(asked, loaded.policy, self.resolve)
-        if isinstance(decided, Decided):
-            self._answer(flow, connection, egress, decided)
-            return None
-        return self._answer_once_decided(flow, connection, egress, decided)
+        c, target = connection, (request.host, authority)
+        decided = egress.decide(
+            Asked(c.host, c.port, c.address, c.client, c.auth, c.source, target), loaded.policy, self.resolve
+        )
+        return self._answer(flow, connection, egress, decided)
 
     async def _answer_once_decided(
         self, flow: http.HTTPFlow, connection: Connection, egress: Egress, decided: Awaitable[Decided]
     ) -> None:
         self._answer(flow, connection, egress, await decided)
 
-    def _answer(self, flow: http.HTTPFlow, connection: Connection, egress: Egress, decided: Decided) -> None:
-        """A CONNECT decided: refused (403; 400 for a target that is no host), or on to its tunnel,
-        sent to the address decided (mitmproxy takes the server's address from the CONNECT's host
-        after this hook), not to whatever the name resolves to next."""
+    def _answer(
+        self, flow: http.HTTPFlow, connection: Connection, egress: Egress, decided: Decided | Awaitable[Decided]
+    ) -> Awaitable[None] | None:
+        """A CONNECT decided (awaited where governance could not decide at once): refused (403; 400
+        for a target that is no host, `_refused`), or on to its tunnel (`_let_through`)."""
+        if not isinstance(decided, Decided):
+            return self._answer_once_decided(flow, connection, egress, decided)
         _note(connection, decided)
-        if not decided.allowed:
-            status, refusal = (400, BAD_REQUEST) if decided.bad_target else (403, EGRESS_DENIED)
-            flow.response = http.Response.make(
-                status,
-                f"Tollgate refused this connection: {decided.reason}.\n",
-                {"Content-Type": "text/plain; charset=utf-8", DENIED_HEADER: refusal},
-            )
-            self._refused(connection, egress)
-            return
+        if decided.allowed:
+            self._let_through(flow, connection, egress)
+            return None
+        status, refusal = (400, BAD_REQUEST) if decided.bad_target else (403, EGRESS_DENIED)
+        flow.response = http.Response.make(
+            status,
+            f"Tollgate refused this connection: {decided.reason}.\n",
+            {"Content-Type": "text/plain; charset=utf-8", DENIED_HEADER: refusal},
+        )
+        self._refused(connection, egress)
+        return None
+
+    def _let_through(self, flow: http.HTTPFlow, connection: Connection, egress: Egress) -> None:
+        """A CONNECT allowed: on to its tunnel, sent to the address decided (mitmproxy takes the
+        server's address from the CONNECT's host after this hook), not to whatever the name
+        resolves to next; a plain HTTP request, to its exchange. None is made that `record` says
+        to record while the audit cannot be written (503)."""
         recorded = egress.record == "all" or (egress.record == "ai" and connection.service is not None)
         if recorded and not self._recordable():
             # A connection that cannot be recorded is not made (as a call is not served).
@@ -255,8 +267,10 @@ class EgressGate:
 
     error = response
 
-    def _connection(self, client: mitm_connection.Client, host: str, port: int) -> Connection:
+    def _connection(self, client: mitm_connection.Client, name: str, port: int) -> Connection:
+        """A connection's record, to its host as egress names it (`host_of`), from its client."""
         peer = client.peername
+        host = host_of(name)
         connection = Connection(new_request_id(), host, port)
         try:  # an IP address is its own address, as a name's is what it resolves to
             connection.address = str(ipaddress.ip_address(host))
@@ -274,11 +288,11 @@ class EgressGate:
         connection.decision = "deny"
         connection.refusal = EGRESS_DENIED
         self._count(connection)
-        if calls_shown():  # one line per refused connection, as per call
-            logger.info(connection_line(connection))
         if egress.record != "none":
             connection.ended = time.time()
             self._write(connection)
+        if calls_shown():  # one line per refused connection, as per call
+            logger.info(connection_line(connection))
 
     def _count(self, connection: Connection) -> None:
         metrics = self.shared.metrics
@@ -305,27 +319,36 @@ class EgressGate:
         egress: Egress = loaded.egress
         dialled, port = str(context.server.address[0]), int(context.server.address[1])
         name = server_name(nextlayer.data_client())
-        connection = self._connection(context.client, host_of(name or dialled), port)
+        connection = self._connection(context.client, name or dialled, port)
         connection.address = host_of(dialled)
         # Decided on the address its client dialled: nothing is looked up.
-        decided = egress.decide(_asked(connection, None), loaded.policy)
-        if isinstance(decided, Decided):
-            self._settle(nextlayer, connection, egress, decided)
-            return None
-        return self._settle_once_decided(nextlayer, connection, egress, decided)
+        c = connection
+        decided = egress.decide(Asked(c.host, c.port, c.address, source=c.source), loaded.policy)
+        return self._settle(nextlayer, connection, egress, decided)
 
     async def _settle_once_decided(
         self, nextlayer: layer.NextLayer, connection: Connection, egress: Egress, decided: Awaitable[Decided]
     ) -> None:
         self._settle(nextlayer, connection, egress, await decided)
 
-    def _settle(self, nextlayer: layer.NextLayer, connection: Connection, egress: Egress, decided: Decided) -> None:
-        """A captured connection decided: closed unanswered, or relayed as mitmproxy chose."""
+    def _settle(
+        self, nextlayer: layer.NextLayer, connection: Connection, egress: Egress, decided: Decided | Awaitable[Decided]
+    ) -> Awaitable[None] | None:
+        """A captured connection decided (awaited where governance could not decide at once):
+        closed unanswered, or relayed as mitmproxy chose (`_relay`)."""
+        if not isinstance(decided, Decided):
+            return self._settle_once_decided(nextlayer, connection, egress, decided)
         _note(connection, decided)
-        if not decided.allowed:
-            nextlayer.layer = Refused(nextlayer.context)
-            self._refused(connection, egress)
-            return
+        if decided.allowed:
+            self._relay(nextlayer, connection, egress)
+            return None
+        nextlayer.layer = Refused(nextlayer.context)
+        self._refused(connection, egress)
+        return None
+
+    def _relay(self, nextlayer: layer.NextLayer, connection: Connection, egress: Egress) -> None:
+        """A captured connection allowed: relayed as mitmproxy chose, counting a tunnel's bytes
+        where `record` records it; none is made that it records while the audit cannot be written."""
         recorded = egress.record == "all" or (egress.record == "ai" and connection.service is not None)
         if recorded and not self._recordable():
             nextlayer.layer = Refused(nextlayer.context)  # a connection that cannot be recorded is not made
@@ -432,12 +455,6 @@ class Refused(layer.Layer):
     def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
         if isinstance(event, events.Start):
             yield commands.CloseConnection(self.context.client)
-
-
-def _asked(connection: Connection, target: tuple[str, str | None] | None) -> Asked:
-    """What egress decides a connection on: where it goes, who asks, from where."""
-    c = connection
-    return Asked(c.host, c.port, c.address, c.client, c.auth, c.source, target)
 
 
 def _note(connection: Connection, decided: Decided) -> None:

@@ -14,13 +14,14 @@ from mitmproxy import http
 from tollgate.call import Call
 from tollgate.credentials.sigv4 import UNKNOWN_KEY, SignatureError, signing_key_id
 from tollgate.formats.raw_headers import decoded, header_index
-from tollgate.formats.refusals import INVALID_SIGNATURE, TENANT_DENIED, UNAUTHENTICATED
+from tollgate.formats.refusals import BAD_REQUEST, INVALID_SIGNATURE, TENANT_DENIED, UNAUTHENTICATED
+from tollgate.formats.request_facts import Classification
 from tollgate.governance.clients import Auth, Expired, Token
 from tollgate.governance.jwt_identity import MALFORMED, UNKNOWN_ISSUER, JwtIdentity, JwtRejected, looks_like_jwt
 from tollgate.governance.mcp import McpExchange, session_owner
 from tollgate.governance.redaction import credential_positions
 from tollgate.governance.subscriptions.google_accounts import GoogleAccounts
-from tollgate.governance.subscriptions.plan import PlanCall, plan_call
+from tollgate.governance.subscriptions.plan import PlanCall, plan_call, plan_only_refusal
 from tollgate.providers.base import Provider
 from tollgate.providers.credentials import Presented
 from tollgate.proxy.flows import (
@@ -99,15 +100,35 @@ class Identify:
                 call.request.body_sha256 = verified.payload_hash
                 signed_with = verified.key_id
         presented = provider.credentials.presented(*credentials)
+        plan = None
         if provider.plan is not None:  # one check on a keyed call: its provider takes no plans
             plan = plan_call(provider, presented, call.request.headers, call.host, call.loaded.directory)
-            if plan is not None:
-                return self._subscriber(flow, call, provider, plan)
+        if call.classification.plan_only and (why := plan_only_refusal(provider, call.classification, plan)):
+            return self._refuse_plan_only(flow, call, why, presented, plan, signed_with)
+        if plan is not None:
+            return self._subscriber(flow, call, provider, plan)
         outcome = self.caller(flow, call.loaded, presented, signed_with)
         if isinstance(outcome, (Identified, Rejected)):
             _apply(flow, call, outcome)
             return None
         return _apply_later(flow, call, outcome)
+
+    def _refuse_plan_only(
+        self,
+        flow: http.HTTPFlow,
+        call: Call,
+        why: str,
+        presented: list[Presented],
+        plan: PlanCall | None,
+        signed_with: str | None,
+    ) -> Awaitable[None] | None:
+        """A path only a plan's own token takes, called with another credential
+        (`plan_only_refusal`, from the plan call read once): refused (400) as a request Tollgate
+        cannot read exactly, nothing of it read as a call; its caller named for its record."""
+        call.classified(Classification())
+        call.answer.error = f"bad request: {why}"
+        refuse(flow, call, BAD_REQUEST, f"Tollgate cannot read this request exactly and did not forward it: {why}.")
+        return self._named(flow, call, presented, plan, signed_with)
 
     def _subscriber(
         self, flow: http.HTTPFlow, call: Call, provider: Provider, plan: PlanCall
@@ -185,13 +206,27 @@ class Identify:
         query = request.query if b"?" in request.data.path else {}
         call.caller.credential_positions = credential_positions(index, query)
         presented = provider.credentials.presented(decoded(index, provider.credentials.header_positions), query)
+        plan = plan_call(provider, presented, index, call.host, call.loaded.directory)
+        signed_with = self._signed_with(flow, call, provider) if plan is None else None
+        return self._named(flow, call, presented, plan, signed_with)
+
+    def _named(
+        self,
+        flow: http.HTTPFlow,
+        call: Call,
+        presented: list[Presented],
+        plan: PlanCall | None,
+        signed_with: str | None,
+    ) -> Awaitable[None] | None:
+        """A refused call's caller named, as far as its credentials tell: the plan call's (its
+        account's holder), else the one they name; the refusal stands whoever calls."""
         outcome: Identified | Rejected | Awaitable[Identified | Rejected]
-        if (plan := plan_call(provider, presented, index, call.host, call.loaded.directory)) is not None:
+        if plan is not None:
             call.caller.subscription = plan.subscription
             call.caller.auth = "subscription"
             outcome = self._plan_outcome(flow, call)
         else:
-            outcome = self.caller(flow, call.loaded, presented, self._signed_with(flow, call, provider))
+            outcome = self.caller(flow, call.loaded, presented, signed_with)
         if isinstance(outcome, (Identified, Rejected)):
             _name(call, outcome)
             return None
