@@ -9,14 +9,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from tollgate.fingerprint import fingerprint
+from tollgate.common.fingerprint import fingerprint
 from tollgate.governance.subscriptions.google_accounts import token_key
 from tollgate.providers.base import Provider
 from tollgate.providers.credentials import Presented
 from tollgate.providers.plans import ForeignAccount, PlanAccount
 
 if TYPE_CHECKING:
-    from tollgate.governance.clients import Directory
+    from tollgate.governance.identity.clients import Directory
 
 
 @dataclass(frozen=True, slots=True)
