@@ -206,10 +206,10 @@ def decision_cost(workdir: Path, count: int = 100_000) -> float:
     catalogue's lookup, the policy's cached decision), in µs per connection. What the proxy adds on top is the hook's
     dispatch and the `connection`'s bookkeeping."""
     sys.path.insert(0, str(ROOT / "addons"))
-    from tollgate.config import load_config
-    from tollgate.governance.egress import Asked, host_of
-    from tollgate.governance.policy import EGRESS_DECISION, Policy, egress_facts
-    from tollgate.runtime import Loaded
+    from tollgate.core.config import load_config
+    from tollgate.core.runtime import Loaded
+    from tollgate.governance.egress.egress import Asked, host_of
+    from tollgate.governance.policy.policy import EGRESS_DECISION, Policy, egress_facts
 
     config = load_config(workdir / "tollgate.yaml")
     policy = Policy(config.policy.rego)

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "addons"), str(ROOT)]
 
-from tollgate.records.ledger import Charge, Store, open_store, window_bounds  # noqa: E402
+from tollgate.ledger import Charge, Store, open_store, window_bounds  # noqa: E402
 
 WARM_UP = 200
 

@@ -151,7 +151,7 @@ from stream import (  # noqa: E402
     percentile,
     table,
 )
-from tollgate.governance.policy import CACHE_SIZE  # noqa: E402
+from tollgate.governance.policy.policy import CACHE_SIZE  # noqa: E402
 
 ROOT = BENCH.parent
 POLICIES = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tests.support.fake_upstream import Reply
 
-from tollgate.fingerprint import fingerprint
+from tollgate.common.fingerprint import fingerprint
 
 
 @pytest.fixture(scope="module")

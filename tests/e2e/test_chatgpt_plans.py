@@ -19,7 +19,7 @@ from tests.support.fake_upstream import FakeUpstream, Reply
 from tests.support.guardrail_samples import AWS_KEY_ID, AWS_SECRET
 from tests.support.proxy import ROOT
 
-from tollgate.fingerprint import fingerprint
+from tollgate.common.fingerprint import fingerprint
 
 RESOLVE = ROOT / "tests" / "support" / "resolve.py"
 WORKSPACE = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"

@@ -24,7 +24,7 @@ from tests.support.npm_cli import NODE_CLIENTS, npm_command
 from tests.support.proxy import ROOT
 from tests.support.run_sh import run_sh_listening
 
-from tollgate.fingerprint import fingerprint
+from tollgate.common.fingerprint import fingerprint
 from tollgate.records.auditlog import PROCESS_EVENTS
 
 REAL_KEY = "sk-ant-REAL-claude-code"

@@ -15,7 +15,7 @@ import pytest
 from tests.support import guardrail_samples as samples
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 
-from tollgate.fingerprint import fingerprint
+from tollgate.common.fingerprint import fingerprint
 
 TOKEN = "ya29.a0AfB_PLAN-5ecret-google-token-u1"
 OTHER_TOKEN = "ya29.a0AfB_PLAN-5ecret-google-token-v2"

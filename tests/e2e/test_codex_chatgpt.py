@@ -23,7 +23,7 @@ from tests.support.fake_realtime import FakeRealtime, HttpRequest, not_found, re
 from tests.support.guardrail_samples import AWS_KEY_ID, AWS_SECRET
 from tests.support.proxy import free_port
 
-from tollgate.fingerprint import fingerprint
+from tollgate.common.fingerprint import fingerprint
 
 WORKSPACE = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 PINNED = f"{WORKSPACE},ws-second"

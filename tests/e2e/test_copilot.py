@@ -17,7 +17,7 @@ from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.guardrail_samples import AWS_KEY_ID, AWS_SECRET
 from tests.support.proxy import ROOT, free_port
 
-from tollgate.fingerprint import fingerprint
+from tollgate.common.fingerprint import fingerprint
 
 RESOLVE = ROOT / "tests" / "support" / "resolve.py"
 # A Copilot token (v2) as GitHub's token exchange mints it: fields, then its MAC.

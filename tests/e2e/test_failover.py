@@ -17,8 +17,8 @@ from tests.support.fake_upstream import Reply
 from tests.support.h2 import H2Reply, H2Upstream
 from tests.support.redis import redis_server
 
-from tollgate.fingerprint import fingerprint
-from tollgate.records.ledger.redis_store import REST, RESTS
+from tollgate.common.fingerprint import fingerprint
+from tollgate.ledger.redis_store import REST, RESTS
 
 K1, K2 = "sk-failover-key-one-111", "sk-failover-key-two-222"
 ALICE = "tg-alice-failover-test"

@@ -13,7 +13,7 @@ from tests.support import chat_fakes, streams
 from tests.support.fake_upstream import Reply
 from tests.support.proxy import free_port
 
-from tollgate.fingerprint import fingerprint
+from tollgate.common.fingerprint import fingerprint
 
 KEY = "sk-fallback-key-one-111"
 ALICE = "tg-alice-fallback-test"

@@ -25,7 +25,7 @@ from tests.support.fleet import Fleet, accepts, processes
 from tests.support.proxy import ROOT, free_port
 from tests.support.redis import redis_server
 
-from tollgate.fleet import Worker, haproxy_config
+from tollgate.core.fleet import Worker, haproxy_config
 from tollgate.records.audit_verify import Place, verify
 
 HOST = socket.gethostname()

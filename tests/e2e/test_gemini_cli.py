@@ -26,7 +26,7 @@ from tests.support.front_proxy import FrontProxy
 from tests.support.npm_cli import NODE_CLIENTS, npm_command
 from tests.support.proxy import ROOT, free_port
 
-from tollgate.fingerprint import fingerprint
+from tollgate.common.fingerprint import fingerprint
 from tollgate.governance.subscriptions.settings import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON
 from tollgate.proxy.certs import CA_CERT
 

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 from tests.support.clients import client_python
-from tests.unit.translate.test_gemini_generate import (
+from tests.unit.formats.translate.test_gemini_generate import (
     CLAUDE_SIGNATURE,
     STREAM_EVENTS,
     THEIRS,

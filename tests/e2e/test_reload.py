@@ -20,7 +20,7 @@ from tests.e2e.test_policy_timeout import children
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import FakeUpstream
 
-from tollgate.fingerprint import fingerprint
+from tollgate.common.fingerprint import fingerprint
 
 ALICE, BOB, CAROL = "tg-alice-reload-1", "tg-bob-reload-1", "tg-carol-reload-1"
 OLD_KEY, NEW_KEY = "sk-real-before-reload", "sk-real-after-reload"

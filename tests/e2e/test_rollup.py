@@ -10,7 +10,7 @@ import pytest
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
 
-from tollgate.governance.rollup import SUMMARIZER_SYSTEM, SUMMARY_HEADING
+from tollgate.governance.limits.rollup import SUMMARIZER_SYSTEM, SUMMARY_HEADING
 
 REAL = {
     "openai": "sk-real-openai-rollup-0001",

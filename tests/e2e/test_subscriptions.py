@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tollgate.fingerprint import fingerprint
+from tollgate.common.fingerprint import fingerprint
 
 TOKEN = "sk-ant-oat01-PLAN-5ecret-token-q7"
 POOL = "sk-ant-api03-POOL-5ecret-key-r8"

@@ -22,11 +22,11 @@ from mitmproxy.addons.proxyserver import Proxyserver
 from pydantic import BaseModel
 
 import tollgate
-from tollgate.call import Call, Route
-from tollgate.config import Config
+from tollgate.core.call import Call, Route
+from tollgate.core.config import Config
+from tollgate.core.runtime import Loaded
 from tollgate.credentials.keypool import KeyPool
 from tollgate.proxy.state import Shared
-from tollgate.runtime import Loaded
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "architecture.md"

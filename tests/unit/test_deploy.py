@@ -36,8 +36,8 @@ from tests.support.deploy import (
 from tests.support.dockerignore import context_files, excluded, rules
 from tests.support.proxy import free_port
 
-from tollgate.config import load_config
-from tollgate.governance.policy import CALL_DECISION, Policy, whole
+from tollgate.core.config import load_config
+from tollgate.governance.policy.policy import CALL_DECISION, Policy, whole
 
 # drain_s's default (docs/fleet.md): how long a pod's calls may take to finish after SIGTERM.
 DRAIN_S_DEFAULT = 30

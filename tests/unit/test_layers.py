@@ -23,10 +23,11 @@ PACKAGE = Path(tollgate.__file__).parent
 # `demo/` starts a stand-in provider and the proxy (`./run.sh demo`); `console/` serves the records it reads.
 LAYERS = (
     ("proxy/", "cli/", "demo/", "console/"),
-    ("governance/", "records/", "call.py", "config.py", "runtime.py", "upstream.py", "fleet.py"),
+    ("governance/", "records/", "core/"),
     ("providers/",),
     ("credentials/",),
-    ("config_base.py", "fingerprint.py", "host_globs.py", "shape_memo.py"),
+    ("ledger/",),
+    ("common/",),
     ("formats/",),
 )
 PROXY_LAYER = ("proxy/",)
@@ -160,7 +161,8 @@ def test_nothing_below_the_stages_imports_a_stage() -> None:
 
 # What it prints is all: os._exit spares the interpreter's teardown, which only takes time.
 SAYS_IF_MITMPROXY_LOADED = (
-    "import os, sys, tollgate.call, tollgate.runtime; print('mitmproxy' in sys.modules, flush=True); os._exit(0)"
+    "import os, sys, tollgate.core.call, tollgate.core.runtime;"
+    " print('mitmproxy' in sys.modules, flush=True); os._exit(0)"
 )
 
 
@@ -224,6 +226,6 @@ def test_the_checks_see_what_they_look_for() -> None:
     assert "tollgate.proxy.flows" in set(imports("proxy/stages/translate.py"))
     assert "tollgate.providers.gemini" in set(imports("providers/vertex.py"))
     assert "tollgate.formats.openai_realtime" in set(imports("proxy/stages/websocket.py"))
-    assert "tollgate.call" in set(imports("records/metrics.py"))
+    assert "tollgate.core.call" in set(imports("records/metrics.py"))
     assert layer_of("proxy/flows.py") == 0 and layer_of("formats/framing/sse.py") == len(LAYERS) - 1
     assert {"openai", "anthropic", "gemini", "vertex", "bedrock"} <= set(PROVIDERS)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from tollgate.cli.words import plural
 
 if TYPE_CHECKING:
-    from tollgate.governance.policy import Decision
+    from tollgate.governance.policy.policy import Decision
 
 
 SERVE_USAGE = """usage: tollgate serve [--workers N|auto] [mitmdump arguments…]
@@ -300,8 +300,8 @@ def verify_audit(files: list[str], key_path: Path | None, live: bool, against: s
 def check_config(path: Path) -> int:
     """Exit status 0 when the configuration and the policy it names would load, else 1 with every
     problem found, each on a line (unset variables among them)."""
-    from tollgate.config import ConfigError, file_problems, load_config
-    from tollgate.governance.policy import Policy, PolicyError
+    from tollgate.core.config import ConfigError, file_problems, load_config
+    from tollgate.governance.policy.policy import Policy, PolicyError
 
     problems = file_problems(path)
     for problem in problems:
@@ -326,9 +326,9 @@ def check_config(path: Path) -> int:
 def test_policy(paths: list[Path], verbose: bool, zero_on_skipped: bool) -> int:
     """Exit status 0 when every test passes, 2 when one does not, 1 when the files do not compile
     (as `opa test`)."""
-    from tollgate.governance.policy import PolicyError
-    from tollgate.governance.policy_lint import unguarded_model_reads
-    from tollgate.governance.policy_tests import PASS, SKIPPED, rego_files, report, run_tests
+    from tollgate.governance.policy.policy import PolicyError
+    from tollgate.governance.policy.policy_lint import unguarded_model_reads
+    from tollgate.governance.policy.policy_tests import PASS, SKIPPED, rego_files, report, run_tests
 
     try:
         files = rego_files(paths)
@@ -358,8 +358,8 @@ def duration(text: str) -> timedelta:
 
 def print_token(config_path: Path, client: str, groups: str, ttl: timedelta, issuer: str | None) -> int:
     """Exit status 0 with the token on standard output; 1 when no issuer can sign one."""
-    from tollgate.config import ConfigError, load_config
-    from tollgate.governance.jwt_identity import mint
+    from tollgate.core.config import ConfigError, load_config
+    from tollgate.governance.identity.jwt_identity import mint
 
     try:
         config = load_config(config_path, unset=[])  # the providers' secrets are not needed
@@ -402,7 +402,7 @@ def print_new_key(client: str, expires: str | None) -> int:
     `keys` in tollgate.yaml (what to do with them on standard error); 2 for a bad argument."""
     from pydantic import ValidationError
 
-    from tollgate.governance.clients import SHA256_KEY_PREFIX, VirtualKey, key_digest
+    from tollgate.governance.identity.clients import SHA256_KEY_PREFIX, VirtualKey, key_digest
 
     name = client.strip()
     if not name:
@@ -444,7 +444,7 @@ def evaluate_policy(files: list[Path], input_path: Path, timeout: float | None =
     proxy does. An input with an `mcp` object is an MCP server's request, decided as the proxy
     decides one: by `data.tollgate.mcp.deny`; with `egress`, the input is a connection, decided
     by `data.tollgate.egress.deny`."""
-    from tollgate.governance.policy import (
+    from tollgate.governance.policy.policy import (
         CALL_DECISION,
         EGRESS_DECISION,
         MCP_DECISION,
@@ -502,7 +502,7 @@ MCP_INPUT = ("client", "mcp")
 def _of_kind(path: str, kind: str) -> bool:
     """Whether the proxy gives a path of this name to the input of a `kind` of request: an MCP
     request (`mcp`), a connection (`egress`), or an LLM call (`call`)."""
-    from tollgate.governance.policy import EGRESS_FACTS
+    from tollgate.governance.policy.policy import EGRESS_FACTS
 
     top = path.partition(".")[0]
     if kind == "egress":

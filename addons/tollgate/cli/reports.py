@@ -24,7 +24,7 @@ def print_usage(
 ) -> int:
     """Exit status 0 with the report on standard output; 2 for a bad --since or --by; 1 when the
     configuration, the ledger or an audit file cannot be read."""
-    from tollgate.config_base import ConfigError
+    from tollgate.common.config_base import ConfigError
     from tollgate.records.usage_report import (
         RENDER,
         Malformed,
@@ -74,7 +74,7 @@ def print_usage(
 def print_inventory(files: list[Path], config_path: Path | None, since_text: str | None, as_json: bool) -> int:
     """Exit status 0 with the inventory on standard output; 2 for a bad --since; 1 when the
     configuration or an audit file cannot be read."""
-    from tollgate.config import ConfigError, load_config
+    from tollgate.core.config import ConfigError, load_config
     from tollgate.records.inventory import Seen, audit_file_seen, table, tally, to_json, with_rotations
     from tollgate.records.usage_report import Malformed, parse_since
 
@@ -130,7 +130,7 @@ def ledger_report(
     since: float,
 ) -> Report:
     """The report over the ledger store's calls: --store, else the configuration's ledger.store."""
-    from tollgate.config import load_config
+    from tollgate.core.config import load_config
     from tollgate.records.usage_report import aggregate, ledger_calls
 
     if store_url is None:
@@ -143,7 +143,7 @@ def ledger_report(
         raise LedgerUnavailable(
             f"no ledger at {missing} (Tollgate makes it when it runs; --store or --config name another)"
         )
-    from tollgate.records.ledger import (  # only the report reads the ledger: not at every command's start
+    from tollgate.ledger import (  # only the report reads the ledger: not at every command's start
         StoreError,
         open_store,
     )

@@ -32,8 +32,8 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
-from tollgate.config import ConfigError, load_config
-from tollgate.fleet import (
+from tollgate.core.config import ConfigError, load_config
+from tollgate.core.fleet import (
     FleetError,
     ServeArgs,
     Worker,

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tollgate.governance.limits import LimitRule, caps_of
-from tollgate.records.ledger.windows import window_bounds
+from tollgate.governance.limits.limits import LimitRule, caps_of
+from tollgate.ledger.windows import window_bounds
 
 NANO = 10**9
 
@@ -48,7 +48,7 @@ def redis_counters(url: str) -> dict[str, int]:
     drops a counter once its window has ended); none when Redis cannot be read."""
     import redis
 
-    from tollgate.records.ledger.redis_store import COUNTER
+    from tollgate.ledger.redis_store import COUNTER
 
     try:
         with redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT,

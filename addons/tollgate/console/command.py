@@ -26,11 +26,11 @@ PARENT = "TOLLGATE_CONSOLE_PARENT"
 def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     """Exit status 0 when interrupted; 1 when the configuration, the files or the address cannot
     be used (one line on standard error says which); 3 when the address is taken."""
-    from tollgate.config import ConfigError, load_config
     from tollgate.console.budgets import budgets_reader
     from tollgate.console.follow import Audit
     from tollgate.console.server import Console, new_token
     from tollgate.console.views import Views
+    from tollgate.core.config import ConfigError, load_config
     from tollgate.records.inventory import with_rotations
 
     try:

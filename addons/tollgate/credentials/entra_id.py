@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from tollgate.common.fingerprint import fingerprint
 from tollgate.credentials.base import Applied, RequestParts, UpstreamCredential
 from tollgate.credentials.errors import CredentialUnavailable
-from tollgate.fingerprint import fingerprint
 from tollgate.formats.raw_headers import Fields
 
 # The scope Azure OpenAI (Azure AI services) takes tokens for in each cloud, by its hosts' domain:

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tollgate.common.fingerprint import fingerprint
 from tollgate.credentials.base import Applied, RequestParts, UpstreamCredential
 from tollgate.credentials.errors import CredentialUnavailable
-from tollgate.fingerprint import fingerprint
 from tollgate.formats.raw_headers import Fields
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"

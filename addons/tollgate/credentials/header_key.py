@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tollgate.common.fingerprint import fingerprint
 from tollgate.credentials.base import Applied, RequestParts, UpstreamCredential
-from tollgate.fingerprint import fingerprint
 from tollgate.formats.raw_headers import Fields
 
 if TYPE_CHECKING:

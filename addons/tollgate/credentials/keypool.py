@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
+from tollgate.common.fingerprint import fingerprint
 from tollgate.credentials.errors import CredentialUnavailable
-from tollgate.fingerprint import fingerprint
 
 DEFAULT_REST = 60.0
 MAX_REST = 86400.0

@@ -14,10 +14,10 @@ from functools import cache
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, unquote
 
-from tollgate.config_base import AwsCredentials
+from tollgate.common.config_base import AwsCredentials
+from tollgate.common.fingerprint import fingerprint
 from tollgate.credentials.base import Applied, RequestParts, UpstreamCredential
 from tollgate.credentials.errors import CredentialUnavailable
-from tollgate.fingerprint import fingerprint
 from tollgate.formats.raw_headers import Fields
 
 if TYPE_CHECKING:

@@ -1,2 +1,5 @@
-"""What decides a call: identity (clients, JWTs), overrides and routes, the policy, limits,
-prices and the roll-up. Plain Python, no mitmproxy."""
+"""What decides a call, a package per concern: who calls (`identity/`), the policy (`policy/`),
+limits, prices and the roll-up (`limits/`), where a call goes and goes again (`routing/`), which
+connections open (`egress/`), MCP servers (`mcp/`), the guardrails (`guardrails/`) and a person's
+plans (`subscriptions/`); what a rule's `match:` fits, for all of them (`matching.py`). Plain
+Python, no mitmproxy."""

@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 
 from pydantic import ValidationInfo
 
-from tollgate.config_base import Strict
+from tollgate.common.config_base import Strict
 from tollgate.providers import CASELESS_MODELS, PROVIDERS
 
 PROVIDER_NAMES = tuple(PROVIDERS)

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
-from tollgate.host_globs import glob_pattern
+from tollgate.common.host_globs import glob_pattern
 from tollgate.providers.anthropic import Anthropic
 from tollgate.providers.azure import Azure
 from tollgate.providers.base import Provider

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from tollgate.config_base import ProviderConfig, Strict, base_url, keys_not_blank
+from tollgate.common.config_base import ProviderConfig, Strict, base_url, keys_not_blank
 from tollgate.credentials.base import UpstreamCredential
 from tollgate.credentials.entra_id import EntraToken, EntraTokens, load_tokens
 from tollgate.credentials.keypool import KeyPool

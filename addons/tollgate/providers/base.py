@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from tollgate.config_base import ProviderConfig
+from tollgate.common.config_base import ProviderConfig
+from tollgate.common.host_globs import glob_pattern
 from tollgate.formats.raw_headers import Fields
 from tollgate.formats.refusals import Refusal
 from tollgate.formats.registry import wire_format
 from tollgate.formats.request_facts import Classification
-from tollgate.host_globs import glob_pattern
 from tollgate.providers.cost import Cost
 from tollgate.providers.credentials import Credentials
 from tollgate.providers.models import Models

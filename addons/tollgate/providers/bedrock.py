@@ -12,11 +12,11 @@ from urllib.parse import quote, unquote
 
 from pydantic import Field, model_validator
 
-from tollgate.config_base import AwsCredentials, ProviderConfig
+from tollgate.common.config_base import AwsCredentials, ProviderConfig
+from tollgate.common.fingerprint import fingerprint
 from tollgate.credentials import sigv4
 from tollgate.credentials.base import RequestParts, UpstreamCredential
 from tollgate.credentials.sigv4 import CredentialSource, SigV4Signature
-from tollgate.fingerprint import fingerprint
 from tollgate.formats import (
     ANTHROPIC_MESSAGES,
     BEDROCK_AGENTS,

@@ -18,11 +18,11 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tollgate.config_base import ProviderConfig
+from tollgate.common.config_base import ProviderConfig
+from tollgate.common.fingerprint import fingerprint
 from tollgate.credentials.base import RequestParts, UpstreamCredential
 from tollgate.credentials.header_key import HeaderKey, header_key
 from tollgate.credentials.keypool import KeyPool
-from tollgate.fingerprint import fingerprint
 from tollgate.formats.registry import wire_format
 from tollgate.formats.request_facts import Classification
 

@@ -10,7 +10,7 @@ from urllib.parse import quote, unquote_plus
 
 from pydantic import Field
 
-from tollgate.config_base import ProviderConfig
+from tollgate.common.config_base import ProviderConfig
 from tollgate.credentials.base import UpstreamCredential
 from tollgate.credentials.google_bearer import (
     CLOUD_PLATFORM,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from tollgate.config_base import ProviderConfig
+from tollgate.common.config_base import ProviderConfig
 from tollgate.formats.request_facts import Classification
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tollgate.config_base import ProviderConfig
+from tollgate.common.config_base import ProviderConfig
 from tollgate.formats.request_facts import Classification
 
 

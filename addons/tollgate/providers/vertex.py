@@ -16,11 +16,11 @@ from urllib.parse import quote
 
 from pydantic import Field
 
-from tollgate.config_base import ProviderConfig
+from tollgate.common.config_base import ProviderConfig
+from tollgate.common.fingerprint import fingerprint
 from tollgate.credentials.base import RequestParts, UpstreamCredential
 from tollgate.credentials.google_bearer import CLOUD_PLATFORM, QUOTA_PROJECT, BearerToken, GoogleTokens, load_tokens
 from tollgate.credentials.header_key import HeaderKey
-from tollgate.fingerprint import fingerprint
 from tollgate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, GEMINI_GENERATE, anthropic_messages
 from tollgate.formats.anthropic_messages import on_vertex
 from tollgate.formats.exact import Unreadable, check_case, path_segments, request_model, words

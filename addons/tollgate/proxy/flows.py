@@ -9,19 +9,19 @@ from functools import partial
 from mitmproxy import http
 from mitmproxy.proxy.mode_specs import LocalMode, ProxyMode, TransparentMode, WireGuardMode
 
-from tollgate.call import Call
+from tollgate.core.call import Call
 from tollgate.credentials.base import RequestParts, UpstreamCredential
 from tollgate.formats.json_codec import encode_json
 from tollgate.formats.mcp.messages import RequestId, error_message
 from tollgate.formats.raw_headers import decoded, with_header
 from tollgate.formats.refusals import FAILURES
-from tollgate.governance.brokered import Brokered
-from tollgate.governance.mcp import REFUSED_CODE, McpExchange
+from tollgate.governance.egress.brokered import Brokered
+from tollgate.governance.mcp.mcp import REFUSED_CODE, McpExchange
 from tollgate.providers.base import Provider
 from tollgate.providers.credentials import Query
 
 CALL = "tollgate"
-# An MCP server's request: its `McpExchange` (governance/mcp.py) while it is live, then its records.
+# An MCP server's request: its `McpExchange` (governance/mcp/mcp.py) while it is live, then its records.
 MCP = "tollgate_mcp"
 # A request to an MCP server's host that names another host too (`governance.misdirection`), in
 # flow.metadata until the Mcp stage refuses it: the fields of its `Misdirected`.

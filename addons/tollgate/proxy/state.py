@@ -7,17 +7,17 @@ import asyncio
 import time
 from dataclasses import replace
 
+from tollgate.core.runtime import Loaded
 from tollgate.credentials.keypool import KeyPool
-from tollgate.governance.failover import Circuits, split_circuit
-from tollgate.governance.mcp import McpRounds, McpSessions
-from tollgate.governance.policy import Policy
+from tollgate.governance.mcp.mcp import McpRounds, McpSessions
+from tollgate.governance.policy.policy import Policy
+from tollgate.governance.routing.failover import Circuits, split_circuit
+from tollgate.governance.routing.upstream import CIRCUIT
 from tollgate.governance.subscriptions.google_accounts import GoogleAccounts
+from tollgate.ledger.store import Store
 from tollgate.providers import BUILT_IN_HOSTS, Hosts
 from tollgate.records.auditlog import AuditLog
-from tollgate.records.ledger.store import Store
 from tollgate.records.metrics import MetricSet
-from tollgate.runtime import Loaded
-from tollgate.upstream import CIRCUIT
 
 # The error of a call the process's end breaks off.
 SHUT_DOWN = "proxy shut down during the call"

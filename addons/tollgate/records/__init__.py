@@ -1,2 +1,2 @@
-"""What is kept of the calls: the audit file, the usage ledger, metrics and traces. Plain
-Python, no mitmproxy."""
+"""What is kept of the calls: the audit file, metrics and traces, and the reports read from them
+and the ledger. Plain Python, no mitmproxy."""

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tollgate.formats.usage import Usage
-from tollgate.governance.failover import Attempt
+from tollgate.governance.routing.failover import Attempt
 from tollgate.governance.subscriptions.plan import Subscription
 
 if TYPE_CHECKING:
-    from tollgate.call import Call, RolledUp
+    from tollgate.core.call import Call, RolledUp
 
 NO_USAGE = Usage()  # read only: a call's usage before (or without) an answer to read it from
 NO_PLAN = Subscription("")  # read only: a call made with a key names no account, plan or tenant

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tollgate.governance.egress import EGRESS_DENIED
+from tollgate.governance.egress.egress import EGRESS_DENIED
 from tollgate.records.audit_record import utc_timestamp
 
 CONNECTION_EVENT = "connection"

@@ -6,7 +6,7 @@ import ipaddress
 
 from pydantic import field_validator, model_validator
 
-from tollgate.config_base import Strict
+from tollgate.common.config_base import Strict
 
 DEFAULT_LISTEN = "127.0.0.1:8090"  # 8081 is mitmweb's and --capture's
 

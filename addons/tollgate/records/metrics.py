@@ -22,16 +22,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from tollgate.call import Call
+from tollgate.common.shape_memo import ShapeMemo
+from tollgate.core.call import Call
 from tollgate.providers import semconv_name
 from tollgate.records.auditlog import instance_name, tollgate_version
 from tollgate.records.traces import operation_name
-from tollgate.shape_memo import ShapeMemo
 
 if TYPE_CHECKING:
     from tollgate.credentials.keypool import KeyPool
-    from tollgate.governance.failover import Attempt
-    from tollgate.governance.limits import Estimate
+    from tollgate.governance.limits.limits import Estimate
+    from tollgate.governance.routing.failover import Attempt
 
 OTHER = "other"  # the value of a label past its `max_label_values` distinct values
 

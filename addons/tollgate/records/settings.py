@@ -1,6 +1,6 @@
 """What the records' settings are: the audit's (`audit:`), the metrics' (`metrics:`) and where
 traces go (`metrics.otlp`). Apart from the code that writes the records, which reads calls: the
-configuration (`config.py`) is assembled from these without it."""
+configuration (`core/config.py`) is assembled from these without it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from tollgate.config_base import Strict, base_url
+from tollgate.common.config_base import Strict, base_url
 from tollgate.records.chain import Signer, load_signing_key
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from tollgate.records.audit_record import NO_USAGE
 
 if TYPE_CHECKING:
-    from tollgate.call import Call
+    from tollgate.core.call import Call
 
 # mitmproxy's marker names (mitmproxy.utils.emoji); mitmweb shows each as its emoji by the flow.
 REFUSED_MARKER = ":no_entry:"

@@ -24,7 +24,7 @@ from tollgate.records.settings import DEFAULT_SERVICE_NAME, OtlpConfig
 if TYPE_CHECKING:
     from opentelemetry.context import Context
 
-    from tollgate.call import Call
+    from tollgate.core.call import Call
 
 logger = logging.getLogger(__name__)
 

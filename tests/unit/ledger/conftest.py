@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from tests.support.redis import RedisServer, redis_server
 
-from tollgate.records.ledger import Store, open_store
+from tollgate.ledger import Store, open_store
 
 
 def run[T](coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:

@@ -4,9 +4,9 @@ import logging
 
 import pytest
 
-from tollgate.records.ledger.backlog import Backlog
+from tollgate.ledger.backlog import Backlog
 
-logger = logging.getLogger("tollgate.records.ledger.test")
+logger = logging.getLogger("tollgate.ledger.test")
 
 
 def test_held_writes_are_bounded_and_the_drops_said_once(caplog: pytest.LogCaptureFixture):

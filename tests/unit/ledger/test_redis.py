@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tollgate.records.ledger import Charge, StoreError, open_store
-from tollgate.records.ledger import redis_store as module
+from tollgate.ledger import Charge, StoreError, open_store
+from tollgate.ledger import redis_store as module
 
 from .conftest import Backend, eventually, run
 
@@ -96,7 +96,7 @@ def test_queued_writes_wait_for_redis_and_one_line_says_so(
     server = redis_backend.server
     assert server is not None
     monkeypatch.setattr(module, "RETRY_DELAY", 0.05)
-    caplog.set_level(logging.INFO, logger="tollgate.records.ledger")
+    caplog.set_level(logging.INFO, logger="tollgate.ledger")
 
     async def scenario() -> None:
         store = redis_backend.open()

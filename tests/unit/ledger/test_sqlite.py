@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tests.support.proxy import ROOT
 
-from tollgate.records.ledger import Charge, StoreError, open_store
+from tollgate.ledger import Charge, StoreError, open_store
 
 from .conftest import eventually, run
 
@@ -20,7 +20,7 @@ LATER = int(time.time()) + 3600
 # Another process: takes `count` of the cap, one request at a time, then closes (writing them).
 TAKER = """
 import asyncio, sys
-from tollgate.records.ledger import Charge, open_store
+from tollgate.ledger import Charge, open_store
 
 async def main(url, count, cap, later):
     store = open_store(url)

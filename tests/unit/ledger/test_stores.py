@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tollgate.records.ledger import Charge, Reservation, Store
+from tollgate.ledger import Charge, Reservation, Store
 
 from .conftest import Backend, eventually, run
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tollgate import config
-from tollgate.records.ledger import WINDOWS, window_bounds
+from tollgate.core import config
+from tollgate.ledger import WINDOWS, window_bounds
 
 
 def at(*fields: int) -> float:

@@ -119,7 +119,7 @@ def test_anthropic_service_endpoints_name_no_model(method: str, path: str, endpo
 def test_anthropic_unknown_service_paths_are_a_plan_tokens_alone(method: str, path: str, endpoint: str) -> None:
     c = ANTHROPIC.classify(method, path, None)
     # Refused with any other credential than a plan's own token, as the plan call read once tells
-    # (tests/unit/test_subscriptions.py).
+    # (tests/unit/governance/subscriptions/test_subscriptions.py).
     assert (c.endpoint, c.service, c.plan_only, c.mints_credential) == (endpoint, True, True, False)
     assert ANTHROPIC.plan is not None and ANTHROPIC.plan.plan_only == PLAN_ONLY
 

@@ -13,7 +13,7 @@ from tests.support.examples import examples
 
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Batch
-from tollgate.governance.max_output import max_output_tokens
+from tollgate.governance.limits.max_output import max_output_tokens
 
 from .common import ANTHROPIC, BEDROCK, GEMINI, OPENAI, VERTEX
 

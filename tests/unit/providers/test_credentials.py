@@ -3,11 +3,11 @@ Tollgate's goes, and the order of an upstream credential, without a provider aro
 
 from collections.abc import Mapping
 
-from tollgate.config_base import ProviderConfig
+from tollgate.common.config_base import ProviderConfig
+from tollgate.common.fingerprint import fingerprint
 from tollgate.credentials.base import UpstreamCredential
 from tollgate.credentials.header_key import HeaderKey
 from tollgate.credentials.keypool import KeyPool
-from tollgate.fingerprint import fingerprint
 from tollgate.formats.request_facts import Classification
 from tollgate.providers import PROVIDERS
 from tollgate.providers.credentials import Credentials, OwnCredential, Presented

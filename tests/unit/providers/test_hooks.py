@@ -17,15 +17,15 @@ import yaml
 from botocore.credentials import ReadOnlyCredentials
 from tests.support.aws import signed_over_authority
 
-from tollgate.config import OPENAI_COMPATIBLE_TARGETS, Config, ConfigError, parse_config
-from tollgate.config_base import ProviderConfig
+from tollgate.common.config_base import ProviderConfig
+from tollgate.common.fingerprint import fingerprint
+from tollgate.core.config import OPENAI_COMPATIBLE_TARGETS, Config, ConfigError, parse_config
 from tollgate.credentials import sigv4
 from tollgate.credentials.base import Applied, RequestParts
 from tollgate.credentials.errors import CredentialUnavailable
 from tollgate.credentials.header_key import HeaderKey
 from tollgate.credentials.keypool import KeyPool
 from tollgate.credentials.sigv4 import SigV4Signature
-from tollgate.fingerprint import fingerprint
 from tollgate.formats import OPENAI_API
 from tollgate.formats.openai_chat import ask_for_usage
 from tollgate.formats.raw_headers import header_index

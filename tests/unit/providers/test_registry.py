@@ -16,6 +16,7 @@ from mitmproxy.proxy.context import Context
 from mitmproxy.test import taddons
 from tests.support.examples import examples
 
+from tollgate.common.host_globs import globs_overlap
 from tollgate.formats import refusals as refusals_mod
 from tollgate.formats.anthropic_messages import errors as anthropic_errors
 from tollgate.formats.bedrock_converse import errors as bedrock_errors
@@ -48,7 +49,6 @@ from tollgate.formats.refusals import (
 from tollgate.formats.registry import WIRE_FORMATS
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.usage import Usage
-from tollgate.host_globs import globs_overlap
 from tollgate.providers import BUILT_IN_HOSTS, PROVIDERS, Hosts, allow_hosts, provider_for
 
 from .common import (

@@ -3,7 +3,7 @@ routes them, without a provider around it."""
 
 import pytest
 
-from tollgate.config_base import ProviderConfig
+from tollgate.common.config_base import ProviderConfig
 from tollgate.formats.request_facts import Classification
 from tollgate.providers import PROVIDERS
 from tollgate.providers.azure import AzureConfig, AzureUpstream

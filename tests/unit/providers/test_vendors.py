@@ -14,19 +14,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.examples import examples
 
-from tollgate.config import ConfigError, parse_config
+from tollgate.core.config import ConfigError, parse_config
+from tollgate.core.runtime import Loaded
 from tollgate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, GEMINI_GENERATE, OPENAI_API, OPENAI_CHAT
 from tollgate.formats.chat import ChatRequest, Message, Text, UsageReported
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.translation import Translation, chat_formats
 from tollgate.formats.usage import Usage
-from tollgate.governance.overrides import RuleBook, routed_path
-from tollgate.governance.pricing import table_rate
+from tollgate.governance.limits.pricing import table_rate
+from tollgate.governance.routing.overrides import RuleBook, routed_path
 from tollgate.providers import PROVIDERS, Hosts, allow_hosts, configured, provider_for
 from tollgate.providers.vendors import PRESET_ROWS, OpenAICompatible, Vendor
 from tollgate.providers.vendors import PRESETS as PRESET_PROVIDERS
-from tollgate.runtime import Loaded
 
 from .common import VENDORS, classify, j
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tollgate.config import ConfigError, parse_config
+from tollgate.core.config import ConfigError, parse_config
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.detectors import BUILTIN, kinds_of, token
 

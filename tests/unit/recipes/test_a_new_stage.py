@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mitmproxy import http
 
-from tollgate.call import Call
+from tollgate.core.call import Call
 from tollgate.formats.refusals import BAD_REQUEST
 from tollgate.proxy.flows import call_of, refuse
 from tollgate.proxy.pipeline import gateway

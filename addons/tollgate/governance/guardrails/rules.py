@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
-from tollgate.config_base import unexpanded
+from tollgate.common.config_base import unexpanded
 from tollgate.formats.attachments import TextRuns
 from tollgate.formats.json_paths import string_spans
 from tollgate.formats.registry import WIRE_FORMATS
@@ -28,7 +28,7 @@ from tollgate.governance.guardrails.settings import STRENGTH, GuardrailRule
 from tollgate.governance.matching import matches
 
 if TYPE_CHECKING:
-    from tollgate.config import Config
+    from tollgate.core.config import Config
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
-from tollgate.config_base import Strict
+from tollgate.common.config_base import Strict
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.detectors import OWN_KEYS
 from tollgate.governance.matching import OverrideMatch, known_providers, unknown_provider

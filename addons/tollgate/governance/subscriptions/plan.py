@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from tollgate.fingerprint import fingerprint
+from tollgate.common.fingerprint import fingerprint
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.subscriptions.google_accounts import token_key
 from tollgate.providers.base import Provider
@@ -17,7 +17,7 @@ from tollgate.providers.credentials import Presented
 from tollgate.providers.plans import PLAN_ONLY_REASON, ForeignAccount, PlanAccount
 
 if TYPE_CHECKING:
-    from tollgate.governance.clients import Directory
+    from tollgate.governance.identity.clients import Directory
 
 
 @dataclass(frozen=True, slots=True)

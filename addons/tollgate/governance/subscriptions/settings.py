@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
-from tollgate.config_base import Strict
+from tollgate.common.config_base import Strict
 from tollgate.governance.subscriptions.plan import Subscription
 
 

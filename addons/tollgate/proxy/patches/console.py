@@ -14,7 +14,7 @@ from typing import Any
 from mitmproxy import ctx, http
 from mitmproxy.addons.dumper import Dumper
 
-from tollgate.governance.egress import EGRESS_DENIED
+from tollgate.governance.egress.egress import EGRESS_DENIED
 
 DENIED_HEADER = "X-Tollgate-Error"  # as egress answers a connection it refuses
 

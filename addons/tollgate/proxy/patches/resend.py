@@ -1,5 +1,5 @@
 """A call's request sent upstream again, before any byte of a failed attempt's answer reaches the
-client (`failover.py` says why this way). mitmproxy's HTTP stream sends an answer's headers to the
+client (`governance/routing/failover.py` says why this way). mitmproxy's HTTP stream sends an answer's headers to the
 client only after the `responseheaders` hook, and its error page only after the `error` hook; for
 a flow that `may_resend` names, on a status it names or a failure of its connection or its wait,
 the stream first runs the `attempt_failed` hook (`AttemptFailedHook`). If a step of it called

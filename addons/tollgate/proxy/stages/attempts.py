@@ -3,7 +3,7 @@ asked once (`next_attempt.next_step`): on its target with the next key after a w
 else on its next fallback (`fallbacks`), else not at all. This stage reads the failure from the
 flow and carries out the step: waits, reserves anew, puts the next credential on, sends again.
 Each answer's outcome counts for its key's or upstream's circuit (`circuit`); a key its provider
-refused rests. `governance/failover.py` says how mitmproxy is made to send a request again."""
+refused rests. `governance/routing/failover.py` says how mitmproxy is made to send a request again."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from weakref import WeakKeyDictionary, WeakSet
 
 from mitmproxy import http
 
-from tollgate.call import Call, Failure
+from tollgate.core.call import Call, Failure
 from tollgate.credentials.errors import CredentialUnavailable
 from tollgate.credentials.keypool import KeyPool
-from tollgate.governance.failover import retries_errors, retry_statuses
-from tollgate.governance.next_attempt import (
+from tollgate.governance.routing.failover import retries_errors, retry_statuses
+from tollgate.governance.routing.next_attempt import (
     NOT_AGAIN,
     End,
     Fallback,
@@ -33,13 +33,12 @@ from tollgate.governance.next_attempt import (
     retry_of,
     take_back,
 )
-from tollgate.governance.next_attempt import (
+from tollgate.governance.routing.next_attempt import (
     Failure as AttemptFailure,
 )
 from tollgate.proxy import patches
 from tollgate.proxy.flows import apply_credential, body_size, call_of
 from tollgate.proxy.state import Shared
-from tollgate.upstream import RESTING_STATUSES, rest_key
 
 logger = logging.getLogger(__name__)
 

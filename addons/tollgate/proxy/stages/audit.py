@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 from mitmproxy import http
 
-from tollgate.call import Call
+from tollgate.core.call import Call
 from tollgate.formats.raw_headers import with_header
 from tollgate.formats.refusals import AUDIT_UNAVAILABLE
-from tollgate.governance.mcp import McpExchange
+from tollgate.governance.mcp.mcp import McpExchange
 from tollgate.proxy.flows import CALL, call_of, refuse, refuse_mcp
 from tollgate.proxy.patches import calls_shown
 from tollgate.proxy.state import Shared

@@ -11,10 +11,10 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-from tollgate.call import Call
+from tollgate.core.call import Call
+from tollgate.core.runtime import Loaded
 from tollgate.proxy.state import Shared
 from tollgate.records.audit_export import STOP_SECONDS, AuditExport
-from tollgate.runtime import Loaded
 
 logger = logging.getLogger(__name__)
 

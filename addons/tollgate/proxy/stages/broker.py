@@ -22,10 +22,10 @@ from typing import Protocol
 
 from mitmproxy import connection, http
 
-from tollgate.call import new_request_id
+from tollgate.core.call import new_request_id
 from tollgate.formats.json_codec import encode_json
 from tollgate.formats.refusals import BAD_REQUEST, CONTENT_DENIED
-from tollgate.governance.brokered import Brokered
+from tollgate.governance.egress.brokered import Brokered
 from tollgate.providers import host_name
 from tollgate.proxy.flows import BROKERED, scrub_placeholders
 from tollgate.proxy.state import Shared, hosts_of

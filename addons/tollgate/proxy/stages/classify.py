@@ -8,7 +8,7 @@ from collections.abc import Callable
 from mitmproxy import http
 from mitmproxy.net.http import url
 
-from tollgate.call import Call, Request, Route
+from tollgate.core.call import Call, Request, Route
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.framing import DecodedTooLarge, Undecodable, decode_whole
 from tollgate.formats.framing.bounds import MAX_DECODED_BODY
@@ -16,7 +16,7 @@ from tollgate.formats.json_codec import read_request_json
 from tollgate.formats.raw_headers import header_index, repeated, with_pinned_header
 from tollgate.formats.refusals import BAD_REQUEST, HEADERS_TOO_LARGE, MISCONFIGURED, MISDIRECTED, TENANT_DENIED
 from tollgate.formats.request_facts import Classification
-from tollgate.governance.misdirection import Misdirected, misdirection
+from tollgate.governance.egress.misdirection import Misdirected, misdirection
 from tollgate.governance.subscriptions.plan import plan_token
 from tollgate.governance.subscriptions.settings import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON
 from tollgate.providers import host_name

@@ -8,17 +8,17 @@ import math
 
 from mitmproxy import http
 
-from tollgate.call import Call
+from tollgate.core.call import Call
 from tollgate.credentials.errors import CredentialUnavailable
 from tollgate.credentials.keypool import CircuitOpen
 from tollgate.formats.raw_headers import decoded, with_pinned_header
 from tollgate.formats.refusals import CIRCUIT_OPEN, NO_UPSTREAM_CREDENTIAL
-from tollgate.governance.next_attempt import circuit_model, upstream_rest_left
+from tollgate.governance.routing.next_attempt import circuit_model, upstream_rest_left
+from tollgate.governance.routing.upstream import SIDE_HEADERS, credential_for
 from tollgate.providers.base import Provider
 from tollgate.providers.credentials import OwnCredential
 from tollgate.proxy.flows import apply_credential, credentials_of, provider_of, refuse
 from tollgate.proxy.state import Shared
-from tollgate.upstream import SIDE_HEADERS, credential_for
 
 # Every side header is removed from every call, whichever provider it names: a key sent to the
 # wrong provider must not travel on, nor stay in a saved flow.

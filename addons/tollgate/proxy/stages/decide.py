@@ -15,10 +15,10 @@ from collections.abc import Awaitable
 
 from mitmproxy import http
 
-from tollgate.call import Call
+from tollgate.core.call import Call
 from tollgate.formats.refusals import MINTS_CREDENTIAL, POLICY_DENIED
-from tollgate.governance.policy import CALL_DECISION, Decision, Policy, PolicyError
-from tollgate.governance.policy_input import input_facts
+from tollgate.governance.policy.policy import CALL_DECISION, Decision, Policy, PolicyError
+from tollgate.governance.policy.policy_input import input_facts
 from tollgate.proxy.flows import refuse
 from tollgate.proxy.state import Shared
 

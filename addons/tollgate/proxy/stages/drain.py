@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Sequence
 
 from mitmproxy import connection, ctx, http
 
-from tollgate.config import DRAIN_S
+from tollgate.core.config import DRAIN_S
 from tollgate.proxy import patches
 from tollgate.proxy.state import SHUT_DOWN, Shared
 

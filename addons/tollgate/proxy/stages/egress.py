@@ -34,10 +34,10 @@ from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers.tls import parse_client_hello
 from mitmproxy.proxy.mode_specs import RegularMode
 
-from tollgate.call import new_request_id
+from tollgate.core.call import new_request_id
 from tollgate.formats.refusals import AUDIT_UNAVAILABLE, BAD_REQUEST
-from tollgate.governance.egress import EGRESS_DENIED, Asked, Decided, Egress, host_of
-from tollgate.governance.mcp import McpExchange
+from tollgate.governance.egress.egress import EGRESS_DENIED, Asked, Decided, Egress, host_of
+from tollgate.governance.mcp.mcp import McpExchange
 from tollgate.proxy.flows import BROKERED, CALL, CAPTURE_MODES, MCP
 from tollgate.proxy.patches import calls_shown
 from tollgate.proxy.state import Shared

@@ -11,15 +11,21 @@ from weakref import WeakKeyDictionary
 
 from mitmproxy import http
 
-from tollgate.call import Call
+from tollgate.core.call import Call
 from tollgate.credentials.sigv4 import UNKNOWN_KEY, SignatureError, signing_key_id
 from tollgate.formats.raw_headers import decoded, header_index
 from tollgate.formats.refusals import BAD_REQUEST, INVALID_SIGNATURE, TENANT_DENIED, UNAUTHENTICATED
 from tollgate.formats.request_facts import Classification
-from tollgate.governance.clients import Auth, Expired, Token
-from tollgate.governance.jwt_identity import MALFORMED, UNKNOWN_ISSUER, JwtIdentity, JwtRejected, looks_like_jwt
-from tollgate.governance.mcp import McpExchange, session_owner
-from tollgate.governance.redaction import credential_positions
+from tollgate.governance.identity.clients import Auth, Expired, Token
+from tollgate.governance.identity.jwt_identity import (
+    MALFORMED,
+    UNKNOWN_ISSUER,
+    JwtIdentity,
+    JwtRejected,
+    looks_like_jwt,
+)
+from tollgate.governance.mcp.mcp import McpExchange, session_owner
+from tollgate.governance.routing.redaction import credential_positions
 from tollgate.governance.subscriptions.google_accounts import GoogleAccounts
 from tollgate.governance.subscriptions.plan import PlanCall, plan_call, plan_only_refusal
 from tollgate.providers.base import Provider
@@ -36,7 +42,7 @@ from tollgate.proxy.flows import (
 from tollgate.proxy.state import Shared
 
 if TYPE_CHECKING:
-    from tollgate.runtime import Loaded
+    from tollgate.core.runtime import Loaded
 
 PROXYAUTH = "proxyauth"
 UNKNOWN_KEY_REASON = "unknown or missing API key"  # the audit's deny reason

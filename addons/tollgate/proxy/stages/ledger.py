@@ -12,7 +12,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from tollgate.call import Call
+from tollgate.core.call import Call
 from tollgate.formats.refusals import (
     BUDGET_EXCEEDED,
     LEDGER_UNAVAILABLE,
@@ -20,7 +20,7 @@ from tollgate.formats.refusals import (
     POLICY_DENIED,
     RATE_LIMITED,
 )
-from tollgate.governance.limits import (
+from tollgate.governance.limits.limits import (
     NOTHING,
     Counter,
     Estimate,
@@ -35,10 +35,10 @@ from tollgate.governance.limits import (
     unenforceable_reason,
     usage_facts,
 )
-from tollgate.governance.settlement import estimate_use, used
+from tollgate.governance.limits.settlement import estimate_use, used
+from tollgate.ledger.store import Charge, Reservation, Store, StoreError
 from tollgate.proxy.flows import body_size, refuse
 from tollgate.proxy.state import Shared
-from tollgate.records.ledger.store import Charge, Reservation, Store, StoreError
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 
 from mitmproxy import http
 
-from tollgate.call import new_request_id
+from tollgate.core.call import new_request_id
+from tollgate.core.runtime import Loaded
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.framing import MAX_FRAME, Decompressor, Undecodable
 from tollgate.formats.framing.bounds import MAX_DECODED_BODY
@@ -39,9 +40,10 @@ from tollgate.formats.refusals import (
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
 )
-from tollgate.governance.jwt_identity import looks_like_jwt
-from tollgate.governance.limits import Counter, deny_reason, refusal_message, retry_after
-from tollgate.governance.mcp import (
+from tollgate.governance.egress.misdirection import Misdirected
+from tollgate.governance.identity.jwt_identity import looks_like_jwt
+from tollgate.governance.limits.limits import Counter, deny_reason, refusal_message, retry_after
+from tollgate.governance.mcp.mcp import (
     INITIALIZE,
     REFUSED_CODE,
     RETRY_OF_ANOTHER,
@@ -57,15 +59,13 @@ from tollgate.governance.mcp import (
     mcp_counters,
     shared_session_key,
 )
-from tollgate.governance.mcp_servers import McpServer
-from tollgate.governance.misdirection import Misdirected
-from tollgate.governance.policy import MCP_DECISION, Decision, Policy
+from tollgate.governance.mcp.mcp_servers import McpServer
+from tollgate.governance.policy.policy import MCP_DECISION, Decision, Policy
+from tollgate.ledger.store import Charge, Reservation, Store, StoreError
 from tollgate.providers import host_name
 from tollgate.proxy import patches
 from tollgate.proxy.flows import MCP, MISDIRECTED_AS, answer_mcp, bearer_token, call_of, drop_alt_svc, refuse_mcp
 from tollgate.proxy.state import Shared
-from tollgate.records.ledger.store import Charge, Reservation, Store, StoreError
-from tollgate.runtime import Loaded
 
 if TYPE_CHECKING:
     from tollgate.proxy.runner import CallSteps

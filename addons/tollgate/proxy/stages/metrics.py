@@ -19,8 +19,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import make_wsgi_app
 
-from tollgate.call import Call
-from tollgate.config import Config, ConfigError
+from tollgate.core.call import Call
+from tollgate.core.config import Config, ConfigError
 from tollgate.proxy.health import LOOP_TIMEOUT, Health, WsgiApp, serve, with_health
 from tollgate.proxy.state import Shared
 from tollgate.records.metrics import MetricSet

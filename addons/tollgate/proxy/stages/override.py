@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from tollgate.call import Call, Target
-from tollgate.governance.overrides import fitted_for, route_api, routed_path
-from tollgate.governance.routes import client_request, own_api_path, translation_for
+from tollgate.core.call import Call, Target
+from tollgate.governance.routing.overrides import fitted_for, route_api, routed_path
+from tollgate.governance.routing.routes import client_request, own_api_path, translation_for
+from tollgate.governance.routing.upstream import SIDE_HEADERS
 from tollgate.providers import Provider
 from tollgate.proxy.flows import provider_of, write_body
 from tollgate.proxy.state import Shared
-from tollgate.upstream import SIDE_HEADERS
 
 _SIDE_HEADER_NAMES = frozenset(h.lower().encode() for h in SIDE_HEADERS)
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from mitmproxy import http
 from mitmproxy.websocket import WebSocketMessage
 
-from tollgate.call import Call, Caller, Route
+from tollgate.core.call import Call, Caller, Route
 from tollgate.formats import OPENAI_API
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import encode_json, parse_json, read_request_json

@@ -15,8 +15,8 @@ from collections.abc import Collection
 from mitmproxy import http
 
 from tollgate.formats.raw_headers import header_index
-from tollgate.governance.mcp_servers import NO_SERVERS
-from tollgate.governance.redaction import (
+from tollgate.governance.mcp.mcp_servers import NO_SERVERS
+from tollgate.governance.routing.redaction import (
     QUERY_PARAMETERS,
     QUERY_POSITION_SET,
     QUERY_POSITIONS,

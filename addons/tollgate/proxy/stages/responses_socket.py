@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from mitmproxy import http
 from mitmproxy.websocket import WebSocketMessage
 
-from tollgate.call import Call, Caller, Failure, Route
+from tollgate.core.call import Call, Caller, Failure, Route
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import parse_json, read_request_json
 from tollgate.formats.openai_responses import RESPONSES

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from mitmproxy import ctx, http
 
-from tollgate.call import Call, RolledUp
+from tollgate.core.call import Call, RolledUp
 from tollgate.credentials.base import UpstreamCredential
 from tollgate.credentials.errors import CredentialUnavailable
 from tollgate.formats import OPENAI_CHAT
@@ -24,11 +24,28 @@ from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.registry import wire_format
 from tollgate.formats.translation import chat_format
 from tollgate.formats.usage import Usage
+from tollgate.governance.limits.rollup import (
+    Plan,
+    RollupRule,
+    Size,
+    Summaries,
+    plan,
+    roll_up,
+    summary_of,
+    summary_request,
+)
 from tollgate.governance.matching import matches
-from tollgate.governance.rollup import Plan, RollupRule, Size, Summaries, plan, roll_up, summary_of, summary_request
+from tollgate.governance.routing.upstream import (
+    RESTING_STATUSES,
+    Outgoing,
+    Unreachable,
+    credential_for,
+    json_request,
+    rest_key,
+    send,
+)
 from tollgate.proxy.flows import write_body
 from tollgate.proxy.state import Shared
-from tollgate.upstream import RESTING_STATUSES, Outgoing, Unreachable, credential_for, json_request, rest_key, send
 
 if TYPE_CHECKING:
     from tollgate.proxy.runner import CallSteps

@@ -10,12 +10,12 @@ from urllib.parse import urlsplit
 from mitmproxy import ctx, http, tls
 from mitmproxy.net.http import url
 
-from tollgate.call import Call
+from tollgate.core.call import Call
 from tollgate.formats.raw_headers import with_header
+from tollgate.governance.routing.upstream import target_upstream
 from tollgate.providers import host_name
 from tollgate.proxy.flows import UNREAD, call_of, drop_alt_svc, provider_of
 from tollgate.proxy.state import Shared
-from tollgate.upstream import target_upstream
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 

@@ -16,11 +16,14 @@ from typing import Any, NoReturn
 from mitmproxy import ctx, exceptions, optmanager
 from mitmproxy.proxy.mode_specs import ProxyMode
 
-from tollgate.config import Config, ConfigError, read_config
-from tollgate.fleet import fleet_config_problem, fleet_workers, listen_advice, one_listen_hint
-from tollgate.governance.clients import expiry_notices
-from tollgate.governance.jwt_identity import Verifier
-from tollgate.governance.policy import Policy, PolicyError
+from tollgate.core.config import Config, ConfigError, read_config
+from tollgate.core.fleet import fleet_config_problem, fleet_workers, listen_advice, one_listen_hint
+from tollgate.core.runtime import Loaded
+from tollgate.governance.identity.clients import expiry_notices
+from tollgate.governance.identity.jwt_identity import Verifier
+from tollgate.governance.policy.policy import Policy, PolicyError
+from tollgate.ledger import StoreError, open_store
+from tollgate.ledger.store import Store
 from tollgate.providers import PROVIDERS
 from tollgate.providers.base import client_cert_of
 from tollgate.providers.client_certs import load_client_cert
@@ -30,10 +33,7 @@ from tollgate.proxy.heads import MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD
 from tollgate.proxy.state import Shared, close_later, hosts_of
 from tollgate.records.auditlog import AuditLog, instance_name, started_record
 from tollgate.records.in_flight import InstanceBusy, check_free
-from tollgate.records.ledger import StoreError, open_store
-from tollgate.records.ledger.store import Store
 from tollgate.records.room import check_room
-from tollgate.runtime import Loaded
 
 logger = logging.getLogger(__name__)
 

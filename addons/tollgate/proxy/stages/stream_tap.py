@@ -12,7 +12,7 @@ from weakref import WeakKeyDictionary
 
 from mitmproxy import http
 
-from tollgate.call import Call, Failure, LedgerState
+from tollgate.core.call import Call, Failure, LedgerState
 from tollgate.formats.answer_end import EndHold
 from tollgate.formats.framing import MAX_FRAME, Decompressor, Undecodable
 from tollgate.formats.openai_chat.asked_usage import asked_usage_hidden

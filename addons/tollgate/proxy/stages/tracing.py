@@ -13,10 +13,10 @@ from typing import Any
 
 from mitmproxy import http
 
-from tollgate.call import Call
+from tollgate.core.call import Call
+from tollgate.core.runtime import Loaded
 from tollgate.proxy.state import Shared
 from tollgate.records.traces import SHUTDOWN_SECONDS, OtlpSettings, Traces, otlp_settings
-from tollgate.runtime import Loaded
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from functools import partial
 
 from mitmproxy import http
 
-from tollgate.call import Call
+from tollgate.core.call import Call
 from tollgate.formats.chat import Untranslatable
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.framing import MAX_FRAME, Undecodable, decode_whole

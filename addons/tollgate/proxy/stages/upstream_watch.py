@@ -13,13 +13,13 @@ from typing import NamedTuple
 from mitmproxy import connection, ctx, http, tls
 from mitmproxy.proxy import server_hooks
 
-from tollgate.call import Call, Failure
+from tollgate.core.call import Call, Failure
 from tollgate.formats.refusals import UPSTREAM_TIMEOUT, UPSTREAM_UNREACHABLE
-from tollgate.governance.mcp import McpExchange
+from tollgate.governance.mcp.mcp import McpExchange
+from tollgate.governance.routing.upstream import timeout_message
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CLIENT_DISCONNECTED, call_of, refuse
 from tollgate.proxy.state import Shared
-from tollgate.upstream import timeout_message
 
 logger = logging.getLogger(__name__)
 

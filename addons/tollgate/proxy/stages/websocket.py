@@ -11,7 +11,7 @@ from mitmproxy import ctx, http
 from mitmproxy.websocket import WebSocketMessage
 from wsproto.handshake import WEBSOCKET_VERSION
 
-from tollgate.call import Call
+from tollgate.core.call import Call
 from tollgate.formats.openai_realtime import REALTIME, insecure_keys, response_done_usage, summed
 from tollgate.formats.raw_headers import with_header
 from tollgate.formats.refusals import BAD_REQUEST

@@ -1,0 +1,608 @@
+"""The console over hand-made audit records: its sums, its event list and cursor, the files followed
+across a rotation, a cut line, the budgets' rows, and its server's token, methods and headers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tollgate.console.budgets import rows as budget_rows
+from tollgate.console.follow import Audit
+from tollgate.console.server import Console
+from tollgate.console.views import BadQuery, Views, as_csv
+from tollgate.governance.limits.limits import LimitRule
+from tollgate.records.console_settings import ConsoleConfig, exposed_without_tls
+
+TOKEN = "a-console-token-of-test-0001"
+
+
+def call(ts: str, client: str | None, **fields) -> dict:
+    record = {
+        "event": "llm_call", "ts": ts, "client": client, "provider": "openai", "model": "gpt-4o-mini",
+        "decision": "allow", "deny_reasons": [], "findings": {}, "upstream_key": "sha256:aaaaaaaaaaaa",
+        "input_tokens": 10, "output_tokens": 5, "cost_usd": 0.25, "refusal": None, "error": None,
+    }  # fmt: skip
+    record.update(fields)
+    return record
+
+
+RECORDS = [
+    {"event": "tollgate_started", "ts": "2026-11-01T07:59:00.000Z", "pid": 1},
+    call("2026-11-01T08:00:00.000Z", "alice"),
+    call("2026-11-01T08:30:00.000Z", "alice", model="gpt-4o", cost_usd=1.5, findings={"pii.email": 2}),
+    call("2026-11-01T09:10:00.000Z", "alice", decision="deny", deny_reasons=["gpt-4o is not for alice"],
+         refusal="policy_denied", input_tokens=None, output_tokens=None, cost_usd=None),
+    call("2026-11-02T10:00:00.000Z", "bob", cost_usd=None, answer_findings={"secrets.aws_access_key_id": 1}),
+    call("2026-11-02T11:00:00.000Z", None, upstream_key="sha256:bbbbbbbbbbbb", provider="anthropic",
+         model="claude-sonnet-4-5"),
+    {"event": "mcp_call", "ts": "2026-11-02T11:30:00.000Z", "client": "bob", "server": "notes", "tool": "add",
+     "decision": "deny", "deny_reasons": ["unknown or missing API key"], "refusal": "unauthenticated"},
+    {"event": "connection", "ts": "2026-11-03T12:00:00.000Z", "client": "bob", "host": "pastebin.com",
+     "service": None, "category": None, "decision": "deny", "deny_reasons": ["egress deny: pastebin.com"],
+     "refusal": "egress_denied", "bytes_sent": 0, "bytes_received": 0},
+]  # fmt: skip
+
+
+def write(path: Path, records: list[dict], tail: bytes = b"") -> None:
+    with path.open("ab") as f:
+        f.write(b"".join(json.dumps(r).encode() + b"\n" for r in records) + tail)
+
+
+@pytest.fixture
+def views(tmp_path: Path) -> Views:
+    write(tmp_path / "audit.jsonl", RECORDS)
+    audit = Audit([tmp_path / "audit.jsonl"])
+    audit.catch_up()
+    return Views(audit)
+
+
+def test_people_sum_calls_refusals_tokens_cost_and_findings(views: Views) -> None:
+    assert views.answer("/api/people", {}) == [
+        {"client": "alice", "key": None, "calls": 3, "refused": 1, "input_tokens": 20, "output_tokens": 10,
+         "cost_usd": 1.75, "unpriced": 0, "findings": {"pii.email": 2}, "connections": 0,
+         "first_seen": "2026-11-01T08:00:00.000Z", "last_seen": "2026-11-01T09:10:00.000Z"},
+        {"client": "bob", "key": None, "calls": 2, "refused": 1, "input_tokens": 10, "output_tokens": 5,
+         "cost_usd": 0.0, "unpriced": 1, "findings": {"secrets.aws_access_key_id": 1}, "connections": 1,
+         "first_seen": "2026-11-02T10:00:00.000Z", "last_seen": "2026-11-03T12:00:00.000Z"},
+        {"client": None, "key": "sha256:bbbbbbbbbbbb", "calls": 1, "refused": 0, "input_tokens": 10,
+         "output_tokens": 5, "cost_usd": 0.25, "unpriced": 0, "findings": {}, "connections": 0,
+         "first_seen": "2026-11-02T11:00:00.000Z", "last_seen": "2026-11-02T11:00:00.000Z"},
+    ]  # fmt: skip
+
+
+def test_since_and_until_keep_the_days_they_name(views: Views) -> None:
+    people = views.answer("/api/people", {"since": ["2026-11-01T09:00"], "until": ["2026-11-02"]})
+    assert [(p["client"], p["calls"], p["refused"]) for p in people] == [("alice", 3, 1)]
+    people = views.answer("/api/people", {"since": ["2026-11-02"], "until": ["2026-11-02T12:00"]})
+    assert [(p["client"], p["calls"]) for p in people] == [("bob", 2), (None, 1)]
+    with pytest.raises(BadQuery):
+        views.answer("/api/people", {"since": ["last tuesday"]})
+
+
+def test_spend_by_model_per_day_and_per_hour(views: Views) -> None:
+    assert views.answer("/api/spend", {"by": ["model"], "bucket": ["day"]}) == [
+        {"bucket": "2026-11-01T00:00:00Z", "key": "gpt-4o", "calls": 1, "input_tokens": 10, "output_tokens": 5,
+         "cost_usd": 1.5},
+        {"bucket": "2026-11-01T00:00:00Z", "key": "gpt-4o-mini", "calls": 2, "input_tokens": 10, "output_tokens": 5,
+         "cost_usd": 0.25},
+        {"bucket": "2026-11-02T00:00:00Z", "key": "claude-sonnet-4-5", "calls": 1, "input_tokens": 10,
+         "output_tokens": 5, "cost_usd": 0.25},
+        {"bucket": "2026-11-02T00:00:00Z", "key": "gpt-4o-mini", "calls": 1, "input_tokens": 10, "output_tokens": 5,
+         "cost_usd": 0.0},
+    ]  # fmt: skip
+    hours = views.answer(
+        "/api/spend", {"by": ["client"], "bucket": ["hour"], "since": ["2026-10-30"], "until": ["2026-11-01T09:00"]}
+    )
+    assert [(s["bucket"], s["key"], s["calls"]) for s in hours] == [("2026-11-01T08:00:00Z", "alice", 2)]
+    with pytest.raises(BadQuery):
+        views.answer("/api/spend", {"by": ["colour"]})
+    with pytest.raises(BadQuery, match="no more than 31 days"):  # summed from the records: a month at most
+        views.answer("/api/spend", {"bucket": ["hour"], "since": ["2026-09-01"], "until": ["2026-11-01"]})
+
+
+def test_refusals_by_kind_and_client_with_the_latest_reason(views: Views) -> None:
+    assert views.answer("/api/refusals", {}) == [
+        {"kind": "egress_denied", "client": "bob", "count": 1, "last_reason": "egress deny: pastebin.com",
+         "last_seen": "2026-11-03T12:00:00.000Z"},
+        {"kind": "policy_denied", "client": "alice", "count": 1, "last_reason": "gpt-4o is not for alice",
+         "last_seen": "2026-11-01T09:10:00.000Z"},
+        {"kind": "unauthenticated", "client": "bob", "count": 1, "last_reason": "unknown or missing API key",
+         "last_seen": "2026-11-02T11:30:00.000Z"},
+    ]  # fmt: skip
+
+
+def test_findings_by_kind_and_client_request_and_answer(views: Views) -> None:
+    assert views.answer("/api/findings", {}) == [
+        {"kind": "pii.email", "client": "alice", "count": 2},
+        {"kind": "secrets.aws_access_key_id", "client": "bob", "count": 1},
+    ]
+
+
+def test_inventory_rows_are_tollgate_inventorys(views: Views) -> None:
+    rows = views.answer("/api/inventory", {})
+    assert [(r["client"], r["service"], r["calls"], r["refused"]) for r in rows] == [
+        ("alice", "openai", 2, 1),
+        ("bob", "openai", 1, 0),
+        ("bob", "pastebin.com", 0, 1),
+        (None, "anthropic", 1, 0),
+    ]
+
+
+def test_events_latest_first_page_then_after_a_cursor_with_filters(views: Views) -> None:
+    latest = views.answer("/api/events", {"limit": ["2"]})
+    assert [e["ts"] for e in latest["events"]] == ["2026-11-02T11:30:00.000Z", "2026-11-03T12:00:00.000Z"]
+    assert latest["cursor"] == "7"
+    denied = views.answer("/api/events", {"after": ["0"], "decision": ["deny"], "client": ["bob"]})
+    assert [e["event"] for e in denied["events"]] == ["mcp_call", "connection"]
+    assert views.answer("/api/events", {"client": ["nobody"]})["events"] == []
+    write(views.audit.paths[0], [call("2026-11-04T08:00:00.000Z", "carol")])
+    views.audit.catch_up()
+    after = views.answer("/api/events", {"after": [latest["cursor"]]})
+    assert [e["client"] for e in after["events"]] == ["carol"] and after["cursor"] == "8"
+
+
+def test_a_rotation_is_followed_and_a_cut_line_is_shown_as_such(tmp_path: Path) -> None:
+    live = tmp_path / "audit.jsonl"
+    write(live, RECORDS[:2], tail=b'{"event": "llm_call", "ts": "2026-11')  # a line being written
+    audit = Audit([live])
+    audit.catch_up()
+    assert len(audit.index) == 2
+    live.rename(tmp_path / "audit.jsonl.1")  # logrotate; the cut line stays cut there
+    write(live, [call("2026-11-05T08:00:00.000Z", "dan")])
+    audit.catch_up()
+    views = Views(audit)
+    events = views.answer("/api/events", {})["events"]
+    assert [e["event"] for e in events] == ["tollgate_started", "llm_call", "malformed", "llm_call"]
+    assert events[2]["file"] == str(tmp_path / "audit.jsonl.1") and events[3]["client"] == "dan"
+    write(live, [call("2026-11-05T09:00:00.000Z", "erin")])
+    audit.catch_up()
+    assert views.answer("/api/events", {"limit": ["1"]})["events"][0]["client"] == "erin"
+
+
+def test_csv_has_a_column_per_field_and_no_formula(views: Views) -> None:
+    text = as_csv([{"client": "=cmd()", "findings": {"pii.email": 1}, "count": 2}, {"client": None, "extra": 1}])
+    assert text == 'client,findings,count,extra\n\'=cmd(),"{""pii.email"":1}",2,\n,,,1\n'
+
+
+def test_budgets_rows_read_the_current_windows_counters() -> None:
+    rules = [
+        LimitRule(name="daily", per="client", requests_per_day=10, usd_per_day="5"),
+        LimitRule(name="everyone", per="all", tokens_per_minute=1000),
+    ]
+    now = 1_800_000_000.0
+    day = int(now) - int(now) % 86400
+    counters = {f"daily|client:alice|requests|day|{day}": 3, f"daily|client:alice|usd|day|{day}": 1_250_000_000,
+                f"daily|client:bob|requests|day|{day - 86400}": 9}  # fmt: skip
+    assert budget_rows(rules, counters, now) == [
+        {"limit": "daily", "field": "requests_per_day", "subject": "alice", "window": "day", "used": 3, "cap": 10,
+         "unit": "requests"},
+        {"limit": "daily", "field": "usd_per_day", "subject": "alice", "window": "day", "used": 1.25, "cap": 5.0,
+         "unit": "usd"},
+        {"limit": "everyone", "field": "tokens_per_minute", "subject": None, "window": "minute", "used": 0,
+         "cap": 1000, "unit": "tokens"},
+    ]  # fmt: skip
+
+
+def test_only_loopback_is_served_without_tls() -> None:
+    assert exposed_without_tls("127.0.0.1:8090", tls=False) is None
+    assert exposed_without_tls("[::1]:8090", tls=False) is None
+    assert exposed_without_tls("0.0.0.0:8090", tls=True) is None
+    assert "only over TLS" in (exposed_without_tls("0.0.0.0:8090", tls=False) or "")
+    with pytest.raises(ValueError, match="only over TLS"):
+        ConsoleConfig(listen="10.0.0.5:8090")
+    with pytest.raises(ValueError, match="16 characters"):
+        ConsoleConfig(token="short")
+
+
+@pytest.fixture
+def served(views: Views):
+    console = Console(views.audit, views, "127.0.0.1", 0, TOKEN)
+    thread = threading.Thread(target=console.serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{console.port}"
+    console.stop()
+    thread.join(timeout=5)
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def fetch(url: str, headers: dict[str, str] | None = None, method: str = "GET"):
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        answer = opener.open(urllib.request.Request(url, headers=headers or {}, method=method), timeout=5)
+    except urllib.error.HTTPError as e:
+        answer = e
+    with answer:
+        return answer.status, dict(answer.headers), answer.read()
+
+
+def test_every_request_needs_the_token(served: str) -> None:
+    for path in ("/", "/app.js", "/api/people", "/api/events/live", "/nothing"):
+        status, headers, body = fetch(served + path)
+        assert (status, json.loads(body)) == (401, {"error": "unauthenticated"}), path
+        assert headers["Content-Security-Policy"] == "default-src 'self'"
+    assert fetch(served + "/api/people", {"Authorization": "Bearer not-the-token"})[0] == 401
+    assert fetch(served + "/api/people", {"Cookie": "tollgate_console=not-the-token"})[0] == 401
+    assert fetch(served + "/?token=not-the-token")[0] == 401
+
+
+def test_the_token_once_becomes_a_cookie_and_a_redirect_without_it(served: str) -> None:
+    status, headers, _ = fetch(f"{served}/?token={TOKEN}&x=1")
+    assert status == 303 and headers["Location"] == "/?x=1"
+    assert headers["Set-Cookie"] == f"tollgate_console={TOKEN}; Path=/; HttpOnly; SameSite=Strict"
+    status, headers, body = fetch(served + "/", {"Cookie": f"tollgate_console={TOKEN}"})
+    assert status == 200 and b'<script src="/app.js"' in body
+    assert headers["Content-Security-Policy"] == "default-src 'self'"
+    assert not any(h.lower().startswith("access-control-") for h in headers)
+
+
+def test_bearer_json_csv_and_read_only(served: str) -> None:
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    status, headers, body = fetch(served + "/api/findings", bearer)
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert json.loads(body)[0] == {"kind": "pii.email", "client": "alice", "count": 2}
+    status, headers, body = fetch(served + "/api/findings?format=csv", bearer)
+    assert status == 200 and headers["Content-Type"].startswith("text/csv")
+    assert body.decode().splitlines()[:2] == ["kind,client,count", "pii.email,alice,2"]
+    assert fetch(served + "/api/spend?by=colour", bearer)[0] == 400
+    for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
+        assert fetch(served + "/api/people", bearer, method)[0] == 405, method
+
+
+def chained(records: list[dict]) -> bytes:
+    """Lines as Tollgate writes them: one instance's run, each record chained to the one before."""
+    from tollgate.records.chain import ZERO, chain_of
+
+    lines, chain = [], ZERO
+    for seq, record in enumerate(records, 1):
+        content = json.dumps({**record, "instance": "gw-1", "seq": seq})[:-1]
+        chain = chain_of(chain, content.encode())
+        lines.append(f'{content},"chain":"{chain}"}}\n'.encode())
+    return b"".join(lines)
+
+
+def test_the_audit_view_checks_the_chain_behind_the_index(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(chained([{**RECORDS[0], "previous_chain": None}, *RECORDS[1:]]))
+    audit = Audit([path])
+    audit.catch_up()
+    assert [f["state"] for f in audit.state()] == ["checking"]
+    while audit.verify_pending():
+        pass
+    assert [(f["instance"], f["records"], f["state"], f["faults"]) for f in audit.state()] == [
+        ("gw-1", len(RECORDS), "whole", [])
+    ]
+    changed = path.read_bytes().replace(b'"cost_usd": 1.5', b'"cost_usd": 0.5')
+    path.write_bytes(changed)
+    audit = Audit([path])
+    audit.catch_up()
+    while audit.verify_pending():
+        pass
+    assert [(f["state"], f["faults"]) for f in audit.state()] == [
+        ("fault", [f"{path}:3: changed: its chain does not match its content and the record before it"])
+    ]
+
+
+def test_under_tls_the_cookie_is_secure_and_another_address_is_allowed(views: Views, tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    from tollgate.console.command import run
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    console = Console(views.audit, views, "127.0.0.1", 0, TOKEN, context)
+    thread = threading.Thread(target=console.serve, daemon=True)
+    thread.start()
+    try:
+        client = ssl.create_default_context()
+        ca.configure_trust(client)
+        opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=client))
+        with pytest.raises(urllib.error.HTTPError) as redirect:
+            opener.open(f"https://127.0.0.1:{console.port}/?token={TOKEN}", timeout=5)
+        assert redirect.value.code == 303
+        cookie = redirect.value.headers["Set-Cookie"]
+        assert cookie == f"tollgate_console={TOKEN}; Path=/; HttpOnly; SameSite=Strict; Secure"
+    finally:
+        console.stop()
+        thread.join(timeout=5)
+    config = tmp_path / "tollgate.yaml"
+    config.write_text(f"audit: {{path: {tmp_path / 'audit.jsonl'}}}\n")
+    assert run([], "0.0.0.0:0", config) == 1  # no TLS: refused at start, before anything listens
+
+
+def every_view(views: Views) -> list:
+    spend = [views.answer("/api/spend", {"by": [by]}) for by in ("provider", "model", "client")]
+    hourly = views.answer("/api/spend", {"by": ["model"], "bucket": ["hour"], "since": ["2026-11-01"],
+                                         "until": ["2026-11-05"]})  # fmt: skip
+    return [views.answer(path, {}) for path in ("/api/people", "/api/refusals", "/api/findings", "/api/inventory",
+                                                "/api/events")] + spend + [hourly]  # fmt: skip
+
+
+def opened(path: Path, remember: Path) -> tuple[Audit, Views]:
+    audit = Audit([path], remember=remember)
+    audit.catch_up()
+    return audit, Views(audit)
+
+
+def test_the_index_is_remembered_and_a_restart_reads_only_what_came_since(tmp_path: Path) -> None:
+    path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
+    write(path, RECORDS[:5])
+    first, views = opened(path, remember)
+    first.save()
+    first.close()
+    assert remember.stat().st_mode & 0o777 == 0o600
+    write(path, RECORDS[5:])
+    restarted, views = opened(path, remember)
+    assert restarted.saved_records == 5  # restored, not read again
+    fresh_audit, fresh = opened(path, tmp_path / "elsewhere")
+    assert len(restarted.index) == len(fresh_audit.index) == len(RECORDS)
+    assert every_view(views) == every_view(fresh)
+    assert views.answer("/api/people", {})[0]["calls"] == 3
+    while restarted.verify_pending():  # the chain is checked again from the file, never taken from the index
+        pass
+    assert restarted.files[0].checked == path.stat().st_size
+    restarted.close()
+
+
+def test_the_index_is_set_aside_when_the_file_was_rewritten_or_rotated(tmp_path: Path) -> None:
+    path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
+    write(path, RECORDS)
+    audit, _ = opened(path, remember)
+    audit.close()
+    text = path.read_bytes()
+    path.write_bytes(text.replace(b'"alice"', b'"alicE"'))  # the same size, other bytes: rewritten in place
+    rewritten, views = opened(path, remember)
+    assert rewritten.saved_records == -1
+    assert [p["client"] for p in views.answer("/api/people", {})][:1] == ["alicE"]
+    rewritten.close()
+    path.rename(tmp_path / "audit.jsonl.1")  # rotated: its index still fits the file, now `.1`
+    write(path, [call("2026-11-04T08:00:00.000Z", "carol")])
+    rotated = Audit([tmp_path / "audit.jsonl.1", path], remember=remember)
+    rotated.catch_up()
+    assert rotated.saved_records == len(RECORDS)
+    assert [p["client"] for p in Views(rotated).answer("/api/people", {})][:3] == ["alicE", "bob", "carol"]
+    rotated.close()
+    (tmp_path / "audit.jsonl.1").unlink()  # the rotation the index began with is gone: read afresh
+    alone = Audit([path], remember=remember)
+    alone.catch_up()
+    assert alone.saved_records == -1
+    assert [p["client"] for p in Views(alone).answer("/api/people", {})] == ["carol"]
+    alone.close()
+
+
+def test_a_saved_index_that_is_no_index_is_set_aside(tmp_path: Path) -> None:
+    path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
+    write(path, RECORDS)
+    audit, _ = opened(path, remember)
+    audit.close()
+    remember.write_bytes(remember.read_bytes()[:200])  # cut
+    cut, views = opened(path, remember)
+    assert cut.saved_records == -1
+    assert len(views.answer("/api/people", {})) == 3
+    cut.close()
+
+
+def test_budgets_are_read_from_a_redis_ledger_as_it_keeps_them(tmp_path: Path) -> None:
+    """A real redis-server, its counters written by the ledger's own Redis store."""
+    import asyncio
+    import time
+
+    from tests.support.redis import redis_server
+
+    from tollgate.console.budgets import budgets_reader
+    from tollgate.governance.limits.limits import caps_of, counters
+    from tollgate.ledger import open_store
+    from tollgate.ledger.store import Charge
+
+    rules = [
+        LimitRule(name="daily", per="client", requests_per_day=10, usd_per_day="5"),
+        LimitRule(name="everyone", per="all", tokens_per_day=1000),
+    ]
+    server = redis_server(tmp_path / "redis")
+    try:
+        now = time.time()
+        amounts = {"requests": 3, "usd": 1_250_000_000, "tokens": 120}
+        charges = [
+            Charge(c.key, amounts[c.metric], None, c.end)
+            for c in counters([(rule, caps_of(rule)) for rule in rules], "alice", (), now)
+        ]
+
+        async def reserve() -> None:
+            store = open_store(server.url)
+            try:
+                assert (await store.reserve(charges)).granted
+            finally:
+                await store.aclose()
+
+        asyncio.run(asyncio.wait_for(reserve(), 10))
+        read = budgets_reader(rules, server.url)
+        assert [(r["limit"], r["field"], r["subject"], r["used"], r["cap"], r["unit"]) for r in read()] == [
+            ("daily", "requests_per_day", "alice", 3, 10, "requests"),
+            ("daily", "usd_per_day", "alice", 1.25, 5.0, "usd"),
+            ("everyone", "tokens_per_day", None, 120, 1000, "tokens"),
+        ]
+    finally:
+        server.stop()
+    assert budgets_reader(rules, server.url)() == [  # Redis gone: the limits, nothing counted
+        {"limit": "everyone", "field": "tokens_per_day", "subject": None, "window": "day", "used": 0,
+         "cap": 1000, "unit": "tokens"},
+    ]  # fmt: skip
+
+
+CORRUPTED = [
+    b"not json at all\n",
+    b'{"event": "llm_call", "ts": "2026-11-06T08:\xff\xfe"}\n',  # bytes that are no UTF-8
+    b"[1, 2, 3]\n",  # JSON, not a record
+    b'{"event": "llm_call", "ts": "2026-11-06T08:30:00.000Z", "client": "eve", "findings": [1]}\n',  # figures of another shape
+]
+
+
+def corrupted_audit(path: Path) -> Audit:
+    write(path, RECORDS[:2])
+    with path.open("ab") as f:
+        f.write(b"".join(CORRUPTED))
+    write(path, [call("2026-11-06T09:00:00.000Z", "dan")], tail=b'{"event": "llm_call", "ts": "2026-11')
+    audit = Audit([path], follow=False)
+    audit.catch_up()
+    while audit.verify_pending():
+        pass
+    return audit
+
+
+def test_corrupted_and_cut_lines_are_listed_as_such_and_the_views_still_answer(tmp_path: Path) -> None:
+    audit = corrupted_audit(tmp_path / "audit.jsonl")
+    views = Views(audit)
+    events = views.answer("/api/events", {})["events"]
+    assert [e["event"] for e in events] == [
+        "tollgate_started", "llm_call", "malformed", "malformed", "malformed", "llm_call", "llm_call", "malformed",
+    ]  # fmt: skip
+    assert audit.index.malformed == 5  # the three no records, the one of another shape, the cut one
+    # Eve's call, its findings of another shape, is listed and counted malformed, never summed.
+    assert [p["client"] for p in views.answer("/api/people", {})] == ["alice", "dan"]
+    [state] = audit.state()
+    place = tmp_path / "audit.jsonl"
+    assert state["state"] == "fault" and f"{place}:3: not a JSON record: changed, cut or inserted" in state["faults"]
+    assert f"{place}:8: not a JSON record: changed, cut or inserted" in state["faults"]  # the cut last line
+
+
+def test_a_corrupted_line_is_served_over_the_api(tmp_path: Path) -> None:
+    audit = corrupted_audit(tmp_path / "audit.jsonl")
+    console = Console(audit, Views(audit), "127.0.0.1", 0, TOKEN)
+    thread = threading.Thread(target=console.serve, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{console.port}"
+        status, _, body = fetch(url + "/api/events", {"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200
+        assert [e["event"] for e in json.loads(body)["events"]].count("malformed") == 4
+        status, _, body = fetch(url + "/api/people", {"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200 and [p["client"] for p in json.loads(body)] == ["alice", "dan"]
+    finally:
+        console.stop()
+        thread.join(timeout=5)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [{"findings": [1]}, {"findings": "pii.email"}, {"answer_findings": [["pii.email", 1]]},
+     {"decision": "deny", "refusal": "policy_denied", "deny_reasons": 5}],
+)  # fmt: skip
+def test_a_record_of_another_shape_is_malformed_and_no_sum_takes_it(tmp_path: Path, shape: dict) -> None:
+    path = tmp_path / "audit.jsonl"
+    write(path, [call("2026-11-06T08:00:00.000Z", "alice"), call("2026-11-06T08:30:00.000Z", "eve", **shape)])
+    audit = Audit([path], follow=False)
+    audit.catch_up()
+    views = Views(audit)
+    assert audit.index.malformed == 1
+    assert [e["client"] for e in views.answer("/api/events", {})["events"]] == ["alice", "eve"]  # listed as written
+    assert [(p["client"], p["calls"]) for p in views.answer("/api/people", {})] == [("alice", 1)]
+    assert [s["calls"] for s in views.answer("/api/spend", {"by": ["client"]})] == [1]
+    assert [r["client"] for r in views.answer("/api/inventory", {})] == ["alice"]
+    assert views.answer("/api/refusals", {}) == views.answer("/api/findings", {}) == []
+
+
+def many_records(n: int) -> list[dict]:
+    started = {**RECORDS[0], "previous_chain": None}
+    return [started] + [call(f"2026-11-01T08:{i // 60 % 60:02d}:{i % 60:02d}.000Z", f"p{i % 7}") for i in range(n - 1)]
+
+
+def checked(audit: Audit) -> list[tuple]:
+    while audit.verify_pending():
+        pass
+    return [(f["instance"], f["records"], f["state"], f["faults"]) for f in audit.state()]
+
+
+def test_a_restart_checks_the_chain_only_from_where_the_saved_index_stopped(tmp_path: Path) -> None:
+    path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
+    lines = chained(many_records(300)).splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:200]))
+    first = Audit([path], remember=remember)
+    first.catch_up()
+    assert checked(first) == [("gw-1", 200, "whole", [])]
+    first.close()  # saved: the index and the chain as checked
+    size = path.stat().st_size
+    with path.open("ab") as f:
+        f.write(b"".join(lines[200:]))
+    restarted = Audit([path], remember=remember)
+    restarted.catch_up()
+    assert restarted.files[0].checked == size  # only the lines written since are left to check
+    assert [f["state"] for f in restarted.state()] == ["checking"]
+    assert checked(restarted) == [("gw-1", 300, "whole", [])]
+    assert restarted.verifier.summary.records == 300  # the 200 checked before, and the 100 since
+    restarted.close()
+    again = Audit([path], remember=remember)
+    again.catch_up()
+    assert again.files[0].checked == path.stat().st_size and not again.checking
+    assert checked(again) == [("gw-1", 300, "whole", [])]
+    again.close()
+
+
+def test_a_restart_still_names_the_faults_found_before_and_finds_those_after(tmp_path: Path) -> None:
+    path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
+    lines = chained(many_records(30)).splitlines(keepends=True)
+    lines[5] = lines[5].replace(b'"p4"', b'"p5"')  # changed before the save
+    lines[25] = lines[25].replace(b'"p3"', b'"p2"')  # and after
+    path.write_bytes(b"".join(lines[:20]))
+    first = Audit([path], remember=remember)
+    first.catch_up()
+    fault = f"{path}:6: changed: its chain does not match its content and the record before it"
+    assert checked(first) == [("gw-1", 20, "fault", [fault])]
+    first.close()
+    with path.open("ab") as f:
+        f.write(b"".join(lines[20:]))
+    path.rename(tmp_path / "audit.jsonl.1")  # rotated: the faults are named by the file as it is now called
+    restarted = Audit([tmp_path / "audit.jsonl.1"], remember=remember)
+    restarted.catch_up()
+    assert restarted.saved_checked > 0
+    moved = str(tmp_path / "audit.jsonl.1")
+    assert checked(restarted) == [
+        ("gw-1", 30, "fault", [fault.replace(str(path), moved), f"{moved}:26: " + fault.split(": ", 1)[1]])
+    ]
+    restarted.close()
+
+
+def test_a_line_checked_before_and_changed_since_has_the_chain_checked_afresh(tmp_path: Path, monkeypatch) -> None:
+    """The saved index still fits (the file's start and the bytes before where reading stopped are
+    as they were), but the last line whose chain was checked is not: the chain is checked afresh."""
+    from tollgate.console import follow
+
+    monkeypatch.setattr(follow, "CHUNK", 16 << 10)  # the chain checked a little at a time
+    path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
+    path.write_bytes(chained(many_records(600)))  # about 200 kB
+    first = Audit([path], remember=remember)
+    first.catch_up()
+    for _ in range(8):  # 128 kB checked: past the file's first 64 kB, before its last 64 kB
+        first.verify_pending()
+    first.close()
+    at, end = first.files[0].checked_at, first.files[0].checked
+    assert 64 << 10 < at < end < path.stat().st_size - (64 << 10)
+    text = path.read_bytes()
+    changed = text[at:end].replace(b'"cost_usd": 0.25', b'"cost_usd": 0.75')
+    assert changed != text[at:end]
+    path.write_bytes(text[:at] + changed + text[end:])  # the same size, in place
+    line = text[:end].count(b"\n")
+    restarted = Audit([path], remember=remember)
+    restarted.catch_up()
+    assert restarted.saved_records == 600  # the index still fits
+    assert restarted.files[0].checked == 0  # the chain does not: checked from the start
+    assert checked(restarted) == [
+        (
+            "gw-1",
+            600,
+            "fault",
+            [f"{path}:{line}: changed: its chain does not match its content and the record before it"],
+        )
+    ]
+    restarted.close()

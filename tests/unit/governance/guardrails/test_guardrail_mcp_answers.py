@@ -1,0 +1,257 @@
+"""MCP's results read by the answer guardrails (`governance/guardrails/mcp_answer.py`) as the MCP
+relay passes them (`formats/mcp/answers.py`): every text of a `tools/call`, `resources/read` and
+`prompts/get` result redacted inside its JSON string, or the response replaced by a JSON-RPC error
+(-32001, same id) with nothing of the value sent; a clean answer byte for byte, however split."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from support.examples import examples
+from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES
+from tollgate.formats.mcp.answers import AnswerRelay
+from tollgate.formats.mcp.messages import McpRequest
+from tollgate.governance.guardrails import detectors
+from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
+from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, detected
+from tollgate.governance.guardrails.mcp_answer import McpAnswerGuard, guard_mcp_json, guard_message
+from tollgate.governance.mcp.mcp import McpExchange
+from tollgate.governance.mcp.mcp_servers import McpServer
+
+CARD = SAMPLES["pii.payment_card"][0]
+PASSWORD = SAMPLES["secrets.url_password"][0]
+DB_URL = SAMPLES["secrets.url_password"][1].format(PASSWORD).strip()
+ACTIONS = {"secrets.aws_access_key_id": "redact", "pii.email": "redact", "secrets.url_password": "redact"}
+ACTIONS |= {"pii.payment_card": "deny"}
+FOUND = compiled_for(ACTIONS)
+
+
+def sse(*messages: object) -> bytes:
+    return b"".join(b"event: message\r\ndata: " + json.dumps(m).encode() + b"\r\n\r\n" for m in messages)
+
+
+def tool_result(rid: Any, text: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "result": {
+        "content": [
+            {"type": "text", "text": text},
+            {"type": "resource", "resource": {"uri": "file:///x.env", "mimeType": "text/plain", "text": text}},
+            {"type": "image", "data": "aGk=", "mimeType": "image/png"},
+        ],
+        "structuredContent": {"result": text, "rows": [{"note": text, "n": 1}]},
+        "isError": False,
+    }}  # fmt: skip
+
+
+def strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return []
+
+
+def test_every_text_of_a_tool_result_is_redacted_inside_its_string() -> None:
+    message = tool_result(1, f"mail {EMAIL} key {AWS_KEY_ID}")
+    read = guard_message(FOUND, json.loads(json.dumps(message)))
+    redacted = "mail [REDACTED:pii.email] key [REDACTED:secrets.aws_access_key_id]"
+    assert read.value["result"] == {
+        "content": [
+            {"type": "text", "text": redacted},
+            {"type": "resource", "resource": {"uri": "file:///x.env", "mimeType": "text/plain", "text": redacted}},
+            {"type": "image", "data": "aGk=", "mimeType": "image/png"},
+        ],
+        "structuredContent": {"result": redacted, "rows": [{"note": redacted, "n": 1}]},
+        "isError": False,
+    }
+    assert read.findings == {1: {"pii.email": 4, "secrets.aws_access_key_id": 4}}
+    assert read.denied == {}
+
+
+def test_resources_and_prompts_are_read_too() -> None:
+    resource = {"jsonrpc": "2.0", "id": 2, "result": {"contents": [{"uri": "notes://db", "text": DB_URL}]}}
+    prompt = {"jsonrpc": "2.0", "id": 3, "result": {"messages": [
+        {"role": "user", "content": {"type": "text", "text": f"write to {EMAIL}"}},
+        {"role": "assistant", "content": [{"type": "resource", "resource": {"uri": "a://b", "text": EMAIL}}]},
+    ]}}  # fmt: skip
+    read = guard_message(FOUND, [resource, prompt])
+    assert read.value[0]["result"]["contents"][0]["text"] == (
+        "DATABASE_URL=postgres://app:[REDACTED:secrets.url_password]@db.internal:5432/app"
+    )
+    assert [m["content"] for m in read.value[1]["result"]["messages"]] == [
+        {"type": "text", "text": "write to [REDACTED:pii.email]"},
+        [{"type": "resource", "resource": {"uri": "a://b", "text": "[REDACTED:pii.email]"}}],
+    ]
+    assert read.findings == {2: {"secrets.url_password": 1}, 3: {"pii.email": 2}}
+
+
+def test_a_value_to_deny_replaces_the_response_by_an_error_with_its_id() -> None:
+    batch = [tool_result("a", f"card {CARD}"), tool_result("b", f"mail {EMAIL}")]
+    read = guard_message(FOUND, batch)
+    assert read.value[0] == {
+        "jsonrpc": "2.0", "id": "a",
+        "error": {"code": -32001, "message": "Tollgate refused this answer: it holds pii.payment_card."},
+    }  # fmt: skip
+    assert read.value[1]["result"]["content"][0]["text"] == "mail [REDACTED:pii.email]"
+    assert read.denied == {"a": "pii.payment_card"}
+    assert CARD not in json.dumps(read.value)
+
+
+def test_only_the_responses_asked_for_are_read() -> None:
+    other = tool_result(7, f"mail {EMAIL}")
+    read = guard_message(FOUND, other, ids=frozenset({1}))
+    assert (read.value, read.findings) == (None, {})
+    error = {"jsonrpc": "2.0", "id": 1, "error": {"code": -1, "message": EMAIL}}  # an error's message: not a result
+    assert guard_message(FOUND, error).value is None
+
+
+def relayed(relay: AnswerRelay, pieces: list[bytes]) -> bytes:
+    out = []
+    for piece in [*(p for p in pieces if p), b""]:  # b"" is the end
+        got = relay(piece)
+        out.append(got if isinstance(got, bytes) else b"".join(got))
+    return b"".join(out)
+
+
+class Guard:
+    """The proxy's guard (`stages/mcp._ResultGuard`) without the exchange."""
+
+    def __init__(self, found: AnswerDetectors, ids: frozenset[Any]) -> None:
+        self.found, self.ids, self.refuses_unread = found, ids, False
+        self.findings: dict[Any, dict[str, int]] = {}
+        self.denied: dict[Any, str] = {}
+
+    def __call__(self, value: Any) -> Any:
+        read = guard_message(self.found, value, self.ids)
+        self.findings.update(read.findings)
+        self.denied.update(read.denied)
+        return read.value
+
+
+PROGRESS = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}}
+REDACTED_STREAM = sse(PROGRESS, tool_result(1, f"to {EMAIL}"))
+DENIED_STREAM = sse(PROGRESS, tool_result(1, f"card {CARD} now"))
+
+
+def data_of(stream: bytes) -> list[Any]:
+    return [json.loads(line[6:]) for line in stream.splitlines() if line.startswith(b"data: ")]
+
+
+def cut_at(data: bytes, cuts: list[int]) -> list[bytes]:
+    bounds = [0, *sorted(cuts), len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds) if a < b]
+
+
+@given(cuts=st.lists(st.integers(min_value=0, max_value=len(DENIED_STREAM)), max_size=8))
+@settings(max_examples=examples(150), deadline=None)
+def test_a_streamed_result_is_redacted_or_denied_however_split(cuts: list[int]) -> None:
+    guard = Guard(FOUND, frozenset({1}))
+    out = relayed(AnswerRelay(True, [1], guard=guard), cut_at(REDACTED_STREAM, cuts))
+    assert out.startswith(sse(PROGRESS))  # the notification as it came
+    events = data_of(out)
+    assert events[1]["result"]["content"][0]["text"] == "to [REDACTED:pii.email]"
+    assert EMAIL.encode() not in out
+    guard = Guard(FOUND, frozenset({1}))
+    relay = AnswerRelay(True, [1], guard=guard)
+    out = relayed(relay, cut_at(DENIED_STREAM, [c % len(DENIED_STREAM) for c in cuts]))
+    events = data_of(out)
+    assert events[1] == {"jsonrpc": "2.0", "id": 1, "error": {
+        "code": -32001, "message": "Tollgate refused this answer: it holds pii.payment_card."}}  # fmt: skip
+    assert b"4111" not in out and relay.outcomes == {1: True}
+    assert (guard.findings, guard.denied) == ({1: {"pii.payment_card": 1}}, {1: "pii.payment_card"})
+
+
+@pytest.mark.parametrize("as_sse", [True, False], ids=["sse", "json"])
+def test_a_clean_answer_goes_on_byte_for_byte(as_sse: bool) -> None:
+    message = tool_result(1, "nothing to see, 42 rows")
+    body = sse(PROGRESS, message) if as_sse else json.dumps(message, indent=1).encode()
+    guard = Guard(FOUND, frozenset({1}))
+    assert relayed(AnswerRelay(as_sse, [1], guard=guard), [body[:17], body[17:]]) == body
+    assert guard.findings == {1: {}}
+
+
+def test_a_json_answer_is_written_anew_where_redacted() -> None:
+    body = json.dumps(tool_result(1, f"to {EMAIL}")).encode()
+    relay = AnswerRelay(False, [1], guard=Guard(FOUND, frozenset({1})))
+    out = json.loads(relayed(relay, [body]))
+    assert out["result"]["structuredContent"]["result"] == "to [REDACTED:pii.email]"
+
+
+def test_a_result_too_large_to_read_is_refused_where_a_rule_says_so(monkeypatch) -> None:
+    monkeypatch.setattr("tollgate.formats.mcp.answers.MAX_JSON_ANSWER", 64)
+    body = json.dumps(tool_result(1, "x" * 100)).encode()
+    guard = Guard(FOUND, frozenset({1}))
+    assert relayed(AnswerRelay(False, [1], guard=guard), [body]) == body  # unread: on as it came
+    guard.refuses_unread = True
+    refused = json.loads(relayed(AnswerRelay(False, [1], guard=guard), [body]))
+    assert (refused["id"], refused["error"]["code"]) == (1, -32603)
+
+
+def test_the_records_say_what_each_result_held() -> None:
+    server = McpServer.model_validate({"name": "gh", "url": "https://mcp.example.test/mcp"})
+    requests = (McpRequest("tools/call", 1, tool="add"), McpRequest("tools/call", 2, tool="dump"),
+                McpRequest("tools/list", 3))  # fmt: skip
+    exchange = McpExchange(server, "POST", requests=requests, status=200, outcomes={1: False, 2: True, 3: False})
+    exchange.answer_findings = {1: {"pii.email": 2}, 2: {"pii.payment_card": 1}}
+    exchange.answer_denied = {2: "pii.payment_card"}
+    exchange.answer_actions = dict(ACTIONS)
+    first, second, third = exchange.records()
+    assert (first["answer_findings"], first["error"], first["refusal"]) == ({"pii.email": 2}, None, None)
+    assert (second["answer_findings"], second["error"], second["refusal"], second["decision"]) == (
+        {"pii.payment_card": 1}, "content_denied", "content_denied", "allow",
+    )  # fmt: skip
+    assert third["answer_findings"] is None  # not read
+    assert sorted(exchange.answer_finding_actions()) == [("pii.email", "redact", 2), ("pii.payment_card", "deny", 1)]
+
+
+def test_the_registry_reads_a_saved_mcp_answer() -> None:
+    assert detected(REDACTED_STREAM) == ["mcp"]
+    assert detected(json.dumps(tool_result(1, "x")).encode()) == ["mcp"]
+    guard = ANSWER_FORMATS["mcp"].stream(FOUND)
+    assert isinstance(guard, McpAnswerGuard)
+    out = guard.feed(DENIED_STREAM[:50]) + guard.feed(DENIED_STREAM[50:]) + guard.flush()
+    assert (guard.denied, guard.counts) == ("pii.payment_card", {"pii.payment_card": 1})
+    assert b"4111" not in out and b"-32001" in out
+    body, denied, counts = guard_mcp_json(FOUND, json.dumps(tool_result(1, f"to {EMAIL}")).encode())
+    assert (denied, counts) == (None, {"pii.email": 4})
+    assert EMAIL.encode() not in body and b"[REDACTED:pii.email]" in body
+    assert strings(json.loads(body)).count("to [REDACTED:pii.email]") == 4
+
+
+def test_a_saved_streams_last_event_without_its_blank_line_is_read() -> None:
+    guard = McpAnswerGuard(FOUND)
+    saved = REDACTED_STREAM.rstrip(b"\r\n")
+    out = guard.feed(saved) + guard.flush()
+    assert data_of(out)[1]["result"]["content"][0]["text"] == "to [REDACTED:pii.email]"
+    assert guard.counts == {"pii.email": 4}
+
+
+EVERY = compiled_for(dict.fromkeys(detectors.KINDS, "redact"))
+EVERY_DENIED = compiled_for(dict.fromkeys(detectors.KINDS, "deny"))
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+def test_each_kinds_value_in_a_result_split_anywhere_in_it_never_goes_on(kind: str) -> None:
+    """The relay reads a message once its event has come whole: a read that ends inside the
+    value (at its start, its middle, its end, …) sends none of it."""
+    value, context = SAMPLES[kind]
+    text = "Found: " + context.format(value) + " and that is all."
+    stream = sse(PROGRESS, tool_result(1, text))
+    first = stream.index(json.dumps(value)[1:-1].encode())
+    cuts = sorted({first + len(value) * k // 8 for k in range(9)})
+    for found, redacted in ((EVERY, True), (EVERY_DENIED, False)):
+        for at in cuts:
+            out = relayed(AnswerRelay(True, [1], guard=Guard(found, frozenset({1}))), [stream[:at], stream[at:]])
+            assert value.encode() not in out
+            (_, sent) = data_of(out)
+            if redacted:
+                assert f"[REDACTED:{kind}]" in sent["result"]["content"][0]["text"]
+            else:
+                assert sent["error"]["code"] == -32001
