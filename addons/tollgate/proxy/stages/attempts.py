@@ -36,6 +36,7 @@ from tollgate.governance.routing.next_attempt import (
 from tollgate.governance.routing.next_attempt import (
     Failure as AttemptFailure,
 )
+from tollgate.governance.routing.upstream import RESTING_STATUSES, rest_key
 from tollgate.proxy import patches
 from tollgate.proxy.flows import apply_credential, body_size, call_of
 from tollgate.proxy.state import Shared
