@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tollgate.governance.policy.policy import CALL_DECISION, KINDS, Decision, DecisionKind, Policy, PolicyError, whole
 from tollgate.governance.policy import policy as policy_module
+from tollgate.governance.policy.policy import CALL_DECISION, KINDS, Decision, DecisionKind, Policy, PolicyError, whole
 
 # The throw-away kind: a file a client uploads, decided by `package tollgate.upload`.
 UPLOAD_FACTS = ("client", "purpose", "bytes")
