@@ -25,6 +25,7 @@ import orjson
 
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner, counter_copy
+from tollgate.governance.guardrails.chat_template import TemplatePass
 
 # The text fields of a choice's delta (or message) that are read: its text, a refusal, and the
 # reasoning some providers show (`reasoning_content`, `reasoning`).
@@ -128,6 +129,8 @@ class ChatAnswerGuard:
         self._spent: Counter[str] = Counter()  # the counts of the scanners that have ended
         self._together = False  # the events of a read are being read together
         self._unfed: list[_Channel] = []  # the channels with pieces not yet given to their scanner
+        # Reads of events that differ only in their text, passed without reading each event.
+        self._by_template = TemplatePass()
         self.denied: str | None = None
 
     @property
@@ -141,7 +144,12 @@ class ChatAnswerGuard:
     def feed(self, chunk: bytes) -> bytes:
         if self.denied is not None:
             return b""
-        units = self._units(chunk)
+        if self._by_template.template is not None:
+            out, units = self._by_template.feed(self, chunk)
+            if out is not None:
+                return out
+        else:
+            units = self._units(chunk)
         if len(units) < 2:
             return self._read_each(units)
         saved = self._saved()
@@ -250,6 +258,8 @@ class ChatAnswerGuard:
                     return before + self._cut()
                 before += self._drained() + self._orphans()
                 self._pending.append(pending)
+        if self._by_template.wanted and len(pending.pieces) == 1 and not before:
+            self._by_template.learn(block, pending.pieces[0])
         return before + self._drained()
 
     def _delta(self, pending: _Pending, index: int, delta: dict[str, Any]) -> None:

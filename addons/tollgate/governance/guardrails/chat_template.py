@@ -1,0 +1,286 @@
+"""A read of OpenAI chat events passed without reading each event: the common case of a streamed
+answer, where every event of a read is the same object but for its text (`id`, `created`, `model`
+repeated in each chunk, one choice, one text field, no tool call, no `finish_reason`).
+
+The template is learned from an event read the normal way (`chat_answer.ChatAnswerGuard._event`):
+the exact bytes before its text's JSON string and after it, proved by reading the event again with
+another text in its place. A read whose events are all that template with texts that need no
+escape (no quote, backslash or control character; UTF-8 that decodes, each text whole characters)
+is split by the bytes between two texts, its texts given to the channel's scanner at once, and:
+
+- where the scanner released all of it as it came, the read goes on as it came;
+- where it holds a tail, the events before the held text go on as they came, and those with held
+  text wait as the events read one by one would (each read into its object: only those);
+- anything else (a value replaced or to deny, an event of another shape, text to unescape, other
+  channels' events waiting) leaves every state as it was, and the read is read event by event.
+
+The result is byte for byte what reading each event gives (`tests/unit/test_guardrail_chat_answers.py`
+holds both ways to the same answers); the cost is a few passes in C over the read and one scan."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from tollgate.formats.framing.sse import split_events
+
+if TYPE_CHECKING:
+    from tollgate.governance.guardrails.chat_answer import Channel, ChatAnswerGuard, _Piece
+
+# The bytes a JSON string holds only escaped: a text with none of them is written as it is.
+_ESCAPED = b'"\\' + bytes(range(32))
+# A text whose first byte continues a character: its event alone would not be UTF-8.
+_CONTINUATION = re.compile(rb"[\x80-\xbf]")
+# A stream whose reads miss the template this many times in a row is read event by event.
+_MISSES = 16
+# The text a template is proved with.
+_PROBE = b"tollgate-template-probe"
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """The bytes of an event around its text (`prefix` from `data: `, `suffix` to the blank line),
+    the channel and field its text is, and the object of the event it was learned from."""
+
+    prefix: bytes
+    suffix: bytes
+    channel: Channel
+    field: str
+    last: dict[str, Any]
+
+    @property
+    def between(self) -> bytes:
+        return self.suffix + self.prefix
+
+
+def learned(block: bytes, channel: Channel, field: str, text: bytes) -> Template | None:
+    """The template of an event (its block, without the blank line) of one choice whose one text
+    is `text`; None where it cannot be one."""
+    if not block.startswith(b"data: ") or b"\n" in block or len(text) != len(text.translate(None, _ESCAPED)):
+        return None
+    data = block[6:]
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not _one_text(obj, channel, field, text):
+        return None
+    quoted = b'"' + text + b'"'
+    at = data.find(quoted)
+    while at >= 0:
+        before, after = data[: at + 1], data[at + 1 + len(text) :]
+        if _proved(before, after, obj, field):
+            return Template(b"data: " + before, after + b"\n\n", channel, field, obj)
+        at = data.find(quoted, at + 1)
+    return None
+
+
+def _one_text(obj: Any, channel: Channel, field: str, text: bytes) -> bool:
+    """Whether the event is one choice's delta, not finished, whose text is `text` in `field` and
+    that calls no tool."""
+    choices = obj.get("choices") if isinstance(obj, dict) else None
+    if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
+        return False
+    choice = choices[0]
+    delta = choice.get("delta")
+    if not isinstance(delta, dict) or choice.get("finish_reason") is not None or delta.get("tool_calls"):
+        return False
+    value = delta.get(field)
+    return channel == (choice.get("index", 0), field, -1) and isinstance(value, str) and value.encode() == text
+
+
+def _proved(before: bytes, after: bytes, obj: dict[str, Any], field: str) -> bool:
+    """Whether another text written between `before` and `after` reads as the same object with
+    that text in the field: then so does any text written without escapes."""
+    try:
+        probe = orjson.loads(before + _PROBE + after)
+    except orjson.JSONDecodeError:
+        return False
+    expected = orjson.loads(orjson.dumps(obj))
+    expected["choices"][0]["delta"][field] = _PROBE.decode()
+    return bool(probe == expected)
+
+
+class TemplatePass:
+    """The reads of one stream passed by its template, where they fit it (`read`)."""
+
+    def __init__(self) -> None:
+        self.template: Template | None = None
+        self.wanted = True  # a template is to be learned from the next event that may be one
+        self._misses = 0
+
+    def learn(self, block: bytes, piece: _Piece) -> None:
+        """An event read the normal way, of one piece: its template, if it may be one."""
+        channel = piece.channel
+        if channel[1] == "arguments":
+            return
+        template = learned(block, channel, piece.field, piece.text)
+        if template is not None:
+            self.template, self.wanted = template, False
+
+    def feed(self, guard: ChatAnswerGuard, chunk: bytes) -> tuple[bytes | None, list[bytes]]:
+        """What goes on of the read (None: it is read event by event), and its events."""
+        region = guard._framer.feed_region(chunk)
+        if not region:
+            return b"", []
+        if region.find(b"\n\n") + 2 >= len(region):
+            return None, split_events(region)  # one event: read as it is, its cost its own
+        out = self._read(guard, region)
+        if out is not None:
+            self._misses = 0
+            return out, []
+        return None, split_events(region)
+
+    def _missed(self) -> None:
+        """A read not of the template: another is learned; after many, none."""
+        self._misses += 1
+        if self._misses >= _MISSES:
+            self.template, self.wanted = None, False
+        else:
+            self.wanted = True
+
+    def _read(self, guard: ChatAnswerGuard, region: bytes) -> bytes | None:
+        template = self.template
+        assert template is not None
+        texts = self._texts(region, template)
+        if texts is None:
+            self._missed()
+            return None
+        joined = b"".join(texts)
+        if len(joined.translate(None, _ESCAPED)) != len(joined):
+            self._missed()
+            return None
+        if not joined.isascii() and not _whole_characters(joined, texts):
+            self._missed()
+            return None
+        return _Read(guard, template, region, texts, joined).passed()
+
+    @staticmethod
+    def _texts(region: bytes, template: Template) -> list[bytes] | None:
+        """The texts of the region's events, where each is the template's (None: not all are)."""
+        prefix, suffix = template.prefix, template.suffix
+        end = len(region) - len(suffix)
+        if end < len(prefix) or not region.startswith(prefix) or not region.endswith(suffix):
+            return None
+        first = region.find(b"\n\n") + 2
+        if not region.endswith(suffix, 0, first):
+            return None  # the first event is of another shape: not split further
+        return region[len(prefix) : end].split(template.between)
+
+
+def _whole_characters(joined: bytes, texts: list[bytes]) -> bool:
+    """Whether the texts are UTF-8, each of whole characters (its event alone decodes)."""
+    try:
+        joined.decode()
+    except UnicodeDecodeError:
+        return False
+    return not any(t and _CONTINUATION.match(t) for t in texts)
+
+
+class _Read:
+    """One read of template events, given to the channel's scanner as one piece."""
+
+    def __init__(self, guard: ChatAnswerGuard, template: Template, region: bytes, texts: list[bytes], joined: bytes):
+        self.guard, self.template, self.region, self.texts, self.joined = guard, template, region, texts, joined
+
+    def passed(self) -> bytes | None:
+        """What goes on of the read, its states moved on as reading each event would; None (every
+        state as it was) where it must be read event by event."""
+        guard, template = self.guard, self.template
+        if guard._together or guard.denied is not None:
+            return None
+        state = guard._channels.get(template.channel)
+        if state is None or state.scanner is None:
+            return None
+        waiting = self._waiting_text(state)
+        if waiting is None:
+            return None
+        scanner = state.scanner
+        saved = scanner.copy()
+        released = scanner.feed(self.joined)
+        text, size = released.text, len(self.joined)
+        held = scanner.held if guard._compiled.holds else 0
+        owed = len(state.owed)
+        behind = len(waiting) - owed  # the waiting text the scanner held: all released now, or read anew
+        if (
+            released.denied is not None
+            or held > size
+            or len(text) != behind + size - held
+            or state.owed != waiting[:owed]
+            or text[:behind] != waiting[owed:]
+            or not self.joined.startswith(text[behind:] if behind else text)
+        ):
+            state.scanner = saved
+            return None
+        start = state.fed
+        state.fed += size
+        out = b""
+        if guard._pending:
+            # The events waiting are all known now: they go on first, as they came.
+            state.owed += text[:behind]
+            out = guard._drain()
+            assert not guard._pending, "events of known text left waiting"
+            text = text[behind:]
+        guard._last = template.last
+        return out + self._new_events(state, start, text, size - held)
+
+    def _waiting_text(self, state: Any) -> bytes | None:
+        """The text of the channel not yet gone on, all carried by the events waiting, in order
+        (b"" where none waits); None where they wait for anything else."""
+        guard, channel = self.guard, self.template.channel
+        pending = guard._pending
+        if not pending:
+            return b"" if state.sent == state.fed and not state.owed else None
+        pieces: list[bytes] = []
+        at = state.sent
+        for event in pending:
+            for piece in event.pieces:
+                if piece.channel != channel or piece.start != at:
+                    return None
+                pieces.append(piece.text)
+                at += len(piece.text)
+        return b"".join(pieces) if at == state.fed else None
+
+    def _new_events(self, state: Any, start: int, released: bytes, known: int) -> bytes:
+        """The read's events (their text from `start` on in the channel's): those whose text is known
+        go on as they came; from the first whose text is held, they wait, what the scanner released
+        of it owed to them."""
+        region, texts = self.region, self.texts
+        size = len(self.joined)
+        if known >= size:
+            state.sent += size
+            return region
+        # From the end: the first event whose text ends after what is known.
+        i, end = len(texts) - 1, size
+        while i > 0 and end - len(texts[i]) > known:
+            end -= len(texts[i])
+            i -= 1
+        sent = end - len(texts[i])  # the text of the events before it
+        at = i * (len(self.template.prefix) + len(self.template.suffix)) + sent
+        state.owed += memoryview(released)[sent:]
+        state.sent += sent
+        self._waiting(i, start + sent, region[at:])
+        return region[:at] + self.guard._drain()
+
+    def _waiting(self, first: int, start: int, rest: bytes) -> None:
+        """The events from `first` on, read into their objects, wait (as `_event` would make them)."""
+        from tollgate.governance.guardrails.chat_answer import _Pending, _Piece
+
+        guard, template = self.guard, self.template
+        channel, field = template.channel, template.field
+        at = 0
+        for text in self.texts[first:]:
+            size = len(template.prefix) + len(text) + len(template.suffix)
+            whole = rest[at : at + size]
+            at += size
+            obj = orjson.loads(whole[6:-2])
+            pending = _Pending(whole, obj)
+            if text:
+                holder = obj["choices"][0]["delta"]
+                pending.pieces.append(_Piece(channel, start, text, holder, field))
+                start += len(text)
+            guard._pending.append(pending)
+            guard._last = obj
