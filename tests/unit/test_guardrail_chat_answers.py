@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
+import string
 from typing import Any
 
 import pytest
@@ -309,9 +311,14 @@ def test_the_events_of_one_read_give_what_they_give_one_by_one() -> None:
 # event, and giving exactly what reading each event gives.
 
 
-def one_choice(texts: list[str], ensure_ascii: bool = True, end: bool = True) -> bytes:
-    """One choice's text in deltas, as an upstream writes each event (`json.dumps`)."""
+def one_choice(texts: list[str], ensure_ascii: bool = True, end: bool = True, obfuscated: bool = False) -> bytes:
+    """One choice's text in deltas, as an upstream writes each event (`json.dumps`); `obfuscated`:
+    each with OpenAI's `obfuscation`, random characters of a random length."""
     events = [chunk(0, role="assistant", content=""), *(chunk(0, content=t) for t in texts)]
+    if obfuscated:
+        rng = random.Random(len(texts))
+        for e in events:
+            e["obfuscation"] = "".join(rng.choices(string.ascii_letters + string.digits, k=rng.randrange(16)))
     body = b"".join(b"data: " + json.dumps(e, ensure_ascii=ensure_ascii).encode() + b"\n\n" for e in events)
     return body + (b"data: " + json.dumps(finish(0)).encode() + b"\n\ndata: [DONE]\n\n" if end else b"")
 
@@ -367,6 +374,24 @@ def test_a_read_of_template_events_goes_on_as_it_came_without_reading_each(
     assert len(events_read) == learned + (5 if ensure_ascii else 0)
     assert guard.feed(tail) + guard.flush() == tail
     assert guard.counts == {}
+
+
+def test_events_that_differ_in_their_obfuscation_too_are_read_by_their_template(events_read: list[bytes]) -> None:
+    """OpenAI's `obfuscation` (random characters of a random length in each event) is the template's
+    second hole; a read where one is written with an escape is read event by event."""
+    blocks = events_of(
+        one_choice(["Hello, ", "this is ", "fine ", "and ", "clean ", "2024 ", "text. "], obfuscated=True)
+    )
+    first, body, tail = b"".join(blocks[:3]), b"".join(blocks[3:-3]), b"".join(blocks[-3:])
+    guard = ChatAnswerGuard(compiled("redact"))
+    assert guard.feed(first) == first
+    learned = len(events_read)
+    out = guard.feed(body)
+    assert len(events_read) == learned  # none read one by one
+    assert out == b"".join(blocks[3:-4])  # the number's event waits
+    assert out + guard.feed(tail) + guard.flush() == b"".join(blocks[3:])
+    escaped = body.replace(b'"obfuscation": "', b'"obfuscation": "\\u0041', 1)
+    assert assert_as_event_by_event(compiled("redact"), [first, escaped, tail]) == first + escaped + tail
 
 
 def test_a_read_that_holds_a_tail_keeps_its_events_waiting_as_reading_each_would(events_read: list[bytes]) -> None:
@@ -458,9 +483,10 @@ _SAMPLES = sorted(SAMPLES)
     read=st.one_of(st.integers(min_value=1, max_value=300), st.integers(min_value=300, max_value=5000)),
     action=st.sampled_from(["redact", "deny", "audit"]),
     ensure_ascii=st.booleans(),
+    obfuscated=st.booleans(),
 )
 def test_a_value_in_one_choice_split_anywhere_across_events_and_reads_is_never_sent(
-    kind: str, before: str, after: str, cuts: list[int], read: int, action: str, ensure_ascii: bool
+    kind: str, before: str, after: str, cuts: list[int], read: int, action: str, ensure_ascii: bool, obfuscated: bool
 ) -> None:
     """One choice's answer (the common case, read by the template's pass) with a value of each
     kind, cut into deltas anywhere and the stream into reads of any size: the client gets what
@@ -468,7 +494,7 @@ def test_a_value_in_one_choice_split_anywhere_across_events_and_reads_is_never_s
     value, context = SAMPLES[kind]
     text = before + " " + context.format(value) + " " + after
     bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
-    data = one_choice([text[a:b] for a, b in itertools.pairwise(bounds)], ensure_ascii)
+    data = one_choice([text[a:b] for a, b in itertools.pairwise(bounds)], ensure_ascii, obfuscated=obfuscated)
     reads = [data[i : i + read] for i in range(0, len(data), read)]
     out = assert_as_event_by_event(compiled(action), reads)
     got = reassembled(out)[0].get((0, "content"), "")
@@ -484,12 +510,13 @@ def test_a_value_in_one_choice_split_anywhere_across_events_and_reads_is_never_s
     cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=24),
     read=st.one_of(st.integers(min_value=1, max_value=300), st.integers(min_value=300, max_value=5000)),
     ensure_ascii=st.booleans(),
+    obfuscated=st.booleans(),
 )
 def test_a_clean_answer_of_one_choice_split_anywhere_comes_through_byte_for_byte(
-    text: str, cuts: list[int], read: int, ensure_ascii: bool
+    text: str, cuts: list[int], read: int, ensure_ascii: bool, obfuscated: bool
 ) -> None:
     bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
-    data = one_choice([text[a:b] for a, b in itertools.pairwise(bounds)] * 3, ensure_ascii)
+    data = one_choice([text[a:b] for a, b in itertools.pairwise(bounds)] * 3, ensure_ascii, obfuscated=obfuscated)
     whole, _ = read_by(WITH_OWN_KEYS, [data], by_template=False)
     assume(b"[REDACTED" not in whole)
     reads = [data[i : i + read] for i in range(0, len(data), read)]

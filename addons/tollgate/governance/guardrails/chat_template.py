@@ -4,9 +4,11 @@ repeated in each chunk, one choice, one text field, no tool call, no `finish_rea
 
 The template is learned from an event read the normal way (`chat_answer.ChatAnswerGuard._event`):
 the exact bytes before its text's JSON string and after it, proved by reading the event again with
-another text in its place. A read whose events are all that template with texts that need no
-escape (no quote, backslash or control character; UTF-8 that decodes, each text whole characters)
-is split by the bytes between two texts, its texts given to the channel's scanner at once, and:
+another text in its place. OpenAI's `obfuscation` (random characters in each event, to hide the
+text's length) is a second hole of the template: the bytes between the text and it are fixed too.
+A read whose events are all that template, with texts that need no escape (no quote, backslash
+or control character; UTF-8 that decodes, each text whole characters), is split by the bytes
+between two events' texts, its texts given to the channel's scanner at once, and:
 
 - where the scanner released all of it as it came, the read goes on as it came;
 - where it holds a tail, the events before the held text go on as they came, and those with held
@@ -20,6 +22,7 @@ holds both ways to the same answers); the cost is a few passes in C over the rea
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,14 +45,16 @@ _PROBE = b"tollgate-template-probe"
 
 @dataclass(frozen=True, slots=True)
 class Template:
-    """The bytes of an event around its text (`prefix` from `data: `, `suffix` to the blank line),
-    the channel and field its text is, and the object of the event it was learned from."""
+    """The bytes of an event around its text (`prefix` from `data: `, `suffix` to the blank line;
+    `middle` between the text and its `obfuscation`, None where it has none), the channel and field
+    its text is, and the object of the event it was learned from."""
 
     prefix: bytes
     suffix: bytes
     channel: Channel
     field: str
     last: dict[str, Any]
+    middle: bytes | None = None
 
     @property
     def between(self) -> bytes:
@@ -68,14 +73,32 @@ def learned(block: bytes, channel: Channel, field: str, text: bytes) -> Template
         return None
     if not _one_text(obj, channel, field, text):
         return None
-    quoted = b'"' + text + b'"'
+    padding = obj.get("obfuscation")
+    if padding is not None and not (isinstance(padding, str) and _unescaped(padding.encode())):
+        return None
+    for before, after in _around(data, text):
+        if padding is None:
+            if _proved(before, None, after, obj, field):
+                return Template(b"data: " + before, after + b"\n\n", channel, field, obj)
+            continue
+        for middle, rest in _around(after, padding.encode()):
+            if _proved(before, middle, rest, obj, field):
+                return Template(b"data: " + before, rest + b"\n\n", channel, field, obj, middle)
+    return None
+
+
+def _unescaped(value: bytes) -> bool:
+    return len(value) == len(value.translate(None, _ESCAPED))
+
+
+def _around(data: bytes, value: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """Each place `value` is written as a JSON string in `data`: the bytes before it (to its
+    opening quote) and after it (from its closing quote)."""
+    quoted = b'"' + value + b'"'
     at = data.find(quoted)
     while at >= 0:
-        before, after = data[: at + 1], data[at + 1 + len(text) :]
-        if _proved(before, after, obj, field):
-            return Template(b"data: " + before, after + b"\n\n", channel, field, obj)
+        yield data[: at + 1], data[at + 1 + len(value) :]
         at = data.find(quoted, at + 1)
-    return None
 
 
 def _one_text(obj: Any, channel: Channel, field: str, text: bytes) -> bool:
@@ -92,15 +115,19 @@ def _one_text(obj: Any, channel: Channel, field: str, text: bytes) -> bool:
     return channel == (choice.get("index", 0), field, -1) and isinstance(value, str) and value.encode() == text
 
 
-def _proved(before: bytes, after: bytes, obj: dict[str, Any], field: str) -> bool:
-    """Whether another text written between `before` and `after` reads as the same object with
-    that text in the field: then so does any text written without escapes."""
+def _proved(before: bytes, middle: bytes | None, after: bytes, obj: dict[str, Any], field: str) -> bool:
+    """Whether another text written between `before` and `after` (and another `obfuscation` after
+    `middle`) reads as the same object with that text in the field: then so does any text written
+    without escapes."""
+    written = before + _PROBE + (middle + _PROBE[::-1] if middle is not None else b"") + after
     try:
-        probe = orjson.loads(before + _PROBE + after)
+        probe = orjson.loads(written)
     except orjson.JSONDecodeError:
         return False
     expected = orjson.loads(orjson.dumps(obj))
     expected["choices"][0]["delta"][field] = _PROBE.decode()
+    if middle is not None:
+        expected["obfuscation"] = _PROBE[::-1].decode()
     return bool(probe == expected)
 
 
@@ -145,22 +172,21 @@ class TemplatePass:
     def _read(self, guard: ChatAnswerGuard, region: bytes) -> bytes | None:
         template = self.template
         assert template is not None
-        texts = self._texts(region, template)
-        if texts is None:
+        items = self._items(region, template)
+        texts = items if items is None or template.middle is None else _texts(items, template.middle)
+        if items is None or texts is None:
             self._missed()
             return None
         joined = b"".join(texts)
-        if len(joined.translate(None, _ESCAPED)) != len(joined):
+        if not _unescaped(joined) or not (joined.isascii() or _whole_characters(joined, texts)):
             self._missed()
             return None
-        if not joined.isascii() and not _whole_characters(joined, texts):
-            self._missed()
-            return None
-        return _Read(guard, template, region, texts, joined).passed()
+        return _Read(guard, template, region, items, texts, joined).passed()
 
     @staticmethod
-    def _texts(region: bytes, template: Template) -> list[bytes] | None:
-        """The texts of the region's events, where each is the template's (None: not all are)."""
+    def _items(region: bytes, template: Template) -> list[bytes] | None:
+        """What each of the region's events holds between the template's prefix and suffix, where
+        each is the template's (None: not all are)."""
         prefix, suffix = template.prefix, template.suffix
         end = len(region) - len(suffix)
         if end < len(prefix) or not region.startswith(prefix) or not region.endswith(suffix):
@@ -169,6 +195,14 @@ class TemplatePass:
         if not region.endswith(suffix, 0, first):
             return None  # the first event is of another shape: not split further
         return region[len(prefix) : end].split(template.between)
+
+
+def _texts(items: list[bytes], middle: bytes) -> list[bytes] | None:
+    """The texts of events with an `obfuscation` after their text (None: one is not so written)."""
+    parts = [item.partition(middle) for item in items]
+    if not all(sep for _, sep, _ in parts) or not _unescaped(b"".join(padding for _, _, padding in parts)):
+        return None
+    return [text for text, _, _ in parts]
 
 
 def _whole_characters(joined: bytes, texts: list[bytes]) -> bool:
@@ -183,8 +217,17 @@ def _whole_characters(joined: bytes, texts: list[bytes]) -> bool:
 class _Read:
     """One read of template events, given to the channel's scanner as one piece."""
 
-    def __init__(self, guard: ChatAnswerGuard, template: Template, region: bytes, texts: list[bytes], joined: bytes):
-        self.guard, self.template, self.region, self.texts, self.joined = guard, template, region, texts, joined
+    def __init__(
+        self,
+        guard: ChatAnswerGuard,
+        template: Template,
+        region: bytes,
+        items: list[bytes],
+        texts: list[bytes],
+        joined: bytes,
+    ):
+        self.guard, self.template, self.region, self.joined = guard, template, region, joined
+        self.items, self.texts = items, texts  # each event's bytes between prefix and suffix, its text
 
     def passed(self) -> bytes | None:
         """What goes on of the read, its states moved on as reading each event would; None (every
@@ -259,7 +302,7 @@ class _Read:
             end -= len(texts[i])
             i -= 1
         sent = end - len(texts[i])  # the text of the events before it
-        at = i * (len(self.template.prefix) + len(self.template.suffix)) + sent
+        at = i * (len(self.template.prefix) + len(self.template.suffix)) + sum(map(len, self.items[:i]))
         state.owed += memoryview(released)[sent:]
         state.sent += sent
         self._waiting(i, start + sent, region[at:])
@@ -272,8 +315,8 @@ class _Read:
         guard, template = self.guard, self.template
         channel, field = template.channel, template.field
         at = 0
-        for text in self.texts[first:]:
-            size = len(template.prefix) + len(text) + len(template.suffix)
+        for item, text in zip(self.items[first:], self.texts[first:], strict=True):
+            size = len(template.prefix) + len(item) + len(template.suffix)
             whole = rest[at : at + size]
             at += size
             obj = orjson.loads(whole[6:-2])
