@@ -6,21 +6,23 @@ The template is learned from an event read the normal way (`chat_answer.ChatAnsw
 the exact bytes before its text's JSON string and after it, proved by reading the event again with
 another text in its place. OpenAI's `obfuscation` (random characters in each event, to hide the
 text's length) is a second hole of the template: the bytes between the text and it are fixed too.
-A read whose events are all that template, with texts that need no escape (no quote, backslash
-or control character; UTF-8 that decodes, each text whole characters), is split by the bytes
-between two events' texts, its texts given to the channel's scanner at once, and:
+A read whose events are all that template is split by the bytes between two events' texts; its
+texts (UTF-8 of whole characters each; where one is written with escapes, all are read as the
+strings of one JSON array, in one go) are given to the channel's scanner at once, and:
 
 - where the scanner released all of it as it came, the read goes on as it came;
 - where it holds a tail, the events before the held text go on as they came, and those with held
   text wait as the events read one by one would (each read into its object: only those);
-- anything else (a value replaced or to deny, an event of another shape, text to unescape, other
-  channels' events waiting) leaves every state as it was, and the read is read event by event.
+- anything else (a value replaced or to deny, an event of another shape, a text that is not a whole
+  JSON string, other channels' events waiting) leaves every state as it was, and the read is read
+  event by event.
 
 The result is byte for byte what reading each event gives (`tests/unit/test_guardrail_chat_answers.py`
 holds both ways to the same answers); the cost is a few passes in C over the read and one scan."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -64,7 +66,7 @@ class Template:
 def learned(block: bytes, channel: Channel, field: str, text: bytes) -> Template | None:
     """The template of an event (its block, without the blank line) of one choice whose one text
     is `text`; None where it cannot be one."""
-    if not block.startswith(b"data: ") or b"\n" in block or len(text) != len(text.translate(None, _ESCAPED)):
+    if not block.startswith(b"data: ") or b"\n" in block:
         return None
     data = block[6:]
     try:
@@ -76,29 +78,37 @@ def learned(block: bytes, channel: Channel, field: str, text: bytes) -> Template
     padding = obj.get("obfuscation")
     if padding is not None and not (isinstance(padding, str) and _unescaped(padding.encode())):
         return None
-    for before, after in _around(data, text):
-        if padding is None:
-            if _proved(before, None, after, obj, field):
-                return Template(b"data: " + before, after + b"\n\n", channel, field, obj)
-            continue
-        for middle, rest in _around(after, padding.encode()):
-            if _proved(before, middle, rest, obj, field):
-                return Template(b"data: " + before, rest + b"\n\n", channel, field, obj, middle)
+    for written in _written(text.decode()):
+        for before, after in _around(data, written):
+            if padding is None:
+                if _proved(before, None, after, obj, field):
+                    return Template(b"data: " + before, after + b"\n\n", channel, field, obj)
+                continue
+            for middle, rest in _around(after, b'"' + padding.encode() + b'"'):
+                if _proved(before, middle, rest, obj, field):
+                    return Template(b"data: " + before, rest + b"\n\n", channel, field, obj, middle)
     return None
+
+
+def _written(value: str) -> Iterator[bytes]:
+    """How a JSON string of `value` is written by the encoders upstreams use: escaping only what
+    must be, or every character outside ASCII as well."""
+    yield from dict.fromkeys(
+        (orjson.dumps(value), json.dumps(value).encode(), json.dumps(value, ensure_ascii=False).encode())
+    )
 
 
 def _unescaped(value: bytes) -> bool:
     return len(value) == len(value.translate(None, _ESCAPED))
 
 
-def _around(data: bytes, value: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """Each place `value` is written as a JSON string in `data`: the bytes before it (to its
-    opening quote) and after it (from its closing quote)."""
-    quoted = b'"' + value + b'"'
-    at = data.find(quoted)
+def _around(data: bytes, written: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """Each place the JSON string `written` (with its quotes) is in `data`: the bytes before it (to
+    its opening quote) and after it (from its closing quote)."""
+    at = data.find(written)
     while at >= 0:
-        yield data[: at + 1], data[at + 1 + len(value) :]
-        at = data.find(quoted, at + 1)
+        yield data[: at + 1], data[at + len(written) - 1 :]
+        at = data.find(written, at + 1)
 
 
 def _one_text(obj: Any, channel: Channel, field: str, text: bytes) -> bool:
@@ -147,6 +157,8 @@ class TemplatePass:
         template = learned(block, channel, piece.field, piece.text)
         if template is not None:
             self.template, self.wanted = template, False
+        else:
+            self._missed()  # so many events that cannot be one: none is looked for
 
     def feed(self, guard: ChatAnswerGuard, chunk: bytes) -> tuple[bytes | None, list[bytes]]:
         """What goes on of the read (None: it is read event by event), and its events."""
@@ -178,7 +190,13 @@ class TemplatePass:
             self._missed()
             return None
         joined = b"".join(texts)
-        if not _unescaped(joined) or not (joined.isascii() or _whole_characters(joined, texts)):
+        if not _unescaped(joined):
+            texts = _unescaped_texts(texts)  # as they are written, each a JSON string's
+            if texts is None:
+                self._missed()
+                return None
+            joined = b"".join(texts)
+        elif not (joined.isascii() or _whole_characters(joined, texts)):
             self._missed()
             return None
         return _Read(guard, template, region, items, texts, joined).passed()
@@ -203,6 +221,24 @@ def _texts(items: list[bytes], middle: bytes) -> list[bytes] | None:
     if not all(sep for _, sep, _ in parts) or not _unescaped(b"".join(padding for _, _, padding in parts)):
         return None
     return [text for text, _, _ in parts]
+
+
+def _unescaped_texts(written: list[bytes]) -> list[bytes] | None:
+    """The texts as their JSON strings are written (escapes, characters outside ASCII), read in one
+    go: as the strings of one array, each read alone (UTF-8 of whole characters, its escapes whole).
+    None where one is not the whole of its string: none may end in a backslash (it would escape the
+    quote after it), so the array's quotes are all the strings' bounds; n strings read have 2n bounds,
+    so no text holds a quote of its own either."""
+    array = b'["' + b'","'.join(written) + b'"]'
+    if b'\\","' in array or array.endswith(b'\\"]'):
+        return None
+    try:
+        strings = orjson.loads(array)
+    except orjson.JSONDecodeError:
+        return None
+    if len(strings) != len(written) or not all(type(text) is str for text in strings):
+        return None
+    return [text.encode() for text in strings]
 
 
 def _whole_characters(joined: bytes, texts: list[bytes]) -> bool:
