@@ -20,7 +20,10 @@ byte for byte, with the guardrails on too. Modes:
 
 Bulk phase: `--bulk-rounds` rounds of one `--size-mb` stream per mode and event size, the modes'
 order alternating; MB/s of the upstream's bytes, and each proxy over bare mitmdump as the median
-of the rounds' ratios; guarded over tollgate likewise (the target: at least 0.9). Latency phase:
+of the rounds' ratios; guarded over tollgate likewise (the target: at least 0.9). CPU µs/MB: each
+proxy process's CPU time (every thread) per upstream MB, median round; tg/gd, the median of the
+rounds' Tollgate CPU over guarded CPU: the throughput ratio where each proxy is bound by one core,
+steadier than the MB/s of a shared machine. Latency phase:
 paced events (`--delay-ms` apart), the time each takes through each proxy.
 
 Held text (in process, the scanner and the chat guard of `governance/guardrails/`): three answers
@@ -283,7 +286,7 @@ def through_proxies(args: argparse.Namespace) -> bool:
             print(f"  {proxy.name}: {proxy.command_line()}")
         print(f"\n{args.bulk_rounds} x {args.size_mb} MiB of OpenAI chat events, prose with digits, every byte checked")
         print(f"{'event':>8}{'bare MB/s':>11}{'tollgate':>10}{'guarded':>10}{'tg/bare':>9}{'gd/bare':>9}{'gd/tg':>8}"
-              f"{'paced p50 ms tg':>17}{'gd':>7}{'p99 tg':>8}{'gd':>7}")  # fmt: skip
+              f"{'CPU µs/MB tg':>14}{'gd':>7}{'tg/gd':>7}{'paced p50 ms tg':>17}{'gd':>7}{'p99 tg':>8}{'gd':>7}")  # fmt: skip
         for event_bytes in args.event_bytes:
             cell = S.Cell(PROSE_CHAT, event_bytes)
             bench.warm_up(cell)
@@ -292,10 +295,15 @@ def through_proxies(args: argparse.Namespace) -> bool:
             tg, gd = bulk["tollgate"]["ratios"], bulk[GUARDED]["ratios"]
             over = statistics.median(g / t for g, t in zip(gd, tg, strict=True))
             ok &= over >= TARGET
+            # Each round's CPU per MB, Tollgate's over the guarded one's: the throughput the guard
+            # leaves where the proxy has a core to itself and no more.
+            cpu_tg, cpu_gd = bulk["tollgate"]["cpu_ratios"], bulk[GUARDED]["cpu_ratios"]
+            cpu_over = statistics.median(t / g for g, t in zip(cpu_gd, cpu_tg, strict=True))
             print(
                 f"{S.size_label(event_bytes):>8}{bulk['bare']['mbps']:>11.1f}{bulk['tollgate']['mbps']:>10.1f}"
                 f"{bulk[GUARDED]['mbps']:>10.1f}{statistics.median(tg):>9.2f}{statistics.median(gd):>9.2f}"
-                f"{over:>8.2f}{lat['tollgate']['delay_p50']:>17.2f}{lat[GUARDED]['delay_p50']:>7.2f}"
+                f"{over:>8.2f}{bulk['tollgate']['cpu_us_per_mb']:>14.0f}{bulk[GUARDED]['cpu_us_per_mb']:>7.0f}"
+                f"{cpu_over:>7.2f}{lat['tollgate']['delay_p50']:>17.2f}{lat[GUARDED]['delay_p50']:>7.2f}"
                 f"{lat['tollgate']['delay_p99']:>8.2f}{lat[GUARDED]['delay_p99']:>7.2f}",
                 flush=True,
             )

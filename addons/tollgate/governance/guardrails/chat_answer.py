@@ -19,6 +19,7 @@ import orjson
 
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
+from tollgate.governance.guardrails.chat_template import TemplatePass
 from tollgate.governance.guardrails.event_guard import WAITING_BYTES, EventGuard, Pending  # noqa: F401
 
 # The text fields of a choice's delta (or message) that are read: its text, a refusal, and the
@@ -72,6 +73,14 @@ class ChatAnswerGuard(EventGuard):
         super().__init__(compiled)
         self._framer = SSEFramer()
         self._last: dict[str, Any] = {}  # the last event's object: its fields, for one of held text alone
+        # Reads of events that differ only in their text, passed without reading each event.
+        self._by_template = TemplatePass()
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.denied is None and not self._closed and self._by_template.template is not None:
+            out, units = self._by_template.feed(self, chunk)
+            return out if out is not None else self._read_units(units)
+        return super().feed(chunk)
 
     def _units(self, chunk: bytes) -> list[Any]:
         return self._framer.feed(chunk)
@@ -129,6 +138,8 @@ class ChatAnswerGuard(EventGuard):
                     return before + self._cut()
                 before += self._drained() + self._orphans()
                 self._pending.append(pending)
+        if self._by_template.wanted and len(pending.pieces) == 1 and not before:
+            self._by_template.learn(block, pending.pieces[0])
         return before + self._drained()
 
     def _delta(self, pending: Pending, index: int, delta: dict[str, Any]) -> None:

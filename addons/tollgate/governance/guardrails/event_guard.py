@@ -150,7 +150,11 @@ class EventGuard:
     def feed(self, chunk: bytes) -> bytes:
         if self.denied is not None or self._closed:
             return b""
-        units = self._units(chunk)
+        return self._read_units(self._units(chunk))
+
+    def _read_units(self, units: list[Any]) -> bytes:
+        """A read's events: read together, or one by one where there are fewer than two or a value
+        to deny is among them."""
         if len(units) < 2:
             return self._read_each(units)
         saved = self._saved()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
+import string
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 
 from support.counted_scans import counting_feeds
 from support.examples import examples
-from support.guardrail_samples import EMAIL, crc_token
+from support.guardrail_samples import EMAIL, SAMPLES, crc_token
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.chat_answer import WAITING_BYTES, ChatAnswerGuard, guard_chat_json
@@ -328,3 +330,228 @@ def test_at_a_deny_nothing_after_the_values_event_goes(cut: int) -> None:
     assert text == {(0, "content"): "The token is "}
     assert [o["error"]["code"] for o in others] == ["content_denied"]
     assert b'"index":1' not in out and TOKEN[:3].encode() not in out
+
+
+# Reads of events that differ only in their text (`chat_template.py`): passed without reading each
+# event, and giving exactly what reading each event gives.
+
+
+def one_choice(texts: list[str], ensure_ascii: bool = True, end: bool = True, obfuscated: bool = False) -> bytes:
+    """One choice's text in deltas, as an upstream writes each event (`json.dumps`); `obfuscated`:
+    each with OpenAI's `obfuscation`, random characters of a random length."""
+    events = [chunk(0, role="assistant", content=""), *(chunk(0, content=t) for t in texts)]
+    if obfuscated:
+        rng = random.Random(len(texts))
+        for e in events:
+            e["obfuscation"] = "".join(rng.choices(string.ascii_letters + string.digits, k=rng.randrange(16)))
+    body = b"".join(b"data: " + json.dumps(e, ensure_ascii=ensure_ascii).encode() + b"\n\n" for e in events)
+    return body + (b"data: " + json.dumps(finish(0)).encode() + b"\n\ndata: [DONE]\n\n" if end else b"")
+
+
+def events_of(data: bytes) -> list[bytes]:
+    return [block + b"\n\n" for block in data.split(b"\n\n") if block]
+
+
+def read_by(found: AnswerDetectors, reads: list[bytes], by_template: bool = True) -> tuple[bytes, ChatAnswerGuard]:
+    guard = ChatAnswerGuard(found)
+    if not by_template:
+        guard._by_template.wanted = False  # every read read event by event
+    out = b"".join(guard.feed(r) for r in reads)
+    return out + guard.flush(), guard
+
+
+def assert_as_event_by_event(found: AnswerDetectors, reads: list[bytes]) -> bytes:
+    """The reads give, with the template's pass, exactly what they give without it."""
+    out, guard = read_by(found, reads)
+    expected, plain = read_by(found, reads, by_template=False)
+    assert out == expected
+    assert (guard.denied, guard.counts) == (plain.denied, plain.counts)
+    return out
+
+
+@pytest.fixture
+def events_read(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The events read one by one (`ChatAnswerGuard._event`), as they are read."""
+    read: list[bytes] = []
+    event = ChatAnswerGuard._event
+
+    def counted(self: ChatAnswerGuard, block: bytes) -> bytes:
+        read.append(block)
+        return event(self, block)
+
+    monkeypatch.setattr(ChatAnswerGuard, "_event", counted)
+    return read
+
+
+@pytest.mark.parametrize("ensure_ascii", [True, False])
+def test_a_read_of_template_events_goes_on_as_it_came_without_reading_each(
+    events_read: list[bytes], ensure_ascii: bool
+) -> None:
+    """A read's events of the template are not read one by one, their text escaped or not."""
+    blocks = events_of(
+        one_choice(["Hello, ", "this is ", "Nothing ", "to ", "hide ", "caf\u00e9 ", "here. "], ensure_ascii)
+    )
+    first, body, tail = b"".join(blocks[:3]), b"".join(blocks[3:-2]), b"".join(blocks[-2:])
+    guard = ChatAnswerGuard(compiled("redact"))
+    assert guard.feed(first) == first
+    learned = len(events_read)
+    assert guard.feed(body) == body
+    assert len(events_read) == learned  # `caf\u00e9` escaped or not
+    assert guard.feed(tail) + guard.flush() == tail
+    assert guard.counts == {}
+
+
+def test_events_that_differ_in_their_obfuscation_too_are_read_by_their_template(events_read: list[bytes]) -> None:
+    """OpenAI's `obfuscation` (random characters of a random length in each event) is the template's
+    second hole; a read where one is written with an escape is read event by event."""
+    blocks = events_of(
+        one_choice(["Hello, ", "this is ", "fine ", "and ", "clean ", "2024 ", "text. "], obfuscated=True)
+    )
+    first, body, tail = b"".join(blocks[:3]), b"".join(blocks[3:-3]), b"".join(blocks[-3:])
+    guard = ChatAnswerGuard(compiled("redact"))
+    assert guard.feed(first) == first
+    learned = len(events_read)
+    out = guard.feed(body)
+    assert len(events_read) == learned  # none read one by one
+    assert out == b"".join(blocks[3:-4])  # the number's event waits
+    assert out + guard.feed(tail) + guard.flush() == b"".join(blocks[3:])
+    escaped = body.replace(b'"obfuscation": "', b'"obfuscation": "\\u0041', 1)
+    assert assert_as_event_by_event(compiled("redact"), [first, escaped, tail]) == first + escaped + tail
+
+
+def test_a_read_that_holds_a_tail_keeps_its_events_waiting_as_reading_each_would(events_read: list[bytes]) -> None:
+    """A number at a read's end may go on as a card: the events with it wait, those before go on;
+    where the next read makes it a card, it is replaced; where not, they go on as they came."""
+    for texts, card in (
+        (["Order ", "placed ", "on ", "5555 ", "5555 ", "|", "5555 ", "4444 ", "shipped. "], True),
+        (["Version ", "2024 ", "of ", "it ", "is ", "2025 ", "|", "out ", "now. ", "Done. "], False),
+    ):
+        cut = texts.index("|")
+        data = one_choice(["Well, ", "then: ", *texts[:cut], *texts[cut + 1 :]])
+        blocks = events_of(data)
+        # The first read learns the template; the second ends with the number; the third ends it.
+        reads = [b"".join(blocks[:3]), b"".join(blocks[3 : cut + 3]), b"".join(blocks[cut + 3 :])]
+        guard = ChatAnswerGuard(compiled("redact"))
+        out = guard.feed(reads[0])
+        out += guard.feed(reads[1])
+        waiting = len(reads[0]) + len(reads[1]) - len(out)
+        held = 2 if card else 1  # the events with the number: `5555 5555 `, `2025 `
+        assert waiting == len(b"".join(blocks[cut + 3 - held : cut + 3]))
+        assert out == data[: len(out)]
+        out += guard.feed(reads[2]) + guard.flush()
+        assert out == assert_as_event_by_event(compiled("redact"), reads)
+        if card:
+            got = reassembled(out)[0][(0, "content")]
+            assert got == "Well, then: Order placed on [REDACTED:pii.payment_card] shipped. "
+            assert b"4444" not in out
+        else:
+            assert out == data
+    assert events_read
+
+
+@pytest.mark.parametrize(
+    ("texts", "by_template"),
+    [
+        (["Plain ", "words ", "then ", 'a "quote" ', "and ", "more. "], True),
+        (["Line one\n", "line ", "two\ttabbed ", "caf\u00e9 ", "end. "], True),
+        (["back\\slash ", "and ", "words. "], True),
+        (["ends in a backslash\\", "and ", "words. "], False),
+    ],
+)
+def test_a_read_of_events_with_escapes_gives_what_reading_each_gives(
+    events_read: list[bytes], texts: list[str], by_template: bool
+) -> None:
+    """Texts written with escapes are read as their strings say, all of a read's at once; one
+    that ends in a backslash (it would escape the quote after it) has its read read event by event."""
+    data = one_choice(["Some ", "text ", *texts, *texts])
+    for read in (len(data), 97, 300):
+        reads = [data[i : i + read] for i in range(0, len(data), read)]
+        assert assert_as_event_by_event(compiled("redact"), reads) == data
+    blocks = events_of(data)
+    events_read.clear()
+    read_by(compiled("redact"), [b"".join(blocks[:3]), b"".join(blocks[3:-2]), b"".join(blocks[-2:])])
+    assert (len(events_read) < len(blocks) - 3) == by_template
+
+
+def test_a_read_with_a_finish_or_other_choices_is_read_event_by_event() -> None:
+    events = [chunk(0, content="One "), chunk(0, content="two "), chunk(1, content="three "), chunk(0, content="four ")]
+    data = stream([chunk(0, content="Start "), chunk(0, content="here "), *events, finish(0), finish(1)])
+    for read in (len(data), 150, 333):
+        reads = [data[i : i + read] for i in range(0, len(data), read)]
+        assert assert_as_event_by_event(compiled("redact"), reads) == data
+
+
+def test_a_stream_of_crlf_lines_goes_on_as_reading_each_event_gives(events_read: list[bytes]) -> None:
+    data = one_choice(["Some ", "words ", "to ", "pass ", "through ", "here. "] * 3)
+    crlf = [block.replace(b"\n", b"\r\n") for block in events_of(data)]
+    reads = [b"".join(crlf[:3]), b"".join(crlf[3:-2]), b"".join(crlf[-2:])]  # the last: its finish, [DONE]
+    out = assert_as_event_by_event(compiled("redact"), reads)
+    assert out == data  # as each event goes on: its lines ended with LF
+    events_read.clear()
+    read_by(compiled("redact"), reads)
+    assert len(events_read) < 12  # the second read (16 events) was not read event by event
+
+
+def test_a_value_split_across_template_reads_is_never_sent() -> None:
+    text = f"Use the key {TOKEN} or mail {EMAIL} and card {CARD} now. "
+    words = [w + " " for w in text.split(" ") if w]
+    cut_words = [p for w in words for p in (w[: len(w) // 2], w[len(w) // 2 :])]
+    data = one_choice(["Sure, ", "here: ", *cut_words])
+    for action in ("redact", "deny"):
+        for read in (60, 200, 451, len(data)):
+            reads = [data[i : i + read] for i in range(0, len(data), read)]
+            out = assert_as_event_by_event(compiled(action), reads)
+            assert TOKEN[4:12].encode() not in out and EMAIL.split("@")[0].encode() not in out
+            assert CARD[-8:].encode() not in out
+
+
+_SAMPLES = sorted(SAMPLES)
+
+
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(_SAMPLES),
+    before=_CLEAN,
+    after=_CLEAN,
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=16),
+    read=st.one_of(st.integers(min_value=1, max_value=300), st.integers(min_value=300, max_value=5000)),
+    action=st.sampled_from(["redact", "deny", "audit"]),
+    ensure_ascii=st.booleans(),
+    obfuscated=st.booleans(),
+)
+def test_a_value_in_one_choice_split_anywhere_across_events_and_reads_is_never_sent(
+    kind: str, before: str, after: str, cuts: list[int], read: int, action: str, ensure_ascii: bool, obfuscated: bool
+) -> None:
+    """One choice's answer (the common case, read by the template's pass) with a value of each
+    kind, cut into deltas anywhere and the stream into reads of any size: the client gets what
+    reading each event gives, and none of the value."""
+    value, context = SAMPLES[kind]
+    text = before + " " + context.format(value) + " " + after
+    bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
+    data = one_choice([text[a:b] for a, b in itertools.pairwise(bounds)], ensure_ascii, obfuscated=obfuscated)
+    reads = [data[i : i + read] for i in range(0, len(data), read)]
+    out = assert_as_event_by_event(compiled(action), reads)
+    got = reassembled(out)[0].get((0, "content"), "")
+    if action == "audit":  # only counted: it goes on as it came
+        assert out == data
+    else:
+        assert value not in got and value[:12] not in got.replace("[REDACTED", "")
+
+
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    text=_CLEAN,
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=24),
+    read=st.one_of(st.integers(min_value=1, max_value=300), st.integers(min_value=300, max_value=5000)),
+    ensure_ascii=st.booleans(),
+    obfuscated=st.booleans(),
+)
+def test_a_clean_answer_of_one_choice_split_anywhere_comes_through_byte_for_byte(
+    text: str, cuts: list[int], read: int, ensure_ascii: bool, obfuscated: bool
+) -> None:
+    bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
+    data = one_choice([text[a:b] for a, b in itertools.pairwise(bounds)] * 3, ensure_ascii, obfuscated=obfuscated)
+    whole, _ = read_by(WITH_OWN_KEYS, [data], by_template=False)
+    assume(b"[REDACTED" not in whole)
+    reads = [data[i : i + read] for i in range(0, len(data), read)]
+    assert assert_as_event_by_event(WITH_OWN_KEYS, reads) == data
