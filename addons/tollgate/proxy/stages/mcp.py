@@ -264,6 +264,10 @@ class Mcp:
         checks = None if policy is None else _ToolChecks(policy, exchange)
         exchange.tool_checks = checks
         guard = ResultGuard.of(exchange) if 200 <= response.status_code < 300 else None
+        if guard is not None:
+            # A result denied ends its event stream there: the upstream is closed, as a denied
+            # model answer's is. Taught on the first such answer, so that no other call pays for it.
+            patches.stop_streams_their_taps_end()
         return AnswerRelay(
             is_sse(headers.get("content-type")), expected, exchange.batch, decoder, tools_of if checks else frozenset(),
             checks, unreadable, guard,
