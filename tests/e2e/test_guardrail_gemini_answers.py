@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 
 import pytest
 from tests.e2e.test_code_assist import PROJECT, TOKEN, URL, TokenInfo, envelope
@@ -90,6 +91,12 @@ def clean_items() -> list[dict]:
     return [*(item({"text": t}) for t in text), item({"text": ""}, finish="STOP", usage=True)]
 
 
+def unreadable(chunks: list[bytes]) -> list[bytes]:
+    """A gzip-encoded stream whose first two items decode, then bytes that do not."""
+    encoder = zlib.compressobj(wbits=31)
+    return [encoder.compress(b"".join(chunks[:2])) + encoder.flush(zlib.Z_SYNC_FLUSH), b"\xff\xff not gzip"]
+
+
 class Upstream:
     """The fake Gemini API's (and Vertex AI's) answers, by model; the denied stream's reply kept to
     see where it stopped; `gate` for the clean array's items."""
@@ -116,6 +123,10 @@ class Upstream:
         if model == "gemini-signed":
             signed = [item({"text": "Paying now."}), item(call_part(signed=True)), item(finish="STOP")]
             return Reply(200, headers=headers, chunks=framing(signed))
+        if model == "gemini-unreadable":
+            return Reply(
+                200, headers={**headers, "content-encoding": "gzip"}, chunks=unreadable(framing(clean_items()))
+            )
         if model == "gemini-deny-stream":
             items = [item({"text": p}) for p in pieces(TEXT, 5)]
             first = TEXT.index(AWS) // 5
@@ -312,6 +323,25 @@ def test_the_json_array_stream_is_redacted_and_denied_in_its_elements(gw):
     assert (text, args) == (TEXT[: TEXT.index(AWS)], [])
     assert [(e["code"], e["status"]) for e in errors] == [(403, "PERMISSION_DENIED")]
     assert json.loads(denied["body"])[-1] == {"error": errors[0]}
+    assert gw.last_audit()["error"] == "content_denied"
+
+
+def test_a_stream_that_cannot_be_read_ends_in_its_own_form(gw):
+    """An encoded stream whose bytes stop decoding after two items: the items that came go on,
+    then the error item, in the stream's own form: as an event google-genai raises on, or as the
+    JSON array's last element with the array closed."""
+    message = "The answer was stopped: it carries what a guardrail denies (unread)."
+    streamed = gw.run(CLIENT + "MODEL = 'gemini-unreadable'\n" + READ_STREAM)
+    assert streamed == {
+        "text": "Nothing to hide ",
+        "args": [],
+        "error": ["ClientError", 403, "PERMISSION_DENIED", message],
+    }
+    assert gw.last_audit()["error"] == "content_denied"
+    array = raw(gw, "gemini-unreadable")
+    items = json.loads(array["body"])  # closed after its error
+    assert items[:2] == clean_items()[:2]
+    assert items[2:] == [{"error": {"code": 403, "message": message, "status": "PERMISSION_DENIED"}}]
     assert gw.last_audit()["error"] == "content_denied"
 
 

@@ -67,7 +67,9 @@ class AnswerFormat:
     streamed JSON array, as Gemini's) is a stream only where the call asked for one. `saved`:
     whether a saved answer is in this format, by its first message (`first_message`; `tollgate
     scan --answer` without `--format`). `denied_inside`: a value to deny replaces the message it
-    is in (MCP's JSON-RPC error), the answer going on."""
+    is in (MCP's JSON-RPC error), the answer going on. `array_end(kind, opened)`: what a stream
+    written as one JSON array (Gemini's without alt=sse) ends with where it cannot be read, its
+    error item and the array closed (`opened`: its `[` went already); None: no such stream."""
 
     stream: Callable[[AnswerDetectors], AnswerGuard]
     whole: WholeGuard
@@ -75,6 +77,7 @@ class AnswerFormat:
     stream_types: frozenset[str] = frozenset(("text/event-stream",))
     saved: Callable[[Any], bool] | None = None
     denied_inside: bool = False
+    array_end: Callable[[str, bool], bytes] | None = None
 
     def streams(self, content_type: str, asked: bool = False) -> bool:
         """Whether an answer of this `Content-Type` is streamed (else read whole); `asked`: whether
@@ -86,6 +89,12 @@ class AnswerFormat:
 JSON_TYPE = "application/json"
 # Gemini's streams: server-sent events (`alt=sse`), or one JSON array (`application/json`).
 _GEMINI_STREAMS = frozenset(("text/event-stream", JSON_TYPE))
+
+
+def _gemini_array_end(kind: str, opened: bool) -> bytes:
+    """Gemini's JSON array ended where it cannot be read: its error item (google-genai raises on
+    it), the array closed after it; opened with it where none of it went yet."""
+    return (b",\r\n" if opened else b"[") + gemini_answer.denied_error(kind) + b"\r\n]"
 
 
 def _chat_saved(first: Any) -> bool:
@@ -143,6 +152,7 @@ ANSWER_FORMATS: dict[str, AnswerFormat] = {
         gemini_answer.denied_event,
         _GEMINI_STREAMS,
         saved=_gemini_saved,
+        array_end=_gemini_array_end,
     ),
     CODE_ASSIST: AnswerFormat(
         gemini_answer.code_assist_guard, gemini_answer.guard_code_assist_json, gemini_answer.denied_event
