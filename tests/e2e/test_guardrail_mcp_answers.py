@@ -219,6 +219,37 @@ def test_a_denied_result_ends_its_stream_and_closes_the_upstream(gateway, script
     assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
 
 
+LARGE = "the quick brown fox jumps over the lazy dog. " * 2000  # 90 KB: read in a worker thread
+
+
+def large_result(content_type: str):
+    """A tool's result of 180 KB that carries a customer's address between its halves, by
+    server-sent events or as JSON."""
+
+    def answer(message: dict) -> Reply:
+        if message["method"] == "tools/list":  # the SDK's client lists the tools before it calls one
+            tools = [{"name": "customer", "inputSchema": {"type": "object"}}]
+            return Reply(200, {"jsonrpc": "2.0", "id": message["id"], "result": {"tools": tools}})
+        text = f"{LARGE} write to {EMAIL} {LARGE}"
+        result = {"jsonrpc": "2.0", "id": message["id"], "result": {"content": [{"type": "text", "text": text}]}}
+        body = event(result) if content_type == "text/event-stream" else json.dumps(result).encode()
+        pieces = [body[i : i + 16384] for i in range(0, len(body), 16384)]
+        return Reply(200, headers={"content-type": content_type}, chunks=pieces)
+
+    return answer
+
+
+@pytest.mark.parametrize("content_type", ["text/event-stream", "application/json"], ids=["sse", "json"])
+def test_a_large_result_comes_redacted_exactly(gateway, scripted, content_type: str) -> None:
+    scripted.handler = speaks_mcp(large_result(content_type))
+    called = """
+called = await client.call_tool("customer", {})
+report(text=[c.text for c in called.content])
+"""
+    result = gateway.run(client_code(f"https://{SCRIPTED_HOST}/mcp", called, "legacy"))
+    assert result == {"text": [f"{LARGE} write to {REDACTED} {LARGE}"]}
+
+
 def test_zz_no_value_in_any_output(gateway) -> None:
     """Last in this file: it stops the gateway to read its saved flows whole."""
     assert gateway.audit(), "the tests before it made calls"

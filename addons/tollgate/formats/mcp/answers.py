@@ -130,6 +130,11 @@ class AnswerRelay:
         return filtered or (self.guard is not None and self.guard.refuses_unread)
 
     @property
+    def held_size(self) -> int:
+        """The bytes held to be read (an event still incomplete, a JSON answer so far)."""
+        return max(self._held_size, 0)
+
+    @property
     def waiting(self) -> bool:
         """Whether complete events (or a JSON answer) wait for tools to be decided."""
         return self._waiting_for is not None

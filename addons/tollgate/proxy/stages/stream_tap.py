@@ -29,7 +29,7 @@ from tollgate.governance.guardrails.answer_formats import (
     answer_format,
     answer_format_of,
 )
-from tollgate.governance.guardrails.workers import ScanWorkers
+from tollgate.governance.guardrails.workers import READ_APART_BYTES, ScanWorkers
 from tollgate.proxy import patches
 from tollgate.proxy.flows import call_of, provider_of, refuse, write_body
 from tollgate.proxy.state import Shared
@@ -37,9 +37,6 @@ from tollgate.proxy.state import Shared
 logger = logging.getLogger(__name__)
 
 MITMPROXY_CONNECTION_LOGGER = "mitmproxy.proxy.server"  # where a connection's log lines come from
-# A piece of a guarded answer this large or larger is read in a worker thread: its reading (about
-# 0.3 ms for 32 KiB) is then more than the hop to the thread and back costs (docs/guardrails.md).
-READ_APART_BYTES = 32 * 1024
 
 
 class TierReader(WholeBodyReader):
@@ -341,8 +338,9 @@ class StreamTap:
         # The answers read whole for the answer guardrails, until their end: the tap that reads
         # them (usage, encoding, translation) and the detectors.
         self._whole: WeakKeyDictionary[http.HTTPFlow, tuple[UsageTap, AnswerReading]] = WeakKeyDictionary()
-        # Where a large piece of a guarded answer is read (`answer_piece`).
-        self._workers = ScanWorkers()
+        # Where a large piece of a guarded answer is read (`answer_piece`), an MCP result's and a
+        # Responses WebSocket message's too (their stages are given these).
+        self.workers = ScanWorkers()
 
     def load(self, _loader: object) -> None:
         connections = logging.getLogger(MITMPROXY_CONNECTION_LOGGER)
@@ -356,10 +354,10 @@ class StreamTap:
         tap = flow.response.stream if flow.response is not None else None
         if not isinstance(tap, UsageTap):
             return None
-        return self._workers.off_loop(tap.read_apart)
+        return self.workers.off_loop(tap.read_apart)
 
     def done(self) -> None:
-        self._workers.close()
+        self.workers.close()
         connections = logging.getLogger(MITMPROXY_CONNECTION_LOGGER)
         if self._quiet_log is not None and vars(connections).get("log") is self._quiet_log:
             del connections.log
