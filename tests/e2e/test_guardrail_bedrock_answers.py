@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 
 import pytest
-from tests.support import guardrail_samples as samples
+from tests.support.answers import (
+    ARGS,
+    AWS,
+    CARD,
+    FILLERS,
+    KINDS,
+    REDACTED_TEXT,
+    TEXT,
+    AnswerUpstream,
+    answered_by,
+    pieces,
+)
 from tests.support.aws import botocore_accepts
 from tests.support.eventstream import event, invoke_chunk
 from tests.support.fake_upstream import Received, Reply
@@ -20,16 +30,8 @@ from tests.support.streams import sse
 
 VIRTUAL = ("TGALICE0000000000000", "alice-virtual-SECRET-0000")
 REAL = ("AKIAREAL000000000000", "real-aws-SECRET-key-0000")
-AWS = samples.AWS_KEY_ID
-CARD = samples.SAMPLES["pii.payment_card"][0]
-TEXT = f"Here is the key from the file: {AWS} and nothing else."
-ARGS = json.dumps({"card": CARD, "note": "pay it"})
-KINDS = ["secrets.aws_access_key_id", "pii.payment_card"]
 EVENTSTREAM = {"content-type": "application/vnd.amazon.eventstream"}
-FILLERS = 100  # frames the upstream would send after a denied value, were it not closed
-FILLER_GAP = 0.02
 DENIED = "The answer was stopped: it carries what a guardrail denies (secrets.aws_access_key_id)."
-REDACTED_TEXT = TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
 REDACTED_ARGS = {"card": "[REDACTED:pii.payment_card]", "note": "pay it"}
 
 
@@ -54,10 +56,6 @@ def config(urls: dict[str, str], limits: list[dict] | None = None) -> dict:
             {"match": {"model": "meta.llama3-deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
         ],
     }
-
-
-def pieces(text: str, size: int) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def delta(block: int, body: dict) -> bytes:
@@ -119,20 +117,11 @@ def openai_stream() -> Reply:
     return Reply(200, chunks=events, headers={"content-type": "text/event-stream"})
 
 
-class Upstream:
+class Upstream(AnswerUpstream):
     """The fake Bedrock's answers, by path; it checks the signature Tollgate made with botocore."""
 
-    def __init__(self) -> None:
-        self.denied: Reply | None = None
-        self.denied_at = 0
-        self.gate: Callable[[int], None] | None = None  # for the clean stream's frames
-
     def _denied(self, frames: list[bytes], first: int) -> Reply:
-        self.denied_at = first
-        self.denied = Reply(
-            200, chunks=frames, headers=EVENTSTREAM, gate=lambda i: time.sleep(FILLER_GAP if i > first else 0)
-        )
-        return self.denied
+        return self.denied_stream(frames, first, EVENTSTREAM)
 
     def __call__(self, received: Received) -> Reply:
         if received.path.endswith("/chat/completions"):
@@ -168,10 +157,7 @@ def upstream() -> Upstream:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway, upstream):
-    gateway = start_gateway(config, providers=("bedrock", "openai"))
-    for fake in gateway.fakes.values():
-        fake.handler = upstream
-    return gateway
+    return answered_by(start_gateway(config, providers=("bedrock", "openai")), upstream)
 
 
 CLIENT = f"""
@@ -238,9 +224,7 @@ def test_a_denied_converse_stream_raises_in_boto3_and_the_upstream_is_closed(gw,
     record = gw.last_audit()
     assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
-    time.sleep(max(0.0, started + FILLERS * FILLER_GAP + 1.0 - time.monotonic()))
-    assert upstream.denied is not None
-    assert len(upstream.denied.sent_at) < upstream.denied_at + 4 + 5
+    upstream.stopped_soon(started, 4 + 5)
 
 
 def test_a_clean_converse_stream_comes_byte_for_byte(gw):
@@ -348,9 +332,7 @@ def test_a_denied_invoke_model_stream_raises_in_boto3_and_the_upstream_is_closed
     assert result["text"] == TEXT[: TEXT.index(AWS)]
     record = gw.last_audit()
     assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
-    time.sleep(max(0.0, started + FILLERS * FILLER_GAP + 1.0 - time.monotonic()))
-    assert upstream.denied is not None
-    assert len(upstream.denied.sent_at) < upstream.denied_at + 4 + 5
+    upstream.stopped_soon(started, 4 + 5)
 
 
 INVOKE = (
@@ -397,9 +379,7 @@ def counted(start_gateway, upstream):
         lambda urls: config(urls, [{"name": "all", "match": {}, "tokens_per_day": 10_000_000}]),
         providers=("bedrock", "openai"),
     )
-    for fake in gateway.fakes.values():
-        fake.handler = upstream
-    return gateway
+    return answered_by(gateway, upstream)
 
 
 def test_a_counted_call_is_redacted_and_denied_as_any(counted):

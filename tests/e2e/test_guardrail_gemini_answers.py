@@ -16,18 +16,11 @@ import pytest
 from tests.e2e.test_code_assist import PROJECT, TOKEN, URL, TokenInfo, envelope
 from tests.e2e.test_code_assist import config as code_assist_config
 from tests.e2e.test_guardrail_answers import anthropic_answer
-from tests.support import guardrail_samples as samples
+from tests.support.answers import AWS, CARD, FILLERS, KINDS, REDACTED_TEXT, TEXT, AnswerUpstream, answered_by, pieces
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
 
 VIRTUAL = "tg-gemini-answers-alice-0001"
-AWS = samples.AWS_KEY_ID
-CARD = samples.SAMPLES["pii.payment_card"][0]
-TEXT = f"Here is the key from the file: {AWS} and nothing else."
-KINDS = ["secrets.aws_access_key_id", "pii.payment_card"]
-REDACTED_TEXT = TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
-FILLERS = 100  # items the upstream would send after a denied value, were it not closed
-FILLER_GAP = 0.02
 SSE = {"content-type": "text/event-stream"}
 ARRAY = {"content-type": "application/json; charset=UTF-8"}
 
@@ -57,10 +50,6 @@ def item(*parts: dict, finish: str | None = None, usage: bool = False) -> dict:
     if usage:
         out["usageMetadata"] = {"promptTokenCount": 8, "candidatesTokenCount": 20, "totalTokenCount": 28}
     return out
-
-
-def pieces(text: str, size: int) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def call_part(signed: bool = False) -> dict:
@@ -97,14 +86,8 @@ def unreadable(chunks: list[bytes]) -> list[bytes]:
     return [encoder.compress(b"".join(chunks[:2])) + encoder.flush(zlib.Z_SYNC_FLUSH), b"\xff\xff not gzip"]
 
 
-class Upstream:
-    """The fake Gemini API's (and Vertex AI's) answers, by model; the denied stream's reply kept to
-    see where it stopped; `gate` for the clean array's items."""
-
-    def __init__(self) -> None:
-        self.denied: Reply | None = None
-        self.denied_at = 0
-        self.gate = None
+class Upstream(AnswerUpstream):
+    """The fake Gemini API's (and Vertex AI's) answers, by model; `gate` for the clean array's items."""
 
     def __call__(self, received: Received) -> Reply:
         path = received.path
@@ -131,10 +114,7 @@ class Upstream:
             items = [item({"text": p}) for p in pieces(TEXT, 5)]
             first = TEXT.index(AWS) // 5
             items += [item({"text": " more"}) for _ in range(FILLERS)] + [item(finish="STOP", usage=True)]
-            self.denied_at = first
-            gap = lambda i: time.sleep(FILLER_GAP if i > first else 0)  # noqa: E731
-            self.denied = Reply(200, headers=headers, chunks=framing(items), gate=gap)
-            return self.denied
+            return self.denied_stream(framing(items), first, headers)
         return Reply(200, headers=headers, chunks=framing(guarded_items()))
 
 
@@ -146,9 +126,7 @@ def upstream() -> Upstream:
 @pytest.fixture(scope="module")
 def gw(start_gateway, upstream):
     gateway = start_gateway(config, providers=("gemini", "vertex", "anthropic"))
-    for fake in gateway.fakes.values():
-        fake.handler = upstream
-    return gateway
+    return answered_by(gateway, upstream)
 
 
 CLIENT = f"""
@@ -202,11 +180,7 @@ def test_a_denied_stream_raises_in_the_sdk_and_the_upstream_is_closed(gw, upstre
     record = gw.last_audit()
     assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
-    # The fillers would take FILLERS * FILLER_GAP to send: past that, the upstream had stopped
-    # soon after the key (within half a second, on a busy machine) rather than sending them all.
-    time.sleep(max(0.0, started + FILLERS * FILLER_GAP + 1.0 - time.monotonic()))
-    assert upstream.denied is not None
-    assert len(upstream.denied.sent_at) < upstream.denied_at + 4 + 25
+    upstream.stopped_soon(started, 4 + 25)  # within half a second, on a busy machine
 
 
 def test_a_value_in_a_signed_part_is_denied_under_redact(gw):
