@@ -117,6 +117,41 @@ def openai_stream() -> Reply:
     return Reply(200, chunks=events, headers={"content-type": "text/event-stream"})
 
 
+# An application inference profile's ARN: it does not say which model it runs (Claude, here).
+PROFILE = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6"
+CLAUDE = {"id": "msg_p", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5"}
+
+
+def citation(text: str) -> dict:
+    """A citation of a document the caller gave, as Claude's answer carries one."""
+    return {"type": "char_location", "cited_text": text, "document_index": 0, "document_title": "notes",
+            "start_char_index": 0, "end_char_index": len(text)}  # fmt: skip
+
+
+def claude_stream() -> list[bytes]:
+    """Claude's answer on InvokeModelWithResponseStream: its text (the key across four chunks),
+    then a citation whose quoted text holds the key again."""
+    start = {**CLAUDE, "content": [], "stop_reason": None, "usage": {"input_tokens": 5, "output_tokens": 1}}
+    events = [
+        {"type": "message_start", "message": start},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": "", "citations": []}},
+        *({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}
+          for p in pieces(TEXT, 5)),
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "citations_delta", "citation": citation(f"the file says {AWS}")}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 7}},
+        {"type": "message_stop"},
+    ]  # fmt: skip
+    return [invoke_chunk(e) for e in events]
+
+
+def claude_json() -> dict:
+    block = {"type": "text", "text": TEXT, "citations": [citation(f"the file says {AWS}")]}
+    usage = {"input_tokens": 5, "output_tokens": 7}
+    return {**CLAUDE, "content": [block], "stop_reason": "end_turn", "usage": usage}
+
+
 class Upstream(AnswerUpstream):
     """The fake Bedrock's answers, by path; it checks the signature Tollgate made with botocore."""
 
@@ -141,10 +176,14 @@ class Upstream(AnswerUpstream):
         if path.endswith("/converse"):
             return Reply(200, converse_json())
         if path.endswith("/invoke-with-response-stream"):
+            if "application-inference-profile" in path:
+                return Reply(200, chunks=claude_stream(), headers=EVENTSTREAM)
             if "llama3-deny" in path:
                 return self._denied(llama_stream(pieces(TEXT, 5), [" more"] * FILLERS), TEXT.index(AWS) // 5)
             return Reply(200, chunks=llama_stream(pieces(TEXT, 5)), headers=EVENTSTREAM)
         if path.endswith("/invoke"):
+            if "application-inference-profile" in path:
+                return Reply(200, claude_json())
             body = {"generation": TEXT, "prompt_token_count": 5, "generation_token_count": 7, "stop_reason": "stop"}
             return Reply(200, body, {"x-amzn-bedrock-input-token-count": "5", "x-amzn-bedrock-output-token-count": "7"})
         return Reply(404, {"message": "no such path"})
@@ -363,6 +402,33 @@ def test_an_invoke_model_answer_is_served_redacted_or_refused(gw):
     assert AWS not in refused["body"]
     record = gw.last_audit()
     assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
+
+
+CLAUDE_STREAM = (
+    CLIENT
+    + """
+text, cited = "", []
+body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "messages": [{"role": "user", "content": "pay"}]}
+r = client.invoke_model_with_response_stream(modelId=MODEL, body=json.dumps(body))
+for e in r["body"]:
+    delta = json.loads(e["chunk"]["bytes"]).get("delta", {})
+    text += delta.get("text", "")
+    cited += [delta["citation"]["cited_text"]] if "citation" in delta else []
+whole = json.loads(client.invoke_model(modelId=MODEL, body=json.dumps(body))["body"].read())
+report(text=text, cited=cited, whole=[whole["content"][0]["text"], whole["content"][0]["citations"][0]["cited_text"]])
+"""
+)
+
+
+def test_claude_under_an_application_inference_profile_is_read_as_claudes(gw):
+    """The profile's ARN does not name Claude: the answer does, and is read by Claude's reader,
+    its citations' quoted text too."""
+    result = gw.run(f"MODEL = {PROFILE!r}\n" + CLAUDE_STREAM)
+    cited = "the file says [REDACTED:secrets.aws_access_key_id]"
+    assert result == {"text": REDACTED_TEXT, "cited": [cited], "whole": [REDACTED_TEXT, cited]}
+    streamed, whole = gw.new_audit(2)
+    assert streamed["answer_findings"] == whole["answer_findings"] == {"secrets.aws_access_key_id": 2}
+    assert (streamed["model"], streamed["endpoint"]) == (PROFILE, "invoke-with-response-stream")
 
 
 def test_a_converse_stream_translated_from_another_provider_is_read_as_boto3_gets_it(gw):

@@ -29,13 +29,9 @@ from tollgate.formats.openai_responses import RESPONSES
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.guardrails import gemini_answer, mcp_answer, messages_answer, responses_answer
 from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.bedrock_answer import (
-    ConverseAnswerGuard,
-    InvokeAnswerGuard,
-    denied_frame,
-    guard_bedrock_json,
-)
+from tollgate.governance.guardrails.bedrock_answer import ConverseAnswerGuard, denied_frame, guard_bedrock_json
 from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, denied_event, guard_chat_json
+from tollgate.governance.guardrails.invoke_answer import InvokeByAnswerGuard, guard_invoke_json
 from tollgate.governance.guardrails.mcp_answer import McpAnswerGuard, guard_mcp_json
 
 
@@ -158,7 +154,8 @@ ANSWER_FORMATS: dict[str, AnswerFormat] = {
         gemini_answer.code_assist_guard, gemini_answer.guard_code_assist_json, gemini_answer.denied_event
     ),
     BEDROCK_CONVERSE: AnswerFormat(ConverseAnswerGuard, guard_bedrock_json, denied_frame, frozenset((EVENT_STREAM,))),
-    BEDROCK_INVOKE: AnswerFormat(InvokeAnswerGuard, guard_bedrock_json, denied_frame, frozenset((EVENT_STREAM,))),
+    # Each family's own body, told by the answer where the model id does not tell it (`invoke_answer`).
+    BEDROCK_INVOKE: AnswerFormat(InvokeByAnswerGuard, guard_invoke_json, denied_frame, frozenset((EVENT_STREAM,))),
     MCP_RESULTS: AnswerFormat(
         McpAnswerGuard, guard_mcp_json, mcp_answer.denied_event, saved=_mcp_saved, denied_inside=True
     ),
@@ -206,7 +203,8 @@ def model_answer_format(classification: Classification) -> str | None:
 def endpoint_answer_format(endpoint: str, model: str | None) -> str | None:
     """The format of an endpoint's answers that is none of its provider's chat formats: Bedrock's
     InvokeModel answers in the model family's own, Claude's in its own (`CLAUDE_ON_BEDROCK`, read
-    only once that format is registered here)."""
+    only once that format is registered here); where the model id does not name Claude (an
+    application inference profile's ARN), the answer tells (`invoke_answer`)."""
     found = ANSWER_ENDPOINTS.get(endpoint)
     if found == BEDROCK_INVOKE and is_claude(model or ""):
         return CLAUDE_ON_BEDROCK
