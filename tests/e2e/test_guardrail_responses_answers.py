@@ -149,10 +149,18 @@ def codex_http(request: HttpRequest) -> tuple[int, dict[str, str], bytes | list[
     return 200, {"content-type": "text/event-stream"}, sse_of(events)
 
 
+LARGE = "the quick brown fox jumps over the lazy dog. " * 1500  # 67 KB a delta: read in a worker thread
+LARGE_TEXT = f"{LARGE}{AWS} {LARGE}"
+
+
 def codex_socket(event: dict[str, Any]) -> list[dict[str, Any]]:
-    """Over the Responses WebSocket: each response.create answered with the same events."""
+    """Over the Responses WebSocket: each response.create answered with the same events (the
+    large ones' text in two deltas, the key across them)."""
     if event.get("type") != "response.create":
         return []
+    if event["model"].endswith("-large"):
+        deltas = [LARGE + AWS[:9], AWS[9:] + " " + LARGE]
+        return response_events(LARGE_TEXT, ARGS, deltas=deltas)
     return response_events(TEXT, ARGS, FILLERS if event["model"].startswith("gpt-deny") else 0)
 
 
@@ -395,6 +403,16 @@ def test_codex_over_the_responses_websocket_is_redacted(gw, model):
     }
     record = next(r for r in reversed(gw.new_audit(1)) if r["endpoint"] == "responses")
     assert (record["model"], record["transport"], record["total_tokens"]) == (model, "websocket", 39)
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
+
+
+def test_large_events_on_the_websocket_come_redacted_exactly(gw):
+    """Events of 64 KB and more, read in a worker thread: the client gets the text as it came, the
+    key across two of them replaced."""
+    result = gw.run("MODEL = 'gpt-5-large'\n" + SOCKET)
+    text = LARGE_TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+    assert result == {"text": text, "args": REDACTED_ARGS, "done": [text, REDACTED_ARGS], "error": None, "closed": None}
+    record = next(r for r in reversed(gw.new_audit(1)) if r["endpoint"] == "responses")
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
 
 
