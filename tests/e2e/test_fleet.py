@@ -21,6 +21,7 @@ from tests.support import streams
 from tests.support.canned import provider_answers
 from tests.support.clients import run_client
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
+from tests.support.fleet import READY as READY_LINE
 from tests.support.fleet import Fleet, accepts, processes
 from tests.support.proxy import ROOT, free_port
 from tests.support.redis import redis_server
@@ -269,6 +270,32 @@ def test_audit_records_on_standard_output_stay_whole_lines(tmp_path, fakes, conf
         verdict = verify((Place("-", n), line.encode()) for n, line in enumerate(lines, 1))
         assert verdict.faults == [] and (verdict.summary.instances, verdict.summary.runs) == (2, 2)
     finally:
+        fleet.stop()
+
+
+def test_the_listen_port_is_held_while_the_workers_start(tmp_path, fakes, confdir, upstream_ca_pem, bundle):
+    """From the check that the listen address is free to HAProxy's start (while the workers start:
+    seconds) no other process takes it, not even one that binds with SO_REUSEADDR as Python's
+    servers do: its listener would be taken for HAProxy's (the fleet said ready, HAProxy unable to
+    listen), and every client sent to it."""
+    data = {"providers": {"openai": {"upstream": fakes["openai"].url, "keys": [REAL_OPENAI]}}}
+    fleet = Fleet(tmp_path, data, confdir, upstream_ca_pem)
+    other = socket.socket()
+    try:
+        fleet.wait_console("anonymous callers", timeout=120)  # the first worker loaded: HAProxy comes later
+        assert READY_LINE not in fleet.console(), "HAProxy started before the test could try the port"
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            other.bind(("127.0.0.1", fleet.port))
+            other.listen()
+            taken = True
+        except OSError:
+            taken = False
+        assert not taken, "another process could listen on the fleet's port while its workers started"
+        fleet.wait_ready()
+        assert openai_calls(fleet, bundle, "sk-caller-own", 2) == {"outcomes": ["ok", "ok"]}
+    finally:
+        other.close()
         fleet.stop()
 
 

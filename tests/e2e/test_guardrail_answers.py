@@ -9,23 +9,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 
 import pytest
-from tests.support import guardrail_samples as samples
+from tests.support.answers import ARGS, AWS, CARD, FILLERS, KINDS, TEXT, AnswerUpstream, answered_by, pieces
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
 from tests.support.h2 import H2Reply, H2Upstream
 from tests.support.streams import sse
 
 VIRTUAL = "tg-answers-alice-0001"
-AWS = samples.AWS_KEY_ID
-CARD = samples.SAMPLES["pii.payment_card"][0]
-TEXT = f"Here is the key from the file: {AWS} and nothing else."
-ARGS = json.dumps({"card": CARD, "note": "pay it"})
-KINDS = ["secrets.aws_access_key_id", "pii.payment_card"]
-FILLERS = 100  # events the upstream would send after a denied value, were it not closed
-FILLER_GAP = 0.02
 
 
 def config(urls: dict[str, str], limits: list[dict] | None = None) -> dict:
@@ -59,10 +51,6 @@ def chunk(delta: dict, finish: str | None = None) -> bytes:
     choice = {"index": 0, "delta": delta, "finish_reason": finish}
     event = {"id": "chatcmpl-g", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-4o"}
     return sse({**event, "choices": [choice]})
-
-
-def pieces(text: str, size: int) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def guarded_stream() -> list[bytes]:
@@ -165,13 +153,8 @@ def anthropic_answer(stream: bool) -> Reply:
     return Reply(200, chunks=events)
 
 
-class Upstream:
-    """The fake OpenAI's answers, by model; the denied stream's reply kept to see where it stopped."""
-
-    def __init__(self) -> None:
-        self.denied: Reply | None = None
-        self.denied_at = 0
-        self.gate: Callable[[int], None] | None = None  # for the clean stream's events
+class Upstream(AnswerUpstream):
+    """The fake OpenAI's answers, by model."""
 
     def __call__(self, received: Received) -> Reply:
         if received.path.endswith("/v1/messages"):
@@ -189,10 +172,7 @@ class Upstream:
         if model == "gpt-large-clean":
             return Reply(200, chunks=large_stream("no key here"))
         if model == "gpt-deny-stream":
-            chunks, first = denied_stream()
-            self.denied_at = first
-            self.denied = Reply(200, chunks=chunks, gate=lambda i: time.sleep(FILLER_GAP if i > first else 0))
-            return self.denied
+            return self.denied_stream(*denied_stream())
         if stream:
             return Reply(200, chunks=guarded_stream())
         if model.startswith("gpt-huge"):  # past 16 MiB, chunked: no length to tell it at its headers
@@ -209,10 +189,7 @@ def upstream() -> Upstream:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway, upstream):
-    gateway = start_gateway(config, providers=("openai", "anthropic"))
-    for fake in gateway.fakes.values():
-        fake.handler = upstream
-    return gateway
+    return answered_by(start_gateway(config, providers=("openai", "anthropic")), upstream)
 
 
 READ_STREAM = f"""
@@ -265,11 +242,7 @@ def test_a_denied_stream_raises_in_the_sdk_and_the_upstream_is_closed(gw, upstre
     record = gw.last_audit()
     assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
-    # The fillers would take FILLERS * FILLER_GAP to send: past that, the upstream had stopped
-    # soon after the key (a write or two into the closed connection's buffers).
-    time.sleep(max(0.0, started + FILLERS * FILLER_GAP + 1.0 - time.monotonic()))
-    assert upstream.denied is not None
-    assert len(upstream.denied.sent_at) < upstream.denied_at + 4 + 5
+    upstream.stopped_soon(started, 4 + 5)
 
 
 def test_a_clean_stream_comes_byte_for_byte(gw):

@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 
 import pytest
-from tests.support import guardrail_samples as samples
+from tests.support.answers import (
+    ARGS,
+    AWS,
+    CARD,
+    FILLERS,
+    KINDS,
+    REDACTED_TEXT,
+    TEXT,
+    AnswerUpstream,
+    answered_by,
+    pieces,
+)
 from tests.support.aws import botocore_accepts
 from tests.support.eventstream import event, invoke_chunk
 from tests.support.fake_upstream import Received, Reply
@@ -20,16 +30,8 @@ from tests.support.streams import sse
 
 VIRTUAL = ("TGALICE0000000000000", "alice-virtual-SECRET-0000")
 REAL = ("AKIAREAL000000000000", "real-aws-SECRET-key-0000")
-AWS = samples.AWS_KEY_ID
-CARD = samples.SAMPLES["pii.payment_card"][0]
-TEXT = f"Here is the key from the file: {AWS} and nothing else."
-ARGS = json.dumps({"card": CARD, "note": "pay it"})
-KINDS = ["secrets.aws_access_key_id", "pii.payment_card"]
 EVENTSTREAM = {"content-type": "application/vnd.amazon.eventstream"}
-FILLERS = 100  # frames the upstream would send after a denied value, were it not closed
-FILLER_GAP = 0.02
 DENIED = "The answer was stopped: it carries what a guardrail denies (secrets.aws_access_key_id)."
-REDACTED_TEXT = TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
 REDACTED_ARGS = {"card": "[REDACTED:pii.payment_card]", "note": "pay it"}
 
 
@@ -54,10 +56,6 @@ def config(urls: dict[str, str], limits: list[dict] | None = None) -> dict:
             {"match": {"model": "meta.llama3-deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
         ],
     }
-
-
-def pieces(text: str, size: int) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def delta(block: int, body: dict) -> bytes:
@@ -119,20 +117,46 @@ def openai_stream() -> Reply:
     return Reply(200, chunks=events, headers={"content-type": "text/event-stream"})
 
 
-class Upstream:
+# An application inference profile's ARN: it does not say which model it runs (Claude, here).
+PROFILE = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6"
+CLAUDE = {"id": "msg_p", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5"}
+
+
+def citation(text: str) -> dict:
+    """A citation of a document the caller gave, as Claude's answer carries one."""
+    return {"type": "char_location", "cited_text": text, "document_index": 0, "document_title": "notes",
+            "start_char_index": 0, "end_char_index": len(text)}  # fmt: skip
+
+
+def claude_stream() -> list[bytes]:
+    """Claude's answer on InvokeModelWithResponseStream: its text (the key across four chunks),
+    then a citation whose quoted text holds the key again."""
+    start = {**CLAUDE, "content": [], "stop_reason": None, "usage": {"input_tokens": 5, "output_tokens": 1}}
+    events = [
+        {"type": "message_start", "message": start},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": "", "citations": []}},
+        *({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}
+          for p in pieces(TEXT, 5)),
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "citations_delta", "citation": citation(f"the file says {AWS}")}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 7}},
+        {"type": "message_stop"},
+    ]  # fmt: skip
+    return [invoke_chunk(e) for e in events]
+
+
+def claude_json() -> dict:
+    block = {"type": "text", "text": TEXT, "citations": [citation(f"the file says {AWS}")]}
+    usage = {"input_tokens": 5, "output_tokens": 7}
+    return {**CLAUDE, "content": [block], "stop_reason": "end_turn", "usage": usage}
+
+
+class Upstream(AnswerUpstream):
     """The fake Bedrock's answers, by path; it checks the signature Tollgate made with botocore."""
 
-    def __init__(self) -> None:
-        self.denied: Reply | None = None
-        self.denied_at = 0
-        self.gate: Callable[[int], None] | None = None  # for the clean stream's frames
-
     def _denied(self, frames: list[bytes], first: int) -> Reply:
-        self.denied_at = first
-        self.denied = Reply(
-            200, chunks=frames, headers=EVENTSTREAM, gate=lambda i: time.sleep(FILLER_GAP if i > first else 0)
-        )
-        return self.denied
+        return self.denied_stream(frames, first, EVENTSTREAM)
 
     def __call__(self, received: Received) -> Reply:
         if received.path.endswith("/chat/completions"):
@@ -152,10 +176,14 @@ class Upstream:
         if path.endswith("/converse"):
             return Reply(200, converse_json())
         if path.endswith("/invoke-with-response-stream"):
+            if "application-inference-profile" in path:
+                return Reply(200, chunks=claude_stream(), headers=EVENTSTREAM)
             if "llama3-deny" in path:
                 return self._denied(llama_stream(pieces(TEXT, 5), [" more"] * FILLERS), TEXT.index(AWS) // 5)
             return Reply(200, chunks=llama_stream(pieces(TEXT, 5)), headers=EVENTSTREAM)
         if path.endswith("/invoke"):
+            if "application-inference-profile" in path:
+                return Reply(200, claude_json())
             body = {"generation": TEXT, "prompt_token_count": 5, "generation_token_count": 7, "stop_reason": "stop"}
             return Reply(200, body, {"x-amzn-bedrock-input-token-count": "5", "x-amzn-bedrock-output-token-count": "7"})
         return Reply(404, {"message": "no such path"})
@@ -168,10 +196,7 @@ def upstream() -> Upstream:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway, upstream):
-    gateway = start_gateway(config, providers=("bedrock", "openai"))
-    for fake in gateway.fakes.values():
-        fake.handler = upstream
-    return gateway
+    return answered_by(start_gateway(config, providers=("bedrock", "openai")), upstream)
 
 
 CLIENT = f"""
@@ -238,9 +263,7 @@ def test_a_denied_converse_stream_raises_in_boto3_and_the_upstream_is_closed(gw,
     record = gw.last_audit()
     assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
-    time.sleep(max(0.0, started + FILLERS * FILLER_GAP + 1.0 - time.monotonic()))
-    assert upstream.denied is not None
-    assert len(upstream.denied.sent_at) < upstream.denied_at + 4 + 5
+    upstream.stopped_soon(started, 4 + 5)
 
 
 def test_a_clean_converse_stream_comes_byte_for_byte(gw):
@@ -348,9 +371,7 @@ def test_a_denied_invoke_model_stream_raises_in_boto3_and_the_upstream_is_closed
     assert result["text"] == TEXT[: TEXT.index(AWS)]
     record = gw.last_audit()
     assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
-    time.sleep(max(0.0, started + FILLERS * FILLER_GAP + 1.0 - time.monotonic()))
-    assert upstream.denied is not None
-    assert len(upstream.denied.sent_at) < upstream.denied_at + 4 + 5
+    upstream.stopped_soon(started, 4 + 5)
 
 
 INVOKE = (
@@ -383,6 +404,33 @@ def test_an_invoke_model_answer_is_served_redacted_or_refused(gw):
     assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
 
 
+CLAUDE_STREAM = (
+    CLIENT
+    + """
+text, cited = "", []
+body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "messages": [{"role": "user", "content": "pay"}]}
+r = client.invoke_model_with_response_stream(modelId=MODEL, body=json.dumps(body))
+for e in r["body"]:
+    delta = json.loads(e["chunk"]["bytes"]).get("delta", {})
+    text += delta.get("text", "")
+    cited += [delta["citation"]["cited_text"]] if "citation" in delta else []
+whole = json.loads(client.invoke_model(modelId=MODEL, body=json.dumps(body))["body"].read())
+report(text=text, cited=cited, whole=[whole["content"][0]["text"], whole["content"][0]["citations"][0]["cited_text"]])
+"""
+)
+
+
+def test_claude_under_an_application_inference_profile_is_read_as_claudes(gw):
+    """The profile's ARN does not name Claude: the answer does, and is read by Claude's reader,
+    its citations' quoted text too."""
+    result = gw.run(f"MODEL = {PROFILE!r}\n" + CLAUDE_STREAM)
+    cited = "the file says [REDACTED:secrets.aws_access_key_id]"
+    assert result == {"text": REDACTED_TEXT, "cited": [cited], "whole": [REDACTED_TEXT, cited]}
+    streamed, whole = gw.new_audit(2)
+    assert streamed["answer_findings"] == whole["answer_findings"] == {"secrets.aws_access_key_id": 2}
+    assert (streamed["model"], streamed["endpoint"]) == (PROFILE, "invoke-with-response-stream")
+
+
 def test_a_converse_stream_translated_from_another_provider_is_read_as_boto3_gets_it(gw):
     result = gw.run("MODEL = 'gpt-4o'\n" + CONVERSE_STREAM)
     assert result == {"text": REDACTED_TEXT, "args": "", "error": None}
@@ -397,9 +445,7 @@ def counted(start_gateway, upstream):
         lambda urls: config(urls, [{"name": "all", "match": {}, "tokens_per_day": 10_000_000}]),
         providers=("bedrock", "openai"),
     )
-    for fake in gateway.fakes.values():
-        fake.handler = upstream
-    return gateway
+    return answered_by(gateway, upstream)
 
 
 def test_a_counted_call_is_redacted_and_denied_as_any(counted):

@@ -10,23 +10,17 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 
 import pytest
 from tests.e2e.test_code_assist import PROJECT, TOKEN, URL, TokenInfo, envelope
 from tests.e2e.test_code_assist import config as code_assist_config
 from tests.e2e.test_guardrail_answers import anthropic_answer
-from tests.support import guardrail_samples as samples
+from tests.support.answers import AWS, CARD, FILLERS, KINDS, REDACTED_TEXT, TEXT, AnswerUpstream, answered_by, pieces
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
 
 VIRTUAL = "tg-gemini-answers-alice-0001"
-AWS = samples.AWS_KEY_ID
-CARD = samples.SAMPLES["pii.payment_card"][0]
-TEXT = f"Here is the key from the file: {AWS} and nothing else."
-KINDS = ["secrets.aws_access_key_id", "pii.payment_card"]
-REDACTED_TEXT = TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
-FILLERS = 100  # items the upstream would send after a denied value, were it not closed
-FILLER_GAP = 0.02
 SSE = {"content-type": "text/event-stream"}
 ARRAY = {"content-type": "application/json; charset=UTF-8"}
 
@@ -58,10 +52,6 @@ def item(*parts: dict, finish: str | None = None, usage: bool = False) -> dict:
     return out
 
 
-def pieces(text: str, size: int) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)]
-
-
 def call_part(signed: bool = False) -> dict:
     part: dict = {"functionCall": {"name": "pay", "args": {"card": CARD, "note": "pay it"}}}
     return {**part, "thoughtSignature": "c2lnbmVk"} if signed else part
@@ -90,14 +80,14 @@ def clean_items() -> list[dict]:
     return [*(item({"text": t}) for t in text), item({"text": ""}, finish="STOP", usage=True)]
 
 
-class Upstream:
-    """The fake Gemini API's (and Vertex AI's) answers, by model; the denied stream's reply kept to
-    see where it stopped; `gate` for the clean array's items."""
+def unreadable(chunks: list[bytes]) -> list[bytes]:
+    """A gzip-encoded stream whose first two items decode, then bytes that do not."""
+    encoder = zlib.compressobj(wbits=31)
+    return [encoder.compress(b"".join(chunks[:2])) + encoder.flush(zlib.Z_SYNC_FLUSH), b"\xff\xff not gzip"]
 
-    def __init__(self) -> None:
-        self.denied: Reply | None = None
-        self.denied_at = 0
-        self.gate = None
+
+class Upstream(AnswerUpstream):
+    """The fake Gemini API's (and Vertex AI's) answers, by model; `gate` for the clean array's items."""
 
     def __call__(self, received: Received) -> Reply:
         path = received.path
@@ -116,14 +106,15 @@ class Upstream:
         if model == "gemini-signed":
             signed = [item({"text": "Paying now."}), item(call_part(signed=True)), item(finish="STOP")]
             return Reply(200, headers=headers, chunks=framing(signed))
+        if model == "gemini-unreadable":
+            return Reply(
+                200, headers={**headers, "content-encoding": "gzip"}, chunks=unreadable(framing(clean_items()))
+            )
         if model == "gemini-deny-stream":
             items = [item({"text": p}) for p in pieces(TEXT, 5)]
             first = TEXT.index(AWS) // 5
             items += [item({"text": " more"}) for _ in range(FILLERS)] + [item(finish="STOP", usage=True)]
-            self.denied_at = first
-            gap = lambda i: time.sleep(FILLER_GAP if i > first else 0)  # noqa: E731
-            self.denied = Reply(200, headers=headers, chunks=framing(items), gate=gap)
-            return self.denied
+            return self.denied_stream(framing(items), first, headers)
         return Reply(200, headers=headers, chunks=framing(guarded_items()))
 
 
@@ -135,9 +126,7 @@ def upstream() -> Upstream:
 @pytest.fixture(scope="module")
 def gw(start_gateway, upstream):
     gateway = start_gateway(config, providers=("gemini", "vertex", "anthropic"))
-    for fake in gateway.fakes.values():
-        fake.handler = upstream
-    return gateway
+    return answered_by(gateway, upstream)
 
 
 CLIENT = f"""
@@ -191,11 +180,7 @@ def test_a_denied_stream_raises_in_the_sdk_and_the_upstream_is_closed(gw, upstre
     record = gw.last_audit()
     assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
-    # The fillers would take FILLERS * FILLER_GAP to send: past that, the upstream had stopped
-    # soon after the key (within half a second, on a busy machine) rather than sending them all.
-    time.sleep(max(0.0, started + FILLERS * FILLER_GAP + 1.0 - time.monotonic()))
-    assert upstream.denied is not None
-    assert len(upstream.denied.sent_at) < upstream.denied_at + 4 + 25
+    upstream.stopped_soon(started, 4 + 25)  # within half a second, on a busy machine
 
 
 def test_a_value_in_a_signed_part_is_denied_under_redact(gw):
@@ -312,6 +297,25 @@ def test_the_json_array_stream_is_redacted_and_denied_in_its_elements(gw):
     assert (text, args) == (TEXT[: TEXT.index(AWS)], [])
     assert [(e["code"], e["status"]) for e in errors] == [(403, "PERMISSION_DENIED")]
     assert json.loads(denied["body"])[-1] == {"error": errors[0]}
+    assert gw.last_audit()["error"] == "content_denied"
+
+
+def test_a_stream_that_cannot_be_read_ends_in_its_own_form(gw):
+    """An encoded stream whose bytes stop decoding after two items: the items that came go on,
+    then the error item, in the stream's own form: as an event google-genai raises on, or as the
+    JSON array's last element with the array closed."""
+    message = "The answer was stopped: it carries what a guardrail denies (unread)."
+    streamed = gw.run(CLIENT + "MODEL = 'gemini-unreadable'\n" + READ_STREAM)
+    assert streamed == {
+        "text": "Nothing to hide ",
+        "args": [],
+        "error": ["ClientError", 403, "PERMISSION_DENIED", message],
+    }
+    assert gw.last_audit()["error"] == "content_denied"
+    array = raw(gw, "gemini-unreadable")
+    items = json.loads(array["body"])  # closed after its error
+    assert items[:2] == clean_items()[:2]
+    assert items[2:] == [{"error": {"code": 403, "message": message, "status": "PERMISSION_DENIED"}}]
     assert gw.last_audit()["error"] == "content_denied"
 
 

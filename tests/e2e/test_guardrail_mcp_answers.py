@@ -7,70 +7,51 @@ sessions and at 2026-07-28. The records count what was found (`answer_findings`)
 
 from __future__ import annotations
 
-import socket
+import json
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 import trustme
-from prometheus_client.parser import text_string_to_metric_families
 from tests.support import guardrail_samples as samples
-from tests.support.mcp_upstream import McpUpstream
+from tests.support.answers import answer_samples, free_port
+from tests.support.fake_upstream import FakeUpstream, Reply
+from tests.support.mcp_upstream import McpUpstream, event, log_event, mcp_servers, speaks_mcp
+from tests.support.mcp_upstream import client_code as sdk_client_code
+from tests.support.raw import send
 
 VIRTUAL = "tg-mcp-answers-alice-0001"
 SSE_URL = "https://mcp-answers.example.test/mcp"
 JSON_URL = "https://mcp-answers-json.example.test/mcp"
+SCRIPTED_HOST = "mcp-answers-scripted.example.test"
 EMAIL = samples.EMAIL
 CARD = samples.SAMPLES["pii.payment_card"][0]
 REDACTED = "[REDACTED:pii.email]"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-METRICS = f"127.0.0.1:{_free_port()}"
-
-CLIENT = """
-import asyncio
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
-
-async def main():
-    http = create_mcp_http_client(headers={{"Authorization": "Bearer {key}"}})
-    async with http:
-        async with Client(streamable_http_client("{url}", http_client=http), mode="{mode}") as client:
-{body}
-
-try:
-    asyncio.run(main())
-except BaseExceptionGroup as group:  # the SDK's task group: the error inside it is the one to see
-    first = group.exceptions[0]
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    raise first from None
-"""
+METRICS = f"127.0.0.1:{free_port()}"
+FILLERS = 100  # events the scripted server would send after a denied result, were it not closed
+FILLER_GAP = 0.02
 
 
 def client_code(url: str, body: str, mode: str) -> str:
-    indented = "\n".join("            " + line for line in body.strip().splitlines())
-    return CLIENT.format(key=VIRTUAL, url=url, body=indented, mode=mode)
+    return sdk_client_code(url, body, VIRTUAL, mode)
 
 
 @pytest.fixture(scope="module")
 def servers(upstream_ca: trustme.CA) -> Iterator[tuple[McpUpstream, McpUpstream]]:
-    sse, json_ = McpUpstream(upstream_ca), McpUpstream(upstream_ca, json_response=True)
-    yield sse, json_
-    sse.close()
-    json_.close()
+    with mcp_servers(upstream_ca) as both:
+        yield both
 
 
 @pytest.fixture(scope="module")
-def gateway(start_gateway, servers, tmp_path_factory):
+def scripted(upstream_ca: trustme.CA) -> Iterator[FakeUpstream]:
+    """An MCP server whose answers a test scripts: what the SDK's server never sends."""
+    server = FakeUpstream(upstream_ca)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def gateway(start_gateway, servers, scripted, tmp_path_factory):
     sse, json_ = servers
     config = {
         "metrics": {"listen": METRICS},
@@ -83,6 +64,7 @@ def gateway(start_gateway, servers, tmp_path_factory):
             "servers": [
                 {"name": "notes", "url": SSE_URL, "upstream": sse.url},
                 {"name": "notes-json", "url": JSON_URL, "upstream": json_.url},
+                {"name": "scripted", "url": f"https://{SCRIPTED_HOST}/mcp", "upstream": scripted.url},
             ]
         },
     }
@@ -160,45 +142,112 @@ def test_a_tool_result_with_a_card_number_is_a_json_rpc_error(gateway, url: str,
     assert (denied["status"], denied["error"], denied["refusal"]) == (200, "content_denied", "content_denied")
 
 
-def answer_samples() -> dict[tuple[str, ...], float]:
-    deadline = time.monotonic() + 10  # the metrics' server opens once the configuration has loaded
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=10) as r:
-                text = r.read().decode()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    found: dict[tuple[str, ...], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name in ("tollgate_guardrail_answer_findings_total", "tollgate_guardrail_answers_cut_total"):
-                labels = sample.labels
-                key = (
-                    sample.name,
-                    labels["provider"],
-                    labels["kind"],
-                    *([labels["action"]] if "action" in labels else []),
-                )
-                found[key] = sample.value
-    return found
-
-
 def test_metrics_count_what_mcp_results_held(gateway) -> None:
-    before = answer_samples()
+    before = answer_samples(METRICS)
     gateway.run(client_code(SSE_URL, REDACTED_CALLS, "legacy"))
     read_records(gateway, 3)
     gateway.run(client_code(SSE_URL, DENIED_CALL, "legacy"))
     read_records(gateway, 2)
-    after = answer_samples()
+    after = answer_samples(METRICS)
     added = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
     assert added == {
         ("tollgate_guardrail_answer_findings_total", "mcp", "pii.email", "redact"): 4,
         ("tollgate_guardrail_answer_findings_total", "mcp", "pii.payment_card", "deny"): 1,
         ("tollgate_guardrail_answers_cut_total", "mcp", "pii.payment_card"): 1,
     }
+
+
+def scripted_records(gateway, timeout: float = 10.0) -> list[dict]:
+    """The records of the scripted server's calls, once there is one (the audit is written by a thread)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = [r for r in gateway.audit() if r.get("server") == "scripted"]
+        if records or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
+
+
+class Stopped:
+    """The scripted server's answer to a `tools/call`: a log message, a result carrying a card
+    number, then log messages sent slowly, as long as its connection lets it (kept to see when it
+    stopped)."""
+
+    def __init__(self) -> None:
+        self.reply: Reply | None = None
+
+    def __call__(self, message: dict) -> Reply:
+        content = [{"type": "text", "text": f"card {CARD} on file"}]
+        result = {"jsonrpc": "2.0", "id": message["id"], "result": {"content": content, "isError": False}}
+        chunks = [log_event("working"), event(result), *(log_event("still here") for _ in range(FILLERS))]
+        self.reply = Reply(200, chunks=chunks, gate=lambda i: time.sleep(FILLER_GAP if i > 1 else 0))
+        return self.reply
+
+
+def test_a_denied_result_ends_its_stream_and_closes_the_upstream(gateway, scripted) -> None:
+    """A client that reads an answer's event stream to its end (the SDK's closes it at its
+    answer, which would close the upstream as well): it ends at the result's error, and the
+    server's connection is closed there, not read on while the server sends."""
+    stopped = Stopped()
+    scripted.handler = speaks_mcp(stopped)
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "customer", "arguments": {}}}
+    headers = {
+        "Authorization": f"Bearer {VIRTUAL}",
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+    }
+    started = time.monotonic()
+    answer = send(gateway.proxy.port, gateway.bundle, SCRIPTED_HOST, "/mcp", headers=headers,
+                  body=json.dumps(call).encode())  # fmt: skip
+    took = time.monotonic() - started
+    data = [json.loads(line[5:]) for line in answer.body.splitlines() if line.startswith(b"data:")]
+    assert answer.status == 200
+    assert [d.get("params", {}).get("data") for d in data[:1]] == ["working"]
+    assert data[1:] == [{"jsonrpc": "2.0", "id": 7, "error": {
+        "code": -32001, "message": "Tollgate refused this answer: it holds pii.payment_card."}}]  # fmt: skip
+    assert took < FILLERS * FILLER_GAP / 2, "the answer ended with the server's, not at the error"
+    # The fillers would take FILLERS * FILLER_GAP to send: past that, the server had stopped soon
+    # after the result (a write or two into the closed connection's buffers).
+    time.sleep(max(0.0, started + FILLERS * FILLER_GAP + 1.0 - time.monotonic()))
+    assert stopped.reply is not None
+    assert len(stopped.reply.sent_at) < 2 + 10
+    (record,) = scripted_records(gateway)
+    assert (record["tool"], record["is_error"], record["answer_findings"]) == (
+        "customer",
+        True,
+        {"pii.payment_card": 1},
+    )
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+
+
+LARGE = "the quick brown fox jumps over the lazy dog. " * 2000  # 90 KB: read in a worker thread
+
+
+def large_result(content_type: str):
+    """A tool's result of 180 KB that carries a customer's address between its halves, by
+    server-sent events or as JSON."""
+
+    def answer(message: dict) -> Reply:
+        if message["method"] == "tools/list":  # the SDK's client lists the tools before it calls one
+            tools = [{"name": "customer", "inputSchema": {"type": "object"}}]
+            return Reply(200, {"jsonrpc": "2.0", "id": message["id"], "result": {"tools": tools}})
+        text = f"{LARGE} write to {EMAIL} {LARGE}"
+        result = {"jsonrpc": "2.0", "id": message["id"], "result": {"content": [{"type": "text", "text": text}]}}
+        body = event(result) if content_type == "text/event-stream" else json.dumps(result).encode()
+        pieces = [body[i : i + 16384] for i in range(0, len(body), 16384)]
+        return Reply(200, headers={"content-type": content_type}, chunks=pieces)
+
+    return answer
+
+
+@pytest.mark.parametrize("content_type", ["text/event-stream", "application/json"], ids=["sse", "json"])
+def test_a_large_result_comes_redacted_exactly(gateway, scripted, content_type: str) -> None:
+    scripted.handler = speaks_mcp(large_result(content_type))
+    called = """
+called = await client.call_tool("customer", {})
+report(text=[c.text for c in called.content])
+"""
+    result = gateway.run(client_code(f"https://{SCRIPTED_HOST}/mcp", called, "legacy"))
+    assert result == {"text": [f"{LARGE} write to {REDACTED} {LARGE}"]}
 
 
 def test_zz_no_value_in_any_output(gateway) -> None:

@@ -15,24 +15,17 @@ from collections.abc import Callable
 from urllib.parse import unquote
 
 import pytest
-from tests.support import guardrail_samples as samples
+from tests.support.answers import AWS, CARD, FILLERS, KINDS, REDACTED_TEXT, TEXT, AnswerUpstream, answered_by, pieces
 from tests.support.canned import provider_answers
 from tests.support.eventstream import invoke_chunk
 from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
 
-AWS = samples.AWS_KEY_ID
-CARD = samples.SAMPLES["pii.payment_card"][0]
-TEXT = f"Here is the key from the file: {AWS} and nothing else."
 INPUT = {"card": CARD, "note": "pay it"}
 ARGS = json.dumps(INPUT)
 THOUGHT = f"The file holds {AWS}; I should not repeat it."
-KINDS = ["secrets.aws_access_key_id", "pii.payment_card"]
-REDACTED_TEXT = TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
 REDACTED_INPUT = {"card": "[REDACTED:pii.payment_card]", "note": "pay it"}
 DENIED = "The answer was stopped: it carries what a guardrail denies (secrets.aws_access_key_id)."
-FILLERS = 100  # events the upstream would send after a denied value, were it not closed
-FILLER_GAP = 0.02
 EVENTSTREAM = {"content-type": "application/vnd.amazon.eventstream"}
 # A Copilot token (v2), its plan business.
 COPILOT_TOKEN = (
@@ -53,10 +46,6 @@ def config(urls: dict[str, str]) -> dict:
             {"match": {"model": "*deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
         ],
     }
-
-
-def pieces(text: str, size: int) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def event(kind: str, **fields: object) -> dict:
@@ -137,14 +126,8 @@ def as_sse(events: list[dict]) -> list[bytes]:
     return [sse(e, e["type"]) for e in events]
 
 
-class Upstream:
-    """Claude's answers wherever Claude answers, by model; the denied stream's reply kept to see
-    where it stopped."""
-
-    def __init__(self) -> None:
-        self.denied: Reply | None = None
-        self.denied_at = 0
-        self.gate: Callable[[int], None] | None = None  # for the prose stream's events
+class Upstream(AnswerUpstream):
+    """Claude's answers wherever Claude answers, by model; `gate` for the prose stream's events."""
 
     def __call__(self, received: Received) -> Reply:
         path = unquote(received.path.partition("?")[0])
@@ -173,11 +156,7 @@ class Upstream:
         text = as_sse(text_events(1, TEXT)[1:-1])
         first = len(head) + TEXT.index(AWS) // 5
         fillers = [sse(delta(1, "text_delta", text=" more"), "content_block_delta")] * FILLERS
-        self.denied_at = first
-        self.denied = Reply(
-            200, chunks=[*head, *text, *fillers], gate=lambda i: time.sleep(FILLER_GAP if i > first else 0)
-        )
-        return self.denied
+        return self.denied_stream([*head, *text, *fillers], first)
 
 
 @pytest.fixture(scope="module")
@@ -188,9 +167,7 @@ def upstream() -> Upstream:
 @pytest.fixture(scope="module")
 def gw(start_gateway, upstream):
     gateway = start_gateway(config, providers=("anthropic", "bedrock", "vertex", "copilot"))
-    for fake in gateway.fakes.values():
-        fake.handler = upstream
-    return gateway
+    return answered_by(gateway, upstream)
 
 
 CLIENTS = {
@@ -302,11 +279,7 @@ def test_a_denied_stream_raises_in_the_sdk_and_the_upstream_is_closed(gw, upstre
     record = gw.last_audit()
     assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
-    # The fillers would take FILLERS * FILLER_GAP to send: past that, the upstream had stopped
-    # soon after the key (a write or two into the closed connection's buffers).
-    time.sleep(max(0.0, started + FILLERS * FILLER_GAP + 1.0 - time.monotonic()))
-    assert upstream.denied is not None
-    assert len(upstream.denied.sent_at) < upstream.denied_at + 4 + 5
+    upstream.stopped_soon(started, 4 + 5)
 
 
 @pytest.mark.parametrize("where", ["anthropic", "copilot", "vertex", "bedrock"])

@@ -12,13 +12,23 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support import guardrail_samples as samples
+from tests.support.answers import (
+    ARGS,
+    AWS,
+    CARD,
+    FILLERS,
+    KINDS,
+    REDACTED_TEXT,
+    TEXT,
+    AnswerUpstream,
+    answered_by,
+    pieces,
+)
 from tests.support.canned import provider_answers
 from tests.support.codex import clean_env, installed_codex, run_in_session
 from tests.support.fake_realtime import FakeRealtime, HttpRequest, not_found, responding, responses_usage
@@ -26,24 +36,12 @@ from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
 
 VIRTUAL = "tg-responses-alice-0001"
-AWS = samples.AWS_KEY_ID
-CARD = samples.SAMPLES["pii.payment_card"][0]
-TEXT = f"Here is the key from the file: {AWS} and nothing else."
-ARGS = json.dumps({"card": CARD, "note": "pay it"})
-KINDS = ["secrets.aws_access_key_id", "pii.payment_card"]
-REDACTED_TEXT = TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
 REDACTED_ARGS = ARGS.replace(CARD, "[REDACTED:pii.payment_card]")
-FILLERS = 100  # events the upstream would send after a denied value, were it not closed
-FILLER_GAP = 0.02
 WORKSPACE = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 COPILOT_TOKEN = (
     "tid=0f1e2d3c4b5a69788796a5b4c3d2e1f0;exp=4102444800;sku=copilot_for_business_seat;"
     "proxy-ep=proxy.business.githubcopilot.com;st=dotcom;chat=1;8kp=1:5ecret-copilot-mac-q7"
 )
-
-
-def pieces(text: str, size: int) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def usage() -> dict[str, Any]:
@@ -100,13 +98,8 @@ def gated_events() -> list[dict[str, Any]]:
     return response_events(CLEAN, None, deltas=CLEAN_WORDS)
 
 
-class Upstream:
-    """The fake OpenAI's Responses, by model; the denied stream's reply kept to see where it stopped."""
-
-    def __init__(self) -> None:
-        self.denied: Reply | None = None
-        self.denied_at = 0
-        self.gate: Callable[[int], None] | None = None  # for the gated clean stream's events
+class Upstream(AnswerUpstream):
+    """The fake OpenAI's Responses, by model; `gate` for the gated clean stream's events."""
 
     def __call__(self, received: Received) -> Reply:
         path = received.path.partition("?")[0]
@@ -121,10 +114,7 @@ class Upstream:
         if model == "gpt-clean-gated":
             return Reply(200, chunks=sse_of(gated_events()), gate=self.gate)
         if model == "gpt-deny-stream":
-            events = response_events(TEXT, None, FILLERS)
-            self.denied_at = first = 3 + TEXT.index(AWS) // 5
-            self.denied = Reply(200, chunks=sse_of(events), gate=lambda i: time.sleep(FILLER_GAP if i > first else 0))
-            return self.denied
+            return self.denied_stream(sse_of(response_events(TEXT, None, FILLERS)), 3 + TEXT.index(AWS) // 5)
         if stream:
             return Reply(200, chunks=sse_of(response_events(TEXT, ARGS)))
         return Reply(200, response_events(TEXT, ARGS)[-1]["response"])
@@ -159,10 +149,18 @@ def codex_http(request: HttpRequest) -> tuple[int, dict[str, str], bytes | list[
     return 200, {"content-type": "text/event-stream"}, sse_of(events)
 
 
+LARGE = "the quick brown fox jumps over the lazy dog. " * 1500  # 67 KB a delta: read in a worker thread
+LARGE_TEXT = f"{LARGE}{AWS} {LARGE}"
+
+
 def codex_socket(event: dict[str, Any]) -> list[dict[str, Any]]:
-    """Over the Responses WebSocket: each response.create answered with the same events."""
+    """Over the Responses WebSocket: each response.create answered with the same events (the
+    large ones' text in two deltas, the key across them)."""
     if event.get("type") != "response.create":
         return []
+    if event["model"].endswith("-large"):
+        deltas = [LARGE + AWS[:9], AWS[9:] + " " + LARGE]
+        return response_events(LARGE_TEXT, ARGS, deltas=deltas)
     return response_events(TEXT, ARGS, FILLERS if event["model"].startswith("gpt-deny") else 0)
 
 
@@ -206,9 +204,7 @@ def gw(start_gateway, upstream, chatgpt):
     gateway = start_gateway(
         lambda urls: config(urls["openai"], chatgpt.url, urls["copilot"]), providers=("openai", "copilot")
     )
-    for fake in gateway.fakes.values():
-        fake.handler = upstream
-    return gateway
+    return answered_by(gateway, upstream)
 
 
 READ_STREAM = f"""
@@ -262,9 +258,7 @@ def test_a_denied_stream_raises_in_the_sdk_and_the_upstream_is_closed(gw, upstre
     record = gw.last_audit()
     assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
-    time.sleep(max(0.0, started + FILLERS * FILLER_GAP + 1.0 - time.monotonic()))
-    assert upstream.denied is not None
-    assert len(upstream.denied.sent_at) < upstream.denied_at + 4 + 5
+    upstream.stopped_soon(started, 4 + 5)
 
 
 def test_a_clean_stream_comes_byte_for_byte(gw):
@@ -409,6 +403,16 @@ def test_codex_over_the_responses_websocket_is_redacted(gw, model):
     }
     record = next(r for r in reversed(gw.new_audit(1)) if r["endpoint"] == "responses")
     assert (record["model"], record["transport"], record["total_tokens"]) == (model, "websocket", 39)
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
+
+
+def test_large_events_on_the_websocket_come_redacted_exactly(gw):
+    """Events of 64 KB and more, read in a worker thread: the client gets the text as it came, the
+    key across two of them replaced."""
+    result = gw.run("MODEL = 'gpt-5-large'\n" + SOCKET)
+    text = LARGE_TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+    assert result == {"text": text, "args": REDACTED_ARGS, "done": [text, REDACTED_ARGS], "error": None, "closed": None}
+    record = next(r for r in reversed(gw.new_audit(1)) if r["endpoint"] == "responses")
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
 
 

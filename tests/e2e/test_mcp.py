@@ -27,7 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.h2 import H2Request, h2_calls
 from tests.support.jwks import claims, hs256_token
-from tests.support.mcp_upstream import McpUpstream
+from tests.support.mcp_upstream import McpUpstream, event, log_event, mcp_servers, speaks_mcp
+from tests.support.mcp_upstream import client_code as sdk_client_code
 from tests.support.raw import send
 from tests.support.redis import redis_server
 from tests.support.stall import SilentServer
@@ -70,41 +71,16 @@ def _free_port() -> int:
 
 METRICS = f"127.0.0.1:{_free_port()}"
 
-CLIENT = """
-import asyncio
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
-
-async def main():
-    http = create_mcp_http_client(headers={{"Authorization": "Bearer {key}"}})
-    async with http:
-        async with Client(streamable_http_client("{url}", http_client=http), mode="{mode}") as client:
-{body}
-
-try:
-    asyncio.run(main())
-except BaseExceptionGroup as group:  # the SDK's task group: the error inside it is the one to see
-    first = group.exceptions[0]
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    raise first from None
-"""
-
 
 def client_code(url: str, body: str, key: str = VIRTUAL, mode: str = "legacy") -> str:
-    """The SDK's client calling `url` with `key` as its bearer; `mode`: "legacy" (the initialize
-    handshake and a session) or "auto" (server/discover, no session)."""
-    indented = "\n".join("            " + line for line in body.strip().splitlines())
-    return CLIENT.format(key=key, url=url, body=indented, mode=mode)
+    """The SDK's client calling `url` with `key` as its bearer (`mcp_upstream.client_code`)."""
+    return sdk_client_code(url, body, key, mode)
 
 
 @pytest.fixture(scope="module")
 def servers(upstream_ca: trustme.CA) -> Iterator[tuple[McpUpstream, McpUpstream]]:
-    sse, json_ = McpUpstream(upstream_ca), McpUpstream(upstream_ca, json_response=True)
-    yield sse, json_
-    sse.close()
-    json_.close()
+    with mcp_servers(upstream_ca) as both:
+        yield both
 
 
 @pytest.fixture(scope="module")
@@ -770,36 +746,6 @@ def test_an_https_url_sent_in_cleartext_is_refused(gateway, scripted) -> None:
     assert scripted.received == []
     (record,) = gateway.new_audit(1)
     assert (record["server"], record["decision"], record["status"]) == ("scripted", "deny", 400)
-
-
-def speaks_mcp(answer: Callable[[dict], Reply]) -> Callable[[Received], Reply]:
-    """The scripted server as the SDK's client needs it: an initialize answered, notifications
-    accepted, no GET stream; each other request answered by `answer`."""
-
-    def handle(received: Received) -> Reply:
-        if received.method != "POST":
-            return Reply(405 if received.method == "GET" else 200, b"")
-        message = json.loads(decoded_body(received))
-        if message.get("method") == "initialize":
-            result = {
-                "protocolVersion": message["params"]["protocolVersion"],
-                "capabilities": {"tools": {}, "logging": {}},
-                "serverInfo": {"name": "scripted", "version": "1"},
-            }
-            return Reply(200, {"jsonrpc": "2.0", "id": message["id"], "result": result})
-        if "id" not in message:
-            return Reply(202, b"")
-        return answer(message)
-
-    return handle
-
-
-def event(message: dict) -> bytes:
-    return b"event: message\r\ndata: " + json.dumps(message).encode() + b"\r\n\r\n"
-
-
-def log_event(text: str) -> bytes:
-    return event({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": text}})
 
 
 def listed(message: dict) -> dict:

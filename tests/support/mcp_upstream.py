@@ -1,6 +1,8 @@
 """`McpUpstream`: the fake MCP server (`mcp_server.py`, the official SDK's server) run over TLS in
 its own process with `.venv-clients`' Python, on a free port of 127.0.0.1, with a certificate of the
-tests' upstream CA; what it received read back from its log."""
+tests' upstream CA; what it received read back from its log. `mcp_servers`: one answering by
+server-sent events, one as JSON. `client_code`: the SDK's client calling a server through the
+proxy. `speaks_mcp`: a scripted server (`FakeUpstream`) as the SDK's client needs it."""
 
 from __future__ import annotations
 
@@ -9,11 +11,14 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import trustme
 from tests.support.clients import client_python
+from tests.support.fake_upstream import Received, Reply
 
 SERVER = Path(__file__).with_name("mcp_server.py")
 
@@ -68,3 +73,74 @@ class McpUpstream:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait(timeout=10)
+
+
+@contextmanager
+def mcp_servers(ca: trustme.CA) -> Iterator[tuple[McpUpstream, McpUpstream]]:
+    """Two fake MCP servers: one answering by server-sent events, one as JSON."""
+    sse, json_ = McpUpstream(ca), McpUpstream(ca, json_response=True)
+    try:
+        yield sse, json_
+    finally:
+        sse.close()
+        json_.close()
+
+
+CLIENT = """
+import asyncio
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+async def main():
+    http = create_mcp_http_client(headers={{"Authorization": "Bearer {key}"}})
+    async with http:
+        async with Client(streamable_http_client("{url}", http_client=http), mode="{mode}") as client:
+{body}
+
+try:
+    asyncio.run(main())
+except BaseExceptionGroup as group:  # the SDK's task group: the error inside it is the one to see
+    first = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    raise first from None
+"""
+
+
+def client_code(url: str, body: str, key: str, mode: str = "legacy") -> str:
+    """The SDK's client calling `url` with `key` as its bearer; `mode`: "legacy" (the initialize
+    handshake and a session) or "auto" (server/discover, no session)."""
+    indented = "\n".join("            " + line for line in body.strip().splitlines())
+    return CLIENT.format(key=key, url=url, body=indented, mode=mode)
+
+
+def speaks_mcp(answer: Callable[[dict], Reply]) -> Callable[[Received], Reply]:
+    """A scripted server (`FakeUpstream`'s handler) as the SDK's client needs it: an initialize
+    answered, notifications accepted, no GET stream; each other request answered by `answer`."""
+
+    def handle(received: Received) -> Reply:
+        if received.method != "POST":
+            return Reply(405 if received.method == "GET" else 200, b"")
+        message = json.loads(received.body)
+        if message.get("method") == "initialize":
+            result = {
+                "protocolVersion": message["params"]["protocolVersion"],
+                "capabilities": {"tools": {}, "logging": {}},
+                "serverInfo": {"name": "scripted", "version": "1"},
+            }
+            return Reply(200, {"jsonrpc": "2.0", "id": message["id"], "result": result})
+        if "id" not in message:
+            return Reply(202, b"")
+        return answer(message)
+
+    return handle
+
+
+def event(message: dict) -> bytes:
+    """A server-sent event of a JSON-RPC message, as the SDK's server writes one."""
+    return b"event: message\r\ndata: " + json.dumps(message).encode() + b"\r\n\r\n"
+
+
+def log_event(text: str) -> bytes:
+    return event({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": text}})

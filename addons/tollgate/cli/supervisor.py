@@ -34,6 +34,7 @@ from typing import IO
 
 from tollgate.core.config import ConfigError, load_config
 from tollgate.core.fleet import (
+    HAPROXY_STATS,
     FleetError,
     ServeArgs,
     Worker,
@@ -142,9 +143,10 @@ def mitmdump_base(args: ServeArgs) -> list[str]:
     return command
 
 
-def fleet_plan(args: ServeArgs) -> tuple[float, tuple[str, int] | None]:
+def fleet_plan(args: ServeArgs) -> tuple[float, tuple[str, int] | None, list[socket.socket]]:
     """What N > 1 workers need checked before any starts, and read from the configuration: its
-    drain and its metrics address. FleetError naming what must change."""
+    drain, its metrics address, and the addresses HAProxy will listen on, held until it starts
+    (`check_listenable`). FleetError naming what must change."""
     problem = fleet_mode_problem(args.modes)
     if problem is not None:
         raise FleetError(problem)
@@ -158,25 +160,43 @@ def fleet_plan(args: ServeArgs) -> tuple[float, tuple[str, int] | None]:
     if shutil.which("haproxy") is None:
         raise FleetError(HAPROXY_INSTALL)
     metrics = metrics_address(config)
-    check_listenable(args.listen_host, args.listen_port, LISTEN_WHAT)
-    if metrics is not None:
-        check_listenable(*metrics, "metrics.listen")
-    return config.drain_s, metrics
+    held = [check_listenable(args.listen_host, args.listen_port, LISTEN_WHAT)]
+    try:
+        if metrics is not None:
+            held.append(check_listenable(*metrics, "metrics.listen"))
+    except FleetError:
+        release(held)
+        raise
+    return config.drain_s, metrics, held
 
 
-def check_listenable(host: str, port: int, what: str) -> None:
-    """FleetError unless HAProxy will be able to listen there (taken, or a port this user may not
-    open): found before any worker starts, rather than once they all have."""
+def check_listenable(host: str, port: int, what: str) -> socket.socket:
+    """The address HAProxy will listen on, held from here until it starts (`release`): FleetError
+    unless HAProxy will be able to listen there (taken, or a port this user may not open), found
+    before any worker starts rather than once they all have. Held listening (with no room for a
+    connection), so that no other process binds it while the workers start, not even one that
+    binds a port of its own choosing with SO_REUSEADDR, as Python's servers do: its listener
+    would be taken for HAProxy's, and the fleet's clients sent to it."""
+    held = None
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family, kind, proto, _, address = infos[0]
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as HAProxy binds
-            probe.bind(address)
+        held = socket.socket(family, kind, proto)
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as HAProxy binds
+        held.bind(address)
+        held.listen(0)
     except OSError as e:
+        if held is not None:
+            held.close()
         if what == LISTEN_WHAT and e.errno is not None:  # the proxy's own address: where else it may listen
             raise FleetError(listen_advice(host_port(host, port), e.errno)) from None
         raise FleetError(f"{what}: cannot listen on {host_port(host, port)}: {e.strerror or e}") from None
+    return held
+
+
+def release(held: Sequence[socket.socket]) -> None:
+    for address in held:
+        address.close()
 
 
 def free_ports(count: int) -> list[int]:
@@ -197,6 +217,18 @@ def accepts(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):
             return True
+    except OSError:
+        return False
+
+
+def haproxy_serves(stats: Path) -> bool:
+    """Whether HAProxy answers on its stats socket (`stats`): it has started, every address bound."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(1)
+            connection.connect(str(stats))
+            connection.sendall(b"show info\n")
+            return connection.recv(64).startswith(b"Name: HAProxy")
     except OSError:
         return False
 
@@ -336,9 +368,11 @@ class Fleet:
         env: Mapping[str, str],
         drain_s: float,
         metrics: tuple[str, int] | None,
+        held: Sequence[socket.socket] = (),
     ) -> None:
         self.args = args
         self.drain_s = drain_s
+        self.held = list(held)  # the addresses HAProxy will listen on, until it starts (`check_listenable`)
         ports = free_ports(2 * args.workers)
         self.workers = [Worker(i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(args.workers)]
         self.state = Path(tempfile.mkdtemp(prefix="tollgate-fleet-"))  # private: mode 0700
@@ -373,6 +407,7 @@ class Fleet:
                 return 1
             return self._watch()
         finally:
+            release(self.held)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             shutil.rmtree(self.state, ignore_errors=True)
@@ -395,10 +430,14 @@ class Fleet:
         for child in others:
             child.start()
         self._until_served(others)
+        release(self.held)  # HAProxy's now, at once
         self.haproxy.start()
         host, port = dialable(self.args.listen_host), self.args.listen_port
         listening = f"listen on {self.args.listen_host}:{port}"
-        self._until(lambda: accepts(host, port), [self.haproxy], "HAProxy", listening)
+        # Its own listener: HAProxy answers on its stats socket only once it has bound every
+        # address (it exits where one is taken), whatever else may answer there.
+        stats = self.state / HAPROXY_STATS
+        self._until(lambda: accepts(host, port) and haproxy_serves(stats), [self.haproxy], "HAProxy", listening)
         say(
             f"{len(self.workers)} workers behind HAProxy on {self.args.listen_host}:{port}"
             f" ({', '.join(f'{w.name} on 127.0.0.1:{w.port}' for w in self.workers)})"

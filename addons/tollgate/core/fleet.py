@@ -266,6 +266,10 @@ class Worker:
         return f"w{self.index}"
 
 
+# HAProxy's stats socket, in the fleet's state directory: the supervisor asks it whether HAProxy serves.
+HAPROXY_STATS = "haproxy.sock"
+
+
 def haproxy_config(
     listen: tuple[str, int], workers: Sequence[Worker], metrics: tuple[str, int] | None, drain_s: float, state: Path
 ) -> str:
@@ -279,7 +283,7 @@ def haproxy_config(
     lines = [
         "global",
         f"    hard-stop-after {math.ceil(drain_s) + 5}s",
-        f"    stats socket {state / 'haproxy.sock'} mode 600 level admin",
+        f"    stats socket {state / HAPROXY_STATS} mode 600 level admin",
         "",
         "defaults",
         "    mode tcp",

@@ -115,7 +115,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         upstream_watch.mcp,  # the clock for the server's response headers (its `timeout`)
         audit_gate.mcp_sent,  # in flight until its records are written
     )
-    mcp = Mcp(shared, mcp_request)
+    mcp = Mcp(shared, mcp_request, stream_tap.workers)  # a large result read in the stream tap's threads
     # A credential's host: the placeholder in its header replaced by the token (`egress.credentials`).
     broker = Broker(shared, refused_elsewhere=egress.refused_request)
     tracing = Tracing(shared)  # a span per call, exported over OTLP (metrics.otlp)
@@ -176,7 +176,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         guard.answer_ready,
         *every_call,
     )
-    responses_socket = ResponsesSocket(shared, responses_response, audit.record)
+    responses_socket = ResponsesSocket(shared, responses_response, audit.record, stream_tap.workers)
     # Each response on a Realtime session under limits, reserved and settled as a call (the session's
     # record adds up their usage); a refused one audited on its own. Without limits its messages go
     # as they came: the session is the call, decided at its upgrade.
@@ -284,7 +284,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             attempts.attempt_failed,  # recorded; the refused key rests; a retry, a fallback or the end
         ],
         # A large piece of an answer the answer guardrails read, read in a worker thread.
-        answer_piece=[stream_tap.answer_piece],
+        answer_piece=[stream_tap.answer_piece, mcp.answer_piece],
         responseheaders=[
             classify.responseheaders,  # a provider's path that is no call (ChatGPT's web app) streams on
             attempts.responseheaders,  # a pooled key the upstream refused (401, 429) rests; the circuit counts

@@ -237,3 +237,24 @@ def test_serve_named_no_configuration_names_tollgate_yaml_here(tmp_path: Path, m
     assert with_tollgate_yaml_here(other) == other
     empty = parse_serve_args(["--set", "tollgate_config="], {})
     assert with_tollgate_yaml_here(empty) == empty  # named, empty: left as given (one value per option)
+
+
+def test_a_free_listen_address_is_held_until_released():
+    """Held from the check until HAProxy starts: no other process binds it meanwhile, not even one
+    that binds with SO_REUSEADDR (as Python's servers do, with a port of their own choosing)."""
+    from tollgate.cli.supervisor import LISTEN_WHAT, check_listenable, release
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    held = check_listenable("127.0.0.1", port, LISTEN_WHAT)
+    try:
+        with socket.socket() as other:
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            with pytest.raises(OSError):
+                other.bind(("127.0.0.1", port))
+    finally:
+        release([held])
+    with socket.socket() as other:  # HAProxy's, once released
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind(("127.0.0.1", port))

@@ -33,9 +33,11 @@ Allowed = Callable[[list[str]], Callable[[str], bool] | None]
 class ResultGuard(Protocol):
     """Reads each message for the answer guardrails (`governance/guardrails/mcp_answer.py`): the
     message as it goes on, or None where it goes as it came. `refuses_unread`: an answer it cannot
-    read (past its bound) is refused rather than sent on unread."""
+    read (past its bound) is refused rather than sent on unread. `stop`: once a result is denied,
+    the JSON-RPC error (code, message) each request still unanswered gets; the answer ends there."""
 
     refuses_unread: bool
+    stop: tuple[int, str] | None
 
     def __call__(self, value: Any) -> Any | None: ...
 
@@ -83,6 +85,9 @@ class AnswerRelay:
     response replaced by an error. A JSON answer is one message: held whole (to MAX_JSON_ANSWER)
     and read before it goes on.
 
+    A result the guard denies ends an event stream: after its event, each request not answered yet
+    gets the guard's error, and nothing more goes on (`stopped`: the proxy closes the upstream).
+
     An event or a JSON answer past its bound goes on, and the rest as it comes, unread; unless its
     tools are to be filtered. An answer Tollgate cannot read (`unreadable`: its encoding; or bytes
     that do not decode, an answer to filter past its bound) goes no further: its requests get errors.
@@ -110,6 +115,7 @@ class AnswerRelay:
         self.error: str | None = None  # why the answer could not be read
         self.passed = 0  # bytes passed on so far
         self.ended = False  # its end came (or Tollgate ended it: `fail`, or an answer it cannot read)
+        self.stopped = False  # a result denied ended the event stream before its upstream did
         self._held: list[bytes] = []  # SSE: the event still incomplete; JSON: the body so far
         self._held_size = 0  # -1 past its bound: the rest streams on unread
         self._before = -1  # SSE: the stream's last byte so far
@@ -122,6 +128,11 @@ class AnswerRelay:
         filtered, or an answer rule reads it and says so."""
         filtered = bool(self.tools_of) and self.allowed is not None
         return filtered or (self.guard is not None and self.guard.refuses_unread)
+
+    @property
+    def held_size(self) -> int:
+        """The bytes held to be read (an event still incomplete, a JSON answer so far)."""
+        return max(self._held_size, 0)
 
     @property
     def waiting(self) -> bool:
@@ -196,7 +207,8 @@ class AnswerRelay:
             return b""
         out: list[bytes] = []
         at = 0  # what of region is passed on, so far
-        for start, stop in raw_event_spans(region + b"\n\n"):
+        spans = raw_event_spans(region + b"\n\n")
+        for i, (start, stop) in enumerate(spans):
             block = region[start:stop].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             event = parse_sse_block(block)
             value = None if event is None else parse_any(event.data.encode())
@@ -223,8 +235,18 @@ class AnswerRelay:
                 out.append(_event_bytes(block, guarded))
                 at = stop
             self._read(value)
+            if self.guard is not None and self.guard.stop is not None:  # its event ends the stream
+                following = spans[i + 1][0] if i + 1 < len(spans) else len(region)
+                out.append(region[at:following])
+                return b"".join(out) + self._stopped(*self.guard.stop)
         out.append(region[at:])
         return b"".join(out)
+
+    def _stopped(self, code: int, message: str) -> bytes:
+        """A result denied: the errors of the requests still unanswered, and nothing after them."""
+        tail = self.fail(message, code) or b""
+        self.stopped = True
+        return tail
 
     # --- JSON ---------------------------------------------------------------------------------
 

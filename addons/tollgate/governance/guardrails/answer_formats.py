@@ -29,13 +29,9 @@ from tollgate.formats.openai_responses import RESPONSES
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.guardrails import gemini_answer, mcp_answer, messages_answer, responses_answer
 from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.bedrock_answer import (
-    ConverseAnswerGuard,
-    InvokeAnswerGuard,
-    denied_frame,
-    guard_bedrock_json,
-)
+from tollgate.governance.guardrails.bedrock_answer import ConverseAnswerGuard, denied_frame, guard_bedrock_json
 from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, denied_event, guard_chat_json
+from tollgate.governance.guardrails.invoke_answer import InvokeByAnswerGuard, guard_invoke_json
 from tollgate.governance.guardrails.mcp_answer import McpAnswerGuard, guard_mcp_json
 
 
@@ -67,7 +63,9 @@ class AnswerFormat:
     streamed JSON array, as Gemini's) is a stream only where the call asked for one. `saved`:
     whether a saved answer is in this format, by its first message (`first_message`; `tollgate
     scan --answer` without `--format`). `denied_inside`: a value to deny replaces the message it
-    is in (MCP's JSON-RPC error), the answer going on."""
+    is in (MCP's JSON-RPC error), the answer going on. `array_end(kind, opened)`: what a stream
+    written as one JSON array (Gemini's without alt=sse) ends with where it cannot be read, its
+    error item and the array closed (`opened`: its `[` went already); None: no such stream."""
 
     stream: Callable[[AnswerDetectors], AnswerGuard]
     whole: WholeGuard
@@ -75,6 +73,7 @@ class AnswerFormat:
     stream_types: frozenset[str] = frozenset(("text/event-stream",))
     saved: Callable[[Any], bool] | None = None
     denied_inside: bool = False
+    array_end: Callable[[str, bool], bytes] | None = None
 
     def streams(self, content_type: str, asked: bool = False) -> bool:
         """Whether an answer of this `Content-Type` is streamed (else read whole); `asked`: whether
@@ -86,6 +85,12 @@ class AnswerFormat:
 JSON_TYPE = "application/json"
 # Gemini's streams: server-sent events (`alt=sse`), or one JSON array (`application/json`).
 _GEMINI_STREAMS = frozenset(("text/event-stream", JSON_TYPE))
+
+
+def _gemini_array_end(kind: str, opened: bool) -> bytes:
+    """Gemini's JSON array ended where it cannot be read: its error item (google-genai raises on
+    it), the array closed after it; opened with it where none of it went yet."""
+    return (b",\r\n" if opened else b"[") + gemini_answer.denied_error(kind) + b"\r\n]"
 
 
 def _chat_saved(first: Any) -> bool:
@@ -143,12 +148,14 @@ ANSWER_FORMATS: dict[str, AnswerFormat] = {
         gemini_answer.denied_event,
         _GEMINI_STREAMS,
         saved=_gemini_saved,
+        array_end=_gemini_array_end,
     ),
     CODE_ASSIST: AnswerFormat(
         gemini_answer.code_assist_guard, gemini_answer.guard_code_assist_json, gemini_answer.denied_event
     ),
     BEDROCK_CONVERSE: AnswerFormat(ConverseAnswerGuard, guard_bedrock_json, denied_frame, frozenset((EVENT_STREAM,))),
-    BEDROCK_INVOKE: AnswerFormat(InvokeAnswerGuard, guard_bedrock_json, denied_frame, frozenset((EVENT_STREAM,))),
+    # Each family's own body, told by the answer where the model id does not tell it (`invoke_answer`).
+    BEDROCK_INVOKE: AnswerFormat(InvokeByAnswerGuard, guard_invoke_json, denied_frame, frozenset((EVENT_STREAM,))),
     MCP_RESULTS: AnswerFormat(
         McpAnswerGuard, guard_mcp_json, mcp_answer.denied_event, saved=_mcp_saved, denied_inside=True
     ),
@@ -196,7 +203,8 @@ def model_answer_format(classification: Classification) -> str | None:
 def endpoint_answer_format(endpoint: str, model: str | None) -> str | None:
     """The format of an endpoint's answers that is none of its provider's chat formats: Bedrock's
     InvokeModel answers in the model family's own, Claude's in its own (`CLAUDE_ON_BEDROCK`, read
-    only once that format is registered here)."""
+    only once that format is registered here); where the model id does not name Claude (an
+    application inference profile's ARN), the answer tells (`invoke_answer`)."""
     found = ANSWER_ENDPOINTS.get(endpoint)
     if found == BEDROCK_INVOKE and is_claude(model or ""):
         return CLAUDE_ON_BEDROCK

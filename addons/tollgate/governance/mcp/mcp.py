@@ -190,6 +190,8 @@ class McpExchange:
         return records
 
 
+# The error of a request left unanswered where its answer was stopped at another's result denied.
+CUT_OFF = "Tollgate stopped this answer: another result in it holds {kind}."
 # A record whose result the answer guardrails replaced by an error (as an LLM call's answer cut).
 _CUT = {"error": CONTENT_DENIED, "refusal": CONTENT_DENIED}
 
@@ -326,6 +328,7 @@ class ResultGuard:
         self._detectors = detectors
         self._ids = ids
         self.refuses_unread = False
+        self.stop: tuple[int, str] | None = None
         exchange.answer_actions = detectors.actions
 
     @classmethod
@@ -351,4 +354,7 @@ class ResultGuard:
         read = guard_message(self._detectors, value, self._ids)
         self._exchange.answer_findings.update(read.findings)
         self._exchange.answer_denied.update(read.denied)
+        if read.denied and self.stop is None:  # the answer ends with this message
+            kind = next(iter(read.denied.values()))
+            self.stop = (REFUSED_CODE, CUT_OFF.format(kind=kind))
         return read.value

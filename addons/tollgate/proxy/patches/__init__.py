@@ -36,6 +36,7 @@ from tollgate.proxy.patches.messages import (
     bound_websocket_messages,
     closed_for_a_large_message,
     relay_http1_trailers,
+    relay_injected_messages_apart,
 )
 from tollgate.proxy.patches.resend import (
     AttemptFailedHook,
@@ -78,6 +79,7 @@ __all__ = [
     "read_whole_up_to",
     "refused_connection",
     "relay_http1_trailers",
+    "relay_injected_messages_apart",
     "resend",
     "resend_failed_attempts",
     "resends",

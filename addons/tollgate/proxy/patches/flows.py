@@ -367,7 +367,8 @@ class AnswerPieceHook(commands.StartHook):
 
 def read_large_pieces_apart() -> None:
     """A streamed response's piece that its tap reads apart is read in the `answer_piece` hook
-    before the tap is called with it, as mitmproxy calls a stream callable on the event loop."""
+    before the tap is called with it, as mitmproxy calls a stream callable on the event loop. Its
+    end too (the tap is asked with b""): where a tap reads at the end what it held (a JSON answer)."""
     stream_class = http_layers.HttpStream
     if getattr(stream_class, "_tollgate_reads_apart", False):
         return
@@ -377,8 +378,12 @@ def read_large_pieces_apart() -> None:
         response = self.flow.response
         tap = response.stream if response is not None else None
         reads_apart = getattr(tap, "reads_apart", None)
-        if isinstance(event, ResponseData) and reads_apart is not None and reads_apart(event.data):
-            yield AnswerPieceHook(self.flow)
+        if reads_apart is not None:
+            piece = event.data if isinstance(event, ResponseData) else None
+            if piece is None and isinstance(event, ResponseEndOfMessage):
+                piece = b""
+            if piece is not None and reads_apart(piece):
+                yield AnswerPieceHook(self.flow)
         yield from streaming(self, event)
 
     stream_class.state_stream_response_body = state_stream_response_body  # type: ignore[method-assign]

@@ -13,7 +13,15 @@ from h11._readers import ChunkedReader
 from mitmproxy import connection, http
 from mitmproxy.proxy.layers.http import ResponseTrailers
 from mitmproxy.proxy.layers.http._http1 import Http1Connection, Http1Server
-from mitmproxy.proxy.layers.websocket import WebsocketConnection
+from mitmproxy.proxy.layers.websocket import (
+    Fragmentizer,
+    WebsocketConnection,
+    WebsocketLayer,
+    WebsocketMessageHook,
+    WebSocketMessageInjected,
+)
+from mitmproxy.websocket import WebSocketMessage
+from wsproto.frame_protocol import Opcode
 
 
 class _TrailersApart:
@@ -110,3 +118,32 @@ def bound_websocket_messages(limit: int) -> None:
 
     WebsocketConnection.events = events  # type: ignore[method-assign]
     WebsocketConnection._tollgate_unbounded_events = original  # type: ignore[attr-defined]
+
+
+def relay_injected_messages_apart() -> None:
+    """mitmproxy relays a message injected into a WebSocket as if its sender's peer had sent it:
+    among that connection's own events, into its frame buffer. Where that peer's own message is
+    still arriving (a large one, read in pieces), the two were joined, and the client got neither
+    whole (a Responses answer whose events the answer guardrails send anew, say). Taught here, an
+    injected message is relayed on its own: its hook, then to the other side whole, never mixed
+    with what the peer is sending (whose message goes on once it has all come, as before)."""
+    if getattr(WebsocketLayer, "_tollgate_injects_apart", False):
+        return
+    relay_of = WebsocketLayer.relay_messages
+
+    def relay(self: Any, event: Any) -> Generator[Any, Any, None]:
+        if type(event) is not WebSocketMessageInjected:  # a peer's data, or the drain's close
+            yield from relay_of(self, event)
+            return
+        sent = event.message
+        message = WebSocketMessage(sent.type, sent.from_client, sent.content, injected=True)
+        self.flow.websocket.messages.append(message)
+        yield WebsocketMessageHook(self.flow)
+        if message.dropped:
+            return
+        to = self.server_ws if message.from_client else self.client_ws
+        for piece in Fragmentizer([], message.type == Opcode.TEXT)(message.content):
+            yield to.send2(piece)
+
+    WebsocketLayer.relay_messages = relay  # type: ignore[method-assign]
+    WebsocketLayer._tollgate_injects_apart = True  # type: ignore[attr-defined]

@@ -41,6 +41,7 @@ from tollgate.formats.refusals import (
     UPSTREAM_UNREACHABLE,
 )
 from tollgate.governance.egress.misdirection import Misdirected
+from tollgate.governance.guardrails.workers import READ_APART_BYTES, ScanWorkers
 from tollgate.governance.identity.jwt_identity import looks_like_jwt
 from tollgate.governance.limits.limits import Counter, deny_reason, refusal_message, retry_after
 from tollgate.governance.mcp.mcp import (
@@ -79,12 +80,50 @@ PARSE_ERROR = -32700
 LISTEN = "subscriptions/listen"
 
 
+class Relay(AnswerRelay):
+    """The relay of an MCP answer, whose large pieces the answer guardrails read in a worker thread
+    (`patches.read_large_pieces_apart`): an event stream's piece that may end an event of 32 KiB or
+    more, a JSON answer of that size at its end (where it is read whole). Not one whose tools/list
+    tools are to be decided: the policy is asked on the event loop."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._apart: bytes | None = None  # the piece to read apart (`reads_apart`)
+        self._read_out: tuple[bytes, bytes | list[bytes]] | None = None  # a piece read apart, what goes on of it
+
+    def __call__(self, chunk: bytes) -> bytes | list[bytes]:
+        read = self._read_out
+        if read is not None and (read[0] is chunk or not (read[0] or chunk)):
+            self._read_out = None
+            return read[1]
+        return super().__call__(chunk)
+
+    def reads_apart(self, chunk: bytes) -> bool:
+        """Whether this piece (b"": the end) is read in a worker thread; kept for `read_apart`."""
+        if self.guard is None or self.ended or (self.tools_of and self.allowed is not None):
+            return False
+        size = self.held_size + len(chunk) if self.sse or not chunk else 0
+        if size < READ_APART_BYTES:
+            return False
+        self._apart = chunk
+        return True
+
+    def read_apart(self) -> None:
+        """The piece kept read, in a worker thread (the answer waits meanwhile): what goes on of it
+        kept for the proxy's call with it."""
+        chunk, self._apart = self._apart, None
+        if chunk is not None:
+            self._read_out = (chunk, super().__call__(chunk))
+
+
 class Mcp:
-    def __init__(self, shared: Shared, steps: CallSteps[McpExchange]) -> None:
+    def __init__(self, shared: Shared, steps: CallSteps[McpExchange], workers: ScanWorkers | None = None) -> None:
         self.shared = shared
         # What a server's request goes through once read: audit gate, caller, session, limits,
         # policy, the server's credential and clock.
         self._steps = steps
+        # Where a large result is read for the answer guardrails (`answer_piece`).
+        self._workers = workers or ScanWorkers()
 
     # --- request ---------------------------------------------------------------------------
 
@@ -184,6 +223,14 @@ class Mcp:
 
     # --- answer ----------------------------------------------------------------------------
 
+    def answer_piece(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """A large piece of an answer the answer guardrails read (`patches.AnswerPieceHook`), read
+        by its relay in a worker thread while the event loop serves the other connections."""
+        relay = flow.response.stream if flow.response is not None else None
+        if not isinstance(relay, Relay):
+            return None
+        return self._workers.off_loop(relay.read_apart)
+
     def responseheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         exchange = _exchange_of(flow)
         if flow.response is None:
@@ -238,7 +285,7 @@ class Mcp:
         except StoreError as e:  # the other processes do not know it: they answer its requests 404
             logger.error(f"Tollgate: an MCP session's owner is known to this process only: {e}")
 
-    def _relay(self, flow: http.HTTPFlow, exchange: McpExchange) -> AnswerRelay:
+    def _relay(self, flow: http.HTTPFlow, exchange: McpExchange) -> Relay:
         """The answer's relay: its encoding undone, a tools/list's tools decided as they come (under
         a policy), and its framing left to the proxy, as what goes on may differ from what came."""
         response = flow.response
@@ -264,7 +311,13 @@ class Mcp:
         checks = None if policy is None else _ToolChecks(policy, exchange)
         exchange.tool_checks = checks
         guard = ResultGuard.of(exchange) if 200 <= response.status_code < 300 else None
-        return AnswerRelay(
+        if guard is not None:
+            # A result denied ends its event stream there: the upstream is closed, as a denied
+            # model answer's is; a large one is read in a worker thread. Taught on the first such
+            # answer, so that no other call pays for it.
+            patches.stop_streams_their_taps_end()
+            patches.read_large_pieces_apart()
+        return Relay(
             is_sse(headers.get("content-type")), expected, exchange.batch, decoder, tools_of if checks else frozenset(),
             checks, unreadable, guard,
         )  # fmt: skip

@@ -13,7 +13,7 @@ their turn behind it, so that none overtakes another.
 Under an answer guardrail, each response's events are read as its stream's would be over HTTP
 (`ResponsesSocketGuard`): a message whose text is held is held back, one whose value is replaced
 sent anew; at a value to deny, the client gets an `error` event and the WebSocket is closed (1008),
-which stops the upstream's generation."""
+which stops the upstream's generation. A large event (32 KiB or more) is read in a worker thread."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ from tollgate.formats.refusals import BAD_REQUEST, CONTENT_DENIED
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.responses_answer import ENDS, ResponsesSocketGuard
+from tollgate.governance.guardrails.workers import READ_APART_BYTES, ScanWorkers
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL, CLIENT_DISCONNECTED, call_of, refuse
 from tollgate.proxy.sockets import SocketRunner, Waiting, inject
@@ -124,6 +125,33 @@ class Session:
         return not self.busy and not self.closed and not any(self.unanswered.values()) and not self.answering
 
 
+class Read(NamedTuple):
+    """A server event read by its response's guard: what goes on in its place."""
+
+    call: Call
+    guard: ResponsesSocketGuard
+    out: list[bytes]
+
+
+def _read(session: Session, content: bytes) -> Read | None:
+    """A server event read by the guard of its response's lane; None where none reads it. Plain
+    work on the guard alone: a large event's is done in a worker thread."""
+    event = parse_json(content)
+    where = event.get("stream_id") if event is not None else None
+    guarded = session.guarded.get(where if isinstance(where, str) else None)
+    if guarded is None:
+        return None
+    call, guard = guarded
+    try:
+        out = guard.message(content)
+        if event is not None and event.get("type") in ENDS:
+            out += guard.flush()
+    except Exception:  # what cannot be read does not go on
+        logger.exception("Tollgate: reading an answer for its guardrails failed")
+        out = guard.fail()
+    return Read(call, guard, out)
+
+
 def _sent(flow: http.HTTPFlow, messages: list[bytes]) -> None:
     for message in messages:
         inject(flow, to_client=True, content=message)
@@ -162,21 +190,52 @@ def stays_on_the_socket(flow: http.HTTPFlow, call: Call) -> None:
 class ResponsesSocket(SocketRunner[Session]):
     failed = "Tollgate: deciding a message on the Responses WebSocket failed; it was not sent"
 
-    def __init__(self, shared: Shared, steps: CallSteps, record: Callable[[Call], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        shared: Shared,
+        steps: CallSteps,
+        record: Callable[[Call], dict[str, Any]],
+        workers: ScanWorkers | None = None,
+    ) -> None:
         super().__init__(shared)
         self._steps = steps  # what a response.create goes through: the audit gate, overrides, limits, policy
         self._record = record  # the audit's: a message's call ends
+        self._workers = workers or ScanWorkers()  # where a large event is read for the answer guardrails
 
     def websocket_start(self, flow: http.HTTPFlow) -> None:
         """The session begins with its WebSocket (a drain closes one that has carried nothing yet)."""
         self._session(flow)
 
     def _server_event(self, flow: http.HTTPFlow, session: Session, content: bytes) -> Awaitable[None] | None:
-        out = None
-        if session.cut or session.guarded:
-            out = self._guarded_event(flow, session, content)
-            if session.cut:
-                return None
+        if not (session.cut or session.guarded):
+            return self._told(flow, session, content, None)
+        assert flow.websocket is not None
+        message = flow.websocket.messages[-1]
+        if session.cut:  # the WebSocket is closing: nothing more goes on
+            message.drop()
+            return None
+        if len(content) >= READ_APART_BYTES:
+            return self._read_apart(flow, session, content, message)
+        out = self._guarded_event(flow, session, message, _read(session, content))
+        return None if session.cut else self._told(flow, session, content, out)
+
+    async def _read_apart(
+        self, flow: http.HTTPFlow, session: Session, content: bytes, message: WebSocketMessage
+    ) -> None:
+        """A large event read in a worker thread while the event loop serves the other calls (the
+        WebSocket's later messages wait their turn behind it)."""
+        reading = self._workers.off_loop(lambda: _read(session, content))
+        read = await reading if isinstance(reading, Awaitable) else reading
+        out = self._guarded_event(flow, session, message, read)
+        told = None if session.cut else self._told(flow, session, content, out)
+        if told is not None:
+            await told
+
+    def _told(
+        self, flow: http.HTTPFlow, session: Session, content: bytes, out: list[bytes] | None
+    ) -> Awaitable[None] | None:
+        """What a server event tells of its response, and what goes on in its place (`out`; None:
+        itself, as it came)."""
         ended = self._response_event(session, content)
         # The event that ends a counted response goes to the client once its settlement is
         # written: mitmproxy relays the message after the hook.
@@ -189,29 +248,17 @@ class ResponsesSocket(SocketRunner[Session]):
             return None
         return _sent_once_written(flow, written, out)
 
-    def _guarded_event(self, flow: http.HTTPFlow, session: Session, content: bytes) -> list[bytes] | None:
-        """A server event of a response read by the answer guardrails: dropped here, and what goes
-        on in its place (itself as it came, nothing while its text is held, or written anew with
-        what was held) is sent by Tollgate, so that none overtakes another; a value to deny cuts
-        the response. None where its response is not read (it goes on as it came)."""
-        assert flow.websocket is not None
-        if session.cut:  # the WebSocket is closing: nothing more goes on
-            flow.websocket.messages[-1].drop()
+    def _guarded_event(
+        self, flow: http.HTTPFlow, session: Session, message: WebSocketMessage, read: Read | None
+    ) -> list[bytes] | None:
+        """A server event of a response read by the answer guardrails (`read`): dropped here, and
+        what goes on in its place (itself as it came, nothing while its text is held, or written
+        anew with what was held) is sent by Tollgate, so that none overtakes another; a value to
+        deny cuts the response. None where its response is not read (it goes on as it came)."""
+        if read is None:
             return None
-        event = parse_json(content)
-        where = event.get("stream_id") if event is not None else None
-        guarded = session.guarded.get(where if isinstance(where, str) else None)
-        if guarded is None:
-            return None
-        call, guard = guarded
-        try:
-            out = guard.message(content)
-            if event is not None and event.get("type") in ENDS:
-                out += guard.flush()
-        except Exception:  # what cannot be read does not go on
-            logger.exception("Tollgate: reading an answer for its guardrails failed")
-            out = guard.fail()
-        flow.websocket.messages[-1].drop()
+        call, guard, out = read
+        message.drop()
         if guard.denied is not None:
             _sent(flow, out)
             self._cut(flow, session, call, guard)

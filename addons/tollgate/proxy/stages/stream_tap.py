@@ -23,12 +23,13 @@ from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import NoUsage, UsageReader, WholeBodyReader, is_event_stream
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.answer_formats import (
+    JSON_TYPE,
     AnswerFormat,
     AnswerGuard,
     answer_format,
     answer_format_of,
 )
-from tollgate.governance.guardrails.workers import ScanWorkers
+from tollgate.governance.guardrails.workers import READ_APART_BYTES, ScanWorkers
 from tollgate.proxy import patches
 from tollgate.proxy.flows import call_of, provider_of, refuse, write_body
 from tollgate.proxy.state import Shared
@@ -36,9 +37,6 @@ from tollgate.proxy.state import Shared
 logger = logging.getLogger(__name__)
 
 MITMPROXY_CONNECTION_LOGGER = "mitmproxy.proxy.server"  # where a connection's log lines come from
-# A piece of a guarded answer this large or larger is read in a worker thread: its reading (about
-# 0.3 ms for 32 KiB) is then more than the hop to the thread and back costs (docs/guardrails.md).
-READ_APART_BYTES = 32 * 1024
 
 
 class TierReader(WholeBodyReader):
@@ -57,7 +55,9 @@ class GuardedAnswer:
     """A streamed answer read by the answer guardrails as its client gets it: after
     `inner` (a translation, the usage Tollgate asked for hidden). Events with nothing held or
     replaced go on as they came. A value to deny stops it (`stopped`): the call is recorded as cut
-    (`content_denied`). What cannot be read (an encoding undone wrongly, a fault) stops it too."""
+    (`content_denied`). What cannot be read (an encoding undone wrongly, a fault) stops it too,
+    with the format's own end: where the format may stream one JSON array (`array_end`), the
+    answer's first byte tells whether it does (`array`, until then: what its headers said)."""
 
     def __init__(
         self,
@@ -66,9 +66,14 @@ class GuardedAnswer:
         call: Call,
         inner: Rewrite | None,
         detectors: AnswerDetectors | None = None,
+        array_end: Callable[[str, bool], bytes] | None = None,
+        array: bool = False,
     ) -> None:
         self._guard, self._denied_end, self._call, self._inner = guard, denied_end, call, inner
         self._detectors = detectors
+        self._array_end, self._array = array_end, array
+        self._form_told = array_end is None  # whether the answer's first byte has told its form
+        self._opened = False  # some of an array went to the client (its `[` with it)
         self.stopped = False
         call.answer.findings = {}
 
@@ -77,13 +82,23 @@ class GuardedAnswer:
             return b""
         try:
             data = self._inner.feed(chunk) if self._inner is not None else chunk
+            if not self._form_told:
+                self._tell_form(data)
             out = self._guard.feed(data) if data else b""
         except Exception:
             logger.exception("Tollgate: reading an answer for its guardrails failed")
             return self.fail()
+        if out and self._array and not self._opened:
+            self._opened = bool(out.strip())
         if self._guard.denied is not None:
             self._stop()
         return out
+
+    def _tell_form(self, data: bytes) -> None:
+        """The answer's first byte that is not white space: a JSON array's `[`, or another form."""
+        start = data.lstrip()
+        if start:
+            self._array, self._form_told = start.startswith(b"["), True
 
     def flush(self) -> bytes:
         if self.stopped:
@@ -100,8 +115,11 @@ class GuardedAnswer:
         return out
 
     def fail(self) -> bytes:
-        """The answer cannot be read: it stops here, with the event a denied answer ends with."""
+        """The answer cannot be read: it stops here, with what a denied answer in its form ends
+        with (a JSON array's error item and its `]`)."""
         self._stop()
+        if self._array and self._array_end is not None:
+            return self._array_end("unread", self._opened)
         return self._denied_end("unread")
 
     def note(self) -> None:
@@ -320,8 +338,9 @@ class StreamTap:
         # The answers read whole for the answer guardrails, until their end: the tap that reads
         # them (usage, encoding, translation) and the detectors.
         self._whole: WeakKeyDictionary[http.HTTPFlow, tuple[UsageTap, AnswerReading]] = WeakKeyDictionary()
-        # Where a large piece of a guarded answer is read (`answer_piece`).
-        self._workers = ScanWorkers()
+        # Where a large piece of a guarded answer is read (`answer_piece`), an MCP result's and a
+        # Responses WebSocket message's too (their stages are given these).
+        self.workers = ScanWorkers()
 
     def load(self, _loader: object) -> None:
         connections = logging.getLogger(MITMPROXY_CONNECTION_LOGGER)
@@ -335,10 +354,10 @@ class StreamTap:
         tap = flow.response.stream if flow.response is not None else None
         if not isinstance(tap, UsageTap):
             return None
-        return self._workers.off_loop(tap.read_apart)
+        return self.workers.off_loop(tap.read_apart)
 
     def done(self) -> None:
-        self._workers.close()
+        self.workers.close()
         connections = logging.getLogger(MITMPROXY_CONNECTION_LOGGER)
         if self._quiet_log is not None and vars(connections).get("log") is self._quiet_log:
             del connections.log
@@ -470,8 +489,17 @@ class StreamTap:
             if flow.request.http_version.startswith("HTTP/1"):
                 fields.append((b"transfer-encoding", b"chunked"))
             response.headers.fields = tuple(fields)
-        guard = reading.format.stream(reading.detectors)
-        return GuardedAnswer(guard, reading.format.denied_end, call, rewrite, reading.detectors)
+        answer_format = reading.format
+        guard = answer_format.stream(reading.detectors)
+        translation = call.route.translated
+        if translation is not None:
+            array = translation.json_array
+        else:
+            media = response.headers.get("content-type", "").split(";", maxsplit=1)[0].strip().lower()
+            array = media == JSON_TYPE
+        return GuardedAnswer(
+            guard, answer_format.denied_end, call, rewrite, reading.detectors, answer_format.array_end, array
+        )
 
     def _service_reader(self, flow: http.HTTPFlow, call: Call) -> UsageReader:
         """A call that reports no usage; but Code Assist's loadCodeAssist answer, read whole for the

@@ -51,6 +51,7 @@ class WebSocket:
 
     def load(self, _loader: object) -> None:
         patches.bound_websocket_messages(MAX_MESSAGE)
+        patches.relay_injected_messages_apart()
 
     def configure(self, updated: set[str]) -> None:
         if "websocket" in updated:

@@ -21,7 +21,7 @@ from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, detected
 from tollgate.governance.guardrails.mcp_answer import McpAnswerGuard, guard_mcp_json, guard_message
-from tollgate.governance.mcp.mcp import McpExchange
+from tollgate.governance.mcp.mcp import McpExchange, ResultGuard
 from tollgate.governance.mcp.mcp_servers import McpServer
 
 CARD = SAMPLES["pii.payment_card"][0]
@@ -120,19 +120,22 @@ def relayed(relay: AnswerRelay, pieces: list[bytes]) -> bytes:
     return b"".join(out)
 
 
-class Guard:
-    """The proxy's guard (`stages/mcp._ResultGuard`) without the exchange."""
+SERVER = McpServer.model_validate({"name": "gh", "url": "https://mcp.example.test/mcp"})
+
+
+class Guard(ResultGuard):
+    """The proxy's guard (`governance/mcp.ResultGuard`), on an exchange of its own."""
 
     def __init__(self, found: AnswerDetectors, ids: frozenset[Any]) -> None:
-        self.found, self.ids, self.refuses_unread = found, ids, False
-        self.findings: dict[Any, dict[str, int]] = {}
-        self.denied: dict[Any, str] = {}
+        super().__init__(McpExchange(SERVER, "POST"), found, ids)
 
-    def __call__(self, value: Any) -> Any:
-        read = guard_message(self.found, value, self.ids)
-        self.findings.update(read.findings)
-        self.denied.update(read.denied)
-        return read.value
+    @property
+    def findings(self) -> dict[Any, dict[str, int]]:
+        return self._exchange.answer_findings
+
+    @property
+    def denied(self) -> dict[Any, str]:
+        return self._exchange.answer_denied
 
 
 PROGRESS = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}}
@@ -168,6 +171,25 @@ def test_a_streamed_result_is_redacted_or_denied_however_split(cuts: list[int]) 
     assert (guard.findings, guard.denied) == ({1: {"pii.payment_card": 1}}, {1: "pii.payment_card"})
 
 
+def test_a_denied_result_ends_the_event_stream_its_other_requests_refused() -> None:
+    """A batch's answer: the result denied, then what the server would send after it. The stream
+    ends with its error and an error for each request still unanswered; nothing after goes on,
+    and the relay says it has stopped (the proxy closes the upstream)."""
+    later = sse(PROGRESS, tool_result(2, "fine"))
+    relay = AnswerRelay(True, [1, 2], batch=True, guard=Guard(FOUND, frozenset({1, 2})))
+    assert not relay.stopped
+    out = relayed(relay, [DENIED_STREAM + later[:20], later[20:]])
+    assert out.startswith(sse(PROGRESS))
+    assert data_of(out)[1:] == [
+        {"jsonrpc": "2.0", "id": 1, "error": {"code": -32001,
+                                               "message": "Tollgate refused this answer: it holds pii.payment_card."}},
+        {"jsonrpc": "2.0", "id": 2, "error": {"code": -32001,
+                                               "message": "Tollgate stopped this answer: another result in it holds pii.payment_card."}},
+    ]  # fmt: skip
+    assert out.endswith(b"\n\n") and b"fine" not in out
+    assert relay.stopped and relay.ended and relay.outcomes == {1: True, 2: True}
+
+
 @pytest.mark.parametrize("as_sse", [True, False], ids=["sse", "json"])
 def test_a_clean_answer_goes_on_byte_for_byte(as_sse: bool) -> None:
     message = tool_result(1, "nothing to see, 42 rows")
@@ -195,10 +217,9 @@ def test_a_result_too_large_to_read_is_refused_where_a_rule_says_so(monkeypatch)
 
 
 def test_the_records_say_what_each_result_held() -> None:
-    server = McpServer.model_validate({"name": "gh", "url": "https://mcp.example.test/mcp"})
     requests = (McpRequest("tools/call", 1, tool="add"), McpRequest("tools/call", 2, tool="dump"),
                 McpRequest("tools/list", 3))  # fmt: skip
-    exchange = McpExchange(server, "POST", requests=requests, status=200, outcomes={1: False, 2: True, 3: False})
+    exchange = McpExchange(SERVER, "POST", requests=requests, status=200, outcomes={1: False, 2: True, 3: False})
     exchange.answer_findings = {1: {"pii.email": 2}, 2: {"pii.payment_card": 1}}
     exchange.answer_denied = {2: "pii.payment_card"}
     exchange.answer_actions = dict(ACTIONS)

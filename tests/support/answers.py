@@ -1,0 +1,98 @@
+"""What the end-to-end tests of the answer guardrails share: the values they plant, a gateway whose
+fake upstreams all answer through one handler, the pace of a denied stream's upstream (to see it
+closed), and the answer metrics as the metrics endpoint gives them."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+from tests.support import guardrail_samples as samples
+from tests.support.fake_upstream import Received, Reply
+
+# The values planted in answers: an AWS key in the text, a card number in a tool call's arguments.
+AWS = samples.AWS_KEY_ID
+CARD = samples.SAMPLES["pii.payment_card"][0]
+TEXT = f"Here is the key from the file: {AWS} and nothing else."
+ARGS = json.dumps({"card": CARD, "note": "pay it"})
+KINDS = ["secrets.aws_access_key_id", "pii.payment_card"]
+REDACTED_TEXT = TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+FILLERS = 100  # events the upstream would send after a denied value, were it not closed
+FILLER_GAP = 0.02  # between two of them
+
+# The answer metrics' families: findings by provider, kind and action; answers cut by kind.
+ANSWER_FAMILIES = ("tollgate_guardrail_answer_findings_total", "tollgate_guardrail_answers_cut_total")
+
+
+def pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+class AnswerUpstream:
+    """A fake upstream's answers (a subclass's `__call__`, each fake's handler); the denied
+    stream's reply kept to see where it stopped; `gate` for a clean stream's events."""
+
+    def __init__(self) -> None:
+        self.denied: Reply | None = None
+        self.denied_at = 0  # the event the value to deny begins in
+        self.gate: Callable[[int], None] | None = None
+
+    def __call__(self, received: Received) -> Reply:
+        raise NotImplementedError
+
+    def denied_stream(self, chunks: list[bytes], first: int, headers: dict[str, str] | None = None) -> Reply:
+        """A stream whose value to deny begins in event `first`: the events after it (FILLERS of
+        them) sent FILLER_GAP apart, as long as the connection lets them."""
+        self.denied_at = first
+        gate = lambda i: time.sleep(FILLER_GAP if i > first else 0)  # noqa: E731
+        self.denied = Reply(200, chunks=chunks, headers=headers or {}, gate=gate)
+        return self.denied
+
+    def stopped_soon(self, started: float, slack: int) -> None:
+        """Once the fillers would all have been sent (a second more), the upstream had stopped
+        within `slack` events of the value: a write or some into the closed connection's buffers,
+        more on a busy machine."""
+        time.sleep(max(0.0, started + FILLERS * FILLER_GAP + 1.0 - time.monotonic()))
+        assert self.denied is not None, "the denied stream was asked for"
+        assert len(self.denied.sent_at) < self.denied_at + slack
+
+
+def answered_by(gateway: Any, upstream: Callable[[Received], Reply]) -> Any:
+    """The gateway, each of its fake upstreams answering through `upstream`."""
+    for fake in gateway.fakes.values():
+        fake.handler = upstream
+    return gateway
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def answer_samples(listen: str) -> dict[tuple[str, ...], float]:
+    """The answer metrics the endpoint at `listen` gives now: (family, provider, kind[, action]) →
+    value. Its server opens once the configuration has loaded: waited for, up to 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{listen}/metrics", timeout=10) as r:
+                text = r.read().decode()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    found: dict[tuple[str, ...], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in ANSWER_FAMILIES:
+                labels = sample.labels
+                action = (labels["action"],) if "action" in labels else ()
+                found[(sample.name, labels["provider"], labels["kind"], *action)] = sample.value
+    return found
