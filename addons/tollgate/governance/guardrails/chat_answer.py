@@ -19,7 +19,7 @@ import orjson
 
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
-from tollgate.governance.guardrails.chat_template import TemplatePass
+from tollgate.governance.guardrails.chat_template import Channel, TemplatePass
 from tollgate.governance.guardrails.event_guard import WAITING_BYTES, EventGuard, Pending  # noqa: F401
 
 # The text fields of a choice's delta (or message) that are read: its text, a refusal, and the
@@ -58,9 +58,6 @@ def event_object(data: bytes) -> Any:
             return json.loads(data.decode("utf-8", "replace"))
         except ValueError:
             return None
-
-
-Channel = tuple[int, str, int]  # choice, field (a text field or "arguments"), tool call (-1 for text)
 
 
 class ChatAnswerGuard(EventGuard):

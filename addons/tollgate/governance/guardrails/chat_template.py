@@ -27,7 +27,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 
@@ -35,7 +35,29 @@ from tollgate.formats.framing.sse import split_events
 from tollgate.governance.guardrails.event_guard import Pending, Piece
 
 if TYPE_CHECKING:
-    from tollgate.governance.guardrails.chat_answer import Channel, ChatAnswerGuard
+    from collections import deque
+
+    from tollgate.formats.framing.sse import SSEFramer
+    from tollgate.governance.guardrails.answer import AnswerDetectors
+    from tollgate.governance.guardrails.event_guard import ChannelState
+
+Channel = tuple[int, str, int]  # choice, field (a text field or "arguments"), tool call (-1 for text)
+
+
+class ChatAnswerGuard(Protocol):
+    """What the pass reads and moves on of a chat answer's guard (`chat_answer.ChatAnswerGuard`,
+    which holds the pass: named here as a protocol, so that neither module imports the other)."""
+
+    _channels: dict[Any, ChannelState]
+    _compiled: AnswerDetectors
+    _framer: SSEFramer
+    _last: dict[str, Any]
+    _pending: deque[Pending]
+    _together: bool
+    denied: str | None
+
+    def _drain(self) -> bytes: ...
+
 
 # The bytes a JSON string holds only escaped: a text with none of them is written as it is.
 _ESCAPED = b'"\\' + bytes(range(32))
