@@ -1,0 +1,133 @@
+"""Guardrails on OpenAI's legacy Completions answers (`/v1/completions`), with the official openai SDK
+(`client.completions.create`) through mitmdump: an answer that streams an AWS key split across
+events, in two choices, comes to the SDK with the key replaced (`redact`), or stops before it with
+an error the SDK raises on while iterating (`deny`); a JSON answer is served redacted or refused
+403; the audit counts what was found (`answer_findings`)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests.support import guardrail_samples as samples
+from tests.support.canned import provider_answers
+from tests.support.fake_upstream import Received, Reply
+from tests.support.streams import sse
+
+VIRTUAL = "tg-completions-alice-0001"
+AWS = samples.AWS_KEY_ID
+TEXT = f"Here is the key from the file: {AWS} and nothing else."
+REDACTED = TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+KINDS = ["secrets.aws_access_key_id", "pii.payment_card"]
+USAGE = {"prompt_tokens": 5, "completion_tokens": 24, "total_tokens": 29}
+HEAD = {"id": "cmpl-g", "object": "text_completion", "created": 1700000000, "model": "gpt-3.5-turbo-instruct"}
+
+
+def config(urls: dict[str, str]) -> dict:
+    return {
+        "providers": {"openai": {"upstream": urls["openai"], "keys": ["sk-real-completions-0001"]}},
+        "clients": [{"name": "alice", "keys": [VIRTUAL]}],
+        "guardrails": [
+            {"match": {"model": "instruct-redact"}, "on": ["answer"], "detect": KINDS, "action": "redact"},
+            {"match": {"model": "instruct-deny"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
+        ],
+    }
+
+
+def choice(index: int, text: str, finish: str | None = None) -> dict:
+    return {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
+
+
+def streamed() -> list[bytes]:
+    """Two choices (`n=2`), each the text in 5-character events (the key across four), interleaved;
+    their ends, then the usage."""
+    pieces = [TEXT[i : i + 5] for i in range(0, len(TEXT), 5)]
+    events = [sse({**HEAD, "choices": [choice(i, p)]}) for p in pieces for i in (0, 1)]
+    events += [sse({**HEAD, "choices": [choice(i, "", "stop")]}) for i in (0, 1)]
+    return [*events, sse({**HEAD, "choices": [], "usage": USAGE}), sse("[DONE]")]
+
+
+def whole() -> dict:
+    return {**HEAD, "choices": [choice(0, TEXT, "stop"), choice(1, "fine", "stop")], "usage": USAGE}
+
+
+def answer(received: Received) -> Reply:
+    if not received.path.endswith("/v1/completions"):
+        return provider_answers(received)
+    if received.json().get("stream"):
+        return Reply(200, chunks=streamed())
+    return Reply(200, whole())
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway):
+    gateway = start_gateway(config, providers=("openai",))
+    gateway.fakes["openai"].handler = answer
+    return gateway
+
+
+READ_STREAM = f"""
+from openai import OpenAI
+client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+texts, error = {{}}, None
+try:
+    for event in client.completions.create(
+        model=MODEL, prompt="Read me the file.", max_tokens=40, n=2, stream=True,
+        stream_options={{"include_usage": True}},
+    ):
+        for c in event.choices:
+            texts[c.index] = texts.get(c.index, "") + c.text
+except Exception as e:
+    error = [type(e).__module__.split(".")[0], type(e).__name__, str(e)]
+report(texts=[texts.get(0), texts.get(1)], error=error)
+"""
+
+READ_JSON = f"""
+from openai import OpenAI
+client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+try:
+    r = client.completions.create(model=MODEL, prompt="Read me the file.", max_tokens=40, n=2)
+    report(texts=[c.text for c in r.choices], tokens=r.usage.total_tokens)
+except Exception as e:
+    report(error=[type(e).__module__.split(".")[0], type(e).__name__], status=getattr(e, "status_code", None),
+           tollgate=e.response.headers.get("x-tollgate-error"))
+"""
+
+
+def test_a_streamed_completion_comes_redacted_in_every_choice(gw):
+    result = gw.run("MODEL = 'instruct-redact'\n" + READ_STREAM)
+    assert result == {"texts": [REDACTED, REDACTED], "error": None}
+    record = gw.last_audit()
+    assert record["endpoint"] == "completions"
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 2}
+    assert (record["status"], record["error"], record["total_tokens"]) == (200, None, 29)
+
+
+def test_a_denied_streamed_completion_raises_in_the_sdk_before_the_value(gw):
+    result = gw.run("MODEL = 'instruct-deny'\n" + READ_STREAM)
+    module, name, message = result["error"]
+    assert (module, name) == ("openai", "APIError")
+    assert "secrets.aws_access_key_id" in message
+    before = TEXT[: TEXT.index(AWS)]
+    assert result["texts"][0] == before
+    assert before.startswith(result["texts"][1] or "")
+    assert AWS[:4] not in json.dumps(result)
+    record = gw.last_audit()
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+
+
+def test_a_json_completion_is_served_redacted(gw):
+    result = gw.run("MODEL = 'instruct-redact'\n" + READ_JSON)
+    assert result == {"texts": [REDACTED, "fine"], "tokens": 29}
+    record = gw.last_audit()
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    assert (record["status"], record["decision"]) == (200, "allow")
+
+
+def test_a_json_completion_with_a_denied_value_is_refused_403(gw):
+    result = gw.run("MODEL = 'instruct-deny'\n" + READ_JSON)
+    assert result == {"error": ["openai", "PermissionDeniedError"], "status": 403, "tollgate": "content_denied"}
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
