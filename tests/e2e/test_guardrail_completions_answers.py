@@ -2,7 +2,8 @@
 (`client.completions.create`) through mitmdump: an answer that streams an AWS key split across
 events, in two choices, comes to the SDK with the key replaced (`redact`), or stops before it with
 an error the SDK raises on while iterating (`deny`); a JSON answer is served redacted or refused
-403; the audit counts what was found (`answer_findings`)."""
+403; the audit counts what was found (`answer_findings`). An answer no format reads (a
+transcription, a file's content) is refused before it goes upstream where an answer rule applies."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
 
 VIRTUAL = "tg-completions-alice-0001"
+BOB = "tg-completions-bob-0001"
 AWS = samples.AWS_KEY_ID
 TEXT = f"Here is the key from the file: {AWS} and nothing else."
 REDACTED = TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
@@ -26,8 +28,9 @@ HEAD = {"id": "cmpl-g", "object": "text_completion", "created": 1700000000, "mod
 def config(urls: dict[str, str]) -> dict:
     return {
         "providers": {"openai": {"upstream": urls["openai"], "keys": ["sk-real-completions-0001"]}},
-        "clients": [{"name": "alice", "keys": [VIRTUAL]}],
+        "clients": [{"name": "alice", "keys": [VIRTUAL]}, {"name": "bob", "keys": [BOB]}],
         "guardrails": [
+            {"match": {"client": "bob"}, "on": ["answer"], "detect": KINDS, "action": "redact"},
             {"match": {"model": "instruct-redact"}, "on": ["answer"], "detect": KINDS, "action": "redact"},
             {"match": {"model": "instruct-deny"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
         ],
@@ -131,3 +134,46 @@ def test_a_json_completion_with_a_denied_value_is_refused_403(gw):
     record = gw.last_audit()
     assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+
+
+# --- what no answer format reads: refused before it goes upstream where an answer rule applies ---
+
+UNREAD = """
+from openai import OpenAI
+client = OpenAI(api_key=KEY, max_retries=0)
+try:
+    if WHAT == "transcription":
+        r = client.audio.transcriptions.create(model="whisper-1", file=("a.wav", b"RIFF" + b"\\0" * 64))
+        report(text=r.text)
+    else:
+        report(text=client.files.content("file-batch-out").text)
+except Exception as e:
+    report(error=[type(e).__module__.split(".")[0], type(e).__name__], status=getattr(e, "status_code", None),
+           tollgate=e.response.headers.get("x-tollgate-error"), message=str(e))
+"""
+
+
+@pytest.mark.parametrize(
+    ("what", "path", "carried"),
+    [
+        ("transcription", "/v1/audio/transcriptions", "a transcription's text"),
+        ("file", "/v1/files/file-batch-out/content", "a file's content (a batch's results)"),
+    ],
+)
+def test_an_answer_no_format_reads_is_refused_where_an_answer_rule_applies(gw, what, path, carried):
+    seen = len(gw.fakes["openai"].received)
+    result = gw.run(f"KEY, WHAT = {BOB!r}, {what!r}\n" + UNREAD)
+    assert result["error"] == ["openai", "PermissionDeniedError"]
+    assert (result["status"], result["tollgate"]) == (403, "content_denied")
+    assert carried in result["message"]
+    assert len(gw.fakes["openai"].received) == seen  # nothing went upstream
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
+    assert record["deny_reasons"] == [f"an answer guardrail applies and Tollgate cannot read {carried}"]
+    assert (record["path"], record["answer_findings"]) == (path, None)
+
+
+def test_an_answer_no_format_reads_goes_on_where_no_answer_rule_applies(gw):
+    result = gw.run(f"KEY, WHAT = {VIRTUAL!r}, 'transcription'\n" + UNREAD)
+    assert result["text"].endswith("bytes heard")
+    assert gw.last_audit()["answer_findings"] is None

@@ -167,10 +167,17 @@ def test_a_streamed_answer_in_the_new_format_comes_redacted(registered: None, tm
     assert (record["input_tokens"], record["output_tokens"]) == (4, 12)  # its usage read as before
 
 
-def test_before_it_is_registered_the_format_is_not_read(unregistered: None, tmp_path: Path) -> None:
-    said, record = streamed(tmp_path)
-    assert said == f"Your address is {VALUE}."
-    assert record.get("answer_findings") is None
+def test_before_it_is_registered_a_call_in_it_is_refused_unread(unregistered: None, tmp_path: Path) -> None:
+    """Its endpoint is one whose answers carry what a model wrote (`unread_answers.MODEL_TEXT`):
+    with no format to read them, an answer rule refuses the call before it goes upstream."""
+    with configured_gateway(openai_config(tmp_path, guardrails=[RULE])) as addon:
+        flow = completions_flow(True)
+        asyncio.run(one_call(addon, flow, pieces(f"Your address is {VALUE}.")))
+    assert flow.response is not None and flow.response.status_code == 403
+    assert json.loads(flow.response.content or b"")["error"]["code"] == "content_denied"
+    [record] = records(tmp_path / "audit.jsonl")
+    assert record["deny_reasons"] == ["an answer guardrail applies and Tollgate cannot read legacy Completions"]
+    assert record["answer_findings"] is None
 
 
 def test_tollgates_own_readers_read_it_alike(tmp_path: Path) -> None:
