@@ -54,7 +54,27 @@ def whole() -> dict:
     return {**HEAD, "choices": [choice(0, TEXT, "stop"), choice(1, "fine", "stop")], "usage": USAGE}
 
 
+def stored() -> dict:
+    """A stored chat completion, read back whole (`GET /v1/chat/completions/{id}`)."""
+    message = {"role": "assistant", "content": TEXT}
+    return {"id": "chatcmpl-s", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}], "usage": USAGE}  # fmt: skip
+
+
+def stored_response() -> dict:
+    """A stored (or background) response, read back (`GET /v1/responses/{id}`)."""
+    text = {"type": "output_text", "text": TEXT, "annotations": []}
+    message = {"type": "message", "id": "msg_s", "status": "completed", "role": "assistant", "content": [text]}
+    return {"id": "resp_s", "object": "response", "created_at": 1700000000, "status": "completed",
+            "model": "gpt-4o", "output": [message], "usage": None}  # fmt: skip
+
+
 def answer(received: Received) -> Reply:
+    if received.method == "GET" and received.path.endswith("/v1/responses/resp_s"):
+        return Reply(200, stored_response())
+    if received.method == "GET" and "/chat/completions" in received.path:
+        listed = {"object": "list", "data": [{"id": "m1", "role": "assistant", "content": TEXT}], "has_more": False}
+        return Reply(200, stored() if received.path.endswith("/chatcmpl-s") else listed)
     if not received.path.endswith("/v1/completions"):
         return provider_answers(received)
     if received.json().get("stream"):
@@ -177,3 +197,47 @@ def test_an_answer_no_format_reads_goes_on_where_no_answer_rule_applies(gw):
     result = gw.run(f"KEY, WHAT = {VIRTUAL!r}, 'transcription'\n" + UNREAD)
     assert result["text"].endswith("bytes heard")
     assert gw.last_audit()["answer_findings"] is None
+
+
+STORED = f"""
+from openai import OpenAI
+client = OpenAI(api_key={BOB!r}, max_retries=0)
+try:
+    if WHAT == "retrieve":
+        report(text=client.chat.completions.retrieve("chatcmpl-s").choices[0].message.content)
+    elif WHAT == "response":
+        report(text=client.responses.retrieve("resp_s").output_text)
+    elif WHAT == "messages":
+        report(text=[m.content for m in client.chat.completions.messages.list("chatcmpl-s")])
+    else:
+        report(text=[c.id for c in client.chat.completions.list()])
+except Exception as e:
+    report(error=[type(e).__module__.split(".")[0], type(e).__name__], status=getattr(e, "status_code", None),
+           tollgate=e.response.headers.get("x-tollgate-error"), message=str(e))
+"""
+
+
+@pytest.mark.parametrize("what", ["retrieve", "response"])
+def test_a_stored_answer_read_back_whole_comes_redacted(gw, what):
+    """A stored chat completion, and a stored (or background) response, read back by GET."""
+    result = gw.run(f"WHAT = {what!r}\n" + STORED)
+    assert result == {"text": REDACTED}
+    record = gw.last_audit()
+    assert (record["method"], record["answer_findings"]) == ("GET", {"secrets.aws_access_key_id": 1})
+
+
+@pytest.mark.parametrize(
+    ("what", "carried"),
+    [("messages", "a stored chat completion's messages"), ("list", "stored chat completions")],
+)
+def test_stored_chat_completions_read_back_in_another_shape_are_refused(gw, what, carried):
+    seen = len(gw.fakes["openai"].received)
+    result = gw.run(f"WHAT = {what!r}\n" + STORED)
+    assert (result["error"], result["status"], result["tollgate"]) == (
+        ["openai", "PermissionDeniedError"],
+        403,
+        "content_denied",
+    )
+    assert carried in result["message"] and AWS not in result["message"]
+    assert len(gw.fakes["openai"].received) == seen
+    assert gw.last_audit()["deny_reasons"] == [f"an answer guardrail applies and Tollgate cannot read {carried}"]

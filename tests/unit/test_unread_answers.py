@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tollgate.config import parse_config
-from tollgate.governance.guardrails.unread_answers import model_text
+from tollgate.governance.guardrails.unread_answers import model_text, stored_unread
 from tollgate.runtime import Loaded
 
 REGISTRY = Loaded.build(parse_config({"providers": {"azure": {"keys": ["k"]}}})).registry
@@ -67,3 +67,21 @@ def test_an_endpoint_whose_answers_carry_none_or_are_read(
     provider: str, method: str, path: str, body: dict[str, Any] | None
 ) -> None:
     assert carried(provider, method, path, body) is None
+
+
+@pytest.mark.parametrize(
+    ("provider", "path", "what"),
+    [
+        ("openai", "/v1/chat/completions", "stored chat completions"),
+        ("openai", "/v1/chat/completions?limit=5", "stored chat completions"),
+        ("openai", "/v1/chat/completions/chatcmpl-1/messages", "a stored chat completion's messages"),
+        ("openai", "/v1/chat/completions/chatcmpl-1", None),  # whole, in chat's format: read
+        ("openai", "/v1/responses/resp_1/input_items", "a stored response's input items"),
+        ("openai", "/v1/responses/resp_1", None),  # whole, in Responses' format: read
+        ("groq", "/openai/v1/responses/resp_1/input_items", "a stored response's input items"),
+    ],
+)
+def test_what_a_get_reads_back_of_stored_answers(provider: str, path: str, what: str | None) -> None:
+    classification = REGISTRY[provider].classify("GET", path.split("?", maxsplit=1)[0], None)
+    assert stored_unread(classification, "GET", path) == what
+    assert stored_unread(classification, "POST", path) is None

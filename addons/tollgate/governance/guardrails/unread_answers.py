@@ -96,3 +96,32 @@ def client_answer_format(call: Call) -> str | None:
     endpoint = call.classification.endpoint or ""
     formats = call.registry[call.route.requested.provider].chat_formats
     return formats.get(endpoint) or answer_format_of(call.classification, call.target_model)
+
+
+# What OpenAI keeps of its answers, read back by GET at the paths of the endpoint that made them, in
+# a shape of their own that its endpoint's answer format does not read: a list of stored chat
+# completions, a stored one's messages, a stored response's input items (earlier answers a
+# conversation sent back among them). A stored chat completion and a stored response, read back
+# whole, are in their endpoint's own format (read). Endpoint → its path's word → the path's
+# segments after the word (`{id}` an id) → what they carry.
+STORED: dict[str, tuple[str, dict[tuple[str, ...], str]]] = {
+    "chat.completions": (
+        "completions",
+        {(): "stored chat completions", ("{id}", "messages"): "a stored chat completion's messages"},
+    ),
+    "responses": ("responses", {("{id}", "input_items"): "a stored response's input items"}),
+}
+
+
+def stored_unread(classification: Classification, method: str, path: str) -> str | None:
+    """What a GET of an OpenAI-format endpoint's stored answers carries, where no answer format
+    reads its shape (None: a stored answer whole, any other call)."""
+    found = STORED.get(classification.endpoint or "")
+    if found is None or method != "GET" or classification.wire_format != OPENAI_API:
+        return None
+    word, shapes = found
+    segments = path.split("?", 1)[0].rstrip("/").split("/")
+    if word not in segments:
+        return None
+    rest = segments[len(segments) - segments[::-1].index(word) :]
+    return shapes.get(tuple("{id}" if i == 0 else s for i, s in enumerate(rest)))

@@ -25,7 +25,7 @@ from tollgate.governance.guardrails.answer_formats import answer_format
 from tollgate.governance.guardrails.detectors import OWN_KEYS
 from tollgate.governance.guardrails.rules import Guardrails, Scan
 from tollgate.governance.guardrails.text import PLACEHOLDER
-from tollgate.governance.guardrails.unread_answers import client_answer_format, model_text
+from tollgate.governance.guardrails.unread_answers import client_answer_format, model_text, stored_unread
 from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.governance.mcp import McpExchange
 from tollgate.proxy.flows import refuse, refuse_mcp, scrub_placeholders, write_raw_body
@@ -153,8 +153,10 @@ class Guard:
         provider, model = call.route.target.provider, call.target_model
         if not guardrails.reads_answers(provider, model, who.client, who.groups):
             return None
-        carried = model_text(call.classification)
-        if carried is not None and answer_format(client_answer_format(call)) is None:
+        carried = stored_unread(call.classification, flow.request.method, flow.request.path)
+        if carried is None and (found := model_text(call.classification)) is not None:
+            carried = found if answer_format(client_answer_format(call)) is None else None
+        if carried is not None:
             refuse_unread_answer(flow, call, carried)
             return None
         compile_ = guardrails.answer_to_compile(provider, model, who.client, who.groups)
