@@ -69,8 +69,23 @@ def stored_response() -> dict:
             "model": "gpt-4o", "output": [message], "usage": None}  # fmt: skip
 
 
+def stored_response_events() -> list[bytes]:
+    """A stored (or background) response streamed again (`GET /v1/responses/{id}?stream=true`): its
+    text in 5-character deltas (the key across four), then the whole response."""
+    where = {"item_id": "msg_s", "output_index": 0, "content_index": 0}
+    events = [
+        sse({"type": "response.output_text.delta", **where, "delta": TEXT[i : i + 5], "sequence_number": i},
+            "response.output_text.delta")
+        for i in range(0, len(TEXT), 5)
+    ]  # fmt: skip
+    done = {"type": "response.completed", "response": stored_response(), "sequence_number": 999}
+    return [*events, sse(done, "response.completed")]
+
+
 def answer(received: Received) -> Reply:
-    if received.method == "GET" and received.path.endswith("/v1/responses/resp_s"):
+    if received.method == "GET" and "/v1/responses/resp_s" in received.path:
+        if "stream=true" in received.path:
+            return Reply(200, chunks=stored_response_events())
         return Reply(200, stored_response())
     if received.method == "GET" and "/chat/completions" in received.path:
         listed = {"object": "list", "data": [{"id": "m1", "role": "assistant", "content": TEXT}], "has_more": False}
@@ -207,6 +222,11 @@ try:
         report(text=client.chat.completions.retrieve("chatcmpl-s").choices[0].message.content)
     elif WHAT == "response":
         report(text=client.responses.retrieve("resp_s").output_text)
+    elif WHAT == "response stream":
+        text = ""
+        for event in client.responses.retrieve("resp_s", stream=True):
+            text += getattr(event, "delta", "") if event.type == "response.output_text.delta" else ""
+        report(text=text)
     elif WHAT == "messages":
         report(text=[m.content for m in client.chat.completions.messages.list("chatcmpl-s")])
     else:
@@ -217,9 +237,10 @@ except Exception as e:
 """
 
 
-@pytest.mark.parametrize("what", ["retrieve", "response"])
-def test_a_stored_answer_read_back_whole_comes_redacted(gw, what):
-    """A stored chat completion, and a stored (or background) response, read back by GET."""
+@pytest.mark.parametrize("what", ["retrieve", "response", "response stream"])
+def test_a_stored_answer_read_back_comes_redacted(gw, what):
+    """A stored chat completion, and a stored (or background) response, read back by GET, whole or
+    streamed again."""
     result = gw.run(f"WHAT = {what!r}\n" + STORED)
     assert result == {"text": REDACTED}
     record = gw.last_audit()
