@@ -11,6 +11,8 @@ from __future__ import annotations
 OPENAI_API = "openai-api"
 
 OPENAI_CHAT = "openai-chat"
+# OpenAI's legacy Completions (`/v1/completions`: each choice's `text`), as answers are read.
+OPENAI_COMPLETIONS = "openai-completions"
 # OpenAI's Responses API (`/v1/responses`, and its plans' and compatible APIs'), as answers are read.
 OPENAI_RESPONSES = "openai-responses"
 ANTHROPIC_MESSAGES = "anthropic-messages"

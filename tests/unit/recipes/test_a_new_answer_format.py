@@ -2,9 +2,10 @@
 readers (what its module would hold, here in the test: a streamed answer's guard, a whole answer's
 reader, the event a denied stream ends with) and its line in `ANSWER_FORMATS`; and, as its answers
 come from an endpoint whose provider names no chat format for it, its line in `ANSWER_ENDPOINTS`
-(both patched in). OpenAI's legacy Completions (`/v1/completions`, each choice's `text`), read
-by no answer format of Tollgate's, is the format: through the real pipeline, its answer comes to the
-client with the value redacted, streamed and whole, and the audit counts it."""
+(both patched in). OpenAI's legacy Completions (`/v1/completions`, each choice's `text`) is the
+format, its real readers (`completions_answer.py`) taken out first and a throw-away put in their
+place: through the real pipeline, its answer comes to the client with the value redacted, streamed
+and whole, and the audit counts it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 from mitmproxy import http
 
+from tollgate.formats import OPENAI_COMPLETIONS
 from tollgate.formats.framing.sse import SSEFramer
 from tollgate.governance.guardrails import answer_formats
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
@@ -24,7 +26,7 @@ from tollgate.governance.guardrails.answer_formats import AnswerFormat
 
 from .conftest import VIRTUAL_KEY, chat_flow, configured_gateway, one_call, openai_config, records, sse
 
-COMPLETIONS = "openai-completions"
+COMPLETIONS = OPENAI_COMPLETIONS  # its name (formats/__init__.py)
 VALUE = "jane.doe@acme-corp.io"
 KIND = "pii.email"
 
@@ -102,7 +104,14 @@ def guard_completions_json(compiled: AnswerDetectors, body: bytes) -> tuple[byte
 
 
 @pytest.fixture
-def registered(monkeypatch: pytest.MonkeyPatch) -> None:
+def unregistered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The format as it was before Tollgate read it: its lines taken out of the registry."""
+    monkeypatch.delitem(answer_formats.ANSWER_FORMATS, OPENAI_COMPLETIONS)
+    monkeypatch.delitem(answer_formats.ANSWER_MODELS, "completions")
+
+
+@pytest.fixture
+def registered(unregistered: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Its line in `ANSWER_FORMATS`, and its endpoint's in `ANSWER_ENDPOINTS`."""
     monkeypatch.setitem(
         answer_formats.ANSWER_FORMATS,
@@ -158,10 +167,23 @@ def test_a_streamed_answer_in_the_new_format_comes_redacted(registered: None, tm
     assert (record["input_tokens"], record["output_tokens"]) == (4, 12)  # its usage read as before
 
 
-def test_before_it_is_registered_the_format_is_not_read(tmp_path: Path) -> None:
+def test_before_it_is_registered_a_call_in_it_is_refused_unread(unregistered: None, tmp_path: Path) -> None:
+    """Its endpoint is one whose answers carry what a model wrote (`unread_answers.MODEL_TEXT`):
+    with no format to read them, an answer rule refuses the call before it goes upstream."""
+    with configured_gateway(openai_config(tmp_path, guardrails=[RULE])) as addon:
+        flow = completions_flow(True)
+        asyncio.run(one_call(addon, flow, pieces(f"Your address is {VALUE}.")))
+    assert flow.response is not None and flow.response.status_code == 403
+    assert json.loads(flow.response.content or b"")["error"]["code"] == "content_denied"
+    [record] = records(tmp_path / "audit.jsonl")
+    assert record["deny_reasons"] == ["an answer guardrail applies and Tollgate cannot read legacy Completions"]
+    assert record["answer_findings"] is None
+
+
+def test_tollgates_own_readers_read_it_alike(tmp_path: Path) -> None:
     said, record = streamed(tmp_path)
-    assert said == f"Your address is {VALUE}."
-    assert record.get("answer_findings") is None
+    assert said == f"Your address is [REDACTED:{KIND}]."
+    assert record["answer_findings"] == {KIND: 1}
 
 
 def test_a_whole_answer_in_the_new_format_comes_redacted(registered: None, tmp_path: Path) -> None:

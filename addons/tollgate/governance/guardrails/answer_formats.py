@@ -19,7 +19,9 @@ from tollgate.formats import (
     CODE_ASSIST,
     GEMINI_GENERATE,
     MCP_RESULTS,
+    OPENAI_API,
     OPENAI_CHAT,
+    OPENAI_COMPLETIONS,
     OPENAI_RESPONSES,
 )
 from tollgate.formats.bedrock_converse.fields import EVENT_STREAM
@@ -27,7 +29,13 @@ from tollgate.formats.bedrock_invoke import is_claude
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
 from tollgate.formats.openai_responses import RESPONSES
 from tollgate.formats.request_facts import Classification
-from tollgate.governance.guardrails import gemini_answer, mcp_answer, messages_answer, responses_answer
+from tollgate.governance.guardrails import (
+    completions_answer,
+    gemini_answer,
+    mcp_answer,
+    messages_answer,
+    responses_answer,
+)
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.bedrock_answer import ConverseAnswerGuard, denied_frame, guard_bedrock_json
 from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, denied_event, guard_chat_json
@@ -94,7 +102,11 @@ def _gemini_array_end(kind: str, opened: bool) -> bytes:
 
 
 def _chat_saved(first: Any) -> bool:
-    return isinstance(first, dict) and isinstance(first.get("choices"), list)
+    return (
+        isinstance(first, dict)
+        and isinstance(first.get("choices"), list)
+        and not completions_answer.is_completion(first)
+    )
 
 
 def _mcp_saved(first: Any) -> bool:
@@ -127,6 +139,12 @@ _MESSAGES = AnswerFormat(
 
 ANSWER_FORMATS: dict[str, AnswerFormat] = {
     OPENAI_CHAT: AnswerFormat(ChatAnswerGuard, guard_chat_json, denied_event, saved=_chat_saved),
+    OPENAI_COMPLETIONS: AnswerFormat(
+        completions_answer.CompletionsAnswerGuard,
+        completions_answer.guard_completions_json,
+        completions_answer.denied_event,
+        saved=completions_answer.is_completion,
+    ),
     OPENAI_RESPONSES: AnswerFormat(
         responses_answer.ResponsesAnswerGuard,
         responses_answer.guard_responses_json,
@@ -180,6 +198,12 @@ def _claude_on_vertex(classification: Classification) -> str | None:
     return CLAUDE_ON_VERTEX if classification.wire_format == ANTHROPIC_MESSAGES else None
 
 
+def _completions(classification: Classification) -> str | None:
+    """OpenAI's legacy Completions, on its API and the OpenAI-compatible ones (not Anthropic's
+    legacy `/v1/complete`, another format of the same endpoint's name)."""
+    return OPENAI_COMPLETIONS if classification.wire_format == OPENAI_API else None
+
+
 def _messages(classification: Classification) -> str | None:
     """Anthropic's Messages on a host of another's (Copilot's)."""
     return ANTHROPIC_MESSAGES if classification.wire_format == ANTHROPIC_MESSAGES else None
@@ -188,6 +212,7 @@ def _messages(classification: Classification) -> str | None:
 # The endpoints whose answers are in a format of their own for some models (or formats) only:
 # endpoint → the format of a call's answer there (None: not read).
 ANSWER_MODELS: dict[str, Callable[[Classification], str | None]] = {
+    "completions": _completions,
     "messages": _messages,
     "rawPredict": _claude_on_vertex,
     "streamRawPredict": _claude_on_vertex,

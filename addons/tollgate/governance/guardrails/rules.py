@@ -194,6 +194,10 @@ class Guardrails:
         (`tollgate scan --answer`)."""
         return self._answer_detectors(list(self.answer_rules))
 
+    def reads_answers(self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]) -> bool:
+        """Whether a rule on `answer` matches the call."""
+        return any(matches(r.rule.match, provider, model, client, groups) for r in self.answer_rules)
+
     def answer_to_compile(
         self, provider: str, model: str | None, client: str | None, groups: tuple[str, ...]
     ) -> Callable[[], AnswerDetectors] | None:

@@ -21,9 +21,11 @@ from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.formats.registry import WIRE_FORMATS
 from tollgate.formats.wire import WireFormat
 from tollgate.governance.guardrails import documents
+from tollgate.governance.guardrails.answer_formats import answer_format
 from tollgate.governance.guardrails.detectors import OWN_KEYS
 from tollgate.governance.guardrails.rules import Guardrails, Scan
 from tollgate.governance.guardrails.text import PLACEHOLDER
+from tollgate.governance.guardrails.unread_answers import client_answer_format, model_text, stored_unread
 from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.governance.mcp.mcp import McpExchange
 from tollgate.proxy.flows import refuse, refuse_mcp, scrub_placeholders, write_raw_body
@@ -31,6 +33,15 @@ from tollgate.proxy.state import Shared
 
 # The MCP requests whose params a model or a tool will be given.
 MCP_READ = frozenset(("tools/call", "prompts/get"))
+
+
+def refuse_unread_answer(flow: http.HTTPFlow, call: Call, carried: str) -> None:
+    """A call whose answer carries what a model wrote (`carried`) in a format no answer guardrail
+    reads, under an answer rule: refused before it goes upstream, as what cannot be read is."""
+    why = f"an answer guardrail applies and Tollgate cannot read {carried}"
+    call.verdict.deny_reasons = (why,)
+    call.answer.cut = "unread"
+    refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this call: {why}.")
 
 
 class Guard:
@@ -139,7 +150,16 @@ class Guard:
         if guardrails is None or not guardrails.answer_rules:
             return None
         who = call.caller
-        compile_ = guardrails.answer_to_compile(call.route.target.provider, call.target_model, who.client, who.groups)
+        provider, model = call.route.target.provider, call.target_model
+        if not guardrails.reads_answers(provider, model, who.client, who.groups):
+            return None
+        carried = stored_unread(call.classification, flow.request.method, flow.request.path)
+        if carried is None and (found := model_text(call.classification)) is not None:
+            carried = found if answer_format(client_answer_format(call)) is None else None
+        if carried is not None:
+            refuse_unread_answer(flow, call, carried)
+            return None
+        compile_ = guardrails.answer_to_compile(provider, model, who.client, who.groups)
         if compile_ is None:
             return None
         compiled = self.workers.off_loop(compile_)

@@ -27,8 +27,8 @@ from tollgate.governance.guardrails.answer_formats import (
     AnswerFormat,
     AnswerGuard,
     answer_format,
-    answer_format_of,
 )
+from tollgate.governance.guardrails.unread_answers import client_answer_format
 from tollgate.governance.guardrails.workers import READ_APART_BYTES, ScanWorkers
 from tollgate.proxy import patches
 from tollgate.proxy.flows import call_of, provider_of, refuse, write_body
@@ -394,7 +394,9 @@ class StreamTap:
             rewrite = None
         if translation is not None:
             rewrite = translation.rewriter(bool(call.classification.facts.stream))
-        reading = None if passed or flow.response.status_code >= 300 else answer_reading(call)
+        # A fetched answer (a stored response, a stored chat completion read back) is read as made.
+        outside = classification.passthrough or classification.service or classification.session
+        reading = None if outside or flow.response.status_code >= 300 else answer_reading(call)
         if reading is not None and (
             reading.format.streams(headers.get("content-type", ""), bool(classification.facts.stream))
             or (translation is not None and bool(classification.facts.stream))
@@ -600,14 +602,7 @@ def answer_reading(call: Call) -> AnswerReading | None:
     guardrails = loaded.guardrails if loaded is not None else None
     if guardrails is None or not guardrails.answer_rules:
         return None
-    translation = call.route.translated
-    if translation is not None:
-        client_format: str | None = translation.source
-    else:
-        endpoint = call.classification.endpoint or ""
-        formats = call.registry[call.route.requested.provider].chat_formats
-        client_format = formats.get(endpoint) or answer_format_of(call.classification, call.target_model)
-    found = answer_format(client_format)
+    found = answer_format(client_answer_format(call))
     if found is None:
         return None
     who = call.caller

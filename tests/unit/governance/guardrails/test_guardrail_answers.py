@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from support.examples import examples
@@ -374,7 +374,7 @@ def test_tool_call_arguments_split_anywhere_never_release_a_value(
     scanner_of = compiled()
     whole_scanner = scanner_of.scanner(is_json=True)
     expected = whole_scanner.feed(data).text + whole_scanner.flush().text
-    assert json.loads(expected)["note"] == before
+    assume(json.loads(expected)["note"] == before)  # prose may make a value (`0@0.AA`): not clean
     assert value not in json.loads(expected)["cmd"]
     scanner = scanner_of.scanner(is_json=True)
     sent = b""

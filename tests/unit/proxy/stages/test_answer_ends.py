@@ -38,6 +38,11 @@ def chat(text: str) -> bytes:
     return sse((None, {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [choice]}))
 
 
+def completions(text: str) -> bytes:
+    choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": None}
+    return sse((None, {"id": "c", "object": "text_completion", "created": 1, "model": "m", "choices": [choice]}))
+
+
 def messages(text: str) -> bytes:
     delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
     return sse(("content_block_delta", delta))
@@ -110,6 +115,7 @@ FRAMES = "frames"
 ARRAY = "array"
 FORMATS: dict[str, tuple[bytes, Callable[[str], bytes], str]] = {
     "openai-chat": (b"", chat, SSE),
+    "openai-completions": (b"", completions, SSE),
     "openai-responses": (responses_start(), responses, SSE),
     "anthropic-messages": (messages_start(), messages, SSE),
     "claude-on-vertex": (messages_start(), messages, SSE),

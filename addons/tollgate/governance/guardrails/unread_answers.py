@@ -1,0 +1,127 @@
+"""The endpoints whose answers carry what a model wrote, by the wire format their provider reads
+them in: an answer guardrail reads each of them in an answer format of its own
+(`answer_formats.py`), or, where none is registered, a call to one that an answer rule applies to
+is refused before it goes upstream (fail closed: what Tollgate cannot read is not let through
+unread). Plain code, knowing nothing of mitmproxy."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tollgate.formats import (
+    ANTHROPIC_MESSAGES,
+    BEDROCK_AGENTS,
+    BEDROCK_INVOKE,
+    GEMINI_GENERATE,
+    OPENAI_API,
+)
+from tollgate.formats.request_facts import Classification
+from tollgate.governance.guardrails.answer_formats import answer_format_of
+
+if TYPE_CHECKING:
+    from tollgate.core.call import Call
+
+# Wire format → endpoint → what its answer carries (named in the refusal).
+MODEL_TEXT: dict[str, dict[str, str]] = {
+    OPENAI_API: {
+        "completions": "legacy Completions",
+        "audio.transcriptions": "a transcription's text",
+        "audio.translations": "a translation's text",
+        "threads.runs": "an Assistants run's messages",
+        "threads.runs.submit_tool_outputs": "an Assistants run's messages",
+        "threads.runs.steps": "an Assistants run's steps",
+        "threads.messages": "an Assistants thread's messages",
+        "files.content": "a file's content (a batch's results)",
+        "conversations.items": "a conversation's stored answers",
+        "evals.runs.output_items": "an eval run's answers",
+        "realtime": "a Realtime session's text and transcripts",
+    },
+    ANTHROPIC_MESSAGES: {
+        "completions": "legacy Text Completions",
+        "messages.batches.results": "a Message Batch's results",
+        "files.content": "a file's content (made by code execution or a skill)",
+    },
+    GEMINI_GENERATE: {
+        "generateAnswer": "an attributed answer (generateAnswer)",
+        "batches": "a batch's answers",
+        "rawPredict": "a model's own answer format (rawPredict)",
+        "streamRawPredict": "a model's own answer format (streamRawPredict)",
+    },
+    BEDROCK_AGENTS: dict.fromkeys(
+        (
+            "invoke-agent",
+            "invoke-inline-agent",
+            "retrieve-and-generate",
+            "retrieve-and-generate-stream",
+            "agentic-retrieve-stream",
+            "invoke-flow",
+            "list-flow-execution-events",
+            "optimize-prompt",
+            "generate-query",
+            "get-agent-memory",
+            "get-invocation-step",
+        ),
+        "an agent's, a flow's or a knowledge base's generated text",
+    ),
+    BEDROCK_INVOKE: {"invoke-with-bidirectional-stream": "a bidirectional stream's text and transcripts"},
+}
+# A model deployed to a Vertex AI endpoint (`endpoints/{id}`) answers its own format at every method
+# but Gemini's (`generateContent`, read) and its token count.
+DEPLOYED = "endpoints/"
+_DEPLOYED_READ = frozenset(("generateContent", "streamGenerateContent", "countTokens"))
+
+
+def model_text(classification: Classification) -> str | None:
+    """What the answer of a call carries that a model wrote, where its endpoint is one whose
+    answers carry some (None: an endpoint whose answers carry none, or that is outside the model
+    API). Whether it is read is the answer formats' to say."""
+    if classification.passthrough or classification.service:
+        return None
+    wire, endpoint = classification.wire_format, classification.endpoint or ""
+    found = MODEL_TEXT.get(wire or "", {}).get(endpoint)
+    if found is not None:
+        return found
+    model = classification.model or ""
+    if wire == GEMINI_GENERATE and model.startswith(DEPLOYED) and endpoint not in _DEPLOYED_READ:
+        return f"a deployed model's own answer format ({endpoint})"
+    return None
+
+
+def client_answer_format(call: Call) -> str | None:
+    """The name of the format a call's client gets its answer in (after any translation), where
+    an answer format may read it; None where none is known for it."""
+    translation = call.route.translated
+    if translation is not None:
+        return translation.source
+    endpoint = call.classification.endpoint or ""
+    formats = call.registry[call.route.requested.provider].chat_formats
+    return formats.get(endpoint) or answer_format_of(call.classification, call.target_model)
+
+
+# What OpenAI keeps of its answers, read back by GET at the paths of the endpoint that made them, in
+# a shape of their own that its endpoint's answer format does not read: a list of stored chat
+# completions, a stored one's messages, a stored response's input items (earlier answers a
+# conversation sent back among them). A stored chat completion and a stored response, read back
+# whole, are in their endpoint's own format (read). Endpoint → its path's word → the path's
+# segments after the word (`{id}` an id) → what they carry.
+STORED: dict[str, tuple[str, dict[tuple[str, ...], str]]] = {
+    "chat.completions": (
+        "completions",
+        {(): "stored chat completions", ("{id}", "messages"): "a stored chat completion's messages"},
+    ),
+    "responses": ("responses", {("{id}", "input_items"): "a stored response's input items"}),
+}
+
+
+def stored_unread(classification: Classification, method: str, path: str) -> str | None:
+    """What a GET of an OpenAI-format endpoint's stored answers carries, where no answer format
+    reads its shape (None: a stored answer whole, any other call)."""
+    found = STORED.get(classification.endpoint or "")
+    if found is None or method != "GET" or classification.wire_format != OPENAI_API:
+        return None
+    word, shapes = found
+    segments = path.split("?", 1)[0].rstrip("/").split("/")
+    if word not in segments:
+        return None
+    rest = segments[len(segments) - segments[::-1].index(word) :]
+    return shapes.get(tuple("{id}" if i == 0 else s for i, s in enumerate(rest)))

@@ -1,0 +1,87 @@
+"""Which endpoints' answers carry what a model wrote (`governance/guardrails/unread_answers.py`), by
+each provider's own reading of a call's path: with no answer format to read them, an answer rule
+refuses them (`stages/guard.py`); answers that carry none go on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tollgate.core.config import parse_config
+from tollgate.core.runtime import Loaded
+from tollgate.governance.guardrails.unread_answers import model_text, stored_unread
+
+REGISTRY = Loaded.build(parse_config({"providers": {"azure": {"keys": ["k"]}}})).registry
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+GEMINI = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+
+
+def carried(provider: str, method: str, path: str, body: dict[str, Any] | None = None, host: str = "") -> str | None:
+    found = REGISTRY[provider]
+    if host:
+        return model_text(found.classify_at(host, method, path, body))  # type: ignore[attr-defined]
+    return model_text(found.classify(method, path, body))
+
+
+@pytest.mark.parametrize(
+    ("provider", "method", "path", "body", "what"),
+    [
+        ("openai", "POST", "/v1/completions", {"model": "m", "prompt": "hi"}, "legacy Completions"),
+        ("openai", "POST", "/v1/audio/transcriptions", None, "a transcription's text"),
+        ("openai", "POST", "/v1/audio/translations", None, "a translation's text"),
+        ("openai", "GET", "/v1/files/file-1/content", None, "a file's content (a batch's results)"),
+        ("openai", "POST", "/v1/threads/runs", {"assistant_id": "a"}, "an Assistants run's messages"),
+        ("openai", "GET", "/v1/threads/t1/messages", None, "an Assistants thread's messages"),
+        ("openai", "GET", "/v1/conversations/c1/items", None, "a conversation's stored answers"),
+        ("anthropic", "POST", "/v1/complete", {"model": "claude-2.1", "prompt": "hi"}, "legacy Text Completions"),
+        ("anthropic", "GET", "/v1/messages/batches/b1/results", None, "a Message Batch's results"),
+        ("gemini", "POST", "/v1beta/models/aqa:generateAnswer", {}, "an attributed answer (generateAnswer)"),
+        ("gemini", "GET", "/v1beta/batches/b1", None, "a batch's answers"),
+        ("vertex", "POST", "/v1/projects/p/locations/l/endpoints/123:predict", {}, "a deployed model's own answer format (predict)"),
+        ("bedrock", "POST", "/agents/A1/agentAliases/B1/sessions/s1/text", {"inputText": "hi"}, "an agent's, a flow's or a knowledge base's generated text"),
+    ],
+)  # fmt: skip
+def test_an_endpoint_whose_answers_carry_model_text(
+    provider: str, method: str, path: str, body: dict[str, Any] | None, what: str
+) -> None:
+    host = "bedrock-agent-runtime.us-east-1.amazonaws.com" if provider == "bedrock" else ""
+    assert carried(provider, method, path, body, host) == what
+
+
+@pytest.mark.parametrize(
+    ("provider", "method", "path", "body"),
+    [
+        ("openai", "POST", "/v1/embeddings", {"model": "m", "input": "hi"}),
+        ("openai", "POST", "/v1/images/generations", {"model": "m", "prompt": "a cat"}),
+        ("openai", "POST", "/v1/moderations", {"input": "hi"}),
+        ("openai", "GET", "/v1/models", None),
+        ("openai", "POST", "/v1/chat/completions", CHAT),
+        ("gemini", "POST", "/v1beta/models/gemini-2.5-flash:countTokens", GEMINI),
+        ("gemini", "POST", "/v1beta/models/text-embedding-004:embedContent", {}),
+        ("vertex", "POST", "/v1/projects/p/locations/l/publishers/google/models/text-embedding-005:predict", {}),
+        ("vertex", "POST", "/v1/projects/p/locations/l/endpoints/123:generateContent", GEMINI),
+    ],
+)
+def test_an_endpoint_whose_answers_carry_none_or_are_read(
+    provider: str, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    assert carried(provider, method, path, body) is None
+
+
+@pytest.mark.parametrize(
+    ("provider", "path", "what"),
+    [
+        ("openai", "/v1/chat/completions", "stored chat completions"),
+        ("openai", "/v1/chat/completions?limit=5", "stored chat completions"),
+        ("openai", "/v1/chat/completions/chatcmpl-1/messages", "a stored chat completion's messages"),
+        ("openai", "/v1/chat/completions/chatcmpl-1", None),  # whole, in chat's format: read
+        ("openai", "/v1/responses/resp_1/input_items", "a stored response's input items"),
+        ("openai", "/v1/responses/resp_1", None),  # whole, in Responses' format: read
+        ("groq", "/openai/v1/responses/resp_1/input_items", "a stored response's input items"),
+    ],
+)
+def test_what_a_get_reads_back_of_stored_answers(provider: str, path: str, what: str | None) -> None:
+    classification = REGISTRY[provider].classify("GET", path.split("?", maxsplit=1)[0], None)
+    assert stored_unread(classification, "GET", path) == what
+    assert stored_unread(classification, "POST", path) is None
