@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "addons"))
 
+from tollgate.common.audit_chain import CHECKPOINT, ZERO, chain_of
 from tollgate.console.follow import Audit
 from tollgate.console.saved import path_for
 from tollgate.console.views import Views
-from tollgate.records.chain import CHECKPOINT, ZERO, chain_of
 
 CLIENTS = [f"person-{i:03d}" for i in range(120)]
 MODELS = {"openai": ["gpt-4o", "gpt-4o-mini", "o3"], "anthropic": ["claude-sonnet-4-5"], "gemini": ["gemini-2.5-pro"]}

@@ -57,10 +57,10 @@ for _p in (ROOT, ROOT / "addons"):
 from bench.stream import loadavg, percentile, table, us  # noqa: E402
 
 from tollgate.core.call import Call, Route, Target  # noqa: E402
+from tollgate.core.policy_input import policy_input  # noqa: E402
 from tollgate.formats.request_facts import Classification, RequestFacts  # noqa: E402
 from tollgate.governance.policy.policy import CALL_DECISION, POLICY_ERROR, Policy, whole  # noqa: E402
 from tollgate.governance.policy.policy_engine import ENGINE, engine_version  # noqa: E402
-from tollgate.governance.policy.policy_input import policy_input  # noqa: E402
 
 EXAMPLES = ROOT / "docs" / "examples" / "policies"
 TARGET_P50_US = 500.0  # the target: p50 <= 0.5 ms per decision, for the example policies

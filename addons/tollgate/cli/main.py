@@ -254,8 +254,8 @@ def installed_version() -> str:
 def verify_audit(files: list[str], key_path: Path | None, live: bool, against: str | None = None) -> int:
     """Exit status 0 when the files are whole (a summary printed), 1 with a line per fault, 2 when a
     file, the copy or the key cannot be read."""
+    from tollgate.common.audit_chain import load_public_key
     from tollgate.records.audit_verify import read_copy, read_lines, verify
-    from tollgate.records.chain import load_public_key
 
     key = None
     if key_path is not None:

@@ -35,6 +35,7 @@ from typing import IO
 from tollgate.core.config import ConfigError, load_config
 from tollgate.core.fleet import (
     HAPROXY_STATS,
+    INSTANCE_ENV,
     FleetError,
     ServeArgs,
     Worker,
@@ -51,7 +52,6 @@ from tollgate.core.fleet import (
     worker_env,
     worker_instance,
 )
-from tollgate.records.auditlog import INSTANCE_ENV
 
 START_TIMEOUT = 60.0  # seconds for a worker, or HAProxy, to serve after it was started
 POLL = 0.1  # seconds between two looks at a process starting

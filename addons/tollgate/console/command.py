@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tollgate.records.console_settings import ConsoleConfig, exposed_without_tls, listen_address
+from tollgate.core.console_settings import ConsoleConfig, exposed_without_tls, listen_address
 
 if TYPE_CHECKING:
     from tollgate.console.server import Console
@@ -61,7 +61,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
         files = with_rotations(Path(config.audit.path))
     key = None
     if config.audit.signing_key is not None:
-        from tollgate.records.chain import load_signing_key
+        from tollgate.common.audit_chain import load_signing_key
 
         try:
             key = load_signing_key(config.audit.signing_key).public_key()

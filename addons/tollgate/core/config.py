@@ -19,6 +19,8 @@ from pydantic import ConfigDict, Field, ValidationError, create_model, model_val
 from tollgate.common.config_base import VARIABLE as _VAR
 from tollgate.common.config_base import ConfigError, Count, Money, ProviderConfig, Strict
 from tollgate.common.host_globs import glob_pattern, globs_overlap
+from tollgate.core.console_settings import ConsoleConfig
+from tollgate.core.records_settings import AuditConfig, MetricsConfig, OtlpConfig, listen_address
 from tollgate.governance.egress.brokered import values_from_environment
 from tollgate.governance.egress.egress_settings import EgressConfig
 from tollgate.governance.guardrails.settings import GuardrailRule, custom_detectors_unique
@@ -35,8 +37,6 @@ from tollgate.governance.subscriptions.settings import AnthropicPlans, Subscript
 from tollgate.ledger.settings import LEDGER_FILE, LedgerConfig
 from tollgate.ledger.windows import WINDOWS
 from tollgate.providers import PROVIDERS, ConfiguredVendorSettings, provider_for
-from tollgate.records.console_settings import ConsoleConfig
-from tollgate.records.settings import AuditConfig, MetricsConfig, OtlpConfig, listen_address
 
 __all__ = [  # the settings declared beside their concerns, named here too
     "CONFIGURED",

@@ -13,13 +13,13 @@ import errno
 import logging
 import math
 import os
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from tollgate.core.config import Config
-from tollgate.records.auditlog import INSTANCE_ENV, instance_name
 
 # The environment a worker of a fleet gets (and `tollgate serve` reads).
 WORKERS_ENV = "TOLLGATE_WORKERS"  # serve's --workers when the command line gives none
@@ -27,6 +27,17 @@ LISTEN_ENV = "TOLLGATE_LISTEN"  # HOST:PORT or :PORT, as run.sh reads it
 FLEET_ENV = "TOLLGATE_FLEET_WORKERS"  # how many workers share the configuration (set only for N > 1)
 METRICS_LISTEN_ENV = "TOLLGATE_METRICS_LISTEN"  # a worker's own /metrics and /healthz, in place of metrics.listen
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # where the workers' metrics meet
+# The variable that names a process in its records; `tollgate serve` sets it for each worker.
+INSTANCE_ENV = "TOLLGATE_INSTANCE"
+
+
+def instance_name(env: Mapping[str, str] | None = None) -> str:
+    """What this process's records call it (`instance`): TOLLGATE_INSTANCE when set and not empty
+    (a fleet's supervisor gives each worker `<host>/w<i>`), else the host's name, which names a lone
+    process (a container's is its pod's or container's name)."""
+    value = (os.environ if env is None else env).get(INSTANCE_ENV, "")
+    return value or socket.gethostname()
+
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080

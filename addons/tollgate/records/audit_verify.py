@@ -1,4 +1,4 @@
-"""`tollgate audit verify`: whether audit files are whole, chain by chain (`records/chain.py`).
+"""`tollgate audit verify`: whether audit files are whole, chain by chain (`common/audit_chain.py`).
 
 The files are read in the order given (a file and its rotations: oldest first); each instance's
 records form its own chain, run after run, across the files. Every fault is named by file and
@@ -16,7 +16,16 @@ from typing import Any, NamedTuple
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from tollgate.records.chain import CHECKPOINT, STARTED, STOPPED, ZERO, chain_of, key_id, signature_holds, split_line
+from tollgate.common.audit_chain import (
+    CHECKPOINT,
+    STARTED,
+    STOPPED,
+    ZERO,
+    chain_of,
+    key_id,
+    signature_holds,
+    split_line,
+)
 
 UNPARSED = object()  # a line `_Verifier.read` parses itself
 

@@ -22,20 +22,20 @@ import logging
 import os
 import queue
 import select
-import socket
 import stat
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 import structlog
 
+from tollgate.common.audit_chain import CHECKPOINT, STARTED, STOPPED, Chain, Signer, last_chain
+from tollgate.core.fleet import instance_name
 from tollgate.records.audit_record import utc_timestamp
-from tollgate.records.chain import CHECKPOINT, STARTED, STOPPED, Chain, Signer, last_chain
 from tollgate.records.in_flight import InFlight, InstanceBusy, in_flight_secret, journal_path
 
 logger = logging.getLogger(__name__)
@@ -74,18 +74,6 @@ def tollgate_version() -> str | None:
         return importlib.metadata.version("tollgate")
     except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
         return None
-
-
-# The variable that names a process in its records; `tollgate serve` sets it for each worker.
-INSTANCE_ENV = "TOLLGATE_INSTANCE"
-
-
-def instance_name(env: Mapping[str, str] | None = None) -> str:
-    """What this process's records call it (`instance`): TOLLGATE_INSTANCE when set and not empty
-    (a fleet's supervisor gives each worker `<host>/w<i>`), else the host's name, which names a lone
-    process (a container's is its pod's or container's name)."""
-    value = (os.environ if env is None else env).get(INSTANCE_ENV, "")
-    return value or socket.gethostname()
 
 
 def started_record(listen: Sequence[str], config_sha256: str | None) -> dict[str, Any]:

@@ -24,8 +24,9 @@ from prometheus_client.utils import floatToGoString
 
 from tollgate.common.shape_memo import ShapeMemo
 from tollgate.core.call import Call
+from tollgate.core.fleet import instance_name
 from tollgate.providers import semconv_name
-from tollgate.records.auditlog import instance_name, tollgate_version
+from tollgate.records.auditlog import tollgate_version
 from tollgate.records.traces import operation_name
 
 if TYPE_CHECKING:

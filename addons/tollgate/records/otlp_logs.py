@@ -23,9 +23,9 @@ from typing import Any
 
 import orjson
 
+from tollgate.core.records_settings import DEFAULT_SERVICE_NAME
 from tollgate.providers import semconv_name
 from tollgate.records.auditlog import tollgate_version
-from tollgate.records.settings import DEFAULT_SERVICE_NAME
 from tollgate.records.traces import operation_name
 
 LOGS_PATH = "/v1/logs"

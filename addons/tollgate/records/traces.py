@@ -17,9 +17,9 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from tollgate.core.fleet import instance_name
+from tollgate.core.records_settings import DEFAULT_SERVICE_NAME, OtlpConfig
 from tollgate.providers import semconv_name
-from tollgate.records.auditlog import instance_name
-from tollgate.records.settings import DEFAULT_SERVICE_NAME, OtlpConfig
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context

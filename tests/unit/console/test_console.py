@@ -15,8 +15,8 @@ from tollgate.console.budgets import rows as budget_rows
 from tollgate.console.follow import Audit
 from tollgate.console.server import Console
 from tollgate.console.views import BadQuery, Views, as_csv
+from tollgate.core.console_settings import ConsoleConfig, exposed_without_tls
 from tollgate.governance.limits.limits import LimitRule
-from tollgate.records.console_settings import ConsoleConfig, exposed_without_tls
 
 TOKEN = "a-console-token-of-test-0001"
 
@@ -259,7 +259,7 @@ def test_bearer_json_csv_and_read_only(served: str) -> None:
 
 def chained(records: list[dict]) -> bytes:
     """Lines as Tollgate writes them: one instance's run, each record chained to the one before."""
-    from tollgate.records.chain import ZERO, chain_of
+    from tollgate.common.audit_chain import ZERO, chain_of
 
     lines, chain = [], ZERO
     for seq, record in enumerate(records, 1):

@@ -258,3 +258,9 @@ def test_a_free_listen_address_is_held_until_released():
     with socket.socket() as other:  # HAProxy's, once released
         other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         other.bind(("127.0.0.1", port))
+
+
+def test_the_instance_is_tollgate_instance_else_the_host_name() -> None:
+    assert fleet.instance_name({"TOLLGATE_INSTANCE": "gw-7/w3"}) == "gw-7/w3"
+    assert fleet.instance_name({"TOLLGATE_INSTANCE": ""}) == socket.gethostname()
+    assert fleet.instance_name({}) == socket.gethostname()

@@ -19,11 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tollgate.cli.main import main
+from tollgate.common.audit_chain import ZERO, Chain, Signer, key_id, last_chain, load_public_key, load_signing_key
 from tollgate.core.config import Config, ConfigError, load_config
 from tollgate.records import auditlog
 from tollgate.records.audit_verify import Place, Verdict, read_copy, read_lines, verify
 from tollgate.records.auditlog import AuditLog
-from tollgate.records.chain import ZERO, Chain, Signer, key_id, last_chain, load_public_key, load_signing_key
 
 TS = "2026-11-26T10:00:00.000Z"
 ADDONS = Path(__file__).resolve().parents[3] / "addons"

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tollgate.core.fleet import instance_name
 from tollgate.records import auditlog
 from tollgate.records.auditlog import AuditLog
 
@@ -41,7 +41,7 @@ def test_close_writes_every_queued_record_in_order(tmp_path: Path) -> None:
     assert [r["n"] for r in records] == list(range(500))
     # The event first, then the process's instance, then the rest as given.
     assert list(records[0]) == ["event", "instance", "n", "client", "seq", "chain"]
-    assert (records[0]["event"], records[0]["instance"]) == ("llm_call", auditlog.instance_name())
+    assert (records[0]["event"], records[0]["instance"]) == ("llm_call", instance_name())
 
 
 def test_begin_writes_the_started_record_at_once_and_stop_the_stopped_record_last(tmp_path: Path) -> None:
@@ -85,12 +85,6 @@ def test_a_log_that_never_began_writes_no_stopped_record(tmp_path: Path) -> None
     assert not log.begun
     log.stop()
     assert _lines(path) == [{"event": "llm_call", "n": 0}]
-
-
-def test_the_instance_is_tollgate_instance_else_the_host_name() -> None:
-    assert auditlog.instance_name({"TOLLGATE_INSTANCE": "gw-7/w3"}) == "gw-7/w3"
-    assert auditlog.instance_name({"TOLLGATE_INSTANCE": ""}) == socket.gethostname()
-    assert auditlog.instance_name({}) == socket.gethostname()
 
 
 def test_the_instance_is_read_when_the_audit_log_is_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tollgate.common.audit_chain import Signer
 from tollgate.records import in_flight
 from tollgate.records.audit_verify import read_lines, verify
 from tollgate.records.auditlog import AuditLog
-from tollgate.records.chain import Signer
 from tollgate.records.in_flight import (
     InFlight,
     InstanceBusy,

@@ -11,10 +11,10 @@ from tests.support.otlp import Collector, no_collector, wait_for_trace_exports_t
 
 from tollgate.core.call import Answer, Call, Caller, Failure, Route, Target
 from tollgate.core.config import OtlpConfig
+from tollgate.core.fleet import instance_name
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.usage import Usage
 from tollgate.records.audit_record import audit_record
-from tollgate.records.auditlog import instance_name
 from tollgate.records.traces import (
     OPERATIONS,
     OtlpSettings,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from operator import attrgetter, itemgetter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
@@ -27,8 +27,13 @@ from tollgate.governance.guardrails.engine import Engine, Found
 from tollgate.governance.guardrails.settings import STRENGTH, GuardrailRule
 from tollgate.governance.matching import matches
 
-if TYPE_CHECKING:
-    from tollgate.core.config import Config
+
+class Configured(Protocol):
+    """What of a configuration (`core.config.Config`) its guardrails are made of: its rules, and
+    the keys of its own it holds anywhere (`own_secrets` walks it, as the pydantic model it is)."""
+
+    @property
+    def guardrails(self) -> tuple[GuardrailRule, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +228,9 @@ class Guardrails:
         return found
 
     @classmethod
-    def of(cls, config: Config, use_hyperscan: bool | None = None, previous: Guardrails | None = None) -> Guardrails:
+    def of(
+        cls, config: Configured, use_hyperscan: bool | None = None, previous: Guardrails | None = None
+    ) -> Guardrails:
         """`config`'s rules and own keys compiled; `previous` itself when they are the same."""
         exact, digests = own_secrets(config)
         if previous is not None and previous.made_of == (tuple(config.guardrails), tuple(exact), tuple(digests)):
@@ -489,7 +496,7 @@ _SECRET_FIELDS = frozenset(
 _SECRET_FIELDS_OF = {"McpHeader": frozenset(("value",)), "BrokeredCredential": frozenset(("virtual", "value"))}
 
 
-def own_secrets(config: Config) -> tuple[list[str], list[str]]:
+def own_secrets(config: Configured) -> tuple[list[str], list[str]]:
     """Every secret of Tollgate's own its configuration holds, written out, and the SHA-256 (hex)
     of each virtual key written as `sha256:<hex>`."""
     exact: list[str] = []

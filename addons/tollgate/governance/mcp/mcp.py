@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tollgate.common.fingerprint import fingerprint
 from tollgate.formats.mcp.answers import AnswerRelay
@@ -26,8 +26,16 @@ from tollgate.governance.mcp.mcp_servers import McpServer
 from tollgate.ledger.store import Charge
 
 if TYPE_CHECKING:
-    from tollgate.core.runtime import Loaded
+    from tollgate.governance.guardrails.rules import Guardrails
     from tollgate.governance.identity.jwt_identity import JwtIdentity
+
+
+class Configured(Protocol):
+    """What an exchange reads of the configuration its request runs under (`runtime.Loaded`, which
+    the MCP stage sets): its answer guardrails."""
+
+    @property
+    def guardrails(self) -> Guardrails | None: ...
 
 
 # The JSON-RPC error code of a request Tollgate refused (MCP leaves -32000 to -32099 to servers).
@@ -97,7 +105,7 @@ class McpExchange:
     reader: AnswerRelay | None = field(default=None, repr=False)
     tool_checks: Any = field(default=None, repr=False)
     # The configuration the request runs under, from its first step to its last.
-    loaded: Loaded | None = field(default=None, repr=False)
+    loaded: Configured | None = field(default=None, repr=False)
 
     def policy_input(self, request: McpRequest) -> dict[str, Any]:
         """The `input` `data.tollgate.mcp.deny` decides one request on."""

@@ -1,4 +1,4 @@
-"""Where a call goes, and where it goes when an attempt fails: the override rules (`overrides.py`),
-a route's translation (`routes.py`), the upstream and the credential Tollgate puts on it
-(`upstream.py`), where a request carries the caller's (`redaction.py`), retries and circuits
-(`failover.py`), and a failed attempt's next step (`next_attempt.py`)."""
+"""Where a call goes, and whether it goes again: the override rules (`overrides.py`), the upstream and
+the credential Tollgate puts on it (`upstream.py`), where a request carries the caller's
+(`redaction.py`), retries and circuits (`failover.py`). A call's route and its next attempt are
+`core/routes.py`'s and `core/next_attempt.py`'s."""

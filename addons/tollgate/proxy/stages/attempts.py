@@ -16,10 +16,7 @@ from weakref import WeakKeyDictionary, WeakSet
 from mitmproxy import http
 
 from tollgate.core.call import Call, Failure
-from tollgate.credentials.errors import CredentialUnavailable
-from tollgate.credentials.keypool import KeyPool
-from tollgate.governance.routing.failover import retries_errors, retry_statuses
-from tollgate.governance.routing.next_attempt import (
+from tollgate.core.next_attempt import (
     NOT_AGAIN,
     End,
     Fallback,
@@ -33,9 +30,12 @@ from tollgate.governance.routing.next_attempt import (
     retry_of,
     take_back,
 )
-from tollgate.governance.routing.next_attempt import (
+from tollgate.core.next_attempt import (
     Failure as AttemptFailure,
 )
+from tollgate.credentials.errors import CredentialUnavailable
+from tollgate.credentials.keypool import KeyPool
+from tollgate.governance.routing.failover import retries_errors, retry_statuses
 from tollgate.governance.routing.upstream import RESTING_STATUSES, rest_key
 from tollgate.proxy import patches
 from tollgate.proxy.flows import apply_credential, body_size, call_of

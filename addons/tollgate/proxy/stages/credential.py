@@ -9,11 +9,11 @@ import math
 from mitmproxy import http
 
 from tollgate.core.call import Call
+from tollgate.core.next_attempt import circuit_model, upstream_rest_left
 from tollgate.credentials.errors import CredentialUnavailable
 from tollgate.credentials.keypool import CircuitOpen
 from tollgate.formats.raw_headers import decoded, with_pinned_header
 from tollgate.formats.refusals import CIRCUIT_OPEN, NO_UPSTREAM_CREDENTIAL
-from tollgate.governance.routing.next_attempt import circuit_model, upstream_rest_left
 from tollgate.governance.routing.upstream import SIDE_HEADERS, credential_for
 from tollgate.providers.base import Provider
 from tollgate.providers.credentials import OwnCredential

@@ -16,9 +16,9 @@ from collections.abc import Awaitable
 from mitmproxy import http
 
 from tollgate.core.call import Call
+from tollgate.core.policy_input import input_facts
 from tollgate.formats.refusals import MINTS_CREDENTIAL, POLICY_DENIED
 from tollgate.governance.policy.policy import CALL_DECISION, Decision, Policy, PolicyError
-from tollgate.governance.policy.policy_input import input_facts
 from tollgate.proxy.flows import refuse
 from tollgate.proxy.state import Shared
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mitmproxy import http
 
 from tollgate.core.call import Call, Route, Target
+from tollgate.core.routes import fallback_route, translation_for
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import encode_json, read_request_json
 from tollgate.formats.raw_headers import header_index, with_header
@@ -26,7 +27,6 @@ from tollgate.formats.refusals import BAD_REQUEST
 from tollgate.governance.limits.limits import Reserved
 from tollgate.governance.limits.rollup import roll_up
 from tollgate.governance.routing.overrides import fitted_for
-from tollgate.governance.routing.routes import fallback_route, translation_for
 from tollgate.proxy.flows import CALL, call_of, provider_of, refuse
 from tollgate.proxy.state import Shared
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
 from mitmproxy import http
 
 from tollgate.core.call import Call
+from tollgate.core.runtime import Loaded
 from tollgate.credentials.sigv4 import UNKNOWN_KEY, SignatureError, signing_key_id
 from tollgate.formats.raw_headers import decoded, header_index
 from tollgate.formats.refusals import BAD_REQUEST, INVALID_SIGNATURE, TENANT_DENIED, UNAUTHENTICATED
@@ -40,9 +40,6 @@ from tollgate.proxy.flows import (
     request_parts,
 )
 from tollgate.proxy.state import Shared
-
-if TYPE_CHECKING:
-    from tollgate.core.runtime import Loaded
 
 PROXYAUTH = "proxyauth"
 UNKNOWN_KEY_REASON = "unknown or missing API key"  # the audit's deny reason
@@ -260,8 +257,9 @@ class Identify:
         the sessions it opens follows (`session_owner`)."""
         token = bearer_token(flow.request)
         presented = [Presented(token, "authorization")] if token else []
-        assert exchange.loaded is not None
-        outcome = self.caller(flow, exchange.loaded, presented)
+        loaded = exchange.loaded
+        assert isinstance(loaded, Loaded)  # what `Mcp.request` set it to
+        outcome = self.caller(flow, loaded, presented)
         if isinstance(outcome, (Identified, Rejected)):
             _apply_mcp(flow, exchange, outcome)
             return None

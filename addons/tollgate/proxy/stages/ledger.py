@@ -13,6 +13,7 @@ from typing import Any
 from mitmproxy import http
 
 from tollgate.core.call import Call
+from tollgate.core.settlement import estimate_use, used
 from tollgate.formats.refusals import (
     BUDGET_EXCEEDED,
     LEDGER_UNAVAILABLE,
@@ -35,7 +36,6 @@ from tollgate.governance.limits.limits import (
     unenforceable_reason,
     usage_facts,
 )
-from tollgate.governance.limits.settlement import estimate_use, used
 from tollgate.ledger.store import Charge, Reservation, Store, StoreError
 from tollgate.proxy.flows import body_size, refuse
 from tollgate.proxy.state import Shared

@@ -667,8 +667,9 @@ def _exchange_of(flow: http.HTTPFlow) -> McpExchange | None:
 
 def _loaded(exchange: McpExchange) -> Loaded:
     """The configuration a request runs under (`Mcp.request` sets it before its steps)."""
-    assert exchange.loaded is not None
-    return exchange.loaded
+    loaded = exchange.loaded
+    assert isinstance(loaded, Loaded)
+    return loaded
 
 
 async def _awaited(decision: Decision | Awaitable[Decision]) -> Decision:

@@ -21,11 +21,11 @@ from prometheus_client import make_wsgi_app
 
 from tollgate.core.call import Call
 from tollgate.core.config import Config, ConfigError
+from tollgate.core.records_settings import listen_address
 from tollgate.proxy.health import LOOP_TIMEOUT, Health, WsgiApp, serve, with_health
 from tollgate.proxy.state import Shared
 from tollgate.records.metrics import MetricSet
 from tollgate.records.multiprocess import DIRECTORY_ENV, SharedFiles, host_registry, usable_directory
-from tollgate.records.settings import listen_address
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from mitmproxy import http
 
 from tollgate.core.call import Call, Target
+from tollgate.core.routes import client_request, own_api_path, translation_for
 from tollgate.governance.routing.overrides import fitted_for, route_api, routed_path
-from tollgate.governance.routing.routes import client_request, own_api_path, translation_for
 from tollgate.governance.routing.upstream import SIDE_HEADERS
 from tollgate.providers import Provider
 from tollgate.proxy.flows import provider_of, write_body

@@ -17,7 +17,7 @@ from mitmproxy import ctx, exceptions, optmanager
 from mitmproxy.proxy.mode_specs import ProxyMode
 
 from tollgate.core.config import Config, ConfigError, read_config
-from tollgate.core.fleet import fleet_config_problem, fleet_workers, listen_advice, one_listen_hint
+from tollgate.core.fleet import fleet_config_problem, fleet_workers, instance_name, listen_advice, one_listen_hint
 from tollgate.core.runtime import Loaded
 from tollgate.governance.identity.clients import expiry_notices
 from tollgate.governance.identity.jwt_identity import Verifier
@@ -31,7 +31,7 @@ from tollgate.proxy import listening_file, patches
 from tollgate.proxy.flows import CALL, captures
 from tollgate.proxy.heads import MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD
 from tollgate.proxy.state import Shared, close_later, hosts_of
-from tollgate.records.auditlog import AuditLog, instance_name, started_record
+from tollgate.records.auditlog import AuditLog, started_record
 from tollgate.records.in_flight import InstanceBusy, check_free
 from tollgate.records.room import check_room
 

@@ -9,6 +9,7 @@ import pytest
 
 from tollgate.core.call import Answer, Call, RolledUp, Route
 from tollgate.core.config import LimitRule, parse_config
+from tollgate.core.settlement import attempt_used, used
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.formats.usage import Usage
 from tollgate.governance.limits.limits import (
@@ -28,7 +29,6 @@ from tollgate.governance.limits.limits import (
     subjects,
     usage_facts,
 )
-from tollgate.governance.limits.settlement import attempt_used, used
 from tollgate.governance.policy.policy import usage_input
 from tollgate.providers import PROVIDERS
 

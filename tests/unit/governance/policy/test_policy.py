@@ -25,6 +25,7 @@ from tests.support.examples import examples
 from tollgate.cli.main import main
 from tollgate.core.call import Call, Caller, Route, Target
 from tollgate.core.config import Config, load_config
+from tollgate.core.policy_input import input_facts, policy_input
 from tollgate.core.runtime import Loaded
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.governance.identity.jwt_identity import JwtIdentity
@@ -39,7 +40,6 @@ from tollgate.governance.policy.policy import (
     facts_read,
     whole,
 )
-from tollgate.governance.policy.policy_input import input_facts, policy_input
 from tollgate.governance.subscriptions.plan import Subscription
 from tollgate.providers import PROVIDERS
 from tollgate.proxy.flows import CALL

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tollgate.core.config import ConfigError, Override, parse_config
+from tollgate.core.routes import client_request
 from tollgate.governance.routing.overrides import RuleBook, find_rule, fitted_for, routed_path
-from tollgate.governance.routing.routes import client_request
 from tollgate.providers import PROVIDERS
 
 

@@ -13,12 +13,13 @@ from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
 from tollgate.core.call import Call, Failure, Route, Target
+from tollgate.core.fleet import instance_name
 from tollgate.formats.usage import Usage
 from tollgate.proxy.flows import CALL, refuse
 from tollgate.proxy.runner import CallSteps
 from tollgate.proxy.stages.audit import Audit, AuditGate
 from tollgate.proxy.state import Shared
-from tollgate.records.auditlog import AuditLog, instance_name, started_record
+from tollgate.records.auditlog import AuditLog, started_record
 from tollgate.records.summary import FAILED_MARKER, REFUSED_MARKER
 
 from .conftest import (

@@ -14,8 +14,8 @@ from mitmproxy import http
 from tests.support import guardrail_samples as samples
 
 from tollgate.core.call import Call
+from tollgate.core.policy_input import policy_input
 from tollgate.governance.guardrails.workers import OFF_LOOP_BYTES, ScanWorkers
-from tollgate.governance.policy.policy_input import policy_input
 from tollgate.proxy.flows import call_of
 from tollgate.proxy.runner import CallSteps
 from tollgate.proxy.stages.guard import MCP_READ, Guard

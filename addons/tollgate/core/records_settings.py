@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from tollgate.common.audit_chain import Signer, load_signing_key
 from tollgate.common.config_base import Strict, base_url
-from tollgate.records.chain import Signer, load_signing_key
 
 
 def otlp_endpoint(value: str) -> str:

@@ -12,10 +12,7 @@ import pytest
 
 from tollgate.core.call import Call, Caller, Route
 from tollgate.core.config import parse_config
-from tollgate.core.runtime import Loaded
-from tollgate.governance.limits.limits import Estimate, Reserved, charges, counters
-from tollgate.governance.routing.failover import CONNECT, TIMEOUT, Circuits
-from tollgate.governance.routing.next_attempt import (
+from tollgate.core.next_attempt import (
     END,
     End,
     Failure,
@@ -27,6 +24,9 @@ from tollgate.governance.routing.next_attempt import (
     retry_not_made,
     retry_of,
 )
+from tollgate.core.runtime import Loaded
+from tollgate.governance.limits.limits import Estimate, Reserved, charges, counters
+from tollgate.governance.routing.failover import CONNECT, TIMEOUT, Circuits
 from tollgate.ledger import open_store
 from tollgate.ledger.store import Store
 
@@ -100,7 +100,7 @@ def test_no_retry_while_every_key_rests():
 
 
 def test_next_step_decides_in_one_call_and_records_and_counts_what_goes_again():
-    from tollgate.governance.routing.next_attempt import NOT_AGAIN, next_step
+    from tollgate.core.next_attempt import NOT_AGAIN, next_step
 
     call = call_with(
         {"keys": ["sk-one", "sk-two"], "retry": RETRY, "circuit": {"failures": 1, "rest_s": 30}}, FALLBACKS

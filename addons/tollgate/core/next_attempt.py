@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tollgate.common.config_base import RetryConfig
+from tollgate.core.settlement import reserve_again, settle_attempt
 from tollgate.credentials.keypool import CircuitOpen, retry_after_seconds
-from tollgate.governance.limits.settlement import reserve_again, settle_attempt
 from tollgate.governance.routing.failover import (
     CONNECT,
     DEFAULT_WHEN,
