@@ -1,6 +1,7 @@
 """Where a call an override rule routes goes: to a path of the target's own API that speaks its
 format, or translated into the target's; and the request a fallback to another provider is
-written from, as its client sent it. Plain logic, no mitmproxy."""
+written from, as its client sent it; the format the client gets its answer in. Plain logic, no
+mitmproxy."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from urllib.parse import parse_qsl, urlencode
 from tollgate.core.call import Call, ClientRequest
 from tollgate.formats.raw_headers import Fields
 from tollgate.formats.translation import Translation
+from tollgate.governance.guardrails.answer_formats import answer_format_of
 from tollgate.providers import Provider
 
 
@@ -74,3 +76,14 @@ def fallback_route(call: Call, target: str, model: str) -> tuple[Literal["same",
         return None
     leg = call.registry[target].native_chat(model, bool(call.classification.facts.stream), source)
     return ("own", leg.path) if leg.format == source else ("native", None)
+
+
+def client_answer_format(call: Call) -> str | None:
+    """The name of the format a call's client gets its answer in (after any translation), where
+    an answer format may read it; None where none is known for it."""
+    translation = call.route.translated
+    if translation is not None:
+        return translation.source
+    endpoint = call.classification.endpoint or ""
+    formats = call.registry[call.route.requested.provider].chat_formats
+    return formats.get(endpoint) or answer_format_of(call.classification, call.target_model)

@@ -6,8 +6,6 @@ unread). Plain code, knowing nothing of mitmproxy."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from tollgate.formats import (
     ANTHROPIC_MESSAGES,
     BEDROCK_AGENTS,
@@ -16,10 +14,6 @@ from tollgate.formats import (
     OPENAI_API,
 )
 from tollgate.formats.request_facts import Classification
-from tollgate.governance.guardrails.answer_formats import answer_format_of
-
-if TYPE_CHECKING:
-    from tollgate.core.call import Call
 
 # Wire format → endpoint → what its answer carries (named in the refusal).
 MODEL_TEXT: dict[str, dict[str, str]] = {
@@ -85,17 +79,6 @@ def model_text(classification: Classification) -> str | None:
     if wire == GEMINI_GENERATE and model.startswith(DEPLOYED) and endpoint not in _DEPLOYED_READ:
         return f"a deployed model's own answer format ({endpoint})"
     return None
-
-
-def client_answer_format(call: Call) -> str | None:
-    """The name of the format a call's client gets its answer in (after any translation), where
-    an answer format may read it; None where none is known for it."""
-    translation = call.route.translated
-    if translation is not None:
-        return translation.source
-    endpoint = call.classification.endpoint or ""
-    formats = call.registry[call.route.requested.provider].chat_formats
-    return formats.get(endpoint) or answer_format_of(call.classification, call.target_model)
 
 
 # What OpenAI keeps of its answers, read back by GET at the paths of the endpoint that made them, in

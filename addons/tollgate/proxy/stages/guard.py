@@ -15,6 +15,7 @@ from typing import Any
 from mitmproxy import http
 
 from tollgate.core.call import Call
+from tollgate.core.routes import client_answer_format
 from tollgate.formats.json_codec import read_request_json
 from tollgate.formats.mcp import revision
 from tollgate.formats.refusals import CONTENT_DENIED
@@ -25,7 +26,7 @@ from tollgate.governance.guardrails.answer_formats import answer_format
 from tollgate.governance.guardrails.detectors import OWN_KEYS
 from tollgate.governance.guardrails.rules import Guardrails, Scan
 from tollgate.governance.guardrails.text import PLACEHOLDER
-from tollgate.governance.guardrails.unread_answers import client_answer_format, model_text, stored_unread
+from tollgate.governance.guardrails.unread_answers import model_text, stored_unread
 from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.governance.mcp.mcp import McpExchange
 from tollgate.proxy.flows import refuse, refuse_mcp, scrub_placeholders, write_raw_body

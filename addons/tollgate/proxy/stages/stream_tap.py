@@ -13,6 +13,7 @@ from weakref import WeakKeyDictionary
 from mitmproxy import http
 
 from tollgate.core.call import Call, Failure, LedgerState
+from tollgate.core.routes import client_answer_format
 from tollgate.formats.answer_end import EndHold
 from tollgate.formats.framing import MAX_FRAME, Decompressor, Undecodable
 from tollgate.formats.openai_chat.asked_usage import asked_usage_hidden
@@ -28,7 +29,6 @@ from tollgate.governance.guardrails.answer_formats import (
     AnswerGuard,
     answer_format,
 )
-from tollgate.governance.guardrails.unread_answers import client_answer_format
 from tollgate.governance.guardrails.workers import READ_APART_BYTES, ScanWorkers
 from tollgate.proxy import patches
 from tollgate.proxy.flows import call_of, provider_of, refuse, write_body
