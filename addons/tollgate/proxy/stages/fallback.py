@@ -25,6 +25,7 @@ from tollgate.formats.raw_headers import header_index, with_header
 from tollgate.formats.refusals import BAD_REQUEST
 from tollgate.governance.limits.limits import Reserved
 from tollgate.governance.limits.rollup import roll_up
+from tollgate.governance.limits.settlement import settle_attempt
 from tollgate.governance.routing.overrides import fitted_for
 from tollgate.governance.routing.routes import fallback_route, translation_for
 from tollgate.proxy.flows import CALL, call_of, provider_of, refuse
@@ -110,6 +111,9 @@ class Fallback:
         through the pipeline's `failover` steps, until one goes (True) or none is left (False: the
         failed attempt's answer stands)."""
         failover = call.failover
+        # The failed attempt's reservation, were it still held, would be replaced by the
+        # fallback's: settled first, as a failed attempt's (`next_step` has settled it already).
+        settle_attempt(call, flow.response.status_code if flow.response is not None else None)
         while failover.fallbacks:
             (provider, model), failover.fallbacks = failover.fallbacks[0], failover.fallbacks[1:]
             before = _Before.of(call, flow.request)
