@@ -161,12 +161,8 @@ class UsageTap(patches.ReadsApart):
         self._rewrite = rewrite
 
     def __call__(self, chunk: bytes) -> bytes | list[bytes]:
-        read = self._read_before(chunk) if self._read_out is not None else None
-        if read is not None:
+        if self._read_out is not None and (read := self._read_before(chunk)) is not None:
             return read
-        return self._read_piece(chunk)
-
-    def _read_piece(self, chunk: bytes) -> bytes | list[bytes]:
         if not chunk:
             self.end()
             return self._rewrite.flush() if self._rewrite else chunk
@@ -198,6 +194,9 @@ class UsageTap(patches.ReadsApart):
     def _apart_wanted(self, chunk: bytes) -> bool:
         """A large piece of an answer the guardrails read, whose reading would hold the event loop."""
         return len(chunk) >= READ_APART_BYTES and isinstance(self._rewrite, GuardedAnswer) and not self.stopped
+
+    def _read_piece(self, chunk: bytes) -> bytes | list[bytes]:
+        return UsageTap.__call__(self, chunk)  # nothing read apart is kept meanwhile
 
     def rewrite_with(self, rewrite: Rewrite | None) -> None:
         """What rewrites the answer from now on (None: it goes as it comes)."""
