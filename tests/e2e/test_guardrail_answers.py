@@ -15,6 +15,7 @@ from tests.support.answers import ARGS, AWS, CARD, FILLERS, KINDS, TEXT, AnswerU
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
 from tests.support.h2 import H2Reply, H2Upstream
+from tests.support.raw import send
 from tests.support.streams import sse
 
 VIRTUAL = "tg-answers-alice-0001"
@@ -109,6 +110,20 @@ def denied_stream() -> tuple[list[bytes], int]:
     return [*events, chunk({}, "stop"), sse("[DONE]")], first
 
 
+# An event no JSON reader takes (a raw control character inside its string): what it carries is
+# not read, and a raw client would see it.
+UNREAD_TEXT = "the vault says hunter2"
+UNREADABLE_EVENT = (
+    b'data: {"id":"chatcmpl-g","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o",'
+    b'"choices":[{"index":0,"delta":{"content":"\x01 ' + UNREAD_TEXT.encode() + b'"},"finish_reason":null}]}\n\n'
+)
+
+
+def unreadable_stream() -> list[bytes]:
+    events = [chunk({"role": "assistant", "content": ""}), chunk({"content": "Nothing to hide "})]
+    return [*events, UNREADABLE_EVENT, chunk({"content": " after"}), chunk({}, "stop"), sse("[DONE]")]
+
+
 def json_answer(content: str, arguments: str) -> dict:
     call = {"id": "call_1", "type": "function", "function": {"name": "pay", "arguments": arguments}}
     message = {"role": "assistant", "content": content, "tool_calls": [call]}
@@ -173,6 +188,8 @@ class Upstream(AnswerUpstream):
             return Reply(200, chunks=large_stream("no key here"))
         if model == "gpt-deny-stream":
             return self.denied_stream(*denied_stream())
+        if model == "gpt-unreadable":
+            return Reply(200, chunks=unreadable_stream())
         if stream:
             return Reply(200, chunks=guarded_stream())
         if model.startswith("gpt-huge"):  # past 16 MiB, chunked: no length to tell it at its headers
@@ -476,3 +493,21 @@ def test_over_http2_a_denied_stream_raises_and_its_upstream_stream_is_reset(star
         )
     finally:
         upstream.close()
+
+
+def test_an_event_that_cannot_be_read_never_reaches_a_raw_client(gw):
+    """A raw client reads what an SDK would refuse to: the answer stops before the event it
+    cannot read, with the format's denied end, and the record says it was cut."""
+    body = {"model": "gpt-unreadable", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    headers = {"Authorization": f"Bearer {VIRTUAL}", "Content-Type": "application/json"}
+    answer = send(gw.proxy.port, gw.bundle, "api.openai.com", "/v1/chat/completions", headers=headers,
+                  body=json.dumps(body).encode())  # fmt: skip
+    assert answer.status == 200
+    assert UNREAD_TEXT.encode() not in answer.body and b"after" not in answer.body and b"[DONE]" not in answer.body
+    events = [json.loads(line[6:]) for line in answer.body.split(b"\n\n") if line.startswith(b"data: ")]
+    assert "".join(c["delta"].get("content") or "" for e in events[:-1] for c in e["choices"]) == "Nothing to hide "
+    assert events[-1] == {"error": {
+        "message": "The answer was stopped: it carries what a guardrail denies (unread).",
+        "type": "permission_error", "code": "content_denied"}}  # fmt: skip
+    record = gw.last_audit()
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tollgate.cli.scan import applied_text, read_source, scan_config
+from tollgate.cli.scan import applied_text, scan_inputs
 from tollgate.cli.words import plural
 
 # The size of the pieces a saved stream is fed in, as a proxy's reads would bring it.
@@ -24,13 +24,10 @@ def scan_answer(source: str, format_name: str | None, config_path: Path | None) 
     from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, detected
     from tollgate.governance.guardrails.rules import Guardrails
 
-    loaded = scan_config(config_path)
-    if loaded is None:
+    inputs = scan_inputs(config_path, source)
+    if inputs is None:
         return 2
-    config, found, unset = loaded
-    saved = read_source(source)
-    if saved is None:
-        return 2
+    config, found, unset, saved = inputs
     names = sorted(ANSWER_FORMATS)
     if format_name is None:
         told = detected(saved)

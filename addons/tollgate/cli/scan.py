@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from tollgate.cli.words import plural
 
@@ -26,13 +26,10 @@ def scan_body(source: str, config_path: Path | None) -> int:
     What it applied (the configuration, its rules, Tollgate's own keys) is said on standard error."""
     from tollgate.governance.guardrails.rules import Guardrails
 
-    loaded = scan_config(config_path)
-    if loaded is None:
+    inputs = scan_inputs(config_path, source)
+    if inputs is None:
         return 2
-    config, found, unset = loaded
-    body = read_source(source)
-    if body is None:
-        return 2
+    config, found, unset, body = inputs
     guardrails = Guardrails.of(config)
     print(applied_text(guardrails, found, unset), file=sys.stderr)
     is_json = body.lstrip()[:1] in (b"{", b"[", b'"')
@@ -55,6 +52,23 @@ def scan_body(source: str, config_path: Path | None) -> int:
         more = f", … ({len(offsets) - OFFSETS_SHOWN} more)" if len(offsets) > OFFSETS_SHOWN else ""
         print(f"  {kind:<{width}}  {len(offsets):>4}  {actions[kind]:<6}  at {shown}{more}")
     return 1
+
+
+class ScanInputs(NamedTuple):
+    """What `tollgate scan` reads: its configuration, the file it came from, Tollgate's own keys
+    whose variables are unset here (`scan_config`), and the bytes it scans (`read_source`)."""
+
+    config: Config
+    found: Path | None
+    unset: list[Unset]
+    data: bytes
+
+
+def scan_inputs(config_path: Path | None, source: str) -> ScanInputs | None:
+    """The configuration and the input read; None, said on standard error, where either cannot be."""
+    loaded = scan_config(config_path)
+    data = read_source(source) if loaded is not None else None
+    return None if loaded is None or data is None else ScanInputs(*loaded, data)
 
 
 def scan_config(config_path: Path | None) -> tuple[Config, Path | None, list[Unset]] | None:

@@ -212,6 +212,10 @@ class AnswerRelay:
             block = region[start:stop].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             event = parse_sse_block(block)
             value = None if event is None else parse_any(event.data.encode())
+            if value is None and self.guard is not None and event is not None and event.data.strip():
+                # What the guardrails cannot read does not go on: a raw client would read it.
+                out.append(region[at:start])
+                return b"".join(out) + self._unreadable("a server-sent event that is no JSON-RPC message")
             names = self._tools_listed(value)
             if names:
                 allowed = self._ask(names)

@@ -95,12 +95,6 @@ JSON_TYPE = "application/json"
 _GEMINI_STREAMS = frozenset(("text/event-stream", JSON_TYPE))
 
 
-def _gemini_array_end(kind: str, opened: bool) -> bytes:
-    """Gemini's JSON array ended where it cannot be read: its error item (google-genai raises on
-    it), the array closed after it; opened with it where none of it went yet."""
-    return (b",\r\n" if opened else b"[") + gemini_answer.denied_error(kind) + b"\r\n]"
-
-
 def _chat_saved(first: Any) -> bool:
     return (
         isinstance(first, dict)
@@ -166,7 +160,7 @@ ANSWER_FORMATS: dict[str, AnswerFormat] = {
         gemini_answer.denied_event,
         _GEMINI_STREAMS,
         saved=_gemini_saved,
-        array_end=_gemini_array_end,
+        array_end=gemini_answer.array_end,
     ),
     CODE_ASSIST: AnswerFormat(
         gemini_answer.code_assist_guard, gemini_answer.guard_code_assist_json, gemini_answer.denied_event

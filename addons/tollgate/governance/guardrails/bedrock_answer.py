@@ -1,8 +1,9 @@
 """Bedrock's answers read by the answer guardrails (`governance/guardrails/answer.py`):
 ConverseStream's and InvokeModelWithResponseStream's AWS event stream frames, Converse's JSON, and
 InvokeModel's JSON in each model family's own body (Titan, Llama, Mistral, Nova, Cohere, AI21, the
-OpenAI format of OpenAI's open-weight models…; Claude's where the model id does not name Claude, an
-application inference profile's: one that does is left to Claude's own format, `answer_formats`).
+OpenAI format of OpenAI's open-weight models…). Claude's answers are read by Claude's own format:
+where the model id names Claude (`answer_formats`), and where it names no family (an application
+inference profile's), as the answer itself shows (`invoke_answer`).
 
 Every format is read by where its text sits, not by which family wrote it (`leaves`): the strings
 of the text fields (`text`, `outputText`, `generation`, `content`…; a Bedrock guardrail's trace of
@@ -41,8 +42,8 @@ JSON_KEYS = frozenset(("input", "arguments", "parameters", "json", "partial_json
 # Not read: counts, the reasoning's signature and its encrypted form, Bedrock's padding.
 SKIPPED_KEYS = frozenset(("amazon-bedrock-invocationMetrics", "usage", "metrics", "signature", "redactedContent", "p"))
 INDEX_KEYS = ("contentBlockIndex", "index")
-# Reasoning, which may be signed: Converse's and Nova's; Claude's own (its model named by an
-# application inference profile, whose ARN does not say it is Claude's).
+# Reasoning, which may be signed: Converse's and Nova's; a family's `thinking` (Claude's own is read
+# by Claude's format, `invoke_answer`).
 REASONING = frozenset(("reasoningContent", "thinking"))
 # The exception a denied stream ends with: one of ConverseStream's and InvokeModelWithResponseStream's
 # own, which botocore raises as `EventStreamError` with its message (one it does not know, such as

@@ -49,8 +49,11 @@ def event_data(block: bytes) -> bytes | None:
 
 
 def event_object(data: bytes) -> Any:
-    """An event's JSON (None where it is not JSON): read by orjson, several times faster, or where
-    orjson refuses it (NaN, a lone surrogate, bytes that are not UTF-8) as the SDKs read it."""
+    """An event's JSON (None where it is not JSON, or is `null`): read by orjson, several times
+    faster, or where orjson refuses it (NaN, a lone surrogate, bytes that are not UTF-8) as the
+    SDKs read it. Data of white space alone is an empty object: it carries nothing."""
+    if not data.strip():
+        return {}
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -101,16 +104,27 @@ class ChatAnswerGuard(EventGuard):
         return denied_event(kind)
 
     def _event(self, block: bytes) -> bytes:
+        """One event, waiting in its turn: read where it is JSON or `[DONE]`; one whose data is
+        neither stops the answer before it (a raw client would read what it carries)."""
         pending = Pending(block + b"\n\n")
         self._pending.append(pending)
         data = event_data(block)
         if data is None:
             return self._drained()
         if data.strip() == b"[DONE]":
-            self._pending.pop()
-            self._ended(None)
-            return self._cut() if self.denied is not None else self._drained() + self._orphans() + pending.whole
+            return self._done(pending)
         obj = event_object(data)
+        if obj is None:
+            return self._unread(pending)
+        return self._object_event(pending, obj)
+
+    def _done(self, pending: Pending) -> bytes:
+        """`[DONE]`: what every choice holds goes on before it."""
+        self._pending.pop()
+        self._ended(None)
+        return self._cut() if self.denied is not None else self._drained() + self._orphans() + pending.whole
+
+    def _object_event(self, pending: Pending, obj: Any) -> bytes:
         choices = obj.get("choices") if isinstance(obj, dict) else None
         if not isinstance(choices, list):
             return self._drained()
@@ -136,7 +150,7 @@ class ChatAnswerGuard(EventGuard):
                 before += self._drained() + self._orphans()
                 self._pending.append(pending)
         if self._by_template.wanted and len(pending.pieces) == 1 and not before:
-            self._by_template.learn(block, pending.pieces[0])
+            self._by_template.learn(pending.whole[:-2], pending.pieces[0])  # its block
         return before + self._drained()
 
     def _delta(self, pending: Pending, index: int, delta: dict[str, Any]) -> None:

@@ -342,6 +342,14 @@ class EventGuard:
             out.append(self._settled(self._pending.popleft()))
         return b"".join(out) + self._orphans() + self._ending()
 
+    def _unread(self, pending: Pending | None = None) -> bytes:
+        """What cannot be read (an event whose data is not what its format sends) stops the
+        answer before it: none of it goes on, nor anything after it, as at a value to deny."""
+        if pending is not None and self._pending and self._pending[-1] is pending:
+            self._pending.pop()
+        self.denied = UNREAD
+        return self._cut()
+
     def _ending(self) -> bytes:
         """The format's end of a denied stream, and nothing after it."""
         self._pending.clear()

@@ -59,6 +59,12 @@ def denied_event(kind: str) -> bytes:
     return b"data: " + denied_error(kind) + b"\r\n\r\n"
 
 
+def array_end(kind: str, opened: bool) -> bytes:
+    """A denied JSON array's end: its error item, the array closed after it; opened with it where
+    none of it went yet."""
+    return (b",\r\n" if opened else b"[") + denied_error(kind) + b"\r\n]"
+
+
 class _Unreadable(Exception):
     """The stream cannot be framed into items: it stops there."""
 
@@ -121,8 +127,7 @@ class GeminiAnswerGuard(EventGuard):
     def _read_each(self, units: list[Any]) -> bytes:
         out = super()._read_each(units)
         if self._unframed and self.denied is None:
-            self.denied = UNREAD  # what cannot be framed does not go on
-            out += self._cut()
+            out += self._unread()  # what cannot be framed does not go on
         return out
 
     def flush(self) -> bytes:
@@ -231,9 +236,7 @@ class GeminiAnswerGuard(EventGuard):
         except ValueError:
             obj = None
         if not isinstance(obj, dict):
-            self.denied = UNREAD  # what cannot be read does not go on
-            self._pending.pop()
-            return self._cut()
+            return self._unread(item)  # what cannot be read does not go on
         item.obj = obj
         answer = obj.get(self._envelope) if self._envelope is not None else obj
         candidates = answer.get("candidates") if isinstance(answer, dict) else None
@@ -410,7 +413,7 @@ class GeminiAnswerGuard(EventGuard):
     def _denied_end(self, kind: str) -> bytes:
         """The error item a denied stream ends with."""
         if self._mode == "array":
-            return (b",\r\n" if self._sent_any else b"[") + denied_error(kind) + b"\r\n]"
+            return array_end(kind, self._sent_any)
         if self._mode == "whole":
             return b""
         return (b"\n" if self._cr_last else b"") + denied_event(kind)

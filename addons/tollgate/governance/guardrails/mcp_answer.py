@@ -18,6 +18,7 @@ from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.mcp.answers import parse_any, responses_in
 from tollgate.formats.mcp.messages import PROMPTS_GET, RESOURCES_READ, TOOLS_CALL, RequestId, error_message
 from tollgate.governance.guardrails.answer import AnswerDetectors
+from tollgate.governance.guardrails.event_guard import UNREAD
 
 # The requests whose results an answer rule reads.
 READ_METHODS = frozenset((TOOLS_CALL, RESOURCES_READ, PROMPTS_GET))
@@ -150,6 +151,7 @@ class McpAnswerGuard:
         self._framer = SSEFramer()
         self._counts: Counter[str] = Counter()
         self.denied: str | None = None
+        self._unread = False  # an event that is no JSON-RPC message ended it
 
     @property
     def counts(self) -> dict[str, int]:
@@ -163,8 +165,14 @@ class McpAnswerGuard:
         return b"".join(self._event(block) for block in self._framer.feed(b"\n\n") if block.strip())
 
     def _event(self, block: bytes) -> bytes:
+        if self._unread:
+            return b""
         event = parse_sse_block(block)
         value = None if event is None else parse_any(event.data.encode())
+        if value is None and event is not None and event.data.strip():
+            # What cannot be read does not go on, nor anything after it (as the relay ends it).
+            self._unread, self.denied = True, self.denied or UNREAD
+            return denied_event(UNREAD)
         if value is None:
             return block + b"\n\n"
         read = guard_message(self._compiled, value)

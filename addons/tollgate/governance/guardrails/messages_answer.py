@@ -252,10 +252,6 @@ class MessagesAnswerGuard(ChatAnswerGuard):
             self._pending.pop()
         self.denied = kind
 
-    def _unread(self) -> bytes:
-        self.denied = UNREAD
-        return self._cut()
-
     def _scanner(self, channel: Channel) -> AnswerScanner:
         if channel[1] == "thinking":
             return signed_detectors(self._compiled).scanner()

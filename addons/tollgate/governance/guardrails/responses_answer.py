@@ -24,8 +24,6 @@ from tollgate.governance.guardrails.chat_answer import (
     DENIED_MESSAGE,
     Channel,
     ChatAnswerGuard,
-    event_data,
-    event_object,
 )
 from tollgate.governance.guardrails.event_guard import ChannelState, Pending
 
@@ -208,13 +206,12 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
         total.update(self._whole_counts)
         return dict(total)
 
-    def _event(self, block: bytes) -> bytes:
-        pending = Pending(block + b"\n\n")
-        self._pending.append(pending)
-        data = event_data(block)
-        if data is None:
-            return self._drained()
-        obj = event_object(data)
+    def _done(self, pending: Pending) -> bytes:
+        """`[DONE]`, which the SDK reads as the end (the response's last event ended its text): in
+        its turn, as it came."""
+        return self._drained()
+
+    def _object_event(self, pending: Pending, obj: Any) -> bytes:
         kind = obj.get("type") if isinstance(obj, dict) else None
         if not isinstance(kind, str):
             return self._drained()

@@ -18,6 +18,7 @@ from tollgate.proxy.patches.drain import CloseInjected, begin_drain, close_webso
 from tollgate.proxy.patches.flows import (
     AnswerPieceHook,
     EndIfWaiting,
+    ReadsApart,
     bound_responses_read_whole,
     end_flows_waiting_for_response,
     end_response_with,
@@ -53,6 +54,7 @@ __all__ = [
     "AttemptFailedHook",
     "CloseInjected",
     "EndIfWaiting",
+    "ReadsApart",
     "begin_drain",
     "bound_message_heads",
     "bound_responses_read_whole",

@@ -365,6 +365,46 @@ class AnswerPieceHook(commands.StartHook):
     flow: http.HTTPFlow
 
 
+class ReadsApart:
+    """What a stream callable that reads large pieces apart shares (`read_large_pieces_apart`):
+    `reads_apart` keeps a piece `_apart_wanted` says is to be read in a worker thread,
+    `read_apart` reads it there (`_read_piece`: what the callable makes of a piece), and the
+    callable, called with that piece, gives what was made of it (`_read_before`)."""
+
+    _apart: bytes | None = None  # the piece to read apart
+    _read_out: tuple[bytes, bytes | list[bytes]] | None = None  # a piece read apart, what goes on of it
+
+    def _apart_wanted(self, chunk: bytes) -> bool:
+        """Whether this piece (b"": the end) is to be read in a worker thread."""
+        raise NotImplementedError
+
+    def _read_piece(self, chunk: bytes) -> bytes | list[bytes]:
+        """What goes on of a piece, read."""
+        raise NotImplementedError
+
+    def reads_apart(self, chunk: bytes) -> bool:
+        """Whether this piece is read in a worker thread; kept for `read_apart`."""
+        if not self._apart_wanted(chunk):
+            return False
+        self._apart = chunk
+        return True
+
+    def read_apart(self) -> None:
+        """The piece kept read, in a worker thread (the stream waits meanwhile): what goes on of
+        it kept for the stream's call with it."""
+        chunk, self._apart = self._apart, None
+        if chunk is not None:
+            self._read_out = (chunk, self._read_piece(chunk))
+
+    def _read_before(self, chunk: bytes) -> bytes | list[bytes] | None:
+        """What was made of this piece in a worker thread (None: it was not read apart)."""
+        read = self._read_out
+        if read is not None and (read[0] is chunk or not (read[0] or chunk)):
+            self._read_out = None
+            return read[1]
+        return None
+
+
 def read_large_pieces_apart() -> None:
     """A streamed response's piece that its tap reads apart is read in the `answer_piece` hook
     before the tap is called with it, as mitmproxy calls a stream callable on the event loop. Its

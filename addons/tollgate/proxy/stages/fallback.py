@@ -20,6 +20,7 @@ from mitmproxy import http
 
 from tollgate.core.call import Call, Route, Target
 from tollgate.core.routes import fallback_route, translation_for
+from tollgate.core.settlement import settle_attempt
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import encode_json, read_request_json
 from tollgate.formats.raw_headers import header_index, with_header
@@ -110,6 +111,9 @@ class Fallback:
         through the pipeline's `failover` steps, until one goes (True) or none is left (False: the
         failed attempt's answer stands)."""
         failover = call.failover
+        # The failed attempt's reservation, were it still held, would be replaced by the
+        # fallback's: settled first, as a failed attempt's (`next_step` has settled it already).
+        settle_attempt(call, flow.response.status_code if flow.response is not None else None)
         while failover.fallbacks:
             (provider, model), failover.fallbacks = failover.fallbacks[0], failover.fallbacks[1:]
             before = _Before.of(call, flow.request)

@@ -11,10 +11,9 @@ Other paths on a server's host pass with the caller's own credential; a virtual 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -61,7 +60,8 @@ from tollgate.governance.mcp.mcp import (
     shared_session_key,
 )
 from tollgate.governance.mcp.mcp_servers import McpServer
-from tollgate.governance.policy.policy import MCP_DECISION, Decision, Policy
+from tollgate.governance.mcp.tool_checks import ToolChecks
+from tollgate.governance.policy.policy import MCP_DECISION, Decision
 from tollgate.ledger.store import Charge, Reservation, Store, StoreError
 from tollgate.providers import host_name
 from tollgate.proxy import patches
@@ -80,40 +80,24 @@ PARSE_ERROR = -32700
 LISTEN = "subscriptions/listen"
 
 
-class Relay(AnswerRelay):
+class Relay(patches.ReadsApart, AnswerRelay):
     """The relay of an MCP answer, whose large pieces the answer guardrails read in a worker thread
     (`patches.read_large_pieces_apart`): an event stream's piece that may end an event of 32 KiB or
     more, a JSON answer of that size at its end (where it is read whole). Not one whose tools/list
     tools are to be decided: the policy is asked on the event loop."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._apart: bytes | None = None  # the piece to read apart (`reads_apart`)
-        self._read_out: tuple[bytes, bytes | list[bytes]] | None = None  # a piece read apart, what goes on of it
-
     def __call__(self, chunk: bytes) -> bytes | list[bytes]:
-        read = self._read_out
-        if read is not None and (read[0] is chunk or not (read[0] or chunk)):
-            self._read_out = None
-            return read[1]
-        return super().__call__(chunk)
+        read = self._read_before(chunk)
+        return read if read is not None else super().__call__(chunk)
 
-    def reads_apart(self, chunk: bytes) -> bool:
-        """Whether this piece (b"": the end) is read in a worker thread; kept for `read_apart`."""
+    def _apart_wanted(self, chunk: bytes) -> bool:
         if self.guard is None or self.ended or (self.tools_of and self.allowed is not None):
             return False
         size = self.held_size + len(chunk) if self.sse or not chunk else 0
-        if size < READ_APART_BYTES:
-            return False
-        self._apart = chunk
-        return True
+        return size >= READ_APART_BYTES
 
-    def read_apart(self) -> None:
-        """The piece kept read, in a worker thread (the answer waits meanwhile): what goes on of it
-        kept for the proxy's call with it."""
-        chunk, self._apart = self._apart, None
-        if chunk is not None:
-            self._read_out = (chunk, super().__call__(chunk))
+    def _read_piece(self, chunk: bytes) -> bytes | list[bytes]:
+        return super().__call__(chunk)
 
 
 class Mcp:
@@ -308,7 +292,7 @@ class Mcp:
         tools_of = frozenset(r.id for r in exchange.requests if r.method == TOOLS_LIST and r.id is not None)
         loaded = self.shared.loaded
         policy = loaded.policy if loaded is not None and tools_of and 200 <= response.status_code < 300 else None
-        checks = None if policy is None else _ToolChecks(policy, exchange)
+        checks = None if policy is None else ToolChecks(policy, exchange)
         exchange.tool_checks = checks
         guard = ResultGuard.of(exchange) if 200 <= response.status_code < 300 else None
         if guard is not None:
@@ -674,43 +658,3 @@ def _loaded(exchange: McpExchange) -> Loaded:
 
 async def _awaited(decision: Decision | Awaitable[Decision]) -> Decision:
     return decision if isinstance(decision, Decision) else await decision
-
-
-class _ToolChecks:
-    """Whether the caller may call each tool a tools/list answer lists (a `tools/call` of it, as
-    the policy decides): at once where the policy's cache knows, else once its worker answers."""
-
-    def __init__(self, policy: Policy, exchange: McpExchange) -> None:
-        self._policy = policy
-        self._exchange = exchange
-        self._known: dict[str, bool] = {}
-        self._asked: dict[str, asyncio.Future[Decision]] = {}
-
-    def __call__(self, names: list[str]) -> Callable[[str], bool] | None:
-        for name in names:
-            if name in self._known or name in self._asked:
-                continue
-            decision = self._policy.decide_in_worker(MCP_DECISION, self._exchange.tool_input(name))
-            if isinstance(decision, Decision):
-                self._known[name] = decision.allowed
-            else:
-                self._asked[name] = asyncio.ensure_future(decision)
-        for name in names:
-            if name not in self._known:
-                asked = self._asked[name]
-                if not asked.done():
-                    return None
-                self._known[name] = _allowed(asked)
-        return self._known.__getitem__
-
-    async def wait(self) -> None:
-        """Until every decision asked for is made."""
-        if self._asked:
-            await asyncio.wait(list(self._asked.values()))
-
-
-def _allowed(asked: asyncio.Future[Decision]) -> bool:
-    """A decision's answer; a failed evaluation lets nothing through."""
-    if asked.cancelled() or asked.exception() is not None:
-        return False
-    return asked.result().allowed

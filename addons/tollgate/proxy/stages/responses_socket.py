@@ -139,6 +139,9 @@ def _read(session: Session, content: bytes) -> Read | None:
     event = parse_json(content)
     where = event.get("stream_id") if event is not None else None
     guarded = session.guarded.get(where if isinstance(where, str) else None)
+    if guarded is None and event is None and session.guarded:
+        # Not JSON: whose it is cannot be told. It stops a response that is read, never goes on.
+        guarded = next(iter(session.guarded.values()))
     if guarded is None:
         return None
     call, guard = guarded

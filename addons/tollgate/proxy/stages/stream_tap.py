@@ -137,7 +137,7 @@ class GuardedAnswer:
         answer.cut = self._guard.denied or "unread"
 
 
-class UsageTap:
+class UsageTap(patches.ReadsApart):
     """mitmproxy's stream callable: returns every chunk as it came while a reader reads it, or as a
     rewrite makes it (the usage Tollgate asked for hidden, or the answer translated).
 
@@ -159,14 +159,10 @@ class UsageTap:
         self._on_end: Callable[[UsageReader], None] | None = on_end
         self._reading = True
         self._rewrite = rewrite
-        self._apart: bytes | None = None  # a piece to read apart (`reads_apart`)
-        self._read: tuple[bytes, bytes | list[bytes]] | None = None  # a piece read apart, what goes on of it
 
     def __call__(self, chunk: bytes) -> bytes | list[bytes]:
-        read = self._read
-        if read is not None and read[0] is chunk:
-            self._read = None
-            return read[1]
+        if self._read_out is not None and (read := self._read_before(chunk)) is not None:
+            return read
         if not chunk:
             self.end()
             return self._rewrite.flush() if self._rewrite else chunk
@@ -195,21 +191,12 @@ class UsageTap:
             held, self._rewrite = self._rewrite.flush(), None
             return held + chunk
 
-    def reads_apart(self, chunk: bytes) -> bool:
-        """Whether this piece is read in a worker thread (`patches.read_large_pieces_apart`): a
-        large one of an answer the guardrails read, whose reading would hold the event loop. It
-        is kept for `read_apart`."""
-        if len(chunk) < READ_APART_BYTES or not isinstance(self._rewrite, GuardedAnswer) or self.stopped:
-            return False
-        self._apart = chunk
-        return True
+    def _apart_wanted(self, chunk: bytes) -> bool:
+        """A large piece of an answer the guardrails read, whose reading would hold the event loop."""
+        return len(chunk) >= READ_APART_BYTES and isinstance(self._rewrite, GuardedAnswer) and not self.stopped
 
-    def read_apart(self) -> None:
-        """The piece kept read, in a worker thread (the stream waits meanwhile): what goes on of it
-        kept for the stream's call with it."""
-        chunk, self._apart = self._apart, None
-        if chunk is not None:
-            self._read = (chunk, UsageTap.__call__(self, chunk))
+    def _read_piece(self, chunk: bytes) -> bytes | list[bytes]:
+        return UsageTap.__call__(self, chunk)  # nothing read apart is kept meanwhile
 
     def rewrite_with(self, rewrite: Rewrite | None) -> None:
         """What rewrites the answer from now on (None: it goes as it comes)."""

@@ -555,3 +555,31 @@ def test_a_clean_answer_of_one_choice_split_anywhere_comes_through_byte_for_byte
     assume(b"[REDACTED" not in whole)
     reads = [data[i : i + read] for i in range(0, len(data), read)]
     assert assert_as_event_by_event(WITH_OWN_KEYS, reads) == data
+
+
+# An event's data that no JSON reader takes (a raw control character inside a string): what it
+# carries is read by no guard, and a raw client would see it.
+UNREADABLE = b'{"choices":[{"index":0,"delta":{"content":"the vault says\x01 hunter2"},"finish_reason":null}]}'
+
+
+@pytest.mark.parametrize("read", [1, 7, 10_000], ids=["bytewise", "small-reads", "one-read"])
+def test_an_event_that_cannot_be_read_stops_the_answer_before_it(read: int) -> None:
+    """Not JSON, and not `[DONE]`: what is known of the text before it goes on, then the denied
+    end (`unread`), and nothing of it or after it (no `[DONE]`)."""
+    before = stream([chunk(0, role="assistant", content="Hello.")])[: -len(b"data: [DONE]\n\n")]
+    data = before + b"data: " + UNREADABLE + b"\n\n" + stream([chunk(0, content="after")])
+    out, guard = guarded(compiled("redact"), data, read)
+    assert guard.denied == "unread"
+    assert b"hunter2" not in out and b"after" not in out
+    text, others = reassembled(out)
+    assert "Hello.".startswith(text.get((0, "content"), "")), text  # what was known of it, at most
+    assert others == [{"error": {
+        "message": "The answer was stopped: it carries what a guardrail denies (unread).",
+        "type": "permission_error", "code": "content_denied"}}]  # fmt: skip
+
+
+def test_an_event_of_empty_data_goes_on_as_it_came() -> None:
+    data = stream([chunk(0, content="Hi")])
+    data = data.replace(b"data: [DONE]", b"data: \n\ndata: [DONE]")
+    out, guard = guarded(compiled("redact"), data, 5)
+    assert (out, guard.denied) == (data, None)

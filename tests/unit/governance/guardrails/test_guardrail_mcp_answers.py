@@ -276,3 +276,31 @@ def test_each_kinds_value_in_a_result_split_anywhere_in_it_never_goes_on(kind: s
                 assert f"[REDACTED:{kind}]" in sent["result"]["content"][0]["text"]
             else:
                 assert sent["error"]["code"] == -32001
+
+
+# An event's data that no JSON reader takes (a raw control character inside a string).
+UNREADABLE = b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"pw\x01 hunter2"}]}}'
+
+
+def test_a_streamed_event_that_cannot_be_read_ends_the_answer() -> None:
+    """The relay: what came before it goes on, then each request's error; nothing of it."""
+    body = sse(PROGRESS) + b"event: message\r\ndata: " + UNREADABLE + b"\r\n\r\n" + sse(tool_result(1, "after"))
+    relay = AnswerRelay(True, [1], guard=Guard(FOUND, frozenset({1})))
+    out = relayed(relay, [body[:40], body[40:]])
+    assert out.startswith(sse(PROGRESS)) and b"hunter2" not in out and b"after" not in out
+    assert data_of(out)[1]["id"] == 1 and data_of(out)[1]["error"]["code"] == -32603
+    assert relay.ended and relay.error == "a server-sent event that is no JSON-RPC message"
+
+
+def test_an_event_without_data_still_goes_on_unread() -> None:
+    body = b"id: 7\r\ndata: \r\n\r\n" + sse(tool_result(1, "fine"))
+    relay = AnswerRelay(True, [1], guard=Guard(FOUND, frozenset({1})))
+    assert relayed(relay, [body]) == body
+
+
+def test_the_scan_of_an_event_that_cannot_be_read_ends_there() -> None:
+    guard = McpAnswerGuard(FOUND)
+    body = sse(PROGRESS) + b"event: message\ndata: " + UNREADABLE + b"\n\n" + sse(tool_result(1, "after"))
+    out = guard.feed(body) + guard.flush()
+    assert guard.denied == "unread" and b"hunter2" not in out and b"after" not in out
+    assert data_of(out)[0] == PROGRESS and data_of(out)[-1]["error"]["code"] == -32001

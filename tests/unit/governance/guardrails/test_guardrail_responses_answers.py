@@ -510,3 +510,30 @@ def test_a_read_of_many_events_feeds_each_channels_scanner_once() -> None:
     out = guard.feed(data)
     assert feeds == [1, 1, 1]
     assert out + guard.flush() == data
+
+
+# An event's data that no JSON reader takes (a raw control character inside a string).
+UNREADABLE = b'{"type":"response.output_text.delta","output_index":0,"content_index":0,"delta":"pass\x01 hunter2"}'
+
+
+@pytest.mark.parametrize("read", [1, 9, 100_000], ids=["bytewise", "small-reads", "one-read"])
+def test_an_event_that_cannot_be_read_stops_the_answer_before_it(read: int) -> None:
+    events = response_events("Hello there.", "", [], sized(4))
+    data = sse(events[:4]) + b"event: response.output_text.delta\ndata: " + UNREADABLE + b"\n\n" + sse(events[4:])
+    out, guard = guarded(compiled("redact"), data, read)
+    assert guard.denied == "unread"
+    assert b"hunter2" not in out and out.startswith(sse(events[:4]))
+    assert parsed(out)[-1]["error"]["code"] == "content_denied" and b"(unread)" in out
+    assert b"response.completed" not in out
+
+
+def test_a_websocket_message_that_cannot_be_read_stops_the_response() -> None:
+    events = response_events("Hello there.", "", [], sized(4))
+    messages = socket_messages(events)
+    guard = ResponsesSocketGuard(compiled("redact"), "lane-1")
+    out = [m for message in messages[:3] for m in guard.message(message)]
+    out += guard.message(UNREADABLE)
+    out += [m for message in messages[3:] for m in guard.message(message)] + guard.flush()
+    assert guard.denied == "unread"
+    assert out[:3] == messages[:3] and not any(b"hunter2" in m for m in out)
+    assert json.loads(out[-1])["error"]["code"] == "content_denied" and len(out) == 4

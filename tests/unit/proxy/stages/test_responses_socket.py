@@ -22,12 +22,15 @@ from tollgate.formats.openai_responses.socket import (
     socket_event,
 )
 from tollgate.formats.usage import Usage
+from tollgate.governance.guardrails import detectors
+from tollgate.governance.guardrails.answer import compiled_for
+from tollgate.governance.guardrails.responses_answer import ResponsesSocketGuard
 from tollgate.providers import PROVIDERS
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps
 from tollgate.proxy.stages.classify import check_upgrade
-from tollgate.proxy.stages.responses_socket import ResponsesSocket
+from tollgate.proxy.stages.responses_socket import ResponsesSocket, Session, _read
 from tollgate.proxy.state import Shared
 from tollgate.records.audit_record import audit_record
 
@@ -325,3 +328,16 @@ def test_draining_a_socket_ends_its_response_then_closes_it_and_takes_no_new_one
         assert closed == [idle, busy]
     (record,) = records
     assert (record["status"], record["total_tokens"], record["error"]) == (200, 14, None)
+
+
+def test_a_message_that_cannot_be_read_never_goes_on_whatever_its_lane():
+    """Not JSON, it names no lane: it stops a response the guardrails read, and does not go on."""
+    call = Call(Route.as_called("openai", "gpt-4o"), "api.openai.com", "GET", "/v1/responses")
+    session = Session(call)
+    guard = ResponsesSocketGuard(compiled_for(dict.fromkeys(detectors.KINDS, "redact")), "lane-1")
+    session.guarded["lane-1"] = (call, guard)
+    unreadable = b'{"type":"response.output_text.delta","stream_id":"lane-1","delta":"pw\x01 hunter2"}'
+    read = _read(session, unreadable)
+    assert read is not None and read.guard is guard and guard.denied == "unread"
+    assert not any(b"hunter2" in m for m in read.out)
+    assert [json.loads(m)["error"]["code"] for m in read.out] == ["content_denied"]
