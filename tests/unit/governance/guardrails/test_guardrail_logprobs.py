@@ -1,11 +1,13 @@
 """Log probabilities in answers read by the answer guardrails: their tokens are the text as it came,
 so an event (or a whole answer's choice or candidate) whose text is written anew loses them, in
-OpenAI chat (`choices[].logprobs`) and Gemini (`candidates[].logprobsResult`), streamed and whole.
+OpenAI chat (`choices[].logprobs`), Gemini (`candidates[].logprobsResult`), Legacy Completions and
+Bedrock InvokeModel's OpenAI format, streamed and whole.
 A value split anywhere across events never reaches the client through a token: every event's
 tokens are its text as the client gets it, or none."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any
@@ -14,10 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from support.eventstream import invoke_chunk
 from support.examples import examples
 from support.guardrail_samples import EMAIL, SAMPLES
+from tollgate.formats.framing import EventStreamFramer
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
+from tollgate.governance.guardrails.bedrock_answer import InvokeAnswerGuard, guard_bedrock_json
 from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, guard_chat_json
 from tollgate.governance.guardrails.completions_answer import CompletionsAnswerGuard
 from tollgate.governance.guardrails.gemini_answer import GeminiAnswerGuard, guard_code_assist_json, guard_gemini_json
@@ -342,4 +347,60 @@ def test_completions_a_value_split_anywhere_never_reaches_a_token(
                 assert "".join(logprobs["tokens"]) == choice["text"]
                 assert [next(iter(top)) for top in logprobs["top_logprobs"]] == logprobs["tokens"]
                 tokens += "".join(logprobs["tokens"])
+    assert value not in tokens
+
+
+# ---------------------------------------------------------------------------------------------
+# Bedrock's InvokeModel, in a family's own body that carries log probabilities (OpenAI's)
+
+
+def test_bedrock_invoke_a_chunk_written_anew_loses_its_logprobs() -> None:
+    pieces = ["Hello. ", "Card ", CARD[:8], CARD[8:], " ok"]
+    events = [{"choices": [{"index": 0, "delta": {"content": p}, "logprobs": chat_logprobs([p])}]} for p in pieces]
+    guard = InvokeAnswerGuard(compiled("redact"))
+    out = fed(guard, b"".join(invoke_chunk(e) for e in events), 11)
+    chunks = [json.loads(base64.b64decode(json.loads(m.payload)["bytes"])) for m in EventStreamFramer().feed(out)]
+    assert chunks[0] == events[0]  # as it came
+    assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == "Hello. Card [REDACTED:pii.payment_card] ok"
+    for c in chunks:
+        choice = c["choices"][0]
+        if choice["logprobs"] is not None:
+            assert "".join(e["token"] for e in choice["logprobs"]["content"]) == choice["delta"]["content"]
+    assert CARD[:8].encode() not in b"".join(
+        base64.b64decode(json.loads(m.payload)["bytes"]) for m in EventStreamFramer().feed(out)
+    )
+
+
+def test_bedrock_invoke_a_whole_answer_redacted_has_no_logprobs() -> None:
+    text = f"Mail {EMAIL}."
+    body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "logprobs": chat_logprobs(["Mail ", EMAIL, "."]), "finish_reason": "stop"}]}  # fmt: skip
+    out, denied, _ = guard_bedrock_json(compiled("redact"), json.dumps(body).encode())
+    got = json.loads(out)
+    assert denied is None
+    assert got["choices"][0]["message"]["content"] == "Mail [REDACTED:pii.email]."
+    assert got["choices"][0]["logprobs"] is None
+    assert EMAIL.encode() not in out
+
+
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(split_answers())
+def test_bedrock_invoke_a_value_split_anywhere_never_reaches_a_token(
+    answer: tuple[str, str, list[str], int, str],
+) -> None:
+    value, _, pieces, read, action = answer
+    events = [
+        {"choices": [{"index": 0, "delta": {"content": p}, "logprobs": chat_logprobs(_tokens(p))}]} for p in pieces
+    ]
+    out = fed(InvokeAnswerGuard(compiled(action)), b"".join(invoke_chunk(e) for e in events), read)
+    tokens = ""
+    for message in EventStreamFramer().feed(out):
+        wrapper = json.loads(message.payload)
+        if "bytes" not in wrapper:
+            continue  # the exception frame a denied stream ends with
+        for choice in json.loads(base64.b64decode(wrapper["bytes"])).get("choices", ()):
+            if choice.get("logprobs"):
+                joined = "".join(e["token"] for e in choice["logprobs"]["content"])
+                assert joined == choice["delta"].get("content", "")
+                tokens += joined
     assert value not in tokens
