@@ -42,6 +42,8 @@ JSON_KEYS = frozenset(("input", "arguments", "parameters", "json", "partial_json
 # Not read: counts, the reasoning's signature and its encrypted form, Bedrock's padding.
 SKIPPED_KEYS = frozenset(("amazon-bedrock-invocationMetrics", "usage", "metrics", "signature", "redactedContent", "p"))
 INDEX_KEYS = ("contentBlockIndex", "index")
+# Log probabilities: their tokens are the text as it came (left out where it is written anew).
+LOGPROBS = "logprobs"
 # Reasoning, which may be signed: Converse's and Nova's; a family's `thinking` (Claude's own is read
 # by Claude's format, `invoke_answer`).
 REASONING = frozenset(("reasoningContent", "thinking"))
@@ -162,7 +164,25 @@ def guard_bedrock_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, s
         if value is not leaf.holder[leaf.key]:
             leaf.holder[leaf.key] = value
             changed = True
-    return (encode_json(obj) if changed else body), None, dict(counts)
+    if not changed:
+        return body, None, dict(counts)
+    without_logprobs(obj)
+    return encode_json(obj), None, dict(counts)
+
+
+def without_logprobs(value: Any) -> None:
+    """Log probabilities (a family's `logprobs`, OpenAI's on Bedrock) set to null in a body written
+    anew: their tokens are the text as it came, value and all."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == LOGPROBS and item:
+                value[key] = None
+            elif isinstance(item, (dict, list)):
+                without_logprobs(item)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, (dict, list)):
+                without_logprobs(item)
 
 
 @dataclass(slots=True)
@@ -229,6 +249,7 @@ class FramesAnswerGuard(EventGuard):
 
     def _rewritten(self, pending: Pending) -> bytes:
         assert isinstance(pending, _Framed)
+        without_logprobs(pending.obj)
         return self.written(pending)
 
     def _orphan(self, channel: Path, text: str) -> bytes:

@@ -193,12 +193,24 @@ class ChatAnswerGuard(EventGuard):
 
     @staticmethod
     def _written(obj: dict[str, Any]) -> bytes:
+        """An event written anew: its choices' log probabilities, whose tokens are the text as it
+        came, are left out."""
+        without_logprobs(obj)
         return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+def without_logprobs(obj: dict[str, Any]) -> None:
+    """The log probabilities of an answer's choices set to null: their tokens (`token`, `bytes`,
+    `top_logprobs`) are the text as it came, value and all."""
+    for choice in obj.get("choices") or ():
+        if isinstance(choice, dict) and choice.get("logprobs"):
+            choice["logprobs"] = None
 
 
 def guard_chat_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
     """A whole (not streamed) chat answer read: the body as it goes on (redacted, or as it came
-    where nothing is), the kind of a value to deny (the answer is then refused), and the counts."""
+    where nothing is), the kind of a value to deny (the answer is then refused), and the counts.
+    A choice whose text is redacted loses its `logprobs`."""
     try:
         obj = json.loads(body)
     except ValueError:
@@ -233,6 +245,8 @@ def guard_chat_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str 
             sent = (first.text + (rest.text if rest is not first else b"")).decode()
             if sent != value:
                 holder[field] = sent
+                if choice.get("logprobs"):
+                    choice["logprobs"] = None  # its tokens are the text as it came
                 changed = True
     if not changed:
         return body, None, dict(counts)

@@ -38,6 +38,8 @@ DENIED_MESSAGE = "The answer was stopped: it carries what a guardrail denies ({k
 ENVELOPE = "response"
 # The answer's own fields an item written anew for held text alone carries.
 _TEMPLATE = ("responseId", "modelVersion", "createTime")
+# A candidate's log probabilities: their tokens are its text as it came.
+LOGPROBS = "logprobsResult"
 _PLACEHOLDER = re.compile(re.escape(PLACEHOLDER).replace(r"\{kind\}", r"([^\]\s]+)"))
 _LINE_ENDS = b"\r\n"
 _BETWEEN = re.compile(rb"[\[ \t\r\n,]*")  # what comes before an element of the array
@@ -432,12 +434,22 @@ class GeminiAnswerGuard(EventGuard):
         return self._written(item)
 
     def _written(self, item: _Item) -> bytes:
+        self._without_logprobs(item.obj)
         body = json.dumps(item.obj, ensure_ascii=False, separators=(",", ":")).encode()
         if self._mode == "sse":
             # A blank line cut at its CR: the LF that may follow it comes with the next item.
             tail = item.tail + b"\n" if item.tail.endswith(b"\r") else item.tail or b"\r\n\r\n"
             return item.head + b"data: " + body + tail
         return item.head + body + item.tail
+
+    def _without_logprobs(self, obj: Any) -> None:
+        """An item written anew loses its candidates' `logprobsResult`: its tokens (chosen and top
+        candidates) are the text as it came, value and all."""
+        answer = obj.get(self._envelope) if self._envelope is not None and isinstance(obj, dict) else obj
+        candidates = answer.get("candidates") if isinstance(answer, dict) else None
+        for candidate in candidates if isinstance(candidates, list) else ():
+            if isinstance(candidate, dict):
+                candidate.pop(LOGPROBS, None)
 
 
 def _replaced_kind(text: bytes | bytearray) -> str | None:

@@ -1,0 +1,211 @@
+"""Log probabilities in guarded answers, through mitmdump against a fake upstream that sends them:
+the openai SDK asking `logprobs=True` (streamed and not) and google-genai asking
+`response_logprobs` get no token of a redacted or denied value. An event (or a whole answer's
+choice or candidate) written anew has no log probabilities; one that goes on as it came keeps its
+own, which are its text."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests.support.answers import AWS, KINDS, REDACTED_TEXT, TEXT, AnswerUpstream, answered_by, pieces
+from tests.support.canned import provider_answers
+from tests.support.fake_upstream import Received, Reply
+from tests.support.streams import sse
+
+VIRTUAL = "tg-logprobs-alice-0001"
+GEMINI_SSE = {"content-type": "text/event-stream"}
+
+
+def config(urls: dict[str, str]) -> dict:
+    return {
+        "providers": {
+            "openai": {"upstream": urls["openai"], "keys": ["sk-real-logprobs-0001"]},
+            "gemini": {"upstream": urls["gemini"], "keys": ["AIza-real-logprobs-0001"]},
+        },
+        "clients": [{"name": "alice", "keys": [VIRTUAL]}],
+        "guardrails": [
+            {"on": ["answer"], "detect": KINDS, "action": "redact"},
+            {"match": {"model": "*-deny"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
+        ],
+    }
+
+
+def tokens_of(text: str) -> list[str]:
+    """The text cut into tokens of up to three characters."""
+    return pieces(text, 3)
+
+
+def chat_logprobs(text: str) -> dict:
+    entries = [
+        {"token": t, "logprob": -0.5, "bytes": list(t.encode()), "top_logprobs": [
+            {"token": t, "logprob": -0.5, "bytes": list(t.encode())}
+        ]}
+        for t in tokens_of(text)
+    ]  # fmt: skip
+    return {"content": entries, "refusal": None}
+
+
+def chat_chunk(text: str, finish: str | None = None) -> bytes:
+    delta = {"content": text} if text else {}
+    choice = {"index": 0, "delta": delta, "logprobs": chat_logprobs(text) if text else None, "finish_reason": finish}
+    event = {"id": "chatcmpl-l", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-4o"}
+    return sse({**event, "choices": [choice]})
+
+
+def chat_answer() -> dict:
+    message = {"role": "assistant", "content": TEXT}
+    return {
+        "id": "chatcmpl-l",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "message": message, "logprobs": chat_logprobs(TEXT), "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+    }
+
+
+def gemini_item(text: str, finish: str | None = None) -> dict:
+    tokens = tokens_of(text)
+    candidate: dict = {
+        "content": {"role": "model", "parts": [{"text": text}]},
+        "index": 0,
+        "avgLogprobs": -0.5,
+        "logprobsResult": {
+            "chosenCandidates": [{"token": t, "tokenId": 7, "logProbability": -0.5} for t in tokens],
+            "topCandidates": [{"candidates": [{"token": t, "tokenId": 7, "logProbability": -0.5}]} for t in tokens],
+        },
+    }
+    if finish:
+        candidate["finishReason"] = finish
+    return {"candidates": [candidate], "modelVersion": "gemini-2.5-flash", "responseId": "r1"}
+
+
+class Upstream(AnswerUpstream):
+    """OpenAI chat and Gemini answers whose text carries the key split across events (5 characters
+    each), each with its log probabilities."""
+
+    def __call__(self, received: Received) -> Reply:
+        path = received.path
+        if path.endswith("/chat/completions"):
+            if not received.json().get("stream"):
+                return Reply(200, chat_answer())
+            events = [chat_chunk(p) for p in pieces(TEXT, 5)]
+            return Reply(200, chunks=[*events, chat_chunk("", "stop"), sse("[DONE]")])
+        if ":generateContent" in path:
+            return Reply(200, gemini_item(TEXT, "STOP"))
+        if ":streamGenerateContent" in path:
+            items = [gemini_item(p) for p in pieces(TEXT, 5)]
+            items[-1]["candidates"][0]["finishReason"] = "STOP"
+            return Reply(
+                200, headers=GEMINI_SSE, chunks=[b"data: " + json.dumps(i).encode() + b"\r\n\r\n" for i in items]
+            )
+        return provider_answers(received)
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway):
+    return answered_by(start_gateway(config, providers=("openai", "gemini")), Upstream())
+
+
+OPENAI_STREAM = f"""
+from openai import OpenAI
+client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+events, error = [], None
+try:
+    for event in client.chat.completions.create(
+        model=MODEL, messages=[{{"role": "user", "content": "key"}}], stream=True, logprobs=True, top_logprobs=1
+    ):
+        for choice in event.choices:
+            lp = choice.logprobs
+            tokens = None if lp is None or lp.content is None else [
+                [t.token, bytes(t.bytes).decode(), [top.token for top in t.top_logprobs]] for t in lp.content
+            ]
+            events.append([choice.delta.content or "", tokens])
+except Exception as e:
+    error = [type(e).__module__.split(".")[0], type(e).__name__]
+report(events=events, error=error)
+"""
+OPENAI_JSON = f"""
+from openai import OpenAI
+client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+r = client.chat.completions.create(
+    model="gpt-4o", messages=[{{"role": "user", "content": "key"}}], logprobs=True, top_logprobs=1
+)
+report(text=r.choices[0].message.content, logprobs=r.choices[0].logprobs and r.choices[0].logprobs.model_dump())
+"""
+
+
+def check_openai_events(events: list) -> str:
+    """Each event's tokens, where it has any, are its text: their text joined."""
+    joined = ""
+    for text, tokens in events:
+        if tokens is None:
+            continue
+        assert "".join(t for t, _, _ in tokens) == text
+        assert all(b == t and tops == [t] for t, b, tops in tokens)
+        joined += text
+    return joined
+
+
+def test_openai_a_streamed_answer_redacted_gives_no_token_of_the_value(gw):
+    result = gw.run("MODEL = 'gpt-4o'\n" + OPENAI_STREAM)
+    assert result["error"] is None
+    assert "".join(text for text, _ in result["events"]) == REDACTED_TEXT
+    joined = check_openai_events(result["events"])
+    assert AWS[:4] not in joined and AWS[-4:] not in joined
+    assert result["events"][0] == ["Here ", [["Her", "Her", ["Her"]], ["e ", "e ", ["e "]]]]  # as it came
+    assert [tokens for text, tokens in result["events"] if "[REDACTED:" in text] == [None]
+    assert gw.last_audit()["answer_findings"] == {"secrets.aws_access_key_id": 1}
+
+
+def test_openai_a_denied_stream_gives_no_token_of_the_value(gw):
+    result = gw.run("MODEL = 'gpt-4o-deny'\n" + OPENAI_STREAM)
+    assert result["error"] == ["openai", "APIError"]
+    assert "".join(text for text, _ in result["events"]) == TEXT[: TEXT.index(AWS)]
+    joined = check_openai_events(result["events"])
+    assert AWS[:4] not in joined and AWS[:4] not in json.dumps(result)
+
+
+def test_openai_a_json_answer_redacted_has_no_logprobs(gw):
+    result = gw.run(OPENAI_JSON)
+    assert result == {"text": REDACTED_TEXT, "logprobs": None}
+
+
+GEMINI = f"""
+from google import genai
+from google.genai import types
+client = genai.Client(api_key="{VIRTUAL}")
+config = types.GenerateContentConfig(response_logprobs=True, logprobs=1)
+"""
+GEMINI_STREAM = """
+items = []
+for chunk in client.models.generate_content_stream(model="gemini-2.5-flash", contents="key", config=config):
+    c = chunk.candidates[0]
+    lp = c.logprobs_result
+    items.append([chunk.text or "", None if lp is None else [t.token for t in lp.chosen_candidates]])
+report(items=items)
+"""
+GEMINI_JSON = """
+r = client.models.generate_content(model="gemini-2.5-flash", contents="key", config=config)
+report(text=r.text, logprobs=r.candidates[0].logprobs_result is not None, avg=r.candidates[0].avg_logprobs)
+"""
+
+
+def test_gemini_a_streamed_answer_redacted_gives_no_token_of_the_value(gw):
+    result = gw.run(GEMINI + GEMINI_STREAM)
+    assert "".join(text for text, _ in result["items"]) == REDACTED_TEXT
+    joined = ""
+    for text, tokens in result["items"]:
+        if tokens is not None:
+            assert "".join(tokens) == text
+            joined += text
+    assert AWS[:4] not in joined and AWS[-4:] not in joined
+    assert result["items"][0] == ["Here ", ["Her", "e "]]  # as it came
+    assert [tokens for text, tokens in result["items"] if "[REDACTED:" in text] == [None]
+
+
+def test_gemini_a_json_answer_redacted_has_no_logprobs(gw):
+    result = gw.run(GEMINI + GEMINI_JSON)
+    assert result == {"text": REDACTED_TEXT, "logprobs": False, "avg": -0.5}

@@ -1,0 +1,406 @@
+"""Log probabilities in answers read by the answer guardrails: their tokens are the text as it came,
+so an event (or a whole answer's choice or candidate) whose text is written anew loses them, in
+OpenAI chat (`choices[].logprobs`), Gemini (`candidates[].logprobsResult`), Legacy Completions and
+Bedrock InvokeModel's OpenAI format, streamed and whole.
+A value split anywhere across events never reaches the client through a token: every event's
+tokens are its text as the client gets it, or none."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from support.eventstream import invoke_chunk
+from support.examples import examples
+from support.guardrail_samples import EMAIL, SAMPLES
+from tollgate.formats.framing import EventStreamFramer
+from tollgate.governance.guardrails import detectors
+from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
+from tollgate.governance.guardrails.bedrock_answer import InvokeAnswerGuard, guard_bedrock_json
+from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, guard_chat_json
+from tollgate.governance.guardrails.completions_answer import CompletionsAnswerGuard
+from tollgate.governance.guardrails.gemini_answer import GeminiAnswerGuard, guard_code_assist_json, guard_gemini_json
+
+CARD = SAMPLES["pii.payment_card"][0]
+_COMPILED: dict[str, AnswerDetectors] = {}
+
+
+def compiled(action: str) -> AnswerDetectors:
+    if action not in _COMPILED:
+        _COMPILED[action] = compiled_for(dict.fromkeys(detectors.KINDS, action))
+    return _COMPILED[action]
+
+
+def fed(guard: ChatAnswerGuard | GeminiAnswerGuard, data: bytes, read: int) -> bytes:
+    out = b""
+    for at in range(0, len(data), read):
+        out += guard.feed(data[at : at + read])
+    return out + guard.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenAI chat
+
+
+def chat_logprobs(tokens: list[str]) -> dict[str, Any]:
+    return {
+        "content": [
+            {"token": t, "logprob": -0.5, "bytes": list(t.encode()), "top_logprobs": [
+                {"token": t, "logprob": -0.5, "bytes": list(t.encode())}
+            ]}
+            for t in tokens
+        ],
+        "refusal": None,
+    }  # fmt: skip
+
+
+def chat_chunk(
+    text: str, choice: int = 0, finish: str | None = None, tokens: list[str] | None = None
+) -> dict[str, Any]:
+    delta = {"content": text} if text or finish is None else {}
+    logprobs = chat_logprobs(tokens if tokens is not None else ([text] if text else [])) if not finish else None
+    return {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [
+        {"index": choice, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+    ]}  # fmt: skip
+
+
+def chat_stream(events: list[dict[str, Any]]) -> bytes:
+    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+def chat_events(data: bytes) -> list[Any]:
+    blocks = data.split(b"\n\n")
+    return [json.loads(b[6:]) for b in blocks if b.startswith(b"data: ") and b[6:] != b"[DONE]"]
+
+
+def chat_tokens_are_text(events: list[Any]) -> None:
+    """Each event's tokens, where it has any, are its text as the client gets it."""
+    for event in events:
+        for choice in event.get("choices", ()):
+            logprobs = choice.get("logprobs")
+            if not logprobs:
+                continue
+            text = choice["delta"].get("content") or ""
+            entries = logprobs.get("content") or []
+            assert "".join(e["token"] for e in entries) == text
+            assert b"".join(bytes(e["bytes"]) for e in entries) == text.encode()
+            for e in entries:
+                assert all(top["token"] == e["token"] for top in e["top_logprobs"])
+
+
+def test_chat_an_event_written_anew_loses_its_logprobs_and_a_clean_one_keeps_them() -> None:
+    events = [chat_chunk("Hello. "), chat_chunk(f"Mail {EMAIL} now.", tokens=["Mail", " ", EMAIL, " now."])]
+    data = chat_stream([*events, chat_chunk("", finish="stop")])
+    out = fed(ChatAnswerGuard(compiled("redact")), data, 7)
+    got = chat_events(out)
+    assert out.startswith(b"data: " + json.dumps(events[0]).encode() + b"\n\n")  # as it came
+    assert got[1]["choices"][0] == {
+        "index": 0,
+        "delta": {"content": "Mail [REDACTED:pii.email] now."},
+        "logprobs": None,
+        "finish_reason": None,
+    }
+    assert EMAIL.encode() not in out
+
+
+def test_chat_a_value_split_over_three_events_leaves_no_token_of_it() -> None:
+    a, b, c = CARD[:5], CARD[5:11], CARD[11:]
+    events = [chat_chunk("Card "), chat_chunk(a), chat_chunk(b), chat_chunk(c + " ok"), chat_chunk("", finish="stop")]
+    out = fed(ChatAnswerGuard(compiled("redact")), chat_stream(events), 1000)
+    got = chat_events(out)
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in got) == "Card [REDACTED:pii.payment_card] ok"
+    assert [e["choices"][0]["logprobs"] for e in got[1:4]] == [None, None, None]
+    for piece in (a, b, c):
+        assert f'"token":"{piece}'.encode() not in out and f'"token": "{piece}'.encode() not in out
+    chat_tokens_are_text(got)
+
+
+def test_chat_a_denied_value_leaves_no_token_of_it() -> None:
+    events = [
+        chat_chunk("Hello. "),
+        chat_chunk(f"Card {CARD[:8]}"),
+        chat_chunk(CARD[8:]),
+        chat_chunk("", finish="stop"),
+    ]
+    out = fed(ChatAnswerGuard(compiled("deny")), chat_stream(events), 1000)
+    got = chat_events(out)
+    assert got[1]["choices"][0]["delta"] == {"content": "Card "}
+    assert got[1]["choices"][0]["logprobs"] is None
+    assert got[-1]["error"]["code"] == "content_denied"
+    assert CARD[:8].encode() not in out
+
+
+def test_chat_an_event_of_another_choice_that_waits_keeps_its_logprobs() -> None:
+    """An event held only because it came after one whose text is held goes on as it came, its
+    tokens with it: they are its own text, read clean."""
+    clean = chat_chunk("other choice", choice=1)
+    events = [chat_chunk(f"Card {CARD[:8]}"), clean, chat_chunk(CARD[8:] + "."), chat_chunk("", finish="stop")]
+    out = fed(ChatAnswerGuard(compiled("redact")), chat_stream(events), 1000)
+    assert b"data: " + json.dumps(clean).encode() + b"\n\n" in out
+    assert CARD[:8].encode() not in out and CARD[8:].encode() not in out
+    chat_tokens_are_text(chat_events(out))
+
+
+def test_chat_a_whole_answer_redacted_loses_the_choice_logprobs() -> None:
+    text = f"Mail {EMAIL}."
+    other = {"index": 1, "message": {"role": "assistant", "content": "clean"}, "logprobs": chat_logprobs(["clean"])}
+    body = {"id": "c1", "object": "chat.completion", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": chat_logprobs(["Mail", " ", EMAIL, "."]),
+         "finish_reason": "stop"},
+        other,
+    ]}  # fmt: skip
+    out, denied, counts = guard_chat_json(compiled("redact"), json.dumps(body).encode())
+    got = json.loads(out)
+    assert denied is None and counts == {"pii.email": 1}
+    assert got["choices"][0]["message"]["content"] == "Mail [REDACTED:pii.email]."
+    assert got["choices"][0]["logprobs"] is None
+    assert got["choices"][1] == other  # its text is as it came: its tokens are too
+    assert EMAIL.encode() not in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Gemini
+
+
+def gemini_logprobs(tokens: list[str]) -> dict[str, Any]:
+    return {
+        "chosenCandidates": [{"token": t, "tokenId": 7, "logProbability": -0.5} for t in tokens],
+        "topCandidates": [{"candidates": [{"token": t, "tokenId": 7, "logProbability": -0.5}]} for t in tokens],
+    }
+
+
+def gemini_item(text: str, finish: str | None = None, tokens: list[str] | None = None) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+    candidate["logprobsResult"] = gemini_logprobs(tokens if tokens is not None else [text])
+    candidate["avgLogprobs"] = -0.5
+    if finish:
+        candidate["finishReason"] = finish
+    return {"candidates": [candidate], "modelVersion": "gemini-2.5-flash"}
+
+
+def gemini_stream(items: list[dict[str, Any]], framing: str) -> bytes:
+    if framing == "sse":
+        return b"".join(b"data: " + json.dumps(i).encode() + b"\r\n\r\n" for i in items)
+    return b"[" + b"\r\n,\r\n".join(json.dumps(i, indent=2).encode() for i in items) + b"\r\n]"
+
+
+def gemini_items(data: bytes) -> list[Any]:
+    if data.lstrip().startswith(b"["):
+        return list(json.loads(data))
+    return [json.loads(line[6:]) for line in re.split(rb"\r\n|\r|\n", data) if line.startswith(b"data: ")]
+
+
+def gemini_tokens_are_text(items: list[Any]) -> None:
+    """Each item's tokens, where it has any, are its text as the client gets it."""
+    for obj in items:
+        for candidate in obj.get("candidates", ()):
+            result = candidate.get("logprobsResult")
+            if result is None:
+                continue
+            text = "".join(p.get("text", "") for p in candidate["content"]["parts"])
+            assert "".join(c["token"] for c in result["chosenCandidates"]) == text
+            assert ["".join(c["token"] for c in top["candidates"]) for top in result["topCandidates"]] == [
+                c["token"] for c in result["chosenCandidates"]
+            ]
+
+
+@pytest.mark.parametrize("framing", ["sse", "array"])
+def test_gemini_an_item_written_anew_loses_its_logprobs(framing: str) -> None:
+    items = [
+        gemini_item("Hello. "),
+        gemini_item(f"Card {CARD[:6]}", tokens=["Card ", CARD[:6]]),
+        gemini_item(CARD[6:12]),
+        gemini_item(CARD[12:] + " ok", finish="STOP", tokens=[CARD[12:], " ok"]),
+    ]
+    out = fed(GeminiAnswerGuard(compiled("redact")), gemini_stream(items, framing), 9)
+    got = gemini_items(out)
+    assert got[0] == items[0]
+    assert "".join(p["text"] for i in got for p in i["candidates"][0]["content"]["parts"]) == (
+        "Hello. Card [REDACTED:pii.payment_card] ok"
+    )
+    assert ["logprobsResult" in i["candidates"][0] for i in got] == [True, False, False, False]
+    assert [i["candidates"][0]["avgLogprobs"] for i in got] == [-0.5] * 4
+    for piece in (CARD[:6], CARD[6:12], CARD[12:]):
+        assert piece.encode() not in out
+
+
+@pytest.mark.parametrize("framing", ["sse", "array"])
+def test_gemini_a_denied_value_leaves_no_token_of_it(framing: str) -> None:
+    items = [gemini_item("Hello. "), gemini_item(f"Card {CARD[:8]}"), gemini_item(CARD[8:], finish="STOP")]
+    out = fed(GeminiAnswerGuard(compiled("deny")), gemini_stream(items, framing), 1000)
+    got = gemini_items(out)
+    assert got[1]["candidates"][0]["content"]["parts"] == [{"text": "Card "}]
+    assert "logprobsResult" not in got[1]["candidates"][0]
+    assert got[-1]["error"]["code"] == 403
+    assert CARD[:8].encode() not in out
+
+
+def test_gemini_a_whole_answer_redacted_loses_the_candidate_logprobs() -> None:
+    body = gemini_item(f"Mail {EMAIL}.", finish="STOP", tokens=["Mail ", EMAIL, "."])
+    out, denied, counts = guard_gemini_json(compiled("redact"), json.dumps(body).encode())
+    got = json.loads(out)
+    assert denied is None and counts == {"pii.email": 1}
+    assert got["candidates"][0]["content"]["parts"] == [{"text": "Mail [REDACTED:pii.email]."}]
+    assert "logprobsResult" not in got["candidates"][0]
+    assert EMAIL.encode() not in out
+    clean = json.dumps(gemini_item("clean", finish="STOP")).encode()
+    assert guard_gemini_json(compiled("redact"), clean)[0] == clean
+
+
+def test_code_assist_a_whole_answer_redacted_loses_the_candidate_logprobs() -> None:
+    body = {"response": gemini_item(f"Mail {EMAIL}.", finish="STOP", tokens=["Mail ", EMAIL, "."]), "traceId": "t1"}
+    out, denied, _ = guard_code_assist_json(compiled("redact"), json.dumps(body).encode())
+    got = json.loads(out)
+    assert denied is None
+    assert got["response"]["candidates"][0]["content"]["parts"] == [{"text": "Mail [REDACTED:pii.email]."}]
+    assert "logprobsResult" not in got["response"]["candidates"][0]
+    assert EMAIL.encode() not in out
+
+
+# ---------------------------------------------------------------------------------------------
+# A value split anywhere
+
+
+def _redacted_kinds() -> list[str]:
+    return sorted(k for k in SAMPLES if k in detectors.KINDS)
+
+
+@st.composite
+def split_answers(draw: st.DrawFn) -> tuple[str, str, list[str], int, str]:
+    kind = draw(st.sampled_from(_redacted_kinds()))
+    value, context = SAMPLES[kind]
+    text = "Here it is: " + context.format(value) + " That is all."
+    cuts = sorted(draw(st.sets(st.integers(1, len(text) - 1), min_size=1, max_size=5)))
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+    read = draw(st.integers(1, 300))
+    action = draw(st.sampled_from(["redact", "deny"]))
+    return value, text, pieces, read, action
+
+
+def _tokens(piece: str) -> list[str]:
+    """A piece cut into tokens of up to three characters, as a tokenizer would cut it."""
+    return [piece[i : i + 3] for i in range(0, len(piece), 3)]
+
+
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(split_answers())
+def test_chat_a_value_split_anywhere_never_reaches_a_token(answer: tuple[str, str, list[str], int, str]) -> None:
+    value, _, pieces, read, action = answer
+    events = [chat_chunk(p, tokens=_tokens(p)) for p in pieces]
+    out = fed(ChatAnswerGuard(compiled(action)), chat_stream([*events, chat_chunk("", finish="stop")]), read)
+    got = chat_events(out)
+    chat_tokens_are_text(got)
+    tokens = "".join(
+        e["token"] for ev in got for c in ev.get("choices", ()) for e in (c.get("logprobs") or {}).get("content") or ()
+    )
+    text = "".join(c["delta"].get("content") or "" for ev in got for c in ev.get("choices", ()))
+    assert value not in tokens and value not in text
+
+
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(split_answers(), st.sampled_from(["sse", "array"]))
+def test_gemini_a_value_split_anywhere_never_reaches_a_token(
+    answer: tuple[str, str, list[str], int, str], framing: str
+) -> None:
+    value, _, pieces, read, action = answer
+    items = [gemini_item(p, tokens=_tokens(p)) for p in pieces]
+    items[-1]["candidates"][0]["finishReason"] = "STOP"
+    out = fed(GeminiAnswerGuard(compiled(action)), gemini_stream(items, framing), read)
+    got = gemini_items(out)
+    gemini_tokens_are_text(got)
+    chosen = "".join(
+        c["token"]
+        for i in got
+        for cand in i.get("candidates", ())
+        for c in cand.get("logprobsResult", {}).get("chosenCandidates", ())
+    )
+    assert value not in chosen
+
+
+def completion_chunk(text: str, finish: str | None = None) -> dict[str, Any]:
+    tokens = _tokens(text)
+    logprobs = {"tokens": tokens, "token_logprobs": [-0.5] * len(tokens), "top_logprobs": [{t: -0.5} for t in tokens]}
+    return {"id": "c1", "object": "text_completion", "created": 1, "model": "m", "choices": [
+        {"text": text, "index": 0, "logprobs": logprobs, "finish_reason": finish}
+    ]}  # fmt: skip
+
+
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(split_answers())
+def test_completions_a_value_split_anywhere_never_reaches_a_token(
+    answer: tuple[str, str, list[str], int, str],
+) -> None:
+    value, _, pieces, read, action = answer
+    events = [completion_chunk(p) for p in pieces] + [completion_chunk("", finish="stop")]
+    out = fed(CompletionsAnswerGuard(compiled(action)), chat_stream(events), read)
+    tokens = ""
+    for event in chat_events(out):
+        for choice in event.get("choices", ()):
+            logprobs = choice.get("logprobs")
+            if logprobs:
+                assert "".join(logprobs["tokens"]) == choice["text"]
+                assert [next(iter(top)) for top in logprobs["top_logprobs"]] == logprobs["tokens"]
+                tokens += "".join(logprobs["tokens"])
+    assert value not in tokens
+
+
+# ---------------------------------------------------------------------------------------------
+# Bedrock's InvokeModel, in a family's own body that carries log probabilities (OpenAI's)
+
+
+def test_bedrock_invoke_a_chunk_written_anew_loses_its_logprobs() -> None:
+    pieces = ["Hello. ", "Card ", CARD[:8], CARD[8:], " ok"]
+    events = [{"choices": [{"index": 0, "delta": {"content": p}, "logprobs": chat_logprobs([p])}]} for p in pieces]
+    guard = InvokeAnswerGuard(compiled("redact"))
+    out = fed(guard, b"".join(invoke_chunk(e) for e in events), 11)
+    chunks = [json.loads(base64.b64decode(json.loads(m.payload)["bytes"])) for m in EventStreamFramer().feed(out)]
+    assert chunks[0] == events[0]  # as it came
+    assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == "Hello. Card [REDACTED:pii.payment_card] ok"
+    for c in chunks:
+        choice = c["choices"][0]
+        if choice["logprobs"] is not None:
+            assert "".join(e["token"] for e in choice["logprobs"]["content"]) == choice["delta"]["content"]
+    assert CARD[:8].encode() not in b"".join(
+        base64.b64decode(json.loads(m.payload)["bytes"]) for m in EventStreamFramer().feed(out)
+    )
+
+
+def test_bedrock_invoke_a_whole_answer_redacted_has_no_logprobs() -> None:
+    text = f"Mail {EMAIL}."
+    body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "logprobs": chat_logprobs(["Mail ", EMAIL, "."]), "finish_reason": "stop"}]}  # fmt: skip
+    out, denied, _ = guard_bedrock_json(compiled("redact"), json.dumps(body).encode())
+    got = json.loads(out)
+    assert denied is None
+    assert got["choices"][0]["message"]["content"] == "Mail [REDACTED:pii.email]."
+    assert got["choices"][0]["logprobs"] is None
+    assert EMAIL.encode() not in out
+
+
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(split_answers())
+def test_bedrock_invoke_a_value_split_anywhere_never_reaches_a_token(
+    answer: tuple[str, str, list[str], int, str],
+) -> None:
+    value, _, pieces, read, action = answer
+    events = [
+        {"choices": [{"index": 0, "delta": {"content": p}, "logprobs": chat_logprobs(_tokens(p))}]} for p in pieces
+    ]
+    out = fed(InvokeAnswerGuard(compiled(action)), b"".join(invoke_chunk(e) for e in events), read)
+    tokens = ""
+    for message in EventStreamFramer().feed(out):
+        wrapper = json.loads(message.payload)
+        if "bytes" not in wrapper:
+            continue  # the exception frame a denied stream ends with
+        for choice in json.loads(base64.b64decode(wrapper["bytes"])).get("choices", ()):
+            if choice.get("logprobs"):
+                joined = "".join(e["token"] for e in choice["logprobs"]["content"])
+                assert joined == choice["delta"].get("content", "")
+                tokens += joined
+    assert value not in tokens
