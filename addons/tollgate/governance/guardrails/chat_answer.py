@@ -63,6 +63,46 @@ def event_object(data: bytes) -> Any:
             return None
 
 
+def of_read_shape(obj: Any) -> bool:
+    """Whether an event's object holds its text only where the guard reads it: an object without
+    choices (an error, usage alone), or choices whose deltas carry text in `TEXT_FIELDS` and tool
+    calls' arguments, as strings. Another shape (JSON that is no object, a delta or a text field of
+    another type, a legacy `function_call`, an audio transcript) would go on unread."""
+    if not isinstance(obj, dict):
+        return False
+    choices = obj.get("choices")
+    if choices is None:
+        return True
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        delta = choice.get("delta") if isinstance(choice, dict) else False
+        if delta is None:
+            continue
+        if not isinstance(delta, dict) or not _delta_of_read_shape(delta):
+            return False
+    return True
+
+
+def _delta_of_read_shape(delta: dict[str, Any]) -> bool:
+    if any(not isinstance(delta.get(name, ""), str | None) for name in TEXT_FIELDS):
+        return False
+    if delta.get("function_call") is not None or delta.get("audio") is not None:
+        return False
+    calls = delta.get("tool_calls")
+    if calls is None:
+        return True
+    if not isinstance(calls, list):
+        return False
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else False
+        if function is None:
+            continue
+        if not isinstance(function, dict) or not isinstance(function.get("arguments", ""), str | None):
+            return False
+    return True
+
+
 class ChatAnswerGuard(EventGuard):
     """A streamed chat answer's events, read and rewritten (`feed` each piece, `flush` at its end).
     An event whose text is held is held whole, with the events after it: once its text is known to
@@ -114,7 +154,7 @@ class ChatAnswerGuard(EventGuard):
         if data.strip() == b"[DONE]":
             return self._done(pending)
         obj = event_object(data)
-        if obj is None:
+        if not of_read_shape(obj):
             return self._unread(pending)
         return self._object_event(pending, obj)
 

@@ -578,6 +578,43 @@ def test_an_event_that_cannot_be_read_stops_the_answer_before_it(read: int) -> N
         "type": "permission_error", "code": "content_denied"}}]  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "unread",
+    [
+        b'"the vault says hunter2"',
+        b'["the vault says hunter2"]',
+        b'{"choices": "the vault says hunter2"}',
+        b'{"choices": ["the vault says hunter2"]}',
+        b'{"choices": [{"index": 0, "delta": "the vault says hunter2"}]}',
+        b'{"choices": [{"index": 0, "delta": {"content": ["the vault says hunter2"]}}]}',
+        b'{"choices": [{"index": 0, "delta": {"function_call": {"arguments": "the vault says hunter2"}}}]}',
+        b'{"choices": [{"index": 0, "delta": {"audio": {"transcript": "the vault says hunter2"}}}]}',
+        b'{"choices": [{"index": 0, "delta": {"tool_calls": [{"function": {"arguments": {"v": "hunter2"}}}]}}]}',
+    ],
+)
+def test_an_event_whose_text_sits_where_it_is_not_read_stops_the_answer(unread: bytes) -> None:
+    """JSON of another shape than the one read (its text elsewhere, or not a string) would reach a
+    raw client unread: it stops the answer as an event that is not JSON does."""
+    before = stream([chunk(0, role="assistant", content="Hello.")])[: -len(b"data: [DONE]\n\n")]
+    data = before + b"data: " + unread + b"\n\n" + stream([chunk(0, content="after")])
+    out, guard = guarded(compiled("redact"), data, 7)
+    assert guard.denied == "unread"
+    assert b"hunter2" not in out and b"after" not in out
+
+
+def test_events_of_the_shapes_read_go_on_as_they_came() -> None:
+    """An error object, usage alone, a choice without a delta (Azure's filter results), nulls."""
+    events = [
+        b'{"id":"c","choices":[],"usage":{"prompt_tokens":1}}',
+        b'{"id":"c","choices":[{"index":0,"content_filter_results":{}}]}',
+        b'{"id":"c","choices":[{"index":0,"delta":{"content":null,"refusal":null,"tool_calls":null}}]}',
+        b'{"error":{"message":"overloaded","type":"server_error"}}',
+    ]
+    data = b"".join(b"data: " + e + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    out, guard = guarded(compiled("redact"), data, 7)
+    assert (out, guard.denied) == (data, None)
+
+
 def test_an_event_of_empty_data_goes_on_as_it_came() -> None:
     data = stream([chunk(0, content="Hi")])
     data = data.replace(b"data: [DONE]", b"data: \n\ndata: [DONE]")
