@@ -284,7 +284,6 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             attempts.attempt_failed,  # recorded; the refused key rests; a retry, a fallback or the end
         ],
         # A large piece of an answer the answer guardrails read, read in a worker thread.
-        answer_piece=[stream_tap.answer_piece, mcp.answer_piece],
         responseheaders=[
             classify.responseheaders,  # a provider's path that is no call (ChatGPT's web app) streams on
             attempts.responseheaders,  # a pooled key the upstream refused (401, 429) rests; the circuit counts

@@ -10,13 +10,13 @@ sent instead. `serve_responses_set_by_error_hook` is that behaviour, until it sh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary, WeakSet
 
 from mitmproxy import http
-from mitmproxy.proxy import commands, events
+from mitmproxy.proxy import commands, events, server
 from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers.http import (
     ErrorCode,
@@ -357,10 +357,10 @@ def _breaks_client(stream: Any, command: Any, event: Any) -> bool:
 @dataclass
 class AnswerPieceHook(commands.StartHook):
     """A piece of a streamed answer that its tap reads apart (`tap.reads_apart(data)`: a large
-    piece the answer guardrails read, which the tap keeps): the `answer_piece` step has the tap
-    read it in a worker thread (`tap.read_apart()`) while the event loop serves the other
-    connections; the stream then sends what the tap made of it. Its later events wait meanwhile,
-    in order. (One field: mitmproxy's proxy server takes a hook's only argument as its flow.)"""
+    piece the answer guardrails read, which the tap keeps): the tap reads it in a worker thread
+    (`tap.off_loop(tap.read_apart)`) while the event loop serves the other connections; the stream
+    then sends what the tap made of it. Its later events wait meanwhile, in order. No addon has
+    business with it: it is not passed through them (`read_large_pieces_apart`)."""
 
     flow: http.HTTPFlow
 
@@ -373,6 +373,9 @@ class ReadsApart:
 
     _apart: bytes | None = None  # the piece to read apart
     _read_out: tuple[bytes, bytes | list[bytes]] | None = None  # a piece read apart, what goes on of it
+    # Where a piece is read apart: `read_apart` given to a worker thread, an awaitable of its end
+    # (set by the stage that makes the callable; None: every piece is read on the event loop).
+    off_loop: Callable[[Callable[[], None]], Awaitable[None] | None] | None = None
 
     def _apart_wanted(self, chunk: bytes) -> bool:
         """Whether this piece (b"": the end) is to be read in a worker thread."""
@@ -384,7 +387,7 @@ class ReadsApart:
 
     def reads_apart(self, chunk: bytes) -> bool:
         """Whether this piece is read in a worker thread; kept for `read_apart`."""
-        if not self._apart_wanted(chunk):
+        if self.off_loop is None or not self._apart_wanted(chunk):
             return False
         self._apart = chunk
         return True
@@ -406,9 +409,11 @@ class ReadsApart:
 
 
 def read_large_pieces_apart() -> None:
-    """A streamed response's piece that its tap reads apart is read in the `answer_piece` hook
-    before the tap is called with it, as mitmproxy calls a stream callable on the event loop. Its
-    end too (the tap is asked with b""): where a tap reads at the end what it held (a JSON answer)."""
+    """A streamed response's piece that its tap reads apart is read in a worker thread before the
+    tap is called with it, as mitmproxy calls a stream callable on the event loop. Its end too (the
+    tap is asked with b""): where a tap reads at the end what it held (a JSON answer). The stream
+    waits on an `AnswerPieceHook`, which the connection's handler gives the tap at once rather than
+    to every addon (a hook's walk through them costs more than a large piece's reading)."""
     stream_class = http_layers.HttpStream
     if getattr(stream_class, "_tollgate_reads_apart", False):
         return
@@ -427,4 +432,27 @@ def read_large_pieces_apart() -> None:
         yield from streaming(self, event)
 
     stream_class.state_stream_response_body = state_stream_response_body  # type: ignore[method-assign]
+    handler_class = server.ConnectionHandler
+    hook_task = handler_class.hook_task
+
+    def task_of_hook(self: Any, hook: commands.StartHook) -> Coroutine[Any, Any, None]:
+        if isinstance(hook, AnswerPieceHook):
+            return _read_piece_apart(self, hook)
+        return hook_task(self, hook)
+
+    handler_class.hook_task = task_of_hook  # type: ignore[method-assign]
     stream_class._tollgate_reads_apart = True  # type: ignore[attr-defined]
+
+
+async def _read_piece_apart(handler: Any, hook: AnswerPieceHook) -> None:
+    """The piece its tap keeps, read in a worker thread; then the stream goes on."""
+    try:
+        response = hook.flow.response
+        tap = response.stream if response is not None else None
+        off_loop = getattr(tap, "off_loop", None)
+        if off_loop is not None:
+            reading = off_loop(tap.read_apart)  # type: ignore[union-attr]
+            if reading is not None:
+                await reading
+    finally:
+        await handler.server_event(events.HookCompleted(hook))

@@ -106,7 +106,7 @@ class Mcp:
         # What a server's request goes through once read: audit gate, caller, session, limits,
         # policy, the server's credential and clock.
         self._steps = steps
-        # Where a large result is read for the answer guardrails (`answer_piece`).
+        # Where a large result is read for the answer guardrails (`Relay.off_loop`).
         self._workers = workers or ScanWorkers()
 
     # --- request ---------------------------------------------------------------------------
@@ -207,14 +207,6 @@ class Mcp:
 
     # --- answer ----------------------------------------------------------------------------
 
-    def answer_piece(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        """A large piece of an answer the answer guardrails read (`patches.AnswerPieceHook`), read
-        by its relay in a worker thread while the event loop serves the other connections."""
-        relay = flow.response.stream if flow.response is not None else None
-        if not isinstance(relay, Relay):
-            return None
-        return self._workers.off_loop(relay.read_apart)
-
     def responseheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         exchange = _exchange_of(flow)
         if flow.response is None:
@@ -301,10 +293,12 @@ class Mcp:
             # answer, so that no other call pays for it.
             patches.stop_streams_their_taps_end()
             patches.read_large_pieces_apart()
-        return Relay(
+        relay = Relay(
             is_sse(headers.get("content-type")), expected, exchange.batch, decoder, tools_of if checks else frozenset(),
             checks, unreadable, guard,
         )  # fmt: skip
+        relay.off_loop = self._workers.off_loop
+        return relay
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         exchange = _exchange_of(flow)

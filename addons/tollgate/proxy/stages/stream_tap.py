@@ -325,7 +325,7 @@ class StreamTap:
         # The answers read whole for the answer guardrails, until their end: the tap that reads
         # them (usage, encoding, translation) and the detectors.
         self._whole: WeakKeyDictionary[http.HTTPFlow, tuple[UsageTap, AnswerReading]] = WeakKeyDictionary()
-        # Where a large piece of a guarded answer is read (`answer_piece`), an MCP result's and a
+        # Where a large piece of a guarded answer is read (`UsageTap.off_loop`), an MCP result's and a
         # Responses WebSocket message's too (their stages are given these).
         self.workers = ScanWorkers()
 
@@ -334,14 +334,6 @@ class StreamTap:
         if "log" not in vars(connections):  # not twice over
             self._quiet_log = without_streaming_notices(connections.log)
             connections.log = self._quiet_log  # type: ignore[method-assign]
-
-    def answer_piece(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        """A large piece of a guarded answer (`patches.AnswerPieceHook`), read by its tap in a
-        worker thread while the event loop serves the other connections."""
-        tap = flow.response.stream if flow.response is not None else None
-        if not isinstance(tap, UsageTap):
-            return None
-        return self.workers.off_loop(tap.read_apart)
 
     def done(self) -> None:
         self.workers.close()
@@ -402,13 +394,16 @@ class StreamTap:
         # Streamed bodies are not stored in the flow either: a saved flow holds no completion text.
         told = partial(record_usage, call, cost.answer_service_tier(headers), cost.answer_speed(headers))
         if call.ledger.reserved is None:
-            flow.response.stream = UsageTap(reader, decoder, told, rewrite, call)
-            return
-        # A limit counts the call: the answer's end waits for its settlement (`response`). Taught on
-        # the first such call, so that no other call pays for it: the end sent after the hook.
-        patches.finish_streamed_responses()
-        hold = EndHold(None if rewrite is not None else declared_length(index), is_event_stream(headers))
-        flow.response.stream = CountedTap(reader, decoder, told, rewrite, call, hold=hold, counted=call.ledger)
+            tap = UsageTap(reader, decoder, told, rewrite, call)
+        else:
+            # A limit counts the call: the answer's end waits for its settlement (`response`).
+            # Taught on the first such call, so that no other call pays for it: the end sent after
+            # the hook.
+            patches.finish_streamed_responses()
+            hold = EndHold(None if rewrite is not None else declared_length(index), is_event_stream(headers))
+            tap = CountedTap(reader, decoder, told, rewrite, call, hold=hold, counted=call.ledger)
+        tap.off_loop = self.workers.off_loop  # a guarded answer's large pieces are read there
+        flow.response.stream = tap
 
     def answer_read_whole(self, flow: http.HTTPFlow) -> None:
         """A JSON answer under an answer guardrail, read whole: served with each value to redact

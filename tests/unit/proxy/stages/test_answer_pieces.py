@@ -59,14 +59,15 @@ async def awaited(step: Callable[[], Awaitable[None] | None]) -> None:
 
 def relayed(sse: bool, pieces: list[bytes], stage: Mcp | None) -> tuple[bytes, NotingGuard]:
     """The answer through a relay as the proxy calls it; with `stage`, what it reads apart is read
-    in its `answer_piece` step first."""
+    in its worker thread first."""
     flow = tflow.tflow(resp=True)
     guard = NotingGuard()
     flow.response.stream = relay = Relay(sse, [1], guard=guard)
+    off_loop = relay.off_loop = stage._workers.off_loop if stage is not None else None
     out = []
     for piece in [*pieces, b""]:
-        if stage is not None and relay.reads_apart(piece):
-            asyncio.run(awaited(lambda: stage.answer_piece(flow)))
+        if off_loop is not None and relay.reads_apart(piece):
+            asyncio.run(awaited(lambda: off_loop(relay.read_apart)))
         got = relay(piece)
         out.append(got if isinstance(got, bytes) else b"".join(got))
     return b"".join(out), guard
@@ -91,11 +92,16 @@ def test_a_large_mcp_result_is_read_in_a_worker_thread_and_comes_as_on_the_loop(
 
 def test_a_small_mcp_piece_and_one_whose_tools_are_decided_are_read_on_the_loop() -> None:
     small = Relay(True, [1], guard=NotingGuard())
+    assert not small.reads_apart(b"x" * READ_APART_BYTES)  # no worker given it
+    small.off_loop = ScanWorkers().off_loop
     assert not small.reads_apart(b"x" * (READ_APART_BYTES - 1))
     assert small.reads_apart(b"x" * READ_APART_BYTES)
     filtered = Relay(True, [1], tools_of=frozenset({1}), allowed=lambda names: None, guard=NotingGuard())
+    filtered.off_loop = small.off_loop
     assert not filtered.reads_apart(b"x" * READ_APART_BYTES)  # the policy is asked on the event loop
-    assert not Relay(True, [1]).reads_apart(b"x" * READ_APART_BYTES)  # not read by the guardrails
+    unguarded = Relay(True, [1])
+    unguarded.off_loop = small.off_loop
+    assert not unguarded.reads_apart(b"x" * READ_APART_BYTES)  # not read by the guardrails
 
 
 class NotingSocketGuard(ResponsesSocketGuard):

@@ -211,18 +211,21 @@ def test_a_large_piece_of_a_guarded_answer_is_read_in_a_worker_thread_before_it_
     guarded = GuardedAnswer(guard, lambda kind: b"", call, None)
     flow.response.stream = tap = UsageTap(CountingReader(), None, lambda r: None, guarded, call)
     small, large = b"a" * 100, b"b" * READ_APART_BYTES
+    assert not tap.reads_apart(large)  # no worker given it: read on the event loop
+    stage = StreamTap(Shared())
+    tap.off_loop = stage.workers.off_loop
     assert not tap.reads_apart(small)
     assert tap(small) == b"A" * 100 and guard.threads == [threading.get_ident()]
     assert tap.reads_apart(large)
-    stage = StreamTap(Shared())
-    asyncio.run(asyncio.wait_for(_answer_piece(stage, flow), 10))
+    asyncio.run(asyncio.wait_for(_read_apart(tap), 10))
     assert len(guard.threads) == 2 and guard.threads[1] != threading.get_ident()
     # mitmproxy's call with the piece then gives what was read of it, not read again.
     assert tap(large) == b"B" * READ_APART_BYTES and len(guard.threads) == 2
     stage.done()
 
 
-async def _answer_piece(stage: StreamTap, flow: http.HTTPFlow) -> None:
-    reading = stage.answer_piece(flow)  # the `answer_piece` hook's step, on the event loop
+async def _read_apart(tap: UsageTap) -> None:
+    assert tap.off_loop is not None
+    reading = tap.off_loop(tap.read_apart)  # as `patches.read_large_pieces_apart` has it, on the event loop
     assert reading is not None
     await reading
