@@ -54,10 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--policy", action="append", required=True, type=Path, help="a .rego file (repeatable)")
     evaluate.add_argument("--input", required=True, type=Path, help="the input document, JSON ('-': stdin)")
     evaluate.add_argument(
+        "--kind",
+        metavar="KIND",
+        help="the kind of decision: call (data.tollgate.deny), mcp (data.tollgate.mcp.deny), egress"
+        " (data.tollgate.egress.deny); default: mcp for an input with an `mcp` object, else call",
+    )
+    evaluate.add_argument(
         "--egress",
         action="store_true",
         help="the input is a connection (client, auth, source, host, port, address, service), decided by"
-        " data.tollgate.egress.deny as the proxy decides a CONNECT",
+        " data.tollgate.egress.deny as the proxy decides a CONNECT (as --kind egress)",
     )
     evaluate.add_argument(
         "--timeout",
@@ -206,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "policy" and args.policy_command == "test":
         return test_policy(args.paths, args.verbose, args.exit_zero_on_skipped)
     if args.command == "policy":
-        return evaluate_policy(args.policy, args.input, args.timeout, args.egress)
+        return evaluate_policy(args.policy, args.input, args.timeout, "egress" if args.egress else args.kind)
     if args.command == "token":
         return print_token(args.config, args.client, args.groups, args.ttl, args.issuer)
     if args.command == "key":
@@ -438,15 +444,17 @@ def positive(text: str) -> float:
     return value
 
 
-def evaluate_policy(files: list[Path], input_path: Path, timeout: float | None = None, egress: bool = False) -> int:
+def evaluate_policy(
+    files: list[Path], input_path: Path, timeout: float | None = None, kind_name: str | None = None
+) -> int:
     """Exit status 0 when the input is allowed, 1 when denied, 2 when the policy or input is broken.
     The policy is compiled here, and evaluated in a worker process within the time limit, as the
-    proxy does. An input with an `mcp` object is an MCP server's request, decided as the proxy
-    decides one: by `data.tollgate.mcp.deny`; with `egress`, the input is a connection, decided
-    by `data.tollgate.egress.deny`."""
+    proxy does. The input is decided as the proxy decides a request of `kind_name` (one of the
+    policy's `KINDS`); without one, an input with an `mcp` object is an MCP server's request
+    (`data.tollgate.mcp.deny`), any other an LLM call (`data.tollgate.deny`)."""
     from tollgate.governance.policy.policy import (
         CALL_DECISION,
-        EGRESS_DECISION,
+        KINDS,
         MCP_DECISION,
         TIMEOUT,
         Decision,
@@ -457,6 +465,10 @@ def evaluate_policy(files: list[Path], input_path: Path, timeout: float | None =
         whole,
     )
 
+    by_name = {k.name: k for k in KINDS}
+    if kind_name is not None and kind_name not in by_name:
+        print(f"error: --kind {kind_name}: no such kind of decision (kinds: {', '.join(by_name)})", file=sys.stderr)
+        return 2
     try:
         text = sys.stdin.read() if str(input_path) == "-" else input_path.read_text(encoding="utf-8")
         document = json.loads(text)
@@ -468,15 +480,19 @@ def evaluate_policy(files: list[Path], input_path: Path, timeout: float | None =
     except PolicyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    mcp = not egress and isinstance(document, dict) and isinstance(document.get("mcp"), dict)
-    kind = EGRESS_DECISION if egress else MCP_DECISION if mcp else CALL_DECISION
+    if kind_name is not None:
+        kind = by_name[kind_name]
+    else:
+        mcp = isinstance(document, dict) and isinstance(document.get("mcp"), dict)
+        kind = MCP_DECISION if mcp else CALL_DECISION
     # What the proxy gives the requests of the other kinds is not lacking here.
-    missing = [p for p in lacking(document, paths_read(policy.sources.values()) or ()) if _of_kind(p, kind.name)]
+    read = paths_read(policy.sources.values()) or ()
+    missing = [p for p in lacking(document, read) if kind.gives(p.partition(".")[0])]
     if missing:
-        # Undefined in Rego: a rule that reads one does not hold, as it would for a real call.
+        # Undefined in Rego: a rule that reads one does not hold, as it would for a real request.
         print(
             f"warning: {input_path} lacks what the policy reads: {', '.join(missing)}; the proxy gives every"
-            f" {'connection' if egress else 'call'} these (rules that read them do not hold here)",
+            f" {_REQUEST_OF_KIND.get(kind.name, kind.name + ' request')} these (rules that read them do not hold here)",
             file=sys.stderr,
         )
 
@@ -495,19 +511,8 @@ def evaluate_policy(files: list[Path], input_path: Path, timeout: float | None =
     return 0 if decision.allowed else 1
 
 
-# What the proxy gives an MCP request's input: the caller, and the request (`McpExchange.policy_input`).
-MCP_INPUT = ("client", "mcp")
-
-
-def _of_kind(path: str, kind: str) -> bool:
-    """Whether the proxy gives a path of this name to the input of a `kind` of request: an MCP
-    request (`mcp`), a connection (`egress`), or an LLM call (`call`)."""
-    from tollgate.governance.policy.policy import EGRESS_FACTS
-
-    top = path.partition(".")[0]
-    if kind == "egress":
-        return top in EGRESS_FACTS
-    return top in MCP_INPUT if kind == "mcp" else top != "mcp"
+# How the warning names a request of each built-in kind.
+_REQUEST_OF_KIND = {"call": "call", "mcp": "MCP request", "egress": "connection"}
 
 
 if __name__ == "__main__":

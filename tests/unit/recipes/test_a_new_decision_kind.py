@@ -2,17 +2,20 @@
 (its deny rule, how its facts become the `input` document, how its decisions are cached) and its
 place in `KINDS` (patched in). A policy that writes only that kind's rule then loads, and the kind
 is asked of the real policy (OPA's engine) the one way every kind is: `Policy.decide(kind, facts)`
-here, `Policy.decide_in_worker(kind, facts)` as the proxy asks. Nothing else in `Policy` changes."""
+here, `Policy.decide_in_worker(kind, facts)` as the proxy asks; and `tollgate policy eval --kind
+upload` evaluates a sample of it. Nothing else in `Policy`, nor in the command, changes."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tollgate.cli.main import main
 from tollgate.governance.policy import policy as policy_module
 from tollgate.governance.policy.policy import CALL_DECISION, KINDS, Decision, DecisionKind, Policy, PolicyError, whole
 
@@ -30,7 +33,7 @@ def keyed_on_the_facts(sources: Sequence[str]) -> Callable[[tuple[Any, ...]], Ha
 
 
 UPLOAD_DECISION: DecisionKind[tuple[Any, ...]] = DecisionKind(
-    "upload", "data.tollgate.upload.deny", upload_input, keyed_on_the_facts
+    "upload", "data.tollgate.upload.deny", upload_input, keyed_on_the_facts, UPLOAD_FACTS.__contains__
 )
 
 UPLOAD_POLICY = """package tollgate.upload
@@ -106,4 +109,21 @@ def test_the_new_kind_is_decided_in_the_worker_as_the_proxy_asks(declared: None,
     assert asyncio.run(asked()) == Decision(("bob may not upload files for fine-tune",))
     assert policy.decide_in_worker(UPLOAD_DECISION, ("bob", "fine-tune", 10)) == Decision(
         ("bob may not upload files for fine-tune",)
+    )
+
+
+@pytest.mark.slow
+def test_the_command_evaluates_a_sample_of_the_new_kind_by_its_name(
+    declared: None, upload_policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sample = tmp_path / "upload.json"
+    sample.write_text(json.dumps({"client": "bob", "purpose": "fine-tune"}), encoding="utf-8")
+
+    code = main(["policy", "eval", "--policy", str(upload_policy), "--kind", "upload", "--input", str(sample)])
+
+    out, err = capsys.readouterr()
+    assert (code, json.loads(out)) == (1, {"allowed": False, "deny": ["bob may not upload files for fine-tune"]})
+    assert err == (
+        f"warning: {sample} lacks what the policy reads: bytes; the proxy gives every upload request these"
+        " (rules that read them do not hold here)\n"
     )

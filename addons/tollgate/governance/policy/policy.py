@@ -85,12 +85,15 @@ class DecisionKind[In]:
     the deny rule that makes it (its reasons, a set of strings), how its facts become the `input`
     document the rule reads, and how its decisions are cached for a policy's sources (`keyed`:
     on the facts they read). Every kind is asked the same way: `Policy.decide_in_worker(kind,
-    facts)` as the proxy asks, `Policy.decide(kind, facts)` in this process."""
+    facts)` as the proxy asks, `Policy.decide(kind, facts)` in this process. `gives`: whether the
+    proxy's input of this kind has a top-level name (`tollgate policy eval` warns of those a policy
+    reads and a sample lacks: of this kind's only)."""
 
     name: str
     rule: str
     document: Callable[[In], Any]
     keyed: Callable[[Sequence[str]], Callable[[In], Hashable]]
+    gives: Callable[[str], bool] = bool
 
 
 class Policy:
@@ -425,6 +428,10 @@ def _egress_key(sources: Sequence[str]) -> Callable[[tuple[Any, ...]], Hashable]
     return cache_key(egress_facts_read(sources))  # a client's port, read by few rules, misses no hit
 
 
+# What the proxy gives an MCP request's input: the caller, and the request (`McpExchange.policy_input`).
+MCP_INPUT = ("client", "mcp")
+
+
 def _mcp_key(sources: Sequence[str]) -> Callable[[dict[str, Any]], Hashable]:
     """An MCP request's input whole, but for its session where no rule reads `input.mcp.session`:
     a session is new with each client's, and a new session's requests then hit the cache."""
@@ -448,13 +455,17 @@ def _whole_key(sources: Sequence[str]) -> Callable[[Any], Hashable]:
 
 
 # The kinds of decision. An LLM call's: its facts (`policy_input.input_facts`) by `data.tollgate.deny`.
-CALL_DECISION: DecisionKind[tuple[Any, ...]] = DecisionKind("call", CALL_RULE, input_document, _call_key)
+CALL_DECISION: DecisionKind[tuple[Any, ...]] = DecisionKind(
+    "call", CALL_RULE, input_document, _call_key, lambda top: top != "mcp"
+)
 # An MCP server's request's, by its own rules (`package tollgate.mcp`), never the LLM calls': its
 # input document (`McpExchange.policy_input`, `tool_input`).
-MCP_DECISION: DecisionKind[dict[str, Any]] = DecisionKind("mcp", "data.tollgate.mcp.deny", _itself, _mcp_key)
+MCP_DECISION: DecisionKind[dict[str, Any]] = DecisionKind(
+    "mcp", "data.tollgate.mcp.deny", _itself, _mcp_key, MCP_INPUT.__contains__
+)
 # A connection's a client opens through Tollgate (`package tollgate.egress`): its facts (`egress_facts`).
 EGRESS_DECISION: DecisionKind[tuple[Any, ...]] = DecisionKind(
-    "egress", "data.tollgate.egress.deny", egress_input, _egress_key
+    "egress", "data.tollgate.egress.deny", egress_input, _egress_key, EGRESS_FACTS.__contains__
 )
 KINDS = (CALL_DECISION, MCP_DECISION, EGRESS_DECISION)
 
@@ -462,7 +473,7 @@ KINDS = (CALL_DECISION, MCP_DECISION, EGRESS_DECISION)
 @functools.cache
 def whole(kind: DecisionKind[Any]) -> DecisionKind[Any]:
     """A kind's rule on input documents given whole (the command line's, a test's), not on facts."""
-    return DecisionKind(kind.name, kind.rule, _itself, _whole_key)
+    return DecisionKind(kind.name, kind.rule, _itself, _whole_key, kind.gives)
 
 
 @functools.cache

@@ -1711,6 +1711,29 @@ def test_cli_decides_a_connection_by_the_egress_rules(tmp_path: Path, capsys, cl
     )
 
 
+def test_cli_refuses_a_kind_of_decision_it_does_not_know(tmp_path: Path, capsys) -> None:
+    document = write_input(tmp_path, chat("gpt-4o-mini"))
+    assert run_eval(capsys, "--policy", ALLOWLIST, "--kind", "upload", "--input", document) == (
+        2,
+        "",
+        "error: --kind upload: no such kind of decision (kinds: call, mcp, egress)\n",
+    )
+
+
+@pytest.mark.slow
+def test_cli_decides_a_connection_named_by_its_kind(tmp_path: Path, capsys) -> None:
+    policy = write(tmp_path / "egress.rego", EGRESS_POLICY)
+    document = write_input(tmp_path, {
+        "client": "alice", "auth": "proxyauth", "source": "10.0.0.7:51000", "host": "huggingface.co",
+        "port": 443, "address": "13.35.1.1", "service": "huggingface",
+    })  # fmt: skip
+    assert run_eval(capsys, "--policy", policy, "--kind", "egress", "--input", document) == (
+        1,
+        json.dumps({"allowed": False, "deny": ["alice may not reach huggingface"]}, indent=2) + "\n",
+        "",
+    )
+
+
 @pytest.mark.slow
 def test_cli_names_what_a_connection_lacks_and_nothing_a_call_has(tmp_path: Path, capsys) -> None:
     policy = write(tmp_path / "egress.rego", EGRESS_POLICY)
