@@ -1,11 +1,13 @@
 """What a call does when an attempt failed before its answer began, decided in one call
-(`next_step`): the failure counted (a refused key rested, the circuits told), then the call goes
-again on its target with the next credential after a wait (`Retry`, and what goes instead when the
-retry cannot be made), goes to its next fallback (`Fallback`), or ends with the failed attempt's
-answer (`End`). A step that goes again has the failed attempt recorded and its reservation settled,
-and a retry on the limits has its own reserved (where a limit has no room, what goes instead is the
-step). Plain logic, no mitmproxy: the `Attempts` stage reads the failure from its flow, asks once
-and carries out the step (`retry_not_made` where a retry cannot be made after all)."""
+(`next_step`): routing decides on its target, asked once (`next_try`: the failure counted, a
+refused key rested, the next credential and its wait), and the step is a retry on its target
+(`Retry`, with what goes instead when the retry cannot be made and whether it is the call's last),
+its next fallback (`Fallback`), or the end with the failed attempt's answer (`End`). A step that
+goes again has the failed attempt recorded and its reservation settled, and a retry on the limits
+has its own reserved (where a limit has no room, what goes instead is the step). Plain logic, no
+mitmproxy: the `Attempts` stage reads the failure from its flow, asks once and carries out the step
+(`retry_not_made` where a retry cannot be made after all; `fallback_resends` for a fallback's first
+attempt, whose provider is known once it goes)."""
 
 from __future__ import annotations
 
