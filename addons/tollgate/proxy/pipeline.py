@@ -93,7 +93,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     )
     fallback = Fallback(shared, failover)
     upstream_watch = UpstreamWatch(shared)
-    # A failed attempt goes again: a retry on the next key, else the next fallback (`plan`); each
+    # A failed attempt goes again: a retry on the next key, else the next fallback (`next_step`); each
     # attempt with a clock of its own.
     attempts = Attempts(shared, fallback.next, upstream_watch.handle)
     stream_tap = StreamTap(shared)

@@ -1,5 +1,5 @@
-"""What a call whose attempt failed does next (`plan`): a retry on the next key after its wait, its
-next fallback, or nothing. Plain logic: a call record and a configuration, no proxy."""
+"""What a call whose attempt failed does next (`next_step`): a retry on the next key after its
+wait, its next fallback, or nothing. Plain logic: a call record and a configuration, no proxy."""
 
 from __future__ import annotations
 
@@ -14,19 +14,20 @@ from tollgate.core.call import Call, Caller, Route
 from tollgate.core.config import parse_config
 from tollgate.core.next_attempt import (
     END,
+    NOT_AGAIN,
     End,
-    Failure,
     Fallback,
     Retry,
-    goes_again,
+    Step,
+    fallback_resends,
     next_step,
-    plan,
     retry_not_made,
     retry_of,
 )
 from tollgate.core.runtime import Loaded
 from tollgate.governance.limits.limits import Estimate, Reserved, charges, counters
-from tollgate.governance.routing.failover import CONNECT, TIMEOUT, Circuits
+from tollgate.governance.routing.failover import CONNECT, TIMEOUT, Circuits, Failure
+from tollgate.governance.routing.next_try import goes_again
 from tollgate.ledger import open_store
 from tollgate.ledger.store import Store
 
@@ -42,8 +43,10 @@ def call_with(openai: dict[str, Any], fallbacks: tuple[tuple[str, str], ...] = (
     return call
 
 
-def planned(call: Call, failure: Failure, circuits: Circuits | None = None) -> Retry | Fallback | object:
-    return plan(call, failure, retry_of(call), circuits or Circuits())
+def planned(call: Call, failure: Failure, circuits: Circuits | None = None) -> Step:
+    step = next_step(call, failure, circuits or Circuits(), None)
+    assert isinstance(step, (Retry, Fallback, End))  # no limit: nothing to reserve, nothing awaited
+    return step
 
 
 RETRY = {"attempts": 3, "when": [503, 429, "connect"], "max_wait_s": 5}
@@ -51,42 +54,52 @@ RETRY = {"attempts": 3, "when": [503, 429, "connect"], "max_wait_s": 5}
 
 def test_a_retry_goes_on_the_next_key_after_the_retry_after_asked():
     call = call_with({"keys": ["sk-one", "sk-two"], "retry": RETRY})
-    step = planned(call, Failure(503, None, tries=1, retry_after=2.0))
-    assert isinstance(step, Retry) and step.wait == 2.0
+    step = planned(call, Failure(503, None, tries=1, retry_after="2"))
+    assert isinstance(step, Retry) and (step.wait, step.last) == (2.0, False)
     assert step.key.pooled_key == "sk-one"  # the pool's next key
     step = planned(call, Failure(None, CONNECT, tries=2))
     assert isinstance(step, Retry) and (step.key.pooled_key, step.wait) == ("sk-two", 0.0)
+    assert step.last  # the third attempt of three, with no fallback: its failure goes to the client
 
 
 def test_a_failure_retry_when_does_not_name_ends_the_call_whatever_is_left():
     call = call_with({"keys": ["sk-one"], "retry": RETRY}, FALLBACKS)
     for failure in (Failure(500, None, tries=1), Failure(None, TIMEOUT, tries=1)):
-        assert not goes_again(call, failure, retry_of(call))
-        assert planned(call, failure) is END
+        assert not goes_again(failure, retry_of(call), fallbacks=True)
+        assert planned(call, failure) is NOT_AGAIN
 
 
 def test_with_no_retry_left_the_next_fallback_goes_else_nothing():
     with_fallbacks = call_with({"keys": ["sk-one"], "retry": RETRY}, FALLBACKS)
     assert planned(with_fallbacks, Failure(503, None, tries=3)) == Fallback(FALLBACKS[0])
     alone = call_with({"keys": ["sk-one"], "retry": RETRY})
-    assert planned(alone, Failure(503, None, tries=3)) is END
+    assert planned(alone, Failure(503, None, tries=3)) is NOT_AGAIN
     # Fallbacks without `retry`: one attempt, on the default conditions.
     no_retry = call_with({"keys": ["sk-one"]}, FALLBACKS)
     assert planned(no_retry, Failure(503, None, tries=1)) == Fallback(FALLBACKS[0])
 
 
+def test_a_fallbacks_first_attempt_goes_again_on_its_own_providers_retry():
+    call = call_with({"keys": ["sk-one"], "retry": RETRY}, FALLBACKS[1:])
+    assert fallback_resends(call) == (False, retry_of(call))  # a retry of its own left
+    call = call_with({"keys": ["sk-one"]}, FALLBACKS[1:])
+    assert fallback_resends(call) == (False, retry_of(call))  # no retry: its next fallback left
+    call.failover.fallbacks = ()
+    assert fallback_resends(call) == (True, retry_of(call))  # nothing after it: its failure stands
+
+
 def test_a_wait_past_max_wait_s_is_no_retry():
     call = call_with({"keys": ["sk-one"], "retry": RETRY}, FALLBACKS)
-    assert planned(call, Failure(503, None, tries=1, retry_after=6.0)) == Fallback(FALLBACKS[0])
+    assert planned(call, Failure(503, None, tries=1, retry_after="6")) == Fallback(FALLBACKS[0])
     call = call_with({"keys": ["sk-one"], "retry": RETRY})
-    assert planned(call, Failure(503, None, tries=1, retry_after=6.0)) is END
+    assert planned(call, Failure(503, None, tries=1, retry_after="6")) is END
 
 
 def test_a_refused_key_waits_only_for_the_rest_of_the_next_key():
     call = call_with({"keys": ["sk-one", "sk-two"], "retry": RETRY})
     pool = call.loaded.pools["openai"]
-    pool.rest("sk-one", 60)  # the key the 429 refused, rested by the stage before it plans
-    step = planned(call, Failure(429, None, tries=1, retry_after=60.0, refused_key=True))
+    call.answer.pooled_key = (pool, "sk-one")  # the key the 429 refused: it rests for the Retry-After
+    step = planned(call, Failure(429, None, tries=1, retry_after="60"))
     assert isinstance(step, Retry) and (step.key.pooled_key, step.wait) == ("sk-two", 0.0)
 
 
@@ -100,8 +113,6 @@ def test_no_retry_while_every_key_rests():
 
 
 def test_next_step_decides_in_one_call_and_records_and_counts_what_goes_again():
-    from tollgate.core.next_attempt import NOT_AGAIN, next_step
-
     call = call_with(
         {"keys": ["sk-one", "sk-two"], "retry": RETRY, "circuit": {"failures": 1, "rest_s": 30}}, FALLBACKS
     )
@@ -109,14 +120,14 @@ def test_next_step_decides_in_one_call_and_records_and_counts_what_goes_again():
     call.answer.pooled_key, call.answer.upstream_key = (pool, "sk-one"), "fp-one"
     circuits = Circuits()
     # A failure `retry.when` does not name: nothing counted, rested nor recorded.
-    assert next_step(call, Failure(500, None, tries=1, error="upstream answered 500"), circuits, None) is NOT_AGAIN
+    assert next_step(call, Failure(500, None, tries=1), circuits, None) is NOT_AGAIN
     assert (pool.rest_left("sk-one"), call.failover.attempts) == (0.0, None)
     # A key refused: it rests for the Retry-After asked, its circuit opens, the attempt is recorded,
     # and the retry goes on the other key, the first fallback instead if it cannot be made.
-    refused = Failure.answered(429, "20", tries=1)  # as its flow tells: the status and Retry-After as they came
-    assert refused == Failure(429, None, 1, 20.0, True, "20", "upstream answered 429")
+    refused = Failure(429, None, 1, "20")  # as its flow tells: the status and Retry-After as they came
+    assert (refused.refused_key, refused.error) == (True, "upstream answered 429")
     step = next_step(call, refused, circuits, None)
-    assert isinstance(step, Retry) and (step.key.pooled_key, step.wait) == ("sk-two", 0.0)
+    assert isinstance(step, Retry) and (step.key.pooled_key, step.wait, step.last) == ("sk-two", 0.0, False)
     assert step.otherwise == Fallback(FALLBACKS[0])
     assert 19.0 < pool.rest_left("sk-one") <= 30.0
     assert [(a.provider, a.status, a.upstream_key, a.error) for a in call.failover.attempts or ()] == [
@@ -124,7 +135,7 @@ def test_next_step_decides_in_one_call_and_records_and_counts_what_goes_again():
     ]
     # No retry within `max_wait_s` and no fallback: the end, counted, nothing recorded.
     alone = call_with({"keys": ["sk-one"], "retry": RETRY})
-    end = next_step(alone, Failure(503, None, 1, 6.0, error="upstream answered 503"), circuits, None)
+    end = next_step(alone, Failure(503, None, 1, "6"), circuits, None)
     assert end == END and end.counted and alone.failover.attempts is None
 
 
@@ -159,7 +170,7 @@ def test_a_retry_reserved_and_never_sent_gives_its_reservation_back(tmp_path: Pa
         store = open_store(f"sqlite:///{tmp_path}/ledger.sqlite")
         try:
             call, keys = limited_call(fallbacks, store)
-            pending = next_step(call, Failure(503, None, 1, error="upstream answered 503"), Circuits(), store, 100)
+            pending = next_step(call, Failure(503, None, 1), Circuits(), store, 100)
             assert not isinstance(pending, (Retry, Fallback, End))  # its reservation is awaited
             step = await pending
             assert isinstance(step, Retry) and call.ledger.reserved is not None

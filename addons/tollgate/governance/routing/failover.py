@@ -3,16 +3,16 @@ attempt was (`Attempt`), for its audit record. Plain logic, no mitmproxy.
 
 How a call goes again, through mitmproxy's own upstream path: `patches.resend` teaches mitmproxy's
 HTTP stream (`HttpStream`) to stop, when an attempt's answer has only its status and headers, or
-when its connection failed or it timed out, before it runs the `responseheaders` or `error` hook:
-it runs Tollgate's `attempt_failed` hook instead (`patches.AttemptFailedHook`). Governance then
-decides what goes next in one call (`next_attempt.next_step`: rests the key, counts the failure,
-picks the next key or fallback); the stage puts the next key on the request (a signature made
-anew) and may wait out a Retry-After. When they ask for it, the stream cancels the attempt upstream (an
-HTTP/2 stream reset, an HTTP/1 connection closed, with what it may still report dropped) and sends
-the request again as it first did: the connection comes from mitmproxy's own pool (its TLS trust,
-ALPN, HTTP/2, client certificates and upstream proxy), the answer then goes through the usual
-hooks and streams to the client unbuffered. Nothing of a failed attempt reaches the client, since
-mitmproxy sends an answer's headers only after `responseheaders`.
+when its connection failed or it timed out, before it runs the `responseheaders` or `error` hook: it
+runs Tollgate's `attempt_failed` hook instead (`patches.AttemptFailedHook`). Governance then decides
+what goes next in one call (`next_attempt.next_step`, which asks routing once, `next_try`: counts
+the failure, rests the key, picks the next key; else the next fallback); the stage puts the next key
+on the request (a signature made anew) and may wait out a Retry-After. When they ask for it, the
+stream cancels the attempt upstream (an HTTP/2 stream reset, an HTTP/1 connection closed, with what
+it may still report dropped) and sends the request again as it first did: the connection comes from
+mitmproxy's own pool (its TLS trust, ALPN, HTTP/2, client certificates and upstream proxy), the
+answer then goes through the usual hooks and streams to the client unbuffered. Nothing of a failed
+attempt reaches the client, since mitmproxy sends an answer's headers only after `responseheaders`.
 
 Other ways were weighed and left: a second HTTP client (httpx, `upstream.send`) would trust other
 CAs, speak another HTTP and buffer or re-stream the answer outside mitmproxy's flow; mitmproxy's
@@ -31,6 +31,8 @@ from tollgate.common.config_base import RetryConfig
 
 CONNECT = "connect"
 TIMEOUT = "timeout"
+# Statuses after which a pooled key rests for the provider's Retry-After.
+RESTING_STATUSES = (401, 429)
 # What counts as a failure for a circuit when the provider has no `retry` to say.
 DEFAULT_WHEN = RetryConfig().when
 
@@ -84,6 +86,30 @@ def failed_status_error(status: int) -> str:
     return f"upstream answered {status}"
 
 
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """How an attempt failed, as its flow tells: the upstream's status and its Retry-After header
+    as they came, else how its connection or its wait for an answer failed (`CONNECT`, `TIMEOUT`,
+    with the error its flow gives, `unanswered`); and which attempt on its target it was (1: the
+    first)."""
+
+    status: int | None
+    kind: str | None
+    tries: int
+    retry_after: str | None = None
+    unanswered: str | None = None
+
+    @property
+    def refused_key(self) -> bool:
+        """Whether the upstream refused the key (401, 429): it rests for the Retry-After."""
+        return self.status in RESTING_STATUSES
+
+    @property
+    def error(self) -> str | None:
+        """The error the call's `attempts` record gives the attempt."""
+        return failed_status_error(self.status) if self.status is not None else self.unanswered
+
+
 def wait_for(rest_left: float | None, retry_after: float | None, refused_key: bool, max_wait_s: float) -> float | None:
     """How long to wait before the next attempt, or None when it is not to be made (a wait past
     `max_wait_s`). A key the provider refused (401, 429) rests for its Retry-After, and the next
@@ -108,6 +134,12 @@ def failed(status: int | None, kind: str | None, when: tuple[int | str, ...]) ->
 def upstream_circuit(provider: str, upstream: str | None) -> str:
     """The name of the circuit of an upstream a call goes to with no pooled key."""
     return f"{provider} {upstream}"
+
+
+def upstream_rest_left(circuits: Circuits, provider: str, upstream: str | None, model: str) -> float:
+    """How long an upstream rests (its circuit open), for every model or for `model`'s calls."""
+    whole = upstream_circuit(provider, upstream)
+    return max(circuits.rest_left(whole), circuits.rest_left(model_circuit(whole, model)))
 
 
 # What a circuit for one model adds to its key's or upstream's name: neither a fingerprint nor an

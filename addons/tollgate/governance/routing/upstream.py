@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from tollgate.common.config_base import ProviderConfig
 from tollgate.common.fingerprint import fingerprint
 from tollgate.credentials.base import RequestParts, UpstreamCredential
-from tollgate.credentials.keypool import KeyPool, retry_after_seconds
+from tollgate.credentials.keypool import KeyPool
 from tollgate.formats.framing import MAX_FRAME, Undecodable, decode_whole
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.routing.failover import model_circuit
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
     from tollgate.governance.routing.failover import Circuits
     from tollgate.ledger.store import Store
 
-# Statuses after which a pooled key rests for the provider's Retry-After.
-RESTING_STATUSES = (401, 429)
 # The headers a caller sends its own upstream credential in, every provider's: each is removed from
 # every call whichever provider it names (a key sent to the wrong provider must not travel on).
 SIDE_HEADERS = (
@@ -114,10 +112,10 @@ def open_circuit(
         ledger.rest(CIRCUIT + name, time.time() + seconds)
 
 
-def rest_key(pool: KeyPool, key: str, retry_after: str | None, ledger: Store | None) -> None:
-    """A pooled key its provider refused (`RESTING_STATUSES`) rests for the answer's Retry-After, in
-    its pool and, where a ledger's store is shared, in every process sharing it."""
-    seconds = retry_after_seconds(retry_after)
+def rest_key(pool: KeyPool, key: str, seconds: float, ledger: Store | None) -> None:
+    """A pooled key its provider refused (`RESTING_STATUSES`) rests for the answer's Retry-After
+    (`seconds`, as `retry_after_seconds` reads it), in its pool and, where a ledger's store is
+    shared, in every process sharing it."""
     pool.rest(key, seconds)
     if ledger is not None:
         ledger.rest(fingerprint(key), time.time() + seconds)

@@ -24,19 +24,17 @@ from tollgate.core.next_attempt import (
     Step,
     count_attempt,
     failure_kind,
+    fallback_resends,
     next_step,
-    resends,
     retry_not_made,
     retry_of,
     take_back,
 )
-from tollgate.core.next_attempt import (
-    Failure as AttemptFailure,
-)
 from tollgate.credentials.errors import CredentialUnavailable
-from tollgate.credentials.keypool import KeyPool
-from tollgate.governance.routing.failover import retries_errors, retry_statuses
-from tollgate.governance.routing.upstream import RESTING_STATUSES, rest_key
+from tollgate.credentials.keypool import KeyPool, retry_after_seconds
+from tollgate.governance.routing import failover as routing
+from tollgate.governance.routing.failover import RESTING_STATUSES, retries_errors, retry_statuses
+from tollgate.governance.routing.upstream import rest_key
 from tollgate.proxy import patches
 from tollgate.proxy.flows import apply_credential, body_size, call_of
 from tollgate.proxy.state import Shared
@@ -97,17 +95,17 @@ class Attempts:
         self._counted.add(flow)  # counted for its circuits: its answer's hooks do not count it again
         return self._carry_out(flow, call, step)
 
-    def _how_it_failed(self, flow: http.HTTPFlow, call: Call) -> AttemptFailure:
-        """How the attempt failed, as its flow tells: the upstream's status and Retry-After, else
-        whether its wait for an answer ran out, and the error its record in `attempts` gives."""
+    def _how_it_failed(self, flow: http.HTTPFlow, call: Call) -> routing.Failure:
+        """How the attempt failed, as its flow tells: the upstream's status and Retry-After header
+        as they came (read by governance), else whether its connection failed or its wait for an
+        answer ran out, and the error its record in `attempts` gives."""
         tries = len(call.failover.attempts or ()) - self._target_from.get(flow, 0) + 1
         response = flow.response
         if response is not None:
-            return AttemptFailure.answered(response.status_code, response.headers.get("retry-after"), tries)
-        timed_out = call.answer.failure is Failure.UPSTREAM_TIMEOUT
-        message = flow.error.msg if flow.error else "unknown error"
-        error = call.answer.error if timed_out and call.answer.error else f"upstream unreachable: {message}"
-        return AttemptFailure.unanswered(timed_out, tries, error)
+            return routing.Failure(response.status_code, None, tries, response.headers.get("retry-after"))
+        if call.answer.failure is Failure.UPSTREAM_TIMEOUT:
+            return routing.Failure(None, routing.TIMEOUT, tries, unanswered=call.answer.error or _unreachable(flow))
+        return routing.Failure(None, routing.CONNECT, tries, unanswered=_unreachable(flow))
 
     async def _carry_out_once_decided(self, flow: http.HTTPFlow, call: Call, step: Awaitable[Step]) -> None:
         await _done(self._carry_out(flow, call, await step))
@@ -138,7 +136,7 @@ class Attempts:
         then), and the call sent again; where it cannot be had, what goes instead."""
         if not _applied(flow, call, step):
             return self._instead(flow, call, step)
-        self._go_again(flow, call)
+        self._go_again(flow, call, step)
         return None
 
     def _instead(self, flow: http.HTTPFlow, call: Call, step: Retry) -> Awaitable[None] | None:
@@ -157,20 +155,21 @@ class Attempts:
             return
         take_back(call)
 
-    def _go_again(self, flow: http.HTTPFlow, call: Call) -> None:
-        """The call goes again, on its new credential, with a clock of its own; the failed
-        attempt's status, error and first byte are forgotten."""
-        failover, answer = call.failover, call.answer
+    def _go_again(self, flow: http.HTTPFlow, call: Call, retry: Retry | None = None) -> None:
+        """The call goes again, on its new credential, with a clock of its own: a retry (its step
+        says whether it is the call's last), else a fallback's first attempt, which fails on its
+        own provider's conditions (`fallback_resends`). The failed attempt's status, error and first
+        byte are forgotten."""
+        answer = call.answer
         answer.status = answer.error = answer.failure = answer.first_byte = None
         self._counted.discard(flow)
         answer.request_sent = False  # the next attempt's, once it has gone
-        failover.attempt_started = time.time()
-        target_from = self._target_from.get(flow, 0)
-        last, retry = resends(call, target_from)
+        call.failover.attempt_started = time.time()
+        last, when = (retry.last, None) if retry is not None else fallback_resends(call)
         if last:
             patches.no_more_resends(flow)
-        elif target_from == len(failover.attempts or ()):  # a fallback's first: its provider's `retry.when`
-            patches.may_resend(flow, retry_statuses(retry), retries_errors(retry))
+        elif when is not None:
+            patches.may_resend(flow, retry_statuses(when), retries_errors(when))
         patches.resend(flow)
         self._clock(flow, call)
 
@@ -208,6 +207,10 @@ def _applied(flow: http.HTTPFlow, call: Call, step: Retry) -> bool:
     return True
 
 
+def _unreachable(flow: http.HTTPFlow) -> str:
+    return f"upstream unreachable: {flow.error.msg if flow.error else 'unknown error'}"
+
+
 async def _done(pending: Awaitable[None] | None) -> None:
     if pending is not None:
         await pending
@@ -216,4 +219,4 @@ async def _done(pending: Awaitable[None] | None) -> None:
 def _rest_refused_key(response: http.Response, pooled: tuple[KeyPool, str], shared: Shared) -> None:
     if response.status_code in RESTING_STATUSES:
         pool, key = pooled
-        rest_key(pool, key, response.headers.get("retry-after"), shared.ledger)
+        rest_key(pool, key, retry_after_seconds(response.headers.get("retry-after")), shared.ledger)

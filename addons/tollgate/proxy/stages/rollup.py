@@ -19,6 +19,7 @@ from mitmproxy import ctx, http
 from tollgate.core.call import Call, RolledUp
 from tollgate.credentials.base import UpstreamCredential
 from tollgate.credentials.errors import CredentialUnavailable
+from tollgate.credentials.keypool import retry_after_seconds
 from tollgate.formats import OPENAI_CHAT
 from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.registry import wire_format
@@ -35,8 +36,8 @@ from tollgate.governance.limits.rollup import (
     summary_request,
 )
 from tollgate.governance.matching import matches
+from tollgate.governance.routing.failover import RESTING_STATUSES
 from tollgate.governance.routing.upstream import (
-    RESTING_STATUSES,
     Outgoing,
     Unreachable,
     credential_for,
@@ -136,7 +137,8 @@ class RollUp:
             if isinstance(e, SummaryUnavailable) and e.rest is not None:
                 # A pooled key the summarizer's provider refused rests, as after a call's (`Credential`).
                 key, retry_after = e.rest
-                rest_key(call.loaded.pools[rule.summarizer.provider], key, retry_after, self.shared.ledger)
+                pool = call.loaded.pools[rule.summarizer.provider]
+                rest_key(pool, key, retry_after_seconds(retry_after), self.shared.ledger)
             return
         summaries.put(rolled.key, summary)
         cost = call.loaded.prices.cost(

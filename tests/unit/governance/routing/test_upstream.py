@@ -20,7 +20,7 @@ from tollgate.common.fingerprint import fingerprint
 from tollgate.core.config import parse_config
 from tollgate.core.runtime import Loaded
 from tollgate.credentials.base import Applied, RequestParts, UpstreamCredential
-from tollgate.credentials.keypool import KeyPool
+from tollgate.credentials.keypool import KeyPool, retry_after_seconds
 from tollgate.formats.raw_headers import Fields
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.routing.upstream import (
@@ -79,11 +79,11 @@ class Ledger:
 
 def test_a_refused_key_rests_for_its_retry_after_in_its_pool_and_the_shared_ledger() -> None:
     pool, ledger = KeyPool(("sk-one", "sk-two")), Ledger()
-    rest_key(pool, "sk-one", "30", ledger)  # type: ignore[arg-type]
+    rest_key(pool, "sk-one", retry_after_seconds("30"), ledger)  # type: ignore[arg-type]
     assert [pool.take() for _ in range(2)] == ["sk-two", "sk-two"]
     ((key, until),) = ledger.rests
     assert key == fingerprint("sk-one") and 29 < until - time.time() <= 30
-    rest_key(pool, "sk-two", None, None)  # no ledger shared: the pool alone, for the default 60 s
+    rest_key(pool, "sk-two", retry_after_seconds(None), None)  # no ledger shared: the pool alone, 60 s
     assert pool.take() == "sk-one"  # both rest: the one free soonest
 
 
