@@ -154,9 +154,14 @@ class ChatAnswerGuard(EventGuard):
         if data.strip() == b"[DONE]":
             return self._done(pending)
         obj = event_object(data)
-        if not of_read_shape(obj):
+        if not self._of_read_shape(obj):
             return self._unread(pending)
         return self._object_event(pending, obj)
+
+    @staticmethod
+    def _of_read_shape(obj: Any) -> bool:
+        """Whether an event's object holds its text only where the guard reads it."""
+        return of_read_shape(obj)
 
     def _done(self, pending: Pending) -> bytes:
         """`[DONE]`: what every choice holds goes on before it."""
@@ -172,10 +177,9 @@ class ChatAnswerGuard(EventGuard):
         self._last = obj
         before = b""
         for i, choice in enumerate(choices):
-            if not isinstance(choice, dict) or not isinstance(choice.get("delta"), dict):
+            if not isinstance(choice, dict) or not self._read_choice(pending, choice.get("index", 0), choice):
                 continue
             index = choice.get("index", 0)
-            self._delta(pending, index, choice["delta"])
             if self.denied is not None:
                 # The choices after it are not read: none of them goes on.
                 choice["finish_reason"] = None
@@ -192,6 +196,14 @@ class ChatAnswerGuard(EventGuard):
         if self._by_template.wanted and len(pending.pieces) == 1 and not before:
             self._by_template.learn(pending.whole[:-2], pending.pieces[0])  # its block
         return before + self._drained()
+
+    def _read_choice(self, pending: Pending, index: int, choice: dict[str, Any]) -> bool:
+        """A choice's text given to its channels (False: the choice carries none, nor ends)."""
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            return False
+        self._delta(pending, index, delta)
+        return True
 
     def _delta(self, pending: Pending, index: int, delta: dict[str, Any]) -> None:
         """The delta's text given to its channels. At a value to deny, what the delta carries after
