@@ -20,7 +20,8 @@ import orjson
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
 from tollgate.governance.guardrails.chat_template import Channel, TemplatePass
-from tollgate.governance.guardrails.event_guard import WAITING_BYTES, EventGuard, Pending  # noqa: F401
+from tollgate.governance.guardrails.event_guard import UNREAD, WAITING_BYTES, EventGuard, Pending  # noqa: F401
+from tollgate.governance.guardrails.logprob_tokens import chat_spells
 
 # The text fields of a choice's delta (or message) that are read: its text, a refusal, and the
 # reasoning some providers show (`reasoning_content`, `reasoning`).
@@ -67,7 +68,8 @@ def of_read_shape(obj: Any) -> bool:
     """Whether an event's object holds its text only where the guard reads it: an object without
     choices (an error, usage alone), or choices whose deltas carry text in `TEXT_FIELDS` and tool
     calls' arguments, as strings. Another shape (JSON that is no object, a delta or a text field of
-    another type, a legacy `function_call`, an audio transcript) would go on unread."""
+    another type, a legacy `function_call`, an audio transcript, log probabilities whose tokens
+    spell other text than the delta's: `logprob_tokens.py`) would go on unread."""
     if not isinstance(obj, dict):
         return False
     choices = obj.get("choices")
@@ -76,11 +78,13 @@ def of_read_shape(obj: Any) -> bool:
     if not isinstance(choices, list):
         return False
     for choice in choices:
-        delta = choice.get("delta") if isinstance(choice, dict) else False
-        if delta is None:
-            continue
-        if not isinstance(delta, dict) or not _delta_of_read_shape(delta):
+        if not isinstance(choice, dict):
             return False
+        delta = choice.get("delta")
+        if delta is not None and (not isinstance(delta, dict) or not _delta_of_read_shape(delta)):
+            return False
+        if choice.get("logprobs") and not chat_spells(choice["logprobs"], delta or {}):
+            return False  # its tokens spell other text than its delta's: they would go on unread
     return True
 
 
@@ -274,6 +278,8 @@ def guard_chat_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str 
     changed = False
     for choice in choices:
         message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(choice, dict) and choice.get("logprobs") and not chat_spells(choice["logprobs"], message):
+            return body, UNREAD, {}  # its tokens spell other text than its message's
         if not isinstance(message, dict):
             continue
         targets: list[tuple[dict[str, Any], str, bool]] = [(message, f, False) for f in TEXT_FIELDS]

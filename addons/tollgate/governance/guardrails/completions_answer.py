@@ -19,6 +19,7 @@ from typing import Any
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, denied_event, without_logprobs
 from tollgate.governance.guardrails.event_guard import UNREAD, Pending
+from tollgate.governance.guardrails.logprob_tokens import completions_spells
 
 __all__ = ["CompletionsAnswerGuard", "denied_event", "guard_completions_json", "is_completion"]
 
@@ -45,7 +46,8 @@ def is_completion(first: Any) -> bool:
 def of_completions_shape(obj: Any) -> bool:
     """Whether an event's (or a whole answer's) object holds its text only where the guard reads
     it: an object without choices (an error, usage alone), or choices that are objects whose `text`
-    is a string or null. Another shape would go on unread."""
+    is a string or null, whose `logprobs` tokens spell exactly that text (`logprob_tokens.py`).
+    Another shape would go on unread."""
     if not isinstance(obj, dict):
         return False
     choices = obj.get("choices")
@@ -53,7 +55,13 @@ def of_completions_shape(obj: Any) -> bool:
         return True
     if not isinstance(choices, list):
         return False
-    return all(isinstance(c, dict) and isinstance(c.get(TEXT), str | None) for c in choices)
+    return all(_choice_of_read_shape(choice) for choice in choices)
+
+
+def _choice_of_read_shape(choice: Any) -> bool:
+    if not isinstance(choice, dict) or not isinstance(choice.get(TEXT), str | None):
+        return False
+    return completions_spells(choice.get("logprobs"), choice.get(TEXT))
 
 
 class CompletionsAnswerGuard(ChatAnswerGuard):

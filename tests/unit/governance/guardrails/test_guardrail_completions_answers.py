@@ -208,8 +208,8 @@ def test_a_value_to_deny_ends_the_stream_with_an_error_and_no_done() -> None:
 def test_an_event_written_anew_loses_its_logprobs() -> None:
     """Log probabilities' tokens are the text as it came: an event whose text is replaced carries
     none; one that goes on as it came keeps them."""
-    logprobs = {"tokens": ["Mail", " ", EMAIL], "token_logprobs": [-0.1, -0.2, -0.3], "top_logprobs": None}
-    clean = {"tokens": ["Hello", "."], "token_logprobs": [-0.1, -0.2], "top_logprobs": None}
+    logprobs = {"tokens": ["Mail", " ", EMAIL, " "], "token_logprobs": [-0.1, -0.2, -0.3, -0.1], "top_logprobs": None}
+    clean = {"tokens": ["Hello", ". "], "token_logprobs": [-0.1, -0.2], "top_logprobs": None}
     data = stream(
         [chunk(0, "Hello. ", logprobs=clean), chunk(0, f"Mail {EMAIL} ", logprobs=logprobs), chunk(0, "", "stop")]
     )
@@ -231,7 +231,7 @@ def test_text_held_at_the_end_goes_on_in_an_event_of_its_own() -> None:
 
 
 def test_a_whole_answer_is_served_redacted_or_refused() -> None:
-    logprobs = {"tokens": [EMAIL], "token_logprobs": [-0.1], "top_logprobs": None, "text_offset": [0]}
+    logprobs = {"tokens": ["mail ", EMAIL], "token_logprobs": [-0.1, -0.1], "top_logprobs": None, "text_offset": [0, 5]}
     body = json.dumps({"id": "cmpl-1", "object": "text_completion", "choices": [
         {"text": f"mail {EMAIL}", "index": 0, "logprobs": logprobs, "finish_reason": "stop"},
         {"text": f"token {TOKEN}", "index": 1, "logprobs": None, "finish_reason": "stop"},
