@@ -680,3 +680,28 @@ def test_responses_tokens_that_do_not_spell_their_text_stop_the_answer() -> None
     message = {"type": "message", "role": "assistant", "content": [part["part"]]}
     body = json.dumps({"id": "resp_1", "object": "response", "output": [message]}).encode()
     assert guard_responses_json(compiled("redact"), body)[1:] == ("unread", {})
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"choices": [{"index": 0, "delta": {"content": "ok"}, "logprobs": chat_logprobs(["ok", CARD])}]},
+        {"choices": [{"index": 0, "delta": {}, "logprobs": chat_logprobs([CARD])}]},
+        {"choices": [{"index": 0, "text": "ok", "logprobs": {"tokens": ["ok", CARD]}}]},
+        {"outputs": [{"text": "ok", "logprobs": chat_logprobs([CARD])}]},
+        {"generation": "ok", "logprobs": [{"token": CARD}]},
+    ],
+    ids=["chat-more", "chat-no-text", "completions-more", "other-shape", "other-family"],
+)
+def test_bedrock_invoke_tokens_that_do_not_spell_their_text_stop_the_answer(odd: dict[str, Any]) -> None:
+    """A frame that cannot be read raises: the caller ends the answer as unreadable. Nothing of it
+    has gone on; a whole answer is refused."""
+    first = {"choices": [{"index": 0, "delta": {"content": "Hello. "}, "logprobs": chat_logprobs(["Hello", ". "])}]}
+    guard = InvokeAnswerGuard(compiled("redact"))
+    data = invoke_chunk(first) + invoke_chunk(odd)
+    out = guard.feed(data[: len(invoke_chunk(first))])
+    with pytest.raises(ValueError, match="log probabilities"):
+        out += guard.feed(data[len(invoke_chunk(first)) :])
+    sent = [json.loads(base64.b64decode(json.loads(m.payload)["bytes"])) for m in EventStreamFramer().feed(out)]
+    assert sent == [first]
+    assert guard_bedrock_json(compiled("redact"), json.dumps(odd).encode())[1:] == ("unread", {})
