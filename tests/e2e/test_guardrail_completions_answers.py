@@ -101,6 +101,19 @@ def other_shape_stream(shape: dict) -> list[bytes]:
             sse({**HEAD, "choices": [choice(0, " after", "stop")]}), sse("[DONE]")]  # fmt: skip
 
 
+def early_tokens() -> list[bytes]:
+    """The text in 5-character events, each with its log probabilities; the event before the key's
+    first piece carries that piece's tokens too (a token sent in another event than its text)."""
+    cut = [TEXT[i : i + 5] for i in range(0, len(TEXT), 5)]
+    first = next(i for i, p in enumerate(cut) if AWS[:2] in p)
+    events = []
+    for i, text in enumerate(cut):
+        tokens = [text, cut[i + 1]] if i == first - 1 else [text]
+        logprobs = {"tokens": tokens, "token_logprobs": [-0.5] * len(tokens), "top_logprobs": None}
+        events.append(sse({**HEAD, "choices": [{**choice(0, text), "logprobs": logprobs}]}))
+    return [*events, sse({**HEAD, "choices": [choice(0, "", "stop")]}), sse("[DONE]")]
+
+
 def answer(received: Received) -> Reply:
     if received.method == "GET" and "/v1/responses/resp_s" in received.path:
         if "stream=true" in received.path:
@@ -111,6 +124,8 @@ def answer(received: Received) -> Reply:
         return Reply(200, stored() if received.path.endswith("/chatcmpl-s") else listed)
     if not received.path.endswith("/v1/completions"):
         return provider_answers(received)
+    if received.json().get("model") == "shape-early":
+        return Reply(200, chunks=early_tokens())
     shape = OTHER_SHAPES.get(received.json().get("model"))
     if shape is not None:
         return Reply(200, chunks=other_shape_stream(shape)) if received.json().get("stream") else Reply(200, shape)
@@ -324,3 +339,33 @@ def test_a_json_answer_of_another_shape_is_refused_403(gw, model):
     assert AWS[:4].encode() not in answer.body
     assert json.loads(answer.body)["error"]["code"] == "content_denied"
     assert (record["status"], record["refusal"]) == (403, "content_denied")
+
+
+READ_LOGPROBS = f"""
+from openai import OpenAI
+client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+events, error = [], None
+try:
+    for event in client.completions.create(
+        model="shape-early", prompt="Read me the file.", max_tokens=40, stream=True, logprobs=1
+    ):
+        for c in event.choices:
+            events.append([c.text, c.logprobs and c.logprobs.tokens])
+except Exception as e:
+    error = [type(e).__module__.split(".")[0], type(e).__name__]
+report(events=events, error=error)
+"""
+
+
+def test_tokens_ahead_of_their_text_stop_the_answer(gw):
+    """The event before the key's first piece carries that piece's tokens: it stops the answer as
+    unreadable; the SDK raises, having had the text before it (each event's tokens its text), and
+    no token of the key."""
+    result = gw.run(READ_LOGPROBS)
+    assert result["error"] == ["openai", "APIError"]
+    said = "".join(text for text, _ in result["events"])
+    assert TEXT.startswith(said) and len(said) <= TEXT.index(AWS)
+    assert all(tokens == [text] for text, tokens in result["events"] if text)
+    assert AWS[:2] not in json.dumps(result)
+    record = gw.last_audit()
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
