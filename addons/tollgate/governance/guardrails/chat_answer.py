@@ -88,6 +88,27 @@ def of_read_shape(obj: Any) -> bool:
     return True
 
 
+def of_whole_shape(obj: Any) -> bool:
+    """Whether a whole answer's object holds its text only where the guard reads it: as an event's
+    (`of_read_shape`), each choice's `message` in place of its delta."""
+    if not isinstance(obj, dict):
+        return False
+    choices = obj.get("choices")
+    if choices is None:
+        return True
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict):
+            return False
+        message = choice.get("message")
+        if message is not None and (not isinstance(message, dict) or not _delta_of_read_shape(message)):
+            return False
+        if choice.get("logprobs") and not chat_spells(choice["logprobs"], message or {}):
+            return False  # its tokens spell other text than its message's
+    return True
+
+
 def _delta_of_read_shape(delta: dict[str, Any]) -> bool:
     if any(not isinstance(delta.get(name, ""), str | None) for name in TEXT_FIELDS):
         return False
@@ -271,15 +292,15 @@ def guard_chat_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str 
         obj = json.loads(body)
     except ValueError:
         return body, None, {}
-    choices = obj.get("choices") if isinstance(obj, dict) else None
+    if not of_whole_shape(obj):
+        return body, UNREAD, {}  # its text elsewhere, or not a string: it would go on unread
+    choices = obj.get("choices")
     if not isinstance(choices, list):
         return body, None, {}
     counts: Counter[str] = Counter()
     changed = False
     for choice in choices:
-        message = choice.get("message") if isinstance(choice, dict) else None
-        if isinstance(choice, dict) and choice.get("logprobs") and not chat_spells(choice["logprobs"], message):
-            return body, UNREAD, {}  # its tokens spell other text than its message's
+        message = choice.get("message")
         if not isinstance(message, dict):
             continue
         targets: list[tuple[dict[str, Any], str, bool]] = [(message, f, False) for f in TEXT_FIELDS]
