@@ -190,6 +190,10 @@ class Upstream(AnswerUpstream):
             return self.denied_stream(*denied_stream())
         if model == "gpt-unreadable":
             return Reply(200, chunks=unreadable_stream())
+        if model == "gpt-content-list":  # a whole answer whose text is a list: not read as it is
+            answer = json_answer(TEXT, ARGS)
+            answer["choices"][0]["message"]["content"] = [{"type": "text", "text": TEXT}]
+            return Reply(200, answer)
         if stream:
             return Reply(200, chunks=guarded_stream())
         if model.startswith("gpt-huge"):  # past 16 MiB, chunked: no length to tell it at its headers
@@ -511,3 +515,20 @@ def test_an_event_that_cannot_be_read_never_reaches_a_raw_client(gw):
         "type": "permission_error", "code": "content_denied"}}  # fmt: skip
     record = gw.last_audit()
     assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+
+
+def test_a_json_answer_whose_text_is_not_where_it_is_read_is_refused_403(gw):
+    """A raw client would read a message's text that is a list (not read as it is): refused."""
+    body = {"model": "gpt-content-list", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Authorization": f"Bearer {VIRTUAL}", "Content-Type": "application/json"}
+    answer = send(gw.proxy.port, gw.bundle, "api.openai.com", "/v1/chat/completions", headers=headers,
+                  body=json.dumps(body).encode())  # fmt: skip
+    assert answer.status == 403
+    assert AWS[:4].encode() not in answer.body
+    assert json.loads(answer.body)["error"]["code"] == "content_denied"
+    records: list = []
+    deadline = time.monotonic() + 10
+    while not records and time.monotonic() < deadline:
+        time.sleep(0.05)
+        records = [r for r in gw.audit() if r.get("model") == "gpt-content-list"]
+    assert (records[-1]["status"], records[-1]["refusal"]) == (403, "content_denied")

@@ -8,11 +8,14 @@ transcription, a file's content) is refused before it goes upstream where an ans
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime
 
 import pytest
 from tests.support import guardrail_samples as samples
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
+from tests.support.raw import send
 from tests.support.streams import sse
 
 VIRTUAL = "tg-completions-alice-0001"
@@ -33,6 +36,7 @@ def config(urls: dict[str, str]) -> dict:
             {"match": {"client": "bob"}, "on": ["answer"], "detect": KINDS, "action": "redact"},
             {"match": {"model": "instruct-redact"}, "on": ["answer"], "detect": KINDS, "action": "redact"},
             {"match": {"model": "instruct-deny"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
+            {"match": {"model": "shape-*"}, "on": ["answer"], "detect": KINDS, "action": "redact"},
         ],
     }
 
@@ -82,6 +86,34 @@ def stored_response_events() -> list[bytes]:
     return [*events, sse(done, "response.completed")]
 
 
+# Answers whose text sits where Completions' is not read, carrying the key: a raw client would read it.
+OTHER_SHAPES = {
+    "shape-text-list": {**HEAD, "choices": [{"index": 0, "text": [TEXT], "finish_reason": None}]},
+    "shape-text-object": {**HEAD, "choices": [{"index": 0, "text": {"value": TEXT}, "finish_reason": None}]},
+    "shape-choice-string": {**HEAD, "choices": [TEXT]},
+    "shape-choices-object": {**HEAD, "choices": {"0": {"index": 0, "text": TEXT}}},
+}
+
+
+def other_shape_stream(shape: dict) -> list[bytes]:
+    """A clean event, the event of another shape, then text after it and the end."""
+    return [sse({**HEAD, "choices": [choice(0, "Nothing to hide ")]}), sse(shape),
+            sse({**HEAD, "choices": [choice(0, " after", "stop")]}), sse("[DONE]")]  # fmt: skip
+
+
+def early_tokens() -> list[bytes]:
+    """The text in 5-character events, each with its log probabilities; the event before the key's
+    first piece carries that piece's tokens too (a token sent in another event than its text)."""
+    cut = [TEXT[i : i + 5] for i in range(0, len(TEXT), 5)]
+    first = next(i for i, p in enumerate(cut) if AWS[:2] in p)
+    events = []
+    for i, text in enumerate(cut):
+        tokens = [text, cut[i + 1]] if i == first - 1 else [text]
+        logprobs = {"tokens": tokens, "token_logprobs": [-0.5] * len(tokens), "top_logprobs": None}
+        events.append(sse({**HEAD, "choices": [{**choice(0, text), "logprobs": logprobs}]}))
+    return [*events, sse({**HEAD, "choices": [choice(0, "", "stop")]}), sse("[DONE]")]
+
+
 def answer(received: Received) -> Reply:
     if received.method == "GET" and "/v1/responses/resp_s" in received.path:
         if "stream=true" in received.path:
@@ -92,6 +124,11 @@ def answer(received: Received) -> Reply:
         return Reply(200, stored() if received.path.endswith("/chatcmpl-s") else listed)
     if not received.path.endswith("/v1/completions"):
         return provider_answers(received)
+    if received.json().get("model") == "shape-early":
+        return Reply(200, chunks=early_tokens())
+    shape = OTHER_SHAPES.get(received.json().get("model"))
+    if shape is not None:
+        return Reply(200, chunks=other_shape_stream(shape)) if received.json().get("stream") else Reply(200, shape)
     if received.json().get("stream"):
         return Reply(200, chunks=streamed())
     return Reply(200, whole())
@@ -262,3 +299,73 @@ def test_stored_chat_completions_read_back_in_another_shape_are_refused(gw, what
     assert carried in result["message"] and AWS not in result["message"]
     assert len(gw.fakes["openai"].received) == seen
     assert gw.last_audit()["deny_reasons"] == [f"an answer guardrail applies and Tollgate cannot read {carried}"]
+
+
+def raw_completion(gw, model: str, stream: bool):
+    """A raw client's call, and its record."""
+    body = {"model": model, "prompt": "Read me the file.", "max_tokens": 40, "stream": stream}
+    headers = {"Authorization": f"Bearer {VIRTUAL}", "Content-Type": "application/json"}
+    started = time.time()
+    answer = send(gw.proxy.port, gw.bundle, "api.openai.com", "/v1/completions", headers=headers,
+                  body=json.dumps(body).encode())  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        records = [r for r in gw.audit() if datetime.fromisoformat(r["ts"]).timestamp() >= started - 0.01]
+        if records:
+            return answer, records[-1]
+        time.sleep(0.05)
+    raise AssertionError("no record of the call")
+
+
+@pytest.mark.parametrize("model", sorted(OTHER_SHAPES))
+def test_a_streamed_event_of_another_shape_never_reaches_a_raw_client(gw, model):
+    """A raw client reads what an SDK would not: the answer stops before the event of another
+    shape, with the denied end, and the record says it was cut."""
+    answer, record = raw_completion(gw, model, stream=True)
+    assert answer.status == 200
+    assert AWS[:4].encode() not in answer.body and b"after" not in answer.body and b"[DONE]" not in answer.body
+    events = [json.loads(line[6:]) for line in answer.body.split(b"\n\n") if line.startswith(b"data: ")]
+    assert "".join(c["text"] for e in events[:-1] for c in e["choices"]) == "Nothing to hide "
+    assert events[-1] == {"error": {
+        "message": "The answer was stopped: it carries what a guardrail denies (unread).",
+        "type": "permission_error", "code": "content_denied"}}  # fmt: skip
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+
+
+@pytest.mark.parametrize("model", sorted(OTHER_SHAPES))
+def test_a_json_answer_of_another_shape_is_refused_403(gw, model):
+    answer, record = raw_completion(gw, model, stream=False)
+    assert answer.status == 403
+    assert AWS[:4].encode() not in answer.body
+    assert json.loads(answer.body)["error"]["code"] == "content_denied"
+    assert (record["status"], record["refusal"]) == (403, "content_denied")
+
+
+READ_LOGPROBS = f"""
+from openai import OpenAI
+client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+events, error = [], None
+try:
+    for event in client.completions.create(
+        model="shape-early", prompt="Read me the file.", max_tokens=40, stream=True, logprobs=1
+    ):
+        for c in event.choices:
+            events.append([c.text, c.logprobs and c.logprobs.tokens])
+except Exception as e:
+    error = [type(e).__module__.split(".")[0], type(e).__name__]
+report(events=events, error=error)
+"""
+
+
+def test_tokens_ahead_of_their_text_stop_the_answer(gw):
+    """The event before the key's first piece carries that piece's tokens: it stops the answer as
+    unreadable; the SDK raises, having had the text before it (each event's tokens its text), and
+    no token of the key."""
+    result = gw.run(READ_LOGPROBS)
+    assert result["error"] == ["openai", "APIError"]
+    said = "".join(text for text, _ in result["events"])
+    assert TEXT.startswith(said) and len(said) <= TEXT.index(AWS)
+    assert all(tokens == [text] for text, tokens in result["events"] if text)
+    assert AWS[:2] not in json.dumps(result)
+    record = gw.last_audit()
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")

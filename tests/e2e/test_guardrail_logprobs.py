@@ -47,9 +47,12 @@ def chat_logprobs(text: str) -> dict:
     return {"content": entries, "refusal": None}
 
 
-def chat_chunk(text: str, finish: str | None = None) -> bytes:
+def chat_chunk(text: str, finish: str | None = None, spelled: str | None = None) -> bytes:
+    """An event of `text`, its tokens those of `spelled` (its text unless told)."""
     delta = {"content": text} if text else {}
-    choice = {"index": 0, "delta": delta, "logprobs": chat_logprobs(text) if text else None, "finish_reason": finish}
+    spelled = text if spelled is None else spelled
+    logprobs = chat_logprobs(spelled) if spelled else None
+    choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
     event = {"id": "chatcmpl-l", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-4o"}
     return sse({**event, "choices": [choice]})
 
@@ -66,8 +69,8 @@ def chat_answer() -> dict:
     }
 
 
-def gemini_item(text: str, finish: str | None = None) -> dict:
-    tokens = tokens_of(text)
+def gemini_item(text: str, finish: str | None = None, spelled: str | None = None) -> dict:
+    tokens = tokens_of(text if spelled is None else spelled)
     candidate: dict = {
         "content": {"role": "model", "parts": [{"text": text}]},
         "index": 0,
@@ -82,6 +85,14 @@ def gemini_item(text: str, finish: str | None = None) -> dict:
     return {"candidates": [candidate], "modelVersion": "gemini-2.5-flash", "responseId": "r1"}
 
 
+def early(text: str) -> list[tuple[str, str]]:
+    """The text in 5-character events, each with the text its tokens spell: the event before the
+    key's first also spells that piece (a token sent in another event than its text)."""
+    cut = pieces(text, 5)
+    first = next(i for i, p in enumerate(cut) if AWS[:2] in p)
+    return [(p, p + cut[i + 1] if i == first - 1 else p) for i, p in enumerate(cut)]
+
+
 class Upstream(AnswerUpstream):
     """OpenAI chat and Gemini answers whose text carries the key split across events (5 characters
     each), each with its log probabilities."""
@@ -91,12 +102,18 @@ class Upstream(AnswerUpstream):
         if path.endswith("/chat/completions"):
             if not received.json().get("stream"):
                 return Reply(200, chat_answer())
-            events = [chat_chunk(p) for p in pieces(TEXT, 5)]
+            if received.json().get("model") == "gpt-4o-early":
+                events = [chat_chunk(p, spelled=spelled) for p, spelled in early(TEXT)]
+            else:
+                events = [chat_chunk(p) for p in pieces(TEXT, 5)]
             return Reply(200, chunks=[*events, chat_chunk("", "stop"), sse("[DONE]")])
         if ":generateContent" in path:
             return Reply(200, gemini_item(TEXT, "STOP"))
         if ":streamGenerateContent" in path:
-            items = [gemini_item(p) for p in pieces(TEXT, 5)]
+            if "-early:" in path:
+                items = [gemini_item(p, spelled=spelled) for p, spelled in early(TEXT)]
+            else:
+                items = [gemini_item(p) for p in pieces(TEXT, 5)]
             items[-1]["candidates"][0]["finishReason"] = "STOP"
             return Reply(
                 200, headers=GEMINI_SSE, chunks=[b"data: " + json.dumps(i).encode() + b"\r\n\r\n" for i in items]
@@ -209,3 +226,42 @@ def test_gemini_a_streamed_answer_redacted_gives_no_token_of_the_value(gw):
 def test_gemini_a_json_answer_redacted_has_no_logprobs(gw):
     result = gw.run(GEMINI + GEMINI_JSON)
     assert result == {"text": REDACTED_TEXT, "logprobs": False, "avg": -0.5}
+
+
+# --- tokens sent in another event than the text they spell: the answer stops before them ---
+
+
+def test_openai_tokens_ahead_of_their_text_stop_the_answer(gw):
+    """The event before the key's first piece carries that piece's tokens too: it stops the answer
+    as unreadable; the SDK raises, having had the text before it, and no token of the key."""
+    result = gw.run("MODEL = 'gpt-4o-early'\n" + OPENAI_STREAM)
+    assert result["error"] == ["openai", "APIError"]
+    said = "".join(text for text, _ in result["events"])
+    assert TEXT.startswith(said) and len(said) <= TEXT.index(AWS)
+    assert AWS[:2] not in json.dumps(result)
+    record = gw.last_audit()
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+
+
+GEMINI_EARLY = """
+from google.genai import errors
+items, error = [], None
+try:
+    for chunk in client.models.generate_content_stream(model="gemini-2.5-early", contents="key", config=config):
+        c = chunk.candidates[0]
+        lp = c.logprobs_result
+        items.append([chunk.text or "", None if lp is None else [t.token for t in lp.chosen_candidates]])
+except errors.APIError as e:
+    error = [type(e).__name__, e.code, e.status]
+report(items=items, error=error)
+"""
+
+
+def test_gemini_tokens_ahead_of_their_text_stop_the_answer(gw):
+    result = gw.run(GEMINI + GEMINI_EARLY)
+    assert result["error"] == ["ClientError", 403, "PERMISSION_DENIED"]
+    said = "".join(text for text, _ in result["items"])
+    assert TEXT.startswith(said) and len(said) <= TEXT.index(AWS)
+    assert AWS[:2] not in json.dumps(result)
+    record = gw.last_audit()
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")

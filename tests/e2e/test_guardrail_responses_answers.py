@@ -98,6 +98,23 @@ def gated_events() -> list[dict[str, Any]]:
     return response_events(CLEAN, None, deltas=CLEAN_WORDS)
 
 
+def logprobs_of(tokens: list[str]) -> list[dict[str, Any]]:
+    return [{"token": t, "logprob": -0.5, "bytes": list(t.encode()), "top_logprobs": []} for t in tokens]
+
+
+def early_tokens() -> list[dict[str, Any]]:
+    """The text's deltas each with its log probabilities; the delta before the key's first piece
+    carries that piece's tokens too (a token sent in another event than its text)."""
+    events = response_events(TEXT, None)
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    first = next(i for i, e in enumerate(deltas) if AWS[:2] in e["delta"])
+    for i, event in enumerate(deltas):
+        event["logprobs"] = logprobs_of(
+            [event["delta"], deltas[first]["delta"]] if i == first - 1 else [event["delta"]]
+        )
+    return events
+
+
 class Upstream(AnswerUpstream):
     """The fake OpenAI's Responses, by model; `gate` for the gated clean stream's events."""
 
@@ -111,6 +128,8 @@ class Upstream(AnswerUpstream):
         model, stream = body["model"], body.get("stream")
         if model == "gpt-clean":
             return Reply(200, chunks=sse_of(response_events(CLEAN, '{"cmd": "ls"}')))
+        if model == "gpt-5-early-tokens":
+            return Reply(200, chunks=sse_of(early_tokens()))
         if model == "gpt-clean-gated":
             return Reply(200, chunks=sse_of(gated_events()), gate=self.gate)
         if model == "gpt-deny-stream":
@@ -562,3 +581,33 @@ def test_codex_signed_in_with_chatgpt_gets_the_answer_redacted(codex_gw, codex_f
         time.sleep(0.05)
     assert {(r["transport"], r["auth"]) for r in records} == {(transport, "subscription")}
     assert records[-1]["answer_findings"] == {"secrets.aws_access_key_id": 1}
+
+
+READ_LOGPROBS = f"""
+import openai
+client = openai.OpenAI(api_key="{VIRTUAL}", max_retries=0)
+deltas, error = [], None
+try:
+    for event in client.responses.create(
+        model="gpt-5-early-tokens", input="key", stream=True, include=["message.output_text.logprobs"]
+    ):
+        if event.type == "response.output_text.delta":
+            deltas.append([event.delta, [t.token for t in event.logprobs or ()]])
+except Exception as e:
+    error = [type(e).__module__.split(".")[0], type(e).__name__]
+report(deltas=deltas, error=error)
+"""
+
+
+def test_tokens_ahead_of_their_text_stop_the_answer(gw):
+    """The delta before the key's first piece carries that piece's tokens: it stops the answer as
+    unreadable; the SDK raises, having had the text before it (each delta's tokens its text), and
+    no token of the key."""
+    result = gw.run(READ_LOGPROBS)
+    assert result["error"] == ["openai", "APIError"]
+    said = "".join(text for text, _ in result["deltas"])
+    assert TEXT.startswith(said) and len(said) <= TEXT.index(AWS)
+    assert all(tokens == [text] for text, tokens in result["deltas"])
+    assert AWS[:2] not in json.dumps(result)
+    record = gw.last_audit()
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")

@@ -30,7 +30,14 @@ from weakref import WeakKeyDictionary
 from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_frame
 from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.event_guard import WAITING_BYTES, ChannelState, EventGuard, Pending  # noqa: F401
+from tollgate.governance.guardrails.event_guard import (  # noqa: F401
+    UNREAD,
+    WAITING_BYTES,
+    ChannelState,
+    EventGuard,
+    Pending,
+)
+from tollgate.governance.guardrails.logprob_tokens import chat_spells, completions_spells
 
 # The fields whose strings are text (the answer's, the reasoning's), and those whose strings (or
 # objects) are a tool call's JSON.
@@ -42,7 +49,8 @@ JSON_KEYS = frozenset(("input", "arguments", "parameters", "json", "partial_json
 # Not read: counts, the reasoning's signature and its encrypted form, Bedrock's padding.
 SKIPPED_KEYS = frozenset(("amazon-bedrock-invocationMetrics", "usage", "metrics", "signature", "redactedContent", "p"))
 INDEX_KEYS = ("contentBlockIndex", "index")
-# Log probabilities: their tokens are the text as it came (left out where it is written anew).
+# Log probabilities: their tokens are the text as it came (left out where it is written anew), read
+# with it where they spell it exactly; any others stop the answer as unreadable.
 LOGPROBS = "logprobs"
 # Reasoning, which may be signed: Converse's and Nova's; a family's `thinking` (Claude's own is read
 # by Claude's format, `invoke_answer`).
@@ -87,6 +95,10 @@ def leaves(value: Any, path: Path = (), reasoning: bool = False) -> Iterator[Lea
         for key, item in value.items():
             if key in SKIPPED_KEYS:
                 continue
+            if key == LOGPROBS and item:
+                if not logprobs_spelled(value, item):
+                    raise ValueError("log probabilities whose tokens spell other text than their own")
+                continue  # its tokens are its holder's text, read there
             inner = reasoning or key in REASONING
             if key in JSON_KEYS and (isinstance(item, (dict, list)) or (isinstance(item, str) and item)):
                 yield Leaf((*path, key), value, key, True, inner)
@@ -102,6 +114,17 @@ def leaves(value: Any, path: Path = (), reasoning: bool = False) -> Iterator[Lea
                 continue
             named = isinstance(item, dict) and any(type(item.get(m)) is int for m in INDEX_KEYS)
             yield from leaves(item, (*path, "[]" if named else place), reasoning)
+
+
+def logprobs_spelled(holder: dict[str, Any], logprobs: Any) -> bool:
+    """Whether log probabilities spell exactly their holder's text (`logprob_tokens.py`): an OpenAI
+    chat choice's (its delta's or message's) or a Completions choice's `text`. Those of any other
+    family cannot be read: they do not."""
+    if "delta" in holder or "message" in holder:
+        return chat_spells(logprobs, holder.get("delta") if "delta" in holder else holder.get("message"))
+    if "text" in holder:
+        return completions_spells(logprobs, holder.get("text"))
+    return False
 
 
 def rebuilt(path: Path, text: str) -> Any:
@@ -155,7 +178,11 @@ def guard_bedrock_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, s
         return body, None, {}
     counts: Counter[str] = Counter()
     changed = False
-    for leaf in leaves(obj):
+    try:
+        read = list(leaves(obj))
+    except ValueError:
+        return body, UNREAD, {}  # tokens that spell other text than their own
+    for leaf in read:
         signed = leaf.reasoning and "signature" in leaf.holder
         value, denied, found = read_whole(compiled, leaf, signed)
         counts.update(found)

@@ -20,7 +20,8 @@ import orjson
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
 from tollgate.governance.guardrails.chat_template import Channel, TemplatePass
-from tollgate.governance.guardrails.event_guard import WAITING_BYTES, EventGuard, Pending  # noqa: F401
+from tollgate.governance.guardrails.event_guard import UNREAD, WAITING_BYTES, EventGuard, Pending  # noqa: F401
+from tollgate.governance.guardrails.logprob_tokens import chat_spells
 
 # The text fields of a choice's delta (or message) that are read: its text, a refusal, and the
 # reasoning some providers show (`reasoning_content`, `reasoning`).
@@ -67,7 +68,8 @@ def of_read_shape(obj: Any) -> bool:
     """Whether an event's object holds its text only where the guard reads it: an object without
     choices (an error, usage alone), or choices whose deltas carry text in `TEXT_FIELDS` and tool
     calls' arguments, as strings. Another shape (JSON that is no object, a delta or a text field of
-    another type, a legacy `function_call`, an audio transcript) would go on unread."""
+    another type, a legacy `function_call`, an audio transcript, log probabilities whose tokens
+    spell other text than the delta's: `logprob_tokens.py`) would go on unread."""
     if not isinstance(obj, dict):
         return False
     choices = obj.get("choices")
@@ -76,11 +78,34 @@ def of_read_shape(obj: Any) -> bool:
     if not isinstance(choices, list):
         return False
     for choice in choices:
-        delta = choice.get("delta") if isinstance(choice, dict) else False
-        if delta is None:
-            continue
-        if not isinstance(delta, dict) or not _delta_of_read_shape(delta):
+        if not isinstance(choice, dict):
             return False
+        delta = choice.get("delta")
+        if delta is not None and (not isinstance(delta, dict) or not _delta_of_read_shape(delta)):
+            return False
+        if choice.get("logprobs") and not chat_spells(choice["logprobs"], delta or {}):
+            return False  # its tokens spell other text than its delta's: they would go on unread
+    return True
+
+
+def of_whole_shape(obj: Any) -> bool:
+    """Whether a whole answer's object holds its text only where the guard reads it: as an event's
+    (`of_read_shape`), each choice's `message` in place of its delta."""
+    if not isinstance(obj, dict):
+        return False
+    choices = obj.get("choices")
+    if choices is None:
+        return True
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict):
+            return False
+        message = choice.get("message")
+        if message is not None and (not isinstance(message, dict) or not _delta_of_read_shape(message)):
+            return False
+        if choice.get("logprobs") and not chat_spells(choice["logprobs"], message or {}):
+            return False  # its tokens spell other text than its message's
     return True
 
 
@@ -154,9 +179,14 @@ class ChatAnswerGuard(EventGuard):
         if data.strip() == b"[DONE]":
             return self._done(pending)
         obj = event_object(data)
-        if not of_read_shape(obj):
+        if not self._of_read_shape(obj):
             return self._unread(pending)
         return self._object_event(pending, obj)
+
+    @staticmethod
+    def _of_read_shape(obj: Any) -> bool:
+        """Whether an event's object holds its text only where the guard reads it."""
+        return of_read_shape(obj)
 
     def _done(self, pending: Pending) -> bytes:
         """`[DONE]`: what every choice holds goes on before it."""
@@ -172,10 +202,9 @@ class ChatAnswerGuard(EventGuard):
         self._last = obj
         before = b""
         for i, choice in enumerate(choices):
-            if not isinstance(choice, dict) or not isinstance(choice.get("delta"), dict):
+            if not isinstance(choice, dict) or not self._read_choice(pending, choice.get("index", 0), choice):
                 continue
             index = choice.get("index", 0)
-            self._delta(pending, index, choice["delta"])
             if self.denied is not None:
                 # The choices after it are not read: none of them goes on.
                 choice["finish_reason"] = None
@@ -192,6 +221,14 @@ class ChatAnswerGuard(EventGuard):
         if self._by_template.wanted and len(pending.pieces) == 1 and not before:
             self._by_template.learn(pending.whole[:-2], pending.pieces[0])  # its block
         return before + self._drained()
+
+    def _read_choice(self, pending: Pending, index: int, choice: dict[str, Any]) -> bool:
+        """A choice's text given to its channels (False: the choice carries none, nor ends)."""
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            return False
+        self._delta(pending, index, delta)
+        return True
 
     def _delta(self, pending: Pending, index: int, delta: dict[str, Any]) -> None:
         """The delta's text given to its channels. At a value to deny, what the delta carries after
@@ -255,13 +292,15 @@ def guard_chat_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str 
         obj = json.loads(body)
     except ValueError:
         return body, None, {}
-    choices = obj.get("choices") if isinstance(obj, dict) else None
+    if not of_whole_shape(obj):
+        return body, UNREAD, {}  # its text elsewhere, or not a string: it would go on unread
+    choices = obj.get("choices")
     if not isinstance(choices, list):
         return body, None, {}
     counts: Counter[str] = Counter()
     changed = False
     for choice in choices:
-        message = choice.get("message") if isinstance(choice, dict) else None
+        message = choice.get("message")
         if not isinstance(message, dict):
             continue
         targets: list[tuple[dict[str, Any], str, bool]] = [(message, f, False) for f in TEXT_FIELDS]

@@ -136,8 +136,8 @@ def _around(data: bytes, written: bytes) -> Iterator[tuple[bytes, bytes]]:
 
 
 def _one_text(obj: Any, channel: Channel, field: str, text: bytes) -> bool:
-    """Whether the event is one choice's delta, not finished, whose text is `text` in `field` and
-    that calls no tool."""
+    """Whether the event is one choice's delta, not finished, whose text is `text` in `field`, that
+    calls no tool and has no log probabilities."""
     choices = obj.get("choices") if isinstance(obj, dict) else None
     if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
         return False
@@ -145,6 +145,8 @@ def _one_text(obj: Any, channel: Channel, field: str, text: bytes) -> bool:
     delta = choice.get("delta")
     if not isinstance(delta, dict) or choice.get("finish_reason") is not None or delta.get("tool_calls"):
         return False
+    if choice.get("logprobs"):
+        return False  # its tokens are read with each event's text (`logprob_tokens.py`)
     value = delta.get(field)
     return channel == (choice.get("index", 0), field, -1) and isinstance(value, str) and value.encode() == text
 

@@ -1,12 +1,14 @@
 """OpenAI's legacy Completions answer (`/v1/completions`, and the OpenAI-compatible APIs' and Azure's)
 read by the answer guardrails (`governance/guardrails/answer.py`), in its own events: each choice's
 `text`, one scanner per choice (every choice of `n`, `best_of` and of several prompts by its
-`index`). The events are read as OpenAI chat's are (`chat_answer.py`, whose event queue this
-reuses): one with nothing held goes on as it came, byte for byte; one whose text is held waits
-whole with those after it; one is written anew only where a value is replaced or a denial cuts it.
-An event written anew loses its choices' `logprobs`: their tokens are the text as it came. At a
-value to deny, the text before it goes on, then the `error` event the SDKs raise on, and nothing
-more (no `[DONE]`). Plain code, knowing nothing of mitmproxy."""
+`index`). The events are read as OpenAI chat's are (`chat_answer.py`, whose event queue and choice
+loop this reuses: only where a choice keeps its text, and the shape read, differ): one with nothing
+held goes on as it came, byte for byte; one whose text is held waits whole with those after it; one
+is written anew only where a value is replaced or a denial cuts it. An event of another shape than
+read (`choices` not a list of objects, a `text` that is not a string or null) stops the answer, as
+chat's does. An event written anew loses its choices' `logprobs`: their tokens are the text as it
+came. At a value to deny, the text before it goes on, then the `error` event the SDKs raise on, and
+nothing more (no `[DONE]`). Plain code, knowing nothing of mitmproxy."""
 
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ from collections import Counter
 from typing import Any
 
 from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, denied_event, event_data, event_object
-from tollgate.governance.guardrails.event_guard import Pending
+from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, denied_event, without_logprobs
+from tollgate.governance.guardrails.event_guard import UNREAD, Pending
+from tollgate.governance.guardrails.logprob_tokens import completions_spells
 
 __all__ = ["CompletionsAnswerGuard", "denied_event", "guard_completions_json", "is_completion"]
 
@@ -40,67 +43,50 @@ def is_completion(first: Any) -> bool:
     )
 
 
+def of_completions_shape(obj: Any) -> bool:
+    """Whether an event's (or a whole answer's) object holds its text only where the guard reads
+    it: an object without choices (an error, usage alone), or choices that are objects whose `text`
+    is a string or null, whose `logprobs` tokens spell exactly that text (`logprob_tokens.py`).
+    Another shape would go on unread."""
+    if not isinstance(obj, dict):
+        return False
+    choices = obj.get("choices")
+    if choices is None:
+        return True
+    if not isinstance(choices, list):
+        return False
+    return all(_choice_of_read_shape(choice) for choice in choices)
+
+
+def _choice_of_read_shape(choice: Any) -> bool:
+    if not isinstance(choice, dict) or not isinstance(choice.get(TEXT), str | None):
+        return False
+    return completions_spells(choice.get("logprobs"), choice.get(TEXT))
+
+
 class CompletionsAnswerGuard(ChatAnswerGuard):
     """A streamed Completions answer's events, read and rewritten (`feed` each piece, `flush` at its
-    end): each choice's text one channel. `denied`: the kind that stopped it (the caller then
-    closes the upstream)."""
+    end): each choice's text one channel, read in chat's choice loop. `denied`: the kind that
+    stopped it (the caller then closes the upstream)."""
 
-    def _event(self, block: bytes) -> bytes:
-        pending = Pending(block + b"\n\n")
-        self._pending.append(pending)
-        data = event_data(block)
-        if data is None:
-            return self._drained()
-        if data.strip() == b"[DONE]":
-            self._pending.pop()
-            self._ended(None)
-            return self._cut() if self.denied is not None else self._drained() + self._orphans() + pending.whole
-        obj = event_object(data)
-        choices = obj.get("choices") if isinstance(obj, dict) else None
-        if not isinstance(choices, list):
-            return self._drained()
-        pending.obj = obj
-        self._last = obj
-        before = b""
-        for i, choice in enumerate(choices):
-            if not isinstance(choice, dict):
-                continue
-            index = choice.get("index", 0)
-            value = choice.get(TEXT)
-            if isinstance(value, str) and value:
-                self._fed(pending, (index, TEXT, -1), choice, TEXT, value)
-                if self.denied is not None:
-                    # The choices after it are not read: none of them goes on.
-                    choice["finish_reason"] = None
-                    obj["choices"] = choices[: i + 1]
-                    return before + self._cut()
-            if choice.get("finish_reason") is not None:
-                # What the choice holds goes on before the event that finishes it.
-                self._pending.pop()
-                self._ended(index)
-                if self.denied is not None:
-                    return before + self._cut()
-                before += self._drained() + self._orphans()
-                self._pending.append(pending)
-        return before + self._drained()
+    def __init__(self, compiled: AnswerDetectors) -> None:
+        super().__init__(compiled)
+        self._by_template.wanted = False  # chat's template reads a delta's text: not this
+
+    @staticmethod
+    def _of_read_shape(obj: Any) -> bool:
+        return of_completions_shape(obj)
+
+    def _read_choice(self, pending: Pending, index: int, choice: dict[str, Any]) -> bool:
+        value = choice.get(TEXT)
+        if isinstance(value, str) and value:
+            self._fed(pending, (index, TEXT, -1), choice, TEXT, value)
+        return True
 
     def _held_delta(self, channel: tuple[int, str, int], text: str) -> dict[str, Any]:
         template = {k: v for k, v in self._last.items() if k in ("id", "object", "created", "model")}
         choice = {"index": channel[0], TEXT: text, "logprobs": None, "finish_reason": None}
         return {**template, "choices": [choice]}
-
-    @staticmethod
-    def _written(obj: dict[str, Any]) -> bytes:
-        """An event written anew: its choices' log probabilities, whose tokens are the text as it
-        came, are left out."""
-        _without_logprobs(obj)
-        return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
-
-
-def _without_logprobs(obj: dict[str, Any]) -> None:
-    for choice in obj.get("choices") or ():
-        if isinstance(choice, dict) and choice.get("logprobs"):
-            choice["logprobs"] = None
 
 
 def guard_completions_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
@@ -111,7 +97,9 @@ def guard_completions_json(compiled: AnswerDetectors, body: bytes) -> tuple[byte
         obj = json.loads(body)
     except ValueError:
         return body, None, {}
-    choices = obj.get("choices") if isinstance(obj, dict) else None
+    if not of_completions_shape(obj):
+        return body, UNREAD, {}  # its text elsewhere, or not a string: it would go on unread
+    choices = obj.get("choices")
     if not isinstance(choices, list):
         return body, None, {}
     counts: Counter[str] = Counter()
@@ -130,8 +118,7 @@ def guard_completions_json(compiled: AnswerDetectors, body: bytes) -> tuple[byte
         sent = (first.text + (rest.text if rest is not first else b"")).decode()
         if sent != value:
             choice[TEXT] = sent
-            if choice.get("logprobs"):
-                choice["logprobs"] = None
+            without_logprobs({"choices": [choice]})
             changed = True
     if not changed:
         return body, None, dict(counts)

@@ -31,6 +31,7 @@ from tollgate.governance.guardrails.event_guard import (  # noqa: F401
     Pending,
     Piece,
 )
+from tollgate.governance.guardrails.logprob_tokens import gemini_spells
 from tollgate.governance.guardrails.text import PLACEHOLDER
 
 DENIED_MESSAGE = "The answer was stopped: it carries what a guardrail denies ({kind})."
@@ -245,6 +246,8 @@ class GeminiAnswerGuard(EventGuard):
         if not isinstance(candidates, list):
             return self._drained()  # usage alone, prompt feedback, the upstream's own error
         assert isinstance(answer, dict)
+        if not all(_spelled(candidate) for candidate in candidates):
+            return self._unread(item)  # tokens that spell other text than its own would go on unread
         self._template = {k: answer[k] for k in _TEMPLATE if k in answer}
         finished = []
         for position, candidate in enumerate(candidates):
@@ -450,6 +453,14 @@ class GeminiAnswerGuard(EventGuard):
         for candidate in candidates if isinstance(candidates, list) else ():
             if isinstance(candidate, dict):
                 candidate.pop(LOGPROBS, None)
+
+
+def _spelled(candidate: Any) -> bool:
+    """Whether a candidate's log probabilities, if it has any, spell exactly its parts' text."""
+    if not isinstance(candidate, dict) or not candidate.get(LOGPROBS):
+        return True
+    content = candidate.get("content")
+    return gemini_spells(candidate[LOGPROBS], content.get("parts") if isinstance(content, dict) else None)
 
 
 def _replaced_kind(text: bytes | bytearray) -> str | None:

@@ -24,8 +24,10 @@ from tollgate.governance.guardrails.chat_answer import (
     DENIED_MESSAGE,
     Channel,
     ChatAnswerGuard,
+    of_read_shape,
 )
-from tollgate.governance.guardrails.event_guard import ChannelState, Pending
+from tollgate.governance.guardrails.event_guard import UNREAD, ChannelState, Pending
+from tollgate.governance.guardrails.logprob_tokens import openai_spells
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,13 @@ def _replace(holder: dict[str, Any] | list[Any], key: str | int, text: str) -> N
     holder[key] = text  # type: ignore[index]
     if isinstance(holder, dict) and holder.get("logprobs"):
         holder["logprobs"] = []
+
+
+def _spelled(holder: dict[str, Any] | list[Any], key: str | int) -> bool:
+    """Whether a part's log probabilities, if it has any, spell exactly its text."""
+    if not isinstance(holder, dict) or not holder.get("logprobs"):
+        return True
+    return openai_spells(holder["logprobs"], holder.get(key) if isinstance(key, str) else None)
 
 
 def item_texts(item: Any, output: int) -> Iterator[Whole]:
@@ -206,6 +215,22 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
         total.update(self._whole_counts)
         return dict(total)
 
+    @staticmethod
+    def _of_read_shape(obj: Any) -> bool:
+        """Chat's shape, and an event's own `logprobs` (a delta's, a `.done` event's) spelling
+        exactly its text: they are read with it."""
+        if not of_read_shape(obj):
+            return False
+        logprobs = obj.get("logprobs")
+        if not logprobs:
+            return True
+        kind = obj.get("type")
+        stream = STREAMS.get(kind) if isinstance(kind, str) else None
+        if stream is not None:
+            return openai_spells(logprobs, obj.get("delta"))
+        stream = DONE.get(kind) if isinstance(kind, str) else None
+        return stream is not None and openai_spells(logprobs, obj.get(stream.done_field))
+
     def _done(self, pending: Pending) -> bytes:
         """`[DONE]`, which the SDK reads as the end (the response's last event ended its text): in
         its turn, as it came."""
@@ -264,6 +289,8 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
             texts = list(output_texts(obj.get("response")))
             if kind in ENDS:
                 ends = lambda c: True  # noqa: E731
+        if not all(_spelled(holder, name) for holder, name, _ in texts):
+            return self._unread(pending)  # tokens that spell other text than their part's
         before = b""
         if ends is not None:
             self._pending.pop()
@@ -406,6 +433,8 @@ def guard_responses_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes,
         return body, None, {}
     counts: Counter[str] = Counter()
     changed = False
+    if not all(_spelled(holder, name) for holder, name, _ in output_texts(obj)):
+        return body, UNREAD, {}  # tokens that spell other text than their part's
     for holder, name, channel in output_texts(obj):
         value = _text_at(holder, name)
         if value is None:

@@ -602,6 +602,43 @@ def test_an_event_whose_text_sits_where_it_is_not_read_stops_the_answer(unread: 
     assert b"hunter2" not in out and b"after" not in out
 
 
+@pytest.mark.parametrize(
+    "unread",
+    [
+        b'"the vault says hunter2"',
+        b'{"choices": "the vault says hunter2"}',
+        b'{"choices": ["the vault says hunter2"]}',
+        b'{"choices": [{"index": 0, "message": "the vault says hunter2"}]}',
+        b'{"choices": [{"index": 0, "message": {"content": ["the vault says hunter2"]}}]}',
+        b'{"choices": [{"index": 0, "message": {"content": {"text": "the vault says hunter2"}}}]}',
+        b'{"choices": [{"index": 0, "message": {"function_call": {"arguments": "the vault says hunter2"}}}]}',
+        b'{"choices": [{"index": 0, "message": {"audio": {"transcript": "the vault says hunter2"}}}]}',
+        b'{"choices": [{"index": 0, "message": {"tool_calls": [{"function": {"arguments": {"v": "hunter2"}}}]}}]}',
+    ],
+)
+def test_a_whole_answer_whose_text_sits_where_it_is_not_read_is_refused(unread: bytes) -> None:
+    assert guard_chat_json(compiled("redact"), unread) == (unread, "unread", {})
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(value=_JSON, where=st.sampled_from(["content", "refusal", "reasoning_content", "message", "choice"]))
+def test_a_whole_answer_with_text_of_another_shape_is_never_served_unread(value: Any, where: str) -> None:
+    """Any JSON value but a string or null where a message's text sits (or a message, a choice
+    that is no object) carrying a secret: the answer is refused."""
+    secret = [value, "the vault says hunter2"]
+    choice: Any = {"message": {where: secret}} if where not in ("message", "choice") else {where: secret}
+    obj = {"choices": [{"index": 0, "message": {"content": "Hi."}}, secret if where == "choice" else choice]}
+    body = json.dumps(obj).encode()
+    assert guard_chat_json(compiled("redact"), body) == (body, "unread", {})
+
+
 def test_events_of_the_shapes_read_go_on_as_they_came() -> None:
     """An error object, usage alone, a choice without a delta (Azure's filter results), nulls."""
     events = [

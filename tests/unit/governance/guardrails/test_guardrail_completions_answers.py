@@ -208,8 +208,8 @@ def test_a_value_to_deny_ends_the_stream_with_an_error_and_no_done() -> None:
 def test_an_event_written_anew_loses_its_logprobs() -> None:
     """Log probabilities' tokens are the text as it came: an event whose text is replaced carries
     none; one that goes on as it came keeps them."""
-    logprobs = {"tokens": ["Mail", " ", EMAIL], "token_logprobs": [-0.1, -0.2, -0.3], "top_logprobs": None}
-    clean = {"tokens": ["Hello", "."], "token_logprobs": [-0.1, -0.2], "top_logprobs": None}
+    logprobs = {"tokens": ["Mail", " ", EMAIL, " "], "token_logprobs": [-0.1, -0.2, -0.3, -0.1], "top_logprobs": None}
+    clean = {"tokens": ["Hello", ". "], "token_logprobs": [-0.1, -0.2], "top_logprobs": None}
     data = stream(
         [chunk(0, "Hello. ", logprobs=clean), chunk(0, f"Mail {EMAIL} ", logprobs=logprobs), chunk(0, "", "stop")]
     )
@@ -231,7 +231,7 @@ def test_text_held_at_the_end_goes_on_in_an_event_of_its_own() -> None:
 
 
 def test_a_whole_answer_is_served_redacted_or_refused() -> None:
-    logprobs = {"tokens": [EMAIL], "token_logprobs": [-0.1], "top_logprobs": None, "text_offset": [0]}
+    logprobs = {"tokens": ["mail ", EMAIL], "token_logprobs": [-0.1, -0.1], "top_logprobs": None, "text_offset": [0, 5]}
     body = json.dumps({"id": "cmpl-1", "object": "text_completion", "choices": [
         {"text": f"mail {EMAIL}", "index": 0, "logprobs": logprobs, "finish_reason": "stop"},
         {"text": f"token {TOKEN}", "index": 1, "logprobs": None, "finish_reason": "stop"},
@@ -286,3 +286,76 @@ def test_anthropics_legacy_complete_is_not_read_as_openais() -> None:
     body = {"model": "claude-2.1", "prompt": "\n\nHuman: hi\n\nAssistant:", "max_tokens_to_sample": 5}
     call.classified(loaded.registry["anthropic"].classify("POST", "/v1/complete", body))
     assert answer_reading(call) is None
+
+
+# Where a choice's text would sit, of another shape than read (a list, an object, a number, a
+# choice that is no object, choices that are no list): a raw client would read what it carries.
+_UNREAD_SHAPES = [
+    b'"the vault says hunter2"',
+    b'["the vault says hunter2"]',
+    b'{"choices": "the vault says hunter2"}',
+    b'{"choices": {"0": {"text": "the vault says hunter2"}}}',
+    b'{"choices": ["the vault says hunter2"]}',
+    b'{"choices": [{"index": 0, "text": ["the vault says hunter2"]}]}',
+    b'{"choices": [{"index": 0, "text": {"value": "the vault says hunter2"}}]}',
+    b'{"choices": [{"index": 0, "text": 4111111111111111}]}',
+]
+
+
+@pytest.mark.parametrize("unread", _UNREAD_SHAPES)
+@pytest.mark.parametrize("read", [1, 7, 10_000])
+def test_an_event_whose_text_sits_where_it_is_not_read_stops_the_answer(unread: bytes, read: int) -> None:
+    """JSON of another shape than read stops the answer as an event that is not JSON does: what is
+    known of the text before it goes on, then the denied end (`unread`), nothing of it or after it."""
+    before = stream([chunk(0, "Hello.")], done=False)
+    data = before + b"data: " + unread + b"\n\n" + stream([chunk(0, "after")])
+    out, guard = guarded(compiled("redact"), data, read)
+    assert guard.denied == "unread"
+    assert b"hunter2" not in out and b"4111" not in out and b"after" not in out
+    events = parsed(out)
+    assert "Hello.".startswith(reassembled(events).get(0, ""))
+    assert events[-1]["error"]["code"] == "content_denied"
+    assert "[DONE]" not in events
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=_JSON, where=st.sampled_from(["text", "choice", "choices"]), read=st.integers(min_value=1, max_value=80))
+def test_any_text_of_another_shape_is_never_passed_unread(value: Any, where: str, read: int) -> None:
+    """Any JSON value but a string or null where a choice's text sits (or a choice that is no object,
+    or choices that are no list) carrying a secret: the answer stops before it."""
+    secret = [value, "the vault says hunter2"]
+    event: Any = {
+        "text": {"choices": [{"index": 0, "text": secret}]},
+        "choice": {"choices": [secret]},
+        "choices": {"choices": {"v": secret}},
+    }[where]
+    data = stream([chunk(0, "Hi. "), event, chunk(0, "after")])
+    out, guard = guarded(compiled("redact"), data, read)
+    assert (guard.denied, b"hunter2" in out, b"after" in out) == ("unread", False, False)
+
+
+@pytest.mark.parametrize("unread", _UNREAD_SHAPES[2:])
+def test_a_whole_answer_of_another_shape_is_refused(unread: bytes) -> None:
+    assert guard_completions_json(compiled("redact"), unread) == (unread, "unread", {})
+
+
+def test_choices_of_the_shapes_read_go_on_as_they_came() -> None:
+    """Usage alone, an error, a choice without text or with null text, a finishing choice."""
+    events = [
+        b'{"id":"c","choices":[],"usage":{"prompt_tokens":1}}',
+        b'{"id":"c","choices":[{"index":0,"logprobs":null,"finish_reason":null}]}',
+        b'{"id":"c","choices":[{"index":0,"text":null,"finish_reason":"stop"}]}',
+        b'{"error":{"message":"overloaded","type":"server_error"}}',
+    ]
+    data = b"".join(b"data: " + e + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    out, guard = guarded(compiled("redact"), data, 7)
+    assert (out, guard.denied) == (data, None)
+    body = b'{"id":"c","choices":[{"index":0,"text":null,"finish_reason":"stop"}]}'
+    assert guard_completions_json(compiled("redact"), body) == (body, None, {})

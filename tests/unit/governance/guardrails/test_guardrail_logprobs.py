@@ -8,6 +8,7 @@ tokens are its text as the client gets it, or none."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import re
 from typing import Any
@@ -24,8 +25,9 @@ from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.bedrock_answer import InvokeAnswerGuard, guard_bedrock_json
 from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, guard_chat_json
-from tollgate.governance.guardrails.completions_answer import CompletionsAnswerGuard
+from tollgate.governance.guardrails.completions_answer import CompletionsAnswerGuard, guard_completions_json
 from tollgate.governance.guardrails.gemini_answer import GeminiAnswerGuard, guard_code_assist_json, guard_gemini_json
+from tollgate.governance.guardrails.responses_answer import ResponsesAnswerGuard, guard_responses_json
 
 CARD = SAMPLES["pii.payment_card"][0]
 _COMPILED: dict[str, AnswerDetectors] = {}
@@ -404,3 +406,302 @@ def test_bedrock_invoke_a_value_split_anywhere_never_reaches_a_token(
                 assert joined == choice["delta"].get("content", "")
                 tokens += joined
     assert value not in tokens
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens that spell other text than their event's: read with no text, they stop the answer
+# (`unread`), whatever the format.
+
+
+def _cut(text: str, cuts: list[int]) -> list[str]:
+    bounds = [0, *cuts, len(text)]
+    return [text[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+@st.composite
+def shifted_answers(draw: st.DrawFn) -> tuple[str, list[str], list[str], int, str]:
+    """A value in a text cut into events at some offsets, and its tokens into as many groups at
+    others (the same, or not): event i carries group i's tokens."""
+    kind = draw(st.sampled_from(_redacted_kinds()))
+    value, context = SAMPLES[kind]
+    text = "Here it is: " + context.format(value) + " That is all."
+    count = draw(st.integers(1, 5))
+    offsets = st.lists(st.integers(0, len(text)), min_size=count, max_size=count).map(sorted)
+    pieces, groups = _cut(text, draw(offsets)), _cut(text, draw(offsets))
+    return value, pieces, groups, draw(st.integers(1, 300)), draw(st.sampled_from(["redact", "deny"]))
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [k, *_strings(v)]]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _int_lists(value: Any) -> list[bytes]:
+    """Each `bytes` of a token, in order."""
+    if isinstance(value, dict):
+        return [b for v in value.values() for b in _int_lists(v)]
+    if isinstance(value, list):
+        if value and all(type(v) is int for v in value):
+            return [bytes(value)]
+        return [b for v in value for b in _int_lists(v)]
+    return []
+
+
+def no_value_anywhere(value: str, objects: list[Any], out: bytes) -> None:
+    """The value in no string, nor in the tokens' text joined in order, nor in their bytes."""
+    strings = [s for o in objects for s in _strings(o)]
+    assert not any(value in s for s in strings)
+    assert value.encode() not in out
+    assert value not in "".join(strings)  # each string after the one before: the tokens' text joined
+    assert value.encode() not in b"".join(b for o in objects for b in _int_lists(o))
+
+
+def _shifted_outcome(pieces: list[str], groups: list[str], denied: str | None, action: str) -> None:
+    """Tokens that spell other text stop the answer (under `deny`, a value before them may);
+    tokens that spell their events' text are read with it."""
+    if pieces != groups:
+        assert denied == "unread" if action == "redact" else denied is not None
+    else:
+        assert denied != "unread" and (denied is None) == (action == "redact")
+
+
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shifted_answers())
+def test_chat_tokens_of_other_text_than_their_events_never_go_on(
+    answer: tuple[str, list[str], list[str], int, str],
+) -> None:
+    value, pieces, groups, read, action = answer
+    events = [chat_chunk(p, tokens=_tokens(g)) for p, g in zip(pieces, groups, strict=True)]
+    guard = ChatAnswerGuard(compiled(action))
+    out = fed(guard, chat_stream([*events, chat_chunk("", finish="stop")]), read)
+    no_value_anywhere(value, chat_events(out), out)
+    _shifted_outcome(pieces, groups, guard.denied, action)
+
+
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shifted_answers(), st.sampled_from(["sse", "array"]))
+def test_gemini_tokens_of_other_text_than_their_items_never_go_on(
+    answer: tuple[str, list[str], list[str], int, str], framing: str
+) -> None:
+    value, pieces, groups, read, action = answer
+    items = [gemini_item(p, tokens=_tokens(g)) for p, g in zip(pieces, groups, strict=True)]
+    items[-1]["candidates"][0]["finishReason"] = "STOP"
+    guard = GeminiAnswerGuard(compiled(action))
+    out = fed(guard, gemini_stream(items, framing), read)
+    no_value_anywhere(value, [out.decode(errors="replace")], out)
+    _shifted_outcome(pieces, groups, guard.denied, action)
+
+
+def completion_of(text: str, tokens: list[str]) -> dict[str, Any]:
+    logprobs = {"tokens": tokens, "token_logprobs": [-0.5] * len(tokens), "top_logprobs": [{t: -0.5} for t in tokens]}
+    return {"id": "c1", "object": "text_completion", "created": 1, "model": "m", "choices": [
+        {"text": text, "index": 0, "logprobs": logprobs, "finish_reason": None}
+    ]}  # fmt: skip
+
+
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shifted_answers())
+def test_completions_tokens_of_other_text_than_their_events_never_go_on(
+    answer: tuple[str, list[str], list[str], int, str],
+) -> None:
+    value, pieces, groups, read, action = answer
+    events = [completion_of(p, _tokens(g)) for p, g in zip(pieces, groups, strict=True)]
+    guard = CompletionsAnswerGuard(compiled(action))
+    out = fed(guard, chat_stream(events), read)
+    no_value_anywhere(value, chat_events(out), out)
+    _shifted_outcome(pieces, groups, guard.denied, action)
+
+
+def response_deltas(pieces: list[str], groups: list[str]) -> bytes:
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    events: list[dict[str, Any]] = [
+        {"type": "response.output_text.delta", **where, "delta": p, "logprobs": responses_logprobs(_tokens(g))}
+        for p, g in zip(pieces, groups, strict=True)
+    ]
+    text = "".join(pieces)
+    events.append({"type": "response.output_text.done", **where, "text": text, "logprobs": responses_logprobs([text])})
+    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
+
+
+def responses_logprobs(tokens: list[str]) -> list[dict[str, Any]]:
+    return [
+        {"token": t, "logprob": -0.5, "bytes": list(t.encode()), "top_logprobs": [
+            {"token": t, "logprob": -0.5, "bytes": list(t.encode())}
+        ]}
+        for t in tokens
+    ]  # fmt: skip
+
+
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shifted_answers())
+def test_responses_tokens_of_other_text_than_their_deltas_never_go_on(
+    answer: tuple[str, list[str], list[str], int, str],
+) -> None:
+    value, pieces, groups, read, action = answer
+    guard = ResponsesAnswerGuard(compiled(action))
+    out = fed(guard, response_deltas(pieces, groups), read)
+    events = [json.loads(line[6:]) for line in out.split(b"\n") if line.startswith(b"data: ")]
+    no_value_anywhere(value, events, out)
+    _shifted_outcome(pieces, groups, guard.denied, action)
+
+
+def _chat_entry(token: str, data: list[int] | None = None, tops: list[str] | None = None) -> dict[str, Any]:
+    given = list(token.encode()) if data is None else data
+    alternatives = [
+        {"token": t, "logprob": -1.0, "bytes": given if t == token else list(t.encode())} for t in (tops or [token])
+    ]
+    return {"token": token, "logprob": -0.5, "bytes": given, "top_logprobs": alternatives}
+
+
+@pytest.mark.parametrize(
+    ("delta", "logprobs"),
+    [
+        ({}, {"content": [_chat_entry(CARD)]}),  # tokens in an event without text
+        ({"content": "ok"}, {"content": [_chat_entry("ok"), _chat_entry(CARD)]}),  # more than its text
+        ({"content": "ok"}, {"content": [_chat_entry("ok", tops=["ok", CARD])]}),  # an alternative
+        ({"content": "ok"}, {"content": [_chat_entry("ok", data=list(CARD.encode()))]}),  # bytes of other text
+        ({"content": "ok"}, {"content": [_chat_entry("ok")], "refusal": [_chat_entry(CARD)]}),  # no refusal
+        ({"content": "ok"}, {"content": [_chat_entry("ok")], "reasoning": [_chat_entry(CARD)]}),  # not read
+        ({"content": "ok"}, {"content": CARD}),
+        ({"content": "ok"}, CARD),
+    ],
+    ids=["no-text", "more", "alternative", "bytes", "refusal", "other-key", "not-a-list", "not-an-object"],
+)
+@pytest.mark.parametrize("read", [7, 100_000])
+def test_chat_tokens_that_do_not_spell_their_text_stop_the_answer(delta: Any, logprobs: Any, read: int) -> None:
+    first = chat_chunk("Hello. ")
+    odd = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [
+        {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": None}]}  # fmt: skip
+    guard = ChatAnswerGuard(compiled("redact"))
+    out = fed(guard, chat_stream([first, odd, chat_chunk("after")]), read)
+    assert guard.denied == "unread"
+    assert CARD.encode() not in out and b"after" not in out
+    message = {"role": "assistant", **delta}
+    body = {
+        "id": "c1",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": message, "logprobs": logprobs}],
+    }
+    assert guard_chat_json(compiled("redact"), json.dumps(body).encode())[1:] == ("unread", {})
+
+
+def test_chat_tokens_of_bytes_that_are_not_whole_characters_spell_their_text() -> None:
+    """OpenAI names a token of part of a character `bytes:\\x..`: its bytes are what it spells."""
+    snow = "☃".encode()
+    entries = [
+        _chat_entry("Hi "),
+        _chat_entry("bytes:\\xe2\\x98", data=list(snow[:2])),
+        _chat_entry("bytes:\\x83", data=list(snow[2:])),
+    ]
+    event = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [
+        {"index": 0, "delta": {"content": "Hi ☃"}, "logprobs": {"content": entries, "refusal": None},
+         "finish_reason": None}]}  # fmt: skip
+    data = chat_stream([event, chat_chunk("", finish="stop")])
+    guard = ChatAnswerGuard(compiled("redact"))
+    assert (fed(guard, data, 5), guard.denied) == (data, None)
+
+
+def test_chat_a_template_is_not_learned_from_an_event_with_logprobs() -> None:
+    """The events after it could be its template's, their tokens unread: each is read."""
+    events = [chat_chunk("abc", tokens=["abc"]), chat_chunk("xyz", tokens=["abc"]), chat_chunk("", finish="stop")]
+    guard = ChatAnswerGuard(compiled("redact"))
+    fed(guard, chat_stream(events[:1]).removesuffix(b"data: [DONE]\n\n"), 1000)
+    out = guard.feed(chat_stream(events[1:] * 3)) + guard.flush()
+    assert guard.denied == "unread" and b"xyz" not in out
+
+
+@pytest.mark.parametrize(
+    "logprobs",
+    [
+        {"tokens": ["ok", CARD], "top_logprobs": None},
+        {"tokens": ["ok"], "top_logprobs": [{"ok": -0.1, CARD: -2.0}]},
+        {"tokens": "ok " + CARD},
+        {"tokens": ["ok"], "top_logprobs": [{"ok": -0.1}, {CARD: -0.1}]},
+    ],
+    ids=["more", "alternative", "not-a-list", "more-alternatives"],
+)
+def test_completions_tokens_that_do_not_spell_their_text_stop_the_answer(logprobs: dict[str, Any]) -> None:
+    odd = {"id": "c1", "object": "text_completion", "choices": [{"index": 0, "text": "ok", "logprobs": logprobs}]}
+    guard = CompletionsAnswerGuard(compiled("redact"))
+    out = fed(
+        guard, chat_stream([completion_of("Hello. ", ["Hello", ". "]), odd, completion_of("after", ["after"])]), 9
+    )
+    assert guard.denied == "unread"
+    assert CARD.encode() not in out and b"after" not in out
+    assert guard_completions_json(compiled("redact"), json.dumps(odd).encode())[1:] == ("unread", {})
+
+
+@pytest.mark.parametrize(
+    "logprobs",
+    [
+        gemini_logprobs(["ok", CARD]),
+        {**gemini_logprobs(["ok"]), "topCandidates": [{"candidates": [{"token": CARD}]}]},
+        {**gemini_logprobs(["ok"]), "topCandidates": [{"candidates": [{"token": "ok"}]}, {"candidates": []}]},
+        {"chosenCandidates": CARD},
+    ],
+    ids=["more", "alternative", "more-alternatives", "not-a-list"],
+)
+@pytest.mark.parametrize("framing", ["sse", "array"])
+def test_gemini_tokens_that_do_not_spell_their_text_stop_the_answer(logprobs: dict[str, Any], framing: str) -> None:
+    odd = gemini_item("ok")
+    odd["candidates"][0]["logprobsResult"] = logprobs
+    guard = GeminiAnswerGuard(compiled("redact"))
+    out = fed(guard, gemini_stream([gemini_item("Hello. "), odd, gemini_item("after", "STOP")], framing), 9)
+    assert guard.denied == "unread"
+    assert CARD.encode() not in out and b"after" not in out
+    odd["candidates"][0]["finishReason"] = "STOP"
+    assert guard_gemini_json(compiled("redact"), json.dumps(odd).encode())[1] == "unread"
+
+
+def test_responses_tokens_that_do_not_spell_their_text_stop_the_answer() -> None:
+    """A delta's, a `.done` event's and a part's tokens, streamed and whole."""
+    ok = responses_logprobs(["ok"])
+    more = responses_logprobs(["ok", CARD])
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    delta = {"type": "response.output_text.delta", **where, "delta": "ok", "logprobs": more}
+    done = {"type": "response.output_text.done", **where, "text": "ok", "logprobs": more}
+    part = {
+        "type": "response.content_part.done",
+        **where,
+        "part": {"type": "output_text", "text": "ok", "logprobs": more},
+    }
+    empty = {"type": "response.output_text.delta", **where, "delta": "", "logprobs": responses_logprobs([CARD])}
+    for odd in (delta, done, part, empty):
+        first = {"type": "response.output_text.delta", **where, "delta": "ok", "logprobs": ok}
+        data = b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in (first, odd))
+        guard = ResponsesAnswerGuard(compiled("redact"))
+        out = fed(guard, data, 11)
+        assert guard.denied == "unread" and CARD.encode() not in out, odd["type"]
+    message = {"type": "message", "role": "assistant", "content": [part["part"]]}
+    body = json.dumps({"id": "resp_1", "object": "response", "output": [message]}).encode()
+    assert guard_responses_json(compiled("redact"), body)[1:] == ("unread", {})
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"choices": [{"index": 0, "delta": {"content": "ok"}, "logprobs": chat_logprobs(["ok", CARD])}]},
+        {"choices": [{"index": 0, "delta": {}, "logprobs": chat_logprobs([CARD])}]},
+        {"choices": [{"index": 0, "text": "ok", "logprobs": {"tokens": ["ok", CARD]}}]},
+        {"outputs": [{"text": "ok", "logprobs": chat_logprobs([CARD])}]},
+        {"generation": "ok", "logprobs": [{"token": CARD}]},
+    ],
+    ids=["chat-more", "chat-no-text", "completions-more", "other-shape", "other-family"],
+)
+def test_bedrock_invoke_tokens_that_do_not_spell_their_text_stop_the_answer(odd: dict[str, Any]) -> None:
+    """A frame that cannot be read raises: the caller ends the answer as unreadable. Nothing of it
+    has gone on; a whole answer is refused."""
+    first = {"choices": [{"index": 0, "delta": {"content": "Hello. "}, "logprobs": chat_logprobs(["Hello", ". "])}]}
+    guard = InvokeAnswerGuard(compiled("redact"))
+    data = invoke_chunk(first) + invoke_chunk(odd)
+    out = guard.feed(data[: len(invoke_chunk(first))])
+    with pytest.raises(ValueError, match="log probabilities"):
+        out += guard.feed(data[len(invoke_chunk(first)) :])
+    sent = [json.loads(base64.b64decode(json.loads(m.payload)["bytes"])) for m in EventStreamFramer().feed(out)]
+    assert sent == [first]
+    assert guard_bedrock_json(compiled("redact"), json.dumps(odd).encode())[1:] == ("unread", {})

@@ -266,7 +266,8 @@ def test_a_rewritten_events_log_probabilities_are_left_out() -> None:
     events = response_events(f"mail {EMAIL} now", "", [], sized(100))
     for e in events:
         if e["type"] in ("response.output_text.delta", "response.output_text.done"):
-            e["logprobs"] = [{"token": EMAIL, "logprob": -0.1, "bytes": [], "top_logprobs": []}]
+            text = e.get("delta", e.get("text"))
+            e["logprobs"] = [{"token": text, "logprob": -0.1, "bytes": list(text.encode()), "top_logprobs": []}]
     out, _ = guarded(compiled("redact"), sse(events), 13)
     assert EMAIL.encode() not in out
     done = next(e for e in parsed(out) if e["type"] == "response.output_text.done")
