@@ -1,7 +1,8 @@
 """Answers that carry what a model wrote on paths no chat format covers, under an answer rule, through
 mitmdump: the plans' service paths that answer model text (Codex's `responses/compact` signed in
 with ChatGPT, Code Assist's `completeCode`) and an Assistants' code interpreter's files are refused
-before they go upstream; a HEAD, whose answer has no body, goes on."""
+before they go upstream; an image generation's `revised_prompt` is read (redacted, or the answer
+refused 403); a HEAD, whose answer has no body, goes on."""
 
 from __future__ import annotations
 
@@ -164,3 +165,48 @@ def test_a_head_of_an_answer_read_whole_goes_on(gw):
     assert (got.status, got.body, got.headers.get("x-tollgate-error")) == (200, b"", None)
     (received,) = gw.fakes["openai"].received[seen:]
     assert received.method == "HEAD"
+
+
+IMAGES = """
+from openai import OpenAI
+client = OpenAI(api_key=KEY, max_retries=0)
+try:
+    if STREAM:
+        events = list(client.images.generate(model="gpt-image-1", prompt="a cat", stream=True))
+        report(events=len(events))
+    else:
+        r = client.images.generate(model="dall-e-3", prompt="a cat")
+        report(revised=[d.revised_prompt for d in r.data], image=r.data[0].b64_json, url=r.data[1].url)
+except Exception as e:
+    report(error=[type(e).__module__.split(".")[0], type(e).__name__], status=getattr(e, "status_code", None),
+           tollgate=e.response.headers.get("x-tollgate-error"), message=str(e))
+"""
+
+
+def test_an_images_revised_prompt_comes_redacted(gw):
+    result = gw.run(f"KEY, STREAM = {VIRTUAL!r}, False\n" + IMAGES)
+    image = base64.b64encode(b"\x89PNG" + AWS.encode()).decode()  # an image is no text: as it came
+    redacted = TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+    assert result == {"revised": [redacted, None], "image": image, "url": "https://img.example/1.png"}
+    record = gw.last_audit()
+    assert (record["endpoint"], record["status"]) == ("images.generations", 200)
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+
+
+def test_an_images_revised_prompt_with_a_value_to_deny_is_refused_403(gw):
+    result = gw.run(f"KEY, STREAM = {BOB!r}, False\n" + IMAGES)
+    assert (result["error"], result["status"], result["tollgate"]) == (
+        ["openai", "PermissionDeniedError"], 403, "content_denied")  # fmt: skip
+    assert AWS not in result["message"]
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["answer_findings"]) == (
+        403, "deny", {"secrets.aws_access_key_id": 1})  # fmt: skip
+
+
+def test_a_streamed_image_generation_is_refused_unread(gw):
+    seen = len(gw.fakes["openai"].received)
+    result = gw.run(f"KEY, STREAM = {VIRTUAL!r}, True\n" + IMAGES)
+    assert (result["error"], result["status"], result["tollgate"]) == (
+        ["openai", "PermissionDeniedError"], 403, "content_denied")  # fmt: skip
+    assert "a streamed image generation" in result["message"]
+    assert len(gw.fakes["openai"].received) == seen

@@ -68,6 +68,8 @@ SERVICE_MODEL_TEXT: dict[str, dict[str, str]] = {
     OPENAI_API: {"codex.responses.compact": "a compacted conversation (Codex's responses/compact)"},
     CODE_ASSIST: {"completeCode": "a code completion (Code Assist's completeCode)"},
 }
+# The endpoints whose streamed answers no answer format reads (their JSON answers are read).
+STREAMED: dict[str, dict[str, str]] = {OPENAI_API: {"images.generations": "a streamed image generation"}}
 # A model deployed to a Vertex AI endpoint (`endpoints/{id}`) answers its own format at every method
 # but Gemini's (`generateContent`, read) and its token count.
 DEPLOYED = "endpoints/"
@@ -84,6 +86,8 @@ def model_text(classification: Classification) -> str | None:
     if classification.service:
         return SERVICE_MODEL_TEXT.get(wire or "", {}).get(endpoint)
     found = MODEL_TEXT.get(wire or "", {}).get(endpoint)
+    if found is None and classification.facts.stream:
+        found = STREAMED.get(wire or "", {}).get(endpoint)
     if found is not None:
         return found
     model = classification.model or ""

@@ -35,6 +35,7 @@ def carried(provider: str, method: str, path: str, body: dict[str, Any] | None =
         ("openai", "GET", "/v1/threads/t1/messages", None, "an Assistants thread's messages"),
         ("openai", "GET", "/v1/conversations/c1/items", None, "a conversation's stored answers"),
         ("openai", "GET", "/v1/containers/cntr_1/files/cfile_1/content", None, "a code interpreter's output file"),
+        ("openai", "POST", "/v1/images/generations", {"model": "gpt-image-1", "prompt": "a cat", "stream": True}, "a streamed image generation"),
         ("chatgpt", "POST", "/backend-api/codex/responses/compact", {"model": "m", "input": []}, "a compacted conversation (Codex's responses/compact)"),
         ("code_assist", "POST", "/v1internal:completeCode", {}, "a code completion (Code Assist's completeCode)"),
         ("anthropic", "POST", "/v1/complete", {"model": "claude-2.1", "prompt": "hi"}, "legacy Text Completions"),
