@@ -2,7 +2,8 @@
 mitmdump: the plans' service paths that answer model text (Codex's `responses/compact` signed in
 with ChatGPT, Code Assist's `completeCode`) and an Assistants' code interpreter's files are refused
 before they go upstream; an image generation's `revised_prompt` is read (redacted, or the answer
-refused 403); a HEAD, whose answer has no body, goes on."""
+refused 403); a HEAD, whose answer has no body, goes on; Copilot's inline completions host is
+governed as Copilot, its legacy Completions stream read."""
 
 from __future__ import annotations
 
@@ -210,3 +211,28 @@ def test_a_streamed_image_generation_is_refused_unread(gw):
         ["openai", "PermissionDeniedError"], 403, "content_denied")  # fmt: skip
     assert "a streamed image generation" in result["message"]
     assert len(gw.fakes["openai"].received) == seen
+
+
+def test_copilots_inline_completion_is_governed_and_its_stream_read(gw):
+    """`proxy.<plan>.githubcopilot.com`: Copilot's (its plan the host's), the model the path's, the
+    legacy Completions stream read as the client gets it."""
+    body = {"prompt": "# read the key\n", "suffix": "", "max_tokens": 64, "n": 1, "stream": True,
+            "extra": {"language": "python"}}  # fmt: skip
+    headers = {"Authorization": f"Bearer {COPILOT_TOKEN}", "Content-Type": "application/json",
+               "Openai-Intent": "copilot-ghost"}  # fmt: skip
+    seen, records = len(gw.fakes["copilot"].received), len(gw.audit())
+    got = send(gw.proxy.port, gw.bundle, "proxy.business.githubcopilot.com", "/v1/engines/gpt-41-copilot/completions",
+               headers=headers, body=json.dumps(body).encode())  # fmt: skip
+    assert got.status == 200
+    text = "".join(
+        json.loads(line[6:])["choices"][0]["text"] for line in got.body.split(b"\n") if line.startswith(b"data: {")
+    )
+    assert text == TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+    assert got.body.rstrip().endswith(b"data: [DONE]")
+    (received,) = gw.fakes["copilot"].received[seen:]
+    assert (received.path, received.headers["authorization"]) == (
+        "/v1/engines/gpt-41-copilot/completions", f"Bearer {COPILOT_TOKEN}")  # fmt: skip
+    record = gw.wait_audit(records + 1)[-1]
+    assert (record["provider"], record["endpoint"], record["model"], record["auth"], record["plan"]) == (
+        "copilot", "completions", "gpt-41-copilot", "subscription", "business")  # fmt: skip
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
