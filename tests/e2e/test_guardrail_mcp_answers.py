@@ -248,6 +248,19 @@ def test_a_result_that_is_no_json_is_refused_unread(gateway, scripted, content_t
         200, "content_denied", "content_denied", True)  # fmt: skip
 
 
+def test_a_streamed_event_that_is_no_json_is_refused_unread(gateway, scripted) -> None:
+    before = len(unread_records(gateway))
+    stream = log_event("working") + f"event: message\r\ndata: card {CARD} on file\r\n\r\n".encode()
+    answer = call_scripted(gateway, scripted, 200, stream, "text/event-stream")
+    data = [json.loads(line[5:]) for line in answer.body.splitlines() if line.startswith(b"data:")]
+    assert answer.status == 200 and CARD.encode() not in answer.body
+    assert [d.get("params", {}).get("data") for d in data[:1]] == ["working"]
+    assert data[1:] == [{"jsonrpc": "2.0", "id": 9, "error": {
+        "code": -32001, "message": "Tollgate refused this answer: it could not be read for its guardrails."}}]  # fmt: skip
+    record = unread_record_after(gateway, before)
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+
+
 def test_an_error_answer_in_plain_text_goes_on_as_it_came(gateway, scripted) -> None:
     """A server's 500 in plain text carries no result: its client reads an HTTP error."""
     answer = call_scripted(gateway, scripted, 500, b"upstream database timed out", "text/plain")

@@ -223,7 +223,7 @@ class AnswerRelay:
             if value is None and self.guard is not None and event is not None and event.data.strip():
                 # What the guardrails cannot read does not go on: a raw client would read it.
                 out.append(region[at:start])
-                return b"".join(out) + self._unreadable("a server-sent event that is no JSON-RPC message")
+                return b"".join(out) + self._unread_by_guard("a server-sent event that is no JSON-RPC message")
             names = self._tools_listed(value)
             if names:
                 allowed = self._ask(names)
@@ -283,9 +283,7 @@ class AnswerRelay:
         value = parse_any(body) if body else None
         if value is None and self.guard is not None and self.succeeded and body.strip():
             # What the guardrails cannot read does not go on: a raw client would read it.
-            self.error = "the answer is no JSON-RPC message"
-            code, message = self.guard.unread()
-            return self.fail(message, code) or b""
+            return self._unread_by_guard("the answer is no JSON-RPC message")
         names = self._tools_listed(value)
         if names:
             allowed = self._ask(names)
@@ -391,6 +389,14 @@ class AnswerRelay:
         ids: list[RequestId | None] = list(unanswered) or [None]
         answers = [error_message(i, code, message) for i in ids]
         return encode_json(answers if self.batch or len(answers) > 1 else answers[0])
+
+    def _unread_by_guard(self, problem: str) -> bytes:
+        """What the answer guardrails cannot read: not sent on; the guard's error for each request
+        not answered yet in its place, their results cut as unread."""
+        assert self.guard is not None
+        self.error = problem
+        code, message = self.guard.unread()
+        return self.fail(message, code) or b""
 
     def _unreadable(self, problem: str) -> bytes:
         """An answer Tollgate cannot read: not sent on; its requests' errors in its place."""

@@ -285,10 +285,12 @@ UNREADABLE = b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text
 def test_a_streamed_event_that_cannot_be_read_ends_the_answer() -> None:
     """The relay: what came before it goes on, then each request's error; nothing of it."""
     body = sse(PROGRESS) + b"event: message\r\ndata: " + UNREADABLE + b"\r\n\r\n" + sse(tool_result(1, "after"))
-    relay = AnswerRelay(True, [1], guard=Guard(FOUND, frozenset({1})))
+    guard = Guard(FOUND, frozenset({1}))
+    relay = AnswerRelay(True, [1], guard=guard)
     out = relayed(relay, [body[:40], body[40:]])
     assert out.startswith(sse(PROGRESS)) and b"hunter2" not in out and b"after" not in out
-    assert data_of(out)[1]["id"] == 1 and data_of(out)[1]["error"]["code"] == -32603
+    assert data_of(out)[1]["id"] == 1 and data_of(out)[1]["error"]["code"] == -32001
+    assert guard.denied == {1: "unread"}
     assert relay.ended and relay.error == "a server-sent event that is no JSON-RPC message"
 
 
