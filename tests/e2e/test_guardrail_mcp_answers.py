@@ -24,6 +24,7 @@ VIRTUAL = "tg-mcp-answers-alice-0001"
 SSE_URL = "https://mcp-answers.example.test/mcp"
 JSON_URL = "https://mcp-answers-json.example.test/mcp"
 SCRIPTED_HOST = "mcp-answers-scripted.example.test"
+UNREAD_HOST = "mcp-answers-unread.example.test"  # the scripted server too, its records apart
 EMAIL = samples.EMAIL
 CARD = samples.SAMPLES["pii.payment_card"][0]
 REDACTED = "[REDACTED:pii.email]"
@@ -65,6 +66,7 @@ def gateway(start_gateway, servers, scripted, tmp_path_factory):
                 {"name": "notes", "url": SSE_URL, "upstream": sse.url},
                 {"name": "notes-json", "url": JSON_URL, "upstream": json_.url},
                 {"name": "scripted", "url": f"https://{SCRIPTED_HOST}/mcp", "upstream": scripted.url},
+                {"name": "unread", "url": f"https://{UNREAD_HOST}/mcp", "upstream": scripted.url},
             ]
         },
     }
@@ -217,6 +219,67 @@ def test_a_denied_result_ends_its_stream_and_closes_the_upstream(gateway, script
         {"pii.payment_card": 1},
     )
     assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+
+
+def call_scripted(gateway, scripted, status: int, body: bytes, content_type: str):
+    """A raw `tools/call` to the scripted server (as `unread`), which answers it `status` with `body`."""
+    scripted.handler = speaks_mcp(lambda message: Reply(status, body, {"content-type": content_type}))
+    call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "customer", "arguments": {}}}
+    headers = {
+        "Authorization": f"Bearer {VIRTUAL}",
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+    }
+    return send(gateway.proxy.port, gateway.bundle, UNREAD_HOST, "/mcp", headers=headers,
+                body=json.dumps(call).encode())  # fmt: skip
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
+def test_a_result_that_is_no_json_is_refused_unread(gateway, scripted, content_type: str) -> None:
+    """A 2xx answer to a tools/call whose body is no JSON: the JSON-RPC error -32001 in its place,
+    nothing of it sent, the record cut."""
+    before = len(unread_records(gateway))
+    answer = call_scripted(gateway, scripted, 200, f"card {CARD} on file".encode(), content_type)
+    assert answer.status == 200
+    assert answer.json() == {"jsonrpc": "2.0", "id": 9, "error": {
+        "code": -32001, "message": "Tollgate refused this answer: it could not be read for its guardrails."}}  # fmt: skip
+    record = unread_record_after(gateway, before)
+    assert (record["status"], record["error"], record["refusal"], record["is_error"]) == (
+        200, "content_denied", "content_denied", True)  # fmt: skip
+
+
+def test_a_streamed_event_that_is_no_json_is_refused_unread(gateway, scripted) -> None:
+    before = len(unread_records(gateway))
+    stream = log_event("working") + f"event: message\r\ndata: card {CARD} on file\r\n\r\n".encode()
+    answer = call_scripted(gateway, scripted, 200, stream, "text/event-stream")
+    data = [json.loads(line[5:]) for line in answer.body.splitlines() if line.startswith(b"data:")]
+    assert answer.status == 200 and CARD.encode() not in answer.body
+    assert [d.get("params", {}).get("data") for d in data[:1]] == ["working"]
+    assert data[1:] == [{"jsonrpc": "2.0", "id": 9, "error": {
+        "code": -32001, "message": "Tollgate refused this answer: it could not be read for its guardrails."}}]  # fmt: skip
+    record = unread_record_after(gateway, before)
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+
+
+def test_an_error_answer_in_plain_text_goes_on_as_it_came(gateway, scripted) -> None:
+    """A server's 500 in plain text carries no result: its client reads an HTTP error."""
+    answer = call_scripted(gateway, scripted, 500, b"upstream database timed out", "text/plain")
+    assert (answer.status, answer.body) == (500, b"upstream database timed out")
+
+
+def unread_records(gateway) -> list[dict]:
+    return [r for r in gateway.audit() if r.get("server") == "unread" and r.get("method") == "tools/call"]
+
+
+def unread_record_after(gateway, before: int, timeout: float = 10.0) -> dict:
+    """The record of the `unread` server's newest call, once written."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = unread_records(gateway)
+        if len(records) > before or time.monotonic() > deadline:
+            assert len(records) > before, "no new record of the unread server"
+            return records[-1]
+        time.sleep(0.05)
 
 
 LARGE = "the quick brown fox jumps over the lazy dog. " * 2000  # 90 KB: read in a worker thread

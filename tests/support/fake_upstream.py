@@ -129,7 +129,8 @@ class FakeUpstream:
                     self.send_header(name, value)
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                if self.command != "HEAD":  # a HEAD's answer has no body
+                    self.wfile.write(payload)
 
             def _read_chunked(self, trailers: list[str]) -> bytes:
                 body = b""
@@ -164,7 +165,7 @@ class FakeUpstream:
                 self.wfile.write(b"0\r\n%s\r\n" % fields)
                 self.wfile.flush()
 
-            do_GET = do_POST = do_PUT = do_DELETE = _serve
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
         self.server.daemon_threads = True

@@ -1,9 +1,10 @@
 """GitHub Copilot: its API hosts, which Copilot's clients (VS Code's Copilot Chat, the Copilot CLI,
 other editors) call with the user's own Copilot token. Three formats on one host: OpenAI's chat
 (`/chat/completions`), Responses (`/responses`) and embeddings (`/embeddings`), and Anthropic's
-Messages (`/v1/messages`); every other path (`/models`, `/_ping`, agents, telemetry) is the
-service's own, audited with no model. Tollgate holds no credential for it: every call goes with its
-user's token (auth `subscription`), never swapped.
+Messages (`/v1/messages`); on its inline completions hosts (`proxy.<plan>.githubcopilot.com`),
+OpenAI's legacy Completions (`/v1/engines/{model}/completions`); every other path (`/models`,
+`/_ping`, agents, telemetry) is the service's own, audited with no model. Tollgate holds no
+credential for it: every call goes with its user's token (auth `subscription`), never swapped.
 
 Each plan has its host (`api.individual.githubcopilot.com`, `.business.`, `.enterprise.`), which
 names the call's plan; `api.githubcopilot.com` serves them all, and there the plan is the one the
@@ -32,6 +33,10 @@ PLAN_HOSTS = {
     "api.individual.githubcopilot.com": "individual",
     "api.business.githubcopilot.com": "business",
     "api.enterprise.githubcopilot.com": "enterprise",
+    # Each plan's inline completions host (the one its tokens name in `proxy-ep`).
+    "proxy.individual.githubcopilot.com": "individual",
+    "proxy.business.githubcopilot.com": "business",
+    "proxy.enterprise.githubcopilot.com": "enterprise",
 }
 SHARED_HOST = "api.githubcopilot.com"
 PLANS = frozenset(PLAN_HOSTS.values())
@@ -39,7 +44,9 @@ PLANS = frozenset(PLAN_HOSTS.values())
 OPENAI_CALLS = frozenset(("chat", "responses", "embeddings"))
 # Anthropic's Messages, and its token count (with or without `/v1`).
 MESSAGES = {("messages",): "messages", ("messages", "count_tokens"): "messages.count_tokens"}
-WORDS = words("v1", "chat", "completions", "responses", "embeddings", "messages", "count_tokens", "models")
+# The inline completions' legacy Completions, by the model (engine) in their path.
+ENGINES = "engines"
+WORDS = words("v1", "chat", "completions", "responses", "embeddings", "messages", "count_tokens", "models", ENGINES)
 _WORD = re.compile(r"^[a-z_]+$")  # a fixed path word; anything else is an id, left out of a name
 # A Copilot token (v2) is `key=value;key=value;…:mac`; `proxy-ep` names its plan's completions host.
 PROXY_FIELD = "proxy-ep="
@@ -111,6 +118,8 @@ class Copilot(Provider):
         rest = segments[1:] if segments[0] == "v1" and len(segments) > 1 else segments
         if rest[0] in OPENAI_CALLS:
             return classify_request(method, rest, data, query)
+        if len(rest) == 3 and rest[0] == ENGINES and rest[2] == "completions":
+            return _inline_completions(method, rest[1], data, query)
         messages = MESSAGES.get(tuple(rest))
         if messages is not None and method == "POST":
             if data is None:
@@ -123,6 +132,15 @@ class Copilot(Provider):
                 raise e.at(messages) from None
         named = [s for s in segments if _WORD.match(s)]
         return Classification(endpoint=".".join(named) or None, service=True, wire_format=OPENAI_API)
+
+
+def _inline_completions(method: str, engine: str, data: dict[str, Any] | None, query: str) -> Classification:
+    """An inline completion (`/v1/engines/{model}/completions`): OpenAI's legacy Completions, its
+    model named by the path where the body names none."""
+    classification = classify_request(method, ["completions"], data, query)
+    if classification.model is None:
+        classification.model = engine
+    return classification
 
 
 def _is_messages(path: str) -> bool:

@@ -30,14 +30,16 @@ def copilot_token(proxy: str = "proxy.business.githubcopilot.com") -> str:
 @pytest.mark.parametrize(
     "host",
     ["api.githubcopilot.com", "api.individual.githubcopilot.com", "api.business.githubcopilot.com",
-     "API.Enterprise.GithubCopilot.com", "api.enterprise.githubcopilot.com."],
+     "API.Enterprise.GithubCopilot.com", "api.enterprise.githubcopilot.com.",
+     "proxy.individual.githubcopilot.com", "proxy.business.githubcopilot.com", "proxy.enterprise.githubcopilot.com"],
 )  # fmt: skip
 def test_copilots_api_hosts_are_its(host: str) -> None:
     assert provider_for(host) is COPILOT
 
 
 @pytest.mark.parametrize(
-    "host", ["proxy.individual.githubcopilot.com", "api.other.githubcopilot.com", "githubcopilot.com", "api.github.com"]
+    "host",
+    ["proxy.other.githubcopilot.com", "api.other.githubcopilot.com", "githubcopilot.com", "api.github.com"],
 )
 def test_other_hosts_are_not(host: str) -> None:
     assert provider_for(host) is None
@@ -49,6 +51,7 @@ def test_other_hosts_are_not(host: str) -> None:
         ("gho_abc", "api.individual.githubcopilot.com", "individual"),
         ("gho_abc", "api.business.githubcopilot.com", "business"),
         (copilot_token(), "api.enterprise.githubcopilot.com", "enterprise"),  # the host's, not the token's
+        (copilot_token(), "proxy.individual.githubcopilot.com", "individual"),  # inline completions': the host's
         (copilot_token(), "api.githubcopilot.com", "business"),  # the shared host: the token's
         (copilot_token("proxy.individual.githubcopilot.com"), "api.githubcopilot.com", "individual"),
         (copilot_token("proxy.other.githubcopilot.com"), "api.githubcopilot.com", None),
@@ -90,6 +93,17 @@ def test_any_token_reads_as_a_plan_or_none_never_an_error(token: str) -> None:
 def test_the_model_calls_in_their_three_formats(method, path, body, endpoint, model, wire) -> None:
     c = COPILOT.classify(method, path, body)
     assert (c.endpoint, c.model, c.wire_format, c.service) == (endpoint, model, wire, False)
+
+
+@pytest.mark.parametrize(
+    ("body", "model"),
+    [({"prompt": "def f(", "max_tokens": 64, "n": 2, "stream": True}, "gpt-41-copilot"),
+     ({"prompt": "def f(", "model": "named-in-body", "stream": True}, "named-in-body")],
+)  # fmt: skip
+def test_an_inline_completion_is_legacy_completions_of_the_paths_model(body: dict, model: str) -> None:
+    c = COPILOT.classify("POST", "/v1/engines/gpt-41-copilot/completions", body)
+    assert (c.endpoint, c.model, c.wire_format, c.service) == ("completions", model, "openai-api", False)
+    assert c.facts.stream is True
 
 
 @pytest.mark.parametrize(

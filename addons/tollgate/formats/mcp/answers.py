@@ -34,12 +34,16 @@ class ResultGuard(Protocol):
     """Reads each message for the answer guardrails (`governance/guardrails/mcp_answer.py`): the
     message as it goes on, or None where it goes as it came. `refuses_unread`: an answer it cannot
     read (past its bound) is refused rather than sent on unread. `stop`: once a result is denied,
-    the JSON-RPC error (code, message) each request still unanswered gets; the answer ends there."""
+    the JSON-RPC error (code, message) each request still unanswered gets; the answer ends there.
+    `unread()`: the error (code, message) each request gets in place of an answer that is no JSON,
+    its results cut as unread."""
 
     refuses_unread: bool
     stop: tuple[int, str] | None
 
     def __call__(self, value: Any) -> Any | None: ...
+
+    def unread(self) -> tuple[int, str]: ...
 
 
 def is_sse(content_type: str | None) -> bool:
@@ -99,8 +103,12 @@ class AnswerRelay:
         self, sse: bool, expected: Sequence[RequestId] = (), batch: bool = False,
         decoder: Decompressor | None = None, tools_of: frozenset[RequestId] = frozenset(),
         allowed: Allowed | None = None, unreadable: str | None = None, guard: ResultGuard | None = None,
+        succeeded: bool = True,
     ) -> None:  # fmt: skip
         self.sse = sse
+        # Whether the server answered 2xx: a JSON answer of another status that is no JSON (a plain
+        # text error) holds no result, and goes on as it came.
+        self.succeeded = succeeded
         self.expected = tuple(expected)
         self.batch = batch
         self.decoder = decoder
@@ -215,7 +223,7 @@ class AnswerRelay:
             if value is None and self.guard is not None and event is not None and event.data.strip():
                 # What the guardrails cannot read does not go on: a raw client would read it.
                 out.append(region[at:start])
-                return b"".join(out) + self._unreadable("a server-sent event that is no JSON-RPC message")
+                return b"".join(out) + self._unread_by_guard("a server-sent event that is no JSON-RPC message")
             names = self._tools_listed(value)
             if names:
                 allowed = self._ask(names)
@@ -273,6 +281,9 @@ class AnswerRelay:
 
     def _json(self, body: bytes) -> bytes:
         value = parse_any(body) if body else None
+        if value is None and self.guard is not None and self.succeeded and body.strip():
+            # What the guardrails cannot read does not go on: a raw client would read it.
+            return self._unread_by_guard("the answer is no JSON-RPC message")
         names = self._tools_listed(value)
         if names:
             allowed = self._ask(names)
@@ -378,6 +389,14 @@ class AnswerRelay:
         ids: list[RequestId | None] = list(unanswered) or [None]
         answers = [error_message(i, code, message) for i in ids]
         return encode_json(answers if self.batch or len(answers) > 1 else answers[0])
+
+    def _unread_by_guard(self, problem: str) -> bytes:
+        """What the answer guardrails cannot read: not sent on; the guard's error for each request
+        not answered yet in its place, their results cut as unread."""
+        assert self.guard is not None
+        self.error = problem
+        code, message = self.guard.unread()
+        return self.fail(message, code) or b""
 
     def _unreadable(self, problem: str) -> bytes:
         """An answer Tollgate cannot read: not sent on; its requests' errors in its place."""

@@ -22,6 +22,7 @@ from tollgate.formats import (
     OPENAI_API,
     OPENAI_CHAT,
     OPENAI_COMPLETIONS,
+    OPENAI_IMAGES,
     OPENAI_RESPONSES,
 )
 from tollgate.formats.bedrock_converse.fields import EVENT_STREAM
@@ -32,6 +33,7 @@ from tollgate.formats.request_facts import Classification
 from tollgate.governance.guardrails import (
     completions_answer,
     gemini_answer,
+    images_answer,
     mcp_answer,
     messages_answer,
     responses_answer,
@@ -168,6 +170,10 @@ ANSWER_FORMATS: dict[str, AnswerFormat] = {
     BEDROCK_CONVERSE: AnswerFormat(ConverseAnswerGuard, guard_bedrock_json, denied_frame, frozenset((EVENT_STREAM,))),
     # Each family's own body, told by the answer where the model id does not tell it (`invoke_answer`).
     BEDROCK_INVOKE: AnswerFormat(InvokeByAnswerGuard, guard_invoke_json, denied_frame, frozenset((EVENT_STREAM,))),
+    # Read whole only: a stream (none asked for, the asked ones refused before they go) stops unread.
+    OPENAI_IMAGES: AnswerFormat(
+        images_answer.UnreadStream, images_answer.guard_images_json, denied_event, stream_types=frozenset()
+    ),
     MCP_RESULTS: AnswerFormat(
         McpAnswerGuard, guard_mcp_json, mcp_answer.denied_event, saved=_mcp_saved, denied_inside=True
     ),
@@ -198,6 +204,12 @@ def _completions(classification: Classification) -> str | None:
     return OPENAI_COMPLETIONS if classification.wire_format == OPENAI_API else None
 
 
+def _images(classification: Classification) -> str | None:
+    """OpenAI's image generations, their JSON answers (a stream is not read)."""
+    streamed = classification.facts.stream
+    return OPENAI_IMAGES if classification.wire_format == OPENAI_API and not streamed else None
+
+
 def _messages(classification: Classification) -> str | None:
     """Anthropic's Messages on a host of another's (Copilot's)."""
     return ANTHROPIC_MESSAGES if classification.wire_format == ANTHROPIC_MESSAGES else None
@@ -207,6 +219,7 @@ def _messages(classification: Classification) -> str | None:
 # endpoint → the format of a call's answer there (None: not read).
 ANSWER_MODELS: dict[str, Callable[[Classification], str | None]] = {
     "completions": _completions,
+    "images.generations": _images,
     "messages": _messages,
     "rawPredict": _claude_on_vertex,
     "streamRawPredict": _claude_on_vertex,

@@ -426,11 +426,13 @@ def _data_of(block: bytes) -> bytes:
 def guard_responses_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
     """A whole (not streamed) Responses answer read: the body as it goes on (redacted, or as it
     came where nothing is), the kind of a value to deny (the answer is then refused), and the
-    counts."""
+    counts. One that is no JSON object cannot be read: it is refused (`unread`)."""
     try:
         obj = json.loads(body)
     except ValueError:
-        return body, None, {}
+        return body, "unread", {}
+    if not isinstance(obj, dict):
+        return body, "unread", {}
     counts: Counter[str] = Counter()
     changed = False
     if not all(_spelled(holder, name) for holder, name, _ in output_texts(obj)):

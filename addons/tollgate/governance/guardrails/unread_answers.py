@@ -10,6 +10,7 @@ from tollgate.formats import (
     ANTHROPIC_MESSAGES,
     BEDROCK_AGENTS,
     BEDROCK_INVOKE,
+    CODE_ASSIST,
     GEMINI_GENERATE,
     OPENAI_API,
 )
@@ -26,6 +27,7 @@ MODEL_TEXT: dict[str, dict[str, str]] = {
         "threads.runs.steps": "an Assistants run's steps",
         "threads.messages": "an Assistants thread's messages",
         "files.content": "a file's content (a batch's results)",
+        "containers.files.content": "a code interpreter's output file",
         "conversations.items": "a conversation's stored answers",
         "evals.runs.output_items": "an eval run's answers",
         "realtime": "a Realtime session's text and transcripts",
@@ -59,6 +61,15 @@ MODEL_TEXT: dict[str, dict[str, str]] = {
     ),
     BEDROCK_INVOKE: {"invoke-with-bidirectional-stream": "a bidirectional stream's text and transcripts"},
 }
+# The plans' service paths whose answers carry what a model wrote all the same, in a shape no answer
+# format reads: Codex's compaction (signed in with ChatGPT: the conversation as the model summed it
+# up) and Code Assist's code completions (an IDE's, signed in with Google).
+SERVICE_MODEL_TEXT: dict[str, dict[str, str]] = {
+    OPENAI_API: {"codex.responses.compact": "a compacted conversation (Codex's responses/compact)"},
+    CODE_ASSIST: {"completeCode": "a code completion (Code Assist's completeCode)"},
+}
+# The endpoints whose streamed answers no answer format reads (their JSON answers are read).
+STREAMED: dict[str, dict[str, str]] = {OPENAI_API: {"images.generations": "a streamed image generation"}}
 # A model deployed to a Vertex AI endpoint (`endpoints/{id}`) answers its own format at every method
 # but Gemini's (`generateContent`, read) and its token count.
 DEPLOYED = "endpoints/"
@@ -69,10 +80,14 @@ def model_text(classification: Classification) -> str | None:
     """What the answer of a call carries that a model wrote, where its endpoint is one whose
     answers carry some (None: an endpoint whose answers carry none, or that is outside the model
     API). Whether it is read is the answer formats' to say."""
-    if classification.passthrough or classification.service:
+    if classification.passthrough:
         return None
     wire, endpoint = classification.wire_format, classification.endpoint or ""
+    if classification.service:
+        return SERVICE_MODEL_TEXT.get(wire or "", {}).get(endpoint)
     found = MODEL_TEXT.get(wire or "", {}).get(endpoint)
+    if found is None and classification.facts.stream:
+        found = STREAMED.get(wire or "", {}).get(endpoint)
     if found is not None:
         return found
     model = classification.model or ""

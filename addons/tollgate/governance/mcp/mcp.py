@@ -200,6 +200,9 @@ class McpExchange:
 
 # The error of a request left unanswered where its answer was stopped at another's result denied.
 CUT_OFF = "Tollgate stopped this answer: another result in it holds {kind}."
+# The error of each request whose answer the answer guardrails could not read (no JSON).
+UNREAD = "unread"
+UNREAD_ANSWER = "Tollgate refused this answer: it could not be read for its guardrails."
 # A record whose result the answer guardrails replaced by an error (as an LLM call's answer cut).
 _CUT = {"error": CONTENT_DENIED, "refusal": CONTENT_DENIED}
 
@@ -366,3 +369,8 @@ class ResultGuard:
             kind = next(iter(read.denied.values()))
             self.stop = (REFUSED_CODE, CUT_OFF.format(kind=kind))
         return read.value
+
+    def unread(self) -> tuple[int, str]:
+        """An answer that is no JSON: each result it was to carry cut as unread, as a denied one."""
+        self._exchange.answer_denied.update(dict.fromkeys(self._ids, UNREAD))
+        return REFUSED_CODE, UNREAD_ANSWER

@@ -154,6 +154,8 @@ class Guard:
         provider, model = call.route.target.provider, call.target_model
         if not guardrails.reads_answers(provider, model, who.client, who.groups):
             return None
+        if flow.request.method == "HEAD":
+            return None  # its answer has no body: nothing a model wrote to read
         carried = stored_unread(call.classification, flow.request.method, flow.request.path)
         if carried is None and (found := model_text(call.classification)) is not None:
             carried = found if answer_format(client_answer_format(call)) is None else None

@@ -286,7 +286,9 @@ class Mcp:
         policy = loaded.policy if loaded is not None and tools_of and 200 <= response.status_code < 300 else None
         checks = None if policy is None else ToolChecks(policy, exchange)
         exchange.tool_checks = checks
-        guard = ResultGuard.of(exchange) if 200 <= response.status_code < 300 else None
+        succeeded = 200 <= response.status_code < 300
+        # Read at any status: a JSON-RPC result in an error's answer is a result all the same.
+        guard = ResultGuard.of(exchange)
         if guard is not None:
             # A result denied ends its event stream there: the upstream is closed, as a denied
             # model answer's is; a large one is read in a worker thread. Taught on the first such
@@ -295,7 +297,7 @@ class Mcp:
             patches.read_large_pieces_apart()
         relay = Relay(
             is_sse(headers.get("content-type")), expected, exchange.batch, decoder, tools_of if checks else frozenset(),
-            checks, unreadable, guard,
+            checks, unreadable, guard, succeeded,
         )  # fmt: skip
         relay.off_loop = self._workers.off_loop
         return relay

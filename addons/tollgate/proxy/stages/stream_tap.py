@@ -375,7 +375,9 @@ class StreamTap:
             rewrite = translation.rewriter(bool(call.classification.facts.stream))
         # A fetched answer (a stored response, a stored chat completion read back) is read as made.
         outside = classification.passthrough or classification.service or classification.session
-        reading = None if outside or flow.response.status_code >= 300 else answer_reading(call)
+        # A HEAD's answer, and a 204, have no body: no model text to read.
+        bodiless = flow.request.method == "HEAD" or flow.response.status_code == 204
+        reading = None if outside or bodiless or flow.response.status_code >= 300 else answer_reading(call)
         if reading is not None and (
             reading.format.streams(headers.get("content-type", ""), bool(classification.facts.stream))
             or (translation is not None and bool(classification.facts.stream))

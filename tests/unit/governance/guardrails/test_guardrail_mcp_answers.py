@@ -285,11 +285,41 @@ UNREADABLE = b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text
 def test_a_streamed_event_that_cannot_be_read_ends_the_answer() -> None:
     """The relay: what came before it goes on, then each request's error; nothing of it."""
     body = sse(PROGRESS) + b"event: message\r\ndata: " + UNREADABLE + b"\r\n\r\n" + sse(tool_result(1, "after"))
-    relay = AnswerRelay(True, [1], guard=Guard(FOUND, frozenset({1})))
+    guard = Guard(FOUND, frozenset({1}))
+    relay = AnswerRelay(True, [1], guard=guard)
     out = relayed(relay, [body[:40], body[40:]])
     assert out.startswith(sse(PROGRESS)) and b"hunter2" not in out and b"after" not in out
-    assert data_of(out)[1]["id"] == 1 and data_of(out)[1]["error"]["code"] == -32603
+    assert data_of(out)[1]["id"] == 1 and data_of(out)[1]["error"]["code"] == -32001
+    assert guard.denied == {1: "unread"}
     assert relay.ended and relay.error == "a server-sent event that is no JSON-RPC message"
+
+
+@pytest.mark.parametrize("body", [b"card " + CARD.encode() + b" on file", UNREADABLE])
+def test_a_json_answer_that_is_no_json_is_refused_unread(body: bytes) -> None:
+    """A 2xx answer to a read request that no JSON reader takes: its requests' error -32001, nothing
+    of it; each of its results cut as unread."""
+    guard = Guard(FOUND, frozenset({1}))
+    relay = AnswerRelay(False, [1], guard=guard)
+    out = relayed(relay, [body[:9], body[9:]])
+    assert json.loads(out) == {"jsonrpc": "2.0", "id": 1, "error": {
+        "code": -32001, "message": "Tollgate refused this answer: it could not be read for its guardrails."}}  # fmt: skip
+    assert (relay.outcomes, guard.denied, relay.error) == (
+        {1: True},
+        {1: "unread"},
+        "the answer is no JSON-RPC message",
+    )
+
+
+def test_an_error_status_in_plain_text_goes_on_as_it_came() -> None:
+    """No result in it: what its client reads is an HTTP error."""
+    relay = AnswerRelay(False, [1], guard=Guard(FOUND, frozenset({1})), succeeded=False)
+    assert relayed(relay, [b"upstream timed out"]) == b"upstream timed out"
+
+
+def test_an_error_status_with_a_result_is_read_all_the_same() -> None:
+    relay = AnswerRelay(False, [1], guard=Guard(EVERY, frozenset({1})), succeeded=False)
+    out = json.loads(relayed(relay, [json.dumps(tool_result(1, f"to {EMAIL}")).encode()]))
+    assert out["result"]["content"][0]["text"] == "to [REDACTED:pii.email]"
 
 
 def test_an_event_without_data_still_goes_on_unread() -> None:

@@ -364,6 +364,13 @@ def test_a_whole_answer_is_served_redacted_or_refused() -> None:
     assert guard_responses_json(compiled("redact"), clean) == (clean, None, {})
 
 
+@pytest.mark.parametrize("body", [f'["{TOKEN}"]', f'"{TOKEN}"', "42", "null", f"not json {TOKEN}"])
+def test_a_whole_answer_that_is_no_json_object_is_refused_unread(body: str) -> None:
+    """Valid JSON of another shape (a list, a string) is no Responses answer: what it carries would
+    go unread."""
+    assert guard_responses_json(compiled("redact"), body.encode()) == (body.encode(), "unread", {})
+
+
 def test_a_refusal_is_read_as_text() -> None:
     events = [
         {"type": "response.refusal.delta", "item_id": "m", "output_index": 0, "content_index": 0, "delta": p}

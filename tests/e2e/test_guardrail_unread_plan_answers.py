@@ -1,0 +1,238 @@
+"""Answers that carry what a model wrote on paths no chat format covers, under an answer rule, through
+mitmdump: the plans' service paths that answer model text (Codex's `responses/compact` signed in
+with ChatGPT, Code Assist's `completeCode`) and an Assistants' code interpreter's files are refused
+before they go upstream; an image generation's `revised_prompt` is read (redacted, or the answer
+refused 403); a HEAD, whose answer has no body, goes on; Copilot's inline completions host is
+governed as Copilot, its legacy Completions stream read."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from tests.support import guardrail_samples as samples
+from tests.support.canned import provider_answers
+from tests.support.fake_upstream import Received, Reply
+from tests.support.raw import send
+from tests.support.streams import sse
+
+VIRTUAL = "tg-unread-plans-alice-0001"
+BOB = "tg-unread-plans-bob-0001"
+AWS = samples.AWS_KEY_ID
+TEXT = f"Here is the key from the file: {AWS} and nothing else."
+KINDS = ["secrets.aws_access_key_id"]
+WORKSPACE = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+GOOGLE_TOKEN = "ya29.a0-unread-plans-token-0001"
+COPILOT_TOKEN = (
+    "tid=0f1e2d3c4b5a69788796a5b4c3d2e1f0;exp=4102444800;sku=copilot_for_business_seat;"
+    "proxy-ep=proxy.business.githubcopilot.com;st=dotcom;chat=1;8kp=1:5ecret-copilot-mac-q7"
+)
+
+
+def segment(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+ACCESS = (
+    f"{segment({'alg': 'none', 'typ': 'JWT'})}."
+    + segment({"https://api.openai.com/auth": {"chatgpt_account_id": WORKSPACE, "chatgpt_plan_type": "team"},
+               "exp": 4102444800})
+    + ".5ecret-signature"
+)  # fmt: skip
+
+
+def config(urls: dict[str, str]) -> dict:
+    return {
+        "providers": {
+            "openai": {"upstream": urls["openai"], "keys": ["sk-real-unread-0001"]},
+            "chatgpt": {"upstream": urls["chatgpt"]},
+            "code_assist": {"upstream": urls["code_assist"]},
+            "copilot": {"upstream": urls["copilot"]},
+        },
+        "clients": [{"name": "alice", "keys": [VIRTUAL]}, {"name": "bob", "keys": [BOB]}],
+        "allow_anonymous": True,  # the plans' tokens name no client here
+        "guardrails": [
+            {"on": ["answer"], "detect": KINDS, "action": "redact"},
+            {"match": {"client": "bob"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
+        ],
+    }
+
+
+def inline_completion() -> list[bytes]:
+    """Copilot's inline completion: legacy Completions events, the text in 5-character pieces (the
+    key across four), then its end."""
+    head = {"id": "cmpl-c", "created": 1700000000, "model": "gpt-41-copilot"}
+    pieces = [TEXT[i : i + 5] for i in range(0, len(TEXT), 5)]
+    choice = {"index": 0, "logprobs": None, "finish_reason": None}
+    events = [sse({**head, "choices": [{**choice, "text": p}]}) for p in pieces]
+    end = sse({**head, "choices": [{**choice, "text": "", "finish_reason": "stop"}]})
+    return [*events, end, sse("[DONE]")]
+
+
+def answer(received: Received) -> Reply:
+    """What each upstream answers: model text everywhere a model writes some."""
+    if received.path.endswith("/responses/compact"):
+        text = {"type": "output_text", "text": TEXT}
+        return Reply(200, {"output": [{"type": "message", "role": "assistant", "content": [text]}]})
+    if ":completeCode" in received.path:
+        return Reply(200, {"completions": [{"text": TEXT}]})
+    if "/engines/" in received.path:
+        return Reply(200, chunks=inline_completion())
+    if received.path.endswith("/images/generations"):
+        image = {"b64_json": base64.b64encode(b"\x89PNG" + AWS.encode()).decode(), "revised_prompt": TEXT}
+        return Reply(200, {"created": 1700000000, "data": [image, {"url": "https://img.example/1.png"}]})
+    if received.method == "HEAD":
+        kind = "application/json" if "/chat/completions/" in received.path else "application/octet-stream"
+        return Reply(200, b"", headers={"content-type": kind})
+    if "/files/" in received.path and received.path.endswith("/content"):
+        return Reply(200, TEXT.encode(), headers={"content-type": "application/octet-stream"})
+    return provider_answers(received)
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway):
+    gateway = start_gateway(config, providers=("openai", "chatgpt", "code_assist", "copilot"))
+    for fake in gateway.fakes.values():
+        fake.handler = answer
+    return gateway
+
+
+def raw(gw, host: str, path: str, token: str, body: dict | None = None, method: str = "POST"):
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    return send(gw.proxy.port, gw.bundle, host, path, method=method, headers=headers,
+                body=json.dumps(body).encode() if body is not None else b"")  # fmt: skip
+
+
+def refused_unread(gw, provider: str, answered, carried: str) -> None:
+    """The call was refused 403 `content_denied` naming what it carries, and nothing went upstream."""
+    seen, records = len(gw.fakes[provider].received), len(gw.audit())
+    got = answered()
+    assert (got.status, got.headers.get("x-tollgate-error")) == (403, "content_denied")
+    assert carried in got.body.decode() and AWS not in got.body.decode()
+    assert len(gw.fakes[provider].received) == seen
+    record = gw.wait_audit(records + 1)[-1]
+    assert (record["provider"], record["status"], record["decision"]) == (provider, 403, "deny")
+    assert record["deny_reasons"] == [f"an answer guardrail applies and Tollgate cannot read {carried}"]
+    assert record["answer_findings"] is None
+
+
+def test_codexs_compaction_signed_in_with_chatgpt_is_refused_unread(gw):
+    body = {"model": "gpt-5-codex", "input": [{"role": "user", "content": "hi"}], "instructions": "sum up"}
+    refused_unread(
+        gw,
+        "chatgpt",
+        lambda: raw(gw, "chatgpt.com", "/backend-api/codex/responses/compact", ACCESS, body),
+        "a compacted conversation (Codex's responses/compact)",
+    )
+
+
+def test_code_assists_code_completion_is_refused_unread(gw):
+    body = {"project": "p-1", "request": {"prefix": "def f():", "suffix": ""}}
+    refused_unread(
+        gw,
+        "code_assist",
+        lambda: raw(gw, "cloudcode-pa.googleapis.com", "/v1internal:completeCode", GOOGLE_TOKEN, body),
+        "a code completion (Code Assist's completeCode)",
+    )
+
+
+def test_a_code_interpreters_file_content_is_refused_unread(gw):
+    refused_unread(
+        gw,
+        "openai",
+        lambda: raw(gw, "api.openai.com", "/v1/containers/cntr_1/files/cfile_1/content", VIRTUAL, method="GET"),
+        "a code interpreter's output file",
+    )
+
+
+def test_a_head_of_an_answer_refused_unread_goes_on(gw):
+    """A HEAD's answer has no body: no model text to read. Its GET is still refused."""
+    seen, records = len(gw.fakes["openai"].received), len(gw.audit())
+    got = raw(gw, "api.openai.com", "/v1/files/file-batch-out/content", VIRTUAL, method="HEAD")
+    assert (got.status, got.body, got.headers.get("x-tollgate-error")) == (200, b"", None)
+    (received,) = gw.fakes["openai"].received[seen:]
+    assert (received.method, received.path) == ("HEAD", "/v1/files/file-batch-out/content")
+    record = gw.wait_audit(records + 1)[-1]
+    assert (record["method"], record["status"], record["decision"]) == ("HEAD", 200, "allow")
+    got = raw(gw, "api.openai.com", "/v1/files/file-batch-out/content", VIRTUAL, method="GET")
+    assert (got.status, got.headers.get("x-tollgate-error")) == (403, "content_denied")
+
+
+def test_a_head_of_an_answer_read_whole_goes_on(gw):
+    """A stored chat completion's HEAD: its answer (no body) is not read for the guardrails."""
+    seen = len(gw.fakes["openai"].received)
+    got = raw(gw, "api.openai.com", "/v1/chat/completions/chatcmpl-s", VIRTUAL, method="HEAD")
+    assert (got.status, got.body, got.headers.get("x-tollgate-error")) == (200, b"", None)
+    (received,) = gw.fakes["openai"].received[seen:]
+    assert received.method == "HEAD"
+
+
+IMAGES = """
+from openai import OpenAI
+client = OpenAI(api_key=KEY, max_retries=0)
+try:
+    if STREAM:
+        events = list(client.images.generate(model="gpt-image-1", prompt="a cat", stream=True))
+        report(events=len(events))
+    else:
+        r = client.images.generate(model="dall-e-3", prompt="a cat")
+        report(revised=[d.revised_prompt for d in r.data], image=r.data[0].b64_json, url=r.data[1].url)
+except Exception as e:
+    report(error=[type(e).__module__.split(".")[0], type(e).__name__], status=getattr(e, "status_code", None),
+           tollgate=e.response.headers.get("x-tollgate-error"), message=str(e))
+"""
+
+
+def test_an_images_revised_prompt_comes_redacted(gw):
+    result = gw.run(f"KEY, STREAM = {VIRTUAL!r}, False\n" + IMAGES)
+    image = base64.b64encode(b"\x89PNG" + AWS.encode()).decode()  # an image is no text: as it came
+    redacted = TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+    assert result == {"revised": [redacted, None], "image": image, "url": "https://img.example/1.png"}
+    record = gw.last_audit()
+    assert (record["endpoint"], record["status"]) == ("images.generations", 200)
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+
+
+def test_an_images_revised_prompt_with_a_value_to_deny_is_refused_403(gw):
+    result = gw.run(f"KEY, STREAM = {BOB!r}, False\n" + IMAGES)
+    assert (result["error"], result["status"], result["tollgate"]) == (
+        ["openai", "PermissionDeniedError"], 403, "content_denied")  # fmt: skip
+    assert AWS not in result["message"]
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["answer_findings"]) == (
+        403, "deny", {"secrets.aws_access_key_id": 1})  # fmt: skip
+
+
+def test_a_streamed_image_generation_is_refused_unread(gw):
+    seen = len(gw.fakes["openai"].received)
+    result = gw.run(f"KEY, STREAM = {VIRTUAL!r}, True\n" + IMAGES)
+    assert (result["error"], result["status"], result["tollgate"]) == (
+        ["openai", "PermissionDeniedError"], 403, "content_denied")  # fmt: skip
+    assert "a streamed image generation" in result["message"]
+    assert len(gw.fakes["openai"].received) == seen
+
+
+def test_copilots_inline_completion_is_governed_and_its_stream_read(gw):
+    """`proxy.<plan>.githubcopilot.com`: Copilot's (its plan the host's), the model the path's, the
+    legacy Completions stream read as the client gets it."""
+    body = {"prompt": "# read the key\n", "suffix": "", "max_tokens": 64, "n": 1, "stream": True,
+            "extra": {"language": "python"}}  # fmt: skip
+    headers = {"Authorization": f"Bearer {COPILOT_TOKEN}", "Content-Type": "application/json",
+               "Openai-Intent": "copilot-ghost"}  # fmt: skip
+    seen, records = len(gw.fakes["copilot"].received), len(gw.audit())
+    got = send(gw.proxy.port, gw.bundle, "proxy.business.githubcopilot.com", "/v1/engines/gpt-41-copilot/completions",
+               headers=headers, body=json.dumps(body).encode())  # fmt: skip
+    assert got.status == 200
+    text = "".join(
+        json.loads(line[6:])["choices"][0]["text"] for line in got.body.split(b"\n") if line.startswith(b"data: {")
+    )
+    assert text == TEXT.replace(AWS, "[REDACTED:secrets.aws_access_key_id]")
+    assert got.body.rstrip().endswith(b"data: [DONE]")
+    (received,) = gw.fakes["copilot"].received[seen:]
+    assert (received.path, received.headers["authorization"]) == (
+        "/v1/engines/gpt-41-copilot/completions", f"Bearer {COPILOT_TOKEN}")  # fmt: skip
+    record = gw.wait_audit(records + 1)[-1]
+    assert (record["provider"], record["endpoint"], record["model"], record["auth"], record["plan"]) == (
+        "copilot", "completions", "gpt-41-copilot", "subscription", "business")  # fmt: skip
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
