@@ -265,3 +265,50 @@ def test_gemini_tokens_ahead_of_their_text_stop_the_answer(gw):
     assert AWS[:2] not in json.dumps(result)
     record = gw.last_audit()
     assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+
+
+# --- alternatives to each token asked for: refused before the call goes upstream ---
+
+OPENAI_ALTERNATIVES = f"""
+import openai
+client = openai.OpenAI(api_key="{VIRTUAL}", max_retries=0)
+try:
+    client.chat.completions.create(
+        model="gpt-4o", messages=[{{"role": "user", "content": "key"}}], stream=True, logprobs=True, top_logprobs=2
+    )
+    report(error=None)
+except openai.APIStatusError as e:
+    report(error=[type(e).__name__, e.status_code, e.body])
+"""
+GEMINI_ALTERNATIVES = f"""
+from google import genai
+from google.genai import errors, types
+client = genai.Client(api_key="{VIRTUAL}")
+config = types.GenerateContentConfig(response_logprobs=True, logprobs=3)
+try:
+    client.models.generate_content(model="gemini-2.5-flash", contents="key", config=config)
+    report(error=None)
+except errors.APIError as e:
+    report(error=[type(e).__name__, e.code, e.status])
+"""
+
+
+@pytest.mark.parametrize(
+    ("provider", "script", "error", "field"),
+    [
+        ("openai", OPENAI_ALTERNATIVES, ["PermissionDeniedError", 403], "top_logprobs"),
+        ("gemini", GEMINI_ALTERNATIVES, ["ClientError", 403, "PERMISSION_DENIED"], "generationConfig.logprobs"),
+    ],
+)
+def test_alternatives_to_each_token_are_refused_before_the_call_goes_upstream(gw, provider, script, error, field):
+    """Two or more alternatives at each position hold tokens the model did not write, which no
+    answer guardrail reads: the call is refused 403 `content_denied`, the upstream never asked."""
+    seen = len(gw.fakes[provider].received)
+    result = gw.run(script)
+    assert result["error"][: len(error)] == error
+    assert len(gw.fakes[provider].received) == seen
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["answer_findings"]) == (403, "deny", None)
+    assert record["deny_reasons"] == [
+        f"an answer guardrail applies and Tollgate cannot read the alternatives to each token it asks for ({field})"
+    ]

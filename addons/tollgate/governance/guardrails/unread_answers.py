@@ -123,3 +123,39 @@ def stored_unread(classification: Classification, method: str, path: str) -> str
         return None
     rest = segments[len(segments) - segments[::-1].index(word) :]
     return shapes.get(tuple("{id}" if i == 0 else s for i, s in enumerate(rest)))
+
+
+# Where a request asks for the tokens the model did not choose at each position, by wire format:
+# OpenAI's chat, Responses and Bedrock's OpenAI format (`top_logprobs`), legacy Completions
+# (`logprobs`), Gemini's (`generationConfig.logprobs`, inside Code Assist's `request` too).
+_ALTERNATIVES: dict[str, tuple[tuple[str, ...], ...]] = {
+    OPENAI_API: (("top_logprobs",), ("logprobs",)),
+    BEDROCK_INVOKE: (("top_logprobs",),),
+    GEMINI_GENERATE: (("generationConfig", "logprobs"), ("generation_config", "logprobs")),
+    CODE_ASSIST: (("request", "generationConfig", "logprobs"), ("request", "generation_config", "logprobs")),
+}
+
+
+def alternatives_asked(classification: Classification, body: object) -> str | None:
+    """What an answer of a call that asks for two or more alternatives at each token would carry
+    that no answer format reads (None: it asks for none, or one): each position's alternatives are
+    tokens the model did not write, which the answer guardrails cannot read as its text (an answer
+    with them stops at its first token: refused before it goes upstream instead)."""
+    for path in _ALTERNATIVES.get(classification.wire_format, ()):
+        value = body
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if _count(value) >= 2:
+            return f"the alternatives to each token it asks for ({'.'.join(path)})"
+    return None
+
+
+def _count(value: object) -> int:
+    """A count as a JSON body may write it: a number, or a string of digits (proto3 JSON)."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return 0

@@ -26,7 +26,7 @@ from tollgate.governance.guardrails.answer_formats import answer_format
 from tollgate.governance.guardrails.detectors import OWN_KEYS
 from tollgate.governance.guardrails.rules import Guardrails, Scan
 from tollgate.governance.guardrails.text import PLACEHOLDER
-from tollgate.governance.guardrails.unread_answers import model_text, stored_unread
+from tollgate.governance.guardrails.unread_answers import alternatives_asked, model_text, stored_unread
 from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.governance.mcp.mcp import McpExchange
 from tollgate.proxy.flows import refuse, refuse_mcp, scrub_placeholders, write_raw_body
@@ -159,6 +159,9 @@ class Guard:
         carried = stored_unread(call.classification, flow.request.method, flow.request.path)
         if carried is None and (found := model_text(call.classification)) is not None:
             carried = found if answer_format(client_answer_format(call)) is None else None
+        if carried is None:
+            asked = call.request.client_body if call.request.client_body is not None else call.request.body
+            carried = alternatives_asked(call.classification, asked)
         if carried is not None:
             refuse_unread_answer(flow, call, carried)
             return None

@@ -10,7 +10,7 @@ import pytest
 
 from tollgate.core.config import parse_config
 from tollgate.core.runtime import Loaded
-from tollgate.governance.guardrails.unread_answers import model_text, stored_unread
+from tollgate.governance.guardrails.unread_answers import alternatives_asked, model_text, stored_unread
 
 REGISTRY = Loaded.build(parse_config({"providers": {"azure": {"keys": ["k"]}}})).registry
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -92,3 +92,37 @@ def test_what_a_get_reads_back_of_stored_answers(provider: str, path: str, what:
     classification = REGISTRY[provider].classify("GET", path.split("?", maxsplit=1)[0], None)
     assert stored_unread(classification, "GET", path) == what
     assert stored_unread(classification, "POST", path) is None
+
+
+@pytest.mark.parametrize(
+    ("provider", "path", "body", "what"),
+    [
+        ("openai", "/v1/chat/completions", {**CHAT, "logprobs": True, "top_logprobs": 2}, "top_logprobs"),
+        ("openai", "/v1/chat/completions", {**CHAT, "logprobs": True, "top_logprobs": 20.0}, "top_logprobs"),
+        ("openai", "/v1/chat/completions", {**CHAT, "logprobs": True, "top_logprobs": 1}, None),
+        ("openai", "/v1/chat/completions", {**CHAT, "logprobs": True, "top_logprobs": 0}, None),
+        ("openai", "/v1/chat/completions", {**CHAT, "logprobs": True, "top_logprobs": True}, None),
+        ("openai", "/v1/chat/completions", {**CHAT, "logprobs": True}, None),
+        ("openai", "/v1/responses", {"model": "m", "input": "hi", "top_logprobs": 5}, "top_logprobs"),
+        ("openai", "/v1/completions", {"model": "m", "prompt": "hi", "logprobs": 3}, "logprobs"),
+        ("openai", "/v1/completions", {"model": "m", "prompt": "hi", "logprobs": 1}, None),
+        ("gemini", "/v1beta/models/gemini-2.5-flash:generateContent",
+         {**GEMINI, "generationConfig": {"responseLogprobs": True, "logprobs": 2}}, "generationConfig.logprobs"),
+        ("gemini", "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+         {**GEMINI, "generation_config": {"response_logprobs": True, "logprobs": "4"}}, "generation_config.logprobs"),
+        ("gemini", "/v1beta/models/gemini-2.5-flash:generateContent",
+         {**GEMINI, "generationConfig": {"responseLogprobs": True, "logprobs": 1}}, None),
+        ("code_assist", "/v1internal:streamGenerateContent",
+         {"model": "gemini-2.5-pro", "request": {**GEMINI, "generationConfig": {"logprobs": 3}}},
+         "request.generationConfig.logprobs"),
+    ],
+)  # fmt: skip
+def test_a_call_asking_for_alternatives_to_each_token(
+    provider: str, path: str, body: dict[str, Any], what: str | None
+) -> None:
+    """Two or more alternatives at each token: an answer the guardrails cannot read (each position
+    has a token the model did not write), refused before it goes upstream. One is the token chosen
+    where the model decodes greedily: read as the text."""
+    classification = REGISTRY[provider].classify("POST", path, body, "alt=sse" if "stream" in path else "")
+    found = alternatives_asked(classification, body)
+    assert found == (None if what is None else f"the alternatives to each token it asks for ({what})")
