@@ -34,7 +34,7 @@ from tollgate.governance.guardrails.event_guard import WAITING_BYTES, ChannelSta
 
 # The fields whose strings are text (the answer's, the reasoning's), and those whose strings (or
 # objects) are a tool call's JSON.
-_ANSWER_TEXT = ("text", "outputText", "generation", "content", "message", "refusal", "match")
+_ANSWER_TEXT = ("text", "outputText", "generation", "completion", "content", "message", "refusal", "match")
 TEXT_KEYS = frozenset((*_ANSWER_TEXT, "reasoning_content", "reasoning", "thinking"))
 # Lists of text: a Bedrock guardrail's trace of what the model wrote (its matches are `match`).
 TEXT_LISTS = frozenset(("modelOutput",))
@@ -42,8 +42,9 @@ JSON_KEYS = frozenset(("input", "arguments", "parameters", "json", "partial_json
 # Not read: counts, the reasoning's signature and its encrypted form, Bedrock's padding.
 SKIPPED_KEYS = frozenset(("amazon-bedrock-invocationMetrics", "usage", "metrics", "signature", "redactedContent", "p"))
 INDEX_KEYS = ("contentBlockIndex", "index")
-# Log probabilities: their tokens are the text as it came (left out where it is written anew).
-LOGPROBS = "logprobs"
+# Log probabilities (Cohere Command's `token_likelihoods` too): their tokens are the text as it
+# came (left out where it is written anew).
+LOGPROBS = frozenset(("logprobs", "token_likelihoods"))
 # Reasoning, which may be signed: Converse's and Nova's; a family's `thinking` (Claude's own is read
 # by Claude's format, `invoke_answer`).
 REASONING = frozenset(("reasoningContent", "thinking"))
@@ -53,6 +54,12 @@ REASONING = frozenset(("reasoningContent", "thinking"))
 DENIED_EXCEPTION = "validationException"
 DENIED_MESSAGE = "The answer was stopped: it carries what a guardrail denies ({kind})."
 _EVENT = {":content-type": "application/json", ":message-type": "event"}
+# ConverseStream's events, and the members of a block's delta: another (newer than this reader)
+# that carries text is not let through unread.
+CONVERSE_EVENTS = frozenset(
+    ("messageStart", "contentBlockStart", "contentBlockDelta", "contentBlockStop", "messageStop", "metadata")
+)
+CONVERSE_DELTAS = frozenset(("text", "toolUse", "toolResult", "reasoningContent", "citation", "image"))
 _HEADERS_KEPT = 64
 
 Part = str | int | tuple[str, int]  # a key, a list's item (its place, or "[]": named by its index), an index
@@ -175,7 +182,7 @@ def without_logprobs(value: Any) -> None:
     anew: their tokens are the text as it came, value and all."""
     if isinstance(value, dict):
         for key, item in value.items():
-            if key == LOGPROBS and item:
+            if key in LOGPROBS and item:
                 value[key] = None
             elif isinstance(item, (dict, list)):
                 without_logprobs(item)
@@ -333,9 +340,33 @@ class FramesAnswerGuard(EventGuard):
         self._ended_where(lambda channel: channel[: len(prefix)] == prefix)
 
 
+def carries_text(node: Any, skipped: frozenset[str] = SKIPPED_KEYS) -> bool:
+    """Whether a JSON value holds a string (but under the keys `skipped` names)."""
+    if isinstance(node, str):
+        return bool(node)
+    if isinstance(node, list):
+        return any(carries_text(item, skipped) for item in node)
+    if isinstance(node, dict):
+        return any(key not in skipped and carries_text(item, skipped) for key, item in node.items())
+    return False
+
+
 class ConverseAnswerGuard(FramesAnswerGuard):
     """ConverseStream: each event's payload read; a block's text ends at its `contentBlockStop`,
-    all of it at `messageStop`."""
+    all of it at `messageStop`. An event, or a delta's member, newer than this reader that carries
+    text cannot be read: it stops the stream."""
+
+    def read(self, frame: EventStreamFrame) -> Any:
+        obj = super().read(frame)
+        event = frame.headers.get(":event-type")
+        if event not in CONVERSE_EVENTS:
+            unknown: Any = obj
+        else:
+            delta = obj.get("delta") if event == "contentBlockDelta" and isinstance(obj, dict) else None
+            unknown = [v for k, v in delta.items() if k not in CONVERSE_DELTAS] if isinstance(delta, dict) else None
+        if carries_text(unknown):
+            raise ValueError("an event whose text is not read")
+        return obj
 
     def ended(self, frame: EventStreamFrame, obj: Any) -> Path | None:
         event = frame.headers.get(":event-type")
