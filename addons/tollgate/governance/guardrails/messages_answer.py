@@ -46,7 +46,8 @@ PASSED_EVENTS = frozenset(("ping", "error"))
 # What a block given whole holds that is not text: its kind, ids, signatures, encrypted results.
 OPAQUE = frozenset(("type", "id", "tool_use_id", "signature", "encrypted_content", "encrypted_index"))
 _TEXT_OPAQUE = OPAQUE | {"text"}  # a text block's own text is streamed: its channel reads it
-_COUNTS_OPAQUE = OPAQUE | {"usage"}  # a message's counts
+_COUNTS_OPAQUE = OPAQUE | {"usage", "amazon-bedrock-invocationMetrics"}  # a message's counts
+_STOP_OPAQUE = _COUNTS_OPAQUE | {"index"}
 _CHUNK_HEADERS = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
 
 
@@ -245,6 +246,9 @@ class MessagesAnswerGuard(ChatAnswerGuard):
             return self._cut()
         out = self._drained() + self._orphans()
         self._pending.append(pending)
+        # What else it carries is read whole: on Bedrock, a guardrail's trace of the answer.
+        if self._whole_read(pending, pending.obj, _STOP_OPAQUE):
+            return out + self._cut()
         return out + self._drained()
 
     def _block_start(self, pending: Pending, obj: dict[str, Any]) -> None:

@@ -636,3 +636,22 @@ def test_a_whole_answer_of_another_shape_is_read_whole() -> None:
     assert json.loads(served)["content"] == ["mail [REDACTED:pii.email]", {"type": "text", "text": "ok"}]
     counted = json.dumps({"type": "message", "content": [], "usage": {"output_tokens": 4111111111111111}}).encode()
     assert guard_messages_json(compiled("deny"), counted) == (counted, None, {})
+
+
+def test_what_a_blocks_or_the_messages_end_carries_is_read() -> None:
+    """Bedrock may give a guardrail's trace of the answer (`modelOutput`: the text as the model
+    wrote it) in the message's last event: it is read whole, redacted there too."""
+    trace = {"guardrail": {"modelOutput": [f"Key {AWS_KEY_ID}."]}}
+    metrics = {"inputTokenCount": 5, "outputTokenCount": 4111111111111111}
+    last = event("message_stop", **{"amazon-bedrock-trace": trace, "amazon-bedrock-invocationMetrics": metrics})
+    data = frames([*message([text_block(0, [f"Key {AWS_KEY_ID[:6]}", f"{AWS_KEY_ID[6:]}."])])[:-1], last])
+    g = BedrockMessagesGuard(compiled("redact"))
+    out = guarded(g, data, 9)
+    assert AWS_KEY_ID.encode() not in out and g.denied is None
+    events = frame_events(out)
+    assert events[-1]["amazon-bedrock-trace"] == {"guardrail": {"modelOutput": [f"Key {REDACTED_AWS}."]}}
+    assert events[-1]["amazon-bedrock-invocationMetrics"] == metrics
+    assert reassembled(events) == {(0, "text"): f"Key {REDACTED_AWS}."}
+    g = BedrockMessagesGuard(compiled("deny"))
+    guarded(g, frames([*message([text_block(0, ["Hi"])])[:-1], last]), 9)
+    assert g.denied == "secrets.aws_access_key_id"
