@@ -655,3 +655,19 @@ def test_what_a_blocks_or_the_messages_end_carries_is_read() -> None:
     g = BedrockMessagesGuard(compiled("deny"))
     guarded(g, frames([*message([text_block(0, ["Hi"])])[:-1], last]), 9)
     assert g.denied == "secrets.aws_access_key_id"
+
+
+def test_a_translated_answer_whose_parallel_calls_interleave_stops_where_it_cannot_be_read() -> None:
+    """An answer translated to Messages (`MessagesStreamWriter`) from an upstream that interleaves
+    two tool calls' arguments sends the first call's rest after its block ended: a value split
+    there is not let through in two halves read apart; the stream stops before the late delta."""
+    from tollgate.formats.anthropic_messages.stream_writer import MessagesStreamWriter
+    from tollgate.formats.chat import Started, ToolCallDelta, ToolCallStarted
+
+    writer = MessagesStreamWriter(type("Asked", (), {"model": "m"})())
+    written: list[Any] = [Started(), ToolCallStarted(0, "a", "f"), ToolCallDelta(0, '{"x": "' + AWS_KEY_ID[:8]),
+               ToolCallStarted(1, "b", "g"), ToolCallDelta(0, AWS_KEY_ID[8:] + '"}'), ToolCallDelta(1, "{}")]  # fmt: skip
+    data = b"".join(writer.write(e) for e in written)
+    g = MessagesAnswerGuard(compiled("redact"))
+    out = guarded(g, data, 1000)
+    assert g.denied == "unread" and AWS_KEY_ID[8:].encode() not in out
