@@ -60,6 +60,12 @@ CONVERSE_EVENTS = frozenset(
     ("messageStart", "contentBlockStart", "contentBlockDelta", "contentBlockStop", "messageStop", "metadata")
 )
 CONVERSE_DELTAS = frozenset(("text", "toolUse", "toolResult", "reasoningContent", "citation", "image"))
+# The members of a content block of Converse's whole answer (Nova's InvokeModel answer too).
+CONVERSE_BLOCKS = frozenset(
+    ("text", "image", "document", "video", "audio", "toolUse", "toolResult", "guardContent", "cachePoint",
+     "reasoningContent", "citationsContent", "searchResult")
+)  # fmt: skip
+UNREAD = "unread"
 _HEADERS_KEPT = 64
 
 Part = str | int | tuple[str, int]  # a key, a list's item (its place, or "[]": named by its index), an index
@@ -160,6 +166,8 @@ def guard_bedrock_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, s
     obj = parse_json(body)
     if obj is None:
         return body, None, {}
+    if _unknown_blocks(obj):
+        return body, UNREAD, {}
     counts: Counter[str] = Counter()
     changed = False
     for leaf in leaves(obj):
@@ -175,6 +183,18 @@ def guard_bedrock_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, s
         return body, None, dict(counts)
     without_logprobs(obj)
     return encode_json(obj), None, dict(counts)
+
+
+def _unknown_blocks(obj: dict[str, Any]) -> bool:
+    """Whether a Converse answer's content holds a block member newer than this reader that
+    carries text (its text would go on unread)."""
+    output = obj.get("output")
+    message = output.get("message") if isinstance(output, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    for block in content if isinstance(content, list) else ():
+        if isinstance(block, dict) and carries_text([v for k, v in block.items() if k not in CONVERSE_BLOCKS]):
+            return True
+    return False
 
 
 def without_logprobs(value: Any) -> None:

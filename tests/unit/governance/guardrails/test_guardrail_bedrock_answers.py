@@ -610,3 +610,14 @@ def test_a_converse_event_or_delta_member_not_known_that_carries_text_stops_the_
     )
     guard = ConverseAnswerGuard(compiled("redact"))
     assert guarded(guard, quiet, [])[0] == quiet and guard.denied is None
+
+
+def test_a_converse_answers_block_member_not_known_that_carries_text_is_refused() -> None:
+    """A whole Converse answer whose content block has a member newer than the reader, with text
+    under keys no reader knows: refused as unread. Known blocks without text go on."""
+    newer = {"output": {"message": {"role": "assistant", "content": [{"transcript": {"words": f"key {TOKEN}"}}]}}}
+    body = json.dumps(newer).encode()
+    assert guard_bedrock_json(compiled("redact"), body) == (body, "unread", {})
+    known = {"output": {"message": {"role": "assistant", "content": [{"cachePoint": {"type": "default"}}, {"text": "ok"}]}}}  # fmt: skip
+    body = json.dumps(known).encode()
+    assert guard_bedrock_json(compiled("redact"), body) == (body, None, {})
