@@ -102,6 +102,10 @@ def message_events(model: str) -> list[dict]:
                   *tool_events(2, json.dumps({"note": "its fine"}))]  # fmt: skip
     elif "thinking" in model:
         blocks = [*thinking_events(THOUGHT), *text_events(1, "Done.")]
+    elif "future" in model:  # a delta newer than the reader, its text in pieces, the key split
+        block = {"type": "text", "text": ""}
+        blocks = [event("content_block_start", index=0, content_block=block),
+                  *(delta(0, "prose_delta", prose=p) for p in pieces(TEXT, 5)), event("content_block_stop", index=0)]  # fmt: skip
     else:
         blocks = [*thinking_events("Let me read the file."), *text_events(1, TEXT), *tool_events(2, ARGS)]
     end = [
@@ -112,6 +116,8 @@ def message_events(model: str) -> list[dict]:
 
 
 def message_body(model: str) -> dict:
+    if "legacy" in model:  # Claude's Text Completions
+        return {"type": "completion", "completion": TEXT, "stop_reason": "stop_sequence", "stop": "\n\nHuman:"}
     thought = THOUGHT if "thinking" in model else "Let me read the file."
     content = [
         {"type": "thinking", "thinking": thought, "signature": SIGNATURE},
@@ -460,3 +466,49 @@ def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path, where)
         upstream.gate = None
     assert result == {"text": "Nothing to hide here, all is well and fine."}
     assert gate.waited == [True] * (len(message_events("claude-prose")) - 1)  # type: ignore[attr-defined]
+
+
+READ_RAW_DELTAS = """
+import anthropic
+client = {client}
+deltas, error = [], None
+try:
+    for event in client.messages.create(model={model!r}, max_tokens=100, stream=True,
+                                        messages=[{{"role": "user", "content": "pay"}}]):
+        if event.type == "content_block_delta":
+            deltas.append(event.delta.model_dump())
+except Exception as e:
+    error = [type(e).__module__.split(".")[0], type(e).__name__, str(e)]
+report(deltas=deltas, error=error)
+"""
+
+
+@pytest.mark.parametrize("where", ["anthropic", "bedrock"])
+def test_a_delta_newer_than_the_reader_that_carries_text_stops_the_stream(gw, where):
+    """A delta type the reader does not know, its text in pieces (a key split across two): the
+    stream stops before it, as one that cannot be read, and the SDK raises."""
+    result = call(gw, READ_RAW_DELTAS, where, "future")
+    assert AWS not in json.dumps(result) and AWS[:8] not in json.dumps(result)
+    assert result["deltas"] == []
+    module, name, message = result["error"]
+    assert (module, name) == ("anthropic", "APIStatusError")
+    assert ("(unread)" if where != "bedrock" else "validationException") in message
+    record = gw.last_audit()
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+
+
+READ_LEGACY = """
+import boto3, json
+client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE",
+                      aws_secret_access_key="s")
+r = client.invoke_model(modelId={model!r}, body=json.dumps({{"prompt": "Human: pay", "max_tokens_to_sample": 50}}))
+report(body=json.loads(r["body"].read()))
+"""
+
+
+def test_claudes_text_completions_on_bedrock_are_read(gw):
+    """Claude's Text Completions on Bedrock answer in a body of their own (`completion`): it is read
+    as every other field of a Claude answer is."""
+    result = gw.run(READ_LEGACY.format(model="anthropic.claude-legacy-v2"))
+    assert result["body"]["completion"] == REDACTED_TEXT
+    assert gw.last_audit()["answer_findings"] == {"secrets.aws_access_key_id": 1}

@@ -41,7 +41,7 @@ from tollgate.governance.guardrails.logprob_tokens import chat_spells, completio
 
 # The fields whose strings are text (the answer's, the reasoning's), and those whose strings (or
 # objects) are a tool call's JSON.
-_ANSWER_TEXT = ("text", "outputText", "generation", "content", "message", "refusal", "match")
+_ANSWER_TEXT = ("text", "outputText", "generation", "completion", "content", "message", "refusal", "match")
 TEXT_KEYS = frozenset((*_ANSWER_TEXT, "reasoning_content", "reasoning", "thinking"))
 # Lists of text: a Bedrock guardrail's trace of what the model wrote (its matches are `match`).
 TEXT_LISTS = frozenset(("modelOutput",))
@@ -52,6 +52,9 @@ INDEX_KEYS = ("contentBlockIndex", "index")
 # Log probabilities: their tokens are the text as it came (left out where it is written anew), read
 # with it where they spell it exactly; any others stop the answer as unreadable.
 LOGPROBS = "logprobs"
+# Cohere Command's token likelihoods: its text again, token by token (left out where it is written
+# anew, as log probabilities are).
+LIKELIHOODS = "token_likelihoods"
 # Reasoning, which may be signed: Converse's and Nova's; a family's `thinking` (Claude's own is read
 # by Claude's format, `invoke_answer`).
 REASONING = frozenset(("reasoningContent", "thinking"))
@@ -61,6 +64,18 @@ REASONING = frozenset(("reasoningContent", "thinking"))
 DENIED_EXCEPTION = "validationException"
 DENIED_MESSAGE = "The answer was stopped: it carries what a guardrail denies ({kind})."
 _EVENT = {":content-type": "application/json", ":message-type": "event"}
+# ConverseStream's events, and the members of a block's delta: another (newer than this reader)
+# that carries text is not let through unread.
+CONVERSE_EVENTS = frozenset(
+    ("messageStart", "contentBlockStart", "contentBlockDelta", "contentBlockStop", "messageStop", "metadata")
+)
+CONVERSE_DELTAS = frozenset(("text", "toolUse", "toolResult", "reasoningContent", "citation", "image"))
+# The members of a content block of Converse's whole answer (Nova's InvokeModel answer too).
+CONVERSE_BLOCKS = frozenset(
+    ("text", "image", "document", "video", "audio", "toolUse", "toolResult", "guardContent", "cachePoint",
+     "reasoningContent", "citationsContent", "searchResult")
+)  # fmt: skip
+UNREAD = "unread"
 _HEADERS_KEPT = 64
 
 Part = str | int | tuple[str, int]  # a key, a list's item (its place, or "[]": named by its index), an index
@@ -176,6 +191,8 @@ def guard_bedrock_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, s
     obj = parse_json(body)
     if obj is None:
         return body, None, {}
+    if _unknown_blocks(obj):
+        return body, UNREAD, {}
     counts: Counter[str] = Counter()
     changed = False
     try:
@@ -197,12 +214,24 @@ def guard_bedrock_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, s
     return encode_json(obj), None, dict(counts)
 
 
+def _unknown_blocks(obj: dict[str, Any]) -> bool:
+    """Whether a Converse answer's content holds a block member newer than this reader that
+    carries text (its text would go on unread)."""
+    output = obj.get("output")
+    message = output.get("message") if isinstance(output, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    for block in content if isinstance(content, list) else ():
+        if isinstance(block, dict) and carries_text([v for k, v in block.items() if k not in CONVERSE_BLOCKS]):
+            return True
+    return False
+
+
 def without_logprobs(value: Any) -> None:
     """Log probabilities (a family's `logprobs`, OpenAI's on Bedrock) set to null in a body written
     anew: their tokens are the text as it came, value and all."""
     if isinstance(value, dict):
         for key, item in value.items():
-            if key == LOGPROBS and item:
+            if key in (LOGPROBS, LIKELIHOODS) and item:
                 value[key] = None
             elif isinstance(item, (dict, list)):
                 without_logprobs(item)
@@ -360,9 +389,33 @@ class FramesAnswerGuard(EventGuard):
         self._ended_where(lambda channel: channel[: len(prefix)] == prefix)
 
 
+def carries_text(node: Any, skipped: frozenset[str] = SKIPPED_KEYS) -> bool:
+    """Whether a JSON value holds a string (but under the keys `skipped` names)."""
+    if isinstance(node, str):
+        return bool(node)
+    if isinstance(node, list):
+        return any(carries_text(item, skipped) for item in node)
+    if isinstance(node, dict):
+        return any(key not in skipped and carries_text(item, skipped) for key, item in node.items())
+    return False
+
+
 class ConverseAnswerGuard(FramesAnswerGuard):
     """ConverseStream: each event's payload read; a block's text ends at its `contentBlockStop`,
-    all of it at `messageStop`."""
+    all of it at `messageStop`. An event, or a delta's member, newer than this reader that carries
+    text cannot be read: it stops the stream."""
+
+    def read(self, frame: EventStreamFrame) -> Any:
+        obj = super().read(frame)
+        event = frame.headers.get(":event-type")
+        if event not in CONVERSE_EVENTS:
+            unknown: Any = obj
+        else:
+            delta = obj.get("delta") if event == "contentBlockDelta" and isinstance(obj, dict) else None
+            unknown = [v for k, v in delta.items() if k not in CONVERSE_DELTAS] if isinstance(delta, dict) else None
+        if carries_text(unknown):
+            raise ValueError("an event whose text is not read")
+        return obj
 
     def ended(self, frame: EventStreamFrame, obj: Any) -> Path | None:
         event = frame.headers.get(":event-type")

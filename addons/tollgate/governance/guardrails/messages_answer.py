@@ -4,12 +4,14 @@ as Claude answers on Vertex AI's rawPredict (Anthropic's own stream) and on Bedr
 (`text_delta`), a tool use's input (`input_json_delta`, JSON as the model writes it) and thinking
 (`thinking_delta`), one scanner per block; what a block gives whole (a server tool's result, a
 citation, a tool use's `input` at its start) is read at once, each string value. Thinking is
-signed: it is never changed, and a value found there is denied under a `redact` rule too;
-redacted thinking is opaque, not read. Events are held, go on as they came or are written anew
-as OpenAI chat's are (`event_guard.py`). A stream denied ends with
-Anthropic's `error` event (`permission_error`), on Bedrock with an exception frame. An event
-that cannot be read stops the stream as a value to deny would (`unread`). Plain code, knowing
-nothing of mitmproxy."""
+signed: it is never changed, and a value found there is denied under a `redact` rule too (so is a
+compaction's summary, and any block with a signature); redacted thinking is opaque, not read.
+Events are held, go on as they came or are written anew as OpenAI chat's are (`event_guard.py`).
+A stream denied ends with Anthropic's `error` event (`permission_error`), on Bedrock with an
+exception frame. An event that cannot be read stops the stream as a value to deny would
+(`unread`): so does an event or a delta of a type not known that carries text (it may come in
+pieces, which could not be read together), and a delta to a block that has ended. Plain code,
+knowing nothing of mitmproxy."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from tollgate.formats.anthropic_messages.stream_writer import write_event
 from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_frame, parse_sse_block
 from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
-from tollgate.governance.guardrails.bedrock_answer import denied_frame, signed_detectors
+from tollgate.governance.guardrails.bedrock_answer import carries_text, denied_frame, signed_detectors
 from tollgate.governance.guardrails.chat_answer import DENIED_MESSAGE, Channel, ChatAnswerGuard
 from tollgate.governance.guardrails.event_guard import UNREAD, Pending
 
@@ -34,9 +36,18 @@ DELTAS = {
     "thinking_delta": ("thinking", "thinking"),
 }
 _DELTA_OF_CHANNEL = {channel: (kind, name) for kind, (name, channel) in DELTAS.items()}
+# The deltas that give what they carry whole: a citation; a compaction's summary (each delta
+# replaces it whole), which is signed.
+WHOLE_DELTAS = frozenset(("citations_delta", "compaction_delta"))
+# The blocks whose text is signed besides thinking: a compaction's summary ("send it back verbatim").
+SIGNED_BLOCKS = frozenset(("compaction",))
+# The events that carry no model text: they go on as they came.
+PASSED_EVENTS = frozenset(("ping", "error"))
 # What a block given whole holds that is not text: its kind, ids, signatures, encrypted results.
 OPAQUE = frozenset(("type", "id", "tool_use_id", "signature", "encrypted_content", "encrypted_index"))
 _TEXT_OPAQUE = OPAQUE | {"text"}  # a text block's own text is streamed: its channel reads it
+_COUNTS_OPAQUE = OPAQUE | {"usage", "amazon-bedrock-invocationMetrics"}  # a message's counts
+_STOP_OPAQUE = _COUNTS_OPAQUE | {"index"}
 _CHUNK_HEADERS = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
 
 
@@ -116,6 +127,9 @@ def read_block(
         if not isinstance(thinking, str) or not thinking:
             return False, None
         return False, _scanned(signed_detectors(compiled), thinking, counts)[1]
+    if kind in SIGNED_BLOCKS or "signature" in block:
+        # Signed: never changed (a value to redact there is denied).
+        return False, read_values(signed_detectors(compiled), block, counts, opaque)[1]
     return read_values(compiled, block, counts, opaque)
 
 
@@ -123,15 +137,20 @@ def guard_messages_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, 
     """A whole (not streamed) Messages answer read: the body as it goes on (redacted, or as it came
     where nothing is), the kind of a value to deny (the answer is then refused), and the counts."""
     obj = parse_json(body)
-    content = obj.get("content") if obj is not None else None
-    if not isinstance(content, list):
+    if obj is None:
         return body, None, {}
     counts: Counter[str] = Counter()
     changed = False
-    for block in content:
-        if not isinstance(block, dict):
+    for key, item in obj.items():
+        if key in _COUNTS_OPAQUE:
             continue
-        found, denied = read_block(compiled, block, counts)
+        if key == "content" and isinstance(item, list):
+            found, denied = _content_read(compiled, item, counts)
+        else:
+            # Every other field is read too: a body of another shape (Claude's Text Completions'
+            # `completion` on Bedrock) is not let through unread.
+            new, found, denied = _value(compiled, item, counts)
+            obj[key] = new
         if denied is not None:
             return body, denied, dict(counts)
         changed = changed or found
@@ -140,10 +159,32 @@ def guard_messages_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, 
     return encode_json(obj), None, dict(counts)
 
 
+def _content_read(compiled: AnswerDetectors, content: list[Any], counts: Counter[str]) -> tuple[bool, str | None]:
+    """A whole answer's blocks read; an item that is no block, each of its strings."""
+    changed = False
+    for i, block in enumerate(content):
+        if isinstance(block, dict):
+            found, denied = read_block(compiled, block, counts)
+        else:
+            new, found, denied = _value(compiled, block, counts)
+            content[i] = new
+        if denied is not None:
+            return changed, denied
+        changed = changed or found
+    return changed, None
+
+
 class MessagesAnswerGuard(ChatAnswerGuard):
     """A streamed Messages answer's events, read and rewritten (`feed` each piece, `flush` at its
     end): each content block's channels (text, input, thinking) by its index, ended at its
     `content_block_stop`. `denied`: the kind that stopped it (the caller then closes the upstream)."""
+
+    def __init__(self, compiled: AnswerDetectors) -> None:
+        super().__init__(compiled)
+        self._stopped: set[int] = set()  # the indexes of the blocks that ended
+
+    def _saved(self) -> dict[str, Any]:
+        return {**super()._saved(), "_stopped": set(self._stopped)}
 
     def _read_each(self, units: list[Any]) -> bytes:
         out = super()._read_each(units)
@@ -184,23 +225,39 @@ class MessagesAnswerGuard(ChatAnswerGuard):
             message = obj.get("message")
             content = message.get("content") if isinstance(message, dict) else None
             for block in content if isinstance(content, list) else ():
-                if isinstance(block, dict) and self._whole_read(pending, block):
+                if not isinstance(block, dict):
+                    self._refuse(pending)
+                if self.denied is not None or self._whole_read(pending, block):
                     break
+        elif kind == "message_delta":
+            self._whole_read(pending, obj, _COUNTS_OPAQUE)  # its stop sequence, a refusal's explanation
+        elif kind not in PASSED_EVENTS and carries_text(obj, OPAQUE):
+            # An event of a type not known (or of none: Claude's Text Completions on Bedrock)
+            # whose text is not read: the stream stops before it.
+            self._refuse(pending)
         return self._cut() if self.denied is not None else self._drained()
 
     def _closing(self, pending: Pending, index: int | None) -> bytes:
         """A block's end (or the message's: None): its text known to its end goes on before it."""
+        if index is not None:
+            self._stopped.add(index)
         self._ended(index)
         if self.denied is not None:
             return self._cut()
         out = self._drained() + self._orphans()
         self._pending.append(pending)
+        # What else it carries is read whole: on Bedrock, a guardrail's trace of the answer.
+        if self._whole_read(pending, pending.obj, _STOP_OPAQUE):
+            return out + self._cut()
         return out + self._drained()
 
     def _block_start(self, pending: Pending, obj: dict[str, Any]) -> None:
         index, block = obj.get("index"), obj.get("content_block")
         if type(index) is not int or not isinstance(block, dict):
             self._refuse(pending)
+            return
+        if index in self._stopped:
+            self._refuse(pending)  # a block again at the index of one that ended
             return
         kind = block.get("type")
         if kind in ("text", "thinking"):
@@ -209,7 +266,9 @@ class MessagesAnswerGuard(ChatAnswerGuard):
             if kind == "text" and self._whole_read(pending, block, _TEXT_OPAQUE):
                 return
             value = block.get(kind)
-            if isinstance(value, str) and value:
+            if not isinstance(value, str | None):
+                self._refuse(pending)
+            elif value:
                 self._fed(pending, (index, kind, -1), block, kind, value)
             return
         self._whole_read(pending, block)
@@ -219,11 +278,21 @@ class MessagesAnswerGuard(ChatAnswerGuard):
         if type(index) is not int or not isinstance(delta, dict):
             self._refuse(pending)
             return
+        if index in self._stopped:
+            # A delta to a block that ended: its text would be joined to what was read as ended.
+            self._refuse(pending)
+            return
         kind = delta.get("type")
         if kind == "signature_delta":
             return  # a thinking block's signature: not text
+        if kind in WHOLE_DELTAS:
+            self._whole_read(pending, delta, signed=kind == "compaction_delta")
+            return
         if kind not in DELTAS:
-            self._whole_read(pending, delta)  # a citation, or a delta newer than this reader
+            # A delta newer than this reader: its text may go on in pieces, which could not be read
+            # together. One that carries text stops the stream before it.
+            if carries_text(delta, OPAQUE):
+                self._refuse(pending)
             return
         name, channel = DELTAS[kind]
         value = delta.get(name)
@@ -232,12 +301,15 @@ class MessagesAnswerGuard(ChatAnswerGuard):
         elif value:
             self._fed(pending, (index, channel, -1), delta, name, value)
 
-    def _whole_read(self, pending: Pending, node: dict[str, Any], opaque: frozenset[str] = OPAQUE) -> bool:
+    def _whole_read(
+        self, pending: Pending, node: dict[str, Any], opaque: frozenset[str] = OPAQUE, signed: bool = False
+    ) -> bool:
         """What an event gives whole, read at once (before any of its streamed text): where a
-        value is redacted the event is written anew; at one to deny, it does not go on. Whether
-        the stream stops here."""
+        value is redacted the event is written anew; at one to deny (or to redact in what is
+        `signed`), it does not go on. Whether the stream stops here."""
         counts: Counter[str] = Counter()
-        changed, denied = read_block(self._compiled, node, counts, opaque)
+        compiled = signed_detectors(self._compiled) if signed else self._compiled
+        changed, denied = read_block(compiled, node, counts, opaque)
         self._spent.update(counts)
         if denied is not None:
             self._refuse(pending, denied)

@@ -555,3 +555,69 @@ def test_at_a_deny_nothing_after_the_values_frame_goes(read: int) -> None:
     assert got == {"0.reasoning": "The token is "}
     assert errors == ["validationException: " + DENIED.format("secrets.github_token")]
     assert b"c2lnbmVk" not in out and TOKEN[:3].encode() not in out
+
+
+# ---------------------------------------------------------------------------------------------
+# What no reader knows
+
+
+@pytest.mark.parametrize("read", [1, 5, 10_000])
+def test_claudes_text_completions_are_read_by_the_familys_reader(read: int) -> None:
+    """Claude's Text Completions (`{"completion": …}`), under a model id that does not name Claude,
+    are read by the families' reader: streamed, a value split across chunks is replaced."""
+    from tollgate.governance.guardrails.invoke_answer import InvokeByAnswerGuard, guard_invoke_json
+
+    text = f"The key is {TOKEN}, use it."
+    events = [{"completion": p, "stop_reason": None, "stop": None} for p in pieces_of(text, 4)]
+    guard = InvokeByAnswerGuard(compiled("redact"))
+    out, _ = guarded(guard, _invoke_stream(events), read_every(_invoke_stream(events), read))
+    chunks = [json.loads(base64.b64decode(json.loads(p)["bytes"])) for _, p in messages(out)]
+    assert "".join(c["completion"] for c in chunks) == "The key is [REDACTED:secrets.github_token], use it."
+    body = json.dumps({"type": "completion", "completion": text, "stop_reason": "stop_sequence"}).encode()
+    served, denied, _counts = guard_invoke_json(compiled("redact"), body)
+    assert denied is None and json.loads(served)["completion"] == "The key is [REDACTED:secrets.github_token], use it."
+
+
+def test_cohere_commands_token_likelihoods_go_where_the_text_is_written_anew() -> None:
+    """Cohere Command's `token_likelihoods` are the text as it came, token by token: they are set
+    to null where a value is replaced, as log probabilities are."""
+    tokens = [{"token": " key", "likelihood": -0.5}, *({"token": p, "likelihood": -0.1} for p in pieces_of(TOKEN, 5))]
+    generation = {"id": "g", "text": f" key {TOKEN}", "finish_reason": "COMPLETE", "token_likelihoods": tokens}
+    body = json.dumps({"generations": [generation], "prompt": "hi"}).encode()
+    served, denied, _ = guard_bedrock_json(compiled("redact"), body)
+    assert denied is None and TOKEN.encode() not in served
+    assert json.loads(served)["generations"][0]["token_likelihoods"] is None
+
+
+def test_a_converse_event_or_delta_member_not_known_that_carries_text_stops_the_stream() -> None:
+    """A delta's member (or an event) newer than the reader is not read: one that carries text,
+    which may go on in pieces, stops the stream before it. One without text goes on."""
+    pieces = [TOKEN[:9], TOKEN[9:]]
+    newer = [
+        event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"transcript": {"words": p}}}) for p in pieces
+    ]
+    data = event("messageStart", {"role": "assistant"}) + b"".join(newer)
+    guard = ConverseAnswerGuard(compiled("redact"))
+    with pytest.raises(ValueError, match="not read"):
+        guarded(guard, data, [])
+    data = event("messageStart", {"role": "assistant"}) + event("outputNote", {"note": f"key {TOKEN}"})
+    with pytest.raises(ValueError, match="not read"):
+        guarded(ConverseAnswerGuard(compiled("redact")), data, [])
+    quiet = (
+        event("serverPing", {"p": "abcdefgh"})
+        + converse(["Hello"])
+        + event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"pause": {"ms": 5}}})
+    )
+    guard = ConverseAnswerGuard(compiled("redact"))
+    assert guarded(guard, quiet, [])[0] == quiet and guard.denied is None
+
+
+def test_a_converse_answers_block_member_not_known_that_carries_text_is_refused() -> None:
+    """A whole Converse answer whose content block has a member newer than the reader, with text
+    under keys no reader knows: refused as unread. Known blocks without text go on."""
+    newer = {"output": {"message": {"role": "assistant", "content": [{"transcript": {"words": f"key {TOKEN}"}}]}}}
+    body = json.dumps(newer).encode()
+    assert guard_bedrock_json(compiled("redact"), body) == (body, "unread", {})
+    known = {"output": {"message": {"role": "assistant", "content": [{"cachePoint": {"type": "default"}}, {"text": "ok"}]}}}  # fmt: skip
+    body = json.dumps(known).encode()
+    assert guard_bedrock_json(compiled("redact"), body) == (body, None, {})

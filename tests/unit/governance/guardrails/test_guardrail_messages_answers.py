@@ -500,3 +500,174 @@ def test_at_a_deny_nothing_after_the_values_event_goes(guard, write, read_back, 
     assert kinds[-1] in ("error", "validationException")
     assert "signature_delta" not in [e["delta"]["type"] for e in events if e.get("type") == "content_block_delta"]
     assert b"EqQBCkgI" not in out and TOKEN[:3].encode() not in out
+
+
+# ---------------------------------------------------------------------------------------------
+# What no reader knows, and what is signed besides thinking
+
+
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(sorted(VALUES)),
+    at=st.integers(min_value=0, max_value=10_000),
+    read=st.integers(min_value=1, max_value=400),
+    bedrock=st.booleans(),
+)
+def test_a_delta_of_a_type_not_known_that_carries_text_stops_the_stream(
+    kind: str, at: int, read: int, bedrock: bool
+) -> None:
+    """A delta newer than the reader may carry its text in pieces, which read one event at a time
+    would let a value split across two of them through: one that carries text stops the stream
+    before it (`unread`), whatever the split. One that carries none goes on."""
+    text, value = answer_of(kind)
+    at %= len(text) + 1
+    guard, write, read_back = (BedrockMessagesGuard, frames, frame_events) if bedrock else (MessagesAnswerGuard, sse, sse_events)  # fmt: skip
+    future = [delta(0, "prose_delta", prose=text[:at]), delta(0, "prose_delta", prose=text[at:])]
+    data = write(message([[start(0, {"type": "text", "text": ""}), *future, stop(0)]]))
+    g = guard(compiled("redact"))
+    out = guarded(g, data, read)
+    assert g.denied == "unread" and value.encode() not in out
+    events = read_back(out)
+    assert [e.get("type") for e in events[:2]] == ["message_start", "content_block_start"]
+    assert not any(e.get("delta", {}).get("prose") for e in events)
+    assert events[-1].get("type") == "error" or events[-1].get("exception") == "validationException"
+    empty = write(message([[start(0, {"type": "text", "text": ""}), delta(0, "pause_delta", ms=5), stop(0)]]))
+    g = guard(compiled("redact"))
+    assert guarded(g, empty, read) == empty and g.denied is None
+
+
+def test_an_event_of_a_type_not_known_that_carries_text_stops_the_stream() -> None:
+    """An event the reader does not know (or of no type: Claude's Text Completions on Bedrock, each
+    chunk `{"completion": …}`) is not read: one that carries text stops the stream before it. A
+    ping, an upstream's error and an event of another type without text go on as they came."""
+    legacy = [{"completion": f"The key is {AWS_KEY_ID[:8]}", "stop_reason": None},
+              {"completion": AWS_KEY_ID[8:], "stop_reason": "stop_sequence"}]  # fmt: skip
+    g = BedrockMessagesGuard(compiled("redact"))
+    out = guarded(g, frames(legacy), 13)
+    assert g.denied == "unread" and frame_events(out) == [{"exception": "validationException", "message": ANY_MESSAGE}]
+    news = sse([*message([text_block(0, ["Hi"])])[:4], event("message_note", note=f"mail {EMAIL}")])
+    g = MessagesAnswerGuard(compiled("redact"))
+    out = guarded(g, news, 9)
+    assert g.denied == "unread" and EMAIL.encode() not in out
+    assert [e["type"] for e in sse_events(out)] == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "error",
+    ]
+    quiet = sse([event("ping"), event("message_heartbeat", id="hb_1"), *message([text_block(0, ["Hi"])])])
+    g = MessagesAnswerGuard(compiled("deny"))
+    assert guarded(g, quiet, 9) == quiet and g.denied is None
+
+
+ANY_MESSAGE = "The answer was stopped: it carries what a guardrail denies (unread)."
+
+
+def test_a_message_delta_is_read() -> None:
+    """A message's last delta (its stop sequence, a refusal's explanation) is read whole, its
+    counts not."""
+    last = event("message_delta", delta={"stop_reason": "stop_sequence", "stop_sequence": f"END {EMAIL}"},
+                 usage={"output_tokens": 4111111111111111})  # fmt: skip
+    data = sse([*message([text_block(0, ["Hi"])])[:-2], last, event("message_stop")])
+    g = MessagesAnswerGuard(compiled("redact"))
+    out = sse_events(guarded(g, data, 11))
+    assert out[-2]["delta"]["stop_sequence"] == "END [REDACTED:pii.email]"
+    assert out[-2]["usage"] == {"output_tokens": 4111111111111111} and g.counts == {"pii.email": 1}
+
+
+def test_a_text_or_thinking_block_whose_text_is_not_a_string_stops_the_stream() -> None:
+    for kind in ("text", "thinking"):
+        data = sse(message([[start(0, {"type": kind, kind: {"note": f"mail {EMAIL}"}}), stop(0)]]))
+        g = MessagesAnswerGuard(compiled("redact"))
+        out = guarded(g, data, 1000)
+        assert g.denied == "unread" and EMAIL.encode() not in out, kind
+    begun = sse([event("message_start", message={"type": "message", "content": [f"mail {EMAIL}"]})])
+    g = MessagesAnswerGuard(compiled("redact"))
+    assert EMAIL.encode() not in guarded(g, begun, 1000) and g.denied == "unread"
+
+
+@pytest.mark.parametrize(("guard", "write", "read_back"), STREAMS)
+def test_a_delta_to_a_block_that_ended_stops_the_stream(guard, write, read_back) -> None:
+    """A block's text is read as ended at its stop: a delta to it after that (which an SDK joins to
+    its text) would carry the rest of a value unread. The stream stops before it."""
+    late = [*text_block(0, [f"Key {AWS_KEY_ID[:10]}"]), delta(0, "text_delta", text=AWS_KEY_ID[10:])]
+    g = guard(compiled("redact"))
+    out = guarded(g, write(message([late])), 1000)
+    assert g.denied == "unread"
+    assert AWS_KEY_ID[10:].encode() not in out
+    again = [*text_block(0, ["one"]), *text_block(0, ["two"])]
+    g = guard(compiled("redact"))
+    guarded(g, write(message([again])), 7)
+    assert g.denied == "unread"
+
+
+def test_a_compaction_is_signed_never_changed() -> None:
+    """A compaction's summary is signed (sent back verbatim): a value to redact there is denied,
+    given whole in a block, in its delta or in a JSON answer."""
+    summary = f"The user shared {EMAIL}."
+    block = {"type": "compaction", "content": summary, "encrypted_content": "Eo12", "signature": "sig"}
+    body = json.dumps({"type": "message", "role": "assistant", "content": [block]}).encode()
+    assert guard_messages_json(compiled("redact"), body) == (body, "pii.email", {"pii.email": 1})
+    data = sse(message([[start(0, block), stop(0)]]))
+    g = MessagesAnswerGuard(compiled("redact"))
+    out = guarded(g, data, 1000)
+    assert g.denied == "pii.email" and EMAIL.encode() not in out
+    streamed = [start(0, {"type": "compaction", "content": None}),
+                delta(0, "compaction_delta", content=summary, encrypted_content="Eo12"), stop(0)]  # fmt: skip
+    g = MessagesAnswerGuard(compiled("redact"))
+    out = guarded(g, sse(message([streamed])), 1000)
+    assert g.denied == "pii.email" and EMAIL.encode() not in out
+    g = MessagesAnswerGuard(compiled("audit"))
+    clean = sse(message([streamed]))
+    assert guarded(g, clean, 1000) == clean and g.counts == {"pii.email": 1}
+
+
+def test_a_whole_answer_of_another_shape_is_read_whole() -> None:
+    """Every field of a whole answer is read, not its content alone: Claude's Text Completions on
+    Bedrock (`completion`), an item of the content that is no block."""
+    legacy = json.dumps({"type": "completion", "completion": f"Key {AWS_KEY_ID}", "stop_reason": "stop_sequence"})
+    served, denied, counts = guard_messages_json(compiled("redact"), legacy.encode())
+    assert denied is None and counts == {"secrets.aws_access_key_id": 1}
+    assert json.loads(served)["completion"] == f"Key {REDACTED_AWS}"
+    assert guard_messages_json(compiled("deny"), legacy.encode())[1] == "secrets.aws_access_key_id"
+    odd = json.dumps({"type": "message", "content": [f"mail {EMAIL}", {"type": "text", "text": "ok"}]}).encode()
+    served, denied, counts = guard_messages_json(compiled("redact"), odd)
+    assert json.loads(served)["content"] == ["mail [REDACTED:pii.email]", {"type": "text", "text": "ok"}]
+    counted = json.dumps({"type": "message", "content": [], "usage": {"output_tokens": 4111111111111111}}).encode()
+    assert guard_messages_json(compiled("deny"), counted) == (counted, None, {})
+
+
+def test_what_a_blocks_or_the_messages_end_carries_is_read() -> None:
+    """Bedrock may give a guardrail's trace of the answer (`modelOutput`: the text as the model
+    wrote it) in the message's last event: it is read whole, redacted there too."""
+    trace = {"guardrail": {"modelOutput": [f"Key {AWS_KEY_ID}."]}}
+    metrics = {"inputTokenCount": 5, "outputTokenCount": 4111111111111111}
+    last = event("message_stop", **{"amazon-bedrock-trace": trace, "amazon-bedrock-invocationMetrics": metrics})
+    data = frames([*message([text_block(0, [f"Key {AWS_KEY_ID[:6]}", f"{AWS_KEY_ID[6:]}."])])[:-1], last])
+    g = BedrockMessagesGuard(compiled("redact"))
+    out = guarded(g, data, 9)
+    assert AWS_KEY_ID.encode() not in out and g.denied is None
+    events = frame_events(out)
+    assert events[-1]["amazon-bedrock-trace"] == {"guardrail": {"modelOutput": [f"Key {REDACTED_AWS}."]}}
+    assert events[-1]["amazon-bedrock-invocationMetrics"] == metrics
+    assert reassembled(events) == {(0, "text"): f"Key {REDACTED_AWS}."}
+    g = BedrockMessagesGuard(compiled("deny"))
+    guarded(g, frames([*message([text_block(0, ["Hi"])])[:-1], last]), 9)
+    assert g.denied == "secrets.aws_access_key_id"
+
+
+def test_a_translated_answer_whose_parallel_calls_interleave_stops_where_it_cannot_be_read() -> None:
+    """An answer translated to Messages (`MessagesStreamWriter`) from an upstream that interleaves
+    two tool calls' arguments sends the first call's rest after its block ended: a value split
+    there is not let through in two halves read apart; the stream stops before the late delta."""
+    from tollgate.formats.anthropic_messages.stream_writer import MessagesStreamWriter
+    from tollgate.formats.chat import Started, ToolCallDelta, ToolCallStarted
+
+    writer = MessagesStreamWriter(type("Asked", (), {"model": "m"})())
+    written: list[Any] = [Started(), ToolCallStarted(0, "a", "f"), ToolCallDelta(0, '{"x": "' + AWS_KEY_ID[:8]),
+               ToolCallStarted(1, "b", "g"), ToolCallDelta(0, AWS_KEY_ID[8:] + '"}'), ToolCallDelta(1, "{}")]  # fmt: skip
+    data = b"".join(writer.write(e) for e in written)
+    g = MessagesAnswerGuard(compiled("redact"))
+    out = guarded(g, data, 1000)
+    assert g.denied == "unread" and AWS_KEY_ID[8:].encode() not in out
