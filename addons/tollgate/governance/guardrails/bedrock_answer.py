@@ -75,7 +75,6 @@ CONVERSE_BLOCKS = frozenset(
     ("text", "image", "document", "video", "audio", "toolUse", "toolResult", "guardContent", "cachePoint",
      "reasoningContent", "citationsContent", "searchResult")
 )  # fmt: skip
-UNREAD = "unread"
 _HEADERS_KEPT = 64
 
 Part = str | int | tuple[str, int]  # a key, a list's item (its place, or "[]": named by its index), an index
