@@ -77,6 +77,13 @@ ITEMS = frozenset(("response.output_item.added", "response.output_item.done"))
 ENDS = frozenset(("response.completed", "response.incomplete", "response.failed"))
 RESPONSES = frozenset(("response.created", "response.in_progress", "response.queued", *ENDS))
 ANNOTATION = "response.output_text.annotation.added"
+# The events that carry a part, an item, a response or an annotation, by the key they carry it at.
+WHOLE_HOLDERS = {
+    **dict.fromkeys(PARTS, "part"),
+    **dict.fromkeys(ITEMS, "item"),
+    **dict.fromkeys(RESPONSES, "response"),
+    ANNOTATION: "annotation",
+}
 NO_INDEX = -1
 # The keys whose strings hold no text a model wrote, at any depth: ids (the WebSocket's too), types
 # and states, encrypted data, images as base64, and log probabilities (their tokens go with their
@@ -341,6 +348,10 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
         if not value:
             return self._drained()
         channel = self._channel_of(obj, stream)
+        if channel in self._seen:
+            # Its text was read whole, or has ended: read apart from it, a value begun there and
+            # ended here would go on.
+            return self._unread(pending)
         pending.obj = obj
         if channel not in self._templates:
             template = {k: v for k, v in obj.items() if k not in (field, "obfuscation")}
@@ -387,7 +398,11 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
             # A citation's title, URL, file name: where its part holds it (`part_texts`).
             where = f"@.content.{_index(obj.get('content_index'))}.annotations.{_index(obj.get('annotation_index'))}"
             texts = list(strings_of(obj.get("annotation"), where, _index(obj.get("output_index")), set()))
-        else:
+        if kind in WHOLE_HOLDERS:
+            # Text beside what these events carry (none, as OpenAI sends them): each read whole.
+            skip = {(id(obj), WHOLE_HOLDERS[kind])}
+            texts += strings_of(obj, f"@{kind}", _index(obj.get("output_index")), skip)
+        elif DONE.get(kind) is None:
             # An event of another type (an error, a tool call's progress, one not known): its
             # strings, each read whole.
             texts = list(strings_of(obj, f"@{kind}", _index(obj.get("output_index")), set()))

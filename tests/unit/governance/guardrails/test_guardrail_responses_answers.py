@@ -831,3 +831,45 @@ def test_a_delta_event_with_text_in_another_field_stops_the_answer() -> None:
     out, guard = guarded(compiled("redact"), sse([fine, extra]), 5)
     assert guard.denied == "unread" and EMAIL.encode() not in out
     assert [e.get("type", "error") for e in parsed(out)] == ["response.output_text.delta", "error"]
+
+
+def test_a_delta_after_its_text_ended_stops_the_answer() -> None:
+    """A delta for a text already done would be read apart from it (a value begun before and ended
+    after would go on): the answer stops before it, as one that cannot be read."""
+    at = {"item_id": "m", "output_index": 0, "content_index": 0}
+    cut = len("token ") + 6
+    text = f"token {TOKEN} ok"
+    events = [
+        {"type": "response.output_text.delta", **at, "delta": text[:cut]},
+        {"type": "response.output_text.done", **at, "text": text[:cut]},
+        {"type": "response.output_text.delta", **at, "delta": text[cut:]},
+    ]
+    for read in (1, 100_000):
+        out, guard = guarded(compiled("redact"), sse(events), read)
+        assert guard.denied == "unread" and TOKEN[6:].encode() not in out
+        assert [e.get("type", "error") for e in parsed(out)][-1] == "error"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "response.output_item.done", "output_index": 0, "item": {"id": "m", "type": "message", "content": []}},
+        {
+            "type": "response.content_part.done",
+            "item_id": "m",
+            "output_index": 0,
+            "content_index": 0,
+            "part": {"type": "output_text", "text": "ok"},
+        },
+        {"type": "response.completed", "response": {"id": "r", "status": "completed", "output": []}},
+        {"type": "response.output_text.done", "item_id": "m", "output_index": 0, "content_index": 0, "text": "ok"},
+    ],
+    ids=["item", "part", "response", "done"],
+)
+def test_text_beside_what_a_known_event_carries_is_read(event: dict[str, Any]) -> None:
+    """A known event with text in a field beside its item, part, response or text: read whole."""
+    data = sse([{**event, "note": f"mail {EMAIL}"}])
+    out, guard = guarded(compiled("redact"), data, 5)
+    assert parsed(out)[0]["note"] == "mail [REDACTED:pii.email]" and guard.counts == {"pii.email": 1}
+    out, guard = guarded(compiled("deny"), data, 5)
+    assert guard.denied == "pii.email" and EMAIL.encode() not in out
