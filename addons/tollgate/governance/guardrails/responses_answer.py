@@ -2,8 +2,11 @@
 own events, as OpenAI chat's is (`chat_answer.py`, held as `event_guard.py` holds events): each
 output item's text, refusal, reasoning (its summary and its text), a function call's arguments
 (JSON as the model writes it), a custom tool's input, an MCP call's arguments and a code
-interpreter's code, one scanner per channel (output item, field, content part); a shell call's
-command, which comes whole, is read whole. The events that repeat a whole text
+interpreter's code, a shell call's commands, one scanner per channel (output item, field, content
+part); a local shell call's command, which comes whole, is read whole, and so is every other string
+an item holds (a search's query, a citation, a patch's diff, a tool's output, an item of a type not
+known) but ids, states and opaque data. Text in deltas no channel reads stops the answer as
+unread. The events that repeat a whole text
 (`….done`, `response.content_part.done`, `response.output_item.done`, `response.completed`) carry
 it as the client got it in the deltas: redacted where a value was, never sent where one is denied.
 A denied stream ends with an event whose `error` the SDK raises on. Over the Responses WebSocket
