@@ -246,10 +246,26 @@ def strings_of(value: Any, path: str, output: int, skip: Container[tuple[int, st
 
 
 def output_texts(response: Any) -> Iterator[Whole]:
-    """The texts a whole response holds (its `output`)."""
-    output = response.get("output") if isinstance(response, dict) else None
+    """The texts a whole response holds (its `output`, and the `output_text` some servers add; the
+    rest of it is the request's, echoed)."""
+    if not isinstance(response, dict):
+        return
+    output = response.get("output")
     for index, item in enumerate(output if isinstance(output, list) else ()):
         yield from item_texts(item, index)
+    if not isinstance(output, list):
+        yield from _strings_at(response, "output")  # of another shape: its strings
+    yield from _strings_at(response, "output_text")
+
+
+def _strings_at(holder: dict[str, Any], key: str) -> Iterator[Whole]:
+    """The strings of one field of a response, each read whole."""
+    value = holder.get(key)
+    if isinstance(value, str):
+        if value:
+            yield holder, key, (NO_INDEX, f"@.{key}", NO_INDEX)
+    else:
+        yield from strings_of(value, f"@.{key}", NO_INDEX, ())
 
 
 def _index(value: Any) -> int:

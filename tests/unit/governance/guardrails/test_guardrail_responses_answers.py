@@ -873,3 +873,24 @@ def test_text_beside_what_a_known_event_carries_is_read(event: dict[str, Any]) -
     assert parsed(out)[0]["note"] == "mail [REDACTED:pii.email]" and guard.counts == {"pii.email": 1}
     out, guard = guarded(compiled("deny"), data, 5)
     assert guard.denied == "pii.email" and EMAIL.encode() not in out
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        {"id": "r", "object": "response", "status": "completed", "output": [], "output_text": f"mail {EMAIL}"},
+        {"id": "r", "object": "response", "status": "completed", "output": {"0": {"text": f"mail {EMAIL}"}}},
+        {"id": "r", "object": "response", "status": "completed", "output": f"mail {EMAIL}"},
+    ],
+    ids=["output_text", "output-an-object", "output-a-string"],
+)
+def test_a_responses_text_outside_its_output_list_is_read(response: dict[str, Any]) -> None:
+    """The `output_text` some servers add, and an `output` of another shape than a list: read
+    whole, in the response a stream ends with and in a whole answer."""
+    data = sse([{"type": "response.completed", "response": response}])
+    out, guard = guarded(compiled("redact"), data, 5)
+    assert EMAIL.encode() not in out and b"[REDACTED:pii.email]" in out and guard.counts == {"pii.email": 1}
+    assert guarded(compiled("deny"), data, 5)[1].denied == "pii.email"
+    served, _, counts = guard_responses_json(compiled("redact"), json.dumps(response).encode())
+    assert EMAIL.encode() not in served and counts == {"pii.email": 1}
+    assert guard_responses_json(compiled("deny"), json.dumps(response).encode())[1] == "pii.email"
