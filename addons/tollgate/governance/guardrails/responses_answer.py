@@ -2,8 +2,11 @@
 own events, as OpenAI chat's is (`chat_answer.py`, held as `event_guard.py` holds events): each
 output item's text, refusal, reasoning (its summary and its text), a function call's arguments
 (JSON as the model writes it), a custom tool's input, an MCP call's arguments and a code
-interpreter's code, one scanner per channel (output item, field, content part); a shell call's
-command, which comes whole, is read whole. The events that repeat a whole text
+interpreter's code, a shell call's commands, one scanner per channel (output item, field, content
+part); a local shell call's command, which comes whole, is read whole, and so is every other string
+an item holds (a search's query, a citation, a patch's diff, a tool's output, an item of a type not
+known) but ids, states and opaque data. Text in deltas no channel reads stops the answer as
+unread. The events that repeat a whole text
 (`….done`, `response.content_part.done`, `response.output_item.done`, `response.completed`) carry
 it as the client got it in the deltas: redacted where a value was, never sent where one is denied.
 A denied stream ends with an event whose `error` the SDK raises on. Over the Responses WebSocket
@@ -15,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +53,23 @@ STREAMS: dict[str, _Stream] = {
     "response.mcp_call_arguments.delta": _Stream("arguments", None, "arguments"),
     "response.custom_tool_call_input.delta": _Stream("input", None, "input"),
     "response.code_interpreter_call_code.delta": _Stream("code", None, "code"),
+    # A shell call's commands, each in its own deltas: the channel its item's `action.commands` has.
+    "response.shell_call_command.delta": _Stream("commands", "command_index", "command"),
 }
 DONE: dict[str, _Stream] = {t.removesuffix(".delta") + ".done": s for t, s in STREAMS.items()}
+# The events that begin a channel with its first text in a field of their own: event → its deltas'.
+ADDED = {"response.shell_call_command.added": ("response.shell_call_command.delta", "command")}
+# A channel's kind → the type of its deltas and where their sub-index is (an MCP call's arguments
+# come in `response.mcp_call_arguments.delta`): for its text held, written in one of them.
+DELTAS: dict[str, tuple[str, str | None]] = {s.kind: (t, s.index) for t, s in reversed(STREAMS.items())}
+# The keys a delta event has: one with a string in another (text the channel does not read) stops
+# the answer, as one that cannot be read.
+DELTA_KEYS = frozenset(
+    (
+        *("type", "item_id", "output_index", "content_index", "summary_index", "command_index", "delta"),
+        *("logprobs", "obfuscation", "sequence_number", "stream_id", "response_id", "event_id"),
+    )
+)
 # The events that carry a content or summary part whole, and an output item whole.
 PARTS = {
     "response.content_part.added": "content",
@@ -63,7 +81,41 @@ ITEMS = frozenset(("response.output_item.added", "response.output_item.done"))
 # The events that carry the whole response; those that end it (every channel ends there).
 ENDS = frozenset(("response.completed", "response.incomplete", "response.failed"))
 RESPONSES = frozenset(("response.created", "response.in_progress", "response.queued", *ENDS))
+ANNOTATION = "response.output_text.annotation.added"
+# The events that carry a part, an item, a response or an annotation, by the key they carry it at.
+WHOLE_HOLDERS = {
+    **dict.fromkeys(PARTS, "part"),
+    **dict.fromkeys(ITEMS, "item"),
+    **dict.fromkeys(RESPONSES, "response"),
+    ANNOTATION: "annotation",
+}
 NO_INDEX = -1
+# The keys whose strings hold no text a model wrote, at any depth: ids (the WebSocket's too), types
+# and states, encrypted data, images as base64, and log probabilities (their tokens go with their
+# text).
+OPAQUE = frozenset(
+    (
+        "id",
+        "type",
+        "status",
+        "object",
+        "role",
+        "call_id",
+        "item_id",
+        "response_id",
+        "previous_response_id",
+        "event_id",
+        "stream_id",
+        "approval_request_id",
+        "file_id",
+        "container_id",
+        "encrypted_content",
+        "partial_image_b64",
+        "obfuscation",
+        "logprobs",
+        "top_logprobs",
+    )
+)
 
 
 def denied_error(kind: str) -> dict[str, Any]:
@@ -113,16 +165,32 @@ def _spelled(holder: dict[str, Any] | list[Any], key: str | int) -> bool:
 
 
 def item_texts(item: Any, output: int) -> Iterator[Whole]:
-    """The texts an output item holds whole, each with the channel its deltas come in."""
+    """The texts an output item holds whole, each with the channel its deltas come in; then every
+    other string it holds (a web search's query, an image's revised prompt, the text a computer
+    call types, a patch's diff, a tool's output or error, an item of a type not known), each in a
+    channel of its own, read whole, but those of `OPAQUE` keys."""
     if not isinstance(item, dict):
         return
+    streamed = list(_item_channels(item, output))
+    yield from streamed
+    # A text of another type than a string is read as any other (its strings, each whole).
+    skip = {(id(holder), key) for holder, key, _ in streamed if _text_at(holder, key) is not None}
+    kind = item.get("type")
+    # The parts read with their own strings (`part_texts`); a generated image, as base64.
+    skip.update((id(item), key) for key in ("content", "summary") if kind in ("message", "reasoning"))
+    if kind == "image_generation_call":
+        skip.add((id(item), "result"))
+    yield from strings_of(item, "@", output, skip)
+
+
+def _item_channels(item: dict[str, Any], output: int) -> Iterator[Whole]:
     kind = item.get("type")
     if kind == "message":
         yield from _parts(item.get("content"), output, "content")
     elif kind == "reasoning":
         yield from _parts(item.get("summary"), output, "summary")
         yield from _parts(item.get("content"), output, "content")
-    elif kind in ("function_call", "mcp_call"):
+    elif kind in ("function_call", "mcp_call", "mcp_approval_request"):
         yield item, "arguments", (output, "arguments", NO_INDEX)
         if kind == "mcp_call":
             yield item, "output", (output, "output", NO_INDEX)  # a hosted tool's result: no deltas
@@ -145,28 +213,77 @@ def _parts(parts: Any, output: int, where: str) -> Iterator[Whole]:
 
 
 def part_texts(part: Any, output: int, where: str, index: int) -> Iterator[Whole]:
-    """A content or summary part's text (or refusal), with its channel."""
+    """A content or summary part's text (or refusal), with its channel; then its other strings
+    (an annotation's title, URL, file name), as `item_texts` reads them."""
     if not isinstance(part, dict):
         return
+    field = "refusal" if part.get("type") == "refusal" else "text"
     if where == "summary":
-        yield part, "text", (output, "summary", index)
-    elif part.get("type") == "refusal":
-        yield part, "refusal", (output, "refusal", index)
+        yield part, field, (output, "summary", index)
+    elif field == "refusal":
+        yield part, field, (output, "refusal", index)
     elif part.get("type") == "reasoning_text":
-        yield part, "text", (output, "reasoning", index)
+        yield part, field, (output, "reasoning", index)
     else:
-        yield part, "text", (output, "text", index)
+        yield part, field, (output, "text", index)
+    skip = {(id(part), field)} if isinstance(part.get(field), str) else set()
+    yield from strings_of(part, f"@.{where}.{index}", output, skip)
+
+
+def strings_of(value: Any, path: str, output: int, skip: Container[tuple[int, str | int]]) -> Iterator[Whole]:
+    """Every non-empty string in `value` (but those of `OPAQUE` keys and of `skip`'s holder and
+    key), each with a channel named by its path: the same string is in the same channel wherever
+    the answer repeats it (its item, the response's `output`)."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        holder, at = stack.pop()
+        keys: Iterator[tuple[str | int, Any]]
+        if isinstance(holder, dict):
+            keys = ((k, v) for k, v in holder.items() if k not in OPAQUE)
+        elif isinstance(holder, list):
+            keys = iter(enumerate(holder))
+        else:
+            continue
+        for key, child in keys:
+            if (id(holder), key) in skip:
+                continue
+            if isinstance(child, str):
+                if child:
+                    yield holder, key, (output, f"{at}.{key}", NO_INDEX)
+            elif isinstance(child, dict | list):
+                stack.append((child, f"{at}.{key}"))
 
 
 def output_texts(response: Any) -> Iterator[Whole]:
-    """The texts a whole response holds (its `output`)."""
-    output = response.get("output") if isinstance(response, dict) else None
+    """The texts a whole response holds (its `output`, and the `output_text` some servers add; the
+    rest of it is the request's, echoed)."""
+    if not isinstance(response, dict):
+        return
+    output = response.get("output")
     for index, item in enumerate(output if isinstance(output, list) else ()):
         yield from item_texts(item, index)
+    if not isinstance(output, list):
+        yield from _strings_at(response, "output")  # of another shape: its strings
+    yield from _strings_at(response, "output_text")
+
+
+def _strings_at(holder: dict[str, Any], key: str) -> Iterator[Whole]:
+    """The strings of one field of a response, each read whole."""
+    value = holder.get(key)
+    if isinstance(value, str):
+        if value:
+            yield holder, key, (NO_INDEX, f"@.{key}", NO_INDEX)
+    else:
+        yield from strings_of(value, f"@.{key}", NO_INDEX, ())
 
 
 def _index(value: Any) -> int:
     return value if type(value) is int else 0
+
+
+def _indexed(value: Any) -> bool:
+    """Whether a delta's index names its channel: a number, or none (the first)."""
+    return value is None or type(value) is int
 
 
 # ---- a streamed answer
@@ -237,25 +354,55 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
         return self._drained()
 
     def _object_event(self, pending: Pending, obj: Any) -> bytes:
-        kind = obj.get("type") if isinstance(obj, dict) else None
-        if not isinstance(kind, str):
+        if not isinstance(obj, dict):
             return self._drained()
+        kind = obj.get("type")
+        if not isinstance(kind, str):
+            kind = ""  # an event of no type: read as one of a type not known
         stream = STREAMS.get(kind)
         if stream is not None:
             return self._delta_event(pending, obj, kind, stream)
+        if kind in ADDED:
+            delta_kind, field = ADDED[kind]
+            return self._delta_event(pending, obj, delta_kind, STREAMS[delta_kind], field)
+        unknown_delta = kind.endswith(".delta") or "delta" in obj
+        if unknown_delta and not self._known(kind) and any(strings_of(obj, "@", NO_INDEX, set())):
+            # Text in pieces that no channel reads (an audio's, a transcript's, a tool's output):
+            # read whole, a value split across two events would go on.
+            return self._unread(pending)
         return self._whole_event(pending, obj, kind)
 
-    def _delta_event(self, pending: Pending, obj: dict[str, Any], kind: str, stream: _Stream) -> bytes:
-        value = obj.get("delta")
-        if not isinstance(value, str) or not value:
+    @staticmethod
+    def _known(kind: str) -> bool:
+        return kind in DONE or kind in PARTS or kind in ITEMS or kind in RESPONSES or kind == ANNOTATION
+
+    def _delta_event(
+        self, pending: Pending, obj: dict[str, Any], kind: str, stream: _Stream, field: str = "delta"
+    ) -> bytes:
+        """A piece of a channel's text (`field`: where the event carries it); `kind`: the type of
+        the channel's deltas, those of held text written in."""
+        value = obj.get(field)
+        if value is not None and not isinstance(value, str):
+            return self._unread(pending)  # text in another shape than the channel's
+        if not obj.keys() <= DELTA_KEYS and any(strings_of(obj, "@", NO_INDEX, {(id(obj), field)})):
+            return self._unread(pending)  # text in a field no channel reads
+        if not _indexed(obj.get("output_index")) or (stream.index and not _indexed(obj.get(stream.index))):
+            # Its channel is not known: read in another's, a value split across its deltas would go.
+            return self._unread(pending)
+        if not value:
             return self._drained()
         channel = self._channel_of(obj, stream)
+        if channel in self._seen:
+            # Its text was read whole, or has ended: read apart from it, a value begun there and
+            # ended here would go on.
+            return self._unread(pending)
         pending.obj = obj
         if channel not in self._templates:
-            self._templates[channel] = {k: v for k, v in obj.items() if k not in ("delta", "obfuscation")}
+            template = {k: v for k, v in obj.items() if k not in (field, "obfuscation")}
+            self._templates[channel] = {**template, "type": kind}
             self._hashes[channel] = hashlib.blake2b(digest_size=16)
         self._hashes[channel].update(value.encode())
-        self._fed(pending, channel, obj, "delta", value)
+        self._fed(pending, channel, obj, field, value)
         if self.denied is not None:
             return self._cut()
         return self._drained()
@@ -273,6 +420,8 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
         if (stream := DONE.get(kind)) is not None:
             channel = self._channel_of(obj, stream)
             texts = [(obj, stream.done_field, channel)]
+            skip = {(id(obj), stream.done_field)} if isinstance(obj.get(stream.done_field), str) else set()
+            texts += strings_of(obj, f"@{kind}", channel[0], skip)
             ends = channel.__eq__
         elif (where := PARTS.get(kind)) is not None:
             output = _index(obj.get("output_index"))
@@ -289,8 +438,24 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
             texts = list(output_texts(obj.get("response")))
             if kind in ENDS:
                 ends = lambda c: True  # noqa: E731
+        elif kind == ANNOTATION:
+            # A citation's title, URL, file name: where its part holds it (`part_texts`).
+            where = f"@.content.{_index(obj.get('content_index'))}.annotations.{_index(obj.get('annotation_index'))}"
+            texts = list(strings_of(obj.get("annotation"), where, _index(obj.get("output_index")), set()))
+        if kind in WHOLE_HOLDERS:
+            # Text beside what these events carry (none, as OpenAI sends them): each read whole.
+            skip = {(id(obj), WHOLE_HOLDERS[kind])}
+            texts += strings_of(obj, f"@{kind}", _index(obj.get("output_index")), skip)
+        elif DONE.get(kind) is None:
+            # An event of another type (an error, a tool call's progress, one not known): its
+            # strings, each read whole.
+            texts = list(strings_of(obj, f"@{kind}", _index(obj.get("output_index")), set()))
         if not all(_spelled(holder, name) for holder, name, _ in texts):
             return self._unread(pending)  # tokens that spell other text than their part's
+        if kind.endswith(".added"):
+            texts = self._begun(pending, obj, texts)
+            if self.denied is not None:
+                return self._cut()
         before = b""
         if ends is not None:
             self._pending.pop()
@@ -305,9 +470,35 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
             if self.denied is not None:
                 self._pending.pop()  # it carries the value: it never goes
                 return before + self._cut()
-        if changed:
+        if changed and pending.pieces:
+            pending.obj, pending.changed = obj, True  # written anew once its pieces are known
+        elif changed:
             pending.whole = self._written(obj)
         return before + self._drained()
+
+    def _begun(self, pending: Pending, obj: dict[str, Any], texts: list[Whole]) -> list[Whole]:
+        """The texts an `….added` event begins streamed channels with, read as each channel's first
+        delta (a value may go on in the deltas after them); the others, to be read whole."""
+        rest: list[Whole] = []
+        item = obj.get("item")
+        item_id = obj.get("item_id") or (item.get("id") if isinstance(item, dict) else None)
+        for holder, name, channel in texts:
+            value = _text_at(holder, name)
+            delta = DELTAS.get(channel[1])
+            if value is None or delta is None or channel in self._channels or channel in self._seen:
+                rest.append((holder, name, channel))
+                continue
+            delta_type, index = delta
+            if isinstance(holder, dict) and holder.get("type") in ("mcp_call", "mcp_approval_request"):
+                delta_type = "response.mcp_call_arguments.delta"
+            template = {"type": delta_type, "item_id": item_id, "output_index": channel[0]}
+            self._templates[channel] = {**template, index: channel[2]} if index is not None else template
+            self._hashes[channel] = hashlib.blake2b(value.encode(), digest_size=16)
+            pending.obj = obj
+            self._fed(pending, channel, holder, name, value)
+            if self.denied is not None:
+                return []
+        return rest
 
     def _whole(self, holder: dict[str, Any] | list[Any], name: str | int, channel: Channel) -> bool:
         """A text carried whole, made what the client got of it: whether it was changed."""
