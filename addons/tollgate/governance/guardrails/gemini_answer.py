@@ -265,6 +265,10 @@ class GeminiAnswerGuard(EventGuard):
         item.obj = obj
         answer = obj.get(self._envelope) if self._envelope is not None else obj
         candidates = answer.get("candidates") if isinstance(answer, dict) else None
+        if self._envelope is not None and (
+            _carries_text(obj.get("candidates")) or (not isinstance(answer, dict) and _carries_text(answer))
+        ):
+            return self._unread(item)  # an answer outside its envelope, or an envelope not known
         if not isinstance(candidates, list):
             if _carries_text(candidates):
                 return self._unread(item)  # candidates of a shape not known
@@ -474,8 +478,8 @@ class GeminiAnswerGuard(EventGuard):
     def _unsent(self, item: Pending) -> str | None:
         """The kind of a value in a signed part: one of the item's, or a later one whose text the
         item would carry (a value replaced across the two). It would not go on as it came."""
-        for p in item.pieces:
-            if self._as_it_came(p):
+        for p, came in zip(item.pieces, self._as_they_came(item), strict=True):
+            if came:
                 continue
             state = self._channels[p.channel]
             end = p.start + len(p.text)
@@ -483,6 +487,20 @@ class GeminiAnswerGuard(EventGuard):
             if p.signed or any(q.signed and end <= q.start < carried for q in self._later(p)):
                 return _replaced_kind(state.owed) or state.replaced or "unread"
         return None
+
+    def _as_they_came(self, item: Pending) -> list[bool]:
+        """Whether each piece of an item is what goes on of its channel, the pieces of one channel
+        taken in turn (an item may carry two parts of a candidate's text: the second signed)."""
+        taken: dict[Any, int] = {}
+        came = []
+        for p in item.pieces:
+            state = self._channels[p.channel]
+            before = taken.get(p.channel, 0)
+            end = p.start + len(p.text)
+            known = before >= 0 and self._read(state) >= end and state.sent + before == p.start
+            came.append(known and state.owed[before : before + len(p.text)] == p.text)
+            taken[p.channel] = before + len(p.text) if came[-1] else -1  # the rest of it is not
+        return came
 
     def _later(self, piece: Piece) -> Iterator[Piece]:
         """The pieces of the piece's channel that come after it (all pending)."""
@@ -533,7 +551,14 @@ class GeminiAnswerGuard(EventGuard):
         """An item as it goes on (`EventGuard._settled`), and what went on last noted."""
         assert isinstance(item, _Item)
         self._sent_any = self._sent_any or bool(item.body)
-        out = super()._settled(item)
+        if not item.changed and len(item.pieces) > 1 and all(self._as_they_came(item)):
+            for p in item.pieces:  # as it came, the pieces of one channel taken in turn
+                state = self._channels[p.channel]
+                del state.owed[: len(p.text)]
+                state.sent += len(p.text)
+            out = item.whole
+        else:
+            out = super()._settled(item)
         # Written anew, an item never ends in a CR.
         self._cr_last = out is item.whole and (item.tail or item.body or item.head).endswith(b"\r")
         return out

@@ -593,6 +593,9 @@ def test_every_field_the_model_writes_in_is_read(name: str, part: dict[str, Any]
             out, guard = guarded(compiled("deny"), data, read)
             assert guard.denied == AWS and KEY[:4].encode() not in out
             assert len(reassembled(out)[1]) == 1
+    wrapped = stream(items, "sse", envelope=True)
+    out, guard = guarded(compiled("redact"), wrapped, 11, "response")
+    assert (guard.denied, KEY.encode() in out) == (None, False)
     body = json.dumps(items[-1]).encode()
     served, denied, counts = guard_gemini_json(compiled("redact"), body)
     assert (denied, counts) == (None, {AWS: 1}) and KEY.encode() not in served
@@ -616,16 +619,19 @@ def test_a_value_where_it_cannot_be_replaced_is_denied_under_redact(name: str) -
 
 @pytest.mark.parametrize("name", sorted(_UNKNOWN))
 def test_a_shape_not_known_that_carries_text_stops_the_answer(name: str) -> None:
+    """On the Gemini API and Vertex AI, and inside Code Assist's envelope."""
     part, fields = _UNKNOWN[name]
     items = _with(part, fields)
-    for framing in ("sse", "array"):
-        data = stream(items, framing)
+    for framing, envelope in itertools.product(("sse", "array"), (False, True)):
+        data = stream(items, framing, envelope)
         for read in (1, 13, len(data)):
-            out, guard = guarded(compiled("redact"), data, read)
+            out, guard = guarded(compiled("redact"), data, read, "response" if envelope else None)
             assert guard.denied == "unread" and KEY[:4].encode() not in out, (name, read)
-            got, errors = reassembled(out)
+            got, errors = reassembled(out, envelope)
             assert len(errors) == 1 and got.get((0, "text"), "Fine. ").startswith("Fine. ")
     assert guard_gemini_json(compiled("redact"), json.dumps(items[-1]).encode())[1] == "unread"
+    wrapped = json.dumps({"response": items[-1], "traceId": "t"}).encode()
+    assert guard_code_assist_json(compiled("redact"), wrapped)[1] == "unread"
 
 
 def test_a_shape_not_known_without_text_goes_on_as_it_came() -> None:
@@ -713,3 +719,43 @@ def test_candidates_of_a_shape_not_known_that_carry_text_stop_the_answer() -> No
             assert guard.denied == "unread" and KEY[:4].encode() not in out, (odd, framing)
             got, errors = reassembled(out)
             assert got[(0, "text")].startswith("Fine. ") and len(errors) == 1
+
+
+def test_code_assists_answer_outside_its_envelope_stops_the_answer() -> None:
+    """Code Assist's answers come inside `{"response": …}`: candidates outside it, or a response
+    that is not an object, carrying text, are not read and do not go on."""
+    first = {"response": item({"text": "Fine. "}), "traceId": "t"}
+    for odd in (item({"text": KEY}), {"response": f"see {KEY}", "traceId": "t"}):
+        data = b"".join(b"data: " + json.dumps(i).encode() + b"\r\n\r\n" for i in (first, odd))
+        out, guard = guarded(compiled("redact"), data, 9, "response")
+        assert guard.denied == "unread" and KEY[:4].encode() not in out
+        got, errors = reassembled(out, envelope=True)
+        assert (got, len(errors)) == ({(0, "text"): "Fine. "}, 1)
+        assert guard_code_assist_json(compiled("redact"), json.dumps(odd).encode())[1] == "unread"
+
+
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    text=_CLEAN,
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=10),
+    per_item=st.integers(min_value=1, max_value=4),
+    signed=st.integers(min_value=0, max_value=20),
+    read=st.integers(min_value=1, max_value=300),
+    framing=st.sampled_from(["sse", "array"]),
+)
+def test_a_clean_answer_with_many_text_parts_an_item_comes_as_it_came(
+    text: str, cuts: list[int], per_item: int, signed: int, read: int, framing: Framing
+) -> None:
+    """Items of several text parts of one candidate (code execution's answers, a signature on the
+    last part): clean, they come byte for byte, streamed and whole, the signed part too."""
+    bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
+    parts: list[dict[str, Any]] = [{"text": text[a:b]} for a, b in itertools.pairwise(bounds)] or [{"text": "ok"}]
+    parts[signed % len(parts)]["thoughtSignature"] = "c2ln"
+    items = [item(*parts[i : i + per_item]) for i in range(0, len(parts), per_item)] + [item(finish="STOP")]
+    data = stream(items, framing)
+    whole, _ = guarded(compiled("redact"), data, len(data))
+    assume(b"[REDACTED" not in whole)  # digits that happen to make a value are not clean
+    out, guard = guarded(compiled("redact"), data, read)
+    assert (out, guard.denied) == (data, None)
+    body = json.dumps(item(*parts, finish="STOP")).encode()
+    assert guard_gemini_json(compiled("redact"), body) == (body, None, {})
