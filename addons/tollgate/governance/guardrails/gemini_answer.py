@@ -42,6 +42,8 @@ _TEMPLATE = ("responseId", "modelVersion", "createTime")
 LOGPROBS = "logprobsResult"
 _PLACEHOLDER = re.compile(re.escape(PLACEHOLDER).replace(r"\{kind\}", r"([^\]\s]+)"))
 _LINE_ENDS = b"\r\n"
+# An escaped UTF-16 surrogate: a lone one is no text (it cannot be read, nor written as UTF-8).
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 _BETWEEN = re.compile(rb"[\[ \t\r\n,]*")  # what comes before an element of the array
 _ARRAY_END = re.compile(rb"[ \t\r\n,]*\][ \t\r\n]*")
 
@@ -260,7 +262,7 @@ class GeminiAnswerGuard(EventGuard):
             obj = json.loads(data)
         except ValueError:
             obj = None
-        if not isinstance(obj, dict):
+        if not isinstance(obj, dict) or (_SURROGATE.search(data) is not None and _lone_surrogate(obj)):
             return self._unread(item)  # what cannot be read does not go on
         item.obj = obj
         answer = obj.get(self._envelope) if self._envelope is not None else obj
@@ -600,6 +602,15 @@ def _carries_text(value: Any) -> bool:
         return any(key or _carries_text(inner) for key, inner in value.items())
     if isinstance(value, list):
         return any(_carries_text(inner) for inner in value)
+    return False
+
+
+def _lone_surrogate(obj: Any) -> bool:
+    """Whether a JSON object's strings hold a surrogate not paired (not text)."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
     return False
 
 

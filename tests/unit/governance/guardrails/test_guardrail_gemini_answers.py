@@ -759,3 +759,19 @@ def test_a_clean_answer_with_many_text_parts_an_item_comes_as_it_came(
     assert (out, guard.denied) == (data, None)
     body = json.dumps(item(*parts, finish="STOP")).encode()
     assert guard_gemini_json(compiled("redact"), body) == (body, None, {})
+
+
+def test_a_lone_surrogate_is_not_text_and_stops_the_answer() -> None:
+    """A string with a surrogate not paired cannot be read (nor written as UTF-8): the answer
+    stops there, unread, streamed or whole; a pair, or an escaped backslash before `ud800`, is
+    text."""
+    for text in ('"a\\ud800"', f'"{KEY[:4]}\\udc00{KEY[4:]}"'):
+        raw = b'{"candidates":[{"content":{"parts":[{"text":' + text.encode() + b'}]},"index":0}]}'
+        data = stream([item({"text": "Fine. "})], "sse") + b"data: " + raw + b"\r\n\r\n"
+        out, guard = guarded(compiled("redact"), data, 7)
+        assert guard.denied == "unread" and b"ud800" not in out and b"udc00" not in out
+        assert reassembled(out)[0] == {(0, "text"): "Fine. "}
+        assert guard_gemini_json(compiled("redact"), raw) == (raw, "unread", {})
+    for text in ('"\\ud83d\\ude00 fine"', '"a \\\\ud800 b"'):
+        raw = b'{"candidates":[{"content":{"parts":[{"text":' + text.encode() + b'}]},"index":0}]}'
+        assert guard_gemini_json(compiled("redact"), raw) == (raw, None, {})
