@@ -117,6 +117,10 @@ class Upstream(AnswerUpstream):
         model = path.rpartition("/models/")[2].partition(":")[0]
         framing = sse if "alt=sse" in path else array
         headers = SSE if "alt=sse" in path else ARRAY
+        if ":generateContent" in path and model == "gemini-surrogate":
+            # A lone surrogate in one string, the key in the next.
+            body = b'{"candidates":[{"content":{"role":"model","parts":[{"text":"a\\ud800"},{"text":"' + AWS.encode() + b'"}]},"index":0}]}'  # fmt: skip
+            return Reply(200, body, headers={"content-type": "application/json"})
         if ":generateContent" in path:
             parts = [{"text": TEXT}, call_part()]
             return Reply(200, item(*parts, finish="STOP", usage=True))
@@ -498,3 +502,11 @@ def test_a_part_of_a_shape_not_known_that_carries_text_stops_the_answer(gw):
         assert gw.last_audit()["error"] == "content_denied"
     streamed = gw.run(CLIENT + "MODEL = 'gemini-unknown-part'\n" + READ_STREAM)
     assert streamed == {"text": "Nothing to hide. ", "args": [], "error": ["ClientError", 403, "PERMISSION_DENIED", message]}  # fmt: skip
+
+
+def test_a_json_answer_that_cannot_be_read_is_refused(gw):
+    """A lone surrogate (no text) in a JSON answer, the key after it: refused 403, never sent."""
+    result = gw.run(CLIENT + "MODEL = 'gemini-surrogate'\n" + READ_JSON)
+    assert result["error"] == ["ClientError", 403, "PERMISSION_DENIED"] and AWS not in json.dumps(result)
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
