@@ -310,7 +310,13 @@ class GeminiAnswerGuard(EventGuard):
     def _candidate(self, item: _Item, index: int, candidate: dict[str, Any]) -> None:
         content = candidate.get("content")
         parts = content.get("parts") if isinstance(content, dict) else None
-        if (
+        usual = (
+            isinstance(content, dict)
+            and isinstance(parts, list)
+            and candidate.keys() <= _CANDIDATE_MEMBERS
+            and content.keys() <= _CONTENT_MEMBERS
+        )
+        if not usual and (
             _unknown_text(candidate, _CANDIDATE_MEMBERS)
             or (_carries_text(content) if not isinstance(content, dict) else _unknown_text(content, _CONTENT_MEMBERS))
             or (not isinstance(parts, list) and _carries_text(parts))
@@ -347,8 +353,13 @@ class GeminiAnswerGuard(EventGuard):
         """A part read: what is read whole first, then its text. True where a value to deny is in
         its text (the part goes on with what is known of it); False where it is elsewhere, or
         the part is of a shape not known (it does not go on)."""
+        text = part.get("text")
+        if len(part) == 1 and type(text) is str:  # text alone: most parts
+            if text:
+                self._fed(item, (index, "text"), part, "text", text)
+            return True
         if (
-            _unknown_text(part, _PART_MEMBERS)
+            (not part.keys() <= _PART_MEMBERS and _unknown_text(part, _PART_MEMBERS))
             or not isinstance(part.get("text", ""), str)
             or not isinstance(part.get("thought", False), bool)
         ):
@@ -367,7 +378,6 @@ class GeminiAnswerGuard(EventGuard):
             self._read_whole(item, part, _PART_WHOLE, signed)
         if self.denied is not None:
             return False
-        text = part.get("text")
         if isinstance(text, str) and text:
             channel = (index, "thought" if part.get("thought") is True else "text")
             self._fed(item, channel, part, "text", text, signed)
@@ -493,6 +503,8 @@ class GeminiAnswerGuard(EventGuard):
     def _as_they_came(self, item: Pending) -> list[bool]:
         """Whether each piece of an item is what goes on of its channel, the pieces of one channel
         taken in turn (an item may carry two parts of a candidate's text: the second signed)."""
+        if len(item.pieces) == 1:
+            return [self._as_it_came(item.pieces[0])]
         taken: dict[Any, int] = {}
         came = []
         for p in item.pieces:
