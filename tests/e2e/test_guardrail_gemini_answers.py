@@ -80,6 +80,25 @@ def clean_items() -> list[dict]:
     return [*(item({"text": t}) for t in text), item({"text": ""}, finish="STOP", usage=True)]
 
 
+def grounded_items() -> list[dict]:
+    """A grounded answer: its text clean, the key in what the model wrote beside it (the queries it
+    searched, the search chips' HTML, a segment that repeats its text, a source's title) and the
+    card in a malformed call's finishMessage."""
+    last = item({"text": "See the notes."}, finish="MALFORMED_FUNCTION_CALL", usage=True)
+    last["candidates"][0] |= {
+        "finishMessage": f"Malformed function call: pay(card='{CARD}')",
+        "groundingMetadata": {
+            "webSearchQueries": [f"owner of {AWS}"],
+            "searchEntryPoint": {"renderedContent": f"<div class='chip'>owner of {AWS}</div>"},
+            "groundingChunks": [{"web": {"uri": "https://docs.test/k", "title": f"Key {AWS}"}}],
+            "groundingSupports": [
+                {"segment": {"endIndex": 30, "text": f"The key {AWS}"}, "groundingChunkIndices": [0]}
+            ],
+        },
+    }
+    return [item({"text": "The key is one. "}), last]
+
+
 def unreadable(chunks: list[bytes]) -> list[bytes]:
     """A gzip-encoded stream whose first two items decode, then bytes that do not."""
     encoder = zlib.compressobj(wbits=31)
@@ -98,6 +117,10 @@ class Upstream(AnswerUpstream):
         model = path.rpartition("/models/")[2].partition(":")[0]
         framing = sse if "alt=sse" in path else array
         headers = SSE if "alt=sse" in path else ARRAY
+        if ":generateContent" in path and model == "gemini-surrogate":
+            # A lone surrogate in one string, the key in the next.
+            body = b'{"candidates":[{"content":{"role":"model","parts":[{"text":"a\\ud800"},{"text":"' + AWS.encode() + b'"}]},"index":0}]}'  # fmt: skip
+            return Reply(200, body, headers={"content-type": "application/json"})
         if ":generateContent" in path:
             parts = [{"text": TEXT}, call_part()]
             return Reply(200, item(*parts, finish="STOP", usage=True))
@@ -110,6 +133,11 @@ class Upstream(AnswerUpstream):
             return Reply(
                 200, headers={**headers, "content-encoding": "gzip"}, chunks=unreadable(framing(clean_items()))
             )
+        if model in ("gemini-grounded", "gemini-deny-grounded"):
+            return Reply(200, headers=headers, chunks=framing(grounded_items()))
+        if model == "gemini-unknown-part":
+            unknown = [item({"text": "Nothing to hide. "}), item({"newThing": {"note": AWS}}, finish="STOP")]
+            return Reply(200, headers=headers, chunks=framing(unknown))
         if model == "gemini-deny-stream":
             items = [item({"text": p}) for p in pieces(TEXT, 5)]
             first = TEXT.index(AWS) // 5
@@ -428,3 +456,57 @@ def test_code_assists_envelope_is_redacted_and_denied(code_assist_gw):
     assert (whole["status"], answer[0]["text"]) == (200, REDACTED_TEXT)
     refused = code_assist_call(gw, "generateContent", "gemini-deny-pro")
     assert (refused["status"], json.loads(refused["body"])["error"]["status"]) == (403, "PERMISSION_DENIED")
+
+
+READ_GROUNDED = """
+dumps, error = [], None
+try:
+    for chunk in client.models.generate_content_stream(model=MODEL, contents="who"):
+        dumps.append(chunk.model_dump(mode="json", exclude_none=True))
+except errors.APIError as e:
+    error = [type(e).__name__, e.code, e.status, e.message]
+last = dumps[-1]["candidates"][0] if dumps else {}
+report(dumps=json.dumps(dumps), error=error, finish=last.get("finish_message"),
+       queries=last.get("grounding_metadata", {}).get("web_search_queries"))
+"""
+
+
+def test_what_the_model_writes_beside_its_text_is_read(gw):
+    """A grounded answer's queries, search chips, sources and segments, and a malformed call's
+    finishMessage: redacted where they are under redact; under deny the stream stops before them.
+    (google-genai gives a finishMessage on Vertex AI only: it is read there.)"""
+    result = gw.run(VERTEX_CLIENT + "import json\nMODEL = 'gemini-grounded'\n" + READ_GROUNDED)
+    assert AWS not in result["dumps"] and CARD not in result["dumps"]
+    assert result["error"] is None
+    assert result["queries"] == ["owner of [REDACTED:secrets.aws_access_key_id]"]
+    assert result["finish"] == "Malformed function call: pay(card='[REDACTED:pii.payment_card]')"
+    assert gw.last_audit()["answer_findings"] == {"secrets.aws_access_key_id": 4, "pii.payment_card": 1}
+    denied = gw.run(CLIENT + "import json\nMODEL = 'gemini-deny-grounded'\n" + READ_GROUNDED)
+    assert AWS not in denied["dumps"] and CARD not in denied["dumps"]
+    message = "The answer was stopped: it carries what a guardrail denies (pii.payment_card)."
+    assert denied["error"] == ["ClientError", 403, "PERMISSION_DENIED", message]
+    assert gw.last_audit()["error"] == "content_denied"
+
+
+def test_a_part_of_a_shape_not_known_that_carries_text_stops_the_answer(gw):
+    """A part whose member the guard does not know, carrying the key: the answer stops before it,
+    unread, as an SSE event google-genai raises on, or as the array's last element."""
+    message = "The answer was stopped: it carries what a guardrail denies (unread)."
+    for query in ("?alt=sse", ""):
+        result = raw(gw, "gemini-unknown-part", query)
+        assert result["status"] == 200 and AWS not in result["body"]
+        if query:
+            assert envelopes(result["body"])[-1] == {"error": {"code": 403, "message": message, "status": "PERMISSION_DENIED"}}  # fmt: skip
+        else:
+            assert json.loads(result["body"])[-1]["error"]["message"] == message
+        assert gw.last_audit()["error"] == "content_denied"
+    streamed = gw.run(CLIENT + "MODEL = 'gemini-unknown-part'\n" + READ_STREAM)
+    assert streamed == {"text": "Nothing to hide. ", "args": [], "error": ["ClientError", 403, "PERMISSION_DENIED", message]}  # fmt: skip
+
+
+def test_a_json_answer_that_cannot_be_read_is_refused(gw):
+    """A lone surrogate (no text) in a JSON answer, the key after it: refused 403, never sent."""
+    result = gw.run(CLIENT + "MODEL = 'gemini-surrogate'\n" + READ_JSON)
+    assert result["error"] == ["ClientError", 403, "PERMISSION_DENIED"] and AWS not in json.dumps(result)
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -43,8 +43,33 @@ _TEMPLATE = ("responseId", "modelVersion", "createTime")
 LOGPROBS = "logprobsResult"
 _PLACEHOLDER = re.compile(re.escape(PLACEHOLDER).replace(r"\{kind\}", r"([^\]\s]+)"))
 _LINE_ENDS = b"\r\n"
+# An escaped UTF-16 surrogate: a lone one is no text (it cannot be read, nor written as UTF-8).
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 _BETWEEN = re.compile(rb"[\[ \t\r\n,]*")  # what comes before an element of the array
 _ARRAY_END = re.compile(rb"[ \t\r\n,]*\][ \t\r\n]*")
+
+# A part's members (one is set; the API says what each is): read whole where the model writes text
+# in them (code, what it printed, a server-side tool's call); the rest opaque (binary data, a
+# file's address, flags, the signature). A member not known that carries text stops the answer.
+_PART_WHOLE = ("executableCode", "codeExecutionResult", "functionResponse", "toolCall", "toolResponse", "partMetadata")
+_PART_MEMBERS = frozenset(
+    {*_PART_WHOLE, "text", "thought", "thoughtSignature", "functionCall", "inlineData", "fileData", "videoMetadata"}
+    | {"mediaResolution"}
+)
+# A candidate's members: read whole where they carry text (the model's malformed call in
+# `finishMessage`, the queries it wrote and the text it repeats in `groundingMetadata`, sources).
+_CANDIDATE_WHOLE = (
+    "finishMessage",
+    "groundingMetadata",
+    "groundingAttributions",
+    "citationMetadata",
+    "urlContextMetadata",
+    "urlRetrievalMetadata",
+)
+_CANDIDATE_MEMBERS = frozenset(
+    {*_CANDIDATE_WHOLE, "content", "index", "finishReason", "safetyRatings", "tokenCount", "avgLogprobs", LOGPROBS}
+)
+_CONTENT_MEMBERS = frozenset({"role", "parts"})
 
 Mode = Literal["sse", "array", "whole"]
 Channel = tuple[int, str]  # candidate, "text", "thought" or a partial argument's JSON path
@@ -238,12 +263,18 @@ class GeminiAnswerGuard(EventGuard):
             obj = json.loads(data)
         except ValueError:
             obj = None
-        if not isinstance(obj, dict):
+        if not isinstance(obj, dict) or (_SURROGATE.search(data) is not None and _lone_surrogate(obj)):
             return self._unread(item)  # what cannot be read does not go on
         item.obj = obj
         answer = obj.get(self._envelope) if self._envelope is not None else obj
         candidates = answer.get("candidates") if isinstance(answer, dict) else None
+        if self._envelope is not None and (
+            _carries_text(obj.get("candidates")) or (not isinstance(answer, dict) and _carries_text(answer))
+        ):
+            return self._unread(item)  # an answer outside its envelope, or an envelope not known
         if not isinstance(candidates, list):
+            if _carries_text(candidates):
+                return self._unread(item)  # candidates of a shape not known
             return self._drained()  # usage alone, prompt feedback, the upstream's own error
         assert isinstance(answer, dict)
         if not all(_spelled(candidate) for candidate in candidates):
@@ -252,6 +283,10 @@ class GeminiAnswerGuard(EventGuard):
         finished = []
         for position, candidate in enumerate(candidates):
             if not isinstance(candidate, dict):
+                if _carries_text(candidate):
+                    self.denied = UNREAD
+                    del candidates[position:]
+                    return self._cut_in(item, candidates)
                 continue
             index = candidate_index(candidate, position)
             self._candidate(item, index, candidate)
@@ -278,34 +313,88 @@ class GeminiAnswerGuard(EventGuard):
     def _candidate(self, item: _Item, index: int, candidate: dict[str, Any]) -> None:
         content = candidate.get("content")
         parts = content.get("parts") if isinstance(content, dict) else None
-        if not isinstance(parts, list):
+        usual = (
+            isinstance(content, dict)
+            and isinstance(parts, list)
+            and candidate.keys() <= _CANDIDATE_MEMBERS
+            and content.keys() <= _CONTENT_MEMBERS
+        )
+        if not usual and (
+            _unknown_text(candidate, _CANDIDATE_MEMBERS)
+            or (_carries_text(content) if not isinstance(content, dict) else _unknown_text(content, _CONTENT_MEMBERS))
+            or (not isinstance(parts, list) and _carries_text(parts))
+        ):
+            self.denied = UNREAD  # a candidate of a shape not known carries text: none of it goes on
+            candidate.clear()
+            candidate.update(content={"role": "model", "parts": []}, index=index)
             return
+        if not isinstance(parts, list):
+            parts = []
         for at, part in enumerate(parts):
             if not isinstance(part, dict):
+                if _carries_text(part):
+                    self.denied = UNREAD
+                    del parts[at:]
+                    return
                 continue
-            self._part(item, index, part)
+            in_text = self._part(item, index, part)
             if self.denied is not None:
-                # The parts after it are not read; a part other than text goes with its value.
-                del parts[at + (1 if isinstance(part.get("text"), str) else 0) :]
+                # The parts after it are not read; a part goes with its value, but for text.
+                del parts[at + (1 if in_text else 0) :]
                 return
+        if candidate.keys().isdisjoint(_CANDIDATE_WHOLE):
+            return  # most items carry text alone
+        self._read_whole(item, candidate, _CANDIDATE_WHOLE, False)
+        grounding = candidate.get("groundingMetadata")
+        if self.denied is None and isinstance(grounding, dict):
+            self._segments(grounding)
+        if self.denied is not None:
+            for name in _CANDIDATE_WHOLE:  # what carries the value does not go on
+                candidate.pop(name, None)
 
-    def _part(self, item: _Item, index: int, part: dict[str, Any]) -> None:
-        signed = bool(part.get("thoughtSignature"))
+    def _part(self, item: _Item, index: int, part: dict[str, Any]) -> bool:
+        """A part read: what is read whole first, then its text. True where a value to deny is in
+        its text (the part goes on with what is known of it); False where it is elsewhere, or
+        the part is of a shape not known (it does not go on)."""
         text = part.get("text")
+        if len(part) == 1 and type(text) is str:  # text alone: most parts
+            if text:
+                self._fed(item, (index, "text"), part, "text", text)
+            return True
+        if (
+            (not part.keys() <= _PART_MEMBERS and _unknown_text(part, _PART_MEMBERS))
+            or not isinstance(part.get("text", ""), str)
+            or not isinstance(part.get("thought", False), bool)
+        ):
+            self.denied = UNREAD
+            return False
+        signed = bool(part.get("thoughtSignature"))
+        call = part.get("functionCall")
+        if isinstance(call, dict):
+            # Its name and arguments, whole in their part.
+            self._read_whole(item, call, [k for k in call if k != "partialArgs"], signed)
+            if self.denied is None:
+                self._partial_args(item, index, call, signed)
+        elif call is not None:
+            self._read_whole(item, part, ("functionCall",), signed)
+        if self.denied is None and not part.keys().isdisjoint(_PART_WHOLE):
+            self._read_whole(item, part, _PART_WHOLE, signed)
+        if self.denied is not None:
+            return False
         if isinstance(text, str) and text:
             channel = (index, "thought" if part.get("thought") is True else "text")
             self._fed(item, channel, part, "text", text, signed)
-            return
-        call = part.get("functionCall")
-        call = call if isinstance(call, dict) else {}
-        # Whole in their part: a call's arguments, and the code Gemini runs and what it printed.
-        for whole in (call.get("args"), part.get("executableCode"), part.get("codeExecutionResult")):
-            if isinstance(whole, (dict, list)):
-                self._values(item, whole, signed)
-                if self.denied is not None:
-                    return
+        return True
+
+    def _partial_args(self, item: _Item, index: int, call: dict[str, Any], signed: bool) -> None:
+        """Vertex AI's streamed arguments: each string value's pieces one channel (by its path)."""
         for partial in call.get("partialArgs") or ():
-            if not isinstance(partial, dict) or not isinstance(partial.get("stringValue"), str):
+            if not isinstance(partial, dict):
+                continue
+            self._read_whole(item, partial, ("jsonPath",), signed, exact=True)  # the keys the model wrote
+            if self.denied is not None:
+                return
+            if not isinstance(partial.get("stringValue"), str):
                 continue
             channel = (index, f"partialArgs {partial.get('jsonPath')}")
             if partial["stringValue"]:
@@ -317,25 +406,61 @@ class GeminiAnswerGuard(EventGuard):
                 if self.denied is not None:
                     return
 
-    def _values(self, item: _Item, value: dict[str, Any] | list[Any], signed: bool) -> None:
-        """Each string value of a JSON object read whole, replaced in place (it stays the JSON it
-        was); in a signed part, a value to replace is denied."""
-        keys: Any = value.keys() if isinstance(value, dict) else range(len(value))
-        for key in keys:
-            inner = value[key]
-            if isinstance(inner, (dict, list)):
-                self._values(item, inner, signed)
+    def _read_whole(self, item: _Item, holder: Any, names: Iterable[Any], signed: bool, exact: bool = False) -> None:
+        """Each string in `holder[name]` for the names it has (nested in objects and arrays) read
+        alone and replaced in place (it stays the JSON it was); in a signed part, or where
+        `exact` (a path that names keys), a value to replace is denied. An object's keys are read
+        too: a value in one is denied (a key replaced could meet another)."""
+        for name in names:
+            if isinstance(holder, dict) and name not in holder:
+                continue
+            inner = holder[name]
+            if isinstance(inner, dict):
+                self._keys(inner)
+                if self.denied is None:
+                    self._read_whole(item, inner, list(inner), signed)
+            elif isinstance(inner, list):
+                self._read_whole(item, inner, range(len(inner)), signed)
             elif isinstance(inner, str) and inner:
                 sent, denied = self._whole_text(inner.encode())
                 if denied is None and sent != inner.encode():
-                    if signed:
-                        denied = _replaced_kind(sent) or "unread"
+                    if signed or exact:
+                        denied = _replaced_kind(sent) or UNREAD
                     else:
-                        value[key] = sent.decode()
+                        holder[name] = sent.decode()
                         item.changed = True
                 self.denied = denied
             if self.denied is not None:
                 return
+
+    def _keys(self, value: dict[str, Any]) -> None:
+        """An object's keys read whole: a value found in one is denied."""
+        for key in value:
+            if not key:
+                continue
+            sent, denied = self._whole_text(key.encode())
+            if denied is None and sent != key.encode():
+                denied = _replaced_kind(sent) or UNREAD
+            if denied is not None:
+                self.denied = denied
+                return
+
+    def _segments(self, grounding: dict[str, Any]) -> None:
+        """The segments of the answer's text the grounding supports repeat, read together: a value
+        cut across two of them (each read alone) is denied."""
+        supports = grounding.get("groundingSupports")
+        texts = [
+            s["segment"]["text"]
+            for s in (supports if isinstance(supports, list) else ())
+            if isinstance(s, dict) and isinstance(s.get("segment"), dict) and isinstance(s["segment"].get("text"), str)
+        ]
+        if len(texts) < 2:
+            return
+        joined = "".join(texts).encode()
+        sent, denied = self._whole_text(joined)
+        if denied is None and sent != joined:
+            denied = _replaced_kind(sent) or UNREAD
+        self.denied = denied
 
     def _whole_text(self, text: bytes) -> tuple[bytes, str | None]:
         """A text read whole: what goes on of it, and the kind of a value to deny."""
@@ -368,8 +493,8 @@ class GeminiAnswerGuard(EventGuard):
     def _unsent(self, item: Pending) -> str | None:
         """The kind of a value in a signed part: one of the item's, or a later one whose text the
         item would carry (a value replaced across the two). It would not go on as it came."""
-        for p in item.pieces:
-            if self._as_it_came(p):
+        for p, came in zip(item.pieces, self._as_they_came(item), strict=True):
+            if came:
                 continue
             state = self._channels[p.channel]
             end = p.start + len(p.text)
@@ -377,6 +502,22 @@ class GeminiAnswerGuard(EventGuard):
             if p.signed or any(q.signed and end <= q.start < carried for q in self._later(p)):
                 return _replaced_kind(state.owed) or state.replaced or "unread"
         return None
+
+    def _as_they_came(self, item: Pending) -> list[bool]:
+        """Whether each piece of an item is what goes on of its channel, the pieces of one channel
+        taken in turn (an item may carry two parts of a candidate's text: the second signed)."""
+        if len(item.pieces) == 1:
+            return [self._as_it_came(item.pieces[0])]
+        taken: dict[Any, int] = {}
+        came = []
+        for p in item.pieces:
+            state = self._channels[p.channel]
+            before = taken.get(p.channel, 0)
+            end = p.start + len(p.text)
+            known = before >= 0 and self._read(state) >= end and state.sent + before == p.start
+            came.append(known and state.owed[before : before + len(p.text)] == p.text)
+            taken[p.channel] = before + len(p.text) if came[-1] else -1  # the rest of it is not
+        return came
 
     def _later(self, piece: Piece) -> Iterator[Piece]:
         """The pieces of the piece's channel that come after it (all pending)."""
@@ -427,7 +568,14 @@ class GeminiAnswerGuard(EventGuard):
         """An item as it goes on (`EventGuard._settled`), and what went on last noted."""
         assert isinstance(item, _Item)
         self._sent_any = self._sent_any or bool(item.body)
-        out = super()._settled(item)
+        if not item.changed and len(item.pieces) > 1 and all(self._as_they_came(item)):
+            for p in item.pieces:  # as it came, the pieces of one channel taken in turn
+                state = self._channels[p.channel]
+                del state.owed[: len(p.text)]
+                state.sent += len(p.text)
+            out = item.whole
+        else:
+            out = super()._settled(item)
         # Written anew, an item never ends in a CR.
         self._cr_last = out is item.whole and (item.tail or item.body or item.head).endswith(b"\r")
         return out
@@ -461,6 +609,32 @@ def _spelled(candidate: Any) -> bool:
         return True
     content = candidate.get("content")
     return gemini_spells(candidate[LOGPROBS], content.get("parts") if isinstance(content, dict) else None)
+
+
+def _unknown_text(obj: dict[str, Any], known: frozenset[str]) -> bool:
+    """Whether an object has a member not known that carries text (a string, or an object's key)."""
+    if obj.keys() <= known:
+        return False  # the most common case, told at once
+    return any(name not in known and _carries_text(value) for name, value in obj.items())
+
+
+def _carries_text(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value)
+    if isinstance(value, dict):
+        return any(key or _carries_text(inner) for key, inner in value.items())
+    if isinstance(value, list):
+        return any(_carries_text(inner) for inner in value)
+    return False
+
+
+def _lone_surrogate(obj: Any) -> bool:
+    """Whether a JSON object's strings hold a surrogate not paired (not text)."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _replaced_kind(text: bytes | bytearray) -> str | None:

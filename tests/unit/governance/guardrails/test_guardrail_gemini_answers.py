@@ -10,6 +10,7 @@ import itertools
 import json
 import re
 import string
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -498,3 +499,279 @@ def test_at_a_deny_nothing_after_the_values_item_goes(framing: Framing, read: in
     assert got == {(0, "text"): "The token is "}
     assert [e["status"] for e in errors] == ["PERMISSION_DENIED"]
     assert b"c2lnbmVk" not in out and b"Fine." not in out and TOKEN[:3].encode() not in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Every field the model writes text in, and shapes not known
+
+KEY = AWS_KEY_ID
+AWS = "secrets.aws_access_key_id"
+# Where the model writes text besides a part's text: each read whole, the value replaced in place.
+_REPLACED_IN_PLACE: dict[str, dict[str, Any]] = {
+    "the function's name": {"functionCall": {"name": f"run_{KEY}", "args": {}}},
+    "a server-side tool's call": {"toolCall": {"toolType": "GOOGLE_SEARCH_WEB", "args": {"queries": [KEY]}}},
+    "a function's response": {"functionResponse": {"name": "look", "response": {"found": [{"k": KEY}]}}},
+    "a part with text and a call": {"text": "run ", "functionCall": {"name": "run", "args": {"k": KEY}}},
+}
+_CANDIDATE_FIELDS: dict[str, dict[str, Any]] = {
+    "finishMessage": {
+        "finishReason": "MALFORMED_FUNCTION_CALL",
+        "finishMessage": f"Malformed function call: run('{KEY}')",
+    },
+    "webSearchQueries": {"groundingMetadata": {"webSearchQueries": [f"who owns {KEY}"]}},
+    "renderedContent": {"groundingMetadata": {"searchEntryPoint": {"renderedContent": f"<a>{KEY}</a>"}}},
+    "a grounding segment": {
+        "groundingMetadata": {
+            "groundingSupports": [
+                {
+                    "segment": {"startIndex": 0, "endIndex": 30, "text": f"The key is {KEY}."},
+                    "groundingChunkIndices": [0],
+                }
+            ]
+        }
+    },
+    "a grounding chunk": {
+        "groundingMetadata": {"groundingChunks": [{"retrievedContext": {"uri": "gs://d", "title": "t", "text": KEY}}]}
+    },
+    "groundingAttributions": {"groundingAttributions": [{"content": {"parts": [{"text": KEY}]}}]},
+    "urlContextMetadata": {"urlContextMetadata": {"urlMetadata": [{"retrievedUrl": f"https://x.test/{KEY}"}]}},
+}
+# Where a value cannot be replaced exactly (a key of the arguments, a streamed argument's path):
+# denied whatever the action.
+_DENIED_WHERE_FOUND: dict[str, dict[str, Any]] = {
+    "a key of the arguments": {"functionCall": {"name": "run", "args": {"env": {KEY: "x"}}}},
+    "a streamed argument's path": {
+        "functionCall": {"partialArgs": [{"jsonPath": f"$.{KEY}", "numberValue": 1}], "willContinue": True}
+    },
+}
+# Shapes the guard does not know, carrying text: the answer stops there, unread.
+_UNKNOWN: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "a part's member": ({"newThing": {"note": KEY}}, {}),
+    "a member in snake case": ({"function_call": {"name": "run", "args": {"k": KEY}}}, {}),
+    "text not a string": ({"text": [KEY]}, {}),
+    "thought not a flag": ({"thought": KEY}, {}),
+    "a candidate's field": ({"text": "ok"}, {"newField": [{"note": KEY}]}),
+    "a content's member": ({"text": "ok"}, {"content": {"role": "model", "parts": [{"text": "ok"}], "text": KEY}}),
+    "parts not a list": ({"text": "ok"}, {"content": {"role": "model", "parts": {"text": KEY}}}),
+    "a part not an object": ({"text": "ok"}, {"content": {"role": "model", "parts": [{"text": "ok"}, KEY]}}),
+}
+
+
+def _with(part: dict[str, Any], fields: dict[str, Any], finish: bool = True) -> list[dict[str, Any]]:
+    """Some text, then an item with the part and the candidate's fields."""
+    last = item(part, finish="STOP" if finish else None)
+    last["candidates"][0].update(fields)
+    return [item({"text": "Fine. "}), last]
+
+
+def _texts_apart(answer: dict[str, Any]) -> tuple[str, Any]:
+    """An answer's text, and the answer without it."""
+    answer = json.loads(json.dumps(answer))
+    parts = answer["candidates"][0]["content"]["parts"]
+    return "".join(p.pop("text", "") for p in parts), answer
+
+
+def _cases() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    for name, part in _REPLACED_IN_PLACE.items():
+        yield name, part, {}
+    for name, fields in _CANDIDATE_FIELDS.items():
+        yield name, {"text": "ok"}, fields
+
+
+@pytest.mark.parametrize(("name", "part", "fields"), list(_cases()), ids=[c[0] for c in _cases()])
+def test_every_field_the_model_writes_in_is_read(name: str, part: dict[str, Any], fields: dict[str, Any]) -> None:
+    """Redacted in place where the field is (its JSON as it was), denied under deny; streamed and
+    whole, in each framing."""
+    items = _with(part, fields)
+    for framing in ("sse", "array"):
+        data = stream(items, framing)
+        for read in (1, 13, len(data)):
+            out, guard = guarded(compiled("redact"), data, read)
+            assert (guard.denied, guard.counts) == (None, {AWS: 1}), (name, read)
+            assert KEY.encode() not in out and f"[REDACTED:{AWS}]".encode() in out
+            assert reassembled(out)[1] == []
+            out, guard = guarded(compiled("deny"), data, read)
+            assert guard.denied == AWS and KEY[:4].encode() not in out
+            assert len(reassembled(out)[1]) == 1
+    wrapped = stream(items, "sse", envelope=True)
+    out, guard = guarded(compiled("redact"), wrapped, 11, "response")
+    assert (guard.denied, KEY.encode() in out) == (None, False)
+    body = json.dumps(items[-1]).encode()
+    served, denied, counts = guard_gemini_json(compiled("redact"), body)
+    assert (denied, counts) == (None, {AWS: 1}) and KEY.encode() not in served
+    # The JSON it was, the value replaced inside its string (the text may move between parts).
+    assert _texts_apart(json.loads(served.replace(f"[REDACTED:{AWS}]".encode(), KEY.encode()))) == _texts_apart(items[-1])  # fmt: skip
+    assert guard_gemini_json(compiled("deny"), body)[1] == AWS
+
+
+@pytest.mark.parametrize("name", sorted(_DENIED_WHERE_FOUND))
+def test_a_value_where_it_cannot_be_replaced_is_denied_under_redact(name: str) -> None:
+    items = _with(_DENIED_WHERE_FOUND[name], {}, finish=False)
+    for framing in ("sse", "array"):
+        data = stream(items, framing)
+        for read in (1, 13, len(data)):
+            out, guard = guarded(compiled("redact"), data, read)
+            assert guard.denied == AWS and KEY[:4].encode() not in out, (name, read)
+            got, errors = reassembled(out)
+            assert got[(0, "text")].startswith("Fine. ") and len(errors) == 1
+    assert guard_gemini_json(compiled("redact"), json.dumps(items[-1]).encode())[1] == AWS
+
+
+@pytest.mark.parametrize("name", sorted(_UNKNOWN))
+def test_a_shape_not_known_that_carries_text_stops_the_answer(name: str) -> None:
+    """On the Gemini API and Vertex AI, and inside Code Assist's envelope."""
+    part, fields = _UNKNOWN[name]
+    items = _with(part, fields)
+    for framing, envelope in itertools.product(("sse", "array"), (False, True)):
+        data = stream(items, framing, envelope)
+        for read in (1, 13, len(data)):
+            out, guard = guarded(compiled("redact"), data, read, "response" if envelope else None)
+            assert guard.denied == "unread" and KEY[:4].encode() not in out, (name, read)
+            got, errors = reassembled(out, envelope)
+            assert len(errors) == 1 and got.get((0, "text"), "Fine. ").startswith("Fine. ")
+    assert guard_gemini_json(compiled("redact"), json.dumps(items[-1]).encode())[1] == "unread"
+    wrapped = json.dumps({"response": items[-1], "traceId": "t"}).encode()
+    assert guard_code_assist_json(compiled("redact"), wrapped)[1] == "unread"
+
+
+def test_a_shape_not_known_without_text_goes_on_as_it_came() -> None:
+    items = _with({"text": "ok", "newFlag": True, "weights": [1, 2.5]}, {"newScore": 0.5})
+    for framing in ("sse", "array"):
+        data = stream(items, framing)
+        out, guard = guarded(compiled("redact"), data, 7)
+        assert (out, guard.denied) == (data, None)
+
+
+def test_a_value_cut_across_grounding_segments_is_denied() -> None:
+    """Each segment repeats a piece of the answer's text: a value cut across two is found in them
+    read together (each alone shows a piece of it)."""
+    segments = [f"The key is {KEY[:9]}", f"{KEY[9:]}. Use it."]
+    supports = [{"segment": {"text": s}, "groundingChunkIndices": [0]} for s in segments]
+    fields = {"groundingMetadata": {"groundingSupports": supports}}
+    items = _with({"text": "ok"}, fields)
+    for framing in ("sse", "array"):
+        data = stream(items, framing)
+        for read in (1, len(data)):
+            out, guard = guarded(compiled("redact"), data, read)
+            assert guard.denied == AWS and KEY[9:].encode() not in out and KEY[:9].encode() not in out
+    clean = {"groundingMetadata": {"groundingSupports": [{"segment": {"text": s}} for s in ("It is 12", "34 and fine.")]}}  # fmt: skip
+    data = stream(_with({"text": "ok"}, clean), "sse")
+    assert guarded(compiled("redact"), data, 5)[0] == data
+
+
+_JSON_KEYS = st.text(alphabet=string.ascii_letters + "_-.$ é", min_size=1, max_size=8)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet=string.ascii_letters + " .,é", max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_JSON_KEYS, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _placed(value: Any, path: list[int], secret: str, as_key: bool) -> Any:
+    """`value` with the secret placed inside it, where the path leads: as a key or a string."""
+    if isinstance(value, dict) and value and path:
+        key = sorted(value)[path[0] % len(value)]
+        return {**value, key: _placed(value[key], path[1:], secret, as_key)}
+    if isinstance(value, list) and value and path:
+        at = path[0] % len(value)
+        return [*value[:at], _placed(value[at], path[1:], secret, as_key), *value[at + 1 :]]
+    return {f"k {secret}": value} if as_key else [value, f"see {secret} here"]
+
+
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    args=st.dictionaries(_JSON_KEYS, _JSON, max_size=4),
+    path=st.lists(st.integers(min_value=0, max_value=20), max_size=6),
+    as_key=st.booleans(),
+    where=st.sampled_from(["args", "toolCall", "finishMessage", "groundingMetadata"]),
+    read=st.integers(min_value=1, max_value=400),
+    framing=st.sampled_from(["sse", "array"]),
+)
+def test_a_value_anywhere_in_a_fields_json_never_goes_on(
+    args: dict[str, Any], path: list[int], as_key: bool, where: str, read: int, framing: Framing
+) -> None:
+    """A value placed anywhere in arbitrary JSON the model writes (a key or a string, nested in
+    objects and arrays): under redact it never goes on; a string's value is replaced in place."""
+    placed = _placed(args, path, KEY, as_key)
+    part: dict[str, Any]
+    fields: dict[str, Any] = {}
+    if where == "args":
+        part = {"functionCall": {"name": "run", "args": placed}}
+    elif where == "toolCall":
+        part = {"toolCall": {"toolType": "URL_CONTEXT", "args": placed}}
+    else:
+        part, fields = {"text": "ok"}, {where: placed if where == "groundingMetadata" else json.dumps(placed)}
+    data = stream(_with(part, fields), framing)
+    out, guard = guarded(compiled("redact"), data, read)
+    _never_seen(out, KEY)
+    # A key is not replaced: it is denied (in a string, the finishMessage, it is replaced).
+    assert guard.denied == (AWS if as_key and where != "finishMessage" else None)
+    if guard.denied is None:
+        assert f"[REDACTED:{AWS}]".encode() in out and reassembled(out)[1] == []
+
+
+def test_candidates_of_a_shape_not_known_that_carry_text_stop_the_answer() -> None:
+    first = item({"text": "Fine. "})
+    for odd in ({"candidates": {"text": KEY}}, {"candidates": [KEY]}, {"candidates": [first["candidates"][0], [KEY]]}):
+        for framing in ("sse", "array"):
+            data = stream([first, odd], framing)
+            out, guard = guarded(compiled("redact"), data, 9)
+            assert guard.denied == "unread" and KEY[:4].encode() not in out, (odd, framing)
+            got, errors = reassembled(out)
+            assert got[(0, "text")].startswith("Fine. ") and len(errors) == 1
+
+
+def test_code_assists_answer_outside_its_envelope_stops_the_answer() -> None:
+    """Code Assist's answers come inside `{"response": …}`: candidates outside it, or a response
+    that is not an object, carrying text, are not read and do not go on."""
+    first = {"response": item({"text": "Fine. "}), "traceId": "t"}
+    for odd in (item({"text": KEY}), {"response": f"see {KEY}", "traceId": "t"}):
+        data = b"".join(b"data: " + json.dumps(i).encode() + b"\r\n\r\n" for i in (first, odd))
+        out, guard = guarded(compiled("redact"), data, 9, "response")
+        assert guard.denied == "unread" and KEY[:4].encode() not in out
+        got, errors = reassembled(out, envelope=True)
+        assert (got, len(errors)) == ({(0, "text"): "Fine. "}, 1)
+        assert guard_code_assist_json(compiled("redact"), json.dumps(odd).encode())[1] == "unread"
+
+
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    text=_CLEAN,
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=10),
+    per_item=st.integers(min_value=1, max_value=4),
+    signed=st.integers(min_value=0, max_value=20),
+    read=st.integers(min_value=1, max_value=300),
+    framing=st.sampled_from(["sse", "array"]),
+)
+def test_a_clean_answer_with_many_text_parts_an_item_comes_as_it_came(
+    text: str, cuts: list[int], per_item: int, signed: int, read: int, framing: Framing
+) -> None:
+    """Items of several text parts of one candidate (code execution's answers, a signature on the
+    last part): clean, they come byte for byte, streamed and whole, the signed part too."""
+    bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
+    parts: list[dict[str, Any]] = [{"text": text[a:b]} for a, b in itertools.pairwise(bounds)] or [{"text": "ok"}]
+    parts[signed % len(parts)]["thoughtSignature"] = "c2ln"
+    items = [item(*parts[i : i + per_item]) for i in range(0, len(parts), per_item)] + [item(finish="STOP")]
+    data = stream(items, framing)
+    whole, _ = guarded(compiled("redact"), data, len(data))
+    assume(b"[REDACTED" not in whole)  # digits that happen to make a value are not clean
+    out, guard = guarded(compiled("redact"), data, read)
+    assert (out, guard.denied) == (data, None)
+    body = json.dumps(item(*parts, finish="STOP")).encode()
+    assert guard_gemini_json(compiled("redact"), body) == (body, None, {})
+
+
+def test_a_lone_surrogate_is_not_text_and_stops_the_answer() -> None:
+    """A string with a surrogate not paired cannot be read (nor written as UTF-8): the answer
+    stops there, unread, streamed or whole; a pair, or an escaped backslash before `ud800`, is
+    text."""
+    for text in ('"a\\ud800"', f'"{KEY[:4]}\\udc00{KEY[4:]}"'):
+        raw = b'{"candidates":[{"content":{"parts":[{"text":' + text.encode() + b'}]},"index":0}]}'
+        data = stream([item({"text": "Fine. "})], "sse") + b"data: " + raw + b"\r\n\r\n"
+        out, guard = guarded(compiled("redact"), data, 7)
+        assert guard.denied == "unread" and b"ud800" not in out and b"udc00" not in out
+        assert reassembled(out)[0] == {(0, "text"): "Fine. "}
+        assert guard_gemini_json(compiled("redact"), raw) == (raw, "unread", {})
+    for text in ('"\\ud83d\\ude00 fine"', '"a \\\\ud800 b"'):
+        raw = b'{"candidates":[{"content":{"parts":[{"text":' + text.encode() + b'}]},"index":0}]}'
+        assert guard_gemini_json(compiled("redact"), raw) == (raw, None, {})
