@@ -194,6 +194,9 @@ class Upstream(AnswerUpstream):
             answer = json_answer(TEXT, ARGS)
             answer["choices"][0]["message"]["content"] = [{"type": "text", "text": TEXT}]
             return Reply(200, answer)
+        if model == "gpt-lone-surrogate":  # a whole answer whose reading fails (`\\ud800` is no text)
+            text = json.dumps(json_answer(TEXT, ARGS)).encode().replace(b"Here", b"\\ud800Here", 1)
+            return Reply(200, chunks=[text], headers={"content-type": "application/json"})
         if stream:
             return Reply(200, chunks=guarded_stream())
         if model.startswith("gpt-huge"):  # past 16 MiB, chunked: no length to tell it at its headers
@@ -532,3 +535,19 @@ def test_a_json_answer_whose_text_is_not_where_it_is_read_is_refused_403(gw):
         time.sleep(0.05)
         records = [r for r in gw.audit() if r.get("model") == "gpt-content-list"]
     assert (records[-1]["status"], records[-1]["refusal"]) == (403, "content_denied")
+
+
+def test_a_json_answer_whose_reading_fails_is_refused_403(gw):
+    """A reader that fails (here on a lone surrogate, which is no text) refuses the answer: were it
+    let go, the failure would send it on unread."""
+    body = {"model": "gpt-lone-surrogate", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Authorization": f"Bearer {VIRTUAL}", "Content-Type": "application/json"}
+    records = len(gw.audit())
+    answer = send(gw.proxy.port, gw.bundle, "api.openai.com", "/v1/chat/completions", headers=headers,
+                  body=json.dumps(body).encode())  # fmt: skip
+    assert answer.status == 403
+    assert AWS[:4].encode() not in answer.body and CARD[:6].encode() not in answer.body
+    assert json.loads(answer.body)["error"]["code"] == "content_denied"
+    record = gw.wait_audit(records + 1)[-1]
+    assert (record["model"], record["status"], record["refusal"]) == ("gpt-lone-surrogate", 403, "content_denied")
+    assert record["answer_findings"] is None

@@ -29,6 +29,7 @@ from tollgate.governance.guardrails.answer_formats import (
     AnswerGuard,
     answer_format,
 )
+from tollgate.governance.guardrails.event_guard import UNREAD
 from tollgate.governance.guardrails.workers import READ_APART_BYTES, ScanWorkers
 from tollgate.proxy import patches
 from tollgate.proxy.flows import call_of, provider_of, refuse, write_body
@@ -425,10 +426,17 @@ class StreamTap:
         body = tap(b"")
         content = body if isinstance(body, bytes) else b"".join(body)
         if not _json_object(content):  # what cannot be read is not served
-            call.answer.findings, call.answer.cut = None, "unread"
-            refuse(flow, call, CONTENT_DENIED, "Tollgate refused this answer: it could not be read for its guardrails.")
+            _refuse_unread(flow, call)
             return
-        served, denied, counts = reading.format.whole(reading.detectors, content)
+        try:
+            served, denied, counts = reading.format.whole(reading.detectors, content)
+        except Exception:  # a hook's exception would let the answer go on as it came
+            logger.exception("Tollgate: reading an answer for its guardrails failed")
+            _refuse_unread(flow, call)
+            return
+        if denied == UNREAD:
+            _refuse_unread(flow, call)
+            return
         call.answer.findings, call.answer.finding_actions = counts, reading.detectors.by_action(counts)
         call.answer.cut = denied
         if denied is not None:
@@ -559,6 +567,12 @@ class _Whole:
 
     def flush(self) -> bytes:
         return b"".join(self._chunks)
+
+
+def _refuse_unread(flow: http.HTTPFlow, call: Call) -> None:
+    """A JSON answer the answer guardrails cannot read: refused, never served unread."""
+    call.answer.findings, call.answer.cut = None, UNREAD
+    refuse(flow, call, CONTENT_DENIED, "Tollgate refused this answer: it could not be read for its guardrails.")
 
 
 def _json_object(content: bytes) -> bool:
