@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -70,43 +71,35 @@ def of_read_shape(obj: Any) -> bool:
     calls' arguments, as strings. Another shape (JSON that is no object, a delta or a text field of
     another type, a legacy `function_call`, an audio transcript, log probabilities whose tokens
     spell other text than the delta's: `logprob_tokens.py`) would go on unread."""
-    if not isinstance(obj, dict):
-        return False
-    choices = obj.get("choices")
-    if choices is None:
-        return True
-    if not isinstance(choices, list):
-        return False
-    for choice in choices:
-        if not isinstance(choice, dict):
-            return False
-        delta = choice.get("delta")
-        if delta is not None and (not isinstance(delta, dict) or not _delta_of_read_shape(delta)):
-            return False
-        if choice.get("logprobs") and not chat_spells(choice["logprobs"], delta or {}):
-            return False  # its tokens spell other text than its delta's: they would go on unread
-    return True
+    return choices_read(obj, lambda choice: _choice_holding(choice, "delta"))
 
 
 def of_whole_shape(obj: Any) -> bool:
     """Whether a whole answer's object holds its text only where the guard reads it: as an event's
     (`of_read_shape`), each choice's `message` in place of its delta."""
+    return choices_read(obj, lambda choice: _choice_holding(choice, "message"))
+
+
+def choices_read(obj: Any, choice_read: Callable[[Any], bool]) -> bool:
+    """Whether an object holds its text only where a choice loop reads it: an object without
+    choices (an error, usage alone), or a list of choices each of the shape `choice_read` reads."""
     if not isinstance(obj, dict):
         return False
     choices = obj.get("choices")
     if choices is None:
         return True
-    if not isinstance(choices, list):
+    return isinstance(choices, list) and all(choice_read(choice) for choice in choices)
+
+
+def _choice_holding(choice: Any, key: str) -> bool:
+    """A chat choice whose text is in its `key` (a delta, a message) as read, and whose tokens, if
+    it has any, spell that text."""
+    if not isinstance(choice, dict):
         return False
-    for choice in choices:
-        if not isinstance(choice, dict):
-            return False
-        message = choice.get("message")
-        if message is not None and (not isinstance(message, dict) or not _delta_of_read_shape(message)):
-            return False
-        if choice.get("logprobs") and not chat_spells(choice["logprobs"], message or {}):
-            return False  # its tokens spell other text than its message's
-    return True
+    held = choice.get(key)
+    if held is not None and (not isinstance(held, dict) or not _delta_of_read_shape(held)):
+        return False
+    return not choice.get("logprobs") or chat_spells(choice["logprobs"], held or {})
 
 
 def _delta_of_read_shape(delta: dict[str, Any]) -> bool:

@@ -17,7 +17,7 @@ from collections import Counter
 from typing import Any
 
 from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, denied_event, without_logprobs
+from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, choices_read, denied_event, without_logprobs
 from tollgate.governance.guardrails.event_guard import UNREAD, Pending
 from tollgate.governance.guardrails.logprob_tokens import completions_spells
 
@@ -48,14 +48,7 @@ def of_completions_shape(obj: Any) -> bool:
     it: an object without choices (an error, usage alone), or choices that are objects whose `text`
     is a string or null, whose `logprobs` tokens spell exactly that text (`logprob_tokens.py`).
     Another shape would go on unread."""
-    if not isinstance(obj, dict):
-        return False
-    choices = obj.get("choices")
-    if choices is None:
-        return True
-    if not isinstance(choices, list):
-        return False
-    return all(_choice_of_read_shape(choice) for choice in choices)
+    return choices_read(obj, _choice_of_read_shape)
 
 
 def _choice_of_read_shape(choice: Any) -> bool:
