@@ -136,10 +136,12 @@ class Copilot(Provider):
 
 def _inline_completions(method: str, engine: str, data: dict[str, Any] | None, query: str) -> Classification:
     """An inline completion (`/v1/engines/{model}/completions`): OpenAI's legacy Completions, its
-    model named by the path where the body names none."""
+    model the one the path names. A body that names another is refused: which of the two the
+    service runs, Tollgate cannot tell, and policy and limits would read the other."""
     classification = classify_request(method, ["completions"], data, query)
-    if classification.model is None:
-        classification.model = engine
+    if classification.model not in (None, engine):
+        raise Unreadable(f"the body names the model '{classification.model}', the path '{engine}'")
+    classification.model = engine
     return classification
 
 

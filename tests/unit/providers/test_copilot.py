@@ -98,12 +98,17 @@ def test_the_model_calls_in_their_three_formats(method, path, body, endpoint, mo
 @pytest.mark.parametrize(
     ("body", "model"),
     [({"prompt": "def f(", "max_tokens": 64, "n": 2, "stream": True}, "gpt-41-copilot"),
-     ({"prompt": "def f(", "model": "named-in-body", "stream": True}, "named-in-body")],
+     ({"prompt": "def f(", "model": "gpt-41-copilot", "stream": True}, "gpt-41-copilot")],
 )  # fmt: skip
 def test_an_inline_completion_is_legacy_completions_of_the_paths_model(body: dict, model: str) -> None:
     c = COPILOT.classify("POST", "/v1/engines/gpt-41-copilot/completions", body)
     assert (c.endpoint, c.model, c.wire_format, c.service) == ("completions", model, "openai-api", False)
     assert c.facts.stream is True
+
+
+def test_an_inline_completion_whose_body_names_another_model_than_its_path_is_refused() -> None:
+    with pytest.raises(Unreadable, match="the body names the model 'gpt-4o-mini', the path 'gpt-41-copilot'"):
+        COPILOT.classify("POST", "/v1/engines/gpt-41-copilot/completions", {"prompt": "x", "model": "gpt-4o-mini"})
 
 
 @pytest.mark.parametrize(
