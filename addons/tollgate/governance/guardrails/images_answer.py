@@ -11,10 +11,10 @@ import json
 from collections import Counter
 
 from tollgate.governance.guardrails.answer import AnswerDetectors
+from tollgate.governance.guardrails.event_guard import UNREAD
 from tollgate.governance.guardrails.responses_answer import read_whole
 
 REVISED = "revised_prompt"
-UNREAD = "unread"  # the kind a whole answer is refused with where it cannot be read
 
 
 def guard_images_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:

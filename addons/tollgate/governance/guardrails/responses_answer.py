@@ -592,7 +592,7 @@ class ResponsesSocketGuard:
 
     def fail(self) -> list[bytes]:
         """The response cannot be read: it stops here, with the event a denied one ends with."""
-        self._guard.denied = self._guard.denied or "unread"
+        self._guard.denied = self._guard.denied or UNREAD
         return self._ended(b"")
 
     def _ended(self, out: bytes) -> list[bytes]:
@@ -621,9 +621,9 @@ def guard_responses_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes,
     try:
         obj = json.loads(body)
     except ValueError:
-        return body, "unread", {}
+        return body, UNREAD, {}
     if not isinstance(obj, dict):
-        return body, "unread", {}
+        return body, UNREAD, {}
     counts: Counter[str] = Counter()
     changed = False
     if not all(_spelled(holder, name) for holder, name, _ in output_texts(obj)):

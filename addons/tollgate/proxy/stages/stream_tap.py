@@ -120,8 +120,8 @@ class GuardedAnswer:
         with (a JSON array's error item and its `]`)."""
         self._stop()
         if self._array and self._array_end is not None:
-            return self._array_end("unread", self._opened)
-        return self._denied_end("unread")
+            return self._array_end(UNREAD, self._opened)
+        return self._denied_end(UNREAD)
 
     def note(self) -> None:
         """The findings so far, recorded on the call."""
@@ -135,7 +135,7 @@ class GuardedAnswer:
         self.note()
         answer = self._call.answer
         answer.error = answer.refused = CONTENT_DENIED
-        answer.cut = self._guard.denied or "unread"
+        answer.cut = self._guard.denied or UNREAD
 
 
 class UsageTap(patches.ReadsApart):
@@ -459,7 +459,7 @@ class StreamTap:
             == "deny"
         ):
             tap.end()
-            call.answer.cut = "unread"
+            call.answer.cut = UNREAD
             refuse(
                 flow,
                 call,
