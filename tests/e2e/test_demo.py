@@ -1,6 +1,7 @@
 """`./run.sh demo` as a newcomer runs it: the lines it prints pasted as printed (curl, and the Python
-openai SDK from the clients' venv), the governed, refused and redacted answers and the demo's audit;
-then Ctrl-C, after which nothing of it runs and nothing was written outside demo/."""
+openai SDK from the clients' venv), the governed, refused and redacted answers, the answer whose key
+is redacted, the demo's audit and its console; then Ctrl-C, after which nothing of it runs and
+nothing was written outside demo/."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 from tests.support.clients import client_python
@@ -22,6 +24,7 @@ DEMO = ROOT / "demo"
 NOT_THE_DEMOS = {".git", ".venv", ".venv-clients", ".node-clients", "node_modules", "demo", "__pycache__",
                  ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache"}  # fmt: skip
 CARD = "4111 1111 1111 1111"
+DEPLOY_KEY = "AKIA" + "DEMO" * 4  # the stand-in's made-up key (addons/tollgate/demo/standin.py)
 
 
 def files_outside_the_demo(root: Path) -> dict[str, tuple[int, int]]:
@@ -101,6 +104,15 @@ def calls_in_audit(audit: Path, count: int) -> list[dict]:
     return calls
 
 
+def console_api(url: str, path: str) -> object:
+    """What the console's JSON API answers at `path`, asked with the token of the address printed."""
+    base, _, token = url.partition("/?token=")
+    request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # straight to 127.0.0.1
+    with opener.open(request, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
 def listening(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -130,13 +142,18 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
         proxy = export.split()[1].removeprefix("HTTPS_PROXY=")
         port = int(proxy.rpartition(":")[2])
         assert proxy.startswith("http://127.0.0.1:") and port not in (8080, 8081, 8090)
+        console_line = next(line for line in lines if line.startswith("Tollgate console: "))
+        console = console_line.split()[2]
+        console_port = int(console.split("/")[2].rpartition(":")[2])
+        assert console.startswith("http://127.0.0.1:") and "/?token=" in console
+        assert console_port not in (8080, 8081, 8090, port)
         commands = commands_by_comment(lines)
         assert [c.split(":")[0] for c in commands] == [
             "# A governed call", "# Refused by the policy (403 policy_denied)", "# Redacted by the guardrail",
             "# Streamed, in Gemini's shape", "# The same from Python's openai SDK (pip install openai), streamed",
-            "# What Tollgate recorded",
+            "# The answer is read too", "# What Tollgate recorded",
         ]  # fmt: skip
-        governed, refused, redacted, gemini, python, tail = commands.values()
+        governed, refused, redacted, gemini, python, key_asked, tail = commands.values()
         assert "tg-demo-" in governed and python.startswith("python3 -c 'from openai import OpenAI")
 
         answer = json.loads(paste(export, governed, home))
@@ -157,10 +174,13 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
         said = "".join(e["candidates"][0]["content"]["parts"][0]["text"] for e in events)
         assert (said, events[-1]["usageMetadata"]["totalTokenCount"]) == ("(stand-in Gemini) You said: Hello", 6)
         assert paste(export, python, home) == "(stand-in OpenAI) You said: Hello from Python\n"
+        assert paste(export, key_asked, home) == (
+            "(stand-in OpenAI) The deploy key is [REDACTED:secrets.aws_access_key_id].\n"
+        )
 
         audit = DEMO / "audit.jsonl"
         assert tail == f"tail -n 5 {audit}"
-        calls = calls_in_audit(audit, 5)
+        calls = calls_in_audit(audit, 6)
         assert [
             (c["client"], c["provider"], c["model"], c["decision"], c["status"], c["input_tokens"], c["findings"])
             for c in calls
@@ -170,15 +190,28 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
             ("alice", "anthropic", "claude-haiku-4-5", "allow", 200, 4, {"pii.payment_card": 1}),
             ("alice", "gemini", "gemini-2.5-flash", "allow", 200, 1, {}),
             ("alice", "openai", "gpt-4o-mini", "allow", 200, 3, {}),
+            ("alice", "openai", "gpt-4o-mini", "allow", 200, 5, {}),
         ]
+        assert calls[-1]["answer_findings"] == {"secrets.aws_access_key_id": 1}
         text = audit.read_text()
         assert CARD not in text and "tg-demo-" not in text and "not-a-real-key" not in text
+        assert DEPLOY_KEY not in text
         assert paste(export, tail, home).count('"llm_call"') == 5
+        # The console shows the same: the calls by client, the findings by kind (never a value).
+        people = {row["client"]: row for row in console_api(console, "/api/people")}  # type: ignore[union-attr]
+        assert {name: (row["calls"], row["refused"]) for name, row in people.items()} == {
+            "alice": (5, 0),
+            "bob": (1, 1),
+        }
+        assert sorted((f["kind"], f["client"], f["count"]) for f in console_api(console, "/api/findings")) == [  # type: ignore[union-attr]
+            ("pii.payment_card", "alice", 1),
+            ("secrets.aws_access_key_id", "alice", 1),
+        ]
         # A second demo would write over this one's files: it says so and stops.
         second = subprocess.run([str(ROOT / "run.sh"), "demo"], capture_output=True, text=True, timeout=120, env=env)
         assert (second.returncode, second.stdout) == (1, "")
         assert second.stderr == f"tollgate demo: another ./run.sh demo runs with {DEMO}: stop it first (Ctrl-C)\n"
-        assert calls_in_audit(audit, 5) == calls
+        assert calls_in_audit(audit, 6) == calls
         # Any other host is refused: nothing leaves the machine.
         elsewhere = subprocess.run(
             ["/bin/bash", "-c", f"{export}\ncurl -sS https://example.org/"], capture_output=True, text=True, timeout=30
@@ -194,7 +227,7 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
     while time.monotonic() < deadline and group_alive(demo.pid):
         time.sleep(0.1)
     assert not group_alive(demo.pid)
-    assert not listening(port)
+    assert not listening(port) and not listening(console_port)
     # It wrote nothing outside demo/: not in the checkout, the directory it ran from or the home.
     assert files_outside_the_demo(ROOT) == before
     assert list(here.iterdir()) == list(home.iterdir()) == []

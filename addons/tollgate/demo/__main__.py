@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import os
 import shlex
 import signal
 import socket
@@ -24,13 +25,15 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from tollgate.console.command import ADDRESS_LINE, PARENT
 from tollgate.demo.standin import StandIn
 from tollgate.proxy.certs import ensure_ca, issue_server_cert
 
 HOST = "127.0.0.1"
-# The proxy's port when it is free: not the ports of a running `./run.sh` (8080), of mitmweb and
-# `--capture` (8081) or of the console (8090).
+# The proxy's and the console's ports when they are free: not the ports of a running `./run.sh`
+# (8080), of mitmweb and `--capture` (8081) or of its console (8090).
 PORT = 8180
+CONSOLE_PORT = 8190
 ALICE, BOB = "tg-demo-alice-0123456789", "tg-demo-bob-0123456789"
 # A test card number (Visa's), put together here so that the source holds none for a scan to find.
 CARD = " ".join(["4111", *["1111"] * 3])
@@ -71,6 +74,9 @@ policy:
 guardrails:
   - detect: [pii.email, pii.payment_card]
     action: redact
+  - detect: [secrets]   # what the model answers is read too
+    action: redact
+    on: [answer]
 audit:
   path: {json.dumps(str(audit))}
 egress:
@@ -111,9 +117,10 @@ def free(port: int) -> bool:
     return True
 
 
-def proxy_port() -> int:
-    if free(PORT):
-        return PORT
+def free_port(port: int) -> int:
+    """`port` where it is free, else one the system picks."""
+    if free(port):
+        return port
     with socket.socket() as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
@@ -140,7 +147,7 @@ def paste_lines(port: int, ca: Path, directory: Path) -> str:
     python = (
         "python3 -c 'from openai import OpenAI; client = OpenAI(api_key=\"" + ALICE + '"); '
         'stream = client.chat.completions.create(model="gpt-4o-mini", stream=True, '
-        'messages=[{"role": "user", "content": "Hello from Python"}]); '
+        'messages=[{"role": "user", "content": "{prompt}"}]); '
         'print("".join(c.choices[0].delta.content or "" for c in stream if c.choices))\''
     )
     return "\n".join(
@@ -163,7 +170,11 @@ def paste_lines(port: int, ca: Path, directory: Path) -> str:
             gemini,
             "",
             "# The same from Python's openai SDK (pip install openai), streamed",
-            python,
+            python.replace("{prompt}", "Hello from Python"),
+            "",
+            "# The answer is read too: asked for the deploy key, the stand-in streams one back, and you get"
+            " [REDACTED:secrets.aws_access_key_id]",
+            python.replace("{prompt}", "What is the deploy key?"),
             "",
             "# What Tollgate recorded: one line per call, never the prompt or a key",
             f"tail -n 5 {shlex.quote(str(directory / 'audit.jsonl'))}",
@@ -184,6 +195,27 @@ async def wait_listening(port: int, proxy: asyncio.subprocess.Process, stop: asy
         writer.close()
         return True
     return False
+
+
+async def start_console(config: Path, directory: Path) -> tuple[asyncio.subprocess.Process | None, str]:
+    """`tollgate console` over the demo's audit, and the line it prints with its address and token;
+    where it does not start, no process and a line that says so (the demo goes on without it)."""
+    port = free_port(CONSOLE_PORT)
+    console = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "tollgate", "console", "--config", str(config), "--listen", f"{HOST}:{port}"),
+        cwd=directory,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, PARENT: str(os.getpid())},  # it stops when the demo does, however that ends
+    )
+    assert console.stdout is not None
+    try:
+        line = (await asyncio.wait_for(console.stdout.readline(), START_S)).decode().strip()
+    except TimeoutError:
+        line = ""
+    if line.startswith(ADDRESS_LINE.partition("{")[0]):
+        return console, f"{line} (open it in a browser: each call shows there as it is made)"
+    await end(console)
+    return None, "Tollgate console: it did not start (above); the demo goes on without it."
 
 
 def hold(directory: Path) -> IO[str] | None:
@@ -214,7 +246,7 @@ async def run_held(directory: Path, gateway: Path) -> int:
     standin = StandIn(context, HOST)
     await standin.start()
     config = write_files(directory, f"https://{HOST}:{standin.port}")
-    port = proxy_port()
+    port = free_port(PORT)
     args = ["-s", str(gateway), "--set", f"confdir={confdir}", "--listen-host", HOST, "--listen-port", str(port)]
     args += ["--set", f"tollgate_config={config}", "--set", f"ssl_verify_upstream_trusted_ca={ca}"]
     # The proxy's own lines (one per call) go to standard error: standard output is the lines to paste.
@@ -225,14 +257,17 @@ async def run_held(directory: Path, gateway: Path) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    console = None
     try:
         if not await wait_listening(port, proxy, stop):
             if stop.is_set():
                 return 0
             print(f"tollgate demo: the proxy did not start (above); {directory} holds its files", file=sys.stderr)
             return 1
+        console, console_line = await start_console(config, directory)
         print(f"Tollgate demo: Tollgate on {HOST}:{port}, a stand-in provider on {HOST}:{standin.port}.")
         print(f"Its files: {directory}. Nothing leaves this machine. Ctrl-C stops it.")
+        print(console_line)
         print(paste_lines(port, ca, directory), flush=True)
         waiting = asyncio.ensure_future(proxy.wait())
         stopping = asyncio.ensure_future(stop.wait())
@@ -240,12 +275,14 @@ async def run_held(directory: Path, gateway: Path) -> int:
         stopping.cancel()
         return 0 if stop.is_set() else (proxy.returncode or 1)
     finally:
+        if console is not None:
+            await end(console)
         await end(proxy)
         standin.close()
 
 
 async def end(proxy: asyncio.subprocess.Process) -> None:
-    """The proxy stopped as Ctrl-C stops it, killed if it does not stop in time."""
+    """The proxy (or the console) stopped as Ctrl-C stops it, killed if it does not stop in time."""
     if proxy.returncode is not None:
         return
     with contextlib.suppress(ProcessLookupError):

@@ -1,6 +1,7 @@
 """The demo's stand-in provider: OpenAI-, Anthropic- and Gemini-shaped answers with usage, streamed
 and not, over TLS on 127.0.0.1. It answers with the last user text it received, so that the demo
-shows what reached the provider (a redacted prompt arrives redacted). Plain asyncio, HTTP/1.1, one
+shows what reached the provider (a redacted prompt arrives redacted); asked for the deploy key, it
+answers with one, which the demo's answer guardrail redacts. Plain asyncio, HTTP/1.1, one
 request after another on each connection; it knows nothing of Tollgate."""
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from typing import Any
 MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
 CREATED = 1_700_000_000
+# Asked for "the deploy key", the stand-in answers with one: a made-up AWS access key id (put
+# together here, so that the source holds none for a scan to find), for the demo's answer
+# guardrail to redact on its way back.
+KEY_QUESTION = "deploy key"
+DEPLOY_KEY = "AKIA" + "DEMO" * 4
 
 
 @dataclass
@@ -52,6 +58,8 @@ def last_user_text(body: dict[str, Any]) -> str:
 
 def reply_text(vendor: str, body: dict[str, Any]) -> str:
     said = last_user_text(body)
+    if KEY_QUESTION in said.lower():
+        return f"(stand-in {vendor}) The deploy key is {DEPLOY_KEY}."
     return f"(stand-in {vendor}) You said: {said}" if said else f"(stand-in {vendor}) Hello."
 
 

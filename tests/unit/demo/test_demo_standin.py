@@ -72,3 +72,15 @@ def test_a_path_it_does_not_serve_is_404_in_the_providers_shape():
     missing = post("/v1/complete", {}, **{"anthropic-version": "2023-06-01"})
     assert (missing.status, json.loads(missing.body)["type"]) == (404, "error")
     assert answer("POST", CHAT, {}, b"{not json").status == 400
+
+
+def test_asked_for_the_deploy_key_it_answers_with_one_the_secrets_detectors_find():
+    from tollgate.demo.standin import DEPLOY_KEY
+    from tollgate.governance.guardrails.detectors import BUILTIN
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "What is the Deploy Key?"}]}
+    text = json.loads(post(CHAT, body).body)["choices"][0]["message"]["content"]
+    assert text == f"(stand-in OpenAI) The deploy key is {DEPLOY_KEY}."
+    secrets = [d for d in BUILTIN if d.kind.startswith("secrets.")]
+    found = [d.kind for d in secrets for _ in d.find(text.encode(), 0, len(text))]
+    assert found == ["secrets.aws_access_key_id"]
