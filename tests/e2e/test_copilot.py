@@ -1,8 +1,9 @@
 """GitHub Copilot, its calls shaped as Copilot's clients send them (VS Code's Copilot Chat headers,
 the user's Copilot token as a bearer) in its three formats: raw HTTP, and the official openai and
-anthropic SDKs pointed at a Copilot host. Each governed as a subscription call, the token and the
-request going upstream as they came, pinned to the company's enterprises; a plan the company does
-not allow refused in the format's own error shape."""
+anthropic SDKs pointed at a Copilot host; inline completions on the older completions host
+(`copilot-proxy.githubusercontent.com`) as older editor plugins send them. Each governed as a
+subscription call, the token and the request going upstream as they came, pinned to the company's
+enterprises; a plan the company does not allow refused in the format's own error shape."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.support.canned import provider_answers
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.guardrail_samples import AWS_KEY_ID, AWS_SECRET
 from tests.support.proxy import ROOT, free_port
+from tests.support.streams import sse
 
 from tollgate.common.fingerprint import fingerprint
 
@@ -47,6 +49,25 @@ COPILOT_HEADERS = {
     "VScode-SessionId": "c0ffee00-1111-2222-3333-444455556666",
     "sec-GitHub-allowed-enterprise": "someone-elses",
 }
+# The older inline completions host, and what an older editor plugin (copilot.vim) sends beside its
+# token: its own headers, a side header Tollgate takes out, and a tenant header Tollgate's replaces.
+LEGACY = "https://copilot-proxy.githubusercontent.com"
+SIDE_TOKEN = "ghu_5ecretSideHeaderToken0123456789"
+LEGACY_HEADERS = {
+    "Editor-Version": "vim/9.0.2190",
+    "Editor-Plugin-Version": "copilot.vim/1.16.0",
+    "User-Agent": "GithubCopilot/1.155.0",
+    "Openai-Organization": "github-copilot",
+    "Openai-Intent": "copilot-ghost",
+    "X-Request-Id": "3f2e1d0c-9b8a-4776-8554-433221100ffe",
+    "VScode-SessionId": "0d1e2f30-4152-6374-8596-a7b8c9d0e1f2",
+    "VScode-MachineId": "5a4b3c2d1e0f5a4b3c2d1e0f5a4b3c2d1e0f5a4b3c2d1e0f5a4b3c2d1e0f5a4b",
+    "sec-GitHub-allowed-enterprise": "someone-elses",
+    "X-Copilot-Token": SIDE_TOKEN,
+}
+# An inline completion's answer: the model's text, an AWS key in it split across events.
+INLINE_TEXT = f"key = '{AWS_KEY_ID}'  # the deploy key"
+INLINE_USAGE = {"prompt_tokens": 27, "completion_tokens": 12, "total_tokens": 39}
 POLICY = """package tollgate
 import rego.v1
 
@@ -69,7 +90,22 @@ def copilot_answers(r: Received) -> Reply:
         return Reply(200, headers={"content-type": "text/event-stream"}, chunks=streams.anthropic())
     if path == "/models":
         return Reply(200, {"data": [{"id": "gpt-4o", "vendor": "Azure OpenAI"}], "object": "list"})
+    if path == "/_ping":
+        return Reply(200, {"now": 1700000000, "status": "ok"})
+    if body.get("stream") and path.startswith("/v1/engines/"):
+        return Reply(200, headers={"content-type": "text/event-stream"}, chunks=inline_completion(path.split("/")[3]))
     return provider_answers(r)
+
+
+def inline_completion(model: str) -> list[bytes]:
+    """An inline completion's legacy Completions events: the text in 4-character pieces (the AWS key
+    across several), its end, then the usage."""
+    head = {"id": "cmpl-legacy", "created": 1700000000, "model": model}
+    choice = {"index": 0, "logprobs": None, "finish_reason": None}
+    pieces = [INLINE_TEXT[i : i + 4] for i in range(0, len(INLINE_TEXT), 4)]
+    events = [sse({**head, "choices": [{**choice, "text": piece}]}) for piece in pieces]
+    end = sse({**head, "choices": [{**choice, "text": "", "finish_reason": "stop"}]})
+    return [*events, end, sse({**head, "choices": [], "usage": INLINE_USAGE}), sse("[DONE]")]
 
 
 def config(urls: dict[str, str], policy: str, **copilot) -> dict:
@@ -82,9 +118,13 @@ def config(urls: dict[str, str], policy: str, **copilot) -> dict:
         "guardrails": [
             {"detect": ["secrets.aws_access_key_id", "secrets.aws_secret_access_key"], "action": "deny"},
             {"detect": ["pii.email"], "action": "redact"},
+            {"on": ["answer"], "detect": ["secrets.aws_access_key_id"], "action": "redact"},
         ],
         # A month's window: two calls never straddle its edge, as they may a minute's.
-        "limits": [{"match": {"provider": "copilot", "model": "gpt-4o-mini"}, "requests_per_month": 1}],
+        "limits": [
+            {"match": {"provider": "copilot", "model": "gpt-4o-mini"}, "requests_per_month": 1},
+            {"match": {"provider": "copilot", "model": "copilot-codex-capped"}, "requests_per_month": 1},
+        ],
         "metrics": {"listen": METRICS},
     }
 
@@ -129,8 +169,8 @@ RAW_CALL = """
 
 
 def raw_call(gateway, url: str, body: dict | None = None, token: str = TOKEN, method: str = "POST",
-             login: bool = True) -> dict:  # fmt: skip
-    headers = {**COPILOT_HEADERS, "Authorization": f"Bearer {token}"}
+             login: bool = True, sent: dict[str, str] = COPILOT_HEADERS) -> dict:  # fmt: skip
+    headers = {**sent, "Authorization": f"Bearer {token}"}
     content = b""
     if body is not None:
         headers["Content-Type"] = "application/json"
@@ -355,6 +395,90 @@ def test_a_limit_counts_copilots_calls(g):
     ]
 
 
+def inline(prompt: str = "def read_key(") -> dict:
+    """An inline completion's body as an older editor plugin sends it: the model only in the path."""
+    return {"prompt": f"# Path: deploy.py\n{prompt}", "suffix": "\n", "max_tokens": 500, "temperature": 0,
+            "top_p": 1, "n": 1, "stop": ["\n"], "nwo": "acme/deploy", "stream": True,
+            "extra": {"language": "python", "next_indent": 0, "trim_by_indentation": True}}  # fmt: skip
+
+
+def texts(answer: str) -> str:
+    """The text of a legacy Completions stream's events."""
+    text = ""
+    for line in answer.splitlines():
+        if line.startswith("data: {"):
+            text += "".join(choice["text"] for choice in json.loads(line[6:])["choices"])
+    return text
+
+
+def test_an_inline_completion_on_the_older_host_goes_upstream_as_it_came_and_is_audited(g):
+    body = inline()
+    result = raw_call(g, f"{LEGACY}/v1/engines/copilot-codex/completions", body, sent=LEGACY_HEADERS)
+    assert result["status"] == 200, result
+    assert texts(result["answer"]) == INLINE_TEXT.replace(AWS_KEY_ID, "[REDACTED:secrets.aws_access_key_id]")
+    assert result["answer"].rstrip().endswith("data: [DONE]")
+    [seen] = g.fakes["copilot"].received
+    assert (seen.method, seen.path, seen.body) == ("POST", "/v1/engines/copilot-codex/completions",
+                                                   json.dumps(body).encode())  # fmt: skip
+    assert seen.headers["authorization"] == f"Bearer {TOKEN}"  # as it came
+    assert "x-copilot-token" not in seen.headers  # the side header taken out
+    assert seen.headers["sec-github-allowed-enterprise"] == PINNED
+    for name, value in LEGACY_HEADERS.items():
+        if name.lower() not in ("sec-github-allowed-enterprise", "x-copilot-token"):
+            assert seen.headers[name.lower()] == value, name
+    record = g.last_audit()
+    assert (record["client"], record["auth"], record["plan"], record["decision"], record["status"]) == (
+        "coder", "subscription", "business", "allow", 200
+    )  # fmt: skip
+    assert (record["provider"], record["endpoint"], record["model"], record["stream"]) == (
+        "copilot", "completions", "copilot-codex", True
+    )  # fmt: skip
+    assert (record["input_tokens"], record["output_tokens"], record["upstream_key"]) == (27, 12, fingerprint(TOKEN))
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+
+
+def test_the_policy_refuses_an_inline_completion_on_the_older_host_in_openais_shape(g):
+    result = raw_call(g, f"{LEGACY}/v1/engines/o3/completions", inline(), sent=LEGACY_HEADERS)
+    assert (result["status"], result["kind"]) == (403, "policy_denied"), result
+    assert json.loads(result["answer"]) == {"error": {
+        "message": "Tollgate policy denied this call: no o3 on Copilot", "type": "permission_denied", "param": None,
+        "code": "policy_denied"}}  # fmt: skip
+    assert g.fakes["copilot"].received == []
+    record = g.last_audit()
+    assert (record["provider"], record["endpoint"], record["model"], record["auth"], record["plan"]) == (
+        "copilot", "completions", "o3", "subscription", "business"
+    )  # fmt: skip
+    assert (record["decision"], record["status"], record["deny_reasons"]) == ("deny", 403, ["no o3 on Copilot"])
+
+
+def test_a_token_naming_no_plan_on_the_older_host_is_refused(g):
+    result = raw_call(g, f"{LEGACY}/v1/engines/copilot-codex/completions", inline(), token=OAUTH, sent=LEGACY_HEADERS)
+    assert (result["status"], result["kind"]) == (403, "tenant_denied"), result
+    assert g.fakes["copilot"].received == []
+    assert (g.last_audit()["plan"], g.last_audit()["decision"]) == (None, "deny")
+
+
+def test_another_path_on_the_older_host_is_a_service_call(g):
+    result = raw_call(g, f"{LEGACY}/_ping", method="GET", sent=LEGACY_HEADERS)
+    assert result["status"] == 200, result
+    [seen] = g.fakes["copilot"].received
+    assert (seen.method, seen.path, seen.headers["authorization"]) == ("GET", "/_ping", f"Bearer {TOKEN}")
+    record = g.last_audit()
+    assert (record["provider"], record["endpoint"], record["model"], record["plan"], record["input_tokens"]) == (
+        "copilot", "_ping", None, "business", None
+    )  # fmt: skip
+
+
+def test_a_limit_counts_the_older_hosts_inline_completions(g):
+    url = f"{LEGACY}/v1/engines/copilot-codex-capped/completions"
+    first = raw_call(g, url, inline(), sent=LEGACY_HEADERS)
+    assert first["status"] == 200, first
+    second = raw_call(g, url, inline(), sent=LEGACY_HEADERS)
+    assert (second["status"], second["kind"]) == (429, "budget_exceeded"), second
+    assert len(g.fakes["copilot"].received) == 1
+    assert (g.last_audit()["model"], g.last_audit()["decision"]) == ("copilot-codex-capped", "deny")
+
+
 @pytest.fixture(scope="module")
 def gw_tunnelled(start_gateway, upstream_ca, tmp_path_factory):
     """`govern: false`: Copilot's business host resolved to a fake whose certificate names it."""
@@ -409,5 +533,5 @@ def test_no_token_reaches_the_console_the_audit_the_metrics_or_saved_flows(gw):
     }
     assert '"auth":"subscription"' in outputs["audit"] and "/chat/completions" in outputs["saved"]
     for name, text in outputs.items():
-        for secret in [*TOKENS, "5ecret", PASSWORD]:
+        for secret in [*TOKENS, SIDE_TOKEN, "5ecret", PASSWORD]:
             assert secret not in text, (name, secret[:12])

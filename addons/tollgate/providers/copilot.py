@@ -1,16 +1,18 @@
 """GitHub Copilot: its API hosts, which Copilot's clients (VS Code's Copilot Chat, the Copilot CLI,
 other editors) call with the user's own Copilot token. Three formats on one host: OpenAI's chat
 (`/chat/completions`), Responses (`/responses`) and embeddings (`/embeddings`), and Anthropic's
-Messages (`/v1/messages`); on its inline completions hosts (`proxy.<plan>.githubcopilot.com`),
-OpenAI's legacy Completions (`/v1/engines/{model}/completions`); every other path (`/models`,
+Messages (`/v1/messages`); on its inline completions hosts (`proxy.<plan>.githubcopilot.com`, and
+the older `copilot-proxy.githubusercontent.com` that older editor plugins still call), OpenAI's
+legacy Completions (`/v1/engines/{model}/completions`); every other path (`/models`,
 `/_ping`, agents, telemetry) is the service's own, audited with no model. Tollgate holds no
 credential for it: every call goes with its user's token (auth `subscription`), never swapped.
 
 Each plan has its host (`api.individual.githubcopilot.com`, `.business.`, `.enterprise.`), which
-names the call's plan; `api.githubcopilot.com` serves them all, and there the plan is the one the
-Copilot token's own fields name (`proxy-ep=proxy.<plan>.githubcopilot.com`), read WITHOUT
-verifying its signature (GitHub verifies it: Tollgate only reads which plan it claims, to refuse a
-plan the company does not allow). A token that cannot be read names nothing, never an error."""
+names the call's plan; `api.githubcopilot.com` and the older completions host serve them all, and
+there the plan is the one the Copilot token's own fields name
+(`proxy-ep=proxy.<plan>.githubcopilot.com`), read WITHOUT verifying its signature (GitHub verifies
+it: Tollgate only reads which plan it claims, to refuse a plan the company does not allow). A token
+that cannot be read names nothing, never an error."""
 
 from __future__ import annotations
 
@@ -39,6 +41,10 @@ PLAN_HOSTS = {
     "proxy.enterprise.githubcopilot.com": "enterprise",
 }
 SHARED_HOST = "api.githubcopilot.com"
+# The older inline completions host, which serves every plan as the shared host does.
+LEGACY_HOST = "copilot-proxy.githubusercontent.com"
+# The hosts whose calls' plan only their token may name.
+TOKEN_PLAN_HOSTS = frozenset((SHARED_HOST, LEGACY_HOST))
 PLANS = frozenset(PLAN_HOSTS.values())
 # The OpenAI-format calls, by their path's first word; Copilot takes them with or without `/v1`.
 OPENAI_CALLS = frozenset(("chat", "responses", "embeddings"))
@@ -68,9 +74,9 @@ def token_plan(token: str) -> str | None:
 
 
 def copilot_plan(token: str, host: str) -> PlanAccount:
-    """A Copilot call's plan: its host's, or on the shared host the token's. Copilot's tokens name
-    no account Tollgate could match (`tid` is a tracking id), nor the enterprise."""
-    plan = PLAN_HOSTS.get(host) or (token_plan(token) if host == SHARED_HOST else None)
+    """A Copilot call's plan: its host's, or on a host serving every plan the token's. Copilot's
+    tokens name no account Tollgate could match (`tid` is a tracking id), nor the enterprise."""
+    plan = PLAN_HOSTS.get(host) or (token_plan(token) if host in TOKEN_PLAN_HOSTS else None)
     return NO_ACCOUNT if plan is None else PlanAccount(plan=plan)
 
 
@@ -89,7 +95,7 @@ class CopilotPlans(PlanReader):
 class Copilot(Provider):
     name = "copilot"
     semconv_name = "github.copilot"
-    host_globs = (SHARED_HOST, *PLAN_HOSTS)
+    host_globs = (SHARED_HOST, *PLAN_HOSTS, LEGACY_HOST)
     # A plan's token goes as it came: a side header is only removed.
     credentials = Credentials(
         "X-Copilot-Token",

@@ -1,5 +1,5 @@
 """GitHub Copilot: its hosts and the plan each names, the plan a Copilot token names on the shared
-host, which paths are calls and in which format, the refusal's shape by path, and
+host and the older completions host, which paths are calls and in which format, the refusal's shape by path, and
 `subscriptions.copilot`."""
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def copilot_token(proxy: str = "proxy.business.githubcopilot.com") -> str:
     "host",
     ["api.githubcopilot.com", "api.individual.githubcopilot.com", "api.business.githubcopilot.com",
      "API.Enterprise.GithubCopilot.com", "api.enterprise.githubcopilot.com.",
-     "proxy.individual.githubcopilot.com", "proxy.business.githubcopilot.com", "proxy.enterprise.githubcopilot.com"],
+     "proxy.individual.githubcopilot.com", "proxy.business.githubcopilot.com", "proxy.enterprise.githubcopilot.com",
+     "copilot-proxy.githubusercontent.com", "Copilot-Proxy.GitHubUserContent.com."],
 )  # fmt: skip
 def test_copilots_api_hosts_are_its(host: str) -> None:
     assert provider_for(host) is COPILOT
@@ -39,8 +40,9 @@ def test_copilots_api_hosts_are_its(host: str) -> None:
 
 @pytest.mark.parametrize(
     "host",
-    ["proxy.other.githubcopilot.com", "api.other.githubcopilot.com", "githubcopilot.com", "api.github.com"],
-)
+    ["proxy.other.githubcopilot.com", "api.other.githubcopilot.com", "githubcopilot.com", "api.github.com",
+     "githubusercontent.com", "raw.githubusercontent.com", "x.copilot-proxy.githubusercontent.com"],
+)  # fmt: skip
 def test_other_hosts_are_not(host: str) -> None:
     assert provider_for(host) is None
 
@@ -57,6 +59,10 @@ def test_other_hosts_are_not(host: str) -> None:
         (copilot_token("proxy.other.githubcopilot.com"), "api.githubcopilot.com", None),
         (copilot_token("proxy.business.example.com"), "api.githubcopilot.com", None),
         ("gho_abc", "api.githubcopilot.com", None),  # a GitHub OAuth token names no plan
+        (copilot_token(), "copilot-proxy.githubusercontent.com", "business"),  # the older host: the token's
+        (copilot_token("proxy.individual.githubcopilot.com"), "copilot-proxy.githubusercontent.com", "individual"),
+        (copilot_token("copilot-proxy.githubusercontent.com"), "copilot-proxy.githubusercontent.com", None),
+        ("gho_abc", "copilot-proxy.githubusercontent.com", None),
         ("github_pat_abc", "api.githubcopilot.com", None),
     ],
 )
@@ -104,6 +110,22 @@ def test_an_inline_completion_is_legacy_completions_of_the_paths_model(body: dic
     c = COPILOT.classify("POST", "/v1/engines/gpt-41-copilot/completions", body)
     assert (c.endpoint, c.model, c.wire_format, c.service) == ("completions", model, "openai-api", False)
     assert c.facts.stream is True
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "endpoint", "model", "service"),
+    [("POST", "/v1/engines/copilot-codex/completions", {"prompt": "def f(", "stream": True}, "completions",
+      "copilot-codex", False),
+     ("GET", "/v1/engines", None, "engines", None, True),
+     ("GET", "/_ping", None, "_ping", None, True)],
+)  # fmt: skip
+def test_the_older_completions_hosts_calls_are_copilots(method, path, body, endpoint, model, service) -> None:
+    """`copilot-proxy.githubusercontent.com`, which older editor plugins call: its inline completions
+    are Copilot's as on `proxy.<plan>.githubcopilot.com`, its other paths service calls."""
+    provider = provider_for("copilot-proxy.githubusercontent.com")
+    assert provider is COPILOT
+    c = provider.classify(method, path, body)
+    assert (c.endpoint, c.model, c.wire_format, c.service) == (endpoint, model, "openai-api", service)
 
 
 def test_an_inline_completion_whose_body_names_another_model_than_its_path_is_refused() -> None:
@@ -175,7 +197,8 @@ def test_govern_false_leaves_copilots_hosts_tunnelled() -> None:
     hosts = Hosts(ungoverned=subscriptions.ungoverned())
     assert subscriptions.ungoverned() == frozenset({"copilot"})
     assert hosts.provider_for("api.business.githubcopilot.com") is None
-    assert not any("githubcopilot" in pattern for pattern in hosts.allow_hosts())
+    assert hosts.provider_for("copilot-proxy.githubusercontent.com") is None
+    assert not any("githubcopilot" in pattern or "githubusercontent" in pattern for pattern in hosts.allow_hosts())
 
 
 @pytest.mark.parametrize(

@@ -164,6 +164,8 @@ def test_provider_for(host: str, port: int, expected: str | None) -> None:
         ("API.Business.GithubCopilot.com.:443", True),
         ("proxy.individual.githubcopilot.com:443", True),  # inline completions
         ("proxy.other.githubcopilot.com:443", False),
+        ("copilot-proxy.githubusercontent.com:443", True),  # the older inline completions host
+        ("raw.githubusercontent.com:443", False),
     ],
 )
 def test_allow_hosts_decrypt_every_provider_host_on_any_port(address: str, decrypted: bool) -> None:

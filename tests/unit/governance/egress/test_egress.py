@@ -262,6 +262,20 @@ def test_an_ungoverned_providers_host_passes_default_deny_but_is_resolved():
     assert rules.needs_address("chatgpt.com", 443)
 
 
+def test_copilots_older_completions_host_is_a_providers_host():
+    """`copilot-proxy.githubusercontent.com` is Copilot's: `default: deny` lets it through, its calls
+    read; with `govern: false` it passes too, tunnelled and resolved."""
+    host = "copilot-proxy.githubusercontent.com"
+    governed = egress(default="deny")
+    assert governed.by_name(host, 443).allowed and governed.governed(host)
+    assert not governed.by_name("raw.githubusercontent.com", 443).allowed
+    tunnelled = Loaded.build(
+        parse_config({"subscriptions": {"copilot": {"govern": False}}, "egress": {"default": "deny"}})
+    ).egress
+    assert tunnelled.by_name(host, 443).allowed and not tunnelled.governed(host)
+    assert tunnelled.needs_address(host, 443)
+
+
 def decided(decision):
     """`Egress.decide`'s decision, awaited where it is awaitable."""
     import asyncio
