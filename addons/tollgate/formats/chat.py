@@ -277,7 +277,8 @@ class StreamReader(Protocol):
 
 class StreamWriter(Protocol):
     """Writes a format's stream as events arrive: never holds back what it can already write,
-    except where the format needs a whole thing at once (Gemini's function calls)."""
+    except where the format needs a whole thing at once (Gemini's function calls) or a block must
+    wait for the one before it to end (`block_order.BlockOrder`)."""
 
     content_type: str
 

@@ -8,6 +8,7 @@ from tollgate.formats import chat
 from tollgate.formats.anthropic_messages.answer import stop_reason_of, write_usage
 from tollgate.formats.anthropic_messages.errors import ERROR_TYPE_OF_KIND
 from tollgate.formats.anthropic_messages.fields import NAME
+from tollgate.formats.block_order import BlockOrder
 from tollgate.formats.chat import (
     ChatRequest,
     FinishReason,
@@ -33,7 +34,9 @@ class MessagesStreamWriter:
 
     message_start goes out at once with the usage known by then (usually none: zeros); the usage
     reported later goes out in message_delta, which waits for `end()` so that usage reported after
-    the finish goes with it (the SDK takes message_delta's counts over message_start's)."""
+    the finish goes with it (the SDK takes message_delta's counts over message_start's). Content
+    blocks follow one another: parallel tool calls that interleave are put in order (`BlockOrder`),
+    a later call held until the one before is whole."""
 
     content_type = "text/event-stream"
 
@@ -48,8 +51,14 @@ class MessagesStreamWriter:
         self._finish: FinishReason | None = None
         self._stop_sequence: str | None = None
         self._done = False
+        self._order = BlockOrder()
 
     def write(self, event: StreamEvent) -> bytes:
+        if self._done:
+            return b""
+        return b"".join([self._write(e) for e in self._order.feed(event)])
+
+    def _write(self, event: StreamEvent) -> bytes:
         if self._done:
             return b""
         if isinstance(event, Started):
@@ -68,6 +77,7 @@ class MessagesStreamWriter:
     def end(self) -> bytes:
         if self._done:
             return b""
+        out = b"".join([self._write(e) for e in self._order.end()])
         self._done = True
         usage: dict[str, Any] = {}
         fresh = self._usage.uncached_input_tokens
@@ -85,7 +95,8 @@ class MessagesStreamWriter:
             "stop_sequence": self._stop_sequence if self._finish == "stop" else None,
         }
         return (
-            self._start()
+            out
+            + self._start()
             + self._close()
             + write_event("message_delta", {"delta": delta, "usage": usage})
             + write_event("message_stop", {})

@@ -8,6 +8,7 @@ from typing import Any
 from tollgate.formats.bedrock_converse.answer import stop_of_finish, write_usage
 from tollgate.formats.bedrock_converse.errors import STREAM_EXCEPTION_OF_KIND
 from tollgate.formats.bedrock_converse.fields import EVENT_STREAM, NAME
+from tollgate.formats.block_order import BlockOrder
 from tollgate.formats.chat import (
     ChatError,
     ChatRequest,
@@ -39,7 +40,9 @@ def _exception(error: ChatError) -> bytes:
 
 class ConverseStreamWriter:
     """ConverseStream's events, written as they come: a block is stopped when the next begins or the
-    answer finishes; the usage (metadata) goes last, at the end or when it comes after the finish."""
+    answer finishes; the usage (metadata) goes last, at the end or when it comes after the finish.
+    Blocks follow one another: parallel tool calls that interleave are put in order (`BlockOrder`),
+    a later call held until the one before is whole."""
 
     content_type = EVENT_STREAM
 
@@ -53,8 +56,12 @@ class ConverseStreamWriter:
         self._finished = False
         self._reported = False
         self._failed = False
+        self._order = BlockOrder()
 
     def write(self, event: StreamEvent) -> bytes:
+        return b"".join([self._write(e) for e in self._order.feed(event)])
+
+    def _write(self, event: StreamEvent) -> bytes:
         if self._failed or getattr(event, "choice", 0) != 0:
             return b""
         if isinstance(event, Failed):
@@ -89,9 +96,10 @@ class ConverseStreamWriter:
         return out
 
     def end(self) -> bytes:
+        out = b"".join([self._write(e) for e in self._order.end()])
         if self._failed:
-            return b""
-        out = self._close()
+            return out
+        out += self._close()
         if not self._reported and (self._finished or self._usage is not None):
             out += self._start() + self._metadata()
         return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tollgate.formats.block_order import BlockOrder
 from tollgate.formats.chat import (
     ChatRequest,
     Finished,
@@ -36,7 +37,9 @@ class _PendingCall:
 class GeminiStreamWriter:
     """Writes a stream as Gemini does: one GenerateContentResponse chunk per piece of text or
     thought, each function call whole once it is complete, and the finish with the usage. Every
-    chunk holds a candidate with a part, as google-genai's chats record a turn only then."""
+    chunk holds a candidate with a part, as google-genai's chats record a turn only then. A call is
+    complete when the next begins: parallel calls that interleave are put in order first
+    (`BlockOrder`), a later call held until the one before is whole."""
 
     def __init__(self, request: ChatRequest, array: bool = False) -> None:
         self.content_type = "application/json" if array else "text/event-stream"
@@ -50,8 +53,12 @@ class GeminiStreamWriter:
         self._finishes: dict[int, FinishReason] = {}  # held for the usage
         self._finish_written = False
         self._usage = Usage()
+        self._order = BlockOrder()
 
     def write(self, event: StreamEvent) -> bytes:
+        return b"".join([self._write(e) for e in self._order.feed(event)])
+
+    def _write(self, event: StreamEvent) -> bytes:
         if self._closed:
             return b""
         if isinstance(event, Started):
@@ -85,7 +92,8 @@ class GeminiStreamWriter:
     def end(self) -> bytes:
         if self._closed:
             return b""
-        out = self._flush_all()
+        out = b"".join([self._write(e) for e in self._order.end()])
+        out += self._flush_all()
         self._closed = True
         if self._array:
             out += b"]" if self._opened else b"[]"

@@ -657,17 +657,23 @@ def test_what_a_blocks_or_the_messages_end_carries_is_read() -> None:
     assert g.denied == "secrets.aws_access_key_id"
 
 
-def test_a_translated_answer_whose_parallel_calls_interleave_stops_where_it_cannot_be_read() -> None:
+def test_a_translated_answer_whose_parallel_calls_interleave_is_read_and_redacted() -> None:
     """An answer translated to Messages (`MessagesStreamWriter`) from an upstream that interleaves
-    two tool calls' arguments sends the first call's rest after its block ended: a value split
-    there is not let through in two halves read apart; the stream stops before the late delta."""
+    two tool calls' arguments comes with each call whole in its own block (the second held until
+    the first is whole): a value split across the interleaved deltas is read and redacted."""
     from tollgate.formats.anthropic_messages.stream_writer import MessagesStreamWriter
-    from tollgate.formats.chat import Started, ToolCallDelta, ToolCallStarted
+    from tollgate.formats.chat import ChatRequest, Started, ToolCallDelta, ToolCallStarted
 
-    writer = MessagesStreamWriter(type("Asked", (), {"model": "m"})())
+    writer = MessagesStreamWriter(ChatRequest(model="m", messages=[]))
     written: list[Any] = [Started(), ToolCallStarted(0, "a", "f"), ToolCallDelta(0, '{"x": "' + AWS_KEY_ID[:8]),
-               ToolCallStarted(1, "b", "g"), ToolCallDelta(0, AWS_KEY_ID[8:] + '"}'), ToolCallDelta(1, "{}")]  # fmt: skip
-    data = b"".join(writer.write(e) for e in written)
+               ToolCallStarted(1, "b", "g"), ToolCallDelta(1, '{"y": "' + AWS_KEY_ID[:5]),
+               ToolCallDelta(0, AWS_KEY_ID[8:] + '"}'), ToolCallDelta(1, AWS_KEY_ID[5:] + '"}')]  # fmt: skip
+    data = b"".join(writer.write(e) for e in written) + writer.end()
     g = MessagesAnswerGuard(compiled("redact"))
-    out = guarded(g, data, 1000)
-    assert g.denied == "unread" and AWS_KEY_ID[8:].encode() not in out
+    out = guarded(g, data, 7)
+    assert g.denied is None and AWS_KEY_ID[8:].encode() not in out
+    assert reassembled(sse_events(out)) == {
+        (0, "partial_json"): '{"x": "' + REDACTED_AWS + '"}',
+        (1, "partial_json"): '{"y": "' + REDACTED_AWS + '"}',
+    }
+    assert g.counts == {"secrets.aws_access_key_id": 2}
