@@ -24,6 +24,9 @@ from tollgate.formats.chat import (
 )
 
 _WHITE = " \t\r\n"
+# The most text a choice's held blocks may hold (characters): a stream that would hold more, waiting
+# for a call whose arguments never end, breaks off instead (streams stay streams).
+HELD_AT_MOST = 1 << 20
 _NOT_WHITE = re.compile(r"[^ \t\r\n]")
 _IN_STRING = re.compile(r'[\\"]')
 _STRUCTURE = re.compile(r'["{}\[\]]')
@@ -113,6 +116,7 @@ class _Choice:
     held: list[list[StreamEvent]] = field(default_factory=list)
     held_calls: dict[int, list[StreamEvent]] = field(default_factory=dict)
     ended: set[int] = field(default_factory=set)
+    held_size: int = 0  # the text of the events held
 
     @property
     def growing(self) -> bool:
@@ -162,6 +166,7 @@ class BlockOrder:
             return [event, *self._advance(choice)]
         held = choice.held_calls.get(event.index)
         if held is not None:
+            self._count(choice, len(event.arguments))
             held.append(event)
             return []
         if event.index in choice.ended:
@@ -170,7 +175,14 @@ class BlockOrder:
             return []  # white space after the whole JSON changes nothing
         return [event]  # a call never started: its writer passes it by
 
+    @staticmethod
+    def _count(choice: _Choice, size: int) -> None:
+        choice.held_size += size
+        if choice.held_size > HELD_AT_MOST:
+            raise Untranslatable(f"more than {HELD_AT_MOST} characters waited for a tool call's arguments to end")
+
     def _hold(self, choice: _Choice, event: TextDelta | ThinkingDelta | ToolCallStarted) -> None:
+        self._count(choice, len(event.name) if isinstance(event, ToolCallStarted) else len(event.text or ""))
         if isinstance(event, ToolCallStarted):
             choice.held.append([event])
             choice.held_calls[event.index] = choice.held[-1]
@@ -188,6 +200,7 @@ class BlockOrder:
         while choice.held and not choice.growing:
             choice.end_open()
             events = choice.held.pop(0)
+            choice.held_size -= sum(_size(event) for event in events)
             out += events
             first = events[0]
             if isinstance(first, ToolCallStarted):
@@ -206,4 +219,14 @@ class BlockOrder:
         choice.ended.update(choice.held_calls)
         choice.held.clear()
         choice.held_calls.clear()
+        choice.held_size = 0
         return out
+
+
+def _size(event: StreamEvent) -> int:
+    """The text of a held event, as `_hold` and `_delta` count it."""
+    if isinstance(event, ToolCallStarted):
+        return len(event.name)
+    if isinstance(event, ToolCallDelta):
+        return len(event.arguments)
+    return len(getattr(event, "text", "") or "")

@@ -295,6 +295,22 @@ def test_arguments_after_a_whole_call_ended_are_untranslatable() -> None:
         order.feed(ToolCallDelta(0, '{"more": 1}'))
 
 
+def test_what_is_held_is_bounded_and_counted_down_as_it_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waiting for a call whose arguments never end, a stream holds at most HELD_AT_MOST characters
+    of the blocks after it: past that, it breaks off (a stream is not buffered whole)."""
+    monkeypatch.setattr("tollgate.formats.block_order.HELD_AT_MOST", 10)
+    order = BlockOrder()
+    order.feed(ToolCallStarted(0, "a", "f"))
+    order.feed(ToolCallDelta(0, "{"))
+    assert order.feed(ToolCallStarted(1, "b", "g")) == []  # 1 held
+    assert order.feed(ToolCallDelta(1, '{"x":')) == []  # 6 held
+    assert order.feed(ToolCallDelta(0, "}")) == [ToolCallDelta(0, "}"), ToolCallStarted(1, "b", "g"),
+                                                 ToolCallDelta(1, '{"x":')]  # fmt: skip
+    assert order.feed(TextDelta("0123456789")) == []  # what went on is no longer counted: 10 held
+    with pytest.raises(Untranslatable, match="more than 10 characters waited"):
+        order.feed(TextDelta("!"))
+
+
 def test_a_translated_stream_whose_call_goes_on_after_it_ended_breaks_off_in_the_callers_format() -> None:
     """OpenAI's chat stream, translated to Messages: call 0 is whole when call 1 starts, then more
     arguments come for it. It cannot be written in its block: the stream ends with an error."""
