@@ -22,6 +22,7 @@ from tests.support.canned import provider_answers
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.npm_cli import NODE_CLIENTS, npm_command
 from tests.support.proxy import ROOT
+from tests.support.raw import send
 from tests.support.run_sh import run_sh_listening
 
 from tollgate.common.fingerprint import fingerprint
@@ -37,6 +38,7 @@ deny contains "interns may not reach Anthropic's service" if {
 \t"interns" in input.client.groups
 }
 """
+ANSWERS_READ = [{"on": ["answer"], "detect": ["secrets"], "action": "redact"}]
 # What a user's shell may carry that would route Claude Code without run.sh's help.
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NODE_USE_ENV_PROXY", "NODE_OPTIONS")
 
@@ -154,9 +156,11 @@ def claude() -> Path:
 @contextmanager
 def run_sh_proxy(directory: Path, fake: FakeUpstream, upstream_ca_pem: Path, settings: dict) -> Iterator[int]:
     """`./run.sh` on a free port, with these settings as tollgate.yaml in `directory` (the audit lands
-    there too), the Anthropic upstream `fake`."""
+    there too), the Anthropic upstream `fake`. An answer rule reads every answer: Claude Code's
+    service calls go on all the same, known to carry no model text."""
     providers = {"anthropic": {"upstream": fake.url, **settings.pop("anthropic", {})}}
-    (directory / "tollgate.yaml").write_text(yaml.safe_dump({"providers": providers, **settings}))
+    (directory / "tollgate.yaml").write_text(yaml.safe_dump({"providers": providers, "guardrails": ANSWERS_READ,
+                                                             **settings}))  # fmt: skip
     with run_sh_listening(directory, upstream_ca_pem) as port:
         yield port
 
@@ -196,6 +200,15 @@ def audit_records(path: Path, done: int, timeout: float = 10) -> list[dict]:
             return records
         time.sleep(0.05)
     raise AssertionError(f"expected {done} audit records in {path}, have {len(records)}")
+
+
+def record_of(path: Path, endpoint: str, timeout: float = 10) -> list[dict]:
+    """The records of `endpoint`, once there is one."""
+    deadline = time.monotonic() + timeout
+    while not (found := [r for r in audit_records(path, 0) if r["endpoint"] == endpoint]):
+        assert time.monotonic() < deadline, f"no record of {endpoint}"
+        time.sleep(0.05)
+    return found
 
 
 def test_claude_code_through_run_sh_env(claude, fake, upstream_ca_pem, tmp_path):
@@ -277,6 +290,24 @@ def test_claude_code_signed_in_with_a_plan_by_its_credentials_file(claude, fake,
         assert done.stdout.strip() == "Hello"
         received = list(fake.received)
         records = audit_records(tmp_path / "audit.jsonl", len(received))
+        # Under the answer rule its session worked under, a path that may carry model text (a shared
+        # session's transcript) is refused before it goes upstream, with the plan's token too.
+        shared = send(port, ROOT / "certs" / "ca-bundle.pem", "api.anthropic.com",
+                      "/api/claude_code_shared_session_transcripts", method="GET",
+                      headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        [refused] = record_of(tmp_path / "audit.jsonl", "api.claude_code_shared_session_transcripts")
+    assert len(fake.received) == len(received)  # it never reached Anthropic
+    why = (
+        "an answer guardrail applies and Tollgate cannot read the answer of the service call"
+        " api.claude_code_shared_session_transcripts, which may carry model text"
+    )
+    assert (shared.status, shared.headers.get("x-tollgate-error")) == (403, "content_denied")
+    assert json.loads(shared.body) == {
+        "type": "error", "error": {"type": "permission_error", "message": f"Tollgate refused this call: {why}."}
+    }  # fmt: skip
+    assert (refused["endpoint"], refused["auth"], refused["status"], refused["decision"]) == (
+        "api.claude_code_shared_session_transcripts", "subscription", 403, "deny")  # fmt: skip
+    assert (refused["deny_reasons"], refused["answer_findings"]) == ([why], None)
     assert len(records) == len(received), ([r.path for r in received], [r["endpoint"] for r in records])
     [model_call] = [r for r in received if r.path.startswith("/v1/messages")]
     # Every request went with the plan's own token, none with the pool's key, and each carries the

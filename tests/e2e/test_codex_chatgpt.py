@@ -22,6 +22,7 @@ from tests.support.codex import clean_env, installed_codex, run_in_session
 from tests.support.fake_realtime import FakeRealtime, HttpRequest, not_found, responding, responses_usage
 from tests.support.guardrail_samples import AWS_KEY_ID, AWS_SECRET
 from tests.support.proxy import free_port
+from tests.support.raw import send
 
 from tollgate.common.fingerprint import fingerprint
 
@@ -34,6 +35,8 @@ PROMPT = "Say hello"
 SOCKET_USAGES = [responses_usage(1900, 0), responses_usage(1950, 7, cached=1792, reasoning=3)]
 SERVICE_EVENTS = "codex.analytics-events.events"  # its analytics: a service call
 HTTP_USAGES = [responses_usage(2100, 9, cached=1024, reasoning=4)]
+# A refusal in OpenAI's error shape, but for its message.
+UNREAD_ERROR = {"type": "permission_denied", "code": "content_denied", "param": None}
 
 
 def segment(data: dict) -> str:
@@ -126,8 +129,9 @@ def gw(start_gateway, fake, tmp_path_factory):
         "clients": [{"name": "alice", "keys": ["tg-alice-VIRTUAL-5ecret"], "accounts": [EMAIL]}],
         "allow_anonymous": False,
         "subscriptions": {"allow": True, "chatgpt": {"workspaces": [WORKSPACE, "ws-second"]}},
-        # Every built-in secrets detector: Codex's own instructions must set off none of them.
-        "guardrails": [{"detect": ["secrets"], "action": "redact"}],
+        # Every built-in secrets detector: Codex's own instructions must set off none of them. Its
+        # answers are read too: its start-up service calls go on, known to carry no model text.
+        "guardrails": [{"on": ["request", "answer"], "detect": ["secrets"], "action": "redact"}],
         "metrics": {"listen": METRICS},
     }
     gateway = start_gateway(config, "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", providers=())
@@ -200,11 +204,36 @@ def test_codex_signed_in_with_chatgpt_over_its_websocket_is_governed_per_respons
         ("alice", "subscription", None, None)
     }
     assert {r["endpoint"] for r in g.audit()[before:]} == {"responses", "codex.models", SERVICE_EVENTS}
+    # Under the answer rule they went on all the same (the fake answers them 404), known to carry no
+    # model text.
+    assert {(r["decision"], r["status"]) for r in services} == {("allow", 404)}
+    assert {r.target.partition("?")[0] for r in fake.requests} >= {
+        "/backend-api/codex/models", "/backend-api/codex/analytics-events/events"}  # fmt: skip
     assert {r.target.split("/")[2] for r in fake.requests} >= {"wham", "ps"}
     assert [(r["input_tokens"], r["output_tokens"], r["cached_tokens"], r["reasoning_tokens"]) for r in records] == [
         (1900, 0, 0, 0),
         (1950, 7, 1792, 3),
     ]
+
+
+def test_a_codex_service_call_that_may_carry_model_text_is_refused_unread(g, fake):
+    """Under the answer rule Codex works under, a service path not known to carry no model text (a
+    cloud task's turns, which hold what the model wrote) is refused before it goes upstream."""
+    before = len(g.audit())
+    headers = {"Authorization": f"Bearer {ACCESS}", "ChatGPT-Account-ID": WORKSPACE}
+    got = send(g.proxy.port, g.bundle, "chatgpt.com", "/backend-api/codex/tasks/task_e_68a1b2c3d4/turns",
+               method="GET", headers=headers)  # fmt: skip
+    why = (
+        "an answer guardrail applies and Tollgate cannot read the answer of the service call codex.tasks.turns,"
+        " which may carry model text"
+    )
+    assert (got.status, got.headers.get("x-tollgate-error")) == (403, "content_denied")
+    assert json.loads(got.body)["error"] == UNREAD_ERROR | {"message": f"Tollgate refused this call: {why}."}
+    assert not [r for r in fake.requests if "/tasks/" in r.target]
+    [record] = responses_records(g, before, 1, "codex.tasks.turns")  # the session's analytics may come after
+    assert (record["endpoint"], record["client"], record["auth"], record["status"], record["decision"]) == (
+        "codex.tasks.turns", "alice", "subscription", 403, "deny")  # fmt: skip
+    assert (record["deny_reasons"], record["answer_findings"]) == ([why], None)
 
 
 # Codex's own provider for ChatGPT's backend with its WebSocket off: the same sign-in, over HTTP.

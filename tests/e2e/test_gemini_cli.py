@@ -25,6 +25,7 @@ from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.front_proxy import FrontProxy
 from tests.support.npm_cli import NODE_CLIENTS, npm_command
 from tests.support.proxy import ROOT, free_port
+from tests.support.raw import send
 
 from tollgate.common.fingerprint import fingerprint
 from tollgate.governance.subscriptions.settings import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON
@@ -168,6 +169,8 @@ def config(urls: dict[str, str], google: Google, ca_file: str) -> dict:
         "providers": {"code_assist": {"upstream": urls["code_assist"]}},
         "clients": [{"name": "alice", "keys": ["tg-alice-VIRTUAL-0001"], "groups": ["dev"], "accounts": [EMAIL]}],
         "metrics": {"listen": METRICS},
+        # Its answers are read: its service calls at start-up go on, known to carry no model text.
+        "guardrails": [{"on": ["answer"], "detect": ["secrets"], "action": "redact"}],
         "subscriptions": {
             "code_assist": {
                 "projects": [PROJECT],
@@ -328,6 +331,33 @@ def test_gemini_cli_signed_in_with_google_is_governed_as_a_plan(gemini, g, googl
     assert ("oauth2.googleapis.com", TOKEN) in google.asked
     assert "oauth2.googleapis.com:443" in g.front.connects and "cloudcode-pa.googleapis.com:443" in g.front.connects
     assert [token for who, token in google.asked if who == "form"] == [TOKEN]
+
+
+def test_a_code_assist_method_that_may_carry_model_text_is_refused_unread(g):
+    """Under the answer rule Gemini CLI works under, a method not known to carry no model text (an
+    IDE's code generation) is refused before it goes upstream, in Google's error shape."""
+    body = json.dumps({"project": PROJECT, "request": {"prompt": "a function that adds"}}).encode()
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    got = send(g.proxy.port, g.bundle, "cloudcode-pa.googleapis.com", "/v1internal:generateCode",
+               headers=headers, body=body)  # fmt: skip
+    why = (
+        "an answer guardrail applies and Tollgate cannot read the answer of the service call generateCode,"
+        " which may carry model text"
+    )
+    assert (got.status, got.headers.get("x-tollgate-error")) == (403, "content_denied")
+    assert json.loads(got.body) == {
+        "error": {"code": 403, "message": f"Tollgate refused this call: {why}.", "status": "PERMISSION_DENIED"}
+    }
+    assert g.fakes["code_assist"].received == []
+    deadline = time.monotonic() + 10  # its record, written moments after the refusal
+    while not (found := [r for r in g.audit()[g.done :] if r["endpoint"] == "generateCode"]):
+        assert time.monotonic() < deadline, "no record of the refused call"
+        time.sleep(0.05)
+    [record] = found
+    assert (record["endpoint"], record["client"], record["auth"], record["account"]) == (
+        "generateCode", "alice", "subscription", EMAIL)  # fmt: skip
+    assert (record["status"], record["decision"], record["deny_reasons"], record["answer_findings"]) == (
+        403, "deny", [why], None)  # fmt: skip
 
 
 def test_a_project_outside_the_companys_is_refused_and_the_cli_says_so(gemini, g, trusted, tmp_path):

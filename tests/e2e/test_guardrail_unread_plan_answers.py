@@ -1,7 +1,9 @@
 """Answers that carry what a model wrote on paths no chat format covers, under an answer rule, through
 mitmdump: the plans' service paths that answer model text (Codex's `responses/compact` signed in
-with ChatGPT, Code Assist's `completeCode`) and an Assistants' code interpreter's files are refused
-before they go upstream; an image generation's `revised_prompt` is read (redacted, or the answer
+with ChatGPT, Code Assist's `completeCode`), any other service path not known to carry none
+(Codex's cloud tasks, Code Assist's code generation, Copilot's agents), and an Assistants' code
+interpreter's files are refused before they go upstream, while the agents' housekeeping service
+calls go on; an image generation's `revised_prompt` is read (redacted, or the answer
 refused 403); a HEAD, whose answer has no body, goes on; Copilot's inline completions host is
 governed as Copilot, its legacy Completions stream read."""
 
@@ -87,6 +89,8 @@ def answer(received: Received) -> Reply:
         return Reply(200, b"", headers={"content-type": kind})
     if "/files/" in received.path and received.path.endswith("/content"):
         return Reply(200, TEXT.encode(), headers={"content-type": "application/octet-stream"})
+    if received.path.startswith(("/backend-api/codex/analytics-events/", "/v1internal", "/_ping")):
+        return Reply(200, {})  # the plans' housekeeping
     return provider_answers(received)
 
 
@@ -135,6 +139,61 @@ def test_code_assists_code_completion_is_refused_unread(gw):
         lambda: raw(gw, "cloudcode-pa.googleapis.com", "/v1internal:completeCode", GOOGLE_TOKEN, body),
         "a code completion (Code Assist's completeCode)",
     )
+
+
+def service_refused(gw, provider: str, host: str, path: str, token: str, method: str, endpoint: str) -> dict:
+    """A plan's service call not known to carry no model text: refused unread, its endpoint named;
+    the error in the provider's shape."""
+    carried = f"the answer of the service call {endpoint}, which may carry model text"
+    got: list = []
+    body = {"project": "p-1", "prompt": "hi"} if method == "POST" else None
+    refused_unread(gw, provider, lambda: got.append(raw(gw, host, path, token, body, method)) or got[0], carried)
+    assert gw.last_audit()["endpoint"] == endpoint
+    return json.loads(got[0].body)
+
+
+def test_codexs_cloud_task_turns_are_refused_unread(gw):
+    error = service_refused(gw, "chatgpt", "chatgpt.com", "/backend-api/codex/tasks/task_e_68a1b2c3d4/turns",
+                            ACCESS, "GET", "codex.tasks.turns")  # fmt: skip
+    assert (error["error"]["code"], error["error"]["type"]) == ("content_denied", "permission_denied")
+
+
+def test_code_assists_code_generation_is_refused_unread(gw):
+    error = service_refused(gw, "code_assist", "cloudcode-pa.googleapis.com", "/v1internal:generateCode",
+                            GOOGLE_TOKEN, "POST", "generateCode")  # fmt: skip
+    assert (error["error"]["code"], error["error"]["status"]) == (403, "PERMISSION_DENIED")
+
+
+def test_a_copilot_agents_chat_is_refused_unread(gw):
+    error = service_refused(gw, "copilot", "api.business.githubcopilot.com", "/agents/github", COPILOT_TOKEN,
+                            "POST", "agents.github")  # fmt: skip
+    assert (error["error"]["code"], error["error"]["type"]) == ("content_denied", "permission_denied")
+
+
+@pytest.mark.parametrize(
+    ("provider", "host", "path", "method", "endpoint"),
+    [
+        ("chatgpt", "chatgpt.com", "/backend-api/codex/models?client_version=0.169.0", "GET", "codex.models"),
+        ("chatgpt", "chatgpt.com", "/backend-api/codex/analytics-events/events", "POST", "codex.analytics-events.events"),
+        ("code_assist", "cloudcode-pa.googleapis.com", "/v1internal:loadCodeAssist", "POST", "loadCodeAssist"),
+        ("code_assist", "cloudcode-pa.googleapis.com", "/v1internal:retrieveUserQuota", "POST", "retrieveUserQuota"),
+        ("code_assist", "cloudcode-pa.googleapis.com", "/v1internal/operations/onboard-1", "GET", "operations"),
+        ("copilot", "api.business.githubcopilot.com", "/models", "GET", "models"),
+        ("copilot", "api.business.githubcopilot.com", "/_ping", "GET", "_ping"),
+    ],
+)  # fmt: skip
+def test_the_plans_housekeeping_service_calls_go_on(gw, provider, host, path, method, endpoint):
+    """What the agents call at start-up and for their housekeeping carries no model text: it goes on
+    under an answer rule, unread."""
+    token = {"chatgpt": ACCESS, "code_assist": GOOGLE_TOKEN, "copilot": COPILOT_TOKEN}[provider]
+    seen, records = len(gw.fakes[provider].received), len(gw.audit())
+    got = raw(gw, host, path, token, {} if method == "POST" else None, method)
+    assert (got.status, got.headers.get("x-tollgate-error")) == (200, None)
+    (received,) = gw.fakes[provider].received[seen:]
+    assert (received.method, received.path) == (method, path)
+    record = gw.wait_audit(records + 1)[-1]
+    assert (record["endpoint"], record["status"], record["decision"], record["deny_reasons"]) == (
+        endpoint, 200, "allow", [])  # fmt: skip
 
 
 def test_a_code_interpreters_file_content_is_refused_unread(gw):

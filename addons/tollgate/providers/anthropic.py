@@ -60,6 +60,13 @@ PLAN_ONLY = (
     "is not a path of Anthropic's service Tollgate knows: only a Claude plan's own token goes there, never a key"
 )
 _WORD = re.compile(r"^[a-z_]+$")  # a fixed path word; anything else is an id, left out of a name
+# The service calls whose answers carry nothing a model wrote: the known ones, and those Claude
+# Code makes with a Claude plan's token for its account (profile, roles, usage, settings). Any
+# other /api/ path (a shared session's transcript, memory, files) may answer with model text.
+NO_MODEL_TEXT = frozenset((
+    *SERVICE_ENDPOINTS.values(), "api.oauth.profile", "api.oauth.claude_cli.roles", "api.oauth.usage",
+    "api.oauth.account.settings", "api.claude_cli_profile",
+))  # fmt: skip
 # The MCP server registry Claude Code lists servers from: public, read without a credential.
 MCP_REGISTRY = ("mcp-registry", "v0", "servers")
 
@@ -127,6 +134,7 @@ class Anthropic(Provider):
     # Anthropic refuses a request whose key or token is of an organization the tenant header does
     # not list (`tenant_restriction_violation`).
     plan = PlanReader(PLAN_TOKEN_PREFIX, tenant_header=b"anthropic-allowed-org-ids", plan_only=PLAN_ONLY)
+    service_without_model_text = NO_MODEL_TEXT
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         return ChatLeg("/v1/messages", ANTHROPIC_MESSAGES)

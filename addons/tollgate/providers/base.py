@@ -86,6 +86,14 @@ class Provider:
     models: ClassVar[Models] = Models()
     # Its plan-token reader where it takes a person's plan (`providers/plans.py`); None: no plans.
     plan: ClassVar[PlanReader | None] = None
+    # Its service calls (`Classification.service`) whose answers carry nothing a model wrote (its
+    # settings, quota, model list, telemetry), by endpoint: under an answer rule only these of its
+    # service calls go on. Any other is refused unread (`governance/guardrails/unread_answers.py`):
+    # a service method Tollgate does not know may answer with model text no answer format reads.
+    service_without_model_text: ClassVar[frozenset[str]] = frozenset()
+    # Its service calls known to answer with model text, by endpoint: what each carries, which
+    # their refusal under an answer rule names.
+    service_model_text: ClassVar[Mapping[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

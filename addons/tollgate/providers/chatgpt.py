@@ -16,7 +16,7 @@ import binascii
 import posixpath
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote
 
 import orjson
@@ -104,6 +104,12 @@ class ChatGPT(Provider):
     cost = Cost("openai")  # `cost_usd`: what the same tokens cost with a key
     error_format = OPENAI_API
     plan = ChatGPTPlans()
+    # What Codex calls beside its responses: its models list and its analytics. Any other path
+    # (its compaction, cloud tasks and their diffs) may answer with what a model wrote.
+    service_without_model_text = frozenset(("codex.models", "codex.analytics-events.events"))
+    service_model_text: ClassVar[Mapping[str, str]] = {
+        "codex.responses.compact": "a compacted conversation (Codex's responses/compact)"
+    }
 
     def governs_path(self, path: str) -> bool:
         # Read as loosely as a server might (percent-decoded, any case, `//` and `.` segments

@@ -7,7 +7,8 @@ no credential for it: every call goes with the user's token (auth `subscription`
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from tollgate.formats import CODE_ASSIST, GEMINI_GENERATE
 from tollgate.formats.code_assist.envelope import COUNT_TOKENS, read_envelope
@@ -58,6 +59,15 @@ class CodeAssist(Provider):
         google_account=True,
         tier_endpoint=LOAD_CODE_ASSIST,
     )
+    # What Gemini CLI calls beside its model calls: its tier and project, onboarding and its
+    # operation, quota, experiments, admin controls, its user's setting, its metrics. Any other
+    # method (an IDE's code completion, generation or transformation) may answer with model text.
+    service_without_model_text = frozenset((
+        LOAD_CODE_ASSIST, "onboardUser", "operations", "retrieveUserQuota", "listExperiments",
+        "fetchAdminControls", "getCodeAssistGlobalUserSetting", "setCodeAssistGlobalUserSetting",
+        "recordCodeAssistMetrics",
+    ))  # fmt: skip
+    service_model_text: ClassVar[Mapping[str, str]] = {"completeCode": "a code completion (Code Assist's completeCode)"}
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         check_request_overrides(query)

@@ -108,6 +108,10 @@ class Copilot(Provider):
     cost = Cost("github-copilot", price_fallbacks=("openai", "anthropic", "google"))
     error_format = OPENAI_API
     plan = CopilotPlans()
+    # What Copilot's clients call beside their model calls: the models list, the model an auto
+    # session picks, a model's policy accepted, the health check, telemetry. Any other path (its
+    # agents, an agent's chat) may answer with model text.
+    service_without_model_text = frozenset(("models", "models.session", "models.policy", "_ping", "telemetry"))
 
     def error_format_at(self, path: str) -> str:
         return ANTHROPIC_MESSAGES if _is_messages(path) else OPENAI_API

@@ -2,7 +2,8 @@
 them in: an answer guardrail reads each of them in an answer format of its own
 (`answer_formats.py`), or, where none is registered, a call to one that an answer rule applies to
 is refused before it goes upstream (fail closed: what Tollgate cannot read is not let through
-unread). Plain code, knowing nothing of mitmproxy."""
+unread). A plan's service call goes on under an answer rule only where its provider names its
+method one that carries no model text. Plain code, knowing nothing of mitmproxy."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tollgate.formats import (
     OPENAI_API,
 )
 from tollgate.formats.request_facts import Classification
+from tollgate.providers.base import Provider
 
 # Wire format → endpoint → what its answer carries (named in the refusal).
 MODEL_TEXT: dict[str, dict[str, str]] = {
@@ -61,13 +63,6 @@ MODEL_TEXT: dict[str, dict[str, str]] = {
     ),
     BEDROCK_INVOKE: {"invoke-with-bidirectional-stream": "a bidirectional stream's text and transcripts"},
 }
-# The plans' service paths whose answers carry what a model wrote all the same, in a shape no answer
-# format reads: Codex's compaction (signed in with ChatGPT: the conversation as the model summed it
-# up) and Code Assist's code completions (an IDE's, signed in with Google).
-SERVICE_MODEL_TEXT: dict[str, dict[str, str]] = {
-    OPENAI_API: {"codex.responses.compact": "a compacted conversation (Codex's responses/compact)"},
-    CODE_ASSIST: {"completeCode": "a code completion (Code Assist's completeCode)"},
-}
 # The endpoints whose streamed answers no answer format reads (their JSON answers are read).
 STREAMED: dict[str, dict[str, str]] = {OPENAI_API: {"images.generations": "a streamed image generation"}}
 # A model deployed to a Vertex AI endpoint (`endpoints/{id}`) answers its own format at every method
@@ -76,15 +71,15 @@ DEPLOYED = "endpoints/"
 _DEPLOYED_READ = frozenset(("generateContent", "streamGenerateContent", "countTokens"))
 
 
-def model_text(classification: Classification) -> str | None:
-    """What the answer of a call carries that a model wrote, where its endpoint is one whose
-    answers carry some (None: an endpoint whose answers carry none, or that is outside the model
-    API). Whether it is read is the answer formats' to say."""
+def model_text(classification: Classification, provider: Provider) -> str | None:
+    """What the answer of a call to `provider` carries that a model wrote, where its endpoint is
+    one whose answers carry some (None: an endpoint whose answers carry none, or that is outside
+    the model API). Whether it is read is the answer formats' to say."""
     if classification.passthrough:
         return None
     wire, endpoint = classification.wire_format, classification.endpoint or ""
     if classification.service:
-        return SERVICE_MODEL_TEXT.get(wire or "", {}).get(endpoint)
+        return service_model_text(classification, provider)
     found = MODEL_TEXT.get(wire or "", {}).get(endpoint)
     if found is None and classification.facts.stream:
         found = STREAMED.get(wire or "", {}).get(endpoint)
@@ -94,6 +89,21 @@ def model_text(classification: Classification) -> str | None:
     if wire == GEMINI_GENERATE and model.startswith(DEPLOYED) and endpoint not in _DEPLOYED_READ:
         return f"a deployed model's own answer format ({endpoint})"
     return None
+
+
+def service_model_text(classification: Classification, provider: Provider) -> str | None:
+    """What a service call's answer may carry that a model wrote: what its provider names it
+    (Codex's compaction, Code Assist's code completions), else, unless its provider names its
+    method one whose answers carry none, the call itself by its endpoint. Fail closed: no answer
+    format reads a service call's answer, and a service method Tollgate does not know (Codex's
+    cloud tasks, Code Assist's code generation, Copilot's agents) may answer with model text."""
+    endpoint = classification.endpoint
+    if endpoint is None:
+        return "the answer of a service call with no name, which may carry model text"
+    named = provider.service_model_text.get(endpoint)
+    if named is not None or endpoint in provider.service_without_model_text:
+        return named
+    return f"the answer of the service call {endpoint}, which may carry model text"
 
 
 # What OpenAI keeps of its answers, read back by GET at the paths of the endpoint that made them, in

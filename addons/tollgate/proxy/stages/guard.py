@@ -157,7 +157,8 @@ class Guard:
         if flow.request.method == "HEAD":
             return None  # its answer has no body: nothing a model wrote to read
         carried = stored_unread(call.classification, flow.request.method, flow.request.path)
-        if carried is None and (found := model_text(call.classification)) is not None:
+        requested = call.registry[call.route.requested.provider]
+        if carried is None and (found := model_text(call.classification, requested)) is not None:
             carried = found if answer_format(client_answer_format(call)) is None else None
         if carried is None:
             asked = call.request.client_body if call.request.client_body is not None else call.request.body

@@ -10,6 +10,8 @@ import pytest
 
 from tollgate.core.config import parse_config
 from tollgate.core.runtime import Loaded
+from tollgate.formats import OPENAI_API
+from tollgate.formats.request_facts import Classification
 from tollgate.governance.guardrails.unread_answers import alternatives_asked, model_text, stored_unread
 
 REGISTRY = Loaded.build(parse_config({"providers": {"azure": {"keys": ["k"]}}})).registry
@@ -20,8 +22,8 @@ GEMINI = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
 def carried(provider: str, method: str, path: str, body: dict[str, Any] | None = None, host: str = "") -> str | None:
     found = REGISTRY[provider]
     if host:
-        return model_text(found.classify_at(host, method, path, body))  # type: ignore[attr-defined]
-    return model_text(found.classify(method, path, body))
+        return model_text(found.classify_at(host, method, path, body), found)  # type: ignore[attr-defined]
+    return model_text(found.classify(method, path, body), found)
 
 
 @pytest.mark.parametrize(
@@ -61,8 +63,6 @@ def test_an_endpoint_whose_answers_carry_model_text(
         ("openai", "POST", "/v1/moderations", {"input": "hi"}),
         ("openai", "GET", "/v1/models", None),
         ("openai", "GET", "/v1/containers/cntr_1/files", None),
-        ("chatgpt", "GET", "/backend-api/codex/models", None),
-        ("code_assist", "POST", "/v1internal:loadCodeAssist", {}),
         ("openai", "POST", "/v1/chat/completions", CHAT),
         ("gemini", "POST", "/v1beta/models/gemini-2.5-flash:countTokens", GEMINI),
         ("gemini", "POST", "/v1beta/models/text-embedding-004:embedContent", {}),
@@ -126,3 +126,95 @@ def test_a_call_asking_for_alternatives_to_each_token(
     classification = REGISTRY[provider].classify("POST", path, body, "alt=sse" if "stream" in path else "")
     found = alternatives_asked(classification, body)
     assert found == (None if what is None else f"the alternatives to each token it asks for ({what})")
+
+
+# What the real agents call beside their model calls, at start-up and for their housekeeping.
+@pytest.mark.parametrize(
+    ("provider", "method", "path"),
+    [
+        ("chatgpt", "GET", "/backend-api/codex/models"),
+        ("chatgpt", "POST", "/backend-api/codex/analytics-events/events"),
+        ("code_assist", "POST", "/v1internal:loadCodeAssist"),
+        ("code_assist", "POST", "/v1internal:onboardUser"),
+        ("code_assist", "GET", "/v1internal/operations/onboard-1"),
+        ("code_assist", "POST", "/v1internal:retrieveUserQuota"),
+        ("code_assist", "POST", "/v1internal:listExperiments"),
+        ("code_assist", "POST", "/v1internal:fetchAdminControls"),
+        ("code_assist", "GET", "/v1internal:getCodeAssistGlobalUserSetting"),
+        ("code_assist", "POST", "/v1internal:setCodeAssistGlobalUserSetting"),
+        ("code_assist", "POST", "/v1internal:recordCodeAssistMetrics"),
+        ("copilot", "GET", "/models"),
+        ("copilot", "GET", "/v1/models"),
+        ("copilot", "POST", "/models/session"),
+        ("copilot", "POST", "/models/claude-sonnet-4/policy"),
+        ("copilot", "GET", "/_ping"),
+        ("copilot", "POST", "/telemetry"),
+        ("anthropic", "GET", "/api/claude_code/settings"),
+        ("anthropic", "GET", "/api/claude_code/policy_limits"),
+        ("anthropic", "GET", "/api/claude_code/organizations/metrics_enabled"),
+        ("anthropic", "GET", "/api/claude_cli/bootstrap"),
+        ("anthropic", "GET", "/api/claude_code_penguin_mode"),
+        ("anthropic", "POST", "/api/event_logging/v2/batch"),
+        ("anthropic", "POST", "/api/eval/sdk-abc123"),
+        ("anthropic", "GET", "/api/oauth/profile"),
+        ("anthropic", "GET", "/api/oauth/claude_cli/roles"),
+        ("anthropic", "GET", "/api/oauth/usage"),
+        ("anthropic", "GET", "/api/oauth/account/settings"),
+        ("anthropic", "GET", "/api/claude_cli_profile"),
+    ],
+)
+def test_a_service_call_known_to_carry_no_model_text_goes_on(provider: str, method: str, path: str) -> None:
+    classification = REGISTRY[provider].classify(method, path, {} if method == "POST" else None)
+    assert classification.service
+    assert model_text(classification, REGISTRY[provider]) is None
+
+
+@pytest.mark.parametrize(
+    ("provider", "method", "path", "endpoint"),
+    [
+        ("chatgpt", "GET", "/backend-api/codex/tasks/task_e_68a1b2c3d4/turns", "codex.tasks.turns"),
+        ("chatgpt", "GET", "/backend-api/codex/tasks/task_e_68a1b2c3d4/diff", "codex.tasks.diff"),
+        ("chatgpt", "POST", "/backend-api/codex/memories/trace_summarize", "codex.memories.trace_summarize"),
+        ("chatgpt", "POST", "/backend-api/codex/realtime/calls", "codex.realtime.calls"),
+        ("code_assist", "POST", "/v1internal:generateCode", "generateCode"),
+        ("code_assist", "POST", "/v1internal:transformCode", "transformCode"),
+        ("code_assist", "POST", "/v1internal:streamGenerateChat", "streamGenerateChat"),
+        ("code_assist", "GET", "/v1internal/projects/p-1", "projects"),
+        ("copilot", "POST", "/agents/github", "agents.github"),
+        ("copilot", "POST", "/agents/copilot-swe-agent", "agents"),
+        ("copilot", "GET", "/agents", "agents"),  # the list is at the same name as an agent's chat
+        ("copilot", "POST", "/github/chat/threads", "github.chat.threads"),
+        ("anthropic", "GET", "/api/claude_code_shared_session_transcripts", "api.claude_code_shared_session_transcripts"),
+        ("anthropic", "GET", "/api/claude_code/memory", "api.claude_code.memory"),
+        ("anthropic", "GET", "/api/oauth/files/file_011", "api.oauth.files"),
+    ],
+)  # fmt: skip
+def test_any_other_service_call_is_refused_unread_by_its_endpoint(
+    provider: str, method: str, path: str, endpoint: str
+) -> None:
+    """Fail closed: a service method not known to carry no model text may carry some, which no
+    answer format reads."""
+    classification = REGISTRY[provider].classify(method, path, {} if method == "POST" else None)
+    assert (classification.service, classification.endpoint) == (True, endpoint)
+    found = model_text(classification, REGISTRY[provider])
+    assert found == f"the answer of the service call {endpoint}, which may carry model text"
+
+
+def test_a_service_call_with_no_name_is_refused_unread() -> None:
+    classification = REGISTRY["copilot"].classify("GET", "/0f1e2d3c", None)
+    assert (classification.service, classification.endpoint) == (True, None)
+    found = model_text(classification, REGISTRY["copilot"])
+    assert found == "the answer of a service call with no name, which may carry model text"
+
+
+def test_a_service_call_of_a_provider_that_names_none_is_refused_unread() -> None:
+    """A provider that lists no service method as free of model text lets none go on."""
+    classification = Classification(endpoint="models", service=True, wire_format=OPENAI_API)
+    found = model_text(classification, REGISTRY["openai"])
+    assert found == "the answer of the service call models, which may carry model text"
+
+
+def test_a_service_call_passed_through_is_not_read() -> None:
+    classification = REGISTRY["anthropic"].classify("GET", "/mcp-registry/v0/servers", None)
+    assert classification.passthrough
+    assert model_text(classification, REGISTRY["anthropic"]) is None
