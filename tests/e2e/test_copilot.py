@@ -230,6 +230,18 @@ def test_a_streamed_chat_call_goes_upstream_as_it_came_pinned_and_audited(g):
     assert record["cost_usd"] == 0.00009375
 
 
+def test_a_side_header_token_is_taken_out_on_the_plan_hosts(g):
+    """A token sent beside the plan's own (`X-Copilot-Token`) goes no further than Tollgate, on the
+    current hosts as on the older one."""
+    result = raw_call(
+        g, f"{BUSINESS}/chat/completions", chat(), sent={**COPILOT_HEADERS, "X-Copilot-Token": SIDE_TOKEN}
+    )
+    assert (result["status"], deltas(result["answer"])) == (200, "Hello"), result
+    [seen] = g.fakes["copilot"].received
+    assert "x-copilot-token" not in seen.headers and seen.headers["authorization"] == f"Bearer {TOKEN}"
+    assert SIDE_TOKEN.encode() not in seen.body
+
+
 def test_the_openai_sdk_pointed_at_copilot_is_governed(g):
     result = g.run(
         f"""
