@@ -5,7 +5,8 @@ provider sends that host to a fake: first the web app's `/backend-api/wham/accou
 workspace's routing, without which Codex does not ask), its models, plugins and analytics (answered
 404: Codex carries on), then `/backend-api/codex/responses` over its WebSocket, or over HTTP with
 server-sent events where its provider says so. Each response is a subscription call: the person's
-token goes upstream unchanged, pinned to the company's workspaces, audited with exact tokens."""
+token goes upstream unchanged, pinned to the company's workspaces, audited with exact tokens. A
+long session compacts in its Responses stream, read as any other answer."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import base64
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -234,6 +235,62 @@ def test_a_codex_service_call_that_may_carry_model_text_is_refused_unread(g, fak
     assert (record["endpoint"], record["client"], record["auth"], record["status"], record["decision"]) == (
         "codex.tasks.turns", "alice", "subscription", 403, "deny")  # fmt: skip
     assert (record["deny_reasons"], record["answer_findings"]) == ([why], None)
+
+
+COMPACTED = {"type": "compaction", "id": "cmp_2", "encrypted_content": "gAAAAB-opaque-to-codex-and-tollgate"}
+
+
+def compacting(input_tokens: int) -> Callable[[dict], list[dict]]:
+    """The Responses WebSocket of a long session: the warm-up, then a tool call (Codex must follow
+    it up), a compaction where Codex asks for one (its input ends with `compaction_trigger`), else
+    the answer; every response reports `input_tokens`, over Codex's limit for compacting."""
+    answered = iter(range(10))
+
+    def script(event: dict) -> list[dict]:
+        if event.get("type") != "response.create":
+            return []
+        n = next(answered)
+        lane = {"stream_id": event["stream_id"]} if "stream_id" in event else {}
+        last = (event.get("input") or [{}])[-1]
+        if last.get("type") == "compaction_trigger":
+            item = COMPACTED
+        elif n == 1:
+            item = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "look_up", "arguments": "{}",
+                    "status": "completed"}  # fmt: skip
+        else:
+            item = {"type": "message", "id": f"msg_{n}", "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "text": ANSWER, "annotations": []}]}  # fmt: skip
+        response = {"id": f"resp_{n}", "object": "response", "status": "completed", "output": [item],
+                    "usage": responses_usage(input_tokens, 10)}  # fmt: skip
+        return [
+            {"type": "response.created", **lane, "response": {**response, "status": "in_progress", "output": []}},
+            {"type": "response.output_item.added", **lane, "output_index": 0, "item": item},
+            {"type": "response.output_item.done", **lane, "output_index": 0, "item": item},
+            {"type": "response.completed", **lane, "response": response},
+        ]
+
+    return script
+
+
+def test_a_long_codex_session_compacts_in_its_responses_stream_under_the_answer_rule(codex, g, fake, tmp_path):
+    """Codex compacts on OpenAI's side in its Responses stream (remote compaction v2): a response
+    whose input ends with `compaction_trigger`, answered with a `compaction` item whose content only
+    OpenAI reads. Under the answer rule that answer is read as any other: the item reaches Codex as
+    it came, and Codex sends it back in its next response."""
+    fake.script = compacting(50000)
+    sign_in(tmp_path)
+    before = len(g.audit())
+    done = run_codex(codex, g, tmp_path, "-c", "model_auto_compact_token_limit=20000")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ANSWER in done.stdout
+    [session] = fake.sessions
+    sent = [json.loads(m) for m in session.received]
+    assert [m.get("generate", True) for m in sent] == [False, True, True, True]
+    assert sent[2]["input"][-1] == {"type": "compaction_trigger"}
+    assert sent[3]["input"][-1] == COMPACTED  # the compaction as OpenAI gave it, back to OpenAI
+    records = responses_records(g, before, 4)
+    assert [(r["decision"], r["status"], r["answer_findings"], r["input_tokens"]) for r in records] == [
+        ("allow", 200, {}, 50000)] * 4  # fmt: skip
 
 
 # Codex's own provider for ChatGPT's backend with its WebSocket off: the same sign-in, over HTTP.

@@ -1,7 +1,8 @@
 """ChatGPT: chatgpt.com, where Codex signed in with ChatGPT calls its models. Its calls are a plan's
 (auth `subscription`): the user's access token goes upstream as it came. Only Codex's paths are read
 (`/backend-api/codex/…`): `responses` is the Responses API (over HTTP with server-sent events, or a
-WebSocket, as on api.openai.com), every other path there a service call; the rest of the host is
+WebSocket, as on api.openai.com), `responses/compact` a model call that compacts a conversation,
+every other path there a service call; the rest of the host is
 ChatGPT's web app, which goes on unread and is not a call (`governs_path`).
 
 Whose a call is, is read without a network call from the access token's claims, decoded WITHOUT
@@ -16,6 +17,7 @@ import binascii
 import posixpath
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
@@ -23,6 +25,7 @@ import orjson
 
 from tollgate.formats import OPENAI_API
 from tollgate.formats.exact import Unreadable, path_segments
+from tollgate.formats.openai_responses import COMPACT
 from tollgate.formats.request_facts import Classification
 from tollgate.providers.base import Provider
 from tollgate.providers.cost import Cost
@@ -105,8 +108,9 @@ class ChatGPT(Provider):
     error_format = OPENAI_API
     plan = ChatGPTPlans()
     # What Codex calls beside its responses: its models list and its analytics. Any other path
-    # (its compaction, cloud tasks and their diffs) may answer with what a model wrote.
+    # (its cloud tasks and their diffs) may answer with what a model wrote.
     service_without_model_text = frozenset(("codex.models", "codex.analytics-events.events"))
+    # A compaction asked otherwise than by POST is no model call Tollgate reads.
     service_model_text: ClassVar[Mapping[str, str]] = {
         "codex.responses.compact": "a compacted conversation (Codex's responses/compact)"
     }
@@ -124,5 +128,8 @@ class ChatGPT(Provider):
         rest = path_segments(path)[2:]
         if rest == ["responses"]:
             return classify_request(method, rest, data, query)
+        if rest == ["responses", "compact"] and method == "POST":
+            # A Responses body in; its answer, a compacted conversation, is read (`compaction_answer`).
+            return replace(classify_request(method, rest[:1], data, query), endpoint=COMPACT)
         named = [s for s in rest if _WORD.match(s)]
         return Classification(endpoint=".".join(["codex", *named]), service=True, wire_format=OPENAI_API)

@@ -123,7 +123,6 @@ CHATGPT = PROVIDERS["chatgpt"]
         ("/backend-api/conversation", False),
         ("/backend-api/codexes", False),
         ("/", False),
-        ("/backend-api/wham/usage", False),
     ],
 )
 def test_only_codexs_paths_are_calls(path: str, governed: bool) -> None:
@@ -140,6 +139,13 @@ def test_codexs_responses_path_is_the_responses_api_and_the_rest_service_calls()
     assert (models.endpoint, models.model, models.service) == ("codex.models", None, True)
     with pytest.raises(Unreadable):
         CHATGPT.classify("POST", "/backend-api//codex/responses", body)
+
+
+def test_codexs_compaction_is_a_model_call() -> None:
+    body = {"model": "gpt-5-codex", "input": [{"role": "user", "content": "hi"}], "instructions": "sum up"}
+    c = CHATGPT.classify("POST", "/backend-api/codex/responses/compact", body)
+    assert (c.endpoint, c.model, c.service, c.facts.stream, c.facts.has_system) == (
+        "responses.compact", "gpt-5-codex", False, False, True)  # fmt: skip
 
 
 @pytest.mark.parametrize(

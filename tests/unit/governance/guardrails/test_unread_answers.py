@@ -38,7 +38,7 @@ def carried(provider: str, method: str, path: str, body: dict[str, Any] | None =
         ("openai", "GET", "/v1/conversations/c1/items", None, "a conversation's stored answers"),
         ("openai", "GET", "/v1/containers/cntr_1/files/cfile_1/content", None, "a code interpreter's output file"),
         ("openai", "POST", "/v1/images/generations", {"model": "gpt-image-1", "prompt": "a cat", "stream": True}, "a streamed image generation"),
-        ("chatgpt", "POST", "/backend-api/codex/responses/compact", {"model": "m", "input": []}, "a compacted conversation (Codex's responses/compact)"),
+        ("chatgpt", "GET", "/backend-api/codex/responses/compact", None, "a compacted conversation (Codex's responses/compact)"),
         ("code_assist", "POST", "/v1internal:completeCode", {}, "a code completion (Code Assist's completeCode)"),
         ("anthropic", "POST", "/v1/complete", {"model": "claude-2.1", "prompt": "hi"}, "legacy Text Completions"),
         ("anthropic", "GET", "/v1/messages/batches/b1/results", None, "a Message Batch's results"),
@@ -64,6 +64,7 @@ def test_an_endpoint_whose_answers_carry_model_text(
         ("openai", "GET", "/v1/models", None),
         ("openai", "GET", "/v1/containers/cntr_1/files", None),
         ("openai", "POST", "/v1/chat/completions", CHAT),
+        ("chatgpt", "POST", "/backend-api/codex/responses/compact", {"model": "m", "input": []}),  # read
         ("gemini", "POST", "/v1beta/models/gemini-2.5-flash:countTokens", GEMINI),
         ("gemini", "POST", "/v1beta/models/text-embedding-004:embedContent", {}),
         ("vertex", "POST", "/v1/projects/p/locations/l/publishers/google/models/text-embedding-005:predict", {}),
