@@ -1,7 +1,7 @@
 """Answers that carry what a model wrote on paths no chat format covers, under an answer rule, through
 mitmdump: the plans' service paths that answer model text (Code Assist's `completeCode`), any other
-service path not known to carry none (Codex's cloud tasks, Code Assist's code generation,
-Copilot's agents), and an Assistants' code interpreter's files are refused
+service path not known to carry none (Codex's cloud tasks, on `/backend-api/wham/` too, Code
+Assist's code generation, Copilot's agents), and an Assistants' code interpreter's files are refused
 before they go upstream, while the agents' housekeeping service calls go on; Codex's
 `responses/compact` signed in with ChatGPT and an image generation's `revised_prompt` are read
 (redacted, or the answer refused 403); a HEAD, whose answer has no body, goes on; Copilot's inline
@@ -94,6 +94,11 @@ def answer(received: Received) -> Reply:
     """What each upstream answers: model text everywhere a model writes some."""
     if received.path.endswith("/responses/compact"):
         return Reply(200, compacted(received.json()))
+    if received.path == "/backend-api/wham/usage":
+        window = {"used_percent": 12.5, "limit_window_seconds": 18000, "reset_after_seconds": 3600}
+        return Reply(200, {"plan_type": "team", "rate_limit": {"allowed": True, "primary_window": window}})
+    if received.path.startswith("/backend-api/wham/tasks/"):
+        return Reply(200, {"task": {"id": "task_e_1", "title": TEXT}, "current_diff_task_turn": {"output_items": []}})
     if ":completeCode" in received.path:
         return Reply(200, {"completions": [{"text": TEXT}]})
     if "/engines/" in received.path:
@@ -213,6 +218,16 @@ def test_codexs_cloud_task_turns_are_refused_unread(gw):
     assert (error["error"]["code"], error["error"]["type"]) == ("content_denied", "permission_denied")
 
 
+def test_codexs_cloud_task_details_on_wham_are_refused_unread(gw):
+    """A cloud task's details (its diff, its messages: what the model wrote), as Codex signed in with
+    ChatGPT asks for them: a Codex service call, refused in OpenAI's error shape, never sent."""
+    error = service_refused(gw, "chatgpt", "chatgpt.com", "/backend-api/wham/tasks/task_e_68a1b2c3d4",
+                            ACCESS, "GET", "wham.tasks")  # fmt: skip
+    assert (error["error"]["code"], error["error"]["type"]) == ("content_denied", "permission_denied")
+    record = gw.last_audit()
+    assert (record["auth"], record["account"], record["model"]) == ("subscription", WORKSPACE, None)
+
+
 def test_code_assists_code_generation_is_refused_unread(gw):
     error = service_refused(gw, "code_assist", "cloudcode-pa.googleapis.com", "/v1internal:generateCode",
                             GOOGLE_TOKEN, "POST", "generateCode")  # fmt: skip
@@ -230,6 +245,7 @@ def test_a_copilot_agents_chat_is_refused_unread(gw):
     [
         ("chatgpt", "chatgpt.com", "/backend-api/codex/models?client_version=0.169.0", "GET", "codex.models"),
         ("chatgpt", "chatgpt.com", "/backend-api/codex/analytics-events/events", "POST", "codex.analytics-events.events"),
+        ("chatgpt", "chatgpt.com", "/backend-api/wham/usage", "GET", "wham.usage"),
         ("code_assist", "cloudcode-pa.googleapis.com", "/v1internal:loadCodeAssist", "POST", "loadCodeAssist"),
         ("code_assist", "cloudcode-pa.googleapis.com", "/v1internal:retrieveUserQuota", "POST", "retrieveUserQuota"),
         ("code_assist", "cloudcode-pa.googleapis.com", "/v1internal/operations/onboard-1", "GET", "operations"),
@@ -249,6 +265,23 @@ def test_the_plans_housekeeping_service_calls_go_on(gw, provider, host, path, me
     record = gw.wait_audit(records + 1)[-1]
     assert (record["endpoint"], record["status"], record["decision"], record["deny_reasons"]) == (
         endpoint, 200, "allow", [])  # fmt: skip
+
+
+def test_codexs_usage_on_wham_is_a_service_call_of_its_account(gw):
+    """Codex's rate limits (`/backend-api/wham/usage`): a Codex service call, identified by the
+    plan's token, audited with its endpoint and account, no model; it carries no model text, so it
+    goes on under the answer rule, its answer as it came."""
+    seen, records = len(gw.fakes["chatgpt"].received), len(gw.audit())
+    headers = {"Authorization": f"Bearer {ACCESS}", "ChatGPT-Account-ID": WORKSPACE}
+    got = send(gw.proxy.port, gw.bundle, "chatgpt.com", "/backend-api/wham/usage", method="GET", headers=headers)
+    assert (got.status, json.loads(got.body)["plan_type"]) == (200, "team")
+    (received,) = gw.fakes["chatgpt"].received[seen:]
+    assert (received.path, received.headers["authorization"]) == ("/backend-api/wham/usage", f"Bearer {ACCESS}")
+    record = gw.wait_audit(records + 1)[-1]
+    assert (record["provider"], record["endpoint"], record["auth"], record["account"], record["tenant"]) == (
+        "chatgpt", "wham.usage", "subscription", WORKSPACE, WORKSPACE)  # fmt: skip
+    assert (record["model"], record["input_tokens"], record["status"], record["decision"]) == (None, None, 200, "allow")
+    assert record["answer_findings"] is None
 
 
 def test_a_code_interpreters_file_content_is_refused_unread(gw):
