@@ -1,11 +1,13 @@
 """OpenAI's Codex CLI (`codex exec`), unchanged, signed in with ChatGPT: `~/.codex/auth.json` as
 `codex login` writes it, its tokens unsigned JWTs of test claims with a far expiry and a fresh
 `last_refresh` (Codex refreshes neither). It calls chatgpt.com through Tollgate, whose `chatgpt`
-provider sends that host to a fake: first the web app's `/backend-api/wham/accounts/check` (the
-workspace's routing, without which Codex does not ask), its models, plugins and analytics (answered
+provider sends that host to a fake: first `/backend-api/wham/accounts/check` (the workspace's
+routing, without which Codex does not ask) and its settings, models, plugins and analytics (answered
 404: Codex carries on), then `/backend-api/codex/responses` over its WebSocket, or over HTTP with
 server-sent events where its provider says so. Each response is a subscription call: the person's
-token goes upstream unchanged, pinned to the company's workspaces, audited with exact tokens."""
+token goes upstream unchanged, pinned to the company's workspaces, audited with exact tokens. Its
+`wham` calls are Codex service calls; its plugins (`/backend-api/ps/…`) the web app's, unread. A
+long session compacts in its Responses stream, read as any other answer."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import base64
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +36,8 @@ PROMPT = "Say hello"
 # Over its WebSocket Codex warms the connection up first (`generate: false`), then asks.
 SOCKET_USAGES = [responses_usage(1900, 0), responses_usage(1950, 7, cached=1792, reasoning=3)]
 SERVICE_EVENTS = "codex.analytics-events.events"  # its analytics: a service call
+# What it asks of `/backend-api/wham/` at start-up: its workspace's routing and its settings.
+WHAM = {"wham.accounts.check", "wham.settings.user"}
 HTTP_USAGES = [responses_usage(2100, 9, cached=1024, reasoning=4)]
 # A refusal in OpenAI's error shape, but for its message.
 UNREAD_ERROR = {"type": "permission_denied", "code": "content_denied", "param": None}
@@ -203,13 +207,19 @@ def test_codex_signed_in_with_chatgpt_over_its_websocket_is_governed_per_respons
     assert {(r["client"], r["auth"], r["model"], r["input_tokens"]) for r in services} == {
         ("alice", "subscription", None, None)
     }
-    assert {r["endpoint"] for r in g.audit()[before:]} == {"responses", "codex.models", SERVICE_EVENTS}
+    assert {r["endpoint"] for r in g.audit()[before:]} == {"responses", "codex.models", SERVICE_EVENTS, *WHAM}
     # Under the answer rule they went on all the same (the fake answers them 404), known to carry no
     # model text.
     assert {(r["decision"], r["status"]) for r in services} == {("allow", 404)}
     assert {r.target.partition("?")[0] for r in fake.requests} >= {
         "/backend-api/codex/models", "/backend-api/codex/analytics-events/events"}  # fmt: skip
-    assert {r.target.split("/")[2] for r in fake.requests} >= {"wham", "ps"}
+    # Its workspace's routing and settings: Codex service calls of its account, gone on unread.
+    wham = [r for r in g.audit()[before:] if r["endpoint"] in WHAM]
+    assert {(r["endpoint"], r["client"], r["auth"], r["account"], r["model"], r["decision"]) for r in wham} == {
+        (endpoint, "alice", "subscription", WORKSPACE, None, "allow") for endpoint in WHAM}  # fmt: skip
+    assert {r["status"] for r in wham if r["endpoint"] == "wham.accounts.check"} == {200}
+    # Its plugins are the web app's: gone on unread, with no record.
+    assert "ps" in {r.target.split("/")[2] for r in fake.requests}
     assert [(r["input_tokens"], r["output_tokens"], r["cached_tokens"], r["reasoning_tokens"]) for r in records] == [
         (1900, 0, 0, 0),
         (1950, 7, 1792, 3),
@@ -234,6 +244,62 @@ def test_a_codex_service_call_that_may_carry_model_text_is_refused_unread(g, fak
     assert (record["endpoint"], record["client"], record["auth"], record["status"], record["decision"]) == (
         "codex.tasks.turns", "alice", "subscription", 403, "deny")  # fmt: skip
     assert (record["deny_reasons"], record["answer_findings"]) == ([why], None)
+
+
+COMPACTED = {"type": "compaction", "id": "cmp_2", "encrypted_content": "gAAAAB-opaque-to-codex-and-tollgate"}
+
+
+def compacting(input_tokens: int) -> Callable[[dict], list[dict]]:
+    """The Responses WebSocket of a long session: the warm-up, then a tool call (Codex must follow
+    it up), a compaction where Codex asks for one (its input ends with `compaction_trigger`), else
+    the answer; every response reports `input_tokens`, over Codex's limit for compacting."""
+    answered = iter(range(10))
+
+    def script(event: dict) -> list[dict]:
+        if event.get("type") != "response.create":
+            return []
+        n = next(answered)
+        lane = {"stream_id": event["stream_id"]} if "stream_id" in event else {}
+        last = (event.get("input") or [{}])[-1]
+        if last.get("type") == "compaction_trigger":
+            item = COMPACTED
+        elif n == 1:
+            item = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "look_up", "arguments": "{}",
+                    "status": "completed"}  # fmt: skip
+        else:
+            item = {"type": "message", "id": f"msg_{n}", "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "text": ANSWER, "annotations": []}]}  # fmt: skip
+        response = {"id": f"resp_{n}", "object": "response", "status": "completed", "output": [item],
+                    "usage": responses_usage(input_tokens, 10)}  # fmt: skip
+        return [
+            {"type": "response.created", **lane, "response": {**response, "status": "in_progress", "output": []}},
+            {"type": "response.output_item.added", **lane, "output_index": 0, "item": item},
+            {"type": "response.output_item.done", **lane, "output_index": 0, "item": item},
+            {"type": "response.completed", **lane, "response": response},
+        ]
+
+    return script
+
+
+def test_a_long_codex_session_compacts_in_its_responses_stream_under_the_answer_rule(codex, g, fake, tmp_path):
+    """Codex compacts on OpenAI's side in its Responses stream (remote compaction v2): a response
+    whose input ends with `compaction_trigger`, answered with a `compaction` item whose content only
+    OpenAI reads. Under the answer rule that answer is read as any other: the item reaches Codex as
+    it came, and Codex sends it back in its next response."""
+    fake.script = compacting(50000)
+    sign_in(tmp_path)
+    before = len(g.audit())
+    done = run_codex(codex, g, tmp_path, "-c", "model_auto_compact_token_limit=20000")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ANSWER in done.stdout
+    [session] = fake.sessions
+    sent = [json.loads(m) for m in session.received]
+    assert [m.get("generate", True) for m in sent] == [False, True, True, True]
+    assert sent[2]["input"][-1] == {"type": "compaction_trigger"}
+    assert sent[3]["input"][-1] == COMPACTED  # the compaction as OpenAI gave it, back to OpenAI
+    records = responses_records(g, before, 4)
+    assert [(r["decision"], r["status"], r["answer_findings"], r["input_tokens"]) for r in records] == [
+        ("allow", 200, {}, 50000)] * 4  # fmt: skip
 
 
 # Codex's own provider for ChatGPT's backend with its WebSocket off: the same sign-in, over HTTP.
@@ -288,8 +354,9 @@ def test_a_key_pair_in_a_codex_prompt_is_redacted_before_it_reaches_openai(codex
     ]
 
 
-def test_codex_signed_in_to_another_workspace_is_refused_over_both_transports(codex, g, fake, tmp_path):
-    # Codex retries a refused WebSocket, falls back to HTTP, retries that too, then gives up.
+def test_codex_signed_in_to_another_workspace_is_refused_from_its_first_call(codex, g, fake, tmp_path):
+    """Its workspace's routing (`wham.accounts.check`, without which Codex asks for no response) is
+    refused already, as every Codex call of that account: Codex gives up before it asks."""
     fake.script = responding([ANSWER] * 20, [responses_usage(1, 1)] * 20)
     sign_in(tmp_path, PERSONAL, PERSONAL)
     before = len(g.audit())
@@ -298,16 +365,17 @@ def test_codex_signed_in_to_another_workspace_is_refused_over_both_transports(co
     assert ANSWER not in done.stdout
     assert "403 Forbidden: Tollgate: ChatGPT workspace personal-acct-77 is not one of" in done.stderr
     assert fake.sessions == []
-    assert not [r for r in fake.requests if r.target.startswith("/backend-api/codex/responses")]
-    records = responses_records(g, before, 2)
-    assert {(r["client"], r["auth"], r["account"], r["tenant"], r["decision"], r["status"]) for r in records} == {
+    assert not [r for r in fake.requests if r.target.startswith(("/backend-api/codex/", "/backend-api/wham/"))]
+    records = responses_records(g, before, 1, "wham.accounts.check")
+    assert records
+    refused = g.audit()[before:]
+    assert {(r["client"], r["auth"], r["account"], r["tenant"], r["decision"], r["status"]) for r in refused} == {
         ("alice", "subscription", "personal-acct-77", "personal-acct-77", "deny", 403)
     }
-    assert {tuple(r["deny_reasons"]) for r in records} == {
+    assert {tuple(r["deny_reasons"]) for r in refused} == {
         ("ChatGPT workspace personal-acct-77 is not one of subscriptions.chatgpt.workspaces",)
     }
-    # Its WebSocket refused at the upgrade, then its POSTs over HTTP.
-    assert {r["method"] for r in records} == {"GET", "POST"}
+    assert "responses" not in {r["endpoint"] for r in refused}
 
 
 def test_codex_behind_a_proxy_login_is_that_clients_whoever_its_account(codex, start_gateway, fake, tmp_path):

@@ -1,11 +1,11 @@
 """Answers that carry what a model wrote on paths no chat format covers, under an answer rule, through
-mitmdump: the plans' service paths that answer model text (Codex's `responses/compact` signed in
-with ChatGPT, Code Assist's `completeCode`), any other service path not known to carry none
-(Codex's cloud tasks, Code Assist's code generation, Copilot's agents), and an Assistants' code
-interpreter's files are refused before they go upstream, while the agents' housekeeping service
-calls go on; an image generation's `revised_prompt` is read (redacted, or the answer
-refused 403); a HEAD, whose answer has no body, goes on; Copilot's inline completions host is
-governed as Copilot, its legacy Completions stream read."""
+mitmdump: the plans' service paths that answer model text (Code Assist's `completeCode`), any other
+service path not known to carry none (Codex's cloud tasks, on `/backend-api/wham/` too, Code
+Assist's code generation, Copilot's agents), and an Assistants' code interpreter's files are refused
+before they go upstream, while the agents' housekeeping service calls go on; Codex's
+`responses/compact` signed in with ChatGPT and an image generation's `revised_prompt` are read
+(redacted, or the answer refused 403); a HEAD, whose answer has no body, goes on; Copilot's inline
+completions host is governed as Copilot, its legacy Completions stream read."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ BOB = "tg-unread-plans-bob-0001"
 AWS = samples.AWS_KEY_ID
 TEXT = f"Here is the key from the file: {AWS} and nothing else."
 KINDS = ["secrets.aws_access_key_id"]
+KIND = KINDS[0]
+STRICT = "gpt-5-codex-strict"  # a model whose answers' values are denied, whoever asks
 WORKSPACE = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 GOOGLE_TOKEN = "ya29.a0-unread-plans-token-0001"
 COPILOT_TOKEN = (
@@ -57,6 +59,7 @@ def config(urls: dict[str, str]) -> dict:
         "guardrails": [
             {"on": ["answer"], "detect": KINDS, "action": "redact"},
             {"match": {"client": "bob"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
+            {"match": {"model": STRICT}, "on": ["answer"], "detect": KINDS, "action": "deny"},
         ],
     }
 
@@ -72,11 +75,30 @@ def inline_completion() -> list[bytes]:
     return [*events, end, sse("[DONE]")]
 
 
+# A compaction's own item: only OpenAI reads its content (neither Codex nor Tollgate), whatever it holds.
+COMPACTION = {"type": "compaction", "id": "cmp_1", "encrypted_content": f"gAAAAB{AWS}"}
+COMPACT_USAGE = {"input_tokens": 41000, "input_tokens_details": {"cached_tokens": 1024}, "output_tokens": 900,
+                 "output_tokens_details": {"reasoning_tokens": 600}, "total_tokens": 41900}  # fmt: skip
+
+
+def compacted(asked: dict) -> dict:
+    """A compacted conversation: the user's message kept (with the key), the compaction; an item of a
+    type Tollgate does not know where the instructions ask for one."""
+    kept = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": TEXT}]}
+    unknown = [{"type": "summary_v3", "text": "the session so far"}] if "unknown" in asked["instructions"] else []
+    return {"id": "cmp_resp_1", "object": "response.compaction", "created_at": 1764300000,
+            "output": [kept, *unknown, COMPACTION], "usage": COMPACT_USAGE}  # fmt: skip
+
+
 def answer(received: Received) -> Reply:
     """What each upstream answers: model text everywhere a model writes some."""
     if received.path.endswith("/responses/compact"):
-        text = {"type": "output_text", "text": TEXT}
-        return Reply(200, {"output": [{"type": "message", "role": "assistant", "content": [text]}]})
+        return Reply(200, compacted(received.json()))
+    if received.path == "/backend-api/wham/usage":
+        window = {"used_percent": 12.5, "limit_window_seconds": 18000, "reset_after_seconds": 3600}
+        return Reply(200, {"plan_type": "team", "rate_limit": {"allowed": True, "primary_window": window}})
+    if received.path.startswith("/backend-api/wham/tasks/"):
+        return Reply(200, {"task": {"id": "task_e_1", "title": TEXT}, "current_diff_task_turn": {"output_items": []}})
     if ":completeCode" in received.path:
         return Reply(200, {"completions": [{"text": TEXT}]})
     if "/engines/" in received.path:
@@ -121,14 +143,52 @@ def refused_unread(gw, provider: str, answered, carried: str) -> None:
     assert record["answer_findings"] is None
 
 
-def test_codexs_compaction_signed_in_with_chatgpt_is_refused_unread(gw):
-    body = {"model": "gpt-5-codex", "input": [{"role": "user", "content": "hi"}], "instructions": "sum up"}
-    refused_unread(
-        gw,
-        "chatgpt",
-        lambda: raw(gw, "chatgpt.com", "/backend-api/codex/responses/compact", ACCESS, body),
-        "a compacted conversation (Codex's responses/compact)",
-    )
+def compact(gw, model: str = "gpt-5-codex", instructions: str = "sum up"):
+    """Codex's compaction as it asked for it before it compacted in its Responses stream
+    (`CompactionInput`: the model, the conversation, its instructions)."""
+    body = {"model": model, "input": [{"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": "hi"}]}], "instructions": instructions}  # fmt: skip
+    return raw(gw, "chatgpt.com", "/backend-api/codex/responses/compact", ACCESS, body)
+
+
+def test_codexs_compaction_signed_in_with_chatgpt_is_read_and_redacted(gw):
+    seen, records = len(gw.fakes["chatgpt"].received), len(gw.audit())
+    got = compact(gw)
+    assert (got.status, got.headers.get("x-tollgate-error")) == (200, None)
+    answered = json.loads(got.body)
+    kept = {"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": TEXT.replace(AWS, f"[REDACTED:{KIND}]")}]}  # fmt: skip
+    assert answered["output"] == [kept, COMPACTION]  # the compaction's content as it came
+    assert answered["usage"] == COMPACT_USAGE
+    (received,) = gw.fakes["chatgpt"].received[seen:]
+    assert (received.path, received.headers["authorization"]) == (
+        "/backend-api/codex/responses/compact", f"Bearer {ACCESS}")  # fmt: skip
+    record = gw.wait_audit(records + 1)[-1]
+    assert (record["provider"], record["endpoint"], record["model"], record["auth"], record["account"]) == (
+        "chatgpt", "responses.compact", "gpt-5-codex", "subscription", WORKSPACE)  # fmt: skip
+    assert (record["status"], record["decision"], record["answer_findings"]) == (200, "allow", {KIND: 1})
+    assert (record["input_tokens"], record["output_tokens"], record["cached_tokens"], record["reasoning_tokens"]) == (
+        41000, 900, 1024, 600)  # fmt: skip
+
+
+def test_codexs_compaction_with_a_value_to_deny_is_refused_403(gw):
+    records = len(gw.audit())
+    got = compact(gw, STRICT)
+    assert (got.status, got.headers.get("x-tollgate-error")) == (403, "content_denied")
+    error = json.loads(got.body)["error"]
+    assert (error["code"], AWS in got.body.decode()) == ("content_denied", False)
+    record = gw.wait_audit(records + 1)[-1]
+    assert (record["endpoint"], record["status"], record["decision"], record["answer_findings"]) == (
+        "responses.compact", 403, "deny", {KIND: 1})  # fmt: skip
+
+
+def test_a_compaction_holding_an_item_not_known_is_refused_unread(gw):
+    records = len(gw.audit())
+    got = compact(gw, instructions="sum up, unknown items welcome")
+    assert (got.status, got.headers.get("x-tollgate-error")) == (403, "content_denied")
+    assert AWS not in got.body.decode() and "the session so far" not in got.body.decode()
+    record = gw.wait_audit(records + 1)[-1]
+    assert (record["endpoint"], record["status"], record["decision"]) == ("responses.compact", 403, "deny")
 
 
 def test_code_assists_code_completion_is_refused_unread(gw):
@@ -158,6 +218,16 @@ def test_codexs_cloud_task_turns_are_refused_unread(gw):
     assert (error["error"]["code"], error["error"]["type"]) == ("content_denied", "permission_denied")
 
 
+def test_codexs_cloud_task_details_on_wham_are_refused_unread(gw):
+    """A cloud task's details (its diff, its messages: what the model wrote), as Codex signed in with
+    ChatGPT asks for them: a Codex service call, refused in OpenAI's error shape, never sent."""
+    error = service_refused(gw, "chatgpt", "chatgpt.com", "/backend-api/wham/tasks/task_e_68a1b2c3d4",
+                            ACCESS, "GET", "wham.tasks")  # fmt: skip
+    assert (error["error"]["code"], error["error"]["type"]) == ("content_denied", "permission_denied")
+    record = gw.last_audit()
+    assert (record["auth"], record["account"], record["model"]) == ("subscription", WORKSPACE, None)
+
+
 def test_code_assists_code_generation_is_refused_unread(gw):
     error = service_refused(gw, "code_assist", "cloudcode-pa.googleapis.com", "/v1internal:generateCode",
                             GOOGLE_TOKEN, "POST", "generateCode")  # fmt: skip
@@ -175,6 +245,7 @@ def test_a_copilot_agents_chat_is_refused_unread(gw):
     [
         ("chatgpt", "chatgpt.com", "/backend-api/codex/models?client_version=0.169.0", "GET", "codex.models"),
         ("chatgpt", "chatgpt.com", "/backend-api/codex/analytics-events/events", "POST", "codex.analytics-events.events"),
+        ("chatgpt", "chatgpt.com", "/backend-api/wham/usage", "GET", "wham.usage"),
         ("code_assist", "cloudcode-pa.googleapis.com", "/v1internal:loadCodeAssist", "POST", "loadCodeAssist"),
         ("code_assist", "cloudcode-pa.googleapis.com", "/v1internal:retrieveUserQuota", "POST", "retrieveUserQuota"),
         ("code_assist", "cloudcode-pa.googleapis.com", "/v1internal/operations/onboard-1", "GET", "operations"),
@@ -194,6 +265,23 @@ def test_the_plans_housekeeping_service_calls_go_on(gw, provider, host, path, me
     record = gw.wait_audit(records + 1)[-1]
     assert (record["endpoint"], record["status"], record["decision"], record["deny_reasons"]) == (
         endpoint, 200, "allow", [])  # fmt: skip
+
+
+def test_codexs_usage_on_wham_is_a_service_call_of_its_account(gw):
+    """Codex's rate limits (`/backend-api/wham/usage`): a Codex service call, identified by the
+    plan's token, audited with its endpoint and account, no model; it carries no model text, so it
+    goes on under the answer rule, its answer as it came."""
+    seen, records = len(gw.fakes["chatgpt"].received), len(gw.audit())
+    headers = {"Authorization": f"Bearer {ACCESS}", "ChatGPT-Account-ID": WORKSPACE}
+    got = send(gw.proxy.port, gw.bundle, "chatgpt.com", "/backend-api/wham/usage", method="GET", headers=headers)
+    assert (got.status, json.loads(got.body)["plan_type"]) == (200, "team")
+    (received,) = gw.fakes["chatgpt"].received[seen:]
+    assert (received.path, received.headers["authorization"]) == ("/backend-api/wham/usage", f"Bearer {ACCESS}")
+    record = gw.wait_audit(records + 1)[-1]
+    assert (record["provider"], record["endpoint"], record["auth"], record["account"], record["tenant"]) == (
+        "chatgpt", "wham.usage", "subscription", WORKSPACE, WORKSPACE)  # fmt: skip
+    assert (record["model"], record["input_tokens"], record["status"], record["decision"]) == (None, None, 200, "allow")
+    assert record["answer_findings"] is None
 
 
 def test_a_code_interpreters_file_content_is_refused_unread(gw):

@@ -15,6 +15,8 @@ OPENAI_CHAT = "openai-chat"
 OPENAI_COMPLETIONS = "openai-completions"
 # OpenAI's Responses API (`/v1/responses`, and its plans' and compatible APIs'), as answers are read.
 OPENAI_RESPONSES = "openai-responses"
+# A compacted conversation (`…/responses/compact`: Responses output items, one of them a `compaction`).
+OPENAI_COMPACTION = "openai-compaction"
 # OpenAI's image generations (`/v1/images/generations`: each image's `revised_prompt`), as answers are read.
 OPENAI_IMAGES = "openai-images"
 ANTHROPIC_MESSAGES = "anthropic-messages"

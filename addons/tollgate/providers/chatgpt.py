@@ -1,8 +1,10 @@
 """ChatGPT: chatgpt.com, where Codex signed in with ChatGPT calls its models. Its calls are a plan's
 (auth `subscription`): the user's access token goes upstream as it came. Only Codex's paths are read
-(`/backend-api/codex/…`): `responses` is the Responses API (over HTTP with server-sent events, or a
-WebSocket, as on api.openai.com), every other path there a service call; the rest of the host is
-ChatGPT's web app, which goes on unread and is not a call (`governs_path`).
+(`/backend-api/codex/…` and `/backend-api/wham/…`): `codex/responses` is the Responses API (over
+HTTP with server-sent events, or a WebSocket, as on api.openai.com), `codex/responses/compact` a
+model call that compacts a conversation, every other path there a service call (Codex's models,
+analytics, usage, settings, environments and cloud tasks); the rest of the host is ChatGPT's web
+app, which goes on unread and is not a call (`governs_path`).
 
 Whose a call is, is read without a network call from the access token's claims, decoded WITHOUT
 verifying its signature (OpenAI verifies it: Tollgate only reads whose it is, to name the caller
@@ -16,6 +18,7 @@ import binascii
 import posixpath
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
@@ -23,6 +26,7 @@ import orjson
 
 from tollgate.formats import OPENAI_API
 from tollgate.formats.exact import Unreadable, path_segments
+from tollgate.formats.openai_responses import COMPACT
 from tollgate.formats.request_facts import Classification
 from tollgate.providers.base import Provider
 from tollgate.providers.cost import Cost
@@ -31,6 +35,12 @@ from tollgate.providers.openai import classify_request
 from tollgate.providers.plans import NO_ACCOUNT, ForeignAccount, PlanAccount, PlanReader
 
 CODEX_PREFIX = "/backend-api/codex/"
+# Where Codex signed in with ChatGPT asks for its usage, settings, environments and cloud tasks.
+WHAM_PREFIX = "/backend-api/wham/"
+PREFIXES = {CODEX_PREFIX: "codex", WHAM_PREFIX: "wham"}  # each prefix → the first word of its endpoints
+# The paths whose segments after these words are names, not endpoint words (an environment found by
+# its GitHub repository: `environments/by-repo/github/{owner}/{repo}`).
+NAMED_AFTER = (("environments", "by-repo", "github"),)
 # A fixed path word (`models`, `analytics-events`): letters joined by `_` or `-`. Anything else (a
 # task's or an environment's id holds digits) is an id, left out of a name.
 _WORD = re.compile(r"^[a-z]+(?:[-_][a-z]+)*$")
@@ -104,9 +114,21 @@ class ChatGPT(Provider):
     cost = Cost("openai")  # `cost_usd`: what the same tokens cost with a key
     error_format = OPENAI_API
     plan = ChatGPTPlans()
-    # What Codex calls beside its responses: its models list and its analytics. Any other path
-    # (its compaction, cloud tasks and their diffs) may answer with what a model wrote.
-    service_without_model_text = frozenset(("codex.models", "codex.analytics-events.events"))
+    # What Codex calls beside its responses that answers with no model text: its models list and
+    # analytics; its workspace's routing, usage and rate limits, settings, profile, managed
+    # configuration, environments, signing keys and credits. Any other path (its cloud tasks, their
+    # turns and diffs, a thread's usage by title, its remote control) may answer with what a model
+    # wrote, or Tollgate does not know what it answers.
+    service_without_model_text = frozenset(
+        (
+            *("codex.models", "codex.analytics-events.events"),
+            *("wham.accounts.check", "wham.accounts.send_add_credits_nudge_email", "wham.usage"),
+            *("wham.rate-limit-reset-credits", "wham.rate-limit-reset-credits.consume", "wham.settings.user"),
+            *("wham.profiles.me", "wham.config.bundle", "wham.config.requirements", "wham.agent-identities.jwks"),
+            *("wham.environments", "wham.environments.by-repo.github", "wham.workspace-messages"),
+        )
+    )
+    # A compaction asked otherwise than by POST is no model call Tollgate reads.
     service_model_text: ClassVar[Mapping[str, str]] = {
         "codex.responses.compact": "a compacted conversation (Codex's responses/compact)"
     }
@@ -116,13 +138,24 @@ class ChatGPT(Provider):
         # collapsed): a path that could reach Codex's is governed, and `classify` refuses it unless
         # it is written canonically.
         loose = posixpath.normpath("/" + unquote(path).lower()).lstrip("/") + "/"
-        return loose.startswith(CODEX_PREFIX[1:])
+        return loose.startswith(tuple(prefix[1:] for prefix in PREFIXES))
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
-        if not path.startswith(CODEX_PREFIX):
-            raise Unreadable("ChatGPT's calls are under /backend-api/codex/")
+        first = next((word for prefix, word in PREFIXES.items() if path.startswith(prefix)), None)
+        if first is None:
+            raise Unreadable("ChatGPT's calls are under /backend-api/codex/ and /backend-api/wham/")
         rest = path_segments(path)[2:]
-        if rest == ["responses"]:
+        if first == "codex" and rest == ["responses"]:
             return classify_request(method, rest, data, query)
-        named = [s for s in rest if _WORD.match(s)]
-        return Classification(endpoint=".".join(["codex", *named]), service=True, wire_format=OPENAI_API)
+        if first == "codex" and rest == ["responses", "compact"] and method == "POST":
+            # A Responses body in; its answer, a compacted conversation, is read (`compaction_answer`).
+            return replace(classify_request(method, rest[:1], data, query), endpoint=COMPACT)
+        return Classification(endpoint=".".join([first, *endpoint_words(rest)]), service=True, wire_format=OPENAI_API)
+
+
+def endpoint_words(segments: list[str]) -> list[str]:
+    """A service path's words, ids left out, and names after the words of `NAMED_AFTER`."""
+    for words in NAMED_AFTER:
+        if tuple(segments[: len(words)]) == words:
+            return list(words)
+    return [s for s in segments if _WORD.match(s)]

@@ -123,7 +123,11 @@ CHATGPT = PROVIDERS["chatgpt"]
         ("/backend-api/conversation", False),
         ("/backend-api/codexes", False),
         ("/", False),
-        ("/backend-api/wham/usage", False),
+        ("/backend-api/wham/usage", True),
+        ("/backend-api/wham/tasks/task_e_1", True),
+        ("/backend-api/WHAM/usage", True),  # governed, then refused
+        ("/backend-api/whammy", False),
+        ("/backend-api/ps/plugins/installed", False),
     ],
 )
 def test_only_codexs_paths_are_calls(path: str, governed: bool) -> None:
@@ -140,6 +144,17 @@ def test_codexs_responses_path_is_the_responses_api_and_the_rest_service_calls()
     assert (models.endpoint, models.model, models.service) == ("codex.models", None, True)
     with pytest.raises(Unreadable):
         CHATGPT.classify("POST", "/backend-api//codex/responses", body)
+    with pytest.raises(Unreadable):
+        CHATGPT.classify("GET", "/backend-api/WHAM/usage", None)
+
+
+def test_codexs_compaction_is_a_model_call_and_wham_a_service() -> None:
+    body = {"model": "gpt-5-codex", "input": [{"role": "user", "content": "hi"}], "instructions": "sum up"}
+    c = CHATGPT.classify("POST", "/backend-api/codex/responses/compact", body)
+    assert (c.endpoint, c.model, c.service, c.facts.stream, c.facts.has_system) == (
+        "responses.compact", "gpt-5-codex", False, False, True)  # fmt: skip
+    usage = CHATGPT.classify("GET", "/backend-api/wham/usage", None)
+    assert (usage.endpoint, usage.model, usage.service) == ("wham.usage", None, True)
 
 
 @pytest.mark.parametrize(
@@ -148,6 +163,10 @@ def test_codexs_responses_path_is_the_responses_api_and_the_rest_service_calls()
         ("/backend-api/codex/analytics-events/events", "codex.analytics-events.events"),  # what Codex posts
         ("/backend-api/codex/tasks/task_e_68a1b2c3d4/turns", "codex.tasks.turns"),  # an id is left out
         ("/backend-api/codex/environments/0a1b2c3d-4e5f-4a6b/by-repo", "codex.environments.by-repo"),
+        ("/backend-api/wham/usage", "wham.usage"),
+        ("/backend-api/wham/tasks/task_e_68a1b2c3d4", "wham.tasks"),
+        ("/backend-api/wham/tasks/task_e_1/turns/turn_2/sibling_turns", "wham.tasks.turns.sibling_turns"),
+        ("/backend-api/wham/environments/by-repo/github/openai/codex", "wham.environments.by-repo.github"),  # no repo
     ],
 )
 def test_a_service_call_is_named_by_its_paths_fixed_words(path: str, endpoint: str) -> None:

@@ -1,17 +1,20 @@
-"""The usage of an OpenAI-format answer, whichever endpoint gave it: a Responses answer's, else one in
-Chat Completions' shape (chat, legacy completions, embeddings); read whole or as it streams."""
+"""The usage of an OpenAI-format answer, whichever endpoint gave it: a Responses answer's (a compacted
+conversation's too), else one in Chat Completions' shape (chat, legacy completions, embeddings);
+read whole or as it streams."""
 
 from __future__ import annotations
 
 from tollgate.formats.json_codec import parse_json
 from tollgate.formats.openai_chat import ChatStreamReader, answer_usage
-from tollgate.formats.openai_responses import RESPONSES, ResponsesStreamReader, response_usage
+from tollgate.formats.openai_responses import COMPACT, RESPONSES, ResponsesStreamReader, response_usage
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import UsageReader, is_event_stream
 from tollgate.formats.wire import Headers
 
 CHAT = "chat.completions"
+# The endpoints whose answers count their usage as a Responses answer does (`usage.input_tokens`, …).
+IN_RESPONSES_USAGE = frozenset((RESPONSES, COMPACT))
 
 
 def usage_of(endpoint: str | None, body: bytes | None) -> Usage:
@@ -19,7 +22,7 @@ def usage_of(endpoint: str | None, body: bytes | None) -> Usage:
     data = parse_json(body)
     if data is None:
         return Usage()
-    return response_usage(data) if endpoint == RESPONSES else answer_usage(data, endpoint)
+    return response_usage(data) if endpoint in IN_RESPONSES_USAGE else answer_usage(data, endpoint)
 
 
 def stream_reader(endpoint: str | None) -> UsageReader:

@@ -7,7 +7,7 @@ package). Tollgate does not translate it: a route to another format takes Chat C
 from __future__ import annotations
 
 from tollgate.formats.openai_responses.answer import response_usage
-from tollgate.formats.openai_responses.request import RESPONSES, read_facts, read_tools
+from tollgate.formats.openai_responses.request import COMPACT, RESPONSES, read_facts, read_tools
 from tollgate.formats.openai_responses.stream import ResponsesStreamReader
 
-__all__ = ["RESPONSES", "ResponsesStreamReader", "read_facts", "read_tools", "response_usage"]
+__all__ = ["COMPACT", "RESPONSES", "ResponsesStreamReader", "read_facts", "read_tools", "response_usage"]

@@ -11,6 +11,9 @@ from tollgate.formats.openai_chat import has_system_message
 from tollgate.formats.request_facts import McpServer, RequestFacts
 
 RESPONSES = "responses"  # the endpoint
+# Codex's compaction signed in with ChatGPT (`/backend-api/codex/responses/compact`): a Responses
+# body in, a compacted conversation out (`{output, usage}`).
+COMPACT = "responses.compact"
 # Fields that add to a request's input what OpenAI holds: a previous response (its input and
 # output), a conversation's items, a stored prompt. OpenAI bills them as input.
 HELD_INPUT = ("previous_response_id", "conversation", "prompt")

@@ -21,6 +21,7 @@ from tollgate.formats import (
     MCP_RESULTS,
     OPENAI_API,
     OPENAI_CHAT,
+    OPENAI_COMPACTION,
     OPENAI_COMPLETIONS,
     OPENAI_IMAGES,
     OPENAI_RESPONSES,
@@ -28,9 +29,10 @@ from tollgate.formats import (
 from tollgate.formats.bedrock_converse.fields import EVENT_STREAM
 from tollgate.formats.bedrock_invoke import is_claude
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
-from tollgate.formats.openai_responses import RESPONSES
+from tollgate.formats.openai_responses import COMPACT, RESPONSES
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.guardrails import (
+    compaction_answer,
     completions_answer,
     gemini_answer,
     images_answer,
@@ -174,6 +176,13 @@ ANSWER_FORMATS: dict[str, AnswerFormat] = {
     OPENAI_IMAGES: AnswerFormat(
         images_answer.UnreadStream, images_answer.guard_images_json, denied_event, stream_types=frozenset()
     ),
+    # A compacted conversation: one JSON object, never streamed (a stream stops unread).
+    OPENAI_COMPACTION: AnswerFormat(
+        images_answer.UnreadStream,
+        compaction_answer.guard_compaction_json,
+        responses_answer.denied_event,
+        stream_types=frozenset(),
+    ),
     MCP_RESULTS: AnswerFormat(
         McpAnswerGuard, guard_mcp_json, mcp_answer.denied_event, saved=_mcp_saved, denied_inside=True
     ),
@@ -184,6 +193,7 @@ ANSWER_FORMATS: dict[str, AnswerFormat] = {
 ANSWER_ENDPOINTS: dict[str, str] = {
     # The plans' (Copilot's, ChatGPT's) name no chat formats: their answers are in these all the same.
     RESPONSES: OPENAI_RESPONSES,
+    COMPACT: OPENAI_COMPACTION,
     "chat.completions": OPENAI_CHAT,
     # Code Assist's model calls (Gemini and Vertex AI name theirs among their chat formats).
     "generateContent": CODE_ASSIST,

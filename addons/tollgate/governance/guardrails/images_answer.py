@@ -51,8 +51,9 @@ def guard_images_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, st
 
 
 class UnreadStream:
-    """An image generation answered with a stream where none was asked (streamed ones are refused
-    before they go): not read, it stops at its first piece."""
+    """An answer read whole only (an image generation's, a compacted conversation's) that came as a
+    stream where none was asked (streamed ones are refused before they go): not read, it stops at
+    its first piece."""
 
     def __init__(self, compiled: AnswerDetectors) -> None:
         self.denied: str | None = None
