@@ -21,18 +21,50 @@ written anew once its pieces' holders say what goes on), `_orphan` (an event for
 
 from __future__ import annotations
 
+import json
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 
+import orjson
+
+from tollgate.formats.json_codec import parse_json
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner, counter_copy
 
 # The events that may wait behind one whose text is held (of other channels): past that, it goes
 # on with what is known of its text, so that a stream is never held long.
 WAITING_BYTES = 64 << 10
 UNREAD = "unread"
+
+
+class Unpaired(ValueError):
+    """A JSON string holds a UTF-16 surrogate not paired (`\\ud800` alone): no text, it can be
+    neither read nor written as UTF-8. Its event is unread."""
+
+
+def unpaired(value: Any) -> bool:
+    """Whether a JSON value's strings hold a surrogate not paired."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def answer_json(data: bytes) -> dict[str, Any] | None:
+    """An event's JSON object as `parse_json` reads it (None: not one); raises `Unpaired` where a
+    string holds a surrogate not paired. What orjson reads holds none (it refuses them): only what
+    it refuses is looked at."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        found = parse_json(data)
+        if found is not None and unpaired(found):
+            raise Unpaired("a string with a surrogate not paired") from None
+        return found
+    return value if type(value) is dict else None
 
 
 @dataclass(slots=True)

@@ -30,6 +30,7 @@ from tollgate.governance.guardrails.event_guard import (  # noqa: F401
     EventGuard,
     Pending,
     Piece,
+    unpaired,
 )
 from tollgate.governance.guardrails.logprob_tokens import gemini_spells
 from tollgate.governance.guardrails.text import PLACEHOLDER
@@ -263,7 +264,7 @@ class GeminiAnswerGuard(EventGuard):
             obj = json.loads(data)
         except ValueError:
             obj = None
-        if not isinstance(obj, dict) or (_SURROGATE.search(data) is not None and _lone_surrogate(obj)):
+        if not isinstance(obj, dict) or (_SURROGATE.search(data) is not None and unpaired(obj)):
             return self._unread(item)  # what cannot be read does not go on
         item.obj = obj
         answer = obj.get(self._envelope) if self._envelope is not None else obj
@@ -579,15 +580,6 @@ def _carries_text(value: Any) -> bool:
         return any(key or _carries_text(inner) for key, inner in value.items())
     if isinstance(value, list):
         return any(_carries_text(inner) for inner in value)
-    return False
-
-
-def _lone_surrogate(obj: Any) -> bool:
-    """Whether a JSON object's strings hold a surrogate not paired (not text)."""
-    try:
-        json.dumps(obj, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        return True
     return False
 
 

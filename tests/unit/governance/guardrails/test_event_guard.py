@@ -14,15 +14,27 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from botocore.eventstream import EventStreamBuffer
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from support.eventstream import invoke_chunk
+from support.eventstream import event, invoke_chunk
 from support.examples import examples
 from support.guardrail_samples import EMAIL
+from tollgate.formats import (
+    ANTHROPIC_MESSAGES,
+    BEDROCK_CONVERSE,
+    BEDROCK_INVOKE,
+    CLAUDE_ON_BEDROCK,
+    GEMINI_GENERATE,
+    OPENAI_CHAT,
+    OPENAI_COMPLETIONS,
+    OPENAI_RESPONSES,
+)
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
+from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS
 from tollgate.governance.guardrails.bedrock_answer import InvokeAnswerGuard
 from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard
 from tollgate.governance.guardrails.completions_answer import CompletionsAnswerGuard
@@ -190,3 +202,69 @@ def test_a_value_in_the_second_piece_of_an_event_leaves_the_first_as_it_came() -
             (later,) = [block for block in data.split(b"\n\n") if b"Fine " in block]
             assert later in out.split(b"\n\n"), name  # the event after it goes on as it came
             assert b'"Mail "' in out, name  # the first piece keeps its own text
+
+
+# A piece of text, then one with a surrogate not paired (json.dumps writes it `\ud800`), in each
+# streamed format's own events.
+LONE = "a\ud800b"
+
+
+def _messages_events(texts: list[str]) -> list[dict[str, Any]]:
+    begin = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    deltas = [{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}} for t in texts]
+    return [{"type": "message_start", "message": {"role": "assistant", "content": []}}, begin, *deltas]
+
+
+def _responses_events(texts: list[str]) -> list[dict[str, Any]]:
+    item = {"type": "message", "id": "m1", "role": "assistant", "content": []}
+    return [
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+        *(
+            {"type": "response.output_text.delta", "item_id": "m1", "output_index": 0, "content_index": 0, "delta": t}
+            for t in texts
+        ),
+    ]
+
+
+LONE_STREAMS: dict[str, Callable[[list[str]], bytes]] = {
+    OPENAI_CHAT: lambda texts: _sse([{"choices": [{"index": 0, "delta": {"content": t}}]} for t in texts], b""),
+    OPENAI_COMPLETIONS: lambda texts: _sse([{"choices": [{"index": 0, "text": t}]} for t in texts], b""),
+    OPENAI_RESPONSES: lambda texts: _sse(_responses_events(texts), b""),
+    ANTHROPIC_MESSAGES: lambda texts: b"".join(
+        f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in _messages_events(texts)
+    ),
+    CLAUDE_ON_BEDROCK: lambda texts: b"".join(invoke_chunk(e) for e in _messages_events(texts)),
+    GEMINI_GENERATE: lambda texts: _sse([{"candidates": [{"content": {"parts": [{"text": t}]}}]} for t in texts], b""),
+    BEDROCK_CONVERSE: lambda texts: b"".join(
+        event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": t}}) for t in texts
+    ),
+    BEDROCK_INVOKE: lambda texts: b"".join(
+        invoke_chunk({"choices": [{"index": 0, "delta": {"content": t}}]}) for t in texts
+    ),
+}
+
+
+def _seen(data: bytes) -> bytes:
+    """What a client reads of a stream: an event stream's frames, a chunk's bytes decoded."""
+    if not data.startswith(b"\x00"):
+        return data
+    buffer = EventStreamBuffer()
+    buffer.add_data(data)
+    payloads = [json.loads(m.payload) for m in buffer]
+    return b"".join(base64.b64decode(p["bytes"]) if "bytes" in p else json.dumps(p).encode() for p in payloads)
+
+
+@pytest.mark.parametrize("read", [1, 100_000])
+@pytest.mark.parametrize("name", sorted(LONE_STREAMS))
+def test_a_lone_surrogate_in_a_delta_stops_the_stream_unread(name: str, read: int) -> None:
+    """A delta whose text holds a surrogate not paired cannot be read: the stream stops before
+    it, unread, with the format's own end; what came before it goes on; nothing is raised."""
+    data = LONE_STREAMS[name](["Fine. ", LONE, "more"])
+    assert b"\\ud800" in _seen(data)
+    answer = ANSWER_FORMATS[name]
+    guard = answer.stream(REDACT)
+    out = b"".join(guard.feed(data[i : i + read]) for i in range(0, len(data), read))
+    out += guard.flush()
+    assert guard.denied == "unread"
+    assert out.endswith(answer.denied_end("unread"))
+    assert b"ud800" not in _seen(out) and b"more" not in _seen(out) and b"Fine. " in _seen(out)
