@@ -148,6 +148,11 @@ class ChatAnswerGuard(EventGuard):
             return out if out is not None else self._read_units(units)
         return super().feed(chunk)
 
+    def reads_at_once(self, chunk: bytes) -> bool:
+        """Whether a read is cheap on the event loop whatever its size: small events its template
+        passes (`chat_template.TemplatePass.light`)."""
+        return self.denied is None and not self._closed and self._by_template.light(chunk, self._framer.held_size)
+
     def _units(self, chunk: bytes) -> list[Any]:
         return self._framer.feed(chunk)
 
