@@ -124,6 +124,13 @@ def unreadable_stream() -> list[bytes]:
     return [*events, UNREADABLE_EVENT, chunk({"content": " after"}), chunk({}, "stop"), sse("[DONE]")]
 
 
+def lone_surrogate_stream() -> list[bytes]:
+    """A delta whose text holds `\\ud800` with no low surrogate after it: no text, it cannot be read."""
+    lone = chunk({"content": "LONE-SURROGATE"}).replace(b"LONE-SURROGATE", b"\\ud800 " + UNREAD_TEXT.encode())
+    events = [chunk({"role": "assistant", "content": ""}), chunk({"content": "Nothing to hide "})]
+    return [*events, lone, chunk({"content": " after"}), chunk({}, "stop"), sse("[DONE]")]
+
+
 def json_answer(content: str, arguments: str) -> dict:
     call = {"id": "call_1", "type": "function", "function": {"name": "pay", "arguments": arguments}}
     message = {"role": "assistant", "content": content, "tool_calls": [call]}
@@ -190,6 +197,8 @@ class Upstream(AnswerUpstream):
             return self.denied_stream(*denied_stream())
         if model == "gpt-unreadable":
             return Reply(200, chunks=unreadable_stream())
+        if model == "gpt-lone-surrogate-stream":
+            return Reply(200, chunks=lone_surrogate_stream())
         if model == "gpt-content-list":  # a whole answer whose text is a list: not read as it is
             answer = json_answer(TEXT, ARGS)
             answer["choices"][0]["message"]["content"] = [{"type": "text", "text": TEXT}]
@@ -518,6 +527,22 @@ def test_an_event_that_cannot_be_read_never_reaches_a_raw_client(gw):
         "type": "permission_error", "code": "content_denied"}}  # fmt: skip
     record = gw.last_audit()
     assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+
+
+def test_a_lone_surrogate_in_a_delta_stops_the_stream_unread_in_the_sdk(gw):
+    """A delta whose text holds a surrogate not paired is no text: the stream stops before it as
+    unread (the SDK raises its APIError while iterating), with no failure logged."""
+    failed = "reading an answer for its guardrails failed"
+    logged = gw.proxy.console().count(failed)
+    result = gw.run("MODEL = 'gpt-lone-surrogate-stream'\n" + READ_STREAM)
+    module, name, message = result["error"]
+    assert (module, name) == ("openai", "APIError") and "(unread)" in message
+    assert result["text"] == "Nothing to hide "
+    record = gw.last_audit()
+    assert record["model"] == "gpt-lone-surrogate-stream"
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+    assert record["answer_findings"] == {}
+    assert gw.proxy.console().count(failed) == logged
 
 
 def test_a_json_answer_whose_text_is_not_where_it_is_read_is_refused_403(gw):

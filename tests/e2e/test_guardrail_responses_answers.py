@@ -248,11 +248,21 @@ LARGE = "the quick brown fox jumps over the lazy dog. " * 1500  # 67 KB a delta:
 LARGE_TEXT = f"{LARGE}{AWS} {LARGE}"
 
 
+UNASKED_TEXT = "UNASKED-TEXT-no-message-asked-for-it-j0"
+
+
 def codex_socket(event: dict[str, Any]) -> list[dict[str, Any]]:
     """Over the Responses WebSocket: each response.create answered with the same events (the
     large ones' text in two deltas, the key across them)."""
     if event.get("type") != "response.create":
         return []
+    if event["model"] == "gpt-5-unasked":
+        # The response asked for, then one no message asked for.
+        unasked = response_events(UNASKED_TEXT, None)
+        for e in unasked:
+            if "response" in e:
+                e["response"] = {**e["response"], "id": "resp_u", "model": "gpt-5-unasked"}
+        return [*response_events(TEXT, None), *unasked]
     if event["model"].endswith("-large"):
         deltas = [LARGE + AWS[:9], AWS[9:] + " " + LARGE]
         return response_events(LARGE_TEXT, ARGS, deltas=deltas)
@@ -577,6 +587,57 @@ def test_a_denied_answer_on_the_websocket_gets_an_error_event_and_the_socket_clo
         200,
         "content_denied",
         {"secrets.aws_access_key_id": 1},
+    )
+
+
+UNASKED_SOCKET = f"""
+import asyncio
+from openai import AsyncOpenAI
+
+async def session():
+    client = AsyncOpenAI(api_key="{ACCESS}", base_url="https://chatgpt.com/backend-api/codex", max_retries=0,
+                         default_headers={{"ChatGPT-Account-ID": "{WORKSPACE}"}})
+    text, completed, error, closed = "", 0, None, None
+    async with client.responses.connect() as conn:
+        await conn.response.create(model="gpt-5-unasked", input="pay")
+        try:
+            for _ in range(200):
+                event = await asyncio.wait_for(conn.recv(), 20)
+                if event.type == "response.output_text.delta":
+                    text += event.delta
+                elif event.type == "response.completed":
+                    completed += 1
+                elif event.type == "error":
+                    error = event.model_dump(exclude_none=True)
+        except Exception as e:
+            closed = [type(e).__name__, getattr(getattr(e, "rcvd", None), "code", None)]
+    return dict(text=text, completed=completed, error=error, closed=closed)
+
+report(**asyncio.run(session()))
+"""
+
+
+def test_a_response_no_message_asked_for_stops_unread_and_the_socket_closes(gw, chatgpt):
+    """Under an answer rule, a response the upstream begins on its own would go on unread: it stops
+    at its `response.created` as an event that cannot be read does (an `error` event, the socket
+    closed 1008), audited; the response asked for before it came redacted."""
+    result = gw.run(UNASKED_SOCKET)
+    assert (result["text"], result["completed"]) == (REDACTED_TEXT, 1)
+    assert result["error"]["error"]["code"] == "content_denied" and "(unread)" in result["error"]["error"]["message"]
+    assert (result["error"]["type"], result["error"]["status"]) == ("error", 403)
+    assert result["closed"] == ["ConnectionClosedError", 1008]
+    assert UNASKED_TEXT[:8] not in json.dumps(result)
+    session = chatgpt.sessions[-1]
+    assert session.closed.wait(5)
+    assert session.close_code == 1008
+    records = [r for r in gw.new_audit(2) if r["transport"] == "websocket"]
+    asked, unasked = records[-2:]
+    assert (asked["status"], asked["error"], asked["answer_findings"]) == (200, None, {"secrets.aws_access_key_id": 1})
+    assert (unasked["model"], unasked["status"], unasked["error"], unasked["answer_findings"]) == (
+        "gpt-5-unasked",
+        200,
+        "content_denied",
+        {},
     )
 
 

@@ -96,6 +96,11 @@ class SSEFramer:
         self._pending_cr = False
         self.error: str | None = None
 
+    @property
+    def held_size(self) -> int:
+        """The bytes of the event begun and not yet complete."""
+        return self._held_size
+
     def feed(self, chunk: bytes) -> list[bytes]:
         return split_events(self.feed_region(chunk))
 

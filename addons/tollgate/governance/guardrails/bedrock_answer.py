@@ -36,6 +36,8 @@ from tollgate.governance.guardrails.event_guard import (  # noqa: F401
     ChannelState,
     EventGuard,
     Pending,
+    Unpaired,
+    answer_json,
 )
 from tollgate.governance.guardrails.logprob_tokens import chat_spells, completions_spells
 
@@ -265,7 +267,7 @@ class FramesAnswerGuard(EventGuard):
         cannot be read."""
         if not frame.payload:
             return None
-        obj = parse_json(frame.payload)
+        obj = answer_json(frame.payload)
         if obj is None:
             raise ValueError("an event that is no JSON object")
         return obj
@@ -339,7 +341,10 @@ class FramesAnswerGuard(EventGuard):
             self._ended(())
             return self._cut() if self.denied is not None else self._drained() + self._orphans() + pending.whole
         self._pending.append(pending)
-        obj = self.read(frame)
+        try:
+            obj = self.read(frame)
+        except Unpaired:
+            return self._unread(pending)  # no text: none of it goes on
         if obj is None:
             return self._drained()
         pending.obj = obj
@@ -438,7 +443,7 @@ class InvokeAnswerGuard(FramesAnswerGuard):
         encoded = wrapper.get("bytes")
         if not isinstance(encoded, str):
             raise ValueError("a chunk without its bytes")
-        obj = parse_json(base64.b64decode(encoded, validate=True))
+        obj = answer_json(base64.b64decode(encoded, validate=True))
         if obj is None:
             raise ValueError("a chunk whose bytes are no JSON object")
         return obj

@@ -21,7 +21,13 @@ import orjson
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
 from tollgate.governance.guardrails.chat_template import Channel, TemplatePass
-from tollgate.governance.guardrails.event_guard import UNREAD, WAITING_BYTES, EventGuard, Pending  # noqa: F401
+from tollgate.governance.guardrails.event_guard import (  # noqa: F401
+    UNREAD,
+    WAITING_BYTES,
+    EventGuard,
+    Pending,
+    unpaired,
+)
 from tollgate.governance.guardrails.logprob_tokens import chat_spells
 
 # The text fields of a choice's delta (or message) that are read: its text, a refusal, and the
@@ -52,17 +58,19 @@ def event_data(block: bytes) -> bytes | None:
 
 def event_object(data: bytes) -> Any:
     """An event's JSON (None where it is not JSON, or is `null`): read by orjson, several times
-    faster, or where orjson refuses it (NaN, a lone surrogate, bytes that are not UTF-8) as the
-    SDKs read it. Data of white space alone is an empty object: it carries nothing."""
+    faster, or where orjson refuses it (NaN, bytes that are not UTF-8) as the SDKs read it; None
+    too where a string holds a surrogate not paired. Data of white space alone is an empty object:
+    it carries nothing."""
     if not data.strip():
         return {}
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         try:
-            return json.loads(data.decode("utf-8", "replace"))
+            value = json.loads(data.decode("utf-8", "replace"))
         except ValueError:
             return None
+    return None if unpaired(value) else value  # a surrogate not paired is no text: not read
 
 
 def of_read_shape(obj: Any) -> bool:
@@ -139,6 +147,11 @@ class ChatAnswerGuard(EventGuard):
             out, units = self._by_template.feed(self, chunk)
             return out if out is not None else self._read_units(units)
         return super().feed(chunk)
+
+    def reads_at_once(self, chunk: bytes) -> bool:
+        """Whether a read is cheap on the event loop whatever its size: small events its template
+        passes (`chat_template.TemplatePass.light`)."""
+        return self.denied is None and not self._closed and self._by_template.light(chunk, self._framer.held_size)
 
     def _units(self, chunk: bytes) -> list[Any]:
         return self._framer.feed(chunk)

@@ -21,18 +21,50 @@ written anew once its pieces' holders say what goes on), `_orphan` (an event for
 
 from __future__ import annotations
 
+import json
 from collections import Counter, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 
+import orjson
+
+from tollgate.formats.json_codec import parse_json
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner, counter_copy
 
 # The events that may wait behind one whose text is held (of other channels): past that, it goes
 # on with what is known of its text, so that a stream is never held long.
 WAITING_BYTES = 64 << 10
 UNREAD = "unread"
+
+
+class Unpaired(ValueError):
+    """A JSON string holds a UTF-16 surrogate not paired (`\\ud800` alone): no text, it can be
+    neither read nor written as UTF-8. Its event is unread."""
+
+
+def unpaired(value: Any) -> bool:
+    """Whether a JSON value's strings hold a surrogate not paired."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def answer_json(data: bytes) -> dict[str, Any] | None:
+    """An event's JSON object as `parse_json` reads it (None: not one); raises `Unpaired` where a
+    string holds a surrogate not paired. What orjson reads holds none (it refuses them): only what
+    it refuses is looked at."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        found = parse_json(data)
+        if found is not None and unpaired(found):
+            raise Unpaired("a string with a surrogate not paired") from None
+        return found
+    return value if type(value) is dict else None
 
 
 @dataclass(slots=True)
@@ -68,6 +100,17 @@ class Piece:
     holder: Any
     field: Any
     signed: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class Placed:
+    """What a piece of an event that goes on carries of its channel's owed text (`begin`, `end`),
+    where its channel's text sent stands after it, and whether that is the piece as it came."""
+
+    begin: int
+    end: int
+    sent: int
+    came: bool
 
 
 @dataclass(slots=True)
@@ -312,7 +355,8 @@ class EventGuard:
                 self._reread_together()
                 self.denied = unsent
                 return b"".join(out) + self._ending()
-            out.append(self._settled(pending_events.popleft()))
+            out.append(self._settled(pending))  # settled at the queue's front: it sees the pieces after it
+            pending_events.popleft()
         return b"".join(out)
 
     def _orphans(self) -> bytes:
@@ -339,7 +383,8 @@ class EventGuard:
         while self._pending:
             if self._unsent(self._pending[0]) is not None:
                 return b"".join(out) + self._ending()  # it is never sent changed: nothing from it on goes
-            out.append(self._settled(self._pending.popleft()))
+            out.append(self._settled(self._pending[0]))
+            self._pending.popleft()
         return b"".join(out) + self._orphans() + self._ending()
 
     def _unread(self, pending: Pending | None = None) -> bytes:
@@ -383,28 +428,87 @@ class EventGuard:
             raise Reread
 
     def _settled(self, pending: Pending) -> bytes:
-        """An event as it goes on: as it came where each piece is what goes on of its channel."""
-        if not pending.changed and all(self._as_it_came(p) for p in pending.pieces):
-            for p in pending.pieces:
-                state = self._channels[p.channel]
-                del state.owed[: len(p.text)]
-                state.sent += len(p.text)
-            return pending.whole
+        """An event as it goes on (asked while it is at the front of the queue): as it came where
+        each piece is what goes on of its channel, the pieces of one channel taken in turn; else
+        written anew, each piece carrying its share of what is owed (`_placed`)."""
+        placed = self._placed(pending)
+        came = not pending.changed and all(p.came for p in placed)
+        if not came:
+            for piece, place in zip(pending.pieces, placed, strict=True):
+                owed = self._channels[piece.channel].owed
+                piece.holder[piece.field] = owed[place.begin : place.end].decode()
+        for channel, (taken, sent) in self._taken(pending, placed).items():
+            state = self._channels[channel]
+            del state.owed[:taken]
+            state.sent = sent
+        return pending.whole if came else self._rewritten(pending)
+
+    def _placed(self, pending: Pending) -> list[Placed]:
+        """What each piece of an event carries of its channel's owed text, the pieces of one channel
+        taken in turn."""
+        taken: dict[Any, tuple[int, int]] = {}
+        placed = []
         for p in pending.pieces:
             state = self._channels[p.channel]
+            at, sent = taken.get(p.channel, (0, state.sent))
             end = p.start + len(p.text)
-            if state.sent >= end:
-                p.holder[p.field] = ""  # what it carried went on in an event before
+            if sent >= end:
+                placed.append(Placed(at, at, sent, False))  # what it carried went on before
                 continue
-            share = self._share(p)
-            p.holder[p.field] = state.owed[:share].decode()
-            state.sent = end if share < len(state.owed) else self._read(state)
-            del state.owed[:share]
-        return self._rewritten(pending)
+            share, reach = self._carried(p, sent, state.owed, at)
+            came = reach == end and sent == p.start and state.owed[at : at + share] == p.text
+            placed.append(Placed(at, at + share, reach, came))
+            taken[p.channel] = (at + share, reach)
+        return placed
 
-    def _share(self, piece: Piece) -> int:
-        """How much of its channel's owed text a piece written anew carries: all of it."""
-        return len(self._channels[piece.channel].owed)
+    @staticmethod
+    def _taken(pending: Pending, placed: list[Placed]) -> dict[Any, tuple[int, int]]:
+        """Each channel's owed text the event carries, and where its text sent stands after it."""
+        return {p.channel: (place.end, place.sent) for p, place in zip(pending.pieces, placed, strict=True)}
+
+    def _carried(self, piece: Piece, sent: int, owed: bytearray, at: int) -> tuple[int, int]:
+        """How much of its channel's owed text (from `at`, where its text sent stands at `sent`) a
+        piece carries, and where its channel's text sent stands after it: its own text where that
+        is what is owed; else all that is owed but the text of the pieces after it where that
+        comes as it came (a value replaced in one piece leaves the others as they came)."""
+        state = self._channels[piece.channel]
+        end = piece.start + len(piece.text)
+        reach = self._read(state)
+        size = len(owed) - at
+        if sent == piece.start and reach >= end and owed[at : at + len(piece.text)] == piece.text:
+            return len(piece.text), end
+        if reach <= end:
+            return size, reach
+        starts, texts = [], []
+        for q in self._later(piece):
+            if q.start >= reach:
+                break
+            starts.append(q.start)
+            texts.append(q.text)
+        after = b"".join(texts)[: reach - end]
+        if len(after) != reach - end:
+            return size, reach
+        # The first piece after it from which on the known text is what is owed last (each such
+        # text ends the one of the piece before: looked for by halves).
+        low, high = 0, len(starts)
+        while low < high:
+            middle = (low + high) // 2
+            rest = after[starts[middle] - end :]
+            if len(rest) <= size and owed.endswith(rest):
+                high = middle
+            else:
+                low = middle + 1
+        if low == len(starts):
+            return size, reach
+        return size - (reach - starts[low]), starts[low]
+
+    def _later(self, piece: Piece) -> Iterator[Piece]:
+        """The pieces of the piece's channel after it, in the events waiting (its own among them)."""
+        end = piece.start + len(piece.text)
+        for pending in self._pending:
+            for q in pending.pieces:
+                if q.channel == piece.channel and q.start >= end:
+                    yield q
 
     def _as_it_came(self, piece: Piece) -> bool:
         """Whether what goes on of the piece's channel, from where it begins, is the piece."""

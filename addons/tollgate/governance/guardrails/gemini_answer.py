@@ -30,6 +30,7 @@ from tollgate.governance.guardrails.event_guard import (  # noqa: F401
     EventGuard,
     Pending,
     Piece,
+    unpaired,
 )
 from tollgate.governance.guardrails.logprob_tokens import gemini_spells
 from tollgate.governance.guardrails.text import PLACEHOLDER
@@ -263,7 +264,7 @@ class GeminiAnswerGuard(EventGuard):
             obj = json.loads(data)
         except ValueError:
             obj = None
-        if not isinstance(obj, dict) or (_SURROGATE.search(data) is not None and _lone_surrogate(obj)):
+        if not isinstance(obj, dict) or (_SURROGATE.search(data) is not None and unpaired(obj)):
             return self._unread(item)  # what cannot be read does not go on
         item.obj = obj
         answer = obj.get(self._envelope) if self._envelope is not None else obj
@@ -493,53 +494,14 @@ class GeminiAnswerGuard(EventGuard):
     def _unsent(self, item: Pending) -> str | None:
         """The kind of a value in a signed part: one of the item's, or a later one whose text the
         item would carry (a value replaced across the two). It would not go on as it came."""
-        for p, came in zip(item.pieces, self._as_they_came(item), strict=True):
-            if came:
+        for p, place in zip(item.pieces, self._placed(item), strict=True):
+            if place.came:
                 continue
-            state = self._channels[p.channel]
             end = p.start + len(p.text)
-            carried = self._read(state) if state.sent < end and self._share(p) == len(state.owed) else end
-            if p.signed or any(q.signed and end <= q.start < carried for q in self._later(p)):
+            if p.signed or any(q.signed and end <= q.start < place.sent for q in self._later(p)):
+                state = self._channels[p.channel]
                 return _replaced_kind(state.owed) or state.replaced or "unread"
         return None
-
-    def _as_they_came(self, item: Pending) -> list[bool]:
-        """Whether each piece of an item is what goes on of its channel, the pieces of one channel
-        taken in turn (an item may carry two parts of a candidate's text: the second signed)."""
-        if len(item.pieces) == 1:
-            return [self._as_it_came(item.pieces[0])]
-        taken: dict[Any, int] = {}
-        came = []
-        for p in item.pieces:
-            state = self._channels[p.channel]
-            before = taken.get(p.channel, 0)
-            end = p.start + len(p.text)
-            known = before >= 0 and self._read(state) >= end and state.sent + before == p.start
-            came.append(known and state.owed[before : before + len(p.text)] == p.text)
-            taken[p.channel] = before + len(p.text) if came[-1] else -1  # the rest of it is not
-        return came
-
-    def _later(self, piece: Piece) -> Iterator[Piece]:
-        """The pieces of the piece's channel that come after it (all pending)."""
-        end = piece.start + len(piece.text)
-        for item in self._pending:
-            for q in item.pieces:
-                if q.channel == piece.channel and q.start >= end:
-                    yield q
-
-    def _share(self, piece: Piece) -> int:
-        """How much of its channel's owed text a piece written anew carries: all of it, but the
-        known text of the pieces after it where that comes as it came (a value replaced within
-        this piece leaves the pieces after it as they came)."""
-        state = self._channels[piece.channel]
-        end = piece.start + len(piece.text)
-        reach = self._read(state)
-        if reach <= end:
-            return len(state.owed)
-        after = b"".join(q.text for q in self._later(piece))[: reach - end]
-        if len(after) == reach - end and len(after) < len(state.owed) and state.owed.endswith(after):
-            return len(state.owed) - len(after)
-        return len(state.owed)
 
     def _orphan(self, channel: Channel, text: str) -> bytes:
         head = b",\r\n" if self._mode == "array" else b""
@@ -568,14 +530,7 @@ class GeminiAnswerGuard(EventGuard):
         """An item as it goes on (`EventGuard._settled`), and what went on last noted."""
         assert isinstance(item, _Item)
         self._sent_any = self._sent_any or bool(item.body)
-        if not item.changed and len(item.pieces) > 1 and all(self._as_they_came(item)):
-            for p in item.pieces:  # as it came, the pieces of one channel taken in turn
-                state = self._channels[p.channel]
-                del state.owed[: len(p.text)]
-                state.sent += len(p.text)
-            out = item.whole
-        else:
-            out = super()._settled(item)
+        out = super()._settled(item)
         # Written anew, an item never ends in a CR.
         self._cr_last = out is item.whole and (item.tail or item.body or item.head).endswith(b"\r")
         return out
@@ -625,15 +580,6 @@ def _carries_text(value: Any) -> bool:
         return any(key or _carries_text(inner) for key, inner in value.items())
     if isinstance(value, list):
         return any(_carries_text(inner) for inner in value)
-    return False
-
-
-def _lone_surrogate(obj: Any) -> bool:
-    """Whether a JSON object's strings hold a surrogate not paired (not text)."""
-    try:
-        json.dumps(obj, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        return True
     return False
 
 

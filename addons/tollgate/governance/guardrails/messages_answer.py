@@ -27,7 +27,7 @@ from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
 from tollgate.governance.guardrails.bedrock_answer import carries_text, denied_frame, signed_detectors
 from tollgate.governance.guardrails.chat_answer import DENIED_MESSAGE, Channel, ChatAnswerGuard
-from tollgate.governance.guardrails.event_guard import UNREAD, Pending
+from tollgate.governance.guardrails.event_guard import UNREAD, Pending, Unpaired, answer_json
 
 # Each streamed delta: the field its text is in, and the channel it feeds.
 DELTAS = {
@@ -174,6 +174,16 @@ def _content_read(compiled: AnswerDetectors, content: list[Any], counts: Counter
     return changed, None
 
 
+def _event_json(data: bytes | None) -> dict[str, Any] | None:
+    """An event's JSON object (None: not one, or a string in it holds a surrogate not paired)."""
+    if data is None:
+        return None
+    try:
+        return answer_json(data)
+    except Unpaired:
+        return None
+
+
 class MessagesAnswerGuard(ChatAnswerGuard):
     """A streamed Messages answer's events, read and rewritten (`feed` each piece, `flush` at its
     end): each content block's channels (text, input, thinking) by its index, ended at its
@@ -200,7 +210,7 @@ class MessagesAnswerGuard(ChatAnswerGuard):
         event = parse_sse_block(block)
         if event is None or not event.data.strip():  # a comment, or an event without data
             return self._passed(whole)
-        return self._message_event(whole, parse_json(event.data.encode("utf-8", "surrogatepass")))
+        return self._message_event(whole, _event_json(event.data.encode("utf-8", "surrogatepass")))
 
     def _passed(self, whole: bytes) -> bytes:
         """An event that carries no answer: it goes on in its turn, as it came."""
@@ -369,7 +379,7 @@ class BedrockMessagesGuard(MessagesAnswerGuard):
             raw = base64.b64decode(encoded, validate=True) if isinstance(encoded, str) else None
         except (binascii.Error, ValueError):
             raw = None
-        return self._message_event(whole, parse_json(raw))
+        return self._message_event(whole, _event_json(raw))
 
     def _denied_end(self, kind: str) -> bytes:
         return denied_frame(kind)

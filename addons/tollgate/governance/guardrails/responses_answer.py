@@ -584,7 +584,10 @@ class ResponsesSocketGuard:
             return []
         if b"\n" in content or b"\r" in content:
             # Raw line ends are whitespace between JSON's tokens: the event written without them.
-            content = json.dumps(json.loads(content), ensure_ascii=False, separators=(",", ":")).encode()
+            try:
+                content = json.dumps(json.loads(content), ensure_ascii=False, separators=(",", ":")).encode()
+            except ValueError:  # no JSON, or a string with a surrogate not paired: not read
+                return self.fail()
         return self._ended(self._guard.feed(b"data: " + content + b"\n\n"))
 
     def flush(self) -> list[bytes]:

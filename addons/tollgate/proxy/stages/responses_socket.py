@@ -13,7 +13,9 @@ their turn behind it, so that none overtakes another.
 Under an answer guardrail, each response's events are read as its stream's would be over HTTP
 (`ResponsesSocketGuard`): a message whose text is held is held back, one whose value is replaced
 sent anew; at a value to deny, the client gets an `error` event and the WebSocket is closed (1008),
-which stops the upstream's generation. A large event (32 KiB or more) is read in a worker thread."""
+which stops the upstream's generation. A response the upstream begins without a message asking
+for it is not read: under an answer rule it stops there, as an event that cannot be read does. A
+large event (32 KiB or more) is read in a worker thread."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from mitmproxy import http
 from mitmproxy.websocket import WebSocketMessage
 
-from tollgate.core.call import Call, Caller, Failure, Route
+from tollgate.core.call import Call, Caller, Failure, Route, Target
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import parse_json, read_request_json
 from tollgate.formats.openai_responses import RESPONSES
@@ -43,6 +45,7 @@ from tollgate.formats.openai_responses.socket import (
 from tollgate.formats.refusals import BAD_REQUEST, CONTENT_DENIED
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.guardrails.answer import AnswerDetectors
+from tollgate.governance.guardrails.event_guard import UNREAD
 from tollgate.governance.guardrails.responses_answer import ENDS, ResponsesSocketGuard
 from tollgate.governance.guardrails.workers import READ_APART_BYTES, ScanWorkers
 from tollgate.proxy import patches
@@ -210,17 +213,17 @@ class ResponsesSocket(SocketRunner[Session]):
         self._session(flow)
 
     def _server_event(self, flow: http.HTTPFlow, session: Session, content: bytes) -> Awaitable[None] | None:
-        if not (session.cut or session.guarded):
-            return self._told(flow, session, content, None)
         assert flow.websocket is not None
         message = flow.websocket.messages[-1]
+        if not (session.cut or session.guarded):
+            return self._told(flow, session, content, message, None)
         if session.cut:  # the WebSocket is closing: nothing more goes on
             message.drop()
             return None
         if len(content) >= READ_APART_BYTES:
             return self._read_apart(flow, session, content, message)
         out = self._guarded_event(flow, session, message, _read(session, content))
-        return None if session.cut else self._told(flow, session, content, out)
+        return None if session.cut else self._told(flow, session, content, message, out)
 
     async def _read_apart(
         self, flow: http.HTTPFlow, session: Session, content: bytes, message: WebSocketMessage
@@ -230,16 +233,21 @@ class ResponsesSocket(SocketRunner[Session]):
         reading = self._workers.off_loop(lambda: _read(session, content))
         read = await reading if isinstance(reading, Awaitable) else reading
         out = self._guarded_event(flow, session, message, read)
-        told = None if session.cut else self._told(flow, session, content, out)
+        told = None if session.cut else self._told(flow, session, content, message, out)
         if told is not None:
             await told
 
     def _told(
-        self, flow: http.HTTPFlow, session: Session, content: bytes, out: list[bytes] | None
+        self,
+        flow: http.HTTPFlow,
+        session: Session,
+        content: bytes,
+        message: WebSocketMessage,
+        out: list[bytes] | None,
     ) -> Awaitable[None] | None:
-        """What a server event tells of its response, and what goes on in its place (`out`; None:
-        itself, as it came)."""
-        ended = self._response_event(session, content)
+        """What a server event (`message`, its `content`) tells of its response, and what goes on in
+        its place (`out`; None: itself, as it came)."""
+        ended = self._response_event(flow, session, content, message)
         # The event that ends a counted response goes to the client once its settlement is
         # written: mitmproxy relays the message after the hook.
         store = None if ended is None else ended.ledger.settled_in
@@ -272,6 +280,7 @@ class ResponsesSocket(SocketRunner[Session]):
         session.cut = True
         call.answer.findings = guard.counts
         call.answer.error = call.answer.refused = CONTENT_DENIED
+        call.answer.cut = guard.denied or UNREAD
         session.guarded.clear()
         for response_id, answering in list(session.answering.items()):
             if answering is call:
@@ -396,7 +405,9 @@ class ResponsesSocket(SocketRunner[Session]):
         call.request.transport = "websocket"
         return call
 
-    def _response_event(self, session: Session, content: bytes) -> Call | None:
+    def _response_event(
+        self, flow: http.HTTPFlow, session: Session, content: bytes, message: WebSocketMessage
+    ) -> Call | None:
         """What a server event tells of the responses: the call it ends, if it ends one."""
         try:
             event = socket_event(content)
@@ -408,7 +419,7 @@ class ResponsesSocket(SocketRunner[Session]):
         queue = session.unanswered.get(event.lane)
         if event.kind == "created":
             if not queue:
-                logger.warning("Tollgate: the upstream began a response no message on its WebSocket asked for")
+                self._unasked(flow, session, content, message, event.lane)
                 return None
             call = queue.popleft()
             call.answer.first_byte, call.answer.status = time.time(), 200
@@ -440,6 +451,29 @@ class ResponsesSocket(SocketRunner[Session]):
             self._end(session, call)
             return call
         return None
+
+    def _unasked(
+        self, flow: http.HTTPFlow, session: Session, content: bytes, message: WebSocketMessage, lane: str | None
+    ) -> None:
+        """A response the upstream began without a message asking for it (`message`: its
+        `response.created`, `content` what it holds). Under an answer rule for its model its text would go on unread: it
+        stops here, as an event that cannot be read does (the client gets the error event, the
+        WebSocket closes), audited as a call of its own."""
+        call = self._message_call(session)
+        response = (parse_json(content) or {}).get("response")
+        model = response.get("model") if isinstance(response, dict) else None
+        if isinstance(model, str) and model:
+            call.route.requested = call.route.target = Target(call.route.target.provider, model)
+        detectors = answer_detectors(call)
+        if detectors is None:
+            logger.warning("Tollgate: the upstream began a response no message on its WebSocket asked for")
+            return
+        message.drop()
+        call.answer.first_byte, call.answer.status = time.time(), 200
+        call.answer.findings = {}
+        guard = ResponsesSocketGuard(detectors, lane)
+        _sent(flow, guard.fail())
+        self._cut(flow, session, call, guard)
 
     def _end(self, session: Session, call: Call) -> None:
         try:

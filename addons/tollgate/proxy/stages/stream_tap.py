@@ -95,6 +95,12 @@ class GuardedAnswer:
             self._stop()
         return out
 
+    def reads_at_once(self, chunk: bytes) -> bool:
+        """Whether a piece (as it came) is cheap to read on the event loop whatever its size: small
+        events its guard passes by their template (OpenAI chat's)."""
+        at_once = getattr(self._guard, "reads_at_once", None)
+        return self._inner is None and at_once is not None and bool(at_once(chunk))
+
     def _tell_form(self, data: bytes) -> None:
         """The answer's first byte that is not white space: a JSON array's `[`, or another form."""
         start = data.lstrip()
@@ -193,8 +199,12 @@ class UsageTap(patches.ReadsApart):
             return held + chunk
 
     def _apart_wanted(self, chunk: bytes) -> bool:
-        """A large piece of an answer the guardrails read, whose reading would hold the event loop."""
-        return len(chunk) >= READ_APART_BYTES and isinstance(self._rewrite, GuardedAnswer) and not self.stopped
+        """A large piece of an answer the guardrails read, whose reading would hold the event loop
+        (not one of small events its guard passes cheaply, as it came undecoded)."""
+        guarded = self._rewrite
+        if len(chunk) < READ_APART_BYTES or not isinstance(guarded, GuardedAnswer) or self.stopped:
+            return False
+        return self._decoder is not None or not guarded.reads_at_once(chunk)
 
     def _read_piece(self, chunk: bytes) -> bytes | list[bytes]:
         return UsageTap.__call__(self, chunk)  # nothing read apart is kept meanwhile

@@ -13,8 +13,12 @@ from mitmproxy.test import tflow
 
 from tollgate.core.call import Call, Route
 from tollgate.formats.answer_end import EndHold
+from tollgate.formats.framing import Decompressor
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import UsageReader
+from tollgate.governance.guardrails import detectors
+from tollgate.governance.guardrails.answer import compiled_for
+from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.patches import flows as patch_flows
 from tollgate.proxy.stages.stream_tap import (
@@ -229,3 +233,40 @@ async def _read_apart(tap: UsageTap) -> None:
     reading = tap.off_loop(tap.read_apart)  # as `patches.read_large_pieces_apart` has it, on the event loop
     assert reading is not None
     await reading
+
+
+def _chat_events(texts: list[str]) -> bytes:
+    head = b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,'
+    return b"".join(head + b'"delta":{"content":"' + t.encode() + b'"},"finish_reason":null}]}\n\n' for t in texts)
+
+
+def test_a_large_read_of_small_events_its_template_passes_is_read_on_the_event_loop():
+    """What goes to a worker thread is a large event, not a large read: a read of many small chat
+    events of the stream's template is passed at once (a few passes in C, less than the hop); one
+    that holds a large event, or is compressed, is read apart."""
+    flow = _call_flow()
+    call = flow.metadata[CALL]
+    flow.response = tflow.tresp()
+    guard = ChatAnswerGuard(compiled_for(dict.fromkeys(detectors.KINDS, "redact")))
+    guarded = GuardedAnswer(guard, lambda kind: b"", call, None)
+    flow.response.stream = tap = UsageTap(CountingReader(), None, lambda r: None, guarded, call)
+    stage = StreamTap(Shared())
+    tap.off_loop = stage.workers.off_loop
+    first = _chat_events(["Hello ", "there "])
+    assert tap(first) == first  # its template learned from these
+    small = _chat_events([f"word {i} " for i in range(READ_APART_BYTES // 100)])
+    assert len(small) >= READ_APART_BYTES and not tap.reads_apart(small)
+    assert tap(small) == small
+    call_event = small[: small.index(b"\n\n") + 2].replace(
+        b'"delta":{"content":"word 0 "}', b'"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}'
+    )
+    mixed = small + call_event + small
+    assert b"tool_calls" in mixed and not guarded.reads_at_once(mixed)  # an event of another shape: read one by one
+    large = _chat_events(["x" * READ_APART_BYTES, "end "])
+    assert tap.reads_apart(large)
+    asyncio.run(asyncio.wait_for(_read_apart(tap), 10))
+    assert tap(large) == large
+    compressed = UsageTap(CountingReader(), Decompressor("gzip"), lambda r: None, guarded, call)
+    compressed.off_loop = stage.workers.off_loop
+    assert compressed.reads_apart(small)
+    stage.done()
