@@ -168,6 +168,9 @@ class Upstream(AnswerUpstream):
             if "nova-deny" in path:
                 fillers = [delta(0, {"text": " more"}) for _ in range(FILLERS)]
                 return self._denied(converse_stream(pieces(TEXT, 5), tail=fillers), 1 + TEXT.index(AWS) // 5)
+            if "nova-unread" in path:  # an event newer than the reader, with text, after the key
+                newer = event("outputNote", {"note": "an event no reader knows", "p": "abcdef"})
+                return Reply(200, chunks=converse_stream(pieces(TEXT, 5), tail=[newer]), headers=EVENTSTREAM)
             if "nova-clean" in path:
                 return Reply(200, chunks=clean_stream(), headers=EVENTSTREAM)
             if "nova-flow" in path:
@@ -264,6 +267,26 @@ def test_a_denied_converse_stream_raises_in_boto3_and_the_upstream_is_closed(gw,
     assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
     upstream.stopped_soon(started, 4 + 5)
+
+
+def test_an_event_not_read_stops_the_converse_stream_unread_in_boto3(gw):
+    """An event newer than the reader that carries text cannot be read: the stream stops cleanly
+    before it (nothing after it goes on), with the exception frame boto3 raises on while iterating;
+    no failure is logged, and the record says what was found until then."""
+    failed = "reading an answer for its guardrails failed"
+    logged = gw.proxy.console().count(failed)
+    result = gw.run("MODEL = 'amazon.nova-unread-v1:0'\n" + CONVERSE_STREAM)
+    unread = DENIED.replace("secrets.aws_access_key_id", "unread")
+    assert result["error"] == [
+        "botocore.exceptions",
+        "EventStreamError",
+        f"An error occurred (validationException) when calling the ConverseStream operation: {unread}",
+    ]
+    assert result["text"] == REDACTED_TEXT
+    record = gw.last_audit()
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    assert gw.proxy.console().count(failed) == logged
 
 
 def test_a_clean_converse_stream_comes_byte_for_byte(gw):

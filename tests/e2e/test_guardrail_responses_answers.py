@@ -249,6 +249,8 @@ LARGE_TEXT = f"{LARGE}{AWS} {LARGE}"
 
 
 UNASKED_TEXT = "UNASKED-TEXT-no-message-asked-for-it-j0"
+UNREAD_MODEL = "o4-mini"
+UNREAD_FROM = 1000  # its events' sequence numbers, after the read response's
 
 
 def codex_socket(event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -263,6 +265,12 @@ def codex_socket(event: dict[str, Any]) -> list[dict[str, Any]]:
             if "response" in e:
                 e["response"] = {**e["response"], "id": "resp_u", "model": "gpt-5-unasked"}
         return [*response_events(TEXT, None), *unasked]
+    if event["model"] == UNREAD_MODEL:  # read by no answer rule: its events go on as they come
+        return [
+            {**e, "sequence_number": e["sequence_number"] + UNREAD_FROM}
+            | ({"response": {**e["response"], "id": "resp_o", "model": UNREAD_MODEL}} if "response" in e else {})
+            for e in response_events(CLEAN, None)
+        ]
     if event["model"].endswith("-large"):
         deltas = [LARGE + AWS[:9], AWS[9:] + " " + LARGE]
         return response_events(LARGE_TEXT, ARGS, deltas=deltas)
@@ -588,6 +596,47 @@ def test_a_denied_answer_on_the_websocket_gets_an_error_event_and_the_socket_clo
         "content_denied",
         {"secrets.aws_access_key_id": 1},
     )
+
+
+ORDER_ROUNDS = 12
+
+ORDER_SOCKET = f"""
+import asyncio
+from openai import AsyncOpenAI
+
+async def session():
+    client = AsyncOpenAI(api_key="{ACCESS}", base_url="https://chatgpt.com/backend-api/codex", max_retries=0,
+                         default_headers={{"ChatGPT-Account-ID": "{WORKSPACE}"}})
+    async with client.responses.connect() as conn:
+        await conn.response.create(model="gpt-5", input="pay")
+        await conn.response.create(model="{UNREAD_MODEL}", input="pay")
+        numbers, texts, completed = [], {{}}, 0
+        while completed < 2:
+            event = await asyncio.wait_for(conn.recv(), 20)
+            numbers.append(event.sequence_number)
+            if event.type == "response.output_text.delta":
+                read = event.sequence_number < {UNREAD_FROM}
+                texts[read] = texts.get(read, "") + event.delta
+            completed += event.type == "response.completed"
+    return dict(numbers=numbers, read=texts.get(True), unread=texts.get(False))
+
+async def rounds():
+    return [await session() for _ in range({ORDER_ROUNDS})]
+
+report(rounds=asyncio.run(rounds()))
+"""
+
+
+def test_events_on_the_websocket_reach_the_client_in_the_upstreams_order(gw, chatgpt):
+    """The read response's events are sent anew by Tollgate (its key's deltas held, then written
+    redacted); the next response's, read by no rule, go on as they came, right behind them on the
+    same socket. None overtakes another: the client gets every event in the order the upstream
+    sent it, each text whole. Several sessions, each a chance for one to overtake."""
+    read = [e["sequence_number"] for e in response_events(TEXT, ARGS)]
+    unread = [e["sequence_number"] + UNREAD_FROM for e in response_events(CLEAN, None)]
+    result = gw.run(ORDER_SOCKET, timeout=120)
+    for session in result["rounds"]:
+        assert session == {"numbers": read + unread, "read": REDACTED_TEXT, "unread": CLEAN}
 
 
 UNASKED_SOCKET = f"""

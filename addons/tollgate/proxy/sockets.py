@@ -2,7 +2,10 @@
 Realtime API's. One runner takes each client message in its turn: a message that must wait for
 the ledger's store, the policy's worker or a guardrail's thread is held back (dropped, then sent
 by Tollgate once allowed), the server's events flowing meanwhile, and the client's later messages
-wait behind it so that none overtakes another. A refused message never goes upstream: the client
+wait behind it so that none overtakes another. A message Tollgate sends (held back, written anew,
+an error event) goes through mitmproxy's event queue, after what it relays as it came: while one is
+on its way, a later message of the same direction is sent by Tollgate too, behind it, so that each
+side gets the other's messages in the order they were sent. A refused message never goes upstream: the client
 gets an `error` event in the socket's own shape, and the connection goes on. Each kind of socket
 declares what differs: which flows are its sessions, what a client message and a server event
 mean to it, what a refusal's event looks like."""
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -36,6 +40,18 @@ class Waiting:
 
     content: bytes
     is_text: bool
+
+
+@dataclass(slots=True)
+class OnTheirWay:
+    """Messages Tollgate has sent on a WebSocket that mitmproxy has not relayed yet, each way."""
+
+    to_client: int = 0
+    to_server: int = 0
+
+
+# By WebSocket flow: what `inject` has sent that its `websocket_message` hook has not seen yet.
+_on_their_way: weakref.WeakKeyDictionary[http.HTTPFlow, OnTheirWay] = weakref.WeakKeyDictionary()
 
 
 class Turns(Protocol):
@@ -65,9 +81,14 @@ class SocketRunner[S: Turns]:
         assert flow.websocket is not None
         message = flow.websocket.messages[-1]
         if message.injected:  # Tollgate's own: a message it let go once decided, or its error event
+            _relayed(flow, message)
             return None
         if not message.from_client:
-            return self._server_event(flow, session, message.content)
+            told = self._server_event(flow, session, message.content)
+            if told is None:
+                _in_turn(flow, message)
+                return None
+            return _in_turn_once(flow, message, told)
         if session.busy or session.waiting:
             message.drop()
             session.waiting.append(Waiting(message.content, message.is_text))
@@ -77,6 +98,7 @@ class SocketRunner[S: Turns]:
         except Exception:  # never sent undecided; and the hook goes on, to keep the message out of the flow
             logger.exception(self.failed)
             message.drop()
+        _in_turn(flow, message)
         return None
 
     def _session(self, flow: http.HTTPFlow) -> S | None:
@@ -204,5 +226,42 @@ class SocketRunner[S: Turns]:
         call.answer.status = refused.status_code
 
 
-def inject(flow: http.HTTPFlow, to_client: bool, content: bytes) -> None:
-    ctx.master.addons.get("proxyserver").inject_websocket(flow, to_client, content, True)
+def inject(flow: http.HTTPFlow, to_client: bool, content: bytes, is_text: bool = True) -> None:
+    """A message sent by Tollgate: mitmproxy relays it once its event loop gets to it (its
+    `websocket_message` hook sees it then, `injected`)."""
+    on_their_way = _on_their_way.get(flow)
+    if on_their_way is None:
+        on_their_way = _on_their_way[flow] = OnTheirWay()
+    if to_client:
+        on_their_way.to_client += 1
+    else:
+        on_their_way.to_server += 1
+    ctx.master.addons.get("proxyserver").inject_websocket(flow, to_client, content, is_text)
+
+
+def _relayed(flow: http.HTTPFlow, message: WebSocketMessage) -> None:
+    """A message Tollgate sent, at its hook: mitmproxy relays it next, before any later one."""
+    on_their_way = _on_their_way.get(flow)
+    if on_their_way is None:
+        return
+    if message.from_client:
+        on_their_way.to_server = max(0, on_their_way.to_server - 1)
+    else:
+        on_their_way.to_client = max(0, on_their_way.to_client - 1)
+
+
+def _in_turn(flow: http.HTTPFlow, message: WebSocketMessage) -> None:
+    """A message that goes on, at the end of its hook: as it came where nothing Tollgate sent the
+    same way is still on its way; else sent by Tollgate too, behind what is (mitmproxy would relay
+    it at once, ahead of them)."""
+    on_their_way = _on_their_way.get(flow)
+    if message.dropped or on_their_way is None:
+        return
+    if on_their_way.to_server if message.from_client else on_their_way.to_client:
+        message.drop()
+        inject(flow, to_client=not message.from_client, content=message.content, is_text=message.is_text)
+
+
+async def _in_turn_once(flow: http.HTTPFlow, message: WebSocketMessage, told: Awaitable[None]) -> None:
+    await told
+    _in_turn(flow, message)

@@ -8,11 +8,11 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
-from mitmproxy.test import tflow
+from mitmproxy.test import taddons, tflow
 from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
-from tollgate.proxy.sockets import SocketRunner, Waiting
+from tollgate.proxy.sockets import SocketRunner, Waiting, inject
 from tollgate.proxy.stages.realtime_socket import RealtimeSocket
 from tollgate.proxy.stages.responses_socket import ResponsesSocket
 from tollgate.proxy.state import Shared
@@ -82,3 +82,44 @@ def test_each_socket_kind_is_a_declaration_of_the_one_runner():
     assert issubclass(ResponsesSocket, SocketRunner) and issubclass(RealtimeSocket, SocketRunner)
     for kind in (ResponsesSocket, RealtimeSocket):
         assert "websocket_message" not in vars(kind) and "_take_waiting" not in vars(kind)
+
+
+class ProxyServer:
+    """mitmproxy's proxyserver addon as `inject` uses it: what it was given to send, in order."""
+
+    name = "proxyserver"
+
+    def __init__(self) -> None:
+        self.injected: list[tuple[bool, bytes]] = []
+
+    def inject_websocket(self, flow, to_client: bool, message: bytes, is_text: bool = True) -> None:
+        self.injected.append((to_client, message))
+
+
+def _hooked(kind: Kind, flow, content: bytes, from_client: bool) -> WebSocketMessage:
+    message = _message(flow, content, from_client)
+    assert kind.websocket_message(flow) is None
+    return message
+
+
+def test_a_message_never_overtakes_one_tollgate_sent_before_it_the_same_way():
+    """mitmproxy relays a message Tollgate sends once its event loop gets to it, one it relays as it
+    came at once after its hook: a later one goes behind Tollgate's, sent by Tollgate too, until
+    mitmproxy has relayed them (their hook seen); then messages go on as they came again."""
+    proxyserver = ProxyServer()
+    with taddons.context(proxyserver):
+        flow = tflow.twebsocketflow()
+        flow.websocket.messages = []
+        kind = Kind(asyncio.Future(loop=asyncio.new_event_loop()))
+        inject(flow, to_client=True, content=b"anew")  # a held event written anew, say
+        inject(flow, to_client=False, content=b"held")  # a client message let go once decided
+        later = [_hooked(kind, flow, b"event", False), _hooked(kind, flow, b"next", True)]
+        assert [m.dropped for m in later] == [True, True]
+        assert proxyserver.injected == [(True, b"anew"), (False, b"held"), (True, b"event"), (False, b"next")]
+        for to_client, content in proxyserver.injected:  # mitmproxy relays them, each at its hook
+            flow.websocket.messages.append(WebSocketMessage(Opcode.TEXT, not to_client, content, injected=True))
+            assert kind.websocket_message(flow) is None
+        again = [_hooked(kind, flow, b"then", False), _hooked(kind, flow, b"more", True)]
+        assert [m.dropped for m in again] == [False, False]
+        assert len(proxyserver.injected) == 4
+    assert kind.taken == ["server event", "next as it came", "server then", "more as it came"]

@@ -36,7 +36,6 @@ from tollgate.governance.guardrails.event_guard import (  # noqa: F401
     ChannelState,
     EventGuard,
     Pending,
-    Unpaired,
     answer_json,
 )
 from tollgate.governance.guardrails.logprob_tokens import chat_spells, completions_spells
@@ -251,8 +250,10 @@ class _Framed(Pending):
 
 class FramesAnswerGuard(EventGuard):
     """A streamed Bedrock answer's frames, read and rewritten (`feed` each piece, `flush` at its
-    end). `denied`: the kind that stopped it (the caller then closes the upstream). A frame that
-    cannot be read raises: the caller ends the answer as denied (`unread`)."""
+    end). `denied`: the kind that stopped it (the caller then closes the upstream). What cannot be
+    read (a broken frame, a stream ended inside one, a payload that is no JSON object, text in an
+    event this reader does not know) stops the answer before it as `unread`: none of it goes on,
+    then the exception frame a denied answer ends with."""
 
     def __init__(self, compiled: AnswerDetectors) -> None:
         super().__init__(compiled)
@@ -292,16 +293,16 @@ class FramesAnswerGuard(EventGuard):
         return self._framer.feed(chunk)
 
     def _unit(self, unit: Any) -> bytes:
-        return self._frame(self._with_headers(unit))
+        try:
+            frame = self._with_headers(unit)
+        except ValueError:
+            return self._unread()  # headers that cannot be read: none of it goes on
+        return self._frame(frame)
 
     def _read_each(self, units: list[Any]) -> bytes:
-        try:
-            out = super()._read_each(units)
-            if self._framer.error is not None:
-                raise ValueError(self._framer.error)
-        except ValueError:
-            self._committed()  # what was read before it is counted, as it is read one by one
-            raise
+        out = super()._read_each(units)
+        if self._framer.error is not None and self.denied is None and not self._closed:
+            out += self._unread()  # a broken frame: nothing from it on goes
         return out
 
     def _rewritten(self, pending: Pending) -> bytes:
@@ -319,7 +320,7 @@ class FramesAnswerGuard(EventGuard):
         if self.denied is not None or self._closed:
             return b""
         if self._framer.held:
-            raise ValueError("the stream ended inside a frame")
+            return self._unread()  # the stream ended inside a frame: none of it goes on
         return super().flush()
 
     def _with_headers(self, frame: EventStreamFrame) -> EventStreamFrame:
@@ -343,13 +344,13 @@ class FramesAnswerGuard(EventGuard):
         self._pending.append(pending)
         try:
             obj = self.read(frame)
-        except Unpaired:
-            return self._unread(pending)  # no text: none of it goes on
-        if obj is None:
-            return self._drained()
+            if obj is None:
+                return self._drained()
+            event = frame.headers.get(":event-type")
+            found = list(leaves(obj, (event if isinstance(event, str) else "",)))
+        except ValueError:  # no JSON object, text not read, tokens that spell other text
+            return self._unread(pending)  # none of it goes on, nor anything after it
         pending.obj = obj
-        event = frame.headers.get(":event-type")
-        found = list(leaves(obj, (event if isinstance(event, str) else "",)))
         for i, leaf in enumerate(found):
             self._leaf(pending, leaf)
             if self.denied is not None:

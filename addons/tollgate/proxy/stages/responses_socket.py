@@ -12,8 +12,9 @@ their turn behind it, so that none overtakes another.
 
 Under an answer guardrail, each response's events are read as its stream's would be over HTTP
 (`ResponsesSocketGuard`): a message whose text is held is held back, one whose value is replaced
-sent anew; at a value to deny, the client gets an `error` event and the WebSocket is closed (1008),
-which stops the upstream's generation. A response the upstream begins without a message asking
+sent anew, and the socket's later events go behind it (`SocketRunner`); at a value to deny, the
+client gets an `error` event and the WebSocket is closed (1008), which stops the upstream's
+generation. A response the upstream begins without a message asking
 for it is not read: under an answer rule it stops there, as an event that cannot be read does. A
 large event (32 KiB or more) is read in a worker thread."""
 

@@ -126,6 +126,8 @@ class WebSocket:
         call = call_of(flow)
         if message.from_client or call is None or call.classification.session:  # a session's: `ResponsesSocket`
             return
+        if message.injected:  # Tollgate's own: an error event, or a server event sent in its turn (read as it came)
+            return
         try:
             usage = response_done_usage(message.content)
         except Exception:  # a reader fault must not stop the hook: later addons would see the content

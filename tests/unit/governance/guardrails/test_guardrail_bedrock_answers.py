@@ -34,6 +34,7 @@ from tollgate.governance.guardrails.bedrock_answer import (
     ConverseAnswerGuard,
     FramesAnswerGuard,
     InvokeAnswerGuard,
+    denied_frame,
     guard_bedrock_json,
 )
 
@@ -320,16 +321,77 @@ def test_the_upstreams_exception_goes_on_after_what_was_held() -> None:
     assert out == data
 
 
-def test_a_broken_frame_is_not_read_past() -> None:
-    data = bytearray(converse(["fine"]))
-    data[-5] ^= 1  # the last frame's payload: its CRC no longer holds
-    guard = ConverseAnswerGuard(compiled("redact"))
-    with pytest.raises(ValueError, match="broken AWS event stream"):
-        guard.feed(bytes(data))
+UNREAD_END = ["validationException: " + DENIED.format("unread")]
+
+
+def _stopped_unread(guard: FramesAnswerGuard, data: bytes, read: int) -> bytes:
+    """What goes on of a stream that the guard cannot read to its end: it stops cleanly as
+    `unread` (no exception out of the guard), with the exception frame botocore raises on."""
+    out, _ = guarded(guard, data, read_every(data, read) if read else [])
+    assert guard.denied == "unread"
+    assert reassembled(out)[1] == UNREAD_END
+    assert out.endswith(denied_frame("unread"))
+    assert guard.feed(event("messageStop", {"stopReason": "end_turn"})) == b"" and guard.flush() == b""
+    return out
+
+
+@pytest.mark.parametrize("read", [0, 1, 7])
+def test_a_broken_frame_stops_the_stream_unread(read: int) -> None:
+    start = event("messageStart", {"role": "assistant"})
+    fine = event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Fine. "}})
+    broken = bytearray(event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "more"}}))
+    broken[-5] ^= 1  # its payload: its CRC no longer holds
+    data = start + fine + bytes(broken) + converse(["after"])
+    out = _stopped_unread(ConverseAnswerGuard(compiled("redact")), data, read)
+    assert out == start + fine + denied_frame("unread")
+
+
+def test_a_stream_ended_inside_a_frame_stops_unread() -> None:
     cut = ConverseAnswerGuard(compiled("redact"))
-    cut.feed(converse(["fine"])[:-3])
-    with pytest.raises(ValueError, match="inside a frame"):
-        cut.flush()
+    data = converse(["fine"])
+    out = cut.feed(data[:-3])
+    out += cut.flush()
+    assert cut.denied == "unread" and reassembled(out)[1] == UNREAD_END
+    assert out.endswith(denied_frame("unread"))
+
+
+@pytest.mark.parametrize("read", [0, 1, 7])
+def test_a_frame_whose_payload_is_no_json_object_stops_the_stream_unread(read: int) -> None:
+    start = event("messageStart", {"role": "assistant"})
+    for payload in (b'{"contentBlockIndex": 0, "delta": {"text": "se', b"[1, 2]", b"\xff\xfe"):
+        bad = event_frame({":event-type": "contentBlockDelta", ":content-type": "application/json",
+                           ":message-type": "event"}, payload)  # fmt: skip
+        data = start + bad + converse(["after"])
+        out = _stopped_unread(ConverseAnswerGuard(compiled("redact")), data, read)
+        assert out == start + denied_frame("unread")
+    chunk = event_frame({":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"},
+                        json.dumps({"bytes": base64.b64encode(b"not json").decode()}).encode())  # fmt: skip
+    out = _stopped_unread(InvokeAnswerGuard(compiled("redact")), chunk + titan(["after"]), read)
+    assert out == denied_frame("unread")
+    unencoded = event_frame({":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"},
+                            b'{"bytes": "not base64!"}')  # fmt: skip
+    assert _stopped_unread(InvokeAnswerGuard(compiled("redact")), unencoded, read) == denied_frame("unread")
+
+
+def test_a_frame_whose_headers_cannot_be_read_stops_the_stream_unread() -> None:
+    start = event("messageStart", {"role": "assistant"})
+    good = event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "hi"}})
+    broken = bytearray(good)
+    broken[12] = 0x7F  # the first header's name length: past its headers (the CRCs then recomputed)
+    rebuilt_frame = _recrc(bytes(broken))
+    out = _stopped_unread(ConverseAnswerGuard(compiled("redact")), start + rebuilt_frame, 0)
+    assert out == start + denied_frame("unread")
+
+
+def _recrc(frame: bytes) -> bytes:
+    """A frame with its prelude's and message's CRCs written anew (its bytes changed inside)."""
+    import binascii
+    import struct
+
+    prelude = frame[:8]
+    prelude_crc = struct.pack(">I", binascii.crc32(prelude))
+    body = prelude + prelude_crc + frame[12:-4]
+    return body + struct.pack(">I", binascii.crc32(body))
 
 
 def test_a_converse_answer_is_served_redacted_or_refused() -> None:
@@ -596,13 +658,13 @@ def test_a_converse_event_or_delta_member_not_known_that_carries_text_stops_the_
     newer = [
         event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"transcript": {"words": p}}}) for p in pieces
     ]
-    data = event("messageStart", {"role": "assistant"}) + b"".join(newer)
-    guard = ConverseAnswerGuard(compiled("redact"))
-    with pytest.raises(ValueError, match="not read"):
-        guarded(guard, data, [])
-    data = event("messageStart", {"role": "assistant"}) + event("outputNote", {"note": f"key {TOKEN}"})
-    with pytest.raises(ValueError, match="not read"):
-        guarded(ConverseAnswerGuard(compiled("redact")), data, [])
+    start = event("messageStart", {"role": "assistant"})
+    data = start + b"".join(newer)
+    for read in (0, 1, 9):
+        assert _stopped_unread(ConverseAnswerGuard(compiled("redact")), data, read) == start + denied_frame("unread")
+        data = start + event("outputNote", {"note": f"key {TOKEN}"}) + converse(["more"])
+        out = _stopped_unread(ConverseAnswerGuard(compiled("redact")), data, read)
+        assert out == start + denied_frame("unread") and TOKEN[:3].encode() not in out
     quiet = (
         event("serverPing", {"p": "abcdefgh"})
         + converse(["Hello"])

@@ -17,7 +17,7 @@ from support.guardrail_samples import EMAIL
 from tollgate.formats.framing import EventStreamFramer
 from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS
-from tollgate.governance.guardrails.bedrock_answer import InvokeAnswerGuard
+from tollgate.governance.guardrails.bedrock_answer import InvokeAnswerGuard, denied_frame
 from tollgate.governance.guardrails.invoke_answer import InvokeByAnswerGuard, guard_invoke_json
 
 REDACTED = compiled_for({"pii.email": "redact"})
@@ -83,8 +83,8 @@ def test_a_stream_that_begins_with_an_exception_is_read_by_the_families_reader()
     stream = event("chunk", {"bytes": "not base64!"})[:30]
     guard = InvokeByAnswerGuard(REDACTED)
     assert guard.feed(stream) == b""  # no whole frame yet: nothing goes on
-    with pytest.raises(Exception):  # noqa: B017  a stream cut inside a frame cannot be read
-        guard.flush()
+    assert guard.flush() == denied_frame("unread")  # a stream cut inside a frame cannot be read
+    assert guard.denied == "unread"
 
 
 def test_claudes_whole_answer_is_read_by_claudes_reader() -> None:

@@ -23,7 +23,7 @@ from support.guardrail_samples import EMAIL, SAMPLES
 from tollgate.formats.framing import EventStreamFramer
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
-from tollgate.governance.guardrails.bedrock_answer import InvokeAnswerGuard, guard_bedrock_json
+from tollgate.governance.guardrails.bedrock_answer import InvokeAnswerGuard, denied_frame, guard_bedrock_json
 from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, guard_chat_json
 from tollgate.governance.guardrails.completions_answer import CompletionsAnswerGuard, guard_completions_json
 from tollgate.governance.guardrails.gemini_answer import GeminiAnswerGuard, guard_code_assist_json, guard_gemini_json
@@ -694,14 +694,14 @@ def test_responses_tokens_that_do_not_spell_their_text_stop_the_answer() -> None
     ids=["chat-more", "chat-no-text", "completions-more", "other-shape", "other-family"],
 )
 def test_bedrock_invoke_tokens_that_do_not_spell_their_text_stop_the_answer(odd: dict[str, Any]) -> None:
-    """A frame that cannot be read raises: the caller ends the answer as unreadable. Nothing of it
-    has gone on; a whole answer is refused."""
+    """A frame that cannot be read stops the answer as unreadable: nothing of it goes on, then the
+    exception frame of a denied answer; a whole answer is refused."""
     first = {"choices": [{"index": 0, "delta": {"content": "Hello. "}, "logprobs": chat_logprobs(["Hello", ". "])}]}
     guard = InvokeAnswerGuard(compiled("redact"))
     data = invoke_chunk(first) + invoke_chunk(odd)
     out = guard.feed(data[: len(invoke_chunk(first))])
-    with pytest.raises(ValueError, match="log probabilities"):
-        out += guard.feed(data[len(invoke_chunk(first)) :])
-    sent = [json.loads(base64.b64decode(json.loads(m.payload)["bytes"])) for m in EventStreamFramer().feed(out)]
-    assert sent == [first]
+    out += guard.feed(data[len(invoke_chunk(first)) :])
+    assert guard.denied == "unread" and out.endswith(denied_frame("unread"))
+    frames = EventStreamFramer().feed(out[: -len(denied_frame("unread"))])
+    assert [json.loads(base64.b64decode(json.loads(m.payload)["bytes"])) for m in frames] == [first]
     assert guard_bedrock_json(compiled("redact"), json.dumps(odd).encode())[1:] == ("unread", {})
