@@ -11,8 +11,11 @@ Texts:
 - code: source with identifiers, numbers, strings and operators (Python of this checkout);
 - candidates: prose with, every 2 KB, a phone number, an e-mail address, a card-shaped number
   failing its checksum, dates and amounts (held while they may become a match; none is one);
-- values: prose with a real value of several kinds every 2 KB (each redacted).
-Each cell is the best of `--repeat` passes of the thread's CPU time."""
+- values: prose with a real value of several kinds every 2 KB (each redacted);
+- digits: the prose `bench/answer_stream.py` streams (one word in four a number, no value).
+Each cell is the best of `--repeat` passes of the thread's CPU time. After each text, `anchors`: the
+one pass over it that finds every detector's anchors (Hyperscan's), alone, in ns a byte: the least
+an answer's reading can cost, whatever is built around it."""
 
 from __future__ import annotations
 
@@ -28,6 +31,9 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "addons"))
 sys.path.insert(0, str(ROOT / "tests"))
 
+sys.path.insert(0, str(BENCH))
+
+from answer_stream import prose_with_digits  # noqa: E402
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, crc_token  # noqa: E402
 from tollgate.governance.guardrails.rules import Guardrails  # noqa: E402
 from tollgate.governance.guardrails.settings import GuardrailRule  # noqa: E402
@@ -78,6 +84,7 @@ def texts(size: int) -> dict[str, bytes]:
         "code": code(size),
         "candidates": sprinkled(size, rng, near),
         "values": sprinkled(size, rng, values),
+        "digits": prose_with_digits(rng, size).encode(),
     }
 
 
@@ -100,6 +107,18 @@ def run(data: bytes, piece: int, repeat: int, guardrails: Guardrails) -> tuple[f
     return len(data) / best / 1e6, int(statistics.median(helds)), max(helds), out
 
 
+def anchors_pass(data: bytes, repeat: int, guardrails: Guardrails) -> float:
+    """ns a byte of the anchors' one pass over `data`, alone (the best of `repeat`)."""
+    compiled = guardrails.answer("openai", "m", None, ())
+    assert compiled is not None
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.thread_time()
+        compiled.engine.anchors(data)
+        best = min(best, time.thread_time() - start)
+    return best * 1e9 / len(data)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, default=4.0, help="text size in MB (default 4)")
@@ -116,6 +135,7 @@ def main() -> None:
             sample = data if piece >= 4096 else data[: max(200_000, piece * 20_000) // 4]
             mbs, median, worst, out = run(sample, piece, args.repeat, guardrails)
             print(f"{name:<12}{piece:>8}{mbs:>10.1f}{median:>14}{worst:>12}{out / len(sample):>9.3f}")
+        print(f"{name:<12}{'anchors':>8}{anchors_pass(data, args.repeat, guardrails):>10.2f} ns/B")
 
 
 if __name__ == "__main__":
