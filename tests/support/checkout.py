@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .proxy import ROOT
 
-LINKED = (".venv", "addons", "deploy", "docs", "node-proxy", "pyproject.toml", "tests")
+LINKED = (".venv", "addons", "deploy", "docs", "node-proxy", "pyproject.toml", "requirements", "tests")
 
 
 def linked_checkout(folder: Path) -> Path:

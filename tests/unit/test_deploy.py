@@ -113,10 +113,17 @@ def test_the_image_is_installed_by_the_script_its_test_runs() -> None:
     assert excluded("deploy/Dockerfile", nested) and not excluded("deploy/install.sh", nested)
     # ... holds what that script installs and the image runs, and nothing else.
     files = context_files(ROOT, ROOT / ".dockerignore")
-    assert {"pyproject.toml", "README.md", "addons/gateway.py", "addons/tollgate/cli/main.py"} <= set(files)
+    assert {
+        "pyproject.toml",
+        "requirements/run.lock",
+        "README.md",
+        "addons/gateway.py",
+        "addons/tollgate/cli/main.py",
+    } <= set(files)
     assert {"deploy/install.sh", "deploy/install-opa.sh", "deploy/healthcheck.py"} <= set(files)
     outside = {f for f in files if not f.startswith("addons/tollgate/")} - {
         "pyproject.toml",
+        "requirements/run.lock",
         "README.md",
         "addons/gateway.py",
         "deploy/install.sh",
