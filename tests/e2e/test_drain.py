@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,6 +35,19 @@ for chunk in stream:
     usage = chunk.usage
 report(text=text, tokens=usage.total_tokens)
 """
+
+
+def streaming_until_read(marker: Path, script: str = STREAM) -> str:
+    """The client's script, writing `marker` once it has read its answer's first piece: from then on
+    the proxy holds the answer's head (the upstream having sent it is not enough)."""
+    return script.replace("for chunk in stream:\n", f"for chunk in stream:\n    open({str(marker)!r}, 'a').close()\n")
+
+
+def wait_until_read(marker: Path, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the client read no piece of its answer"
+        time.sleep(0.05)
 
 
 def config(listen: str, drain_s: float | None = None) -> Callable[[dict[str, str]], dict]:
@@ -221,14 +235,15 @@ def test_an_open_connections_next_request_is_answered_with_connection_close(star
     assert stopped["calls"] == 3
 
 
-def test_past_drain_s_the_call_left_is_broken_off_and_audited(start_gateway) -> None:
+def test_past_drain_s_the_call_left_is_broken_off_and_audited(start_gateway, tmp_path) -> None:
     listen = f"127.0.0.1:{free_port()}"
     gw = start_gateway(config(listen, drain_s=1))
     drip = Drip(streams.openai_chat(), hold=30)  # never released: it would take 30 s
     gw.fakes["openai"].handler = drip.reply
     gw.wait_console("Prometheus metrics served")
-    client, out = in_thread(lambda: gw.run(STREAM.replace("report(text", "report(late=True, text"), timeout=60))
-    assert drip.first_sent.wait(30)
+    script = streaming_until_read(tmp_path / "read", STREAM.replace("report(text", "report(late=True, text"))
+    client, out = in_thread(lambda: gw.run(script, timeout=60))
+    wait_until_read(tmp_path / "read")
     began = time.monotonic()
     gw.proxy.process.send_signal(signal.SIGTERM)
     assert gw.proxy.process.wait(20) == 0
@@ -244,14 +259,14 @@ def test_past_drain_s_the_call_left_is_broken_off_and_audited(start_gateway) -> 
 
 
 @pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])
-def test_a_second_sigterm_or_sigint_ends_the_drain_at_once(start_gateway, second: signal.Signals) -> None:
+def test_a_second_sigterm_or_sigint_ends_the_drain_at_once(start_gateway, second: signal.Signals, tmp_path) -> None:
     listen = f"127.0.0.1:{free_port()}"
     gw = start_gateway(config(listen, drain_s=60))
     drip = Drip(streams.openai_chat(), hold=30)
     gw.fakes["openai"].handler = drip.reply
     gw.wait_console("Prometheus metrics served")
-    client, _ = in_thread(lambda: gw.run(STREAM, timeout=60))
-    assert drip.first_sent.wait(30)
+    client, _ = in_thread(lambda: gw.run(streaming_until_read(tmp_path / "read"), timeout=60))
+    wait_until_read(tmp_path / "read")
     gw.proxy.process.send_signal(signal.SIGTERM)
     gw.wait_console("Tollgate: SIGTERM: draining")
     began = time.monotonic()
