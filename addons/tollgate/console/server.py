@@ -6,7 +6,8 @@ and a redirect to the same address without it), the cookie, or `Authorization: B
 Only GET and HEAD; every answer has `Content-Security-Policy: default-src 'self'` and no CORS
 header. Nothing is logged of a request (its query holds the token at the first visit).
 Python's own `http.server`: one thread per connection, so that a live stream does not hold the
-others."""
+others; a connection's TLS handshake is made in its own thread too, with a timeout, so that a
+client that connects and says nothing holds no one else."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from tollgate.console.follow import Audit
 from tollgate.console.views import BadQuery, Views, as_csv
 
 COOKIE = "tollgate_console"
+IDLE_S = 10.0  # a connection silent this long is closed: in its TLS handshake, before or between requests
+BACKLOG = 128  # connections waiting to be taken, as a page's burst of requests or many idle ones
 POLL_S = 0.2  # how often the files are looked at for new records
 KEEPALIVE_S = 15.0  # a live stream's comment line when nothing was written, so that proxies keep it open
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -56,11 +59,7 @@ class Console:
         self.token = token
         self.tls = tls is not None
         self.stopping = threading.Event()
-        handler = _handler(self)
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.server.daemon_threads = True
-        if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.server = _Server((host, port), _handler(self), tls)
 
     @property
     def port(self) -> int:
@@ -92,6 +91,31 @@ class Console:
 
     def authorized(self, bearer: str | None, cookie: str | None) -> bool:
         return any(v is not None and hmac.compare_digest(v.encode(), self.token.encode()) for v in (bearer, cookie))
+
+
+class _Server(ThreadingHTTPServer):
+    """Connections taken as they come: each one's TLS handshake is made in its own thread, with a
+    timeout (made in the accepting thread, one client that says nothing would stop all others)."""
+
+    daemon_threads = True
+    request_queue_size = BACKLOG
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None):
+        self.tls = tls
+        super().__init__(address, handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(IDLE_S)  # kept by the TLS socket and the handler's reads and writes
+        if self.tls is None:
+            return super().finish_request(request, client_address)
+        try:
+            wrapped = self.tls.wrap_socket(request, server_side=True)
+        except OSError:  # no handshake in time, or a failed one: this connection alone ends
+            return
+        try:
+            super().finish_request(wrapped, client_address)
+        finally:
+            self.shutdown_request(wrapped)
 
 
 def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
