@@ -1,6 +1,7 @@
 """Who reaches `tollgate console`, run as its command: under TLS, a hundred clients that connect and
 say nothing hold no one else (each handshake in its own thread, with a timeout) and are closed in
-time."""
+time; the sign-in link leaves Chromium with a session of the console's own in its cookie, never the
+token, and a restart ends every session."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.e2e.test_web_console import chromium
 from tests.support.proxy import ROOT, free_port
 
 TOKEN = "console-access-TOKEN-0001-of-test"
@@ -114,3 +116,46 @@ def test_a_hundred_silent_connections_hold_no_one_under_tls_and_are_closed_in_ti
         status, _, body = get(f"https://127.0.0.1:{port}/api/people", {"Authorization": f"Bearer {TOKEN}"},
                               context=trusting)  # fmt: skip
         assert (status, people(body)) == (200, PEOPLE)
+
+
+def test_the_sign_in_link_gives_a_session_never_the_token_and_a_restart_ends_it(tmp_path) -> None:
+    """In Chromium: the sign-in link is answered with the page at the address without the token and
+    a cookie `tollgate_session` that scripts cannot read and that is not the token; then, over HTTP,
+    the session opens the API, the token in a cookie or an unknown session does not; after a
+    restart (the same token) the old session is refused and the token as a bearer still works."""
+    from tests.support.cdp import Browser
+
+    port = free_port()
+    config = configured(tmp_path, port)
+    base = f"http://127.0.0.1:{port}"
+    browser = Browser(chromium(), tmp_path / "profile")
+    status_of = "fetch('/api/people').then(r => r.status)"
+    try:
+        with console(config) as address:
+            assert address == f"{base}/?token={TOKEN}"
+            browser.go(f"{address}#people")
+            assert browser.evaluate("location.href") == f"{base}/#people"
+            assert browser.call("Runtime.evaluate", expression=status_of, awaitPromise=True)["result"]["value"] == 200
+            assert browser.evaluate("document.cookie") == ""  # HttpOnly: no script of the page reads it
+            cookies = browser.call("Storage.getCookies")["cookies"]
+            assert [
+                (c["name"], c["domain"], c["path"], c["httpOnly"], c["secure"], c["sameSite"]) for c in cookies
+            ] == [("tollgate_session", "127.0.0.1", "/", True, False, "Strict")]
+            session = cookies[0]["value"]
+            assert TOKEN not in session and len(session) >= 43
+            cookie = {"Cookie": f"tollgate_session={session}"}
+            status, _, body = get(f"{base}/api/people", cookie)
+            assert (status, people(body)) == (200, PEOPLE)
+            unauthenticated = (401, b'{"error": "unauthenticated"}')
+            for refused in (f"tollgate_session={TOKEN}", f"tollgate_console={TOKEN}", "tollgate_session=not-one"):
+                assert get(f"{base}/api/people", {"Cookie": refused})[::2] == unauthenticated, refused
+        with console(config):
+            assert get(f"{base}/api/people", cookie)[::2] == unauthenticated
+            assert browser.call("Runtime.evaluate", expression=status_of, awaitPromise=True)["result"]["value"] == 401
+            status, _, body = get(f"{base}/api/people", {"Authorization": f"Bearer {TOKEN}"})
+            assert (status, people(body)) == (200, PEOPLE)
+            status, headers, _ = get(f"{base}/?token={TOKEN}&view=1", {})
+            assert (status, headers["location"]) == (303, ["/?view=1"])
+            assert TOKEN not in "".join(headers["set-cookie"])
+    finally:
+        browser.close()
