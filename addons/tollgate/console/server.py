@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -143,6 +144,8 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None):
         self.tls = tls
+        if ":" in address[0]:  # --listen [::1]:PORT
+            self.address_family = socket.AF_INET6
         super().__init__(address, handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:

@@ -366,6 +366,18 @@ def test_under_tls_the_cookie_is_secure_and_another_address_is_allowed(views: Vi
     assert run([], "0.0.0.0:0", config) == 1  # no TLS: refused at start, before anything listens
 
 
+def test_an_ipv6_address_is_served(views: Views) -> None:
+    console = Console(views.audit, views, "::1", 0, TOKEN)  # --listen [::1]:PORT
+    thread = threading.Thread(target=console.serve, daemon=True)
+    thread.start()
+    try:
+        status, _, body = fetch(f"http://[::1]:{console.port}/api/people", {"Authorization": f"Bearer {TOKEN}"})
+        assert (status, [p["client"] for p in json.loads(body)]) == (200, ["alice", "bob", None])
+    finally:
+        console.stop()
+        thread.join(timeout=5)
+
+
 def every_view(views: Views) -> list:
     spend = [views.answer("/api/spend", {"by": [by]}) for by in ("provider", "model", "client")]
     hourly = views.answer("/api/spend", {"by": ["model"], "bucket": ["hour"], "since": ["2026-11-01"],
