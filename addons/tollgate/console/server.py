@@ -1,22 +1,27 @@
 """`tollgate console`'s web server: the page and the JSON API over the audit, read-only, behind a
 token.
 
-Every request needs the token: `?token=` once (answered with an HttpOnly, SameSite=Strict cookie
-and a redirect to the same address without it), the cookie, or `Authorization: Bearer`; else 401.
-Only GET and HEAD; every answer has `Content-Security-Policy: default-src 'self'` and no CORS
-header. Nothing is logged of a request (its query holds the token at the first visit).
+Every request needs the token or a session: `?token=` once (answered with a session of its own in
+an HttpOnly, SameSite=Strict cookie and a redirect to the same address without the token), the
+session's cookie, or the token as `Authorization: Bearer`; else 401. The token is never put in a
+cookie (another service on the same host name could read it); a session ends with the console or
+after 12 hours. Only GET and HEAD; every answer has `Content-Security-Policy: default-src 'self'`
+and no CORS header. Nothing is logged of a request (its query holds the token at the first visit).
 Python's own `http.server`: one thread per connection, so that a live stream does not hold the
-others."""
+others; a connection's TLS handshake is made in its own thread too, with a timeout, so that a
+client that connects and says nothing holds no one else."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
+import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any, cast
@@ -27,7 +32,11 @@ import orjson
 from tollgate.console.follow import Audit
 from tollgate.console.views import BadQuery, Views, as_csv
 
-COOKIE = "tollgate_console"
+COOKIE = "tollgate_session"
+OLD_COOKIE = "tollgate_console"  # where earlier versions put the token itself: emptied at sign-in
+SESSION_S = 12 * 3600  # a session ends after this (or with the console); the token signs in again
+IDLE_S = 10.0  # a connection silent this long is closed: in its TLS handshake, before or between requests
+BACKLOG = 128  # connections waiting to be taken, as a page's burst of requests or many idle ones
 POLL_S = 0.2  # how often the files are looked at for new records
 KEEPALIVE_S = 15.0  # a live stream's comment line when nothing was written, so that proxies keep it open
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -49,18 +58,26 @@ class Console:
     """The server: `serve_forever` in the caller's thread, the files followed in another."""
 
     def __init__(
-        self, audit: Audit, views: Views, host: str, port: int, token: str, tls: ssl.SSLContext | None = None
+        self,
+        audit: Audit,
+        views: Views,
+        host: str,
+        port: int,
+        token: str,
+        tls: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.time,  # the wall's: a session's 12 hours go on while the machine sleeps
     ) -> None:
         self.audit = audit
         self.views = views
         self.token = token
         self.tls = tls is not None
         self.stopping = threading.Event()
-        handler = _handler(self)
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.server.daemon_threads = True
-        if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        # Sessions live in memory only, so that a restart ends them; kept by their SHA-256, so that
+        # looking one up tells nothing of the others.
+        self.sessions: dict[bytes, float] = {}  # → when it ends, by the clock
+        self.sessions_lock = threading.Lock()
+        self.clock = clock
+        self.server = _Server((host, port), _handler(self), tls)
 
     @property
     def port(self) -> int:
@@ -89,9 +106,60 @@ class Console:
     def stop(self) -> None:
         self.stopping.set()
         self.server.shutdown()
+        with self.sessions_lock:
+            self.sessions.clear()
 
-    def authorized(self, bearer: str | None, cookie: str | None) -> bool:
-        return any(v is not None and hmac.compare_digest(v.encode(), self.token.encode()) for v in (bearer, cookie))
+    def is_token(self, given: str | None) -> bool:
+        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
+
+    def open_session(self) -> str:
+        """A new session id, valid for SESSION_S; the sessions ended are forgotten."""
+        session = secrets.token_urlsafe(32)
+        now = self.clock()
+        with self.sessions_lock:
+            for ended in [key for key, end in self.sessions.items() if end <= now]:
+                del self.sessions[ended]
+            self.sessions[_digest(session)] = now + SESSION_S
+        return session
+
+    def authorized(self, bearer: str | None, sessions: Iterable[str]) -> bool:
+        """The token as a bearer, or any of the sessions given still open."""
+        if self.is_token(bearer):
+            return True
+        now = self.clock()
+        with self.sessions_lock:
+            return any(self.sessions.get(_digest(s), 0.0) > now for s in sessions)
+
+
+def _digest(session: str) -> bytes:
+    return hashlib.sha256(session.encode()).digest()
+
+
+class _Server(ThreadingHTTPServer):
+    """Connections taken as they come: each one's TLS handshake is made in its own thread, with a
+    timeout (made in the accepting thread, one client that says nothing would stop all others)."""
+
+    daemon_threads = True
+    request_queue_size = BACKLOG
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None):
+        self.tls = tls
+        if ":" in address[0]:  # --listen [::1]:PORT
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(IDLE_S)  # kept by the TLS socket and the handler's reads and writes
+        if self.tls is None:
+            return super().finish_request(request, client_address)
+        try:
+            wrapped = self.tls.wrap_socket(request, server_side=True)
+        except OSError:  # no handshake in time, or a failed one: this connection alone ends
+            return
+        try:
+            super().finish_request(wrapped, client_address)
+        finally:
+            self.shutdown_request(wrapped)
 
 
 def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
@@ -119,16 +187,18 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             query = parse_qs(parts.query, keep_blank_values=True)
             given = query.pop("token", None)
-            if given is not None:
-                if not console.authorized(given[-1], None):
+            if given is not None:  # the sign-in link: the token exchanged for a session
+                if not console.is_token(given[-1]):
                     return self._unauthenticated()
-                cookie = f"{COOKIE}={console.token}; Path=/; HttpOnly; SameSite=Strict" + (
-                    "; Secure" if console.tls else ""
-                )
+                attributes = "; Path=/; HttpOnly; SameSite=Strict" + ("; Secure" if console.tls else "")
                 rest = urlencode(query, doseq=True)
                 location = parts.path + (f"?{rest}" if rest else "")
-                return self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", {"Location": location, "Set-Cookie": cookie})
-            if not console.authorized(self._bearer(), self._cookie()):
+                return self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", [
+                    ("Location", location),
+                    ("Set-Cookie", f"{COOKIE}={console.open_session()}; Max-Age={SESSION_S}{attributes}"),
+                    ("Set-Cookie", f"{OLD_COOKIE}=; Max-Age=0{attributes}"),
+                ])  # fmt: skip
+            if not console.authorized(self._bearer(), self._sessions()):
                 return self._unauthenticated()
             path = parts.path
             if path in STATIC:
@@ -155,25 +225,28 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
             scheme, _, value = self.headers.get("Authorization", "").partition(" ")
             return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
-        def _cookie(self) -> str | None:
-            jar = SimpleCookie()
-            try:
-                jar.load(self.headers.get("Cookie", ""))
-            except Exception:  # a malformed Cookie header is no token
-                return None
-            morsel = jar.get(COOKIE)
-            return None if morsel is None else morsel.value
+        def _sessions(self) -> list[str]:
+            """Every value of a cookie named COOKIE: another service on the same host name may have
+            set one of its own beside the console's."""
+            pairs = (p.partition("=") for h in self.headers.get_all("Cookie", []) for p in h.split(";"))
+            return [value.strip() for name, _, value in pairs if name.strip() == COOKIE]
 
         def _unauthenticated(self) -> None:
             self._send(HTTPStatus.UNAUTHORIZED, b'{"error": "unauthenticated"}', "application/json")
 
         def _send(
-            self, status: HTTPStatus, body: bytes, kind: str, headers: dict[str, str] | None = None, head: bool = False
+            self,
+            status: HTTPStatus,
+            body: bytes,
+            kind: str,
+            headers: dict[str, str] | list[tuple[str, str]] | None = None,
+            head: bool = False,
         ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
-            for name, value in {**SECURITY_HEADERS, **(headers or {})}.items():
+            extra = list(headers.items() if isinstance(headers, dict) else headers or [])
+            for name, value in [*SECURITY_HEADERS.items(), *extra]:
                 self.send_header(name, value)
             self.end_headers()
             if not head:

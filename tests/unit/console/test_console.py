@@ -4,6 +4,7 @@ across a rotation, a cut line, the budgets' rows, and its server's token, method
 from __future__ import annotations
 
 import json
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -221,7 +222,7 @@ def fetch(url: str, headers: dict[str, str] | None = None, method: str = "GET"):
     except urllib.error.HTTPError as e:
         answer = e
     with answer:
-        return answer.status, dict(answer.headers), answer.read()
+        return answer.status, answer.headers, answer.read()
 
 
 def test_every_request_needs_the_token(served: str) -> None:
@@ -230,18 +231,59 @@ def test_every_request_needs_the_token(served: str) -> None:
         assert (status, json.loads(body)) == (401, {"error": "unauthenticated"}), path
         assert headers["Content-Security-Policy"] == "default-src 'self'"
     assert fetch(served + "/api/people", {"Authorization": "Bearer not-the-token"})[0] == 401
-    assert fetch(served + "/api/people", {"Cookie": "tollgate_console=not-the-token"})[0] == 401
+    # The token is no cookie: neither as the session's nor as the one of earlier versions.
+    for cookie in ("tollgate_session=not-a-session", f"tollgate_session={TOKEN}", f"tollgate_console={TOKEN}"):
+        assert fetch(served + "/api/people", {"Cookie": cookie})[0] == 401, cookie
     assert fetch(served + "/?token=not-the-token")[0] == 401
 
 
-def test_the_token_once_becomes_a_cookie_and_a_redirect_without_it(served: str) -> None:
+def signed_in(served: str) -> str:
+    """The session the sign-in link is answered with."""
+    status, headers, _ = fetch(f"{served}/?token={TOKEN}")
+    assert status == 303
+    return re.fullmatch(r"tollgate_session=([\w-]{43}); .*", headers.get_all("Set-Cookie")[0])[1]
+
+
+def test_the_token_once_becomes_a_session_and_a_redirect_without_it(served: str) -> None:
     status, headers, _ = fetch(f"{served}/?token={TOKEN}&x=1")
     assert status == 303 and headers["Location"] == "/?x=1"
-    assert headers["Set-Cookie"] == f"tollgate_console={TOKEN}; Path=/; HttpOnly; SameSite=Strict"
-    status, headers, body = fetch(served + "/", {"Cookie": f"tollgate_console={TOKEN}"})
+    session, emptied = headers.get_all("Set-Cookie")
+    assert re.fullmatch(r"tollgate_session=[\w-]{43}; Max-Age=43200; Path=/; HttpOnly; SameSite=Strict", session)
+    assert emptied == "tollgate_console=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict"  # the token, if it was there
+    assert TOKEN not in session and signed_in(served) != signed_in(served)  # a new one at each sign-in
+    status, headers, body = fetch(served + "/", {"Cookie": session.split(";")[0]})
     assert status == 200 and b'<script src="/app.js"' in body
     assert headers["Content-Security-Policy"] == "default-src 'self'"
     assert not any(h.lower().startswith("access-control-") for h in headers)
+
+
+def test_a_session_ends_after_12_hours_and_with_the_console(views: Views) -> None:
+    now = [1_800_000_000.0]
+    console = Console(views.audit, views, "127.0.0.1", 0, TOKEN, clock=lambda: now[0])
+    thread = threading.Thread(target=console.serve, daemon=True)
+    thread.start()
+    served = f"http://127.0.0.1:{console.port}"
+    try:
+        first = signed_in(served)
+        now[0] += 12 * 3600 - 1
+        second = signed_in(served)
+        assert fetch(served + "/api/people", {"Cookie": f"tollgate_session={first}"})[0] == 200
+        now[0] += 1
+        assert fetch(served + "/api/people", {"Cookie": f"tollgate_session={first}"})[0] == 401
+        assert fetch(served + "/api/people", {"Cookie": f"tollgate_session={second}"})[0] == 200
+        assert fetch(served + "/api/people", {"Authorization": f"Bearer {TOKEN}"})[0] == 200
+    finally:
+        console.stop()
+        thread.join(timeout=5)
+    assert not console.authorized(None, [second])  # the console stopped: its sessions with it
+
+
+def test_another_services_cookie_of_the_same_name_leaves_the_session_working(served: str) -> None:
+    session = signed_in(served)
+    for cookie in (f"tollgate_session=theirs; tollgate_session={session}", f"tollgate_session={session}; a=b"):
+        assert fetch(served + "/api/people", {"Cookie": cookie})[0] == 200, cookie
+    answer = fetch(served + "/api/people", {"Cookie": "tollgate_session=theirs; tollgate_session=other"})
+    assert answer[0] == 401
 
 
 def test_bearer_json_csv_and_read_only(served: str) -> None:
@@ -313,13 +355,27 @@ def test_under_tls_the_cookie_is_secure_and_another_address_is_allowed(views: Vi
             opener.open(f"https://127.0.0.1:{console.port}/?token={TOKEN}", timeout=5)
         assert redirect.value.code == 303
         cookie = redirect.value.headers["Set-Cookie"]
-        assert cookie == f"tollgate_console={TOKEN}; Path=/; HttpOnly; SameSite=Strict; Secure"
+        assert re.fullmatch(
+            r"tollgate_session=[\w-]{43}; Max-Age=43200; Path=/; HttpOnly; SameSite=Strict; Secure", cookie
+        )
     finally:
         console.stop()
         thread.join(timeout=5)
     config = tmp_path / "tollgate.yaml"
     config.write_text(f"audit: {{path: {tmp_path / 'audit.jsonl'}}}\n")
     assert run([], "0.0.0.0:0", config) == 1  # no TLS: refused at start, before anything listens
+
+
+def test_an_ipv6_address_is_served(views: Views) -> None:
+    console = Console(views.audit, views, "::1", 0, TOKEN)  # --listen [::1]:PORT
+    thread = threading.Thread(target=console.serve, daemon=True)
+    thread.start()
+    try:
+        status, _, body = fetch(f"http://[::1]:{console.port}/api/people", {"Authorization": f"Bearer {TOKEN}"})
+        assert (status, [p["client"] for p in json.loads(body)]) == (200, ["alice", "bob", None])
+    finally:
+        console.stop()
+        thread.join(timeout=5)
 
 
 def every_view(views: Views) -> list:
