@@ -14,6 +14,11 @@ import pytest
 # ./run.sh starts `tollgate console` beside the proxy on 127.0.0.1:8090: in the tests, only where
 # one asks for it (TOLLGATE_CONSOLE=HOST:PORT), so that the proxies they start share no port.
 os.environ.setdefault("TOLLGATE_CONSOLE", "off")
+# What the tests start with `python -m tollgate …` runs this checkout's code, as pytest does
+# (pyproject's pythonpath), not that of a checkout the venv was installed from.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(Path(__file__).resolve().parents[1] / "addons"), os.environ.get("PYTHONPATH")) if p
+)
 import tests.support.examples  # noqa: F401  (loads the quick profile of property tests)
 import trustme
 import yaml
