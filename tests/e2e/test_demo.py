@@ -195,6 +195,10 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
             ("alice", "openai", "gpt-4o-mini", "allow", 200, 5, {}),
         ]
         assert calls[-1]["answer_findings"] == {"secrets.aws_access_key_id": 1}
+        # The proxy's line for that call (on standard error) names what the answer held, by kind.
+        said = (tmp_path / "demo.log").read_text()
+        assert "answer found secrets.aws_access_key_id 1 (1 redacted)" in said and DEPLOY_KEY not in said
+        assert "found pii.email 1, pii.payment_card 1 (2 redacted)" in said and EMAIL not in said
         text = audit.read_text()
         assert CARD not in text and EMAIL not in text and "tg-demo-" not in text and "not-a-real-key" not in text
         assert DEPLOY_KEY not in text
