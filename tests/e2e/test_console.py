@@ -8,6 +8,8 @@ import re
 
 import pytest
 
+from tollgate.common.shown import usd_text
+
 REAL_KEY = "sk-REAL-console-5ecret-a1"
 ALICE = "tg-alice-console-5ecret-b2"
 WRONG = "tg-nobody-console-5ecret-c3"
@@ -73,7 +75,7 @@ def test_each_call_has_one_line_in_tollgates_words(gw) -> None:
     console = gw.proxy.console()
     assert calls_lines(console) == [
         f"Tollgate: alice · 21→7 $0.000006975 · openai/gpt-4o-mini · {allowed['latency_ms']:.0f} ms",
-        f"Tollgate: alice · {streamed['input_tokens']}→{streamed['output_tokens']} ${streamed['cost_usd']:.6f}"
+        f"Tollgate: alice · {streamed['input_tokens']}→{streamed['output_tokens']} ${usd_text(streamed['cost_usd'])}"
         f" · openai/gpt-4o-mini · {streamed['latency_ms']:.0f} ms",
         f"Tollgate: alice · ⛔ policy_denied · openai/gpt-4o · {denied['latency_ms']:.0f} ms · gpt-4o is for research",
         f"Tollgate: (anonymous) · ⛔ unauthenticated · openai/gpt-4o-mini · {unknown['latency_ms']:.0f} ms"
