@@ -8,6 +8,8 @@ import re
 
 import pytest
 
+from tollgate.common.shown import usd_text
+
 REAL_KEY = "sk-REAL-console-5ecret-a1"
 ALICE = "tg-alice-console-5ecret-b2"
 WRONG = "tg-nobody-console-5ecret-c3"
@@ -72,11 +74,11 @@ def test_each_call_has_one_line_in_tollgates_words(gw) -> None:
     assert (allowed["cost_usd"], denied["deny_reasons"]) == (0.000006975, ["gpt-4o is for research"])
     console = gw.proxy.console()
     assert calls_lines(console) == [
-        f"Tollgate: alice · 21→7 $0.000007 · openai/gpt-4o-mini · {allowed['latency_ms']:.0f} ms",
-        f"Tollgate: alice · {streamed['input_tokens']}→{streamed['output_tokens']} ${streamed['cost_usd']:.6f}"
+        f"Tollgate: alice · 21→7 $0.000006975 · openai/gpt-4o-mini · {allowed['latency_ms']:.0f} ms",
+        f"Tollgate: alice · {streamed['input_tokens']}→{streamed['output_tokens']} ${usd_text(streamed['cost_usd'])}"
         f" · openai/gpt-4o-mini · {streamed['latency_ms']:.0f} ms",
         f"Tollgate: alice · ⛔ policy_denied · openai/gpt-4o · {denied['latency_ms']:.0f} ms · gpt-4o is for research",
-        f"Tollgate: anonymous · ⛔ unauthenticated · openai/gpt-4o-mini · {unknown['latency_ms']:.0f} ms"
+        f"Tollgate: (anonymous) · ⛔ unauthenticated · openai/gpt-4o-mini · {unknown['latency_ms']:.0f} ms"
         " · unknown or missing API key",
     ]
     # mitmdump's own line for the flows is left out: no upstream URL, no "(content missing)".
@@ -120,9 +122,9 @@ def test_one_line_per_call_and_per_refused_connection_and_no_connection_lines(st
     console = gw.proxy.output.read_text()
     assert CONNECTION_LINES.findall(console) == []
     assert tollgate_lines(console) == [
-        f"Tollgate: alice · 21→7 $0.000007 · openai/gpt-4o-mini · {allowed['latency_ms']:.0f} ms",
-        f"Tollgate: anonymous · ⛔ egress_denied · 169.254.169.254:80 · {reason}",
-        f"Tollgate: anonymous · ⛔ egress_denied · 169.254.169.254:80 · {reason}",  # the plain HTTP request
+        f"Tollgate: alice · 21→7 $0.000006975 · openai/gpt-4o-mini · {allowed['latency_ms']:.0f} ms",
+        f"Tollgate: (anonymous) · ⛔ egress_denied · 169.254.169.254:80 · {reason}",
+        f"Tollgate: (anonymous) · ⛔ egress_denied · 169.254.169.254:80 · {reason}",  # the plain HTTP request
     ]
     # mitmdump's own lines for the refused CONNECT and request are left out too.
     assert "CONNECT" not in console and "GET " not in console and "403" not in console

@@ -87,7 +87,7 @@ def test_openai_chat_with_virtual_key(g):
     # The call's line is Tollgate's (mitmdump's own left out at its default detail).
     console = g.proxy.console()
     assert (
-        "Tollgate: alice · 21→7 $0.000007 · openai/gpt-4o-mini · " in console
+        "Tollgate: alice · 21→7 $0.000006975 · openai/gpt-4o-mini · " in console
         and "Streaming response from" not in console
     )
 

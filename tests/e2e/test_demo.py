@@ -24,6 +24,7 @@ DEMO = ROOT / "demo"
 NOT_THE_DEMOS = {".git", ".venv", ".venv-clients", ".node-clients", "node_modules", "demo", "__pycache__",
                  ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache"}  # fmt: skip
 CARD = "4111 1111 1111 1111"
+EMAIL = "dana@tollgate-demo.net"  # on a domain `pii.email` reads (not one reserved for examples)
 DEPLOY_KEY = "AKIA" + "DEMO" * 4  # the stand-in's made-up key (addons/tollgate/demo/standin.py)
 
 
@@ -72,7 +73,7 @@ def commands_by_comment(lines: list[str]) -> dict[str, str]:
     for line in lines:
         if line.startswith("# "):
             comment = line
-        elif line and comment and not line.startswith("export "):
+        elif line and comment and not line.startswith(("export ", "pip ")):
             commands[comment] = line
             comment = ""
     return commands
@@ -139,6 +140,8 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
     try:
         lines = printed_lines(demo, 180)
         export = next(line for line in lines if line.startswith("export "))
+        # pip is run before the export: after it, pip would go through the demo, which refuses PyPI.
+        assert lines.index("pip install openai") < lines.index(export)
         proxy = export.split()[1].removeprefix("HTTPS_PROXY=")
         port = int(proxy.rpartition(":")[2])
         assert proxy.startswith("http://127.0.0.1:") and port not in (8080, 8081, 8090)
@@ -150,7 +153,7 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
         commands = commands_by_comment(lines)
         assert [c.split(":")[0] for c in commands] == [
             "# A governed call", "# Refused by the policy (403 policy_denied)", "# Redacted by the guardrail",
-            "# Streamed, in Gemini's shape", "# The same from Python's openai SDK (pip install openai), streamed",
+            "# Streamed, in Gemini's shape", "# The same from Python's openai SDK, streamed",
             "# The answer is read too", "# What Tollgate recorded",
         ]  # fmt: skip
         governed, refused, redacted, gemini, python, key_asked, tail = commands.values()
@@ -166,10 +169,9 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
             "code": "policy_denied",
         }
         message = json.loads(paste(export, redacted, home))
-        assert CARD in redacted
-        assert message["content"] == [
-            {"type": "text", "text": "(stand-in Anthropic) You said: Refund the card [REDACTED:pii.payment_card]"}
-        ]
+        assert CARD in redacted and EMAIL in redacted
+        said = "Refund the card [REDACTED:pii.payment_card] and mail [REDACTED:pii.email]"
+        assert message["content"] == [{"type": "text", "text": f"(stand-in Anthropic) You said: {said}"}]
         events = [json.loads(line.removeprefix("data: ")) for line in paste(export, gemini, home).split("\n\n") if line]
         said = "".join(e["candidates"][0]["content"]["parts"][0]["text"] for e in events)
         assert (said, events[-1]["usageMetadata"]["totalTokenCount"]) == ("(stand-in Gemini) You said: Hello", 6)
@@ -187,14 +189,18 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
         ] == [
             ("alice", "openai", "gpt-4o-mini", "allow", 200, 1, {}),
             ("bob", "openai", "gpt-4o", "deny", 403, None, {}),
-            ("alice", "anthropic", "claude-haiku-4-5", "allow", 200, 4, {"pii.payment_card": 1}),
+            ("alice", "anthropic", "claude-haiku-4-5", "allow", 200, 7, {"pii.email": 1, "pii.payment_card": 1}),
             ("alice", "gemini", "gemini-2.5-flash", "allow", 200, 1, {}),
             ("alice", "openai", "gpt-4o-mini", "allow", 200, 3, {}),
             ("alice", "openai", "gpt-4o-mini", "allow", 200, 5, {}),
         ]
         assert calls[-1]["answer_findings"] == {"secrets.aws_access_key_id": 1}
+        # The proxy's line for that call (on standard error) names what the answer held, by kind.
+        said = (tmp_path / "demo.log").read_text()
+        assert "answer found secrets.aws_access_key_id 1 (1 redacted)" in said and DEPLOY_KEY not in said
+        assert "found pii.email 1, pii.payment_card 1 (2 redacted)" in said and EMAIL not in said
         text = audit.read_text()
-        assert CARD not in text and "tg-demo-" not in text and "not-a-real-key" not in text
+        assert CARD not in text and EMAIL not in text and "tg-demo-" not in text and "not-a-real-key" not in text
         assert DEPLOY_KEY not in text
         assert paste(export, tail, home).count('"llm_call"') == 5
         # The console shows the same: the calls by client, the findings by kind (never a value). It
@@ -208,9 +214,19 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
             time.sleep(0.2)
         assert people == {"alice": (5, 0), "bob": (1, 1)}
         assert sorted((f["kind"], f["client"], f["count"]) for f in console_api(console, "/api/findings")) == [  # type: ignore[union-attr]
+            ("pii.email", "alice", 1),
             ("pii.payment_card", "alice", 1),
             ("secrets.aws_access_key_id", "alice", 1),
         ]
+        # Its one budget, for everyone, has counted the tokens and the cost of the calls let through.
+        tokens = sum(c["total_tokens"] or 0 for c in calls)
+        budgets = console_api(console, "/api/budgets")
+        assert [(b["limit"], b["field"], b["subject"], b["window"], b["cap"]) for b in budgets] == [  # type: ignore[index]
+            ("demo budget", "tokens_per_day", None, "day", 100000),
+            ("demo budget", "usd_per_day", None, "day", 1.0),
+        ]
+        assert budgets[0]["used"] == tokens > 0  # type: ignore[index]
+        assert budgets[1]["used"] == round(sum(c["cost_usd"] or 0 for c in calls), 9) > 0  # type: ignore[index]
         # A second demo would write over this one's files: it says so and stops.
         second = subprocess.run([str(ROOT / "run.sh"), "demo"], capture_output=True, text=True, timeout=120, env=env)
         assert (second.returncode, second.stdout) == (1, "")

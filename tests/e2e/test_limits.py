@@ -265,10 +265,10 @@ def test_usd_per_day_counts_exact_costs(g):
     assert first == 200
     assert second[:2] == [429, "insufficient_quota"]
     # 16 uncached prompt tokens at $1, 5 cached at $0.50, 7 answer tokens at $2: $32.50.
-    assert "usd_per_day is $60 for spender; $32.5 used" in second[2]
+    assert "usd_per_day is $60.00 for spender; $32.50 used" in second[2]
     served, denied = g.new_audit(2)
     assert served["cost_usd"] == 32.5
-    assert denied["deny_reasons"] == ["limit 'spend': usd_per_day $60 reached for spender"]
+    assert denied["deny_reasons"] == ["limit 'spend': usd_per_day $60.00 reached for spender"]
     assert denied["cost_usd"] is None  # never sent: nothing spent
 
 

@@ -478,7 +478,7 @@ def test_no_message_key_or_prompt_reaches_the_console_or_saved_flows(g, fake):
         assert all(m.content.startswith(b"[redacted by Tollgate: ") for m in flow.websocket.messages)
     last = flows[-1]
     assert last.metadata["tollgate"]["event"] == "responses_websocket"
-    assert last.comment == "alice · openai · Responses WebSocket · 1 response · 100→20 tokens · $0.120000"
+    assert last.comment == "alice · openai · Responses WebSocket · 1 response · 100→20 tokens · $0.12"
 
 
 WAITER = "tg-VIRTUAL-waiter-responses-ws-5ecret-i9"

@@ -214,7 +214,7 @@ def test_nothing_secret_reaches_any_output(gw, gw_login):
     assert len(flows) == len(calls)
     assert flows[0].request.headers["authorization"] == "[redacted by Tollgate]"
     assert flows[0].metadata["tollgate"]["client"] == "alice"
-    assert flows[0].comment.startswith("alice · 21→7 $0.000116 · openai/gpt-4o")
+    assert flows[0].comment.startswith("alice · 21→7 $0.00011625 · openai/gpt-4o")
     with open(gw_login.saved, "rb") as f:
         (login_flow,) = list(io.FlowReader(f).stream())
     assert list(login_flow.metadata["proxyauth"]) == ["carol", ""]

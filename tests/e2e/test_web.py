@@ -68,9 +68,9 @@ def test_flow_list_shows_each_calls_summary_and_marks_refused_and_failed_calls(w
 
     flows = web.proxy.api("/flows")
     assert [(f["comment"], f["marked"], f["response"]["status_code"]) for f in flows] == [
-        ("alice · 21→7 $0.000007 · openai/gpt-4o-mini", "", 200),
+        ("alice · 21→7 $0.000006975 · openai/gpt-4o-mini", "", 200),
         # mitmweb sends the marker's emoji
-        ("anonymous · ⛔ unauthenticated · openai/gpt-4o-mini · unknown or missing API key", "⛔", 401),
+        ("(anonymous) · ⛔ unauthenticated · openai/gpt-4o-mini · unknown or missing API key", "⛔", 401),
         (f"alice · ⚠ upstream_unreachable · anthropic/claude-sonnet-4-5 · {unreachable}", "⚠", 502),
     ]
     listing = json.dumps(flows)
@@ -155,9 +155,9 @@ def test_the_flow_list_in_a_browser_shows_each_calls_outcome_first(
         assert dom.returncode == 0, dom.stderr[-2000:]
         comments = [html.unescape(c) for c in re.findall(r'<td class="col-comment">([^<]*)</td>', dom.stdout)]
         assert comments == [
-            "alice · 21→7 $0.000007 · openai/gpt-4o-mini",
+            "alice · 21→7 $0.000006975 · openai/gpt-4o-mini",
             "alice · ⛔ policy_denied · openai/gpt-4o · gpt-4o is not for alice",
-            "anonymous · ⛔ unauthenticated · openai/gpt-4o-mini · unknown or missing API key",
+            "(anonymous) · ⛔ unauthenticated · openai/gpt-4o-mini · unknown or missing API key",
         ]
         # The picture, for a person to look at (TOLLGATE_SCREENSHOT names where to keep it).
         picture = Path(os.environ.get("TOLLGATE_SCREENSHOT") or tmp_path / "mitmweb.png")

@@ -188,3 +188,16 @@ def test_every_configuration_key_is_documented() -> None:
         ):
             undocumented.append(f"{key} ({_PAGES[key.split('.')[0]]})")
     assert undocumented == []
+
+
+def test_the_readme_stays_within_200_lines_and_keeps_its_first_screen() -> None:
+    """What a newcomer reads first: what Tollgate is, its two commands and the demo; the rest is in
+    docs/, which the README links to."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 200
+    headings = [line for line in readme.splitlines() if line.startswith("## ")]
+    assert headings[:3] == [
+        "## Two commands",
+        "## Without a key: `./run.sh demo`",
+        "## Five minutes to a governed call",
+    ]

@@ -261,7 +261,7 @@ def verify_audit(files: list[str], key_path: Path | None, live: bool, against: s
     """Exit status 0 when the files are whole (a summary printed), 1 with a line per fault, 2 when a
     file, the copy or the key cannot be read."""
     from tollgate.common.audit_chain import load_public_key
-    from tollgate.records.audit_verify import read_copy, read_lines, verify
+    from tollgate.records.audit_verify import read_copy, read_lines, verify, writers
 
     key = None
     if key_path is not None:
@@ -294,6 +294,9 @@ def verify_audit(files: list[str], key_path: Path | None, live: bool, against: s
     )  # fmt: skip
     if verdict.faults:
         print(f"{plural(len(verdict.faults), 'fault')} in {counts}", file=sys.stderr)
+        if not live and (running := writers(files[-1])):
+            print(f"{files[-1]} is still being written (Tollgate runs beside it: instance {', '.join(running)}):"
+                  " verify it with --live, which takes a run not yet stopped as no fault", file=sys.stderr)  # fmt: skip
         return 1
     print(f"whole: {counts}")
     if against is not None:

@@ -2,7 +2,8 @@
 them: its SQLite file, or its Redis server's `tollgate:counter:*` keys (read-only: the console
 never changes a counter; a Redis that cannot be read leaves the view empty until it can). A row
 per limit and per counter it keeps: who it applies to (`per: client`/`group`: the client or
-group; `per: all`: null), used and the cap in the limit's unit (`usd`: US dollars)."""
+group, `(anonymous)` for the counter anonymous callers share; `per: all`: null), used and the
+cap in the limit's unit (`usd`: US dollars)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tollgate.governance.limits.limits import LimitRule, caps_of
+from tollgate.common.shown import caller_name
+from tollgate.governance.limits.limits import ANONYMOUS, LimitRule, caps_of
 from tollgate.ledger.windows import window_bounds
 
 NANO = 10**9
@@ -91,11 +93,17 @@ def rows(rules: Sequence[LimitRule], counters: dict[str, int], now: float) -> li
                 subjects = {"all": subjects.get("all", 0)}
             for subject, used in sorted(subjects.items()):
                 found.append({
-                    "limit": rule.label, "field": field, "subject": None if rule.per == "all" else subject,
+                    "limit": rule.label, "field": field, "subject": _subject(rule.per, subject),
                     "window": window, "used": _unit(metric, used), "cap": _unit(metric, cap),
                     "unit": "usd" if metric == "usd" else metric,
                 })  # fmt: skip
     return found
+
+
+def _subject(per: str, subject: str) -> str | None:
+    if per == "client" and subject == ANONYMOUS:
+        return caller_name(None)
+    return None if per == "all" else subject
 
 
 def _unit(metric: str, value: int) -> int | float:

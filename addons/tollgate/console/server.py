@@ -217,7 +217,7 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
                 return self._send(HTTPStatus.BAD_REQUEST, body, "application/json", head=head)
             if fmt == "csv":
                 name = path.rsplit("/", 1)[-1]
-                return self._send(HTTPStatus.OK, as_csv(answer).encode(), "text/csv; charset=utf-8",
+                return self._send(HTTPStatus.OK, as_csv(answer, query).encode(), "text/csv; charset=utf-8",
                                   {"Content-Disposition": f'attachment; filename="{name}.csv"'}, head=head)  # fmt: skip
             return self._send(HTTPStatus.OK, orjson.dumps(answer), "application/json", head=head)
 

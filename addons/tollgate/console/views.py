@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
+from tollgate.common.shown import caller_name, usd_text
 from tollgate.console.follow import Audit
 from tollgate.console.index import Window, hour_of
 
@@ -19,6 +22,8 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 FILTERS = {"client": "clients", "provider": "providers", "event": "events"}
 DECISIONS = {"allow": 1, "deny": 2}
+# The columns that hold US dollars (the budgets' `used` and `cap` too where their unit is usd).
+MONEY = frozenset(("cost_usd",))
 HOURLY_DAYS = 31  # the longest span the hourly spend covers: it is summed from the records themselves
 
 
@@ -134,9 +139,11 @@ def _cursor(text: str) -> int:
         raise BadQuery("after: a cursor the API gave") from None
 
 
-def as_csv(answer: Any) -> str:
+def as_csv(answer: Any, query: Query | None = None) -> str:
     """A list of rows (or the events of `/api/events`) as CSV: a column per field of the first
-    row; a nested value (findings, deny_reasons) as its JSON."""
+    row; a nested value (findings, deny_reasons) as its JSON; a caller no client names as
+    `(anonymous)` (in `client`, and in `key` when the query's `by` is client); an amount of money
+    as `usd_text` writes it, another number as a plain decimal (never an exponent)."""
     rows = answer["events"] if isinstance(answer, dict) and "events" in answer else answer
     out = io.StringIO()
     if not rows:
@@ -144,18 +151,24 @@ def as_csv(answer: Any) -> str:
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k in row if k not in columns)
+    callers = ("client", "key") if query is not None and _one(query, "by") == "client" else ("client",)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in columns])
+        writer.writerow([_cell(c, row, callers) for c in columns])
     return out.getvalue()
 
 
-def _cell(value: Any) -> str:
+def _cell(column: str, row: Mapping[str, Any], callers: Sequence[str]) -> str:
+    value = row.get(column)
     if value is None:
-        return ""
+        return caller_name(None) if column in callers and column in row else ""
     if isinstance(value, (dict, list)):
         return orjson.dumps(value).decode()
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
         return "'" + value  # a spreadsheet opening the export reads no formula from a record
+    if isinstance(value, float) and (column in MONEY or (column in ("used", "cap") and row.get("unit") == "usd")):
+        return usd_text(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return format(Decimal(repr(value)), "f")
     return str(value)

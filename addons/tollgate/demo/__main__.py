@@ -2,7 +2,7 @@
 
 `python -m tollgate.demo --dir DIR --gateway PATH/addons/gateway.py` starts on 127.0.0.1 the
 stand-in provider (`standin.py`) and mitmdump with Tollgate configured to use it (two clients with
-virtual keys, a policy, a guardrail), then prints the lines to paste. Everything it writes is in
+virtual keys, a policy, guardrails, a budget), then prints the lines to paste. Everything it writes is in
 DIR: the configuration and policy (written anew at each start), a CA of its own, the stand-in's
 certificate, the audit (begun anew at each start). Ctrl-C (or SIGTERM) stops the proxy and the
 stand-in. Only the providers' hosts are served: every other connection is refused (egress
@@ -37,6 +37,9 @@ CONSOLE_PORT = 8190
 ALICE, BOB = "tg-demo-alice-0123456789", "tg-demo-bob-0123456789"
 # A test card number (Visa's), put together here so that the source holds none for a scan to find.
 CARD = " ".join(["4111", *["1111"] * 3])
+# An e-mail address the demo's rule redacts: not on a domain reserved for examples (example.com,
+# .test, .example, …), which `pii.email` leaves alone, as documentation's addresses are.
+EMAIL = "dana@" + "tollgate-demo.net"
 START_S = 120  # how long the proxy may take to listen (a first start compiles Tollgate's bytecode)
 STOP_S = 15
 
@@ -77,6 +80,11 @@ guardrails:
   - detect: [secrets]   # what the model answers is read too
     action: redact
     on: [answer]
+limits:   # one budget for everyone, shown in the console's Budgets view
+  - name: demo budget
+    per: all
+    tokens_per_day: 100000
+    usd_per_day: 1
 audit:
   path: {json.dumps(str(audit))}
 egress:
@@ -137,7 +145,7 @@ def paste_lines(port: int, ca: Path, directory: Path) -> str:
     redacted = (
         f"curl -sS https://api.anthropic.com/v1/messages -H 'x-api-key: {ALICE}' -H 'anthropic-version: 2023-06-01'"
         ' -H \'Content-Type: application/json\' -d \'{"model": "claude-haiku-4-5", "max_tokens": 100,'
-        ' "messages": [{"role": "user", "content": "Refund the card ' + CARD + "\"}]}'"
+        ' "messages": [{"role": "user", "content": "Refund the card ' + CARD + " and mail " + EMAIL + "\"}]}'"
     )
     gemini = (
         "curl -sS 'https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent"
@@ -155,6 +163,9 @@ def paste_lines(port: int, ca: Path, directory: Path) -> str:
             "",
             "Paste these into another terminal (HTTPS_PROXY sends that shell's clients through the demo):",
             "",
+            "# Python's openai SDK, for the Python lines below: before the export, so that pip goes to PyPI",
+            "pip install openai",
+            "",
             f"export HTTPS_PROXY=http://{HOST}:{port} CURL_CA_BUNDLE={ca_path} SSL_CERT_FILE={ca_path}",
             "",
             "# A governed call: alice's virtual key in, the provider's key out, the tokens counted",
@@ -163,13 +174,14 @@ def paste_lines(port: int, ca: Path, directory: Path) -> str:
             "# Refused by the policy (403 policy_denied): bob is an intern, interns use the small models",
             chat.format(key=BOB, model="gpt-4o"),
             "",
-            "# Redacted by the guardrail: the provider gets [REDACTED:pii.payment_card] and says it back",
+            "# Redacted by the guardrail: the provider gets [REDACTED:pii.payment_card] and [REDACTED:pii.email]"
+            " and says it back",
             redacted,
             "",
             "# Streamed, in Gemini's shape",
             gemini,
             "",
-            "# The same from Python's openai SDK (pip install openai), streamed",
+            "# The same from Python's openai SDK, streamed",
             python.replace("{prompt}", "Hello from Python"),
             "",
             "# The answer is read too: asked for the deploy key, the stand-in streams one back, and you get"

@@ -7,6 +7,7 @@ line, and says what it is, never what the record holds beyond what locates it.""
 from __future__ import annotations
 
 import base64
+import glob
 import os
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,6 +27,7 @@ from tollgate.common.audit_chain import (
     signature_holds,
     split_line,
 )
+from tollgate.records.in_flight import InstanceBusy, check_free
 
 UNPARSED = object()  # a line `_Verifier.read` parses itself
 
@@ -215,6 +217,22 @@ def read_lines(paths: Sequence[str], live: bool = False) -> Iterator[tuple[Place
                     return
                 if line.strip():
                     yield Place(os.fspath(path), number), line
+
+
+def writers(audit_path: str) -> list[str]:
+    """The instances whose process is writing `audit_path` now: each holds the lock of its in-flight
+    file beside it while it runs (`in_flight`). A file this user cannot open tells nothing."""
+    found = []
+    prefix = f"{audit_path}.in-flight."
+    for journal in sorted(glob.glob(glob.escape(prefix) + "*")):
+        instance = journal[len(prefix) :]
+        if instance.endswith(".key"):
+            continue
+        try:
+            check_free(audit_path, instance)
+        except InstanceBusy:
+            found.append(instance)
+    return found
 
 
 def read_copy(path: str) -> Iterator[tuple[Place, bytes]]:
@@ -469,8 +487,10 @@ class _Verifier:
             return  # a process killed outright, then started again: its next run names where it ended
         if self.live and following is None:
             return
+        # The newest run read may be one still being written: a reader told so finds `--live`.
+        still = "; if it is still being written, verify with --live" if following is None else ""
         self.fault(mark.place, f"cut off after this line: the run of {run.instance} has no tollgate_stopped"
-                   f" ({self._after(run)})")  # fmt: skip
+                   f" ({self._after(run)}){still}")  # fmt: skip
 
     def unsigned_runs(self) -> None:
         """With a key: a run no checkpoint signed by it vouches for is a fault. A signed checkpoint

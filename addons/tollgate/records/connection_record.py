@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tollgate.common.shown import caller_name
 from tollgate.governance.egress.egress import EGRESS_DENIED
 from tollgate.records.audit_record import utc_timestamp
 
@@ -73,5 +74,5 @@ def connection_line(connection: Connection) -> str:
     who, the refusal, where to, and why. Never more than its record holds."""
     c = connection
     host = f"[{c.host}]" if ":" in c.host else c.host
-    line = f"Tollgate: {c.client or 'anonymous'} · ⛔ {EGRESS_DENIED} · {host}:{c.port}"
+    line = f"Tollgate: {caller_name(c.client)} · ⛔ {EGRESS_DENIED} · {host}:{c.port}"
     return f"{line} · {'; '.join(c.deny_reasons)}" if c.deny_reasons else line

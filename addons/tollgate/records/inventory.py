@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from tollgate.common.shown import caller_name
 from tollgate.records.usage_report import Malformed, audit_objects, iso_epoch, iso_time
 
 # The category of a provider Tollgate governs as calls: an AI model API.
@@ -256,10 +257,7 @@ def notes(inventory: Inventory, malformed: int) -> list[str]:
 
 def table(inventory: Inventory, malformed: int = 0) -> str:
     head = list(_TABLE_HEADERS)
-    body = [["-" if v is None else str(v) for v in _values(r)] for r in inventory.rows]
-    if inventory.rows:
-        body = [[("(anonymous)" if r.client is None else c) if i == 0 else c for i, c in enumerate(cells)]
-                for r, cells in zip(inventory.rows, body, strict=True)]  # fmt: skip
+    body = [[caller_name(r.client), *("-" if v is None else str(v) for v in _values(r)[1:])] for r in inventory.rows]
     widths = [max(len(row[i]) for row in (head, *body)) for i in range(len(head))]
 
     def line(row: list[str]) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tollgate.common.shown import caller_name, nano_usd_text
 from tollgate.records.audit_record import NO_USAGE
 
 if TYPE_CHECKING:
@@ -16,28 +17,29 @@ REFUSED_MARKER = ":no_entry:"
 FAILED_MARKER = ":warning:"
 
 
-def dollars_text(nano: int) -> str:
-    """Nano-dollars as a person reads them: `$0.000123`, to the micro-dollar, half up."""
-    micro = (nano + 500) // 1000
-    return f"${micro // 1_000_000}.{micro % 1_000_000:06d}"
-
-
 def summary(call: Call, latency: str | None = None) -> str:
     """The one line mitmweb shows as the flow's comment. Its column is narrow, so what matters
     comes first: who called (a short name), then a refusal and its reason, a failure, else the
     tokens and cost; then what was called (and, given, how long it took), and what the guardrails
-    found (kinds and counts); last the policy's reasons or the error, in words."""
+    found in the request and in the answer (kinds and counts); last the policy's reasons or the error, in words."""
     head, detail = _outcome(call)
     model, target = call.target_model, call.route.target
     what = f"{target.provider}/{model}" if model else f"{target.provider} {call.classification.endpoint or '?'}"
-    line = f"{call.caller.client or 'anonymous'} · {head} · {what}"
+    line = f"{caller_name(call.caller.client)} · {head} · {what}"
     if latency is not None:
         line += f" · {latency}"
     if found := call.request.findings:
-        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(found.items()))
-        redacted = call.request.redacted
-        line += f" · found {kinds}" + (f" ({redacted} redacted)" if redacted else "")
+        line += f" · found {_found(found, call.request.redacted)}"
+    if found := call.answer.findings:
+        redacted = sum(n for _, action, n in call.answer.finding_actions if action == "redact")
+        line += f" · answer found {_found(found, redacted)}"
     return f"{line} · {detail}" if detail else line
+
+
+def _found(findings: dict[str, int], redacted: int | None) -> str:
+    """What the guardrails found, by kind and count (never a value), and how many were redacted."""
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(findings.items()))
+    return kinds + (f" ({redacted} redacted)" if redacted else "")
 
 
 def console_line(call: Call, latency_ms: float) -> str:
@@ -64,7 +66,7 @@ def _outcome(call: Call) -> tuple[str, str | None]:
     if u.input_tokens is None and u.output_tokens is None:
         return "no tokens", a.error
     head, cost = f"{u.input_tokens or 0}→{u.output_tokens or 0}", call.cost_nanousd()
-    return (head if cost is None else f"{head} {dollars_text(cost)}"), a.error
+    return (head if cost is None else f"{head} {nano_usd_text(cost)}"), a.error
 
 
 def flow_marker(call: Call) -> str:

@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from tollgate.common.shown import caller_name, usd_text
+
 KEYS = ("client", "group", "provider", "requested_provider", "model", "endpoint", "day", "month", "status", "decision")
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "total_tokens", "cached_tokens", "cache_write_tokens")
 FORMATS = ("table", "json", "csv")
@@ -314,13 +316,6 @@ def _order(row: tuple[tuple[Value, ...], Sums]) -> tuple[Any, ...]:
 # ---- output
 
 
-def usd(amount: Decimal) -> str:
-    """Fixed-point and exact: at least cents, and every further digit there is (a call costs
-    fractions of a cent)."""
-    whole, _, fraction = format(amount, "f").partition(".")
-    return f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
-
-
 def iso_time(epoch: float) -> str:
     """As the audit writes times: 2026-11-22T08:30:00.123Z."""
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -328,8 +323,16 @@ def iso_time(epoch: float) -> str:
 
 def _cell(value: Value | Decimal) -> str:
     if isinstance(value, Decimal):
-        return usd(value)
+        return usd_text(value)
     return "" if value is None else str(value)
+
+
+def _key_cells(by: Sequence[str], key: tuple[Value, ...], missing: str) -> list[str]:
+    """A row's values of the `by` keys: a caller no client names is `(anonymous)`; another value the
+    call does not have (a client in no group) is `missing`."""
+    return [
+        caller_name(None) if k == "client" and v is None else _cell(v) or missing for k, v in zip(by, key, strict=True)
+    ]
 
 
 def _numbers(sums: Sums) -> list[str]:
@@ -364,7 +367,7 @@ def records(n: int) -> str:
 
 def table(report: Report, malformed: int = 0) -> str:
     head = [*report.by, *_TABLE_HEADERS]
-    body = [[_cell(v) or "-" for v in key] + _numbers(sums) for key, sums in report.rows]
+    body = [_key_cells(report.by, key, "-") + _numbers(sums) for key, sums in report.rows]
     total = [TOTAL_LABEL, *[""] * (len(report.by) - 1), *_numbers(report.total)]
     widths = [max(len(row[i]) for row in (head, *body, total)) for i in range(len(head))]
     keys = len(report.by)
@@ -383,7 +386,7 @@ def _json_object(items: Iterable[tuple[str, Value | Decimal]]) -> str:
 
 
 def _json_value(value: Value | Decimal) -> str:
-    return usd(value) if isinstance(value, Decimal) else json.dumps(value)
+    return usd_text(value) if isinstance(value, Decimal) else json.dumps(value)
 
 
 def _sums_items(sums: Sums) -> list[tuple[str, int | Decimal]]:
@@ -410,7 +413,7 @@ def to_csv(report: Report, malformed: int = 0) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([*report.by, *SUM_FIELDS])
-    writer.writerows([[_cell(v) for v in key] + _numbers(sums) for key, sums in report.rows])
+    writer.writerows([_key_cells(report.by, key, "") + _numbers(sums) for key, sums in report.rows])
     writer.writerow([TOTAL_LABEL, *[""] * (len(report.by) - 1), *_numbers(report.total)])
     return out.getvalue()
 

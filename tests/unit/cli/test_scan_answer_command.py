@@ -153,3 +153,16 @@ def test_the_command(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert done.stdout.splitlines()[1].split() == ["pii.email", "1", "redact"]
     assert "[REDACTED:pii.email]" in done.stdout and EMAIL not in done.stdout + done.stderr
+
+
+def test_the_documented_examples_hold_what_the_example_configuration_finds(capsys) -> None:
+    """The README's `tollgate scan` lines: the example request and answer each hold an address the
+    example configuration's rules redact (on a domain `pii.email` reads, not one kept for examples)."""
+    examples = ROOT / "docs" / "examples"
+    config = str(examples / "tollgate.yaml")
+    assert main(["scan", "--config", config, str(examples / "request.json")]) == 1
+    assert capsys.readouterr().out.splitlines()[1:] == ["  pii.email     1  redact  at 100"]
+    assert main(["scan", "--config", config, "--answer", str(examples / "answer.sse")]) == 1
+    out = capsys.readouterr().out
+    assert out.splitlines()[1:3] == ["  pii.email     1  redact", "redacted; the client gets:"]
+    assert '"content":"send your questions to [REDACTED:pii.email]."' in out and "dana@" not in out

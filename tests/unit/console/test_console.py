@@ -167,7 +167,30 @@ def test_a_rotation_is_followed_and_a_cut_line_is_shown_as_such(tmp_path: Path) 
 
 def test_csv_has_a_column_per_field_and_no_formula(views: Views) -> None:
     text = as_csv([{"client": "=cmd()", "findings": {"pii.email": 1}, "count": 2}, {"client": None, "extra": 1}])
-    assert text == 'client,findings,count,extra\n\'=cmd(),"{""pii.email"":1}",2,\n,,,1\n'
+    assert text == 'client,findings,count,extra\n\'=cmd(),"{""pii.email"":1}",2,\n(anonymous),,,1\n'
+
+
+def test_csv_writes_an_anonymous_caller_and_amounts_one_way() -> None:
+    events = {"events": [{"client": None, "cost_usd": 8.035e-05, "latency_ms": 1.5e-05, "ttfb_ms": None},
+                         {"client": "bob", "cost_usd": 0.0, "latency_ms": 412.3, "ttfb_ms": 2e21}]}  # fmt: skip
+    assert as_csv(events) == (
+        "client,cost_usd,latency_ms,ttfb_ms\n(anonymous),0.00008035,0.000015,\nbob,0.00,412.3,2000000000000000000000\n"
+    )
+    spend = [
+        {"bucket": "2026-11-05", "key": None, "cost_usd": 1e-09},
+        {"bucket": "2026-11-05", "key": "bob", "cost_usd": 3.0},
+    ]
+    assert (
+        as_csv(spend, {"by": ["client"]})
+        == "bucket,key,cost_usd\n2026-11-05,(anonymous),0.000000001\n2026-11-05,bob,3.00\n"
+    )
+    assert as_csv(spend, {"by": ["model"]}) == "bucket,key,cost_usd\n2026-11-05,,0.000000001\n2026-11-05,bob,3.00\n"
+    budgets = [{"subject": "(anonymous)", "used": 1.25e-05, "cap": 5.0, "unit": "usd"},
+               {"subject": "bob", "used": 3, "cap": 1e+22, "unit": "tokens"}]  # fmt: skip
+    assert (
+        as_csv(budgets)
+        == "subject,used,cap,unit\n(anonymous),0.0000125,5.00,usd\nbob,3,10000000000000000000000,tokens\n"
+    )
 
 
 def test_budgets_rows_read_the_current_windows_counters() -> None:
@@ -187,6 +210,9 @@ def test_budgets_rows_read_the_current_windows_counters() -> None:
         {"limit": "everyone", "field": "tokens_per_minute", "subject": None, "window": "minute", "used": 0,
          "cap": 1000, "unit": "tokens"},
     ]  # fmt: skip
+    # Anonymous callers share one counter per limit: the view names it as every output names them.
+    counters = {f"daily|client:anonymous|requests|day|{day}": 2}
+    assert [(r["subject"], r["used"]) for r in budget_rows(rules[:1], counters, now)] == [("(anonymous)", 2)]
 
 
 def test_only_loopback_is_served_without_tls() -> None:

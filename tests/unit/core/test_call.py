@@ -357,12 +357,25 @@ def test_fingerprint_handles_any_text(secret: str) -> None:
 
 
 def test_summary_puts_tokens_and_cost_first() -> None:
-    assert summary(full_call()) == "alice · 100→50 $0.000040 · openai/gpt-4o-mini"
+    assert summary(full_call()) == "alice · 100→50 $0.0000402 · openai/gpt-4o-mini"
 
 
 def test_summary_anonymous_without_usage_names_the_endpoint() -> None:
     call = Call(Route.as_called("gemini"), "h", "GET", "/", classification=Classification(endpoint="models"))
-    assert summary(call) == "anonymous · no tokens · gemini models"
+    assert summary(call) == "(anonymous) · no tokens · gemini models"
+
+
+def test_summary_names_the_findings_of_the_request_and_of_the_answer() -> None:
+    call = full_call()
+    call.request.findings, call.request.redacted = {"pii.email": 2}, 2
+    call.answer.findings = {"secrets.aws_access_key_id": 1, "pii.email": 1}
+    call.answer.finding_actions = (("secrets.aws_access_key_id", "redact", 1), ("pii.email", "audit", 1))
+    assert summary(call) == (
+        "alice · 100→50 $0.0000402 · openai/gpt-4o-mini · found pii.email 2 (2 redacted)"
+        " · answer found pii.email 1, secrets.aws_access_key_id 1 (1 redacted)"
+    )
+    call.answer.findings, call.answer.finding_actions = {"pii.email": 1}, (("pii.email", "audit", 1),)
+    assert summary(call).endswith(" · answer found pii.email 1")
 
 
 def test_summary_requested_model_and_partial_tokens() -> None:
@@ -374,7 +387,7 @@ def test_summary_requested_model_and_partial_tokens() -> None:
         classification=Classification(model="claude-sonnet-4"),
         answer=Answer(usage=Usage(input_tokens=42)),
     )
-    assert summary(call) == "anonymous · 42→0 · anthropic/claude-sonnet-4"
+    assert summary(call) == "(anonymous) · 42→0 · anthropic/claude-sonnet-4"
 
 
 def test_summary_of_a_refusal_starts_with_its_reason_and_ends_with_the_policys() -> None:

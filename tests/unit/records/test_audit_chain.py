@@ -24,6 +24,7 @@ from tollgate.core.config import Config, ConfigError, load_config
 from tollgate.records import auditlog
 from tollgate.records.audit_verify import Place, Verdict, read_copy, read_lines, verify
 from tollgate.records.auditlog import AuditLog
+from tollgate.records.in_flight import InFlight, journal_path
 
 TS = "2026-11-26T10:00:00.000Z"
 ADDONS = Path(__file__).resolve().parents[3] / "addons"
@@ -183,7 +184,7 @@ def test_the_file_cut_after_a_checkpoint(tmp_path: Path) -> None:
     lines = signed_run()[:9]  # up to and with the second checkpoint
     assert faults(check(lines)) == [
         "a.jsonl:9: cut off after this line: the run of gw-1 has no tollgate_stopped (0 records after the last"
-        " checkpoint)"
+        " checkpoint); if it is still being written, verify with --live"
     ]
     assert faults(check(lines, live=True)) == []  # still being written
     path = tmp_path / "audit.jsonl"
@@ -194,7 +195,7 @@ def test_the_file_cut_after_a_checkpoint(tmp_path: Path) -> None:
     )
     assert faults(check(signed_run()[:11])) == [
         "a.jsonl:9: cut off after this line: the run of gw-1 has no tollgate_stopped (2 records after the last"
-        " checkpoint)"
+        " checkpoint); if it is still being written, verify with --live"
     ]
 
 
@@ -386,7 +387,7 @@ def test_the_last_runs_removed_verify_alone_and_are_found_against_the_collectors
     # Only the last checkpoint removed (the stop's), and the stop: the run is cut off by itself.
     assert faults(check(flat(runs)[:-2])) == [
         "a.jsonl:18: cut off after this line: the run of gw-1 has no tollgate_stopped (1 record after the last"
-        " checkpoint)"
+        " checkpoint); if it is still being written, verify with --live"
     ]
 
 
@@ -442,7 +443,8 @@ def test_with_the_key_live_the_newest_run_may_await_its_first_checkpoint() -> No
     lines = [*runs[0], *w.lines]
     assert faults(check(lines, live=True)) == []
     assert faults(check(lines)) == [
-        "a.jsonl:8: cut off after this line: the run of gw-1 has no tollgate_stopped (3 records, no checkpoint)",
+        "a.jsonl:8: cut off after this line: the run of gw-1 has no tollgate_stopped (3 records, no checkpoint);"
+        " if it is still being written, verify with --live",
         "a.jsonl:8: the run of gw-1 has no checkpoint signed by the key: its 3 records are vouched for by no signature",
     ]
 
@@ -725,6 +727,31 @@ def test_audit_verify_says_whole_or_names_each_fault_and_never_a_value(tmp_path:
     with pytest.raises(SystemExit) as e:
         main(["audit", "verify"])
     assert e.value.code == 2
+
+
+def test_audit_verify_on_a_file_still_being_written_names_live(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"\n".join(signed_run()[:9]) + b"\n")  # a run not stopped yet
+    writing = InFlight(journal_path(str(path), "gw-1"), b"s" * 32, "gw-1")  # as its running process holds it
+    try:
+        assert main(["audit", "verify", str(path)]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == (
+            f"{path}:9: cut off after this line: the run of gw-1 has no tollgate_stopped (0 records after the last"
+            " checkpoint); if it is still being written, verify with --live\n"
+        )
+        assert captured.err.splitlines() == [
+            "1 fault in 9 records, 1 instance, 1 run, 2 checkpoints, signatures not checked (no --key; 2 signed)",
+            f"{path} is still being written (Tollgate runs beside it: instance gw-1): verify it with --live, which"
+            " takes a run not yet stopped as no fault",
+        ]
+        assert main(["audit", "verify", "--live", str(path)]) == 0
+    finally:
+        writing.close()
+    capsys.readouterr()
+    # Its process gone, the file is no longer said to be written.
+    assert main(["audit", "verify", str(path)]) == 1
+    assert "still being written (" not in capsys.readouterr().err
 
 
 def test_the_docs_example_checks_a_chain(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from tests.support.examples import examples
 
 from tollgate.cli.main import main
+from tollgate.common.shown import usd_text
 from tollgate.records.usage_report import (
     KEYS,
     Call,
@@ -36,7 +37,6 @@ from tollgate.records.usage_report import (
     table,
     to_csv,
     to_json,
-    usd,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -363,10 +363,11 @@ def test_the_total_is_the_same_whatever_the_grouping(calls: list[Call], by: list
 @pytest.mark.parametrize(
     ("amount", "text"),
     [("0", "0.00"), ("0E-9", "0.00"), ("1E+2", "100.00"), ("0.1", "0.10"), ("0.000000001", "0.000000001"),
-     ("12.340", "12.34"), ("100.000123000", "100.000123")],
+     ("12.340", "12.34"), ("100.000123000", "100.000123"), ("8.035e-05", "0.00008035"), ("3.15E-6", "0.00000315")],
 )  # fmt: skip
 def test_amounts_in_cents_and_every_digit_beyond(amount: str, text: str) -> None:
-    assert usd(Decimal(amount)) == text
+    assert usd_text(Decimal(amount)) == text
+    assert usd_text(float(amount)) == text  # a float (the audit's, the console's sums) as the decimal written
 
 
 SMALL = [
@@ -389,13 +390,13 @@ def small_report(by: list[str]) -> Report:
 
 def test_table() -> None:
     assert table(small_report(["client", "model"]), malformed=2) == (
-        "client   model              requests  input  output  total  cached  cache_write     cost_usd  unpriced\n"
-        "------------------------------------------------------------------------------------------------------\n"
-        "alice    gpt-4o                    2     22       8     30       5            0  0.100000001         0\n"
-        "bob      claude-sonnet-4-5         1    100      50    150       0           10         0.00         1\n"
-        "-        gpt-4o                    1      0       0      0       0            0         0.00         0\n"
-        "------------------------------------------------------------------------------------------------------\n"
-        "(total)                            4    122      58    180       5           10  0.100000001         1\n"
+        "client       model              requests  input  output  total  cached  cache_write     cost_usd  unpriced\n"
+        "----------------------------------------------------------------------------------------------------------\n"
+        "alice        gpt-4o                    2     22       8     30       5            0  0.100000001         0\n"
+        "bob          claude-sonnet-4-5         1    100      50    150       0           10         0.00         1\n"
+        "(anonymous)  gpt-4o                    1      0       0      0       0            0         0.00         0\n"
+        "----------------------------------------------------------------------------------------------------------\n"
+        "(total)                                4    122      58    180       5           10  0.100000001         1\n"
         "\n"
         "calls since 2026-11-01T00:00:00.000Z\n"
         "1 call used tokens but had no known price (unpriced): its cost is not in cost_usd\n"
@@ -456,7 +457,7 @@ def test_csv() -> None:
         "client,model,requests,input_tokens,output_tokens,total_tokens,cached_tokens,cache_write_tokens,cost_usd,unpriced\n"
         "alice,gpt-4o,2,22,8,30,5,0,0.100000001,0\n"
         "bob,claude-sonnet-4-5,1,100,50,150,0,10,0.00,1\n"
-        ",gpt-4o,1,0,0,0,0,0,0.00,0\n"
+        "(anonymous),gpt-4o,1,0,0,0,0,0,0.00,0\n"
         "(total),,4,122,58,180,5,10,0.100000001,1\n"
     )
 

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationInfo, model_validator
 
 from tollgate.common.config_base import Count, Money, Strict
 from tollgate.common.shape_memo import ShapeMemo
+from tollgate.common.shown import nano_usd_text
 from tollgate.governance.matching import OverrideMatch, known_providers, matches, unknown_provider
 from tollgate.ledger.store import Charge, Store
 from tollgate.ledger.windows import WINDOWS, window_bounds
@@ -102,7 +103,7 @@ class Counter(NamedTuple):
 
     def show(self, value: int) -> str:
         """A value of this counter as users read it: dollars for money."""
-        return f"${Decimal(value) / NANO:f}" if self.metric == "usd" else str(value)
+        return nano_usd_text(value) if self.metric == "usd" else str(value)
 
 
 class Estimate(NamedTuple):

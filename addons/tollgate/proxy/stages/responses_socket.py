@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from mitmproxy import http
 from mitmproxy.websocket import WebSocketMessage
 
+from tollgate.common.shown import caller_name, nano_usd_text
 from tollgate.core.call import Call, Caller, Failure, Route, Target
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import parse_json, read_request_json
@@ -53,7 +54,6 @@ from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL, CLIENT_DISCONNECTED, call_of, refuse
 from tollgate.proxy.sockets import SocketRunner, Waiting, inject
 from tollgate.proxy.state import Shared
-from tollgate.records.summary import dollars_text
 
 if TYPE_CHECKING:
     from tollgate.proxy.runner import CallSteps
@@ -96,11 +96,11 @@ class Tally:
     def summary(self, session: Call) -> str:
         """mitmweb's one line for the session: its responses, their tokens and cost together."""
         refused = f" ({self.refused} refused)" if self.refused else ""
-        cost = "" if self.cost_nanousd is None else f" · {dollars_text(self.cost_nanousd)}"
+        cost = "" if self.cost_nanousd is None else f" · {nano_usd_text(self.cost_nanousd)}"
         tokens = f"{self.input_tokens}→{self.output_tokens} tokens{cost}"
         count = len(self.request_ids)
         responses = f"{count} response{'' if count == 1 else 's'}{refused}"
-        who = session.caller.client or "anonymous"
+        who = caller_name(session.caller.client)
         return f"{who} · {session.route.target.provider} · Responses WebSocket · {responses} · {tokens}"
 
 

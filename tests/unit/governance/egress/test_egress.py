@@ -467,5 +467,5 @@ def test_a_refused_connections_console_line_names_who_where_and_why() -> None:
         connection_line(refused) == "Tollgate: bob · ⛔ egress_denied · [fd00::1]:443 · fd00::1 is a private address; x"
     )
     assert connection_line(Connection("r-2", "paste.example.net", 443)) == (
-        "Tollgate: anonymous · ⛔ egress_denied · paste.example.net:443"
+        "Tollgate: (anonymous) · ⛔ egress_denied · paste.example.net:443"
     )

@@ -122,10 +122,10 @@ def test_refusals_say_which_cap_what_is_used_and_when_it_resets():
     (counter,) = counters([(limit, caps_of(limit))], "spender", (), now)
     assert retry_after(counter, now) == 2
     assert refusal_message(counter, 32_500_000_000, 30_000_000_000, now) == (
-        "Tollgate limit 'spend': usd_per_day is $60 for spender; $32.5 used, this call needs up to $30."
+        "Tollgate limit 'spend': usd_per_day is $60.00 for spender; $32.50 used, this call needs up to $30.00."
         " The day window ends in 2 s."
     )
-    assert deny_reason(counter) == "limit 'spend': usd_per_day $60 reached for spender"
+    assert deny_reason(counter) == "limit 'spend': usd_per_day $60.00 reached for spender"
 
 
 def test_the_policy_sees_counters_by_limit_subject_and_cap():

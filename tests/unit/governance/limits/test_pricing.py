@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.support.examples import examples
 
+from tollgate.common.shown import nano_usd_text
 from tollgate.core.config import OverrideMatch, PriceRule, parse_config
 from tollgate.formats.usage import Usage
 from tollgate.governance.limits.pricing import TABLE_IDS, Prices, Rate, cost_nanousd, table_rate
 from tollgate.records.audit_record import usd
-from tollgate.records.summary import dollars_text
 
 PROPERTY = settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 WHEN = datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp()
@@ -372,8 +372,8 @@ def test_lookups_are_cached_per_shape_and_day() -> None:
 def test_money_as_text() -> None:
     assert usd(6975) == 0.000006975
     assert usd(1_234_567_890_123) == 1234.567890123
-    assert (dollars_text(123_456), dollars_text(500), dollars_text(499)) == ("$0.000123", "$0.000001", "$0.000000")
-    assert dollars_text(12_345_678_901) == "$12.345679"
+    assert (nano_usd_text(123_456), nano_usd_text(500), nano_usd_text(0)) == ("$0.000123456", "$0.0000005", "$0.00")
+    assert nano_usd_text(12_345_678_901) == "$12.345678901"
 
 
 def test_a_models_context_window_is_the_tables() -> None:

@@ -107,7 +107,7 @@ def test_an_answered_call_gets_its_request_id_header_and_one_record_at_response(
     )
     # The flow keeps the plain record (what a saved flow can hold), its summary and no marker.
     assert as_written(flow.metadata[CALL]) == record and type(flow.metadata[CALL]) is dict
-    assert flow.comment == "alice · 12→5 $0.000080 · openai/gpt-4o"
+    assert flow.comment == "alice · 12→5 $0.00008 · openai/gpt-4o"
     assert flow.marked == ""
 
 
@@ -153,7 +153,7 @@ def test_a_call_tollgate_refused_is_recorded_and_marked_refused(audit_log, audit
         ["unknown or missing API key"],
     )
     assert flow.marked == REFUSED_MARKER
-    assert flow.comment == "anonymous · ⛔ unauthenticated · openai/gpt-4o · unknown or missing API key"
+    assert flow.comment == "(anonymous) · ⛔ unauthenticated · openai/gpt-4o · unknown or missing API key"
     assert flow.response.headers.get_all("x-tollgate-request-id") == [call.request_id]
 
 

@@ -133,7 +133,7 @@ def test_a_virtual_key_call_goes_upstream_with_the_upstream_key_and_is_audited(t
     assert flow.request.raw_content is None
     assert flow.metadata[CALL] == {k: v for k, v in record.items() if k not in FILES_OWN}
     assert record["cost_usd"] == 0.0000039  # gpt-4o-mini: 14 x $0.15 + 3 x $0.60 per Mtok
-    assert flow.comment == "alice · 14→3 $0.000004 · openai/gpt-4o-mini"
+    assert flow.comment == "alice · 14→3 $0.0000039 · openai/gpt-4o-mini"
 
     assert {k: record[k] for k in ("client", "auth", "groups", "provider", "endpoint", "requested_model", "model")} == {
         "client": "alice",
