@@ -6,6 +6,7 @@ the same HTTP/2 connection comes whole); the proxy's output is read for tracebac
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from tests.support.answers import AWS, KINDS, TEXT, pieces
@@ -97,7 +98,9 @@ for t in others:
     t.start()
 for t in [first, *others]:
     t.join(40)
-report(results={{str(k): v for k, v in results.items()}})
+http = client._client  # the connections its pools hold: the proxy's transport's (HTTPS_PROXY) and any other
+pools = [t._pool for t in [http._transport, *http._mounts.values()] if t is not None]
+report(results={{str(k): v for k, v in results.items()}}, connections=sum(len(p.connections) for p in pools))
 """
 
 
@@ -114,19 +117,42 @@ def h2_upstream(upstream_ca):
     upstream.close()
 
 
-def test_over_http2_denied_streams_end_cleanly_and_a_sibling_stream_comes_whole(start_gateway, h2_upstream):
-    gw = start_gateway(config(h2_upstream.url), providers=())
-    result = gw.run(HTTP2_RUN)["results"]
+def assert_http2_run(gw) -> None:
+    """The sibling came whole and each denied stream raised after the text before the key, all on
+    one HTTP/2 connection of the SDK's; audited; no traceback in the proxy's output."""
+    run = gw.run(HTTP2_RUN)
+    result = run["results"]
     assert result["sibling"] == ["HTTP/2", b"".join(sibling_events()).decode()]
     assert [result[str(i)] for i in range(DENIED)] == [[TEXT[: TEXT.index(AWS)], "APIError"]] * DENIED
-    # One client connection: mitmproxy opens an upstream connection per client connection.
-    assert sorted({r.connection for r in h2_upstream.received}) == [0]
-    assert len(h2_upstream.received) == 1 + DENIED
+    assert run["connections"] == 1
     records = gw.new_audit(1 + DENIED)
     assert sorted((r["model"], r["error"]) for r in records) == [("gpt-denied", "content_denied")] * DENIED + [
         ("gpt-sibling", None)
     ]
     no_traceback(gw)
+
+
+def test_over_http2_denied_streams_end_cleanly_and_a_sibling_stream_comes_whole(start_gateway, h2_upstream):
+    gw = start_gateway(config(h2_upstream.url), providers=())
+    assert_http2_run(gw)
+    # One client connection upstream too: the upstream's streams all came on one of the proxy's.
+    assert sorted({r.connection for r in h2_upstream.received}) == [0]
+    assert len(h2_upstream.received) == 1 + DENIED
+
+
+def http1_answer(received: Received) -> Reply:
+    """Over HTTP/1.1: the sibling slowly, a denied stream each event a chunk of its own, written one
+    after the other (most of it after the cut)."""
+    headers = {"content-type": "text/event-stream"}
+    if model_of(received.body) == "gpt-sibling":
+        return Reply(200, chunks=sibling_events(), headers=headers, gate=lambda i: time.sleep(0.3))
+    return Reply(200, chunks=denied_events(), headers=headers)
+
+
+def test_over_http2_to_an_http1_upstream_denied_streams_end_cleanly_and_a_sibling_comes_whole(start_gateway):
+    gw = start_gateway(lambda urls: config(urls["openai"]), providers=("openai",))
+    gw.fakes["openai"].handler = http1_answer
+    assert_http2_run(gw)
 
 
 HTTP1_RUN = f"""
@@ -153,14 +179,8 @@ report(denied=denied, after=[r.http_version, raw.decode()])
 
 
 def test_over_http1_denied_streams_end_cleanly_and_the_next_call_comes_whole(start_gateway):
-    def answer(received: Received) -> Reply:
-        if model_of(received.body) == "gpt-sibling":
-            return Reply(200, chunks=sibling_events(), headers={"content-type": "text/event-stream"})
-        # Each event a chunk of its own, written one after the other: most of it after the cut.
-        return Reply(200, chunks=denied_events(), headers={"content-type": "text/event-stream"})
-
     gw = start_gateway(lambda urls: config(urls["openai"]), providers=("openai",))
-    gw.fakes["openai"].handler = answer
+    gw.fakes["openai"].handler = http1_answer
     result = gw.run(HTTP1_RUN)
     assert result["denied"] == [[TEXT[: TEXT.index(AWS)], "APIError"]] * DENIED
     assert result["after"] == ["HTTP/1.1", b"".join(sibling_events()).decode()]
