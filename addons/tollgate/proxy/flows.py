@@ -3,10 +3,11 @@ back, and refusals in the provider's own error shape (an MCP server's request: i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 
 from mitmproxy import http
+from mitmproxy.net.http import url
 from mitmproxy.proxy.mode_specs import LocalMode, ProxyMode, TransparentMode, WireGuardMode
 
 from tollgate.core.call import Call
@@ -16,6 +17,7 @@ from tollgate.formats.mcp.messages import RequestId, error_message
 from tollgate.formats.raw_headers import decoded, with_header
 from tollgate.formats.refusals import FAILURES
 from tollgate.governance.egress.brokered import Brokered
+from tollgate.governance.egress.misdirection import Misdirected, misdirection
 from tollgate.governance.mcp.mcp import REFUSED_CODE, McpExchange
 from tollgate.providers.base import Provider
 from tollgate.providers.credentials import Query
@@ -206,3 +208,34 @@ def scrub_placeholders(request: http.Request, brokered: Brokered) -> None:
     flow keeps them (mitmdump prints its URL)."""
     request.data.path = brokered.scrubbed(request.data.path)
     request.headers.fields = tuple((name, brokered.scrubbed(value)) for name, value in request.headers.fields)
+
+
+def authorities(request: http.Request) -> list[str]:
+    """Where the request names the host it is for: its `:authority` (HTTP/2; HTTP/1's absolute
+    form, which a server reads before the Host header) and each Host header field."""
+    data = request.data
+    # One pass over the raw fields, most of which the length tells apart (mitmproxy's `get_all`
+    # decodes and lowers every name).
+    named = [
+        v.decode("utf-8", "surrogateescape") for n, v in data.headers.fields if len(n) == 4 and n.lower() == b"host"
+    ]
+    return [data.authority.decode("utf-8", "surrogateescape"), *named] if data.authority else named
+
+
+def misdirected(flow: http.HTTPFlow, governs: Callable[[str], bool]) -> Misdirected | None:
+    """Whether the request names another host than the one its connection was opened to, or than
+    the TLS server name, one of them governed (`misdirection`). A captured connection was opened to
+    the address its client dialled, which names nothing: its names are the server name's and the
+    Host header's, before `name_captured_host` names a captured request's host as after."""
+    request, sni = flow.request, flow.client_conn.sni
+    named, host = authorities(request), request.data.host
+    if (sni is None or sni == host) and named.count(host) == len(named):
+        return None  # the common case: one name throughout, written alike, and no port
+    target = None if isinstance(flow.client_conn.proxy_mode, CAPTURE_MODES) else host
+    hosts = []
+    for authority in named:
+        try:
+            hosts.append(url.parse_authority(authority, check=True)[0])
+        except ValueError:
+            pass  # not a host, which a call's `check_transport` refuses
+    return misdirection(target, sni, hosts, governs)

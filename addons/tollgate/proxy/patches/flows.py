@@ -296,11 +296,16 @@ def stop_streams_their_taps_end() -> None:
     denied, whose last bytes, an error event, went to the client) ends there: the upstream's side
     is cancelled (an HTTP/1 connection closed, an HTTP/2 stream reset: generation stops), the
     `response` hook runs and the client's response is ended as a whole one is. mitmproxy would
-    read the upstream on to its end."""
+    read the upstream on to its end.
+
+    What the upstream sent after the cut is dropped: the events read with the bytes before it, or
+    queued while the `response` hook ran (mitmproxy's done state takes none: an AssertionError
+    that would end the client's connection, its other HTTP/2 streams with it), and a break of the
+    upstream's side after it (mitmproxy would pass it on to the client, whose answer has ended)."""
     stream_class = http_layers.HttpStream
     if getattr(stream_class, "_tollgate_stops_streams", False):
         return
-    streaming = stream_class.state_stream_response_body
+    streaming, handle_protocol_error = stream_class.state_stream_response_body, stream_class.handle_protocol_error
 
     def stopping(self: Any, event: Any) -> Generator[Any, Any, None]:
         yield from streaming(self, event)
@@ -312,10 +317,23 @@ def stop_streams_their_taps_end() -> None:
             return
         cancel = RequestProtocolError(self.stream_id, "the answer was stopped by a guardrail", ErrorCode.CANCEL)
         yield SendHttp(cancel, self.context.server)
+        _cut.add(self)
         yield from self.send_response(already_streamed=True)
+        self.server_state = self.state_errored  # mitmproxy's state that consumes every event silently
+
+    def after_the_cut(self: Any, event: Any) -> Generator[Any, Any, None]:
+        if isinstance(event, ResponseProtocolError) and self in _cut:
+            return  # the upstream's side, cancelled: nothing of it goes to the client
+        yield from handle_protocol_error(self, event)
 
     stream_class.state_stream_response_body = stopping  # type: ignore[method-assign]
+    stream_class.handle_protocol_error = after_the_cut  # type: ignore[method-assign]
     stream_class._tollgate_stops_streams = True  # type: ignore[attr-defined]
+
+
+# The HTTP streams whose answer was cut (`stop_streams_their_taps_end`): what their upstream sends
+# on is dropped.
+_cut: WeakSet[Any] = WeakSet()
 
 
 Steps = Generator[Any, Any, None]

@@ -2,10 +2,11 @@
 connection decrypted for it) has the placeholder in the credential's header replaced by the token; a
 placeholder anywhere else in it is refused (403 `content_denied`), and so is a request with two
 Authorization headers or two of a credential's header (400 `bad_request`: a server reads one of
-two, Tollgate cannot know which). A placeholder is refused too in any other request
-Tollgate reads: one sent to the proxy in cleartext (the token would go out as the placeholder came,
-unencrypted), one to another host (an LLM call's: `Guard`). Bodies are not read: they stream both
-ways.
+two, Tollgate cannot know which), and one whose TLS server name or Host header names another host
+than its CONNECT's target (421 `misdirected`, whatever it holds). A placeholder is refused too in
+any other request Tollgate reads: one sent to the proxy in cleartext (the token would go out as the
+placeholder came, unencrypted), one to another host (an LLM call's: `Guard`). Bodies are not read:
+they stream both ways.
 
 Each client connection that sent a request to a credential's host leaves a `connection` record
 when it closes: its client, host, how many requests had a credential brokered and how many were
@@ -24,10 +25,11 @@ from mitmproxy import connection, http
 
 from tollgate.core.call import new_request_id
 from tollgate.formats.json_codec import encode_json
-from tollgate.formats.refusals import BAD_REQUEST, CONTENT_DENIED
+from tollgate.formats.refusals import BAD_REQUEST, CONTENT_DENIED, MISDIRECTED
 from tollgate.governance.egress.brokered import Brokered
+from tollgate.governance.egress.misdirection import Misdirected
 from tollgate.providers import host_name
-from tollgate.proxy.flows import BROKERED, scrub_placeholders
+from tollgate.proxy.flows import BROKERED, misdirected, scrub_placeholders
 from tollgate.proxy.state import Shared, hosts_of
 from tollgate.records.connection_record import Connection, connection_record
 
@@ -70,7 +72,11 @@ class Broker:
         brokered, request = loaded.brokered, flow.request
         host = host_name(request.host)
         if host in brokered.hosts and over_tls(flow):
-            self._broker(flow, host)
+            astray = misdirected(flow, lambda name: name == host)
+            if astray is not None:
+                self._misdirected(flow, astray)
+            else:
+                self._broker(flow, host)
             return
         if hosts_of(self.shared).provider_for(host) is not None:
             return  # an LLM call (read once its body is in): refused in its provider's shape (`Guard`)
@@ -93,13 +99,25 @@ class Broker:
         if told is None or not told(flow, REFUSED_REASON):
             self._opened_for(flow, host).refused += 1
 
+    def _misdirected(self, flow: http.HTTPFlow, astray: Misdirected) -> None:
+        """A request to a credential's host (its CONNECT's target; a captured one's Host header)
+        whose TLS server name or Host header names another: its server, at the credential's
+        host's address, may serve the other (`curl --connect-to`), and the token would go there.
+        Refused 421, whatever it holds, and recorded on its connection's record: refused, with the
+        hosts it named."""
+        opened = self._opened_for(flow, astray.governed)
+        opened.connection.error = f"{MISDIRECTED}: {astray.named}"
+        loaded = self.shared.loaded
+        assert loaded is not None
+        _mark_brokered(flow, loaded.brokered, astray.governed)
+        self._refuse_here(flow, astray.governed, opened, 421, MISDIRECTED, astray.message)
+
     def _broker(self, flow: http.HTTPFlow, host: str) -> None:
         loaded = self.shared.loaded
         assert loaded is not None
         request = flow.request
         opened = self._opened_for(flow, host)
-        # The headers the token goes in, for `Redact`: a tuple, which saved flows can hold.
-        flow.metadata[BROKERED] = tuple(c.header.encode() for c in loaded.brokered.by_host[host])
+        _mark_brokered(flow, loaded.brokered, host)
         twice = loaded.brokered.repeated_header(host, request.headers.fields)
         if twice is not None:
             why = f"the request carries more than one {twice} header"
@@ -198,6 +216,12 @@ def over_tls(flow: http.HTTPFlow) -> bool:
     may a token go in (an `https://` URL sent to the proxy in cleartext brought its placeholder
     unencrypted, and its answer would go back so)."""
     return flow.request.scheme == "https" and flow.client_conn.tls_established
+
+
+def _mark_brokered(flow: http.HTTPFlow, brokered: Brokered, host: str) -> None:
+    """A request to a credential's host: the headers its token goes in, for `Redact` (a tuple,
+    which saved flows can hold); its connection recorded here (`EgressGate.recorded_otherwise`)."""
+    flow.metadata[BROKERED] = tuple(c.header.encode() for c in brokered.by_host[host])
 
 
 def _refuse(

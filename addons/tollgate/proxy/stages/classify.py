@@ -3,8 +3,6 @@ exactly as the provider would is refused (400 `bad_request`), never guessed at."
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from mitmproxy import http
 from mitmproxy.net.http import url
 
@@ -16,13 +14,13 @@ from tollgate.formats.json_codec import read_request_json
 from tollgate.formats.raw_headers import header_index, repeated, with_pinned_header
 from tollgate.formats.refusals import BAD_REQUEST, HEADERS_TOO_LARGE, MISCONFIGURED, MISDIRECTED, TENANT_DENIED
 from tollgate.formats.request_facts import Classification
-from tollgate.governance.egress.misdirection import Misdirected, misdirection
+from tollgate.governance.egress.misdirection import Misdirected
 from tollgate.governance.subscriptions.plan import plan_token
 from tollgate.governance.subscriptions.settings import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON
 from tollgate.providers import host_name
 from tollgate.providers.base import Provider
 from tollgate.proxy import patches
-from tollgate.proxy.flows import CALL, CAPTURE_MODES, MISDIRECTED_AS, UNREAD, refuse
+from tollgate.proxy.flows import CALL, CAPTURE_MODES, MISDIRECTED_AS, UNREAD, authorities, misdirected, refuse
 from tollgate.proxy.heads import MAX_REQUEST_HEAD
 from tollgate.proxy.state import Shared, hosts_of
 
@@ -82,37 +80,6 @@ def check_one_authorization(request: http.Request, headers: dict[bytes, bytes]) 
     and the other may carry a plan's token past `subscriptions.allow: false`."""
     if len(headers) < len(request.headers.fields) and repeated(request.headers.fields, b"authorization"):
         raise Unreadable("the request carries more than one Authorization header")
-
-
-def authorities(request: http.Request) -> list[str]:
-    """Where the request names the host it is for: its `:authority` (HTTP/2; HTTP/1's absolute
-    form, which a server reads before the Host header) and each Host header field."""
-    data = request.data
-    # One pass over the raw fields, most of which the length tells apart (mitmproxy's `get_all`
-    # decodes and lowers every name).
-    named = [
-        v.decode("utf-8", "surrogateescape") for n, v in data.headers.fields if len(n) == 4 and n.lower() == b"host"
-    ]
-    return [data.authority.decode("utf-8", "surrogateescape"), *named] if data.authority else named
-
-
-def misdirected(flow: http.HTTPFlow, governs: Callable[[str], bool]) -> Misdirected | None:
-    """Whether the request names another host than the one its connection was opened to, or than
-    the TLS server name, one of them governed (`misdirection`). A captured connection was opened to
-    the address its client dialled, which names nothing: its names are the server name's and the
-    Host header's. Read before `name_captured_host` names a captured request's host."""
-    request, sni = flow.request, flow.client_conn.sni
-    named, host = authorities(request), request.data.host
-    if (sni is None or sni == host) and named.count(host) == len(named):
-        return None  # the common case: one name throughout, written alike, and no port
-    target = None if isinstance(flow.client_conn.proxy_mode, CAPTURE_MODES) else host
-    hosts = []
-    for authority in named:
-        try:
-            hosts.append(url.parse_authority(authority, check=True)[0])
-        except ValueError:
-            pass  # not a host, which a call's `check_transport` refuses
-    return misdirection(target, sni, hosts, governs)
 
 
 def name_captured_host(flow: http.HTTPFlow) -> None:
