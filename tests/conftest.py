@@ -26,6 +26,11 @@ from tollgate.proxy.certs import ensure_bundle
 from tollgate.proxy.stages import settings
 from tollgate.records.auditlog import BATCH_DELAY, PROCESS_EVENTS
 
+# The commands the tests start (`python -m tollgate …`) import this checkout's Tollgate, as pytest
+# does (`pythonpath` in pyproject.toml), not one installed elsewhere (another worktree's).
+_ADDONS = str(Path(__file__).resolve().parents[1] / "addons")
+os.environ["PYTHONPATH"] = os.pathsep.join([_ADDONS, *filter(None, [os.environ.get("PYTHONPATH")])])
+
 PROVIDERS = ("openai", "gemini", "anthropic", "bedrock")
 
 

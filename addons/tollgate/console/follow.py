@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tollgate.console import saved
-from tollgate.console.index import Index
+from tollgate.console.index import BAD_LINE, Index
 from tollgate.records.audit_verify import Place, Verifier, restored_verifier, saved_state
 
 CHUNK = 2 << 20  # bytes read at once
@@ -47,6 +48,8 @@ class Opened:
     checker: IO[bytes] | None = None  # a compressed file's second reader, for the verifier
     check_pending: bytes = b""  # of a compressed file: read, not checked (a line's start)
     instances: dict[str, int] = field(default_factory=dict)  # records per instance
+    # A line longer than CHUNK being written: where it starts, and how far it was looked through.
+    long_scan: tuple[int, int] | None = None
 
 
 class Audit:
@@ -156,8 +159,36 @@ class Audit:
             pending = data[cut:] if opened.compressed else b""
             if ended:
                 return
-            if not cut and not opened.compressed:
-                raise OSError(0, f"a line longer than {CHUNK} bytes", str(opened.path))
+            if not cut and (len(pending) >= CHUNK or not opened.compressed):
+                # A line longer than what is read at once: listed as malformed, and read past.
+                end = self._long_line_end(opened, start, start + len(data), growing)
+                if end is None:
+                    return  # still being written: looked at again at the next poll
+                with self.lock:
+                    self.index.add_long(number, start, end[0] - start)
+                    opened.records += 1
+                    self.grew.notify_all()
+                opened.position, pending = end
+
+    def _long_line_end(self, opened: Opened, start: int, scanned: int, growing: bool) -> tuple[int, bytes] | None:
+        """Where the line from `start`, longer than CHUNK, ends (after its newline), and what of a
+        compressed file was read after it; None while it is being written (where it was looked
+        for is kept: the next poll looks on from there). Read a chunk at a time, never whole."""
+        if opened.long_scan is not None and opened.long_scan[0] == start:
+            scanned = max(scanned, opened.long_scan[1])
+        while True:
+            data = opened.handle.read(CHUNK) if opened.compressed else os.pread(opened.handle.fileno(), CHUNK, scanned)
+            newline = data.find(b"\n")
+            if newline != -1:
+                opened.long_scan = None
+                return scanned + newline + 1, data[newline + 1 :] if opened.compressed else b""
+            scanned += len(data)
+            if len(data) < CHUNK:
+                if growing:
+                    opened.long_scan = (start, scanned)
+                    return None
+                opened.long_scan = None
+                return scanned, b""  # the file's last line, cut
 
     def _lines(self, number: int, opened: Opened, start: int, data: bytes, cut: int) -> None:
         index = self.index
@@ -293,6 +324,18 @@ class Audit:
         return False
 
     def _check_chunk(self, opened: Opened) -> None:
+        long = None if opened.compressed else self._long_line_at(opened, opened.checked)
+        if long is not None:  # never parsed: a fault of its own, and the chain goes on after it
+            with self.lock:
+                opened.checked_lines += 1
+                self.verifier.fault(
+                    Place(str(opened.path), opened.checked_lines),
+                    f"a line of {long} bytes, longer"
+                    f" than the console reads at once ({CHUNK}): not read, changed or inserted",
+                )
+                opened.checked_at = opened.checked
+                opened.checked += long
+            return
         size = min(CHUNK, opened.position - opened.checked)
         if opened.compressed:
             if opened.checker is None:
@@ -326,14 +369,35 @@ class Audit:
             at += len(line)
         opened.checked_lines = line_no
 
+    def _long_line_at(self, opened: Opened, offset: int) -> int | None:
+        """The length of the line longer than CHUNK at `offset` of the file, if one starts there."""
+        index = self.index
+        if not index.long_lines:
+            return None
+        number = self.files.index(opened)
+        for record, length in index.long_lines.items():
+            if index.offsets[record] == offset and index.file_of(record) == number:
+                return length
+        return None
+
     @property
     def checking(self) -> bool:
         return any(f.checked < f.position for f in self.files)
 
     # ---- serving records again
 
+    def malformed(self, number: int, length: int) -> dict[str, Any]:
+        """What is shown of record `number`, a line of `length` bytes that is no record: the
+        console's own marker, naming its place."""
+        opened = self.files[self.index.file_of(number)]
+        return {"event": BAD_LINE, "file": str(opened.path), "offset": self.index.offsets[number], "length": length}
+
     def line(self, number: int) -> bytes:
-        """Record `number`'s line as written."""
+        """Record `number`'s line as written; for a line longer than CHUNK, never read again, the
+        JSON of its `malformed` marker."""
+        length = self.index.long_lines.get(number)
+        if length is not None:
+            return orjson.dumps(self.malformed(number, length)) + b"\n"
         held = self.recent(number)
         if held is not None:
             return held

@@ -22,7 +22,9 @@ from tollgate.records.audit_record import WORKER_LOST
 from tollgate.records.inventory import GOVERNED_CATEGORY
 
 CONNECTION = "connection"
-BAD_LINE = "malformed"  # the `event` column of a line that is no JSON object
+# The `event` column of a line that is no record: no JSON object, longer than the console reads at
+# once (`Index.add_long`), or claiming this event itself (the console's marker is its own).
+BAD_LINE = "malformed"
 HOUR = 13  # len("2026-11-22T08"): a record's hour is the start of its `ts`
 DAY = 10
 # How many records in a row from before a window end the hourly spend's walk back: records are
@@ -176,6 +178,8 @@ class Index:
         self.days: dict[str, Day] = {}
         self._unfolded: list[str] = []  # the days whose spend is not folded yet, oldest first
         self.malformed = 0
+        # The lines longer than the console reads at once, never parsed: record number → length.
+        self.long_lines: dict[int, int] = {}
         # The one object each key and name of the sums stands for (a client, a kind, a reason, a
         # (client, service) pair): kept once, not once per day and row that holds it.
         self.shared: dict[Any, Any] = {}
@@ -228,7 +232,7 @@ class Index:
                     continue
             add_offset(offset + start)
             start = stop
-            if type(record) is not dict:
+            if type(record) is not dict or record.get("event") == BAD_LINE:
                 self.malformed += 1
                 record = None
                 client = provider = ts = hour = model = None
@@ -279,6 +283,23 @@ class Index:
                 if record.get("error") == WORKER_LOST:
                     lost += 1
         return lost
+
+    def add_long(self, file: int, offset: int, length: int) -> None:
+        """A line longer than the console reads at once (at `offset` of file number `file`): listed
+        as malformed, its length kept, never parsed nor read again."""
+        if file != self._file:
+            self._file = file
+            self.file_starts.extend([len(self.offsets)] * (file + 1 - len(self.file_starts)))
+        self.long_lines[len(self.offsets)] = length
+        self.malformed += 1
+        self.offsets.append(offset)
+        for column in (self.clients, self.providers, self.models):
+            column.append(self.id(None))
+        self.events.append(self.id(BAD_LINE))
+        self.hours.append(self._hour_ids[None])
+        for column in (self.decisions, self.input_tokens, self.output_tokens):
+            column.append(0)
+        self.costs.append(0.0)
 
     def id(self, name: str | None) -> int:
         number = self._ids.get(name)

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from tollgate.console.follow import Audit
-from tollgate.console.index import Window, hour_of
+from tollgate.console.index import BAD_LINE, Window, hour_of
 
 Query = Mapping[str, Sequence[str]]
 DEFAULT_LIMIT = 100
@@ -71,16 +71,19 @@ class Views:
         return {"events": [self.record(n) for n in numbers], "cursor": str(cursor)}
 
     def record(self, number: int) -> dict[str, Any]:
-        """Record `number` as written; a line that is no record, as `{"event": "malformed", …}`."""
-        line = self.audit.line(number)
+        """Record `number` as written; a line that is no record (no JSON object, longer than the
+        console reads at once, or itself claiming to be the marker), as `{"event": "malformed", …}`."""
+        audit = self.audit
+        length = audit.index.long_lines.get(number)
+        if length is not None:
+            return audit.malformed(number, length)
+        line = audit.line(number)
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
             record = None
-        if not isinstance(record, dict):
-            opened = self.audit.files[self.audit.index.file_of(number)]
-            return {"event": "malformed", "file": str(opened.path), "offset": self.audit.index.offsets[number],
-                    "length": len(line)}  # fmt: skip
+        if not isinstance(record, dict) or record.get("event") == BAD_LINE:
+            return audit.malformed(number, len(line))
         return record
 
     def spend(self, query: Query) -> list[dict[str, Any]]:
