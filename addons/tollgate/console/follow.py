@@ -29,6 +29,7 @@ from tollgate.records.audit_verify import Place, Verifier, restored_verifier, sa
 
 CHUNK = 2 << 20  # bytes read at once
 LINE_READ = 4096  # bytes read at first to serve a record again (most are about 1 kB)
+HEAD = 4096  # the first bytes of the followed file compared at each poll: a file truncated in place differs there
 RECENT = 2000  # the last records kept as lines, for the live stream
 SAVE_EVERY_S = 300.0  # how often, at most, the index is saved again while records come
 
@@ -50,6 +51,7 @@ class Opened:
     instances: dict[str, int] = field(default_factory=dict)  # records per instance
     # A line longer than CHUNK being written: where it starts, and how far it was looked through.
     long_scan: tuple[int, int] | None = None
+    head: bytes = b""  # of the followed file: its first bytes read (`Audit._truncated`)
 
 
 class Audit:
@@ -92,11 +94,17 @@ class Audit:
             # The index lives as long as the console: set apart from what the collector walks, so
             # that no view pays for walking a year's sums once the collector runs again.
             gc.freeze()
+            self._keep_head()
             return
         current = self.files[-1]
+        if self.follow and not current.compressed and self._truncated(current):
+            # Truncated in place (copytruncate), maybe grown again since: read anew from its start.
+            current.position = current.checked = current.checked_lines = current.checked_at = 0
+            current.head = b""
         self._read_new(current, last=True)
         if self.follow and not current.compressed:
             self._after_rotation(current)
+        self._keep_head()
 
     def _first_read(self) -> None:
         restored = self._restore()
@@ -119,9 +127,24 @@ class Audit:
                 current.path = rotated  # named as it is now
             self._read_new(current, last=False)  # what is left of it: a line cut there stays cut
             self._read_new(self._open(live), last=True)
-        elif stat.st_size < current.position:  # truncated in place (copytruncate): read it anew
-            current.position = 0
-            self._read_new(current, last=True)
+
+    def _truncated(self, opened: Opened) -> bool:
+        """Whether the open file is no longer what was read of it: shorter than where reading
+        stopped, or (grown again past that since) its first bytes other than those read (a few kB
+        read per poll)."""
+        fd = opened.handle.fileno()
+        if os.fstat(fd).st_size < opened.position:
+            return True
+        head = opened.head
+        return bool(head) and os.pread(fd, len(head), 0) != head
+
+    def _keep_head(self) -> None:
+        """The followed file's first bytes read, kept (up to HEAD) for `_truncated`."""
+        opened = self.files[-1] if self.files else None
+        if opened is None or not self.follow or opened.compressed or len(opened.head) >= HEAD:
+            return
+        if opened.position > len(opened.head):
+            opened.head = os.pread(opened.handle.fileno(), min(HEAD, opened.position), 0)
 
     def _open(self, path: Path) -> Opened:
         raw = path.open("rb")

@@ -131,3 +131,36 @@ def test_a_record_claiming_to_be_the_marker_is_malformed_itself(tmp_path: Path) 
     assert events(audit)[2] == {"event": "malformed", "file": str(path), "offset": offset, "length": length}
     assert audit.index.malformed == 1
     assert [p["client"] for p in Views(audit).answer("/api/people", {})] == ["alice"]
+
+
+def test_a_file_truncated_in_place_and_grown_past_its_old_size_is_read_anew(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write(path, RECORDS[:3])
+    audit = Audit([path])
+    audit.catch_up()
+    assert len(audit.index) == 3
+    # logrotate's copytruncate, and more written before the console looks again than was there.
+    path.write_bytes(b"")
+    later = [call(f"2026-11-07T08:{i:02d}:00.000Z", "dan") for i in range(6)]
+    write(path, later)
+    assert path.stat().st_size > audit.files[0].position
+    audit.catch_up()
+    shown = events(audit)
+    assert [e.get("client") for e in shown[3:]] == ["dan"] * 6
+    assert audit.index.malformed == 0
+    write(path, [call("2026-11-07T09:00:00.000Z", "erin")])
+    audit.catch_up()
+    assert [e.get("client") for e in events(audit)[3:]] == ["dan"] * 6 + ["erin"]
+
+
+def test_a_file_truncated_in_place_has_its_chain_checked_anew(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    lines = chained([{**RECORDS[0], "previous_chain": None}, *RECORDS[1:]]).splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:2]))
+    audit = Audit([path])
+    audit.catch_up()
+    assert checked(audit) == [("whole", [])]
+    path.write_bytes(b"".join(lines[2:]))  # the rest of the run, in the file truncated in place
+    audit.catch_up()
+    assert checked(audit) == [("whole", [])]
+    assert audit.files[0].checked == path.stat().st_size
