@@ -52,6 +52,8 @@ class Opened:
     # A line longer than CHUNK being written: where it starts, and how far it was looked through.
     long_scan: tuple[int, int] | None = None
     head: bytes = b""  # of the followed file: its first bytes read (`Audit._truncated`)
+    first_record: int = 0  # the number of its first record (of what it holds since it was truncated)
+    first_fault: int | None = None  # the first line (from 1) of it a fault of the chain names
 
 
 class Audit:
@@ -100,7 +102,7 @@ class Audit:
         if self.follow and not current.compressed and self._truncated(current):
             # Truncated in place (copytruncate), maybe grown again since: read anew from its start.
             current.position = current.checked = current.checked_lines = current.checked_at = 0
-            current.head = b""
+            current.head, current.first_record, current.first_fault = b"", len(self.index), None
         self._read_new(current, last=True)
         if self.follow and not current.compressed:
             self._after_rotation(current)
@@ -153,7 +155,7 @@ class Audit:
         raw.seek(0)
         # Kept open while the console runs (`close`): a record is read again from its place.
         handle: IO[bytes] = gzip.open(raw, "rb") if compressed else raw  # type: ignore[assignment]  # noqa: SIM115
-        opened = Opened(path, handle, compressed, inode)
+        opened = Opened(path, handle, compressed, inode, first_record=len(self.index))
         self.files.append(opened)
         return opened
 
@@ -258,6 +260,7 @@ class Audit:
                     if saved.fingerprint(opened.handle, opened.compressed, entry["position"]) != entry["fingerprint"]:
                         raise ValueError("another file")
                     opened.position, opened.records, opened.lost = entry["position"], entry["records"], entry["lost"]
+                    opened.first_record = sum(f.records for f in self.files[:-1])
                     opened.instances = dict(entry["instances"])
                 index = saved.restore_index(header["index"], data)
         except (OSError, ValueError, KeyError, TypeError):
@@ -292,6 +295,8 @@ class Audit:
             return
         for opened, mark in zip(self.files, marks, strict=True):
             opened.checked, opened.checked_lines, opened.checked_at = mark["checked"], mark["lines"], mark["at"]
+            lines = [f.place.line for f in verifier.faults if f.place.file == str(opened.path)]
+            opened.first_fault = min(lines, default=None)
         self.verifier = verifier
         self.saved_checked = sum(f.checked for f in self.files)
 
@@ -358,6 +363,7 @@ class Audit:
                 )
                 opened.checked_at = opened.checked
                 opened.checked += long
+                self._faulted(opened, opened.checked_lines)
             return
         size = min(CHUNK, opened.position - opened.checked)
         if opened.compressed:
@@ -384,13 +390,36 @@ class Audit:
         """The lines of `data`, which starts at byte `at` of a plain file."""
         verifier, name = self.verifier, str(opened.path)
         line_no = opened.checked_lines
+        faults = len(verifier.faults)
         for line in data.splitlines(keepends=True):
             if not line.isspace():
                 line_no += 1
                 verifier.read(Place(name, line_no), line)
                 opened.checked_at = at
+                if len(verifier.faults) != faults:
+                    faults = len(verifier.faults)
+                    self._faulted(opened, line_no)
             at += len(line)
         opened.checked_lines = line_no
+
+    def _faulted(self, opened: Opened, line_no: int) -> None:
+        """A fault found while line `line_no` of the file was read: its records from the fault's
+        own line on (a line of this file it names, else this one) are unverified."""
+        fault = self.verifier.faults[-1]
+        if fault.place.file == str(opened.path) and fault.place.line <= line_no:
+            line_no = fault.place.line
+        if opened.first_fault is None or line_no < opened.first_fault:
+            opened.first_fault = line_no
+
+    def unverified(self) -> list[range]:
+        """The numbers of the records after a fault of the chain: from the first line of a file a
+        fault names to the file's end (the chain is whole again in a file with no fault)."""
+        found = []
+        for i, opened in enumerate(self.files):
+            if opened.first_fault is not None:
+                end = self.files[i + 1].first_record if i + 1 < len(self.files) else len(self.index)
+                found.append(range(opened.first_record + opened.first_fault - 1, end))
+        return found
 
     def _long_line_at(self, opened: Opened, offset: int) -> int | None:
         """The length of the line longer than CHUNK at `offset` of the file, if one starts there."""

@@ -585,6 +585,27 @@ class Index:
             for (client, service), r in ordered
         ]  # fmt: skip
 
+    # ---- the records after a fault of the chain
+
+    def unverified(self, numbers: list[range], window: Window) -> Unverified:
+        """What the records `numbers` (after a fault of the chain) count in, within `window`: the
+        rows of the views they may have added to, so that each is marked unverified."""
+        found = Unverified()
+        names, hours, calls = self._names, self._hours, self._ids.get("llm_call")
+        for span in numbers:
+            for n in span:
+                hour = hours[self.hours[n]]
+                if hour is None or not window.holds_day(hour[:DAY]):
+                    continue
+                client = names[self.clients[n]]
+                found.clients.add(client)
+                if self.events[n] == calls:
+                    for by, column in (("provider", self.providers), ("model", self.models), ("client", self.clients)):
+                        name = names[column[n]]
+                        found.spend.add((_bucket_time(hour[:DAY]), by, name))
+                        found.spend.add((_bucket_time(hour), by, name))
+        return found
+
     # ---- the event list
 
     def matching(self, before: int, limit: int, filters: Mapping[str, array | int]) -> list[int]:
@@ -613,6 +634,15 @@ class Index:
                 if len(found) == limit:
                     break
         return found, last
+
+
+@dataclass(slots=True)
+class Unverified:
+    """The rows records after a fault of the chain count in: by client (people, refusals,
+    findings, AI services) and by (bucket, "provider" | "model" | "client", name) (spend)."""
+
+    clients: set[str | None] = field(default_factory=set)
+    spend: set[tuple[str, str, str | None]] = field(default_factory=set)
 
 
 def _str(value: Any) -> str | None:

@@ -23,6 +23,18 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(follow, "CHUNK", CHUNK)
 
 
+def chained_as(instance: str, records: list[dict]) -> bytes:
+    """`chained`'s lines, of another instance."""
+    from tollgate.common.audit_chain import ZERO, chain_of
+
+    lines, chain = [], ZERO
+    for seq, record in enumerate(records, 1):
+        content = json.dumps({**record, "instance": instance, "seq": seq})[:-1]
+        chain = chain_of(chain, content.encode())
+        lines.append(f'{content},"chain":"{chain}"}}\n'.encode())
+    return b"".join(lines)
+
+
 def long_line(size: int) -> bytes:
     return b'{"event": "llm_call", "model": "' + b"m" * size + b'"}\n'
 
@@ -164,3 +176,31 @@ def test_a_file_truncated_in_place_has_its_chain_checked_anew(tmp_path: Path) ->
     audit.catch_up()
     assert checked(audit) == [("whole", [])]
     assert audit.files[0].checked == path.stat().st_size
+
+
+def test_records_after_a_fault_of_the_chain_are_unverified_in_every_view(tmp_path: Path) -> None:
+    rotated, live = tmp_path / "audit.jsonl.1", tmp_path / "audit.jsonl"
+    records = [{**RECORDS[0], "previous_chain": None}, call("2026-11-01T08:00:00.000Z", "alice"),
+               call("2026-11-01T09:00:00.000Z", "mallory", findings={"pii.email": 1}),
+               call("2026-11-01T10:00:00.000Z", "alice", decision="deny", refusal="policy_denied",
+                    deny_reasons=["no"])]  # fmt: skip
+    forged = chained(records).replace(b'"client": "mallory"', b'"client": "bob"')  # changed after it was written
+    rotated.write_bytes(forged)
+    # The next file, its chain whole: another instance's run.
+    another = chained_as("gw-2", [{**RECORDS[0], "previous_chain": None}, call("2026-11-02T08:00:00.000Z", "carol")])
+    live.write_bytes(another)
+    audit = Audit([rotated, live], follow=False)
+    audit.catch_up()
+    while audit.verify_pending():
+        pass
+    views = Views(audit)
+    assert audit.unverified() == [range(2, 4)]
+    marks = [(e.get("client"), e.get("unverified", False)) for e in views.answer("/api/events", {})["events"]]
+    assert marks == [(None, False), ("alice", False), ("bob", True), ("alice", True), (None, False), ("carol", False)]
+    people = {p["client"]: p.get("unverified", False) for p in views.answer("/api/people", {})}
+    assert people == {"alice": True, "bob": True, "carol": False}
+    spend = {(s["bucket"][:10], s["key"]): s.get("unverified", False)
+             for s in views.answer("/api/spend", {"by": ["client"]})}  # fmt: skip
+    assert spend == {("2026-11-01", "alice"): True, ("2026-11-01", "bob"): True, ("2026-11-02", "carol"): False}
+    assert [r.get("unverified") for r in views.answer("/api/refusals", {})] == [True]
+    assert [r.get("unverified") for r in views.answer("/api/findings", {})] == [True]
