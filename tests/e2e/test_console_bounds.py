@@ -60,7 +60,7 @@ def test_a_huge_model_neither_fills_the_audit_nor_blinds_the_console(gw) -> None
         assert alice_calls(base, token, 2) == 2
         assert wait_for(lambda: [e["model"] for e in api(base, token, "/api/events")["events"]
                                  if e["event"] == "llm_call"][-2:] == ["m" * 255 + "…", "gpt-4o-mini"])  # fmt: skip
-        assert {row["state"] for row in api(base, token, "/api/audit")} == {"whole"}
+        assert wait_for(lambda: {row["state"] for row in api(base, token, "/api/audit")} == {"whole"})
     finally:
         assert "longer than" not in stop(process)
     # The proxy's own line for the call names the model cut likewise.
@@ -86,11 +86,12 @@ def test_a_line_longer_than_a_read_is_malformed_and_the_console_goes_on(gw) -> N
             f.write(long_line)
         assert gw.run(CALL) == {"ok": True}
         assert alice_calls(base, token, 2) == 2
+        # Never "whole" over it: a fault of the chain, checked behind the index.
+        assert wait_for(lambda: [row["state"] for row in api(base, token, "/api/audit")] == ["fault"])
         events = api(base, token, "/api/events")["events"]
         bad = [e for e in events if e["event"] == "malformed"]
-        assert bad == [{"event": "malformed", "file": str(audit), "offset": offset, "length": len(long_line)}]
-        states = api(base, token, "/api/audit")
-        assert [row["state"] for row in states] == ["fault"], states
+        assert bad == [{"event": "malformed", "file": str(audit), "offset": offset, "length": len(long_line),
+                        "unverified": True}]  # fmt: skip
     finally:
         assert "longer than" not in stop(process)
     process, base, token = start_console(gw)  # a restart reads past it too
@@ -99,3 +100,37 @@ def test_a_line_longer_than_a_read_is_malformed_and_the_console_goes_on(gw) -> N
         assert [e["event"] for e in api(base, token, "/api/events")["events"]].count("malformed") == 1
     finally:
         assert "longer than" not in stop(process)
+
+
+def test_records_after_a_fault_of_the_chain_are_marked_unverified_in_the_page(gw, tmp_path) -> None:
+    """In Chromium: a record changed after it was written makes it, and what comes after it in its
+    file, unverified: its row in Live and its person's row in People are marked; the records
+    before it are not."""
+    from tests.e2e.test_web_console import chromium
+    from tests.support.cdp import Browser
+
+    audit = gw.audit_path
+    assert gw.run(CALL) == {"ok": True}
+    gw.wait_audit(1)
+    written = audit.read_bytes()
+    assert written.count(b'"client":"alice"') == 1
+    audit.write_bytes(written.replace(b'"client":"alice"', b'"client":"carol"'))  # forged in place
+    process, base, token = start_console(gw)
+    browser = Browser(chromium(), tmp_path / "profile")
+    try:
+        assert wait_for(lambda: [r["state"] for r in api(base, token, "/api/audit")] == ["fault"])
+        browser.go(f"{base}/?token={token}#people")
+        people = "document.querySelectorAll('#people tbody tr')"
+        browser.wait_for(f"{people}.length === 1")
+        rows = f"Array.from({people}).map(r => [r.querySelector('td').textContent, r.classList.contains('unverified')])"
+        assert browser.evaluate(rows) == [["carol", True]]
+        browser.evaluate("location.hash = 'live'")
+        live = "document.querySelectorAll('#live tbody tr')"
+        browser.wait_for(f"{live}.length === 2")
+        marks = browser.evaluate(
+            f"Array.from({live}).map(r => [r.querySelectorAll('td')[1].textContent, r.classList.contains('unverified')])"
+        )
+        assert marks == [["llm_call", True], ["tollgate_started", False]]
+    finally:
+        browser.close()
+        stop(process)
