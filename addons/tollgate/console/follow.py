@@ -444,6 +444,31 @@ class Audit:
         opened = self.files[self.index.file_of(number)]
         return {"event": BAD_LINE, "file": str(opened.path), "offset": self.index.offsets[number], "length": length}
 
+    def record(self, number: int, line: bytes | None = None) -> dict[str, Any]:
+        """Record `number` as written (`line`: its line, when read already); a line that is no
+        record (no JSON object, longer than CHUNK, or itself claiming to be the marker), as its
+        `{"event": "malformed", …}` marker."""
+        length = self.index.long_lines.get(number)
+        if length is not None:
+            return self.malformed(number, length)
+        line = self.line(number) if line is None else line
+        record = _record(line)
+        if record is None or record.get("event") == BAD_LINE:
+            return self.malformed(number, len(line))
+        return record
+
+    def shown(self, number: int, line: bytes) -> bytes:
+        """Record `number`'s line (`line`, as written) as the live stream sends it: itself, unless it
+        is no record (its `malformed` marker then) or comes after a fault of the chain (then with
+        `"unverified": true`), as the event list shows it."""
+        record = self.record(number, line)
+        unverified = any(number in span for span in self.unverified())
+        if not unverified and record.get("event") != BAD_LINE:
+            return line
+        if unverified:
+            record["unverified"] = True
+        return orjson.dumps(record) + b"\n"
+
     def line(self, number: int) -> bytes:
         """Record `number`'s line as written; for a line longer than CHUNK, never read again, the
         JSON of its `malformed` marker."""
@@ -500,6 +525,15 @@ class Audit:
             pass  # a file gone meanwhile: the index saved last stays
         for opened in self.files:
             opened.handle.close()
+
+
+def _record(line: bytes) -> dict[str, Any] | None:
+    """The line's JSON object; None when it holds none."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _named(names: list[str], saved: Any) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from tollgate.console.follow import Audit
-from tollgate.console.index import BAD_LINE, Window, hour_of
+from tollgate.console.index import Window, hour_of
 
 Query = Mapping[str, Sequence[str]]
 DEFAULT_LIMIT = 100
@@ -69,7 +69,7 @@ class Views:
         else:
             numbers, cursor = index.following(_cursor(after), limit, filters)
         unverified = self.audit.unverified()
-        shown = [self.record(n) for n in numbers]
+        shown = [self.audit.record(n) for n in numbers]
         for n, record in zip(numbers, shown, strict=True):
             if any(n in span for span in unverified):
                 record["unverified"] = True  # after a fault of the chain: what it says is not vouched for
@@ -87,22 +87,6 @@ class Views:
                 if row["client"] in clients:
                     row["unverified"] = True
         return found
-
-    def record(self, number: int) -> dict[str, Any]:
-        """Record `number` as written; a line that is no record (no JSON object, longer than the
-        console reads at once, or itself claiming to be the marker), as `{"event": "malformed", …}`."""
-        audit = self.audit
-        length = audit.index.long_lines.get(number)
-        if length is not None:
-            return audit.malformed(number, length)
-        line = audit.line(number)
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            record = None
-        if not isinstance(record, dict) or record.get("event") == BAD_LINE:
-            return audit.malformed(number, len(line))
-        return record
 
     def spend(self, query: Query) -> list[dict[str, Any]]:
         by = _one(query, "by") or "provider"

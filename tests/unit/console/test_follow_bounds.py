@@ -204,3 +204,28 @@ def test_records_after_a_fault_of_the_chain_are_unverified_in_every_view(tmp_pat
     assert spend == {("2026-11-01", "alice"): True, ("2026-11-01", "bob"): True, ("2026-11-02", "carol"): False}
     assert [r.get("unverified") for r in views.answer("/api/refusals", {})] == [True]
     assert [r.get("unverified") for r in views.answer("/api/findings", {})] == [True]
+
+
+def test_the_live_stream_sends_markers_and_unverified_records_as_the_api_shows_them(tmp_path: Path) -> None:
+    from tollgate.console.server import _newer
+
+    path = tmp_path / "audit.jsonl"
+    lines = chained([{**RECORDS[0], "previous_chain": None}, *RECORDS[1:3]]).splitlines(keepends=True)
+    forged = json.dumps({"event": "malformed", "file": "/elsewhere", "offset": 0, "length": 1}).encode() + b"\n"
+    big = long_line(2 * CHUNK)
+    path.write_bytes(lines[0] + lines[1] + big + forged + lines[2])
+    audit = Audit([path])
+    audit.catch_up()
+    while audit.verify_pending():
+        pass
+    sent = [json.loads(line) for line in _newer(audit, 0)]
+    assert sent == [
+        *(json.loads(line) for line in lines[:2]),
+        {"event": "malformed", "file": str(path), "offset": len(lines[0] + lines[1]), "length": len(big),
+         "unverified": True},
+        {"event": "malformed", "file": str(path), "offset": len(lines[0] + lines[1] + big), "length": len(forged),
+         "unverified": True},
+        {**json.loads(lines[2]), "unverified": True},
+    ]  # fmt: skip
+    assert sent == Views(audit).answer("/api/events", {})["events"]
+    assert _newer(audit, 0)[0] == lines[0]  # a record before any fault: as written
