@@ -85,3 +85,24 @@ def test_any_record_is_bounded_and_its_line_within_64_kib(record: dict[str, Any]
     assert _within(fitted)
     line = within_line(fitted, orjson.dumps)
     assert len(line) <= LINE - CHAINED
+
+
+def test_the_console_line_cuts_what_it_takes_from_a_caller_a_policy_and_an_upstream() -> None:
+    from tests.unit.core.test_call import full_call
+
+    from tollgate.core.call import Route, Target
+    from tollgate.records.summary import summary
+
+    call = full_call()
+    call.route = Route(Target("openai", "m" * 100_000), Target("openai", "m" * 100_000), "https://api.openai.com")
+    call.answer.usage = None
+    call.answer.refused, call.verdict.decision = "policy_denied", "deny"
+    call.verdict.deny_reasons = tuple("r" * 1000 for _ in range(1000))
+    assert summary(call) == f"alice · ⛔ policy_denied · openai/{'m' * 255}… · {'r' * 255}…"
+
+
+def test_a_refused_connections_line_is_cut_likewise() -> None:
+    from tollgate.records.connection_record import Connection, connection_line
+
+    refused = Connection("r-1", "h" * 1000, 443, client="c" * 300, deny_reasons=("x" * 300,))
+    assert connection_line(refused) == f"Tollgate: {'c' * 255}… · ⛔ egress_denied · {'h' * 255}…:443 · {'x' * 255}…"
