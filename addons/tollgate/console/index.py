@@ -592,10 +592,11 @@ class Index:
         rows of the views they may have added to, so that each is marked unverified."""
         found = Unverified()
         names, hours, calls = self._names, self._hours, self._ids.get("llm_call")
+        summed = {self._ids.get(event) for event in ("llm_call", "mcp_call", CONNECTION)}  # what the sums take
         for span in numbers:
             for n in span:
                 hour = hours[self.hours[n]]
-                if hour is None or not window.holds_day(hour[:DAY]):
+                if hour is None or self.events[n] not in summed or not window.holds_day(hour[:DAY]):
                     continue
                 client = names[self.clients[n]]
                 found.clients.add(client)
