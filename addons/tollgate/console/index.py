@@ -180,6 +180,9 @@ class Index:
         self.malformed = 0
         # The lines longer than the console reads at once, never parsed: record number → length.
         self.long_lines: dict[int, int] = {}
+        # What the records after a fault of the chain count in, per day (`unverified`): the ranges'
+        # starts, how far each was walked, the marks by day.
+        self._unverified: tuple[tuple[int, ...], list[int], dict[str, Unverified]] | None = None
         # The one object each key and name of the sums stands for (a client, a kind, a reason, a
         # (client, service) pair): kept once, not once per day and row that holds it.
         self.shared: dict[Any, Any] = {}
@@ -589,22 +592,35 @@ class Index:
 
     def unverified(self, numbers: list[range], window: Window) -> Unverified:
         """What the records `numbers` (after a fault of the chain) count in, within `window`: the
-        rows of the views they may have added to, so that each is marked unverified."""
-        found = Unverified()
+        rows of the views they may have added to, so that each is marked unverified. Kept per day
+        and added to as records come, so that a view walks each record once, not once per request."""
+        starts = tuple(span.start for span in numbers)
+        kept = self._unverified
+        if kept is None or kept[0] != starts:
+            kept = self._unverified = (starts, [span.start for span in numbers], {})
+        _, done, days = kept
         names, hours, calls = self._names, self._hours, self._ids.get("llm_call")
         summed = {self._ids.get(event) for event in ("llm_call", "mcp_call", CONNECTION)}  # what the sums take
-        for span in numbers:
-            for n in span:
+        for i, span in enumerate(numbers):
+            for n in range(done[i], span.stop):
                 hour = hours[self.hours[n]]
-                if hour is None or self.events[n] not in summed or not window.holds_day(hour[:DAY]):
+                if hour is None or self.events[n] not in summed:
                     continue
-                client = names[self.clients[n]]
-                found.clients.add(client)
+                day = days.get(hour[:DAY])
+                if day is None:
+                    day = days[hour[:DAY]] = Unverified()
+                day.clients.add(names[self.clients[n]])
                 if self.events[n] == calls:
                     for by, column in (("provider", self.providers), ("model", self.models), ("client", self.clients)):
                         name = names[column[n]]
-                        found.spend.add((_bucket_time(hour[:DAY]), by, name))
-                        found.spend.add((_bucket_time(hour), by, name))
+                        day.spend.add((_bucket_time(hour[:DAY]), by, name))
+                        day.spend.add((_bucket_time(hour), by, name))
+            done[i] = max(done[i], span.stop)
+        found = Unverified()
+        for name, day in days.items():
+            if window.holds_day(name):
+                found.clients |= day.clients
+                found.spend |= day.spend
         return found
 
     # ---- the event list

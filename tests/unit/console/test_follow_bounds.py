@@ -229,3 +229,25 @@ def test_the_live_stream_sends_markers_and_unverified_records_as_the_api_shows_t
     ]  # fmt: skip
     assert sent == Views(audit).answer("/api/events", {})["events"]
     assert _newer(audit, 0)[0] == lines[0]  # a record before any fault: as written
+
+
+def test_records_coming_after_a_fault_are_unverified_as_they_come(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    lines = chained([{**RECORDS[0], "previous_chain": None}, *RECORDS[1:3]]).splitlines(keepends=True)
+    path.write_bytes(lines[0] + lines[1].replace(b'"cost_usd": 0.25', b'"cost_usd": 0.01') + lines[2])
+    audit = Audit([path])
+    audit.catch_up()
+    while audit.verify_pending():
+        pass
+    views = Views(audit)
+    assert {p["client"]: p.get("unverified") for p in views.answer("/api/people", {})} == {"alice": True}
+    write(path, [call("2026-11-08T08:00:00.000Z", "dave")])
+    audit.catch_up()
+    while audit.verify_pending():
+        pass
+    people = {p["client"]: p.get("unverified") for p in views.answer("/api/people", {})}
+    assert people == {"alice": True, "dave": True}
+    assert [p.get("unverified") for p in views.answer("/api/people", {"since": ["2026-11-08"]})] == [True]
+    assert [s["key"] for s in views.answer("/api/spend", {"by": ["client"]}) if s.get("unverified")] == [
+        "alice", "dave"
+    ]  # fmt: skip
