@@ -20,14 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tollgate.console import saved
-from tollgate.console.index import Index
+from tollgate.console.index import BAD_LINE, Index
 from tollgate.records.audit_verify import Place, Verifier, restored_verifier, saved_state
 
 CHUNK = 2 << 20  # bytes read at once
 LINE_READ = 4096  # bytes read at first to serve a record again (most are about 1 kB)
+HEAD = 4096  # the first bytes of the followed file compared at each poll: a file truncated in place differs there
 RECENT = 2000  # the last records kept as lines, for the live stream
 SAVE_EVERY_S = 300.0  # how often, at most, the index is saved again while records come
 
@@ -47,6 +49,11 @@ class Opened:
     checker: IO[bytes] | None = None  # a compressed file's second reader, for the verifier
     check_pending: bytes = b""  # of a compressed file: read, not checked (a line's start)
     instances: dict[str, int] = field(default_factory=dict)  # records per instance
+    # A line longer than CHUNK being written: where it starts, and how far it was looked through.
+    long_scan: tuple[int, int] | None = None
+    head: bytes = b""  # of the followed file: its first bytes read (`Audit._truncated`)
+    first_record: int = 0  # the number of its first record (of what it holds since it was truncated)
+    first_fault: int | None = None  # the first line (from 1) of it a fault of the chain names
 
 
 class Audit:
@@ -89,11 +96,17 @@ class Audit:
             # The index lives as long as the console: set apart from what the collector walks, so
             # that no view pays for walking a year's sums once the collector runs again.
             gc.freeze()
+            self._keep_head()
             return
         current = self.files[-1]
+        if self.follow and not current.compressed and self._truncated(current):
+            # Truncated in place (copytruncate), maybe grown again since: read anew from its start.
+            current.position = current.checked = current.checked_lines = current.checked_at = 0
+            current.head, current.first_record, current.first_fault = b"", len(self.index), None
         self._read_new(current, last=True)
         if self.follow and not current.compressed:
             self._after_rotation(current)
+        self._keep_head()
 
     def _first_read(self) -> None:
         restored = self._restore()
@@ -116,9 +129,24 @@ class Audit:
                 current.path = rotated  # named as it is now
             self._read_new(current, last=False)  # what is left of it: a line cut there stays cut
             self._read_new(self._open(live), last=True)
-        elif stat.st_size < current.position:  # truncated in place (copytruncate): read it anew
-            current.position = 0
-            self._read_new(current, last=True)
+
+    def _truncated(self, opened: Opened) -> bool:
+        """Whether the open file is no longer what was read of it: shorter than where reading
+        stopped, or (grown again past that since) its first bytes other than those read (a few kB
+        read per poll)."""
+        fd = opened.handle.fileno()
+        if os.fstat(fd).st_size < opened.position:
+            return True
+        head = opened.head
+        return bool(head) and os.pread(fd, len(head), 0) != head
+
+    def _keep_head(self) -> None:
+        """The followed file's first bytes read, kept (up to HEAD) for `_truncated`."""
+        opened = self.files[-1] if self.files else None
+        if opened is None or not self.follow or opened.compressed or len(opened.head) >= HEAD:
+            return
+        if opened.position > len(opened.head):
+            opened.head = os.pread(opened.handle.fileno(), min(HEAD, opened.position), 0)
 
     def _open(self, path: Path) -> Opened:
         raw = path.open("rb")
@@ -127,7 +155,7 @@ class Audit:
         raw.seek(0)
         # Kept open while the console runs (`close`): a record is read again from its place.
         handle: IO[bytes] = gzip.open(raw, "rb") if compressed else raw  # type: ignore[assignment]  # noqa: SIM115
-        opened = Opened(path, handle, compressed, inode)
+        opened = Opened(path, handle, compressed, inode, first_record=len(self.index))
         self.files.append(opened)
         return opened
 
@@ -156,8 +184,36 @@ class Audit:
             pending = data[cut:] if opened.compressed else b""
             if ended:
                 return
-            if not cut and not opened.compressed:
-                raise OSError(0, f"a line longer than {CHUNK} bytes", str(opened.path))
+            if not cut and (len(pending) >= CHUNK or not opened.compressed):
+                # A line longer than what is read at once: listed as malformed, and read past.
+                end = self._long_line_end(opened, start, start + len(data), growing)
+                if end is None:
+                    return  # still being written: looked at again at the next poll
+                with self.lock:
+                    self.index.add_long(number, start, end[0] - start)
+                    opened.records += 1
+                    self.grew.notify_all()
+                opened.position, pending = end
+
+    def _long_line_end(self, opened: Opened, start: int, scanned: int, growing: bool) -> tuple[int, bytes] | None:
+        """Where the line from `start`, longer than CHUNK, ends (after its newline), and what of a
+        compressed file was read after it; None while it is being written (where it was looked
+        for is kept: the next poll looks on from there). Read a chunk at a time, never whole."""
+        if opened.long_scan is not None and opened.long_scan[0] == start:
+            scanned = max(scanned, opened.long_scan[1])
+        while True:
+            data = opened.handle.read(CHUNK) if opened.compressed else os.pread(opened.handle.fileno(), CHUNK, scanned)
+            newline = data.find(b"\n")
+            if newline != -1:
+                opened.long_scan = None
+                return scanned + newline + 1, data[newline + 1 :] if opened.compressed else b""
+            scanned += len(data)
+            if len(data) < CHUNK:
+                if growing:
+                    opened.long_scan = (start, scanned)
+                    return None
+                opened.long_scan = None
+                return scanned, b""  # the file's last line, cut
 
     def _lines(self, number: int, opened: Opened, start: int, data: bytes, cut: int) -> None:
         index = self.index
@@ -204,6 +260,7 @@ class Audit:
                     if saved.fingerprint(opened.handle, opened.compressed, entry["position"]) != entry["fingerprint"]:
                         raise ValueError("another file")
                     opened.position, opened.records, opened.lost = entry["position"], entry["records"], entry["lost"]
+                    opened.first_record = sum(f.records for f in self.files[:-1])
                     opened.instances = dict(entry["instances"])
                 index = saved.restore_index(header["index"], data)
         except (OSError, ValueError, KeyError, TypeError):
@@ -238,6 +295,8 @@ class Audit:
             return
         for opened, mark in zip(self.files, marks, strict=True):
             opened.checked, opened.checked_lines, opened.checked_at = mark["checked"], mark["lines"], mark["at"]
+            lines = [f.place.line for f in verifier.faults if f.place.file == str(opened.path)]
+            opened.first_fault = min(lines, default=None)
         self.verifier = verifier
         self.saved_checked = sum(f.checked for f in self.files)
 
@@ -293,6 +352,19 @@ class Audit:
         return False
 
     def _check_chunk(self, opened: Opened) -> None:
+        long = None if opened.compressed else self._long_line_at(opened, opened.checked)
+        if long is not None:  # never parsed: a fault of its own, and the chain goes on after it
+            with self.lock:
+                opened.checked_lines += 1
+                self.verifier.fault(
+                    Place(str(opened.path), opened.checked_lines),
+                    f"a line of {long} bytes, longer"
+                    f" than the console reads at once ({CHUNK}): not read, changed or inserted",
+                )
+                opened.checked_at = opened.checked
+                opened.checked += long
+                self._faulted(opened, opened.checked_lines)
+            return
         size = min(CHUNK, opened.position - opened.checked)
         if opened.compressed:
             if opened.checker is None:
@@ -318,13 +390,47 @@ class Audit:
         """The lines of `data`, which starts at byte `at` of a plain file."""
         verifier, name = self.verifier, str(opened.path)
         line_no = opened.checked_lines
+        faults = len(verifier.faults)
         for line in data.splitlines(keepends=True):
             if not line.isspace():
                 line_no += 1
                 verifier.read(Place(name, line_no), line)
                 opened.checked_at = at
+                if len(verifier.faults) != faults:
+                    faults = len(verifier.faults)
+                    self._faulted(opened, line_no)
             at += len(line)
         opened.checked_lines = line_no
+
+    def _faulted(self, opened: Opened, line_no: int) -> None:
+        """A fault found while line `line_no` of the file was read: its records from the fault's
+        own line on (a line of this file it names, else this one) are unverified."""
+        fault = self.verifier.faults[-1]
+        if fault.place.file == str(opened.path) and fault.place.line <= line_no:
+            line_no = fault.place.line
+        if opened.first_fault is None or line_no < opened.first_fault:
+            opened.first_fault = line_no
+
+    def unverified(self) -> list[range]:
+        """The numbers of the records after a fault of the chain: from the first line of a file a
+        fault names to the file's end (the chain is whole again in a file with no fault)."""
+        found = []
+        for i, opened in enumerate(self.files):
+            if opened.first_fault is not None:
+                end = self.files[i + 1].first_record if i + 1 < len(self.files) else len(self.index)
+                found.append(range(opened.first_record + opened.first_fault - 1, end))
+        return found
+
+    def _long_line_at(self, opened: Opened, offset: int) -> int | None:
+        """The length of the line longer than CHUNK at `offset` of the file, if one starts there."""
+        index = self.index
+        if not index.long_lines:
+            return None
+        number = self.files.index(opened)
+        for record, length in index.long_lines.items():
+            if index.offsets[record] == offset and index.file_of(record) == number:
+                return length
+        return None
 
     @property
     def checking(self) -> bool:
@@ -332,8 +438,43 @@ class Audit:
 
     # ---- serving records again
 
+    def malformed(self, number: int, length: int) -> dict[str, Any]:
+        """What is shown of record `number`, a line of `length` bytes that is no record: the
+        console's own marker, naming its place."""
+        opened = self.files[self.index.file_of(number)]
+        return {"event": BAD_LINE, "file": str(opened.path), "offset": self.index.offsets[number], "length": length}
+
+    def record(self, number: int, line: bytes | None = None) -> dict[str, Any]:
+        """Record `number` as written (`line`: its line, when read already); a line that is no
+        record (no JSON object, longer than CHUNK, or itself claiming to be the marker), as its
+        `{"event": "malformed", …}` marker."""
+        length = self.index.long_lines.get(number)
+        if length is not None:
+            return self.malformed(number, length)
+        line = self.line(number) if line is None else line
+        record = _record(line)
+        if record is None or record.get("event") == BAD_LINE:
+            return self.malformed(number, len(line))
+        return record
+
+    def shown(self, number: int, line: bytes) -> bytes:
+        """Record `number`'s line (`line`, as written) as the live stream sends it: itself, unless it
+        is no record (its `malformed` marker then) or comes after a fault of the chain (then with
+        `"unverified": true`), as the event list shows it."""
+        record = self.record(number, line)
+        unverified = any(number in span for span in self.unverified())
+        if not unverified and record.get("event") != BAD_LINE:
+            return line
+        if unverified:
+            record["unverified"] = True
+        return orjson.dumps(record) + b"\n"
+
     def line(self, number: int) -> bytes:
-        """Record `number`'s line as written."""
+        """Record `number`'s line as written; for a line longer than CHUNK, never read again, the
+        JSON of its `malformed` marker."""
+        length = self.index.long_lines.get(number)
+        if length is not None:
+            return orjson.dumps(self.malformed(number, length)) + b"\n"
         held = self.recent(number)
         if held is not None:
             return held
@@ -384,6 +525,15 @@ class Audit:
             pass  # a file gone meanwhile: the index saved last stays
         for opened in self.files:
             opened.handle.close()
+
+
+def _record(line: bytes) -> dict[str, Any] | None:
+    """The line's JSON object; None when it holds none."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _named(names: list[str], saved: Any) -> str:

@@ -22,7 +22,9 @@ from tollgate.records.audit_record import WORKER_LOST
 from tollgate.records.inventory import GOVERNED_CATEGORY
 
 CONNECTION = "connection"
-BAD_LINE = "malformed"  # the `event` column of a line that is no JSON object
+# The `event` column of a line that is no record: no JSON object, longer than the console reads at
+# once (`Index.add_long`), or claiming this event itself (the console's marker is its own).
+BAD_LINE = "malformed"
 HOUR = 13  # len("2026-11-22T08"): a record's hour is the start of its `ts`
 DAY = 10
 # How many records in a row from before a window end the hourly spend's walk back: records are
@@ -176,6 +178,11 @@ class Index:
         self.days: dict[str, Day] = {}
         self._unfolded: list[str] = []  # the days whose spend is not folded yet, oldest first
         self.malformed = 0
+        # The lines longer than the console reads at once, never parsed: record number → length.
+        self.long_lines: dict[int, int] = {}
+        # What the records after a fault of the chain count in, per day (`unverified`): the ranges'
+        # starts, how far each was walked, the marks by day.
+        self._unverified: tuple[tuple[int, ...], list[int], dict[str, Unverified]] | None = None
         # The one object each key and name of the sums stands for (a client, a kind, a reason, a
         # (client, service) pair): kept once, not once per day and row that holds it.
         self.shared: dict[Any, Any] = {}
@@ -228,7 +235,7 @@ class Index:
                     continue
             add_offset(offset + start)
             start = stop
-            if type(record) is not dict:
+            if type(record) is not dict or record.get("event") == BAD_LINE:
                 self.malformed += 1
                 record = None
                 client = provider = ts = hour = model = None
@@ -279,6 +286,23 @@ class Index:
                 if record.get("error") == WORKER_LOST:
                     lost += 1
         return lost
+
+    def add_long(self, file: int, offset: int, length: int) -> None:
+        """A line longer than the console reads at once (at `offset` of file number `file`): listed
+        as malformed, its length kept, never parsed nor read again."""
+        if file != self._file:
+            self._file = file
+            self.file_starts.extend([len(self.offsets)] * (file + 1 - len(self.file_starts)))
+        self.long_lines[len(self.offsets)] = length
+        self.malformed += 1
+        self.offsets.append(offset)
+        for column in (self.clients, self.providers, self.models):
+            column.append(self.id(None))
+        self.events.append(self.id(BAD_LINE))
+        self.hours.append(self._hour_ids[None])
+        for column in (self.decisions, self.input_tokens, self.output_tokens):
+            column.append(0)
+        self.costs.append(0.0)
 
     def id(self, name: str | None) -> int:
         number = self._ids.get(name)
@@ -564,6 +588,41 @@ class Index:
             for (client, service), r in ordered
         ]  # fmt: skip
 
+    # ---- the records after a fault of the chain
+
+    def unverified(self, numbers: list[range], window: Window) -> Unverified:
+        """What the records `numbers` (after a fault of the chain) count in, within `window`: the
+        rows of the views they may have added to, so that each is marked unverified. Kept per day
+        and added to as records come, so that a view walks each record once, not once per request."""
+        starts = tuple(span.start for span in numbers)
+        kept = self._unverified
+        if kept is None or kept[0] != starts:
+            kept = self._unverified = (starts, [span.start for span in numbers], {})
+        _, done, days = kept
+        names, hours, calls = self._names, self._hours, self._ids.get("llm_call")
+        summed = {self._ids.get(event) for event in ("llm_call", "mcp_call", CONNECTION)}  # what the sums take
+        for i, span in enumerate(numbers):
+            for n in range(done[i], span.stop):
+                hour = hours[self.hours[n]]
+                if hour is None or self.events[n] not in summed:
+                    continue
+                day = days.get(hour[:DAY])
+                if day is None:
+                    day = days[hour[:DAY]] = Unverified()
+                day.clients.add(names[self.clients[n]])
+                if self.events[n] == calls:
+                    for by, column in (("provider", self.providers), ("model", self.models), ("client", self.clients)):
+                        name = names[column[n]]
+                        day.spend.add((_bucket_time(hour[:DAY]), by, name))
+                        day.spend.add((_bucket_time(hour), by, name))
+            done[i] = max(done[i], span.stop)
+        found = Unverified()
+        for name, day in days.items():
+            if window.holds_day(name):
+                found.clients |= day.clients
+                found.spend |= day.spend
+        return found
+
     # ---- the event list
 
     def matching(self, before: int, limit: int, filters: Mapping[str, array | int]) -> list[int]:
@@ -592,6 +651,15 @@ class Index:
                 if len(found) == limit:
                     break
         return found, last
+
+
+@dataclass(slots=True)
+class Unverified:
+    """The rows records after a fault of the chain count in: by client (people, refusals,
+    findings, AI services) and by (bucket, "provider" | "model" | "client", name) (spend)."""
+
+    clients: set[str | None] = field(default_factory=set)
+    spend: set[tuple[str, str, str | None]] = field(default_factory=set)
 
 
 def _str(value: Any) -> str | None:

@@ -86,6 +86,7 @@ def index_state(index: Index) -> dict[str, Any]:
         "names": index._names,
         "hours": index._hours,
         "malformed": index.malformed,
+        "long_lines": list(index.long_lines.items()),
         "days": len(index.days),  # each written apart (`write`), so that a restart parses one at a time
     }  # fmt: skip
 
@@ -149,6 +150,7 @@ def restore_index(header: dict[str, Any], data: IO[bytes]) -> Index:
     index._hours = list(header["hours"])
     index._hour_ids = {hour: n for n, hour in enumerate(index._hours)}
     index.malformed = int(header["malformed"])
+    index.long_lines = {int(n): int(length) for n, length in header.get("long_lines", ())}
     index._unfolded = sorted(day for day, sums in index.days.items() if not sums.folded)
     return index
 

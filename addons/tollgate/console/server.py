@@ -286,7 +286,8 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
 
 
 def _newer(audit: Audit, seen: int) -> list[bytes]:
-    """The lines of the records after the first `seen`, waiting a moment for one when none is."""
+    """The lines of the records after the first `seen` as the stream shows them (`Audit.shown`),
+    waiting a moment for one when none is."""
     with audit.grew:
         if len(audit.index) <= seen:
             audit.grew.wait(POLL_S * 2)
@@ -295,5 +296,6 @@ def _newer(audit: Audit, seen: int) -> list[bytes]:
             return []
         recent = [audit.recent(n) for n in range(seen, total)]
         if None not in recent:
-            return cast(list[bytes], recent)
-    return [audit.line(n) for n in range(seen, total)]  # more than the recent lines kept: read back
+            return [audit.shown(n, line) for n, line in enumerate(cast(list[bytes], recent), seen)]
+    # More than the recent lines kept: read back.
+    return [audit.shown(n, audit.line(n)) for n in range(seen, total)]

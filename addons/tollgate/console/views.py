@@ -37,11 +37,11 @@ class Views:
         self.budgets = budgets
         self.routes: dict[str, Callable[[Query], Any]] = {
             "/api/events": self.events,
-            "/api/people": lambda q: self.audit.index.people(window(q)),
+            "/api/people": lambda q: self.by_client(self.audit.index.people, q),
             "/api/spend": self.spend,
-            "/api/refusals": lambda q: self.audit.index.refusals(window(q)),
-            "/api/findings": lambda q: self.audit.index.findings(window(q)),
-            "/api/inventory": lambda q: self.audit.index.inventory(window(q)),
+            "/api/refusals": lambda q: self.by_client(self.audit.index.refusals, q),
+            "/api/findings": lambda q: self.by_client(self.audit.index.findings, q),
+            "/api/inventory": lambda q: self.by_client(self.audit.index.inventory, q),
             "/api/budgets": lambda q: [] if self.budgets is None else self.budgets(),
             "/api/audit": lambda q: self.audit.state(),
         }
@@ -73,20 +73,25 @@ class Views:
             numbers, cursor = index.matching(len(index), limit, filters), len(index) - 1
         else:
             numbers, cursor = index.following(_cursor(after), limit, filters)
-        return {"events": [self.record(n) for n in numbers], "cursor": str(cursor)}
+        unverified = self.audit.unverified()
+        shown = [self.audit.record(n) for n in numbers]
+        for n, record in zip(numbers, shown, strict=True):
+            if any(n in span for span in unverified):
+                record["unverified"] = True  # after a fault of the chain: what it says is not vouched for
+        return {"events": shown, "cursor": str(cursor)}
 
-    def record(self, number: int) -> dict[str, Any]:
-        """Record `number` as written; a line that is no record, as `{"event": "malformed", …}`."""
-        line = self.audit.line(number)
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            record = None
-        if not isinstance(record, dict):
-            opened = self.audit.files[self.audit.index.file_of(number)]
-            return {"event": "malformed", "file": str(opened.path), "offset": self.audit.index.offsets[number],
-                    "length": len(line)}  # fmt: skip
-        return record
+    def by_client(self, rows: Callable[[Window], list[dict[str, Any]]], query: Query) -> list[dict[str, Any]]:
+        """A view's rows, each of a client with records after a fault of the chain in the window
+        marked `unverified`."""
+        span = window(query)
+        found = rows(span)
+        unverified = self.audit.unverified()
+        if unverified:
+            clients = self.audit.index.unverified(unverified, span).clients
+            for row in found:
+                if row["client"] in clients:
+                    row["unverified"] = True
+        return found
 
     def spend(self, query: Query) -> list[dict[str, Any]]:
         by = _one(query, "by") or "provider"
@@ -98,7 +103,14 @@ class Views:
         span = window(query)
         if bucket == "hour" and not _within(span, HOURLY_DAYS):
             raise BadQuery(f"bucket=hour: a since no more than {HOURLY_DAYS} days before until (or now)")
-        return self.audit.index.spend(span, by, bucket)
+        found = self.audit.index.spend(span, by, bucket)
+        unverified = self.audit.unverified()
+        if unverified:
+            marked = self.audit.index.unverified(unverified, span).spend
+            for row in found:
+                if (row["bucket"], by, row["key"]) in marked:
+                    row["unverified"] = True
+        return found
 
 
 def _within(span: Window, days: int) -> bool:

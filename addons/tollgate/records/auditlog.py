@@ -36,6 +36,7 @@ import structlog
 from tollgate.common.audit_chain import CHECKPOINT, STARTED, STOPPED, Chain, Signer, last_chain
 from tollgate.core.fleet import instance_name
 from tollgate.records.audit_record import utc_timestamp
+from tollgate.records.bounded import bounded, within_line
 from tollgate.records.in_flight import InFlight, InstanceBusy, in_flight_secret, journal_path
 
 logger = logging.getLogger(__name__)
@@ -270,10 +271,14 @@ class AuditLog:
         """Render one call's record (an event dict) and queue it. It reaches the file at once or,
         while calls keep coming, within `BATCH_DELAY`; records keep their order. Rendered here, not
         by the writer, so that the writer holds the interpreter lock only to hand lines to the file.
-        `call`: whether it counts among the calls `tollgate_stopped` names (a connection's does not)."""
+        `call`: whether it counts among the calls `tollgate_stopped` names (a connection's does not).
+        What it takes from a caller, a policy or an upstream is bounded first (`bounded`)."""
         if call:
             self.calls += 1
-        self._queue.put(self._render(None, "info", self._named(record)))
+        self._queue.put(within_line(self._named(bounded(record)), self._rendered))
+
+    def _rendered(self, record: dict[str, Any]) -> bytes | str:
+        return self._render(None, "info", record)
 
     def stop(self) -> None:
         """As the process stops: `stopped_record` after every other record, then `close`. A process

@@ -12,6 +12,7 @@ from typing import Any
 from tollgate.common.shown import caller_name
 from tollgate.governance.egress.egress import EGRESS_DENIED
 from tollgate.records.audit_record import utc_timestamp
+from tollgate.records.bounded import ENTRIES, cut
 
 CONNECTION_EVENT = "connection"
 
@@ -71,8 +72,8 @@ def connection_record(connection: Connection) -> dict[str, Any]:
 
 def connection_line(connection: Connection) -> str:
     """A refused connection's line on the console, in the words of a call's (`summary.console_line`):
-    who, the refusal, where to, and why. Never more than its record holds."""
+    who, the refusal, where to, and why. Never more than its record holds, cut as it is (`bounded.cut`)."""
     c = connection
-    host = f"[{c.host}]" if ":" in c.host else c.host
-    line = f"Tollgate: {caller_name(c.client)} · ⛔ {EGRESS_DENIED} · {host}:{c.port}"
-    return f"{line} · {'; '.join(c.deny_reasons)}" if c.deny_reasons else line
+    host = f"[{cut(c.host)}]" if ":" in c.host else cut(c.host)
+    line = f"Tollgate: {cut(caller_name(c.client))} · ⛔ {EGRESS_DENIED} · {host}:{c.port}"
+    return f"{line} · {cut('; '.join(c.deny_reasons[:ENTRIES]))}" if c.deny_reasons else line

@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 from tollgate.records.audit_record import RECORD_FIELDS, WORKER_LOST, lost_record
+from tollgate.records.bounded import bounded
 
 # A file grows by two lines a call: it is written anew with only the open calls past this size.
 COMPACT_AT = 1 << 20
@@ -174,12 +175,13 @@ class InFlight:
 
     def began(self, request_id: str, sent: dict[str, Any]) -> None:
         """An LLM call sent: what is known of it (`sent_record`; a later call of the same id, a
-        failover's attempt, replaces it)."""
-        self._began(request_id, self._signed({"sent": request_id, "call": sent}))
+        failover's attempt, replaces it). Bounded as the audit bounds it (`bounded`): a caller's
+        long value does not grow the file by more than its record would."""
+        self._began(request_id, self._signed({"sent": request_id, "call": bounded(sent)}))
 
     def began_records(self, request_id: str, records: list[dict[str, Any]]) -> None:
-        """A request sent whose records are known whole (an MCP server's; a lost call's)."""
-        self._began(request_id, self._signed({"sent": request_id, "records": records}))
+        """A request sent whose records are known whole (an MCP server's; a lost call's), bounded."""
+        self._began(request_id, self._signed({"sent": request_id, "records": [bounded(r) for r in records]}))
 
     def _began(self, request_id: str, line: bytes) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from tollgate.common.shown import caller_name, nano_usd_text
 from tollgate.records.audit_record import NO_USAGE
+from tollgate.records.bounded import ENTRIES, cut
 
 if TYPE_CHECKING:
     from tollgate.core.call import Call
@@ -21,11 +22,13 @@ def summary(call: Call, latency: str | None = None) -> str:
     """The one line mitmweb shows as the flow's comment. Its column is narrow, so what matters
     comes first: who called (a short name), then a refusal and its reason, a failure, else the
     tokens and cost; then what was called (and, given, how long it took), and what the guardrails
-    found in the request and in the answer (kinds and counts); last the policy's reasons or the error, in words."""
+    found in the request and in the answer (kinds and counts); last the policy's reasons or the error, in words.
+    What it takes from a caller, a policy or an upstream is cut as the audit cuts it (`bounded.cut`)."""
     head, detail = _outcome(call)
     model, target = call.target_model, call.route.target
-    what = f"{target.provider}/{model}" if model else f"{target.provider} {call.classification.endpoint or '?'}"
-    line = f"{caller_name(call.caller.client)} · {head} · {what}"
+    endpoint = call.classification.endpoint or "?"
+    what = f"{target.provider}/{cut(model)}" if model else f"{target.provider} {cut(endpoint)}"
+    line = f"{cut(caller_name(call.caller.client))} · {head} · {what}"
     if latency is not None:
         line += f" · {latency}"
     if found := call.request.findings:
@@ -33,7 +36,7 @@ def summary(call: Call, latency: str | None = None) -> str:
     if found := call.answer.findings:
         redacted = sum(n for _, action, n in call.answer.finding_actions if action == "redact")
         line += f" · answer found {_found(found, redacted)}"
-    return f"{line} · {detail}" if detail else line
+    return f"{line} · {cut(detail)}" if detail else line
 
 
 def _found(findings: dict[str, int], redacted: int | None) -> str:
@@ -58,7 +61,7 @@ def _outcome(call: Call) -> tuple[str, str | None]:
     if a.failure is not None:
         return f"⚠ {a.failure.value}", a.error
     if a.refused is not None:
-        reasons = "; ".join(r for r in call.verdict.deny_reasons if r != a.refused)
+        reasons = "; ".join(r for r in call.verdict.deny_reasons[:ENTRIES] if r != a.refused)
         return f"⛔ {a.refused}", reasons or a.error
     if a.status is not None and a.status >= 500:
         return f"⚠ {a.status}", a.error

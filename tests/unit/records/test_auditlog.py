@@ -265,7 +265,7 @@ def test_held_records_of_several_megabytes_are_written_in_order(tmp_path: Path, 
         log.write({"event": "llm_call", "n": 0})
         assert _wait(lambda: log.failing)
         for i in range(1, 3000):
-            log.write({"event": "llm_call", "n": i, "pad": "x" * 1000})
+            log.write({"event": "llm_call", "n": i, "pad": ["x" * 250] * 4})
         path.unlink()
         assert _wait(lambda: not log.failing)
     finally:
@@ -413,7 +413,7 @@ def wait(condition):
     return condition()
 
 def record(n):
-    return {"event": "llm_call", "n": n, "pad": "x" * 950}
+    return {"event": "llm_call", "n": n, "pad": ["x" * 230] * 4}  # within the bounds of a string
 
 if mode == "tmpfs":
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tollgate-test", directory]).returncode:
@@ -528,3 +528,29 @@ def test_a_broken_standard_output_fails_until_it_can_be_written(tmp_path: Path) 
     assert "FAILING" in stderr
     assert stderr.count("cannot write the audit to -") == 1 and "Broken pipe" in stderr
     assert [r["n"] for r in _lines(out)] == [0, 1, 2]
+
+
+def test_what_a_record_takes_from_a_caller_is_bounded_and_its_chain_holds(tmp_path: Path) -> None:
+    from tollgate.records.audit_verify import read_lines, verify
+
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(str(path), instance="gw")
+    log.begin(auditlog.started_record(["127.0.0.1:8080"], None))
+    record = {"event": "llm_call", "model": "m" * 2_200_000, "deny_reasons": ["no"] * 40, "client": "alice"}
+    log.write(record)
+    log.write(
+        {
+            "event": "llm_call",
+            "model": "gpt-4o-mini",
+            "findings": {("k" * 300): 1} | {f"k{i}": 1 for i in range(10_000)},
+        }
+    )
+    log.stop()
+    lines = path.read_bytes().splitlines()
+    assert max(map(len, lines)) <= 64 * 1024
+    written = [json.loads(line) for line in lines]
+    assert written[1]["model"] == "m" * 255 + "…"
+    assert written[1]["deny_reasons"] == ["no"] * 32 + ["… 8 more"]
+    assert record["model"] == "m" * 2_200_000  # the caller's record (the flow keeps it) is left as it was
+    assert written[2]["model"] == "gpt-4o-mini" and written[2]["findings"].endswith(" bytes cut")
+    assert verify(read_lines([str(path)])).faults == []

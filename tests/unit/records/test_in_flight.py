@@ -351,3 +351,16 @@ def test_any_byte_changed_in_a_line_refuses_that_line(data: st.DataObject) -> No
     assert (refused, read.other_key) == (1, 0)
     # Whole, "a" ended and "b" lost; a line refused is as if it were not there.
     assert set(lost) == [{"b"}, set(), {"a", "b"}][i]
+
+
+def test_what_is_kept_in_flight_is_bounded_as_the_audit_bounds_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "audit.jsonl.in-flight.host")
+    first = opened(path)
+    first.began("a", {"request_id": "a", "model": "m" * 2_200_000, "started": 1.0})
+    first.began_records("b", [record("b", tool="t" * 1_000_000, deny_reasons=["no"] * 50)])
+    killed(first)
+    assert os.path.getsize(path) < 4096
+    second = opened(path)
+    (a,) = second.lost["a"]
+    (b,) = second.lost["b"]
+    assert (a["model"], b["tool"], b["deny_reasons"]) == ("m" * 255 + "…", "t" * 255 + "…", ["no"] * 32 + ["… 18 more"])

@@ -94,6 +94,7 @@ function table(title, columns, rows, opts) {
     for (const th of thead.children) th.className = th.dataset.key === sortKey ? (sortDir > 0 ? "asc" : "desc") : "";
     tbody.replaceChildren(...shown.map((r) => {
       const tr = el("tr", { class: (opts.rowClass ? opts.rowClass(r) : "") + (opts.onRow ? " clickable" : "") });
+      if (r.unverified) { tr.classList.add("unverified"); tr.title = "Unverified: after a fault in the audit's chain."; }
       if (opts.onRow) tr.addEventListener("click", () => opts.onRow(r));
       for (const c of columns) tr.append(el("td", { class: c.num ? "num" : c.wrap ? "reason" : "" }, cellText(c, r)));
       return tr;
