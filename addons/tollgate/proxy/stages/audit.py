@@ -18,6 +18,7 @@ from tollgate.proxy.flows import CALL, call_of, refuse, refuse_mcp
 from tollgate.proxy.patches import calls_shown
 from tollgate.proxy.state import Shared
 from tollgate.records.audit_record import audit_record, sent_record
+from tollgate.records.bounded import bounded
 from tollgate.records.summary import console_line, flow_marker, summary
 
 REQUEST_ID_HEADER = "x-tollgate-request-id"
@@ -97,7 +98,9 @@ class Audit:
         """The call has ended: its record written and told to those who follow the calls' ends (and
         returned). A flow's call ends at its flow's end; a WebSocket message's when its answer does."""
         call.answer.ended = time.time()
-        record = audit_record(call)
+        # Bounded here, not only as written: the metrics' labels, the traces, the exports and a
+        # saved flow get what the audit holds, never a caller's megabytes.
+        record = bounded(audit_record(call))
         if self.shared.audit is not None:
             self.shared.audit.write(record)
         # One line per call on the console, in place of mitmdump's own (`patches.console`).

@@ -342,3 +342,20 @@ def test_calls_are_served_again_once_the_audit_can_be_written(failing_audit_log,
     served, call = openai_call(shared)
     CallSteps(gate.handle).at_request(served)
     assert (served.response, call.answer.error) == (None, None)
+
+
+def test_those_who_follow_the_calls_ends_get_the_record_as_bounded_as_the_audit(audit_log, audit_path) -> None:
+    """A caller's 2 MB model name reaches neither the metrics' labels, the traces, the exports nor
+    a saved flow whole: they get the record the audit writes."""
+    shared = configured(audit=audit_log)
+    told: list[dict] = []
+    audit = Audit(shared, recorded=[lambda call, record: told.append(record)])
+    flow = api_flow(HOSTS["openai"], "/v1/chat/completions", {"model": "m" * 2_000_000, "messages": []})
+    classified(shared, flow)
+    audit.request(flow)
+    answer(flow, 401)
+    audit.response(flow)
+    [record] = written(audit_log, audit_path)
+    assert len(record["model"]) == 256 and record["model"].endswith("…")
+    assert [r["model"] for r in told] == [record["model"]]
+    assert flow.metadata[CALL]["model"] == record["model"]
