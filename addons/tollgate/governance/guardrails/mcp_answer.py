@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
 from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.mcp.answers import parse_any, responses_in
@@ -52,6 +54,10 @@ def guard_message(compiled: AnswerDetectors, value: Any) -> McpRead:
     changed = False
     for message in value if batch else (value,):
         rid = answered.get(id(message))
+        if _clean(compiled, message):
+            read.findings.setdefault(rid, {})
+            kept.append(message)
+            continue
         counts, denied, redacted = _guard_strings(compiled, message)
         found = read.findings.setdefault(rid, {})
         for kind, n in counts.items():
@@ -68,6 +74,18 @@ def guard_message(compiled: AnswerDetectors, value: Any) -> McpRead:
         read.dropped = not kept
         read.value = kept if batch else (kept[0] if kept else None)
     return read
+
+
+def _clean(compiled: AnswerDetectors, message: Any) -> bool:
+    """Whether a message holds nothing a rule finds: its JSON read once, as a request's body is
+    (escapes, keys and all). Most messages are; only the others are read string by string."""
+    try:
+        written = orjson.dumps(message)
+    except TypeError:  # a lone surrogate: read string by string
+        return False
+    _, found = compiled.engine.scan(written, True)
+    actions = compiled.actions
+    return not any(kind in actions for kind, _, _ in found)
 
 
 def _guard_strings(compiled: AnswerDetectors, message: Any) -> tuple[dict[str, int], str | None, bool]:
@@ -125,13 +143,11 @@ def _scan(compiled: AnswerDetectors, text: str, counts: Counter[str], frame: boo
     """A string read: what goes on (the string itself where unchanged) and the kind of a value to
     deny. In a member that says what the message is (`frame`), a value to redact is denied."""
     scanner = compiled.scanner()
-    first = scanner.feed(text.encode("utf-8", "surrogatepass"))
-    rest = scanner.flush() if first.denied is None else first
+    read = scanner.read_whole(text.encode("utf-8", "surrogatepass"))
     counts.update(scanner.counts)
-    denied = first.denied or rest.denied
-    if denied is not None:
-        return text, denied
-    sent = (first.text + (rest.text if rest is not first else b"")).decode("utf-8", "surrogatepass")
+    if read.denied is not None:
+        return text, read.denied
+    sent = read.text.decode("utf-8", "surrogatepass")
     if sent == text:
         return text, None
     if frame:
