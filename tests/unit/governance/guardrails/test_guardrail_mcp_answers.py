@@ -504,3 +504,24 @@ def test_the_get_stream_is_read_and_recorded() -> None:
     relayed(AnswerRelay(True, [], guard=clean), [sse(PROGRESS)])
     (record,) = clean._exchange.records()
     assert (record["answer_findings"], record["error"]) == ({}, None)
+
+
+def test_the_scan_of_a_saved_stream_leaves_out_a_denied_notification() -> None:
+    guard = McpAnswerGuard(KEY_DENIED)
+    out = guard.feed(sse(PROGRESS, LOG_KEY, tool_result(1, "fine"))) + guard.flush()
+    assert data_of(out) == [PROGRESS, tool_result(1, "fine")]
+    assert (guard.denied, guard.counts) == ("secrets.aws_access_key_id", {"secrets.aws_access_key_id": 1})
+    body, denied, counts = guard_mcp_json(KEY_DENIED, json.dumps(LOG_KEY).encode())
+    assert json.loads(body)["error"]["code"] == -32001 and KEY.encode() not in body
+    assert (denied, counts) == ("secrets.aws_access_key_id", {"secrets.aws_access_key_id": 1})
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+def test_each_kinds_value_is_found_in_a_key_and_a_deep_member(kind: str) -> None:
+    """The one pass over a message finds what the string-by-string read finds: every kind."""
+    value, context = SAMPLES[kind]
+    text = context.format(value)
+    for message in (result_of({"_meta": {"x": [{"y": text}]}}), notice("notifications/message", {text: 1})):
+        read = guard_message(EVERY, json.loads(json.dumps(message)))
+        assert value not in json.dumps(read.value), kind
+        assert f"[REDACTED:{kind}]" in json.dumps(read.value)
