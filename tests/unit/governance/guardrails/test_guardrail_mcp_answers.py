@@ -525,3 +525,23 @@ def test_each_kinds_value_is_found_in_a_key_and_a_deep_member(kind: str) -> None
         read = guard_message(EVERY, json.loads(json.dumps(message)))
         assert value not in json.dumps(read.value), kind
         assert f"[REDACTED:{kind}]" in json.dumps(read.value)
+
+
+NOTIFIED = sse(PROGRESS, LOG_KEY, PROGRESS_DONE, tool_result(1, "fine"))
+STOPPED_AT_LOG = (
+    b'event: message\ndata: {"jsonrpc":"2.0","id":1,"error":{"code":-32001,'
+    b'"message":"Tollgate stopped this answer: a message in it holds secrets.aws_access_key_id."}}\n\n'
+)
+
+
+@given(cuts=st.lists(st.integers(min_value=0, max_value=len(NOTIFIED)), max_size=8))
+@settings(max_examples=examples(150), deadline=None)
+def test_a_notification_is_redacted_or_left_out_however_split(cuts: list[int]) -> None:
+    pieces = cut_at(NOTIFIED, cuts)
+    out = relayed(AnswerRelay(True, [1], guard=Guard(FOUND, [1])), pieces)
+    assert data_of(out)[1]["params"]["data"] == f"connecting with {REDACTED_KEY}"
+    assert data_of(out)[2:] == [PROGRESS_DONE, tool_result(1, "fine")] and KEY.encode() not in out
+    relay = AnswerRelay(True, [1], guard=Guard(KEY_DENIED, [1]))
+    assert relayed(relay, pieces) == sse(PROGRESS) + STOPPED_AT_LOG
+    listened = AnswerRelay(True, [], guard=Guard(KEY_DENIED, [], method="GET"))
+    assert relayed(listened, pieces) == sse(PROGRESS) and listened.stopped
