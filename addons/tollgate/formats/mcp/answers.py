@@ -49,6 +49,11 @@ class ResultGuard(Protocol):
 
     def __call__(self, value: Any) -> Any | None: ...
 
+    def lines_hold(self, block: bytes) -> bool:
+        """Whether an event's lines other than its data (LF line ends) hold what it cannot let go
+        on (the event then stops as unread)."""
+        ...
+
     def unread(self) -> tuple[int, str]: ...
 
 
@@ -230,6 +235,10 @@ class AnswerRelay:
                 # What the guardrails cannot read does not go on: a raw client would read it.
                 out.append(region[at:start])
                 return b"".join(out) + self._unread_by_guard("a server-sent event that is no JSON-RPC message")
+            if self.guard is not None and self.guard.lines_hold(block):
+                out.append(region[at:start])
+                problem = "a server-sent event whose name, id or comment holds what an answer rule finds"
+                return b"".join(out) + self._unread_by_guard(problem)
             names = self._tools_listed(value)
             if names:
                 allowed = self._ask(names)

@@ -29,6 +29,8 @@ DENIED_MESSAGE = "Tollgate refused this answer: it holds {kind}."
 # A message's members that say what it is: a value there cannot be redacted (the client would not
 # know the message), only denied.
 _FRAME = frozenset(("jsonrpc", "id", "method"))
+# An event's lines besides its data as the MCP SDKs' servers write them: nothing to read there.
+_PLAIN_LINES = frozenset((b"", b"event: message", b"event:message"))
 
 
 @dataclass(slots=True)
@@ -86,6 +88,17 @@ def _clean(compiled: AnswerDetectors, message: Any) -> bool:
     _, found = compiled.engine.scan(written, True)
     actions = compiled.actions
     return not any(kind in actions for kind, _, _ in found)
+
+
+def lines_hold(compiled: AnswerDetectors, block: bytes) -> bool:
+    """Whether an event's lines other than its data (`block`, LF line ends: its name, its id, a
+    comment, a field unknown) hold a value a rule redacts or denies: a raw client reads them too,
+    and they are not JSON to redact inside, so such an event is not sent (it stops as unread)."""
+    lines = b"\n".join(line for line in block.split(b"\n") if not line.startswith(b"data:") and line != b"data")
+    if lines in _PLAIN_LINES:
+        return False
+    _, found = compiled.engine.scan(lines, False)
+    return any(compiled.actions.get(kind) in ("deny", "redact") for kind, _, _ in found)
 
 
 def _guard_strings(compiled: AnswerDetectors, message: Any) -> tuple[dict[str, int], str | None, bool]:
@@ -191,7 +204,7 @@ class McpAnswerGuard:
             return b""
         event = parse_sse_block(block)
         value = None if event is None else parse_any(event.data.encode())
-        if value is None and event is not None and event.data.strip():
+        if (value is None and event is not None and event.data.strip()) or lines_hold(self._compiled, block):
             # What cannot be read does not go on, nor anything after it (as the relay ends it).
             self._unread, self.denied = True, self.denied or UNREAD
             return denied_event(UNREAD)

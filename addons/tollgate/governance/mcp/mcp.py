@@ -19,7 +19,7 @@ from tollgate.formats.mcp.messages import McpRequest, RequestId
 from tollgate.formats.mcp.revision import Malformed
 from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.mcp_answer import guard_message
+from tollgate.governance.guardrails.mcp_answer import guard_message, lines_hold
 from tollgate.governance.limits.limits import EXPIRY_GRACE, Counter, LimitRule, counters
 from tollgate.governance.matching import matches
 from tollgate.governance.mcp.mcp_servers import McpServer
@@ -383,6 +383,9 @@ class ResultGuard:
             if response["id"] in self._awaiting:
                 self._awaiting.remove(response["id"])
         return DROPPED if read.dropped else read.value
+
+    def lines_hold(self, block: bytes) -> bool:
+        return lines_hold(self._detectors, block)
 
     def unread(self) -> tuple[int, str]:
         """An answer that is no JSON: each result it was to carry cut as unread, as a denied one."""

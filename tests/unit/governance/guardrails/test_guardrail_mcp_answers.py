@@ -545,3 +545,29 @@ def test_a_notification_is_redacted_or_left_out_however_split(cuts: list[int]) -
     assert relayed(relay, pieces) == sse(PROGRESS) + STOPPED_AT_LOG
     listened = AnswerRelay(True, [], guard=Guard(KEY_DENIED, [], method="GET"))
     assert relayed(listened, pieces) == sse(PROGRESS) and listened.stopped
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [f"event: {KEY}\r\n", f"id: {KEY}\r\n", f": {KEY}\r\n", f"note: {KEY}\r\n"],
+    ids=["name", "id", "comment", "unknown-field"],
+)
+def test_an_events_other_lines_holding_a_value_stop_the_answer_unread(lines: str) -> None:
+    """A raw client reads them too, and they are no JSON to redact inside."""
+    event = lines.encode() + b"data: " + json.dumps(tool_result(1, "fine")).encode() + b"\r\n\r\n"
+    guard = Guard(FOUND, [1])
+    relay = AnswerRelay(True, [1], guard=guard)
+    out = relayed(relay, [sse(PROGRESS) + event])
+    assert KEY.encode() not in out and b"fine" not in out
+    assert data_of(out) == [PROGRESS, {"jsonrpc": "2.0", "id": 1, "error": {
+        "code": -32001, "message": "Tollgate refused this answer: it could not be read for its guardrails."}}]  # fmt: skip
+    assert guard.denied == {1: "unread"}
+    assert relay.error == "a server-sent event whose name, id or comment holds what an answer rule finds"
+    scan = McpAnswerGuard(FOUND)
+    out = scan.feed(sse(PROGRESS) + event) + scan.flush()
+    assert KEY.encode() not in out and scan.denied == "unread"
+
+
+def test_an_events_usual_lines_go_on_as_they_came() -> None:
+    body = b"id: 42\r\nretry: 1000\r\n" + sse(PROGRESS) + b": keep-alive\r\n\r\n" + sse(tool_result(1, "fine"))
+    assert relayed(AnswerRelay(True, [1], guard=Guard(FOUND, [1])), [body]) == body
