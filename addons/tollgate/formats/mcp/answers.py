@@ -6,7 +6,7 @@ when the answer breaks off: a JSON-RPC error for each request left unanswered.""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from tollgate.formats.framing import Decompressor, Undecodable, parse_sse_block, raw_event_spans
 from tollgate.formats.framing.bounds import MAX_FRAME
@@ -30,17 +30,23 @@ UNREADABLE_CODE = -32603
 Allowed = Callable[[list[str]], Callable[[str], bool] | None]
 
 
-# What a guard gives for a message of which nothing goes on (a notification or a server's request
-# it denied): its event is left out.
-DROPPED: Any = type("Dropped", (), {"__repr__": lambda self: "DROPPED"})()
+class _Dropped:
+    """What a guard gives for a message of which nothing goes on (a notification or a server's
+    request it denied): its event is left out."""
+
+    def __repr__(self) -> str:
+        return "DROPPED"
+
+
+DROPPED: Final = _Dropped()
 
 
 class ResultGuard(Protocol):
     """Reads each message for the answer guardrails (`governance/guardrails/mcp_answer.py`): the
-    message as it goes on, None where it goes as it came, DROPPED where nothing of it goes on (a
-    denied message also sets `stop`). `refuses_unread`: an answer it cannot
-    read (past its bound) is refused rather than sent on unread. `stop`: once a result is denied,
-    the JSON-RPC error (code, message) each request still unanswered gets; the answer ends there.
+    message as it goes on, None where it goes as it came, DROPPED where nothing of it goes on.
+    `refuses_unread`: an answer it cannot read (past its bound) is refused rather than sent on
+    unread. `stop`: once a message is denied, the JSON-RPC error (code, message) each request
+    still unanswered gets; the answer ends there.
     `unread()`: the error (code, message) each request gets in place of an answer that is no JSON,
     its results cut as unread."""
 
