@@ -15,7 +15,7 @@ import pytest
 import trustme
 from tests.support import guardrail_samples as samples
 from tests.support.answers import answer_samples, free_port
-from tests.support.fake_upstream import FakeUpstream, Reply
+from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.mcp_upstream import McpUpstream, event, log_event, mcp_servers, speaks_mcp
 from tests.support.mcp_upstream import client_code as sdk_client_code
 from tests.support.raw import send
@@ -25,6 +25,7 @@ SSE_URL = "https://mcp-answers.example.test/mcp"
 JSON_URL = "https://mcp-answers-json.example.test/mcp"
 SCRIPTED_HOST = "mcp-answers-scripted.example.test"
 UNREAD_HOST = "mcp-answers-unread.example.test"  # the scripted server too, its records apart
+STREAMS_HOST = "mcp-answers-streams.example.test"  # the scripted server too, its records apart
 EMAIL = samples.EMAIL
 CARD = samples.SAMPLES["pii.payment_card"][0]
 REDACTED = "[REDACTED:pii.email]"
@@ -67,6 +68,7 @@ def gateway(start_gateway, servers, scripted, tmp_path_factory):
                 {"name": "notes-json", "url": JSON_URL, "upstream": json_.url},
                 {"name": "scripted", "url": f"https://{SCRIPTED_HOST}/mcp", "upstream": scripted.url},
                 {"name": "unread", "url": f"https://{UNREAD_HOST}/mcp", "upstream": scripted.url},
+                {"name": "streams", "url": f"https://{STREAMS_HOST}/mcp", "upstream": scripted.url},
             ]
         },
     }
@@ -311,6 +313,269 @@ report(text=[c.text for c in called.content])
 """
     result = gateway.run(client_code(f"https://{SCRIPTED_HOST}/mcp", called, "legacy"))
     assert result == {"text": [f"{LARGE} write to {REDACTED} {LARGE}"]}
+
+
+# The SDK's client with a callback for each thing a server may send it besides its answers: what
+# each was handed, reported with what `body` reports.
+HEARD = """
+import asyncio
+from mcp import Client, types
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+
+heard = {{"logs": [], "progress": [], "sampling": [], "elicitation": []}}
+
+async def on_log(params):
+    heard["logs"].append(params.data)
+
+async def on_progress(progress, total, message):
+    heard["progress"].append(message)
+
+async def on_sampling(context, params):
+    heard["sampling"].append([m.content.text for m in params.messages])
+    return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="ok"), model="m")
+
+async def on_elicitation(context, params):
+    heard["elicitation"].append(params.message)
+    return types.ElicitResult(action="decline")
+
+async def main():
+    http = create_mcp_http_client(headers={{"Authorization": "Bearer {key}"}})
+    async with http:
+        async with Client(streamable_http_client("{url}", http_client=http), mode="legacy", logging_callback=on_log,
+                          sampling_callback=on_sampling, elicitation_callback=on_elicitation) as client:
+{body}
+
+try:
+    asyncio.run(main())
+except BaseExceptionGroup as group:
+    first = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    raise first from None
+"""
+
+CALLED = """
+try:
+    called = await client.call_tool("customer", {}, progress_callback=on_progress)
+    answer = called.model_dump(mode="json", by_alias=True, exclude_none=True)
+except MCPError as e:
+    answer = {"code": e.error.code, "message": e.error.message, "data": e.error.data}
+report(answer=answer, **heard)
+"""
+
+
+def heard_code(body: str) -> str:
+    indented = "\n".join("            " + line for line in body.strip().splitlines())
+    return HEARD.format(key=VIRTUAL, url=f"https://{STREAMS_HOST}/mcp", body=indented)
+
+
+def message_of(method: str, params: dict, rid: str | None = None) -> dict:
+    message = {"jsonrpc": "2.0", "method": method, "params": params}
+    return message if rid is None else {**message, "id": rid}
+
+
+class Streams:
+    """The scripted server as `streams`: a session opened at `initialize`; each `tools/call`
+    answered with the events `answer` makes of it (its progress token given), or as JSON
+    (`as_json`); the client's answers to its own requests kept; the GET stream's events, one list
+    per GET (`gets`; once they are spent, a GET is refused 405)."""
+
+    def __init__(self, answer=None, as_json: bool = False, gets: list[list[dict]] | None = None) -> None:
+        self.answer = answer
+        self.as_json = as_json
+        self.gets = list(gets or [])
+        self.answered: list[dict] = []  # the client's answers to the server's requests
+
+    def __call__(self, received: Received) -> Reply:
+        session = {"mcp-session-id": "s-streams-1"}
+        if received.method == "GET":
+            if not self.gets:
+                return Reply(405, b"")
+            events = self.gets.pop(0)
+            return Reply(200, headers={"content-type": "text/event-stream", **session},
+                         chunks=[event(m) for m in events])  # fmt: skip
+        if received.method != "POST":
+            return Reply(200, b"")
+        message = json.loads(received.body)
+        if message.get("method") == "initialize":
+            result = {
+                "protocolVersion": message["params"]["protocolVersion"],
+                "capabilities": {"tools": {}, "logging": {}},
+                "serverInfo": {"name": "streams", "version": "1"},
+            }
+            return Reply(200, {"jsonrpc": "2.0", "id": message["id"], "result": result}, headers=session)  # fmt: skip
+        if "method" not in message:
+            self.answered.append(message)
+            return Reply(202, b"")
+        if "id" not in message:
+            return Reply(202, b"")
+        if message["method"] == "tools/list":
+            tools = [{"name": "customer", "inputSchema": {"type": "object"}}]
+            return Reply(200, {"jsonrpc": "2.0", "id": message["id"], "result": {"tools": tools}})
+        token = message["params"].get("_meta", {}).get("progressToken")
+        messages = self.answer(message["id"], token)
+        if self.as_json:
+            return Reply(200, messages[-1])
+        return Reply(200, headers={"content-type": "text/event-stream"}, chunks=[event(m) for m in messages],
+                     gate=lambda i: self._wait_for_answers(messages[:i]))  # fmt: skip
+
+    def _wait_for_answers(self, sent: list[dict], timeout: float = 10.0) -> None:
+        """Before the next event, the client's answers to the requests sent so far (as a server
+        waits for what it asked)."""
+        asked = sum(1 for m in sent if "method" in m and "id" in m)
+        deadline = time.monotonic() + timeout
+        while len(self.answered) < asked and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def log_message(text: str) -> dict:
+    return message_of("notifications/message", {"level": "info", "data": text})
+
+
+def streams_records(gateway, count: int, method: str = "tools/call") -> list[dict]:
+    return gateway.new_audit(count, where=lambda r: r.get("server") == "streams" and r["method"] == method)
+
+
+def everywhere(rid, token) -> list[dict]:
+    """A customer's address in every place of a tool call's stream but its plain text."""
+    result = {
+        "content": [
+            {"type": "resource_link", "uri": f"mailto:{EMAIL}", "name": EMAIL, "description": f"the file of {EMAIL}",
+             "_meta": {"owner": EMAIL}},
+            {"type": "resource", "resource": {"uri": "notes://c", "blob": "aGk=", "_meta": {EMAIL: "owner"}}},
+            {"type": "text", "text": "see the link", "annotations": {"audience": ["user"], "priority": 0.5},
+             "_meta": {"x.example/to": EMAIL}},
+        ],
+        "structuredContent": {EMAIL: {"rows": [f"row of {EMAIL}"]}},
+        "_meta": {"x.example/trace": f"for {EMAIL}"},
+        "isError": False,
+    }  # fmt: skip
+    return [
+        message_of("notifications/message", {"level": "info", "logger": "crm", "data": f"looking up {EMAIL}"}),
+        message_of(
+            "notifications/progress", {"progressToken": token, "progress": 1, "total": 2, "message": f"found {EMAIL}"}
+        ),
+        message_of(
+            "sampling/createMessage",
+            {"maxTokens": 9, "messages": [{"role": "user", "content": {"type": "text", "text": f"summarise {EMAIL}"}}]},
+            rid="srv-1",
+        ),
+        message_of(
+            "elicitation/create",
+            {"message": f"may I write to {EMAIL}?", "requestedSchema": {"type": "object", "properties": {}}},
+            rid="srv-2",
+        ),
+        {"jsonrpc": "2.0", "id": rid, "result": result},
+    ]
+
+
+def strings_in(value) -> list[str]:
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [k, *strings_in(v)]]
+    if isinstance(value, list):
+        return [s for v in value for s in strings_in(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_every_string_a_client_is_sent_comes_redacted(gateway, scripted) -> None:
+    """Logs, progress, the server's sampling and elicitation requests, and every member of the
+    result: the SDK's client is handed each with the address replaced."""
+    scripted.handler = speaks = Streams(everywhere)
+    result = gateway.run(heard_code(CALLED))
+    assert result["logs"] == [f"looking up {REDACTED}"]
+    assert result["progress"] == [f"found {REDACTED}"]
+    assert result["sampling"] == [[f"summarise {REDACTED}"]]
+    assert result["elicitation"] == [f"may I write to {REDACTED}?"]
+    answer = result["answer"]
+    assert answer["content"][0] == {"type": "resource_link", "uri": f"mailto:{REDACTED}", "name": REDACTED,
+                                    "description": f"the file of {REDACTED}", "_meta": {"owner": REDACTED}}  # fmt: skip
+    assert answer["content"][1]["resource"]["_meta"] == {REDACTED: "owner"}
+    assert answer["content"][2]["_meta"] == {"x.example/to": REDACTED}
+    assert answer["structuredContent"] == {REDACTED: {"rows": [f"row of {REDACTED}"]}}
+    assert answer["_meta"] == {"x.example/trace": f"for {REDACTED}"}
+    assert not [s for s in strings_in(result) if EMAIL in s]
+    assert [a["id"] for a in speaks.answered] == ["srv-1", "srv-2"]
+    (record,) = streams_records(gateway, 1)
+    assert (record["answer_findings"], record["is_error"], record["error"]) == ({"pii.email": 13}, False, None)
+
+
+def test_an_errors_message_and_data_come_redacted(gateway, scripted) -> None:
+    def failed(rid, token) -> list[dict]:
+        error = {"code": -32000, "message": f"no customer {EMAIL}", "data": {"asked": [EMAIL]}}
+        return [{"jsonrpc": "2.0", "id": rid, "error": error}]
+
+    for as_json in (True, False):
+        scripted.handler = Streams(failed, as_json=as_json)
+        result = gateway.run(heard_code(CALLED))
+        assert result["answer"] == {"code": -32000, "message": f"no customer {REDACTED}", "data": {"asked": [REDACTED]}}
+        (record,) = streams_records(gateway, 1)
+        assert (record["answer_findings"], record["is_error"], record["error"]) == ({"pii.email": 2}, True, None)
+
+
+@pytest.mark.parametrize("place", ["log", "progress", "sampling", "elicitation"])
+def test_a_card_number_anywhere_on_the_stream_ends_the_answer_unseen(gateway, scripted, place: str) -> None:
+    """The message that holds it never reaches the client, nor anything after it: the call gets
+    Tollgate's error; the record says what was found and that it was cut."""
+
+    def with_card(rid, token) -> list[dict]:
+        held = {
+            "log": message_of("notifications/message", {"level": "info", "data": f"card {CARD}"}),
+            "progress": message_of(
+                "notifications/progress", {"progressToken": token, "progress": 1, "message": f"card {CARD}"}
+            ),
+            "sampling": message_of(
+                "sampling/createMessage",
+                {"maxTokens": 9, "messages": [{"role": "user", "content": {"type": "text", "text": f"card {CARD}"}}]},
+                rid="srv-1",
+            ),
+            "elicitation": message_of(
+                "elicitation/create",
+                {"message": f"card {CARD}?", "requestedSchema": {"type": "object", "properties": {}}},
+                rid="srv-2",
+            ),
+        }[place]
+        before = message_of("notifications/message", {"level": "info", "data": "starting"})
+        after = message_of("notifications/message", {"level": "info", "data": "after"})
+        result = {"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": "fine"}]}}
+        return [before, held, after, result]
+
+    scripted.handler = speaks = Streams(with_card)
+    result = gateway.run(heard_code(CALLED))
+    assert result == {
+        "answer": {"code": -32001, "message": "Tollgate stopped this answer: a message in it holds pii.payment_card.",
+                   "data": None},
+        "logs": ["starting"], "progress": [], "sampling": [], "elicitation": [],
+    }  # fmt: skip
+    assert speaks.answered == []
+    (record,) = streams_records(gateway, 1)
+    assert (record["answer_findings"], record["is_error"]) == ({"pii.payment_card": 1}, True)
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+
+
+LISTENED = """
+for _ in range(200):  # until the GET stream's messages came (at most 10 s)
+    if len(heard["logs"]) >= {count}:
+        break
+    await asyncio.sleep(0.05)
+report(**heard)
+"""
+
+
+def test_the_get_stream_is_read_too(gateway, scripted) -> None:
+    """The server's own stream: a message redacted; a message with a card number ends the stream
+    there (the client opens it again, as the SDK's does), nothing of it nor after it sent."""
+    log = log_message
+    gets = [[log(f"mail {EMAIL}")], [log("before"), log(f"card {CARD}"), log("after")], [log("again")]]
+    scripted.handler = Streams(gets=gets)
+    result = gateway.run(heard_code(LISTENED.format(count=3)))
+    assert result["logs"] == [f"mail {REDACTED}", "before", "again"]
+    redacted, cut, again = streams_records(gateway, 3, method="GET")[:3]
+    assert (redacted["answer_findings"], redacted["error"], redacted["status"]) == ({"pii.email": 1}, None, 200)
+    assert (cut["answer_findings"], cut["error"], cut["refusal"]) == (
+        {"pii.payment_card": 1}, "content_denied", "content_denied")  # fmt: skip
+    assert (again["answer_findings"], again["error"]) == ({}, None)
 
 
 def test_zz_no_value_in_any_output(gateway) -> None:

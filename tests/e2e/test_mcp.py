@@ -1117,6 +1117,48 @@ def test_a_2026_request_whose_headers_disagree_with_its_body_is_refused(gateway,
     assert record["error"] == f"bad request: {error}" and record["client"] == "alice"
 
 
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [("Mcp-Param-To", "=?base64?YQ?="), ("Mcp-Param-To", "=?base64?-_8=?="), ("Mcp-Param-To", "=?base64?YW Rk?="),
+     ("Mcp-Name", "=?BASE64?YWRk?=")],
+    ids=["unpadded", "url-safe", "space", "upper-case"],
+)  # fmt: skip
+def test_a_header_in_the_base64_form_not_canonical_is_refused(gateway, scripted, header: str, value: str) -> None:
+    """A server or a load balancer may decode it otherwise than Tollgate, or read it as it is."""
+    scripted.received.clear()
+    scripted.handler = answer_each
+    fields = [*modern_headers(name=None), ("Mcp-Name", value)] if header == "Mcp-Name" else modern_headers()
+    answer = modern_post(gateway, modern_call("add"), fields + ([(header, value)] if header != "Mcp-Name" else []))
+    assert (answer.status, answer.headers["x-tollgate-error"]) == (400, "bad_request")
+    error = f"{header.lower()} header is not in the canonical =?base64?…?= form"
+    message = f"Tollgate refused this request as it came: {error}."
+    assert answer.json() == {"jsonrpc": "2.0", "id": 1, "error": {"code": -32020, "message": message}}
+    assert scripted.received == []
+    (record,) = gateway.new_audit(1)
+    assert (record["method"], record["decision"], record["status"], record["error"]) == (
+        "tools/call", "deny", 400, f"bad request: {error}")  # fmt: skip
+
+
+@pytest.mark.parametrize("twin", ["Mcp_Name", "Mcp_Method", "Mcp_Param_To", "MCP_Protocol_Version", "Mcp_Session_Id"])
+@pytest.mark.parametrize("revision", [NOW, "2025-11-25"])
+def test_an_mcp_header_written_with_underscores_is_refused(gateway, scripted, twin: str, revision: str) -> None:
+    """A server behind a CGI-like gateway reads `Mcp_Name` as `Mcp-Name`, which Tollgate would not
+    have checked: refused, nothing sent."""
+    scripted.received.clear()
+    scripted.handler = answer_each
+    fields = modern_headers() if revision == NOW else [("MCP-Protocol-Version", revision)]
+    body = modern_call("add") if revision == NOW else tool_call("add")
+    answer = modern_post(gateway, body, [*fields, (twin, "delete_everything")])
+    assert (answer.status, answer.headers["x-tollgate-error"]) == (400, "bad_request")
+    problem = f"the request carries {twin!r}, an MCP header's name written with _ for -"
+    message = f"Tollgate cannot read this request exactly and did not forward it: {problem}."
+    assert answer.json() == {"jsonrpc": "2.0", "id": 1, "error": {"code": -32700, "message": message}}
+    assert scripted.received == []
+    (record,) = gateway.new_audit(1)
+    assert (record["method"], record["tool"], record["decision"], record["status"], record["error"]) == (
+        "tools/call", "add", "deny", 400, f"bad request: {problem}")  # fmt: skip
+
+
 def test_a_2026_request_whose_headers_agree_goes_on_as_it_came(gateway, scripted) -> None:
     scripted.received.clear()
     scripted.handler = answer_each

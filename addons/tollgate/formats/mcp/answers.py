@@ -6,7 +6,7 @@ when the answer breaks off: a JSON-RPC error for each request left unanswered.""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from tollgate.formats.framing import Decompressor, Undecodable, parse_sse_block, raw_event_spans
 from tollgate.formats.framing.bounds import MAX_FRAME
@@ -30,11 +30,23 @@ UNREADABLE_CODE = -32603
 Allowed = Callable[[list[str]], Callable[[str], bool] | None]
 
 
+class _Dropped:
+    """What a guard gives for a message of which nothing goes on (a notification or a server's
+    request it denied): its event is left out."""
+
+    def __repr__(self) -> str:
+        return "DROPPED"
+
+
+DROPPED: Final = _Dropped()
+
+
 class ResultGuard(Protocol):
     """Reads each message for the answer guardrails (`governance/guardrails/mcp_answer.py`): the
-    message as it goes on, or None where it goes as it came. `refuses_unread`: an answer it cannot
-    read (past its bound) is refused rather than sent on unread. `stop`: once a result is denied,
-    the JSON-RPC error (code, message) each request still unanswered gets; the answer ends there.
+    message as it goes on, None where it goes as it came, DROPPED where nothing of it goes on.
+    `refuses_unread`: an answer it cannot read (past its bound) is refused rather than sent on
+    unread. `stop`: once a message is denied, the JSON-RPC error (code, message) each request
+    still unanswered gets; the answer ends there.
     `unread()`: the error (code, message) each request gets in place of an answer that is no JSON,
     its results cut as unread."""
 
@@ -42,6 +54,11 @@ class ResultGuard(Protocol):
     stop: tuple[int, str] | None
 
     def __call__(self, value: Any) -> Any | None: ...
+
+    def lines_hold(self, block: bytes) -> bool:
+        """Whether an event's lines other than its data (LF line ends) hold what it cannot let go
+        on (the event then stops as unread)."""
+        ...
 
     def unread(self) -> tuple[int, str]: ...
 
@@ -224,6 +241,10 @@ class AnswerRelay:
                 # What the guardrails cannot read does not go on: a raw client would read it.
                 out.append(region[at:start])
                 return b"".join(out) + self._unread_by_guard("a server-sent event that is no JSON-RPC message")
+            if self.guard is not None and self.guard.lines_hold(block):
+                out.append(region[at:start])
+                problem = "a server-sent event whose name, id or comment holds what an answer rule finds"
+                return b"".join(out) + self._unread_by_guard(problem)
             names = self._tools_listed(value)
             if names:
                 allowed = self._ask(names)
@@ -238,17 +259,19 @@ class AnswerRelay:
                     out.append(_event_bytes(block, kept))
                     at = stop
             guarded = self._guarded(value)
+            following = spans[i + 1][0] if i + 1 < len(spans) else len(region)
             if guarded is not None:
-                value = guarded
                 if at <= start:
                     out.append(region[at:start])
                 else:
                     out.pop()  # its tools filtered: written anew, once
-                out.append(_event_bytes(block, guarded))
-                at = stop
+                if guarded is DROPPED:  # left out, and the blank line that ended it
+                    value, at = None, following
+                else:
+                    value, at = guarded, stop
+                    out.append(_event_bytes(block, guarded))
             self._read(value)
             if self.guard is not None and self.guard.stop is not None:  # its event ends the stream
-                following = spans[i + 1][0] if i + 1 < len(spans) else len(region)
                 out.append(region[at:following])
                 return b"".join(out) + self._stopped(*self.guard.stop)
         out.append(region[at:])
@@ -294,9 +317,12 @@ class AnswerRelay:
             if kept is not None:
                 value, body = kept, encode_json(kept)
         guarded = self._guarded(value)
+        self._waiting, self._waiting_for = b"", None
+        if guarded is DROPPED:  # nothing of it goes on: its requests' errors in its place
+            assert self.guard is not None and self.guard.stop is not None
+            return self._stopped(*self.guard.stop)
         if guarded is not None:
             value, body = guarded, encode_json(guarded)
-        self._waiting, self._waiting_for = b"", None
         self._read(value)
         return body
 
@@ -349,7 +375,8 @@ class AnswerRelay:
         return value if changed else None
 
     def _guarded(self, value: Any) -> Any | None:
-        """The message as the answer guardrails let it go on; None where it goes as it came."""
+        """The message as the answer guardrails let it go on; None where it goes as it came,
+        DROPPED where nothing of it goes on."""
         if self.guard is None or value is None:
             return None
         return self.guard(value)

@@ -33,6 +33,8 @@ HEADER_MISMATCH = -32020
 INVALID_REQUEST = -32600
 
 _BASE64 = re.compile(r"=\?base64\?(?P<payload>.*)\?=", re.DOTALL)
+# The start of the base64 form, however written: a value that begins so is in it, and must be it exactly.
+_BASE64_LIKE = re.compile(r"\s*=\?base64\?", re.IGNORECASE)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _PLAIN = re.compile(r"[\x20-\x7e]*")
 
@@ -68,10 +70,14 @@ def is_stateless(revision: str | None) -> bool:
 
 
 def check(fields: Sequence[tuple[str, str]], posted: Posted) -> Malformed | None:
-    """What is wrong with a POST at 2026-07-28 (or a later revision) as it came, or None: a batch
-    or a POST of answers (-32600); an `Mcp-Session-Id`, which no request at that revision has
-    (-32600); `MCP-Protocol-Version`, `Mcp-Method` or `Mcp-Name` missing, repeated or not what the
-    body says (-32020). A POST at a revision with sessions is checked on none of these."""
+    """What is wrong with a POST as it came, or None: at any revision, an `Mcp-Name` or
+    `Mcp-Param-*` in the base64 form that is not canonical (-32020); at 2026-07-28 (or a later
+    revision) a batch or a POST of answers (-32600), an `Mcp-Session-Id`, which no request at that
+    revision has (-32600), `MCP-Protocol-Version`, `Mcp-Method` or `Mcp-Name` missing, repeated or
+    not what the body says (-32020)."""
+    encoded_badly = check_encoded(fields)
+    if encoded_badly is not None:
+        return encoded_badly
     revision = stated_revision(fields, posted)
     stated = {r.version for r in posted.requests if r.version is not None}
     found = revision if is_stateless(revision) else next((v for v in sorted(stated) if is_stateless(v)), None)
@@ -109,13 +115,40 @@ def check(fields: Sequence[tuple[str, str]], posted: Posted) -> Malformed | None
 
 
 def check_unrequested(fields: Sequence[tuple[str, str]]) -> Malformed | None:
-    """What is wrong with a GET or DELETE as it came: at 2026-07-28 (or a later revision) an
-    `Mcp-Session-Id`, which names no session there (-32600); None otherwise."""
+    """What is wrong with a GET or DELETE as it came: a header in the base64 form not canonical
+    (-32020); at 2026-07-28 (or a later revision) an `Mcp-Session-Id`, which names no session
+    there (-32600); None otherwise."""
+    encoded_badly = check_encoded(fields)
+    if encoded_badly is not None:
+        return encoded_badly
     revision = stated_revision(fields, Posted(()))
     if not is_stateless(revision) or not _values(fields, SESSION_HEADER):
         return None
     stateless = revision if revision == STATELESS_REVISION else "a revision without sessions"
     return Malformed(INVALID_REQUEST, f"at {stateless} there are no sessions: a request carries no Mcp-Session-Id")
+
+
+def check_encoded(fields: Sequence[tuple[str, str]]) -> Malformed | None:
+    """An `Mcp-Name` or `Mcp-Param-*` whose value begins as the `=?base64?…?=` form does but is
+    not that form exactly, canonical base64 of UTF-8 (unpadded, URL-safe, with spaces, `BASE64`):
+    a server or a load balancer may read it otherwise than Tollgate does (-32020)."""
+    for key, value in fields:
+        name = key.lower()
+        if not (name == NAME_HEADER or name.startswith(PARAM_PREFIX)) or not _BASE64_LIKE.match(value):
+            continue
+        if not _BASE64.fullmatch(value) or decoded(value) is None:
+            return _mismatch(f"{name} header is not in the canonical =?base64?…?= form")
+    return None
+
+
+def underscored(fields: Sequence[tuple[str, str]]) -> str | None:
+    """The name of a header that is an MCP header once its `_` are read as `-` (`Mcp_Method`,
+    `MCP_Protocol_Version`, `Mcp_Param_To`): servers behind a CGI-like gateway read it as that
+    header, which Tollgate did not check. None where there is none."""
+    for key, _ in fields:
+        if "_" in key and key.replace("_", "-").lower().startswith("mcp-"):
+            return key
+    return None
 
 
 def decoded(value: str) -> str | None:

@@ -265,6 +265,12 @@ class AnswerScanner:
             return Released(b"", None)
         return self._release(final=True)
 
+    def read_whole(self, text: bytes) -> Released:
+        """A channel's whole text, on a scanner fed nothing yet: `feed` and `flush` in one, without
+        looking for where a value may still be open (nothing follows it)."""
+        self._buf = text
+        return self._release(final=True)
+
     def _swallowed(self, piece: bytes) -> bytes:
         """What follows a candidate dropped for its length: the rest of its run dropped too."""
         assert self._swallow is not None

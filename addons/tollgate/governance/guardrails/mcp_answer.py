@@ -1,136 +1,171 @@
-"""MCP's results read by the answer guardrails (`governance/guardrails/answer.py`): a `tools/call`
-result's text content, its `structuredContent`'s strings and its embedded resources' text, a
-`resources/read` result's `contents[].text` and a `prompts/get` result's messages' text. Each
-JSON-RPC response is one message, read whole as it comes (an event of a stream, or a JSON answer):
-a value to redact is replaced inside its JSON string; a value to deny replaces the response by a
-JSON-RPC error (-32001, as Tollgate's MCP refusals) with the same id, and nothing of the value goes
-on. Plain code, knowing nothing of mitmproxy: the proxy's MCP relay asks here of each message."""
+"""What an MCP server sends a client, read by the answer guardrails (`governance/guardrails/answer.py`):
+every string of every JSON-RPC message, its keys too, wherever it sits (a result's content of any
+type, `structuredContent`, `_meta`, annotations, an error's message and data, a notification's
+params, a server's own request such as `sampling/createMessage`). Each message is read whole as it
+comes (an event of a stream, or a JSON answer): a value to redact is replaced inside its JSON
+string; a value to deny replaces a response by a JSON-RPC error (-32001, as Tollgate's MCP
+refusals) with the same id, and drops any other message (a notification, a server's request);
+nothing of the value goes on. Plain code, knowing nothing of mitmproxy: the proxy's MCP relay asks
+here of each message."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
 from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.mcp.answers import parse_any, responses_in
-from tollgate.formats.mcp.messages import PROMPTS_GET, RESOURCES_READ, TOOLS_CALL, RequestId, error_message
+from tollgate.formats.mcp.messages import RequestId, error_message
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.event_guard import UNREAD
 
-# The requests whose results an answer rule reads.
-READ_METHODS = frozenset((TOOLS_CALL, RESOURCES_READ, PROMPTS_GET))
 # As `governance.mcp.REFUSED_CODE` (Tollgate's MCP refusals); repeated here, where no proxy code is.
 REFUSED_CODE = -32001
 DENIED_MESSAGE = "Tollgate refused this answer: it holds {kind}."
-
-# A place a text sits in a result: its holder (an object or a list) and its key there.
-_Place = tuple[dict[str, Any] | list[Any], str | int]
+# A message's members that say what it is: a value there cannot be redacted (the client would not
+# know the message), only denied.
+_FRAME = frozenset(("jsonrpc", "id", "method"))
+# An event's lines besides its data as the MCP SDKs' servers write them: nothing to read there.
+_PLAIN_LINES = frozenset((b"", b"event: message", b"event:message"))
 
 
 @dataclass(slots=True)
 class McpRead:
-    """What the guardrails made of one message: `value`, the message as it goes on (None where it
-    goes as it came); by response id, what was found in its result and the kind of a value that
-    replaced it by an error."""
+    """What the guardrails made of one message (or batch): `value`, what goes on (None where it
+    goes as it came); `dropped`, nothing goes on (a notification or a server's request denied,
+    each of a batch). By the id of the response it was found in (None: a message that answers no
+    request), what was found, and the kind of a value that had it replaced or dropped."""
 
     value: Any = None
-    findings: dict[RequestId, dict[str, int]] = field(default_factory=dict)
-    denied: dict[RequestId, str] = field(default_factory=dict)
+    dropped: bool = False
+    findings: dict[RequestId | None, dict[str, int]] = field(default_factory=dict)
+    denied: dict[RequestId | None, str] = field(default_factory=dict)
 
 
-def guard_message(compiled: AnswerDetectors, value: Any, ids: Container[RequestId] | None = None) -> McpRead:
-    """A JSON-RPC message (or batch) read: the results of the responses to `ids` (every response
-    where None) redacted in place, or a response with a value to deny replaced by an error."""
+def guard_message(compiled: AnswerDetectors, value: Any) -> McpRead:
+    """A JSON-RPC message (or batch) read, every string of it: redacted in place, or a message
+    with a value to deny replaced by an error (a response) or dropped (any other)."""
     read = McpRead()
+    batch = isinstance(value, list)
+    answered = {id(r): r["id"] for r in responses_in(value)}
+    kept: list[Any] = []
     changed = False
-    replaced: dict[int, dict[str, Any]] = {}
-    for response in responses_in(value):
-        rid = response["id"]
-        result = response.get("result")
-        if (ids is not None and rid not in ids) or not isinstance(result, dict):
+    for message in value if batch else (value,):
+        rid = answered.get(id(message))
+        if _clean(compiled, message):
+            read.findings.setdefault(rid, {})
+            kept.append(message)
             continue
-        counts, denied, redacted = _guard_result(compiled, result)
-        read.findings[rid] = counts
-        if denied is not None:
-            read.denied[rid] = denied
-            replaced[id(response)] = error_message(rid, REFUSED_CODE, DENIED_MESSAGE.format(kind=denied))
-        changed = changed or redacted or denied is not None
-    if not changed:
-        return read
-    if isinstance(value, list):
-        read.value = [replaced.get(id(m), m) for m in value]
-    else:
-        read.value = replaced.get(id(value), value)
+        counts, denied, redacted = _guard_strings(compiled, message)
+        found = read.findings.setdefault(rid, {})
+        for kind, n in counts.items():
+            found[kind] = found.get(kind, 0) + n
+        if denied is None:
+            kept.append(message)
+            changed = changed or redacted
+            continue
+        read.denied.setdefault(rid, denied)
+        changed = True
+        if rid is not None:
+            kept.append(error_message(rid, REFUSED_CODE, DENIED_MESSAGE.format(kind=denied)))
+    if changed:
+        read.dropped = not kept
+        read.value = kept if batch else (kept[0] if kept else None)
     return read
 
 
-def _guard_result(compiled: AnswerDetectors, result: dict[str, Any]) -> tuple[dict[str, int], str | None, bool]:
-    """A result's texts read: what was found, the kind of a value to deny, whether one was redacted."""
+def _clean(compiled: AnswerDetectors, message: Any) -> bool:
+    """Whether a message holds nothing a rule finds: its JSON read once, as a request's body is
+    (escapes, keys and all). Most messages are; only the others are read string by string."""
+    try:
+        written = orjson.dumps(message)
+    except TypeError:  # a lone surrogate: read string by string
+        return False
+    _, found = compiled.engine.scan(written, True)
+    actions = compiled.actions
+    return not any(kind in actions for kind, _, _ in found)
+
+
+def lines_hold(compiled: AnswerDetectors, block: bytes) -> bool:
+    """Whether an event's lines other than its data (`block`, LF line ends: its name, its id, a
+    comment, a field unknown) hold a value a rule redacts or denies: a raw client reads them too,
+    and they are not JSON to redact inside, so such an event is not sent (it stops as unread)."""
+    lines = b"\n".join(line for line in block.split(b"\n") if not line.startswith(b"data:") and line != b"data")
+    if lines in _PLAIN_LINES:
+        return False
+    _, found = compiled.engine.scan(lines, False)
+    return any(compiled.actions.get(kind) in ("deny", "redact") for kind, _, _ in found)
+
+
+def _guard_strings(compiled: AnswerDetectors, message: Any) -> tuple[dict[str, int], str | None, bool]:
+    """Every string of a message read, its keys too, however deep: what was found, the kind of a
+    value to deny (then the message is left half read, to be dropped), whether one was redacted
+    (in place)."""
     counts: Counter[str] = Counter()
     redacted = False
-    for holder, key in list(_texts(result)):
-        text = holder[key]  # type: ignore[index]
-        scanner = compiled.scanner()
-        first = scanner.feed(text.encode("utf-8", "surrogatepass"))
-        rest = scanner.flush() if first.denied is None else first
-        counts.update(scanner.counts)
-        denied = first.denied or rest.denied
-        if denied is not None:
-            return dict(counts), denied, redacted
-        sent = (first.text + (rest.text if rest is not first else b"")).decode("utf-8", "surrogatepass")
-        if sent != text:
-            holder[key] = sent  # type: ignore[index]
+    stack: list[tuple[Any, bool]] = [(message, True)]
+    while stack:
+        node, top = stack.pop()
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                if isinstance(item, str):
+                    sent, denied = _scan(compiled, item, counts, False)
+                    if denied is not None:
+                        return dict(counts), denied, redacted
+                    if sent is not item:
+                        node[i], redacted = sent, True
+                elif isinstance(item, (dict, list)):
+                    stack.append((item, False))
+            continue
+        if not isinstance(node, dict):
+            if isinstance(node, str):  # a batch element that is a bare string
+                _, denied = _scan(compiled, node, counts, True)
+                if denied is not None:
+                    return dict(counts), denied, redacted
+            continue
+        renamed = False
+        items = list(node.items())
+        for i, (key, item) in enumerate(items):
+            frame = top and key in _FRAME
+            name, denied = _scan(compiled, key, counts, frame)
+            sent = item
+            if denied is None and isinstance(item, str):
+                sent, denied = _scan(compiled, item, counts, frame)
+            elif isinstance(item, (dict, list)):
+                stack.append((item, False))
+            if denied is not None:
+                return dict(counts), denied, redacted
+            if name is not key or sent is not item:
+                items[i], renamed = (name, sent), True
+        if renamed:
+            rewritten = dict(items)
+            if len(rewritten) != len(items):  # two keys redacted alike: one value would be lost
+                kind = next(k for k in counts if compiled.actions.get(k) == "redact")
+                return dict(counts), kind, redacted
+            node.clear()
+            node.update(rewritten)
             redacted = True
     return dict(counts), None, redacted
 
 
-def _texts(result: dict[str, Any]) -> Iterator[_Place]:
-    """Where a result's texts are: content items (tools/call), `structuredContent`'s strings,
-    `contents[].text` (resources/read), messages' content (prompts/get)."""
-    for item in _list(result.get("content")):
-        yield from _content_texts(item)
-    structured = result.get("structuredContent")
-    if isinstance(structured, (dict, list)):
-        yield from _strings(structured)
-    for item in _list(result.get("contents")):
-        if isinstance(item, dict) and isinstance(item.get("text"), str):
-            yield item, "text"
-    for message in _list(result.get("messages")):
-        content = message.get("content") if isinstance(message, dict) else None
-        for item in content if isinstance(content, list) else [content]:
-            yield from _content_texts(item)
-
-
-def _content_texts(item: Any) -> Iterator[_Place]:
-    """A content block's text: a text block's, an embedded resource's."""
-    if not isinstance(item, dict):
-        return
-    if isinstance(item.get("text"), str):
-        yield item, "text"
-    resource = item.get("resource")
-    if isinstance(resource, dict) and isinstance(resource.get("text"), str):
-        yield resource, "text"
-
-
-def _strings(node: dict[str, Any] | list[Any]) -> Iterator[_Place]:
-    """Every string value in a JSON value, however deep (its keys are the server's schema's)."""
-    stack: list[dict[str, Any] | list[Any]] = [node]
-    while stack:
-        holder = stack.pop()
-        keys: Any = holder.keys() if isinstance(holder, dict) else range(len(holder))
-        for key in keys:
-            value = holder[key]
-            if isinstance(value, str):
-                yield holder, key
-            elif isinstance(value, (dict, list)):
-                stack.append(value)
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
+def _scan(compiled: AnswerDetectors, text: str, counts: Counter[str], frame: bool) -> tuple[str, str | None]:
+    """A string read: what goes on (the string itself where unchanged) and the kind of a value to
+    deny. In a member that says what the message is (`frame`), a value to redact is denied."""
+    scanner = compiled.scanner()
+    read = scanner.read_whole(text.encode("utf-8", "surrogatepass"))
+    counts.update(scanner.counts)
+    if read.denied is not None:
+        return text, read.denied
+    sent = read.text.decode("utf-8", "surrogatepass")
+    if sent == text:
+        return text, None
+    if frame:
+        return text, next(k for k in scanner.counts if compiled.actions.get(k) == "redact")
+    return sent, None
 
 
 def denied_event(kind: str) -> bytes:
@@ -141,10 +176,10 @@ def denied_event(kind: str) -> bytes:
 
 
 class McpAnswerGuard:
-    """An MCP server's event stream read (`tollgate scan --answer`), every response's result as
-    the proxy reads it: each event goes on as it came, but for one whose result is redacted
-    (written anew) or denied (its response replaced by a JSON-RPC error). The stream goes on after
-    a denied response (a batch's others); `denied` names the first kind denied."""
+    """An MCP server's event stream read (`tollgate scan --answer`), every message as the proxy
+    reads it: each event goes on as it came, but for one redacted (written anew) or denied (a
+    response replaced by a JSON-RPC error, any other message dropped). The stream goes on after a
+    denied message (a batch's others); `denied` names the first kind denied."""
 
     def __init__(self, compiled: AnswerDetectors) -> None:
         self._compiled = compiled
@@ -169,7 +204,7 @@ class McpAnswerGuard:
             return b""
         event = parse_sse_block(block)
         value = None if event is None else parse_any(event.data.encode())
-        if value is None and event is not None and event.data.strip():
+        if (value is None and event is not None and event.data.strip()) or lines_hold(self._compiled, block):
             # What cannot be read does not go on, nor anything after it (as the relay ends it).
             self._unread, self.denied = True, self.denied or UNREAD
             return denied_event(UNREAD)
@@ -177,6 +212,8 @@ class McpAnswerGuard:
             return block + b"\n\n"
         read = guard_message(self._compiled, value)
         self._noted(read)
+        if read.dropped:
+            return b""
         if read.value is None:
             return block + b"\n\n"
         lines = [line for line in block.split(b"\n") if line.startswith((b"event:", b"id:", b"retry:"))]
@@ -191,7 +228,8 @@ class McpAnswerGuard:
 
 def guard_mcp_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
     """An MCP server's JSON answer read whole: the body as it goes on (redacted, or its denied
-    responses replaced by errors), the first kind denied, and the counts."""
+    responses replaced by errors, nothing where all it held was dropped), the first kind denied,
+    and the counts."""
     value = parse_any(body) if body[:1] == b"[" else parse_json(body)
     if value is None:
         return body, None, {}
@@ -200,4 +238,6 @@ def guard_mcp_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str |
     for found in read.findings.values():
         counts.update(found)
     denied = next(iter(read.denied.values()), None)
+    if read.dropped:
+        return encode_json(error_message(None, REFUSED_CODE, DENIED_MESSAGE.format(kind=denied))), denied, dict(counts)
     return (body if read.value is None else encode_json(read.value)), denied, dict(counts)

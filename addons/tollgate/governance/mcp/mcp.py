@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tollgate.common.fingerprint import fingerprint
-from tollgate.formats.mcp.answers import AnswerRelay
+from tollgate.formats.mcp.answers import DROPPED, AnswerRelay, responses_in
 from tollgate.formats.mcp.messages import McpRequest, RequestId
 from tollgate.formats.mcp.revision import Malformed
 from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.mcp_answer import READ_METHODS, guard_message
+from tollgate.governance.guardrails.mcp_answer import guard_message, lines_hold
 from tollgate.governance.limits.limits import EXPIRY_GRACE, Counter, LimitRule, counters
 from tollgate.governance.matching import matches
 from tollgate.governance.mcp.mcp_servers import McpServer
@@ -79,11 +79,11 @@ class McpExchange:
     findings: dict[str, int] | None = None
     redacted: int | None = None
     finding_actions: tuple[tuple[str, str, int], ...] = ()  # by kind and action, for the metrics
-    # What the answer guardrails found in each result they read (`tools/call`, `resources/read`,
-    # `prompts/get`), by request id (none: not read); the kind of a value that had a response
-    # replaced by an error; and what each kind found does, for the metrics.
-    answer_findings: dict[RequestId, dict[str, int]] = field(default_factory=dict)
-    answer_denied: dict[RequestId, str] = field(default_factory=dict)
+    # What the answer guardrails found in the answer to each request (`ResultGuard`), by request
+    # id (none: not read; None: the GET stream's); the kind of a value that had a response
+    # replaced by an error or a message dropped; and what each kind found does, for the metrics.
+    answer_findings: dict[RequestId | None, dict[str, int]] = field(default_factory=dict)
+    answer_denied: dict[RequestId | None, str] = field(default_factory=dict)
     answer_actions: dict[str, str] = field(default_factory=dict, repr=False)
     # Each denied request's reasons, by its place in `requests`.
     denied: dict[int, tuple[str, ...]] = field(default_factory=dict)
@@ -172,7 +172,8 @@ class McpExchange:
             stream_or_end = self.method in UNREQUESTED
             return [{**base, "method": self.method if stream_or_end else None, "tool": None, "decision": self.decision,
                      "deny_reasons": list(self.deny_reasons), "findings": None, "redacted": None,
-                     "answer_findings": None, "is_error": None, "retry_of": None, **tail}]  # fmt: skip
+                     "answer_findings": self.answer_findings.get(None), "is_error": None, "retry_of": None, **tail,
+                     **(_CUT if None in self.answer_denied else {})}]  # fmt: skip
         records = []
         for i, request in enumerate(self.requests):
             reasons = self.denied.get(i, ())
@@ -198,8 +199,10 @@ class McpExchange:
         return records
 
 
-# The error of a request left unanswered where its answer was stopped at another's result denied.
+# The error of a request left unanswered where its answer was stopped at another's result denied,
+# or at a message that answers no request (a notification, a server's request) denied.
 CUT_OFF = "Tollgate stopped this answer: another result in it holds {kind}."
+STOPPED = "Tollgate stopped this answer: a message in it holds {kind}."
 # The error of each request whose answer the answer guardrails could not read (no JSON).
 UNREAD = "unread"
 UNREAD_ANSWER = "Tollgate refused this answer: it could not be read for its guardrails."
@@ -330,47 +333,61 @@ def _timestamp(seconds: float) -> str:
 
 
 class ResultGuard:
-    """The answer guardrails on the results of a POST's `tools/call`, `resources/read` and
-    `prompts/get` requests (the rules on `answer` whose `match` names no provider or model), each
-    message read whole as the relay passes it: what they find noted on the exchange."""
+    """The answer guardrails on what an MCP server sends its client (the rules on `answer` whose
+    `match` names no provider or model): every message of a POST's answer or of the GET stream,
+    read whole as the relay passes it, what they find noted on the exchange. A response's
+    findings are its request's; those of a message that answers none (a notification, a server's
+    request) the request still awaiting its answer first (on the GET stream, the stream's own)."""
 
-    def __init__(self, exchange: McpExchange, detectors: AnswerDetectors, ids: frozenset[RequestId]) -> None:
+    def __init__(self, exchange: McpExchange, detectors: AnswerDetectors, ids: Sequence[RequestId]) -> None:
         self._exchange = exchange
         self._detectors = detectors
-        self._ids = ids
+        self._ids = tuple(ids)
+        self._awaiting = list(ids)  # the requests not answered yet, in order
         self.refuses_unread = False
         self.stop: tuple[int, str] | None = None
         exchange.answer_actions = detectors.actions
+        if not self._ids:  # the GET stream: read, nothing found so far
+            exchange.answer_findings.setdefault(None, {})
 
     @classmethod
     def of(cls, exchange: McpExchange) -> ResultGuard | None:
         """The guard of an exchange's answer, under the configuration its request ran under; None
-        where no answer rule applies or it asks for no result the rules read."""
+        where no answer rule applies."""
         loaded = exchange.loaded
         guardrails = loaded.guardrails if loaded is not None else None
         if guardrails is None or not guardrails.answer_rules:
             return None  # most configurations: nothing to build
-        ids = frozenset(r.id for r in exchange.requests if r.method in READ_METHODS and r.id is not None)
-        if not ids:
-            return None
         client, groups = exchange.client, exchange.groups
         detectors = guardrails.answer("mcp", None, client, groups)
         if detectors is None:
             return None
-        guard = cls(exchange, detectors, ids)
+        guard = cls(exchange, detectors, [r.id for r in exchange.requests if r.id is not None])
         guard.refuses_unread = guardrails.answer_unread("mcp", None, client, groups) == "deny"
         return guard
 
     def __call__(self, value: Any) -> Any | None:
-        read = guard_message(self._detectors, value, self._ids)
-        self._exchange.answer_findings.update(read.findings)
-        self._exchange.answer_denied.update(read.denied)
-        if read.denied and self.stop is None:  # the answer ends with this message
-            kind = next(iter(read.denied.values()))
-            self.stop = (REFUSED_CODE, CUT_OFF.format(kind=kind))
-        return read.value
+        read = guard_message(self._detectors, value)
+        exchange = self._exchange
+        owner = self._awaiting[0] if self._awaiting else None
+        for rid, found in read.findings.items():
+            into = exchange.answer_findings.setdefault(owner if rid is None else rid, {})
+            for kind, n in found.items():
+                into[kind] = into.get(kind, 0) + n
+        for rid, kind in read.denied.items():
+            exchange.answer_denied.setdefault(owner if rid is None else rid, kind)
+            if self.stop is None:  # the answer ends with this message
+                message = CUT_OFF if rid is not None else STOPPED
+                self.stop = (REFUSED_CODE, message.format(kind=kind))
+        for response in responses_in(value):
+            if response["id"] in self._awaiting:
+                self._awaiting.remove(response["id"])
+        return DROPPED if read.dropped else read.value
+
+    def lines_hold(self, block: bytes) -> bool:
+        return lines_hold(self._detectors, block)
 
     def unread(self) -> tuple[int, str]:
         """An answer that is no JSON: each result it was to carry cut as unread, as a denied one."""
-        self._exchange.answer_denied.update(dict.fromkeys(self._ids, UNREAD))
+        self._exchange.answer_denied.update(dict.fromkeys(self._ids or (None,), UNREAD))
         return REFUSED_CODE, UNREAD_ANSWER

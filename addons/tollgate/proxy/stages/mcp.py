@@ -179,14 +179,19 @@ class Mcp:
         if repeated(request.headers.fields, b"authorization"):  # a server reads one, Tollgate cannot know which
             raise Unreadable("the request carries more than one Authorization header")
         fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.fields]
-        if request.method != "POST":
+        posted = None
+        if request.method == "POST":
+            # Read as the server will read it; sent on as it came.
+            body = decoded_post(request.raw_content, request.headers.get("content-encoding"), MAX_DECODED_BODY)
+            posted = read_post(body)
+            exchange.requests, exchange.batch = posted.requests, posted.batch
+        twin = revision.underscored(fields)
+        if twin is not None:  # a server may read it as the MCP header, which Tollgate did not check
+            raise Unreadable(f"the request carries {twin[:64]!r}, an MCP header's name written with _ for -")
+        if posted is None:
             exchange.protocol_version = revision.recorded(revision.stated_revision(fields, Posted(())))
             exchange.malformed = revision.check_unrequested(fields)
             return
-        # Read as the server will read it; sent on as it came.
-        body = decoded_post(request.raw_content, request.headers.get("content-encoding"), MAX_DECODED_BODY)
-        posted = read_post(body)
-        exchange.requests, exchange.batch = posted.requests, posted.batch
         exchange.protocol_version = revision.recorded(revision.stated_revision(fields, posted))
         exchange.malformed = revision.check(fields, posted)
 

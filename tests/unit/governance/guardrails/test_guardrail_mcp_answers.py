@@ -104,12 +104,99 @@ def test_a_value_to_deny_replaces_the_response_by_an_error_with_its_id() -> None
     assert CARD not in json.dumps(read.value)
 
 
-def test_only_the_responses_asked_for_are_read() -> None:
-    other = tool_result(7, f"mail {EMAIL}")
-    read = guard_message(FOUND, other, ids=frozenset({1}))
-    assert (read.value, read.findings) == (None, {})
-    error = {"jsonrpc": "2.0", "id": 1, "error": {"code": -1, "message": EMAIL}}  # an error's message: not a result
-    assert guard_message(FOUND, error).value is None
+KEY = AWS_KEY_ID
+REDACTED_KEY = "[REDACTED:secrets.aws_access_key_id]"
+KEY_DENIED = compiled_for({"secrets.aws_access_key_id": "deny"})
+
+
+def request_of(rid: Any, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
+
+
+def notice(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "method": method, "params": params}
+
+
+def result_of(result: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": 1, "result": result}
+
+
+# Each place of a message a client receives, with the key in it (an MCP client hands each to its
+# caller or its model); None where the message answers no request.
+PLACES: dict[str, dict[str, Any]] = {
+    "resource_link name": result_of({"content": [{"type": "resource_link", "uri": "a://b", "name": KEY}]}),
+    "resource_link description": result_of({"content": [
+        {"type": "resource_link", "uri": "a://b", "name": "n", "description": f"see {KEY}"}]}),
+    "resource_link uri": result_of({"content": [{"type": "resource_link", "uri": f"s3://{KEY}/x", "name": "n"}]}),
+    "resource blob's neighbour": result_of({"content": [
+        {"type": "resource", "resource": {"uri": "a://b", "blob": "aGk=", "title": KEY}}]}),
+    "structuredContent key": result_of({"content": [], "structuredContent": {KEY: 1}}),
+    "_meta": result_of({"content": [], "_meta": {"example.com/trace": KEY}}),
+    "annotations": result_of({"content": [{"type": "text", "text": "ok", "annotations": {"audience": [KEY]}}]}),
+    "an unknown member": result_of({"content": [], "extra": [[{"deep": KEY}]]}),
+    "tools/list": result_of({"tools": [{"name": "t", "description": f"uses {KEY}", "inputSchema": {}}]}),
+    "initialize instructions": result_of({"protocolVersion": "2025-06-18", "instructions": KEY}),
+    "error.message": {"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": f"bad {KEY}"}},
+    "error.data": {"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": "bad", "data": {"k": KEY}}},
+    "notifications/message": notice("notifications/message", {"level": "info", "data": {"msg": KEY}}),
+    "notifications/progress": notice("notifications/progress", {"progressToken": 1, "progress": 1,
+                                                                "message": KEY}),
+    "sampling/createMessage": request_of("s1", "sampling/createMessage", {
+        "messages": [{"role": "user", "content": {"type": "text", "text": KEY}}], "maxTokens": 9}),
+    "elicitation/create": request_of("e1", "elicitation/create", {"message": KEY, "requestedSchema": {}}),
+    "an error without id": {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": KEY}},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("place", sorted(PLACES))
+def test_every_string_of_every_message_is_read(place: str) -> None:
+    """Wherever the key sits, a client gets it replaced (redact), or gets an error with its
+    request's id in place of a response, nothing in place of any other message (deny)."""
+    message = PLACES[place]
+    rid = message["id"] if "result" in message or ("error" in message and message["id"] is not None) else None
+    read = guard_message(FOUND, json.loads(json.dumps(message)))
+    assert KEY not in json.dumps(read.value) and REDACTED_KEY in json.dumps(read.value)
+    assert (read.findings, read.denied, read.dropped) == ({rid: {"secrets.aws_access_key_id": 1}}, {}, False)
+    read = guard_message(KEY_DENIED, json.loads(json.dumps(message)))
+    assert read.denied == {rid: "secrets.aws_access_key_id"}
+    if rid is None:
+        assert (read.value, read.dropped) == (None, True)
+    else:
+        assert read.value == {"jsonrpc": "2.0", "id": rid, "error": {
+            "code": -32001, "message": "Tollgate refused this answer: it holds secrets.aws_access_key_id."}}  # fmt: skip
+
+
+def test_a_batch_loses_only_the_messages_denied() -> None:
+    log = notice("notifications/message", {"level": "info", "data": KEY})
+    read = guard_message(KEY_DENIED, [log, tool_result(1, "fine")])
+    assert read.value == [tool_result(1, "fine")] and not read.dropped
+    assert guard_message(KEY_DENIED, [log]).dropped
+
+
+def test_what_names_a_message_is_denied_not_redacted() -> None:
+    """A request's id or method redacted would be another message to the client."""
+    read = guard_message(FOUND, request_of(f"r-{KEY}", "sampling/createMessage", {}))
+    assert (read.dropped, read.denied) == (True, {None: "secrets.aws_access_key_id"})
+    read = guard_message(FOUND, {"jsonrpc": "2.0", "method": KEY, "params": {}})
+    assert read.denied == {None: "secrets.aws_access_key_id"}
+    read = guard_message(FOUND, result_of({"id": f"r-{KEY}"}))  # deeper: a member as any other
+    assert read.value == result_of({"id": f"r-{REDACTED_KEY}"})
+
+
+def test_two_keys_redacted_alike_are_denied() -> None:
+    other = EMAIL.replace("jane", "john")
+    read = guard_message(FOUND, result_of({"structuredContent": {EMAIL: 1, other: 2}}))
+    assert read.denied == {1: "pii.email"}
+    read = guard_message(FOUND, result_of({"structuredContent": {KEY: 1, "n": 2}}))
+    assert read.value == result_of({"structuredContent": {REDACTED_KEY: 1, "n": 2}})
+
+
+def test_a_clean_message_is_left_as_it_came() -> None:
+    read = guard_message(FOUND, PROGRESS_DONE)
+    assert (read.value, read.dropped, read.findings) == (None, False, {None: {}})
+
+
+PROGRESS_DONE = notice("notifications/progress", {"progressToken": 1, "progress": 2, "message": "done"})
 
 
 def relayed(relay: AnswerRelay, pieces: list[bytes]) -> bytes:
@@ -126,8 +213,8 @@ SERVER = McpServer.model_validate({"name": "gh", "url": "https://mcp.example.tes
 class Guard(ResultGuard):
     """The proxy's guard (`governance/mcp.ResultGuard`), on an exchange of its own."""
 
-    def __init__(self, found: AnswerDetectors, ids: frozenset[Any]) -> None:
-        super().__init__(McpExchange(SERVER, "POST"), found, ids)
+    def __init__(self, found: AnswerDetectors, ids: frozenset[Any] | list[Any], method: str = "POST") -> None:
+        super().__init__(McpExchange(SERVER, method), found, sorted(ids))
 
     @property
     def findings(self) -> dict[Any, dict[str, int]]:
@@ -334,3 +421,153 @@ def test_the_scan_of_an_event_that_cannot_be_read_ends_there() -> None:
     out = guard.feed(body) + guard.flush()
     assert guard.denied == "unread" and b"hunter2" not in out and b"after" not in out
     assert data_of(out)[0] == PROGRESS and data_of(out)[-1]["error"]["code"] == -32001
+
+
+LOG_KEY = notice("notifications/message", {"level": "info", "logger": "db", "data": f"connecting with {KEY}"})
+
+
+def test_a_notification_on_a_calls_stream_is_redacted_its_findings_the_calls() -> None:
+    guard = Guard(FOUND, [1])
+    body = sse(LOG_KEY, tool_result(1, "fine"))
+    out = relayed(AnswerRelay(True, [1], guard=guard), [body[:30], body[30:]])
+    assert KEY.encode() not in out
+    assert data_of(out)[0]["params"]["data"] == f"connecting with {REDACTED_KEY}"
+    assert data_of(out)[1] == tool_result(1, "fine")
+    assert guard.findings == {1: {"secrets.aws_access_key_id": 1}}
+
+
+def test_a_denied_notification_is_left_out_and_ends_the_answer() -> None:
+    """Nothing of it goes on; the request still awaiting its answer gets Tollgate's error, and
+    nothing the server sends after it goes on."""
+    guard = Guard(KEY_DENIED, [1])
+    body = sse(PROGRESS, LOG_KEY, tool_result(1, "fine"))
+    relay = AnswerRelay(True, [1], guard=guard)
+    out = relayed(relay, [body])
+    assert KEY.encode() not in out and b"fine" not in out
+    assert out == sse(PROGRESS).replace(b"\r\n", b"\r\n") + (
+        b'event: message\ndata: {"jsonrpc":"2.0","id":1,"error":{"code":-32001,'
+        b'"message":"Tollgate stopped this answer: a message in it holds secrets.aws_access_key_id."}}\n\n'
+    )
+    assert (guard.findings, guard.denied) == ({1: {"secrets.aws_access_key_id": 1}}, {1: "secrets.aws_access_key_id"})
+    assert relay.stopped and relay.outcomes == {1: True}
+
+
+def test_a_server_request_with_a_value_to_deny_never_reaches_the_client() -> None:
+    sampling = PLACES["sampling/createMessage"]
+    relay = AnswerRelay(True, [1], guard=Guard(KEY_DENIED, [1]))
+    out = relayed(relay, [sse(sampling, tool_result(1, "fine"))])
+    assert KEY.encode() not in out and b"sampling/createMessage" not in out
+    assert [d["id"] for d in data_of(out)] == [1] and relay.stopped
+
+
+@pytest.mark.parametrize("place", ["error.message", "error.data"])
+def test_a_json_error_is_read_as_a_result_is(place: str) -> None:
+    body = json.dumps(PLACES[place]).encode()
+    out = json.loads(relayed(AnswerRelay(False, [1], guard=Guard(FOUND, [1])), [body]))
+    assert KEY not in json.dumps(out) and out["error"]["code"] == -32000
+    guard = Guard(KEY_DENIED, [1])
+    out = json.loads(relayed(AnswerRelay(False, [1], guard=guard), [body]))
+    assert out["error"] == {
+        "code": -32001,
+        "message": "Tollgate refused this answer: it holds secrets.aws_access_key_id.",
+    }
+    assert guard.denied == {1: "secrets.aws_access_key_id"}
+
+
+def test_a_json_answer_of_a_denied_notification_alone_is_its_requests_error() -> None:
+    relay = AnswerRelay(False, [1], guard=Guard(KEY_DENIED, [1]))
+    out = json.loads(relayed(relay, [json.dumps(LOG_KEY).encode()]))
+    assert out == {"jsonrpc": "2.0", "id": 1, "error": {
+        "code": -32001, "message": "Tollgate stopped this answer: a message in it holds secrets.aws_access_key_id."}}  # fmt: skip
+
+
+def test_the_get_stream_is_read_and_recorded() -> None:
+    """The server's own stream (no request): a message redacted, one denied left out and the
+    stream ended there; its record says what it held and that it was cut."""
+    guard = Guard(FOUND, [], method="GET")
+    out = relayed(AnswerRelay(True, [], guard=guard), [sse(LOG_KEY, PROGRESS)])
+    assert data_of(out) == [
+        notice("notifications/message", {"level": "info", "logger": "db", "data": f"connecting with {REDACTED_KEY}"}),
+        PROGRESS,
+    ]
+    assert guard.findings == {None: {"secrets.aws_access_key_id": 1}}
+    guard = Guard(KEY_DENIED, [], method="GET")
+    relay = AnswerRelay(True, [], guard=guard)
+    assert relayed(relay, [sse(PROGRESS, LOG_KEY, PROGRESS_DONE)]) == sse(PROGRESS)
+    assert relay.stopped and guard.denied == {None: "secrets.aws_access_key_id"}
+    exchange = guard._exchange
+    exchange.status = 200
+    (record,) = exchange.records()
+    assert (record["method"], record["answer_findings"], record["error"], record["refusal"]) == (
+        "GET", {"secrets.aws_access_key_id": 1}, "content_denied", "content_denied")  # fmt: skip
+    clean = Guard(FOUND, [], method="GET")
+    relayed(AnswerRelay(True, [], guard=clean), [sse(PROGRESS)])
+    (record,) = clean._exchange.records()
+    assert (record["answer_findings"], record["error"]) == ({}, None)
+
+
+def test_the_scan_of_a_saved_stream_leaves_out_a_denied_notification() -> None:
+    guard = McpAnswerGuard(KEY_DENIED)
+    out = guard.feed(sse(PROGRESS, LOG_KEY, tool_result(1, "fine"))) + guard.flush()
+    assert data_of(out) == [PROGRESS, tool_result(1, "fine")]
+    assert (guard.denied, guard.counts) == ("secrets.aws_access_key_id", {"secrets.aws_access_key_id": 1})
+    body, denied, counts = guard_mcp_json(KEY_DENIED, json.dumps(LOG_KEY).encode())
+    assert json.loads(body)["error"]["code"] == -32001 and KEY.encode() not in body
+    assert (denied, counts) == ("secrets.aws_access_key_id", {"secrets.aws_access_key_id": 1})
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+def test_each_kinds_value_is_found_in_a_key_and_a_deep_member(kind: str) -> None:
+    """The one pass over a message finds what the string-by-string read finds: every kind."""
+    value, context = SAMPLES[kind]
+    text = context.format(value)
+    for message in (result_of({"_meta": {"x": [{"y": text}]}}), notice("notifications/message", {text: 1})):
+        read = guard_message(EVERY, json.loads(json.dumps(message)))
+        assert value not in json.dumps(read.value), kind
+        assert f"[REDACTED:{kind}]" in json.dumps(read.value)
+
+
+NOTIFIED = sse(PROGRESS, LOG_KEY, PROGRESS_DONE, tool_result(1, "fine"))
+STOPPED_AT_LOG = (
+    b'event: message\ndata: {"jsonrpc":"2.0","id":1,"error":{"code":-32001,'
+    b'"message":"Tollgate stopped this answer: a message in it holds secrets.aws_access_key_id."}}\n\n'
+)
+
+
+@given(cuts=st.lists(st.integers(min_value=0, max_value=len(NOTIFIED)), max_size=8))
+@settings(max_examples=examples(150), deadline=None)
+def test_a_notification_is_redacted_or_left_out_however_split(cuts: list[int]) -> None:
+    pieces = cut_at(NOTIFIED, cuts)
+    out = relayed(AnswerRelay(True, [1], guard=Guard(FOUND, [1])), pieces)
+    assert data_of(out)[1]["params"]["data"] == f"connecting with {REDACTED_KEY}"
+    assert data_of(out)[2:] == [PROGRESS_DONE, tool_result(1, "fine")] and KEY.encode() not in out
+    relay = AnswerRelay(True, [1], guard=Guard(KEY_DENIED, [1]))
+    assert relayed(relay, pieces) == sse(PROGRESS) + STOPPED_AT_LOG
+    listened = AnswerRelay(True, [], guard=Guard(KEY_DENIED, [], method="GET"))
+    assert relayed(listened, pieces) == sse(PROGRESS) and listened.stopped
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [f"event: {KEY}\r\n", f"id: {KEY}\r\n", f": {KEY}\r\n", f"note: {KEY}\r\n"],
+    ids=["name", "id", "comment", "unknown-field"],
+)
+def test_an_events_other_lines_holding_a_value_stop_the_answer_unread(lines: str) -> None:
+    """A raw client reads them too, and they are no JSON to redact inside."""
+    event = lines.encode() + b"data: " + json.dumps(tool_result(1, "fine")).encode() + b"\r\n\r\n"
+    guard = Guard(FOUND, [1])
+    relay = AnswerRelay(True, [1], guard=guard)
+    out = relayed(relay, [sse(PROGRESS) + event])
+    assert KEY.encode() not in out and b"fine" not in out
+    assert data_of(out) == [PROGRESS, {"jsonrpc": "2.0", "id": 1, "error": {
+        "code": -32001, "message": "Tollgate refused this answer: it could not be read for its guardrails."}}]  # fmt: skip
+    assert guard.denied == {1: "unread"}
+    assert relay.error == "a server-sent event whose name, id or comment holds what an answer rule finds"
+    scan = McpAnswerGuard(FOUND)
+    out = scan.feed(sse(PROGRESS) + event) + scan.flush()
+    assert KEY.encode() not in out and scan.denied == "unread"
+
+
+def test_an_events_usual_lines_go_on_as_they_came() -> None:
+    body = b"id: 42\r\nretry: 1000\r\n" + sse(PROGRESS) + b": keep-alive\r\n\r\n" + sse(tool_result(1, "fine"))
+    assert relayed(AnswerRelay(True, [1], guard=Guard(FOUND, [1])), [body]) == body

@@ -19,6 +19,7 @@ from tollgate.formats.mcp.revision import (
     encoded,
     recorded,
     stated_revision,
+    underscored,
 )
 from tollgate.governance.mcp.mcp import McpRounds, Round
 
@@ -70,8 +71,49 @@ def test_a_name_in_the_base64_form_is_decoded() -> None:
     # Not canonical base64 of UTF-8: it matches nothing.
     assert decoded("=?base64?YWRk=?=") is None and decoded("=?base64?/w==?=") is None
     assert check(headers(name="=?base64?YWRk=?="), post(call(name="add"))) == mismatch(
-        "mcp-name header does not match what the request body names"
+        "mcp-name header is not in the canonical =?base64?…?= form"
     )
+
+
+NOT_CANONICAL = {
+    "unpadded": "=?base64?YQ?=",
+    "url-safe": "=?base64?-_8=?=",
+    "a space": "=?base64?YW Rk?=",
+    "upper case": "=?BASE64?YWRk?=",
+    "mixed case": "=?Base64?YWRk?=",
+    "non-zero trailing bits": "=?base64?YR==?=",
+    "not UTF-8": "=?base64?/w==?=",
+    "no end": "=?base64?YWRk",
+    "space before": " =?base64?YWRk?=",
+}
+
+
+@pytest.mark.parametrize("value", NOT_CANONICAL.values(), ids=NOT_CANONICAL.keys())
+@pytest.mark.parametrize("header", ["Mcp-Name", "Mcp-Param-To", "mcp-param-x"])
+def test_a_header_in_the_base64_form_not_canonical_is_refused_at_any_revision(header: str, value: str) -> None:
+    """A server, a load balancer may decode it otherwise than Tollgate, or take it as plain text."""
+    error = mismatch(f"{header.lower()} header is not in the canonical =?base64?…?= form")
+    fields = [*headers(name="add"), (header, value)] if header != "Mcp-Name" else headers(name=value)
+    assert check(fields, post(call(name="add"))) == error
+    legacy = [("MCP-Protocol-Version", "2025-11-25"), (header, value)]
+    assert check(legacy, post(call(name="add", version=None))) == error
+    assert check_unrequested([(header, value)]) == error
+
+
+def test_a_canonical_param_header_and_plain_ones_pass() -> None:
+    fields = [*headers(name="add"), ("Mcp-Param-To", encoded("jane doe ", as_base64=True)), ("Mcp-Param-N", "42")]
+    assert check(fields, post(call(name="add"))) is None
+    assert check([*headers(name="add"), ("Mcp-Param-Note", "base64 =?x?=")], post(call(name="add"))) is None
+
+
+@pytest.mark.parametrize("name", ["Mcp_Method", "Mcp_Name", "Mcp_Param_To", "MCP_Protocol_Version", "mcp_session_id",
+                                  "Mcp-Param_To"])  # fmt: skip
+def test_an_mcp_header_written_with_underscores_is_found(name: str) -> None:
+    assert underscored([("Content-Type", "application/json"), (name, "add")]) == name
+
+
+def test_headers_with_underscores_that_are_no_mcp_headers_pass() -> None:
+    assert underscored([("X_Trace_Id", "1"), ("Mcp-Name", "add"), ("my_mcp-name", "x")]) is None
 
 
 @pytest.mark.parametrize(
