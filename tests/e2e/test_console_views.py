@@ -19,12 +19,11 @@ from pathlib import Path
 import orjson
 import pytest
 from tests.support.cdp import Browser, chromium
-from tests.support.proxy import free_port
+from tests.support.proxy import ROOT, free_port
 
 from tollgate.common.audit_chain import Chain
 from tollgate.records.kinds import RECORD_KINDS
 
-ADDONS = Path(__file__).resolve().parents[2] / "addons"
 VIEWS = ("live", "people", "spend", "refusals", "guardrails", "services", "budgets", "audit")
 WIDTH = 1024
 DAY = "2026-11-20"
@@ -101,7 +100,7 @@ def start_console(directory: Path, audit: bytes):
         [sys.executable, "-m", "tollgate", "console", "--config", str(directory / "tollgate.yaml"),
          "--listen", f"127.0.0.1:{port}"],
         cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ADDONS)},  # this checkout's console, not an installed one
+        env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},  # this checkout's console, not an installed one
     )  # fmt: skip
     assert process.stdout is not None
     line = process.stdout.readline()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.cdp import chromium
-from tests.support.proxy import free_port
+from tests.support.proxy import ROOT, free_port
 
 ALICE = "tg-alice-CONSOLE-0001"
 BOB = "tg-bob-CONSOLE-0002"
@@ -27,7 +27,6 @@ REAL_KEY = "sk-real-CONSOLE-KEY-0003"
 PROMPT = "the secret plans of the console test"
 AWS_KEY = "AKIAIOSFODNN7CONSOLE"  # what the guardrail refuses
 POLICY = 'package tollgate\n\nimport rego.v1\n\ndeny contains "gpt-4o is not for bob" if {\n  input.client.name == "bob"\n  input.model == "gpt-4o"\n}\n'
-ADDONS = Path(__file__).resolve().parents[2] / "addons"
 VIEWS = ("live", "people", "spend", "refusals", "guardrails", "services", "budgets", "audit")
 
 
@@ -81,7 +80,7 @@ def console(gw, tmp_path_factory):
     process = subprocess.Popen(
         [sys.executable, "-m", "tollgate", "console", "--config", str(gw.config_path), "--listen", f"127.0.0.1:{port}"],
         cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ADDONS)},  # this checkout's console, not an installed one
+        env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},  # this checkout's console, not an installed one
     )  # fmt: skip
     try:
         assert process.stdout is not None
@@ -144,7 +143,7 @@ def test_the_api_says_what_the_audit_holds(gw, console) -> None:
     assert services[("alice", "openai")]["bytes_received"] == sum(r["bytes_received"] for r in mine) > 0
     inventory = subprocess.run(
         [sys.executable, "-m", "tollgate", "inventory", str(gw.audit_path), "--json"],
-        capture_output=True, text=True, timeout=60, check=True, env={**os.environ, "PYTHONPATH": str(ADDONS)},
+        capture_output=True, text=True, timeout=60, check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},
     )  # fmt: skip
     assert api(console, "/api/inventory") == json.loads(inventory.stdout)
     budgets = api(console, "/api/budgets")

@@ -172,11 +172,13 @@ class McpExchange:
             stream_or_end = self.method in UNREQUESTED
             return [{**base, "method": self.method if stream_or_end else None, "tool": None, "decision": self.decision,
                      "deny_reasons": list(self.deny_reasons), "findings": None, "redacted": None,
-                     "answer_findings": None, "is_error": None, "retry_of": None, **tail}]  # fmt: skip
+                     "answer_findings": None, "answer_redacted": None, "is_error": None, "retry_of": None,
+                     **tail}]  # fmt: skip
         records = []
         for i, request in enumerate(self.requests):
             reasons = self.denied.get(i, ())
             denied = self.decision == "deny"
+            found = None if request.id is None else self.answer_findings.get(request.id)
             records.append({
                 **base,
                 "method": request.method,
@@ -188,7 +190,11 @@ class McpExchange:
                 "findings": self.findings,
                 "redacted": self.redacted,
                 # What the answer guardrails found in its result (null: not read).
-                "answer_findings": None if request.id is None else self.answer_findings.get(request.id),
+                "answer_findings": found,
+                # How many of them were of kinds an answer rule redacts: replaced in what the client got.
+                "answer_redacted": None if found is None else sum(
+                    n for kind, n in found.items() if self.answer_actions.get(kind) == "redact"
+                ),
                 "is_error": None if request.id is None or denied else self.outcomes.get(request.id),
                 "retry_of": self.retry_of.get(i),
                 **tail,
