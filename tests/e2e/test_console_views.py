@@ -255,13 +255,18 @@ def test_every_kind_of_record_is_in_lives_kind_filter(console, browser) -> None:
 
 
 # Counts, in the page, the Live pollers at work at each moment: a poll waiting for its turn (a timer
-# whose callback is the view's `poll`) or asking (a request for the records after a cursor).
+# whose callback is the view's `poll`) or asking (a request for the records after a cursor); and
+# likewise the header's looks at the audit's state (`auditState`, `/api/audit`).
 POLLERS = """
-window.polls = {timers: new Map(), asking: 0, asked: 0, most: 0};
+window.polls = {timers: new Map(), asking: 0, asked: 0, most: 0, looking: 0, mostLooks: 0};
 (() => {
   const set = window.setTimeout, clear = window.clearTimeout, fetch = window.fetch;
   const count = () => [...polls.timers.values()].filter(n => n === "poll").length + polls.asking;
-  const note = () => { polls.most = Math.max(polls.most, count()); };
+  const looks = () => [...polls.timers.values()].filter(n => n === "auditState").length + polls.looking;
+  const note = () => {
+    polls.most = Math.max(polls.most, count());
+    polls.mostLooks = Math.max(polls.mostLooks, looks());
+  };
   window.setTimeout = function (fn, ms, ...args) {
     const id = set(function () { polls.timers.delete(id); fn(...args); }, ms);
     polls.timers.set(id, fn && fn.name);
@@ -270,9 +275,11 @@ window.polls = {timers: new Map(), asking: 0, asked: 0, most: 0};
   };
   window.clearTimeout = function (id) { polls.timers.delete(id); return clear(id); };
   window.fetch = async function (url, ...args) {
-    const poll = String(url).includes("after=");
-    if (poll) { polls.asking += 1; polls.asked += 1; note(); }
-    try { return await fetch(url, ...args); } finally { if (poll) polls.asking -= 1; }
+    const poll = String(url).includes("after="), look = String(url).startsWith("/api/audit");
+    if (poll) { polls.asking += 1; polls.asked += 1; }
+    if (look) polls.looking += 1;
+    note();
+    try { return await fetch(url, ...args); } finally { if (poll) polls.asking -= 1; if (look) polls.looking -= 1; }
   };
 })();
 """
@@ -296,6 +303,8 @@ def test_one_poller_however_often_the_view_is_changed(console, browser) -> None:
     asked = browser.evaluate("polls.asked")
     browser.wait_for(f"polls.asked >= {asked + 6}", timeout=30)  # six polls since the last change
     assert browser.evaluate("polls.most") == 1
+    # Each view looks at the audit's state at once, then every few seconds: one look at a time.
+    assert browser.evaluate("polls.mostLooks") == 1
 
 
 def test_anonymous_and_costs_are_written_one_way_in_every_view(console, browser) -> None:

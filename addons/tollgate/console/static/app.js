@@ -13,6 +13,7 @@ let generation = 0;
 let viewing = new AbortController();
 let liveTimer = null; // the Live view's next poll
 let auditTimer = null; // the header's next look at the audit's state
+let auditLooking = false, auditAgain = false; // a look out; another asked for meanwhile
 const STALE = new Error("stale");
 const AUDIT_EVERY_MS = 5000;
 let recordKinds = null; // the kinds of record (`/api/kinds`), asked for once
@@ -371,7 +372,7 @@ const VIEWS = {
     { key: "bytes_received", label: "received", num: true }, { key: "last_seen", label: "last seen" },
   ]),
   budgets: () => simple("budgets", "Budgets", "/api/budgets", [
-    { key: "limit", label: "limit" }, { key: "subject", label: "applies to" }, { key: "window", label: "window" },
+    { key: "limit", label: "limit" }, { key: "subject", label: "applies to", format: (v) => (v == null ? "(all)" : v) }, { key: "window", label: "window" },
     { key: "used", label: "used", num: true, format: (v, r) => (r.unit === "usd" ? money(v) : v == null ? "" : String(v)) },
     { key: "cap", label: "cap", num: true, format: (v, r) => (r.unit === "usd" ? money(v) : v == null ? "" : String(v)) },
     { key: "unit", label: "unit" },
@@ -403,9 +404,15 @@ async function route() {
 }
 
 // Whether the audit is whole, in the header of every view: looked at with each view, and every
-// few seconds (one timer).
+// few seconds; one look at a time (asked for during one, it is made again once that one ends).
 async function auditState() {
   clearTimeout(auditTimer);
+  auditTimer = null;
+  if (auditLooking) {
+    auditAgain = true;
+    return;
+  }
+  auditLooking = true;
   const badge = document.getElementById("audit-state");
   try {
     const files = await ask("/api/audit");
@@ -418,8 +425,15 @@ async function auditState() {
   } catch (e) {
     badge.textContent = "Audit: not known";
     badge.className = "audit-unknown";
+  } finally {
+    auditLooking = false;
   }
-  auditTimer = setTimeout(auditState, AUDIT_EVERY_MS);
+  if (auditAgain) {
+    auditAgain = false;
+    auditState();
+  } else {
+    auditTimer = setTimeout(auditState, AUDIT_EVERY_MS);
+  }
 }
 
 window.addEventListener("hashchange", route);
