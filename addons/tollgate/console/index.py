@@ -345,7 +345,11 @@ class Index:
                     models = person.models
                     if models is None:
                         models = person.models = {}
-                    models[self.one(model)] = models.get(model, 0) + 1
+                    n = models.get(model)
+                    if n is None:
+                        models[self.one(model)] = 1  # the one string kept for it, the first time a day
+                    else:
+                        models[model] = n + 1
                 if sums.folded:  # a call that ended long after the calls around it
                     for by, value in (("provider", provider), ("model", model), ("client", client)):
                         _add_spend(sums.spend, self.one((by, value)), 1, inputs, outputs, price)
@@ -373,10 +377,13 @@ class Index:
                         row.refused += 1
                     else:
                         row.calls += 1
-                    sent, received = get("bytes_sent"), get("bytes_received")
-                    if sent is not None or received is not None:
-                        row.bytes_sent += _int(sent)
-                        row.bytes_received += _int(received)
+                    # A call's bodies' bytes with its upstream (null when none went; 0 before the fields).
+                    sent = get("bytes_sent")
+                    if type(sent) is int and sent > 0:
+                        row.bytes_sent += sent
+                    received = get("bytes_received")
+                    if type(received) is int and received > 0:
+                        row.bytes_received += received
         elif event == CONNECTION:
             person = sums.people.get((client, None))
             if person is None:
