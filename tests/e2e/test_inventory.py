@@ -5,6 +5,7 @@ refused CONNECT, then the inventory's figures, exactly as the records have them.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import pytest
 import trustme
 from tests.support.fake_upstream import FakeUpstream, Reply
+from tests.support.proxy import ROOT
 
 LOGIN = "carol:pr0xy-PASSWORD-inventory"
 AUTHORIZATION = "Proxy-Authorization: Basic Y2Fyb2w6cHIweHktUEFTU1dPUkQtaW52ZW50b3J5"  # carol's login
@@ -58,7 +60,11 @@ def connect(proxy_port: int, target: str) -> tuple[socket.socket, bytes]:
 
 def inventory(*args: str) -> list[dict]:
     done = subprocess.run(
-        [sys.executable, "-m", "tollgate", "inventory", *args, "--json"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "tollgate", "inventory", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},  # this checkout's code, not an installed one
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -95,6 +101,7 @@ def test_the_inventory_of_what_a_client_reached(gw, notes_ai, other_ca) -> None:
     call = next(r for r in records if r["event"] == "llm_call")
     denied = next(r for r in records if r["event"] == "connection" and r["decision"] == "deny")
     assert tunnel["bytes_sent"] > 0 and tunnel["bytes_received"] > len(ANSWER)
+    assert call["bytes_sent"] > 0 and call["bytes_received"] > 0  # the call's bodies with its upstream
     # A refusal's kind is its own field, the X-Tollgate-Error the client got; null when served.
     assert (tunnel["refusal"], call["refusal"], denied["refusal"]) == (None, None, "egress_denied")
     assert inventory(str(gw.audit_path)) == [
@@ -102,7 +109,8 @@ def test_the_inventory_of_what_a_client_reached(gw, notes_ai, other_ca) -> None:
          "refused": 0, "bytes_sent": tunnel["bytes_sent"], "bytes_received": tunnel["bytes_received"],
          "first_seen": tunnel["ts"], "last_seen": tunnel["ts"]},
         {"client": "carol", "service": "openai", "category": "ai_api", "calls": 1, "connections": 0, "refused": 0,
-         "bytes_sent": 0, "bytes_received": 0, "first_seen": call["ts"], "last_seen": call["ts"]},
+         "bytes_sent": call["bytes_sent"], "bytes_received": call["bytes_received"], "first_seen": call["ts"],
+         "last_seen": call["ts"]},
         {"client": "carol", "service": "pastebin.com", "category": None, "calls": 0, "connections": 0,
          "refused": 1, "bytes_sent": 0, "bytes_received": 0, "first_seen": denied["ts"], "last_seen": denied["ts"]},
     ]  # fmt: skip

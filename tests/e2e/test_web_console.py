@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,7 +18,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from tests.support.proxy import free_port
+from tests.support.cdp import chromium
+from tests.support.proxy import ROOT, free_port
 
 ALICE = "tg-alice-CONSOLE-0001"
 BOB = "tg-bob-CONSOLE-0002"
@@ -28,7 +28,6 @@ PROMPT = "the secret plans of the console test"
 AWS_KEY = "AKIAIOSFODNN7CONSOLE"  # what the guardrail refuses
 POLICY = 'package tollgate\n\nimport rego.v1\n\ndeny contains "gpt-4o is not for bob" if {\n  input.client.name == "bob"\n  input.model == "gpt-4o"\n}\n'
 VIEWS = ("live", "people", "spend", "refusals", "guardrails", "services", "budgets", "audit")
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +80,7 @@ def console(gw, tmp_path_factory):
     process = subprocess.Popen(
         [sys.executable, "-m", "tollgate", "console", "--config", str(gw.config_path), "--listen", f"127.0.0.1:{port}"],
         cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},  # this checkout's console, not an installed one
     )  # fmt: skip
     try:
         assert process.stdout is not None
@@ -126,10 +126,24 @@ def test_the_api_says_what_the_audit_holds(gw, console) -> None:
     assert set(refusals) == {("policy_denied", "bob"), ("content_denied", "bob"), ("budget_exceeded", "bob"),
                              ("egress_denied", None)}  # fmt: skip
     assert refusals[("policy_denied", "bob")]["last_reason"] == "gpt-4o is not for bob"
-    assert api(console, "/api/findings") == [{"kind": "secrets.aws_access_key_id", "client": "bob", "count": 1}]
+    assert api(console, "/api/findings") == [
+        {"kind": "secrets.aws_access_key_id", "client": "bob", "where": "request", "action": "refused", "count": 1}
+    ]
+    # A call that went upstream records its bodies' bytes each way: its request as the upstream got
+    # it; one refused before it went, none. AI services sums them per client.
+    went = [r for r in records if r["event"] == "llm_call" and r["decision"] == "allow"]
+    got = [r.body for r in gw.fakes["openai"].received if r.path == "/v1/chat/completions"]
+    assert [r["bytes_sent"] for r in went] == [len(body) for body in got]
+    assert all(r["bytes_received"] > 0 for r in went)
+    refused = [r for r in records if r["event"] == "llm_call" and r["decision"] == "deny"]
+    assert [(r["bytes_sent"], r["bytes_received"]) for r in refused] == [(None, None)] * 3
+    services = {(r["client"], r["service"]): r for r in api(console, "/api/inventory")}
+    mine = [r for r in went if r["client"] == "alice"]
+    assert services[("alice", "openai")]["bytes_sent"] == sum(r["bytes_sent"] for r in mine) > 0
+    assert services[("alice", "openai")]["bytes_received"] == sum(r["bytes_received"] for r in mine) > 0
     inventory = subprocess.run(
         [sys.executable, "-m", "tollgate", "inventory", str(gw.audit_path), "--json"],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True, text=True, timeout=60, check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},
     )  # fmt: skip
     assert api(console, "/api/inventory") == json.loads(inventory.stdout)
     budgets = api(console, "/api/budgets")
@@ -171,13 +185,6 @@ def test_a_call_made_after_the_console_opened_is_listed_and_streamed(gw, console
         assert time.monotonic() - began < 2
     listed = api(console, f"/api/events?after={cursor}")["events"]
     assert [e["request_id"] for e in listed if e["event"] == "llm_call"] == [written["request_id"]]
-
-
-def chromium() -> str:
-    browser = next((b for b in map(shutil.which, BROWSERS) if b), None)
-    if browser is None:
-        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
-    return browser
 
 
 def headless(browser: str, url: str, *args: str) -> subprocess.CompletedProcess:
@@ -234,7 +241,7 @@ def test_the_live_view_shows_a_call_made_after_it_opened(gw, console, tmp_path) 
         """)
         written = gw.last_audit()
         began = time.monotonic()
-        browser.wait_for(f"{rows}[0].querySelector('td').textContent === {json.dumps(written['ts'])}", timeout=5)
+        browser.wait_for(f"{rows}[0].querySelector('td').title === {json.dumps(written['ts'])}", timeout=5)
         shown = time.monotonic() - began
         print(f"the call shown in the Live view {shown:.2f} s after its record was written")
         assert browser.evaluate(f"{rows}.length") == before + 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import socket
 import subprocess
 import time
@@ -13,9 +14,20 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tests.support.proxy import free_port
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Request, TextMessage
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+def chromium() -> str:
+    """Chromium's executable (Debian's `chromium`); the test skipped where there is none."""
+    browser = next((b for b in map(shutil.which, BROWSERS) if b), None)
+    if browser is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+    return browser
 
 
 class Browser:

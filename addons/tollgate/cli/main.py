@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Reads audit files and prints, per client and AI service, the governed calls let through"
         " (a provider Tollgate governs is a service named as the provider), the connections tunnelled to a"
         " catalogued AI service, what Tollgate refused (connections and calls; a refused host of no AI service"
-        " is named by its host), the connections' bytes each way, and when each was first and last seen.",
+        " is named by its host), the bytes each way (of the connections and the calls' bodies), and when each"
+        " was first and last seen.",
     )
     inventory.add_argument(
         "files", nargs="*", type=Path, metavar="AUDIT", help="audit files, compressed rotations too (default: the"

@@ -18,6 +18,7 @@ from typing import Any, TypeVar, cast
 
 import orjson
 
+from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.records.audit_record import WORKER_LOST
 from tollgate.records.inventory import GOVERNED_CATEGORY
 
@@ -54,6 +55,7 @@ class Person:
     findings: dict[str, int] | None = None  # by kind; None until one is found (most calls find none)
     first_seen: str = "\uffff"
     last_seen: str = ""
+    models: dict[str, int] | None = None  # the `llm_call`s per model called; None until one names a model
 
     def merge(self, other: Person) -> None:
         self.calls += other.calls
@@ -70,6 +72,11 @@ class Person:
             self.findings = found
         self.first_seen = min(self.first_seen, other.first_seen)
         self.last_seen = max(self.last_seen, other.last_seen)
+        if other.models:
+            models = self.models if self.models is not None else {}
+            for model, n in other.models.items():
+                models[model] = models.get(model, 0) + n
+            self.models = models
 
 
 @dataclass(slots=True)
@@ -124,7 +131,9 @@ class Day:
         self.spend, self.folded = by, True
 
     refusals: dict[tuple[str, str | None], Refusals] = field(default_factory=dict)  # (kind, client)
-    findings: dict[tuple[str, str | None], int] = field(default_factory=dict)  # (kind, client)
+    # (kind, client, where, action): where it was found (`request`, `answer`) and what was done
+    # (`finding_action`).
+    findings: dict[tuple[str, str | None, str, str], int] = field(default_factory=dict)
     services: dict[tuple[str | None, str], Service] = field(default_factory=dict)  # (client, service)
 
 
@@ -354,8 +363,17 @@ class Index:
             if ts > person.last_seen:  # noqa: PLR1730
                 person.last_seen = ts
             if found or answer_found:
-                self._findings(sums, person, client, found, answer_found)
+                self._findings(sums, person, client, record, found, answer_found)
             if event == "llm_call":
+                if model is not None:
+                    models = person.models
+                    if models is None:
+                        models = person.models = {}
+                    n = models.get(model)
+                    if n is None:
+                        models[self.one(model)] = 1  # the one string kept for it, the first time a day
+                    else:
+                        models[model] = n + 1
                 if sums.folded:  # a call that ended long after the calls around it
                     for by, value in (("provider", provider), ("model", model), ("client", client)):
                         _add_spend(sums.spend, self.one((by, value)), 1, inputs, outputs, price)
@@ -383,6 +401,13 @@ class Index:
                         row.refused += 1
                     else:
                         row.calls += 1
+                    # A call's bodies' bytes with its upstream (null when none went; 0 before the fields).
+                    sent = get("bytes_sent")
+                    if type(sent) is int and sent > 0:
+                        row.bytes_sent += sent
+                    received = get("bytes_received")
+                    if type(received) is int and received > 0:
+                        row.bytes_received += received
         elif event == CONNECTION:
             person = sums.people.get((client, None))
             if person is None:
@@ -433,18 +458,21 @@ class Index:
             refusals.last_seen = ts
 
     def _findings(
-        self, sums: Day, person: Person, client: str | None, *found: dict[str, Any] | None
+        self, sums: Day, person: Person, client: str | None, record: dict[str, Any],
+        found: dict[str, Any] | None, answer_found: dict[str, Any] | None,
     ) -> None:  # fmt: skip
-        """A call's request and answer findings, each a mapping of kind to count (checked before)."""
-        for kinds in found:
+        """A call's request and answer findings, each a mapping of kind to count (checked before),
+        by where they were and what was done."""
+        for where, kinds in (("request", found), ("answer", answer_found)):
             if kinds:
+                action = finding_action(record, where)
                 for found_kind, value in kinds.items():
                     n = _int(value)
                     if person.findings is None:
                         person.findings = {}
                     kind = self.one(found_kind)
                     person.findings[kind] = person.findings.get(kind, 0) + n
-                    key = (kind, client)
+                    key = (kind, client, where, action)
                     if key in sums.findings:
                         sums.findings[key] += n
                     else:
@@ -485,6 +513,7 @@ class Index:
                 "input_tokens": p.input_tokens, "output_tokens": p.output_tokens, "cost_usd": round(p.cost_usd, 9),
                 "unpriced": p.unpriced, "findings": dict(sorted((p.findings or {}).items())),
                 "connections": p.connections, "first_seen": p.first_seen, "last_seen": p.last_seen,
+                "models": dict(sorted((p.models or {}).items())),
             })  # fmt: skip
         return rows
 
@@ -562,13 +591,14 @@ class Index:
         ]
 
     def findings(self, window: Window) -> list[dict[str, Any]]:
-        sums: dict[tuple[str, str | None], int] = {}
+        sums: dict[tuple[str, str | None, str, str], int] = {}
         for d in self.selected(window):
             for key, n in d.findings.items():
                 sums[key] = sums.get(key, 0) + n
+        order = sorted(sums.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1] or "", kv[0][2], kv[0][3]))
         return [
-            {"kind": kind, "client": client, "count": n}
-            for (kind, client), n in sorted(sums.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1] or ""))
+            {"kind": kind, "client": client, "where": where, "action": action, "count": n}
+            for (kind, client, where, action), n in order
         ]
 
     def inventory(self, window: Window) -> list[dict[str, Any]]:
@@ -660,6 +690,23 @@ class Unverified:
 
     clients: set[str | None] = field(default_factory=set)
     spend: set[tuple[str, str, str | None]] = field(default_factory=set)
+
+
+def finding_action(record: Mapping[str, Any], where: str) -> str:
+    """What was done with a call's findings in its request or its answer (`where`), as its record
+    says: `refused` (`refusal` `content_denied`: for a request's, a call that never had an answer,
+    none read and no first byte), `redacted` (some replaced: `redacted`, `answer_redacted`), else
+    `recorded`. The page's Live view says the same of each record (`app.js`, `findingAction`)."""
+    refused = record.get("refusal") == CONTENT_DENIED
+    if where == "request":
+        if refused and record.get("answer_findings") is None and record.get("ttfb_ms") is None:
+            return "refused"
+        replaced = record.get("redacted")
+    else:
+        if refused:
+            return "refused"
+        replaced = record.get("answer_redacted")
+    return "redacted" if type(replaced) is int and replaced > 0 else "recorded"
 
 
 def _str(value: Any) -> str | None:

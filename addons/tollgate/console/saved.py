@@ -26,7 +26,7 @@ import orjson
 
 from tollgate.console.index import Day, Index, Person, Refusals, Service, Spend
 
-MAGIC = b"tollgate console index 2\n"
+MAGIC = b"tollgate console index 3\n"
 SUFFIX = ".console-index"
 PROBE = 64 << 10  # the bytes hashed at a file's start and before where reading stopped
 ARRAYS = ("offsets", "clients", "providers", "decisions", "events", "hours", "models", "input_tokens",
@@ -116,7 +116,7 @@ def _day(state: dict[str, Any], one: Callable[[Any], Any]) -> Day:
     day.spend = {one(tuple(one(v) for v in row[:width])): Spend(*row[width:]) for row in state["spend"]}
     day.refusals = {one((one(k), one(c))): Refusals(count, one(reason), seen)
                     for k, c, count, reason, seen in state["refusals"]}  # fmt: skip
-    day.findings = {one((one(k), one(c))): n for k, c, n in state["findings"]}
+    day.findings = {one((one(k), one(c), one(where), one(action))): n for k, c, where, action, n in state["findings"]}
     day.services = {one((one(c), one(s))): Service(one(category), *rest)
                     for c, s, category, *rest in state["services"]}  # fmt: skip
     return day

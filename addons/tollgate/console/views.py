@@ -16,6 +16,7 @@ import orjson
 from tollgate.common.shown import caller_name, usd_text
 from tollgate.console.follow import Audit
 from tollgate.console.index import Window, hour_of
+from tollgate.records.kinds import RECORD_KINDS
 
 Query = Mapping[str, Sequence[str]]
 DEFAULT_LIMIT = 100
@@ -44,6 +45,7 @@ class Views:
             "/api/inventory": lambda q: self.by_client(self.audit.index.inventory, q),
             "/api/budgets": lambda q: [] if self.budgets is None else self.budgets(),
             "/api/audit": lambda q: self.audit.state(),
+            "/api/kinds": lambda q: list(RECORD_KINDS),
         }
 
     def answer(self, path: str, query: Query) -> Any:

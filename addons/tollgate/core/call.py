@@ -201,6 +201,10 @@ class Answer:
     # the answer (`unread`: it could not be read), for the metrics.
     finding_actions: tuple[tuple[str, str, int], ...] = ()
     cut: str | None = None
+    # The bodies' bytes each way with the upstream (`Audit`, `UsageTap`): the request's as it went,
+    # the answer's as it came; None when none went, or none came.
+    bytes_sent: int | None = None
+    bytes_received: int | None = None
 
 
 @dataclass(slots=True)

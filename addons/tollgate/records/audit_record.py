@@ -66,12 +66,15 @@ def audit_record(call: Call) -> dict[str, Any]:
         "findings": call.request.findings,
         "redacted": call.request.redacted,
         "answer_findings": a.findings,
+        "answer_redacted": answer_redacted(a.findings, a.finding_actions),
         "unread": list(c.unread + c.facts.unread),
         "status": a.status,
         "upstream": route.upstream,
         "upstream_key": a.upstream_key,
         "latency_ms": round((ended - call.started) * 1000, 1),
         "ttfb_ms": round((a.first_byte - call.started) * 1000, 1) if a.first_byte else None,
+        "bytes_sent": a.bytes_sent,
+        "bytes_received": a.bytes_received,
         "input_tokens": u.input_tokens,
         "output_tokens": u.output_tokens,
         "total_tokens": u.total_tokens,
@@ -96,10 +99,10 @@ RECORD_FIELDS = (
     "event", "ts", "request_id", "client", "auth", "groups", "account", "plan", "tenant", "provider",
     "requested_provider", "endpoint", "upstream_endpoint", "method", "transport", "host", "path", "requested_model",
     "publisher", "model", "message_count", "has_system", "has_tools", "stream", "max_tokens", "decision",
-    "deny_reasons", "findings", "redacted", "answer_findings", "unread", "status", "upstream", "upstream_key",
-    "latency_ms", "ttfb_ms", "input_tokens", "output_tokens", "total_tokens", "cached_tokens", "reasoning_tokens",
-    "cache_write_tokens", "service_tier", "speed", "cost_usd", "finish_reason", "error", "refusal", "ledger_error",
-    "rolled_up_messages", "rollup", "attempts",
+    "deny_reasons", "findings", "redacted", "answer_findings", "answer_redacted", "unread", "status", "upstream",
+    "upstream_key", "latency_ms", "ttfb_ms", "bytes_sent", "bytes_received", "input_tokens", "output_tokens",
+    "total_tokens", "cached_tokens", "reasoning_tokens", "cache_write_tokens", "service_tier", "speed", "cost_usd",
+    "finish_reason", "error", "refusal", "ledger_error", "rolled_up_messages", "rollup", "attempts",
 )  # fmt: skip
 
 # What is known of a call when it goes upstream, kept until its record is written (`InFlight`):
@@ -144,6 +147,12 @@ def lost_record(sent: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]
         reserved_tokens=sent.get("reserved_tokens"),
     )
     return record
+
+
+def answer_redacted(findings: dict[str, int] | None, actions: tuple[tuple[str, str, int], ...]) -> int | None:
+    """How many of an answer's findings were redacted (their rules' action `redact`); None when
+    the answer was not read."""
+    return None if findings is None else sum(n for _, action, n in actions if action == "redact")
 
 
 def attempt_records(call: Call, ended: float) -> list[dict[str, Any]]:

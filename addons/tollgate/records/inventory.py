@@ -3,8 +3,9 @@
 Per client and AI service: the governed calls (`llm_call` records; a provider Tollgate governs is a
 service of its own, named as the provider), the connections tunnelled to a catalogued service
 (`connection` records with decision `allow`), what was refused (a `connection` or an `llm_call`
-with decision `deny`; a refused host of no AI service is a row named by its host), the bytes of
-the connections each way, and when the pair was first and last seen. Plain Python over the
+with decision `deny`; a refused host of no AI service is a row named by its host), the bytes each
+way (of the connections, and of the calls' bodies with their upstream), and when the pair was first
+and last seen. Plain Python over the
 records' lines: one pure function (`tally`) sums them."""
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ def seen_of(record: Mapping[str, Any]) -> Seen | None:
     if event == "llm_call":
         # The provider called; a call refused before it was routed names the one asked for.
         service = _text(record, "provider") or _text(record, "requested_provider") or _text(record, "host")
-        return Seen(epoch, client, service, GOVERNED_CATEGORY, "call", decision == "deny")
+        return Seen(epoch, client, service, GOVERNED_CATEGORY, "call", decision == "deny",
+                    _count(record, "bytes_sent"), _count(record, "bytes_received"))  # fmt: skip
     refused = decision == "deny"
     service = _text(record, "service")
     if service is None and refused:
@@ -245,7 +247,8 @@ def notes(inventory: Inventory, malformed: int) -> list[str]:
     lines = [f"records since {iso_time(since)}" if math.isfinite(since) else "every record"]
     lines.append(
         "calls: governed calls let through; connections: tunnels to a catalogued AI service; refused:"
-        " connections and calls Tollgate refused; sent and received: the connections' bytes"
+        " connections and calls Tollgate refused; sent and received: the bytes of the connections and of"
+        " the calls' bodies"
     )
     if inventory.elsewhere:
         n = inventory.elsewhere

@@ -66,13 +66,16 @@ def test_people_sum_calls_refusals_tokens_cost_and_findings(views: Views) -> Non
     assert views.answer("/api/people", {}) == [
         {"client": "alice", "key": None, "calls": 3, "refused": 1, "input_tokens": 20, "output_tokens": 10,
          "cost_usd": 1.75, "unpriced": 0, "findings": {"pii.email": 2}, "connections": 0,
-         "first_seen": "2026-11-01T08:00:00.000Z", "last_seen": "2026-11-01T09:10:00.000Z"},
+         "first_seen": "2026-11-01T08:00:00.000Z", "last_seen": "2026-11-01T09:10:00.000Z",
+         "models": {"gpt-4o": 1, "gpt-4o-mini": 2}},
         {"client": "bob", "key": None, "calls": 2, "refused": 1, "input_tokens": 10, "output_tokens": 5,
          "cost_usd": 0.0, "unpriced": 1, "findings": {"secrets.aws_access_key_id": 1}, "connections": 1,
-         "first_seen": "2026-11-02T10:00:00.000Z", "last_seen": "2026-11-03T12:00:00.000Z"},
+         "first_seen": "2026-11-02T10:00:00.000Z", "last_seen": "2026-11-03T12:00:00.000Z",
+         "models": {"gpt-4o-mini": 1}},
         {"client": None, "key": "sha256:bbbbbbbbbbbb", "calls": 1, "refused": 0, "input_tokens": 10,
          "output_tokens": 5, "cost_usd": 0.25, "unpriced": 0, "findings": {}, "connections": 0,
-         "first_seen": "2026-11-02T11:00:00.000Z", "last_seen": "2026-11-02T11:00:00.000Z"},
+         "first_seen": "2026-11-02T11:00:00.000Z", "last_seen": "2026-11-02T11:00:00.000Z",
+         "models": {"claude-sonnet-4-5": 1}},
     ]  # fmt: skip
 
 
@@ -119,9 +122,106 @@ def test_refusals_by_kind_and_client_with_the_latest_reason(views: Views) -> Non
 
 def test_findings_by_kind_and_client_request_and_answer(views: Views) -> None:
     assert views.answer("/api/findings", {}) == [
-        {"kind": "pii.email", "client": "alice", "count": 2},
-        {"kind": "secrets.aws_access_key_id", "client": "bob", "count": 1},
+        {"kind": "pii.email", "client": "alice", "where": "request", "action": "recorded", "count": 2},
+        {"kind": "secrets.aws_access_key_id", "client": "bob", "where": "answer", "action": "recorded", "count": 1},
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fields", "found"),
+    [
+        # Redacted in the request (some of its matches replaced), refused in the request (it never went
+        # upstream: no first byte, no answer read), recorded in the request of a call whose answer was refused.
+        ({"findings": {"pii.email": 2}, "redacted": 2}, [("request", "redacted", 2)]),
+        ({"findings": {"secrets.x": 1}, "redacted": 0, "decision": "deny", "refusal": "content_denied", "ttfb_ms": None},
+         [("request", "refused", 1)]),
+        ({"findings": {"pii.email": 1}, "redacted": 0, "answer_findings": {"secrets.x": 1}, "answer_redacted": 0,
+          "refusal": "content_denied", "ttfb_ms": 120.5}, [("answer", "refused", 1), ("request", "recorded", 1)]),
+        # In the answer: redacted (`answer_redacted`), recorded (none redacted, or a record from before the field).
+        ({"answer_findings": {"pii.email": 3}, "answer_redacted": 3, "ttfb_ms": 80.0}, [("answer", "redacted", 3)]),
+        ({"answer_findings": {"pii.email": 3}, "answer_redacted": 0, "ttfb_ms": 80.0}, [("answer", "recorded", 3)]),
+        ({"answer_findings": {"pii.email": 1}}, [("answer", "recorded", 1)]),
+    ],
+)  # fmt: skip
+def test_a_finding_says_where_it_was_and_what_was_done(tmp_path: Path, fields: dict, found: list) -> None:
+    write(tmp_path / "audit.jsonl", [call("2026-11-01T08:00:00.000Z", "alice", **fields)])
+    audit = Audit([tmp_path / "audit.jsonl"])
+    audit.catch_up()
+    rows = Views(audit).answer("/api/findings", {})
+    assert sorted((r["where"], r["action"], r["count"]) for r in rows) == found
+
+
+def test_people_say_which_models_each_called(tmp_path: Path) -> None:
+    """Who used which model: each person's `llm_call`s per model called (a refused one too), summed
+    over the days the window covers; an MCP call or a connection names none."""
+    write(tmp_path / "audit.jsonl", [
+        call("2026-11-01T08:00:00.000Z", "alice", model="gpt-4o"),
+        call("2026-11-02T08:00:00.000Z", "alice", model="gpt-4o"),
+        call("2026-11-02T09:00:00.000Z", "alice", model="o3", decision="deny", refusal="policy_denied"),
+        call("2026-11-02T09:00:00.000Z", "alice", model=None),
+        {"event": "mcp_call", "ts": "2026-11-02T11:30:00.000Z", "client": "alice", "server": "notes",
+         "tool": "add", "decision": "allow", "deny_reasons": [], "refusal": None},
+    ])  # fmt: skip
+    audit = Audit([tmp_path / "audit.jsonl"])
+    audit.catch_up()
+    views = Views(audit)
+    assert [p["models"] for p in views.answer("/api/people", {})] == [{"gpt-4o": 2, "o3": 1}]
+    assert [p["models"] for p in views.answer("/api/people", {"since": ["2026-11-02"]})] == [{"gpt-4o": 1, "o3": 1}]
+
+
+def test_governed_calls_bring_their_bytes_to_the_ai_services(tmp_path: Path) -> None:
+    """A call's bodies' bytes (`bytes_sent`, `bytes_received`) are its service's, as a connection's
+    are; a record from before the fields adds none. `tollgate inventory` says the same."""
+    from tollgate.records.inventory import audit_file_seen, tally, to_json
+
+    write(tmp_path / "audit.jsonl", [
+        call("2026-11-01T08:00:00.000Z", "alice", bytes_sent=812, bytes_received=4096),
+        call("2026-11-01T09:00:00.000Z", "alice", bytes_sent=100, bytes_received=None),
+        call("2026-11-01T10:00:00.000Z", "alice"),
+    ])  # fmt: skip
+    audit = Audit([tmp_path / "audit.jsonl"])
+    audit.catch_up()
+    rows = Views(audit).answer("/api/inventory", {})
+    assert [(r["service"], r["calls"], r["bytes_sent"], r["bytes_received"]) for r in rows] == [
+        ("openai", 3, 912, 4096)
     ]
+    assert json.loads(to_json(tally(audit_file_seen([tmp_path / "audit.jsonl"])))) == rows
+
+
+def test_the_kinds_are_every_kind_of_record_tollgate_writes(views: Views) -> None:
+    """`/api/kinds` (the Live view's kind filter) lists `RECORD_KINDS`, and that holds every `event`
+    a record Tollgate writes has: each dict written with an `event` key in the source, its value a
+    string or a module's constant."""
+    import ast
+
+    import tollgate
+    from tollgate.records.kinds import RECORD_KINDS
+
+    assert views.answer("/api/kinds", {}) == list(RECORD_KINDS)
+    written: set[str] = set()
+    root = Path(tollgate.__file__).parent
+    for source in root.rglob("*.py"):
+        if source.parent.name == "console":
+            continue  # the console writes no record (its `malformed` is a line that is none)
+        tree = ast.parse(source.read_text())
+        constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
+                     and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
+                     for t in n.targets if isinstance(t, ast.Name)}  # fmt: skip
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Dict):
+                for key, value in zip(node.keys, node.values, strict=True):
+                    if isinstance(key, ast.Constant) and key.value == "event":
+                        if isinstance(value, ast.Constant):
+                            written.add(value.value)
+                        elif isinstance(value, ast.Name) and value.id in constants:
+                            written.add(constants[value.id])
+                        elif isinstance(value, ast.Name):  # imported: its module's constant
+                            for module in root.rglob("*.py"):
+                                found = re.search(rf'^{value.id} = "(\w+)"', module.read_text(), re.M)
+                                if found:
+                                    written.add(found.group(1))
+    # A Responses WebSocket's flow keeps a summary under `event` in its metadata: no audit record.
+    assert written - {"responses_websocket"} == set(RECORD_KINDS) - {"malformed"}
 
 
 def test_inventory_rows_are_tollgate_inventorys(views: Views) -> None:
@@ -318,10 +418,14 @@ def test_bearer_json_csv_and_read_only(served: str) -> None:
     bearer = {"Authorization": f"Bearer {TOKEN}"}
     status, headers, body = fetch(served + "/api/findings", bearer)
     assert status == 200 and headers["Content-Type"] == "application/json"
-    assert json.loads(body)[0] == {"kind": "pii.email", "client": "alice", "count": 2, "unverified": True}
+    assert json.loads(body)[0] == {"kind": "pii.email", "client": "alice", "where": "request", "action": "recorded",
+                                   "count": 2, "unverified": True}  # fmt: skip
     status, headers, body = fetch(served + "/api/findings?format=csv", bearer)
     assert status == 200 and headers["Content-Type"].startswith("text/csv")
-    assert body.decode().splitlines()[:2] == ["kind,client,count,unverified", "pii.email,alice,2,True"]
+    assert body.decode().splitlines()[:2] == [
+        "kind,client,where,action,count,unverified",
+        "pii.email,alice,request,recorded,2,True",
+    ]
     assert fetch(served + "/api/spend?by=colour", bearer)[0] == 400
     for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
         assert fetch(served + "/api/people", bearer, method)[0] == 405, method

@@ -6,7 +6,17 @@ const main = document.getElementById("main");
 const sinceSelect = document.getElementById("since");
 const SVG = "http://www.w3.org/2000/svg";
 const COLORS = ["#3b7ddd", "#e8a33d", "#4caf7a", "#d9534f", "#8e6bd1", "#2bb3c0", "#c77c48", "#7f8c9d"];
-let live = null; // the Live view's next poll
+// The view shown is the latest of `generation`: a view's requests still out when another view is
+// chosen are cut (`viewing.abort()`), its answers dropped (`api` throws STALE), and its poller
+// stops. One Live poller, however often the view is changed.
+let generation = 0;
+let viewing = new AbortController();
+let liveTimer = null; // the Live view's next poll
+let auditTimer = null; // the header's next look at the audit's state
+let auditLooking = false, auditAgain = false; // a look out; another asked for meanwhile
+const STALE = new Error("stale");
+const AUDIT_EVERY_MS = 5000;
+let recordKinds = null; // the kinds of record (`/api/kinds`), asked for once
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -46,9 +56,22 @@ function query(params) {
   return s ? "?" + s : "";
 }
 
+// An API answer for the view being shown: STALE when another view was chosen meanwhile.
 async function api(path, params) {
-  const answer = await fetch(path + query(params), { headers: { Accept: "application/json" } });
-  if (!answer.ok) throw new Error(path + ": " + answer.status);
+  const mine = generation;
+  let data;
+  try {
+    data = await ask(path + query(params), viewing.signal);
+  } catch (e) {
+    throw mine !== generation ? STALE : e;
+  }
+  if (mine !== generation) throw STALE;
+  return data;
+}
+
+async function ask(url, signal) {
+  const answer = await fetch(url, { headers: { Accept: "application/json" }, signal });
+  if (!answer.ok) throw new Error(url.split("?")[0] + ": " + answer.status);
   return answer.json();
 }
 
@@ -57,8 +80,46 @@ function ago(ts) {
   return s < 120 ? Math.round(s) + " s ago" : s < 7200 ? Math.round(s / 60) + " min ago" : s < 172800 ? Math.round(s / 3600) + " h ago" : Math.round(s / 86400) + " days ago";
 }
 
-function money(v) { return v == null ? "" : "$" + Number(v).toFixed(Math.abs(v) >= 1 ? 2 : 6); }
+// Every cost on the page: US dollars to the micro-dollar, as the proxy's console line prints them
+// (never an exponent).
+function money(v) { return v == null ? "" : "$" + Number(v).toFixed(6); }
 function kinds(map) { return map ? Object.entries(map).map(([k, n]) => k + " " + n).join(", ") : ""; }
+function lines(map) { return map ? Object.entries(map).map(([k, n]) => k + " " + n).join("\n") : ""; } // one a line
+const ANONYMOUS = "(anonymous)";
+function who(v) { return v == null ? ANONYMOUS : v; }
+
+// What was done with a call's findings in its request or its answer, as its record says: the
+// console's `index.finding_action`, which sums them for the Guardrails view.
+function findingAction(r, where) {
+  const refused = r.refusal === "content_denied";
+  let replaced;
+  if (where === "request") {
+    if (refused && r.answer_findings == null && r.ttfb_ms == null) return "refused";
+    replaced = r.redacted;
+  } else {
+    if (refused) return "refused";
+    replaced = r.answer_redacted;
+  }
+  return Number.isInteger(replaced) && replaced > 0 ? "redacted" : "recorded";
+}
+
+// A record's findings: where each was (request, answer), what was done, the kinds and counts.
+function findingsText(r) {
+  const parts = [];
+  for (const [where, found] of [["request", r.findings], ["answer", r.answer_findings]]) {
+    if (found && typeof found === "object" && Object.keys(found).length) {
+      parts.push(where + " (" + findingAction(r, where) + "): " + kinds(found));
+    }
+  }
+  return parts.join("\n");
+}
+
+// A record's time: the time of day, with its date when it is not today's (the whole in its title).
+function shortTime(ts) {
+  if (typeof ts !== "string") return "";
+  const today = new Date().toISOString().slice(0, 10);
+  return ts.slice(0, 10) === today ? ts.slice(11, 19) : ts.slice(5, 10) + " " + ts.slice(11, 16);
+}
 
 // A table that sorts (click a heading), filters (the text box) and exports CSV (the API's own).
 function table(title, columns, rows, opts) {
@@ -73,11 +134,13 @@ function table(title, columns, rows, opts) {
   const thead = el("tr");
   const tbody = el("tbody");
   const tableNode = el("table", { class: "data" }, el("thead", {}, thead), tbody);
+  if (opts.layout) tableNode.classList.add(opts.layout);
   box.append(tableNode);
   let sortKey = opts.sort || null, sortDir = opts.sortDir || 1;
   const cellText = (c, r) => (c.format ? c.format(r[c.key], r) : r[c.key] == null ? "" : String(r[c.key]));
   columns.forEach((c) => {
     const th = el("th", { "data-key": c.key }, c.label);
+    if (c.width) th.style.width = c.width;
     th.addEventListener("click", () => { sortDir = sortKey === c.key ? -sortDir : 1; sortKey = c.key; draw(); });
     thead.append(th);
   });
@@ -96,7 +159,14 @@ function table(title, columns, rows, opts) {
       const tr = el("tr", { class: (opts.rowClass ? opts.rowClass(r) : "") + (opts.onRow ? " clickable" : "") });
       if (r.unverified) { tr.classList.add("unverified"); tr.title = "Unverified: after a fault in the audit's chain."; }
       if (opts.onRow) tr.addEventListener("click", () => opts.onRow(r));
-      for (const c of columns) tr.append(el("td", { class: c.num ? "num" : c.wrap ? "reason" : "" }, cellText(c, r)));
+      for (const c of columns) {
+        const text = cellText(c, r);
+        const td = el("td", { class: c.num ? "num" : c.cut ? "cut" : c.wrap ? "reason" : "" }, text);
+        // A cell cut to fit holds the whole in its title (shown on hover).
+        const whole = c.title ? c.title(r[c.key], r) : text;
+        if ((c.cut || c.title) && whole) td.title = whole;
+        tr.append(td);
+      }
       return tr;
     }));
     count.textContent = shown.length + " of " + rows.length;
@@ -110,23 +180,26 @@ function table(title, columns, rows, opts) {
 
 // ---- Live
 
+// Widths that fit a 1,024-pixel window: a cell cut to its column holds the whole in its title.
 const LIVE_COLUMNS = [
-  { key: "ts", label: "time" },
-  { key: "event", label: "kind" },
-  { key: "client", label: "client", format: (v, r) => v || (r.upstream_key ? "anonymous " + r.upstream_key : "") },
-  { key: "provider", label: "provider / server / host", format: (v, r) => v || r.server || r.host || "" },
-  { key: "model", label: "model / tool", format: (v, r) => v || r.tool || r.method || "" },
-  { key: "decision", label: "decision" },
-  { key: "refusal", label: "refusal" },
-  { key: "deny_reasons", label: "reason", wrap: true, format: (v, r) => (v && v.length ? v.join("; ") : r.error || "") },
-  { key: "status", label: "status", num: true },
-  { key: "total_tokens", label: "tokens", num: true },
-  { key: "cost_usd", label: "cost", num: true, format: money },
-  { key: "latency_ms", label: "ms", num: true, format: (v, r) => (v != null ? v : r.duration_ms != null ? r.duration_ms : "") },
-  { key: "findings", label: "findings", format: (v, r) => kinds(Object.assign({}, v || {}, r.answer_findings || {})) },
+  { key: "ts", label: "time", width: "7%", wrap: true, format: shortTime, title: (v) => v || "" },
+  { key: "event", label: "kind", width: "7%", cut: true },
+  { key: "client", label: "client", width: "10%", cut: true, format: (v, r) => ("client" in r ? who(v) : "") },
+  { key: "provider", label: "provider / server / host", width: "8%", cut: true, format: (v, r) => v || r.server || r.host || "" },
+  { key: "model", label: "model / tool", width: "10%", cut: true, format: (v, r) => v || r.tool || r.method || "" },
+  // A refusal names its kind; a call let through says so.
+  { key: "decision", label: "decision", width: "11.5%", cut: true, format: (v, r) => r.refusal || v || "" },
+  { key: "status", label: "status", width: "5%", num: true },
+  { key: "total_tokens", label: "tokens", width: "5.5%", num: true },
+  { key: "cost_usd", label: "cost", width: "7%", num: true, format: money },
+  { key: "latency_ms", label: "ms", width: "4.5%", num: true, format: (v, r) => (v != null ? Math.round(v) : r.duration_ms != null ? Math.round(r.duration_ms) : "") },
+  { key: "deny_reasons", label: "reason", width: "8.5%", cut: true, format: (v, r) => (Array.isArray(v) && v.length ? v.join("; ") : r.error || "") },
+  { key: "findings", label: "findings", width: "16%", wrap: true, format: (v, r) => findingsText(r) },
 ];
 
 async function viewLive(params) {
+  if (recordKinds === null) recordKinds = await api("/api/kinds");
+  const mine = generation;
   const filters = { client: params.get("client") || "", provider: "", decision: "", event: "" };
   const inputs = {};
   const bar = [];
@@ -134,10 +207,10 @@ async function viewLive(params) {
     const input = name === "decision"
       ? el("select", { name }, el("option", { value: "" }, "any decision"), el("option", { value: "allow" }, "allow"), el("option", { value: "deny" }, "deny"))
       : name === "event"
-        ? el("select", { name }, ...["", "llm_call", "mcp_call", "connection", "tollgate_started", "tollgate_stopped"].map((v) => el("option", { value: v }, v || "any kind")))
+        ? el("select", { name }, ...["", ...recordKinds].map((v) => el("option", { value: v }, v || "any kind")))
         : el("input", { name, placeholder: name, size: 12 });
     input.value = filters[name];
-    input.addEventListener("change", () => { filters[name] = input.value; load(); });
+    input.addEventListener("change", () => { filters[name] = input.value; load().then(schedule, schedule); });
     inputs[name] = input;
     bar.push(input);
   }
@@ -151,7 +224,7 @@ async function viewLive(params) {
   });
   bar.push(pause);
   let rows = [];
-  const box = table("Live", LIVE_COLUMNS, rows, { id: "live", extras: bar.reverse(), rowClass: (r) => (r.decision === "deny" ? "deny" : ""), empty: "No record yet: a call through Tollgate shows here as it ends." });
+  const box = table("Live", LIVE_COLUMNS, rows, { id: "live", layout: "fit", extras: bar.reverse(), rowClass: (r) => (r.decision === "deny" ? "deny" : ""), empty: "No record yet: a call through Tollgate shows here as it ends." });
   main.replaceChildren(box);
   const matches = (r) => Object.entries(filters).every(([k, v]) => !v || (k === "event" ? r.event : r[k]) === v);
   function add(r) {
@@ -162,6 +235,7 @@ async function viewLive(params) {
   }
   let cursor = null;
   async function load() {
+    clearTimeout(liveTimer); // the poll after this load asks from its cursor
     const answer = await api("/api/events", { limit: 200, client: filters.client, provider: filters.provider, decision: filters.decision, event: filters.event, since: "" });
     rows = answer.events.slice().reverse();
     cursor = answer.cursor;
@@ -169,11 +243,11 @@ async function viewLive(params) {
     const empty = box.querySelector(".empty");
     if (empty && rows.length) empty.remove();
   }
-  await load();
   // New records, asked for twice a second after the last one shown (the API's cursor): a plain
-  // request each time, so that the view keeps up through any proxy and reconnects by itself.
+  // request each time, so that the view keeps up through any proxy and reconnects by itself. One
+  // poll at a time: the next is asked for once the last has answered, while this view is shown.
   async function poll() {
-    if (live === null) return;
+    if (mine !== generation) return;
     try {
       const answer = await api("/api/events", { after: cursor, limit: 1000, since: "" });
       cursor = answer.cursor;
@@ -183,9 +257,15 @@ async function viewLive(params) {
       }
       for (const r of answer.events) { if (paused) held.push(r); else add(r); }
     } catch (e) { /* the console restarting: asked again at the next turn */ }
-    if (live !== null) live = setTimeout(poll, 500);
+    schedule();
   }
-  live = setTimeout(poll, 500);
+  function schedule() {
+    if (mine !== generation) return;
+    clearTimeout(liveTimer);
+    liveTimer = setTimeout(poll, 500);
+  }
+  await load();
+  schedule();
 }
 
 // ---- People
@@ -193,18 +273,19 @@ async function viewLive(params) {
 async function viewPeople() {
   const rows = await api("/api/people");
   main.replaceChildren(table("People", [
-    { key: "client", label: "client", format: (v, r) => v || "anonymous " + (r.key || "") },
-    { key: "calls", label: "calls", num: true },
-    { key: "refused", label: "refused", num: true },
-    { key: "input_tokens", label: "input tokens", num: true },
-    { key: "output_tokens", label: "output tokens", num: true },
-    { key: "cost_usd", label: "cost", num: true, format: money },
-    { key: "unpriced", label: "no price", num: true },
-    { key: "findings", label: "findings", format: kinds },
-    { key: "connections", label: "connections", num: true },
-    { key: "last_seen", label: "last seen" },
-  ], rows, { id: "people", csv: "/api/people" + query({ format: "csv" }), sort: "cost_usd", sortDir: -1, onRow: (r) => { if (r.client) location.hash = "live?client=" + encodeURIComponent(r.client); } }));
-  main.append(el("p", { class: "note" }, "A client opens on its own calls in Live. Anonymous callers are told apart by their key's fingerprint."));
+    { key: "client", label: "client", width: "11%", cut: true, format: who, title: (v, r) => (v == null ? ANONYMOUS + " key " + (r.key || "") : v) },
+    { key: "calls", label: "calls", width: "5.5%", num: true },
+    { key: "refused", label: "refused", width: "6.5%", num: true },
+    { key: "input_tokens", label: "input tokens", width: "7.5%", num: true },
+    { key: "output_tokens", label: "output tokens", width: "7.5%", num: true },
+    { key: "cost_usd", label: "cost", width: "9%", num: true, format: money },
+    { key: "unpriced", label: "no price", width: "6%", num: true },
+    { key: "models", label: "models (calls)", width: "14%", wrap: true, format: lines },
+    { key: "findings", label: "findings", width: "15.5%", wrap: true, format: lines },
+    { key: "connections", label: "connections", width: "9.5%", num: true },
+    { key: "last_seen", label: "last seen", width: "8%", wrap: true, format: shortTime, title: (v) => v || "" },
+  ], rows, { id: "people", layout: "fit", csv: "/api/people" + query({ format: "csv" }), sort: "cost_usd", sortDir: -1, onRow: (r) => { if (r.client) location.hash = "live?client=" + encodeURIComponent(r.client); } }));
+  main.append(el("p", { class: "note" }, "A client opens on its own calls in Live. Anonymous callers are told apart by their key's fingerprint (in the title of their name, and in the CSV)."));
 }
 
 // ---- Spend
@@ -220,10 +301,10 @@ async function viewSpend(params) {
   const week = new Date(Date.now() - 7 * 86400e3).toISOString().slice(0, 13) + ":00";
   const rows = await api("/api/spend", { by, bucket, since: bucket === "hour" && !sinceParam() ? week : null });
   const section = el("section", { id: "spend" }, el("h2", {}, "Spend"), el("div", { class: "bar" }, bySelect, bucketSelect));
-  section.append(plot(rows));
+  section.append(plot(rows, by));
   main.replaceChildren(section, table("Spend " + by + " per " + bucket, [
     { key: "bucket", label: bucket },
-    { key: "key", label: by },
+    { key: "key", label: by, format: (v) => (v == null ? (by === "client" ? ANONYMOUS : "(none)") : v) },
     { key: "calls", label: "calls", num: true },
     { key: "input_tokens", label: "input tokens", num: true },
     { key: "output_tokens", label: "output tokens", num: true },
@@ -232,10 +313,11 @@ async function viewSpend(params) {
 }
 
 // Cost per bucket, stacked by key, as inline SVG.
-function plot(rows) {
+function plot(rows, by) {
   const width = 900, height = 260, left = 70, bottom = 40, top = 10;
   const buckets = [...new Set(rows.map((r) => r.bucket))].sort();
-  const keys = [...new Set(rows.map((r) => r.key == null ? "(none)" : r.key))];
+  const none = (k) => (k == null ? (by === "client" ? ANONYMOUS : "(none)") : k);
+  const keys = [...new Set(rows.map((r) => none(r.key)))];
   const totals = {};
   rows.forEach((r) => { totals[r.bucket] = (totals[r.bucket] || 0) + r.cost_usd; });
   const most = Math.max(1e-9, ...Object.values(totals));
@@ -247,12 +329,12 @@ function plot(rows) {
   const step = Math.min(60, (width - left - 20) / Math.max(1, buckets.length));
   const heights = {};
   rows.forEach((r) => {
-    const i = buckets.indexOf(r.bucket), k = keys.indexOf(r.key == null ? "(none)" : r.key);
+    const i = buckets.indexOf(r.bucket), k = keys.indexOf(none(r.key));
     const h = (r.cost_usd / most) * (height - top - bottom);
     const below = heights[r.bucket] || 0;
     heights[r.bucket] = below + h;
     const bar = svg("rect", { x: left + i * step + 1, y: height - bottom - below - h, width: Math.max(1, step - 2), height: Math.max(0, h), fill: COLORS[k % COLORS.length] });
-    bar.append(svg("title", {}, `${r.bucket} ${r.key}: ${money(r.cost_usd)}, ${r.calls} calls`));
+    bar.append(svg("title", {}, `${r.bucket} ${none(r.key)}: ${money(r.cost_usd)}, ${r.calls} calls`));
     chart.append(bar);
   });
   const every = Math.ceil(buckets.length / 8);
@@ -277,24 +359,27 @@ const VIEWS = {
   people: viewPeople,
   spend: viewSpend,
   refusals: () => simple("refusals", "Refusals", "/api/refusals", [
-    { key: "kind", label: "kind" }, { key: "client", label: "client" }, { key: "count", label: "count", num: true },
+    { key: "kind", label: "kind" }, { key: "client", label: "client", format: who }, { key: "count", label: "count", num: true },
     { key: "last_reason", label: "latest reason", wrap: true }, { key: "last_seen", label: "last seen" },
   ], { empty: "Nothing refused." }),
   guardrails: () => simple("guardrails", "Guardrails: findings", "/api/findings", [
-    { key: "kind", label: "kind" }, { key: "client", label: "client" }, { key: "count", label: "found", num: true },
+    { key: "kind", label: "kind" }, { key: "client", label: "client", format: who },
+    { key: "where", label: "where" }, { key: "action", label: "what was done" }, { key: "count", label: "found", num: true },
   ], { empty: "No finding." }),
   services: () => simple("services", "AI services", "/api/inventory", [
-    { key: "client", label: "client" }, { key: "service", label: "service" }, { key: "category", label: "category" },
+    { key: "client", label: "client", format: who }, { key: "service", label: "service" }, { key: "category", label: "category" },
     { key: "calls", label: "governed calls", num: true }, { key: "connections", label: "connections", num: true },
     { key: "refused", label: "refused", num: true }, { key: "bytes_sent", label: "sent", num: true },
     { key: "bytes_received", label: "received", num: true }, { key: "last_seen", label: "last seen" },
   ]),
   budgets: () => simple("budgets", "Budgets", "/api/budgets", [
-    { key: "limit", label: "limit" }, { key: "subject", label: "applies to" }, { key: "window", label: "window" },
-    { key: "used", label: "used", num: true }, { key: "cap", label: "cap", num: true }, { key: "unit", label: "unit" },
+    { key: "limit", label: "limit" }, { key: "subject", label: "applies to", format: (v) => (v == null ? "(all)" : v) }, { key: "window", label: "window" },
+    { key: "used", label: "used", num: true, format: (v, r) => (r.unit === "usd" ? money(v) : v == null ? "" : String(v)) },
+    { key: "cap", label: "cap", num: true, format: (v, r) => (r.unit === "usd" ? money(v) : v == null ? "" : String(v)) },
+    { key: "unit", label: "unit" },
   ], { empty: "No limit configured." }),
   audit: () => simple("audit", "Audit", "/api/audit", [
-    { key: "file", label: "file" }, { key: "instance", label: "instance" }, { key: "records", label: "records", num: true },
+    { key: "file", label: "file", cut: true }, { key: "instance", label: "instance" }, { key: "records", label: "records", num: true },
     { key: "state", label: "state" }, { key: "faults", label: "first fault", wrap: true, format: (v) => (v && v.length ? v[0] + (v.length > 1 ? ` (+${v.length - 1} more)` : "") : "") },
     { key: "last_checkpoint", label: "last checkpoint", format: (v) => (v ? `${v} (${ago(v)})` : "none yet") }, { key: "signed", label: "signed", format: (v) => (v == null ? "not checked" : v ? "yes" : "no") },
     { key: "worker_lost", label: "worker lost", num: true },
@@ -302,15 +387,53 @@ const VIEWS = {
 };
 
 async function route() {
-  if (live !== null) { clearTimeout(live); live = null; }
+  generation += 1;
+  viewing.abort();
+  viewing = new AbortController();
+  clearTimeout(liveTimer);
+  liveTimer = null;
   const [name, rest] = (location.hash.slice(1) || "live").split("?");
   const view = VIEWS[name] ? name : "live";
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.view === view);
   main.replaceChildren(el("p", { class: "note" }, "Loading…"));
+  auditState();
   try {
     await VIEWS[view](new URLSearchParams(rest || ""));
   } catch (e) {
-    main.replaceChildren(el("p", { class: "error" }, "Cannot load: " + e.message));
+    if (e !== STALE) main.replaceChildren(el("p", { class: "error" }, "Cannot load: " + e.message));
+  }
+}
+
+// Whether the audit is whole, in the header of every view: looked at with each view, and every
+// few seconds; one look at a time (asked for during one, it is made again once that one ends).
+async function auditState() {
+  clearTimeout(auditTimer);
+  auditTimer = null;
+  if (auditLooking) {
+    auditAgain = true;
+    return;
+  }
+  auditLooking = true;
+  const badge = document.getElementById("audit-state");
+  try {
+    const files = await ask("/api/audit");
+    const faults = files.filter((f) => f.state === "fault").length;
+    const other = files.find((f) => f.state !== "whole" && f.state !== "fault");
+    const state = !files.length ? "no file" : faults ? "fault" : other ? other.state : "whole";
+    badge.textContent = "Audit: " + state + (faults > 1 ? ` (${faults} files)` : "");
+    badge.className = "audit-" + state.replace(/\W+/g, "-");
+    badge.title = files.map((f) => `${f.file}${f.instance ? " " + f.instance : ""}: ${f.state}`).join("\n");
+  } catch (e) {
+    badge.textContent = "Audit: not known";
+    badge.className = "audit-unknown";
+  } finally {
+    auditLooking = false;
+  }
+  if (auditAgain) {
+    auditAgain = false;
+    auditState();
+  } else {
+    auditTimer = setTimeout(auditState, AUDIT_EVERY_MS);
   }
 }
 

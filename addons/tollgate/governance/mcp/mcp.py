@@ -172,12 +172,14 @@ class McpExchange:
             stream_or_end = self.method in UNREQUESTED
             return [{**base, "method": self.method if stream_or_end else None, "tool": None, "decision": self.decision,
                      "deny_reasons": list(self.deny_reasons), "findings": None, "redacted": None,
-                     "answer_findings": self.answer_findings.get(None), "is_error": None, "retry_of": None, **tail,
-                     **(_CUT if None in self.answer_denied else {})}]  # fmt: skip
+                     "answer_findings": self.answer_findings.get(None),
+                     "answer_redacted": self._redacted(self.answer_findings.get(None)), "is_error": None,
+                     "retry_of": None, **tail, **(_CUT if None in self.answer_denied else {})}]  # fmt: skip
         records = []
         for i, request in enumerate(self.requests):
             reasons = self.denied.get(i, ())
             denied = self.decision == "deny"
+            found = None if request.id is None else self.answer_findings.get(request.id)
             records.append({
                 **base,
                 "method": request.method,
@@ -189,7 +191,9 @@ class McpExchange:
                 "findings": self.findings,
                 "redacted": self.redacted,
                 # What the answer guardrails found in its result (null: not read).
-                "answer_findings": None if request.id is None else self.answer_findings.get(request.id),
+                "answer_findings": found,
+                # How many of them were of kinds an answer rule redacts: replaced in what the client got.
+                "answer_redacted": self._redacted(found),
                 "is_error": None if request.id is None or denied else self.outcomes.get(request.id),
                 "retry_of": self.retry_of.get(i),
                 **tail,
@@ -197,6 +201,12 @@ class McpExchange:
                 **(_CUT if request.id is not None and request.id in self.answer_denied else {}),
             })  # fmt: skip
         return records
+
+    def _redacted(self, found: dict[str, int] | None) -> int | None:
+        """How many of an answer's findings were of kinds an answer rule redacts (null: not read)."""
+        return (
+            None if found is None else sum(n for kind, n in found.items() if self.answer_actions.get(kind) == "redact")
+        )
 
 
 # The error of a request left unanswered where its answer was stopped at another's result denied,

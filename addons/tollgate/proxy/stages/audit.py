@@ -87,6 +87,7 @@ class Audit:
             if call.answer.status is None and REQUEST_ID_HEADER not in flow.response.headers:
                 flow.response.headers[REQUEST_ID_HEADER] = call.request_id
             call.answer.status = flow.response.status_code
+        _count_bodies(flow, call)
         record = self.record(call)
         flow.comment = encodable(summary(call))
         if marker := flow_marker(call):  # left alone otherwise: a marker the user set in the meantime
@@ -112,6 +113,19 @@ class Audit:
             except Exception:  # the flow's comment and marker still follow
                 logger.exception(f"Tollgate: {recorded.__qualname__} failed")
         return record
+
+
+def _count_bodies(flow: http.HTTPFlow, call: Call) -> None:
+    """The answer's bytes as they came from the upstream, for the record, where its tap did not
+    count them as they went (`UsageTap`): an answer read whole by mitmproxy. None when nothing went
+    upstream (the request's bytes, counted as it went, `AuditGate.sent`, then too)."""
+    answer = call.answer
+    if not answer.request_sent:
+        answer.bytes_sent = answer.bytes_received = None
+        return
+    response = flow.response
+    if answer.bytes_received is None and not answer.answered_by_tollgate and response is not None:
+        answer.bytes_received = len(response.raw_content or b"")
 
 
 class AuditGate:
@@ -141,6 +155,8 @@ class AuditGate:
     def sent(self, flow: http.HTTPFlow, call: Call) -> None:
         """A call step, last: the call goes upstream, its record as it stands kept in flight (with
         what it reserved), so that its process killed before it ends still has it recorded."""
+        # The body's bytes as it goes (mitmproxy's flow lets it go once the answer comes: `Redact`).
+        call.answer.bytes_sent = None if call.request.streamed_upload else len(flow.request.raw_content or b"")
         audit = self.shared.audit
         if audit is not None and audit.in_flight is not None:
             audit.in_flight.began(call.request_id, sent_record(call))

@@ -160,8 +160,11 @@ class UsageTap(patches.ReadsApart):
         call: Call | None = None,
     ) -> None:
         self.reader: UsageReader | None = reader
-        # Told when the first chunk comes (`call.answer.first_chunk`), then let go.
+        # Told when the first chunk comes (`call.answer.first_chunk`), then let go; told the answer's
+        # bytes at its end (`call.answer.bytes_received`), then let go.
         self._first: Call | None = call
+        self._call: Call | None = call
+        self.received = 0
         self._decoder = decoder
         self._on_end: Callable[[UsageReader], None] | None = on_end
         self._reading = True
@@ -173,6 +176,7 @@ class UsageTap(patches.ReadsApart):
         if not chunk:
             self.end()
             return self._rewrite.flush() if self._rewrite else chunk
+        self.received += len(chunk)
         if self._first is not None:
             self._first.answer.first_chunk = time.time()
             self._first = None
@@ -240,7 +244,9 @@ class UsageTap(patches.ReadsApart):
         reader, on_end = self.reader, self._on_end
         if isinstance(self._rewrite, GuardedAnswer):  # broken off, too: what was found so far
             self._rewrite.note()
-        self.reader = self._decoder = self._on_end = self._first = None
+        if self._call is not None:
+            self._call.answer.bytes_received = self.received
+        self.reader = self._decoder = self._on_end = self._first = self._call = None
         if reader is None or on_end is None:
             return
         try:

@@ -316,6 +316,8 @@ def test_the_records_say_what_each_result_held() -> None:
         {"pii.payment_card": 1}, "content_denied", "content_denied", "allow",
     )  # fmt: skip
     assert third["answer_findings"] is None  # not read
+    # What was done: the e-mail addresses redacted, the card number's result refused (none redacted).
+    assert [r["answer_redacted"] for r in (first, second, third)] == [2, 0, None]
     assert sorted(exchange.answer_finding_actions()) == [("pii.email", "redact", 2), ("pii.payment_card", "deny", 1)]
 
 

@@ -1,0 +1,15 @@
+"""Every kind of record the audit holds (its `event`), in one place: what the console's Live view
+filters by. A test holds it to the records Tollgate writes."""
+
+from __future__ import annotations
+
+RECORD_KINDS = (
+    "llm_call",  # a call to a model API (`audit_record`)
+    "mcp_call",  # an MCP server's request (`McpExchange.records`)
+    "connection",  # a connection through the proxy (`connection_record`)
+    "tollgate_started",  # a proxy process started, and stopped (`auditlog`)
+    "tollgate_stopped",
+    "audit_checkpoint",  # the chain's signed checkpoint (`audit_chain`)
+    "in_flight_refused",  # an in-flight file a restart could not read (`auditlog`)
+    "malformed",  # the console's own: a line that is no record (never written by Tollgate)
+)
