@@ -313,7 +313,7 @@ def test_anonymous_and_costs_are_written_one_way_in_every_view(console, browser)
     client, cost = column(browser, "live", "client"), column(browser, "live", "cost")
     assert [row[client] for row in live if row[3] == "anthropic"] == ["(anonymous)"]
     costs = sorted({row[cost] for row in live if row[cost]})
-    assert costs == ["$0.000003", "$0.000080"]  # 0.00000315 and 8.035e-05 as written
+    assert costs == ["$0.00000315", "$0.00008035"]  # 0.00000315 and 8.035e-05, as usd_text writes them
     for view, count in (("people", 3), ("refusals", 4), ("services", 4)):
         show(browser, console, view, count)
         shown = cells(browser, view)
@@ -323,7 +323,7 @@ def test_anonymous_and_costs_are_written_one_way_in_every_view(console, browser)
     show(browser, console, "people", 3)
     cost = column(browser, "people", "cost")  # the most spent first
     assert [(row[0], row[cost]) for row in cells(browser, "people")] == [
-        ("(anonymous)", "$0.000080"),
-        ("alice", "$0.000006"),
-        ("bob", "$0.000000"),
+        ("(anonymous)", "$0.00008035"),
+        ("alice", "$0.0000063"),
+        ("bob", "$0.00"),
     ]

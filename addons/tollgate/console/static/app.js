@@ -80,9 +80,13 @@ function ago(ts) {
   return s < 120 ? Math.round(s) + " s ago" : s < 7200 ? Math.round(s / 60) + " min ago" : s < 172800 ? Math.round(s / 3600) + " h ago" : Math.round(s / 86400) + " days ago";
 }
 
-// Every cost on the page: US dollars to the micro-dollar, as the proxy's console line prints them
-// (never an exponent).
-function money(v) { return v == null ? "" : "$" + Number(v).toFixed(6); }
+// Every cost on the page, one way, as the console line and the CSV write them (common/shown.py,
+// usd_text): US dollars as a plain decimal exact to the nano-dollar, at least cents, never an exponent.
+function money(v) {
+  if (v == null) return "";
+  const [whole, fraction] = Number(v).toFixed(9).split(".");
+  return "$" + whole + "." + fraction.replace(/0+$/, "").padEnd(2, "0");
+}
 function kinds(map) { return map ? Object.entries(map).map(([k, n]) => k + " " + n).join(", ") : ""; }
 function lines(map) { return map ? Object.entries(map).map(([k, n]) => k + " " + n).join("\n") : ""; } // one a line
 const ANONYMOUS = "(anonymous)";
