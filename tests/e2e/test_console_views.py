@@ -4,7 +4,7 @@ its findings, a long reason cut and whole in its title; every view says whether 
 whole; a finding says where it was and what was done; People name each person's models; AI
 services count a governed call's bytes; every kind of record is in Live's kind filter; one poller
 however often the view changes; an anonymous caller is `(anonymous)` and a cost is dollars to the
-micro-dollar in every view. A screenshot of each view is kept under TOLLGATE_SCREENSHOTS, else the
+nano-dollar in every view. A screenshot of each view is kept under TOLLGATE_SCREENSHOTS, else the
 test's own directory."""
 
 from __future__ import annotations

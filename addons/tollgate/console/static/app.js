@@ -186,19 +186,19 @@ function table(title, columns, rows, opts) {
 
 // Widths that fit a 1,024-pixel window: a cell cut to its column holds the whole in its title.
 const LIVE_COLUMNS = [
-  { key: "ts", label: "time", width: "7%", wrap: true, format: shortTime, title: (v) => v || "" },
+  { key: "ts", label: "time", width: "6.5%", wrap: true, format: shortTime, title: (v) => v || "" },
   { key: "event", label: "kind", width: "7%", cut: true },
   { key: "client", label: "client", width: "10%", cut: true, format: (v, r) => ("client" in r ? who(v) : "") },
   { key: "provider", label: "provider / server / host", width: "8%", cut: true, format: (v, r) => v || r.server || r.host || "" },
   { key: "model", label: "model / tool", width: "10%", cut: true, format: (v, r) => v || r.tool || r.method || "" },
   // A refusal names its kind; a call let through says so.
-  { key: "decision", label: "decision", width: "11.5%", cut: true, format: (v, r) => r.refusal || v || "" },
+  { key: "decision", label: "decision", width: "10.5%", cut: true, format: (v, r) => r.refusal || v || "" },
   { key: "status", label: "status", width: "5%", num: true },
   { key: "total_tokens", label: "tokens", width: "5.5%", num: true },
-  { key: "cost_usd", label: "cost", width: "7%", num: true, format: money },
+  { key: "cost_usd", label: "cost", width: "9%", num: true, format: money },
   { key: "latency_ms", label: "ms", width: "4.5%", num: true, format: (v, r) => (v != null ? Math.round(v) : r.duration_ms != null ? Math.round(r.duration_ms) : "") },
   { key: "deny_reasons", label: "reason", width: "8.5%", cut: true, format: (v, r) => (Array.isArray(v) && v.length ? v.join("; ") : r.error || "") },
-  { key: "findings", label: "findings", width: "16%", wrap: true, format: (v, r) => findingsText(r) },
+  { key: "findings", label: "findings", width: "15.5%", wrap: true, format: (v, r) => findingsText(r) },
 ];
 
 async function viewLive(params) {
