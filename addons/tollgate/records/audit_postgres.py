@@ -129,27 +129,35 @@ FIELD_COLUMNS: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
 # Every column a row is sent with, in order: the key, the fields', the line (and its bytes, when
 # text cannot hold them exactly: not UTF-8, or a NUL byte).
 COLUMNS = ("chain", *(name for name, _, _ in FIELD_COLUMNS), "line", "raw")
-_FIELDS = tuple((name, read) for name, _, read in FIELD_COLUMNS)
+_NAMES = tuple(name for name, _, _ in FIELD_COLUMNS)
+_TEXTS = tuple(i for i, (_, _, read) in enumerate(FIELD_COLUMNS) if read is _text)
+_OTHERS = tuple((i, read) for i, (_, _, read) in enumerate(FIELD_COLUMNS) if read is not _text)
+_NO_FIELDS = (None,) * len(FIELD_COLUMNS)
 
 
 def row_of(line: bytes) -> tuple[Any, ...]:
     """The row of a line (without its newline), its values in `COLUMNS`' order: what the table
-    holds of it, and what verification compares the stored columns with."""
+    holds of it, and what verification compares the stored columns with. This runs for every
+    record: a text column's value is looked at only when it is not a string without NUL."""
     record = parse(line)
     chain = record_id(line, record)
     try:
-        text: str | None = line.decode("utf-8")
+        text = line.decode("utf-8")
     except UnicodeDecodeError:
         text = None
     raw = None
     if text is None or NUL in text:
         text, raw = line.decode("utf-8", "replace").replace(NUL, REPLACEMENT), line
-    get = record.get if record is not None else _nothing
-    return (chain, *[read(get(name)) for name, read in _FIELDS], text, raw)
-
-
-def _nothing(name: str) -> None:
-    return None
+    if record is None:
+        return (chain, *_NO_FIELDS, text, raw)
+    values = list(map(record.get, _NAMES))
+    for i in _TEXTS:
+        value = values[i]
+        if value is not None and (type(value) is not str or NUL in value):
+            values[i] = _text(value)
+    for i, read in _OTHERS:
+        values[i] = read(values[i])
+    return (chain, *values, text, raw)
 
 
 def row_dict(line: bytes) -> dict[str, Any]:
@@ -179,12 +187,12 @@ def _column_definitions() -> str:
 
 
 # Each version's statements, which take the schema from the version before to it ({table}: the
-# table's name; {name}: the table's name as a prefix of its indexes').
+# table; {ts_index}, …: its indexes, named after it by `_names`).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         f"""CREATE TABLE IF NOT EXISTS {{table}} (
     id bigserial PRIMARY KEY,
-    chain text NOT NULL UNIQUE,
+    chain text COLLATE "C" NOT NULL UNIQUE,
     {_column_definitions()},
     line text NOT NULL,
     raw bytea,
