@@ -228,8 +228,8 @@ def schema_version(conn: psycopg.Connection, table: str) -> int:
 
 def ensure_schema(conn: psycopg.Connection, table: str) -> int:
     """The table and its indexes made, or migrated to `SCHEMA_VERSION`, in one transaction (`conn` in
-    autocommit) under an advisory lock (a fleet's instances start together); the version it was at. SchemaTooNew when
-    it is newer than this Tollgate knows: nothing changed."""
+    autocommit) under an advisory lock (a fleet's instances start together); the version it was
+    at. SchemaTooNew when it is newer than this Tollgate knows: nothing changed."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         found = schema_version(conn, table)

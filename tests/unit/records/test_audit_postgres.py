@@ -454,3 +454,25 @@ def test_the_lag_is_a_metric() -> None:
     metrics = MetricSet(postgres_lag=lambda: 12)
     assert metrics.registry.get_sample_value("tollgate_audit_postgres_lag_records") == 12
     assert MetricSet().registry.get_sample_value("tollgate_audit_postgres_lag_records") is None
+
+
+@pytest.mark.slow
+def test_one_sender_per_file(tmp_path: Path, dsn: str) -> None:
+    """Two senders of one file (two processes' in a fleet): one sends it, the other stands by and
+    takes over from the position when the first stops."""
+    audit = tmp_path / "audit.jsonl"
+    audit.write_text("")
+    lines = write_records(audit, 0, 20)
+    one = AuditPostgres(str(audit), dsn, **FAST).start()  # type: ignore[arg-type]
+    wait_until(lambda: one.lag() is not None)
+    other = AuditPostgres(str(audit), dsn, **FAST).start()  # type: ignore[arg-type]
+    try:
+        wait_until(lambda: stored_lines(dsn) == lines)
+        assert other.lag() is None  # standing by
+        assert one.stop()
+        lines += write_records(audit, 20, 5)
+        wait_until(lambda: stored_lines(dsn) == lines)
+        assert other.lag() == 0
+    finally:
+        assert other.stop()
+    assert (one.stored, other.stored) == (20, 5)

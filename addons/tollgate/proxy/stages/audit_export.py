@@ -17,7 +17,6 @@ from tollgate.core.records_settings import AuditConfig
 from tollgate.core.runtime import Loaded
 from tollgate.proxy.state import Shared
 from tollgate.records.audit_export import AuditExport
-from tollgate.records.audit_postgres import AuditPostgres
 from tollgate.records.file_sender import STOP_SECONDS, FileSender
 
 logger = logging.getLogger(__name__)
@@ -107,6 +106,9 @@ class AuditPostgresSender(AuditSending):
         return None if postgres is None else (audit.path, postgres.dsn, postgres.table, postgres.keep_days)
 
     def make(self, audit: AuditConfig) -> FileSender:
+        # psycopg loaded where audit.postgres asks for it, not by every start.
+        from tollgate.records.audit_postgres import AuditPostgres
+
         postgres = audit.postgres
         assert postgres is not None
         return AuditPostgres(audit.path, postgres.dsn, postgres.table, keep_days=postgres.keep_days)
