@@ -307,9 +307,12 @@ def test_rows_are_stored_once_in_their_order(dsn: str) -> None:
         prepare(conn)
         assert store(conn, TABLE, [row_of(line) for line in lines[:4]]) == 4
         assert store(conn, TABLE, [row_of(line) for line in lines[2:]]) == 2  # two sent again: ignored
+        twice = line_of({**LLM_CALL, "seq": 6, "chain": f"{6:064x}"})
+        assert store(conn, TABLE, [row_of(twice), row_of(twice)]) == 1  # a file that holds a line twice
+        lines.append(twice)
         stored = conn.execute(f"SELECT line, seq, groups, cost_usd, ts FROM {TABLE} ORDER BY id").fetchall()
     assert [r[0] for r in stored] == [line.decode() for line in lines]
-    assert [r[1] for r in stored] == list(range(6))
+    assert [r[1] for r in stored] == list(range(7))
     assert stored[0][2] == ["research", "eu"] and stored[0][3] == Decimal("0.000123457")
 
 
