@@ -506,6 +506,24 @@ ensure_redis_server() {
   say "(Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis) and run the tests again"
 }
 
+# The tests of audit.postgres run a real PostgreSQL (Debian's postgresql package: initdb and pg_ctl
+# under /usr/lib/postgresql/N/bin), started by the tests themselves. Installed here when it can be
+# (root, apt-get); else said, and those tests fail with the same words.
+postgresql_installed() {
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1
+}
+
+ensure_postgresql() {
+  postgresql_installed && return 0
+  if can_apt_install; then
+    say "installing postgresql with apt-get (the tests of audit.postgres run a real one)"
+    apt_install --no-install-recommends postgresql && postgresql_installed && return 0
+    say "apt-get could not install postgresql (above)"
+  fi
+  say "PostgreSQL is not installed, so the tests of audit.postgres will fail: install it"
+  say "(Debian/Ubuntu: sudo apt-get install -y postgresql; macOS: brew install postgresql) and run the tests again"
+}
+
 # --workers N puts Debian's haproxy in front of the workers (and the fleet's tests run it). Installed
 # here when it can be (root, apt-get); else said, and `tollgate serve --workers N` refuses to start.
 ensure_haproxy() {
@@ -581,9 +599,14 @@ pytest_args() {
 }
 
 # What the tests need beyond the venv, each with why, as `./run.sh test` says it before installing
-# what is missing. The unit tests (`test unit`) need only the first two: the ledger's tests run a
-# real redis-server, the deploy tests render the manifests with kubectl.
-UNIT_NEEDS=("redis-server:the ledger's tests run a real one" "kubectl:the deploy tests render the Kubernetes manifests")
+# what is missing. The unit tests (`test unit`) need only the first three: the ledger's tests run a
+# real redis-server, the tests of audit.postgres a real PostgreSQL, the deploy tests render the
+# manifests with kubectl.
+UNIT_NEEDS=(
+  "redis-server:the ledger's tests run a real one"
+  "postgresql:the tests of audit.postgres run a real one"
+  "kubectl:the deploy tests render the Kubernetes manifests"
+)
 E2E_NEEDS=(
   "the official SDKs (.venv-clients):the end-to-end tests call through Tollgate with them"
   "haproxy:the fleet's tests run one in front of the workers"
@@ -608,11 +631,13 @@ run_tests() {
   if [[ "${1:-}" == unit ]]; then
     say_what_tests_install unit
     ensure_redis_server
+    ensure_postgresql
     ensure_kubectl
   else
     say_what_tests_install all
     ensure_clients_venv
     ensure_redis_server
+    ensure_postgresql
     ensure_haproxy || say "so the fleet's tests (tests/e2e/test_fleet.py) will fail"
     ensure_capture_tools
     ensure_chromium

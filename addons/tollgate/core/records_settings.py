@@ -4,6 +4,7 @@ configuration (`core/config.py`) is assembled from these without it."""
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -37,24 +38,74 @@ class AuditOtlpConfig(Strict):
     _endpoint = field_validator("endpoint")(classmethod(lambda cls, value: otlp_endpoint(value)))
 
 
+# A table's name as Tollgate writes it in SQL (and names its indexes after it): an unquoted identifier.
+TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+
+
+def postgres_dsn(value: str) -> str:
+    """A libpq connection URI (postgresql://user:password@host:5432/db?sslmode=…) or key=value
+    string; ValueError saying what is wrong, never repeating it (it may hold a password)."""
+    from psycopg.conninfo import conninfo_to_dict  # the driver's own reading, loaded where it is set
+
+    text = value.strip()
+    if not text:
+        raise ValueError("must be a PostgreSQL connection URI, e.g. postgresql://tollgate@db:5432/tollgate")
+    if "://" in text and not text.startswith(("postgresql://", "postgres://")):
+        raise ValueError(
+            "must be a PostgreSQL connection URI (postgresql://…), e.g. postgresql://tollgate@db:5432/tollgate"
+        )
+    try:
+        parts = conninfo_to_dict(text)
+    except Exception:  # psycopg.ProgrammingError, whose words repeat the string
+        parts = None
+    ports = str((parts or {}).get("port") or "5432").split(",")
+    if parts is None or not all(p.isdigit() and 0 < int(p) < 65536 for p in ports):
+        raise ValueError(
+            "is not a PostgreSQL connection string libpq can read (postgresql://user:password@host:5432/db)"
+        )
+    return text
+
+
+class AuditPostgresConfig(Strict):
+    """`audit.postgres`: every audit record also sent to a table of PostgreSQL, from the file,
+    once (the table's key is each record's `chain`)."""
+
+    dsn: str = Field(repr=False)  # a libpq URI, usually ${TOLLGATE_RECORDS_DSN}: it holds a password
+    table: str = "tollgate_records"
+    keep_days: float | None = Field(default=None, gt=0)  # rows older than this removed; None: kept
+
+    _dsn = field_validator("dsn")(classmethod(lambda cls, value: postgres_dsn(value)))
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        if TABLE_NAME.fullmatch(value) is None:
+            raise ValueError(
+                "must be a table's name: lower-case letters, digits and _, at most 40, e.g. tollgate_records"
+            )
+        return value
+
+
 class AuditConfig(Strict):
     """`audit:` where the records go (a file, or `-`: standard output), whether Tollgate asks an
     OpenAI stream for the usage its client did not ask for (`inject`) or only reads what it reports,
-    how often a checkpoint is written and the Ed25519 key that signs it (a PEM file, PKCS#8), and
-    the collector the file is shipped to (`otlp`)."""
+    how often a checkpoint is written and the Ed25519 key that signs it (a PEM file, PKCS#8), the
+    collector the file is shipped to (`otlp`) and the PostgreSQL table it is sent to (`postgres`)."""
 
     path: str = "audit.jsonl"
     stream_usage: Literal["passive", "inject"] = "inject"
     checkpoint_s: float = Field(default=60.0, gt=0)
     signing_key: str | None = None  # read when the file is (`config.read_config`), relative to it
     otlp: AuditOtlpConfig | None = None
+    postgres: AuditPostgresConfig | None = None
 
-    @field_validator("otlp")
+    @field_validator("otlp", "postgres")
     @classmethod
-    def _from_a_file(cls, value: AuditOtlpConfig | None, info: ValidationInfo) -> AuditOtlpConfig | None:
+    def _from_a_file[T](cls, value: T, info: ValidationInfo) -> T:
         if value is not None and info.data.get("path") == "-":
+            what = "exported" if info.field_name == "otlp" else "sent to PostgreSQL"
             raise ValueError(
-                'the audit is exported from its file, and audit.path is "-" (standard output): set audit.path to a file'
+                f'the audit is {what} from its file, and audit.path is "-" (standard output): set audit.path to a file'
             )
         return value
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from tollgate.proxy.runner import AnyCallStep, CallSteps, Gateway
 from tollgate.proxy.stages.attempts import Attempts
 from tollgate.proxy.stages.audit import Audit, AuditGate
-from tollgate.proxy.stages.audit_export import AuditExporter
+from tollgate.proxy.stages.audit_export import AuditExporter, AuditPostgresSender
 from tollgate.proxy.stages.broker import Broker
 from tollgate.proxy.stages.classify import Classify
 from tollgate.proxy.stages.credential import Credential
@@ -51,7 +51,9 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     record (a `Call`, an MCP request's `McpExchange`). None yet."""
     shared = Shared()
     audit_export = AuditExporter(shared)  # the audit file shipped to a collector (audit.otlp), from its own thread
-    metrics = Metrics(shared, export_lag=audit_export.lag)  # /metrics served where `metrics.listen` says
+    audit_postgres = AuditPostgresSender(shared)  # the audit file sent to PostgreSQL (audit.postgres), likewise
+    # /metrics served where `metrics.listen` says
+    metrics = Metrics(shared, export_lag=audit_export.lag, postgres_lag=audit_postgres.lag)
     # The tollgate_config option, the file watched, the proxy options set; the metrics' server
     # opened for each configuration before it is applied.
     settings = Settings(shared, opening=[metrics.open])
@@ -120,7 +122,10 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     broker = Broker(shared, refused_elsewhere=egress.refused_request)
     tracing = Tracing(shared)  # a span per call, exported over OTLP (metrics.otlp)
     # At each call's end: its counters settled, then counted in the metrics and traced.
-    audit = Audit(shared, recorded=[ledger.settle, metrics.recorded, tracing.record, audit_export.recorded])
+    audit = Audit(
+        shared,
+        recorded=[ledger.settle, metrics.recorded, tracing.record, audit_export.recorded, audit_postgres.recorded],
+    )
 
     call_steps = CallSteps(
         audit_gate.handle,  # 503 while the audit cannot be written
@@ -230,6 +235,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             websocket.configure,
             tracing.configure,
             audit_export.configure,
+            audit_postgres.configure,
             warm_up.configure,
         ],
         running=[settings.started, settings.running, decide.running, metrics.running, drain.running],
@@ -350,6 +356,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
             audit.done,
             tracing.done,  # after the audit's: the spans of the calls it ended exported
             audit_export.done,  # after the audit's: its last records sent to the collector
+            audit_postgres.done,  # and to PostgreSQL
             ledger.done,
             metrics.done,
             guard.done,  # its scanning threads let go

@@ -95,10 +95,12 @@ class State(Collector):
         pools: Callable[[], Mapping[str, KeyPool]],
         audit_depth: Callable[[], int | None],
         export_lag: Callable[[], int | None] = lambda: None,
+        postgres_lag: Callable[[], int | None] = lambda: None,
     ) -> None:
         self._pools = pools
         self._audit_depth = audit_depth
         self._export_lag = export_lag
+        self._postgres_lag = postgres_lag
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         return self._families()
@@ -118,10 +120,14 @@ class State(Collector):
                 "tollgate_audit_export_lag_records",
                 "Audit records written to the audit file and not yet acknowledged by the collector (audit.otlp).",
             ),
+            GaugeMetricFamily(
+                "tollgate_audit_postgres_lag_records",
+                "Audit records written to the audit file and not yet stored in PostgreSQL (audit.postgres).",
+            ),
         ]
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        keys, resting, depth, lag = self._families()
+        keys, resting, depth, lag, postgres_lag = self._families()
         for name, pool in list(self._pools().items()):
             if pool:
                 keys.add_metric([name], len(pool))
@@ -129,10 +135,11 @@ class State(Collector):
         queued = self._audit_depth()
         if queued is not None:
             depth.add_metric([], queued)
-        behind = self._export_lag()
-        if behind is not None:
-            lag.add_metric([], behind)
-        return [keys, resting, depth, lag]
+        for family, read in ((lag, self._export_lag), (postgres_lag, self._postgres_lag)):
+            behind = read()
+            if behind is not None:
+                family.add_metric([], behind)
+        return [keys, resting, depth, lag, postgres_lag]
 
 
 class ProcessInfo(Collector):
@@ -242,13 +249,14 @@ class MetricSet:
         pools: Callable[[], Mapping[str, KeyPool]] = dict,
         audit_depth: Callable[[], int | None] = lambda: None,
         export_lag: Callable[[], int | None] = lambda: None,
+        postgres_lag: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.cap = LabelCap(max_label_values)
         self.registry = registry = CollectorRegistry()
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
-        registry.register(State(pools, audit_depth, export_lag))
+        registry.register(State(pools, audit_depth, export_lag, postgres_lag))
         registry.register(ProcessInfo(instance_name(), tollgate_version()))
         self.token_usage = HistogramFamily(
             "gen_ai_client_token_usage",

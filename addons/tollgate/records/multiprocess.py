@@ -55,6 +55,7 @@ GAUGE_MODES = {
     "tollgate_pool_keys_resting": "livemax",
     "tollgate_audit_queue_depth": "livesum",
     "tollgate_audit_export_lag_records": "livemax",  # the one process that ships the file says it
+    "tollgate_audit_postgres_lag_records": "livemax",  # likewise
     "tollgate_info": "liveall",
     "process_resident_memory_bytes": "livesum",
     "process_virtual_memory_bytes": "livesum",

@@ -19,17 +19,8 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from tests.support.otlp import Collector, value_of
 
 from tollgate.core.config import ConfigError, parse_config
-from tollgate.records.audit_export import (
-    AuditExport,
-    Position,
-    Tail,
-    backoff,
-    outcome_of,
-    position_path,
-    read_position,
-    start_position,
-    write_position,
-)
+from tollgate.records.audit_export import AuditExport, outcome_of, position_path
+from tollgate.records.file_sender import Position, Tail, backoff, read_position, start_position, write_position
 from tollgate.records.otlp_logs import encode_log_record, encode_value, export_body, record_id
 
 LLM_CALL = {

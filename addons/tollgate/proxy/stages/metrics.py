@@ -34,10 +34,15 @@ LISTEN_ENV = "TOLLGATE_METRICS_LISTEN"
 
 class Metrics:
     def __init__(
-        self, shared: Shared, env: Mapping[str, str] | None = None, export_lag: Callable[[], int | None] = lambda: None
+        self,
+        shared: Shared,
+        env: Mapping[str, str] | None = None,
+        export_lag: Callable[[], int | None] = lambda: None,
+        postgres_lag: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.shared = shared
         self._export_lag = export_lag  # the audit's records not yet acknowledged by its collector
+        self._postgres_lag = postgres_lag  # the audit's records not yet stored in PostgreSQL
         # Made when metrics are first asked for, and kept: a reload never resets a counter.
         self._set: MetricSet | None = None
         self._server: WSGIServer | None = None
@@ -73,7 +78,9 @@ class Metrics:
                     usable_directory(self._directory)
                 except ValueError as e:
                     raise ConfigError(f"{DIRECTORY_ENV}={self._directory}: {e}") from None
-            self._set = MetricSet(settings.max_label_values, self._pools, self._audit_depth, self._export_lag)
+            self._set = MetricSet(
+                settings.max_label_values, self._pools, self._audit_depth, self._export_lag, self._postgres_lag
+            )
             if self._directory is not None:
                 self._files = SharedFiles(self._directory, self._set.registry)
                 self._files.start()

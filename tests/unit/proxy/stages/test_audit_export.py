@@ -15,8 +15,9 @@ from tests.support.otlp import Collector
 from tollgate.core.config import parse_config
 from tollgate.core.runtime import Loaded
 from tollgate.proxy.stages.audit import Audit
-from tollgate.proxy.stages.audit_export import AuditExporter
+from tollgate.proxy.stages.audit_export import AuditExporter, AuditPostgresSender
 from tollgate.proxy.state import Shared
+from tollgate.records.audit_postgres import AuditPostgres
 from tollgate.records.auditlog import AuditLog, started_record
 
 from .conftest import HOSTS, api_flow, classified, configured
@@ -103,3 +104,26 @@ def test_a_reload_keeps_replaces_or_stops_the_exporter(tmp_path: Path, collector
     exporter.recorded(None, {})  # type: ignore[arg-type]
     assert exporter._export is None and exporter.lag() is None
     second.stop()
+
+
+def test_audit_postgres_starts_a_sender_a_reload_replaces_it(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    shared = configured({"audit": {"path": str(path)}})
+    sender = AuditPostgresSender(shared)
+    sender.configure({"tollgate_config"})
+    assert sender._export is None and sender.lag() is None and sender.done() is None
+    dsn = "postgresql://tollgate@127.0.0.1:1/records"
+    postgres = {"path": str(path), "postgres": {"dsn": dsn}}
+    sender = AuditPostgresSender(shared)
+    reload(shared, {"audit": postgres})
+    sender.configure({"tollgate_config"})
+    first = sender._export
+    assert isinstance(first, AuditPostgres) and first.table == "tollgate_records" and first.keep_days is None
+    reload(shared, {"audit": {**postgres, "postgres": {"dsn": dsn, "keep_days": 7}}})
+    sender.recorded(None, {})  # type: ignore[arg-type]  # a call's end sees the reload
+    second = sender._export
+    assert isinstance(second, AuditPostgres) and second is not first and second.keep_days == 7
+    reload(shared, {"audit": {"path": str(path)}})
+    sender.recorded(None, {})  # type: ignore[arg-type]
+    assert sender._export is None
+    assert first.stop(0.1) and second.stop(0.1)

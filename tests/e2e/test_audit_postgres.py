@@ -1,0 +1,225 @@
+"""The audit sent to PostgreSQL (`audit.postgres`) end to end: two Tollgate instances (two mitmdumps,
+each its own audit file and TOLLGATE_INSTANCE) send to one real PostgreSQL, official OpenAI SDK
+calls through both, the database stopped and started again in the middle: every record of both
+files arrives exactly once, in each file's order, and the calls went on while it was down. A DSN
+that cannot be reached: the proxy serves, the sender says so once and tries again. A schema newer
+than Tollgate knows: one line, the sender stops, the proxy serves."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+from tests.support import streams
+from tests.support.canned import provider_answers
+from tests.support.fake_upstream import Received, Reply
+from tests.support.postgres import PostgresServer
+from tests.support.proxy import free_port
+
+from tollgate.records.audit_postgres import ensure_schema
+
+REAL_KEY = "sk-real-openai-postgres-0001"
+KEY = "tg-postgres-app-key-0001"
+PROMPT = "never-store-this-prompt-text"
+TABLE = "tollgate_records"
+
+CALL = """
+    from openai import OpenAI
+    client = OpenAI(api_key="{key}", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", max_tokens=50, messages=[{{"role": "user", "content": "{prompt}"}}])
+    for _ in client.chat.completions.create(model="gpt-4o", stream=True, stream_options={{"include_usage": True}},
+            messages=[{{"role": "user", "content": "{prompt}"}}]):
+        pass
+    report(done=True)
+"""
+
+
+def answer(r: Received) -> Reply:
+    if r.json().get("stream"):
+        return Reply(200, headers={"content-type": "text/event-stream"}, chunks=streams.openai_chat())
+    return provider_answers(r)
+
+
+def start(start_gateway, dsn_variable: str, instance: str, metrics_listen: str | None = None):
+    def build(urls: dict[str, str]) -> dict:
+        data = {
+            "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL_KEY]}},
+            "clients": [{"name": "postgres-app", "keys": [KEY]}],
+            "audit": {"postgres": {"dsn": "${TOLLGATE_RECORDS_DSN}"}},
+        }
+        if metrics_listen is not None:
+            data["metrics"] = {"listen": metrics_listen}
+        return data
+
+    env = {"TOLLGATE_RECORDS_DSN": dsn_variable, "TOLLGATE_INSTANCE": instance}
+    g = start_gateway(build, providers=("openai",), env=env)
+    g.fakes["openai"].handler = answer
+    return g
+
+
+def calls(g) -> None:
+    """Two calls (one streamed), which complete."""
+    assert g.run(CALL.format(key=KEY, prompt=PROMPT)) == {"done": True}
+
+
+def file_lines(path: Path) -> list[str]:
+    return path.read_text().rpartition("\n")[0].split("\n")
+
+
+def stored(dsn: str) -> list[tuple[str, str]]:
+    """The table's rows (instance, line), in the order they arrived."""
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        if conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone() == (None,):
+            return []
+        return conn.execute(f"SELECT instance, line FROM {TABLE} ORDER BY id").fetchall()  # type: ignore[return-value]
+
+
+def lag(listen: str) -> float | None:
+    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    found = re.search(r"^tollgate_audit_postgres_lag_records (\S+)$", text, re.M)
+    return None if found is None else float(found.group(1))
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+FAILING = "is failing (cannot reach it:"
+
+
+def test_two_instances_send_every_record_once_though_the_database_stopped(
+    start_gateway, postgres: PostgresServer
+) -> None:
+    dsn = postgres.database()
+    listen = f"127.0.0.1:{free_port()}"
+    east = start(start_gateway, dsn, "east", listen)
+    west = start(start_gateway, dsn, "west")
+    gateways = (east, west)
+    try:
+        for g in gateways:
+            calls(g)
+            g.wait_audit(2)
+        wait_for(lambda: len(stored(dsn)) >= 6, 30, "the first records in the table (started + 2 calls, twice)")
+
+        # Stopped: the calls go on, their records wait in the files.
+        postgres.stop()
+        for g in gateways:
+            calls(g)
+            g.wait_audit(4)
+        for g in gateways:
+            g.wait_console(FAILING, 30)
+        wait_for(lambda: (lag(listen) or 0) >= 2, 10, "the lag to count east's records")
+        for g in gateways:
+            calls(g)
+            g.wait_audit(6)
+    finally:
+        if not postgres.running():
+            postgres.start()
+
+    # Started again: every record of both files arrives, once.
+    for g in gateways:
+        calls(g)
+        g.wait_audit(8)
+    for g in gateways:
+        g.wait_console("goes on: PostgreSQL took the records", 60)
+    expected = {g: file_lines(g.audit_path) for g in gateways}
+    wait_for(lambda: len(stored(dsn)) >= sum(map(len, expected.values())), 60, "every record in the table")
+    wait_for(lambda: lag(listen) == 0, 10, "no lag")
+    for g in gateways:
+        g.proxy.stop()  # their last records (tollgate_stopped, the checkpoint) sent as they stop
+    expected = {g: file_lines(g.audit_path) for g in gateways}
+    wait_for(lambda: len(stored(dsn)) >= sum(map(len, expected.values())), 30, "the last records")
+    rows = stored(dsn)
+    assert sorted(line for _, line in rows) == sorted(expected[east] + expected[west])  # each once, as written
+    assert [line for instance, line in rows if instance == "east"] == expected[east]  # in the file's order
+    assert [line for instance, line in rows if instance == "west"] == expected[west]
+    assert sum('"llm_call"' in line for _, line in rows) == 16
+    for g in gateways:
+        console = g.proxy.output.read_text(errors="replace")  # stopped: its whole output
+        assert console.count(FAILING) == 1  # said once, however often it was tried
+        for secret in (PROMPT, KEY, REAL_KEY):
+            assert secret not in console
+    for _, line in rows:
+        assert PROMPT not in line and KEY not in line
+
+
+class Refuser:
+    """A port that accepts connections and closes them at once, counting them: a database that
+    cannot be reached, and how often Tollgate tried."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_database_that_cannot_be_reached_is_said_once_and_tried_again(start_gateway) -> None:
+    refuser = Refuser()
+    dsn = f"postgresql://tollgate:pw-never-logged@127.0.0.1:{refuser.port}/records"
+    try:
+        g = start(start_gateway, dsn, "lonely")
+        calls(g)
+        assert [r["status"] for r in g.wait_audit(2)] == [200, 200]
+        wait_for(lambda: refuser.accepted >= 4, 30, "the sender to try again")
+        calls(g)
+        assert [r["status"] for r in g.wait_audit(4)] == [200, 200, 200, 200]
+        console = g.proxy.console()
+        assert console.count(FAILING) == 1
+        assert f"PostgreSQL (127.0.0.1:{refuser.port}/records, table tollgate_records) {FAILING}" in console
+        assert "pw-never-logged" not in console
+        g.proxy.stop()
+    finally:
+        refuser.close()
+
+
+def test_a_schema_newer_than_known_stops_the_sender_with_one_line(start_gateway, postgres: PostgresServer) -> None:
+    dsn = postgres.database()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        ensure_schema(conn, TABLE)
+        conn.execute("UPDATE tollgate_schema SET version = 99 WHERE name = %s", (TABLE,))
+    g = start(start_gateway, dsn, "old")
+    calls(g)
+    g.wait_console("newer than this Tollgate knows", 30)
+    calls(g)
+    assert [r["status"] for r in g.wait_audit(4)] == [200, 200, 200, 200]
+    g.proxy.stop()
+    output = g.proxy.output.read_text(errors="replace")  # stopped: its whole output
+    said = [line for line in output.splitlines() if "PostgreSQL" in line]
+    assert len(said) == 2, said  # the sender's first line, and the one that says why it stops
+    assert said[1].endswith(
+        "stops: the table tollgate_records has schema version 99 (tollgate_schema), newer than this Tollgate knows"
+        " (1): its records stay in the audit file; upgrade Tollgate to send them"
+    )
+    assert stored(dsn) == []
+
+
+@pytest.fixture(autouse=True)
+def _postgres_running(postgres: PostgresServer):
+    """Whatever a test did, the session's server runs after it."""
+    yield
+    if not postgres.running():
+        postgres.start()
