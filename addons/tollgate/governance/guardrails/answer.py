@@ -379,7 +379,15 @@ class AnswerScanner:
             return end, None
         if self._is_json:
             return self._open_in_json(buf, lo)
-        return self._open_in(buf, lo, end, None)
+        read = text.read(buf, False)
+        if read.data is buf:
+            return self._open_in(buf, lo, end, None)
+        # Format characters in it, read as nothing: a candidate is looked for in what is read.
+        data = read.data
+        found, kind = self._open_in(data, _to_text(read, lo), len(data), None)
+        if found >= len(data):
+            return end, None
+        return read.to_body(found, found)[0], kind
 
     def _open_in_json(self, buf: bytes, lo: int) -> tuple[int, str | None]:
         """`_open_in` of JSON text, read as its escapes stand for (a key written with `\\u005f`);

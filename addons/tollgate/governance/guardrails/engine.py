@@ -58,8 +58,9 @@ class candidates_at_most:  # named as the function it stands for: `with candidat
 
 class Engine:
     """The detectors of one configuration's rules, compiled once; `scan` is called per body. The
-    escapes `text.read` decodes are one more anchor of the same pass: a body without them (most)
-    is read as it is, in one pass; a body with them is read again, decoded."""
+    escapes `text.read` decodes and the format characters it reads as nothing are more anchors of
+    the same pass: a body without them (most) is read as it is, in one pass; a body with them is
+    read again, decoded."""
 
     def __init__(
         self,
@@ -73,6 +74,7 @@ class Engine:
         self.whole = tuple(d for d in self.detectors if not d.anchors)
         anchored = [(i, a) for i, d in enumerate(self.detectors) for a in d.anchors]
         anchored.append((len(self.detectors), text.escapes(every_escape)))
+        anchored.append((len(self.detectors), text.format_characters()))
         # Literals whose presence `scan_marked` reports, found in the same pass (a document's keys).
         anchored += [(len(self.detectors) + 1, re.escape(m)) for m in markers]
         self.uses_hyperscan = HYPERSCAN if use_hyperscan is None else use_hyperscan
@@ -92,7 +94,7 @@ class Engine:
         escaped = anchors.pop(len(self.detectors), None)
         marked = anchors.pop(len(self.detectors) + 1, None) is not None
         read = text.Text(body, body)
-        if is_json and escaped:
+        if escaped:
             read = text.read(body, is_json, self.every_escape, (start for start, _ in escaped))
             if read.data is not body:
                 anchors = self.anchors(read.data)
