@@ -144,3 +144,13 @@ def test_an_event_that_repeats_a_key_stops_the_answer_unread(name: str, secret_f
         out, guard = _guarded(name, data, cut)
         assert guard.denied == "unread"
         assert TOKEN.encode() not in out and b"clean words" not in out
+
+
+def test_a_github_token_without_its_checksum_stops_an_answer() -> None:
+    """The answer's reading holds it as it streams, a character an event, as a checksummed one."""
+    unchecked = TOKEN[:-6] + ("AAAAAA" if not TOKEN.endswith("AAAAAA") else "BBBBBB")
+    events = [_sse((None, {"choices": [{"index": 0, "delta": {"content": ch}}]})) for ch in f"use {unchecked} now"]
+    guard = ANSWER_FORMATS["openai-chat"].stream(DENY)
+    out = b"".join(guard.feed(event) for event in events) + guard.flush()
+    assert guard.denied == "secrets.github_token"
+    assert b'"content":"u"' in out and b'"content":"g"' not in out
