@@ -21,6 +21,8 @@ holds it, so that replacing the match removes it too."""
 from __future__ import annotations
 
 import bisect
+import heapq
+import operator
 import re
 import sys
 import unicodedata
@@ -73,6 +75,10 @@ _ESCAPES = rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[0-9
 _HIDING_ASCII = re.compile(_ESCAPES_ASCII + b"|" + _FORMAT_RAW)
 _HIDING = re.compile(_ESCAPES + b"|" + _FORMAT_RAW)
 _HIDING_TEXT = re.compile(_FORMAT_RAW)
+# Searched apart: the escapes begin with a backslash, which `re` finds a memchr at a time; the
+# format characters' first bytes are a class it tries byte by byte, in text beyond ASCII only.
+_ESCAPE_SEARCH_ASCII = re.compile(_ESCAPES_ASCII)
+_ESCAPE_SEARCH = re.compile(_ESCAPES)
 
 
 def escapes(every_escape: bool) -> bytes:
@@ -122,19 +128,36 @@ class Text:
         return at - text_at - text_size + self.body_at[i] + self.body_size[i]
 
 
-def read(body: bytes, is_json: bool = True, every_escape: bool = False, at: Iterable[int] | None = None) -> Text:
+def read(
+    body: bytes,
+    is_json: bool = True,
+    every_escape: bool = False,
+    at: Iterable[int] | None = None,
+    formats: bool | None = None,
+) -> Text:
     """The text the detectors read of a body; JSON or any text (an answer's, `tollgate scan`'s).
     The built-in detectors match ASCII only: a non-ASCII character's escape is read as it is written
     (as a separator) unless `every_escape` (a custom detector's pattern or term, or a key, is not
     ASCII). A format character is read as nothing. `at`: where the escapes and format characters
-    begin, when a pass over the body has found them (`escapes`, `format_characters`)."""
+    begin, when a pass over the body has found them (`escapes`, `format_characters`); else they
+    are searched, the format characters only where `formats` (None: the body is not ASCII)."""
+    if formats is None:
+        formats = not body.isascii()
     if is_json:
         hiding = _HIDING if every_escape else _HIDING_ASCII
-    elif body.isascii():
+    elif not formats:
         return Text(body, body)
     else:
         hiding = _HIDING_TEXT
-    found = hiding.finditer(body) if at is None else (hiding.match(body, i) for i in sorted(set(at)))
+    found: Iterable[re.Match[bytes] | None]
+    if at is not None:
+        found = (hiding.match(body, i) for i in sorted(set(at)))
+    elif not is_json:
+        found = hiding.finditer(body)
+    else:
+        found = (_ESCAPE_SEARCH if every_escape else _ESCAPE_SEARCH_ASCII).finditer(body)
+        if formats:
+            found = heapq.merge(found, _HIDING_TEXT.finditer(body), key=_START)
     read = Text(body, b"")
     pieces: list[bytes] = []
     done = 0
@@ -184,6 +207,7 @@ def _character(written: bytes) -> bytes:
     return b"" if code in _FORMAT else chr(code).encode("utf-8", "surrogatepass")
 
 
+_START = operator.methodcaller("start")
 PLACEHOLDER = "[REDACTED:{kind}]"
 
 

@@ -18,7 +18,7 @@ from support.guardrail_samples import AWS_KEY_ID, SAMPLES
 from tollgate.governance.guardrails import text
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard
-from tollgate.governance.guardrails.engine import HYPERSCAN
+from tollgate.governance.guardrails.engine import HYPERSCAN, formats_in
 from tollgate.governance.guardrails.rules import Guardrails
 from tollgate.governance.guardrails.settings import GuardrailRule
 
@@ -129,3 +129,11 @@ def test_a_body_without_them_is_read_as_it_is_written() -> None:
     assert text.read(body, is_json=False).data is body
     plain = b"plain ASCII with AKIA in it"
     assert text.read(plain, is_json=False).data is plain
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_an_answers_text_is_told_to_hold_format_characters_or_not(hidden: str) -> None:
+    """What the answer's reading asks before it reads a held text anew (`engine.formats_in`)."""
+    assert formats_in(f"caf\u00e9 \u201cquoted\u201d \u2014 {hidden} end".encode())
+    assert not formats_in("caf\u00e9 \u201cquoted\u201d \u2014 end".encode())
+    assert not formats_in(b"plain ASCII")
