@@ -153,14 +153,21 @@ def _stop(id_: int, start: int, end: int, flags: int, context: Any) -> bool:
 
 
 def _python_anchors(anchored: list[tuple[int, bytes]]) -> Callable[[bytes], Anchors]:
-    # One search per anchor: a literal alone is what `re` searches fastest (its prefix scan).
+    # One search per anchor: a literal alone is what `re` searches fastest (its prefix scan). The
+    # format characters' (bytes beyond ASCII, a class `re` tries byte by byte) only in other text.
     owners = _owners(anchored)
-    compiled = [(re.compile(expression), detectors) for expression, detectors in owners.items()]
+    formats = text.format_characters()
+    compiled = [(re.compile(e), detectors, e == formats) for e, detectors in owners.items()]
 
     def anchors(data: bytes) -> Anchors:
         out: Anchors = {}
         left = _LEFT.get()
-        for pattern, detectors in compiled:
+        ascii_only: bool | None = None
+        for pattern, detectors, beyond_ascii in compiled:
+            if beyond_ascii:
+                ascii_only = data.isascii() if ascii_only is None else ascii_only
+                if ascii_only:
+                    continue
             spans = [m.span() for m in pattern.finditer(data)]
             if left is not None:
                 left[0] -= len(spans)
