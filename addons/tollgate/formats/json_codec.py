@@ -56,29 +56,26 @@ def loads_once(data: bytes) -> Any:
     return value
 
 
-# A quote or a colon written as its escape: the text's strings may then hold a `":` that orjson's do.
-_QUOTE_OR_COLON_ESCAPED = re.compile(rb"\\u00(?:22|3[aA])")
-_SPACE = b" \t\n\r"
+# A colon written as its escape: the text's strings may then hold more colons than it shows.
+_COLON_ESCAPED = re.compile(rb"\\u003[aA]")
 
 
 def keys_once(data: bytes, value: Any) -> bool:
     """Whether no object of the JSON text `data` (as orjson read it into `value`, keeping the last
-    of a repeated key's values) repeats a key. Costs two passes in C over most texts:
+    of a repeated key's values) repeats a key. A pass or two in C over most texts:
 
     - what orjson writes of the value repeats no key: where it is the text, byte for byte (compact
       JSON without escapes, as most providers stream it), none is repeated;
-    - else the keys are counted: each is a string followed by `:`, so once white space is taken out
-      `":` counts every key, and in strings each `"` followed by `:` and each string beginning with
-      `:`. orjson writes a string's quotes and colons as they are: where the text writes none of
-      them as a `\\u` escape, its strings count at least as many of them as orjson's of the same
-      strings. So a text that counts as many as orjson's has no key more than orjson kept;
-    - else (a quote or a colon escaped, or more counted), the standard library reads it, refusing
-      a repeated key."""
+    - else the colons are counted: one follows each key, the others are in strings. orjson writes
+      a string's colons as they are; where the text writes none as its escape (`\\u003a`), its
+      strings hold every colon orjson's do, and more where a member was dropped. So a text with as
+      many colons as orjson's has no key more than orjson kept;
+    - else (a colon escaped, or more of them), the standard library reads it, refusing a repeated
+      key."""
     written = orjson.dumps(value)
     if written == data:
         return True
-    counted = data.translate(None, _SPACE).count(b'":')
-    if counted == written.count(b'":') and _QUOTE_OR_COLON_ESCAPED.search(data) is None:
+    if data.count(b":") == written.count(b":") and (b"\\u003" not in data or _COLON_ESCAPED.search(data) is None):
         return True
     try:
         _ONCE.decode(data.decode("utf-8", "surrogatepass"))
