@@ -8,6 +8,8 @@ from __future__ import annotations
 import functools
 import json
 import random
+import sys
+import unicodedata
 
 import pytest
 from hypothesis import given, settings
@@ -137,3 +139,11 @@ def test_an_answers_text_is_told_to_hold_format_characters_or_not(hidden: str) -
     assert formats_in(f"caf\u00e9 \u201cquoted\u201d \u2014 {hidden} end".encode())
     assert not formats_in("caf\u00e9 \u201cquoted\u201d \u2014 end".encode())
     assert not formats_in(b"plain ASCII")
+
+
+def test_the_table_of_format_characters_is_this_pythons_unicode() -> None:
+    """Every character of category Cf, and none other: a Python of a newer Unicode that adds some
+    fails here, until the table has them."""
+    known = {c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"}
+    table = {c for first, last in text.FORMAT_RANGES for c in range(first, last + 1)}
+    assert table == known, unicodedata.unidata_version
