@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tollgate.cli.scan import applied_text, scan_inputs
 from tollgate.cli.words import plural
+from tollgate.formats.framing.bom import BOM
 
 # The size of the pieces a saved stream is fed in, as a proxy's reads would bring it.
 READ_SIZE = 16 << 10
@@ -89,14 +90,15 @@ def outcome(denied: str | None, streamed: bool, inside: bool, changed: bool) -> 
 
 def is_stream(saved: bytes) -> bool:
     """Whether a saved answer is a stream of server-sent events (else a JSON answer)."""
-    return saved.lstrip().startswith(_SSE_FIELDS)
+    return saved.removeprefix(BOM).lstrip().startswith(_SSE_FIELDS)
 
 
 def _json(saved: bytes) -> bool:
-    import json
+    """Whether a saved answer is JSON the proxy reads (no object repeats a key)."""
+    from tollgate.formats.json_codec import loads_once
 
     try:
-        json.loads(saved)
-    except ValueError:
+        loads_once(saved)
+    except (ValueError, RecursionError):
         return False
     return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -20,7 +21,8 @@ def parse_json(body: bytes | None) -> dict[str, Any] | None:
 
     For what Tollgate only reads token counts and names from: orjson reads it several times faster
     than the standard library, which still reads what orjson refuses (NaN, UTF-16, ...). Integers
-    beyond 64 bits read as floats here; request bodies are read by `read_request_json`."""
+    beyond 64 bits read as floats here; request bodies are read by `read_request_json`. An object
+    that repeats a key is no object read (`keys_once`): parsers differ on which value they keep."""
     if not body:
         return None
     try:
@@ -30,7 +32,56 @@ def parse_json(body: bytes | None) -> dict[str, Any] | None:
             return _read_leniently(body)
         except Unreadable:
             return None
-    return value if type(value) is dict else None
+    return value if type(value) is dict and keys_once(body, value) else None
+
+
+class RepeatedKey(orjson.JSONDecodeError):
+    """A JSON text one of whose objects repeats a key: parsers differ on which value they keep (the
+    last, mostly), so what Tollgate reads of it may not be what a client reads. Never read."""
+
+
+def loads_once(data: bytes) -> Any:
+    """A JSON text's value as `json.loads` reads bytes (orjson first, several times faster; the
+    standard library where orjson refuses: NaN, a byte order mark, UTF-16), but `RepeatedKey` (a
+    ValueError) where an object repeats a key."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:
+            return _ONCE.decode(data.decode(json.detect_encoding(data), "surrogatepass"))
+        except Unreadable:
+            raise RepeatedKey("an object repeats a key", "", 0) from None
+    if not keys_once(data, value):
+        raise RepeatedKey("an object repeats a key", "", 0)
+    return value
+
+
+# A colon written as its escape: the text's strings may then hold more colons than it shows.
+_COLON_ESCAPED = re.compile(rb"\\u003[aA]")
+
+
+def keys_once(data: bytes, value: Any) -> bool:
+    """Whether no object of the JSON text `data` (as orjson read it into `value`, keeping the last
+    of a repeated key's values) repeats a key. A pass or two in C over most texts:
+
+    - what orjson writes of the value repeats no key: where it is the text, byte for byte (compact
+      JSON without escapes, as most providers stream it), none is repeated;
+    - else the colons are counted: one follows each key, the others are in strings. orjson writes
+      a string's colons as they are; where the text writes none as its escape (`\\u003a`), its
+      strings hold every colon orjson's do, and more where a member was dropped. So a text with as
+      many colons as orjson's has no key more than orjson kept;
+    - else (a colon escaped, or more of them), the standard library reads it, refusing a repeated
+      key."""
+    written = orjson.dumps(value)
+    if written == data:
+        return True
+    if data.count(b":") == written.count(b":") and (b"\\u003" not in data or _COLON_ESCAPED.search(data) is None):
+        return True
+    try:
+        _ONCE.decode(data.decode("utf-8", "surrogatepass"))
+    except (ValueError, RecursionError):  # a key repeated (`Unreadable`), or nested past its depth
+        return False
+    return True
 
 
 class NonFinite(float):
@@ -56,6 +107,8 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _EXACT = json.JSONDecoder(
     parse_float=_finite_or_marked, parse_constant=NonFinite, object_pairs_hook=_object_without_duplicates
 )
+# The standard library's reader but for repeated keys, which it refuses (`Unreadable`).
+_ONCE = json.JSONDecoder(object_pairs_hook=_object_without_duplicates)
 _scan = _EXACT.scan_once  # type: ignore[attr-defined]  # set by JSONDecoder.__init__, not in its stubs
 _JSON_SPACE = " \t\n\r"
 

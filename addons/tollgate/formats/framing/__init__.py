@@ -4,6 +4,7 @@ They take the bytes in whatever pieces the network delivers, return whole frames
 a corrupt stream sets `error` and stops framing (the bytes themselves are forwarded by the caller
 regardless)."""
 
+from tollgate.formats.framing.bom import BOM, LeadingBom
 from tollgate.formats.framing.bounds import MAX_FRAME
 from tollgate.formats.framing.decoding import DecodedTooLarge, Decompressor, Undecodable, decode_whole
 from tollgate.formats.framing.eventstream import (
@@ -34,6 +35,7 @@ from tollgate.formats.framing.sse import (
 )
 
 __all__ = [
+    "BOM",
     "MAX_EVENT_HEADERS",
     "MAX_EVENT_PAYLOAD",
     "MAX_FRAME",
@@ -43,6 +45,7 @@ __all__ = [
     "EventStreamFrame",
     "EventStreamFramer",
     "JSONArrayFramer",
+    "LeadingBom",
     "SSEEvent",
     "SSEEventFilter",
     "SSEFramer",

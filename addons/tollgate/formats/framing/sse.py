@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from tollgate.formats.framing import bounds
+from tollgate.formats.framing.bom import LeadingBom
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,8 @@ def _lines(block: bytes) -> Iterator[bytes]:
 class SSEFramer:
     """Server-sent events: splits the stream into raw event blocks (per the HTML spec: lines end
     in CRLF, LF or CR; a blank line ends an event). Blocks are returned with LF line ends so that
-    a reader can test them cheaply before parsing the few it needs with `parse_sse_block`.
+    a reader can test them cheaply before parsing the few it needs with `parse_sse_block`. A UTF-8
+    byte order mark the stream begins with is read past (`bom.py`), as the standard says.
 
     An event that spans many pieces (a large one) is held as those pieces and joined once it is
     complete: each piece is searched once, for the last blank line it ends."""
@@ -94,6 +96,7 @@ class SSEFramer:
         self._held: list[bytes] = []  # the LF-normalised pieces of the event not yet complete
         self._held_size = 0
         self._pending_cr = False
+        self._bom: LeadingBom | None = LeadingBom()  # until the stream's first bytes are past
         self.error: str | None = None
 
     @property
@@ -109,6 +112,11 @@ class SSEFramer:
         readers test the region as a whole and split it only when it holds what they want."""
         if self.error is not None or not chunk:
             return b""
+        if self._bom is not None:
+            chunk = self._bom.feed(chunk)
+            if not self._bom.done:
+                return b""
+            self._bom = None
         if self._pending_cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]  # the LF of a CRLF split across chunks
         self._pending_cr = chunk.endswith(b"\r")

@@ -25,6 +25,7 @@ from tollgate.formats.chat import (
 )
 from tollgate.formats.framing import (
     JSONArrayFramer,
+    LeadingBom,
     SSEFramer,
     StreamTail,
     array_elements_backward,
@@ -163,6 +164,7 @@ class GeminiStreamReader:
     def __init__(self) -> None:
         self.error: str | None = None
         self._framer: SSEFramer | JSONArrayFramer | None = None
+        self._bom = LeadingBom()
         self._started = False
         self._prefix = ""
         self._calls: dict[int, int] = {}  # tool calls so far, by candidate
@@ -171,7 +173,7 @@ class GeminiStreamReader:
         if self.error is not None:
             return []
         if self._framer is None:
-            chunk = chunk.lstrip()
+            chunk = self._bom.feed(chunk).lstrip()  # a byte order mark before the first item: read past
             if not chunk:
                 return []
             self._framer = JSONArrayFramer() if chunk.startswith(b"[") else SSEFramer()

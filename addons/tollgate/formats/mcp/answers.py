@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, Protocol
 
-from tollgate.formats.framing import Decompressor, Undecodable, parse_sse_block, raw_event_spans
+from tollgate.formats.framing import Decompressor, LeadingBom, Undecodable, parse_sse_block, raw_event_spans
 from tollgate.formats.framing.bounds import MAX_FRAME
 from tollgate.formats.framing.sse import sse_event_start
 from tollgate.formats.json_codec import encode_json, parse_json
@@ -144,6 +144,7 @@ class AnswerRelay:
         self._held: list[bytes] = []  # SSE: the event still incomplete; JSON: the body so far
         self._held_size = 0  # -1 past its bound: the rest streams on unread
         self._before = -1  # SSE: the stream's last byte so far
+        self._bom = LeadingBom()
         self._waiting = b""  # complete events held until a tools/list response's tools are decided
         self._waiting_for: list[str] | None = None  # the tool names they wait for
 
@@ -202,6 +203,8 @@ class AnswerRelay:
         if self._held_size < 0:  # past the bound: streams on, unread
             return chunk
         region = b""
+        if chunk and not self._bom.done:
+            chunk = self._bom.feed(chunk)  # a byte order mark before the first event: read past
         if chunk:
             start = sse_event_start(chunk, self._before)
             self._before = chunk[-1]

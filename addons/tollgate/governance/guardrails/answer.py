@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from tollgate.governance.guardrails import checks, detectors, text
 from tollgate.governance.guardrails.detectors import Base64PairDetector, Detector
-from tollgate.governance.guardrails.engine import Engine
+from tollgate.governance.guardrails.engine import Engine, formats_in
 from tollgate.governance.guardrails.partial import UNBOUNDED, Partial, Unsupported, class_of, partial
 
 HOLD_BYTES = 4096
@@ -385,7 +385,15 @@ class AnswerScanner:
             return end, None
         if self._is_json:
             return self._open_in_json(buf, lo)
-        return self._open_in(buf, lo, end, None)
+        if not formats_in(buf):
+            return self._open_in(buf, lo, end, None)
+        # Format characters in it, read as nothing: a candidate is looked for in what is read.
+        read = text.read(buf, False, formats=True)
+        data = read.data
+        found, kind = self._open_in(data, _to_text(read, lo), len(data), None)
+        if found >= len(data):
+            return end, None
+        return read.to_body(found, found)[0], kind
 
     def _open_in_json(self, buf: bytes, lo: int) -> tuple[int, str | None]:
         """`_open_in` of JSON text, read as its escapes stand for (a key written with `\\u005f`);
@@ -394,7 +402,7 @@ class AnswerScanner:
         escape = buf.rfind(b"\\", max(lo, len(buf) - 12))
         if escape >= 0 and _cut_escape(buf, escape):
             at = escape
-        read = text.read(buf[:at], True, self._d.engine.every_escape)
+        read = text.read(buf[:at], True, self._d.engine.every_escape, formats=formats_in(buf))
         if read.data is read.body:
             return self._open_in(buf, lo, at, None)
         data = read.data

@@ -28,6 +28,7 @@ from tollgate.formats import (
 )
 from tollgate.formats.bedrock_converse.fields import EVENT_STREAM
 from tollgate.formats.bedrock_invoke import is_claude
+from tollgate.formats.framing.bom import BOM
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
 from tollgate.formats.openai_responses import COMPACT, RESPONSES
 from tollgate.formats.request_facts import Classification
@@ -267,7 +268,7 @@ def answer_format_of(classification: Classification, model: str | None) -> str |
 def first_message(saved: bytes) -> Any:
     """A saved answer's first message: a JSON body's value, else the data of its first server-sent
     event that holds JSON (`[DONE]` and comments passed over); None where there is none."""
-    body = saved.lstrip()
+    body = saved.removeprefix(BOM).lstrip()
     if body[:1] in (b"{", b"["):
         try:
             return json.loads(body)

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
+from tollgate.formats.json_codec import keys_once, loads_once
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
 from tollgate.governance.guardrails.chat_template import Channel, TemplatePass
 from tollgate.governance.guardrails.event_guard import (  # noqa: F401
@@ -60,17 +61,19 @@ def event_object(data: bytes) -> Any:
     """An event's JSON (None where it is not JSON, or is `null`): read by orjson, several times
     faster, or where orjson refuses it (NaN, bytes that are not UTF-8) as the SDKs read it; None
     too where a string holds a surrogate not paired. Data of white space alone is an empty object:
-    it carries nothing."""
+    it carries nothing. None too where an object repeats a key (`keys_once`): parsers differ on
+    which value they keep."""
     if not data.strip():
         return {}
     try:
-        return orjson.loads(data)
+        value = orjson.loads(data)
     except orjson.JSONDecodeError:
         try:
-            value = json.loads(data.decode("utf-8", "replace"))
+            value = loads_once(data.decode("utf-8", "replace").encode())
         except ValueError:
             return None
-    return None if unpaired(value) else value  # a surrogate not paired is no text: not read
+        return None if unpaired(value) else value  # a surrogate not paired is no text: not read
+    return value if keys_once(data, value) else None
 
 
 def of_read_shape(obj: Any) -> bool:

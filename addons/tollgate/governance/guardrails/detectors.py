@@ -259,8 +259,20 @@ def _userinfo(buf: bytes, start: int) -> bool:
     return start > 0 and buf[start - 1] == 58 and _URL_USER.search(buf, max(0, start - 131), start) is not None
 
 
-def _github(token: bytes) -> bool:
+def _crc_tail(token: bytes) -> bool:
     return checks.base62_crc32_tail(token, 4)
+
+
+# A GitHub token's 30 random characters hold at least this many distinct ones but for a chance of
+# about 1e-12; a placeholder (`ghp_xxxx…`, `ghp_XXXX…`) far fewer.
+_TOKEN_DISTINCT = 10
+
+
+def _github(token: bytes) -> bool:
+    """A GitHub token: its 30 random characters and their CRC-32 (`_crc_tail`), or written without
+    its checksum (cut off, or not the token's own): the 30 characters are the secret, whose checksum
+    anyone computes anew. Any 30 to 36 characters but a placeholder's."""
+    return _crc_tail(token) or len(set(token[4:])) >= _TOKEN_DISTINCT
 
 
 _AWS_KEY_ID = detector(
@@ -425,8 +437,9 @@ def _builtin() -> tuple[Detector, ...]:
         _AWS_KEY_ID,
         aws_secret_named,
         aws_secret_pair,
-        token("secrets.github_token", rb"gh[pousr]_", rb"[A-Za-z0-9]{36}", 40, _github),
-        token("secrets.github_token", rb"github_pat_", rb"[A-Za-z0-9]{22}_[A-Za-z0-9]{59}", 93),
+        # With its checksum or without (`_github`); a fine-grained token's last six characters too.
+        token("secrets.github_token", rb"gh[pousr]_", rb"[A-Za-z0-9]{30,36}", 40, _github),
+        token("secrets.github_token", rb"github_pat_", rb"[A-Za-z0-9]{22}_[A-Za-z0-9]{53,59}", 93),
         token(
             # A routable token ends in `.`, its version's two characters and its CRC's seven or more.
             "secrets.gitlab_token", gitlab, rb"[A-Za-z0-9_-]{20,300}(?:\.[0-9a-z]{2}\.?[0-9a-z]{7,10})?", 330,
@@ -471,7 +484,7 @@ def _builtin() -> tuple[Detector, ...]:
             rb"://" + _URL_PART + rb"{0,128}:(?P<v>" + _URL_PART + rb"{1,256})@[A-Za-z0-9]",
             (rb"://",), 400, _url_password, at_anchor=True,
         ),
-        token("secrets.npm_token", rb"npm_", rb"[A-Za-z0-9]{36}", 40, _github),
+        token("secrets.npm_token", rb"npm_", rb"[A-Za-z0-9]{36}", 40, _crc_tail),
         token(
             "secrets.pypi_token", rb"pypi-AgE", rb"(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{50,1000}", 1040,
             dashed=True,

@@ -58,8 +58,9 @@ class candidates_at_most:  # named as the function it stands for: `with candidat
 
 class Engine:
     """The detectors of one configuration's rules, compiled once; `scan` is called per body. The
-    escapes `text.read` decodes are one more anchor of the same pass: a body without them (most)
-    is read as it is, in one pass; a body with them is read again, decoded."""
+    escapes `text.read` decodes and the format characters it reads as nothing are more anchors of
+    the same pass: a body without them (most) is read as it is, in one pass; a body with them is
+    read again, decoded."""
 
     def __init__(
         self,
@@ -73,6 +74,7 @@ class Engine:
         self.whole = tuple(d for d in self.detectors if not d.anchors)
         anchored = [(i, a) for i, d in enumerate(self.detectors) for a in d.anchors]
         anchored.append((len(self.detectors), text.escapes(every_escape)))
+        anchored.append((len(self.detectors), text.format_characters()))
         # Literals whose presence `scan_marked` reports, found in the same pass (a document's keys).
         anchored += [(len(self.detectors) + 1, re.escape(m)) for m in markers]
         self.uses_hyperscan = HYPERSCAN if use_hyperscan is None else use_hyperscan
@@ -92,7 +94,7 @@ class Engine:
         escaped = anchors.pop(len(self.detectors), None)
         marked = anchors.pop(len(self.detectors) + 1, None) is not None
         read = text.Text(body, body)
-        if is_json and escaped:
+        if escaped:
             read = text.read(body, is_json, self.every_escape, (start for start, _ in escaped))
             if read.data is not body:
                 anchors = self.anchors(read.data)
@@ -116,15 +118,56 @@ class Engine:
         return found
 
 
+_FORMATS = re.compile(text.format_characters())
+_format_scratch = threading.local()  # each thread's, as a scratch serves one scan at a time
+
+
+def formats_in(data: bytes) -> bool:
+    """Whether `data` holds a format character as it is written (`text.format_characters`): ASCII
+    holds none; other text is searched by Hyperscan where it is installed (Python's `re` tries the
+    class of their first bytes byte by byte, several times slower)."""
+    if data.isascii():
+        return False
+    if not HYPERSCAN:
+        return _FORMATS.search(data) is not None
+    database = _formats_database()
+    scratch = getattr(_format_scratch, "scratch", None)
+    if scratch is None:
+        scratch = _format_scratch.scratch = hyperscan.Scratch(database)
+    try:
+        database.scan(data, match_event_handler=_stop, scratch=scratch)
+    except hyperscan.ScanTerminated:
+        return True
+    return False
+
+
+@functools.cache
+def _formats_database() -> Any:
+    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    database.compile(expressions=[text.format_characters()], ids=[0], elements=1, flags=[0])
+    return database
+
+
+def _stop(id_: int, start: int, end: int, flags: int, context: Any) -> bool:
+    return True  # the first match ends the pass
+
+
 def _python_anchors(anchored: list[tuple[int, bytes]]) -> Callable[[bytes], Anchors]:
-    # One search per anchor: a literal alone is what `re` searches fastest (its prefix scan).
+    # One search per anchor: a literal alone is what `re` searches fastest (its prefix scan). The
+    # format characters' (bytes beyond ASCII, a class `re` tries byte by byte) only in other text.
     owners = _owners(anchored)
-    compiled = [(re.compile(expression), detectors) for expression, detectors in owners.items()]
+    formats = text.format_characters()
+    compiled = [(re.compile(e), detectors, e == formats) for e, detectors in owners.items()]
 
     def anchors(data: bytes) -> Anchors:
         out: Anchors = {}
         left = _LEFT.get()
-        for pattern, detectors in compiled:
+        ascii_only: bool | None = None
+        for pattern, detectors, beyond_ascii in compiled:
+            if beyond_ascii:
+                ascii_only = data.isascii() if ascii_only is None else ascii_only
+                if ascii_only:
+                    continue
             spans = [m.span() for m in pattern.finditer(data)]
             if left is not None:
                 left[0] -= len(spans)

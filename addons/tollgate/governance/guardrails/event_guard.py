@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from tollgate.formats.json_codec import parse_json
+from tollgate.formats.json_codec import keys_once, parse_json
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner, counter_copy
 
 # The events that may wait behind one whose text is held (of other channels): past that, it goes
@@ -54,9 +54,9 @@ def unpaired(value: Any) -> bool:
 
 
 def answer_json(data: bytes) -> dict[str, Any] | None:
-    """An event's JSON object as `parse_json` reads it (None: not one); raises `Unpaired` where a
-    string holds a surrogate not paired. What orjson reads holds none (it refuses them): only what
-    it refuses is looked at."""
+    """An event's JSON object as `parse_json` reads it (None: not one, or one that repeats a key);
+    raises `Unpaired` where a string holds a surrogate not paired. What orjson reads holds none (it
+    refuses them): only what it refuses is looked at."""
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -64,7 +64,7 @@ def answer_json(data: bytes) -> dict[str, Any] | None:
         if found is not None and unpaired(found):
             raise Unpaired("a string with a surrogate not paired") from None
         return found
-    return value if type(value) is dict else None
+    return value if type(value) is dict and keys_once(data, value) else None
 
 
 @dataclass(slots=True)

@@ -20,8 +20,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tollgate.formats.framing import MAX_FRAME, JSONArrayFramer, parse_sse_block, raw_event_spans, sse_event_end
+from tollgate.formats.framing import (
+    MAX_FRAME,
+    JSONArrayFramer,
+    LeadingBom,
+    parse_sse_block,
+    raw_event_spans,
+    sse_event_end,
+)
 from tollgate.formats.gemini_generate.answer import candidate_index
+from tollgate.formats.json_codec import loads_once
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.event_guard import (  # noqa: F401
     UNREAD,
@@ -127,6 +135,7 @@ class GeminiAnswerGuard(EventGuard):
         self._mode: Mode | None = mode
         self._raw = bytearray()  # what is read and not yet framed into items
         self._array: JSONArrayFramer | None = None
+        self._bom = LeadingBom()
         self._array_ended = False
         self._unframed = False  # what was read cannot be framed: the stream stops there
         self._sent_any = False  # an item went on (in an array: the `[` with it)
@@ -192,6 +201,7 @@ class GeminiAnswerGuard(EventGuard):
             self._raw += chunk  # read at its end
             return
         if self._mode is None:
+            chunk = self._bom.feed(chunk)  # a byte order mark before the first item: read past
             start = chunk.lstrip()
             if not start:
                 self._raw += chunk
@@ -261,7 +271,7 @@ class GeminiAnswerGuard(EventGuard):
         else:
             data = item.body
         try:
-            obj = json.loads(data)
+            obj = loads_once(data)  # an object that repeats a key is not read
         except ValueError:
             obj = None
         if not isinstance(obj, dict) or (_SURROGATE.search(data) is not None and unpaired(obj)):

@@ -22,6 +22,7 @@ from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from tollgate.formats.json_codec import loads_once
 from tollgate.governance.guardrails.answer import AnswerDetectors, counter_copy
 from tollgate.governance.guardrails.chat_answer import (
     DENIED_MESSAGE,
@@ -585,8 +586,8 @@ class ResponsesSocketGuard:
         if b"\n" in content or b"\r" in content:
             # Raw line ends are whitespace between JSON's tokens: the event written without them.
             try:
-                content = json.dumps(json.loads(content), ensure_ascii=False, separators=(",", ":")).encode()
-            except ValueError:  # no JSON, or a string with a surrogate not paired: not read
+                content = json.dumps(loads_once(content), ensure_ascii=False, separators=(",", ":")).encode()
+            except ValueError:  # no JSON, a key repeated, or a string with a surrogate not paired: not read
                 return self.fail()
         return self._ended(self._guard.feed(b"data: " + content + b"\n\n"))
 

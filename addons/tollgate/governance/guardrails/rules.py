@@ -301,10 +301,10 @@ class Guardrails:
 
     def _name_secrets(self, name: str) -> str:
         data = name.encode("utf-8", "surrogateescape")
-        _, found = self._names.scan(data, is_json=False)
+        read, found = self._names.scan(data, is_json=False)
         if not found:
             return name
-        redacted, _ = text.replace(data, [(s, e, kind) for kind, s, e in _once(found)])
+        redacted, _ = text.replace(data, [(*read.to_body(s, e), kind) for kind, s, e in _once(found)])
         return redacted.decode("utf-8", "surrogateescape")
 
     def scan_all(self, body: bytes, is_json: bool = True) -> Scan:
@@ -402,7 +402,7 @@ def _joined(
     data, segments = joined.joins(runs)
     if not segments:
         return findings
-    _, matches = engine.scan(data, False)
+    read, matches = engine.scan(data, False)
     if not matches:  # most bodies
         return findings
     starts = [segment.at for segment in segments]
@@ -412,7 +412,7 @@ def _joined(
     for kind, s, e in _once(matches):
         if kind not in action:
             continue
-        pieces = joined.pieces(data, segments, starts, s, e)
+        pieces = joined.pieces(data, segments, starts, *read.to_body(s, e))
         if not pieces or (kind in seen and len({p.path for p in pieces}) < 2):
             continue  # of a kind found already, in one part: the body's own
         kinds.append(kind)

@@ -9,27 +9,95 @@ decoded (`every_escape`). The other escapes are left as they are written: a dete
 (`detectors.py`). So a body of code, whose strings are full of `\\n` and `\\"`, is read without
 copying it, and a body with a few escaped characters is copied once with them replaced.
 
+Format characters (Unicode's category Cf: a zero-width space U+200B, a joiner U+200D, a soft
+hyphen U+00AD, a word joiner U+2060, …) are read as nothing, in any body, as they are written or
+escaped: invisible, they would otherwise hide a value from the detectors (`AKIA`, U+200B, then the
+rest of a key) while a reader, or a model, reads the value whole.
+
 A match that covers part of an escaped character's bytes is mapped back to the whole escape, so
-that replacing its span keeps the body valid JSON."""
+that replacing its span keeps the body valid JSON; one that covers a character read as nothing
+holds it, so that replacing the match removes it too."""
 
 from __future__ import annotations
 
 import bisect
+import heapq
+import operator
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-# The escapes read as the characters they stand for: a printable ASCII character's \u00XX and a
-# slash; with `every_escape`, also a surrogate pair and any \uXXXX. A control character's escape
-# (\u001b) separates as the character does: it is read as it is written.
-_HIDING_ASCII = re.compile(rb"\\u00[2-7][0-9a-fA-F]|\\/")
-_HIDING = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|\\/")
 _BACKSLASH = ord("\\")
+# The format characters of Unicode 15.1, by their ranges (first, last): read from a table, not from
+# `unicodedata` at every start (a fifth of a second); a unit test holds it to the Unicode this
+# Python knows.
+FORMAT_RANGES = (
+    (0x00AD, 0x00AD), (0x0600, 0x0605), (0x061C, 0x061C), (0x06DD, 0x06DD), (0x070F, 0x070F),
+    (0x0890, 0x0891), (0x08E2, 0x08E2), (0x180E, 0x180E), (0x200B, 0x200F), (0x202A, 0x202E),
+    (0x2060, 0x2064), (0x2066, 0x206F), (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB), (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD), (0x13430, 0x1343F), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+)  # fmt: skip
+_FORMAT = frozenset(c for first, last in FORMAT_RANGES for c in range(first, last + 1))
+
+
+def _alternatives(written: dict[bytes, set[bytes]]) -> bytes:
+    """A pattern of each prefix followed by one of its last parts (each a byte pattern)."""
+    return b"|".join(prefix + b"[" + b"".join(sorted(last)) + b"]" for prefix, last in sorted(written.items()))
+
+
+def _raw_format() -> bytes:
+    """The format characters as UTF-8: by their bytes but the last, each with a class of its last."""
+    written: dict[bytes, set[bytes]] = {}
+    for c in _FORMAT:
+        encoded = chr(c).encode()
+        written.setdefault(b"".join(b"\\x%02x" % b for b in encoded[:-1]), set()).add(b"\\x%02x" % encoded[-1])
+    return _alternatives(written)
+
+
+def _hex(digits: str) -> bytes:
+    """Hexadecimal digits as a JSON escape may write them, in either letter case."""
+    return b"".join(d.encode() if d.isdigit() else b"[" + d.encode() + d.upper().encode() + b"]" for d in digits)
+
+
+def _escaped_format() -> bytes:
+    """The format characters as JSON escapes (beyond the BMP, surrogate pairs)."""
+    written: dict[bytes, set[bytes]] = {}
+    for c in _FORMAT:
+        units = chr(c).encode("utf-16-be")
+        hexes = [units[i : i + 2].hex() for i in range(0, len(units), 2)]
+        head = b"".join(b"\\\\u" + _hex(h) for h in hexes[:-1]) + b"\\\\u" + _hex(hexes[-1][:3])
+        written.setdefault(head, set()).update((_hex(hexes[-1][3]).strip(b"[]"),))
+    return _alternatives(written)
+
+
+# A format character as it is written, read as nothing in any body.
+_FORMAT_RAW = _raw_format()
+# The escapes read as the characters they stand for: a printable ASCII character's \u00XX and a
+# slash, and a format character's (read as nothing); with `every_escape`, also a surrogate pair and
+# any \uXXXX. A control character's escape (\u001b) separates as the character does: it is read as
+# it is written.
+_ESCAPES_ASCII = rb"\\u00[2-7][0-9a-fA-F]|\\/|" + _escaped_format()
+_ESCAPES = rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|\\/"
+_HIDING_ASCII = re.compile(_ESCAPES_ASCII + b"|" + _FORMAT_RAW)
+_HIDING = re.compile(_ESCAPES + b"|" + _FORMAT_RAW)
+_HIDING_TEXT = re.compile(_FORMAT_RAW)
+# Searched apart: the escapes begin with a backslash, which `re` finds a memchr at a time; the
+# format characters' first bytes are a class it tries byte by byte, in text beyond ASCII only.
+_ESCAPE_SEARCH_ASCII = re.compile(_ESCAPES_ASCII)
+_ESCAPE_SEARCH = re.compile(_ESCAPES)
 
 
 def escapes(every_escape: bool) -> bytes:
-    """The pattern of the escapes `read` decodes: a body without them is read as it is written."""
-    return (_HIDING if every_escape else _HIDING_ASCII).pattern
+    """The pattern of the escapes `read` decodes: a JSON body without them (nor a format
+    character, `format_characters`) is read as it is written."""
+    return _ESCAPES if every_escape else _ESCAPES_ASCII
+
+
+def format_characters() -> bytes:
+    """The pattern of the format characters `read` reads as nothing, as they are written: a body
+    without them (nor, in JSON, the escapes) is read as it is written."""
+    return _FORMAT_RAW
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,33 +120,58 @@ class Text:
         return self._position(start, False), self._position(end, True)
 
     def _position(self, at: int, is_end: bool) -> int:
+        if is_end:  # an end before what is read at `at` (an escape, characters read as nothing)
+            first = bisect.bisect_left(self.text_at, at)
+            if first < len(self.text_at) and self.text_at[first] == at:
+                return self.body_at[first]
         i = bisect.bisect_right(self.text_at, at) - 1
         if i < 0:
             return at
         text_at, text_size = self.text_at[i], self.text_size[i]
-        if at == text_at:
-            return self.body_at[i]
+        if at == text_at:  # a start at an escaped character's, or after characters read as nothing
+            return self.body_at[i] + (self.body_size[i] if text_size == 0 else 0)
         if at < text_at + text_size:  # inside an escaped character: all of its escape
             return self.body_at[i] + (self.body_size[i] if is_end else 0)
         return at - text_at - text_size + self.body_at[i] + self.body_size[i]
 
 
-def read(body: bytes, is_json: bool = True, every_escape: bool = False, at: Iterable[int] | None = None) -> Text:
-    """The text the detectors read of a body; JSON or, for `tollgate scan`, any text. The built-in
-    detectors match ASCII only: a non-ASCII character's escape is read as it is written (as a
-    separator) unless `every_escape` (a custom detector's pattern or term, or a key, is not ASCII).
-    `at`: where the escapes begin, when a pass over the body has found them (`escapes`)."""
-    if not is_json:
+def read(
+    body: bytes,
+    is_json: bool = True,
+    every_escape: bool = False,
+    at: Iterable[int] | None = None,
+    formats: bool | None = None,
+) -> Text:
+    """The text the detectors read of a body; JSON or any text (an answer's, `tollgate scan`'s).
+    The built-in detectors match ASCII only: a non-ASCII character's escape is read as it is written
+    (as a separator) unless `every_escape` (a custom detector's pattern or term, or a key, is not
+    ASCII). A format character is read as nothing. `at`: where the escapes and format characters
+    begin, when a pass over the body has found them (`escapes`, `format_characters`); else they
+    are searched, the format characters only where `formats` (None: the body is not ASCII)."""
+    if formats is None:
+        formats = not body.isascii()
+    if is_json:
+        hiding = _HIDING if every_escape else _HIDING_ASCII
+    elif not formats:
         return Text(body, body)
-    hiding = _HIDING if every_escape else _HIDING_ASCII
-    found = hiding.finditer(body) if at is None else (hiding.match(body, i) for i in sorted(set(at)))
+    else:
+        hiding = _HIDING_TEXT
+    found: Iterable[re.Match[bytes] | None]
+    if at is not None:
+        found = (hiding.match(body, i) for i in sorted(set(at)))
+    elif not is_json:
+        found = hiding.finditer(body)
+    else:
+        found = (_ESCAPE_SEARCH if every_escape else _ESCAPE_SEARCH_ASCII).finditer(body)
+        if formats:
+            found = heapq.merge(found, _HIDING_TEXT.finditer(body), key=_START)
     read = Text(body, b"")
     pieces: list[bytes] = []
     done = 0
     length = 0
     for m in found:
         # After an escaped backslash (`\\\\u…`) it is no escape; a pair's second half is its own.
-        if m is None or m.start() < done or _escaped(body, m.start()):
+        if m is None or m.start() < done or (body[m.start()] == _BACKSLASH and _escaped(body, m.start())):
             continue
         start = m.start()
         plain = body[done:start]
@@ -106,16 +199,22 @@ def _escaped(body: bytes, at: int) -> bool:
     return n % 2 == 1
 
 
-def _character(escape: bytes) -> bytes:
-    """What an escape stands for, as UTF-8 (a lone surrogate as `surrogatepass` writes it)."""
-    if escape == b"\\/":
+def _character(written: bytes) -> bytes:
+    """What an escape stands for, as UTF-8 (a lone surrogate as `surrogatepass` writes it); nothing
+    for a format character, escaped or as it is written."""
+    if written[0] != _BACKSLASH:
+        return b""  # a format character
+    if written == b"\\/":
         return b"/"
-    if len(escape) == 12:
-        high, low = int(escape[2:6], 16), int(escape[8:12], 16)
-        return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)).encode()
-    return chr(int(escape[2:6], 16)).encode("utf-8", "surrogatepass")
+    if len(written) == 12:
+        high, low = int(written[2:6], 16), int(written[8:12], 16)
+        code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+    else:
+        code = int(written[2:6], 16)
+    return b"" if code in _FORMAT else chr(code).encode("utf-8", "surrogatepass")
 
 
+_START = operator.methodcaller("start")
 PLACEHOLDER = "[REDACTED:{kind}]"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -16,6 +15,7 @@ from tollgate.core.call import Call, Failure, LedgerState
 from tollgate.core.routes import client_answer_format
 from tollgate.formats.answer_end import EndHold
 from tollgate.formats.framing import MAX_FRAME, Decompressor, Undecodable
+from tollgate.formats.json_codec import loads_once
 from tollgate.formats.openai_chat.asked_usage import asked_usage_hidden
 from tollgate.formats.raw_headers import decoded, header_index, with_header
 from tollgate.formats.refusals import CONTENT_DENIED
@@ -592,9 +592,11 @@ def _refuse_unread(flow: http.HTTPFlow, call: Call) -> None:
 
 
 def _json_object(content: bytes) -> bool:
+    """Whether a JSON answer is one object, none of whose objects repeats a key (a client's parser
+    keeps one of its values, the guard another)."""
     try:
-        return isinstance(json.loads(content), dict)
-    except ValueError:
+        return isinstance(loads_once(content), dict)
+    except (ValueError, RecursionError):
         return False
 
 

@@ -14,7 +14,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from support.guardrail_samples import AWS_KEY_ID, NAMED_KINDS, SAMPLES, table_samples
+from support.guardrail_samples import (
+    ALNUM,
+    AWS_KEY_ID,
+    NAMED_KINDS,
+    SAMPLES,
+    bad_crc_token,
+    crc_token,
+    rand,
+    table_samples,
+)
 from tollgate.governance.guardrails.engine import HYPERSCAN
 from tollgate.governance.guardrails.rules import Guardrails
 from tollgate.governance.guardrails.settings import GuardrailRule
@@ -290,3 +299,28 @@ def test_llm_vendors_keys_are_found_at_their_documented_length_only(engine: bool
     assert spans(engine, kind, f"text KEY={shorter}, more", True)[1] == []
     longer = value[:-1] + ("7" if value[-1] != "7" else "8") + value[-1]  # one more
     assert spans(engine, kind, f"text KEY={longer}, more", True)[1] == []
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda hs: "hyperscan" if hs else "python")
+@pytest.mark.parametrize("prefix", ["gh" + "p_", "gh" + "o_", "gh" + "u_", "gh" + "s_", "gh" + "r_"])
+def test_a_github_token_without_its_checksum_is_found(engine: bool, prefix: str) -> None:
+    """Its 30 random characters are the secret; whoever holds them computes the checksum anew. So a
+    token whose checksum is not its own, or cut off (wholly or in part), is a token all the same."""
+    token = crc_token(prefix)
+    written = [
+        bad_crc_token(prefix),  # its last six characters another's
+        token[:-6],  # its checksum cut off
+        token[:-1],
+        prefix + "".join(reversed(token[len(prefix) :])),
+    ]
+    for value in written:
+        _, found = spans(engine, "secrets.github_token", f"the token: {value}.", True)
+        assert len(found) == 1, value
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda hs: "hyperscan" if hs else "python")
+def test_a_fine_grained_github_token_without_its_checksum_is_found(engine: bool) -> None:
+    fine = "github" + "_pat_" + rand(ALNUM, 22) + "_" + rand(ALNUM, 59)
+    for value in (fine, fine[:-6], fine[:-3]):
+        _, found = spans(engine, "secrets.github_token", f"GH_TOKEN={value}\n", True)
+        assert len(found) == 1, value

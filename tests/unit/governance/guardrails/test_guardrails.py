@@ -99,9 +99,10 @@ def test_a_placeholder_private_key_is_not_found(default: Guardrails) -> None:
 # -- near misses ----------------------------------------------------------------------------------------------
 
 NEAR_MISSES = {
-    "a GitHub token with a wrong checksum": bad_crc_token("gh" + "p_"),
     "an npm token with a wrong checksum": bad_crc_token("np" + "m_"),
-    "a GitHub token one character short": crc_token("gh" + "p_")[:-1],
+    "a GitHub token's placeholder": "gh" + "p_" + "x" * 36,
+    "a GitHub token's placeholder in capitals": "gh" + "o_" + "X" * 30,
+    "a GitHub token too short to hold its 30 characters": crc_token("gh" + "p_")[:33],
     "an AWS key id one character long": AWS_KEY_ID + "Q",
     "an AWS key id in lower case": AWS_KEY_ID.lower(),
     "a UUID": "550e8400-e29b-41d4-a716-446655440000",
