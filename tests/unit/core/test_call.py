@@ -364,7 +364,9 @@ def test_fingerprint_handles_any_text(secret: str) -> None:
 
 
 def test_summary_puts_tokens_and_cost_first() -> None:
-    assert summary(full_call()) == "alice · 100→50 $0.0000402 · openai/gpt-4o-mini"
+    assert summary(full_call()) == (
+        "alice · 100→50 $0.0000402 · openai/gpt-4o-mini · answer found pii.email 2, secrets.github_token 1 (2 redacted)"
+    )
 
 
 def test_summary_anonymous_without_usage_names_the_endpoint() -> None:
@@ -399,7 +401,7 @@ def test_summary_requested_model_and_partial_tokens() -> None:
 
 def test_summary_of_a_refusal_starts_with_its_reason_and_ends_with_the_policys() -> None:
     call = full_call()
-    call.answer.usage = None
+    call.answer.usage, call.answer.findings = None, None  # refused: no answer read
     call.answer.refused, call.verdict.decision, call.verdict.deny_reasons = (
         "policy_denied",
         "deny",
@@ -412,13 +414,14 @@ def test_summary_of_a_refusal_starts_with_its_reason_and_ends_with_the_policys()
 
 def test_summary_of_a_failure_starts_with_it_and_ends_with_the_error() -> None:
     call = full_call()
+    call.answer.findings = None  # no answer read
     call.answer.failure, call.answer.error = Failure.UPSTREAM_UNREACHABLE, "upstream unreachable: connection refused"
     call.answer.refused = "upstream_unreachable"
     assert summary(call) == (
         "alice · ⚠ upstream_unreachable · openai/gpt-4o-mini · upstream unreachable: connection refused"
     )
     call = full_call()
-    call.answer.status = 503
+    call.answer.status, call.answer.findings = 503, None
     assert summary(call) == "alice · ⚠ 503 · openai/gpt-4o-mini"
 
 

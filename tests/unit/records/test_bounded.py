@@ -95,7 +95,7 @@ def test_the_console_line_cuts_what_it_takes_from_a_caller_a_policy_and_an_upstr
 
     call = full_call()
     call.route = Route(Target("openai", "m" * 100_000), Target("openai", "m" * 100_000), "https://api.openai.com")
-    call.answer.usage = None
+    call.answer.usage, call.answer.findings = None, None
     call.answer.refused, call.verdict.decision = "policy_denied", "deny"
     call.verdict.deny_reasons = tuple("r" * 1000 for _ in range(1000))
     assert summary(call) == f"alice · ⛔ policy_denied · openai/{'m' * 255}… · {'r' * 255}…"
