@@ -36,6 +36,8 @@ NOT_RUN = {
     "./run.sh test tests/e2e/test_core.py -k stream": "a file of the suite, which this test is part of",
     "./run.sh demo": "a proxy of its own, run and its printed lines pasted by test_demo.py",
     "tollgate console": "a server until it is stopped, which test_web_console.py drives",
+    "./run.sh lock": "the lock files written anew from the package index, which tests/unit/test_lock.py checks",
+    "git diff requirements/": "what the lock files' update changed, in a git checkout",
 }
 SITE = ROOT / "tests" / "support" / "site"
 REAL_KEY = "sk-docs-commands-real-0123456789"
