@@ -165,7 +165,7 @@ function table(title, columns, rows, opts) {
       if (opts.onRow) tr.addEventListener("click", () => opts.onRow(r));
       for (const c of columns) {
         const text = cellText(c, r);
-        const td = el("td", { class: c.num ? "num" : c.cut ? "cut" : c.wrap ? "reason" : "" }, text);
+        const td = el("td", { class: c.num ? "num" : c.cut ? "cut" : c.wrap ? "reason" : c.time ? "time" : "" }, text);
         // A cell cut to fit holds the whole in its title (shown on hover).
         const whole = c.title ? c.title(r[c.key], r) : text;
         if ((c.cut || c.title) && whole) td.title = whole;
@@ -186,7 +186,8 @@ function table(title, columns, rows, opts) {
 
 // Widths that fit a 1,024-pixel window: a cell cut to its column holds the whole in its title.
 const LIVE_COLUMNS = [
-  { key: "ts", label: "time", width: "6.5%", wrap: true, format: shortTime, title: (v) => v || "" },
+  // A time breaks at its space only (an older day's "11-20 08:43" in two lines), never inside "08:43:36".
+  { key: "ts", label: "time", width: "7.5%", time: true, format: shortTime, title: (v) => v || "" },
   { key: "event", label: "kind", width: "7%", cut: true },
   { key: "client", label: "client", width: "10%", cut: true, format: (v, r) => ("client" in r ? who(v) : "") },
   { key: "provider", label: "provider / server / host", width: "8%", cut: true, format: (v, r) => v || r.server || r.host || "" },
@@ -198,7 +199,7 @@ const LIVE_COLUMNS = [
   { key: "cost_usd", label: "cost", width: "9%", num: true, format: money },
   { key: "latency_ms", label: "ms", width: "4.5%", num: true, format: (v, r) => (v != null ? Math.round(v) : r.duration_ms != null ? Math.round(r.duration_ms) : "") },
   { key: "deny_reasons", label: "reason", width: "8.5%", cut: true, format: (v, r) => (Array.isArray(v) && v.length ? v.join("; ") : r.error || "") },
-  { key: "findings", label: "findings", width: "15.5%", wrap: true, format: (v, r) => findingsText(r) },
+  { key: "findings", label: "findings", width: "14.5%", wrap: true, format: (v, r) => findingsText(r) },
 ];
 
 async function viewLive(params) {
@@ -285,9 +286,9 @@ async function viewPeople() {
     { key: "cost_usd", label: "cost", width: "9%", num: true, format: money },
     { key: "unpriced", label: "no price", width: "6%", num: true },
     { key: "models", label: "models (calls)", width: "14%", wrap: true, format: lines },
-    { key: "findings", label: "findings", width: "15.5%", wrap: true, format: lines },
+    { key: "findings", label: "findings", width: "14.5%", wrap: true, format: lines },
     { key: "connections", label: "connections", width: "9.5%", num: true },
-    { key: "last_seen", label: "last seen", width: "8%", wrap: true, format: shortTime, title: (v) => v || "" },
+    { key: "last_seen", label: "last seen", width: "8%", time: true, format: shortTime, title: (v) => v || "" },
   ], rows, { id: "people", layout: "fit", csv: "/api/people" + query({ format: "csv" }), sort: "cost_usd", sortDir: -1, onRow: (r) => { if (r.client) location.hash = "live?client=" + encodeURIComponent(r.client); } }));
   main.append(el("p", { class: "note" }, "A client opens on its own calls in Live. Anonymous callers are told apart by their key's fingerprint (in the title of their name, and in the CSV)."));
 }
