@@ -247,7 +247,7 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
         ]  # fmt: skip
         assert [(a["records"] >= 7, a["state"]) for a in console_api(console, "/api/audit")] == [(True, "whole")]  # type: ignore[union-attr]
         # And the page in Chromium, 1,024 pixels wide: every view shows rows, Live's times on one line.
-        every_view_shows_rows(console, tmp_path)
+        every_view_shows_rows(console, tmp_path, calls[0]["ts"][:10], budgets[1]["used"])  # type: ignore[index]
         # A second demo would write over this one's files: it says so and stops.
         second = subprocess.run([str(ROOT / "run.sh"), "demo"], capture_output=True, text=True, timeout=120, env=env)
         assert (second.returncode, second.stdout) == (1, "")
@@ -281,10 +281,11 @@ VIEWS = {"live": ("Live", 7), "people": ("People", 2), "spend": ("Spend", 3), "r
          "audit": ("Audit", 1)}  # fmt: skip
 
 
-def every_view_shows_rows(console: str, tmp_path: Path) -> None:
+def every_view_shows_rows(console: str, tmp_path: Path, day: str, cost: float) -> None:
     """Each view of the console's page opened in Chromium at 1,024 pixels: its rows (Live's at least
     its calls and the start, as checkpoints may follow), nothing wider than the window, a time in
-    Live on one line. A screenshot of each is kept under TOLLGATE_SCREENSHOTS, else tmp_path."""
+    Live on one line, Spend's day as a date and its scale's top (the day's `cost`) whole, left of
+    the bars. A screenshot of each is kept under TOLLGATE_SCREENSHOTS, else tmp_path."""
     shots = Path(os.environ.get("TOLLGATE_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     browser = Browser(chromium(), tmp_path / "profile", width=1024, height=768)
@@ -308,6 +309,16 @@ def every_view_shows_rows(console: str, tmp_path: Path) -> None:
                     " const r = document.createRange(); r.selectNodeContents(c); return r.getClientRects().length; })"
                 )
                 assert set(lines) == {1}, lines
+            if view == "spend":
+                texts = "Array.from(document.querySelectorAll('svg.plot text')).map(t => t.textContent)"
+                top = f"${cost:.9f}".rstrip("0")
+                assert browser.evaluate(texts)[:3] == [top, "$0", day]
+                assert set(browser.evaluate(
+                    "Array.from(document.querySelectorAll('#main tbody tr')).map(r => r.querySelector('td').textContent)"
+                )) == {day}  # fmt: skip
+                scale = "document.querySelector('svg.plot text').getBoundingClientRect().right"
+                bars = "Math.min(...Array.from(document.querySelectorAll('svg.plot rect title')).map(t => t.parentNode.getBoundingClientRect().left))"
+                assert browser.evaluate(f"{scale} <= {bars}")
     finally:
         browser.close()
 

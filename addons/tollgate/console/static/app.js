@@ -306,9 +306,9 @@ async function viewSpend(params) {
   const week = new Date(Date.now() - 7 * 86400e3).toISOString().slice(0, 13) + ":00";
   const rows = await api("/api/spend", { by, bucket, since: bucket === "hour" && !sinceParam() ? week : null });
   const section = el("section", { id: "spend" }, el("h2", {}, "Spend"), el("div", { class: "bar" }, bySelect, bucketSelect));
-  section.append(plot(rows, by));
+  section.append(plot(rows, by, bucket));
   main.replaceChildren(section, table("Spend " + by + " per " + bucket, [
-    { key: "bucket", label: bucket },
+    { key: "bucket", label: bucket, format: (v) => bucketLabel(v, bucket), title: (v) => v || "" },
     { key: "key", label: by, format: (v) => (v == null ? (by === "client" ? ANONYMOUS : "(none)") : v) },
     { key: "calls", label: "calls", num: true },
     { key: "input_tokens", label: "input tokens", num: true },
@@ -317,9 +317,15 @@ async function viewSpend(params) {
   ], rows, { csv: "/api/spend" + query({ by, bucket, format: "csv" }) }));
 }
 
+// A bucket as read: a day as its date, an hour as "11-28 08:00" (UTC; the whole in the title).
+function bucketLabel(b, bucket) {
+  if (typeof b !== "string") return "";
+  return bucket === "hour" ? b.slice(5, 10) + " " + b.slice(11, 13) + ":00" : b.slice(0, 10);
+}
+
 // Cost per bucket, stacked by key, as inline SVG.
-function plot(rows, by) {
-  const width = 900, height = 260, left = 70, bottom = 40, top = 10;
+function plot(rows, by, bucket) {
+  const width = 900, height = 260, left = 90, bottom = 40, top = 10;
   const buckets = [...new Set(rows.map((r) => r.bucket))].sort();
   const none = (k) => (k == null ? (by === "client" ? ANONYMOUS : "(none)") : k);
   const keys = [...new Set(rows.map((r) => none(r.key)))];
@@ -329,8 +335,9 @@ function plot(rows, by) {
   const chart = svg("svg", { class: "plot", width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "cost over time" });
   chart.append(svg("line", { x1: left, y1: top, x2: left, y2: height - bottom, stroke: "#b8c0cc" }));
   chart.append(svg("line", { x1: left, y1: height - bottom, x2: width - 10, y2: height - bottom, stroke: "#b8c0cc" }));
-  chart.append(svg("text", { x: 4, y: top + 10 }, money(most)));
-  chart.append(svg("text", { x: 4, y: height - bottom }, "$0"));
+  // The scale's figures end left of the axis: a bar drawn after them never hides a digit.
+  chart.append(svg("text", { x: left - 4, y: top + 10, "text-anchor": "end" }, money(most)));
+  chart.append(svg("text", { x: left - 4, y: height - bottom, "text-anchor": "end" }, "$0"));
   const step = Math.min(60, (width - left - 20) / Math.max(1, buckets.length));
   const heights = {};
   rows.forEach((r) => {
@@ -343,7 +350,7 @@ function plot(rows, by) {
     chart.append(bar);
   });
   const every = Math.ceil(buckets.length / 8);
-  buckets.forEach((b, i) => { if (i % every === 0) chart.append(svg("text", { x: left + i * step, y: height - bottom + 15 }, b.slice(0, 13).replace("T", " "))); });
+  buckets.forEach((b, i) => { if (i % every === 0) chart.append(svg("text", { x: left + i * step, y: height - bottom + 15 }, bucketLabel(b, bucket))); });
   keys.forEach((k, i) => {
     chart.append(svg("rect", { x: left + (i % 6) * 140, y: height - 14, width: 10, height: 10, fill: COLORS[i % COLORS.length] }));
     chart.append(svg("text", { x: left + (i % 6) * 140 + 14, y: height - 5 }, k));
