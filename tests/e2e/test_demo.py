@@ -74,7 +74,7 @@ def commands_by_comment(lines: list[str]) -> dict[str, str]:
     for line in lines:
         if line.startswith("# "):
             comment = line
-        elif line and comment and not line.startswith(("export ", "pip ")):
+        elif line and comment and not line.startswith(("export ", "pip ", "python3 -m venv ")):
             commands[comment] = line
             comment = ""
     return commands
@@ -143,6 +143,16 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
         export = next(line for line in lines if line.startswith("export "))
         # pip is run before the export: after it, pip would go through the demo, which refuses PyPI.
         assert lines.index("pip install openai") < lines.index(export)
+        # In a venv of the demo's, made and entered just before: a system's Python may refuse pip
+        # (Debian's: externally-managed-environment). Made here without PyPI; its pip and python3
+        # come first in that shell (a home of its own: the user's step, not the demo's).
+        venv = DEMO / "venv"
+        assert lines[lines.index("pip install openai") - 1] == f"python3 -m venv {venv} && . {venv}/bin/activate"
+        entered = subprocess.run(
+            ["/bin/bash", "-c", f"{lines[lines.index('pip install openai') - 1]}\ncommand -v pip python3"],
+            capture_output=True, text=True, timeout=120, env={**env, "HOME": str(tmp_path)},
+        )  # fmt: skip
+        assert (entered.returncode, entered.stdout) == (0, f"{venv}/bin/pip\n{venv}/bin/python3\n"), entered.stderr
         proxy = export.split()[1].removeprefix("HTTPS_PROXY=")
         port = int(proxy.rpartition(":")[2])
         assert proxy.startswith("http://127.0.0.1:") and port not in (8080, 8081, 8090)
