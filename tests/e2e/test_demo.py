@@ -319,6 +319,14 @@ def every_view_shows_rows(console: str, tmp_path: Path, day: str, cost: float) -
                     " const r = document.createRange(); r.selectNodeContents(c); return r.getClientRects().length; })"
                 )
                 assert set(lines) == {1}, lines
+                # The refusal's reason is short enough to be read whole in its column (over lines).
+                reason = (
+                    "Array.from(document.querySelectorAll('#live tbody tr.deny td'))"
+                    ".find(c => c.title === 'model gpt-4o is not allowed for interns')"
+                )
+                shown = f"({reason}.firstElementChild || {reason})"
+                assert browser.evaluate(f"{shown}.scrollHeight <= {shown}.clientHeight")
+                assert browser.evaluate(f"{shown}.scrollWidth <= {shown}.clientWidth")
             if view == "spend":
                 texts = "Array.from(document.querySelectorAll('svg.plot text')).map(t => t.textContent)"
                 top = f"${cost:.9f}".rstrip("0")

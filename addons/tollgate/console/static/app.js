@@ -165,10 +165,12 @@ function table(title, columns, rows, opts) {
       if (opts.onRow) tr.addEventListener("click", () => opts.onRow(r));
       for (const c of columns) {
         const text = cellText(c, r);
-        const td = el("td", { class: c.num ? "num" : c.cut ? "cut" : c.wrap ? "reason" : c.time ? "time" : "" }, text);
+        const td = c.clamp
+          ? el("td", { class: "clamp" }, el("div", {}, text))
+          : el("td", { class: c.num ? "num" : c.cut ? "cut" : c.wrap ? "reason" : c.time ? "time" : "" }, text);
         // A cell cut to fit holds the whole in its title (shown on hover).
         const whole = c.title ? c.title(r[c.key], r) : text;
-        if ((c.cut || c.title) && whole) td.title = whole;
+        if ((c.cut || c.clamp || c.title) && whole) td.title = whole;
         tr.append(td);
       }
       return tr;
@@ -189,17 +191,18 @@ const LIVE_COLUMNS = [
   // A time breaks at its space only (an older day's "11-20 08:43" in two lines), never inside "08:43:36".
   { key: "ts", label: "time", width: "7.5%", time: true, format: shortTime, title: (v) => v || "" },
   { key: "event", label: "kind", width: "7%", cut: true },
-  { key: "client", label: "client", width: "10%", cut: true, format: (v, r) => ("client" in r ? who(v) : "") },
+  { key: "client", label: "client", width: "9%", cut: true, format: (v, r) => ("client" in r ? who(v) : "") },
   { key: "provider", label: "provider / server / host", width: "8%", cut: true, format: (v, r) => v || r.server || r.host || "" },
   { key: "model", label: "model / tool", width: "10%", cut: true, format: (v, r) => v || r.tool || r.method || "" },
   // A refusal names its kind; a call let through says so.
-  { key: "decision", label: "decision", width: "10.5%", cut: true, format: (v, r) => r.refusal || v || "" },
+  { key: "decision", label: "decision", width: "10%", cut: true, format: (v, r) => r.refusal || v || "" },
   { key: "status", label: "status", width: "5%", num: true },
   { key: "total_tokens", label: "tokens", width: "5.5%", num: true },
   { key: "cost_usd", label: "cost", width: "9%", num: true, format: money },
   { key: "latency_ms", label: "ms", width: "4.5%", num: true, format: (v, r) => (v != null ? Math.round(v) : r.duration_ms != null ? Math.round(r.duration_ms) : "") },
-  { key: "deny_reasons", label: "reason", width: "8.5%", cut: true, format: (v, r) => (Array.isArray(v) && v.length ? v.join("; ") : r.error || "") },
-  { key: "findings", label: "findings", width: "14.5%", wrap: true, format: (v, r) => findingsText(r) },
+  // A reason over up to three lines (a policy's usual one whole), a longer one cut there.
+  { key: "deny_reasons", label: "reason", width: "11%", clamp: true, format: (v, r) => (Array.isArray(v) && v.length ? v.join("; ") : r.error || "") },
+  { key: "findings", label: "findings", width: "13.5%", wrap: true, format: (v, r) => findingsText(r) },
 ];
 
 async function viewLive(params) {
