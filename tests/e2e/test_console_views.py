@@ -1,6 +1,6 @@
 """The console's page as a security lead reads it, in Debian's Chromium at 1,024 pixels wide, over
 an audit written as Tollgate writes it (chained, one instance's run): Live fits the window with
-its findings, a long reason cut and whole in its title; every view says whether the audit is
+its findings, a long reason cut after three lines and whole in its title; every view says whether the audit is
 whole; a finding says where it was and what was done; People name each person's models; AI
 services count a governed call's bytes; every kind of record is in Live's kind filter; one poller
 however often the view changes; an anonymous caller is `(anonymous)` and a cost is dollars to the
@@ -179,12 +179,14 @@ def test_live_fits_a_1024_pixel_window_with_its_findings(console, browser, shots
     by_request = {r["request_id"]: r for r in RECORDS if "request_id" in r}
     for request_id, text in FOUND.items():
         assert shown[by_request[request_id]["ts"]][found] == text
-    # The long reason is cut to its column; its title holds it whole.
+    # The long reason is cut to its column, after three lines; its title holds it whole.
     reason = column(browser, "live", "reason")
-    cut = f"Array.from({rows('live')}).map(r => r.querySelectorAll('td')[{reason}]).find(c => c.title.length > 200)"
-    assert browser.evaluate(f"{cut}.title") == LONG_REASON
-    assert browser.evaluate(f"{cut}.scrollWidth > {cut}.clientWidth")
-    assert browser.evaluate(f"{cut}.getBoundingClientRect().right") <= WIDTH
+    cell = f"Array.from({rows('live')}).map(r => r.querySelectorAll('td')[{reason}]).find(c => c.title.length > 200)"
+    assert browser.evaluate(f"{cell}.title") == LONG_REASON
+    box = f"{cell}.firstElementChild"
+    assert browser.evaluate(f"{box}.scrollHeight > {box}.clientHeight")
+    assert browser.evaluate(f"Math.round({box}.clientHeight / parseFloat(getComputedStyle({box}).lineHeight))") == 3
+    assert browser.evaluate(f"{cell}.getBoundingClientRect().right") <= WIDTH
     browser.screenshot(shots / "console-live-1024.png")
 
 

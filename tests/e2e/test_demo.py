@@ -16,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.support.cdp import Browser, chromium
 from tests.support.clients import client_python
 from tests.support.proxy import ROOT
 
@@ -73,7 +74,7 @@ def commands_by_comment(lines: list[str]) -> dict[str, str]:
     for line in lines:
         if line.startswith("# "):
             comment = line
-        elif line and comment and not line.startswith(("export ", "pip ")):
+        elif line and comment and not line.startswith(("export ", "pip ", "python3 -m venv ")):
             commands[comment] = line
             comment = ""
     return commands
@@ -142,6 +143,16 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
         export = next(line for line in lines if line.startswith("export "))
         # pip is run before the export: after it, pip would go through the demo, which refuses PyPI.
         assert lines.index("pip install openai") < lines.index(export)
+        # In a venv of the demo's, made and entered just before: a system's Python may refuse pip
+        # (Debian's: externally-managed-environment). Made here without PyPI; its pip and python3
+        # come first in that shell (a home of its own: the user's step, not the demo's).
+        venv = DEMO / "venv"
+        assert lines[lines.index("pip install openai") - 1] == f"python3 -m venv {venv} && . {venv}/bin/activate"
+        entered = subprocess.run(
+            ["/bin/bash", "-c", f"{lines[lines.index('pip install openai') - 1]}\ncommand -v pip python3"],
+            capture_output=True, text=True, timeout=120, env={**env, "HOME": str(tmp_path)},
+        )  # fmt: skip
+        assert (entered.returncode, entered.stdout) == (0, f"{venv}/bin/pip\n{venv}/bin/python3\n"), entered.stderr
         proxy = export.split()[1].removeprefix("HTTPS_PROXY=")
         port = int(proxy.rpartition(":")[2])
         assert proxy.startswith("http://127.0.0.1:") and port not in (8080, 8081, 8090)
@@ -220,13 +231,33 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
         ]
         # Its one budget, for everyone, has counted the tokens and the cost of the calls let through.
         tokens = sum(c["total_tokens"] or 0 for c in calls)
-        budgets = console_api(console, "/api/budgets")
+        # The budget counts a call once its answer has ended, moments after the proxy's line for it.
+        deadline, budgets = time.monotonic() + 15, []
+        while time.monotonic() < deadline:
+            budgets = console_api(console, "/api/budgets")  # type: ignore[assignment]
+            if budgets and budgets[0]["used"] == tokens:  # type: ignore[index]
+                break
+            time.sleep(0.2)
         assert [(b["limit"], b["field"], b["subject"], b["window"], b["cap"]) for b in budgets] == [  # type: ignore[index]
             ("demo budget", "tokens_per_day", None, "day", 100000),
             ("demo budget", "usd_per_day", None, "day", 1.0),
         ]
         assert budgets[0]["used"] == tokens > 0  # type: ignore[index]
         assert budgets[1]["used"] == round(sum(c["cost_usd"] or 0 for c in calls), 9) > 0  # type: ignore[index]
+        # Every view of the console has rows after the printed lines: the API's, as many as the demo makes.
+        assert len([e for e in console_api(console, "/api/events")["events"] if e["event"] == "llm_call"]) == 6  # type: ignore[index]
+        assert [(s["key"], s["calls"]) for s in console_api(console, "/api/spend")] == [  # type: ignore[union-attr]
+            ("anthropic", 1), ("gemini", 1), ("openai", 4),
+        ]  # fmt: skip
+        assert [(r["kind"], r["client"], r["count"]) for r in console_api(console, "/api/refusals")] == [  # type: ignore[union-attr]
+            ("policy_denied", "bob", 1),
+        ]
+        assert [(s["client"], s["service"], s["calls"], s["refused"]) for s in console_api(console, "/api/inventory")] == [  # type: ignore[union-attr]
+            ("alice", "anthropic", 1, 0), ("alice", "gemini", 1, 0), ("alice", "openai", 3, 0), ("bob", "openai", 0, 1),
+        ]  # fmt: skip
+        assert [(a["records"] >= 7, a["state"]) for a in console_api(console, "/api/audit")] == [(True, "whole")]  # type: ignore[union-attr]
+        # And the page in Chromium, 1,024 pixels wide: every view shows rows, Live's times on one line.
+        every_view_shows_rows(console, tmp_path, calls[0]["ts"][:10], budgets[1]["used"])  # type: ignore[index]
         # A second demo would write over this one's files: it says so and stops.
         second = subprocess.run([str(ROOT / "run.sh"), "demo"], capture_output=True, text=True, timeout=120, env=env)
         assert (second.returncode, second.stdout) == (1, "")
@@ -252,6 +283,62 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
     assert files_outside_the_demo(ROOT) == before
     assert list(here.iterdir()) == list(home.iterdir()) == []
     assert {p.name for p in DEMO.iterdir()} >= {"ca", "tollgate.yaml", "policy.rego", "audit.jsonl", "demo.lock"}
+
+
+# Each view of the console's page, by the start of its heading, and the rows it shows after the demo.
+VIEWS = {"live": ("Live", 7), "people": ("People", 2), "spend": ("Spend", 3), "refusals": ("Refusals", 1),
+         "guardrails": ("Guardrails", 3), "services": ("AI services", 4), "budgets": ("Budgets", 2),
+         "audit": ("Audit", 1)}  # fmt: skip
+
+
+def every_view_shows_rows(console: str, tmp_path: Path, day: str, cost: float) -> None:
+    """Each view of the console's page opened in Chromium at 1,024 pixels: its rows (Live's at least
+    its calls and the start, as checkpoints may follow), nothing wider than the window, a time in
+    Live on one line, Spend's day as a date and its scale's top (the day's `cost`) whole, left of
+    the bars. A screenshot of each is kept under TOLLGATE_SCREENSHOTS, else tmp_path."""
+    shots = Path(os.environ.get("TOLLGATE_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    browser = Browser(chromium(), tmp_path / "profile", width=1024, height=768)
+    try:
+        browser.go(console)
+        for view, (heading, count) in VIEWS.items():
+            browser.evaluate(f"location.hash = {json.dumps(view)}")
+            shown = "((document.querySelector('#main h2') || {}).textContent || '')"
+            browser.wait_for(f"{shown}.startsWith({json.dumps(heading)})")
+            rows = "document.querySelectorAll('#main tbody tr').length"
+            if view == "live":
+                assert browser.wait_for(f"{rows} >= {count} && {rows}") >= count
+            else:
+                browser.wait_for(f"{rows} === {count}")
+            assert browser.evaluate("document.documentElement.scrollWidth") <= 1024, view
+            browser.screenshot(shots / f"demo-{view}-1024.png")
+            if view == "live":
+                # One line box for each time: "08:43:36", not "08:43:3" above "6".
+                lines = browser.evaluate(
+                    "Array.from(document.querySelectorAll('#live tbody tr td:first-child')).map(c => {"
+                    " const r = document.createRange(); r.selectNodeContents(c); return r.getClientRects().length; })"
+                )
+                assert set(lines) == {1}, lines
+                # The refusal's reason is short enough to be read whole in its column (over lines).
+                reason = (
+                    "Array.from(document.querySelectorAll('#live tbody tr.deny td'))"
+                    ".find(c => c.title === 'model gpt-4o is not allowed for interns')"
+                )
+                shown = f"({reason}.firstElementChild || {reason})"
+                assert browser.evaluate(f"{shown}.scrollHeight <= {shown}.clientHeight")
+                assert browser.evaluate(f"{shown}.scrollWidth <= {shown}.clientWidth")
+            if view == "spend":
+                texts = "Array.from(document.querySelectorAll('svg.plot text')).map(t => t.textContent)"
+                top = f"${cost:.9f}".rstrip("0")
+                assert browser.evaluate(texts)[:3] == [top, "$0", day]
+                assert set(browser.evaluate(
+                    "Array.from(document.querySelectorAll('#main tbody tr')).map(r => r.querySelector('td').textContent)"
+                )) == {day}  # fmt: skip
+                scale = "document.querySelector('svg.plot text').getBoundingClientRect().right"
+                bars = "Math.min(...Array.from(document.querySelectorAll('svg.plot rect title')).map(t => t.parentNode.getBoundingClientRect().left))"
+                assert browser.evaluate(f"{scale} <= {bars}")
+    finally:
+        browser.close()
 
 
 def group_alive(pgid: int) -> bool:

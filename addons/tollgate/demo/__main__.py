@@ -137,6 +137,8 @@ def free_port(port: int) -> int:
 def paste_lines(port: int, ca: Path, directory: Path) -> str:
     """What the user pastes into another terminal, each command on one line, as printed."""
     ca_path = shlex.quote(str(ca))
+    # In demo/, with the rest: kept from one demo to the next, as pip's download is the slow part.
+    venv, activate = shlex.quote(str(directory / "venv")), shlex.quote(str(directory / "venv" / "bin" / "activate"))
     chat = (
         "curl -sS https://api.openai.com/v1/chat/completions -H 'Authorization: Bearer {key}'"
         " -H 'Content-Type: application/json'"
@@ -163,7 +165,9 @@ def paste_lines(port: int, ca: Path, directory: Path) -> str:
             "",
             "Paste these into another terminal (HTTPS_PROXY sends that shell's clients through the demo):",
             "",
-            "# Python's openai SDK, for the Python lines below: before the export, so that pip goes to PyPI",
+            "# Python's openai SDK, for the Python lines below, in a venv of the demo's (a system's Python may",
+            "# refuse pip): before the export, so that pip goes to PyPI",
+            f"python3 -m venv {venv} && . {activate}",
             "pip install openai",
             "",
             f"export HTTPS_PROXY=http://{HOST}:{port} CURL_CA_BUNDLE={ca_path} SSL_CERT_FILE={ca_path}",

@@ -165,10 +165,12 @@ function table(title, columns, rows, opts) {
       if (opts.onRow) tr.addEventListener("click", () => opts.onRow(r));
       for (const c of columns) {
         const text = cellText(c, r);
-        const td = el("td", { class: c.num ? "num" : c.cut ? "cut" : c.wrap ? "reason" : "" }, text);
+        const td = c.clamp
+          ? el("td", { class: "clamp" }, el("div", {}, text))
+          : el("td", { class: c.num ? "num" : c.cut ? "cut" : c.wrap ? "reason" : c.time ? "time" : "" }, text);
         // A cell cut to fit holds the whole in its title (shown on hover).
         const whole = c.title ? c.title(r[c.key], r) : text;
-        if ((c.cut || c.title) && whole) td.title = whole;
+        if ((c.cut || c.clamp || c.title) && whole) td.title = whole;
         tr.append(td);
       }
       return tr;
@@ -186,19 +188,21 @@ function table(title, columns, rows, opts) {
 
 // Widths that fit a 1,024-pixel window: a cell cut to its column holds the whole in its title.
 const LIVE_COLUMNS = [
-  { key: "ts", label: "time", width: "6.5%", wrap: true, format: shortTime, title: (v) => v || "" },
+  // A time breaks at its space only (an older day's "11-20 08:43" in two lines), never inside "08:43:36".
+  { key: "ts", label: "time", width: "7.5%", time: true, format: shortTime, title: (v) => v || "" },
   { key: "event", label: "kind", width: "7%", cut: true },
-  { key: "client", label: "client", width: "10%", cut: true, format: (v, r) => ("client" in r ? who(v) : "") },
+  { key: "client", label: "client", width: "9%", cut: true, format: (v, r) => ("client" in r ? who(v) : "") },
   { key: "provider", label: "provider / server / host", width: "8%", cut: true, format: (v, r) => v || r.server || r.host || "" },
   { key: "model", label: "model / tool", width: "10%", cut: true, format: (v, r) => v || r.tool || r.method || "" },
   // A refusal names its kind; a call let through says so.
-  { key: "decision", label: "decision", width: "10.5%", cut: true, format: (v, r) => r.refusal || v || "" },
+  { key: "decision", label: "decision", width: "10%", cut: true, format: (v, r) => r.refusal || v || "" },
   { key: "status", label: "status", width: "5%", num: true },
   { key: "total_tokens", label: "tokens", width: "5.5%", num: true },
   { key: "cost_usd", label: "cost", width: "9%", num: true, format: money },
   { key: "latency_ms", label: "ms", width: "4.5%", num: true, format: (v, r) => (v != null ? Math.round(v) : r.duration_ms != null ? Math.round(r.duration_ms) : "") },
-  { key: "deny_reasons", label: "reason", width: "8.5%", cut: true, format: (v, r) => (Array.isArray(v) && v.length ? v.join("; ") : r.error || "") },
-  { key: "findings", label: "findings", width: "15.5%", wrap: true, format: (v, r) => findingsText(r) },
+  // A reason over up to three lines (a policy's usual one whole), a longer one cut there.
+  { key: "deny_reasons", label: "reason", width: "11%", clamp: true, format: (v, r) => (Array.isArray(v) && v.length ? v.join("; ") : r.error || "") },
+  { key: "findings", label: "findings", width: "13.5%", wrap: true, format: (v, r) => findingsText(r) },
 ];
 
 async function viewLive(params) {
@@ -285,9 +289,9 @@ async function viewPeople() {
     { key: "cost_usd", label: "cost", width: "9%", num: true, format: money },
     { key: "unpriced", label: "no price", width: "6%", num: true },
     { key: "models", label: "models (calls)", width: "14%", wrap: true, format: lines },
-    { key: "findings", label: "findings", width: "15.5%", wrap: true, format: lines },
+    { key: "findings", label: "findings", width: "14.5%", wrap: true, format: lines },
     { key: "connections", label: "connections", width: "9.5%", num: true },
-    { key: "last_seen", label: "last seen", width: "8%", wrap: true, format: shortTime, title: (v) => v || "" },
+    { key: "last_seen", label: "last seen", width: "8%", time: true, format: shortTime, title: (v) => v || "" },
   ], rows, { id: "people", layout: "fit", csv: "/api/people" + query({ format: "csv" }), sort: "cost_usd", sortDir: -1, onRow: (r) => { if (r.client) location.hash = "live?client=" + encodeURIComponent(r.client); } }));
   main.append(el("p", { class: "note" }, "A client opens on its own calls in Live. Anonymous callers are told apart by their key's fingerprint (in the title of their name, and in the CSV)."));
 }
@@ -305,9 +309,9 @@ async function viewSpend(params) {
   const week = new Date(Date.now() - 7 * 86400e3).toISOString().slice(0, 13) + ":00";
   const rows = await api("/api/spend", { by, bucket, since: bucket === "hour" && !sinceParam() ? week : null });
   const section = el("section", { id: "spend" }, el("h2", {}, "Spend"), el("div", { class: "bar" }, bySelect, bucketSelect));
-  section.append(plot(rows, by));
+  section.append(plot(rows, by, bucket));
   main.replaceChildren(section, table("Spend " + by + " per " + bucket, [
-    { key: "bucket", label: bucket },
+    { key: "bucket", label: bucket, format: (v) => bucketLabel(v, bucket), title: (v) => v || "" },
     { key: "key", label: by, format: (v) => (v == null ? (by === "client" ? ANONYMOUS : "(none)") : v) },
     { key: "calls", label: "calls", num: true },
     { key: "input_tokens", label: "input tokens", num: true },
@@ -316,9 +320,15 @@ async function viewSpend(params) {
   ], rows, { csv: "/api/spend" + query({ by, bucket, format: "csv" }) }));
 }
 
+// A bucket as read: a day as its date, an hour as "11-28 08:00" (UTC; the whole in the title).
+function bucketLabel(b, bucket) {
+  if (typeof b !== "string") return "";
+  return bucket === "hour" ? b.slice(5, 10) + " " + b.slice(11, 13) + ":00" : b.slice(0, 10);
+}
+
 // Cost per bucket, stacked by key, as inline SVG.
-function plot(rows, by) {
-  const width = 900, height = 260, left = 70, bottom = 40, top = 10;
+function plot(rows, by, bucket) {
+  const width = 900, height = 260, left = 90, bottom = 40, top = 10;
   const buckets = [...new Set(rows.map((r) => r.bucket))].sort();
   const none = (k) => (k == null ? (by === "client" ? ANONYMOUS : "(none)") : k);
   const keys = [...new Set(rows.map((r) => none(r.key)))];
@@ -328,8 +338,9 @@ function plot(rows, by) {
   const chart = svg("svg", { class: "plot", width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "cost over time" });
   chart.append(svg("line", { x1: left, y1: top, x2: left, y2: height - bottom, stroke: "#b8c0cc" }));
   chart.append(svg("line", { x1: left, y1: height - bottom, x2: width - 10, y2: height - bottom, stroke: "#b8c0cc" }));
-  chart.append(svg("text", { x: 4, y: top + 10 }, money(most)));
-  chart.append(svg("text", { x: 4, y: height - bottom }, "$0"));
+  // The scale's figures end left of the axis: a bar drawn after them never hides a digit.
+  chart.append(svg("text", { x: left - 4, y: top + 10, "text-anchor": "end" }, money(most)));
+  chart.append(svg("text", { x: left - 4, y: height - bottom, "text-anchor": "end" }, "$0"));
   const step = Math.min(60, (width - left - 20) / Math.max(1, buckets.length));
   const heights = {};
   rows.forEach((r) => {
@@ -342,7 +353,7 @@ function plot(rows, by) {
     chart.append(bar);
   });
   const every = Math.ceil(buckets.length / 8);
-  buckets.forEach((b, i) => { if (i % every === 0) chart.append(svg("text", { x: left + i * step, y: height - bottom + 15 }, b.slice(0, 13).replace("T", " "))); });
+  buckets.forEach((b, i) => { if (i % every === 0) chart.append(svg("text", { x: left + i * step, y: height - bottom + 15 }, bucketLabel(b, bucket))); });
   keys.forEach((k, i) => {
     chart.append(svg("rect", { x: left + (i % 6) * 140, y: height - 14, width: 10, height: 10, fill: COLORS[i % COLORS.length] }));
     chart.append(svg("text", { x: left + (i % 6) * 140 + 14, y: height - 5 }, k));
