@@ -47,9 +47,10 @@ DENIED_MESSAGE = "The answer was stopped: it carries what a guardrail denies ({k
 WHOLE_IN_DELTA = frozenset(("role", "name", "annotations", "format"))
 _CHOICES = frozenset(("choices",))
 _TEXT_KEYS = frozenset(TEXT_FIELDS)
-# A choice's members its guard reads itself: its delta or message, and its log probabilities,
-# whose tokens must spell its text (`logprob_tokens.py`).
-_CHOICE_READ = frozenset(("delta", "message", "logprobs"))
+# A choice's members its guard reads itself: its delta (a whole answer's: its message), and its
+# log probabilities, whose tokens must spell its text (`logprob_tokens.py`).
+_CHOICE_READ = frozenset(("delta", "logprobs"))
+_MESSAGE_READ = frozenset(("message", "logprobs"))
 # Where a channel of another member's text is in a delta: keys, and list items by their `index`.
 Path = tuple[str | int, ...]
 # A delta's text in a channel: its holder, key, channel, and its path (None: a channel of its own name).
@@ -455,7 +456,7 @@ def guard_chat_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str 
 
 
 def _message_places(choice: dict[str, Any]) -> tuple[list[Place], list[Streamed]]:
-    whole = members_in(choice, _CHOICE_READ)
+    whole = members_in(choice, _MESSAGE_READ)
     texts: list[Streamed] = []
     message = choice.get("message")
     if isinstance(message, dict):

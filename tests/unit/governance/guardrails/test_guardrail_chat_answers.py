@@ -812,3 +812,17 @@ def test_every_string_of_a_whole_answer_is_read(message: dict[str, Any]) -> None
         "secrets.aws_access_key_id",
         {"secrets.aws_access_key_id": 1},
     )
+
+
+def test_a_message_in_a_streamed_choice_and_a_delta_in_a_whole_one_are_read() -> None:
+    """Each format's choice reads its own member (a delta, a message): the other, where a server
+    sends it too, is read whole as any member not known."""
+    event = chunk(0, content="Hi. ")
+    event["choices"][0]["message"] = {"content": f"k {AWS_KEY}"}
+    out, guard = guarded(compiled("redact"), stream([event, finish(0)]), 9)
+    assert AWS_KEY.encode() not in out and guard.counts == {"secrets.aws_access_key_id": 1}
+    body = {
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi."}, "delta": {"content": AWS_KEY}}]
+    }
+    out, denied, counts = guard_chat_json(compiled("redact"), json.dumps(body).encode())
+    assert AWS_KEY.encode() not in out and (denied, counts) == (None, {"secrets.aws_access_key_id": 1})
