@@ -31,6 +31,7 @@ from tollgate.governance.guardrails.event_guard import (  # noqa: F401
     Place,
     members_in,
     read_whole,
+    sse_fields,
     strings_in,
     unpaired,
 )
@@ -201,6 +202,9 @@ class ChatAnswerGuard(EventGuard):
         neither stops the answer before it (a raw client would read what it carries)."""
         pending = Pending(block + b"\n\n")
         self._pending.append(pending)
+        fields = sse_fields(block)
+        if fields and (denied := self._read_places(pending, None, fields)) is not None:
+            return self._stop_before(pending, denied)  # its name, id or a comment holds a value
         data = event_data(block)
         if data is None:
             return self._drained()

@@ -157,6 +157,20 @@ def answer_json(data: bytes) -> dict[str, Any] | None:
     return value if type(value) is dict else None
 
 
+def sse_fields(block: bytes) -> list[Place]:
+    """The strings of an event block's lines other than its data (its name, id, comments, a field
+    not known), each a place read as a key is (it cannot be replaced: a value in one is denied).
+    A block of one `data:` line, as most are, has none."""
+    if block.startswith(b"data: ") and b"\n" not in block and b"\r" not in block:
+        return []
+    places: list[Place] = []
+    for line in block.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
+        if line.startswith(b"data:") or not line:
+            continue
+        places.append((None, line.decode("utf-8", "replace"), True))
+    return places
+
+
 def read_places(
     compiled: AnswerDetectors, places: Iterable[Place], counts: Counter[str], clean: set[str]
 ) -> tuple[bool, str | None]:

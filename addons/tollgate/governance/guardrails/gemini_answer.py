@@ -32,6 +32,7 @@ from tollgate.governance.guardrails.event_guard import (  # noqa: F401
     Piece,
     Place,
     members_in,
+    sse_fields,
     unpaired,
 )
 from tollgate.governance.guardrails.logprob_tokens import gemini_spells
@@ -260,6 +261,9 @@ class GeminiAnswerGuard(EventGuard):
         if not item.body:
             return self._drained()
         if self._mode == "sse":
+            fields = sse_fields(item.body)
+            if fields and (denied := self._read_places(item, None, fields)) is not None:
+                return self._stop_before(item, denied)  # its name, id or a comment holds a value
             event = parse_sse_block(item.body.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
             if event is None:
                 return self._drained()  # a comment, or an event without data

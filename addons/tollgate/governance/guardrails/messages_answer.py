@@ -27,7 +27,7 @@ from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
 from tollgate.governance.guardrails.bedrock_answer import carries_text, denied_frame, signed_detectors
 from tollgate.governance.guardrails.chat_answer import DENIED_MESSAGE, Channel, ChatAnswerGuard
-from tollgate.governance.guardrails.event_guard import UNREAD, Pending, Unpaired, answer_json
+from tollgate.governance.guardrails.event_guard import UNREAD, Pending, Unpaired, answer_json, sse_fields
 
 # Each streamed delta: the field its text is in, and the channel it feeds.
 DELTAS = {
@@ -211,6 +211,14 @@ class MessagesAnswerGuard(ChatAnswerGuard):
 
     def _event(self, block: bytes) -> bytes:
         whole = block + b"\n\n"
+        fields = sse_fields(block)
+        if fields:
+            pending = Pending(whole)
+            self._pending.append(pending)
+            denied = self._read_places(pending, None, fields)
+            self._pending.pop()
+            if denied is not None:
+                return self._stop_before(None, denied)  # its name, id or a comment holds a value
         event = parse_sse_block(block)
         if event is None or not event.data.strip():  # a comment, or an event without data
             return self._passed(whole)

@@ -267,3 +267,27 @@ def test_over_the_responses_websocket_a_member_not_known_is_read() -> None:
     assert not any(KEY[:4].encode() in m for m in sent)
     assert json.loads(sent[-1])["error"]["code"] == "content_denied"
     assert denying.denied == KIND
+
+
+SSE_FIELDS = {
+    "chat": ("openai-chat", b'data: {"choices":[{"index":0,"delta":{"content":"Hi. "}}]}\n\n'),
+    "responses": (
+        "openai-responses",
+        b'data: {"type":"response.output_text.delta","output_index":0,"content_index":0,"delta":"Hi. "}\n\n',
+    ),
+    "messages": ("anthropic-messages", b'event: ping\ndata: {"type": "ping"}\n\n'),
+    "gemini": ("gemini-generate", b'data: {"candidates":[{"content":{"parts":[{"text":"Hi. "}]},"index":0}]}\n\n'),
+}
+
+
+@pytest.mark.parametrize("line", [f"event: {KEY}", f"id: {KEY}", f": {KEY}"], ids=["name", "id", "comment"])
+@pytest.mark.parametrize("name", list(SSE_FIELDS))
+def test_a_key_in_an_events_other_lines_stops_the_answer(name: str, line: str) -> None:
+    """An event's name, id or a comment a raw client reads: a value there cannot be replaced
+    exactly, and stops the answer before its event, under `redact` too."""
+    answer_format, clean = SSE_FIELDS[name]
+    data = clean + line.encode() + b"\n" + clean
+    guard = ANSWER_FORMATS[answer_format].stream(compiled("redact"))
+    out = guard.feed(data) + guard.flush()
+    assert KEY[:4].encode() not in out
+    assert out.startswith(clean) and guard.denied == KIND
