@@ -52,6 +52,13 @@ _TEXT_KEYS = frozenset(TEXT_FIELDS)
 # log probabilities, whose tokens must spell its text (`logprob_tokens.py`).
 _CHOICE_READ = frozenset(("delta", "logprobs"))
 _MESSAGE_READ = frozenset(("message", "logprobs"))
+# The members most events and choices have (`_top_places`): their strings, once read clean, need no
+# reading again.
+_PLAIN_TOP = frozenset(("id", "object", "created", "model", "system_fingerprint", "service_tier", "choices"))
+_PLAIN_TOP |= frozenset(("obfuscation",))
+_TOP_TEXT = ("model", "system_fingerprint", "service_tier")
+_PLAIN_CHOICE = frozenset(("index", "delta", "logprobs", "finish_reason"))
+_CHOICE_TEXT = ("finish_reason",)
 # Where a channel of another member's text is in a delta: keys, and list items by their `index`.
 Path = tuple[str | int, ...]
 # A delta's text in a channel: its holder, key, channel, and its path (None: a channel of its own name).
@@ -228,7 +235,7 @@ class ChatAnswerGuard(EventGuard):
 
     def _object_event(self, pending: Pending, obj: Any) -> bytes:
         choices = obj.get("choices") if isinstance(obj, dict) else None
-        places = members_in(obj, _CHOICES, self._clean) if isinstance(obj, dict) else []
+        places = self._top_places(obj) if isinstance(obj, dict) else []
         if not isinstance(choices, list):
             return self._whole_only(pending, obj, places)
         pending.obj = obj
@@ -271,10 +278,29 @@ class ChatAnswerGuard(EventGuard):
             return self._stop_before(pending, denied)
         return self._drained()
 
+    def _top_places(self, obj: dict[str, Any]) -> list[Place]:
+        """What an event carries whole beside its choices, but the strings read clean before: told
+        at once of most events (the same members as the last, their strings read)."""
+        if _PLAIN_TOP.issuperset(obj) and type(obj.get("created", 0)) is int and self._read_before(obj, _TOP_TEXT):
+            return []
+        return members_in(obj, _CHOICES, self._clean)
+
+    def _read_before(self, obj: dict[str, Any], names: tuple[str, ...]) -> bool:
+        """Whether the strings of an object's members `names` are all null or read clean before."""
+        clean = self._clean
+        for name in names:
+            value = obj.get(name)
+            if value is not None and (type(value) is not str or value not in clean):
+                return False
+        return True
+
     def _choice_places(self, choice: dict[str, Any]) -> tuple[list[Place], list[Streamed]]:
         """What a choice carries whole (read at once), and the text its delta streams."""
         index = choice.get("index", 0)
-        whole = members_in(choice, _CHOICE_READ, self._clean)
+        if _PLAIN_CHOICE.issuperset(choice) and type(index) is int and self._read_before(choice, _CHOICE_TEXT):
+            whole: list[Place] = []
+        else:
+            whole = members_in(choice, _CHOICE_READ, self._clean)
         delta = choice.get("delta")
         if not isinstance(delta, dict):
             return whole, []

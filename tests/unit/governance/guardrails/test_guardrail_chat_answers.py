@@ -826,3 +826,17 @@ def test_a_message_in_a_streamed_choice_and_a_delta_in_a_whole_one_are_read() ->
     }
     out, denied, counts = guard_chat_json(compiled("redact"), json.dumps(body).encode())
     assert AWS_KEY.encode() not in out and (denied, counts) == (None, {"secrets.aws_access_key_id": 1})
+
+
+@pytest.mark.parametrize("where", ["model", "system_fingerprint", "finish_reason", "index"])
+def test_a_known_member_read_clean_before_is_read_again_when_it_changes(where: str) -> None:
+    """Most events repeat the last one's members, whose strings are not read again; one whose
+    value differs (a model's name, a finish reason, an index that is a string) is read."""
+    event = chunk(0, content="Hi. ")
+    if where in ("model", "system_fingerprint"):
+        event[where] = f"k {AWS_KEY}"
+    else:
+        event["choices"][0][where] = f"k {AWS_KEY}"
+    out, guard = guarded(compiled("redact"), stream([chunk(0, content="Hi. "), chunk(0, content="there. "), event]), 9)
+    assert AWS_KEY.encode() not in out and b"[REDACTED:secrets.aws_access_key_id]" in out
+    assert guard.counts == {"secrets.aws_access_key_id": 1}
