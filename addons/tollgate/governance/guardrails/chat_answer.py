@@ -61,6 +61,8 @@ _PLAIN_CHOICE = frozenset(("index", "delta", "logprobs", "finish_reason"))
 _CHOICE_TEXT = ("finish_reason",)
 # Where a channel of another member's text is in a delta: keys, and list items by their `index`.
 Path = tuple[str | int, ...]
+# A string a delta gives whole that a client joins to the one at its path in the deltas after.
+Merged = list[tuple[Path, str]]
 # A delta's text in a channel: its holder, key, channel, and its path (None: a channel of its own name).
 Streamed = tuple[Any, Any, Channel, Path | None]
 
@@ -158,6 +160,10 @@ def _delta_of_read_shape(delta: dict[str, Any]) -> bool:
     return True
 
 
+class _Apart(Exception):
+    """A string given whole again at its path, another than before (`_merged_apart`)."""
+
+
 class ChatAnswerGuard(EventGuard):
     """A streamed chat answer's events, read and rewritten (`feed` each piece, `flush` at its end).
     An event whose text is held is held whole, with the events after it: once its text is known to
@@ -169,6 +175,7 @@ class ChatAnswerGuard(EventGuard):
         self._framer = SSEFramer()
         self._last: dict[str, Any] = {}  # the last event's object: its fields, for one of held text alone
         self._paths: dict[Channel, Path] = {}  # where in a delta a channel of another member's text is
+        self._given: dict[tuple[int, Path], str] = {}  # the strings deltas gave whole, by choice and path
         # Reads of events that differ only in their text, passed without reading each event.
         self._by_template = TemplatePass()
 
@@ -242,10 +249,13 @@ class ChatAnswerGuard(EventGuard):
         self._last = obj
         # What each choice carries whole is read first, then its text, choice by choice.
         streamed = []
-        for choice in choices:
-            whole, texts = self._choice_places(choice) if isinstance(choice, dict) else ([], [])
-            places += whole
-            streamed.append(texts)
+        try:
+            for choice in choices:
+                whole, texts = self._choice_places(choice) if isinstance(choice, dict) else ([], [])
+                places += whole
+                streamed.append(texts)
+        except _Apart:
+            return self._unread(pending)  # a name given again, another: read apart, joined by the client
         denied = self._read_places(pending, obj, places)
         if denied is not None:
             return self._stop_before(pending, denied)  # it carries the value whole: it never goes
@@ -305,8 +315,21 @@ class ChatAnswerGuard(EventGuard):
         if not isinstance(delta, dict):
             return whole, []
         texts: list[Streamed] = []
-        delta_places(index, delta, whole, texts)
+        merged: Merged = []
+        delta_places(index, delta, whole, texts, merged)
+        if merged and self._merged_apart(index, merged):
+            raise _Apart
         return whole, texts
+
+    def _merged_apart(self, index: int, merged: Merged) -> bool:
+        """Whether a string a delta gives whole differs from the one an earlier delta gave at its
+        path: a client joins them (the SDKs' stream helpers join every string of a delta), which
+        read apart would not be read as joined."""
+        for path, value in merged:
+            before = self._given.setdefault((index, path), value)
+            if before != value:
+                return True
+        return False
 
     def _read_choice(self, pending: Pending, choice: dict[str, Any], texts: list[Streamed]) -> bool:
         """A choice's text given to its channels (False: the choice carries none, nor ends). At a
@@ -352,11 +375,16 @@ class ChatAnswerGuard(EventGuard):
         return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
-def delta_places(index: int, delta: dict[str, Any], whole: list[Place], texts: list[Streamed]) -> None:
+def delta_places(
+    index: int, delta: dict[str, Any], whole: list[Place], texts: list[Streamed], merged: Merged | None = None
+) -> None:
     """What a choice's delta (or message) carries whole (added to `whole`), and its text, each
     string with its channel (added to `texts`): its text fields, each tool call's arguments (as
     JSON), and every other string but those that come whole and `NOT_TEXT`'s, in a channel named
-    by its path. The text fields first, the tool calls last."""
+    by its path. The text fields first, the tool calls last. The strings read whole that a client
+    joins across deltas (by their path: a role, a tool's name) are added to `merged`."""
+    if merged is None:
+        merged = []
     for name in TEXT_FIELDS:
         value = delta.get(name)
         if isinstance(value, str) and value:
@@ -373,12 +401,15 @@ def delta_places(index: int, delta: dict[str, Any], whole: list[Place], texts: l
             calls = value
         elif key in WHOLE_IN_DELTA:
             whole.extend(strings_in(delta, key))
+            if isinstance(value, str) and value:
+                merged.append(((key,), value))
         else:
-            _walk(index, delta, key, (key,), whole, texts)
+            _walk(index, delta, key, (key,), whole, texts, merged)
     for position, call in enumerate(calls or ()):
         if not isinstance(call, dict):
             continue
         number = call.get("index", 0)
+        at = number if type(number) is int else position
         for key, value in call.items():
             if key in NOT_TEXT:
                 continue
@@ -393,13 +424,17 @@ def delta_places(index: int, delta: dict[str, Any], whole: list[Place], texts: l
                             texts.append((value, name, (index, "arguments", number), None))
                     elif name == "name":
                         whole.extend(strings_in(value, name))
+                        if isinstance(item, str) and item:
+                            merged.append((("tool_calls", at, "function", name), item))
                     else:
-                        _walk(index, value, name, ("tool_calls", position, "function", name), whole, texts)
+                        _walk(index, value, name, ("tool_calls", at, "function", name), whole, texts, merged)
             elif key != "index" or type(value) is not int:
-                _walk(index, call, key, ("tool_calls", position, key), whole, texts)
+                _walk(index, call, key, ("tool_calls", at, key), whole, texts, merged)
 
 
-def _walk(index: int, holder: Any, key: Any, path: Path, whole: list[Place], texts: list[Streamed]) -> None:
+def _walk(
+    index: int, holder: Any, key: Any, path: Path, whole: list[Place], texts: list[Streamed], merged: Merged
+) -> None:
     """A delta's member not known: its strings text in channels by their path (a list's item by
     its `index`, where it has one), its members that come whole read whole, its keys read whole."""
     value = holder[key]
@@ -414,12 +449,14 @@ def _walk(index: int, holder: Any, key: Any, path: Path, whole: list[Place], tex
                 whole.append((value, name, True))
             if name in WHOLE_IN_DELTA:
                 whole.extend(strings_in(value, name))
+                if isinstance(value[name], str) and value[name]:
+                    merged.append(((*path, name), value[name]))
             elif not (name == "data" and value.get("type") == "reasoning.encrypted"):  # encrypted: no text
-                _walk(index, value, name, (*path, name), whole, texts)
+                _walk(index, value, name, (*path, name), whole, texts, merged)
     elif isinstance(value, list):
         for position, item in enumerate(value):
             number = item.get("index") if isinstance(item, dict) else None
-            _walk(index, value, position, (*path, number if type(number) is int else position), whole, texts)
+            _walk(index, value, position, (*path, number if type(number) is int else position), whole, texts, merged)
 
 
 def nested(path: Path, text: str) -> dict[str, Any]:

@@ -840,3 +840,17 @@ def test_a_known_member_read_clean_before_is_read_again_when_it_changes(where: s
     out, guard = guarded(compiled("redact"), stream([chunk(0, content="Hi. "), chunk(0, content="there. "), event]), 9)
     assert AWS_KEY.encode() not in out and b"[REDACTED:secrets.aws_access_key_id]" in out
     assert guard.counts == {"secrets.aws_access_key_id": 1}
+
+
+def test_a_name_given_again_in_pieces_stops_the_answer_as_unread() -> None:
+    """The SDKs' stream helpers join every string of a delta across events: a tool's name given in
+    two pieces, each read whole, would be read apart. Given again, another, it stops the answer as
+    `unread`; the same given again (a role in every event) goes on."""
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": AWS_KEY[:10], "arguments": ""}}
+    rest = {"index": 0, "function": {"name": AWS_KEY[10:], "arguments": "{}"}}
+    data = stream([chunk(0, content="Hi. "), chunk(0, tool_calls=[call]), chunk(0, tool_calls=[rest]), finish(0)])
+    out, guard = guarded(compiled("redact"), data, 9)
+    assert guard.denied == "unread" and AWS_KEY[10:].encode() not in out
+    same = stream([chunk(0, role="assistant", content="Hi. "), chunk(0, role="assistant", content="there."), finish(0)])
+    out, guard = guarded(compiled("redact"), same, 9)
+    assert (out, guard.denied) == (same, None)
