@@ -129,10 +129,11 @@ def test_a_format_named_or_not_told(here) -> None:
     )
     status, _, err = here("answer.txt", b"{}", "--format", "nope")
     assert (status, err) == (2, f"error: --format nope: not a format Tollgate reads ({names})\n")
-    # Named, it is read as that format: an MCP answer read as a chat answer finds no choice.
+    # Named, it is read as that format: an MCP answer read as a chat answer has no choice, and
+    # every string of it is read whole all the same.
     status, out, _ = here("answer.json", json.dumps(tool_result(EMAIL)).encode(), "--format", "openai-chat")
-    assert (status, out.splitlines()[0]) == (0, f"answer.json: openai-chat, JSON ({len(json.dumps(tool_result(EMAIL)))}"
-                                                " bytes): nothing found")  # fmt: skip
+    assert (status, out.splitlines()[0]) == (1, f"answer.json: openai-chat, JSON ({len(json.dumps(tool_result(EMAIL)))}"
+                                                " bytes): 1 finding")  # fmt: skip
 
 
 def test_a_body_and_an_answer_are_not_both_given(here) -> None:

@@ -31,12 +31,16 @@ from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_
 from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.event_guard import (  # noqa: F401
+    NOT_TEXT,
     UNREAD,
     WAITING_BYTES,
     ChannelState,
     EventGuard,
     Pending,
+    Place,
     answer_json,
+    read_places,
+    strings_in,
 )
 from tollgate.governance.guardrails.logprob_tokens import chat_spells, completions_spells
 
@@ -50,6 +54,9 @@ JSON_KEYS = frozenset(("input", "arguments", "parameters", "json", "partial_json
 # Not read: counts, the reasoning's signature and its encrypted form, Bedrock's padding.
 SKIPPED_KEYS = frozenset(("amazon-bedrock-invocationMetrics", "usage", "metrics", "signature", "redactedContent", "p"))
 INDEX_KEYS = ("contentBlockIndex", "index")
+# Not read by `leaves` nor whole: ids, kinds, signatures, encrypted data, and what `leaves` reads
+# with their text (log probabilities, Cohere's token likelihoods).
+REST_SKIPPED = SKIPPED_KEYS | NOT_TEXT | {"logprobs", "token_likelihoods", "toolUseId"}
 # Log probabilities: their tokens are the text as it came (left out where it is written anew), read
 # with it where they spell it exactly; any others stop the answer as unreadable.
 LOGPROBS = "logprobs"
@@ -183,6 +190,13 @@ def read_whole(compiled: AnswerDetectors, leaf: Leaf, signed: bool) -> tuple[Any
     return (sent if isinstance(value, str) else json.loads(sent)), None, scanner.counts
 
 
+def rest_of(obj: Any, found: list[Leaf]) -> list[Place]:
+    """Every string of an answer's object that its leaves do not hold (a tool's name, a stop
+    reason, a member not known), keys too, each to be read whole."""
+    taken = {(id(leaf.holder), leaf.key) for leaf in found}
+    return list(strings_in([obj], 0, REST_SKIPPED, taken))
+
+
 def guard_bedrock_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
     """A whole answer read (Converse's, or InvokeModel's in its model family's own body): the body
     as it goes on (redacted, or as it came where nothing is), the kind of a value to deny, and the
@@ -199,6 +213,9 @@ def guard_bedrock_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, s
         read = list(leaves(obj))
     except ValueError:
         return body, UNREAD, {}  # tokens that spell other text than their own
+    changed, denied = read_places(compiled, rest_of(obj, read), counts, set())
+    if denied is not None:
+        return body, denied, dict(counts)
     for leaf in read:
         signed = leaf.reasoning and "signature" in leaf.holder
         value, denied, found = read_whole(compiled, leaf, signed)
@@ -351,6 +368,9 @@ class FramesAnswerGuard(EventGuard):
         except ValueError:  # no JSON object, text not read, tokens that spell other text
             return self._unread(pending)  # none of it goes on, nor anything after it
         pending.obj = obj
+        denied = self._read_places(pending, obj, rest_of(obj, found))
+        if denied is not None:
+            return self._stop_before(pending, denied)  # it carries the value whole: it never goes
         for i, leaf in enumerate(found):
             self._leaf(pending, leaf)
             if self.denied is not None:

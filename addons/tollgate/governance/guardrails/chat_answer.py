@@ -23,10 +23,17 @@ from tollgate.formats.json_codec import keys_once, loads_once
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
 from tollgate.governance.guardrails.chat_template import Channel, TemplatePass
 from tollgate.governance.guardrails.event_guard import (  # noqa: F401
+    KNOWN_KEYS,
+    NOT_TEXT,
     UNREAD,
     WAITING_BYTES,
     EventGuard,
     Pending,
+    Place,
+    members_in,
+    read_whole,
+    sse_fields,
+    strings_in,
     unpaired,
 )
 from tollgate.governance.guardrails.logprob_tokens import chat_spells
@@ -35,6 +42,30 @@ from tollgate.governance.guardrails.logprob_tokens import chat_spells
 # reasoning some providers show (`reasoning_content`, `reasoning`).
 TEXT_FIELDS = ("content", "refusal", "reasoning_content", "reasoning")
 DENIED_MESSAGE = "The answer was stopped: it carries what a guardrail denies ({kind})."
+# The members of a delta (or message) that come whole, read whole in each event: its role, a tool
+# call's name, a citation (`annotations`: titles, URLs), a reasoning detail's format. Its other
+# strings (but `NOT_TEXT`'s) are text that may come in pieces: each read as a channel of its own,
+# across the deltas (`reasoning_details[].text` and `summary`, a member not known).
+WHOLE_IN_DELTA = frozenset(("role", "name", "annotations", "format"))
+_CHOICES = frozenset(("choices",))
+_TEXT_KEYS = frozenset(TEXT_FIELDS)
+# A choice's members its guard reads itself: its delta (a whole answer's: its message), and its
+# log probabilities, whose tokens must spell its text (`logprob_tokens.py`).
+_CHOICE_READ = frozenset(("delta", "logprobs"))
+_MESSAGE_READ = frozenset(("message", "logprobs"))
+# The members most events and choices have (`_top_places`): their strings, once read clean, need no
+# reading again.
+_PLAIN_TOP = frozenset(("id", "object", "created", "model", "system_fingerprint", "service_tier", "choices"))
+_PLAIN_TOP |= frozenset(("obfuscation",))
+_TOP_TEXT = ("model", "system_fingerprint", "service_tier")
+_PLAIN_CHOICE = frozenset(("index", "delta", "logprobs", "finish_reason"))
+_CHOICE_TEXT = ("finish_reason",)
+# Where a channel of another member's text is in a delta: keys, and list items by their `index`.
+Path = tuple[str | int, ...]
+# A string a delta gives whole that a client joins to the one at its path in the deltas after.
+Merged = list[tuple[Path, str]]
+# A delta's text in a channel: its holder, key, channel, and its path (None: a channel of its own name).
+Streamed = tuple[Any, Any, Channel, Path | None]
 
 
 def denied_event(kind: str) -> bytes:
@@ -132,6 +163,10 @@ def _delta_of_read_shape(delta: dict[str, Any]) -> bool:
     return True
 
 
+class _Apart(Exception):
+    """A string given whole again at its path, another than before (`_merged_apart`)."""
+
+
 class ChatAnswerGuard(EventGuard):
     """A streamed chat answer's events, read and rewritten (`feed` each piece, `flush` at its end).
     An event whose text is held is held whole, with the events after it: once its text is known to
@@ -142,6 +177,8 @@ class ChatAnswerGuard(EventGuard):
         super().__init__(compiled)
         self._framer = SSEFramer()
         self._last: dict[str, Any] = {}  # the last event's object: its fields, for one of held text alone
+        self._paths: dict[Channel, Path] = {}  # where in a delta a channel of another member's text is
+        self._given: dict[tuple[int, Path], str] = {}  # the strings deltas gave whole, by choice and path
         # Reads of events that differ only in their text, passed without reading each event.
         self._by_template = TemplatePass()
 
@@ -163,7 +200,7 @@ class ChatAnswerGuard(EventGuard):
         return self._event(unit)
 
     def _saved(self) -> dict[str, Any]:
-        return {**super()._saved(), "_last": self._last}
+        return {**super()._saved(), "_last": self._last, "_paths": self._paths.copy()}
 
     def _scanner(self, channel: Channel) -> AnswerScanner:
         return self._compiled.scanner(is_json=channel[1] == "arguments")
@@ -182,6 +219,9 @@ class ChatAnswerGuard(EventGuard):
         neither stops the answer before it (a raw client would read what it carries)."""
         pending = Pending(block + b"\n\n")
         self._pending.append(pending)
+        fields = sse_fields(block)
+        if fields and (denied := self._read_places(pending, None, fields)) is not None:
+            return self._stop_before(pending, denied)  # its name, id or a comment holds a value
         data = event_data(block)
         if data is None:
             return self._drained()
@@ -205,13 +245,26 @@ class ChatAnswerGuard(EventGuard):
 
     def _object_event(self, pending: Pending, obj: Any) -> bytes:
         choices = obj.get("choices") if isinstance(obj, dict) else None
+        places = self._top_places(obj) if isinstance(obj, dict) else []
         if not isinstance(choices, list):
-            return self._drained()
+            return self._whole_only(pending, obj, places)
         pending.obj = obj
         self._last = obj
+        # What each choice carries whole is read first, then its text, choice by choice.
+        streamed = []
+        try:
+            for choice in choices:
+                whole, texts = self._choice_places(choice) if isinstance(choice, dict) else ([], [])
+                places += whole
+                streamed.append(texts)
+        except _Apart:
+            return self._unread(pending)  # a name given again, another: read apart, joined by the client
+        denied = self._read_places(pending, obj, places)
+        if denied is not None:
+            return self._stop_before(pending, denied)  # it carries the value whole: it never goes
         before = b""
         for i, choice in enumerate(choices):
-            if not isinstance(choice, dict) or not self._read_choice(pending, choice.get("index", 0), choice):
+            if not isinstance(choice, dict) or not self._read_choice(pending, choice, streamed[i]):
                 continue
             index = choice.get("index", 0)
             if self.denied is not None:
@@ -227,42 +280,79 @@ class ChatAnswerGuard(EventGuard):
                     return before + self._cut()
                 before += self._drained() + self._orphans()
                 self._pending.append(pending)
-        if self._by_template.wanted and len(pending.pieces) == 1 and not before:
+        if self._by_template.wanted and len(pending.pieces) == 1 and not before and not pending.changed:
             self._by_template.learn(pending.whole[:-2], pending.pieces[0])  # its block
         return before + self._drained()
 
-    def _read_choice(self, pending: Pending, index: int, choice: dict[str, Any]) -> bool:
-        """A choice's text given to its channels (False: the choice carries none, nor ends)."""
-        delta = choice.get("delta")
-        if not isinstance(delta, dict):
-            return False
-        self._delta(pending, index, delta)
+    def _whole_only(self, pending: Pending, obj: Any, places: list[Place]) -> bytes:
+        """An event without choices (usage alone, an error): its strings read whole."""
+        denied = self._read_places(pending, obj, places)
+        if denied is not None:
+            return self._stop_before(pending, denied)
+        return self._drained()
+
+    def _top_places(self, obj: dict[str, Any]) -> list[Place]:
+        """What an event carries whole beside its choices, but the strings read clean before: told
+        at once of most events (the same members as the last, their strings read)."""
+        if _PLAIN_TOP.issuperset(obj) and type(obj.get("created", 0)) is int and self._read_before(obj, _TOP_TEXT):
+            return []
+        return members_in(obj, _CHOICES, self._clean)
+
+    def _read_before(self, obj: dict[str, Any], names: tuple[str, ...]) -> bool:
+        """Whether the strings of an object's members `names` are all null or read clean before."""
+        clean = self._clean
+        for name in names:
+            value = obj.get(name)
+            if value is not None and (type(value) is not str or value not in clean):
+                return False
         return True
 
-    def _delta(self, pending: Pending, index: int, delta: dict[str, Any]) -> None:
-        """The delta's text given to its channels. At a value to deny, what the delta carries after
-        it is taken out: it was not read, so it does not go."""
-        for i, name in enumerate(TEXT_FIELDS):
-            value = delta.get(name)
-            if isinstance(value, str) and value:
-                self._fed(pending, (index, name, -1), delta, name, value)
-                if self.denied is not None:
-                    for unread in (*TEXT_FIELDS[i + 1 :], "tool_calls"):
-                        delta.pop(unread, None)
-                    return
-        calls = delta.get("tool_calls")
-        if not isinstance(calls, list):
-            return
-        for i, call in enumerate(calls):
-            function = call.get("function") if isinstance(call, dict) else None
-            if not isinstance(function, dict):
-                continue
-            value = function.get("arguments")
-            if isinstance(value, str) and value:
-                self._fed(pending, (index, "arguments", call.get("index", 0)), function, "arguments", value)
-                if self.denied is not None:
-                    del calls[i + 1 :]
-                    return
+    def _choice_places(self, choice: dict[str, Any]) -> tuple[list[Place], list[Streamed]]:
+        """What a choice carries whole (read at once), and the text its delta streams."""
+        index = choice.get("index", 0)
+        if _PLAIN_CHOICE.issuperset(choice) and type(index) is int and self._read_before(choice, _CHOICE_TEXT):
+            whole: list[Place] = []
+        else:
+            whole = members_in(choice, _CHOICE_READ, self._clean)
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            return whole, []
+        texts: list[Streamed] = []
+        merged: Merged = []
+        delta_places(index, delta, whole, texts, merged)
+        if merged and self._merged_apart(index, merged):
+            raise _Apart
+        return whole, texts
+
+    def _merged_apart(self, index: int, merged: Merged) -> bool:
+        """Whether a string a delta gives whole differs from the one an earlier delta gave at its
+        path: a client joins them (the SDKs' stream helpers join every string of a delta), which
+        read apart would not be read as joined."""
+        for path, value in merged:
+            before = self._given.setdefault((index, path), value)
+            if before != value:
+                return True
+        return False
+
+    def _read_choice(self, pending: Pending, choice: dict[str, Any], texts: list[Streamed]) -> bool:
+        """A choice's text given to its channels (False: the choice carries none, nor ends). At a
+        value to deny, what the delta carries after it is taken out: it was not read, so it does
+        not go."""
+        if not self._carries(choice):
+            return False
+        for i, (holder, key, channel, path) in enumerate(texts):
+            if channel not in self._channels and path is not None:
+                self._paths[channel] = path
+            self._fed(pending, channel, holder, key, holder[key])
+            if self.denied is not None:
+                _cut_after(choice["delta"], texts, i)
+                break
+        return True
+
+    @staticmethod
+    def _carries(choice: dict[str, Any]) -> bool:
+        """Whether a choice carries text (or ends): it has a delta."""
+        return isinstance(choice.get("delta"), dict)
 
     def _ended(self, index: int | None) -> None:
         """The scanners of a choice (every choice: None) flushed, now that their text has ended."""
@@ -270,8 +360,11 @@ class ChatAnswerGuard(EventGuard):
 
     def _held_delta(self, channel: Channel, text: str) -> dict[str, Any]:
         choice, name, call = channel
-        if name == "arguments":
-            delta: dict[str, Any] = {"tool_calls": [{"index": call, "function": {"arguments": text}}]}
+        path = self._paths.get(channel)
+        if path is not None:
+            delta: dict[str, Any] = nested(path, text)
+        elif name == "arguments":
+            delta = {"tool_calls": [{"index": call, "function": {"arguments": text}}]}
         else:
             delta = {name: text}
         template = {k: v for k, v in self._last.items() if k in ("id", "object", "created", "model")}
@@ -285,6 +378,131 @@ class ChatAnswerGuard(EventGuard):
         return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
+def delta_places(
+    index: int, delta: dict[str, Any], whole: list[Place], texts: list[Streamed], merged: Merged | None = None
+) -> None:
+    """What a choice's delta (or message) carries whole (added to `whole`), and its text, each
+    string with its channel (added to `texts`): its text fields, each tool call's arguments (as
+    JSON), and every other string but those that come whole and `NOT_TEXT`'s, in a channel named
+    by its path. The text fields first, the tool calls last. The strings read whole that a client
+    joins across deltas (by their path: a role, a tool's name) are added to `merged`."""
+    if merged is None:
+        merged = []
+    for name in TEXT_FIELDS:
+        value = delta.get(name)
+        if isinstance(value, str) and value:
+            texts.append((delta, name, (index, name, -1), None))
+    if _TEXT_KEYS.issuperset(delta):
+        return  # text fields alone, as most deltas are
+    calls = None
+    for key, value in delta.items():
+        if key in TEXT_FIELDS or key in NOT_TEXT:
+            continue  # a text field's value is a string or null (`of_read_shape`)
+        if key not in KNOWN_KEYS:
+            whole.append((delta, key, True))
+        if key == "tool_calls" and isinstance(value, list):
+            calls = value
+        elif key in WHOLE_IN_DELTA:
+            whole.extend(strings_in(delta, key))
+            if isinstance(value, str) and value:
+                merged.append(((key,), value))
+        else:
+            _walk(index, delta, key, (key,), whole, texts, merged)
+    for position, call in enumerate(calls or ()):
+        if not isinstance(call, dict):
+            continue
+        number = call.get("index", 0)
+        at = number if type(number) is int else position
+        for key, value in call.items():
+            if key in NOT_TEXT:
+                continue
+            if key not in KNOWN_KEYS:
+                whole.append((call, key, True))
+            if key == "function" and isinstance(value, dict):
+                for name, item in value.items():
+                    if name not in KNOWN_KEYS:
+                        whole.append((value, name, True))
+                    if name == "arguments" and isinstance(item, str):
+                        if item:
+                            texts.append((value, name, (index, "arguments", number), None))
+                    elif name == "name":
+                        whole.extend(strings_in(value, name))
+                        if isinstance(item, str) and item:
+                            merged.append((("tool_calls", at, "function", name), item))
+                    else:
+                        _walk(index, value, name, ("tool_calls", at, "function", name), whole, texts, merged)
+            elif key != "index" or type(value) is not int:
+                _walk(index, call, key, ("tool_calls", at, key), whole, texts, merged)
+
+
+def _walk(
+    index: int, holder: Any, key: Any, path: Path, whole: list[Place], texts: list[Streamed], merged: Merged
+) -> None:
+    """A delta's member not known: its strings text in channels by their path (a list's item by
+    its `index`, where it has one), its members that come whole read whole, its keys read whole."""
+    value = holder[key]
+    if isinstance(value, str):
+        if value:
+            texts.append((holder, key, (index, "@" + ".".join(map(str, path)), -1), path))
+    elif isinstance(value, dict):
+        for name in value:
+            if name in NOT_TEXT:
+                continue
+            if name not in KNOWN_KEYS:
+                whole.append((value, name, True))
+            if name in WHOLE_IN_DELTA:
+                whole.extend(strings_in(value, name))
+                if isinstance(value[name], str) and value[name]:
+                    merged.append(((*path, name), value[name]))
+            elif not (name == "data" and value.get("type") == "reasoning.encrypted"):  # encrypted: no text
+                _walk(index, value, name, (*path, name), whole, texts, merged)
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            number = item.get("index") if isinstance(item, dict) else None
+            _walk(index, value, position, (*path, number if type(number) is int else position), whole, texts, merged)
+
+
+def nested(path: Path, text: str) -> dict[str, Any]:
+    """A delta that carries `text` where `path` says (a list's item by its `index`)."""
+    node: Any = text
+    for step in reversed(path):
+        if isinstance(step, int):
+            node = [{**node, "index": step}] if isinstance(node, dict) else [node]
+        else:
+            node = {step: node}
+    return node
+
+
+def _cut_after(delta: dict[str, Any], texts: list[Streamed], at: int) -> None:
+    """A delta cut at a value to deny in its text `at`: the text after it taken out (the members
+    after its member, the tool calls after its call, the strings after it), as it was not read."""
+    holder, key, channel, path = texts[at]
+    member = path[0] if path is not None else ("tool_calls" if channel[1] == "arguments" else key)
+    order = [*TEXT_FIELDS, *(k for k in delta if k not in TEXT_FIELDS and k != "tool_calls"), "tool_calls"]
+    for later in order[order.index(member) + 1 :] if member in order else ():
+        if later != "role":
+            delta.pop(later, None)
+    if channel[1] == "arguments" and path is None:
+        calls = delta.get("tool_calls")
+        if isinstance(calls, list):
+            for i, call in enumerate(calls):
+                function = call.get("function") if isinstance(call, dict) else None
+                if function is holder:
+                    del calls[i + 1 :]
+                    break
+    in_lists: list[tuple[list[Any], int]] = []
+    for other, name, _, where in texts[at + 1 :]:
+        if (where[0] if where is not None else None) != member:
+            continue
+        if isinstance(other, dict):
+            other.pop(name, None)
+        else:
+            in_lists.append((other, name))
+    for items, i in sorted(in_lists, key=lambda p: -p[1]):
+        if i < len(items):
+            del items[i]
+
+
 def without_logprobs(obj: dict[str, Any]) -> None:
     """The log probabilities of an answer's choices set to null: their tokens (`token`, `bytes`,
     `top_logprobs`) are the text as it came, value and all."""
@@ -296,46 +514,67 @@ def without_logprobs(obj: dict[str, Any]) -> None:
 def guard_chat_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
     """A whole (not streamed) chat answer read: the body as it goes on (redacted, or as it came
     where nothing is), the kind of a value to deny (the answer is then refused), and the counts.
-    A choice whose text is redacted loses its `logprobs`."""
+    Every string is read: each choice's text and tool calls' arguments, and every other string
+    whole (but `NOT_TEXT`'s). A choice whose text is redacted loses its `logprobs`."""
     try:
         obj = json.loads(body)
     except ValueError:
         return body, None, {}
     if not of_whole_shape(obj):
         return body, UNREAD, {}  # its text elsewhere, or not a string: it would go on unread
-    choices = obj.get("choices")
-    if not isinstance(choices, list):
-        return body, None, {}
+    return read_json_answer(compiled, obj, body, _message_places)
+
+
+def _message_places(choice: dict[str, Any]) -> tuple[list[Place], list[Streamed]]:
+    whole = members_in(choice, _MESSAGE_READ)
+    texts: list[Streamed] = []
+    message = choice.get("message")
+    if isinstance(message, dict):
+        delta_places(choice.get("index", 0), message, whole, texts)
+    return whole, texts
+
+
+def read_json_answer(
+    compiled: AnswerDetectors,
+    obj: dict[str, Any],
+    body: bytes,
+    choice_places: Callable[[dict[str, Any]], tuple[list[Place], list[Streamed]]],
+) -> tuple[bytes, str | None, dict[str, int]]:
+    """A whole answer of choices read, every string of it (`choice_places`: a choice's, whole and
+    text): the body as it goes on, the kind of a value to deny, and the counts. A key with a value
+    in it is denied (it cannot be replaced); a choice whose text is changed loses its `logprobs`."""
     counts: Counter[str] = Counter()
     changed = False
-    for choice in choices:
-        message = choice.get("message")
-        if not isinstance(message, dict):
+    places: list[tuple[Any, Any, bool, bool, dict[str, Any] | None]] = [
+        (h, k, is_key, False, None) for h, k, is_key in members_in(obj, _CHOICES)
+    ]
+    for choice in obj.get("choices") or ():
+        if not isinstance(choice, dict):
             continue
-        targets: list[tuple[dict[str, Any], str, bool]] = [(message, f, False) for f in TEXT_FIELDS]
-        calls = message.get("tool_calls") or ()
-        targets += [
-            (c["function"], "arguments", True)
-            for c in calls
-            if isinstance(c, dict) and isinstance(c.get("function"), dict)
-        ]
-        for holder, field, is_json in targets:
-            value = holder.get(field)
-            if not isinstance(value, str) or not value:
-                continue
-            scanner = compiled.scanner(is_json)
-            first = scanner.feed(value.encode())
-            rest = scanner.flush() if first.denied is None else first
-            counts.update(scanner.counts)
-            denied = first.denied or rest.denied
+        whole, texts = choice_places(choice)
+        places += [(h, k, is_key, False, None) for h, k, is_key in whole]
+        places += [(h, k, False, channel[1] == "arguments", choice) for h, k, channel, _ in texts]
+    seen: dict[str, str] = {}
+    for holder, key, is_key, is_json, choice in places:
+        value = key if is_key else holder[key]
+        if is_key and value in KNOWN_KEYS:
+            continue
+        if not is_json and value in seen:
+            sent = seen[value]
+        else:
+            sent, denied, found = read_whole(compiled, value.encode(), is_json)
+            counts.update(found)
+            if denied is None and is_key and sent != value:
+                denied = next(iter(found))  # a key cannot be replaced
             if denied is not None:
                 return body, denied, dict(counts)
-            sent = (first.text + (rest.text if rest is not first else b"")).decode()
-            if sent != value:
-                holder[field] = sent
-                if choice.get("logprobs"):
-                    choice["logprobs"] = None  # its tokens are the text as it came
-                changed = True
+            if not is_json and not found:
+                seen[value] = sent
+        if sent != value and not is_key:
+            holder[key] = sent
+            if choice is not None and choice.get("logprobs"):
+                choice["logprobs"] = None  # its tokens are the text as it came
+            changed = True
     if not changed:
         return body, None, dict(counts)
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(), None, dict(counts)

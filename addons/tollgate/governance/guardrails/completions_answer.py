@@ -13,18 +13,27 @@ nothing more (no `[DONE]`). Plain code, knowing nothing of mitmproxy."""
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections.abc import Container
 from typing import Any
 
 from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, choices_read, denied_event, without_logprobs
-from tollgate.governance.guardrails.event_guard import UNREAD, Pending
+from tollgate.governance.guardrails.chat_answer import (
+    ChatAnswerGuard,
+    Streamed,
+    choices_read,
+    denied_event,
+    read_json_answer,
+)
+from tollgate.governance.guardrails.event_guard import UNREAD, Pending, Place, members_in
 from tollgate.governance.guardrails.logprob_tokens import completions_spells
 
 __all__ = ["CompletionsAnswerGuard", "denied_event", "guard_completions_json", "is_completion"]
 
 TEXT = "text"
 OBJECT = "text_completion"
+# A choice's members its guard reads itself: its text, and its log probabilities, whose tokens
+# must spell it (`logprob_tokens.py`); every other string is read whole.
+_CHOICE_READ = frozenset((TEXT, "logprobs"))
 
 
 def is_completion(first: Any) -> bool:
@@ -70,10 +79,12 @@ class CompletionsAnswerGuard(ChatAnswerGuard):
     def _of_read_shape(obj: Any) -> bool:
         return of_completions_shape(obj)
 
-    def _read_choice(self, pending: Pending, index: int, choice: dict[str, Any]) -> bool:
-        value = choice.get(TEXT)
-        if isinstance(value, str) and value:
-            self._fed(pending, (index, TEXT, -1), choice, TEXT, value)
+    def _choice_places(self, choice: dict[str, Any]) -> tuple[list[Place], list[Streamed]]:
+        return _choice_places(choice, self._clean)
+
+    def _read_choice(self, pending: Pending, choice: dict[str, Any], texts: list[Streamed]) -> bool:
+        for holder, key, channel, _ in texts:
+            self._fed(pending, channel, holder, key, holder[key])
         return True
 
     def _held_delta(self, channel: tuple[int, str, int], text: str) -> dict[str, Any]:
@@ -92,27 +103,14 @@ def guard_completions_json(compiled: AnswerDetectors, body: bytes) -> tuple[byte
         return body, None, {}
     if not of_completions_shape(obj):
         return body, UNREAD, {}  # its text elsewhere, or not a string: it would go on unread
-    choices = obj.get("choices")
-    if not isinstance(choices, list):
-        return body, None, {}
-    counts: Counter[str] = Counter()
-    changed = False
-    for choice in choices:
-        value = choice.get(TEXT) if isinstance(choice, dict) else None
-        if not isinstance(value, str) or not value:
-            continue
-        scanner = compiled.scanner()
-        first = scanner.feed(value.encode())
-        rest = scanner.flush() if first.denied is None else first
-        counts.update(scanner.counts)
-        denied = first.denied or rest.denied
-        if denied is not None:
-            return body, denied, dict(counts)
-        sent = (first.text + (rest.text if rest is not first else b"")).decode()
-        if sent != value:
-            choice[TEXT] = sent
-            without_logprobs({"choices": [choice]})
-            changed = True
-    if not changed:
-        return body, None, dict(counts)
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(), None, dict(counts)
+    return read_json_answer(compiled, obj, body, _choice_places)
+
+
+def _choice_places(choice: dict[str, Any], clean: Container[str] = ()) -> tuple[list[Place], list[Streamed]]:
+    """What a choice carries whole (but the strings in `clean`), and its text."""
+    whole = members_in(choice, _CHOICE_READ, clean)
+    value = choice.get(TEXT)
+    texts: list[Streamed] = []
+    if isinstance(value, str) and value:
+        texts.append((choice, TEXT, (choice.get("index", 0), TEXT, -1), None))
+    return whole, texts

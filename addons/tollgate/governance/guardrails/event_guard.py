@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Container, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
@@ -37,6 +37,96 @@ from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
 # on with what is known of its text, so that a stream is never held long.
 WAITING_BYTES = 64 << 10
 UNREAD = "unread"
+# The keys whose strings hold no text, wherever they are: ids, kinds, a stream's random padding
+# (OpenAI's `obfuscation`), signatures and encrypted data.
+NOT_TEXT = frozenset(("id", "type", "object", "obfuscation", "signature", "encrypted_content"))
+# The names of the formats' own members: as keys they are no text a model wrote, and are not read
+# (their values are).
+KNOWN_KEYS = frozenset(
+    (
+        *("created", "model", "system_fingerprint", "service_tier", "choices", "index", "delta", "message"),
+        *("finish_reason", "logprobs", "content", "refusal", "reasoning", "reasoning_content", "role"),
+        *("tool_calls", "function", "name", "arguments", "annotations", "url_citation", "title", "url"),
+        *("start_index", "end_index", "reasoning_details", "text", "summary", "format", "data", "usage"),
+        *("prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details", "cached_tokens"),
+        *("completion_tokens_details", "reasoning_tokens", "audio_tokens", "accepted_prediction_tokens"),
+        *("rejected_prediction_tokens", "error", "code", "param", "stop_reason", "stop_sequence"),
+        # Gemini's
+        *("candidates", "parts", "thought", "thoughtSignature", "finishReason", "safetyRatings", "category"),
+        *("probability", "blocked", "modelVersion", "responseId", "createTime", "usageMetadata", "modality"),
+        *("promptTokenCount", "candidatesTokenCount", "totalTokenCount", "thoughtsTokenCount", "tokenCount"),
+        *("cachedContentTokenCount", "promptTokensDetails", "candidatesTokensDetails", "avgLogprobs"),
+        *("promptFeedback", "blockReason"),
+        # Bedrock's
+        *("contentBlockIndex", "start", "toolUse", "toolUseId", "input", "stopReason", "reasoningContent"),
+        *("metrics", "latencyMs", "inputTokens", "outputTokens", "totalTokens", "output", "trace"),
+        *("additionalModelResponseFields",),
+    )
+)
+# The strings read whole and found clean that a guard remembers (an event's id, model, a member's
+# name, repeated in each event, is read once).
+CLEAN_KEPT = 1024
+# A place of a string in an event's object: its holder, its key there (an object's key or a list's
+# index), and whether the string is the key itself (an object's key, which cannot be replaced).
+Place = tuple[Any, Any, bool]
+
+
+def read_whole(compiled: AnswerDetectors, data: bytes, is_json: bool = False) -> tuple[str, str | None, dict[str, int]]:
+    """One text read whole: as it goes on, the kind of a value to deny, and the counts."""
+    scanner = compiled.scanner(is_json)
+    first = scanner.feed(data)
+    if first.denied is not None:
+        return "", first.denied, dict(scanner.counts)
+    rest = scanner.flush()
+    return (first.text + rest.text).decode(), rest.denied, dict(scanner.counts)
+
+
+def strings_in(
+    holder: Any, key: Any, skip: frozenset[str] = NOT_TEXT, taken: Container[tuple[int, Any]] = ()
+) -> Iterator[Place]:
+    """Every string of the value at `holder[key]`, its objects' keys too, but under the keys `skip`
+    names and at the places `taken` names (`(id(holder), key)`: read otherwise): each with its
+    place."""
+    stack: list[tuple[Any, Any]] = [(holder, key)]
+    while stack:
+        at, name = stack.pop()
+        if taken and (id(at), name) in taken:
+            continue
+        value = at[name]
+        kind = type(value)
+        if kind is str:
+            if value:
+                yield at, name, False
+        elif kind is dict:
+            for k, v in value.items():
+                if k not in skip:
+                    yield value, k, True
+                    if type(v) in (str, dict, list):
+                        stack.append((value, k))
+        elif kind is list:
+            stack.extend((value, i) for i, v in enumerate(value) if type(v) in (str, dict, list))
+
+
+def members_in(
+    obj: dict[str, Any], read: frozenset[str], clean: Container[str] = (), skip: frozenset[str] = NOT_TEXT
+) -> list[Place]:
+    """Every string of an object but in the members `read` names (its format reads them), under
+    the keys `skip` names, the known keys and the strings in `clean`: each with its place. (A loop
+    of its own, not `strings_in`'s: it runs for each event.)"""
+    out: list[Place] = []
+    for k in obj.keys() - skip:
+        if k not in KNOWN_KEYS and k not in clean:
+            out.append((obj, k, True))
+        if k in read:
+            continue
+        v = obj[k]
+        kind = type(v)
+        if kind is str:
+            if v and v not in clean:
+                out.append((obj, k, False))
+        elif kind is dict or kind is list:
+            out.extend(strings_in(obj, k, skip))
+    return out
 
 
 class Unpaired(ValueError):
@@ -65,6 +155,47 @@ def answer_json(data: bytes) -> dict[str, Any] | None:
             raise Unpaired("a string with a surrogate not paired") from None
         return found
     return value if type(value) is dict and keys_once(data, value) else None
+
+
+def sse_fields(block: bytes) -> list[Place]:
+    """The strings of an event block's lines other than its data (its name, id, comments, a field
+    not known), each a place read as a key is (it cannot be replaced: a value in one is denied).
+    A block of one `data:` line, as most are, has none."""
+    if block.startswith(b"data: ") and b"\n" not in block and b"\r" not in block:
+        return []
+    places: list[Place] = []
+    for line in block.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
+        if line.startswith(b"data:") or not line:
+            continue
+        places.append((None, line.decode("utf-8", "replace"), True))
+    return places
+
+
+def read_places(
+    compiled: AnswerDetectors, places: Iterable[Place], counts: Counter[str], clean: set[str]
+) -> tuple[bool, str | None]:
+    """Strings each read whole at their places: a value to redact replaced in place; whether one
+    was, and the kind of a value to deny (None: none). A value in an object's key cannot be
+    replaced: it is denied whatever the rule's action. A string read clean is noted in `clean`
+    (up to `CLEAN_KEPT` of them), and not read again."""
+    changed = False
+    for holder, key, is_key in places:
+        value = key if is_key else holder[key]
+        if value in clean or (is_key and value in KNOWN_KEYS):
+            continue
+        replaced, denied, found = read_whole(compiled, value.encode())
+        counts.update(found)
+        if denied is None and is_key and replaced != value:
+            denied = next(iter(found))
+        if denied is not None:
+            return changed, denied
+        if replaced == value:
+            if len(clean) < CLEAN_KEPT:
+                clean.add(value)
+        elif not is_key:
+            holder[key] = replaced
+            changed = True
+    return changed, None
 
 
 @dataclass(slots=True)
@@ -145,6 +276,7 @@ class EventGuard:
         self._unfed: list[ChannelState] = []  # the channels with pieces not yet given to their scanner
         self._closed = False  # the stream's end was read: nothing after it is
         self._denied_in: Any = None  # the channel a value to deny was found in (None: none)
+        self._clean: set[str] = set()  # strings read whole and found clean (`CLEAN_KEPT`)
         self.denied: str | None = None
 
     @property
@@ -390,10 +522,25 @@ class EventGuard:
     def _unread(self, pending: Pending | None = None) -> bytes:
         """What cannot be read (an event whose data is not what its format sends) stops the
         answer before it: none of it goes on, nor anything after it, as at a value to deny."""
+        return self._stop_before(pending, UNREAD)
+
+    def _stop_before(self, pending: Pending | None, kind: str) -> bytes:
+        """The answer stopped before an event (a value to deny in what it carries whole): none of
+        it goes on, nor anything after it."""
         if pending is not None and self._pending and self._pending[-1] is pending:
             self._pending.pop()
-        self.denied = UNREAD
+        self.denied = kind
         return self._cut()
+
+    def _read_places(self, pending: Pending, obj: Any, places: Iterable[Place]) -> str | None:
+        """Strings an event carries whole, each read whole: a value to redact replaced in place
+        (the event, `obj`, then written anew); the kind of a value to deny (None: none). A value
+        in an object's key cannot be replaced: it is denied whatever the rule's action. A string
+        read clean once is not read again."""
+        changed, denied = read_places(self._compiled, places, self._spent, self._clean)
+        if changed:
+            pending.obj, pending.changed = obj, True
+        return denied
 
     def _ending(self) -> bytes:
         """The format's end of a denied stream, and nothing after it."""

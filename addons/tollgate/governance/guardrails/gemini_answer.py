@@ -38,6 +38,9 @@ from tollgate.governance.guardrails.event_guard import (  # noqa: F401
     EventGuard,
     Pending,
     Piece,
+    Place,
+    members_in,
+    sse_fields,
     unpaired,
 )
 from tollgate.governance.guardrails.logprob_tokens import gemini_spells
@@ -79,6 +82,10 @@ _CANDIDATE_MEMBERS = frozenset(
     {*_CANDIDATE_WHOLE, "content", "index", "finishReason", "safetyRatings", "tokenCount", "avgLogprobs", LOGPROBS}
 )
 _CONTENT_MEMBERS = frozenset({"role", "parts"})
+# What a candidate's reading reads of it (its other members are read whole, as the item's are).
+_CANDIDATE_READ = frozenset({*_CANDIDATE_WHOLE, "content", LOGPROBS})
+_CANDIDATES = frozenset(("candidates",))
+_PARTS = frozenset(("parts",))
 
 Mode = Literal["sse", "array", "whole"]
 Channel = tuple[int, str]  # candidate, "text", "thought" or a partial argument's JSON path
@@ -264,6 +271,9 @@ class GeminiAnswerGuard(EventGuard):
         if not item.body:
             return self._drained()
         if self._mode == "sse":
+            fields = sse_fields(item.body)
+            if fields and (denied := self._read_places(item, None, fields)) is not None:
+                return self._stop_before(item, denied)  # its name, id or a comment holds a value
             event = parse_sse_block(item.body.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
             if event is None:
                 return self._drained()  # a comment, or an event without data
@@ -286,10 +296,15 @@ class GeminiAnswerGuard(EventGuard):
         if not isinstance(candidates, list):
             if _carries_text(candidates):
                 return self._unread(item)  # candidates of a shape not known
-            return self._drained()  # usage alone, prompt feedback, the upstream's own error
+            # Usage alone, prompt feedback, the upstream's own error: every string read whole.
+            denied = self._read_places(item, obj, self._rest(obj, answer, ()))
+            return self._stop_before(item, denied) if denied is not None else self._drained()
         assert isinstance(answer, dict)
         if not all(_spelled(candidate) for candidate in candidates):
             return self._unread(item)  # tokens that spell other text than its own would go on unread
+        denied = self._read_places(item, obj, self._rest(obj, answer, candidates))
+        if denied is not None:
+            return self._stop_before(item, denied)  # it carries the value whole: it never goes
         self._template = {k: answer[k] for k in _TEMPLATE if k in answer}
         finished = []
         for position, candidate in enumerate(candidates):
@@ -311,6 +326,26 @@ class GeminiAnswerGuard(EventGuard):
             if self.denied is not None:
                 return self._cut_in(item, candidates)
         return self._drained()
+
+    def _rest(self, obj: dict[str, Any], answer: Any, candidates: Iterable[Any]) -> list[Place]:
+        """The strings of an item that its candidates' reading does not read (its model version,
+        usage, prompt feedback, a candidate's finish reason and safety ratings, a content's role,
+        a member not known, the envelope's other members), but the ones read clean before."""
+        clean = self._clean
+        if self._envelope is not None:
+            places = members_in(obj, frozenset((self._envelope,)), clean)
+            if isinstance(answer, dict):
+                places += members_in(answer, _CANDIDATES, clean)
+        else:
+            places = members_in(obj, _CANDIDATES, clean)
+        for candidate in candidates:
+            if not isinstance(candidate, dict):
+                continue
+            places += members_in(candidate, _CANDIDATE_READ, clean)
+            content = candidate.get("content")
+            if isinstance(content, dict):
+                places += members_in(content, _PARTS, clean)
+        return places
 
     def _cut_in(self, item: _Item, candidates: list[Any]) -> bytes:
         """A value to deny in this item: it goes on written anew with what is known of it, no

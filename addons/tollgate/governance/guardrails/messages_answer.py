@@ -27,7 +27,7 @@ from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
 from tollgate.governance.guardrails.bedrock_answer import carries_text, denied_frame, signed_detectors
 from tollgate.governance.guardrails.chat_answer import DENIED_MESSAGE, Channel, ChatAnswerGuard
-from tollgate.governance.guardrails.event_guard import UNREAD, Pending, Unpaired, answer_json
+from tollgate.governance.guardrails.event_guard import UNREAD, Pending, Unpaired, answer_json, sse_fields
 
 # Each streamed delta: the field its text is in, and the channel it feeds.
 DELTAS = {
@@ -48,6 +48,10 @@ OPAQUE = frozenset(("type", "id", "tool_use_id", "signature", "encrypted_content
 _TEXT_OPAQUE = OPAQUE | {"text"}  # a text block's own text is streamed: its channel reads it
 _COUNTS_OPAQUE = OPAQUE | {"usage", "amazon-bedrock-invocationMetrics"}  # a message's counts
 _STOP_OPAQUE = _COUNTS_OPAQUE | {"index"}
+# What an event carries beside what its own reading reads: read whole (a member not known).
+_BLOCK_EVENT_OPAQUE = OPAQUE | {"index", "content_block", "delta"}
+_START_OPAQUE = OPAQUE | {"message"}
+_MESSAGE_OPAQUE = _COUNTS_OPAQUE | {"content"}
 _CHUNK_HEADERS = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
 
 
@@ -207,6 +211,14 @@ class MessagesAnswerGuard(ChatAnswerGuard):
 
     def _event(self, block: bytes) -> bytes:
         whole = block + b"\n\n"
+        fields = sse_fields(block)
+        if fields:
+            pending = Pending(whole)
+            self._pending.append(pending)
+            denied = self._read_places(pending, None, fields)
+            self._pending.pop()
+            if denied is not None:
+                return self._stop_before(None, denied)  # its name, id or a comment holds a value
         event = parse_sse_block(block)
         if event is None or not event.data.strip():  # a comment, or an event without data
             return self._passed(whole)
@@ -228,12 +240,20 @@ class MessagesAnswerGuard(ChatAnswerGuard):
         pending = Pending(whole, obj)
         self._pending.append(pending)
         if kind == "content_block_start":
-            self._block_start(pending, obj)
+            # What the event carries beside its block is read whole first.
+            if obj.keys() <= _BLOCK_EVENT_OPAQUE or not self._whole_read(pending, obj, _BLOCK_EVENT_OPAQUE):
+                self._block_start(pending, obj)
         elif kind == "content_block_delta":
-            self._block_delta(pending, obj)
+            if obj.keys() <= _BLOCK_EVENT_OPAQUE or not self._whole_read(pending, obj, _BLOCK_EVENT_OPAQUE):
+                self._block_delta(pending, obj)
         elif kind == "message_start":
             message = obj.get("message")
             content = message.get("content") if isinstance(message, dict) else None
+            # The message's other members (its model, usage, a member not known) read whole.
+            if self._whole_read(pending, obj, _START_OPAQUE) or (
+                isinstance(message, dict) and self._whole_read(pending, message, _MESSAGE_OPAQUE)
+            ):
+                return self._cut()
             for block in content if isinstance(content, list) else ():
                 if not isinstance(block, dict):
                     self._refuse(pending)
@@ -241,7 +261,9 @@ class MessagesAnswerGuard(ChatAnswerGuard):
                     break
         elif kind == "message_delta":
             self._whole_read(pending, obj, _COUNTS_OPAQUE)  # its stop sequence, a refusal's explanation
-        elif kind not in PASSED_EVENTS and carries_text(obj, OPAQUE):
+        elif kind in PASSED_EVENTS:
+            self._whole_read(pending, obj)  # an error's message: read as any string
+        elif carries_text(obj, OPAQUE):
             # An event of a type not known (or of none: Claude's Text Completions on Bedrock)
             # whose text is not read: the stream stops before it.
             self._refuse(pending)
@@ -306,7 +328,8 @@ class MessagesAnswerGuard(ChatAnswerGuard):
             return
         name, channel = DELTAS[kind]
         value = delta.get(name)
-        if not isinstance(value, str):
+        if not isinstance(value, str) or (len(delta) > 2 and carries_text(delta, OPAQUE | {name})):
+            # Text beside the delta's own, in a member not known: it may come in pieces too.
             self._refuse(pending)
         elif value:
             self._fed(pending, (index, channel, -1), delta, name, value)

@@ -30,7 +30,7 @@ from tollgate.governance.guardrails.chat_answer import (
     ChatAnswerGuard,
     of_read_shape,
 )
-from tollgate.governance.guardrails.event_guard import UNREAD, ChannelState, Pending
+from tollgate.governance.guardrails.event_guard import UNREAD, ChannelState, Pending, read_whole
 from tollgate.governance.guardrails.logprob_tokens import openai_spells
 
 
@@ -256,8 +256,9 @@ def strings_of(value: Any, path: str, output: int, skip: Container[tuple[int, st
 
 
 def output_texts(response: Any) -> Iterator[Whole]:
-    """The texts a whole response holds (its `output`, and the `output_text` some servers add; the
-    rest of it is the request's, echoed)."""
+    """The texts a whole response holds: its `output`, then every other string of it (the
+    `output_text` some servers add, what it echoes of the request, a member not known), each read
+    whole, but `OPAQUE`'s."""
     if not isinstance(response, dict):
         return
     output = response.get("output")
@@ -265,7 +266,9 @@ def output_texts(response: Any) -> Iterator[Whole]:
         yield from item_texts(item, index)
     if not isinstance(output, list):
         yield from _strings_at(response, "output")  # of another shape: its strings
-    yield from _strings_at(response, "output_text")
+    for key in response:
+        if key != "output" and key not in OPAQUE:
+            yield from _strings_at(response, key)
 
 
 def _strings_at(holder: dict[str, Any], key: str) -> Iterator[Whole]:
@@ -546,16 +549,6 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
         kind = obj.get("type")
         name = b"event: " + kind.encode() + b"\n" if isinstance(kind, str) else b""
         return name + b"data: " + data + b"\n\n"
-
-
-def read_whole(compiled: AnswerDetectors, data: bytes, is_json: bool) -> tuple[str, str | None, dict[str, int]]:
-    """One text read whole: as it goes on, the kind of a value to deny, and the counts."""
-    scanner = compiled.scanner(is_json)
-    first = scanner.feed(data)
-    if first.denied is not None:
-        return "", first.denied, dict(scanner.counts)
-    rest = scanner.flush()
-    return (first.text + rest.text).decode(), rest.denied, dict(scanner.counts)
 
 
 # ---- the Responses WebSocket

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from support.counted_scans import counting_feeds
 from support.examples import examples
-from support.guardrail_samples import EMAIL, SAMPLES, crc_token
+from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
-from tollgate.governance.guardrails.chat_answer import WAITING_BYTES, ChatAnswerGuard, guard_chat_json
+from tollgate.governance.guardrails.chat_answer import WAITING_BYTES, ChatAnswerGuard, denied_event, guard_chat_json
 
 TOKEN = crc_token("gh" + "p_")
 CARD = "5555" + "555555554444"
@@ -310,12 +310,13 @@ def test_the_events_of_one_read_give_what_they_give_one_by_one() -> None:
 
 def test_a_read_of_many_events_feeds_each_channels_scanner_once() -> None:
     """Two choices' text and a tool call's arguments in 300 small events, all in one read: each
-    channel's scanner is fed once, and the events go on byte for byte."""
+    channel's scanner is fed once, each string carried whole (the model's name, the role, the
+    tool's name) is read once however often it comes, and the events go on byte for byte."""
     found, feeds = counting_feeds(compiled("redact"))
     data = stream(answer_events("The cats sat on 12 mats in 2026. " * 5, '{"path": "notes/a.txt"}', 2)[:-2])
     guard = ChatAnswerGuard(found)
     out = guard.feed(data.removesuffix(b"data: [DONE]\n\n"))
-    assert feeds == [1, 1, 1]
+    assert feeds == [1] * 6
     assert out + guard.feed(b"data: [DONE]\n\n") + guard.flush() == data
 
 
@@ -657,3 +658,199 @@ def test_an_event_of_empty_data_goes_on_as_it_came() -> None:
     data = data.replace(b"data: [DONE]", b"data: \n\ndata: [DONE]")
     out, guard = guarded(compiled("redact"), data, 5)
     assert (out, guard.denied) == (data, None)
+
+
+# ---- every string of an answer is read
+
+AWS_KEY = AWS_KEY_ID
+# Members a client's SDK surfaces besides the text fields: each (delta members, where the key is).
+WHOLE_MEMBERS: dict[str, dict[str, Any]] = {
+    "an annotation's title": {
+        "annotations": [
+            {"type": "url_citation", "url_citation": {"title": f"See {AWS_KEY}", "url": "https://a.example/", "start_index": 0, "end_index": 1}}
+        ]
+    },
+    "an annotation's URL": {
+        "annotations": [
+            {"type": "url_citation", "url_citation": {"title": "t", "url": f"https://a.example/?k={AWS_KEY}", "start_index": 0, "end_index": 1}}
+        ]
+    },
+    "a tool call's name": {
+        "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": AWS_KEY, "arguments": ""}}]
+    },
+}  # fmt: skip
+
+
+def split_member(key: str, pieces: list[str]) -> list[dict[str, Any]]:
+    """Deltas whose member `key` carries `pieces` in turn: reasoning details as OpenRouter streams
+    them (`reasoning_details[].text`, by their `index`), or a member not known."""
+    if key == "reasoning_details":
+        return [
+            chunk(0, reasoning_details=[{"type": "reasoning.text", "text": p, "format": "f", "index": 0}])
+            for p in pieces
+        ]
+    return [chunk(0, **{key: p}) for p in pieces]
+
+
+@pytest.mark.parametrize("member", ["reasoning_details", "vendor_text"])
+@pytest.mark.parametrize("size", [3, 7, 40])
+def test_text_in_a_member_of_a_delta_not_read_before_is_redacted_however_split(member: str, size: int) -> None:
+    """`reasoning_details[].text` and a member Tollgate does not know are text read across their
+    deltas, as `content` is: a key split across events is redacted."""
+    data = stream([*split_member(member, pieces_of(f"The key is {AWS_KEY} here.", size)), finish(0)])
+    out, guard = guarded(compiled("redact"), data, 5)
+    assert AWS_KEY[:8].encode() not in out
+    assert guard.counts == {"secrets.aws_access_key_id": 1}
+    text = ""
+    for block in out.split(b"\n\n")[:-2]:
+        delta = json.loads(block[6:])["choices"][0]["delta"]
+        details = delta.get("reasoning_details", ())
+        text += "".join(d["text"] for d in details) if member == "reasoning_details" else delta.get(member, "")
+    assert text == "The key is [REDACTED:secrets.aws_access_key_id] here."
+
+
+def test_a_deny_in_reasoning_keeps_no_copy_in_its_reasoning_details() -> None:
+    """Reasoning as OpenRouter streams it, the same text in `reasoning` and in
+    `reasoning_details[].text`: at the key, the answer stops, and no event carries it in either."""
+    pieces = pieces_of(f"Thinking: the key is {AWS_KEY}.", 6)
+    events = [
+        chunk(0, reasoning=p, reasoning_details=[{"type": "reasoning.text", "text": p, "index": 0}]) for p in pieces
+    ]
+    for cut in (1, 9, 4096):
+        out, guard = guarded(compiled("deny"), stream([*events, chunk(0, content="Done."), finish(0)]), cut)
+        assert guard.denied == "secrets.aws_access_key_id"
+        assert AWS_KEY[:4].encode() not in out and b"Done" not in out
+        blocks = [json.loads(b[6:]) for b in out.split(b"\n\n") if b]
+        assert blocks[-1]["error"]["code"] == "content_denied"
+        reasoning = "".join(b["choices"][0]["delta"].get("reasoning", "") for b in blocks[:-1])
+        details = "".join(
+            d.get("text", "") for b in blocks[:-1] for d in b["choices"][0]["delta"].get("reasoning_details", ())
+        )
+        assert reasoning == details == "Thinking: the key is "
+
+
+@pytest.mark.parametrize("where", list(WHOLE_MEMBERS))
+def test_a_member_that_comes_whole_is_read_whole_and_redacted_in_place(where: str) -> None:
+    data = stream([chunk(0, role="assistant", content="Hi. "), chunk(0, **WHOLE_MEMBERS[where]), finish(0)])
+    out, guard = guarded(compiled("redact"), data, 7)
+    assert AWS_KEY.encode() not in out
+    assert b"[REDACTED:secrets.aws_access_key_id]" in out
+    assert guard.counts == {"secrets.aws_access_key_id": 1}
+    assert out.endswith(b"data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize("where", list(WHOLE_MEMBERS))
+def test_a_member_that_comes_whole_with_a_value_to_deny_never_goes(where: str) -> None:
+    data = stream([chunk(0, content="Hi. "), chunk(0, **WHOLE_MEMBERS[where]), chunk(0, content="more"), finish(0)])
+    out, guard = guarded(compiled("deny"), data, 7)
+    assert guard.denied == "secrets.aws_access_key_id"
+    assert AWS_KEY[:4].encode() not in out and b"more" not in out
+    assert reassembled(out) == ({(0, "content"): "Hi. "}, [json.loads(denied_event("secrets.aws_access_key_id")[6:])])
+
+
+def with_member(event: dict[str, Any], where: str, value: Any) -> dict[str, Any]:
+    """An event with a member not known, at its top or in its choice."""
+    if where == "top":
+        return {**event, "vendor": value}
+    return {**event, "choices": [{**event["choices"][0], "vendor": value}]}
+
+
+@pytest.mark.parametrize("where", ["top", "choice"])
+@pytest.mark.parametrize("value", [f"k {AWS_KEY}", {"deep": [f"k {AWS_KEY}"]}])
+def test_a_member_not_known_of_an_event_or_a_choice_is_read(where: str, value: Any) -> None:
+    event = with_member(chunk(0, content="Hi."), where, value)
+    redacted, guard = guarded(compiled("redact"), stream([event, finish(0)]), 9)
+    assert AWS_KEY.encode() not in redacted and b"[REDACTED:secrets.aws_access_key_id]" in redacted
+    assert guard.counts == {"secrets.aws_access_key_id": 1}
+    denied, guard = guarded(compiled("deny"), stream([chunk(0, content="Hi. "), event, finish(0)]), 9)
+    assert guard.denied == "secrets.aws_access_key_id"
+    assert AWS_KEY[:4].encode() not in denied
+
+
+def test_a_value_in_a_key_is_denied_under_redact_too() -> None:
+    """A key cannot be replaced exactly: a value in one stops the answer whatever the action."""
+    event = chunk(0, content="Hi. ")
+    event["choices"][0]["delta"]["vendor"] = {AWS_KEY: 1}
+    out, guard = guarded(compiled("redact"), stream([chunk(0, content="Hi. "), event, finish(0)]), 9)
+    assert guard.denied == "secrets.aws_access_key_id"
+    assert AWS_KEY[:4].encode() not in out
+
+
+def test_ids_and_the_obfuscation_are_not_read_and_go_as_they_came() -> None:
+    """Ids, types and the random `obfuscation` are no text: an event goes on as it came."""
+    event = {**chunk(0, content="Hi. "), "id": AWS_KEY, "obfuscation": "x" + AWS_KEY}
+    data = stream([event, finish(0)])
+    out, guard = guarded(compiled("redact"), data, 9)
+    assert out == data and guard.counts == {}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {
+            "role": "assistant",
+            "content": "Hi.",
+            "reasoning_details": [{"type": "reasoning.text", "text": f"k {AWS_KEY}"}],
+        },
+        {"role": "assistant", "content": "Hi.", "annotations": WHOLE_MEMBERS["an annotation's URL"]["annotations"]},
+        {"role": "assistant", "content": None, "tool_calls": WHOLE_MEMBERS["a tool call's name"]["tool_calls"]},
+        {"role": "assistant", "content": "Hi.", "vendor": {"x": [f"k {AWS_KEY}"]}},
+    ],
+    ids=["reasoning_details", "annotations", "tool name", "unknown"],
+)
+def test_every_string_of_a_whole_answer_is_read(message: dict[str, Any]) -> None:
+    body = {
+        "id": "c1",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+    }
+    out, denied, counts = guard_chat_json(compiled("redact"), json.dumps(body).encode())
+    assert (denied, counts) == (None, {"secrets.aws_access_key_id": 1})
+    assert AWS_KEY.encode() not in out and b"[REDACTED:secrets.aws_access_key_id]" in out
+    assert guard_chat_json(compiled("deny"), json.dumps(body).encode())[1:] == (
+        "secrets.aws_access_key_id",
+        {"secrets.aws_access_key_id": 1},
+    )
+
+
+def test_a_message_in_a_streamed_choice_and_a_delta_in_a_whole_one_are_read() -> None:
+    """Each format's choice reads its own member (a delta, a message): the other, where a server
+    sends it too, is read whole as any member not known."""
+    event = chunk(0, content="Hi. ")
+    event["choices"][0]["message"] = {"content": f"k {AWS_KEY}"}
+    out, guard = guarded(compiled("redact"), stream([event, finish(0)]), 9)
+    assert AWS_KEY.encode() not in out and guard.counts == {"secrets.aws_access_key_id": 1}
+    body = {
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi."}, "delta": {"content": AWS_KEY}}]
+    }
+    out, denied, counts = guard_chat_json(compiled("redact"), json.dumps(body).encode())
+    assert AWS_KEY.encode() not in out and (denied, counts) == (None, {"secrets.aws_access_key_id": 1})
+
+
+@pytest.mark.parametrize("where", ["model", "system_fingerprint", "finish_reason", "index"])
+def test_a_known_member_read_clean_before_is_read_again_when_it_changes(where: str) -> None:
+    """Most events repeat the last one's members, whose strings are not read again; one whose
+    value differs (a model's name, a finish reason, an index that is a string) is read."""
+    event = chunk(0, content="Hi. ")
+    if where in ("model", "system_fingerprint"):
+        event[where] = f"k {AWS_KEY}"
+    else:
+        event["choices"][0][where] = f"k {AWS_KEY}"
+    out, guard = guarded(compiled("redact"), stream([chunk(0, content="Hi. "), chunk(0, content="there. "), event]), 9)
+    assert AWS_KEY.encode() not in out and b"[REDACTED:secrets.aws_access_key_id]" in out
+    assert guard.counts == {"secrets.aws_access_key_id": 1}
+
+
+def test_a_name_given_again_in_pieces_stops_the_answer_as_unread() -> None:
+    """The SDKs' stream helpers join every string of a delta across events: a tool's name given in
+    two pieces, each read whole, would be read apart. Given again, another, it stops the answer as
+    `unread`; the same given again (a role in every event) goes on."""
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": AWS_KEY[:10], "arguments": ""}}
+    rest = {"index": 0, "function": {"name": AWS_KEY[10:], "arguments": "{}"}}
+    data = stream([chunk(0, content="Hi. "), chunk(0, tool_calls=[call]), chunk(0, tool_calls=[rest]), finish(0)])
+    out, guard = guarded(compiled("redact"), data, 9)
+    assert guard.denied == "unread" and AWS_KEY[10:].encode() not in out
+    same = stream([chunk(0, role="assistant", content="Hi. "), chunk(0, role="assistant", content="there."), finish(0)])
+    out, guard = guarded(compiled("redact"), same, 9)
+    assert (out, guard.denied) == (same, None)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from support.examples import examples
-from support.guardrail_samples import EMAIL, SAMPLES, crc_token, pem
+from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token, pem
 from tollgate.core.call import Call, Route
 from tollgate.core.config import parse_config
 from tollgate.core.runtime import Loaded
@@ -359,3 +359,24 @@ def test_choices_of_the_shapes_read_go_on_as_they_came() -> None:
     assert (out, guard.denied) == (data, None)
     body = b'{"id":"c","choices":[{"index":0,"text":null,"finish_reason":"stop"}]}'
     assert guard_completions_json(compiled("redact"), body) == (body, None, {})
+
+
+@pytest.mark.parametrize("where", ["top", "choice"])
+def test_a_member_not_known_is_read_streamed_and_whole(where: str) -> None:
+    """A string outside the choices' `text` (a member not known, at the top or in a choice) is
+    read whole: redacted in place, or the answer stopped before its event."""
+    event = chunk(0, "Hi. ")
+    if where == "top":
+        event["vendor"] = {"note": f"k {AWS_KEY_ID}"}
+    else:
+        event["choices"][0]["vendor"] = [f"k {AWS_KEY_ID}"]
+    out, guard = guarded(compiled("redact"), stream([event, chunk(0, "", "stop")]), 7)
+    assert AWS_KEY_ID.encode() not in out and b"[REDACTED:secrets.aws_access_key_id]" in out
+    assert guard.counts == {"secrets.aws_access_key_id": 1}
+    out, guard = guarded(compiled("deny"), stream([chunk(0, "Hi. "), event, chunk(0, "", "stop")]), 7)
+    assert guard.denied == "secrets.aws_access_key_id"
+    assert AWS_KEY_ID[:4].encode() not in out and parsed(out)[-1]["error"]["code"] == "content_denied"
+    body = json.dumps({"object": "text_completion", **event}).encode()
+    redacted, denied, counts = guard_completions_json(compiled("redact"), body)
+    assert (denied, counts) == (None, {"secrets.aws_access_key_id": 1}) and AWS_KEY_ID.encode() not in redacted
+    assert guard_completions_json(compiled("deny"), body)[1] == "secrets.aws_access_key_id"

@@ -471,7 +471,8 @@ def test_a_frame_read_is_written_again_byte_for_byte() -> None:
 @pytest.mark.parametrize("guard, write", [(MessagesAnswerGuard, sse), (BedrockMessagesGuard, frames)])
 def test_a_read_of_many_events_feeds_each_channels_scanner_once(guard, write) -> None:
     """Thinking, text and a tool's input in 300 small events, all in one read: each block's
-    scanner is fed once (and each of the three strings the tool's start gives whole, read
+    scanner is fed once (and each of the three strings the tool's start gives whole, and the
+    message's role and model with their keys, and the 4 event names of server-sent events, read
     alone), and the events go on byte for byte."""
     found, feeds = counting_feeds(compiled("redact"))
     text = "The cats sat on 12 mats in 2026. " * 5
@@ -480,7 +481,7 @@ def test_a_read_of_many_events_feeds_each_channels_scanner_once(guard, write) ->
     reading = guard(found)
     data = write(events[:-3])  # all but the tool block's end and the message's
     out = reading.feed(data)
-    assert feeds == [1] * 6
+    assert feeds == [1] * (14 if write is sse else 10)
     rest = write(events[-3:])
     assert out + reading.feed(rest) + reading.flush() == data + rest
 

@@ -1,0 +1,245 @@
+"""Every string of an answer is read, with the official SDKs through mitmdump: an OpenAI chat answer
+whose key sits in members no text field holds (reasoning as OpenRouter streams it, in `reasoning`
+and again in `reasoning_details[].text`; a citation's title and URL; a tool call's name) comes to
+the openai SDK redacted in each of them, or stops with the error the SDK raises on, no copy of the
+key in any event it got; a Claude answer with the key in a tool's name and in a member of its
+message Tollgate does not know, the same with the anthropic SDK. The audit counts what was found
+(`answer_findings`) and says what was done."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests.support.answers import AWS, KINDS, AnswerUpstream, answered_by, pieces
+from tests.support.canned import provider_answers
+from tests.support.fake_upstream import Received, Reply
+from tests.support.streams import sse
+
+VIRTUAL = "tg-members-alice-0001"
+KIND = "secrets.aws_access_key_id"
+REDACTED = f"[REDACTED:{KIND}]"
+THOUGHT = f"The vault holds {AWS}; I will not say it."
+
+
+def config(urls: dict[str, str]) -> dict:
+    return {
+        "providers": {
+            "openai": {"upstream": urls["openai"], "keys": ["sk-real-members-0001"]},
+            "anthropic": {"upstream": urls["anthropic"], "keys": ["sk-ant-real-members-0001"]},
+        },
+        "clients": [{"name": "alice", "keys": [VIRTUAL]}],
+        "guardrails": [
+            {"on": ["answer"], "detect": KINDS, "action": "redact"},
+            {"match": {"model": "*deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
+        ],
+    }
+
+
+def chunk(delta: dict, finish: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    event = {"id": "chatcmpl-m", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-4o"}
+    return sse({**event, "choices": [choice]})
+
+
+def reasoning_stream() -> list[bytes]:
+    """Reasoning in 6-character deltas, each in `reasoning` and in `reasoning_details[].text` (the
+    key across four events), then the answer's text."""
+    events = [chunk({"role": "assistant", "content": ""})]
+    for piece in pieces(THOUGHT, 6):
+        detail = {"type": "reasoning.text", "text": piece, "format": "anthropic-claude-v1", "index": 0}
+        events.append(chunk({"reasoning": piece, "reasoning_details": [detail]}))
+    events += [chunk({"content": "Done."}), chunk({}, "stop"), sse("[DONE]")]
+    return events
+
+
+def named_stream() -> list[bytes]:
+    """A tool call whose name is the key, its arguments after it."""
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": AWS, "arguments": ""}}
+    events = [chunk({"role": "assistant", "content": "Calling. "}), chunk({"tool_calls": [call]})]
+    events += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}) for p in ('{"a"', ": 1}")]
+    return [*events, chunk({}, "tool_calls"), sse("[DONE]")]
+
+
+def cited_answer() -> dict:
+    """A whole answer whose citation's title and URL hold the key."""
+    citation = {"title": f"Keys: {AWS}", "url": f"https://docs.example/?k={AWS}", "start_index": 0, "end_index": 4}
+    message = {"role": "assistant", "content": "See the docs.", "annotations": [
+        {"type": "url_citation", "url_citation": citation}
+    ]}  # fmt: skip
+    return {
+        "id": "chatcmpl-c",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+    }
+
+
+def claude_stream() -> list[bytes]:
+    """Claude's answer: a member of its message Tollgate does not know and a tool's name hold the key."""
+    start = {"id": "msg_m", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": [],
+             "stop_reason": None, "usage": {"input_tokens": 3, "output_tokens": 1}, "vendor_note": f"k {AWS}"}  # fmt: skip
+    tool = {"type": "tool_use", "id": "toolu_1", "name": AWS, "input": {}}
+    events = [
+        ("message_start", {"type": "message_start", "message": start}),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": tool}),
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "input_json_delta", "partial_json": '{"a": 1}'},
+            },
+        ),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        (
+            "message_delta",
+            {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}},
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    return [sse(body, name) for name, body in events]
+
+
+class Upstream(AnswerUpstream):
+    def __call__(self, received: Received) -> Reply:
+        if received.path.endswith("/v1/messages"):
+            return Reply(200, chunks=claude_stream())
+        if not received.path.endswith("/chat/completions"):
+            return provider_answers(received)
+        model = received.json()["model"]
+        if model.startswith("gpt-reasoning"):
+            return Reply(200, chunks=reasoning_stream())
+        if model.startswith("gpt-named"):
+            return Reply(200, chunks=named_stream())
+        return Reply(200, cited_answer())
+
+
+@pytest.fixture(scope="module")
+def gw(start_gateway):
+    return answered_by(start_gateway(config, providers=("openai", "anthropic")), Upstream())
+
+
+READ_STREAM = f"""
+import json
+from openai import OpenAI
+client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+events, reasoning, details, text, names, error = [], "", "", "", [], None
+try:
+    for event in client.chat.completions.create(
+        model=MODEL, messages=[{{"role": "user", "content": "think"}}], stream=True
+    ):
+        events.append(event.model_dump_json())
+        for choice in event.choices:
+            extra = choice.delta.model_extra or {{}}
+            reasoning += extra.get("reasoning") or ""
+            details += "".join(d.get("text", "") for d in extra.get("reasoning_details") or ())
+            text += choice.delta.content or ""
+            names += [c.function.name for c in choice.delta.tool_calls or () if c.function and c.function.name]
+except Exception as e:
+    error = [type(e).__module__.split(".")[0], type(e).__name__, str(e)]
+report(events=events, reasoning=reasoning, details=details, text=text, names=names, error=error)
+"""
+
+READ_JSON = f"""
+from openai import OpenAI
+import openai
+client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+try:
+    r = client.chat.completions.create(model=MODEL, messages=[{{"role": "user", "content": "cite"}}])
+    report(raw=r.model_dump_json(), annotations=[a.url_citation.model_dump() for a in r.choices[0].message.annotations])
+except openai.APIStatusError as e:
+    report(error=[type(e).__module__.split(".")[0], type(e).__name__], status=e.status_code,
+           tollgate=e.response.headers.get("x-tollgate-error"))
+"""
+
+
+def test_reasoning_details_are_redacted_as_its_reasoning_is(gw):
+    result = gw.run("MODEL = 'gpt-reasoning'\n" + READ_STREAM)
+    assert result["error"] is None
+    assert result["reasoning"] == result["details"] == THOUGHT.replace(AWS, REDACTED)
+    assert result["text"] == "Done."
+    assert not any(AWS[:8] in e for e in result["events"])
+    record = gw.last_audit()
+    # The key once in each channel: `reasoning` and `reasoning_details[0].text`.
+    assert (record["status"], record["decision"], record["answer_findings"]) == (200, "allow", {KIND: 2})
+
+
+def test_under_deny_no_event_keeps_the_key_in_its_reasoning_details(gw):
+    result = gw.run("MODEL = 'gpt-reasoning-deny'\n" + READ_STREAM)
+    assert result["error"][:2] == ["openai", "APIError"]
+    assert KIND in result["error"][2]
+    before = THOUGHT[: THOUGHT.index(AWS)]
+    assert result["reasoning"] == result["details"] == before
+    assert result["text"] == ""
+    assert not any(AWS[:4] in e for e in result["events"])
+    record = gw.last_audit()
+    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+    assert record["answer_findings"] == {KIND: 1}
+
+
+def test_a_tool_calls_name_is_redacted_or_denied(gw):
+    redacted = gw.run("MODEL = 'gpt-named'\n" + READ_STREAM)
+    assert (redacted["error"], redacted["names"], redacted["text"]) == (None, [REDACTED], "Calling. ")
+    assert not any(AWS in e for e in redacted["events"])
+    assert gw.last_audit()["answer_findings"] == {KIND: 1}
+    denied = gw.run("MODEL = 'gpt-named-deny'\n" + READ_STREAM)
+    assert denied["error"][:2] == ["openai", "APIError"]
+    assert (denied["names"], denied["text"]) == ([], "Calling. ")
+    assert not any(AWS[:4] in e for e in denied["events"])
+    record = gw.last_audit()
+    assert (record["error"], record["answer_findings"]) == ("content_denied", {KIND: 1})
+
+
+def test_a_citations_title_and_url_are_redacted_or_the_answer_refused(gw):
+    redacted = gw.run("MODEL = 'gpt-cited'\n" + READ_JSON)
+    citation = redacted["annotations"][0]
+    assert (citation["title"], citation["url"]) == (f"Keys: {REDACTED}", f"https://docs.example/?k={REDACTED}")
+    assert AWS not in redacted["raw"]
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["answer_findings"]) == (200, "allow", {KIND: 2})
+    refused = gw.run("MODEL = 'gpt-cited-deny'\n" + READ_JSON)
+    assert (refused["error"], refused["status"], refused["tollgate"]) == (
+        ["openai", "PermissionDeniedError"],
+        403,
+        "content_denied",
+    )
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
+    assert record["answer_findings"] == {KIND: 1}
+
+
+READ_CLAUDE = """
+import anthropic, json
+client = anthropic.Anthropic(api_key="tg-members-alice-0001", max_retries=0)
+events, names, error = [], [], None
+try:
+    for event in client.messages.create(model=MODEL, max_tokens=100, stream=True,
+                                        messages=[{"role": "user", "content": "run"}]):
+        events.append(event.model_dump_json())
+        if event.type == "content_block_start" and event.content_block.type == "tool_use":
+            names.append(event.content_block.name)
+except Exception as e:
+    error = [type(e).__module__.split(".")[0], type(e).__name__, str(e)]
+report(events=events, names=names, error=error)
+"""
+
+
+def test_a_claude_stream_is_read_in_its_tools_name_and_a_member_not_known(gw):
+    redacted = gw.run("MODEL = 'claude-sonnet-4-5'\n" + READ_CLAUDE)
+    assert (redacted["error"], redacted["names"]) == (None, [REDACTED])
+    assert not any(AWS in e for e in redacted["events"])
+    assert json.loads(redacted["events"][0])["message"]["vendor_note"] == f"k {REDACTED}"
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["answer_findings"]) == (200, "allow", {KIND: 2})
+    denied = gw.run("MODEL = 'claude-deny'\n" + READ_CLAUDE)
+    assert denied["error"][:2] == ["anthropic", "APIStatusError"]
+    assert (denied["events"], denied["names"]) == ([], [])
+    record = gw.last_audit()
+    assert (record["error"], record["refusal"], record["answer_findings"]) == (
+        "content_denied",
+        "content_denied",
+        {KIND: 1},
+    )
