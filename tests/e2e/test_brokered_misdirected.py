@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -73,17 +74,24 @@ def curl(gw, url: str, *args: str, http: str = "--http1.1") -> tuple[int, dict[s
     return int(status_line.split()[1]), headers, body
 
 
-def vendors_connection(gw, before: int) -> dict:
-    """The record of the vendor's connection a curl run added (written when it closed; a tunnel to
-    another host decrypted for the vendor's name has one of its own besides)."""
+def vendors_connection(gw, began: float) -> dict:
+    """The record of the vendor's connection a curl run made after `began` (written when it closed,
+    so a connection of the test before may be recorded after this one began: its `ts`, when it
+    opened, tells them apart; a tunnel to another host decrypted for the vendor's name has one of
+    its own besides)."""
     deadline = time.monotonic() + 10
     while True:
-        records = [r for r in gw.connections()[before:] if r["host"] == VENDOR]
+        records = [r for r in gw.connections() if r["host"] == VENDOR and opened(r) >= began]
         if records or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    assert len(records) == 1, gw.connections()[before:]
+    assert len(records) == 1, records
     return records[0]
+
+
+def opened(record: dict) -> float:
+    """When a connection opened, to the millisecond its record keeps (rounded up: never before it did)."""
+    return datetime.fromisoformat(record["ts"].replace("Z", "+00:00")).timestamp() + 0.001
 
 
 def written_down(gw) -> str:
@@ -123,7 +131,7 @@ MISDIRECTED = {
 def test_a_request_naming_another_host_is_refused_421_and_reaches_nothing(gw, vendor, case, http):
     args, named = MISDIRECTED[case]
     vendor.received.clear()
-    before = len(gw.connections())
+    began = time.time()
     status, headers, body = curl(gw, *args, "-H", AUTHORIZATION, http=http)
     assert (status, headers["x-tollgate-error"]) == (421, "misdirected"), body
     assert json.loads(body)["error"] == {
@@ -132,7 +140,7 @@ def test_a_request_naming_another_host_is_refused_421_and_reaches_nothing(gw, ve
         f"Call {VENDOR} by its name, through the proxy.",
     }
     assert vendor.received == []
-    record = vendors_connection(gw, before)
+    record = vendors_connection(gw, began)
     assert (record["host"], record["brokered"], record["refused"], record["error"]) == (
         VENDOR,
         0,

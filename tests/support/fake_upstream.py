@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -169,6 +170,15 @@ class FakeUpstream:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
         self.server.daemon_threads = True
+        print_error = self.server.handle_error
+
+        def handle_error(request: Any, client_address: Any) -> None:
+            """A client gone while it was being answered (the proxy cut a stream, a test ended) is
+            no error of the fake's: said, it would land in whatever test reads stderr next."""
+            if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError, TimeoutError)):
+                print_error(request, client_address)
+
+        self.server.handle_error = handle_error  # type: ignore[method-assign]
         raw_accept = self.server.socket.accept
 
         def accept_tls():
