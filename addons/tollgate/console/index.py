@@ -12,13 +12,27 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar, cast
 
 import orjson
 
-from tollgate.formats.refusals import CONTENT_DENIED
+from tollgate.console.day_sums import (
+    DAY,
+    HOUR,
+    SPEND_BY,
+    Day,
+    Person,
+    Refusals,
+    Service,
+    Spend,
+    Unverified,
+    Window,
+    add_spend,
+    finding_action,
+    merge_service,
+    seen,
+)
 from tollgate.records.audit_record import WORKER_LOST
 from tollgate.records.inventory import GOVERNED_CATEGORY
 
@@ -26,141 +40,15 @@ CONNECTION = "connection"
 # The `event` column of a line that is no record: no JSON object, longer than the console reads at
 # once (`Index.add_long`), or claiming this event itself (the console's marker is its own).
 BAD_LINE = "malformed"
-HOUR = 13  # len("2026-11-22T08"): a record's hour is the start of its `ts`
-DAY = 10
 # How many records in a row from before a window end the hourly spend's walk back: records are
 # written as calls end, in the order of their start but for the calls in flight together.
 TIME_ORDER_SLACK = 50_000
-SPEND_BY = {"provider": 0, "model": 1, "client": 2}  # where each is in a day's spend key
 TOKENS_MAX = 2**31 - 1  # what a column holds of one call's tokens (no call comes near)
 # The types a record's findings and deny_reasons are written as (or null): any other is no record the audit writes.
 DENY = 2  # the decisions column's value for a record denied
 MAPPING = frozenset((dict, type(None)))
 LISTED = frozenset((list, type(None)))
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class Person:
-    """One person's sums within a day: a client by name, or an anonymous caller by the
-    fingerprint of its key."""
-
-    calls: int = 0
-    refused: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    unpriced: int = 0
-    connections: int = 0
-    findings: dict[str, int] | None = None  # by kind; None until one is found (most calls find none)
-    first_seen: str = "\uffff"
-    last_seen: str = ""
-    models: dict[str, int] | None = None  # the `llm_call`s per model called; None until one names a model
-
-    def merge(self, other: Person) -> None:
-        self.calls += other.calls
-        self.refused += other.refused
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
-        self.cost_usd += other.cost_usd
-        self.unpriced += other.unpriced
-        self.connections += other.connections
-        if other.findings:
-            found = self.findings if self.findings is not None else {}
-            for kind, n in other.findings.items():
-                found[kind] = found.get(kind, 0) + n
-            self.findings = found
-        self.first_seen = min(self.first_seen, other.first_seen)
-        self.last_seen = max(self.last_seen, other.last_seen)
-        if other.models:
-            models = self.models if self.models is not None else {}
-            for model, n in other.models.items():
-                models[model] = models.get(model, 0) + n
-            self.models = models
-
-
-@dataclass(slots=True)
-class Spend:
-    calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-
-
-@dataclass(slots=True)
-class Refusals:
-    count: int = 0
-    last_reason: str | None = None
-    last_seen: str = ""
-
-
-@dataclass(slots=True)
-class Service:
-    """A client's use of a service within a day: `tollgate inventory`'s row, its times as the
-    records' `ts`."""
-
-    category: str | None
-    calls: int = 0
-    connections: int = 0
-    refused: int = 0
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    first_seen: str = "\uffff"
-    last_seen: str = ""
-
-
-@dataclass(slots=True)
-class Day:
-    """The sums of one UTC day's records."""
-
-    people: dict[tuple[str | None, str | None], Person] = field(default_factory=dict)
-    # (provider, model, client): the calls of each together, while the day is one of the last two
-    # read; then folded (`fold`) into ("provider" | "model" | "client", value): fewer sums to keep.
-    spend: dict[tuple[str | None, str | None, str | None], Spend] = field(default_factory=dict)
-    folded: bool = False
-
-    def fold(self, one: Callable[[Any], Any]) -> None:
-        """The spend of the calls together, as three sums by provider, by model and by client
-        (`one`: the key each stands for, kept once)."""
-        if self.folded:
-            return
-        by: dict[Any, Spend] = {}
-        for together, s in self.spend.items():
-            for dimension, at in SPEND_BY.items():
-                _add_spend(by, one((dimension, together[at])), s.calls, s.input_tokens, s.output_tokens, s.cost_usd)
-        self.spend, self.folded = by, True
-
-    refusals: dict[tuple[str, str | None], Refusals] = field(default_factory=dict)  # (kind, client)
-    # (kind, client, where, action): where it was found (`request`, `answer`) and what was done
-    # (`finding_action`).
-    findings: dict[tuple[str, str | None, str, str], int] = field(default_factory=dict)
-    services: dict[tuple[str | None, str], Service] = field(default_factory=dict)  # (client, service)
-
-
-@dataclass(slots=True)
-class Window:
-    """What a view covers: from `since` on, before `until` (`2026-11-22T08`: an hour; None:
-    unbounded). The sums are kept per day: they count the days from `since`'s on and before
-    `until`'s (a day that `until` names an hour of counts, whole)."""
-
-    since: str | None = None
-    until: str | None = None
-
-    def holds_day(self, day: str) -> bool:
-        since, until = self.since, self.until
-        return (since is None or day >= since[:DAY]) and (until is None or day < _day_before(until))
-
-    def holds_hour(self, hour: str) -> bool:
-        return (self.since is None or hour >= self.since) and (self.until is None or hour < self.until)
-
-
-def _day_before(until: str) -> str:
-    """The first day not counted under `until`: its own day when it is midnight, else the next."""
-    if until.endswith("T00"):
-        return until[:DAY]
-    from datetime import date, timedelta
-
-    return (date.fromisoformat(until[:DAY]) + timedelta(days=1)).isoformat()
 
 
 class Index:
@@ -376,7 +264,7 @@ class Index:
                         models[model] = n + 1
                 if sums.folded:  # a call that ended long after the calls around it
                     for by, value in (("provider", provider), ("model", model), ("client", client)):
-                        _add_spend(sums.spend, self.one((by, value)), 1, inputs, outputs, price)
+                        add_spend(sums.spend, self.one((by, value)), 1, inputs, outputs, price)
                 else:  # one sum per provider, model and client together: a view adds up the one it is by
                     spend = sums.spend.get((provider, model, client))
                     if spend is None:
@@ -413,7 +301,7 @@ class Index:
             if person is None:
                 person = sums.people[self.one((client, None))] = Person()
             person.connections += 1
-            _seen(person, ts)
+            seen(person, ts)
             self._connection(sums, client, decision == DENY, record, ts)
         else:
             return True
@@ -538,7 +426,7 @@ class Index:
                     value = key[1]
                 else:
                     value = key[at]
-                _add_spend(sums, (day, value), s.calls, s.input_tokens, s.output_tokens, s.cost_usd)
+                add_spend(sums, (day, value), s.calls, s.input_tokens, s.output_tokens, s.cost_usd)
         return sums
 
     def _spend_by_hour(self, window: Window, by: str) -> dict[tuple[str, str | None], Spend]:
@@ -609,7 +497,7 @@ class Index:
                 whole = rows.get(key)
                 if whole is None:
                     whole = rows[key] = Service(r.category)
-                _merge_service(whole, r)
+                merge_service(whole, r)
         ordered = sorted(rows.items(), key=lambda kv: (kv[0][0] is None, kv[0][0] or "", kv[0][1]))
         return [
             {"client": client, "service": service, "category": r.category, "calls": r.calls,
@@ -683,32 +571,6 @@ class Index:
         return found, last
 
 
-@dataclass(slots=True)
-class Unverified:
-    """The rows records after a fault of the chain count in: by client (people, refusals,
-    findings, AI services) and by (bucket, "provider" | "model" | "client", name) (spend)."""
-
-    clients: set[str | None] = field(default_factory=set)
-    spend: set[tuple[str, str, str | None]] = field(default_factory=set)
-
-
-def finding_action(record: Mapping[str, Any], where: str) -> str:
-    """What was done with a call's findings in its request or its answer (`where`), as its record
-    says: `refused` (`refusal` `content_denied`: for a request's, a call that never had an answer,
-    none read and no first byte), `redacted` (some replaced: `redacted`, `answer_redacted`), else
-    `recorded`. The page's Live view says the same of each record (`app.js`, `findingAction`)."""
-    refused = record.get("refusal") == CONTENT_DENIED
-    if where == "request":
-        if refused and record.get("answer_findings") is None and record.get("ttfb_ms") is None:
-            return "refused"
-        replaced = record.get("redacted")
-    else:
-        if refused:
-            return "refused"
-        replaced = record.get("answer_redacted")
-    return "redacted" if type(replaced) is int and replaced > 0 else "recorded"
-
-
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -717,46 +579,6 @@ def _int(value: Any) -> int:
     return value if type(value) is int and value >= 0 else 0
 
 
-def _seen(person: Person, ts: str) -> None:
-    if ts < person.first_seen:  # noqa: PLR1730 (min() is slower on the path every record takes)
-        person.first_seen = ts
-    if ts > person.last_seen:  # noqa: PLR1730
-        person.last_seen = ts
-
-
-def _add_spend(sums: dict[Any, Spend], key: Any, calls: int, inputs: int, outputs: int, cost: float) -> None:
-    spend = sums.get(key)
-    if spend is None:
-        spend = sums[key] = Spend()
-    spend.calls += calls
-    spend.input_tokens += inputs
-    spend.output_tokens += outputs
-    spend.cost_usd += cost
-
-
 def _bucket_time(bucket: str) -> str:
     """An hour (`2026-11-22T08`) or a day (`2026-11-22`) as the time it starts."""
     return f"{bucket}:00:00Z" if len(bucket) == HOUR else f"{bucket}T00:00:00Z"
-
-
-def _merge_service(whole: Service, part: Service) -> None:
-    whole.calls += part.calls
-    whole.connections += part.connections
-    whole.refused += part.refused
-    whole.bytes_sent += part.bytes_sent
-    whole.bytes_received += part.bytes_received
-    whole.first_seen = min(whole.first_seen, part.first_seen)
-    whole.last_seen = max(whole.last_seen, part.last_seen)
-    if whole.category is None:
-        whole.category = part.category
-
-
-def hour_of(text: str) -> str:
-    """A `since`/`until` value (an ISO date or time, UTC) as the hour it falls in; ValueError
-    when it is neither."""
-    from datetime import UTC, datetime
-
-    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H")

@@ -24,7 +24,8 @@ from typing import IO, Any
 
 import orjson
 
-from tollgate.console.index import Day, Index, Person, Refusals, Service, Spend
+from tollgate.console.day_sums import Day, Person, Refusals, Service, Spend
+from tollgate.console.index import Index
 
 MAGIC = b"tollgate console index 3\n"
 SUFFIX = ".console-index"

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from tollgate.common.shown import caller_name, usd_text
+from tollgate.console.day_sums import Window, hour_of
 from tollgate.console.follow import Audit
-from tollgate.console.index import Window, hour_of
 from tollgate.records.kinds import RECORD_KINDS
 
 Query = Mapping[str, Sequence[str]]

@@ -93,7 +93,7 @@ const ANONYMOUS = "(anonymous)";
 function who(v) { return v == null ? ANONYMOUS : v; }
 
 // What was done with a call's findings in its request or its answer, as its record says: the
-// console's `index.finding_action`, which sums them for the Guardrails view.
+// console's `day_sums.finding_action`, which sums them for the Guardrails view.
 function findingAction(r, where) {
   const refused = r.refusal === "content_denied";
   let replaced;

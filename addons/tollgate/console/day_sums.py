@@ -1,0 +1,205 @@
+"""What a day of the audit's records adds up to, for the console's views (`index.Index` keeps one
+`Day` of sums per UTC day): each person's calls, tokens, cost, findings and models; the spend by
+provider, model and client; the refusals and findings by kind and client; each client's AI
+services. And what a view covers (`Window`). Plain code: no HTTP, no files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tollgate.formats.refusals import CONTENT_DENIED
+
+HOUR = 13  # len("2026-11-22T08"): a record's hour is the start of its `ts`
+DAY = 10
+SPEND_BY = {"provider": 0, "model": 1, "client": 2}  # where each is in a day's spend key
+
+
+@dataclass(slots=True)
+class Person:
+    """One person's sums within a day: a client by name, or an anonymous caller by the
+    fingerprint of its key."""
+
+    calls: int = 0
+    refused: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced: int = 0
+    connections: int = 0
+    findings: dict[str, int] | None = None  # by kind; None until one is found (most calls find none)
+    first_seen: str = "\uffff"
+    last_seen: str = ""
+    models: dict[str, int] | None = None  # the `llm_call`s per model called; None until one names a model
+
+    def merge(self, other: Person) -> None:
+        self.calls += other.calls
+        self.refused += other.refused
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cost_usd += other.cost_usd
+        self.unpriced += other.unpriced
+        self.connections += other.connections
+        if other.findings:
+            found = self.findings if self.findings is not None else {}
+            for kind, n in other.findings.items():
+                found[kind] = found.get(kind, 0) + n
+            self.findings = found
+        self.first_seen = min(self.first_seen, other.first_seen)
+        self.last_seen = max(self.last_seen, other.last_seen)
+        if other.models:
+            models = self.models if self.models is not None else {}
+            for model, n in other.models.items():
+                models[model] = models.get(model, 0) + n
+            self.models = models
+
+
+@dataclass(slots=True)
+class Spend:
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(slots=True)
+class Refusals:
+    count: int = 0
+    last_reason: str | None = None
+    last_seen: str = ""
+
+
+@dataclass(slots=True)
+class Service:
+    """A client's use of a service within a day: `tollgate inventory`'s row, its times as the
+    records' `ts`."""
+
+    category: str | None
+    calls: int = 0
+    connections: int = 0
+    refused: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    first_seen: str = "\uffff"
+    last_seen: str = ""
+
+
+@dataclass(slots=True)
+class Day:
+    """The sums of one UTC day's records."""
+
+    people: dict[tuple[str | None, str | None], Person] = field(default_factory=dict)
+    # (provider, model, client): the calls of each together, while the day is one of the last two
+    # read; then folded (`fold`) into ("provider" | "model" | "client", value): fewer sums to keep.
+    spend: dict[tuple[str | None, str | None, str | None], Spend] = field(default_factory=dict)
+    folded: bool = False
+
+    def fold(self, one: Callable[[Any], Any]) -> None:
+        """The spend of the calls together, as three sums by provider, by model and by client
+        (`one`: the key each stands for, kept once)."""
+        if self.folded:
+            return
+        by: dict[Any, Spend] = {}
+        for together, s in self.spend.items():
+            for dimension, at in SPEND_BY.items():
+                add_spend(by, one((dimension, together[at])), s.calls, s.input_tokens, s.output_tokens, s.cost_usd)
+        self.spend, self.folded = by, True
+
+    refusals: dict[tuple[str, str | None], Refusals] = field(default_factory=dict)  # (kind, client)
+    # (kind, client, where, action): where it was found (`request`, `answer`) and what was done
+    # (`finding_action`).
+    findings: dict[tuple[str, str | None, str, str], int] = field(default_factory=dict)
+    services: dict[tuple[str | None, str], Service] = field(default_factory=dict)  # (client, service)
+
+
+@dataclass(slots=True)
+class Window:
+    """What a view covers: from `since` on, before `until` (`2026-11-22T08`: an hour; None:
+    unbounded). The sums are kept per day: they count the days from `since`'s on and before
+    `until`'s (a day that `until` names an hour of counts, whole)."""
+
+    since: str | None = None
+    until: str | None = None
+
+    def holds_day(self, day: str) -> bool:
+        since, until = self.since, self.until
+        return (since is None or day >= since[:DAY]) and (until is None or day < day_before(until))
+
+    def holds_hour(self, hour: str) -> bool:
+        return (self.since is None or hour >= self.since) and (self.until is None or hour < self.until)
+
+
+def day_before(until: str) -> str:
+    """The first day not counted under `until`: its own day when it is midnight, else the next."""
+    if until.endswith("T00"):
+        return until[:DAY]
+    from datetime import date, timedelta
+
+    return (date.fromisoformat(until[:DAY]) + timedelta(days=1)).isoformat()
+
+
+@dataclass(slots=True)
+class Unverified:
+    """The rows records after a fault of the chain count in: by client (people, refusals,
+    findings, AI services) and by (bucket, "provider" | "model" | "client", name) (spend)."""
+
+    clients: set[str | None] = field(default_factory=set)
+    spend: set[tuple[str, str, str | None]] = field(default_factory=set)
+
+
+def finding_action(record: Mapping[str, Any], where: str) -> str:
+    """What was done with a call's findings in its request or its answer (`where`), as its record
+    says: `refused` (`refusal` `content_denied`: for a request's, a call that never had an answer,
+    none read and no first byte), `redacted` (some replaced: `redacted`, `answer_redacted`), else
+    `recorded`. The page's Live view says the same of each record (`app.js`, `findingAction`)."""
+    refused = record.get("refusal") == CONTENT_DENIED
+    if where == "request":
+        if refused and record.get("answer_findings") is None and record.get("ttfb_ms") is None:
+            return "refused"
+        replaced = record.get("redacted")
+    else:
+        if refused:
+            return "refused"
+        replaced = record.get("answer_redacted")
+    return "redacted" if type(replaced) is int and replaced > 0 else "recorded"
+
+
+def seen(person: Person, ts: str) -> None:
+    if ts < person.first_seen:  # noqa: PLR1730 (min() is slower on the path every record takes)
+        person.first_seen = ts
+    if ts > person.last_seen:  # noqa: PLR1730
+        person.last_seen = ts
+
+
+def add_spend(sums: dict[Any, Spend], key: Any, calls: int, inputs: int, outputs: int, cost: float) -> None:
+    spend = sums.get(key)
+    if spend is None:
+        spend = sums[key] = Spend()
+    spend.calls += calls
+    spend.input_tokens += inputs
+    spend.output_tokens += outputs
+    spend.cost_usd += cost
+
+
+def merge_service(whole: Service, part: Service) -> None:
+    whole.calls += part.calls
+    whole.connections += part.connections
+    whole.refused += part.refused
+    whole.bytes_sent += part.bytes_sent
+    whole.bytes_received += part.bytes_received
+    whole.first_seen = min(whole.first_seen, part.first_seen)
+    whole.last_seen = max(whole.last_seen, part.last_seen)
+    if whole.category is None:
+        whole.category = part.category
+
+
+def hour_of(text: str) -> str:
+    """A `since`/`until` value (an ISO date or time, UTC) as the hour it falls in; ValueError
+    when it is neither."""
+    from datetime import UTC, datetime
+
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H")
