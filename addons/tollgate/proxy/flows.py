@@ -222,6 +222,17 @@ def authorities(request: http.Request) -> list[str]:
     return [data.authority.decode("utf-8", "surrogateescape"), *named] if data.authority else named
 
 
+def unreadable_authority(request: http.Request) -> str | None:
+    """The first of the request's authorities that names no host as Tollgate reads one (`host:`,
+    `user@host`): a lenient server may still read a host of its own in it."""
+    for authority in authorities(request):
+        try:
+            url.parse_authority(authority, check=True)
+        except ValueError:
+            return authority
+    return None
+
+
 def misdirected(flow: http.HTTPFlow, governs: Callable[[str], bool]) -> Misdirected | None:
     """Whether the request names another host than the one its connection was opened to, or than
     the TLS server name, one of them governed (`misdirection`). A captured connection was opened to

@@ -29,7 +29,7 @@ from tollgate.formats.refusals import BAD_REQUEST, CONTENT_DENIED, MISDIRECTED
 from tollgate.governance.egress.brokered import Brokered
 from tollgate.governance.egress.misdirection import Misdirected
 from tollgate.providers import host_name
-from tollgate.proxy.flows import BROKERED, misdirected, scrub_placeholders
+from tollgate.proxy.flows import BROKERED, misdirected, scrub_placeholders, unreadable_authority
 from tollgate.proxy.state import Shared, hosts_of
 from tollgate.records.connection_record import Connection, connection_record
 
@@ -73,6 +73,9 @@ class Broker:
         host = host_name(request.host)
         if host in brokered.hosts and over_tls(flow):
             astray = misdirected(flow, lambda name: name == host)
+            if astray is None and (unreadable := unreadable_authority(request)) is not None:
+                # A call's `check_transport` refuses it; here the token would go with it.
+                astray = Misdirected(host, f"Host {unreadable}, which names no host")
             if astray is not None:
                 self._misdirected(flow, astray)
             else:

@@ -63,6 +63,9 @@ def test_a_brokered_connection_is_recorded_and_not_counted_as_a_call(audit_log: 
          "connection to api.github.com, TLS server name api.github.com, Host evil.example"),
         # Captured: no CONNECT; the request was named by its Host header (`name_captured_host`).
         ("wireguard", "evil.example", "api.github.com", "TLS server name evil.example, Host api.github.com"),
+        # A Host Tollgate cannot read as a host, which a lenient server may read as evil.example.
+        ("regular", "api.github.com", "evil.example:", "Host evil.example:, which names no host"),
+        ("regular", "api.github.com", "user@evil.example", "Host user@evil.example, which names no host"),
     ],
 )  # fmt: skip
 def test_a_request_naming_another_host_gets_no_token(
