@@ -402,6 +402,8 @@ class AnswerScanner:
         escape = buf.rfind(b"\\", max(lo, len(buf) - 12))
         if escape >= 0 and _cut_escape(buf, escape):
             at = escape
+        if _ends_in_high_surrogate(buf, at):
+            at -= 6  # the character it begins is whole only with its low half, still to come
         read = text.read(buf[:at], True, self._d.engine.every_escape, formats=formats_in(buf))
         if read.data is read.body:
             return self._open_in(buf, lo, at, None)
@@ -477,12 +479,26 @@ def _to_text(read: text.Text, at: int) -> int:
 _ESCAPE_CUT = re.compile(rb"\\(?:u[0-9a-fA-F]{0,3})?\Z")
 
 
+_HIGH_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}")
+
+
 def _cut_escape(buf: bytes, at: int) -> bool:
     """Whether the backslash at `at` begins an escape the text's end cuts short."""
+    return _escapes(buf, at) and _ESCAPE_CUT.match(buf, at) is not None
+
+
+def _ends_in_high_surrogate(buf: bytes, at: int) -> bool:
+    """Whether the text before `at` ends with the escape of a surrogate pair's first half."""
+    start = at - 6
+    return start >= 0 and _HIGH_SURROGATE.fullmatch(buf, start, at) is not None and _escapes(buf, start)
+
+
+def _escapes(buf: bytes, at: int) -> bool:
+    """Whether the backslash at `at` begins an escape (an even number of backslashes before it)."""
     n = 0
     while at - n - 1 >= 0 and buf[at - n - 1] == 92:
         n += 1
-    return n % 2 == 0 and _ESCAPE_CUT.match(buf, at) is not None
+    return n % 2 == 0
 
 
 def compiled_for(

@@ -147,3 +147,24 @@ def test_the_table_of_format_characters_is_this_pythons_unicode() -> None:
     known = {c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"}
     table = {c for first, last in text.FORMAT_RANGES for c in range(first, last + 1)}
     assert table == known, unicodedata.unidata_version
+
+
+def test_a_key_with_an_escaped_format_character_in_tool_arguments_never_leaves_however_split() -> None:
+    """U+E0020 written in the arguments' JSON as an escaped surrogate pair: a read that ends between
+    its two halves, or inside the second, holds the first half and what comes before it."""
+    arguments = '{"cmd": "AKIA' + "\\udb40\\udc20" + AWS_KEY_ID[4:] + ' now"}'
+    for cut in range(1, len(arguments)):
+        calls = [{"index": 0, "function": {"arguments": piece}} for piece in (arguments[:cut], arguments[cut:])]
+        events = [
+            b"data: " + json.dumps({"choices": [{"index": 0, "delta": {"tool_calls": [c]}}]}).encode() + b"\n\n"
+            for c in calls
+        ]
+        guard = ChatAnswerGuard(answer_detectors("secrets.aws_access_key_id"))
+        out = b"".join(guard.feed(event) for event in events) + guard.flush()
+        got = "".join(
+            json.loads(block[6:])["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+            for block in out.split(b"\n\n")
+            if block.startswith(b"data: {") and b"tool_calls" in block
+        )
+        assert AWS_KEY_ID[4:12] not in got, cut
+        assert guard.counts == {"secrets.aws_access_key_id": 1}, cut
