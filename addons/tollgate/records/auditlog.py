@@ -267,15 +267,18 @@ class AuditLog:
                 f" unrecorded; their records are written now (error: worker lost)",
             )
 
-    def write(self, record: dict[str, Any], call: bool = True) -> None:
+    def write(self, record: dict[str, Any], call: bool = True) -> dict[str, Any]:
         """Render one call's record (an event dict) and queue it. It reaches the file at once or,
         while calls keep coming, within `BATCH_DELAY`; records keep their order. Rendered here, not
         by the writer, so that the writer holds the interpreter lock only to hand lines to the file.
         `call`: whether it counts among the calls `tollgate_stopped` names (a connection's does not).
-        What it takes from a caller, a policy or an upstream is bounded first (`bounded`)."""
+        What it takes from a caller, a policy or an upstream is bounded first (`bounded`): the
+        record as bounded is returned, for those who follow the calls' ends."""
         if call:
             self.calls += 1
-        self._queue.put(within_line(self._named(bounded(record)), self._rendered))
+        record = bounded(record)
+        self._queue.put(within_line(self._named(record), self._rendered))
+        return record
 
     def _rendered(self, record: dict[str, Any]) -> bytes | str:
         return self._render(None, "info", record)

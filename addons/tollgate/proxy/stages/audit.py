@@ -99,11 +99,10 @@ class Audit:
         """The call has ended: its record written and told to those who follow the calls' ends (and
         returned). A flow's call ends at its flow's end; a WebSocket message's when its answer does."""
         call.answer.ended = time.time()
-        # Bounded here, not only as written: the metrics' labels, the traces, the exports and a
-        # saved flow get what the audit holds, never a caller's megabytes.
-        record = bounded(audit_record(call))
-        if self.shared.audit is not None:
-            self.shared.audit.write(record)
+        # The metrics' labels, the traces, the exports and a saved flow get the record as the audit
+        # holds it (bounded), never a caller's megabytes.
+        record = audit_record(call)
+        record = self.shared.audit.write(record) if self.shared.audit is not None else bounded(record)
         # One line per call on the console, in place of mitmdump's own (`patches.console`).
         if calls_shown():
             logger.info(console_line(call, record["latency_ms"]))
