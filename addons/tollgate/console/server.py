@@ -33,7 +33,7 @@ from tollgate.console.follow import Audit
 from tollgate.console.views import BadQuery, Views, as_csv
 
 COOKIE = "tollgate_session"
-OLD_COOKIE = "tollgate_console"  # where earlier versions put the token itself: emptied at sign-in
+OLD_COOKIE = "tollgate_console"  # emptied at sign-in, so that no token stays in a cookie of this name
 SESSION_S = 12 * 3600  # a session ends after this (or with the console); the token signs in again
 IDLE_S = 10.0  # a connection silent this long is closed: in its TLS handshake, before or between requests
 BACKLOG = 128  # connections waiting to be taken, as a page's burst of requests or many idle ones
@@ -192,7 +192,8 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
                     return self._unauthenticated()
                 attributes = "; Path=/; HttpOnly; SameSite=Strict" + ("; Secure" if console.tls else "")
                 rest = urlencode(query, doseq=True)
-                location = parts.path + (f"?{rest}" if rest else "")
+                # One leading slash: `//host` or `/\\host` would send the browser to another site.
+                location = "/" + parts.path.lstrip("/\\") + (f"?{rest}" if rest else "")
                 return self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", [
                     ("Location", location),
                     ("Set-Cookie", f"{COOKIE}={console.open_session()}; Max-Age={SESSION_S}{attributes}"),

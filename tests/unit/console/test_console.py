@@ -385,6 +385,14 @@ def test_the_token_once_becomes_a_session_and_a_redirect_without_it(served: str)
     assert not any(h.lower().startswith("access-control-") for h in headers)
 
 
+@pytest.mark.parametrize("path", ["//evil.example/x", "/\\evil.example/x", "/\\/evil.example/x"])
+def test_the_sign_in_redirect_stays_on_the_console(served: str, path: str) -> None:
+    """A path a browser would read as another site's address (`//host`, `/\\host`) is sent back
+    as one of the console's own."""
+    status, headers, _ = fetch(f"{served}{path}?token={TOKEN}")
+    assert (status, headers["Location"]) == (303, "/evil.example/x")
+
+
 def test_a_session_ends_after_12_hours_and_with_the_console(views: Views) -> None:
     now = [1_800_000_000.0]
     console = Console(views.audit, views, "127.0.0.1", 0, TOKEN, clock=lambda: now[0])
