@@ -147,7 +147,7 @@ write_locks() {
   local lock extras
   for lock in "$RUN_LOCK" "$TEST_LOCK"; do
     extras=()
-    # The tests run on the versions the proxy runs on: the run lock holds the test lock's choices.
+    # The tests run on the versions the proxy runs on: the test lock is held to the run lock's.
     [[ "$lock" == "$TEST_LOCK" ]] && extras=(--extra test -c "$RUN_LOCK")
     say "writing ${lock#"$ROOT"/}"
     (cd "$ROOT" && "$tool/bin/uv" pip compile --quiet --universal --python-version 3.12 --generate-hashes \

@@ -144,7 +144,7 @@ def check_encoded(fields: Sequence[tuple[str, str]]) -> Malformed | None:
 def underscored(fields: Sequence[tuple[str, str]]) -> str | None:
     """The name of a header that is an MCP header once its `_` are read as `-` (`Mcp_Method`,
     `MCP_Protocol_Version`, `Mcp_Param_To`): servers behind a CGI-like gateway read it as that
-    header, which Tollgate did not check. None where there is none."""
+    header, unchecked by Tollgate's header rules. None where there is none."""
     for key, _ in fields:
         if "_" in key and key.replace("_", "-").lower().startswith("mcp-"):
             return key
