@@ -72,7 +72,7 @@ def _bounded(value: Any) -> Any:
     """`value` within bounds (a tuple as a list, as JSON writes it)."""
     kind = type(value)
     if kind is str:
-        return value if len(value) <= TEXT else value[: TEXT - 1] + MARK
+        return cut(value)
     if kind is list or kind is tuple:
         items = [_bounded(v) for v in value[:ENTRIES]]
         return [*items, f"{MARK} {len(value) - ENTRIES} more"] if len(value) > ENTRIES else items

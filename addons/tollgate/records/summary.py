@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tollgate.common.shown import caller_name, nano_usd_text
-from tollgate.records.audit_record import NO_USAGE
+from tollgate.records.audit_record import NO_USAGE, answer_redacted
 from tollgate.records.bounded import ENTRIES, cut
 
 if TYPE_CHECKING:
@@ -34,8 +34,7 @@ def summary(call: Call, latency: str | None = None) -> str:
     if found := call.request.findings:
         line += f" · found {_found(found, call.request.redacted)}"
     if found := call.answer.findings:
-        redacted = sum(n for _, action, n in call.answer.finding_actions if action == "redact")
-        line += f" · answer found {_found(found, redacted)}"
+        line += f" · answer found {_found(found, answer_redacted(found, call.answer.finding_actions))}"
     return f"{line} · {cut(detail)}" if detail else line
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from tollgate.common.shown import caller_name, usd_text
+from tollgate.common.shown import NANO, caller_name, usd_text
 
 KEYS = ("client", "group", "provider", "requested_provider", "model", "endpoint", "day", "month", "status", "decision")
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "total_tokens", "cached_tokens", "cache_write_tokens")
@@ -196,9 +196,6 @@ def _count(record: Mapping[str, Any], name: str) -> int | None:
     return value
 
 
-_NANO = Decimal("1e-9")
-
-
 def _cost(record: Mapping[str, Any]) -> Decimal | None:
     # The spec gives call rows `cost_usd` (a float, as the audit has it) but keeps money in stores as
     # integer nano-dollars; a row that carries those as `cost_nanousd` is read exactly from them.
@@ -206,7 +203,7 @@ def _cost(record: Mapping[str, Any]) -> Decimal | None:
     if nano is not None:
         if not isinstance(nano, int) or isinstance(nano, bool) or nano < 0:
             raise ValueError(f"cost_nanousd: {nano!r} is not a count")
-        return nano * _NANO
+        return nano * NANO
     value = record.get("cost_usd")
     if value is None:
         return None
