@@ -564,8 +564,8 @@ def read_json_answer(
         else:
             sent, denied, found = read_whole(compiled, value.encode(), is_json)
             counts.update(found)
-            if denied is None and is_key and sent != value:
-                denied = next(iter(found))  # a key cannot be replaced
+            if denied is None and is_key and sent != value:  # a key cannot be replaced
+                denied = next(kind for kind in found if compiled.actions.get(kind) == "redact")
             if denied is not None:
                 return body, denied, dict(counts)
             if not is_json and not found:

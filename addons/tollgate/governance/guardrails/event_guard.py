@@ -64,8 +64,9 @@ KNOWN_KEYS = frozenset(
     )
 )
 # The strings read whole and found clean that a guard remembers (an event's id, model, a member's
-# name, repeated in each event, is read once).
+# name, repeated in each event, is read once): so many, each of at most CLEAN_SIZE characters.
 CLEAN_KEPT = 1024
+CLEAN_SIZE = 256
 # A place of a string in an event's object: its holder, its key there (an object's key or a list's
 # index), and whether the string is the key itself (an object's key, which cannot be replaced).
 Place = tuple[Any, Any, bool]
@@ -186,11 +187,12 @@ def read_places(
         replaced, denied, found = read_whole(compiled, value.encode())
         counts.update(found)
         if denied is None and is_key and replaced != value:
-            denied = next(iter(found))
+            denied = next(kind for kind in found if compiled.actions.get(kind) == "redact")
         if denied is not None:
             return changed, denied
         if replaced == value:
-            if len(clean) < CLEAN_KEPT:
+            # Only what nothing was found in: a finding recorded (`audit`) is counted each time.
+            if not found and len(value) <= CLEAN_SIZE and len(clean) < CLEAN_KEPT:
                 clean.add(value)
         elif not is_key:
             holder[key] = replaced

@@ -291,3 +291,21 @@ def test_a_key_in_an_events_other_lines_stops_the_answer(name: str, line: str) -
     out = guard.feed(data) + guard.flush()
     assert KEY[:4].encode() not in out
     assert out.startswith(clean) and guard.denied == KIND
+
+
+def test_a_value_an_audit_rule_records_is_counted_in_each_event_and_long_strings_are_not_kept() -> None:
+    """Only a string nothing was found in is kept as read (an `audit` finding counts each time it
+    comes), and only a short one: a stream's kept strings hold no more than a few hundred kilobytes."""
+    from collections import Counter
+
+    from tollgate.governance.guardrails.event_guard import CLEAN_SIZE, read_places
+
+    compiled = compiled_for({"secrets.aws_access_key_id": "audit"})
+    counts: Counter[str] = Counter()
+    clean: set[str] = set()
+    for _ in range(3):
+        event = {"extra": f"key {AWS_KEY_ID}", "note": "x" * (CLEAN_SIZE + 1), "model": "m"}
+        assert read_places(compiled, [(event, "extra", False), (event, "note", False), (event, "model", False)],
+                           counts, clean) == (False, None)  # fmt: skip
+    assert counts == {"secrets.aws_access_key_id": 3}
+    assert clean == {"m"}
