@@ -46,7 +46,7 @@ DENIED_MESSAGE = "The answer was stopped: it carries what a guardrail denies ({k
 # call's name, a citation (`annotations`: titles, URLs), a reasoning detail's format. Its other
 # strings (but `NOT_TEXT`'s) are text that may come in pieces: each read as a channel of its own,
 # across the deltas (`reasoning_details[].text` and `summary`, a member not known).
-WHOLE_IN_DELTA = frozenset(("role", "name", "annotations", "format"))
+WHOLE_IN_DELTA = frozenset(("role", "name", "annotations", "format", "id", "type", "object"))
 _CHOICES = frozenset(("choices",))
 _TEXT_KEYS = frozenset(TEXT_FIELDS)
 # A choice's members its guard reads itself: its delta (a whole answer's: its message), and its
@@ -418,7 +418,11 @@ def delta_places(
                 continue
             if key not in KNOWN_KEYS:
                 whole.append((call, key, True))
-            if key == "function" and isinstance(value, dict):
+            if key in WHOLE_IN_DELTA:  # its id and kind
+                whole.extend(strings_in(call, key))
+                if isinstance(value, str) and value:
+                    merged.append((("tool_calls", at, key), value))
+            elif key == "function" and isinstance(value, dict):
                 for name, item in value.items():
                     if name not in KNOWN_KEYS:
                         whole.append((value, name, True))

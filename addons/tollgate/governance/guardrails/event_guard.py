@@ -37,14 +37,16 @@ from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
 # on with what is known of its text, so that a stream is never held long.
 WAITING_BYTES = 64 << 10
 UNREAD = "unread"
-# The keys whose strings hold no text, wherever they are: ids, kinds, a stream's random padding
-# (OpenAI's `obfuscation`), signatures and encrypted data.
-NOT_TEXT = frozenset(("id", "type", "object", "obfuscation", "signature", "encrypted_content"))
+# The keys whose strings hold no text, wherever they are: a stream's random padding (OpenAI's
+# `obfuscation`), signatures and encrypted data, opaque to a client. Ids and kinds are read (once a
+# stream: they repeat, and a string read clean is not read again).
+NOT_TEXT = frozenset(("obfuscation", "signature", "encrypted_content"))
 # The names of the formats' own members: as keys they are no text a model wrote, and are not read
 # (their values are).
 KNOWN_KEYS = frozenset(
     (
-        *("created", "model", "system_fingerprint", "service_tier", "choices", "index", "delta", "message"),
+        *("id", "type", "object", "created", "model", "system_fingerprint", "service_tier", "choices", "index"),
+        *("delta", "message"),
         *("finish_reason", "logprobs", "content", "refusal", "reasoning", "reasoning_content", "role"),
         *("tool_calls", "function", "name", "arguments", "annotations", "url_citation", "title", "url"),
         *("start_index", "end_index", "reasoning_details", "text", "summary", "format", "data", "usage"),

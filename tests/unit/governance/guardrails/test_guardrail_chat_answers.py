@@ -311,12 +311,13 @@ def test_the_events_of_one_read_give_what_they_give_one_by_one() -> None:
 def test_a_read_of_many_events_feeds_each_channels_scanner_once() -> None:
     """Two choices' text and a tool call's arguments in 300 small events, all in one read: each
     channel's scanner is fed once, each string carried whole (the model's name, the role, the
-    tool's name) is read once however often it comes, and the events go on byte for byte."""
+    tool's name, the ids and kinds) is read once however often it comes, and the events go on byte
+    for byte."""
     found, feeds = counting_feeds(compiled("redact"))
     data = stream(answer_events("The cats sat on 12 mats in 2026. " * 5, '{"path": "notes/a.txt"}', 2)[:-2])
     guard = ChatAnswerGuard(found)
     out = guard.feed(data.removesuffix(b"data: [DONE]\n\n"))
-    assert feeds == [1] * 6
+    assert feeds == [1] * 10
     assert out + guard.feed(b"data: [DONE]\n\n") + guard.flush() == data
 
 
@@ -776,12 +777,15 @@ def test_a_value_in_a_key_is_denied_under_redact_too() -> None:
     assert AWS_KEY[:4].encode() not in out
 
 
-def test_ids_and_the_obfuscation_are_not_read_and_go_as_they_came() -> None:
-    """Ids, types and the random `obfuscation` are no text: an event goes on as it came."""
+def test_ids_are_read_and_the_obfuscation_goes_as_it_came() -> None:
+    """An id is a string a client receives, read as any other (once a stream: it repeats); the
+    random `obfuscation` is opaque padding and goes on as it came."""
     event = {**chunk(0, content="Hi. "), "id": AWS_KEY, "obfuscation": "x" + AWS_KEY}
     data = stream([event, finish(0)])
     out, guard = guarded(compiled("redact"), data, 9)
-    assert out == data and guard.counts == {}
+    first = json.loads(out.split(b"\n\n")[0].removeprefix(b"data: "))
+    assert first["id"] == "[REDACTED:secrets.aws_access_key_id]" and first["obfuscation"] == "x" + AWS_KEY
+    assert guard.counts == {"secrets.aws_access_key_id": 1}
 
 
 @pytest.mark.parametrize(
@@ -795,8 +799,9 @@ def test_ids_and_the_obfuscation_are_not_read_and_go_as_they_came() -> None:
         {"role": "assistant", "content": "Hi.", "annotations": WHOLE_MEMBERS["an annotation's URL"]["annotations"]},
         {"role": "assistant", "content": None, "tool_calls": WHOLE_MEMBERS["a tool call's name"]["tool_calls"]},
         {"role": "assistant", "content": "Hi.", "vendor": {"x": [f"k {AWS_KEY}"]}},
+        {"role": "assistant", "content": "Hi.", "extra": {"type": AWS_KEY}},
     ],
-    ids=["reasoning_details", "annotations", "tool name", "unknown"],
+    ids=["reasoning_details", "annotations", "tool name", "unknown", "a kind deep in it"],
 )
 def test_every_string_of_a_whole_answer_is_read(message: dict[str, Any]) -> None:
     body = {
@@ -854,3 +859,22 @@ def test_a_name_given_again_in_pieces_stops_the_answer_as_unread() -> None:
     same = stream([chunk(0, role="assistant", content="Hi. "), chunk(0, role="assistant", content="there."), finish(0)])
     out, guard = guarded(compiled("redact"), same, 9)
     assert (out, guard.denied) == (same, None)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {**chunk(0, content="Hi. "), "type": AWS_KEY},
+        chunk(0, content="Hi. ", foo={"id": AWS_KEY}),
+        chunk(
+            0,
+            tool_calls=[{"index": 0, "id": AWS_KEY, "type": "function", "function": {"name": "run", "arguments": ""}}],
+        ),
+    ],
+    ids=["an event's kind", "an id in a member not known", "a tool call's id"],
+)
+def test_ids_and_kinds_anywhere_in_a_stream_are_read(event: dict[str, Any]) -> None:
+    for action in ("redact", "deny"):
+        out, guard = guarded(compiled(action), stream([event, finish(0)]), 9)
+        assert AWS_KEY.encode() not in out, action
+        assert guard.counts == {"secrets.aws_access_key_id": 1}, action
