@@ -19,6 +19,7 @@ from mitmproxy import http
 from mitmproxy.proxy import commands, events, server
 from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers.http import (
+    DropStream,
     ErrorCode,
     RequestEndOfMessage,
     RequestProtocolError,
@@ -323,7 +324,11 @@ def stop_streams_their_taps_end() -> None:
 
     def after_the_cut(self: Any, event: Any) -> Generator[Any, Any, None]:
         if isinstance(event, ResponseProtocolError) and self in _cut:
-            return  # the upstream's side, cancelled: nothing of it goes to the client
+            # The upstream's side, cancelled: nothing of it goes to the client, whose answer has
+            # ended; the stream is let go as mitmproxy lets go of one that failed.
+            self.flow.live = False
+            yield DropStream(self.stream_id)
+            return
         yield from handle_protocol_error(self, event)
 
     stream_class.state_stream_response_body = stopping  # type: ignore[method-assign]
