@@ -16,6 +16,7 @@ import orjson
 from tollgate.common.shown import caller_name, usd_text
 from tollgate.console.day_sums import Window, hour_of
 from tollgate.console.follow import Audit
+from tollgate.console.viewer import TOKEN_HOLDER, Viewer
 from tollgate.records.kinds import RECORD_KINDS
 
 Query = Mapping[str, Sequence[str]]
@@ -48,8 +49,9 @@ class Views:
             "/api/kinds": lambda q: list(RECORD_KINDS),
         }
 
-    def answer(self, path: str, query: Query) -> Any:
-        """What `path` answers; KeyError for a path the API has not, BadQuery for a bad query."""
+    def answer(self, path: str, query: Query, viewer: Viewer = TOKEN_HOLDER) -> Any:
+        """What `path` answers to `viewer`; KeyError for a path the API has not, BadQuery for a bad
+        query."""
         route = self.routes[path]
         with self.audit.lock:
             return route(query)

@@ -127,6 +127,9 @@ class Client(Strict):
     # The vendor accounts (an e-mail, an account id) whose plan calls are this client's, for the
     # vendors whose tokens name one. An Anthropic plan's token names none.
     accounts: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    # The people this client is, by their e-mail: what each of them sees in the console when
+    # signed in (`console.sign_in`). Compared without regard to letter case.
+    people: tuple[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
