@@ -12,7 +12,6 @@ from __future__ import annotations
 import gc
 import gzip
 import os
-import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -24,8 +23,9 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tollgate.console import saved
-from tollgate.console.index import BAD_LINE, Index
-from tollgate.records.audit_verify import Place, Verifier, restored_verifier, saved_state
+from tollgate.console.index import BAD_LINE
+from tollgate.console.source import Source
+from tollgate.records.audit_verify import Place, restored_verifier, saved_state
 
 CHUNK = 2 << 20  # bytes read at once
 LINE_READ = 4096  # bytes read at first to serve a record again (most are about 1 kB)
@@ -56,28 +56,25 @@ class Opened:
     first_fault: int | None = None  # the first line (from 1) of it a fault of the chain names
 
 
-class Audit:
+class Audit(Source):
     """The records of `paths` (oldest first), the last followed when `follow`."""
 
     def __init__(
         self, paths: Sequence[Path], follow: bool = True, key: Ed25519PublicKey | None = None,
         remember: Path | None = None,
     ) -> None:  # fmt: skip
+        super().__init__(key)
         self.paths = list(paths)
         self.follow = follow
         self.remember = remember  # where the index is saved (`saved.py`); None: never
         self.saved_records = -1  # the records the saved index holds (-1: none saved or restored)
         self.saved_checked = -1  # the bytes whose chain it holds as checked
         self.saved_at = 0.0
-        self.index = Index()
-        self.verifier = Verifier(key, live=True)
         self.files: list[Opened] = []
         # The chunks read last, as read (first record number, records, start offset, bytes): they
         # hold the last RECENT records at least, for the live stream; a line is cut from its chunk
         # only when it is asked for, so that a year read at the first open copies none.
         self.tail: deque[tuple[int, int, int, bytes]] = deque()
-        self.lock = threading.Lock()
-        self.grew = threading.Condition(self.lock)
 
     # ---- reading
 
@@ -445,29 +442,11 @@ class Audit:
         return {"event": BAD_LINE, "file": str(opened.path), "offset": self.index.offsets[number], "length": length}
 
     def record(self, number: int, line: bytes | None = None) -> dict[str, Any]:
-        """Record `number` as written (`line`: its line, when read already); a line that is no
-        record (no JSON object, longer than CHUNK, or itself claiming to be the marker), as its
-        `{"event": "malformed", …}` marker."""
+        """`Source.record`; a line longer than CHUNK, never read again, as its marker."""
         length = self.index.long_lines.get(number)
         if length is not None:
             return self.malformed(number, length)
-        line = self.line(number) if line is None else line
-        record = _record(line)
-        if record is None or record.get("event") == BAD_LINE:
-            return self.malformed(number, len(line))
-        return record
-
-    def shown(self, number: int, line: bytes) -> bytes:
-        """Record `number`'s line (`line`, as written) as the live stream sends it: itself, unless it
-        is no record (its `malformed` marker then) or comes after a fault of the chain (then with
-        `"unverified": true`), as the event list shows it."""
-        record = self.record(number, line)
-        unverified = any(number in span for span in self.unverified())
-        if not unverified and record.get("event") != BAD_LINE:
-            return line
-        if unverified:
-            record["unverified"] = True
-        return orjson.dumps(record) + b"\n"
+        return super().record(number, line)
 
     def line(self, number: int) -> bytes:
         """Record `number`'s line as written; for a line longer than CHUNK, never read again, the
@@ -515,6 +494,7 @@ class Audit:
                     "last_checkpoint": None if checkpoint is None else checkpoint.ts,
                     "signed": None if verifier.key is None or run is None else run.signed > 0,
                     "worker_lost": opened.lost,
+                    "last_record": None if run is None or run.last is None else run.last.ts,
                 })  # fmt: skip
         return rows
 
@@ -525,15 +505,6 @@ class Audit:
             pass  # a file gone meanwhile: the index saved last stays
         for opened in self.files:
             opened.handle.close()
-
-
-def _record(line: bytes) -> dict[str, Any] | None:
-    """The line's JSON object; None when it holds none."""
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def _named(names: list[str], saved: Any) -> str:

@@ -1,0 +1,571 @@
+"""The fleet's records read from PostgreSQL (`audit.postgres`): the table every instance sends its
+audit file to (`records/audit_postgres.py`), read into the same `Index` as the files are, so that
+each view means the same whatever reads the records.
+
+The rows are read in `id` order (the order they arrived), a batch at a time, then polled for new
+ids. An id can become visible after a greater one (two instances' transactions commit in another
+order than they took their ids; a batch rolled back leaves its ids unused): an id skipped is looked
+for again at each poll for GAP_SECONDS, longer than a sender's statement may last, so that no
+record is missed. A record is served again by fetching its `line` by id; the index keeps each
+record's id where the files' index keeps its byte offset.
+
+The chain is checked behind the index, per instance in the order the rows arrived (one sender per
+instance sends its file in order): the same `Verifier` as the files', each row named by the table
+and its id (`tollgate_records:1234`), and each row's columns compared with what `row_of` takes from
+its line, so that a column changed in the database shows. Rows removed by `keep_days` are no fault:
+an instance whose first rows are gone (its first kept row not its first run's start) is verified
+from its oldest kept checkpoint (which names the chain of the record before it), the rows before it
+counted as removed. The console only reads: its connections are read-only and need SELECT alone."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+import threading
+import time
+from array import array
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from psycopg import sql
+
+from tollgate.common.audit_chain import CHECKPOINT, STARTED
+from tollgate.console import saved
+from tollgate.console.index import BAD_LINE
+from tollgate.console.source import Source
+from tollgate.records.audit_postgres import (
+    COLUMNS,
+    SCHEMA_VERSION,
+    described,
+    row_of,
+    schema_version,
+)
+from tollgate.records.audit_record import WORKER_LOST
+from tollgate.records.audit_verify import Entry, Place, Run, restored_verifier, saved_state
+
+logger = logging.getLogger(__name__)
+
+BATCH = 20_000  # rows read at once into the index
+CHECK_BATCH = 5_000  # rows checked at once (each with its columns): a view waits for one batch at most
+GAP_SECONDS = 180.0  # an id skipped is looked for this long (a sender's statement is cancelled after 60 s)
+RECENT = 2000  # the last records kept as lines, for the live stream
+SAVE_EVERY_S = 300.0  # how often, at most, the index is saved again while records come
+CONNECT_SECONDS = 10
+SUFFIX = ".postgres"  # the saved index of the table: `<audit.path>.postgres.console-index`
+
+
+class Unreadable(Exception):
+    """The table cannot be read: the database cannot be reached, or its schema is newer than known."""
+
+
+@dataclass
+class Instance:
+    """What `/api/audit` says of an instance, beside its run in the verifier."""
+
+    records: int = 0  # its rows read (the index's count)
+    checked: int = 0  # its rows whose chain and columns were checked
+    lost: int = 0  # its `worker lost` records
+    faults: list[str] = field(default_factory=list)
+    last_record: str | None = None  # the newest `ts` of its rows checked
+    removed: int = 0  # its oldest rows kept, not verified: their predecessors were removed by keep_days
+    verified_from: int | None = None  # the id its chain is verified from, when its first rows were removed
+    waiting: bool = False  # its first rows removed: its rows are not verified until a checkpoint comes
+
+
+class Table(Source):
+    """The records of the table `table` of the database `dsn` names."""
+
+    def __init__(
+        self,
+        dsn: str,
+        table: str = "tollgate_records",
+        key: Ed25519PublicKey | None = None,
+        keep_days: float | None = None,
+        remember: Path | None = None,
+        batch: int = BATCH,
+    ) -> None:
+        super().__init__(key)
+        self.dsn, self.table = dsn, table
+        self.keep_days = keep_days  # rows may be removed: an instance's first rows gone are no fault
+        self.remember = remember
+        self.batch = batch
+        self.last_id = 0  # the greatest id read
+        self.gaps: list[tuple[int, int, float]] = []  # ids skipped below last_id, looked for until the time
+        self.checked = 0  # the records (by number) whose chain and columns were checked
+        self.instances: dict[str | None, Instance] = {}
+        self.counts: dict[str, int] = {}  # records read per instance (`Index.add_lines`)
+        self.first_fault: int | None = None  # the number of the first record checked with a fault
+        self.tail: deque[bytes] = deque(maxlen=RECENT)
+        self.started = False
+        self.saved_records = -1
+        self.saved_checked = -1
+        self.saved_at = 0.0
+        self.failing: str | None = None  # why the table cannot be read now (said once)
+        self._reader: psycopg.Connection | None = None
+        self._server: psycopg.Connection | None = None
+        self._server_lock = threading.Lock()
+
+    @property
+    def where(self) -> str:
+        return f"PostgreSQL ({described(self.dsn)}, table {self.table})"
+
+    # ---- the database
+
+    def _connect(self) -> psycopg.Connection:
+        conn = psycopg.connect(
+            self.dsn, autocommit=True, connect_timeout=CONNECT_SECONDS, application_name="tollgate-console"
+        )
+        conn.execute("SET default_transaction_read_only = on")  # the console never writes the records
+        return conn
+
+    def open(self) -> None:
+        """Connect, and check the table's schema: Unreadable (its message one line) when the
+        database cannot be reached or the schema is newer than this Tollgate knows. A table not
+        made yet (no instance has sent) is read as empty until it is."""
+        try:
+            conn = self._reader if self._reader is not None and not self._reader.closed else self._connect()
+        except psycopg.Error as e:
+            raise Unreadable(f"{self.where} cannot be reached: {_first_line(e)}") from None
+        self._reader = conn
+        try:
+            version = schema_version(conn, self.table)
+        except psycopg.Error as e:
+            raise Unreadable(f"{self.where} cannot be read: {_first_line(e)}") from None
+        if version > SCHEMA_VERSION:
+            raise Unreadable(
+                f"the table {self.table} has schema version {version} (tollgate_schema), newer than this Tollgate"
+                f" knows ({SCHEMA_VERSION}): upgrade Tollgate to read it"
+            )
+
+    def _exists(self, conn: psycopg.Connection) -> bool:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (self.table,)).fetchone()
+        return bool(row and row[0])
+
+    def _failed(self, error: BaseException) -> None:
+        """The table could not be read: said once (until it can be again); tried again at the next poll."""
+        for conn in (self._reader,):
+            if conn is not None:
+                try:
+                    conn.close()
+                except psycopg.Error:
+                    pass
+        self._reader = None
+        why = _first_line(error)
+        if self.failing is None:
+            print(f"tollgate console: {self.where} cannot be read: {why}; tried again", file=sys.stderr, flush=True)
+        self.failing = why
+
+    def _recovered(self) -> None:
+        if self.failing is not None:
+            print(f"tollgate console: {self.where} is read again", file=sys.stderr, flush=True)
+            self.failing = None
+
+    # ---- reading
+
+    def catch_up(self) -> None:
+        """Read the rows not read yet (the first time: all of them, or those after the saved index)."""
+        if not self.started:
+            self.started = True
+            self._restore()
+            collecting = gc.isenabled()
+            gc.disable()  # as `Audit`: the records read make no cycles
+            try:
+                self._read()
+            finally:
+                if collecting:
+                    gc.enable()
+            gc.freeze()
+            return
+        self._read()
+
+    def _read(self) -> None:
+        try:
+            conn = self._reader if self._reader is not None and not self._reader.closed else self._connect()
+            self._reader = conn
+            if not self._exists(conn):
+                return
+            if self.gaps:
+                self._read_gaps(conn)
+            table = sql.Identifier(self.table)
+            query = sql.SQL("SELECT id, line, raw FROM {} WHERE id > %s ORDER BY id LIMIT %s").format(table)
+            while True:
+                rows = conn.execute(query, (self.last_id, self.batch)).fetchall()
+                self._add(rows, in_order=True)
+                if len(rows) < self.batch:
+                    break
+        except psycopg.Error as e:
+            self._failed(e)
+            return
+        self._recovered()
+
+    def _read_gaps(self, conn: psycopg.Connection) -> None:
+        now = time.monotonic()
+        self.gaps = [gap for gap in self.gaps if gap[2] > now]
+        if not self.gaps:
+            return
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT t.id, t.line, t.raw FROM {} t JOIN unnest(%s::bigint[], %s::bigint[]) AS g(lo, hi)"
+                " ON t.id BETWEEN g.lo AND g.hi ORDER BY t.id"
+            ).format(sql.Identifier(self.table)),
+            ([lo for lo, _, _ in self.gaps], [hi for _, hi, _ in self.gaps]),
+        ).fetchall()
+        if not rows:
+            return
+        found = {row[0] for row in rows}
+        gaps = []
+        for lo, hi, until in self.gaps:  # each gap split around the ids found in it
+            start = lo
+            for n in sorted(i for i in found if lo <= i <= hi):
+                if n > start:
+                    gaps.append((start, n - 1, until))
+                start = n + 1
+            if start <= hi:
+                gaps.append((start, hi, until))
+        self.gaps = gaps
+        self._add(rows, in_order=False)
+
+    def _add(self, rows: list[tuple[Any, ...]], in_order: bool) -> None:
+        """Rows (id, line, raw) into the index, in their order; `in_order`: rows after `last_id`,
+        whose ids skipped are looked for again."""
+        if not rows:
+            return
+        lines = [_written(line, raw) for _, line, raw in rows]
+        if in_order:
+            expected, until = self.last_id + 1, time.monotonic() + GAP_SECONDS
+            for row in rows:
+                if row[0] > expected:  # not committed yet, rolled back, or (before the first row) removed
+                    self.gaps.append((expected, row[0] - 1, until))
+                expected = row[0] + 1
+        # One line a record: a newline inside a stored line (changed in the database) would make two.
+        fed = [line.replace(b"\n", b"\r") for line in lines]
+        data = b"\n".join(fed) + b"\n"
+        ids = [row[0] for row, line in zip(rows, fed, strict=True) if line and not line.isspace()]
+        with self.lock:
+            index = self.index
+            first = len(index)
+            index.add_lines(0, 0, data, len(data), self.counts)
+            if len(index) - first != len(ids):  # a blank line stored: none of the index's records
+                raise AssertionError("the index took another number of records than the lines held")
+            index.offsets[first:] = array("q", ids)  # where a file's index keeps the offset: the row's id
+            self.tail.extend(line + b"\n" for line in lines if line and not line.isspace())
+            if in_order:
+                self.last_id = max(self.last_id, rows[-1][0])
+            self.grew.notify_all()
+
+    def recent(self, number: int) -> bytes | None:
+        first = len(self.index) - len(self.tail)
+        return self.tail[number - first] if first <= number < len(self.index) else None
+
+    def line(self, number: int) -> bytes:
+        held = self.recent(number)
+        if held is not None:
+            return held
+        row_id = self.index.offsets[number]
+        with self._server_lock:
+            try:
+                if self._server is None or self._server.closed:
+                    self._server = self._connect()
+                row = self._server.execute(
+                    sql.SQL("SELECT line, raw FROM {} WHERE id = %s").format(sql.Identifier(self.table)), (row_id,)
+                ).fetchone()
+            except psycopg.Error as e:
+                self._server = None
+                return orjson.dumps(self._marker(number, "unavailable", error=_first_line(e))) + b"\n"
+        if row is None:  # removed since it was read (keep_days)
+            return orjson.dumps(self._marker(number, "removed")) + b"\n"
+        return _written(row[0], row[1]) + b"\n"
+
+    def _marker(self, number: int, what: str, **more: Any) -> dict[str, Any]:
+        return {"event": BAD_LINE, "table": self.table, "id": self.index.offsets[number], "row": what, **more}
+
+    def malformed(self, number: int, length: int) -> dict[str, Any]:
+        return {"event": BAD_LINE, "table": self.table, "id": self.index.offsets[number], "length": length}
+
+    def record(self, number: int, line: bytes | None = None) -> dict[str, Any]:
+        line = self.line(number) if line is None else line
+        try:
+            marker = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            marker = None
+        if (
+            isinstance(marker, dict)
+            and marker.get("event") == BAD_LINE
+            and "row" in marker
+            and marker.keys() <= {"event", "table", "id", "row", "error"}
+        ):
+            return marker  # the row is gone, or cannot be fetched now: said as such
+        return super().record(number, line)
+
+    # ---- the chain and the columns, checked behind the index
+
+    @property
+    def checking(self) -> bool:
+        return self.checked < len(self.index)
+
+    def verify_pending(self) -> bool:
+        """Check the chain and the columns of up to CHECK_BATCH records read and not checked yet;
+        whether some are left."""
+        with self.lock:
+            start, end = self.checked, min(len(self.index), self.checked + CHECK_BATCH)
+            ids = list(self.index.offsets[start:end])
+        if not ids:
+            return False
+        columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+        try:
+            conn = self._reader if self._reader is not None and not self._reader.closed else self._connect()
+            self._reader = conn
+            rows = conn.execute(
+                sql.SQL("SELECT id, {} FROM {} WHERE id = ANY(%s)").format(columns, sql.Identifier(self.table)),
+                (ids,),
+            ).fetchall()
+        except psycopg.Error as e:
+            self._failed(e)
+            return False
+        by_id = {row[0]: row[1:] for row in rows}
+        with self.lock:
+            for number, row_id in enumerate(ids, start):
+                stored = by_id.get(row_id)
+                if stored is not None:  # else removed since it was read (keep_days): nothing to check
+                    self._check(number, row_id, stored)
+            self.checked = end
+        return self.checked < len(self.index)
+
+    def _check(self, number: int, row_id: int, stored: tuple[Any, ...]) -> None:
+        verifier = self.verifier
+        line = _written(stored[COLUMNS.index("line")], stored[COLUMNS.index("raw")])
+        place = Place(self.table, row_id)
+        expected = row_of(line)
+        record = _parsed(line)
+        instance = record.get("instance") if record is not None else None
+        instance = instance if isinstance(instance, str) else None
+        state = self.instances.get(instance)
+        if state is None:
+            state = self.instances[instance] = Instance()
+            if instance is not None and self.keep_days is not None and record is not None and not _first(record):
+                state.waiting = True  # its first rows were removed: verified from its oldest kept checkpoint
+        state.checked += 1
+        faults = len(verifier.faults)
+        changed = [name for name, was, now in zip(COLUMNS, stored, expected, strict=True) if not _same(was, now)]
+        if changed:
+            verifier.fault(place, f"its columns differ from its line ({', '.join(changed)}): changed in the database")
+        if record is not None:
+            ts = record.get("ts")
+            if isinstance(ts, str) and (state.last_record is None or ts > state.last_record):
+                state.last_record = ts
+            if record.get("error") == WORKER_LOST:
+                state.lost += 1
+        if (
+            state.waiting
+            and record is not None
+            and instance is not None
+            and not self._begin_after_removed(state, instance, place, record)
+        ):
+            state.removed += 1
+            self._faulted(state, number, faults)
+            return
+        verifier.read(place, line, record if record is not None else None)
+        self._faulted(state, number, faults)
+
+    def _begin_after_removed(self, state: Instance, instance: str, place: Place, record: dict[str, Any]) -> bool:
+        """Whether the instance's chain can be verified from this row, its earlier rows removed: a
+        checkpoint (it names the chain of the record before it), or a run's start (it names the
+        chain of its instance's last record before it). The verifier is given what those name."""
+        seq, event = record.get("seq"), record.get("event")
+        if type(seq) is not int:
+            return False
+        if event == CHECKPOINT:
+            covers, covers_chain, count = record.get("covers_seq"), record.get("covers_chain"), record.get("records")
+            if covers != seq - 1 or not isinstance(covers_chain, str) or type(count) is not int or seq < 2:
+                return False
+            run = Run(instance, Entry(place, seq, "", b"", event, record.get("ts")))
+            run.by_seq.add(seq - 1, covers_chain, place)
+            run.checkpoint_covers = covers - count
+            self.verifier.runs[instance] = run
+        elif event == STARTED and seq == 1 and isinstance(record.get("previous_chain"), str):
+            before = Run(instance, Entry(place, 0, "", b"", None, None))
+            before.last = Entry(place, 0, record["previous_chain"], b"", None, None)
+            before.stopped = before.last
+            self.verifier.ended[instance] = [before]
+        else:
+            return False
+        state.waiting = False
+        state.verified_from = place.line
+        return True
+
+    def _faulted(self, state: Instance, number: int, before: int) -> None:
+        new = self.verifier.faults[before:]
+        if new:
+            state.faults.extend(str(f) for f in new)
+            if self.first_fault is None:
+                self.first_fault = number
+
+    def unverified(self) -> list[range]:
+        """The records from the first one checked with a fault on (the fleet's rows interleave:
+        every row after it, whatever its instance, is not vouched for)."""
+        return [] if self.first_fault is None else [range(self.first_fault, len(self.index))]
+
+    def state(self) -> list[dict[str, Any]]:
+        """A row per instance: its records, whole or its faults, its last checkpoint, whether it
+        is signed, its last record's time, its rows removed by keep_days."""
+        verifier = self.verifier
+        rows = []
+        names: set[str | None] = {*self.counts, *self.instances}
+        for instance in sorted(names, key=lambda i: (i is None, i or "")):
+            state = self.instances.get(instance) or Instance()
+            run = verifier.runs.get(instance) if instance is not None else None
+            checkpoint = run.checkpoint if run is not None and run.checkpoint is not None else None
+            records = self.counts.get(instance, 0) if instance is not None else state.checked
+            rows.append({
+                "file": None, "instance": instance, "records": records,
+                "state": "fault" if state.faults else "checking" if self.checking else "whole",
+                "faults": state.faults,
+                "last_checkpoint": None if checkpoint is None else checkpoint.ts,
+                "signed": None if verifier.key is None or run is None else run.signed > 0,
+                "worker_lost": state.lost,
+                "last_record": state.last_record,
+                "removed": None if not state.verified_from and not state.removed else
+                {"rows": state.removed, "verified_from_id": state.verified_from},
+            })  # fmt: skip
+        return rows
+
+    # ---- the index remembered
+
+    def _identity(self) -> dict[str, Any]:
+        return {"database": described(self.dsn), "table": self.table}
+
+    def _restore(self) -> None:
+        """The saved index, when it is of this table and the row it read last is still there as
+        it was (its chain); else the table is read from its start."""
+        if self.remember is None:
+            return
+        found = saved.read(self.remember)
+        if found is None:
+            return
+        header, data = found
+        try:
+            with data:
+                if header["source"] != self._identity():
+                    raise ValueError("another table")
+                last_id, last_chain = int(header["last_id"]), header["last_chain"]
+                conn = self._reader if self._reader is not None and not self._reader.closed else self._connect()
+                self._reader = conn
+                row = conn.execute(
+                    sql.SQL("SELECT chain FROM {} WHERE id = %s").format(sql.Identifier(self.table)), (last_id,)
+                ).fetchone()
+                if row is None or row[0] != last_chain:
+                    raise ValueError("not the rows read")
+                index = saved.restore_index(header["index"], data)
+                chain = header["chain"]
+                verifier = restored_verifier(chain["verifier"], self.verifier.key, str)
+        except (OSError, ValueError, KeyError, TypeError, psycopg.Error):
+            return
+        self.index = index
+        self.last_id = last_id
+        self.gaps = [(lo, hi, time.monotonic() + GAP_SECONDS) for lo, hi in header["gaps"]]
+        self.counts = {str(k): int(v) for k, v in header["counts"].items()}
+        self.verifier = verifier
+        self.checked = int(chain["checked"])
+        self.first_fault = chain["first_fault"]
+        self.instances = {(None if i == "" else i): Instance(**s) for i, s in chain["instances"]}
+        self.saved_records, self.saved_checked, self.saved_at = len(index), self.checked, time.monotonic()
+
+    def save(self, due: bool = False) -> None:
+        """As `Audit.save`: the index and the chain's state saved when records came or were checked
+        since (`due`: and SAVE_EVERY_S has passed, or the chain has just been checked to its end)."""
+        if (
+            self.remember is None
+            or not len(self.index)
+            or (len(self.index), self.checked)
+            == (
+                self.saved_records,
+                self.saved_checked,
+            )
+        ):
+            return
+        recent = time.monotonic() - self.saved_at < SAVE_EVERY_S
+        if due and self.saved_records >= 0 and recent and (self.checking or len(self.index) != self.saved_records):
+            return
+        with self._server_lock:
+            try:
+                if self._server is None or self._server.closed:
+                    self._server = self._connect()
+                with self.lock:
+                    last_id = self.last_id
+                row = self._server.execute(
+                    sql.SQL("SELECT chain FROM {} WHERE id = %s").format(sql.Identifier(self.table)), (last_id,)
+                ).fetchone()
+            except psycopg.Error:
+                self._server = None
+                return
+        if row is None:
+            return
+        with self.lock:  # the views wait meanwhile: the columns are written as they are, not copied
+            if self.last_id != last_id:
+                return  # read on meanwhile: saved at the next poll
+            header = {
+                "source": self._identity(), "last_id": last_id, "last_chain": row[0],
+                "gaps": [[lo, hi] for lo, hi, _ in self.gaps], "counts": self.counts,
+                "index": saved.index_state(self.index),
+                "chain": {
+                    "verifier": saved_state(self.verifier, str), "checked": self.checked,
+                    "first_fault": self.first_fault,
+                    "instances": [["" if i is None else i, asdict(s)] for i, s in self.instances.items()],
+                },
+            }  # fmt: skip
+            records, checked = len(self.index), self.checked
+            try:
+                saved.write(self.remember, header, self.index)
+            except OSError:
+                return
+        self.saved_records, self.saved_checked, self.saved_at = records, checked, time.monotonic()
+
+    def close(self) -> None:
+        try:
+            self.save()
+        except OSError:
+            pass
+        for conn in (self._reader, self._server):
+            if conn is not None:
+                try:
+                    conn.close()
+                except psycopg.Error:
+                    pass
+
+
+def _written(line: str, raw: bytes | None) -> bytes:
+    """A row's line as written: its bytes, when text could not hold them exactly."""
+    return bytes(raw) if raw is not None else line.encode()
+
+
+def _parsed(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _first(record: dict[str, Any]) -> bool:
+    """Whether a record is its instance's very first: its first run's start."""
+    return record.get("seq") == 1 and record.get("event") == STARTED and record.get("previous_chain") is None
+
+
+def _same(stored: Any, expected: Any) -> bool:
+    """Whether a column holds what `row_of` takes from the line (a number compared as a number)."""
+    if isinstance(stored, Decimal) or isinstance(expected, Decimal):
+        return stored is not None and expected is not None and Decimal(stored) == Decimal(expected)
+    if isinstance(stored, memoryview):
+        stored = bytes(stored)
+    return bool(stored == expected)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -1,0 +1,360 @@
+"""The console reading the fleet's records from PostgreSQL (`console/table.py`) against a real server
+(`tests/support/postgres.py`): the same records written to a file and stored in the table (by the
+sender's own `row_of` and `store`) give the same answers on every endpoint and filter; `/api/audit`
+has a row per instance, verified from the stored lines; a line or a column changed in the database
+is a fault, rows removed by keep_days are not; ids committed out of order are all read; a restart
+reads only the rows after the saved index; a database that cannot be reached, or a schema newer than
+known, is said in one line."""
+
+from __future__ import annotations
+
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+from tests.support.postgres import PostgresServer
+from tests.support.proxy import free_port
+
+from tollgate.common.audit_chain import CHECKPOINT, Chain
+from tollgate.console.follow import Audit
+from tollgate.console.table import Table, Unreadable
+from tollgate.console.views import Views, as_csv
+from tollgate.records.audit_postgres import ensure_schema, prepare, row_of, store
+
+TABLE = "tollgate_records"
+
+
+class Instance:
+    """One instance's records as its audit writer makes them: chained, with checkpoints."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.chain = name, Chain()
+
+    def line(self, record: dict[str, Any]) -> bytes:
+        return self.chain.link(orjson.dumps({**record, "instance": self.name}))
+
+    def checkpoint(self, ts: str) -> bytes:
+        return self.line(self.chain.checkpoint(None, ts))
+
+
+def call(ts: str, client: str | None, **fields: Any) -> dict[str, Any]:
+    return {
+        "event": "llm_call", "ts": ts, "client": client, "provider": "openai", "model": "gpt-4o-mini",
+        "decision": "allow", "deny_reasons": [], "findings": {}, "upstream_key": "sha256:aaaaaaaaaaaa",
+        "input_tokens": 10, "output_tokens": 5, "cost_usd": 0.000123457, "refusal": None, "error": None,
+        "groups": ["research"], "status": 200, "latency_ms": 12.5,
+    } | fields  # fmt: skip
+
+
+def fleet() -> list[bytes]:
+    """Two instances' records, interleaved as they would arrive: every kind the views sum."""
+    east, west = Instance("east"), Instance("west")
+    lines = [
+        east.line({"event": "tollgate_started", "ts": "2026-11-01T07:59:00.000Z", "pid": 1, "previous_chain": None}),
+        west.line({"event": "tollgate_started", "ts": "2026-11-01T07:59:30.000Z", "pid": 2, "previous_chain": None}),
+        east.line(call("2026-11-01T08:00:00.000Z", "alice")),
+        west.line(call("2026-11-01T08:30:00.000Z", "alice", model="gpt-4o", cost_usd=1.5,
+                       findings={"pii.email": 2})),
+        east.line(call("2026-11-01T09:10:00.000Z", "alice", decision="deny", deny_reasons=["gpt-4o is not for alice"],
+                       refusal="policy_denied", input_tokens=None, output_tokens=None, cost_usd=None, status=403)),
+        west.line(call("2026-11-02T10:00:00.000Z", "bob", cost_usd=None,
+                       answer_findings={"secrets.aws_access_key_id": 1})),
+        east.checkpoint("2026-11-02T10:30:00.000Z"),
+        east.line(call("2026-11-02T11:00:00.000Z", None, upstream_key="sha256:bbbbbbbbbbbb", provider="anthropic",
+                       model="claude-sonnet-4-5", cost_usd=0.1)),
+        west.line({"event": "mcp_call", "ts": "2026-11-02T11:30:00.000Z", "client": "bob", "server": "notes",
+                   "tool": "add", "decision": "deny", "deny_reasons": ["unknown or missing API key"],
+                   "refusal": "unauthenticated"}),
+        west.checkpoint("2026-11-02T11:45:00.000Z"),
+        east.line({"event": "connection", "ts": "2026-11-03T12:00:00.000Z", "client": "bob", "host": "pastebin.com",
+                   "service": None, "category": None, "decision": "deny", "deny_reasons": ["egress deny: pastebin.com"],
+                   "refusal": "egress_denied", "bytes_sent": 0, "bytes_received": 0}),
+        west.line(call("2026-11-03T13:00:00.000Z", "carol", cost_usd=0.2, bytes_sent=120, bytes_received=800)),
+        east.line(call("2026-11-03T14:00:00.000Z", "carol", cost_usd=0.30000000000000004)),
+        east.line({"event": "tollgate_stopped", "ts": "2026-11-03T15:00:00.000Z", "pid": 1, "calls": 4}),
+        east.checkpoint("2026-11-03T15:00:00.001Z"),
+        west.line({"event": "tollgate_stopped", "ts": "2026-11-03T15:01:00.000Z", "pid": 2, "calls": 3}),
+        west.checkpoint("2026-11-03T15:01:00.001Z"),
+    ]  # fmt: skip
+    return lines
+
+
+def send(dsn: str, lines: list[bytes]) -> None:
+    """The lines stored as the sender stores them."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        ensure_schema(conn, TABLE)
+        prepare(conn)
+        store(conn, TABLE, [row_of(line) for line in lines])
+
+
+@pytest.fixture
+def dsn(postgres: PostgresServer) -> str:
+    return postgres.database()
+
+
+def read_table(dsn: str, **options: Any) -> Table:
+    table = Table(dsn, TABLE, **options)
+    table.open()
+    table.catch_up()
+    while table.verify_pending():
+        pass
+    return table
+
+
+def read_files(paths: list[Path]) -> Audit:
+    audit = Audit(paths)
+    audit.catch_up()
+    while audit.verify_pending():
+        pass
+    return audit
+
+
+def queries() -> list[tuple[str, dict[str, list[str]]]]:
+    """Every endpoint, with each filter and window it takes."""
+    windows: list[dict[str, list[str]]] = [
+        {}, {"since": ["2026-11-02"]}, {"until": ["2026-11-02T11:00"]},
+        {"since": ["2026-11-01T08:00"], "until": ["2026-11-03"]},
+    ]  # fmt: skip
+    found: list[tuple[str, dict[str, list[str]]]] = []
+    for path in ("/api/people", "/api/refusals", "/api/findings", "/api/inventory"):
+        found += [(path, w) for w in windows]
+    hours = [
+        {"since": ["2026-11-01T08:00"], "until": ["2026-11-03"]},
+        {"since": ["2026-11-02"], "until": ["2026-11-04"]},
+    ]
+    for by, w in product(("provider", "model", "client"), windows[1:]):
+        found.append(("/api/spend", {"by": [by], "bucket": ["day"], **w}))
+    for by, w in product(("provider", "model", "client"), hours):
+        found.append(("/api/spend", {"by": [by], "bucket": ["hour"], **w}))
+    found += [("/api/spend", {"by": [by]}) for by in ("provider", "model", "client")]
+    events: list[dict[str, list[str]]] = [
+        {}, {"limit": ["3"]}, {"client": ["alice"]}, {"client": ["bob"], "decision": ["deny"]},
+        {"provider": ["anthropic"]}, {"event": ["llm_call"], "decision": ["allow"]}, {"client": ["nobody"]},
+        {"after": ["-1"], "limit": ["4"]}, {"after": ["5"]}, {"after": ["-1"], "event": ["connection"]},
+    ]  # fmt: skip
+    found += [("/api/events", q) for q in events]
+    found += [("/api/kinds", {}), ("/api/budgets", {})]
+    return found
+
+
+def test_the_table_answers_every_endpoint_and_filter_as_the_file_does(tmp_path: Path, dsn: str) -> None:
+    lines = fleet()
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    send(dsn, lines)
+    from_file, from_table = Views(read_files([path])), Views(read_table(dsn))  # type: ignore[arg-type]
+    assert len(from_table.audit.index) == len(lines)
+    for endpoint, query in queries():
+        answer = from_table.answer(endpoint, query)
+        assert answer == from_file.answer(endpoint, query), (endpoint, query)
+        if endpoint != "/api/kinds":
+            assert as_csv(answer, query) == as_csv(from_file.answer(endpoint, query), query)
+    assert from_table.answer("/api/people", {})[0]["cost_usd"] == 1.500123457
+    audit = [{**row, "file": None} for row in from_file.answer("/api/audit", {})]
+    assert [{k: v for k, v in row.items() if k != "removed"} for row in from_table.answer("/api/audit", {})] == audit
+    assert [(r["instance"], r["records"], r["state"], r["faults"], r["last_checkpoint"], r["last_record"], r["removed"])
+            for r in from_table.answer("/api/audit", {})] == [
+        ("east", 9, "whole", [], "2026-11-03T15:00:00.001Z", "2026-11-03T15:00:00.001Z", None),
+        ("west", 8, "whole", [], "2026-11-03T15:01:00.001Z", "2026-11-03T15:01:00.001Z", None),
+    ]  # fmt: skip
+
+
+def test_each_instances_file_and_the_fleets_table_sum_the_same(tmp_path: Path, dsn: str) -> None:
+    """Files read one after the other, the table in the order the rows arrived: every sum equal
+    (to 9 decimals), every record listed once."""
+    lines = fleet()
+    paths = []
+    for name in ("east", "west"):
+        paths.append(tmp_path / f"{name}.jsonl")
+        paths[-1].write_bytes(b"".join(line + b"\n" for line in lines if orjson.loads(line)["instance"] == name))
+    send(dsn, lines)
+    from_files, from_table = Views(read_files(paths)), Views(read_table(dsn))  # type: ignore[arg-type]
+    for endpoint, query in queries():
+        answer = from_table.answer(endpoint, query)
+        if endpoint == "/api/events":
+            assert (
+                sorted(map(orjson.dumps, answer["events"]))
+                == sorted(  # listed in another order
+                    map(orjson.dumps, from_files.answer(endpoint, query)["events"])
+                )
+                or "limit" in query
+                or "after" in query
+            ), (endpoint, query)
+            continue
+        assert answer == from_files.answer(endpoint, query), (endpoint, query)
+    assert [(r["instance"], r["records"], r["state"]) for r in from_table.answer("/api/audit", {})] == [
+        (r["instance"], r["records"], r["state"]) for r in from_files.answer("/api/audit", {})
+    ]
+
+
+def test_a_line_changed_in_the_database_is_a_fault(dsn: str) -> None:
+    send(dsn, fleet())
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"UPDATE {TABLE} SET line = replace(line, '\"cost_usd\":1.5', '\"cost_usd\":0.5') WHERE id = 4")
+    table = read_table(dsn)
+    rows = {r["instance"]: r for r in table.state()}
+    assert (rows["east"]["state"], rows["east"]["faults"]) == ("whole", [])
+    assert (rows["west"]["state"], rows["west"]["faults"]) == ("fault", [
+        f"{TABLE}:4: its columns differ from its line (cost_usd): changed in the database",
+        f"{TABLE}:4: changed: its chain does not match its content and the record before it",
+    ])  # fmt: skip
+    assert Views(table).answer("/api/events", {"limit": ["1"]})["events"][0]["unverified"] is True  # type: ignore[arg-type]
+
+
+def test_a_column_changed_in_the_database_is_a_fault(dsn: str) -> None:
+    send(dsn, fleet())
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"UPDATE {TABLE} SET cost_usd = 0.01, client = 'mallory' WHERE id = 3")
+    rows = {r["instance"]: r for r in read_table(dsn).state()}
+    assert (rows["east"]["state"], rows["east"]["faults"]) == (
+        "fault", [f"{TABLE}:3: its columns differ from its line (client, cost_usd): changed in the database"]
+    )  # fmt: skip
+    assert rows["west"]["state"] == "whole"
+
+
+def test_rows_removed_by_keep_days_are_said_and_no_fault(dsn: str) -> None:
+    lines = fleet()
+    send(dsn, lines)
+    with psycopg.connect(dsn, autocommit=True) as conn:  # east's oldest rows, before its first checkpoint (id 7)
+        conn.execute(f"DELETE FROM {TABLE} WHERE instance = 'east' AND id < 5")
+    rows = {r["instance"]: r for r in read_table(dsn, keep_days=30).state()}
+    assert (rows["east"]["state"], rows["east"]["faults"], rows["east"]["removed"]) == (
+        "whole",
+        [],
+        {"rows": 1, "verified_from_id": 7},  # id 5 kept, unverifiable; checked from its checkpoint
+    )
+    assert (rows["west"]["state"], rows["west"]["removed"]) == ("whole", None)
+    # Without keep_days, nothing removes rows: the same gap is a fault.
+    rows = {r["instance"]: r for r in read_table(dsn).state()}
+    assert (rows["east"]["state"], rows["east"]["faults"][0]) == (
+        "fault", f"{TABLE}:5: 2 records missing before this line (a run's seq 1–2)"
+    )  # fmt: skip
+
+
+def test_a_run_after_a_removed_one_is_verified_from_its_start(dsn: str) -> None:
+    east = Instance("east")
+    first = [east.line({"event": "tollgate_started", "ts": "2026-11-01T00:00:00Z", "pid": 1, "previous_chain": None}),
+             east.line(call("2026-11-01T00:01:00Z", "alice")),
+             east.line({"event": "tollgate_stopped", "ts": "2026-11-01T00:02:00Z", "pid": 1, "calls": 1})]  # fmt: skip
+    first.append(east.checkpoint("2026-11-01T00:02:00.001Z"))
+    previous = orjson.loads(first[-1])["chain"]
+    east.chain = Chain()
+    second = [east.line({"event": "tollgate_started", "ts": "2026-11-05T00:00:00Z", "pid": 2,
+                         "previous_chain": previous}), east.line(call("2026-11-05T00:01:00Z", "alice"))]  # fmt: skip
+    send(dsn, first + second)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DELETE FROM {TABLE} WHERE id <= 4")
+    [row] = read_table(dsn, keep_days=3).state()
+    assert (row["instance"], row["records"], row["state"], row["removed"]) == (
+        "east",
+        2,
+        "whole",
+        {"rows": 0, "verified_from_id": 5},
+    )
+
+
+def test_ids_committed_out_of_order_are_all_read(dsn: str) -> None:
+    lines = fleet()
+    send(dsn, lines[:2])
+    table = read_table(dsn)
+    with psycopg.connect(dsn) as slow, psycopg.connect(dsn, autocommit=True) as quick:
+        prepare(quick)
+        slow.execute("CREATE TEMPORARY TABLE tollgate_incoming (n serial) ON COMMIT DELETE ROWS")
+        with slow.cursor().copy(f"COPY {TABLE} (chain, instance, line) FROM STDIN") as copy:  # ids 3-4, not committed
+            for line in lines[2:4]:
+                copy.write_row((row_of(line)[0], "east", line.decode()))
+        store(quick, TABLE, [row_of(line) for line in lines[4:6]])  # ids 5-6, committed first
+        table.catch_up()
+        assert list(table.index.offsets) == [1, 2, 5, 6]
+        slow.commit()
+    table.catch_up()
+    assert list(table.index.offsets) == [1, 2, 5, 6, 3, 4]
+    assert table.gaps == []
+    assert table.record(4) == orjson.loads(lines[2])
+
+
+def test_a_record_is_served_again_from_its_row(dsn: str) -> None:
+    lines = fleet()
+    send(dsn, lines)
+    table = read_table(dsn)
+    table.tail.clear()  # none kept for the live stream: each fetched by its id
+    assert [table.line(n) for n in range(len(lines))] == [line + b"\n" for line in lines]
+    assert table.shown(3, table.line(3)) == lines[3] + b"\n"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DELETE FROM {TABLE} WHERE id = 2")
+    assert table.record(1) == {"event": "malformed", "table": TABLE, "id": 2, "row": "removed"}
+
+
+def test_new_rows_come_at_the_next_poll(dsn: str) -> None:
+    lines = fleet()
+    send(dsn, lines[:5])
+    table = read_table(dsn)
+    send(dsn, lines[5:])
+    table.catch_up()
+    assert len(table.index) == len(lines)
+    assert [table.recent(n) for n in range(5, len(lines))] == [line + b"\n" for line in lines[5:]]
+
+
+def test_a_table_not_made_yet_is_read_as_empty_until_it_is(dsn: str) -> None:
+    table = Table(dsn, TABLE)
+    table.open()
+    table.catch_up()
+    assert (len(table.index), table.state()) == (0, [])
+    send(dsn, fleet()[:3])
+    table.catch_up()
+    assert len(table.index) == 3
+
+
+def test_a_restart_reads_only_the_rows_after_the_saved_index(tmp_path: Path, dsn: str) -> None:
+    lines = fleet()
+    send(dsn, lines[:10])
+    remember = tmp_path / "audit.jsonl.postgres.console-index"
+    first = read_table(dsn, remember=remember)
+    first.close()
+    assert remember.stat().st_mode & 0o777 == 0o600
+    send(dsn, lines[10:])
+    restarted = read_table(dsn, remember=remember)
+    fresh = read_table(dsn)
+    assert (restarted.saved_records, restarted.saved_checked, len(restarted.index)) == (10, 10, len(lines))
+    for endpoint, query in queries():
+        assert Views(restarted).answer(endpoint, query) == Views(fresh).answer(endpoint, query)  # type: ignore[arg-type]
+    assert restarted.state() == fresh.state()
+    restarted.close()
+    # Another table's, or rows no longer as they were read: read afresh.
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"UPDATE {TABLE} SET chain = 'x' WHERE id = {len(lines)}")
+    assert read_table(dsn, remember=remember).saved_records == -1
+
+
+def test_a_database_that_cannot_be_reached_is_said_in_one_line() -> None:
+    port = free_port()
+    table = Table(f"postgresql://reader:pw-never-said@127.0.0.1:{port}/records", TABLE)
+    with pytest.raises(Unreadable) as raised:
+        table.open()
+    said = str(raised.value)
+    assert said.startswith(f"PostgreSQL (127.0.0.1:{port}/records, table {TABLE}) cannot be reached: ")
+    assert "\n" not in said and "pw-never-said" not in said
+
+
+def test_a_schema_newer_than_known_is_said_in_one_line(dsn: str) -> None:
+    send(dsn, fleet()[:1])
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE tollgate_schema SET version = 99")
+    with pytest.raises(Unreadable) as raised:
+        Table(dsn, TABLE).open()
+    assert str(raised.value) == (
+        f"the table {TABLE} has schema version 99 (tollgate_schema), newer than this Tollgate knows (1):"
+        " upgrade Tollgate to read it"
+    )
+
+
+def test_the_console_only_reads(dsn: str) -> None:
+    send(dsn, fleet()[:1])
+    table = read_table(dsn)
+    assert table._reader is not None
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        table._reader.execute(f"DELETE FROM {TABLE}")
+    assert orjson.loads(fleet()[0])["event"] != CHECKPOINT
