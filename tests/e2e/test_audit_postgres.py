@@ -1,14 +1,19 @@
 """The audit sent to PostgreSQL (`audit.postgres`) end to end: two Tollgate instances (two mitmdumps,
 each its own audit file and TOLLGATE_INSTANCE) send to one real PostgreSQL, official OpenAI SDK
 calls through both, the database stopped and started again in the middle: every record of both
-files arrives exactly once, in each file's order, and the calls went on while it was down. A DSN
-that cannot be reached: the proxy serves, the sender says so once and tries again. A schema newer
-than Tollgate knows: one line, the sender stops, the proxy serves."""
+files arrives exactly once, in each file's order, and the calls went on while it was down. Then `tollgate console` reads the fleet from that table (without the providers' secrets): both
+instances' records in its events, a new call among them at the next poll, and `/api/audit` a row per
+instance, whole. A DSN that cannot be reached: the proxy serves, the sender says so once and tries
+again. A schema newer than Tollgate knows: one line, the sender stops, the proxy serves."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -135,15 +140,32 @@ def test_two_instances_send_every_record_once_though_the_database_stopped(
     expected = {g: file_lines(g.audit_path) for g in gateways}
     wait_for(lambda: len(stored(dsn)) >= sum(map(len, expected.values())), 60, "every record in the table")
     wait_for(lambda: lag(listen) == 0, 10, "no lag")
-    for g in gateways:
-        g.proxy.stop()  # their last records (tollgate_stopped, the checkpoint) sent as they stop
-    expected = {g: file_lines(g.audit_path) for g in gateways}
-    wait_for(lambda: len(stored(dsn)) >= sum(map(len, expected.values())), 30, "the last records")
+
+    # The fleet's console reads the table: both instances' records, and a new call at the next poll.
+    console, base = start_console(dsn, east.config_path.parent.parent / "console")
+    try:
+        llm_calls = lambda: [e for e in api(base, "/api/events?limit=1000")["events"] if e["event"] == "llm_call"]  # noqa: E731
+        wait_for(lambda: len(llm_calls()) == 16, 10, "the console to read both instances' calls")
+        assert {e["instance"] for e in llm_calls()} == {"east", "west"}
+        calls(west)
+        west.wait_audit(10)
+        wait_for(lambda: len(llm_calls()) == 18, 10, "the new calls in the console")
+        for g in gateways:
+            g.proxy.stop()  # their last records (tollgate_stopped, the checkpoint) sent as they stop
+        expected = {g: file_lines(g.audit_path) for g in gateways}
+        wait_for(lambda: len(stored(dsn)) >= sum(map(len, expected.values())), 30, "the last records")
+        whole = [("east", len(expected[east]), "whole", []), ("west", len(expected[west]), "whole", [])]
+        audit = lambda: [(r["instance"], r["records"], r["state"], r["faults"]) for r in api(base, "/api/audit")]  # noqa: E731
+        wait_for(lambda: audit() == whole, 10, f"a row per instance, whole: {whole}")
+        assert [r["file"] for r in api(base, "/api/audit")] == [None, None]
+    finally:
+        console.terminate()
+        console.communicate(timeout=10)
     rows = stored(dsn)
     assert sorted(line for _, line in rows) == sorted(expected[east] + expected[west])  # each once, as written
     assert [line for instance, line in rows if instance == "east"] == expected[east]  # in the file's order
     assert [line for instance, line in rows if instance == "west"] == expected[west]
-    assert sum('"llm_call"' in line for _, line in rows) == 16
+    assert sum('"llm_call"' in line for _, line in rows) == 18  # 16, and the 2 the console saw come
     for g in gateways:
         console = g.proxy.output.read_text(errors="replace")  # stopped: its whole output
         assert console.count(FAILING) == 1  # said once, however often it was tried
@@ -151,6 +173,36 @@ def test_two_instances_send_every_record_once_though_the_database_stopped(
             assert secret not in console
     for _, line in rows:
         assert PROMPT not in line and KEY not in line
+
+
+TOKEN = "a-console-token-of-the-fleet-0001"
+
+
+def start_console(dsn: str, directory: Path) -> tuple[subprocess.Popen, str]:
+    """`tollgate console --config` over the fleet's table, with none of the providers' secrets."""
+    directory.mkdir()
+    config = directory / "console.yaml"
+    config.write_text(json.dumps({
+        "providers": {"openai": {"keys": ["${OPENAI_KEY_NOT_HERE}"]}},
+        "audit": {"path": str(directory / "audit.jsonl"), "postgres": {"dsn": "${TOLLGATE_RECORDS_DSN}"}},
+        "console": {"listen": f"127.0.0.1:{free_port()}", "token": TOKEN},
+    }))  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_KEY_NOT_HERE"} | {"TOLLGATE_RECORDS_DSN": dsn}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tollgate", "console", "--config", str(config)],
+        cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    found = re.fullmatch(r"Tollgate console: (http://127\.0\.0\.1:\d+)/\?token=" + TOKEN + "\n", line)
+    assert found is not None, (line, process.stderr.read() if process.poll() is not None and process.stderr else "")
+    return process, found.group(1)
+
+
+def api(base: str, path: str):
+    request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
 
 
 class Refuser:

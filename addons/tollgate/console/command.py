@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from tollgate.core.console_settings import ConsoleConfig, exposed_without_tls, listen_address
 
@@ -29,14 +29,16 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     from tollgate.console.budgets import budgets_reader
     from tollgate.console.follow import Audit
     from tollgate.console.server import Console, new_token
+    from tollgate.console.source import Source
     from tollgate.console.views import Views
-    from tollgate.core.config import ConfigError, load_config
+    from tollgate.core.config import ConfigError, Unset, load_config
     from tollgate.records.inventory import with_rotations
 
+    unset: list[Unset] = []
     try:
         if config_path is None and Path("tollgate.yaml").is_file():
             config_path = Path("tollgate.yaml")
-        config = load_config(config_path)
+        config = load_config(config_path, unset=unset)  # the providers' secrets are not needed
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -54,7 +56,8 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     from tollgate.console.saved import path_for
 
     given = files
-    if not files:
+    postgres = config.audit.postgres if not files else None  # files named: those are read
+    if postgres is None and not files:
         if config.audit.path == "-":
             print("error: audit.path is - (standard output): there is no audit file to read", file=sys.stderr)
             return 1
@@ -75,12 +78,35 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
         except (OSError, ssl.SSLError) as e:
             print(f"error: console.tls: {e}", file=sys.stderr)
             return 1
-    # The index is remembered beside the audit: the configured file's, else the last file given.
-    remember = path_for(given[-1] if given else Path(config.audit.path)) if files else None
-    audit = Audit(files, follow=True, key=key, remember=remember)
-    views = Views(audit, budgets_reader(config.limits, config.ledger_store))
+    audit: Source
+    if postgres is not None:
+        from tollgate.console.table import SUFFIX, Table, Unreadable
+
+        # The console's own role when it has one, else the instances'.
+        place, dsn = ("console.postgres_dsn", settings.postgres_dsn) if settings.postgres_dsn else \
+            ("audit.postgres.dsn", postgres.dsn)  # fmt: skip
+        missing = [u for u in unset if u.where == place]
+        if missing:
+            print(f"error: {config_path}: {missing[0]}: the console reads the fleet's records from PostgreSQL with it",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        remember: Path | None = path_for(Path(config.audit.path + SUFFIX))
+        audit = Table(dsn, postgres.table, key=key, keep_days=postgres.keep_days, remember=remember)
+        try:
+            audit.open()
+        except Unreadable as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        read_from = audit.where
+    else:
+        # The index is remembered beside the audit: the configured file's, else the last file given.
+        remember = path_for(given[-1] if given else Path(config.audit.path)) if files else None
+        audit = Audit(files, follow=True, key=key, remember=remember)
+        read_from = ", ".join(map(str, files))
+    # The views and the server ask only what `Source` names.
+    views = Views(cast(Audit, audit), budgets_reader(config.limits, config.ledger_store))
     try:
-        console = Console(audit, views, host, port, settings.token or new_token(), tls)
+        console = Console(cast(Audit, audit), views, host, port, settings.token or new_token(), tls)
     except OSError as e:
         taken = e.errno == errno.EADDRINUSE
         why = "the address is in use" if taken else e.strerror
@@ -102,7 +128,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
         read = len(audit.index)
         remembered = f" ({audit.saved_records} of them from {remember})" if audit.saved_records > 0 else ""
         print(f"tollgate console: {read} records read in {time.monotonic() - began:.1f} s from "
-              f"{', '.join(map(str, files))}{remembered}", file=sys.stderr, flush=True)  # fmt: skip
+              f"{read_from}{remembered}", file=sys.stderr, flush=True)  # fmt: skip
     try:
         console.serve()
     except KeyboardInterrupt:

@@ -27,7 +27,6 @@ import time
 from array import array
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +58,7 @@ RECENT = 2000  # the last records kept as lines, for the live stream
 SAVE_EVERY_S = 300.0  # how often, at most, the index is saved again while records come
 CONNECT_SECONDS = 10
 SUFFIX = ".postgres"  # the saved index of the table: `<audit.path>.postgres.console-index`
+_LINE, _RAW = COLUMNS.index("line"), COLUMNS.index("raw")
 
 
 class Unreadable(Exception):
@@ -340,7 +340,7 @@ class Table(Source):
 
     def _check(self, number: int, row_id: int, stored: tuple[Any, ...]) -> None:
         verifier = self.verifier
-        line = _written(stored[COLUMNS.index("line")], stored[COLUMNS.index("raw")])
+        line = _written(stored[_LINE], stored[_RAW])
         place = Place(self.table, row_id)
         expected = row_of(line)
         record = _parsed(line)
@@ -353,8 +353,8 @@ class Table(Source):
                 state.waiting = True  # its first rows were removed: verified from its oldest kept checkpoint
         state.checked += 1
         faults = len(verifier.faults)
-        changed = [name for name, was, now in zip(COLUMNS, stored, expected, strict=True) if not _same(was, now)]
-        if changed:
+        if stored != expected:  # a number is compared as a number (Decimal("0.10") == Decimal("0.1"))
+            changed = [name for name, was, now in zip(COLUMNS, stored, expected, strict=True) if was != now]
             verifier.fault(place, f"its columns differ from its line ({', '.join(changed)}): changed in the database")
         if record is not None:
             ts = record.get("ts")
@@ -556,15 +556,6 @@ def _parsed(line: bytes) -> dict[str, Any] | None:
 def _first(record: dict[str, Any]) -> bool:
     """Whether a record is its instance's very first: its first run's start."""
     return record.get("seq") == 1 and record.get("event") == STARTED and record.get("previous_chain") is None
-
-
-def _same(stored: Any, expected: Any) -> bool:
-    """Whether a column holds what `row_of` takes from the line (a number compared as a number)."""
-    if isinstance(stored, Decimal) or isinstance(expected, Decimal):
-        return stored is not None and expected is not None and Decimal(stored) == Decimal(expected)
-    if isinstance(stored, memoryview):
-        stored = bytes(stored)
-    return bool(stored == expected)
 
 
 def _first_line(error: BaseException) -> str:

@@ -20,7 +20,14 @@ from tollgate.common.config_base import VARIABLE as _VAR
 from tollgate.common.config_base import ConfigError, Count, Money, ProviderConfig, Strict
 from tollgate.common.host_globs import glob_pattern, globs_overlap
 from tollgate.core.console_settings import ConsoleConfig
-from tollgate.core.records_settings import AuditConfig, MetricsConfig, OtlpConfig, listen_address
+from tollgate.core.records_settings import (
+    DSN_PLACES,
+    LEFT_UNSET,
+    AuditConfig,
+    MetricsConfig,
+    OtlpConfig,
+    listen_address,
+)
 from tollgate.governance.egress.brokered import values_from_environment
 from tollgate.governance.egress.egress_settings import EgressConfig
 from tollgate.governance.guardrails.settings import GuardrailRule, custom_detectors_unique
@@ -377,6 +384,12 @@ def upstream_secret(where: str) -> bool:
     return parts[:2] == ["egress", "credentials"] and parts[-1] == "value"
 
 
+def read_only_leaves(where: str) -> bool:
+    """Whether a read-only command may leave a place's unset variable as written: a provider's
+    secret (`upstream_secret`) or the records' DSN (only the console reads it, and says so)."""
+    return upstream_secret(where) or where in DSN_PLACES
+
+
 def expand_env(
     node: Any,
     env: Mapping[str, str],
@@ -462,11 +475,12 @@ def _mapping(data: Any) -> dict:
 
 def parse_config(data: Any, env: Mapping[str, str] | None = None, unset: list[Unset] | None = None) -> Config:
     """The configuration a parsed file holds. With `unset`, a `${NAME}` whose variable is not set
-    among a provider's keys and credentials is left as written and listed there (what a read-only
-    command may do without the providers' secrets)."""
-    expanded = expand_env(_mapping(data), os.environ if env is None else env, "", unset)
+    among a provider's keys and credentials, or in the records' DSN, is left as written and listed
+    there (what a read-only command may do without the providers' secrets)."""
+    expanded = expand_env(_mapping(data), os.environ if env is None else env, "", unset, read_only_leaves)
+    left = frozenset(u.where for u in unset or ())
     try:
-        return Config.model_validate(expanded, context={CONFIGURED: configured_names(expanded)})
+        return Config.model_validate(expanded, context={CONFIGURED: configured_names(expanded), LEFT_UNSET: left})
     except ValidationError as e:
         # A field that takes fixed values (`credentials: default` or a mapping) written `${NAME}`
         # alone, unset: left out, as if not written (its default), and the file read again.
@@ -476,7 +490,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None, unset: list[Un
             raise ConfigError(_describe(e)) from None
     _without(expanded, refused)
     try:
-        return Config.model_validate(expanded, context={CONFIGURED: configured_names(expanded)})
+        return Config.model_validate(expanded, context={CONFIGURED: configured_names(expanded), LEFT_UNSET: left})
     except ValidationError as e:
         raise ConfigError(_describe(e)) from None
 

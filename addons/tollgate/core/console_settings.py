@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tollgate.common.config_base import Strict
+from tollgate.core.records_settings import dsn_at
 
 DEFAULT_LISTEN = "127.0.0.1:8090"  # 8081 is mitmweb's and --capture's
 
@@ -24,6 +25,10 @@ class ConsoleConfig(Strict):
     listen: str = DEFAULT_LISTEN
     token: str | None = None
     tls: ConsoleTls | None = None
+    # With audit.postgres: the console's own role (SELECT on the records); default: audit.postgres.dsn.
+    postgres_dsn: str | None = Field(default=None, repr=False)
+
+    _postgres_dsn = field_validator("postgres_dsn")(dsn_at("console.postgres_dsn"))
 
     @field_validator("listen")
     @classmethod

@@ -66,6 +66,24 @@ def postgres_dsn(value: str) -> str:
     return text
 
 
+# The validation context's key naming the places a read-only command left as written, their
+# variable unset (`config.parse_config`); a DSN among them is kept as written (no command but the
+# console uses it, and the console says so when it needs it).
+LEFT_UNSET = "left_unset"
+DSN_PLACES = ("audit.postgres.dsn", "console.postgres_dsn")
+
+
+def dsn_at(place: str) -> classmethod:
+    """A field validator for the DSN at `place`: `postgres_dsn`, unless a read-only command left it unset."""
+
+    def check(cls: type, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or (isinstance(info.context, dict) and place in info.context.get(LEFT_UNSET, ())):
+            return value
+        return postgres_dsn(value)
+
+    return classmethod(check)
+
+
 class AuditPostgresConfig(Strict):
     """`audit.postgres`: every audit record also sent to a table of PostgreSQL, from the file,
     once (the table's key is each record's `chain`)."""
@@ -74,7 +92,7 @@ class AuditPostgresConfig(Strict):
     table: str = "tollgate_records"
     keep_days: float | None = Field(default=None, gt=0)  # rows older than this removed; None: kept
 
-    _dsn = field_validator("dsn")(classmethod(lambda cls, value: postgres_dsn(value)))
+    _dsn = field_validator("dsn")(dsn_at("audit.postgres.dsn"))
 
     @field_validator("table")
     @classmethod

@@ -19,9 +19,11 @@ from tests.support.postgres import PostgresServer
 from tests.support.proxy import free_port
 
 from tollgate.common.audit_chain import CHECKPOINT, Chain
+from tollgate.console.command import run
 from tollgate.console.follow import Audit
 from tollgate.console.table import Table, Unreadable
 from tollgate.console.views import Views, as_csv
+from tollgate.core.config import ConfigError, Unset, parse_config
 from tollgate.records.audit_postgres import ensure_schema, prepare, row_of, store
 
 TABLE = "tollgate_records"
@@ -358,3 +360,64 @@ def test_the_console_only_reads(dsn: str) -> None:
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         table._reader.execute(f"DELETE FROM {TABLE}")
     assert orjson.loads(fleet()[0])["event"] != CHECKPOINT
+
+
+# ---- `tollgate console` with audit.postgres
+
+
+def config_file(tmp_path: Path, postgres: dict[str, Any], console: dict[str, Any] | None = None) -> Path:
+    path = tmp_path / "tollgate.yaml"
+    data = {
+        "providers": {"openai": {"keys": ["${OPENAI_KEY_NEVER_SET}"]}},  # the providers' secrets: not needed
+        "audit": {"path": str(tmp_path / "audit.jsonl"), "postgres": postgres},
+        "console": {"listen": f"127.0.0.1:{free_port()}", **(console or {})},
+    }
+    path.write_text(orjson.dumps(data).decode())
+    return path
+
+
+def test_read_only_commands_need_neither_the_providers_secrets_nor_the_records_dsn() -> None:
+    data = {"providers": {"openai": {"keys": ["${OPENAI_KEY}"]}}, "audit": {"postgres": {"dsn": "${RECORDS_DSN}"}}}
+    unset: list[Unset] = []
+    config = parse_config(data, {}, unset)
+    assert [str(u) for u in unset] == [
+        "providers.openai.keys.0: environment variable OPENAI_KEY is not set",
+        "audit.postgres.dsn: environment variable RECORDS_DSN is not set",
+    ]
+    assert config.audit.postgres is not None and config.audit.postgres.table == TABLE
+    with pytest.raises(ConfigError, match=r"^audit\.postgres\.dsn: environment variable RECORDS_DSN is not set$"):
+        parse_config({"audit": data["audit"]}, {})  # the proxy, which sends: refused
+    with pytest.raises(ConfigError, match=r"^console\.postgres_dsn: must be a PostgreSQL connection URI"):
+        parse_config({"console": {"postgres_dsn": "http://db"}}, {}, [])
+
+
+def test_the_console_says_the_dsn_it_lacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = config_file(tmp_path, {"dsn": "${RECORDS_DSN_NEVER_SET}"})
+    assert run([], None, path) == 1
+    assert capsys.readouterr().err == (
+        f"error: {path}: audit.postgres.dsn: environment variable RECORDS_DSN_NEVER_SET is not set: the console"
+        " reads the fleet's records from PostgreSQL with it\n"
+    )
+
+
+def test_the_console_stops_on_a_database_it_cannot_reach(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    path = config_file(tmp_path, {"dsn": "${RECORDS_DSN_NEVER_SET}"},
+                       {"postgres_dsn": f"postgresql://reader:pw-never-said@127.0.0.1:{port}/records"})  # fmt: skip
+    assert run([], None, path) == 1
+    said = capsys.readouterr().err
+    assert said.startswith(f"error: PostgreSQL (127.0.0.1:{port}/records, table {TABLE}) cannot be reached: ")
+    assert said.count("\n") == 1 and "pw-never-said" not in said
+
+
+def test_the_console_stops_on_a_schema_newer_than_known(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    send(dsn, fleet()[:1])
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE tollgate_schema SET version = 2")
+    assert run([], None, config_file(tmp_path, {"dsn": dsn})) == 1
+    assert capsys.readouterr().err == (
+        f"error: the table {TABLE} has schema version 2 (tollgate_schema), newer than this Tollgate knows (1):"
+        " upgrade Tollgate to read it\n"
+    )
