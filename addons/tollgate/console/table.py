@@ -55,6 +55,8 @@ BATCH = 20_000  # rows read at once into the index
 CHECK_BATCH = 5_000  # rows checked at once (each with its columns): a view waits for one batch at most
 GAP_SECONDS = 180.0  # an id skipped is looked for this long (a sender's statement is cancelled after 60 s)
 RECENT = 2000  # the last records kept as lines, for the live stream
+FETCH_AHEAD = 100  # records fetched with one asked for that is not kept: a page of the event list in one query
+FETCHED = 2000  # lines fetched ahead kept, at most (then forgotten at once)
 SAVE_EVERY_S = 300.0  # how often, at most, the index is saved again while records come
 CONNECT_SECONDS = 10
 SUFFIX = ".postgres"  # the saved index of the table: `<audit.path>.postgres.console-index`
@@ -108,9 +110,11 @@ class Table(Source):
         self.saved_checked = -1
         self.saved_at = 0.0
         self.failing: str | None = None  # why the table cannot be read now (said once)
+        self._made = False  # whether the table exists (an instance made it)
         self._reader: psycopg.Connection | None = None
         self._server: psycopg.Connection | None = None
-        self._server_lock = threading.Lock()
+        self._server_lock = threading.Lock()  # the server's connection, and the lines fetched by it
+        self._fetched: dict[int, bytes] = {}  # record number → its line, fetched ahead (FETCHED at most)
 
     @property
     def where(self) -> str:
@@ -189,8 +193,10 @@ class Table(Source):
         try:
             conn = self._reader if self._reader is not None and not self._reader.closed else self._connect()
             self._reader = conn
-            if not self._exists(conn):
-                return
+            if not self._made:
+                self._made = self._exists(conn)  # looked for at each poll until an instance has made it
+                if not self._made:
+                    return
             if self.gaps:
                 self._read_gaps(conn)
             table = sql.Identifier(self.table)
@@ -265,23 +271,38 @@ class Table(Source):
         return self.tail[number - first] if first <= number < len(self.index) else None
 
     def line(self, number: int) -> bytes:
+        """Record `number`'s line: kept for the live stream, fetched already, else fetched by its id
+        with the FETCH_AHEAD records after it (an event list asks for its records oldest first)."""
         held = self.recent(number)
         if held is not None:
             return held
-        row_id = self.index.offsets[number]
         with self._server_lock:
+            held = self._fetched.get(number)
+            if held is not None:
+                return held
+            offsets = self.index.offsets
+            numbers = range(number, min(len(offsets), number + FETCH_AHEAD))
             try:
                 if self._server is None or self._server.closed:
                     self._server = self._connect()
-                row = self._server.execute(
-                    sql.SQL("SELECT line, raw FROM {} WHERE id = %s").format(sql.Identifier(self.table)), (row_id,)
-                ).fetchone()
+                rows = self._server.execute(
+                    sql.SQL("SELECT id, line, raw FROM {} WHERE id = ANY(%s)").format(sql.Identifier(self.table)),
+                    ([offsets[n] for n in numbers],),
+                ).fetchall()
             except psycopg.Error as e:
                 self._server = None
                 return orjson.dumps(self._marker(number, "unavailable", error=_first_line(e))) + b"\n"
-        if row is None:  # removed since it was read (keep_days)
+            by_id = {row_id: _written(line, raw) + b"\n" for row_id, line, raw in rows}
+            if len(self._fetched) > FETCHED:
+                self._fetched.clear()
+            for n in numbers:
+                found = by_id.get(offsets[n])
+                if found is not None:
+                    self._fetched[n] = found
+        found = by_id.get(offsets[number])
+        if found is None:  # removed since it was read (keep_days)
             return orjson.dumps(self._marker(number, "removed")) + b"\n"
-        return _written(row[0], row[1]) + b"\n"
+        return found
 
     def _marker(self, number: int, what: str, **more: Any) -> dict[str, Any]:
         return {"event": BAD_LINE, "table": self.table, "id": self.index.offsets[number], "row": what, **more}

@@ -283,11 +283,14 @@ def test_a_record_is_served_again_from_its_row(dsn: str) -> None:
     send(dsn, lines)
     table = read_table(dsn)
     table.tail.clear()  # none kept for the live stream: each fetched by its id
-    assert [table.line(n) for n in range(len(lines))] == [line + b"\n" for line in lines]
-    assert table.shown(3, table.line(3)) == lines[3] + b"\n"
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"DELETE FROM {TABLE} WHERE id = 2")
-    assert table.record(1) == {"event": "malformed", "table": TABLE, "id": 2, "row": "removed"}
+        conn.execute(f"DELETE FROM {TABLE} WHERE id = 2")  # removed since it was read (keep_days)
+    removed = {"event": "malformed", "table": TABLE, "id": 2, "row": "removed"}
+    assert [table.line(n) for n in range(len(lines))] == [
+        orjson.dumps(removed) + b"\n" if n == 1 else line + b"\n" for n, line in enumerate(lines)
+    ]
+    assert table.record(1) == removed
+    assert table.shown(3, table.line(3)) == lines[3] + b"\n"
 
 
 def test_new_rows_come_at_the_next_poll(dsn: str) -> None:
