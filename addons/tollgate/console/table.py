@@ -52,13 +52,14 @@ from tollgate.records.audit_verify import Entry, Place, Run, restored_verifier, 
 logger = logging.getLogger(__name__)
 
 BATCH = 20_000  # rows read at once into the index
-CHECK_BATCH = 5_000  # rows checked at once (each with its columns): a view waits for one batch at most
+CHECK_BATCH = 2_000  # rows checked at once (each with its columns): a view waits for one batch at most
 GAP_SECONDS = 180.0  # an id skipped is looked for this long (a sender's statement is cancelled after 60 s)
 RECENT = 2000  # the last records kept as lines, for the live stream
 FETCH_AHEAD = 100  # records fetched with one asked for that is not kept: a page of the event list in one query
 FETCHED = 2000  # lines fetched ahead kept, at most (then forgotten at once)
 SAVE_EVERY_S = 300.0  # how often, at most, the index is saved again while records come
 CONNECT_SECONDS = 10
+RETRY_SECONDS = 2.0  # while the database cannot be read: between two tries
 SUFFIX = ".postgres"  # the saved index of the table: `<audit.path>.postgres.console-index`
 _LINE, _RAW = COLUMNS.index("line"), COLUMNS.index("raw")
 
@@ -110,6 +111,7 @@ class Table(Source):
         self.saved_checked = -1
         self.saved_at = 0.0
         self.failing: str | None = None  # why the table cannot be read now (said once)
+        self._retry_at = 0.0  # while it cannot: when it is tried again
         self._made = False  # whether the table exists (an instance made it)
         self._reader: psycopg.Connection | None = None
         self._server: psycopg.Connection | None = None
@@ -165,6 +167,7 @@ class Table(Source):
         if self.failing is None:
             print(f"tollgate console: {self.where} cannot be read: {why}; tried again", file=sys.stderr, flush=True)
         self.failing = why
+        self._retry_at = time.monotonic() + RETRY_SECONDS
 
     def _recovered(self) -> None:
         if self.failing is not None:
@@ -190,6 +193,8 @@ class Table(Source):
         self._read()
 
     def _read(self) -> None:
+        if self.failing is not None and time.monotonic() < self._retry_at:
+            return
         try:
             conn = self._reader if self._reader is not None and not self._reader.closed else self._connect()
             self._reader = conn
@@ -329,11 +334,19 @@ class Table(Source):
 
     @property
     def checking(self) -> bool:
+        """Whether rows are left to check and the database can be read (the server polls at once
+        while so; else it waits its interval)."""
+        return self.unchecked and self.failing is None
+
+    @property
+    def unchecked(self) -> bool:
         return self.checked < len(self.index)
 
     def verify_pending(self) -> bool:
         """Check the chain and the columns of up to CHECK_BATCH records read and not checked yet;
         whether some are left."""
+        if self.failing is not None and time.monotonic() < self._retry_at:
+            return False
         with self.lock:
             start, end = self.checked, min(len(self.index), self.checked + CHECK_BATCH)
             ids = list(self.index.offsets[start:end])
@@ -446,7 +459,7 @@ class Table(Source):
             records = self.counts.get(instance, 0) if instance is not None else state.checked
             rows.append({
                 "file": None, "instance": instance, "records": records,
-                "state": "fault" if state.faults else "checking" if self.checking else "whole",
+                "state": "fault" if state.faults else "checking" if self.unchecked else "whole",
                 "faults": state.faults,
                 "last_checkpoint": None if checkpoint is None else checkpoint.ts,
                 "signed": None if verifier.key is None or run is None else run.signed > 0,
@@ -512,7 +525,7 @@ class Table(Source):
         ):
             return
         recent = time.monotonic() - self.saved_at < SAVE_EVERY_S
-        if due and self.saved_records >= 0 and recent and (self.checking or len(self.index) != self.saved_records):
+        if due and self.saved_records >= 0 and recent and (self.unchecked or len(self.index) != self.saved_records):
             return
         with self._server_lock:
             try:

@@ -19,6 +19,7 @@ from tests.support.postgres import PostgresServer
 from tests.support.proxy import free_port
 
 from tollgate.common.audit_chain import CHECKPOINT, Chain
+from tollgate.console import table as table_module
 from tollgate.console.command import run
 from tollgate.console.follow import Audit
 from tollgate.console.table import Table, Unreadable
@@ -424,3 +425,37 @@ def test_the_console_stops_on_a_schema_newer_than_known(
         f"error: the table {TABLE} has schema version 2 (tollgate_schema), newer than this Tollgate knows (1):"
         " upgrade Tollgate to read it\n"
     )
+
+
+@pytest.mark.slow  # the server stopped and started again: a few seconds
+def test_a_database_gone_is_said_once_and_read_again_when_back(
+    postgres: PostgresServer, dsn: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(table_module, "RETRY_SECONDS", 0.0)
+    lines = fleet()
+    send(dsn, lines[:5])
+    table = Table(dsn, TABLE)
+    table.open()
+    table.catch_up()
+    assert table.checking  # read, not checked yet
+    postgres.stop()
+    try:
+        for _ in range(3):
+            table.catch_up()
+            assert table.verify_pending() is False
+            assert not table.checking  # the server waits its interval, not polling at once
+        assert Views(table).answer("/api/people", {})[0]["calls"] == 3  # type: ignore[arg-type]
+        table.tail.clear()
+        assert table.record(4)["row"] == "unavailable"
+    finally:
+        postgres.start()
+    send(dsn, lines[5:])
+    table.catch_up()
+    while table.verify_pending():
+        pass
+    assert (len(table.index), [r["state"] for r in table.state()]) == (len(lines), ["whole", "whole"])
+    where = f"PostgreSQL (127.0.0.1:{postgres.port}/{dsn.rsplit('/', 1)[1]}, table {TABLE})"
+    said = capsys.readouterr().err.splitlines()
+    assert [line.split(": ", 1)[0] for line in said] == ["tollgate console", "tollgate console"]
+    assert said[0].startswith(f"tollgate console: {where} cannot be read: ") and said[0].endswith("; tried again")
+    assert said[1] == f"tollgate console: {where} is read again"
