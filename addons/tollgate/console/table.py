@@ -20,7 +20,6 @@ counted as removed. The console only reads: its connections are read-only and ne
 from __future__ import annotations
 
 import gc
-import logging
 import sys
 import threading
 import time
@@ -49,8 +48,6 @@ from tollgate.records.audit_postgres import (
 from tollgate.records.audit_record import WORKER_LOST
 from tollgate.records.audit_verify import Entry, Place, Run, restored_verifier, saved_state
 
-logger = logging.getLogger(__name__)
-
 BATCH = 20_000  # rows read at once into the index
 CHECK_BATCH = 2_000  # rows checked at once (each with its columns): a view waits for one batch at most
 GAP_SECONDS = 180.0  # an id skipped is looked for this long (a sender's statement is cancelled after 60 s)
@@ -59,6 +56,7 @@ FETCH_AHEAD = 100  # records fetched with one asked for that is not kept: a page
 FETCHED = 2000  # lines fetched ahead kept, at most (then forgotten at once)
 SAVE_EVERY_S = 300.0  # how often, at most, the index is saved again while records come
 CONNECT_SECONDS = 10
+STATEMENT_SECONDS = 60  # a query of the console's that takes longer is cancelled by the server, and tried again
 RETRY_SECONDS = 2.0  # while the database cannot be read: between two tries
 SUFFIX = ".postgres"  # the saved index of the table: `<audit.path>.postgres.console-index`
 _LINE, _RAW = COLUMNS.index("line"), COLUMNS.index("raw")
@@ -72,7 +70,6 @@ class Unreadable(Exception):
 class Instance:
     """What `/api/audit` says of an instance, beside its run in the verifier."""
 
-    records: int = 0  # its rows read (the index's count)
     checked: int = 0  # its rows whose chain and columns were checked
     lost: int = 0  # its `worker lost` records
     faults: list[str] = field(default_factory=list)
@@ -129,17 +126,23 @@ class Table(Source):
             self.dsn, autocommit=True, connect_timeout=CONNECT_SECONDS, application_name="tollgate-console"
         )
         conn.execute("SET default_transaction_read_only = on")  # the console never writes the records
+        conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(STATEMENT_SECONDS * 1000)))
         return conn
+
+    def _reading(self) -> psycopg.Connection:
+        """The connection the rows are read and checked by (the follower thread's)."""
+        if self._reader is None or self._reader.closed:
+            self._reader = self._connect()
+        return self._reader
 
     def open(self) -> None:
         """Connect, and check the table's schema: Unreadable (its message one line) when the
         database cannot be reached or the schema is newer than this Tollgate knows. A table not
         made yet (no instance has sent) is read as empty until it is."""
         try:
-            conn = self._reader if self._reader is not None and not self._reader.closed else self._connect()
+            conn = self._reading()
         except psycopg.Error as e:
             raise Unreadable(f"{self.where} cannot be reached: {_first_line(e)}") from None
-        self._reader = conn
         try:
             version = schema_version(conn, self.table)
         except psycopg.Error as e:
@@ -156,12 +159,7 @@ class Table(Source):
 
     def _failed(self, error: BaseException) -> None:
         """The table could not be read: said once (until it can be again); tried again at the next poll."""
-        for conn in (self._reader,):
-            if conn is not None:
-                try:
-                    conn.close()
-                except psycopg.Error:
-                    pass
+        _close(self._reader)
         self._reader = None
         why = _first_line(error)
         if self.failing is None:
@@ -196,8 +194,7 @@ class Table(Source):
         if self.failing is not None and time.monotonic() < self._retry_at:
             return
         try:
-            conn = self._reader if self._reader is not None and not self._reader.closed else self._connect()
-            self._reader = conn
+            conn = self._reading()
             if not self._made:
                 self._made = self._exists(conn)  # looked for at each poll until an instance has made it
                 if not self._made:
@@ -354,8 +351,7 @@ class Table(Source):
             return False
         columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
         try:
-            conn = self._reader if self._reader is not None and not self._reader.closed else self._connect()
-            self._reader = conn
+            conn = self._reading()
             rows = conn.execute(
                 sql.SQL("SELECT id, {} FROM {} WHERE id = ANY(%s)").format(columns, sql.Identifier(self.table)),
                 (ids,),
@@ -489,8 +485,7 @@ class Table(Source):
                 if header["source"] != self._identity():
                     raise ValueError("another table")
                 last_id, last_chain = int(header["last_id"]), header["last_chain"]
-                conn = self._reader if self._reader is not None and not self._reader.closed else self._connect()
-                self._reader = conn
+                conn = self._reading()
                 row = conn.execute(
                     sql.SQL("SELECT chain FROM {} WHERE id = %s").format(sql.Identifier(self.table)), (last_id,)
                 ).fetchone()
@@ -566,12 +561,16 @@ class Table(Source):
             self.save()
         except OSError:
             pass
-        for conn in (self._reader, self._server):
-            if conn is not None:
-                try:
-                    conn.close()
-                except psycopg.Error:
-                    pass
+        _close(self._reader)
+        _close(self._server)
+
+
+def _close(conn: psycopg.Connection | None) -> None:
+    if conn is not None:
+        try:
+            conn.close()
+        except psycopg.Error:
+            pass
 
 
 def _written(line: str, raw: bytes | None) -> bytes:
