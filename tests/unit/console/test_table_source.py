@@ -8,6 +8,7 @@ known, is said in one line."""
 
 from __future__ import annotations
 
+import uuid
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from tests.support.postgres import PostgresServer
 from tests.support.proxy import free_port
 
-from tollgate.common.audit_chain import CHECKPOINT, Chain
+from tollgate.common.audit_chain import Chain
 from tollgate.console import table as table_module
 from tollgate.console.command import run
 from tollgate.console.follow import Audit
@@ -357,13 +358,21 @@ def test_a_schema_newer_than_known_is_said_in_one_line(dsn: str) -> None:
     )
 
 
-def test_the_console_only_reads(dsn: str) -> None:
-    send(dsn, fleet()[:1])
-    table = read_table(dsn)
-    assert table._reader is not None
-    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-        table._reader.execute(f"DELETE FROM {TABLE}")
-    assert orjson.loads(fleet()[0])["event"] != CHECKPOINT
+def test_the_console_only_reads_and_needs_select_alone(dsn: str) -> None:
+    send(dsn, fleet())
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT SELECT ON {TABLE}, tollgate_schema TO {role}")
+    table = read_table(dsn.replace("postgres@", f"{role}@"))
+    assert [(r["instance"], r["state"]) for r in table.state()] == [("east", "whole"), ("west", "whole")]
+    table.tail.clear()
+    assert table.record(0)["event"] == "tollgate_started"
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        table._reading().execute("SELECT * FROM pg_authid")
+    owner = read_table(dsn)
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):  # its own connections are read-only too
+        owner._reading().execute(f"DELETE FROM {TABLE}")
 
 
 # ---- `tollgate console` with audit.postgres
