@@ -8,6 +8,8 @@ known, is said in one line."""
 
 from __future__ import annotations
 
+import threading
+import urllib.request
 import uuid
 from itertools import product
 from pathlib import Path
@@ -23,6 +25,7 @@ from tollgate.common.audit_chain import Chain
 from tollgate.console import table as table_module
 from tollgate.console.command import run
 from tollgate.console.follow import Audit
+from tollgate.console.server import Console
 from tollgate.console.table import Table, Unreadable
 from tollgate.console.views import Views, as_csv
 from tollgate.core.config import ConfigError, Unset, parse_config
@@ -468,3 +471,24 @@ def test_a_database_gone_is_said_once_and_read_again_when_back(
     assert [line.split(": ", 1)[0] for line in said] == ["tollgate console", "tollgate console"]
     assert said[0].startswith(f"tollgate console: {where} cannot be read: ") and said[0].endswith("; tried again")
     assert said[1] == f"tollgate console: {where} is read again"
+
+
+@pytest.mark.slow  # the server's polls: over half a second
+def test_the_live_stream_sends_a_row_stored_after_it_opened(dsn: str) -> None:
+    lines = fleet()
+    send(dsn, lines[:5])
+    table = read_table(dsn)
+    token = "a-console-token-of-test-0001"
+    console = Console(table, Views(table), "127.0.0.1", 0, token)  # type: ignore[arg-type]
+    thread = threading.Thread(target=console.serve, daemon=True)
+    thread.start()
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{console.port}/api/events/live", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as stream:
+            send(dsn, lines[5:6])  # read by the console's next poll, sent on the stream
+            assert stream.readline() == b"data: " + lines[5] + b"\n"
+    finally:
+        console.stop()
+        thread.join(timeout=5)
