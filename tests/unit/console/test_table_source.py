@@ -18,10 +18,11 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.support.postgres import PostgresServer
 from tests.support.proxy import free_port
 
-from tollgate.common.audit_chain import Chain
+from tollgate.common.audit_chain import Chain, Signer
 from tollgate.console import table as table_module
 from tollgate.console.command import run
 from tollgate.console.follow import Audit
@@ -37,6 +38,8 @@ TABLE = "tollgate_records"
 class Instance:
     """One instance's records as its audit writer makes them: chained, with checkpoints."""
 
+    signer: Signer | None = None  # what signs the checkpoints (none: unsigned)
+
     def __init__(self, name: str) -> None:
         self.name, self.chain = name, Chain()
 
@@ -44,7 +47,7 @@ class Instance:
         return self.chain.link(orjson.dumps({**record, "instance": self.name}))
 
     def checkpoint(self, ts: str) -> bytes:
-        return self.line(self.chain.checkpoint(None, ts))
+        return self.line(self.chain.checkpoint(self.signer, ts))
 
 
 def call(ts: str, client: str | None, **fields: Any) -> dict[str, Any]:
@@ -239,6 +242,26 @@ def test_rows_removed_by_keep_days_are_said_and_no_fault(dsn: str) -> None:
     assert (rows["east"]["state"], rows["east"]["faults"][0]) == (
         "fault", f"{TABLE}:5: 2 records missing before this line (a run's seq 1–2)"
     )  # fmt: skip
+
+
+def test_signed_checkpoints_are_checked_with_the_key_after_rows_removed(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    monkeypatch.setattr(Instance, "signer", Signer(key))
+    send(dsn, fleet())
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DELETE FROM {TABLE} WHERE instance = 'east' AND id < 7")  # up to east's first checkpoint
+    rows = read_table(dsn, keep_days=30, key=key.public_key()).state()
+    assert [(r["instance"], r["state"], r["signed"], r["removed"]) for r in rows] == [
+        ("east", "whole", True, {"rows": 0, "verified_from_id": 7}),
+        ("west", "whole", True, None),
+    ]
+    rows = read_table(dsn, keep_days=30, key=other.public_key()).state()
+    assert [(r["state"], r["signed"], r["faults"][0].split(": ", 1)[1][:30]) for r in rows] == [
+        ("fault", False, "checkpoint signed by another k"),
+        ("fault", False, "checkpoint signed by another k"),
+    ]
 
 
 def test_a_run_after_a_removed_one_is_verified_from_its_start(dsn: str) -> None:
