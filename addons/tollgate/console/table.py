@@ -492,19 +492,27 @@ class Table(Source):
                 if row is None or row[0] != last_chain:
                     raise ValueError("not the rows read")
                 index = saved.restore_index(header["index"], data)
-                chain = header["chain"]
-                verifier = restored_verifier(chain["verifier"], self.verifier.key, str)
+                gaps = [(int(lo), int(hi), time.monotonic() + GAP_SECONDS) for lo, hi in header["gaps"]]
+                counts = {str(k): int(v) for k, v in header["counts"].items()}
         except (OSError, ValueError, KeyError, TypeError, psycopg.Error):
             return
-        self.index = index
-        self.last_id = last_id
-        self.gaps = [(lo, hi, time.monotonic() + GAP_SECONDS) for lo, hi in header["gaps"]]
-        self.counts = {str(k): int(v) for k, v in header["counts"].items()}
-        self.verifier = verifier
-        self.checked = int(chain["checked"])
-        self.first_fault = chain["first_fault"]
-        self.instances = {(None if i == "" else i): Instance(**s) for i, s in chain["instances"]}
-        self.saved_records, self.saved_checked, self.saved_at = len(index), self.checked, time.monotonic()
+        self.index, self.last_id, self.gaps, self.counts = index, last_id, gaps, counts
+        self.saved_records, self.saved_at = len(index), time.monotonic()
+        self._restore_chain(header.get("chain"))
+
+    def _restore_chain(self, chain: Any) -> None:
+        """The chain as far as it was checked when the index was saved, with the same key; else
+        it is checked afresh from the first row read."""
+        try:
+            verifier = restored_verifier(chain["verifier"], self.verifier.key, str)
+            instances = {(None if i == "" else str(i)): Instance(**s) for i, s in chain["instances"]}
+            checked, first_fault = int(chain["checked"]), chain["first_fault"]
+            if not 0 <= checked <= len(self.index):
+                raise ValueError("checked past the index")
+        except (ValueError, KeyError, TypeError, IndexError):
+            return
+        self.verifier, self.instances, self.checked, self.first_fault = verifier, instances, checked, first_fault
+        self.saved_checked = checked
 
     def save(self, due: bool = False) -> None:
         """As `Audit.save`: the index and the chain's state saved when records came or were checked

@@ -356,6 +356,15 @@ def test_a_restart_reads_only_the_rows_after_the_saved_index(tmp_path: Path, dsn
         assert Views(restarted).answer(endpoint, query) == Views(fresh).answer(endpoint, query)  # type: ignore[arg-type]
     assert restarted.state() == fresh.state()
     restarted.close()
+    # Another signing key: the index kept, the chain checked afresh.
+    key = Ed25519PrivateKey.generate().public_key()
+    rekeyed = Table(dsn, TABLE, remember=remember, key=key)
+    rekeyed.open()
+    rekeyed.catch_up()
+    assert (rekeyed.saved_records, rekeyed.saved_checked, rekeyed.checked) == (len(lines), -1, 0)
+    while rekeyed.verify_pending():
+        pass
+    assert [(r["state"], r["signed"]) for r in rekeyed.state()] == [("whole", False), ("whole", False)]  # unsigned
     # Another table's, or rows no longer as they were read: read afresh.
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"UPDATE {TABLE} SET chain = 'x' WHERE id = {len(lines)}")
