@@ -102,7 +102,7 @@ class Table(Source):
         self.instances: dict[str | None, Instance] = {}
         self.counts: dict[str, int] = {}  # records read per instance (`Index.add_lines`)
         self.first_fault: int | None = None  # the number of the first record checked with a fault
-        self.tail: deque[bytes] = deque(maxlen=RECENT)
+        self.tail: deque[tuple[int, bytes]] = deque(maxlen=RECENT)  # (record number, line), the last read
         self.started = False
         self.saved_records = -1
         self.saved_checked = -1
@@ -263,14 +263,22 @@ class Table(Source):
             if len(index) - first != len(ids):  # a blank line stored: none of the index's records
                 raise AssertionError("the index took another number of records than the lines held")
             index.offsets[first:] = array("q", ids)  # where a file's index keeps the offset: the row's id
-            self.tail.extend(line + b"\n" for line in lines if line and not line.isspace())
+            kept = (line + b"\n" for line in lines if line and not line.isspace())
+            self.tail.extend(zip(range(first, len(index)), kept, strict=False))
             if in_order:
                 self.last_id = max(self.last_id, rows[-1][0])
             self.grew.notify_all()
 
     def recent(self, number: int) -> bytes | None:
-        first = len(self.index) - len(self.tail)
-        return self.tail[number - first] if first <= number < len(self.index) else None
+        """Record `number`'s line, when it is among the last RECENT read (asked without the lock
+        too: the number kept with each line says whether the one found is it)."""
+        tail = self.tail
+        try:
+            at = number - tail[0][0]
+            held, line = tail[at] if at >= 0 else (-1, b"")
+        except IndexError:
+            return None
+        return line if held == number else None
 
     def line(self, number: int) -> bytes:
         """Record `number`'s line: kept for the live stream, fetched already, else fetched by its id
