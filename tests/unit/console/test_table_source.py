@@ -184,15 +184,11 @@ def test_each_instances_file_and_the_fleets_table_sum_the_same(tmp_path: Path, d
     from_files, from_table = Views(read_files(paths)), Views(read_table(dsn))  # type: ignore[arg-type]
     for endpoint, query in queries():
         answer = from_table.answer(endpoint, query)
-        if endpoint == "/api/events":
-            assert (
-                sorted(map(orjson.dumps, answer["events"]))
-                == sorted(  # listed in another order
+        if endpoint == "/api/events":  # listed in another order: a page or a cursor holds others
+            if "limit" not in query and "after" not in query:
+                assert sorted(map(orjson.dumps, answer["events"])) == sorted(
                     map(orjson.dumps, from_files.answer(endpoint, query)["events"])
-                )
-                or "limit" in query
-                or "after" in query
-            ), (endpoint, query)
+                ), query
             continue
         assert answer == from_files.answer(endpoint, query), (endpoint, query)
     assert [(r["instance"], r["records"], r["state"]) for r in from_table.answer("/api/audit", {})] == [
