@@ -525,31 +525,22 @@ class Table(Source):
     def save(self, due: bool = False) -> None:
         """As `Audit.save`: the index and the chain's state saved when records came or were checked
         since (`due`: and SAVE_EVERY_S has passed, or the chain has just been checked to its end)."""
-        if (
-            self.remember is None
-            or not len(self.index)
-            or (len(self.index), self.checked)
-            == (
-                self.saved_records,
-                self.saved_checked,
-            )
-        ):
+        done = (len(self.index), self.checked) == (self.saved_records, self.saved_checked)
+        if self.remember is None or not len(self.index) or done:
             return
         recent = time.monotonic() - self.saved_at < SAVE_EVERY_S
         if due and self.saved_records >= 0 and recent and (self.unchecked or len(self.index) != self.saved_records):
             return
-        with self._server_lock:
-            try:
-                if self._server is None or self._server.closed:
-                    self._server = self._connect()
-                with self.lock:
-                    last_id = self.last_id
-                row = self._server.execute(
-                    sql.SQL("SELECT chain FROM {} WHERE id = %s").format(sql.Identifier(self.table)), (last_id,)
-                ).fetchone()
-            except psycopg.Error:
-                self._server = None
-                return
+        last_id = self.last_id  # called by the thread that reads the rows: none is read meanwhile
+        try:  # the chain of the last row read, which a restart finds there again
+            row = (
+                self._reading()
+                .execute(sql.SQL("SELECT chain FROM {} WHERE id = %s").format(sql.Identifier(self.table)), (last_id,))
+                .fetchone()
+            )
+        except psycopg.Error as e:
+            self._failed(e)
+            return
         if row is None:
             return
         with self.lock:  # the views wait meanwhile: the columns are written as they are, not copied
