@@ -86,10 +86,10 @@ def mcp(rng: random.Random, ts: str, n: int) -> dict:
     }  # fmt: skip
 
 
-def make(path: Path, records: int) -> None:
+def make(path: Path, records: int, instance: str = "gw-1", seed: int = 7) -> None:
     """A run of one instance, as Tollgate writes it: its started record, the records chained, a
     checkpoint every 10,000 (unsigned)."""
-    rng = random.Random(7)
+    rng = random.Random(seed)
     start = datetime(2025, 12, 1, tzinfo=UTC)
     step = timedelta(days=365) / records
     chain, seq, covered = ZERO, 0, 0
@@ -98,7 +98,7 @@ def make(path: Path, records: int) -> None:
         def write(record: dict) -> None:
             nonlocal chain, seq
             seq += 1
-            content = json.dumps({**record, "instance": "gw-1", "seq": seq}, separators=(",", ":"))[:-1]
+            content = json.dumps({**record, "instance": instance, "seq": seq}, separators=(",", ":"))[:-1]
             chain = chain_of(chain, content.encode())
             f.write(f'{content},"chain":"{chain}"}}\n')
 
