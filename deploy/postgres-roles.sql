@@ -7,8 +7,9 @@
 --                     versions, and writes its own access log (tollgate_console_access, which it
 --                     makes the first time); it can change no record
 --
--- Run it once per database, as its owner or a superuser (on a managed service, its admin user),
--- with psql, the two passwords given as variables; running it again sets them again:
+-- Run it once per database, as a superuser or the database's owner with CREATEROLE (a managed
+-- service's admin user), with psql, the two passwords given as variables; running it again sets
+-- them again:
 --
 --   psql "postgresql://admin@db.internal:5432/tollgate?sslmode=require" -v ON_ERROR_STOP=1 \
 --        -v sender_password="$SENDER_PASSWORD" -v console_password="$CONSOLE_PASSWORD" \
@@ -28,6 +29,10 @@ ALTER ROLE tollgate_sender WITH LOGIN PASSWORD :'sender_password';
 ALTER ROLE tollgate_console WITH LOGIN PASSWORD :'console_password';
 ALTER ROLE tollgate_sender SET search_path = tollgate;
 ALTER ROLE tollgate_console SET search_path = tollgate;
+-- An admin that is not a superuser (a managed service's) gives tables to the sender and says what
+-- may be read of the tables it makes as a member of it.
+SELECT format('GRANT tollgate_sender TO %I', current_user) WHERE NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+\gexec
 
 -- The database: both connect; the sender makes its temporary table for a batch (tollgate_incoming).
 GRANT CONNECT, TEMPORARY ON DATABASE :"DBNAME" TO tollgate_sender;

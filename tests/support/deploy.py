@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import trustme
@@ -127,3 +128,22 @@ def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     ]
     assert len(found) == 1, f"{kind} {name}: {[o['metadata']['name'] for o in objects if o['kind'] == kind]}"
     return found[0]
+
+
+def run_roles(dsn: str, sender_password: str, console_password: str) -> subprocess.CompletedProcess[str]:
+    """deploy/postgres-roles.sql run with psql on the database `dsn` names, as its comment says."""
+    from .postgres import postgres_bin
+
+    bin_dir = postgres_bin()
+    assert bin_dir is not None
+    return subprocess.run(
+        [str(bin_dir / "psql"), dsn, "-X", "-q", "-v", f"sender_password={sender_password}",
+         "-v", f"console_password={console_password}", "-f", str(ROLES_SQL)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def as_role(dsn: str, role: str, password: str) -> str:
+    """The same DSN, signed in as `role`."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(netloc=f"{role}:{password}@{parts.hostname}:{parts.port}"))

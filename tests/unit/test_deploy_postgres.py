@@ -5,48 +5,41 @@ none of them, nor the records' schema version; the console makes and writes its 
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import orjson
 import psycopg
 import psycopg.errors
 import pytest
-from tests.support.deploy import DEPLOY
-from tests.support.postgres import PostgresServer, postgres_bin
+from tests.support.deploy import as_role, run_roles
+from tests.support.postgres import PostgresServer
 
 from tollgate.records.audit_postgres import SCHEMA_VERSION, AuditPostgres
 
-ROLES = DEPLOY / "postgres-roles.sql"
 TABLE = "tollgate_records"
 FAST = {"batch_seconds": 0.05, "first_delay": 0.05, "max_delay": 0.2, "connect_timeout": 2}
 
 
-def as_role(dsn: str, role: str, password: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(netloc=f"{role}:{password}@{parts.hostname}:{parts.port}"))
+MANAGED_ADMIN = "tollgate_test_admin"
 
 
-def run_roles(dsn: str) -> subprocess.CompletedProcess[str]:
-    """The file as its comment says to run it."""
-    bin_dir = postgres_bin()
-    assert bin_dir is not None
-    return subprocess.run(
-        [str(bin_dir / "psql"), dsn, "-X", "-q", "-v", "sender_password=sender-pw-1", "-v",
-         "console_password=console-pw-1", "-f", str(ROLES)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-
-
-@pytest.fixture
-def database(postgres: PostgresServer) -> Iterator[dict[str, str]]:
-    """A new database with the two roles made by the file (run twice: it may be run again)."""
+@pytest.fixture(params=["superuser", "managed admin"])
+def database(request: pytest.FixtureRequest, postgres: PostgresServer) -> Iterator[dict[str, str]]:
+    """A new database with the two roles made by the file (run twice: it may be run again), by a
+    superuser, or by a managed service's admin: not a superuser, the database's owner, CREATEROLE."""
     admin = postgres.database()
+    if request.param == "managed admin":
+        name = urlsplit(admin).path.lstrip("/")
+        with postgres.connect() as conn:
+            if conn.execute("SELECT FROM pg_roles WHERE rolname = %s", (MANAGED_ADMIN,)).fetchone() is None:
+                conn.execute(f"CREATE ROLE {MANAGED_ADMIN} LOGIN CREATEROLE")
+            conn.execute(f"ALTER DATABASE {name} OWNER TO {MANAGED_ADMIN}")
+        admin = as_role(admin, MANAGED_ADMIN, "admin-pw")
     for _ in range(2):
-        done = run_roles(admin)
+        done = run_roles(admin, "sender-pw-1", "console-pw-1")
         assert (done.returncode, done.stderr) == (0, ""), done.stdout
     yield {
         "admin": admin,
