@@ -24,7 +24,7 @@ import trustme
 import yaml
 from tests.support.canned import provider_answers
 from tests.support.clients import run_client
-from tests.support.deploy import ROOT, as_role, dockerfile, example_copy, find, kustomize, run_roles
+from tests.support.deploy import ROOT, dockerfile, example_copy, find, kustomize, run_roles
 from tests.support.dockerignore import copy_context
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.postgres import PostgresServer
@@ -108,16 +108,20 @@ def keys(example: list[dict[str, Any]]) -> dict[str, str]:
 
 
 @pytest.fixture
-def records(example: list[dict[str, Any]], postgres: PostgresServer) -> dict[str, str]:
-    """The Secret tollgate-records, its DSN moved to a database of the test's PostgreSQL in which
-    deploy/postgres-roles.sql made the roles (the sender's password as the Secret gives it)."""
+def records(example: list[dict[str, Any]]) -> dict[str, str]:
+    """The Secret tollgate-records, as the pods get it in their environment."""
     data = find(example, "Secret", "tollgate-records")["data"]
-    given = urlsplit(base64.b64decode(data["TOLLGATE_RECORDS_DSN"]).decode())
+    return {name: base64.b64decode(value).decode() for name, value in data.items()}
+
+
+@pytest.fixture
+def database(postgres: PostgresServer, records: dict[str, str]) -> str:
+    """A database of the test's PostgreSQL in which deploy/postgres-roles.sql made the roles, the
+    sender's password the Secret's; its superuser's DSN."""
     admin = postgres.database()
-    done = run_roles(admin, given.password or "", "console-password")
+    done = run_roles(admin, records["TOLLGATE_SENDER_PASSWORD"], "console-password")
     assert (done.returncode, done.stderr) == (0, ""), done.stdout
-    dsn = as_role(admin, given.username or "", given.password or "")
-    return {"TOLLGATE_RECORDS_DSN": urlunsplit(urlsplit(dsn)._replace(query=""))}  # no TLS on the test's server
+    return admin
 
 
 @pytest.fixture
@@ -163,6 +167,7 @@ def test_the_installed_image_serves_the_cluster_configuration_with_its_ca_secret
     tmp_path: Path,
     keys: dict[str, str],
     records: dict[str, str],
+    database: str,
     ledger: RedisServer,
     upstream_ca: trustme.CA,
     upstream_ca_pem: Path,
@@ -175,6 +180,11 @@ def test_the_installed_image_serves_the_cluster_configuration_with_its_ca_secret
     for name, fake in fakes.items():
         config["providers"][name]["upstream"] = fake.url
     config["ledger"]["store"] = moved(config["ledger"]["store"], ledger.port)
+    # PostgreSQL's address and database those of the test's (which has no TLS); the role and its
+    # password as written.
+    test_server = urlsplit(database)
+    sender = urlsplit(moved(config["audit"]["postgres"]["dsn"], test_server.port or 0))
+    config["audit"]["postgres"]["dsn"] = urlunsplit(sender._replace(path=test_server.path, query=""))
     metrics_port = free_port()
     config["metrics"]["listen"] = f"127.0.0.1:{metrics_port}"
     audit = tmp_path / Path(config["audit"]["path"]).relative_to("/")
@@ -236,7 +246,7 @@ def test_the_installed_image_serves_the_cluster_configuration_with_its_ca_secret
         assert (record["client"], record["decision"], record["total_tokens"]) == ("team-a", "allow", 28)
         assert record["instance"] == "tollgate-0"
         # The record sent to PostgreSQL by the sender's role, as written.
-        assert wait_stored(records["TOLLGATE_RECORDS_DSN"], record["chain"]) == ("tollgate-0", "team-a")
+        assert wait_stored(database, record["chain"]) == ("tollgate-0", "team-a")
         # The limit counted the call in the Redis that ledger.store names, with its password.
         client = redis.Redis(host="127.0.0.1", port=ledger.port, password=keys["REDIS_PASSWORD"], socket_timeout=5)
         try:
@@ -301,9 +311,9 @@ def wait_stored(dsn: str, chain: str, timeout: float = 20.0) -> tuple[str, str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-            if conn.execute("SELECT to_regclass('tollgate_records')").fetchone() != (None,):
+            if conn.execute("SELECT to_regclass('tollgate.tollgate_records')").fetchone() != (None,):
                 row = conn.execute(
-                    "SELECT instance, client FROM tollgate_records WHERE chain = %s", (chain,)
+                    "SELECT instance, client FROM tollgate.tollgate_records WHERE chain = %s", (chain,)
                 ).fetchone()
                 if row is not None:
                     return row

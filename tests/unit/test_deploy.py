@@ -419,7 +419,7 @@ def test_every_variable_of_the_configuration_is_in_the_keys_secret(example) -> N
     named = set(variables(cluster_config()))
     keys = find(example, "Secret", "tollgate-keys")
     records = find(example, "Secret", "tollgate-records")
-    assert set(records["data"]) == set(env_file(RECORDS_EXAMPLE)) == {"TOLLGATE_RECORDS_DSN"}
+    assert set(records["data"]) == set(env_file(RECORDS_EXAMPLE)) == {"TOLLGATE_SENDER_PASSWORD"}
     assert named and named == set(keys["data"]) | set(records["data"])
     assert set(keys["data"]) == set(env_file())
     redis = find(example, "Deployment", "tollgate-redis")["spec"]["template"]["spec"]["containers"][0]
@@ -490,10 +490,15 @@ def test_each_instance_keeps_its_name_and_its_volume_wherever_it_runs(base) -> N
 
 
 def test_the_instances_send_their_records_to_postgresql_as_the_sender_role() -> None:
-    postgres = cluster_config()["audit"]["postgres"]
-    assert postgres == {"dsn": "${TOLLGATE_RECORDS_DSN}"}
-    assert urlsplit(env_file(RECORDS_EXAMPLE)["TOLLGATE_RECORDS_DSN"]).username == "tollgate_sender"
-    assert urlsplit(env_file(CONSOLE_EXAMPLE)["TOLLGATE_CONSOLE_DSN"]).username == "tollgate_console"
+    # The instances as the sender's role, the console as its own, on one database; their passwords
+    # from their own Secrets.
+    sender = urlsplit(cluster_config()["audit"]["postgres"]["dsn"])
+    console = console_config()
+    reader = urlsplit(console["audit"]["postgres"]["dsn"])
+    assert (sender.username, sender.password) == ("tollgate_sender", "${TOLLGATE_SENDER_PASSWORD}")
+    assert (reader.username, reader.password) == ("tollgate_console", "${TOLLGATE_CONSOLE_PASSWORD}")
+    assert (sender.hostname, sender.port, sender.path) == (reader.hostname, reader.port, reader.path)
+    assert console["console"]["postgres_dsn"] == console["audit"]["postgres"]["dsn"]
     roles = ROLES_SQL.read_text(encoding="utf-8")
     assert "CREATE ROLE tollgate_sender" in roles and "CREATE ROLE tollgate_console" in roles
 
@@ -526,7 +531,9 @@ def test_the_console_is_one_replica_recreated_and_mounts_no_provider_secret(exam
     # Its configuration names what its Secret holds, and no provider, key or ledger.
     config = console_config()
     assert set(variables(config)) == set(find(example, "Secret", "tollgate-console-keys")["data"])
-    assert set(variables(config)) == set(env_file(CONSOLE_EXAMPLE)) == {"TOLLGATE_CONSOLE_DSN", "CONSOLE_OIDC_SECRET"}
+    assert (
+        set(variables(config)) == set(env_file(CONSOLE_EXAMPLE)) == {"TOLLGATE_CONSOLE_PASSWORD", "CONSOLE_OIDC_SECRET"}
+    )
     assert {"providers", "ledger", "limits", "egress", "mcp"}.isdisjoint(config)
     assert all(set(client) <= {"name", "groups", "people"} for client in config["clients"])
 
@@ -554,8 +561,8 @@ def test_the_console_serves_its_configuration_over_tls_reading_postgresql_with_i
         assert mount["readOnly"] is True and path.name == file
         assert file in find(example, "Secret", volume["secret"]["secretName"])["data"]
     # PostgreSQL with its own role; people sign in with the identity provider, its secret a variable.
-    assert config["audit"]["postgres"] == {"dsn": "${TOLLGATE_CONSOLE_DSN}"}
-    assert console["postgres_dsn"] == "${TOLLGATE_CONSOLE_DSN}"
+    assert urlsplit(config["audit"]["postgres"]["dsn"]).username == "tollgate_console"
+    assert console["postgres_dsn"] == config["audit"]["postgres"]["dsn"]
     sign_in = console["sign_in"]
     assert sign_in["client_secret"] == "${CONSOLE_OIDC_SECRET}"
     assert urlsplit(sign_in["redirect_uri"]).scheme == "https" and sign_in["redirect_uri"].endswith("/auth/callback")
