@@ -1,7 +1,9 @@
 """What a day of the audit's records adds up to, for the console's views (`index.Index` keeps one
 `Day` of sums per UTC day): each person's calls, tokens, cost, findings and models; the spend by
 provider, model and client; the refusals and findings by kind and client; each client's AI
-services. And what a view covers (`Window`). Plain code: no HTTP, no files."""
+services; each kept per origin (`index.Origin`, by its number) where it is by client, so that a
+view sums the origins its viewer may see. And what a view covers (`Window`). Plain code: no HTTP,
+no files."""
 
 from __future__ import annotations
 
@@ -87,30 +89,30 @@ class Service:
 
 @dataclass(slots=True)
 class Day:
-    """The sums of one UTC day's records."""
+    """The sums of one UTC day's records, by origin (its number) where they are by client."""
 
-    people: dict[tuple[str | None, str | None], Person] = field(default_factory=dict)
-    # (provider, model, client): the calls of each together, while the day is one of the last two
-    # read; then folded (`fold`) into ("provider" | "model" | "client", value): fewer sums to keep.
-    spend: dict[tuple[str | None, str | None, str | None], Spend] = field(default_factory=dict)
+    people: dict[tuple[int, str | None], Person] = field(default_factory=dict)  # (origin, anonymous key)
+    # (provider, model, origin): the calls of each together, while the day is one of the last two
+    # read; then folded (`fold`) into ("provider" | "model" | "client", value, origin): fewer sums to keep.
+    spend: dict[tuple[Any, Any, int], Spend] = field(default_factory=dict)
     folded: bool = False
 
-    def fold(self, one: Callable[[Any], Any]) -> None:
-        """The spend of the calls together, as three sums by provider, by model and by client
-        (`one`: the key each stands for, kept once)."""
+    def fold(self, one: Callable[[Any], Any], client_of: Callable[[int], str | None]) -> None:
+        """The spend of the calls together, as three sums by provider, by model and by client, each
+        per origin (`one`: the key each stands for, kept once; `client_of`: an origin's client)."""
         if self.folded:
             return
         by: dict[Any, Spend] = {}
-        for together, s in self.spend.items():
-            for dimension, at in SPEND_BY.items():
-                add_spend(by, one((dimension, together[at])), s.calls, s.input_tokens, s.output_tokens, s.cost_usd)
+        for (provider, model, origin), s in self.spend.items():
+            for dimension, value in (("provider", provider), ("model", model), ("client", client_of(origin))):
+                add_spend(by, one((dimension, value, origin)), s.calls, s.input_tokens, s.output_tokens, s.cost_usd)
         self.spend, self.folded = by, True
 
-    refusals: dict[tuple[str, str | None], Refusals] = field(default_factory=dict)  # (kind, client)
-    # (kind, client, where, action): where it was found (`request`, `answer`) and what was done
+    refusals: dict[tuple[str, int], Refusals] = field(default_factory=dict)  # (kind, origin)
+    # (kind, origin, where, action): where it was found (`request`, `answer`) and what was done
     # (`finding_action`).
-    findings: dict[tuple[str, str | None, str, str], int] = field(default_factory=dict)
-    services: dict[tuple[str | None, str], Service] = field(default_factory=dict)  # (client, service)
+    findings: dict[tuple[str, int, str, str], int] = field(default_factory=dict)
+    services: dict[tuple[int, str], Service] = field(default_factory=dict)  # (origin, service)
 
 
 @dataclass(slots=True)
@@ -146,6 +148,15 @@ class Unverified:
 
     clients: set[str | None] = field(default_factory=set)
     spend: set[tuple[str, str, str | None]] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class UnverifiedDay:
+    """What a day's records after a fault of the chain count in, by origin (its number): so that
+    a viewer's rows are marked for the records it may see, and no others."""
+
+    origins: set[int] = field(default_factory=set)
+    spend: set[tuple[str, str, str | None, int]] = field(default_factory=set)  # (bucket, by, name, origin)
 
 
 def finding_action(record: Mapping[str, Any], where: str) -> str:
