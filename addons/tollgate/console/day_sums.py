@@ -7,7 +7,7 @@ no files."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,21 +92,9 @@ class Day:
     """The sums of one UTC day's records, by origin (its number) where they are by client."""
 
     people: dict[tuple[int, str | None], Person] = field(default_factory=dict)  # (origin, anonymous key)
-    # (provider, model, origin): the calls of each together, while the day is one of the last two
-    # read; then folded (`fold`) into ("provider" | "model" | "client", value, origin): fewer sums to keep.
-    spend: dict[tuple[Any, Any, int], Spend] = field(default_factory=dict)
-    folded: bool = False
-
-    def fold(self, one: Callable[[Any], Any], client_of: Callable[[int], str | None]) -> None:
-        """The spend of the calls together, as three sums by provider, by model and by client, each
-        per origin (`one`: the key each stands for, kept once; `client_of`: an origin's client)."""
-        if self.folded:
-            return
-        by: dict[Any, Spend] = {}
-        for (provider, model, origin), s in self.spend.items():
-            for dimension, value in (("provider", provider), ("model", model), ("client", client_of(origin))):
-                add_spend(by, one((dimension, value, origin)), s.calls, s.input_tokens, s.output_tokens, s.cost_usd)
-        self.spend, self.folded = by, True
+    # (provider, model, origin): the calls of each together (a model is mostly of one provider, so
+    # that these are fewer than sums by provider, by model and by client, each per origin).
+    spend: dict[tuple[str | None, str | None, int], Spend] = field(default_factory=dict)
 
     refusals: dict[tuple[str, int], Refusals] = field(default_factory=dict)  # (kind, origin)
     # (kind, origin, where, action): where it was found (`request`, `answer`) and what was done

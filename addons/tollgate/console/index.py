@@ -95,7 +95,6 @@ class Index:
         # `_origin_ids`, as a tuple read could equal an origin of other meaning (`auth` true, `jwt` True).
         self._read_origins: dict[tuple[Any, ...], int] = {}
         self.days: dict[str, Day] = {}
-        self._unfolded: list[str] = []  # the days whose spend is not folded yet, oldest first
         self.malformed = 0
         # The lines longer than the console reads at once, never parsed: record number → length.
         self.long_lines: dict[int, int] = {}
@@ -289,7 +288,6 @@ class Index:
         sums = self.days.get(day)
         if sums is None:
             sums = self.days[day] = Day()
-            self._fold_before(day)
         if event == "llm_call" or event == "mcp_call":  # noqa: PLR1714 (two comparisons: a tuple's `in` is slower here)
             denied = decision == DENY
             key = None if client is not None else _str(get("upstream_key"))
@@ -319,17 +317,14 @@ class Index:
                         models[self.one(model)] = 1  # the one string kept for it, the first time a day
                     else:
                         models[model] = n + 1
-                if sums.folded:  # a call that ended long after the calls around it
-                    for by, value in (("provider", provider), ("model", model), ("client", client)):
-                        add_spend(sums.spend, self.one((by, value, origin)), 1, inputs, outputs, price)
-                else:  # one sum per provider, model and origin together: a view adds up the one it is by
-                    spend = sums.spend.get((provider, model, origin))
-                    if spend is None:
-                        spend = sums.spend[self.one((provider, model, origin))] = Spend()
-                    spend.calls += 1
-                    spend.input_tokens += inputs
-                    spend.output_tokens += outputs
-                    spend.cost_usd += price
+                # One sum per provider, model and origin together: a view adds up the one it is by.
+                spend = sums.spend.get((provider, model, origin))
+                if spend is None:
+                    spend = sums.spend[self.one((provider, model, origin))] = Spend()
+                spend.calls += 1
+                spend.input_tokens += inputs
+                spend.output_tokens += outputs
+                spend.cost_usd += price
                 service = provider or _str(get("requested_provider")) or _str(get("host"))
                 if service is not None:
                     # `_service`, written out here: the path nine records in ten take.
@@ -365,15 +360,6 @@ class Index:
         if kind is not None:
             self._refusal(sums, ts, origin, kind, record)
         return True
-
-    def _fold_before(self, day: str) -> None:
-        """Fold the spend of the days before the day before `day` (records come in time order but
-        for the calls in flight together)."""
-        unfolded = self._unfolded
-        unfolded.append(day)
-        unfolded.sort()
-        while len(unfolded) > 2:
-            self.days[unfolded.pop(0)].fold(self.one, self.client_of)
 
     def _connection(self, sums: Day, origin: int, denied: bool, record: dict[str, Any], ts: str) -> None:
         service = _str(record.get("service"))
@@ -487,12 +473,7 @@ class Index:
                 origin = key[2]
                 if chosen is not None and origin not in chosen:
                     continue
-                if d.folded:
-                    if key[0] != by:
-                        continue
-                    value = key[1]
-                else:
-                    value = client_of(origin) if by == "client" else key[at]
+                value = client_of(origin) if by == "client" else key[at]
                 add_spend(sums, (day, value), s.calls, s.input_tokens, s.output_tokens, s.cost_usd)
         return sums
 

@@ -100,7 +100,6 @@ def _values(row: Any) -> list[Any]:
 def _day_state(day: Day) -> dict[str, Any]:
     return {
         "people": [[*key, *_values(p)] for key, p in day.people.items()],
-        "folded": day.folded,
         "spend": [[*key, *_values(s)] for key, s in day.spend.items()],
         "refusals": [[*key, *_values(r)] for key, r in day.refusals.items()],
         "findings": [[*key, n] for key, n in day.findings.items()],
@@ -113,8 +112,6 @@ def _day(state: dict[str, Any], one: Callable[[Any], Any]) -> Day:
     that the days share it rather than each keeping its own copy (`Index.one`)."""
     day = Day()
     day.people = {one((one(c), one(k))): Person(*rest) for c, k, *rest in state["people"]}
-    day.folded = bool(state["folded"])
-    # ("provider" | "model" | "client", value, origin), or (provider, model, origin)
     day.spend = {one(tuple(one(v) for v in row[:3])): Spend(*row[3:]) for row in state["spend"]}
     day.refusals = {one((one(k), one(c))): Refusals(count, one(reason), seen)
                     for k, c, count, reason, seen in state["refusals"]}  # fmt: skip
@@ -159,7 +156,6 @@ def restore_index(header: dict[str, Any], data: IO[bytes]) -> Index:
         raise ValueError("an origin not saved")
     index.malformed = int(header["malformed"])
     index.long_lines = {int(n): int(length) for n, length in header.get("long_lines", ())}
-    index._unfolded = sorted(day for day, sums in index.days.items() if not sums.folded)
     return index
 
 

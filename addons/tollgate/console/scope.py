@@ -77,10 +77,12 @@ class Scope:
         client = origin.client
         if client is None:
             return False
-        if client in self.configured:
-            return True
-        return origin.jwt and any(
-            client.startswith(prefix) and client[len(prefix) :].lower() == email for prefix in self.rules.prefixes
+        return client in self.configured or (origin.jwt and self.jwt_named(client))
+
+    def jwt_named(self, client: str) -> bool:
+        """Whether a JWT-identified client's name, less an issuer's `client_prefix`, is the e-mail."""
+        return any(
+            client.startswith(prefix) and client[len(prefix) :].lower() == self.email for prefix in self.rules.prefixes
         )
 
     def groups_of(self, origin: Origin) -> tuple[str, ...]:
@@ -117,14 +119,22 @@ class Scope:
         names.update(c for c in (index.origin_list[n].client for n in chosen) if c is not None)
         return sorted(names)
 
-    def groups(self, index: Index) -> set[str]:
-        """The groups whose budgets the viewer sees: those it leads, its own clients' configured
-        groups, and the groups of its own records."""
-        found = set(self.leads)
+    def budgets(self, index: Index) -> tuple[set[str], set[str]]:
+        """The clients and groups whose budgets the viewer sees, as each counter sums every call of
+        its client or group: its own clients (those naming its e-mail among their people, the JWT
+        clients it names) and for a lead the configured clients of the groups it leads; the groups
+        it leads and its own clients' groups."""
+        clients, groups = set(self.configured), set(self.leads)
         for client in self.configured:
-            found.update(self.rules.groups.get(client, ()))
-        found.update(g for origin in index.origin_list if self.own(origin) for g in self.groups_of(origin))
-        return found
+            groups.update(self.rules.groups.get(client, ()))
+        if self.leads:
+            clients.update(name for name, of in self.rules.groups.items() if not self.leads.isdisjoint(of))
+        if self.email is not None:
+            for origin in index.origin_list:
+                if origin.jwt and origin.client is not None and self.jwt_named(origin.client):
+                    clients.add(origin.client)
+                    groups.update(self.groups_of(origin))
+        return clients, groups
 
 
 def with_instance(chosen: frozenset[int] | None, index: Index, instance: str | None) -> frozenset[int] | None:

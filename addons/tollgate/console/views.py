@@ -139,14 +139,14 @@ class Views:
         return found
 
     def budget_rows(self, query: Query, asked: Asked) -> list[dict[str, Any]]:
-        """The budgets' rows: for `security` every one; for anyone else those of its clients (`per:
-        client`) and groups (`per: group`), never a `per: all` one nor the anonymous callers'."""
+        """The budgets' rows: for `security` every one; for anyone else those of its own clients (`per:
+        client`) and groups (`per: group`, `Scope.budgets`), never a `per: all` one nor the anonymous
+        callers'."""
         rows = [] if self.budgets is None else self.budgets()
         scope = asked.scope
         if scope.everything:
             return rows
-        index = self.audit.index
-        clients, groups = set(scope.clients(index) or ()), scope.groups(index)
+        clients, groups = scope.budgets(self.audit.index)
         return [
             row for row in rows
             if (row.get("per") == "client" and row["subject"] != caller_name(None) and row["subject"] in clients)
