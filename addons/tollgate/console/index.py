@@ -11,8 +11,9 @@ to the days and keys, not to the records. Plain code: no HTTP, no files (`follow
 
 from __future__ import annotations
 
+import heapq
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple, TypeVar, cast
 
@@ -94,6 +95,10 @@ class Index:
         # A record's (client, groups, account, instance, auth) as read → its origin's number: apart from
         # `_origin_ids`, as a tuple read could equal an origin of other meaning (`auth` true, `jwt` True).
         self._read_origins: dict[tuple[Any, ...], int] = {}
+        # Per origin, its records' numbers in order, for the event list of a viewer who sees some
+        # origins only (`_numbers`): made when first asked for, then for the records read since.
+        self._by_origin: list[array] = []
+        self._posted = 0  # the records in `_by_origin`
         self.days: dict[str, Day] = {}
         self.malformed = 0
         # The lines longer than the console reads at once, never parsed: record number → length.
@@ -617,11 +622,12 @@ class Index:
         filters' values and whose origins are `chosen`, oldest first."""
         found: list[int] = []
         columns = [(getattr(self, name), value) for name, value in filters.items()]
-        origins = self.origins
-        i = min(before, len(self))
-        while i > 0 and len(found) < limit:
-            i -= 1
-            if all(column[i] == value for column, value in columns) and (chosen is None or origins[i] in chosen):
+        end = min(before, len(self))
+        numbers = range(end - 1, -1, -1) if chosen is None else self._numbers(chosen, end, newest_first=True)
+        for i in numbers:
+            if len(found) == limit:
+                break
+            if all(column[i] == value for column, value in columns):
                 found.append(i)
         found.reverse()
         return found
@@ -634,16 +640,29 @@ class Index:
         looked at."""
         found: list[int] = []
         columns = [(getattr(self, name), value) for name, value in filters.items()]
-        origins = self.origins
         after = max(after, -1)  # a cursor the API never gave: from the first record, never from the end
-        last = after
-        for i in range(after + 1, len(self)):
-            last = i
-            if all(column[i] == value for column, value in columns) and (chosen is None or origins[i] in chosen):
+        numbers = range(after + 1, len(self)) if chosen is None else self._numbers(chosen, after + 1)
+        for i in numbers:
+            if all(column[i] == value for column, value in columns):
                 found.append(i)
                 if len(found) == limit:
-                    break
-        return found, last
+                    return found, i
+        return found, max(after, len(self) - 1)  # every record after it looked at
+
+    def _numbers(self, chosen: frozenset[int], at: int, newest_first: bool = False) -> Iterator[int]:
+        """The numbers of the records of the origins `chosen`, from record `at` on (newest first:
+        before it), in order: only theirs are looked at, however few of the records they are."""
+        lists = self._by_origin
+        lists.extend(array("i") for _ in range(len(self.origin_list) - len(lists)))
+        for n, origin in enumerate(self.origins[self._posted :], self._posted):
+            lists[origin].append(n)
+        self._posted = len(self.origins)
+        if newest_first:
+            runs = [map(lists[o].__getitem__, range(bisect_left(lists[o], at) - 1, -1, -1)) for o in chosen]
+            return heapq.merge(*runs, reverse=True)
+        return heapq.merge(
+            *(map(lists[o].__getitem__, range(bisect_left(lists[o], at), len(lists[o]))) for o in chosen)
+        )
 
 
 def _str(value: Any) -> str | None:
