@@ -156,7 +156,8 @@ class Views:
     def audit_state(self, query: Query, asked: Asked) -> list[dict[str, Any]]:
         if not asked.scope.everything:
             raise Forbidden("/api/audit is security's")
-        return self.audit.state()
+        instance = _one(query, "instance")
+        return [row for row in self.audit.state() if instance is None or row["instance"] == instance]
 
     def me(self, query: Query, asked: Asked) -> dict[str, Any]:
         """Who asks, the clients they see (null: every client), and whether the audit is whole, so

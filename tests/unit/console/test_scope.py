@@ -127,6 +127,8 @@ def test_audit_is_securitys_and_me_says_who_and_what(tmp_path: Path) -> None:
     with pytest.raises(Forbidden):
         views.answer("/api/audit", {}, ALICE)
     assert [row["records"] for row in views.answer("/api/audit", {})] == [1]
+    assert [row["instance"] for row in views.answer("/api/audit", {"instance": ["p"]})] == ["p"]
+    assert views.answer("/api/audit", {"instance": ["q"]}) == []
     assert views.answer("/api/me", {}, Viewer("self", "alice@example.com", "Alice")) == {
         "email": "alice@example.com", "name": "Alice", "role": "self", "clients": ["alice", "shared"],
         "audit": "checking",
