@@ -31,7 +31,6 @@ from tollgate.console.day_sums import (
     Unverified,
     UnverifiedDay,
     Window,
-    add_spend,
     finding_action,
     merge_service,
     seen,
@@ -323,13 +322,15 @@ class Index:
                     else:
                         models[model] = n + 1
                 # One sum per provider, model and origin together: a view adds up the one it is by.
-                spend = sums.spend.get((provider, model, origin))
-                if spend is None:
-                    spend = sums.spend[self.one((provider, model, origin))] = Spend()
-                spend.calls += 1
-                spend.input_tokens += inputs
-                spend.output_tokens += outputs
-                spend.cost_usd += price
+                at = sums.spend.get((provider, model, origin))
+                figures = sums.figures
+                if at is None:
+                    at = sums.spend[self.one((provider, model, origin))] = len(figures)
+                    figures.extend((0.0, 0.0, 0.0, 0.0))
+                figures[at] += 1
+                figures[at + 1] += inputs
+                figures[at + 2] += outputs
+                figures[at + 3] += price
                 service = provider or _str(get("requested_provider")) or _str(get("host"))
                 if service is not None:
                     # `_service`, written out here: the path nine records in ten take.
@@ -470,16 +471,23 @@ class Index:
         self, window: Window, by: str, chosen: frozenset[int] | None
     ) -> dict[tuple[str, str | None], Spend]:
         sums: dict[tuple[str, str | None], Spend] = {}
-        at, client_of = SPEND_BY[by], self.client_of
+        dimension, client_of = SPEND_BY[by], self.client_of
         for day, d in self.days.items():
             if not window.holds_day(day):
                 continue
-            for key, s in d.spend.items():
+            figures = d.figures
+            for key, at in d.spend.items():
                 origin = key[2]
                 if chosen is not None and origin not in chosen:
                     continue
-                value = client_of(origin) if by == "client" else key[at]
-                add_spend(sums, (day, value), s.calls, s.input_tokens, s.output_tokens, s.cost_usd)
+                value = client_of(origin) if by == "client" else cast(str | None, key[dimension])
+                whole = sums.get((day, value))
+                if whole is None:
+                    whole = sums[(day, value)] = Spend()
+                whole.calls += int(figures[at])
+                whole.input_tokens += int(figures[at + 1])
+                whole.output_tokens += int(figures[at + 2])
+                whole.cost_usd += figures[at + 3]
         return sums
 
     def _spend_by_hour(

@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import orjson
 
-from tollgate.console.day_sums import Day, Person, Refusals, Service, Spend
+from tollgate.console.day_sums import Day, Person, Refusals, Service
 from tollgate.console.index import NO_ORIGIN, Index, Origin
 
 MAGIC = b"tollgate console index 4\n"  # 4: the sums per origin (`index.Origin`)
@@ -100,7 +100,7 @@ def _values(row: Any) -> list[Any]:
 def _day_state(day: Day) -> dict[str, Any]:
     return {
         "people": [[*key, *_values(p)] for key, p in day.people.items()],
-        "spend": [[*key, *_values(s)] for key, s in day.spend.items()],
+        "spend": [[*key, *day.figures[at : at + 4]] for key, at in day.spend.items()],
         "refusals": [[*key, *_values(r)] for key, r in day.refusals.items()],
         "findings": [[*key, n] for key, n in day.findings.items()],
         "services": [[*key, *_values(s)] for key, s in day.services.items()],
@@ -112,7 +112,10 @@ def _day(state: dict[str, Any], one: Callable[[Any], Any]) -> Day:
     that the days share it rather than each keeping its own copy (`Index.one`)."""
     day = Day()
     day.people = {one((one(c), one(k))): Person(*rest) for c, k, *rest in state["people"]}
-    day.spend = {one(tuple(one(v) for v in row[:3])): Spend(*row[3:]) for row in state["spend"]}
+    day.spend = {one(tuple(one(v) for v in row[:3])): 4 * n for n, row in enumerate(state["spend"])}
+    day.figures = array("d", [float(figure) for row in state["spend"] for figure in row[3:7]])
+    if len(day.figures) != 4 * len(day.spend):
+        raise ValueError("spend of another shape")
     day.refusals = {one((one(k), one(c))): Refusals(count, one(reason), seen)
                     for k, c, count, reason, seen in state["refusals"]}  # fmt: skip
     day.findings = {one((one(k), one(c), one(where), one(action))): n for k, c, where, action, n in state["findings"]}
