@@ -28,6 +28,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     be used (one line on standard error says which); 3 when the address is taken."""
     from tollgate.console.budgets import budgets_reader
     from tollgate.console.follow import Audit
+    from tollgate.console.scope import Rules
     from tollgate.console.server import Console, new_token
     from tollgate.console.views import Views
     from tollgate.core.config import ConfigError, load_config
@@ -78,7 +79,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     # The index is remembered beside the audit: the configured file's, else the last file given.
     remember = path_for(given[-1] if given else Path(config.audit.path)) if files else None
     audit = Audit(files, follow=True, key=key, remember=remember)
-    views = Views(audit, budgets_reader(config.limits, config.ledger_store))
+    views = Views(audit, budgets_reader(config.limits, config.ledger_store), Rules.of(config))
     try:
         console = Console(audit, views, host, port, settings.token or new_token(), tls)
     except OSError as e:
