@@ -28,6 +28,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     be used (one line on standard error says which); 3 when the address is taken."""
     from tollgate.console.budgets import budgets_reader
     from tollgate.console.follow import Audit
+    from tollgate.console.scope import Rules
     from tollgate.console.server import Console, new_token
     from tollgate.console.source import Source
     from tollgate.console.views import Views
@@ -104,7 +105,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
         audit = Audit(files, follow=True, key=key, remember=remember)
         read_from = ", ".join(map(str, files))
     # The views and the server ask only what `Source` names.
-    views = Views(cast(Audit, audit), budgets_reader(config.limits, config.ledger_store))
+    views = Views(cast(Audit, audit), budgets_reader(config.limits, config.ledger_store), Rules.of(config))
     try:
         console = Console(cast(Audit, audit), views, host, port, settings.token or new_token(), tls)
     except OSError as e:

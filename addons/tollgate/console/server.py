@@ -24,13 +24,14 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
 
 from tollgate.console.follow import Audit
-from tollgate.console.views import BadQuery, Views, as_csv
+from tollgate.console.viewer import TOKEN_HOLDER, Viewer
+from tollgate.console.views import BadQuery, Forbidden, Query, Views, as_csv
 
 COOKIE = "tollgate_session"
 OLD_COOKIE = "tollgate_console"  # emptied at sign-in, so that no token stays in a cookie of this name
@@ -207,7 +208,7 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
                 body = resources.files("tollgate.console").joinpath("static", name).read_bytes()
                 return self._send(HTTPStatus.OK, body, kind, head=head)
             if path == "/api/events/live":
-                return self._live(head)
+                return self._live(head, query)
             fmt = query.pop("format", ["json"])[-1]
             try:
                 answer = console.views.answer(path, query)
@@ -216,6 +217,8 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
             except BadQuery as e:
                 body = orjson.dumps({"error": "bad_request", "message": str(e)})
                 return self._send(HTTPStatus.BAD_REQUEST, body, "application/json", head=head)
+            except Forbidden:
+                return self._send(HTTPStatus.FORBIDDEN, b'{"error": "forbidden"}', "application/json", head=head)
             if fmt == "csv":
                 name = path.rsplit("/", 1)[-1]
                 return self._send(HTTPStatus.OK, as_csv(answer, query).encode(), "text/csv; charset=utf-8",
@@ -253,8 +256,9 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
             if not head:
                 self.wfile.write(body)
 
-        def _live(self, head: bool) -> None:
-            """One `data: <record>` per record written after the stream opened."""
+        def _live(self, head: bool, query: Query, viewer: Viewer = TOKEN_HOLDER) -> None:
+            """One `data: <record>` per record written after the stream opened that `viewer` may see
+            (of the query's `instance`, when it names one)."""
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", "text/event-stream")
             for name, value in SECURITY_HEADERS.items():
@@ -264,15 +268,13 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
             self.close_connection = True
             if head:
                 return
-            audit = console.audit
-            with audit.lock:
-                seen = len(audit.index)
+            views = console.views
+            seen = views.live_start()
             quiet_since = time.monotonic()
             try:
                 while not console.stopping.is_set():
-                    lines = _newer(audit, seen)
+                    lines, seen = views.newer(seen, query, viewer)
                     if lines:
-                        seen += len(lines)
                         self.wfile.write(b"".join(b"data: " + line.rstrip(b"\r\n") + b"\n\n" for line in lines))
                         self.wfile.flush()
                         quiet_since = time.monotonic()
@@ -284,19 +286,3 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
                 return
 
     return Handler
-
-
-def _newer(audit: Audit, seen: int) -> list[bytes]:
-    """The lines of the records after the first `seen` as the stream shows them (`Audit.shown`),
-    waiting a moment for one when none is."""
-    with audit.grew:
-        if len(audit.index) <= seen:
-            audit.grew.wait(POLL_S * 2)
-        total = len(audit.index)
-        if total <= seen:
-            return []
-        recent = [audit.recent(n) for n in range(seen, total)]
-        if None not in recent:
-            return [audit.shown(n, line) for n, line in enumerate(cast(list[bytes], recent), seen)]
-    # More than the recent lines kept: read back.
-    return [audit.shown(n, audit.line(n)) for n in range(seen, total)]
