@@ -15,7 +15,7 @@ and its id (`tollgate_records:1234`), and each row's columns compared with what 
 its line, so that a column changed in the database shows. Rows removed by `keep_days` are no fault:
 an instance whose first rows are gone (its first kept row not its first run's start) is verified
 from its oldest kept checkpoint (which names the chain of the record before it), the rows before it
-counted as removed. The console only reads: its connections are read-only and need SELECT alone."""
+counted as removed. The connections the records are read by are read-only (SELECT alone)."""
 
 from __future__ import annotations
 
