@@ -96,7 +96,9 @@ class OidcProvider:
             import trustme
 
             ca = trustme.CA()
-            ca.issue_cert(host, "127.0.0.1").configure_cert(context := ssl.create_default_context(ssl.Purpose.CLIENT_AUTH))
+            ca.issue_cert(host, "127.0.0.1").configure_cert(
+                context := ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            )
             self.ca_file = tls_dir / "issuer-ca.pem"
             ca.cert_pem.write_to_path(str(self.ca_file))
         self.scheme = "https" if context else "http"

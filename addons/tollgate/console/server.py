@@ -190,6 +190,12 @@ class _Server(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (a browser drops the connections it opened ahead) is none of
+        the console's faults: nothing said. Anything else, as socketserver says it."""
+        if not isinstance(sys.exception(), ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
+
     def finish_request(self, request: Any, client_address: Any) -> None:
         request.settimeout(IDLE_S)  # kept by the TLS socket and the handler's reads and writes
         if self.tls is None:
@@ -268,7 +274,7 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
                 if path == "/api/access":
                     answer: Any = self._access(viewer, query)
                 else:
-                    answer = console.views.answer(path, query, viewer)
+                    answer = self._views(viewer, path, query)
             except KeyError:
                 self._send(HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json", head=head)
                 return HTTPStatus.NOT_FOUND
@@ -286,6 +292,16 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send(HTTPStatus.OK, orjson.dumps(answer), "application/json", head=head)
             return HTTPStatus.OK
+
+        @staticmethod
+        def _views(viewer: Viewer, path: str, query: dict[str, list[str]]) -> Any:
+            try:
+                return console.views.answer(path, query, viewer)
+            except KeyError:
+                if path != "/api/me":
+                    raise
+            # Who is asking, for the page's header, where the views do not say it themselves.
+            return {"email": viewer.email, "name": viewer.name, "role": viewer.role}
 
         @staticmethod
         def _access(viewer: Viewer, query: dict[str, list[str]]) -> list[dict[str, Any]]:
@@ -360,9 +376,10 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
         def _page(
             self, status: HTTPStatus, title: str, text: str, headers: list[tuple[str, str]] | None = None
         ) -> None:
+            # Nothing loaded from the console (its files need a session: a stylesheet would start a sign-in).
             body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-                    f'<link rel="stylesheet" href="/app.css"></head><body class="plain"><h1>{html.escape(title)}</h1>'
-                    f'<p>{html.escape(text)}</p><p><a href="/auth/login">Sign in</a></p></body></html>')  # fmt: skip
+                    f'</head><body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>'
+                    f'<p><a href="/auth/login">Sign in</a></p></body></html>')  # fmt: skip
             self._send(status, body.encode(), "text/html; charset=utf-8", headers)
 
         def _attributes(self, path: str) -> str:
@@ -382,7 +399,9 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
             return [value.strip() for name, _, value in pairs if name.strip() == cookie]
 
         def _unauthenticated(self) -> None:
-            self._send(HTTPStatus.UNAUTHORIZED, b'{"error": "unauthenticated"}', "application/json")
+            # With sign_in, the page goes there to sign in again.
+            again = {"X-Tollgate-Sign-In": "/auth/login"} if console.sign_in is not None else None
+            self._send(HTTPStatus.UNAUTHORIZED, b'{"error": "unauthenticated"}', "application/json", again)
 
         def _send(
             self,

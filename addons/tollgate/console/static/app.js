@@ -71,6 +71,9 @@ async function api(path, params) {
 
 async function ask(url, signal) {
   const answer = await fetch(url, { headers: { Accept: "application/json" }, signal });
+  // Signed out (the session ended, or a restart): to the identity provider, and back to this view.
+  const signIn = answer.status === 401 && answer.headers.get("X-Tollgate-Sign-In");
+  if (signIn) location.assign(signIn + location.hash);
   if (!answer.ok) throw new Error(url.split("?")[0] + ": " + answer.status);
   return answer.json();
 }
@@ -452,6 +455,23 @@ async function auditState() {
   }
 }
 
+// Who is signed in (`/api/me`), in the header: a person with a "Sign out" link; the token's holder
+// has none to sign out of.
+async function whoIsSignedIn() {
+  let me;
+  try {
+    me = await ask("/api/me");
+  } catch (e) {
+    return; // a console without /api/me: nothing shown
+  }
+  const who = document.getElementById("who");
+  document.getElementById("who-name").textContent = (me.email ? me.name || me.email : "token") + " · " + me.role;
+  document.getElementById("who-name").title = me.email || "the console's token";
+  document.getElementById("sign-out").hidden = !me.email;
+  who.hidden = false;
+}
+
 window.addEventListener("hashchange", route);
 sinceSelect.addEventListener("change", route);
+whoIsSignedIn();
 route();
