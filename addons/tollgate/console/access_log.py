@@ -3,8 +3,9 @@ request of a signed-in person or of the token's holder, one per sign-in, failed 
 logout. Of a person nothing is kept but the e-mail; of a request its path, its query without any
 `token`, and its status.
 
-A page polls: requests that differ only in `after` (Live's cursor) are one record a minute, with
-their `count`, written when the minute is over (or the console stops). Records are JSON lines in
+A page polls: requests that differ only in `after` (Live's cursor), or not at all (the header's
+look at `/api/audit`), are one record a minute, with their `count`, written when the minute is
+over (or the console stops). Records are JSON lines in
 the file, and, when the console reads PostgreSQL, rows of the table `tollgate_console_access`
 too, sent by a thread of their own: a database that cannot be reached never holds a request, and
 the file stays the record."""
@@ -69,15 +70,14 @@ class AccessLog:
         # Polls being folded: (who, role, path, query without `after`, status) -> [first ts, count, query]
         self._folds: dict[tuple[str, str, str, str, int], list[Any]] = {}
         self._table: _Table | None = _Table(dsn, keep_days) if dsn else None
+        self._failing = False  # the file could not be written: said once, until it can
 
     # ---- what is recorded
 
     def request(self, viewer: Viewer, path: str, query: Mapping[str, list[str]], status: int) -> None:
+        """Folded with the same person's same request (but for `after`) in the same minute."""
         now = self.clock()
         shown = query_text(query)
-        if POLL_PARAMETER not in query:
-            return self._write({"action": "request", "email": who(viewer), "role": viewer.role, "path": path,
-                                "query": shown, "status": status, "count": 1}, now)  # fmt: skip
         rest = query_text({k: v for k, v in query.items() if k != POLL_PARAMETER})
         key = (who(viewer), viewer.role, path, rest, status)
         with self._lock:
@@ -130,8 +130,12 @@ class AccessLog:
                     os.write(fd, line)
                 finally:
                     os.close(fd)
+            self._failing = False
         except OSError as e:
-            print(f"tollgate console: access log {self.path}: cannot write: {e.strerror}", file=sys.stderr, flush=True)
+            if not self._failing:
+                print(f"tollgate console: access log {self.path}: cannot write: {e.strerror}", file=sys.stderr,
+                      flush=True)  # fmt: skip
+            self._failing = True
         if self._table is not None:
             self._table.put(record, line)
 

@@ -1,6 +1,7 @@
 """The console's access log (`console/access_log.py`): a record per request, never a token in its
-query; polls that differ only in `after` folded into one record a minute with their count; sign-ins,
-failed ones and logouts; read back newest first, the folds under way among them."""
+query; polls that differ only in `after` (or not at all) folded into one record a minute with their
+count; sign-ins, failed ones and logouts; a file that cannot be written said once; read back newest
+first, the folds under way among them."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def test_a_request_is_recorded_without_its_token(tmp_path: Path) -> None:
     log = AccessLog(tmp_path / "access.jsonl", clock=lambda: now[0])
     log.request(ALICE, "/api/people", {"since": ["2027-01-01"], "token": ["s3cret-token-0000000"]}, 200)
     log.request(TOKEN_HOLDER, "/api/audit", {}, 200)
+    log.flush(everything=True)
     assert lines(tmp_path / "access.jsonl") == [
         {"event": "console_access", "ts": "2027-01-15T08:00:00.000Z", "action": "request",
          "email": "alice@example.com", "role": "self", "path": "/api/people", "query": "since=2027-01-01",
@@ -54,6 +56,30 @@ def test_polls_differing_only_in_after_are_one_record_a_minute(tmp_path: Path) -
     ]  # fmt: skip
 
 
+def test_the_same_request_again_within_a_minute_is_counted(tmp_path: Path) -> None:
+    now = [T0]
+    log = AccessLog(tmp_path / "access.jsonl", clock=lambda: now[0])
+    for _ in range(12):  # the header's look at the audit, every 5 s
+        log.request(ALICE, "/api/audit", {}, 200)
+        now[0] += 5
+    log.request(ALICE, "/api/audit", {}, 403)  # another status: a request of its own
+    log.flush()
+    assert [(r["path"], r["status"], r["count"]) for r in lines(tmp_path / "access.jsonl")] == [("/api/audit", 200, 12)]
+    log.close()
+    assert [(r["status"], r["count"]) for r in lines(tmp_path / "access.jsonl")] == [(200, 12), (403, 1)]
+
+
+def test_a_file_that_cannot_be_written_is_said_once(tmp_path: Path, capsys) -> None:
+    log = AccessLog(tmp_path / "missing" / "access.jsonl", clock=lambda: T0)
+    for _ in range(3):
+        log.sign_in(ALICE)
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"tollgate console: access log {tmp_path}/missing/access.jsonl: cannot write: No such file or directory\n"
+    )
+
+
 def test_sign_ins_failures_and_logouts_and_the_newest_first(tmp_path: Path) -> None:
     now = [T0]
     log = AccessLog(tmp_path / "access.jsonl", clock=lambda: now[0])
@@ -78,6 +104,7 @@ def test_the_latest_records_are_read_from_the_end_of_a_long_log(tmp_path: Path) 
     log = AccessLog(tmp_path / "access.jsonl", clock=lambda: T0)
     for n in range(3000):
         log.request(ALICE, f"/api/n{n:04}", {}, 200)
+    log.flush(everything=True)
     assert [r["path"] for r in log.recent(3)] == ["/api/n2999", "/api/n2998", "/api/n2997"]
     assert len(log.recent(2500)) == 2500
 
