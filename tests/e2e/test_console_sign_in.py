@@ -25,15 +25,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
+import psycopg
 import pytest
 from tests.support.cdp import Browser, chromium
 from tests.support.oidc_provider import OidcProvider, Person, oidc_provider
 from tests.support.proxy import ROOT, free_port
 
+from tollgate.common.audit_chain import Chain
+
 SECRET = "console-oidc-client-secret-of-the-e2e-tests"
 TOKEN = "console-bearer-TOKEN-of-the-e2e-0001"
 UNAUTHENTICATED = b'{"error": "unauthenticated"}'
 RECORDS = [
+    {"event": "tollgate_started", "ts": "2026-11-20T07:59:00.000Z", "version": "0.1.0", "pid": 4242},
     {"event": "llm_call", "ts": "2026-11-20T08:00:00.000Z", "client": "alice", "groups": ["research"],
      "provider": "openai", "model": "gpt-4o-mini", "decision": "allow", "input_tokens": 10, "output_tokens": 5,
      "cost_usd": 0.25},
@@ -90,9 +94,14 @@ class Console:
 
 
 def write_config(directory: Path, port: int, provider: OidcProvider | None, issuer: str | None = None,
-                 token: str | None = None, audit_postgres: str | None = None, **sign_in) -> Path:  # fmt: skip
+                 token: str | None = None, audit_postgres: str | None = None, tls: dict | None = None,
+                 **sign_in) -> Path:  # fmt: skip
     audit = directory / "audit.jsonl"
-    audit.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    chain = Chain()  # as Tollgate writes it: the audit whole
+    lines = [chain.link(json.dumps({**r, "instance": "console-1"}).encode()) for r in RECORDS]
+    checkpoint = {**chain.checkpoint(None, "2026-11-20T08:02:00.000Z"), "instance": "console-1"}
+    lines.append(chain.link(json.dumps(checkpoint).encode()))
+    audit.write_bytes(b"".join(line + b"\n" for line in lines))
     settings = {"issuer": issuer or (provider.issuer if provider else ""), "client_id": "tollgate-console",
                 "client_secret": SECRET, "security": ["secops"], "leads": {"eng-leads": ["research"]}, **sign_in}  # fmt: skip
     if provider is not None and provider.ca_file is not None:
@@ -100,6 +109,8 @@ def write_config(directory: Path, port: int, provider: OidcProvider | None, issu
     console: dict = {"listen": f"127.0.0.1:{port}", "sign_in": settings}
     if token:
         console["token"] = token
+    if tls:
+        console["tls"] = tls
     config: dict = {"audit": {"path": str(audit)}, "clients": CLIENTS, "console": console}
     if audit_postgres:
         config["audit"]["postgres"] = {"dsn": audit_postgres}
@@ -119,7 +130,8 @@ def console(directory: Path, provider: OidcProvider | None, **settings) -> Itera
     )  # fmt: skip
     assert process.stdout is not None
     line = process.stdout.readline()
-    running = Console(process, f"http://127.0.0.1:{port}", line, directory / "audit.jsonl.console-access.jsonl")
+    scheme = "https" if settings.get("tls") else "http"
+    running = Console(process, f"{scheme}://127.0.0.1:{port}", line, directory / "audit.jsonl.console-access.jsonl")
     try:
         yield running
     finally:
@@ -241,6 +253,28 @@ def test_signing_in_as_each_role_gives_a_session_of_its_own(idp: OidcProvider, s
     if role.clients is not None:  # with the scope: the clients this person's records are of
         assert me["clients"] == role.clients
     assert agent.get(f"{served.base}/api/people").status == 200
+
+
+def test_under_tls_the_cookies_are_secure(idp: OidcProvider, tmp_path: Path) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    certificate = ca.issue_cert("127.0.0.1")
+    certificate.cert_chain_pems[0].write_to_path(str(tmp_path / "console.pem"))
+    certificate.private_key_pem.write_to_path(str(tmp_path / "console-key.pem"))
+    tls = {"cert": str(tmp_path / "console.pem"), "key": str(tmp_path / "console-key.pem")}
+    with console(tmp_path / "tls", idp, tls=tls) as running:
+        assert running.base.startswith("https://")
+        agent = agent_for(idp)
+        assert agent.context is not None
+        ca.configure_trust(agent.context)
+        idp.person = ROLES["security"].person
+        to_issuer, _, back, _ = sign_in(agent, running.base)
+        pre = [c for c in to_issuer.headers["set-cookie"] if c.startswith("tollgate_sign_in=")]
+        session = [c for c in back.headers["set-cookie"] if c.startswith("tollgate_session=")]
+        assert pre[-1].endswith("; Max-Age=600; Path=/auth/; HttpOnly; SameSite=Lax; Secure")
+        assert session[-1].endswith("; Max-Age=43200; Path=/; HttpOnly; SameSite=Lax; Secure")
+        assert agent.json(f"{running.base}/api/me")[0] == 200
 
 
 def test_an_api_request_without_a_session_is_401_and_a_page_goes_to_the_issuer(idp, served: Console) -> None:
@@ -445,8 +479,7 @@ def test_the_access_log_goes_to_postgresql_too_and_a_database_down_stops_nothing
         agent = agent_for(idp)
         sign_in(agent, running.base)
         agent.get(f"{running.base}/api/people")
-        running.stop()
-    import psycopg
+        err = running.stop()  # the minute's requests written, and sent, as it stops
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute("SELECT action, email, role, path, status, count, line FROM tollgate_console_access"
@@ -455,7 +488,7 @@ def test_the_access_log_goes_to_postgresql_too_and_a_database_down_stops_nothing
     assert [r[:6] for r in rows] == [
         ("sign_in", "lena@example.com", "lead", None, 303, None),
         ("request", "lena@example.com", "lead", "/api/people", 200, 1),
-    ]
+    ], err
     assert [json.loads(r[6]) for r in rows] == running.records()
     assert version == (1,)
     # A database that cannot be reached: the console serves, the file keeps the records, one line says so.

@@ -122,22 +122,22 @@ class AccessLog:
     def _write(self, fields: dict[str, Any], at: float) -> None:
         record = {"event": "console_access", "ts": utc_timestamp(at), **fields}
         line = orjson.dumps(record) + b"\n"
-        try:
-            with self._lock:
+        with self._lock:
+            try:
                 # Opened each time: a rotation by logrotate moves the file away between two records.
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 try:
                     os.write(fd, line)
                 finally:
                     os.close(fd)
-            self._failing = False
-        except OSError as e:
-            if not self._failing:
-                print(f"tollgate console: access log {self.path}: cannot write: {e.strerror}", file=sys.stderr,
-                      flush=True)  # fmt: skip
-            self._failing = True
-        if self._table is not None:
-            self._table.put(record, line)
+                self._failing = False
+            except OSError as e:
+                if not self._failing:
+                    print(f"tollgate console: access log {self.path}: cannot write: {e.strerror}", file=sys.stderr,
+                          flush=True)  # fmt: skip
+                self._failing = True
+            if self._table is not None:
+                self._table.put(record, line)  # in the file's order
 
     # ---- read back
 
@@ -199,7 +199,7 @@ class _Table:
         except queue.Full:
             pass  # the file has it
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = 10.0) -> None:
         try:
             self.queue.put(None, timeout=timeout)
         except queue.Full:

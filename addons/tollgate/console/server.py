@@ -265,10 +265,14 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
             if path == "/api/events/live":
                 self._record(viewer, path, asked, HTTPStatus.OK)  # recorded as it opens: it lasts
                 return self._live(head)
-            self._record(viewer, path, asked, self._api(viewer, path, query, head))
+            status, body, kind, headers = self._api(viewer, path, query)
+            self._record(viewer, path, asked, status)  # before the answer: no read goes unrecorded
+            self._send(status, body, kind, headers, head=head)
 
-        def _api(self, viewer: Viewer, path: str, query: dict[str, list[str]], head: bool) -> HTTPStatus:
-            """An API request answered; its status."""
+        def _api(
+            self, viewer: Viewer, path: str, query: dict[str, list[str]]
+        ) -> tuple[HTTPStatus, bytes, str, dict[str, str]]:
+            """An API request's answer: status, body, its type and headers."""
             fmt = query.pop("format", ["json"])[-1]
             try:
                 if path == "/api/access":
@@ -276,22 +280,17 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
                 else:
                     answer = self._views(viewer, path, query)
             except KeyError:
-                self._send(HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json", head=head)
-                return HTTPStatus.NOT_FOUND
+                return HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json", {}
             except PermissionError:
-                self._send(HTTPStatus.FORBIDDEN, b'{"error": "forbidden"}', "application/json", head=head)
-                return HTTPStatus.FORBIDDEN
+                return HTTPStatus.FORBIDDEN, b'{"error": "forbidden"}', "application/json", {}
             except BadQuery as e:
                 body = orjson.dumps({"error": "bad_request", "message": str(e)})
-                self._send(HTTPStatus.BAD_REQUEST, body, "application/json", head=head)
-                return HTTPStatus.BAD_REQUEST
+                return HTTPStatus.BAD_REQUEST, body, "application/json", {}
             if fmt == "csv":
                 name = path.rsplit("/", 1)[-1]
-                self._send(HTTPStatus.OK, as_csv(answer, query).encode(), "text/csv; charset=utf-8",
-                           {"Content-Disposition": f'attachment; filename="{name}.csv"'}, head=head)  # fmt: skip
-            else:
-                self._send(HTTPStatus.OK, orjson.dumps(answer), "application/json", head=head)
-            return HTTPStatus.OK
+                return (HTTPStatus.OK, as_csv(answer, query).encode(), "text/csv; charset=utf-8",
+                        {"Content-Disposition": f'attachment; filename="{name}.csv"'})  # fmt: skip
+            return HTTPStatus.OK, orjson.dumps(answer), "application/json", {}
 
         @staticmethod
         def _views(viewer: Viewer, path: str, query: dict[str, list[str]]) -> Any:
