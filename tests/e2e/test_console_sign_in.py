@@ -10,6 +10,7 @@ Screenshots under TOLLGATE_SCREENSHOTS, else the test's own directory."""
 
 from __future__ import annotations
 
+import http.client
 import http.cookiejar
 import json
 import os
@@ -352,6 +353,21 @@ def test_logout_without_an_end_session_endpoint_shows_signed_out(idp: OidcProvid
                                                      (200, f"{running.base}/auth/signed-out")]  # fmt: skip
 
 
+def test_signing_in_again_ends_the_sessions_before_and_takes_the_last_groups(idp, served: Console) -> None:
+    agent = agent_for(idp)
+    idp.person = Person("pat@example.com", ["staff"], "Pat")
+    sign_in(agent, served.base)
+    before = agent.cookies("tollgate_session")[0].value
+    assert agent.json(f"{served.base}/api/me")[1]["role"] == "self"
+    idp.person = Person("pat@example.com", ["staff", "secops"], "Pat")  # added to secops since
+    hops = agent.follow(f"{served.base}/auth/login")
+    assert [h.status for h in hops] == [302, 302, 303, 200]
+    after = agent.cookies("tollgate_session")[0].value
+    assert after != before
+    assert agent.json(f"{served.base}/api/me")[1]["role"] == "security"
+    assert agent_for(idp).get(f"{served.base}/api/me", {"Cookie": f"tollgate_session={before}"}).status == 401
+
+
 def test_the_pre_sign_in_cookie_is_used_once_and_the_state_is_checked(idp: OidcProvider, served: Console) -> None:
     idp.person = ROLES["self"].person
     agent = agent_for(idp)
@@ -428,6 +444,14 @@ def test_the_access_log_records_reads_sign_ins_failures_and_logouts(idp: OidcPro
         bob.get(f"{running.base}/api/people?since=2026-11-01")
         for after in ("0", "1", "2"):  # Live's polls: one record
             bob.get(f"{running.base}/api/events?after={after}&limit=200")
+        live = http.client.HTTPConnection("127.0.0.1", int(running.base.rsplit(":", 1)[1]), timeout=10)
+        live.request(
+            "GET",
+            "/api/events/live",
+            headers={"Cookie": f"tollgate_session={bob.cookies('tollgate_session')[0].value}"},
+        )
+        assert live.getresponse().status == 200  # recorded as it opens
+        live.close()
         assert bob.get(f"{running.base}/api/access").status == 403  # security's only
         agent_for(idp).get(f"{running.base}/api/people?token={TOKEN}")  # refused: no one's read
         token = Agent()
@@ -437,17 +461,21 @@ def test_the_access_log_records_reads_sign_ins_failures_and_logouts(idp: OidcPro
         idp.bad = {}
         sam = agent_for(idp)
         sign_in(sam, running.base)
-        status, listed = sam.json(f"{running.base}/api/access?limit=4")
+        status, listed = sam.json(f"{running.base}/api/access?limit=100")
+        latest = sam.json(f"{running.base}/api/access?limit=2")[1]
         bob.follow(f"{running.base}/auth/logout")
         err = running.stop()
-    assert status == 200 and isinstance(listed, list)
-    assert [(r["action"], r["email"], r.get("path")) for r in listed] == [
-        ("sign_in", "sam@example.com", None),
-        ("sign_in_failed", None, None),
-        ("request", "token", "/api/people"),
-        ("request", "bob@example.com", "/api/access"),
-    ]  # fmt: skip
     records = running.records()
+    # /api/access: every record so far (its own request is recorded once answered), newest first.
+    assert status == 200 and isinstance(listed, list) and isinstance(latest, list)
+    assert [r["ts"] for r in listed] == sorted((r["ts"] for r in listed), reverse=True)
+    later = [r for r in records if r["action"] == "logout" or r.get("query", "").startswith("limit=")]
+    before = [r for r in records if r not in later]
+    assert sorted(map(json.dumps, listed)) == sorted(map(json.dumps, before))
+    assert [(r["email"], r["path"], r["query"]) for r in latest[:1]] == [
+        ("sam@example.com", "/api/access", "limit=100")
+    ]
+    assert len(latest) == 2
     shown = [(r["action"], r["email"], r.get("role"), r.get("path"), r.get("query"), r["status"], r.get("count"))
              for r in records]  # fmt: skip
     # Sign-ins and logouts as they come; requests once their minute is over (here: at the stop),
@@ -459,9 +487,11 @@ def test_the_access_log_records_reads_sign_ins_failures_and_logouts(idp: OidcPro
         ("logout", "bob@example.com", "self", None, None, 303, None),
         ("request", "bob@example.com", "self", "/api/people", "since=2026-11-01", 200, 1),
         ("request", "bob@example.com", "self", "/api/events", "after=0&limit=200", 200, 3),
+        ("request", "bob@example.com", "self", "/api/events/live", "", 200, 1),
         ("request", "bob@example.com", "self", "/api/access", "", 403, 1),
         ("request", "token", "security", "/api/people", "", 200, 1),
-        ("request", "sam@example.com", "security", "/api/access", "limit=4", 200, 1),
+        ("request", "sam@example.com", "security", "/api/access", "limit=100", 200, 1),
+        ("request", "sam@example.com", "security", "/api/access", "limit=2", 200, 1),
     ]
     assert records[1]["reason"] == "the ID token is not for this console (aud)"
     assert all(r["event"] == "console_access" and r["ts"].endswith("Z") for r in records)

@@ -189,6 +189,7 @@ class _Table:
     def __init__(self, dsn: str, keep_days: float | None) -> None:
         self.dsn = dsn
         self.keep_days = keep_days
+        self.purge_failed = False
         self.queue: queue.Queue[tuple[dict[str, Any], bytes] | None] = queue.Queue(QUEUED)
         self.thread = threading.Thread(target=self._run, name="tollgate-console-access", daemon=True)
         self.thread.start()
@@ -226,8 +227,8 @@ class _Table:
                     conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
                     ensure_table(conn)
                 if self.keep_days is not None and time.monotonic() - purged_at >= PURGE_S:
-                    conn.execute(f"DELETE FROM {TABLE} WHERE ts < now() - %s * interval '1 day'", (self.keep_days,))
                     purged_at = time.monotonic()
+                    self._purge(conn)
                 insert(conn, record, line)
                 if failed_at is not None:
                     print(f"tollgate console: access log: PostgreSQL {described(self.dsn)} answers again",
@@ -244,6 +245,19 @@ class _Table:
                 conn = None
         if conn is not None:
             conn.close()
+
+    def _purge(self, conn: Any) -> None:
+        """The rows older than keep_days removed; a role that may not (the console's own may only
+        insert) said once, and the records still sent."""
+        try:
+            with conn.transaction():
+                conn.execute(f"DELETE FROM {TABLE} WHERE ts < now() - %s * interval '1 day'", (self.keep_days,))
+        except Exception as e:  # psycopg.Error: a role without DELETE
+            if not self.purge_failed:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                print(f"tollgate console: access log: cannot remove rows older than keep_days: {first}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+            self.purge_failed = True
 
 
 def ensure_table(conn: Any) -> None:

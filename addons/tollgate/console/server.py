@@ -354,6 +354,7 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
                 return self._failed(e, [forget])
             if console.access is not None:
                 console.access.sign_in(viewer)
+            console.end_sessions(self._sessions())  # the browser's session before this sign-in, if any
             session = console.open_session(viewer)
             self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", [
                 ("Location", back), forget,
