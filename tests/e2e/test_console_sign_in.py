@@ -634,3 +634,23 @@ def test_an_api_401_sends_the_page_to_sign_in_again(plain_provider: OidcProvider
         browser.screenshot(shots / "console-signed-in-again.png")
     finally:
         browser.close()
+
+
+def test_settings_it_cannot_use_stop_it_with_one_line(tmp_path: Path) -> None:
+    """A ca_file that cannot be read, and --listen away from loopback without a redirect_uri."""
+    port = free_port()
+    config = write_config(tmp_path, port, None, issuer="https://login.example.com", ca_file=str(tmp_path / "none.pem"))
+    run = [sys.executable, "-m", "tollgate", "console", "--config", str(config)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "addons")}
+    done = subprocess.run(run, capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == f"error: console.sign_in.ca_file: {tmp_path}/none.pem: [Errno 2] No such file or directory\n"
+    tls = {"cert": str(tmp_path / "console.pem"), "key": str(tmp_path / "console-key.pem")}
+    config = write_config(tmp_path, port, None, issuer="https://login.example.com", tls=tls)
+    done = subprocess.run([*run, "--listen", f"0.0.0.0:{port}"], capture_output=True, text=True, timeout=60, env=env,
+                          cwd=tmp_path)  # fmt: skip
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        f"error: console.sign_in.redirect_uri: required when the console listens on 0.0.0.0:{port} (not loopback):"
+        " the console's address as the browser reaches it, e.g. https://console.example.com/auth/callback\n"
+    )
