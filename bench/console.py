@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "addons"))
 from tollgate.common.audit_chain import CHECKPOINT, ZERO, chain_of
 from tollgate.console.follow import Audit
 from tollgate.console.saved import path_for
+from tollgate.console.scope import Rules
+from tollgate.console.viewer import Viewer
 from tollgate.console.views import Views
 
 CLIENTS = [f"person-{i:03d}" for i in range(120)]
@@ -86,10 +88,10 @@ def mcp(rng: random.Random, ts: str, n: int) -> dict:
     }  # fmt: skip
 
 
-def make(path: Path, records: int) -> None:
+def make(path: Path, records: int, instance: str = "gw-1", seed: int = 7) -> None:
     """A run of one instance, as Tollgate writes it: its started record, the records chained, a
     checkpoint every 10,000 (unsigned)."""
-    rng = random.Random(7)
+    rng = random.Random(seed)
     start = datetime(2025, 12, 1, tzinfo=UTC)
     step = timedelta(days=365) / records
     chain, seq, covered = ZERO, 0, 0
@@ -98,7 +100,7 @@ def make(path: Path, records: int) -> None:
         def write(record: dict) -> None:
             nonlocal chain, seq
             seq += 1
-            content = json.dumps({**record, "instance": "gw-1", "seq": seq}, separators=(",", ":"))[:-1]
+            content = json.dumps({**record, "instance": instance, "seq": seq}, separators=(",", ":"))[:-1]
             chain = chain_of(chain, content.encode())
             f.write(f'{content},"chain":"{chain}"}}\n')
 
@@ -157,7 +159,9 @@ def main() -> int:
     audit = Audit([args.file], follow=False, remember=path_for(args.file))
     audit.catch_up()
     opened, opened_cpu = time.perf_counter() - began, time.process_time() - cpu
-    views = Views(audit)
+    # person-007 is a client of one person's; the lead sees research's (every client's calls here).
+    views = Views(audit, rules=Rules(people={"p7@example.com": frozenset({"person-007"})}))
+    person, lead = Viewer("self", "p7@example.com"), Viewer("lead", "l@example.com", leads=frozenset({"research"}))
     print(f"audit: {size / 1e9:.2f} GB, {len(audit.index)} records")
     print(f"first open, every view ready: {opened:.1f} s ({opened_cpu:.1f} s of CPU; target ≤ 15 s)")
     query = {"since": ["2026-06-01"]}
@@ -172,6 +176,15 @@ def main() -> int:
         timed("/api/findings", lambda: views.answer("/api/findings", {})),
         timed("/api/inventory", lambda: views.answer("/api/inventory", {})),
         timed("/api/audit", lambda: views.answer("/api/audit", {})),
+        timed("/api/events as one person (1 client in 120)", lambda: views.answer("/api/events", {}, person)),
+        timed("/api/events?provider=… as one person", lambda: views.answer("/api/events", {"provider": ["gemini"]}, person)),
+        timed("/api/events as a lead", lambda: views.answer("/api/events", {}, lead)),
+        timed("/api/events?instance=gw-1&after=0 as a lead", lambda: views.answer("/api/events", {"instance": ["gw-1"], "after": ["0"]}, lead)),
+        timed("/api/people as one person", lambda: views.answer("/api/people", {}, person)),
+        timed("/api/spend?by=model as one person", lambda: views.answer("/api/spend", {"by": ["model"]}, person)),
+        timed("/api/spend?by=client&bucket=hour (a week) as one person", lambda: views.answer("/api/spend", {"by": ["client"], "bucket": ["hour"], "since": ["2026-11-23"], "until": ["2026-11-30"]}, person)),
+        timed("/api/inventory as a lead", lambda: views.answer("/api/inventory", {}, lead)),
+        timed("/api/people?instance=gw-1", lambda: views.answer("/api/people", {"instance": ["gw-1"]})),
     )  # fmt: skip
     print(f"slowest view: {worst * 1000:.1f} ms (target ≤ 300 ms)")
     print(f"peak memory, every view ready, before the chain is checked: {peak_mb():.0f} MB")

@@ -50,6 +50,10 @@ the last body byte (perf_counter_ns). Modes:
   tollgate-otlp  the same Tollgate configuration in another mitmdump, plus metrics.otlp: a span per
                call exported over OTLP/HTTP to a collector stand-in (threads of this process that
                take and count the POSTs; see OtlpCollector);
+  tollgate-postgres  the same Tollgate configuration in another mitmdump, plus audit.postgres: its audit
+               file's records sent to a PostgreSQL started for the run (Debian's; skipped when there is
+               none); its p50 and CPU per call are judged against Tollgate's in PostgreSQL pairs
+               (<= 1.05x, as retry pairs are), and the table must hold every record at the end;
   tollgate-plan  the same Tollgate configuration in another mitmdump, plus providers.copilot.upstream =
                the fake and a proxy login (proxyauth, an htpasswd of one user, alice of group research):
                the same chat call as a Copilot client makes it, CONNECT api.business.githubcopilot.com,
@@ -93,7 +97,7 @@ after each rotation): --ab-pairs A/B pairs, a round of bare mitmdump and one of 
 --ab-seconds each, back to back, the order alternating from pair to pair; the requests/s target is
 judged on the median of the pairs' ratios. As many retry pairs, a round of Tollgate and one of
 Tollgate with `retry` configured, judge what retries cost a call that needs none (p50 and CPU per
-call, the median of the pairs' ratios). Single rounds on a shared machine differ by 10-20 % from
+call, the median of the pairs' ratios); as many PostgreSQL pairs judge what the sender costs. Single rounds on a shared machine differ by 10-20 % from
 one to the next, so many short pairs spread over the run measure the ratio more surely than a few
 long rounds; the rotation's own ratios are printed too.
 
@@ -126,6 +130,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:
@@ -217,6 +222,7 @@ LABELS = {
     "tollgate-redis": "Tollgate, ledger on Redis",
     "tollgate-otlp": "Tollgate, OTLP traces",
     "tollgate-retry": "Tollgate, retry configured",
+    "tollgate-postgres": "Tollgate, audit sent to PostgreSQL",
     "tollgate-baseline": "Tollgate of the --baseline checkout",
     "gemini-calo": "gemini-calo",
     "litellm": "LiteLLM proxy",
@@ -227,6 +233,10 @@ PEER_DISTRIBUTION = {"gemini-calo": "gemini-calo", "litellm": "litellm"}
 TARGET_ADDED_RATIO = 1.10  # (tollgate - direct) / (bare - direct), p50
 TARGET_RPS_RATIO = 0.9  # tollgate / bare, requests/s at 16 connections
 TARGET_RETRY_RATIO = 1.02  # tollgate-retry / tollgate, p50 and CPU per call of a call that needs no retry
+TARGET_POSTGRES_RATIO = 1.05  # tollgate-postgres / tollgate, p50 and CPU per call with the sender on
+# The modes judged against Tollgate in pairs of rounds back to back: their target and what they show.
+PAIRED = {"tollgate-retry": (TARGET_RETRY_RATIO, "retry configured / not"),
+          "tollgate-postgres": (TARGET_POSTGRES_RATIO, "audit.postgres / not")}  # fmt: skip
 
 MAX_CALLS = 100_000
 MAX_CONNECTIONS = 256
@@ -903,8 +913,9 @@ class Bench:
         self.skipped: dict[str, str] = {}
         self.processes: list[Proxy | Service] = []
         self.loadavg_start = loadavg()
-        # Tollgate's and retry-configured Tollgate's rounds in the retry pairs, back to back.
-        self.retry_pairs: list[tuple[Round, Round]] = []
+        # Tollgate's rounds and a PAIRED mode's, back to back, by that mode.
+        self.pairs: dict[str, list[tuple[Round, Round]]] = {}
+        self.postgres: Any = None  # the PostgreSQL server of the mode tollgate-postgres
         self.real_key = "sk-proj-" + secrets.token_urlsafe(48)
         self.virtual_key = "tg-bench-app-" + secrets.token_hex(12)
         self.jwt_secret = secrets.token_urlsafe(48)
@@ -1031,6 +1042,7 @@ class Bench:
             ("tollgate-redis", self.start_redis_tollgate),
             ("tollgate-otlp", self.start_otlp_tollgate),
             ("tollgate-retry", self.start_retry_tollgate),
+            ("tollgate-postgres", self.start_postgres_tollgate),
             ("tollgate-plan", self.start_plan_tollgate),
         ):
             if mode in args.without:
@@ -1128,6 +1140,21 @@ class Bench:
         data["audit"] = {"path": str(self.workdir / "audit-retry.jsonl")}
         data["providers"]["openai"]["retry"] = {"attempts": 3, "when": [429, 529, "5xx", "connect", "timeout"]}
         self.start_another_tollgate("tollgate-retry", data, "providers.openai.retry", common, proxy_ctx)
+
+    def start_postgres_tollgate(self, common: list[str], proxy_ctx: ssl.SSLContext) -> None:
+        """Another Tollgate, the same configuration with `audit.postgres`: its records sent to a
+        PostgreSQL of the run's own as they are written."""
+        sys.path.insert(0, str(BENCH.parent))
+        from tests.support.postgres import PostgresServer, postgres_bin
+
+        if postgres_bin() is None:
+            self.skipped["tollgate-postgres"] = "PostgreSQL is not installed (Debian: apt-get install -y postgresql)"
+            return
+        # A directory of its own: the work directory is not the postgres user's to enter.
+        self.postgres = PostgresServer(Path(tempfile.mkdtemp(prefix="tollgate-postgres-"))).start()
+        data = self.tollgate_config(ledger_store=f"sqlite:///{self.workdir / 'ledger-postgres.sqlite'}")
+        data["audit"] = {"path": str(self.workdir / "audit-postgres.jsonl"), "postgres": {"dsn": self.postgres.dsn()}}
+        self.start_another_tollgate("tollgate-postgres", data, "audit.postgres", common, proxy_ctx)
 
     def start_plan_tollgate(self, common: list[str], proxy_ctx: ssl.SSLContext) -> None:
         """Another Tollgate, the same configuration plus Copilot's upstream and a proxy login (a
@@ -1513,8 +1540,9 @@ class Bench:
             share = pairs * (r + 1) // rounds - done_pairs
             for i in range(done_pairs, done_pairs + share):
                 self.ab_pair(i)
-                if "tollgate-retry" in self.modes:
-                    self.retry_pair(i)
+                for mode in PAIRED:
+                    if mode in self.modes:
+                        self.paired(mode, i)
             done_pairs += share
 
     def ab_pair(self, i: int) -> None:
@@ -1529,13 +1557,13 @@ class Bench:
             self.modes[name].ab_rps.append(result.rps)
             self.modes[name].ab_cpu_ms.append(result.cpu_ms)
 
-    def retry_pair(self, i: int) -> None:
-        """Tollgate and the same Tollgate with `retry` configured, as an A/B pair: what a call that
-        needs no retry costs with retries configured is judged on the pairs' median ratios."""
-        order = ("tollgate", "tollgate-retry") if i % 2 == 0 else ("tollgate-retry", "tollgate")
-        say(f"  retry pair {i + 1} of {self.args.ab_pairs}: {LABELS[order[0]]}, {LABELS[order[1]]} ...")
+    def paired(self, mode: str, i: int) -> None:
+        """Tollgate and `mode` (the same Tollgate with one thing more) as an A/B pair: what that
+        thing costs a call is judged on the pairs' median ratios."""
+        order = ("tollgate", mode) if i % 2 == 0 else (mode, "tollgate")
+        say(f"  pair {i + 1} of {self.args.ab_pairs}: {LABELS[order[0]]}, {LABELS[order[1]]} ...")
         rounds = {name: self.concurrent_round(name, self.args.ab_seconds) for name in order}
-        self.retry_pairs.append((rounds["tollgate"], rounds["tollgate-retry"]))
+        self.pairs.setdefault(mode, []).append((rounds["tollgate"], rounds[mode]))
 
     def check_processes(self, phase: str) -> None:
         for name, state in list(self.modes.items()):
@@ -1555,6 +1583,26 @@ class Bench:
             self.fake.close()
         if self.collector is not None:
             self.collector.close()
+        if self.postgres is not None:
+            self.postgres.stop()
+            shutil.rmtree(self.postgres.directory, ignore_errors=True)
+
+
+def postgres_arrived(audit: Path, server: Any, wait_s: float = 30.0) -> str:
+    """Whether the table holds every line of the audit file the sender follows (waiting up to
+    `wait_s` for the last batch)."""
+    lines = rows = 0
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        with open(audit, "rb") as f:
+            lines = sum(1 for line in f if line.strip())
+        with server.connect() as connection:
+            rows = connection.execute("SELECT count(*) FROM tollgate_records").fetchone()[0]
+        if rows >= lines:
+            break
+        time.sleep(0.5)
+    verdict = "every record once" if rows == lines else "MISSING RECORDS" if rows < lines else "MORE ROWS THAN LINES"
+    return f"PostgreSQL: {rows} rows for {lines} lines of {audit.name}: {verdict}"
 
 
 class OtlpCollector:
@@ -1776,6 +1824,7 @@ def report(bench: Bench, elapsed: float) -> bool:
         ("tollgate-redis", "ledger on Redis", None),
         ("tollgate-otlp", "OTLP traces", None),
         ("tollgate-retry", "retry configured", None),
+        ("tollgate-postgres", "audit sent to PostgreSQL", None),
         ("tollgate-plan", "a Copilot plan's call (its token, a proxy login)", None),
         ("tollgate-baseline", "the --baseline checkout", None),
     ):
@@ -1800,14 +1849,16 @@ def report(bench: Bench, elapsed: float) -> bool:
                 None,
             )
         )
-    # A call that needs no retry, with `retry` configured and without: judged on the retry pairs'
-    # median ratios (p50 of the pair's calls, the proxy's CPU per call), as requests/s is on the A/B
-    # pairs'; the sequential p50 is printed beside them.
-    if "tollgate-retry" in stats:
-        r = stats["tollgate-retry"]
+    # A call with a PAIRED mode's one thing more and without (retry configured, the audit sent to
+    # PostgreSQL): judged on the pairs' median ratios (p50 of the pair's calls, the proxy's CPU per
+    # call), as requests/s is on the A/B pairs'; the sequential p50 is printed beside them.
+    for mode, (target, shown) in PAIRED.items():
+        if mode not in stats:
+            continue
+        r = stats[mode]
         checks.append(
             (
-                "sequential p50, retry configured / not",
+                f"sequential p50, {shown}",
                 f"{r['p50'] / t['p50']:.3f}x ({r['p50']:.3f} / {t['p50']:.3f} ms)",
                 "(no target)",
                 None,
@@ -1817,15 +1868,15 @@ def report(bench: Bench, elapsed: float) -> bool:
             ("p50", lambda tg, rt: statistics.median(rt.latencies) / statistics.median(tg.latencies)),
             ("CPU per call", lambda tg, rt: rt.cpu_ms / tg.cpu_ms),
         ):
-            paired_ratios = [ratio(tg, rt) for tg, rt in bench.retry_pairs if tg.latencies and tg.cpu_ms > 0]
+            pairs = bench.pairs.get(mode, [])
+            paired_ratios = [ratio(tg, rt) for tg, rt in pairs if tg.latencies and tg.cpu_ms > 0]
             median = statistics.median(paired_ratios) if paired_ratios else float("nan")
             checks.append(
                 (
-                    f"{label} at {args.connections} connections, retry configured / not, median of"
-                    f" {len(paired_ratios)} retry pairs",
+                    f"{label} at {args.connections} connections, {shown}, median of {len(paired_ratios)} pairs",
                     f"{median:.3f}x (of {min(paired_ratios, default=0):.3f}-{max(paired_ratios, default=0):.3f})",
-                    f"<= {TARGET_RETRY_RATIO:.2f}x",
-                    median <= TARGET_RETRY_RATIO,
+                    f"<= {target:.2f}x",
+                    median <= target,
                 )
             )
     # A Gemini call translated to OpenAI and back, beside the same Tollgate's untranslated OpenAI call
@@ -1886,6 +1937,9 @@ def report(bench: Bench, elapsed: float) -> bool:
     tollgates = [modes[n] for n in ("tollgate", "tollgate-distinct", "tollgate-jwt", "tollgate-translated")]
     through = sum(s.calls + s.untimed_calls + args.warmup + min(args.warmup, 5) for s in tollgates)
     print(f"\nTollgate audit records: {audit_lines} (calls through Tollgate incl. warm-up: {through})")
+    if "tollgate-postgres" in modes and bench.postgres is not None:
+        print(postgres_arrived(bench.workdir / "audit-postgres.jsonl", bench.postgres))
+        bench.modes["tollgate-postgres"].process.stop()
     if "tollgate-otlp" in modes and bench.collector is not None:
         bench.modes["tollgate-otlp"].process.stop()  # exports what it still holds
         otlp = modes["tollgate-otlp"]

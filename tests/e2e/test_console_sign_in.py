@@ -65,8 +65,9 @@ class Role:
 
 ROLES = {
     "security": Role(Person("Sam@Example.com", ["secops", "staff"], "Sam Security"), "security"),
-    "lead": Role(Person("lena@example.com", ["eng-leads", "staff"], "Lena Lead"), "lead"),
-    "self": Role(Person("bob@example.com", ["staff"], "Bob Builder"), "self"),
+    # eng-leads leads the Tollgate group research: alice's.
+    "lead": Role(Person("lena@example.com", ["eng-leads", "staff"], "Lena Lead"), "lead", ["alice"]),
+    "self": Role(Person("bob@example.com", ["staff"], "Bob Builder"), "self", ["bob"]),
 }
 
 
@@ -251,9 +252,12 @@ def test_signing_in_as_each_role_gives_a_session_of_its_own(idp: OidcProvider, s
     status, me = agent.json(f"{served.base}/api/me")
     assert status == 200 and isinstance(me, dict)
     assert (me["email"], me["role"], me["name"]) == (role.person.email.lower(), role.role, role.person.name)
-    if role.clients is not None:  # with the scope: the clients this person's records are of
-        assert me["clients"] == role.clients
-    assert agent.get(f"{served.base}/api/people").status == 200
+    # What they see: the clients of their records, in /api/me and in every view (people here).
+    assert me["clients"] == role.clients
+    status, people = agent.json(f"{served.base}/api/people")
+    assert status == 200 and isinstance(people, list)
+    assert sorted(p["client"] for p in people) == (role.clients or ["alice", "bob"])
+    assert agent.get(f"{served.base}/api/audit").status == (200 if role.role == "security" else 403)
 
 
 def test_under_tls_the_cookies_are_secure(idp: OidcProvider, tmp_path: Path) -> None:
@@ -586,8 +590,14 @@ def test_signing_in_in_chromium_shows_who_is_signed_in(
         assert browser.evaluate("document.getElementById('who-name').title") == role.person.email.lower()
         assert browser.evaluate("document.getElementById('sign-out').getAttribute('href')") == "/auth/logout"
         assert browser.evaluate("document.getElementById('sign-out').hidden") is False
+        # Whether the audit is whole, for every role (from /api/me where /api/audit is security's).
+        browser.wait_for("document.getElementById('audit-state').textContent === 'Audit: whole'")
         browser.evaluate("location.hash = 'people'")
         browser.wait_for("document.querySelectorAll('#people tbody tr').length > 0")
+        shown = browser.evaluate(
+            "Array.from(document.querySelectorAll('#people tbody tr td:first-child')).map(c => c.textContent)"
+        )
+        assert sorted(shown) == (role.clients or ["alice", "bob"])  # the page shows their scope, no more
         browser.screenshot(shots / f"console-signed-in-{name}.png")
         cookies = {c["name"]: c for c in browser.call("Storage.getCookies")["cookies"] if c["domain"] == "127.0.0.1"}
         assert list(cookies) == ["tollgate_session"]  # the pre-sign-in cookie gone

@@ -17,15 +17,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 import redis
 import trustme
 import yaml
 from tests.support.canned import provider_answers
 from tests.support.clients import run_client
-from tests.support.deploy import ROOT, dockerfile, example_copy, find, kustomize
+from tests.support.deploy import ROOT, dockerfile, example_copy, find, kustomize, run_roles
 from tests.support.dockerignore import copy_context
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.postgres import PostgresServer
 from tests.support.proxy import free_port
 from tests.support.redis import RedisServer, redis_server
 from tests.support.run_sh import wait_listening
@@ -106,6 +108,23 @@ def keys(example: list[dict[str, Any]]) -> dict[str, str]:
 
 
 @pytest.fixture
+def records(example: list[dict[str, Any]]) -> dict[str, str]:
+    """The Secret tollgate-records, as the pods get it in their environment."""
+    data = find(example, "Secret", "tollgate-records")["data"]
+    return {name: base64.b64decode(value).decode() for name, value in data.items()}
+
+
+@pytest.fixture
+def database(postgres: PostgresServer, records: dict[str, str]) -> str:
+    """A database of the test's PostgreSQL in which deploy/postgres-roles.sql made the roles, the
+    sender's password the Secret's; its superuser's DSN."""
+    admin = postgres.database()
+    done = run_roles(admin, records["TOLLGATE_SENDER_PASSWORD"], "console-password")
+    assert (done.returncode, done.stderr) == (0, ""), done.stdout
+    return admin
+
+
+@pytest.fixture
 def ledger(tmp_path: Path, keys: dict[str, str]) -> Iterator[RedisServer]:
     server = redis_server(tmp_path / "redis", password=keys["REDIS_PASSWORD"])
     yield server
@@ -147,6 +166,8 @@ def test_the_installed_image_serves_the_cluster_configuration_with_its_ca_secret
     example: list[dict[str, Any]],
     tmp_path: Path,
     keys: dict[str, str],
+    records: dict[str, str],
+    database: str,
     ledger: RedisServer,
     upstream_ca: trustme.CA,
     upstream_ca_pem: Path,
@@ -159,6 +180,11 @@ def test_the_installed_image_serves_the_cluster_configuration_with_its_ca_secret
     for name, fake in fakes.items():
         config["providers"][name]["upstream"] = fake.url
     config["ledger"]["store"] = moved(config["ledger"]["store"], ledger.port)
+    # PostgreSQL's address and database those of the test's (which has no TLS); the role and its
+    # password as written.
+    test_server = urlsplit(database)
+    sender = urlsplit(moved(config["audit"]["postgres"]["dsn"], test_server.port or 0))
+    config["audit"]["postgres"]["dsn"] = urlunsplit(sender._replace(path=test_server.path, query=""))
     metrics_port = free_port()
     config["metrics"]["listen"] = f"127.0.0.1:{metrics_port}"
     audit = tmp_path / Path(config["audit"]["path"]).relative_to("/")
@@ -173,7 +199,8 @@ def test_the_installed_image_serves_the_cluster_configuration_with_its_ca_secret
     # The image's environment and working directory (its ENV and WORKDIR), laid out here.
     workdir = tmp_path / Path(instruction("WORKDIR")).relative_to("/")
     workdir.mkdir(parents=True, exist_ok=True)
-    env = {**image_env(image, tmp_path), **keys}
+    # The pod's environment: its Secrets' entries, and its name (the downward API's metadata.name).
+    env = {**image_env(image, tmp_path), **keys, **records, "TOLLGATE_INSTANCE": "tollgate-0"}
     files = image_files(image)
 
     port = free_port()
@@ -217,6 +244,9 @@ def test_the_installed_image_serves_the_cluster_configuration_with_its_ca_secret
         assert seen.headers["authorization"] == f"Bearer {keys['OPENAI_API_KEY']}"
         record = wait_call_record(audit)
         assert (record["client"], record["decision"], record["total_tokens"]) == ("team-a", "allow", 28)
+        assert record["instance"] == "tollgate-0"
+        # The record sent to PostgreSQL by the sender's role, as written.
+        assert wait_stored(database, record["chain"]) == ("tollgate-0", "team-a")
         # The limit counted the call in the Redis that ledger.store names, with its password.
         client = redis.Redis(host="127.0.0.1", port=ledger.port, password=keys["REDIS_PASSWORD"], socket_timeout=5)
         try:
@@ -274,3 +304,18 @@ def wait_call_record(audit: Path, timeout: float = 10.0) -> dict[str, Any]:
                     return record
         time.sleep(0.05)
     raise AssertionError(f"no call in {audit}")
+
+
+def wait_stored(dsn: str, chain: str, timeout: float = 20.0) -> tuple[str, str]:
+    """The (instance, client) of the row of the record whose chain is `chain`, once it is there."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+            if conn.execute("SELECT to_regclass('tollgate.tollgate_records')").fetchone() != (None,):
+                row = conn.execute(
+                    "SELECT instance, client FROM tollgate.tollgate_records WHERE chain = %s", (chain,)
+                ).fetchone()
+                if row is not None:
+                    return row
+        time.sleep(0.1)
+    raise AssertionError(f"no row of {chain} in PostgreSQL")

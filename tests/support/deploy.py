@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import trustme
 import yaml
 
 from tollgate.proxy.certs import ensure_ca
@@ -24,6 +26,9 @@ DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
 KUBERNETES = DEPLOY / "kubernetes"
 KEYS_EXAMPLE = KUBERNETES / "example" / "keys.env.example"
+RECORDS_EXAMPLE = KUBERNETES / "example" / "records.env.example"
+CONSOLE_EXAMPLE = KUBERNETES / "example" / "console.env.example"
+ROLES_SQL = DEPLOY / "postgres-roles.sql"
 # What the example's secretGenerator takes from its ca/ directory (what mitmproxy reads in confdir).
 CA_FILES = ("mitmproxy-ca.pem", "mitmproxy-dhparam.pem")
 
@@ -92,12 +97,19 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
 
 def example_copy(target: Path, autoscale: bool = False, make_ca: Callable[[Path], object] = ensure_ca) -> Path:
     """deploy/kubernetes copied to `target`, with the example's Secrets' files made as its comments
-    say (a CA made in ca/ as `tollgate certs --confdir ca` makes it, keys.env from keys.env.example)
-    and, with `autoscale`, its commented components lines taken in: the example's directory."""
-    shutil.copytree(KUBERNETES, target, ignore=shutil.ignore_patterns("ca", "keys.env"))
+    say (a CA made in ca/ as `tollgate certs --confdir ca` makes it, keys.env, records.env and
+    console.env from their examples, the console's certificate in console-tls/) and, with
+    `autoscale`, its commented components lines taken in: the example's directory."""
+    made = ("ca", "keys.env", "records.env", "console.env", "console-tls")
+    shutil.copytree(KUBERNETES, target, ignore=shutil.ignore_patterns(*made))
     example = target / "example"
     make_ca(example / "ca")
-    shutil.copy(KEYS_EXAMPLE, example / "keys.env")
+    for source in (KEYS_EXAMPLE, RECORDS_EXAMPLE, CONSOLE_EXAMPLE):
+        shutil.copy(source, example / source.name.removesuffix(".example"))
+    certificate = trustme.CA().issue_cert("tollgate-console.example.com")
+    (example / "console-tls").mkdir()
+    certificate.cert_chain_pems[0].write_to_path(example / "console-tls" / "tls.crt")
+    certificate.private_key_pem.write_to_path(example / "console-tls" / "tls.key")
     if autoscale:
         kustomization = example / "kustomization.yaml"
         text = kustomization.read_text(encoding="utf-8")
@@ -116,3 +128,22 @@ def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     ]
     assert len(found) == 1, f"{kind} {name}: {[o['metadata']['name'] for o in objects if o['kind'] == kind]}"
     return found[0]
+
+
+def run_roles(dsn: str, sender_password: str, console_password: str) -> subprocess.CompletedProcess[str]:
+    """deploy/postgres-roles.sql run with psql on the database `dsn` names, as its comment says."""
+    from .postgres import postgres_bin
+
+    bin_dir = postgres_bin()
+    assert bin_dir is not None
+    return subprocess.run(
+        [str(bin_dir / "psql"), dsn, "-X", "-q", "-v", f"sender_password={sender_password}",
+         "-v", f"console_password={console_password}", "-f", str(ROLES_SQL)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def as_role(dsn: str, role: str, password: str) -> str:
+    """The same DSN, signed in as `role`."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(netloc=f"{role}:{password}@{parts.hostname}:{parts.port}"))

@@ -52,7 +52,14 @@ class PostgresServer:
         self._as = ["runuser", "-u", SUPERUSER, "--"] if os.geteuid() == 0 else []
         if os.geteuid() == 0:
             shutil.chown(directory, SUPERUSER, SUPERUSER)
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", SUPERUSER, "-E", "UTF8", "--no-sync")
+        if not (self.data / "PG_VERSION").exists():
+            self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", SUPERUSER, "-E", "UTF8", "--no-sync")
+
+    @classmethod
+    def kept(cls, directory: Path) -> PostgresServer:
+        """A server whose data stays in `directory` between runs (a benchmark's): made the first time."""
+        directory.mkdir(parents=True, exist_ok=True)
+        return cls(directory)
 
     def _run(self, tool: str, *args: str) -> None:
         done = subprocess.run(

@@ -21,10 +21,13 @@ import pytest
 import yaml
 from tests.support.deploy import (
     CA_FILES,
+    CONSOLE_EXAMPLE,
     DEPLOY,
     DOCKERFILE,
     INSTALL,
     KUBERNETES,
+    RECORDS_EXAMPLE,
+    ROLES_SQL,
     ROOT,
     env_file,
     example_copy,
@@ -36,7 +39,7 @@ from tests.support.deploy import (
 from tests.support.dockerignore import context_files, excluded, rules
 from tests.support.proxy import free_port
 
-from tollgate.core.config import load_config
+from tollgate.core.config import load_config, parse_config
 from tollgate.governance.policy.policy import CALL_DECISION, Policy, whole
 
 # drain_s's default (docs/fleet.md): how long a pod's calls may take to finish after SIGTERM.
@@ -239,13 +242,17 @@ def kinds(objects: list[dict[str, Any]]) -> list[tuple[str, str]]:
 def test_the_base_renders_and_validates(base) -> None:
     assert kinds(base) == [
         ("ConfigMap", "tollgate-config"),
-        ("Deployment", "tollgate"),
+        ("ConfigMap", "tollgate-console-config"),
+        ("Deployment", "tollgate-console"),
         ("Deployment", "tollgate-redis"),
         ("NetworkPolicy", "tollgate-redis"),
         ("PersistentVolumeClaim", "tollgate-redis-data"),
         ("PodDisruptionBudget", "tollgate"),
         ("Service", "tollgate"),
+        ("Service", "tollgate-console"),
+        ("Service", "tollgate-pods"),
         ("Service", "tollgate-redis"),
+        ("StatefulSet", "tollgate"),
     ]
     validate(base)
 
@@ -253,19 +260,34 @@ def test_the_base_renders_and_validates(base) -> None:
 @pytest.mark.slow
 def test_the_example_renders_with_its_secrets_and_validates(example, base) -> None:
     assert kinds(example) == sorted(
-        [*kinds(base), ("Namespace", "tollgate"), ("Secret", "tollgate-ca"), ("Secret", "tollgate-keys")]
+        [
+            *kinds(base),
+            ("Namespace", "tollgate"),
+            ("Secret", "tollgate-ca"),
+            ("Secret", "tollgate-console-keys"),
+            ("Secret", "tollgate-console-tls"),
+            ("Secret", "tollgate-keys"),
+            ("Secret", "tollgate-records"),
+        ]
     )
     validate(example)
     assert {o["metadata"].get("namespace") for o in example if o["kind"] != "Namespace"} == {"tollgate"}
     ca = find(example, "Secret", "tollgate-ca")
     assert sorted(ca["data"]) == sorted(CA_FILES)
-    # The Deployment names the generated Secrets (their names carry a hash of their content).
-    pod = find(example, "Deployment", "tollgate")["spec"]["template"]["spec"]
+    # The pods name the generated Secrets (their names carry a hash of their content).
+    pod = find(example, "StatefulSet", "tollgate")["spec"]["template"]["spec"]
     volume = next(v for v in pod["volumes"] if v["name"] == "ca")
     assert volume["secret"]["secretName"] == ca["metadata"]["name"]
     keys = find(example, "Secret", "tollgate-keys")
-    assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": keys["metadata"]["name"]}}]
+    records = find(example, "Secret", "tollgate-records")
+    assert pod["containers"][0]["envFrom"] == [
+        {"secretRef": {"name": keys["metadata"]["name"]}},
+        {"secretRef": {"name": records["metadata"]["name"]}},
+    ]
     assert pod["containers"][0]["image"] == f"registry.example.com/tollgate:{project_version()}"
+    console = find(example, "Deployment", "tollgate-console")["spec"]["template"]["spec"]
+    assert console["containers"][0]["image"] == f"registry.example.com/tollgate:{project_version()}"
+    assert find(example, "Secret", "tollgate-console-tls")["type"] == "kubernetes.io/tls"
 
 
 @pytest.mark.slow
@@ -274,9 +296,10 @@ def test_the_autoscale_component_adds_an_autoscaler_that_owns_the_replicas(autos
     validate(autoscaled)
     hpa = find(autoscaled, "HorizontalPodAutoscaler", "tollgate")
     target = hpa["spec"]["scaleTargetRef"]
-    assert (target["kind"], target["name"]) == ("Deployment", "tollgate")
-    assert "replicas" not in find(autoscaled, "Deployment", "tollgate")["spec"]
-    assert find(example, "Deployment", "tollgate")["spec"]["replicas"] >= 2
+    assert (target["kind"], target["name"]) == ("StatefulSet", "tollgate")
+    assert "replicas" not in find(autoscaled, "StatefulSet", "tollgate")["spec"]
+    assert find(example, "StatefulSet", "tollgate")["spec"]["replicas"] >= 2
+    assert find(autoscaled, "Deployment", "tollgate-console")["spec"]["replicas"] == 1  # never scaled
 
 
 def project_version() -> str:
@@ -284,7 +307,7 @@ def project_version() -> str:
 
 
 def gateway_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    (container,) = find(objects, "Deployment", "tollgate")["spec"]["template"]["spec"]["containers"]
+    (container,) = find(objects, "StatefulSet", "tollgate")["spec"]["template"]["spec"]["containers"]
     return container
 
 
@@ -310,7 +333,7 @@ def test_the_pods_listen_where_the_image_and_the_configuration_say(base) -> None
 
 
 def test_probes_ask_healthz_and_a_pod_stops_only_after_its_drain(base) -> None:
-    pod = find(base, "Deployment", "tollgate")["spec"]["template"]["spec"]
+    pod = find(base, "StatefulSet", "tollgate")["spec"]["template"]["spec"]
     container = gateway_container(base)
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, probe
@@ -326,7 +349,11 @@ def test_probes_ask_healthz_and_a_pod_stops_only_after_its_drain(base) -> None:
 
 
 def pod_templates(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    return [(o["metadata"]["name"], o["spec"]["template"]["spec"]) for o in objects if o["kind"] == "Deployment"]
+    return [
+        (o["metadata"]["name"], o["spec"]["template"]["spec"])
+        for o in objects
+        if o["kind"] in ("Deployment", "StatefulSet")
+    ]
 
 
 def test_every_pod_runs_as_the_restricted_pod_security_standard_asks(base) -> None:
@@ -343,14 +370,18 @@ def test_every_pod_runs_as_the_restricted_pod_security_standard_asks(base) -> No
                 "capabilities": {"drop": ["ALL"]},
             }, name
             assert "memory" in container["resources"]["limits"] and container["resources"]["requests"], name
-    gateway = find(base, "Deployment", "tollgate")["spec"]["template"]["spec"]["securityContext"]
-    assert f"{gateway['runAsUser']}:{gateway['runAsGroup']}" == user.arguments
+    for kind, name in (("StatefulSet", "tollgate"), ("Deployment", "tollgate-console")):
+        pod = find(base, kind, name)["spec"]["template"]["spec"]["securityContext"]
+        assert f"{pod['runAsUser']}:{pod['runAsGroup']}" == user.arguments, name
 
 
 def mounts(objects: list[dict[str, Any]]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
-    """The gateway container's mount paths: (the mount, its volume)."""
-    pod = find(objects, "Deployment", "tollgate")["spec"]["template"]["spec"]
-    volumes = {v["name"]: v for v in pod["volumes"]}
+    """The gateway container's mount paths: (the mount, its volume; a volumeClaimTemplate's
+    claim as {"persistentVolumeClaim": its spec})."""
+    stateful_set = find(objects, "StatefulSet", "tollgate")["spec"]
+    volumes = {v["name"]: v for v in stateful_set["template"]["spec"]["volumes"]}
+    for claim in stateful_set.get("volumeClaimTemplates", []):
+        volumes[claim["metadata"]["name"]] = {"persistentVolumeClaim": claim["spec"]}
     return {m["mountPath"]: (m, volumes[m["name"]]) for m in gateway_container(objects)["volumeMounts"]}
 
 
@@ -366,11 +397,13 @@ def test_the_configuration_ca_and_audit_are_mounted_where_the_image_reads_them(e
     mount, volume = mounted[option(command, "confdir")]
     assert mount["readOnly"] is True
     assert sorted(find(example, "Secret", volume["secret"]["secretName"])["data"]) == sorted(CA_FILES)
-    # Writable places on a read-only root: the audit's directory, and /tmp for the supervisor.
+    # Writable places on a read-only root: the audit's directory, on the pod's own volume (it moves
+    # with the pod, its records never lost with it), and /tmp for the supervisor.
     audit = Path(cluster_config()["audit"]["path"])
-    for path in (str(audit.parent), "/tmp"):
-        mount, volume = mounted[path]
-        assert "emptyDir" in volume and not mount.get("readOnly"), path
+    mount, volume = mounted[str(audit.parent)]
+    assert volume["persistentVolumeClaim"]["accessModes"] == ["ReadWriteOnce"] and not mount.get("readOnly")
+    mount, volume = mounted["/tmp"]
+    assert "emptyDir" in volume and not mount.get("readOnly")
 
 
 def variables(value: Any) -> Iterator[str]:
@@ -385,7 +418,10 @@ def variables(value: Any) -> Iterator[str]:
 def test_every_variable_of_the_configuration_is_in_the_keys_secret(example) -> None:
     named = set(variables(cluster_config()))
     keys = find(example, "Secret", "tollgate-keys")
-    assert named and named == set(keys["data"]) == set(env_file())
+    records = find(example, "Secret", "tollgate-records")
+    assert set(records["data"]) == set(env_file(RECORDS_EXAMPLE)) == {"TOLLGATE_SENDER_PASSWORD"}
+    assert named and named == set(keys["data"]) | set(records["data"])
+    assert set(keys["data"]) == set(env_file())
     redis = find(example, "Deployment", "tollgate-redis")["spec"]["template"]["spec"]["containers"][0]
     for variable in redis["env"]:
         reference = variable["valueFrom"]["secretKeyRef"]
@@ -394,7 +430,7 @@ def test_every_variable_of_the_configuration_is_in_the_keys_secret(example) -> N
 
 def test_the_cluster_configuration_loads_and_its_policy_decides() -> None:
     config_dir = KUBERNETES / "base" / "config"
-    config = load_config(config_dir / "tollgate.yaml", env=env_file())
+    config = load_config(config_dir / "tollgate.yaml", env=env_file() | env_file(RECORDS_EXAMPLE))
     assert [c.name for c in config.clients] == ["team-a"] and config.limits
     policy = Policy(config.policy.rego)
     document = {"client": {"name": "team-a", "groups": ["research"]}, "model": "gpt-4o-mini", "unread": []}
@@ -411,18 +447,142 @@ def test_the_ledger_is_the_redis_the_manifests_run_and_only_tollgate_reaches_it(
     redis = find(base, "Deployment", "tollgate-redis")
     assert service["spec"]["selector"] == redis["spec"]["selector"]["matchLabels"]
     assert "--appendonly" in redis["spec"]["template"]["spec"]["containers"][0]["args"]
-    gateway = find(base, "Deployment", "tollgate")["spec"]["selector"]["matchLabels"]
+    gateway = find(base, "StatefulSet", "tollgate")["spec"]["selector"]["matchLabels"]
     rule = find(base, "NetworkPolicy", "tollgate-redis")["spec"]
     assert rule["podSelector"]["matchLabels"] == service["spec"]["selector"]
     assert rule["ingress"] == [{"from": [{"podSelector": {"matchLabels": gateway}}], "ports": [{"port": "redis"}]}]
 
 
 def test_the_service_budget_and_template_select_the_same_pods(base) -> None:
-    deployment = find(base, "Deployment", "tollgate")
-    labels = deployment["spec"]["template"]["metadata"]["labels"]
-    selector = deployment["spec"]["selector"]["matchLabels"]
+    stateful_set = find(base, "StatefulSet", "tollgate")
+    labels = stateful_set["spec"]["template"]["metadata"]["labels"]
+    selector = stateful_set["spec"]["selector"]["matchLabels"]
     assert selector.items() <= labels.items()
     assert find(base, "Service", "tollgate")["spec"]["selector"] == selector
     assert find(base, "PodDisruptionBudget", "tollgate")["spec"]["selector"]["matchLabels"] == selector
-    ledger = find(base, "Deployment", "tollgate-redis")["spec"]["template"]["metadata"]["labels"]
-    assert not selector.items() <= ledger.items()  # the gateway's selector takes no Redis pod
+    for other in ("tollgate-redis", "tollgate-console"):
+        labels = find(base, "Deployment", other)["spec"]["template"]["metadata"]["labels"]
+        assert not selector.items() <= labels.items(), other  # the gateway's selector takes no other pod
+
+
+# --- the fleet's instances and its one console --------------------------------------------------
+
+
+def test_each_instance_keeps_its_name_and_its_volume_wherever_it_runs(base) -> None:
+    spec = find(base, "StatefulSet", "tollgate")["spec"]
+    # Its records' `instance` is the pod's name (tollgate-0, …), the same after every restart.
+    (instance,) = [v for v in gateway_container(base)["env"] if v["name"] == "TOLLGATE_INSTANCE"]
+    assert instance["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # Its audit file, in-flight file and positions are on a volume of its own, kept when it is
+    # scaled away or deleted: what PostgreSQL has not taken waits there.
+    (claim,) = spec["volumeClaimTemplates"]
+    audit = Path(cluster_config()["audit"]["path"])
+    (data,) = [m for m in gateway_container(base)["volumeMounts"] if m["name"] == claim["metadata"]["name"]]
+    assert data["mountPath"] == str(audit.parent)
+    assert claim["metadata"]["name"] not in {v["name"] for v in spec["template"]["spec"]["volumes"]}
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    # The headless Service the StatefulSet names, over the same pods as the front Service.
+    headless = find(base, "Service", spec["serviceName"])["spec"]
+    assert headless["clusterIP"] == "None"
+    assert (
+        headless["selector"] == spec["selector"]["matchLabels"] == find(base, "Service", "tollgate")["spec"]["selector"]
+    )
+
+
+def test_the_instances_send_their_records_to_postgresql_as_the_sender_role() -> None:
+    # The instances as the sender's role, the console as its own, on one database; their passwords
+    # from their own Secrets.
+    sender = urlsplit(cluster_config()["audit"]["postgres"]["dsn"])
+    console = console_config()
+    reader = urlsplit(console["audit"]["postgres"]["dsn"])
+    assert (sender.username, sender.password) == ("tollgate_sender", "${TOLLGATE_SENDER_PASSWORD}")
+    assert (reader.username, reader.password) == ("tollgate_console", "${TOLLGATE_CONSOLE_PASSWORD}")
+    assert (sender.hostname, sender.port, sender.path) == (reader.hostname, reader.port, reader.path)
+    assert console["console"]["postgres_dsn"] == console["audit"]["postgres"]["dsn"]
+    roles = ROLES_SQL.read_text(encoding="utf-8")
+    assert "CREATE ROLE tollgate_sender" in roles and "CREATE ROLE tollgate_console" in roles
+
+
+def console_config() -> dict[str, Any]:
+    return yaml.safe_load((KUBERNETES / "base" / "console" / "tollgate.yaml").read_text(encoding="utf-8"))
+
+
+def console_pod(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    deployment = find(objects, "Deployment", "tollgate-console")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    return pod, container
+
+
+def test_the_console_is_one_replica_recreated_and_mounts_no_provider_secret(example) -> None:
+    spec = find(example, "Deployment", "tollgate-console")["spec"]
+    # Sessions live in its memory: one pod, never two at once.
+    assert (spec["replicas"], spec["strategy"]) == (1, {"type": "Recreate"})
+    pod, container = console_pod(example)
+    console_keys = find(example, "Secret", "tollgate-console-keys")["metadata"]["name"]
+    tls = find(example, "Secret", "tollgate-console-tls")["metadata"]["name"]
+    assert container["envFrom"] == [{"secretRef": {"name": console_keys}}] and "env" not in container
+    secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert secrets == {tls}
+    # Not one entry of the instances' Secrets (keys, virtual keys, Redis, the sender's DSN) in its pod.
+    theirs = {find(example, "Secret", name)["metadata"]["name"] for name in ("tollgate-keys", "tollgate-records")}
+    theirs.add(find(example, "Secret", "tollgate-ca")["metadata"]["name"])
+    assert not theirs & set(re.findall(r"tollgate-[a-z-]+-[a-z0-9]{10}", yaml.safe_dump(pod)))
+    # Its configuration names what its Secret holds, and no provider, key or ledger.
+    config = console_config()
+    assert set(variables(config)) == set(find(example, "Secret", "tollgate-console-keys")["data"])
+    assert (
+        set(variables(config)) == set(env_file(CONSOLE_EXAMPLE)) == {"TOLLGATE_CONSOLE_PASSWORD", "CONSOLE_OIDC_SECRET"}
+    )
+    assert {"providers", "ledger", "limits", "egress", "mcp"}.isdisjoint(config)
+    assert all(set(client) <= {"name", "groups", "people"} for client in config["clients"])
+
+
+def test_the_console_serves_its_configuration_over_tls_reading_postgresql_with_its_role(example) -> None:
+    pod, container = console_pod(example)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounted = {m["mountPath"]: (m, volumes[m["name"]]) for m in container["volumeMounts"]}
+    command = container["command"]
+    assert command[:3] == ["tollgate", "console", "--config"] and len(command) == 4
+    mount, volume = mounted[str(Path(command[3]).parent)]
+    config_map = find(example, "ConfigMap", volume["configMap"]["name"])
+    assert mount["readOnly"] is True and set(config_map["data"]) == {Path(command[3]).name}
+    config = yaml.safe_load(config_map["data"]["tollgate.yaml"])
+    console = config["console"]
+    # Every interface, over TLS: the certificate and key where the TLS Secret is mounted.
+    host, _, listen_port = console["listen"].rpartition(":")
+    assert host == "0.0.0.0" and int(listen_port) == port(container, "https")
+    service = find(example, "Service", "tollgate-console")["spec"]
+    assert service["ports"] == [{"name": "https", "port": 443, "targetPort": "https"}]
+    assert service["selector"] == find(example, "Deployment", "tollgate-console")["spec"]["selector"]["matchLabels"]
+    for name, file in (("cert", "tls.crt"), ("key", "tls.key")):
+        path = Path(console["tls"][name])
+        mount, volume = mounted[str(path.parent)]
+        assert mount["readOnly"] is True and path.name == file
+        assert file in find(example, "Secret", volume["secret"]["secretName"])["data"]
+    # PostgreSQL with its own role; people sign in with the identity provider, its secret a variable.
+    assert urlsplit(config["audit"]["postgres"]["dsn"]).username == "tollgate_console"
+    assert console["postgres_dsn"] == config["audit"]["postgres"]["dsn"]
+    sign_in = console["sign_in"]
+    assert sign_in["client_secret"] == "${CONSOLE_OIDC_SECRET}"
+    assert urlsplit(sign_in["redirect_uri"]).scheme == "https" and sign_in["redirect_uri"].endswith("/auth/callback")
+    assert sign_in["security"] and sign_in["leads"]
+    # Writable places on a read-only root: its own files (the access log), and /tmp.
+    for path in (str(Path(config["audit"]["path"]).parent), "/tmp"):
+        mount, volume = mounted[path]
+        assert "emptyDir" in volume and not mount.get("readOnly"), path
+
+
+def test_the_console_configuration_loads() -> None:
+    from tollgate.core.console_settings import ConsoleConfig
+
+    data = console_config()
+    # Keys of the console's contract that this checkout does not know yet are left out, no others.
+    unknown = set(data["console"]) - set(ConsoleConfig.model_fields)
+    assert unknown <= {"sign_in", "postgres_dsn"}
+    data["console"] = {k: v for k, v in data["console"].items() if k not in unknown}
+    config = parse_config(data, env=env_file(CONSOLE_EXAMPLE))
+    assert [(c.name, c.people) for c in config.clients] == [("team-a", ("alice@example.com", "bob@example.com"))]
+    assert config.audit.postgres is not None and config.console.tls is not None
+    assert [c.name for c in config.clients] == [c.name for c in load_config(
+        KUBERNETES / "base" / "config" / "tollgate.yaml", env=env_file() | env_file(RECORDS_EXAMPLE)).clients]  # fmt: skip

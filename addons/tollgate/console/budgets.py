@@ -2,8 +2,8 @@
 them: its SQLite file, or its Redis server's `tollgate:counter:*` keys (read-only: the console
 never changes a counter; a Redis that cannot be read leaves the view empty until it can). A row
 per limit and per counter it keeps: who it applies to (`per: client`/`group`: the client or
-group, `(anonymous)` for the counter anonymous callers share; `per: all`: null), used and the
-cap in the limit's unit (`usd`: US dollars)."""
+group, `(anonymous)` for the counter anonymous callers share; `per: all`: null; `per`, which of
+them), used and the cap in the limit's unit (`usd`: US dollars)."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def rows(rules: Sequence[LimitRule], counters: dict[str, int], now: float) -> li
                 subjects = {"all": subjects.get("all", 0)}
             for subject, used in sorted(subjects.items()):
                 found.append({
-                    "limit": rule.label, "field": field, "subject": _subject(rule.per, subject),
+                    "limit": rule.label, "field": field, "per": rule.per, "subject": _subject(rule.per, subject),
                     "window": window, "used": _unit(metric, used), "cap": _unit(metric, cap),
                     "unit": "usd" if metric == "usd" else metric,
                 })  # fmt: skip

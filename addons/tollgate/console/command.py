@@ -32,6 +32,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     from tollgate.console.access_log import AccessLog, default_path
     from tollgate.console.budgets import budgets_reader
     from tollgate.console.follow import Audit
+    from tollgate.console.scope import Rules
     from tollgate.console.server import Console, new_token
     from tollgate.console.views import Views
     from tollgate.core.config import ConfigError, load_config
@@ -94,7 +95,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     # The index is remembered beside the audit: the configured file's, else the last file given.
     remember = path_for(given[-1] if given else Path(config.audit.path)) if files else None
     audit = Audit(files, follow=True, key=key, remember=remember)
-    views = Views(audit, budgets_reader(config.limits, config.ledger_store))
+    views = Views(audit, budgets_reader(config.limits, config.ledger_store), Rules.of(config))
     if settings.access_log is not None:
         access_path = Path(settings.access_log)
     else:

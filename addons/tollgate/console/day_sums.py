@@ -1,11 +1,14 @@
 """What a day of the audit's records adds up to, for the console's views (`index.Index` keeps one
 `Day` of sums per UTC day): each person's calls, tokens, cost, findings and models; the spend by
 provider, model and client; the refusals and findings by kind and client; each client's AI
-services. And what a view covers (`Window`). Plain code: no HTTP, no files."""
+services; each kept per origin (`index.Origin`, by its number) where it is by client, so that a
+view sums the origins its viewer may see. And what a view covers (`Window`). Plain code: no HTTP,
+no files."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,30 +90,21 @@ class Service:
 
 @dataclass(slots=True)
 class Day:
-    """The sums of one UTC day's records."""
+    """The sums of one UTC day's records, by origin (its number) where they are by client."""
 
-    people: dict[tuple[str | None, str | None], Person] = field(default_factory=dict)
-    # (provider, model, client): the calls of each together, while the day is one of the last two
-    # read; then folded (`fold`) into ("provider" | "model" | "client", value): fewer sums to keep.
-    spend: dict[tuple[str | None, str | None, str | None], Spend] = field(default_factory=dict)
-    folded: bool = False
+    people: dict[tuple[int, str | None], Person] = field(default_factory=dict)  # (origin, anonymous key)
+    # (provider, model, origin): the calls of each together (a model is mostly of one provider, so
+    # that these are fewer than sums by provider, by model and by client, each per origin), as where
+    # their figures start in `figures`: calls, input tokens, output tokens, cost, in a row. Kept flat,
+    # as a year holds days × models × origins of them: a third of the memory of an object each.
+    spend: dict[tuple[str | None, str | None, int], int] = field(default_factory=dict)
+    figures: array = field(default_factory=lambda: array("d"))
 
-    def fold(self, one: Callable[[Any], Any]) -> None:
-        """The spend of the calls together, as three sums by provider, by model and by client
-        (`one`: the key each stands for, kept once)."""
-        if self.folded:
-            return
-        by: dict[Any, Spend] = {}
-        for together, s in self.spend.items():
-            for dimension, at in SPEND_BY.items():
-                add_spend(by, one((dimension, together[at])), s.calls, s.input_tokens, s.output_tokens, s.cost_usd)
-        self.spend, self.folded = by, True
-
-    refusals: dict[tuple[str, str | None], Refusals] = field(default_factory=dict)  # (kind, client)
-    # (kind, client, where, action): where it was found (`request`, `answer`) and what was done
+    refusals: dict[tuple[str, int], Refusals] = field(default_factory=dict)  # (kind, origin)
+    # (kind, origin, where, action): where it was found (`request`, `answer`) and what was done
     # (`finding_action`).
-    findings: dict[tuple[str, str | None, str, str], int] = field(default_factory=dict)
-    services: dict[tuple[str | None, str], Service] = field(default_factory=dict)  # (client, service)
+    findings: dict[tuple[str, int, str, str], int] = field(default_factory=dict)
+    services: dict[tuple[int, str], Service] = field(default_factory=dict)  # (origin, service)
 
 
 @dataclass(slots=True)
@@ -148,6 +142,15 @@ class Unverified:
     spend: set[tuple[str, str, str | None]] = field(default_factory=set)
 
 
+@dataclass(slots=True)
+class UnverifiedDay:
+    """What a day's records after a fault of the chain count in, by origin (its number): so that
+    a viewer's rows are marked for the records it may see, and no others."""
+
+    origins: set[int] = field(default_factory=set)
+    spend: set[tuple[str, str, str | None, int]] = field(default_factory=set)  # (bucket, by, name, origin)
+
+
 def finding_action(record: Mapping[str, Any], where: str) -> str:
     """What was done with a call's findings in its request or its answer (`where`), as its record
     says: `refused` (`refusal` `content_denied`: for a request's, a call that never had an answer,
@@ -170,16 +173,6 @@ def seen(person: Person, ts: str) -> None:
         person.first_seen = ts
     if ts > person.last_seen:  # noqa: PLR1730
         person.last_seen = ts
-
-
-def add_spend(sums: dict[Any, Spend], key: Any, calls: int, inputs: int, outputs: int, cost: float) -> None:
-    spend = sums.get(key)
-    if spend is None:
-        spend = sums[key] = Spend()
-    spend.calls += calls
-    spend.input_tokens += inputs
-    spend.output_tokens += outputs
-    spend.cost_usd += cost
 
 
 def merge_service(whole: Service, part: Service) -> None:

@@ -2,18 +2,20 @@
 
 Each record line is read once (`Index.add`): its place is kept (file and byte offset, to serve it
 again as written), a few small columns (to filter the event list by, and its hour, model, tokens
-and cost for the hourly spend), and its figures added to the sums of its UTC day (`ts[:10]`): per
-person, per provider, model and client, per refusal kind and client, per finding kind and client,
-per client and AI service. A view adds up the days it covers, so that it answers in time
-proportional to the days and keys, not to the records. Plain code: no HTTP, no files (`follow.py`
-reads them)."""
+and cost for the hourly spend), its origin (`Origin`: what decides who may see it, and which
+instance wrote it), and its figures added to the sums of its UTC day (`ts[:10]`): per person, per
+provider, model and client, per refusal kind and client, per finding kind and client, per client
+and AI service, each kept per origin rather than per client. A view adds up the days it covers over
+the origins a viewer may see (`scope.py`), then by client, so that it answers in time proportional
+to the days and keys, not to the records. Plain code: no HTTP, no files (`follow.py` reads them)."""
 
 from __future__ import annotations
 
+import heapq
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import orjson
 
@@ -27,8 +29,8 @@ from tollgate.console.day_sums import (
     Service,
     Spend,
     Unverified,
+    UnverifiedDay,
     Window,
-    add_spend,
     finding_action,
     merge_service,
     seen,
@@ -51,6 +53,20 @@ LISTED = frozenset((list, type(None)))
 T = TypeVar("T")
 
 
+class Origin(NamedTuple):
+    """What decides who may see a record, and which instance wrote it. Few: clients × the groups
+    they call with × plan accounts × instances, so that the sums are kept per origin."""
+
+    client: str | None
+    groups: tuple[str, ...] | None  # None: the record names none (connections, MCP calls)
+    account: str | None  # a plan call's account (an e-mail), lower-cased
+    instance: str | None
+    jwt: bool  # its client was identified by a JWT (`auth` jwt)
+
+
+NO_ORIGIN = Origin(None, None, None, None, False)  # a line that is no record: security's only
+
+
 class Index:
     """Every record added so far: its place, its filter columns, its day's sums."""
 
@@ -60,6 +76,7 @@ class Index:
         self.offsets = array("q")
         # One entry per record: small numbers standing for strings (`_names`), and its figures.
         self.clients = array("i")
+        self.origins = array("i")  # its origin's number (`origin_list`)
         self.providers = array("i")
         self.decisions = array("b")  # 0 none, 1 allow, 2 deny
         self.events = array("i")
@@ -72,14 +89,22 @@ class Index:
         self._names: list[str | None] = [None]
         self._hour_ids: dict[str | None, int] = {None: 0}
         self._hours: list[str | None] = [None]
+        self.origin_list: list[Origin] = [NO_ORIGIN]
+        self._origin_ids: dict[Origin, int] = {NO_ORIGIN: 0}
+        # A record's (client, groups, account, instance, auth) as read → its origin's number: apart from
+        # `_origin_ids`, as a tuple read could equal an origin of other meaning (`auth` true, `jwt` True).
+        self._read_origins: dict[tuple[Any, ...], int] = {}
+        # Per origin, its records' numbers in order, for the event list of a viewer who sees some
+        # origins only (`_numbers`): made when first asked for, then for the records read since.
+        self._by_origin: list[array] = []
+        self._posted = 0  # the records in `_by_origin`
         self.days: dict[str, Day] = {}
-        self._unfolded: list[str] = []  # the days whose spend is not folded yet, oldest first
         self.malformed = 0
         # The lines longer than the console reads at once, never parsed: record number → length.
         self.long_lines: dict[int, int] = {}
         # What the records after a fault of the chain count in, per day (`unverified`): the ranges'
         # starts, how far each was walked, the marks by day.
-        self._unverified: tuple[tuple[int, ...], list[int], dict[str, Unverified]] | None = None
+        self._unverified: tuple[tuple[int, ...], list[int], dict[str, UnverifiedDay]] | None = None
         # The one object each key and name of the sums stands for (a client, a kind, a reason, a
         # (client, service) pair): kept once, not once per day and row that holds it.
         self.shared: dict[Any, Any] = {}
@@ -112,6 +137,7 @@ class Index:
         add_decision, add_event, add_hour = self.decisions.append, self.events.append, self.hours.append
         add_model, add_input, add_output = self.models.append, self.input_tokens.append, self.output_tokens.append
         add_cost, summed = self.costs.append, self._sum
+        origin_ids, add_origin, new_origin = self._read_origins, self.origins.append, self._new_origin
         view, find = memoryview(data), data.find
         lost = 0
         record: Any
@@ -136,7 +162,7 @@ class Index:
                 self.malformed += 1
                 record = None
                 client = provider = ts = hour = model = None
-                event, decision, inputs, outputs, price = BAD_LINE, 0, 0, 0, 0.0
+                event, decision, inputs, outputs, price, origin = BAD_LINE, 0, 0, 0, 0.0, 0
             else:
                 get = record.get
                 event, client, ts, model = get("event"), get("client"), get("ts"), get("model")
@@ -158,6 +184,14 @@ class Index:
                     ts = hour = None
                 else:
                     hour = ts[:HOUR]
+                groups = get("groups")
+                read = (client, tuple(groups) if type(groups) is list else groups, get("account"), get("instance"),
+                        get("auth"))  # fmt: skip
+                try:
+                    origin = origin_ids[read]
+                except (KeyError, TypeError):  # a new origin, or one of fields of another shape
+                    origin = new_origin(read)
+            add_origin(origin)
             add_client(ids[client] if client in ids else new_id(client))
             add_provider(ids[provider] if provider in ids else new_id(provider))
             add_decision(decision)
@@ -173,7 +207,9 @@ class Index:
             if (
                 ts is not None
                 and record is not None
-                and not summed(ts, record, event, client, provider, decision, inputs, outputs, cost, price, model)
+                and not summed(
+                    ts, record, event, client, origin, provider, decision, inputs, outputs, cost, price, model
+                )
             ):
                 self.malformed += 1  # a record whose figures are not what the audit writes: listed, not summed
             if record is not None:
@@ -196,6 +232,7 @@ class Index:
         for column in (self.clients, self.providers, self.models):
             column.append(self.id(None))
         self.events.append(self.id(BAD_LINE))
+        self.origins.append(0)
         self.hours.append(self._hour_ids[None])
         for column in (self.decisions, self.input_tokens, self.output_tokens):
             column.append(0)
@@ -208,6 +245,28 @@ class Index:
             self._names.append(name)
         return number
 
+    def _new_origin(self, read: tuple[Any, ...]) -> int:
+        """The number of the origin of a record's (client, groups, account, instance, auth) as read;
+        fields of another shape than the audit writes count as none (groups: as an empty list, which
+        meets no lead's groups)."""
+        client, groups, account, instance, auth = read
+        if groups is not None and not (type(groups) is tuple and all(type(g) is str for g in groups)):
+            groups = ()
+        origin = Origin(client, groups, account.lower() if type(account) is str else None,
+                        instance if type(instance) is str else None, auth == "jwt")  # fmt: skip
+        number = self._origin_ids.get(origin)
+        if number is None:
+            number = self._origin_ids[origin] = len(self.origin_list)
+            self.origin_list.append(origin)
+        try:
+            self._read_origins[read] = number
+        except TypeError:
+            pass  # unhashable as read (a list in a field): looked up afresh each time, as such records are rare
+        return number
+
+    def client_of(self, origin: int) -> str | None:
+        return self.origin_list[origin].client
+
     def file_of(self, number: int) -> int:
         """The file record `number` is in (its index among the files read)."""
         return bisect_right(self.file_starts, number) - 1
@@ -217,11 +276,12 @@ class Index:
         return self._ids.get(name)
 
     def _sum(
-        self, ts: str, record: dict[str, Any], event: Any, client: str | None, provider: str | None, decision: int,
-        inputs: int, outputs: int, cost: Any, price: float, model: str | None,
+        self, ts: str, record: dict[str, Any], event: Any, client: str | None, origin: int, provider: str | None,
+        decision: int, inputs: int, outputs: int, cost: Any, price: float, model: str | None,
     ) -> bool:  # fmt: skip
-        """The record added to its day's sums; False, and nothing added, when its figures are of
-        another shape than the audit writes (checked before any sum takes the record)."""
+        """The record added to its day's sums, each kept per origin (`origin`, whose client is
+        `client`); False, and nothing added, when its figures are of another shape than the audit
+        writes (checked before any sum takes the record)."""
         get = record.get
         found, answer_found, kind = get("findings"), get("answer_findings"), get("refusal")
         if type(found) not in MAPPING or type(answer_found) not in MAPPING:
@@ -232,13 +292,12 @@ class Index:
         sums = self.days.get(day)
         if sums is None:
             sums = self.days[day] = Day()
-            self._fold_before(day)
         if event == "llm_call" or event == "mcp_call":  # noqa: PLR1714 (two comparisons: a tuple's `in` is slower here)
             denied = decision == DENY
             key = None if client is not None else _str(get("upstream_key"))
-            person = sums.people.get((client, key))
+            person = sums.people.get((origin, key))
             if person is None:
-                person = sums.people[self.one((client, self.one(key)))] = Person()
+                person = sums.people[self.one((origin, self.one(key)))] = Person()
             person.calls += 1
             person.refused += denied
             person.input_tokens += inputs
@@ -251,7 +310,7 @@ class Index:
             if ts > person.last_seen:  # noqa: PLR1730
                 person.last_seen = ts
             if found or answer_found:
-                self._findings(sums, person, client, record, found, answer_found)
+                self._findings(sums, person, origin, record, found, answer_found)
             if event == "llm_call":
                 if model is not None:
                     models = person.models
@@ -262,23 +321,22 @@ class Index:
                         models[self.one(model)] = 1  # the one string kept for it, the first time a day
                     else:
                         models[model] = n + 1
-                if sums.folded:  # a call that ended long after the calls around it
-                    for by, value in (("provider", provider), ("model", model), ("client", client)):
-                        add_spend(sums.spend, self.one((by, value)), 1, inputs, outputs, price)
-                else:  # one sum per provider, model and client together: a view adds up the one it is by
-                    spend = sums.spend.get((provider, model, client))
-                    if spend is None:
-                        spend = sums.spend[self.one((provider, model, client))] = Spend()
-                    spend.calls += 1
-                    spend.input_tokens += inputs
-                    spend.output_tokens += outputs
-                    spend.cost_usd += price
+                # One sum per provider, model and origin together: a view adds up the one it is by.
+                at = sums.spend.get((provider, model, origin))
+                figures = sums.figures
+                if at is None:
+                    at = sums.spend[self.one((provider, model, origin))] = len(figures)
+                    figures.extend((0.0, 0.0, 0.0, 0.0))
+                figures[at] += 1
+                figures[at + 1] += inputs
+                figures[at + 2] += outputs
+                figures[at + 3] += price
                 service = provider or _str(get("requested_provider")) or _str(get("host"))
                 if service is not None:
                     # `_service`, written out here: the path nine records in ten take.
-                    row = sums.services.get((client, service))
+                    row = sums.services.get((origin, service))
                     if row is None:
-                        row = self._service(sums, client, service, GOVERNED_CATEGORY, ts)
+                        row = self._service(sums, origin, service, GOVERNED_CATEGORY, ts)
                     elif row.category is None:
                         row.category = GOVERNED_CATEGORY
                     if ts < row.first_seen:  # noqa: PLR1730
@@ -297,35 +355,26 @@ class Index:
                     if type(received) is int and received > 0:
                         row.bytes_received += received
         elif event == CONNECTION:
-            person = sums.people.get((client, None))
+            person = sums.people.get((origin, None))
             if person is None:
-                person = sums.people[self.one((client, None))] = Person()
+                person = sums.people[self.one((origin, None))] = Person()
             person.connections += 1
             seen(person, ts)
-            self._connection(sums, client, decision == DENY, record, ts)
+            self._connection(sums, origin, decision == DENY, record, ts)
         else:
             return True
         if kind is not None:
-            self._refusal(sums, ts, client, kind, record)
+            self._refusal(sums, ts, origin, kind, record)
         return True
 
-    def _fold_before(self, day: str) -> None:
-        """Fold the spend of the days before the day before `day` (records come in time order but
-        for the calls in flight together)."""
-        unfolded = self._unfolded
-        unfolded.append(day)
-        unfolded.sort()
-        while len(unfolded) > 2:
-            self.days[unfolded.pop(0)].fold(self.one)
-
-    def _connection(self, sums: Day, client: str | None, denied: bool, record: dict[str, Any], ts: str) -> None:
+    def _connection(self, sums: Day, origin: int, denied: bool, record: dict[str, Any], ts: str) -> None:
         service = _str(record.get("service"))
         if service is None and denied:
             # A refused host of no AI service is a row of its own, named by its host (as `tollgate inventory`).
             service = _str(record.get("host"))
         if service is None:
             return  # let through to a host of no AI service: no row
-        row = self._service(sums, client, service, _str(record.get("category")), ts)
+        row = self._service(sums, origin, service, _str(record.get("category")), ts)
         if denied:
             row.refused += 1
         else:
@@ -333,12 +382,12 @@ class Index:
         row.bytes_sent += _int(record.get("bytes_sent"))
         row.bytes_received += _int(record.get("bytes_received"))
 
-    def _refusal(self, sums: Day, ts: str, client: str | None, kind: Any, record: dict[str, Any]) -> None:
+    def _refusal(self, sums: Day, ts: str, origin: int, kind: Any, record: dict[str, Any]) -> None:
         if not isinstance(kind, str):
             return
-        refusals = sums.refusals.get((kind, client))
+        refusals = sums.refusals.get((kind, origin))
         if refusals is None:
-            refusals = sums.refusals[self.one((self.one(kind), client))] = Refusals()
+            refusals = sums.refusals[self.one((self.one(kind), origin))] = Refusals()
         refusals.count += 1
         if ts >= refusals.last_seen:
             reasons = record.get("deny_reasons")
@@ -346,7 +395,7 @@ class Index:
             refusals.last_seen = ts
 
     def _findings(
-        self, sums: Day, person: Person, client: str | None, record: dict[str, Any],
+        self, sums: Day, person: Person, origin: int, record: dict[str, Any],
         found: dict[str, Any] | None, answer_found: dict[str, Any] | None,
     ) -> None:  # fmt: skip
         """A call's request and answer findings, each a mapping of kind to count (checked before),
@@ -360,16 +409,16 @@ class Index:
                         person.findings = {}
                     kind = self.one(found_kind)
                     person.findings[kind] = person.findings.get(kind, 0) + n
-                    key = (kind, client, where, action)
+                    key = (kind, origin, where, action)
                     if key in sums.findings:
                         sums.findings[key] += n
                     else:
                         sums.findings[self.one(key)] = n
 
-    def _service(self, sums: Day, client: str | None, service: str, category: str | None, ts: str) -> Service:
-        row = sums.services.get((client, service))
+    def _service(self, sums: Day, origin: int, service: str, category: str | None, ts: str) -> Service:
+        row = sums.services.get((origin, service))
         if row is None:
-            row = sums.services[self.one((client, self.one(service)))] = Service(self.one(category))
+            row = sums.services[self.one((origin, self.one(service)))] = Service(self.one(category))
         elif row.category is None:
             row.category = self.one(category)
         if ts < row.first_seen:  # noqa: PLR1730
@@ -378,17 +427,21 @@ class Index:
             row.last_seen = ts
         return row
 
-    # ---- the views
+    # ---- the views: each over the origins `chosen` (None: every one), then by client
 
     def selected(self, window: Window) -> Iterator[Day]:
         for day, sums in self.days.items():
             if window.holds_day(day):
                 yield sums
 
-    def people(self, window: Window) -> list[dict[str, Any]]:
+    def people(self, window: Window, chosen: frozenset[int] | None = None) -> list[dict[str, Any]]:
         people: dict[tuple[str | None, str | None], Person] = {}
+        client_of = self.client_of
         for sums in self.selected(window):
-            for who, person in sums.people.items():
+            for (origin, key), person in sums.people.items():
+                if chosen is not None and origin not in chosen:
+                    continue
+                who = (client_of(origin), key)
                 whole = people.get(who)
                 if whole is None:
                     whole = people[who] = Person()
@@ -405,41 +458,54 @@ class Index:
             })  # fmt: skip
         return rows
 
-    def spend(self, window: Window, by: str, bucket: str) -> list[dict[str, Any]]:
-        sums = self._spend_by_hour(window, by) if bucket == "hour" else self._spend_by_day(window, by)
+    def spend(self, window: Window, by: str, bucket: str, chosen: frozenset[int] | None = None) -> list[dict[str, Any]]:
+        summed = self._spend_by_hour if bucket == "hour" else self._spend_by_day
+        sums = summed(window, by, chosen)
         return [
             {"bucket": _bucket_time(b), "key": k, "calls": s.calls, "input_tokens": s.input_tokens,
              "output_tokens": s.output_tokens, "cost_usd": round(s.cost_usd, 9)}
             for (b, k), s in sorted(sums.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
         ]  # fmt: skip
 
-    def _spend_by_day(self, window: Window, by: str) -> dict[tuple[str, str | None], Spend]:
+    def _spend_by_day(
+        self, window: Window, by: str, chosen: frozenset[int] | None
+    ) -> dict[tuple[str, str | None], Spend]:
         sums: dict[tuple[str, str | None], Spend] = {}
-        at = SPEND_BY[by]
+        dimension, client_of = SPEND_BY[by], self.client_of
         for day, d in self.days.items():
             if not window.holds_day(day):
                 continue
-            for key, s in d.spend.items():
-                if d.folded:
-                    if key[0] != by:
-                        continue
-                    value = key[1]
-                else:
-                    value = key[at]
-                add_spend(sums, (day, value), s.calls, s.input_tokens, s.output_tokens, s.cost_usd)
+            figures = d.figures
+            for key, at in d.spend.items():
+                origin = key[2]
+                if chosen is not None and origin not in chosen:
+                    continue
+                value = client_of(origin) if by == "client" else cast(str | None, key[dimension])
+                whole = sums.get((day, value))
+                if whole is None:
+                    whole = sums[(day, value)] = Spend()
+                whole.calls += int(figures[at])
+                whole.input_tokens += int(figures[at + 1])
+                whole.output_tokens += int(figures[at + 2])
+                whole.cost_usd += figures[at + 3]
         return sums
 
-    def _spend_by_hour(self, window: Window, by: str) -> dict[tuple[str, str | None], Spend]:
+    def _spend_by_hour(
+        self, window: Window, by: str, chosen: frozenset[int] | None
+    ) -> dict[tuple[str, str | None], Spend]:
         """Per hour, from the records' own figures (the sums are kept per day)."""
         names, calls = self._names, self._ids.get("llm_call")
         held = {n for n, hour in enumerate(self._hours) if hour is not None and window.holds_hour(hour)}
         keys = {"provider": self.providers, "model": self.models, "client": self.clients}[by]
         start = self._walk_back_start(window.since)
         sums: dict[tuple[int, int], Spend] = {}
-        columns = (self.hours, self.events, keys, self.input_tokens, self.output_tokens, self.costs)
+        columns = (self.hours, self.events, keys, self.input_tokens, self.output_tokens, self.costs, self.origins)
+        every = chosen is None
         # The columns' ends, copied, are read in step: far faster than each record's items by index.
-        for hour, event, key, inputs, outputs, cost in zip(*(column[start:] for column in columns), strict=True):
-            if event != calls or hour not in held:
+        for hour, event, key, inputs, outputs, cost, origin in zip(
+            *(column[start:] for column in columns), strict=True
+        ):
+            if event != calls or hour not in held or not (every or origin in chosen):  # type: ignore[operator]
                 continue
             whole = sums.get((hour, key))
             if whole is None:
@@ -463,10 +529,14 @@ class Index:
             end = start
         return 0
 
-    def refusals(self, window: Window) -> list[dict[str, Any]]:
+    def refusals(self, window: Window, chosen: frozenset[int] | None = None) -> list[dict[str, Any]]:
         sums: dict[tuple[str, str | None], Refusals] = {}
+        client_of = self.client_of
         for d in self.selected(window):
-            for key, r in d.refusals.items():
+            for (kind, origin), r in d.refusals.items():
+                if chosen is not None and origin not in chosen:
+                    continue
+                key = (kind, client_of(origin))
                 whole = sums.get(key)
                 if whole is None:
                     whole = sums[key] = Refusals()
@@ -478,10 +548,14 @@ class Index:
             for (kind, client), r in sorted(sums.items(), key=lambda kv: (-kv[1].count, kv[0][0], kv[0][1] or ""))
         ]
 
-    def findings(self, window: Window) -> list[dict[str, Any]]:
+    def findings(self, window: Window, chosen: frozenset[int] | None = None) -> list[dict[str, Any]]:
         sums: dict[tuple[str, str | None, str, str], int] = {}
+        client_of = self.client_of
         for d in self.selected(window):
-            for key, n in d.findings.items():
+            for (kind, origin, where, action), n in d.findings.items():
+                if chosen is not None and origin not in chosen:
+                    continue
+                key = (kind, client_of(origin), where, action)
                 sums[key] = sums.get(key, 0) + n
         order = sorted(sums.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1] or "", kv[0][2], kv[0][3]))
         return [
@@ -489,11 +563,15 @@ class Index:
             for (kind, client, where, action), n in order
         ]
 
-    def inventory(self, window: Window) -> list[dict[str, Any]]:
+    def inventory(self, window: Window, chosen: frozenset[int] | None = None) -> list[dict[str, Any]]:
         """The rows of `tollgate inventory --json` over the days the window covers."""
         rows: dict[tuple[str | None, str], Service] = {}
+        client_of = self.client_of
         for d in self.selected(window):
-            for key, r in d.services.items():
+            for (origin, service), r in d.services.items():
+                if chosen is not None and origin not in chosen:
+                    continue
+                key = (client_of(origin), service)
                 whole = rows.get(key)
                 if whole is None:
                     whole = rows[key] = Service(r.category)
@@ -508,10 +586,11 @@ class Index:
 
     # ---- the records after a fault of the chain
 
-    def unverified(self, numbers: list[range], window: Window) -> Unverified:
-        """What the records `numbers` (after a fault of the chain) count in, within `window`: the
-        rows of the views they may have added to, so that each is marked unverified. Kept per day
-        and added to as records come, so that a view walks each record once, not once per request."""
+    def unverified(self, numbers: list[range], window: Window, chosen: frozenset[int] | None = None) -> Unverified:
+        """What the records `numbers` (after a fault of the chain) of the origins `chosen` count in,
+        within `window`: the rows of the views they may have added to, so that each is marked
+        unverified. Kept per day and origin, and added to as records come, so that a view walks
+        each record once, not once per request."""
         starts = tuple(span.start for span in numbers)
         kept = self._unverified
         if kept is None or kept[0] != starts:
@@ -526,49 +605,72 @@ class Index:
                     continue
                 day = days.get(hour[:DAY])
                 if day is None:
-                    day = days[hour[:DAY]] = Unverified()
-                day.clients.add(names[self.clients[n]])
+                    day = days[hour[:DAY]] = UnverifiedDay()
+                origin = self.origins[n]
+                day.origins.add(origin)
                 if self.events[n] == calls:
                     for by, column in (("provider", self.providers), ("model", self.models), ("client", self.clients)):
                         name = names[column[n]]
-                        day.spend.add((_bucket_time(hour[:DAY]), by, name))
-                        day.spend.add((_bucket_time(hour), by, name))
+                        day.spend.add((_bucket_time(hour[:DAY]), by, name, origin))
+                        day.spend.add((_bucket_time(hour), by, name, origin))
             done[i] = max(done[i], span.stop)
         found = Unverified()
         for name, day in days.items():
             if window.holds_day(name):
-                found.clients |= day.clients
-                found.spend |= day.spend
+                found.clients.update(self.client_of(o) for o in day.origins if chosen is None or o in chosen)
+                found.spend.update(s[:3] for s in day.spend if chosen is None or s[3] in chosen)
         return found
 
     # ---- the event list
 
-    def matching(self, before: int, limit: int, filters: Mapping[str, array | int]) -> list[int]:
+    def matching(
+        self, before: int, limit: int, filters: Mapping[str, array | int], chosen: frozenset[int] | None = None
+    ) -> list[int]:
         """The numbers of the last `limit` records before record `before` whose columns hold the
-        filters' values, oldest first."""
+        filters' values and whose origins are `chosen`, oldest first."""
         found: list[int] = []
         columns = [(getattr(self, name), value) for name, value in filters.items()]
-        i = min(before, len(self))
-        while i > 0 and len(found) < limit:
-            i -= 1
+        end = min(before, len(self))
+        numbers = range(end - 1, -1, -1) if chosen is None else self._numbers(chosen, end, newest_first=True)
+        for i in numbers:
+            if len(found) == limit:
+                break
             if all(column[i] == value for column, value in columns):
                 found.append(i)
         found.reverse()
         return found
 
-    def following(self, after: int, limit: int, filters: Mapping[str, array | int]) -> tuple[list[int], int]:
+    def following(
+        self, after: int, limit: int, filters: Mapping[str, array | int], chosen: frozenset[int] | None = None
+    ) -> tuple[list[int], int]:
         """The numbers of the first `limit` records after record `after` (-1: from the first)
-        whose columns hold the filters' values, and the last record looked at."""
+        whose columns hold the filters' values and whose origins are `chosen`, and the last record
+        looked at."""
         found: list[int] = []
         columns = [(getattr(self, name), value) for name, value in filters.items()]
-        last = after
-        for i in range(after + 1, len(self)):
-            last = i
+        after = max(after, -1)  # a cursor the API never gave: from the first record, never from the end
+        numbers = range(after + 1, len(self)) if chosen is None else self._numbers(chosen, after + 1)
+        for i in numbers:
             if all(column[i] == value for column, value in columns):
                 found.append(i)
                 if len(found) == limit:
-                    break
-        return found, last
+                    return found, i
+        return found, max(after, len(self) - 1)  # every record after it looked at
+
+    def _numbers(self, chosen: frozenset[int], at: int, newest_first: bool = False) -> Iterator[int]:
+        """The numbers of the records of the origins `chosen`, from record `at` on (newest first:
+        before it), in order: only theirs are looked at, however few of the records they are."""
+        lists = self._by_origin
+        lists.extend(array("i") for _ in range(len(self.origin_list) - len(lists)))
+        for n, origin in enumerate(self.origins[self._posted :], self._posted):
+            lists[origin].append(n)
+        self._posted = len(self.origins)
+        if newest_first:
+            runs = [map(lists[o].__getitem__, range(bisect_left(lists[o], at) - 1, -1, -1)) for o in chosen]
+            return heapq.merge(*runs, reverse=True)
+        return heapq.merge(
+            *(map(lists[o].__getitem__, range(bisect_left(lists[o], at), len(lists[o]))) for o in chosen)
+        )
 
 
 def _str(value: Any) -> str | None:

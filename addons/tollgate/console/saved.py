@@ -24,13 +24,13 @@ from typing import IO, Any
 
 import orjson
 
-from tollgate.console.day_sums import Day, Person, Refusals, Service, Spend
-from tollgate.console.index import Index
+from tollgate.console.day_sums import Day, Person, Refusals, Service
+from tollgate.console.index import NO_ORIGIN, Index, Origin
 
-MAGIC = b"tollgate console index 3\n"
+MAGIC = b"tollgate console index 4\n"  # 4: the sums per origin (`index.Origin`)
 SUFFIX = ".console-index"
 PROBE = 64 << 10  # the bytes hashed at a file's start and before where reading stopped
-ARRAYS = ("offsets", "clients", "providers", "decisions", "events", "hours", "models", "input_tokens",
+ARRAYS = ("offsets", "clients", "origins", "providers", "decisions", "events", "hours", "models", "input_tokens",
           "output_tokens", "costs")  # fmt: skip
 
 
@@ -86,6 +86,7 @@ def index_state(index: Index) -> dict[str, Any]:
         "file_starts": index.file_starts,
         "names": index._names,
         "hours": index._hours,
+        "origins": [list(origin) for origin in index.origin_list],
         "malformed": index.malformed,
         "long_lines": list(index.long_lines.items()),
         "days": len(index.days),  # each written apart (`write`), so that a restart parses one at a time
@@ -99,8 +100,7 @@ def _values(row: Any) -> list[Any]:
 def _day_state(day: Day) -> dict[str, Any]:
     return {
         "people": [[*key, *_values(p)] for key, p in day.people.items()],
-        "folded": day.folded,
-        "spend": [[*key, *_values(s)] for key, s in day.spend.items()],
+        "spend": [[*key, *day.figures[at : at + 4]] for key, at in day.spend.items()],
         "refusals": [[*key, *_values(r)] for key, r in day.refusals.items()],
         "findings": [[*key, n] for key, n in day.findings.items()],
         "services": [[*key, *_values(s)] for key, s in day.services.items()],
@@ -112,9 +112,10 @@ def _day(state: dict[str, Any], one: Callable[[Any], Any]) -> Day:
     that the days share it rather than each keeping its own copy (`Index.one`)."""
     day = Day()
     day.people = {one((one(c), one(k))): Person(*rest) for c, k, *rest in state["people"]}
-    day.folded = bool(state["folded"])
-    width = 2 if day.folded else 3  # ("provider" | "model" | "client", value), or (provider, model, client)
-    day.spend = {one(tuple(one(v) for v in row[:width])): Spend(*row[width:]) for row in state["spend"]}
+    day.spend = {one(tuple(one(v) for v in row[:3])): 4 * n for n, row in enumerate(state["spend"])}
+    day.figures = array("d", [float(figure) for row in state["spend"] for figure in row[3:7]])
+    if len(day.figures) != 4 * len(day.spend):
+        raise ValueError("spend of another shape")
     day.refusals = {one((one(k), one(c))): Refusals(count, one(reason), seen)
                     for k, c, count, reason, seen in state["refusals"]}  # fmt: skip
     day.findings = {one((one(k), one(c), one(where), one(action))): n for k, c, where, action, n in state["findings"]}
@@ -150,10 +151,20 @@ def restore_index(header: dict[str, Any], data: IO[bytes]) -> Index:
     index._ids = {name: n for n, name in enumerate(index._names)}
     index._hours = list(header["hours"])
     index._hour_ids = {hour: n for n, hour in enumerate(index._hours)}
+    index.origin_list = [_origin(o) for o in header["origins"]]
+    index._origin_ids = {origin: n for n, origin in enumerate(index.origin_list)}
+    if index.origin_list[:1] != [NO_ORIGIN] or len(index._origin_ids) != len(index.origin_list):
+        raise ValueError("origins of another kind")
+    if index.origins and max(index.origins) >= len(index.origin_list):
+        raise ValueError("an origin not saved")
     index.malformed = int(header["malformed"])
     index.long_lines = {int(n): int(length) for n, length in header.get("long_lines", ())}
-    index._unfolded = sorted(day for day, sums in index.days.items() if not sums.folded)
     return index
+
+
+def _origin(saved: Any) -> Origin:
+    client, groups, account, instance, jwt = saved
+    return Origin(client, None if groups is None else tuple(groups), account, instance, bool(jwt))
 
 
 def write(path: Path, header: dict[str, Any], index: Index) -> None:

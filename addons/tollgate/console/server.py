@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
@@ -42,7 +42,7 @@ from tollgate.console.access_log import AccessLog
 from tollgate.console.follow import Audit
 from tollgate.console.sign_in import SignIn, SignInFailed
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
-from tollgate.console.views import BadQuery, Views, as_csv
+from tollgate.console.views import BadQuery, Forbidden, Query, Views, as_csv
 
 COOKIE = "tollgate_session"
 PRE_COOKIE = "tollgate_sign_in"  # a sign-in under way (sign_in.py): its state, nonce and PKCE verifier
@@ -264,7 +264,7 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
             asked = {k: list(v) for k, v in query.items()}
             if path == "/api/events/live":
                 self._record(viewer, path, asked, HTTPStatus.OK)  # recorded as it opens: it lasts
-                return self._live(head)
+                return self._live(head, query, viewer)
             status, body, kind, headers = self._api(viewer, path, query)
             self._record(viewer, path, asked, status)  # before the answer: no read goes unrecorded
             self._send(status, body, kind, headers, head=head)
@@ -278,10 +278,10 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
                 if path == "/api/access":
                     answer: Any = self._access(viewer, query)
                 else:
-                    answer = self._views(viewer, path, query)
+                    answer = console.views.answer(path, query, viewer)
             except KeyError:
                 return HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json", {}
-            except PermissionError:
+            except Forbidden:
                 return HTTPStatus.FORBIDDEN, b'{"error": "forbidden"}', "application/json", {}
             except BadQuery as e:
                 body = orjson.dumps({"error": "bad_request", "message": str(e)})
@@ -293,20 +293,10 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
             return HTTPStatus.OK, orjson.dumps(answer), "application/json", {}
 
         @staticmethod
-        def _views(viewer: Viewer, path: str, query: dict[str, list[str]]) -> Any:
-            try:
-                return console.views.answer(path, query, viewer)
-            except KeyError:
-                if path != "/api/me":
-                    raise
-            # Who is asking, for the page's header, where the views do not say it themselves.
-            return {"email": viewer.email, "name": viewer.name, "role": viewer.role}
-
-        @staticmethod
         def _access(viewer: Viewer, query: dict[str, list[str]]) -> list[dict[str, Any]]:
             """`/api/access`: the console's access records, newest first; security's only."""
             if viewer.role != "security":
-                raise PermissionError
+                raise Forbidden("/api/access is security's")
             text = query.get("limit", [str(ACCESS_LIMIT)])[-1]
             if not text.isdigit() or not 1 <= int(text) <= ACCESS_MAX:
                 raise BadQuery(f"limit: a number from 1 to {ACCESS_MAX}")
@@ -421,8 +411,9 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
             if not head:
                 self.wfile.write(body)
 
-        def _live(self, head: bool) -> None:
-            """One `data: <record>` per record written after the stream opened."""
+        def _live(self, head: bool, query: Query, viewer: Viewer = TOKEN_HOLDER) -> None:
+            """One `data: <record>` per record written after the stream opened that `viewer` may see
+            (of the query's `instance`, when it names one)."""
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", "text/event-stream")
             for name, value in SECURITY_HEADERS.items():
@@ -432,15 +423,13 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
             self.close_connection = True
             if head:
                 return
-            audit = console.audit
-            with audit.lock:
-                seen = len(audit.index)
+            views = console.views
+            seen = views.live_start()
             quiet_since = time.monotonic()
             try:
                 while not console.stopping.is_set():
-                    lines = _newer(audit, seen)
+                    lines, seen = views.newer(seen, query, viewer)
                     if lines:
-                        seen += len(lines)
                         self.wfile.write(b"".join(b"data: " + line.rstrip(b"\r\n") + b"\n\n" for line in lines))
                         self.wfile.flush()
                         quiet_since = time.monotonic()
@@ -452,19 +441,3 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
                 return
 
     return Handler
-
-
-def _newer(audit: Audit, seen: int) -> list[bytes]:
-    """The lines of the records after the first `seen` as the stream shows them (`Audit.shown`),
-    waiting a moment for one when none is."""
-    with audit.grew:
-        if len(audit.index) <= seen:
-            audit.grew.wait(POLL_S * 2)
-        total = len(audit.index)
-        if total <= seen:
-            return []
-        recent = [audit.recent(n) for n in range(seen, total)]
-        if None not in recent:
-            return [audit.shown(n, line) for n, line in enumerate(cast(list[bytes], recent), seen)]
-    # More than the recent lines kept: read back.
-    return [audit.shown(n, audit.line(n)) for n in range(seen, total)]

@@ -1,5 +1,7 @@
-"""The console's JSON API, as plain functions of the audit read so far and a query string: what
-each `/api/…` path answers (docs/console.md lists them). No HTTP here (`server.py` serves it)."""
+"""The console's JSON API, as plain functions of the audit read so far, a query string and who
+asks: what each `/api/…` path answers (docs/console.md lists them), over the records the viewer
+may see (`scope.py`) and, with `instance`, those one instance wrote. No HTTP here (`server.py`
+serves it)."""
 
 from __future__ import annotations
 
@@ -7,15 +9,17 @@ import csv
 import io
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from tollgate.common.shown import caller_name, usd_text
 from tollgate.console.day_sums import Window, hour_of
 from tollgate.console.follow import Audit
+from tollgate.console.scope import Rules, Scope, with_instance
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
 from tollgate.records.kinds import RECORD_KINDS
 
@@ -27,36 +31,71 @@ DECISIONS = {"allow": 1, "deny": 2}
 # The columns that hold US dollars (the budgets' `used` and `cap` too where their unit is usd).
 MONEY = frozenset(("cost_usd",))
 HOURLY_DAYS = 31  # the longest span the hourly spend covers: it is summed from the records themselves
+SCOPES_KEPT = 1024  # the viewers whose scope is kept (each a set of origin numbers)
+LIVE_WAIT_S = 0.4  # how long the live stream waits for a new record before it looks again
 
 
 class BadQuery(ValueError):
     """A query parameter the API cannot read; its message names it."""
 
 
+class Forbidden(PermissionError):
+    """A path the viewer's role may not read (`/api/audit` is `security`'s)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """Who asks, and the origins their answer is over (`scope.py`; None: every one)."""
+
+    scope: Scope
+    chosen: frozenset[int] | None
+
+
 class Views:
-    def __init__(self, audit: Audit, budgets: Callable[[], list[dict[str, Any]]] | None = None) -> None:
+    def __init__(
+        self, audit: Audit, budgets: Callable[[], list[dict[str, Any]]] | None = None, rules: Rules | None = None
+    ) -> None:
         self.audit = audit
         self.budgets = budgets
-        self.routes: dict[str, Callable[[Query], Any]] = {
+        self.rules = rules if rules is not None else Rules()
+        self._scopes: dict[Viewer, Scope] = {}
+        self.routes: dict[str, Callable[[Query, Asked], Any]] = {
             "/api/events": self.events,
-            "/api/people": lambda q: self.by_client(self.audit.index.people, q),
+            "/api/people": lambda q, a: self.by_client(self.audit.index.people, q, a),
             "/api/spend": self.spend,
-            "/api/refusals": lambda q: self.by_client(self.audit.index.refusals, q),
-            "/api/findings": lambda q: self.by_client(self.audit.index.findings, q),
-            "/api/inventory": lambda q: self.by_client(self.audit.index.inventory, q),
-            "/api/budgets": lambda q: [] if self.budgets is None else self.budgets(),
-            "/api/audit": lambda q: self.audit.state(),
-            "/api/kinds": lambda q: list(RECORD_KINDS),
+            "/api/refusals": lambda q, a: self.by_client(self.audit.index.refusals, q, a),
+            "/api/findings": lambda q, a: self.by_client(self.audit.index.findings, q, a),
+            "/api/inventory": lambda q, a: self.by_client(self.audit.index.inventory, q, a),
+            "/api/budgets": self.budget_rows,
+            "/api/audit": self.audit_state,
+            "/api/me": self.me,
+            "/api/kinds": lambda q, a: list(RECORD_KINDS),
         }
+
+    def scope(self, viewer: Viewer) -> Scope:
+        """The viewer's scope, kept while the console runs (its decisions per origin with it)."""
+        found = self._scopes.get(viewer)
+        if found is None:
+            if len(self._scopes) >= SCOPES_KEPT:
+                self._scopes.clear()
+            found = self._scopes[viewer] = Scope(viewer, self.rules)
+        return found
+
+    def asked(self, query: Query, viewer: Viewer) -> Asked:
+        """The origins the answer is over: the viewer's scope, narrowed to `instance` when the
+        query names one. Called with the audit's lock held."""
+        scope = self.scope(viewer)
+        index = self.audit.index
+        return Asked(scope, with_instance(scope.chosen(index), index, _one(query, "instance")))
 
     def answer(self, path: str, query: Query, viewer: Viewer = TOKEN_HOLDER) -> Any:
         """What `path` answers to `viewer`; KeyError for a path the API has not, BadQuery for a bad
-        query."""
+        query, Forbidden for a path the viewer's role may not read."""
         route = self.routes[path]
         with self.audit.lock:
-            return route(query)
+            return route(query, self.asked(query, viewer))
 
-    def events(self, query: Query) -> dict[str, Any]:
+    def events(self, query: Query, asked: Asked) -> dict[str, Any]:
         index = self.audit.index
         limit = _int(query, "limit", DEFAULT_LIMIT)
         if not 1 <= limit <= MAX_LIMIT:
@@ -74,9 +113,9 @@ class Views:
             filters["decisions"] = DECISIONS[decision]
         after = _one(query, "after")
         if after is None:
-            numbers, cursor = index.matching(len(index), limit, filters), len(index) - 1
+            numbers, cursor = index.matching(len(index), limit, filters, asked.chosen), len(index) - 1
         else:
-            numbers, cursor = index.following(_cursor(after), limit, filters)
+            numbers, cursor = index.following(_cursor(after), limit, filters, asked.chosen)
         unverified = self.audit.unverified()
         shown = [self.audit.record(n) for n in numbers]
         for n, record in zip(numbers, shown, strict=True):
@@ -84,20 +123,79 @@ class Views:
                 record["unverified"] = True  # after a fault of the chain: what it says is not vouched for
         return {"events": shown, "cursor": str(cursor)}
 
-    def by_client(self, rows: Callable[[Window], list[dict[str, Any]]], query: Query) -> list[dict[str, Any]]:
-        """A view's rows, each of a client with records after a fault of the chain in the window
-        marked `unverified`."""
+    def by_client(
+        self, rows: Callable[[Window, frozenset[int] | None], list[dict[str, Any]]], query: Query, asked: Asked
+    ) -> list[dict[str, Any]]:
+        """A view's rows over the origins asked, each of a client with records of them after a
+        fault of the chain in the window marked `unverified`."""
         span = window(query)
-        found = rows(span)
+        found = rows(span, asked.chosen)
         unverified = self.audit.unverified()
         if unverified:
-            clients = self.audit.index.unverified(unverified, span).clients
+            clients = self.audit.index.unverified(unverified, span, asked.chosen).clients
             for row in found:
                 if row["client"] in clients:
                     row["unverified"] = True
         return found
 
-    def spend(self, query: Query) -> list[dict[str, Any]]:
+    def budget_rows(self, query: Query, asked: Asked) -> list[dict[str, Any]]:
+        """The budgets' rows: for `security` every one; for anyone else those of its own clients (`per:
+        client`) and groups (`per: group`, `Scope.budgets`), never a `per: all` one nor the anonymous
+        callers'."""
+        rows = [] if self.budgets is None else self.budgets()
+        scope = asked.scope
+        if scope.everything:
+            return rows
+        clients, groups = scope.budgets(self.audit.index)
+        return [
+            row for row in rows
+            if (row.get("per") == "client" and row["subject"] != caller_name(None) and row["subject"] in clients)
+            or (row.get("per") == "group" and row["subject"] in groups)
+        ]  # fmt: skip
+
+    def audit_state(self, query: Query, asked: Asked) -> list[dict[str, Any]]:
+        if not asked.scope.everything:
+            raise Forbidden("/api/audit is security's")
+        instance = _one(query, "instance")
+        return [row for row in self.audit.state() if instance is None or row["instance"] == instance]
+
+    def me(self, query: Query, asked: Asked) -> dict[str, Any]:
+        """Who asks, the clients they see (null: every client), and whether the audit is whole, so
+        that every view can say so."""
+        viewer = asked.scope.viewer
+        states = {row["state"] for row in self.audit.state()}
+        return {
+            "email": viewer.email, "name": viewer.name, "role": viewer.role,
+            "clients": asked.scope.clients(self.audit.index),
+            "audit": "fault" if "fault" in states else "checking" if "checking" in states else "whole",
+        }  # fmt: skip
+
+    def live_start(self) -> int:
+        """Where a live stream opened now starts: after the records read so far."""
+        with self.audit.lock:
+            return len(self.audit.index)
+
+    def newer(self, seen: int, query: Query, viewer: Viewer = TOKEN_HOLDER) -> tuple[list[bytes], int]:
+        """The lines, as the live stream shows them (`Audit.shown`), of the records after the first
+        `seen` that `viewer` may see (of the query's `instance`, when it names one), and the number
+        of records looked through; waiting a moment for one when none is."""
+        audit = self.audit
+        with audit.grew:
+            if len(audit.index) <= seen:
+                audit.grew.wait(LIVE_WAIT_S)
+            index = audit.index
+            total = len(index)
+            if total <= seen:
+                return [], seen
+            chosen = self.asked(query, viewer).chosen
+            numbers = [n for n in range(seen, total) if chosen is None or index.origins[n] in chosen]
+            recent = [audit.recent(n) for n in numbers]
+            if None not in recent:
+                return [audit.shown(n, line) for n, line in zip(numbers, cast(list[bytes], recent), strict=True)], total
+        # More than the recent lines kept: read back.
+        return [audit.shown(n, audit.line(n)) for n in numbers], total
+
+    def spend(self, query: Query, asked: Asked) -> list[dict[str, Any]]:
         by = _one(query, "by") or "provider"
         if by not in ("provider", "model", "client"):
             raise BadQuery("by: provider, model or client")
@@ -107,10 +205,10 @@ class Views:
         span = window(query)
         if bucket == "hour" and not _within(span, HOURLY_DAYS):
             raise BadQuery(f"bucket=hour: a since no more than {HOURLY_DAYS} days before until (or now)")
-        found = self.audit.index.spend(span, by, bucket)
+        found = self.audit.index.spend(span, by, bucket, asked.chosen)
         unverified = self.audit.unverified()
         if unverified:
-            marked = self.audit.index.unverified(unverified, span).spend
+            marked = self.audit.index.unverified(unverified, span, asked.chosen).spend
             for row in found:
                 if (row["bucket"], by, row["key"]) in marked:
                     row["unverified"] = True

@@ -303,12 +303,12 @@ def test_budgets_rows_read_the_current_windows_counters() -> None:
     counters = {f"daily|client:alice|requests|day|{day}": 3, f"daily|client:alice|usd|day|{day}": 1_250_000_000,
                 f"daily|client:bob|requests|day|{day - 86400}": 9}  # fmt: skip
     assert budget_rows(rules, counters, now) == [
-        {"limit": "daily", "field": "requests_per_day", "subject": "alice", "window": "day", "used": 3, "cap": 10,
-         "unit": "requests"},
-        {"limit": "daily", "field": "usd_per_day", "subject": "alice", "window": "day", "used": 1.25, "cap": 5.0,
-         "unit": "usd"},
-        {"limit": "everyone", "field": "tokens_per_minute", "subject": None, "window": "minute", "used": 0,
-         "cap": 1000, "unit": "tokens"},
+        {"limit": "daily", "field": "requests_per_day", "per": "client", "subject": "alice", "window": "day",
+         "used": 3, "cap": 10, "unit": "requests"},
+        {"limit": "daily", "field": "usd_per_day", "per": "client", "subject": "alice", "window": "day", "used": 1.25,
+         "cap": 5.0, "unit": "usd"},
+        {"limit": "everyone", "field": "tokens_per_minute", "per": "all", "subject": None, "window": "minute",
+         "used": 0, "cap": 1000, "unit": "tokens"},
     ]  # fmt: skip
     # Anonymous callers share one counter per limit: the view names it as every output names them.
     counters = {f"daily|client:anonymous|requests|day|{day}": 2}
@@ -632,7 +632,7 @@ def test_budgets_are_read_from_a_redis_ledger_as_it_keeps_them(tmp_path: Path) -
     finally:
         server.stop()
     assert budgets_reader(rules, server.url)() == [  # Redis gone: the limits, nothing counted
-        {"limit": "everyone", "field": "tokens_per_day", "subject": None, "window": "day", "used": 0,
+        {"limit": "everyone", "field": "tokens_per_day", "per": "all", "subject": None, "window": "day", "used": 0,
          "cap": 1000, "unit": "tokens"},
     ]  # fmt: skip
 

@@ -207,8 +207,6 @@ def test_records_after_a_fault_of_the_chain_are_unverified_in_every_view(tmp_pat
 
 
 def test_the_live_stream_sends_markers_and_unverified_records_as_the_api_shows_them(tmp_path: Path) -> None:
-    from tollgate.console.server import _newer
-
     path = tmp_path / "audit.jsonl"
     lines = chained([{**RECORDS[0], "previous_chain": None}, *RECORDS[1:3]]).splitlines(keepends=True)
     forged = json.dumps({"event": "malformed", "file": "/elsewhere", "offset": 0, "length": 1}).encode() + b"\n"
@@ -218,7 +216,10 @@ def test_the_live_stream_sends_markers_and_unverified_records_as_the_api_shows_t
     audit.catch_up()
     while audit.verify_pending():
         pass
-    sent = [json.loads(line) for line in _newer(audit, 0)]
+    views = Views(audit)
+    newer, seen = views.newer(0, {})
+    assert seen == 5
+    sent = [json.loads(line) for line in newer]
     assert sent == [
         *(json.loads(line) for line in lines[:2]),
         {"event": "malformed", "file": str(path), "offset": len(lines[0] + lines[1]), "length": len(big),
@@ -227,8 +228,8 @@ def test_the_live_stream_sends_markers_and_unverified_records_as_the_api_shows_t
          "unverified": True},
         {**json.loads(lines[2]), "unverified": True},
     ]  # fmt: skip
-    assert sent == Views(audit).answer("/api/events", {})["events"]
-    assert _newer(audit, 0)[0] == lines[0]  # a record before any fault: as written
+    assert sent == views.answer("/api/events", {})["events"]
+    assert views.newer(0, {})[0][0] == lines[0]  # a record before any fault: as written
 
 
 def test_records_coming_after_a_fault_are_unverified_as_they_come(tmp_path: Path) -> None:

@@ -1,0 +1,383 @@
+"""The access matrix: every role (security, a lead, people with clients, a JWT client, a plan
+account, a person with none) × every endpoint × every filter, dropped or forged (another's client,
+an unknown instance, a cursor the API never gave), over records of several clients, groups, plan
+accounts, JWT clients, instances, anonymous callers and lines that are no record.
+
+No answer holds a record, client or sum of a record outside the viewer's scope, as this file
+decides it from the records themselves (`sees`, the rule of docs/console.md written out again);
+each answer equals the answer over the in-scope records alone (read into an index of their own);
+the totals equal those added up here from the in-scope records."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tollgate.console.follow import Audit
+from tollgate.console.scope import Rules
+from tollgate.console.viewer import TOKEN_HOLDER, Viewer
+from tollgate.console.views import Forbidden, Views, as_csv
+from tollgate.core.config import parse_config
+
+PEOPLE = {"alice": ["Alice@Example.com"], "bob": ["bob@example.com"], "carol": ["carol@example.com", "dan@example.com"],
+          "erin": []}  # fmt: skip
+GROUPS = {"alice": ["research"], "bob": ["infra"], "carol": ["research", "infra"], "erin": ["research"]}
+PREFIX = "jwt:"
+CONFIG = {
+    "clients": [{"name": n, "keys": [f"tg-{n}-000000000000000001"], "groups": GROUPS[n], "people": PEOPLE[n]}
+                for n in PEOPLE],
+    "identity": {"jwt": [{"issuer": "https://ci.example", "audience": "tollgate", "algorithms": ["HS256"],
+                          "secret": "s" * 32, "client_prefix": PREFIX}]},
+}  # fmt: skip
+RULES = Rules.of(parse_config(CONFIG, {}))
+
+# Who made a record: (client, auth, groups as written — None: the field absent —, plan account).
+MAKERS = [
+    ("alice", "virtual_key", ["research"], None),
+    ("bob", "virtual_key", ["infra"], None),
+    ("carol", "virtual_key", ["research", "infra"], None),
+    ("erin", "virtual_key", ["research"], None),
+    ("jwt:Frank@Example.com", "jwt", ["research"], None),  # a JWT client: frank's
+    ("jwt:gina@example.com", "virtual_key", [], None),  # the same shape of name, not from a JWT: no one's own
+    (None, "subscription", [], "Gina@Example.com"),  # a plan call with no client: gina's account
+    ("bob", "subscription", ["infra"], "alice@example.com"),  # bob's client, alice's plan account
+    (None, "anonymous", [], None),  # anonymous: security's only
+]
+INSTANCES = ["pod-0", "pod-1", None]
+PROVIDERS = [("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4-5")]
+COSTS = [0.25, 0.5, 1.5, 0.125]  # sums of these are exact in binary
+VIEWERS = {
+    "token": TOKEN_HOLDER,
+    "security": Viewer("security", "sam@example.com", "Sam"),
+    "lead-research": Viewer("lead", "lena@example.com", "Lena", frozenset({"research"})),
+    "lead-infra-bob": Viewer("lead", "bob@example.com", "Bob", frozenset({"infra"})),
+    "alice": Viewer("self", "alice@example.com", "Alice"),
+    "dan": Viewer("self", "DAN@example.com"),
+    "frank": Viewer("self", "frank@example.com"),
+    "gina": Viewer("self", "gina@example.com"),
+    "nobody": Viewer("self", "nobody@example.com"),
+}
+
+
+def make_records() -> list[dict[str, Any] | str]:
+    """Each maker's records on two days and two instances (and none), of each kind, then lines that
+    are no record and records of no one."""
+    records: list[dict[str, Any] | str] = [{"event": "tollgate_started", "ts": "2026-11-01T00:00:00.000Z",
+                                            "instance": "pod-0"}]  # fmt: skip
+    made = itertools.product(MAKERS, ("01", "02"), INSTANCES)
+    for n, ((client, auth, groups, account), day, instance) in enumerate(made, 1):
+        provider, model = PROVIDERS[n % 2]
+        ts = f"2026-11-{day}T{n % 24:02d}:{n % 60:02d}:00.000Z"
+        who: dict[str, Any] = {"client": client, "auth": auth, "instance": instance, "request_id": f"r{n:03d}"}
+        if instance is None:
+            del who["instance"]
+        denied = n % 3 == 0
+        records.append({
+            "event": "llm_call", "ts": ts, **who, "groups": groups, "account": account, "provider": provider,
+            "model": model, "host": f"api.{provider}.com", "decision": "deny" if denied else "allow",
+            "deny_reasons": [f"rule {n}"] if denied else [], "refusal": "policy_denied" if denied else None,
+            "findings": {"pii.email": 1} if n % 4 == 0 else {}, "answer_findings": {"secrets.key": 2} if n % 5 == 0
+            else None, "upstream_key": f"sha256:{n:012x}", "input_tokens": n, "output_tokens": 2 * n,
+            "cost_usd": COSTS[n % 4], "bytes_sent": 10 * n, "bytes_received": 20 * n, "error": None,
+        })  # fmt: skip
+        if n % 2 == 0:  # no groups field: the client's configured groups count
+            records.append({
+                "event": "connection", "ts": ts.replace(":00.000Z", ":30.000Z"), **who, "request_id": f"c{n:03d}",
+                "host": "pastebin.com", "service": None, "category": None, "decision": "deny",
+                "deny_reasons": ["egress deny: pastebin.com"], "refusal": "egress_denied", "bytes_sent": 0,
+                "bytes_received": 0,
+            })  # fmt: skip
+        if n % 3 == 1:
+            records.append({
+                "event": "mcp_call", "ts": ts.replace(":00.000Z", ":40.000Z"), **who, "request_id": f"m{n:03d}",
+                "server": "notes", "tool": "add", "decision": "allow", "deny_reasons": [], "refusal": None,
+                "upstream_key": None,
+            })  # fmt: skip
+    records += ["not json", "[1, 2]", {"event": "malformed", "file": "/forged", "offset": 0, "length": 1},
+                {"event": "audit_checkpoint", "ts": "2026-11-02T23:00:00.000Z", "instance": "pod-1"}]  # fmt: skip
+    return records
+
+
+RECORDS = make_records()
+
+
+def sees(viewer: Viewer, record: dict[str, Any] | str) -> bool:
+    """The rule, from the record itself."""
+    if viewer.role == "security":
+        return True
+    if not isinstance(record, dict) or record.get("event") == "malformed":
+        return False
+    email, client = (viewer.email or "").lower(), record.get("client")
+    account = record.get("account")
+    if email and isinstance(account, str) and account.lower() == email:
+        return True
+    if client is None:
+        return False
+    if email and email in [p.lower() for p in PEOPLE.get(client, [])]:
+        return True
+    if email and record.get("auth") == "jwt" and client.startswith(PREFIX) and client[len(PREFIX) :].lower() == email:
+        return True
+    groups = record["groups"] if "groups" in record else GROUPS.get(client, [])
+    return viewer.role == "lead" and bool(viewer.leads & set(groups))
+
+
+def write(path: Path, records: list[dict[str, Any] | str]) -> Path:
+    path.write_bytes(b"".join((r if isinstance(r, str) else json.dumps(r)).encode() + b"\n" for r in records))
+    return path
+
+
+BUDGETS = [
+    {"limit": "daily", "field": "requests_per_day", "per": per, "subject": subject, "window": "day", "used": 1,
+     "cap": 10, "unit": "requests"}
+    for per, subject in [("client", "alice"), ("client", "bob"), ("client", "erin"), ("client", "(anonymous)"),
+                         ("client", "jwt:Frank@Example.com"), ("group", "research"), ("group", "infra"),
+                         ("all", None)]
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def opened(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Views, Views]]:
+    """Per viewer: the views over every record, and the views over its in-scope records alone."""
+    base = tmp_path_factory.mktemp("matrix")
+    audit = Audit([write(base / "audit.jsonl", RECORDS)], follow=False)
+    audit.catch_up()
+    views = Views(audit, lambda: [dict(b) for b in BUDGETS], RULES)
+    found = {}
+    for name, viewer in VIEWERS.items():
+        alone = Audit([write(base / f"{name}.jsonl", [r for r in RECORDS if sees(viewer, r)])], follow=False)
+        alone.catch_up()
+        found[name] = (views, Views(alone, None, RULES))
+    return found
+
+
+def client_names() -> set[str | None]:
+    return {r.get("client") for r in RECORDS if isinstance(r, dict)}
+
+
+def out_of_scope(viewer: Viewer) -> tuple[set[str], set[str]]:
+    """The clients no in-scope record names, and the request ids of the records out of scope."""
+    inside = {r.get("client") for r in RECORDS if isinstance(r, dict) and sees(viewer, r)}
+    ids = {r["request_id"] for r in RECORDS if isinstance(r, dict) and "request_id" in r and not sees(viewer, r)}
+    return {c for c in client_names() - inside if c is not None}, ids
+
+
+def strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from strings(v)
+
+
+def assert_no_leak(viewer: Viewer, answer: Any) -> None:
+    clients, ids = out_of_scope(viewer)
+    text = set(strings(answer))
+    assert not text & clients, f"clients out of scope: {text & clients}"
+    assert not text & ids, f"records out of scope: {text & ids}"
+
+
+def without_place(answer: Any) -> Any:
+    """An answer less what names a record's place in its file (a marker's `file`, `offset`), which
+    differs between two files of other records."""
+    if isinstance(answer, dict) and "events" in answer:
+        return [{k: v for k, v in e.items() if k not in ("file", "offset")} for e in answer["events"]]
+    return answer
+
+
+# ---- the queries, generated
+
+FORGED_CLIENTS = sorted(c for c in client_names() if c is not None)
+WINDOWS = [{}, {"since": ["2026-11-02"]}, {"until": ["2026-11-02"]}, {"since": ["2026-11-01T12:00"], "until": ["2026-11-02T06:00"]}]  # fmt: skip
+INSTANCE_FILTERS = [{}, {"instance": ["pod-0"]}, {"instance": ["pod-1"]}, {"instance": ["pod-9"]}]
+EVENT_FILTERS = [
+    {}, *({"client": [c]} for c in FORGED_CLIENTS), {"provider": ["openai"]}, {"provider": ["nowhere"]},
+    {"event": ["llm_call"]}, {"event": ["connection"]}, {"event": ["malformed"]}, {"decision": ["allow"]},
+    {"decision": ["deny"]}, {"client": ["bob"], "decision": ["deny"]},
+]  # fmt: skip
+SPEND = [{"by": [by], "bucket": [bucket]} for by in ("provider", "model", "client") for bucket in ("day", "hour")]
+SUMS = ["/api/people", "/api/refusals", "/api/findings", "/api/inventory"]
+
+
+def queries() -> Iterator[tuple[str, dict[str, list[str]]]]:
+    for extra in INSTANCE_FILTERS:
+        for filters in EVENT_FILTERS:
+            yield "/api/events", {**filters, **extra, "limit": ["1000"]}
+        for path, span in itertools.product(SUMS, WINDOWS):
+            yield path, {**span, **extra}
+        for spend, span in itertools.product(SPEND, WINDOWS):
+            hourly = {"since": ["2026-10-31"]} if spend["bucket"] == ["hour"] else {}  # a since within 31 days
+            yield "/api/spend", {**spend, **hourly, **span, **extra}
+
+
+@pytest.mark.parametrize("name", list(VIEWERS))
+def test_every_answer_is_the_answer_over_the_records_in_scope_alone(
+    opened: dict[str, tuple[Views, Views]], name: str
+) -> None:
+    views, alone = opened[name]
+    viewer = VIEWERS[name]
+    asked = 0
+    for path, query in queries():
+        answer = views.answer(path, query, viewer)
+        assert without_place(answer) == without_place(alone.answer(path, query)), (path, query)
+        assert_no_leak(viewer, answer)
+        assert as_csv(without_place(answer), query) == as_csv(without_place(alone.answer(path, query)), query)
+        assert_no_leak(viewer, as_csv(answer, query))
+        asked += 1
+    assert asked == len(list(queries())) == 220
+
+
+@pytest.mark.parametrize("name", list(VIEWERS))
+def test_the_events_and_a_walk_by_cursor_hold_exactly_the_records_in_scope(
+    opened: dict[str, tuple[Views, Views]], name: str
+) -> None:
+    views, _ = opened[name]
+    viewer = VIEWERS[name]
+    for extra in INSTANCE_FILTERS:
+        instance = extra.get("instance", [None])[0]
+        expected = [r.get("request_id") if isinstance(r, dict) else None for r in RECORDS if sees(viewer, r)
+                    and (instance is None or (isinstance(r, dict) and r.get("instance") == instance))]  # fmt: skip
+        listed = views.answer("/api/events", {**extra, "limit": ["1000"]}, viewer)["events"]
+        assert [e.get("request_id") for e in listed] == expected
+        walked, cursor = [], "-1"
+        for _ in range(len(RECORDS)):  # pages of 3, from the first record on
+            page = views.answer("/api/events", {**extra, "after": [cursor], "limit": ["3"]}, viewer)
+            walked += page["events"]
+            if not page["events"]:
+                break
+            cursor = page["cursor"]
+        assert [e.get("request_id") for e in walked] == expected
+        # A cursor the API never gave: from the first record, or nothing; never another's record.
+        for forged in ("-5", "-1000", str(len(RECORDS) + 5)):
+            found = views.answer("/api/events", {**extra, "after": [forged], "limit": ["1000"]}, viewer)["events"]
+            assert [e.get("request_id") for e in found] == (expected if forged.startswith("-") else [])
+        # The live stream: the same records, as they come.
+        lines, seen = views.newer(0, extra, viewer)
+        assert seen == len(RECORDS)
+        assert [json.loads(line).get("request_id") for line in lines] == expected
+
+
+def test_a_forged_client_filter_finds_nothing_of_another_persons_client(opened: dict[str, tuple[Views, Views]]) -> None:
+    views, _ = opened["alice"]
+    for client in ("erin", "jwt:Frank@Example.com", "carol", "jwt:gina@example.com"):
+        assert views.answer("/api/events", {"client": [client]}, VIEWERS["alice"])["events"] == []
+    assert views.answer("/api/events", {"client": ["bob"]}, VIEWERS["dan"])["events"] == []
+    # bob's client, alice's plan account: hers; the others of bob's client are not.
+    theirs = views.answer("/api/events", {"client": ["bob"], "event": ["llm_call"]}, VIEWERS["alice"])["events"]
+    assert len(theirs) == 6
+    assert {e["account"] for e in theirs} == {"alice@example.com"}
+
+
+@pytest.mark.parametrize("name", list(VIEWERS))
+def test_the_totals_are_those_of_the_records_in_scope(opened: dict[str, tuple[Views, Views]], name: str) -> None:
+    views, _ = opened[name]
+    viewer = VIEWERS[name]
+    for extra in INSTANCE_FILTERS:
+        instance = extra.get("instance", [None])[0]
+        kept = [r for r in RECORDS if isinstance(r, dict) and sees(viewer, r)
+                and (instance is None or r.get("instance") == instance)]  # fmt: skip
+        calls = [r for r in kept if r["event"] == "llm_call"]
+        by_client: dict[str | None, tuple[int, float]] = {}
+        for r in kept:
+            if r["event"] in ("llm_call", "mcp_call"):  # People's calls: both
+                n, cost = by_client.get(r["client"], (0, 0.0))
+                by_client[r["client"]] = (n + 1, cost + r.get("cost_usd", 0.0))
+        people: dict[str | None, tuple[int, float]] = {}
+        for p in views.answer("/api/people", extra, viewer):
+            n, cost = people.get(p["client"], (0, 0.0))
+            people[p["client"]] = (n + p["calls"], cost + p["cost_usd"])
+        assert {c: v for c, v in people.items() if v[0]} == by_client
+        spend = views.answer("/api/spend", {**extra, "by": ["client"]}, viewer)
+        assert sum(s["calls"] for s in spend) == len(calls)
+        assert sum(s["cost_usd"] for s in spend) == sum(r["cost_usd"] for r in calls)
+        hourly = views.answer("/api/spend", {**extra, "by": ["model"], "bucket": ["hour"], "since": ["2026-10-31"]},
+                              viewer)  # fmt: skip
+        assert sum(s["input_tokens"] for s in hourly) == sum(r["input_tokens"] for r in calls)
+        refused = [r for r in kept if r.get("refusal")]
+        assert sum(r["count"] for r in views.answer("/api/refusals", extra, viewer)) == len(refused)
+
+
+EXPECTED_BUDGETS = {
+    "token": [b["subject"] for b in BUDGETS],
+    "security": [b["subject"] for b in BUDGETS],
+    # A counter sums every call of its client or group: only the clients a person is, or a lead's
+    # groups' configured clients (bob's client, which alice's plan account once called through, is
+    # not alice's; frank's, a JWT client calling as research, is not the research lead's).
+    "lead-research": ["alice", "erin", "research"],  # and carol's, which has no row
+    "lead-infra-bob": ["bob", "infra"],
+    "alice": ["alice", "research"],
+    "dan": ["infra", "research"],  # carol's groups; carol's client has no row
+    "frank": ["jwt:Frank@Example.com", "research"],
+    "gina": [],
+    "nobody": [],
+}
+
+
+@pytest.mark.parametrize("name", list(VIEWERS))
+def test_budgets_me_and_audit_by_role(opened: dict[str, tuple[Views, Views]], name: str) -> None:
+    views, _ = opened[name]
+    viewer = VIEWERS[name]
+    rows = views.answer("/api/budgets", {}, viewer)
+    assert sorted(map(str, (r["subject"] for r in rows))) == sorted(map(str, EXPECTED_BUDGETS[name]))
+    me = views.answer("/api/me", {}, viewer)
+    inside = sorted({r["client"] for r in RECORDS if isinstance(r, dict) and r.get("client") and sees(viewer, r)})
+    if viewer.role == "security":
+        assert me["clients"] is None
+        per_instance = [
+            sum(1 for r in RECORDS if isinstance(r, dict) and r.get("instance") == i) for i in INSTANCES[:2]
+        ]
+        assert [(row["instance"], row["records"]) for row in views.answer("/api/audit", {}, viewer)] == [
+            ("pod-0", per_instance[0]), ("pod-1", per_instance[1])]  # fmt: skip
+    else:
+        assert set(inside) <= set(me["clients"])
+        assert not set(me["clients"]) & out_of_scope(viewer)[0] - set(PEOPLE)
+        with pytest.raises(Forbidden):
+            views.answer("/api/audit", {}, viewer)
+    assert (me["email"], me["role"], me["audit"]) == (viewer.email, viewer.role, "checking")
+
+
+def test_the_unverified_marks_are_those_of_the_records_in_scope(tmp_path: Path) -> None:
+    """A fault of the chain before bob's records marks his rows, never alice's rows of the same day
+    and provider, nor her view's (her records before the fault are whole)."""
+    from tollgate.common.audit_chain import ZERO, chain_of
+
+    def call(n: int, client: str) -> dict[str, Any]:
+        return {"event": "llm_call", "ts": f"2026-11-01T0{n}:00:00.000Z", "client": client, "groups": [],
+                "provider": "openai", "model": "gpt-4o-mini", "decision": "allow", "deny_reasons": [], "findings": {},
+                "input_tokens": 1, "output_tokens": 1, "cost_usd": 0.5, "refusal": None, "error": None}  # fmt: skip
+
+    records = [{"event": "tollgate_started", "ts": "2026-11-01T00:00:00.000Z", "previous_chain": None},
+               call(1, "alice"), call(2, "bob"), call(3, "bob")]  # fmt: skip
+    lines, chain = [], ZERO
+    for seq, record in enumerate(records, 1):
+        content = json.dumps({**record, "instance": "gw-1", "seq": seq})[:-1]
+        chain = chain_of(chain, content.encode())
+        lines.append(f'{content},"chain":"{chain}"}}\n'.encode())
+    lines[2] = lines[2].replace(b'"input_tokens": 1', b'"input_tokens": 9')  # changed after it was written
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"".join(lines))
+    audit = Audit([path], follow=False)
+    audit.catch_up()
+    while audit.verify_pending():
+        pass
+    views = Views(audit, rules=RULES)
+    alice = VIEWERS["alice"]
+    for viewer, marked in ((TOKEN_HOLDER, True), (alice, False)):
+        spend = views.answer("/api/spend", {"by": ["provider"]}, viewer)
+        assert [(s["key"], s.get("unverified", False)) for s in spend] == [("openai", marked)]
+        hourly = views.answer("/api/spend", {"by": ["provider"], "bucket": ["hour"], "since": ["2026-10-31"]}, viewer)
+        assert [s.get("unverified", False) for s in hourly] == ([False, True, True] if marked else [False])
+    assert [(p["client"], p.get("unverified", False)) for p in views.answer("/api/people", {}, alice)] == [
+        ("alice", False)
+    ]
+    assert [e.get("unverified", False) for e in views.answer("/api/events", {}, alice)["events"]] == [False]
+    lines_seen, _ = views.newer(0, {}, alice)
+    assert [json.loads(line).get("unverified", False) for line in lines_seen] == [False]

@@ -1,0 +1,144 @@
+"""deploy/postgres-roles.sql run with psql against a real PostgreSQL (`tests/support/postgres.py`):
+the sender's role makes the table, sends records (COPY, a batch sent again through its temporary
+table, keep_days' DELETE) and migrates under its lock; the console's role reads them and can change
+none of them, nor the records' schema version; the console makes and writes its own access log."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import orjson
+import psycopg
+import psycopg.errors
+import pytest
+from tests.support.deploy import as_role, run_roles
+from tests.support.postgres import PostgresServer
+
+from tollgate.records.audit_postgres import SCHEMA_VERSION, AuditPostgres
+
+TABLE = "tollgate_records"
+FAST = {"batch_seconds": 0.05, "first_delay": 0.05, "max_delay": 0.2, "connect_timeout": 2}
+
+
+MANAGED_ADMIN = "tollgate_test_admin"
+
+
+@pytest.fixture(params=["superuser", "managed admin"])
+def database(request: pytest.FixtureRequest, postgres: PostgresServer) -> Iterator[dict[str, str]]:
+    """A new database with the two roles made by the file (run twice: it may be run again), by a
+    superuser, or by a managed service's admin: not a superuser, the database's owner, CREATEROLE."""
+    admin = postgres.database()
+    if request.param == "managed admin":
+        name = urlsplit(admin).path.lstrip("/")
+        with postgres.connect() as conn:
+            if conn.execute("SELECT FROM pg_roles WHERE rolname = %s", (MANAGED_ADMIN,)).fetchone() is None:
+                conn.execute(f"CREATE ROLE {MANAGED_ADMIN} LOGIN CREATEROLE")
+            conn.execute(f"ALTER DATABASE {name} OWNER TO {MANAGED_ADMIN}")
+        admin = as_role(admin, MANAGED_ADMIN, "admin-pw")
+    for _ in range(2):
+        done = run_roles(admin, "sender-pw-1", "console-pw-1")
+        assert (done.returncode, done.stderr) == (0, ""), done.stdout
+    yield {
+        "admin": admin,
+        "sender": as_role(admin, "tollgate_sender", "sender-pw-1"),
+        "console": as_role(admin, "tollgate_console", "console-pw-1"),
+    }
+
+
+def write_records(path: Path, first: int, count: int, ts: str) -> list[str]:
+    lines = [
+        orjson.dumps({"event": "llm_call", "ts": ts, "instance": "tollgate-0", "client": "team-a", "seq": n,
+                      "chain": f"{n:064x}", "cost_usd": 0.001}).decode()
+        for n in range(first, first + count)
+    ]  # fmt: skip
+    with path.open("a") as f:
+        f.write("".join(line + "\n" for line in lines))
+    return lines
+
+
+def stored(dsn: str) -> list[str]:
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        if conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone() == (None,):
+            return []
+        return [r[0] for r in conn.execute(f"SELECT line FROM {TABLE} ORDER BY id")]
+
+
+def wait_until(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def send(audit: Path, dsn: str, expected: list[str], keep_days: float | None = None) -> AuditPostgres:
+    sender = AuditPostgres(str(audit), dsn, keep_days=keep_days, **FAST).start()  # type: ignore[arg-type]
+    try:
+        wait_until(lambda: stored(dsn) == expected and sender.lag() == 0)
+    finally:
+        assert sender.stop()
+    return sender
+
+
+@pytest.mark.slow
+def test_the_sender_role_sends_and_the_console_role_reads_and_changes_nothing(
+    database: dict[str, str], tmp_path: Path
+) -> None:
+    audit = tmp_path / "audit.jsonl"
+    audit.write_text("")
+    old = write_records(audit, 0, 3, "2020-01-01T00:00:00.000Z")
+    # The sender's role makes the table in the schema tollgate and COPYs the rows.
+    send(audit, database["sender"], old)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    recent = write_records(audit, 3, 2, now)
+    # From no position: every line sent again, through its temporary table and ON CONFLICT (two
+    # new), and keep_days removes the three old rows.
+    Path(str(audit) + ".postgres-position").unlink()
+    again = send(audit, database["sender"], recent, keep_days=30)
+    assert again.stored == 2
+    with psycopg.connect(database["admin"], autocommit=True) as admin:
+        owners = admin.execute(
+            "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'tollgate' ORDER BY tablename"
+        ).fetchall()
+    assert owners == [("tollgate_records", "tollgate_sender"), ("tollgate_schema", "tollgate_sender")]
+
+    with psycopg.connect(database["console"], autocommit=True) as console:
+        assert [r[0] for r in console.execute(f"SELECT line FROM {TABLE} ORDER BY id")] == recent
+        assert console.execute("SELECT name, version FROM tollgate_schema").fetchall() == [(TABLE, SCHEMA_VERSION)]
+        refused = [
+            f"UPDATE {TABLE} SET client = 'mallory'",
+            f"DELETE FROM {TABLE}",
+            f"INSERT INTO {TABLE} (chain, line) VALUES ('forged', '{{}}')",
+            f"TRUNCATE {TABLE}",
+            f"DROP TABLE {TABLE}",
+            f"ALTER TABLE {TABLE} ADD COLUMN x text",
+            "INSERT INTO tollgate_schema (name, version) VALUES ('tollgate_other', 1)",
+            "DELETE FROM tollgate_schema",
+        ]
+        for statement in refused:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                console.execute(statement)
+        # The records' schema version cannot be changed (which would stop every sender): the row
+        # is not the console's to update.
+        assert console.execute("UPDATE tollgate_schema SET version = 99 WHERE name = %s", (TABLE,)).rowcount == 0
+        assert console.execute("SELECT version FROM tollgate_schema").fetchall() == [(SCHEMA_VERSION,)]
+    assert stored(database["sender"]) == recent
+
+
+@pytest.mark.slow
+def test_the_console_role_makes_and_writes_its_access_log(database: dict[str, str], tmp_path: Path) -> None:
+    access_log = pytest.importorskip("tollgate.console.access_log", reason="the console's access log is not here")
+    audit = tmp_path / "audit.jsonl"
+    audit.write_text("")
+    send(audit, database["sender"], write_records(audit, 0, 1, "2026-11-28T10:00:00.000Z"))
+    record = {"event": "console_access", "ts": "2026-11-28T10:00:00.000Z", "action": "sign_in",
+              "email": "alice@example.com", "role": "self", "status": 303}  # fmt: skip
+    with psycopg.connect(database["console"], autocommit=True) as console:
+        for _ in range(2):  # made the first time, found the second
+            access_log.ensure_table(console)
+        access_log.insert(console, record, orjson.dumps(record) + b"\n")
+        assert console.execute(f"SELECT email FROM {access_log.TABLE}").fetchall() == [("alice@example.com",)]
+        versions = dict(console.execute("SELECT name, version FROM tollgate_schema").fetchall())
+    assert versions == {TABLE: SCHEMA_VERSION, access_log.TABLE: access_log.TABLE_VERSION}
