@@ -289,6 +289,9 @@ def test_an_api_request_without_a_session_is_401_and_a_page_goes_to_the_issuer(i
     for path in ("/", "/app.js", "/anything"):
         answer = agent.get(served.base + path)
         assert answer.status == 302 and answer.location().startswith(f"{idp.issuer}/authorize?"), path
+    # What a page loads by itself (a favicon, in a browser that says so) starts no sign-in.
+    answer = agent.get(f"{served.base}/favicon.ico", {"Sec-Fetch-Mode": "no-cors"})
+    assert (answer.status, answer.body, "set-cookie" in answer.headers) == (401, UNAUTHENTICATED, False)
     # /auth/login always comes back to /: never to an address the query names.
     idp.person = ROLES["self"].person
     hops = agent.follow(f"{served.base}/auth/login?next=https://evil.example/")
@@ -446,6 +449,7 @@ def test_the_access_log_records_reads_sign_ins_failures_and_logouts(idp: OidcPro
         hops = sign_in(bob, running.base)
         code = parse_qs(urlsplit(hops[1].location()).query)["code"][0]
         bob.get(f"{running.base}/api/people?since=2026-11-01")
+        assert bob.get(f"{running.base}/nothing-here").status == 404  # no API request: not recorded
         for after in ("0", "1", "2"):  # Live's polls: one record
             bob.get(f"{running.base}/api/events?after={after}&limit=200")
         live = http.client.HTTPConnection("127.0.0.1", int(running.base.rsplit(":", 1)[1]), timeout=10)

@@ -253,14 +253,18 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
             viewer = console.viewer(self._bearer(), self._sessions())
             path = parts.path
             if viewer is None:
-                if console.sign_in is not None and not path.startswith("/api/"):
-                    # A page: to the issuer, and back here once signed in.
+                # A page the browser goes to: to the issuer, and back here once signed in. Not what
+                # a page loads by itself (a favicon): it would start a sign-in over the one under way.
+                navigates = self.headers.get("Sec-Fetch-Mode", "navigate") == "navigate"
+                if console.sign_in is not None and not path.startswith("/api/") and navigates:
                     return self._begin(console.sign_in, "/" + self.path.lstrip("/\\"))
                 return self._unauthenticated()
             if path in STATIC:
                 name, kind = STATIC[path]
                 body = resources.files("tollgate.console").joinpath("static", name).read_bytes()
                 return self._send(HTTPStatus.OK, body, kind, head=head)
+            if not path.startswith("/api/"):
+                return self._send(HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json", head=head)
             asked = {k: list(v) for k, v in query.items()}
             if path == "/api/events/live":
                 self._record(viewer, path, asked, HTTPStatus.OK)  # recorded as it opens: it lasts
