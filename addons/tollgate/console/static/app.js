@@ -471,20 +471,19 @@ async function auditState() {
   }
 }
 
-// Who is signed in (`/api/me`), in the header: a person with a "Sign out" link; the token's holder
-// has none to sign out of.
+// Who is signed in (`/api/me`), in the header, with a "Sign out" link; nothing for the token's
+// holder (no one signed in: the console without sign-in looks as it did).
 async function whoIsSignedIn() {
   let me;
   try {
     me = await ask("/api/me");
   } catch (e) {
-    return; // a console without /api/me: nothing shown
+    return;
   }
-  const who = document.getElementById("who");
-  document.getElementById("who-name").textContent = (me.email ? me.name || me.email : "token") + " · " + me.role;
-  document.getElementById("who-name").title = me.email || "the console's token";
-  document.getElementById("sign-out").hidden = !me.email;
-  who.hidden = false;
+  if (!me.email) return;
+  document.getElementById("who-name").textContent = (me.name || me.email) + " · " + me.role;
+  document.getElementById("who-name").title = me.email;
+  document.getElementById("who").hidden = false;
 }
 
 window.addEventListener("hashchange", route);
