@@ -165,6 +165,7 @@ def show(browser: Browser, console: str, view: str, count: int) -> None:
 def test_live_fits_a_1024_pixel_window_with_its_findings(console, browser, shots) -> None:
     show(browser, console, "live", len(RECORDS) + 1)
     assert browser.evaluate("window.innerWidth") == WIDTH
+    assert browser.evaluate("document.getElementById('who').hidden") is True  # the token's holder: no one signed in
     # Nothing wider than the window: no scrolling sideways.
     assert browser.evaluate("document.documentElement.scrollWidth") <= WIDTH
     right = browser.evaluate(

@@ -1,10 +1,12 @@
 """`tollgate console [AUDIT…] [--listen HOST:PORT] [--config FILE]`: reads the audit, then serves
-the console until interrupted, printing its address with the token once."""
+the console until interrupted, printing its address with the token once (with `console.sign_in`,
+its address alone: people sign in, and the token is printed nowhere)."""
 
 from __future__ import annotations
 
 import errno
 import os
+import signal
 import ssl
 import sys
 import threading
@@ -12,13 +14,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from tollgate.core.console_settings import ConsoleConfig, exposed_without_tls, listen_address
+from tollgate.core.console_settings import ConsoleConfig, exposed_without_tls, listen_address, redirect_uri
 
 if TYPE_CHECKING:
     from tollgate.console.server import Console
 
 # The one line that names the token: run.sh lets it through to the terminal as mitmweb's own.
 ADDRESS_LINE = "Tollgate console: {scheme}://{host}:{port}/?token={token}"
+SIGN_IN_LINE = "Tollgate console: {scheme}://{host}:{port}/ (sign in with {issuer})"
 # Set by run.sh to the proxy's process id: the console stops when it does.
 PARENT = "TOLLGATE_CONSOLE_PARENT"
 
@@ -26,6 +29,7 @@ PARENT = "TOLLGATE_CONSOLE_PARENT"
 def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     """Exit status 0 when interrupted; 1 when the configuration, the files or the address cannot
     be used (one line on standard error says which); 3 when the address is taken."""
+    from tollgate.console.access_log import AccessLog, default_path
     from tollgate.console.budgets import budgets_reader
     from tollgate.console.follow import Audit
     from tollgate.console.scope import Rules
@@ -54,6 +58,18 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     if refusal:
         print(f"error: {refusal}", file=sys.stderr)
         return 1
+    sign_in = None
+    if settings.sign_in is not None:
+        from tollgate.console.sign_in import SignIn
+
+        try:
+            sign_in = SignIn(settings.sign_in, redirect_uri(settings.sign_in, address, settings.tls is not None))
+        except ValueError as e:  # --listen other than loopback, and no redirect_uri
+            print(f"error: console.{e}", file=sys.stderr)
+            return 1
+        except (OSError, ssl.SSLError) as e:
+            print(f"error: console.sign_in.ca_file: {settings.sign_in.ca_file}: {e}", file=sys.stderr)
+            return 1
     from tollgate.console.saved import path_for
 
     given = files
@@ -80,6 +96,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
             print(f"error: console.tls: {e}", file=sys.stderr)
             return 1
     audit: Source
+    dsn: str | None = None
     if postgres is not None:
         from tollgate.console.table import SUFFIX, Table, Unreadable
 
@@ -106,8 +123,16 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
         read_from = ", ".join(map(str, files))
     # The views and the server ask only what `Source` names.
     views = Views(cast(Audit, audit), budgets_reader(config.limits, config.ledger_store), Rules.of(config))
+    if settings.access_log is not None:
+        access_path = Path(settings.access_log)
+    else:
+        access_path = default_path(config.audit.path if config.audit.path != "-" or not files else str(files[-1]))
+    # Its table beside the records' when the console reads PostgreSQL.
+    access = AccessLog(access_path, dsn, postgres.keep_days if postgres is not None else None)
+    # With sign_in, a token only when one is configured (for scripts, as a bearer).
+    token = settings.token if sign_in is not None else settings.token or new_token()
     try:
-        console = Console(cast(Audit, audit), views, host, port, settings.token or new_token(), tls)
+        console = Console(cast(Audit, audit), views, host, port, token, tls, sign_in=sign_in, access=access)
     except OSError as e:
         taken = e.errno == errno.EADDRINUSE
         why = "the address is in use" if taken else e.strerror
@@ -120,8 +145,14 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
         print(f"error: {e.filename}: cannot read: {e.strerror}", file=sys.stderr)
         return 1
     shown = f"[{host}]" if ":" in host else host
-    print(ADDRESS_LINE.format(scheme="https" if tls else "http", host=shown, port=console.port, token=console.token),
-          flush=True)  # fmt: skip
+    scheme = "https" if tls else "http"
+    if sign_in is not None:
+        print(SIGN_IN_LINE.format(scheme=scheme, host=shown, port=console.port, issuer=sign_in.settings.issuer),
+              flush=True)  # fmt: skip
+    else:
+        print(ADDRESS_LINE.format(scheme=scheme, host=shown, port=console.port, token=console.token), flush=True)
+    # SIGTERM ends it as ^C does: the access log's last minute of polls written.
+    signal.signal(signal.SIGTERM, _interrupt)
     parent = os.environ.get(PARENT)
     if parent and parent.isdigit():
         threading.Thread(target=_stop_with, args=(int(parent), console), daemon=True).start()
@@ -137,6 +168,10 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     finally:
         audit.close()
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _stop_with(pid: int, console: Console) -> None:

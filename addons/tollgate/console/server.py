@@ -1,12 +1,19 @@
 """`tollgate console`'s web server: the page and the JSON API over the audit, read-only, behind a
-token.
+token or a sign-in.
 
-Every request needs the token or a session: `?token=` once (answered with a session of its own in
-an HttpOnly, SameSite=Strict cookie and a redirect to the same address without the token), the
-session's cookie, or the token as `Authorization: Bearer`; else 401. The token is never put in a
-cookie (another service on the same host name could read it); a session ends with the console or
-after 12 hours. Only GET and HEAD; every answer has `Content-Security-Policy: default-src 'self'`
-and no CORS header. Nothing is logged of a request (its query holds the token at the first visit).
+Without `console.sign_in`, every request needs the token or a session: `?token=` once (answered
+with a session of its own in an HttpOnly, SameSite=Strict cookie and a redirect to the same address
+without the token), the session's cookie, or the token as `Authorization: Bearer`; else 401.
+With it, people sign in with the company's identity provider (`sign_in.py`): a page asked for
+without a session is sent to the issuer, an API request without one is 401, `/auth/callback`
+opens a session (SameSite=Lax: the browser comes back from the issuer's site) holding who signed
+in, `/auth/logout` ends it; the token is then a bearer's only (`?token=` is 401) and its holder
+sees everything. The token is never put in a cookie (another service on the same host name could
+read it); a session ends with the console or after 12 hours. Every API request of a session or of
+the token is recorded (`access_log.py`). Only GET and HEAD; every answer has
+`Content-Security-Policy: default-src 'self'` and no CORS header. Nothing else is logged of a
+request (its query holds the token at the first visit); a failed sign-in's reason goes to standard
+error.
 Python's own `http.server`: one thread per connection, so that a live stream does not hold the
 others; a connection's TLS handshake is made in its own thread too, with a timeout, so that a
 client that connects and says nothing holds no one else."""
@@ -15,9 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import secrets
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -29,11 +38,16 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
 
+from tollgate.console.access_log import AccessLog
 from tollgate.console.follow import Audit
+from tollgate.console.sign_in import SignIn, SignInFailed
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
 from tollgate.console.views import BadQuery, Forbidden, Query, Views, as_csv
 
 COOKIE = "tollgate_session"
+PRE_COOKIE = "tollgate_sign_in"  # a sign-in under way (sign_in.py): its state, nonce and PKCE verifier
+ACCESS_LIMIT = 100  # /api/access's records by default
+ACCESS_MAX = 10_000  # at most
 OLD_COOKIE = "tollgate_console"  # emptied at sign-in, so that no token stays in a cookie of this name
 SESSION_S = 12 * 3600  # a session ends after this (or with the console); the token signs in again
 IDLE_S = 10.0  # a connection silent this long is closed: in its TLS handshake, before or between requests
@@ -64,18 +78,22 @@ class Console:
         views: Views,
         host: str,
         port: int,
-        token: str,
+        token: str | None,  # None: no token (with sign_in and no console.token)
         tls: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.time,  # the wall's: a session's 12 hours go on while the machine sleeps
+        sign_in: SignIn | None = None,
+        access: AccessLog | None = None,
     ) -> None:
         self.audit = audit
         self.views = views
         self.token = token
         self.tls = tls is not None
+        self.sign_in = sign_in
+        self.access = access
         self.stopping = threading.Event()
         # Sessions live in memory only, so that a restart ends them; kept by their SHA-256, so that
         # looking one up tells nothing of the others.
-        self.sessions: dict[bytes, float] = {}  # → when it ends, by the clock
+        self.sessions: dict[bytes, tuple[float, Viewer]] = {}  # → when it ends, by the clock; who it is
         self.sessions_lock = threading.Lock()
         self.clock = clock
         self.server = _Server((host, port), _handler(self), tls)
@@ -94,6 +112,8 @@ class Console:
                 self.audit.verify_pending()
             except OSError:
                 pass  # a file between rotations: looked at again at the next poll
+            if self.access is not None:
+                self.access.flush()  # the polls folded in a minute that is over
 
     def serve(self) -> None:
         follower = threading.Thread(target=self.follow, name="tollgate-console-follow", daemon=True)
@@ -103,6 +123,8 @@ class Console:
         finally:
             self.stopping.set()
             self.server.server_close()
+            if self.access is not None:
+                self.access.close()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -111,25 +133,44 @@ class Console:
             self.sessions.clear()
 
     def is_token(self, given: str | None) -> bool:
-        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
+        return given is not None and self.token is not None and hmac.compare_digest(given.encode(), self.token.encode())
 
-    def open_session(self) -> str:
-        """A new session id, valid for SESSION_S; the sessions ended are forgotten."""
+    def open_session(self, viewer: Viewer = TOKEN_HOLDER) -> str:
+        """A new session id for `viewer`, valid for SESSION_S; the sessions ended are forgotten."""
         session = secrets.token_urlsafe(32)
         now = self.clock()
         with self.sessions_lock:
-            for ended in [key for key, end in self.sessions.items() if end <= now]:
+            for ended in [key for key, (end, _) in self.sessions.items() if end <= now]:
                 del self.sessions[ended]
-            self.sessions[_digest(session)] = now + SESSION_S
+            self.sessions[_digest(session)] = (now + SESSION_S, viewer)
         return session
+
+    def viewer(self, bearer: str | None, sessions: Iterable[str]) -> Viewer | None:
+        """Who asks: the token's holder (as a bearer), or the person of the first of the sessions
+        given still open; None when neither."""
+        if self.is_token(bearer):
+            return TOKEN_HOLDER
+        now = self.clock()
+        with self.sessions_lock:
+            for s in sessions:
+                end, viewer = self.sessions.get(_digest(s), (0.0, None))
+                if viewer is not None and end > now:
+                    return viewer
+        return None
 
     def authorized(self, bearer: str | None, sessions: Iterable[str]) -> bool:
         """The token as a bearer, or any of the sessions given still open."""
-        if self.is_token(bearer):
-            return True
-        now = self.clock()
+        return self.viewer(bearer, sessions) is not None
+
+    def end_sessions(self, sessions: Iterable[str]) -> Viewer | None:
+        """The sessions given ended; who the first still open was."""
+        now, ended = self.clock(), None
         with self.sessions_lock:
-            return any(self.sessions.get(_digest(s), 0.0) > now for s in sessions)
+            for s in sessions:
+                end, viewer = self.sessions.pop(_digest(s), (0.0, None))
+                if ended is None and end > now:
+                    ended = viewer
+        return ended
 
 
 def _digest(session: str) -> bytes:
@@ -148,6 +189,12 @@ class _Server(ThreadingHTTPServer):
         if ":" in address[0]:  # --listen [::1]:PORT
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (a browser drops the connections it opened ahead) is none of
+        the console's faults: nothing said. Anything else, as socketserver says it."""
+        if not isinstance(sys.exception(), ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         request.settimeout(IDLE_S)  # kept by the TLS socket and the handler's reads and writes
@@ -187,9 +234,12 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
         def _get(self, head: bool) -> None:
             parts = urlsplit(self.path)
             query = parse_qs(parts.query, keep_blank_values=True)
+            if console.sign_in is not None and parts.path.startswith("/auth/"):
+                return self._auth(console.sign_in, parts.path, query)
             given = query.pop("token", None)
             if given is not None:  # the sign-in link: the token exchanged for a session
-                if not console.is_token(given[-1]):
+                # With sign_in, the token is a bearer's only: never in an address, where it is kept.
+                if console.sign_in is not None or not console.is_token(given[-1]):
                     return self._unauthenticated()
                 attributes = "; Path=/; HttpOnly; SameSite=Strict" + ("; Secure" if console.tls else "")
                 rest = urlencode(query, doseq=True)
@@ -200,30 +250,134 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
                     ("Set-Cookie", f"{COOKIE}={console.open_session()}; Max-Age={SESSION_S}{attributes}"),
                     ("Set-Cookie", f"{OLD_COOKIE}=; Max-Age=0{attributes}"),
                 ])  # fmt: skip
-            if not console.authorized(self._bearer(), self._sessions()):
-                return self._unauthenticated()
+            viewer = console.viewer(self._bearer(), self._sessions())
             path = parts.path
+            if viewer is None:
+                # A page the browser goes to: to the issuer, and back here once signed in. Not what
+                # a page loads by itself (a favicon): it would start a sign-in over the one under way.
+                navigates = self.headers.get("Sec-Fetch-Mode", "navigate") == "navigate"
+                if console.sign_in is not None and not path.startswith("/api/") and navigates:
+                    return self._begin(console.sign_in, "/" + self.path.lstrip("/\\"))
+                return self._unauthenticated()
             if path in STATIC:
                 name, kind = STATIC[path]
                 body = resources.files("tollgate.console").joinpath("static", name).read_bytes()
                 return self._send(HTTPStatus.OK, body, kind, head=head)
+            if not path.startswith("/api/"):
+                return self._send(HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json", head=head)
+            asked = {k: list(v) for k, v in query.items()}
             if path == "/api/events/live":
-                return self._live(head, query)
+                self._record(viewer, path, asked, HTTPStatus.OK)  # recorded as it opens: it lasts
+                return self._live(head, query, viewer)
+            status, body, kind, headers = self._api(viewer, path, query)
+            self._record(viewer, path, asked, status)  # before the answer: no read goes unrecorded
+            self._send(status, body, kind, headers, head=head)
+
+        def _api(
+            self, viewer: Viewer, path: str, query: dict[str, list[str]]
+        ) -> tuple[HTTPStatus, bytes, str, dict[str, str]]:
+            """An API request's answer: status, body, its type and headers."""
             fmt = query.pop("format", ["json"])[-1]
             try:
-                answer = console.views.answer(path, query)
+                if path == "/api/access":
+                    answer: Any = self._access(viewer, query)
+                else:
+                    answer = console.views.answer(path, query, viewer)
             except KeyError:
-                return self._send(HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json", head=head)
+                return HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json", {}
+            except Forbidden:
+                return HTTPStatus.FORBIDDEN, b'{"error": "forbidden"}', "application/json", {}
             except BadQuery as e:
                 body = orjson.dumps({"error": "bad_request", "message": str(e)})
-                return self._send(HTTPStatus.BAD_REQUEST, body, "application/json", head=head)
-            except Forbidden:
-                return self._send(HTTPStatus.FORBIDDEN, b'{"error": "forbidden"}', "application/json", head=head)
+                return HTTPStatus.BAD_REQUEST, body, "application/json", {}
             if fmt == "csv":
                 name = path.rsplit("/", 1)[-1]
-                return self._send(HTTPStatus.OK, as_csv(answer, query).encode(), "text/csv; charset=utf-8",
-                                  {"Content-Disposition": f'attachment; filename="{name}.csv"'}, head=head)  # fmt: skip
-            return self._send(HTTPStatus.OK, orjson.dumps(answer), "application/json", head=head)
+                return (HTTPStatus.OK, as_csv(answer, query).encode(), "text/csv; charset=utf-8",
+                        {"Content-Disposition": f'attachment; filename="{name}.csv"'})  # fmt: skip
+            return HTTPStatus.OK, orjson.dumps(answer), "application/json", {}
+
+        @staticmethod
+        def _access(viewer: Viewer, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+            """`/api/access`: the console's access records, newest first; security's only."""
+            if viewer.role != "security":
+                raise Forbidden("/api/access is security's")
+            text = query.get("limit", [str(ACCESS_LIMIT)])[-1]
+            if not text.isdigit() or not 1 <= int(text) <= ACCESS_MAX:
+                raise BadQuery(f"limit: a number from 1 to {ACCESS_MAX}")
+            return [] if console.access is None else console.access.recent(int(text))
+
+        def _record(self, viewer: Viewer, path: str, query: dict[str, list[str]], status: HTTPStatus) -> None:
+            if console.access is not None:
+                console.access.request(viewer, path, query, int(status))
+
+        # ---- sign-in (console.sign_in)
+
+        def _auth(self, sign_in: SignIn, path: str, query: dict[str, list[str]]) -> None:
+            if path == "/auth/login":
+                return self._begin(sign_in, "/")  # never a path from the query: no open redirect
+            if path == "/auth/callback":
+                return self._callback(sign_in, query)
+            if path == "/auth/logout":
+                ended = console.end_sessions(self._sessions())
+                if ended is not None and console.access is not None:
+                    console.access.logout(ended)
+                back = sign_in.redirect_uri.rsplit("/", 1)[0] + "/signed-out"
+                return self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", [
+                    ("Location", sign_in.logout_location(back)),
+                    ("Set-Cookie", f"{COOKIE}=; Max-Age=0{self._attributes('/')}"),
+                ])  # fmt: skip
+            if path == "/auth/signed-out":
+                return self._page(HTTPStatus.OK, "Signed out", "You have signed out of the Tollgate console.")
+            self._send(HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json")
+
+        def _begin(self, sign_in: SignIn, back: str) -> None:
+            try:
+                cookie, location = sign_in.begin(back)
+            except SignInFailed as e:
+                return self._failed(e)
+            self._send(HTTPStatus.FOUND, b"", "text/plain", [
+                ("Location", location),
+                ("Set-Cookie", f"{PRE_COOKIE}={cookie}; Max-Age=600{self._attributes('/auth/')}"),
+            ])  # fmt: skip
+
+        def _callback(self, sign_in: SignIn, query: dict[str, list[str]]) -> None:
+            forget = ("Set-Cookie", f"{PRE_COOKIE}=; Max-Age=0{self._attributes('/auth/')}")
+            try:
+                viewer, back = sign_in.finish(sign_in.take(self._cookies(PRE_COOKIE)), query)
+            except SignInFailed as e:
+                return self._failed(e, [forget])
+            if console.access is not None:
+                console.access.sign_in(viewer)
+            console.end_sessions(self._sessions())  # the browser's session before this sign-in, if any
+            session = console.open_session(viewer)
+            self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", [
+                ("Location", back), forget,
+                ("Set-Cookie", f"{COOKIE}={session}; Max-Age={SESSION_S}{self._attributes('/')}"),
+            ])  # fmt: skip
+
+        def _failed(self, e: SignInFailed, headers: list[tuple[str, str]] | None = None) -> None:
+            """A sign-in refused: the reason in the console's log (never a token or a code: the
+            reasons name neither), a page without it, and no session."""
+            print(f"tollgate console: sign-in refused ({e.status}): {e.reason}", file=sys.stderr, flush=True)
+            if console.access is not None:
+                console.access.failed(e.reason, e.email, e.status)
+            if e.status == HTTPStatus.FORBIDDEN:
+                return self._page(HTTPStatus.FORBIDDEN, "Not allowed",
+                                  "Your account is not among those allowed to use this console.", headers)  # fmt: skip
+            self._page(HTTPStatus.UNAUTHORIZED, "Sign-in failed",
+                       "The sign-in could not be completed; the console's log says why.", headers)  # fmt: skip
+
+        def _page(
+            self, status: HTTPStatus, title: str, text: str, headers: list[tuple[str, str]] | None = None
+        ) -> None:
+            # Nothing loaded from the console (its files need a session: a stylesheet would start a sign-in).
+            body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+                    f'</head><body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>'
+                    f'<p><a href="/auth/login">Sign in</a></p></body></html>')  # fmt: skip
+            self._send(status, body.encode(), "text/html; charset=utf-8", headers)
+
+        def _attributes(self, path: str) -> str:
+            return f"; Path={path}; HttpOnly; SameSite=Lax" + ("; Secure" if console.tls else "")
 
         def _bearer(self) -> str | None:
             scheme, _, value = self.headers.get("Authorization", "").partition(" ")
@@ -232,11 +386,16 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
         def _sessions(self) -> list[str]:
             """Every value of a cookie named COOKIE: another service on the same host name may have
             set one of its own beside the console's."""
+            return self._cookies(COOKIE)
+
+        def _cookies(self, cookie: str) -> list[str]:
             pairs = (p.partition("=") for h in self.headers.get_all("Cookie", []) for p in h.split(";"))
-            return [value.strip() for name, _, value in pairs if name.strip() == COOKIE]
+            return [value.strip() for name, _, value in pairs if name.strip() == cookie]
 
         def _unauthenticated(self) -> None:
-            self._send(HTTPStatus.UNAUTHORIZED, b'{"error": "unauthenticated"}', "application/json")
+            # With sign_in, the page goes there to sign in again.
+            again = {"X-Tollgate-Sign-In": "/auth/login"} if console.sign_in is not None else None
+            self._send(HTTPStatus.UNAUTHORIZED, b'{"error": "unauthenticated"}', "application/json", again)
 
         def _send(
             self,

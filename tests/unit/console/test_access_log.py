@@ -1,0 +1,113 @@
+"""The console's access log (`console/access_log.py`): a record per request, never a token in its
+query; polls that differ only in `after` (or not at all) folded into one record a minute with their
+count; sign-ins, failed ones and logouts; a file that cannot be written said once; read back newest
+first, the folds under way among them."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+from tollgate.console.access_log import AccessLog, default_path
+from tollgate.console.viewer import TOKEN_HOLDER, Viewer
+
+ALICE = Viewer("self", "alice@example.com", "Alice")
+T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_request_is_recorded_without_its_token(tmp_path: Path) -> None:
+    now = [T0]
+    log = AccessLog(tmp_path / "access.jsonl", clock=lambda: now[0])
+    log.request(ALICE, "/api/people", {"since": ["2027-01-01"], "token": ["s3cret-token-0000000"]}, 200)
+    log.request(TOKEN_HOLDER, "/api/audit", {}, 200)
+    log.flush(everything=True)
+    assert lines(tmp_path / "access.jsonl") == [
+        {"event": "console_access", "ts": "2027-01-15T08:00:00.000Z", "action": "request",
+         "email": "alice@example.com", "role": "self", "path": "/api/people", "query": "since=2027-01-01",
+         "status": 200, "count": 1},
+        {"event": "console_access", "ts": "2027-01-15T08:00:00.000Z", "action": "request", "email": "token",
+         "role": "security", "path": "/api/audit", "query": "", "status": 200, "count": 1},
+    ]  # fmt: skip
+    assert stat.S_IMODE((tmp_path / "access.jsonl").stat().st_mode) == 0o600  # e-mails: the owner's only
+
+
+def test_polls_differing_only_in_after_are_one_record_a_minute(tmp_path: Path) -> None:
+    now = [T0]
+    log = AccessLog(tmp_path / "access.jsonl", clock=lambda: now[0])
+    for n in range(12):  # a poll every 5 s for a minute
+        log.request(ALICE, "/api/events", {"after": [str(n)], "limit": ["200"]}, 200)
+        now[0] += 5
+    log.request(ALICE, "/api/events", {"after": ["x"], "limit": ["50"]}, 200)  # another query: its own fold
+    assert not (tmp_path / "access.jsonl").exists()  # the minute is not over
+    assert [(r["query"], r["count"]) for r in log.recent(10)] == [("after=x&limit=50", 1), ("after=0&limit=200", 12)]
+    log.request(ALICE, "/api/events", {"after": ["12"], "limit": ["200"]}, 200)  # the next minute's first
+    assert [(r["ts"], r["query"], r["count"]) for r in lines(tmp_path / "access.jsonl")] == [
+        ("2027-01-15T08:00:00.000Z", "after=0&limit=200", 12)
+    ]
+    now[0] += 61
+    log.flush()
+    assert [(r["query"], r["count"]) for r in lines(tmp_path / "access.jsonl")] == [
+        ("after=0&limit=200", 12), ("after=x&limit=50", 1), ("after=12&limit=200", 1)
+    ]  # fmt: skip
+
+
+def test_the_same_request_again_within_a_minute_is_counted(tmp_path: Path) -> None:
+    now = [T0]
+    log = AccessLog(tmp_path / "access.jsonl", clock=lambda: now[0])
+    for _ in range(12):  # the header's look at the audit, every 5 s
+        log.request(ALICE, "/api/audit", {}, 200)
+        now[0] += 5
+    log.request(ALICE, "/api/audit", {}, 403)  # another status: a request of its own
+    log.flush()
+    assert [(r["path"], r["status"], r["count"]) for r in lines(tmp_path / "access.jsonl")] == [("/api/audit", 200, 12)]
+    log.close()
+    assert [(r["status"], r["count"]) for r in lines(tmp_path / "access.jsonl")] == [(200, 12), (403, 1)]
+
+
+def test_a_file_that_cannot_be_written_is_said_once(tmp_path: Path, capsys) -> None:
+    log = AccessLog(tmp_path / "missing" / "access.jsonl", clock=lambda: T0)
+    for _ in range(3):
+        log.sign_in(ALICE)
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"tollgate console: access log {tmp_path}/missing/access.jsonl: cannot write: No such file or directory\n"
+    )
+
+
+def test_sign_ins_failures_and_logouts_and_the_newest_first(tmp_path: Path) -> None:
+    now = [T0]
+    log = AccessLog(tmp_path / "access.jsonl", clock=lambda: now[0])
+    log.failed("the ID token has expired", None, 401)
+    now[0] += 1
+    log.sign_in(ALICE)
+    now[0] += 1
+    log.request(ALICE, "/api/events", {"after": ["1"]}, 200)
+    now[0] += 1
+    log.logout(ALICE)
+    recent = log.recent(10)
+    assert [(r["action"], r["email"], r.get("reason")) for r in recent] == [
+        ("logout", "alice@example.com", None), ("request", "alice@example.com", None),
+        ("sign_in", "alice@example.com", None), ("sign_in_failed", None, "the ID token has expired"),
+    ]  # fmt: skip
+    assert [r["action"] for r in log.recent(2)] == ["logout", "request"]
+    log.close()  # the fold under way written
+    assert [r["action"] for r in lines(tmp_path / "access.jsonl")] == ["sign_in_failed", "sign_in", "logout", "request"]
+
+
+def test_the_latest_records_are_read_from_the_end_of_a_long_log(tmp_path: Path) -> None:
+    log = AccessLog(tmp_path / "access.jsonl", clock=lambda: T0)
+    for n in range(3000):
+        log.request(ALICE, f"/api/n{n:04}", {}, 200)
+    log.flush(everything=True)
+    assert [r["path"] for r in log.recent(3)] == ["/api/n2999", "/api/n2998", "/api/n2997"]
+    assert len(log.recent(2500)) == 2500
+
+
+def test_the_log_is_beside_the_audit_by_default() -> None:
+    assert default_path("/var/log/tollgate/audit.jsonl") == Path("/var/log/tollgate/audit.jsonl.console-access.jsonl")
