@@ -15,9 +15,11 @@ import http.cookiejar
 import json
 import os
 import re
+import shutil
 import ssl
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ import psycopg
 import pytest
 from tests.support.cdp import Browser, chromium
 from tests.support.oidc_provider import OidcProvider, Person, oidc_provider
+from tests.support.postgres import PostgresServer
 from tests.support.proxy import ROOT, free_port
 
 from tollgate.common.audit_chain import Chain
@@ -529,15 +532,23 @@ def test_the_access_log_goes_to_postgresql_too_and_a_database_down_stops_nothing
     ], err
     assert [json.loads(r[6]) for r in rows] == running.records()
     assert version == (1,)
-    # A database that cannot be reached: the console serves, the file keeps the records, one line says so.
-    down = f"postgresql://tollgate@127.0.0.1:{free_port()}/tollgate"
-    with console(tmp_path / "down", idp, token=TOKEN, audit_postgres=down) as running:
-        agent = agent_for(idp)
-        sign_in(agent, running.base)
-        for _ in range(3):
+    # The database gone while the console runs: it serves from what it read, the file keeps the
+    # records, one line says the access table cannot be written.
+    own = PostgresServer(Path(tempfile.mkdtemp(prefix="tollgate-postgres-"))).start()
+    try:
+        with console(tmp_path / "down", idp, token=TOKEN, audit_postgres=own.dsn()) as running:
+            agent = agent_for(idp)
+            sign_in(agent, running.base)
             assert agent.get(f"{running.base}/api/people").status == 200
-        err = running.stop()
-    assert [(r["action"], r.get("count")) for r in running.records()] == [("sign_in", None), ("request", 3)]
+            own.stop()
+            for _ in range(3):
+                assert agent.get(f"{running.base}/api/people").status == 200
+            err = running.stop()
+    finally:
+        if own.running():
+            own.stop()
+        shutil.rmtree(own.directory, ignore_errors=True)
+    assert [(r["action"], r.get("count")) for r in running.records()] == [("sign_in", None), ("request", 4)]
     assert err.count("tollgate console: access log: PostgreSQL 127.0.0.1:") == 1, err
 
 
