@@ -10,8 +10,10 @@ Screenshots under TOLLGATE_SCREENSHOTS, else the test's own directory."""
 
 from __future__ import annotations
 
+import collections
 import http.client
 import http.cookiejar
+import itertools
 import json
 import os
 import re
@@ -20,6 +22,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -36,6 +39,7 @@ from tests.support.postgres import PostgresServer
 from tests.support.proxy import ROOT, free_port
 
 from tollgate.common.audit_chain import Chain
+from tollgate.records.audit_postgres import ensure_schema, prepare, row_of, store
 
 SECRET = "console-oidc-client-secret-of-the-e2e-tests"
 TOKEN = "console-bearer-TOKEN-of-the-e2e-0001"
@@ -261,6 +265,77 @@ def test_signing_in_as_each_role_gives_a_session_of_its_own(idp: OidcProvider, s
     assert status == 200 and isinstance(people, list)
     assert sorted(p["client"] for p in people) == (role.clients or ["alice", "bob"])
     assert agent.get(f"{served.base}/api/audit").status == (200 if role.role == "security" else 403)
+
+
+FLEET = {  # instance -> its calls' clients, in the order it wrote them
+    "east": ["alice", "bob", "alice"],
+    "west": ["bob", "alice", "bob", "bob"],
+}
+
+
+def fleet_rows() -> list[tuple]:
+    """Each instance's run as it writes it (chained, a checkpoint at its end), in the rows the
+    senders store, the two instances' interleaved as they arrive."""
+    runs = []
+    for instance, callers in FLEET.items():
+        chain = Chain()
+        group = {"alice": "research", "bob": "sales"}
+        records = [{"event": "tollgate_started", "ts": "2026-11-20T07:59:00.000Z", "version": "0.1.0", "pid": 1}]
+        for n, client in enumerate(callers):
+            records.append({"event": "llm_call", "ts": f"2026-11-20T08:0{n}:00.000Z", "client": client,
+                            "groups": [group[client]], "provider": "openai", "model": "gpt-4o-mini",
+                            "decision": "allow", "input_tokens": 10, "output_tokens": 5, "cost_usd": 0.25})  # fmt: skip
+        lines = [chain.link(json.dumps({**record, "instance": instance}).encode()) for record in records]
+        checkpoint = {**chain.checkpoint(None, "2026-11-20T08:09:00.000Z"), "instance": instance}
+        lines.append(chain.link(json.dumps(checkpoint).encode()))
+        runs.append(lines)
+    interleaved = [line for pair in itertools.zip_longest(*runs) for line in pair if line is not None]
+    return [row_of(line) for line in interleaved]
+
+
+@pytest.mark.parametrize("name", list(ROLES))
+def test_each_role_sees_its_scope_of_a_fleets_records_in_postgresql(
+    idp: OidcProvider, tmp_path: Path, postgres, name: str
+) -> None:
+    """Two instances' records in PostgreSQL, the console reading them with sign-in: each person's
+    events, sums and instance filter hold their clients' records alone, and only security sees the
+    Audit view, a row per instance, whole."""
+    dsn = postgres.database()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        ensure_schema(conn, "tollgate_records")
+        prepare(conn)
+        store(conn, "tollgate_records", fleet_rows())
+    role = ROLES[name]
+    seen = set(role.clients or ["alice", "bob"])
+    with console(tmp_path, idp, audit_postgres=dsn) as running:
+        idp.person = role.person
+        agent = agent_for(idp)
+        sign_in(agent, running.base)
+        for instance in (None, *FLEET):
+            suffix = "" if instance is None else f"&instance={instance}"
+            status, events = agent.json(f"{running.base}/api/events?event=llm_call&limit=100{suffix}")
+            assert status == 200 and isinstance(events, dict)
+            expected = sorted(c for i, callers in FLEET.items() if instance in (None, i) for c in callers if c in seen)
+            assert sorted(e["client"] for e in events["events"]) == expected
+            status, people = agent.json(f"{running.base}/api/people?{suffix[1:]}")
+            assert status == 200 and isinstance(people, list)
+            assert {p["client"]: p["calls"] for p in people} == dict(collections.Counter(expected))
+        # A forged filter finds nothing of another person's client.
+        others = {"alice", "bob"} - seen
+        for other in others:
+            status, events = agent.json(f"{running.base}/api/events?client={other}")
+            assert (status, events["events"]) == (200, [])  # type: ignore[index]
+        deadline = time.monotonic() + 10  # the chain is checked behind the views
+        status, audit = agent.json(f"{running.base}/api/audit")
+        while status == 200 and any(r["state"] == "checking" for r in audit) and time.monotonic() < deadline:  # type: ignore[union-attr]
+            time.sleep(0.1)
+            status, audit = agent.json(f"{running.base}/api/audit")
+        if role.role == "security":
+            assert status == 200 and isinstance(audit, list)
+            assert sorted((r["instance"], r["state"], r["records"], r["file"]) for r in audit) == [
+                ("east", "whole", 5, None), ("west", "whole", 6, None)]  # fmt: skip
+        else:
+            assert (status, audit) == (403, {"error": "forbidden"})
 
 
 def test_under_tls_the_cookies_are_secure(idp: OidcProvider, tmp_path: Path) -> None:
