@@ -246,6 +246,7 @@ def test_the_base_renders_and_validates(base) -> None:
         ("Deployment", "tollgate-console"),
         ("Deployment", "tollgate-redis"),
         ("NetworkPolicy", "tollgate-redis"),
+        ("PersistentVolumeClaim", "tollgate-console-data"),
         ("PersistentVolumeClaim", "tollgate-redis-data"),
         ("PodDisruptionBudget", "tollgate"),
         ("Service", "tollgate"),
@@ -567,10 +568,13 @@ def test_the_console_serves_its_configuration_over_tls_reading_postgresql_with_i
     assert sign_in["client_secret"] == "${CONSOLE_OIDC_SECRET}"
     assert urlsplit(sign_in["redirect_uri"]).scheme == "https" and sign_in["redirect_uri"].endswith("/auth/callback")
     assert sign_in["security"] and sign_in["leads"]
-    # Writable places on a read-only root: its own files (the access log), and /tmp.
-    for path in (str(Path(config["audit"]["path"]).parent), "/tmp"):
-        mount, volume = mounted[path]
-        assert "emptyDir" in volume and not mount.get("readOnly"), path
+    # Writable places on a read-only root: its own files (the access log, the saved index of the
+    # records) on a volume that outlives the pod, and /tmp.
+    mount, volume = mounted[str(Path(config["audit"]["path"]).parent)]
+    claim = find(example, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])["spec"]
+    assert not mount.get("readOnly") and claim["accessModes"] == ["ReadWriteOnce"]
+    mount, volume = mounted["/tmp"]
+    assert "emptyDir" in volume and not mount.get("readOnly")
 
 
 def test_the_console_configuration_loads() -> None:
