@@ -8,9 +8,9 @@ no files."""
 from __future__ import annotations
 
 from array import array
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from tollgate.formats.refusals import CONTENT_DENIED
 
@@ -105,6 +105,51 @@ class Day:
     # (`finding_action`).
     findings: dict[tuple[str, int, str, str], int] = field(default_factory=dict)
     services: dict[tuple[int, str], Service] = field(default_factory=dict)  # (origin, service)
+
+
+@dataclass(frozen=True, slots=True)
+class Later:
+    """A day's sums restored from a saved index but not made yet: `load` makes them, `saved` gives
+    them as they were saved (to be saved again as they are)."""
+
+    load: Callable[[], Day]
+    saved: Callable[[], bytes]
+
+
+class Days:
+    """Each UTC day's sums by its date, in the order they came. A day restored from a saved index
+    may be `Later`, made when first asked for: a restart is ready before it has parsed a year of
+    sums, and a view of 30 days parses 30."""
+
+    __slots__ = ("_days",)
+
+    def __init__(self) -> None:
+        self._days: dict[str, Day | Later] = {}
+
+    def get(self, day: str) -> Day | None:
+        sums = self._days.get(day)
+        if type(sums) is Later:
+            sums = self._days[day] = sums.load()
+        return cast(Day | None, sums)
+
+    def __getitem__(self, day: str) -> Day:
+        sums = self.get(day)
+        if sums is None:
+            raise KeyError(day)
+        return sums
+
+    def __setitem__(self, day: str, sums: Day | Later) -> None:
+        self._days[day] = sums
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._days))
+
+    def __len__(self) -> int:
+        return len(self._days)
+
+    def held(self) -> list[tuple[str, Day | Later]]:
+        """Each day as held: its sums, or `Later` when not made yet."""
+        return list(self._days.items())
 
 
 @dataclass(slots=True)

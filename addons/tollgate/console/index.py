@@ -24,6 +24,7 @@ from tollgate.console.day_sums import (
     HOUR,
     SPEND_BY,
     Day,
+    Days,
     Person,
     Refusals,
     Service,
@@ -98,7 +99,7 @@ class Index:
         # origins only (`_numbers`): made when first asked for, then for the records read since.
         self._by_origin: list[array] = []
         self._posted = 0  # the records in `_by_origin`
-        self.days: dict[str, Day] = {}
+        self.days = Days()
         self.malformed = 0
         # The lines longer than the console reads at once, never parsed: record number → length.
         self.long_lines: dict[int, int] = {}
@@ -430,9 +431,10 @@ class Index:
     # ---- the views: each over the origins `chosen` (None: every one), then by client
 
     def selected(self, window: Window) -> Iterator[Day]:
-        for day, sums in self.days.items():
+        days = self.days
+        for day in days:
             if window.holds_day(day):
-                yield sums
+                yield days[day]
 
     def people(self, window: Window, chosen: frozenset[int] | None = None) -> list[dict[str, Any]]:
         people: dict[tuple[str | None, str | None], Person] = {}
@@ -472,9 +474,11 @@ class Index:
     ) -> dict[tuple[str, str | None], Spend]:
         sums: dict[tuple[str, str | None], Spend] = {}
         dimension, client_of = SPEND_BY[by], self.client_of
-        for day, d in self.days.items():
+        days = self.days
+        for day in days:
             if not window.holds_day(day):
                 continue
+            d = days[day]
             figures = d.figures
             for key, at in d.spend.items():
                 origin = key[2]

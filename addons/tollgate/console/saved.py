@@ -19,15 +19,17 @@ import sys
 from array import array
 from collections.abc import Callable
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from tollgate.console.day_sums import Day, Person, Refusals, Service
+from tollgate.console.day_sums import Day, Later, Person, Refusals, Service
 from tollgate.console.index import NO_ORIGIN, Index, Origin
 
 MAGIC = b"tollgate console index 4\n"  # 4: the sums per origin (`index.Origin`)
+DAY_HEAD = len(b'["2026-11-22",')  # how a day's saved sums start: its date
 SUFFIX = ".console-index"
 PROBE = 64 << 10  # the bytes hashed at a file's start and before where reading stopped
 ARRAYS = ("offsets", "clients", "origins", "providers", "decisions", "events", "hours", "models", "input_tokens",
@@ -124,15 +126,39 @@ def _day(state: dict[str, Any], one: Callable[[Any], Any]) -> Day:
     return day
 
 
+def _read_at(handle: IO[bytes], at: int, length: int) -> bytes:
+    """`length` bytes at `at`, wherever the handle stands (pread: no position shared)."""
+    data = os.pread(handle.fileno(), length, at)
+    if len(data) != length:
+        raise ValueError("the saved index is cut")
+    return data
+
+
+def _load_day(saved: Callable[[], bytes], day: str, one: Callable[[Any], Any]) -> Day:
+    named, state = orjson.loads(saved())
+    if named != day:
+        raise ValueError(f"the saved day {named!r} is not {day!r}")
+    return _day(state, one)
+
+
 def restore_index(header: dict[str, Any], data: IO[bytes]) -> Index:
     """An index from its saved header and columns; ValueError when they do not fit together."""
     if header["byteorder"] != sys.byteorder:
         raise ValueError("saved on a machine of another byte order")
     index = Index()
+    # The days' sums are made when first asked for, read from a handle of their own (this file's
+    # inode, whatever is saved over it meanwhile), closed once none is left to read.
+    handle = open(os.dup(data.fileno()), "rb")  # noqa: SIM115
     for _ in range(int(header["days"])):
         length = int.from_bytes(data.read(8), "little")
-        day, state = orjson.loads(data.read(length))
-        index.days[day] = _day(state, index.one)
+        at = data.tell()
+        head = data.read(DAY_HEAD)  # ["2026-11-22",{…
+        if len(head) != DAY_HEAD or head[:2] != b'["' or head[-2:] != b'",':
+            raise ValueError("a day of another shape")
+        day = head[2:-2].decode("ascii")
+        data.seek(at + length)
+        saved = partial(_read_at, handle, at, length)
+        index.days[day] = Later(partial(_load_day, saved, day, index.one), saved)
     for name, typecode, itemsize, length in header["arrays"]:
         column = getattr(index, name)
         if name not in ARRAYS or column.typecode != typecode or column.itemsize != itemsize:
@@ -177,8 +203,8 @@ def write(path: Path, header: dict[str, Any], index: Index) -> None:
         f.write(MAGIC)
         f.write(len(text).to_bytes(8, "little"))
         f.write(text)
-        for day, sums in index.days.items():
-            state = orjson.dumps([day, _day_state(sums)])
+        for day, sums in index.days.held():
+            state = sums.saved() if isinstance(sums, Later) else orjson.dumps([day, _day_state(sums)])
             f.write(len(state).to_bytes(8, "little"))
             f.write(state)
         for name in ARRAYS:

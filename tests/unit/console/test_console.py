@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tollgate.console.budgets import rows as budget_rows
+from tollgate.console.day_sums import Later
 from tollgate.console.follow import Audit
 from tollgate.console.server import Console
 from tollgate.console.views import BadQuery, Views, as_csv
@@ -550,6 +551,35 @@ def test_the_index_is_remembered_and_a_restart_reads_only_what_came_since(tmp_pa
         pass
     assert restarted.files[0].checked == path.stat().st_size
     restarted.close()
+
+
+def test_a_restart_makes_a_days_sums_when_a_view_first_asks_for_that_day(tmp_path: Path) -> None:
+    """A restart is ready before it parses each day's sums: a day is made when a view (or a record
+    of that day) first needs it, and a day not made yet is saved again as it was."""
+    path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
+    write(path, RECORDS)
+    first, _ = opened(path, remember)
+    first.close()
+    restarted, views = opened(path, remember)
+    assert restarted.saved_records == len(RECORDS)
+    held = restarted.index.days.held()
+    assert [(day, type(sums)) for day, sums in held] == [
+        (day, Later) for day in ("2026-11-01", "2026-11-02", "2026-11-03")
+    ]
+    views.answer("/api/people", {"since": ["2026-11-03"]})
+    assert [day for day, sums in restarted.index.days.held() if not isinstance(sums, Later)] == ["2026-11-03"]
+    write(path, [call("2026-11-02T18:00:00.000Z", "carol")])  # a record of a day not made: made for it
+    restarted.catch_up()
+    made = [day for day, sums in restarted.index.days.held() if not isinstance(sums, Later)]
+    assert made == ["2026-11-02", "2026-11-03"]
+    restarted.save()
+    restarted.close()
+    again, views = opened(path, remember)
+    assert again.saved_records == len(RECORDS) + 1
+    fresh_audit, fresh = opened(path, tmp_path / "elsewhere")
+    assert every_view(views) == every_view(fresh)
+    for audit in (again, fresh_audit):
+        audit.close()
 
 
 def test_the_index_is_set_aside_when_the_file_was_rewritten_or_rotated(tmp_path: Path) -> None:
