@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 from tests.e2e.test_guardrail_answers import READ_JSON, READ_STREAM, Upstream
 from tests.e2e.test_guardrail_answers import config as answers_config
-from tests.support.answers import answer_samples, answered_by, free_port
+from tests.support.answers import answer_samples, answered_by
+from tests.support.proxy import free_port
 
 METRICS = f"127.0.0.1:{free_port()}"
 

@@ -14,10 +14,11 @@ from collections.abc import Iterator
 import pytest
 import trustme
 from tests.support import guardrail_samples as samples
-from tests.support.answers import answer_samples, free_port
+from tests.support.answers import answer_samples
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.mcp_upstream import McpUpstream, event, log_event, mcp_servers, speaks_mcp
 from tests.support.mcp_upstream import client_code as sdk_client_code
+from tests.support.proxy import free_port
 from tests.support.raw import send
 
 VIRTUAL = "tg-mcp-answers-alice-0001"

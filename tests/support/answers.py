@@ -5,7 +5,6 @@ closed), and the answer metrics as the metrics endpoint gives them."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.request
 from collections.abc import Callable
@@ -67,12 +66,6 @@ def answered_by(gateway: Any, upstream: Callable[[Received], Reply]) -> Any:
     for fake in gateway.fakes.values():
         fake.handler = upstream
     return gateway
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def answer_samples(listen: str) -> dict[tuple[str, ...], float]:

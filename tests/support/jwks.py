@@ -8,7 +8,6 @@ import base64
 import hashlib
 import hmac
 import json
-import socket
 import ssl
 import threading
 import time
@@ -20,6 +19,8 @@ import jwt
 import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from .proxy import free_port
 
 
 def b64url(data: bytes) -> str:
@@ -112,12 +113,6 @@ def tampered(token: str, **changes: Any) -> str:
     """The token with its payload changed and its signature kept."""
     header, _, signature = token.split(".")
     return f"{header}.{segment({**payload_of(token), **changes})}.{signature}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class JwksServer:

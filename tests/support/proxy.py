@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -27,10 +28,41 @@ def mitmdump() -> str:
     return mitmproxy_tool("mitmdump")
 
 
+def _ephemeral_low() -> int:
+    """Where the kernel's own ports for outgoing connections begin (Linux: 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+LOW_PORT = 10_000
+SLOT = 1_500  # ports a pytest-xdist worker takes from, its own: workers never hand out the same one
+_EPHEMERAL_LOW = _ephemeral_low()
+_handed = itertools.count(os.getpid() * 7919 % SLOT)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port of 127.0.0.1 free now for the caller to listen on. Taken below the kernel's
+    ephemeral range, where another test's outgoing connection may take a port between this check
+    and the caller's bind (`bind(0)` gives one from that range); from the xdist worker's own slot;
+    and never twice by this process."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    slot = int(worker[2:]) + 1 if worker[:2] == "gw" and worker[2:].isdigit() else 0
+    base = LOW_PORT + slot * SLOT
+    if base + SLOT > _EPHEMERAL_LOW:  # a range too low, or too many workers: the kernel's choice
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    for _ in range(SLOT):
+        port = base + next(_handed) % SLOT
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use, or not yet free of an earlier connection
+            return port
+    raise OSError(f"no free port in {base}-{base + SLOT - 1}")
 
 
 class Mitmdump:
