@@ -681,6 +681,9 @@ def test_signing_in_in_chromium_shows_who_is_signed_in(
         assert browser.evaluate("document.getElementById('sign-out').getAttribute('href')") == "/auth/logout"
         # Whether the audit is whole, for every role (from /api/me where /api/audit is security's).
         browser.wait_for("document.getElementById('audit-state').textContent === 'Audit: whole'")
+        # The Audit view's tab only where it answers (security's).
+        audit_tab = "document.querySelector('a[data-view=\"audit\"]')"
+        assert browser.evaluate(f"{audit_tab}.hidden") == (role.role != "security")
         browser.evaluate("location.hash = 'people'")
         browser.wait_for("document.querySelectorAll('#people tbody tr').length > 0")
         shown = browser.evaluate(

@@ -484,6 +484,10 @@ async function whoIsSignedIn() {
   document.getElementById("who-name").textContent = (me.name || me.email) + " · " + me.role;
   document.getElementById("who-name").title = me.email;
   document.getElementById("who").hidden = false;
+  if (me.role !== "security") { // the Audit view is security's: the badge alone says whether the audit is whole
+    document.querySelector('a[data-view="audit"]').hidden = true;
+    document.getElementById("audit-state").removeAttribute("href");
+  }
 }
 
 window.addEventListener("hashchange", route);
