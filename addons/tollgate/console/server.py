@@ -158,10 +158,6 @@ class Console:
                     return viewer
         return None
 
-    def authorized(self, bearer: str | None, sessions: Iterable[str]) -> bool:
-        """The token as a bearer, or any of the sessions given still open."""
-        return self.viewer(bearer, sessions) is not None
-
     def end_sessions(self, sessions: Iterable[str]) -> Viewer | None:
         """The sessions given ended; who the first still open was."""
         now, ended = self.clock(), None
@@ -268,7 +264,9 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
             asked = {k: list(v) for k, v in query.items()}
             if path == "/api/events/live":
                 self._record(viewer, path, asked, HTTPStatus.OK)  # recorded as it opens: it lasts
-                return self._live(head, query, viewer)
+                bearer, sessions = self._bearer(), self._sessions()
+                # It ends with the session it was opened in (a logout, its 12 hours, a new sign-in).
+                return self._live(head, query, viewer, lambda: console.viewer(bearer, sessions) == viewer)
             status, body, kind, headers = self._api(viewer, path, query)
             self._record(viewer, path, asked, status)  # before the answer: no read goes unrecorded
             self._send(status, body, kind, headers, head=head)
@@ -415,9 +413,9 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
             if not head:
                 self.wfile.write(body)
 
-        def _live(self, head: bool, query: Query, viewer: Viewer = TOKEN_HOLDER) -> None:
+        def _live(self, head: bool, query: Query, viewer: Viewer, open_still: Callable[[], bool]) -> None:
             """One `data: <record>` per record written after the stream opened that `viewer` may see
-            (of the query's `instance`, when it names one)."""
+            (of the query's `instance`, when it names one), for as long as `open_still` (its session)."""
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", "text/event-stream")
             for name, value in SECURITY_HEADERS.items():
@@ -431,7 +429,7 @@ def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
             seen = views.live_start()
             quiet_since = time.monotonic()
             try:
-                while not console.stopping.is_set():
+                while not console.stopping.is_set() and open_still():
                     lines, seen = views.newer(seen, query, viewer)
                     if lines:
                         self.wfile.write(b"".join(b"data: " + line.rstrip(b"\r\n") + b"\n\n" for line in lines))

@@ -3,14 +3,17 @@ across a rotation, a cut line, the budgets' rows, and its server's token, method
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from tests.support.web import NoRedirect
 
 from tollgate.console.budgets import rows as budget_rows
 from tollgate.console.day_sums import Later
@@ -339,11 +342,6 @@ def served(views: Views):
     thread.join(timeout=5)
 
 
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
 def fetch(url: str, headers: dict[str, str] | None = None, method: str = "GET"):
     opener = urllib.request.build_opener(NoRedirect)
     try:
@@ -412,7 +410,31 @@ def test_a_session_ends_after_12_hours_and_with_the_console(views: Views) -> Non
     finally:
         console.stop()
         thread.join(timeout=5)
-    assert not console.authorized(None, [second])  # the console stopped: its sessions with it
+    assert console.viewer(None, [second]) is None  # the console stopped: its sessions with it
+
+
+@pytest.mark.slow
+def test_a_live_stream_ends_with_the_session_it_was_opened_in(views: Views) -> None:
+    """A stream opened in a session does not outlive it: once the session has ended (here its 12
+    hours), the console closes the stream."""
+    now = [1_800_000_000.0]
+    console = Console(views.audit, views, "127.0.0.1", 0, TOKEN, clock=lambda: now[0])
+    thread = threading.Thread(target=console.serve, daemon=True)
+    thread.start()
+    try:
+        session = signed_in(f"http://127.0.0.1:{console.port}")
+        connection = http.client.HTTPConnection("127.0.0.1", console.port, timeout=10)
+        connection.request("GET", "/api/events/live", headers={"Cookie": f"tollgate_session={session}"})
+        answer = connection.getresponse()
+        assert answer.status == 200
+        now[0] += 12 * 3600
+        began = time.monotonic()
+        assert answer.read() == b""  # the stream ends (a timeout, 10 s, would fail the read)
+        assert time.monotonic() - began < 5
+        connection.close()
+    finally:
+        console.stop()
+        thread.join(timeout=5)
 
 
 def test_another_services_cookie_of_the_same_name_leaves_the_session_working(served: str) -> None:
