@@ -37,6 +37,7 @@ from tests.support.cdp import Browser, chromium
 from tests.support.oidc_provider import OidcProvider, Person, oidc_provider
 from tests.support.postgres import PostgresServer
 from tests.support.proxy import ROOT, free_port
+from tests.support.web import NoRedirect, fetched
 
 from tollgate.common.audit_chain import Chain
 from tollgate.records.audit_postgres import ensure_schema, prepare, row_of, store
@@ -161,11 +162,6 @@ class Answer:
         return urljoin(self.url, self.headers["location"][0])
 
 
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
 @dataclass
 class Agent:
     context: ssl.SSLContext | None = None
@@ -175,15 +171,7 @@ class Agent:
         opener = urllib.request.build_opener(NoRedirect, urllib.request.ProxyHandler({}),
                                              urllib.request.HTTPSHandler(context=self.context),
                                              urllib.request.HTTPCookieProcessor(self.jar))  # fmt: skip
-        try:
-            answer = opener.open(urllib.request.Request(url, headers=headers or {}), timeout=15)
-        except urllib.error.HTTPError as e:
-            answer = e
-        with answer:
-            fields: dict[str, list[str]] = {}
-            for name, value in answer.headers.items():
-                fields.setdefault(name.lower(), []).append(value)
-            return Answer(url, answer.status, fields, answer.read())
+        return Answer(url, *fetched(opener, urllib.request.Request(url, headers=headers or {}), 15))
 
     def follow(self, url: str) -> list[Answer]:
         """Every answer from `url` on, redirects followed (ten at most)."""

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tests.e2e.test_web_console import chromium
 from tests.support.proxy import ROOT, free_port
+from tests.support.web import NoRedirect, fetched
 
 TOKEN = "console-access-TOKEN-0001-of-test"
 IDLE = 100  # connections that say nothing
@@ -54,25 +55,11 @@ def console(config: Path) -> Iterator[str]:
         assert TOKEN not in err and "Traceback" not in err, err
 
 
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
 def get(url: str, headers: dict[str, str], context: ssl.SSLContext | None = None,
         timeout: float = 10) -> tuple[int, dict[str, list[str]], bytes]:  # fmt: skip
     """Status, fields (by lower-case name, every value) and body; a redirect is not followed."""
     handlers = [NoRedirect, urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)]
-    opener = urllib.request.build_opener(*handlers)
-    try:
-        answer = opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
-    except urllib.error.HTTPError as e:
-        answer = e
-    with answer:
-        fields: dict[str, list[str]] = {}
-        for name, value in answer.headers.items():
-            fields.setdefault(name.lower(), []).append(value)
-        return answer.status, fields, answer.read()
+    return fetched(urllib.request.build_opener(*handlers), urllib.request.Request(url, headers=headers), timeout)
 
 
 PEOPLE = [{"client": "alice", "calls": 1}]

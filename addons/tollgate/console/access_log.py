@@ -32,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 SUFFIX = ".console-access.jsonl"  # beside the audit, by default
 TABLE = "tollgate_console_access"
-TABLE_VERSION = 1
 FOLD_S = 60.0  # polls that differ only in `after` are one record per this
 RETRY_S = 30.0  # after PostgreSQL failed, records go to the file alone this long
 QUEUED = 10_000  # records waiting for PostgreSQL, at most: more are in the file alone
@@ -210,7 +209,7 @@ class _Table:
     def _run(self) -> None:
         import psycopg
 
-        from tollgate.records.audit_postgres import described
+        from tollgate.records.audit_postgres import described, first_line
 
         conn: psycopg.Connection | None = None
         failed_at: float | None = None
@@ -236,8 +235,7 @@ class _Table:
                 failed_at = None
             except Exception as e:  # psycopg.Error, OSError, SchemaTooNew: never the console's end
                 if failed_at is None:
-                    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                    print(f"tollgate console: access log: PostgreSQL {described(self.dsn)}: {first};"
+                    print(f"tollgate console: access log: PostgreSQL {described(self.dsn)}: {first_line(e)};"
                           " the file keeps the records", file=sys.stderr, flush=True)  # fmt: skip
                 failed_at = time.monotonic()
                 if conn is not None:
@@ -249,41 +247,39 @@ class _Table:
     def _purge(self, conn: Any) -> None:
         """The rows older than keep_days removed; a role that may not (the console's own may only
         insert) said once, and the records still sent."""
+        from tollgate.records.audit_postgres import first_line
+
         try:
             with conn.transaction():
                 conn.execute(f"DELETE FROM {TABLE} WHERE ts < now() - %s * interval '1 day'", (self.keep_days,))
         except Exception as e:  # psycopg.Error: a role without DELETE
             if not self.purge_failed:
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                print(f"tollgate console: access log: cannot remove rows older than keep_days: {first}",
+                print(f"tollgate console: access log: cannot remove rows older than keep_days: {first_line(e)}",
                       file=sys.stderr, flush=True)  # fmt: skip
             self.purge_failed = True
 
 
+# The access table's schema, each version's statements (`audit_postgres.migrate`).
+MIGRATIONS = {
+    1: (
+        """CREATE TABLE IF NOT EXISTS {table} (
+    id bigserial PRIMARY KEY, ts timestamptz NOT NULL, action text NOT NULL, email text, role text,
+    path text, query text, status integer, count integer, reason text, line text NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS {ts_index} ON {table} (ts)",
+    ),
+}
+TABLE_VERSION = max(MIGRATIONS)
+
+
 def ensure_table(conn: Any) -> None:
-    """The table made when missing (its version in `tollgate_schema`, under the audit sender's
-    advisory lock); SchemaTooNew when it is newer than this Tollgate knows."""
+    """The table made when missing, its version in `tollgate_schema`; SchemaTooNew when it is newer
+    than this Tollgate knows."""
     from psycopg import sql
 
-    from tollgate.records.audit_postgres import SCHEMA_LOCK, SCHEMA_TABLE, SchemaTooNew, schema_version
+    from tollgate.records.audit_postgres import migrate
 
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        found = schema_version(conn, TABLE)
-        if found > TABLE_VERSION:
-            raise SchemaTooNew(TABLE, found)
-        if found == TABLE_VERSION:
-            return
-        conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, version integer NOT NULL)").format(
-            sql.Identifier(SCHEMA_TABLE)))  # fmt: skip
-        conn.execute(
-            f"""CREATE TABLE IF NOT EXISTS {TABLE} (
-                id bigserial PRIMARY KEY, ts timestamptz NOT NULL, action text NOT NULL, email text, role text,
-                path text, query text, status integer, count integer, reason text, line text NOT NULL)"""
-        )
-        conn.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_ts ON {TABLE} (ts)")
-        upsert = "INSERT INTO {} (name, version) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET version = %s"
-        conn.execute(sql.SQL(upsert).format(sql.Identifier(SCHEMA_TABLE)), (TABLE, TABLE_VERSION, TABLE_VERSION))
+    names = {"table": sql.Identifier(TABLE), "ts_index": sql.Identifier(f"{TABLE}_ts")}
+    migrate(conn, TABLE, MIGRATIONS, names, kept="the access log's file")
 
 
 def insert(conn: Any, record: dict[str, Any], line: bytes) -> None:

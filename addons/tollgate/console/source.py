@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tollgate.console.index import BAD_LINE, Index
 from tollgate.records.audit_verify import Verifier
+from tollgate.records.otlp_logs import parse
 
 
 class Source:
@@ -75,7 +76,7 @@ class Source:
         record (no JSON object, or itself claiming to be the marker), as its `{"event":
         "malformed", …}` marker."""
         line = self.line(number) if line is None else line
-        record = _record(line)
+        record = parse(line)
         if record is None or record.get("event") == BAD_LINE:
             return self.malformed(number, len(line))
         return record
@@ -91,12 +92,3 @@ class Source:
         if unverified:
             record["unverified"] = True
         return orjson.dumps(record) + b"\n"
-
-
-def _record(line: bytes) -> dict[str, Any] | None:
-    """The line's JSON object; None when it holds none."""
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None

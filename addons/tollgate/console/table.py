@@ -42,11 +42,13 @@ from tollgate.records.audit_postgres import (
     COLUMNS,
     SCHEMA_VERSION,
     described,
+    first_line,
     row_of,
     schema_version,
 )
 from tollgate.records.audit_record import WORKER_LOST
 from tollgate.records.audit_verify import Entry, Place, Run, restored_verifier, saved_state
+from tollgate.records.otlp_logs import parse
 
 BATCH = 20_000  # rows read at once into the index
 CHECK_BATCH = 2_000  # rows checked at once (each with its columns): a view waits for one batch at most
@@ -142,11 +144,11 @@ class Table(Source):
         try:
             conn = self._reading()
         except psycopg.Error as e:
-            raise Unreadable(f"{self.where} cannot be reached: {_first_line(e)}") from None
+            raise Unreadable(f"{self.where} cannot be reached: {first_line(e)}") from None
         try:
             version = schema_version(conn, self.table)
         except psycopg.Error as e:
-            raise Unreadable(f"{self.where} cannot be read: {_first_line(e)}") from None
+            raise Unreadable(f"{self.where} cannot be read: {first_line(e)}") from None
         if version > SCHEMA_VERSION:
             raise Unreadable(
                 f"the table {self.table} has schema version {version} (tollgate_schema), newer than this Tollgate"
@@ -161,7 +163,7 @@ class Table(Source):
         """The table could not be read: said once (until it can be again); tried again at the next poll."""
         _close(self._reader)
         self._reader = None
-        why = _first_line(error)
+        why = first_line(error)
         if self.failing is None:
             print(f"tollgate console: {self.where} cannot be read: {why}; tried again", file=sys.stderr, flush=True)
         self.failing = why
@@ -301,7 +303,7 @@ class Table(Source):
                 ).fetchall()
             except psycopg.Error as e:
                 self._server = None
-                return orjson.dumps(self._marker(number, "unavailable", error=_first_line(e))) + b"\n"
+                return orjson.dumps(self._marker(number, "unavailable", error=first_line(e))) + b"\n"
             by_id = {row_id: _written(line, raw) + b"\n" for row_id, line, raw in rows}
             if len(self._fetched) > FETCHED:
                 self._fetched.clear()
@@ -381,7 +383,7 @@ class Table(Source):
         line = _written(stored[_LINE], stored[_RAW])
         place = Place(self.table, row_id)
         expected = row_of(line)
-        record = _parsed(line)
+        record = parse(line)
         instance = record.get("instance") if record is not None else None
         instance = instance if isinstance(instance, str) else None
         state = self.instances.get(instance)
@@ -409,7 +411,7 @@ class Table(Source):
             state.removed += 1
             self._faulted(state, number, faults)
             return
-        verifier.read(place, line, record if record is not None else None)
+        verifier.read(place, line, record)
         self._faulted(state, number, faults)
 
     def _begin_after_removed(self, state: Instance, instance: str, place: Place, record: dict[str, Any]) -> bool:
@@ -585,18 +587,6 @@ def _written(line: str, raw: bytes | None) -> bytes:
     return bytes(raw) if raw is not None else line.encode()
 
 
-def _parsed(line: bytes) -> dict[str, Any] | None:
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None
-
-
 def _first(record: dict[str, Any]) -> bool:
     """Whether a record is its instance's very first: its first run's start."""
     return record.get("seq") == 1 and record.get("event") == STARTED and record.get("previous_chain") is None
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -171,14 +171,14 @@ def row_dict(line: bytes) -> dict[str, Any]:
 class SchemaTooNew(Exception):
     """The table's schema is of a version this Tollgate does not know."""
 
-    def __init__(self, table: str, version: int) -> None:
+    def __init__(self, table: str, version: int, known: int, kept: str = "the audit file") -> None:
         super().__init__(table, version)
-        self.table, self.version = table, version
+        self.table, self.version, self.known, self.kept = table, version, known, kept
 
     def __str__(self) -> str:
         return (
             f"the table {self.table} has schema version {self.version} ({SCHEMA_TABLE}), newer than this Tollgate"
-            f" knows ({SCHEMA_VERSION}): its records stay in the audit file; upgrade Tollgate to send them"
+            f" knows ({self.known}): its records stay in {self.kept}; upgrade Tollgate to send them"
         )
 
 
@@ -227,31 +227,45 @@ def schema_version(conn: psycopg.Connection, table: str) -> int:
 
 
 def ensure_schema(conn: psycopg.Connection, table: str) -> int:
-    """The table and its indexes made, or migrated to `SCHEMA_VERSION`, in one transaction (`conn` in
-    autocommit) under an advisory lock (a fleet's instances start together); the version it was
-    at. SchemaTooNew when it is newer than this Tollgate knows: nothing changed."""
+    """The records' table and its indexes made, or migrated to `SCHEMA_VERSION` (`migrate`); the
+    version it was at."""
+    return migrate(conn, table, MIGRATIONS, _names(table))
+
+
+def migrate(
+    conn: psycopg.Connection,
+    name: str,
+    migrations: Mapping[int, tuple[str, ...]],
+    names: Mapping[str, sql.Composable],
+    kept: str = "the audit file",
+) -> int:
+    """The table `name` made, or migrated to the newest of `migrations` (each version's statements,
+    `names` filled in), in one transaction (`conn` in autocommit) under an advisory lock (a fleet's
+    instances start together), its version written in `tollgate_schema`; the version it was at.
+    SchemaTooNew when it is newer than this Tollgate knows (its records stay in `kept`): nothing
+    changed."""
+    latest = max(migrations)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        found = schema_version(conn, table)
-        if found > SCHEMA_VERSION:
-            raise SchemaTooNew(table, found)
-        if found == SCHEMA_VERSION:
+        found = schema_version(conn, name)
+        if found > latest:
+            raise SchemaTooNew(name, found, latest, kept)
+        if found == latest:
             return found
         conn.execute(
             sql.SQL("CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, version integer NOT NULL)").format(
                 sql.Identifier(SCHEMA_TABLE)
             )
         )
-        names = _names(table)
-        for version in range(found + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[version]:
+        for version in range(found + 1, latest + 1):
+            for statement in migrations[version]:
                 conn.execute(sql.SQL(statement).format(**names))  # built here: no input
         conn.execute(
             sql.SQL(
                 "INSERT INTO {} (name, version) VALUES (%s, %s)"
                 " ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version"
             ).format(sql.Identifier(SCHEMA_TABLE)),
-            (table, SCHEMA_VERSION),
+            (name, latest),
         )
     return found
 
@@ -324,7 +338,8 @@ def described(dsn: str) -> str:
     return f"{host}:{port}/{database}"
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """An error's first line, as a log line says it."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
@@ -391,10 +406,10 @@ class AuditPostgres(FileSender):
             return Outcome(False, False, str(e), halt=True)
         except psycopg.OperationalError as e:  # down, unreachable, restarting, a statement timed out
             self.close_destination()
-            return Outcome(False, True, f"cannot reach it: {_first_line(e)}")
+            return Outcome(False, True, f"cannot reach it: {first_line(e)}")
         except psycopg.Error as e:  # refused (privileges, a table changed by hand): tried again, never dropped
             self.close_destination()
-            return Outcome(False, True, f"it refused the records: {_first_line(e)}")
+            return Outcome(False, True, f"it refused the records: {first_line(e)}")
         self._purge(conn)
         return SENT
 
@@ -422,7 +437,7 @@ class AuditPostgres(FileSender):
         try:
             removed = remove_older(conn, self.table, self.keep_days)
         except psycopg.Error as e:
-            logger.warning(f"Tollgate: cannot remove the rows of {self.table} older than keep_days: {_first_line(e)}")
+            logger.warning(f"Tollgate: cannot remove the rows of {self.table} older than keep_days: {first_line(e)}")
             return
         if removed:
             logger.info(
