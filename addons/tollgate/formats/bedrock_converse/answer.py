@@ -8,7 +8,7 @@ from typing import Any
 
 from tollgate.formats import fields
 from tollgate.formats.bedrock_converse.fields import LATENCY_FIELD, NAME, SERVICE_TIER_FIELD
-from tollgate.formats.bedrock_invoke.answer import prompt_usage
+from tollgate.formats.bedrock_family import prompt_usage
 from tollgate.formats.chat import (
     ChatRequest,
     ChatResponse,

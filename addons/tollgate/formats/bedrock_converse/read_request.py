@@ -15,7 +15,7 @@ from tollgate.formats.bedrock_converse.fields import (
     SERVICE_TIER_FIELD,
     TOP_LEVEL,
 )
-from tollgate.formats.bedrock_invoke.request import answers, family_tools
+from tollgate.formats.bedrock_family import answers, family_tools
 from tollgate.formats.chat import (
     EFFORT_BUDGET,
     ChatRequest,

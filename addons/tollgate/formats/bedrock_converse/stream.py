@@ -11,7 +11,7 @@ from typing import Any
 from tollgate.formats.bedrock_converse.answer import converse_usage, finish_of_stop, ran_as, read_usage
 from tollgate.formats.bedrock_converse.errors import ERROR_TYPES
 from tollgate.formats.bedrock_converse.fields import NAME
-from tollgate.formats.bedrock_invoke.stream import read_chunk
+from tollgate.formats.bedrock_family import read_chunk
 from tollgate.formats.chat import (
     ChatError,
     Failed,
@@ -43,7 +43,7 @@ from tollgate.formats.usage_reading import UsageReader
 class EventStreamReader(UsageReader):
     """ConverseStream (`metadata` and `messageStop` events) and InvokeModelWithResponseStream
     (`chunk` events whose base64 payload is the model's own event, read by
-    `bedrock_invoke.read_chunk`; the last one carries `amazon-bedrock-invocationMetrics`).
+    `bedrock_family.read_chunk`; the last one carries `amazon-bedrock-invocationMetrics`).
     Exception frames end the stream with an error.
 
     What counts is in the last frames: as for server-sent events, nothing is framed while the
