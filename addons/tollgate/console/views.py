@@ -18,8 +18,8 @@ import orjson
 
 from tollgate.common.shown import caller_name, usd_text
 from tollgate.console.day_sums import Window, hour_of
-from tollgate.console.follow import Audit
 from tollgate.console.scope import Rules, Scope, with_instance
+from tollgate.console.source import Source
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
 from tollgate.records.kinds import RECORD_KINDS
 
@@ -53,7 +53,7 @@ class Asked:
 
 class Views:
     def __init__(
-        self, audit: Audit, budgets: Callable[[], list[dict[str, Any]]] | None = None, rules: Rules | None = None
+        self, audit: Source, budgets: Callable[[], list[dict[str, Any]]] | None = None, rules: Rules | None = None
     ) -> None:
         self.audit = audit
         self.budgets = budgets
@@ -176,7 +176,7 @@ class Views:
             return len(self.audit.index)
 
     def newer(self, seen: int, query: Query, viewer: Viewer = TOKEN_HOLDER) -> tuple[list[bytes], int]:
-        """The lines, as the live stream shows them (`Audit.shown`), of the records after the first
+        """The lines, as the live stream shows them (`Source.shown`), of the records after the first
         `seen` that `viewer` may see (of the query's `instance`, when it names one), and the number
         of records looked through; waiting a moment for one when none is."""
         audit = self.audit
