@@ -1,5 +1,5 @@
-"""What each patch of mitmproxy (`tollgate.proxy.patches`) relies on in mitmproxy, h2, h11 and
-wsproto, checked against the release installed: a release that changes it turns a test red that
+"""What each patch of mitmproxy (`tollgate.proxy.patches`) relies on in mitmproxy, h2, h11, hpack
+and wsproto, checked against the release installed: a release that changes it turns a test red that
 names the patch and what changed, for the patch to be read again against the new code.
 
 Each function a patch replaces or wraps is pinned by its signature and a hash of its source (a
@@ -336,7 +336,11 @@ NAMES = [
 
 # Run in a fresh interpreter, where nothing of Tollgate's is installed in mitmproxy.
 PROBE = r"""
-import hashlib, importlib, inspect, json, re, sys
+import hashlib, importlib, importlib.metadata, inspect, json, re, sys
+
+def release(target):
+    top = target.partition(":")[0].split(".")[0]
+    return f"{top} {importlib.metadata.version(top)}"
 
 def resolve(target):
     module, _, path = target.partition(":")
@@ -349,12 +353,13 @@ def function(target):
     try:
         value = resolve(target)
     except (ImportError, AttributeError) as e:
-        return {"missing": str(e)}
+        return {"missing": str(e), "release": release(target)}
     if isinstance(value, property):
         value = value.fget
     signature = inspect.signature(value)  # its parameters, as a caller passes them: no annotations
     bare = [p.replace(annotation=p.empty) for p in signature.parameters.values()]
     return {
+        "release": release(target),
         "signature": str(signature.replace(parameters=bare, return_annotation=signature.empty)),
         "sha": hashlib.sha256(inspect.getsource(value).encode()).hexdigest()[:16],
     }
@@ -375,13 +380,11 @@ def names(owner, wanted):
     try:
         cls = resolve(owner)
     except (ImportError, AttributeError) as e:
-        return {"missing": str(e)}
-    return {"absent": [n for n in wanted.split() if not has(cls, n)]}
+        return {"missing": str(e), "release": release(owner)}
+    return {"absent": [n for n in wanted.split() if not has(cls, n)], "release": release(owner)}
 
 asked = json.load(sys.stdin)
-import mitmproxy.version
 print(json.dumps({
-    "version": mitmproxy.version.VERSION,
     "functions": {t: function(t) for t in asked["functions"]},
     "names": {o + " " + w: names(o, w) for o, w in asked["names"]},
 }))
@@ -405,9 +408,8 @@ def test_every_patch_module_says_what_it_relies_on() -> None:
 
 @pytest.mark.parametrize(("patch", "target", "signature", "sha"), REPLACED, ids=[f"{p}-{t}" for p, t, *_ in REPLACED])
 def test_what_a_patch_replaces_is_as_it_was(patch: str, target: str, signature: str, sha: str) -> None:
-    found = probed()
-    seen = found["functions"][target]
-    release = f"mitmproxy {found['version']}"
+    seen = probed()["functions"][target]
+    release = seen["release"]
     assert "missing" not in seen, f"patch {patch}: {target} is gone in {release} ({seen.get('missing')})"
     assert seen["signature"] == signature, (
         f"patch {patch}: {target} takes {seen['signature']} in {release}, the patch was written for {signature}"
@@ -420,9 +422,8 @@ def test_what_a_patch_replaces_is_as_it_was(patch: str, target: str, signature: 
 
 @pytest.mark.parametrize(("patch", "owner", "wanted"), NAMES, ids=[f"{p}-{o}" for p, o, _ in NAMES])
 def test_the_names_a_patch_touches_are_there(patch: str, owner: str, wanted: str) -> None:
-    found = probed()
-    seen = found["names"][f"{owner} {wanted}"]
-    release = f"mitmproxy {found['version']}"
+    seen = probed()["names"][f"{owner} {wanted}"]
+    release = seen["release"]
     assert "missing" not in seen, f"patch {patch}: {owner} is gone in {release} ({seen.get('missing')})"
     assert seen["absent"] == [], f"patch {patch}: {owner} has no {', '.join(seen['absent'])} in {release}"
 
