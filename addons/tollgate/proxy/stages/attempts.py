@@ -3,7 +3,8 @@ asked once (`next_attempt.next_step`): on its target with the next key after a w
 else on its next fallback (`fallbacks`), else not at all. This stage reads the failure from the
 flow and carries out the step: waits, reserves anew, puts the next credential on, sends again.
 Each answer's outcome counts for its key's or upstream's circuit (`circuit`); a key its provider
-refused rests. `governance/routing/failover.py` says how mitmproxy is made to send a request again."""
+refused rests (`rest_refused_key`). `governance/routing/failover.py` says how mitmproxy is made
+to send a request again."""
 
 from __future__ import annotations
 
@@ -31,10 +32,9 @@ from tollgate.core.next_attempt import (
     take_back,
 )
 from tollgate.credentials.errors import CredentialUnavailable
-from tollgate.credentials.keypool import KeyPool, retry_after_seconds
 from tollgate.governance.routing import failover as routing
-from tollgate.governance.routing.failover import RESTING_STATUSES, retries_errors, retry_statuses
-from tollgate.governance.routing.upstream import rest_key
+from tollgate.governance.routing.failover import retries_errors, retry_statuses
+from tollgate.governance.routing.upstream import rest_refused_key
 from tollgate.proxy import patches
 from tollgate.proxy.flows import apply_credential, body_size, call_of
 from tollgate.proxy.state import Shared
@@ -179,9 +179,11 @@ class Attempts:
         call = call_of(flow)
         if call is None or flow.response is None or call.answer.answered_by_tollgate:
             return
+        response = flow.response
         if call.answer.pooled_key is not None:
-            _rest_refused_key(flow.response, call.answer.pooled_key, self.shared)
-        self._count(flow, call, flow.response.status_code, None)
+            pool, key = call.answer.pooled_key
+            rest_refused_key(pool, key, response.status_code, response.headers.get("retry-after"), self.shared.ledger)
+        self._count(flow, call, response.status_code, None)
 
     def error(self, flow: http.HTTPFlow) -> None:
         """After `UpstreamWatch.error`: an upstream unreachable or late counts for its circuit."""
@@ -214,9 +216,3 @@ def _unreachable(flow: http.HTTPFlow) -> str:
 async def _done(pending: Awaitable[None] | None) -> None:
     if pending is not None:
         await pending
-
-
-def _rest_refused_key(response: http.Response, pooled: tuple[KeyPool, str], shared: Shared) -> None:
-    if response.status_code in RESTING_STATUSES:
-        pool, key = pooled
-        rest_key(pool, key, retry_after_seconds(response.headers.get("retry-after")), shared.ledger)
