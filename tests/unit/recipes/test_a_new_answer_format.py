@@ -19,10 +19,10 @@ import pytest
 from mitmproxy import http
 
 from tollgate.formats import OPENAI_COMPLETIONS
+from tollgate.formats.answer_reading.scanning import AnswerFormat
 from tollgate.formats.framing.sse import SSEFramer
 from tollgate.governance.guardrails import answer_formats
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
-from tollgate.governance.guardrails.answer_formats import AnswerFormat
 
 from .conftest import VIRTUAL_KEY, chat_flow, configured_gateway, one_call, openai_config, records, sse
 

@@ -24,10 +24,10 @@ from tollgate.formats import (
 )
 from tollgate.formats.framing import event_frame
 from tollgate.formats.json_codec import encode_json
+from tollgate.formats.openai_responses.answer_guard import ResponsesSocketGuard
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS
-from tollgate.governance.guardrails.responses_answer import ResponsesSocketGuard
 
 KEY = AWS_KEY_ID
 KIND = "secrets.aws_access_key_id"
@@ -298,7 +298,7 @@ def test_a_value_an_audit_rule_records_is_counted_in_each_event_and_long_strings
     comes), and only a short one: a stream's kept strings hold no more than a few hundred kilobytes."""
     from collections import Counter
 
-    from tollgate.governance.guardrails.event_guard import CLEAN_SIZE, read_places
+    from tollgate.formats.answer_reading.events import CLEAN_SIZE, read_places
 
     compiled = compiled_for({"secrets.aws_access_key_id": "audit"})
     counts: Counter[str] = Counter()

@@ -25,18 +25,18 @@ from support.eventstream import event, exception, frame, invoke_chunk
 from support.examples import examples
 from support.guardrail_samples import EMAIL, SAMPLES, crc_token, pem
 from tollgate.formats import BEDROCK_CONVERSE, BEDROCK_INVOKE, CLAUDE_ON_BEDROCK
+from tollgate.formats.bedrock_converse.answer_guard import (
+    WAITING_BYTES,
+    ConverseAnswerGuard,
+    FramesAnswerGuard,
+    denied_frame,
+    guard_bedrock_json,
+)
+from tollgate.formats.bedrock_invoke.answer_guard import InvokeAnswerGuard
 from tollgate.formats.framing import event_frame
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.answer_formats import answer_format, endpoint_answer_format
-from tollgate.governance.guardrails.bedrock_answer import (
-    WAITING_BYTES,
-    ConverseAnswerGuard,
-    FramesAnswerGuard,
-    InvokeAnswerGuard,
-    denied_frame,
-    guard_bedrock_json,
-)
 
 TOKEN = crc_token("gh" + "p_")
 _KEY = pem("ec").strip()
@@ -628,7 +628,7 @@ def test_at_a_deny_nothing_after_the_values_frame_goes(read: int) -> None:
 def test_claudes_text_completions_are_read_by_the_familys_reader(read: int) -> None:
     """Claude's Text Completions (`{"completion": …}`), under a model id that does not name Claude,
     are read by the families' reader: streamed, a value split across chunks is replaced."""
-    from tollgate.governance.guardrails.invoke_answer import InvokeByAnswerGuard, guard_invoke_json
+    from tollgate.formats.bedrock_invoke.answer_guard import InvokeByAnswerGuard, guard_invoke_json
 
     text = f"The key is {TOKEN}, use it."
     events = [{"completion": p, "stop_reason": None, "stop": None} for p in pieces_of(text, 4)]

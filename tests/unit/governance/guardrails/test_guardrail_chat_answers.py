@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from support.counted_scans import counting_feeds
 from support.examples import examples
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
+from tollgate.formats.openai_chat.answer_guard import WAITING_BYTES, ChatAnswerGuard, denied_event, guard_chat_json
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
-from tollgate.governance.guardrails.chat_answer import WAITING_BYTES, ChatAnswerGuard, denied_event, guard_chat_json
 
 TOKEN = crc_token("gh" + "p_")
 CARD = "5555" + "555555554444"

@@ -11,10 +11,10 @@ import pytest
 
 from support.guardrail_samples import AWS_KEY_ID
 from tollgate.formats import OPENAI_COMPACTION
+from tollgate.formats.openai_responses.compaction_guard import guard_compaction_json
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, answer_format_of
-from tollgate.governance.guardrails.compaction_answer import guard_compaction_json
 from tollgate.providers.chatgpt import ChatGPT
 
 KIND = "secrets.aws_access_key_id"

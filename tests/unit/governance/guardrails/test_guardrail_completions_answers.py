@@ -20,11 +20,11 @@ from tollgate.core.call import Call, Route
 from tollgate.core.config import parse_config
 from tollgate.core.runtime import Loaded
 from tollgate.formats import ANTHROPIC_MESSAGES, OPENAI_API, OPENAI_COMPLETIONS
+from tollgate.formats.openai_api.completions_guard import CompletionsAnswerGuard, guard_completions_json
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, answer_format_of, detected
-from tollgate.governance.guardrails.completions_answer import CompletionsAnswerGuard, guard_completions_json
 from tollgate.proxy.stages.stream_tap import answer_reading
 
 TOKEN = crc_token("gh" + "p_")

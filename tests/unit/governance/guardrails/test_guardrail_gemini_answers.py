@@ -22,15 +22,15 @@ from support.examples import QUICK, examples
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token, pem
 from tollgate.formats import CODE_ASSIST, GEMINI_GENERATE, OPENAI_CHAT
 from tollgate.formats.framing import JSONArrayFramer
-from tollgate.governance.guardrails import detectors
-from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
-from tollgate.governance.guardrails.answer_formats import ANSWER_ENDPOINTS, ANSWER_FORMATS
-from tollgate.governance.guardrails.gemini_answer import (
+from tollgate.formats.gemini_generate.answer_guard import (
     WAITING_BYTES,
     GeminiAnswerGuard,
     guard_code_assist_json,
     guard_gemini_json,
 )
+from tollgate.governance.guardrails import detectors
+from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
+from tollgate.governance.guardrails.answer_formats import ANSWER_ENDPOINTS, ANSWER_FORMATS
 
 TOKEN = crc_token("gh" + "p_")
 CARD = SAMPLES["pii.payment_card"][0]

@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 
 from support.examples import examples
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES
+from tollgate.formats.mcp.answer_guard import McpAnswerGuard, guard_mcp_json, guard_message
 from tollgate.formats.mcp.answers import AnswerRelay
 from tollgate.formats.mcp.messages import McpRequest
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, detected
-from tollgate.governance.guardrails.mcp_answer import McpAnswerGuard, guard_mcp_json, guard_message
 from tollgate.governance.mcp.mcp import McpExchange, ResultGuard
 from tollgate.governance.mcp.mcp_servers import McpServer
 

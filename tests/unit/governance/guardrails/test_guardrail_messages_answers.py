@@ -29,16 +29,16 @@ from tollgate.formats import (
     GEMINI_GENERATE,
     OPENAI_API,
 )
+from tollgate.formats.anthropic_messages.answer_guard import (
+    MessagesAnswerGuard,
+    guard_messages_json,
+)
+from tollgate.formats.bedrock_invoke.answer_guard import BedrockMessagesGuard
 from tollgate.formats.framing import EventStreamFramer, event_frame
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_ENDPOINTS, answer_format, answer_format_of
-from tollgate.governance.guardrails.messages_answer import (
-    BedrockMessagesGuard,
-    MessagesAnswerGuard,
-    guard_messages_json,
-)
 
 TOKEN = crc_token("gh" + "p_")
 _COMPILED: dict[str, AnswerDetectors] = {}

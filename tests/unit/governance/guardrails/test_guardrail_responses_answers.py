@@ -24,14 +24,15 @@ from tollgate.core.call import Call, Route
 from tollgate.core.config import parse_config
 from tollgate.core.runtime import Loaded
 from tollgate.formats import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_RESPONSES
-from tollgate.governance.guardrails import detectors
-from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
-from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, AnswerFormat
-from tollgate.governance.guardrails.responses_answer import (
+from tollgate.formats.answer_reading.scanning import AnswerFormat
+from tollgate.formats.openai_responses.answer_guard import (
     ResponsesAnswerGuard,
     ResponsesSocketGuard,
     guard_responses_json,
 )
+from tollgate.governance.guardrails import detectors
+from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
+from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS
 from tollgate.proxy.stages.stream_tap import answer_reading
 
 TOKEN = crc_token("gh" + "p_")

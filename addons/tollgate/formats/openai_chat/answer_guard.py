@@ -7,7 +7,7 @@ so a clean answer comes through byte for byte; an event is written anew only whe
 replaced or a denial cuts it. At a value to deny, the text before it goes on, then an event whose
 `error` the SDKs raise on, and nothing more (no `[DONE]`). Plain code, knowing nothing of
 mitmproxy: `ChatAnswerGuard` is a `Rewrite` (`formats/translation.py`). The machinery (events
-held, settled, read a read at a time) is `event_guard.EventGuard`'s."""
+held, settled, read a read at a time) is `answer_reading.events.EventGuard`'s."""
 
 from __future__ import annotations
 
@@ -18,11 +18,8 @@ from typing import Any
 
 import orjson
 
-from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
-from tollgate.formats.json_codec import keys_once, loads_once
-from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
-from tollgate.governance.guardrails.chat_template import Channel, TemplatePass
-from tollgate.governance.guardrails.event_guard import (  # noqa: F401
+from tollgate.formats.answer_reading.chat_template import Channel, TemplatePass
+from tollgate.formats.answer_reading.events import (  # noqa: F401
     KNOWN_KEYS,
     NOT_TEXT,
     UNREAD,
@@ -36,7 +33,10 @@ from tollgate.governance.guardrails.event_guard import (  # noqa: F401
     strings_in,
     unpaired,
 )
-from tollgate.governance.guardrails.logprob_tokens import chat_spells
+from tollgate.formats.answer_reading.logprob_tokens import chat_spells
+from tollgate.formats.answer_reading.scanning import AnswerFormat, Scanner, Scanners
+from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
+from tollgate.formats.json_codec import keys_once, loads_once, write_json
 
 # The text fields of a choice's delta (or message) that are read: its text, a refusal, and the
 # reasoning some providers show (`reasoning_content`, `reasoning`).
@@ -173,7 +173,7 @@ class ChatAnswerGuard(EventGuard):
     be no value it goes on as it came; where a value is replaced, it is written anew.
     `denied`: the kind that stopped it (the caller then closes the upstream)."""
 
-    def __init__(self, compiled: AnswerDetectors) -> None:
+    def __init__(self, compiled: Scanners) -> None:
         super().__init__(compiled)
         self._framer = SSEFramer()
         self._last: dict[str, Any] = {}  # the last event's object: its fields, for one of held text alone
@@ -202,7 +202,7 @@ class ChatAnswerGuard(EventGuard):
     def _saved(self) -> dict[str, Any]:
         return {**super()._saved(), "_last": self._last, "_paths": self._paths.copy()}
 
-    def _scanner(self, channel: Channel) -> AnswerScanner:
+    def _scanner(self, channel: Channel) -> Scanner:
         return self._compiled.scanner(is_json=channel[1] == "arguments")
 
     def _rewritten(self, pending: Pending) -> bytes:
@@ -515,7 +515,7 @@ def without_logprobs(obj: dict[str, Any]) -> None:
             choice["logprobs"] = None
 
 
-def guard_chat_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
+def guard_chat_json(compiled: Scanners, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
     """A whole (not streamed) chat answer read: the body as it goes on (redacted, or as it came
     where nothing is), the kind of a value to deny (the answer is then refused), and the counts.
     Every string is read: each choice's text and tool calls' arguments, and every other string
@@ -539,7 +539,7 @@ def _message_places(choice: dict[str, Any]) -> tuple[list[Place], list[Streamed]
 
 
 def read_json_answer(
-    compiled: AnswerDetectors,
+    compiled: Scanners,
     obj: dict[str, Any],
     body: bytes,
     choice_places: Callable[[dict[str, Any]], tuple[list[Place], list[Streamed]]],
@@ -566,7 +566,7 @@ def read_json_answer(
         if not is_json and value in seen:
             sent = seen[value]
         else:
-            sent, denied, found = read_whole(compiled, value.encode(), is_json)
+            sent, denied, found = read_whole(compiled, value, is_json)
             counts.update(found)
             if denied is None and is_key and sent != value:  # a key cannot be replaced
                 denied = next(kind for kind in found if compiled.actions.get(kind) == "redact")
@@ -581,4 +581,8 @@ def read_json_answer(
             changed = True
     if not changed:
         return body, None, dict(counts)
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(), None, dict(counts)
+    return write_json(obj), None, dict(counts)
+
+
+# Its saved answers are told from Completions' by the registry (`answer_formats.py`).
+ANSWER = AnswerFormat(ChatAnswerGuard, guard_chat_json, denied_event)
