@@ -12,11 +12,10 @@ nothing more (no `[DONE]`). Plain code, knowing nothing of mitmproxy."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Container
 from typing import Any
 
-from tollgate.formats.answer_reading.events import UNREAD, Pending, Place, members_in
+from tollgate.formats.answer_reading.events import Pending, Place, members_in
 from tollgate.formats.answer_reading.logprob_tokens import completions_spells
 from tollgate.formats.answer_reading.scanning import AnswerFormat, Scanners
 from tollgate.formats.openai_chat.answer_guard import (
@@ -97,13 +96,7 @@ def guard_completions_json(compiled: Scanners, body: bytes) -> tuple[bytes, str 
     """A whole (not streamed) Completions answer read: the body as it goes on (redacted, or as it
     came where nothing is), the kind of a value to deny (the answer is then refused), and the
     counts. A choice whose text is redacted loses its `logprobs`."""
-    try:
-        obj = json.loads(body)
-    except ValueError:
-        return body, None, {}
-    if not of_completions_shape(obj):
-        return body, UNREAD, {}  # its text elsewhere, or not a string: it would go on unread
-    return read_json_answer(compiled, obj, body, _choice_places)
+    return read_json_answer(compiled, body, of_completions_shape, _choice_places)
 
 
 def _choice_places(choice: dict[str, Any], clean: Container[str] = ()) -> tuple[list[Place], list[Streamed]]:

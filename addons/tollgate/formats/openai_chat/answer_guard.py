@@ -520,13 +520,7 @@ def guard_chat_json(compiled: Scanners, body: bytes) -> tuple[bytes, str | None,
     where nothing is), the kind of a value to deny (the answer is then refused), and the counts.
     Every string is read: each choice's text and tool calls' arguments, and every other string
     whole (but `NOT_TEXT`'s). A choice whose text is redacted loses its `logprobs`."""
-    try:
-        obj = json.loads(body)
-    except ValueError:
-        return body, None, {}
-    if not of_whole_shape(obj):
-        return body, UNREAD, {}  # its text elsewhere, or not a string: it would go on unread
-    return read_json_answer(compiled, obj, body, _message_places)
+    return read_json_answer(compiled, body, of_whole_shape, _message_places)
 
 
 def _message_places(choice: dict[str, Any]) -> tuple[list[Place], list[Streamed]]:
@@ -540,13 +534,21 @@ def _message_places(choice: dict[str, Any]) -> tuple[list[Place], list[Streamed]
 
 def read_json_answer(
     compiled: Scanners,
-    obj: dict[str, Any],
     body: bytes,
+    of_shape: Callable[[Any], bool],
     choice_places: Callable[[dict[str, Any]], tuple[list[Place], list[Streamed]]],
 ) -> tuple[bytes, str | None, dict[str, int]]:
     """A whole answer of choices read, every string of it (`choice_places`: a choice's, whole and
-    text): the body as it goes on, the kind of a value to deny, and the counts. A key with a value
-    in it is denied (it cannot be replaced); a choice whose text is changed loses its `logprobs`."""
+    text): the body as it goes on, the kind of a value to deny, and the counts. A body that is no
+    JSON goes on as it came; one not `of_shape` is refused unread (its text elsewhere, or not a
+    string: it would go on unread). A key with a value in it is denied (it cannot be replaced); a
+    choice whose text is changed loses its `logprobs`."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return body, None, {}
+    if not of_shape(obj):
+        return body, UNREAD, {}
     counts: Counter[str] = Counter()
     changed = False
     places: list[tuple[Any, Any, bool, bool, dict[str, Any] | None]] = [

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from support.answer_guards import compiled
 from support.eventstream import invoke_chunk
 from support.guardrail_samples import AWS_KEY_ID
 from tollgate.formats import (
@@ -25,20 +26,12 @@ from tollgate.formats import (
 from tollgate.formats.framing import event_frame
 from tollgate.formats.json_codec import encode_json
 from tollgate.formats.openai_responses.answer_guard import ResponsesSocketGuard
-from tollgate.governance.guardrails import detectors
-from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
+from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS
 
 KEY = AWS_KEY_ID
 KIND = "secrets.aws_access_key_id"
 PLACEHOLDER = f"[REDACTED:{KIND}]".encode()
-_COMPILED: dict[str, AnswerDetectors] = {}
-
-
-def compiled(action: str) -> AnswerDetectors:
-    if action not in _COMPILED:
-        _COMPILED[action] = compiled_for(dict.fromkeys(detectors.KINDS, action))
-    return _COMPILED[action]
 
 
 def sse(*events: dict[str, Any], named: bool = False) -> bytes:

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from support.answer_guards import compiled
 from support.eventstream import invoke_chunk
 from support.examples import examples
 from support.guardrail_samples import EMAIL, SAMPLES
@@ -28,16 +29,8 @@ from tollgate.formats.openai_api.completions_guard import CompletionsAnswerGuard
 from tollgate.formats.openai_chat.answer_guard import ChatAnswerGuard, guard_chat_json
 from tollgate.formats.openai_responses.answer_guard import ResponsesAnswerGuard, guard_responses_json
 from tollgate.governance.guardrails import detectors
-from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 
 CARD = SAMPLES["pii.payment_card"][0]
-_COMPILED: dict[str, AnswerDetectors] = {}
-
-
-def compiled(action: str) -> AnswerDetectors:
-    if action not in _COMPILED:
-        _COMPILED[action] = compiled_for(dict.fromkeys(detectors.KINDS, action))
-    return _COMPILED[action]
 
 
 def fed(guard: ChatAnswerGuard | GeminiAnswerGuard, data: bytes, read: int) -> bytes:

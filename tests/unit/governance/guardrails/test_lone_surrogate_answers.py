@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from support.answer_guards import strings
 from tollgate.formats import (
     ANTHROPIC_MESSAGES,
     BEDROCK_CONVERSE,
@@ -55,22 +56,12 @@ ANSWERS: dict[str, dict[str, Any]] = {
 }
 
 
-def _texts(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [t for inner in value.values() for t in _texts(inner)]
-    if isinstance(value, list):
-        return [t for inner in value for t in _texts(inner)]
-    return []
-
-
 @pytest.mark.parametrize("name", [OPENAI_CHAT, OPENAI_COMPLETIONS, BEDROCK_CONVERSE, ANTHROPIC_MESSAGES, MCP_RESULTS])
 def test_a_lone_surrogate_is_scanned_and_goes_on_as_it_came(name: str) -> None:
     body = json.dumps(ANSWERS[name]).encode()  # the surrogate escaped, `\ud800`, as JSON writes it
     sent, denied, counts = ANSWER_FORMATS[name].whole(COMPILED, body)
     assert (denied, counts) == (None, {KIND: 1})
-    assert REDACTED in _texts(json.loads(sent))
+    assert REDACTED in strings(json.loads(sent))
     assert b"\\ud800" in sent  # the surrogate, as the escape it came as: valid UTF-8 JSON
     sent.decode("utf-8")
 
