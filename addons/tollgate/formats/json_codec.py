@@ -211,13 +211,3 @@ def encode_json(value: Any) -> bytes:
 
 # ASCII: a lone surrogate goes as the escape it came as.
 _encode_exactly = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def write_json(value: Any) -> bytes:
-    """A JSON value written anew as compact UTF-8 (Python's own writer: its numbers as it writes
-    them); where a string holds a lone surrogate, which UTF-8 cannot carry, written in ASCII, the
-    surrogate as the escape it came as."""
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-    except UnicodeEncodeError:
-        return _encode_exactly(value).encode()

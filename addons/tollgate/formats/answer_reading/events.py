@@ -30,13 +30,12 @@ from typing import Any
 
 import orjson
 
-from tollgate.formats.answer_reading.scanning import Scanner, Scanners, counter_copy, scan_whole
+from tollgate.formats.answer_reading.scanning import UNREAD, Scanner, Scanners, Unpaired, counter_copy, scan_whole
 from tollgate.formats.json_codec import keys_once, parse_json
 
 # The events that may wait behind one whose text is held (of other channels): past that, it goes
 # on with what is known of its text, so that a stream is never held long.
 WAITING_BYTES = 64 << 10
-UNREAD = "unread"
 # The keys whose strings hold no text, wherever they are: a stream's random padding (OpenAI's
 # `obfuscation`), signatures and encrypted data, opaque to a client. Ids and kinds are read (once a
 # stream: they repeat, and a string read clean is not read again).
@@ -126,11 +125,6 @@ def members_in(
         elif kind is dict or kind is list:
             out.extend(strings_in(obj, k, skip))
     return out
-
-
-class Unpaired(ValueError):
-    """A JSON string holds a UTF-16 surrogate not paired (`\\ud800` alone): no text, it can be
-    neither read nor written as UTF-8. Its event is unread."""
 
 
 def unpaired(value: Any) -> bool:

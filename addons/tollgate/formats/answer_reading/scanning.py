@@ -88,6 +88,15 @@ class AnswerGuard(Protocol):
 
 # A whole answer read: the body as it goes on (redacted, or as it came where nothing is), the kind
 # of a value to deny (the answer is then refused), and the counts.
+# What a stream ends with, or a whole answer is refused for, where its text cannot be read.
+UNREAD = "unread"
+
+
+class Unpaired(ValueError):
+    """A JSON string holds a UTF-16 surrogate not paired (`\\ud800` alone): no text, it can be
+    neither read nor written as UTF-8. Its event is unread."""
+
+
 WholeGuard = Callable[[Any, bytes], tuple[bytes, str | None, dict[str, int]]]
 
 
@@ -111,6 +120,14 @@ class AnswerFormat:
     denied_inside: bool = False
     array_end: Callable[[str, bool], bytes] | None = None
 
+    def read_whole(self, compiled: Any, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
+        """A JSON answer read whole (`whole`); one whose text cannot be read is `UNREAD`, its body
+        as it came, in every format alike."""
+        try:
+            return self.whole(compiled, body)
+        except Unpaired:
+            return body, UNREAD, {}
+
     def streams(self, content_type: str, asked: bool = False) -> bool:
         """Whether an answer of this `Content-Type` is streamed (else read whole); `asked`: whether
         the call asked for a stream."""
@@ -128,14 +145,19 @@ class Scanned:
 
 
 def scan_whole(compiled: Scanners, value: str, is_json: bool = False) -> Scanned:
-    """One string read whole: fed, flushed unless a value to deny stopped it, joined. Its text is
-    read as it is (`surrogatepass`): a lone surrogate is scanned and goes on as it came."""
+    """One string read whole: fed, flushed unless a value to deny stopped it, joined. A string
+    that is not text (a lone surrogate, which JSON may escape and Python's reader keeps) raises
+    `Unpaired`, in every format alike: its answer is refused unread."""
+    try:
+        encoded = value.encode()
+    except UnicodeEncodeError:
+        raise Unpaired("a string with a surrogate not paired") from None
     scanner = compiled.scanner(is_json)
-    first = scanner.feed(value.encode("utf-8", "surrogatepass"))
+    first = scanner.feed(encoded)
     if first.denied is not None:
-        return Scanned(first.text.decode("utf-8", "surrogatepass"), first.denied, scanner.counts)
+        return Scanned(first.text.decode(), first.denied, scanner.counts)
     rest = scanner.flush()
-    return Scanned((first.text + rest.text).decode("utf-8", "surrogatepass"), rest.denied, scanner.counts)
+    return Scanned((first.text + rest.text).decode(), rest.denied, scanner.counts)
 
 
 def counter_copy(counts: Counter[str]) -> Counter[str]:

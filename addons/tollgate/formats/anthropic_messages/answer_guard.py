@@ -19,8 +19,16 @@ from collections import Counter
 from typing import Any
 
 from tollgate.formats import chat
-from tollgate.formats.answer_reading.events import UNREAD, Pending, Unpaired, answer_json, carries_text, sse_fields
-from tollgate.formats.answer_reading.scanning import AnswerFormat, Scanner, Scanners, scan_whole, signed_detectors
+from tollgate.formats.answer_reading.events import Pending, answer_json, carries_text, sse_fields
+from tollgate.formats.answer_reading.scanning import (
+    UNREAD,
+    AnswerFormat,
+    Scanner,
+    Scanners,
+    Unpaired,
+    scan_whole,
+    signed_detectors,
+)
 from tollgate.formats.anthropic_messages.stream_writer import write_event
 from tollgate.formats.framing import parse_sse_block
 from tollgate.formats.json_codec import encode_json, parse_json

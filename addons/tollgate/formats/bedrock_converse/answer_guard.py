@@ -24,10 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tollgate.formats.answer_reading.events import (  # noqa: F401
+from tollgate.formats.answer_reading.events import (
     NOT_TEXT,
-    UNREAD,
-    WAITING_BYTES,
     ChannelState,
     EventGuard,
     Pending,
@@ -38,7 +36,7 @@ from tollgate.formats.answer_reading.events import (  # noqa: F401
     strings_in,
 )
 from tollgate.formats.answer_reading.logprob_tokens import chat_spells, completions_spells
-from tollgate.formats.answer_reading.scanning import AnswerFormat, Scanners, scan_whole, signed_detectors
+from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, scan_whole, signed_detectors
 from tollgate.formats.bedrock_converse.fields import EVENT_STREAM
 from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_frame
 from tollgate.formats.json_codec import encode_json, parse_json

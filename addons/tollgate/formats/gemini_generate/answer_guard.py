@@ -20,20 +20,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tollgate.formats.answer_reading.events import (  # noqa: F401
-    UNREAD,
-    WAITING_BYTES,
+from tollgate.formats.answer_reading.events import (
     ChannelState,
     EventGuard,
     Pending,
-    Piece,
     Place,
     members_in,
     sse_fields,
     unpaired,
 )
 from tollgate.formats.answer_reading.logprob_tokens import gemini_spells
-from tollgate.formats.answer_reading.scanning import JSON_TYPE, PLACEHOLDER, AnswerFormat, Scanners, scan_whole
+from tollgate.formats.answer_reading.scanning import JSON_TYPE, PLACEHOLDER, UNREAD, AnswerFormat, Scanners, scan_whole
 from tollgate.formats.framing import (
     MAX_FRAME,
     JSONArrayFramer,

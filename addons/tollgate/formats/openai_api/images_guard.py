@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from tollgate.formats.answer_reading.events import UNREAD, UnreadStream, read_whole
-from tollgate.formats.answer_reading.scanning import AnswerFormat, Scanners
-from tollgate.formats.json_codec import write_json
+from tollgate.formats.answer_reading.events import UnreadStream, read_whole
+from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners
 from tollgate.formats.openai_chat.answer_guard import denied_event
 
 REVISED = "revised_prompt"
@@ -48,7 +47,7 @@ def guard_images_json(compiled: Scanners, body: bytes) -> tuple[bytes, str | Non
             changed = True
     if not changed:
         return body, None, dict(counts)
-    return write_json(obj), None, dict(counts)
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(), None, dict(counts)
 
 
 # Read whole only: a stream (none asked for, the asked ones refused before they go) stops unread.

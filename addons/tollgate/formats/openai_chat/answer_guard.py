@@ -19,11 +19,9 @@ from typing import Any
 import orjson
 
 from tollgate.formats.answer_reading.chat_template import Channel, TemplatePass
-from tollgate.formats.answer_reading.events import (  # noqa: F401
+from tollgate.formats.answer_reading.events import (
     KNOWN_KEYS,
     NOT_TEXT,
-    UNREAD,
-    WAITING_BYTES,
     EventGuard,
     Pending,
     Place,
@@ -34,9 +32,9 @@ from tollgate.formats.answer_reading.events import (  # noqa: F401
     unpaired,
 )
 from tollgate.formats.answer_reading.logprob_tokens import chat_spells
-from tollgate.formats.answer_reading.scanning import AnswerFormat, Scanner, Scanners
+from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanner, Scanners
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
-from tollgate.formats.json_codec import keys_once, loads_once, write_json
+from tollgate.formats.json_codec import keys_once, loads_once
 
 # The text fields of a choice's delta (or message) that are read: its text, a refusal, and the
 # reasoning some providers show (`reasoning_content`, `reasoning`).
@@ -583,7 +581,7 @@ def read_json_answer(
             changed = True
     if not changed:
         return body, None, dict(counts)
-    return write_json(obj), None, dict(counts)
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(), None, dict(counts)
 
 
 # Its saved answers are told from Completions' by the registry (`answer_formats.py`).

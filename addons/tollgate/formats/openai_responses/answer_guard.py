@@ -22,10 +22,10 @@ from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tollgate.formats.answer_reading.events import UNREAD, ChannelState, Pending, read_whole
+from tollgate.formats.answer_reading.events import ChannelState, Pending, read_whole
 from tollgate.formats.answer_reading.logprob_tokens import openai_spells
-from tollgate.formats.answer_reading.scanning import AnswerFormat, Scanners, counter_copy
-from tollgate.formats.json_codec import loads_once, write_json
+from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, counter_copy
+from tollgate.formats.json_codec import loads_once
 from tollgate.formats.openai_chat.answer_guard import (
     DENIED_MESSAGE,
     Channel,
@@ -638,7 +638,7 @@ def guard_responses_json(compiled: Scanners, body: bytes) -> tuple[bytes, str | 
             changed = True
     if not changed:
         return body, None, dict(counts)
-    return write_json(obj), None, dict(counts)
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(), None, dict(counts)
 
 
 def is_response(first: Any) -> bool:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 
-from tollgate.formats.answer_reading.events import UNREAD, UnreadStream
-from tollgate.formats.answer_reading.scanning import AnswerFormat, Scanners
+from tollgate.formats.answer_reading.events import UnreadStream
+from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners
 from tollgate.formats.openai_responses.answer_guard import denied_event, guard_responses_json
 
 # The object's fields (OpenAI's compacted response): its id and object type, when it was made,

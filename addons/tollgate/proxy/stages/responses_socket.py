@@ -32,8 +32,7 @@ from mitmproxy.websocket import WebSocketMessage
 
 from tollgate.common.shown import caller_name, nano_usd_text
 from tollgate.core.call import Call, Caller, Failure, Route, Target
-from tollgate.formats.answer_reading.events import UNREAD
-from tollgate.formats.answer_reading.scanning import READ_APART_BYTES
+from tollgate.formats.answer_reading.scanning import READ_APART_BYTES, UNREAD
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import parse_json, read_request_json
 from tollgate.formats.openai_responses import RESPONSES

@@ -26,8 +26,8 @@ from support.eventstream import event, exception, frame, invoke_chunk
 from support.examples import examples
 from support.guardrail_samples import EMAIL, crc_token
 from tollgate.formats import BEDROCK_CONVERSE, BEDROCK_INVOKE, CLAUDE_ON_BEDROCK
+from tollgate.formats.answer_reading.events import WAITING_BYTES
 from tollgate.formats.bedrock_converse.answer_guard import (
-    WAITING_BYTES,
     ConverseAnswerGuard,
     FramesAnswerGuard,
     denied_frame,

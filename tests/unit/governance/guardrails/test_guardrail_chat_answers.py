@@ -19,7 +19,8 @@ from support.answer_guards import WITH_OWN_KEYS, clean_text, compiled
 from support.counted_scans import counting_feeds
 from support.examples import examples
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
-from tollgate.formats.openai_chat.answer_guard import WAITING_BYTES, ChatAnswerGuard, denied_event, guard_chat_json
+from tollgate.formats.answer_reading.events import WAITING_BYTES
+from tollgate.formats.openai_chat.answer_guard import ChatAnswerGuard, denied_event, guard_chat_json
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 
 TOKEN = crc_token("gh" + "p_")

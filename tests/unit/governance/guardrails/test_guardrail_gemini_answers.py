@@ -22,13 +22,9 @@ from support.counted_scans import counting_feeds
 from support.examples import QUICK, examples
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
 from tollgate.formats import CODE_ASSIST, GEMINI_GENERATE, OPENAI_CHAT
+from tollgate.formats.answer_reading.events import WAITING_BYTES
 from tollgate.formats.framing import JSONArrayFramer
-from tollgate.formats.gemini_generate.answer_guard import (
-    WAITING_BYTES,
-    GeminiAnswerGuard,
-    guard_code_assist_json,
-    guard_gemini_json,
-)
+from tollgate.formats.gemini_generate.answer_guard import GeminiAnswerGuard, guard_code_assist_json, guard_gemini_json
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.answer_formats import ANSWER_ENDPOINTS, ANSWER_FORMATS
 
