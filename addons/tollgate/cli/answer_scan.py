@@ -57,7 +57,7 @@ def scan_answer(source: str, format_name: str | None, config_path: Path | None) 
               " it (403 content_denied)")  # fmt: skip
         return 2
     else:
-        sent, denied, counts = answer_format.whole(detectors, saved)
+        sent, denied, counts = answer_format.read_whole(detectors, saved)
     shape = "streamed" if streamed else "JSON"
     total = sum(counts.values())
     head = f"{name}: {format_name}, {shape} ({plural(len(saved), 'byte')})"

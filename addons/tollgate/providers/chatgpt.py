@@ -148,7 +148,7 @@ class ChatGPT(Provider):
         if first == "codex" and rest == ["responses"]:
             return classify_request(method, rest, data, query)
         if first == "codex" and rest == ["responses", "compact"] and method == "POST":
-            # A Responses body in; its answer, a compacted conversation, is read (`compaction_answer`).
+            # A Responses body in; its answer, a compacted conversation, is read (`compaction_guard`).
             return replace(classify_request(method, rest[:1], data, query), endpoint=COMPACT)
         return Classification(endpoint=".".join([first, *endpoint_words(rest)]), service=True, wire_format=OPENAI_API)
 

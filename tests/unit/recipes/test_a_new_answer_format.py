@@ -20,10 +20,10 @@ from mitmproxy import http
 from tests.support.pipeline import VIRTUAL_KEY, configured_gateway, one_call, sse
 
 from tollgate.formats import OPENAI_COMPLETIONS
+from tollgate.formats.answer_reading.scanning import AnswerFormat
 from tollgate.formats.framing.sse import SSEFramer
 from tollgate.governance.guardrails import answer_formats
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
-from tollgate.governance.guardrails.answer_formats import AnswerFormat
 
 from .conftest import chat_flow, openai_config, records
 

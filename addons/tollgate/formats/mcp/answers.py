@@ -42,7 +42,7 @@ DROPPED: Final = _Dropped()
 
 
 class ResultGuard(Protocol):
-    """Reads each message for the answer guardrails (`governance/guardrails/mcp_answer.py`): the
+    """Reads each message for the answer guardrails (`answer_guard.py`): the
     message as it goes on, None where it goes as it came, DROPPED where nothing of it goes on.
     `refuses_unread`: an answer it cannot read (past its bound) is refused rather than sent on
     unread. `stop`: once a message is denied, the JSON-RPC error (code, message) each request

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from tollgate.formats.answer_reading.scanning import PLACEHOLDER, counter_copy
 from tollgate.governance.guardrails import checks, detectors, text
 from tollgate.governance.guardrails.detectors import Base64PairDetector, Detector
 from tollgate.governance.guardrails.engine import Engine, formats_in
@@ -317,7 +318,7 @@ class AnswerScanner:
             if action == "deny":
                 denied = forced
             elif action == "redact":
-                out += text.PLACEHOLDER.format(kind=forced).encode()
+                out += PLACEHOLDER.format(kind=forced).encode()
                 self._swallow = self._alphabet_of(forced)
                 self._buf, self._done, self._open, self._sent = b"", 0, 0, 0
                 return Released(out)
@@ -457,13 +458,6 @@ class AnswerScanner:
             if kind in group.kinds:
                 chars.update(group.alphabet)
         return bytes(sorted(chars))
-
-
-def counter_copy(counts: Counter[str]) -> Counter[str]:
-    """A copy of counts, made in C (`Counter.copy` adds them one by one in Python)."""
-    copied: Counter[str] = Counter.__new__(Counter)
-    dict.update(copied, counts)
-    return copied
 
 
 def _to_text(read: text.Text, at: int) -> int:

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel
 
 from tollgate.common.config_base import unexpanded
+from tollgate.formats.answer_reading.scanning import PLACEHOLDER
 from tollgate.formats.attachments import TextRuns
 from tollgate.formats.json_paths import string_spans
 from tollgate.formats.registry import WIRE_FORMATS
@@ -118,7 +119,7 @@ class Scan:
         inside = [(s, e) for s, e, _ in edits]
         for s, e, kind in text.merged(spans):
             if not any(a <= s and e <= b for a, b in inside):
-                edits.append((s, e, text.PLACEHOLDER.format(kind=kind).encode()))
+                edits.append((s, e, PLACEHOLDER.format(kind=kind).encode()))
                 replaced += 1
         return text.rewrite(body, edits), replaced
 

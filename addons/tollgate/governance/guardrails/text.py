@@ -27,6 +27,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from tollgate.formats.answer_reading.scanning import PLACEHOLDER
+
 _BACKSLASH = ord("\\")
 # The format characters of Unicode 15.1, by their ranges (first, last): read from a table, not from
 # `unicodedata` at every start (a fifth of a second); a unit test holds it to the Unicode this
@@ -215,7 +217,6 @@ def _character(written: bytes) -> bytes:
 
 
 _START = operator.methodcaller("start")
-PLACEHOLDER = "[REDACTED:{kind}]"
 
 
 def merged(spans: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, str]]:

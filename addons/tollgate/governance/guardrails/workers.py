@@ -35,11 +35,6 @@ T = TypeVar("T")
 
 # A body this large or larger is scanned in a worker thread.
 OFF_LOOP_BYTES = 64 * 1024
-# A piece of an answer the answer guardrails read (a stream's read, an MCP result, a WebSocket
-# message) this large or larger is read in a worker thread: its reading (about 0.3 ms for 32 KiB)
-# is then more than the hop to the thread and back costs (docs/guardrails.md). But for a read of
-# chat events whose template passes them (`chat_template.TemplatePass.light`), the first smaller.
-READ_APART_BYTES = 32 * 1024
 # A smaller body whose scans find more anchors than this (all its passes together) is scanned in a
 # worker thread too.
 ON_LOOP_CANDIDATES = 64

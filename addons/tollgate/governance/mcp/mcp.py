@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tollgate.common.fingerprint import fingerprint
+from tollgate.formats.mcp.answer_guard import guard_message, lines_hold
 from tollgate.formats.mcp.answers import DROPPED, AnswerRelay, responses_in
 from tollgate.formats.mcp.messages import McpRequest, RequestId
 from tollgate.formats.mcp.revision import Malformed
 from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.mcp_answer import guard_message, lines_hold
 from tollgate.governance.limits.limits import EXPIRY_GRACE, Counter, LimitRule, counters
 from tollgate.governance.matching import matches
 from tollgate.governance.mcp.mcp_servers import McpServer

@@ -16,6 +16,7 @@ from mitmproxy import http
 
 from tollgate.core.call import Call
 from tollgate.core.routes import client_answer_format
+from tollgate.formats.answer_reading.scanning import PLACEHOLDER
 from tollgate.formats.json_codec import read_request_json
 from tollgate.formats.mcp import revision
 from tollgate.formats.refusals import CONTENT_DENIED
@@ -25,7 +26,6 @@ from tollgate.governance.guardrails import documents
 from tollgate.governance.guardrails.answer_formats import answer_format
 from tollgate.governance.guardrails.detectors import OWN_KEYS
 from tollgate.governance.guardrails.rules import Guardrails, Scan
-from tollgate.governance.guardrails.text import PLACEHOLDER
 from tollgate.governance.guardrails.unread_answers import alternatives_asked, model_text, stored_unread
 from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.governance.mcp.mcp import McpExchange

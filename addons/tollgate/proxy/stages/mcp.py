@@ -21,6 +21,7 @@ from mitmproxy import http
 
 from tollgate.core.call import new_request_id
 from tollgate.core.runtime import Loaded
+from tollgate.formats.answer_reading.scanning import READ_APART_BYTES
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.framing import MAX_FRAME, Decompressor, Undecodable
 from tollgate.formats.framing.bounds import MAX_DECODED_BODY
@@ -40,7 +41,7 @@ from tollgate.formats.refusals import (
     UPSTREAM_UNREACHABLE,
 )
 from tollgate.governance.egress.misdirection import Misdirected
-from tollgate.governance.guardrails.workers import READ_APART_BYTES, ScanWorkers
+from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.governance.identity.jwt_identity import looks_like_jwt
 from tollgate.governance.limits.limits import Counter, deny_reason, refusal_message, retry_after
 from tollgate.governance.mcp.mcp import (

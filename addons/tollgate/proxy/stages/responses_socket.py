@@ -32,9 +32,11 @@ from mitmproxy.websocket import WebSocketMessage
 
 from tollgate.common.shown import caller_name, nano_usd_text
 from tollgate.core.call import Call, Caller, Failure, Route, Target
+from tollgate.formats.answer_reading.scanning import READ_APART_BYTES, UNREAD
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.json_codec import parse_json, read_request_json
 from tollgate.formats.openai_responses import RESPONSES
+from tollgate.formats.openai_responses.answer_guard import ENDS, ResponsesSocketGuard
 from tollgate.formats.openai_responses.socket import (
     RESPONSE_CREATE,
     SOCKET_ACKNOWLEDGEMENTS,
@@ -47,9 +49,7 @@ from tollgate.formats.openai_responses.socket import (
 from tollgate.formats.refusals import BAD_REQUEST, CONTENT_DENIED
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.event_guard import UNREAD
-from tollgate.governance.guardrails.responses_answer import ENDS, ResponsesSocketGuard
-from tollgate.governance.guardrails.workers import READ_APART_BYTES, ScanWorkers
+from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL, CLIENT_DISCONNECTED, call_of, refuse
 from tollgate.proxy.sockets import SocketRunner, Waiting, inject

@@ -14,6 +14,7 @@ from mitmproxy import http
 from tollgate.core.call import Call, Failure, LedgerState
 from tollgate.core.routes import client_answer_format
 from tollgate.formats.answer_end import EndHold
+from tollgate.formats.answer_reading.scanning import JSON_TYPE, READ_APART_BYTES, UNREAD, AnswerFormat, AnswerGuard
 from tollgate.formats.framing import MAX_FRAME, Decompressor, Undecodable
 from tollgate.formats.json_codec import loads_once
 from tollgate.formats.openai_chat.asked_usage import asked_usage_hidden
@@ -23,14 +24,8 @@ from tollgate.formats.translation import ANSWER_LIMIT, Rewrite
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import NoUsage, UsageReader, WholeBodyReader, is_event_stream
 from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.answer_formats import (
-    JSON_TYPE,
-    AnswerFormat,
-    AnswerGuard,
-    answer_format,
-)
-from tollgate.governance.guardrails.event_guard import UNREAD
-from tollgate.governance.guardrails.workers import READ_APART_BYTES, ScanWorkers
+from tollgate.governance.guardrails.answer_formats import answer_format
+from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.proxy import patches
 from tollgate.proxy.flows import call_of, provider_of, refuse, write_body
 from tollgate.proxy.state import Shared
@@ -445,7 +440,7 @@ class StreamTap:
             _refuse_unread(flow, call)
             return
         try:
-            served, denied, counts = reading.format.whole(reading.detectors, content)
+            served, denied, counts = reading.format.read_whole(reading.detectors, content)
         except Exception:  # a hook's exception would let the answer go on as it came
             logger.exception("Tollgate: reading an answer for its guardrails failed")
             _refuse_unread(flow, call)

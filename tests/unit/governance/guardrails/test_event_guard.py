@@ -32,14 +32,14 @@ from tollgate.formats import (
     OPENAI_COMPLETIONS,
     OPENAI_RESPONSES,
 )
+from tollgate.formats.answer_reading.events import EventGuard
+from tollgate.formats.bedrock_invoke.answer_guard import InvokeAnswerGuard
+from tollgate.formats.gemini_generate.answer_guard import GeminiAnswerGuard
+from tollgate.formats.openai_api.completions_guard import CompletionsAnswerGuard
+from tollgate.formats.openai_chat.answer_guard import ChatAnswerGuard
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS
-from tollgate.governance.guardrails.bedrock_answer import InvokeAnswerGuard
-from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard
-from tollgate.governance.guardrails.completions_answer import CompletionsAnswerGuard
-from tollgate.governance.guardrails.event_guard import EventGuard
-from tollgate.governance.guardrails.gemini_answer import GeminiAnswerGuard
 
 CARD = "5555" + "555555554444"
 REDACT = compiled_for(dict.fromkeys(detectors.KINDS, "redact"))

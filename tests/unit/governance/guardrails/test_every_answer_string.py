@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from support.answer_guards import compiled
 from support.eventstream import invoke_chunk
 from support.guardrail_samples import AWS_KEY_ID
 from tollgate.formats import (
@@ -24,21 +25,13 @@ from tollgate.formats import (
 )
 from tollgate.formats.framing import event_frame
 from tollgate.formats.json_codec import encode_json
-from tollgate.governance.guardrails import detectors
-from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
+from tollgate.formats.openai_responses.answer_guard import ResponsesSocketGuard
+from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS
-from tollgate.governance.guardrails.responses_answer import ResponsesSocketGuard
 
 KEY = AWS_KEY_ID
 KIND = "secrets.aws_access_key_id"
 PLACEHOLDER = f"[REDACTED:{KIND}]".encode()
-_COMPILED: dict[str, AnswerDetectors] = {}
-
-
-def compiled(action: str) -> AnswerDetectors:
-    if action not in _COMPILED:
-        _COMPILED[action] = compiled_for(dict.fromkeys(detectors.KINDS, action))
-    return _COMPILED[action]
 
 
 def sse(*events: dict[str, Any], named: bool = False) -> bytes:
@@ -298,7 +291,7 @@ def test_a_value_an_audit_rule_records_is_counted_in_each_event_and_long_strings
     comes), and only a short one: a stream's kept strings hold no more than a few hundred kilobytes."""
     from collections import Counter
 
-    from tollgate.governance.guardrails.event_guard import CLEAN_SIZE, read_places
+    from tollgate.formats.answer_reading.events import CLEAN_SIZE, read_places
 
     compiled = compiled_for({"secrets.aws_access_key_id": "audit"})
     counts: Counter[str] = Counter()

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from support.examples import examples
 from support.guardrail_samples import AWS_KEY_ID, SAMPLES
+from tollgate.formats.openai_chat.answer_guard import ChatAnswerGuard
 from tollgate.governance.guardrails import text
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
-from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard
 from tollgate.governance.guardrails.engine import HYPERSCAN, formats_in
 from tollgate.governance.guardrails.rules import Guardrails
 from tollgate.governance.guardrails.settings import GuardrailRule

@@ -20,39 +20,25 @@ from botocore.session import get_session
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from support.answer_guards import GAPS, VALUES, WITH_OWN_KEYS, WORDS, clean_text, compiled
 from support.counted_scans import counting_feeds
 from support.eventstream import event, exception, frame, invoke_chunk
 from support.examples import examples
-from support.guardrail_samples import EMAIL, SAMPLES, crc_token, pem
+from support.guardrail_samples import EMAIL, crc_token
 from tollgate.formats import BEDROCK_CONVERSE, BEDROCK_INVOKE, CLAUDE_ON_BEDROCK
-from tollgate.formats.framing import event_frame
-from tollgate.governance.guardrails import detectors
-from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
-from tollgate.governance.guardrails.answer_formats import answer_format, endpoint_answer_format
-from tollgate.governance.guardrails.bedrock_answer import (
-    WAITING_BYTES,
+from tollgate.formats.answer_reading.events import WAITING_BYTES
+from tollgate.formats.bedrock_converse.answer_guard import (
     ConverseAnswerGuard,
     FramesAnswerGuard,
-    InvokeAnswerGuard,
     denied_frame,
     guard_bedrock_json,
 )
+from tollgate.formats.bedrock_invoke.answer_guard import InvokeAnswerGuard
+from tollgate.formats.framing import event_frame
+from tollgate.governance.guardrails.answer_formats import answer_format, endpoint_answer_format
 
 TOKEN = crc_token("gh" + "p_")
-_KEY = pem("ec").strip()
-VALUES = {**SAMPLES, "secrets.private_key": (_KEY, "{}")}
-_COMPILED: dict[str, AnswerDetectors] = {}
-OWN_KEY = "sk-own-" + "Q" * 30
-WITH_OWN_KEYS = compiled_for(
-    {**dict.fromkeys(detectors.KINDS, "redact"), "tollgate_keys": "redact"}, detectors.own_keys([OWN_KEY], ())
-)
 DENIED = "The answer was stopped: it carries what a guardrail denies ({})."
-
-
-def compiled(action: str) -> AnswerDetectors:
-    if action not in _COMPILED:
-        _COMPILED[action] = compiled_for(dict.fromkeys(detectors.KINDS, action))
-    return _COMPILED[action]
 
 
 def pieces_of(text: str, size: int) -> list[str]:
@@ -217,11 +203,7 @@ def _whole_frames(data: bytes) -> int:
     return at
 
 
-_WORDS = st.sampled_from(
-    ["s", "sk", "sk-", "sk-own", "t", "ts", "its", "cats", "test", "x1", "42", "2026", "a_b", "AKIA", "é", "☃"]
-)
-_GAPS = st.sampled_from([" ", ", ", ". ", "\n", "-", "_", "", ":", "/"])
-_CLEAN = st.lists(st.tuples(_WORDS, _GAPS), max_size=30).map(lambda parts: "".join(w + g for w, g in parts))
+_CLEAN = clean_text(tuple(w for w in (*WORDS, "é", "☃") if w not in ("is", "gh")), tuple(g for g in GAPS if g != "  "))
 
 
 def _split(text: str, cuts: list[int]) -> list[str]:
@@ -628,7 +610,7 @@ def test_at_a_deny_nothing_after_the_values_frame_goes(read: int) -> None:
 def test_claudes_text_completions_are_read_by_the_familys_reader(read: int) -> None:
     """Claude's Text Completions (`{"completion": …}`), under a model id that does not name Claude,
     are read by the families' reader: streamed, a value split across chunks is replaced."""
-    from tollgate.governance.guardrails.invoke_answer import InvokeByAnswerGuard, guard_invoke_json
+    from tollgate.formats.bedrock_invoke.answer_guard import InvokeByAnswerGuard, guard_invoke_json
 
     text = f"The key is {TOKEN}, use it."
     events = [{"completion": p, "stop_reason": None, "stop": None} for p in pieces_of(text, 4)]

@@ -15,22 +15,16 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from support.answer_guards import WITH_OWN_KEYS, clean_text, compiled
 from support.counted_scans import counting_feeds
 from support.examples import examples
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
-from tollgate.governance.guardrails import detectors
+from tollgate.formats.answer_reading.events import WAITING_BYTES
+from tollgate.formats.openai_chat.answer_guard import ChatAnswerGuard, denied_event, guard_chat_json
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
-from tollgate.governance.guardrails.chat_answer import WAITING_BYTES, ChatAnswerGuard, denied_event, guard_chat_json
 
 TOKEN = crc_token("gh" + "p_")
 CARD = "5555" + "555555554444"
-_COMPILED: dict[str, AnswerDetectors] = {}
-
-
-def compiled(action: str) -> AnswerDetectors:
-    if action not in _COMPILED:
-        _COMPILED[action] = compiled_for(dict.fromkeys(detectors.KINDS, action))
-    return _COMPILED[action]
 
 
 def chunk(choice: int, **delta: Any) -> dict[str, Any]:
@@ -136,36 +130,9 @@ def test_a_clean_stream_comes_through_byte_for_byte() -> None:
     assert guard.counts == {}
 
 
-OWN_KEY = "sk-own-" + "Q" * 30
 # Tollgate's own key and every built-in detector: text ending in `s`, `t`, a digit or a word's
 # character may still become a value, and is held.
-WITH_OWN_KEYS = compiled_for(
-    {**dict.fromkeys(detectors.KINDS, "redact"), "tollgate_keys": "redact"}, detectors.own_keys([OWN_KEY], ())
-)
-_WORDS = st.sampled_from(
-    [
-        "s",
-        "sk",
-        "sk-",
-        "sk-own",
-        "t",
-        "ts",
-        "is",
-        "its",
-        "cats",
-        "test",
-        "x1",
-        "42",
-        "2026",
-        "a_b",
-        "gh",
-        "AKIA",
-        "é",
-        "☃",
-    ]
-)
-_GAPS = st.sampled_from([" ", "  ", ", ", ". ", "\n", "-", "_", "", ":", "/"])
-_CLEAN = st.lists(st.tuples(_WORDS, _GAPS), max_size=30).map(lambda parts: "".join(w + g for w, g in parts))
+_CLEAN = clean_text()
 
 
 def clean_events(text: str, cuts: list[int], arguments: str) -> bytes:

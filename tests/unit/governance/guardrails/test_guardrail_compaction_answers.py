@@ -9,12 +9,11 @@ import json
 
 import pytest
 
+from support.answer_guards import compiled
 from support.guardrail_samples import AWS_KEY_ID
 from tollgate.formats import OPENAI_COMPACTION
-from tollgate.governance.guardrails import detectors
-from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
+from tollgate.formats.openai_responses.compaction_guard import guard_compaction_json
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, answer_format_of
-from tollgate.governance.guardrails.compaction_answer import guard_compaction_json
 from tollgate.providers.chatgpt import ChatGPT
 
 KIND = "secrets.aws_access_key_id"
@@ -29,10 +28,6 @@ USAGE = {
     "output_tokens_details": {"reasoning_tokens": 600},
     "total_tokens": 41900,
 }
-
-
-def compiled(action: str) -> AnswerDetectors:
-    return compiled_for(dict.fromkeys(detectors.KINDS, action))
 
 
 def message(text: str, role: str = "user", part: str = "input_text") -> dict:

@@ -14,33 +14,20 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from support.answer_guards import VALUES, WITH_OWN_KEYS, WORDS, clean_text, compiled, strings
 from support.examples import examples
-from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token, pem
+from support.guardrail_samples import AWS_KEY_ID, EMAIL, crc_token
 from tollgate.core.call import Call, Route
 from tollgate.core.config import parse_config
 from tollgate.core.runtime import Loaded
 from tollgate.formats import ANTHROPIC_MESSAGES, OPENAI_API, OPENAI_COMPLETIONS
+from tollgate.formats.openai_api.completions_guard import CompletionsAnswerGuard, guard_completions_json
 from tollgate.formats.request_facts import Classification
-from tollgate.governance.guardrails import detectors
-from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
+from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, answer_format_of, detected
-from tollgate.governance.guardrails.completions_answer import CompletionsAnswerGuard, guard_completions_json
 from tollgate.proxy.stages.stream_tap import answer_reading
 
 TOKEN = crc_token("gh" + "p_")
-_KEY = pem("ec").strip()
-VALUES = {**SAMPLES, "secrets.private_key": (_KEY, "{}")}
-OWN_KEY = "sk-own-" + "Q" * 30
-WITH_OWN_KEYS = compiled_for(
-    {**dict.fromkeys(detectors.KINDS, "redact"), "tollgate_keys": "redact"}, detectors.own_keys([OWN_KEY], ())
-)
-_COMPILED: dict[str, AnswerDetectors] = {}
-
-
-def compiled(action: str) -> AnswerDetectors:
-    if action not in _COMPILED:
-        _COMPILED[action] = compiled_for(dict.fromkeys(detectors.KINDS, action))
-    return _COMPILED[action]
 
 
 def chunk(choice: int, text: str, finish: str | None = None, logprobs: Any = None) -> dict[str, Any]:
@@ -96,16 +83,6 @@ def reassembled(events: list[Any]) -> dict[int, str]:
     return text
 
 
-def strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in strings(v)]
-    return []
-
-
 @pytest.mark.parametrize("read", [1, 5, 64, 1 << 20])
 def test_a_streamed_answer_is_redacted_in_its_own_events_however_read(read: int) -> None:
     text = f"Mail {EMAIL} with the token {TOKEN}, then stop."
@@ -142,11 +119,7 @@ def test_every_kind_split_at_every_offset_never_reaches_the_client(kind: str) ->
     assert expected is not None and f"[REDACTED:{kind}]" in expected
 
 
-_WORDS = st.sampled_from(
-    ["s", "sk", "sk-", "sk-own", "t", "ts", "is", "its", "test", "x1", "42", "2026", "a_b", "gh", "AKIA", "é", "☃"]
-)
-_GAPS = st.sampled_from([" ", "  ", ", ", ". ", "\n", "-", "_", "", ":", "/"])
-_CLEAN = st.lists(st.tuples(_WORDS, _GAPS), max_size=30).map(lambda parts: "".join(w + g for w, g in parts))
+_CLEAN = clean_text(tuple(w for w in (*WORDS, "é", "☃") if w != "cats"))
 
 
 @settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -17,33 +17,20 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from support.answer_guards import GAPS, VALUES, WORDS, clean_text, compiled
 from support.counted_scans import counting_feeds
 from support.examples import QUICK, examples
-from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token, pem
+from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
 from tollgate.formats import CODE_ASSIST, GEMINI_GENERATE, OPENAI_CHAT
+from tollgate.formats.answer_reading.events import WAITING_BYTES
 from tollgate.formats.framing import JSONArrayFramer
-from tollgate.governance.guardrails import detectors
-from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
+from tollgate.formats.gemini_generate.answer_guard import GeminiAnswerGuard, guard_code_assist_json, guard_gemini_json
+from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.answer_formats import ANSWER_ENDPOINTS, ANSWER_FORMATS
-from tollgate.governance.guardrails.gemini_answer import (
-    WAITING_BYTES,
-    GeminiAnswerGuard,
-    guard_code_assist_json,
-    guard_gemini_json,
-)
 
 TOKEN = crc_token("gh" + "p_")
 CARD = SAMPLES["pii.payment_card"][0]
-_KEY = pem("ec").strip()
-VALUES = {**SAMPLES, "secrets.private_key": (_KEY, "{}")}
-_COMPILED: dict[str, AnswerDetectors] = {}
 Framing = str  # "sse" or "array"
-
-
-def compiled(action: str) -> AnswerDetectors:
-    if action not in _COMPILED:
-        _COMPILED[action] = compiled_for(dict.fromkeys(detectors.KINDS, action))
-    return _COMPILED[action]
 
 
 def item(*parts: dict[str, Any], candidate: int = 0, finish: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -177,11 +164,7 @@ def test_each_kind_split_at_every_offset_across_items_and_reads_never_goes_on(ki
         assert (got[(0, "text")], errors) == (expected, [])
 
 
-_WORDS = st.sampled_from(
-    ["s", "sk", "sk-", "t", "ts", "is", "its", "cats", "test", "x1", "42", "2026", "a_b", "gh", "AKIA", "é", "☃", '"']
-)
-_GAPS = st.sampled_from([" ", "  ", ", ", ". ", "\n", "-", "_", "", ":", "/", "\\"])
-_CLEAN = st.lists(st.tuples(_WORDS, _GAPS), max_size=30).map(lambda parts: "".join(w + g for w, g in parts))
+_CLEAN = clean_text(tuple(w for w in (*WORDS, "é", "☃", '"') if w != "sk-own"), (*GAPS, "\\"))
 
 
 def clean_items(text: str, cuts: list[int], arguments: str) -> list[dict[str, Any]]:

@@ -8,20 +8,16 @@ import json
 
 import pytest
 
+from support.answer_guards import compiled
 from support.guardrail_samples import AWS_KEY_ID
 from tollgate.formats import OPENAI_API, OPENAI_IMAGES
+from tollgate.formats.answer_reading.events import UnreadStream
+from tollgate.formats.openai_api.images_guard import guard_images_json
 from tollgate.formats.request_facts import Classification, RequestFacts
-from tollgate.governance.guardrails import detectors
-from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, answer_format_of
-from tollgate.governance.guardrails.images_answer import UnreadStream, guard_images_json
 
 TEXT = f"A cat reading the key {AWS_KEY_ID} aloud."
 IMAGE = {"b64_json": "iVBORw0K" + AWS_KEY_ID}  # base64 of an image: no text
-
-
-def compiled(action: str) -> AnswerDetectors:
-    return compiled_for(dict.fromkeys(detectors.KINDS, action))
 
 
 def answer(*images: dict) -> bytes:

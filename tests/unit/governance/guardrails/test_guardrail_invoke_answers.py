@@ -14,11 +14,11 @@ import pytest
 
 from support.eventstream import event, invoke_chunk
 from support.guardrail_samples import EMAIL
+from tollgate.formats.bedrock_converse.answer_guard import denied_frame
+from tollgate.formats.bedrock_invoke.answer_guard import InvokeAnswerGuard, InvokeByAnswerGuard, guard_invoke_json
 from tollgate.formats.framing import EventStreamFramer
 from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS
-from tollgate.governance.guardrails.bedrock_answer import InvokeAnswerGuard, denied_frame
-from tollgate.governance.guardrails.invoke_answer import InvokeByAnswerGuard, guard_invoke_json
 
 REDACTED = compiled_for({"pii.email": "redact"})
 MESSAGE = {"id": "m", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5"}

@@ -17,26 +17,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from support.answer_guards import compiled
 from support.eventstream import invoke_chunk
 from support.examples import examples
 from support.guardrail_samples import EMAIL, SAMPLES
+from tollgate.formats.bedrock_converse.answer_guard import denied_frame, guard_bedrock_json
+from tollgate.formats.bedrock_invoke.answer_guard import InvokeAnswerGuard
 from tollgate.formats.framing import EventStreamFramer
+from tollgate.formats.gemini_generate.answer_guard import GeminiAnswerGuard, guard_code_assist_json, guard_gemini_json
+from tollgate.formats.openai_api.completions_guard import CompletionsAnswerGuard, guard_completions_json
+from tollgate.formats.openai_chat.answer_guard import ChatAnswerGuard, guard_chat_json
+from tollgate.formats.openai_responses.answer_guard import ResponsesAnswerGuard, guard_responses_json
 from tollgate.governance.guardrails import detectors
-from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
-from tollgate.governance.guardrails.bedrock_answer import InvokeAnswerGuard, denied_frame, guard_bedrock_json
-from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard, guard_chat_json
-from tollgate.governance.guardrails.completions_answer import CompletionsAnswerGuard, guard_completions_json
-from tollgate.governance.guardrails.gemini_answer import GeminiAnswerGuard, guard_code_assist_json, guard_gemini_json
-from tollgate.governance.guardrails.responses_answer import ResponsesAnswerGuard, guard_responses_json
 
 CARD = SAMPLES["pii.payment_card"][0]
-_COMPILED: dict[str, AnswerDetectors] = {}
-
-
-def compiled(action: str) -> AnswerDetectors:
-    if action not in _COMPILED:
-        _COMPILED[action] = compiled_for(dict.fromkeys(detectors.KINDS, action))
-    return _COMPILED[action]
 
 
 def fed(guard: ChatAnswerGuard | GeminiAnswerGuard, data: bytes, read: int) -> bytes:

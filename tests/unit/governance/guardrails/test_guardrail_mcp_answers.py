@@ -13,14 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from support.answer_guards import strings
 from support.examples import examples
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES
+from tollgate.formats.mcp.answer_guard import McpAnswerGuard, guard_mcp_json, guard_message
 from tollgate.formats.mcp.answers import AnswerRelay
 from tollgate.formats.mcp.messages import McpRequest
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, detected
-from tollgate.governance.guardrails.mcp_answer import McpAnswerGuard, guard_mcp_json, guard_message
 from tollgate.governance.mcp.mcp import McpExchange, ResultGuard
 from tollgate.governance.mcp.mcp_servers import McpServer
 
@@ -46,16 +47,6 @@ def tool_result(rid: Any, text: str) -> dict[str, Any]:
         "structuredContent": {"result": text, "rows": [{"note": text, "n": 1}]},
         "isError": False,
     }}  # fmt: skip
-
-
-def strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in strings(v)]
-    return []
 
 
 def test_every_text_of_a_tool_result_is_redacted_inside_its_string() -> None:

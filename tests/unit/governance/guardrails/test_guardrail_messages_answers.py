@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from support import eventstream
+from support.answer_guards import GAPS, WITH_OWN_KEYS, WORDS, clean_text, compiled
 from support.counted_scans import counting_feeds
 from support.examples import examples
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
@@ -29,32 +30,17 @@ from tollgate.formats import (
     GEMINI_GENERATE,
     OPENAI_API,
 )
-from tollgate.formats.framing import EventStreamFramer, event_frame
-from tollgate.formats.request_facts import Classification
-from tollgate.governance.guardrails import detectors
-from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
-from tollgate.governance.guardrails.answer_formats import ANSWER_ENDPOINTS, answer_format, answer_format_of
-from tollgate.governance.guardrails.messages_answer import (
-    BedrockMessagesGuard,
+from tollgate.formats.anthropic_messages.answer_guard import (
     MessagesAnswerGuard,
     guard_messages_json,
 )
+from tollgate.formats.bedrock_invoke.answer_guard import BedrockMessagesGuard
+from tollgate.formats.framing import EventStreamFramer, event_frame
+from tollgate.formats.request_facts import Classification
+from tollgate.governance.guardrails.answer_formats import ANSWER_ENDPOINTS, answer_format, answer_format_of
 
 TOKEN = crc_token("gh" + "p_")
-_COMPILED: dict[str, AnswerDetectors] = {}
 REDACTED_AWS = "[REDACTED:secrets.aws_access_key_id]"
-
-
-def compiled(action: str) -> AnswerDetectors:
-    if action not in _COMPILED:
-        _COMPILED[action] = compiled_for(dict.fromkeys(detectors.KINDS, action))
-    return _COMPILED[action]
-
-
-OWN_KEY = "sk-own-" + "Q" * 30
-WITH_OWN_KEYS = compiled_for(
-    {**dict.fromkeys(detectors.KINDS, "redact"), "tollgate_keys": "redact"}, detectors.own_keys([OWN_KEY], ())
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,9 +203,9 @@ def test_a_clean_stream_comes_through_byte_for_byte(guard, write, read_back) -> 
         assert g.counts == {}
 
 
-_WORDS = st.sampled_from(["s", "sk", "sk-", "sk-own", "t", "ts", "its", "cats", "x1", "42", "2026", "gh", "AKIA", "é"])
-_GAPS = st.sampled_from([" ", ", ", ". ", "\n", "-", "_", "", ":", "/"])
-_CLEAN = st.lists(st.tuples(_WORDS, _GAPS), max_size=30).map(lambda parts: "".join(w + g for w, g in parts))
+_CLEAN = clean_text(
+    tuple(w for w in (*WORDS, "é") if w not in ("is", "test", "a_b")), tuple(g for g in GAPS if g != "  ")
+)
 
 
 @settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -17,9 +17,10 @@ from wsproto.frame_protocol import Opcode
 
 from support.guardrail_samples import AWS_KEY_ID, EMAIL
 from tollgate.core.call import Call, Route
+from tollgate.formats.answer_reading.scanning import READ_APART_BYTES
+from tollgate.formats.openai_responses.answer_guard import ResponsesSocketGuard
 from tollgate.governance.guardrails.answer import compiled_for
-from tollgate.governance.guardrails.responses_answer import ResponsesSocketGuard
-from tollgate.governance.guardrails.workers import READ_APART_BYTES, ScanWorkers
+from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.governance.mcp.mcp import McpExchange, ResultGuard
 from tollgate.governance.mcp.mcp_servers import McpServer
 from tollgate.providers import PROVIDERS

@@ -15,6 +15,7 @@ from wsproto.frame_protocol import Opcode
 from tollgate.core.call import Call, Route
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.openai_responses import RESPONSES
+from tollgate.formats.openai_responses.answer_guard import ResponsesSocketGuard
 from tollgate.formats.openai_responses.socket import (
     SocketEvent,
     classify_response_create,
@@ -24,7 +25,6 @@ from tollgate.formats.openai_responses.socket import (
 from tollgate.formats.usage import Usage
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import compiled_for
-from tollgate.governance.guardrails.responses_answer import ResponsesSocketGuard
 from tollgate.providers import PROVIDERS
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL

@@ -13,17 +13,17 @@ from mitmproxy.test import tflow
 
 from tollgate.core.call import Call, Route
 from tollgate.formats.answer_end import EndHold
+from tollgate.formats.answer_reading.scanning import READ_APART_BYTES
 from tollgate.formats.framing import Decompressor
+from tollgate.formats.openai_chat.answer_guard import ChatAnswerGuard
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import UsageReader
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import compiled_for
-from tollgate.governance.guardrails.chat_answer import ChatAnswerGuard
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.patches import flows as patch_flows
 from tollgate.proxy.stages.stream_tap import (
     MITMPROXY_CONNECTION_LOGGER,
-    READ_APART_BYTES,
     CountedTap,
     GuardedAnswer,
     StreamTap,

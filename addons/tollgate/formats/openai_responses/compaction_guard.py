@@ -2,7 +2,7 @@
 before it compacted in its Responses stream) read by the answer guardrails: one JSON object, the
 conversation's new `output` (the messages kept, and a `compaction` item whose `encrypted_content`
 only OpenAI can read, as a reasoning item's). Each item is read as a whole Responses answer's
-(`responses_answer.py`: every string but ids, states and opaque data), each value replaced in
+(`answer_guard.py`: every string but ids, states and opaque data), each value replaced in
 place or the answer refused. What Tollgate does not know the shape of (a field at the top it does
 not know, an item of a type it does not know) is refused unread: a compaction's answer goes back
 into the model's context whole, and where text sits is not Tollgate's to guess. Plain code,
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 
-from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.event_guard import UNREAD
-from tollgate.governance.guardrails.responses_answer import guard_responses_json
+from tollgate.formats.answer_reading.events import UnreadStream
+from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners
+from tollgate.formats.openai_responses.answer_guard import denied_event, guard_responses_json
 
 # The object's fields (OpenAI's compacted response): its id and object type, when it was made,
 # the tokens it took, and the compacted conversation.
@@ -37,7 +37,7 @@ ITEMS = frozenset(
 )
 
 
-def guard_compaction_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
+def guard_compaction_json(compiled: Scanners, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
     """A compacted conversation read: the body as it goes on (redacted, or as it came where nothing
     is), the kind of a value to deny (the answer is then refused; `unread` where it is of a shape
     not known), and the counts."""
@@ -68,3 +68,7 @@ def _numbers(value: object) -> bool:
     if isinstance(value, list):
         return all(_numbers(v) for v in value)
     return not isinstance(value, str)
+
+
+# One JSON object, never streamed (a stream stops unread).
+ANSWER = AnswerFormat(UnreadStream, guard_compaction_json, denied_event, stream_types=frozenset())

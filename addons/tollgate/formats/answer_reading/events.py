@@ -30,13 +30,12 @@ from typing import Any
 
 import orjson
 
+from tollgate.formats.answer_reading.scanning import UNREAD, Scanner, Scanners, Unpaired, counter_copy, scan_whole
 from tollgate.formats.json_codec import keys_once, parse_json
-from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner, counter_copy
 
 # The events that may wait behind one whose text is held (of other channels): past that, it goes
 # on with what is known of its text, so that a stream is never held long.
 WAITING_BYTES = 64 << 10
-UNREAD = "unread"
 # The keys whose strings hold no text, wherever they are: a stream's random padding (OpenAI's
 # `obfuscation`), signatures and encrypted data, opaque to a client. Ids and kinds are read (once a
 # stream: they repeat, and a string read clean is not read again).
@@ -74,14 +73,10 @@ CLEAN_SIZE = 256
 Place = tuple[Any, Any, bool]
 
 
-def read_whole(compiled: AnswerDetectors, data: bytes, is_json: bool = False) -> tuple[str, str | None, dict[str, int]]:
+def read_whole(compiled: Scanners, value: str, is_json: bool = False) -> tuple[str, str | None, dict[str, int]]:
     """One text read whole: as it goes on, the kind of a value to deny, and the counts."""
-    scanner = compiled.scanner(is_json)
-    first = scanner.feed(data)
-    if first.denied is not None:
-        return "", first.denied, dict(scanner.counts)
-    rest = scanner.flush()
-    return (first.text + rest.text).decode(), rest.denied, dict(scanner.counts)
+    read = scan_whole(compiled, value, is_json)
+    return read.text, read.denied, dict(read.counts)
 
 
 def strings_in(
@@ -132,11 +127,6 @@ def members_in(
     return out
 
 
-class Unpaired(ValueError):
-    """A JSON string holds a UTF-16 surrogate not paired (`\\ud800` alone): no text, it can be
-    neither read nor written as UTF-8. Its event is unread."""
-
-
 def unpaired(value: Any) -> bool:
     """Whether a JSON value's strings hold a surrogate not paired."""
     try:
@@ -160,6 +150,17 @@ def answer_json(data: bytes) -> dict[str, Any] | None:
     return value if type(value) is dict and keys_once(data, value) else None
 
 
+def carries_text(node: Any, skipped: frozenset[str]) -> bool:
+    """Whether a JSON value holds a string (but under the keys `skipped` names)."""
+    if isinstance(node, str):
+        return bool(node)
+    if isinstance(node, list):
+        return any(carries_text(item, skipped) for item in node)
+    if isinstance(node, dict):
+        return any(key not in skipped and carries_text(item, skipped) for key, item in node.items())
+    return False
+
+
 def sse_fields(block: bytes) -> list[Place]:
     """The strings of an event block's lines other than its data (its name, id, comments, a field
     not known), each a place read as a key is (it cannot be replaced: a value in one is denied).
@@ -175,7 +176,7 @@ def sse_fields(block: bytes) -> list[Place]:
 
 
 def read_places(
-    compiled: AnswerDetectors, places: Iterable[Place], counts: Counter[str], clean: set[str]
+    compiled: Scanners, places: Iterable[Place], counts: Counter[str], clean: set[str]
 ) -> tuple[bool, str | None]:
     """Strings each read whole at their places: a value to redact replaced in place; whether one
     was, and the kind of a value to deny (None: none). A value in an object's key cannot be
@@ -186,7 +187,7 @@ def read_places(
         value = key if is_key else holder[key]
         if value in clean or (is_key and value in KNOWN_KEYS):
             continue
-        replaced, denied, found = read_whole(compiled, value.encode())
+        replaced, denied, found = read_whole(compiled, value)
         counts.update(found)
         if denied is None and is_key and replaced != value:
             denied = next(kind for kind in found if compiled.actions.get(kind) == "redact")
@@ -210,7 +211,7 @@ class ChannelState:
     kind of the last value replaced in it (for a format that tells it where signed text would
     change)."""
 
-    scanner: AnswerScanner | None
+    scanner: Scanner | None
     fed: int = 0
     sent: int = 0
     # What goes on is taken from its front (in place: a read's text may be owed across many events).
@@ -271,7 +272,7 @@ class EventGuard:
     # that notes what each event that goes on ends with says False.
     _one_piece_at_once = True
 
-    def __init__(self, compiled: AnswerDetectors) -> None:
+    def __init__(self, compiled: Scanners) -> None:
         self._compiled = compiled
         self._channels: dict[Any, ChannelState] = {}
         self._pending: deque[Pending] = deque()
@@ -302,7 +303,7 @@ class EventGuard:
         """One event read: what goes on now."""
         raise NotImplementedError
 
-    def _scanner(self, channel: Any) -> AnswerScanner:
+    def _scanner(self, channel: Any) -> Scanner:
         """A new scanner for a channel."""
         return self._compiled.scanner()
 
@@ -666,3 +667,23 @@ class EventGuard:
         state = self._channels[piece.channel]
         known = self._read(state) >= piece.start + len(piece.text)
         return known and state.sent == piece.start and state.owed.startswith(piece.text)
+
+
+class UnreadStream:
+    """An answer read whole only (an image generation's, a compacted conversation's) that came as a
+    stream where none was asked (streamed ones are refused before they go): not read, it stops at
+    its first piece."""
+
+    def __init__(self, compiled: Scanners) -> None:
+        self.denied: str | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {}
+
+    def feed(self, chunk: bytes) -> bytes:
+        self.denied = UNREAD
+        return b""
+
+    def flush(self) -> bytes:
+        return b""

@@ -6,7 +6,7 @@ as Claude answers on Vertex AI's rawPredict (Anthropic's own stream) and on Bedr
 citation, a tool use's `input` at its start) is read at once, each string value. Thinking is
 signed: it is never changed, and a value found there is denied under a `redact` rule too (so is a
 compaction's summary, and any block with a signature); redacted thinking is opaque, not read.
-Events are held, go on as they came or are written anew as OpenAI chat's are (`event_guard.py`).
+Events are held, go on as they came or are written anew as OpenAI chat's are (`answer_reading/events.py`).
 A stream denied ends with Anthropic's `error` event (`permission_error`), on Bedrock with an
 exception frame. An event that cannot be read stops the stream as a value to deny would
 (`unread`): so does an event or a delta of a type not known that carries text (it may come in
@@ -15,19 +15,24 @@ knowing nothing of mitmproxy."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections import Counter
 from typing import Any
 
 from tollgate.formats import chat
+from tollgate.formats.answer_reading.events import Pending, answer_json, carries_text, sse_fields
+from tollgate.formats.answer_reading.scanning import (
+    UNREAD,
+    AnswerFormat,
+    Scanner,
+    Scanners,
+    Unpaired,
+    scan_whole,
+    signed_detectors,
+)
 from tollgate.formats.anthropic_messages.stream_writer import write_event
-from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_frame, parse_sse_block
+from tollgate.formats.framing import parse_sse_block
 from tollgate.formats.json_codec import encode_json, parse_json
-from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
-from tollgate.governance.guardrails.bedrock_answer import carries_text, denied_frame, signed_detectors
-from tollgate.governance.guardrails.chat_answer import DENIED_MESSAGE, Channel, ChatAnswerGuard
-from tollgate.governance.guardrails.event_guard import UNREAD, Pending, Unpaired, answer_json, sse_fields
+from tollgate.formats.openai_chat.answer_guard import DENIED_MESSAGE, Channel, ChatAnswerGuard
 
 # Each streamed delta: the field its text is in, and the channel it feeds.
 DELTAS = {
@@ -52,7 +57,6 @@ _STOP_OPAQUE = _COUNTS_OPAQUE | {"index"}
 _BLOCK_EVENT_OPAQUE = OPAQUE | {"index", "content_block", "delta"}
 _START_OPAQUE = OPAQUE | {"message"}
 _MESSAGE_OPAQUE = _COUNTS_OPAQUE | {"content"}
-_CHUNK_HEADERS = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
 
 
 def denied_event(kind: str) -> bytes:
@@ -61,18 +65,15 @@ def denied_event(kind: str) -> bytes:
     return write_event("error", {"error": error})
 
 
-def _scanned(compiled: AnswerDetectors, value: str, counts: Counter[str]) -> tuple[str, str | None]:
+def _scanned(compiled: Scanners, value: str, counts: Counter[str]) -> tuple[str, str | None]:
     """A whole string read: as it goes on, and the kind of a value to deny."""
-    scanner = compiled.scanner()
-    first = scanner.feed(value.encode("utf-8", "surrogatepass"))
-    rest = scanner.flush() if first.denied is None else first
-    counts.update(scanner.counts)
-    out = first.text + (rest.text if rest is not first else b"")
-    return out.decode("utf-8", "surrogatepass"), first.denied or rest.denied
+    read = scan_whole(compiled, value)
+    counts.update(read.counts)
+    return read.text, read.denied
 
 
 def read_values(
-    compiled: AnswerDetectors, node: Any, counts: Counter[str], opaque: frozenset[str] = OPAQUE
+    compiled: Scanners, node: Any, counts: Counter[str], opaque: frozenset[str] = OPAQUE
 ) -> tuple[bool, str | None]:
     """Every string (key or value) and integer of a JSON value given whole, read but under the
     keys `opaque` names, each value to redact replaced in place (an integer by the placeholder's
@@ -107,7 +108,7 @@ def read_values(
     return changed, None
 
 
-def _value(compiled: AnswerDetectors, item: Any, counts: Counter[str]) -> tuple[Any, bool, str | None]:
+def _value(compiled: Scanners, item: Any, counts: Counter[str]) -> tuple[Any, bool, str | None]:
     if isinstance(item, str):
         new, denied = _scanned(compiled, item, counts)
         return new, new != item, denied
@@ -119,7 +120,7 @@ def _value(compiled: AnswerDetectors, item: Any, counts: Counter[str]) -> tuple[
 
 
 def read_block(
-    compiled: AnswerDetectors, block: dict[str, Any], counts: Counter[str], opaque: frozenset[str] = OPAQUE
+    compiled: Scanners, block: dict[str, Any], counts: Counter[str], opaque: frozenset[str] = OPAQUE
 ) -> tuple[bool, str | None]:
     """A content block given whole: its thinking read as signed (never changed), redacted
     thinking not read, every other block's strings as `read_values` (but under `opaque`)."""
@@ -137,7 +138,7 @@ def read_block(
     return read_values(compiled, block, counts, opaque)
 
 
-def guard_messages_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
+def guard_messages_json(compiled: Scanners, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
     """A whole (not streamed) Messages answer read: the body as it goes on (redacted, or as it came
     where nothing is), the kind of a value to deny (the answer is then refused), and the counts."""
     obj = parse_json(body)
@@ -163,7 +164,7 @@ def guard_messages_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, 
     return encode_json(obj), None, dict(counts)
 
 
-def _content_read(compiled: AnswerDetectors, content: list[Any], counts: Counter[str]) -> tuple[bool, str | None]:
+def _content_read(compiled: Scanners, content: list[Any], counts: Counter[str]) -> tuple[bool, str | None]:
     """A whole answer's blocks read; an item that is no block, each of its strings."""
     changed = False
     for i, block in enumerate(content):
@@ -178,7 +179,7 @@ def _content_read(compiled: AnswerDetectors, content: list[Any], counts: Counter
     return changed, None
 
 
-def _event_json(data: bytes | None) -> dict[str, Any] | None:
+def event_json(data: bytes | None) -> dict[str, Any] | None:
     """An event's JSON object (None: not one, or a string in it holds a surrogate not paired)."""
     if data is None:
         return None
@@ -193,7 +194,7 @@ class MessagesAnswerGuard(ChatAnswerGuard):
     end): each content block's channels (text, input, thinking) by its index, ended at its
     `content_block_stop`. `denied`: the kind that stopped it (the caller then closes the upstream)."""
 
-    def __init__(self, compiled: AnswerDetectors) -> None:
+    def __init__(self, compiled: Scanners) -> None:
         super().__init__(compiled)
         self._stopped: set[int] = set()  # the indexes of the blocks that ended
 
@@ -222,7 +223,7 @@ class MessagesAnswerGuard(ChatAnswerGuard):
         event = parse_sse_block(block)
         if event is None or not event.data.strip():  # a comment, or an event without data
             return self._passed(whole)
-        return self._message_event(whole, _event_json(event.data.encode("utf-8", "surrogatepass")))
+        return self._message_event(whole, event_json(event.data.encode("utf-8", "surrogatepass")))
 
     def _passed(self, whole: bytes) -> bytes:
         """An event that carries no answer: it goes on in its turn, as it came."""
@@ -357,7 +358,7 @@ class MessagesAnswerGuard(ChatAnswerGuard):
             self._pending.pop()
         self.denied = kind
 
-    def _scanner(self, channel: Channel) -> AnswerScanner:
+    def _scanner(self, channel: Channel) -> Scanner:
         if channel[1] == "thinking":
             return signed_detectors(self._compiled).scanner()
         return self._compiled.scanner(is_json=channel[1] == "input")
@@ -374,40 +375,9 @@ class MessagesAnswerGuard(ChatAnswerGuard):
         return chat.sse(encode_json(obj), str(obj.get("type")))
 
 
-class BedrockMessagesGuard(MessagesAnswerGuard):
-    """Claude's stream on Bedrock (InvokeModelWithResponseStream): each `chunk` frame's event
-    (base64 in its payload's `bytes`) read as Anthropic's; a frame goes on as it came, or one is
-    written anew where an event is. Other frames (an upstream's exception) go on as they came."""
+def is_message(first: Any) -> bool:
+    """Whether a saved answer's first message is Anthropic's (a stream's first event, or a body)."""
+    return isinstance(first, dict) and first.get("type") in ("message_start", "message")
 
-    def __init__(self, compiled: AnswerDetectors) -> None:
-        super().__init__(compiled)
-        self._frames = EventStreamFramer()
 
-    def _units(self, chunk: bytes) -> list[Any]:
-        return self._frames.feed(chunk)
-
-    def _unit(self, unit: Any) -> bytes:
-        return self._frame(unit)
-
-    def _framing_error(self) -> bool:
-        return self._frames.error is not None
-
-    def _frame(self, frame: EventStreamFrame) -> bytes:
-        whole = event_frame(frame.raw_headers, frame.payload)
-        headers = frame.headers
-        if headers.get(":message-type") != "event" or headers.get(":event-type") != "chunk":
-            return self._passed(whole)
-        encoded = (parse_json(frame.payload) or {}).get("bytes")
-        try:
-            raw = base64.b64decode(encoded, validate=True) if isinstance(encoded, str) else None
-        except (binascii.Error, ValueError):
-            raw = None
-        return self._message_event(whole, _event_json(raw))
-
-    def _denied_end(self, kind: str) -> bytes:
-        return denied_frame(kind)
-
-    @staticmethod
-    def _written(obj: dict[str, Any]) -> bytes:
-        payload = {"bytes": base64.b64encode(encode_json(obj)).decode()}
-        return event_frame(_CHUNK_HEADERS, encode_json(payload))
+ANSWER = AnswerFormat(MessagesAnswerGuard, guard_messages_json, denied_event, saved=is_message)

@@ -1,7 +1,7 @@
 """OpenAI's legacy Completions answer (`/v1/completions`, and the OpenAI-compatible APIs' and Azure's)
 read by the answer guardrails (`governance/guardrails/answer.py`), in its own events: each choice's
 `text`, one scanner per choice (every choice of `n`, `best_of` and of several prompts by its
-`index`). The events are read as OpenAI chat's are (`chat_answer.py`, whose event queue and choice
+`index`). The events are read as OpenAI chat's are (`openai_chat/answer_guard.py`, whose event queue and choice
 loop this reuses: only where a choice keeps its text, and the shape read, differ): one with nothing
 held goes on as it came, byte for byte; one whose text is held waits whole with those after it; one
 is written anew only where a value is replaced or a denial cuts it. An event of another shape than
@@ -12,20 +12,19 @@ nothing more (no `[DONE]`). Plain code, knowing nothing of mitmproxy."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Container
 from typing import Any
 
-from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.chat_answer import (
+from tollgate.formats.answer_reading.events import Pending, Place, members_in
+from tollgate.formats.answer_reading.logprob_tokens import completions_spells
+from tollgate.formats.answer_reading.scanning import AnswerFormat, Scanners
+from tollgate.formats.openai_chat.answer_guard import (
     ChatAnswerGuard,
     Streamed,
     choices_read,
     denied_event,
     read_json_answer,
 )
-from tollgate.governance.guardrails.event_guard import UNREAD, Pending, Place, members_in
-from tollgate.governance.guardrails.logprob_tokens import completions_spells
 
 __all__ = ["CompletionsAnswerGuard", "denied_event", "guard_completions_json", "is_completion"]
 
@@ -71,7 +70,7 @@ class CompletionsAnswerGuard(ChatAnswerGuard):
     end): each choice's text one channel, read in chat's choice loop. `denied`: the kind that
     stopped it (the caller then closes the upstream)."""
 
-    def __init__(self, compiled: AnswerDetectors) -> None:
+    def __init__(self, compiled: Scanners) -> None:
         super().__init__(compiled)
         self._by_template.wanted = False  # chat's template reads a delta's text: not this
 
@@ -93,17 +92,11 @@ class CompletionsAnswerGuard(ChatAnswerGuard):
         return {**template, "choices": [choice]}
 
 
-def guard_completions_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
+def guard_completions_json(compiled: Scanners, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
     """A whole (not streamed) Completions answer read: the body as it goes on (redacted, or as it
     came where nothing is), the kind of a value to deny (the answer is then refused), and the
     counts. A choice whose text is redacted loses its `logprobs`."""
-    try:
-        obj = json.loads(body)
-    except ValueError:
-        return body, None, {}
-    if not of_completions_shape(obj):
-        return body, UNREAD, {}  # its text elsewhere, or not a string: it would go on unread
-    return read_json_answer(compiled, obj, body, _choice_places)
+    return read_json_answer(compiled, body, of_completions_shape, _choice_places)
 
 
 def _choice_places(choice: dict[str, Any], clean: Container[str] = ()) -> tuple[list[Place], list[Streamed]]:
@@ -114,3 +107,6 @@ def _choice_places(choice: dict[str, Any], clean: Container[str] = ()) -> tuple[
     if isinstance(value, str) and value:
         texts.append((choice, TEXT, (choice.get("index", 0), TEXT, -1), None))
     return whole, texts
+
+
+ANSWER = AnswerFormat(CompletionsAnswerGuard, guard_completions_json, denied_event, saved=is_completion)

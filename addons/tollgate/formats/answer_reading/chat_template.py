@@ -2,7 +2,7 @@
 answer, where every event of a read is the same object but for its text (`id`, `created`, `model`
 repeated in each chunk, one choice, one text field, no tool call, no `finish_reason`).
 
-The template is learned from an event read the normal way (`chat_answer.ChatAnswerGuard._event`):
+The template is learned from an event read the normal way (`openai_chat.answer_guard.ChatAnswerGuard._event`):
 the exact bytes before its text's JSON string and after it, proved by reading the event again with
 another text in its place. OpenAI's `obfuscation` (random characters in each event, to hide the
 text's length) is a second hole of the template: the bytes between the text and it are fixed too.
@@ -31,26 +31,26 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 
+from tollgate.formats.answer_reading.events import Pending, Piece
+from tollgate.formats.answer_reading.scanning import READ_APART_BYTES
 from tollgate.formats.framing.sse import split_events
-from tollgate.governance.guardrails.event_guard import Pending, Piece
-from tollgate.governance.guardrails.workers import READ_APART_BYTES
 
 if TYPE_CHECKING:
     from collections import deque
 
+    from tollgate.formats.answer_reading.events import ChannelState
+    from tollgate.formats.answer_reading.scanning import Scanners
     from tollgate.formats.framing.sse import SSEFramer
-    from tollgate.governance.guardrails.answer import AnswerDetectors
-    from tollgate.governance.guardrails.event_guard import ChannelState
 
 Channel = tuple[int, str, int]  # choice, field (a text field or "arguments"), tool call (-1 for text)
 
 
 class ChatAnswerGuard(Protocol):
-    """What the pass reads and moves on of a chat answer's guard (`chat_answer.ChatAnswerGuard`,
+    """What the pass reads and moves on of a chat answer's guard (`openai_chat.answer_guard.ChatAnswerGuard`,
     which holds the pass: named here as a protocol, so that neither module imports the other)."""
 
     _channels: dict[Any, ChannelState]
-    _compiled: AnswerDetectors
+    _compiled: Scanners
     _framer: SSEFramer
     _last: dict[str, Any]
     _pending: deque[Pending]

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.event_guard import UNREAD
-from tollgate.governance.guardrails.responses_answer import read_whole
+from tollgate.formats.answer_reading.events import UnreadStream, read_whole
+from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners
+from tollgate.formats.openai_chat.answer_guard import denied_event
 
 REVISED = "revised_prompt"
 
 
-def guard_images_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
+def guard_images_json(compiled: Scanners, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
     """A whole image generation's answer read: the body as it goes on (redacted, or as it came where
     nothing is), the kind of a value to deny (the answer is then refused; `unread` where it is no
     JSON object, or its images or a revised prompt of another shape), and the counts."""
@@ -38,7 +38,7 @@ def guard_images_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, st
             continue
         if not isinstance(value, str):
             return body, UNREAD, dict(counts)
-        sent, denied, found = read_whole(compiled, value.encode(), False)
+        sent, denied, found = read_whole(compiled, value, False)
         counts.update(found)
         if denied is not None:
             return body, denied, dict(counts)
@@ -50,21 +50,5 @@ def guard_images_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, st
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(), None, dict(counts)
 
 
-class UnreadStream:
-    """An answer read whole only (an image generation's, a compacted conversation's) that came as a
-    stream where none was asked (streamed ones are refused before they go): not read, it stops at
-    its first piece."""
-
-    def __init__(self, compiled: AnswerDetectors) -> None:
-        self.denied: str | None = None
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return {}
-
-    def feed(self, chunk: bytes) -> bytes:
-        self.denied = UNREAD
-        return b""
-
-    def flush(self) -> bytes:
-        return b""
+# Read whole only: a stream (none asked for, the asked ones refused before they go) stops unread.
+ANSWER = AnswerFormat(UnreadStream, guard_images_json, denied_event, stream_types=frozenset())

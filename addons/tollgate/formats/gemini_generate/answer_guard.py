@@ -20,6 +20,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from tollgate.formats.answer_reading.events import (
+    ChannelState,
+    EventGuard,
+    Pending,
+    Place,
+    members_in,
+    sse_fields,
+    unpaired,
+)
+from tollgate.formats.answer_reading.logprob_tokens import gemini_spells
+from tollgate.formats.answer_reading.scanning import JSON_TYPE, PLACEHOLDER, UNREAD, AnswerFormat, Scanners, scan_whole
 from tollgate.formats.framing import (
     MAX_FRAME,
     JSONArrayFramer,
@@ -30,21 +41,6 @@ from tollgate.formats.framing import (
 )
 from tollgate.formats.gemini_generate.answer import candidate_index
 from tollgate.formats.json_codec import loads_once
-from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.event_guard import (  # noqa: F401
-    UNREAD,
-    WAITING_BYTES,
-    ChannelState,
-    EventGuard,
-    Pending,
-    Piece,
-    Place,
-    members_in,
-    sse_fields,
-    unpaired,
-)
-from tollgate.governance.guardrails.logprob_tokens import gemini_spells
-from tollgate.governance.guardrails.text import PLACEHOLDER
 
 DENIED_MESSAGE = "The answer was stopped: it carries what a guardrail denies ({kind})."
 # Code Assist's envelope: each answer inside `{"response": …, "traceId": …}`.
@@ -136,7 +132,7 @@ class GeminiAnswerGuard(EventGuard):
 
     _one_piece_at_once = False  # each item that goes on is noted (`_settled`)
 
-    def __init__(self, compiled: AnswerDetectors, envelope: str | None = None, mode: Mode | None = None) -> None:
+    def __init__(self, compiled: Scanners, envelope: str | None = None, mode: Mode | None = None) -> None:
         super().__init__(compiled)
         self._envelope = envelope
         self._mode: Mode | None = mode
@@ -468,12 +464,12 @@ class GeminiAnswerGuard(EventGuard):
             elif isinstance(inner, list):
                 self._read_whole(item, inner, range(len(inner)), signed)
             elif isinstance(inner, str) and inner:
-                sent, denied = self._whole_text(inner.encode())
-                if denied is None and sent != inner.encode():
+                sent, denied = self._whole_text(inner)
+                if denied is None and sent != inner:
                     if signed or exact:
                         denied = _replaced_kind(sent) or UNREAD
                     else:
-                        holder[name] = sent.decode()
+                        holder[name] = sent
                         item.changed = True
                 self.denied = denied
             if self.denied is not None:
@@ -484,8 +480,8 @@ class GeminiAnswerGuard(EventGuard):
         for key in value:
             if not key:
                 continue
-            sent, denied = self._whole_text(key.encode())
-            if denied is None and sent != key.encode():
+            sent, denied = self._whole_text(key)
+            if denied is None and sent != key:
                 denied = _replaced_kind(sent) or UNREAD
             if denied is not None:
                 self.denied = denied
@@ -502,21 +498,17 @@ class GeminiAnswerGuard(EventGuard):
         ]
         if len(texts) < 2:
             return
-        joined = "".join(texts).encode()
+        joined = "".join(texts)
         sent, denied = self._whole_text(joined)
         if denied is None and sent != joined:
             denied = _replaced_kind(sent) or UNREAD
         self.denied = denied
 
-    def _whole_text(self, text: bytes) -> tuple[bytes, str | None]:
+    def _whole_text(self, text: str) -> tuple[str, str | None]:
         """A text read whole: what goes on of it, and the kind of a value to deny."""
-        scanner = self._compiled.scanner()
-        first = scanner.feed(text)
-        rest = scanner.flush() if first.denied is None else first
-        self._spent.update(scanner.counts)
-        if first.denied is not None:
-            return first.text, first.denied
-        return first.text + rest.text, rest.denied
+        read = scan_whole(self._compiled, text)
+        self._spent.update(read.counts)
+        return read.text, read.denied
 
     def _owe(self, state: ChannelState, text: bytes) -> None:
         state.owed += text
@@ -628,14 +620,14 @@ def _carries_text(value: Any) -> bool:
     return False
 
 
-def _replaced_kind(text: bytes | bytearray) -> str | None:
+def _replaced_kind(text: str | bytes | bytearray) -> str | None:
     """The kind a placeholder in `text` names."""
-    found = _PLACEHOLDER.search(text.decode(errors="replace"))
+    found = _PLACEHOLDER.search(text if isinstance(text, str) else text.decode(errors="replace"))
     return found.group(1) if found else None
 
 
 def guard_gemini_json(
-    compiled: AnswerDetectors, body: bytes, envelope: str | None = None
+    compiled: Scanners, body: bytes, envelope: str | None = None
 ) -> tuple[bytes, str | None, dict[str, int]]:
     """A whole (not streamed) answer read: the body as it goes on (redacted, or as it came where
     nothing is), the kind of a value to deny (the answer is then refused), and the counts."""
@@ -646,11 +638,30 @@ def guard_gemini_json(
     return out, None, guard.counts
 
 
-def guard_code_assist_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
+def guard_code_assist_json(compiled: Scanners, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
     """Code Assist's whole answer: Gemini's inside `{"response": …}`."""
     return guard_gemini_json(compiled, body, ENVELOPE)
 
 
-def code_assist_guard(compiled: AnswerDetectors) -> GeminiAnswerGuard:
+def code_assist_guard(compiled: Scanners) -> GeminiAnswerGuard:
     """Code Assist's streamed answer: Gemini's server-sent events, each inside `{"response": …}`."""
     return GeminiAnswerGuard(compiled, ENVELOPE)
+
+
+def is_generation(first: Any) -> bool:
+    """Whether a saved answer's first message (or its first item) is Gemini's: its candidates."""
+    item = first[0] if isinstance(first, list) and first else first
+    return isinstance(item, dict) and isinstance(item.get("candidates"), list)
+
+
+# Gemini's streams: server-sent events (`alt=sse`), or one JSON array (`application/json`).
+ANSWER = AnswerFormat(
+    GeminiAnswerGuard,
+    guard_gemini_json,
+    denied_event,
+    frozenset(("text/event-stream", JSON_TYPE)),
+    saved=is_generation,
+    array_end=array_end,
+)
+# Code Assist's: Gemini's answers, each in its envelope.
+CODE_ASSIST_ANSWER = AnswerFormat(code_assist_guard, guard_code_assist_json, denied_event)

@@ -7,7 +7,7 @@ so a clean answer comes through byte for byte; an event is written anew only whe
 replaced or a denial cuts it. At a value to deny, the text before it goes on, then an event whose
 `error` the SDKs raise on, and nothing more (no `[DONE]`). Plain code, knowing nothing of
 mitmproxy: `ChatAnswerGuard` is a `Rewrite` (`formats/translation.py`). The machinery (events
-held, settled, read a read at a time) is `event_guard.EventGuard`'s."""
+held, settled, read a read at a time) is `answer_reading.events.EventGuard`'s."""
 
 from __future__ import annotations
 
@@ -18,15 +18,10 @@ from typing import Any
 
 import orjson
 
-from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
-from tollgate.formats.json_codec import keys_once, loads_once
-from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
-from tollgate.governance.guardrails.chat_template import Channel, TemplatePass
-from tollgate.governance.guardrails.event_guard import (  # noqa: F401
+from tollgate.formats.answer_reading.chat_template import Channel, TemplatePass
+from tollgate.formats.answer_reading.events import (
     KNOWN_KEYS,
     NOT_TEXT,
-    UNREAD,
-    WAITING_BYTES,
     EventGuard,
     Pending,
     Place,
@@ -36,7 +31,10 @@ from tollgate.governance.guardrails.event_guard import (  # noqa: F401
     strings_in,
     unpaired,
 )
-from tollgate.governance.guardrails.logprob_tokens import chat_spells
+from tollgate.formats.answer_reading.logprob_tokens import chat_spells
+from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanner, Scanners
+from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
+from tollgate.formats.json_codec import keys_once, loads_once
 
 # The text fields of a choice's delta (or message) that are read: its text, a refusal, and the
 # reasoning some providers show (`reasoning_content`, `reasoning`).
@@ -173,7 +171,7 @@ class ChatAnswerGuard(EventGuard):
     be no value it goes on as it came; where a value is replaced, it is written anew.
     `denied`: the kind that stopped it (the caller then closes the upstream)."""
 
-    def __init__(self, compiled: AnswerDetectors) -> None:
+    def __init__(self, compiled: Scanners) -> None:
         super().__init__(compiled)
         self._framer = SSEFramer()
         self._last: dict[str, Any] = {}  # the last event's object: its fields, for one of held text alone
@@ -202,7 +200,7 @@ class ChatAnswerGuard(EventGuard):
     def _saved(self) -> dict[str, Any]:
         return {**super()._saved(), "_last": self._last, "_paths": self._paths.copy()}
 
-    def _scanner(self, channel: Channel) -> AnswerScanner:
+    def _scanner(self, channel: Channel) -> Scanner:
         return self._compiled.scanner(is_json=channel[1] == "arguments")
 
     def _rewritten(self, pending: Pending) -> bytes:
@@ -515,18 +513,12 @@ def without_logprobs(obj: dict[str, Any]) -> None:
             choice["logprobs"] = None
 
 
-def guard_chat_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
+def guard_chat_json(compiled: Scanners, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
     """A whole (not streamed) chat answer read: the body as it goes on (redacted, or as it came
     where nothing is), the kind of a value to deny (the answer is then refused), and the counts.
     Every string is read: each choice's text and tool calls' arguments, and every other string
     whole (but `NOT_TEXT`'s). A choice whose text is redacted loses its `logprobs`."""
-    try:
-        obj = json.loads(body)
-    except ValueError:
-        return body, None, {}
-    if not of_whole_shape(obj):
-        return body, UNREAD, {}  # its text elsewhere, or not a string: it would go on unread
-    return read_json_answer(compiled, obj, body, _message_places)
+    return read_json_answer(compiled, body, of_whole_shape, _message_places)
 
 
 def _message_places(choice: dict[str, Any]) -> tuple[list[Place], list[Streamed]]:
@@ -539,14 +531,22 @@ def _message_places(choice: dict[str, Any]) -> tuple[list[Place], list[Streamed]
 
 
 def read_json_answer(
-    compiled: AnswerDetectors,
-    obj: dict[str, Any],
+    compiled: Scanners,
     body: bytes,
+    of_shape: Callable[[Any], bool],
     choice_places: Callable[[dict[str, Any]], tuple[list[Place], list[Streamed]]],
 ) -> tuple[bytes, str | None, dict[str, int]]:
     """A whole answer of choices read, every string of it (`choice_places`: a choice's, whole and
-    text): the body as it goes on, the kind of a value to deny, and the counts. A key with a value
-    in it is denied (it cannot be replaced); a choice whose text is changed loses its `logprobs`."""
+    text): the body as it goes on, the kind of a value to deny, and the counts. A body that is no
+    JSON goes on as it came; one not `of_shape` is refused unread (its text elsewhere, or not a
+    string: it would go on unread). A key with a value in it is denied (it cannot be replaced); a
+    choice whose text is changed loses its `logprobs`."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return body, None, {}
+    if not of_shape(obj):
+        return body, UNREAD, {}
     counts: Counter[str] = Counter()
     changed = False
     places: list[tuple[Any, Any, bool, bool, dict[str, Any] | None]] = [
@@ -566,7 +566,7 @@ def read_json_answer(
         if not is_json and value in seen:
             sent = seen[value]
         else:
-            sent, denied, found = read_whole(compiled, value.encode(), is_json)
+            sent, denied, found = read_whole(compiled, value, is_json)
             counts.update(found)
             if denied is None and is_key and sent != value:  # a key cannot be replaced
                 denied = next(kind for kind in found if compiled.actions.get(kind) == "redact")
@@ -582,3 +582,7 @@ def read_json_answer(
     if not changed:
         return body, None, dict(counts)
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(), None, dict(counts)
+
+
+# Its saved answers are told from Completions' by the registry (`answer_formats.py`).
+ANSWER = AnswerFormat(ChatAnswerGuard, guard_chat_json, denied_event)

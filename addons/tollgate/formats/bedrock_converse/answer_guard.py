@@ -3,7 +3,7 @@ ConverseStream's and InvokeModelWithResponseStream's AWS event stream frames, Co
 InvokeModel's JSON in each model family's own body (Titan, Llama, Mistral, Nova, Cohere, AI21, the
 OpenAI format of OpenAI's open-weight models…). Claude's answers are read by Claude's own format:
 where the model id names Claude (`answer_formats`), and where it names no family (an application
-inference profile's), as the answer itself shows (`invoke_answer`).
+inference profile's), as the answer itself shows (`bedrock_invoke/answer_guard.py`).
 
 Every format is read by where its text sits, not by which family wrote it (`leaves`): the strings
 of the text fields (`text`, `outputText`, `generation`, `content`…; a Bedrock guardrail's trace of
@@ -18,31 +18,28 @@ exception frame boto3 raises on while iterating, and nothing more."""
 
 from __future__ import annotations
 
-import base64
-import copy
 import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from weakref import WeakKeyDictionary
 
-from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_frame
-from tollgate.formats.json_codec import encode_json, parse_json
-from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.event_guard import (  # noqa: F401
+from tollgate.formats.answer_reading.events import (
     NOT_TEXT,
-    UNREAD,
-    WAITING_BYTES,
     ChannelState,
     EventGuard,
     Pending,
     Place,
     answer_json,
+    carries_text,
     read_places,
     strings_in,
 )
-from tollgate.governance.guardrails.logprob_tokens import chat_spells, completions_spells
+from tollgate.formats.answer_reading.logprob_tokens import chat_spells, completions_spells
+from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, scan_whole, signed_detectors
+from tollgate.formats.bedrock_converse.fields import EVENT_STREAM
+from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_frame
+from tollgate.formats.json_codec import encode_json, parse_json
 
 # The fields whose strings are text (the answer's, the reasoning's), and those whose strings (or
 # objects) are a tool call's JSON.
@@ -64,14 +61,14 @@ LOGPROBS = "logprobs"
 # anew, as log probabilities are).
 LIKELIHOODS = "token_likelihoods"
 # Reasoning, which may be signed: Converse's and Nova's; a family's `thinking` (Claude's own is read
-# by Claude's format, `invoke_answer`).
+# by Claude's format, `bedrock_invoke/answer_guard.py`).
 REASONING = frozenset(("reasoningContent", "thinking"))
 # The exception a denied stream ends with: one of ConverseStream's and InvokeModelWithResponseStream's
 # own, which botocore raises as `EventStreamError` with its message (one it does not know, such as
 # accessDeniedException, it raises with neither name nor message).
 DENIED_EXCEPTION = "validationException"
 DENIED_MESSAGE = "The answer was stopped: it carries what a guardrail denies ({kind})."
-_EVENT = {":content-type": "application/json", ":message-type": "event"}
+EVENT = {":content-type": "application/json", ":message-type": "event"}
 # ConverseStream's events, and the members of a block's delta: another (newer than this reader)
 # that carries text is not let through unread.
 CONVERSE_EVENTS = frozenset(
@@ -162,32 +159,14 @@ def rebuilt(path: Path, text: str) -> Any:
     return node
 
 
-_SIGNED: WeakKeyDictionary[AnswerDetectors, AnswerDetectors] = WeakKeyDictionary()
-
-
-def signed_detectors(compiled: AnswerDetectors) -> AnswerDetectors:
-    """The detectors as signed reasoning reads them: a value to redact there is denied (changed,
-    the reasoning's signature would no longer hold)."""
-    found = _SIGNED.get(compiled)
-    if found is None:
-        found = copy.copy(compiled)
-        found.actions = {k: "deny" if a == "redact" else a for k, a in compiled.actions.items()}
-        _SIGNED[compiled] = found
-    return found
-
-
-def read_whole(compiled: AnswerDetectors, leaf: Leaf, signed: bool) -> tuple[Any, str | None, Counter[str]]:
+def read_whole(compiled: Scanners, leaf: Leaf, signed: bool) -> tuple[Any, str | None, Counter[str]]:
     """One leaf read whole: its value as it goes on, the kind of a value to deny, the counts."""
     value = leaf.holder[leaf.key]
     text = value if isinstance(value, str) else encode_json(value).decode()
-    scanner = (signed_detectors(compiled) if signed else compiled).scanner(leaf.is_json)
-    first = scanner.feed(text.encode())
-    rest = scanner.flush() if first.denied is None else first
-    denied = first.denied or rest.denied
-    sent = (first.text + (rest.text if rest is not first else b"")).decode()
-    if denied is not None or sent == text:
-        return value, denied, scanner.counts
-    return (sent if isinstance(value, str) else json.loads(sent)), None, scanner.counts
+    read = scan_whole(signed_detectors(compiled) if signed else compiled, text, leaf.is_json)
+    if read.denied is not None or read.text == text:
+        return value, read.denied, read.counts
+    return (read.text if isinstance(value, str) else json.loads(read.text)), None, read.counts
 
 
 def rest_of(obj: Any, found: list[Leaf]) -> list[Place]:
@@ -197,7 +176,7 @@ def rest_of(obj: Any, found: list[Leaf]) -> list[Place]:
     return list(strings_in([obj], 0, REST_SKIPPED, taken))
 
 
-def guard_bedrock_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
+def guard_bedrock_json(compiled: Scanners, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
     """A whole answer read (Converse's, or InvokeModel's in its model family's own body): the body
     as it goes on (redacted, or as it came where nothing is), the kind of a value to deny, and the
     counts. All of it is read: Converse's `output`, and its guardrail `trace` and
@@ -238,7 +217,9 @@ def _unknown_blocks(obj: dict[str, Any]) -> bool:
     message = output.get("message") if isinstance(output, dict) else None
     content = message.get("content") if isinstance(message, dict) else None
     for block in content if isinstance(content, list) else ():
-        if isinstance(block, dict) and carries_text([v for k, v in block.items() if k not in CONVERSE_BLOCKS]):
+        if isinstance(block, dict) and carries_text(
+            [v for k, v in block.items() if k not in CONVERSE_BLOCKS], SKIPPED_KEYS
+        ):
             return True
     return False
 
@@ -259,7 +240,7 @@ def without_logprobs(value: Any) -> None:
 
 
 @dataclass(slots=True)
-class _Framed(Pending):
+class Framed(Pending):
     """A frame not yet gone on: its bytes as they came, the frame, its object, its text."""
 
     frame: EventStreamFrame | None = None
@@ -272,7 +253,7 @@ class FramesAnswerGuard(EventGuard):
     event this reader does not know) stops the answer before it as `unread`: none of it goes on,
     then the exception frame a denied answer ends with."""
 
-    def __init__(self, compiled: AnswerDetectors) -> None:
+    def __init__(self, compiled: Scanners) -> None:
         super().__init__(compiled)
         # Headers read once for each way they are written: a stream's frames repeat a few.
         self._framer = EventStreamFramer(read_headers=False)
@@ -290,7 +271,7 @@ class FramesAnswerGuard(EventGuard):
             raise ValueError("an event that is no JSON object")
         return obj
 
-    def written(self, pending: _Framed) -> bytes:
+    def written(self, pending: Framed) -> bytes:
         """A frame with its object changed."""
         assert pending.frame is not None
         return event_frame(pending.frame.raw_headers, encode_json(pending.obj))
@@ -302,7 +283,7 @@ class FramesAnswerGuard(EventGuard):
     def orphan(self, channel: Path, text: str) -> bytes:
         """A frame for text known that no frame waiting carries."""
         event, *rest = channel
-        return event_frame({":event-type": str(event), **_EVENT}, encode_json(rebuilt(tuple(rest), text)))
+        return event_frame({":event-type": str(event), **EVENT}, encode_json(rebuilt(tuple(rest), text)))
 
     # The stream.
 
@@ -323,7 +304,7 @@ class FramesAnswerGuard(EventGuard):
         return out
 
     def _rewritten(self, pending: Pending) -> bytes:
-        assert isinstance(pending, _Framed)
+        assert isinstance(pending, Framed)
         without_logprobs(pending.obj)
         return self.written(pending)
 
@@ -352,7 +333,7 @@ class FramesAnswerGuard(EventGuard):
         return EventStreamFrame(headers, frame.payload, frame.raw_headers)
 
     def _frame(self, frame: EventStreamFrame) -> bytes:
-        pending = _Framed(event_frame(frame.raw_headers, frame.payload), frame=frame)
+        pending = Framed(event_frame(frame.raw_headers, frame.payload), frame=frame)
         if frame.headers.get(":message-type") != "event":
             # The upstream's exception ends the stream: what is held is read as its end, then it.
             self._closed = True
@@ -414,17 +395,6 @@ class FramesAnswerGuard(EventGuard):
         self._ended_where(lambda channel: channel[: len(prefix)] == prefix)
 
 
-def carries_text(node: Any, skipped: frozenset[str] = SKIPPED_KEYS) -> bool:
-    """Whether a JSON value holds a string (but under the keys `skipped` names)."""
-    if isinstance(node, str):
-        return bool(node)
-    if isinstance(node, list):
-        return any(carries_text(item, skipped) for item in node)
-    if isinstance(node, dict):
-        return any(key not in skipped and carries_text(item, skipped) for key, item in node.items())
-    return False
-
-
 class ConverseAnswerGuard(FramesAnswerGuard):
     """ConverseStream: each event's payload read; a block's text ends at its `contentBlockStop`,
     all of it at `messageStop`. An event, or a delta's member, newer than this reader that carries
@@ -438,7 +408,7 @@ class ConverseAnswerGuard(FramesAnswerGuard):
         else:
             delta = obj.get("delta") if event == "contentBlockDelta" and isinstance(obj, dict) else None
             unknown = [v for k, v in delta.items() if k not in CONVERSE_DELTAS] if isinstance(delta, dict) else None
-        if carries_text(unknown):
+        if carries_text(unknown, SKIPPED_KEYS):
             raise ValueError("an event whose text is not read")
         return obj
 
@@ -452,38 +422,4 @@ class ConverseAnswerGuard(FramesAnswerGuard):
         return None
 
 
-class InvokeAnswerGuard(FramesAnswerGuard):
-    """InvokeModelWithResponseStream: each `chunk` wraps the model family's own event, base64 in
-    its `bytes`; that event is read, and written back so. Its text ends with the stream (a family's
-    finish names one choice of several), or at Nova's `messageStop`."""
-
-    def read(self, frame: EventStreamFrame) -> Any:
-        wrapper = super().read(frame)
-        if frame.headers.get(":event-type") != "chunk" or wrapper is None:
-            return wrapper
-        encoded = wrapper.get("bytes")
-        if not isinstance(encoded, str):
-            raise ValueError("a chunk without its bytes")
-        obj = answer_json(base64.b64decode(encoded, validate=True))
-        if obj is None:
-            raise ValueError("a chunk whose bytes are no JSON object")
-        return obj
-
-    def written(self, pending: _Framed) -> bytes:
-        frame = pending.frame
-        assert frame is not None
-        if frame.headers.get(":event-type") != "chunk":
-            return super().written(pending)
-        wrapper = parse_json(frame.payload) or {}
-        wrapper["bytes"] = base64.b64encode(encode_json(pending.obj)).decode()
-        return event_frame(frame.raw_headers, encode_json(wrapper))
-
-    def ended(self, frame: EventStreamFrame, obj: Any) -> Path | None:
-        return ("chunk",) if isinstance(obj, dict) and "messageStop" in obj else None
-
-    def orphan(self, channel: Path, text: str) -> bytes:
-        event, *rest = channel
-        if event != "chunk":
-            return super().orphan(channel, text)
-        encoded = base64.b64encode(encode_json(rebuilt(tuple(rest), text))).decode()
-        return event_frame({":event-type": "chunk", **_EVENT}, encode_json({"bytes": encoded}))
+ANSWER = AnswerFormat(ConverseAnswerGuard, guard_bedrock_json, denied_frame, frozenset((EVENT_STREAM,)))

@@ -1,5 +1,5 @@
 """OpenAI Responses' answer read by the answer guardrails (`governance/guardrails/answer.py`), in its
-own events, as OpenAI chat's is (`chat_answer.py`, held as `event_guard.py` holds events): each
+own events, as OpenAI chat's is (`openai_chat/answer_guard.py`, held as `answer_reading/events.py` holds events): each
 output item's text, refusal, reasoning (its summary and its text), a function call's arguments
 (JSON as the model writes it), a custom tool's input, an MCP call's arguments and a code
 interpreter's code, a shell call's commands, one scanner per channel (output item, field, content
@@ -22,16 +22,16 @@ from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from tollgate.formats.answer_reading.events import ChannelState, Pending, read_whole
+from tollgate.formats.answer_reading.logprob_tokens import openai_spells
+from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, counter_copy
 from tollgate.formats.json_codec import loads_once
-from tollgate.governance.guardrails.answer import AnswerDetectors, counter_copy
-from tollgate.governance.guardrails.chat_answer import (
+from tollgate.formats.openai_chat.answer_guard import (
     DENIED_MESSAGE,
     Channel,
     ChatAnswerGuard,
     of_read_shape,
 )
-from tollgate.governance.guardrails.event_guard import UNREAD, ChannelState, Pending, read_whole
-from tollgate.governance.guardrails.logprob_tokens import openai_spells
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +313,7 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
     value is replaced); each event that repeats a text whole carries what the client got of it.
     `denied_end`: what a denied stream ends with."""
 
-    def __init__(self, compiled: AnswerDetectors, denied_end: Callable[[str], bytes] = denied_event) -> None:
+    def __init__(self, compiled: Scanners, denied_end: Callable[[str], bytes] = denied_event) -> None:
         super().__init__(compiled)
         self._end_of_denied = denied_end
         self._templates: dict[Channel, dict[str, Any]] = {}  # a channel's delta event, for one of held text
@@ -509,11 +509,11 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
         value = _text_at(holder, name)
         if value is None:
             return False
-        data = value.encode()
+        data = value.encode("utf-8", "surrogatepass")
         digest = _digest(data)
         seen = self._seen.get(channel)
         if seen is None or seen.digest != digest or seen.rescan:
-            replaced, denied, counts = read_whole(self._compiled, data, channel[1] == "arguments")
+            replaced, denied, counts = read_whole(self._compiled, value, channel[1] == "arguments")
             if channel not in self._channels:  # no deltas told it: found here
                 self._whole_counts.update(counts)
             if denied is not None:
@@ -560,7 +560,7 @@ class ResponsesSocketGuard:
     is held or replaced), `flush` those held at its end. At a value to deny, what is known goes on,
     then the socket's `error` event, and nothing more (`denied`)."""
 
-    def __init__(self, compiled: AnswerDetectors, lane: str | None = None) -> None:
+    def __init__(self, compiled: Scanners, lane: str | None = None) -> None:
         self._guard = ResponsesAnswerGuard(compiled, lambda kind: b"")
         self.lane = lane
         self._told = False  # the error event has gone
@@ -611,7 +611,7 @@ def _data_of(block: bytes) -> bytes:
 # ---- a whole (JSON) answer
 
 
-def guard_responses_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
+def guard_responses_json(compiled: Scanners, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
     """A whole (not streamed) Responses answer read: the body as it goes on (redacted, or as it
     came where nothing is), the kind of a value to deny (the answer is then refused), and the
     counts. One that is no JSON object cannot be read: it is refused (`unread`)."""
@@ -629,7 +629,7 @@ def guard_responses_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes,
         value = _text_at(holder, name)
         if value is None:
             continue
-        replaced, denied, found = read_whole(compiled, value.encode(), channel[1] == "arguments")
+        replaced, denied, found = read_whole(compiled, value, channel[1] == "arguments")
         counts.update(found)
         if denied is not None:
             return body, denied, dict(counts)
@@ -639,3 +639,13 @@ def guard_responses_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes,
     if not changed:
         return body, None, dict(counts)
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(), None, dict(counts)
+
+
+def is_response(first: Any) -> bool:
+    """Whether a saved answer's first message is a Responses answer (its object, or an event)."""
+    return isinstance(first, dict) and (
+        first.get("object") == "response" or str(first.get("type")).startswith("response.")
+    )
+
+
+ANSWER = AnswerFormat(ResponsesAnswerGuard, guard_responses_json, denied_event, saved=is_response)

@@ -16,12 +16,11 @@ from typing import Any
 
 import orjson
 
+from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, scan_whole
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
 from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.mcp.answers import parse_any, responses_in
 from tollgate.formats.mcp.messages import RequestId, error_message
-from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.event_guard import UNREAD
 
 # As `governance.mcp.REFUSED_CODE` (Tollgate's MCP refusals); repeated here, where no proxy code is.
 REFUSED_CODE = -32001
@@ -46,7 +45,7 @@ class McpRead:
     denied: dict[RequestId | None, str] = field(default_factory=dict)
 
 
-def guard_message(compiled: AnswerDetectors, value: Any) -> McpRead:
+def guard_message(compiled: Scanners, value: Any) -> McpRead:
     """A JSON-RPC message (or batch) read, every string of it: redacted in place, or a message
     with a value to deny replaced by an error (a response) or dropped (any other)."""
     read = McpRead()
@@ -78,7 +77,7 @@ def guard_message(compiled: AnswerDetectors, value: Any) -> McpRead:
     return read
 
 
-def _clean(compiled: AnswerDetectors, message: Any) -> bool:
+def _clean(compiled: Scanners, message: Any) -> bool:
     """Whether a message holds nothing a rule finds: its JSON read once, as a request's body is
     (escapes, keys and all). Most messages are; only the others are read string by string."""
     try:
@@ -90,7 +89,7 @@ def _clean(compiled: AnswerDetectors, message: Any) -> bool:
     return not any(kind in actions for kind, _, _ in found)
 
 
-def lines_hold(compiled: AnswerDetectors, block: bytes) -> bool:
+def lines_hold(compiled: Scanners, block: bytes) -> bool:
     """Whether an event's lines other than its data (`block`, LF line ends: its name, its id, a
     comment, a field unknown) hold a value a rule redacts or denies: a raw client reads them too,
     and they are not JSON to redact inside, so such an event is not sent (it stops as unread)."""
@@ -101,7 +100,7 @@ def lines_hold(compiled: AnswerDetectors, block: bytes) -> bool:
     return any(compiled.actions.get(kind) in ("deny", "redact") for kind, _, _ in found)
 
 
-def _guard_strings(compiled: AnswerDetectors, message: Any) -> tuple[dict[str, int], str | None, bool]:
+def _guard_strings(compiled: Scanners, message: Any) -> tuple[dict[str, int], str | None, bool]:
     """Every string of a message read, its keys too, however deep: what was found, the kind of a
     value to deny (then the message is left half read, to be dropped), whether one was redacted
     (in place)."""
@@ -152,20 +151,18 @@ def _guard_strings(compiled: AnswerDetectors, message: Any) -> tuple[dict[str, i
     return dict(counts), None, redacted
 
 
-def _scan(compiled: AnswerDetectors, text: str, counts: Counter[str], frame: bool) -> tuple[str, str | None]:
+def _scan(compiled: Scanners, text: str, counts: Counter[str], frame: bool) -> tuple[str, str | None]:
     """A string read: what goes on (the string itself where unchanged) and the kind of a value to
     deny. In a member that says what the message is (`frame`), a value to redact is denied."""
-    scanner = compiled.scanner()
-    read = scanner.read_whole(text.encode("utf-8", "surrogatepass"))
-    counts.update(scanner.counts)
+    read = scan_whole(compiled, text)
+    counts.update(read.counts)
     if read.denied is not None:
         return text, read.denied
-    sent = read.text.decode("utf-8", "surrogatepass")
-    if sent == text:
+    if read.text == text:
         return text, None
     if frame:
-        return text, next(k for k in scanner.counts if compiled.actions.get(k) == "redact")
-    return sent, None
+        return text, next(k for k in read.counts if compiled.actions.get(k) == "redact")
+    return read.text, None
 
 
 def denied_event(kind: str) -> bytes:
@@ -181,7 +178,7 @@ class McpAnswerGuard:
     response replaced by a JSON-RPC error, any other message dropped). The stream goes on after a
     denied message (a batch's others); `denied` names the first kind denied."""
 
-    def __init__(self, compiled: AnswerDetectors) -> None:
+    def __init__(self, compiled: Scanners) -> None:
         self._compiled = compiled
         self._framer = SSEFramer()
         self._counts: Counter[str] = Counter()
@@ -226,7 +223,7 @@ class McpAnswerGuard:
             self.denied = next(iter(read.denied.values()))
 
 
-def guard_mcp_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
+def guard_mcp_json(compiled: Scanners, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
     """An MCP server's JSON answer read whole: the body as it goes on (redacted, or its denied
     responses replaced by errors, nothing where all it held was dropped), the first kind denied,
     and the counts."""
@@ -241,3 +238,12 @@ def guard_mcp_json(compiled: AnswerDetectors, body: bytes) -> tuple[bytes, str |
     if read.dropped:
         return encode_json(error_message(None, REFUSED_CODE, DENIED_MESSAGE.format(kind=denied))), denied, dict(counts)
     return (body if read.value is None else encode_json(read.value)), denied, dict(counts)
+
+
+def is_mcp(first: Any) -> bool:
+    """Whether a saved answer's first message is MCP's: JSON-RPC 2.0 messages (one, or a batch)."""
+    messages = first if isinstance(first, list) else [first]
+    return bool(messages) and all(isinstance(m, dict) and m.get("jsonrpc") == "2.0" for m in messages)
+
+
+ANSWER = AnswerFormat(McpAnswerGuard, guard_mcp_json, denied_event, saved=is_mcp, denied_inside=True)

@@ -1,0 +1,50 @@
+"""What the unit tests of the formats' answer guards share: the detectors compiled for answers
+under one action for every kind (and with Tollgate's own keys), a value of each kind, every string of a JSON value, and the clean text hypothesis
+draws (words that may begin a value, and the gaps between them)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from hypothesis import strategies as st
+
+from support.guardrail_samples import SAMPLES, pem
+from tollgate.governance.guardrails import detectors
+from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
+
+# Text that may still become a value (held) but is none: words that begin Tollgate's own keys,
+# AWS's key ids, GitHub's tokens, words ending in a word's character, digits, characters beyond ASCII.
+WORDS = ("s", "sk", "sk-", "sk-own", "t", "ts", "is", "its", "cats", "test", "x1", "42", "2026", "a_b", "gh", "AKIA")
+GAPS = (" ", "  ", ", ", ". ", "\n", "-", "_", "", ":", "/")
+# A value of every kind, with the context it needs to be found; a private key whole, in a JSON object.
+VALUES = {**SAMPLES, "secrets.private_key": (pem("ec").strip(), "{}")}
+# One of Tollgate's own keys, and every detector redacting with Tollgate's own keys among them.
+OWN_KEY = "sk-own-" + "Q" * 30
+WITH_OWN_KEYS = compiled_for(
+    {**dict.fromkeys(detectors.KINDS, "redact"), "tollgate_keys": "redact"}, detectors.own_keys([OWN_KEY], ())
+)
+
+
+@functools.cache
+def compiled(action: str) -> AnswerDetectors:
+    """Every built-in detector, each kind under `action`: compiled once a test run."""
+    return compiled_for(dict.fromkeys(detectors.KINDS, action))
+
+
+def strings(value: Any) -> list[str]:
+    """Every string of a JSON value (its objects' values, not their keys), in order."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return []
+
+
+def clean_text(words: tuple[str, ...] = (*WORDS, "é", "☃"), gaps: tuple[str, ...] = GAPS) -> st.SearchStrategy[str]:
+    """Up to 30 words, each followed by a gap."""
+    return st.lists(st.tuples(st.sampled_from(words), st.sampled_from(gaps)), max_size=30).map(
+        lambda parts: "".join(w + g for w, g in parts)
+    )
