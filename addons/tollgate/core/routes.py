@@ -52,12 +52,19 @@ def client_request(
 ) -> ClientRequest:
     """A request as its client sent it, for a fallback to another provider to be written from:
     without the caller's credentials (headers and query parameters) and what picks an account."""
-    dropped = provider.credentials.header_positions | provider.credentials.billing_headers | side_headers | _NOT_KEPT
+    dropped = (
+        provider.credentials.caller.header_positions
+        | provider.credentials.key.billing_headers
+        | side_headers
+        | _NOT_KEPT
+    )
     kept = tuple((name, value) for name, value in fields if name.lower() not in dropped)
     raw, _, query = path.partition("?")
-    if query and provider.credentials.query_positions:
+    if query and provider.credentials.caller.query_positions:
         pairs = [
-            (k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in provider.credentials.query_positions
+            (k, v)
+            for k, v in parse_qsl(query, keep_blank_values=True)
+            if k not in provider.credentials.caller.query_positions
         ]
         path = f"{raw}?{urlencode(pairs)}" if pairs else raw
     return ClientRequest(*where, path, kept, content)

@@ -23,7 +23,7 @@ from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.providers import openai
 from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.cost import Cost
-from tollgate.providers.credentials import Credentials
+from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement
 from tollgate.providers.plans import PlanReader
 from tollgate.providers.upstream import Upstream
 
@@ -123,7 +123,9 @@ def _model_of(request: Any) -> str | None:
 class Anthropic(Provider):
     name = semconv_name = "anthropic"
     host_globs = ("api.anthropic.com",)
-    credentials = Credentials("X-Anthropic-Key", ("x-api-key", "authorization"), "x-api-key", any_scheme=True)
+    credentials = Credentials(
+        CallerKeys("X-Anthropic-Key", ("x-api-key", "authorization"), any_scheme=True), KeyPlacement("x-api-key")
+    )
     upstream = Upstream("api.anthropic.com")
     openai_compatible_prefix = "/v1/"
     openai_compatible_endpoints = frozenset(("chat.completions",))

@@ -30,7 +30,7 @@ from tollgate.formats.openai_responses import COMPACT
 from tollgate.formats.request_facts import Classification
 from tollgate.providers.base import Provider
 from tollgate.providers.cost import Cost
-from tollgate.providers.credentials import Credentials
+from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement
 from tollgate.providers.openai import classify_request
 from tollgate.providers.plans import NO_ACCOUNT, ForeignAccount, PlanAccount, PlanReader
 
@@ -110,7 +110,9 @@ class ChatGPT(Provider):
     semconv_name = "openai"
     host_globs = ("chatgpt.com",)
     # A plan's token goes as it came: a side header is only removed.
-    credentials = Credentials("X-ChatGPT-Token", ("authorization",), "authorization", any_scheme=True)
+    credentials = Credentials(
+        CallerKeys("X-ChatGPT-Token", ("authorization",), any_scheme=True), KeyPlacement("authorization")
+    )
     cost = Cost("openai")  # `cost_usd`: what the same tokens cost with a key
     error_format = OPENAI_API
     plan = ChatGPTPlans()

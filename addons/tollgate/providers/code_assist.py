@@ -16,7 +16,7 @@ from tollgate.formats.exact import Unreadable, path_segments, words
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.providers.base import Provider
 from tollgate.providers.cost import ModelsPrefixed
-from tollgate.providers.credentials import Credentials
+from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement, UpstreamCredentials
 from tollgate.providers.gemini import check_request_overrides, check_system_parameters, system_parameters
 from tollgate.providers.plans import PlanReader
 from tollgate.providers.upstream import Upstream
@@ -41,12 +41,14 @@ class CodeAssist(Provider):
     host_globs = ("cloudcode-pa.googleapis.com",)
     # Google's front end also takes an OAuth token from query parameters, as `Authorization`.
     credentials = Credentials(
-        "X-Code-Assist-Key",
-        ("authorization",),
-        "authorization",
-        positions=("authorization", "query:access_token", "query:oauth_token"),
-        settings="none: its calls go with their user's own Google token",
-        any_scheme=True,
+        CallerKeys(
+            "X-Code-Assist-Key",
+            ("authorization",),
+            positions=("authorization", "query:access_token", "query:oauth_token"),
+            any_scheme=True,
+        ),
+        KeyPlacement("authorization"),
+        UpstreamCredentials("none: its calls go with their user's own Google token"),
     )
     upstream = Upstream("cloudcode-pa.googleapis.com")
     cost = ModelsPrefixed("google")

@@ -26,7 +26,7 @@ from tollgate.formats.exact import Unreadable, check_case, path_segments, reques
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.providers.base import Provider
 from tollgate.providers.cost import Cost
-from tollgate.providers.credentials import Credentials
+from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement, UpstreamCredentials
 from tollgate.providers.openai import classify_request
 from tollgate.providers.plans import NO_ACCOUNT, PlanAccount, PlanReader
 
@@ -98,11 +98,9 @@ class Copilot(Provider):
     host_globs = (SHARED_HOST, *PLAN_HOSTS, LEGACY_HOST)
     # A plan's token goes as it came: a side header is only removed.
     credentials = Credentials(
-        "X-Copilot-Token",
-        ("authorization",),
-        "authorization",
-        settings="none: its calls go with their user's own Copilot token",
-        any_scheme=True,
+        CallerKeys("X-Copilot-Token", ("authorization",), any_scheme=True),
+        KeyPlacement("authorization"),
+        UpstreamCredentials("none: its calls go with their user's own Copilot token"),
     )
     # `cost_usd`: what the same tokens cost at Copilot's list price, else at the model's vendor's.
     cost = Cost("github-copilot", price_fallbacks=("openai", "anthropic", "google"))

@@ -28,7 +28,7 @@ from tollgate.formats.request_facts import Classification
 from tollgate.providers import openai
 from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.cost import Cost
-from tollgate.providers.credentials import Credentials
+from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement
 from tollgate.providers.upstream import Upstream
 
 # The endpoints of OpenAI's API a vendor may offer, as `openai.endpoint_of` names them. Any other
@@ -213,7 +213,8 @@ class OpenAICompatible(Provider):
                 "host_pattern": r"(?!)" if configured else "|".join(glob_pattern(h) for h in row.hosts),
                 "host_globs": () if configured else row.hosts,
                 "credentials": Credentials(
-                    CONFIGURED_SIDE_HEADER if configured else row.side_header, ("authorization",), "authorization"
+                    CallerKeys(CONFIGURED_SIDE_HEADER if configured else row.side_header, ("authorization",)),
+                    KeyPlacement("authorization"),
                 ),
                 "upstream": Upstream(default_host, f"the scheme://host of {row.name}'s API" if configured else ""),
                 "base_paths": base_paths,

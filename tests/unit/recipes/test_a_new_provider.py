@@ -39,7 +39,7 @@ from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification
 from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.cost import Cost
-from tollgate.providers.credentials import Credentials
+from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement
 from tollgate.providers.upstream import Upstream
 
 
@@ -47,7 +47,7 @@ class LineHost(Provider):
     name = semconv_name = "linehost"
     host_globs = ("api.line.example",)
     host_pattern = r"api\\.line\\.example"
-    credentials = Credentials("X-Line-Key", ("authorization",), "authorization")
+    credentials = Credentials(CallerKeys("X-Line-Key", ("authorization",)), KeyPlacement("authorization"))
     cost = Cost("openai")
     upstream = Upstream("api.line.example")
     chat_formats: ClassVar[Mapping[str, str]] = {"chat.completions": OPENAI_CHAT}

@@ -44,7 +44,7 @@ from tollgate.formats.wire import Headers, WireFormat
 from tollgate.governance.limits.rollup import Size, Summaries, plan, roll_up
 from tollgate.providers import PROVIDERS
 from tollgate.providers.base import ChatLeg, Provider
-from tollgate.providers.credentials import Credentials
+from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement
 from tollgate.providers.upstream import Upstream
 from tollgate.proxy.stages.rollup import conversation
 from tollgate.proxy.stages.stream_tap import StreamTap
@@ -167,7 +167,7 @@ class LineHost(Provider):
     name = semconv_name = "linehost"
     host_pattern = r"api\.line\.example"
     host_globs = ("api.line.example",)
-    credentials = Credentials("X-Line-Key", ("authorization",), "authorization")
+    credentials = Credentials(CallerKeys("X-Line-Key", ("authorization",)), KeyPlacement("authorization"))
     upstream = Upstream("api.line.example")
     error_format = LINE_CHAT
     chat_formats: ClassVar[Mapping[str, str]] = {"chat": LINE_CHAT}
