@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -37,6 +37,7 @@ from tollgate.providers.credentials import (
     UpstreamCredentials,
 )
 from tollgate.providers.models import Models
+from tollgate.providers.routing import Routing
 from tollgate.providers.upstream import Upstream
 
 # A resource's custom subdomain: lower-case letters, digits and hyphens.
@@ -239,10 +240,12 @@ class Azure(Provider):
         EntraCredentials("keys, `resources` or `credentials`"),
     )
     upstream = AzureUpstream(hint="your resource's https://RESOURCE.openai.azure.com")
-    openai_compatible_prefix = "/openai/v1/"
-    openai_compatible_endpoints = frozenset(("chat.completions", "embeddings", "responses"))
+    routing = Routing(
+        openai_compatible_prefix="/openai/v1/",
+        openai_compatible_endpoints=frozenset(("chat.completions", "embeddings", "responses")),
+        chat_formats={"chat.completions": OPENAI_CHAT},
+    )
     settings_model = AzureConfig
-    chat_formats: ClassVar[Mapping[str, str]] = {"chat.completions": OPENAI_CHAT}
     # genai-prices' Azure table, which falls back on OpenAI's for the models it does not list.
     cost = Cost("azure", free_endpoints=openai.OpenAI.cost.free_endpoints)
     # A deployment's name ignores case, as Azure reads it.

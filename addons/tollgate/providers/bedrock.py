@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 from urllib.parse import quote, unquote
 
 from pydantic import Field, model_validator
@@ -56,6 +56,7 @@ from tollgate.providers.credentials import (
     VerifiedCaller,
 )
 from tollgate.providers.models import Models
+from tollgate.providers.routing import Routing
 from tollgate.providers.upstream import Upstream
 
 # The DNS suffixes of AWS's partitions, public and dual-stack (botocore's partitions.json).
@@ -293,15 +294,17 @@ class Bedrock(Provider):
     )
     models = BedrockModels(_MODEL_CALL)
     upstream = Upstream(hint="its region's https://bedrock-runtime.REGION.amazonaws.com")
-    openai_compatible_prefix = "/openai/v1/"
-    openai_compatible_endpoints = frozenset(("chat.completions",))
+    routing = Routing(
+        openai_compatible_prefix="/openai/v1/",
+        openai_compatible_endpoints=frozenset(("chat.completions",)),
+        chat_formats={
+            "converse": BEDROCK_CONVERSE,
+            "converse-stream": BEDROCK_CONVERSE,
+            "chat.completions": OPENAI_CHAT,
+        },
+        stream_media_type="application/vnd.amazon.eventstream",
+    )
     settings_model = BedrockConfig
-    chat_formats: ClassVar[Mapping[str, str]] = {
-        "converse": BEDROCK_CONVERSE,
-        "converse-stream": BEDROCK_CONVERSE,
-        "chat.completions": OPENAI_CHAT,
-    }
-    stream_media_type = "application/vnd.amazon.eventstream"
     error_format = BEDROCK_CONVERSE  # AWS's error shape, which its whole runtime answers in
     # Free: what an agent's runtime and the control plane's jobs offer besides running a model. Read
     # from an answer's headers: the tier and latency a call ran at, and its usage (InvokeModel's).

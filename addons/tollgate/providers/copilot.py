@@ -29,6 +29,7 @@ from tollgate.providers.cost import Cost
 from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement, UpstreamCredentials
 from tollgate.providers.openai import classify_request
 from tollgate.providers.plans import NO_ACCOUNT, PlanAccount, PlanReader
+from tollgate.providers.service_calls import ServiceCalls
 
 # Each plan's host, and the host that serves every plan (whose calls' plan only a token may name).
 PLAN_HOSTS = {
@@ -109,7 +110,7 @@ class Copilot(Provider):
     # What Copilot's clients call beside their model calls: the models list, the model an auto
     # session picks, a model's policy accepted, the health check, telemetry. Any other path (its
     # agents, an agent's chat) may answer with model text.
-    service_without_model_text = frozenset(("models", "models.session", "models.policy", "_ping", "telemetry"))
+    services = ServiceCalls(frozenset(("models", "models.session", "models.policy", "_ping", "telemetry")))
 
     def error_format_at(self, path: str) -> str:
         return ANTHROPIC_MESSAGES if _is_messages(path) else OPENAI_API

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import quote, unquote_plus
 
 from pydantic import Field
@@ -44,6 +44,7 @@ from tollgate.providers.credentials import (
     UpstreamCredentials,
 )
 from tollgate.providers.models import Models
+from tollgate.providers.routing import Routing
 from tollgate.providers.upstream import Upstream
 
 # /v1beta/models/gemini-2.0-flash:generateContent, /v1/tunedModels/x:generateContent, …
@@ -240,13 +241,15 @@ class Gemini(Provider):
     models = GeminiModels(_MODEL_CALL)
     settings_model = GeminiConfig
     upstream = GoogleUpstream("generativelanguage.googleapis.com")
-    openai_compatible_prefix = "/v1beta/openai/"
-    openai_compatible_endpoints = frozenset(("chat.completions", "embeddings"))
-    chat_formats: ClassVar[Mapping[str, str]] = {
-        "generateContent": GEMINI_GENERATE,
-        "streamGenerateContent": GEMINI_GENERATE,
-        "chat.completions": OPENAI_CHAT,
-    }
+    routing = Routing(
+        openai_compatible_prefix="/v1beta/openai/",
+        openai_compatible_endpoints=frozenset(("chat.completions", "embeddings")),
+        chat_formats={
+            "generateContent": GEMINI_GENERATE,
+            "streamGenerateContent": GEMINI_GENERATE,
+            "chat.completions": OPENAI_CHAT,
+        },
+    )
     error_format = GEMINI_GENERATE
     # Its OpenAI-compatible chat answers report the thoughts beside `completion_tokens`
     # (`completion_tokens_details.reasoning_tokens`, in `total_tokens`): output, as Gemini bills them.

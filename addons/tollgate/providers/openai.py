@@ -6,8 +6,8 @@ endpoints speak too: they read their paths here (`classify_request`)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import Any
 
 from tollgate.formats import OPENAI_API, OPENAI_CHAT
 from tollgate.formats.exact import (
@@ -27,6 +27,7 @@ from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.cost import Cost
 from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement
+from tollgate.providers.routing import Routing
 from tollgate.providers.upstream import Upstream
 
 # Path segments (after the version prefix) → endpoint kind; a path under one of these is that kind.
@@ -219,8 +220,7 @@ class OpenAI(Provider):
         KeyPlacement("authorization", billing_headers=frozenset((b"openai-organization", b"openai-project"))),
     )
     upstream = Upstream("api.openai.com")
-    chat_formats: ClassVar[Mapping[str, str]] = {"chat.completions": OPENAI_CHAT}
-    openai_compatible_source = True
+    routing = Routing(chat_formats={"chat.completions": OPENAI_CHAT}, openai_compatible_source=True)
     # Uploads are free, and moderation, which OpenAI does not bill.
     cost = Cost(
         "openai",

@@ -38,6 +38,7 @@ from tollgate.providers.credentials import (
     UpstreamCredentials,
 )
 from tollgate.providers.models import Models
+from tollgate.providers.routing import Routing
 
 _VERSION = re.compile(r"v\d+(?:alpha|beta)?\d*")
 # Project ids and numbers, locations, publishers: lower-case, as Google names them (a resource
@@ -238,7 +239,8 @@ class Vertex(Provider):
             r"^/[^/]+/(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/(?P<model>[^/:]+)(?::[A-Za-z]+)?$"
         )
     )
-    chat_formats = gemini.Gemini.chat_formats  # Google's models speak the Gemini API's, and OpenAI's
+    # Google's models speak the Gemini API's, and OpenAI's.
+    routing = Routing(chat_formats=gemini.Gemini.routing.chat_formats)
     error_format = GEMINI_GENERATE  # Google's error shape, as the Gemini API's
     cost = Cost("google", reasoning_in_completion=gemini.Gemini.cost.reasoning_in_completion)
 

@@ -130,14 +130,18 @@ def verifies_with(applied_fields: tuple[tuple[bytes, bytes], ...], body: bytes, 
 
 def test_routes_prefixes_and_settings_come_from_the_registry() -> None:
     assert OPENAI_COMPATIBLE_TARGETS[:4] == ("gemini", "anthropic", "bedrock", "azure")
-    prefixes = {name: p.openai_compatible_prefix for name, p in PROVIDERS.items() if p.openai_compatible_prefix}
+    prefixes = {
+        name: p.routing.openai_compatible_prefix for name, p in PROVIDERS.items() if p.routing.openai_compatible_prefix
+    }
     assert {k: prefixes[k] for k in OPENAI_COMPATIBLE_TARGETS[:4]} == {
         "gemini": "/v1beta/openai/",
         "anthropic": "/v1/",
         "bedrock": "/openai/v1/",
         "azure": "/openai/v1/",
     }
-    assert {name: set(PROVIDERS[name].openai_compatible_endpoints) for name in OPENAI_COMPATIBLE_TARGETS[:4]} == {
+    assert {
+        name: set(PROVIDERS[name].routing.openai_compatible_endpoints) for name in OPENAI_COMPATIBLE_TARGETS[:4]
+    } == {
         "gemini": {"chat.completions", "embeddings"},
         "anthropic": {"chat.completions"},
         "bedrock": {"chat.completions"},

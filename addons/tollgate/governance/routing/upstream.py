@@ -1,5 +1,5 @@
 """Sending to a provider's API, the target: where a request for it goes (`target_upstream`), the
-headers its API needs beside the body (`Provider.target_headers`), the credential Tollgate puts on
+headers its API needs beside the body (`Provider.routing.target_headers`), the credential Tollgate puts on
 it (`credential_for`: a pooled key, a SigV4 signature or a Google access token, as the provider's
 `upstream_credential` chooses) and the rest of a pooled key the provider refused (`rest_key`).
 
@@ -166,7 +166,7 @@ def json_request(
         (b"host", urlsplit(upstream).netloc.encode()),
         (b"content-type", b"application/json"),
         (b"accept", b"application/json"),
-        *provider.target_headers,
+        *provider.routing.target_headers,
         *((k.encode(), v.encode()) for k, v in extra.items()),
     )
     return Outgoing(upstream, path, fields, body)
