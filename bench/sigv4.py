@@ -24,7 +24,7 @@ Timed per request, each with one `time.perf_counter_ns()` either side:
   sign            `tollgate.credentials.sigv4.sign(...)` alone (botocore's SigV4Auth), with real static
                   credentials (with a session token), on the headers SigV4Signature.apply picks;
   verify+re-sign  what Tollgate runs per Bedrock request: Identify's
-                  `SigV4Credentials.verify_caller(request_parts(flow.request, call), secrets)` (parse the
+                  `SigV4Callers.verify_caller(request_parts(flow.request, call), secrets)` (parse the
                   Authorization header, look the key up, build the header list, `sigv4.verify_request`)
                   then `Credential.handle(flow, call)` (the configured credentials' SigV4Signature
                   applied: strip the caller's signature,
@@ -311,7 +311,8 @@ def make_shared() -> Shared:
     )
     shared = Shared()
     runtimes = {
-        name: p.credentials.load_runtime(config, config.providers.get(name), None) for name, p in PROVIDERS.items()
+        name: p.credentials.source.load_runtime(config, config.providers.get(name), None)
+        for name, p in PROVIDERS.items()
     }
     shared.apply(Loaded.build(config, None, runtimes), None)  # no audit log, no policy
     return shared
@@ -409,7 +410,7 @@ def measure_both(row: Row, wires: list[Wire], credential: Credential, shared: Sh
     for i, (flow, call) in enumerate(flows):
         t0 = clock()
         try:
-            verified = bedrock.credentials.verify_caller(request_parts(flow.request, call), secrets)
+            verified = bedrock.credentials.check.verify_caller(request_parts(flow.request, call), secrets)
             call.request.body_sha256 = verified.payload_hash if verified else None
             t1 = clock()
             credential.handle(flow, call)
@@ -537,7 +538,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         "verify = sigv4.verify_request alone; sign = sigv4.sign alone (real static credentials + session token); "
-        "verify+re-sign = SigV4Credentials.verify_caller + Credential.handle on a mitmproxy flow "
+        "verify+re-sign = SigV4Callers.verify_caller + Credential.handle on a mitmproxy flow "
         "(per request in Tollgate)"
     )
     print()

@@ -259,4 +259,4 @@ def test_the_check_tells_names_that_exist(name: str, found: bool) -> None:
 
 def test_the_doc_is_read_for_paths_and_names() -> None:
     assert {"addons/tollgate/proxy/pipeline.py", "stages/audit.py", "formats/"} <= paths()
-    assert {"call.route.target.model", "patches.end_response_with", "Credentials.verify_caller"} <= dotted_names()
+    assert {"call.route.target.model", "patches.end_response_with", "CallerCheck.verify_caller"} <= dotted_names()

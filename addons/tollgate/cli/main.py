@@ -502,7 +502,7 @@ def evaluate_policy(
 
     async def in_worker() -> Decision:
         try:
-            decision = policy.decide_in_worker(whole(kind), document)
+            decision = policy.decide(whole(kind), document)
             return decision if isinstance(decision, Decision) else await decision
         finally:
             await policy.aclose()

@@ -20,7 +20,7 @@ def own_api_path(call: Call, target: str) -> str | None:
     OpenAI-format call to a provider's OpenAI-compatible endpoint, routed to OpenAI); None when it
     must be translated."""
     requested = call.route.requested
-    source = call.registry[requested.provider].chat_formats[call.classification.endpoint or ""]
+    source = call.registry[requested.provider].routing.chat_formats[call.classification.endpoint or ""]
     leg = call.registry[target].native_chat(requested.model or "", bool(call.classification.facts.stream), source)
     return leg.path if leg.format == source else None
 
@@ -31,7 +31,7 @@ def translation_for(call: Call, alt: str | None) -> Translation:
     array."""
     endpoint = call.classification.endpoint or ""
     json_array = endpoint == "streamGenerateContent" and alt != "sse"
-    return Translation(call.registry[call.route.requested.provider].chat_formats[endpoint], json_array)
+    return Translation(call.registry[call.route.requested.provider].routing.chat_formats[endpoint], json_array)
 
 
 # What the kept request of a call leaves out besides its provider's credential positions: the side
@@ -52,12 +52,19 @@ def client_request(
 ) -> ClientRequest:
     """A request as its client sent it, for a fallback to another provider to be written from:
     without the caller's credentials (headers and query parameters) and what picks an account."""
-    dropped = provider.credentials.header_positions | provider.credentials.billing_headers | side_headers | _NOT_KEPT
+    dropped = (
+        provider.credentials.caller.header_positions
+        | provider.credentials.key.billing_headers
+        | side_headers
+        | _NOT_KEPT
+    )
     kept = tuple((name, value) for name, value in fields if name.lower() not in dropped)
     raw, _, query = path.partition("?")
-    if query and provider.credentials.query_positions:
+    if query and provider.credentials.caller.query_positions:
         pairs = [
-            (k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in provider.credentials.query_positions
+            (k, v)
+            for k, v in parse_qsl(query, keep_blank_values=True)
+            if k not in provider.credentials.caller.query_positions
         ]
         path = f"{raw}?{urlencode(pairs)}" if pairs else raw
     return ClientRequest(*where, path, kept, content)
@@ -71,7 +78,7 @@ def fallback_route(call: Call, target: str, model: str) -> tuple[Literal["same",
     if target == call.route.requested.provider:
         return "same", None
     endpoint = call.classification.endpoint or ""
-    source = call.registry[call.route.requested.provider].chat_formats.get(endpoint)
+    source = call.registry[call.route.requested.provider].routing.chat_formats.get(endpoint)
     if source is None:
         return None
     leg = call.registry[target].native_chat(model, bool(call.classification.facts.stream), source)
@@ -85,5 +92,5 @@ def client_answer_format(call: Call) -> str | None:
     if translation is not None:
         return translation.source
     endpoint = call.classification.endpoint or ""
-    formats = call.registry[call.route.requested.provider].chat_formats
+    formats = call.registry[call.route.requested.provider].routing.chat_formats
     return formats.get(endpoint) or answer_format_of(call.classification, call.target_model)

@@ -46,7 +46,7 @@ def configured(settings: Mapping[str, ConfiguredVendorSettings]) -> dict[str, Pr
 
 
 # The provider whose calls an OpenAI-compatible API takes as they are (`api: openai_compatible`).
-(OPENAI_COMPATIBLE_SOURCE,) = (name for name, p in PROVIDERS.items() if p.openai_compatible_source)
+(OPENAI_COMPATIBLE_SOURCE,) = (name for name, p in PROVIDERS.items() if p.routing.openai_compatible_source)
 # The providers whose model names ignore letter case (Azure's deployments): every rule, limit,
 # price and the policy match them so.
 CASELESS_MODELS = frozenset(name for name, p in PROVIDERS.items() if p.models.ignore_case)

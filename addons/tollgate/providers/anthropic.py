@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from tollgate.formats import ANTHROPIC_MESSAGES, OPENAI_CHAT
 from tollgate.formats.anthropic_messages import read_completion_facts, read_facts
@@ -23,8 +22,10 @@ from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.providers import openai
 from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.cost import Cost
-from tollgate.providers.credentials import Credentials
+from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement
 from tollgate.providers.plans import PlanReader
+from tollgate.providers.routing import Routing
+from tollgate.providers.service_calls import ServiceCalls
 from tollgate.providers.upstream import Upstream
 
 _ENDPOINTS = {
@@ -123,18 +124,22 @@ def _model_of(request: Any) -> str | None:
 class Anthropic(Provider):
     name = semconv_name = "anthropic"
     host_globs = ("api.anthropic.com",)
-    credentials = Credentials("X-Anthropic-Key", ("x-api-key", "authorization"), "x-api-key", any_scheme=True)
+    credentials = Credentials(
+        CallerKeys("X-Anthropic-Key", ("x-api-key", "authorization"), any_scheme=True), KeyPlacement("x-api-key")
+    )
     upstream = Upstream("api.anthropic.com")
-    openai_compatible_prefix = "/v1/"
-    openai_compatible_endpoints = frozenset(("chat.completions",))
-    chat_formats: ClassVar[Mapping[str, str]] = {"messages": ANTHROPIC_MESSAGES, "chat.completions": OPENAI_CHAT}
-    target_headers = ((b"anthropic-version", b"2023-06-01"),)
+    routing = Routing(
+        openai_compatible_prefix="/v1/",
+        openai_compatible_endpoints=frozenset(("chat.completions",)),
+        chat_formats={"messages": ANTHROPIC_MESSAGES, "chat.completions": OPENAI_CHAT},
+        target_headers=((b"anthropic-version", b"2023-06-01"),),
+    )
     cost = Cost("anthropic", free_endpoints=frozenset(("files",)))
     error_format = ANTHROPIC_MESSAGES
     # Anthropic refuses a request whose key or token is of an organization the tenant header does
     # not list (`tenant_restriction_violation`).
     plan = PlanReader(PLAN_TOKEN_PREFIX, tenant_header=b"anthropic-allowed-org-ids", plan_only=PLAN_ONLY)
-    service_without_model_text = NO_MODEL_TEXT
+    services = ServiceCalls(NO_MODEL_TEXT)
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         return ChatLeg("/v1/messages", ANTHROPIC_MESSAGES)

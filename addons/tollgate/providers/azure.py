@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -28,8 +28,16 @@ from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.providers import openai
 from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.cost import Cost
-from tollgate.providers.credentials import Configuration, Credentials, Previous
+from tollgate.providers.credentials import (
+    CallerKeys,
+    Configuration,
+    Credentials,
+    KeyPlacement,
+    Previous,
+    UpstreamCredentials,
+)
 from tollgate.providers.models import Models
+from tollgate.providers.routing import Routing
 from tollgate.providers.upstream import Upstream
 
 # A resource's custom subdomain: lower-case letters, digits and hyphens.
@@ -172,7 +180,7 @@ class AzureModels(Models):
         return lambda deployment: names.get(deployment.lower()) or deployment.lower()
 
 
-class EntraCredentials(Credentials[AzureRuntime]):
+class EntraCredentials(UpstreamCredentials[AzureRuntime]):
     """Azure's: keys, each resource's own pool of keys, and Entra ID tokens of Tollgate's."""
 
     def load_runtime(
@@ -211,7 +219,9 @@ class EntraCredentials(Credentials[AzureRuntime]):
     ) -> UpstreamCredential | None:
         """An Entra ID token of Tollgate's, after the caller's key in X-Azure-Key, the resource's
         keys in turn (`own_pools`, for a call to a resource that has some) and the provider's."""
-        return EntraToken(runtime.tokens, self.header_positions) if runtime is not None and runtime.tokens else None
+        return (
+            EntraToken(runtime.tokens, self.caller.header_positions) if runtime is not None and runtime.tokens else None
+        )
 
 
 class Azure(Provider):
@@ -224,18 +234,18 @@ class Azure(Provider):
     # `Ocp-Apim-Subscription-Key` (the Speech and Language SDKs send it there) and from the
     # `subscription-key` query parameter. Its key goes in `api-key` whatever the path: the v1 API
     # takes it there too.
-    credentials = EntraCredentials(
-        "X-Azure-Key",
-        ("api-key", "authorization", "ocp-apim-subscription-key", "query:subscription-key"),
-        "api-key",
-        key_by_format=False,
-        settings="keys, `resources` or `credentials`",
+    credentials = Credentials(
+        CallerKeys("X-Azure-Key", ("api-key", "authorization", "ocp-apim-subscription-key", "query:subscription-key")),
+        KeyPlacement("api-key", key_by_format=False),
+        EntraCredentials("keys, `resources` or `credentials`"),
     )
     upstream = AzureUpstream(hint="your resource's https://RESOURCE.openai.azure.com")
-    openai_compatible_prefix = "/openai/v1/"
-    openai_compatible_endpoints = frozenset(("chat.completions", "embeddings", "responses"))
+    routing = Routing(
+        openai_compatible_prefix="/openai/v1/",
+        openai_compatible_endpoints=frozenset(("chat.completions", "embeddings", "responses")),
+        chat_formats={"chat.completions": OPENAI_CHAT},
+    )
     settings_model = AzureConfig
-    chat_formats: ClassVar[Mapping[str, str]] = {"chat.completions": OPENAI_CHAT}
     # genai-prices' Azure table, which falls back on OpenAI's for the models it does not list.
     cost = Cost("azure", free_endpoints=openai.OpenAI.cost.free_endpoints)
     # A deployment's name ignores case, as Azure reads it.

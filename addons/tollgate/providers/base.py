@@ -2,7 +2,8 @@
 
 A provider's core is here (`Provider`); the parts it declares are modules beside it: where its
 credentials go (`credentials.py`), what its calls cost (`cost.py`), where they go (`upstream.py`),
-how they name their model (`models.py`), and how its plan tokens are read (`plans.py`).
+how they name their model (`models.py`), how its plan tokens are read (`plans.py`), how routes
+reach it (`routing.py`) and what its service calls answer with (`service_calls.py`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any, ClassVar
 
 from tollgate.common.config_base import ProviderConfig
 from tollgate.common.host_globs import glob_pattern
-from tollgate.formats.raw_headers import Fields
 from tollgate.formats.refusals import Refusal
 from tollgate.formats.registry import wire_format
 from tollgate.formats.request_facts import Classification
@@ -21,6 +21,8 @@ from tollgate.providers.cost import Cost
 from tollgate.providers.credentials import Credentials
 from tollgate.providers.models import Models
 from tollgate.providers.plans import PlanReader
+from tollgate.providers.routing import Routing
+from tollgate.providers.service_calls import ServiceCalls
 from tollgate.providers.upstream import Upstream
 
 
@@ -45,8 +47,9 @@ def client_cert_of(settings: ProviderConfig | None) -> str | None:
 class Provider:
     """One LLM provider: its hosts, endpoints and the wire format each speaks, and its error shape;
     and the parts it declares: where its credentials go (`credentials`), what its calls cost
-    (`cost`), where its calls go (`upstream`), how they name their model (`models`), and, where it
-    takes a person's plan, how its plan tokens are read (`plan`)."""
+    (`cost`), where its calls go (`upstream`), how they name their model (`models`), how routes
+    between providers reach it (`routing`), what its service calls answer with (`services`), and,
+    where it takes a person's plan, how its plan tokens are read (`plan`)."""
 
     name: ClassVar[str]
     # Its gen_ai.provider.name in OpenTelemetry's GenAI conventions (metrics and traces).
@@ -57,23 +60,8 @@ class Provider:
     # Regular expression over the host name in lower case without a trailing dot; any port. By
     # default its globs'; a provider whose hosts have parts it reads (a region) writes its own.
     host_pattern: ClassVar[str]
-    # Its OpenAI-compatible API, if it has one: the path prefix that stands for OpenAI's `/v1/`, and
-    # the endpoints offered there. OpenAI-format calls may be routed here (`overrides:`).
-    openai_compatible_prefix: ClassVar[str | None] = None
-    openai_compatible_endpoints: ClassVar[frozenset[str]] = frozenset()
     # Its settings under `providers.<name>` in tollgate.yaml.
     settings_model: ClassVar[type[ProviderConfig]] = ProviderConfig
-    # Its chat endpoints a route may translate from (`overrides: … provider:`), and the wire format
-    # each speaks (`formats/registry.py`'s names).
-    chat_formats: ClassVar[Mapping[str, str]] = {}
-    # Whether OpenAI-compatible APIs take its calls as they are: its own API is the one they copy
-    # (`api: openai_compatible` routes only its calls).
-    openai_compatible_source: ClassVar[bool] = False
-    # Headers its own API needs on every request Tollgate writes for it (a translated call, the
-    # summarizer's), beside the body's own.
-    target_headers: ClassVar[Fields] = ()
-    # The media type a streamed answer comes in (what a translated streamed call accepts).
-    stream_media_type: ClassVar[str] = "text/event-stream"
     # The wire format whose error shape its refusals are in (`refusal`).
     error_format: ClassVar[str]
     # Where its credentials go: a caller's, Tollgate's, and what Tollgate holds (`providers/credentials.py`).
@@ -86,14 +74,12 @@ class Provider:
     models: ClassVar[Models] = Models()
     # Its plan-token reader where it takes a person's plan (`providers/plans.py`); None: no plans.
     plan: ClassVar[PlanReader | None] = None
-    # Its service calls (`Classification.service`) whose answers carry nothing a model wrote (its
-    # settings, quota, model list, telemetry), by endpoint: under an answer rule only these of its
-    # service calls go on. Any other is refused unread (`governance/guardrails/unread_answers.py`):
-    # a service method Tollgate does not know may answer with model text no answer format reads.
-    service_without_model_text: ClassVar[frozenset[str]] = frozenset()
-    # Its service calls known to answer with model text, by endpoint: what each carries, which
-    # their refusal under an answer rule names.
-    service_model_text: ClassVar[Mapping[str, str]] = {}
+    # How routes between providers reach it or leave it: its OpenAI-compatible API, its chat
+    # endpoints a route may translate from, what a request Tollgate writes for it needs
+    # (`providers/routing.py`).
+    routing: ClassVar[Routing] = Routing()
+    # What its service calls answer with: nothing a model wrote, or what (`providers/service_calls.py`).
+    services: ClassVar[ServiceCalls] = ServiceCalls()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

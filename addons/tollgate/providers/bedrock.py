@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 from urllib.parse import quote, unquote
 
 from pydantic import Field, model_validator
@@ -43,15 +43,20 @@ from tollgate.providers import bedrock_apis, openai
 from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.cost import RESPONSE_HEADERS, Cost
 from tollgate.providers.credentials import (
+    CallerCheck,
+    CallerKeys,
     Configuration,
     Credentials,
     Headers,
+    KeyPlacement,
     OwnCredential,
     Previous,
     Query,
+    UpstreamCredentials,
     VerifiedCaller,
 )
 from tollgate.providers.models import Models
+from tollgate.providers.routing import Routing
 from tollgate.providers.upstream import Upstream
 
 # The DNS suffixes of AWS's partitions, public and dual-stack (botocore's partitions.json).
@@ -158,10 +163,9 @@ class BedrockModels(Models):
         return "modelId" if endpoint == "async-invoke" else "model"
 
 
-class SigV4Credentials(Credentials[CredentialSource]):
+class SigV4Credentials(UpstreamCredentials[CredentialSource]):
     """Bedrock's: keys (bearer tokens) in Authorization, and AWS credentials to sign with (SigV4),
-    Tollgate's or a caller's in the seed proxy's side headers; callers may sign with virtual AWS
-    credentials, verified here."""
+    Tollgate's or a caller's in the seed proxy's side headers."""
 
     def load_runtime(
         self, config: Configuration, settings: ProviderConfig, previous: Previous[CredentialSource] | None
@@ -185,6 +189,44 @@ class SigV4Credentials(Credentials[CredentialSource]):
             return sigv4.credential_source(settings.credentials)
         except ValueError as e:
             raise ValueError(f"credentials: {e}") from None
+
+    def side_credential(
+        self, classification: Classification, side: Mapping[str, str], settings: ProviderConfig
+    ) -> UpstreamCredential | None:
+        """X-AWS-Bearer-Token, else AWS credentials in the seed proxy's side headers to sign with;
+        an X-AWS-Region picks the region the signature is made for."""
+        key = side.get("x-aws-bearer-token")
+        if key:
+            return self.key.header_key(key, classification)  # a bearer token wins over keys to sign with
+        access, secret = side.get("x-aws-access-key"), side.get("x-aws-secret-key")
+        if not (access and secret):
+            return None
+        assert isinstance(settings, BedrockConfig)  # the model `settings_model` names
+        frozen = sigv4.frozen_credentials(access, secret, side.get("x-aws-session-token") or None)
+        return self._signature(lambda: frozen, side.get("x-aws-region") or None, settings.region)
+
+    def held_credential(
+        self,
+        classification: Classification,
+        side: Mapping[str, str],
+        settings: ProviderConfig,
+        runtime: CredentialSource | None,
+    ) -> UpstreamCredential | None:
+        """After the provider's keys: `bearer_token`, else `credentials` (`runtime`) to sign with,
+        for the region an X-AWS-Region picks."""
+        assert isinstance(settings, BedrockConfig)
+        if settings.bearer_token:
+            return self.key.header_key(settings.bearer_token, classification)
+        return None if runtime is None else self._signature(runtime, side.get("x-aws-region") or None, settings.region)
+
+    @staticmethod
+    def _signature(source: CredentialSource, asked: str | None, configured: str | None) -> SigV4Signature:
+        return SigV4Signature(source, SERVICE, SigningRegion(asked, configured), _UNSIGNABLE)
+
+
+class SigV4Callers(CallerCheck):
+    """Bedrock's callers may sign with virtual AWS credentials, verified here; an anonymous caller's
+    signed request goes as it was signed."""
 
     def verify_caller(self, request: RequestParts, secrets: Mapping[str, str]) -> VerifiedCaller | None:
         """The virtual AWS access key id whose SigV4 signature this request carries, verified over
@@ -214,39 +256,6 @@ class SigV4Credentials(Credentials[CredentialSource]):
         )
         return VerifiedCaller(key_id, verified.payload_hash)
 
-    def side_credential(
-        self, classification: Classification, side: Mapping[str, str], settings: ProviderConfig
-    ) -> UpstreamCredential | None:
-        """X-AWS-Bearer-Token, else AWS credentials in the seed proxy's side headers to sign with;
-        an X-AWS-Region picks the region the signature is made for."""
-        key = side.get("x-aws-bearer-token")
-        if key:
-            return self.header_key(key, classification)  # a bearer token wins over keys to sign with
-        access, secret = side.get("x-aws-access-key"), side.get("x-aws-secret-key")
-        if not (access and secret):
-            return None
-        assert isinstance(settings, BedrockConfig)  # the model `settings_model` names
-        frozen = sigv4.frozen_credentials(access, secret, side.get("x-aws-session-token") or None)
-        return self._signature(lambda: frozen, side.get("x-aws-region") or None, settings.region)
-
-    def held_credential(
-        self,
-        classification: Classification,
-        side: Mapping[str, str],
-        settings: ProviderConfig,
-        runtime: CredentialSource | None,
-    ) -> UpstreamCredential | None:
-        """After the provider's keys: `bearer_token`, else `credentials` (`runtime`) to sign with,
-        for the region an X-AWS-Region picks."""
-        assert isinstance(settings, BedrockConfig)
-        if settings.bearer_token:
-            return self.header_key(settings.bearer_token, classification)
-        return None if runtime is None else self._signature(runtime, side.get("x-aws-region") or None, settings.region)
-
-    @staticmethod
-    def _signature(source: CredentialSource, asked: str | None, configured: str | None) -> SigV4Signature:
-        return SigV4Signature(source, SERVICE, SigningRegion(asked, configured), _UNSIGNABLE)
-
     def own_credential(self, index: Mapping[bytes, bytes], headers: Headers, query: Query) -> OwnCredential:
         """A SigV4-signed request goes as signed (the access key id tells callers apart, never the
         secret, which the request does not carry); else the key presented."""
@@ -272,25 +281,30 @@ class Bedrock(Provider):
     )
     # SigV4 in the query too (a presigned URL): its signature and session token are credentials.
     # The seed Bedrock proxy's side headers: AWS credentials (and region) Tollgate signs with.
-    credentials = SigV4Credentials(
-        "X-AWS-Bearer-Token",
-        ("authorization",),
-        "authorization",
-        positions=("authorization", "x-amz-security-token", "query:X-Amz-Signature", "query:X-Amz-Security-Token"),
-        extra_side_headers=("X-AWS-Access-Key", "X-AWS-Secret-Key", "X-AWS-Session-Token", "X-AWS-Region"),
-        settings="keys, `bearer_token` or `credentials`",
+    credentials = Credentials(
+        CallerKeys(
+            "X-AWS-Bearer-Token",
+            ("authorization",),
+            positions=("authorization", "x-amz-security-token", "query:X-Amz-Signature", "query:X-Amz-Security-Token"),
+            extra_side_headers=("X-AWS-Access-Key", "X-AWS-Secret-Key", "X-AWS-Session-Token", "X-AWS-Region"),
+        ),
+        KeyPlacement("authorization"),
+        SigV4Credentials("keys, `bearer_token` or `credentials`"),
+        SigV4Callers(),
     )
     models = BedrockModels(_MODEL_CALL)
     upstream = Upstream(hint="its region's https://bedrock-runtime.REGION.amazonaws.com")
-    openai_compatible_prefix = "/openai/v1/"
-    openai_compatible_endpoints = frozenset(("chat.completions",))
+    routing = Routing(
+        openai_compatible_prefix="/openai/v1/",
+        openai_compatible_endpoints=frozenset(("chat.completions",)),
+        chat_formats={
+            "converse": BEDROCK_CONVERSE,
+            "converse-stream": BEDROCK_CONVERSE,
+            "chat.completions": OPENAI_CHAT,
+        },
+        stream_media_type="application/vnd.amazon.eventstream",
+    )
     settings_model = BedrockConfig
-    chat_formats: ClassVar[Mapping[str, str]] = {
-        "converse": BEDROCK_CONVERSE,
-        "converse-stream": BEDROCK_CONVERSE,
-        "chat.completions": OPENAI_CHAT,
-    }
-    stream_media_type = "application/vnd.amazon.eventstream"
     error_format = BEDROCK_CONVERSE  # AWS's error shape, which its whole runtime answers in
     # Free: what an agent's runtime and the control plane's jobs offer besides running a model. Read
     # from an answer's headers: the tier and latency a call ran at, and its usage (InvokeModel's).
@@ -413,7 +427,7 @@ class Bedrock(Provider):
 SERVICE = "bedrock"
 # What a request re-signed for Bedrock must not carry on: the caller's credential and signature.
 _UNSIGNABLE = frozenset(
-    h.encode() for h in (*Bedrock.credentials.positions, *sigv4.SIGNATURE_HEADERS) if not h.startswith("query:")
+    h.encode() for h in (*Bedrock.credentials.caller.positions, *sigv4.SIGNATURE_HEADERS) if not h.startswith("query:")
 )
 
 

@@ -19,7 +19,7 @@ import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import unquote
 
 import orjson
@@ -30,9 +30,10 @@ from tollgate.formats.openai_responses import COMPACT
 from tollgate.formats.request_facts import Classification
 from tollgate.providers.base import Provider
 from tollgate.providers.cost import Cost
-from tollgate.providers.credentials import Credentials
+from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement
 from tollgate.providers.openai import classify_request
 from tollgate.providers.plans import NO_ACCOUNT, ForeignAccount, PlanAccount, PlanReader
+from tollgate.providers.service_calls import ServiceCalls
 
 CODEX_PREFIX = "/backend-api/codex/"
 # Where Codex signed in with ChatGPT asks for its usage, settings, environments and cloud tasks.
@@ -110,7 +111,9 @@ class ChatGPT(Provider):
     semconv_name = "openai"
     host_globs = ("chatgpt.com",)
     # A plan's token goes as it came: a side header is only removed.
-    credentials = Credentials("X-ChatGPT-Token", ("authorization",), "authorization", any_scheme=True)
+    credentials = Credentials(
+        CallerKeys("X-ChatGPT-Token", ("authorization",), any_scheme=True), KeyPlacement("authorization")
+    )
     cost = Cost("openai")  # `cost_usd`: what the same tokens cost with a key
     error_format = OPENAI_API
     plan = ChatGPTPlans()
@@ -119,19 +122,19 @@ class ChatGPT(Provider):
     # configuration, environments, signing keys and credits. Any other path (its cloud tasks, their
     # turns and diffs, a thread's usage by title, its remote control) may answer with what a model
     # wrote, or Tollgate does not know what it answers.
-    service_without_model_text = frozenset(
-        (
-            *("codex.models", "codex.analytics-events.events"),
-            *("wham.accounts.check", "wham.accounts.send_add_credits_nudge_email", "wham.usage"),
-            *("wham.rate-limit-reset-credits", "wham.rate-limit-reset-credits.consume", "wham.settings.user"),
-            *("wham.profiles.me", "wham.config.bundle", "wham.config.requirements", "wham.agent-identities.jwks"),
-            *("wham.environments", "wham.environments.by-repo.github", "wham.workspace-messages"),
-        )
+    services = ServiceCalls(
+        frozenset(
+            (
+                *("codex.models", "codex.analytics-events.events"),
+                *("wham.accounts.check", "wham.accounts.send_add_credits_nudge_email", "wham.usage"),
+                *("wham.rate-limit-reset-credits", "wham.rate-limit-reset-credits.consume", "wham.settings.user"),
+                *("wham.profiles.me", "wham.config.bundle", "wham.config.requirements", "wham.agent-identities.jwks"),
+                *("wham.environments", "wham.environments.by-repo.github", "wham.workspace-messages"),
+            )
+        ),
+        # A compaction asked otherwise than by POST is no model call Tollgate reads.
+        {"codex.responses.compact": "a compacted conversation (Codex's responses/compact)"},
     )
-    # A compaction asked otherwise than by POST is no model call Tollgate reads.
-    service_model_text: ClassVar[Mapping[str, str]] = {
-        "codex.responses.compact": "a compacted conversation (Codex's responses/compact)"
-    }
 
     def governs_path(self, path: str) -> bool:
         # Read as loosely as a server might (percent-decoded, any case, `//` and `.` segments

@@ -7,8 +7,7 @@ no credential for it: every call goes with the user's token (auth `subscription`
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from tollgate.formats import CODE_ASSIST, GEMINI_GENERATE
 from tollgate.formats.code_assist.envelope import COUNT_TOKENS, read_envelope
@@ -16,9 +15,10 @@ from tollgate.formats.exact import Unreadable, path_segments, words
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.providers.base import Provider
 from tollgate.providers.cost import ModelsPrefixed
-from tollgate.providers.credentials import Credentials
+from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement, UpstreamCredentials
 from tollgate.providers.gemini import check_request_overrides, check_system_parameters, system_parameters
 from tollgate.providers.plans import PlanReader
+from tollgate.providers.service_calls import ServiceCalls
 from tollgate.providers.upstream import Upstream
 
 VERSION = "v1internal"
@@ -41,12 +41,14 @@ class CodeAssist(Provider):
     host_globs = ("cloudcode-pa.googleapis.com",)
     # Google's front end also takes an OAuth token from query parameters, as `Authorization`.
     credentials = Credentials(
-        "X-Code-Assist-Key",
-        ("authorization",),
-        "authorization",
-        positions=("authorization", "query:access_token", "query:oauth_token"),
-        settings="none: its calls go with their user's own Google token",
-        any_scheme=True,
+        CallerKeys(
+            "X-Code-Assist-Key",
+            ("authorization",),
+            positions=("authorization", "query:access_token", "query:oauth_token"),
+            any_scheme=True,
+        ),
+        KeyPlacement("authorization"),
+        UpstreamCredentials("none: its calls go with their user's own Google token"),
     )
     upstream = Upstream("cloudcode-pa.googleapis.com")
     cost = ModelsPrefixed("google")
@@ -62,12 +64,14 @@ class CodeAssist(Provider):
     # What Gemini CLI calls beside its model calls: its tier and project, onboarding and its
     # operation, quota, experiments, admin controls, its user's setting, its metrics. Any other
     # method (an IDE's code completion, generation or transformation) may answer with model text.
-    service_without_model_text = frozenset((
-        LOAD_CODE_ASSIST, "onboardUser", "operations", "retrieveUserQuota", "listExperiments",
-        "fetchAdminControls", "getCodeAssistGlobalUserSetting", "setCodeAssistGlobalUserSetting",
-        "recordCodeAssistMetrics",
-    ))  # fmt: skip
-    service_model_text: ClassVar[Mapping[str, str]] = {"completeCode": "a code completion (Code Assist's completeCode)"}
+    services = ServiceCalls(
+        frozenset((
+            LOAD_CODE_ASSIST, "onboardUser", "operations", "retrieveUserQuota", "listExperiments",
+            "fetchAdminControls", "getCodeAssistGlobalUserSetting", "setCodeAssistGlobalUserSetting",
+            "recordCodeAssistMetrics",
+        )),
+        {"completeCode": "a code completion (Code Assist's completeCode)"},
+    )  # fmt: skip
 
     def classify(self, method: str, path: str, data: dict[str, Any] | None, query: str = "") -> Classification:
         check_request_overrides(query)

@@ -26,9 +26,10 @@ from tollgate.formats.exact import Unreadable, check_case, path_segments, reques
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.providers.base import Provider
 from tollgate.providers.cost import Cost
-from tollgate.providers.credentials import Credentials
+from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement, UpstreamCredentials
 from tollgate.providers.openai import classify_request
 from tollgate.providers.plans import NO_ACCOUNT, PlanAccount, PlanReader
+from tollgate.providers.service_calls import ServiceCalls
 
 # Each plan's host, and the host that serves every plan (whose calls' plan only a token may name).
 PLAN_HOSTS = {
@@ -98,11 +99,9 @@ class Copilot(Provider):
     host_globs = (SHARED_HOST, *PLAN_HOSTS, LEGACY_HOST)
     # A plan's token goes as it came: a side header is only removed.
     credentials = Credentials(
-        "X-Copilot-Token",
-        ("authorization",),
-        "authorization",
-        settings="none: its calls go with their user's own Copilot token",
-        any_scheme=True,
+        CallerKeys("X-Copilot-Token", ("authorization",), any_scheme=True),
+        KeyPlacement("authorization"),
+        UpstreamCredentials("none: its calls go with their user's own Copilot token"),
     )
     # `cost_usd`: what the same tokens cost at Copilot's list price, else at the model's vendor's.
     cost = Cost("github-copilot", price_fallbacks=("openai", "anthropic", "google"))
@@ -111,7 +110,7 @@ class Copilot(Provider):
     # What Copilot's clients call beside their model calls: the models list, the model an auto
     # session picks, a model's policy accepted, the health check, telemetry. Any other path (its
     # agents, an agent's chat) may answer with model text.
-    service_without_model_text = frozenset(("models", "models.session", "models.policy", "_ping", "telemetry"))
+    services = ServiceCalls(frozenset(("models", "models.session", "models.policy", "_ping", "telemetry")))
 
     def error_format_at(self, path: str) -> str:
         return ANTHROPIC_MESSAGES if _is_messages(path) else OPENAI_API

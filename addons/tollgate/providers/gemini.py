@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import quote, unquote_plus
 
 from pydantic import Field
@@ -34,8 +34,17 @@ from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.providers import openai
 from tollgate.providers.base import ChatLeg, Provider, client_cert_of
 from tollgate.providers.cost import RESPONSE_HEADERS, ModelsPrefixed
-from tollgate.providers.credentials import Configuration, Credentials, Headers, Previous
+from tollgate.providers.credentials import (
+    CallerKeys,
+    Configuration,
+    Credentials,
+    Headers,
+    KeyPlacement,
+    Previous,
+    UpstreamCredentials,
+)
 from tollgate.providers.models import Models
+from tollgate.providers.routing import Routing
 from tollgate.providers.upstream import Upstream
 
 # /v1beta/models/gemini-2.0-flash:generateContent, /v1/tunedModels/x:generateContent, …
@@ -184,7 +193,7 @@ class GeminiModels(Models):
         return model
 
 
-class GoogleKeys(Credentials[GoogleTokens]):
+class GoogleKeys(UpstreamCredentials[GoogleTokens]):
     """The Gemini API's: API keys, and bearer tokens of Tollgate's Google credentials."""
 
     def load_runtime(
@@ -209,7 +218,7 @@ class GoogleKeys(Credentials[GoogleTokens]):
     ) -> UpstreamCredential | None:
         """A token of Tollgate's credentials (`runtime`), after the caller's key in X-Gemini-Key
         and the provider's keys."""
-        return None if runtime is None else BearerToken(runtime, self.header_positions)
+        return None if runtime is None else BearerToken(runtime, self.caller.header_positions)
 
 
 class Gemini(Provider):
@@ -222,23 +231,25 @@ class Gemini(Provider):
         "generativelanguage-*.p.googleapis.com",
     )
     # Google's front end also takes an OAuth token from query parameters, as `Authorization`.
-    credentials = GoogleKeys(
-        "X-Gemini-Key",
-        KEY_POSITIONS,
-        "x-goog-api-key",
-        positions=(*KEY_POSITIONS, "query:access_token", "query:oauth_token"),
-        settings="keys or `credentials`",
+    credentials = Credentials(
+        CallerKeys(
+            "X-Gemini-Key", KEY_POSITIONS, positions=(*KEY_POSITIONS, "query:access_token", "query:oauth_token")
+        ),
+        KeyPlacement("x-goog-api-key"),
+        GoogleKeys("keys or `credentials`"),
     )
     models = GeminiModels(_MODEL_CALL)
     settings_model = GeminiConfig
     upstream = GoogleUpstream("generativelanguage.googleapis.com")
-    openai_compatible_prefix = "/v1beta/openai/"
-    openai_compatible_endpoints = frozenset(("chat.completions", "embeddings"))
-    chat_formats: ClassVar[Mapping[str, str]] = {
-        "generateContent": GEMINI_GENERATE,
-        "streamGenerateContent": GEMINI_GENERATE,
-        "chat.completions": OPENAI_CHAT,
-    }
+    routing = Routing(
+        openai_compatible_prefix="/v1beta/openai/",
+        openai_compatible_endpoints=frozenset(("chat.completions", "embeddings")),
+        chat_formats={
+            "generateContent": GEMINI_GENERATE,
+            "streamGenerateContent": GEMINI_GENERATE,
+            "chat.completions": OPENAI_CHAT,
+        },
+    )
     error_format = GEMINI_GENERATE
     # Its OpenAI-compatible chat answers report the thoughts beside `completion_tokens`
     # (`completion_tokens_details.reasoning_tokens`, in `total_tokens`): output, as Gemini bills them.

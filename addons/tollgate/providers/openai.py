@@ -6,8 +6,8 @@ endpoints speak too: they read their paths here (`classify_request`)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import Any
 
 from tollgate.formats import OPENAI_API, OPENAI_CHAT
 from tollgate.formats.exact import (
@@ -26,7 +26,8 @@ from tollgate.formats.openai_responses import RESPONSES
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.cost import Cost
-from tollgate.providers.credentials import Credentials
+from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement
+from tollgate.providers.routing import Routing
 from tollgate.providers.upstream import Upstream
 
 # Path segments (after the version prefix) → endpoint kind; a path under one of these is that kind.
@@ -215,15 +216,11 @@ class OpenAI(Provider):
     # Its data-residency hosts (eu., us.) and any other region's: a call to one goes there, and stays there.
     host_globs = ("api.openai.com", "*.api.openai.com")
     credentials = Credentials(
-        "X-OpenAI-Key",
-        ("authorization",),
-        "authorization",
-        billing_headers=frozenset((b"openai-organization", b"openai-project")),
-        key_subprotocol=INSECURE_KEY_PREFIX,
+        CallerKeys("X-OpenAI-Key", ("authorization",), key_subprotocol=INSECURE_KEY_PREFIX),
+        KeyPlacement("authorization", billing_headers=frozenset((b"openai-organization", b"openai-project"))),
     )
     upstream = Upstream("api.openai.com")
-    chat_formats: ClassVar[Mapping[str, str]] = {"chat.completions": OPENAI_CHAT}
-    openai_compatible_source = True
+    routing = Routing(chat_formats={"chat.completions": OPENAI_CHAT}, openai_compatible_source=True)
     # Uploads are free, and moderation, which OpenAI does not bill.
     cost = Cost(
         "openai",

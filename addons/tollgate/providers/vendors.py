@@ -28,7 +28,8 @@ from tollgate.formats.request_facts import Classification
 from tollgate.providers import openai
 from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.cost import Cost
-from tollgate.providers.credentials import Credentials
+from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement
+from tollgate.providers.routing import Routing
 from tollgate.providers.upstream import Upstream
 
 # The endpoints of OpenAI's API a vendor may offer, as `openai.endpoint_of` names them. Any other
@@ -180,7 +181,7 @@ class OpenAICompatible(Provider):
     # Its base paths, longest first as matched ("" is the root), and the endpoints it offers there.
     base_paths: ClassVar[tuple[str, ...]] = ("/v1",)
     endpoints: ClassVar[frozenset[str]] = frozenset((CHAT, EMBEDDINGS, MODELS))
-    chat_formats: ClassVar[Mapping[str, str]] = {CHAT: OPENAI_CHAT}
+    routing = Routing(chat_formats={CHAT: OPENAI_CHAT})
     # Whether it takes OpenAI's `stream_options` (`audit.stream_usage: inject` asks a stream for
     # usage with it); one that refuses fields it does not know reports a stream's usage unasked.
     takes_stream_options: ClassVar[bool] = True
@@ -213,13 +214,17 @@ class OpenAICompatible(Provider):
                 "host_pattern": r"(?!)" if configured else "|".join(glob_pattern(h) for h in row.hosts),
                 "host_globs": () if configured else row.hosts,
                 "credentials": Credentials(
-                    CONFIGURED_SIDE_HEADER if configured else row.side_header, ("authorization",), "authorization"
+                    CallerKeys(CONFIGURED_SIDE_HEADER if configured else row.side_header, ("authorization",)),
+                    KeyPlacement("authorization"),
                 ),
                 "upstream": Upstream(default_host, f"the scheme://host of {row.name}'s API" if configured else ""),
                 "base_paths": base_paths,
                 "endpoints": frozenset(row.endpoints),
-                "openai_compatible_prefix": f"{base_paths[-1]}/",
-                "openai_compatible_endpoints": frozenset(row.endpoints) - {MODELS},
+                "routing": Routing(
+                    openai_compatible_prefix=f"{base_paths[-1]}/",
+                    openai_compatible_endpoints=frozenset(row.endpoints) - {MODELS},
+                    chat_formats={CHAT: OPENAI_CHAT},
+                ),
                 "_bases": tuple(tuple(p.split("/")[1:]) if p else () for p in base_paths),
                 "takes_stream_options": row.takes_stream_options,
                 "max_tokens_field": row.max_tokens_field,
@@ -246,7 +251,7 @@ class OpenAICompatible(Provider):
         return cls.from_row(row, configured=True)
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
-        return ChatLeg(f"{self.openai_compatible_prefix}chat/completions", OPENAI_CHAT)
+        return ChatLeg(f"{self.routing.openai_compatible_prefix}chat/completions", OPENAI_CHAT)
 
     def fit_chat_body(self, body: dict[str, Any]) -> None:
         """OpenAI's Chat Completions as written for OpenAI (`max_completion_tokens`, a stream asked

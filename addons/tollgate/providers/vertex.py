@@ -29,8 +29,16 @@ from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.providers import gemini, openai
 from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.cost import Cost
-from tollgate.providers.credentials import Configuration, Credentials, Previous
+from tollgate.providers.credentials import (
+    CallerKeys,
+    Configuration,
+    Credentials,
+    KeyPlacement,
+    Previous,
+    UpstreamCredentials,
+)
 from tollgate.providers.models import Models
+from tollgate.providers.routing import Routing
 
 _VERSION = re.compile(r"v\d+(?:alpha|beta)?\d*")
 # Project ids and numbers, locations, publishers: lower-case, as Google names them (a resource
@@ -142,7 +150,7 @@ class VertexModels(Models):
         return model
 
 
-class VertexCredentials(Credentials[VertexProject]):
+class VertexCredentials(UpstreamCredentials[VertexProject]):
     """Vertex AI's: express mode's API keys, a caller's own OAuth token in its side header, and
     bearer tokens of Tollgate's Google credentials for their project."""
 
@@ -172,10 +180,10 @@ class VertexCredentials(Credentials[VertexProject]):
     ) -> UpstreamCredential | None:
         """The caller's own OAuth access token in X-Vertex-Token (the provider's keys are express
         mode's API keys: the path goes as it came)."""
-        token = side.get(self.side_name)
+        token = side.get(self.caller.side_name)
         if not token:
             return None
-        return HeaderKey(b"authorization", f"Bearer {token}".encode(), self.header_positions, fingerprint(token))
+        return HeaderKey(b"authorization", f"Bearer {token}".encode(), self.caller.header_positions, fingerprint(token))
 
     def held_credential(
         self,
@@ -185,7 +193,7 @@ class VertexCredentials(Credentials[VertexProject]):
         runtime: VertexProject | None,
     ) -> UpstreamCredential | None:
         """Tollgate's credentials, the call moved into their project (`runtime`)."""
-        return None if runtime is None else BearerToken(runtime.tokens, self.header_positions, runtime.move)
+        return None if runtime is None else BearerToken(runtime.tokens, self.caller.header_positions, runtime.move)
 
 
 class Vertex(Provider):
@@ -217,14 +225,12 @@ class Vertex(Provider):
     # Its side header holds a caller's own OAuth access token; its key, an API key, goes in its
     # header whatever the call's wire format. The project whose quota a call counts against (a
     # billing header) goes only with a caller's own credential.
-    credentials = VertexCredentials(
-        "X-Vertex-Token",
-        KEY_POSITIONS,
-        "x-goog-api-key",
-        positions=(*KEY_POSITIONS, "query:access_token", "query:oauth_token"),
-        key_by_format=False,
-        billing_headers=frozenset((QUOTA_PROJECT,)),
-        settings="keys or `credentials`",
+    credentials = Credentials(
+        CallerKeys(
+            "X-Vertex-Token", KEY_POSITIONS, positions=(*KEY_POSITIONS, "query:access_token", "query:oauth_token")
+        ),
+        KeyPlacement("x-goog-api-key", key_by_format=False, billing_headers=frozenset((QUOTA_PROJECT,))),
+        VertexCredentials("keys or `credentials`"),
     )
     upstream = gemini.GoogleUpstream("aiplatform.googleapis.com")
     settings_model = VertexConfig
@@ -233,7 +239,8 @@ class Vertex(Provider):
             r"^/[^/]+/(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/(?P<model>[^/:]+)(?::[A-Za-z]+)?$"
         )
     )
-    chat_formats = gemini.Gemini.chat_formats  # Google's models speak the Gemini API's, and OpenAI's
+    # Google's models speak the Gemini API's, and OpenAI's.
+    routing = Routing(chat_formats=gemini.Gemini.routing.chat_formats)
     error_format = GEMINI_GENERATE  # Google's error shape, as the Gemini API's
     cost = Cost("google", reasoning_in_completion=gemini.Gemini.cost.reasoning_in_completion)
 

@@ -58,8 +58,8 @@ def write_raw_body(request: http.Request, call: Call, body: bytes) -> None:
 
 def credentials_of(call: Call, request: http.Request, provider: Provider) -> tuple[dict[str, str], Query]:
     """Where the provider's keys go in this request: its credential headers, and its query if keys go there."""
-    return decoded(call.request.headers, provider.credentials.header_positions), (
-        request.query if provider.credentials.query_positions else {}
+    return decoded(call.request.headers, provider.credentials.caller.header_positions), (
+        request.query if provider.credentials.caller.query_positions else {}
     )
 
 
@@ -120,7 +120,7 @@ def apply_credential(flow: http.HTTPFlow, call: Call, credential: UpstreamCreden
         call.answer.pooled_key = (pool, credential.pooled_key)
     elif call.answer.pooled_key is not None:  # a fallback to a provider without a pool: not the last key's
         call.answer.pooled_key = None
-    for parameter in provider.credentials.query_positions:
+    for parameter in provider.credentials.caller.query_positions:
         request.query.pop(parameter, None)
     applied = credential.apply(request.headers.fields, partial(request_parts, request, call))
     request.headers.fields = applied.fields

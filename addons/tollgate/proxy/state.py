@@ -110,7 +110,7 @@ def every_own_pool(loaded: Loaded) -> list[KeyPool]:
         pool
         for name, runtime in loaded.runtimes.items()
         if runtime is not None
-        for pool in loaded.registry[name].credentials.own_pools(runtime).values()
+        for pool in loaded.registry[name].credentials.source.own_pools(runtime).values()
     ]
 
 

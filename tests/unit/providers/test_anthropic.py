@@ -257,10 +257,10 @@ def test_anthropic_refusal(reason: str) -> None:
 
 
 def test_anthropic_presented_in_each_position() -> None:
-    assert ANTHROPIC.credentials.presented(headers(("X-Api-Key", "sk-ant-1")), {}) == [
+    assert ANTHROPIC.credentials.caller.presented(headers(("X-Api-Key", "sk-ant-1")), {}) == [
         Presented("sk-ant-1", "x-api-key")
     ]
-    assert ANTHROPIC.credentials.presented(headers(("Authorization", "Bearer sk-ant-2")), {}) == [
+    assert ANTHROPIC.credentials.caller.presented(headers(("Authorization", "Bearer sk-ant-2")), {}) == [
         Presented("sk-ant-2", "authorization")
     ]
 

@@ -314,8 +314,8 @@ def test_a_resources_upstream_and_keys_are_its_own() -> None:
     assert target_upstream(AZURE, settings, routed=False, classification=other) == "https://gateway.example"
     assert target_upstream(AZURE, settings, routed=False) == "https://gateway.example"
     provider_pool = KeyPool(settings.keys)
-    first = AZURE.credentials.upstream_credential(mine, {}, provider_pool, settings, runtime)
-    second = AZURE.credentials.upstream_credential(mine, {}, provider_pool, settings, runtime)
+    first = AZURE.credentials.source.upstream_credential(mine, {}, provider_pool, settings, runtime)
+    second = AZURE.credentials.source.upstream_credential(mine, {}, provider_pool, settings, runtime)
     assert isinstance(first, HeaderKey) and isinstance(second, HeaderKey)
     assert (first.name, first.value, first.pooled_key, first.pool) == (
         b"api-key",
@@ -324,25 +324,27 @@ def test_a_resources_upstream_and_keys_are_its_own() -> None:
         runtime.pools[RES],
     )
     assert second.value == b"res-key-2"
-    elsewhere = AZURE.credentials.upstream_credential(other, {}, provider_pool, settings, runtime)
+    elsewhere = AZURE.credentials.source.upstream_credential(other, {}, provider_pool, settings, runtime)
     assert isinstance(elsewhere, HeaderKey)
     assert (elsewhere.value, elsewhere.pool) == (b"provider-key", None)
     # The caller's own key in X-Azure-Key wins; it goes in api-key too, whatever the path.
-    side = AZURE.credentials.upstream_credential(mine, {"x-azure-key": "own"}, provider_pool, settings, runtime)
+    side = AZURE.credentials.source.upstream_credential(mine, {"x-azure-key": "own"}, provider_pool, settings, runtime)
     assert isinstance(side, HeaderKey) and (side.name, side.value, side.pooled_key) == (b"api-key", b"own", None)
     assert side.drop == {b"api-key", b"authorization", b"ocp-apim-subscription-key"}
-    assert AZURE.credentials.upstream_credential(mine, {}, KeyPool(()), azure(), None) is None
+    assert AZURE.credentials.source.upstream_credential(mine, {}, KeyPool(()), azure(), None) is None
 
 
 def test_load_runtime_keeps_the_rests_of_a_resources_keys() -> None:
     settings = azure(resources={RES: {"keys": ["a", "b"]}})
-    first = AZURE.credentials.load_runtime(Config(), settings, None)
+    first = AZURE.credentials.source.load_runtime(Config(), settings, None)
     assert isinstance(first, AzureRuntime) and first.tokens is None
     first.pools[RES].rest("a", 60)
-    again = AZURE.credentials.load_runtime(Config(), azure(resources={RES: {"keys": ["a", "c"]}}), (settings, first))
+    again = AZURE.credentials.source.load_runtime(
+        Config(), azure(resources={RES: {"keys": ["a", "c"]}}), (settings, first)
+    )
     assert isinstance(again, AzureRuntime)
     assert again.pools[RES].rest_left("a") > 0
-    assert AZURE.credentials.load_runtime(Config(), azure(), None) is None
+    assert AZURE.credentials.source.load_runtime(Config(), azure(), None) is None
 
 
 def test_refusals_are_in_openais_shape() -> None:
@@ -376,13 +378,13 @@ def test_usage_is_read_as_openais() -> None:
 
 
 def test_a_caller_presents_keys_in_api_key_or_as_a_bearer() -> None:
-    found = AZURE.credentials.presented(headers(("api-key", "vk-1"), ("authorization", "Bearer tok")), {})
+    found = AZURE.credentials.caller.presented(headers(("api-key", "vk-1"), ("authorization", "Bearer tok")), {})
     assert [(p.value, p.position) for p in found] == [("vk-1", "api-key"), ("tok", "authorization")]
 
 
 def test_a_resources_key_rested_by_another_process_rests_here_and_its_keys_are_counted() -> None:
     config = parse_config({"providers": {"azure": {"keys": ["p1"], "resources": {RES: {"keys": ["r1", "r2"]}}}}})
-    runtime = AZURE.credentials.load_runtime(config, config.providers.azure, None)
+    runtime = AZURE.credentials.source.load_runtime(config, config.providers.azure, None)
     assert isinstance(runtime, AzureRuntime)
     shared = Shared()
     shared.loaded = Loaded.build(config, runtimes={"azure": runtime})

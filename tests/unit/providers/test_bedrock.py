@@ -578,7 +578,7 @@ def test_bedrock_refusal(reason: str) -> None:
 
 
 def test_bedrock_presented() -> None:
-    assert BEDROCK.credentials.presented(headers(("Authorization", "Bearer ABSK-token")), {}) == [
+    assert BEDROCK.credentials.caller.presented(headers(("Authorization", "Bearer ABSK-token")), {}) == [
         Presented("ABSK-token", "authorization")
     ]
     sigv4 = (
@@ -586,7 +586,7 @@ def test_bedrock_presented() -> None:
         "SignedHeaders=host;x-amz-date, Signature=abc"
     )
     h = headers(("Authorization", sigv4), ("X-Amz-Security-Token", "session"), ("X-Amz-Date", "20240101T000000Z"))
-    assert BEDROCK.credentials.presented(h, {}) == []
+    assert BEDROCK.credentials.caller.presented(h, {}) == []
 
 
 @settings(max_examples=examples(200), deadline=None)

@@ -321,14 +321,14 @@ def test_gemini_refusal(reason: str) -> None:
 
 
 def test_gemini_presented_in_each_position() -> None:
-    assert GEMINI.credentials.presented(headers(("X-Goog-Api-Key", "AIza-h")), {}) == [
+    assert GEMINI.credentials.caller.presented(headers(("X-Goog-Api-Key", "AIza-h")), {}) == [
         Presented("AIza-h", "x-goog-api-key")
     ]
-    assert GEMINI.credentials.presented(headers(), {"key": "AIza-q"}) == [Presented("AIza-q", "query:key")]
-    assert GEMINI.credentials.presented(headers(("Authorization", "Bearer ya29.tok")), {}) == [
+    assert GEMINI.credentials.caller.presented(headers(), {"key": "AIza-q"}) == [Presented("AIza-q", "query:key")]
+    assert GEMINI.credentials.caller.presented(headers(("Authorization", "Bearer ya29.tok")), {}) == [
         Presented("ya29.tok", "authorization")
     ]
-    both = GEMINI.credentials.presented(
+    both = GEMINI.credentials.caller.presented(
         headers(("x-goog-api-key", " AIza-h "), ("authorization", "Bearer b")), {"key": "AIza-q"}
     )
     assert both == [
@@ -336,7 +336,7 @@ def test_gemini_presented_in_each_position() -> None:
         Presented("b", "authorization"),
         Presented("AIza-q", "query:key"),
     ]
-    assert GEMINI.credentials.presented(headers(("x-goog-api-key", "   ")), {"key": ""}) == []
+    assert GEMINI.credentials.caller.presented(headers(("x-goog-api-key", "   ")), {"key": ""}) == []
 
 
 @pytest.mark.parametrize(

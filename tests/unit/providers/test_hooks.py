@@ -33,7 +33,7 @@ from tollgate.formats.registry import wire_format
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.providers import PROVIDERS
 from tollgate.providers.bedrock import BedrockConfig
-from tollgate.providers.credentials import Credentials, OwnCredential, VerifiedCaller
+from tollgate.providers.credentials import CallerCheck, OwnCredential, UpstreamCredentials, VerifiedCaller
 from tollgate.proxy.stages.settings import load
 
 BEDROCK = PROVIDERS["bedrock"]
@@ -130,14 +130,18 @@ def verifies_with(applied_fields: tuple[tuple[bytes, bytes], ...], body: bytes, 
 
 def test_routes_prefixes_and_settings_come_from_the_registry() -> None:
     assert OPENAI_COMPATIBLE_TARGETS[:4] == ("gemini", "anthropic", "bedrock", "azure")
-    prefixes = {name: p.openai_compatible_prefix for name, p in PROVIDERS.items() if p.openai_compatible_prefix}
+    prefixes = {
+        name: p.routing.openai_compatible_prefix for name, p in PROVIDERS.items() if p.routing.openai_compatible_prefix
+    }
     assert {k: prefixes[k] for k in OPENAI_COMPATIBLE_TARGETS[:4]} == {
         "gemini": "/v1beta/openai/",
         "anthropic": "/v1/",
         "bedrock": "/openai/v1/",
         "azure": "/openai/v1/",
     }
-    assert {name: set(PROVIDERS[name].openai_compatible_endpoints) for name in OPENAI_COMPATIBLE_TARGETS[:4]} == {
+    assert {
+        name: set(PROVIDERS[name].routing.openai_compatible_endpoints) for name in OPENAI_COMPATIBLE_TARGETS[:4]
+    } == {
         "gemini": {"chat.completions", "embeddings"},
         "anthropic": {"chat.completions"},
         "bedrock": {"chat.completions"},
@@ -167,14 +171,14 @@ def test_a_route_to_a_provider_without_a_default_host_needs_upstream() -> None:
 
 
 def test_only_bedrock_verifies_its_callers() -> None:
-    assert {name for name, p in PROVIDERS.items() if p.credentials.verifies_callers} == {"bedrock"}
+    assert {name for name, p in PROVIDERS.items() if p.credentials.check.verifies_callers} == {"bedrock"}
 
 
 # --- the defaults ---------------------------------------------------------------------------------
 
 
 def test_the_default_verifies_no_caller() -> None:
-    assert Credentials.verify_caller(OPENAI.credentials, parts(signed_fields()), {VIRTUAL[0]: VIRTUAL[1]}) is None
+    assert CallerCheck.verify_caller(OPENAI.credentials.check, parts(signed_fields()), {VIRTUAL[0]: VIRTUAL[1]}) is None
 
 
 def test_the_default_prepare_asks_an_openai_format_chat_stream_for_usage() -> None:
@@ -204,32 +208,36 @@ def test_the_default_upstream_credential_is_the_side_header_then_the_pool() -> N
     anthropic = PROVIDERS["anthropic"]
     pool = KeyPool(["sk-ant-pooled"])
     settings = ProviderConfig(keys=("sk-ant-pooled",))
-    own = anthropic.credentials.upstream_credential(CONVERSE, {"x-anthropic-key": "sk-ant-own"}, pool, settings, None)
+    own = anthropic.credentials.source.upstream_credential(
+        CONVERSE, {"x-anthropic-key": "sk-ant-own"}, pool, settings, None
+    )
     assert isinstance(own, HeaderKey)
     assert (own.name, own.value, own.pooled_key) == (b"x-api-key", b"sk-ant-own", None)
-    pooled = anthropic.credentials.upstream_credential(CONVERSE, {"x-anthropic-key": ""}, pool, settings, None)
+    pooled = anthropic.credentials.source.upstream_credential(CONVERSE, {"x-anthropic-key": ""}, pool, settings, None)
     assert isinstance(pooled, HeaderKey)
     assert (pooled.value, pooled.pooled_key, pooled.fingerprint) == (
         b"sk-ant-pooled",
         "sk-ant-pooled",
         fingerprint("sk-ant-pooled"),
     )
-    assert anthropic.credentials.upstream_credential(CONVERSE, {}, KeyPool([]), ProviderConfig(), None) is None
+    assert anthropic.credentials.source.upstream_credential(CONVERSE, {}, KeyPool([]), ProviderConfig(), None) is None
 
 
 def test_every_provider_chooses_its_upstream_credential_in_the_one_order() -> None:
-    """The order is written once (`Credentials.upstream_credential`); a provider declares what
+    """The order is written once (`UpstreamCredentials.upstream_credential`); a provider declares what
     differs: its side credential, the pools its runtime holds, what else Tollgate holds for it."""
     overriding = {
         name
         for name, p in PROVIDERS.items()
-        if type(p.credentials).upstream_credential is not Credentials.upstream_credential
+        if type(p.credentials.source).upstream_credential is not UpstreamCredentials.upstream_credential
     }
     assert overriding == set()
 
 
 def test_a_header_key_replaces_the_callers_credentials_in_one_pass() -> None:
-    key = OPENAI.credentials.upstream_credential(CHAT, {"x-openai-key": "sk-real"}, KeyPool([]), ProviderConfig(), None)
+    key = OPENAI.credentials.source.upstream_credential(
+        CHAT, {"x-openai-key": "sk-real"}, KeyPool([]), ProviderConfig(), None
+    )
     assert key is not None
     fields = ((b"Authorization", b"Bearer tg-virtual"), (b"Content-Type", b"application/json"))
     applied = key.apply(fields, not_read)  # a header key needs only the header fields
@@ -237,9 +245,9 @@ def test_a_header_key_replaces_the_callers_credentials_in_one_pass() -> None:
     assert (applied.fingerprint, applied.host) == (fingerprint("sk-real"), None)
     # The OpenAI format takes a Bearer token at any provider; Gemini's own takes its header.
     gemini = PROVIDERS["gemini"]
-    assert gemini.credentials.header_key("AIza", CHAT).name == b"authorization"
+    assert gemini.credentials.key.header_key("AIza", CHAT).name == b"authorization"
     assert (
-        gemini.credentials.header_key("AIza", Classification("generateContent", wire_format="gemini-generate")).name
+        gemini.credentials.key.header_key("AIza", Classification("generateContent", wire_format="gemini-generate")).name
         == b"x-goog-api-key"
     )
 
@@ -250,10 +258,10 @@ def test_a_pooled_key_bills_its_own_account_and_a_callers_key_the_callers() -> N
         (b"OpenAI-Organization", b"org-callers"),
         (b"OpenAI-Project", b"proj_callers"),
     )
-    pooled = OPENAI.credentials.upstream_credential(CHAT, {}, KeyPool(["sk-pooled"]), ProviderConfig(), None)
+    pooled = OPENAI.credentials.source.upstream_credential(CHAT, {}, KeyPool(["sk-pooled"]), ProviderConfig(), None)
     assert pooled is not None
     assert pooled.apply(fields, not_read).fields == ((b"authorization", b"Bearer sk-pooled"),)
-    own = OPENAI.credentials.upstream_credential(
+    own = OPENAI.credentials.source.upstream_credential(
         CHAT, {"x-openai-key": "sk-own"}, KeyPool(["sk-pooled"]), ProviderConfig(), None
     )
     assert own is not None
@@ -261,13 +269,13 @@ def test_a_pooled_key_bills_its_own_account_and_a_callers_key_the_callers() -> N
 
 
 def test_the_default_own_credential_is_the_first_key_presented() -> None:
-    own = OPENAI.credentials.own_credential({}, {"authorization": "Bearer sk-own"}, {})
+    own = OPENAI.credentials.check.own_credential({}, {"authorization": "Bearer sk-own"}, {})
     assert own == OwnCredential(fingerprint("sk-own"))
-    assert OPENAI.credentials.own_credential({}, {}, {}) == OwnCredential(None)
+    assert OPENAI.credentials.check.own_credential({}, {}, {}) == OwnCredential(None)
 
 
 def test_the_default_loads_nothing() -> None:
-    assert OPENAI.credentials.load_runtime(Config(), ProviderConfig(), None) is None
+    assert OPENAI.credentials.source.load_runtime(Config(), ProviderConfig(), None) is None
 
 
 # --- Bedrock: verifying the caller ------------------------------------------------------------------
@@ -275,27 +283,29 @@ def test_the_default_loads_nothing() -> None:
 
 def test_bedrock_verifies_a_virtual_credentials_signature() -> None:
     secrets = {VIRTUAL[0]: VIRTUAL[1]}
-    verified = BEDROCK.credentials.verify_caller(parts(signed_fields()), secrets)
+    verified = BEDROCK.credentials.check.verify_caller(parts(signed_fields()), secrets)
     assert verified == VerifiedCaller(VIRTUAL[0], hashlib.sha256(BODY).hexdigest())
     # HTTP/2: no Host field, the :authority stands for it.
-    assert BEDROCK.credentials.verify_caller(parts(signed_fields(host=None), authority=HOST), secrets) == verified
+    assert BEDROCK.credentials.check.verify_caller(parts(signed_fields(host=None), authority=HOST), secrets) == verified
 
 
 def test_bedrock_leaves_alone_what_is_no_virtual_credential() -> None:
     secrets = {VIRTUAL[0]: VIRTUAL[1]}
-    assert BEDROCK.credentials.verify_caller(parts(((b"authorization", b"Bearer ABSK-key"),)), secrets) is None
-    assert BEDROCK.credentials.verify_caller(parts(signed_fields(access="AKIAOTHER")), secrets) is None  # not ours
+    assert BEDROCK.credentials.check.verify_caller(parts(((b"authorization", b"Bearer ABSK-key"),)), secrets) is None
+    assert (
+        BEDROCK.credentials.check.verify_caller(parts(signed_fields(access="AKIAOTHER")), secrets) is None
+    )  # not ours
     malformed = ((b"authorization", b"AWS4-HMAC-SHA256 Credential=nonsense"),)
-    assert BEDROCK.credentials.verify_caller(parts(malformed), secrets) is None
-    assert BEDROCK.credentials.verify_caller(parts(()), secrets) is None
+    assert BEDROCK.credentials.check.verify_caller(parts(malformed), secrets) is None
+    assert BEDROCK.credentials.check.verify_caller(parts(()), secrets) is None
 
 
 def test_bedrock_refuses_a_virtual_credentials_bad_signature() -> None:
     with pytest.raises(sigv4.SignatureError) as info:
-        BEDROCK.credentials.verify_caller(parts(signed_fields(secret="wrong")), {VIRTUAL[0]: VIRTUAL[1]})
+        BEDROCK.credentials.check.verify_caller(parts(signed_fields(secret="wrong")), {VIRTUAL[0]: VIRTUAL[1]})
     assert info.value.code == sigv4.BAD_SIGNATURE
     with pytest.raises(sigv4.SignatureError):  # the body changed after signing
-        BEDROCK.credentials.verify_caller(parts(signed_fields(), body=BODY + b" "), {VIRTUAL[0]: VIRTUAL[1]})
+        BEDROCK.credentials.check.verify_caller(parts(signed_fields(), body=BODY + b" "), {VIRTUAL[0]: VIRTUAL[1]})
 
 
 # --- Bedrock: the upstream credential ----------------------------------------------------------------
@@ -312,7 +322,7 @@ def bedrock_credential(
     runtime: Any = None,
 ) -> Any:
     settings = BedrockConfig(keys=keys, bearer_token=bearer_token)
-    return BEDROCK.credentials.upstream_credential(CONVERSE, side or {}, KeyPool(keys), settings, runtime)
+    return BEDROCK.credentials.source.upstream_credential(CONVERSE, side or {}, KeyPool(keys), settings, runtime)
 
 
 AWS_SIDE = {"x-aws-access-key": "AKIASIDE", "x-aws-secret-key": "side-secret"}
@@ -386,11 +396,11 @@ def test_credentials_that_cannot_be_had_are_reported_not_raised() -> None:
 
 def test_bedrock_passes_a_callers_own_signature_through_as_signed() -> None:
     index = header_index(signed_fields(access="AKIAOWN"))
-    assert BEDROCK.credentials.own_credential(index, {}, {}) == OwnCredential(fingerprint("AKIAOWN"), signed=True)
+    assert BEDROCK.credentials.check.own_credential(index, {}, {}) == OwnCredential(fingerprint("AKIAOWN"), signed=True)
     unreadable = {b"authorization": b"AWS4-HMAC-SHA256 nonsense"}
-    assert BEDROCK.credentials.own_credential(unreadable, {}, {}) == OwnCredential(None, signed=True)
+    assert BEDROCK.credentials.check.own_credential(unreadable, {}, {}) == OwnCredential(None, signed=True)
     bearer = {b"authorization": b"Bearer ABSK-own"}
-    assert BEDROCK.credentials.own_credential(bearer, {"authorization": "Bearer ABSK-own"}, {}) == OwnCredential(
+    assert BEDROCK.credentials.check.own_credential(bearer, {"authorization": "Bearer ABSK-own"}, {}) == OwnCredential(
         fingerprint("ABSK-own")
     )
 
@@ -408,15 +418,15 @@ def test_bedrock_asks_for_usage_unless_the_caller_signed_the_body() -> None:
 
 def test_bedrock_keeps_its_credentials_while_their_setting_is_unchanged() -> None:
     static = BedrockConfig(credentials={"access_key_id": REAL[0], "secret_access_key": REAL[1]})
-    source = BEDROCK.credentials.load_runtime(Config(), static, None)
+    source = BEDROCK.credentials.source.load_runtime(Config(), static, None)
     assert source().access_key == REAL[0]
     assert (
-        BEDROCK.credentials.load_runtime(Config(), static.model_copy(update={"keys": ("k",)}), (static, source))
+        BEDROCK.credentials.source.load_runtime(Config(), static.model_copy(update={"keys": ("k",)}), (static, source))
         is source
     )
     other = BedrockConfig(credentials={"access_key_id": "AKIAOTHER", "secret_access_key": "s"})
-    assert BEDROCK.credentials.load_runtime(Config(), other, (static, source))().access_key == "AKIAOTHER"
-    assert BEDROCK.credentials.load_runtime(Config(), BedrockConfig(), (static, source)) is None
+    assert BEDROCK.credentials.source.load_runtime(Config(), other, (static, source))().access_key == "AKIAOTHER"
+    assert BEDROCK.credentials.source.load_runtime(Config(), BedrockConfig(), (static, source)) is None
 
 
 def test_bedrock_names_the_setting_its_credentials_fail_in(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -425,20 +435,20 @@ def test_bedrock_names_the_setting_its_credentials_fail_in(monkeypatch: pytest.M
 
     monkeypatch.setattr(sigv4, "credential_source", no_chain)
     with pytest.raises(ValueError) as info:
-        BEDROCK.credentials.load_runtime(Config(), BedrockConfig(credentials="default"), None)
+        BEDROCK.credentials.source.load_runtime(Config(), BedrockConfig(credentials="default"), None)
     assert str(info.value) == "credentials: default: botocore's credential chain found no credentials"
 
 
 def test_bedrock_loads_botocore_when_the_configuration_mentions_it(monkeypatch: pytest.MonkeyPatch) -> None:
     loads: list[bool] = []
     monkeypatch.setattr(sigv4, "load_botocore", lambda: loads.append(True))
-    BEDROCK.credentials.load_runtime(Config(), BedrockConfig(), None)
+    BEDROCK.credentials.source.load_runtime(Config(), BedrockConfig(), None)
     assert loads == []
     virtual = parse_config(
         {"clients": [{"name": "a", "aws_credentials": [{"access_key_id": "A", "secret_access_key": "s"}]}]}
     )
-    BEDROCK.credentials.load_runtime(virtual, BedrockConfig(), None)
-    BEDROCK.credentials.load_runtime(Config(), BedrockConfig(bearer_token="ABSK"), None)
+    BEDROCK.credentials.source.load_runtime(virtual, BedrockConfig(), None)
+    BEDROCK.credentials.source.load_runtime(Config(), BedrockConfig(bearer_token="ABSK"), None)
     assert loads == [True, True]
     assert "botocore" in sys.modules  # (this process has it anyway: the tests sign with it)
 
@@ -538,10 +548,12 @@ def test_bedrock_verifies_a_signature_over_the_authority() -> None:
     )
     fields = tuple((k.encode(), v.encode()) for k, v in headers.items() if k != ":authority")
     secrets = {VIRTUAL[0]: VIRTUAL[1]}
-    assert BEDROCK.credentials.verify_caller(parts(fields, authority=HOST), secrets) == VerifiedCaller(
+    assert BEDROCK.credentials.check.verify_caller(parts(fields, authority=HOST), secrets) == VerifiedCaller(
         VIRTUAL[0], hashlib.sha256(BODY).hexdigest()
     )
     with pytest.raises(sigv4.SignatureError, match="signature we calculated does not match"):
-        BEDROCK.credentials.verify_caller(parts(fields, authority="bedrock-runtime.us-west-2.amazonaws.com"), secrets)
+        BEDROCK.credentials.check.verify_caller(
+            parts(fields, authority="bedrock-runtime.us-west-2.amazonaws.com"), secrets
+        )
     with pytest.raises(sigv4.SignatureError, match="':authority' is signed but the request has none"):
-        BEDROCK.credentials.verify_caller(parts(((b"host", HOST.encode()), *fields)), secrets)
+        BEDROCK.credentials.check.verify_caller(parts(((b"host", HOST.encode()), *fields)), secrets)

@@ -353,13 +353,13 @@ def test_openai_refusal(reason: str) -> None:
 
 
 def test_openai_presented() -> None:
-    assert OPENAI.credentials.presented(headers(("Authorization", "Bearer sk-abc")), {}) == [
+    assert OPENAI.credentials.caller.presented(headers(("Authorization", "Bearer sk-abc")), {}) == [
         Presented("sk-abc", "authorization")
     ]
-    assert OPENAI.credentials.presented(headers(("authorization", "Basic x")), {}) == []
-    assert OPENAI.credentials.presented(headers(), {}) == []
+    assert OPENAI.credentials.caller.presented(headers(("authorization", "Basic x")), {}) == []
+    assert OPENAI.credentials.caller.presented(headers(), {}) == []
     # A `key` query parameter is not an OpenAI credential position.
-    assert OPENAI.credentials.presented(headers(), {"key": "sk-abc"}) == []
+    assert OPENAI.credentials.caller.presented(headers(), {"key": "sk-abc"}) == []
 
 
 @pytest.mark.parametrize(

@@ -268,10 +268,10 @@ def test_a_configured_host_glob_never_takes_a_providers_own_host() -> None:
 
 
 def test_side_headers() -> None:
-    assert OPENAI.credentials.side_header == "X-OpenAI-Key"
-    assert GEMINI.credentials.side_header == "X-Gemini-Key"
-    assert ANTHROPIC.credentials.side_header == "X-Anthropic-Key"
-    assert BEDROCK.credentials.side_header == "X-AWS-Bearer-Token"
+    assert OPENAI.credentials.caller.side_header == "X-OpenAI-Key"
+    assert GEMINI.credentials.caller.side_header == "X-Gemini-Key"
+    assert ANTHROPIC.credentials.caller.side_header == "X-Anthropic-Key"
+    assert BEDROCK.credentials.caller.side_header == "X-AWS-Bearer-Token"
 
 
 def test_status_per_reason() -> None:
@@ -348,16 +348,20 @@ def test_refusal_body_is_json_and_keeps_any_message(provider: Any, reason: str) 
 
 
 def test_positions() -> None:
-    assert OPENAI.credentials.key_positions == OPENAI.credentials.positions == ("authorization",)
-    assert GEMINI.credentials.key_positions == ("x-goog-api-key", "authorization", "query:key")
-    assert GEMINI.credentials.positions == (
-        *GEMINI.credentials.key_positions,
+    assert OPENAI.credentials.caller.key_positions == OPENAI.credentials.caller.positions == ("authorization",)
+    assert GEMINI.credentials.caller.key_positions == ("x-goog-api-key", "authorization", "query:key")
+    assert GEMINI.credentials.caller.positions == (
+        *GEMINI.credentials.caller.key_positions,
         "query:access_token",
         "query:oauth_token",
     )
-    assert ANTHROPIC.credentials.key_positions == ANTHROPIC.credentials.positions == ("x-api-key", "authorization")
-    assert BEDROCK.credentials.key_positions == ("authorization",)
-    assert BEDROCK.credentials.positions == (
+    assert (
+        ANTHROPIC.credentials.caller.key_positions
+        == ANTHROPIC.credentials.caller.positions
+        == ("x-api-key", "authorization")
+    )
+    assert BEDROCK.credentials.caller.key_positions == ("authorization",)
+    assert BEDROCK.credentials.caller.positions == (
         "authorization",
         "x-amz-security-token",
         "query:X-Amz-Signature",
@@ -366,29 +370,29 @@ def test_positions() -> None:
 
 
 def test_credential_positions_as_headers_and_query_parameters() -> None:
-    assert GEMINI.credentials.header_positions == {b"x-goog-api-key", b"authorization"}
-    assert GEMINI.credentials.query_positions == ("key", "access_token", "oauth_token")
-    assert BEDROCK.credentials.header_positions == {b"authorization", b"x-amz-security-token"}
-    assert BEDROCK.credentials.query_positions == ("X-Amz-Signature", "X-Amz-Security-Token")
+    assert GEMINI.credentials.caller.header_positions == {b"x-goog-api-key", b"authorization"}
+    assert GEMINI.credentials.caller.query_positions == ("key", "access_token", "oauth_token")
+    assert BEDROCK.credentials.caller.header_positions == {b"authorization", b"x-amz-security-token"}
+    assert BEDROCK.credentials.caller.query_positions == ("X-Amz-Signature", "X-Amz-Security-Token")
     assert (
-        ANTHROPIC.credentials.header_positions == {b"x-api-key", b"authorization"}
-        and ANTHROPIC.credentials.query_positions == ()
+        ANTHROPIC.credentials.caller.header_positions == {b"x-api-key", b"authorization"}
+        and ANTHROPIC.credentials.caller.query_positions == ()
     )
-    assert OPENAI.credentials.header_positions == {b"authorization"}
+    assert OPENAI.credentials.caller.header_positions == {b"authorization"}
 
 
 def test_injected_header_follows_the_wire_format() -> None:
     compat = Classification(wire_format="openai-api")
-    assert OPENAI.credentials.injected("sk-real", compat) == ("authorization", "Bearer sk-real")
-    assert GEMINI.credentials.injected("AIza-real", Classification(wire_format="gemini-generate")) == (
+    assert OPENAI.credentials.key.injected("sk-real", compat) == ("authorization", "Bearer sk-real")
+    assert GEMINI.credentials.key.injected("AIza-real", Classification(wire_format="gemini-generate")) == (
         "x-goog-api-key",
         "AIza-real",
     )
-    assert GEMINI.credentials.injected("AIza-real", compat) == ("authorization", "Bearer AIza-real")
+    assert GEMINI.credentials.key.injected("AIza-real", compat) == ("authorization", "Bearer AIza-real")
     native = Classification(wire_format="anthropic-messages")
-    assert ANTHROPIC.credentials.injected("sk-ant-real", native) == ("x-api-key", "sk-ant-real")
-    assert ANTHROPIC.credentials.injected("sk-ant-real", compat) == ("authorization", "Bearer sk-ant-real")
-    assert BEDROCK.credentials.injected("ABSK-real", Classification(wire_format="bedrock-converse")) == (
+    assert ANTHROPIC.credentials.key.injected("sk-ant-real", native) == ("x-api-key", "sk-ant-real")
+    assert ANTHROPIC.credentials.key.injected("sk-ant-real", compat) == ("authorization", "Bearer sk-ant-real")
+    assert BEDROCK.credentials.key.injected("ABSK-real", Classification(wire_format="bedrock-converse")) == (
         "authorization",
         "Bearer ABSK-real",
     )

@@ -339,7 +339,7 @@ def test_a_configured_vendor_joins_the_registry_its_hosts_and_its_pool() -> None
     assert loaded.hosts.provider_for("acme.example") is None
     assert loaded.hosts.provider_for("api.groq.com") is PROVIDERS["groq"]
     assert loaded.pools["acme"].take() == "sk-acme"
-    assert (acme.name, acme.semconv_name, acme.credentials.side_header) == ("acme", "acme", "X-Vendor-Key")
+    assert (acme.name, acme.semconv_name, acme.credentials.caller.side_header) == ("acme", "acme", "X-Vendor-Key")
     c = classify(acme, "POST", "/api/v2/chat/completions", CHAT)
     assert (c.endpoint, c.model, c.wire_format) == ("chat.completions", "m-1", OPENAI_API)
     with pytest.raises(Unreadable):
@@ -432,7 +432,7 @@ SAMPLE_ROW = Vendor(
 
 def test_a_preset_is_made_from_its_row() -> None:
     acme = OpenAICompatible.from_row(SAMPLE_ROW)
-    assert (acme.name, acme.semconv_name, acme.credentials.side_header) == ("acme-ai", "acme_ai", "X-Acme-Key")
+    assert (acme.name, acme.semconv_name, acme.credentials.caller.side_header) == ("acme-ai", "acme_ai", "X-Acme-Key")
     # Its host, written once: intercepted, matched, and where a call routed to it goes.
     assert re.fullmatch(acme.host_pattern, "api.acme.example") and not re.fullmatch(acme.host_pattern, "acme.example")
     assert (acme.host_globs, acme.upstream.default_host) == (("api.acme.example",), "api.acme.example")

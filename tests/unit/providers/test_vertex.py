@@ -286,7 +286,7 @@ def test_claudes_stream_is_read_as_anthropics() -> None:
 
 
 def load(settings: VertexConfig):
-    return VERTEX.credentials.load_runtime(SimpleNamespace(clients=(), overrides=()), settings, None)
+    return VERTEX.credentials.source.load_runtime(SimpleNamespace(clients=(), overrides=()), settings, None)
 
 
 def test_project_and_location_apply_to_credentials_only() -> None:

@@ -1,8 +1,8 @@
 """A kind of policy decision added as the recipe in docs/architecture.md says: one `DecisionKind`
 (its deny rule, how its facts become the `input` document, how its decisions are cached) and its
 place in `KINDS` (patched in). A policy that writes only that kind's rule then loads, and the kind
-is asked of the real policy (OPA's engine) the one way every kind is: `Policy.decide(kind, facts)`
-here, `Policy.decide_in_worker(kind, facts)` as the proxy asks; and `tollgate policy eval --kind
+is asked of the real policy (OPA's engine) the one way every kind is, `Policy.decide(kind, facts)`:
+here, and in the worker as the proxy asks; and `tollgate policy eval --kind
 upload` evaluates a sample of it. Nothing else in `Policy`, nor in the command, changes."""
 
 from __future__ import annotations
@@ -100,14 +100,14 @@ def test_the_new_kind_is_decided_in_the_worker_as_the_proxy_asks(declared: None,
 
     async def asked() -> Decision:
         try:
-            decision = policy.decide_in_worker(UPLOAD_DECISION, ("bob", "fine-tune", 10))
+            decision = policy.decide(UPLOAD_DECISION, ("bob", "fine-tune", 10))
             assert not isinstance(decision, Decision)  # not cached yet: awaited from the worker
             return await decision
         finally:
             await policy.aclose()
 
     assert asyncio.run(asked()) == Decision(("bob may not upload files for fine-tune",))
-    assert policy.decide_in_worker(UPLOAD_DECISION, ("bob", "fine-tune", 10)) == Decision(
+    assert policy.decide(UPLOAD_DECISION, ("bob", "fine-tune", 10)) == Decision(
         ("bob may not upload files for fine-tune",)
     )
 

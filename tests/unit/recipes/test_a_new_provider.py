@@ -36,9 +36,10 @@ from tollgate.formats import OPENAI_API, OPENAI_CHAT
 from tollgate.formats.openai_api.request import classify_body
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification
+from tollgate.providers.routing import Routing
 from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.cost import Cost
-from tollgate.providers.credentials import Credentials
+from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement
 from tollgate.providers.upstream import Upstream
 
 
@@ -46,10 +47,10 @@ class LineHost(Provider):
     name = semconv_name = "linehost"
     host_globs = ("api.line.example",)
     host_pattern = r"api\\.line\\.example"
-    credentials = Credentials("X-Line-Key", ("authorization",), "authorization")
+    credentials = Credentials(CallerKeys("X-Line-Key", ("authorization",)), KeyPlacement("authorization"))
     cost = Cost("openai")
     upstream = Upstream("api.line.example")
-    chat_formats: ClassVar[Mapping[str, str]] = {"chat.completions": OPENAI_CHAT}
+    routing = Routing(chat_formats={"chat.completions": OPENAI_CHAT})
     error_format = OPENAI_API
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:

@@ -306,7 +306,7 @@ def _by_policy(
     a = asked
     name = service.name if service is not None else None
     facts = egress_facts(a.client, a.auth, a.source, a.host, a.port, address, name)
-    decision = policy.decide_in_worker(EGRESS_DECISION, facts)
+    decision = policy.decide(EGRESS_DECISION, facts)
     if type(decision) is Decision:
         return _by_decision(decision, allowed)
     return _by_decision_once_made(decision, allowed)  # type: ignore[arg-type]

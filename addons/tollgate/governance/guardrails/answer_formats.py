@@ -69,7 +69,7 @@ ANSWER_FORMATS: dict[str, AnswerFormat] = {
 }
 
 # The endpoints whose answers are in a format of their own, not one of the chat formats a provider
-# names (`Provider.chat_formats`): endpoint → format.
+# names (`Provider.routing.chat_formats`): endpoint → format.
 ANSWER_ENDPOINTS: dict[str, str] = {
     # The plans' (Copilot's, ChatGPT's) name no chat formats: their answers are in these all the same.
     RESPONSES: OPENAI_RESPONSES,

@@ -100,8 +100,8 @@ def service_model_text(classification: Classification, provider: Provider) -> st
     endpoint = classification.endpoint
     if endpoint is None:
         return "the answer of a service call with no name, which may carry model text"
-    named = provider.service_model_text.get(endpoint)
-    if named is not None or endpoint in provider.service_without_model_text:
+    named = provider.services.model_text.get(endpoint)
+    if named is not None or endpoint in provider.services.without_model_text:
         return named
     return f"the answer of the service call {endpoint}, which may carry model text"
 

@@ -24,7 +24,7 @@ class ToolChecks:
         for name in names:
             if name in self._known or name in self._asked:
                 continue
-            decision = self._policy.decide_in_worker(MCP_DECISION, self._exchange.tool_input(name))
+            decision = self._policy.decide(MCP_DECISION, self._exchange.tool_input(name))
             if isinstance(decision, Decision):
                 self._known[name] = decision.allowed
             else:

@@ -11,6 +11,7 @@ engine is `policy_engine`; the policy's settings (`policy:`) are declared here.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -84,8 +85,7 @@ class DecisionKind[In]:
     """A kind of decision (an LLM call's, an MCP request's, a connection's: `KINDS`), declared once:
     the deny rule that makes it (its reasons, a set of strings), how its facts become the `input`
     document the rule reads, and how its decisions are cached for a policy's sources (`keyed`:
-    on the facts they read). Every kind is asked the same way: `Policy.decide_in_worker(kind,
-    facts)` as the proxy asks, `Policy.decide(kind, facts)` in this process. `gives`: whether the
+    on the facts they read). Every kind is asked the same way: `Policy.decide(kind, facts)`. `gives`: whether the
     proxy's input of this kind has a top-level name (`tollgate policy eval` warns of those a policy
     reads and a sample lacks: of this kind's only)."""
 
@@ -98,9 +98,10 @@ class DecisionKind[In]:
 
 class Policy:
     """The compiled modules of some Rego files, ready to decide each kind of decision
-    (`DecisionKind`): in-process (`decide`), or as the proxy does, in a worker process within a
-    time limit (`decide_in_worker`). With `apart` (the proxy) they are compiled in a process of
-    their own and OPA's engine is never loaded here; else here, where `decide` will evaluate them.
+    (`DecisionKind`), asked one way (`decide`): in a worker process within a time limit where the
+    asker runs an event loop (the proxy), else in this process. With `apart` (the proxy) they are
+    compiled in a process of their own and OPA's engine is loaded here only for a decision asked
+    with no loop running; else here, at once.
     A policy that calls `opa.runtime` is refused, and one that calls `http.send` or
     `net.lookup_ip_addr` but with `network` (`policy_builtins`)."""
 
@@ -143,30 +144,28 @@ class Policy:
         # facts no rule reads (a conversation's growing message count) gets that call's decision.
         self._keys: dict[DecisionKind[Any], Callable[[Any], Hashable]] = {}
 
-    def decide[In](self, kind: DecisionKind[In], facts: In) -> Decision:
-        """A decision of a kind (`CALL_DECISION`, `MCP_DECISION`, `EGRESS_DECISION`) on its facts,
-        evaluated in this process without a time limit; cached as the proxy's are."""
+    def decide[In](self, kind: DecisionKind[In], facts: In) -> Decision | Awaitable[Decision]:
+        """A decision of a kind (`CALL_DECISION`, `MCP_DECISION`, `EGRESS_DECISION`) on its facts: a
+        cached one at once (keyed on the facts the policy reads); else, asked from a running event
+        loop (the proxy's, which must never wait on a policy), an awaitable evaluation in the worker
+        process within the time limit; asked with no loop running (a check, a benchmark), one
+        evaluated here at once, without a time limit. Its input document is built only then."""
         cache = self._cache
         if cache is None:
-            return self._evaluate(kind, kind.document(facts))
+            return self._made(None, kind, facts)
         key = (kind, (self._keys.get(kind) or self._key(kind))(facts))
         decision = cache.get(key)
         if decision is None:
-            decision = self._evaluate(kind, kind.document(facts))
-            self._remember(key, decision)
+            return self._made(key, kind, facts)
         return decision
 
-    def decide_in_worker[In](self, kind: DecisionKind[In], facts: In) -> Decision | Awaitable[Decision]:
-        """A decision of a kind on its facts as the proxy makes it: a cached one at once (keyed on
-        the facts the policy reads); else an awaitable evaluation in the worker process, within the
-        time limit. Its input document is built only then."""
-        cache = self._cache
-        if cache is None:
-            return self._in_worker(None, kind, kind.document(facts))
-        key = (kind, (self._keys.get(kind) or self._key(kind))(facts))
-        decision = cache.get(key)
-        if decision is None:
-            return self._in_worker(key, kind, kind.document(facts))
+    def _made(self, key: Hashable | None, kind: DecisionKind[Any], facts: Any) -> Decision | Awaitable[Decision]:
+        document = kind.document(facts)
+        if asyncio._get_running_loop() is not None:
+            return self._in_worker(key, kind, document)
+        decision = self._evaluate(kind, document)
+        if key is not None:
+            self._remember(key, decision)
         return decision
 
     def _key(self, kind: DecisionKind[Any]) -> Callable[[Any], Hashable]:
@@ -187,7 +186,7 @@ class Policy:
 
     @property
     def rules(self) -> Rules:
-        """The policy compiled in this process (for `decide`), at its first need."""
+        """The policy compiled in this process (for a decision asked with no loop running), at its first need."""
         if self._rules is None:
             self._rules = Rules(self.sources)
         return self._rules

@@ -14,7 +14,9 @@ from tollgate.governance.matching import PROVIDER_NAMES, OverrideMatch, known_pr
 from tollgate.providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS, Provider
 
 # The providers whose OpenAI-compatible API takes OpenAI's calls as they are (`api: openai_compatible`).
-OPENAI_COMPATIBLE_TARGETS = tuple(name for name, p in PROVIDERS.items() if p.openai_compatible_prefix is not None)
+OPENAI_COMPATIBLE_TARGETS = tuple(
+    name for name, p in PROVIDERS.items() if p.routing.openai_compatible_prefix is not None
+)
 
 
 class Fallback(Strict):
@@ -100,12 +102,12 @@ def route_api(
     target = registry[rule.provider]
     compatible = (
         provider == OPENAI_COMPATIBLE_SOURCE
-        and target.openai_compatible_prefix is not None
-        and endpoint in target.openai_compatible_endpoints
+        and target.routing.openai_compatible_prefix is not None
+        and endpoint in target.routing.openai_compatible_endpoints
     )
     if compatible and rule.api != "native":
         return "openai_compatible"
-    if endpoint in registry[provider].chat_formats and rule.api != "openai_compatible":
+    if endpoint in registry[provider].routing.chat_formats and rule.api != "openai_compatible":
         return "native"
     return None
 
@@ -128,9 +130,9 @@ class RuleBook:
 
 def routed_path(target: Provider, path: str) -> str:
     """An OpenAI API path (`/v1/chat/completions?…`) on the target's OpenAI-compatible API."""
-    assert target.openai_compatible_prefix is not None
+    assert target.routing.openai_compatible_prefix is not None
     rest = path.removeprefix("/v1/") if path.startswith("/v1/") else path.lstrip("/")
-    return target.openai_compatible_prefix + rest
+    return target.routing.openai_compatible_prefix + rest
 
 
 def fitted_for(target: Provider, endpoint: str | None, body: dict[str, Any] | None) -> bool:
@@ -139,7 +141,7 @@ def fitted_for(target: Provider, endpoint: str | None, body: dict[str, Any] | No
     fallback's): made what `target`'s API takes (`Provider.fit_chat_body`: a vendor's `max_tokens`
     for OpenAI's `max_completion_tokens`); whether it changed. The call's facts keep the client's
     reading, which the ledger bounds the output by."""
-    if body is None or endpoint not in target.chat_formats:
+    if body is None or endpoint not in target.routing.chat_formats:
         return False
     before = dict(body)
     target.fit_chat_body(body)

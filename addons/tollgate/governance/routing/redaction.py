@@ -16,7 +16,12 @@ from tollgate.providers.base import REDACTED
 _HEADERS: dict[bytes, str] = {
     name.lower().encode(): name.lower()
     for name in (
-        *(p for provider in PROVIDERS.values() for p in provider.credentials.positions if not p.startswith("query:")),
+        *(
+            p
+            for provider in PROVIDERS.values()
+            for p in provider.credentials.caller.positions
+            if not p.startswith("query:")
+        ),
         *SIDE_HEADERS,
         "proxy-authorization",
         "cookie",
@@ -24,7 +29,7 @@ _HEADERS: dict[bytes, str] = {
 }
 # Query parameters that carry a key (Gemini's `key`), redacted on every provider's calls.
 QUERY_PARAMETERS: tuple[str, ...] = tuple(
-    dict.fromkeys(q for p in PROVIDERS.values() for q in p.credentials.query_positions)
+    dict.fromkeys(q for p in PROVIDERS.values() for q in p.credentials.caller.query_positions)
 )
 QUERY_POSITIONS = tuple(f"query:{p}" for p in QUERY_PARAMETERS)
 QUERY_POSITION_SET = frozenset(QUERY_POSITIONS)
@@ -36,7 +41,9 @@ _QUERY_NAMES = frozenset(p.lower() for p in QUERY_PARAMETERS)
 WEBSOCKET_PROTOCOL = "sec-websocket-protocol"
 _WEBSOCKET_PROTOCOL = WEBSOCKET_PROTOCOL.encode()
 (_KEY_PROTOCOL,) = (
-    p.credentials.key_subprotocol.encode() for p in PROVIDERS.values() if p.credentials.key_subprotocol is not None
+    p.credentials.caller.key_subprotocol.encode()
+    for p in PROVIDERS.values()
+    if p.credentials.caller.key_subprotocol is not None
 )
 _REDACTED = REDACTED.encode()
 _MARKED = frozenset(_HEADERS.values())

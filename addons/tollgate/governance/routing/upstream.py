@@ -1,5 +1,5 @@
 """Sending to a provider's API, the target: where a request for it goes (`target_upstream`), the
-headers its API needs beside the body (`Provider.target_headers`), the credential Tollgate puts on
+headers its API needs beside the body (`Provider.routing.target_headers`), the credential Tollgate puts on
 it (`credential_for`: a pooled key, a SigV4 signature or a Google access token, as the provider's
 `upstream_credential` chooses) and the rest of a pooled key the provider refused (`rest_refused_key`).
 
@@ -35,7 +35,11 @@ if TYPE_CHECKING:
 # The headers a caller sends its own upstream credential in, every provider's: each is removed from
 # every call whichever provider it names (a key sent to the wrong provider must not travel on).
 SIDE_HEADERS = (
-    *(h for p in PROVIDERS.values() for h in (p.credentials.side_header, *p.credentials.extra_side_headers)),
+    *(
+        h
+        for p in PROVIDERS.values()
+        for h in (p.credentials.caller.side_header, *p.credentials.caller.extra_side_headers)
+    ),
     *CONFIGURED_SIDE_HEADERS,
 )
 NO_SIDE: Mapping[str, str] = MappingProxyType({})
@@ -85,7 +89,7 @@ def credential_for(
     the caller's side header's key, else a pooled key (taken now; none whose circuit is open for
     `model`), a signature or a token; None when it has none."""
     name = provider.name
-    return provider.credentials.upstream_credential(
+    return provider.credentials.source.upstream_credential(
         classification, side, loaded.pools[name], loaded.providers[name], loaded.runtimes[name], model
     )
 
@@ -168,7 +172,7 @@ def json_request(
         (b"host", urlsplit(upstream).netloc.encode()),
         (b"content-type", b"application/json"),
         (b"accept", b"application/json"),
-        *provider.target_headers,
+        *provider.routing.target_headers,
         *((k.encode(), v.encode()) for k, v in extra.items()),
     )
     return Outgoing(upstream, path, fields, body)

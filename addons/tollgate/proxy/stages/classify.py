@@ -128,7 +128,7 @@ def web_app_refusal(request: http.Request, provider: Provider, plans_allowed: bo
     if plans_allowed or plan is None:
         return None
     query = request.query if b"?" in request.data.path else {}
-    if plan_token(provider.credentials.presented(request.headers, query), plan.token_prefix) is None:
+    if plan_token(provider.credentials.caller.presented(request.headers, query), plan.token_prefix) is None:
         return None
     return TENANT_DENIED, PLANS_REFUSED_REASON, PLANS_REFUSED_MESSAGE
 

@@ -106,16 +106,17 @@ class Credential:
         self._send_own(
             flow,
             call,
-            provider.credentials.own_credential(call.request.headers, *credentials_of(call, flow.request, provider)),
+            provider.credentials.check.own_credential(
+                call.request.headers, *credentials_of(call, flow.request, provider)
+            ),
         )
 
     def _pass_through(self, flow: http.HTTPFlow, call: Call) -> None:
         """Only an anonymous caller's own credential goes upstream, and only to its own provider,
         and only on a request as the caller made it when that request is signed."""
         provider = provider_of(call)
-        setting = (
-            f"set providers.{call.route.target.provider}.{provider.credentials.settings} in Tollgate's configuration"
-        )
+        settings = provider.credentials.source.settings
+        setting = f"set providers.{call.route.target.provider}.{settings} in Tollgate's configuration"
         route = call.route
         if call.caller.auth != "anonymous" or route.rerouted:
             routed = f" (routed from {route.requested.provider})" if route.rerouted else ""
@@ -123,10 +124,12 @@ class Credential:
                 flow,
                 call,
                 f"Tollgate has no {call.route.target.provider} credential for this call{routed}: {setting},"
-                f" or send your own key in the {provider.credentials.side_header} header.",
+                f" or send your own key in the {provider.credentials.caller.side_header} header.",
             )
             return
-        own = provider.credentials.own_credential(call.request.headers, *credentials_of(call, flow.request, provider))
+        own = provider.credentials.check.own_credential(
+            call.request.headers, *credentials_of(call, flow.request, provider)
+        )
         if own.signed and call.route.target.model != call.route.requested.model:
             # A changed request must be signed anew: it is never forwarded with a signature that
             # no longer fits.
@@ -180,9 +183,9 @@ def drop_credentials_of(provider: Provider, request: http.Request) -> None:
     """A routed call carries no credential where the provider the client called keeps one (its
     virtual key, say, in `x-goog-api-key`), nor what picks an account there: the target's own
     positions are dropped as its credential goes in, these are not among them."""
-    positions = provider.credentials.header_positions | provider.credentials.billing_headers
+    positions = provider.credentials.caller.header_positions | provider.credentials.key.billing_headers
     if any(name.lower() in positions for name, _ in request.headers.fields):
         request.headers.fields = tuple(f for f in request.headers.fields if f[0].lower() not in positions)
-    for parameter in provider.credentials.query_positions:
+    for parameter in provider.credentials.caller.query_positions:
         if parameter in request.query:
             request.query.pop(parameter, None)

@@ -53,7 +53,7 @@ class Decide:
         policy = call.loaded.policy
         if policy is None:
             return None
-        decision = policy.decide_in_worker(CALL_DECISION, input_facts(call))
+        decision = policy.decide(CALL_DECISION, input_facts(call))
         if type(decision) is Decision:
             self._apply(flow, call, decision)
             return None
@@ -65,7 +65,7 @@ class Decide:
         policy = call.loaded.policy
         if policy is None:
             return None
-        decision = policy.decide_in_worker(CALL_DECISION, input_facts(call))
+        decision = policy.decide(CALL_DECISION, input_facts(call))
         if type(decision) is Decision:
             _deny_fallback(flow, call, decision)
             return None

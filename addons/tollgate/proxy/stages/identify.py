@@ -90,9 +90,9 @@ class Identify:
         login = flow.metadata.get(PROXYAUTH)
         signed_with = None
         judged = self.shared.logins_unchecked and login is not None
-        if not judged and _login_name(login) is None and provider.credentials.verifies_callers:
+        if not judged and _login_name(login) is None and provider.credentials.check.verifies_callers:
             try:
-                verified = provider.credentials.verify_caller(
+                verified = provider.credentials.check.verify_caller(
                     request_parts(flow.request, call), call.loaded.directory.aws_secrets
                 )
             except SignatureError as e:
@@ -102,7 +102,7 @@ class Identify:
             if verified is not None:
                 call.request.body_sha256 = verified.payload_hash
                 signed_with = verified.key_id
-        presented = provider.credentials.presented(*credentials)
+        presented = provider.credentials.caller.presented(*credentials)
         plan = None
         if provider.plan is not None:  # one check on a keyed call: its provider takes no plans
             plan = plan_call(provider, presented, call.request.headers, call.host, call.loaded.directory)
@@ -208,7 +208,9 @@ class Identify:
         index = call.request.headers or header_index(request.headers.fields)
         query = request.query if b"?" in request.data.path else {}
         call.caller.credential_positions = credential_positions(index, query)
-        presented = provider.credentials.presented(decoded(index, provider.credentials.header_positions), query)
+        presented = provider.credentials.caller.presented(
+            decoded(index, provider.credentials.caller.header_positions), query
+        )
         plan = plan_call(provider, presented, index, call.host, call.loaded.directory)
         signed_with = self._signed_with(flow, call, provider) if plan is None else None
         return self._named(flow, call, presented, plan, signed_with)
@@ -239,12 +241,12 @@ class Identify:
     def _signed_with(flow: http.HTTPFlow, call: Call, provider: Provider) -> str | None:
         """The virtual AWS key a refused call's signature holds for, if it does (a body not read
         yet, at its headers, is not judged)."""
-        if not provider.credentials.verifies_callers or _login_name(flow.metadata.get(PROXYAUTH)) is not None:
+        if not provider.credentials.check.verifies_callers or _login_name(flow.metadata.get(PROXYAUTH)) is not None:
             return None
         if flow.request.raw_content is None:
             return None
         try:
-            verified = provider.credentials.verify_caller(
+            verified = provider.credentials.check.verify_caller(
                 request_parts(flow.request, call), call.loaded.directory.aws_secrets
             )
         except SignatureError:
@@ -332,7 +334,7 @@ class Identify:
         provider = provider_of(call)
         return any(
             directory.is_virtual_key(p.value) or (directory.takes_jwts and looks_like_jwt(p.value))
-            for p in provider.credentials.presented(*credentials_of(call, request, provider))
+            for p in provider.credentials.caller.presented(*credentials_of(call, request, provider))
         )
 
 

@@ -578,7 +578,7 @@ class McpGate:
         policy = _loaded(exchange).policy
         if policy is None:
             return None
-        decisions = [policy.decide_in_worker(MCP_DECISION, exchange.policy_input(r)) for r in exchange.requests]
+        decisions = [policy.decide(MCP_DECISION, exchange.policy_input(r)) for r in exchange.requests]
         if all(isinstance(d, Decision) for d in decisions):
             self._apply(flow, exchange, decisions)  # type: ignore[arg-type]
             return None

@@ -126,7 +126,7 @@ class Metrics:
             return {}
         pools: dict[str, Any] = dict(loaded.pools)
         for name, runtime in loaded.runtimes.items():
-            own = loaded.registry[name].credentials.own_pools(runtime) if runtime is not None else {}
+            own = loaded.registry[name].credentials.source.own_pools(runtime) if runtime is not None else {}
             if own:
                 pools[name] = _Pools((loaded.pools[name], *own.values()))
         return pools

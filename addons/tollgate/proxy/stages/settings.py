@@ -90,7 +90,7 @@ def prepare(path: str, previous: Loaded | None) -> Prepared:
     for name, provider in PROVIDERS.items():
         before = (previous.providers[name], previous.runtimes[name]) if previous is not None else None
         try:
-            runtimes[name] = provider.credentials.load_runtime(config, config.providers.get(name), before)
+            runtimes[name] = provider.credentials.source.load_runtime(config, config.providers.get(name), before)
         except ValueError as e:
             raise ConfigError(f"providers.{name}.{e}") from None
     client_certs = {}

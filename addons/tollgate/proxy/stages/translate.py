@@ -91,7 +91,7 @@ class Translate:
             return INTERNAL_ERROR, "Tollgate could not translate this call.", None
         translation.billed = partial(provider_of(call).cost.billed_usage, call.route.upstream_classification)
         content = encode_json(body)
-        accept = provider_of(call).stream_media_type if stream else "application/json"
+        accept = provider_of(call).routing.stream_media_type if stream else "application/json"
         fields = [f for f in request.headers.fields if f[0].lower() in _KEPT]
         fields += [
             (b"content-type", b"application/json"),
@@ -99,7 +99,7 @@ class Translate:
             (b"accept", accept.encode()),
             # The answer is read whole to be translated: not compressed on the way.
             (b"accept-encoding", b"identity"),
-            *provider_of(call).target_headers,
+            *provider_of(call).routing.target_headers,
             *((k.encode(), v.encode()) for k, v in extra.items()),
         ]
         request.headers.fields = tuple(fields)

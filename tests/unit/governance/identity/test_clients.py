@@ -87,21 +87,21 @@ def test_first_virtual_key_among_several_credentials_wins() -> None:
 def test_virtual_key_in_each_credential_position(
     provider: str, request_headers: list[tuple[str, str]], query: dict[str, str], position: str
 ) -> None:
-    presented = PROVIDERS[provider].credentials.presented(headers(*request_headers), query)
+    presented = PROVIDERS[provider].credentials.caller.presented(headers(*request_headers), query)
     caller = directory().identify(None, presented)
     assert caller == Caller("alice", ("research", "ci"), "virtual_key")
 
 
 def test_virtual_key_in_a_position_the_provider_does_not_use_is_not_seen() -> None:
     # OpenAI has no x-api-key position: the key there identifies no one.
-    presented = PROVIDERS["openai"].credentials.presented(headers(("x-api-key", ALICE_KEY)), {"key": ALICE_KEY})
+    presented = PROVIDERS["openai"].credentials.caller.presented(headers(("x-api-key", ALICE_KEY)), {"key": ALICE_KEY})
     assert presented == []
     assert directory().identify(None, presented) is None
 
 
 def test_sigv4_authorization_is_not_a_virtual_key() -> None:
     sigv4 = f"AWS4-HMAC-SHA256 Credential={ALICE_KEY}/20240101/us-east-1/bedrock/aws4_request, Signature=x"
-    presented = PROVIDERS["bedrock"].credentials.presented(headers(("Authorization", sigv4)), {})
+    presented = PROVIDERS["bedrock"].credentials.caller.presented(headers(("Authorization", sigv4)), {})
     assert directory().identify(None, presented) is None
 
 

@@ -1323,7 +1323,7 @@ def test_the_watcher_picks_up_an_edit_and_survives_a_broken_one(tmp_path: Path, 
             bump_mtime(path, 1)
             await until(lambda: shared.loaded.policy is not first)
             second = shared.loaded.policy
-            assert not second.decide(whole(CALL_DECISION), chat()).allowed
+            assert not (await second.decide(whole(CALL_DECISION), chat())).allowed  # asked in the loop: in the worker
 
             write(path, "package tollgate\ndeny contains x if {\n")
             bump_mtime(path, 2)
@@ -1361,7 +1361,7 @@ def test_the_watcher_does_not_compile_again_a_policy_a_new_configuration_brought
             while shared.loaded.policy is brought:  # the edit is picked up
                 assert time.monotonic() < deadline, "the watcher did not act in time"
                 await asyncio.sleep(0.01)
-            assert shared.loaded.policy.decide(whole(CALL_DECISION), chat()).allowed
+            assert (await shared.loaded.policy.decide(whole(CALL_DECISION), chat())).allowed  # in the worker
         finally:
             await decide.done()
 
@@ -1401,7 +1401,7 @@ def runaway_policy(tmp_path: Path, timeout: float = LIMIT) -> Policy:
 
 
 async def in_worker(policy: Policy, call: Call) -> Decision:
-    decision = policy.decide_in_worker(CALL_DECISION, input_facts(call))
+    decision = policy.decide(CALL_DECISION, input_facts(call))
     return decision if isinstance(decision, Decision) else await decision
 
 
@@ -1458,7 +1458,7 @@ def test_after_a_timeout_a_new_worker_decides_and_equal_inputs_hit_the_cache(tmp
                 ("gpt-4o!", Decision(("bad model name",))),
                 (PATHOLOGICAL, EXCEEDED),
             ):
-                assert policy.decide_in_worker(CALL_DECISION, input_facts(model_call(model, messages=3))) == decision
+                assert policy.decide(CALL_DECISION, input_facts(model_call(model, messages=3))) == decision
         finally:
             await policy.aclose()
 
@@ -1804,7 +1804,7 @@ def test_every_kind_of_decision_is_asked_one_way_in_process_and_in_the_worker(tm
         try:
             decided = []
             for kind, facts in asked:
-                decision = apart.decide_in_worker(kind, facts)
+                decision = apart.decide(kind, facts)
                 decided.append(decision if isinstance(decision, Decision) else await decision)
             return decided
         finally:

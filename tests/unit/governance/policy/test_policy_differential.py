@@ -198,7 +198,7 @@ def test_tollgate_decides_as_opa_does_through_its_worker(tmp_path_factory, sourc
         try:
             decided = []
             for call in alike:
-                decision = policy.decide_in_worker(CALL_DECISION, call)
+                decision = policy.decide(CALL_DECISION, call)
                 decided.append(decision if isinstance(decision, Decision) else await decision)
             return decided
         finally:

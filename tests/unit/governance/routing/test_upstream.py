@@ -64,7 +64,7 @@ def test_the_credential_is_the_providers_a_pooled_key_taken_in_turn() -> None:
     openai, chat = PROVIDERS["openai"], Classification("chat.completions", "gpt-4o")
     taken = [credential_for(loaded, openai, chat) for _ in range(3)]
     assert [c.pooled_key if c is not None else None for c in taken] == ["sk-one", "sk-two", "sk-one"]
-    side = credential_for(loaded, openai, chat, {openai.credentials.side_header.lower(): "sk-callers"})
+    side = credential_for(loaded, openai, chat, {openai.credentials.caller.side_header.lower(): "sk-callers"})
     assert side is not None and side.pooled_key is None
     assert credential_for(loaded, PROVIDERS["anthropic"], Classification("messages", "claude-haiku-4-5")) is None
 

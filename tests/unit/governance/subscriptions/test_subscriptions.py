@@ -110,7 +110,7 @@ def test_a_clients_accounts_are_a_list_of_strings_each_one_clients() -> None:
 
 
 def presented(**headers: str) -> list:
-    return PROVIDERS["anthropic"].credentials.presented(Headers(**headers), {})
+    return PROVIDERS["anthropic"].credentials.caller.presented(Headers(**headers), {})
 
 
 @pytest.mark.parametrize(
@@ -152,7 +152,7 @@ def test_an_anthropic_plans_token_is_known_by_its_prefix(headers: dict[str, str]
 )
 def test_a_plan_token_is_read_in_any_authorization_scheme(provider: str, authorization: str, plan: str | None) -> None:
     p = PROVIDERS[provider]
-    found = p.credentials.presented(Headers(authorization=authorization), {})
+    found = p.credentials.caller.presented(Headers(authorization=authorization), {})
     token = plan_token(found, p.plan.token_prefix) if p.plan is not None else None
     assert (token.value if token else None) == plan
 
@@ -315,7 +315,7 @@ def test_a_plan_only_paths_token_is_read_once_where_the_plan_call_is_read() -> N
     anthropic.read_headers(headers, classification)
     assert headers.reads == 0
     decoded = CountedHeaders({"authorization": f"Bearer {PLAN_TOKEN}"})
-    presented = anthropic.credentials.presented(decoded, {})
+    presented = anthropic.credentials.caller.presented(decoded, {})
     plan = plan_call(anthropic, presented, headers, "api.anthropic.com", plans_directory())
     assert plan is not None and plan.alone and decoded.reads == 1 and headers.reads == 0
     assert plan_only_refusal(anthropic, classification, plan) is None
@@ -335,7 +335,9 @@ def test_a_plan_only_paths_token_is_read_once_where_the_plan_call_is_read() -> N
 def test_a_plan_only_path_with_any_other_credential_is_refused(fields: dict[str, str]) -> None:
     anthropic = PROVIDERS["anthropic"]
     classification = anthropic.classify("GET", "/api/oauth/profile", None)
-    presented = anthropic.credentials.presented(Headers(**{k.replace("-", "_"): v for k, v in fields.items()}), {})
+    presented = anthropic.credentials.caller.presented(
+        Headers(**{k.replace("-", "_"): v for k, v in fields.items()}), {}
+    )
     plan = plan_call(anthropic, presented, {}, "api.anthropic.com", plans_directory())
     assert plan_only_refusal(anthropic, classification, plan) == (
         "api.oauth.profile is not a path of Anthropic's service Tollgate knows: only a Claude plan's own token goes"

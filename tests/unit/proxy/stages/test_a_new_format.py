@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from mitmproxy.test import tutils
@@ -44,7 +44,8 @@ from tollgate.formats.wire import Headers, WireFormat
 from tollgate.governance.limits.rollup import Size, Summaries, plan, roll_up
 from tollgate.providers import PROVIDERS
 from tollgate.providers.base import ChatLeg, Provider
-from tollgate.providers.credentials import Credentials
+from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement
+from tollgate.providers.routing import Routing
 from tollgate.providers.upstream import Upstream
 from tollgate.proxy.stages.rollup import conversation
 from tollgate.proxy.stages.stream_tap import StreamTap
@@ -167,10 +168,10 @@ class LineHost(Provider):
     name = semconv_name = "linehost"
     host_pattern = r"api\.line\.example"
     host_globs = ("api.line.example",)
-    credentials = Credentials("X-Line-Key", ("authorization",), "authorization")
+    credentials = Credentials(CallerKeys("X-Line-Key", ("authorization",)), KeyPlacement("authorization"))
     upstream = Upstream("api.line.example")
     error_format = LINE_CHAT
-    chat_formats: ClassVar[Mapping[str, str]] = {"chat": LINE_CHAT}
+    routing = Routing(chat_formats={"chat": LINE_CHAT})
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         return ChatLeg("/chat", LINE_CHAT)

@@ -232,7 +232,9 @@ def test_an_azure_key_in_ocp_apim_subscription_key_or_its_query_twin_is_a_creden
     from tollgate.governance.routing.redaction import credential_positions, redacted_fields
     from tollgate.providers import PROVIDERS
 
-    assert {"ocp-apim-subscription-key", "query:subscription-key"} <= set(PROVIDERS["azure"].credentials.key_positions)
+    assert {"ocp-apim-subscription-key", "query:subscription-key"} <= set(
+        PROVIDERS["azure"].credentials.caller.key_positions
+    )
     fields = ((b"Ocp-Apim-Subscription-Key", b"azure-key"), (b"accept", b"*/*"))
     present = credential_positions({b"ocp-apim-subscription-key": b"azure-key"}, {"subscription-key": "k"})
     assert present == ("ocp-apim-subscription-key", "query:subscription-key")
