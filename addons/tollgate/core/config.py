@@ -40,7 +40,7 @@ from tollgate.governance.matching import CONFIGURED, PROVIDER_NAMES, OverrideMat
 from tollgate.governance.mcp.mcp_servers import McpConfig
 from tollgate.governance.policy.policy import PolicyConfig
 from tollgate.governance.routing.overrides import OPENAI_COMPATIBLE_TARGETS, Fallback, Override
-from tollgate.governance.subscriptions.settings import AnthropicPlans, Subscriptions
+from tollgate.governance.subscriptions.settings import Subscriptions
 from tollgate.ledger.settings import LEDGER_FILE, LedgerConfig
 from tollgate.ledger.windows import WINDOWS
 from tollgate.providers import PROVIDERS, ConfiguredVendorSettings, provider_for
@@ -54,7 +54,6 @@ __all__ = [  # the settings declared beside their concerns, named here too
     "PROVIDER_NAMES",
     "SHA256_KEY_PREFIX",
     "WINDOWS",
-    "AnthropicPlans",
     "AuditConfig",
     "Client",
     "Config",

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import BeforeValidator, Field, field_validator
 
 from tollgate.common.config_base import Strict
-from tollgate.governance.identity.jwt_identity import IdentityConfig, looks_like_jwt
+from tollgate.governance.identity.jwt_identity import IdentityConfig, JwtIdentity, looks_like_jwt
 from tollgate.providers.credentials import Presented
 
 # How a caller was identified (`Caller.auth`, the audit's and the policy's `auth`).
@@ -142,6 +142,26 @@ class Caller:
     # The SHA-256 (hex) of the virtual key that identified the caller: a WebSocket session opened
     # with it asks, at each response, whether the configuration in force still holds that key.
     key_sha256: str | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Identified:
+    """Who a call's caller is, once known: what `Call.caller` gets of it."""
+
+    client: str | None
+    groups: tuple[str, ...]
+    auth: Auth
+    identity: JwtIdentity | None = None  # a JWT caller's issuer and claims
+    key_expires: float | None = None  # when the virtual key it presented expires
+    key_sha256: str | None = field(default=None, repr=False)  # that key's SHA-256
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A caller no one may be (401)."""
+
+    reason: str  # the audit's deny reason
+    message: str  # what the caller is told
 
 
 @dataclass(frozen=True, slots=True)

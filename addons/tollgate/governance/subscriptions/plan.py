@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tollgate.common.fingerprint import fingerprint
 from tollgate.formats.request_facts import Classification
+from tollgate.governance.identity.clients import Caller, Identified, Rejected
 from tollgate.governance.subscriptions.google_accounts import token_key
 from tollgate.providers.base import Provider
 from tollgate.providers.credentials import Presented
@@ -18,6 +19,13 @@ from tollgate.providers.plans import PLAN_ONLY_REASON, ForeignAccount, PlanAccou
 
 if TYPE_CHECKING:
     from tollgate.governance.identity.clients import Directory
+    from tollgate.governance.subscriptions.settings import PlanCalls
+
+ANONYMOUS_PLAN_REASON = "a plan's token names no caller, and anonymous callers are not allowed"
+ANONYMOUS_PLAN_MESSAGE = (
+    "Tollgate: a call made with a plan's token must say who calls here: log in at the proxy, or use the"
+    " virtual key Tollgate's operator gave you."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +106,55 @@ def plan_call(
     google = provider.plan is not None and provider.plan.google_account
     alone = len(presented) == 1 and token.position == "authorization" and token.bearer
     return PlanCall(token.value, subscription, foreign, PlanToken.of(token.value, google), alone)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanCaller:
+    """Who makes a plan call (auth `subscription`), and what becomes of it: `caller`, Identified
+    (anonymous where it names no client) or Rejected (401: no one may make it); `refusal`: why it
+    is refused whoever makes it (403 tenant_denied: the audit's deny reason, what the caller is
+    told), or None."""
+
+    caller: Identified | Rejected
+    refusal: tuple[str, str] | None = None
+
+
+def plan_caller_named(
+    plan: Subscription, login: str | Identified | Rejected | None, directory: Directory, anonymous_allowed: bool
+) -> Identified | Rejected:
+    """Who makes a plan call: the proxy login (`login`: its user name, or what the JWT it carries
+    named where Tollgate judges logins), else the client whose `accounts` names its account or
+    e-mail, else anonymous where anonymous callers are allowed; else no one may (401)."""
+    if isinstance(login, str):
+        caller = directory.identify(login, ())
+        assert isinstance(caller, Caller)  # a login names its caller
+        return Identified(caller.name, caller.groups, "subscription")
+    if login is not None:
+        return replace(login, auth="subscription") if isinstance(login, Identified) else login
+    if (holder := directory.account_holder(plan.account, plan.email)) is not None:
+        return Identified(holder.name, holder.groups, "subscription")
+    if anonymous_allowed:
+        return Identified(None, (), "subscription")
+    return Rejected(ANONYMOUS_PLAN_REASON, ANONYMOUS_PLAN_MESSAGE)
+
+
+def plan_caller(
+    plan: Subscription,
+    foreign: str | None,
+    login: str | Identified | Rejected | None,
+    directory: Directory,
+    subscriptions: PlanCalls,
+    anonymous_allowed: bool,
+) -> PlanCaller:
+    """A plan call's caller (`plan_caller_named`) and its refusal whoever makes it: with
+    `subscriptions.allow: false`, where its request names two accounts (`foreign`: why), or a tenant
+    outside the company's (`subscriptions.<vendor>`). A refused call's caller stays unnamed where
+    none is: a 401 would ask for a login that could not let it through."""
+    caller = plan_caller_named(plan, login, directory, anonymous_allowed)
+    refusal = subscriptions.refusal(plan, foreign)
+    if refusal is not None and isinstance(caller, Rejected):
+        caller = Identified(None, (), "subscription")
+    return PlanCaller(caller, refusal)
 
 
 def plan_only_refusal(provider: Provider, classification: Classification, plan: PlanCall | None) -> str | None:
