@@ -39,7 +39,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import orjson
 
 from tollgate.console.access_log import AccessLog
-from tollgate.console.follow import Audit
+from tollgate.console.follow import AuditFiles
 from tollgate.console.sign_in import SignIn, SignInFailed
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
 from tollgate.console.views import BadQuery, Forbidden, Query, Views, as_csv
@@ -74,7 +74,7 @@ class Console:
 
     def __init__(
         self,
-        audit: Audit,
+        audit: AuditFiles,
         views: Views,
         host: str,
         port: int,

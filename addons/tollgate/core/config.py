@@ -39,7 +39,7 @@ from tollgate.governance.limits.rollup import RollupRule, Summarizer
 from tollgate.governance.matching import CONFIGURED, PROVIDER_NAMES, OverrideMatch, known_providers, unknown_provider
 from tollgate.governance.mcp.mcp_servers import McpConfig
 from tollgate.governance.policy.policy import PolicyConfig
-from tollgate.governance.routing.overrides import OPENAI_COMPATIBLE_TARGETS, Fallback, Override
+from tollgate.governance.routing.overrides import OPENAI_COMPATIBLE_TARGETS, FallbackRule, Override
 from tollgate.governance.subscriptions.settings import Subscriptions
 from tollgate.ledger.settings import LEDGER_FILE, LedgerConfig
 from tollgate.ledger.windows import WINDOWS
@@ -60,7 +60,7 @@ __all__ = [  # the settings declared beside their concerns, named here too
     "ConfigError",
     "Count",
     "EgressConfig",
-    "Fallback",
+    "FallbackRule",
     "GuardrailRule",
     "IdentityConfig",
     "JwtIssuer",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from tollgate.common.config_base import RetryConfig
 from tollgate.core.settlement import reserve_again, settle_attempt
 from tollgate.governance.routing import failover
-from tollgate.governance.routing.failover import CONNECT, TIMEOUT, Attempt, Circuits, Failure
+from tollgate.governance.routing.failover import CONNECT, TIMEOUT, Attempt, AttemptFailure, Circuits
 from tollgate.governance.routing.next_try import Tried, count, next_try
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ Step = Retry | Fallback | End
 
 
 def next_step(
-    call: Call, failure: Failure, circuits: Circuits, ledger: Store | None, body_size: int = 0
+    call: Call, failure: AttemptFailure, circuits: Circuits, ledger: Store | None, body_size: int = 0
 ) -> Step | Awaitable[Step]:
     """What a call whose attempt failed does next, the whole order here: routing decides on its
     target (`next_try`: nothing where the failure is none `retry.when` names or nothing is left to
@@ -144,7 +144,7 @@ def fallback_resends(call: Call) -> tuple[bool, RetryConfig]:
     return retry.attempts <= 1 and not call.failover.fallbacks, retry
 
 
-def _with_attempt(call: Call, failure: Failure) -> list[Attempt]:
+def _with_attempt(call: Call, failure: AttemptFailure) -> list[Attempt]:
     """The call's `attempts` with the failed one, as they are once it goes again."""
     failover = call.failover
     begun = failover.attempt_started or call.started

@@ -466,7 +466,7 @@ def counter_copy(counts: Counter[str]) -> Counter[str]:
     return copied
 
 
-def _to_text(read: text.Text, at: int) -> int:
+def _to_text(read: text.ScannedText, at: int) -> int:
     """A position of the body as the position in the text read of it (an escape's start, its character's)."""
     i = bisect.bisect_right(read.body_at, at) - 1
     if i < 0:

@@ -17,7 +17,7 @@ from tollgate.common.config_base import Strict
 from tollgate.governance.identity.jwt_identity import IdentityConfig, JwtIdentity, looks_like_jwt
 from tollgate.providers.credentials import Presented
 
-# How a caller was identified (`Caller.auth`, the audit's and the policy's `auth`).
+# How a caller was identified (`KnownCaller.auth`, the audit's and the policy's `auth`).
 # `subscription`: a vendor's user token (a plan), whoever named the caller.
 Auth = Literal["virtual_key", "sigv4", "proxyauth", "jwt", "anonymous", "subscription"]
 
@@ -133,7 +133,7 @@ class Client(Strict):
 
 
 @dataclass(frozen=True, slots=True)
-class Caller:
+class KnownCaller:
     name: str | None
     groups: tuple[str, ...]
     auth: Auth
@@ -201,7 +201,7 @@ class Directory:
         # when their hashes (SipHash, keyed anew per process) are equal, so the lookup's timing says
         # nothing about a key's prefix, with no hashing of each key first.
         self._by_key = {
-            k.key: Caller(c.name, c.groups, "virtual_key", _seconds(k.expires), k.sha256)
+            k.key: KnownCaller(c.name, c.groups, "virtual_key", _seconds(k.expires), k.sha256)
             for c in config.clients
             for k in c.keys
             if not k.hashed
@@ -210,13 +210,13 @@ class Directory:
         # hashed (once per call, never kept) and its digest looked up. The lookup's timing can tell
         # at most how much of a digest matched, which says nothing of any key.
         self._by_sha256 = {
-            k.sha256: Caller(c.name, c.groups, "virtual_key", _seconds(k.expires), k.sha256)
+            k.sha256: KnownCaller(c.name, c.groups, "virtual_key", _seconds(k.expires), k.sha256)
             for c in config.clients
             for k in c.keys
             if k.hashed
         }
         # Every key by its SHA-256, for the sessions opened with one (`key_refusal`).
-        self._by_digest: dict[str, Caller] = {
+        self._by_digest: dict[str, KnownCaller] = {
             c.key_sha256: c for c in self._by_key.values() if c.key_sha256 is not None
         }
         self._by_digest.update(self._by_sha256)
@@ -225,10 +225,10 @@ class Directory:
         self._takes_jwts = bool(config.identity.jwt)
         # Plan callers by the vendor accounts their client lists (`accounts`), e-mails in lower case.
         self._by_account = {
-            _account_key(a): Caller(c.name, c.groups, "subscription") for c in config.clients for a in c.accounts
+            _account_key(a): KnownCaller(c.name, c.groups, "subscription") for c in config.clients for a in c.accounts
         }
 
-    def account_holder(self, *names: str | None) -> Caller | None:
+    def account_holder(self, *names: str | None) -> KnownCaller | None:
         """The client whose `accounts` lists one of `names` (an account id, an e-mail), the first
         found; None when none does."""
         for name in names:
@@ -243,7 +243,7 @@ class Directory:
         """Whether `value` is one of the virtual keys, expired or not: never the caller's own credential."""
         return self._known(value) is not None
 
-    def _known(self, value: str) -> Caller | None:
+    def _known(self, value: str) -> KnownCaller | None:
         known = self._by_key.get(value)
         if known is None and self._by_sha256:
             try:  # the bytes the client sent (header values are read as UTF-8, surrogates for the rest)
@@ -270,7 +270,7 @@ class Directory:
 
     def identify(
         self, login: str | None, presented: Iterable[Presented], signed_with: str | None = None
-    ) -> Caller | Token | Expired | None:
+    ) -> KnownCaller | Token | Expired | None:
         """The caller, or None when it must be refused (no login, no known key, no anonymity).
         `signed_with` is a virtual AWS access key id whose SigV4 signature has been verified. A
         presented JWT (when issuers are configured, and no virtual key is presented) is a Token,
@@ -278,10 +278,10 @@ class Directory:
         whether or not anonymous callers are allowed."""
         if login is not None:
             client = self._by_name.get(login)
-            return Caller(login, client.groups if client else (), "proxyauth")
+            return KnownCaller(login, client.groups if client else (), "proxyauth")
         if signed_with is not None and signed_with in self._by_aws_key:
             client = self._by_aws_key[signed_with]
-            return Caller(client.name, client.groups, "sigv4")
+            return KnownCaller(client.name, client.groups, "sigv4")
         token = None
         for p in presented:
             if (virtual := self._known(p.value)) is not None:
@@ -294,7 +294,7 @@ class Directory:
         if token is not None:
             return token
         if self._anonymous_allowed:
-            return Caller(None, (), "anonymous")
+            return KnownCaller(None, (), "anonymous")
         return None
 
 

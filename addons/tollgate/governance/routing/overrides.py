@@ -17,7 +17,7 @@ from tollgate.providers import OPENAI_COMPATIBLE_SOURCE, PROVIDERS, Provider
 OPENAI_COMPATIBLE_TARGETS = tuple(name for name, p in PROVIDERS.items() if p.openai_compatible_prefix is not None)
 
 
-class Fallback(Strict):
+class FallbackRule(Strict):
     """One of an override rule's `fallbacks`: where its call goes when its target fails."""
 
     provider: str
@@ -34,7 +34,7 @@ class Override(Strict):
     # default, the OpenAI-compatible API where it offers the endpoint called, else the native one.
     api: Literal["native", "openai_compatible"] | None = None
     # Tried in order when the target fails as its provider's `retry.when` says (after its retries).
-    fallbacks: tuple[Fallback, ...] = ()
+    fallbacks: tuple[FallbackRule, ...] = ()
 
     _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
 

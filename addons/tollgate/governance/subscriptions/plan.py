@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tollgate.common.fingerprint import fingerprint
 from tollgate.formats.request_facts import Classification
-from tollgate.governance.identity.clients import Caller, Identified, Rejected
+from tollgate.governance.identity.clients import Identified, KnownCaller, Rejected
 from tollgate.governance.subscriptions.google_accounts import token_key
 from tollgate.providers.base import Provider
 from tollgate.providers.credentials import Presented
@@ -127,7 +127,7 @@ def plan_caller_named(
     e-mail, else anonymous where anonymous callers are allowed; else no one may (401)."""
     if isinstance(login, str):
         caller = directory.identify(login, ())
-        assert isinstance(caller, Caller)  # a login names its caller
+        assert isinstance(caller, KnownCaller)  # a login names its caller
         return Identified(caller.name, caller.groups, "subscription")
     if login is not None:
         return replace(login, auth="subscription") if isinstance(login, Identified) else login
