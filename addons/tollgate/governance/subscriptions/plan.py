@@ -120,7 +120,7 @@ class PlanCaller:
 
 
 def plan_caller_named(
-    plan: Subscription, login: str | Identified | Rejected | None, directory: Directory, anonymous_allowed: bool
+    plan: Subscription, login: str | Identified | Rejected | None, directory: Directory
 ) -> Identified | Rejected:
     """Who makes a plan call: the proxy login (`login`: its user name, or what the JWT it carries
     named where Tollgate judges logins), else the client whose `accounts` names its account or
@@ -133,7 +133,7 @@ def plan_caller_named(
         return replace(login, auth="subscription") if isinstance(login, Identified) else login
     if (holder := directory.account_holder(plan.account, plan.email)) is not None:
         return Identified(holder.name, holder.groups, "subscription")
-    if anonymous_allowed:
+    if directory.anonymous_allowed:
         return Identified(None, (), "subscription")
     return Rejected(ANONYMOUS_PLAN_REASON, ANONYMOUS_PLAN_MESSAGE)
 
@@ -144,13 +144,12 @@ def plan_caller(
     login: str | Identified | Rejected | None,
     directory: Directory,
     subscriptions: PlanCalls,
-    anonymous_allowed: bool,
 ) -> PlanCaller:
     """A plan call's caller (`plan_caller_named`) and its refusal whoever makes it: with
     `subscriptions.allow: false`, where its request names two accounts (`foreign`: why), or a tenant
     outside the company's (`subscriptions.<vendor>`). A refused call's caller stays unnamed where
     none is: a 401 would ask for a login that could not let it through."""
-    caller = plan_caller_named(plan, login, directory, anonymous_allowed)
+    caller = plan_caller_named(plan, login, directory)
     refusal = subscriptions.refusal(plan, foreign)
     if refusal is not None and isinstance(caller, Rejected):
         caller = Identified(None, (), "subscription")

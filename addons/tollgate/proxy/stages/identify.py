@@ -408,9 +408,7 @@ def _apply_plan(
     where it is refused whoever makes it."""
     plan, loaded = call.caller.subscription, call.loaded
     assert plan is not None
-    decided = plan_caller(
-        plan, foreign, login, loaded.directory, loaded.config.subscriptions, loaded.config.anonymous_allowed
-    )
+    decided = plan_caller(plan, foreign, login, loaded.directory, loaded.config.subscriptions)
     _apply(flow, call, decided.caller)
     if flow.response is None and decided.refusal is not None:
         reason, message = decided.refusal
@@ -422,7 +420,7 @@ def _name_plan(call: Call, login: str | Identified | Rejected | None) -> None:
     """A refused plan call's caller, named as governance names it (`plan_caller_named`)."""
     plan, loaded = call.caller.subscription, call.loaded
     assert plan is not None
-    _name(call, plan_caller_named(plan, login, loaded.directory, loaded.config.anonymous_allowed))
+    _name(call, plan_caller_named(plan, login, loaded.directory))
 
 
 async def _name_plan_later(call: Call, login: Awaitable[Identified | Rejected]) -> None:
