@@ -40,7 +40,7 @@ from tollgate.governance.matching import CONFIGURED, PROVIDER_NAMES, OverrideMat
 from tollgate.governance.mcp.mcp_servers import McpConfig
 from tollgate.governance.policy.policy import PolicyConfig
 from tollgate.governance.routing.overrides import OPENAI_COMPATIBLE_TARGETS, FallbackRule, Override
-from tollgate.governance.subscriptions.settings import Subscriptions
+from tollgate.governance.subscriptions.plan import Subscriptions
 from tollgate.ledger.settings import LEDGER_FILE, LedgerConfig
 from tollgate.ledger.windows import WINDOWS
 from tollgate.providers import PROVIDERS, ConfiguredVendorSettings, provider_for
