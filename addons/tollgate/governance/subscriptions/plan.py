@@ -163,8 +163,8 @@ def plan_caller(
 
 
 def plan_only_refusal(provider: Provider, classification: Classification, plan: PlanCall | None) -> str | None:
-    """Why a call to a path only a plan's own token takes (`Classification.plan_only`: Claude
-    Code's `/api/…` paths Tollgate does not know) is refused, as the plan call read once tells: it
+    """Why a call to a path only a plan's own token takes (`Classification.plan_only`: a
+    vendor's paths Tollgate does not know, its provider says which) is refused, as the plan call read once tells: it
     presents no plan's token, or one beside another credential or in another scheme than Bearer.
     A key of Tollgate's must not reach what Tollgate does not know. None where it goes."""
     if not classification.plan_only or (plan is not None and plan.alone):
