@@ -98,12 +98,14 @@ class Gateway:
         audit_path: Path,
         bundle: Path,
         config_path: Path | None = None,
+        saved: Path | None = None,
     ) -> None:
         self.proxy = proxy
         self.fakes = fakes
         self.audit_path = audit_path
         self.bundle = bundle
         self.config_path = config_path
+        self.saved = saved  # the flows mitmdump saves, where it was started with `save_flows`
         self._before = 0
         self._last_run_end = 0.0
         self._run_started = 0.0
@@ -232,9 +234,14 @@ def start_gateway(
         tool: type[Mitmdump] = Mitmdump,
         env: dict[str, str] | None = None,
         providers: tuple[str, ...] = PROVIDERS,
+        save_flows: bool = False,
     ) -> Gateway:
-        """A gateway with a fake upstream for each of `providers` (the config builder gets their URLs)."""
+        """A gateway with a fake upstream for each of `providers` (the config builder gets their URLs).
+        `save_flows`: mitmdump saves every flow, at its most verbose flow detail, to `Gateway.saved`."""
         workdir = tmp_path_factory.mktemp("gateway")
+        saved = workdir / "flows.mitm" if save_flows else None
+        if saved is not None:
+            extra = ("--set", f"save_stream_file={saved}", "--set", "flow_detail=4", *extra)
         fakes = {name: FakeUpstream(upstream_ca, provider_answers) for name in providers}
         audit_path = workdir / "audit.jsonl"
         config_path = None
@@ -244,7 +251,7 @@ def start_gateway(
         proxy = tool(workdir, confdir, upstream_ca_pem, config_path, *extra, env=env)
         started.append((proxy, fakes))
         proxy.wait_ready()
-        return Gateway(proxy, fakes, audit_path, bundle, config_path)
+        return Gateway(proxy, fakes, audit_path, bundle, config_path, saved)
 
     yield start
     for proxy, fakes in started:

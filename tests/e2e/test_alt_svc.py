@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.canned import OPENAI_CHAT
+from tests.support.configs import openai_with_clients
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.h2 import H2Reply, H2Upstream
 from tests.support.raw import send
@@ -42,13 +43,9 @@ def mcp_server(upstream_ca):
 
 @pytest.fixture(scope="module")
 def gw(start_gateway, mcp_server):
-    def config(urls: dict[str, str]) -> dict:
-        return {
-            "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL]}},
-            "clients": [{"name": "alice", "keys": [ALICE]}],
-            "mcp": {"servers": [{"name": "docs", "url": f"https://{MCP_HOST}/mcp"}]},
-        }
-
+    config = openai_with_clients(
+        REAL, {"alice": ALICE}, mcp={"servers": [{"name": "docs", "url": f"https://{MCP_HOST}/mcp"}]}
+    )
     env = {"TOLLGATE_TEST_RESOLVE": json.dumps({MCP_HOST: mcp_server.port})}
     return start_gateway(config, "-s", str(RESOLVE), env=env, providers=("openai",))
 

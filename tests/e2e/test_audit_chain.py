@@ -4,39 +4,36 @@ verify` finds the file whole, and a copy with one byte changed not."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tests.support.cli import run_tollgate
 
-ROOT = Path(__file__).resolve().parents[2]
 ALICE = "tg-alice-0123456789"
 
 
 def verify(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tollgate", "audit", "verify", *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_tollgate("audit", "verify", *args)
 
 
-def test_calls_then_stop_then_verify(start_gateway, tmp_path: Path) -> None:
+def key_files(directory: Path) -> tuple[Path, Path]:
+    """A new Ed25519 signing key in `directory`: its private half's file and its public half's."""
     key = Ed25519PrivateKey.generate()
-    private, public = tmp_path / "audit.key", tmp_path / "audit.pub"
+    private, public = directory / "audit.key", directory / "audit.pub"
     private.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     public.write_bytes(
         key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
+    return private, public
+
+
+def test_calls_then_stop_then_verify(start_gateway, tmp_path: Path) -> None:
+    private, public = key_files(tmp_path)
     gw = start_gateway(
         lambda urls: {
             "providers": {"openai": {"upstream": urls["openai"], "keys": ["sk-real-openai-0001"]}},
@@ -162,14 +159,7 @@ def test_a_cut_head_is_found_alone_and_a_cut_tail_against_the_collectors_copy(
     from tests.support.otlp import Collector
     from tests.support.proxy import Mitmdump
 
-    key = Ed25519PrivateKey.generate()
-    private, public = tmp_path / "audit.key", tmp_path / "audit.pub"
-    private.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
+    private, public = key_files(tmp_path)
     fake, collector = FakeUpstream(upstream_ca, provider_answers), Collector.start()
     audit = tmp_path / "audit.jsonl"
     config = tmp_path / "tollgate.yaml"

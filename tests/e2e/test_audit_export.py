@@ -8,19 +8,18 @@ once, and a worker killed outright hands the export to the other."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from tests.support import streams
 from tests.support.canned import provider_answers
-from tests.support.clients import run_client
+from tests.support.clients import CHAT_THEN_STREAM, CONCURRENT_CHATS, run_client
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.fleet import Fleet
+from tests.support.metrics import gauge, wait_for
 from tests.support.otlp import Collector
 from tests.support.proxy import Mitmdump, free_port
 
@@ -30,16 +29,6 @@ REAL_KEY = "sk-real-openai-export-0001"
 KEY = "tg-exported-app-key-0001"
 COLLECTOR_KEY = "collector-secret-export-0001"
 PROMPT = "never-export-this-prompt-text"
-
-CALL = """
-    from openai import OpenAI
-    client = OpenAI(api_key="{key}", max_retries=0)
-    client.chat.completions.create(model="gpt-4o-mini", max_tokens=50, messages=[{{"role": "user", "content": "{prompt}"}}])
-    for _ in client.chat.completions.create(model="gpt-4o", stream=True, stream_options={{"include_usage": True}},
-            messages=[{{"role": "user", "content": "{prompt}"}}]):
-        pass
-    report(done=True)
-"""
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +65,7 @@ def gw(start_gateway, collector, metrics_listen):
 
 def calls(g, proxy_url: str | None = None) -> None:
     """Two calls (one streamed), which complete."""
-    assert g.run(CALL.format(key=KEY, prompt=PROMPT), proxy_url=proxy_url) == {"done": True}
+    assert g.run(CHAT_THEN_STREAM.format(key=KEY, prompt=PROMPT), proxy_url=proxy_url) == {"done": True}
 
 
 def file_lines(path: Path) -> list[str]:
@@ -84,17 +73,7 @@ def file_lines(path: Path) -> list[str]:
 
 
 def lag(listen: str) -> float | None:
-    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    found = re.search(r"^tollgate_audit_export_lag_records (\S+)$", text, re.M)
-    return None if found is None else float(found.group(1))
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+    return gauge(listen, "tollgate_audit_export_lag_records")
 
 
 def test_every_record_arrives_though_the_collector_was_down_then_failing(
@@ -176,24 +155,6 @@ def test_every_record_arrives_though_the_collector_was_down_then_failing(
     assert len(bodies) == len(set(bodies))  # the collector never failed after taking: no copy at all
 
 
-# `count` chat calls at once, each on a connection of its own.
-CONCURRENT = """
-import asyncio, collections, openai
-async def main():
-    client = openai.AsyncOpenAI(api_key={key!r}, max_retries=0, timeout=60)
-    async def one():
-        try:
-            await client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "Hi"}}])
-            return "ok"
-        except openai.APIError as e:
-            return type(e).__name__
-    outcomes = await asyncio.gather(*(one() for _ in range({count})))
-    await client.close()
-    return outcomes
-report(outcomes=dict(collections.Counter(asyncio.run(main()))))
-"""
-
-
 def lock_holder(lock: Path) -> int | None:
     """The process holding the flock on `lock` (from /proc/locks), if any."""
     inode = lock.stat().st_ino
@@ -218,7 +179,7 @@ def test_a_fleet_ships_its_one_file_once_and_a_worker_takes_over(
     fleet = Fleet(tmp_path, data, confdir, upstream_ca_pem)
     try:
         fleet.wait_ready()
-        code = CONCURRENT.format(key="sk-caller-own", count=40)
+        code = CONCURRENT_CHATS.format(key="sk-caller-own", count=40)
         assert run_client(code, fleet.proxy_url, bundle, timeout=120) == {"outcomes": {"ok": 40}}
         calls = fleet.wait_calls(40)
         assert {c["instance"] for c in calls} == {f"{HOST}/w1", f"{HOST}/w2"}

@@ -13,9 +13,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
-import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -23,9 +20,13 @@ import psycopg
 import pytest
 from tests.support import streams
 from tests.support.canned import provider_answers
+from tests.support.cli import console_process
+from tests.support.clients import CHAT_THEN_STREAM
 from tests.support.fake_upstream import Received, Reply
+from tests.support.metrics import gauge, wait_for
 from tests.support.postgres import PostgresServer
 from tests.support.proxy import free_port
+from tests.support.tcp import TcpServer
 
 from tollgate.records.audit_postgres import ensure_schema
 
@@ -33,16 +34,6 @@ REAL_KEY = "sk-real-openai-postgres-0001"
 KEY = "tg-postgres-app-key-0001"
 PROMPT = "never-store-this-prompt-text"
 TABLE = "tollgate_records"
-
-CALL = """
-    from openai import OpenAI
-    client = OpenAI(api_key="{key}", max_retries=0)
-    client.chat.completions.create(model="gpt-4o-mini", max_tokens=50, messages=[{{"role": "user", "content": "{prompt}"}}])
-    for _ in client.chat.completions.create(model="gpt-4o", stream=True, stream_options={{"include_usage": True}},
-            messages=[{{"role": "user", "content": "{prompt}"}}]):
-        pass
-    report(done=True)
-"""
 
 
 def answer(r: Received) -> Reply:
@@ -70,7 +61,7 @@ def start(start_gateway, dsn_variable: str, instance: str, metrics_listen: str |
 
 def calls(g) -> None:
     """Two calls (one streamed), which complete."""
-    assert g.run(CALL.format(key=KEY, prompt=PROMPT)) == {"done": True}
+    assert g.run(CHAT_THEN_STREAM.format(key=KEY, prompt=PROMPT)) == {"done": True}
 
 
 def file_lines(path: Path) -> list[str]:
@@ -86,17 +77,7 @@ def stored(dsn: str) -> list[tuple[str, str]]:
 
 
 def lag(listen: str) -> float | None:
-    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    found = re.search(r"^tollgate_audit_postgres_lag_records (\S+)$", text, re.M)
-    return None if found is None else float(found.group(1))
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+    return gauge(listen, "tollgate_audit_postgres_lag_records")
 
 
 FAILING = "is failing (cannot reach it:"
@@ -188,12 +169,7 @@ def start_console(dsn: str, directory: Path) -> tuple[subprocess.Popen, str]:
         "console": {"listen": f"127.0.0.1:{free_port()}", "token": TOKEN},
     }))  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_KEY_NOT_HERE"} | {"TOLLGATE_RECORDS_DSN": dsn}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tollgate", "console", "--config", str(config)],
-        cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    assert process.stdout is not None
-    line = process.stdout.readline()
+    process, line = console_process(config, cwd=directory, env=env)
     found = re.fullmatch(r"Tollgate console: (http://127\.0\.0\.1:\d+)/\?token=" + TOKEN + "\n", line)
     assert found is not None, (line, process.stderr.read() if process.poll() is not None and process.stderr else "")
     return process, found.group(1)
@@ -205,28 +181,16 @@ def api(base: str, path: str):
         return json.loads(answer.read())
 
 
-class Refuser:
-    """A port that accepts connections and closes them at once, counting them: a database that
-    cannot be reached, and how often Tollgate tried."""
+class Refuser(TcpServer):
+    """A port that accepts connections and closes them at once, counting them (`accepted`): a
+    database that cannot be reached, and how often Tollgate tried."""
 
     def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__(threaded=False)
+        self.start()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
+    def serve(self, conn: socket.socket, number: int) -> None:
+        conn.close()
 
 
 def test_a_database_that_cannot_be_reached_is_said_once_and_tried_again(start_gateway) -> None:

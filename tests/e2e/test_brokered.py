@@ -96,7 +96,6 @@ def credentials() -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway, github, cleartext, tmp_path_factory):
-    saved = tmp_path_factory.mktemp("brokered-flows") / "flows.mitm"
 
     def config(urls: dict[str, str]) -> dict:
         return {
@@ -115,10 +114,8 @@ def gw(start_gateway, github, cleartext, tmp_path_factory):
         ),
     }
     gateway = start_gateway(
-        config, "-s", str(RESOLVE), "--set", f"proxyauth={LOGIN}", "--set", f"save_stream_file={saved}",
-        "--set", "flow_detail=4", env=env, providers=("openai",),
+        config, "-s", str(RESOLVE), "--set", f"proxyauth={LOGIN}", env=env, providers=("openai",), save_flows=True,
     )  # fmt: skip
-    gateway.saved = saved
     return gateway
 
 

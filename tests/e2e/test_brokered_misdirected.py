@@ -34,7 +34,6 @@ def vendor(upstream_ca):
 
 @pytest.fixture(scope="module")
 def gw(start_gateway, vendor, tmp_path_factory):
-    saved = tmp_path_factory.mktemp("misdirected-flows") / "flows.mitm"
 
     def config(urls: dict[str, str]) -> dict:
         return {
@@ -50,10 +49,8 @@ def gw(start_gateway, vendor, tmp_path_factory):
 
     env = {"VENDOR_TOKEN": TOKEN, "TOLLGATE_TEST_RESOLVE": json.dumps({VENDOR: vendor.port, EVIL: vendor.port})}
     gateway = start_gateway(
-        config, "-s", str(RESOLVE), "--set", f"save_stream_file={saved}", "--set", "flow_detail=4",
-        env=env, providers=("openai",),
+        config, "-s", str(RESOLVE), env=env, providers=("openai",), save_flows=True,
     )  # fmt: skip
-    gateway.saved = saved
     return gateway
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from tests.support.configs import openai_with_clients
 
 from tollgate.common.shown import usd_text
 
@@ -22,11 +23,7 @@ def gw(start_gateway, tmp_path_factory):
     policy = tmp_path_factory.mktemp("policy") / "console.rego"
     policy.write_text(POLICY)
     return start_gateway(
-        lambda urls: {
-            "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL_KEY]}},
-            "clients": [{"name": "alice", "keys": [ALICE]}],
-            "policy": {"rego": [str(policy)]},
-        },
+        openai_with_clients(REAL_KEY, {"alice": ALICE}, policy={"rego": [str(policy)]}),
         providers=("openai",),
     )
 
@@ -106,10 +103,7 @@ def refused_connect(port: int, target: str) -> str:
 
 def test_one_line_per_call_and_per_refused_connection_and_no_connection_lines(start_gateway) -> None:
     gw = start_gateway(
-        lambda urls: {
-            "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL_KEY]}},
-            "clients": [{"name": "alice", "keys": [ALICE]}],
-        },
+        openai_with_clients(REAL_KEY, {"alice": ALICE}),
         providers=("openai",),
     )
     assert "text" in gw.run(CHAT.format(key=ALICE, model="gpt-4o-mini", prompt=PROMPT))
@@ -132,10 +126,7 @@ def test_one_line_per_call_and_per_refused_connection_and_no_connection_lines(st
 
 def test_mitmproxys_connection_lines_at_debug_verbosity(start_gateway) -> None:
     gw = start_gateway(
-        lambda urls: {
-            "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL_KEY]}},
-            "clients": [{"name": "alice", "keys": [ALICE]}],
-        },
+        openai_with_clients(REAL_KEY, {"alice": ALICE}),
         "--set",
         "termlog_verbosity=debug",
         providers=("openai",),

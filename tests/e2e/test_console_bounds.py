@@ -10,6 +10,7 @@ import time
 
 import pytest
 from tests.e2e.test_console_rotation import CALL, alice_calls, api, start_console, stop
+from tests.support.configs import openai_with_clients
 
 ALICE = "tg-alice-ROTATION-0001"  # CALL's key
 REAL_KEY = "sk-real-BOUNDS-KEY-0003"
@@ -28,10 +29,7 @@ except openai.APIStatusError as e:
 @pytest.fixture
 def gw(start_gateway):
     return start_gateway(
-        lambda urls: {
-            "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL_KEY]}},
-            "clients": [{"name": "alice", "keys": [ALICE]}],
-        },
+        openai_with_clients(REAL_KEY, {"alice": ALICE}),
         providers=("openai",),
     )
 

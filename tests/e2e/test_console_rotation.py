@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
+from tests.support.cli import console_process
+from tests.support.configs import openai_with_clients
 from tests.support.proxy import free_port
 
 ALICE = "tg-alice-ROTATION-0001"
@@ -28,22 +29,14 @@ report(ok=True)
 @pytest.fixture(scope="module")
 def gw(start_gateway):
     return start_gateway(
-        lambda urls: {
-            "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL_KEY]}},
-            "clients": [{"name": "alice", "keys": [ALICE]}],
-        },
+        openai_with_clients(REAL_KEY, {"alice": ALICE}),
         providers=("openai",),
     )
 
 
 def start_console(gw) -> tuple[subprocess.Popen, str, str]:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tollgate", "console", "--config", str(gw.config_path), "--listen", f"127.0.0.1:{port}"],
-        cwd=gw.config_path.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None and process.stderr is not None
-    line = process.stdout.readline()
+    process, line = console_process(gw.config_path, "--listen", f"127.0.0.1:{port}")
     assert re.fullmatch(rf"Tollgate console: http://127\.0\.0\.1:{port}/\?token=[\w-]{{32}}\n", line), line
     return process, f"http://127.0.0.1:{port}", line.rsplit("=", 1)[1].strip()
 

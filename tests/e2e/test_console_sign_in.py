@@ -20,7 +20,6 @@ import re
 import shutil
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -34,9 +33,10 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import psycopg
 import pytest
 from tests.support.cdp import Browser, chromium
+from tests.support.cli import console_process, run_tollgate
 from tests.support.oidc_provider import OidcProvider, Person, oidc_provider
 from tests.support.postgres import PostgresServer
-from tests.support.proxy import ROOT, free_port
+from tests.support.proxy import free_port
 from tests.support.web import NoRedirect, fetched
 
 from tollgate.common.audit_chain import Chain
@@ -134,12 +134,7 @@ def console(directory: Path, provider: OidcProvider | None, **settings) -> Itera
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = write_config(directory, port, provider, **settings)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tollgate", "console", "--config", str(config)], cwd=directory,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},
-    )  # fmt: skip
-    assert process.stdout is not None
-    line = process.stdout.readline()
+    process, line = console_process(config, cwd=directory)
     scheme = "https" if settings.get("tls") else "http"
     running = Console(process, f"{scheme}://127.0.0.1:{port}", line, directory / "audit.jsonl.console-access.jsonl")
     try:
@@ -730,15 +725,12 @@ def test_settings_it_cannot_use_stop_it_with_one_line(tmp_path: Path) -> None:
     """A ca_file that cannot be read, and --listen away from loopback without a redirect_uri."""
     port = free_port()
     config = write_config(tmp_path, port, None, issuer="https://login.example.com", ca_file=str(tmp_path / "none.pem"))
-    run = [sys.executable, "-m", "tollgate", "console", "--config", str(config)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "addons")}
-    done = subprocess.run(run, capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    done = run_tollgate("console", "--config", str(config), cwd=tmp_path)
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == f"error: console.sign_in.ca_file: {tmp_path}/none.pem: [Errno 2] No such file or directory\n"
     tls = {"cert": str(tmp_path / "console.pem"), "key": str(tmp_path / "console-key.pem")}
     config = write_config(tmp_path, port, None, issuer="https://login.example.com", tls=tls)
-    done = subprocess.run([*run, "--listen", f"0.0.0.0:{port}"], capture_output=True, text=True, timeout=60, env=env,
-                          cwd=tmp_path)  # fmt: skip
+    done = run_tollgate("console", "--config", str(config), "--listen", f"0.0.0.0:{port}", cwd=tmp_path)
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == (
         f"error: console.sign_in.redirect_uri: required when the console listens on 0.0.0.0:{port} (not loopback):"

@@ -13,13 +13,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 from tests.support.cdp import Browser, chromium
-from tests.support.proxy import ROOT, free_port
+from tests.support.cli import console_process
+from tests.support.proxy import free_port
 
 from tollgate.common.audit_chain import Chain
 from tollgate.records.kinds import RECORD_KINDS
@@ -96,14 +96,7 @@ def start_console(directory: Path, audit: bytes):
     path.write_bytes(audit)
     port = free_port()
     (directory / "tollgate.yaml").write_text(f"audit: {{path: {path}}}\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tollgate", "console", "--config", str(directory / "tollgate.yaml"),
-         "--listen", f"127.0.0.1:{port}"],
-        cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},  # this checkout's console, not an installed one
-    )  # fmt: skip
-    assert process.stdout is not None
-    line = process.stdout.readline()
+    process, line = console_process(directory / "tollgate.yaml", "--listen", f"127.0.0.1:{port}")
     assert line.startswith("Tollgate console: "), line
     return process, line.split(": ", 1)[1].strip()
 

@@ -12,6 +12,8 @@ import threading
 import pytest
 import trustme
 from tests.support.fake_upstream import FakeUpstream, Reply
+from tests.support.raw import get_through_tunnel
+from tests.support.tcp import TcpServer
 
 ALICE = "tg-alice-EGRESS-0001"
 EGRESS_POLICY = """package tollgate.egress
@@ -26,41 +28,27 @@ deny contains "never" if input.model == "forbidden-model"
 """
 
 
-class Sink:
+class Sink(TcpServer):
     """A plain TCP server on 127.0.0.1: reads `expect` bytes from each connection, answers
     `answer`, and closes. It counts what it received."""
 
     def __init__(self, expect: int, answer: bytes) -> None:
+        super().__init__(threaded=False, poll=0.2)
         self.expect, self.answer = expect, answer
         self.received: list[int] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self.port = self._listener.getsockname()[1]
-        self._closing = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        self.start()
 
-    def _serve(self) -> None:
-        while not self._closing.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(10)
-                got = 0
-                while got < self.expect:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    got += len(chunk)
-                self.received.append(got)
-                conn.sendall(self.answer)
-
-    def close(self) -> None:
-        self._closing.set()
-        self._thread.join(timeout=5)
-        self._listener.close()
+    def serve(self, conn: socket.socket, number: int) -> None:
+        with conn:
+            conn.settimeout(10)
+            got = 0
+            while got < self.expect:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                got += len(chunk)
+            self.received.append(got)
+            conn.sendall(self.answer)
 
 
 def connect(proxy_port: int, target: str) -> tuple[socket.socket, bytes]:
@@ -173,12 +161,7 @@ def test_a_tls_tunnel_shows_the_servers_own_certificate(gw, own, other_ca):
     raw, head = connect(gw.proxy.port, f"127.0.0.1:{own.port}")
     with raw:
         assert head.startswith(b"HTTP/1.1 200")
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            issuer = dict(x[0] for x in tls.getpeercert()["issuer"])
-            tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            answer = b""
-            while chunk := tls.recv(4096):
-                answer += chunk
+        issuer, answer = get_through_tunnel(raw, context)
     assert "mitmproxy" not in str(issuer) and answer.endswith(b"not an llm")
     [record] = [r for r in gw.connections(before + 1)[before:] if r["event"] == "connection"]
     # The TLS records each way, handshake included: more than the request and answer themselves.

@@ -63,7 +63,6 @@ deny contains "the model of this call was not read" if {
 def gw(start_gateway, tmp_path_factory):
     policy = tmp_path_factory.mktemp("policy") / "policy.rego"
     policy.write_text(POLICY)
-    saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
 
     def config(urls: dict[str, str]) -> dict:
         return {
@@ -75,10 +74,7 @@ def gw(start_gateway, tmp_path_factory):
             "policy": {"rego": [str(policy)]},
         }
 
-    gateway = start_gateway(
-        config, "--set", "flow_detail=4", "--set", "termlog_verbosity=debug", "--set", f"save_stream_file={saved}"
-    )
-    gateway.saved = saved
+    gateway = start_gateway(config, "--set", "termlog_verbosity=debug", save_flows=True)
     return gateway
 
 

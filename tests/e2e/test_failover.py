@@ -239,6 +239,26 @@ def test_a_503_on_every_attempt_gives_the_last_answer(gw):
     assert record["status"] == 503
 
 
+def test_a_retry_on_the_limits_counts_a_request_of_its_own(start_gateway):
+    """A retry reserves on the limits as it is decided; once it has gone, what it used is settled
+    there like any attempt's: the failed attempt and its retry each count one request."""
+    gw = start_gateway(
+        lambda urls: {
+            "providers": {"openai": {"upstream": urls["openai"], "keys": [K1, K2], "retry": {"attempts": 2, "when": [503]}}},
+            "clients": [{"name": "alice", "keys": [ALICE]}],
+            "limits": [{"name": "day", "requests_per_day": 4}],
+        },
+        providers=("openai",),
+    )  # fmt: skip
+    down = {"error": {"message": "down", "type": "server_error", "code": None}}
+    gw.fakes["openai"].handler = first_fails(lambda r: Reply(200, ANSWER), Reply(503, down), [])
+    first = gw.run(CHAT)
+    assert (first["status"], first["attempts"]) == (200, "2")
+    # Two of the day's four requests spent: two more calls go, the third is refused.
+    assert [gw.run(CHAT)["status"] for _ in range(3)] == [200, 200, 429]
+    assert len(gw.fakes["openai"].received) == 4
+
+
 def test_an_unreachable_upstream_is_tried_again(gw):
     gw.reset()
     fake = gw.fakes["openai"]

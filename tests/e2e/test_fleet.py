@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support import streams
 from tests.support.canned import provider_answers
-from tests.support.clients import run_client
+from tests.support.clients import CONCURRENT_CHATS, run_client
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.fleet import READY as READY_LINE
 from tests.support.fleet import Fleet, accepts, processes
@@ -105,24 +105,6 @@ def fleet(tmp_path_factory, fakes, redis_url, confdir, upstream_ca_pem):
         yield started.wait_ready()
     finally:
         started.stop()
-
-
-# `count` chat calls at once, each on a connection of its own.
-CONCURRENT = """
-import asyncio, collections, openai
-async def main():
-    client = openai.AsyncOpenAI(api_key={key!r}, max_retries=0, timeout=60)
-    async def one():
-        try:
-            await client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "Hi"}}])
-            return "ok"
-        except openai.APIError as e:
-            return type(e).__name__
-    outcomes = await asyncio.gather(*(one() for _ in range({count})))
-    await client.close()
-    return outcomes
-report(outcomes=dict(collections.Counter(asyncio.run(main()))))
-"""
 
 
 def openai_calls(fleet: Fleet, bundle, key: str, count: int, timeout: float = 60) -> dict:
@@ -238,7 +220,7 @@ report(outcomes=outcomes)
 
 def test_audit_lines_stay_whole_under_200_concurrent_calls(fleet, bundle):
     before = len(fleet.calls())
-    code = CONCURRENT.format(key=KEYS["alice"], count=200)
+    code = CONCURRENT_CHATS.format(key=KEYS["alice"], count=200)
     assert run_client(code, fleet.proxy_url, bundle, timeout=120) == {"outcomes": {"ok": 200}}
     calls = fleet.wait_calls(before + 200)[before:]  # every line parsed as one JSON object
     assert len(calls) == 200
@@ -253,7 +235,7 @@ def test_audit_records_on_standard_output_stay_whole_lines(tmp_path, fakes, conf
     fleet = Fleet(tmp_path, data, confdir, upstream_ca_pem)
     try:
         fleet.wait_ready()
-        code = CONCURRENT.format(key="sk-caller-own", count=200)
+        code = CONCURRENT_CHATS.format(key="sk-caller-own", count=200)
         result = run_client(code, fleet.proxy_url, bundle, timeout=120)
         assert result == {"outcomes": {"ok": 200}}, fleet.console()[-6000:]  # what the fleet said, if not
         fleet.stop()  # the workers' last records written
@@ -519,7 +501,7 @@ def test_each_worker_does_before_it_listens_what_its_first_calls_would(
     fleet = Fleet(tmp_path, data, confdir, upstream_ca_pem, "-s", str(ROOT / "tests" / "support" / "start_up_watch.py"))
     try:
         fleet.wait_ready()
-        code = CONCURRENT.format(key="sk-caller-own", count=20)
+        code = CONCURRENT_CHATS.format(key="sk-caller-own", count=20)
         assert run_client(code, fleet.proxy_url, bundle, timeout=120) == {"outcomes": {"ok": 20}}
         assert {c["instance"] for c in fleet.wait_calls(20)} == INSTANCES
         fleet.stop()  # each worker's `done`: what a full collection would walk after the calls

@@ -5,16 +5,13 @@ refused CONNECT, then the inventory's figures, exactly as the records have them.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import ssl
-import subprocess
-import sys
 
 import pytest
 import trustme
+from tests.support.cli import run_tollgate
 from tests.support.fake_upstream import FakeUpstream, Reply
-from tests.support.proxy import ROOT
 
 LOGIN = "carol:pr0xy-PASSWORD-inventory"
 AUTHORIZATION = "Proxy-Authorization: Basic Y2Fyb2w6cHIweHktUEFTU1dPUkQtaW52ZW50b3J5"  # carol's login
@@ -59,13 +56,7 @@ def connect(proxy_port: int, target: str) -> tuple[socket.socket, bytes]:
 
 
 def inventory(*args: str) -> list[dict]:
-    done = subprocess.run(
-        [sys.executable, "-m", "tollgate", "inventory", *args, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},  # this checkout's code, not an installed one
-    )
+    done = run_tollgate("inventory", *args, "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 

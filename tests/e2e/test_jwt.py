@@ -26,6 +26,7 @@ from tests.support.jwks import (
     unsigned_token,
     verified_hs256,
 )
+from tests.support.leaks import saved_flows
 from tests.support.proxy import ROOT
 
 REAL = {
@@ -87,26 +88,16 @@ def identity(jwks: JwksServer, ca_file, *more: dict, **settings: object) -> dict
     return {"jwt": issuers}
 
 
-def _saving(tmp_path_factory, name: str):
-    saved = tmp_path_factory.mktemp("saved") / f"{name}.mitm"
-    return saved, ("--set", f"save_stream_file={saved}", "--set", "flow_detail=4")
-
-
-def _started(
-    start_gateway, tmp_path_factory, jwks, ca_file, name: str, *extra: str, more=(), issuer_settings=None, **config
-):
-    saved, saving = _saving(tmp_path_factory, name)
-    gateway = start_gateway(
+def _started(start_gateway, jwks, ca_file, *extra: str, more=(), issuer_settings=None, **config):
+    return start_gateway(
         lambda urls: {
             "providers": {p: {"upstream": url, "keys": [REAL[p]]} for p, url in urls.items()},
             "identity": identity(jwks, ca_file, *more, **(issuer_settings or {})),
             **config,
         },
-        *saving,
         *extra,
+        save_flows=True,
     )
-    gateway.saved = saved
-    return gateway
 
 
 @pytest.fixture(scope="module")
@@ -134,10 +125,8 @@ def gw(start_gateway, tmp_path_factory, idp, upstream_ca_pem):
     }
     return _started(
         start_gateway,
-        tmp_path_factory,
         idp,
         upstream_ca_pem,
-        "jwt",
         more=[from_file],
         policy={"rego": [str(policy)]},
     )
@@ -489,8 +478,8 @@ def idp_down(upstream_ca):
 
 
 @pytest.fixture(scope="module")
-def gw_down(start_gateway, tmp_path_factory, idp_down, upstream_ca_pem):
-    return _started(start_gateway, tmp_path_factory, idp_down, upstream_ca_pem, "down")
+def gw_down(start_gateway, idp_down, upstream_ca_pem):
+    return _started(start_gateway, idp_down, upstream_ca_pem)
 
 
 def test_the_jwks_down_at_start_and_mid_run(gw_down, idp_down):
@@ -532,13 +521,11 @@ def idp_aging(upstream_ca):
 
 
 @pytest.fixture(scope="module")
-def gw_aging(start_gateway, tmp_path_factory, idp_aging, upstream_ca_pem):
+def gw_aging(start_gateway, idp_aging, upstream_ca_pem):
     return _started(
         start_gateway,
-        tmp_path_factory,
         idp_aging,
         upstream_ca_pem,
-        "aging",
         issuer_settings={"jwks_max_age_s": MAX_AGE_S},
     )
 
@@ -570,8 +557,8 @@ def test_a_key_the_issuer_withdraws_stops_verifying(gw_aging, idp_aging):
 
 
 @pytest.fixture(scope="module")
-def gw_login(start_gateway, tmp_path_factory, idp, upstream_ca_pem):
-    return _started(start_gateway, tmp_path_factory, idp, upstream_ca_pem, "login", "--set", "proxyauth=any")
+def gw_login(start_gateway, idp, upstream_ca_pem):
+    return _started(start_gateway, idp, upstream_ca_pem, "--set", "proxyauth=any")
 
 
 def login_url(gateway, password: str, user: str = "agent") -> str:
@@ -643,13 +630,9 @@ def test_no_token_or_secret_in_any_output(gw, gw_down, gw_login):
             for secret in secrets:
                 assert secret.encode() not in content, f"{secret[:40]}… found in the {name} gateway's {where}"
 
-    from mitmproxy import io
-
-    with open(gw.saved, "rb") as f:
-        flows = list(io.FlowReader(f).stream())
+    flows = saved_flows(gw.saved)
     openai_flows = [f for f in flows if f.metadata.get("tollgate", {}).get("provider") == "openai"]
     assert openai_flows and all(f.request.headers["authorization"] == "[redacted by Tollgate]" for f in openai_flows)
-    with open(gw_login.saved, "rb") as f:
-        for flow in io.FlowReader(f).stream():
-            login = flow.metadata.get("proxyauth")
-            assert login is None or login[1] == "", login
+    for flow in saved_flows(gw_login.saved):
+        login = flow.metadata.get("proxyauth")
+        assert login is None or login[1] == "", login

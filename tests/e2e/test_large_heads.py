@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.support.configs import openai_with_clients
 from tests.support.fake_upstream import Reply
 from tests.support.h2 import H2Request, h2_calls
 from tests.support.raw import send
@@ -25,12 +26,7 @@ LIMIT = 64 * 1024
 
 @pytest.fixture(scope="module")
 def gw(start_gateway):
-    return start_gateway(
-        lambda urls: {
-            "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL]}},
-            "clients": [{"name": "alice", "keys": [ALICE]}],
-        }
-    )
+    return start_gateway(openai_with_clients(REAL, {"alice": ALICE}))
 
 
 @pytest.fixture

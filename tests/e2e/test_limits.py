@@ -4,9 +4,6 @@ limit gets 429 in its provider's own shape, which each official SDK raises as it
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import time
 from datetime import UTC, datetime, timedelta
@@ -15,7 +12,7 @@ from decimal import Decimal
 import pytest
 from tests.support import streams
 from tests.support.canned import OPENAI_RESPONSES, provider_answers
-from tests.support.clients import ROOT
+from tests.support.cli import run_tollgate
 from tests.support.fake_upstream import Received, Reply
 
 REAL = {
@@ -438,11 +435,9 @@ def test_the_usage_report_from_the_ledger_totals_what_the_audit_says(gw):
 
 
 def usage_report(gw) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-m", "tollgate", "usage", "--config", str(gw.config_path), "--since", "1d",
-         "--by", "client", "--format", "json"],
-        capture_output=True, text=True, timeout=60, cwd=gw.config_path.parent,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},
+    done = run_tollgate(
+        "usage", "--config", str(gw.config_path), "--since", "1d", "--by", "client", "--format", "json",
+        cwd=gw.config_path.parent,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)

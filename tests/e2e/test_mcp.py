@@ -15,7 +15,6 @@ import signal
 import socket
 import sys
 import time
-import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from tests.support.h2 import H2Request, h2_calls
 from tests.support.jwks import claims, hs256_token
 from tests.support.mcp_upstream import McpUpstream, event, log_event, mcp_servers, speaks_mcp
 from tests.support.mcp_upstream import client_code as sdk_client_code
+from tests.support.metrics import scrape
 from tests.support.raw import send
 from tests.support.redis import redis_server
 from tests.support.stall import SilentServer
@@ -179,9 +179,7 @@ def gateway(start_gateway, servers, silent, scripted, tmp_path_factory):
             ]
         },
     }
-    saved = tmp_path_factory.mktemp("mcp-saved") / "flows.mitm"
-    started = start_gateway(config, "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", providers=())
-    started.saved = saved
+    started = start_gateway(config, providers=(), save_flows=True)
     return started
 
 
@@ -523,16 +521,7 @@ def test_mcp_calls_per_minute_counts_each_request_sent(gateway, servers) -> None
 
 
 def mcp_samples() -> dict[tuple[str, ...], float]:
-    deadline = time.monotonic() + 10  # the metrics' server opens once the configuration has loaded
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=10) as r:
-                text = r.read().decode()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    text = scrape(METRICS)
     found = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

@@ -13,6 +13,7 @@ import pytest
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.h2 import H2Request, h2_calls
+from tests.support.leaks import assert_no_secret, saved_flows
 from tests.support.raw import send
 
 REAL = {
@@ -72,7 +73,6 @@ def elsewhere(upstream_ca):
 def _start(start_gateway, tmp_path_factory):
     policy = tmp_path_factory.mktemp("policy") / "policy.rego"
     policy.write_text(POLICY)
-    saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
 
     def config(urls: dict[str, str]) -> dict:
         mcp = urls.pop("mcp")
@@ -98,10 +98,9 @@ def _start(start_gateway, tmp_path_factory):
 
     gateway = start_gateway(
         config,
-        "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", "--set", "termlog_verbosity=debug",
-        providers=(*HOSTS, "mcp"),
+        "--set", "termlog_verbosity=debug",
+        providers=(*HOSTS, "mcp"), save_flows=True,
     )  # fmt: skip
-    gateway.saved = saved
     return gateway
 
 
@@ -233,8 +232,6 @@ def test_an_mcp_servers_host_named_with_another_address_is_refused(g, elsewhere)
 
 
 def test_the_refused_calls_keep_no_secret_in_any_output(start_gateway, tmp_path_factory, elsewhere):
-    from mitmproxy import io
-
     g = _start(start_gateway, tmp_path_factory)
     for provider in HOSTS:
         response, _ = call(g, provider, connect=f"127.0.0.1:{elsewhere.port}")
@@ -246,11 +243,8 @@ def test_the_refused_calls_keep_no_secret_in_any_output(start_gateway, tmp_path_
         "saved": g.saved.read_bytes(),
     }
     assert b"x-tollgate-error: misdirected" in outputs["console"].lower()  # the flows were printed in full
-    for where, content in outputs.items():
-        for secret in SECRETS:
-            assert secret.encode() not in content, f"{secret} found in {where}"
-    with open(g.saved, "rb") as f:
-        flows = list(io.FlowReader(f).stream())
+    assert_no_secret(outputs, SECRETS)
+    flows = saved_flows(g.saved)
     assert [f.response.status_code for f in flows] == [421] * len(HOSTS)
     assert flows[0].request.headers["authorization"] == "[redacted by Tollgate]"
     assert flows[1].request.query["key"] == "[redacted by Tollgate]"

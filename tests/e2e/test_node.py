@@ -8,7 +8,6 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.npm_cli import NODE_CLIENTS
 from tests.support.proxy import ROOT
 from tests.support.run_sh import env_exports, env_run, run_sh_listening
+from tests.support.tcp import TcpServer
 
 from tollgate.records.auditlog import PROCESS_EVENTS
 
@@ -267,20 +267,13 @@ def test_node_sdks_through_run_sh_env(node_clients, run_sh_proxy, tmp_path):
     ]
 
 
-@pytest.mark.parametrize("node", ["node", "node24"])
-def test_aws_sdk_for_javascript_through_run_sh_env(node_clients, run_sh_proxy, tmp_path, request, node):
-    """HTTP/2 to Bedrock (Converse and ConverseStream), on the machine's Node and on Node 24."""
-    binary = request.getfixturevalue("node24") if node == "node24" else shutil.which("node")
-    port, fakes = run_sh_proxy
-    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES and not k.startswith("AWS_")}
-    guard_log = tmp_path / "guard.log"
-    env |= {"PATH": f"{Path(binary).parent}:{env['PATH']}", "AWS_BEARER_TOKEN_BEDROCK": "tg-node-1"}
+def node_through(
+    port: int, script: str, node_clients: Path, env: dict[str, str], guard_log: Path
+) -> subprocess.CompletedProcess[str]:
+    """`script` run by Node with the proxy `./run.sh env` gives for `port`, and the guard that writes
+    to `guard_log` each host it reached around it: checked that none was, and that it succeeded."""
     done = subprocess.run(
-        [
-            "bash",
-            "-c",
-            f'eval "$("{ROOT}/run.sh" env -p {port})" && exec node --require ./guard.cjs aws.mjs',
-        ],
+        ["bash", "-c", f'eval "$("{ROOT}/run.sh" env -p {port})" && exec node --require ./guard.cjs {script}'],
         cwd=node_clients,
         env={**env, "GUARD_LOG": str(guard_log)},
         capture_output=True,
@@ -289,6 +282,18 @@ def test_aws_sdk_for_javascript_through_run_sh_env(node_clients, run_sh_proxy, t
     )
     assert not guard_log.exists(), f"went around Tollgate to {guard_log.read_text()}"
     assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.mark.parametrize("node", ["node", "node24"])
+def test_aws_sdk_for_javascript_through_run_sh_env(node_clients, run_sh_proxy, tmp_path, request, node):
+    """HTTP/2 to Bedrock (Converse and ConverseStream), on the machine's Node and on Node 24."""
+    binary = request.getfixturevalue("node24") if node == "node24" else shutil.which("node")
+    port, fakes = run_sh_proxy
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES and not k.startswith("AWS_")}
+    guard_log = tmp_path / "guard.log"
+    env |= {"PATH": f"{Path(binary).parent}:{env['PATH']}", "AWS_BEARER_TOKEN_BEDROCK": "tg-node-1"}
+    done = node_through(port, "aws.mjs", node_clients, env, guard_log)
     assert json.loads(done.stdout) == {
         "http2": ["Hello!", 23],
         "stream": ["Hello", 14, 7],
@@ -354,16 +359,7 @@ def test_aws_sdk_for_javascript_signs_with_virtual_aws_credentials(node_clients,
     env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES and not k.startswith("AWS_")}
     env |= {"AWS_ACCESS_KEY_ID": VIRTUAL_AWS[0], "AWS_SECRET_ACCESS_KEY": VIRTUAL_AWS[1]}
     guard_log = tmp_path / "guard.log"
-    done = subprocess.run(
-        ["bash", "-c", f'eval "$("{ROOT}/run.sh" env -p {port})" && exec node --require ./guard.cjs aws_signed.mjs'],
-        cwd=node_clients,
-        env={**env, "GUARD_LOG": str(guard_log)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert not guard_log.exists(), f"went around Tollgate to {guard_log.read_text()}"
-    assert done.returncode == 0, done.stderr
+    done = node_through(port, "aws_signed.mjs", node_clients, env, guard_log)
     result = json.loads(done.stdout)
     assert {key: value for key, value in result.items() if key != "signed"} == {
         "converse": ["Hello!", 23],
@@ -389,36 +385,22 @@ def test_aws_sdk_for_javascript_signs_with_virtual_aws_credentials(node_clients,
     ]
 
 
-class RefusingProxy:
+class RefusingProxy(TcpServer):
     """A proxy that writes down each CONNECT head it gets and answers 407."""
 
     def __init__(self) -> None:
+        super().__init__(threaded=False)
         self.heads: list[str] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port = self._listener.getsockname()[1]
-        self._closing = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        self.start()
 
-    def _serve(self) -> None:
-        while not self._closing.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                head = b""
-                while b"\r\n\r\n" not in head and (chunk := conn.recv(4096)):
-                    head += chunk
-                self.heads.append(head.decode("latin-1"))
-                conn.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
-
-    def close(self) -> None:
-        self._closing.set()
-        self._thread.join(timeout=5)
-        self._listener.close()
+    def serve(self, conn: socket.socket, number: int) -> None:
+        with conn:
+            conn.settimeout(5)
+            head = b""
+            while b"\r\n\r\n" not in head and (chunk := conn.recv(4096)):
+                head += chunk
+            self.heads.append(head.decode("latin-1"))
+            conn.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
 
 
 def test_preload_tunnels_node_modules_with_the_proxy_login_and_honours_no_proxy(node_clients, tmp_path):

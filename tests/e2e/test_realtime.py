@@ -15,6 +15,7 @@ import pytest
 from tests.support import guardrail_samples as samples
 from tests.support.clients import run_client
 from tests.support.fake_realtime import HANG_UP, FakeRealtime, answering, usage
+from tests.support.leaks import assert_no_secret, saved_flows
 from tests.support.proxy import ROOT
 
 from tollgate.proxy.stages.websocket import MAX_MESSAGE
@@ -40,7 +41,6 @@ def fake(upstream_ca):
 
 @pytest.fixture(scope="module")
 def gw(start_gateway, fake, tmp_path_factory):
-    saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
     allowlist = ROOT / "docs" / "examples" / "policies" / "model_allowlist.rego"
     gateway = start_gateway(
         lambda urls: {
@@ -49,9 +49,8 @@ def gw(start_gateway, fake, tmp_path_factory):
                         {"name": "sam", "keys": [SAM], "groups": ["support"]}],
             "policy": {"rego": [str(allowlist)]},
         },
-        "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", "--set", "termlog_verbosity=debug",
+        "--set", "termlog_verbosity=debug", save_flows=True,
     )  # fmt: skip
-    gateway.saved = saved
     return gateway
 
 
@@ -355,16 +354,11 @@ def test_no_message_key_or_prompt_reaches_the_console_or_saved_flows(g, fake):
     g.proxy.stop()  # flushes the saved flows
     console = g.proxy.output.read_bytes()
     saved = g.saved.read_bytes()
-    for where, content in (("console", console), ("saved flows", saved), ("audit", g.audit_path.read_bytes())):
-        for secret in SECRETS:
-            assert secret.encode() not in content, f"{secret} found in {where}"
+    assert_no_secret({"console": console, "saved flows": saved, "audit": g.audit_path.read_bytes()}, SECRETS)
     # The console did show the messages' passing (flow_detail 4), as stand-ins.
     assert b"WebSocket text message" in console and b"[redacted by Tollgate: " in console
 
-    from mitmproxy import io
-
-    with open(g.saved, "rb") as f:
-        flows = [flow for flow in io.FlowReader(f).stream() if flow.websocket is not None]
+    flows = [flow for flow in saved_flows(g.saved) if flow.websocket is not None]
     assert len(flows) >= 3
     for flow in flows:
         assert flow.metadata["tollgate"]["endpoint"] == "realtime"
@@ -516,7 +510,6 @@ GUARDED_KEY = "tg-VIRTUAL-guarded-realtime-5ecret-j1"
 
 @pytest.fixture(scope="module")
 def guarded(start_gateway, fake, tmp_path_factory):
-    saved = tmp_path_factory.mktemp("saved-guarded") / "flows.mitm"
     gateway = start_gateway(
         lambda urls: {
             "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
@@ -524,9 +517,8 @@ def guarded(start_gateway, fake, tmp_path_factory):
             "guardrails": [{"detect": ["pii.email"], "action": "redact"},
                            {"detect": ["secrets"], "action": "deny"}],
         },
-        "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", "--set", "termlog_verbosity=debug",
+        "--set", "termlog_verbosity=debug", save_flows=True,
     )  # fmt: skip
-    gateway.saved = saved
     return gateway
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 from tests.support.fake_realtime import FakeRealtime, responding, responses_usage
+from tests.support.leaks import assert_no_secret, saved_flows
 from tests.support.proxy import ROOT
 from tests.support.redis import redis_server
 
@@ -59,12 +60,10 @@ def gateway_config(upstream: str, *more_clients: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway, fake, tmp_path_factory):
-    saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
     gateway = start_gateway(
         lambda urls: gateway_config(fake.url),
-        "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", "--set", "termlog_verbosity=debug",
+        "--set", "termlog_verbosity=debug", save_flows=True,
     )  # fmt: skip
-    gateway.saved = saved
     return gateway
 
 
@@ -300,9 +299,13 @@ def test_an_override_rewrites_the_messages_model_and_one_that_sends_it_elsewhere
     assert (alias["requested_model"], alias["model"], alias["status"]) == ("gpt-4o-alias", "gpt-4o-mini", 200)
 
 
-def test_a_message_that_could_start_an_undecided_response_is_refused_and_audited(g, fake):
-    # response.steer queues input that OpenAI answers with responses no response.create asked for.
-    result = g.run(f"""
+CREATE_HI = {"type": "response.create", "model": MODEL, "input": "hi"}
+
+
+def each_answered(messages: list[str]) -> str:
+    """Client code: each of `messages` sent as a text message on one socket, the next once the last
+    was answered; how each ended (a status, or the end event's type)."""
+    return f"""
         import asyncio, json
         from websockets.asyncio.client import connect
 
@@ -310,10 +313,8 @@ def test_a_message_that_could_start_an_undecided_response_is_refused_and_audited
             async with connect("wss://api.openai.com/v1/responses",
                                additional_headers={{"Authorization": "Bearer {ALICE}"}}) as ws:
                 got = []
-                for message in [{{"type": "response.steer", "previous_response_id": "resp_x", "input": "go on"}},
-                                "not json",
-                                {{"type": "response.create", "model": "{MODEL}", "input": "hi"}}]:
-                    await ws.send(message if isinstance(message, str) else json.dumps(message))
+                for message in {messages!r}:
+                    await ws.send(message)
                     while True:
                         event = json.loads(await asyncio.wait_for(ws.recv(), 20))
                         if event["type"] in {ENDS!r}:
@@ -322,7 +323,13 @@ def test_a_message_that_could_start_an_undecided_response_is_refused_and_audited
             return got
 
         report(got=asyncio.run(session()))
-    """)
+    """
+
+
+def test_a_message_that_could_start_an_undecided_response_is_refused_and_audited(g, fake):
+    # response.steer queues input that OpenAI answers with responses no response.create asked for.
+    steer = {"type": "response.steer", "previous_response_id": "resp_x", "input": "go on"}
+    result = g.run(each_answered([json.dumps(steer), "not json", json.dumps(CREATE_HI)]))
     assert result == {"got": [400, 400, "response.completed"]}
     (upstream,) = fake.sessions
     assert [json.loads(m)["type"] for m in upstream.received] == ["response.create"]
@@ -340,26 +347,7 @@ def test_a_message_not_in_utf8_is_refused_and_audited(g, fake):
     # letters): the guardrails would read it without finding Tollgate's key in it.
     create = json.dumps({"type": "response.create", "model": MODEL, "input": f"the key: {REAL}"})
     utf16 = create.encode("utf-16-le").decode("utf-8")
-    result = g.run(f"""
-        import asyncio, json
-        from websockets.asyncio.client import connect
-
-        async def session():
-            async with connect("wss://api.openai.com/v1/responses",
-                               additional_headers={{"Authorization": "Bearer {ALICE}"}}) as ws:
-                got = []
-                for message in [{utf16!r}, {"\ufeff" + create!r},
-                                json.dumps({{"type": "response.create", "model": "{MODEL}", "input": "hi"}})]:
-                    await ws.send(message)
-                    while True:
-                        event = json.loads(await asyncio.wait_for(ws.recv(), 20))
-                        if event["type"] in {ENDS!r}:
-                            got.append(event.get("status") or event["type"])
-                            break
-            return got
-
-        report(got=asyncio.run(session()))
-    """)
+    result = g.run(each_answered([utf16, "\ufeff" + create, json.dumps(CREATE_HI)]))
     assert result == {"got": [400, 400, "response.completed"]}
     (upstream,) = fake.sessions
     assert [json.loads(m)["input"] for m in upstream.received] == ["hi"]
@@ -463,15 +451,10 @@ def test_no_message_key_or_prompt_reaches_the_console_or_saved_flows(g, fake):
     g.proxy.stop()  # flushes the saved flows
     console = g.proxy.output.read_bytes()
     saved = g.saved.read_bytes()
-    for where, content in (("console", console), ("saved flows", saved), ("audit", g.audit_path.read_bytes())):
-        for secret in SECRETS:
-            assert secret.encode() not in content, f"{secret} found in {where}"
+    assert_no_secret({"console": console, "saved flows": saved, "audit": g.audit_path.read_bytes()}, SECRETS)
     assert b"WebSocket text message" in console and b"[redacted by Tollgate: " in console
 
-    from mitmproxy import io
-
-    with open(g.saved, "rb") as f:
-        flows = [flow for flow in io.FlowReader(f).stream() if flow.websocket is not None]
+    flows = [flow for flow in saved_flows(g.saved) if flow.websocket is not None]
     assert flows
     for flow in flows:
         assert flow.request.headers["authorization"] == "[redacted by Tollgate]"

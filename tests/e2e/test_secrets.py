@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Reply
+from tests.support.leaks import assert_no_secret, saved_flows
 
 REAL = {
     "openai": "sk-REAL-openai-5ecret-a1",
@@ -50,7 +51,6 @@ def answers(received):
 
 
 def _start(start_gateway, tmp_path_factory, *extra: str, drain_s: float | None = None):
-    saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
 
     def config(urls: dict[str, str]) -> dict:
         providers = {name: {"upstream": url, "keys": [REAL[name]]} for name, url in urls.items()}
@@ -65,15 +65,8 @@ def _start(start_gateway, tmp_path_factory, *extra: str, drain_s: float | None =
         }
 
     gateway = start_gateway(
-        config,
-        "--set",
-        f"save_stream_file={saved}",
-        "--set",
-        "flow_detail=4",
-        *extra,
-        providers=("openai", "gemini", "anthropic", "bedrock", "groq", "acme"),
+        config, *extra, providers=("openai", "gemini", "anthropic", "bedrock", "groq", "acme"), save_flows=True
     )
-    gateway.saved = saved
     for fake in gateway.fakes.values():
         fake.handler = answers
     return gateway
@@ -203,20 +196,15 @@ def test_nothing_secret_reaches_any_output(gw, gw_login):
         )
     }
     assert len(outputs["virtual keys saved flows"]) > 1000 and b"tollgate" in outputs["virtual keys saved flows"]
-    for where, content in outputs.items():
-        for secret in SECRETS:
-            assert secret.encode() not in content, f"{secret} found in {where}"
+    assert_no_secret(outputs, SECRETS)
     # The saved flows still say where the caller's credential was, and carry the audit record.
-    from mitmproxy import io
 
-    with open(gw.saved, "rb") as f:
-        flows = list(io.FlowReader(f).stream())
+    flows = saved_flows(gw.saved)
     assert len(flows) == len(calls)
     assert flows[0].request.headers["authorization"] == "[redacted by Tollgate]"
     assert flows[0].metadata["tollgate"]["client"] == "alice"
     assert flows[0].comment.startswith("alice · 21→7 $0.00011625 · openai/gpt-4o")
-    with open(gw_login.saved, "rb") as f:
-        (login_flow,) = list(io.FlowReader(f).stream())
+    (login_flow,) = saved_flows(gw_login.saved)
     assert list(login_flow.metadata["proxyauth"]) == ["carol", ""]
 
 
@@ -277,7 +265,6 @@ def gw_refusing(start_gateway, tmp_path_factory):
     policy.write_text(
         'package tollgate\nimport rego.v1\ndeny contains "denied model" if input.model == "claude-denied"\n'
     )
-    saved = tmp_path_factory.mktemp("saved") / "refused.mitm"
     gateway = start_gateway(
         lambda urls: {
             "providers": {
@@ -295,13 +282,9 @@ def gw_refusing(start_gateway, tmp_path_factory):
             "policy": {"rego": [str(policy)]},
         },
         "--set",
-        f"save_stream_file={saved}",
-        "--set",
-        "flow_detail=4",
-        "--set",
         "termlog_verbosity=debug",
+        save_flows=True,
     )
-    gateway.saved = saved
     return gateway
 
 
@@ -407,18 +390,16 @@ def test_refused_calls_keep_no_credential_in_any_output(gw_refusing):
 
     console = gw_refusing.proxy.output.read_bytes()
     assert b"x-tollgate-error: unauthenticated" in console.lower()  # the flows were printed in full
-    for where, content in (
-        ("console", console),
-        ("saved flows", gw_refusing.saved.read_bytes()),
-        ("audit", gw_refusing.audit_path.read_bytes()),
-    ):
-        for secret in REFUSAL_SECRETS:
-            assert secret.encode() not in content, f"{secret} found in {where}"
+    assert_no_secret(
+        {
+            "console": console,
+            "saved flows": gw_refusing.saved.read_bytes(),
+            "audit": gw_refusing.audit_path.read_bytes(),
+        },
+        REFUSAL_SECRETS,
+    )
 
-    from mitmproxy import io
-
-    with open(gw_refusing.saved, "rb") as f:
-        flows = list(io.FlowReader(f).stream())
+    flows = saved_flows(gw_refusing.saved)
     assert [f.response.status_code for f in flows] == [401, 403, 500, 500, 403, 401]
     unknown, denied, gemini, bedrock, badly_signed, groq = (f.request for f in flows)
     # Where the credentials were stays visible.
@@ -484,7 +465,6 @@ def test_a_wrong_proxy_password_is_not_shown(start_gateway, tmp_path_factory):
 def test_a_call_with_text_that_is_not_unicode_is_saved_with_its_call(start_gateway, tmp_path_factory):
     """mitmproxy reads a path byte that is not UTF-8 as a lone surrogate, and its flow writer cannot
     encode one: the refused call's flow must still be saved."""
-    from mitmproxy import io
     from tests.support.exchange import http_request, https_exchange
 
     gateway = _start(start_gateway, tmp_path_factory)
@@ -499,8 +479,7 @@ def test_a_call_with_text_that_is_not_unicode_is_saved_with_its_call(start_gatew
     records = gateway.wait_audit(2)
     assert records[-1]["path"] == "/v1/chat/compl\udcffetions"  # the audit keeps the path as read
     gateway.proxy.stop()
-    with open(gateway.saved, "rb") as f:
-        flows = list(io.FlowReader(f).stream())
+    flows = saved_flows(gateway.saved)
     assert len(flows) == 2
     assert flows[0].metadata["tollgate"]["path"] == "/v1/chat/compl\\udcffetions"
     assert PROMPT.encode() not in gateway.saved.read_bytes()
@@ -509,7 +488,6 @@ def test_a_call_with_text_that_is_not_unicode_is_saved_with_its_call(start_gatew
 def test_a_call_open_at_shutdown_is_saved_without_its_credentials(start_gateway, tmp_path_factory):
     """mitmproxy saves the flows still open when it stops: the real key had gone upstream in them.
     (drain_s 0: SIGTERM stops it at once, without waiting for the call.)"""
-    from mitmproxy import io
     from tests.support.exchange import http_request
 
     gateway = _start(start_gateway, tmp_path_factory, "--set", "termlog_verbosity=debug", drain_s=0)
@@ -531,8 +509,7 @@ def test_a_call_open_at_shutdown_is_saved_without_its_credentials(start_gateway,
     saved = gateway.saved.read_bytes()
     for secret in (REAL["openai"], VIRTUAL, PROMPT):
         assert secret.encode() not in saved and secret.encode() not in gateway.proxy.output.read_bytes(), secret
-    with open(gateway.saved, "rb") as f:
-        (flow,) = list(io.FlowReader(f).stream())
+    (flow,) = saved_flows(gateway.saved)
     assert flow.request.headers["authorization"] == "[redacted by Tollgate]"
     assert flow.metadata["tollgate"]["error"] == "proxy shut down during the call"
 
@@ -555,7 +532,6 @@ AZURE_OWN = "azure-CALLERS-own-5ecret-p2"
 def test_azure_keys_and_entra_id_secrets_reach_no_output(start_gateway, tmp_path_factory, upstream_ca_pem):
     from tests.support.azure import CLIENT_SECRET, ENTRA_TOKEN, FakeAzure, entra_env
 
-    saved = tmp_path_factory.mktemp("saved") / "azure.mitm"
     env: dict[str, str] = {}
 
     def config(urls: dict[str, str]) -> dict:
@@ -574,8 +550,8 @@ def test_azure_keys_and_entra_id_secrets_reach_no_output(start_gateway, tmp_path
 
     gw = start_gateway(
         config,
-        "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", "--set", "termlog_verbosity=debug",
-        env=env, providers=("azure",),
+        "--set", "termlog_verbosity=debug",
+        env=env, providers=("azure",), save_flows=True,
     )  # fmt: skip
     gw.fakes["azure"].handler = FakeAzure(gw.fakes["azure"].url)
     chat = """
@@ -612,12 +588,10 @@ def test_azure_keys_and_entra_id_secrets_reach_no_output(start_gateway, tmp_path
     outputs = {
         "audit": gw.audit_path.read_bytes(),
         "console": gw.proxy.output.read_bytes(),
-        "saved flows": saved.read_bytes(),
+        "saved flows": gw.saved.read_bytes(),
     }
     assert len(outputs["saved flows"]) > 1000
-    for where, content in outputs.items():
-        for secret in (AZURE_KEY, AZURE_OWN, CLIENT_SECRET, ENTRA_TOKEN, VIRTUAL, UNKNOWN, PROMPT):
-            assert secret.encode() not in content, f"{secret} found in {where}"
+    assert_no_secret(outputs, (AZURE_KEY, AZURE_OWN, CLIENT_SECRET, ENTRA_TOKEN, VIRTUAL, UNKNOWN, PROMPT))
 
 
 # ---- every provider's credential positions, on calls sent, refused (401, 400, 421) and passed through
@@ -650,7 +624,6 @@ def mcp_answers(received):
 
 
 def test_every_credential_position_is_redacted_from_saved_flows(start_gateway, tmp_path_factory, upstream_ca):
-    from mitmproxy import io
     from tests.support.azure import FakeAzure
     from tests.support.fake_upstream import FakeUpstream
     from tests.support.raw import send
@@ -658,7 +631,6 @@ def test_every_credential_position_is_redacted_from_saved_flows(start_gateway, t
     mcp = FakeUpstream(upstream_ca, mcp_answers, names=(MCP_HOST,))
     governed = ("api.openai.com", "bedrock-runtime.us-east-1.amazonaws.com", MCP_HOST)
     elsewhere = FakeUpstream(upstream_ca, provider_answers, names=governed)
-    saved = tmp_path_factory.mktemp("saved") / "positions.mitm"
     docs = {"name": "docs", "url": f"https://{MCP_HOST}/mcp", "credential": {"header": {"name": "X-Docs-Key", "value": MCP_REAL}}}  # fmt: skip
 
     def config(urls: dict[str, str]) -> dict:
@@ -743,9 +715,9 @@ def test_every_credential_position_is_redacted_from_saved_flows(start_gateway, t
     try:
         g = start_gateway(
             config,
-            "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", "--set", "termlog_verbosity=debug",
+            "--set", "termlog_verbosity=debug",
             "-s", str(RESOLVE), env={"TOLLGATE_TEST_RESOLVE": json.dumps({MCP_HOST: mcp.port})},
-            providers=("openai", "gemini", "bedrock", "azure"),
+            providers=("openai", "gemini", "bedrock", "azure"), save_flows=True,
         )  # fmt: skip
         g.fakes["azure"].handler = FakeAzure(g.fakes["azure"].url)
         statuses = []
@@ -767,15 +739,15 @@ def test_every_credential_position_is_redacted_from_saved_flows(start_gateway, t
         g.proxy.stop()  # flushes the saved flows
 
         secrets = [*POSITIONS.values(), AZURE_KEY, MCP_REAL, PROMPT, *REAL.values()]
-        for where, content in (
-            ("saved flows", saved.read_bytes()),
-            ("console", g.proxy.output.read_bytes()),
-            ("audit", g.audit_path.read_bytes()),
-        ):
-            for secret in secrets:
-                assert secret.encode() not in content, f"{secret} found in {where}"
-        with open(saved, "rb") as f:
-            flows = list(io.FlowReader(f).stream())
+        assert_no_secret(
+            {
+                "saved flows": g.saved.read_bytes(),
+                "console": g.proxy.output.read_bytes(),
+                "audit": g.audit_path.read_bytes(),
+            },
+            secrets,
+        )
+        flows = saved_flows(g.saved)
         assert len(flows) == len(requests)
         redacted = "[redacted by Tollgate]"
         for flow in flows[:4]:
@@ -811,10 +783,8 @@ MALFORMED = (
 def test_a_request_mitmproxy_refuses_keeps_no_credential(start_gateway, tmp_path_factory):
     """A malformed head is refused by mitmproxy itself (400) before Tollgate reads the request, and
     before its host is known: the flow it saves and prints holds no credential all the same."""
-    from mitmproxy import io
     from tests.support.exchange import https_exchange, proxy_exchange
 
-    saved = tmp_path_factory.mktemp("saved") / "malformed.mitm"
     brokered = [
         {"host": "api.github.com", "header": "Authorization", "virtual": PLACEHOLDER, "value": "${GITHUB_TOKEN}"},
         {"host": "uploads.example.com", "header": "X-Upload-Token", "virtual": UPLOADS_PLACEHOLDER,
@@ -826,8 +796,7 @@ def test_a_request_mitmproxy_refuses_keeps_no_credential(start_gateway, tmp_path
             "clients": [{"name": "alice", "keys": [VIRTUAL]}],
             "egress": {"credentials": brokered},
         },
-        "--set", f"save_stream_file={saved}", "--set", "flow_detail=4",
-        env={"GITHUB_TOKEN": BROKERED_TOKEN}, providers=("openai", "gemini", "anthropic"),
+        env={"GITHUB_TOKEN": BROKERED_TOKEN}, providers=("openai", "gemini", "anthropic"), save_flows=True,
     )  # fmt: skip
     # (host, path, credential headers)
     requests = [
@@ -862,11 +831,8 @@ def test_a_request_mitmproxy_refuses_keeps_no_credential(start_gateway, tmp_path
     console = gateway.proxy.output.read_bytes()
     assert console.count(b"authorization: [redacted by Tollgate]") == 5 * len(MALFORMED)  # printed in full
     secrets = [VIRTUAL, OWN, CAROL, PLAN, CODEX_JWT, PLACEHOLDER, UPLOADS_PLACEHOLDER, BROKERED_TOKEN]
-    for where, content in (("console", console), ("saved flows", saved.read_bytes())):
-        for secret in secrets:
-            assert secret.encode() not in content, f"{secret} found in {where}"
-    with open(saved, "rb") as f:
-        flows = list(io.FlowReader(f).stream())
+    assert_no_secret({"console": console, "saved flows": gateway.saved.read_bytes()}, secrets)
+    flows = saved_flows(gateway.saved)
     assert len(flows) == sent and all(f.error is not None and f.response is None for f in flows)
     redacted = "[redacted by Tollgate]"
     openai, gemini, anthropic, chatgpt, github, uploads, plain = (flows[i] for i in range(0, sent, len(MALFORMED)))
@@ -887,7 +853,6 @@ GEMINI_MODEL_SECRET = "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"  # a Gemini model 
 def test_a_secret_in_the_model_is_recorded_as_its_kind(start_gateway, tmp_path_factory):
     """No guardrail covers the caller: Tollgate's own secret detectors read the model all the same,
     and the audit, the console and the saved flow show its kind, never its text."""
-    from mitmproxy import io
     from tests.support.raw import send
 
     gateway = _start(start_gateway, tmp_path_factory)
@@ -916,11 +881,11 @@ def test_a_secret_in_the_model_is_recorded_as_its_kind(start_gateway, tmp_path_f
     gateway.proxy.stop()  # flushes the saved flows
     console, saved = gateway.proxy.output.read_bytes(), gateway.saved.read_bytes()
     assert b"[REDACTED:secrets.openai_api_key]" in console
-    for where, content in (("audit", gateway.audit_path.read_bytes()), ("console", console), ("saved", saved)):
-        for secret in (MODEL_SECRET, GEMINI_MODEL_SECRET):
-            assert secret.encode() not in content, f"{secret} found in {where}"
-    with open(gateway.saved, "rb") as f:
-        flows = list(io.FlowReader(f).stream())
+    assert_no_secret(
+        {"audit": gateway.audit_path.read_bytes(), "console": console, "saved": saved},
+        (MODEL_SECRET, GEMINI_MODEL_SECRET),
+    )
+    flows = saved_flows(gateway.saved)
     assert flows[0].metadata["tollgate"]["model"] == "[REDACTED:secrets.openai_api_key]"
     assert flows[1].request.path == "/v1beta/models/[REDACTED:secrets.huggingface_token]:generateContent"
 
@@ -929,7 +894,6 @@ def test_a_secret_in_a_path_refused_before_it_was_read_is_recorded_as_its_kind(s
     """A Gemini model id in capitals is refused for its shape (400) before any model is read: the
     path, which holds the secret, is read by Tollgate's own secret detectors all the same, and the
     audit, the console and the saved flow show its kind, never its text."""
-    from mitmproxy import io
     from tests.support.raw import send
 
     gateway = _start(start_gateway, tmp_path_factory)
@@ -947,6 +911,5 @@ def test_a_secret_in_a_path_refused_before_it_was_read_is_recorded_as_its_kind(s
     console, saved = gateway.proxy.output.read_bytes(), gateway.saved.read_bytes()
     for where, content in (("audit", gateway.audit_path.read_bytes()), ("console", console), ("saved", saved)):
         assert MODEL_SECRET.encode() not in content, f"the secret found in {where}"
-    with open(gateway.saved, "rb") as f:
-        [flow] = list(io.FlowReader(f).stream())
+    [flow] = saved_flows(gateway.saved)
     assert flow.request.path == "/v1beta/models/[REDACTED:secrets.openai_api_key]:generateContent?alt=sse"

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support.cli import run_tollgate
 from tests.support.proxy import GATEWAY, free_port, mitmdump, run_to_exit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -268,15 +269,9 @@ def test_the_audit_opens_with_the_started_record_and_closes_with_the_stopped_one
     assert started["ts"] <= served["ts"] <= refused["ts"] <= stopped["ts"]
 
     # `tollgate usage` sums the calls and nothing else: the process's records are no calls, nor malformed.
-    done = subprocess.run(
-        [sys.executable, "-m", "tollgate", "usage", "--from-audit", str(gw.audit_path), "--since", "1d",
-         "--by", "client", "--format", "json"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )  # fmt: skip
+    done = run_tollgate(
+        "usage", "--from-audit", str(gw.audit_path), "--since", "1d", "--by", "client", "--format", "json"
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert (report["total"]["requests"], report["total"]["total_tokens"], report["malformed"]) == (2, 28, 0)

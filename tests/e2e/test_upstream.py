@@ -12,6 +12,7 @@ from tests.support.canned import provider_answers
 from tests.support.clients import run_client
 from tests.support.fake_upstream import FakeUpstream, Reply
 from tests.support.proxy import Mitmdump, free_port
+from tests.support.raw import get_through_tunnel
 
 KEY = "sk-real-key-for-upstream-tests"
 
@@ -128,12 +129,7 @@ def test_other_tls_hosts_are_tunnelled_with_their_own_certificate(gw):
         with socket.create_connection(("127.0.0.1", gw.proxy.port), timeout=10) as raw:
             raw.sendall(f"CONNECT 127.0.0.1:{server.port} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
             assert raw.recv(4096).startswith(b"HTTP/1.1 200")
-            with context.wrap_socket(raw, server_hostname="localhost") as tls:
-                issuer = dict(x[0] for x in tls.getpeercert()["issuer"])
-                tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                answer = b""
-                while chunk := tls.recv(4096):
-                    answer += chunk
+            issuer, answer = get_through_tunnel(raw, context)
         assert "mitmproxy" not in str(issuer)
         assert answer.endswith(b"not an llm")
         assert len(server.received) == 1

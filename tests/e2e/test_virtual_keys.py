@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 import yaml
+from tests.support.leaks import saved_flows
 from tests.support.mcp_upstream import McpUpstream
 
 REAL = {
@@ -59,11 +60,7 @@ def mcp_server(upstream_ca):
 
 @pytest.fixture(scope="module")
 def gw(start_gateway, tmp_path_factory, mcp_server):
-    saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
-    gateway = start_gateway(
-        lambda urls: config(urls, mcp_server.url), "--set", f"save_stream_file={saved}", "--set", "flow_detail=4"
-    )
-    gateway.saved = saved
+    gateway = start_gateway(lambda urls: config(urls, mcp_server.url), save_flows=True)
     return gateway
 
 
@@ -251,10 +248,8 @@ def test_the_configuration_and_every_output_hold_no_usable_copy_of_a_hashed_key(
     for where, content in outputs.items():
         for secret in SECRETS:
             assert secret.encode() not in content, f"{secret} found in {where}"
-    from mitmproxy import io
 
-    with open(gw.saved, "rb") as f:
-        flows = list(io.FlowReader(f).stream())
+    flows = saved_flows(gw.saved)
     first = flows[0]
     assert first.request.headers["authorization"] == "[redacted by Tollgate]"
     assert first.metadata["tollgate"]["client"] == "alice"

@@ -11,7 +11,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +18,9 @@ from pathlib import Path
 
 import pytest
 from tests.support.cdp import chromium
-from tests.support.proxy import ROOT, free_port
+from tests.support.cli import console_process, run_tollgate
+from tests.support.configs import openai_with_clients
+from tests.support.proxy import free_port
 
 ALICE = "tg-alice-CONSOLE-0001"
 BOB = "tg-bob-CONSOLE-0002"
@@ -28,6 +29,13 @@ PROMPT = "the secret plans of the console test"
 AWS_KEY = "AKIAIOSFODNN7CONSOLE"  # what the guardrail refuses
 POLICY = 'package tollgate\n\nimport rego.v1\n\ndeny contains "gpt-4o is not for bob" if {\n  input.client.name == "bob"\n  input.model == "gpt-4o"\n}\n'
 VIEWS = ("live", "people", "spend", "refusals", "guardrails", "services", "budgets", "audit")
+# Alice's chat call with the prompt.
+ONE_CALL = f"""
+    import openai
+    openai.OpenAI(api_key="{ALICE}", max_retries=0).chat.completions.create(
+        model="gpt-4o-mini", messages=[{{"role": "user", "content": "{PROMPT}"}}])
+    report(done=True)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +43,14 @@ def gw(start_gateway, tmp_path_factory):
     policy = tmp_path_factory.mktemp("policy") / "policy.rego"
     policy.write_text(POLICY)
     return start_gateway(
-        lambda urls: {
-            "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL_KEY]}},
-            "clients": [{"name": "alice", "keys": [ALICE]}, {"name": "bob", "keys": [BOB]}],
-            "policy": {"rego": [str(policy)]},
-            "guardrails": [{"detect": ["secrets.aws_access_key_id"], "action": "deny"}],
-            "limits": [{"name": "two a day", "match": {"client": "bob"}, "requests_per_day": 2}],
-            "egress": {"deny": ["pastebin.com"]},
-        },
+        openai_with_clients(
+            REAL_KEY,
+            {"alice": ALICE, "bob": BOB},
+            policy={"rego": [str(policy)]},
+            guardrails=[{"detect": ["secrets.aws_access_key_id"], "action": "deny"}],
+            limits=[{"name": "two a day", "match": {"client": "bob"}, "requests_per_day": 2}],
+            egress={"deny": ["pastebin.com"]},
+        ),
         providers=("openai",),
     )
 
@@ -77,14 +85,8 @@ def console(gw, tmp_path_factory):
     gw.connections(1)
     port = free_port()
     workdir = tmp_path_factory.mktemp("console")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tollgate", "console", "--config", str(gw.config_path), "--listen", f"127.0.0.1:{port}"],
-        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},  # this checkout's console, not an installed one
-    )  # fmt: skip
+    process, line = console_process(gw.config_path, "--listen", f"127.0.0.1:{port}", cwd=workdir)
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
         assert re.fullmatch(rf"Tollgate console: http://127\.0\.0\.1:{port}/\?token=[\w-]{{32}}\n", line), line
         yield line.split(": ", 1)[1].strip()
     finally:
@@ -141,10 +143,8 @@ def test_the_api_says_what_the_audit_holds(gw, console) -> None:
     mine = [r for r in went if r["client"] == "alice"]
     assert services[("alice", "openai")]["bytes_sent"] == sum(r["bytes_sent"] for r in mine) > 0
     assert services[("alice", "openai")]["bytes_received"] == sum(r["bytes_received"] for r in mine) > 0
-    inventory = subprocess.run(
-        [sys.executable, "-m", "tollgate", "inventory", str(gw.audit_path), "--json"],
-        capture_output=True, text=True, timeout=60, check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},
-    )  # fmt: skip
+    inventory = run_tollgate("inventory", str(gw.audit_path), "--json")
+    assert inventory.returncode == 0, inventory.stderr
     assert api(console, "/api/inventory") == json.loads(inventory.stdout)
     budgets = api(console, "/api/budgets")
     assert [(b["limit"], b["subject"], b["used"], b["cap"]) for b in budgets] == [("two a day", "bob", 2, 2)]
@@ -169,12 +169,7 @@ def test_a_call_made_after_the_console_opened_is_listed_and_streamed(gw, console
     )
     with live:
         assert live.headers["Content-Type"] == "text/event-stream"
-        gw.run(f"""
-            import openai
-            openai.OpenAI(api_key="{ALICE}", max_retries=0).chat.completions.create(
-                model="gpt-4o-mini", messages=[{{"role": "user", "content": "{PROMPT}"}}])
-            report(done=True)
-        """)
+        gw.run(ONE_CALL)
         written = gw.last_audit()
         began = time.monotonic()
         line = live.readline()
@@ -233,12 +228,7 @@ def test_the_live_view_shows_a_call_made_after_it_opened(gw, console, tmp_path) 
     try:
         browser.go(f"{console}#live")  # the token in the address once: a cookie from then on
         before = browser.wait_for(f"{rows}.length")
-        gw.run(f"""
-            import openai
-            openai.OpenAI(api_key="{ALICE}", max_retries=0).chat.completions.create(
-                model="gpt-4o-mini", messages=[{{"role": "user", "content": "{PROMPT}"}}])
-            report(done=True)
-        """)
+        gw.run(ONE_CALL)
         written = gw.last_audit()
         began = time.monotonic()
         browser.wait_for(f"{rows}[0].querySelector('td').title === {json.dumps(written['ts'])}", timeout=5)
@@ -277,11 +267,8 @@ def test_the_console_is_served_over_tls_with_its_certificate(tmp_path) -> None:
         f"audit: {{path: {audit}}}\n"
         f"console: {{listen: '127.0.0.1:{port}', tls: {{cert: {tmp_path / 'console.pem'}, key: {tmp_path / 'console.key'}}}}}\n"
     )
-    process = subprocess.Popen([sys.executable, "-m", "tollgate", "console", "--config", str(config)], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process, line = console_process(config)
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
         assert re.fullmatch(rf"Tollgate console: https://127\.0\.0\.1:{port}/\?token=[\w-]{{32}}\n", line), line
         token = line.rsplit("=", 1)[1].strip()
         trusting = ssl.create_default_context()  # checks the certificate and the host name

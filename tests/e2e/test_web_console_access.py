@@ -6,12 +6,9 @@ token, and a restart ends every session."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import ssl
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.e2e.test_web_console import chromium
-from tests.support.proxy import ROOT, free_port
+from tests.support.cli import console_process
+from tests.support.proxy import free_port
 from tests.support.web import NoRedirect, fetched
 
 TOKEN = "console-access-TOKEN-0001-of-test"
@@ -41,12 +39,8 @@ def configured(tmp_path: Path, port: int, tls: str = "") -> Path:
 @contextmanager
 def console(config: Path) -> Iterator[str]:
     """`tollgate console --config config` until the block ends: the address it prints."""
-    process = subprocess.Popen([sys.executable, "-m", "tollgate", "console", "--config", str(config)],
-                               cwd=config.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT / "addons")})  # this checkout's  # fmt: skip
+    process, line = console_process(config)
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
         assert re.fullmatch(r"Tollgate console: https?://127\.0\.0\.1:\d+/\?token=\S+\n", line), line
         yield line.split(": ", 1)[1].strip()
     finally:

@@ -52,6 +52,14 @@ def config(upstream: str, audit: Path) -> dict:
     }
 
 
+def configured(directory: Path, upstream: str) -> tuple[Path, Path]:
+    """The audit file and tollgate.yaml (written) of a gateway in `directory` over `upstream`."""
+    audit = directory / "audit.jsonl"
+    config_path = directory / "tollgate.yaml"
+    config_path.write_text(yaml.safe_dump(config(upstream, audit)))
+    return audit, config_path
+
+
 class Holding:
     """A fake upstream whose streams begin, then wait until `release`."""
 
@@ -132,9 +140,7 @@ def test_calls_in_flight_in_a_killed_process_are_recorded_by_its_next_start(
     tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle
 ):
     holding = Holding(upstream_ca)
-    audit = tmp_path / "audit.jsonl"
-    config_path = tmp_path / "tollgate.yaml"
-    config_path.write_text(yaml.safe_dump(config(holding.fake.url, audit)))
+    audit, config_path = configured(tmp_path, holding.fake.url)
     env = {"TOLLGATE_INSTANCE": "solo"}
     proxy = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
     again = None
@@ -231,9 +237,7 @@ def test_responses_websockets_ended_before_a_clean_stop_are_not_lost(
 
     fake = FakeRealtime(upstream_ca)
     fake.script = responding(["Hello.", "Again."], [responses_usage(10, 2), responses_usage(11, 3)])
-    audit = tmp_path / "audit.jsonl"
-    config_path = tmp_path / "tollgate.yaml"
-    config_path.write_text(yaml.safe_dump(config(fake.url, audit)))
+    audit, config_path = configured(tmp_path, fake.url)
     env = {"TOLLGATE_INSTANCE": "codex-host"}
     proxy = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
     again = None
@@ -286,9 +290,7 @@ def test_a_line_planted_in_the_in_flight_file_is_refused_at_the_next_start(
     tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle
 ):
     fake = FakeUpstream(upstream_ca, provider_answers)
-    audit = tmp_path / "audit.jsonl"
-    config_path = tmp_path / "tollgate.yaml"
-    config_path.write_text(yaml.safe_dump(config(fake.url, audit)))
+    audit, config_path = configured(tmp_path, fake.url)
     env = {"TOLLGATE_INSTANCE": "solo"}
     proxy = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
     again = None
@@ -334,9 +336,7 @@ def test_a_second_process_of_one_instance_beside_one_audit_file_is_refused(
     tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle
 ):
     fake = FakeUpstream(upstream_ca, provider_answers)
-    audit = tmp_path / "audit.jsonl"
-    config_path = tmp_path / "tollgate.yaml"
-    config_path.write_text(yaml.safe_dump(config(fake.url, audit)))
+    audit, config_path = configured(tmp_path, fake.url)
     env = {"TOLLGATE_INSTANCE": "twin"}
     first = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
     second = None

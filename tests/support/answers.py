@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support import guardrail_samples as samples
 from tests.support.fake_upstream import Received, Reply
+from tests.support.metrics import scrape
 
 # The values planted in answers: an AWS key in the text, a card number in a tool call's arguments.
 AWS = samples.AWS_KEY_ID
@@ -71,16 +71,7 @@ def answered_by(gateway: Any, upstream: Callable[[Received], Reply]) -> Any:
 def answer_samples(listen: str) -> dict[tuple[str, ...], float]:
     """The answer metrics the endpoint at `listen` gives now: (family, provider, kind[, action]) →
     value. Its server opens once the configuration has loaded: waited for, up to 10 s."""
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://{listen}/metrics", timeout=10) as r:
-                text = r.read().decode()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    text = scrape(listen)
     found: dict[tuple[str, ...], float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

@@ -33,6 +33,34 @@ except Exception as e:
     report(error=type(e).__name__, module=type(e).__module__, status=status, code=code, message=str(e)[:2000])
 """
 
+# A chat call and a streamed one with `prompt`, as a caller with `key`.
+CHAT_THEN_STREAM = """
+    from openai import OpenAI
+    client = OpenAI(api_key="{key}", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", max_tokens=50, messages=[{{"role": "user", "content": "{prompt}"}}])
+    for _ in client.chat.completions.create(model="gpt-4o", stream=True, stream_options={{"include_usage": True}},
+            messages=[{{"role": "user", "content": "{prompt}"}}]):
+        pass
+    report(done=True)
+"""
+
+# `count` chat calls at once, each on a connection of its own.
+CONCURRENT_CHATS = """
+import asyncio, collections, openai
+async def main():
+    client = openai.AsyncOpenAI(api_key={key!r}, max_retries=0, timeout=60)
+    async def one():
+        try:
+            await client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "Hi"}}])
+            return "ok"
+        except openai.APIError as e:
+            return type(e).__name__
+    outcomes = await asyncio.gather(*(one() for _ in range({count})))
+    await client.close()
+    return outcomes
+report(outcomes=dict(collections.Counter(asyncio.run(main()))))
+"""
+
 
 def client_python() -> str:
     """The interpreter that has the newest official SDKs (kept apart from mitmproxy's pins)."""

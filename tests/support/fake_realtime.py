@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trustme
+from tests.support.tcp import TcpServer
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -183,10 +184,10 @@ def over_http(script: Script) -> HttpHandler:
     return answer
 
 
-class FakeRealtime:
+class FakeRealtime(TcpServer):
     def __init__(self, ca: trustme.CA, script: Script | None = None) -> None:
+        super().__init__(join_connections=False, poll=0.1)
         self.sessions: list[Session] = []
-        self.connections = 0  # TCP connections accepted, handshake or not
         self.script: Script = script or (lambda event: [])
         self.http: HttpHandler = not_found
         self.requests: list[HttpRequest] = []  # plain HTTP requests, as they came
@@ -194,27 +195,14 @@ class FakeRealtime:
         cert = ca.issue_cert("127.0.0.1", "localhost")
         self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(self._context)
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._server.settimeout(0.1)
-        self.port = self._server.getsockname()[1]
-        self.url = f"https://127.0.0.1:{self.port}"
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        self.start()
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sock, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                self.connections += 1
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted, handshake or not."""
+        return self.accepted
 
-    def _serve(self, raw: socket.socket) -> None:
+    def serve(self, raw: socket.socket, number: int) -> None:
         raw.settimeout(30)
         try:
             with self._context.wrap_socket(raw, server_side=True) as sock:
@@ -305,11 +293,6 @@ class FakeRealtime:
     def _send(sock: ssl.SSLSocket, ws: WSConnection, events: Iterable[dict[str, Any]]) -> None:
         for event in events:
             sock.sendall(ws.send(TextMessage(data=json.dumps(event))))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._server.close()
-        self._thread.join(timeout=5)
 
 
 def _headers(head: bytes) -> dict[str, str]:

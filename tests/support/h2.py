@@ -22,6 +22,7 @@ import h2.errors
 import h2.events
 import trustme
 from hyperframe.frame import GoAwayFrame
+from tests.support.tcp import TcpServer
 
 
 @dataclass
@@ -48,42 +49,21 @@ class H2Reply:
 H2Handler = Callable[[H2Received], H2Reply]
 
 
-class H2Upstream:
+class H2Upstream(TcpServer):
     """An HTTP/2-only TLS server on 127.0.0.1, one thread per connection. It records each stream it
     received and each stream the proxy reset (`resets`: (connection, stream id, error code))."""
 
     def __init__(self, ca: trustme.CA, handler: H2Handler) -> None:
+        super().__init__()
         self.handler = handler
         self.received: list[H2Received] = []
         self.resets: list[tuple[int, int, int]] = []
         self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert("127.0.0.1", "localhost").configure_cert(self._context)
         self._context.set_alpn_protocols(["h2"])
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port = self._listener.getsockname()[1]
-        self.url = f"https://127.0.0.1:{self.port}"
-        self._closing = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._connections = 0
-        acceptor = threading.Thread(target=self._accept, daemon=True)
-        acceptor.start()
-        self._threads.append(acceptor)
+        self.start()
 
-    def _accept(self) -> None:
-        while not self._closing.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            number, self._connections = self._connections, self._connections + 1
-            thread = threading.Thread(target=self._serve, args=(sock, number), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def _serve(self, sock: socket.socket, number: int) -> None:
+    def serve(self, sock: socket.socket, number: int) -> None:
         try:
             sock.settimeout(5)
             tls = self._context.wrap_socket(sock, server_side=True)
@@ -94,12 +74,6 @@ class H2Upstream:
             if tls.selected_alpn_protocol() != "h2":
                 return
             _H2ServerConnection(self, tls, number).run(self._closing)
-
-    def close(self) -> None:
-        self._closing.set()
-        self._listener.close()
-        for thread in self._threads:
-            thread.join(timeout=5)
 
 
 class _H2ServerConnection:

@@ -150,19 +150,8 @@ class Mitmweb(Mitmdump):
     TOOL = "mitmweb"
     PASSWORD = "web-ui-password-for-tests"
 
-    def __init__(
-        self,
-        workdir: Path,
-        confdir: Path,
-        upstream_ca: Path | None,
-        config: Path | None,
-        *extra: str,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        self.web_port = free_port()
-        super().__init__(workdir, confdir, upstream_ca, config, *extra, env=env)
-
     def tool_args(self) -> list[str]:
+        self.web_port = free_port()  # asked once, as the process is started
         return [
             "--set",
             "web_open_browser=false",

@@ -129,3 +129,15 @@ def _dechunk(data: bytes) -> tuple[bytes, list[str]]:
         out += data[:size]
         data = data[size + 2 :]
     return out, []
+
+
+def get_through_tunnel(raw: socket.socket, context: ssl.SSLContext) -> tuple[dict[str, str], bytes]:
+    """`GET /` over TLS (checked with `context`, for localhost) on `raw`, a tunnel the proxy opened:
+    the certificate's issuer the client saw, and the whole answer."""
+    with context.wrap_socket(raw, server_hostname="localhost") as tls:
+        issuer = dict(x[0] for x in tls.getpeercert()["issuer"])
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := tls.recv(4096):
+            answer += chunk
+    return issuer, answer

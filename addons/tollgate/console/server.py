@@ -39,8 +39,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import orjson
 
 from tollgate.console.access_log import AccessLog
-from tollgate.console.follow import AuditFiles
 from tollgate.console.sign_in import SignIn, SignInFailed
+from tollgate.console.source import Source
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
 from tollgate.console.views import BadQuery, Forbidden, Query, Views, as_csv
 
@@ -74,7 +74,7 @@ class Console:
 
     def __init__(
         self,
-        audit: AuditFiles,
+        audit: Source,
         views: Views,
         host: str,
         port: int,
@@ -96,7 +96,7 @@ class Console:
         self.sessions: dict[bytes, tuple[float, Viewer]] = {}  # → when it ends, by the clock; who it is
         self.sessions_lock = threading.Lock()
         self.clock = clock
-        self.server = _Server((host, port), _handler(self), tls)
+        self.server = _Server((host, port), self, tls)
 
     @property
     def port(self) -> int:
@@ -180,11 +180,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = BACKLOG
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None):
-        self.tls = tls
+    def __init__(self, address: tuple[str, int], console: Console, tls: ssl.SSLContext | None):
+        self.console, self.tls = console, tls
         if ":" in address[0]:  # --listen [::1]:PORT
             self.address_family = socket.AF_INET6
-        super().__init__(address, handler)
+        super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away (a browser drops the connections it opened ahead) is none of
@@ -206,240 +206,241 @@ class _Server(ThreadingHTTPServer):
             self.shutdown_request(wrapped)
 
 
-def _handler(console: Console) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "tollgate-console"
-        sys_version = ""
-        protocol_version = "HTTP/1.1"
+class _Handler(BaseHTTPRequestHandler):
+    """One request to the console: the token or a session, the page's files, the API, sign-in."""
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # a request's line holds the token at the first visit: nothing is logged
+    server: _Server
+    server_version = "tollgate-console"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:
-            self._get(head=False)
+    @property
+    def console(self) -> Console:
+        return self.server.console
 
-        def do_HEAD(self) -> None:
-            self._get(head=True)
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # a request's line holds the token at the first visit: nothing is logged
 
-        def _refuse_method(self) -> None:
-            self._send(HTTPStatus.METHOD_NOT_ALLOWED, b'{"error": "method_not_allowed"}', "application/json",
-                       {"Allow": "GET, HEAD"})  # fmt: skip
+    def do_GET(self) -> None:
+        self._get(head=False)
 
-        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse_method
+    def do_HEAD(self) -> None:
+        self._get(head=True)
 
-        def _get(self, head: bool) -> None:
-            parts = urlsplit(self.path)
-            query = parse_qs(parts.query, keep_blank_values=True)
-            if console.sign_in is not None and parts.path.startswith("/auth/"):
-                return self._auth(console.sign_in, parts.path, query)
-            given = query.pop("token", None)
-            if given is not None:  # the sign-in link: the token exchanged for a session
-                # With sign_in, the token is a bearer's only: never in an address, where it is kept.
-                if console.sign_in is not None or not console.is_token(given[-1]):
-                    return self._unauthenticated()
-                attributes = "; Path=/; HttpOnly; SameSite=Strict" + ("; Secure" if console.tls else "")
-                rest = urlencode(query, doseq=True)
-                # One leading slash: `//host` or `/\\host` would send the browser to another site.
-                location = "/" + parts.path.lstrip("/\\") + (f"?{rest}" if rest else "")
-                return self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", [
-                    ("Location", location),
-                    ("Set-Cookie", f"{COOKIE}={console.open_session()}; Max-Age={SESSION_S}{attributes}"),
-                    ("Set-Cookie", f"{OLD_COOKIE}=; Max-Age=0{attributes}"),
-                ])  # fmt: skip
-            viewer = console.viewer(self._bearer(), self._sessions())
-            path = parts.path
-            if viewer is None:
-                # A page the browser goes to: to the issuer, and back here once signed in. Not what
-                # a page loads by itself (a favicon): it would start a sign-in over the one under way.
-                navigates = self.headers.get("Sec-Fetch-Mode", "navigate") == "navigate"
-                if console.sign_in is not None and not path.startswith("/api/") and navigates:
-                    return self._begin(console.sign_in, "/" + self.path.lstrip("/\\"))
+    def _refuse_method(self) -> None:
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED, b'{"error": "method_not_allowed"}', "application/json",
+                   {"Allow": "GET, HEAD"})  # fmt: skip
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse_method
+
+    def _get(self, head: bool) -> None:
+        parts = urlsplit(self.path)
+        query = parse_qs(parts.query, keep_blank_values=True)
+        if self.console.sign_in is not None and parts.path.startswith("/auth/"):
+            return self._auth(self.console.sign_in, parts.path, query)
+        given = query.pop("token", None)
+        if given is not None:  # the sign-in link: the token exchanged for a session
+            # With sign_in, the token is a bearer's only: never in an address, where it is kept.
+            if self.console.sign_in is not None or not self.console.is_token(given[-1]):
                 return self._unauthenticated()
-            if path in STATIC:
-                name, kind = STATIC[path]
-                body = resources.files("tollgate.console").joinpath("static", name).read_bytes()
-                return self._send(HTTPStatus.OK, body, kind, head=head)
-            if not path.startswith("/api/"):
-                return self._send(HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json", head=head)
-            asked = {k: list(v) for k, v in query.items()}
-            if path == "/api/events/live":
-                self._record(viewer, path, asked, HTTPStatus.OK)  # recorded as it opens: it lasts
-                bearer, sessions = self._bearer(), self._sessions()
-                # It ends with the session it was opened in (a logout, its 12 hours, a new sign-in).
-                return self._live(head, query, viewer, lambda: console.viewer(bearer, sessions) == viewer)
-            status, body, kind, headers = self._api(viewer, path, query)
-            self._record(viewer, path, asked, status)  # before the answer: no read goes unrecorded
-            self._send(status, body, kind, headers, head=head)
-
-        def _api(
-            self, viewer: Viewer, path: str, query: dict[str, list[str]]
-        ) -> tuple[HTTPStatus, bytes, str, dict[str, str]]:
-            """An API request's answer: status, body, its type and headers."""
-            fmt = query.pop("format", ["json"])[-1]
-            try:
-                if path == "/api/access":
-                    answer: Any = self._access(viewer, query)
-                else:
-                    answer = console.views.answer(path, query, viewer)
-            except KeyError:
-                return HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json", {}
-            except Forbidden:
-                return HTTPStatus.FORBIDDEN, b'{"error": "forbidden"}', "application/json", {}
-            except BadQuery as e:
-                body = orjson.dumps({"error": "bad_request", "message": str(e)})
-                return HTTPStatus.BAD_REQUEST, body, "application/json", {}
-            if fmt == "csv":
-                name = path.rsplit("/", 1)[-1]
-                return (HTTPStatus.OK, as_csv(answer, query).encode(), "text/csv; charset=utf-8",
-                        {"Content-Disposition": f'attachment; filename="{name}.csv"'})  # fmt: skip
-            return HTTPStatus.OK, orjson.dumps(answer), "application/json", {}
-
-        @staticmethod
-        def _access(viewer: Viewer, query: dict[str, list[str]]) -> list[dict[str, Any]]:
-            """`/api/access`: the console's access records, newest first; security's only."""
-            if viewer.role != "security":
-                raise Forbidden("/api/access is security's")
-            text = query.get("limit", [str(ACCESS_LIMIT)])[-1]
-            if not text.isdigit() or not 1 <= int(text) <= ACCESS_MAX:
-                raise BadQuery(f"limit: a number from 1 to {ACCESS_MAX}")
-            return [] if console.access is None else console.access.recent(int(text))
-
-        def _record(self, viewer: Viewer, path: str, query: dict[str, list[str]], status: HTTPStatus) -> None:
-            if console.access is not None:
-                console.access.request(viewer, path, query, int(status))
-
-        # ---- sign-in (console.sign_in)
-
-        def _auth(self, sign_in: SignIn, path: str, query: dict[str, list[str]]) -> None:
-            if path == "/auth/login":
-                return self._begin(sign_in, "/")  # never a path from the query: no open redirect
-            if path == "/auth/callback":
-                return self._callback(sign_in, query)
-            if path == "/auth/logout":
-                ended = console.end_sessions(self._sessions())
-                if ended is not None and console.access is not None:
-                    console.access.logout(ended)
-                back = sign_in.redirect_uri.rsplit("/", 1)[0] + "/signed-out"
-                return self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", [
-                    ("Location", sign_in.logout_location(back)),
-                    ("Set-Cookie", f"{COOKIE}=; Max-Age=0{self._attributes('/')}"),
-                ])  # fmt: skip
-            if path == "/auth/signed-out":
-                return self._page(HTTPStatus.OK, "Signed out", "You have signed out of the Tollgate console.")
-            self._send(HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json")
-
-        def _begin(self, sign_in: SignIn, back: str) -> None:
-            try:
-                cookie, location = sign_in.begin(back)
-            except SignInFailed as e:
-                return self._failed(e)
-            self._send(HTTPStatus.FOUND, b"", "text/plain", [
+            attributes = "; Path=/; HttpOnly; SameSite=Strict" + ("; Secure" if self.console.tls else "")
+            rest = urlencode(query, doseq=True)
+            # One leading slash: `//host` or `/\\host` would send the browser to another site.
+            location = "/" + parts.path.lstrip("/\\") + (f"?{rest}" if rest else "")
+            return self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", [
                 ("Location", location),
-                ("Set-Cookie", f"{PRE_COOKIE}={cookie}; Max-Age=600{self._attributes('/auth/')}"),
+                ("Set-Cookie", f"{COOKIE}={self.console.open_session()}; Max-Age={SESSION_S}{attributes}"),
+                ("Set-Cookie", f"{OLD_COOKIE}=; Max-Age=0{attributes}"),
             ])  # fmt: skip
+        viewer = self.console.viewer(self._bearer(), self._sessions())
+        path = parts.path
+        if viewer is None:
+            # A page the browser goes to: to the issuer, and back here once signed in. Not what
+            # a page loads by itself (a favicon): it would start a sign-in over the one under way.
+            navigates = self.headers.get("Sec-Fetch-Mode", "navigate") == "navigate"
+            if self.console.sign_in is not None and not path.startswith("/api/") and navigates:
+                return self._begin(self.console.sign_in, "/" + self.path.lstrip("/\\"))
+            return self._unauthenticated()
+        if path in STATIC:
+            name, kind = STATIC[path]
+            body = resources.files("tollgate.console").joinpath("static", name).read_bytes()
+            return self._send(HTTPStatus.OK, body, kind, head=head)
+        if not path.startswith("/api/"):
+            return self._send(HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json", head=head)
+        asked = {k: list(v) for k, v in query.items()}
+        if path == "/api/events/live":
+            self._record(viewer, path, asked, HTTPStatus.OK)  # recorded as it opens: it lasts
+            bearer, sessions = self._bearer(), self._sessions()
+            # It ends with the session it was opened in (a logout, its 12 hours, a new sign-in).
+            return self._live(head, query, viewer, lambda: self.console.viewer(bearer, sessions) == viewer)
+        status, body, kind, headers = self._api(viewer, path, query)
+        self._record(viewer, path, asked, status)  # before the answer: no read goes unrecorded
+        self._send(status, body, kind, headers, head=head)
 
-        def _callback(self, sign_in: SignIn, query: dict[str, list[str]]) -> None:
-            forget = ("Set-Cookie", f"{PRE_COOKIE}=; Max-Age=0{self._attributes('/auth/')}")
-            try:
-                viewer, back = sign_in.finish(sign_in.take(self._cookies(PRE_COOKIE)), query)
-            except SignInFailed as e:
-                return self._failed(e, [forget])
-            if console.access is not None:
-                console.access.sign_in(viewer)
-            console.end_sessions(self._sessions())  # the browser's session before this sign-in, if any
-            session = console.open_session(viewer)
-            self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", [
-                ("Location", back), forget,
-                ("Set-Cookie", f"{COOKIE}={session}; Max-Age={SESSION_S}{self._attributes('/')}"),
+    def _api(
+        self, viewer: Viewer, path: str, query: dict[str, list[str]]
+    ) -> tuple[HTTPStatus, bytes, str, dict[str, str]]:
+        """An API request's answer: status, body, its type and headers."""
+        fmt = query.pop("format", ["json"])[-1]
+        try:
+            if path == "/api/access":
+                answer: Any = self._access(viewer, query)
+            else:
+                answer = self.console.views.answer(path, query, viewer)
+        except KeyError:
+            return HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json", {}
+        except Forbidden:
+            return HTTPStatus.FORBIDDEN, b'{"error": "forbidden"}', "application/json", {}
+        except BadQuery as e:
+            body = orjson.dumps({"error": "bad_request", "message": str(e)})
+            return HTTPStatus.BAD_REQUEST, body, "application/json", {}
+        if fmt == "csv":
+            name = path.rsplit("/", 1)[-1]
+            return (HTTPStatus.OK, as_csv(answer, query).encode(), "text/csv; charset=utf-8",
+                    {"Content-Disposition": f'attachment; filename="{name}.csv"'})  # fmt: skip
+        return HTTPStatus.OK, orjson.dumps(answer), "application/json", {}
+
+    def _access(self, viewer: Viewer, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """`/api/access`: the console's access records, newest first; security's only."""
+        if viewer.role != "security":
+            raise Forbidden("/api/access is security's")
+        text = query.get("limit", [str(ACCESS_LIMIT)])[-1]
+        if not text.isdigit() or not 1 <= int(text) <= ACCESS_MAX:
+            raise BadQuery(f"limit: a number from 1 to {ACCESS_MAX}")
+        return [] if self.console.access is None else self.console.access.recent(int(text))
+
+    def _record(self, viewer: Viewer, path: str, query: dict[str, list[str]], status: HTTPStatus) -> None:
+        if self.console.access is not None:
+            self.console.access.request(viewer, path, query, int(status))
+
+    # ---- sign-in (self.console.sign_in)
+
+    def _auth(self, sign_in: SignIn, path: str, query: dict[str, list[str]]) -> None:
+        if path == "/auth/login":
+            return self._begin(sign_in, "/")  # never a path from the query: no open redirect
+        if path == "/auth/callback":
+            return self._callback(sign_in, query)
+        if path == "/auth/logout":
+            ended = self.console.end_sessions(self._sessions())
+            if ended is not None and self.console.access is not None:
+                self.console.access.logout(ended)
+            back = sign_in.redirect_uri.rsplit("/", 1)[0] + "/signed-out"
+            return self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", [
+                ("Location", sign_in.logout_location(back)),
+                ("Set-Cookie", f"{COOKIE}=; Max-Age=0{self._attributes('/')}"),
             ])  # fmt: skip
+        if path == "/auth/signed-out":
+            return self._page(HTTPStatus.OK, "Signed out", "You have signed out of the Tollgate self.console.")
+        self._send(HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json")
 
-        def _failed(self, e: SignInFailed, headers: list[tuple[str, str]] | None = None) -> None:
-            """A sign-in refused: the reason in the console's log (never a token or a code: the
-            reasons name neither), a page without it, and no session."""
-            print(f"tollgate console: sign-in refused ({e.status}): {e.reason}", file=sys.stderr, flush=True)
-            if console.access is not None:
-                console.access.failed(e.reason, e.email, e.status)
-            if e.status == HTTPStatus.FORBIDDEN:
-                return self._page(HTTPStatus.FORBIDDEN, "Not allowed",
-                                  "Your account is not among those allowed to use this console.", headers)  # fmt: skip
-            self._page(HTTPStatus.UNAUTHORIZED, "Sign-in failed",
-                       "The sign-in could not be completed; the console's log says why.", headers)  # fmt: skip
+    def _begin(self, sign_in: SignIn, back: str) -> None:
+        try:
+            cookie, location = sign_in.begin(back)
+        except SignInFailed as e:
+            return self._failed(e)
+        self._send(HTTPStatus.FOUND, b"", "text/plain", [
+            ("Location", location),
+            ("Set-Cookie", f"{PRE_COOKIE}={cookie}; Max-Age=600{self._attributes('/auth/')}"),
+        ])  # fmt: skip
 
-        def _page(
-            self, status: HTTPStatus, title: str, text: str, headers: list[tuple[str, str]] | None = None
-        ) -> None:
-            # Nothing loaded from the console (its files need a session: a stylesheet would start a sign-in).
-            body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-                    f'</head><body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>'
-                    f'<p><a href="/auth/login">Sign in</a></p></body></html>')  # fmt: skip
-            self._send(status, body.encode(), "text/html; charset=utf-8", headers)
+    def _callback(self, sign_in: SignIn, query: dict[str, list[str]]) -> None:
+        forget = ("Set-Cookie", f"{PRE_COOKIE}=; Max-Age=0{self._attributes('/auth/')}")
+        try:
+            viewer, back = sign_in.finish(sign_in.take(self._cookies(PRE_COOKIE)), query)
+        except SignInFailed as e:
+            return self._failed(e, [forget])
+        if self.console.access is not None:
+            self.console.access.sign_in(viewer)
+        self.console.end_sessions(self._sessions())  # the browser's session before this sign-in, if any
+        session = self.console.open_session(viewer)
+        self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", [
+            ("Location", back), forget,
+            ("Set-Cookie", f"{COOKIE}={session}; Max-Age={SESSION_S}{self._attributes('/')}"),
+        ])  # fmt: skip
 
-        def _attributes(self, path: str) -> str:
-            return f"; Path={path}; HttpOnly; SameSite=Lax" + ("; Secure" if console.tls else "")
+    def _failed(self, e: SignInFailed, headers: list[tuple[str, str]] | None = None) -> None:
+        """A sign-in refused: the reason in the console's log (never a token or a code: the
+        reasons name neither), a page without it, and no session."""
+        print(f"tollgate console: sign-in refused ({e.status}): {e.reason}", file=sys.stderr, flush=True)
+        if self.console.access is not None:
+            self.console.access.failed(e.reason, e.email, e.status)
+        if e.status == HTTPStatus.FORBIDDEN:
+            return self._page(HTTPStatus.FORBIDDEN, "Not allowed",
+                              "Your account is not among those allowed to use this self.console.", headers)  # fmt: skip
+        self._page(HTTPStatus.UNAUTHORIZED, "Sign-in failed",
+                   "The sign-in could not be completed; the console's log says why.", headers)  # fmt: skip
 
-        def _bearer(self) -> str | None:
-            scheme, _, value = self.headers.get("Authorization", "").partition(" ")
-            return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+    def _page(self, status: HTTPStatus, title: str, text: str, headers: list[tuple[str, str]] | None = None) -> None:
+        # Nothing loaded from the console (its files need a session: a stylesheet would start a sign-in).
+        body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+                f'</head><body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>'
+                f'<p><a href="/auth/login">Sign in</a></p></body></html>')  # fmt: skip
+        self._send(status, body.encode(), "text/html; charset=utf-8", headers)
 
-        def _sessions(self) -> list[str]:
-            """Every value of a cookie named COOKIE: another service on the same host name may have
-            set one of its own beside the console's."""
-            return self._cookies(COOKIE)
+    def _attributes(self, path: str) -> str:
+        return f"; Path={path}; HttpOnly; SameSite=Lax" + ("; Secure" if self.console.tls else "")
 
-        def _cookies(self, cookie: str) -> list[str]:
-            pairs = (p.partition("=") for h in self.headers.get_all("Cookie", []) for p in h.split(";"))
-            return [value.strip() for name, _, value in pairs if name.strip() == cookie]
+    def _bearer(self) -> str | None:
+        scheme, _, value = self.headers.get("Authorization", "").partition(" ")
+        return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
-        def _unauthenticated(self) -> None:
-            # With sign_in, the page goes there to sign in again.
-            again = {"X-Tollgate-Sign-In": "/auth/login"} if console.sign_in is not None else None
-            self._send(HTTPStatus.UNAUTHORIZED, b'{"error": "unauthenticated"}', "application/json", again)
+    def _sessions(self) -> list[str]:
+        """Every value of a cookie named COOKIE: another service on the same host name may have
+        set one of its own beside the console's."""
+        return self._cookies(COOKIE)
 
-        def _send(
-            self,
-            status: HTTPStatus,
-            body: bytes,
-            kind: str,
-            headers: dict[str, str] | list[tuple[str, str]] | None = None,
-            head: bool = False,
-        ) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            extra = list(headers.items() if isinstance(headers, dict) else headers or [])
-            for name, value in [*SECURITY_HEADERS.items(), *extra]:
-                self.send_header(name, value)
-            self.end_headers()
-            if not head:
-                self.wfile.write(body)
+    def _cookies(self, cookie: str) -> list[str]:
+        pairs = (p.partition("=") for h in self.headers.get_all("Cookie", []) for p in h.split(";"))
+        return [value.strip() for name, _, value in pairs if name.strip() == cookie]
 
-        def _live(self, head: bool, query: Query, viewer: Viewer, open_still: Callable[[], bool]) -> None:
-            """One `data: <record>` per record written after the stream opened that `viewer` may see
-            (of the query's `instance`, when it names one), for as long as `open_still` (its session)."""
-            self.send_response(HTTPStatus.OK)
-            self.send_header("Content-Type", "text/event-stream")
-            for name, value in SECURITY_HEADERS.items():
-                self.send_header(name, value)
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
-            if head:
-                return
-            views = console.views
-            seen = views.live_start()
-            quiet_since = time.monotonic()
-            try:
-                while not console.stopping.is_set() and open_still():
-                    lines, seen = views.newer(seen, query, viewer)
-                    if lines:
-                        self.wfile.write(b"".join(b"data: " + line.rstrip(b"\r\n") + b"\n\n" for line in lines))
-                        self.wfile.flush()
-                        quiet_since = time.monotonic()
-                    elif time.monotonic() - quiet_since > KEEPALIVE_S:
-                        self.wfile.write(b": still here\n\n")
-                        self.wfile.flush()
-                        quiet_since = time.monotonic()
-            except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
-                return
+    def _unauthenticated(self) -> None:
+        # With sign_in, the page goes there to sign in again.
+        again = {"X-Tollgate-Sign-In": "/auth/login"} if self.console.sign_in is not None else None
+        self._send(HTTPStatus.UNAUTHORIZED, b'{"error": "unauthenticated"}', "application/json", again)
 
-    return Handler
+    def _send(
+        self,
+        status: HTTPStatus,
+        body: bytes,
+        kind: str,
+        headers: dict[str, str] | list[tuple[str, str]] | None = None,
+        head: bool = False,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        extra = list(headers.items() if isinstance(headers, dict) else headers or [])
+        for name, value in [*SECURITY_HEADERS.items(), *extra]:
+            self.send_header(name, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _live(self, head: bool, query: Query, viewer: Viewer, open_still: Callable[[], bool]) -> None:
+        """One `data: <record>` per record written after the stream opened that `viewer` may see
+        (of the query's `instance`, when it names one), for as long as `open_still` (its session)."""
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/event-stream")
+        for name, value in SECURITY_HEADERS.items():
+            self.send_header(name, value)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        if head:
+            return
+        views = self.console.views
+        seen = views.live_start()
+        quiet_since = time.monotonic()
+        try:
+            while not self.console.stopping.is_set() and open_still():
+                lines, seen = views.newer(seen, query, viewer)
+                if lines:
+                    self.wfile.write(b"".join(b"data: " + line.rstrip(b"\r\n") + b"\n\n" for line in lines))
+                    self.wfile.flush()
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since > KEEPALIVE_S:
+                    self.wfile.write(b": still here\n\n")
+                    self.wfile.flush()
+                    quiet_since = time.monotonic()
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+            return

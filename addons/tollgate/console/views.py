@@ -18,8 +18,8 @@ import orjson
 
 from tollgate.common.shown import caller_name, usd_text
 from tollgate.console.day_sums import Window, hour_of
-from tollgate.console.follow import AuditFiles
 from tollgate.console.scope import Scope, ScopeRules, with_instance
+from tollgate.console.source import Source
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
 from tollgate.records.kinds import RECORD_KINDS
 
@@ -53,10 +53,7 @@ class Asker:
 
 class Views:
     def __init__(
-        self,
-        audit: AuditFiles,
-        budgets: Callable[[], list[dict[str, Any]]] | None = None,
-        rules: ScopeRules | None = None,
+        self, audit: Source, budgets: Callable[[], list[dict[str, Any]]] | None = None, rules: ScopeRules | None = None
     ) -> None:
         self.audit = audit
         self.budgets = budgets
@@ -179,7 +176,7 @@ class Views:
             return len(self.audit.index)
 
     def newer(self, seen: int, query: Query, viewer: Viewer = TOKEN_HOLDER) -> tuple[list[bytes], int]:
-        """The lines, as the live stream shows them (`AuditFiles.shown`), of the records after the first
+        """The lines, as the live stream shows them (`Source.shown`), of the records after the first
         `seen` that `viewer` may see (of the query's `instance`, when it names one), and the number
         of records looked through; waiting a moment for one when none is."""
         audit = self.audit

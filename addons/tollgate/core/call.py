@@ -166,6 +166,9 @@ class LedgerState:
     settled_in: Store | None = field(default=None, repr=False)
     # Its roll-up's summary was counted, with a failed attempt's reservation (`settle_attempt`).
     summary_counted: bool = False
+    # Its reservation is a retry's, made as the retry was decided (`next_step`), before it went:
+    # the call settled before the retry goes (not made after all) gives it back whole.
+    awaits_retry: bool = False
     # The ledger's store failed this call (`ledger.on_store_error` says whether it went on).
     error: str | None = None
 

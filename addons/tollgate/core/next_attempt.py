@@ -1,20 +1,20 @@
 """What a call does when an attempt failed before its answer began, decided in one call
 (`next_step`): routing decides on its target, asked once (`next_try`: the failure counted, a
-refused key rested, the next credential and its wait), and the step is a retry on its target
-(`Retry`, with what goes instead when the retry cannot be made and whether it is the call's last),
-its next fallback (`Fallback`), or the end with the failed attempt's answer (`End`). A step that
-goes again has the failed attempt recorded and its reservation settled, and a retry on the limits
-has its own reserved (where a limit has no room, what goes instead is the step). Plain logic, no
-mitmproxy: the `Attempts` stage reads the failure from its flow, asks once and carries out the step
-(`retry_not_made` where a retry cannot be made after all; `fallback_resends` for a fallback's first
-attempt, whose provider is known once it goes)."""
+refused key rested, the next credential and its wait), and the step is a whole answer: a retry on
+its target (`Retry`, with what goes instead when the retry cannot be made and whether it is the
+call's last), its next fallback (`Fallback`), or the end with the failed attempt's answer (`End`).
+A step that goes again carries the failed attempt to record once it goes (`record`) and has its
+reservation settled; a retry on the limits has its own reserved (where a limit has no room, what
+goes instead is the step), which the call's settlement gives back whole where the retry is not made
+after all (`LedgerState.awaits_retry`). Plain logic, no mitmproxy: the `Attempts` stage reads the
+failure from its flow, asks once and carries out the step."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tollgate.common.config_base import RetryConfig
@@ -33,9 +33,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Fallback:
-    """The next of the call's fallbacks, (provider, model), and those after it if the policy skips it."""
+    """The next of the call's fallbacks, (provider, model), and those after it if the policy skips
+    it; `record`: the failed attempt, one of the call's `attempts` once a fallback goes."""
 
     target: tuple[str, str]
+    record: Attempt | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +55,16 @@ NOT_AGAIN = End(counted=False)
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """The target again, with this credential, after this wait (seconds); `last`: no retry nor
-    fallback would be left after it (its failure goes to the client); `otherwise`, what goes when
-    the retry cannot be made (no room on a limit, the client gone during the wait, the credential
-    not to be had): the next fallback, else nothing."""
+    """The target again, with this credential, after this wait (seconds); `record`: the failed
+    attempt, one of the call's `attempts` once the retry goes; `last`: no retry nor fallback would
+    be left after it (its failure goes to the client); `otherwise`, what goes when the retry cannot
+    be made (no room on a limit, the client gone during the wait, the credential not to be had):
+    the next fallback, else nothing. A reservation it made for itself is given back as the call
+    settles, whatever goes instead (`LedgerState.awaits_retry`)."""
 
     key: UpstreamCredential
     wait: float
+    record: Attempt
     otherwise: Fallback | End = END
     last: bool = False
 
@@ -74,84 +79,46 @@ def next_step(
     """What a call whose attempt failed does next, the whole order here: routing decides on its
     target (`next_try`: nothing where the failure is none `retry.when` names or nothing is left to
     try, `NOT_AGAIN`; else the failure counted, then a retry's credential and wait, if any); the
-    step is that retry, else the next fallback, else the end. A step that goes again has the failed
-    attempt recorded in the call's `attempts` and its reservation settled (`settle_attempt`); a
+    step is that retry, else the next fallback, else the end. A step that goes again carries the
+    failed attempt to record (`record`) and has its reservation settled (`settle_attempt`); a
     retry on the limits has its own reserved (`body_size`: the request's, its prompt's tokens
     estimated from it), awaited, and where a limit has no room what goes instead is the step."""
-    tried, attempts = _tried(call), _with_attempt(call, failure)  # the attempts, were it to go again
-    fallbacks = call.failover.fallbacks
+    tried, fallbacks = _tried(call), call.failover.fallbacks
     again = next_try(tried, failure, bool(fallbacks), circuits, ledger)
     if again is None:
         return NOT_AGAIN
-    otherwise = Fallback(fallbacks[0]) if fallbacks else END
-    step: Step = otherwise
-    if again.key is not None:
-        last = failure.tries + 1 >= tried.retry.attempts and not fallbacks
-        step = Retry(again.key, again.wait, otherwise, last)
-    if isinstance(step, End):
-        return step
+    if again.key is None and not fallbacks:
+        return END
+    record = _attempt(call, failure)
+    otherwise = Fallback(fallbacks[0], record) if fallbacks else END
     settle_attempt(call, failure.status)
-    if isinstance(step, Retry) and call.loaded.limits:
-        return _reserved(call, step, attempts, ledger, body_size)
-    call.failover.attempts = attempts
-    return step
+    if again.key is None:
+        return otherwise
+    last = failure.tries + 1 >= tried.retry.attempts and not fallbacks
+    retry = Retry(again.key, again.wait, record, otherwise, last)
+    return _reserved(call, retry, ledger, body_size) if call.loaded.limits else retry
 
 
-async def _reserved(call: Call, retry: Retry, attempts: list[Attempt], ledger: Store | None, body_size: int) -> Step:
-    """A retry with its own reservation on the limits that apply (`reserve_again`); where it is not
-    to be made (no room on a limit), what goes instead (`Retry.otherwise`). The failed attempt is
-    recorded (`attempts`) where something goes."""
+async def _reserved(call: Call, retry: Retry, ledger: Store | None, body_size: int) -> Step:
+    """A retry with its own reservation on the limits that apply (`reserve_again`), given back as
+    the call settles where the retry never goes (`LedgerState.awaits_retry`); where it is not to
+    be made (no room on a limit), what goes instead (`Retry.otherwise`)."""
     reserved = await reserve_again(call, ledger, body_size)
-    step: Step = retry
     if reserved is False:
         target = call.route.target.provider
         logger.info(f"Tollgate: retry of a {target} call not made: a limit has no room for it")
-        step = retry.otherwise
-    else:
-        assert reserved is not True
-        call.ledger.reserved = reserved
-    if not isinstance(step, End):
-        call.failover.attempts = attempts
-    return step
+        return retry.otherwise
+    assert reserved is not True
+    call.ledger.reserved, call.ledger.awaits_retry = reserved, reserved is not None
+    return retry
 
 
-def retry_not_made(call: Call, retry: Retry) -> Fallback | End:
-    """A retry decided and not made after all (no room on a limit, its client gone during its
-    wait, its credential not to be had): what goes instead (`Retry.otherwise`). The reservation it
-    made is given back whole, whatever goes instead: its request never went (the failed attempt's
-    was settled as it was decided). Where nothing goes, the failed attempt recorded is the call's
-    last (`take_back`)."""
-    reserved, call.ledger.reserved = call.ledger.reserved, None
-    if reserved is not None:
-        reserved.give_back()
-    otherwise = retry.otherwise
-    if isinstance(otherwise, End):
-        take_back(call)
-    return otherwise
-
-
-def take_back(call: Call) -> None:
-    """Nothing goes again: the failed attempt recorded is the call's last, not one of `attempts`."""
-    if call.failover.attempts:
-        call.failover.attempts.pop()
-
-
-def fallback_resends(call: Call) -> tuple[bool, RetryConfig]:
-    """How a fallback's first attempt, going now, may go again: whether it is its call's last (its
-    provider allows no retry and no fallback is left after it), and its provider's `retry` (it
-    fails on its own provider's conditions)."""
-    retry = retry_of(call)
-    return retry.attempts <= 1 and not call.failover.fallbacks, retry
-
-
-def _with_attempt(call: Call, failure: AttemptFailure) -> list[Attempt]:
-    """The call's `attempts` with the failed one, as they are once it goes again."""
-    failover = call.failover
-    begun = failover.attempt_started or call.started
+def _attempt(call: Call, failure: AttemptFailure) -> Attempt:
+    """The failed attempt, as the call's `attempts` record it once something goes again."""
+    begun = call.failover.attempt_started or call.started
     latency_ms = round((time.time() - begun) * 1000, 1)
     model, key = call.target_model, call.answer.upstream_key
-    attempt = Attempt(call.route.target.provider, model, failure.status, key, failure.error, latency_ms)
-    return [*(failover.attempts or ()), attempt]
+    return Attempt(call.route.target.provider, model, failure.status, key, failure.error, latency_ms)
 
 
 def _tried(call: Call) -> Tried:

@@ -61,13 +61,13 @@ def with_summary(call: Call, spent: Estimate) -> Estimate:
 
 
 def _used_upstream(call: Call, reserved: Estimate, record: dict[str, Any]) -> Estimate:
-    """What a call used upstream: nothing when its request never went there (refused, or the
-    upstream unreachable); one request when it generates nothing (a fetch, a count of tokens) or
-    the upstream refused it; a batch or job, all it reserved (Tollgate never sees what it used);
-    its usage as read; and when none was read, what it reserved: the provider may bill work it
-    started whatever became of the answer (a client that left, a timeout, a stream broken off
-    before its usage)."""
-    if not call.answer.request_sent:
+    """What a call used upstream: nothing when its request never went there (refused, the upstream
+    unreachable, or a retry reserved and not made: `went_upstream`); one request when it generates
+    nothing (a fetch, a count of tokens) or the upstream refused it; a batch or job, all it
+    reserved (Tollgate never sees what it used); its usage as read; and when none was read, what it
+    reserved: the provider may bill work it started whatever became of the answer (a client that
+    left, a timeout, a stream broken off before its usage)."""
+    if not went_upstream(call):
         return Estimate(0, 0, 0)
     if spends_nothing(call):
         return Estimate(1, 0, 0)
@@ -92,13 +92,20 @@ def attempt_used(call: Call, reserved: Estimate, status: int | None) -> Estimate
 
 
 def _attempt_used_upstream(call: Call, reserved: Estimate, status: int | None) -> Estimate:
-    if not call.answer.request_sent:
+    if not went_upstream(call):
         return Estimate(0, 0, 0)
     if spends_nothing(call):
         return Estimate(1, 0, 0)
     if status is not None:
         return Estimate(1, 0, 0, job=reserved.job)
     return reserved
+
+
+def went_upstream(call: Call) -> bool:
+    """Whether the request the call's reservation is for went upstream: its answer says so, unless
+    the reservation is a retry's that has not gone (`LedgerState.awaits_retry`): the answer is
+    then the failed attempt's, settled already (`settle_attempt`)."""
+    return call.answer.request_sent and not call.ledger.awaits_retry
 
 
 def token_count(record: dict[str, Any]) -> int | None:
@@ -147,13 +154,15 @@ def estimate_use(call: Call, body_size: int, model: str | None) -> Estimate:
 def settle_attempt(call: Call, status: int | None) -> None:
     """A failed attempt's reservation, as its call goes again: kept once its request went
     upstream (one request where the upstream answered, all of it where it did not), given back
-    where it never left (`attempt_used`)."""
-    reserved, call.ledger.reserved = call.ledger.reserved, None
-    if reserved is None:
-        return
-    spent = attempt_used(call, reserved.estimate, status)
-    call.ledger.summary_counted = call.rolled_up is not None
-    reserved.settle(spent)
+    where it never left (`attempt_used`); a retry's not made, where a fallback goes instead, given
+    back whole (`went_upstream`)."""
+    ledger = call.ledger
+    reserved, ledger.reserved = ledger.reserved, None
+    if reserved is not None:
+        spent = attempt_used(call, reserved.estimate, status)
+        ledger.summary_counted = call.rolled_up is not None
+        reserved.settle(spent)
+    ledger.awaits_retry = False  # the next reservation is the next attempt's
 
 
 async def reserve_again(call: Call, store: Store | None, body_size: int) -> Reserved | bool | None:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from tollgate.common.fingerprint import fingerprint
 from tollgate.credentials.base import Applied, RequestParts, UpstreamCredential
-from tollgate.credentials.errors import CredentialUnavailable
+from tollgate.credentials.errors import CredentialUnavailable, fetch_ahead
 from tollgate.formats.raw_headers import Fields
 
 # The scope Azure OpenAI (Azure AI services) takes tokens for in each cloud, by its hosts' domain:
@@ -118,14 +118,7 @@ class EntraTokens:
 
     def fetch_ahead(self) -> None:
         """Obtain the first token in a thread, so that the first call does not wait for it."""
-
-        def fetch() -> None:
-            try:
-                self.header()
-            except CredentialUnavailable:
-                pass  # the first call that needs one tries again, and is refused saying why
-
-        threading.Thread(target=fetch, name="tollgate-entra-token", daemon=True).start()
+        fetch_ahead(self.header, "tollgate-entra-token")
 
 
 def scope_for(host: str) -> str | None:

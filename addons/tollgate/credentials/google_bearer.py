@@ -6,14 +6,13 @@ none is valid (at start-up, or after Google's token endpoint failed for the whol
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tollgate.common.fingerprint import fingerprint
 from tollgate.credentials.base import Applied, RequestParts, UpstreamCredential
-from tollgate.credentials.errors import CredentialUnavailable
+from tollgate.credentials.errors import CredentialUnavailable, fetch_ahead
 from tollgate.formats.raw_headers import Fields
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
@@ -84,14 +83,7 @@ class GoogleTokens:
 
     def fetch_ahead(self) -> None:
         """Obtain the first token in a thread, so that the first call does not wait for it."""
-
-        def fetch() -> None:
-            try:
-                self.headers()
-            except CredentialUnavailable:
-                pass  # the first call that needs one tries again, and is refused saying why
-
-        threading.Thread(target=fetch, name="tollgate-google-token", daemon=True).start()
+        fetch_ahead(self.headers, "tollgate-google-token")
 
 
 def load_tokens(setting: str, scopes: tuple[str, ...]) -> GoogleTokens:

@@ -13,15 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from tollgate.formats.chat import (
-    Finished,
-    StreamEvent,
-    TextDelta,
-    ThinkingDelta,
-    ToolCallDelta,
-    ToolCallStarted,
-    Untranslatable,
-)
+from tollgate.formats import chat
 
 _WHITE = " \t\r\n"
 # The most text a choice's held blocks may hold (characters): a stream that would hold more, waiting
@@ -113,8 +105,8 @@ class _Choice:
     events in order), and the calls whose block has ended."""
 
     open: _OpenCall | None = None
-    held: list[list[StreamEvent]] = field(default_factory=list)
-    held_calls: dict[int, list[StreamEvent]] = field(default_factory=dict)
+    held: list[list[chat.StreamEvent]] = field(default_factory=list)
+    held_calls: dict[int, list[chat.StreamEvent]] = field(default_factory=dict)
     ended: set[int] = field(default_factory=set)
     held_size: int = 0  # the text of the events held
 
@@ -140,27 +132,29 @@ class BlockOrder:
     def __init__(self) -> None:
         self._choices: dict[int, _Choice] = {}
 
-    def feed(self, event: StreamEvent) -> list[StreamEvent]:
+    def feed(self, event: chat.StreamEvent) -> list[chat.StreamEvent]:
         """Raises Untranslatable where a call's arguments go on after its block ended, its JSON whole."""
-        if not isinstance(event, TextDelta | ThinkingDelta | ToolCallStarted | ToolCallDelta | Finished):
+        if not isinstance(
+            event, chat.TextDelta | chat.ThinkingDelta | chat.ToolCallStarted | chat.ToolCallDelta | chat.Finished
+        ):
             return [event]
         choice = self._choices.setdefault(event.choice, _Choice())
-        if isinstance(event, Finished):
+        if isinstance(event, chat.Finished):
             return [*self._release(choice), event]
-        if isinstance(event, ToolCallDelta):
+        if isinstance(event, chat.ToolCallDelta):
             return self._delta(choice, event)
         if choice.blocked:
             self._hold(choice, event)
             return []
         choice.end_open()
-        if isinstance(event, ToolCallStarted):
+        if isinstance(event, chat.ToolCallStarted):
             choice.open = _OpenCall(event.index)
         return [event]
 
-    def end(self) -> list[StreamEvent]:
+    def end(self) -> list[chat.StreamEvent]:
         return [event for index in sorted(self._choices) for event in self._release(self._choices[index])]
 
-    def _delta(self, choice: _Choice, event: ToolCallDelta) -> list[StreamEvent]:
+    def _delta(self, choice: _Choice, event: chat.ToolCallDelta) -> list[chat.StreamEvent]:
         if choice.open is not None and choice.open.index == event.index:
             choice.open.arguments.feed(event.arguments)
             return [event, *self._advance(choice)]
@@ -171,7 +165,7 @@ class BlockOrder:
             return []
         if event.index in choice.ended:
             if event.arguments.strip(_WHITE):
-                raise Untranslatable("a tool call's arguments went on after they were whole")
+                raise chat.Untranslatable("a tool call's arguments went on after they were whole")
             return []  # white space after the whole JSON changes nothing
         return [event]  # a call never started: its writer passes it by
 
@@ -179,11 +173,11 @@ class BlockOrder:
     def _count(choice: _Choice, size: int) -> None:
         choice.held_size += size
         if choice.held_size > HELD_AT_MOST:
-            raise Untranslatable(f"more than {HELD_AT_MOST} characters waited for a tool call's arguments to end")
+            raise chat.Untranslatable(f"more than {HELD_AT_MOST} characters waited for a tool call's arguments to end")
 
-    def _hold(self, choice: _Choice, event: TextDelta | ThinkingDelta | ToolCallStarted) -> None:
-        self._count(choice, len(event.name) if isinstance(event, ToolCallStarted) else len(event.text or ""))
-        if isinstance(event, ToolCallStarted):
+    def _hold(self, choice: _Choice, event: chat.TextDelta | chat.ThinkingDelta | chat.ToolCallStarted) -> None:
+        self._count(choice, len(event.name) if isinstance(event, chat.ToolCallStarted) else len(event.text or ""))
+        if isinstance(event, chat.ToolCallStarted):
             choice.held.append([event])
             choice.held_calls[event.index] = choice.held[-1]
             return
@@ -193,26 +187,26 @@ class BlockOrder:
         else:
             choice.held.append([event])
 
-    def _advance(self, choice: _Choice) -> list[StreamEvent]:
+    def _advance(self, choice: _Choice) -> list[chat.StreamEvent]:
         """The open call's arguments are whole: its block ends, and the blocks held go on, each
         whole, up to one that may still grow."""
-        out: list[StreamEvent] = []
+        out: list[chat.StreamEvent] = []
         while choice.held and not choice.growing:
             choice.end_open()
             events = choice.held.pop(0)
             choice.held_size -= sum(_size(event) for event in events)
             out += events
             first = events[0]
-            if isinstance(first, ToolCallStarted):
+            if isinstance(first, chat.ToolCallStarted):
                 del choice.held_calls[first.index]
                 choice.open = _OpenCall(first.index)
                 for delta in events[1:]:
-                    assert isinstance(delta, ToolCallDelta)
+                    assert isinstance(delta, chat.ToolCallDelta)
                     choice.open.arguments.feed(delta.arguments)
         return out
 
     @staticmethod
-    def _release(choice: _Choice) -> list[StreamEvent]:
+    def _release(choice: _Choice) -> list[chat.StreamEvent]:
         """The choice finished (or the stream ended): every block held goes on, in order."""
         choice.end_open()
         out = [event for events in choice.held for event in events]
@@ -223,10 +217,10 @@ class BlockOrder:
         return out
 
 
-def _size(event: StreamEvent) -> int:
+def _size(event: chat.StreamEvent) -> int:
     """The text of a held event, as `_hold` and `_delta` count it."""
-    if isinstance(event, ToolCallStarted):
+    if isinstance(event, chat.ToolCallStarted):
         return len(event.name)
-    if isinstance(event, ToolCallDelta):
+    if isinstance(event, chat.ToolCallDelta):
         return len(event.arguments)
     return len(getattr(event, "text", "") or "")

@@ -37,6 +37,15 @@ def no_conversation(classification: Classification) -> str | None:
     return None
 
 
+def conversation_at(endpoints: frozenset[str], chat_format: str) -> Callable[[Classification], str | None]:
+    """A format whose calls at `endpoints` hold a conversation in `chat_format`'s body (`rollup:`)."""
+
+    def conversation(classification: Classification) -> str | None:
+        return chat_format if classification.endpoint in endpoints else None
+
+    return conversation
+
+
 def as_reported(usage: Usage) -> Usage:
     return usage
 

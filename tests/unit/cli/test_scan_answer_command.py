@@ -6,12 +6,10 @@ One test runs it as a process (`python -m tollgate`); the others call its `main`
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from tests.support.cli import run_tollgate
 
 from support.guardrail_samples import EMAIL, SAMPLES
 from tollgate.cli.main import main
@@ -146,11 +144,9 @@ def test_a_body_and_an_answer_are_not_both_given(here) -> None:
 def test_the_command(tmp_path: Path) -> None:
     (tmp_path / "rules.yaml").write_text(CONFIG)
     (tmp_path / "answer.sse").write_bytes(chat_stream(f"Write to {EMAIL} today."))
-    done = subprocess.run(
-        [sys.executable, "-m", "tollgate", "scan", "--answer", "answer.sse", "--format", "openai-chat",
-         "--config", "rules.yaml"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},
-    )  # fmt: skip
+    done = run_tollgate(
+        "scan", "--answer", "answer.sse", "--format", "openai-chat", "--config", "rules.yaml", cwd=tmp_path
+    )
     assert done.returncode == 1, done.stderr
     assert done.stdout.splitlines()[1].split() == ["pii.email", "1", "redact"]
     assert "[REDACTED:pii.email]" in done.stdout and EMAIL not in done.stdout + done.stderr

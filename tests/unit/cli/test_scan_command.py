@@ -5,18 +5,16 @@ its `main` in this one, which computes the same."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.support.cli import run_tollgate
 
 from support.guardrail_samples import AWS_KEY_ID, AWS_SECRET, EMAIL, crc_token
 from tollgate.cli.main import main
 
-ROOT = Path(__file__).resolve().parents[3]
 OWN_KEY = "sk-" + "own-upstream-key-0123456789"
 TOKEN = crc_token("gh" + "p_")
 PLANTED = [AWS_KEY_ID, AWS_SECRET, EMAIL, TOKEN, OWN_KEY]
@@ -24,16 +22,7 @@ Scan = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def scan(cwd: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "addons")}
-    return subprocess.run(
-        [sys.executable, "-m", "tollgate", "scan", *args],
-        cwd=cwd,
-        input=stdin.decode() if stdin is not None else None,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    return run_tollgate("scan", *args, cwd=cwd, stdin=stdin.decode() if stdin is not None else None)
 
 
 @pytest.fixture

@@ -19,17 +19,20 @@ from tollgate.core.next_attempt import (
     Fallback,
     Retry,
     Step,
-    fallback_resends,
     next_step,
-    retry_not_made,
     retry_of,
 )
 from tollgate.core.runtime import Loaded
+from tollgate.core.settlement import settle_attempt
 from tollgate.governance.limits.limits import Estimate, Reserved, charges, counters
 from tollgate.governance.routing.failover import CONNECT, TIMEOUT, AttemptFailure, Circuits
 from tollgate.governance.routing.next_try import goes_again
 from tollgate.ledger import open_store
 from tollgate.ledger.store import Store
+from tollgate.proxy.stages.attempts import resends_on
+from tollgate.proxy.stages.ledger import Ledger
+from tollgate.proxy.state import Shared
+from tollgate.records.audit_record import audit_record
 
 FALLBACKS = (("anthropic", "claude-sonnet-4-5"), ("openai", "gpt-4o-mini"))
 
@@ -81,11 +84,11 @@ def test_with_no_retry_left_the_next_fallback_goes_else_nothing():
 
 def test_a_fallbacks_first_attempt_goes_again_on_its_own_providers_retry():
     call = call_with({"keys": ["sk-one"], "retry": RETRY}, FALLBACKS[1:])
-    assert fallback_resends(call) == (False, retry_of(call))  # a retry of its own left
+    assert resends_on(call) == retry_of(call)  # a retry of its own left
     call = call_with({"keys": ["sk-one"]}, FALLBACKS[1:])
-    assert fallback_resends(call) == (False, retry_of(call))  # no retry: its next fallback left
+    assert resends_on(call) == retry_of(call)  # no retry: its next fallback left
     call.failover.fallbacks = ()
-    assert fallback_resends(call) == (True, retry_of(call))  # nothing after it: its failure stands
+    assert resends_on(call) is None  # nothing after it: its failure stands
 
 
 def test_a_wait_past_max_wait_s_is_no_retry():
@@ -130,7 +133,7 @@ def test_next_step_decides_in_one_call_and_records_and_counts_what_goes_again():
     assert isinstance(step, Retry) and (step.key.pooled_key, step.wait, step.last) == ("sk-two", 0.0, False)
     assert step.otherwise == Fallback(FALLBACKS[0])
     assert 19.0 < pool.rest_left("sk-one") <= 30.0
-    assert [(a.provider, a.status, a.upstream_key, a.error) for a in call.failover.attempts or ()] == [
+    assert [(a.provider, a.status, a.upstream_key, a.error) for a in (step.record,)] == [
         ("openai", 429, "fp-one", "upstream answered 429")
     ]
     # No retry within `max_wait_s` and no fallback: the end, counted, nothing recorded.
@@ -164,6 +167,12 @@ def limited_call(fallbacks: tuple[tuple[str, str], ...], store: Store) -> tuple[
     return call, [c.key for c in found]
 
 
+def settled_at_its_end(call: Call, store: Store) -> None:
+    shared = Shared()
+    shared.apply(call.loaded, None, store)
+    Ledger(shared).settle_reservation(call, audit_record(call))
+
+
 @pytest.mark.parametrize("fallbacks", [FALLBACKS, ()])
 def test_a_retry_reserved_and_never_sent_gives_its_reservation_back(tmp_path: Path, fallbacks: tuple) -> None:
     async def scenario() -> tuple[object, tuple[int, ...], tuple[int, ...]]:
@@ -175,7 +184,13 @@ def test_a_retry_reserved_and_never_sent_gives_its_reservation_back(tmp_path: Pa
             step = await pending
             assert isinstance(step, Retry) and call.ledger.reserved is not None
             reserved = await store.read(keys)
-            instead = retry_not_made(call, step)
+            # Not made after all: what goes instead is the step's; the reservation goes back as the
+            # call settles, before a fallback's own (`Fallback.next`), else at its end.
+            instead = step.otherwise
+            if isinstance(instead, Fallback):
+                settle_attempt(call, 503)
+            else:
+                settled_at_its_end(call, store)
             return instead, reserved, await store.read(keys)
         finally:
             await store.aclose()

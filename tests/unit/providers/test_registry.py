@@ -23,29 +23,7 @@ from tollgate.formats.bedrock_converse import errors as bedrock_errors
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.gemini_generate import errors as gemini_errors
 from tollgate.formats.openai_chat import errors as openai_errors
-from tollgate.formats.refusals import (
-    AUDIT_UNAVAILABLE,
-    BAD_REQUEST,
-    BUDGET_EXCEEDED,
-    CIRCUIT_OPEN,
-    CONTENT_DENIED,
-    HEADERS_TOO_LARGE,
-    INTERNAL_ERROR,
-    INVALID_SIGNATURE,
-    LEDGER_UNAVAILABLE,
-    LIMIT_UNENFORCEABLE,
-    MINTS_CREDENTIAL,
-    MISCONFIGURED,
-    MISDIRECTED,
-    NO_UPSTREAM_CREDENTIAL,
-    POLICY_DENIED,
-    RATE_LIMITED,
-    STATUS,
-    TENANT_DENIED,
-    UNAUTHENTICATED,
-    UPSTREAM_TIMEOUT,
-    UPSTREAM_UNREACHABLE,
-)
+from tollgate.formats.refusals import STATUS
 from tollgate.formats.registry import WIRE_FORMATS
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.usage import Usage
@@ -298,26 +276,26 @@ def test_side_headers() -> None:
 
 def test_status_per_reason() -> None:
     assert STATUS == {
-        UNAUTHENTICATED: 401,
-        POLICY_DENIED: 403,
-        NO_UPSTREAM_CREDENTIAL: 500,
-        MISCONFIGURED: 500,
-        INVALID_SIGNATURE: 403,
-        INTERNAL_ERROR: 500,
-        UPSTREAM_UNREACHABLE: 502,
-        UPSTREAM_TIMEOUT: 504,
-        BAD_REQUEST: 400,
-        AUDIT_UNAVAILABLE: 503,
-        RATE_LIMITED: 429,
-        BUDGET_EXCEEDED: 429,
-        LEDGER_UNAVAILABLE: 503,
-        LIMIT_UNENFORCEABLE: 403,
-        HEADERS_TOO_LARGE: 431,
-        CIRCUIT_OPEN: 503,
-        MISDIRECTED: 421,
-        MINTS_CREDENTIAL: 403,
-        CONTENT_DENIED: 403,
-        TENANT_DENIED: 403,
+        refusals_mod.UNAUTHENTICATED: 401,
+        refusals_mod.POLICY_DENIED: 403,
+        refusals_mod.NO_UPSTREAM_CREDENTIAL: 500,
+        refusals_mod.MISCONFIGURED: 500,
+        refusals_mod.INVALID_SIGNATURE: 403,
+        refusals_mod.INTERNAL_ERROR: 500,
+        refusals_mod.UPSTREAM_UNREACHABLE: 502,
+        refusals_mod.UPSTREAM_TIMEOUT: 504,
+        refusals_mod.BAD_REQUEST: 400,
+        refusals_mod.AUDIT_UNAVAILABLE: 503,
+        refusals_mod.RATE_LIMITED: 429,
+        refusals_mod.BUDGET_EXCEEDED: 429,
+        refusals_mod.LEDGER_UNAVAILABLE: 503,
+        refusals_mod.LIMIT_UNENFORCEABLE: 403,
+        refusals_mod.HEADERS_TOO_LARGE: 431,
+        refusals_mod.CIRCUIT_OPEN: 503,
+        refusals_mod.MISDIRECTED: 421,
+        refusals_mod.MINTS_CREDENTIAL: 403,
+        refusals_mod.CONTENT_DENIED: 403,
+        refusals_mod.TENANT_DENIED: 403,
     }
 
 
@@ -354,7 +332,7 @@ def test_sdk_retry_hint(provider: Any, reason: str) -> None:
     # Refusals and a missing credential do not heal by retrying; an unreachable upstream may, and a
     # full minute window does once its Retry-After has passed.
     r = provider.refusal(reason, "m")
-    if STATUS[reason] < 502 and reason != RATE_LIMITED:
+    if STATUS[reason] < 502 and reason != refusals_mod.RATE_LIMITED:
         assert r.headers["x-should-retry"] == "false"
     else:
         assert "x-should-retry" not in r.headers

@@ -1,36 +1,18 @@
-"""What the recipes' tests share: a real audit log on a temporary file and the records it holds; the
-real pipeline, configured from a file and driven in process through one call's hooks."""
+"""What the recipes' tests share: the records of an audit file; a configuration, a call and an answer
+for the real pipeline (`tests.support.pipeline` drives it through one call's hooks)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from mitmproxy import http
-from mitmproxy.addons import proxyserver
-from mitmproxy.test import taddons, tflow, tutils
+from mitmproxy.test import tflow, tutils
+from tests.support.pipeline import UPSTREAM, UPSTREAM_KEY, VIRTUAL_KEY, sse
 
-from tollgate.proxy.pipeline import gateway
-from tollgate.proxy.runner import Gateway
-from tollgate.records.auditlog import PROCESS_EVENTS, AuditLog
-
-
-@pytest.fixture
-def audit_path(tmp_path: Path) -> Path:
-    return tmp_path / "audit.jsonl"
-
-
-@pytest.fixture
-def audit_log(audit_path: Path) -> Iterator[AuditLog]:
-    """A real audit log; closing it writes what it holds."""
-    log = AuditLog(str(audit_path))
-    yield log
-    log.close()
+from tollgate.records.auditlog import PROCESS_EVENTS
 
 
 def records(path: Path) -> list[dict[str, Any]]:
@@ -39,11 +21,7 @@ def records(path: Path) -> list[dict[str, Any]]:
     return [r for r in map(json.loads, lines) if r.get("event") not in PROCESS_EVENTS]
 
 
-# --- the real pipeline, driven in process through each hook of one call ---------------------------
-
-UPSTREAM = "https://127.0.0.1:9"  # never connected to: the hooks are driven in process
-UPSTREAM_KEY = "sk-upstream-0123456789"
-VIRTUAL_KEY = "tg-alice-0123456789"
+# --- the real pipeline's configuration, call and answer --------------------------------------------
 
 
 def openai_config(tmp_path: Path, **more: Any) -> Path:
@@ -59,15 +37,6 @@ def openai_config(tmp_path: Path, **more: Any) -> Path:
     }
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
-
-
-@contextmanager
-def configured_gateway(config_path: Path, addon: Gateway | None = None) -> Iterator[Gateway]:
-    """The pipeline as mitmdump loads and configures it."""
-    addon = addon or gateway()
-    with taddons.context(proxyserver.Proxyserver(), addon) as tctx:
-        tctx.configure(addon, tollgate_config=str(config_path))
-        yield addon
 
 
 def chat_flow(body: dict[str, Any], key: str = VIRTUAL_KEY) -> http.HTTPFlow:
@@ -86,44 +55,6 @@ def chat_flow(body: dict[str, Any], key: str = VIRTUAL_KEY) -> http.HTTPFlow:
     flow = tflow.tflow(req=request)
     flow.client_conn.sni = "api.openai.com"
     return flow
-
-
-async def run_hook(addon: Gateway, hook: str, *args: object) -> None:
-    pending = getattr(addon, hook)(*args)
-    if pending is not None:
-        await pending
-
-
-async def one_call(
-    addon: Gateway, flow: http.HTTPFlow, answer: list[bytes], content_type: bytes = b"text/event-stream"
-) -> tuple[http.Request, bytes]:
-    """The call through every hook: what went upstream, and what the client got (the answer
-    streamed back, where the call was not refused)."""
-    await run_hook(addon, "requestheaders", flow)
-    await run_hook(addon, "request", flow)
-    sent = flow.request.copy()
-    received = b""
-    if flow.response is None:
-        flow.response = tutils.tresp(status_code=200, content=b"")
-        flow.response.headers.fields = ((b"content-type", content_type),)
-        await run_hook(addon, "responseheaders", flow)
-        if callable(flow.response.stream):
-            for part in [*answer, b""]:  # b"": the answer's end
-                out = flow.response.stream(part)
-                received += out if isinstance(out, bytes) else b"".join(out)
-        else:  # read whole (a JSON answer an answer guardrail reads): served at `response`
-            flow.response.content = b"".join(answer)
-    else:
-        await run_hook(addon, "responseheaders", flow)
-    await run_hook(addon, "response", flow)
-    if not received:
-        received = flow.response.content or b""
-    await run_hook(addon, "done")  # the audit log closed: every record written
-    return sent, received
-
-
-def sse(data: dict[str, Any] | str) -> bytes:
-    return b"data: " + (data if isinstance(data, str) else json.dumps(data)).encode() + b"\n\n"
 
 
 def chat_chunks(text: str) -> list[bytes]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from mitmproxy import http
+from tests.support.pipeline import VIRTUAL_KEY, configured_gateway, one_call, sse
 
 from tollgate.formats import OPENAI_COMPLETIONS
 from tollgate.formats.framing.sse import SSEFramer
@@ -24,7 +25,7 @@ from tollgate.governance.guardrails import answer_formats
 from tollgate.governance.guardrails.answer import AnswerDetectors, AnswerScanner
 from tollgate.governance.guardrails.answer_formats import AnswerFormat
 
-from .conftest import VIRTUAL_KEY, chat_flow, configured_gateway, one_call, openai_config, records, sse
+from .conftest import chat_flow, openai_config, records
 
 COMPLETIONS = OPENAI_COMPLETIONS  # its name (formats/__init__.py)
 VALUE = "jane.doe@acme-corp.io"

@@ -12,12 +12,13 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.support.pipeline import configured_gateway, one_call
 
 from tollgate.core.config import ConfigError, parse_config
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.detectors import BUILTIN, kinds_of, token
 
-from .conftest import chat_chunks, chat_flow, configured_gateway, one_call, openai_config, records, said
+from .conftest import chat_chunks, chat_flow, openai_config, records, said
 
 KIND = "secrets.tollway_token"
 TOLLWAY = token(KIND, rb"twy_", rb"[A-Za-z0-9]{32}", 40)

@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support.pipeline import UPSTREAM_KEY, VIRTUAL_KEY
 
 import tollgate.providers
-
-from .conftest import UPSTREAM_KEY, VIRTUAL_KEY
 
 ROOT = Path(__file__).resolve().parents[3]
 PROVIDERS = Path(tollgate.providers.__file__).parent
@@ -96,7 +95,8 @@ class Finder(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Finder())
 
-from tests.unit.recipes.conftest import chat_chunks, chat_flow, configured_gateway, one_call
+from tests.support.pipeline import configured_gateway, one_call
+from tests.unit.recipes.conftest import chat_chunks, chat_flow
 
 found = {}
 for host, path, provider in (("api.line.example", "/v2/chat", "linehost"), ("api.openai.com", "/v1/chat/completions", "openai")):

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from mitmproxy import http
+from tests.support.pipeline import UPSTREAM_KEY, configured_gateway, one_call
 
 from tollgate.core.call import Call
 from tollgate.formats.refusals import BAD_REQUEST
@@ -22,7 +23,7 @@ from tollgate.proxy.runner import CallSteps, Gateway
 from tollgate.proxy.stages.identify import Identify
 from tollgate.proxy.state import Shared
 
-from .conftest import UPSTREAM_KEY, chat_chunks, chat_flow, configured_gateway, one_call, openai_config, records
+from .conftest import chat_chunks, chat_flow, openai_config, records
 
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hi."}], "stream": True}
 

@@ -157,12 +157,9 @@ def test_two_lines_swapped() -> None:
     assert faults(check(lines)) == ["a.jsonl:4: out of order: seq 3 after seq 4 (a.jsonl:3)"]
 
 
-def test_a_forged_line_with_a_recomputed_chain_is_found_by_the_signed_checkpoint() -> None:
-    """Who can write the file but not read the key inserts a record, renumbers and rechains the
-    rest, checkpoints included: each chain holds, the signature over the next checkpoint does not."""
-    original = [json.loads(line) for line in signed_run()]
-    forged = {**original[2], "request_id": "forged"}
-    records = [*original[:3], forged, *original[3:]]
+def rechained(records: list[dict]) -> list[bytes]:
+    """`records` numbered and chained again, their checkpoints' covers recomputed, as who can write
+    the file but not read the key would."""
     chain, lines = Chain(), []
     for whole in records:
         record = {k: v for k, v in whole.items() if k not in ("seq", "chain")}
@@ -171,6 +168,16 @@ def test_a_forged_line_with_a_recomputed_chain_is_found_by_the_signed_checkpoint
             record["records"] = chain.seq - chain.covered
             chain.covered, chain.checkpoint_seq = chain.seq, chain.seq + 1
         lines.append(chain.link(orjson.dumps(record)))
+    return lines
+
+
+def test_a_forged_line_with_a_recomputed_chain_is_found_by_the_signed_checkpoint() -> None:
+    """Who can write the file but not read the key inserts a record, renumbers and rechains the
+    rest, checkpoints included: each chain holds, the signature over the next checkpoint does not."""
+    original = [json.loads(line) for line in signed_run()]
+    forged = {**original[2], "request_id": "forged"}
+    records = [*original[:3], forged, *original[3:]]
+    lines = rechained(records)
     assert faults(check(lines)) == [
         "a.jsonl:6: bad signature: the checkpoint or the records it covers were changed",
         "a.jsonl:10: bad signature: the checkpoint or the records it covers were changed",
@@ -857,14 +864,7 @@ def test_after_a_key_set_later_the_files_are_judged_as_ever(restart: bool) -> No
 def test_a_record_forged_before_the_key_and_the_rest_rechained_is_found_by_the_first_signature() -> None:
     original = [json.loads(line) for line in key_set_later(restart=False)]
     records = [*original[:2], {**original[2], "client": "mallory"}, *original[3:]]
-    chain, lines = Chain(), []
-    for whole in records:
-        record = {k: v for k, v in whole.items() if k not in ("seq", "chain")}
-        if record["event"] == "audit_checkpoint":
-            record["covers_seq"], record["covers_chain"] = chain.seq, chain.last.decode()
-            record["records"] = chain.seq - chain.covered
-            chain.covered, chain.checkpoint_seq = chain.seq, chain.seq + 1
-        lines.append(chain.link(orjson.dumps(record)))
+    lines = rechained(records)
     # No signature holds, so nothing is judged from a first signed checkpoint: the unsigned ones fail too.
     assert faults(check(lines)) == [
         "a.jsonl:5: checkpoint not signed",

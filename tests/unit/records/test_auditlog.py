@@ -223,6 +223,27 @@ def quick_retry(monkeypatch) -> None:
     monkeypatch.setattr(auditlog, "RETRY_DELAY", 0.1)
 
 
+def _failing(path: Path) -> AuditLog:
+    """An audit log at `path` on a full device, failing: its first record (`n` 0) is held."""
+    path.symlink_to("/dev/full")
+    log = AuditLog(str(path))
+    log.write({"event": "llm_call", "n": 0})
+    if not _wait(lambda: log.failing):
+        log.close()
+        raise AssertionError("the log on a full device never failed")
+    return log
+
+
+def _begun(path: Path) -> AuditLog:
+    """An audit log at `path` whose first record (`n` 0) is in the file."""
+    log = AuditLog(str(path))
+    log.write({"event": "llm_call", "n": 0})
+    if not _wait(path.read_text):
+        log.close()
+        raise AssertionError("the first record never reached the file")
+    return log
+
+
 def _messages(caplog, text: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if text in r.getMessage()]
 
@@ -259,11 +280,8 @@ def test_a_path_on_a_full_device_fails_and_its_records_are_written_in_order_once
 
 def test_held_records_of_several_megabytes_are_written_in_order(tmp_path: Path, quick_retry) -> None:
     path = tmp_path / "audit.jsonl"
-    path.symlink_to("/dev/full")
-    log = AuditLog(str(path))
+    log = _failing(path)
     try:
-        log.write({"event": "llm_call", "n": 0})
-        assert _wait(lambda: log.failing)
         for i in range(1, 3000):
             log.write({"event": "llm_call", "n": i, "pad": ["x" * 250] * 4})
         path.unlink()
@@ -278,11 +296,8 @@ def test_records_beyond_those_held_are_dropped_and_the_console_says_how_many(
 ) -> None:
     monkeypatch.setattr(auditlog, "MAX_HELD", 5)
     path = tmp_path / "audit.jsonl"
-    path.symlink_to("/dev/full")
-    log = AuditLog(str(path))
+    log = _failing(path)
     try:
-        log.write({"event": "llm_call", "n": 0})
-        assert _wait(lambda: log.failing)
         for i in range(1, 8):
             log.write({"event": "llm_call", "n": i})
         time.sleep(0.1)
@@ -297,10 +312,7 @@ def test_records_beyond_those_held_are_dropped_and_the_console_says_how_many(
 
 def test_records_still_held_at_close_are_counted_as_lost(tmp_path: Path, caplog, quick_retry) -> None:
     path = tmp_path / "audit.jsonl"
-    path.symlink_to("/dev/full")
-    log = AuditLog(str(path))
-    log.write({"event": "llm_call", "n": 0})
-    assert _wait(lambda: log.failing)
+    log = _failing(path)
     log.write({"event": "llm_call", "n": 1})
     log.close()
     assert len(_messages(caplog, "2 audit records could not be written")) == 1
@@ -344,10 +356,8 @@ def test_a_file_that_does_not_end_a_line_gets_the_records_on_lines_of_their_own(
 
 def test_rotation_by_rename_with_a_new_file_created(tmp_path: Path) -> None:
     path, rotated = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.1"
-    log = AuditLog(str(path))
+    log = _begun(path)
     try:
-        log.write({"event": "llm_call", "n": 0})
-        assert _wait(path.read_text)
         path.rename(rotated)
         path.touch()  # logrotate's `create`
         log.write({"event": "llm_call", "n": 1})
@@ -361,10 +371,8 @@ def test_rotation_by_rename_with_a_new_file_created(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_rotation_by_rename_with_no_new_file_and_by_delete_creates_the_file(tmp_path: Path) -> None:
     path, rotated = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.1"
-    log = AuditLog(str(path))
+    log = _begun(path)
     try:
-        log.write({"event": "llm_call", "n": 0})
-        assert _wait(path.read_text)
         path.rename(rotated)
         log.write({"event": "llm_call", "n": 1})
         assert _wait(lambda: path.exists() and path.read_text())

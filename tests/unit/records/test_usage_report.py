@@ -4,9 +4,7 @@ nano-dollar, and their three formats."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 import types
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.cli import run_tollgate
 from tests.support.examples import examples
 
 from tollgate.cli.main import main
@@ -474,15 +473,7 @@ def audit_file(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_the_command_from_an_audit_file(audit_file: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "tollgate", "usage", "--from-audit", str(audit_file), "--since", "2026-11-01",
-         "--format", "json"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "addons")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )  # fmt: skip
+    done = run_tollgate("usage", "--from-audit", str(audit_file), "--since", "2026-11-01", "--format", "json")
     assert done.returncode == 0, done.stderr
     assert done.stdout == to_json(small_report(["client", "model"]), malformed=1)
     assert done.stderr.startswith(f"warning: {audit_file}:3: not JSON (")

@@ -8,21 +8,6 @@ from typing import Any, Literal
 
 from tollgate.formats import chat, fields
 from tollgate.formats.anthropic_messages.fields import DROPPED_TOOL_FIELDS, NAME, REQUEST_FIELDS
-from tollgate.formats.chat import (
-    ChatRequest,
-    Effort,
-    Image,
-    Message,
-    OutputFormat,
-    Part,
-    Text,
-    Thinking,
-    Tool,
-    ToolCall,
-    ToolChoice,
-    ToolResult,
-    Untranslatable,
-)
 from tollgate.formats.exact import Unreadable, count, request_flag, request_int, request_text
 from tollgate.formats.request_facts import GrantedMcpServer, RequestFacts
 
@@ -32,7 +17,7 @@ TOOL_CHOICE_MODES: dict[str, Literal["auto", "none", "required", "tool"]] = {
     "tool": "tool",
     "none": "none",
 }
-_EFFORTS: dict[str, Effort] = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+_EFFORTS: dict[str, chat.Effort] = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 
 
 def _drop_marks(block: dict[str, Any], dropped: list[str]) -> None:
@@ -42,36 +27,36 @@ def _drop_marks(block: dict[str, Any], dropped: list[str]) -> None:
             fields.drop(dropped, mark)
 
 
-def _read_text_block(block: dict[str, Any], where: str, dropped: list[str]) -> Text:
+def _read_text_block(block: dict[str, Any], where: str, dropped: list[str]) -> chat.Text:
     fields.only(block, ("type", "text", "cache_control", "citations"), where)
     _drop_marks(block, dropped)
-    return Text(fields.string(block.get("text"), f"{where}.text"))
+    return chat.Text(fields.string(block.get("text"), f"{where}.text"))
 
 
-def _read_image_block(block: dict[str, Any], where: str, dropped: list[str]) -> Image:
+def _read_image_block(block: dict[str, Any], where: str, dropped: list[str]) -> chat.Image:
     fields.only(block, ("type", "source", "cache_control"), where)
     _drop_marks(block, dropped)
     source = fields.obj(block.get("source"), f"{where}.source")
     kind = source.get("type")
     if kind == "base64":
         fields.only(source, ("type", "media_type", "data"), f"{where}.source")
-        return Image(
+        return chat.Image(
             media_type=fields.string(source.get("media_type"), f"{where}.source.media_type"),
             data=fields.string(source.get("data"), f"{where}.source.data"),
         )
     if kind == "url":
         fields.only(source, ("type", "url"), f"{where}.source")
-        return Image(url=fields.string(source.get("url"), f"{where}.source.url"))
-    raise Untranslatable(f"{where}.source.type {kind!r} cannot be translated")
+        return chat.Image(url=fields.string(source.get("url"), f"{where}.source.url"))
+    raise chat.Untranslatable(f"{where}.source.type {kind!r} cannot be translated")
 
 
-def _read_tool_result(block: dict[str, Any], where: str, dropped: list[str]) -> ToolResult:
+def _read_tool_result(block: dict[str, Any], where: str, dropped: list[str]) -> chat.ToolResult:
     fields.only(block, ("type", "tool_use_id", "content", "is_error", "cache_control"), where)
     _drop_marks(block, dropped)
     content = block.get("content")
-    parts: list[Text | Image] = []
+    parts: list[chat.Text | chat.Image] = []
     if isinstance(content, str):
-        parts.append(Text(content))
+        parts.append(chat.Text(content))
     elif content is not None:
         for j, raw in enumerate(fields.array(content, f"{where}.content")):
             inner = f"{where}.content[{j}]"
@@ -82,8 +67,8 @@ def _read_tool_result(block: dict[str, Any], where: str, dropped: list[str]) -> 
             elif kind == "image":
                 parts.append(_read_image_block(item, inner, dropped))
             else:
-                raise Untranslatable(f"{inner}.type {kind!r} cannot be translated")
-    return ToolResult(
+                raise chat.Untranslatable(f"{inner}.type {kind!r} cannot be translated")
+    return chat.ToolResult(
         id=fields.string(block.get("tool_use_id"), f"{where}.tool_use_id"),
         name=None,
         content=parts,
@@ -91,20 +76,20 @@ def _read_tool_result(block: dict[str, Any], where: str, dropped: list[str]) -> 
     )
 
 
-def _read_tool_use(block: dict[str, Any], where: str, dropped: list[str]) -> ToolCall:
+def _read_tool_use(block: dict[str, Any], where: str, dropped: list[str]) -> chat.ToolCall:
     fields.only(block, ("type", "id", "name", "input", "cache_control", "caller"), where)
     _drop_marks(block, dropped)
     caller = block.get("caller")
     if caller is not None and caller != {"type": "direct"}:
-        raise Untranslatable(f"{where}.caller cannot be translated (a call made by a server tool)")
-    return ToolCall(
+        raise chat.Untranslatable(f"{where}.caller cannot be translated (a call made by a server tool)")
+    return chat.ToolCall(
         id=fields.string(block.get("id"), f"{where}.id"),
         name=fields.string(block.get("name"), f"{where}.name"),
         arguments=chat.json_text(fields.obj(block.get("input"), f"{where}.input")),
     )
 
 
-def _read_block(raw: Any, role: str, where: str, dropped: list[str]) -> Part:
+def _read_block(raw: Any, role: str, where: str, dropped: list[str]) -> chat.Part:
     block = fields.obj(raw, where)
     kind = block.get("type")
     by_user = role == "user"
@@ -118,7 +103,7 @@ def _read_block(raw: Any, role: str, where: str, dropped: list[str]) -> Part:
         return _read_tool_use(block, where, dropped)
     if kind == "thinking" and not by_user:
         fields.only(block, ("type", "thinking", "signature"), where)
-        thinking = Thinking(text=fields.string(block.get("thinking"), f"{where}.thinking"))
+        thinking = chat.Thinking(text=fields.string(block.get("thinking"), f"{where}.thinking"))
         signature = fields.optional_string(block.get("signature"), f"{where}.signature")
         if signature is not None:
             # Another model's, sealed when this client was given it; else Anthropic's own.
@@ -128,49 +113,49 @@ def _read_block(raw: Any, role: str, where: str, dropped: list[str]) -> Part:
     if kind == "redacted_thinking" and not by_user:
         fields.only(block, ("type", "data"), where)
         data, origin = chat.unseal(fields.string(block.get("data"), f"{where}.data"))
-        return Thinking(redacted=data, origin=origin or NAME)
+        return chat.Thinking(redacted=data, origin=origin or NAME)
     if kind in ("image", "tool_result", "tool_use", "thinking", "redacted_thinking"):
-        raise Untranslatable(f"{where}.type {kind!r} cannot be translated in a {role} message")
-    raise Untranslatable(f"{where}.type {kind!r} cannot be translated")
+        raise chat.Untranslatable(f"{where}.type {kind!r} cannot be translated in a {role} message")
+    raise chat.Untranslatable(f"{where}.type {kind!r} cannot be translated")
 
 
-def _read_message(raw: Any, where: str, dropped: list[str]) -> Message:
+def _read_message(raw: Any, where: str, dropped: list[str]) -> chat.Message:
     obj = fields.obj(raw, where)
     fields.only(obj, ("role", "content"), where)
     role = obj.get("role")
     if role not in ("user", "assistant"):
-        raise Untranslatable(f"{where}.role {role!r} cannot be translated")
+        raise chat.Untranslatable(f"{where}.role {role!r} cannot be translated")
     content = obj.get("content")
     if isinstance(content, str):
-        return Message(role, [Text(content)])
+        return chat.Message(role, [chat.Text(content)])
     blocks = fields.array(content, f"{where}.content")
-    return Message(role, [_read_block(b, role, f"{where}.content[{j}]", dropped) for j, b in enumerate(blocks)])
+    return chat.Message(role, [_read_block(b, role, f"{where}.content[{j}]", dropped) for j, b in enumerate(blocks)])
 
 
-def _read_system(value: Any, dropped: list[str]) -> list[Text]:
+def _read_system(value: Any, dropped: list[str]) -> list[chat.Text]:
     if value is None:
         return []
     if isinstance(value, str):
-        return [Text(value)] if value else []
+        return [chat.Text(value)] if value else []
     texts = []
     for i, raw in enumerate(fields.array(value, "system")):
         block = fields.obj(raw, f"system[{i}]")
         if block.get("type") != "text":
-            raise Untranslatable(f"system[{i}].type {block.get('type')!r} cannot be translated")
+            raise chat.Untranslatable(f"system[{i}].type {block.get('type')!r} cannot be translated")
         texts.append(_read_text_block(block, f"system[{i}]", dropped))
     return texts
 
 
-def _read_tool(raw: Any, where: str, dropped: list[str]) -> Tool:
+def _read_tool(raw: Any, where: str, dropped: list[str]) -> chat.Tool:
     tool = fields.obj(raw, where)
     kind = tool.get("type")
     if kind not in (None, "custom"):
-        raise Untranslatable(f"{where}.type {kind!r} (a server tool) cannot be translated")
+        raise chat.Untranslatable(f"{where}.type {kind!r} (a server tool) cannot be translated")
     fields.only(tool, ("type", "name", "description", "input_schema", "strict", *DROPPED_TOOL_FIELDS), where)
     for mark in DROPPED_TOOL_FIELDS:
         if tool.get(mark) is not None:
             fields.drop(dropped, mark)
-    return Tool(
+    return chat.Tool(
         name=fields.string(tool.get("name"), f"{where}.name"),
         description=fields.optional_string(tool.get("description"), f"{where}.description"),
         parameters=fields.obj(tool.get("input_schema"), f"{where}.input_schema"),
@@ -178,7 +163,7 @@ def _read_tool(raw: Any, where: str, dropped: list[str]) -> Tool:
     )
 
 
-def _read_tool_choice(value: Any, request: ChatRequest) -> None:
+def _read_tool_choice(value: Any, request: chat.ChatRequest) -> None:
     if value is None:
         return
     choice = fields.obj(value, "tool_choice")
@@ -186,25 +171,25 @@ def _read_tool_choice(value: Any, request: ChatRequest) -> None:
     kind = choice.get("type")
     mode = TOOL_CHOICE_MODES.get(kind) if isinstance(kind, str) else None
     if mode is None:
-        raise Untranslatable(f"tool_choice.type {kind!r} cannot be translated")
+        raise chat.Untranslatable(f"tool_choice.type {kind!r} cannot be translated")
     name = fields.string(choice.get("name"), "tool_choice.name") if mode == "tool" else None
-    request.tool_choice = ToolChoice(mode, name)
+    request.tool_choice = chat.ToolChoice(mode, name)
     disable = fields.optional_bool(choice.get("disable_parallel_tool_use"), "tool_choice.disable_parallel_tool_use")
     if disable is not None:
         request.parallel_tool_calls = not disable
 
 
-def _read_output_format(value: Any, where: str) -> OutputFormat | None:
+def _read_output_format(value: Any, where: str) -> chat.OutputFormat | None:
     if value is None:
         return None
     fmt = fields.obj(value, where)
     fields.only(fmt, ("type", "schema"), where)
     if fmt.get("type") != "json_schema":
-        raise Untranslatable(f"{where}.type {fmt.get('type')!r} cannot be translated")
-    return OutputFormat("json_schema", schema=fields.obj(fmt.get("schema"), f"{where}.schema"))
+        raise chat.Untranslatable(f"{where}.type {fmt.get('type')!r} cannot be translated")
+    return chat.OutputFormat("json_schema", schema=fields.obj(fmt.get("schema"), f"{where}.schema"))
 
 
-def _read_output_config(body: dict[str, Any], request: ChatRequest) -> None:
+def _read_output_config(body: dict[str, Any], request: chat.ChatRequest) -> None:
     if body.get("output_config") is not None:
         config = fields.obj(body["output_config"], "output_config")
         fields.only(config, ("format", "effort"), "output_config")
@@ -212,18 +197,18 @@ def _read_output_config(body: dict[str, Any], request: ChatRequest) -> None:
         effort = config.get("effort")
         if effort is not None:
             if effort not in _EFFORTS:
-                raise Untranslatable(f"output_config.effort {effort!r} cannot be translated")
+                raise chat.Untranslatable(f"output_config.effort {effort!r} cannot be translated")
             request.reasoning_effort = _EFFORTS[effort]
             if effort in ("xhigh", "max"):
                 fields.drop(request.dropped, "output_config.effort")  # read as "high", the most the model says
     beta = _read_output_format(body.get("output_format"), "output_format")
     if beta is not None:
         if request.output is not None:
-            raise Untranslatable("output_format cannot be given beside output_config.format")
+            raise chat.Untranslatable("output_format cannot be given beside output_config.format")
         request.output = beta
 
 
-def _read_thinking(value: Any, request: ChatRequest) -> None:
+def _read_thinking(value: Any, request: chat.ChatRequest) -> None:
     if value is None:
         return
     thinking = fields.obj(value, "thinking")
@@ -232,7 +217,7 @@ def _read_thinking(value: Any, request: ChatRequest) -> None:
         fields.only(thinking, ("type", "budget_tokens", "display"), "thinking")
         budget = fields.optional_integer(thinking.get("budget_tokens"), "thinking.budget_tokens")
         if budget is None:
-            raise Untranslatable("thinking.budget_tokens must be an integer")
+            raise chat.Untranslatable("thinking.budget_tokens must be an integer")
         request.thinking_budget = budget
     elif kind == "adaptive":
         fields.only(thinking, ("type", "display"), "thinking")
@@ -242,15 +227,15 @@ def _read_thinking(value: Any, request: ChatRequest) -> None:
         request.thinking_budget = 0
         return
     else:
-        raise Untranslatable(f"thinking.type {kind!r} cannot be translated")
+        raise chat.Untranslatable(f"thinking.type {kind!r} cannot be translated")
     display = thinking.get("display")
     if display not in (None, "summarized", "omitted"):
-        raise Untranslatable(f"thinking.display {display!r} cannot be translated")
+        raise chat.Untranslatable(f"thinking.display {display!r} cannot be translated")
     if display is not None:
         request.include_thoughts = display == "summarized"
 
 
-def _read_metadata(value: Any, request: ChatRequest) -> None:
+def _read_metadata(value: Any, request: chat.ChatRequest) -> None:
     if value is None:
         return
     metadata = fields.obj(value, "metadata")
@@ -258,11 +243,11 @@ def _read_metadata(value: Any, request: ChatRequest) -> None:
     request.user = fields.optional_string(metadata.get("user_id"), "metadata.user_id")
 
 
-def read_request(body: dict[str, Any]) -> ChatRequest:
+def read_request(body: dict[str, Any]) -> chat.ChatRequest:
     for key in body:
         if key not in REQUEST_FIELDS:
-            raise Untranslatable(f"{key} cannot be translated")
-    request = ChatRequest(model=fields.optional_string(body.get("model"), "model"), messages=[])
+            raise chat.Untranslatable(f"{key} cannot be translated")
+    request = chat.ChatRequest(model=fields.optional_string(body.get("model"), "model"), messages=[])
     dropped = request.dropped
     request.max_tokens = fields.optional_integer(body.get("max_tokens"), "max_tokens")
     messages = fields.array(body.get("messages"), "messages")
@@ -286,7 +271,7 @@ def read_request(body: dict[str, Any]) -> ChatRequest:
     _read_thinking(body.get("thinking"), request)
     servers = body.get("mcp_servers")
     if servers:
-        raise Untranslatable("mcp_servers cannot be translated (remote MCP servers run inside Anthropic's API)")
+        raise chat.Untranslatable("mcp_servers cannot be translated (remote MCP servers run inside Anthropic's API)")
     for key, (handling, _) in REQUEST_FIELDS.items():
         if handling != "translated" and body.get(key) is not None:
             fields.drop(dropped, key)

@@ -11,15 +11,6 @@ from tollgate.formats import chat, fields
 from tollgate.formats.anthropic_messages.answer import finish_of, usage_counts, usage_from_object
 from tollgate.formats.anthropic_messages.errors import error_of
 from tollgate.formats.anthropic_messages.fields import NAME
-from tollgate.formats.chat import (
-    Started,
-    StreamEvent,
-    TextDelta,
-    ThinkingDelta,
-    ToolCallDelta,
-    ToolCallStarted,
-    UsageReported,
-)
 from tollgate.formats.framing import SSEFramer, parse_sse_block, split_events
 from tollgate.formats.json_codec import json_object, parse_json
 from tollgate.formats.usage import Usage
@@ -93,10 +84,10 @@ class MessagesEventReader:
         self._read: int | None = None
         self._written: int | None = None
 
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
+    def feed(self, chunk: bytes) -> list[chat.StreamEvent]:
         if self.error is not None:
             return []
-        events: list[StreamEvent] = []
+        events: list[chat.StreamEvent] = []
         for block in self._framer.feed(chunk):
             sse = parse_sse_block(block)
             if sse is None:
@@ -113,10 +104,10 @@ class MessagesEventReader:
         self.error = self._framer.error
         return events
 
-    def end(self) -> list[StreamEvent]:
+    def end(self) -> list[chat.StreamEvent]:
         return []
 
-    def _read_event(self, kind: str | None, data: dict[str, Any]) -> list[StreamEvent]:
+    def _read_event(self, kind: str | None, data: dict[str, Any]) -> list[chat.StreamEvent]:
         if kind == "message_start":
             return self._message_start(data.get("message"))
         if kind == "content_block_start":
@@ -131,79 +122,79 @@ class MessagesEventReader:
             return [chat.Failed(error_of(data, None))]
         return []  # content_block_stop, message_stop, ping, and events newer than this reader
 
-    def _message_start(self, message: Any) -> list[StreamEvent]:
+    def _message_start(self, message: Any) -> list[chat.StreamEvent]:
         message = message if isinstance(message, dict) else {}
-        events: list[StreamEvent] = []
+        events: list[chat.StreamEvent] = []
         if not self._started:
             self._started = True
             events.append(
-                Started(id=fields.str_or_none(message.get("id")), model=fields.str_or_none(message.get("model")))
+                chat.Started(id=fields.str_or_none(message.get("id")), model=fields.str_or_none(message.get("model")))
             )
         if isinstance(message.get("usage"), dict):
-            events.append(UsageReported(self._usage(message["usage"])))
+            events.append(chat.UsageReported(self._usage(message["usage"])))
         return events
 
-    def _block_start(self, index: int | None, block: dict[str, Any]) -> list[StreamEvent]:
+    def _block_start(self, index: int | None, block: dict[str, Any]) -> list[chat.StreamEvent]:
         if index is None:
             return []
         kind = block.get("type")
         if kind == "text":
             self._blocks[index] = ("text", 0)
             text = fields.str_or_none(block.get("text"))
-            return [TextDelta(text)] if text else []
+            return [chat.TextDelta(text)] if text else []
         if kind == "thinking":
             self._blocks[index] = ("thinking", 0)
-            events: list[StreamEvent] = []
+            events: list[chat.StreamEvent] = []
             text, signature = fields.str_or_none(block.get("thinking")), fields.str_or_none(block.get("signature"))
             if text:
-                events.append(ThinkingDelta(text=text))
+                events.append(chat.ThinkingDelta(text=text))
             if signature:
-                events.append(ThinkingDelta(signature=signature, origin=NAME))
+                events.append(chat.ThinkingDelta(signature=signature, origin=NAME))
             return events
         if kind == "redacted_thinking":
             self._blocks[index] = ("redacted", 0)
-            return [ThinkingDelta(redacted=fields.str_or_none(block.get("data")) or "", origin=NAME)]
+            return [chat.ThinkingDelta(redacted=fields.str_or_none(block.get("data")) or "", origin=NAME)]
         if kind == "tool_use":
             tool = self._tools
             self._tools += 1
             self._blocks[index] = ("tool", tool)
-            started: list[StreamEvent] = [
-                ToolCallStarted(
+            started: list[chat.StreamEvent] = [
+                chat.ToolCallStarted(
                     tool, fields.str_or_none(block.get("id")) or "", fields.str_or_none(block.get("name")) or ""
                 )
             ]
             given = block.get("input")
             if isinstance(given, dict) and given:
-                started.append(ToolCallDelta(tool, chat.json_text(given)))
+                started.append(chat.ToolCallDelta(tool, chat.json_text(given)))
             return started
         return []
 
-    def _block_delta(self, index: int | None, delta: dict[str, Any]) -> list[StreamEvent]:
+    def _block_delta(self, index: int | None, delta: dict[str, Any]) -> list[chat.StreamEvent]:
         kind, tool = self._blocks.get(index if index is not None else -1, ("", 0))
         delta_kind = delta.get("type")
         if delta_kind == "text_delta" and kind == "text":
             text = fields.str_or_none(delta.get("text"))
-            return [TextDelta(text)] if text else []
+            return [chat.TextDelta(text)] if text else []
         if delta_kind == "thinking_delta" and kind == "thinking":
             text = fields.str_or_none(delta.get("thinking"))
-            return [ThinkingDelta(text=text)] if text else []
+            return [chat.ThinkingDelta(text=text)] if text else []
         if delta_kind == "signature_delta" and kind == "thinking":
             signature = fields.str_or_none(delta.get("signature"))
-            return [ThinkingDelta(signature=signature, origin=NAME)] if signature else []
+            return [chat.ThinkingDelta(signature=signature, origin=NAME)] if signature else []
         if delta_kind == "input_json_delta" and kind == "tool":
             partial = fields.str_or_none(delta.get("partial_json"))
-            return [ToolCallDelta(tool, partial)] if partial else []
+            return [chat.ToolCallDelta(tool, partial)] if partial else []
         return []  # citations_delta, and deltas of blocks this reader does not pass on
 
-    def _message_delta(self, data: dict[str, Any]) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
+    def _message_delta(self, data: dict[str, Any]) -> list[chat.StreamEvent]:
+        events: list[chat.StreamEvent] = []
         delta = data.get("delta")
         if isinstance(delta, dict):
             finish = finish_of(delta.get("stop_reason"))
             if finish is not None:
                 events.append(chat.Finished(finish, stop_sequence=fields.str_or_none(delta.get("stop_sequence"))))
         if isinstance(data.get("usage"), dict):
-            events.append(UsageReported(self._usage(data["usage"])))
+            events.append(chat.UsageReported(self._usage(data["usage"])))
         return events
 
     def _usage(self, raw: dict[str, Any]) -> Usage:

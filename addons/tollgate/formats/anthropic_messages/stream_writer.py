@@ -9,17 +9,6 @@ from tollgate.formats.anthropic_messages.answer import stop_reason_of, write_usa
 from tollgate.formats.anthropic_messages.errors import ERROR_TYPE_OF_KIND
 from tollgate.formats.anthropic_messages.fields import NAME
 from tollgate.formats.block_order import BlockOrder
-from tollgate.formats.chat import (
-    ChatRequest,
-    FinishReason,
-    Started,
-    StreamEvent,
-    TextDelta,
-    ThinkingDelta,
-    ToolCallDelta,
-    ToolCallStarted,
-    UsageReported,
-)
 from tollgate.formats.json_codec import encode_json
 from tollgate.formats.usage import Usage
 
@@ -40,7 +29,7 @@ class MessagesStreamWriter:
 
     content_type = "text/event-stream"
 
-    def __init__(self, request: ChatRequest) -> None:
+    def __init__(self, request: chat.ChatRequest) -> None:
         self._model = request.model
         self._started = False
         self._id = ""  # the message's, once message_start is written
@@ -48,22 +37,22 @@ class MessagesStreamWriter:
         self._index = -1  # the last content block's index
         self._tool_blocks: dict[int, int] = {}  # tool call index → its content block
         self._usage = Usage()
-        self._finish: FinishReason | None = None
+        self._finish: chat.FinishReason | None = None
         self._stop_sequence: str | None = None
         self._done = False
         self._order = BlockOrder()
 
-    def write(self, event: StreamEvent) -> bytes:
+    def write(self, event: chat.StreamEvent) -> bytes:
         if self._done:
             return b""
         return b"".join([self._write(e) for e in self._order.feed(event)])
 
-    def _write(self, event: StreamEvent) -> bytes:
+    def _write(self, event: chat.StreamEvent) -> bytes:
         if self._done:
             return b""
-        if isinstance(event, Started):
+        if isinstance(event, chat.Started):
             return self._start(event)
-        if isinstance(event, UsageReported):
+        if isinstance(event, chat.UsageReported):
             self._usage.update(event.usage)
             return b""
         if isinstance(event, chat.Failed):
@@ -102,22 +91,22 @@ class MessagesStreamWriter:
             + write_event("message_stop", {})
         )
 
-    def _content(self, event: StreamEvent) -> bytes:
-        if isinstance(event, TextDelta):
+    def _content(self, event: chat.StreamEvent) -> bytes:
+        if isinstance(event, chat.TextDelta):
             if not event.text:
                 return b""
             return self._open_block("text", {"type": "text", "text": ""}) + self._delta(
                 self._index, {"type": "text_delta", "text": event.text}
             )
-        if isinstance(event, ThinkingDelta):
+        if isinstance(event, chat.ThinkingDelta):
             return self._thinking(event)
-        if isinstance(event, ToolCallStarted):
+        if isinstance(event, chat.ToolCallStarted):
             call_id = event.id or f"toolu_{self._id.removeprefix('msg_')}_{event.index}"
             block = {"type": "tool_use", "id": call_id, "name": event.name, "input": {}}
             out = self._close() + self._open_block("tool", block)
             self._tool_blocks[event.index] = self._index
             return out
-        if isinstance(event, ToolCallDelta):
+        if isinstance(event, chat.ToolCallDelta):
             index = self._tool_blocks.get(event.index)
             if index is None or not event.arguments:
                 return b""
@@ -127,7 +116,7 @@ class MessagesStreamWriter:
             return self._close()
         return b""
 
-    def _thinking(self, event: ThinkingDelta) -> bytes:
+    def _thinking(self, event: chat.ThinkingDelta) -> bytes:
         out = b""
         if event.redacted is not None:
             data = chat.signed_for(event.redacted, event.origin, NAME)
@@ -142,11 +131,11 @@ class MessagesStreamWriter:
             self._open = "signed"  # the block is whole: more thinking starts another
         return out
 
-    def _start(self, started: Started | None = None) -> bytes:
+    def _start(self, started: chat.Started | None = None) -> bytes:
         """message_start, once: from Started, or made up if the stream begins otherwise."""
         if self._started:
             return b""
-        started = started or Started()
+        started = started or chat.Started()
         self._started = True
         self._id = chat.answer_id("msg_", started.id)
         usage = write_usage(self._usage)

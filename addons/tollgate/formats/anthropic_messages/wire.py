@@ -14,7 +14,7 @@ from tollgate.formats.anthropic_messages.turns import TURNS
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import UsageReader, is_event_stream
-from tollgate.formats.wire import Headers, WireFormat
+from tollgate.formats.wire import Headers, WireFormat, conversation_at
 
 # Where a call holds a conversation: Anthropic's Messages endpoint, Claude's calls on Vertex AI.
 _CONVERSATIONS = frozenset(("messages", *on_vertex.CALLS))
@@ -30,10 +30,6 @@ def streamed_usage(classification: Classification, headers: Headers) -> UsageRea
     return MessagesStreamReader() if is_event_stream(headers) else None
 
 
-def conversation(classification: Classification) -> str | None:
-    return ANTHROPIC_MESSAGES if classification.endpoint in _CONVERSATIONS else None
-
-
 WIRE = WireFormat(
     ANTHROPIC_MESSAGES,
     usage=usage,
@@ -41,7 +37,7 @@ WIRE = WireFormat(
     refusal=refusal,
     chat=anthropic_messages.ANTHROPIC_MESSAGES,
     turns=TURNS,
-    conversation=conversation,
+    conversation=conversation_at(_CONVERSATIONS, ANTHROPIC_MESSAGES),
     # Its betas: a route to Claude elsewhere carries them on (Bedrock's body, Vertex AI's header).
     caller_headers=(b"anthropic-beta",),
     attachments=attachments,

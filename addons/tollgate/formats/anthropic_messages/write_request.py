@@ -8,18 +8,6 @@ from typing import Any
 from tollgate.formats import chat, fields
 from tollgate.formats.anthropic_messages.fields import NAME
 from tollgate.formats.anthropic_messages.read_request import TOOL_CHOICE_MODES
-from tollgate.formats.chat import (
-    ChatRequest,
-    Image,
-    Message,
-    Part,
-    Text,
-    Thinking,
-    Tool,
-    ToolCall,
-    ToolResult,
-    Untranslatable,
-)
 
 DEFAULT_MAX_TOKENS = 4096
 MIN_THINKING_BUDGET = 1024
@@ -29,22 +17,22 @@ IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _TOOL_CHOICE_TYPES = {mode: kind for kind, mode in TOOL_CHOICE_MODES.items()}
 
 
-def _refuse_what_anthropic_cannot_carry(request: ChatRequest) -> None:
+def _refuse_what_anthropic_cannot_carry(request: chat.ChatRequest) -> None:
     if request.n is not None and request.n > 1:
-        raise Untranslatable(f"n {request.n}: Anthropic returns one answer")
+        raise chat.Untranslatable(f"n {request.n}: Anthropic returns one answer")
     if request.logprobs:
-        raise Untranslatable("logprobs: Anthropic returns no log probabilities")
+        raise chat.Untranslatable("logprobs: Anthropic returns no log probabilities")
     if request.top_logprobs is not None:
-        raise Untranslatable("top_logprobs: Anthropic returns no log probabilities")
+        raise chat.Untranslatable("top_logprobs: Anthropic returns no log probabilities")
     if request.output is not None and request.output.kind == "json":
-        raise Untranslatable(
+        raise chat.Untranslatable(
             "response_format (JSON mode without a schema): Anthropic has no plain JSON mode, only JSON schemas"
         )
     if request.temperature is not None and not 0 <= request.temperature <= 1:
-        raise Untranslatable(f"temperature {request.temperature}: Anthropic's goes from 0 to 1")
+        raise chat.Untranslatable(f"temperature {request.temperature}: Anthropic's goes from 0 to 1")
 
 
-def _thinking_and_max_tokens(request: ChatRequest) -> tuple[dict[str, Any] | None, int]:
+def _thinking_and_max_tokens(request: chat.ChatRequest) -> tuple[dict[str, Any] | None, int]:
     """Anthropic counts thinking within max_tokens, and wants a budget of at least 1024 below it."""
     given = request.max_tokens
     budget = request.thinking_budget
@@ -61,43 +49,43 @@ def _thinking_and_max_tokens(request: ChatRequest) -> tuple[dict[str, Any] | Non
     budget = max(budget, MIN_THINKING_BUDGET)
     if given is not None and given <= budget:
         asked = f"reasoning_effort {effort!r}" if request.thinking_budget is None else "the thinking budget"
-        raise Untranslatable(
+        raise chat.Untranslatable(
             f"max_tokens {given} must be above the {budget} thinking tokens {asked} asks for: "
             "Anthropic counts thinking within max_tokens"
         )
     forced = request.tool_choice.mode if request.tool_choice is not None else None
     if forced in ("required", "tool") and request.tools:
-        raise Untranslatable(f"tool_choice {forced!r}: Anthropic cannot force a tool call while it thinks")
+        raise chat.Untranslatable(f"tool_choice {forced!r}: Anthropic cannot force a tool call while it thinks")
     return {"type": "enabled", "budget_tokens": budget}, given if given is not None else budget + ANSWER_ROOM
 
 
-def _write_image(image: Image, where: str) -> dict[str, Any]:
+def _write_image(image: chat.Image, where: str) -> dict[str, Any]:
     data, media = image.data, image.media_type
     url = image.url or ""
     if data is None and url.startswith("data:"):
         head, _, data = url[5:].partition(",")
         if not head.endswith(";base64"):
-            raise Untranslatable(f"{where}: an image data URL must be base64")
+            raise chat.Untranslatable(f"{where}: an image data URL must be base64")
         media = media or head[: -len(";base64")] or None
     if data is not None:
         media = "image/jpeg" if media == "image/jpg" else media
         if media is None or media == "image/*":
             media = chat.sniffed_media_type(data)
         if media not in IMAGE_TYPES:
-            raise Untranslatable(
+            raise chat.Untranslatable(
                 f"{where}: an image of type {media or 'unknown'} cannot be translated "
                 "(Anthropic takes JPEG, PNG, GIF and WebP)"
             )
         return {"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}
     if url.startswith(("https://", "http://")):
         return {"type": "image", "source": {"type": "url", "url": url}}
-    raise Untranslatable(f"{where}: an image at {url.partition(':')[0] or 'no'} URL cannot be translated")
+    raise chat.Untranslatable(f"{where}: an image at {url.partition(':')[0] or 'no'} URL cannot be translated")
 
 
-def _write_tool_result(result: ToolResult, where: str) -> dict[str, Any]:
+def _write_tool_result(result: chat.ToolResult, where: str) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": result.id}
     content = [
-        {"type": "text", "text": p.text} if isinstance(p, Text) else _write_image(p, f"{where}.content[{k}]")
+        {"type": "text", "text": p.text} if isinstance(p, chat.Text) else _write_image(p, f"{where}.content[{k}]")
         for k, p in enumerate(result.content)
     ]
     if content:
@@ -107,16 +95,16 @@ def _write_tool_result(result: ToolResult, where: str) -> dict[str, Any]:
     return block
 
 
-def _write_part(part: Part, role: str, where: str, dropped: list[str]) -> dict[str, Any] | None:
-    if isinstance(part, Text):
+def _write_part(part: chat.Part, role: str, where: str, dropped: list[str]) -> dict[str, Any] | None:
+    if isinstance(part, chat.Text):
         return {"type": "text", "text": part.text}
     if role == "user":
-        if isinstance(part, Image):
+        if isinstance(part, chat.Image):
             return _write_image(part, where)
-        if isinstance(part, ToolResult):
+        if isinstance(part, chat.ToolResult):
             return _write_tool_result(part, where)
-        raise Untranslatable(f"{where}: a {type(part).__name__} cannot be in a user message")
-    if isinstance(part, Thinking):
+        raise chat.Untranslatable(f"{where}: a {type(part).__name__} cannot be in a user message")
+    if isinstance(part, chat.Thinking):
         if part.origin not in (None, NAME):  # Anthropic refuses a thinking block it did not sign
             fields.drop(dropped, "thinking signed by another provider")
             return None
@@ -126,17 +114,17 @@ def _write_part(part: Part, role: str, where: str, dropped: list[str]) -> dict[s
             fields.drop(dropped, "thinking without signature")
             return None
         return {"type": "thinking", "thinking": part.text, "signature": part.signature}
-    if isinstance(part, ToolCall):
+    if isinstance(part, chat.ToolCall):
         arguments = chat.arguments_object(part.arguments)
         if arguments is None:
             fields.drop(dropped, "tool call arguments that are not a JSON object")
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": arguments or {}}
-    raise Untranslatable(f"{where}: a {type(part).__name__} cannot be in an assistant message")
+    raise chat.Untranslatable(f"{where}: a {type(part).__name__} cannot be in an assistant message")
 
 
-def _write_message(message: Message, i: int, dropped: list[str]) -> dict[str, Any]:
+def _write_message(message: chat.Message, i: int, dropped: list[str]) -> dict[str, Any]:
     # Anthropic wants a user turn's tool results before anything else in it.
-    order = sorted(range(len(message.parts)), key=lambda j: not isinstance(message.parts[j], ToolResult))
+    order = sorted(range(len(message.parts)), key=lambda j: not isinstance(message.parts[j], chat.ToolResult))
     blocks = []
     for j in order:
         block = _write_part(message.parts[j], message.role, f"messages[{i}].parts[{j}]", dropped)
@@ -147,7 +135,7 @@ def _write_message(message: Message, i: int, dropped: list[str]) -> dict[str, An
     return {"role": message.role, "content": blocks}
 
 
-def _write_tool(tool: Tool) -> dict[str, Any]:
+def _write_tool(tool: chat.Tool) -> dict[str, Any]:
     out: dict[str, Any] = {"name": tool.name}
     if tool.description is not None:
         out["description"] = tool.description
@@ -157,7 +145,7 @@ def _write_tool(tool: Tool) -> dict[str, Any]:
     return out
 
 
-def _write_tool_choice(request: ChatRequest) -> dict[str, Any] | None:
+def _write_tool_choice(request: chat.ChatRequest) -> dict[str, Any] | None:
     if not request.tools:
         return None  # Anthropic takes no tool_choice without tools; with none to call, none is called
     choice, parallel = request.tool_choice, request.parallel_tool_calls
@@ -171,7 +159,7 @@ def _write_tool_choice(request: ChatRequest) -> dict[str, Any] | None:
     return out
 
 
-def _write_system(system: list[Text]) -> str | list[dict[str, Any]] | None:
+def _write_system(system: list[chat.Text]) -> str | list[dict[str, Any]] | None:
     if not system:
         return None
     if len(system) == 1:
@@ -179,7 +167,7 @@ def _write_system(system: list[Text]) -> str | list[dict[str, Any]] | None:
     return [{"type": "text", "text": t.text} for t in system]
 
 
-def _drop_what_anthropic_lacks(request: ChatRequest, thinking: dict[str, Any] | None) -> None:
+def _drop_what_anthropic_lacks(request: chat.ChatRequest, thinking: dict[str, Any] | None) -> None:
     for name in ("seed", "presence_penalty", "frequency_penalty"):
         if getattr(request, name) is not None:
             fields.drop(request.dropped, name)
@@ -187,7 +175,7 @@ def _drop_what_anthropic_lacks(request: ChatRequest, thinking: dict[str, Any] | 
         fields.drop(request.dropped, "include_thoughts")
 
 
-def _sampling(request: ChatRequest, thinking: dict[str, Any] | None) -> dict[str, Any]:
+def _sampling(request: chat.ChatRequest, thinking: dict[str, Any] | None) -> dict[str, Any]:
     """temperature, top_p and top_k. Anthropic refuses a call that thinks with its temperature or
     top_k changed, or top_p below 0.95: those are dropped then, the thinking asked for is kept."""
     given = {"temperature": request.temperature, "top_p": request.top_p, "top_k": request.top_k}
@@ -201,7 +189,7 @@ def _sampling(request: ChatRequest, thinking: dict[str, Any] | None) -> dict[str
     return sampling
 
 
-def write_request(request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
+def write_request(request: chat.ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
     _refuse_what_anthropic_cannot_carry(request)
     thinking, max_tokens = _thinking_and_max_tokens(request)
     _drop_what_anthropic_lacks(request, thinking)

@@ -3,7 +3,7 @@ written through the common chat model, and read at classification and for usage.
 
 The model id and the stream flag are in the path: `read_request` leaves `model` None and the caller
 sets `ChatRequest.stream`; `write_request` puts neither in the body. Bedrock counts cache reads and
-writes apart from `inputTokens` (as `bedrock_invoke.prompt_usage` reads them) and its
+writes apart from `inputTokens` (as `bedrock_family.prompt_usage` reads them) and its
 `totalTokens` counts every token, cache among them: usage is converted both ways accordingly.
 The streams are AWS event streams (application/vnd.amazon.eventstream), framed by
 `framing.EventStreamFramer` and written here frame by frame as boto3's `converse_stream` reads them.
@@ -11,7 +11,7 @@ The streams are AWS event streams (application/vnd.amazon.eventstream), framed b
 `fields`: what becomes of each field; `read_request`: a request read exactly, and its facts;
 `write_request`; `answer`: a whole answer read and written, and its usage; `stream`: the fast usage
 tail and the full event reader; `stream_writer`; `errors`. What the model family's own body holds
-(`additionalModelRequestFields`) is read by `bedrock_invoke`.
+(`additionalModelRequestFields`) is read by `bedrock_family`.
 """
 
 from tollgate.formats.bedrock_converse.answer import (

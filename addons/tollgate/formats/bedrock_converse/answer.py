@@ -6,21 +6,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from tollgate.formats import fields
+from tollgate.formats import chat, fields
 from tollgate.formats.bedrock_converse.fields import LATENCY_FIELD, NAME, SERVICE_TIER_FIELD
-from tollgate.formats.bedrock_invoke.answer import prompt_usage
-from tollgate.formats.chat import (
-    ChatRequest,
-    ChatResponse,
-    Choice,
-    FinishReason,
-    Part,
-    Text,
-    Thinking,
-    ToolCall,
-    json_text,
-    signed_for,
-)
+from tollgate.formats.bedrock_family import prompt_usage
 from tollgate.formats.exact import as_int
 from tollgate.formats.json_codec import json_object
 from tollgate.formats.usage import Usage
@@ -28,7 +16,7 @@ from tollgate.formats.usage_reading import add_totals
 
 # Stop reasons both ways. A stop sequence ends the answer as its natural end does (Converse does not
 # say which sequence it was); a guardrail or a filter is a content filter.
-_FINISH_OF_STOP: dict[str, FinishReason] = {
+_FINISH_OF_STOP: dict[str, chat.FinishReason] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
     "tool_use": "tool_calls",
@@ -107,37 +95,37 @@ def write_usage(usage: Usage) -> dict[str, Any]:
     return raw
 
 
-def finish_of_stop(stop_reason: Any) -> FinishReason | None:
+def finish_of_stop(stop_reason: Any) -> chat.FinishReason | None:
     if not isinstance(stop_reason, str):
         return None
     return _FINISH_OF_STOP.get(stop_reason, "other")
 
 
-def stop_of_finish(finish: FinishReason | None, stop_sequence: str | None = None) -> str:
+def stop_of_finish(finish: chat.FinishReason | None, stop_sequence: str | None = None) -> str:
     if finish == "stop" and stop_sequence:
         return "stop_sequence"
     return _STOP_OF_FINISH.get(finish or "stop", "end_turn")
 
 
-def _response_part(block: dict[str, Any]) -> Part | None:
+def _response_part(block: dict[str, Any]) -> chat.Part | None:
     if isinstance(block.get("text"), str):
-        return Text(block["text"])
+        return chat.Text(block["text"])
     use = block.get("toolUse")
     if isinstance(use, dict):
-        return ToolCall(
+        return chat.ToolCall(
             id=str(use.get("toolUseId") or ""),
             name=str(use.get("name") or ""),
-            arguments=json_text(use.get("input", {})),
+            arguments=chat.json_text(use.get("input", {})),
         )
     reasoning = block.get("reasoningContent")
     if isinstance(reasoning, dict):
         if isinstance(reasoning.get("redactedContent"), str):
-            return Thinking(redacted=reasoning["redactedContent"], origin=NAME)
+            return chat.Thinking(redacted=reasoning["redactedContent"], origin=NAME)
         text = reasoning.get("reasoningText")
         if isinstance(text, dict):
             signature = text.get("signature")
             signed = isinstance(signature, str)
-            return Thinking(
+            return chat.Thinking(
                 text=str(text.get("text") or ""),
                 signature=signature if signed else None,
                 origin=NAME if signed else None,
@@ -145,13 +133,13 @@ def _response_part(block: dict[str, Any]) -> Part | None:
     cited = block.get("citationsContent")
     if isinstance(cited, dict) and isinstance(cited.get("content"), list):
         # The generated text, without the citations the common model has no place for.
-        return Text(
+        return chat.Text(
             "".join(c["text"] for c in cited["content"] if isinstance(c, dict) and isinstance(c.get("text"), str))
         )
     return None
 
 
-def read_response(body: dict[str, Any]) -> ChatResponse:
+def read_response(body: dict[str, Any]) -> chat.ChatResponse:
     output = body.get("output")
     message = output.get("message") if isinstance(output, dict) else None
     content = message.get("content") if isinstance(message, dict) else None
@@ -160,25 +148,25 @@ def read_response(body: dict[str, Any]) -> ChatResponse:
         if isinstance(content, list)
         else []
     )
-    return ChatResponse(
+    return chat.ChatResponse(
         id=None,
         model=None,
-        choices=[Choice(index=0, parts=parts, finish=finish_of_stop(body.get("stopReason")))],
+        choices=[chat.Choice(index=0, parts=parts, finish=finish_of_stop(body.get("stopReason")))],
         usage=read_usage(body.get("usage")),
     )
 
 
-def _response_block(part: Part) -> dict[str, Any] | None:
-    if isinstance(part, Text):
+def _response_block(part: chat.Part) -> dict[str, Any] | None:
+    if isinstance(part, chat.Text):
         return {"text": part.text} if part.text else None
-    if isinstance(part, Thinking):
+    if isinstance(part, chat.Thinking):
         if part.redacted is not None:
-            return {"reasoningContent": {"redactedContent": signed_for(part.redacted, part.origin, NAME)}}
+            return {"reasoningContent": {"redactedContent": chat.signed_for(part.redacted, part.origin, NAME)}}
         text: dict[str, Any] = {"text": part.text}
         if part.signature is not None:
-            text["signature"] = signed_for(part.signature, part.origin, NAME)
+            text["signature"] = chat.signed_for(part.signature, part.origin, NAME)
         return {"reasoningContent": {"reasoningText": text}}
-    if isinstance(part, ToolCall):
+    if isinstance(part, chat.ToolCall):
         return {"toolUse": {"toolUseId": part.id, "name": part.name, "input": _lenient_input(part.arguments)}}
     return None
 
@@ -193,7 +181,7 @@ def _lenient_input(arguments: str) -> Any:
         return arguments
 
 
-def write_response(response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
+def write_response(response: chat.ChatResponse, request: chat.ChatRequest) -> dict[str, Any]:
     choice = next((c for c in response.choices if c.index == 0), None)
     parts = choice.parts if choice is not None else []
     content = [b for p in parts if (b := _response_block(p)) is not None]

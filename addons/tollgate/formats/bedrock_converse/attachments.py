@@ -7,20 +7,7 @@ from __future__ import annotations
 from itertools import chain
 from typing import Any
 
-from tollgate.formats.attachments import (
-    AUDIO,
-    FILE_REFERENCE,
-    IMAGE,
-    VIDEO,
-    Attachments,
-    Inline,
-    Path,
-    TextRuns,
-    items,
-    text,
-    text_runs,
-    walk,
-)
+from tollgate.formats import attachments as common
 
 MARKERS = (b'"document"', b'"image"', b'"video"', b'"audio"')
 # A document's `format`, as the media type the guardrails decide by.
@@ -35,35 +22,39 @@ _MEDIA_TYPES = {
     "xls": "application/vnd.ms-excel",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
-_MEDIA = {"image": IMAGE, "video": VIDEO, "audio": AUDIO}
+_MEDIA = {"image": common.IMAGE, "video": common.VIDEO, "audio": common.AUDIO}
 
 
-def visit(obj: dict[str, Any], path: Path, found: Attachments) -> None:
+def visit(obj: dict[str, Any], path: common.Path, found: common.Attachments) -> None:
     for key, block in obj.items():
         if not isinstance(block, dict) or not isinstance(block.get("source"), dict):
             continue  # a content block is {kind: {…, source: {…}}}
         source = block["source"]
         if key == "document":
-            data = text(source.get("bytes"))
+            data = common.text(source.get("bytes"))
             if data is not None:
-                fmt = text(block.get("format"))
+                fmt = common.text(block.get("format"))
                 media_type = _MEDIA_TYPES.get(fmt, "application/octet-stream") if fmt else None
-                found.inline.append(Inline((*path, key, "source", "bytes"), data, media_type, text(block.get("name"))))
+                found.inline.append(
+                    common.Inline((*path, key, "source", "bytes"), data, media_type, common.text(block.get("name")))
+                )
             elif "s3Location" in source:
-                found.cannot_read(FILE_REFERENCE)
+                found.cannot_read(common.FILE_REFERENCE)
         elif key in _MEDIA:
             found.cannot_read(_MEDIA[key])
 
 
-def attachments(data: dict[str, Any]) -> Attachments:
+def attachments(data: dict[str, Any]) -> common.Attachments:
     """What the body carries besides its text."""
-    return walk(data, visit)
+    return common.walk(data, visit)
 
 
 def _text(part: Any) -> str | None:
-    return text(part.get("text")) if isinstance(part, dict) else None
+    return common.text(part.get("text")) if isinstance(part, dict) else None
 
 
-def runs(data: dict[str, Any]) -> TextRuns:
+def runs(data: dict[str, Any]) -> common.TextRuns:
     """Adjacent text blocks of messages' content, and of the system prompt."""
-    return text_runs(chain(items(data, "messages", "content"), [(("system",), data.get("system"), "system")]), _text)
+    return common.text_runs(
+        chain(common.items(data, "messages", "content"), [(("system",), data.get("system"), "system")]), _text
+    )

@@ -8,22 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tollgate.formats import chat
 from tollgate.formats.bedrock_converse.answer import converse_usage, finish_of_stop, ran_as, read_usage
 from tollgate.formats.bedrock_converse.errors import ERROR_TYPES
 from tollgate.formats.bedrock_converse.fields import NAME
-from tollgate.formats.bedrock_invoke.stream import read_chunk
-from tollgate.formats.chat import (
-    ChatError,
-    Failed,
-    Finished,
-    Started,
-    StreamEvent,
-    TextDelta,
-    ThinkingDelta,
-    ToolCallDelta,
-    ToolCallStarted,
-    UsageReported,
-)
+from tollgate.formats.bedrock_family import read_chunk
 from tollgate.formats.framing import (
     MAX_EVENT_HEADERS,
     MAX_EVENT_PAYLOAD,
@@ -43,7 +32,7 @@ from tollgate.formats.usage_reading import UsageReader
 class EventStreamReader(UsageReader):
     """ConverseStream (`metadata` and `messageStop` events) and InvokeModelWithResponseStream
     (`chunk` events whose base64 payload is the model's own event, read by
-    `bedrock_invoke.read_chunk`; the last one carries `amazon-bedrock-invocationMetrics`).
+    `bedrock_family.read_chunk`; the last one carries `amazon-bedrock-invocationMetrics`).
     Exception frames end the stream with an error.
 
     What counts is in the last frames: as for server-sent events, nothing is framed while the
@@ -120,14 +109,14 @@ class EventStreamReader(UsageReader):
         return None, None
 
 
-def _stream_error(headers: Mapping[str, object], payload: bytes) -> ChatError:
+def _stream_error(headers: Mapping[str, object], payload: bytes) -> chat.ChatError:
     """An exception frame (`:exception-type`, a JSON payload with its message), or an error frame
     (`:error-code` and `:error-message` headers)."""
     given = headers.get(":exception-type") or headers.get(":error-code")
     name = given[:1].upper() + given[1:] if isinstance(given, str) else "InternalServerException"
     status, kind = ERROR_TYPES.get(name, (500, "server"))
     message = (parse_json(payload) or {}).get("message") or headers.get(":error-message")
-    return ChatError(status, kind, message if isinstance(message, str) else f"Bedrock's stream ended in {name}")
+    return chat.ChatError(status, kind, message if isinstance(message, str) else f"Bedrock's stream ended in {name}")
 
 
 class ConverseStreamReader:
@@ -138,14 +127,14 @@ class ConverseStreamReader:
         self._tool_of_block: dict[Any, int] = {}
         self.error: str | None = None
 
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
+    def feed(self, chunk: bytes) -> list[chat.StreamEvent]:
         if self.error is not None:
             return []
-        events: list[StreamEvent] = []
+        events: list[chat.StreamEvent] = []
         for frame in self._framer.feed(chunk):
             message_type = frame.headers.get(":message-type")
             if message_type in ("exception", "error"):
-                events.append(Failed(_stream_error(frame.headers, frame.payload)))
+                events.append(chat.Failed(_stream_error(frame.headers, frame.payload)))
             elif message_type == "event":
                 name = frame.headers.get(":event-type")
                 data = parse_json(frame.payload)
@@ -155,12 +144,12 @@ class ConverseStreamReader:
             self.error = self._framer.error
         return events
 
-    def end(self) -> list[StreamEvent]:
+    def end(self) -> list[chat.StreamEvent]:
         return []
 
-    def _read_event(self, name: str, data: dict[str, Any]) -> list[StreamEvent]:
+    def _read_event(self, name: str, data: dict[str, Any]) -> list[chat.StreamEvent]:
         if name == "messageStart":
-            return [Started()]
+            return [chat.Started()]
         if name == "contentBlockStart":
             start = data.get("start")
             use = start.get("toolUse") if isinstance(start, dict) else None
@@ -168,29 +157,31 @@ class ConverseStreamReader:
                 return []
             index = len(self._tool_of_block)
             self._tool_of_block[data.get("contentBlockIndex")] = index
-            return [ToolCallStarted(index=index, id=str(use.get("toolUseId") or ""), name=str(use.get("name") or ""))]
+            return [
+                chat.ToolCallStarted(index=index, id=str(use.get("toolUseId") or ""), name=str(use.get("name") or ""))
+            ]
         if name == "contentBlockDelta":
             delta = data.get("delta")
             return self._read_delta(data.get("contentBlockIndex"), delta) if isinstance(delta, dict) else []
         if name == "messageStop":
-            return [Finished(reason=finish_of_stop(data.get("stopReason")) or "other")]
+            return [chat.Finished(reason=finish_of_stop(data.get("stopReason")) or "other")]
         if name == "metadata":
-            return [UsageReported(read_usage(data.get("usage")))] if isinstance(data.get("usage"), dict) else []
+            return [chat.UsageReported(read_usage(data.get("usage")))] if isinstance(data.get("usage"), dict) else []
         return []
 
-    def _read_delta(self, block: Any, delta: dict[str, Any]) -> list[StreamEvent]:
+    def _read_delta(self, block: Any, delta: dict[str, Any]) -> list[chat.StreamEvent]:
         if isinstance(delta.get("text"), str):
-            return [TextDelta(delta["text"])]
+            return [chat.TextDelta(delta["text"])]
         use = delta.get("toolUse")
         if isinstance(use, dict) and isinstance(use.get("input"), str) and block in self._tool_of_block:
-            return [ToolCallDelta(index=self._tool_of_block[block], arguments=use["input"])]
+            return [chat.ToolCallDelta(index=self._tool_of_block[block], arguments=use["input"])]
         reasoning = delta.get("reasoningContent")
         if isinstance(reasoning, dict):
             text, signature, redacted = (reasoning.get(k) for k in ("text", "signature", "redactedContent"))
             if isinstance(text, str):
-                return [ThinkingDelta(text=text)]
+                return [chat.ThinkingDelta(text=text)]
             if isinstance(signature, str):
-                return [ThinkingDelta(signature=signature, origin=NAME)]
+                return [chat.ThinkingDelta(signature=signature, origin=NAME)]
             if isinstance(redacted, str):
-                return [ThinkingDelta(redacted=redacted, origin=NAME)]
+                return [chat.ThinkingDelta(redacted=redacted, origin=NAME)]
         return []

@@ -5,23 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from tollgate.formats import chat
 from tollgate.formats.bedrock_converse.answer import stop_of_finish, write_usage
 from tollgate.formats.bedrock_converse.errors import STREAM_EXCEPTION_OF_KIND
 from tollgate.formats.bedrock_converse.fields import EVENT_STREAM, NAME
 from tollgate.formats.block_order import BlockOrder
-from tollgate.formats.chat import (
-    ChatError,
-    ChatRequest,
-    Failed,
-    Finished,
-    StreamEvent,
-    TextDelta,
-    ThinkingDelta,
-    ToolCallDelta,
-    ToolCallStarted,
-    UsageReported,
-    signed_for,
-)
 from tollgate.formats.framing import event_frame
 from tollgate.formats.json_codec import encode_json
 from tollgate.formats.usage import Usage
@@ -32,7 +20,7 @@ def _event(name: str, payload: dict[str, Any]) -> bytes:
     return event_frame(headers, encode_json(payload))
 
 
-def _exception(error: ChatError) -> bytes:
+def _exception(error: chat.ChatError) -> bytes:
     name = STREAM_EXCEPTION_OF_KIND.get(error.kind, "validationException")
     headers = {":exception-type": name, ":content-type": "application/json", ":message-type": "exception"}
     return event_frame(headers, encode_json({"message": error.message}))
@@ -46,7 +34,7 @@ class ConverseStreamWriter:
 
     content_type = EVENT_STREAM
 
-    def __init__(self, request: ChatRequest) -> None:  # a Converse stream names neither model nor id
+    def __init__(self, request: chat.ChatRequest) -> None:  # a Converse stream names neither model nor id
         self._started = False
         self._blocks = 0  # content blocks begun so far
         self._open: tuple[str, int] | None = None  # the open block's kind ("text", "thinking", "tool") and index
@@ -58,24 +46,24 @@ class ConverseStreamWriter:
         self._failed = False
         self._order = BlockOrder()
 
-    def write(self, event: StreamEvent) -> bytes:
+    def write(self, event: chat.StreamEvent) -> bytes:
         return b"".join([self._write(e) for e in self._order.feed(event)])
 
-    def _write(self, event: StreamEvent) -> bytes:
+    def _write(self, event: chat.StreamEvent) -> bytes:
         if self._failed or getattr(event, "choice", 0) != 0:
             return b""
-        if isinstance(event, Failed):
+        if isinstance(event, chat.Failed):
             self._failed = True
             return _exception(event.error)
-        if isinstance(event, UsageReported):
+        if isinstance(event, chat.UsageReported):
             return self._report(event.usage)
         out = self._start()
-        if isinstance(event, TextDelta):
+        if isinstance(event, chat.TextDelta):
             if event.text:
                 out += self._delta("text", {"text": event.text})
-        elif isinstance(event, ThinkingDelta):
+        elif isinstance(event, chat.ThinkingDelta):
             out += self._thinking(event)
-        elif isinstance(event, ToolCallStarted):
+        elif isinstance(event, chat.ToolCallStarted):
             out += self._close()
             index = self._begin("tool")
             self._block_of_tool[event.index] = index
@@ -83,12 +71,12 @@ class ConverseStreamWriter:
                 "contentBlockStart",
                 {"contentBlockIndex": index, "start": {"toolUse": {"toolUseId": event.id, "name": event.name}}},
             )
-        elif isinstance(event, ToolCallDelta):
+        elif isinstance(event, chat.ToolCallDelta):
             block = self._block_of_tool.get(event.index)
             if block is not None and event.arguments:
                 delta = {"contentBlockIndex": block, "delta": {"toolUse": {"input": event.arguments}}}
                 out += _event("contentBlockDelta", delta)
-        elif isinstance(event, Finished) and not self._finished:
+        elif isinstance(event, chat.Finished) and not self._finished:
             self._finished = True
             out += self._close() + _event(
                 "messageStop", {"stopReason": stop_of_finish(event.reason, event.stop_sequence)}
@@ -133,17 +121,17 @@ class ConverseStreamWriter:
         assert self._open is not None
         return out + _event("contentBlockDelta", {"contentBlockIndex": self._open[1], "delta": delta})
 
-    def _thinking(self, event: ThinkingDelta) -> bytes:
+    def _thinking(self, event: chat.ThinkingDelta) -> bytes:
         out = b""
         if event.redacted is not None:  # redacted reasoning is a block of its own
             out += self._close()
-            redacted = signed_for(event.redacted, event.origin, NAME)
+            redacted = chat.signed_for(event.redacted, event.origin, NAME)
             out += self._delta("thinking", {"reasoningContent": {"redactedContent": redacted}})
             self._signed = True
         if event.text:
             out += self._delta("thinking", {"reasoningContent": {"text": event.text}})
         if event.signature is not None:
-            signature = signed_for(event.signature, event.origin, NAME)
+            signature = chat.signed_for(event.signature, event.origin, NAME)
             out += self._delta("thinking", {"reasoningContent": {"signature": signature}})
             self._signed = True
         return out

@@ -13,7 +13,7 @@ from tollgate.formats.json_codec import parse_json
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import UsageReader
-from tollgate.formats.wire import Headers, WireFormat
+from tollgate.formats.wire import Headers, WireFormat, conversation_at
 
 # The operations whose body holds a conversation.
 _CONVERSATIONS = frozenset(("converse", "converse-stream"))
@@ -36,10 +36,6 @@ def is_aws_event_stream(headers: Headers) -> bool:
     return "amazon.eventstream" in headers.get("content-type", "")
 
 
-def conversation(classification: Classification) -> str | None:
-    return BEDROCK_CONVERSE if classification.endpoint in _CONVERSATIONS else None
-
-
 WIRE = WireFormat(
     BEDROCK_CONVERSE,
     usage=usage,
@@ -47,7 +43,7 @@ WIRE = WireFormat(
     refusal=refusal,
     chat=bedrock_converse.BEDROCK_CONVERSE,
     turns=TURNS,
-    conversation=conversation,
+    conversation=conversation_at(_CONVERSATIONS, BEDROCK_CONVERSE),
     attachments=attachments,
     attachment_markers=MARKERS,
     text_runs=runs,

@@ -5,34 +5,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tollgate.formats import fields
+from tollgate.formats import chat, fields
 from tollgate.formats.bedrock_converse.fields import IMAGE_FORMATS, NAME
-from tollgate.formats.chat import (
-    EFFORT_BUDGET,
-    ChatRequest,
-    Image,
-    Message,
-    Text,
-    Thinking,
-    ToolCall,
-    ToolResult,
-    Untranslatable,
-    json_text,
-    sniffed_media_type,
-)
 
 
-def _image_block(image: Image, where: str) -> dict[str, Any]:
+def _image_block(image: chat.Image, where: str) -> dict[str, Any]:
     if image.data is None:
-        raise Untranslatable(f"{where}: an image by URL cannot be translated: Bedrock takes images as bytes")
+        raise chat.Untranslatable(f"{where}: an image by URL cannot be translated: Bedrock takes images as bytes")
     media_type = (image.media_type or "").lower()
     if media_type in ("", "image/*"):
-        media_type = sniffed_media_type(image.data) or ""
+        media_type = chat.sniffed_media_type(image.data) or ""
     fmt = media_type.removeprefix("image/")
     if fmt == "jpg":
         fmt = "jpeg"
     if fmt not in IMAGE_FORMATS:
-        raise Untranslatable(
+        raise chat.Untranslatable(
             f"{where}: an image of type '{image.media_type}' cannot be translated (png, jpeg, gif, webp)"
         )
     return {"format": fmt, "source": {"bytes": image.data}}
@@ -44,12 +31,12 @@ def _tool_input(arguments: str, where: str) -> Any:
     try:
         return json.loads(arguments)
     except ValueError:
-        raise Untranslatable(f"{where}: a tool call's arguments are not JSON") from None
+        raise chat.Untranslatable(f"{where}: a tool call's arguments are not JSON") from None
 
 
-def _tool_result_block(result: ToolResult, where: str) -> dict[str, Any]:
+def _tool_result_block(result: chat.ToolResult, where: str) -> dict[str, Any]:
     content = [
-        {"text": part.text} if isinstance(part, Text) else {"image": _image_block(part, f"{where}.content[{k}]")}
+        {"text": part.text} if isinstance(part, chat.Text) else {"image": _image_block(part, f"{where}.content[{k}]")}
         for k, part in enumerate(result.content)
     ]
     block: dict[str, Any] = {"toolUseId": result.id, "content": content}
@@ -58,7 +45,7 @@ def _tool_result_block(result: ToolResult, where: str) -> dict[str, Any]:
     return block
 
 
-def _reasoning_block(thinking: Thinking) -> dict[str, Any] | None:
+def _reasoning_block(thinking: chat.Thinking) -> dict[str, Any] | None:
     if thinking.redacted is not None:
         return {"redactedContent": thinking.redacted}
     if thinking.signature is None:
@@ -66,39 +53,39 @@ def _reasoning_block(thinking: Thinking) -> dict[str, Any] | None:
     return {"reasoningText": {"text": thinking.text, "signature": thinking.signature}}
 
 
-def _content_blocks(message: Message, where: str, request: ChatRequest) -> list[dict[str, Any]]:
+def _content_blocks(message: chat.Message, where: str, request: chat.ChatRequest) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     for j, part in enumerate(message.parts):
         at = f"{where}.parts[{j}]"
-        if isinstance(part, Text):
+        if isinstance(part, chat.Text):
             if part.text:  # Bedrock refuses blank text blocks
                 blocks.append({"text": part.text})
-        elif isinstance(part, Image):
+        elif isinstance(part, chat.Image):
             blocks.append({"image": _image_block(part, at)})
-        elif isinstance(part, Thinking) and part.origin not in (None, NAME):
+        elif isinstance(part, chat.Thinking) and part.origin not in (None, NAME):
             fields.drop(
                 request.dropped, "thinking signed by another provider"
             )  # a model verifies its own reasoning only
-        elif isinstance(part, Thinking):
+        elif isinstance(part, chat.Thinking):
             reasoning = _reasoning_block(part) if message.role == "assistant" else None
             if reasoning is None:
                 fields.drop(request.dropped, "thinking without a signature")
             else:
                 blocks.append({"reasoningContent": reasoning})
-        elif isinstance(part, ToolCall):
+        elif isinstance(part, chat.ToolCall):
             if message.role != "assistant":
-                raise Untranslatable(f"{at}: a tool call in a user message cannot be translated")
+                raise chat.Untranslatable(f"{at}: a tool call in a user message cannot be translated")
             blocks.append(
                 {"toolUse": {"toolUseId": part.id, "name": part.name, "input": _tool_input(part.arguments, at)}}
             )
         else:
             if message.role != "user":
-                raise Untranslatable(f"{at}: a tool result in an assistant message cannot be translated")
+                raise chat.Untranslatable(f"{at}: a tool result in an assistant message cannot be translated")
             blocks.append({"toolResult": _tool_result_block(part, at)})
     return blocks
 
 
-def _write_messages(request: ChatRequest) -> list[dict[str, Any]]:
+def _write_messages(request: chat.ChatRequest) -> list[dict[str, Any]]:
     """Bedrock wants turns that alternate and are not empty: an empty turn (thinking it could not
     carry, blank text) is left out and the turns it separated are joined."""
     messages: list[dict[str, Any]] = []
@@ -113,15 +100,15 @@ def _write_messages(request: ChatRequest) -> list[dict[str, Any]]:
     return messages
 
 
-def _has_tool_history(request: ChatRequest) -> bool:
-    return any(isinstance(p, ToolCall | ToolResult) for m in request.messages for p in m.parts)
+def _has_tool_history(request: chat.ChatRequest) -> bool:
+    return any(isinstance(p, chat.ToolCall | chat.ToolResult) for m in request.messages for p in m.parts)
 
 
-def _write_tool_config(request: ChatRequest) -> dict[str, Any] | None:
+def _write_tool_config(request: chat.ChatRequest) -> dict[str, Any] | None:
     choice = request.tool_choice
     if choice is not None and choice.mode == "none":
         if _has_tool_history(request):
-            raise Untranslatable(
+            raise chat.Untranslatable(
                 "tool_choice 'none' cannot be translated: Converse needs its tools for the tool calls in the history"
             )
         return None
@@ -149,31 +136,31 @@ def _write_tool_config(request: ChatRequest) -> dict[str, Any] | None:
     return config
 
 
-def _thinking_budget(request: ChatRequest) -> int | None:
+def _thinking_budget(request: chat.ChatRequest) -> int | None:
     """The budget Claude on Bedrock takes: at least 1024 tokens, below max_tokens where that allows."""
     if request.thinking_budget is not None:
         return request.thinking_budget or None  # 0: thinking off, Bedrock's models' default
     if request.reasoning_effort is None:
         return None
-    budget = max(1024, EFFORT_BUDGET[request.reasoning_effort])
+    budget = max(1024, chat.EFFORT_BUDGET[request.reasoning_effort])
     if request.max_tokens is not None and budget >= request.max_tokens:
         budget = max(1024, request.max_tokens - 1)
     return budget
 
 
-def _refuse_unwritable(request: ChatRequest) -> None:
+def _refuse_unwritable(request: chat.ChatRequest) -> None:
     if request.n is not None and request.n > 1:
-        raise Untranslatable("n cannot be translated: Converse answers once")
+        raise chat.Untranslatable("n cannot be translated: Converse answers once")
     if request.logprobs or request.top_logprobs:
-        raise Untranslatable("logprobs cannot be translated: Converse gives no log probabilities")
+        raise chat.Untranslatable("logprobs cannot be translated: Converse gives no log probabilities")
     if request.output is not None and request.output.kind == "json":
-        raise Untranslatable("response format 'json' cannot be translated: Converse takes a JSON schema only")
+        raise chat.Untranslatable("response format 'json' cannot be translated: Converse takes a JSON schema only")
     for name in ("seed", "presence_penalty", "frequency_penalty", "parallel_tool_calls", "user"):
         if getattr(request, name) is not None:
             fields.drop(request.dropped, name)
 
 
-def write_request(request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
+def write_request(request: chat.ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
     _refuse_unwritable(request)
     body: dict[str, Any] = {"messages": _write_messages(request)}
     system = [{"text": t.text} for t in request.system if t.text]
@@ -203,7 +190,7 @@ def write_request(request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]
         body["additionalModelRequestFields"] = additional
     output = request.output
     if output is not None and output.kind == "json_schema":
-        definition: dict[str, Any] = {"schema": json_text(output.schema or {})}
+        definition: dict[str, Any] = {"schema": chat.json_text(output.schema or {})}
         if output.name:
             definition["name"] = output.name
         body["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": definition}}}

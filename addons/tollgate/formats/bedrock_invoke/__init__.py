@@ -6,20 +6,20 @@ reads their facts at classification, the usage InvokeModel reports in its header
 invocation metrics, and the stop reason each family names in its own way. The agent runtime's
 InvokeAgent stream, whose traces report its model calls' usage, is read here too.
 
-`request`: the facts and the tier and latency headers; `answer`: the usage and the stop reason;
-`stream`: the event stream payloads InvokeModelWithResponseStream wraps, and the agents' traces."""
+`request`: the facts and the tier and latency headers; `answer`: the usage its headers report;
+`stream`: the agents' traces. What a family's body says, read by Converse too, is `bedrock_family`'s."""
 
-from tollgate.formats.bedrock_invoke.answer import USAGE_HEADERS, header_usage, invoke_finish_reason, prompt_usage
+from tollgate.formats.bedrock_family import family_tools, invoke_finish_reason, prompt_usage, read_chunk
+from tollgate.formats.bedrock_invoke.answer import USAGE_HEADERS, header_usage
 from tollgate.formats.bedrock_invoke.request import (
     LATENCY_HEADER,
     SERVICE_TIER_HEADER,
     counted_request,
-    family_tools,
     header_name,
     is_claude,
     read_facts,
 )
-from tollgate.formats.bedrock_invoke.stream import AgentTraceReader, read_chunk
+from tollgate.formats.bedrock_invoke.stream import AgentTraceReader
 
 __all__ = [
     "LATENCY_HEADER",

@@ -9,8 +9,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from tollgate.formats.anthropic_messages import loads_skills, mcp_servers
-from tollgate.formats.exact import Unreadable, count, largest, request_count, request_int
+from tollgate.formats.bedrock_family import answers, family_tools
+from tollgate.formats.exact import Unreadable, count, largest, request_int
 from tollgate.formats.json_codec import json_object, read_request_json
 from tollgate.formats.request_facts import RequestFacts
 
@@ -20,10 +20,6 @@ from tollgate.formats.request_facts import RequestFacts
 SERVICE_TIER_HEADER = "X-Amzn-Bedrock-Service-Tier"
 LATENCY_HEADER = "X-Amzn-Bedrock-PerformanceConfig-Latency"
 _NAME = re.compile(rb"[A-Za-z0-9_-]+")
-
-# The fields of the model families' own bodies that ask for several answers: Cohere's
-# `num_generations`, AI21 Jamba's and the OpenAI format's `n`, AI21 Jurassic's `numResults`.
-_ANSWERS = ("n", "num_generations", "numResults")
 
 
 def is_claude(model: str) -> bool:
@@ -53,27 +49,6 @@ def read_facts(data: dict[str, Any], facts: RequestFacts) -> None:
         request_int(data.get("max_gen_len"), "max_gen_len"),
     )
     facts.answers = answers(data)
-
-
-def family_tools(data: dict[str, Any], facts: RequestFacts) -> None:
-    """The tools a model family's own body gives the model: `tools` (Claude, Mistral, Cohere, AI21,
-    OpenAI's open-weight models…), Nova's `toolConfig`, `functions` and `web_search_options` (the
-    OpenAI format's), Claude's `mcp_servers` (read exactly) and the skills its `container` loads."""
-    facts.has_tools = bool(
-        facts.has_tools
-        or data.get("tools")
-        or data.get("toolConfig")
-        or data.get("functions")
-        or data.get("web_search_options") is not None
-    )
-    # Claude's own fields, as the Anthropic format reads them
-    facts.has_tools = facts.has_tools or loads_skills(data.get("container"))
-    facts.grants(mcp_servers(data.get("mcp_servers")))
-
-
-def answers(data: dict[str, Any], prefix: str = "") -> int:
-    """How many answers a model's own body asks for: the most any of its fields says."""
-    return max(request_count(data.get(name), prefix + name) for name in _ANSWERS)
 
 
 def counted_request(data: dict[str, Any]) -> dict[str, Any]:

@@ -6,42 +6,12 @@ ConverseStream's and InvokeModelWithResponseStream's last frames is `bedrock_con
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
-from tollgate.formats.bedrock_invoke.answer import invoke_finish_reason, prompt_usage
-from tollgate.formats.exact import as_int
 from tollgate.formats.framing import EventStreamFramer
 from tollgate.formats.json_codec import parse_json
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import UsageReader, add_totals
-
-
-def read_chunk(wrapper: dict[str, Any]) -> tuple[Usage | None, str | None]:
-    """The usage and the finish reason one `chunk` event's payload tells, if any: the model
-    family's own event, base64 in its `bytes`."""
-    encoded = wrapper.get("bytes")
-    if not isinstance(encoded, str):
-        return None, None
-    try:
-        data = parse_json(base64.b64decode(encoded, validate=True)) or {}
-    except ValueError:
-        return None, None
-    usage = None
-    metrics = data.get("amazon-bedrock-invocationMetrics")
-    if isinstance(metrics, dict):
-        usage = add_totals(
-            prompt_usage(
-                as_int(metrics.get("inputTokenCount")),
-                as_int(metrics.get("cacheReadInputTokenCount")),
-                as_int(metrics.get("cacheWriteInputTokenCount")),
-                as_int(metrics.get("outputTokenCount")),
-            )
-        )
-    nested = [data.get(k) for k in ("delta", "messageStop")]  # Claude's and Nova's events
-    reason = next((invoke_finish_reason(n) for n in nested if isinstance(n, dict) and invoke_finish_reason(n)), None)
-    return usage, reason or invoke_finish_reason(data)
-
 
 # The traces in which an agent reports a model call of its own, each with its usage.
 _MODEL_TRACES = ("preProcessingTrace", "orchestrationTrace", "postProcessingTrace", "routingClassifierTrace")

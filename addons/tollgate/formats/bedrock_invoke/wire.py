@@ -10,7 +10,8 @@ from tollgate.formats.anthropic_messages import usage_from_object
 from tollgate.formats.bedrock_converse.errors import refusal
 from tollgate.formats.bedrock_converse.stream import EventStreamReader
 from tollgate.formats.bedrock_converse.wire import is_aws_event_stream
-from tollgate.formats.bedrock_invoke.answer import header_usage, invoke_finish_reason
+from tollgate.formats.bedrock_family import invoke_finish_reason
+from tollgate.formats.bedrock_invoke.answer import header_usage
 from tollgate.formats.bedrock_invoke.attachments import MARKERS, attachments, runs
 from tollgate.formats.bedrock_invoke.request import is_claude
 from tollgate.formats.bedrock_invoke.stream import AgentTraceReader

@@ -12,19 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from tollgate.formats import fields
-from tollgate.formats.chat import (
-    ChatRequest,
-    ChatResponse,
-    Choice,
-    FinishReason,
-    Part,
-    Text,
-    Thinking,
-    ToolCall,
-    arguments_object,
-    json_text,
-)
+from tollgate.formats import chat, fields
 from tollgate.formats.exact import as_int
 from tollgate.formats.gemini_generate.fields import NAME
 from tollgate.formats.gemini_generate.thoughts import add_thinking, thought_part
@@ -32,7 +20,7 @@ from tollgate.formats.json_codec import parse_json
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import add_totals
 
-_FINISH_READ: dict[str, FinishReason] = {
+_FINISH_READ: dict[str, chat.FinishReason] = {
     "STOP": "stop",
     "MAX_TOKENS": "length",
     "SAFETY": "content_filter",
@@ -44,7 +32,7 @@ _FINISH_READ: dict[str, FinishReason] = {
     "IMAGE_PROHIBITED_CONTENT": "content_filter",
     "IMAGE_RECITATION": "content_filter",
 }
-FINISH_WRITE: dict[FinishReason, str] = {
+FINISH_WRITE: dict[chat.FinishReason, str] = {
     "stop": "STOP",
     "tool_calls": "STOP",
     "length": "MAX_TOKENS",
@@ -64,7 +52,7 @@ def loose_int(value: Any) -> int | None:
     return None
 
 
-def finish_of(value: Any, has_calls: bool) -> FinishReason | None:
+def finish_of(value: Any, has_calls: bool) -> chat.FinishReason | None:
     if not isinstance(value, str) or value == "FINISH_REASON_UNSPECIFIED":
         return None
     reason = _FINISH_READ.get(value, "other")
@@ -183,8 +171,8 @@ def candidate_index(candidate: dict[str, Any], position: int) -> int:
     return index if index is not None else position
 
 
-def _answer_parts(content: Any, prefix: str, choice: int) -> list[Part]:
-    parts: list[Part] = []
+def _answer_parts(content: Any, prefix: str, choice: int) -> list[chat.Part]:
+    parts: list[chat.Part] = []
     raw_parts = content.get("parts") if isinstance(content, dict) else None
     calls = 0
     for raw in raw_parts if isinstance(raw_parts, list) else []:
@@ -200,16 +188,16 @@ def _answer_parts(content: Any, prefix: str, choice: int) -> list[Part]:
             add_thinking(parts, "", signature, origin)
         call = raw.get("functionCall")
         if isinstance(text, str) and text:
-            parts.append(Text(text))
+            parts.append(chat.Text(text))
         elif isinstance(call, dict) and isinstance(call.get("name"), str):
             args = call.get("args")
             call_id = fields.str_or_none(call.get("id")) or f"call_{prefix}_{choice}_{calls}"
-            parts.append(ToolCall(call_id, call["name"], json_text(args if isinstance(args, dict) else {})))
+            parts.append(chat.ToolCall(call_id, call["name"], chat.json_text(args if isinstance(args, dict) else {})))
             calls += 1
     return parts
 
 
-def read_response(body: dict[str, Any]) -> ChatResponse:
+def read_response(body: dict[str, Any]) -> chat.ChatResponse:
     prefix = call_id_prefix(body.get("responseId"))
     choices = []
     candidates = body.get("candidates")
@@ -218,12 +206,12 @@ def read_response(body: dict[str, Any]) -> ChatResponse:
             continue
         index = candidate_index(candidate, position)
         parts = _answer_parts(candidate.get("content"), prefix, index)
-        has_calls = any(isinstance(p, ToolCall) for p in parts)
-        choices.append(Choice(index, parts, finish_of(candidate.get("finishReason"), has_calls)))
+        has_calls = any(isinstance(p, chat.ToolCall) for p in parts)
+        choices.append(chat.Choice(index, parts, finish_of(candidate.get("finishReason"), has_calls)))
     feedback = body.get("promptFeedback")
     if not choices and isinstance(feedback, dict) and feedback.get("blockReason"):
-        choices.append(Choice(0, [], "content_filter"))
-    return ChatResponse(
+        choices.append(chat.Choice(0, [], "content_filter"))
+    return chat.ChatResponse(
         id=fields.str_or_none(body.get("responseId")),
         model=fields.str_or_none(body.get("modelVersion")),
         choices=choices,
@@ -234,23 +222,23 @@ def read_response(body: dict[str, Any]) -> ChatResponse:
 
 def written_call(call_id: str, name: str, arguments: str) -> tuple[dict[str, Any], bool]:
     """A function call part; False when its arguments were not a JSON object (written as {})."""
-    args = arguments_object(arguments)
+    args = chat.arguments_object(arguments)
     return {"functionCall": {"id": call_id, "name": name, "args": args or {}}}, args is not None
 
 
-def _answer_part(part: Part) -> dict[str, Any] | None:
-    if isinstance(part, Text):
+def _answer_part(part: chat.Part) -> dict[str, Any] | None:
+    if isinstance(part, chat.Text):
         return {"text": part.text}
-    if isinstance(part, Thinking):
+    if isinstance(part, chat.Thinking):
         if not part.text and part.signature is None:
             return None  # redacted thinking: Gemini has no form for it
         return thought_part(part.text, part.signature, part.origin)
-    if isinstance(part, ToolCall):
+    if isinstance(part, chat.ToolCall):
         return written_call(part.id, part.name, part.arguments)[0]
     return None
 
 
-def write_response(response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
+def write_response(response: chat.ChatResponse, request: chat.ChatRequest) -> dict[str, Any]:
     candidates = []
     for choice in response.choices:
         candidate: dict[str, Any] = {}

@@ -7,49 +7,39 @@ from __future__ import annotations
 from itertools import chain
 from typing import Any
 
-from tollgate.formats.attachments import (
-    FILE_REFERENCE,
-    Attachments,
-    Inline,
-    Path,
-    TextRuns,
-    items,
-    text,
-    text_runs,
-    walk,
-)
+from tollgate.formats import attachments as common
 
 MARKERS = (b'inlineData"', b'inline_data"', b'fileData"', b'file_data"')
 
 
-def _visit(obj: dict[str, Any], path: Path, found: Attachments) -> None:
+def _visit(obj: dict[str, Any], path: common.Path, found: common.Attachments) -> None:
     for key in ("inlineData", "inline_data"):
         inline = obj.get(key)
         if isinstance(inline, dict) and "data" in inline:
-            data = text(inline.get("data"))
-            media_type = text(inline.get("mimeType", inline.get("mime_type")))
-            name = text(inline.get("displayName", inline.get("display_name")))
+            data = common.text(inline.get("data"))
+            media_type = common.text(inline.get("mimeType", inline.get("mime_type")))
+            name = common.text(inline.get("displayName", inline.get("display_name")))
             if data is not None:
-                found.inline.append(Inline((*path, key, "data"), data, media_type, name))
+                found.inline.append(common.Inline((*path, key, "data"), data, media_type, name))
     for key in ("fileData", "file_data"):
         if isinstance(obj.get(key), dict):
-            found.cannot_read(FILE_REFERENCE)
+            found.cannot_read(common.FILE_REFERENCE)
 
 
-def attachments(data: dict[str, Any]) -> Attachments:
+def attachments(data: dict[str, Any]) -> common.Attachments:
     """What the body carries besides its text."""
-    return walk(data, _visit)
+    return common.walk(data, _visit)
 
 
 def _text(part: Any) -> str | None:
-    return text(part.get("text")) if isinstance(part, dict) and not part.get("thought") else None
+    return common.text(part.get("text")) if isinstance(part, dict) and not part.get("thought") else None
 
 
-def runs(data: dict[str, Any]) -> TextRuns:
+def runs(data: dict[str, Any]) -> common.TextRuns:
     """Adjacent text parts of contents' parts, and of the system instruction's."""
     system = [
         ((key, "parts"), data[key].get("parts"), "system")
         for key in ("systemInstruction", "system_instruction")
         if isinstance(data.get(key), dict)
     ]
-    return text_runs(chain(items(data, "contents", "parts"), system), _text)
+    return common.text_runs(chain(common.items(data, "contents", "parts"), system), _text)

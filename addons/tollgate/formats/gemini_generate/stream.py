@@ -10,19 +10,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from tollgate.formats import fields, framing
-from tollgate.formats.chat import (
-    Failed,
-    Finished,
-    Started,
-    StreamEvent,
-    TextDelta,
-    ThinkingDelta,
-    ToolCallDelta,
-    ToolCallStarted,
-    UsageReported,
-    json_text,
-)
+from tollgate.formats import chat, fields, framing
 from tollgate.formats.framing import (
     JSONArrayFramer,
     LeadingBom,
@@ -169,7 +157,7 @@ class GeminiStreamReader:
         self._prefix = ""
         self._calls: dict[int, int] = {}  # tool calls so far, by candidate
 
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
+    def feed(self, chunk: bytes) -> list[chat.StreamEvent]:
         if self.error is not None:
             return []
         if self._framer is None:
@@ -179,13 +167,13 @@ class GeminiStreamReader:
             self._framer = JSONArrayFramer() if chunk.startswith(b"[") else SSEFramer()
         return self._frames(self._framer.feed(chunk))
 
-    def end(self) -> list[StreamEvent]:
+    def end(self) -> list[chat.StreamEvent]:
         if self.error is not None or not isinstance(self._framer, SSEFramer):
             return []
         return self._frames(self._framer.feed(b"\n\n"))  # a last event with no blank line after it
 
-    def _frames(self, frames: list[bytes]) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
+    def _frames(self, frames: list[bytes]) -> list[chat.StreamEvent]:
+        events: list[chat.StreamEvent] = []
         for frame in frames:
             if isinstance(self._framer, SSEFramer):
                 event = parse_sse_block(frame)
@@ -202,15 +190,15 @@ class GeminiStreamReader:
             self.error = self._framer.error
         return events
 
-    def _chunk(self, data: dict[str, Any]) -> list[StreamEvent]:
+    def _chunk(self, data: dict[str, Any]) -> list[chat.StreamEvent]:
         if "error" in data:
-            return [Failed(error_of(data["error"], None))]
-        events: list[StreamEvent] = []
+            return [chat.Failed(error_of(data["error"], None))]
+        events: list[chat.StreamEvent] = []
         if not self._started:
             self._started = True
             self._prefix = call_id_prefix(data.get("responseId"))
             events.append(
-                Started(
+                chat.Started(
                     fields.str_or_none(data.get("responseId")),
                     fields.str_or_none(data.get("modelVersion")),
                     created_seconds(data.get("createTime")),
@@ -222,13 +210,13 @@ class GeminiStreamReader:
                 events.extend(self._candidate(candidate, candidate_index(candidate, position)))
         feedback = data.get("promptFeedback")
         if not candidates and isinstance(feedback, dict) and feedback.get("blockReason"):
-            events.append(Finished("content_filter", 0))
+            events.append(chat.Finished("content_filter", 0))
         if isinstance(data.get("usageMetadata"), dict):
-            events.append(UsageReported(chat_usage(data["usageMetadata"])))
+            events.append(chat.UsageReported(chat_usage(data["usageMetadata"])))
         return events
 
-    def _candidate(self, candidate: dict[str, Any], choice: int) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
+    def _candidate(self, candidate: dict[str, Any], choice: int) -> list[chat.StreamEvent]:
+        events: list[chat.StreamEvent] = []
         content = candidate.get("content")
         parts = content.get("parts") if isinstance(content, dict) else None
         for part in parts if isinstance(parts, list) else []:
@@ -236,26 +224,26 @@ class GeminiStreamReader:
                 events.extend(self._part(part, choice))
         finish = finish_of(candidate.get("finishReason"), self._calls.get(choice, 0) > 0)
         if finish is not None:
-            events.append(Finished(finish, choice))
+            events.append(chat.Finished(finish, choice))
         return events
 
-    def _part(self, part: dict[str, Any], choice: int) -> list[StreamEvent]:
+    def _part(self, part: dict[str, Any], choice: int) -> list[chat.StreamEvent]:
         signature = fields.str_or_none(part.get("thoughtSignature"))
         origin = NAME if signature is not None else None
         text = part.get("text")
         if part.get("thought") is True and isinstance(text, str):
-            return [ThinkingDelta(text, signature, choice=choice, origin=origin)]
-        events: list[StreamEvent] = []
+            return [chat.ThinkingDelta(text, signature, choice=choice, origin=origin)]
+        events: list[chat.StreamEvent] = []
         if signature is not None:
-            events.append(ThinkingDelta("", signature, choice=choice, origin=origin))
+            events.append(chat.ThinkingDelta("", signature, choice=choice, origin=origin))
         call = part.get("functionCall")
         if isinstance(text, str) and text:
-            events.append(TextDelta(text, choice))
+            events.append(chat.TextDelta(text, choice))
         elif isinstance(call, dict) and isinstance(call.get("name"), str):
             index = self._calls.get(choice, 0)
             self._calls[choice] = index + 1
             args = call.get("args")
             call_id = fields.str_or_none(call.get("id")) or f"call_{self._prefix}_{choice}_{index}"
-            events.append(ToolCallStarted(index, call_id, call["name"], choice))
-            events.append(ToolCallDelta(index, json_text(args if isinstance(args, dict) else {}), choice))
+            events.append(chat.ToolCallStarted(index, call_id, call["name"], choice))
+            events.append(chat.ToolCallDelta(index, chat.json_text(args if isinstance(args, dict) else {}), choice))
         return events

@@ -6,20 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tollgate.formats import chat
 from tollgate.formats.block_order import BlockOrder
-from tollgate.formats.chat import (
-    ChatRequest,
-    Finished,
-    FinishReason,
-    Started,
-    StreamEvent,
-    TextDelta,
-    ThinkingDelta,
-    ToolCallDelta,
-    ToolCallStarted,
-    UsageReported,
-    sse,
-)
 from tollgate.formats.gemini_generate.answer import FINISH_WRITE, write_usage_metadata, written_call
 from tollgate.formats.gemini_generate.errors import error_body
 from tollgate.formats.gemini_generate.thoughts import thought_part
@@ -41,7 +29,7 @@ class GeminiStreamWriter:
     complete when the next begins: parallel calls that interleave are put in order first
     (`BlockOrder`), a later call held until the one before is whole."""
 
-    def __init__(self, request: ChatRequest, array: bool = False) -> None:
+    def __init__(self, request: chat.ChatRequest, array: bool = False) -> None:
         self.content_type = "application/json" if array else "text/event-stream"
         self.notes: list[str] = []  # what could not be written as it came (arguments that were no object)
         self._array = array
@@ -50,41 +38,41 @@ class GeminiStreamWriter:
         self._id: str | None = None
         self._model = request.model
         self._calls: dict[int, dict[int, _PendingCall]] = {}
-        self._finishes: dict[int, FinishReason] = {}  # held for the usage
+        self._finishes: dict[int, chat.FinishReason] = {}  # held for the usage
         self._finish_written = False
         self._usage = Usage()
         self._order = BlockOrder()
 
-    def write(self, event: StreamEvent) -> bytes:
+    def write(self, event: chat.StreamEvent) -> bytes:
         return b"".join([self._write(e) for e in self._order.feed(event)])
 
-    def _write(self, event: StreamEvent) -> bytes:
+    def _write(self, event: chat.StreamEvent) -> bytes:
         if self._closed:
             return b""
-        if isinstance(event, Started):
+        if isinstance(event, chat.Started):
             self._id = event.id or self._id
             self._model = event.model or self._model
             return b""
-        if isinstance(event, TextDelta):
+        if isinstance(event, chat.TextDelta):
             return self._content(event.choice, {"text": event.text} if event.text else None)
-        if isinstance(event, ThinkingDelta):
+        if isinstance(event, chat.ThinkingDelta):
             empty = not event.text and event.signature is None
             thought = None if empty else thought_part(event.text, event.signature, event.origin)
             return self._content(event.choice, thought)
-        if isinstance(event, ToolCallStarted):
+        if isinstance(event, chat.ToolCallStarted):
             out = self._flush_calls(event.choice)
             self._calls.setdefault(event.choice, {})[event.index] = _PendingCall(event.id, event.name)
             return out
-        if isinstance(event, ToolCallDelta):
+        if isinstance(event, chat.ToolCallDelta):
             pending = self._calls.get(event.choice, {}).get(event.index)
             if pending is not None:
                 pending.arguments += event.arguments
             return b""
-        if isinstance(event, Finished):
+        if isinstance(event, chat.Finished):
             # Held for the usage that upstreams report after their finish, to go out together.
             self._finishes[event.choice] = event.reason
             return self._flush_calls(event.choice)
-        if isinstance(event, UsageReported):
+        if isinstance(event, chat.UsageReported):
             return self._usage_reported(event.usage)
         out = self._flush_all()
         return out + self._frame(error_body(event.error))
@@ -159,13 +147,13 @@ class GeminiStreamWriter:
     def _frame(self, value: dict[str, Any]) -> bytes:
         data = encode_json(value)
         if not self._array:
-            return sse(data, newline=b"\r\n")
+            return chat.sse(data, newline=b"\r\n")
         head = b",\r\n" if self._opened else b"["
         self._opened = True
         return head + data
 
 
-def array_stream_writer(request: ChatRequest) -> GeminiStreamWriter:
+def array_stream_writer(request: chat.ChatRequest) -> GeminiStreamWriter:
     """A JSON array written element by element, as streamGenerateContent without alt=sse answers (the
     format's own `stream_writer` writes server-sent events, as it answers with alt=sse: google-genai
     asks that)."""

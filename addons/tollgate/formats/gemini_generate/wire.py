@@ -12,7 +12,7 @@ from tollgate.formats.gemini_generate.turns import TURNS
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import UsageReader, is_event_stream
-from tollgate.formats.wire import Headers, WireFormat
+from tollgate.formats.wire import Headers, WireFormat, conversation_at
 
 STREAM = "streamGenerateContent"
 # The methods whose body holds a conversation.
@@ -30,10 +30,6 @@ def streamed_usage(classification: Classification, headers: Headers) -> UsageRea
     return GenerateArrayReader() if classification.endpoint == STREAM else None
 
 
-def conversation(classification: Classification) -> str | None:
-    return GEMINI_GENERATE if classification.endpoint in _CONVERSATIONS else None
-
-
 WIRE = WireFormat(
     GEMINI_GENERATE,
     usage=usage,
@@ -41,7 +37,7 @@ WIRE = WireFormat(
     refusal=refusal,
     chat=gemini_generate.GEMINI_GENERATE,
     turns=TURNS,
-    conversation=conversation,
+    conversation=conversation_at(_CONVERSATIONS, GEMINI_GENERATE),
     attachments=attachments,
     attachment_markers=MARKERS,
     text_runs=runs,

@@ -6,23 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tollgate.formats import fields
-from tollgate.formats.chat import (
-    EFFORT_BUDGET,
-    ChatRequest,
-    Image,
-    Message,
-    Text,
-    Thinking,
-    Tool,
-    ToolCall,
-    ToolChoice,
-    ToolResult,
-    Untranslatable,
-    arguments_object,
-    sniffed_media_type,
-    tool_names,
-)
+from tollgate.formats import chat, fields
 from tollgate.formats.gemini_generate.fields import NAME
 from tollgate.formats.gemini_generate.thoughts import SKIP_SIGNATURE
 
@@ -31,59 +15,63 @@ _GEMINI_FILE = re.compile(r"https://generativelanguage\.googleapis\.com/v\d+\w*/
 _UNSIGNED_MODELS = re.compile(r"(models/)?gemini-[12][.-]")
 
 
-def _image_part(image: Image, where: str) -> dict[str, Any]:
+def _image_part(image: chat.Image, where: str) -> dict[str, Any]:
     known = image.media_type if image.media_type and image.media_type != "image/*" else None
     data = image.data
     url = image.url or ""
     if data is None and url.startswith("data:"):
         header, _, data = url[5:].partition(",")
         if not header.endswith(";base64"):
-            raise Untranslatable(f"{where}: an image data URL that is not base64 cannot be translated")
+            raise chat.Untranslatable(f"{where}: an image data URL that is not base64 cannot be translated")
         known = known or header.removesuffix(";base64") or None
     if data is not None:
-        media_type = known or sniffed_media_type(data)
+        media_type = known or chat.sniffed_media_type(data)
         if media_type is None:
-            raise Untranslatable(f"{where}: the image's media type is unknown and Gemini needs it")
+            raise chat.Untranslatable(f"{where}: the image's media type is unknown and Gemini needs it")
         return {"inlineData": {"mimeType": media_type, "data": data}}
     if _GEMINI_FILE.fullmatch(url):
         file: dict[str, Any] = {"fileUri": url}
         if known:
             file = {"mimeType": known, **file}
         return {"fileData": file}
-    raise Untranslatable(f"{where}: an image by URL cannot be sent to Gemini (inline data or Gemini file URIs only)")
+    raise chat.Untranslatable(
+        f"{where}: an image by URL cannot be sent to Gemini (inline data or Gemini file URIs only)"
+    )
 
 
-def _call_part(call: ToolCall, where: str) -> dict[str, Any]:
-    args = arguments_object(call.arguments)
+def _call_part(call: chat.ToolCall, where: str) -> dict[str, Any]:
+    args = chat.arguments_object(call.arguments)
     if args is None:
-        raise Untranslatable(f"{where}: the tool call's arguments are not a JSON object")
+        raise chat.Untranslatable(f"{where}: the tool call's arguments are not a JSON object")
     return {"functionCall": {"id": call.id, "name": call.name, "args": args}}
 
 
-def _result_part(result: ToolResult, where: str, names: dict[str, str]) -> dict[str, Any]:
+def _result_part(result: chat.ToolResult, where: str, names: dict[str, str]) -> dict[str, Any]:
     name = result.name or names.get(result.id)
     if name is None:
-        raise Untranslatable(
+        raise chat.Untranslatable(
             f"{where}: the tool result answers no known tool call ('{result.id}') and Gemini needs its name"
         )
     texts = []
     for k, content in enumerate(result.content):
-        if isinstance(content, Image):
-            raise Untranslatable(f"{where}.content[{k}]: an image in a tool result cannot be sent to Gemini")
+        if isinstance(content, chat.Image):
+            raise chat.Untranslatable(f"{where}.content[{k}]: an image in a tool result cannot be sent to Gemini")
         texts.append(content.text)
     text = "\n".join(texts)
-    response = arguments_object(text) if text.strip() else None
+    response = chat.arguments_object(text) if text.strip() else None
     if response is None:
         response = {"error" if result.is_error else "result": text}
     return {"functionResponse": {"id": result.id, "name": name, "response": response}}
 
 
-def _content_parts(message: Message, i: int, request: ChatRequest, names: dict[str, str]) -> list[dict[str, Any]]:
+def _content_parts(
+    message: chat.Message, i: int, request: chat.ChatRequest, names: dict[str, str]
+) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     signature: str | None = None  # a Thinking's, for the part after it
     for j, part in enumerate(message.parts):
         where = f"messages[{i}].parts[{j}]"
-        if isinstance(part, Thinking):
+        if isinstance(part, chat.Thinking):
             if part.text or part.redacted:
                 fields.drop(request.dropped, "thinking in history")
             if part.signature is not None and part.origin not in (None, NAME):
@@ -93,11 +81,11 @@ def _content_parts(message: Message, i: int, request: ChatRequest, names: dict[s
                     parts.append({"text": "", "thoughtSignature": signature})
                 signature = part.signature
             continue
-        if isinstance(part, Text):
+        if isinstance(part, chat.Text):
             written: dict[str, Any] = {"text": part.text}
-        elif isinstance(part, Image):
+        elif isinstance(part, chat.Image):
             written = _image_part(part, where)
-        elif isinstance(part, ToolCall):
+        elif isinstance(part, chat.ToolCall):
             written = _call_part(part, where)
         else:
             written = _result_part(part, where, names)
@@ -117,8 +105,8 @@ def _sign_first_call(parts: list[dict[str, Any]]) -> None:
             return
 
 
-def _write_contents(request: ChatRequest) -> list[dict[str, Any]]:
-    names = tool_names(request.messages)
+def _write_contents(request: chat.ChatRequest) -> list[dict[str, Any]]:
+    names = chat.tool_names(request.messages)
     sign = request.model is None or not _UNSIGNED_MODELS.match(request.model)
     contents = []
     for i, message in enumerate(request.messages):
@@ -131,7 +119,7 @@ def _write_contents(request: ChatRequest) -> list[dict[str, Any]]:
     return contents
 
 
-def _write_tool_config(choice: ToolChoice) -> dict[str, Any]:
+def _write_tool_config(choice: chat.ToolChoice) -> dict[str, Any]:
     if choice.mode == "tool":
         calling: dict[str, Any] = {"mode": "ANY", "allowedFunctionNames": [choice.name]}
     else:
@@ -139,7 +127,7 @@ def _write_tool_config(choice: ToolChoice) -> dict[str, Any]:
     return {"functionCallingConfig": calling}
 
 
-def _write_declaration(tool: Tool, request: ChatRequest) -> dict[str, Any]:
+def _write_declaration(tool: chat.Tool, request: chat.ChatRequest) -> dict[str, Any]:
     declaration: dict[str, Any] = {"name": tool.name}
     if tool.description is not None:
         declaration["description"] = tool.description
@@ -150,7 +138,7 @@ def _write_declaration(tool: Tool, request: ChatRequest) -> dict[str, Any]:
     return declaration
 
 
-def _write_config(request: ChatRequest) -> dict[str, Any]:
+def _write_config(request: chat.ChatRequest) -> dict[str, Any]:
     settings = (
         ("temperature", request.temperature),
         ("topP", request.top_p),
@@ -173,7 +161,7 @@ def _write_config(request: ChatRequest) -> dict[str, Any]:
     thinking: dict[str, Any] = {}
     budget = request.thinking_budget
     if budget is None and request.reasoning_effort is not None:
-        budget = EFFORT_BUDGET[request.reasoning_effort]
+        budget = chat.EFFORT_BUDGET[request.reasoning_effort]
     if budget is not None:
         thinking["thinkingBudget"] = budget
     if request.include_thoughts is not None:
@@ -183,7 +171,7 @@ def _write_config(request: ChatRequest) -> dict[str, Any]:
     return config
 
 
-def write_request(request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
+def write_request(request: chat.ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
     body: dict[str, Any] = {"contents": _write_contents(request)}
     if request.system:
         body["systemInstruction"] = {"parts": [{"text": t.text} for t in request.system]}

@@ -7,18 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tollgate.formats import fields
-from tollgate.formats.chat import (
-    ChatRequest,
-    ChatResponse,
-    Choice,
-    FinishReason,
-    Part,
-    Text,
-    Thinking,
-    ToolCall,
-    answer_id,
-)
+from tollgate.formats import chat, fields
 from tollgate.formats.exact import as_int
 from tollgate.formats.openai_chat.fields import FINISH_OF_OPENAI, OPENAI_OF_FINISH
 from tollgate.formats.openai_chat.write_request import tool_call_body
@@ -130,7 +119,7 @@ def usage_body(usage: Usage) -> dict[str, Any] | None:
     return body or None
 
 
-def read_finish(value: Any, has_tool_calls: bool) -> FinishReason | None:
+def read_finish(value: Any, has_tool_calls: bool) -> chat.FinishReason | None:
     if not isinstance(value, str):
         return None
     finish = FINISH_OF_OPENAI.get(value, "other")
@@ -147,17 +136,17 @@ def reasoning_of(message: dict[str, Any]) -> str | None:
     return reasoning if isinstance(reasoning, str) and reasoning else None
 
 
-def _read_message_parts(message: dict[str, Any]) -> list[Part]:
-    parts: list[Part] = []
+def _read_message_parts(message: dict[str, Any]) -> list[chat.Part]:
+    parts: list[chat.Part] = []
     reasoning = reasoning_of(message)
     if reasoning:
-        parts.append(Thinking(reasoning))
+        parts.append(chat.Thinking(reasoning))
     for key in ("content", "refusal"):
         text = message.get(key)
         if isinstance(text, list):  # some compatible endpoints answer in text parts
             text = "".join(p["text"] for p in text if isinstance(p, dict) and isinstance(p.get("text"), str))
         if isinstance(text, str) and text:
-            parts.append(Text(text))
+            parts.append(chat.Text(text))
     calls = message.get("tool_calls")
     for position, call in enumerate(calls if isinstance(calls, list) else []):
         function = call.get("function") if isinstance(call, dict) else None
@@ -165,7 +154,7 @@ def _read_message_parts(message: dict[str, Any]) -> list[Part]:
             continue
         call_id = fields.str_or_none(call.get("id")) or f"call_{position}"
         parts.append(
-            ToolCall(
+            chat.ToolCall(
                 call_id,
                 fields.str_or_none(function.get("name")) or "",
                 fields.str_or_none(function.get("arguments")) or "",
@@ -174,22 +163,22 @@ def _read_message_parts(message: dict[str, Any]) -> list[Part]:
     return parts
 
 
-def _read_choice(raw: dict[str, Any], position: int) -> Choice:
+def _read_choice(raw: dict[str, Any], position: int) -> chat.Choice:
     message = raw.get("message")
     parts = _read_message_parts(message) if isinstance(message, dict) else []
     index = fields.int_or_none(raw.get("index"))
-    has_calls = any(isinstance(p, ToolCall) for p in parts)
-    return Choice(
+    has_calls = any(isinstance(p, chat.ToolCall) for p in parts)
+    return chat.Choice(
         index=position if index is None else index,
         parts=parts,
         finish=read_finish(raw.get("finish_reason"), has_calls),
     )
 
 
-def read_response(body: dict[str, Any]) -> ChatResponse:
+def read_response(body: dict[str, Any]) -> chat.ChatResponse:
     choices = body.get("choices")
     usage = body.get("usage")
-    return ChatResponse(
+    return chat.ChatResponse(
         id=fields.str_or_none(body.get("id")),
         model=fields.str_or_none(body.get("model")),
         choices=[
@@ -202,10 +191,10 @@ def read_response(body: dict[str, Any]) -> ChatResponse:
     )
 
 
-def _message_body(parts: list[Part]) -> dict[str, Any]:
-    texts = [p.text for p in parts if isinstance(p, Text)]
-    reasoning = "".join(p.text for p in parts if isinstance(p, Thinking))
-    calls = [tool_call_body(p) for p in parts if isinstance(p, ToolCall)]
+def _message_body(parts: list[chat.Part]) -> dict[str, Any]:
+    texts = [p.text for p in parts if isinstance(p, chat.Text)]
+    reasoning = "".join(p.text for p in parts if isinstance(p, chat.Thinking))
+    calls = [tool_call_body(p) for p in parts if isinstance(p, chat.ToolCall)]
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None, "refusal": None}
     if reasoning:
         message["reasoning_content"] = reasoning  # as compatible endpoints show reasoning
@@ -214,9 +203,9 @@ def _message_body(parts: list[Part]) -> dict[str, Any]:
     return message
 
 
-def write_response(response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
+def write_response(response: chat.ChatResponse, request: chat.ChatRequest) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "id": answer_id("chatcmpl-", response.id),
+        "id": chat.answer_id("chatcmpl-", response.id),
         "object": "chat.completion",
         "created": response.created if response.created is not None else int(time.time()),
         "model": response.model or request.model or "",

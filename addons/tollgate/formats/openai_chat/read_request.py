@@ -7,21 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tollgate.formats import fields
-from tollgate.formats.chat import (
-    ChatRequest,
-    Image,
-    Message,
-    OutputFormat,
-    Part,
-    Text,
-    Thinking,
-    Tool,
-    ToolCall,
-    ToolChoice,
-    ToolResult,
-    Untranslatable,
-)
+from tollgate.formats import chat, fields
 from tollgate.formats.exact import count, largest, request_count, request_flag, request_int, request_text
 from tollgate.formats.openai_chat.fields import (
     CALLED_FUNCTION_FIELDS,
@@ -86,41 +72,41 @@ def _at(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def _check_fields(obj: Mapping[str, Any], table: Mapping[str, Fate], where: str, request: ChatRequest) -> None:
+def _check_fields(obj: Mapping[str, Any], table: Mapping[str, Fate], where: str, request: chat.ChatRequest) -> None:
     for key, value in obj.items():
         fate = table.get(key)
         if fate is None:
-            raise Untranslatable(f"{_at(where, key)} cannot be translated: the field is unknown")
+            raise chat.Untranslatable(f"{_at(where, key)} cannot be translated: the field is unknown")
         if value is None or fate == "translated":
             continue
         if fate == "dropped":
             fields.drop(request.dropped, _at(where, key))
         else:
-            raise Untranslatable(f"{_at(where, key)} cannot be translated")
+            raise chat.Untranslatable(f"{_at(where, key)} cannot be translated")
 
 
-def _part_type(part: Any, where: str, allowed: tuple[str, ...], request: ChatRequest) -> str:
+def _part_type(part: Any, where: str, allowed: tuple[str, ...], request: chat.ChatRequest) -> str:
     """A content part's type, its keys checked; refused when not among `allowed`."""
     part = fields.obj(part, where)
     kind = part.get("type")
     if not isinstance(kind, str) or kind not in allowed or kind in REFUSED_PART_TYPES:
-        raise Untranslatable(f"{where}.type {kind!r} cannot be translated")
+        raise chat.Untranslatable(f"{where}.type {kind!r} cannot be translated")
     _check_fields(part, PART_FIELDS[kind], where, request)
     return kind
 
 
-def _read_texts(content: Any, where: str, request: ChatRequest) -> list[Text]:
+def _read_texts(content: Any, where: str, request: chat.ChatRequest) -> list[chat.Text]:
     """A system, developer or tool message's content: a string or text parts."""
     if isinstance(content, str):
-        return [Text(content)]
+        return [chat.Text(content)]
     texts = []
     for j, part in enumerate(fields.array(content, where)):
         _part_type(part, f"{where}[{j}]", ("text",), request)
-        texts.append(Text(fields.string(part.get("text"), f"{where}[{j}].text")))
+        texts.append(chat.Text(fields.string(part.get("text"), f"{where}[{j}].text")))
     return texts
 
 
-def _read_image(image_url: Any, where: str, request: ChatRequest) -> Image:
+def _read_image(image_url: Any, where: str, request: chat.ChatRequest) -> chat.Image:
     image_url = fields.obj(image_url, where)
     _check_fields(image_url, IMAGE_URL_FIELDS, where, request)
     url = fields.string(image_url.get("url"), f"{where}.url")
@@ -128,38 +114,47 @@ def _read_image(image_url: Any, where: str, request: ChatRequest) -> Image:
         head, comma, data = url[5:].partition(",")
         media_type, *options = head.split(";")
         if not comma or "base64" not in options:
-            raise Untranslatable(f"{where}.url: a data URL that is not base64 cannot be translated")
-        return Image(media_type=media_type or None, data=data)
+            raise chat.Untranslatable(f"{where}.url: a data URL that is not base64 cannot be translated")
+        return chat.Image(media_type=media_type or None, data=data)
     if url.startswith(("https://", "http://")):
-        return Image(url=url)
-    raise Untranslatable(f"{where}.url: only http(s) and base64 data URLs can be translated")
+        return chat.Image(url=url)
+    raise chat.Untranslatable(f"{where}.url: only http(s) and base64 data URLs can be translated")
 
 
-def _read_user_content(content: Any, where: str, request: ChatRequest) -> list[Part]:
+def _read_user_content(content: Any, where: str, request: chat.ChatRequest) -> list[chat.Part]:
     if isinstance(content, str):
-        return [Text(content)]
-    parts: list[Part] = []
+        return [chat.Text(content)]
+    parts: list[chat.Part] = []
     for j, part in enumerate(fields.array(content, where)):
         at = f"{where}[{j}]"
         if _part_type(part, at, ("text", "image_url"), request) == "text":
-            parts.append(Text(fields.string(part.get("text"), f"{at}.text")))
+            parts.append(chat.Text(fields.string(part.get("text"), f"{at}.text")))
         else:
             parts.append(_read_image(part.get("image_url"), f"{at}.image_url", request))
     return parts
 
 
-def _read_tool_calls(value: Any, where: str, request: ChatRequest) -> list[ToolCall]:
+def _function_item(
+    item: Any, where: str, outer: Mapping[str, Fate], inner: Mapping[str, Fate], request: chat.ChatRequest
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A `{"type": "function", "function": {...}}` item (a tool, a tool call), its fields checked
+    against their tables: the item and its function."""
+    obj = fields.obj(item, where)
+    if obj.get("type") != "function":
+        raise chat.Untranslatable(f"{where}.type {obj.get('type')!r} cannot be translated")
+    _check_fields(obj, outer, where, request)
+    function = fields.obj(obj.get("function"), f"{where}.function")
+    _check_fields(function, inner, f"{where}.function", request)
+    return obj, function
+
+
+def _read_tool_calls(value: Any, where: str, request: chat.ChatRequest) -> list[chat.ToolCall]:
     calls = []
     for j, item in enumerate(fields.array(value, where)):
         at = f"{where}[{j}]"
-        call = fields.obj(item, at)
-        if call.get("type") != "function":
-            raise Untranslatable(f"{at}.type {call.get('type')!r} cannot be translated")
-        _check_fields(call, TOOL_CALL_FIELDS, at, request)
-        function = fields.obj(call.get("function"), f"{at}.function")
-        _check_fields(function, CALLED_FUNCTION_FIELDS, f"{at}.function", request)
+        call, function = _function_item(item, at, TOOL_CALL_FIELDS, CALLED_FUNCTION_FIELDS, request)
         calls.append(
-            ToolCall(
+            chat.ToolCall(
                 id=fields.string(call.get("id"), f"{at}.id"),
                 name=fields.string(function.get("name"), f"{at}.function.name"),
                 arguments=fields.string(function.get("arguments"), f"{at}.function.arguments"),
@@ -168,50 +163,52 @@ def _read_tool_calls(value: Any, where: str, request: ChatRequest) -> list[ToolC
     return calls
 
 
-def _read_assistant(raw: dict[str, Any], where: str, request: ChatRequest) -> list[Part]:
-    parts: list[Part] = []
+def _read_assistant(raw: dict[str, Any], where: str, request: chat.ChatRequest) -> list[chat.Part]:
+    parts: list[chat.Part] = []
     reasoning = fields.optional_string(raw.get("reasoning_content"), f"{where}.reasoning_content")
     if reasoning:
-        parts.append(Thinking(reasoning))
+        parts.append(chat.Thinking(reasoning))
     content = raw.get("content")
     if isinstance(content, str):
         if content:  # compatible endpoints send "" beside tool calls
-            parts.append(Text(content))
+            parts.append(chat.Text(content))
     elif content is not None:
         for j, part in enumerate(fields.array(content, f"{where}.content")):
             at = f"{where}.content[{j}]"
             kind = _part_type(part, at, ("text", "refusal"), request)
-            parts.append(Text(fields.string(part.get(kind), f"{at}.{kind}")))
+            parts.append(chat.Text(fields.string(part.get(kind), f"{at}.{kind}")))
     refusal = fields.optional_string(raw.get("refusal"), f"{where}.refusal")
     if refusal:
-        parts.append(Text(refusal))
+        parts.append(chat.Text(refusal))
     if raw.get("tool_calls") is not None:
         parts.extend(_read_tool_calls(raw["tool_calls"], f"{where}.tool_calls", request))
     return parts
 
 
-def _read_tool_result(raw: dict[str, Any], where: str, request: ChatRequest) -> ToolResult:
+def _read_tool_result(raw: dict[str, Any], where: str, request: chat.ChatRequest) -> chat.ToolResult:
     call_id = fields.string(raw.get("tool_call_id"), f"{where}.tool_call_id")
     texts = _read_texts(raw.get("content"), f"{where}.content", request)
-    content: list[Text | Image] = [] if texts == [Text("")] else list(texts)  # "": the tool returned nothing
-    return ToolResult(id=call_id, name=None, content=content)
+    content: list[chat.Text | chat.Image] = (
+        [] if texts == [chat.Text("")] else list(texts)
+    )  # "": the tool returned nothing
+    return chat.ToolResult(id=call_id, name=None, content=content)
 
 
-def _read_messages(value: Any, request: ChatRequest) -> None:
+def _read_messages(value: Any, request: chat.ChatRequest) -> None:
     """System and developer messages hoisted to `request.system` in order; consecutive tool
     messages as one user message of tool results."""
-    tool_turn: Message | None = None
+    tool_turn: chat.Message | None = None
     for i, item in enumerate(fields.array(value, "messages")):
         where = f"messages[{i}]"
         raw = fields.obj(item, where)
         role = raw.get("role")
         table = MESSAGE_FIELDS.get(role) if isinstance(role, str) else None
         if table is None:
-            raise Untranslatable(f"{where}.role {role!r} cannot be translated")
+            raise chat.Untranslatable(f"{where}.role {role!r} cannot be translated")
         _check_fields(raw, table, where, request)
         if role == "tool":
             if tool_turn is None:
-                tool_turn = Message("user", [])
+                tool_turn = chat.Message("user", [])
                 request.messages.append(tool_turn)
             tool_turn.parts.append(_read_tool_result(raw, where, request))
             continue
@@ -220,25 +217,20 @@ def _read_messages(value: Any, request: ChatRequest) -> None:
             request.system.extend(_read_texts(raw.get("content"), f"{where}.content", request))
         elif role == "user":
             request.messages.append(
-                Message("user", _read_user_content(raw.get("content"), f"{where}.content", request))
+                chat.Message("user", _read_user_content(raw.get("content"), f"{where}.content", request))
             )
         else:
-            request.messages.append(Message("assistant", _read_assistant(raw, where, request)))
+            request.messages.append(chat.Message("assistant", _read_assistant(raw, where, request)))
 
 
-def _read_tools(value: Any, request: ChatRequest) -> list[Tool]:
+def _read_tools(value: Any, request: chat.ChatRequest) -> list[chat.Tool]:
     tools = []
     for i, item in enumerate(fields.array(value, "tools")):
         where = f"tools[{i}]"
-        tool = fields.obj(item, where)
-        if tool.get("type") != "function":
-            raise Untranslatable(f"{where}.type {tool.get('type')!r} cannot be translated")
-        _check_fields(tool, TOOL_FIELDS, where, request)
-        function = fields.obj(tool.get("function"), f"{where}.function")
-        _check_fields(function, FUNCTION_FIELDS, f"{where}.function", request)
+        _, function = _function_item(item, where, TOOL_FIELDS, FUNCTION_FIELDS, request)
         parameters = function.get("parameters")
         tools.append(
-            Tool(
+            chat.Tool(
                 name=fields.string(function.get("name"), f"{where}.function.name"),
                 description=fields.optional_string(function.get("description"), f"{where}.function.description"),
                 parameters=None if parameters is None else fields.obj(parameters, f"{where}.function.parameters"),
@@ -248,40 +240,40 @@ def _read_tools(value: Any, request: ChatRequest) -> list[Tool]:
     return tools
 
 
-def _read_tool_choice(value: Any) -> ToolChoice | None:
+def _read_tool_choice(value: Any) -> chat.ToolChoice | None:
     if value is None:
         return None
     if value in ("auto", "none", "required"):
-        return ToolChoice(value)
+        return chat.ToolChoice(value)
     if isinstance(value, dict) and value.get("type") == "function" and set(value) == {"type", "function"}:
         function = fields.obj(value["function"], "tool_choice.function")
         if set(function) != {"name"}:
-            raise Untranslatable("tool_choice.function may hold only a name")
-        return ToolChoice("tool", fields.string(function["name"], "tool_choice.function.name"))
-    raise Untranslatable("tool_choice cannot be translated: only auto, none, required or one function")
+            raise chat.Untranslatable("tool_choice.function may hold only a name")
+        return chat.ToolChoice("tool", fields.string(function["name"], "tool_choice.function.name"))
+    raise chat.Untranslatable("tool_choice cannot be translated: only auto, none, required or one function")
 
 
-def _read_output(value: Any, request: ChatRequest) -> OutputFormat | None:
+def _read_output(value: Any, request: chat.ChatRequest) -> chat.OutputFormat | None:
     if value is None:
         return None
     value = fields.obj(value, "response_format")
     kind = value.get("type")
     if kind in ("text", "json_object") and set(value) == {"type"}:
-        return OutputFormat("text" if kind == "text" else "json")
+        return chat.OutputFormat("text" if kind == "text" else "json")
     if kind == "json_schema" and set(value) == {"type", "json_schema"}:
         spec = fields.obj(value["json_schema"], "response_format.json_schema")
         _check_fields(spec, JSON_SCHEMA_FIELDS, "response_format.json_schema", request)
         schema = spec.get("schema")
-        return OutputFormat(
+        return chat.OutputFormat(
             "json_schema",
             schema=None if schema is None else fields.obj(schema, "response_format.json_schema.schema"),
             name=fields.optional_string(spec.get("name"), "response_format.json_schema.name"),
             strict=fields.optional_bool(spec.get("strict"), "response_format.json_schema.strict"),
         )
-    raise Untranslatable(f"response_format.type {kind!r} cannot be translated")
+    raise chat.Untranslatable(f"response_format.type {kind!r} cannot be translated")
 
 
-def _read_effort(value: Any, request: ChatRequest) -> None:
+def _read_effort(value: Any, request: chat.ChatRequest) -> None:
     if value is None:
         return
     if value == "none":  # newer models' "no reasoning"
@@ -292,14 +284,14 @@ def _read_effort(value: Any, request: ChatRequest) -> None:
         request.reasoning_effort = "high"
         fields.drop(request.dropped, f"reasoning_effort {value!r} (read as 'high')")
     else:
-        raise Untranslatable(f"reasoning_effort {value!r} cannot be translated")
+        raise chat.Untranslatable(f"reasoning_effort {value!r} cannot be translated")
 
 
 def _read_max_tokens(body: dict[str, Any]) -> int | None:
     legacy = fields.optional_integer(body.get("max_tokens"), "max_tokens", whole_floats=True)
     current = fields.optional_integer(body.get("max_completion_tokens"), "max_completion_tokens", whole_floats=True)
     if legacy is not None and current is not None and legacy != current:
-        raise Untranslatable("max_completion_tokens disagrees with max_tokens")
+        raise chat.Untranslatable("max_completion_tokens disagrees with max_tokens")
     return current if current is not None else legacy
 
 
@@ -311,7 +303,7 @@ def _read_stop(value: Any) -> list[str]:
     return [fields.string(s, f"stop[{i}]") for i, s in enumerate(fields.array(value, "stop"))]
 
 
-def _read_stream_usage(value: Any, request: ChatRequest) -> bool:
+def _read_stream_usage(value: Any, request: chat.ChatRequest) -> bool:
     if value is None:
         return False
     options = fields.obj(value, "stream_options")
@@ -319,11 +311,11 @@ def _read_stream_usage(value: Any, request: ChatRequest) -> bool:
     return fields.optional_bool(options.get("include_usage"), "stream_options.include_usage") is True
 
 
-def read_request(body: dict[str, Any]) -> ChatRequest:
-    request = ChatRequest(model=None, messages=[])
+def read_request(body: dict[str, Any]) -> chat.ChatRequest:
+    request = chat.ChatRequest(model=None, messages=[])
     modalities = body.get("modalities")
     if modalities is not None and modalities != ["text"]:
-        raise Untranslatable("modalities cannot be translated: only ['text']")
+        raise chat.Untranslatable("modalities cannot be translated: only ['text']")
     _check_fields({k: v for k, v in body.items() if k != "modalities"}, REQUEST_FIELDS, "", request)
     request.model = fields.optional_string(body.get("model"), "model")
     _read_messages(body.get("messages"), request)

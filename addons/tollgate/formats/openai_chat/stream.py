@@ -7,18 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tollgate.formats import fields
-from tollgate.formats.chat import (
-    Failed,
-    Finished,
-    Started,
-    StreamEvent,
-    TextDelta,
-    ThinkingDelta,
-    ToolCallDelta,
-    ToolCallStarted,
-    UsageReported,
-)
+from tollgate.formats import chat, fields
 from tollgate.formats.framing import SSEFramer, parse_sse_block
 from tollgate.formats.json_codec import parse_json
 from tollgate.formats.openai_chat.answer import (
@@ -81,10 +70,10 @@ class ChatEventReader:
         self._calls: dict[int, dict[int, str]] = {}  # each choice's started tool calls: index → id
         self._last_call: dict[int, int] = {}  # each choice's latest call, for entries without index
 
-    def feed(self, chunk: bytes) -> list[StreamEvent]:
+    def feed(self, chunk: bytes) -> list[chat.StreamEvent]:
         if self.error is not None:
             return []
-        events: list[StreamEvent] = []
+        events: list[chat.StreamEvent] = []
         for block in self._framer.feed(chunk):
             try:
                 events.extend(self._read_block(block))
@@ -96,10 +85,10 @@ class ChatEventReader:
             self.error = self._framer.error
         return events
 
-    def end(self) -> list[StreamEvent]:
+    def end(self) -> list[chat.StreamEvent]:
         return self.feed(b"\n\n")  # completes a last event that lacked its blank line
 
-    def _read_block(self, block: bytes) -> list[StreamEvent]:
+    def _read_block(self, block: bytes) -> list[chat.StreamEvent]:
         event = parse_sse_block(block)
         if event is None or self._done:
             return []
@@ -111,43 +100,45 @@ class ChatEventReader:
             self.error = "a stream chunk is not a JSON object"
             return []
         if data.get("error") is not None or event.event == "error":
-            return [Failed(error_of(data.get("error", data), None))]
-        events: list[StreamEvent] = []
+            return [chat.Failed(error_of(data.get("error", data), None))]
+        events: list[chat.StreamEvent] = []
         if not self._started:
             self._started = True
             created = fields.int_or_none(data.get("created"))
-            events.append(Started(fields.str_or_none(data.get("id")), fields.str_or_none(data.get("model")), created))
+            events.append(
+                chat.Started(fields.str_or_none(data.get("id")), fields.str_or_none(data.get("model")), created)
+            )
         choices = data.get("choices")
         for choice in choices if isinstance(choices, list) else []:
             if isinstance(choice, dict):
                 events.extend(self._read_choice(choice))
         usage = usage_object(data)
         if usage is not None:
-            events.append(UsageReported(translated_usage(usage)))
+            events.append(chat.UsageReported(translated_usage(usage)))
         return events
 
-    def _read_choice(self, choice: dict[str, Any]) -> list[StreamEvent]:
+    def _read_choice(self, choice: dict[str, Any]) -> list[chat.StreamEvent]:
         index = fields.int_or_none(choice.get("index")) or 0
         delta = choice.get("delta")
         delta = delta if isinstance(delta, dict) else {}
-        events: list[StreamEvent] = []
+        events: list[chat.StreamEvent] = []
         reasoning = reasoning_of(delta)
         if reasoning:
-            events.append(ThinkingDelta(reasoning, choice=index))
+            events.append(chat.ThinkingDelta(reasoning, choice=index))
         for key in ("content", "refusal"):
             text = delta.get(key)
             if isinstance(text, str) and text:
-                events.append(TextDelta(text, choice=index))
+                events.append(chat.TextDelta(text, choice=index))
         entries = delta.get("tool_calls")
         for entry in entries if isinstance(entries, list) else []:
             if isinstance(entry, dict):
                 events.extend(self._read_tool_call(entry, index))
         finish = read_finish(choice.get("finish_reason"), bool(self._calls.get(index)))
         if finish is not None:
-            events.append(Finished(finish, choice=index))
+            events.append(chat.Finished(finish, choice=index))
         return events
 
-    def _read_tool_call(self, entry: dict[str, Any], choice: int) -> list[StreamEvent]:
+    def _read_tool_call(self, entry: dict[str, Any], choice: int) -> list[chat.StreamEvent]:
         """An entry with an id (or, from some compatible endpoints, only a name) starts a call;
         its arguments, and those of entries naming only the index, continue it."""
         calls = self._calls.setdefault(choice, {})
@@ -160,14 +151,14 @@ class ChatEventReader:
             index = known[0] if known else len(calls) if call_id or name else self._last_call.get(choice)
         if index is None:
             return []
-        events: list[StreamEvent] = []
+        events: list[chat.StreamEvent] = []
         if index not in calls:
             if not (call_id or name):
                 return []  # arguments of a call never started
             calls[index] = call_id or f"call_{choice}_{index}"
-            events.append(ToolCallStarted(index, calls[index], name or "", choice=choice))
+            events.append(chat.ToolCallStarted(index, calls[index], name or "", choice=choice))
         self._last_call[choice] = index
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
-            events.append(ToolCallDelta(index, arguments, choice=choice))
+            events.append(chat.ToolCallDelta(index, arguments, choice=choice))
         return events

@@ -5,41 +5,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollgate.formats import fields
-from tollgate.formats.chat import (
-    ChatRequest,
-    Image,
-    Message,
-    OutputFormat,
-    Text,
-    Thinking,
-    Tool,
-    ToolCall,
-    ToolChoice,
-    ToolResult,
-    Untranslatable,
-    effort_of_budget,
-    sniffed_media_type,
-)
+from tollgate.formats import chat, fields
 from tollgate.formats.request_facts import Classification
 
 
-def _media_type(image: Image) -> str:
+def _media_type(image: chat.Image) -> str:
     """A data URL needs a media type: the image's own, else its bytes' signature says it."""
     if image.media_type and image.media_type != "image/*":
         return image.media_type
-    return sniffed_media_type(image.data or "") or "image/png"
+    return chat.sniffed_media_type(image.data or "") or "image/png"
 
 
-def _image_url(image: Image, where: str) -> str:
+def _image_url(image: chat.Image, where: str) -> str:
     if image.data is not None:
         return f"data:{_media_type(image)};base64,{image.data}"
     if image.url is not None and image.url.startswith(("https://", "http://", "data:")):
         return image.url
-    raise Untranslatable(f"{where}: an image by reference other than an http(s) URL cannot be translated")
+    raise chat.Untranslatable(f"{where}: an image by reference other than an http(s) URL cannot be translated")
 
 
-def _texts_content(texts: list[Text]) -> str | list[dict[str, Any]]:
+def _texts_content(texts: list[chat.Text]) -> str | list[dict[str, Any]]:
     """One text as a plain string (as most callers send it), several as text parts."""
     if len(texts) == 1:
         return texts[0].text
@@ -48,68 +33,70 @@ def _texts_content(texts: list[Text]) -> str | list[dict[str, Any]]:
     return [{"type": "text", "text": t.text} for t in texts]
 
 
-def _write_tool_result(result: ToolResult, where: str, request: ChatRequest) -> dict[str, Any]:
+def _write_tool_result(result: chat.ToolResult, where: str, request: chat.ChatRequest) -> dict[str, Any]:
     texts = []
     for part in result.content:
-        if not isinstance(part, Text):
-            raise Untranslatable(f"{where}: an image in a tool result cannot be translated")
+        if not isinstance(part, chat.Text):
+            raise chat.Untranslatable(f"{where}: an image in a tool result cannot be translated")
         texts.append(part)
     if result.is_error:
         fields.drop(request.dropped, "is_error")
     return {"role": "tool", "tool_call_id": result.id, "content": _texts_content(texts)}
 
 
-def _write_user(message: Message, where: str, request: ChatRequest) -> list[dict[str, Any]]:
+def _write_user(message: chat.Message, where: str, request: chat.ChatRequest) -> list[dict[str, Any]]:
     """Tool results as tool messages (which must follow the assistant's calls), then the rest."""
     out = []
-    content: list[Text | Image] = []
+    content: list[chat.Text | chat.Image] = []
     for j, part in enumerate(message.parts):
         at = f"{where}.parts[{j}]"
-        if isinstance(part, ToolResult):
+        if isinstance(part, chat.ToolResult):
             out.append(_write_tool_result(part, at, request))
-        elif isinstance(part, Text | Image):
+        elif isinstance(part, chat.Text | chat.Image):
             content.append(part)
         else:
-            raise Untranslatable(f"{at}: a {type(part).__name__} in a user message cannot be translated")
+            raise chat.Untranslatable(f"{at}: a {type(part).__name__} in a user message cannot be translated")
     if content or not out:
         out.append({"role": "user", "content": _user_content(content, where)})
     return out
 
 
-def _user_content(parts: list[Text | Image], where: str) -> str | list[dict[str, Any]]:
-    if all(isinstance(p, Text) for p in parts):
-        return _texts_content([p for p in parts if isinstance(p, Text)])
+def _user_content(parts: list[chat.Text | chat.Image], where: str) -> str | list[dict[str, Any]]:
+    if all(isinstance(p, chat.Text) for p in parts):
+        return _texts_content([p for p in parts if isinstance(p, chat.Text)])
     return [
         {"type": "text", "text": p.text}
-        if isinstance(p, Text)
+        if isinstance(p, chat.Text)
         else {"type": "image_url", "image_url": {"url": _image_url(p, f"{where}.parts[{j}]")}}
         for j, p in enumerate(parts)
     ]
 
 
-def _write_assistant(message: Message, where: str, request: ChatRequest) -> dict[str, Any]:
-    texts: list[Text] = []
+def _write_assistant(message: chat.Message, where: str, request: chat.ChatRequest) -> dict[str, Any]:
+    texts: list[chat.Text] = []
     calls: list[dict[str, Any]] = []
     for j, part in enumerate(message.parts):
-        if isinstance(part, Text):
+        if isinstance(part, chat.Text):
             texts.append(part)
-        elif isinstance(part, ToolCall):
+        elif isinstance(part, chat.ToolCall):
             calls.append(tool_call_body(part))
-        elif isinstance(part, Thinking):
+        elif isinstance(part, chat.Thinking):
             fields.drop(request.dropped, "reasoning in history")  # Chat Completions cannot carry it back
         else:
-            raise Untranslatable(f"{where}.parts[{j}]: a {type(part).__name__} from the assistant cannot be translated")
+            raise chat.Untranslatable(
+                f"{where}.parts[{j}]: a {type(part).__name__} from the assistant cannot be translated"
+            )
     body: dict[str, Any] = {"role": "assistant", "content": _texts_content(texts) if texts or not calls else None}
     if calls:
         body["tool_calls"] = calls
     return body
 
 
-def tool_call_body(call: ToolCall) -> dict[str, Any]:
+def tool_call_body(call: chat.ToolCall) -> dict[str, Any]:
     return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
 
 
-def _tool_body(tool: Tool) -> dict[str, Any]:
+def _tool_body(tool: chat.Tool) -> dict[str, Any]:
     function: dict[str, Any] = {"name": tool.name}
     if tool.description is not None:
         function["description"] = tool.description
@@ -120,13 +107,13 @@ def _tool_body(tool: Tool) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-def _tool_choice_body(choice: ToolChoice) -> str | dict[str, Any]:
+def _tool_choice_body(choice: chat.ToolChoice) -> str | dict[str, Any]:
     if choice.mode == "tool":
         return {"type": "function", "function": {"name": choice.name or ""}}
     return choice.mode
 
 
-def _output_body(output: OutputFormat) -> dict[str, Any]:
+def _output_body(output: chat.OutputFormat) -> dict[str, Any]:
     if output.kind == "text":
         return {"type": "text"}
     if output.kind == "json":
@@ -139,7 +126,7 @@ def _output_body(output: OutputFormat) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": spec}
 
 
-def _write_reasoning(request: ChatRequest, body: dict[str, Any]) -> None:
+def _write_reasoning(request: chat.ChatRequest, body: dict[str, Any]) -> None:
     if request.reasoning_effort is not None:
         body["reasoning_effort"] = request.reasoning_effort
         if request.thinking_budget is not None:
@@ -147,12 +134,12 @@ def _write_reasoning(request: ChatRequest, body: dict[str, Any]) -> None:
     elif request.thinking_budget == 0:
         body["reasoning_effort"] = "none"  # newer models' "no reasoning", as read
     elif request.thinking_budget is not None:
-        body["reasoning_effort"] = effort_of_budget(request.thinking_budget)
+        body["reasoning_effort"] = chat.effort_of_budget(request.thinking_budget)
     if request.include_thoughts:
         fields.drop(request.dropped, "include_thoughts")
 
 
-def write_request(request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
+def write_request(request: chat.ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
     body: dict[str, Any] = {}
     if request.model is not None:
         body["model"] = request.model

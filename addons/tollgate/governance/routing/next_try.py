@@ -23,7 +23,7 @@ from tollgate.governance.routing.failover import (
     upstream_rest_left,
     wait_for,
 )
-from tollgate.governance.routing.upstream import Configured, credential_for, open_circuit, rest_key
+from tollgate.governance.routing.upstream import Configured, credential_for, open_circuit, rest_refused_key
 
 if TYPE_CHECKING:
     from tollgate.credentials.base import UpstreamCredential
@@ -70,19 +70,19 @@ def next_try(
     """What becomes of a call whose attempt failed, on its target: None where the failure is none
     `retry.when` names, or nothing is left to try (no retry, no fallback: `fallbacks`); else the
     failure counted (the circuits are told, a key the upstream refused rests for the Retry-After
-    asked), then a retry while `retry.attempts` leaves one and a credential can be had within
-    `retry.max_wait_s` (none while every key rests, nor on an upstream whose circuit is open). A
-    retry takes its key from the pool now."""
+    asked: `rest_refused_key`), then a retry while `retry.attempts` leaves one and a credential
+    can be had within `retry.max_wait_s` (none while every key rests, nor on an upstream whose
+    circuit is open). A retry takes its key from the pool now."""
     retry = tried.retry
     if not goes_again(failure, retry, fallbacks):
         return None
     count(tried, failure.status, failure.kind, circuits, ledger)
-    asked = retry_after_seconds(failure.retry_after)  # 60 where none is read: a refused key rests so long
-    if tried.pooled is not None and failure.refused_key:
-        rest_key(*tried.pooled, asked, ledger)
+    asked = retry_after_seconds(failure.retry_after) if failure.retry_after is not None else None
+    if tried.pooled is not None:
+        rest_refused_key(*tried.pooled, failure.status, failure.retry_after, ledger)
     if failure.tries >= retry.attempts:
         return NO_RETRY_LEFT
-    return _next_key(tried, failure, asked if failure.retry_after is not None else None, circuits)
+    return _next_key(tried, failure, asked, circuits)
 
 
 def goes_again(failure: AttemptFailure, retry: RetryConfig, fallbacks: bool) -> bool:
@@ -123,8 +123,8 @@ def count(tried: Tried, status: int | None, kind: str | None, circuits: Circuits
 
 
 def _next_key(tried: Tried, failure: AttemptFailure, asked: float | None, circuits: Circuits) -> Again:
-    """The retry's credential, taken now, and its wait (`wait_for`): none while every key rests, on
-    an upstream whose circuit is open, or past `retry.max_wait_s`."""
+    """The retry's credential, taken now, and its wait (`wait_for`, with the Retry-After `asked`):
+    none while every key rests, on an upstream whose circuit is open, or past `retry.max_wait_s`."""
     try:
         credential = credential_for(tried.loaded, tried.provider, tried.classification, model=tried.model)
     except CircuitOpen:  # every key rests

@@ -1,7 +1,7 @@
 """Sending to a provider's API, the target: where a request for it goes (`target_upstream`), the
 headers its API needs beside the body (`Provider.target_headers`), the credential Tollgate puts on
 it (`credential_for`: a pooled key, a SigV4 signature or a Google access token, as the provider's
-`upstream_credential` chooses) and the rest of a pooled key the provider refused (`rest_key`).
+`upstream_credential` chooses) and the rest of a pooled key the provider refused (`rest_refused_key`).
 
 Plain data, no mitmproxy. A client's call that the proxy forwards goes through it, and so does a
 request Tollgate makes itself (a roll-up's summary: `json_request`, `Outgoing.with_credential`,
@@ -21,10 +21,10 @@ from urllib.parse import urlsplit
 from tollgate.common.config_base import ProviderConfig
 from tollgate.common.fingerprint import fingerprint
 from tollgate.credentials.base import RequestParts, UpstreamCredential
-from tollgate.credentials.keypool import KeyPool
+from tollgate.credentials.keypool import KeyPool, retry_after_seconds
 from tollgate.formats.framing import MAX_FRAME, Undecodable, decode_whole
 from tollgate.formats.request_facts import Classification
-from tollgate.governance.routing.failover import model_circuit
+from tollgate.governance.routing.failover import RESTING_STATUSES, model_circuit
 from tollgate.providers import CONFIGURED_SIDE_HEADERS, PROVIDERS
 from tollgate.providers.base import Provider
 
@@ -112,10 +112,16 @@ def open_circuit(
         ledger.rest(CIRCUIT + name, time.time() + seconds)
 
 
-def rest_key(pool: KeyPool, key: str, seconds: float, ledger: Store | None) -> None:
-    """A pooled key its provider refused (`RESTING_STATUSES`) rests for the answer's Retry-After
-    (`seconds`, as `retry_after_seconds` reads it), in its pool and, where a ledger's store is
-    shared, in every process sharing it."""
+def rest_refused_key(
+    pool: KeyPool, key: str, status: int | None, retry_after: str | None, ledger: Store | None
+) -> None:
+    """The one rule for a pooled key its provider refused (`RESTING_STATUSES`: 401, 429), after a
+    client's call, a failed attempt or a summarizer's request alike: it rests for the answer's
+    Retry-After header (`retry_after`, as it came; 60 s where none is read), in its pool and, where
+    a ledger's store is shared, in every process sharing it. Any other answer rests nothing."""
+    if status not in RESTING_STATUSES:
+        return
+    seconds = retry_after_seconds(retry_after)
     pool.rest(key, seconds)
     if ledger is not None:
         ledger.rest(fingerprint(key), time.time() + seconds)

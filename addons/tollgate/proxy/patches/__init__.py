@@ -6,7 +6,12 @@ trailers, a WebSocket message's size), connections ended too soon or never (`con
 message's head bounded as it is read (`head_bounds.py`), and the drain (`drain.py`), a request sent
 again before its answer began (`resend.py`), mitmdump's line for a call left to Tollgate's
 (`console.py`), and mitmproxy's hook dispatch made cheaper (`dispatch.py`). Each patch is a
-function that installs it once; the stages call them through this package."""
+function that installs it once; the stages call them through this package.
+
+Each module says at its top what of mitmproxy it replaces or wraps, and what mitmproxy does
+without it; `tests/unit/proxy/patches/test_what_mitmproxy_does.py` pins the signature and source
+of each, and the names each touches, so that a mitmproxy release that changes them fails a test
+that names the patch."""
 
 from tollgate.proxy.patches.connections import (
     close_connections_cancelled_while_waiting,

@@ -1,5 +1,11 @@
 """Connections mitmproxy ends too soon or not at all: a socket whose reading task was cancelled
-while it waited, and an HTTP/2 connection its client closes gracefully with answers to come."""
+while it waited, and an HTTP/2 connection its client closes gracefully with answers to come.
+
+What it changes in mitmproxy (pinned by `test_what_mitmproxy_does`):
+- `mitmproxy.proxy.server.ConnectionHandler.handle_connection`, wrapped: without it, a task
+  cancelled while it waits for `_server_event_lock` leaves its socket open until the process ends.
+- `mitmproxy.proxy.layers.http._http2.BufferedH2Connection._receive_goaway_frame` (h2's), wrapped:
+  without it, a client's GOAWAY with NO_ERROR ends the connection at once, answers cut off."""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""The console's line per call. Tollgate logs one line as each call ends (`records.summary.
+"""The console's line per call.
+
+What it changes in mitmproxy (pinned by `test_what_mitmproxy_does`): `mitmproxy.addons.dumper.Dumper.match`,
+wrapped; without it, mitmdump prints its own line for every flow at `flow_detail` 1.
+
+ Tollgate logs one line as each call ends (`records.summary.
 console_line`: client, provider and model, decision, tokens, cost, latency); at mitmdump's default
 detail (`flow_detail` 1) it replaces mitmdump's own line for the flow, which says only the URL and
 "(content missing)" of a streamed body. So does the line of a connection egress refuses (a CONNECT,

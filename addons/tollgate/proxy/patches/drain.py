@@ -1,4 +1,10 @@
-"""Draining: no new connection, and each open one closed once it carries no request."""
+"""Draining: no new connection, and each open one closed once it carries no request.
+
+What it changes in mitmproxy (pinned by `test_what_mitmproxy_does`), all wrapped: `Http1Server.__init__`, `send`
+and `mark_done` (`mitmproxy.proxy.layers.http._http1`), `Http2Server.__init__` and `_handle_event`
+(`_http2`), and `mitmproxy.proxy.layers.websocket.WebsocketLayer.relay_messages`; it reads
+`Proxyserver.servers`, `connections` and each server instance's `_servers`. Without it, mitmproxy
+stops at once on SIGTERM: every connection is cut, whatever it carries."""
 
 from __future__ import annotations
 

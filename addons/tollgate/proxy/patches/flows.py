@@ -1,8 +1,22 @@
-"""A call's flow where mitmproxy's addon API does not reach it: the response the error hook set
-is served, a flow its client ended is told from one its upstream did, a request is noted once it
-has gone upstream, a flow that waits too long for its answer is ended, a streamed response gets
-its last bytes from Tollgate (after its upstream's, or in place of its upstream's break), and a
-large piece of one is read by its tap in a worker thread.
+"""A call's flow where mitmproxy's addon API does not reach it.
+
+What it changes in mitmproxy (pinned by `test_what_mitmproxy_does`), all wrapped, in
+`mitmproxy.proxy.layers.http`: `HttpStream.handle_protocol_error` (an upstream's break: mitmproxy
+sends its own error page, or breaks the client's side, and says nothing of who ended the flow),
+`HttpStream.state_consume_request_body` and `state_stream_request_body` (mitmproxy has no hook for
+a request gone upstream), `HttpLayer._handle_event` and `HttpStream._handle_event` (mitmproxy cannot
+end a flow in transit), `HttpStream.send_response` (mitmproxy adds nothing to a streamed answer
+after its upstream's end), `HttpStream.state_consume_response_body` (mitmproxy reads an answer it
+does not stream whole, however large), `HttpStream.state_stream_response_body` (mitmproxy reads a
+stream on to its end, and calls its stream callable on the event loop); and
+`mitmproxy.proxy.server.ConnectionHandler.hook_task` (every hook goes through every addon). It sets
+a stream's `server_state` to mitmproxy's own states (`state_errored`).
+
+Taught here: the response the error hook set is served, a flow its client ended is told from
+one its upstream did, a request is noted once it has gone upstream, a flow that waits too long
+for its answer is ended, a streamed response gets its last bytes from Tollgate (after its
+upstream's, or in place of its upstream's break), and a large piece of one is read by its tap in
+a worker thread.
 
 mitmproxy sends a fixed HTML page when the upstream is unreachable or breaks before its headers,
 whatever the `error` hook did; mitmproxy PR #7999 proposes that a response set by the error hook be

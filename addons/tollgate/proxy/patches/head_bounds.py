@@ -1,5 +1,14 @@
 """A message's head bounded as it is read (HTTP/1 and HTTP/2), which mitmproxy reads whole
-whatever its size: a request past the bound is cut to its first line and refused (431)."""
+whatever its size: a request past the bound is cut to its first line and refused (431).
+
+What it changes in mitmproxy (pinned by `test_what_mitmproxy_does`), all wrapped: `Http1Server.read_headers` and
+`Http1Client.read_headers` (`mitmproxy.proxy.layers.http._http1`: without it, a head is buffered
+until its blank line, however long), `Http2Server.__init__` and `handle_h2_event` (`_http2`: without
+it, a header block past h2's 64 KiB ends the whole connection; the patch puts its own HPACK decoder
+in h2's connection and wraps h2's `_frame_dispatch_table[HeadersFrame]`), and
+`mitmproxy.addons.next_layer.NextLayer._get_host_header` (without it, the choice of layer waits for
+a Host header however long the head). A cut HTTP/1 connection's `state`, `send` and `mark_done`
+are set on that connection alone."""
 
 from __future__ import annotations
 

@@ -1,5 +1,12 @@
 """What a message carries, where mitmproxy cannot take it: an HTTP/1 body's trailer fields, and a
-WebSocket message past a bound."""
+WebSocket message past a bound.
+
+What it changes in mitmproxy (pinned by `test_what_mitmproxy_does`), all wrapped:
+`Http1Connection.read_body` and `Http1Server.send` (`mitmproxy.proxy.layers.http._http1`: without
+it, a chunked body's trailer fields raise NotImplementedError before any hook);
+`mitmproxy.proxy.layers.websocket.WebsocketConnection.events` (without it, a WebSocket message is
+gathered whole however large, a copy of it per piece); `WebsocketLayer.relay_messages` (without it,
+an injected message is mixed into the frame buffer of a message its peer is still sending)."""
 
 from __future__ import annotations
 

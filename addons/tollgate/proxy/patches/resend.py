@@ -1,6 +1,14 @@
 """A call's request sent upstream again, before any byte of a failed attempt's answer reaches the
-client (`governance/routing/failover.py` says why this way). mitmproxy's HTTP stream sends an answer's headers to the
-client only after the `responseheaders` hook, and its error page only after the `error` hook; for
+client.
+
+What it changes in mitmproxy (pinned by `test_what_mitmproxy_does`), both wrapped, in
+`mitmproxy.proxy.layers.http`: `HttpStream.state_wait_for_response_headers` and
+`HttpStream.handle_protocol_error`. Without it, a failed attempt's answer or error page goes to the
+client; mitmproxy cannot send a request again. It also reads the stream's `_paused_event_queue`,
+and takes the attempt off `Http1Client.state` or `Http2Client.our_stream_id` and `streams`.
+
+`governance/routing/failover.py` says why this way. mitmproxy's HTTP stream sends an answer's
+headers to the client only after the `responseheaders` hook, and its error page only after the `error` hook; for
 a flow that `may_resend` names, on a status it names or a failure of its connection or its wait,
 the stream first runs the `attempt_failed` hook (`AttemptFailedHook`). If a step of it called
 `resend`, the attempt is cancelled upstream and the request goes again, through mitmproxy's own

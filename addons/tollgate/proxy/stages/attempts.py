@@ -1,9 +1,11 @@
 """Failover: a call whose attempt failed before its answer began goes again as governance decides,
 asked once (`next_attempt.next_step`): on its target with the next key after a wait (`retry`),
 else on its next fallback (`fallbacks`), else not at all. This stage reads the failure from the
-flow and carries out the step: waits, reserves anew, puts the next credential on, sends again.
+flow and carries out the whole answer: waits, puts the next credential on, records the failed
+attempt, sends again; a retry not made after all is followed by what its answer says goes instead.
 Each answer's outcome counts for its key's or upstream's circuit (`circuit`); a key its provider
-refused rests. `governance/routing/failover.py` says how mitmproxy is made to send a request again."""
+refused rests (`rest_refused_key`). `governance/routing/failover.py` says how mitmproxy is made to
+send a request again."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from weakref import WeakKeyDictionary, WeakSet
 
 from mitmproxy import http
 
+from tollgate.common.config_base import RetryConfig
 from tollgate.core.call import Call, Failure
 from tollgate.core.next_attempt import (
     NOT_AGAIN,
@@ -24,17 +27,13 @@ from tollgate.core.next_attempt import (
     Step,
     count_attempt,
     failure_kind,
-    fallback_resends,
     next_step,
-    retry_not_made,
     retry_of,
-    take_back,
 )
 from tollgate.credentials.errors import CredentialUnavailable
-from tollgate.credentials.keypool import KeyPool, retry_after_seconds
 from tollgate.governance.routing import failover as routing
-from tollgate.governance.routing.failover import RESTING_STATUSES, retries_errors, retry_statuses
-from tollgate.governance.routing.upstream import rest_key
+from tollgate.governance.routing.failover import Attempt, retries_errors, retry_statuses
+from tollgate.governance.routing.upstream import rest_refused_key
 from tollgate.proxy import patches
 from tollgate.proxy.flows import apply_credential, body_size, call_of
 from tollgate.proxy.state import Shared
@@ -65,21 +64,21 @@ class Attempts:
         """A call step, before the clock starts: a call that may go again (read whole, not an
         upload streamed unread; of the model API; with a credential of Tollgate's) has its failed
         attempts looked at before their answer goes to the client (`patches.may_resend`)."""
-        settings = call.loaded.providers[call.route.target.provider]
-        if (settings.retry is None or settings.retry.attempts <= 1) and not call.failover.fallbacks:
+        retry = resends_on(call)
+        if retry is None:
             return
         c = call.classification
         if call.request.streamed_upload or c.passthrough or c.session or call.caller.caller_credential:
             return
-        retry = retry_of(call)
         call.failover.attempt_started = time.time()
         patches.may_resend(flow, retry_statuses(retry), retries_errors(retry))
 
     def attempt_failed(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """An attempt failed before its answer began (`patches.AttemptFailedHook`). While its
         provider's `retry` or its fallbacks allow and the client still waits, governance decides
-        what goes next, asked once (`next_step`: it records, counts and settles the failure, and
-        reserves a retry on the limits), and this stage carries the step out (`_carry_out`)."""
+        what goes next, asked once (`next_step`: it counts and settles the failure, reserves a
+        retry on the limits, and answers whole: the step, the failed attempt to record, what goes
+        if a retry cannot be made), and this stage carries the step out (`_carry_out`)."""
         call = call_of(flow)
         if call is None:
             return None
@@ -121,7 +120,7 @@ class Attempts:
         if isinstance(step, Retry):
             return self._retry_after(flow, call, step) if step.wait > 0 else self._retry(flow, call, step)
         if isinstance(step, Fallback):
-            return self._fall_back_then(flow, call)
+            return self._fall_back_then(flow, call, step)
         return None
 
     async def _retry_after(self, flow: http.HTTPFlow, call: Call, step: Retry) -> None:
@@ -136,42 +135,46 @@ class Attempts:
     def _retry(self, flow: http.HTTPFlow, call: Call, step: Retry) -> Awaitable[None] | None:
         """The retry's credential on the request, taken now (a signature made anew, a token current
         then), and the call sent again; where it cannot be had, what goes instead."""
-        if not _applied(flow, call, step):
-            return self._instead(flow, call, step)
-        self._go_again(flow, call, step)
-        return None
+        if _applied(flow, call, step):
+            self._go_again(flow, call, step.record)
+            if step.last:  # its failure goes to the client
+                patches.no_more_resends(flow)
+            return None
+        return self._instead(flow, call, step)
 
     def _instead(self, flow: http.HTTPFlow, call: Call, step: Retry) -> Awaitable[None] | None:
-        """A retry not made after all: the next fallback, or nothing (`retry_not_made`)."""
-        if isinstance(retry_not_made(call, step), Fallback):
-            return self._fall_back_then(flow, call)
+        """A retry not made after all: what its step says goes instead (`Retry.otherwise`), the
+        next fallback or nothing. The reservation it made is given back as the call settles."""
+        if isinstance(step.otherwise, Fallback):
+            return self._fall_back_then(flow, call, step.otherwise)
         return None
 
-    async def _fall_back_then(self, flow: http.HTTPFlow, call: Call) -> None:
-        """The next fallback the policy allows goes (the pipeline's `failover` steps), with
-        retries of its own; where none goes, the failed attempt's answer stands."""
-        if await self._fall_back(flow, call):
-            assert call.failover.attempts is not None
-            self._target_from[flow] = len(call.failover.attempts)
-            self._go_again(flow, call)
+    async def _fall_back_then(self, flow: http.HTTPFlow, call: Call, step: Fallback) -> None:
+        """The next fallback the policy allows goes (the pipeline's `failover` steps); its first
+        attempt is looked at on its own provider's conditions (`resends_on`). Where none goes,
+        the failed attempt's answer stands, not one of the call's `attempts`."""
+        if not await self._fall_back(flow, call):
             return
-        take_back(call)
+        self._go_again(flow, call, step.record)
+        assert call.failover.attempts is not None
+        self._target_from[flow] = len(call.failover.attempts)  # its target's attempts begin here
+        retry = resends_on(call)
+        if retry is None:  # no retry nor fallback after it: its failure goes to the client
+            patches.no_more_resends(flow)
+        else:
+            patches.may_resend(flow, retry_statuses(retry), retries_errors(retry))
 
-    def _go_again(self, flow: http.HTTPFlow, call: Call, retry: Retry | None = None) -> None:
-        """The call goes again, on its new credential, with a clock of its own: a retry (its step
-        says whether it is the call's last), else a fallback's first attempt, which fails on its
-        own provider's conditions (`fallback_resends`). The failed attempt's status, error and first
-        byte are forgotten."""
+    def _go_again(self, flow: http.HTTPFlow, call: Call, record: Attempt | None) -> None:
+        """The call goes again (a retry, or a fallback's first attempt), on its new credential, with
+        a clock of its own; the failed attempt is recorded among its `attempts`, its status, error
+        and first byte forgotten, and a retry's reservation is now its own attempt's."""
+        if record is not None:
+            call.failover.attempts = [*(call.failover.attempts or ()), record]
         answer = call.answer
         answer.status = answer.error = answer.failure = answer.first_byte = None
         self._counted.discard(flow)
-        answer.request_sent = False  # the next attempt's, once it has gone
+        answer.request_sent = call.ledger.awaits_retry = False  # the next attempt's, once it has gone
         call.failover.attempt_started = time.time()
-        last, when = (retry.last, None) if retry is not None else fallback_resends(call)
-        if last:
-            patches.no_more_resends(flow)
-        elif when is not None:
-            patches.may_resend(flow, retry_statuses(when), retries_errors(when))
         patches.resend(flow)
         self._clock(flow, call)
 
@@ -181,9 +184,11 @@ class Attempts:
         call = call_of(flow)
         if call is None or flow.response is None or call.answer.answered_by_tollgate:
             return
+        response = flow.response
         if call.answer.pooled_key is not None:
-            _rest_refused_key(flow.response, call.answer.pooled_key, self.shared)
-        self._count(flow, call, flow.response.status_code, None)
+            pool, key = call.answer.pooled_key
+            rest_refused_key(pool, key, response.status_code, response.headers.get("retry-after"), self.shared.ledger)
+        self._count(flow, call, response.status_code, None)
 
     def error(self, flow: http.HTTPFlow) -> None:
         """After `UpstreamWatch.error`: an upstream unreachable or late counts for its circuit."""
@@ -197,6 +202,14 @@ class Attempts:
             return
         if count_attempt(call, status, kind, self.shared.circuits, self.shared.ledger):
             self._counted.add(flow)
+
+
+def resends_on(call: Call) -> RetryConfig | None:
+    """The conditions on which an attempt of the call's target is looked at before its answer goes
+    to the client: its provider's `retry` (one attempt on the default conditions where it has none
+    and a fallback is left); None where nothing would go after it (no retry and no fallback left)."""
+    retry = retry_of(call)
+    return None if retry.attempts <= 1 and not call.failover.fallbacks else retry
 
 
 def _applied(flow: http.HTTPFlow, call: Call, step: Retry) -> bool:
@@ -216,9 +229,3 @@ def _unreachable(flow: http.HTTPFlow) -> str:
 async def _done(pending: Awaitable[None] | None) -> None:
     if pending is not None:
         await pending
-
-
-def _rest_refused_key(response: http.Response, pooled: tuple[KeyPool, str], shared: Shared) -> None:
-    if response.status_code in RESTING_STATUSES:
-        pool, key = pooled
-        rest_key(pool, key, retry_after_seconds(response.headers.get("retry-after")), shared.ledger)

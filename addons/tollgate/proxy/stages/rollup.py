@@ -19,7 +19,6 @@ from mitmproxy import ctx, http
 from tollgate.core.call import Call, RolledUp
 from tollgate.credentials.base import UpstreamCredential
 from tollgate.credentials.errors import CredentialUnavailable
-from tollgate.credentials.keypool import retry_after_seconds
 from tollgate.formats import OPENAI_CHAT
 from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.registry import wire_format
@@ -36,13 +35,12 @@ from tollgate.governance.limits.rollup import (
     summary_request,
 )
 from tollgate.governance.matching import matches
-from tollgate.governance.routing.failover import RESTING_STATUSES
 from tollgate.governance.routing.upstream import (
     Outgoing,
     Unreachable,
     credential_for,
     json_request,
-    rest_key,
+    rest_refused_key,
     send,
 )
 from tollgate.proxy.flows import write_body
@@ -58,9 +56,9 @@ OPT_OUT = b"x-tollgate-rollup"
 
 class SummaryUnavailable(Exception):
     """The summarizer could not be asked, or gave no summary (the message names no content);
-    `rest`: the pooled key the provider refused, and its answer's Retry-After."""
+    `rest`: the pooled key an answer with an error came for, its status and its Retry-After."""
 
-    def __init__(self, message: str, rest: tuple[str, str | None] | None = None) -> None:
+    def __init__(self, message: str, rest: tuple[str, int, str | None] | None = None) -> None:
         super().__init__(message)
         self.rest = rest
 
@@ -135,10 +133,10 @@ class RollUp:
             why = str(e) if isinstance(e, SummaryUnavailable) else f"asking {summarizer} failed: {type(e).__name__}"
             logger.warning("Tollgate: a conversation was not rolled up: %s", why)
             if isinstance(e, SummaryUnavailable) and e.rest is not None:
-                # A pooled key the summarizer's provider refused rests, as after a call's (`Credential`).
-                key, retry_after = e.rest
+                # A pooled key the summarizer's provider refused rests, as after a call's.
+                key, status, retry_after = e.rest
                 pool = call.loaded.pools[rule.summarizer.provider]
-                rest_key(pool, key, retry_after_seconds(retry_after), self.shared.ledger)
+                rest_refused_key(pool, key, status, retry_after, self.shared.ledger)
             return
         summaries.put(rolled.key, summary)
         cost = call.loaded.prices.cost(
@@ -203,7 +201,7 @@ def summarizer_call(call: Call, rule: RollupRule, rolled: Plan) -> SummarizerCal
 
 def ask(summarizer: SummarizerCall, verify: bool | str) -> tuple[str, Usage]:
     """The summary, and the summarizer's usage; in a thread. SummaryUnavailable says why not, and
-    which pooled key to rest when the provider refused it (401, 429)."""
+    with which pooled key, status and Retry-After the provider answered (`rest_refused_key`)."""
     try:
         request = summarizer.request.with_credential(summarizer.credential)
     except CredentialUnavailable as e:
@@ -214,9 +212,7 @@ def ask(summarizer: SummarizerCall, verify: bool | str) -> tuple[str, Usage]:
         raise SummaryUnavailable(f"the summarizer ({summarizer.name}) could not be reached: {e}") from None
     if answer.status != 200:
         key = summarizer.credential.pooled_key
-        rest = None
-        if key is not None and answer.status in RESTING_STATUSES:
-            rest = (key, answer.headers.get("retry-after"))
+        rest = None if key is None else (key, answer.status, answer.headers.get("retry-after"))
         raise SummaryUnavailable(f"the summarizer ({summarizer.name}) answered HTTP {answer.status}", rest)
     data = parse_json(answer.body)
     try:

@@ -23,30 +23,6 @@ from tollgate.formats.anthropic_messages import (
     bedrock_invoke_body,
     betas_of_header,
 )
-from tollgate.formats.chat import (
-    ChatError,
-    ChatRequest,
-    ChatResponse,
-    Choice,
-    Failed,
-    Finished,
-    Image,
-    Message,
-    OutputFormat,
-    Started,
-    Text,
-    TextDelta,
-    Thinking,
-    ThinkingDelta,
-    Tool,
-    ToolCall,
-    ToolCallDelta,
-    ToolCallStarted,
-    ToolChoice,
-    ToolResult,
-    Untranslatable,
-    UsageReported,
-)
 from tollgate.formats.usage import Usage
 
 FMT = ANTHROPIC_MESSAGES
@@ -82,8 +58,8 @@ def read_all(raw: bytes) -> list[chat.StreamEvent]:
     return events
 
 
-def write_all(events: list[chat.StreamEvent], request: ChatRequest | None = None) -> bytes:
-    writer = FMT.stream_writer(request or ChatRequest(model="claude-sonnet-4-5", messages=[]))
+def write_all(events: list[chat.StreamEvent], request: chat.ChatRequest | None = None) -> bytes:
+    writer = FMT.stream_writer(request or chat.ChatRequest(model="claude-sonnet-4-5", messages=[]))
     assert writer.content_type == "text/event-stream"
     return b"".join(writer.write(e) for e in events) + writer.end()
 
@@ -142,32 +118,32 @@ DOCS_TOOL_CALL = {
     "service_tier": "auto",
 }
 
-DOCS_TOOL_CALL_MODEL = ChatRequest(
+DOCS_TOOL_CALL_MODEL = chat.ChatRequest(
     model="claude-opus-4-6",
     max_tokens=16000,
-    system=[Text("You are a weather bot.")],
-    tools=[Tool("get_weather", "Get the current weather in a given location", WEATHER_SCHEMA)],
-    tool_choice=ToolChoice("auto"),
+    system=[chat.Text("You are a weather bot.")],
+    tools=[chat.Tool("get_weather", "Get the current weather in a given location", WEATHER_SCHEMA)],
+    tool_choice=chat.ToolChoice("auto"),
     parallel_tool_calls=False,
     messages=[
-        Message("user", [Text("What's the weather like in San Francisco?")]),
-        Message(
+        chat.Message("user", [chat.Text("What's the weather like in San Francisco?")]),
+        chat.Message(
             "assistant",
             [
-                Thinking(
+                chat.Thinking(
                     "The user wants the weather: call get_weather.",
                     signature="EqQBCgIYAhIM1gbcDa9GJwZA2b3h",
                     origin=NAME,
                 ),
-                Text("I'll check the weather."),
-                ToolCall("toolu_01A09q90qw90lq917835lq9", "get_weather", '{"location":"San Francisco, CA"}'),
+                chat.Text("I'll check the weather."),
+                chat.ToolCall("toolu_01A09q90qw90lq917835lq9", "get_weather", '{"location":"San Francisco, CA"}'),
             ],
         ),
-        Message(
+        chat.Message(
             "user",
             [
-                ToolResult("toolu_01A09q90qw90lq917835lq9", None, [Text("15 degrees")]),
-                Image(media_type="image/jpeg", data="/9j/4AAQSkZJRg=="),
+                chat.ToolResult("toolu_01A09q90qw90lq917835lq9", None, [chat.Text("15 degrees")]),
+                chat.Image(media_type="image/jpeg", data="/9j/4AAQSkZJRg=="),
             ],
         ),
     ],
@@ -186,25 +162,27 @@ def test_reads_the_documented_tool_call() -> None:
 
 def test_reads_the_simplest_call() -> None:
     body = {"model": "claude-sonnet-4-5", "max_tokens": 1024, "messages": [{"role": "user", "content": "Hello, world"}]}
-    assert FMT.read_request(body) == ChatRequest(
-        model="claude-sonnet-4-5", max_tokens=1024, messages=[Message("user", [Text("Hello, world")])]
+    assert FMT.read_request(body) == chat.ChatRequest(
+        model="claude-sonnet-4-5", max_tokens=1024, messages=[chat.Message("user", [chat.Text("Hello, world")])]
     )
 
 
 def test_writes_a_call_exactly() -> None:
-    request = ChatRequest(
+    request = chat.ChatRequest(
         model="claude-sonnet-4-5",
         messages=[
-            Message("user", [Text("Weather?"), Image(url="https://example.com/sky.png")]),
-            Message("assistant", [Text(""), ToolCall("toolu_1", "get_weather", '{"location": "Paris"}')]),
-            Message(
+            chat.Message("user", [chat.Text("Weather?"), chat.Image(url="https://example.com/sky.png")]),
+            chat.Message(
+                "assistant", [chat.Text(""), chat.ToolCall("toolu_1", "get_weather", '{"location": "Paris"}')]
+            ),
+            chat.Message(
                 "user",
-                [Text("and now?"), ToolResult("toolu_1", "get_weather", [Text("12°C")], is_error=True)],
+                [chat.Text("and now?"), chat.ToolResult("toolu_1", "get_weather", [chat.Text("12°C")], is_error=True)],
             ),
         ],
-        system=[Text("Be brief."), Text("Use tools.")],
-        tools=[Tool("get_weather", None, WEATHER_SCHEMA, strict=True), Tool("noop")],
-        tool_choice=ToolChoice("tool", "get_weather"),
+        system=[chat.Text("Be brief."), chat.Text("Use tools.")],
+        tools=[chat.Tool("get_weather", None, WEATHER_SCHEMA, strict=True), chat.Tool("noop")],
+        tool_choice=chat.ToolChoice("tool", "get_weather"),
         parallel_tool_calls=True,
         temperature=0.5,
         top_p=0.9,
@@ -212,7 +190,7 @@ def test_writes_a_call_exactly() -> None:
         stop=["END"],
         seed=7,
         user="u-1",
-        output=OutputFormat("json_schema", {"type": "object"}, name="answer"),
+        output=chat.OutputFormat("json_schema", {"type": "object"}, name="answer"),
         stream=True,
     )
     body, headers = FMT.write_request(request)
@@ -266,7 +244,7 @@ def test_writes_a_call_exactly() -> None:
 
 def test_a_call_round_trips() -> None:
     request = DOCS_TOOL_CALL_MODEL
-    expected = ChatRequest(**{f: getattr(request, f) for f in ChatRequest.__slots__})  # type: ignore[attr-defined]
+    expected = chat.ChatRequest(**{f: getattr(request, f) for f in chat.ChatRequest.__slots__})  # type: ignore[attr-defined]
     expected.dropped = []
     again = FMT.read_request(FMT.write_request(expected)[0])
     assert again == expected
@@ -277,7 +255,7 @@ def test_reads_beta_and_ga_structured_outputs_and_effort() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "string"}}}
     beta = FMT.read_request({**base, "output_format": {"type": "json_schema", "schema": schema}})
     ga = FMT.read_request({**base, "output_config": {"format": {"type": "json_schema", "schema": schema}}})
-    assert beta.output == ga.output == OutputFormat("json_schema", schema)
+    assert beta.output == ga.output == chat.OutputFormat("json_schema", schema)
     effort = FMT.read_request({**base, "output_config": {"effort": "max"}, "thinking": {"type": "adaptive"}})
     assert (effort.reasoning_effort, effort.dropped) == ("high", ["output_config.effort"])
     adaptive = FMT.read_request({**base, "thinking": {"type": "adaptive", "display": "omitted"}})
@@ -308,7 +286,7 @@ def test_reading_drops_what_does_not_change_the_answer() -> None:
         "inference_geo",
         "mcp_servers",
     ]
-    assert request.tools == [Tool("t", None, {"type": "object"})]
+    assert request.tools == [chat.Tool("t", None, {"type": "object"})]
 
 
 @pytest.mark.parametrize(
@@ -375,7 +353,7 @@ def test_reading_drops_what_does_not_change_the_answer() -> None:
 )
 def test_reading_refuses_what_it_cannot_carry(change: dict[str, Any], named: str) -> None:
     body = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}], **change}
-    with pytest.raises(Untranslatable, match=None) as caught:
+    with pytest.raises(chat.Untranslatable, match=None) as caught:
         FMT.read_request(body)
     assert named in str(caught.value)
 
@@ -384,8 +362,10 @@ def test_every_field_has_a_handling() -> None:
     assert {h for h, _ in REQUEST_FIELDS.values()} == {"translated", "dropped", "refused"}
 
 
-def call(**fields: Any) -> ChatRequest:
-    return ChatRequest(**{"model": "claude-sonnet-4-5", "messages": [Message("user", [Text("hi")])], **fields})
+def call(**fields: Any) -> chat.ChatRequest:
+    return chat.ChatRequest(
+        **{"model": "claude-sonnet-4-5", "messages": [chat.Message("user", [chat.Text("hi")])], **fields}
+    )
 
 
 @pytest.mark.parametrize(
@@ -394,22 +374,28 @@ def call(**fields: Any) -> ChatRequest:
         (call(n=2), "n 2: Anthropic returns one answer"),
         (call(logprobs=True), "logprobs"),
         (call(top_logprobs=3), "top_logprobs"),
-        (call(output=OutputFormat("json")), "no plain JSON mode"),
+        (call(output=chat.OutputFormat("json")), "no plain JSON mode"),
         (call(temperature=1.5), "temperature 1.5"),
         (call(max_tokens=2000, reasoning_effort="medium"), "max_tokens 2000 must be above the 8192 thinking tokens"),
         (call(max_tokens=1024, thinking_budget=1024), "max_tokens 1024"),
-        (call(tools=[Tool("f")], tool_choice=ToolChoice("required"), reasoning_effort="low"), "tool_choice 'required'"),
         (
-            call(messages=[Message("user", [Image(url="gs://bucket/a.png")])]),
+            call(tools=[chat.Tool("f")], tool_choice=chat.ToolChoice("required"), reasoning_effort="low"),
+            "tool_choice 'required'",
+        ),
+        (
+            call(messages=[chat.Message("user", [chat.Image(url="gs://bucket/a.png")])]),
             "messages[0].parts[0]: an image at gs URL",
         ),
-        (call(messages=[Message("user", [Image(media_type="image/heic", data="AAAA")])]), "image/heic"),
-        (call(messages=[Message("user", [ToolCall("c", "f", "{}")])]), "messages[0].parts[0]: a ToolCall"),
-        (call(messages=[Message("assistant", [ToolResult("c", None, [])])]), "a ToolResult cannot be in an assistant"),
+        (call(messages=[chat.Message("user", [chat.Image(media_type="image/heic", data="AAAA")])]), "image/heic"),
+        (call(messages=[chat.Message("user", [chat.ToolCall("c", "f", "{}")])]), "messages[0].parts[0]: a ToolCall"),
+        (
+            call(messages=[chat.Message("assistant", [chat.ToolResult("c", None, [])])]),
+            "a ToolResult cannot be in an assistant",
+        ),
     ],
 )
-def test_writing_refuses_what_anthropic_cannot_carry(request_: ChatRequest, named: str) -> None:
-    with pytest.raises(Untranslatable) as caught:
+def test_writing_refuses_what_anthropic_cannot_carry(request_: chat.ChatRequest, named: str) -> None:
+    with pytest.raises(chat.Untranslatable) as caught:
         FMT.write_request(request_)
     assert named in str(caught.value)
 
@@ -420,8 +406,10 @@ def test_writing_drops_what_anthropic_lacks() -> None:
         presence_penalty=0.5,
         frequency_penalty=0.2,
         messages=[
-            Message("user", [Text("hi")]),
-            Message("assistant", [Thinking("gemini thought"), Thinking(redacted="EnCrYpTeD"), Text("hello")]),
+            chat.Message("user", [chat.Text("hi")]),
+            chat.Message(
+                "assistant", [chat.Thinking("gemini thought"), chat.Thinking(redacted="EnCrYpTeD"), chat.Text("hello")]
+            ),
         ],
     )
     body, _ = FMT.write_request(request)
@@ -465,21 +453,25 @@ def test_thinking_drops_the_sampling_anthropic_refuses_with_it() -> None:
     [
         (None, None, None),
         (None, False, {"type": "auto", "disable_parallel_tool_use": True}),
-        (ToolChoice("required"), None, {"type": "any"}),
-        (ToolChoice("none"), False, {"type": "none"}),
-        (ToolChoice("auto"), True, {"type": "auto", "disable_parallel_tool_use": False}),
+        (chat.ToolChoice("required"), None, {"type": "any"}),
+        (chat.ToolChoice("none"), False, {"type": "none"}),
+        (chat.ToolChoice("auto"), True, {"type": "auto", "disable_parallel_tool_use": False}),
     ],
 )
-def test_tool_choice(choice: ToolChoice | None, parallel: bool | None, written: dict[str, Any] | None) -> None:
-    body, _ = FMT.write_request(call(tools=[Tool("f")], tool_choice=choice, parallel_tool_calls=parallel))
+def test_tool_choice(choice: chat.ToolChoice | None, parallel: bool | None, written: dict[str, Any] | None) -> None:
+    body, _ = FMT.write_request(call(tools=[chat.Tool("f")], tool_choice=choice, parallel_tool_calls=parallel))
     assert body.get("tool_choice") == written
-    assert "tool_choice" not in FMT.write_request(call(tool_choice=ToolChoice("none")))[0]
+    assert "tool_choice" not in FMT.write_request(call(tool_choice=chat.ToolChoice("none")))[0]
 
 
 def test_images_inline_get_their_type() -> None:
     png = base64.b64encode(b"\x89PNG\r\n\x1a\n....").decode()
     body, _ = FMT.write_request(
-        call(messages=[Message("user", [Image(data=png), Image(url="data:image/webp;base64,UklGRgAAAABXRUJQ")])])
+        call(
+            messages=[
+                chat.Message("user", [chat.Image(data=png), chat.Image(url="data:image/webp;base64,UklGRgAAAABXRUJQ")])
+            ]
+        )
     )
     sources = [b["source"] for b in body["messages"][0]["content"]]
     assert sources == [
@@ -525,17 +517,17 @@ DOCS_ANSWER = {
     },
 }
 
-DOCS_ANSWER_MODEL = ChatResponse(
+DOCS_ANSWER_MODEL = chat.ChatResponse(
     id="msg_013Zva2CMHLNnXjNJJKqJ2EF",
     model="claude-opus-4-6",
     choices=[
-        Choice(
+        chat.Choice(
             0,
             [
-                Thinking("Plan the call.", signature="WaUjzkypQ2mUEVM36O2TxuC06KN8xyfbJwyem2dw3URve", origin=NAME),
-                Thinking(redacted="EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP", origin=NAME),
-                Text("I'll check the weather."),
-                ToolCall("toolu_01A09q90qw90lq917835lq9", "get_weather", '{"location":"San Francisco, CA"}'),
+                chat.Thinking("Plan the call.", signature="WaUjzkypQ2mUEVM36O2TxuC06KN8xyfbJwyem2dw3URve", origin=NAME),
+                chat.Thinking(redacted="EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP", origin=NAME),
+                chat.Text("I'll check the weather."),
+                chat.ToolCall("toolu_01A09q90qw90lq917835lq9", "get_weather", '{"location":"San Francisco, CA"}'),
             ],
             "tool_calls",
         )
@@ -579,7 +571,7 @@ def test_stop_sequence_both_ways() -> None:
     answer = FMT.read_response(
         {"content": [{"type": "text", "text": "x"}], "stop_reason": "stop_sequence", "stop_sequence": "END"}
     )
-    assert answer.choices[0] == Choice(0, [Text("x")], "stop", "END")
+    assert answer.choices[0] == chat.Choice(0, [chat.Text("x")], "stop", "END")
     assert FMT.write_response(answer, call())["stop_reason"] == "stop_sequence"
 
 
@@ -594,7 +586,7 @@ def test_stop_sequence_both_ways() -> None:
     ],
 )
 def test_stop_reasons_written(finish: chat.FinishReason, stop_reason: str) -> None:
-    response = ChatResponse(id=None, model=None, choices=[Choice(0, [], finish)])
+    response = chat.ChatResponse(id=None, model=None, choices=[chat.Choice(0, [], finish)])
     written = FMT.write_response(response, call(model="claude-haiku-4-5"))
     assert written["stop_reason"] == stop_reason
     assert written["id"].startswith("msg_")
@@ -603,12 +595,12 @@ def test_stop_reasons_written(finish: chat.FinishReason, stop_reason: str) -> No
 
 
 def test_writes_the_first_of_several_answers_and_survives_broken_arguments() -> None:
-    response = ChatResponse(
+    response = chat.ChatResponse(
         id="chatcmpl-9",
         model="gpt-x",
         choices=[
-            Choice(1, [Text("second")], "stop"),
-            Choice(0, [ToolCall("", "f", "{not json"), ToolCall("call_2", "g", "[1]")], "tool_calls"),
+            chat.Choice(1, [chat.Text("second")], "stop"),
+            chat.Choice(0, [chat.ToolCall("", "f", "{not json"), chat.ToolCall("call_2", "g", "[1]")], "tool_calls"),
         ],
         usage=Usage(input_tokens=10, output_tokens=5),
     )
@@ -629,7 +621,7 @@ def test_reads_odd_answers_without_crashing() -> None:
     }
     answer = FMT.read_response(odd)
     assert answer.id is None
-    assert answer.choices[0].parts == [Text(""), ToolCall("", "", "{}")]
+    assert answer.choices[0].parts == [chat.Text(""), chat.ToolCall("", "", "{}")]
     assert answer.usage == Usage()
 
 
@@ -732,17 +724,17 @@ DOCS_TOOL_STREAM = stream_of(
 )
 
 DOCS_TOOL_STREAM_EVENTS: list[chat.StreamEvent] = [
-    Started("msg_014p7gG3wDgGV9EUtLvnow3U", "claude-opus-4-6"),
-    UsageReported(Usage(input_tokens=572, output_tokens=2, cached_tokens=100)),
-    ThinkingDelta("Weather: use the tool."),
-    ThinkingDelta(signature="EqQBCgIYAhIM", origin=NAME),
-    TextDelta("Okay"),
-    TextDelta(", let's check."),
-    ToolCallStarted(0, "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "get_weather"),
-    ToolCallDelta(0, '{"location":'),
-    ToolCallDelta(0, ' "San Francisco, CA"}'),
-    Finished("tool_calls"),
-    UsageReported(Usage(output_tokens=89)),
+    chat.Started("msg_014p7gG3wDgGV9EUtLvnow3U", "claude-opus-4-6"),
+    chat.UsageReported(Usage(input_tokens=572, output_tokens=2, cached_tokens=100)),
+    chat.ThinkingDelta("Weather: use the tool."),
+    chat.ThinkingDelta(signature="EqQBCgIYAhIM", origin=NAME),
+    chat.TextDelta("Okay"),
+    chat.TextDelta(", let's check."),
+    chat.ToolCallStarted(0, "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "get_weather"),
+    chat.ToolCallDelta(0, '{"location":'),
+    chat.ToolCallDelta(0, ' "San Francisco, CA"}'),
+    chat.Finished("tool_calls"),
+    chat.UsageReported(Usage(output_tokens=89)),
 ]
 
 
@@ -812,15 +804,15 @@ def test_reads_usage_updates_and_errors_in_a_stream() -> None:
         ("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
     )
     assert read_all(raw) == [
-        Started("msg_1", "m"),
-        UsageReported(Usage(input_tokens=15, output_tokens=1, cache_write_tokens=5)),
-        TextDelta("Hi"),
-        ThinkingDelta(redacted="abc", origin=NAME),
-        ToolCallStarted(0, "t", "f"),
-        ToolCallDelta(0, '{"a":1}'),
-        Finished("stop", stop_sequence="END"),
-        UsageReported(Usage(input_tokens=17, output_tokens=30)),
-        Failed(ChatError(529, "overloaded", "Overloaded")),
+        chat.Started("msg_1", "m"),
+        chat.UsageReported(Usage(input_tokens=15, output_tokens=1, cache_write_tokens=5)),
+        chat.TextDelta("Hi"),
+        chat.ThinkingDelta(redacted="abc", origin=NAME),
+        chat.ToolCallStarted(0, "t", "f"),
+        chat.ToolCallDelta(0, '{"a":1}'),
+        chat.Finished("stop", stop_sequence="END"),
+        chat.UsageReported(Usage(input_tokens=17, output_tokens=30)),
+        chat.Failed(chat.ChatError(529, "overloaded", "Overloaded")),
     ]
 
 
@@ -833,18 +825,18 @@ def test_a_broken_stream_sets_error_and_stops() -> None:
 
 def test_writes_a_stream_exactly() -> None:
     events: list[chat.StreamEvent] = [
-        Started("chatcmpl-1", "gpt-x"),
-        UsageReported(Usage(input_tokens=20, cached_tokens=5)),
-        ThinkingDelta("hmm"),
-        ThinkingDelta(signature="sig"),
-        TextDelta("Hel"),
-        TextDelta("lo", choice=1),
-        TextDelta("lo"),
-        ToolCallStarted(0, "call_1", "f"),
-        ToolCallDelta(0, '{"a":'),
-        ToolCallDelta(0, "1}"),
-        Finished("tool_calls"),
-        UsageReported(Usage(output_tokens=7)),
+        chat.Started("chatcmpl-1", "gpt-x"),
+        chat.UsageReported(Usage(input_tokens=20, cached_tokens=5)),
+        chat.ThinkingDelta("hmm"),
+        chat.ThinkingDelta(signature="sig"),
+        chat.TextDelta("Hel"),
+        chat.TextDelta("lo", choice=1),
+        chat.TextDelta("lo"),
+        chat.ToolCallStarted(0, "call_1", "f"),
+        chat.ToolCallDelta(0, '{"a":'),
+        chat.ToolCallDelta(0, "1}"),
+        chat.Finished("tool_calls"),
+        chat.UsageReported(Usage(output_tokens=7)),
     ]
     raw = write_all(events)
     assert raw.startswith(b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_chatcmpl-1",')
@@ -925,7 +917,7 @@ def test_writes_a_stream_exactly() -> None:
 
 
 def test_a_stream_without_start_or_content_is_still_whole() -> None:
-    raw = write_all([Finished("length")], ChatRequest(model="claude-x", messages=[]))
+    raw = write_all([chat.Finished("length")], chat.ChatRequest(model="claude-x", messages=[]))
     names = [name for name, _ in sse_events(raw)]
     assert names == ["message_start", "message_delta", "message_stop"]
     start = sse_events(raw)[0][1]["message"]
@@ -935,7 +927,14 @@ def test_a_stream_without_start_or_content_is_still_whole() -> None:
 
 
 def test_a_tool_call_without_id_gets_one() -> None:
-    raw = write_all([Started("resp_1"), ToolCallStarted(0, "", "f"), ToolCallDelta(0, "{}"), Finished("tool_calls")])
+    raw = write_all(
+        [
+            chat.Started("resp_1"),
+            chat.ToolCallStarted(0, "", "f"),
+            chat.ToolCallDelta(0, "{}"),
+            chat.Finished("tool_calls"),
+        ]
+    )
     assert sse_events(raw)[1][1]["content_block"] == {
         "type": "tool_use",
         "id": "toolu_resp_1_0",
@@ -946,9 +945,9 @@ def test_a_tool_call_without_id_gets_one() -> None:
 
 def test_a_failed_stream_ends_in_an_error_event() -> None:
     writer = FMT.stream_writer(call())
-    out = writer.write(Started("msg_1", "m")) + writer.write(TextDelta("x"))
-    out += writer.write(Failed(ChatError(429, "rate_limit", "slow down")))
-    out += writer.write(TextDelta("more")) + writer.end()
+    out = writer.write(chat.Started("msg_1", "m")) + writer.write(chat.TextDelta("x"))
+    out += writer.write(chat.Failed(chat.ChatError(429, "rate_limit", "slow down")))
+    out += writer.write(chat.TextDelta("more")) + writer.end()
     assert sse_events(out)[-1] == (
         "error",
         {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}},
@@ -961,9 +960,9 @@ def test_the_documented_stream_round_trips() -> None:
     # message_start goes out before any usage is known; message_delta carries all of it at the end.
     assert again == [
         DOCS_TOOL_STREAM_EVENTS[0],
-        UsageReported(Usage(input_tokens=0, output_tokens=0)),
+        chat.UsageReported(Usage(input_tokens=0, output_tokens=0)),
         *DOCS_TOOL_STREAM_EVENTS[2:-1],
-        UsageReported(Usage(input_tokens=572, output_tokens=89, cached_tokens=100)),
+        chat.UsageReported(Usage(input_tokens=572, output_tokens=89, cached_tokens=100)),
     ]
 
 
@@ -987,7 +986,7 @@ def test_the_documented_stream_round_trips() -> None:
     ],
 )
 def test_errors_both_ways(status: int, kind: chat.ErrorKind, error_type: str) -> None:
-    error = ChatError(status, kind, "Something went wrong")
+    error = chat.ChatError(status, kind, "Something went wrong")
     written_status, headers, body = FMT.write_error(error)
     assert (written_status, headers) == (status, {"content-type": "application/json"})
     assert json.loads(body) == {"type": "error", "error": {"type": error_type, "message": "Something went wrong"}}
@@ -996,11 +995,13 @@ def test_errors_both_ways(status: int, kind: chat.ErrorKind, error_type: str) ->
 
 def test_reads_errors_it_does_not_know() -> None:
     body = b'{"type":"error","error":{"type":"billing_error","message":"Your credit balance is too low"},"request_id":"req_1"}'
-    assert FMT.read_error(402, {}, body) == ChatError(402, "permission", "Your credit balance is too low")
-    assert FMT.read_error(502, {}, b"<html>Bad gateway</html>") == ChatError(
+    assert FMT.read_error(402, {}, body) == chat.ChatError(402, "permission", "Your credit balance is too low")
+    assert FMT.read_error(502, {}, b"<html>Bad gateway</html>") == chat.ChatError(
         502, "server", "Anthropic answered HTTP 502"
     )
-    assert FMT.read_error(429, {}, b'{"error": "x"}') == ChatError(429, "rate_limit", "Anthropic answered HTTP 429")
+    assert FMT.read_error(429, {}, b'{"error": "x"}') == chat.ChatError(
+        429, "rate_limit", "Anthropic answered HTTP 429"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1077,7 +1078,7 @@ def test_bedrock_exceptions_become_anthropic_errors(
     out = unwrapper.feed(invoke_chunk(first) + exception(exception_type, "It broke"))
     error = {"type": "error", "error": {"type": error_type, "message": "It broke"}}
     assert sse_events(out)[-1] == ("error", error)
-    assert read_all(out)[-1] == Failed(ChatError(status, kind, "It broke"))  # type: ignore[arg-type]
+    assert read_all(out)[-1] == chat.Failed(chat.ChatError(status, kind, "It broke"))  # type: ignore[arg-type]
 
 
 def test_bedrock_oddities() -> None:
@@ -1102,10 +1103,12 @@ def test_bedrock_oddities() -> None:
 
 
 def test_an_answer_seals_another_providers_signatures() -> None:
-    gemini_signed = Thinking("plan", signature="c2ln+/==", origin="gemini-generate")
-    converse_redacted = Thinking(redacted="cmVk", origin="bedrock-converse")
-    own = Thinking("mine", signature="EqQB", origin=NAME)
-    response = ChatResponse("msg_1", "m", [Choice(0, [gemini_signed, converse_redacted, own, Text("Hi")], "stop")])
+    gemini_signed = chat.Thinking("plan", signature="c2ln+/==", origin="gemini-generate")
+    converse_redacted = chat.Thinking(redacted="cmVk", origin="bedrock-converse")
+    own = chat.Thinking("mine", signature="EqQB", origin=NAME)
+    response = chat.ChatResponse(
+        "msg_1", "m", [chat.Choice(0, [gemini_signed, converse_redacted, own, chat.Text("Hi")], "stop")]
+    )
     content = FMT.write_response(response, call())["content"]
     assert content[:3] == [
         {"type": "thinking", "thinking": "plan", "signature": chat.seal("c2ln+/==", "gemini-generate")},
@@ -1116,16 +1119,16 @@ def test_an_answer_seals_another_providers_signatures() -> None:
     history = FMT.read_request(
         {"model": "m", "max_tokens": 10, "messages": [{"role": "assistant", "content": content}]}
     )
-    assert history.messages[0].parts == [gemini_signed, converse_redacted, own, Text("Hi")]
+    assert history.messages[0].parts == [gemini_signed, converse_redacted, own, chat.Text("Hi")]
 
 
 def test_a_stream_seals_another_providers_signatures() -> None:
     events: list[chat.StreamEvent] = [
-        ThinkingDelta("plan"),
-        ThinkingDelta(signature="c2ln", origin="gemini-generate"),
-        ThinkingDelta(redacted="cmVk", origin="bedrock-converse"),
-        ThinkingDelta(signature="EqQB", origin=NAME),
-        Finished("stop"),
+        chat.ThinkingDelta("plan"),
+        chat.ThinkingDelta(signature="c2ln", origin="gemini-generate"),
+        chat.ThinkingDelta(redacted="cmVk", origin="bedrock-converse"),
+        chat.ThinkingDelta(signature="EqQB", origin=NAME),
+        chat.Finished("stop"),
     ]
     written = sse_events(write_all(events))
     deltas = [data["delta"] for name, data in written if name == "content_block_delta"]
@@ -1144,23 +1147,23 @@ def test_reading_a_call_unseals_signatures_and_knows_anthropics_own() -> None:
     ]
     request = FMT.read_request({"model": "m", "max_tokens": 10, "messages": [{"role": "assistant", "content": blocks}]})
     assert request.messages[0].parts == [
-        Thinking("a", signature="c2ln", origin="gemini-generate"),
-        Thinking("b", signature="EqQB", origin=NAME),
-        Thinking(redacted="EnCr", origin=NAME),
+        chat.Thinking("a", signature="c2ln", origin="gemini-generate"),
+        chat.Thinking("b", signature="EqQB", origin=NAME),
+        chat.Thinking(redacted="EnCr", origin=NAME),
     ]
 
 
 def test_writing_a_call_leaves_out_thinking_another_provider_signed() -> None:
     request = call(
         messages=[
-            Message("user", [Text("hi")]),
-            Message(
+            chat.Message("user", [chat.Text("hi")]),
+            chat.Message(
                 "assistant",
                 [
-                    Thinking("theirs", signature="c2ln", origin="gemini-generate"),
-                    Thinking(redacted="cmVk", origin="bedrock-converse"),
-                    Thinking("mine", signature="EqQB", origin=NAME),
-                    ToolCall("toolu_1", "f", "{}"),
+                    chat.Thinking("theirs", signature="c2ln", origin="gemini-generate"),
+                    chat.Thinking(redacted="cmVk", origin="bedrock-converse"),
+                    chat.Thinking("mine", signature="EqQB", origin=NAME),
+                    chat.ToolCall("toolu_1", "f", "{}"),
                 ],
             ),
         ]

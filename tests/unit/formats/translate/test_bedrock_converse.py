@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.support.examples import examples
 
+from tollgate.formats import chat
 from tollgate.formats.bedrock_converse import (
     BEDROCK_CONVERSE,
     EVENT_STREAM,
@@ -27,32 +28,6 @@ from tollgate.formats.bedrock_converse import (
     REQUEST_FIELDS,
     ConverseStreamReader,
     converse_usage,
-)
-from tollgate.formats.chat import (
-    ChatError,
-    ChatRequest,
-    ChatResponse,
-    Choice,
-    Failed,
-    Finished,
-    Image,
-    Message,
-    OutputFormat,
-    Started,
-    StreamEvent,
-    Text,
-    TextDelta,
-    Thinking,
-    ThinkingDelta,
-    Tool,
-    ToolCall,
-    ToolCallDelta,
-    ToolCallStarted,
-    ToolChoice,
-    ToolResult,
-    Untranslatable,
-    UsageReported,
-    seal,
 )
 from tollgate.formats.framing import event_frame
 from tollgate.formats.usage import Usage
@@ -192,10 +167,12 @@ TOOL_CONVERSATION = {
 
 def test_reads_the_documented_request() -> None:
     request = FMT.read_request(DOC_REQUEST)
-    assert request == ChatRequest(
+    assert request == chat.ChatRequest(
         model=None,
-        messages=[Message("user", [Text("Write an article about impact of high inflation to GDP of a country")])],
-        system=[Text("You are an economist with access to lots of data")],
+        messages=[
+            chat.Message("user", [chat.Text("Write an article about impact of high inflation to GDP of a country")])
+        ],
+        system=[chat.Text("You are an economist with access to lots of data")],
         max_tokens=1000,
         temperature=0.5,
     )
@@ -204,23 +181,23 @@ def test_reads_the_documented_request() -> None:
 
 def test_reads_the_documented_tool_conversation() -> None:
     request = FMT.read_request(TOOL_CONVERSATION)
-    call = ToolCall("tooluse_kZJMlvQmRJ6eAyJE5GIl7Q", "top_song", '{"sign":"WZPZ"}')
+    call = chat.ToolCall("tooluse_kZJMlvQmRJ6eAyJE5GIl7Q", "top_song", '{"sign":"WZPZ"}')
     assert request.messages == [
-        Message("user", [Text("What is the most popular song on WZPZ?")]),
-        Message("assistant", [Text("I'll look it up."), call]),
-        Message(
+        chat.Message("user", [chat.Text("What is the most popular song on WZPZ?")]),
+        chat.Message("assistant", [chat.Text("I'll look it up."), call]),
+        chat.Message(
             "user",
-            [ToolResult(call.id, None, [Text('{"song":"Elemental Hotel","artist":"8 Storey Hike"}')])],
+            [chat.ToolResult(call.id, None, [chat.Text('{"song":"Elemental Hotel","artist":"8 Storey Hike"}')])],
         ),
     ]
     assert request.tools == [
-        Tool(
+        chat.Tool(
             "top_song",
             "Get the most popular song played on a radio station.",
             TOP_SONG["toolSpec"]["inputSchema"]["json"],
         )  # type: ignore[index]
     ]
-    assert request.tool_choice == ToolChoice("auto")
+    assert request.tool_choice == chat.ToolChoice("auto")
     body, _ = FMT.write_request(request)
     # The JSON result comes back as its text: the common model holds text and images only.
     result = body["messages"][2]["content"][0]["toolResult"]
@@ -274,30 +251,30 @@ def test_reads_what_botocore_sends() -> None:
     )
     request = FMT.read_request(body)
     assert request.messages == [
-        Message("user", [Text("What is this?"), Image("image/png", PNG)]),
-        Message(
+        chat.Message("user", [chat.Text("What is this?"), chat.Image("image/png", PNG)]),
+        chat.Message(
             "assistant",
             [
-                Thinking("A picture.", signature="c2ln", origin=NAME),
-                Thinking(redacted=base64.b64encode(b"\x01\x02").decode(), origin=NAME),
-                ToolCall("t1", "describe", '{"detail":"high"}'),
+                chat.Thinking("A picture.", signature="c2ln", origin=NAME),
+                chat.Thinking(redacted=base64.b64encode(b"\x01\x02").decode(), origin=NAME),
+                chat.ToolCall("t1", "describe", '{"detail":"high"}'),
             ],
         ),
-        Message(
+        chat.Message(
             "user",
             [
-                ToolResult(
+                chat.ToolResult(
                     "t1",
                     None,
-                    [Text("a square"), Image("image/jpeg", base64.b64encode(b"\xff\xd8\xff").decode())],
+                    [chat.Text("a square"), chat.Image("image/jpeg", base64.b64encode(b"\xff\xd8\xff").decode())],
                     True,
                 )
             ],
         ),
     ]
-    assert request.system == [Text("Be brief.")]
+    assert request.system == [chat.Text("Be brief.")]
     assert (request.max_tokens, request.temperature, request.top_p, request.stop) == (2048, 1, 0.9, ["END"])
-    assert request.tool_choice == ToolChoice("required")
+    assert request.tool_choice == chat.ToolChoice("required")
     assert (request.top_k, request.thinking_budget, request.include_thoughts) == (40, 1024, True)
     assert request.dropped == ["requestMetadata", "cachePoint"]
     written, headers = FMT.write_request(request)
@@ -310,18 +287,20 @@ def test_reads_what_botocore_sends() -> None:
 
 
 def test_writes_a_request_exactly() -> None:
-    request = ChatRequest(
+    request = chat.ChatRequest(
         model="gpt-4o",
         messages=[
-            Message("user", [Text("Hi"), Image("image/webp", "UklGRg==")]),
-            Message("assistant", [Thinking("unsigned"), Text("")]),  # nothing Bedrock can carry: left out
-            Message("user", [Text("Again")]),
-            Message("assistant", [Thinking("why", signature="s"), ToolCall("c1", "f", "")]),
-            Message("user", [ToolResult("c1", "f", [Text("ok")])]),
+            chat.Message("user", [chat.Text("Hi"), chat.Image("image/webp", "UklGRg==")]),
+            chat.Message(
+                "assistant", [chat.Thinking("unsigned"), chat.Text("")]
+            ),  # nothing Bedrock can carry: left out
+            chat.Message("user", [chat.Text("Again")]),
+            chat.Message("assistant", [chat.Thinking("why", signature="s"), chat.ToolCall("c1", "f", "")]),
+            chat.Message("user", [chat.ToolResult("c1", "f", [chat.Text("ok")])]),
         ],
-        system=[Text("sys")],
-        tools=[Tool("f", None, None, strict=True)],
-        tool_choice=ToolChoice("tool", "f"),
+        system=[chat.Text("sys")],
+        tools=[chat.Tool("f", None, None, strict=True)],
+        tool_choice=chat.ToolChoice("tool", "f"),
         max_tokens=4096,
         top_k=5,
         reasoning_effort="high",
@@ -329,7 +308,7 @@ def test_writes_a_request_exactly() -> None:
         seed=1,
         user="u",
         stream=True,
-        output=OutputFormat("json_schema", {"type": "object"}, name="answer"),
+        output=chat.OutputFormat("json_schema", {"type": "object"}, name="answer"),
     )
     body, headers = FMT.write_request(request)
     assert headers == {}
@@ -380,24 +359,24 @@ def test_writes_a_request_exactly() -> None:
 
 
 def test_round_trips_a_request() -> None:
-    request = ChatRequest(
+    request = chat.ChatRequest(
         model=None,
         messages=[
-            Message("user", [Text("a"), Image("image/gif", "R0lGODlh")]),
-            Message(
+            chat.Message("user", [chat.Text("a"), chat.Image("image/gif", "R0lGODlh")]),
+            chat.Message(
                 "assistant",
                 [
-                    Thinking("t", signature="s", origin=NAME),
-                    Thinking(redacted="cmVk", origin=NAME),
-                    Text("b"),
-                    ToolCall("i", "n", '{"x":[1,2]}'),
+                    chat.Thinking("t", signature="s", origin=NAME),
+                    chat.Thinking(redacted="cmVk", origin=NAME),
+                    chat.Text("b"),
+                    chat.ToolCall("i", "n", '{"x":[1,2]}'),
                 ],
             ),
-            Message("user", [ToolResult("i", None, [Text("r")], is_error=True), Text("c")]),
+            chat.Message("user", [chat.ToolResult("i", None, [chat.Text("r")], is_error=True), chat.Text("c")]),
         ],
-        system=[Text("s1"), Text("s2")],
-        tools=[Tool("n", "d", {"type": "object", "properties": {"x": {"type": "array"}}})],
-        tool_choice=ToolChoice("required"),
+        system=[chat.Text("s1"), chat.Text("s2")],
+        tools=[chat.Tool("n", "d", {"type": "object", "properties": {"x": {"type": "array"}}})],
+        tool_choice=chat.ToolChoice("required"),
         max_tokens=10,
         temperature=0.2,
         top_p=0.5,
@@ -405,7 +384,7 @@ def test_round_trips_a_request() -> None:
         stop=["a", "b"],
         thinking_budget=2000,
         include_thoughts=True,
-        output=OutputFormat("json_schema", {"type": "object", "properties": {}}),
+        output=chat.OutputFormat("json_schema", {"type": "object", "properties": {}}),
     )
     assert FMT.read_request(FMT.write_request(request)[0]) == request
 
@@ -443,27 +422,29 @@ def test_drops_what_does_not_change_the_answer() -> None:
         }
     )
     assert request.dropped == ["additionalModelResponseFieldPaths", "performanceConfig", "serviceTier", "cachePoint"]
-    assert request.messages == [Message("user", [Text("x")])]
+    assert request.messages == [chat.Message("user", [chat.Text("x")])]
     assert [t.name for t in request.tools] == ["top_song"]
-    request = ChatRequest(None, [], parallel_tool_calls=False, presence_penalty=0.1, frequency_penalty=0.2)
+    request = chat.ChatRequest(None, [], parallel_tool_calls=False, presence_penalty=0.1, frequency_penalty=0.2)
     FMT.write_request(request)
     assert request.dropped == ["presence_penalty", "frequency_penalty", "parallel_tool_calls"]
 
 
 def test_tool_choice_none_leaves_the_tools_out() -> None:
-    request = ChatRequest(None, [Message("user", [Text("x")])], tools=[Tool("f")], tool_choice=ToolChoice("none"))
+    request = chat.ChatRequest(
+        None, [chat.Message("user", [chat.Text("x")])], tools=[chat.Tool("f")], tool_choice=chat.ToolChoice("none")
+    )
     assert "toolConfig" not in FMT.write_request(request)[0]
 
 
 def test_thinking_effort_is_a_budget_claude_takes() -> None:
-    body, _ = FMT.write_request(ChatRequest(None, [], reasoning_effort="minimal"))
+    body, _ = FMT.write_request(chat.ChatRequest(None, [], reasoning_effort="minimal"))
     assert body["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 1024}}
-    body, _ = FMT.write_request(ChatRequest(None, [], thinking_budget=0))
+    body, _ = FMT.write_request(chat.ChatRequest(None, [], thinking_budget=0))
     assert "additionalModelRequestFields" not in body
 
 
 def test_a_sniffed_image_format() -> None:
-    body, _ = FMT.write_request(ChatRequest(None, [Message("user", [Image(None, JPEG)])]))
+    body, _ = FMT.write_request(chat.ChatRequest(None, [chat.Message("user", [chat.Image(None, JPEG)])]))
     assert body["messages"][0]["content"][0]["image"]["format"] == "jpeg"
 
 
@@ -542,7 +523,7 @@ USER = {"role": "user", "content": [{"text": "x"}]}
     ],
 )
 def test_refuses_what_it_cannot_read(body: dict[str, Any], named: str) -> None:
-    with pytest.raises(Untranslatable, match=named.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+    with pytest.raises(chat.Untranslatable, match=named.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
         FMT.read_request(body)
 
 
@@ -550,30 +531,33 @@ def test_refuses_what_it_cannot_read(body: dict[str, Any], named: str) -> None:
     ("request_", "named"),
     [
         (
-            ChatRequest(None, [Message("user", [Image("image/png", url="https://x/y.png")])]),
+            chat.ChatRequest(None, [chat.Message("user", [chat.Image("image/png", url="https://x/y.png")])]),
             "Bedrock takes images as bytes",
         ),
-        (ChatRequest(None, [Message("user", [Image("image/bmp", "Qk0=")])]), "image/bmp"),
-        (ChatRequest(None, [], n=2), "n cannot"),
-        (ChatRequest(None, [], logprobs=True), "logprobs"),
-        (ChatRequest(None, [], output=OutputFormat("json")), "response format 'json'"),
+        (chat.ChatRequest(None, [chat.Message("user", [chat.Image("image/bmp", "Qk0=")])]), "image/bmp"),
+        (chat.ChatRequest(None, [], n=2), "n cannot"),
+        (chat.ChatRequest(None, [], logprobs=True), "logprobs"),
+        (chat.ChatRequest(None, [], output=chat.OutputFormat("json")), "response format 'json'"),
         (
-            ChatRequest(
+            chat.ChatRequest(
                 None,
                 [
-                    Message("assistant", [ToolCall("c", "f", "{}")]),
-                    Message("user", [ToolResult("c", "f", [Text("r")])]),
+                    chat.Message("assistant", [chat.ToolCall("c", "f", "{}")]),
+                    chat.Message("user", [chat.ToolResult("c", "f", [chat.Text("r")])]),
                 ],
-                tools=[Tool("f")],
-                tool_choice=ToolChoice("none"),
+                tools=[chat.Tool("f")],
+                tool_choice=chat.ToolChoice("none"),
             ),
             "tool_choice 'none'",
         ),
-        (ChatRequest(None, [Message("assistant", [ToolCall("c", "f", "{not json")])]), r"messages\[0\]\.parts\[0\]"),
+        (
+            chat.ChatRequest(None, [chat.Message("assistant", [chat.ToolCall("c", "f", "{not json")])]),
+            r"messages\[0\]\.parts\[0\]",
+        ),
     ],
 )
-def test_refuses_what_it_cannot_write(request_: ChatRequest, named: str) -> None:
-    with pytest.raises(Untranslatable, match=named):
+def test_refuses_what_it_cannot_write(request_: chat.ChatRequest, named: str) -> None:
+    with pytest.raises(chat.Untranslatable, match=named):
         FMT.write_request(request_)
 
 
@@ -597,13 +581,13 @@ DOC_RESPONSE = {
 
 def test_reads_the_documented_response() -> None:
     response = FMT.read_response(DOC_RESPONSE)
-    assert response == ChatResponse(
+    assert response == chat.ChatResponse(
         id=None,
         model=None,
-        choices=[Choice(0, [Text("High inflation can have a significant impact.")], "stop")],
+        choices=[chat.Choice(0, [chat.Text("High inflation can have a significant impact.")], "stop")],
         usage=Usage(input_tokens=30, output_tokens=628),
     )
-    assert FMT.write_response(response, ChatRequest(None, [])) == {**DOC_RESPONSE, "metrics": {"latencyMs": 0}}
+    assert FMT.write_response(response, chat.ChatRequest(None, [])) == {**DOC_RESPONSE, "metrics": {"latencyMs": 0}}
 
 
 def test_reads_a_tool_use_answer_with_cache_and_reasoning() -> None:
@@ -629,15 +613,18 @@ def test_reads_a_tool_use_answer_with_cache_and_reasoning() -> None:
     }
     response = FMT.read_response(body)
     assert response.choices == [
-        Choice(
+        chat.Choice(
             0,
-            [Thinking("Look it up.", "sig", origin=NAME), ToolCall("tooluse_1", "top_song", '{"sign":"WZPZ"}')],
+            [
+                chat.Thinking("Look it up.", "sig", origin=NAME),
+                chat.ToolCall("tooluse_1", "top_song", '{"sign":"WZPZ"}'),
+            ],
             "tool_calls",
         )
     ]
     assert response.usage == Usage(input_tokens=1967, output_tokens=80, cached_tokens=0, cache_write_tokens=1956)
     assert response.usage.counted_total == 2047
-    assert FMT.write_response(response, ChatRequest(None, [])) == {**body, "metrics": {"latencyMs": 0}}
+    assert FMT.write_response(response, chat.ChatRequest(None, [])) == {**body, "metrics": {"latencyMs": 0}}
 
 
 @pytest.mark.parametrize(
@@ -670,17 +657,17 @@ def test_reads_stop_reasons(stop: str | None, finish: str | None) -> None:
     ],
 )
 def test_writes_stop_reasons(finish: Any, sequence: str | None, stop: str) -> None:
-    response = ChatResponse(None, None, [Choice(0, [Text("x")], finish, sequence)])
-    assert FMT.write_response(response, ChatRequest(None, []))["stopReason"] == stop
+    response = chat.ChatResponse(None, None, [chat.Choice(0, [chat.Text("x")], finish, sequence)])
+    assert FMT.write_response(response, chat.ChatRequest(None, []))["stopReason"] == stop
 
 
 def test_reads_leniently() -> None:
     response = FMT.read_response(
         {"output": {"message": {"content": [{"text": 3}, "x", {"video": {}}, {"text": "ok"}]}}, "usage": "?"}
     )
-    assert response.choices == [Choice(0, [Text("ok")], None)]
+    assert response.choices == [chat.Choice(0, [chat.Text("ok")], None)]
     assert response.usage == Usage()
-    assert FMT.read_response({}).choices == [Choice(0, [], None)]
+    assert FMT.read_response({}).choices == [chat.Choice(0, [], None)]
 
 
 @given(
@@ -697,7 +684,9 @@ def test_usage_agrees_with_what_the_audit_reads(fresh: int, read: int | None, wr
         cached_tokens=read,
         cache_write_tokens=written,
     )
-    body = FMT.write_response(ChatResponse(None, None, [Choice(0, [Text("x")], "stop")], usage), ChatRequest(None, []))
+    body = FMT.write_response(
+        chat.ChatResponse(None, None, [chat.Choice(0, [chat.Text("x")], "stop")], usage), chat.ChatRequest(None, [])
+    )
     assert FMT.read_response(body).usage == usage
     audited = converse_usage(body["usage"], body["stopReason"])
     assert (audited.input_tokens, audited.output_tokens, audited.total_tokens) == (
@@ -709,19 +698,23 @@ def test_usage_agrees_with_what_the_audit_reads(fresh: int, read: int | None, wr
 
 
 def test_botocore_reads_a_written_response() -> None:
-    response = ChatResponse(
+    response = chat.ChatResponse(
         "chatcmpl-1",
         "gpt-4o",
         [
-            Choice(
+            chat.Choice(
                 0,
-                [Thinking(redacted=base64.b64encode(b"opaque").decode()), Text("Hi"), ToolCall("c", "f", '{"a":1}')],
+                [
+                    chat.Thinking(redacted=base64.b64encode(b"opaque").decode()),
+                    chat.Text("Hi"),
+                    chat.ToolCall("c", "f", '{"a":1}'),
+                ],
                 "tool_calls",
             )
         ],
         Usage(input_tokens=12, output_tokens=3, cached_tokens=2),
     )
-    body = json.dumps(FMT.write_response(response, ChatRequest(None, []))).encode()
+    body = json.dumps(FMT.write_response(response, chat.ChatRequest(None, []))).encode()
     parsed = _client((200, {"content-type": "application/json"}, body)).converse(modelId="m", messages=[])
     assert parsed["output"]["message"]["content"] == [
         {"reasoningContent": {"redactedContent": b"opaque"}},
@@ -779,24 +772,24 @@ BEDROCK_STREAM = b"".join(
     )
 )
 
-BEDROCK_EVENTS: list[StreamEvent] = [
-    Started(),
-    ThinkingDelta("The user wants "),
-    ThinkingDelta("a song."),
-    ThinkingDelta(signature="EqoBCkgIARAB", origin=NAME),
-    TextDelta("Let me "),
-    TextDelta("check."),
-    ToolCallStarted(0, "tooluse_abc", "top_song"),
-    ToolCallDelta(0, '{"sign": '),
-    ToolCallDelta(0, '"WZPZ"}'),
-    Finished("tool_calls"),
-    UsageReported(Usage(input_tokens=30, output_tokens=45, cached_tokens=10)),
+BEDROCK_EVENTS: list[chat.StreamEvent] = [
+    chat.Started(),
+    chat.ThinkingDelta("The user wants "),
+    chat.ThinkingDelta("a song."),
+    chat.ThinkingDelta(signature="EqoBCkgIARAB", origin=NAME),
+    chat.TextDelta("Let me "),
+    chat.TextDelta("check."),
+    chat.ToolCallStarted(0, "tooluse_abc", "top_song"),
+    chat.ToolCallDelta(0, '{"sign": '),
+    chat.ToolCallDelta(0, '"WZPZ"}'),
+    chat.Finished("tool_calls"),
+    chat.UsageReported(Usage(input_tokens=30, output_tokens=45, cached_tokens=10)),
 ]
 
 
-def _read(data: bytes, cuts: list[int] | None = None) -> tuple[list[StreamEvent], str | None]:
+def _read(data: bytes, cuts: list[int] | None = None) -> tuple[list[chat.StreamEvent], str | None]:
     reader = FMT.stream_reader()
-    events: list[StreamEvent] = []
+    events: list[chat.StreamEvent] = []
     start = 0
     for cut in sorted(set(cuts or [])):
         events += reader.feed(data[start:cut])
@@ -817,7 +810,7 @@ def test_reads_a_stream_however_it_is_cut(cuts: list[int]) -> None:
 
 def test_a_stream_exception_is_a_failure() -> None:
     data = _event("messageStart", {"role": "assistant"}) + _exception("throttlingException", "Too many requests")
-    assert _read(data)[0] == [Started(), Failed(ChatError(429, "rate_limit", "Too many requests"))]
+    assert _read(data)[0] == [chat.Started(), chat.Failed(chat.ChatError(429, "rate_limit", "Too many requests"))]
     for kind, status, error_kind in [
         ("validationException", 400, "invalid_request"),
         ("modelStreamErrorException", 424, "server"),
@@ -825,7 +818,7 @@ def test_a_stream_exception_is_a_failure() -> None:
         ("serviceUnavailableException", 503, "overloaded"),
         ("modelTimeoutException", 408, "timeout"),
     ]:
-        assert _read(_exception(kind, "m"))[0] == [Failed(ChatError(status, error_kind, "m"))]  # type: ignore[arg-type]
+        assert _read(_exception(kind, "m"))[0] == [chat.Failed(chat.ChatError(status, error_kind, "m"))]  # type: ignore[arg-type]
 
 
 def test_a_broken_stream_sets_an_error() -> None:
@@ -837,8 +830,8 @@ def test_a_broken_stream_sets_an_error() -> None:
     assert reader.feed(BEDROCK_STREAM) == []
 
 
-def _written(events: list[StreamEvent]) -> bytes:
-    writer = FMT.stream_writer(ChatRequest(None, [], stream=True))
+def _written(events: list[chat.StreamEvent]) -> bytes:
+    writer = FMT.stream_writer(chat.ChatRequest(None, [], stream=True))
     assert writer.content_type == EVENT_STREAM
     return b"".join(writer.write(e) for e in events) + writer.end()
 
@@ -861,16 +854,16 @@ def test_a_written_stream_reads_back() -> None:
 
 
 def test_botocore_reads_a_written_stream() -> None:
-    events: list[StreamEvent] = [
-        Started("chatcmpl-1", "gpt-4o"),
-        TextDelta("Hel"),
-        TextDelta("lo"),
-        ThinkingDelta(redacted=base64.b64encode(b"opaque").decode()),
-        ToolCallStarted(0, "call_1", "f"),
-        ToolCallDelta(0, '{"a":1}'),
-        TextDelta("ignored", choice=1),
-        Finished("tool_calls"),
-        UsageReported(Usage(input_tokens=5, output_tokens=7)),
+    events: list[chat.StreamEvent] = [
+        chat.Started("chatcmpl-1", "gpt-4o"),
+        chat.TextDelta("Hel"),
+        chat.TextDelta("lo"),
+        chat.ThinkingDelta(redacted=base64.b64encode(b"opaque").decode()),
+        chat.ToolCallStarted(0, "call_1", "f"),
+        chat.ToolCallDelta(0, '{"a":1}'),
+        chat.TextDelta("ignored", choice=1),
+        chat.Finished("tool_calls"),
+        chat.UsageReported(Usage(input_tokens=5, output_tokens=7)),
     ]
     data = _written(events)
     answer = (200, {"content-type": EVENT_STREAM}, data)
@@ -891,10 +884,10 @@ def test_botocore_reads_a_written_stream() -> None:
 
 
 def test_usage_before_the_finish_waits_for_the_end() -> None:
-    writer = FMT.stream_writer(ChatRequest(None, []))
-    assert writer.write(UsageReported(Usage(input_tokens=4))) == b""
-    assert writer.write(UsageReported(Usage(output_tokens=2))) == b""
-    finish = writer.write(Finished("stop"))
+    writer = FMT.stream_writer(chat.ChatRequest(None, []))
+    assert writer.write(chat.UsageReported(Usage(input_tokens=4))) == b""
+    assert writer.write(chat.UsageReported(Usage(output_tokens=2))) == b""
+    finish = writer.write(chat.Finished("stop"))
     assert [h[":event-type"] for h, _ in _frames(finish)] == ["messageStart", "messageStop"]
     assert _frames(writer.end()) == [
         (
@@ -905,25 +898,27 @@ def test_usage_before_the_finish_waits_for_the_end() -> None:
 
 
 def test_usage_after_the_finish_goes_at_once() -> None:
-    writer = FMT.stream_writer(ChatRequest(None, []))
-    writer.write(TextDelta("x"))
-    writer.write(Finished("length"))
-    assert [p for _, p in _frames(writer.write(UsageReported(Usage(input_tokens=3, output_tokens=4))))] == [
+    writer = FMT.stream_writer(chat.ChatRequest(None, []))
+    writer.write(chat.TextDelta("x"))
+    writer.write(chat.Finished("length"))
+    assert [p for _, p in _frames(writer.write(chat.UsageReported(Usage(input_tokens=3, output_tokens=4))))] == [
         {"usage": {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7}, "metrics": {"latencyMs": 0}}
     ]
-    assert writer.write(UsageReported(Usage(input_tokens=3, output_tokens=5))) == b""
+    assert writer.write(chat.UsageReported(Usage(input_tokens=3, output_tokens=5))) == b""
     assert writer.end() == b""
 
 
 def test_a_failure_is_an_exception_botocore_raises() -> None:
-    writer = FMT.stream_writer(ChatRequest(None, []))
-    data = writer.write(TextDelta("partial")) + writer.write(Failed(ChatError(429, "rate_limit", "Slow down")))
-    assert writer.write(TextDelta("more")) == b"" and writer.end() == b""
+    writer = FMT.stream_writer(chat.ChatRequest(None, []))
+    data = writer.write(chat.TextDelta("partial")) + writer.write(
+        chat.Failed(chat.ChatError(429, "rate_limit", "Slow down"))
+    )
+    assert writer.write(chat.TextDelta("more")) == b"" and writer.end() == b""
     stream = _client((200, {"content-type": EVENT_STREAM}, data)).converse_stream(modelId="m", messages=[])["stream"]
     with pytest.raises(EventStreamError) as raised:
         list(stream)
     assert raised.value.response["Error"] == {"Code": "throttlingException", "Message": "Slow down"}
-    assert _read(data)[0][-1] == Failed(ChatError(429, "rate_limit", "Slow down"))
+    assert _read(data)[0][-1] == chat.Failed(chat.ChatError(429, "rate_limit", "Slow down"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -948,7 +943,7 @@ def test_a_failure_is_an_exception_botocore_raises() -> None:
 )
 def test_reads_errors(status: int, error_type: str, kind: str) -> None:
     body = json.dumps({"message": "what went wrong"}).encode()
-    expected = ChatError(status, kind, "what went wrong")  # type: ignore[arg-type]
+    expected = chat.ChatError(status, kind, "what went wrong")  # type: ignore[arg-type]
     assert (
         FMT.read_error(status, {"X-Amzn-ErrorType": f"{error_type}:http://internal.amazon.com/coral/"}, body)
         == expected
@@ -974,26 +969,26 @@ def test_reads_errors(status: int, error_type: str, kind: str) -> None:
     ],
 )
 def test_reads_errors_by_status(status: int, kind: str) -> None:
-    assert FMT.read_error(status, {}, b"<html>") == ChatError(status, kind, f"Bedrock answered HTTP {status}")  # type: ignore[arg-type]
+    assert FMT.read_error(status, {}, b"<html>") == chat.ChatError(status, kind, f"Bedrock answered HTTP {status}")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
     ("error", "error_type"),
     [
-        (ChatError(400, "invalid_request", "bad"), "ValidationException"),
-        (ChatError(401, "authentication", "who"), "UnrecognizedClientException"),
-        (ChatError(403, "permission", "no"), "AccessDeniedException"),
-        (ChatError(404, "not_found", "none"), "ResourceNotFoundException"),
-        (ChatError(413, "too_large", "big"), "ValidationException"),
-        (ChatError(429, "rate_limit", "slow"), "ThrottlingException"),
-        (ChatError(424, "server", "model"), "ModelErrorException"),
-        (ChatError(500, "server", "oops"), "InternalServerException"),
-        (ChatError(503, "overloaded", "busy"), "ServiceUnavailableException"),
-        (ChatError(529, "overloaded", "busy"), "ServiceUnavailableException"),
-        (ChatError(504, "timeout", "late"), "ModelTimeoutException"),
+        (chat.ChatError(400, "invalid_request", "bad"), "ValidationException"),
+        (chat.ChatError(401, "authentication", "who"), "UnrecognizedClientException"),
+        (chat.ChatError(403, "permission", "no"), "AccessDeniedException"),
+        (chat.ChatError(404, "not_found", "none"), "ResourceNotFoundException"),
+        (chat.ChatError(413, "too_large", "big"), "ValidationException"),
+        (chat.ChatError(429, "rate_limit", "slow"), "ThrottlingException"),
+        (chat.ChatError(424, "server", "model"), "ModelErrorException"),
+        (chat.ChatError(500, "server", "oops"), "InternalServerException"),
+        (chat.ChatError(503, "overloaded", "busy"), "ServiceUnavailableException"),
+        (chat.ChatError(529, "overloaded", "busy"), "ServiceUnavailableException"),
+        (chat.ChatError(504, "timeout", "late"), "ModelTimeoutException"),
     ],
 )
-def test_writes_errors_botocore_reads(error: ChatError, error_type: str) -> None:
+def test_writes_errors_botocore_reads(error: chat.ChatError, error_type: str) -> None:
     status, headers, body = FMT.write_error(error)
     assert (status, headers, json.loads(body)) == (
         error.status,
@@ -1012,15 +1007,15 @@ def test_writes_errors_botocore_reads(error: ChatError, error_type: str) -> None
 
 
 def test_an_answer_seals_another_providers_reasoning_and_botocore_sends_it_back() -> None:
-    theirs = Thinking("plan", signature="EqQB", origin="anthropic-messages")
-    redacted = Thinking(redacted="EnCr", origin="anthropic-messages")
-    own = Thinking("mine", signature="own", origin=NAME)
-    call = ToolCall("c1", "f", '{"a":1}')
-    response = ChatResponse(None, None, [Choice(0, [theirs, redacted, own, call], "tool_calls")])
-    body = FMT.write_response(response, ChatRequest(None, []))
+    theirs = chat.Thinking("plan", signature="EqQB", origin="anthropic-messages")
+    redacted = chat.Thinking(redacted="EnCr", origin="anthropic-messages")
+    own = chat.Thinking("mine", signature="own", origin=NAME)
+    call = chat.ToolCall("c1", "f", '{"a":1}')
+    response = chat.ChatResponse(None, None, [chat.Choice(0, [theirs, redacted, own, call], "tool_calls")])
+    body = FMT.write_response(response, chat.ChatRequest(None, []))
     assert body["output"]["message"]["content"][:3] == [
-        {"reasoningContent": {"reasoningText": {"text": "plan", "signature": seal("EqQB", "anthropic-messages")}}},
-        {"reasoningContent": {"redactedContent": seal("EnCr", "anthropic-messages")}},
+        {"reasoningContent": {"reasoningText": {"text": "plan", "signature": chat.seal("EqQB", "anthropic-messages")}}},
+        {"reasoningContent": {"redactedContent": chat.seal("EnCr", "anthropic-messages")}},
         {"reasoningContent": {"reasoningText": {"text": "mine", "signature": "own"}}},
     ]
     # boto3 holds redactedContent as bytes and encodes them again: the seal comes back the same.
@@ -1033,33 +1028,33 @@ def test_an_answer_seals_another_providers_reasoning_and_botocore_sends_it_back(
 
 
 def test_a_stream_seals_another_providers_reasoning() -> None:
-    events: list[StreamEvent] = [
-        ThinkingDelta("plan"),
-        ThinkingDelta(signature="g", origin="gemini-generate"),
-        ThinkingDelta(redacted="EnCr", origin="anthropic-messages"),
-        ThinkingDelta(signature="own", origin=NAME),
+    events: list[chat.StreamEvent] = [
+        chat.ThinkingDelta("plan"),
+        chat.ThinkingDelta(signature="g", origin="gemini-generate"),
+        chat.ThinkingDelta(redacted="EnCr", origin="anthropic-messages"),
+        chat.ThinkingDelta(signature="own", origin=NAME),
     ]
     deltas = [payload["delta"] for _, payload in _frames(_written(events)) if "delta" in payload]
     assert deltas == [
         {"reasoningContent": {"text": "plan"}},
-        {"reasoningContent": {"signature": seal("g", "gemini-generate")}},
-        {"reasoningContent": {"redactedContent": seal("EnCr", "anthropic-messages")}},
+        {"reasoningContent": {"signature": chat.seal("g", "gemini-generate")}},
+        {"reasoningContent": {"redactedContent": chat.seal("EnCr", "anthropic-messages")}},
         {"reasoningContent": {"signature": "own"}},
     ]
 
 
 def test_writing_a_call_leaves_out_reasoning_another_provider_signed() -> None:
-    request = ChatRequest(
+    request = chat.ChatRequest(
         None,
         [
-            Message("user", [Text("hi")]),
-            Message(
+            chat.Message("user", [chat.Text("hi")]),
+            chat.Message(
                 "assistant",
                 [
-                    Thinking("theirs", signature="c2ln", origin="gemini-generate"),
-                    Thinking(redacted="EnCr", origin="anthropic-messages"),
-                    Thinking("mine", signature="own", origin=NAME),
-                    ToolCall("c1", "f", "{}"),
+                    chat.Thinking("theirs", signature="c2ln", origin="gemini-generate"),
+                    chat.Thinking(redacted="EnCr", origin="anthropic-messages"),
+                    chat.Thinking("mine", signature="own", origin=NAME),
+                    chat.ToolCall("c1", "f", "{}"),
                 ],
             ),
         ],

@@ -11,32 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.examples import examples
 
-from tollgate.formats.chat import (
-    ChatError,
-    ChatRequest,
-    ChatResponse,
-    Choice,
-    Failed,
-    Finished,
-    Image,
-    Message,
-    OutputFormat,
-    Started,
-    StreamEvent,
-    Text,
-    TextDelta,
-    Thinking,
-    ThinkingDelta,
-    Tool,
-    ToolCall,
-    ToolCallDelta,
-    ToolCallStarted,
-    ToolChoice,
-    ToolResult,
-    Untranslatable,
-    UsageReported,
-    seal,
-)
+from tollgate.formats import chat
 from tollgate.formats.gemini_generate import (
     FIELDS,
     GEMINI_GENERATE,
@@ -75,10 +50,10 @@ def test_reads_the_text_generation_example() -> None:
         "safetySettings": [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "threshold": "BLOCK_ONLY_HIGH"}],
     }
     request = G.read_request(body)
-    assert request == ChatRequest(
+    assert request == chat.ChatRequest(
         model=None,
-        messages=[Message("user", [Text("Hello there")])],
-        system=[Text("You are a cat. Your name is Neko.")],
+        messages=[chat.Message("user", [chat.Text("Hello there")])],
+        system=[chat.Text("You are a cat. Your name is Neko.")],
         max_tokens=800,
         temperature=1.0,
         top_p=0.8,
@@ -122,20 +97,20 @@ def test_reads_the_function_calling_example() -> None:
     }
     request = G.read_request(body)
     assert request.messages == [
-        Message("user", [Text("What's the temperature in London?")]),
-        Message(
+        chat.Message("user", [chat.Text("What's the temperature in London?")]),
+        chat.Message(
             "assistant",
             [
-                Thinking("", signature="c2lnbmF0dXJl", origin=NAME),
-                ToolCall("call_0", "get_current_temperature", '{"location":"London"}'),
+                chat.Thinking("", signature="c2lnbmF0dXJl", origin=NAME),
+                chat.ToolCall("call_0", "get_current_temperature", '{"location":"London"}'),
             ],
         ),
-        Message("user", [ToolResult("call_0", "get_current_temperature", [Text('{"temperature":18}')])]),
+        chat.Message("user", [chat.ToolResult("call_0", "get_current_temperature", [chat.Text('{"temperature":18}')])]),
     ]
     assert request.tools == [
-        Tool("get_current_temperature", "Gets the current temperature for a given location.", WEATHER_PARAMETERS)
+        chat.Tool("get_current_temperature", "Gets the current temperature for a given location.", WEATHER_PARAMETERS)
     ]
-    assert request.tool_choice == ToolChoice("tool", "get_current_temperature")
+    assert request.tool_choice == chat.ToolChoice("tool", "get_current_temperature")
     assert request.model is None and request.dropped == []
 
 
@@ -185,22 +160,23 @@ def test_reads_structured_output_thinking_and_images() -> None:
     }
     request = G.read_request(body)
     assert request.messages == [
-        Message(
+        chat.Message(
             "user",
             [
-                Image("image/jpeg", data="/9j/4AAQ"),
-                Image("image/png", url="https://generativelanguage.googleapis.com/v1beta/files/abc"),
-                Text("Describe both."),
+                chat.Image("image/jpeg", data="/9j/4AAQ"),
+                chat.Image("image/png", url="https://generativelanguage.googleapis.com/v1beta/files/abc"),
+                chat.Text("Describe both."),
             ],
         ),
-        Message(
-            "assistant", [Thinking("Looking at the pictures", signature="AAAA", origin=NAME), Text("A cat and a dog.")]
+        chat.Message(
+            "assistant",
+            [chat.Thinking("Looking at the pictures", signature="AAAA", origin=NAME), chat.Text("A cat and a dog.")],
         ),
     ]
-    assert request.system == [Text("Be brief.")]
+    assert request.system == [chat.Text("Be brief.")]
     assert (request.n, request.seed, request.presence_penalty, request.frequency_penalty) == (2, 7, 0.5, -0.5)
     assert (request.logprobs, request.top_logprobs) == (True, 3)
-    assert request.output == OutputFormat(
+    assert request.output == chat.OutputFormat(
         "json_schema",
         schema={
             "type": ["object", "null"],
@@ -214,16 +190,16 @@ def test_reads_structured_output_thinking_and_images() -> None:
 @pytest.mark.parametrize(
     ("config", "choice"),
     [
-        ({"mode": "AUTO"}, ToolChoice("auto")),
-        ({"mode": "VALIDATED"}, ToolChoice("auto")),
-        ({"mode": "NONE"}, ToolChoice("none")),
-        ({"mode": "ANY"}, ToolChoice("required")),
-        ({"mode": "ANY", "allowed_function_names": ["a"]}, ToolChoice("tool", "a")),
-        ({"mode": "ANY", "allowedFunctionNames": ["a", "b"]}, ToolChoice("required")),  # every declared one
+        ({"mode": "AUTO"}, chat.ToolChoice("auto")),
+        ({"mode": "VALIDATED"}, chat.ToolChoice("auto")),
+        ({"mode": "NONE"}, chat.ToolChoice("none")),
+        ({"mode": "ANY"}, chat.ToolChoice("required")),
+        ({"mode": "ANY", "allowed_function_names": ["a"]}, chat.ToolChoice("tool", "a")),
+        ({"mode": "ANY", "allowedFunctionNames": ["a", "b"]}, chat.ToolChoice("required")),  # every declared one
         ({}, None),
     ],
 )
-def test_reads_function_calling_modes(config: dict[str, Any], choice: ToolChoice | None) -> None:
+def test_reads_function_calling_modes(config: dict[str, Any], choice: chat.ToolChoice | None) -> None:
     tools = [{"functionDeclarations": [{"name": "a"}, {"name": "b"}]}]
     body = {"contents": [], "tools": tools, "toolConfig": {"functionCallingConfig": config}}
     assert G.read_request(body).tool_choice == choice
@@ -253,9 +229,9 @@ def test_function_responses_match_calls_by_id_or_by_name() -> None:
     }
     results = G.read_request(body).messages[2].parts
     assert results == [
-        ToolResult("given", "g", [Text('{"error":"nope"}')], is_error=True),
-        ToolResult("call_1", "f", [Text('{"output":2}')]),
-        ToolResult("call_0", "f", [Text('{"output":1}')]),
+        chat.ToolResult("given", "g", [chat.Text('{"error":"nope"}')], is_error=True),
+        chat.ToolResult("call_1", "f", [chat.Text('{"output":2}')]),
+        chat.ToolResult("call_0", "f", [chat.Text('{"output":1}')]),
     ]
 
 
@@ -373,7 +349,7 @@ REFUSALS: list[tuple[dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("body", "message"), REFUSALS)
 def test_refuses_what_it_cannot_read_exactly(body: dict[str, Any], message: str) -> None:
-    with pytest.raises(Untranslatable) as raised:
+    with pytest.raises(chat.Untranslatable) as raised:
         G.read_request(body)
     assert message in str(raised.value)
 
@@ -389,20 +365,23 @@ def test_the_field_table_lists_each_disposition() -> None:
 # Requests: writing
 
 
-def _full_request() -> ChatRequest:
-    return ChatRequest(
+def _full_request() -> chat.ChatRequest:
+    return chat.ChatRequest(
         model="gemini-2.5-flash",
         messages=[
-            Message("user", [Text("Weather in Paris? See"), Image("image/png", data="iVBORw0KGgo=")]),
-            Message(
+            chat.Message("user", [chat.Text("Weather in Paris? See"), chat.Image("image/png", data="iVBORw0KGgo=")]),
+            chat.Message(
                 "assistant",
-                [Thinking("Let me check", signature="sig1"), ToolCall("call_9", "get_weather", '{"city": "Paris"}')],
+                [
+                    chat.Thinking("Let me check", signature="sig1"),
+                    chat.ToolCall("call_9", "get_weather", '{"city": "Paris"}'),
+                ],
             ),
-            Message("user", [ToolResult("call_9", None, [Text("18 degrees")])]),
+            chat.Message("user", [chat.ToolResult("call_9", None, [chat.Text("18 degrees")])]),
         ],
-        system=[Text("Be brief."), Text("Use metric.")],
-        tools=[Tool("get_weather", "The weather", {"type": "object", "properties": {"city": {"type": "string"}}})],
-        tool_choice=ToolChoice("auto"),
+        system=[chat.Text("Be brief."), chat.Text("Use metric.")],
+        tools=[chat.Tool("get_weather", "The weather", {"type": "object", "properties": {"city": {"type": "string"}}})],
+        tool_choice=chat.ToolChoice("auto"),
         parallel_tool_calls=False,
         max_tokens=100,
         temperature=0.2,
@@ -415,7 +394,7 @@ def _full_request() -> ChatRequest:
         frequency_penalty=0.2,
         logprobs=True,
         top_logprobs=2,
-        output=OutputFormat("json_schema", schema={"type": "object"}, name="answer", strict=True),
+        output=chat.OutputFormat("json_schema", schema={"type": "object"}, name="answer", strict=True),
         reasoning_effort="medium",
         include_thoughts=True,
         user="u-1",
@@ -486,20 +465,23 @@ def test_writes_a_full_request() -> None:
 
 
 def test_writes_tool_choices_results_and_signatures() -> None:
-    request = ChatRequest(
+    request = chat.ChatRequest(
         model="gemini-3-pro-preview",
         messages=[
-            Message("user", [Text("go")]),
-            Message("assistant", [ToolCall("a", "f", ""), ToolCall("b", "f", "{}"), Thinking("", signature="s")]),
-            Message(
+            chat.Message("user", [chat.Text("go")]),
+            chat.Message(
+                "assistant",
+                [chat.ToolCall("a", "f", ""), chat.ToolCall("b", "f", "{}"), chat.Thinking("", signature="s")],
+            ),
+            chat.Message(
                 "user",
                 [
-                    ToolResult("a", "f", [Text('{"ok": true}')]),
-                    ToolResult("b", None, [Text("boom")], is_error=True),
+                    chat.ToolResult("a", "f", [chat.Text('{"ok": true}')]),
+                    chat.ToolResult("b", None, [chat.Text("boom")], is_error=True),
                 ],
             ),
         ],
-        tool_choice=ToolChoice("tool", "f"),
+        tool_choice=chat.ToolChoice("tool", "f"),
     )
     body, _ = G.write_request(request)
     assert body["contents"][1]["parts"] == [
@@ -519,58 +501,61 @@ def test_writes_tool_choices_results_and_signatures() -> None:
 
 
 def test_writes_images_gemini_can_take() -> None:
-    def parts(image: Image) -> Any:
-        return G.write_request(ChatRequest(None, [Message("user", [image])]))[0]["contents"][0]["parts"]
+    def parts(image: chat.Image) -> Any:
+        return G.write_request(chat.ChatRequest(None, [chat.Message("user", [image])]))[0]["contents"][0]["parts"]
 
-    assert parts(Image(data="/9j/4AAQSkZJRg==")) == [
+    assert parts(chat.Image(data="/9j/4AAQSkZJRg==")) == [
         {"inlineData": {"mimeType": "image/jpeg", "data": "/9j/4AAQSkZJRg=="}}
     ]
-    assert parts(Image(url="data:image/webp;base64,UklGR")) == [
+    assert parts(chat.Image(url="data:image/webp;base64,UklGR")) == [
         {"inlineData": {"mimeType": "image/webp", "data": "UklGR"}}
     ]
     uri = "https://generativelanguage.googleapis.com/v1beta/files/f1"
-    assert parts(Image("image/png", url=uri)) == [{"fileData": {"mimeType": "image/png", "fileUri": uri}}]
+    assert parts(chat.Image("image/png", url=uri)) == [{"fileData": {"mimeType": "image/png", "fileUri": uri}}]
 
 
 @pytest.mark.parametrize(
     ("message", "expected"),
     [
-        (Message("user", [Image(url="https://example.com/cat.png")]), "messages[0].parts[0]: an image by URL"),
-        (Message("user", [Image(data="AAAA")]), "messages[0].parts[0]: the image's media type is unknown"),
         (
-            Message("assistant", [ToolCall("x", "f", "[1]")]),
+            chat.Message("user", [chat.Image(url="https://example.com/cat.png")]),
+            "messages[0].parts[0]: an image by URL",
+        ),
+        (chat.Message("user", [chat.Image(data="AAAA")]), "messages[0].parts[0]: the image's media type is unknown"),
+        (
+            chat.Message("assistant", [chat.ToolCall("x", "f", "[1]")]),
             "messages[0].parts[0]: the tool call's arguments are not a JSON object",
         ),
         (
-            Message("user", [ToolResult("nope", None, [Text("x")])]),
+            chat.Message("user", [chat.ToolResult("nope", None, [chat.Text("x")])]),
             "messages[0].parts[0]: the tool result answers no known tool call",
         ),
         (
-            Message("user", [ToolResult("x", "f", [Image("image/png", data="AA")])]),
+            chat.Message("user", [chat.ToolResult("x", "f", [chat.Image("image/png", data="AA")])]),
             "messages[0].parts[0].content[0]: an image in a tool result",
         ),
     ],
 )
-def test_write_refuses_what_gemini_cannot_carry(message: Message, expected: str) -> None:
-    with pytest.raises(Untranslatable) as raised:
-        G.write_request(ChatRequest(None, [message]))
+def test_write_refuses_what_gemini_cannot_carry(message: chat.Message, expected: str) -> None:
+    with pytest.raises(chat.Untranslatable) as raised:
+        G.write_request(chat.ChatRequest(None, [message]))
     assert expected in str(raised.value)
 
 
 def test_request_round_trip() -> None:
     request = _full_request()
-    request.messages[1].parts[0] = Thinking("", signature="sig1", origin=NAME)  # thought text is not sent back
+    request.messages[1].parts[0] = chat.Thinking("", signature="sig1", origin=NAME)  # thought text is not sent back
     request.reasoning_effort = None
     request.thinking_budget = 2048
-    request.output = OutputFormat("json_schema", schema={"type": "object"})
+    request.output = chat.OutputFormat("json_schema", schema={"type": "object"})
     request.parallel_tool_calls = request.user = None
     request.stream = False
     request.n = 2
     body, _ = G.write_request(request)
     back = G.read_request(json.loads(json.dumps(body)))
     back.model = request.model
-    request.messages[1].parts[1] = ToolCall("call_9", "get_weather", '{"city":"Paris"}')
-    request.messages[2].parts[0] = ToolResult("call_9", "get_weather", [Text('{"result":"18 degrees"}')])
+    request.messages[1].parts[1] = chat.ToolCall("call_9", "get_weather", '{"city":"Paris"}')
+    request.messages[2].parts[0] = chat.ToolResult("call_9", "get_weather", [chat.Text('{"result":"18 degrees"}')])
     assert back == request
 
 
@@ -599,10 +584,10 @@ def test_reads_the_documented_answer() -> None:
         "modelVersion": "gemini-2.5-flash",
         "responseId": "mAitaLmkHPPlz7IPvtfUqQ4",
     }
-    assert G.read_response(body) == ChatResponse(
+    assert G.read_response(body) == chat.ChatResponse(
         id="mAitaLmkHPPlz7IPvtfUqQ4",
         model="gemini-2.5-flash",
-        choices=[Choice(0, [Text("Hello! How can I help?")], "stop")],
+        choices=[chat.Choice(0, [chat.Text("Hello! How can I help?")], "stop")],
         usage=Usage(input_tokens=8, output_tokens=37, cached_tokens=4, reasoning_tokens=25),
     )
 
@@ -630,18 +615,18 @@ def test_reads_function_calls_thoughts_and_finish_reasons() -> None:
     }
     response = G.read_response(body)
     assert response.choices == [
-        Choice(
+        chat.Choice(
             0,
             [
-                Thinking("I should check.", signature="sig", origin=NAME),
-                ToolCall("call_r1_0_0", "get_weather", '{"city":"Paris"}'),
-                ToolCall("call_r1_0_1", "get_time", "{}"),
+                chat.Thinking("I should check.", signature="sig", origin=NAME),
+                chat.ToolCall("call_r1_0_0", "get_weather", '{"city":"Paris"}'),
+                chat.ToolCall("call_r1_0_1", "get_time", "{}"),
             ],
             "tool_calls",
         ),
-        Choice(1, [Text("Cut")], "length"),
-        Choice(2, [], "content_filter"),
-        Choice(3, [], "other"),
+        chat.Choice(1, [chat.Text("Cut")], "length"),
+        chat.Choice(2, [], "content_filter"),
+        chat.Choice(3, [], "other"),
     ]
     assert response.usage == Usage(input_tokens=15, output_tokens=0)
 
@@ -649,7 +634,7 @@ def test_reads_function_calls_thoughts_and_finish_reasons() -> None:
 def test_a_blocked_prompt_reads_as_a_filtered_choice() -> None:
     body = {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 7, "totalTokenCount": 7}}
     response = G.read_response(body)
-    assert response.choices == [Choice(0, [], "content_filter")]
+    assert response.choices == [chat.Choice(0, [], "content_filter")]
     assert response.usage.input_tokens == 7
 
 
@@ -660,15 +645,19 @@ def test_reads_odd_answers_without_crashing() -> None:
 
 
 def test_writes_an_answer() -> None:
-    response = ChatResponse(
+    response = chat.ChatResponse(
         id="r9",
         model=None,
         choices=[
-            Choice(0, [Thinking("plan", signature="c2ln"), Text("Hi"), ToolCall("c1", "f", '{"a":1}')], "tool_calls")
+            chat.Choice(
+                0,
+                [chat.Thinking("plan", signature="c2ln"), chat.Text("Hi"), chat.ToolCall("c1", "f", '{"a":1}')],
+                "tool_calls",
+            )
         ],
         usage=Usage(input_tokens=10, output_tokens=30, cached_tokens=2, reasoning_tokens=20),
     )
-    assert G.write_response(response, ChatRequest("gemini-2.5-pro", [])) == {
+    assert G.write_response(response, chat.ChatRequest("gemini-2.5-pro", [])) == {
         "candidates": [
             {
                 "content": {
@@ -697,16 +686,16 @@ def test_writes_an_answer() -> None:
 
 @pytest.mark.parametrize("finish", ["stop", "length", "tool_calls", "content_filter", "other", None])
 def test_response_round_trip(finish: Any) -> None:
-    parts: list[Any] = [Thinking("plan", signature="s", origin=NAME), Text("Hi")]
+    parts: list[Any] = [chat.Thinking("plan", signature="s", origin=NAME), chat.Text("Hi")]
     if finish == "tool_calls":
-        parts.append(ToolCall("c1", "f", '{"a":[1,2]}'))
-    response = ChatResponse(
+        parts.append(chat.ToolCall("c1", "f", '{"a":[1,2]}'))
+    response = chat.ChatResponse(
         id="r1",
         model="gemini-2.5-flash",
-        choices=[Choice(0, parts, finish), Choice(1, [Text("Other")], "stop" if finish else None)],
+        choices=[chat.Choice(0, parts, finish), chat.Choice(1, [chat.Text("Other")], "stop" if finish else None)],
         usage=Usage(input_tokens=5, output_tokens=9, reasoning_tokens=4),
     )
-    assert G.read_response(G.write_response(response, ChatRequest(None, []))) == response
+    assert G.read_response(G.write_response(response, chat.ChatRequest(None, []))) == response
 
 
 # ---------------------------------------------------------------------------------------------
@@ -728,13 +717,13 @@ GOLDEN_SSE_CHUNKS: list[dict[str, Any]] = [
         "responseId": "abc",
     },
 ]
-GOLDEN_EVENTS: list[StreamEvent] = [
-    Started("abc", "gemini-2.0-flash"),
-    TextDelta("The"),
-    UsageReported(Usage(input_tokens=9, output_tokens=1)),
-    TextDelta(" sky is blue."),
-    Finished("stop"),
-    UsageReported(Usage(input_tokens=9, output_tokens=5)),
+GOLDEN_EVENTS: list[chat.StreamEvent] = [
+    chat.Started("abc", "gemini-2.0-flash"),
+    chat.TextDelta("The"),
+    chat.UsageReported(Usage(input_tokens=9, output_tokens=1)),
+    chat.TextDelta(" sky is blue."),
+    chat.Finished("stop"),
+    chat.UsageReported(Usage(input_tokens=9, output_tokens=5)),
 ]
 
 
@@ -747,9 +736,9 @@ def _array(chunks: list[dict[str, Any]]) -> bytes:
     return b"[" + b",\r\n".join(json.dumps(c, indent=2).encode() for c in chunks) + b"]"
 
 
-def _read_all(data: bytes, cuts: list[int] | None = None) -> list[StreamEvent]:
+def _read_all(data: bytes, cuts: list[int] | None = None) -> list[chat.StreamEvent]:
     reader = G.stream_reader()
-    events: list[StreamEvent] = []
+    events: list[chat.StreamEvent] = []
     start = 0
     for cut in [*sorted(set(cuts or [])), len(data)]:
         events += reader.feed(data[start:cut])
@@ -793,22 +782,22 @@ def test_reads_a_stream_of_function_calls_and_thoughts() -> None:
         },
     ]
     assert _read_all(_sse(chunks)) == [
-        Started("r", None),
-        ThinkingDelta("Hmm"),
-        ThinkingDelta("", signature="s", origin=NAME),
-        ToolCallStarted(0, "call_r_0_0", "f"),
-        ToolCallDelta(0, '{"x":1}'),
-        ToolCallStarted(1, "own", "g"),
-        ToolCallDelta(1, "{}"),
-        Finished("tool_calls"),
-        UsageReported(Usage(input_tokens=3, output_tokens=6, reasoning_tokens=2)),
+        chat.Started("r", None),
+        chat.ThinkingDelta("Hmm"),
+        chat.ThinkingDelta("", signature="s", origin=NAME),
+        chat.ToolCallStarted(0, "call_r_0_0", "f"),
+        chat.ToolCallDelta(0, '{"x":1}'),
+        chat.ToolCallStarted(1, "own", "g"),
+        chat.ToolCallDelta(1, "{}"),
+        chat.Finished("tool_calls"),
+        chat.UsageReported(Usage(input_tokens=3, output_tokens=6, reasoning_tokens=2)),
     ]
 
 
 def test_reads_errors_and_garbage_in_streams() -> None:
     error = {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}
-    assert _read_all(_sse([GOLDEN_SSE_CHUNKS[0], error]))[-1] == Failed(
-        ChatError(503, "overloaded", "The model is overloaded.")
+    assert _read_all(_sse([GOLDEN_SSE_CHUNKS[0], error]))[-1] == chat.Failed(
+        chat.ChatError(503, "overloaded", "The model is overloaded.")
     )
     reader = G.stream_reader()
     assert reader.feed(b"data: {not json}\n\n") == [] and reader.error is not None
@@ -829,25 +818,25 @@ def test_stream_reading_does_not_depend_on_cuts(cuts: list[int], array: bool) ->
     assert _read_all(data, cuts) == _read_all(data)
 
 
-STREAM_EVENTS: list[StreamEvent] = [
-    Started("resp1", "gemini-2.5-flash"),
-    ThinkingDelta("hmm"),
-    ThinkingDelta("", signature="c2ln", origin=NAME),
-    TextDelta("Hello"),
-    TextDelta(" world", choice=1),
-    ToolCallStarted(0, "call_a", "get_weather"),
-    ToolCallDelta(0, '{"city":'),
-    ToolCallDelta(0, '"Paris"}'),
-    ToolCallStarted(1, "call_b", "get_time"),
-    ToolCallDelta(1, ""),
-    Finished("tool_calls"),
-    Finished("length", choice=1),
-    UsageReported(Usage(input_tokens=10, output_tokens=20, cached_tokens=2, reasoning_tokens=5)),
+STREAM_EVENTS: list[chat.StreamEvent] = [
+    chat.Started("resp1", "gemini-2.5-flash"),
+    chat.ThinkingDelta("hmm"),
+    chat.ThinkingDelta("", signature="c2ln", origin=NAME),
+    chat.TextDelta("Hello"),
+    chat.TextDelta(" world", choice=1),
+    chat.ToolCallStarted(0, "call_a", "get_weather"),
+    chat.ToolCallDelta(0, '{"city":'),
+    chat.ToolCallDelta(0, '"Paris"}'),
+    chat.ToolCallStarted(1, "call_b", "get_time"),
+    chat.ToolCallDelta(1, ""),
+    chat.Finished("tool_calls"),
+    chat.Finished("length", choice=1),
+    chat.UsageReported(Usage(input_tokens=10, output_tokens=20, cached_tokens=2, reasoning_tokens=5)),
 ]
 
 
-def _write_all(events: list[StreamEvent], array: bool = False) -> bytes:
-    request = ChatRequest("gemini-2.5-flash", [])
+def _write_all(events: list[chat.StreamEvent], array: bool = False) -> bytes:
+    request = chat.ChatRequest("gemini-2.5-flash", [])
     writer = array_stream_writer(request) if array else G.stream_writer(request)
     assert writer.content_type == ("application/json" if array else "text/event-stream")
     return b"".join(writer.write(e) for e in events) + writer.end()
@@ -892,42 +881,42 @@ def test_stream_round_trip(array: bool) -> None:
     back = _read_all(_write_all(STREAM_EVENTS, array))
     # Whole calls come back as one delta each; each choice's finish with the usage.
     assert back == [
-        Started("resp1", "gemini-2.5-flash"),
-        ThinkingDelta("hmm"),
-        ThinkingDelta("", signature="c2ln", origin=NAME),
-        TextDelta("Hello"),
-        TextDelta(" world", choice=1),
-        ToolCallStarted(0, "call_a", "get_weather"),
-        ToolCallDelta(0, '{"city":"Paris"}'),
-        ToolCallStarted(1, "call_b", "get_time"),
-        ToolCallDelta(1, "{}"),
-        Finished("tool_calls"),
-        Finished("length", choice=1),
-        UsageReported(Usage(input_tokens=10, output_tokens=20, cached_tokens=2, reasoning_tokens=5)),
+        chat.Started("resp1", "gemini-2.5-flash"),
+        chat.ThinkingDelta("hmm"),
+        chat.ThinkingDelta("", signature="c2ln", origin=NAME),
+        chat.TextDelta("Hello"),
+        chat.TextDelta(" world", choice=1),
+        chat.ToolCallStarted(0, "call_a", "get_weather"),
+        chat.ToolCallDelta(0, '{"city":"Paris"}'),
+        chat.ToolCallStarted(1, "call_b", "get_time"),
+        chat.ToolCallDelta(1, "{}"),
+        chat.Finished("tool_calls"),
+        chat.Finished("length", choice=1),
+        chat.UsageReported(Usage(input_tokens=10, output_tokens=20, cached_tokens=2, reasoning_tokens=5)),
     ]
 
 
 def test_stream_writer_holds_what_it_must_and_never_raises() -> None:
-    writer = G.stream_writer(ChatRequest("m", []))
-    assert writer.write(ToolCallStarted(0, "c", "f")) == b""
-    assert writer.write(ToolCallDelta(0, "{broken")) == b""
-    out = writer.write(Finished("tool_calls"))
+    writer = G.stream_writer(chat.ChatRequest("m", []))
+    assert writer.write(chat.ToolCallStarted(0, "c", "f")) == b""
+    assert writer.write(chat.ToolCallDelta(0, "{broken")) == b""
+    out = writer.write(chat.Finished("tool_calls"))
     assert b'"args":{}' in out and writer.notes  # written whole, with {} for arguments that were no object
-    assert writer.write(Finished("stop", choice=1)) == b""  # waits for the usage
+    assert writer.write(chat.Finished("stop", choice=1)) == b""  # waits for the usage
     tail = writer.end()
     assert b'"finishReason":"STOP"' in tail and b"usageMetadata" not in tail
     assert writer.end() == b""
-    failing = array_stream_writer(ChatRequest("m", []))
-    out = failing.write(Failed(ChatError(429, "rate_limit", "slow"))) + failing.end()
+    failing = array_stream_writer(chat.ChatRequest("m", []))
+    out = failing.write(chat.Failed(chat.ChatError(429, "rate_limit", "slow"))) + failing.end()
     assert json.loads(out) == [{"error": {"code": 429, "message": "slow", "status": "RESOURCE_EXHAUSTED"}}]
-    assert array_stream_writer(ChatRequest("m", [])).end() == b"[]"
+    assert array_stream_writer(chat.ChatRequest("m", [])).end() == b"[]"
 
 
 def test_usage_after_the_finish_chunk_goes_out_in_a_chunk_of_its_own() -> None:
-    writer = G.stream_writer(ChatRequest("m", []))
-    writer.write(Finished("stop"))
-    first = writer.write(UsageReported(Usage(input_tokens=5)))
-    second = writer.write(UsageReported(Usage(output_tokens=3)))
+    writer = G.stream_writer(chat.ChatRequest("m", []))
+    writer.write(chat.Finished("stop"))
+    first = writer.write(chat.UsageReported(Usage(input_tokens=5)))
+    second = writer.write(chat.UsageReported(Usage(output_tokens=3)))
     assert b'"finishReason":"STOP"' in first and b'"promptTokenCount":5' in first
     assert json.loads(second.removeprefix(b"data: "))["usageMetadata"] == {
         "promptTokenCount": 5,
@@ -957,7 +946,7 @@ def test_usage_after_the_finish_chunk_goes_out_in_a_chunk_of_its_own() -> None:
 )
 def test_reads_errors(status: int, code: str, kind: str) -> None:
     body = json.dumps({"error": {"code": status, "message": "m", "status": code}}).encode()
-    assert G.read_error(status, {}, body) == ChatError(status, kind, "m")  # type: ignore[arg-type]
+    assert G.read_error(status, {}, body) == chat.ChatError(status, kind, "m")  # type: ignore[arg-type]
 
 
 def test_reads_odd_errors() -> None:
@@ -970,11 +959,11 @@ def test_reads_odd_errors() -> None:
         }
     }
     assert G.read_error(400, {}, json.dumps(bad_key).encode()).kind == "authentication"
-    assert G.read_error(503, {}, json.dumps([{"error": {"code": 503, "message": "busy"}}]).encode()) == ChatError(
+    assert G.read_error(503, {}, json.dumps([{"error": {"code": 503, "message": "busy"}}]).encode()) == chat.ChatError(
         503, "overloaded", "busy"
     )
-    assert G.read_error(529, {}, b"<html>") == ChatError(529, "overloaded", "Gemini API error (HTTP 529)")
-    assert G.read_error(502, {}, b"") == ChatError(502, "server", "Gemini API error (HTTP 502)")
+    assert G.read_error(529, {}, b"<html>") == chat.ChatError(529, "overloaded", "Gemini API error (HTTP 529)")
+    assert G.read_error(502, {}, b"") == chat.ChatError(502, "server", "Gemini API error (HTTP 502)")
 
 
 @pytest.mark.parametrize(
@@ -992,7 +981,7 @@ def test_reads_odd_errors() -> None:
     ],
 )
 def test_writes_errors(kind: Any, status: int, code: str) -> None:
-    out_status, headers, body = G.write_error(ChatError(status, kind, "Nope"))
+    out_status, headers, body = G.write_error(chat.ChatError(status, kind, "Nope"))
     assert (out_status, headers) == (status, {"content-type": "application/json"})
     assert json.loads(body) == {"error": {"code": status, "message": "Nope", "status": code}}
     back = G.read_error(status, {}, body)
@@ -1008,23 +997,29 @@ CLAUDE_SIGNATURE = "c2ln>>>???"
 
 
 def test_an_answer_and_a_stream_seal_another_providers_signatures() -> None:
-    theirs = Thinking("plan", signature=CLAUDE_SIGNATURE, origin="anthropic-messages")
-    response = ChatResponse("r", None, [Choice(0, [theirs, Thinking("", "own", origin=NAME), Text("Hi")], "stop")])
-    parts = G.write_response(response, ChatRequest("gemini-3-pro-preview", []))["candidates"][0]["content"]["parts"]
+    theirs = chat.Thinking("plan", signature=CLAUDE_SIGNATURE, origin="anthropic-messages")
+    response = chat.ChatResponse(
+        "r", None, [chat.Choice(0, [theirs, chat.Thinking("", "own", origin=NAME), chat.Text("Hi")], "stop")]
+    )
+    parts = G.write_response(response, chat.ChatRequest("gemini-3-pro-preview", []))["candidates"][0]["content"][
+        "parts"
+    ]
     assert parts[:2] == [
-        {"text": "plan", "thought": True, "thoughtSignature": seal(CLAUDE_SIGNATURE, "anthropic-messages")},
+        {"text": "plan", "thought": True, "thoughtSignature": chat.seal(CLAUDE_SIGNATURE, "anthropic-messages")},
         {"text": "", "thought": True, "thoughtSignature": "own"},
     ]
-    streamed = _write_all([ThinkingDelta("", "s", origin="bedrock-converse"), ThinkingDelta("", "g", origin=NAME)])
+    streamed = _write_all(
+        [chat.ThinkingDelta("", "s", origin="bedrock-converse"), chat.ThinkingDelta("", "g", origin=NAME)]
+    )
     chunks = [json.loads(block.removeprefix(b"data: ")) for block in streamed.split(b"\r\n\r\n") if block]
     assert [c["candidates"][0]["content"]["parts"] for c in chunks] == [
-        [{"text": "", "thought": True, "thoughtSignature": seal("s", "bedrock-converse")}],
+        [{"text": "", "thought": True, "thoughtSignature": chat.seal("s", "bedrock-converse")}],
         [{"text": "", "thought": True, "thoughtSignature": "g"}],
     ]
 
 
 def test_reading_a_call_unseals_signatures_and_knows_geminis_own() -> None:
-    sealed = seal(CLAUDE_SIGNATURE, "anthropic-messages")
+    sealed = chat.seal(CLAUDE_SIGNATURE, "anthropic-messages")
     url_safe = sealed.replace("+", "-").replace("/", "_")  # as google-genai sends bytes back
     assert url_safe != sealed
     body = {
@@ -1040,25 +1035,25 @@ def test_reading_a_call_unseals_signatures_and_knows_geminis_own() -> None:
         ]
     }
     assert G.read_request(body).messages[0].parts == [
-        Thinking("plan", signature=CLAUDE_SIGNATURE, origin="anthropic-messages"),
-        Thinking("", signature="own", origin=NAME),
-        Text("Hi"),
-        ToolCall("call_0", "f", "{}"),
+        chat.Thinking("plan", signature=CLAUDE_SIGNATURE, origin="anthropic-messages"),
+        chat.Thinking("", signature="own", origin=NAME),
+        chat.Text("Hi"),
+        chat.ToolCall("call_0", "f", "{}"),
     ]
 
 
 def test_writing_a_call_leaves_out_another_providers_signature() -> None:
-    request = ChatRequest(
+    request = chat.ChatRequest(
         "gemini-3-pro-preview",
         [
-            Message("user", [Text("Weather?")]),
-            Message(
+            chat.Message("user", [chat.Text("Weather?")]),
+            chat.Message(
                 "assistant",
                 [
-                    Thinking("", signature="EqQB", origin="anthropic-messages"),
-                    ToolCall("c1", "get_weather", "{}"),
-                    Thinking("", signature="own", origin=NAME),
-                    Text("Checking."),
+                    chat.Thinking("", signature="EqQB", origin="anthropic-messages"),
+                    chat.ToolCall("c1", "get_weather", "{}"),
+                    chat.Thinking("", signature="own", origin=NAME),
+                    chat.Text("Checking."),
                 ],
             ),
         ],
@@ -1081,25 +1076,27 @@ def test_a_streamed_turn_kept_as_a_content_per_chunk_reads_as_one() -> None:
     ]
     body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}, *({"role": "model", "parts": p} for p in chunks)]}
     assert G.read_request(body).messages == [
-        Message("user", [Text("Hi")]),
-        Message("assistant", [Thinking("plan", signature="sig", origin=NAME), ToolCall("call_0", "f", "{}")]),
+        chat.Message("user", [chat.Text("Hi")]),
+        chat.Message(
+            "assistant", [chat.Thinking("plan", signature="sig", origin=NAME), chat.ToolCall("call_0", "f", "{}")]
+        ),
     ]
 
 
-THEIRS = Thinking("plan", signature=CLAUDE_SIGNATURE, origin="anthropic-messages")
+THEIRS = chat.Thinking("plan", signature=CLAUDE_SIGNATURE, origin="anthropic-messages")
 
 
 def answers() -> list[str]:
     """What the upstream answers google-genai's chats: an answer, then a stream, each with THEIRS."""
-    call = ToolCall("call_9", "get_weather", '{"city": "Paris"}')
-    answer = ChatResponse("r", None, [Choice(0, [THEIRS, call], "tool_calls")])
+    call = chat.ToolCall("call_9", "get_weather", '{"city": "Paris"}')
+    answer = chat.ChatResponse("r", None, [chat.Choice(0, [THEIRS, call], "tool_calls")])
     stream = [
-        ThinkingDelta("pl"),
-        ThinkingDelta("an"),
-        ThinkingDelta(signature=CLAUDE_SIGNATURE, origin="anthropic-messages"),
-        ToolCallStarted(0, "call_9", "get_weather"),
-        ToolCallDelta(0, '{"city": "Paris"}'),
-        Finished("tool_calls"),
+        chat.ThinkingDelta("pl"),
+        chat.ThinkingDelta("an"),
+        chat.ThinkingDelta(signature=CLAUDE_SIGNATURE, origin="anthropic-messages"),
+        chat.ToolCallStarted(0, "call_9", "get_weather"),
+        chat.ToolCallDelta(0, '{"city": "Paris"}'),
+        chat.Finished("tool_calls"),
     ]
-    request = ChatRequest("gemini-3-pro-preview", [])
+    request = chat.ChatRequest("gemini-3-pro-preview", [])
     return [json.dumps(G.write_response(answer, request)), _write_all(stream).decode()]

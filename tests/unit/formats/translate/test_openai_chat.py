@@ -13,36 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.support.examples import examples
 
-from tollgate.formats.chat import (
-    ChatError,
-    ChatFormat,
-    ChatRequest,
-    ChatResponse,
-    Choice,
-    Failed,
-    Finished,
-    Image,
-    Message,
-    OutputFormat,
-    Started,
-    StreamEvent,
-    Text,
-    TextDelta,
-    Thinking,
-    ThinkingDelta,
-    Tool,
-    ToolCall,
-    ToolCallDelta,
-    ToolCallStarted,
-    ToolChoice,
-    ToolResult,
-    Untranslatable,
-    UsageReported,
-)
+from tollgate.formats import chat
 from tollgate.formats.openai_chat import OPENAI_CHAT, REQUEST_FIELDS
 from tollgate.formats.usage import Usage
 
-FORMAT: ChatFormat = OPENAI_CHAT
+FORMAT: chat.ChatFormat = OPENAI_CHAT
 CUTS = settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -65,10 +40,10 @@ def test_reads_the_default_example() -> None:
             {"role": "user", "content": "Hello!"},
         ],
     }
-    assert FORMAT.read_request(body) == ChatRequest(
+    assert FORMAT.read_request(body) == chat.ChatRequest(
         model="gpt-4.1",
-        system=[Text("You are a helpful assistant.")],
-        messages=[Message("user", [Text("Hello!")])],
+        system=[chat.Text("You are a helpful assistant.")],
+        messages=[chat.Message("user", [chat.Text("Hello!")])],
     )
 
 
@@ -89,12 +64,12 @@ def test_reads_the_image_input_example() -> None:
     }
     request = FORMAT.read_request(body)
     assert request.messages == [
-        Message(
+        chat.Message(
             "user",
             [
-                Text("What's in this image?"),
-                Image(url="https://upload.wikimedia.org/boardwalk.jpg"),
-                Image(media_type="image/jpeg", data="/9j/4AAQ"),
+                chat.Text("What's in this image?"),
+                chat.Image(url="https://upload.wikimedia.org/boardwalk.jpg"),
+                chat.Image(media_type="image/jpeg", data="/9j/4AAQ"),
             ],
         )
     ]
@@ -128,8 +103,8 @@ def test_reads_the_functions_example() -> None:
     }
     request = FORMAT.read_request(body)
     function: dict[str, Any] = WEATHER_TOOL["function"]  # type: ignore[assignment]
-    assert request.tools == [Tool(function["name"], function["description"], function["parameters"])]
-    assert request.tool_choice == ToolChoice("auto")
+    assert request.tools == [chat.Tool(function["name"], function["description"], function["parameters"])]
+    assert request.tool_choice == chat.ToolChoice("auto")
 
 
 def test_reads_every_translated_field() -> None:
@@ -188,24 +163,30 @@ def test_reads_every_translated_field() -> None:
         "safety_identifier": "user-42",
         "modalities": ["text"],
     }
-    assert FORMAT.read_request(body) == ChatRequest(
+    assert FORMAT.read_request(body) == chat.ChatRequest(
         model="o4-mini",
-        system=[Text("Be brief."), Text("Be kind."), Text("Answer in French.")],
+        system=[chat.Text("Be brief."), chat.Text("Be kind."), chat.Text("Answer in French.")],
         messages=[
-            Message("user", [Text("What's the weather in Paris and Rome?")]),
-            Message(
+            chat.Message("user", [chat.Text("What's the weather in Paris and Rome?")]),
+            chat.Message(
                 "assistant",
                 [
-                    Thinking("Two cities: two calls."),
-                    ToolCall("call_1", "weather", '{"city":"Paris"}'),
-                    ToolCall("call_2", "weather", '{"city":"Rome"}'),
+                    chat.Thinking("Two cities: two calls."),
+                    chat.ToolCall("call_1", "weather", '{"city":"Paris"}'),
+                    chat.ToolCall("call_2", "weather", '{"city":"Rome"}'),
                 ],
             ),
-            Message("user", [ToolResult("call_1", None, [Text("18C")]), ToolResult("call_2", None, [Text("24C")])]),
-            Message("user", [Text("And tomorrow?")]),
+            chat.Message(
+                "user",
+                [
+                    chat.ToolResult("call_1", None, [chat.Text("18C")]),
+                    chat.ToolResult("call_2", None, [chat.Text("24C")]),
+                ],
+            ),
+            chat.Message("user", [chat.Text("And tomorrow?")]),
         ],
-        tools=[Tool("weather", None, {"type": "object"}, True)],
-        tool_choice=ToolChoice("tool", "weather"),
+        tools=[chat.Tool("weather", None, {"type": "object"}, True)],
+        tool_choice=chat.ToolChoice("tool", "weather"),
         parallel_tool_calls=False,
         max_tokens=500,
         temperature=0.5,
@@ -217,7 +198,7 @@ def test_reads_every_translated_field() -> None:
         frequency_penalty=-0.2,
         logprobs=True,
         top_logprobs=3,
-        output=OutputFormat("json_schema", {"type": "object"}, "forecast", True),
+        output=chat.OutputFormat("json_schema", {"type": "object"}, "forecast", True),
         reasoning_effort="low",
         user="user-42",
         stream=True,
@@ -244,12 +225,12 @@ def test_reads_the_smaller_forms() -> None:
     )
     assert request.model is None
     assert request.messages == [
-        Message("assistant", [Text("a"), Text("no")]),
-        Message("assistant", [Text("I can't.")]),
+        chat.Message("assistant", [chat.Text("a"), chat.Text("no")]),
+        chat.Message("assistant", [chat.Text("I can't.")]),
     ]
-    assert (request.max_tokens, request.stop, request.output) == (10, ["a", "b"], OutputFormat("json"))
+    assert (request.max_tokens, request.stop, request.output) == (10, ["a", "b"], chat.OutputFormat("json"))
     assert (request.thinking_budget, request.reasoning_effort, request.user) == (0, None, "u1")
-    assert request.tool_choice == ToolChoice("required")
+    assert request.tool_choice == chat.ToolChoice("required")
     assert request.temperature is None
     assert request.stream is False
 
@@ -271,9 +252,9 @@ def test_a_user_message_after_tool_results_stays_apart() -> None:
         }
     )
     assert request.messages == [
-        Message("user", [ToolResult("a", None, [Text("1")])]),
-        Message("user", [Text("next")]),
-        Message("user", [ToolResult("b", None, [Text("2")])]),
+        chat.Message("user", [chat.ToolResult("a", None, [chat.Text("1")])]),
+        chat.Message("user", [chat.Text("next")]),
+        chat.Message("user", [chat.ToolResult("b", None, [chat.Text("2")])]),
     ]
 
 
@@ -317,7 +298,7 @@ def test_reads_harmless_fields_as_dropped() -> None:
         "messages[].content[].prompt_cache_breakpoint",
         "stream_options.include_obfuscation",
     ]
-    assert request.messages == [Message("user", [Text("hi")]), Message("user", [Text("hey")])]
+    assert request.messages == [chat.Message("user", [chat.Text("hi")]), chat.Message("user", [chat.Text("hey")])]
     assert request.stream_usage is False
 
 
@@ -395,7 +376,9 @@ REFUSED_REQUESTS = [
 
 @pytest.mark.parametrize(("body", "named"), REFUSED_REQUESTS)
 def test_refuses_what_it_cannot_read_exactly(body: dict[str, Any], named: str) -> None:
-    with pytest.raises(Untranslatable, match="^" + named.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+    with pytest.raises(
+        chat.Untranslatable, match="^" + named.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
+    ):
         FORMAT.read_request(body)
 
 
@@ -404,26 +387,37 @@ def test_refuses_what_it_cannot_read_exactly(body: dict[str, Any], named: str) -
 
 
 def test_writes_a_request_exactly() -> None:
-    request = ChatRequest(
+    request = chat.ChatRequest(
         model="gpt-4o",
-        system=[Text("Be brief.")],
+        system=[chat.Text("Be brief.")],
         messages=[
-            Message(
-                "user", [Text("Look:"), Image(media_type="image/png", data="iVBORw0KGgo"), Image(url="https://x/y.jpg")]
+            chat.Message(
+                "user",
+                [
+                    chat.Text("Look:"),
+                    chat.Image(media_type="image/png", data="iVBORw0KGgo"),
+                    chat.Image(url="https://x/y.jpg"),
+                ],
             ),
-            Message(
+            chat.Message(
                 "assistant",
-                [Thinking("hmm", signature="sig"), Text("Calling."), ToolCall("call_1", "weather", '{"city":"Paris"}')],
+                [
+                    chat.Thinking("hmm", signature="sig"),
+                    chat.Text("Calling."),
+                    chat.ToolCall("call_1", "weather", '{"city":"Paris"}'),
+                ],
             ),
-            Message("user", [ToolResult("call_1", "weather", [Text("18C")], is_error=True), Text("Thanks")]),
-            Message("assistant", [ToolCall("call_2", "weather", "{}")]),
+            chat.Message(
+                "user", [chat.ToolResult("call_1", "weather", [chat.Text("18C")], is_error=True), chat.Text("Thanks")]
+            ),
+            chat.Message("assistant", [chat.ToolCall("call_2", "weather", "{}")]),
         ],
-        tools=[Tool("weather", "The weather", {"type": "object"}), Tool("noop")],
-        tool_choice=ToolChoice("tool", "weather"),
+        tools=[chat.Tool("weather", "The weather", {"type": "object"}), chat.Tool("noop")],
+        tool_choice=chat.ToolChoice("tool", "weather"),
         max_tokens=100,
         top_k=40,
         stop=["END"],
-        output=OutputFormat("json_schema", {"type": "object"}),
+        output=chat.OutputFormat("json_schema", {"type": "object"}),
         thinking_budget=2000,
         include_thoughts=True,
         user="u1",
@@ -485,7 +479,7 @@ def test_writes_a_request_exactly() -> None:
 
 def test_writes_reasoning_as_effort() -> None:
     def effort(**fields: Any) -> tuple[Any, list[str]]:
-        request = ChatRequest(model="o3", messages=[], **fields)
+        request = chat.ChatRequest(model="o3", messages=[], **fields)
         return FORMAT.write_request(request)[0].get("reasoning_effort"), request.dropped
 
     assert effort(reasoning_effort="high", thinking_budget=100) == ("high", ["thinking_budget"])
@@ -496,7 +490,9 @@ def test_writes_reasoning_as_effort() -> None:
 
 
 def test_writes_images_without_a_media_type_by_their_signature() -> None:
-    request = ChatRequest(None, [Message("user", [Image(media_type="image/*", data="/9j/4AAQ"), Image(data="abcd")])])
+    request = chat.ChatRequest(
+        None, [chat.Message("user", [chat.Image(media_type="image/*", data="/9j/4AAQ"), chat.Image(data="abcd")])]
+    )
     content = FORMAT.write_request(request)[0]["messages"][0]["content"]
     assert [c["image_url"]["url"] for c in content] == ["data:image/jpeg;base64,/9j/4AAQ", "data:image/png;base64,abcd"]
 
@@ -504,31 +500,34 @@ def test_writes_images_without_a_media_type_by_their_signature() -> None:
 @pytest.mark.parametrize(
     ("message", "named"),
     [
-        (Message("user", [ToolResult("c", None, [Image(data="AAAA")])]), "messages[0].parts[0]"),
-        (Message("user", [Image(url="gs://bucket/cat.png")]), "messages[0].parts[0]"),
-        (Message("user", [ToolCall("c", "f", "{}")]), "messages[0].parts[0]"),
-        (Message("assistant", [Image(data="AAAA")]), "messages[0].parts[0]"),
+        (chat.Message("user", [chat.ToolResult("c", None, [chat.Image(data="AAAA")])]), "messages[0].parts[0]"),
+        (chat.Message("user", [chat.Image(url="gs://bucket/cat.png")]), "messages[0].parts[0]"),
+        (chat.Message("user", [chat.ToolCall("c", "f", "{}")]), "messages[0].parts[0]"),
+        (chat.Message("assistant", [chat.Image(data="AAAA")]), "messages[0].parts[0]"),
     ],
 )
-def test_refuses_to_write_what_chat_completions_cannot_carry(message: Message, named: str) -> None:
-    with pytest.raises(Untranslatable, match=named.replace("[", r"\[").replace("]", r"\]")):
-        FORMAT.write_request(ChatRequest("gpt-4o", [message]))
+def test_refuses_to_write_what_chat_completions_cannot_carry(message: chat.Message, named: str) -> None:
+    with pytest.raises(chat.Untranslatable, match=named.replace("[", r"\[").replace("]", r"\]")):
+        FORMAT.write_request(chat.ChatRequest("gpt-4o", [message]))
 
 
 ROUND_TRIP_REQUESTS = [
-    ChatRequest("gpt-4o", [Message("user", [Text("hi")])]),
-    ChatRequest(
+    chat.ChatRequest("gpt-4o", [chat.Message("user", [chat.Text("hi")])]),
+    chat.ChatRequest(
         "gpt-4o",
-        system=[Text("a"), Text("b")],
+        system=[chat.Text("a"), chat.Text("b")],
         messages=[
-            Message("user", [Text("x"), Text("y"), Image("image/gif", "R0lGOD")]),
-            Message("assistant", [Text("one"), Text("two"), ToolCall("c1", "f", '{"a":1}')]),
-            Message("user", [ToolResult("c1", None, [Text("r1"), Text("r2")]), ToolResult("c2", None, [])]),
-            Message("assistant", [Text("done")]),
-            Message("user", [Image(url="https://example.com/cat.png")]),
+            chat.Message("user", [chat.Text("x"), chat.Text("y"), chat.Image("image/gif", "R0lGOD")]),
+            chat.Message("assistant", [chat.Text("one"), chat.Text("two"), chat.ToolCall("c1", "f", '{"a":1}')]),
+            chat.Message(
+                "user",
+                [chat.ToolResult("c1", None, [chat.Text("r1"), chat.Text("r2")]), chat.ToolResult("c2", None, [])],
+            ),
+            chat.Message("assistant", [chat.Text("done")]),
+            chat.Message("user", [chat.Image(url="https://example.com/cat.png")]),
         ],
-        tools=[Tool("f", "does f", {"type": "object", "properties": {}}, False)],
-        tool_choice=ToolChoice("none"),
+        tools=[chat.Tool("f", "does f", {"type": "object", "properties": {}}, False)],
+        tool_choice=chat.ToolChoice("none"),
         parallel_tool_calls=True,
         max_tokens=5,
         temperature=1.5,
@@ -540,19 +539,19 @@ ROUND_TRIP_REQUESTS = [
         frequency_penalty=0.5,
         logprobs=True,
         top_logprobs=2,
-        output=OutputFormat("json_schema", {"type": "object"}, "out", False),
+        output=chat.OutputFormat("json_schema", {"type": "object"}, "out", False),
         reasoning_effort="minimal",
         user="someone",
         stream=True,
         stream_usage=True,
     ),
-    ChatRequest("m", [Message("user", [Text("")])], output=OutputFormat("text"), thinking_budget=0),
-    ChatRequest("m", [], output=OutputFormat("json"), tool_choice=ToolChoice("required")),
+    chat.ChatRequest("m", [chat.Message("user", [chat.Text("")])], output=chat.OutputFormat("text"), thinking_budget=0),
+    chat.ChatRequest("m", [], output=chat.OutputFormat("json"), tool_choice=chat.ToolChoice("required")),
 ]
 
 
 @pytest.mark.parametrize("request_", ROUND_TRIP_REQUESTS)
-def test_a_written_request_reads_back(request_: ChatRequest) -> None:
+def test_a_written_request_reads_back(request_: chat.ChatRequest) -> None:
     original = copy.deepcopy(request_)
     body, _ = FORMAT.write_request(request_)
     assert request_.dropped == []
@@ -623,18 +622,20 @@ DOCS_TOOL_RESPONSE = {
 
 
 def test_reads_the_documented_answers() -> None:
-    assert FORMAT.read_response(DOCS_RESPONSE) == ChatResponse(
+    assert FORMAT.read_response(DOCS_RESPONSE) == chat.ChatResponse(
         id="chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
         model="gpt-4.1-2025-04-14",
-        choices=[Choice(0, [Text("Hello! How can I assist you today?")], "stop")],
+        choices=[chat.Choice(0, [chat.Text("Hello! How can I assist you today?")], "stop")],
         usage=Usage(input_tokens=19, output_tokens=10, total_tokens=29, cached_tokens=0, reasoning_tokens=0),
         created=1741569952,
     )
-    assert FORMAT.read_response(DOCS_TOOL_RESPONSE) == ChatResponse(
+    assert FORMAT.read_response(DOCS_TOOL_RESPONSE) == chat.ChatResponse(
         id="chatcmpl-abc123",
         model="gpt-4o-mini",
         choices=[
-            Choice(0, [ToolCall("call_abc123", "get_current_weather", '{\n"location": "Boston, MA"\n}')], "tool_calls")
+            chat.Choice(
+                0, [chat.ToolCall("call_abc123", "get_current_weather", '{\n"location": "Boston, MA"\n}')], "tool_calls"
+            )
         ],
         usage=Usage(input_tokens=82, output_tokens=17, total_tokens=99),
         created=1699896916,
@@ -642,7 +643,7 @@ def test_reads_the_documented_answers() -> None:
 
 
 def test_writes_the_documented_answer() -> None:
-    request = ChatRequest("gpt-4.1", [])
+    request = chat.ChatRequest("gpt-4.1", [])
     body = FORMAT.write_response(FORMAT.read_response(DOCS_TOOL_RESPONSE), request)
     expected = copy.deepcopy(DOCS_TOOL_RESPONSE)
     expected["choices"][0]["message"]["refusal"] = None  # type: ignore[index]
@@ -650,17 +651,19 @@ def test_writes_the_documented_answer() -> None:
 
 
 def test_writes_an_answer_exactly() -> None:
-    response = ChatResponse(
+    response = chat.ChatResponse(
         id="msg_01XFDUDYJgAACzvnptvVoYEL",
         model="claude-sonnet-4-5",
         choices=[
-            Choice(0, [Thinking("Let me think", signature="s"), Text("Hello"), Text(" there")], "other"),
-            Choice(1, [ToolCall("toolu_1", "f", "{}")], None),
+            chat.Choice(
+                0, [chat.Thinking("Let me think", signature="s"), chat.Text("Hello"), chat.Text(" there")], "other"
+            ),
+            chat.Choice(1, [chat.ToolCall("toolu_1", "f", "{}")], None),
         ],
         usage=Usage(input_tokens=100, output_tokens=50, cached_tokens=80, cache_write_tokens=10, reasoning_tokens=20),
         created=1700000000,
     )
-    assert FORMAT.write_response(response, ChatRequest("alias", [])) == {
+    assert FORMAT.write_response(response, chat.ChatRequest("alias", [])) == {
         "id": "chatcmpl-msg_01XFDUDYJgAACzvnptvVoYEL",
         "object": "chat.completion",
         "created": 1700000000,
@@ -700,30 +703,30 @@ def test_writes_an_answer_exactly() -> None:
 
 
 def test_makes_up_what_an_answer_lacks() -> None:
-    body = FORMAT.write_response(ChatResponse(None, None, [Choice(0, [])]), ChatRequest("gpt-4o", []))
+    body = FORMAT.write_response(chat.ChatResponse(None, None, [chat.Choice(0, [])]), chat.ChatRequest("gpt-4o", []))
     assert body["id"].startswith("chatcmpl-") and len(body["id"]) == len("chatcmpl-") + 24
     assert isinstance(body["created"], int) and body["created"] > 1_700_000_000
     assert body["model"] == "gpt-4o"
     assert "usage" not in body
     assert body["choices"][0]["message"]["content"] is None
     assert "tool_calls" not in body["choices"][0]["message"]
-    partial = FORMAT.write_response(ChatResponse("x", "m", [], Usage(input_tokens=3)), ChatRequest("m", []))
+    partial = FORMAT.write_response(chat.ChatResponse("x", "m", [], Usage(input_tokens=3)), chat.ChatRequest("m", []))
     assert partial["usage"] == {"prompt_tokens": 3}
 
 
 def test_an_answer_reads_back() -> None:
-    response = ChatResponse(
+    response = chat.ChatResponse(
         id="chatcmpl-1",
         model="m",
         choices=[
-            Choice(0, [Thinking("t"), Text("a"), ToolCall("c", "f", "{}")], "tool_calls"),
-            Choice(1, [Text("b")], "length"),
-            Choice(2, [Text("c")], "content_filter"),
+            chat.Choice(0, [chat.Thinking("t"), chat.Text("a"), chat.ToolCall("c", "f", "{}")], "tool_calls"),
+            chat.Choice(1, [chat.Text("b")], "length"),
+            chat.Choice(2, [chat.Text("c")], "content_filter"),
         ],
         usage=Usage(input_tokens=10, output_tokens=20, cached_tokens=1, cache_write_tokens=2, reasoning_tokens=3),
         created=5,
     )
-    read = FORMAT.read_response(FORMAT.write_response(response, ChatRequest("m", [])))
+    read = FORMAT.read_response(FORMAT.write_response(response, chat.ChatRequest("m", [])))
     assert read == replace(response, usage=replace(response.usage, total_tokens=30))  # as written
 
 
@@ -741,17 +744,17 @@ def test_reads_odd_answers_leniently() -> None:
         ],
         "usage": {"prompt_tokens": "many", "completion_tokens": 2},
     }
-    assert FORMAT.read_response(body) == ChatResponse(
+    assert FORMAT.read_response(body) == chat.ChatResponse(
         id=None,
         model=None,
         choices=[
-            Choice(1, [Thinking("r"), Text("x"), ToolCall("call_0", "f", "")], "tool_calls"),
-            Choice(4, [], "other"),
-            Choice(5, [Text("pq")]),
+            chat.Choice(1, [chat.Thinking("r"), chat.Text("x"), chat.ToolCall("call_0", "f", "")], "tool_calls"),
+            chat.Choice(4, [], "other"),
+            chat.Choice(5, [chat.Text("pq")]),
         ],
         usage=Usage(output_tokens=2),
     )
-    assert FORMAT.read_response({}) == ChatResponse(None, None, [])
+    assert FORMAT.read_response({}) == chat.ChatResponse(None, None, [])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -791,9 +794,9 @@ TOOL_STREAM = sse(
 )  # fmt: skip
 
 
-def read_all(data: bytes, cuts: list[int] | None = None) -> list[StreamEvent]:
+def read_all(data: bytes, cuts: list[int] | None = None) -> list[chat.StreamEvent]:
     reader = FORMAT.stream_reader()
-    events: list[StreamEvent] = []
+    events: list[chat.StreamEvent] = []
     start = 0
     for cut in sorted(cuts or []):
         events += reader.feed(data[start:cut])
@@ -806,23 +809,23 @@ def read_all(data: bytes, cuts: list[int] | None = None) -> list[StreamEvent]:
 
 def test_reads_the_documented_stream() -> None:
     assert read_all(DOCS_STREAM) == [
-        Started("chatcmpl-123", "gpt-4o-mini", 1694268190),
-        TextDelta("Hello"),
-        TextDelta("!"),
-        Finished("stop"),
-        UsageReported(Usage(input_tokens=9, output_tokens=2, total_tokens=11)),
+        chat.Started("chatcmpl-123", "gpt-4o-mini", 1694268190),
+        chat.TextDelta("Hello"),
+        chat.TextDelta("!"),
+        chat.Finished("stop"),
+        chat.UsageReported(Usage(input_tokens=9, output_tokens=2, total_tokens=11)),
     ]
 
 
 def test_reads_a_tool_call_stream() -> None:
     assert read_all(TOOL_STREAM) == [
-        Started("chatcmpl-123", "gpt-4o-mini", 1694268190),
-        ToolCallStarted(0, "call_DdmO9pD3xa9XTPNJ32zg2hcA", "get_weather"),
-        ToolCallDelta(0, '{"location":'),
-        ToolCallDelta(0, '"Paris"}'),
-        ToolCallStarted(1, "call_2", "get_time"),
-        ToolCallDelta(1, "{}"),
-        Finished("tool_calls"),
+        chat.Started("chatcmpl-123", "gpt-4o-mini", 1694268190),
+        chat.ToolCallStarted(0, "call_DdmO9pD3xa9XTPNJ32zg2hcA", "get_weather"),
+        chat.ToolCallDelta(0, '{"location":'),
+        chat.ToolCallDelta(0, '"Paris"}'),
+        chat.ToolCallStarted(1, "call_2", "get_time"),
+        chat.ToolCallDelta(1, "{}"),
+        chat.Finished("tool_calls"),
     ]
 
 
@@ -838,25 +841,25 @@ def test_reads_what_compatible_endpoints_stream() -> None:
         {**HEAD, "choices": [], "usage": None},
     )
     assert read_all(stream) == [
-        Started("chatcmpl-123", "gpt-4o-mini", 1694268190),
-        ThinkingDelta("think", choice=1),
-        ToolCallStarted(0, "c1", "f"),
-        ToolCallDelta(0, "{"),
-        ToolCallDelta(0, "}"),
-        ToolCallStarted(1, "call_0_1", "g"),
-        ToolCallDelta(1, "[]"),
-        TextDelta("x"),
-        Finished("tool_calls"),
+        chat.Started("chatcmpl-123", "gpt-4o-mini", 1694268190),
+        chat.ThinkingDelta("think", choice=1),
+        chat.ToolCallStarted(0, "c1", "f"),
+        chat.ToolCallDelta(0, "{"),
+        chat.ToolCallDelta(0, "}"),
+        chat.ToolCallStarted(1, "call_0_1", "g"),
+        chat.ToolCallDelta(1, "[]"),
+        chat.TextDelta("x"),
+        chat.Finished("tool_calls"),
     ]
 
 
 def test_reads_a_last_event_without_its_blank_line() -> None:
-    assert read_all(DOCS_STREAM[:-2].replace(b"data: [DONE]", b""))[-1] == UsageReported(
+    assert read_all(DOCS_STREAM[:-2].replace(b"data: [DONE]", b""))[-1] == chat.UsageReported(
         Usage(input_tokens=9, output_tokens=2, total_tokens=11)
     )
     assert read_all(sse(chunk({"content": "a"})).rstrip(b"\n")) == [
-        Started("chatcmpl-123", "gpt-4o-mini", 1694268190),
-        TextDelta("a"),
+        chat.Started("chatcmpl-123", "gpt-4o-mini", 1694268190),
+        chat.TextDelta("a"),
     ]
 
 
@@ -865,15 +868,15 @@ def test_reads_a_mid_stream_error() -> None:
         chunk({"content": "a"}),
         {"error": {"message": "The server had an error", "type": "server_error", "param": None, "code": None}},
     )
-    assert read_all(stream)[-1] == Failed(ChatError(500, "server", "The server had an error"))
+    assert read_all(stream)[-1] == chat.Failed(chat.ChatError(500, "server", "The server had an error"))
     stream = sse({"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}})
-    assert read_all(stream) == [Failed(ChatError(429, "rate_limit", "Resource exhausted"))]
+    assert read_all(stream) == [chat.Failed(chat.ChatError(429, "rate_limit", "Resource exhausted"))]
 
 
 def test_stops_reading_a_broken_stream_without_raising() -> None:
     reader = FORMAT.stream_reader()
     events = reader.feed(sse(chunk({"content": "a"}), "not json", chunk({"content": "b"})))
-    assert events == [Started("chatcmpl-123", "gpt-4o-mini", 1694268190), TextDelta("a")]
+    assert events == [chat.Started("chatcmpl-123", "gpt-4o-mini", 1694268190), chat.TextDelta("a")]
     assert reader.error is not None
     assert reader.feed(sse(chunk({"content": "c"}))) == []
     assert reader.end() == []
@@ -881,7 +884,7 @@ def test_stops_reading_a_broken_stream_without_raising() -> None:
 
 def test_ignores_what_follows_done_and_comments() -> None:
     stream = b": keep-alive\n\n" + sse(chunk({"content": "a"}), "[DONE]", chunk({"content": "late"}))
-    assert read_all(stream) == [Started("chatcmpl-123", "gpt-4o-mini", 1694268190), TextDelta("a")]
+    assert read_all(stream) == [chat.Started("chatcmpl-123", "gpt-4o-mini", 1694268190), chat.TextDelta("a")]
 
 
 @CUTS
@@ -893,7 +896,7 @@ def test_reads_the_same_events_however_the_stream_is_cut(stream: bytes, cuts: li
     assert read_all(stream, cuts) == read_all(stream)
 
 
-def write_all(request: ChatRequest, events: list[StreamEvent]) -> bytes:
+def write_all(request: chat.ChatRequest, events: list[chat.StreamEvent]) -> bytes:
     writer = FORMAT.stream_writer(request)
     assert writer.content_type == "text/event-stream"
     return b"".join(writer.write(e) for e in events) + writer.end()
@@ -904,18 +907,18 @@ def chunks_of(stream: bytes) -> list[Any]:
     return [b.decode() if b == b"[DONE]" else json.loads(b) for b in blocks]
 
 
-EVENTS: list[StreamEvent] = [
-    Started("msg_1", "claude-x", 1700000000),
-    ThinkingDelta("hmm"),
-    ThinkingDelta(signature="sig"),
-    TextDelta("Hel"),
-    TextDelta("lo", choice=1),
-    ToolCallStarted(0, "call_1", "f"),
-    ToolCallDelta(0, '{"a":1}'),
-    Finished("tool_calls"),
-    Finished("other", choice=1),
-    UsageReported(Usage(input_tokens=10, output_tokens=5)),
-    UsageReported(Usage(output_tokens=7, cached_tokens=2)),
+EVENTS: list[chat.StreamEvent] = [
+    chat.Started("msg_1", "claude-x", 1700000000),
+    chat.ThinkingDelta("hmm"),
+    chat.ThinkingDelta(signature="sig"),
+    chat.TextDelta("Hel"),
+    chat.TextDelta("lo", choice=1),
+    chat.ToolCallStarted(0, "call_1", "f"),
+    chat.ToolCallDelta(0, '{"a":1}'),
+    chat.Finished("tool_calls"),
+    chat.Finished("other", choice=1),
+    chat.UsageReported(Usage(input_tokens=10, output_tokens=5)),
+    chat.UsageReported(Usage(output_tokens=7, cached_tokens=2)),
 ]
 
 
@@ -929,7 +932,7 @@ def test_writes_a_stream_exactly() -> None:
             "usage": None,
         }
 
-    assert chunks_of(write_all(ChatRequest("alias", [], stream=True, stream_usage=True), EVENTS)) == [
+    assert chunks_of(write_all(chat.ChatRequest("alias", [], stream=True, stream_usage=True), EVENTS)) == [
         out({"role": "assistant", "reasoning_content": "hmm"}),
         out({"content": "Hel"}),
         out({"role": "assistant", "content": "lo"}, 1),
@@ -960,45 +963,51 @@ def test_writes_a_stream_exactly() -> None:
 def test_writes_usage_only_when_the_caller_asked() -> None:
     written = chunks_of(
         write_all(
-            ChatRequest("gpt-4o", [], stream=True),
-            [TextDelta("a"), UsageReported(Usage(input_tokens=1, output_tokens=1))],
+            chat.ChatRequest("gpt-4o", [], stream=True),
+            [chat.TextDelta("a"), chat.UsageReported(Usage(input_tokens=1, output_tokens=1))],
         )
     )
     assert written[-1] == "[DONE]"
     assert len(written) == 2 and "usage" not in written[0]
     assert written[0]["model"] == "gpt-4o" and written[0]["id"].startswith("chatcmpl-")
-    assert chunks_of(write_all(ChatRequest("m", [], stream=True, stream_usage=True), [])) == ["[DONE]"]
+    assert chunks_of(write_all(chat.ChatRequest("m", [], stream=True, stream_usage=True), [])) == ["[DONE]"]
 
 
 def test_makes_up_the_head_once() -> None:
-    written = chunks_of(write_all(ChatRequest("gpt-4o", []), [TextDelta("a"), Started("late", "x", 1), TextDelta("b")]))
+    written = chunks_of(
+        write_all(
+            chat.ChatRequest("gpt-4o", []), [chat.TextDelta("a"), chat.Started("late", "x", 1), chat.TextDelta("b")]
+        )
+    )
     assert written[0]["id"] == written[1]["id"] != "chatcmpl-late"
     assert written[0]["created"] == written[1]["created"]
     assert written[1]["model"] == "gpt-4o"
 
 
 def test_writes_a_mid_stream_error_and_stops() -> None:
-    writer = FORMAT.stream_writer(ChatRequest("m", [], stream=True))
-    writer.write(Started("chatcmpl-1", "m", 1))
-    assert writer.write(Failed(ChatError(529, "overloaded", "Overloaded"))) == (
+    writer = FORMAT.stream_writer(chat.ChatRequest("m", [], stream=True))
+    writer.write(chat.Started("chatcmpl-1", "m", 1))
+    assert writer.write(chat.Failed(chat.ChatError(529, "overloaded", "Overloaded"))) == (
         b'data: {"error":{"message":"Overloaded","type":"server_error","param":null,"code":"overloaded"}}\n\n'
     )
-    assert writer.write(TextDelta("more")) == b""
+    assert writer.write(chat.TextDelta("more")) == b""
     assert writer.end() == b""
 
 
 def test_a_written_stream_reads_back() -> None:
-    written = write_all(ChatRequest("m", [], stream=True, stream_usage=True), EVENTS)
+    written = write_all(chat.ChatRequest("m", [], stream=True, stream_usage=True), EVENTS)
     assert read_all(written) == [
-        Started("chatcmpl-msg_1", "claude-x", 1700000000),
-        ThinkingDelta("hmm"),  # the signature cannot go
-        TextDelta("Hel"),
-        TextDelta("lo", choice=1),
-        ToolCallStarted(0, "call_1", "f"),
-        ToolCallDelta(0, '{"a":1}'),
-        Finished("tool_calls"),
-        Finished("stop", choice=1),  # "other" has no name in the format
-        UsageReported(Usage(input_tokens=10, output_tokens=7, total_tokens=17, cached_tokens=2)),  # the reports, merged
+        chat.Started("chatcmpl-msg_1", "claude-x", 1700000000),
+        chat.ThinkingDelta("hmm"),  # the signature cannot go
+        chat.TextDelta("Hel"),
+        chat.TextDelta("lo", choice=1),
+        chat.ToolCallStarted(0, "call_1", "f"),
+        chat.ToolCallDelta(0, '{"a":1}'),
+        chat.Finished("tool_calls"),
+        chat.Finished("stop", choice=1),  # "other" has no name in the format
+        chat.UsageReported(
+            Usage(input_tokens=10, output_tokens=7, total_tokens=17, cached_tokens=2)
+        ),  # the reports, merged
     ]
 
 
@@ -1045,15 +1054,15 @@ def test_a_written_stream_reads_back() -> None:
 )
 def test_reads_errors(status: int, error: dict[str, Any], kind: str) -> None:
     body = json.dumps({"error": error}).encode()
-    assert FORMAT.read_error(status, {}, body) == ChatError(status, kind, error["message"])  # type: ignore[arg-type]
+    assert FORMAT.read_error(status, {}, body) == chat.ChatError(status, kind, error["message"])  # type: ignore[arg-type]
 
 
 def test_reads_errors_without_openai_shape() -> None:
-    assert FORMAT.read_error(502, {}, b"<html>Bad gateway</html>") == ChatError(
+    assert FORMAT.read_error(502, {}, b"<html>Bad gateway</html>") == chat.ChatError(
         502, "server", "the upstream answered HTTP 502"
     )
-    assert FORMAT.read_error(429, {}, b'{"error": "slow down"}') == ChatError(429, "rate_limit", "slow down")
-    assert FORMAT.read_error(404, {}, b'{"detail": "x"}') == ChatError(
+    assert FORMAT.read_error(429, {}, b'{"error": "slow down"}') == chat.ChatError(429, "rate_limit", "slow down")
+    assert FORMAT.read_error(404, {}, b'{"detail": "x"}') == chat.ChatError(
         404, "not_found", "the upstream answered HTTP 404"
     )
 
@@ -1061,18 +1070,18 @@ def test_reads_errors_without_openai_shape() -> None:
 @pytest.mark.parametrize(
     ("error", "type_", "code"),
     [
-        (ChatError(400, "invalid_request", "bad"), "invalid_request_error", None),
-        (ChatError(401, "authentication", "no key"), "authentication_error", "invalid_api_key"),
-        (ChatError(403, "permission", "no"), "permission_error", None),
-        (ChatError(404, "not_found", "no model"), "not_found_error", None),
-        (ChatError(413, "too_large", "big"), "invalid_request_error", None),
-        (ChatError(429, "rate_limit", "slow"), "requests", "rate_limit_exceeded"),
-        (ChatError(500, "server", "oops"), "server_error", None),
-        (ChatError(529, "overloaded", "busy"), "server_error", "overloaded"),
-        (ChatError(504, "timeout", "late"), "timeout", None),
+        (chat.ChatError(400, "invalid_request", "bad"), "invalid_request_error", None),
+        (chat.ChatError(401, "authentication", "no key"), "authentication_error", "invalid_api_key"),
+        (chat.ChatError(403, "permission", "no"), "permission_error", None),
+        (chat.ChatError(404, "not_found", "no model"), "not_found_error", None),
+        (chat.ChatError(413, "too_large", "big"), "invalid_request_error", None),
+        (chat.ChatError(429, "rate_limit", "slow"), "requests", "rate_limit_exceeded"),
+        (chat.ChatError(500, "server", "oops"), "server_error", None),
+        (chat.ChatError(529, "overloaded", "busy"), "server_error", "overloaded"),
+        (chat.ChatError(504, "timeout", "late"), "timeout", None),
     ],
 )
-def test_writes_errors(error: ChatError, type_: str, code: str | None) -> None:
+def test_writes_errors(error: chat.ChatError, type_: str, code: str | None) -> None:
     status, headers, body = FORMAT.write_error(error)
     assert (status, headers) == (error.status, {"content-type": "application/json"})
     assert json.loads(body) == {"error": {"message": error.message, "type": type_, "param": None, "code": code}}

@@ -19,28 +19,7 @@ from tollgate.formats import (
     CLAUDE_ON_VERTEX,
     GEMINI_GENERATE,
     OPENAI_CHAT,
-)
-from tollgate.formats.chat import (
-    ChatError,
-    ChatRequest,
-    ChatResponse,
-    Choice,
-    Finished,
-    Message,
-    Started,
-    StreamEvent,
-    Text,
-    TextDelta,
-    Thinking,
-    ThinkingDelta,
-    Tool,
-    ToolCall,
-    ToolCallDelta,
-    ToolCallStarted,
-    ToolResult,
-    UsageReported,
-    seal,
-    unseal,
+    chat,
 )
 from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.translation import Translation, chat_formats
@@ -53,18 +32,20 @@ PAIRS = list(permutations(NAMES, 2))
 # Claude on Vertex AI is a target only (its callers speak Anthropic's format); from Anthropic's a
 # call goes there as it came, through no translation.
 TO_VERTEX = [(source, CLAUDE_ON_VERTEX) for source in NAMES if source != ANTHROPIC_MESSAGES]
-WEATHER = Tool("get_weather", "The weather in a city", {"type": "object", "properties": {"city": {"type": "string"}}})
+WEATHER = chat.Tool(
+    "get_weather", "The weather in a city", {"type": "object", "properties": {"city": {"type": "string"}}}
+)
 
 
-def conversation(stream: bool = False) -> ChatRequest:
-    return ChatRequest(
+def conversation(stream: bool = False) -> chat.ChatRequest:
+    return chat.ChatRequest(
         model="m",
-        system=[Text("Answer briefly.")],
+        system=[chat.Text("Answer briefly.")],
         messages=[
-            Message("user", [Text("Weather in Paris?")]),
-            Message("assistant", [ToolCall("call_1", "get_weather", '{"city": "Paris"}')]),
-            Message("user", [ToolResult("call_1", "get_weather", [Text("18C and sunny")])]),
-            Message("user", [Text("And tomorrow?")]),
+            chat.Message("user", [chat.Text("Weather in Paris?")]),
+            chat.Message("assistant", [chat.ToolCall("call_1", "get_weather", '{"city": "Paris"}')]),
+            chat.Message("user", [chat.ToolResult("call_1", "get_weather", [chat.Text("18C and sunny")])]),
+            chat.Message("user", [chat.Text("And tomorrow?")]),
         ],
         tools=[WEATHER],
         max_tokens=100,
@@ -74,23 +55,23 @@ def conversation(stream: bool = False) -> ChatRequest:
     )
 
 
-def written(fmt: str, chat: ChatRequest) -> dict:
+def written(fmt: str, request: chat.ChatRequest) -> dict:
     """A call as a client of `fmt` sends it (through the JSON it travels as)."""
-    body, _ = FORMATS[fmt].write_request(chat)
+    body, _ = FORMATS[fmt].write_request(request)
     return parse_json(encode_json(body)) or {}
 
 
-def gist(chat: ChatRequest) -> list:
+def gist(request: chat.ChatRequest) -> list:
     """What a call means, whatever its format: roles, texts, tool calls (arguments parsed) and results."""
-    out: list = [[t.text for t in chat.system]]
-    for m in chat.messages:
+    out: list = [[t.text for t in request.system]]
+    for m in request.messages:
         for p in m.parts:
-            if isinstance(p, Text):
+            if isinstance(p, chat.Text):
                 out.append((m.role, p.text))
-            elif isinstance(p, ToolCall):
+            elif isinstance(p, chat.ToolCall):
                 out.append((m.role, p.name, json.loads(p.arguments)))
-            elif isinstance(p, ToolResult):
-                texts = "".join(c.text for c in p.content if isinstance(c, Text))
+            elif isinstance(p, chat.ToolResult):
+                texts = "".join(c.text for c in p.content if isinstance(c, chat.Text))
                 out.append((m.role, "result", unwrapped(texts)))
     return out
 
@@ -156,10 +137,12 @@ def test_claude_on_vertex_errors_in_either_shape_reach_an_anthropic_caller(body,
     assert (status, json.loads(out)["error"]) == (429, {"type": expected, "message": "Quota exceeded"})
 
 
-def answer(tool: bool) -> ChatResponse:
-    parts = [ToolCall("call_9", "get_weather", '{"city": "Paris"}')] if tool else [Text("Paris is the capital.")]
+def answer(tool: bool) -> chat.ChatResponse:
+    parts = (
+        [chat.ToolCall("call_9", "get_weather", '{"city": "Paris"}')] if tool else [chat.Text("Paris is the capital.")]
+    )
     usage = Usage(input_tokens=21, output_tokens=7, cached_tokens=5)
-    return ChatResponse("id-1", "target-model", [Choice(0, parts, "tool_calls" if tool else "stop")], usage)
+    return chat.ChatResponse("id-1", "target-model", [chat.Choice(0, parts, "tool_calls" if tool else "stop")], usage)
 
 
 @pytest.mark.parametrize(("source", "target"), PAIRS + TO_VERTEX)
@@ -176,51 +159,51 @@ def test_an_answer_comes_back_meaning_the_same(source, target, tool):
     choice = back.choices[0]
     assert choice.finish == ("tool_calls" if tool else "stop")
     if tool:
-        (call,) = [p for p in choice.parts if isinstance(p, ToolCall)]
+        (call,) = [p for p in choice.parts if isinstance(p, chat.ToolCall)]
         assert (call.name, json.loads(call.arguments)) == ("get_weather", {"city": "Paris"})
     else:
-        assert "".join(p.text for p in choice.parts if isinstance(p, Text)) == "Paris is the capital."
+        assert "".join(p.text for p in choice.parts if isinstance(p, chat.Text)) == "Paris is the capital."
     u = back.usage
     assert (u.input_tokens, u.output_tokens, u.cached_tokens) == (21, 7, 5)
 
 
-def upstream_events(tool: bool) -> list[StreamEvent]:
-    events: list[StreamEvent] = [Started("id-1", "target-model")]
+def upstream_events(tool: bool) -> list[chat.StreamEvent]:
+    events: list[chat.StreamEvent] = [chat.Started("id-1", "target-model")]
     if tool:
         events += [
-            ToolCallStarted(0, "call_9", "get_weather"),
-            ToolCallDelta(0, '{"city": '),
-            ToolCallDelta(0, '"Paris"}'),
+            chat.ToolCallStarted(0, "call_9", "get_weather"),
+            chat.ToolCallDelta(0, '{"city": '),
+            chat.ToolCallDelta(0, '"Paris"}'),
         ]
     else:
-        events += [TextDelta("Paris is "), TextDelta("the capital.")]
+        events += [chat.TextDelta("Paris is "), chat.TextDelta("the capital.")]
     events += [
-        Finished("tool_calls" if tool else "stop"),
-        UsageReported(Usage(input_tokens=21, output_tokens=7, cached_tokens=5)),
+        chat.Finished("tool_calls" if tool else "stop"),
+        chat.UsageReported(Usage(input_tokens=21, output_tokens=7, cached_tokens=5)),
     ]
     return events
 
 
-def stream_bytes(fmt: str, events: list[StreamEvent]) -> bytes:
+def stream_bytes(fmt: str, events: list[chat.StreamEvent]) -> bytes:
     asked = conversation(stream=True)
     asked.stream_usage = True  # as a translated call always asks an OpenAI stream
     writer = FORMATS[fmt].stream_writer(asked)
     return b"".join([writer.write(e) for e in events]) + writer.end()
 
 
-def meaning(events: list[StreamEvent]) -> tuple:
+def meaning(events: list[chat.StreamEvent]) -> tuple:
     """A stream's text, tool calls, finish and usage, however its events were split."""
     text, calls, finish, usage = "", {}, None, Usage()
     for e in events:
-        if isinstance(e, TextDelta):
+        if isinstance(e, chat.TextDelta):
             text += e.text
-        elif isinstance(e, ToolCallStarted):
+        elif isinstance(e, chat.ToolCallStarted):
             calls[e.index] = [e.name, ""]
-        elif isinstance(e, ToolCallDelta):
+        elif isinstance(e, chat.ToolCallDelta):
             calls[e.index][1] += e.arguments
-        elif isinstance(e, Finished):
+        elif isinstance(e, chat.Finished):
             finish = e.reason
-        elif isinstance(e, UsageReported):
+        elif isinstance(e, chat.UsageReported):
             for field in ("input_tokens", "output_tokens", "cached_tokens"):
                 if getattr(e.usage, field) is not None:
                     setattr(usage, field, getattr(e.usage, field))
@@ -259,7 +242,7 @@ def test_a_stream_comes_back_meaning_the_same_however_it_is_cut(cuts, tool):
 def test_an_error_keeps_its_status_and_kind(source, target, status, kind):
     t = Translation(source)
     t.target = target
-    _, headers, body = FORMATS[target].write_error(ChatError(status, kind, "it went wrong"))  # type: ignore[arg-type]
+    _, headers, body = FORMATS[target].write_error(chat.ChatError(status, kind, "it went wrong"))  # type: ignore[arg-type]
     got_status, got_headers, got_body = t.error(status, {k.lower(): v for k, v in headers.items()}, body)
     back = FORMATS[source].read_error(got_status, got_headers, got_body)
     assert (got_status, back.status, back.kind) == (status, status, kind)
@@ -277,7 +260,7 @@ def test_a_stream_the_target_breaks_ends_with_the_callers_error_event():
     got = rewrite.feed(good) + rewrite.feed(corrupt) + rewrite.feed(good) + rewrite.flush()
     reader = FORMATS[OPENAI_CHAT].stream_reader()
     events = reader.feed(got) + reader.end()
-    assert [e.text for e in events if isinstance(e, TextDelta)] == ["Paris is "]  # nothing after the break
+    assert [e.text for e in events if isinstance(e, chat.TextDelta)] == ["Paris is "]  # nothing after the break
     (failed,) = [e for e in events if type(e).__name__ == "Failed"]
     assert failed.error.kind == "server" and "could not translate the stream" in failed.error.message
 
@@ -300,16 +283,16 @@ def test_an_answer_that_cannot_be_read_becomes_the_callers_error(source):
 
 @given(signature=st.text(), origin=st.sampled_from(NAMES))
 def test_a_sealed_signature_unseals_to_itself_and_its_origin(signature, origin):
-    sealed = seal(signature, origin)
+    sealed = chat.seal(signature, origin)
     raw = base64.b64decode(sealed, validate=True)
     assert base64.b64encode(raw).decode() == sealed  # canonical: google-genai's bytes round trip keeps it
-    assert unseal(sealed) == (signature, origin)
-    assert unseal(base64.urlsafe_b64encode(raw).decode()) == (signature, origin)  # as google-genai sends it
+    assert chat.unseal(sealed) == (signature, origin)
+    assert chat.unseal(base64.urlsafe_b64encode(raw).decode()) == (signature, origin)  # as google-genai sends it
 
 
 @given(value=st.text() | st.binary().map(lambda b: base64.b64encode(b).decode()))
 def test_anything_not_sealed_unseals_to_itself(value):
-    assert unseal(value) == (value, None)
+    assert chat.unseal(value) == (value, None)
 
 
 @pytest.mark.parametrize(
@@ -323,7 +306,7 @@ def test_anything_not_sealed_unseals_to_itself(value):
     ],
 )
 def test_unsealing_something_nearly_sealed_never_raises(value):
-    assert unseal(value) == (value, None)
+    assert chat.unseal(value) == (value, None)
 
 
 SIGNING = (ANTHROPIC_MESSAGES, GEMINI_GENERATE, BEDROCK_CONVERSE)
@@ -331,33 +314,33 @@ SIGNATURE = "c2ln>>>???"  # opaque to everyone but its maker; sealed, it holds "
 THOUGHT = "Look it up."
 
 
-def signed_answer(stream: bool) -> ChatResponse | list[StreamEvent]:
+def signed_answer(stream: bool) -> chat.ChatResponse | list[chat.StreamEvent]:
     """The target's answer: its reasoning, signed, and a tool call."""
     if stream:
         return [
-            Started("id-1", "target-model"),
-            ThinkingDelta(THOUGHT),
-            ThinkingDelta(signature=SIGNATURE),
-            ToolCallStarted(0, "call_9", "get_weather"),
-            ToolCallDelta(0, '{"city": "Paris"}'),
-            Finished("tool_calls"),
+            chat.Started("id-1", "target-model"),
+            chat.ThinkingDelta(THOUGHT),
+            chat.ThinkingDelta(signature=SIGNATURE),
+            chat.ToolCallStarted(0, "call_9", "get_weather"),
+            chat.ToolCallDelta(0, '{"city": "Paris"}'),
+            chat.Finished("tool_calls"),
         ]
-    parts = [Thinking(THOUGHT, signature=SIGNATURE), ToolCall("call_9", "get_weather", '{"city": "Paris"}')]
-    return ChatResponse("id-1", "target-model", [Choice(0, parts, "tool_calls")])
+    parts = [chat.Thinking(THOUGHT, signature=SIGNATURE), chat.ToolCall("call_9", "get_weather", '{"city": "Paris"}')]
+    return chat.ChatResponse("id-1", "target-model", [chat.Choice(0, parts, "tool_calls")])
 
 
-def whole(fmt: str, events: list[StreamEvent]) -> dict:
+def whole(fmt: str, events: list[chat.StreamEvent]) -> dict:
     """A stream the caller read, as the whole answer its client makes of it (as the SDKs do)."""
-    thinking, call = Thinking(), ToolCall("", "", "")
+    thinking, call = chat.Thinking(), chat.ToolCall("", "", "")
     for e in events:
-        if isinstance(e, ThinkingDelta):
+        if isinstance(e, chat.ThinkingDelta):
             thinking.text += e.text
             thinking.signature = e.signature or thinking.signature
-        elif isinstance(e, ToolCallStarted):
+        elif isinstance(e, chat.ToolCallStarted):
             call.id, call.name = e.id, e.name
-        elif isinstance(e, ToolCallDelta):
+        elif isinstance(e, chat.ToolCallDelta):
             call.arguments += e.arguments
-    answer = ChatResponse("id-1", "m", [Choice(0, [thinking, call], "tool_calls")])
+    answer = chat.ChatResponse("id-1", "m", [chat.Choice(0, [thinking, call], "tool_calls")])
     return parse_json(encode_json(FORMATS[fmt].write_response(answer, conversation()))) or {}
 
 
@@ -372,24 +355,26 @@ def history_turn(fmt: str, answer: dict) -> dict:
 
 def next_call(fmt: str, turn: dict) -> dict:
     """The caller's next call: its question, the answer's turn as it was given, and the tool's result."""
-    chat = ChatRequest(
+    request = chat.ChatRequest(
         "m",
         [
-            Message("user", [Text("Weather in Paris?")]),
-            Message("assistant", [ToolCall("call_9", "get_weather", "{}")]),  # its place: the turn given goes there
-            Message("user", [ToolResult("call_9", "get_weather", [Text("18C and sunny")])]),
+            chat.Message("user", [chat.Text("Weather in Paris?")]),
+            chat.Message(
+                "assistant", [chat.ToolCall("call_9", "get_weather", "{}")]
+            ),  # its place: the turn given goes there
+            chat.Message("user", [chat.ToolResult("call_9", "get_weather", [chat.Text("18C and sunny")])]),
         ],
         tools=[WEATHER],
         max_tokens=100,
     )
-    body = written(fmt, chat)
+    body = written(fmt, request)
     body["contents" if fmt == GEMINI_GENERATE else "messages"][1] = turn
     return body
 
 
-def reasoning_sent(target: str, body: dict) -> list[Thinking]:
+def reasoning_sent(target: str, body: dict) -> list[chat.Thinking]:
     sent = FORMATS[target].read_request(parse_json(encode_json(body)) or {})
-    return [p for m in sent.messages for p in m.parts if isinstance(p, Thinking) and p.signature is not None]
+    return [p for m in sent.messages for p in m.parts if isinstance(p, chat.Thinking) and p.signature is not None]
 
 
 @pytest.mark.parametrize(("source", "target"), list(permutations(SIGNING, 2)))
@@ -416,7 +401,7 @@ def test_a_signature_goes_back_to_the_provider_that_made_it(source, target, stre
     following.target = target
     body, _, dropped = following.request(next_call(source, history_turn(source, answer)), "target-model", False, {})
     thought = "" if target == GEMINI_GENERATE else THOUGHT  # Gemini takes no thought text back
-    assert reasoning_sent(target, body) == [Thinking(thought, SIGNATURE, origin=target)]
+    assert reasoning_sent(target, body) == [chat.Thinking(thought, SIGNATURE, origin=target)]
     assert "thinking signed by another provider" not in dropped
 
 
@@ -424,8 +409,10 @@ def test_a_signature_goes_back_to_the_provider_that_made_it(source, target, stre
 def test_a_signature_never_goes_to_another_provider(source, target):
     """The caller's own provider's signature (history from before the route), or a third's."""
     for origin in [source, *(f for f in SIGNING if f not in (source, target))]:
-        signed = Thinking(THOUGHT, signature=SIGNATURE, origin=origin)
-        answer = ChatResponse("id-1", "m", [Choice(0, [signed, ToolCall("call_9", "get_weather", "{}")], "tool_calls")])
+        signed = chat.Thinking(THOUGHT, signature=SIGNATURE, origin=origin)
+        answer = chat.ChatResponse(
+            "id-1", "m", [chat.Choice(0, [signed, chat.ToolCall("call_9", "get_weather", "{}")], "tool_calls")]
+        )
         kept = parse_json(encode_json(FORMATS[source].write_response(answer, conversation()))) or {}
         t = Translation(source)
         t.target = target

@@ -20,7 +20,7 @@ from tollgate.common.fingerprint import fingerprint
 from tollgate.core.config import parse_config
 from tollgate.core.runtime import Loaded
 from tollgate.credentials.base import Applied, RequestParts, UpstreamCredential
-from tollgate.credentials.keypool import KeyPool, retry_after_seconds
+from tollgate.credentials.keypool import KeyPool
 from tollgate.formats.raw_headers import Fields
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.routing.upstream import (
@@ -28,7 +28,7 @@ from tollgate.governance.routing.upstream import (
     Unreachable,
     credential_for,
     json_request,
-    rest_key,
+    rest_refused_key,
     send,
     target_upstream,
 )
@@ -79,12 +79,26 @@ class Ledger:
 
 def test_a_refused_key_rests_for_its_retry_after_in_its_pool_and_the_shared_ledger() -> None:
     pool, ledger = KeyPool(("sk-one", "sk-two")), Ledger()
-    rest_key(pool, "sk-one", retry_after_seconds("30"), ledger)  # type: ignore[arg-type]
+    rest_refused_key(pool, "sk-one", 429, "30", ledger)  # type: ignore[arg-type]
     assert [pool.take() for _ in range(2)] == ["sk-two", "sk-two"]
     ((key, until),) = ledger.rests
     assert key == fingerprint("sk-one") and 29 < until - time.time() <= 30
-    rest_key(pool, "sk-two", retry_after_seconds(None), None)  # no ledger shared: the pool alone, 60 s
+    rest_refused_key(pool, "sk-two", 429, None, None)  # no ledger shared: the pool alone, 60 s
     assert pool.take() == "sk-one"  # both rest: the one free soonest
+
+
+@pytest.mark.parametrize(("status", "retry_after", "rests"), [(401, None, 60.0), (500, "30", None), (None, None, None)])
+def test_only_a_key_refused_with_401_or_429_rests_for_its_retry_after(
+    status: int | None, retry_after: str | None, rests: float | None
+) -> None:
+    pool, ledger = KeyPool(("sk-one", "sk-two")), Ledger()
+    rest_refused_key(pool, "sk-one", status, retry_after, ledger)  # type: ignore[arg-type]
+    if rests is None:  # any other answer, or none (a failed connection): nothing rests
+        assert (ledger.rests, pool.take(), pool.take()) == ([], "sk-one", "sk-two")
+        return
+    ((key, until),) = ledger.rests
+    assert key == fingerprint("sk-one") and rests - 1 < until - time.time() <= rests
+    assert [pool.take() for _ in range(2)] == ["sk-two", "sk-two"]
 
 
 class Moving(UpstreamCredential):

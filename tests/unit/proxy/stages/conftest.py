@@ -147,19 +147,6 @@ def all_audit_lines(path: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def audit_path(tmp_path: Path) -> Path:
-    return tmp_path / "audit.jsonl"
-
-
-@pytest.fixture
-def audit_log(audit_path: Path) -> Iterator[AuditLog]:
-    """A real audit log on a temporary file; closing it writes what it holds."""
-    log = AuditLog(str(audit_path))
-    yield log
-    log.close()
-
-
-@pytest.fixture
 def failing_audit_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditLog]:
     """An audit log whose file is on a full device: failing once it has tried to write."""
     monkeypatch.setattr(auditlog, "RETRY_DELAY", 0.1)

@@ -12,8 +12,10 @@ import pytest
 from mitmproxy import http
 from mitmproxy.addons import proxyserver
 from mitmproxy.test import taddons
+from tests.support.pipeline import VIRTUAL_KEY, one_call
 
-from unit.recipes.conftest import VIRTUAL_KEY, chat_flow, gateway, one_call, openai_config, records
+from tollgate.proxy.pipeline import gateway
+from unit.recipes.conftest import chat_flow, openai_config, records
 
 REALTIME = "a Realtime session's text and transcripts"
 

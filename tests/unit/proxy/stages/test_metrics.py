@@ -64,9 +64,7 @@ def running(tmp_path: Path) -> Iterator[Running]:
         try:
             yield r
         finally:
-            pending = r.gateway.done()  # type: ignore[attr-defined]
-            if pending is not None:
-                asyncio.run(pending)
+            r.stop()
 
 
 def reload(r: Running, data: dict, caplog: pytest.LogCaptureFixture) -> str:
@@ -237,9 +235,7 @@ def test_tollgate_metrics_listen_serves_them_elsewhere(tmp_path: Path, monkeypat
             while_running(r, lambda: replies.append(healthz(own)))
             assert replies == [(200, "ok\n")]
         finally:
-            pending = r.gateway.done()  # type: ignore[attr-defined]
-            if pending is not None:
-                asyncio.run(pending)
+            r.stop()
     assert refused(own)
 
 

@@ -14,7 +14,8 @@ import pytest
 import yaml
 from mitmproxy import http
 from mitmproxy.addons import proxyserver
-from mitmproxy.test import taddons, tutils
+from mitmproxy.test import taddons
+from tests.support.pipeline import UPSTREAM, UPSTREAM_KEY, VIRTUAL_KEY, configured_gateway, one_call, sse
 
 from tollgate.common.fingerprint import fingerprint
 from tollgate.providers.base import REDACTED
@@ -24,10 +25,8 @@ from tollgate.proxy.runner import Gateway
 
 from .conftest import HOSTS, api_flow, audit_lines
 
-UPSTREAM_KEY = "sk-upstream-0123456789"
+REQUEST_ID = ((b"x-request-id", b"req_9"),)  # the upstream's, on its answer
 FILES_OWN = ("instance", "seq", "chain")  # what the audit file adds to a flow's record
-VIRTUAL_KEY = "tg-alice-0123456789"
-UPSTREAM = "https://127.0.0.1:9"
 BODY = {
     "model": "gpt-4o",
     "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Say hi."}],
@@ -36,18 +35,14 @@ BODY = {
 }
 
 
-def event(data: dict[str, Any] | str) -> bytes:
-    return b"data: " + (data if isinstance(data, str) else json.dumps(data)).encode() + b"\n\n"
-
-
 def chunk(**fields: Any) -> dict[str, Any]:
     return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini", **fields}
 
 
-CONTENT = event(chunk(choices=[{"index": 0, "delta": {"content": "Hi!"}, "finish_reason": None}]))
-FINISH = event(chunk(choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
-USAGE = event(chunk(choices=[], usage={"prompt_tokens": 14, "completion_tokens": 3, "total_tokens": 17}))
-DONE = event("[DONE]")
+CONTENT = sse(chunk(choices=[{"index": 0, "delta": {"content": "Hi!"}, "finish_reason": None}]))
+FINISH = sse(chunk(choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
+USAGE = sse(chunk(choices=[], usage={"prompt_tokens": 14, "completion_tokens": 3, "total_tokens": 17}))
+DONE = sse("[DONE]")
 
 
 @pytest.fixture
@@ -66,17 +61,8 @@ def config_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tollgate(config_path: Path) -> Iterator[Gateway]:
-    """The pipeline as mitmdump loads and configures it."""
-    addon = gateway()
-    with taddons.context(proxyserver.Proxyserver(), addon) as tctx:
-        tctx.configure(addon, tollgate_config=str(config_path))
+    with configured_gateway(config_path) as addon:
         yield addon
-
-
-async def run_hook(addon: Gateway, hook: str, *args: object) -> None:
-    pending = getattr(addon, hook)(*args)
-    if pending is not None:
-        await pending
 
 
 def chat_flow(key: str) -> http.HTTPFlow:
@@ -84,31 +70,9 @@ def chat_flow(key: str) -> http.HTTPFlow:
     return api_flow(HOSTS["openai"], "/v1/chat/completions", BODY, headers=headers)
 
 
-async def one_call(addon: Gateway, flow: http.HTTPFlow, answer: list[bytes]) -> tuple[http.Request, bytes]:
-    """The call through every hook: what went upstream, and what the client got of the answer
-    (which an upstream streams back when the call was not refused)."""
-    await run_hook(addon, "requestheaders", flow)
-    await run_hook(addon, "request", flow)
-    sent = flow.request.copy()
-    received = b""
-    if flow.response is None:
-        flow.response = tutils.tresp(status_code=200, content=b"")
-        flow.response.headers.fields = ((b"content-type", b"text/event-stream"), (b"x-request-id", b"req_9"))
-        await run_hook(addon, "responseheaders", flow)
-        for part in [*answer, b""]:  # b"" ends the stream
-            out = flow.response.stream(part)
-            received += out if isinstance(out, bytes) else b"".join(out)
-    else:
-        await run_hook(addon, "responseheaders", flow)
-        received = flow.response.content
-    await run_hook(addon, "response", flow)
-    await run_hook(addon, "done")  # the audit log closed: every record written
-    return sent, received
-
-
 def test_a_virtual_key_call_goes_upstream_with_the_upstream_key_and_is_audited(tollgate, tmp_path) -> None:
     flow = chat_flow(VIRTUAL_KEY)
-    sent, received = asyncio.run(one_call(tollgate, flow, [CONTENT, FINISH, USAGE, DONE]))
+    sent, received = asyncio.run(one_call(tollgate, flow, [CONTENT, FINISH, USAGE, DONE], headers=REQUEST_ID))
 
     # Upstream: the configured upstream, the pooled key in place of the virtual key, the model the
     # override set, and the stream asked for its usage.
@@ -170,7 +134,9 @@ def test_a_step_every_call_takes_runs_on_a_call_decided_before_its_credential_go
     addon = gateway(every_call=(scan,))
     with taddons.context(proxyserver.Proxyserver(), addon) as tctx:
         tctx.configure(addon, tollgate_config=str(config_path))
-        sent, _ = asyncio.run(one_call(addon, chat_flow(VIRTUAL_KEY), [CONTENT, FINISH, USAGE, DONE]))
+        sent, _ = asyncio.run(
+            one_call(addon, chat_flow(VIRTUAL_KEY), [CONTENT, FINISH, USAGE, DONE], headers=REQUEST_ID)
+        )
 
     assert seen == [("alice", "allow", f"Bearer {VIRTUAL_KEY}")]
     assert sent.headers.get_all("authorization") == [f"Bearer {UPSTREAM_KEY}"]

@@ -85,6 +85,13 @@ class Running:
         self.settings: Settings = self.gateway.steps["configure"][0].__self__  # type: ignore[attr-defined]
         self.shared: Shared = self.settings.shared
 
+    def stop(self) -> None:
+        """As mitmdump stops: the audit log closed, the policy's worker stopped, the stream tap's
+        logging hook removed."""
+        pending = self.gateway.done()  # type: ignore[attr-defined]
+        if pending is not None:
+            asyncio.run(pending)
+
     def check(self, caplog: pytest.LogCaptureFixture) -> str:
         """What one look of the watcher logs."""
         caplog.clear()
@@ -111,11 +118,7 @@ def running(tmp_path: Path) -> Iterator[Running]:
         try:
             yield r
         finally:
-            # As mitmdump stops: the audit log closed, the policy's worker stopped, the stream
-            # tap's logging hook removed.
-            pending = r.gateway.done()  # type: ignore[attr-defined]
-            if pending is not None:
-                asyncio.run(pending)
+            r.stop()
 
 
 def edit(r: Running, change) -> None:
@@ -258,9 +261,7 @@ def test_a_start_that_never_listened_writes_no_record(tmp_path: Path) -> None:
     with taddons.context(r.gateway) as tctx:
         tctx.configure(r.gateway, tollgate_config=str(path))
         assert audit.read_text() == ""
-        pending = r.gateway.done()  # type: ignore[attr-defined]
-        if pending is not None:
-            asyncio.run(pending)
+        r.stop()
     assert audit.read_text() == ""  # no started record, and so no stopped one
 
 
@@ -270,9 +271,7 @@ def test_without_a_configuration_file_the_started_record_names_none(tmp_path: Pa
     with taddons.context(r.gateway) as tctx:
         tctx.configure(r.gateway, tollgate_config="")
         r.settings.started()
-        pending = r.gateway.done()  # type: ignore[attr-defined]
-        if pending is not None:
-            asyncio.run(pending)
+        r.stop()
     first, last, checkpoint = (json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines())
     assert checkpoint["event"] == "audit_checkpoint"
     assert (first["event"], first["config_sha256"]) == ("tollgate_started", None)
@@ -488,9 +487,7 @@ def awaiting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runnin
         try:
             yield r
         finally:
-            pending = r.gateway.done()  # type: ignore[attr-defined]
-            if pending is not None:
-                asyncio.run(pending)
+            r.stop()
 
 
 def test_a_tollgate_yaml_made_after_a_start_without_one_is_loaded_and_said_once(awaiting: Running, caplog) -> None:
@@ -538,9 +535,7 @@ def test_a_tollgate_yaml_there_at_start_is_read_when_no_tollgate_config_names_on
         try:
             assert clients(r) == ["alice"]
         finally:
-            pending = r.gateway.done()  # type: ignore[attr-defined]
-            if pending is not None:
-                asyncio.run(pending)
+            r.stop()
 
 
 def test_tollgate_config_set_empty_reads_no_tollgate_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -553,6 +548,4 @@ def test_tollgate_config_set_empty_reads_no_tollgate_yaml(tmp_path: Path, monkey
         try:
             assert clients(r) == []
         finally:
-            pending = r.gateway.done()  # type: ignore[attr-defined]
-            if pending is not None:
-                asyncio.run(pending)
+            r.stop()
