@@ -26,9 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "addons"))
 
 from tollgate.common.audit_chain import CHECKPOINT, ZERO, chain_of
-from tollgate.console.follow import Audit
+from tollgate.console.follow import AuditFiles
 from tollgate.console.saved import path_for
-from tollgate.console.scope import Rules
+from tollgate.console.scope import ScopeRules
 from tollgate.console.viewer import Viewer
 from tollgate.console.views import Views
 
@@ -156,11 +156,11 @@ def main() -> int:
     size = args.file.stat().st_size
     path_for(args.file).unlink(missing_ok=True)  # the first open: nothing remembered
     began, cpu = time.perf_counter(), time.process_time()
-    audit = Audit([args.file], follow=False, remember=path_for(args.file))
+    audit = AuditFiles([args.file], follow=False, remember=path_for(args.file))
     audit.catch_up()
     opened, opened_cpu = time.perf_counter() - began, time.process_time() - cpu
     # person-007 is a client of one person's; the lead sees research's (every client's calls here).
-    views = Views(audit, rules=Rules(people={"p7@example.com": frozenset({"person-007"})}))
+    views = Views(audit, rules=ScopeRules(people={"p7@example.com": frozenset({"person-007"})}))
     person, lead = Viewer("self", "p7@example.com"), Viewer("lead", "l@example.com", leads=frozenset({"research"}))
     print(f"audit: {size / 1e9:.2f} GB, {len(audit.index)} records")
     print(f"first open, every view ready: {opened:.1f} s ({opened_cpu:.1f} s of CPU; target ≤ 15 s)")
@@ -233,7 +233,7 @@ def peak_mb() -> float:
 
 def restart(path: Path) -> int:
     began, cpu = time.perf_counter(), time.process_time()
-    audit = Audit([path], follow=False, remember=path_for(path))
+    audit = AuditFiles([path], follow=False, remember=path_for(path))
     audit.catch_up()
     views = Views(audit)
     views.answer("/api/people", {})

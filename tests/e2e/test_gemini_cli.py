@@ -28,7 +28,7 @@ from tests.support.proxy import ROOT, free_port
 from tests.support.raw import send
 
 from tollgate.common.fingerprint import fingerprint
-from tollgate.governance.subscriptions.settings import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON
+from tollgate.governance.subscriptions.plan import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON
 from tollgate.proxy.certs import CA_CERT
 
 TOKEN = "ya29.a0AfB_GEMINI-CLI-5ecret-access-token-q7"

@@ -27,7 +27,7 @@ def print_usage(
     from tollgate.common.config_base import ConfigError
     from tollgate.records.usage_report import (
         RENDER,
-        Malformed,
+        SkippedRecord,
         aggregate,
         audit_file_calls,
         parse_by,
@@ -41,11 +41,11 @@ def print_usage(
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    malformed: list[Malformed] = []
+    malformed: list[SkippedRecord] = []
 
     def calls(items: Iterable[object]) -> Iterator[Any]:
         for item in items:
-            if isinstance(item, Malformed):
+            if isinstance(item, SkippedRecord):
                 if len(malformed) < MALFORMED_SHOWN:
                     print(f"warning: {item}; skipped", file=sys.stderr)
                 malformed.append(item)
@@ -76,7 +76,7 @@ def print_inventory(files: list[Path], config_path: Path | None, since_text: str
     configuration or an audit file cannot be read."""
     from tollgate.core.config import ConfigError, load_config
     from tollgate.records.inventory import Seen, audit_file_seen, table, tally, to_json, with_rotations
-    from tollgate.records.usage_report import Malformed, parse_since
+    from tollgate.records.usage_report import SkippedRecord, parse_since
 
     try:
         since = parse_since(since_text, time.time()) if since_text is not None else -float("inf")
@@ -97,10 +97,10 @@ def print_inventory(files: list[Path], config_path: Path | None, since_text: str
         files = with_rotations(Path(audit_path))
     malformed = 0
 
-    def seen(items: Iterable[Seen | Malformed]) -> Iterator[Seen]:
+    def seen(items: Iterable[Seen | SkippedRecord]) -> Iterator[Seen]:
         nonlocal malformed
         for item in items:
-            if isinstance(item, Malformed):
+            if isinstance(item, SkippedRecord):
                 if malformed < MALFORMED_SHOWN:
                     print(f"warning: {item}; skipped", file=sys.stderr)
                 malformed += 1

@@ -31,8 +31,8 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     be used (one line on standard error says which); 3 when the address is taken."""
     from tollgate.console.access_log import AccessLog, default_path
     from tollgate.console.budgets import budgets_reader
-    from tollgate.console.follow import Audit
-    from tollgate.console.scope import Rules
+    from tollgate.console.follow import AuditFiles
+    from tollgate.console.scope import ScopeRules
     from tollgate.console.server import Console, new_token
     from tollgate.console.source import Source
     from tollgate.console.views import Views
@@ -98,7 +98,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     audit: Source
     dsn: str | None = None
     if postgres is not None:
-        from tollgate.console.table import SUFFIX, Table, Unreadable
+        from tollgate.console.table import SUFFIX, Table, UnreadableTable
 
         # The console's own role when it has one, else the instances'.
         place, dsn = ("console.postgres_dsn", settings.postgres_dsn) if settings.postgres_dsn else \
@@ -112,17 +112,17 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
         audit = Table(dsn, postgres.table, key=key, keep_days=postgres.keep_days, remember=remember)
         try:
             audit.open()
-        except Unreadable as e:
+        except UnreadableTable as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
         read_from = audit.where
     else:
         # The index is remembered beside the audit: the configured file's, else the last file given.
         remember = path_for(given[-1] if given else Path(config.audit.path)) if files else None
-        audit = Audit(files, follow=True, key=key, remember=remember)
+        audit = AuditFiles(files, follow=True, key=key, remember=remember)
         read_from = ", ".join(map(str, files))
     # The views and the server ask only what `Source` names.
-    views = Views(cast(Audit, audit), budgets_reader(config.limits, config.ledger_store), Rules.of(config))
+    views = Views(cast(AuditFiles, audit), budgets_reader(config.limits, config.ledger_store), ScopeRules.of(config))
     if settings.access_log is not None:
         access_path = Path(settings.access_log)
     else:
@@ -132,7 +132,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     # With sign_in, a token only when one is configured (for scripts, as a bearer).
     token = settings.token if sign_in is not None else settings.token or new_token()
     try:
-        console = Console(cast(Audit, audit), views, host, port, token, tls, sign_in=sign_in, access=access)
+        console = Console(cast(AuditFiles, audit), views, host, port, token, tls, sign_in=sign_in, access=access)
     except OSError as e:
         taken = e.errno == errno.EADDRINUSE
         why = "the address is in use" if taken else e.strerror

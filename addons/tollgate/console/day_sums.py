@@ -74,7 +74,7 @@ class Refusals:
 
 
 @dataclass(slots=True)
-class Service:
+class ServiceDay:
     """A client's use of a service within a day: `tollgate inventory`'s row, its times as the
     records' `ts`."""
 
@@ -104,7 +104,7 @@ class Day:
     # (kind, origin, where, action): where it was found (`request`, `answer`) and what was done
     # (`finding_action`).
     findings: dict[tuple[str, int, str, str], int] = field(default_factory=dict)
-    services: dict[tuple[int, str], Service] = field(default_factory=dict)  # (origin, service)
+    services: dict[tuple[int, str], ServiceDay] = field(default_factory=dict)  # (origin, service)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +220,7 @@ def seen(person: Person, ts: str) -> None:
         person.last_seen = ts
 
 
-def merge_service(whole: Service, part: Service) -> None:
+def merge_service(whole: ServiceDay, part: ServiceDay) -> None:
     whole.calls += part.calls
     whole.connections += part.connections
     whole.refused += part.refused

@@ -35,7 +35,7 @@ SAVE_EVERY_S = 300.0  # how often, at most, the index is saved again while recor
 
 
 @dataclass(slots=True)
-class Opened:
+class OpenedFile:
     path: Path
     handle: IO[bytes]
     compressed: bool
@@ -51,12 +51,12 @@ class Opened:
     instances: dict[str, int] = field(default_factory=dict)  # records per instance
     # A line longer than CHUNK being written: where it starts, and how far it was looked through.
     long_scan: tuple[int, int] | None = None
-    head: bytes = b""  # of the followed file: its first bytes read (`Audit._truncated`)
+    head: bytes = b""  # of the followed file: its first bytes read (`AuditFiles._truncated`)
     first_record: int = 0  # the number of its first record (of what it holds since it was truncated)
     first_fault: int | None = None  # the first line (from 1) of it a fault of the chain names
 
 
-class Audit(Source):
+class AuditFiles(Source):
     """The records of `paths` (oldest first), the last followed when `follow`."""
 
     def __init__(
@@ -70,7 +70,7 @@ class Audit(Source):
         self.saved_records = -1  # the records the saved index holds (-1: none saved or restored)
         self.saved_checked = -1  # the bytes whose chain it holds as checked
         self.saved_at = 0.0
-        self.files: list[Opened] = []
+        self.files: list[OpenedFile] = []
         # The chunks read last, as read (first record number, records, start offset, bytes): they
         # hold the last RECENT records at least, for the live stream; a line is cut from its chunk
         # only when it is asked for, so that a year read at the first open copies none.
@@ -114,7 +114,7 @@ class Audit(Source):
             if not opened.compressed or opened.position == 0:  # a compressed rotation read once is whole
                 self._read_new(opened, last=path == self.paths[-1])
 
-    def _after_rotation(self, current: Opened) -> None:
+    def _after_rotation(self, current: OpenedFile) -> None:
         live = self.paths[-1]
         try:
             stat = live.stat()
@@ -127,7 +127,7 @@ class Audit(Source):
             self._read_new(current, last=False)  # what is left of it: a line cut there stays cut
             self._read_new(self._open(live), last=True)
 
-    def _truncated(self, opened: Opened) -> bool:
+    def _truncated(self, opened: OpenedFile) -> bool:
         """Whether the open file is no longer what was read of it: shorter than where reading
         stopped, or (grown again past that since) its first bytes other than those read (a few kB
         read per poll)."""
@@ -145,18 +145,18 @@ class Audit(Source):
         if opened.position > len(opened.head):
             opened.head = os.pread(opened.handle.fileno(), min(HEAD, opened.position), 0)
 
-    def _open(self, path: Path) -> Opened:
+    def _open(self, path: Path) -> OpenedFile:
         raw = path.open("rb")
         inode = os.fstat(raw.fileno()).st_ino
         compressed = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
         # Kept open while the console runs (`close`): a record is read again from its place.
         handle: IO[bytes] = gzip.open(raw, "rb") if compressed else raw  # type: ignore[assignment]  # noqa: SIM115
-        opened = Opened(path, handle, compressed, inode, first_record=len(self.index))
+        opened = OpenedFile(path, handle, compressed, inode, first_record=len(self.index))
         self.files.append(opened)
         return opened
 
-    def _read_new(self, opened: Opened, last: bool) -> None:
+    def _read_new(self, opened: OpenedFile, last: bool) -> None:
         """The file's whole lines from `position` on. A line without its newline is one being
         written, in the followed file; in any other it is cut, and read (and shown) as such."""
         number = self.files.index(opened)
@@ -192,7 +192,7 @@ class Audit(Source):
                     self.grew.notify_all()
                 opened.position, pending = end
 
-    def _long_line_end(self, opened: Opened, start: int, scanned: int, growing: bool) -> tuple[int, bytes] | None:
+    def _long_line_end(self, opened: OpenedFile, start: int, scanned: int, growing: bool) -> tuple[int, bytes] | None:
         """Where the line from `start`, longer than CHUNK, ends (after its newline), and what of a
         compressed file was read after it; None while it is being written (where it was looked
         for is kept: the next poll looks on from there). Read a chunk at a time, never whole."""
@@ -212,7 +212,7 @@ class Audit(Source):
                 opened.long_scan = None
                 return scanned, b""  # the file's last line, cut
 
-    def _lines(self, number: int, opened: Opened, start: int, data: bytes, cut: int) -> None:
+    def _lines(self, number: int, opened: OpenedFile, start: int, data: bytes, cut: int) -> None:
         index = self.index
         first = len(index)
         opened.lost += index.add_lines(number, start, data, cut, opened.instances)
@@ -237,7 +237,7 @@ class Audit(Source):
 
     # ---- the index remembered
 
-    def _restore(self) -> list[Opened]:
+    def _restore(self) -> list[OpenedFile]:
         """The files the saved index covers, opened where it stopped reading them; none (and a
         fresh index) when there is no saved index or it does not fit the files as they are."""
         if self.remember is None:
@@ -348,7 +348,7 @@ class Audit(Source):
                 return True
         return False
 
-    def _check_chunk(self, opened: Opened) -> None:
+    def _check_chunk(self, opened: OpenedFile) -> None:
         long = None if opened.compressed else self._long_line_at(opened, opened.checked)
         if long is not None:  # never parsed: a fault of its own, and the chain goes on after it
             with self.lock:
@@ -383,7 +383,7 @@ class Audit(Source):
             opened.checker.close()
             opened.checker = None
 
-    def _check(self, opened: Opened, data: bytes, at: int) -> None:
+    def _check(self, opened: OpenedFile, data: bytes, at: int) -> None:
         """The lines of `data`, which starts at byte `at` of a plain file."""
         verifier, name = self.verifier, str(opened.path)
         line_no = opened.checked_lines
@@ -399,7 +399,7 @@ class Audit(Source):
             at += len(line)
         opened.checked_lines = line_no
 
-    def _faulted(self, opened: Opened, line_no: int) -> None:
+    def _faulted(self, opened: OpenedFile, line_no: int) -> None:
         """A fault found while line `line_no` of the file was read: its records from the fault's
         own line on (a line of this file it names, else this one) are unverified."""
         fault = self.verifier.faults[-1]
@@ -418,7 +418,7 @@ class Audit(Source):
                 found.append(range(opened.first_record + opened.first_fault - 1, end))
         return found
 
-    def _long_line_at(self, opened: Opened, offset: int) -> int | None:
+    def _long_line_at(self, opened: OpenedFile, offset: int) -> int | None:
         """The length of the line longer than CHUNK at `offset` of the file, if one starts there."""
         index = self.index
         if not index.long_lines:

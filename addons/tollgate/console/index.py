@@ -27,7 +27,7 @@ from tollgate.console.day_sums import (
     Days,
     Person,
     Refusals,
-    Service,
+    ServiceDay,
     Spend,
     Unverified,
     UnverifiedDay,
@@ -416,10 +416,10 @@ class Index:
                     else:
                         sums.findings[self.one(key)] = n
 
-    def _service(self, sums: Day, origin: int, service: str, category: str | None, ts: str) -> Service:
+    def _service(self, sums: Day, origin: int, service: str, category: str | None, ts: str) -> ServiceDay:
         row = sums.services.get((origin, service))
         if row is None:
-            row = sums.services[self.one((origin, self.one(service)))] = Service(self.one(category))
+            row = sums.services[self.one((origin, self.one(service)))] = ServiceDay(self.one(category))
         elif row.category is None:
             row.category = self.one(category)
         if ts < row.first_seen:  # noqa: PLR1730
@@ -569,7 +569,7 @@ class Index:
 
     def inventory(self, window: Window, chosen: frozenset[int] | None = None) -> list[dict[str, Any]]:
         """The rows of `tollgate inventory --json` over the days the window covers."""
-        rows: dict[tuple[str | None, str], Service] = {}
+        rows: dict[tuple[str | None, str], ServiceDay] = {}
         client_of = self.client_of
         for d in self.selected(window):
             for (origin, service), r in d.services.items():
@@ -578,7 +578,7 @@ class Index:
                 key = (client_of(origin), service)
                 whole = rows.get(key)
                 if whole is None:
-                    whole = rows[key] = Service(r.category)
+                    whole = rows[key] = ServiceDay(r.category)
                 merge_service(whole, r)
         ordered = sorted(rows.items(), key=lambda kv: (kv[0][0] is None, kv[0][0] or "", kv[0][1]))
         return [

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import orjson
 
-from tollgate.console.day_sums import Day, Later, Person, Refusals, Service
+from tollgate.console.day_sums import Day, Later, Person, Refusals, ServiceDay
 from tollgate.console.index import NO_ORIGIN, Index, Origin
 
 MAGIC = b"tollgate console index 4\n"  # 4: the sums per origin (`index.Origin`)
@@ -121,7 +121,7 @@ def _day(state: dict[str, Any], one: Callable[[Any], Any]) -> Day:
     day.refusals = {one((one(k), one(c))): Refusals(count, one(reason), seen)
                     for k, c, count, reason, seen in state["refusals"]}  # fmt: skip
     day.findings = {one((one(k), one(c), one(where), one(action))): n for k, c, where, action, n in state["findings"]}
-    day.services = {one((one(c), one(s))): Service(one(category), *rest)
+    day.services = {one((one(c), one(s))): ServiceDay(one(category), *rest)
                     for c, s, category, *rest in state["services"]}  # fmt: skip
     return day
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
-class Rules:
+class ScopeRules:
     """What the configuration says of people: each e-mail's clients (`clients[].people`), each
     client's groups, and the JWT issuers' client prefixes (`identity.jwt[].client_prefix`)."""
 
@@ -33,7 +33,7 @@ class Rules:
     prefixes: tuple[str, ...] = ()  # none without JWT issuers
 
     @classmethod
-    def of(cls, config: Config) -> Rules:
+    def of(cls, config: Config) -> ScopeRules:
         people: dict[str, set[str]] = {}
         for client in config.clients:
             for email in client.people:
@@ -48,7 +48,7 @@ class Rules:
 class Scope:
     """A viewer's scope: whether it sees each origin, decided once per origin and kept."""
 
-    def __init__(self, viewer: Viewer, rules: Rules) -> None:
+    def __init__(self, viewer: Viewer, rules: ScopeRules) -> None:
         self.viewer = viewer
         self.rules = rules
         self.everything = viewer.role == "security"

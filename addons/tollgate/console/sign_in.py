@@ -63,7 +63,7 @@ class NotAllowed(SignInFailed):
 
 
 @dataclass(frozen=True, slots=True)
-class Pending:
+class PendingSignIn:
     state: str
     nonce: str
     verifier: str  # PKCE's code_verifier
@@ -105,7 +105,7 @@ class SignIn:
         )
         self._metadata: Metadata | None = None
         self._keys: dict[str | None, jwt.PyJWK] = {}
-        self._pending: dict[bytes, Pending] = {}
+        self._pending: dict[bytes, PendingSignIn] = {}
         self._lock = threading.Lock()
 
     # ---- the issuer's documents
@@ -184,7 +184,7 @@ class SignIn:
         metadata = self.metadata()
         now = self.clock()
         cookie = secrets.token_urlsafe(32)
-        pending = Pending(secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(48),
+        pending = PendingSignIn(secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(48),
                           back, now + PENDING_S)  # fmt: skip
         with self._lock:
             for ended in [k for k, p in self._pending.items() if p.until <= now]:
@@ -200,7 +200,7 @@ class SignIn:
         endpoint = metadata.authorization_endpoint
         return cookie, endpoint + ("&" if "?" in endpoint else "?") + query
 
-    def take(self, cookies: list[str]) -> Pending | None:
+    def take(self, cookies: list[str]) -> PendingSignIn | None:
         """The sign-in under way one of the pre-sign-in cookies names, forgotten as it is taken
         (a callback uses it once)."""
         now = self.clock()
@@ -211,7 +211,7 @@ class SignIn:
                     return pending
         return None
 
-    def finish(self, pending: Pending | None, query: Mapping[str, list[str]]) -> tuple[Viewer, str]:
+    def finish(self, pending: PendingSignIn | None, query: Mapping[str, list[str]]) -> tuple[Viewer, str]:
         """The person signed in by the callback's `query`, and the path to send them to.
         SignInFailed (NotAllowed) with the reason otherwise."""
         if pending is None:

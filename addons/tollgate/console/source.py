@@ -1,4 +1,4 @@
-"""What the console reads its records from: the audit files (`follow.Audit`) or the fleet's table in
+"""What the console reads its records from: the audit files (`follow.AuditFiles`) or the fleet's table in
 PostgreSQL (`table.Table`). Either feeds its lines into one `Index` (the meaning of every view) and
 one live `Verifier`, and serves a record again as written; the views and the server ask only what
 this class names, so that every view means the same whatever reads the records."""

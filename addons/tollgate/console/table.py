@@ -64,7 +64,7 @@ SUFFIX = ".postgres"  # the saved index of the table: `<audit.path>.postgres.con
 _LINE, _RAW = COLUMNS.index("line"), COLUMNS.index("raw")
 
 
-class Unreadable(Exception):
+class UnreadableTable(Exception):
     """The table cannot be read: the database cannot be reached, or its schema is newer than known."""
 
 
@@ -138,19 +138,19 @@ class Table(Source):
         return self._reader
 
     def open(self) -> None:
-        """Connect, and check the table's schema: Unreadable (its message one line) when the
+        """Connect, and check the table's schema: UnreadableTable (its message one line) when the
         database cannot be reached or the schema is newer than this Tollgate knows. A table not
         made yet (no instance has sent) is read as empty until it is."""
         try:
             conn = self._reading()
         except psycopg.Error as e:
-            raise Unreadable(f"{self.where} cannot be reached: {first_line(e)}") from None
+            raise UnreadableTable(f"{self.where} cannot be reached: {first_line(e)}") from None
         try:
             version = schema_version(conn, self.table)
         except psycopg.Error as e:
-            raise Unreadable(f"{self.where} cannot be read: {first_line(e)}") from None
+            raise UnreadableTable(f"{self.where} cannot be read: {first_line(e)}") from None
         if version > SCHEMA_VERSION:
-            raise Unreadable(
+            raise UnreadableTable(
                 f"the table {self.table} has schema version {version} (tollgate_schema), newer than this Tollgate"
                 f" knows ({SCHEMA_VERSION}): upgrade Tollgate to read it"
             )

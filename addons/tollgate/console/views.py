@@ -18,7 +18,7 @@ import orjson
 
 from tollgate.common.shown import caller_name, usd_text
 from tollgate.console.day_sums import Window, hour_of
-from tollgate.console.scope import Rules, Scope, with_instance
+from tollgate.console.scope import Scope, ScopeRules, with_instance
 from tollgate.console.source import Source
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
 from tollgate.records.kinds import RECORD_KINDS
@@ -44,7 +44,7 @@ class Forbidden(PermissionError):
 
 
 @dataclass(frozen=True, slots=True)
-class Asked:
+class Asker:
     """Who asks, and the origins their answer is over (`scope.py`; None: every one)."""
 
     scope: Scope
@@ -53,13 +53,13 @@ class Asked:
 
 class Views:
     def __init__(
-        self, audit: Source, budgets: Callable[[], list[dict[str, Any]]] | None = None, rules: Rules | None = None
+        self, audit: Source, budgets: Callable[[], list[dict[str, Any]]] | None = None, rules: ScopeRules | None = None
     ) -> None:
         self.audit = audit
         self.budgets = budgets
-        self.rules = rules if rules is not None else Rules()
+        self.rules = rules if rules is not None else ScopeRules()
         self._scopes: dict[Viewer, Scope] = {}
-        self.routes: dict[str, Callable[[Query, Asked], Any]] = {
+        self.routes: dict[str, Callable[[Query, Asker], Any]] = {
             "/api/events": self.events,
             "/api/people": lambda q, a: self.by_client(self.audit.index.people, q, a),
             "/api/spend": self.spend,
@@ -81,12 +81,12 @@ class Views:
             found = self._scopes[viewer] = Scope(viewer, self.rules)
         return found
 
-    def asked(self, query: Query, viewer: Viewer) -> Asked:
+    def asked(self, query: Query, viewer: Viewer) -> Asker:
         """The origins the answer is over: the viewer's scope, narrowed to `instance` when the
         query names one. Called with the audit's lock held."""
         scope = self.scope(viewer)
         index = self.audit.index
-        return Asked(scope, with_instance(scope.chosen(index), index, _one(query, "instance")))
+        return Asker(scope, with_instance(scope.chosen(index), index, _one(query, "instance")))
 
     def answer(self, path: str, query: Query, viewer: Viewer = TOKEN_HOLDER) -> Any:
         """What `path` answers to `viewer`; KeyError for a path the API has not, BadQuery for a bad
@@ -95,7 +95,7 @@ class Views:
         with self.audit.lock:
             return route(query, self.asked(query, viewer))
 
-    def events(self, query: Query, asked: Asked) -> dict[str, Any]:
+    def events(self, query: Query, asked: Asker) -> dict[str, Any]:
         index = self.audit.index
         limit = _int(query, "limit", DEFAULT_LIMIT)
         if not 1 <= limit <= MAX_LIMIT:
@@ -124,7 +124,7 @@ class Views:
         return {"events": shown, "cursor": str(cursor)}
 
     def by_client(
-        self, rows: Callable[[Window, frozenset[int] | None], list[dict[str, Any]]], query: Query, asked: Asked
+        self, rows: Callable[[Window, frozenset[int] | None], list[dict[str, Any]]], query: Query, asked: Asker
     ) -> list[dict[str, Any]]:
         """A view's rows over the origins asked, each of a client with records of them after a
         fault of the chain in the window marked `unverified`."""
@@ -138,7 +138,7 @@ class Views:
                     row["unverified"] = True
         return found
 
-    def budget_rows(self, query: Query, asked: Asked) -> list[dict[str, Any]]:
+    def budget_rows(self, query: Query, asked: Asker) -> list[dict[str, Any]]:
         """The budgets' rows: for `security` every one; for anyone else those of its own clients (`per:
         client`) and groups (`per: group`, `Scope.budgets`), never a `per: all` one nor the anonymous
         callers'."""
@@ -153,13 +153,13 @@ class Views:
             or (row.get("per") == "group" and row["subject"] in groups)
         ]  # fmt: skip
 
-    def audit_state(self, query: Query, asked: Asked) -> list[dict[str, Any]]:
+    def audit_state(self, query: Query, asked: Asker) -> list[dict[str, Any]]:
         if not asked.scope.everything:
             raise Forbidden("/api/audit is security's")
         instance = _one(query, "instance")
         return [row for row in self.audit.state() if instance is None or row["instance"] == instance]
 
-    def me(self, query: Query, asked: Asked) -> dict[str, Any]:
+    def me(self, query: Query, asked: Asker) -> dict[str, Any]:
         """Who asks, the clients they see (null: every client), and whether the audit is whole, so
         that every view can say so."""
         viewer = asked.scope.viewer
@@ -195,7 +195,7 @@ class Views:
         # More than the recent lines kept: read back.
         return [audit.shown(n, audit.line(n)) for n in numbers], total
 
-    def spend(self, query: Query, asked: Asked) -> list[dict[str, Any]]:
+    def spend(self, query: Query, asked: Asker) -> list[dict[str, Any]]:
         by = _one(query, "by") or "provider"
         if by not in ("provider", "model", "client"):
             raise BadQuery("by: provider, model or client")

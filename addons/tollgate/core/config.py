@@ -39,8 +39,8 @@ from tollgate.governance.limits.rollup import RollupRule, Summarizer
 from tollgate.governance.matching import CONFIGURED, PROVIDER_NAMES, OverrideMatch, known_providers, unknown_provider
 from tollgate.governance.mcp.mcp_servers import McpConfig
 from tollgate.governance.policy.policy import PolicyConfig
-from tollgate.governance.routing.overrides import OPENAI_COMPATIBLE_TARGETS, Fallback, Override
-from tollgate.governance.subscriptions.settings import AnthropicPlans, Subscriptions
+from tollgate.governance.routing.overrides import OPENAI_COMPATIBLE_TARGETS, FallbackRule, Override
+from tollgate.governance.subscriptions.plan import Subscriptions
 from tollgate.ledger.settings import LEDGER_FILE, LedgerConfig
 from tollgate.ledger.windows import WINDOWS
 from tollgate.providers import PROVIDERS, ConfiguredVendorSettings, provider_for
@@ -54,14 +54,13 @@ __all__ = [  # the settings declared beside their concerns, named here too
     "PROVIDER_NAMES",
     "SHA256_KEY_PREFIX",
     "WINDOWS",
-    "AnthropicPlans",
     "AuditConfig",
     "Client",
     "Config",
     "ConfigError",
     "Count",
     "EgressConfig",
-    "Fallback",
+    "FallbackRule",
     "GuardrailRule",
     "IdentityConfig",
     "JwtIssuer",

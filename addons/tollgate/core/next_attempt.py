@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from tollgate.common.config_base import RetryConfig
 from tollgate.core.settlement import reserve_again, settle_attempt
 from tollgate.governance.routing import failover
-from tollgate.governance.routing.failover import CONNECT, TIMEOUT, Attempt, Circuits, Failure
+from tollgate.governance.routing.failover import CONNECT, TIMEOUT, Attempt, AttemptFailure, Circuits
 from tollgate.governance.routing.next_try import Tried, count, next_try
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ Step = Retry | Fallback | End
 
 
 def next_step(
-    call: Call, failure: Failure, circuits: Circuits, ledger: Store | None, body_size: int = 0
+    call: Call, failure: AttemptFailure, circuits: Circuits, ledger: Store | None, body_size: int = 0
 ) -> Step | Awaitable[Step]:
     """What a call whose attempt failed does next, the whole order here: routing decides on its
     target (`next_try`: nothing where the failure is none `retry.when` names or nothing is left to
@@ -113,7 +113,7 @@ async def _reserved(call: Call, retry: Retry, ledger: Store | None, body_size: i
     return retry
 
 
-def _attempt(call: Call, failure: Failure) -> Attempt:
+def _attempt(call: Call, failure: AttemptFailure) -> Attempt:
     """The failed attempt, as the call's `attempts` record it once something goes again."""
     begun = call.failover.attempt_started or call.started
     latency_ms = round((time.time() - begun) * 1000, 1)

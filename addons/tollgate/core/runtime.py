@@ -22,7 +22,7 @@ from tollgate.governance.limits.pricing import Prices
 from tollgate.governance.mcp.mcp_servers import NO_SERVERS, McpServers
 from tollgate.governance.policy.policy import Policy
 from tollgate.governance.routing.overrides import RuleBook
-from tollgate.governance.subscriptions.settings import tenant_pins
+from tollgate.governance.subscriptions.plan import tenant_pins
 from tollgate.providers import BUILT_IN_HOSTS, PROVIDERS, Hosts, Provider, configured, provider_for
 from tollgate.providers.client_certs import ClientCert
 

@@ -24,7 +24,7 @@ DEPLOY_KEY = "AKIA" + "DEMO" * 4
 
 
 @dataclass
-class Answer:
+class StandinAnswer:
     status: int
     body: bytes = b""  # JSON
     pieces: list[bytes] | None = None  # a stream's pieces, each sent in a chunk of its own
@@ -68,7 +68,7 @@ def sse(data: dict[str, Any] | str, event: str | None = None) -> bytes:
     return (f"event: {event}\n" if event else "").encode() + f"data: {text}\n\n".encode()
 
 
-def openai_chat(body: dict[str, Any]) -> Answer:
+def openai_chat(body: dict[str, Any]) -> StandinAnswer:
     model, text = str(body.get("model", "")), reply_text("OpenAI", body)
     usage = {
         "prompt_tokens": words(last_user_text(body)),
@@ -78,7 +78,7 @@ def openai_chat(body: dict[str, Any]) -> Answer:
     if not body.get("stream"):
         message = {"role": "assistant", "content": text, "refusal": None}
         choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
-        return Answer(200, json.dumps(chat_object(model, "chat.completion", [choice], usage)).encode())
+        return StandinAnswer(200, json.dumps(chat_object(model, "chat.completion", [choice], usage)).encode())
     with_usage = (body.get("stream_options") or {}).get("include_usage") is True
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -89,7 +89,7 @@ def openai_chat(body: dict[str, Any]) -> Answer:
     pieces.append(chunk({}, "stop"))
     if with_usage:
         pieces.append(sse(chat_object(model, "chat.completion.chunk", [], usage)))
-    return Answer(200, pieces=[*pieces, sse("[DONE]")], content_type="text/event-stream")
+    return StandinAnswer(200, pieces=[*pieces, sse("[DONE]")], content_type="text/event-stream")
 
 
 def chat_object(model: str, kind: str, choices: list[Any], usage: Any) -> dict[str, Any]:
@@ -100,7 +100,7 @@ def chat_object(model: str, kind: str, choices: list[Any], usage: Any) -> dict[s
     return made
 
 
-def openai_responses(body: dict[str, Any]) -> Answer:
+def openai_responses(body: dict[str, Any]) -> StandinAnswer:
     text = reply_text("OpenAI", body)
     usage = {
         "input_tokens": words(last_user_text(body)),
@@ -124,7 +124,7 @@ def openai_responses(body: dict[str, Any]) -> Answer:
         "usage": usage,
     }
     if not body.get("stream"):
-        return Answer(200, json.dumps(response).encode())
+        return StandinAnswer(200, json.dumps(response).encode())
     started = {**response, "status": "in_progress", "output": []}
     del started["usage"]
     events = [sse({"type": "response.created", "sequence_number": 0, "response": started}, "response.created")]
@@ -134,10 +134,10 @@ def openai_responses(body: dict[str, Any]) -> Answer:
         events.append(sse({"type": kind, "sequence_number": n, **delta}, kind))
     done = {"type": "response.completed", "sequence_number": len(events), "response": response}
     events.append(sse(done, "response.completed"))
-    return Answer(200, pieces=events, content_type="text/event-stream")
+    return StandinAnswer(200, pieces=events, content_type="text/event-stream")
 
 
-def anthropic_messages(body: dict[str, Any]) -> Answer:
+def anthropic_messages(body: dict[str, Any]) -> StandinAnswer:
     text, model = reply_text("Anthropic", body), str(body.get("model", ""))
     prompt = words(last_user_text(body))
     usage = {"input_tokens": prompt, "output_tokens": words(text)}
@@ -152,7 +152,7 @@ def anthropic_messages(body: dict[str, Any]) -> Answer:
         "usage": usage,
     }
     if not body.get("stream"):
-        return Answer(200, json.dumps(message).encode())
+        return StandinAnswer(200, json.dumps(message).encode())
     start = {**message, "content": [], "stop_reason": None, "usage": {"input_tokens": prompt, "output_tokens": 1}}
     block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
     events = [sse({"type": "message_start", "message": start}, "message_start"), sse(block, "content_block_start")]
@@ -165,10 +165,10 @@ def anthropic_messages(body: dict[str, Any]) -> Answer:
         sse({**end, "usage": {"output_tokens": words(text)}}, "message_delta"),
         sse({"type": "message_stop"}, "message_stop"),
     ]
-    return Answer(200, pieces=events, content_type="text/event-stream")
+    return StandinAnswer(200, pieces=events, content_type="text/event-stream")
 
 
-def gemini_generate(body: dict[str, Any], model: str, streamed: bool, sse_asked: bool) -> Answer:
+def gemini_generate(body: dict[str, Any], model: str, streamed: bool, sse_asked: bool) -> StandinAnswer:
     text, prompt = reply_text("Gemini", body), words(last_user_text(body))
 
     def part(piece: str, out: int, finish: bool) -> dict[str, Any]:
@@ -179,13 +179,13 @@ def gemini_generate(body: dict[str, Any], model: str, streamed: bool, sse_asked:
         return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model}
 
     if not streamed:
-        return Answer(200, json.dumps(part(text, words(text), True)).encode())
+        return StandinAnswer(200, json.dumps(part(text, words(text), True)).encode())
     pieces = list(pieces_of(text))
     objects = [part(p, words(" ".join(pieces[: i + 1])), i == len(pieces) - 1) for i, p in enumerate(pieces)]
     if sse_asked:
-        return Answer(200, pieces=[sse(o) for o in objects], content_type="text/event-stream")
+        return StandinAnswer(200, pieces=[sse(o) for o in objects], content_type="text/event-stream")
     texts = [json.dumps(o) for o in objects]  # a JSON array, an object a piece
-    return Answer(
+    return StandinAnswer(
         200, pieces=[("[" if i == 0 else ",\r\n").encode() + t.encode() for i, t in enumerate(texts)] + [b"]"]
     )
 
@@ -200,13 +200,13 @@ def pieces_of(text: str) -> Iterator[str]:
         start = end
 
 
-def answer(method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
+def answer(method: str, target: str, headers: dict[str, str], body: bytes) -> StandinAnswer:
     """What the stand-in answers a request: by its path, as the provider whose path it is."""
     path, _, query = target.partition("?")
     anthropic = "anthropic-version" in headers
     if method == "GET" and path == "/v1/models":
         models = ["claude-haiku-4-5", "claude-sonnet-4-5"] if anthropic else ["gpt-4o-mini", "gpt-4o"]
-        return Answer(200, json.dumps({"object": "list", "data": [{"id": m} for m in models]}).encode())
+        return StandinAnswer(200, json.dumps({"object": "list", "data": [{"id": m} for m in models]}).encode())
     try:
         request = json.loads(body or b"{}")
     except ValueError:
@@ -225,14 +225,14 @@ def answer(method: str, target: str, headers: dict[str, str], body: bytes) -> An
     return error(anthropic, path, 404, f"the stand-in provider does not serve {method} {path}")
 
 
-def error(anthropic: bool, path: str, status: int, message: str) -> Answer:
+def error(anthropic: bool, path: str, status: int, message: str) -> StandinAnswer:
     if anthropic:
         shaped: dict[str, Any] = {"type": "error", "error": {"type": "not_found_error", "message": message}}
     elif ":" in path:
         shaped = {"error": {"code": status, "message": message, "status": "NOT_FOUND"}}
     else:
         shaped = {"error": {"message": message, "type": "invalid_request_error", "code": None}}
-    return Answer(status, json.dumps(shaped).encode())
+    return StandinAnswer(status, json.dumps(shaped).encode())
 
 
 class StandIn:
@@ -294,7 +294,7 @@ async def read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> by
     return await reader.readexactly(length) if length else b""
 
 
-async def send(writer: asyncio.StreamWriter, answered: Answer) -> None:
+async def send(writer: asyncio.StreamWriter, answered: StandinAnswer) -> None:
     reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(answered.status, "")
     head = [f"HTTP/1.1 {answered.status} {reason}", f"content-type: {answered.content_type}"]
     if answered.pieces is None:

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from tollgate.formats.usage import price_context
 
 
-class McpServer(NamedTuple):
+class GrantedMcpServer(NamedTuple):
     """An MCP server a call grants its model (Anthropic's `mcp_servers`, a Responses `mcp` tool)."""
 
     url: str | None
@@ -57,7 +57,7 @@ class RequestFacts:
     # A batch or asynchronous job (None: one call's own work).
     batch: Batch | None = None
     # The MCP servers the call lets its model use.
-    mcp_servers: tuple[McpServer, ...] = ()
+    mcp_servers: tuple[GrantedMcpServer, ...] = ()
     # What the request uses that Tollgate cannot read: a stored prompt, a cached content, an
     # Assistant, a Realtime session's later events (`exact.STORED_PROMPT`, …). The policy's
     # `unread` lists them after the classification's.
@@ -80,7 +80,7 @@ class RequestFacts:
         if what not in self.unread:
             self.unread += (what,)
 
-    def grants(self, servers: tuple[McpServer, ...]) -> None:
+    def grants(self, servers: tuple[GrantedMcpServer, ...]) -> None:
         """The request lets its model use these MCP servers (tools, each of them)."""
         if servers:
             self.mcp_servers += servers

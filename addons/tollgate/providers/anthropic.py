@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pydantic import field_validator
+
 from tollgate.formats import ANTHROPIC_MESSAGES, OPENAI_CHAT
 from tollgate.formats.anthropic_messages import read_completion_facts, read_facts
 from tollgate.formats.exact import (
@@ -23,7 +25,7 @@ from tollgate.providers import openai
 from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.cost import Cost
 from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement
-from tollgate.providers.plans import PlanReader
+from tollgate.providers.plans import PlanReader, PlanSettings, TenantId
 from tollgate.providers.routing import Routing
 from tollgate.providers.service_calls import ServiceCalls
 from tollgate.providers.upstream import Upstream
@@ -121,6 +123,30 @@ def _model_of(request: Any) -> str | None:
     return request_model(params) if isinstance(params, dict) else None
 
 
+class AnthropicSubscriptions(PlanSettings):
+    """`subscriptions.anthropic`: Claude plans on Anthropic's API hosts."""
+
+    # The company's Anthropic organizations: every request to Anthropic's hosts carries them in
+    # `anthropic-allowed-org-ids`, whatever its credential.
+    organizations: tuple[TenantId, ...] = ()
+    # Anthropic's API hosts carry calls made with keys too: they cannot be left tunnelled, so its
+    # plans are always governed.
+    govern: bool = True
+
+    @field_validator("govern")
+    @classmethod
+    def _always_governed(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError(
+                "api.anthropic.com serves calls made with keys as well as with plans: its plan calls are"
+                " always governed (leave govern out, or true)"
+            )
+        return value
+
+    def tenants(self) -> tuple[str, ...]:
+        return self.organizations
+
+
 class Anthropic(Provider):
     name = semconv_name = "anthropic"
     host_globs = ("api.anthropic.com",)
@@ -138,7 +164,12 @@ class Anthropic(Provider):
     error_format = ANTHROPIC_MESSAGES
     # Anthropic refuses a request whose key or token is of an organization the tenant header does
     # not list (`tenant_restriction_violation`).
-    plan = PlanReader(PLAN_TOKEN_PREFIX, tenant_header=b"anthropic-allowed-org-ids", plan_only=PLAN_ONLY)
+    plan = PlanReader(
+        PLAN_TOKEN_PREFIX,
+        tenant_header=b"anthropic-allowed-org-ids",
+        plan_only=PLAN_ONLY,
+        settings=AnthropicSubscriptions,
+    )
     services = ServiceCalls(NO_MODEL_TEXT)
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:

@@ -32,7 +32,7 @@ from tollgate.providers.base import Provider
 from tollgate.providers.cost import Cost
 from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement
 from tollgate.providers.openai import classify_request
-from tollgate.providers.plans import NO_ACCOUNT, ForeignAccount, PlanAccount, PlanReader
+from tollgate.providers.plans import NO_ACCOUNT, ForeignAccount, PlanAccount, PlanReader, PlanSettings, TenantId
 from tollgate.providers.service_calls import ServiceCalls
 
 CODEX_PREFIX = "/backend-api/codex/"
@@ -95,12 +95,34 @@ def chatgpt_account(token: str, header: bytes | None) -> PlanAccount:
     return PlanAccount(named, claims.email, claims.plan, named)
 
 
+class ChatGPTSubscriptions(PlanSettings):
+    """`subscriptions.chatgpt`: Codex signed in with ChatGPT, on chatgpt.com."""
+
+    # The company's ChatGPT workspaces (account ids): a call whose token or `ChatGPT-Account-ID`
+    # names another is refused, and every request to chatgpt.com carries them in
+    # `ChatGPT-Allowed-Workspace-Id`.
+    workspaces: tuple[TenantId, ...] = ()
+    # False: chatgpt.com is tunnelled untouched, as a host that is no provider's (for machines whose
+    # browsers reach ChatGPT through Tollgate without trusting its CA).
+    govern: bool = True
+
+    def tenants(self) -> tuple[str, ...]:
+        return self.workspaces
+
+    def outside(self, tenant: str | None, plan: str | None) -> str | None:
+        if not self.workspaces or tenant in self.workspaces:
+            return None
+        if tenant is None:
+            return "the ChatGPT token names no workspace, and subscriptions.chatgpt.workspaces are set"
+        return f"ChatGPT workspace {tenant} is not one of subscriptions.chatgpt.workspaces"
+
+
 class ChatGPTPlans(PlanReader):
     """Codex's ChatGPT access token is a JWT (`eyJ…`): a call presenting one is a plan's. OpenAI
     refuses a ChatGPT token of a workspace the tenant header does not list."""
 
     def __init__(self) -> None:
-        super().__init__("eyJ", tenant_header=b"chatgpt-allowed-workspace-id")
+        super().__init__("eyJ", tenant_header=b"chatgpt-allowed-workspace-id", settings=ChatGPTSubscriptions)
 
     def account(self, token: str, headers: Mapping[bytes, bytes], host: str = "") -> PlanAccount:
         return chatgpt_account(token, headers.get(ACCOUNT_HEADER))

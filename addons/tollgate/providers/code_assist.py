@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pydantic import field_validator
+
 from tollgate.formats import CODE_ASSIST, GEMINI_GENERATE
 from tollgate.formats.code_assist.envelope import COUNT_TOKENS, read_envelope
 from tollgate.formats.exact import Unreadable, path_segments, words
@@ -17,7 +19,7 @@ from tollgate.providers.base import Provider
 from tollgate.providers.cost import ModelsPrefixed
 from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement, UpstreamCredentials
 from tollgate.providers.gemini import check_request_overrides, check_system_parameters, system_parameters
-from tollgate.providers.plans import PlanReader
+from tollgate.providers.plans import PlanReader, PlanSettings, TenantId
 from tollgate.providers.service_calls import ServiceCalls
 from tollgate.providers.upstream import Upstream
 
@@ -29,6 +31,46 @@ _CALL_WORDS = words(VERSION, *MODEL_CALLS)
 _METHOD = re.compile(r"[a-z][A-Za-z]*")
 # The method that says the user's tier (`currentTier.id`), which the plan is read from.
 LOAD_CODE_ASSIST = "loadCodeAssist"
+
+
+# Google's token information endpoint: a Google OAuth access token's account (its `email`).
+GOOGLE_TOKENINFO = "https://oauth2.googleapis.com/tokeninfo"
+
+
+class CodeAssistSubscriptions(PlanSettings):
+    """`subscriptions.code_assist`: Gemini CLI signed in with Google, and Gemini Code Assist, on
+    cloudcode-pa.googleapis.com."""
+
+    # The company's Google Cloud projects: a call whose envelope names another is refused.
+    projects: tuple[TenantId, ...] = ()
+    # The company's Google Workspace domains: every request to Code Assist carries them in
+    # `X-GeminiCodeAssist-Allowed-Domains`.
+    domains: tuple[TenantId, ...] = ()
+    # Where a token's account (its e-mail) is asked for, and the CA file that endpoint's
+    # certificate is checked with (None: the system's roots).
+    tokeninfo: str = GOOGLE_TOKENINFO
+    ca_file: str | None = None
+    # false: its host is tunnelled untouched, not decrypted nor governed.
+    govern: bool = True
+
+    @field_validator("tokeninfo")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("the token information endpoint is called over https://")
+        return value
+
+    def tenants(self) -> tuple[str, ...]:
+        return self.domains
+
+    def outside(self, tenant: str | None, plan: str | None) -> str | None:
+        """A call that names no project (countTokens) is not: Google checks it against the tenant header."""
+        if not self.projects or tenant is None or tenant in self.projects:
+            return None
+        return f"Google Cloud project {tenant} is not one of subscriptions.code_assist.projects"
+
+    def account_endpoint(self) -> tuple[str, str | None]:
+        return self.tokeninfo, self.ca_file
 
 
 def is_event_stream_asked(query: str) -> bool:
@@ -60,6 +102,7 @@ class CodeAssist(Provider):
         tenant_header=b"x-geminicodeassist-allowed-domains",
         google_account=True,
         tier_endpoint=LOAD_CODE_ASSIST,
+        settings=CodeAssistSubscriptions,
     )
     # What Gemini CLI calls beside its model calls: its tier and project, onboarding and its
     # operation, quota, experiments, admin controls, its user's setting, its metrics. Any other

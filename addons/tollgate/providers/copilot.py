@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from tollgate.formats import ANTHROPIC_MESSAGES, OPENAI_API
 from tollgate.formats.anthropic_messages import read_facts
@@ -28,7 +30,7 @@ from tollgate.providers.base import Provider
 from tollgate.providers.cost import Cost
 from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement, UpstreamCredentials
 from tollgate.providers.openai import classify_request
-from tollgate.providers.plans import NO_ACCOUNT, PlanAccount, PlanReader
+from tollgate.providers.plans import NO_ACCOUNT, PlanAccount, PlanReader, PlanSettings, TenantId
 from tollgate.providers.service_calls import ServiceCalls
 
 # Each plan's host, and the host that serves every plan (whose calls' plan only a token may name).
@@ -81,13 +83,46 @@ def copilot_plan(token: str, host: str) -> PlanAccount:
     return NO_ACCOUNT if plan is None else PlanAccount(plan=plan)
 
 
+# The plans Copilot's hosts serve, each its own host (`api.<plan>.githubcopilot.com`).
+CopilotPlan = Literal["individual", "business", "enterprise"]
+# The most enterprises GitHub reads in `sec-GitHub-allowed-enterprise`.
+MAX_ENTERPRISES = 20
+
+
+class CopilotSubscriptions(PlanSettings):
+    """`subscriptions.copilot`: GitHub Copilot, on its API hosts."""
+
+    # The company's GitHub enterprises (their ids): every request to Copilot's hosts carries them
+    # in `sec-GitHub-allowed-enterprise`, and GitHub refuses an account of another enterprise.
+    enterprises: tuple[TenantId, ...] = Field(default=(), max_length=MAX_ENTERPRISES)
+    # The plans whose hosts the company's people may call: a call to another plan's host is refused.
+    plans: tuple[CopilotPlan, ...] = ()
+    # false: its hosts are tunnelled untouched, not decrypted nor governed.
+    govern: bool = True
+
+    def tenants(self) -> tuple[str, ...]:
+        return self.enterprises
+
+    def outside(self, tenant: str | None, plan: str | None) -> str | None:
+        """A call whose plan cannot be told (api.githubcopilot.com, a token that does not say) is
+        refused where plans are set: it may be any plan's."""
+        if not self.plans or plan in self.plans:
+            return None
+        if plan is None:
+            return (
+                "the Copilot call names no plan (neither its host nor its token),"
+                " and subscriptions.copilot.plans are set"
+            )
+        return f"Copilot plan {plan} is not one of subscriptions.copilot.plans"
+
+
 class CopilotPlans(PlanReader):
     """Every credential on Copilot's hosts is a user's (a Copilot token `tid=…`, a GitHub OAuth or
     personal access token): Copilot takes no API key, and every call presenting one is a plan's.
     GitHub refuses an account of an enterprise the tenant header does not list."""
 
     def __init__(self) -> None:
-        super().__init__("", tenant_header=b"sec-github-allowed-enterprise")
+        super().__init__("", tenant_header=b"sec-github-allowed-enterprise", settings=CopilotSubscriptions)
 
     def account(self, token: str, headers: Mapping[bytes, bytes], host: str = "") -> PlanAccount:
         return copilot_plan(token, host)

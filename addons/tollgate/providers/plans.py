@@ -6,6 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+from tollgate.common.config_base import Strict
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +36,38 @@ class ForeignAccount(Exception):
         self.account = account  # the token's, as the audit records it
 
 
+def _tenant_id(value: str) -> str:
+    """One entry of a comma-separated header: no comma, no space, no control character."""
+    if not value or any(c == "," or c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("an identifier must be non-empty and hold no comma, space or control character")
+    return value
+
+
+TenantId = Annotated[str, AfterValidator(_tenant_id)]
+
+
+class PlanSettings(Strict):
+    """`subscriptions.<name>`: a vendor's plans as the company has them. A vendor's own settings
+    (its tenants, what it refuses) extend these, declared by its reader (`PlanReader.settings`)."""
+
+    # false: the vendor's hosts are tunnelled untouched, not decrypted nor governed.
+    govern: bool = True
+
+    def tenants(self) -> tuple[str, ...]:
+        """What the vendor's tenant header lists (`PlanReader.tenant_header`)."""
+        return ()
+
+    def outside(self, tenant: str | None, plan: str | None) -> str | None:
+        """Why a plan call whose request names this tenant and plan is outside the company's (the
+        audit's deny reason), or None. Default: no call is."""
+        return None
+
+    def account_endpoint(self) -> tuple[str, str | None]:
+        """Where the account of a `PlanReader.google_account` token is asked for, and the CA file
+        that endpoint's certificate is checked with (None: the system's roots)."""
+        raise NotImplementedError(f"{type(self).__name__} names no account endpoint")
+
+
 # What a call to a path only a plan's own token takes is told, after its endpoint, by default.
 PLAN_ONLY_REASON = "takes only a plan's own token, never a key"
 
@@ -47,13 +84,14 @@ class PlanReader:
     information endpoint names (`governance/subscriptions/google_accounts.py`); `tier_endpoint`: the service
     endpoint whose answer names the token's tier (its plan). `plan_only`: what a call to a path only
     a plan's own token takes (`Classification.plan_only`) is told, after its endpoint, when it
-    comes with any other credential."""
+    comes with any other credential. `settings`: what `subscriptions.<name>` holds for it."""
 
     token_prefix: str
     tenant_header: bytes | None = None
     google_account: bool = False
     tier_endpoint: str | None = None
     plan_only: str = PLAN_ONLY_REASON
+    settings: type[PlanSettings] = PlanSettings  # its `subscriptions.<name>` settings
 
     def account(self, token: str, headers: Mapping[bytes, bytes], host: str = "") -> PlanAccount:
         """What a plan call presenting `token` tells of its account, from the token, the request's

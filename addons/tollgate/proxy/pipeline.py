@@ -20,18 +20,18 @@ from tollgate.proxy.stages.credential import Credential
 from tollgate.proxy.stages.decide import Decide
 from tollgate.proxy.stages.drain import Drain
 from tollgate.proxy.stages.egress import EgressGate
-from tollgate.proxy.stages.fallback import Fallback, keep_trace_context, retarget
+from tollgate.proxy.stages.fallback import Fallbacks, keep_trace_context, retarget
 from tollgate.proxy.stages.guard import Guard
 from tollgate.proxy.stages.identify import Identify
 from tollgate.proxy.stages.ledger import Ledger
 from tollgate.proxy.stages.mcp import Mcp, McpGate
 from tollgate.proxy.stages.metrics import Metrics
-from tollgate.proxy.stages.override import Override
+from tollgate.proxy.stages.override import Overriding
 from tollgate.proxy.stages.realtime_socket import RealtimeSocket
 from tollgate.proxy.stages.redact import Redact
 from tollgate.proxy.stages.responses_socket import ResponsesSocket, stays_on_the_socket
 from tollgate.proxy.stages.rollup import RollUp
-from tollgate.proxy.stages.route import Route
+from tollgate.proxy.stages.route import Destination
 from tollgate.proxy.stages.settings import Listening, Settings
 from tollgate.proxy.stages.stream_tap import AskForUsage, StreamTap
 from tollgate.proxy.stages.tracing import Tracing
@@ -68,9 +68,9 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     # or a route writes it anew, before the policy (which sees the findings) and the credential
     # (a SigV4 signature covers what goes).
     guard = Guard(shared)
-    override = Override(shared)
+    override = Overriding(shared)
     translate = Translate(shared)
-    route = Route(shared)
+    route = Destination(shared)
     ledger = Ledger(shared)
     decide = Decide(shared)
     # A routed call's rolled-up conversation, written in its target's format anew.
@@ -93,7 +93,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         credential.fallback,  # a credential of Tollgate's for its target
         audit_gate.sent,  # in flight as the attempt it now is
     )
-    fallback = Fallback(shared, failover)
+    fallback = Fallbacks(shared, failover)
     upstream_watch = UpstreamWatch(shared)
     # A failed attempt goes again: a retry on the next key, else the next fallback (`next_step`); each
     # attempt with a clock of its own.

@@ -54,7 +54,7 @@ class OnTheirWay:
 _on_their_way: weakref.WeakKeyDictionary[http.HTTPFlow, OnTheirWay] = weakref.WeakKeyDictionary()
 
 
-class Turns(Protocol):
+class SocketTurns(Protocol):
     """What the runner reads of a session: its held-back messages' turns."""
 
     waiting: deque[Waiting]
@@ -62,7 +62,7 @@ class Turns(Protocol):
     closed: bool
 
 
-class SocketRunner[S: Turns]:
+class SocketRunner[S: SocketTurns]:
     """Each message of a kind's sessions, in its turn. A kind says which flows are its sessions
     (`_session`), what a client message (`_take`) and a server event (`_server_event`) do, whether
     waiting messages may still go (`_takes_waiting`), and what its log says when a message fails."""

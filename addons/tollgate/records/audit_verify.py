@@ -188,7 +188,7 @@ class Summary:
 
 
 @dataclass
-class Verdict:
+class ChainVerdict:
     faults: list[Fault]
     summary: Summary
     # With a key: the records each instance wrote before its first checkpoint signed by it (the key
@@ -270,7 +270,7 @@ def verify(
     key: Ed25519PublicKey | None = None,
     live: bool = False,
     against: Iterable[tuple[Place, bytes]] = (),
-) -> Verdict:
+) -> ChainVerdict:
     """Faults of the chains `lines` hold; `against`: the lines of a copy kept elsewhere (a
     collector's), whose every checkpoint the files must hold."""
     return _Verifier(key, live).run(lines, against)
@@ -294,7 +294,7 @@ class _Verifier:
     def fault(self, place: Place, what: str) -> None:
         self.faults.append(Fault(place, what))
 
-    def run(self, lines: Iterable[tuple[Place, bytes]], against: Iterable[tuple[Place, bytes]]) -> Verdict:
+    def run(self, lines: Iterable[tuple[Place, bytes]], against: Iterable[tuple[Place, bytes]]) -> ChainVerdict:
         for place, line in against:
             self.kept_checkpoint(place, line)
         self.summary.copy_checkpoints = len(self.kept)
@@ -327,7 +327,7 @@ class _Verifier:
                 " the files' last ones, or a run, removed",
             )
         self.faults.sort(key=lambda f: (f.place.file, f.place.line))  # stable: a file's order kept
-        return Verdict(self.faults, self.summary, before_key)
+        return ChainVerdict(self.faults, self.summary, before_key)
 
     def read(self, place: Place, line: bytes, parsed: Any = UNPARSED) -> None:
         """One line; `parsed`: its JSON, where the caller read it already (the console)."""
@@ -498,7 +498,7 @@ class _Verifier:
         other (a process killed outright). With `--live`, an instance's newest run may have no
         checkpoint yet, when an earlier run of it is signed: a file made up whole is never whole. The
         runs before the one that holds the instance's first signed checkpoint were written before the
-        key was set: said apart (`Verdict.before_key`), not faults."""
+        key was set: said apart (`ChainVerdict.before_key`), not faults."""
         for instance, current in self.runs.items():
             runs = [*self.ended.get(instance, ()), current]
             first_signed = self.first_signed_run.get(instance)

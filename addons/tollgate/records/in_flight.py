@@ -118,7 +118,7 @@ def key_id(secret: bytes) -> str:
 
 
 @dataclass
-class Read:
+class InFlightRead:
     """What a file holds for the next process: the calls its previous process sent and never
     recorded (`lost`, by request id), how many lines were not written by Tollgate (`refused`), the
     last chain named, and how many calls were kept under another key (`other_key`: not read)."""
@@ -275,14 +275,14 @@ def authentic(line: bytes, keyed: Mac) -> bool:
     return hmac.compare_digest(mac.hexdigest().encode(), line[-66:-2])
 
 
-def _unended(data: bytes, keyed: Mac, key_line: bytes) -> Read:
+def _unended(data: bytes, keyed: Mac, key_line: bytes) -> InFlightRead:
     """The records of the calls a file says were sent and not ended, by request id in the order
     sent, each saying its process was lost; how many lines were not written by Tollgate (their
     MAC does not hold); and the last chain named. A last line cut short (the process died writing
     it) is skipped. A file whose first line names another key than `key_line` does is not read:
     how many calls it says were sent and not ended is counted (`other_key`), nothing of them is
     kept. A file without that line (written before files named their key) is read with this key."""
-    read = Read()
+    read = InFlightRead()
     first, _, rest = data.partition(b"\n")
     if _KEY_LINE.fullmatch(first) is not None:
         if first + b"\n" != key_line:

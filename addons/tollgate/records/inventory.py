@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from tollgate.common.shown import caller_name
-from tollgate.records.usage_report import Malformed, audit_objects, iso_epoch, iso_time
+from tollgate.records.usage_report import SkippedRecord, audit_objects, iso_epoch, iso_time
 
 # The category of a provider Tollgate governs as calls: an AI model API.
 GOVERNED_CATEGORY = "ai_api"
@@ -140,18 +140,18 @@ def _count(record: Mapping[str, Any], name: str) -> int:
     return value
 
 
-def audit_seen(lines: Iterable[bytes], name: str) -> Iterator[Seen | Malformed]:
-    """What each line of an audit file says (`seen_of`), and a `Malformed` for each line that
+def audit_seen(lines: Iterable[bytes], name: str) -> Iterator[Seen | SkippedRecord]:
+    """What each line of an audit file says (`seen_of`), and a `SkippedRecord` for each line that
     cannot be read, named `name:line`."""
     for read in audit_objects(lines, name):
-        if isinstance(read, Malformed):
+        if isinstance(read, SkippedRecord):
             yield read
             continue
         number, record = read
         try:
             seen = seen_of(record)
         except ValueError as e:
-            yield Malformed(f"{name}:{number}", str(e))
+            yield SkippedRecord(f"{name}:{number}", str(e))
             continue
         if seen is not None:
             yield seen
@@ -170,7 +170,7 @@ def open_audit(path: Path) -> BinaryIO:
     return f
 
 
-def audit_file_seen(paths: Iterable[Path]) -> Iterator[Seen | Malformed]:
+def audit_file_seen(paths: Iterable[Path]) -> Iterator[Seen | SkippedRecord]:
     """`audit_seen` of each file in turn; OSError when one cannot be read (a compressed one cut
     short too)."""
     for path in paths:

@@ -1,7 +1,7 @@
 """`tollgate usage`: requests, tokens and cost per client, group, model, … summed over the ledger's
 call rows or over audit files.
 
-Both sources become the same `Call`s, and one pure function (`aggregate`) sums them, so that the
+Both sources become the same `ReportedCall`s, and one pure function (`aggregate`) sums them, so that the
 ledger and the audit of the same calls give the same report. Money is summed as `Decimal`: a month
 of calls costing fractions of a cent each, summed as floats, drifts by more than the calls' own
 precision (nano-dollars)."""
@@ -34,7 +34,7 @@ Value = str | int | None  # one group-by key's value
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
+class ReportedCall:
     """What the report needs of one call: an audit record's or a ledger call row's fields."""
 
     ts: float  # epoch seconds
@@ -55,7 +55,7 @@ class Call:
 
 
 @dataclass(frozen=True, slots=True)
-class Malformed:
+class SkippedRecord:
     """A record the report skips, and why: `where` is `file:line` or `ledger row N`."""
 
     where: str
@@ -76,7 +76,7 @@ class Sums:
     cost_usd: Decimal = Decimal(0)
     unpriced: int = 0  # calls that used tokens but have no known cost: cost_usd leaves them out
 
-    def add(self, call: Call) -> None:
+    def add(self, call: ReportedCall) -> None:
         self.requests += 1
         self.input_tokens += call.input_tokens
         self.output_tokens += call.output_tokens
@@ -148,8 +148,8 @@ def iso_epoch(text: str) -> float:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
-def call_of(record: Mapping[str, Any]) -> Call:
-    """A `Call` from a call row (`ts` in epoch seconds); ValueError names the first field that is
+def call_of(record: Mapping[str, Any]) -> ReportedCall:
+    """A `ReportedCall` from a call row (`ts` in epoch seconds); ValueError names the first field that is
     not what the audit and the ledger write."""
     ts: Any = record.get("ts")
     if not _is_number(ts) or not math.isfinite(ts):
@@ -157,7 +157,7 @@ def call_of(record: Mapping[str, Any]) -> Call:
     groups = record.get("groups") or ()
     if not isinstance(groups, list | tuple) or not all(isinstance(g, str) for g in groups):
         raise ValueError(f"groups: {groups!r} is not a list of names")
-    return Call(
+    return ReportedCall(
         ts=float(ts),
         client=_text(record, "client"),
         groups=tuple(groups),
@@ -214,8 +214,8 @@ def _cost(record: Mapping[str, Any]) -> Decimal | None:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def audit_objects(lines: Iterable[bytes], name: str) -> Iterator[tuple[int, dict[str, Any]] | Malformed]:
-    """Each record of an audit file's lines with its line number, and a `Malformed` for each line
+def audit_objects(lines: Iterable[bytes], name: str) -> Iterator[tuple[int, dict[str, Any]] | SkippedRecord]:
+    """Each record of an audit file's lines with its line number, and a `SkippedRecord` for each line
     that is no JSON object, named `name:line` (empty lines skipped)."""
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -223,19 +223,19 @@ def audit_objects(lines: Iterable[bytes], name: str) -> Iterator[tuple[int, dict
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError as e:
-            yield Malformed(f"{name}:{number}", f"not JSON ({e})")
+            yield SkippedRecord(f"{name}:{number}", f"not JSON ({e})")
             continue
         if not isinstance(record, dict):
-            yield Malformed(f"{name}:{number}", "not a JSON object")
+            yield SkippedRecord(f"{name}:{number}", "not a JSON object")
             continue
         yield number, record
 
 
-def audit_calls(lines: Iterable[bytes], name: str) -> Iterator[Call | Malformed]:
+def audit_calls(lines: Iterable[bytes], name: str) -> Iterator[ReportedCall | SkippedRecord]:
     """The calls of an audit file's lines (`event == "llm_call"`; others are not calls), and a
-    `Malformed` for each line that cannot be read, named `name:line`."""
+    `SkippedRecord` for each line that cannot be read, named `name:line`."""
     for read in audit_objects(lines, name):
-        if isinstance(read, Malformed):
+        if isinstance(read, SkippedRecord):
             yield read
             continue
         number, record = read
@@ -251,30 +251,30 @@ def audit_calls(lines: Iterable[bytes], name: str) -> Iterator[Call | Malformed]
                 raise ValueError(f"ts: {ts!r} is not an ISO 8601 time") from None
             yield call_of(record)
         except ValueError as e:
-            yield Malformed(f"{name}:{number}", str(e))
+            yield SkippedRecord(f"{name}:{number}", str(e))
 
 
-def audit_file_calls(paths: Iterable[Path]) -> Iterator[Call | Malformed]:
+def audit_file_calls(paths: Iterable[Path]) -> Iterator[ReportedCall | SkippedRecord]:
     """`audit_calls` of each file in turn; OSError when one cannot be read."""
     for path in paths:
         with path.open("rb") as lines:
             yield from audit_calls(lines, str(path))
 
 
-def ledger_calls(rows: Iterable[Mapping[str, Any]]) -> Iterator[Call | Malformed]:
-    """The calls of the ledger store's call rows (`Store.calls`), and a `Malformed` for each row
+def ledger_calls(rows: Iterable[Mapping[str, Any]]) -> Iterator[ReportedCall | SkippedRecord]:
+    """The calls of the ledger store's call rows (`Store.calls`), and a `SkippedRecord` for each row
     that cannot be read."""
     for number, row in enumerate(rows, 1):
         try:
             yield call_of(row)
         except ValueError as e:
-            yield Malformed(f"ledger row {number}", str(e))
+            yield SkippedRecord(f"ledger row {number}", str(e))
 
 
 # ---- the sums
 
 
-def key_values(call: Call, key: str) -> tuple[Value, ...]:
+def key_values(call: ReportedCall, key: str) -> tuple[Value, ...]:
     """The values a call has for one group-by key: one, except for `group`, where a call in
     several groups has each (and a call in none has None)."""
     if key == "group":
@@ -287,7 +287,7 @@ def key_values(call: Call, key: str) -> tuple[Value, ...]:
     return (value,)
 
 
-def aggregate(calls: Iterable[Call], by: Sequence[str], since: float = -math.inf) -> Report:
+def aggregate(calls: Iterable[ReportedCall], by: Sequence[str], since: float = -math.inf) -> Report:
     """The sums per value of the `by` keys of the calls at or after `since`, costliest first (then
     most requests), and the total, which counts every call once."""
     groups: dict[tuple[Value, ...], Sums] = {}

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tollgate.core.config import load_config
-from tollgate.governance.identity.clients import Caller, Directory
+from tollgate.governance.identity.clients import Directory, KnownCaller
 from tollgate.providers.credentials import Presented
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -159,7 +159,7 @@ def test_key_new_prints_a_key_and_the_entry_that_lets_it_in(tollgate, tmp_path: 
     assert tollgate(["check", "tollgate.yaml"]) == 0
     assert key not in Path("tollgate.yaml").read_text()
     directory = Directory(load_config("tollgate.yaml"))
-    assert directory.identify(None, [Presented(key, "authorization")]) == Caller("alice", (), "virtual_key")
+    assert directory.identify(None, [Presented(key, "authorization")]) == KnownCaller("alice", (), "virtual_key")
     # Each key is new.
     assert tollgate(["key", "new", "--client", "alice"]) == 0
     assert capsys.readouterr().out.splitlines()[0] != key

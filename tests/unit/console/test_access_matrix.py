@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tollgate.console.follow import Audit
-from tollgate.console.scope import Rules
+from tollgate.console.follow import AuditFiles
+from tollgate.console.scope import ScopeRules
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
 from tollgate.console.views import Forbidden, Views, as_csv
 from tollgate.core.config import parse_config
@@ -34,7 +34,7 @@ CONFIG = {
     "identity": {"jwt": [{"issuer": "https://ci.example", "audience": "tollgate", "algorithms": ["HS256"],
                           "secret": "s" * 32, "client_prefix": PREFIX}]},
 }  # fmt: skip
-RULES = Rules.of(parse_config(CONFIG, {}))
+RULES = ScopeRules.of(parse_config(CONFIG, {}))
 
 # Who made a record: (client, auth, groups as written — None: the field absent —, plan account).
 MAKERS = [
@@ -144,12 +144,12 @@ BUDGETS = [
 def opened(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Views, Views]]:
     """Per viewer: the views over every record, and the views over its in-scope records alone."""
     base = tmp_path_factory.mktemp("matrix")
-    audit = Audit([write(base / "audit.jsonl", RECORDS)], follow=False)
+    audit = AuditFiles([write(base / "audit.jsonl", RECORDS)], follow=False)
     audit.catch_up()
     views = Views(audit, lambda: [dict(b) for b in BUDGETS], RULES)
     found = {}
     for name, viewer in VIEWERS.items():
-        alone = Audit([write(base / f"{name}.jsonl", [r for r in RECORDS if sees(viewer, r)])], follow=False)
+        alone = AuditFiles([write(base / f"{name}.jsonl", [r for r in RECORDS if sees(viewer, r)])], follow=False)
         alone.catch_up()
         found[name] = (views, Views(alone, None, RULES))
     return found
@@ -364,7 +364,7 @@ def test_the_unverified_marks_are_those_of_the_records_in_scope(tmp_path: Path) 
     lines[2] = lines[2].replace(b'"input_tokens": 1', b'"input_tokens": 9')  # changed after it was written
     path = tmp_path / "audit.jsonl"
     path.write_bytes(b"".join(lines))
-    audit = Audit([path], follow=False)
+    audit = AuditFiles([path], follow=False)
     audit.catch_up()
     while audit.verify_pending():
         pass

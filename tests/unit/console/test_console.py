@@ -17,7 +17,7 @@ from tests.support.web import NoRedirect
 
 from tollgate.console.budgets import rows as budget_rows
 from tollgate.console.day_sums import Later
-from tollgate.console.follow import Audit
+from tollgate.console.follow import AuditFiles
 from tollgate.console.server import Console
 from tollgate.console.views import BadQuery, Views, as_csv
 from tollgate.core.console_settings import ConsoleConfig, exposed_without_tls
@@ -61,7 +61,7 @@ def write(path: Path, records: list[dict], tail: bytes = b"") -> None:
 @pytest.fixture
 def views(tmp_path: Path) -> Views:
     write(tmp_path / "audit.jsonl", RECORDS)
-    audit = Audit([tmp_path / "audit.jsonl"])
+    audit = AuditFiles([tmp_path / "audit.jsonl"])
     audit.catch_up()
     return Views(audit)
 
@@ -149,7 +149,7 @@ def test_findings_by_kind_and_client_request_and_answer(views: Views) -> None:
 )  # fmt: skip
 def test_a_finding_says_where_it_was_and_what_was_done(tmp_path: Path, fields: dict, found: list) -> None:
     write(tmp_path / "audit.jsonl", [call("2026-11-01T08:00:00.000Z", "alice", **fields)])
-    audit = Audit([tmp_path / "audit.jsonl"])
+    audit = AuditFiles([tmp_path / "audit.jsonl"])
     audit.catch_up()
     rows = Views(audit).answer("/api/findings", {})
     assert sorted((r["where"], r["action"], r["count"]) for r in rows) == found
@@ -166,7 +166,7 @@ def test_people_say_which_models_each_called(tmp_path: Path) -> None:
         {"event": "mcp_call", "ts": "2026-11-02T11:30:00.000Z", "client": "alice", "server": "notes",
          "tool": "add", "decision": "allow", "deny_reasons": [], "refusal": None},
     ])  # fmt: skip
-    audit = Audit([tmp_path / "audit.jsonl"])
+    audit = AuditFiles([tmp_path / "audit.jsonl"])
     audit.catch_up()
     views = Views(audit)
     assert [p["models"] for p in views.answer("/api/people", {})] == [{"gpt-4o": 2, "o3": 1}]
@@ -183,7 +183,7 @@ def test_governed_calls_bring_their_bytes_to_the_ai_services(tmp_path: Path) -> 
         call("2026-11-01T09:00:00.000Z", "alice", bytes_sent=100, bytes_received=None),
         call("2026-11-01T10:00:00.000Z", "alice"),
     ])  # fmt: skip
-    audit = Audit([tmp_path / "audit.jsonl"])
+    audit = AuditFiles([tmp_path / "audit.jsonl"])
     audit.catch_up()
     rows = Views(audit).answer("/api/inventory", {})
     assert [(r["service"], r["calls"], r["bytes_sent"], r["bytes_received"]) for r in rows] == [
@@ -254,7 +254,7 @@ def test_events_latest_first_page_then_after_a_cursor_with_filters(views: Views)
 def test_a_rotation_is_followed_and_a_cut_line_is_shown_as_such(tmp_path: Path) -> None:
     live = tmp_path / "audit.jsonl"
     write(live, RECORDS[:2], tail=b'{"event": "llm_call", "ts": "2026-11')  # a line being written
-    audit = Audit([live])
+    audit = AuditFiles([live])
     audit.catch_up()
     assert len(audit.index) == 2
     live.rename(tmp_path / "audit.jsonl.1")  # logrotate; the cut line stays cut there
@@ -477,7 +477,7 @@ def chained(records: list[dict]) -> bytes:
 def test_the_audit_view_checks_the_chain_behind_the_index(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     path.write_bytes(chained([{**RECORDS[0], "previous_chain": None}, *RECORDS[1:]]))
-    audit = Audit([path])
+    audit = AuditFiles([path])
     audit.catch_up()
     assert [f["state"] for f in audit.state()] == ["checking"]
     while audit.verify_pending():
@@ -487,7 +487,7 @@ def test_the_audit_view_checks_the_chain_behind_the_index(tmp_path: Path) -> Non
     ]
     changed = path.read_bytes().replace(b'"cost_usd": 1.5', b'"cost_usd": 0.5')
     path.write_bytes(changed)
-    audit = Audit([path])
+    audit = AuditFiles([path])
     audit.catch_up()
     while audit.verify_pending():
         pass
@@ -549,8 +549,8 @@ def every_view(views: Views) -> list:
                                                 "/api/events")] + spend + [hourly]  # fmt: skip
 
 
-def opened(path: Path, remember: Path) -> tuple[Audit, Views]:
-    audit = Audit([path], remember=remember)
+def opened(path: Path, remember: Path) -> tuple[AuditFiles, Views]:
+    audit = AuditFiles([path], remember=remember)
     audit.catch_up()
     return audit, Views(audit)
 
@@ -617,13 +617,13 @@ def test_the_index_is_set_aside_when_the_file_was_rewritten_or_rotated(tmp_path:
     rewritten.close()
     path.rename(tmp_path / "audit.jsonl.1")  # rotated: its index still fits the file, now `.1`
     write(path, [call("2026-11-04T08:00:00.000Z", "carol")])
-    rotated = Audit([tmp_path / "audit.jsonl.1", path], remember=remember)
+    rotated = AuditFiles([tmp_path / "audit.jsonl.1", path], remember=remember)
     rotated.catch_up()
     assert rotated.saved_records == len(RECORDS)
     assert [p["client"] for p in Views(rotated).answer("/api/people", {})][:3] == ["alicE", "bob", "carol"]
     rotated.close()
     (tmp_path / "audit.jsonl.1").unlink()  # the rotation the index began with is gone: read afresh
-    alone = Audit([path], remember=remember)
+    alone = AuditFiles([path], remember=remember)
     alone.catch_up()
     assert alone.saved_records == -1
     assert [p["client"] for p in Views(alone).answer("/api/people", {})] == ["carol"]
@@ -697,12 +697,12 @@ CORRUPTED = [
 ]
 
 
-def corrupted_audit(path: Path) -> Audit:
+def corrupted_audit(path: Path) -> AuditFiles:
     write(path, RECORDS[:2])
     with path.open("ab") as f:
         f.write(b"".join(CORRUPTED))
     write(path, [call("2026-11-06T09:00:00.000Z", "dan")], tail=b'{"event": "llm_call", "ts": "2026-11')
-    audit = Audit([path], follow=False)
+    audit = AuditFiles([path], follow=False)
     audit.catch_up()
     while audit.verify_pending():
         pass
@@ -750,7 +750,7 @@ def test_a_corrupted_line_is_served_over_the_api(tmp_path: Path) -> None:
 def test_a_record_of_another_shape_is_malformed_and_no_sum_takes_it(tmp_path: Path, shape: dict) -> None:
     path = tmp_path / "audit.jsonl"
     write(path, [call("2026-11-06T08:00:00.000Z", "alice"), call("2026-11-06T08:30:00.000Z", "eve", **shape)])
-    audit = Audit([path], follow=False)
+    audit = AuditFiles([path], follow=False)
     audit.catch_up()
     views = Views(audit)
     assert audit.index.malformed == 1
@@ -766,7 +766,7 @@ def many_records(n: int) -> list[dict]:
     return [started] + [call(f"2026-11-01T08:{i // 60 % 60:02d}:{i % 60:02d}.000Z", f"p{i % 7}") for i in range(n - 1)]
 
 
-def checked(audit: Audit) -> list[tuple]:
+def checked(audit: AuditFiles) -> list[tuple]:
     while audit.verify_pending():
         pass
     return [(f["instance"], f["records"], f["state"], f["faults"]) for f in audit.state()]
@@ -776,21 +776,21 @@ def test_a_restart_checks_the_chain_only_from_where_the_saved_index_stopped(tmp_
     path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
     lines = chained(many_records(300)).splitlines(keepends=True)
     path.write_bytes(b"".join(lines[:200]))
-    first = Audit([path], remember=remember)
+    first = AuditFiles([path], remember=remember)
     first.catch_up()
     assert checked(first) == [("gw-1", 200, "whole", [])]
     first.close()  # saved: the index and the chain as checked
     size = path.stat().st_size
     with path.open("ab") as f:
         f.write(b"".join(lines[200:]))
-    restarted = Audit([path], remember=remember)
+    restarted = AuditFiles([path], remember=remember)
     restarted.catch_up()
     assert restarted.files[0].checked == size  # only the lines written since are left to check
     assert [f["state"] for f in restarted.state()] == ["checking"]
     assert checked(restarted) == [("gw-1", 300, "whole", [])]
     assert restarted.verifier.summary.records == 300  # the 200 checked before, and the 100 since
     restarted.close()
-    again = Audit([path], remember=remember)
+    again = AuditFiles([path], remember=remember)
     again.catch_up()
     assert again.files[0].checked == path.stat().st_size and not again.checking
     assert checked(again) == [("gw-1", 300, "whole", [])]
@@ -803,7 +803,7 @@ def test_a_restart_still_names_the_faults_found_before_and_finds_those_after(tmp
     lines[5] = lines[5].replace(b'"p4"', b'"p5"')  # changed before the save
     lines[25] = lines[25].replace(b'"p3"', b'"p2"')  # and after
     path.write_bytes(b"".join(lines[:20]))
-    first = Audit([path], remember=remember)
+    first = AuditFiles([path], remember=remember)
     first.catch_up()
     fault = f"{path}:6: changed: its chain does not match its content and the record before it"
     assert checked(first) == [("gw-1", 20, "fault", [fault])]
@@ -811,7 +811,7 @@ def test_a_restart_still_names_the_faults_found_before_and_finds_those_after(tmp
     with path.open("ab") as f:
         f.write(b"".join(lines[20:]))
     path.rename(tmp_path / "audit.jsonl.1")  # rotated: the faults are named by the file as it is now called
-    restarted = Audit([tmp_path / "audit.jsonl.1"], remember=remember)
+    restarted = AuditFiles([tmp_path / "audit.jsonl.1"], remember=remember)
     restarted.catch_up()
     assert restarted.saved_checked > 0
     moved = str(tmp_path / "audit.jsonl.1")
@@ -829,7 +829,7 @@ def test_a_line_checked_before_and_changed_since_has_the_chain_checked_afresh(tm
     monkeypatch.setattr(follow, "CHUNK", 16 << 10)  # the chain checked a little at a time
     path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
     path.write_bytes(chained(many_records(600)))  # about 200 kB
-    first = Audit([path], remember=remember)
+    first = AuditFiles([path], remember=remember)
     first.catch_up()
     for _ in range(8):  # 128 kB checked: past the file's first 64 kB, before its last 64 kB
         first.verify_pending()
@@ -841,7 +841,7 @@ def test_a_line_checked_before_and_changed_since_has_the_chain_checked_afresh(tm
     assert changed != text[at:end]
     path.write_bytes(text[:at] + changed + text[end:])  # the same size, in place
     line = text[:end].count(b"\n")
-    restarted = Audit([path], remember=remember)
+    restarted = AuditFiles([path], remember=remember)
     restarted.catch_up()
     assert restarted.saved_records == 600  # the index still fits
     assert restarted.files[0].checked == 0  # the chain does not: checked from the start

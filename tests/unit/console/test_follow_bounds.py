@@ -12,7 +12,7 @@ import pytest
 from tests.unit.console.test_console import RECORDS, call, chained, write
 
 from tollgate.console import follow
-from tollgate.console.follow import Audit
+from tollgate.console.follow import AuditFiles
 from tollgate.console.views import Views
 
 CHUNK = 64 << 10  # what the console reads at once, made small: the lines stay small too
@@ -39,11 +39,11 @@ def long_line(size: int) -> bytes:
     return b'{"event": "llm_call", "model": "' + b"m" * size + b'"}\n'
 
 
-def events(audit: Audit) -> list[dict]:
+def events(audit: AuditFiles) -> list[dict]:
     return Views(audit).answer("/api/events", {})["events"]
 
 
-def checked(audit: Audit) -> list[tuple[str, list[str]]]:
+def checked(audit: AuditFiles) -> list[tuple[str, list[str]]]:
     for _ in range(100):
         if not audit.verify_pending():
             break
@@ -55,7 +55,7 @@ def test_a_line_longer_than_a_read_is_malformed_and_the_records_after_it_are_rea
     lines = chained([{**RECORDS[0], "previous_chain": None}, *RECORDS[1:3]]).splitlines(keepends=True)
     big = long_line(3 * CHUNK)
     path.write_bytes(b"".join(lines[:2]) + big + lines[2])
-    audit = Audit([path])
+    audit = AuditFiles([path])
     audit.catch_up()
     shown = events(audit)
     offset = len(lines[0]) + len(lines[1])
@@ -77,7 +77,7 @@ def test_a_long_line_being_written_is_waited_for_then_read_past(tmp_path: Path) 
     big = long_line(5 * CHUNK)
     with path.open("ab") as f:
         f.write(big[: 2 * CHUNK])  # its writer has not ended it yet
-    audit = Audit([path])
+    audit = AuditFiles([path])
     audit.catch_up()
     assert len(audit.index) == 2
     with path.open("ab") as f:
@@ -102,12 +102,12 @@ def test_a_restart_lists_the_long_line_from_the_saved_index(tmp_path: Path) -> N
     with path.open("ab") as f:
         f.write(big)
     write(path, RECORDS[2:3])
-    first = Audit([path], remember=remember)
+    first = AuditFiles([path], remember=remember)
     first.catch_up()
     first.save()
     first.close()
     write(path, [call("2026-11-07T08:00:00.000Z", "dan")])
-    restarted = Audit([path], remember=remember)
+    restarted = AuditFiles([path], remember=remember)
     restarted.catch_up()
     assert restarted.saved_records == 4
     shown = events(restarted)
@@ -124,7 +124,7 @@ def test_a_long_line_in_a_compressed_rotation_is_malformed_too(tmp_path: Path) -
     )
     rotated.write_bytes(gzip.compress(plain))
     write(live, [call("2026-11-07T08:00:00.000Z", "dan")])
-    audit = Audit([rotated, live])
+    audit = AuditFiles([rotated, live])
     audit.catch_up()
     shown = events(audit)
     assert [e["event"] for e in shown] == ["tollgate_started", "llm_call", "malformed", "llm_call", "llm_call"]
@@ -136,7 +136,7 @@ def test_a_record_claiming_to_be_the_marker_is_malformed_itself(tmp_path: Path) 
     forged = {**call("2026-11-06T08:00:00.000Z", "mallory", cost_usd=99.0), "event": "malformed",
               "file": "/elsewhere", "offset": 0, "length": 1}  # fmt: skip
     write(path, [*RECORDS[:2], forged])
-    audit = Audit([path], follow=False)
+    audit = AuditFiles([path], follow=False)
     audit.catch_up()
     lines = path.read_bytes().splitlines(keepends=True)
     offset, length = len(lines[0]) + len(lines[1]), len(lines[2])
@@ -148,7 +148,7 @@ def test_a_record_claiming_to_be_the_marker_is_malformed_itself(tmp_path: Path) 
 def test_a_file_truncated_in_place_and_grown_past_its_old_size_is_read_anew(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     write(path, RECORDS[:3])
-    audit = Audit([path])
+    audit = AuditFiles([path])
     audit.catch_up()
     assert len(audit.index) == 3
     # logrotate's copytruncate, and more written before the console looks again than was there.
@@ -169,7 +169,7 @@ def test_a_file_truncated_in_place_has_its_chain_checked_anew(tmp_path: Path) ->
     path = tmp_path / "audit.jsonl"
     lines = chained([{**RECORDS[0], "previous_chain": None}, *RECORDS[1:]]).splitlines(keepends=True)
     path.write_bytes(b"".join(lines[:2]))
-    audit = Audit([path])
+    audit = AuditFiles([path])
     audit.catch_up()
     assert checked(audit) == [("whole", [])]
     path.write_bytes(b"".join(lines[2:]))  # the rest of the run, in the file truncated in place
@@ -189,7 +189,7 @@ def test_records_after_a_fault_of_the_chain_are_unverified_in_every_view(tmp_pat
     # The next file, its chain whole: another instance's run.
     another = chained_as("gw-2", [{**RECORDS[0], "previous_chain": None}, call("2026-11-02T08:00:00.000Z", "carol")])
     live.write_bytes(another)
-    audit = Audit([rotated, live], follow=False)
+    audit = AuditFiles([rotated, live], follow=False)
     audit.catch_up()
     while audit.verify_pending():
         pass
@@ -212,7 +212,7 @@ def test_the_live_stream_sends_markers_and_unverified_records_as_the_api_shows_t
     forged = json.dumps({"event": "malformed", "file": "/elsewhere", "offset": 0, "length": 1}).encode() + b"\n"
     big = long_line(2 * CHUNK)
     path.write_bytes(lines[0] + lines[1] + big + forged + lines[2])
-    audit = Audit([path])
+    audit = AuditFiles([path])
     audit.catch_up()
     while audit.verify_pending():
         pass
@@ -236,7 +236,7 @@ def test_records_coming_after_a_fault_are_unverified_as_they_come(tmp_path: Path
     path = tmp_path / "audit.jsonl"
     lines = chained([{**RECORDS[0], "previous_chain": None}, *RECORDS[1:3]]).splitlines(keepends=True)
     path.write_bytes(lines[0] + lines[1].replace(b'"cost_usd": 0.25', b'"cost_usd": 0.01') + lines[2])
-    audit = Audit([path])
+    audit = AuditFiles([path])
     audit.catch_up()
     while audit.verify_pending():
         pass

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tollgate.console.follow import Audit
+from tollgate.console.follow import AuditFiles
 from tollgate.console.index import NO_ORIGIN, Index, Origin
-from tollgate.console.scope import Rules, Scope, with_instance
+from tollgate.console.scope import Scope, ScopeRules, with_instance
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
 from tollgate.console.views import Forbidden, Views
 from tollgate.core.config import parse_config
@@ -26,7 +26,7 @@ CONFIG = {
     "identity": {"jwt": [{"issuer": "https://ci.example", "audience": "tollgate", "algorithms": ["HS256"],
                           "secret": "s" * 32, "client_prefix": "ci:"}]},
 }  # fmt: skip
-RULES = Rules.of(parse_config(CONFIG, {}))
+RULES = ScopeRules.of(parse_config(CONFIG, {}))
 ALICE = Viewer("self", "alice@example.com")
 LEAD = Viewer("lead", "lena@example.com", leads=frozenset({"research"}))
 
@@ -121,7 +121,7 @@ def test_origins_are_read_from_each_record_and_the_choice_grows_with_them() -> N
 def test_audit_is_securitys_and_me_says_who_and_what(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     path.write_bytes(lines({"event": "llm_call", "ts": "2026-11-01T08:00:00Z", "client": "bob", "instance": "p"}))
-    audit = Audit([path])
+    audit = AuditFiles([path])
     audit.catch_up()
     views = Views(audit, rules=RULES)
     with pytest.raises(Forbidden):
@@ -151,17 +151,17 @@ def test_a_restart_keeps_the_origins_and_an_index_of_the_version_before_is_read_
         for day in range(1, 5) for client, group in (("alice", "research"), ("bob", "infra"))
         for instance in ("pod-0", "pod-1")
     )))  # fmt: skip
-    first = Audit([path], remember=remember)
+    first = AuditFiles([path], remember=remember)
     first.catch_up()
     first.close()
 
-    def answers(audit: Audit) -> list:
+    def answers(audit: AuditFiles) -> list:
         views = Views(audit, rules=RULES)
         return [views.answer(p, q, v) for v in (TOKEN_HOLDER, ALICE, LEAD)
                 for p, q in (("/api/people", {}), ("/api/spend", {"by": ["client"]}), ("/api/inventory", {}),
                              ("/api/events", {"instance": ["pod-1"]}), ("/api/spend", {"instance": ["pod-0"]}))]  # fmt: skip
 
-    restarted = Audit([path], remember=remember)
+    restarted = AuditFiles([path], remember=remember)
     restarted.catch_up()
     assert restarted.saved_records == 16
     assert restarted.index.origin_list == first.index.origin_list
@@ -170,7 +170,7 @@ def test_a_restart_keeps_the_origins_and_an_index_of_the_version_before_is_read_
     restarted.close()
     old = remember.read_bytes().replace(saved.MAGIC, b"tollgate console index 3\n", 1)  # sums per client, not origin
     remember.write_bytes(old)
-    again = Audit([path], remember=remember)
+    again = AuditFiles([path], remember=remember)
     again.catch_up()
     assert again.saved_records == -1  # set aside: read afresh from the audit
     assert answers(again) == answers(first)
@@ -192,7 +192,7 @@ def test_the_server_answers_a_forbidden_path_403_and_the_live_stream_by_instance
 
     path = tmp_path / "audit.jsonl"
     path.write_bytes(lines({"event": "llm_call", "ts": "2026-11-01T08:00:00Z", "client": "alice", "instance": "a"}))
-    audit = Audit([path])
+    audit = AuditFiles([path])
     audit.catch_up()
     token = "a-console-token-of-test-0001"
     console = Console(audit, AsAlice(audit, rules=RULES), "127.0.0.1", 0, token)

@@ -25,9 +25,9 @@ from tests.support.proxy import free_port
 from tollgate.common.audit_chain import Chain, Signer
 from tollgate.console import table as table_module
 from tollgate.console.command import run
-from tollgate.console.follow import Audit
+from tollgate.console.follow import AuditFiles
 from tollgate.console.server import Console
-from tollgate.console.table import Table, Unreadable
+from tollgate.console.table import Table, UnreadableTable
 from tollgate.console.views import Views, as_csv
 from tollgate.core.config import ConfigError, Unset, parse_config
 from tollgate.records.audit_postgres import ensure_schema, prepare, row_of, store
@@ -114,8 +114,8 @@ def read_table(dsn: str, **options: Any) -> Table:
     return table
 
 
-def read_files(paths: list[Path]) -> Audit:
-    audit = Audit(paths)
+def read_files(paths: list[Path]) -> AuditFiles:
+    audit = AuditFiles(paths)
     audit.catch_up()
     while audit.verify_pending():
         pass
@@ -375,7 +375,7 @@ def test_a_restart_reads_only_the_rows_after_the_saved_index(tmp_path: Path, dsn
 def test_a_database_that_cannot_be_reached_is_said_in_one_line() -> None:
     port = free_port()
     table = Table(f"postgresql://reader:pw-never-said@127.0.0.1:{port}/records", TABLE)
-    with pytest.raises(Unreadable) as raised:
+    with pytest.raises(UnreadableTable) as raised:
         table.open()
     said = str(raised.value)
     assert said.startswith(f"PostgreSQL (127.0.0.1:{port}/records, table {TABLE}) cannot be reached: ")
@@ -386,7 +386,7 @@ def test_a_schema_newer_than_known_is_said_in_one_line(dsn: str) -> None:
     send(dsn, fleet()[:1])
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("UPDATE tollgate_schema SET version = 99")
-    with pytest.raises(Unreadable) as raised:
+    with pytest.raises(UnreadableTable) as raised:
         Table(dsn, TABLE).open()
     assert str(raised.value) == (
         f"the table {TABLE} has schema version 99 (tollgate_schema), newer than this Tollgate knows (1):"

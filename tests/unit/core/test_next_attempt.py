@@ -25,7 +25,7 @@ from tollgate.core.next_attempt import (
 from tollgate.core.runtime import Loaded
 from tollgate.core.settlement import settle_attempt
 from tollgate.governance.limits.limits import Estimate, Reserved, charges, counters
-from tollgate.governance.routing.failover import CONNECT, TIMEOUT, Circuits, Failure
+from tollgate.governance.routing.failover import CONNECT, TIMEOUT, AttemptFailure, Circuits
 from tollgate.governance.routing.next_try import goes_again
 from tollgate.ledger import open_store
 from tollgate.ledger.store import Store
@@ -46,7 +46,7 @@ def call_with(openai: dict[str, Any], fallbacks: tuple[tuple[str, str], ...] = (
     return call
 
 
-def planned(call: Call, failure: Failure, circuits: Circuits | None = None) -> Step:
+def planned(call: Call, failure: AttemptFailure, circuits: Circuits | None = None) -> Step:
     step = next_step(call, failure, circuits or Circuits(), None)
     assert isinstance(step, (Retry, Fallback, End))  # no limit: nothing to reserve, nothing awaited
     return step
@@ -57,29 +57,29 @@ RETRY = {"attempts": 3, "when": [503, 429, "connect"], "max_wait_s": 5}
 
 def test_a_retry_goes_on_the_next_key_after_the_retry_after_asked():
     call = call_with({"keys": ["sk-one", "sk-two"], "retry": RETRY})
-    step = planned(call, Failure(503, None, tries=1, retry_after="2"))
+    step = planned(call, AttemptFailure(503, None, tries=1, retry_after="2"))
     assert isinstance(step, Retry) and (step.wait, step.last) == (2.0, False)
     assert step.key.pooled_key == "sk-one"  # the pool's next key
-    step = planned(call, Failure(None, CONNECT, tries=2))
+    step = planned(call, AttemptFailure(None, CONNECT, tries=2))
     assert isinstance(step, Retry) and (step.key.pooled_key, step.wait) == ("sk-two", 0.0)
     assert step.last  # the third attempt of three, with no fallback: its failure goes to the client
 
 
 def test_a_failure_retry_when_does_not_name_ends_the_call_whatever_is_left():
     call = call_with({"keys": ["sk-one"], "retry": RETRY}, FALLBACKS)
-    for failure in (Failure(500, None, tries=1), Failure(None, TIMEOUT, tries=1)):
+    for failure in (AttemptFailure(500, None, tries=1), AttemptFailure(None, TIMEOUT, tries=1)):
         assert not goes_again(failure, retry_of(call), fallbacks=True)
         assert planned(call, failure) is NOT_AGAIN
 
 
 def test_with_no_retry_left_the_next_fallback_goes_else_nothing():
     with_fallbacks = call_with({"keys": ["sk-one"], "retry": RETRY}, FALLBACKS)
-    assert planned(with_fallbacks, Failure(503, None, tries=3)) == Fallback(FALLBACKS[0])
+    assert planned(with_fallbacks, AttemptFailure(503, None, tries=3)) == Fallback(FALLBACKS[0])
     alone = call_with({"keys": ["sk-one"], "retry": RETRY})
-    assert planned(alone, Failure(503, None, tries=3)) is NOT_AGAIN
+    assert planned(alone, AttemptFailure(503, None, tries=3)) is NOT_AGAIN
     # Fallbacks without `retry`: one attempt, on the default conditions.
     no_retry = call_with({"keys": ["sk-one"]}, FALLBACKS)
-    assert planned(no_retry, Failure(503, None, tries=1)) == Fallback(FALLBACKS[0])
+    assert planned(no_retry, AttemptFailure(503, None, tries=1)) == Fallback(FALLBACKS[0])
 
 
 def test_a_fallbacks_first_attempt_goes_again_on_its_own_providers_retry():
@@ -93,26 +93,26 @@ def test_a_fallbacks_first_attempt_goes_again_on_its_own_providers_retry():
 
 def test_a_wait_past_max_wait_s_is_no_retry():
     call = call_with({"keys": ["sk-one"], "retry": RETRY}, FALLBACKS)
-    assert planned(call, Failure(503, None, tries=1, retry_after="6")) == Fallback(FALLBACKS[0])
+    assert planned(call, AttemptFailure(503, None, tries=1, retry_after="6")) == Fallback(FALLBACKS[0])
     call = call_with({"keys": ["sk-one"], "retry": RETRY})
-    assert planned(call, Failure(503, None, tries=1, retry_after="6")) is END
+    assert planned(call, AttemptFailure(503, None, tries=1, retry_after="6")) is END
 
 
 def test_a_refused_key_waits_only_for_the_rest_of_the_next_key():
     call = call_with({"keys": ["sk-one", "sk-two"], "retry": RETRY})
     pool = call.loaded.pools["openai"]
     call.answer.pooled_key = (pool, "sk-one")  # the key the 429 refused: it rests for the Retry-After
-    step = planned(call, Failure(429, None, tries=1, retry_after="60"))
+    step = planned(call, AttemptFailure(429, None, tries=1, retry_after="60"))
     assert isinstance(step, Retry) and (step.key.pooled_key, step.wait) == ("sk-two", 0.0)
 
 
 def test_no_retry_while_every_key_rests():
     call = call_with({"keys": ["sk-one"], "retry": RETRY, "circuit": {"failures": 1, "rest_s": 60}}, FALLBACKS)
     call.loaded.pools["openai"].open_circuit("sk-one", 60)
-    assert planned(call, Failure(503, None, tries=1)) == Fallback(FALLBACKS[0])
+    assert planned(call, AttemptFailure(503, None, tries=1)) == Fallback(FALLBACKS[0])
     call = call_with({"keys": ["sk-one"], "retry": RETRY, "circuit": {"failures": 1, "rest_s": 60}})
     call.loaded.pools["openai"].open_circuit("sk-one", 60)
-    assert planned(call, Failure(503, None, tries=1)) is END
+    assert planned(call, AttemptFailure(503, None, tries=1)) is END
 
 
 def test_next_step_decides_in_one_call_and_records_and_counts_what_goes_again():
@@ -123,11 +123,11 @@ def test_next_step_decides_in_one_call_and_records_and_counts_what_goes_again():
     call.answer.pooled_key, call.answer.upstream_key = (pool, "sk-one"), "fp-one"
     circuits = Circuits()
     # A failure `retry.when` does not name: nothing counted, rested nor recorded.
-    assert next_step(call, Failure(500, None, tries=1), circuits, None) is NOT_AGAIN
+    assert next_step(call, AttemptFailure(500, None, tries=1), circuits, None) is NOT_AGAIN
     assert (pool.rest_left("sk-one"), call.failover.attempts) == (0.0, None)
     # A key refused: it rests for the Retry-After asked, its circuit opens, the attempt is recorded,
     # and the retry goes on the other key, the first fallback instead if it cannot be made.
-    refused = Failure(429, None, 1, "20")  # as its flow tells: the status and Retry-After as they came
+    refused = AttemptFailure(429, None, 1, "20")  # as its flow tells: the status and Retry-After as they came
     assert (refused.refused_key, refused.error) == (True, "upstream answered 429")
     step = next_step(call, refused, circuits, None)
     assert isinstance(step, Retry) and (step.key.pooled_key, step.wait, step.last) == ("sk-two", 0.0, False)
@@ -138,7 +138,7 @@ def test_next_step_decides_in_one_call_and_records_and_counts_what_goes_again():
     ]
     # No retry within `max_wait_s` and no fallback: the end, counted, nothing recorded.
     alone = call_with({"keys": ["sk-one"], "retry": RETRY})
-    end = next_step(alone, Failure(503, None, 1, "6"), circuits, None)
+    end = next_step(alone, AttemptFailure(503, None, 1, "6"), circuits, None)
     assert end == END and end.counted and alone.failover.attempts is None
 
 
@@ -179,7 +179,7 @@ def test_a_retry_reserved_and_never_sent_gives_its_reservation_back(tmp_path: Pa
         store = open_store(f"sqlite:///{tmp_path}/ledger.sqlite")
         try:
             call, keys = limited_call(fallbacks, store)
-            pending = next_step(call, Failure(503, None, 1), Circuits(), store, 100)
+            pending = next_step(call, AttemptFailure(503, None, 1), Circuits(), store, 100)
             assert not isinstance(pending, (Retry, Fallback, End))  # its reservation is awaited
             step = await pending
             assert isinstance(step, Retry) and call.ledger.reserved is not None

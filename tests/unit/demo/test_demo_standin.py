@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import json
 
-from tollgate.demo.standin import Answer, answer, last_user_text
+from tollgate.demo.standin import StandinAnswer, answer, last_user_text
 
 CHAT = "/v1/chat/completions"
 
 
-def post(path: str, body: dict, **headers: str) -> Answer:
+def post(path: str, body: dict, **headers: str) -> StandinAnswer:
     return answer("POST", path, headers, json.dumps(body).encode())
 
 
-def events(answered: Answer) -> list[dict]:
+def events(answered: StandinAnswer) -> list[dict]:
     assert answered.pieces is not None and answered.content_type == "text/event-stream"
     data = [p.decode().rpartition("data: ")[2].strip() for p in answered.pieces]
     return [json.loads(d) for d in data if d != "[DONE]"]

@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 from tollgate.core.config import ConfigError, parse_config
 from tollgate.core.runtime import Loaded
 from tollgate.formats.exact import Unreadable
-from tollgate.governance.subscriptions.plan import Subscription
-from tollgate.governance.subscriptions.settings import tenant_pins
+from tollgate.governance.subscriptions.plan import Subscription, tenant_pins
 from tollgate.providers import PROVIDERS, Hosts, provider_for
 from tollgate.providers.chatgpt import chatgpt_account, token_claims
 from tollgate.providers.plans import NO_ACCOUNT, ForeignAccount, PlanAccount

@@ -23,8 +23,7 @@ from tollgate.governance.subscriptions.google_accounts import (
     parse_tokeninfo,
     token_key,
 )
-from tollgate.governance.subscriptions.plan import Subscription
-from tollgate.governance.subscriptions.settings import tenant_pins
+from tollgate.governance.subscriptions.plan import Subscription, tenant_pins
 from tollgate.providers import PROVIDERS, Hosts
 
 CODE_ASSIST = PROVIDERS["code_assist"]

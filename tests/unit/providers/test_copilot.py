@@ -12,8 +12,7 @@ from tollgate.core.config import ConfigError, parse_config
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.refusals import TENANT_DENIED
 from tollgate.governance.limits.pricing import table_rate
-from tollgate.governance.subscriptions.plan import Subscription
-from tollgate.governance.subscriptions.settings import tenant_pins
+from tollgate.governance.subscriptions.plan import Subscription, tenant_pins
 from tollgate.providers import PROVIDERS, Hosts, provider_for
 from tollgate.providers.copilot import copilot_plan, token_plan
 from tollgate.providers.plans import NO_ACCOUNT, PlanAccount

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tollgate.formats.exact import Unreadable
-from tollgate.formats.request_facts import Classification, McpServer
+from tollgate.formats.request_facts import Classification, GrantedMcpServer
 
 from .common import ANTHROPIC, BEDROCK, GEMINI, OPENAI, VERTEX, classify, j
 
@@ -32,7 +32,7 @@ def seen(provider: str, path: str, body: dict[str, Any]) -> tuple[Any, ...]:
     return f.has_tools, f.has_system, f.mcp_servers, c.unread + f.unread
 
 
-NONE: tuple[McpServer, ...] = ()
+NONE: tuple[GrantedMcpServer, ...] = ()
 
 
 @pytest.mark.parametrize(
@@ -40,15 +40,15 @@ NONE: tuple[McpServer, ...] = ()
     [
         # Anthropic: remote MCP servers, server tools, skills; on Claude's every path.
         ("anthropic", "/v1/messages", {**MESSAGES, "mcp_servers": [GITHUB]},
-         (True, False, (McpServer("https://mcp.example.com/sse", "github"),), ())),
+         (True, False, (GrantedMcpServer("https://mcp.example.com/sse", "github"),), ())),
         ("anthropic", "/v1/messages/count_tokens", {**MESSAGES, "mcp_servers": [GITHUB, {**GITHUB, "name": "b"}]},
-         (True, False, (McpServer(GITHUB["url"], "github"), McpServer(GITHUB["url"], "b")), ())),
+         (True, False, (GrantedMcpServer(GITHUB["url"], "github"), GrantedMcpServer(GITHUB["url"], "b")), ())),
         ("anthropic", "/v1/messages", {**MESSAGES, "container": {"skills": [{"type": "anthropic", "skill_id": "pptx"}]}},
          (True, False, NONE, ())),
         ("vertex", f"{VERTEX_PATH}/publishers/anthropic/models/claude-sonnet-4-5:rawPredict",
-         {**CLAUDE, "mcp_servers": [GITHUB]}, (True, False, (McpServer(GITHUB["url"], "github"),), ())),
+         {**CLAUDE, "mcp_servers": [GITHUB]}, (True, False, (GrantedMcpServer(GITHUB["url"], "github"),), ())),
         ("bedrock", "/model/anthropic.claude-sonnet-4-5-v1%3A0/invoke", {**CLAUDE, "mcp_servers": [GITHUB]},
-         (True, False, (McpServer(GITHUB["url"], "github"),), ())),
+         (True, False, (GrantedMcpServer(GITHUB["url"], "github"),), ())),
         ("bedrock", "/model/anthropic.claude-sonnet-4-5-v1%3A0/invoke",
          {**CLAUDE, "container": {"skills": [{"type": "anthropic", "skill_id": "xlsx"}]}}, (True, False, NONE, ())),
         # OpenAI chat: the older `functions`, and web search (even `{}` turns it on).
@@ -63,21 +63,21 @@ NONE: tuple[McpServer, ...] = ()
          "web_search_options": {}}, (True, False, NONE, ())),
         # Responses: tools of every type; MCP servers by URL, connector or tunnel; a stored prompt.
         ("openai", "/v1/responses", {"model": "gpt-5", "input": "hi", "tools": [{"type": "function", "name": "f"},
-         RESPONSES_MCP]}, (True, False, (McpServer("https://mcp.deepwiki.com/mcp", "deepwiki"),), ())),
+         RESPONSES_MCP]}, (True, False, (GrantedMcpServer("https://mcp.deepwiki.com/mcp", "deepwiki"),), ())),
         ("openai", "/v1/responses", {"model": "gpt-5", "input": "hi", "tools": [
             {"type": "mcp", "server_label": "Dropbox", "connector_id": "connector_dropbox"},
             {"type": "mcp", "server_label": "intranet", "tunnel_id": "tun_1"}]},
-         (True, False, (McpServer(None, "Dropbox"), McpServer(None, "intranet")), ())),
+         (True, False, (GrantedMcpServer(None, "Dropbox"), GrantedMcpServer(None, "intranet")), ())),
         ("openai", "/v1/responses", {"model": "gpt-5", "input": "hi", "prompt": {"id": "pmpt_123", "version": "2"}},
          (True, True, NONE, ("stored_prompt",))),
         ("openai", "/v1/responses", {"input": "hi", "prompt": {"id": "pmpt_123"}},
          (True, True, NONE, ("model", "stored_prompt"))),
         ("bedrock", "/openai/v1/responses", {"model": "openai.gpt-oss-120b-1:0", "input": "hi",
-         "tools": [RESPONSES_MCP]}, (True, False, (McpServer("https://mcp.deepwiki.com/mcp", "deepwiki"),), ())),
+         "tools": [RESPONSES_MCP]}, (True, False, (GrantedMcpServer("https://mcp.deepwiki.com/mcp", "deepwiki"),), ())),
         # A Realtime session's settings, for whoever holds its client secret.
         ("openai", "/v1/realtime/client_secrets", {"session": {"type": "realtime", "model": "gpt-realtime",
          "instructions": "be brief", "tools": [RESPONSES_MCP]}},
-         (True, True, (McpServer("https://mcp.deepwiki.com/mcp", "deepwiki"),), ())),
+         (True, True, (GrantedMcpServer("https://mcp.deepwiki.com/mcp", "deepwiki"),), ())),
         ("openai", "/v1/realtime/client_secrets", {"session": {"type": "realtime", "model": "gpt-realtime",
          "prompt": {"id": "pmpt_1"}}}, (True, True, NONE, ("stored_prompt",))),
         ("openai", "/v1/realtime/client_secrets", {"session": {"type": "realtime", "model": "gpt-realtime"}},
@@ -92,7 +92,7 @@ NONE: tuple[McpServer, ...] = ()
         ("gemini", "/v1beta/models/gemini-2.5-flash:generateContent", {"contents": GEMINI_CONTENTS,
          "tools": [{"mcpServers": [{"name": "wiki", "streamableHttpTransport": {"url": "https://mcp.example/wiki"}}]},
                    {"mcp_servers": [{"name": "bare"}]}]},
-         (True, False, (McpServer("https://mcp.example/wiki", "wiki"), McpServer(None, "bare")), ())),
+         (True, False, (GrantedMcpServer("https://mcp.example/wiki", "wiki"), GrantedMcpServer(None, "bare")), ())),
         ("gemini", "/v1beta/models/gemini-2.5-flash:generateContent", {"contents": GEMINI_CONTENTS,
          "cachedContent": "cachedContents/abc"}, (True, True, NONE, ("cached_content",))),
         ("gemini", "/v1beta/models/gemini-2.5-flash:streamGenerateContent", {"contents": GEMINI_CONTENTS,
@@ -116,7 +116,7 @@ NONE: tuple[McpServer, ...] = ()
          (True, False, NONE, ())),
         ("bedrock", "/model/anthropic.claude-sonnet-4-5-v1%3A0/converse-stream",
          {**CONVERSE, "additionalModelRequestFields": {"mcp_servers": [GITHUB]}},
-         (True, False, (McpServer(GITHUB["url"], "github"),), ())),
+         (True, False, (GrantedMcpServer(GITHUB["url"], "github"),), ())),
         ("bedrock", "/model/anthropic.claude-sonnet-4-5-v1%3A0/converse",
          {**CONVERSE, "additionalModelRequestFields": {"system": "be brief", "top_k": 5}}, (False, True, NONE, ())),
         ("bedrock", "/model/openai.gpt-oss-120b-1%3A0/invoke", {"messages": USER, "web_search_options": {}},

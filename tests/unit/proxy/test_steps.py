@@ -22,7 +22,7 @@ from tollgate.proxy import pipeline
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps, Gateway
 from tollgate.proxy.stages.identify import Identify
-from tollgate.proxy.stages.realtime_socket import RealtimeSocket, Session
+from tollgate.proxy.stages.realtime_socket import RealtimeSession, RealtimeSocket
 
 
 class Broken:
@@ -244,9 +244,9 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
         "AuditGate",
         "Identify",
         "Guard",
-        "Override",
+        "Overriding",
         "Translate",
-        "Route",
+        "Destination",
         "Ledger",
         "Decide",
         "Guard",  # its answer's detectors compiled (`answer_ready`)
@@ -270,7 +270,7 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
     assert [type(step.__self__).__name__ for step in call_steps.passthrough] == [
         "AuditGate",
         "Identify",
-        "Route",
+        "Destination",
         "Credential",
         "UpstreamWatch",
         "AuditGate",
@@ -334,7 +334,7 @@ def test_a_realtime_response_is_refused_401_once_its_sessions_virtual_key_expire
     realtime_socket = next(
         step.__self__ for step in gateway.steps["websocket_message"] if isinstance(step.__self__, RealtimeSocket)
     )
-    call = realtime_socket._response_call(Session(session, limited=True), RequestFacts(stream=True), b"{}")
+    call = realtime_socket._response_call(RealtimeSession(session, limited=True), RequestFacts(stream=True), b"{}")
     assert call.caller.key_expires == session.caller.key_expires
     flow = realtime_socket._exchange(tflow.twebsocketflow(), call, b"{}")
     Identify.unexpired(flow, call)

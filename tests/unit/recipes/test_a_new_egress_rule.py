@@ -1,6 +1,6 @@
 """A kind of egress rule added as the recipe in docs/architecture.md says: its setting in
 `EgressConfig` and its check in `Egress`, called where the order in `Egress.decide` puts it (here
-by name, in `by_name`, before any lookup), giving a `Verdict` with its reason. The test's subclasses
+by name, in `by_name`, before any lookup), giving a `EgressVerdict` with its reason. The test's subclasses
 stand for those two edits. The stage (`EgressGate`) does not change: a CONNECT it refuses by the new
 rule is answered 403 `egress_denied` with the rule's reason and recorded; one it lets through goes
 to the address decided."""
@@ -16,7 +16,7 @@ from mitmproxy.test import tflow
 
 from tollgate.core.config import Config
 from tollgate.core.runtime import Loaded
-from tollgate.governance.egress.egress import PASS, Egress, Verdict
+from tollgate.governance.egress.egress import PASS, Egress, EgressVerdict
 from tollgate.governance.egress.egress_settings import EgressConfig
 from tollgate.proxy.stages.egress import EgressGate
 from tollgate.proxy.state import Shared
@@ -40,10 +40,10 @@ class PortsEgress(Egress):
         super().__init__(config, *args, **kwargs)  # type: ignore[arg-type]
         self.ports = frozenset(config.ports)
 
-    def by_name(self, host: str, port: int) -> Verdict:
+    def by_name(self, host: str, port: int) -> EgressVerdict:
         verdict = super().by_name(host, port)
         if verdict.allowed and self.ports and port not in self.ports:
-            return Verdict.deny(f"{host}:{port} is not on a port of egress.ports")
+            return EgressVerdict.deny(f"{host}:{port} is not on a port of egress.ports")
         return verdict if not verdict.allowed else PASS
 
 

@@ -22,7 +22,7 @@ from tollgate.cli.main import main
 from tollgate.common.audit_chain import ZERO, Chain, Signer, key_id, last_chain, load_public_key, load_signing_key
 from tollgate.core.config import Config, ConfigError, load_config
 from tollgate.records import auditlog
-from tollgate.records.audit_verify import Place, Verdict, read_copy, read_lines, verify
+from tollgate.records.audit_verify import ChainVerdict, Place, read_copy, read_lines, verify
 from tollgate.records.auditlog import AuditLog
 from tollgate.records.in_flight import InFlight, journal_path
 
@@ -79,13 +79,13 @@ def signed_run(calls: int = 6, key: Ed25519PrivateKey = KEY) -> list[bytes]:
 
 def check(
     lines: list[bytes], key: Ed25519PrivateKey | None = KEY, live: bool = False, name: str = "a.jsonl"
-) -> Verdict:
+) -> ChainVerdict:
     return verify(
         ((Place(name, i), line) for i, line in enumerate(lines, 1)), None if key is None else key.public_key(), live
     )
 
 
-def faults(verdict: Verdict) -> list[str]:
+def faults(verdict: ChainVerdict) -> list[str]:
     return [str(f) for f in verdict.faults]
 
 

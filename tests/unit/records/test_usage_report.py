@@ -23,9 +23,9 @@ from tollgate.cli.main import main
 from tollgate.common.shown import usd_text
 from tollgate.records.usage_report import (
     KEYS,
-    Call,
-    Malformed,
     Report,
+    ReportedCall,
+    SkippedRecord,
     aggregate,
     audit_calls,
     call_of,
@@ -76,13 +76,13 @@ def lines(*records: dict[str, Any]) -> list[bytes]:
     return [json.dumps(r).encode() + b"\n" for r in records]
 
 
-def calls_of(items: Iterator[Call | Malformed]) -> list[Call]:
+def calls_of(items: Iterator[ReportedCall | SkippedRecord]) -> list[ReportedCall]:
     items = list(items)
-    assert not [i for i in items if isinstance(i, Malformed)]
-    return [i for i in items if isinstance(i, Call)]
+    assert not [i for i in items if isinstance(i, SkippedRecord)]
+    return [i for i in items if isinstance(i, ReportedCall)]
 
 
-def call(**fields: Any) -> Call:
+def call(**fields: Any) -> ReportedCall:
     """A call as the report reads one from a ledger row (ts in epoch seconds)."""
     record = audit_record(**fields)
     if isinstance(record["ts"], str):
@@ -167,8 +167,8 @@ def test_only_llm_call_records_and_malformed_lines_named_by_file_and_line() -> N
         *lines(audit_record(client="b")),
     ]
     items = list(audit_calls(source, "logs/audit.jsonl"))
-    malformed = [str(i) for i in items if isinstance(i, Malformed)]
-    assert [i.client for i in items if isinstance(i, Call)] == ["a", "b"]
+    malformed = [str(i) for i in items if isinstance(i, SkippedRecord)]
+    assert [i.client for i in items if isinstance(i, ReportedCall)] == ["a", "b"]
     assert [m.split(": ")[0] for m in malformed] == [f"logs/audit.jsonl:{n}" for n in (3, 4, *range(6, 17))]
     assert malformed[0].startswith("logs/audit.jsonl:3: not JSON (")
     assert malformed[1:] == [
@@ -315,7 +315,7 @@ money = st.decimals(min_value=0, max_value=1000, places=9, allow_nan=False, allo
 tokens = st.none() | st.integers(min_value=0, max_value=10**9)
 calls_strategy = st.lists(
     st.builds(
-        Call,
+        ReportedCall,
         ts=st.floats(min_value=1.7e9, max_value=1.9e9),
         client=st.none() | names,
         groups=st.lists(names, max_size=3).map(tuple),
@@ -339,7 +339,7 @@ calls_strategy = st.lists(
 @settings(max_examples=examples(100))  # hypothesis's own default, halved in the quick loop
 @given(calls_strategy, st.lists(st.sampled_from(KEYS), min_size=1, max_size=4, unique=True))
 @pytest.mark.slow
-def test_the_total_is_the_same_whatever_the_grouping(calls: list[Call], by: list[str]) -> None:
+def test_the_total_is_the_same_whatever_the_grouping(calls: list[ReportedCall], by: list[str]) -> None:
     grouped = aggregate(calls, by)
     assert grouped.total == aggregate(calls, ["client"]).total
     assert grouped.total.cost_usd == sum((c.cost_usd for c in calls if c.cost_usd is not None), Decimal(0))

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 Channel = tuple[int, str, int]  # choice, field (a text field or "arguments"), tool call (-1 for text)
 
 
-class ChatAnswerGuard(Protocol):
+class ChatGuardView(Protocol):
     """What the pass reads and moves on of a chat answer's guard (`openai_chat.answer_guard.ChatAnswerGuard`,
     which holds the pass: named here as a protocol, so that neither module imports the other)."""
 
@@ -202,7 +202,7 @@ class TemplatePass:
         else:
             self._missed()  # so many events that cannot be one: none is looked for
 
-    def feed(self, guard: ChatAnswerGuard, chunk: bytes) -> tuple[bytes | None, list[bytes]]:
+    def feed(self, guard: ChatGuardView, chunk: bytes) -> tuple[bytes | None, list[bytes]]:
         """What goes on of the read (None: it is read event by event), and its events."""
         region = guard._framer.feed_region(chunk)
         if not region:
@@ -223,7 +223,7 @@ class TemplatePass:
         else:
             self.wanted = True
 
-    def _read(self, guard: ChatAnswerGuard, region: bytes) -> bytes | None:
+    def _read(self, guard: ChatGuardView, region: bytes) -> bytes | None:
         template = self.template
         assert template is not None
         items = self._items(region, template)
@@ -297,7 +297,7 @@ class _Read:
 
     def __init__(
         self,
-        guard: ChatAnswerGuard,
+        guard: ChatGuardView,
         template: Template,
         region: bytes,
         items: list[bytes],

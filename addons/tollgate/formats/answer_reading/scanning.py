@@ -27,7 +27,7 @@ READ_APART_BYTES = 32 * 1024
 JSON_TYPE = "application/json"
 
 
-class Released(Protocol):
+class Release(Protocol):
     """What goes on now (`text`), and the kind of a value to deny where the text stops (`denied`)."""
 
     @property
@@ -47,14 +47,14 @@ class Scanner(Protocol):
 
     def copy(self) -> Scanner: ...
 
-    def feed(self, piece: bytes) -> Released: ...
+    def feed(self, piece: bytes) -> Release: ...
 
-    def flush(self) -> Released: ...
+    def flush(self) -> Release: ...
 
-    def read_whole(self, text: bytes) -> Released: ...
+    def read_whole(self, text: bytes) -> Release: ...
 
 
-class Engine(Protocol):
+class MatchEngine(Protocol):
     def scan(self, body: bytes, is_json: bool = True) -> tuple[Any, Iterable[tuple[str, int, int]]]: ...
 
 
@@ -66,7 +66,7 @@ class Scanners(Protocol):
     holds: bool
 
     @property
-    def engine(self) -> Engine: ...
+    def engine(self) -> MatchEngine: ...
 
     def scanner(self, is_json: bool = False) -> Scanner: ...
 

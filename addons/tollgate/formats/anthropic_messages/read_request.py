@@ -9,7 +9,7 @@ from typing import Any, Literal
 from tollgate.formats import chat, fields
 from tollgate.formats.anthropic_messages.fields import DROPPED_TOOL_FIELDS, NAME, REQUEST_FIELDS
 from tollgate.formats.exact import Unreadable, count, request_flag, request_int, request_text
-from tollgate.formats.request_facts import McpServer, RequestFacts
+from tollgate.formats.request_facts import GrantedMcpServer, RequestFacts
 
 TOOL_CHOICE_MODES: dict[str, Literal["auto", "none", "required", "tool"]] = {
     "auto": "auto",
@@ -310,7 +310,7 @@ def loads_skills(container: Any) -> bool:
     return isinstance(container, dict) and bool(container.get("skills"))
 
 
-def mcp_servers(value: Any) -> tuple[McpServer, ...]:
+def mcp_servers(value: Any) -> tuple[GrantedMcpServer, ...]:
     """The remote MCP servers a Messages body's `mcp_servers` gives the model, each a `{"type":
     "url", "url", "name"}` (Anthropic runs them inside its API); anything else is refused, never
     skipped: a server the policy did not see would still be called."""
@@ -328,5 +328,5 @@ def mcp_servers(value: Any) -> tuple[McpServer, ...]:
         url, name = request_text(entry.get("url"), f"{where}.url"), request_text(entry.get("name"), f"{where}.name")
         if url is None or name is None:
             raise Unreadable(f"{where} names no {'url' if url is None else 'name'}")
-        servers.append(McpServer(url, name))
+        servers.append(GrantedMcpServer(url, name))
     return tuple(servers)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from tollgate.formats.exact import CACHED_CONTENT, Unreadable, count, request_count, request_int, request_text
-from tollgate.formats.request_facts import McpServer, RequestFacts
+from tollgate.formats.request_facts import GrantedMcpServer, RequestFacts
 
 
 def one_of(data: dict[str, Any], name: str, snake_name: str) -> Any:
@@ -42,7 +42,7 @@ def read_facts(data: dict[str, Any], facts: RequestFacts) -> None:
         facts.unseen(CACHED_CONTENT)  # a cached content may hold tools and a system instruction
 
 
-def mcp_servers(value: Any, where: str) -> tuple[McpServer, ...]:
+def mcp_servers(value: Any, where: str) -> tuple[GrantedMcpServer, ...]:
     """A tool's `mcpServers`: each `{name, streamableHttpTransport: {url, …}}`, either may be absent;
     anything else is refused, never skipped."""
     if value is None:
@@ -58,5 +58,5 @@ def mcp_servers(value: Any, where: str) -> tuple[McpServer, ...]:
         if transport is not None and not isinstance(transport, dict):
             raise Unreadable(f"{at}.streamableHttpTransport is not an object")
         url = request_text((transport or {}).get("url"), f"{at}.streamableHttpTransport.url")
-        servers.append(McpServer(url, request_text(server.get("name"), f"{at}.name")))
+        servers.append(GrantedMcpServer(url, request_text(server.get("name"), f"{at}.name")))
     return tuple(servers)

@@ -41,7 +41,7 @@ class _Dropped:
 DROPPED: Final = _Dropped()
 
 
-class ResultGuard(Protocol):
+class McpResultGuard(Protocol):
     """Reads each message for the answer guardrails (`answer_guard.py`): the
     message as it goes on, None where it goes as it came, DROPPED where nothing of it goes on.
     `refuses_unread`: an answer it cannot read (past its bound) is refused rather than sent on
@@ -119,7 +119,7 @@ class AnswerRelay:
     def __init__(
         self, sse: bool, expected: Sequence[RequestId] = (), batch: bool = False,
         decoder: Decompressor | None = None, tools_of: frozenset[RequestId] = frozenset(),
-        allowed: Allowed | None = None, unreadable: str | None = None, guard: ResultGuard | None = None,
+        allowed: Allowed | None = None, unreadable: str | None = None, guard: McpResultGuard | None = None,
         succeeded: bool = True,
     ) -> None:  # fmt: skip
         self.sse = sse

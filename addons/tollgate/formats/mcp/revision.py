@@ -40,7 +40,7 @@ _PLAIN = re.compile(r"[\x20-\x7e]*")
 
 
 @dataclass(frozen=True, slots=True)
-class Malformed:
+class MalformedPost:
     """Why a POST is refused as it came: its JSON-RPC error code and message."""
 
     code: int
@@ -69,7 +69,7 @@ def is_stateless(revision: str | None) -> bool:
     return revision is not None and revision not in HANDSHAKE_REVISIONS
 
 
-def check(fields: Sequence[tuple[str, str]], posted: Posted) -> Malformed | None:
+def check(fields: Sequence[tuple[str, str]], posted: Posted) -> MalformedPost | None:
     """What is wrong with a POST as it came, or None: at any revision, an `Mcp-Name` or
     `Mcp-Param-*` in the base64 form that is not canonical (-32020); at 2026-07-28 (or a later
     revision) a batch or a POST of answers (-32600), an `Mcp-Session-Id`, which no request at that
@@ -87,9 +87,11 @@ def check(fields: Sequence[tuple[str, str]], posted: Posted) -> Malformed | None
         return None
     stateless = found if found == STATELESS_REVISION else "a revision without sessions"
     if posted.batch or posted.responses or len(posted.requests) != 1:
-        return Malformed(INVALID_REQUEST, f"at {stateless} a POST carries one JSON-RPC request or notification")
+        return MalformedPost(INVALID_REQUEST, f"at {stateless} a POST carries one JSON-RPC request or notification")
     if _values(fields, SESSION_HEADER):
-        return Malformed(INVALID_REQUEST, f"at {stateless} there are no sessions: a request carries no Mcp-Session-Id")
+        return MalformedPost(
+            INVALID_REQUEST, f"at {stateless} there are no sessions: a request carries no Mcp-Session-Id"
+        )
     (request,) = posted.requests
     versions = _values(fields, VERSION_HEADER)
     if len(versions) > 1:
@@ -114,7 +116,7 @@ def check(fields: Sequence[tuple[str, str]], posted: Posted) -> Malformed | None
     return None
 
 
-def check_unrequested(fields: Sequence[tuple[str, str]]) -> Malformed | None:
+def check_unrequested(fields: Sequence[tuple[str, str]]) -> MalformedPost | None:
     """What is wrong with a GET or DELETE as it came: a header in the base64 form not canonical
     (-32020); at 2026-07-28 (or a later revision) an `Mcp-Session-Id`, which names no session
     there (-32600); None otherwise."""
@@ -125,10 +127,10 @@ def check_unrequested(fields: Sequence[tuple[str, str]]) -> Malformed | None:
     if not is_stateless(revision) or not _values(fields, SESSION_HEADER):
         return None
     stateless = revision if revision == STATELESS_REVISION else "a revision without sessions"
-    return Malformed(INVALID_REQUEST, f"at {stateless} there are no sessions: a request carries no Mcp-Session-Id")
+    return MalformedPost(INVALID_REQUEST, f"at {stateless} there are no sessions: a request carries no Mcp-Session-Id")
 
 
-def check_encoded(fields: Sequence[tuple[str, str]]) -> Malformed | None:
+def check_encoded(fields: Sequence[tuple[str, str]]) -> MalformedPost | None:
     """An `Mcp-Name` or `Mcp-Param-*` whose value begins as the `=?base64?…?=` form does but is
     not that form exactly, canonical base64 of UTF-8 (unpadded, URL-safe, with spaces, `BASE64`):
     a server or a load balancer may read it otherwise than Tollgate does (-32020)."""
@@ -187,5 +189,5 @@ def _values(fields: Sequence[tuple[str, str]], name: str) -> list[str]:
     return [value for key, value in fields if key.lower() == name]
 
 
-def _mismatch(message: str) -> Malformed:
-    return Malformed(HEADER_MISMATCH, message)
+def _mismatch(message: str) -> MalformedPost:
+    return MalformedPost(HEADER_MISMATCH, message)

@@ -8,7 +8,7 @@ from typing import Any
 
 from tollgate.formats.exact import STORED_PROMPT, Unreadable, count, request_int, request_text
 from tollgate.formats.openai_chat import has_system_message
-from tollgate.formats.request_facts import McpServer, RequestFacts
+from tollgate.formats.request_facts import GrantedMcpServer, RequestFacts
 
 RESPONSES = "responses"  # the endpoint
 # Codex's compaction signed in with ChatGPT (`/backend-api/codex/responses/compact`): a Responses
@@ -53,7 +53,7 @@ def _is_mcp(tool: Any, where: str) -> bool:
 _MCP_TARGETS = ("server_url", "connector_id", "tunnel_id")
 
 
-def _mcp_server(tool: dict[str, Any], where: str) -> McpServer:
+def _mcp_server(tool: dict[str, Any], where: str) -> GrantedMcpServer:
     """A Responses `mcp` tool: its `server_label` and where it goes, exactly one of `server_url`
     (the server's URL), `connector_id` (one of OpenAI's connectors) and `tunnel_id` (a tunnel to a
     private server); the last two have no URL the request shows. Anything else is refused: which
@@ -66,4 +66,4 @@ def _mcp_server(tool: dict[str, Any], where: str) -> McpServer:
     if len(given) != 1:
         how_many = "more than one" if given else "none"
         raise Unreadable(f"{where} gives {how_many} of server_url, connector_id and tunnel_id")
-    return McpServer(targets["server_url"], label)
+    return GrantedMcpServer(targets["server_url"], label)

@@ -147,18 +147,18 @@ class Globs:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class EgressVerdict:
     """A rule's answer on a connection: refused, with the one-line reason, or let through."""
 
     allowed: bool
     reason: str | None = None
 
     @staticmethod
-    def deny(reason: str) -> Verdict:
-        return Verdict(False, reason)
+    def deny(reason: str) -> EgressVerdict:
+        return EgressVerdict(False, reason)
 
 
-PASS = Verdict(True)
+PASS = EgressVerdict(True)
 
 
 @dataclass(slots=True)  # not frozen: made for every connection, and a frozen one costs twice as much
@@ -261,14 +261,14 @@ class Egress:
         decided = _by_policy(asked, service, address, policy)
         return decided if isinstance(decided, Decided) else await decided
 
-    def by_name(self, host: str, port: int) -> Verdict:
+    def by_name(self, host: str, port: int) -> EgressVerdict:
         """What the host's name alone decides, before any lookup: a `deny` glob refuses it; under
         `default: deny`, a host neither governed nor allowed is refused."""
         glob = self.deny.match(host)
         if glob is not None:
-            return Verdict.deny(f"{host} matches egress.deny {glob!r}")
+            return EgressVerdict.deny(f"{host} matches egress.deny {glob!r}")
         if self.default_deny and not self.admitted(host, port):
-            return Verdict.deny(f"{host} is not in egress.allow (egress.default: deny)")
+            return EgressVerdict.deny(f"{host} is not in egress.allow (egress.default: deny)")
         return PASS
 
     def admitted(self, host: str, port: int) -> bool:
@@ -282,16 +282,16 @@ class Egress:
         return self.private_denied and self.allow.match(host) is None and (host, port) not in self.upstreams
 
     @staticmethod
-    def by_address(host: str, address: str) -> Verdict:
+    def by_address(host: str, address: str) -> EgressVerdict:
         """A host resolved to `address`, checked for a private one (`needs_address` said to)."""
         kind = private_kind(address)
         if kind is None:
             return PASS
         shown = host if host == address else f"{host} resolves to {address}, which"
-        return Verdict.deny(f"{shown} is a {kind} address (egress.private_addresses: deny)")
+        return EgressVerdict.deny(f"{shown} is a {kind} address (egress.private_addresses: deny)")
 
 
-def _refused(verdict: Verdict, service: Service | None, address: str | None) -> Decided:
+def _refused(verdict: EgressVerdict, service: Service | None, address: str | None) -> Decided:
     reason = verdict.reason or "refused"
     return Decided(False, service, address, reason, (reason,))
 

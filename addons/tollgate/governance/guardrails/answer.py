@@ -460,7 +460,7 @@ class AnswerScanner:
         return bytes(sorted(chars))
 
 
-def _to_text(read: text.Text, at: int) -> int:
+def _to_text(read: text.ScannedText, at: int) -> int:
     """A position of the body as the position in the text read of it (an escape's start, its character's)."""
     i = bisect.bisect_right(read.body_at, at) - 1
     if i < 0:

@@ -81,19 +81,19 @@ class Engine:
         make = _hyperscan_anchors if self.uses_hyperscan else _python_anchors
         self.anchors: Callable[[bytes], Anchors] = make(anchored)
 
-    def scan(self, body: bytes, is_json: bool = True) -> tuple[text.Text, list[Found]]:
+    def scan(self, body: bytes, is_json: bool = True) -> tuple[text.ScannedText, list[Found]]:
         """What the detectors read of `body`, and their matches in it: (kind, start, end), in runs
         sorted by start (one a detector), a match found by two patterns of a kind twice."""
         read, found, _ = self.scan_marked(body, is_json)
         return read, found
 
-    def scan_marked(self, body: bytes, is_json: bool = True) -> tuple[text.Text, list[Found], bool]:
+    def scan_marked(self, body: bytes, is_json: bool = True) -> tuple[text.ScannedText, list[Found], bool]:
         """`scan`, and whether the text read holds one of the markers (an escape that spells one
         read as the character it stands for)."""
         anchors = self.anchors(body)
         escaped = anchors.pop(len(self.detectors), None)
         marked = anchors.pop(len(self.detectors) + 1, None) is not None
-        read = text.Text(body, body)
+        read = text.ScannedText(body, body)
         if escaped:
             read = text.read(body, is_json, self.every_escape, (start for start, _ in escaped))
             if read.data is not body:

@@ -99,7 +99,7 @@ def _tail(value: str, after: str) -> tuple[int, bool]:
 
 
 @dataclass(frozen=True, slots=True)
-class Piece:
+class JoinedPiece:
     """A match's piece in one part: the part's path and its characters [start, end)."""
 
     path: Path
@@ -107,10 +107,10 @@ class Piece:
     end: int
 
 
-def pieces(data: bytes, segments: list[Segment], starts: list[int], start: int, end: int) -> list[Piece]:
+def pieces(data: bytes, segments: list[Segment], starts: list[int], start: int, end: int) -> list[JoinedPiece]:
     """A match of the joined text as its pieces in the parts it covers (`starts`: the segments'
     `at`, for a search)."""
-    out: list[Piece] = []
+    out: list[JoinedPiece] = []
     i = max(0, bisect.bisect_right(starts, start) - 1)
     while i < len(segments) and segments[i].at < end:
         seg = segments[i]
@@ -118,9 +118,9 @@ def pieces(data: bytes, segments: list[Segment], starts: list[int], start: int, 
             s = seg.part_at + _chars(data[seg.at : max(start, seg.at)])
             e = seg.part_at + _chars(data[seg.at : min(end, seg.end)])
             if out and out[-1].path == seg.path and out[-1].end == s:
-                out[-1] = Piece(seg.path, out[-1].start, e)
+                out[-1] = JoinedPiece(seg.path, out[-1].start, e)
             elif e > s:
-                out.append(Piece(seg.path, s, e))
+                out.append(JoinedPiece(seg.path, s, e))
         i += 1
     return out
 
@@ -129,7 +129,7 @@ def _chars(data: bytes) -> int:
     return len(data.decode("utf-8", "surrogatepass"))
 
 
-def body_spans(body: bytes, matches: list[list[Piece]]) -> list[list[tuple[int, int]]] | None:
+def body_spans(body: bytes, matches: list[list[JoinedPiece]]) -> list[list[tuple[int, int]]] | None:
     """Each match's pieces as the spans of the body their characters are written in (whole
     escapes), the body read once for all; None when a part's string is not where its path says."""
     located = string_spans(body, {p.path for pieces in matches for p in pieces})

@@ -29,7 +29,7 @@ from tollgate.governance.guardrails.settings import STRENGTH, GuardrailRule
 from tollgate.governance.matching import matches
 
 
-class Configured(Protocol):
+class ConfiguredGuardrails(Protocol):
     """What of a configuration (`core.config.Config`) its guardrails are made of: its rules, and
     the keys of its own it holds anywhere (`own_secrets` walks it, as the pydantic model it is)."""
 
@@ -230,7 +230,7 @@ class Guardrails:
 
     @classmethod
     def of(
-        cls, config: Configured, use_hyperscan: bool | None = None, previous: Guardrails | None = None
+        cls, config: ConfiguredGuardrails, use_hyperscan: bool | None = None, previous: Guardrails | None = None
     ) -> Guardrails:
         """`config`'s rules and own keys compiled; `previous` itself when they are the same."""
         exact, digests = own_secrets(config)
@@ -348,7 +348,7 @@ class Guardrails:
         return Scan(tuple(findings), unread, documents, marked)
 
     def _found(
-        self, read: text.Text, found: list[Found], is_json: bool, applying: list[_Compiled], document: int | None
+        self, read: text.ScannedText, found: list[Found], is_json: bool, applying: list[_Compiled], document: int | None
     ) -> list[Finding]:
         body = read.body
         if not found:
@@ -409,7 +409,7 @@ def _joined(
     starts = [segment.at for segment in segments]
     seen = {f.kind for f in findings}
     kinds: list[str] = []
-    new: list[list[joined.Piece]] = []
+    new: list[list[joined.JoinedPiece]] = []
     for kind, s, e in _once(matches):
         if kind not in action:
             continue
@@ -497,7 +497,7 @@ _SECRET_FIELDS = frozenset(
 _SECRET_FIELDS_OF = {"McpHeader": frozenset(("value",)), "BrokeredCredential": frozenset(("virtual", "value"))}
 
 
-def own_secrets(config: Configured) -> tuple[list[str], list[str]]:
+def own_secrets(config: ConfiguredGuardrails) -> tuple[list[str], list[str]]:
     """Every secret of Tollgate's own its configuration holds, written out, and the SHA-256 (hex)
     of each virtual key written as `sha256:<hex>`."""
     exact: list[str] = []

@@ -103,7 +103,7 @@ def format_characters() -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class Text:
+class ScannedText:
     """The bytes the detectors read (`data`) and where they come from in `body`: each escape read
     as its character begins at `text_at[i]` (`text_size[i]` bytes) and at `body_at[i]` in the body
     (`body_size[i]` bytes)."""
@@ -143,7 +143,7 @@ def read(
     every_escape: bool = False,
     at: Iterable[int] | None = None,
     formats: bool | None = None,
-) -> Text:
+) -> ScannedText:
     """The text the detectors read of a body; JSON or any text (an answer's, `tollgate scan`'s).
     The built-in detectors match ASCII only: a non-ASCII character's escape is read as it is written
     (as a separator) unless `every_escape` (a custom detector's pattern or term, or a key, is not
@@ -155,7 +155,7 @@ def read(
     if is_json:
         hiding = _HIDING if every_escape else _HIDING_ASCII
     elif not formats:
-        return Text(body, body)
+        return ScannedText(body, body)
     else:
         hiding = _HIDING_TEXT
     found: Iterable[re.Match[bytes] | None]
@@ -167,7 +167,7 @@ def read(
         found = (_ESCAPE_SEARCH if every_escape else _ESCAPE_SEARCH_ASCII).finditer(body)
         if formats:
             found = heapq.merge(found, _HIDING_TEXT.finditer(body), key=_START)
-    read = Text(body, b"")
+    read = ScannedText(body, b"")
     pieces: list[bytes] = []
     done = 0
     length = 0
@@ -188,9 +188,9 @@ def read(
         length += len(char)
         done = m.end()
     if not read.text_at:
-        return Text(body, body)
+        return ScannedText(body, body)
     pieces.append(body[done:])
-    return Text(body, b"".join(pieces), read.text_at, read.text_size, read.body_at, read.body_size)
+    return ScannedText(body, b"".join(pieces), read.text_at, read.text_size, read.body_at, read.body_size)
 
 
 def _escaped(body: bytes, at: int) -> bool:

@@ -14,10 +14,10 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import BeforeValidator, Field, field_validator
 
 from tollgate.common.config_base import Strict
-from tollgate.governance.identity.jwt_identity import IdentityConfig, looks_like_jwt
+from tollgate.governance.identity.jwt_identity import IdentityConfig, JwtIdentity, looks_like_jwt
 from tollgate.providers.credentials import Presented
 
-# How a caller was identified (`Caller.auth`, the audit's and the policy's `auth`).
+# How a caller was identified (`KnownCaller.auth`, the audit's and the policy's `auth`).
 # `subscription`: a vendor's user token (a plan), whoever named the caller.
 Auth = Literal["virtual_key", "sigv4", "proxyauth", "jwt", "anonymous", "subscription"]
 
@@ -133,7 +133,7 @@ class Client(Strict):
 
 
 @dataclass(frozen=True, slots=True)
-class Caller:
+class KnownCaller:
     name: str | None
     groups: tuple[str, ...]
     auth: Auth
@@ -142,6 +142,26 @@ class Caller:
     # The SHA-256 (hex) of the virtual key that identified the caller: a WebSocket session opened
     # with it asks, at each response, whether the configuration in force still holds that key.
     key_sha256: str | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Identified:
+    """Who a call's caller is, once known: what `Call.caller` gets of it."""
+
+    client: str | None
+    groups: tuple[str, ...]
+    auth: Auth
+    identity: JwtIdentity | None = None  # a JWT caller's issuer and claims
+    key_expires: float | None = None  # when the virtual key it presented expires
+    key_sha256: str | None = field(default=None, repr=False)  # that key's SHA-256
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A caller no one may be (401)."""
+
+    reason: str  # the audit's deny reason
+    message: str  # what the caller is told
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,13 +195,13 @@ def _utc(seconds: float) -> str:
 
 class Directory:
     def __init__(self, config: ClientSettings) -> None:
-        self._anonymous_allowed = config.anonymous_allowed
+        self.anonymous_allowed = config.anonymous_allowed  # a caller no credential names may call
         self._by_name = {c.name: c for c in config.clients}
         # Callers by virtual key, made once. A dict compares a presented key with a stored one only
         # when their hashes (SipHash, keyed anew per process) are equal, so the lookup's timing says
         # nothing about a key's prefix, with no hashing of each key first.
         self._by_key = {
-            k.key: Caller(c.name, c.groups, "virtual_key", _seconds(k.expires), k.sha256)
+            k.key: KnownCaller(c.name, c.groups, "virtual_key", _seconds(k.expires), k.sha256)
             for c in config.clients
             for k in c.keys
             if not k.hashed
@@ -190,13 +210,13 @@ class Directory:
         # hashed (once per call, never kept) and its digest looked up. The lookup's timing can tell
         # at most how much of a digest matched, which says nothing of any key.
         self._by_sha256 = {
-            k.sha256: Caller(c.name, c.groups, "virtual_key", _seconds(k.expires), k.sha256)
+            k.sha256: KnownCaller(c.name, c.groups, "virtual_key", _seconds(k.expires), k.sha256)
             for c in config.clients
             for k in c.keys
             if k.hashed
         }
         # Every key by its SHA-256, for the sessions opened with one (`key_refusal`).
-        self._by_digest: dict[str, Caller] = {
+        self._by_digest: dict[str, KnownCaller] = {
             c.key_sha256: c for c in self._by_key.values() if c.key_sha256 is not None
         }
         self._by_digest.update(self._by_sha256)
@@ -205,10 +225,10 @@ class Directory:
         self._takes_jwts = bool(config.identity.jwt)
         # Plan callers by the vendor accounts their client lists (`accounts`), e-mails in lower case.
         self._by_account = {
-            _account_key(a): Caller(c.name, c.groups, "subscription") for c in config.clients for a in c.accounts
+            _account_key(a): KnownCaller(c.name, c.groups, "subscription") for c in config.clients for a in c.accounts
         }
 
-    def account_holder(self, *names: str | None) -> Caller | None:
+    def account_holder(self, *names: str | None) -> KnownCaller | None:
         """The client whose `accounts` lists one of `names` (an account id, an e-mail), the first
         found; None when none does."""
         for name in names:
@@ -223,7 +243,7 @@ class Directory:
         """Whether `value` is one of the virtual keys, expired or not: never the caller's own credential."""
         return self._known(value) is not None
 
-    def _known(self, value: str) -> Caller | None:
+    def _known(self, value: str) -> KnownCaller | None:
         known = self._by_key.get(value)
         if known is None and self._by_sha256:
             try:  # the bytes the client sent (header values are read as UTF-8, surrogates for the rest)
@@ -250,7 +270,7 @@ class Directory:
 
     def identify(
         self, login: str | None, presented: Iterable[Presented], signed_with: str | None = None
-    ) -> Caller | Token | Expired | None:
+    ) -> KnownCaller | Token | Expired | None:
         """The caller, or None when it must be refused (no login, no known key, no anonymity).
         `signed_with` is a virtual AWS access key id whose SigV4 signature has been verified. A
         presented JWT (when issuers are configured, and no virtual key is presented) is a Token,
@@ -258,10 +278,10 @@ class Directory:
         whether or not anonymous callers are allowed."""
         if login is not None:
             client = self._by_name.get(login)
-            return Caller(login, client.groups if client else (), "proxyauth")
+            return KnownCaller(login, client.groups if client else (), "proxyauth")
         if signed_with is not None and signed_with in self._by_aws_key:
             client = self._by_aws_key[signed_with]
-            return Caller(client.name, client.groups, "sigv4")
+            return KnownCaller(client.name, client.groups, "sigv4")
         token = None
         for p in presented:
             if (virtual := self._known(p.value)) is not None:
@@ -273,8 +293,8 @@ class Directory:
                 token = Token(p.value)
         if token is not None:
             return token
-        if self._anonymous_allowed:
-            return Caller(None, (), "anonymous")
+        if self.anonymous_allowed:
+            return KnownCaller(None, (), "anonymous")
         return None
 
 

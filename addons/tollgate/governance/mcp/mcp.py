@@ -17,7 +17,7 @@ from tollgate.common.fingerprint import fingerprint
 from tollgate.formats.mcp.answer_guard import guard_message, lines_hold
 from tollgate.formats.mcp.answers import DROPPED, AnswerRelay, responses_in
 from tollgate.formats.mcp.messages import McpRequest, RequestId
-from tollgate.formats.mcp.revision import Malformed
+from tollgate.formats.mcp.revision import MalformedPost
 from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.limits.limits import EXPIRY_GRACE, Counter, LimitRule, counters
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from tollgate.governance.identity.jwt_identity import JwtIdentity
 
 
-class Configured(Protocol):
+class ConfiguredMcp(Protocol):
     """What an exchange reads of the configuration its request runs under (`runtime.Loaded`, which
     the MCP stage sets): its answer guardrails."""
 
@@ -63,7 +63,7 @@ class McpExchange:
     # The MCP revision the request states (`revision.recorded`), and why it is refused as it came
     # (its headers and body disagree, a batch at 2026-07-28: `revision.check`).
     protocol_version: str | None = None
-    malformed: Malformed | None = None
+    malformed: MalformedPost | None = None
     request_id: str = ""
     started: float = field(default_factory=time.time)
     client: str | None = None
@@ -105,7 +105,7 @@ class McpExchange:
     reader: AnswerRelay | None = field(default=None, repr=False)
     tool_checks: Any = field(default=None, repr=False)
     # The configuration the request runs under, from its first step to its last.
-    loaded: Configured | None = field(default=None, repr=False)
+    loaded: ConfiguredMcp | None = field(default=None, repr=False)
 
     def policy_input(self, request: McpRequest) -> dict[str, Any]:
         """The `input` `data.tollgate.mcp.deny` decides one request on."""

@@ -87,7 +87,7 @@ def failed_status_error(status: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Failure:
+class AttemptFailure:
     """How an attempt failed, as its flow tells: the upstream's status and its Retry-After header
     as they came, else how its connection or its wait for an answer failed (`CONNECT`, `TIMEOUT`,
     with the error its flow gives, `unanswered`); and which attempt on its target it was (1: the

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from tollgate.common.config_base import CircuitConfig, RetryConfig
 from tollgate.credentials.keypool import CircuitOpen, KeyPool, retry_after_seconds
 from tollgate.governance.routing.failover import (
+    AttemptFailure,
     Circuits,
-    Failure,
     failed,
     fails_the_key,
     model_circuit,
@@ -64,7 +64,9 @@ class Again:
 NO_RETRY_LEFT = Again()
 
 
-def next_try(tried: Tried, failure: Failure, fallbacks: bool, circuits: Circuits, ledger: Store | None) -> Again | None:
+def next_try(
+    tried: Tried, failure: AttemptFailure, fallbacks: bool, circuits: Circuits, ledger: Store | None
+) -> Again | None:
     """What becomes of a call whose attempt failed, on its target: None where the failure is none
     `retry.when` names, or nothing is left to try (no retry, no fallback: `fallbacks`); else the
     failure counted (the circuits are told, a key the upstream refused rests for the Retry-After
@@ -83,7 +85,7 @@ def next_try(tried: Tried, failure: Failure, fallbacks: bool, circuits: Circuits
     return _next_key(tried, failure, asked, circuits)
 
 
-def goes_again(failure: Failure, retry: RetryConfig, fallbacks: bool) -> bool:
+def goes_again(failure: AttemptFailure, retry: RetryConfig, fallbacks: bool) -> bool:
     """Whether the call may go again at all: its failure one `retry.when` names, and a retry or a
     fallback left. Else the failed attempt is the call's last, and nothing of it is recorded."""
     status = failure.status
@@ -120,7 +122,7 @@ def count(tried: Tried, status: int | None, kind: str | None, circuits: Circuits
         logger.warning(f"Tollgate: {provider} {what} failed {circuit.failures} calls in a row: it rests {rest}")
 
 
-def _next_key(tried: Tried, failure: Failure, asked: float | None, circuits: Circuits) -> Again:
+def _next_key(tried: Tried, failure: AttemptFailure, asked: float | None, circuits: Circuits) -> Again:
     """The retry's credential, taken now, and its wait (`wait_for`, with the Retry-After `asked`):
     none while every key rests, on an upstream whose circuit is open, or past `retry.max_wait_s`."""
     try:

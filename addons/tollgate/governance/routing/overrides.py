@@ -19,7 +19,7 @@ OPENAI_COMPATIBLE_TARGETS = tuple(
 )
 
 
-class Fallback(Strict):
+class FallbackRule(Strict):
     """One of an override rule's `fallbacks`: where its call goes when its target fails."""
 
     provider: str
@@ -36,7 +36,7 @@ class Override(Strict):
     # default, the OpenAI-compatible API where it offers the endpoint called, else the native one.
     api: Literal["native", "openai_compatible"] | None = None
     # Tried in order when the target fails as its provider's `retry.when` says (after its retries).
-    fallbacks: tuple[Fallback, ...] = ()
+    fallbacks: tuple[FallbackRule, ...] = ()
 
     _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
 

@@ -183,13 +183,13 @@ class Unreachable(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Answer:
+class UpstreamAnswer:
     status: int
     headers: dict[str, str]  # lower-case names
     body: bytes  # its Content-Encoding undone
 
 
-def send(request: Outgoing, timeout: float, verify: bool | str) -> Answer:
+def send(request: Outgoing, timeout: float, verify: bool | str) -> UpstreamAnswer:
     """Send a request and read its whole answer, with the standard library; it blocks (run it in a
     thread). `verify` as mitmproxy's upstream options say: False (`ssl_insecure`), the path of the
     CAs to trust (`ssl_verify_upstream_trusted_ca`), or True for certifi's, which mitmproxy trusts
@@ -220,7 +220,7 @@ def send(request: Outgoing, timeout: float, verify: bool | str) -> Answer:
         raise Unreachable(type(e).__name__) from None
     finally:
         connection.close()
-    return Answer(response.status, headers, body)
+    return UpstreamAnswer(response.status, headers, body)
 
 
 def _tls_context(verify: bool | str) -> ssl.SSLContext:

@@ -1,7 +1,10 @@
 """A plan call: the plan's token found in its request and read once (`plan_call`: the token
 (`found_plan`), what the request tells of its account (`read_plan`), and what the call keeps of the
 token for the steps after it, `PlanToken`: never the token itself, which goes upstream as it
-came). Plain logic, no mitmproxy."""
+came); who makes it (`plan_caller`); and the `subscriptions:` settings (`Subscriptions`: whether
+plan calls are allowed, and each vendor's, `subscriptions.<name>`, the settings its plan reader
+declares, `PlanReader.settings`, found in the providers' registry). Plain logic, no mitmproxy; it
+names no vendor."""
 
 from __future__ import annotations
 
@@ -9,15 +12,26 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from pydantic import PrivateAttr, create_model
+
+from tollgate.common.config_base import Strict
 from tollgate.common.fingerprint import fingerprint
 from tollgate.formats.request_facts import Classification
+from tollgate.governance.identity.clients import Identified, KnownCaller, Rejected
 from tollgate.governance.subscriptions.google_accounts import token_key
+from tollgate.providers import PROVIDERS
 from tollgate.providers.base import Provider
 from tollgate.providers.credentials import Presented
-from tollgate.providers.plans import PLAN_ONLY_REASON, ForeignAccount, PlanAccount
+from tollgate.providers.plans import PLAN_ONLY_REASON, ForeignAccount, PlanAccount, PlanSettings
 
 if TYPE_CHECKING:
     from tollgate.governance.identity.clients import Directory
+
+ANONYMOUS_PLAN_REASON = "a plan's token names no caller, and anonymous callers are not allowed"
+ANONYMOUS_PLAN_MESSAGE = (
+    "Tollgate: a call made with a plan's token must say who calls here: log in at the proxy, or use the"
+    " virtual key Tollgate's operator gave you."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +114,57 @@ def plan_call(
     return PlanCall(token.value, subscription, foreign, PlanToken.of(token.value, google), alone)
 
 
+@dataclass(frozen=True, slots=True)
+class PlanCaller:
+    """Who makes a plan call (auth `subscription`), and what becomes of it: `caller`, Identified
+    (anonymous where it names no client) or Rejected (401: no one may make it); `refusal`: why it
+    is refused whoever makes it (403 tenant_denied: the audit's deny reason, what the caller is
+    told), or None."""
+
+    caller: Identified | Rejected
+    refusal: tuple[str, str] | None = None
+
+
+def plan_caller_named(
+    plan: Subscription, login: str | Identified | Rejected | None, directory: Directory
+) -> Identified | Rejected:
+    """Who makes a plan call: the proxy login (`login`: its user name, or what the JWT it carries
+    named where Tollgate judges logins), else the client whose `accounts` names its account or
+    e-mail, else anonymous where anonymous callers are allowed; else no one may (401)."""
+    if isinstance(login, str):
+        caller = directory.identify(login, ())
+        assert isinstance(caller, KnownCaller)  # a login names its caller
+        return Identified(caller.name, caller.groups, "subscription")
+    if login is not None:
+        return replace(login, auth="subscription") if isinstance(login, Identified) else login
+    if (holder := directory.account_holder(plan.account, plan.email)) is not None:
+        return Identified(holder.name, holder.groups, "subscription")
+    if directory.anonymous_allowed:
+        return Identified(None, (), "subscription")
+    return Rejected(ANONYMOUS_PLAN_REASON, ANONYMOUS_PLAN_MESSAGE)
+
+
+def plan_caller(
+    plan: Subscription,
+    foreign: str | None,
+    login: str | Identified | Rejected | None,
+    directory: Directory,
+    subscriptions: PlanCalls,
+) -> PlanCaller:
+    """A plan call's caller (`plan_caller_named`) and its refusal whoever makes it: with
+    `subscriptions.allow: false`, where its request names two accounts (`foreign`: why), or a tenant
+    outside the company's (`subscriptions.<vendor>`). A refused call's caller stays unnamed where
+    none is: a 401 would ask for a login that could not let it through."""
+    caller = plan_caller_named(plan, login, directory)
+    refusal = subscriptions.refusal(plan, foreign)
+    if refusal is not None and isinstance(caller, Rejected):
+        caller = Identified(None, (), "subscription")
+    return PlanCaller(caller, refusal)
+
+
 def plan_only_refusal(provider: Provider, classification: Classification, plan: PlanCall | None) -> str | None:
-    """Why a call to a path only a plan's own token takes (`Classification.plan_only`: Claude
-    Code's `/api/…` paths Tollgate does not know) is refused, as the plan call read once tells: it
+    """Why a call to a path only a plan's own token takes (`Classification.plan_only`: a
+    vendor's paths Tollgate does not know, its provider says which) is refused, as the plan call read once tells: it
     presents no plan's token, or one beside another credential or in another scheme than Bearer.
     A key of Tollgate's must not reach what Tollgate does not know. None where it goes."""
     if not classification.plan_only or (plan is not None and plan.alone):
@@ -150,3 +212,78 @@ def envelope_project(body: Mapping[str, Any] | None, service: bool) -> str | Non
     service endpoint's call, whose body is no envelope."""
     project = body.get("project") if body is not None and not service else None
     return project if isinstance(project, str) else None
+
+
+# A plan call refused by `subscriptions.allow: false`: the audit's deny reason, what the caller is told.
+PLANS_REFUSED_REASON = "calls made with a plan are not allowed (subscriptions.allow)"
+PLANS_REFUSED_MESSAGE = (
+    "Tollgate: calls made with a personal or team plan are not allowed here; use the virtual key"
+    " Tollgate's operator gave you."
+)
+
+# Each vendor's settings, by the name of the provider whose plans they are.
+VENDOR_SETTINGS: dict[str, type[PlanSettings]] = {
+    name: p.plan.settings for name, p in PROVIDERS.items() if p.plan is not None
+}
+
+
+class PlanCalls(Strict):
+    """`subscriptions:`: calls made with a person's plan (auth `subscription`); each vendor's
+    settings are fields of `Subscriptions`, which extends this with one per `VENDOR_SETTINGS`."""
+
+    allow: bool = True  # false: every call made with a plan's token is refused (403 tenant_denied)
+    _vendors: dict[str, PlanSettings] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._vendors = {name: value for name, value in self if isinstance(value, PlanSettings)}
+
+    def vendor(self, name: str) -> PlanSettings | None:
+        """`subscriptions.<name>`: a vendor's settings, None for a provider that takes no plans."""
+        return self._vendors.get(name)
+
+    def outside(self, plan: Subscription) -> str | None:
+        """Why a plan call is outside the company's tenants, as far as its request shows (the
+        audit's deny reason), or None: by its vendor's settings."""
+        settings = self._vendors.get(plan.vendor)
+        return settings.outside(plan.tenant, plan.plan) if settings is not None else None
+
+    def refusal(self, plan: Subscription, foreign: str | None) -> tuple[str, str] | None:
+        """Why a plan call is refused whoever makes it (the audit's deny reason), and what its caller
+        is told; None if it is not. `foreign`: why its request names two accounts."""
+        if not self.allow:
+            return PLANS_REFUSED_REASON, PLANS_REFUSED_MESSAGE
+        outside = foreign or self.outside(plan)
+        if outside is not None:
+            return outside, f"Tollgate: {outside}; sign in to the company's account."
+        return None
+
+    def account_endpoint(self, vendor: str) -> tuple[str, str | None]:
+        """Where the account of a vendor's plan token is asked for, and the CA file that endpoint's
+        certificate is checked with (a `PlanReader.google_account` vendor's settings)."""
+        return self._vendors[vendor].account_endpoint()
+
+    def ungoverned(self) -> frozenset[str]:
+        """The vendors whose hosts are left tunnelled untouched (`subscriptions.<vendor>.govern: false`)."""
+        return frozenset(name for name, settings in self._vendors.items() if not settings.govern)
+
+
+if TYPE_CHECKING:
+    Subscriptions = PlanCalls
+else:
+    Subscriptions = create_model(
+        "Subscriptions",
+        __base__=PlanCalls,
+        __module__=__name__,
+        **{name: (settings, settings()) for name, settings in VENDOR_SETTINGS.items()},
+    )
+
+
+def tenant_pins(subscriptions: PlanCalls, headers: Mapping[str, bytes | None]) -> dict[str, tuple[bytes, bytes]]:
+    """The tenant header each provider's requests carry, by provider name: (name, value). `headers`:
+    each provider's plan reader's `tenant_header`, its tenants those of its `subscriptions.<name>` settings."""
+    pins = {}
+    for name, header in headers.items():
+        settings = subscriptions.vendor(name)
+        if header is not None and settings is not None and settings.tenants():
+            pins[name] = (header, ",".join(settings.tenants()).encode())
+    return pins

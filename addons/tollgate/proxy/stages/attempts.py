@@ -94,17 +94,19 @@ class Attempts:
         self._counted.add(flow)  # counted for its circuits: its answer's hooks do not count it again
         return self._carry_out(flow, call, step)
 
-    def _how_it_failed(self, flow: http.HTTPFlow, call: Call) -> routing.Failure:
+    def _how_it_failed(self, flow: http.HTTPFlow, call: Call) -> routing.AttemptFailure:
         """How the attempt failed, as its flow tells: the upstream's status and Retry-After header
         as they came (read by governance), else whether its connection failed or its wait for an
         answer ran out, and the error its record in `attempts` gives."""
         tries = len(call.failover.attempts or ()) - self._target_from.get(flow, 0) + 1
         response = flow.response
         if response is not None:
-            return routing.Failure(response.status_code, None, tries, response.headers.get("retry-after"))
+            return routing.AttemptFailure(response.status_code, None, tries, response.headers.get("retry-after"))
         if call.answer.failure is Failure.UPSTREAM_TIMEOUT:
-            return routing.Failure(None, routing.TIMEOUT, tries, unanswered=call.answer.error or _unreachable(flow))
-        return routing.Failure(None, routing.CONNECT, tries, unanswered=_unreachable(flow))
+            return routing.AttemptFailure(
+                None, routing.TIMEOUT, tries, unanswered=call.answer.error or _unreachable(flow)
+            )
+        return routing.AttemptFailure(None, routing.CONNECT, tries, unanswered=_unreachable(flow))
 
     async def _carry_out_once_decided(self, flow: http.HTTPFlow, call: Call, step: Awaitable[Step]) -> None:
         await _done(self._carry_out(flow, call, await step))

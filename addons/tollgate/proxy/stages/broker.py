@@ -51,7 +51,7 @@ class RefusedElsewhere(Protocol):
 
 
 @dataclass(slots=True)
-class Opened:
+class BrokerConnection:
     """A client connection's requests to a credential's host: its connection record's counts."""
 
     connection: Connection
@@ -62,7 +62,7 @@ class Opened:
 class Broker:
     def __init__(self, shared: Shared, refused_elsewhere: RefusedElsewhere | None = None) -> None:
         self.shared = shared
-        self._opened: dict[str, Opened] = {}  # by client connection id
+        self._opened: dict[str, BrokerConnection] = {}  # by client connection id
         self._refused_elsewhere = refused_elsewhere
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -142,7 +142,7 @@ class Broker:
         self,
         flow: http.HTTPFlow,
         host: str,
-        opened: Opened,
+        opened: BrokerConnection,
         status: int = 403,
         kind: str = CONTENT_DENIED,
         message: str = REFUSED_MESSAGE,
@@ -168,7 +168,7 @@ class Broker:
         if flow.response.stream is False or flow.response.stream is None:  # not Tollgate's own answer
             flow.response.stream = _counting(record, sent=False)
 
-    def _opened_for(self, flow: http.HTTPFlow, host: str) -> Opened:
+    def _opened_for(self, flow: http.HTTPFlow, host: str) -> BrokerConnection:
         client = flow.client_conn
         opened = self._opened.get(client.id)
         if opened is None:
@@ -191,7 +191,7 @@ class Broker:
             service = loaded.egress.service_of(host) if loaded is not None else None
             if service is not None:  # a catalogued AI service's API, brokered
                 record.service, record.category = service.name, service.category
-            opened = self._opened[client.id] = Opened(record)
+            opened = self._opened[client.id] = BrokerConnection(record)
         return opened
 
     def client_disconnected(self, client: connection.Client) -> None:
@@ -204,7 +204,7 @@ class Broker:
             self._write(opened)
         self._opened.clear()
 
-    def _write(self, opened: Opened) -> None:
+    def _write(self, opened: BrokerConnection) -> None:
         audit = self.shared.audit
         if audit is None:
             return

@@ -15,8 +15,7 @@ from tollgate.formats.raw_headers import header_index, repeated, with_pinned_hea
 from tollgate.formats.refusals import BAD_REQUEST, HEADERS_TOO_LARGE, MISCONFIGURED, MISDIRECTED, TENANT_DENIED
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.egress.misdirection import Misdirected
-from tollgate.governance.subscriptions.plan import plan_token
-from tollgate.governance.subscriptions.settings import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON
+from tollgate.governance.subscriptions.plan import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON, plan_token
 from tollgate.providers import host_name
 from tollgate.providers.base import Provider
 from tollgate.proxy import patches

@@ -92,7 +92,7 @@ class _Attempt:
     before: _Before
 
 
-class Fallback:
+class Fallbacks:
     def __init__(self, shared: Shared, steps: CallSteps[Call]) -> None:
         self.shared = shared
         # What each fallback goes through (the pipeline's `failover`): retargeted, translated,

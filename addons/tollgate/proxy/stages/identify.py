@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Iterable
-from dataclasses import dataclass, field, replace
 from weakref import WeakKeyDictionary
 
 from mitmproxy import http
@@ -16,7 +15,7 @@ from tollgate.credentials.sigv4 import UNKNOWN_KEY, SignatureError, signing_key_
 from tollgate.formats.raw_headers import decoded, header_index
 from tollgate.formats.refusals import BAD_REQUEST, INVALID_SIGNATURE, TENANT_DENIED, UNAUTHENTICATED
 from tollgate.formats.request_facts import Classification
-from tollgate.governance.identity.clients import Auth, Expired, Token
+from tollgate.governance.identity.clients import Expired, Identified, Rejected, Token
 from tollgate.governance.identity.jwt_identity import (
     MALFORMED,
     UNKNOWN_ISSUER,
@@ -27,7 +26,13 @@ from tollgate.governance.identity.jwt_identity import (
 from tollgate.governance.mcp.mcp import McpExchange, session_owner
 from tollgate.governance.routing.redaction import credential_positions
 from tollgate.governance.subscriptions.google_accounts import GoogleAccounts
-from tollgate.governance.subscriptions.plan import PlanCall, plan_call, plan_only_refusal
+from tollgate.governance.subscriptions.plan import (
+    PlanCall,
+    plan_call,
+    plan_caller,
+    plan_caller_named,
+    plan_only_refusal,
+)
 from tollgate.providers.base import Provider
 from tollgate.providers.credentials import Presented
 from tollgate.proxy.flows import (
@@ -44,11 +49,6 @@ from tollgate.proxy.state import Shared
 PROXYAUTH = "proxyauth"
 UNKNOWN_KEY_REASON = "unknown or missing API key"  # the audit's deny reason
 UNKNOWN_KEY_MESSAGE = "Tollgate: unknown or missing API key. Use the virtual key Tollgate's operator gave you."
-ANONYMOUS_PLAN_REASON = "a plan's token names no caller, and anonymous callers are not allowed"
-ANONYMOUS_PLAN_MESSAGE = (
-    "Tollgate: a call made with a plan's token must say who calls here: log in at the proxy, or use the"
-    " virtual key Tollgate's operator gave you."
-)
 
 
 def forget_proxy_password(flow: http.HTTPFlow) -> None:
@@ -147,7 +147,7 @@ class Identify:
         if (
             provider.plan is not None and provider.plan.google_account and subscriptions.allow
         ):  # else refused: not asked
-            email = self.shared.google_accounts.email(plan.token, *subscriptions.tokeninfo(provider.name))
+            email = self.shared.google_accounts.email(plan.token, *subscriptions.account_endpoint(provider.name))
             if not isinstance(email, (str, type(None))):
                 return self._google_account_later(flow, call, email, plan.foreign)
             _google_account(call, email, self.shared.google_accounts)
@@ -162,37 +162,23 @@ class Identify:
             await outcome
 
     def _plan_caller(self, flow: http.HTTPFlow, call: Call, foreign: str | None) -> Awaitable[None] | None:
-        """A plan call's caller: the proxy login, else the client whose `accounts` names its account
-        or e-mail, else anonymous where anonymous callers are allowed, else it is refused (401).
-        Once its caller is known, it is refused (403 tenant_denied) with `subscriptions.allow:
-        false`, where the request names two accounts, or a tenant outside the company's
-        (`subscriptions.<vendor>`)."""
-        outcome = self._plan_outcome(flow, call)
-        if isinstance(outcome, (Identified, Rejected)):
-            _apply_plan(flow, call, outcome, foreign)
+        """A plan call's caller, as governance names it (`plan_caller`) from the proxy login
+        (`_login`), and its refusal (401; 403 tenant_denied whoever calls), applied."""
+        login = self._login(flow, call.loaded)
+        if login is None or isinstance(login, (str, Identified, Rejected)):
+            _apply_plan(flow, call, login, foreign)
             return None
-        return _apply_plan_later(flow, call, outcome, foreign)
+        return _apply_plan_later(flow, call, login, foreign)
 
-    def _plan_outcome(
-        self, flow: http.HTTPFlow, call: Call
-    ) -> Identified | Rejected | Awaitable[Identified | Rejected]:
-        """Who makes a plan call: the proxy login, else the client whose `accounts` names its
-        account or e-mail, else anonymous where anonymous callers are allowed."""
-        plan = call.caller.subscription
-        assert plan is not None
+    def _login(
+        self, flow: http.HTTPFlow, loaded: Loaded
+    ) -> str | Identified | Rejected | Awaitable[Identified | Rejected] | None:
+        """The proxy login a call comes with: its user name, or where Tollgate judges logins what
+        the JWT it carries names (awaited when its keys must be fetched); None: no login."""
         login = flow.metadata.get(PROXYAUTH)
-        loaded = call.loaded
         if self.shared.logins_unchecked and login is not None:
             return _by_token(loaded, self._passwords.pop(flow, ""), login=True)
-        if (name := _login_name(login)) is not None:
-            caller = loaded.directory.identify(name, ())
-            assert not isinstance(caller, (Token, Expired)) and caller is not None  # a login names its caller
-            return Identified(caller.name, caller.groups, "subscription")
-        if (holder := loaded.directory.account_holder(plan.account, plan.email)) is not None:
-            return Identified(holder.name, holder.groups, "subscription")
-        if loaded.config.anonymous_allowed:
-            return Identified(None, (), "subscription")
-        return Rejected(ANONYMOUS_PLAN_REASON, ANONYMOUS_PLAN_MESSAGE)
+        return _login_name(login)
 
     def refused(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """At `requestheaders` and `request`, after the call steps: a call Tollgate refused before
@@ -225,13 +211,15 @@ class Identify:
     ) -> Awaitable[None] | None:
         """A refused call's caller named, as far as its credentials tell: the plan call's (its
         account's holder), else the one they name; the refusal stands whoever calls."""
-        outcome: Identified | Rejected | Awaitable[Identified | Rejected]
         if plan is not None:
             call.caller.subscription = plan.subscription
             call.caller.auth = "subscription"
-            outcome = self._plan_outcome(flow, call)
-        else:
-            outcome = self.caller(flow, call.loaded, presented, signed_with)
+            login = self._login(flow, call.loaded)
+            if login is None or isinstance(login, (str, Identified, Rejected)):
+                _name_plan(call, login)
+                return None
+            return _name_plan_later(call, login)
+        outcome = self.caller(flow, call.loaded, presented, signed_with)
         if isinstance(outcome, (Identified, Rejected)):
             _name(call, outcome)
             return None
@@ -338,22 +326,6 @@ class Identify:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Identified:
-    client: str | None
-    groups: tuple[str, ...]
-    auth: Auth
-    identity: JwtIdentity | None = None  # a JWT caller's issuer and claims
-    key_expires: float | None = None  # when the virtual key it presented expires
-    key_sha256: str | None = field(default=None, repr=False)  # that key's SHA-256
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    reason: str  # the audit's deny reason
-    message: str  # what the caller is told
-
-
 def _login_name(login: object) -> str | None:
     return login[0] if isinstance(login, (tuple, list)) and login and login[0] else None
 
@@ -430,22 +402,31 @@ async def _name_later(call: Call, outcome: Awaitable[Identified | Rejected]) -> 
     _name(call, await outcome)
 
 
-def _apply_plan(flow: http.HTTPFlow, call: Call, outcome: Identified | Rejected, foreign: str | None) -> None:
-    """A plan call's caller, as `_apply` sets any caller's, its auth `subscription` whoever named it;
-    refused when `subscriptions.allow` is false, when the request names two accounts (`foreign`:
-    why), or a tenant outside the company's: then whoever calls, the caller unnamed where none is
-    (a 401 would ask for a login that could not let it through)."""
-    assert call.caller.subscription is not None
-    refusal = call.loaded.config.subscriptions.refusal(call.caller.subscription, foreign)
-    if isinstance(outcome, Identified):
-        outcome = replace(outcome, auth="subscription")
-    elif refusal is not None:
-        outcome = Identified(None, (), "subscription")
-    _apply(flow, call, outcome)
-    if flow.response is None and refusal is not None:
-        reason, message = refusal
+def _apply_plan(
+    flow: http.HTTPFlow, call: Call, login: str | Identified | Rejected | None, foreign: str | None
+) -> None:
+    """A plan call's caller and refusal, as governance decides them (`plan_caller`), applied: the
+    caller as `_apply` sets any caller's (401 where no one may make it), then 403 tenant_denied
+    where it is refused whoever makes it."""
+    plan, loaded = call.caller.subscription, call.loaded
+    assert plan is not None
+    decided = plan_caller(plan, foreign, login, loaded.directory, loaded.config.subscriptions)
+    _apply(flow, call, decided.caller)
+    if flow.response is None and decided.refusal is not None:
+        reason, message = decided.refusal
         call.verdict.deny_reasons = (reason,)
         refuse(flow, call, TENANT_DENIED, message)
+
+
+def _name_plan(call: Call, login: str | Identified | Rejected | None) -> None:
+    """A refused plan call's caller, named as governance names it (`plan_caller_named`)."""
+    plan, loaded = call.caller.subscription, call.loaded
+    assert plan is not None
+    _name(call, plan_caller_named(plan, login, loaded.directory))
+
+
+async def _name_plan_later(call: Call, login: Awaitable[Identified | Rejected]) -> None:
+    _name_plan(call, await login)
 
 
 def _google_account(call: Call, email: str | None, accounts: GoogleAccounts) -> None:
@@ -458,9 +439,9 @@ def _google_account(call: Call, email: str | None, accounts: GoogleAccounts) -> 
 
 
 async def _apply_plan_later(
-    flow: http.HTTPFlow, call: Call, outcome: Awaitable[Identified | Rejected], foreign: str | None
+    flow: http.HTTPFlow, call: Call, login: Awaitable[Identified | Rejected], foreign: str | None
 ) -> None:
-    _apply_plan(flow, call, await outcome, foreign)
+    _apply_plan(flow, call, await login, foreign)
 
 
 def _apply_mcp(flow: http.HTTPFlow, exchange: McpExchange, outcome: Identified | Rejected) -> None:

@@ -17,7 +17,7 @@ from tollgate.proxy.state import Shared
 _SIDE_HEADER_NAMES = frozenset(h.lower().encode() for h in SIDE_HEADERS)
 
 
-class Override:
+class Overriding:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
 

@@ -88,7 +88,7 @@ class Guarding:
 
 
 @dataclass(slots=True)
-class Session:
+class RealtimeSession:
     """One Realtime WebSocket read by guardrails or under limits: its upgrade's call, and its
     responses as they go (`limited`: a limit counts them)."""
 
@@ -104,7 +104,7 @@ class Session:
         return [*self.asked, *self.answering.values()]
 
 
-class RealtimeSocket(SocketRunner[Session]):
+class RealtimeSocket(SocketRunner[RealtimeSession]):
     failed = "Tollgate: reserving a Realtime response failed; its message was not sent"
 
     def __init__(
@@ -126,7 +126,7 @@ class RealtimeSocket(SocketRunner[Session]):
         self._settle = settle  # the ledger's: a response's reservation settled (its usage is its session's)
         self._charge = charge  # the ledger's: a response refused once begun, charged what it uses
 
-    def _session(self, flow: http.HTTPFlow) -> Session | None:
+    def _session(self, flow: http.HTTPFlow) -> RealtimeSession | None:
         session = self._sessions.get(flow)
         if session is not None:
             return session if not session.closed else None
@@ -136,13 +136,18 @@ class RealtimeSocket(SocketRunner[Session]):
         loaded = self.shared.loaded or call.loaded
         if loaded is None or (not loaded.limits and loaded.guardrails is None and call.caller.key_sha256 is None):
             return None  # nothing to read, count or refuse: every message goes as it came
-        session = self._sessions[flow] = Session(call, limited=bool(loaded.limits))
+        session = self._sessions[flow] = RealtimeSession(call, limited=bool(loaded.limits))
         return session
 
     # ---- the client's response.create
 
     def _take(
-        self, flow: http.HTTPFlow, session: Session, content: bytes, is_text: bool, message: WebSocketMessage | None
+        self,
+        flow: http.HTTPFlow,
+        session: RealtimeSession,
+        content: bytes,
+        is_text: bool,
+        message: WebSocketMessage | None,
     ) -> None:
         """A client message's turn: read by the guardrails (a large one held back while a worker
         thread reads it), then a response.create under limits is reserved (at once, or held back
@@ -169,13 +174,18 @@ class RealtimeSocket(SocketRunner[Session]):
             content = guarded
         self._reserve(flow, session, content, is_text, message)
 
-    def _reserve_guarded(self, flow: http.HTTPFlow, session: Session, guarding: Guarding) -> None:
+    def _reserve_guarded(self, flow: http.HTTPFlow, session: RealtimeSession, guarding: Guarding) -> None:
         content = self._guarded_content(flow, session, guarding, None)
         if content is not None:
             self._reserve(flow, session, content, True, None)
 
     def _reserve(
-        self, flow: http.HTTPFlow, session: Session, content: bytes, is_text: bool, message: WebSocketMessage | None
+        self,
+        flow: http.HTTPFlow,
+        session: RealtimeSession,
+        content: bytes,
+        is_text: bool,
+        message: WebSocketMessage | None,
     ) -> None:
         try:
             create = response_create(content) if is_text and session.limited else None
@@ -201,7 +211,7 @@ class RealtimeSocket(SocketRunner[Session]):
     def _conclude(
         self,
         flow: http.HTTPFlow,
-        session: Session,
+        session: RealtimeSession,
         response: Response,
         exchange: http.HTTPFlow,
         content: bytes,
@@ -218,7 +228,12 @@ class RealtimeSocket(SocketRunner[Session]):
             session.asked.append(response)
 
     def _key_refused(
-        self, flow: http.HTTPFlow, session: Session, content: bytes, is_text: bool, message: WebSocketMessage | None
+        self,
+        flow: http.HTTPFlow,
+        session: RealtimeSession,
+        content: bytes,
+        is_text: bool,
+        message: WebSocketMessage | None,
     ) -> bool:
         """Whether the session's virtual key is no longer in force (removed by a reload, or expired):
         then the message is refused with an error event, audited. Under limits each response's
@@ -238,7 +253,12 @@ class RealtimeSocket(SocketRunner[Session]):
         return True
 
     def _unreadable(
-        self, flow: http.HTTPFlow, session: Session, content: bytes, message: WebSocketMessage | None, e: Unreadable
+        self,
+        flow: http.HTTPFlow,
+        session: RealtimeSession,
+        content: bytes,
+        message: WebSocketMessage | None,
+        e: Unreadable,
     ) -> None:
         """A client message Tollgate must read and cannot, exactly: an error event, audited, and
         the message never goes upstream."""
@@ -262,7 +282,7 @@ class RealtimeSocket(SocketRunner[Session]):
         self._record(call)
 
     def _guard(
-        self, flow: http.HTTPFlow, session: Session, content: bytes, message: WebSocketMessage | None
+        self, flow: http.HTTPFlow, session: RealtimeSession, content: bytes, message: WebSocketMessage | None
     ) -> bytes | Guarding | None:
         """A client event a model reads, through the guardrails as a call's body: None when refused
         (an error event, audited), else what goes on (redacted where a rule says so); or, for a large
@@ -290,7 +310,7 @@ class RealtimeSocket(SocketRunner[Session]):
         return self._guarded_content(flow, session, guarding, message)
 
     def _guarded_content(
-        self, flow: http.HTTPFlow, session: Session, guarded: Guarding, message: WebSocketMessage | None
+        self, flow: http.HTTPFlow, session: RealtimeSession, guarded: Guarding, message: WebSocketMessage | None
     ) -> bytes | None:
         """A client event read by the guardrails: None when refused (an error event, audited), else
         what goes on."""
@@ -303,11 +323,11 @@ class RealtimeSocket(SocketRunner[Session]):
 
     # ---- the server's events
 
-    def _server_event(self, flow: http.HTTPFlow, session: Session, content: bytes) -> Awaitable[None] | None:
+    def _server_event(self, flow: http.HTTPFlow, session: RealtimeSession, content: bytes) -> Awaitable[None] | None:
         """Under limits, what a server event tells of the responses; else it goes as it came."""
         return self._response_event(flow, session, content) if session.limited else None
 
-    def _response_event(self, flow: http.HTTPFlow, session: Session, content: bytes) -> Awaitable[None] | None:
+    def _response_event(self, flow: http.HTTPFlow, session: RealtimeSession, content: bytes) -> Awaitable[None] | None:
         try:
             event = server_event(content)
         except Exception:  # a reader fault must not stop the hook: the message goes on regardless
@@ -337,7 +357,7 @@ class RealtimeSocket(SocketRunner[Session]):
         self._error(session, event)
         return None
 
-    def _error(self, session: Session, event: ServerEvent) -> None:
+    def _error(self, session: RealtimeSession, event: ServerEvent) -> None:
         """The server refused a client event: if it was a response.create, its response never began."""
         if event.event_id is None:
             return
@@ -349,7 +369,7 @@ class RealtimeSocket(SocketRunner[Session]):
         response.call.answer.error = f"upstream error: {event.error}"
         self._settled(response.call)
 
-    def _begun_unasked(self, flow: http.HTTPFlow, session: Session, response_id: str) -> None:
+    def _begun_unasked(self, flow: http.HTTPFlow, session: RealtimeSession, response_id: str) -> None:
         """A response the server began on its own: reserved now; without room, cancelled."""
         call = self._response_call(session, RequestFacts(stream=True, input_held=True), b"")
         call.answer.request_sent, call.answer.first_byte, call.answer.status = True, time.time(), 200
@@ -364,7 +384,7 @@ class RealtimeSocket(SocketRunner[Session]):
     async def _begun_once_reserved(
         self,
         flow: http.HTTPFlow,
-        session: Session,
+        session: RealtimeSession,
         response: Response,
         exchange: http.HTTPFlow,
         response_id: str,
@@ -374,7 +394,12 @@ class RealtimeSocket(SocketRunner[Session]):
         self._begun_decided(flow, session, response, exchange, response_id)
 
     def _begun_decided(
-        self, flow: http.HTTPFlow, session: Session, response: Response, exchange: http.HTTPFlow, response_id: str
+        self,
+        flow: http.HTTPFlow,
+        session: RealtimeSession,
+        response: Response,
+        exchange: http.HTTPFlow,
+        response_id: str,
     ) -> None:
         response.deciding = False
         call = response.call
@@ -415,7 +440,7 @@ class RealtimeSocket(SocketRunner[Session]):
             self._close(session)
         self._sessions.clear()
 
-    def _close(self, session: Session) -> None:
+    def _close(self, session: RealtimeSession) -> None:
         session.closed = True
         for response in session.open_responses():
             if not response.deciding:
@@ -426,7 +451,7 @@ class RealtimeSocket(SocketRunner[Session]):
 
     # ---- plumbing
 
-    def _response_call(self, session: Session, facts: RequestFacts, content: bytes) -> Call:
+    def _response_call(self, session: RealtimeSession, facts: RequestFacts, content: bytes) -> Call:
         """A response's call: its session's caller, route and upstream, the configuration now in force."""
         s = session.call
         route = Route(s.route.requested, s.route.target, upstream=s.route.upstream)

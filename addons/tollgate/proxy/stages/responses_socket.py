@@ -129,7 +129,7 @@ class Session:
         return not self.busy and not self.closed and not any(self.unanswered.values()) and not self.answering
 
 
-class Read(NamedTuple):
+class EventRead(NamedTuple):
     """A server event read by its response's guard: what goes on in its place."""
 
     call: Call
@@ -137,7 +137,7 @@ class Read(NamedTuple):
     out: list[bytes]
 
 
-def _read(session: Session, content: bytes) -> Read | None:
+def _read(session: Session, content: bytes) -> EventRead | None:
     """A server event read by the guard of its response's lane; None where none reads it. Plain
     work on the guard alone: a large event's is done in a worker thread."""
     event = parse_json(content)
@@ -156,7 +156,7 @@ def _read(session: Session, content: bytes) -> Read | None:
     except Exception:  # what cannot be read does not go on
         logger.exception("Tollgate: reading an answer for its guardrails failed")
         out = guard.fail()
-    return Read(call, guard, out)
+    return EventRead(call, guard, out)
 
 
 def _sent(flow: http.HTTPFlow, messages: list[bytes]) -> None:
@@ -261,7 +261,7 @@ class ResponsesSocket(SocketRunner[Session]):
         return _sent_once_written(flow, written, out)
 
     def _guarded_event(
-        self, flow: http.HTTPFlow, session: Session, message: WebSocketMessage, read: Read | None
+        self, flow: http.HTTPFlow, session: Session, message: WebSocketMessage, read: EventRead | None
     ) -> list[bytes] | None:
         """A server event of a response read by the answer guardrails (`read`): dropped here, and
         what goes on in its place (itself as it came, nothing while its text is held, or written

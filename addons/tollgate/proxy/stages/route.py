@@ -49,7 +49,7 @@ def send_to(request: http.Request, upstream: str) -> None:
         request.authority = authority
 
 
-class Route:
+class Destination:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
 

@@ -11,7 +11,7 @@ from mitmproxy.http import Headers
 
 from tollgate.core.config import parse_config
 from tollgate.governance.identity import clients
-from tollgate.governance.identity.clients import Caller, Directory, Expired, expiry_notices
+from tollgate.governance.identity.clients import Directory, Expired, KnownCaller, expiry_notices
 from tollgate.providers import PROVIDERS
 from tollgate.providers.credentials import Presented
 
@@ -43,22 +43,22 @@ def headers(*pairs: tuple[str, str]) -> Headers:
 
 def test_virtual_key() -> None:
     caller = directory().identify(None, [Presented(ALICE_KEY, "authorization")])
-    assert caller == Caller("alice", ("research", "ci"), "virtual_key")
+    assert caller == KnownCaller("alice", ("research", "ci"), "virtual_key")
 
 
 def test_second_virtual_key_of_a_client() -> None:
     caller = directory().identify(None, [Presented("tg-alice-second", "x-api-key")])
-    assert caller == Caller("alice", ("research", "ci"), "virtual_key")
+    assert caller == KnownCaller("alice", ("research", "ci"), "virtual_key")
 
 
 def test_client_without_groups() -> None:
     caller = directory().identify(None, [Presented(BOB_KEY, "query:key")])
-    assert caller == Caller("bob", (), "virtual_key")
+    assert caller == KnownCaller("bob", (), "virtual_key")
 
 
 def test_only_a_whole_virtual_key_identifies_its_client() -> None:
     d = directory(allow_anonymous=False)
-    assert d.identify(None, [Presented(BOB_KEY, "authorization")]) == Caller("bob", (), "virtual_key")
+    assert d.identify(None, [Presented(BOB_KEY, "authorization")]) == KnownCaller("bob", (), "virtual_key")
     for value in ("sk-real-openai-key", ALICE_KEY[:-1], ALICE_KEY + "x", ALICE_KEY.upper(), ""):
         assert d.identify(None, [Presented(value, "authorization")]) is None, value
 
@@ -69,7 +69,7 @@ def test_first_virtual_key_among_several_credentials_wins() -> None:
         Presented(BOB_KEY, "authorization"),
         Presented(ALICE_KEY, "query:key"),
     ]
-    assert directory().identify(None, presented) == Caller("bob", (), "virtual_key")
+    assert directory().identify(None, presented) == KnownCaller("bob", (), "virtual_key")
 
 
 @pytest.mark.parametrize(
@@ -89,7 +89,7 @@ def test_virtual_key_in_each_credential_position(
 ) -> None:
     presented = PROVIDERS[provider].credentials.caller.presented(headers(*request_headers), query)
     caller = directory().identify(None, presented)
-    assert caller == Caller("alice", ("research", "ci"), "virtual_key")
+    assert caller == KnownCaller("alice", ("research", "ci"), "virtual_key")
 
 
 def test_virtual_key_in_a_position_the_provider_does_not_use_is_not_seen() -> None:
@@ -109,28 +109,30 @@ def test_sigv4_authorization_is_not_a_virtual_key() -> None:
 
 
 def test_proxy_login_matched_to_a_client() -> None:
-    assert directory().identify("alice", []) == Caller("alice", ("research", "ci"), "proxyauth")
+    assert directory().identify("alice", []) == KnownCaller("alice", ("research", "ci"), "proxyauth")
 
 
 def test_proxy_login_wins_over_a_virtual_key() -> None:
     caller = directory().identify("alice", [Presented(BOB_KEY, "authorization")])
     # The caller is the login; the virtual key's position is still reported (it must not go upstream).
-    assert caller == Caller("alice", ("research", "ci"), "proxyauth")
+    assert caller == KnownCaller("alice", ("research", "ci"), "proxyauth")
 
 
 def test_proxy_login_without_matching_client_is_that_name_without_groups() -> None:
-    assert directory().identify("carol", []) == Caller("carol", (), "proxyauth")
-    assert directory().identify("carol", [Presented(ALICE_KEY, "x-api-key")]) == Caller("carol", (), "proxyauth")
+    assert directory().identify("carol", []) == KnownCaller("carol", (), "proxyauth")
+    assert directory().identify("carol", [Presented(ALICE_KEY, "x-api-key")]) == KnownCaller("carol", (), "proxyauth")
 
 
 def test_proxy_login_with_a_real_provider_key() -> None:
     caller = directory().identify("bob", [Presented("sk-real", "authorization")])
-    assert caller == Caller("bob", (), "proxyauth")
+    assert caller == KnownCaller("bob", (), "proxyauth")
 
 
 def test_proxy_login_works_when_anonymous_is_refused_and_without_clients() -> None:
-    assert directory(allow_anonymous=False).identify("alice", []) == Caller("alice", ("research", "ci"), "proxyauth")
-    assert directory(allow_anonymous=False, clients=[]).identify("dave", []) == Caller("dave", (), "proxyauth")
+    assert directory(allow_anonymous=False).identify("alice", []) == KnownCaller(
+        "alice", ("research", "ci"), "proxyauth"
+    )
+    assert directory(allow_anonymous=False, clients=[]).identify("dave", []) == KnownCaller("dave", (), "proxyauth")
 
 
 # --- anonymous and refused --------------------------------------------------------------------------
@@ -138,8 +140,8 @@ def test_proxy_login_works_when_anonymous_is_refused_and_without_clients() -> No
 
 def test_no_clients_means_anonymous_allowed() -> None:
     d = directory(clients=[])
-    assert d.identify(None, []) == Caller(None, (), "anonymous")
-    assert d.identify(None, [Presented("sk-real", "authorization")]) == Caller(None, (), "anonymous")
+    assert d.identify(None, []) == KnownCaller(None, (), "anonymous")
+    assert d.identify(None, [Presented("sk-real", "authorization")]) == KnownCaller(None, (), "anonymous")
 
 
 def test_clients_configured_means_anonymous_refused() -> None:
@@ -157,8 +159,8 @@ def test_anonymous_explicitly_allowed_with_clients() -> None:
     # A known key still identifies its client…
     assert d.identify(None, [Presented(ALICE_KEY, "authorization")]).name == "alice"
     # …and an unknown key (e.g. the caller's own real key) is an anonymous call.
-    assert d.identify(None, [Presented("sk-real", "authorization")]) == Caller(None, (), "anonymous")
-    assert d.identify(None, []) == Caller(None, (), "anonymous")
+    assert d.identify(None, [Presented("sk-real", "authorization")]) == KnownCaller(None, (), "anonymous")
+    assert d.identify(None, []) == KnownCaller(None, (), "anonymous")
 
 
 def test_anonymous_explicitly_refused_without_clients() -> None:
@@ -200,7 +202,7 @@ def hashed_directory(**more: Any) -> Directory:
 
 def test_a_key_written_as_its_sha256_identifies_its_client() -> None:
     d = hashed_directory()
-    assert d.identify(None, [Presented(CAROL_KEY, "x-api-key")]) == Caller("carol", ("ops",), "virtual_key")
+    assert d.identify(None, [Presented(CAROL_KEY, "x-api-key")]) == KnownCaller("carol", ("ops",), "virtual_key")
     assert d.identify(None, [Presented(ALICE_KEY, "authorization")]).name == "alice"  # the others as before
     # Hashed as the UTF-8 bytes the client sent.
     assert d.identify(None, [Presented(UNICODE_KEY, "authorization")]).name == "dave"
@@ -226,7 +228,7 @@ def test_an_expired_key_is_refused_even_where_anonymous_callers_are_allowed() ->
             assert d.is_virtual_key(key)
     ends = datetime(2099, 1, 1, tzinfo=UTC).timestamp()
     caller = hashed_directory().identify(None, [Presented("tg-erin-new", "authorization")])
-    assert caller == Caller("erin", (), "virtual_key", ends)
+    assert caller == KnownCaller("erin", (), "virtual_key", ends)
 
 
 def test_a_key_is_refused_from_the_moment_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -268,7 +270,7 @@ def test_a_sessions_key_is_refused_once_removed_moved_or_expired_in_the_configur
     before = directory(clients=[{"name": "alice", "keys": ["tg-alice-1"]}, {"name": "bob", "keys": [hashed]}])
     alice = before.identify(None, [Presented("tg-alice-1", "authorization")])
     bob = before.identify(None, [Presented("tg-bob-2", "authorization")])
-    assert isinstance(alice, Caller) and isinstance(bob, Caller)
+    assert isinstance(alice, KnownCaller) and isinstance(bob, KnownCaller)
     assert alice.key_sha256 == hashlib.sha256(b"tg-alice-1").hexdigest() and bob.key_sha256 == hashed[7:]
     assert alice.key_sha256 not in repr(alice)
     assert before.key_refusal(alice.key_sha256, "alice", 0) is None

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tollgate.core.config import ConfigError, JwtIssuer, load_config, parse_config
 from tollgate.governance.identity import jwt_identity
-from tollgate.governance.identity.clients import Caller, Directory, Token
+from tollgate.governance.identity.clients import Directory, KnownCaller, Token
 from tollgate.governance.identity.jwt_identity import (
     ALGORITHM_NOT_ALLOWED,
     BAD_SIGNATURE,
@@ -482,7 +482,7 @@ def test_a_virtual_key_wins_and_a_jwt_is_a_token_only_with_issuers(tmp_path: Pat
     assert directory.identify(None, [Presented(token, "authorization")]) == Token(token)
     assert token not in repr(Token(token))
     both = [Presented(token, "authorization"), Presented("tg-alice-1", "x-api-key")]
-    assert directory.identify(None, both) == Caller("alice", (), "virtual_key")
+    assert directory.identify(None, both) == KnownCaller("alice", (), "virtual_key")
 
 
 # --- configuration ----------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from tollgate.formats.mcp.messages import VERSION_META, Posted, digest, read_pos
 from tollgate.formats.mcp.revision import (
     HEADER_MISMATCH,
     INVALID_REQUEST,
-    Malformed,
+    MalformedPost,
     check,
     check_unrequested,
     decoded,
@@ -49,8 +49,8 @@ def headers(method: str = "tools/call", name: str | None = "add", version: str |
     return fields
 
 
-def mismatch(message: str) -> Malformed:
-    return Malformed(HEADER_MISMATCH, message)
+def mismatch(message: str) -> MalformedPost:
+    return MalformedPost(HEADER_MISMATCH, message)
 
 
 def test_headers_that_say_what_the_body_does_pass() -> None:
@@ -144,14 +144,14 @@ def test_headers_that_disagree_with_the_body_are_a_mismatch(fields, body, error)
 
 def test_a_batch_answers_or_a_session_at_2026_are_invalid_requests() -> None:
     one = call(name="add")
-    assert check(headers(), post([one])) == Malformed(
+    assert check(headers(), post([one])) == MalformedPost(
         INVALID_REQUEST, "at 2026-07-28 a POST carries one JSON-RPC request or notification"
     )
     # A batch whose body alone states 2026-07-28 (no header) is refused the same.
     assert check([], post([one, call(name="add", request_id=2)])).code == INVALID_REQUEST  # type: ignore[union-attr]
     answer = {"jsonrpc": "2.0", "id": 9, "result": {}}
     assert check(headers(), post([one, answer])).code == INVALID_REQUEST  # type: ignore[union-attr]
-    assert check([*headers(), ("Mcp-Session-Id", "abc")], post(one)) == Malformed(
+    assert check([*headers(), ("Mcp-Session-Id", "abc")], post(one)) == MalformedPost(
         INVALID_REQUEST, "at 2026-07-28 there are no sessions: a request carries no Mcp-Session-Id"
     )
 
@@ -213,7 +213,7 @@ def test_the_rounds_are_kept_by_server_and_caller_and_bounded() -> None:
 
 
 def test_a_get_or_delete_at_2026_names_no_session() -> None:
-    assert check_unrequested([("MCP-Protocol-Version", NOW), ("Mcp-Session-Id", "s")]) == Malformed(
+    assert check_unrequested([("MCP-Protocol-Version", NOW), ("Mcp-Session-Id", "s")]) == MalformedPost(
         INVALID_REQUEST, "at 2026-07-28 there are no sessions: a request carries no Mcp-Session-Id"
     )
     assert check_unrequested([("MCP-Protocol-Version", NOW)]) is None

@@ -19,6 +19,8 @@ from tollgate.formats.refusals import KIND, STATUS, TENANT_DENIED
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.identity.clients import Directory
 from tollgate.governance.subscriptions.plan import (
+    PLANS_REFUSED_MESSAGE,
+    PLANS_REFUSED_REASON,
     PlanCall,
     PlanToken,
     Subscription,
@@ -28,8 +30,8 @@ from tollgate.governance.subscriptions.plan import (
     plan_only_refusal,
     plan_token,
     read_plan,
+    tenant_pins,
 )
-from tollgate.governance.subscriptions.settings import PLANS_REFUSED_MESSAGE, PLANS_REFUSED_REASON, tenant_pins
 from tollgate.providers import PROVIDERS
 from tollgate.providers.credentials import Presented
 from tollgate.records.audit_record import RECORD_FIELDS, audit_record

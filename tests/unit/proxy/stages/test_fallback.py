@@ -14,7 +14,7 @@ from tollgate.core.config import parse_config
 from tollgate.core.runtime import Loaded
 from tollgate.governance.limits.limits import Estimate, Reserved, charges, counters
 from tollgate.ledger import open_store
-from tollgate.proxy.stages.fallback import Fallback
+from tollgate.proxy.stages.fallback import Fallbacks
 from tollgate.proxy.state import Shared
 
 from .conftest import api_flow
@@ -47,7 +47,7 @@ def test_a_reservation_still_held_is_settled_before_a_fallback_replaces_it(tmp_p
             call.loaded = loaded
             call.ledger.reserved = failed  # not settled: the attempt's reservation still held
             call.failover.fallbacks = (("openai", "gpt-4o-mini"),)
-            fallback = Fallback(Shared(), ReservingSteps(Reserved(store, tuple(found), Estimate(1, 300, 0))))  # type: ignore[arg-type]
+            fallback = Fallbacks(Shared(), ReservingSteps(Reserved(store, tuple(found), Estimate(1, 300, 0))))  # type: ignore[arg-type]
             flow = api_flow("api.openai.com", "/v1/chat/completions", {"model": "gpt-4o"})
             flow.response = http.Response.make(503)  # the failed attempt's answer
             assert await fallback.next(flow, call)

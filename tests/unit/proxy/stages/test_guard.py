@@ -166,7 +166,7 @@ def test_guard_runs_before_the_override_the_policy_and_the_credential_where_it_r
     gateway = pipeline.gateway()
     for kind in ("http", "responses_response"):
         names = [step.__qualname__.split(".")[0] for step in gateway.kinds[kind]]
-        assert names.index("Identify") < names.index("Guard") < names.index("Override") < names.index("Decide"), kind
+        assert names.index("Identify") < names.index("Guard") < names.index("Overriding") < names.index("Decide"), kind
         assert "Credential" not in names or names.index("Guard") < names.index("Credential")
     # A Realtime event a model reads; an MCP server's request, before its policy and its credential.
     assert [step.__qualname__ for step in gateway.kinds["realtime_message"]] == ["Guard.handle"]
@@ -242,7 +242,7 @@ def test_an_mcp_tool_call_is_read_redacted_or_refused_with_a_json_rpc_error(in_a
 
 
 def test_a_fallback_to_another_provider_is_written_from_the_redacted_body() -> None:
-    from tollgate.proxy.stages.override import Override
+    from tollgate.proxy.stages.override import Overriding
 
     rules = {
         **RULES,
@@ -256,7 +256,7 @@ def test_a_fallback_to_another_provider_is_written_from_the_redacted_body() -> N
     shared = configured(rules)
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": PAIR}]}
     flow, call = guarded("openai", "/v1/chat/completions", body, shared)
-    assert CallSteps(Override(shared).handle).at_request(flow) is None
+    assert CallSteps(Overriding(shared).handle).at_request(flow) is None
     kept = call.failover.client_request
     assert kept is not None
     assert b"[REDACTED:secrets.aws_access_key_id]" in kept.content

@@ -1,4 +1,4 @@
-"""Override as a call step on mitmproxy's test flows: the first matching rule changes the model where
+"""Overriding as a call step on mitmproxy's test flows: the first matching rule changes the model where
 the provider reads it (the body, or the path for Gemini and Bedrock), may route an OpenAI-format call
 to another provider's OpenAI-compatible API, and leaves every other call exactly as it came."""
 
@@ -11,7 +11,7 @@ from mitmproxy import http
 
 from tollgate.core.call import Call, Target
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.override import Override
+from tollgate.proxy.stages.override import Overriding
 from tollgate.proxy.state import Shared
 from tollgate.records.audit_record import audit_record
 
@@ -49,13 +49,13 @@ def overridden(
     groups: tuple[str, ...] = (),
     shared: Shared | None = None,
 ) -> tuple[http.HTTPFlow, Call, bytes | None]:
-    """A call classified, identified as `client`, then through Override; the body as sent too."""
+    """A call classified, identified as `client`, then through Overriding; the body as sent too."""
     shared = shared or configured(RULES)
     flow = api_flow(HOSTS[provider], path, body, method=method)
     call = classified(shared, flow)
     call.caller.client, call.caller.groups = client, groups
     sent = flow.request.raw_content
-    assert CallSteps(Override(shared).handle).at_request(flow) is None
+    assert CallSteps(Overriding(shared).handle).at_request(flow) is None
     assert flow.response is None
     return flow, call, sent
 
@@ -139,7 +139,7 @@ def test_a_bedrock_body_that_names_its_model_in_its_own_field_gets_it_rewritten_
     shared = configured(RULES)
     flow = api_flow(host, path, body)
     call = classified(shared, flow)
-    CallSteps(Override(shared).handle).at_request(flow)
+    CallSteps(Overriding(shared).handle).at_request(flow)
     sent = json.loads(flow.request.raw_content)
     assert (sent[field], "model" in sent) == ("anthropic.claude-3-5-haiku-20241022-v1:0", False)
     assert call.route.target.model == "anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -157,7 +157,7 @@ def test_a_bedrock_body_that_names_its_model_deep_inside_goes_as_asked() -> None
     flow = api_flow("bedrock-agent-runtime.us-east-1.amazonaws.com", "/retrieveAndGenerate", body)
     call = classified(shared, flow)
     sent = flow.request.raw_content
-    CallSteps(Override(shared).handle).at_request(flow)
+    CallSteps(Overriding(shared).handle).at_request(flow)
     assert (flow.request.raw_content, call.route.target, audit_record(call)["model"]) == (
         sent,
         call.route.requested,

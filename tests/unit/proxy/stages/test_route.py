@@ -8,7 +8,7 @@ from mitmproxy.test import tflow, tutils
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps
 from tollgate.proxy.stages.classify import Classify
-from tollgate.proxy.stages.route import Route
+from tollgate.proxy.stages.route import Destination
 from tollgate.proxy.state import Shared
 
 from .conftest import configured, openai_flow
@@ -26,7 +26,7 @@ def test_route_retargets_host_port_scheme_and_the_host_header(upstream, host_hea
     shared = configured()
     flow, call = openai_flow(("Host", "api.openai.com"), ("content-type", "application/json"), shared=shared)
     call.route.upstream = upstream
-    CallSteps(Route(shared).handle).at_request(flow)
+    CallSteps(Destination(shared).handle).at_request(flow)
     scheme, _, _rest = upstream.partition("://")
     assert (flow.request.scheme, flow.request.host_header, call.route.upstream) == (scheme, host_header, upstream)
     assert flow.request.url == f"{upstream}/v1/chat/completions"
@@ -45,7 +45,7 @@ def test_route_retargets_host_port_scheme_and_the_host_header(upstream, host_hea
 def test_route_without_an_upstream_records_the_host_and_port_the_client_asked_for(scheme, port, upstream):
     flow, call = openai_flow(("Host", "api.openai.com"))
     flow.request.scheme, flow.request.port = scheme, port
-    CallSteps(Route(Shared()).handle).at_request(flow)
+    CallSteps(Destination(Shared()).handle).at_request(flow)
     assert call.route.upstream == upstream
     assert (flow.request.scheme, flow.request.host, flow.request.port) == (scheme, "api.openai.com", port)
 
@@ -54,7 +54,7 @@ def test_route_retargets_an_http2_requests_authority_and_adds_no_host_header():
     flow, call = openai_flow(("content-type", "application/json"))
     flow.request.http_version, flow.request.authority = "HTTP/2.0", "api.openai.com"
     call.route.upstream = "https://127.0.0.1:8443"
-    CallSteps(Route(configured()).handle).at_request(flow)
+    CallSteps(Destination(configured()).handle).at_request(flow)
     assert (flow.request.authority, flow.request.host, flow.request.port) == ("127.0.0.1:8443", "127.0.0.1", 8443)
     assert flow.request.headers.fields == ((b"content-type", b"application/json"),)
 
@@ -77,7 +77,7 @@ def test_an_mtls_host_goes_to_its_twin_without_mtls(provider: str, host: str, pa
     Classify(shared).request(flow)
     call = flow.metadata[CALL]
     assert (call.route.target.provider, call.host, flow.response) == (provider, host, None)
-    CallSteps(Route(shared).handle).at_request(flow)
+    CallSteps(Destination(shared).handle).at_request(flow)
     assert (call.route.upstream, flow.request.host, flow.request.host_header) == (f"https://{twin}", twin, twin)
 
 
@@ -88,7 +88,7 @@ def test_a_client_certificate_keeps_an_mtls_hosts_calls_there() -> None:
     flow = tflow.tflow(req=request)
     flow.request.scheme, flow.request.content = "https", b"{}"
     Classify(shared).request(flow)
-    CallSteps(Route(shared).handle).at_request(flow)
+    CallSteps(Destination(shared).handle).at_request(flow)
     assert (flow.metadata[CALL].route.upstream, flow.request.host) == (f"https://{host}", host)
 
 
@@ -97,8 +97,8 @@ def test_a_governed_answer_goes_without_its_alt_svc_and_another_flows_keeps_it()
     alt_svc = 'h3=":443"; ma=86400'
     fields = ((b"Content-Type", b"application/json"), (b"Alt-Svc", alt_svc.encode()), (b"alt-svc", b'h2=":8443"'))
     flow.response = tutils.tresp(headers=fields)
-    Route(configured()).responseheaders(flow)
+    Destination(configured()).responseheaders(flow)
     assert flow.response.headers.fields == ((b"Content-Type", b"application/json"),)
     other = tflow.tflow(resp=tutils.tresp(headers=((b"Alt-Svc", alt_svc.encode()),)))
-    Route(configured()).responseheaders(other)
+    Destination(configured()).responseheaders(other)
     assert other.response.headers["alt-svc"] == alt_svc
