@@ -14,16 +14,14 @@ import http.client
 import ssl
 import time
 from collections.abc import Mapping
+from typing import Unpack
 from urllib.parse import urlsplit
 
 from tollgate.records.file_sender import (
-    BATCH_RECORDS,
-    BATCH_SECONDS,
-    FIRST_DELAY,
-    MAX_DELAY,
     SENT,
     FileSender,
     Outcome,
+    Pacing,
 )
 from tollgate.records.otlp_logs import LOGS_PATH, export_body
 
@@ -132,18 +130,9 @@ class AuditExport(FileSender):
         headers: Mapping[str, str] | None = None,
         *,
         timeout: float = TIMEOUT_SECONDS,
-        batch_records: int = BATCH_RECORDS,
-        batch_seconds: float = BATCH_SECONDS,
-        first_delay: float = FIRST_DELAY,
-        max_delay: float = MAX_DELAY,
+        **pacing: Unpack[Pacing],
     ) -> None:
-        super().__init__(
-            audit_path,
-            batch_records=batch_records,
-            batch_seconds=batch_seconds,
-            first_delay=first_delay,
-            max_delay=max_delay,
-        )
+        super().__init__(audit_path, **pacing)
         self.endpoint = endpoint
         self._sender = Sender(endpoint, headers or {}, timeout)
 

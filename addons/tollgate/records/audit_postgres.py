@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Unpack
 
 import psycopg
 import psycopg.errors
@@ -29,12 +29,10 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from tollgate.records.file_sender import (
-    BATCH_SECONDS,
-    FIRST_DELAY,
-    MAX_DELAY,
     SENT,
     FileSender,
     Outcome,
+    Pacing,
 )
 from tollgate.records.otlp_logs import parse, record_id, time_of
 
@@ -362,19 +360,10 @@ class AuditPostgres(FileSender):
         table: str = "tollgate_records",
         *,
         keep_days: float | None = None,
-        batch_records: int = BATCH_RECORDS,
-        batch_seconds: float = BATCH_SECONDS,
-        first_delay: float = FIRST_DELAY,
-        max_delay: float = MAX_DELAY,
         connect_timeout: float = CONNECT_SECONDS,
+        **pacing: Unpack[Pacing],
     ) -> None:
-        super().__init__(
-            audit_path,
-            batch_records=batch_records,
-            batch_seconds=batch_seconds,
-            first_delay=first_delay,
-            max_delay=max_delay,
-        )
+        super().__init__(audit_path, **pacing)
         self._dsn = dsn
         self.table = table
         self.keep_days = keep_days

@@ -28,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 logger = logging.getLogger(__name__)
 
@@ -287,6 +288,16 @@ SENT = Outcome(True, False)
 # ---- the sender
 
 
+class Pacing(TypedDict, total=False):
+    """How a sender paces itself, each a default where not given: the records of a batch, the
+    seconds a batch waits to fill, the first and the longest delay between failed attempts."""
+
+    batch_records: int
+    batch_seconds: float
+    first_delay: float
+    max_delay: float
+
+
 class FileSender:
     """Sends the audit file at `audit_path` from a thread of its own (`start`), until `stop`.
     `lag()` is the records written and not yet taken (None while another process sends the file).
@@ -299,22 +310,14 @@ class FileSender:
     destination = "its destination"  # in words: "a collector", "PostgreSQL"
     verb = "sent"  # what the log says of the audit: "exported", "sent to PostgreSQL"
 
-    def __init__(
-        self,
-        audit_path: str,
-        *,
-        batch_records: int = BATCH_RECORDS,
-        batch_seconds: float = BATCH_SECONDS,
-        first_delay: float = FIRST_DELAY,
-        max_delay: float = MAX_DELAY,
-    ) -> None:
+    def __init__(self, audit_path: str, **pacing: Unpack[Pacing]) -> None:
         self.audit_path = audit_path
         self.position_path = audit_path + self.POSITION_SUFFIX
         self.lock_path = audit_path + self.LOCK_SUFFIX
-        self._batch_records = batch_records
-        self._batch_seconds = batch_seconds
-        self._first_delay = first_delay
-        self._max_delay = max_delay
+        self._batch_records = pacing.get("batch_records", BATCH_RECORDS)
+        self._batch_seconds = pacing.get("batch_seconds", BATCH_SECONDS)
+        self._first_delay = pacing.get("first_delay", FIRST_DELAY)
+        self._max_delay = pacing.get("max_delay", MAX_DELAY)
         self._stopping = threading.Event()
         self._deadline = 0.0  # once stopping: when the last attempts end
         self._lock_fd: int | None = None

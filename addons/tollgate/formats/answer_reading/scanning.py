@@ -10,6 +10,7 @@ goes on as it came: never an exception, never dropped."""
 from __future__ import annotations
 
 import copy
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -158,6 +159,15 @@ def scan_whole(compiled: Scanners, value: str, is_json: bool = False) -> Scanned
         return Scanned(first.text.decode(), first.denied, scanner.counts)
     rest = scanner.flush()
     return Scanned((first.text + rest.text).decode(), rest.denied, scanner.counts)
+
+
+def whole_object(body: bytes) -> dict[str, Any] | None:
+    """A whole answer's JSON object; None where it is no JSON, or JSON but no object."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def counter_copy(counts: Counter[str]) -> Counter[str]:

@@ -11,7 +11,7 @@ import json
 from collections import Counter
 
 from tollgate.formats.answer_reading.events import UnreadStream, read_whole
-from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners
+from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, whole_object
 from tollgate.formats.openai_chat.answer_guard import denied_event
 
 REVISED = "revised_prompt"
@@ -21,11 +21,8 @@ def guard_images_json(compiled: Scanners, body: bytes) -> tuple[bytes, str | Non
     """A whole image generation's answer read: the body as it goes on (redacted, or as it came where
     nothing is), the kind of a value to deny (the answer is then refused; `unread` where it is no
     JSON object, or its images or a revised prompt of another shape), and the counts."""
-    try:
-        obj = json.loads(body)
-    except ValueError:
-        return body, UNREAD, {}
-    if not isinstance(obj, dict):
+    obj = whole_object(body)
+    if obj is None:
         return body, UNREAD, {}
     images = obj.get("data", [])
     if not isinstance(images, list) or not all(isinstance(image, dict) for image in images):

@@ -24,7 +24,7 @@ from typing import Any
 
 from tollgate.formats.answer_reading.events import ChannelState, Pending, read_whole
 from tollgate.formats.answer_reading.logprob_tokens import openai_spells
-from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, counter_copy
+from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, counter_copy, whole_object
 from tollgate.formats.json_codec import loads_once
 from tollgate.formats.openai_chat.answer_guard import (
     DENIED_MESSAGE,
@@ -615,11 +615,8 @@ def guard_responses_json(compiled: Scanners, body: bytes) -> tuple[bytes, str | 
     """A whole (not streamed) Responses answer read: the body as it goes on (redacted, or as it
     came where nothing is), the kind of a value to deny (the answer is then refused), and the
     counts. One that is no JSON object cannot be read: it is refused (`unread`)."""
-    try:
-        obj = json.loads(body)
-    except ValueError:
-        return body, UNREAD, {}
-    if not isinstance(obj, dict):
+    obj = whole_object(body)
+    if obj is None:
         return body, UNREAD, {}
     counts: Counter[str] = Counter()
     changed = False

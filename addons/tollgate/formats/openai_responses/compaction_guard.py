@@ -10,10 +10,8 @@ knowing nothing of mitmproxy."""
 
 from __future__ import annotations
 
-import json
-
 from tollgate.formats.answer_reading.events import UnreadStream
-from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners
+from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, whole_object
 from tollgate.formats.openai_responses.answer_guard import denied_event, guard_responses_json
 
 # The object's fields (OpenAI's compacted response): its id and object type, when it was made,
@@ -41,11 +39,7 @@ def guard_compaction_json(compiled: Scanners, body: bytes) -> tuple[bytes, str |
     """A compacted conversation read: the body as it goes on (redacted, or as it came where nothing
     is), the kind of a value to deny (the answer is then refused; `unread` where it is of a shape
     not known), and the counts."""
-    try:
-        obj = json.loads(body)
-    except ValueError:
-        return body, UNREAD, {}
-    if not known_shape(obj):
+    if not known_shape(whole_object(body)):
         return body, UNREAD, {}
     return guard_responses_json(compiled, body)
 
