@@ -19,26 +19,20 @@ def check_room(path: str, size: int = 4096) -> None:
     file not there yet: in its directory, asked through a file made and removed there); nothing
     when it can, or when this cannot be asked (no Linux `fallocate`, a device, a file system that
     does not reserve)."""
-    if not os.path.exists(path):
-        directory = os.path.dirname(os.path.abspath(path))
-        try:
-            fd, probe = tempfile.mkstemp(prefix=".tollgate-room-", dir=directory)
-        except OSError:
-            return  # what opens it reports why it cannot be made
-        try:
-            _ask(fd, path, size)
-        finally:
-            os.close(fd)
-            os.unlink(probe)
-        return
+    probe = None  # a new file's disk is asked through a file made beside it, removed after
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        if os.path.exists(path):
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        else:
+            fd, probe = tempfile.mkstemp(prefix=".tollgate-room-", dir=os.path.dirname(os.path.abspath(path)))
     except OSError:
-        return  # what opened it reports why it cannot be written
+        return  # what opens it reports why it cannot be made or written
     try:
         _ask(fd, path, size)
     finally:
         os.close(fd)
+        if probe is not None:
+            os.unlink(probe)
 
 
 def _ask(fd: int, path: str, size: int) -> None:
