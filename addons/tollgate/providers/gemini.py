@@ -167,6 +167,8 @@ class GeminiCost(ModelsPrefixed):
 
 # Where the Gemini API takes keys: its header, a Bearer token, the `key` query parameter.
 KEY_POSITIONS = ("x-goog-api-key", "authorization", "query:key")
+# Google's front end also takes an OAuth token from these query parameters, as `Authorization`.
+OAUTH_QUERY = ("query:access_token", "query:oauth_token")
 
 
 class GoogleUpstream(Upstream):
@@ -230,11 +232,8 @@ class Gemini(Provider):
         # A Private Service Connect endpoint's name (generativelanguage-<endpoint>.p.googleapis.com).
         "generativelanguage-*.p.googleapis.com",
     )
-    # Google's front end also takes an OAuth token from query parameters, as `Authorization`.
     credentials = Credentials(
-        CallerKeys(
-            "X-Gemini-Key", KEY_POSITIONS, positions=(*KEY_POSITIONS, "query:access_token", "query:oauth_token")
-        ),
+        CallerKeys("X-Gemini-Key", KEY_POSITIONS, positions=(*KEY_POSITIONS, *OAUTH_QUERY)),
         KeyPlacement("x-goog-api-key"),
         GoogleKeys("keys or `credentials`"),
     )

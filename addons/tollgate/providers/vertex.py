@@ -226,9 +226,7 @@ class Vertex(Provider):
     # header whatever the call's wire format. The project whose quota a call counts against (a
     # billing header) goes only with a caller's own credential.
     credentials = Credentials(
-        CallerKeys(
-            "X-Vertex-Token", KEY_POSITIONS, positions=(*KEY_POSITIONS, "query:access_token", "query:oauth_token")
-        ),
+        CallerKeys("X-Vertex-Token", KEY_POSITIONS, positions=(*KEY_POSITIONS, *gemini.OAUTH_QUERY)),
         KeyPlacement("x-goog-api-key", key_by_format=False, billing_headers=frozenset((QUOTA_PROJECT,))),
         VertexCredentials("keys or `credentials`"),
     )
