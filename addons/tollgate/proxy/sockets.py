@@ -265,3 +265,13 @@ def _in_turn(flow: http.HTTPFlow, message: WebSocketMessage) -> None:
 async def _in_turn_once(flow: http.HTTPFlow, message: WebSocketMessage, told: Awaitable[None]) -> None:
     await told
     _in_turn(flow, message)
+
+
+def read_event[T](read: Callable[[bytes], T | None], content: bytes, what: str) -> T | None:
+    """A server event as `read` reads it; None where it is none, or where the reader failed: a
+    reader's fault must not stop the hook, the message goes on regardless (the fault logged)."""
+    try:
+        return read(content)
+    except Exception:
+        logger.exception("Tollgate: reading %s failed", what)
+        return None

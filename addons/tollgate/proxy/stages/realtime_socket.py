@@ -50,7 +50,7 @@ from tollgate.formats.openai_realtime.responses import (
 from tollgate.formats.refusals import BAD_REQUEST
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.proxy.flows import call_of, refuse
-from tollgate.proxy.sockets import SocketRunner, Waiting, inject
+from tollgate.proxy.sockets import SocketRunner, Waiting, inject, read_event
 from tollgate.proxy.state import Shared
 from tollgate.records.audit_record import audit_record
 
@@ -328,11 +328,7 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
         return self._response_event(flow, session, content) if session.limited else None
 
     def _response_event(self, flow: http.HTTPFlow, session: RealtimeSession, content: bytes) -> Awaitable[None] | None:
-        try:
-            event = server_event(content)
-        except Exception:  # a reader fault must not stop the hook: the message goes on regardless
-            logger.exception("Tollgate: reading a Realtime event failed")
-            return None
+        event = read_event(server_event, content, "a Realtime event")
         if event is None:
             return None
         if event.kind == "created":

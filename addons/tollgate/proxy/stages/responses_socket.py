@@ -52,7 +52,7 @@ from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL, CLIENT_DISCONNECTED, call_of, refuse
-from tollgate.proxy.sockets import SocketRunner, Waiting, inject
+from tollgate.proxy.sockets import SocketRunner, Waiting, inject, read_event
 from tollgate.proxy.state import Shared
 
 if TYPE_CHECKING:
@@ -410,11 +410,7 @@ class ResponsesSocket(SocketRunner[Session]):
         self, flow: http.HTTPFlow, session: Session, content: bytes, message: WebSocketMessage
     ) -> Call | None:
         """What a server event tells of the responses: the call it ends, if it ends one."""
-        try:
-            event = socket_event(content)
-        except Exception:  # a reader fault must not stop the hook: the message goes on regardless
-            logger.exception("Tollgate: reading a Responses WebSocket event failed")
-            return None
+        event = read_event(socket_event, content, "a Responses WebSocket event")
         if event is None:
             return None
         queue = session.unanswered.get(event.lane)
