@@ -1319,16 +1319,17 @@ JSON_VALUES = st.recursive(
 JSON_OBJECTS = st.dictionaries(st.text(max_size=8) | st.sampled_from(TRICKY), JSON_VALUES, max_size=5)
 ARRAY_ELEMENTS = st.lists(JSON_OBJECTS | st.lists(JSON_VALUES, max_size=4), max_size=6)
 ARRAY_SEPARATORS = st.sampled_from([",", "\r\n,\r\n", " , ", ",\n", "\n,"])  # Gemini's: "\r\n,\r\n"
+# A JSON array: its elements, each written with an indent, ASCII or not, and the separator between.
+JSON_ARRAYS = {
+    "objects": ARRAY_ELEMENTS,
+    "indent": st.sampled_from([None, 1, 2]),
+    "ascii_": st.booleans(),
+    "separator": ARRAY_SEPARATORS,
+}
 
 
 @PROPERTY
-@given(
-    objects=ARRAY_ELEMENTS,
-    indent=st.sampled_from([None, 1, 2]),
-    ascii_=st.booleans(),
-    separator=ARRAY_SEPARATORS,
-    how=CHUNKINGS,
-)
+@given(**JSON_ARRAYS, how=CHUNKINGS)
 @pytest.mark.slow
 def test_json_array_framer_elements_however_split(
     objects: list, indent: int | None, ascii_: bool, separator: str, how: tuple
@@ -2153,13 +2154,7 @@ def test_stream_tail_limit_keeps_the_last_bytes_without_starts(limit: int) -> No
 
 
 @PROPERTY
-@given(
-    objects=ARRAY_ELEMENTS,
-    indent=st.sampled_from([None, 1, 2]),
-    ascii_=st.booleans(),
-    separator=ARRAY_SEPARATORS,
-    data=st.data(),
-)
+@given(**JSON_ARRAYS, data=st.data())
 @pytest.mark.slow
 def test_array_elements_backward_are_the_whole_elements_of_any_tail(
     objects: list, indent: int | None, ascii_: bool, separator: str, data: st.DataObject
