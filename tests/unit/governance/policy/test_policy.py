@@ -735,15 +735,10 @@ def test_policy_input_without_override_or_facts() -> None:
         "model": None,
         "publisher": None,
         "fallback_of": None,
-        "request": {
-            "message_count": None,
-            "has_system": None,
-            "has_tools": None,
-            "stream": None,
-            "max_tokens": None,
-            "service_tier": None,
-            "speed": None,
-            "batch": None,
+        "request": {  # nothing read: every fact None, no MCP server
+            **dict.fromkeys(
+                ("message_count", "has_system", "has_tools", "stream", "max_tokens", "service_tier", "speed", "batch")
+            ),
             "mcp_servers": [],
         },
         "unread": [],
