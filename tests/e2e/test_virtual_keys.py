@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 import yaml
-from tests.support.leaks import saved_flows
-from tests.support.mcp_upstream import McpUpstream, client_code
+from tests.support.leaks import saved_flows, stopped_outputs
+from tests.support.mcp_upstream import client_code
 
 REAL = {
     "openai": "sk-REAL-openai-hashed-5ecret-a1",
@@ -49,13 +49,6 @@ def config(urls: dict[str, str], mcp_upstream: str, *more_clients: dict) -> dict
             *more_clients,
         ],
     }
-
-
-@pytest.fixture(scope="module")
-def mcp_server(upstream_ca):
-    server = McpUpstream(upstream_ca)
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")
@@ -224,12 +217,7 @@ def test_a_key_stops_working_when_it_expires_while_the_proxy_runs(gw, mcp_server
 def test_the_configuration_and_every_output_hold_no_usable_copy_of_a_hashed_key(gw):
     written = yaml.safe_load(gw.config_path.read_text())
     assert ALICE not in gw.config_path.read_text() and written["clients"][0]["keys"] == [sha256(ALICE)]
-    gw.proxy.stop()  # flushes the saved flows
-    outputs = {
-        "audit": gw.audit_path.read_bytes(),
-        "console": gw.proxy.output.read_bytes(),
-        "saved flows": gw.saved.read_bytes(),
-    }
+    outputs = stopped_outputs(gw)
     assert len(outputs["saved flows"]) > 1000
     for where, content in outputs.items():
         for secret in SECRETS:
