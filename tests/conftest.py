@@ -25,6 +25,7 @@ import yaml
 from tests.support.canned import provider_answers
 from tests.support.clients import run_client
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.mcp_upstream import McpUpstream
 from tests.support.postgres import postgres  # noqa: F401  (the session's PostgreSQL, for the tests that ask for it)
 from tests.support.proxy import Mitmdump
 
@@ -216,6 +217,21 @@ class Gateway:
         for fake in self.fakes.values():
             fake.received.clear()
             fake.handler = provider_answers
+
+
+@pytest.fixture
+def g(gw: Gateway) -> Gateway:
+    """The module's gateway `gw`, its fake upstreams reset for the test (modules that start one)."""
+    gw.reset()
+    return gw
+
+
+@pytest.fixture(scope="module")
+def mcp_server(upstream_ca: trustme.CA) -> Iterator[McpUpstream]:
+    """A fake MCP server (answering by server-sent events), one for the module."""
+    server = McpUpstream(upstream_ca)
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="module")

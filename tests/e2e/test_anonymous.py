@@ -13,12 +13,6 @@ def gw(start_gateway):
     return start_gateway(lambda urls: {"providers": {name: {"upstream": url} for name, url in urls.items()}})
 
 
-@pytest.fixture
-def g(gw):
-    gw.reset()
-    return gw
-
-
 def test_callers_own_key_passes_through(g):
     own = "sk-proj-callers-own-key-777"
     result = g.run(f"""

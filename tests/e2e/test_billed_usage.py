@@ -74,12 +74,6 @@ def gw(start_gateway):
     return start_gateway(config, providers=tuple(REAL))
 
 
-@pytest.fixture
-def g(gw):
-    gw.reset()
-    return gw
-
-
 def record_usage(record: dict) -> tuple:
     keys = ("input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "cost_usd")
     return tuple(record[k] for k in keys)

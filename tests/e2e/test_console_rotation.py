@@ -63,13 +63,23 @@ def stop(process: subprocess.Popen) -> str:
     return err
 
 
-def test_the_console_follows_a_rotation_and_remembers_its_index(gw) -> None:
-    audit = gw.audit_path
+def console_after_a_call(gw) -> tuple[subprocess.Popen, str, str]:
+    """One call of Alice's audited, then a console started that counts it; stopped if it does not."""
     assert gw.run(CALL) == {"ok": True}
     gw.wait_audit(1)
     process, base, token = start_console(gw)
     try:
         assert alice_calls(base, token, 1) == 1
+    except BaseException:
+        stop(process)
+        raise
+    return process, base, token
+
+
+def test_the_console_follows_a_rotation_and_remembers_its_index(gw) -> None:
+    audit = gw.audit_path
+    process, base, token = console_after_a_call(gw)
+    try:
         audit.rename(audit.with_name("audit.jsonl.1"))  # logrotate's create: the file moved away
         assert gw.run(CALL) == {"ok": True}
         deadline = time.monotonic() + 10

@@ -40,12 +40,6 @@ def gw(start_gateway):
     return start_gateway(config, "--set", "termlog_verbosity=debug")
 
 
-@pytest.fixture
-def g(gw):
-    gw.reset()
-    return gw
-
-
 def test_openai_chat_with_virtual_key(g):
     result = g.run(f"""
         from openai import OpenAI

@@ -41,12 +41,6 @@ def gw(start_gateway):
     return start_gateway(config(allow=False), providers=("openai", "gemini", "azure", "anthropic"))
 
 
-@pytest.fixture
-def g(gw):
-    gw.reset()
-    return gw
-
-
 def post(g, host: str, path: str, body: dict, headers: dict[str, str], method: str = "POST") -> RawResponse:
     g.run("report(ready=True)")  # the records counted from here
     headers = {"Content-Type": "application/json", **headers}

@@ -78,12 +78,6 @@ def gw(start_gateway, tmp_path_factory):
     return gateway
 
 
-@pytest.fixture
-def g(gw):
-    gw.reset()
-    return gw
-
-
 def raw(g, provider: str, target: str, body: bytes = b"", headers: list[tuple[str, str]] | None = None, **kw):
     """A request as alice would send it, but for what the test changes; the audit record it added."""
     before = len(g.audit())

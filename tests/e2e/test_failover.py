@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from tests.e2e.test_google_backends import PROJECT, FakeVertex, service_account
 from tests.support import streams
+from tests.support.attempts import attempt
 from tests.support.aws import botocore_accepts
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Reply
@@ -114,14 +115,8 @@ def test_a_429_goes_again_on_the_next_key(gw):
     record = gw.last_audit()
     assert record["request_id"] == result["request_ids"][0]
     failed, answered = record["attempts"]
-    assert failed == {
-        "provider": "openai", "model": "gpt-4o", "status": 429, "upstream_key": fingerprint(first),
-        "error": "upstream answered 429", "latency_ms": failed["latency_ms"],
-    }  # fmt: skip
-    assert answered == {
-        "provider": "openai", "model": "gpt-4o", "status": 200, "upstream_key": fingerprint(second),
-        "error": None, "latency_ms": answered["latency_ms"],
-    }  # fmt: skip
+    assert failed == attempt("openai", "gpt-4o", 429, first, failed)
+    assert answered == attempt("openai", "gpt-4o", 200, second, answered)
     assert 0 <= failed["latency_ms"] < 5000 and 0 <= answered["latency_ms"] < 5000
     assert (record["status"], record["upstream_key"], record["total_tokens"], record["error"]) == (
         200, fingerprint(second), 7, None,

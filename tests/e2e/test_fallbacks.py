@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support import chat_fakes, streams
+from tests.support.attempts import attempt
 from tests.support.fake_upstream import Reply
 from tests.support.proxy import free_port
 
@@ -101,15 +102,21 @@ def gpt_4o_overloaded(r):
     return Reply(200, answer(model), {"x-request-id": "req_answered"})
 
 
+def chat_through(gateway, handler, key: str = ALICE) -> tuple:
+    """One chat call as `key` through a gateway reset for it, its OpenAI upstream answering with
+    `handler`; the fake upstream and the call's result."""
+    gateway.reset()
+    fake = gateway.fakes["openai"]
+    fake.handler = handler
+    return fake, gateway.run(CHAT.format(key=key))
+
+
 def models_asked(fake) -> list[str]:
     return [r.json()["model"] for r in fake.received]
 
 
 def test_a_503_falls_back_to_the_rules_next_model(gw):
-    gw.reset()
-    fake = gw.fakes["openai"]
-    fake.handler = gpt_4o_overloaded
-    result = gw.run(CHAT.format(key=ALICE))
+    fake, result = chat_through(gw, gpt_4o_overloaded)
     assert result == {"status": 200, "attempts": "2", "model": "gpt-4o-mini", "tokens": 7}
     assert models_asked(fake) == ["gpt-4o", "gpt-4o-mini"]
     # The same request both times, with only its model changed.
@@ -118,24 +125,15 @@ def test_a_503_falls_back_to_the_rules_next_model(gw):
     assert fake.received[1].headers["content-length"] == str(len(fake.received[1].body))
     record = gw.last_audit()
     failed, answered = record["attempts"]
-    assert failed == {
-        "provider": "openai", "model": "gpt-4o", "status": 503, "upstream_key": fingerprint(KEY),
-        "error": "upstream answered 503", "latency_ms": failed["latency_ms"],
-    }  # fmt: skip
-    assert answered == {
-        "provider": "openai", "model": "gpt-4o-mini", "status": 200, "upstream_key": fingerprint(KEY),
-        "error": None, "latency_ms": answered["latency_ms"],
-    }  # fmt: skip
+    assert failed == attempt("openai", "gpt-4o", 503, KEY, failed)
+    assert answered == attempt("openai", "gpt-4o-mini", 200, KEY, answered)
     assert (record["status"], record["provider"], record["model"], record["total_tokens"], record["decision"]) == (
         200, "openai", "gpt-4o-mini", 7, "allow",
     )  # fmt: skip
 
 
 def test_a_fallback_the_policy_denies_is_skipped(gw):
-    gw.reset()
-    fake = gw.fakes["openai"]
-    fake.handler = gpt_4o_overloaded
-    result = gw.run(CHAT.format(key=BOB))
+    fake, result = chat_through(gw, gpt_4o_overloaded, BOB)
     assert result == {"status": 200, "attempts": "2", "model": "o3", "tokens": 7}
     assert models_asked(fake) == ["gpt-4o", "o3"]  # gpt-4o-mini never asked
     record = gw.last_audit()
@@ -144,10 +142,7 @@ def test_a_fallback_the_policy_denies_is_skipped(gw):
 
 
 def test_when_every_target_fails_the_last_answer_stands(gw):
-    gw.reset()
-    fake = gw.fakes["openai"]
-    fake.handler = lambda r: Reply(503, OVERLOADED)
-    result = gw.run(CHAT.format(key=ALICE))
+    fake, result = chat_through(gw, lambda r: Reply(503, OVERLOADED))
     assert result == {"error": "InternalServerError", "status": 503, "attempts": "3"}
     assert models_asked(fake) == ["gpt-4o", "gpt-4o-mini", "o3"]
     record = gw.last_audit()
@@ -170,10 +165,7 @@ def test_a_denied_fallback_is_skipped_when_the_next_fails_too(gw):
 
 
 def test_every_fallback_denied_leaves_the_first_answer(gw):
-    gw.reset()
-    fake = gw.fakes["openai"]
-    fake.handler = gpt_4o_overloaded
-    result = gw.run(CHAT.format(key=CAROL))
+    fake, result = chat_through(gw, gpt_4o_overloaded, CAROL)
     assert result == {"error": "InternalServerError", "status": 503, "attempts": None}
     assert models_asked(fake) == ["gpt-4o"]
     record = gw.last_audit()
@@ -225,10 +217,7 @@ def retrying(start_gateway):
 
 
 def test_a_fallback_comes_after_the_targets_retries(retrying):
-    retrying.reset()
-    fake = retrying.fakes["openai"]
-    fake.handler = gpt_4o_overloaded
-    result = retrying.run(CHAT.format(key=ALICE))
+    fake, result = chat_through(retrying, gpt_4o_overloaded)
     assert result == {"status": 200, "attempts": "3", "model": "gpt-4o-mini", "tokens": 7}
     assert models_asked(fake) == ["gpt-4o", "gpt-4o", "gpt-4o-mini"]
     keys = [r.headers["authorization"].removeprefix("Bearer ") for r in fake.received]
@@ -241,10 +230,7 @@ def test_a_fallback_comes_after_the_targets_retries(retrying):
 
 
 def test_a_fallback_that_fails_has_its_own_retries(retrying):
-    retrying.reset()
-    fake = retrying.fakes["openai"]
-    fake.handler = lambda r: Reply(503, OVERLOADED)
-    result = retrying.run(CHAT.format(key=ALICE))
+    fake, result = chat_through(retrying, lambda r: Reply(503, OVERLOADED))
     assert result == {"error": "InternalServerError", "status": 503, "attempts": "4"}
     assert models_asked(fake) == ["gpt-4o", "gpt-4o", "gpt-4o-mini", "gpt-4o-mini"]
     assert [(a["model"], a["status"]) for a in retrying.last_audit()["attempts"]] == [
@@ -277,10 +263,7 @@ def limited(start_gateway):
 
 
 def test_the_limits_count_the_fallback_that_answered(limited):
-    limited.reset()
-    fake = limited.fakes["openai"]
-    fake.handler = gpt_4o_overloaded
-    first = limited.run(CHAT.format(key=ALICE))
+    fake, first = chat_through(limited, gpt_4o_overloaded)
     assert first == {"status": 200, "attempts": "2", "model": "gpt-4o-mini", "tokens": 7}
     # The one call gpt-4o-mini may take a day went to it: the next call's fallback skips it.
     second = limited.run(CHAT.format(key=ALICE))

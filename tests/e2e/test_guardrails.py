@@ -13,8 +13,9 @@ import pytest
 from tests.support import guardrail_samples as samples
 from tests.support.aws import botocore_accepts
 from tests.support.canned import provider_answers
+from tests.support.configs import every_provider
 from tests.support.fake_upstream import Reply
-from tests.support.mcp_upstream import McpUpstream
+from tests.support.leaks import stopped_outputs
 from tests.support.raw import send
 
 from tollgate.records.auditlog import BATCH_DELAY
@@ -37,16 +38,11 @@ SECRETS = ["secrets.aws_access_key_id", "secrets.aws_secret_access_key", "secret
 
 
 def config(urls: dict[str, str], mcp_upstream: str) -> dict:
-    providers = {
-        name: {"upstream": urls[name], "keys": [REAL_OPENAI if name == "openai" else f"real-{name}-key-0001"]}
-        for name in ("openai", "anthropic", "gemini")
-    }
-    providers["bedrock"] = {
-        "upstream": urls["bedrock"],
-        "credentials": {"access_key_id": AWS_REAL[0], "secret_access_key": AWS_REAL[1]},
+    keys = {
+        name: REAL_OPENAI if name == "openai" else f"real-{name}-key-0001" for name in ("openai", "anthropic", "gemini")
     }
     return {
-        "providers": providers,
+        "providers": every_provider(urls, keys, AWS_REAL),
         "clients": [
             {
                 "name": "alice",
@@ -73,13 +69,6 @@ def answers(received):
     if received.path.endswith("/converse") and not botocore_accepts(received, *AWS_REAL):
         return Reply(403, {"message": "fake Bedrock: bad signature"}, {"x-amzn-errortype": "InvalidSignatureException"})
     return provider_answers(received)
-
-
-@pytest.fixture(scope="module")
-def mcp_server(upstream_ca):
-    server = McpUpstream(upstream_ca)
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")
@@ -268,18 +257,24 @@ def test_an_mcp_tool_call_with_a_card_number_gets_a_json_rpc_error(gw, mcp_serve
     )
 
 
-def test_tollgates_own_key_in_a_prompt_is_refused_without_rules(bare):
-    result = bare.run(
+def denied_chat(gateway, content: str) -> dict:
+    """An OpenAI chat call of `content` through `gateway` that is to be refused 403: its status and
+    X-Tollgate-Error (ok False if it went through)."""
+    return gateway.run(
         f"""
         import openai
         try:
-            openai.OpenAI(api_key="{VIRTUAL}", max_retries=0).chat.completions.create(model="gpt-4o",
-                messages=[{{"role": "user", "content": "use this key: {REAL_OPENAI}"}}])
+            openai.OpenAI(api_key="{VIRTUAL}", max_retries=0).chat.completions.create(
+                model="gpt-4o", messages=[{{"role": "user", "content": {json.dumps(content)}}}])
             report(ok=False)
         except openai.PermissionDeniedError as e:
             report(status=e.status_code, error=e.response.headers["x-tollgate-error"])
         """
     )
+
+
+def test_tollgates_own_key_in_a_prompt_is_refused_without_rules(bare):
+    result = denied_chat(bare, f"use this key: {REAL_OPENAI}")
     assert result == {"status": 403, "error": "content_denied"}
     assert bare.fakes["openai"].received == []
     record = bare.last_audit()
@@ -471,17 +466,7 @@ def test_an_input_required_retry_is_decided_tied_to_its_call_and_its_answers_rea
 )
 def test_a_card_between_commas_is_denied(gw, content, cards):
     before = len(gw.fakes["openai"].received)
-    result = gw.run(
-        f"""
-        import openai
-        try:
-            openai.OpenAI(api_key="{VIRTUAL}", max_retries=0).chat.completions.create(
-                model="gpt-4o", messages=[{{"role": "user", "content": {json.dumps(content)}}}])
-            report(ok=False)
-        except openai.PermissionDeniedError as e:
-            report(status=e.status_code, error=e.response.headers["x-tollgate-error"])
-        """
-    )
+    result = denied_chat(gw, content)
     assert result == {"status": 403, "error": "content_denied"}
     assert len(gw.fakes["openai"].received) == before
     record = gw.last_audit()
@@ -500,17 +485,7 @@ assert 60_000 < len(json.dumps(NOT_CARDS)) < 64 * 1024 - 200 and 60_000 < len(KE
 def test_a_hostile_body_just_under_64_kib_with_a_card_is_denied(gw):
     before = len(gw.fakes["openai"].received)
     content = NOT_CARDS[:30_000] + CARD + " " + NOT_CARDS[30_000:]
-    result = gw.run(
-        f"""
-        import openai
-        try:
-            openai.OpenAI(api_key="{VIRTUAL}", max_retries=0).chat.completions.create(
-                model="gpt-4o", messages=[{{"role": "user", "content": {json.dumps(content)}}}])
-            report(ok=False)
-        except openai.PermissionDeniedError as e:
-            report(status=e.status_code, error=e.response.headers["x-tollgate-error"])
-        """
-    )
+    result = denied_chat(gw, content)
     assert result == {"status": 403, "error": "content_denied"}
     assert len(gw.fakes["openai"].received) == before
     record = gw.last_audit()
@@ -537,12 +512,7 @@ def test_a_hostile_body_just_under_64_kib_goes_redacted_whole(gw):
 def test_no_planted_secret_reaches_any_output(gw):
     """Last in the file: it stops the gateway to read its saved flows whole."""
     assert len(gw.audit()) >= 6
-    gw.proxy.stop()
-    outputs = {
-        "audit": gw.audit_path.read_bytes(),
-        "console": gw.proxy.output.read_bytes(),
-        "saved flows": gw.saved.read_bytes(),
-    }
+    outputs = stopped_outputs(gw)
     assert b"content_denied" in outputs["audit"]
     for where, content in outputs.items():
         for secret in PLANTED:

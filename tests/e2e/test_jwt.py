@@ -132,12 +132,6 @@ def gw(start_gateway, tmp_path_factory, idp, upstream_ca_pem):
     )
 
 
-@pytest.fixture
-def g(gw):
-    gw.reset()
-    return gw
-
-
 # ---- what the clients run
 
 OPENAI_CALLS = """

@@ -29,12 +29,6 @@ def gw(start_gateway):
     return start_gateway(openai_with_clients(REAL, {"alice": ALICE}))
 
 
-@pytest.fixture
-def g(gw):
-    gw.reset()
-    return gw
-
-
 def rss_kib(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])

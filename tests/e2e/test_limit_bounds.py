@@ -100,12 +100,6 @@ def gw(request, start_gateway, tmp_path_factory):
     return gateway
 
 
-@pytest.fixture
-def g(gw):
-    gw.reset()
-    return gw
-
-
 def prompt_tokens(body: bytes) -> int:
     """The prompt as a reservation estimates it: the body's bytes over four."""
     return math.ceil(len(body) / 4)

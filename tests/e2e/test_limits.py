@@ -94,12 +94,6 @@ def gw(start_gateway, tmp_path_factory):
     return gateway
 
 
-@pytest.fixture
-def g(gw):
-    gw.reset()
-    return gw
-
-
 def seconds_to_midnight() -> float:
     now = datetime.now(UTC)
     return (datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC) - now).total_seconds()

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.h2 import H2Request, h2_calls
 from tests.support.jwks import claims, hs256_token
-from tests.support.mcp_upstream import McpUpstream, event, log_event, mcp_servers, speaks_mcp
+from tests.support.mcp_upstream import RUN_MAIN, McpUpstream, event, log_event, mcp_servers, speaks_mcp
 from tests.support.mcp_upstream import client_code as sdk_client_code
 from tests.support.metrics import scrape
 from tests.support.raw import send
@@ -388,7 +388,8 @@ def test_a_server_that_does_not_answer_in_time_is_a_504(gateway, url: str, name:
     )
 
 
-CLIENT_FAILS = """
+CLIENT_FAILS = (
+    """
 import asyncio, time
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -408,15 +409,9 @@ async def main():
             error = getattr(e, "error", None)
             report(error=type(e).__name__, code=getattr(error, "code", None),
                    message=getattr(error, "message", str(e)), seconds=time.monotonic() - started)
-
-try:
-    asyncio.run(main())
-except BaseExceptionGroup as group:
-    first = group.exceptions[0]
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    raise first from None
 """
+    + RUN_MAIN
+)
 
 
 DENIED = """
@@ -763,7 +758,8 @@ def test_an_sse_answer_broken_off_ends_with_a_json_rpc_error(gateway, scripted) 
     assert call["error"].startswith("the server broke off its answer: "), call["error"]
 
 
-LOGGED = """
+LOGGED = (
+    """
 import asyncio
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -785,15 +781,9 @@ async def main():
                 error = getattr(e, "error", None)
                 report(logs=logs, error=type(e).__name__, code=getattr(error, "code", None),
                        message=getattr(error, "message", str(e)))
-
-try:
-    asyncio.run(main())
-except BaseExceptionGroup as group:
-    first = group.exceptions[0]
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    raise first from None
 """
+    + RUN_MAIN
+)
 
 
 def test_a_json_answer_broken_off_is_a_json_rpc_error_for_each_request(gateway, scripted) -> None:

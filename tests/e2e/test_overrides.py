@@ -37,12 +37,6 @@ def gw(start_gateway):
     return start_gateway(config)
 
 
-@pytest.fixture
-def g(gw):
-    gw.reset()
-    return gw
-
-
 def chat(key: str, model: str) -> str:
     return f"""
         from openai import OpenAI

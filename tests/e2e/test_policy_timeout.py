@@ -13,21 +13,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from tests.support.runaway_policy import PATHOLOGICAL, RUNAWAY
 
 ALICE = "tg-alice-research-1"
-# A name of other characters is bad; one past 40 characters makes the second rule run away: ten
-# billion pairs to try, far longer than any test runs. Other names are decided at once.
-RUNAWAY = (
-    "package tollgate\n\nimport rego.v1\n\n"
-    'deny contains "bad model name" if not regex.match("^[a-z0-9.-]+$", input.model)\n\n'
-    'deny contains "bad model name" if {\n'
-    "\tcount(input.model) > 40\n"
-    "\tsome i in numbers.range(1, 100000)\n"
-    "\tsome j in numbers.range(1, 100000)\n"
-    "\ti == -j\n"
-    "}\n"
-)
-BAD_MODEL = "a" * 40 + "!"
 LIMIT = 0.5
 EXCEEDED = f"policy evaluation exceeded its time limit of {LIMIT:g} s"
 
@@ -70,7 +58,7 @@ def test_a_runaway_evaluation_is_denied_at_the_time_limit_while_other_calls_are_
 
         def refused():
             try:
-                bad.chat.completions.create(model="{BAD_MODEL}", messages=messages)
+                bad.chat.completions.create(model="{PATHOLOGICAL}", messages=messages)
                 events.append(["bad", "served"])
             except Exception as e:
                 events.append(["bad", type(e).__name__, getattr(e, "status_code", None),
@@ -97,7 +85,7 @@ def test_a_runaway_evaluation_is_denied_at_the_time_limit_while_other_calls_are_
     good, bad = records[2], records[3]
     assert (good["model"], good["decision"], good["status"]) == ("gpt-4o", "allow", 200)
     assert (bad["model"], bad["decision"], bad["deny_reasons"], bad["error"], bad["status"]) == (
-        BAD_MODEL,
+        PATHOLOGICAL,
         "deny",
         ["policy error"],
         EXCEEDED,
@@ -117,7 +105,7 @@ def test_a_runaway_evaluation_is_denied_at_the_time_limit_while_other_calls_are_
         client = openai.OpenAI(api_key="{ALICE}", max_retries=0)
         r = client.chat.completions.create(model="gpt-4o-2024-08-06", messages=[{{"role": "user", "content": "hi"}}])
         try:
-            client.chat.completions.create(model="{BAD_MODEL}", messages=[{{"role": "user", "content": "hi"}}])
+            client.chat.completions.create(model="{PATHOLOGICAL}", messages=[{{"role": "user", "content": "hi"}}])
             report(again="served")
         except openai.PermissionDeniedError as e:
             report(again=e.status_code)
@@ -164,7 +152,7 @@ def test_mitmdump_stops_on_sigterm_while_an_evaluation_hangs(start_gateway, tmp_
         import openai
         try:
             openai.OpenAI(api_key="{ALICE}", max_retries=0, timeout=60).chat.completions.create(
-                model="{BAD_MODEL}", messages=[{{"role": "user", "content": "hi"}}])
+                model="{PATHOLOGICAL}", messages=[{{"role": "user", "content": "hi"}}])
             report(outcome="served")
         except Exception as e:
             report(outcome=type(e).__name__)

@@ -62,12 +62,6 @@ def gw(start_gateway, tmp_path_factory):
     )
 
 
-@pytest.fixture
-def g(gw):
-    gw.reset()
-    return gw
-
-
 # The clients a snippet uses, by the name it calls them (each SDK takes seconds to import).
 CLIENTS = {
     "claude.": "import anthropic\nclaude = anthropic.Anthropic(api_key=KEY, max_retries=0)",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 import threading
 import time
 
@@ -15,7 +16,7 @@ import pytest
 from tests.support import guardrail_samples as samples
 from tests.support.clients import run_client
 from tests.support.fake_realtime import HANG_UP, FakeRealtime, answering, usage
-from tests.support.leaks import assert_no_secret, saved_flows
+from tests.support.leaks import assert_no_secret, saved_flows, stopped_outputs
 from tests.support.proxy import ROOT
 
 from tollgate.proxy.stages.websocket import MAX_MESSAGE
@@ -522,6 +523,24 @@ def guarded(start_gateway, fake, tmp_path_factory):
     return gateway
 
 
+def guarded_session(steps: str, before: str = "") -> str:
+    """Client code: a realtime session of the guarded client's, `steps` run on its connection
+    `conn`, and what they append to `events` reported; `before`: lines run first."""
+    return f"""
+import asyncio
+from openai import AsyncOpenAI
+{textwrap.dedent(before)}
+async def session():
+    client = AsyncOpenAI(api_key="{GUARDED_KEY}", max_retries=0)
+    events = []
+    async with client.realtime.connect(model="{MODEL}") as conn:
+{textwrap.indent(textwrap.dedent(steps), " " * 8)}
+    return events
+
+report(events=asyncio.run(session()))
+"""
+
+
 def test_an_event_not_in_utf8_does_not_go_and_the_session_goes_on(guarded, fake):
     # UTF-16 of ASCII text is valid UTF-8 (NULs between the letters), so a text frame carries it;
     # the guardrails, reading UTF-8, would find nothing in it.
@@ -529,14 +548,9 @@ def test_an_event_not_in_utf8_does_not_go_and_the_session_goes_on(guarded, fake)
     fake.script = answering(ANSWERS[:1], USAGES[:1])
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": samples.AWS_SECRET}]}
     utf16 = json.dumps({"type": "conversation.item.create", "item": item}).encode("utf-16-le").decode()
-    result = guarded.run(f"""
-        import asyncio
-        from openai import AsyncOpenAI
-
-        async def session():
-            client = AsyncOpenAI(api_key="{GUARDED_KEY}", max_retries=0)
-            events = []
-            async with client.realtime.connect(model="{MODEL}") as conn:
+    result = guarded.run(
+        guarded_session(
+            f"""
                 await conn.send_raw({utf16!r})
                 async for event in conn:
                     if event.type == "error":
@@ -547,10 +561,9 @@ def test_an_event_not_in_utf8_does_not_go_and_the_session_goes_on(guarded, fake)
                     events.append(event.type)
                     if event.type == "response.done":
                         break
-            return events
-
-        report(events=asyncio.run(session()))
-    """)
+        """,
+        )
+    )
     refused, *rest = result["events"]
     assert "the body is UTF-16" in refused[0] and refused[1]["x-tollgate-error"] == "bad_request"
     assert rest[-1] == "response.done"  # the session went on
@@ -567,14 +580,9 @@ def test_guardrails_redact_and_deny_realtime_events_and_the_session_goes_on(guar
     fake.script = answering(ANSWERS[:1], USAGES[:1])
     env_file = f"AWS_ACCESS_KEY_ID={samples.AWS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={samples.AWS_SECRET}\n"
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": env_file}]}
-    result = guarded.run(f"""
-        import asyncio
-        from openai import AsyncOpenAI
-
-        async def session():
-            client = AsyncOpenAI(api_key="{GUARDED_KEY}", max_retries=0)
-            events = []
-            async with client.realtime.connect(model="{MODEL}") as conn:
+    result = guarded.run(
+        guarded_session(
+            f"""
                 await conn.session.update(session={{"type": "realtime",
                                                     "instructions": "Write to {samples.EMAIL} at once"}})
                 await conn.conversation.item.create(item={item!r}, event_id="ev_env")
@@ -594,10 +602,9 @@ def test_guardrails_redact_and_deny_realtime_events_and_the_session_goes_on(guar
                     events.append(event.type)
                     if event.type == "response.done":
                         break
-            return events
-
-        report(events=asyncio.run(session()))
-    """)
+        """,
+        )
+    )
     events = result["events"]
     error = events[events.index("error") + 1]
     assert error[0] == "ev_env"
@@ -616,9 +623,7 @@ def test_guardrails_redact_and_deny_realtime_events_and_the_session_goes_on(guar
     assert (denied["status"], denied["decision"], denied["deny_reasons"]) == (403, "deny", ["content_denied"])
     assert denied["findings"]["secrets.aws_access_key_id"] == 1 and denied["redacted"] is None
     assert (whole["status"], whole["findings"], whole["redacted"]) == (101, {"pii.email": 1}, 1)
-    guarded.proxy.stop()  # flushes the saved flows
-    outputs = {"audit": guarded.audit_path.read_bytes(), "console": guarded.proxy.output.read_bytes(),
-               "saved flows": guarded.saved.read_bytes()}  # fmt: skip
+    outputs = stopped_outputs(guarded)
     for value in (samples.EMAIL, samples.AWS_KEY_ID, samples.AWS_SECRET):
         for where, content in outputs.items():
             assert value.encode() not in content, f"a planted value in the {where}"
@@ -639,18 +644,9 @@ def test_large_realtime_events_are_read_in_a_worker_thread_each_in_its_turn(star
     fake.script = answering(ANSWERS[:1], USAGES[:1])
     padding = " pad" * 20_000
     env_file = f"AWS_ACCESS_KEY_ID={samples.AWS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={samples.AWS_SECRET}\n"
-    result = gateway.run(f"""
-        import asyncio
-        from openai import AsyncOpenAI
-
-        padding = {padding[:4]!r} * 20_000
-        item = {{"type": "message", "role": "user",
-                 "content": [{{"type": "input_text", "text": {env_file!r} + padding}}]}}
-
-        async def session():
-            client = AsyncOpenAI(api_key="{GUARDED_KEY}", max_retries=0)
-            events = []
-            async with client.realtime.connect(model="{MODEL}") as conn:
+    result = gateway.run(
+        guarded_session(
+            f"""
                 await conn.session.update(session={{"type": "realtime",
                                                     "instructions": "Write to {samples.EMAIL} at once" + padding}})
                 await conn.conversation.item.create(item=item, event_id="ev_env")
@@ -659,10 +655,14 @@ def test_large_realtime_events_are_read_in_a_worker_thread_each_in_its_turn(star
                     events.append(event.type if event.type != "error" else ["error", event.error.event_id])
                     if event.type == "response.done":
                         break
-            return events
-
-        report(events=asyncio.run(session()))
-    """)
+        """,
+            f"""
+        padding = {padding[:4]!r} * 20_000
+        item = {{"type": "message", "role": "user",
+                 "content": [{{"type": "input_text", "text": {env_file!r} + padding}}]}}
+        """,
+        )
+    )
     assert ["error", "ev_env"] in result["events"] and result["events"][-1] == "response.done"
     (session,) = fake.sessions
     sent = [json.loads(m) for m in session.received]
@@ -692,25 +692,17 @@ def test_a_call_is_answered_while_a_large_realtime_event_is_read(start_gateway, 
     fake.sessions.clear()
     fake.script = answering(ANSWERS[:1], USAGES[:1])
     reported: dict = {}
-    code = f"""
-        import asyncio
-        from openai import AsyncOpenAI
-
-        async def session():
-            client = AsyncOpenAI(api_key="{GUARDED_KEY}", max_retries=0)
-            events = []
-            async with client.realtime.connect(model="{MODEL}") as conn:
-                await conn.session.update(session={{"type": "realtime",
-                                                    "instructions": "HOLD-SCAN" + " pad" * 20_000}})
+    code = guarded_session(
+        """
+                await conn.session.update(session={"type": "realtime",
+                                                    "instructions": "HOLD-SCAN" + " pad" * 20_000})
                 await conn.response.create()
                 async for event in conn:
                     events.append(event.type)
                     if event.type == "response.done":
                         break
-            return events
-
-        report(events=asyncio.run(session()))
-    """
+        """,
+    )
     thread = threading.Thread(
         target=lambda: reported.update(run_client(code, gateway.proxy.proxy_url, gateway.bundle, timeout=60)),
         daemon=True,

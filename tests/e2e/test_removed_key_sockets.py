@@ -49,7 +49,7 @@ def g(gw, fake):
 # reload) a second; what each got.
 
 
-RESPONSES = """
+CLIENT = """
     import asyncio, pathlib, time
     from openai import AsyncOpenAI
 
@@ -62,60 +62,38 @@ RESPONSES = """
     async def session():
         client = AsyncOpenAI(api_key="{key}", max_retries=0)
         got = []
-        async with client.responses.connect() as conn:
+        async with client.{connect} as conn:
             for i in range(2):
                 if i:
                     await wait_for_reload()
-                await conn.response.create(model="gpt-4o-mini", input="hello")
+                await conn.response.create({create})
                 while True:
                     event = await asyncio.wait_for(conn.recv(), 20)
                     if event.type == "error":
                         got.append(dict(error=event.model_dump(exclude_none=True)))
                         break
-                    if event.type in ("response.completed", "response.failed", "response.incomplete"):
+                    if event.type in {ends!r}:
                         got.append(dict(type=event.type))
                         break
         return got
 
     report(got=asyncio.run(session()))
 """
-
-REALTIME = """
-    import asyncio, pathlib, time
-    from openai import AsyncOpenAI
-
-    async def wait_for_reload():
-        pathlib.Path("{ready}").write_text("1")
-        deadline = time.time() + 30
-        while not pathlib.Path("{go}").exists() and time.time() < deadline:
-            await asyncio.sleep(0.05)
-
-    async def session():
-        client = AsyncOpenAI(api_key="{key}", max_retries=0)
-        got = []
-        async with client.realtime.connect(model="{model}") as conn:
-            for i in range(2):
-                if i:
-                    await wait_for_reload()
-                await conn.response.create()
-                async for event in conn:
-                    if event.type == "error":
-                        got.append(dict(error=event.model_dump(exclude_none=True)))
-                        break
-                    if event.type == "response.done":
-                        got.append(dict(type=event.type))
-                        break
-        return got
-
-    report(got=asyncio.run(session()))
-"""
+# What differs between the two kinds of socket: how the client connects, asks for a response, and
+# which events end one.
+RESPONSES = {
+    "connect": "responses.connect()",
+    "create": 'model="gpt-4o-mini", input="hello"',
+    "ends": ("response.completed", "response.failed", "response.incomplete"),
+}
+REALTIME = {"connect": f'realtime.connect(model="{REALTIME_MODEL}")', "create": "", "ends": ("response.done",)}
 
 
-def with_key_removed_midway(g, fake, code: str, tmp_path: Path) -> list[dict]:
+def with_key_removed_midway(g, fake, socket: dict, tmp_path: Path) -> list[dict]:
     """Run the client code; between its two responses, rewrite tollgate.yaml without the leaving
     client's key and wait for the reload line; what the client got."""
     ready, go = tmp_path / "ready", tmp_path / "go"
-    code = code.format(key=LEAVING, model=REALTIME_MODEL, ready=ready, go=go)
+    code = CLIENT.format(key=LEAVING, ready=ready, go=go, **socket)
     result: dict = {}
     client = threading.Thread(target=lambda: result.update(g.run(code, timeout=90)), daemon=True)
     client.start()

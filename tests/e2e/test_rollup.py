@@ -52,12 +52,6 @@ def gw(start_gateway):
     return start_gateway(config)
 
 
-@pytest.fixture
-def g(gw):
-    gw.reset()
-    return gw
-
-
 def is_summary_request(r: Received) -> bool:
     return SUMMARIZER_SYSTEM[:40] in r.body.decode(errors="replace")
 

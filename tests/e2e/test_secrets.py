@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Reply
-from tests.support.leaks import assert_no_secret, saved_flows
+from tests.support.leaks import assert_no_secret, saved_flows, stopped_outputs
 
 REAL = {
     "openai": "sk-REAL-openai-5ecret-a1",
@@ -584,12 +584,7 @@ def test_azure_keys_and_entra_id_secrets_reach_no_output(start_gateway, tmp_path
         f"Bearer {ENTRA_TOKEN}",
     ]
     gw.wait_audit(4)
-    gw.proxy.stop()  # flushes the saved flows
-    outputs = {
-        "audit": gw.audit_path.read_bytes(),
-        "console": gw.proxy.output.read_bytes(),
-        "saved flows": gw.saved.read_bytes(),
-    }
+    outputs = stopped_outputs(gw)
     assert len(outputs["saved flows"]) > 1000
     assert_no_secret(outputs, (AZURE_KEY, AZURE_OWN, CLIENT_SECRET, ENTRA_TOKEN, VIRTUAL, UNKNOWN, PROMPT))
 

@@ -41,16 +41,19 @@ def bedrock_answers(received):
     return provider_answers(received)
 
 
+def bedrock(urls: dict[str, str]) -> dict:
+    """Bedrock's provider settings: its fake upstream, signed for with the real credentials."""
+    return {
+        "upstream": urls["bedrock"],
+        "credentials": {"access_key_id": REAL[0], "secret_access_key": REAL[1], "session_token": REAL[2]},
+    }
+
+
 @pytest.fixture(scope="module")
 def gw(start_gateway):
     gateway = start_gateway(
         lambda urls: {
-            "providers": {
-                "bedrock": {
-                    "upstream": urls["bedrock"],
-                    "credentials": {"access_key_id": REAL[0], "secret_access_key": REAL[1], "session_token": REAL[2]},
-                }
-            },
+            "providers": {"bedrock": bedrock(urls)},
             "clients": [
                 {
                     "name": "alice",
@@ -84,14 +87,7 @@ report(out=len(list(r["body"])))""",
 }
 EXPECTED = {
     "converse": 23,
-    "converse-stream": [
-        "messageStart",
-        "contentBlockDelta",
-        "contentBlockDelta",
-        "contentBlockStop",
-        "messageStop",
-        "metadata",
-    ],
+    "converse-stream": streams.CONVERSE_STREAM_KINDS,
     "invoke": "max_tokens",
     "invoke-with-response-stream": 4,
 }
@@ -253,12 +249,7 @@ def test_a_streamed_openai_format_call_is_signed_after_it_asks_for_usage(start_g
     OpenAI-compatible API is signed over the body as it goes, usage request included."""
     gw = start_gateway(
         lambda urls: {
-            "providers": {
-                "bedrock": {
-                    "upstream": urls["bedrock"],
-                    "credentials": {"access_key_id": REAL[0], "secret_access_key": REAL[1], "session_token": REAL[2]},
-                }
-            },
+            "providers": {"bedrock": bedrock(urls)},
             "clients": [{"name": "alice", "keys": ["tg-alice-stream"]}],
             "overrides": [
                 {

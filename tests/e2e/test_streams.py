@@ -67,13 +67,20 @@ def run(gw, lockstep, code: str, env: dict | None = None) -> dict:
     return gw.run(ACK % str(lockstep.directory) + code, env=env)
 
 
+def run_stream(gw, lockstep, provider: str, pieces: list[bytes], code: str) -> dict:
+    """Run the client code against `provider`'s upstream streaming `pieces` in lockstep with it."""
+    gw.fakes[provider].handler = lambda r: lockstep.reply(pieces)
+    return run(gw, lockstep, code)
+
+
 @pytest.mark.parametrize("usage_with_choices", [False, True])
 def test_openai_chat_stream(gw, lockstep, usage_with_choices):
     pieces = streams.openai_chat(usage_with_choices)
-    gw.fakes["openai"].handler = lambda r: lockstep.reply(pieces)
-    result = run(
+    result = run_stream(
         gw,
         lockstep,
+        "openai",
+        pieces,
         """
 from openai import OpenAI
 text = ""
@@ -97,11 +104,11 @@ report(text=text, events=ack.n)
 
 
 def test_openai_responses_stream(gw, lockstep):
-    pieces = streams.openai_responses()
-    gw.fakes["openai"].handler = lambda r: lockstep.reply(pieces)
-    result = run(
+    result = run_stream(
         gw,
         lockstep,
+        "openai",
+        streams.openai_responses(),
         """
 from openai import OpenAI
 kinds = []
@@ -124,11 +131,11 @@ report(kinds=kinds)
 
 
 def test_anthropic_stream(gw, lockstep):
-    pieces = streams.anthropic()
-    gw.fakes["anthropic"].handler = lambda r: lockstep.reply(pieces)
-    result = run(
+    result = run_stream(
         gw,
         lockstep,
+        "anthropic",
+        streams.anthropic(),
         """
 import anthropic
 text = ""
@@ -155,11 +162,11 @@ report(text=text)
 
 
 def test_gemini_sse_stream(gw, lockstep):
-    pieces = streams.gemini_sse()
-    gw.fakes["gemini"].handler = lambda r: lockstep.reply(pieces)
-    result = run(
+    result = run_stream(
         gw,
         lockstep,
+        "gemini",
+        streams.gemini_sse(),
         """
 from google import genai
 client = genai.Client(api_key="AIza-own")

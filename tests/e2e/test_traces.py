@@ -229,15 +229,20 @@ def test_a_client_that_does_not_sample_gets_no_span_and_the_upstream_its_choice(
     assert re.fullmatch(f"00-{TRACE_ID}-[0-9a-f]{{16}}-00", upstream) and CLIENT_SPAN not in upstream
 
 
-def test_a_denied_call_is_an_error_span_with_the_policys_reasons(g, collector):
-    result = g.run(f"""
+def failing_chat(g, model: str, content: str) -> dict:
+    """An OpenAI chat call through `g` that is to fail: the status it failed with."""
+    return g.run(f"""
         from openai import OpenAI
         try:
             OpenAI(api_key="{KEY}", max_retries=0).chat.completions.create(
-                model="gpt-forbidden", messages=[{{"role": "user", "content": "{PROMPT}"}}])
+                model="{model}", messages=[{{"role": "user", "content": "{content}"}}])
         except Exception as e:
             report(status=e.status_code)
     """)
+
+
+def test_a_denied_call_is_an_error_span_with_the_policys_reasons(g, collector):
+    result = failing_chat(g, "gpt-forbidden", PROMPT)
     assert result == {"status": 403}
     record = g.last_audit()
     span = span_of(collector, record)
@@ -277,14 +282,7 @@ def test_an_unreachable_upstream_is_an_error_span_of_its_kind(gw, collector, sta
     )
     time.sleep(0.3)
     collector.clear()
-    result = g.run(f"""
-        from openai import OpenAI
-        try:
-            OpenAI(api_key="{KEY}", max_retries=0).chat.completions.create(
-                model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
-        except Exception as e:
-            report(status=e.status_code)
-    """)
+    result = failing_chat(g, "gpt-4o-mini", "hi")
     assert result == {"status": 502}
     span = span_of(collector, g.last_audit())
     assert (span["status"], span["attributes"]["error.type"]) == ("ERROR", "upstream_unreachable")

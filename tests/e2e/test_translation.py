@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import pytest
 from tests.support import chat_fakes
 from tests.support.aws import botocore_accepts
+from tests.support.configs import every_provider
 
 KEYS = {"openai": "sk-real-o", "gemini": "AIza-real-g", "anthropic": "sk-ant-real-a"}
 AWS = ("AKIDTOLLGATEREAL", "real-aws-secret-key")
@@ -31,13 +31,8 @@ TOOL_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "re
 
 
 def config(urls: dict[str, str]) -> dict:
-    providers: dict[str, Any] = {name: {"upstream": urls[name], "keys": [key]} for name, key in KEYS.items()}
-    providers["bedrock"] = {
-        "upstream": urls["bedrock"],
-        "credentials": {"access_key_id": AWS[0], "secret_access_key": AWS[1]},
-    }
     return {
-        "providers": providers,
+        "providers": every_provider(urls, KEYS, AWS),
         "clients": [{"name": "translator", "keys": [VIRTUAL]}],
         "overrides": [
             {

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from tests.support import chat_fakes
+from tests.support import chat_fakes, streams
+from tests.support.configs import every_provider
 from tests.support.fake_upstream import Received
 
 KEYS = {"openai": "sk-REAL-openai-edges-1", "gemini": "AIza-REAL-gemini-edges-2", "anthropic": "sk-ant-REAL-edges-3"}
@@ -45,13 +46,8 @@ CONVERSE_USAGE = {
 
 
 def config(urls: dict[str, str], policy: str) -> dict:
-    providers: dict[str, Any] = {name: {"upstream": urls[name], "keys": [key]} for name, key in KEYS.items()}
-    providers["bedrock"] = {
-        "upstream": urls["bedrock"],
-        "credentials": {"access_key_id": AWS[0], "secret_access_key": AWS[1]},
-    }
     return {
-        "providers": providers,
+        "providers": every_provider(urls, KEYS, AWS),
         "clients": [
             {"name": "edger", "keys": [VIRTUAL]},
             {"name": "signer", "aws_credentials": [{"access_key_id": SIGNER[0], "secret_access_key": SIGNER[1]}]},
@@ -279,15 +275,7 @@ def test_boto3_converse_stream_is_an_event_stream_of_converses_events(boto3_run,
     result = boto3_run.result[f"{target}.stream"]
     assert result["text"] == ANSWER and result["stop"] == "end_turn", boto3_run.result
     assert result["usage"] == CONVERSE_USAGE[target]
-    # Converse's events as botocore reads them off the event stream, the text in its two pieces
-    assert result["kinds"] == [
-        "messageStart",
-        "contentBlockDelta",
-        "contentBlockDelta",
-        "contentBlockStop",
-        "messageStop",
-        "metadata",
-    ]
+    assert result["kinds"] == streams.CONVERSE_STREAM_KINDS
     record, seen = boto3_call(boto3_run, f"{target}.stream")
     assert (record["endpoint"], record["upstream_endpoint"], record["stream"], record["status"]) == (
         "converse-stream",

@@ -35,12 +35,6 @@ def gw(start_gateway):
     return start_gateway(config)
 
 
-@pytest.fixture
-def g(gw):
-    gw.reset()
-    return gw
-
-
 def test_unreachable_upstream_is_a_502_in_the_providers_shape(g):
     result = g.run("""
         import openai

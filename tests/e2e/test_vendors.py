@@ -55,12 +55,6 @@ def gw(start_gateway):
     return start_gateway(config, providers=("openai", "anthropic", "groq", "mistral", "openrouter", "acme"))
 
 
-@pytest.fixture
-def g(gw):
-    gw.reset()
-    return gw
-
-
 def chat(base_url: str, model: str, key: str = ALICE) -> str:
     return f"""
         from openai import OpenAI

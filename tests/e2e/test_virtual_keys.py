@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 import yaml
-from tests.support.leaks import saved_flows
-from tests.support.mcp_upstream import McpUpstream
+from tests.support.leaks import saved_flows, stopped_outputs
+from tests.support.mcp_upstream import client_code
 
 REAL = {
     "openai": "sk-REAL-openai-hashed-5ecret-a1",
@@ -49,13 +49,6 @@ def config(urls: dict[str, str], mcp_upstream: str, *more_clients: dict) -> dict
             *more_clients,
         ],
     }
-
-
-@pytest.fixture(scope="module")
-def mcp_server(upstream_ca):
-    server = McpUpstream(upstream_ca)
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")
@@ -157,39 +150,25 @@ def test_an_expired_key_is_refused_as_an_unknown_one_and_audited_as_whose_it_was
     assert "Tollgate: virtual key clients.2.keys.0 (carol) expired 2020-01-01T00:00:00Z: it is refused" in console
 
 
-MCP = """
-import asyncio
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
-
-async def main():
-    http = create_mcp_http_client(headers={{"Authorization": "Bearer {key}"}})
-    async with http:
-        async with Client(streamable_http_client("{url}", http_client=http), mode="legacy") as client:
-            added = await client.call_tool("add", {{"a": 2, "b": 3}})
-            report(added=[c.text for c in added.content])
-
-try:
-    asyncio.run(main())
-except BaseExceptionGroup as group:  # the SDK's task group: the error inside it is the one to see
-    first = group.exceptions[0]
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    raise first from None
-"""
+def mcp_add(key: str) -> str:
+    """Client code: the SDK adding 2 and 3 with the MCP server's tool, as `key`."""
+    return client_code(
+        MCP_URL,
+        'added = await client.call_tool("add", {"a": 2, "b": 3})\nreport(added=[c.text for c in added.content])',
+        key,
+    )
 
 
 def test_an_mcp_servers_caller_is_known_by_a_hashed_key_and_refused_once_it_has_expired(gw, mcp_server):
     mcp_server.clear()
-    assert gw.run(MCP.format(key=ALICE, url=MCP_URL)) == {"added": ["5"]}
+    assert gw.run(mcp_add(ALICE)) == {"added": ["5"]}
     received = mcp_server.received()
     assert received and {r["headers"]["authorization"] for r in received} == {f"Bearer {REAL_MCP}"}
     tool = next(r for r in gw.new_audit(3) if r.get("tool") == "add")
     assert (tool["event"], tool["client"], tool["auth"], tool["status"]) == ("mcp_call", "alice", "virtual_key", 200)
 
     mcp_server.clear()
-    result = gw.run(MCP.format(key=BOB, url=MCP_URL))
+    result = gw.run(mcp_add(BOB))
     assert "added" not in result
     assert mcp_server.received() == []
     record = gw.last_audit()
@@ -238,12 +217,7 @@ def test_a_key_stops_working_when_it_expires_while_the_proxy_runs(gw, mcp_server
 def test_the_configuration_and_every_output_hold_no_usable_copy_of_a_hashed_key(gw):
     written = yaml.safe_load(gw.config_path.read_text())
     assert ALICE not in gw.config_path.read_text() and written["clients"][0]["keys"] == [sha256(ALICE)]
-    gw.proxy.stop()  # flushes the saved flows
-    outputs = {
-        "audit": gw.audit_path.read_bytes(),
-        "console": gw.proxy.output.read_bytes(),
-        "saved flows": gw.saved.read_bytes(),
-    }
+    outputs = stopped_outputs(gw)
     assert len(outputs["saved flows"]) > 1000
     for where, content in outputs.items():
         for secret in SECRETS:

@@ -10,8 +10,10 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 import yaml
 from tests.support import streams
 from tests.support.canned import provider_answers
@@ -58,6 +60,24 @@ def configured(directory: Path, upstream: str) -> tuple[Path, Path]:
     config_path = directory / "tollgate.yaml"
     config_path.write_text(yaml.safe_dump(config(upstream, audit)))
     return audit, config_path
+
+
+@pytest.fixture
+def instance(tmp_path, confdir, upstream_ca_pem) -> Iterator[Callable[..., Mitmdump]]:
+    """Starts mitmdump in `tmp_path` as instance `name` of the gateway configured at `config_path`,
+    ready unless `ready` is False; each one started is stopped after the test."""
+    started: list[Mitmdump] = []
+
+    def start(config_path: Path, name: str, ready: bool = True) -> Mitmdump:
+        proxy = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env={"TOLLGATE_INSTANCE": name})
+        started.append(proxy)
+        if ready:
+            proxy.wait_ready()
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()
 
 
 class Holding:
@@ -136,16 +156,11 @@ def assert_lost(lost: list[dict], instance: str) -> None:
         assert r["latency_ms"] is None
 
 
-def test_calls_in_flight_in_a_killed_process_are_recorded_by_its_next_start(
-    tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle
-):
+def test_calls_in_flight_in_a_killed_process_are_recorded_by_its_next_start(tmp_path, upstream_ca, bundle, instance):
     holding = Holding(upstream_ca)
     audit, config_path = configured(tmp_path, holding.fake.url)
-    env = {"TOLLGATE_INSTANCE": "solo"}
-    proxy = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
-    again = None
     try:
-        proxy.wait_ready()
+        proxy = instance(config_path, "solo")
         threads = start_streams(proxy.proxy_url, bundle)
         holding.wait_begun(STREAMS)
         os.kill(proxy.process.pid, signal.SIGKILL)
@@ -154,8 +169,7 @@ def test_calls_in_flight_in_a_killed_process_are_recorded_by_its_next_start(
         for thread in threads:
             thread.join(60)
         assert not [r for r in records(audit) if r["event"] == "llm_call"]  # it died before any record
-        again = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
-        again.wait_ready()
+        again = instance(config_path, "solo")
         assert_lost(wait_lost(audit, STREAMS), "solo")
         events = [r["event"] for r in records(audit)]
         assert events[-4:] == ["tollgate_started", "llm_call", "llm_call", "llm_call"]  # after its start
@@ -166,9 +180,6 @@ def test_calls_in_flight_in_a_killed_process_are_recorded_by_its_next_start(
         assert main(["audit", "verify", str(audit)]) == 0
     finally:
         holding.released.set()
-        proxy.stop()
-        if again is not None:
-            again.stop()
         holding.fake.close()
 
 
@@ -230,19 +241,14 @@ def socket_records(audit: Path) -> list[dict]:
     return [r for r in records(audit) if r["event"] == "llm_call" and r.get("transport") == "websocket"]
 
 
-def test_responses_websockets_ended_before_a_clean_stop_are_not_lost(
-    tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle
-):
+def test_responses_websockets_ended_before_a_clean_stop_are_not_lost(tmp_path, upstream_ca, bundle, instance):
     from tests.support.fake_realtime import FakeRealtime, responding, responses_usage
 
     fake = FakeRealtime(upstream_ca)
     fake.script = responding(["Hello.", "Again."], [responses_usage(10, 2), responses_usage(11, 3)])
     audit, config_path = configured(tmp_path, fake.url)
-    env = {"TOLLGATE_INSTANCE": "codex-host"}
-    proxy = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
-    again = None
     try:
-        proxy.wait_ready()
+        proxy = instance(config_path, "codex-host")
         assert run_client(SOCKET_SESSION.format(key=ALICE, hold=False), proxy.proxy_url, bundle) == {
             "outcome": "closed"
         }
@@ -261,8 +267,7 @@ def test_responses_websockets_ended_before_a_clean_stop_are_not_lost(
         proxy.stop()  # SIGTERM: the open socket is closed by the drain
         holder.join(60)
         assert held.get("outcome") not in (None, "closed")
-        again = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
-        again.wait_ready()
+        again = instance(config_path, "codex-host")
         again.stop()
         assert [r for r in records(audit) if r.get("error") == "worker lost"] == []
         assert [(r["client"], r["status"], r["output_tokens"]) for r in socket_records(audit)] == [
@@ -272,9 +277,6 @@ def test_responses_websockets_ended_before_a_clean_stop_are_not_lost(
         assert "worker lost" not in again.output.read_text()
         assert main(["audit", "verify", str(audit)]) == 0
     finally:
-        proxy.stop()
-        if again is not None:
-            again.stop()
         fake.close()
 
 
@@ -286,16 +288,11 @@ report(tokens=r.usage.total_tokens)
 """
 
 
-def test_a_line_planted_in_the_in_flight_file_is_refused_at_the_next_start(
-    tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle
-):
+def test_a_line_planted_in_the_in_flight_file_is_refused_at_the_next_start(tmp_path, upstream_ca, bundle, instance):
     fake = FakeUpstream(upstream_ca, provider_answers)
     audit, config_path = configured(tmp_path, fake.url)
-    env = {"TOLLGATE_INSTANCE": "solo"}
-    proxy = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
-    again = None
     try:
-        proxy.wait_ready()
+        proxy = instance(config_path, "solo")
         assert "tokens" in run_client(CALL.format(key=ALICE), proxy.proxy_url, bundle)
         proxy.stop()
         # Someone who can write the file, not read the secret beside it: a call that never was.
@@ -309,8 +306,7 @@ def test_a_line_planted_in_the_in_flight_file_is_refused_at_the_next_start(
         }  # fmt: skip
         with open(journal_path(str(audit), "solo"), "a") as f:
             f.write(json.dumps(planted) + "\n")
-        again = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
-        again.wait_ready()
+        again = instance(config_path, "solo")
         assert "tokens" in run_client(CALL.format(key=ALICE), again.proxy_url, bundle)
         again.stop()
         written = records(audit)
@@ -326,23 +322,15 @@ def test_a_line_planted_in_the_in_flight_file_is_refused_at_the_next_start(
         assert [r["client"] for r in written if r["event"] == "llm_call"] == ["alice", "alice"]
         assert main(["audit", "verify", str(audit)]) == 0
     finally:
-        proxy.stop()
-        if again is not None:
-            again.stop()
         fake.close()
 
 
-def test_a_second_process_of_one_instance_beside_one_audit_file_is_refused(
-    tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle
-):
+def test_a_second_process_of_one_instance_beside_one_audit_file_is_refused(tmp_path, upstream_ca, bundle, instance):
     fake = FakeUpstream(upstream_ca, provider_answers)
     audit, config_path = configured(tmp_path, fake.url)
-    env = {"TOLLGATE_INSTANCE": "twin"}
-    first = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
-    second = None
     try:
-        first.wait_ready()
-        second = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
+        first = instance(config_path, "twin")
+        second = instance(config_path, "twin", ready=False)
         second.process.wait(30)
         assert second.process.returncode != 0
         output = second.output.read_text()
@@ -354,13 +342,8 @@ def test_a_second_process_of_one_instance_beside_one_audit_file_is_refused(
         assert [r["event"] for r in records(audit)].count("tollgate_started") == 1
         assert main(["audit", "verify", str(audit)]) == 0
         # Another instance name beside the same file is no mistake.
-        other = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env={"TOLLGATE_INSTANCE": "twin-2"})
-        other.wait_ready()
-        other.stop()
+        instance(config_path, "twin-2").stop()
     finally:
-        first.stop()
-        if second is not None:
-            second.stop()
         fake.close()
 
 
@@ -375,7 +358,7 @@ def signing_key(path: Path) -> Path:
     return path
 
 
-def test_a_changed_signing_key_refuses_no_line_of_a_clean_stop(tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle):
+def test_a_changed_signing_key_refuses_no_line_of_a_clean_stop(tmp_path, upstream_ca, bundle, instance):
     """Each start after a clean stop, with `audit.signing_key` added, changed, then removed: no line
     of the in-flight file is called not Tollgate's; a line planted afterwards still is."""
     fake = FakeUpstream(upstream_ca, provider_answers)
@@ -384,14 +367,10 @@ def test_a_changed_signing_key_refuses_no_line_of_a_clean_stop(tmp_path, upstrea
     plain = config(fake.url, audit)
     keys = [signing_key(tmp_path / "one.pem"), signing_key(tmp_path / "two.pem")]
     runs = [plain, *({**plain, "audit": {**plain["audit"], "signing_key": str(k)}} for k in keys), plain, plain]
-    env = {"TOLLGATE_INSTANCE": "solo"}
-    started: list[Mitmdump] = []
     try:
         for run in runs:
             config_path.write_text(yaml.safe_dump(run))
-            proxy = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
-            started.append(proxy)
-            proxy.wait_ready()
+            proxy = instance(config_path, "solo")
             assert "tokens" in run_client(CALL.format(key=ALICE), proxy.proxy_url, bundle)
             proxy.stop()
             assert "were not written by Tollgate" not in proxy.output.read_text()
@@ -401,9 +380,7 @@ def test_a_changed_signing_key_refuses_no_line_of_a_clean_stop(tmp_path, upstrea
         # A line planted now is still named, the key unchanged.
         with open(journal_path(str(audit), "solo"), "a") as f:
             f.write(json.dumps({"sent": "planted-0002", "call": {"request_id": "planted-0002"}}) + "\n")
-        proxy = Mitmdump(tmp_path, confdir, upstream_ca_pem, config_path, env=env)
-        started.append(proxy)
-        proxy.wait_ready()
+        proxy = instance(config_path, "solo")
         proxy.stop()
         assert "1 lines of" in proxy.output.read_text()
         assert "were not written by Tollgate" in proxy.output.read_text()
@@ -411,6 +388,4 @@ def test_a_changed_signing_key_refuses_no_line_of_a_clean_stop(tmp_path, upstrea
         assert [(r["instance"], r["lines"]) for r in refusals] == [("solo", 1)]
         assert not [r for r in records(audit) if r.get("request_id") == "planted-0002"]
     finally:
-        for proxy in started:
-            proxy.stop()
         fake.close()

@@ -14,3 +14,14 @@ def openai_with_clients(real_key: str, clients: dict[str, str], **more: Any) -> 
         "clients": [{"name": name, "keys": [key]} for name, key in clients.items()],
         **more,
     }
+
+
+def every_provider(urls: dict[str, str], keys: dict[str, str], aws: tuple[str, str]) -> dict[str, Any]:
+    """The providers' settings: each of `keys`' providers on its fake upstream with its key, and
+    Bedrock on its own, signed for with the AWS credentials `aws` (access key id, secret key)."""
+    providers: dict[str, Any] = {name: {"upstream": urls[name], "keys": [key]} for name, key in keys.items()}
+    providers["bedrock"] = {
+        "upstream": urls["bedrock"],
+        "credentials": {"access_key_id": aws[0], "secret_access_key": aws[1]},
+    }
+    return providers

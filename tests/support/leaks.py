@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from mitmproxy import io
 from mitmproxy.flow import Flow
@@ -15,6 +16,17 @@ def assert_no_secret(outputs: Mapping[str, bytes], secrets: Iterable[str]) -> No
     for where, content in outputs.items():
         for secret in secrets:
             assert secret.encode() not in content, f"{secret} found in {where}"
+
+
+def stopped_outputs(gateway: Any) -> dict[str, bytes]:
+    """A gateway started with `save_flows`, stopped (which flushes its saved flows); what it wrote:
+    its audit, its console, its saved flows."""
+    gateway.proxy.stop()
+    return {
+        "audit": gateway.audit_path.read_bytes(),
+        "console": gateway.proxy.output.read_bytes(),
+        "saved flows": gateway.saved.read_bytes(),
+    }
 
 
 def saved_flows(path: Path) -> list[Flow]:

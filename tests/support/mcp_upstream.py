@@ -86,7 +86,21 @@ def mcp_servers(ca: trustme.CA) -> Iterator[tuple[McpUpstream, McpUpstream]]:
         json_.close()
 
 
-CLIENT = """
+# Client code's last lines: `main` run, and the SDK's task group unwrapped: the error inside it is
+# the one to see.
+RUN_MAIN = """
+try:
+    asyncio.run(main())
+except BaseExceptionGroup as group:
+    first = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    raise first from None
+"""
+
+
+CLIENT = (
+    """
 import asyncio
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -97,15 +111,9 @@ async def main():
     async with http:
         async with Client(streamable_http_client("{url}", http_client=http), mode="{mode}") as client:
 {body}
-
-try:
-    asyncio.run(main())
-except BaseExceptionGroup as group:  # the SDK's task group: the error inside it is the one to see
-    first = group.exceptions[0]
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    raise first from None
 """
+    + RUN_MAIN
+)
 
 
 def client_code(url: str, body: str, key: str, mode: str = "legacy") -> str:

@@ -199,6 +199,17 @@ def gemini_array() -> list[bytes]:
     return [("[" + texts[0]).encode(), ("\r\n,\r\n" + texts[1]).encode(), ("\r\n,\r\n" + texts[2] + "\r\n]").encode()]
 
 
+# Converse's stream as botocore reads it off the event stream: its events' kinds, the text in two pieces.
+CONVERSE_STREAM_KINDS = [
+    "messageStart",
+    "contentBlockDelta",
+    "contentBlockDelta",
+    "contentBlockStop",
+    "messageStop",
+    "metadata",
+]
+
+
 def bedrock_converse() -> list[bytes]:
     return [
         eventstream.event("messageStart", {"role": "assistant"}),

@@ -715,37 +715,39 @@ def test_sse_framer_crlf_split_between_chunks() -> None:
     assert frames_of(SSEFramer(), with_empty) == lf_blocks(blocks)
 
 
-def test_sse_framer_blank_line_end_split_as_cr_then_lf_cr_lf() -> None:
-    # "data: x\r\n\r\n" delivered as "data: x\r" | "\n\r" | "\n": one event, not two blank lines.
+@pytest.mark.parametrize(
+    "feeds",
+    [
+        # "data: x\r\n\r\n" delivered as "data: x\r" | "\n\r" | "\n": one event, not two blank lines.
+        pytest.param(
+            [(b"data: x\r", []), (b"\n\r", [b"data: x"]), (b"\n", []), (b"data: y\r\r", [b"data: y"])],
+            id="blank-line-end-split-as-cr-then-lf-cr-lf",
+        ),
+        # CR followed by LF is a single line end (CRLF), so no event is dispatched yet.
+        pytest.param(
+            [(b"data: x\r", []), (b"\n", []), (b"\r", [b"data: x"])],
+            id="cr-then-lf-as-separate-line-ends-is-one-line-end",
+        ),
+        pytest.param(
+            [
+                (
+                    b"\n\n\r\n: OPENROUTER PROCESSING\n\ndata: 1\n\n\n\ndata: 2\n",
+                    [b": OPENROUTER PROCESSING", b"data: 1"],
+                ),
+                (b"\n", [b"data: 2"]),
+            ],
+            id="ignores-leading-blank-lines-and-keeps-comment-blocks",
+        ),
+        pytest.param(
+            [(b"data: [DONE]", []), (b"\n", []), (b"\n", [b"data: [DONE]"])],
+            id="holds-an-unfinished-event",
+        ),
+    ],
+)
+def test_sse_framer_gives_each_event_once_its_blank_line_ends(feeds: list[tuple[bytes, list[bytes]]]) -> None:
+    """Each piece fed, and the events that piece completes."""
     framer = SSEFramer()
-    assert framer.feed(b"data: x\r") == []
-    assert framer.feed(b"\n\r") == [b"data: x"]
-    assert framer.feed(b"\n") == []
-    assert framer.feed(b"data: y\r\r") == [b"data: y"]
-
-
-def test_sse_framer_cr_then_lf_as_separate_line_ends_is_one_line_end() -> None:
-    # CR followed by LF is a single line end (CRLF), so no event is dispatched yet.
-    framer = SSEFramer()
-    assert framer.feed(b"data: x\r") == []
-    assert framer.feed(b"\n") == []
-    assert framer.feed(b"\r") == [b"data: x"]
-
-
-def test_sse_framer_ignores_leading_blank_lines_and_keeps_comment_blocks() -> None:
-    framer = SSEFramer()
-    assert framer.feed(b"\n\n\r\n: OPENROUTER PROCESSING\n\ndata: 1\n\n\n\ndata: 2\n") == [
-        b": OPENROUTER PROCESSING",
-        b"data: 1",
-    ]
-    assert framer.feed(b"\n") == [b"data: 2"]
-
-
-def test_sse_framer_holds_an_unfinished_event() -> None:
-    framer = SSEFramer()
-    assert framer.feed(b"data: [DONE]") == []
-    assert framer.feed(b"\n") == []
-    assert framer.feed(b"\n") == [b"data: [DONE]"]
+    assert [framer.feed(piece) for piece, _ in feeds] == [events for _, events in feeds]
     assert framer.error is None
 
 
@@ -1317,16 +1319,17 @@ JSON_VALUES = st.recursive(
 JSON_OBJECTS = st.dictionaries(st.text(max_size=8) | st.sampled_from(TRICKY), JSON_VALUES, max_size=5)
 ARRAY_ELEMENTS = st.lists(JSON_OBJECTS | st.lists(JSON_VALUES, max_size=4), max_size=6)
 ARRAY_SEPARATORS = st.sampled_from([",", "\r\n,\r\n", " , ", ",\n", "\n,"])  # Gemini's: "\r\n,\r\n"
+# A JSON array: its elements, each written with an indent, ASCII or not, and the separator between.
+JSON_ARRAYS = {
+    "objects": ARRAY_ELEMENTS,
+    "indent": st.sampled_from([None, 1, 2]),
+    "ascii_": st.booleans(),
+    "separator": ARRAY_SEPARATORS,
+}
 
 
 @PROPERTY
-@given(
-    objects=ARRAY_ELEMENTS,
-    indent=st.sampled_from([None, 1, 2]),
-    ascii_=st.booleans(),
-    separator=ARRAY_SEPARATORS,
-    how=CHUNKINGS,
-)
+@given(**JSON_ARRAYS, how=CHUNKINGS)
 @pytest.mark.slow
 def test_json_array_framer_elements_however_split(
     objects: list, indent: int | None, ascii_: bool, separator: str, how: tuple
@@ -2151,13 +2154,7 @@ def test_stream_tail_limit_keeps_the_last_bytes_without_starts(limit: int) -> No
 
 
 @PROPERTY
-@given(
-    objects=ARRAY_ELEMENTS,
-    indent=st.sampled_from([None, 1, 2]),
-    ascii_=st.booleans(),
-    separator=ARRAY_SEPARATORS,
-    data=st.data(),
-)
+@given(**JSON_ARRAYS, data=st.data())
 @pytest.mark.slow
 def test_array_elements_backward_are_the_whole_elements_of_any_tail(
     objects: list, indent: int | None, ascii_: bool, separator: str, data: st.DataObject

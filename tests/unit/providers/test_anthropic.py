@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tollgate.formats.anthropic_messages import usage_from_object
@@ -14,12 +12,8 @@ from tollgate.providers.credentials import Presented
 
 from .common import (
     ANTHROPIC,
-    ANTHROPIC_REFUSALS,
     EMPTY_USAGE,
-    MESSAGE,
     NO_FACTS,
-    REASONS,
-    _common_refusal_headers,
     classify,
     facts,
     headers,
@@ -245,15 +239,6 @@ def test_anthropic_usage_from_object() -> None:
         None,
         None,
     )
-
-
-@pytest.mark.parametrize("reason", REASONS)
-def test_anthropic_refusal(reason: str) -> None:
-    status, kind = ANTHROPIC_REFUSALS[reason]
-    r = ANTHROPIC.refusal(reason, MESSAGE)
-    assert r.status == status
-    _common_refusal_headers(r, reason)
-    assert json.loads(r.body) == {"type": "error", "error": {"type": kind, "message": MESSAGE}}
 
 
 def test_anthropic_presented_in_each_position() -> None:

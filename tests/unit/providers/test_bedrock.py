@@ -22,13 +22,9 @@ from .common import (
     BEDROCK,
     BEDROCK_MODELS,
     BEDROCK_OPS,
-    BEDROCK_REFUSALS,
     EMPTY_USAGE,
-    MESSAGE,
     NO_FACTS,
-    REASONS,
     STREAMING_OPS,
-    _common_refusal_headers,
     _sent,
     bedrock_model,
     classify,
@@ -565,16 +561,6 @@ def test_bedrock_invoke_odd_digit_header_does_not_raise() -> None:
         BEDROCK.cost.usage(Classification(endpoint="invoke", wire_format="bedrock-invoke"), h, j({})).input_tokens
         is None
     )
-
-
-@pytest.mark.parametrize("reason", REASONS)
-def test_bedrock_refusal(reason: str) -> None:
-    status, error_type = BEDROCK_REFUSALS[reason]
-    r = BEDROCK.refusal(reason, MESSAGE)
-    assert r.status == status
-    _common_refusal_headers(r, reason)
-    assert r.headers["x-amzn-errortype"] == error_type
-    assert json.loads(r.body) == {"message": MESSAGE}
 
 
 def test_bedrock_presented() -> None:

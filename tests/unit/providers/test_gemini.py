@@ -14,12 +14,8 @@ from tollgate.providers.credentials import Presented
 from .common import (
     EMPTY_USAGE,
     GEMINI,
-    GEMINI_REFUSALS,
     GEMINI_VERSIONS,
-    MESSAGE,
     NO_FACTS,
-    REASONS,
-    _common_refusal_headers,
     classify,
     facts,
     headers,
@@ -309,15 +305,6 @@ def test_gemini_openai_compatible_thoughts_are_output() -> None:
     held = j({"choices": [], "usage": {**THOUGHTS_BESIDE, "completion_tokens": 867}})
     assert GEMINI.cost.usage(c, headers(), held).output_tokens == 867
     assert GEMINI.cost.billed_usage(c, GEMINI.cost.usage(c, headers(), answer)).output_tokens == 867
-
-
-@pytest.mark.parametrize("reason", REASONS)
-def test_gemini_refusal(reason: str) -> None:
-    status, text = GEMINI_REFUSALS[reason]
-    r = GEMINI.refusal(reason, MESSAGE)
-    assert r.status == status
-    _common_refusal_headers(r, reason)
-    assert json.loads(r.body) == {"error": {"code": status, "message": MESSAGE, "status": text}}
 
 
 def test_gemini_presented_in_each_position() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -14,12 +13,8 @@ from tollgate.providers.credentials import Presented
 
 from .common import (
     EMPTY_USAGE,
-    MESSAGE,
     NO_FACTS,
     OPENAI,
-    OPENAI_REFUSALS,
-    REASONS,
-    _common_refusal_headers,
     classify,
     facts,
     headers,
@@ -341,15 +336,6 @@ def test_openai_usage_odd_digit_string_does_not_raise() -> None:
     body = j({"usage": {"prompt_tokens": "²", "completion_tokens": 1}})
     u = OPENAI.cost.usage(Classification(endpoint="chat.completions", wire_format="openai-api"), headers(), body)
     assert u.input_tokens is None
-
-
-@pytest.mark.parametrize("reason", REASONS)
-def test_openai_refusal(reason: str) -> None:
-    status, kind, code = OPENAI_REFUSALS[reason]
-    r = OPENAI.refusal(reason, MESSAGE)
-    assert r.status == status
-    _common_refusal_headers(r, reason)
-    assert json.loads(r.body) == {"error": {"message": MESSAGE, "type": kind, "param": None, "code": code}}
 
 
 def test_openai_presented() -> None:

@@ -1151,26 +1151,3 @@ def test_reading_a_call_unseals_signatures_and_knows_anthropics_own() -> None:
         chat.Thinking("b", signature="EqQB", origin=NAME),
         chat.Thinking(redacted="EnCr", origin=NAME),
     ]
-
-
-def test_writing_a_call_leaves_out_thinking_another_provider_signed() -> None:
-    request = call(
-        messages=[
-            chat.Message("user", [chat.Text("hi")]),
-            chat.Message(
-                "assistant",
-                [
-                    chat.Thinking("theirs", signature="c2ln", origin="gemini-generate"),
-                    chat.Thinking(redacted="cmVk", origin="bedrock-converse"),
-                    chat.Thinking("mine", signature="EqQB", origin=NAME),
-                    chat.ToolCall("toolu_1", "f", "{}"),
-                ],
-            ),
-        ]
-    )
-    body, _ = FMT.write_request(request)
-    assert body["messages"][1]["content"] == [
-        {"type": "thinking", "thinking": "mine", "signature": "EqQB"},
-        {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}},
-    ]
-    assert request.dropped == ["thinking signed by another provider"]

@@ -1041,27 +1041,3 @@ def test_a_stream_seals_another_providers_reasoning() -> None:
         {"reasoningContent": {"redactedContent": chat.seal("EnCr", "anthropic-messages")}},
         {"reasoningContent": {"signature": "own"}},
     ]
-
-
-def test_writing_a_call_leaves_out_reasoning_another_provider_signed() -> None:
-    request = chat.ChatRequest(
-        None,
-        [
-            chat.Message("user", [chat.Text("hi")]),
-            chat.Message(
-                "assistant",
-                [
-                    chat.Thinking("theirs", signature="c2ln", origin="gemini-generate"),
-                    chat.Thinking(redacted="EnCr", origin="anthropic-messages"),
-                    chat.Thinking("mine", signature="own", origin=NAME),
-                    chat.ToolCall("c1", "f", "{}"),
-                ],
-            ),
-        ],
-    )
-    body, _ = FMT.write_request(request)
-    assert body["messages"][1]["content"] == [
-        {"reasoningContent": {"reasoningText": {"text": "mine", "signature": "own"}}},
-        {"toolUse": {"toolUseId": "c1", "name": "f", "input": {}}},
-    ]
-    assert request.dropped == ["thinking signed by another provider"]

@@ -1042,30 +1042,6 @@ def test_reading_a_call_unseals_signatures_and_knows_geminis_own() -> None:
     ]
 
 
-def test_writing_a_call_leaves_out_another_providers_signature() -> None:
-    request = chat.ChatRequest(
-        "gemini-3-pro-preview",
-        [
-            chat.Message("user", [chat.Text("Weather?")]),
-            chat.Message(
-                "assistant",
-                [
-                    chat.Thinking("", signature="EqQB", origin="anthropic-messages"),
-                    chat.ToolCall("c1", "get_weather", "{}"),
-                    chat.Thinking("", signature="own", origin=NAME),
-                    chat.Text("Checking."),
-                ],
-            ),
-        ],
-    )
-    body, _ = G.write_request(request)
-    assert body["contents"][1]["parts"] == [
-        {"functionCall": {"id": "c1", "name": "get_weather", "args": {}}, "thoughtSignature": SKIP_SIGNATURE},
-        {"text": "Checking.", "thoughtSignature": "own"},
-    ]
-    assert request.dropped == ["thinking signed by another provider"]
-
-
 def test_a_streamed_turn_kept_as_a_content_per_chunk_reads_as_one() -> None:
     """As google-genai's chats keep it: the thought summary joins the signature that follows it."""
     chunks = [

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy.test import tflow
 from tests.support.examples import examples
+from tests.support.runaway_policy import PATHOLOGICAL, RUNAWAY
 
 from tollgate.cli.main import main
 from tollgate.core.call import Call, Caller, Route, Target
@@ -734,15 +735,10 @@ def test_policy_input_without_override_or_facts() -> None:
         "model": None,
         "publisher": None,
         "fallback_of": None,
-        "request": {
-            "message_count": None,
-            "has_system": None,
-            "has_tools": None,
-            "stream": None,
-            "max_tokens": None,
-            "service_tier": None,
-            "speed": None,
-            "batch": None,
+        "request": {  # nothing read: every fact None, no MCP server
+            **dict.fromkeys(
+                ("message_count", "has_system", "has_tools", "stream", "max_tokens", "service_tier", "speed", "batch")
+            ),
             "mcp_servers": [],
         },
         "unread": [],
@@ -1373,19 +1369,6 @@ def test_the_watcher_does_not_compile_again_a_policy_a_new_configuration_brought
 
 # --- the time limit: evaluation in a worker process ------------------------------------------------
 
-# A name of other characters is bad; one past 40 characters makes the second rule run away: ten
-# billion pairs to try, far longer than any test runs. Other names are decided at once.
-RUNAWAY = (
-    "package tollgate\n\nimport rego.v1\n\n"
-    'deny contains "bad model name" if not regex.match("^[a-z0-9.-]+$", input.model)\n\n'
-    'deny contains "bad model name" if {\n'
-    "\tcount(input.model) > 40\n"
-    "\tsome i in numbers.range(1, 100000)\n"
-    "\tsome j in numbers.range(1, 100000)\n"
-    "\ti == -j\n"
-    "}\n"
-)
-PATHOLOGICAL = "a" * 40 + "!"
 LIMIT = 0.3
 MARGIN = 1.0  # a loaded machine's scheduling, not the evaluation: that is stopped at LIMIT
 EXCEEDED = Decision((POLICY_ERROR,), f"policy evaluation exceeded its time limit of {LIMIT:g} s")
@@ -2009,22 +1992,26 @@ def test_facts_read_by_the_examples() -> None:
     assert facts_read(p.read_text() for p in ALL_EXAMPLES) == (0, 1, 7, 9, 13, 14, 15)
 
 
+# Every fact beneath `input.request`, in the document's order.
+REQUEST_FACTS = [
+    "request.message_count",
+    "request.has_system",
+    "request.has_tools",
+    "request.stream",
+    "request.max_tokens",
+    "request.service_tier",
+    "request.speed",
+    "request.batch",
+    "request.mcp_servers",
+]
+
+
 @pytest.mark.parametrize(
     ("source", "read"),
     [
         pytest.param(
             "x := input.request",
-            [
-                "request.message_count",
-                "request.has_system",
-                "request.has_tools",
-                "request.stream",
-                "request.max_tokens",
-                "request.service_tier",
-                "request.speed",
-                "request.batch",
-                "request.mcp_servers",
-            ],
+            REQUEST_FACTS,
             id="a-path-reads-what-is-beneath",
         ),
         pytest.param("x := input.client.groups[_]", ["client.groups"], id="an-index-after-a-path"),
@@ -2036,17 +2023,7 @@ def test_facts_read_by_the_examples() -> None:
         pytest.param("x := input.tenant", [], id="a-field-the-document-lacks"),
         pytest.param(
             "import input.request as r\nx := r.stream",
-            [
-                "request.message_count",
-                "request.has_system",
-                "request.has_tools",
-                "request.stream",
-                "request.max_tokens",
-                "request.service_tier",
-                "request.speed",
-                "request.batch",
-                "request.mcp_servers",
-            ],
+            REQUEST_FACTS,
             id="import-of-a-path",
         ),
         pytest.param('msg := "input.host"', ["host"], id="a-path-in-a-string-counts"),

@@ -43,6 +43,12 @@ def openai_call(shared: Shared) -> tuple[http.HTTPFlow, Call]:
     return flow, call
 
 
+def audited_call(audit_log: AuditLog) -> tuple[Audit, http.HTTPFlow, Call]:
+    """An Audit writing to `audit_log`, and one OpenAI call classified for it."""
+    shared = configured(audit=audit_log)
+    return Audit(shared), *openai_call(shared)
+
+
 def answer(flow: http.HTTPFlow, status: int = 200, *fields: tuple[bytes, bytes]) -> None:
     flow.response = tutils.tresp(status_code=status, content=b"")
     flow.response.headers.fields = ((b"content-type", b"application/json"), *fields)
@@ -63,9 +69,7 @@ def written(log: AuditLog, path: Path) -> list[dict]:
 
 
 def test_an_answered_call_gets_its_request_id_header_and_one_record_at_response(audit_log, audit_path) -> None:
-    shared = configured(audit=audit_log)
-    audit = Audit(shared)
-    flow, call = openai_call(shared)
+    audit, flow, call = audited_call(audit_log)
     audit.request(flow)
     answer(flow, 200, (b"X-Tollgate-Request-Id", b"forged-upstream"), (b"x-request-id", b"req_1"))
     audit.responseheaders(flow)
@@ -112,9 +116,7 @@ def test_an_answered_call_gets_its_request_id_header_and_one_record_at_response(
 
 
 def test_a_call_ends_once_whatever_hook_comes_after(audit_log, audit_path) -> None:
-    shared = configured(audit=audit_log)
-    audit = Audit(shared)
-    flow, call = openai_call(shared)
+    audit, flow, call = audited_call(audit_log)
     audit.request(flow)
     answer(flow)
     audit.responseheaders(flow)
@@ -126,9 +128,7 @@ def test_a_call_ends_once_whatever_hook_comes_after(audit_log, audit_path) -> No
 
 
 def test_an_answer_an_addon_set_without_responseheaders_still_gets_the_request_id(audit_log, audit_path) -> None:
-    shared = configured(audit=audit_log)
-    audit = Audit(shared)
-    flow, call = openai_call(shared)
+    audit, flow, call = audited_call(audit_log)
     audit.request(flow)
     answer(flow, 204)
     audit.response(flow)
@@ -138,9 +138,7 @@ def test_an_answer_an_addon_set_without_responseheaders_still_gets_the_request_i
 
 
 def test_a_call_tollgate_refused_is_recorded_and_marked_refused(audit_log, audit_path) -> None:
-    shared = configured(audit=audit_log)
-    audit = Audit(shared)
-    flow, call = openai_call(shared)
+    audit, flow, call = audited_call(audit_log)
     call.caller.client, call.verdict.decision, call.verdict.deny_reasons = None, "deny", ("unknown or missing API key",)
     refuse(flow, call, "unauthenticated", "unknown key")
     audit.request(flow)
@@ -158,9 +156,7 @@ def test_a_call_tollgate_refused_is_recorded_and_marked_refused(audit_log, audit
 
 
 def test_an_upstream_server_error_is_marked_failed(audit_log, audit_path) -> None:
-    shared = configured(audit=audit_log)
-    audit = Audit(shared)
-    flow, _call = openai_call(shared)
+    audit, flow, _call = audited_call(audit_log)
     audit.request(flow)
     answer(flow, 503)
     audit.responseheaders(flow)
@@ -170,9 +166,7 @@ def test_an_upstream_server_error_is_marked_failed(audit_log, audit_path) -> Non
 
 
 def test_a_marker_the_user_set_stays_on_a_call_that_went_well(audit_log) -> None:
-    shared = configured(audit=audit_log)
-    audit = Audit(shared)
-    flow, _call = openai_call(shared)
+    audit, flow, _call = audited_call(audit_log)
     audit.request(flow)
     flow.marked = ":star:"
     answer(flow)
@@ -182,9 +176,7 @@ def test_a_marker_the_user_set_stays_on_a_call_that_went_well(audit_log) -> None
 
 
 def test_a_call_that_failed_is_recorded_at_error_with_why(audit_log, audit_path) -> None:
-    shared = configured(audit=audit_log)
-    audit = Audit(shared)
-    flow, call = openai_call(shared)
+    audit, flow, call = audited_call(audit_log)
     audit.request(flow)
     flow.error = tflow.terr("connection refused")
     call.answer.error, call.answer.failure = "upstream unreachable: connection refused", Failure.UPSTREAM_UNREACHABLE
@@ -197,9 +189,7 @@ def test_a_call_that_failed_is_recorded_at_error_with_why(audit_log, audit_path)
 
 
 def test_a_failure_answered_at_error_is_recorded_with_that_answer(audit_log, audit_path) -> None:
-    shared = configured(audit=audit_log)
-    audit = Audit(shared)
-    flow, call = openai_call(shared)
+    audit, flow, call = audited_call(audit_log)
     audit.request(flow)
     flow.error = tflow.terr("timed out")
     refuse(flow, call, "upstream_timeout", "no answer")  # as UpstreamWatch answers at `error`
@@ -274,9 +264,7 @@ def test_a_flow_without_a_call_is_not_recorded(audit_log, audit_path) -> None:
 
 
 def test_text_no_flow_file_can_hold_is_escaped_on_the_flow_and_kept_in_the_audit(audit_log, audit_path) -> None:
-    shared = configured(audit=audit_log)
-    audit = Audit(shared)
-    flow, call = openai_call(shared)
+    audit, flow, call = audited_call(audit_log)
     call.route.target = Target(call.route.target.provider, "gpt-4o\ud800")  # a lone surrogate, as JSON allows
     audit.request(flow)
     answer(flow)
