@@ -6,7 +6,9 @@ no credential for it: every call goes with the user's token (auth `subscription`
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import field_validator
@@ -73,6 +75,46 @@ class CodeAssistSubscriptions(PlanSettings):
         return self.tokeninfo, self.ca_file
 
 
+class CodeAssistPlans(PlanReader):
+    """A Google OAuth access token (Gemini CLI signed in with Google): `ya29.…`. Google refuses a
+    request of an account outside the Google Workspace domains the tenant header lists. Its
+    account (e-mail) is asked of Google's token information endpoint; its tier (the plan) is what
+    the last `loadCodeAssist` answer named; its tenant the project its envelope names."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "ya29.",
+            tenant_header=b"x-geminicodeassist-allowed-domains",
+            asks_account=True,
+            tier_endpoint=LOAD_CODE_ASSIST,
+            settings=CodeAssistSubscriptions,
+        )
+
+    def plan_in_answer(self, body: bytes | None) -> str | None:
+        return current_tier(body)
+
+    def tenant_in_body(self, body: Mapping[str, Any] | None, service: bool) -> str | None:
+        return envelope_project(body, service)
+
+
+def current_tier(body: bytes | None) -> str | None:
+    """`currentTier.id` of a loadCodeAssist answer."""
+    try:
+        data = json.loads(body or b"")
+    except ValueError:
+        return None
+    tier = data.get("currentTier") if isinstance(data, dict) else None
+    value = tier.get("id") if isinstance(tier, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def envelope_project(body: Mapping[str, Any] | None, service: bool) -> str | None:
+    """The Google Cloud project a Code Assist call's envelope names (its tenant); None for a
+    service endpoint's call, whose body is no envelope."""
+    project = body.get("project") if body is not None and not service else None
+    return project if isinstance(project, str) else None
+
+
 def is_event_stream_asked(query: str) -> bool:
     return any(name in ("alt", "$alt") and value.lower() == "sse" for name, value in system_parameters(query))
 
@@ -95,15 +137,7 @@ class CodeAssist(Provider):
     upstream = Upstream("cloudcode-pa.googleapis.com")
     cost = ModelsPrefixed("google")
     error_format = GEMINI_GENERATE
-    # A Google OAuth access token (Gemini CLI signed in with Google): `ya29.…`. Google refuses a
-    # request of an account outside the Google Workspace domains the tenant header lists.
-    plan = PlanReader(
-        "ya29.",
-        tenant_header=b"x-geminicodeassist-allowed-domains",
-        google_account=True,
-        tier_endpoint=LOAD_CODE_ASSIST,
-        settings=CodeAssistSubscriptions,
-    )
+    plan = CodeAssistPlans()
     # What Gemini CLI calls beside its model calls: its tier and project, onboarding and its
     # operation, quota, experiments, admin controls, its user's setting, its metrics. Any other
     # method (an IDE's code completion, generation or transformation) may answer with model text.

@@ -1,12 +1,12 @@
 """The optional part of a provider that reads a vendor's plan tokens (a person's plan, not a key):
 how they start, which account one names, the header that pins plans to a company's tenants, and
-how Google's name their account and tier. Plain Python that knows nothing of mitmproxy."""
+where a token whose request does not name its account is asked about. Plain Python that knows nothing of mitmproxy."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
@@ -63,7 +63,7 @@ class PlanSettings(Strict):
         return None
 
     def account_endpoint(self) -> tuple[str, str | None]:
-        """Where the account of a `PlanReader.google_account` token is asked for, and the CA file
+        """Where the account of a `PlanReader.asks_account` token is asked for, and the CA file
         that endpoint's certificate is checked with (None: the system's roots)."""
         raise NotImplementedError(f"{type(self).__name__} names no account endpoint")
 
@@ -80,15 +80,16 @@ class PlanReader:
     presenting one is a subscription call, `governance/subscriptions/`). `tenant_header`: the
     header a company's inspecting proxy adds to every request to the vendor's hosts to pin its
     plans to the company's tenants (`subscriptions.<name>`'s); None: the vendor has none.
-    `google_account`: the token is a Google OAuth token, whose account (its e-mail) Google's token
-    information endpoint names (`governance/subscriptions/google_accounts.py`); `tier_endpoint`: the service
-    endpoint whose answer names the token's tier (its plan). `plan_only`: what a call to a path only
+    `asks_account`: the token's account (its e-mail) is asked of a token information endpoint (its
+    settings' `account_endpoint`, `governance/subscriptions/asked_accounts.py`), its plan and tenant
+    read by `plan_in_answer` and `tenant_in_body`; `tier_endpoint`: the service endpoint whose answer
+    names the token's tier (its plan). `plan_only`: what a call to a path only
     a plan's own token takes (`Classification.plan_only`) is told, after its endpoint, when it
     comes with any other credential. `settings`: what `subscriptions.<name>` holds for it."""
 
     token_prefix: str
     tenant_header: bytes | None = None
-    google_account: bool = False
+    asks_account: bool = False
     tier_endpoint: str | None = None
     plan_only: str = PLAN_ONLY_REASON
     settings: type[PlanSettings] = PlanSettings  # its `subscriptions.<name>` settings
@@ -99,3 +100,12 @@ class PlanReader:
         without a network call. Raises ForeignAccount where they name different accounts.
         Default: nothing (an Anthropic plan's token names no account)."""
         return NO_ACCOUNT
+
+    def plan_in_answer(self, body: bytes | None) -> str | None:
+        """The plan (tier) an answer of `tier_endpoint` names for the token, or None. Default: none."""
+        return None
+
+    def tenant_in_body(self, body: Mapping[str, Any] | None, service: bool) -> str | None:
+        """The tenant an `asks_account` call's JSON body names (`service`: a service endpoint's
+        call), or None. Default: none."""
+        return None

@@ -13,7 +13,7 @@ from tollgate.governance.mcp.mcp import McpRounds, McpSessions
 from tollgate.governance.policy.policy import Policy
 from tollgate.governance.routing.failover import Circuits, split_circuit
 from tollgate.governance.routing.upstream import CIRCUIT
-from tollgate.governance.subscriptions.google_accounts import GoogleAccounts
+from tollgate.governance.subscriptions.asked_accounts import AskedAccounts
 from tollgate.ledger.store import Store
 from tollgate.providers import BUILT_IN_HOSTS, Hosts
 from tollgate.records.auditlog import AuditLog
@@ -55,7 +55,7 @@ class Shared:
         # The MCP calls awaiting their client's answers (`input_required`), across reloads.
         self.mcp_rounds = McpRounds()
         # The Google accounts of Code Assist's tokens, and their tiers, across reloads.
-        self.google_accounts = GoogleAccounts()
+        self.asked_accounts = AskedAccounts()
 
     def apply(self, loaded: Loaded, audit: AuditLog | None, ledger: Store | None = None) -> None:
         """Swap in a configuration, its audit log and its ledger's store; stop the policy, audit log

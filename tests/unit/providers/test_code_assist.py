@@ -16,15 +16,10 @@ from tollgate.formats.code_assist.envelope import EnvelopeStreamReader, text_run
 from tollgate.formats.exact import Unreadable
 from tollgate.formats.gemini_generate.stream import GenerateStreamReader
 from tollgate.formats.usage import Usage
-from tollgate.governance.subscriptions.google_accounts import (
-    FAILED_FOR_S,
-    GoogleAccounts,
-    current_tier,
-    parse_tokeninfo,
-    token_key,
-)
+from tollgate.governance.subscriptions.asked_accounts import FAILED_FOR_S, AskedAccounts, parse_tokeninfo, token_key
 from tollgate.governance.subscriptions.plan import Subscription, tenant_pins
 from tollgate.providers import PROVIDERS, Hosts
+from tollgate.providers.code_assist import current_tier
 
 CODE_ASSIST = PROVIDERS["code_assist"]
 META = {"promptTokenCount": 1200, "candidatesTokenCount": 30, "thoughtsTokenCount": 12, "totalTokenCount": 1242}
@@ -182,7 +177,7 @@ def test_a_tokeninfo_answer_and_a_tier_are_read() -> None:
 
 def test_an_account_is_asked_for_once_per_token_and_kept_until_it_expires() -> None:
     now = [100.0]
-    accounts = GoogleAccounts(clock=lambda: now[0])
+    accounts = AskedAccounts(clock=lambda: now[0])
     asked: list[str] = []
 
     def fetch(token: str) -> bytes:
@@ -206,7 +201,7 @@ def test_after_its_first_a_tokens_ask_is_off_the_calls_path() -> None:
     # been asked about, a call never waits again: what is kept is answered at once, and asked
     # again in the background where it has expired or the ask failed.
     now = [100.0]
-    accounts = GoogleAccounts(clock=lambda: now[0])
+    accounts = AskedAccounts(clock=lambda: now[0])
     answers: list[bytes | None] = [None, b'{"email": "a@corp.example", "expires_in": 60}', None]
 
     def fetch(token: str) -> bytes:
@@ -239,7 +234,7 @@ def test_after_its_first_a_tokens_ask_is_off_the_calls_path() -> None:
 
 
 def test_a_token_is_kept_by_its_hash_with_its_tier() -> None:
-    accounts = GoogleAccounts()
-    accounts.told(token_key("ya29.x"), b'{"currentTier": {"id": "free-tier"}}')
-    assert accounts.tier(token_key("ya29.x")) == "free-tier"
+    accounts = AskedAccounts()
+    accounts.told(token_key("ya29.x"), current_tier(b'{"currentTier": {"id": "free-tier"}}'))
+    assert accounts.plan(token_key("ya29.x")) == "free-tier"
     assert "ya29.x" not in repr(accounts.__dict__)  # kept by hash, never the token

@@ -12,7 +12,7 @@ from tollgate.providers.plans import NO_ACCOUNT, PlanAccount, PlanReader
 def test_a_plain_reader_names_no_account() -> None:
     reader = PlanReader("tok-", tenant_header=b"x-allowed")
     assert reader.account("tok-abc", {b"x-allowed": b"acme"}, "api.example.com") is NO_ACCOUNT
-    assert (reader.token_prefix, reader.tenant_header, reader.google_account, reader.tier_endpoint) == (
+    assert (reader.token_prefix, reader.tenant_header, reader.asks_account, reader.tier_endpoint) == (
         "tok-",
         b"x-allowed",
         False,
@@ -35,7 +35,7 @@ def test_chatgpts_reader_names_the_account_its_header_names() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "prefix", "tenant_header", "google"),
+    ("name", "prefix", "tenant_header", "asks"),
     [
         ("anthropic", "sk-ant-oat", b"anthropic-allowed-org-ids", False),
         ("chatgpt", "eyJ", b"chatgpt-allowed-workspace-id", False),
@@ -43,12 +43,10 @@ def test_chatgpts_reader_names_the_account_its_header_names() -> None:
         ("code_assist", "ya29.", b"x-geminicodeassist-allowed-domains", True),
     ],
 )
-def test_the_vendors_that_take_plans_declare_a_reader(
-    name: str, prefix: str, tenant_header: bytes, google: bool
-) -> None:
+def test_the_vendors_that_take_plans_declare_a_reader(name: str, prefix: str, tenant_header: bytes, asks: bool) -> None:
     reader = PROVIDERS[name].plan
     assert reader is not None
-    assert (reader.token_prefix, reader.tenant_header, reader.google_account) == (prefix, tenant_header, google)
+    assert (reader.token_prefix, reader.tenant_header, reader.asks_account) == (prefix, tenant_header, asks)
 
 
 def test_the_others_declare_none() -> None:

@@ -18,7 +18,7 @@ from tollgate.common.config_base import Strict
 from tollgate.common.fingerprint import fingerprint
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.identity.clients import Identified, KnownCaller, Rejected
-from tollgate.governance.subscriptions.google_accounts import token_key
+from tollgate.governance.subscriptions.asked_accounts import token_key
 from tollgate.providers import PROVIDERS
 from tollgate.providers.base import Provider
 from tollgate.providers.credentials import Presented
@@ -50,12 +50,11 @@ class Subscription:
         """A vendor's plan call, by what its request says of the account (`PlanReader.account`)."""
         return cls(vendor, account.account, account.email, account.plan, account.tenant)
 
-    def with_google_account(
-        self, email: str | None, tier: str | None, body: Mapping[str, Any] | None, service: bool
-    ) -> Subscription:
-        """A plan call made with a Google token (Code Assist's): the Google account's e-mail (also
-        its account), its tier (the plan), and the project its envelope names (the tenant)."""
-        return replace(self, account=email, email=email, plan=tier, tenant=envelope_project(body, service))
+    def with_asked_account(self, email: str | None, plan: str | None, tenant: str | None) -> Subscription:
+        """A plan call whose token's account was asked about (`PlanReader.asks_account`): the
+        account's e-mail (also its account), the plan last named for it, and the tenant its body
+        names (`PlanReader.tenant_in_body`)."""
+        return replace(self, account=email, email=email, plan=plan, tenant=tenant)
 
     def policy_input(self) -> dict[str, Any]:
         return {
@@ -71,14 +70,15 @@ class Subscription:
 class PlanToken:
     """What a call keeps of the plan's token it was found with, for the steps after the one that
     found it: its fingerprint (the audit's `upstream_key` once it goes upstream) and, where the
-    token is a Google one, its SHA-256 (what its account and tier are kept by, `token_key`)."""
+    token's account is asked about (`PlanReader.asks_account`), its SHA-256 (what its account and
+    plan are kept by, `token_key`)."""
 
     upstream_key: str
     sha256: str | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, token: str, google: bool) -> PlanToken:
-        return cls(fingerprint(token), token_key(token) if google else None)
+    def of(cls, token: str, asked: bool) -> PlanToken:
+        return cls(fingerprint(token), token_key(token) if asked else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,7 @@ class PlanCall:
     why it names two accounts (refused) or None, what the call keeps of the token (`kept`), and
     whether the token is the only credential the request presents, a bearer in its Authorization
     header (`alone`: a path only a plan's own token takes goes with nothing else). The token itself
-    stays with the step that read it (which asks Google of a Google token's account), never on the
+    stays with the step that read it (which asks of the token's account where its reader says to), never on the
     call."""
 
     token: str = field(repr=False)
@@ -109,9 +109,9 @@ def plan_call(
     if token is None:
         return None
     subscription, foreign = read_plan(provider, token.value, headers, host)
-    google = provider.plan is not None and provider.plan.google_account
+    asked = provider.plan is not None and provider.plan.asks_account
     alone = len(presented) == 1 and token.position == "authorization" and token.bearer
-    return PlanCall(token.value, subscription, foreign, PlanToken.of(token.value, google), alone)
+    return PlanCall(token.value, subscription, foreign, PlanToken.of(token.value, asked), alone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,13 +207,6 @@ def read_plan(
         return Subscription.of(provider.name, e.account), str(e)
 
 
-def envelope_project(body: Mapping[str, Any] | None, service: bool) -> str | None:
-    """The Google Cloud project a Code Assist call's envelope names (its tenant); None for a
-    service endpoint's call, whose body is no envelope."""
-    project = body.get("project") if body is not None and not service else None
-    return project if isinstance(project, str) else None
-
-
 # A plan call refused by `subscriptions.allow: false`: the audit's deny reason, what the caller is told.
 PLANS_REFUSED_REASON = "calls made with a plan are not allowed (subscriptions.allow)"
 PLANS_REFUSED_MESSAGE = (
@@ -259,7 +252,7 @@ class PlanCalls(Strict):
 
     def account_endpoint(self, vendor: str) -> tuple[str, str | None]:
         """Where the account of a vendor's plan token is asked for, and the CA file that endpoint's
-        certificate is checked with (a `PlanReader.google_account` vendor's settings)."""
+        certificate is checked with (a `PlanReader.asks_account` vendor's settings)."""
         return self._vendors[vendor].account_endpoint()
 
     def ungoverned(self) -> frozenset[str]:

@@ -25,7 +25,7 @@ from tollgate.governance.identity.jwt_identity import (
 )
 from tollgate.governance.mcp.mcp import McpExchange, session_owner
 from tollgate.governance.routing.redaction import credential_positions
-from tollgate.governance.subscriptions.google_accounts import GoogleAccounts
+from tollgate.governance.subscriptions.asked_accounts import AskedAccounts
 from tollgate.governance.subscriptions.plan import (
     PlanCall,
     plan_call,
@@ -35,6 +35,7 @@ from tollgate.governance.subscriptions.plan import (
 )
 from tollgate.providers.base import Provider
 from tollgate.providers.credentials import Presented
+from tollgate.providers.plans import PlanReader
 from tollgate.proxy.flows import (
     bearer_token,
     call_of,
@@ -137,26 +138,25 @@ class Identify:
         self, flow: http.HTTPFlow, call: Call, provider: Provider, plan: PlanCall
     ) -> Awaitable[None] | None:
         """A call made with a plan's token (auth `subscription`), read once (`plan_call`): what its
-        request tells of its account and what the call keeps of the token, on its caller; where the
-        token is a Google one, the account's e-mail (asked of Google's token information endpoint,
-        awaited where not yet known); then its caller (`_plan_caller`)."""
+        request tells of its account and what the call keeps of the token, on its caller; where its
+        plan reader says to ask (`PlanReader.asks_account`), the account's e-mail (asked of the
+        token information endpoint, awaited where not yet known); then its caller (`_plan_caller`)."""
         who = call.caller
         who.subscription, who.plan_token = plan.subscription, plan.kept
         who.auth = "subscription"  # refused or not: the audit says a plan's token came
         subscriptions = call.loaded.config.subscriptions
-        if (
-            provider.plan is not None and provider.plan.google_account and subscriptions.allow
-        ):  # else refused: not asked
-            email = self.shared.google_accounts.email(plan.token, *subscriptions.account_endpoint(provider.name))
+        reader = provider.plan
+        if reader is not None and reader.asks_account and subscriptions.allow:  # else refused: not asked
+            email = self.shared.asked_accounts.email(plan.token, *subscriptions.account_endpoint(provider.name))
             if not isinstance(email, (str, type(None))):
-                return self._google_account_later(flow, call, email, plan.foreign)
-            _google_account(call, email, self.shared.google_accounts)
+                return self._asked_account_later(flow, call, reader, email, plan.foreign)
+            _asked_account(call, reader, email, self.shared.asked_accounts)
         return self._plan_caller(flow, call, plan.foreign)
 
-    async def _google_account_later(
-        self, flow: http.HTTPFlow, call: Call, email: Awaitable[str | None], foreign: str | None
+    async def _asked_account_later(
+        self, flow: http.HTTPFlow, call: Call, reader: PlanReader, email: Awaitable[str | None], foreign: str | None
     ) -> None:
-        _google_account(call, await email, self.shared.google_accounts)
+        _asked_account(call, reader, await email, self.shared.asked_accounts)
         outcome = self._plan_caller(flow, call, foreign)
         if outcome is not None:
             await outcome
@@ -429,13 +429,13 @@ async def _name_plan_later(call: Call, login: Awaitable[Identified | Rejected]) 
     _name_plan(call, await login)
 
 
-def _google_account(call: Call, email: str | None, accounts: GoogleAccounts) -> None:
-    """A plan call made with a Google token (Code Assist's): the Google account's e-mail, the tier
-    last named for the token, and the project its envelope names (the tenant)."""
+def _asked_account(call: Call, reader: PlanReader, email: str | None, accounts: AskedAccounts) -> None:
+    """A plan call whose token's account was asked about: the account's e-mail, the plan last
+    named for the token, and the tenant its body names (as its plan reader reads it)."""
     plan, kept = call.caller.subscription, call.caller.plan_token
     assert plan is not None and kept is not None and kept.sha256 is not None
-    tier = accounts.tier(kept.sha256)
-    call.caller.subscription = plan.with_google_account(email, tier, call.request.body, call.classification.service)
+    tenant = reader.tenant_in_body(call.request.body, call.classification.service)
+    call.caller.subscription = plan.with_asked_account(email, accounts.plan(kept.sha256), tenant)
 
 
 async def _apply_plan_later(

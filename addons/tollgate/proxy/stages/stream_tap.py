@@ -36,12 +36,15 @@ MITMPROXY_CONNECTION_LOGGER = "mitmproxy.proxy.server"  # where a connection's l
 
 
 class TierReader(WholeBodyReader):
-    """Code Assist's loadCodeAssist answer, read whole at its end for the tier it names (`told`); a
-    service call's, it reports no usage."""
+    """The answer of a plan reader's `tier_endpoint` (Code Assist's loadCodeAssist), read whole at
+    its end for the tier it names (`plan_in_answer`), kept for the token (`told`); a service
+    call's, it reports no usage."""
 
-    def __init__(self, told: Callable[[bytes | None], None]) -> None:
+    def __init__(
+        self, told: Callable[[str | None], None], plan_in_answer: Callable[[bytes | None], str | None]
+    ) -> None:
         def parse(body: bytes | None) -> Usage:
-            told(body)
+            told(plan_in_answer(body))
             return Usage()
 
         super().__init__(parse)
@@ -507,14 +510,16 @@ class StreamTap:
         )
 
     def _service_reader(self, flow: http.HTTPFlow, call: Call) -> UsageReader:
-        """A call that reports no usage; but Code Assist's loadCodeAssist answer, read whole for the
-        tier it names the token's plan (kept by the token's hash, as Identify kept it on the call)."""
+        """A call that reports no usage; but the answer of its plan reader's `tier_endpoint` (Code
+        Assist's loadCodeAssist), read whole for the tier it names the token's plan (kept by the
+        token's hash, as Identify kept it on the call)."""
         kept = call.caller.plan_token
         answer = flow.response
         reader = provider_of(call).plan
         tier_endpoint = None if reader is None else reader.tier_endpoint
         if (
-            kept is None
+            reader is None
+            or kept is None
             or kept.sha256 is None
             or tier_endpoint is None
             or call.classification.endpoint != tier_endpoint
@@ -522,7 +527,7 @@ class StreamTap:
             return NoUsage()
         if answer is None or answer.status_code != 200:
             return NoUsage()
-        return TierReader(partial(self.shared.google_accounts.told, kept.sha256))
+        return TierReader(partial(self.shared.asked_accounts.told, kept.sha256), reader.plan_in_answer)
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """After the audit's, which settled the call: the end of a counted call's answer goes to its

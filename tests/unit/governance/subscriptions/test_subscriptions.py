@@ -24,7 +24,6 @@ from tollgate.governance.subscriptions.plan import (
     PlanCall,
     PlanToken,
     Subscription,
-    envelope_project,
     found_plan,
     plan_call,
     plan_only_refusal,
@@ -33,6 +32,7 @@ from tollgate.governance.subscriptions.plan import (
     tenant_pins,
 )
 from tollgate.providers import PROVIDERS
+from tollgate.providers.code_assist import envelope_project
 from tollgate.providers.credentials import Presented
 from tollgate.records.audit_record import RECORD_FIELDS, audit_record
 
@@ -218,10 +218,10 @@ def test_a_plans_token_is_found_where_no_virtual_key_stands_beside_it() -> None:
     assert found_plan(PROVIDERS["openai"], [token], directory) is None
 
 
-def test_a_call_keeps_the_tokens_fingerprint_and_a_google_tokens_hash_never_the_token() -> None:
-    kept = PlanToken.of(PLAN_TOKEN, google=False)
+def test_a_call_keeps_the_tokens_fingerprint_and_an_asked_about_tokens_hash_never_the_token() -> None:
+    kept = PlanToken.of(PLAN_TOKEN, asked=False)
     assert kept == PlanToken(fingerprint(PLAN_TOKEN), None)
-    google = PlanToken.of("ya29.a-google-token", google=True)
+    google = PlanToken.of("ya29.a-google-token", asked=True)
     assert google.upstream_key == fingerprint("ya29.a-google-token")
     assert google.sha256 == hashlib.sha256(b"ya29.a-google-token").hexdigest()
     assert "ya29" not in repr(google) and google.sha256 not in repr(google)
@@ -271,13 +271,16 @@ def test_a_plan_call_is_read_once_into_its_plan_and_what_the_call_keeps() -> Non
     assert plan_call(anthropic, keyed, {}, "api.anthropic.com", directory) is None
 
 
-def test_a_google_plans_account_tier_and_envelope_project_are_its_account_plan_and_tenant() -> None:
-    plan = Subscription("code_assist")
+def test_an_asked_accounts_email_tier_and_envelope_project_are_its_account_plan_and_tenant() -> None:
+    plan, reader = Subscription("code_assist"), PROVIDERS["code_assist"].plan
+    assert reader is not None
     body = {"project": "proj-1", "request": {}}
-    assert plan.with_google_account("a@corp.example", "standard-tier", body, service=False) == Subscription(
+    tenant = reader.tenant_in_body(body, service=False)
+    assert plan.with_asked_account("a@corp.example", "standard-tier", tenant) == Subscription(
         "code_assist", "a@corp.example", "a@corp.example", "standard-tier", "proj-1"
     )
-    assert plan.with_google_account(None, None, body, service=True) == Subscription("code_assist")
+    tenant = reader.tenant_in_body(body, service=True)
+    assert plan.with_asked_account(None, None, tenant) == Subscription("code_assist")
 
 
 # --- a path only a plan's own token takes -----------------------------------------------------------

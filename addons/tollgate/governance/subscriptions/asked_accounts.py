@@ -1,10 +1,11 @@
-"""What a Google OAuth access token tells of its account, for Code Assist's plan calls: the
-account's e-mail, asked of Google's token information endpoint once per token and kept (by the
-token's SHA-256, never the token) until the token expires; and the tier the last `loadCodeAssist`
-answer named for it (the plan). The endpoint is asked in a thread, never on the event loop, once
-for all the calls that wait on one token. Only a token's first calls wait for it: after that, what
-is kept is answered at once, and asked again in the background once its time is past (a failure,
-which names no e-mail, a minute later). Plain Python, no mitmproxy."""
+"""Which account a plan token names where its request does not say (a `PlanReader.asks_account`
+vendor's): the account's e-mail, asked of the token information endpoint its plan reader's
+settings declare once per token and kept (by the token's SHA-256, never the token) until the token
+expires; and the plan the vendor's service last named for it (`PlanReader.plan_in_answer`). The
+endpoint is asked in a thread, never on the event loop, once for all the calls that wait on one
+token. Only a token's first calls wait for it: after that, what is kept is answered at once, and
+asked again in the background once its time is past (a failure, which names no e-mail, a minute
+later). Plain Python, no mitmproxy."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 FETCH_TIMEOUT = 5.0  # seconds for one ask of the endpoint
 MAX_ANSWER = 64 * 1024
 FAILED_FOR_S = 60.0  # how long an endpoint that failed is not asked again for that token
-LONGEST_S = 3600.0  # a Google access token lives an hour: no e-mail is kept longer
+LONGEST_S = 3600.0  # an OAuth access token lives an hour at most: no e-mail is kept longer
 KEPT = 10_000  # tokens whose account is kept (the oldest go first)
 
 
@@ -69,14 +70,14 @@ def tokeninfo_fetcher(url: str, ca_file: str | None) -> Callable[[str], bytes]:
     return fetch
 
 
-class GoogleAccounts:
-    """The accounts of the Google tokens seen, and the tier each was last said to be on."""
+class AskedAccounts:
+    """The accounts of the asked-about tokens seen, and the plan each was last said to be on."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._accounts: OrderedDict[str, Account] = OrderedDict()
         self._asking: dict[str, asyncio.Future[str | None]] = {}
-        self._tiers: OrderedDict[str, str] = OrderedDict()
+        self._plans: OrderedDict[str, str] = OrderedDict()
         self._fetchers: dict[tuple[str, str | None], Callable[[str], bytes]] = {}
         self.asked = 0  # how many times the endpoint was asked (for the metrics and tests)
 
@@ -114,15 +115,14 @@ class GoogleAccounts:
         self._keep(self._accounts, key, Account(email, self._clock() + left))
         return email
 
-    def tier(self, key: str) -> str | None:
-        """The tier the last loadCodeAssist answer named for a token (by its `token_key`)."""
-        return self._tiers.get(key)
+    def plan(self, key: str) -> str | None:
+        """The plan the vendor's service last named for a token (by its `token_key`)."""
+        return self._plans.get(key)
 
-    def told(self, key: str, body: bytes | None) -> None:
-        """A loadCodeAssist answer to a token (by its `token_key`): the tier it names kept."""
-        tier = current_tier(body)
-        if tier is not None:
-            self._keep(self._tiers, key, tier)
+    def told(self, key: str, plan: str | None) -> None:
+        """The plan a service's answer to a token names (by its `token_key`), kept; None: none named."""
+        if plan is not None:
+            self._keep(self._plans, key, plan)
 
     @staticmethod
     def _keep[V](kept: OrderedDict[str, V], key: str, value: V) -> None:
@@ -130,14 +130,3 @@ class GoogleAccounts:
         kept.move_to_end(key)
         while len(kept) > KEPT:
             kept.popitem(last=False)
-
-
-def current_tier(body: bytes | None) -> str | None:
-    """`currentTier.id` of a loadCodeAssist answer."""
-    try:
-        data = json.loads(body or b"")
-    except ValueError:
-        return None
-    tier = data.get("currentTier") if isinstance(data, dict) else None
-    value = tier.get("id") if isinstance(tier, dict) else None
-    return value if isinstance(value, str) and value else None
