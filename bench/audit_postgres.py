@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 
-from tollgate.records.audit_postgres import AuditPostgres  # noqa: E402
+from tollgate.records.senders.audit_postgres import AuditPostgres  # noqa: E402
 
 # A call's record as the audit writes it (docs/audit.md's example), varied per call.
 RECORD = {

@@ -35,7 +35,7 @@ import orjson  # noqa: E402
 import psycopg  # noqa: E402
 
 from console import make  # noqa: E402
-from tollgate.records.audit_postgres import ensure_schema, prepare, row_of, store  # noqa: E402
+from tollgate.records.senders.audit_postgres import ensure_schema, prepare, row_of, store  # noqa: E402
 
 TABLE = "tollgate_records"
 BATCH = 5000

@@ -206,8 +206,8 @@ def decision_cost(workdir: Path, count: int = 100_000) -> float:
     catalogue's lookup, the policy's cached decision), in µs per connection. What the proxy adds on top is the hook's
     dispatch and the `connection`'s bookkeeping."""
     sys.path.insert(0, str(ROOT / "addons"))
-    from tollgate.core.config import load_config
-    from tollgate.core.runtime import Loaded
+    from tollgate.configuration.config import load_config
+    from tollgate.configuration.runtime import Loaded
     from tollgate.governance.egress.egress import Asked, host_of
     from tollgate.governance.policy.policy import EGRESS_DECISION, Policy, egress_facts
 

@@ -88,7 +88,7 @@ def say(message: str) -> None:
 
 def cores() -> int:
     sys.path.insert(0, str(ROOT / "addons"))
-    from tollgate.core.fleet import cpu_count
+    from tollgate.configuration.fleet import cpu_count
 
     return cpu_count()
 

@@ -163,12 +163,12 @@ def redaction_here(size: int, rounds: int) -> None:
 async def _redaction_here(size: int, rounds: int) -> None:
     import gc
 
-    from tollgate.formats.json_codec import read_request_json
+    from tollgate.formats.bodies.json_codec import read_request_json
     from tollgate.formats.registry import WIRE_FORMATS
     from tollgate.governance.guardrails.rules import Guardrails
     from tollgate.governance.guardrails.settings import GuardrailRule
     from tollgate.governance.guardrails.workers import ScanWorkers
-    from tollgate.proxy.stages.guard import read_call
+    from tollgate.proxy.stages.call.guard import read_call
 
     guard = Guardrails([GuardrailRule.model_validate({"detect": ["secrets", "pii"], "action": "redact"})])
     body = hostile_body(size, "cards")

@@ -8,7 +8,7 @@ Run from the checkout:
     .venv/bin/python bench/policy.py --help
 
 What is timed per call is exactly what the decide stage (tollgate/proxy/stages/decide.py) does:
-`policy.decide(whole(CALL_DECISION), policy_input(call))` — building the input document from a `tollgate.core.call.Call`
+`policy.decide(whole(CALL_DECISION), policy_input(call))` — building the input document from a `tollgate.calls.call.Call`
 record, handing it to OPA's engine, evaluating `data.tollgate.deny` and reading the answer back. One
 `time.perf_counter_ns()` before, one after policy_input, one after decide; the garbage collector
 stays on, as it does in the proxy. With --worker, the decision is instead what the proxy awaits for
@@ -56,8 +56,8 @@ for _p in (ROOT, ROOT / "addons"):
 
 from bench.stream import loadavg, percentile, table, us  # noqa: E402
 
-from tollgate.core.call import Call, Route, Target  # noqa: E402
-from tollgate.core.policy_input import policy_input  # noqa: E402
+from tollgate.calls.call import Call, Route, Target  # noqa: E402
+from tollgate.calls.policy_input import policy_input  # noqa: E402
 from tollgate.formats.request_facts import Classification, RequestFacts  # noqa: E402
 from tollgate.governance.policy.policy import CALL_DECISION, POLICY_ERROR, Policy, whole  # noqa: E402
 from tollgate.governance.policy.policy_engine import ENGINE, engine_version  # noqa: E402
@@ -443,7 +443,7 @@ def report(
         else "policy.decide(whole(CALL_DECISION), {})"
     )
     print(
-        f"per call: {decide.format('policy_input(call)')} on a tollgate.core.call.Call record; {measured:,} calls per "
+        f"per call: {decide.format('policy_input(call)')} on a tollgate.calls.call.Call record; {measured:,} calls per "
         f"policy (seed {args.seed}) after {args.warmup:,} warm-up calls, interleaved across policies in blocks of "
         f"{args.block}; GC on"
     )

@@ -28,7 +28,7 @@ from stream_wires import FORMATS  # noqa: E402
 from tollgate.formats.openai_chat.asked_usage import asked_usage_hidden  # noqa: E402
 from tollgate.formats.usage_reading import UsageReader  # noqa: E402
 from tollgate.providers import provider_for  # noqa: E402
-from tollgate.proxy.stages.stream_tap import UsageTap  # noqa: E402
+from tollgate.proxy.stages.upstream.stream_tap import UsageTap  # noqa: E402
 
 READ_FORMATS = [name for name, fmt in FORMATS.items() if not fmt.routed]
 # mitmproxy reads up to 64 KiB from the socket; h11 splits that at the stream's HTTP chunks

@@ -66,14 +66,14 @@ from botocore.credentials import ReadOnlyCredentials  # noqa: E402
 from mitmproxy import http  # noqa: E402
 from mitmproxy.test import tflow  # noqa: E402
 
-from tollgate.core.call import Call, Route  # noqa: E402
-from tollgate.core.config import parse_config  # noqa: E402
-from tollgate.core.runtime import Loaded  # noqa: E402
+from tollgate.calls.call import Call, Route  # noqa: E402
+from tollgate.configuration.config import parse_config  # noqa: E402
+from tollgate.configuration.runtime import Loaded  # noqa: E402
 from tollgate.credentials import sigv4  # noqa: E402
-from tollgate.formats.raw_headers import header_index  # noqa: E402
+from tollgate.formats.bodies.raw_headers import header_index  # noqa: E402
 from tollgate.providers import PROVIDERS  # noqa: E402
 from tollgate.proxy.flows import request_parts  # noqa: E402
-from tollgate.proxy.stages.credential import Credential  # noqa: E402
+from tollgate.proxy.stages.call.credential import Credential  # noqa: E402
 from tollgate.proxy.state import Shared  # noqa: E402
 
 TARGET_P50_US = 300.0  # the target: verify + re-sign p50 <= 300 µs per request

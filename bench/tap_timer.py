@@ -21,7 +21,7 @@ from weakref import WeakKeyDictionary
 from mitmproxy import ctx
 from mitmproxy.addonmanager import Loader
 
-from tollgate.proxy.stages.stream_tap import UsageTap
+from tollgate.proxy.stages.upstream.stream_tap import UsageTap
 
 
 class TapTimer:

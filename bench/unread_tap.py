@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from mitmproxy.addonmanager import Loader
 
-from tollgate.proxy.stages.stream_tap import UsageTap
+from tollgate.proxy.stages.upstream.stream_tap import UsageTap
 
 
 class UnreadTap:

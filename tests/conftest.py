@@ -30,8 +30,8 @@ from tests.support.postgres import postgres  # noqa: F401  (the session's Postgr
 from tests.support.proxy import Mitmdump
 
 from tollgate.proxy.certs import ensure_bundle
-from tollgate.proxy.stages import settings
-from tollgate.records.auditlog import BATCH_DELAY, PROCESS_EVENTS
+from tollgate.proxy.stages.process import settings
+from tollgate.records.audit.auditlog import BATCH_DELAY, PROCESS_EVENTS
 
 PROVIDERS = ("openai", "gemini", "anthropic", "bedrock")
 
@@ -39,7 +39,7 @@ PROVIDERS = ("openai", "gemini", "anthropic", "bedrock")
 def pytest_collection_finish(session: pytest.Session) -> None:
     """What collecting made (the modules, their tests) lives as long as the process: frozen, the
     garbage collector's full collections, pytest's own at the end among them, do not walk it again
-    (as the proxy freezes what its start-up made: proxy/stages/warm_up.py)."""
+    (as the proxy freezes what its start-up made: proxy/stages/process/warm_up.py)."""
     gc.freeze()
 
 

@@ -28,7 +28,7 @@ from tests.support.postgres import PostgresServer
 from tests.support.proxy import free_port
 from tests.support.tcp import TcpServer
 
-from tollgate.records.audit_postgres import ensure_schema
+from tollgate.records.senders.audit_postgres import ensure_schema
 
 REAL_KEY = "sk-real-openai-postgres-0001"
 KEY = "tg-postgres-app-key-0001"

@@ -22,7 +22,7 @@ from tests.support.netns import TOOLS, Namespace, missing
 from tests.support.proxy import ROOT, free_port
 from tests.support.run_sh import wait_listening
 
-from tollgate.records.auditlog import PROCESS_EVENTS
+from tollgate.records.audit.auditlog import PROCESS_EVENTS
 
 GO_CLIENT = Path(__file__).parents[1] / "support" / "go_client" / "main.go"
 RESOLVE = Path(__file__).parents[1] / "support" / "resolve.py"

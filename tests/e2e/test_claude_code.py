@@ -26,7 +26,7 @@ from tests.support.raw import send
 from tests.support.run_sh import run_sh_listening
 
 from tollgate.common.fingerprint import fingerprint
-from tollgate.records.auditlog import PROCESS_EVENTS
+from tollgate.records.audit.auditlog import PROCESS_EVENTS
 
 REAL_KEY = "sk-ant-REAL-claude-code"
 POLICY = """package tollgate

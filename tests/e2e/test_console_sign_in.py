@@ -40,7 +40,7 @@ from tests.support.proxy import free_port
 from tests.support.web import NoRedirect, fetched
 
 from tollgate.common.audit_chain import Chain
-from tollgate.records.audit_postgres import ensure_schema, prepare, row_of, store
+from tollgate.records.senders.audit_postgres import ensure_schema, prepare, row_of, store
 
 SECRET = "console-oidc-client-secret-of-the-e2e-tests"
 TOKEN = "console-bearer-TOKEN-of-the-e2e-0001"

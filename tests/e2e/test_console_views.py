@@ -22,7 +22,7 @@ from tests.support.cli import console_process
 from tests.support.proxy import free_port
 
 from tollgate.common.audit_chain import Chain
-from tollgate.records.kinds import RECORD_KINDS
+from tollgate.records.audit.kinds import RECORD_KINDS
 
 VIEWS = ("live", "people", "spend", "refusals", "guardrails", "services", "budgets", "audit")
 WIDTH = 1024

@@ -26,8 +26,8 @@ from tests.support.fleet import Fleet, accepts, processes
 from tests.support.proxy import ROOT, free_port
 from tests.support.redis import redis_server
 
-from tollgate.core.fleet import Worker, haproxy_config
-from tollgate.records.audit_verify import Place, verify
+from tollgate.configuration.fleet import Worker, haproxy_config
+from tollgate.records.audit.audit_verify import Place, verify
 
 HOST = socket.gethostname()
 INSTANCES = {f"{HOST}/w1", f"{HOST}/w2"}

@@ -18,7 +18,7 @@ from tests.support.fake_upstream import Reply
 from tests.support.leaks import stopped_outputs
 from tests.support.raw import send
 
-from tollgate.records.auditlog import BATCH_DELAY
+from tollgate.records.audit.auditlog import BATCH_DELAY
 
 VIRTUAL = "tg-guarded-alice-0001"
 AWS_VIRTUAL = ("TGGUARD0000000000000", "guarded-virtual-SECRET-0000")

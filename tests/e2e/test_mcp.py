@@ -33,7 +33,7 @@ from tests.support.raw import send
 from tests.support.redis import redis_server
 from tests.support.stall import SilentServer
 
-from tollgate.records.auditlog import BATCH_DELAY
+from tollgate.records.audit.auditlog import BATCH_DELAY
 
 if sys.version_info >= (3, 14):
     from compression import zstd

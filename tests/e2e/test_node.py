@@ -23,7 +23,7 @@ from tests.support.proxy import ROOT
 from tests.support.run_sh import env_exports, env_run, run_sh_listening
 from tests.support.tcp import TcpServer
 
-from tollgate.records.auditlog import PROCESS_EVENTS
+from tollgate.records.audit.auditlog import PROCESS_EVENTS
 
 SDKS = ("openai", "@anthropic-ai/sdk", "@aws-sdk/client-bedrock-runtime")
 PRELOAD = f"--require={ROOT}/node-proxy/proxy.cjs"

@@ -24,8 +24,8 @@ from tests.support.proxy import Mitmdump
 from tests.support.redis import redis_server
 
 from tollgate.cli.main import main
-from tollgate.records.audit_verify import read_lines, verify
-from tollgate.records.in_flight import InFlight, in_flight_secret, journal_path
+from tollgate.records.audit.audit_verify import read_lines, verify
+from tollgate.records.audit.in_flight import InFlight, in_flight_secret, journal_path
 
 REAL = "sk-REAL-lost-0001"
 ALICE = "tg-alice-lost-0001"

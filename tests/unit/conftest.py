@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tollgate.records.auditlog import AuditLog
+from tollgate.records.audit.auditlog import AuditLog
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ from mitmproxy.addons.proxyserver import Proxyserver
 from pydantic import BaseModel
 
 import tollgate
-from tollgate.core.call import Call, Route
-from tollgate.core.config import Config
-from tollgate.core.runtime import Loaded
+from tollgate.calls.call import Call, Route
+from tollgate.configuration.config import Config
+from tollgate.configuration.runtime import Loaded
 from tollgate.credentials.keypool import KeyPool
 from tollgate.proxy.state import Shared
 
@@ -97,7 +97,7 @@ def repository_paths() -> frozenset[str]:
 
 def path_exists(path: str) -> bool:
     """A path as the doc writes it: from the root, or from a folder the doc's section names
-    (`stages/audit.py` under `addons/tollgate/proxy/`), so any path that ends with it."""
+    (`stages/records/audit.py` under `addons/tollgate/proxy/`), so any path that ends with it."""
     return any(p == path or p.endswith("/" + path) for p in repository_paths())
 
 
@@ -258,5 +258,5 @@ def test_the_check_tells_names_that_exist(name: str, found: bool) -> None:
 
 
 def test_the_doc_is_read_for_paths_and_names() -> None:
-    assert {"addons/tollgate/proxy/pipeline.py", "stages/audit.py", "formats/"} <= paths()
+    assert {"addons/tollgate/proxy/pipeline.py", "stages/records/audit.py", "formats/"} <= paths()
     assert {"call.route.target.model", "patches.end_response_with", "CallerCheck.verify_caller"} <= dotted_names()

@@ -39,7 +39,7 @@ from tests.support.deploy import (
 from tests.support.dockerignore import context_files, excluded, rules
 from tests.support.proxy import free_port
 
-from tollgate.core.config import load_config, parse_config
+from tollgate.configuration.config import load_config, parse_config
 from tollgate.governance.policy.policy import CALL_DECISION, Policy, whole
 
 # drain_s's default (docs/fleet.md): how long a pod's calls may take to finish after SIGTERM.
@@ -578,7 +578,7 @@ def test_the_console_serves_its_configuration_over_tls_reading_postgresql_with_i
 
 
 def test_the_console_configuration_loads() -> None:
-    from tollgate.core.console_settings import ConsoleConfig
+    from tollgate.configuration.console_settings import ConsoleConfig
 
     data = console_config()
     # Keys of the console's contract that this checkout does not know yet are left out, no others.

@@ -17,7 +17,7 @@ import pytest
 from tests.support.deploy import as_role, run_roles
 from tests.support.postgres import PostgresServer
 
-from tollgate.records.audit_postgres import SCHEMA_VERSION, AuditPostgres
+from tollgate.records.senders.audit_postgres import SCHEMA_VERSION, AuditPostgres
 
 TABLE = "tollgate_records"
 FAST = {"batch_seconds": 0.05, "first_delay": 0.05, "max_delay": 0.2, "connect_timeout": 2}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tollgate.core.config import Config, ConfigError, parse_config
+from tollgate.configuration.config import Config, ConfigError, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 _YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.DOTALL | re.MULTILINE)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tollgate.core.config import LEDGER_FILE, AuditConfig
-from tollgate.records.auditlog import BATCH_DELAY
+from tollgate.configuration.config import LEDGER_FILE, AuditConfig
+from tollgate.records.audit.auditlog import BATCH_DELAY
 
 ROOT = Path(__file__).resolve().parents[2]
 _CITED = re.compile(r"[A-Za-z0-9_./-]+\.md\b")
@@ -161,7 +161,7 @@ def _keys(model: type, prefix: str) -> Iterator[str]:
 
 
 def _configuration_keys() -> list[str]:
-    from tollgate.core.config import PROVIDERS, Config
+    from tollgate.configuration.config import PROVIDERS, Config
 
     keys = [k for k in _keys(Config, "") if not k.startswith("providers.")]
     keys += [k for p in PROVIDERS.values() for k in _keys(p.settings_model, f"providers.{p.name}.")]
@@ -172,7 +172,7 @@ def test_every_configuration_key_is_documented() -> None:
     """Each key tollgate.yaml takes is named on the page of its top-level key (in code, as
     `key`, `a.key`, or `key:` in an example), and the index's overview lists every top-level key:
     a key added to the model without its documentation fails here."""
-    from tollgate.core.config import Config
+    from tollgate.configuration.config import Config
 
     docs = ROOT / "docs"
     index = (docs / "configuration.md").read_text(encoding="utf-8")

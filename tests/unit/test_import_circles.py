@@ -103,8 +103,8 @@ def test_the_finder_finds_circles() -> None:
 def test_the_reading_counts_every_import() -> None:
     """Imports under TYPE_CHECKING and in functions are kept, a package's modules imported from it
     named as modules."""
-    assert "tollgate.core.runtime" in run_imports("core/call.py")  # under TYPE_CHECKING
-    assert "tollgate.providers" in run_imports("core/call.py")
+    assert "tollgate.configuration.runtime" in run_imports("calls/call.py")  # under TYPE_CHECKING
+    assert "tollgate.providers" in run_imports("calls/call.py")
     assert "tollgate.ledger.sqlite_store" in run_imports("ledger/__init__.py")  # in a function
     vertex = run_imports("providers/vertex.py")  # from tollgate.providers import gemini, openai
     assert {"tollgate.providers.gemini", "tollgate.providers.openai"} <= vertex

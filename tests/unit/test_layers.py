@@ -25,7 +25,8 @@ LAYERS = (
     ("cli/", "demo/"),
     ("proxy/", "console/"),
     ("records/",),
-    ("core/",),
+    ("calls/",),
+    ("configuration/",),
     ("governance/",),
     ("providers/",),
     ("credentials/",),
@@ -50,7 +51,7 @@ PROVIDER_IMPORT_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 @cache
 def modules() -> dict[str, ast.Module]:
-    """Every module of the package by its path under it (`stages/translate.py`), parsed."""
+    """Every module of the package by its path under it (`stages/call/translate.py`), parsed."""
     return {
         path.relative_to(PACKAGE).as_posix(): ast.parse(path.read_text(encoding="utf-8"), str(path))
         for path in sorted(PACKAGE.rglob("*.py"))
@@ -58,7 +59,7 @@ def modules() -> dict[str, ast.Module]:
 
 
 def module_name(path: str) -> str:
-    """`stages/translate.py` → `tollgate.proxy.stages.translate`; a package's `__init__.py` is the package."""
+    """`stages/call/translate.py` → `tollgate.proxy.stages.call.translate`; a package's `__init__.py` is the package."""
     parts = ["tollgate", *path.removesuffix(".py").split("/")]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -164,7 +165,7 @@ def test_nothing_below_the_stages_imports_a_stage() -> None:
 
 # What it prints is all: os._exit spares the interpreter's teardown, which only takes time.
 SAYS_IF_MITMPROXY_LOADED = (
-    "import os, sys, tollgate.core.call, tollgate.core.runtime;"
+    "import os, sys, tollgate.calls.call, tollgate.configuration.runtime;"
     " print('mitmproxy' in sys.modules, flush=True); os._exit(0)"
 )
 
@@ -226,10 +227,10 @@ def test_only_providers_name_a_provider() -> None:
 def test_the_checks_see_what_they_look_for() -> None:
     """The reading itself: the imports and names the rules above look for are found where they are."""
     assert "mitmproxy" in set(imports("proxy/flows.py"))
-    assert "tollgate.proxy.flows" in set(imports("proxy/stages/translate.py"))
+    assert "tollgate.proxy.flows" in set(imports("proxy/stages/call/translate.py"))
     assert "tollgate.providers.gemini" in set(imports("providers/vertex.py"))
-    assert "tollgate.formats.openai_realtime" in set(imports("proxy/stages/websocket.py"))
-    assert "tollgate.core.call" in set(imports("records/metrics.py"))
+    assert "tollgate.formats.openai_realtime" in set(imports("proxy/stages/sockets/websocket.py"))
+    assert "tollgate.calls.call" in set(imports("records/telemetry/metrics.py"))
     assert layer_of("cli/main.py") == 0 and layer_of("formats/framing/sse.py") == len(LAYERS) - 1
-    assert layer_of("governance/limits/limits.py") > layer_of("core/call.py") > layer_of("records/auditlog.py")  # type: ignore[operator]
+    assert layer_of("governance/limits/limits.py") > layer_of("calls/call.py") > layer_of("records/audit/auditlog.py")  # type: ignore[operator]
     assert {"openai", "anthropic", "gemini", "vertex", "bedrock"} <= set(PROVIDERS)

@@ -95,7 +95,7 @@ def is_stream(saved: bytes) -> bool:
 
 def _json(saved: bytes) -> bool:
     """Whether a saved answer is JSON the proxy reads (no object repeats a key)."""
-    from tollgate.formats.json_codec import loads_once
+    from tollgate.formats.bodies.json_codec import loads_once
 
     try:
         loads_once(saved)

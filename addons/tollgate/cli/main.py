@@ -262,7 +262,7 @@ def verify_audit(files: list[str], key_path: Path | None, live: bool, against: s
     """Exit status 0 when the files are whole (a summary printed), 1 with a line per fault, 2 when a
     file, the copy or the key cannot be read."""
     from tollgate.common.audit_chain import load_public_key
-    from tollgate.records.audit_verify import read_copy, read_lines, verify, writers
+    from tollgate.records.audit.audit_verify import read_copy, read_lines, verify, writers
 
     key = None
     if key_path is not None:
@@ -310,7 +310,7 @@ def verify_audit(files: list[str], key_path: Path | None, live: bool, against: s
 def check_config(path: Path) -> int:
     """Exit status 0 when the configuration and the policy it names would load, else 1 with every
     problem found, each on a line (unset variables among them)."""
-    from tollgate.core.config import ConfigError, file_problems, load_config
+    from tollgate.configuration.config import ConfigError, file_problems, load_config
     from tollgate.governance.policy.policy import Policy, PolicyError
 
     problems = file_problems(path)
@@ -368,7 +368,7 @@ def duration(text: str) -> timedelta:
 
 def print_token(config_path: Path, client: str, groups: str, ttl: timedelta, issuer: str | None) -> int:
     """Exit status 0 with the token on standard output; 1 when no issuer can sign one."""
-    from tollgate.core.config import ConfigError, load_config
+    from tollgate.configuration.config import ConfigError, load_config
     from tollgate.governance.identity.jwt_identity import mint
 
     try:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from tollgate.records.usage_report import Report
+    from tollgate.records.reports.usage_report import Report
 
 
 # Malformed records named on standard error, at most: the count covers the rest.
@@ -25,7 +25,7 @@ def print_usage(
     """Exit status 0 with the report on standard output; 2 for a bad --since or --by; 1 when the
     configuration, the ledger or an audit file cannot be read."""
     from tollgate.common.config_base import ConfigError
-    from tollgate.records.usage_report import (
+    from tollgate.records.reports.usage_report import (
         RENDER,
         SkippedRecord,
         aggregate,
@@ -74,9 +74,9 @@ def print_usage(
 def print_inventory(files: list[Path], config_path: Path | None, since_text: str | None, as_json: bool) -> int:
     """Exit status 0 with the inventory on standard output; 2 for a bad --since; 1 when the
     configuration or an audit file cannot be read."""
-    from tollgate.core.config import ConfigError, load_config
-    from tollgate.records.inventory import Seen, audit_file_seen, table, tally, to_json, with_rotations
-    from tollgate.records.usage_report import SkippedRecord, parse_since
+    from tollgate.configuration.config import ConfigError, load_config
+    from tollgate.records.reports.inventory import Seen, audit_file_seen, table, tally, to_json, with_rotations
+    from tollgate.records.reports.usage_report import SkippedRecord, parse_since
 
     try:
         since = parse_since(since_text, time.time()) if since_text is not None else -float("inf")
@@ -130,8 +130,8 @@ def ledger_report(
     since: float,
 ) -> Report:
     """The report over the ledger store's calls: --store, else the configuration's ledger.store."""
-    from tollgate.core.config import load_config
-    from tollgate.records.usage_report import aggregate, ledger_calls
+    from tollgate.configuration.config import load_config
+    from tollgate.records.reports.usage_report import aggregate, ledger_calls
 
     if store_url is None:
         if config_path is None and Path("tollgate.yaml").is_file():

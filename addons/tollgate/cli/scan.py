@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from tollgate.cli.words import plural
 
 if TYPE_CHECKING:
-    from tollgate.core.config import Config, Unset
+    from tollgate.configuration.config import Config, Unset
     from tollgate.governance.guardrails.rules import Guardrails
 
 
@@ -75,7 +75,7 @@ def scan_config(config_path: Path | None) -> tuple[Config, Path | None, list[Uns
     """The configuration `tollgate scan` applies (./tollgate.yaml when present and none is named),
     the file it came from, and Tollgate's own keys whose variables are unset here (not looked for);
     None, said on standard error, where it cannot be read."""
-    from tollgate.core.config import Config, ConfigError, load_config
+    from tollgate.configuration.config import Config, ConfigError, load_config
 
     unset: list[Unset] = []
     try:

@@ -32,8 +32,8 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
-from tollgate.core.config import ConfigError, load_config
-from tollgate.core.fleet import (
+from tollgate.configuration.config import ConfigError, load_config
+from tollgate.configuration.fleet import (
     HAPROXY_STATS,
     INSTANCE_ENV,
     FleetError,

@@ -1,5 +1,5 @@
 """The audit's chain and its signed checkpoints (docs/audit.md, "The chain"): plain code the
-writer thread (`auditlog.AuditLog`) and `tollgate audit verify` (`records/audit_verify.py`) share.
+writer thread (`auditlog.AuditLog`) and `tollgate audit verify` (`records/audit/audit_verify.py`) share.
 
 Each record of an instance's run gets `seq` (1, 2, …) and, last, `chain`: the SHA-256, in
 lower-case hex, of the previous record's `chain` (64 `0`s for the run's first record), a newline,

@@ -1,6 +1,6 @@
 """The settings every provider takes under `providers.<name>` in tollgate.yaml, and the pydantic
 base of every configuration model and the types they share (`Strict`, `Count`, `Money`,
-`base_url`): what each concern's settings, `core/config.py` and the provider modules build on."""
+`base_url`): what each concern's settings, `configuration/config.py` and the provider modules build on."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 import orjson
 
 from tollgate.console.viewer import Viewer
-from tollgate.records.audit_record import utc_timestamp
+from tollgate.records.audit.audit_record import utc_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ class _Table:
     def _run(self) -> None:
         import psycopg
 
-        from tollgate.records.audit_postgres import described, first_line
+        from tollgate.records.senders.audit_postgres import described, first_line
 
         conn: psycopg.Connection | None = None
         failed_at: float | None = None
@@ -247,7 +247,7 @@ class _Table:
     def _purge(self, conn: Any) -> None:
         """The rows older than keep_days removed; a role that may not (the console's own may only
         insert) said once, and the records still sent."""
-        from tollgate.records.audit_postgres import first_line
+        from tollgate.records.senders.audit_postgres import first_line
 
         try:
             with conn.transaction():
@@ -276,7 +276,7 @@ def ensure_table(conn: Any) -> None:
     than this Tollgate knows."""
     from psycopg import sql
 
-    from tollgate.records.audit_postgres import migrate
+    from tollgate.records.senders.audit_postgres import migrate
 
     names = {"table": sql.Identifier(TABLE), "ts_index": sql.Identifier(f"{TABLE}_ts")}
     migrate(conn, TABLE, MIGRATIONS, names, kept="the access log's file")

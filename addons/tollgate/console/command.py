@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from tollgate.core.console_settings import ConsoleConfig, exposed_without_tls, listen_address, redirect_uri
+from tollgate.configuration.console_settings import ConsoleConfig, exposed_without_tls, listen_address, redirect_uri
 
 if TYPE_CHECKING:
     from tollgate.console.server import Console
@@ -29,6 +29,7 @@ PARENT = "TOLLGATE_CONSOLE_PARENT"
 def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     """Exit status 0 when interrupted; 1 when the configuration, the files or the address cannot
     be used (one line on standard error says which); 3 when the address is taken."""
+    from tollgate.configuration.config import ConfigError, Unset, load_config
     from tollgate.console.access_log import AccessLog, default_path
     from tollgate.console.budgets import budgets_reader
     from tollgate.console.follow import AuditFiles
@@ -36,8 +37,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     from tollgate.console.server import Console, new_token
     from tollgate.console.source import Source
     from tollgate.console.views import Views
-    from tollgate.core.config import ConfigError, Unset, load_config
-    from tollgate.records.inventory import with_rotations
+    from tollgate.records.reports.inventory import with_rotations
 
     unset: list[Unset] = []
     try:

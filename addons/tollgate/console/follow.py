@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from tollgate.console import saved
 from tollgate.console.index import BAD_LINE
 from tollgate.console.source import Source
-from tollgate.records.audit_verify import Place, restored_verifier, saved_state
+from tollgate.records.audit.audit_verify import Place, restored_verifier, saved_state
 
 CHUNK = 2 << 20  # bytes read at once
 LINE_READ = 4096  # bytes read at first to serve a record again (most are about 1 kB)

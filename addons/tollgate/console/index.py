@@ -36,8 +36,8 @@ from tollgate.console.day_sums import (
     merge_service,
     seen,
 )
-from tollgate.records.audit_record import WORKER_LOST
-from tollgate.records.inventory import GOVERNED_CATEGORY
+from tollgate.records.audit.audit_record import WORKER_LOST
+from tollgate.records.reports.inventory import GOVERNED_CATEGORY
 
 CONNECTION = "connection"
 # The `event` column of a line that is no record: no JSON object, longer than the console reads at

@@ -20,7 +20,7 @@ from tollgate.console.index import Index, Origin
 from tollgate.console.viewer import Viewer
 
 if TYPE_CHECKING:
-    from tollgate.core.config import Config
+    from tollgate.configuration.config import Config
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,8 +32,8 @@ from urllib.parse import quote, urlencode
 
 import jwt
 
+from tollgate.configuration.console_settings import SignInConfig
 from tollgate.console.viewer import Viewer
-from tollgate.core.console_settings import SignInConfig
 
 PENDING_S = 600  # a sign-in under way: its pre-sign-in cookie's life
 PENDING_MAX = 10_000  # sign-ins under way kept at most (anyone may start one): the oldest forgotten

@@ -12,8 +12,8 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tollgate.console.index import BAD_LINE, Index
-from tollgate.records.audit_verify import Verifier
-from tollgate.records.otlp_logs import parse
+from tollgate.records.audit.audit_verify import Verifier
+from tollgate.records.senders.otlp_logs import parse
 
 
 class Source:

@@ -1,5 +1,5 @@
 """The fleet's records read from PostgreSQL (`audit.postgres`): the table every instance sends its
-audit file to (`records/audit_postgres.py`), read into the same `Index` as the files are, so that
+audit file to (`records/senders/audit_postgres.py`), read into the same `Index` as the files are, so that
 each view means the same whatever reads the records.
 
 The rows are read in `id` order (the order they arrived), a batch at a time, then polled for new
@@ -38,7 +38,9 @@ from tollgate.common.audit_chain import CHECKPOINT, STARTED
 from tollgate.console import saved
 from tollgate.console.index import BAD_LINE
 from tollgate.console.source import Source
-from tollgate.records.audit_postgres import (
+from tollgate.records.audit.audit_record import WORKER_LOST
+from tollgate.records.audit.audit_verify import Entry, Place, Run, restored_verifier, saved_state
+from tollgate.records.senders.audit_postgres import (
     COLUMNS,
     SCHEMA_VERSION,
     described,
@@ -46,9 +48,7 @@ from tollgate.records.audit_postgres import (
     row_of,
     schema_version,
 )
-from tollgate.records.audit_record import WORKER_LOST
-from tollgate.records.audit_verify import Entry, Place, Run, restored_verifier, saved_state
-from tollgate.records.otlp_logs import parse
+from tollgate.records.senders.otlp_logs import parse
 
 BATCH = 20_000  # rows read at once into the index
 CHECK_BATCH = 2_000  # rows checked at once (each with its columns): a view waits for one batch at most

@@ -21,7 +21,7 @@ from tollgate.console.day_sums import Window, hour_of
 from tollgate.console.scope import Scope, ScopeRules, with_instance
 from tollgate.console.source import Source
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
-from tollgate.records.kinds import RECORD_KINDS
+from tollgate.records.audit.kinds import RECORD_KINDS
 
 Query = Mapping[str, Sequence[str]]
 DEFAULT_LIMIT = 100

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from tollgate.common.fingerprint import fingerprint
 from tollgate.credentials.base import Applied, RequestParts, UpstreamCredential
 from tollgate.credentials.errors import CredentialUnavailable, fetch_ahead
-from tollgate.formats.raw_headers import Fields
+from tollgate.formats.bodies.raw_headers import Fields
 
 # The scope Azure OpenAI (Azure AI services) takes tokens for in each cloud, by its hosts' domain:
 # Microsoft's public cloud, Azure Government and Azure operated by 21Vianet (China).

@@ -13,7 +13,7 @@ from typing import Any
 from tollgate.common.fingerprint import fingerprint
 from tollgate.credentials.base import Applied, RequestParts, UpstreamCredential
 from tollgate.credentials.errors import CredentialUnavailable, fetch_ahead
-from tollgate.formats.raw_headers import Fields
+from tollgate.formats.bodies.raw_headers import Fields
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 GENERATIVE_LANGUAGE = "https://www.googleapis.com/auth/generative-language"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from tollgate.common.fingerprint import fingerprint
 from tollgate.credentials.base import Applied, RequestParts, UpstreamCredential
-from tollgate.formats.raw_headers import Fields
+from tollgate.formats.bodies.raw_headers import Fields
 
 if TYPE_CHECKING:
     from tollgate.credentials.keypool import KeyPool

@@ -18,7 +18,7 @@ from tollgate.common.config_base import AwsCredentials
 from tollgate.common.fingerprint import fingerprint
 from tollgate.credentials.base import Applied, RequestParts, UpstreamCredential
 from tollgate.credentials.errors import CredentialUnavailable
-from tollgate.formats.raw_headers import Fields
+from tollgate.formats.bodies.raw_headers import Fields
 
 if TYPE_CHECKING:
     from botocore.credentials import ReadOnlyCredentials

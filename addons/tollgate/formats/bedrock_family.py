@@ -8,8 +8,8 @@ import base64
 from typing import Any
 
 from tollgate.formats.anthropic_messages import loads_skills, mcp_servers
-from tollgate.formats.exact import as_int, request_count
-from tollgate.formats.json_codec import parse_json
+from tollgate.formats.bodies.exact import as_int, request_count
+from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.request_facts import RequestFacts
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import add_totals

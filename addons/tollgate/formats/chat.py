@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from tollgate.formats.json_codec import encode_json
+from tollgate.formats.bodies.json_codec import encode_json
 from tollgate.formats.usage import Usage
 
 Role = Literal["user", "assistant"]

@@ -17,6 +17,7 @@ from tollgate.formats import (
     gemini_generate,
 )
 from tollgate.formats.anthropic_messages import on_vertex as claude_on_vertex
+from tollgate.formats.bodies.json_codec import encode_json, parse_json
 from tollgate.formats.chat import (
     ChatError,
     ChatFormat,
@@ -28,7 +29,6 @@ from tollgate.formats.chat import (
     Untranslatable,
     UsageReported,
 )
-from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.registry import WIRE_FORMATS, wire_format
 from tollgate.formats.usage import Usage
 

@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from tollgate.formats import framing
+from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.framing import SSEFramer, StreamTail, parse_sse_block, raw_event_spans, sse_event_start
-from tollgate.formats.json_codec import parse_json
 from tollgate.formats.usage import Usage
 
 

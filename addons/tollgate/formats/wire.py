@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tollgate.formats.attachments import Attachments, TextRuns
+from tollgate.formats.bodies.attachments import Attachments, TextRuns
 from tollgate.formats.chat import ChatFormat
 from tollgate.formats.refusals import Refusal
 from tollgate.formats.request_facts import Classification
@@ -95,10 +95,10 @@ class WireFormat:
     """An answer's usage with the reasoning reported beside its output counted as output."""
     attachments: Callable[[dict[str, Any]], Attachments] = no_attachments
     """What a request body's JSON carries besides its text: documents inline and what Tollgate
-    cannot read (`formats/attachments.py`)."""
+    cannot read (`formats/bodies/attachments.py`)."""
     text_runs: Callable[[dict[str, Any]], TextRuns] = no_text_runs
     """The runs of adjacent text parts of one message in a request body's JSON, which a model reads
-    joined (`formats/attachments.py`)."""
+    joined (`formats/bodies/attachments.py`)."""
     attachment_markers: tuple[bytes, ...] = ()
     """What a body must hold for `attachments` to find anything (keys and types as JSON writes
     them): a body without any is not walked."""

@@ -9,7 +9,7 @@ from pydantic import field_validator
 
 from tollgate.formats import ANTHROPIC_MESSAGES, OPENAI_CHAT
 from tollgate.formats.anthropic_messages import read_completion_facts, read_facts
-from tollgate.formats.exact import (
+from tollgate.formats.bodies.exact import (
     UNREAD_BODY,
     UNREAD_MODEL,
     Unreadable,

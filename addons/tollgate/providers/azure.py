@@ -22,7 +22,7 @@ from tollgate.credentials.base import UpstreamCredential
 from tollgate.credentials.entra_id import EntraToken, EntraTokens, load_tokens
 from tollgate.credentials.keypool import KeyPool
 from tollgate.formats import OPENAI_API, OPENAI_CHAT
-from tollgate.formats.exact import UNREAD_FACTS, Unreadable, check_case, path_segments, words
+from tollgate.formats.bodies.exact import UNREAD_FACTS, Unreadable, check_case, path_segments, words
 from tollgate.formats.openai_api import classify_body
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.providers import openai

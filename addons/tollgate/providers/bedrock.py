@@ -28,7 +28,7 @@ from tollgate.formats import (
     bedrock_invoke,
 )
 from tollgate.formats.bedrock_invoke import LATENCY_HEADER, SERVICE_TIER_HEADER, USAGE_HEADERS, header_name, is_claude
-from tollgate.formats.exact import (
+from tollgate.formats.bodies.exact import (
     STORED_PROMPT,
     UNREAD_FACTS,
     UNREAD_MODEL,

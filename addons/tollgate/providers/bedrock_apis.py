@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from tollgate.formats import BEDROCK_AGENTS
-from tollgate.formats.exact import Unreadable, check_case, path_segments, request_int, request_model, words
+from tollgate.formats.bodies.exact import Unreadable, check_case, path_segments, request_int, request_model, words
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 
 # Each operation: its method, its path with `{}` for each id (a trailing '/' as the SDKs send it),

@@ -25,7 +25,7 @@ from urllib.parse import unquote
 import orjson
 
 from tollgate.formats import OPENAI_API
-from tollgate.formats.exact import Unreadable, path_segments
+from tollgate.formats.bodies.exact import Unreadable, path_segments
 from tollgate.formats.openai_responses import COMPACT
 from tollgate.formats.request_facts import Classification
 from tollgate.providers.base import Provider

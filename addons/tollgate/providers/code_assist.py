@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import field_validator
 
 from tollgate.formats import CODE_ASSIST, GEMINI_GENERATE
+from tollgate.formats.bodies.exact import Unreadable, path_segments, words
 from tollgate.formats.code_assist.envelope import COUNT_TOKENS, read_envelope
-from tollgate.formats.exact import Unreadable, path_segments, words
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.providers.base import Provider
 from tollgate.providers.cost import ModelsPrefixed

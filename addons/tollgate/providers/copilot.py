@@ -24,7 +24,7 @@ from pydantic import Field
 
 from tollgate.formats import ANTHROPIC_MESSAGES, OPENAI_API
 from tollgate.formats.anthropic_messages import read_facts
-from tollgate.formats.exact import Unreadable, check_case, path_segments, request_model, words
+from tollgate.formats.bodies.exact import Unreadable, check_case, path_segments, request_model, words
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.providers.base import Provider
 from tollgate.providers.cost import Cost

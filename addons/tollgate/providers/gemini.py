@@ -20,7 +20,7 @@ from tollgate.credentials.google_bearer import (
     load_tokens,
 )
 from tollgate.formats import GEMINI_GENERATE, OPENAI_CHAT
-from tollgate.formats.exact import (
+from tollgate.formats.bodies.exact import (
     CACHED_CONTENT,
     UNREAD_BODY,
     Unreadable,

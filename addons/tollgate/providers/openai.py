@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tollgate.formats import OPENAI_API, OPENAI_CHAT
-from tollgate.formats.exact import (
+from tollgate.formats.bodies.exact import (
     ASSISTANT,
     SESSION_UPDATES,
     UNREAD_BODY,

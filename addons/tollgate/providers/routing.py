@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from tollgate.formats.raw_headers import Fields
+from tollgate.formats.bodies.raw_headers import Fields
 
 
 @dataclass(frozen=True, slots=True)

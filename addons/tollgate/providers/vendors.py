@@ -23,7 +23,7 @@ from pydantic import Field, field_validator, model_validator
 from tollgate.common.config_base import ProviderConfig
 from tollgate.common.host_globs import glob_pattern
 from tollgate.formats import OPENAI_API, OPENAI_CHAT
-from tollgate.formats.exact import Unreadable, check_case, path_segments
+from tollgate.formats.bodies.exact import Unreadable, check_case, path_segments
 from tollgate.formats.request_facts import Classification
 from tollgate.providers import openai
 from tollgate.providers.base import ChatLeg, Provider

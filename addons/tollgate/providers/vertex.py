@@ -23,7 +23,7 @@ from tollgate.credentials.google_bearer import CLOUD_PLATFORM, QUOTA_PROJECT, Be
 from tollgate.credentials.header_key import HeaderKey
 from tollgate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, GEMINI_GENERATE, anthropic_messages
 from tollgate.formats.anthropic_messages import on_vertex
-from tollgate.formats.exact import Unreadable, check_case, path_segments, request_model, words
+from tollgate.formats.bodies.exact import Unreadable, check_case, path_segments, request_model, words
 from tollgate.formats.gemini_generate.facts import read_facts
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.providers import gemini, openai

@@ -10,11 +10,11 @@ from mitmproxy import http
 from mitmproxy.net.http import url
 from mitmproxy.proxy.mode_specs import LocalMode, ProxyMode, TransparentMode, WireGuardMode
 
-from tollgate.core.call import Call
+from tollgate.calls.call import Call
 from tollgate.credentials.base import RequestParts, UpstreamCredential
-from tollgate.formats.json_codec import encode_json
+from tollgate.formats.bodies.json_codec import encode_json
+from tollgate.formats.bodies.raw_headers import decoded, with_header
 from tollgate.formats.mcp.messages import RequestId, error_message
-from tollgate.formats.raw_headers import decoded, with_header
 from tollgate.formats.refusals import FAILURES
 from tollgate.governance.egress.brokered import Brokered
 from tollgate.governance.egress.misdirection import Misdirected, misdirection

@@ -7,7 +7,7 @@ stage serves it and says what to check.
 200 `ok` while the process serves; else 503, the body naming why, one of:
 
 - `starting`: the proxy does not listen yet (mitmproxy's servers come up after the configuration);
-- `draining`: SIGTERM came, the process takes no new connection (`stages/drain.py`);
+- `draining`: SIGTERM came, the process takes no new connection (`stages/process/drain.py`);
 - `audit failing: …`: the audit file cannot be written, so every call is refused (503
   audit_unavailable) until it can;
 - `event loop not responding`: the proxy's event loop did not run a callback within

@@ -11,34 +11,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tollgate.proxy.runner import AnyCallStep, CallSteps, Gateway
-from tollgate.proxy.stages.attempts import Attempts
-from tollgate.proxy.stages.audit import Audit, AuditGate
-from tollgate.proxy.stages.audit_export import AuditExporter, AuditPostgresSender
-from tollgate.proxy.stages.broker import Broker
-from tollgate.proxy.stages.classify import Classify
-from tollgate.proxy.stages.credential import Credential
-from tollgate.proxy.stages.decide import Decide
-from tollgate.proxy.stages.drain import Drain
-from tollgate.proxy.stages.egress import EgressGate
-from tollgate.proxy.stages.fallback import Fallbacks, keep_trace_context, retarget
-from tollgate.proxy.stages.guard import Guard
-from tollgate.proxy.stages.identify import Identify
-from tollgate.proxy.stages.ledger import Ledger
-from tollgate.proxy.stages.mcp import Mcp, McpGate
-from tollgate.proxy.stages.metrics import Metrics
-from tollgate.proxy.stages.override import Overriding
-from tollgate.proxy.stages.realtime_socket import RealtimeSocket
-from tollgate.proxy.stages.redact import Redact
-from tollgate.proxy.stages.responses_socket import ResponsesSocket, stays_on_the_socket
-from tollgate.proxy.stages.rollup import RollUp
-from tollgate.proxy.stages.route import Destination
-from tollgate.proxy.stages.settings import Listening, Settings
-from tollgate.proxy.stages.stream_tap import AskForUsage, StreamTap
-from tollgate.proxy.stages.tracing import Tracing
-from tollgate.proxy.stages.translate import Translate
-from tollgate.proxy.stages.upstream_watch import UpstreamWatch
-from tollgate.proxy.stages.warm_up import WarmUp
-from tollgate.proxy.stages.websocket import WebSocket
+from tollgate.proxy.stages.call.classify import Classify
+from tollgate.proxy.stages.call.credential import Credential
+from tollgate.proxy.stages.call.decide import Decide
+from tollgate.proxy.stages.call.guard import Guard
+from tollgate.proxy.stages.call.identify import Identify
+from tollgate.proxy.stages.call.ledger import Ledger
+from tollgate.proxy.stages.call.override import Overriding
+from tollgate.proxy.stages.call.redact import Redact
+from tollgate.proxy.stages.call.rollup import RollUp
+from tollgate.proxy.stages.call.route import Destination
+from tollgate.proxy.stages.call.translate import Translate
+from tollgate.proxy.stages.egress.broker import Broker
+from tollgate.proxy.stages.egress.egress import EgressGate
+from tollgate.proxy.stages.egress.mcp import Mcp, McpGate
+from tollgate.proxy.stages.process.drain import Drain
+from tollgate.proxy.stages.process.settings import Listening, Settings
+from tollgate.proxy.stages.process.warm_up import WarmUp
+from tollgate.proxy.stages.records.audit import Audit, AuditGate
+from tollgate.proxy.stages.records.audit_export import AuditExporter, AuditPostgresSender
+from tollgate.proxy.stages.records.metrics import Metrics
+from tollgate.proxy.stages.records.tracing import Tracing
+from tollgate.proxy.stages.sockets.realtime_socket import RealtimeSocket
+from tollgate.proxy.stages.sockets.responses_socket import ResponsesSocket, stays_on_the_socket
+from tollgate.proxy.stages.sockets.websocket import WebSocket
+from tollgate.proxy.stages.upstream.attempts import Attempts
+from tollgate.proxy.stages.upstream.fallback import Fallbacks, keep_trace_context, retarget
+from tollgate.proxy.stages.upstream.stream_tap import AskForUsage, StreamTap
+from tollgate.proxy.stages.upstream.upstream_watch import UpstreamWatch
 from tollgate.proxy.state import Shared
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from mitmproxy import addonmanager, hooks, http, log  # noqa: F401 - importing them declares their hooks
 from mitmproxy.proxy import layers, server_hooks  # noqa: F401 - likewise
 
-from tollgate.core.call import Call
+from tollgate.calls.call import Call
 from tollgate.formats.refusals import INTERNAL_ERROR
 from tollgate.governance.mcp.mcp import McpExchange
 from tollgate.proxy.flows import call_of, refuse, refuse_mcp

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 from mitmproxy import ctx, http
 from mitmproxy.websocket import WebSocketMessage
 
-from tollgate.core.call import Call
-from tollgate.formats.json_codec import encode_json, parse_json
+from tollgate.calls.call import Call
+from tollgate.formats.bodies.json_codec import encode_json, parse_json
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.state import Shared
 

@@ -41,8 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if path is None and os.path.isfile(DEFAULT_FILE):
         path = DEFAULT_FILE  # what the script reads when no tollgate_config is given
     if path:
-        from tollgate.core.config import ConfigError
-        from tollgate.proxy.stages.settings import check_start
+        from tollgate.configuration.config import ConfigError
+        from tollgate.proxy.stages.process.settings import check_start
 
         try:
             check_start(path)
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     from mitmproxy.tools import main as tools
 
-    from tollgate.core.fleet import one_listen_hint
+    from tollgate.configuration.fleet import one_listen_hint
 
     one_listen_hint()  # before mitmproxy's servers start, which may be before Tollgate's script loads
 

@@ -7,7 +7,7 @@ import asyncio
 import time
 from dataclasses import replace
 
-from tollgate.core.runtime import Loaded
+from tollgate.configuration.runtime import Loaded
 from tollgate.credentials.keypool import KeyPool
 from tollgate.governance.mcp.mcp import McpRounds, McpSessions
 from tollgate.governance.policy.policy import Policy
@@ -16,8 +16,8 @@ from tollgate.governance.routing.upstream import CIRCUIT
 from tollgate.governance.subscriptions.asked_accounts import AskedAccounts
 from tollgate.ledger.store import Store
 from tollgate.providers import BUILT_IN_HOSTS, Hosts
-from tollgate.records.auditlog import AuditLog
-from tollgate.records.metrics import MetricSet
+from tollgate.records.audit.auditlog import AuditLog
+from tollgate.records.telemetry.metrics import MetricSet
 
 # The error of a call the process's end breaks off.
 SHUT_DOWN = "proxy shut down during the call"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tollgate.core.config import load_config
+from tollgate.configuration.config import load_config
 from tollgate.governance.identity.clients import Directory, KnownCaller
 from tollgate.providers.credentials import Presented
 
@@ -107,7 +107,7 @@ JWT_SECRET = "cli-secret-" + "z" * 32
 def test_token_signs_with_the_issuer_that_has_a_secret(tollgate, tmp_path: Path, capsys, monkeypatch) -> None:
     import jwt
 
-    from tollgate.core.config import load_config
+    from tollgate.configuration.config import load_config
     from tollgate.governance.identity.jwt_identity import Verifier
 
     monkeypatch.setenv("TOLLGATE_JWT_SECRET", JWT_SECRET)

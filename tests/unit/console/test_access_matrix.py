@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
+from tollgate.configuration.config import parse_config
 from tollgate.console.follow import AuditFiles
 from tollgate.console.scope import ScopeRules
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
 from tollgate.console.views import Forbidden, Views, as_csv
-from tollgate.core.config import parse_config
 
 PEOPLE = {"alice": ["Alice@Example.com"], "bob": ["bob@example.com"], "carol": ["carol@example.com", "dan@example.com"],
           "erin": []}  # fmt: skip

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from tests.support.web import NoRedirect
 
+from tollgate.configuration.console_settings import ConsoleConfig, exposed_without_tls
 from tollgate.console.budgets import rows as budget_rows
 from tollgate.console.day_sums import Later
 from tollgate.console.follow import AuditFiles
 from tollgate.console.server import Console
 from tollgate.console.views import BadQuery, Views, as_csv
-from tollgate.core.console_settings import ConsoleConfig, exposed_without_tls
 from tollgate.governance.limits.limits import LimitRule
 
 TOKEN = "a-console-token-of-test-0001"
@@ -176,7 +176,7 @@ def test_people_say_which_models_each_called(tmp_path: Path) -> None:
 def test_governed_calls_bring_their_bytes_to_the_ai_services(tmp_path: Path) -> None:
     """A call's bodies' bytes (`bytes_sent`, `bytes_received`) are its service's, as a connection's
     are; a record from before the fields adds none. `tollgate inventory` says the same."""
-    from tollgate.records.inventory import audit_file_seen, tally, to_json
+    from tollgate.records.reports.inventory import audit_file_seen, tally, to_json
 
     write(tmp_path / "audit.jsonl", [
         call("2026-11-01T08:00:00.000Z", "alice", bytes_sent=812, bytes_received=4096),
@@ -199,7 +199,7 @@ def test_the_kinds_are_every_kind_of_record_tollgate_writes(views: Views) -> Non
     import ast
 
     import tollgate
-    from tollgate.records.kinds import RECORD_KINDS
+    from tollgate.records.audit.kinds import RECORD_KINDS
 
     assert views.answer("/api/kinds", {}) == list(RECORD_KINDS)
     written: set[str] = set()

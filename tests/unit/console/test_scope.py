@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tollgate.configuration.config import parse_config
 from tollgate.console.follow import AuditFiles
 from tollgate.console.index import NO_ORIGIN, Index, Origin
 from tollgate.console.scope import Scope, ScopeRules, with_instance
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
 from tollgate.console.views import Forbidden, Views
-from tollgate.core.config import parse_config
 
 CONFIG = {
     "clients": [

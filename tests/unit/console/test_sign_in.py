@@ -13,10 +13,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from tests.support.oidc_provider import OidcProvider, Person
 
+from tollgate.configuration.config import ConfigError, load_config
+from tollgate.configuration.console_settings import SignInConfig
 from tollgate.console.sign_in import NotAllowed, SignIn, SignInFailed, challenge
 from tollgate.console.viewer import Viewer
-from tollgate.core.config import ConfigError, load_config
-from tollgate.core.console_settings import SignInConfig
 
 REDIRECT = "http://127.0.0.1:8090/auth/callback"
 ALICE = Person("Alice@Example.com", ["engineering"], "Alice Liddell")
@@ -84,7 +84,7 @@ def test_settings_errors_name_their_field(tmp_path: Path, console: dict, error: 
 
 
 def test_the_redirect_uri_defaults_to_the_loopback_address() -> None:
-    from tollgate.core.console_settings import redirect_uri
+    from tollgate.configuration.console_settings import redirect_uri
 
     settings = SignInConfig(issuer="https://login.example.com", client_id="c")
     assert redirect_uri(settings, "127.0.0.1:8090", tls=False) == "http://127.0.0.1:8090/auth/callback"

@@ -23,14 +23,14 @@ from tests.support.postgres import PostgresServer
 from tests.support.proxy import free_port
 
 from tollgate.common.audit_chain import Chain, Signer
+from tollgate.configuration.config import ConfigError, Unset, parse_config
 from tollgate.console import table as table_module
 from tollgate.console.command import run
 from tollgate.console.follow import AuditFiles
 from tollgate.console.server import Console
 from tollgate.console.table import Table, UnreadableTable
 from tollgate.console.views import Views, as_csv
-from tollgate.core.config import ConfigError, Unset, parse_config
-from tollgate.records.audit_postgres import ensure_schema, prepare, row_of, store
+from tollgate.records.senders.audit_postgres import ensure_schema, prepare, row_of, store
 
 TABLE = "tollgate_records"
 

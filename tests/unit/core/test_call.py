@@ -13,14 +13,14 @@ from hypothesis import strategies as st
 from mitmproxy.utils.emoji import emoji
 from tests.support.examples import examples
 
+from tollgate.calls.call import Answer, Call, Caller, Failure, Route, Target, Verdict
 from tollgate.common.fingerprint import fingerprint
-from tollgate.core.call import Answer, Call, Caller, Failure, Route, Target, Verdict
-from tollgate.core.config import Config, parse_config
-from tollgate.core.runtime import Loaded
+from tollgate.configuration.config import Config, parse_config
+from tollgate.configuration.runtime import Loaded
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.usage import Usage
-from tollgate.records.audit_record import audit_record, utc_timestamp
-from tollgate.records.summary import FAILED_MARKER, REFUSED_MARKER, flow_marker, summary
+from tollgate.records.audit.audit_record import audit_record, utc_timestamp
+from tollgate.records.audit.summary import FAILED_MARKER, REFUSED_MARKER, flow_marker, summary
 
 LOADED = Loaded.build(Config())
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.examples import examples
 
-from tollgate.core.config import (
+from tollgate.configuration.config import (
     PROVIDER_NAMES,
     Config,
     ConfigError,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tollgate.core import fleet
-from tollgate.core.config import parse_config
-from tollgate.core.fleet import (
+from tollgate.configuration import fleet
+from tollgate.configuration.config import parse_config
+from tollgate.configuration.fleet import (
     FleetError,
     Worker,
     backoff,

@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from tollgate.core.call import Call, Caller, Route
-from tollgate.core.config import parse_config
-from tollgate.core.next_attempt import (
+from tollgate.calls.call import Call, Caller, Route
+from tollgate.calls.next_attempt import (
     END,
     NOT_AGAIN,
     End,
@@ -22,17 +21,18 @@ from tollgate.core.next_attempt import (
     next_step,
     retry_of,
 )
-from tollgate.core.runtime import Loaded
-from tollgate.core.settlement import settle_attempt
+from tollgate.calls.settlement import settle_attempt
+from tollgate.configuration.config import parse_config
+from tollgate.configuration.runtime import Loaded
 from tollgate.governance.limits.limits import Estimate, Reserved, charges, counters
 from tollgate.governance.routing.failover import CONNECT, TIMEOUT, AttemptFailure, Circuits
 from tollgate.governance.routing.next_try import goes_again
 from tollgate.ledger import open_store
 from tollgate.ledger.store import Store
-from tollgate.proxy.stages.attempts import resends_on
-from tollgate.proxy.stages.ledger import Ledger
+from tollgate.proxy.stages.call.ledger import Ledger
+from tollgate.proxy.stages.upstream.attempts import resends_on
 from tollgate.proxy.state import Shared
-from tollgate.records.audit_record import audit_record
+from tollgate.records.audit.audit_record import audit_record
 
 FALLBACKS = (("anthropic", "claude-sonnet-4-5"), ("openai", "gpt-4o-mini"))
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from tollgate.core.call import Answer, Call, Route, Target
-from tollgate.core.config import parse_config
-from tollgate.core.runtime import Loaded
-from tollgate.core.settlement import token_count, used
+from tollgate.calls.call import Answer, Call, Route, Target
+from tollgate.calls.settlement import token_count, used
+from tollgate.configuration.config import parse_config
+from tollgate.configuration.runtime import Loaded
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
 from tollgate.governance.limits.limits import Estimate
-from tollgate.records.audit_record import audit_record
+from tollgate.records.audit.audit_record import audit_record
 
 RESERVED = Estimate(1, 500, 9_000)
 PRICED = parse_config(

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from support.examples import examples
-from tollgate.formats.json_codec import RepeatedKey, keys_once, loads_once, parse_json
+from tollgate.formats.bodies.json_codec import RepeatedKey, keys_once, loads_once, parse_json
 
 
 class Pairs(list[tuple[str, Any]]):

@@ -19,9 +19,9 @@ from tests.unit.providers.common import (
 )
 
 from tollgate.formats import openai_api as openai_mod
-from tollgate.formats.exact import Unreadable, as_int, count
-from tollgate.formats.json_codec import encode_json, parse_json, read_request_json
-from tollgate.formats.raw_headers import decoded, header_index, with_header
+from tollgate.formats.bodies.exact import Unreadable, as_int, count
+from tollgate.formats.bodies.json_codec import encode_json, parse_json, read_request_json
+from tollgate.formats.bodies.raw_headers import decoded, header_index, with_header
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import add_totals
 from tollgate.providers.credentials import bearer

@@ -30,6 +30,7 @@ from tests.support.examples import examples
 from tollgate.formats import framing
 from tollgate.formats.anthropic_messages import MessagesStreamReader
 from tollgate.formats.bedrock_converse import EventStreamReader
+from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.chat import UsageReported
 from tollgate.formats.framing import (
     Decompressor,
@@ -43,7 +44,6 @@ from tollgate.formats.framing import (
     split_events,
 )
 from tollgate.formats.gemini_generate.stream import GenerateArrayReader, GenerateStreamReader, has_key
-from tollgate.formats.json_codec import parse_json
 from tollgate.formats.openai_api import stream_reader
 from tollgate.formats.openai_chat import ChatStreamReader
 from tollgate.formats.openai_chat.stream import ChatEventReader

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tollgate.core import config
+from tollgate.configuration import config
 from tollgate.ledger import WINDOWS, window_bounds
 
 

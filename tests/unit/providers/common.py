@@ -11,8 +11,8 @@ import pytest
 from hypothesis import strategies as st
 from mitmproxy.http import Headers
 
-from tollgate.formats.exact import Unreadable
-from tollgate.formats.json_codec import read_request_json
+from tollgate.formats.bodies.exact import Unreadable
+from tollgate.formats.bodies.json_codec import read_request_json
 from tollgate.formats.refusals import (
     AUDIT_UNAVAILABLE,
     BAD_REQUEST,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tollgate.formats.anthropic_messages import usage_from_object
-from tollgate.formats.exact import Unreadable
+from tollgate.formats.bodies.exact import Unreadable
 from tollgate.formats.request_facts import Classification
 from tollgate.providers.anthropic import PLAN_ONLY
 from tollgate.providers.credentials import Presented

@@ -9,20 +9,20 @@ from typing import Any
 
 import pytest
 
+from tollgate.calls.call import Call, Route
 from tollgate.common.fingerprint import fingerprint
-from tollgate.core.call import Call, Route
-from tollgate.core.config import Config, ConfigError, OverrideMatch, parse_config
-from tollgate.core.runtime import Loaded
+from tollgate.configuration.config import Config, ConfigError, OverrideMatch, parse_config
+from tollgate.configuration.runtime import Loaded
 from tollgate.credentials.entra_id import authority_scope, scope_for
 from tollgate.credentials.header_key import HeaderKey
 from tollgate.credentials.keypool import KeyPool
-from tollgate.formats.exact import Unreadable
+from tollgate.formats.bodies.exact import Unreadable
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.matching import matches
 from tollgate.governance.routing.upstream import target_upstream
 from tollgate.providers import PROVIDERS
 from tollgate.providers.azure import AzureConfig, AzureRuntime
-from tollgate.proxy.stages.metrics import Metrics
+from tollgate.proxy.stages.records.metrics import Metrics
 from tollgate.proxy.state import Shared
 
 from .common import headers, j

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tests.support.examples import examples
 
 from tollgate.formats.bedrock_invoke import invoke_finish_reason
-from tollgate.formats.exact import Unreadable
+from tollgate.formats.bodies.exact import Unreadable
 from tollgate.formats.request_facts import Classification
 from tollgate.providers import bedrock as bedrock_mod
 from tollgate.providers.credentials import Presented

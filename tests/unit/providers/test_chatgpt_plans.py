@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tollgate.core.config import ConfigError, parse_config
-from tollgate.core.runtime import Loaded
-from tollgate.formats.exact import Unreadable
+from tollgate.configuration.config import ConfigError, parse_config
+from tollgate.configuration.runtime import Loaded
+from tollgate.formats.bodies.exact import Unreadable
 from tollgate.governance.subscriptions.plan import Subscription, tenant_pins
 from tollgate.providers import PROVIDERS, Hosts, provider_for
 from tollgate.providers.chatgpt import chatgpt_account, token_claims

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tollgate.core.config import ConfigError, parse_config
+from tollgate.configuration.config import ConfigError, parse_config
+from tollgate.formats.bodies.exact import Unreadable
 from tollgate.formats.code_assist.envelope import EnvelopeStreamReader, text_runs, usage
-from tollgate.formats.exact import Unreadable
 from tollgate.formats.gemini_generate.stream import GenerateStreamReader
 from tollgate.formats.usage import Usage
 from tollgate.governance.subscriptions.asked_accounts import FAILED_FOR_S, AskedAccounts, parse_tokeninfo, token_key

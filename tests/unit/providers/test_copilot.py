@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tollgate.core.config import ConfigError, parse_config
-from tollgate.formats.exact import Unreadable
+from tollgate.configuration.config import ConfigError, parse_config
+from tollgate.formats.bodies.exact import Unreadable
 from tollgate.formats.refusals import TENANT_DENIED
 from tollgate.governance.limits.pricing import table_rate
 from tollgate.governance.subscriptions.plan import Subscription, tenant_pins

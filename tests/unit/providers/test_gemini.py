@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tollgate.formats.exact import Unreadable
+from tollgate.formats.bodies.exact import Unreadable
 from tollgate.formats.gemini_generate.answer import usage_from_object
 from tollgate.formats.request_facts import Classification
 from tollgate.providers.credentials import Presented

@@ -19,7 +19,7 @@ from tests.support.aws import signed_over_authority
 
 from tollgate.common.config_base import ProviderConfig
 from tollgate.common.fingerprint import fingerprint
-from tollgate.core.config import OPENAI_COMPATIBLE_TARGETS, Config, ConfigError, parse_config
+from tollgate.configuration.config import OPENAI_COMPATIBLE_TARGETS, Config, ConfigError, parse_config
 from tollgate.credentials import sigv4
 from tollgate.credentials.base import Applied, RequestParts
 from tollgate.credentials.errors import CredentialUnavailable
@@ -27,14 +27,14 @@ from tollgate.credentials.header_key import HeaderKey
 from tollgate.credentials.keypool import KeyPool
 from tollgate.credentials.sigv4 import SigV4Signature
 from tollgate.formats import OPENAI_API
+from tollgate.formats.bodies.raw_headers import header_index
 from tollgate.formats.openai_chat import ask_for_usage
-from tollgate.formats.raw_headers import header_index
 from tollgate.formats.registry import wire_format
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.providers import PROVIDERS
 from tollgate.providers.bedrock import BedrockConfig
 from tollgate.providers.credentials import CallerCheck, OwnCredential, UpstreamCredentials, VerifiedCaller
-from tollgate.proxy.stages.settings import load
+from tollgate.proxy.stages.process.settings import load
 
 BEDROCK = PROVIDERS["bedrock"]
 OPENAI = PROVIDERS["openai"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tollgate.formats.exact import Unreadable
+from tollgate.formats.bodies.exact import Unreadable
 from tollgate.providers import PROVIDERS
 
 SESSION = {"session": {"type": "realtime", "model": "gpt-realtime"}}

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tollgate.formats.exact import Unreadable
+from tollgate.formats.bodies.exact import Unreadable
 from tollgate.formats.request_facts import Classification
 from tollgate.providers import openai as openai_mod
 from tollgate.providers.credentials import Presented

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.examples import examples
 
-from tollgate.formats.exact import Unreadable
+from tollgate.formats.bodies.exact import Unreadable
 from tollgate.providers import PROVIDERS, anthropic, bedrock, gemini, openai
 
 # Letter case changes the meaning of an id (a file id, a Bedrock model name), not of a fixed word.

@@ -20,7 +20,7 @@ from tollgate.common.host_globs import globs_overlap
 from tollgate.formats import refusals as refusals_mod
 from tollgate.formats.anthropic_messages import errors as anthropic_errors
 from tollgate.formats.bedrock_converse import errors as bedrock_errors
-from tollgate.formats.exact import Unreadable
+from tollgate.formats.bodies.exact import Unreadable
 from tollgate.formats.gemini_generate import errors as gemini_errors
 from tollgate.formats.openai_chat import errors as openai_errors
 from tollgate.formats.refusals import STATUS

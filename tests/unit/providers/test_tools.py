@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tollgate.formats.exact import Unreadable
+from tollgate.formats.bodies.exact import Unreadable
 from tollgate.formats.request_facts import Classification, GrantedMcpServer
 
 from .common import ANTHROPIC, BEDROCK, GEMINI, OPENAI, VERTEX, classify, j

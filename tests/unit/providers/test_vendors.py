@@ -14,11 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.examples import examples
 
-from tollgate.core.config import ConfigError, parse_config
-from tollgate.core.runtime import Loaded
+from tollgate.configuration.config import ConfigError, parse_config
+from tollgate.configuration.runtime import Loaded
 from tollgate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, GEMINI_GENERATE, OPENAI_API, OPENAI_CHAT
+from tollgate.formats.bodies.exact import Unreadable
 from tollgate.formats.chat import ChatRequest, Message, Text, UsageReported
-from tollgate.formats.exact import Unreadable
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.translation import Translation, chat_formats
 from tollgate.formats.usage import Usage

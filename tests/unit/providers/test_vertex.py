@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from tollgate.credentials.base import RequestParts
-from tollgate.formats.exact import Unreadable
+from tollgate.formats.bodies.exact import Unreadable
 from tollgate.providers import vertex as vertex_mod
 from tollgate.providers.vertex import VertexConfig, VertexProject
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tollgate.proxy.start import config_named, main
-from tollgate.records.auditlog import AuditLog
+from tollgate.records.audit.auditlog import AuditLog
 
 
 def test_the_configuration_is_the_last_tollgate_config_set() -> None:

@@ -12,7 +12,7 @@ import time
 import pytest
 from mitmproxy.test import tflow
 
-from tollgate.core.call import Call, Caller, Route
+from tollgate.calls.call import Call, Caller, Route
 from tollgate.formats.mcp.messages import McpRequest
 from tollgate.formats.openai_realtime import REALTIME
 from tollgate.formats.request_facts import Classification, RequestFacts
@@ -21,8 +21,8 @@ from tollgate.governance.mcp.mcp_servers import McpServer
 from tollgate.proxy import pipeline
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps, Gateway
-from tollgate.proxy.stages.identify import Identify
-from tollgate.proxy.stages.realtime_socket import RealtimeSession, RealtimeSocket
+from tollgate.proxy.stages.call.identify import Identify
+from tollgate.proxy.stages.sockets.realtime_socket import RealtimeSession, RealtimeSocket
 
 
 class Broken:

@@ -12,7 +12,7 @@ from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 from tests.support.pipeline import UPSTREAM, UPSTREAM_KEY, VIRTUAL_KEY, sse
 
-from tollgate.records.auditlog import PROCESS_EVENTS
+from tollgate.records.audit.auditlog import PROCESS_EVENTS
 
 
 def records(path: Path) -> list[dict[str, Any]]:

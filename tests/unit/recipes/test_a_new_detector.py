@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from tests.support.pipeline import configured_gateway, one_call
 
-from tollgate.core.config import ConfigError, parse_config
+from tollgate.configuration.config import ConfigError, parse_config
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.detectors import BUILTIN, kinds_of, token
 

@@ -14,13 +14,13 @@ from pathlib import Path
 from mitmproxy import http
 from mitmproxy.test import tflow
 
-from tollgate.core.config import Config
-from tollgate.core.runtime import Loaded
+from tollgate.configuration.config import Config
+from tollgate.configuration.runtime import Loaded
 from tollgate.governance.egress.egress import PASS, Egress, EgressVerdict
 from tollgate.governance.egress.egress_settings import EgressConfig
-from tollgate.proxy.stages.egress import EgressGate
+from tollgate.proxy.stages.egress.egress import EgressGate
 from tollgate.proxy.state import Shared
-from tollgate.records.auditlog import AuditLog
+from tollgate.records.audit.auditlog import AuditLog
 
 from .conftest import records
 

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 from tollgate.formats import OPENAI_API, OPENAI_CHAT
 from tollgate.formats.openai_api.request import classify_body
-from tollgate.formats.exact import Unreadable
+from tollgate.formats.bodies.exact import Unreadable
 from tollgate.formats.request_facts import Classification
 from tollgate.providers.routing import Routing
 from tollgate.providers.base import ChatLeg, Provider

@@ -1,5 +1,5 @@
 """A stage of the pipeline added as the recipe in docs/architecture.md says: its class (what
-`proxy/stages/<name>.py` would hold: the steps of one concern, given the pipeline's `Shared`) and,
+`proxy/stages/<concern>/<name>.py` would hold: the steps of one concern, given the pipeline's `Shared`) and,
 in `gateway()`, each of its steps in its hook's list where its order puts it: a call step among
 an HTTP call's `CallSteps`, after `Identify` (it reads the caller), and a hook step at `response`,
 after `Audit`'s. The test makes the real pipeline and puts them there, as those lines would. The
@@ -15,12 +15,12 @@ from pathlib import Path
 from mitmproxy import http
 from tests.support.pipeline import UPSTREAM_KEY, configured_gateway, one_call
 
-from tollgate.core.call import Call
+from tollgate.calls.call import Call
 from tollgate.formats.refusals import BAD_REQUEST
 from tollgate.proxy.flows import call_of, refuse
 from tollgate.proxy.pipeline import gateway
 from tollgate.proxy.runner import CallSteps, Gateway
-from tollgate.proxy.stages.identify import Identify
+from tollgate.proxy.stages.call.identify import Identify
 from tollgate.proxy.state import Shared
 
 from .conftest import chat_chunks, chat_flow, openai_config, records

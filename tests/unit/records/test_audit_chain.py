@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 
 from tollgate.cli.main import main
 from tollgate.common.audit_chain import ZERO, Chain, Signer, key_id, last_chain, load_public_key, load_signing_key
-from tollgate.core.config import Config, ConfigError, load_config
-from tollgate.records import auditlog
-from tollgate.records.audit_verify import ChainVerdict, Place, read_copy, read_lines, verify
-from tollgate.records.auditlog import AuditLog
-from tollgate.records.in_flight import InFlight, journal_path
+from tollgate.configuration.config import Config, ConfigError, load_config
+from tollgate.records.audit import auditlog
+from tollgate.records.audit.audit_verify import ChainVerdict, Place, read_copy, read_lines, verify
+from tollgate.records.audit.auditlog import AuditLog
+from tollgate.records.audit.in_flight import InFlight, journal_path
 
 TS = "2026-11-26T10:00:00.000Z"
 ADDONS = Path(__file__).resolve().parents[3] / "addons"
@@ -412,7 +412,7 @@ def otlp_json(lines: list[bytes]) -> dict:
     from google.protobuf.json_format import MessageToDict
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-    from tollgate.records.otlp_logs import export_body
+    from tollgate.records.senders.otlp_logs import export_body
 
     request = ExportLogsServiceRequest()
     request.ParseFromString(export_body(lines, 0))
@@ -904,7 +904,7 @@ def test_a_runs_last_records_are_kept_as_a_dict_of_them_would_keep_them(monkeypa
     which drops seq - WINDOW as seq comes: in order, out of order, far out of order, with gaps."""
     import random
 
-    from tollgate.records import audit_verify
+    from tollgate.records.audit import audit_verify
 
     monkeypatch.setattr(audit_verify, "WINDOW", 8)
     rng = random.Random(5)

@@ -18,10 +18,10 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from tests.support.otlp import Collector, value_of
 
-from tollgate.core.config import ConfigError, parse_config
-from tollgate.records.audit_export import AuditExport, outcome_of, position_path
-from tollgate.records.file_sender import Position, Tail, backoff, read_position, start_position, write_position
-from tollgate.records.otlp_logs import encode_log_record, encode_value, export_body, record_id
+from tollgate.configuration.config import ConfigError, parse_config
+from tollgate.records.senders.audit_export import AuditExport, outcome_of, position_path
+from tollgate.records.senders.file_sender import Position, Tail, backoff, read_position, start_position, write_position
+from tollgate.records.senders.otlp_logs import encode_log_record, encode_value, export_body, record_id
 
 LLM_CALL = {
     "event": "llm_call",

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from tests.support.postgres import PostgresServer
 from tests.support.proxy import free_port
 
-from tollgate.core.config import ConfigError, parse_config
-from tollgate.records import audit_postgres
-from tollgate.records.audit_postgres import (
+from tollgate.configuration.config import ConfigError, parse_config
+from tollgate.records.senders import audit_postgres
+from tollgate.records.senders.audit_postgres import (
     COLUMNS,
     SCHEMA_VERSION,
     AuditPostgres,
@@ -35,8 +35,8 @@ from tollgate.records.audit_postgres import (
     schema_version,
     store,
 )
-from tollgate.records.file_sender import Position, read_position
-from tollgate.records.metrics import MetricSet
+from tollgate.records.senders.file_sender import Position, read_position
+from tollgate.records.telemetry.metrics import MetricSet
 
 LLM_CALL = {
     "event": "llm_call",

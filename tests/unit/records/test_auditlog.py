@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tollgate.core.fleet import instance_name
-from tollgate.records import auditlog
-from tollgate.records.auditlog import AuditLog
+from tollgate.configuration.fleet import instance_name
+from tollgate.records.audit import auditlog
+from tollgate.records.audit.auditlog import AuditLog
 
 ADDONS = Path(__file__).resolve().parents[3] / "addons"
 
@@ -409,7 +409,7 @@ def test_rotation_by_copytruncate_continues_at_the_new_end_without_a_hole(tmp_pa
 _FILLING = r"""
 import json, os, resource, subprocess, sys, time
 sys.path.insert(0, sys.argv[1])
-from tollgate.records import auditlog
+from tollgate.records.audit import auditlog
 auditlog.RETRY_DELAY = 0.05
 directory, mode = sys.argv[2], sys.argv[3]
 path, filler = os.path.join(directory, "audit.jsonl"), os.path.join(directory, "filler")
@@ -492,7 +492,7 @@ def test_a_write_that_fails_part_way_leaves_no_half_line_and_its_records_follow_
 _BROKEN_PIPE = r"""
 import json, logging, os, sys, time
 sys.path.insert(0, sys.argv[1])
-from tollgate.records import auditlog
+from tollgate.records.audit import auditlog
 auditlog.RETRY_DELAY = 0.1
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
 sys.stdin.read()  # until the reader of our standard output has closed it
@@ -539,7 +539,7 @@ def test_a_broken_standard_output_fails_until_it_can_be_written(tmp_path: Path) 
 
 
 def test_what_a_record_takes_from_a_caller_is_bounded_and_its_chain_holds(tmp_path: Path) -> None:
-    from tollgate.records.audit_verify import read_lines, verify
+    from tollgate.records.audit.audit_verify import read_lines, verify
 
     path = tmp_path / "audit.jsonl"
     log = AuditLog(str(path), instance="gw")

@@ -8,7 +8,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tollgate.records.bounded import CHAINED, LINE, bounded, cut, within_line
+from tollgate.records.audit.bounded import CHAINED, LINE, bounded, cut, within_line
 
 
 def test_a_long_string_keeps_256_characters_the_last_one_the_mark() -> None:
@@ -90,8 +90,8 @@ def test_any_record_is_bounded_and_its_line_within_64_kib(record: dict[str, Any]
 def test_the_console_line_cuts_what_it_takes_from_a_caller_a_policy_and_an_upstream() -> None:
     from tests.unit.core.test_call import full_call
 
-    from tollgate.core.call import Route, Target
-    from tollgate.records.summary import summary
+    from tollgate.calls.call import Route, Target
+    from tollgate.records.audit.summary import summary
 
     call = full_call()
     call.route = Route(Target("openai", "m" * 100_000), Target("openai", "m" * 100_000), "https://api.openai.com")
@@ -102,7 +102,7 @@ def test_the_console_line_cuts_what_it_takes_from_a_caller_a_policy_and_an_upstr
 
 
 def test_a_refused_connections_line_is_cut_likewise() -> None:
-    from tollgate.records.connection_record import Connection, connection_line
+    from tollgate.records.audit.connection_record import Connection, connection_line
 
     refused = Connection("r-1", "h" * 1000, 443, client="c" * 300, deny_reasons=("x" * 300,))
     assert connection_line(refused) == f"Tollgate: {'c' * 255}… · ⛔ egress_denied · {'h' * 255}…:443 · {'x' * 255}…"

@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tollgate.common.audit_chain import Signer
-from tollgate.records import in_flight
-from tollgate.records.audit_verify import read_lines, verify
-from tollgate.records.auditlog import AuditLog
-from tollgate.records.in_flight import (
+from tollgate.records.audit import in_flight
+from tollgate.records.audit.audit_verify import read_lines, verify
+from tollgate.records.audit.auditlog import AuditLog
+from tollgate.records.audit.in_flight import (
     InFlight,
     InstanceBusy,
     check_free,
@@ -299,7 +299,7 @@ def test_a_lost_calls_record_has_every_field_of_a_calls_record_and_what_was_know
     from tests.unit.records.test_metrics import call
 
     from tollgate.governance.limits.limits import Estimate, Reserved
-    from tollgate.records.audit_record import RECORD_FIELDS, audit_record, lost_record, sent_record
+    from tollgate.records.audit.audit_record import RECORD_FIELDS, audit_record, lost_record, sent_record
 
     c = call(stream=True, provider="anthropic", model="claude-sonnet-4-5", groups=("research",))
     c.route.upstream, c.answer.upstream_key, c.verdict.decision = "https://api.anthropic.com", "sha256:ab12", "allow"

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tollgate.cli.main import main
-from tollgate.records.inventory import Seen, audit_seen, seen_of, tally, with_rotations
+from tollgate.records.reports.inventory import Seen, audit_seen, seen_of, tally, with_rotations
 
 
 def call(ts: str, client: str | None, provider: str | None, decision: str = "allow", **more: Any) -> dict[str, Any]:

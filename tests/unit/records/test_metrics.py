@@ -1,4 +1,4 @@
-"""The metric families (`tollgate.records.metrics`) from synthetic call records, read back through
+"""The metric families (`tollgate.records.telemetry.metrics`) from synthetic call records, read back through
 prometheus-client's own text parser; the examples in docs/examples name only metrics Tollgate exports."""
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tollgate.core.call import Call, Failure, Route, Target
+from tollgate.calls.call import Call, Failure, Route, Target
 from tollgate.credentials.keypool import KeyPool
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.usage import Usage
 from tollgate.governance.limits.limits import Estimate
 from tollgate.governance.routing.failover import Attempt
-from tollgate.records.audit_record import audit_record
-from tollgate.records.metrics import OTHER, LabelCap, MetricSet, error_kind, remaining, status_class
+from tollgate.records.audit.audit_record import audit_record
+from tollgate.records.telemetry.metrics import OTHER, LabelCap, MetricSet, error_kind, remaining, status_class
 
 ROOT = Path(__file__).resolve().parents[3]
 

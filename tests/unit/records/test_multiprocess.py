@@ -13,9 +13,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tollgate.credentials.keypool import KeyPool
-from tollgate.records import multiprocess
-from tollgate.records.metrics import MetricSet
-from tollgate.records.multiprocess import SharedFiles, host_registry
+from tollgate.records.telemetry import multiprocess
+from tollgate.records.telemetry.metrics import MetricSet
+from tollgate.records.telemetry.multiprocess import SharedFiles, host_registry
 
 CALL = ("alice", "", "openai", "gpt-4o", "allow", "2xx", "")
 GEN_AI = ("chat", "openai", "gpt-4o")

@@ -9,13 +9,13 @@ import time
 import pytest
 from tests.support.otlp import Collector, no_collector, wait_for_trace_exports_to_stop
 
-from tollgate.core.call import Answer, Call, Caller, Failure, Route, Target
-from tollgate.core.config import OtlpConfig
-from tollgate.core.fleet import instance_name
+from tollgate.calls.call import Answer, Call, Caller, Failure, Route, Target
+from tollgate.configuration.config import OtlpConfig
+from tollgate.configuration.fleet import instance_name
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.usage import Usage
-from tollgate.records.audit_record import audit_record
-from tollgate.records.traces import (
+from tollgate.records.audit.audit_record import audit_record
+from tollgate.records.telemetry.traces import (
     OPERATIONS,
     OtlpSettings,
     Traces,
@@ -229,8 +229,8 @@ def test_a_served_calls_attributes() -> None:
 
 def test_the_cost_is_the_audits() -> None:
     """The audit record's cost_usd is call.cost_nanousd() in dollars: the span takes it from there."""
-    from tollgate.core.config import parse_config
-    from tollgate.core.runtime import Loaded
+    from tollgate.configuration.config import parse_config
+    from tollgate.configuration.runtime import Loaded
 
     loaded = Loaded.build(
         parse_config(

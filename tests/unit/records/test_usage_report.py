@@ -21,7 +21,7 @@ from tests.support.examples import examples
 
 from tollgate.cli.main import main
 from tollgate.common.shown import usd_text
-from tollgate.records.usage_report import (
+from tollgate.records.reports.usage_report import (
     KEYS,
     Report,
     ReportedCall,

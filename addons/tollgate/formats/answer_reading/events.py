@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from tollgate.formats.answer_reading.scanning import UNREAD, Scanner, Scanners, Unpaired, counter_copy, scan_whole
-from tollgate.formats.json_codec import keys_once, parse_json
+from tollgate.formats.bodies.json_codec import keys_once, parse_json
 
 # The events that may wait behind one whose text is held (of other channels): past that, it goes
 # on with what is known of its text, so that a stream is never held long.

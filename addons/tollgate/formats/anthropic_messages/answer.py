@@ -8,9 +8,9 @@ from typing import Any
 
 from tollgate.formats import chat, fields
 from tollgate.formats.anthropic_messages.fields import NAME
+from tollgate.formats.bodies.exact import as_int
+from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.chat import ChatRequest, ChatResponse, Choice, FinishReason, Part, Text, Thinking, ToolCall
-from tollgate.formats.exact import as_int
-from tollgate.formats.json_codec import parse_json
 from tollgate.formats.usage import Usage
 
 _FINISH_OF_STOP_REASON: dict[str, FinishReason] = {

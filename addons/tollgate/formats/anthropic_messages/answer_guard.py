@@ -30,8 +30,8 @@ from tollgate.formats.answer_reading.scanning import (
     signed_detectors,
 )
 from tollgate.formats.anthropic_messages.stream_writer import write_event
+from tollgate.formats.bodies.json_codec import encode_json, parse_json
 from tollgate.formats.framing import parse_sse_block
-from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.openai_chat.answer_guard import DENIED_MESSAGE, Channel, ChatAnswerGuard
 
 # Each streamed delta: the field its text is in, and the channel it feeds.

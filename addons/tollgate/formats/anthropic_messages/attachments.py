@@ -1,4 +1,4 @@
-"""Where a Messages body keeps what is not its text (`formats/attachments.py`): `document` blocks
+"""Where a Messages body keeps what is not its text (`formats/bodies/attachments.py`): `document` blocks
 (a base64 source is read; a `text` or `content` source is text of the body and read with it; a
 `url` or `file` source is a reference), `image` blocks and `container_upload` blocks (a file id),
 in messages, tool results and a batch's requests alike."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 from itertools import chain
 from typing import Any
 
-from tollgate.formats import attachments as common
+from tollgate.formats.bodies import attachments as common
 
 MARKERS = (b'"document"', b'"image"', b'"container_upload"')
 

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from tollgate.formats import chat, fields
+from tollgate.formats.bodies.json_codec import encode_json, parse_json
 from tollgate.formats.chat import ChatError, ErrorKind
-from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.refusals import KIND, Refusal, json_refusal
 
 ERROR_TYPE_OF_KIND: dict[str, str] = {

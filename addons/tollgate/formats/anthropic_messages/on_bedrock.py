@@ -10,8 +10,8 @@ from typing import Any
 
 from tollgate.formats import chat, fields
 from tollgate.formats.anthropic_messages.stream_writer import write_event
+from tollgate.formats.bodies.json_codec import encode_json, parse_json
 from tollgate.formats.framing import EventStreamFrame, EventStreamFramer
-from tollgate.formats.json_codec import encode_json, parse_json
 
 BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
 

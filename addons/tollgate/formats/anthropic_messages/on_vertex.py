@@ -13,8 +13,8 @@ from tollgate.formats import gemini_generate
 from tollgate.formats.anthropic_messages import ANTHROPIC_MESSAGES
 from tollgate.formats.anthropic_messages.errors import read_error as read_messages_error
 from tollgate.formats.anthropic_messages.write_request import write_request as write_messages_request
+from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.chat import ChatError, ChatRequest
-from tollgate.formats.json_codec import parse_json
 
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
 # Claude's methods on Vertex AI: a Messages body (without `model`, which the path names), whole or

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from tollgate.formats import chat, fields
 from tollgate.formats.anthropic_messages.fields import DROPPED_TOOL_FIELDS, NAME, REQUEST_FIELDS
-from tollgate.formats.exact import Unreadable, count, request_flag, request_int, request_text
+from tollgate.formats.bodies.exact import Unreadable, count, request_flag, request_int, request_text
 from tollgate.formats.request_facts import GrantedMcpServer, RequestFacts
 
 TOOL_CHOICE_MODES: dict[str, Literal["auto", "none", "required", "tool"]] = {

@@ -11,8 +11,8 @@ from tollgate.formats import chat, fields
 from tollgate.formats.anthropic_messages.answer import finish_of, usage_counts, usage_from_object
 from tollgate.formats.anthropic_messages.errors import error_of
 from tollgate.formats.anthropic_messages.fields import NAME
+from tollgate.formats.bodies.json_codec import json_object, parse_json
 from tollgate.formats.framing import SSEFramer, parse_sse_block, split_events
-from tollgate.formats.json_codec import json_object, parse_json
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import SSEReader
 

@@ -9,7 +9,7 @@ from tollgate.formats.anthropic_messages.answer import stop_reason_of, write_usa
 from tollgate.formats.anthropic_messages.errors import ERROR_TYPE_OF_KIND
 from tollgate.formats.anthropic_messages.fields import NAME
 from tollgate.formats.block_order import BlockOrder
-from tollgate.formats.json_codec import encode_json
+from tollgate.formats.bodies.json_codec import encode_json
 from tollgate.formats.usage import Usage
 
 

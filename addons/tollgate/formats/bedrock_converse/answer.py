@@ -9,8 +9,8 @@ from typing import Any
 from tollgate.formats import chat, fields
 from tollgate.formats.bedrock_converse.fields import LATENCY_FIELD, NAME, SERVICE_TIER_FIELD
 from tollgate.formats.bedrock_family import prompt_usage
-from tollgate.formats.exact import as_int
-from tollgate.formats.json_codec import json_object
+from tollgate.formats.bodies.exact import as_int
+from tollgate.formats.bodies.json_codec import json_object
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import add_totals
 

@@ -38,8 +38,8 @@ from tollgate.formats.answer_reading.events import (
 from tollgate.formats.answer_reading.logprob_tokens import chat_spells, completions_spells
 from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, scan_whole, signed_detectors
 from tollgate.formats.bedrock_converse.fields import EVENT_STREAM
+from tollgate.formats.bodies.json_codec import encode_json, parse_json
 from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_frame
-from tollgate.formats.json_codec import encode_json, parse_json
 
 # The fields whose strings are text (the answer's, the reasoning's), and those whose strings (or
 # objects) are a tool call's JSON.

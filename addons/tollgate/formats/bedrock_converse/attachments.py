@@ -1,4 +1,4 @@
-"""Where a Converse body keeps what is not its text (`formats/attachments.py`): a `document` block
+"""Where a Converse body keeps what is not its text (`formats/bodies/attachments.py`): a `document` block
 (its `source.bytes` in base64 read by its `format`; an `s3Location` a reference; a `text` or
 `content` source is text of the body), `image`, `video` and `audio` blocks."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from itertools import chain
 from typing import Any
 
-from tollgate.formats import attachments as common
+from tollgate.formats.bodies import attachments as common
 
 MARKERS = (b'"document"', b'"image"', b'"video"', b'"audio"')
 # A document's `format`, as the media type the guardrails decide by.

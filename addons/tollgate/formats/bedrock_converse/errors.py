@@ -8,12 +8,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from tollgate.formats.bodies.json_codec import encode_json, parse_json
 from tollgate.formats.chat import (
     ChatError,
     ErrorKind,
     kind_of_status,
 )
-from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.refusals import KIND, STATUS, Refusal
 
 # Bedrock's error types (x-amzn-errortype; in a stream, the same names with a lowercase first letter).

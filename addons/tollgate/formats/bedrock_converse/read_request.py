@@ -16,8 +16,8 @@ from tollgate.formats.bedrock_converse.fields import (
     TOP_LEVEL,
 )
 from tollgate.formats.bedrock_family import answers, family_tools
-from tollgate.formats.exact import Unreadable, count, largest, request_int, request_text
-from tollgate.formats.json_codec import json_object, parse_json
+from tollgate.formats.bodies.exact import Unreadable, count, largest, request_int, request_text
+from tollgate.formats.bodies.json_codec import json_object, parse_json
 from tollgate.formats.request_facts import RequestFacts
 
 

@@ -13,6 +13,7 @@ from tollgate.formats.bedrock_converse.answer import converse_usage, finish_of_s
 from tollgate.formats.bedrock_converse.errors import ERROR_TYPES
 from tollgate.formats.bedrock_converse.fields import NAME
 from tollgate.formats.bedrock_family import read_chunk
+from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.framing import (
     MAX_EVENT_HEADERS,
     MAX_EVENT_PAYLOAD,
@@ -24,7 +25,6 @@ from tollgate.formats.framing import (
     eventstream_frame_length,
     eventstream_frame_start,
 )
-from tollgate.formats.json_codec import parse_json
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import UsageReader
 

@@ -10,8 +10,8 @@ from tollgate.formats.bedrock_converse.answer import stop_of_finish, write_usage
 from tollgate.formats.bedrock_converse.errors import STREAM_EXCEPTION_OF_KIND
 from tollgate.formats.bedrock_converse.fields import EVENT_STREAM, NAME
 from tollgate.formats.block_order import BlockOrder
+from tollgate.formats.bodies.json_codec import encode_json
 from tollgate.formats.framing import event_frame
-from tollgate.formats.json_codec import encode_json
 from tollgate.formats.usage import Usage
 
 

@@ -9,7 +9,7 @@ from tollgate.formats.bedrock_converse.attachments import MARKERS, attachments, 
 from tollgate.formats.bedrock_converse.errors import refusal
 from tollgate.formats.bedrock_converse.stream import EventStreamReader
 from tollgate.formats.bedrock_converse.turns import TURNS
-from tollgate.formats.json_codec import parse_json
+from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import UsageReader

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tollgate.formats.bedrock_family import prompt_usage
-from tollgate.formats.exact import as_int
+from tollgate.formats.bodies.exact import as_int
 from tollgate.formats.usage import Usage
 
 # The headers an InvokeModel answer reports its usage in: the input tokens (less the cache's), the

@@ -29,8 +29,8 @@ from tollgate.formats.bedrock_converse.answer_guard import (
     rebuilt,
 )
 from tollgate.formats.bedrock_converse.fields import EVENT_STREAM
+from tollgate.formats.bodies.json_codec import encode_json, parse_json
 from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_frame
-from tollgate.formats.json_codec import encode_json, parse_json
 
 # A chunk's frame headers, for an event written anew.
 _CHUNK_HEADERS = {":event-type": "chunk", **EVENT}

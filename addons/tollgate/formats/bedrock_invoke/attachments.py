@@ -1,4 +1,4 @@
-"""Where an InvokeModel body keeps what is not its text (`formats/attachments.py`): Claude's body
+"""Where an InvokeModel body keeps what is not its text (`formats/bodies/attachments.py`): Claude's body
 as Anthropic's Messages keeps it, Nova's as Converse does."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from tollgate.formats.anthropic_messages import attachments as anthropic
-from tollgate.formats.attachments import Attachments, Path, TextRuns, walk
 from tollgate.formats.bedrock_converse import attachments as converse
+from tollgate.formats.bodies.attachments import Attachments, Path, TextRuns, walk
 
 MARKERS = tuple(dict.fromkeys(anthropic.MARKERS + converse.MARKERS))
 

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from tollgate.formats.bedrock_family import answers, family_tools
-from tollgate.formats.exact import Unreadable, count, largest, request_int
-from tollgate.formats.json_codec import json_object, read_request_json
+from tollgate.formats.bodies.exact import Unreadable, count, largest, request_int
+from tollgate.formats.bodies.json_codec import json_object, read_request_json
 from tollgate.formats.request_facts import RequestFacts
 
 # How a call asks to run in InvokeModel's headers: its service tier (`priority`, `default`, `flex`,

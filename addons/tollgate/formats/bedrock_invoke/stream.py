@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.framing import EventStreamFramer
-from tollgate.formats.json_codec import parse_json
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import UsageReader, add_totals
 

@@ -15,7 +15,7 @@ from tollgate.formats.bedrock_invoke.answer import header_usage
 from tollgate.formats.bedrock_invoke.attachments import MARKERS, attachments, runs
 from tollgate.formats.bedrock_invoke.request import is_claude
 from tollgate.formats.bedrock_invoke.stream import AgentTraceReader
-from tollgate.formats.json_codec import parse_json
+from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.request_facts import Classification
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import NoUsage, UsageReader, add_totals

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollgate.formats.attachments import TextRuns
-from tollgate.formats.exact import Unreadable, request_text
+from tollgate.formats.bodies.attachments import TextRuns
+from tollgate.formats.bodies.exact import Unreadable, request_text
+from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.gemini_generate.answer import counted_usage, usage_from_object
 from tollgate.formats.gemini_generate.attachments import runs
 from tollgate.formats.gemini_generate.facts import read_facts
 from tollgate.formats.gemini_generate.stream import GenerateStreamReader
-from tollgate.formats.json_codec import parse_json
 from tollgate.formats.request_facts import RequestFacts
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import SSEReader

@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from tollgate.formats import chat, fields
-from tollgate.formats.exact import as_int
+from tollgate.formats.bodies.exact import as_int
+from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.gemini_generate.fields import NAME
 from tollgate.formats.gemini_generate.thoughts import add_thinking, thought_part
-from tollgate.formats.json_codec import parse_json
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import add_totals
 

@@ -31,6 +31,7 @@ from tollgate.formats.answer_reading.events import (
 )
 from tollgate.formats.answer_reading.logprob_tokens import gemini_spells
 from tollgate.formats.answer_reading.scanning import JSON_TYPE, PLACEHOLDER, UNREAD, AnswerFormat, Scanners, scan_whole
+from tollgate.formats.bodies.json_codec import loads_once
 from tollgate.formats.framing import (
     MAX_FRAME,
     JSONArrayFramer,
@@ -40,7 +41,6 @@ from tollgate.formats.framing import (
     sse_event_end,
 )
 from tollgate.formats.gemini_generate.answer import candidate_index
-from tollgate.formats.json_codec import loads_once
 
 DENIED_MESSAGE = "The answer was stopped: it carries what a guardrail denies ({kind})."
 # Code Assist's envelope: each answer inside `{"response": …, "traceId": …}`.

@@ -1,4 +1,4 @@
-"""Where a generateContent body keeps what is not its text (`formats/attachments.py`): a part's
+"""Where a generateContent body keeps what is not its text (`formats/bodies/attachments.py`): a part's
 `inlineData` (`inline_data`: its bytes in base64 and their `mimeType`) and `fileData` (`file_data`:
 a `fileUri`, a reference), under either spelling as Gemini reads them."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from itertools import chain
 from typing import Any
 
-from tollgate.formats import attachments as common
+from tollgate.formats.bodies import attachments as common
 
 MARKERS = (b'inlineData"', b'inline_data"', b'fileData"', b'file_data"')
 

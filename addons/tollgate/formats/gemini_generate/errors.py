@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from tollgate.formats import fields
+from tollgate.formats.bodies.json_codec import encode_json
 from tollgate.formats.chat import ChatError, ErrorKind, kind_of_status
 from tollgate.formats.gemini_generate.answer import loose_int
-from tollgate.formats.json_codec import encode_json
 from tollgate.formats.refusals import KIND, STATUS, Refusal, json_refusal
 
 _KIND_OF_STATUS: dict[str, ErrorKind] = {

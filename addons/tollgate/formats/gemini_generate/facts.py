@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollgate.formats.exact import CACHED_CONTENT, Unreadable, count, request_count, request_int, request_text
+from tollgate.formats.bodies.exact import CACHED_CONTENT, Unreadable, count, request_count, request_int, request_text
 from tollgate.formats.request_facts import GrantedMcpServer, RequestFacts
 
 

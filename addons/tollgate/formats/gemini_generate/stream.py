@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from tollgate.formats import chat, fields, framing
+from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.framing import (
     JSONArrayFramer,
     LeadingBom,
@@ -30,7 +31,6 @@ from tollgate.formats.gemini_generate.answer import (
 )
 from tollgate.formats.gemini_generate.errors import error_of
 from tollgate.formats.gemini_generate.fields import NAME
-from tollgate.formats.json_codec import parse_json
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import SSEReader, UsageReader
 

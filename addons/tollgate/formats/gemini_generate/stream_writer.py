@@ -8,10 +8,10 @@ from typing import Any
 
 from tollgate.formats import chat
 from tollgate.formats.block_order import BlockOrder
+from tollgate.formats.bodies.json_codec import encode_json
 from tollgate.formats.gemini_generate.answer import FINISH_WRITE, write_usage_metadata, written_call
 from tollgate.formats.gemini_generate.errors import error_body
 from tollgate.formats.gemini_generate.thoughts import thought_part
-from tollgate.formats.json_codec import encode_json
 from tollgate.formats.usage import Usage
 
 

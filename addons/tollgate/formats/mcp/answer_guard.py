@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 
 from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, scan_whole
+from tollgate.formats.bodies.json_codec import encode_json, parse_json
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
-from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.mcp.answers import parse_any, responses_in
 from tollgate.formats.mcp.messages import RequestId, error_message
 

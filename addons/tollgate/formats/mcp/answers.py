@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, Protocol
 
+from tollgate.formats.bodies.json_codec import encode_json, parse_json
 from tollgate.formats.framing import Decompressor, LeadingBom, Undecodable, parse_sse_block, raw_event_spans
 from tollgate.formats.framing.bounds import MAX_FRAME
 from tollgate.formats.framing.sse import sse_event_start
-from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.mcp.messages import RequestId, digest, error_message
 
 # A JSON answer is one message: it is held whole, to this size, to read it (and to drop the tools

@@ -4,7 +4,7 @@ read whole or as it streams."""
 
 from __future__ import annotations
 
-from tollgate.formats.json_codec import parse_json
+from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.openai_chat import ChatStreamReader, answer_usage
 from tollgate.formats.openai_responses import COMPACT, RESPONSES, ResponsesStreamReader, response_usage
 from tollgate.formats.request_facts import Classification

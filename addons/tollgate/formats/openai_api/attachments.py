@@ -1,4 +1,4 @@
-"""Where an OpenAI-format body keeps what is not its text (`formats/attachments.py`): Chat
+"""Where an OpenAI-format body keeps what is not its text (`formats/bodies/attachments.py`): Chat
 Completions' `file` parts (`file_data`, `file_id`), `image_url` and `input_audio` parts; the
 Responses API's `input_file` (`file_data`, `file_id`, `file_url`), `input_image` and `input_audio`
 items; a batch's `input_file_id`."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 from itertools import chain
 from typing import Any
 
-from tollgate.formats import attachments as common
+from tollgate.formats.bodies import attachments as common
 
 MARKERS = (b'"file"', b'"input_file', b'"image_url"', b'"input_image"', b'"input_audio"')
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from tollgate.formats import OPENAI_API, openai_chat, openai_responses
-from tollgate.formats.exact import request_count, request_int, request_model
+from tollgate.formats.bodies.exact import request_count, request_int, request_model
 from tollgate.formats.openai_chat import body_facts
 from tollgate.formats.openai_realtime import read_settings
 from tollgate.formats.request_facts import Classification

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from tollgate.formats import chat, fields
-from tollgate.formats.exact import as_int
+from tollgate.formats.bodies.exact import as_int
 from tollgate.formats.openai_chat.fields import FINISH_OF_OPENAI, OPENAI_OF_FINISH
 from tollgate.formats.openai_chat.write_request import tool_call_body
 from tollgate.formats.usage import Usage

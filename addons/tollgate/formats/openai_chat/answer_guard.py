@@ -33,8 +33,8 @@ from tollgate.formats.answer_reading.events import (
 )
 from tollgate.formats.answer_reading.logprob_tokens import chat_spells
 from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanner, Scanners
+from tollgate.formats.bodies.json_codec import keys_once, loads_once
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
-from tollgate.formats.json_codec import keys_once, loads_once
 
 # The text fields of a choice's delta (or message) that are read: its text, a refusal, and the
 # reasoning some providers show (`reasoning_content`, `reasoning`).

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
+from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.framing import SSEEventFilter, parse_sse_block
-from tollgate.formats.json_codec import parse_json
 
 USAGE = b'"usage"'  # in every chunk of a stream asked for usage; in none of one that was not
 # A usage member that is null, and the delimiter after it. Within a JSON string every `"` is

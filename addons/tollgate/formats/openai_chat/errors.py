@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from tollgate.formats import fields
+from tollgate.formats.bodies.json_codec import encode_json, parse_json
 from tollgate.formats.chat import STATUS_OF_KIND, ChatError, ErrorKind, kind_of_status
-from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.refusals import BUDGET_EXCEEDED, KIND, RATE_LIMITED, UNAUTHENTICATED, Refusal, json_refusal
 
 # Each error kind as OpenAI says it: the error's type and code.

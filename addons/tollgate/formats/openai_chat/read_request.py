@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tollgate.formats import chat, fields
-from tollgate.formats.exact import count, largest, request_count, request_flag, request_int, request_text
+from tollgate.formats.bodies.exact import count, largest, request_count, request_flag, request_int, request_text
 from tollgate.formats.openai_chat.fields import (
     CALLED_FUNCTION_FIELDS,
     EFFORTS,

@@ -8,8 +8,8 @@ import re
 from typing import Any
 
 from tollgate.formats import chat, fields
+from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.framing import SSEFramer, parse_sse_block
-from tollgate.formats.json_codec import parse_json
 from tollgate.formats.openai_chat.answer import (
     answer_usage,
     finish_reason,

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from tollgate.formats import chat
-from tollgate.formats.json_codec import encode_json
+from tollgate.formats.bodies.json_codec import encode_json
 from tollgate.formats.openai_chat.answer import usage_body
 from tollgate.formats.openai_chat.errors import error_body
 from tollgate.formats.openai_chat.fields import OPENAI_OF_FINISH

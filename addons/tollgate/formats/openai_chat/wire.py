@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from tollgate.formats.json_codec import parse_json
+from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.openai_chat import OPENAI_CHAT
 from tollgate.formats.openai_chat.answer import answer_usage
 from tollgate.formats.openai_chat.errors import refusal

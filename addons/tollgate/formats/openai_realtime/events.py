@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollgate.formats.exact import as_int
-from tollgate.formats.json_codec import parse_json
+from tollgate.formats.bodies.exact import as_int
+from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.openai_chat import nested
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import add_totals

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tollgate.formats.exact import Unreadable, request_int, request_text
-from tollgate.formats.json_codec import parse_json, read_request_json
+from tollgate.formats.bodies.exact import Unreadable, request_int, request_text
+from tollgate.formats.bodies.json_codec import parse_json, read_request_json
 from tollgate.formats.openai_realtime.events import done_usage
 from tollgate.formats.request_facts import RequestFacts
 from tollgate.formats.usage import Usage

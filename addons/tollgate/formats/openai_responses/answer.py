@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollgate.formats.exact import as_int
+from tollgate.formats.bodies.exact import as_int
 from tollgate.formats.openai_chat import nested, service_tier
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import add_totals

@@ -25,7 +25,7 @@ from typing import Any
 from tollgate.formats.answer_reading.events import ChannelState, Pending, read_whole
 from tollgate.formats.answer_reading.logprob_tokens import openai_spells
 from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, counter_copy, whole_object
-from tollgate.formats.json_codec import loads_once
+from tollgate.formats.bodies.json_codec import loads_once
 from tollgate.formats.openai_chat.answer_guard import (
     DENIED_MESSAGE,
     Channel,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollgate.formats.exact import STORED_PROMPT, Unreadable, count, request_int, request_text
+from tollgate.formats.bodies.exact import STORED_PROMPT, Unreadable, count, request_int, request_text
 from tollgate.formats.openai_chat import has_system_message
 from tollgate.formats.request_facts import GrantedMcpServer, RequestFacts
 

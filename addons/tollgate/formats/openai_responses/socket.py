@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tollgate.formats import OPENAI_API
-from tollgate.formats.exact import UNREAD_MODEL, Unreadable, request_flag, request_model, request_text
-from tollgate.formats.json_codec import parse_json
+from tollgate.formats.bodies.exact import UNREAD_MODEL, Unreadable, request_flag, request_model, request_text
+from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.openai_chat import body_facts, nested
 from tollgate.formats.openai_responses.answer import response_usage
 from tollgate.formats.openai_responses.request import RESPONSES, read_facts

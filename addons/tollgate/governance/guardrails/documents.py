@@ -14,7 +14,7 @@ import codecs
 import re
 from dataclasses import dataclass
 
-from tollgate.formats.attachments import AUDIO, DOCUMENT, IMAGE, VIDEO, Attachments, Inline, Path
+from tollgate.formats.bodies.attachments import AUDIO, DOCUMENT, IMAGE, VIDEO, Attachments, Inline, Path
 
 _BOM = b"\xef\xbb\xbf"
 # Media types of text beyond text/*.

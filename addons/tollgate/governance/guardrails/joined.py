@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from tollgate.formats.attachments import Path, TextRuns
-from tollgate.formats.json_paths import string_spans
+from tollgate.formats.bodies.attachments import Path, TextRuns
+from tollgate.formats.bodies.json_paths import string_spans
 
 WINDOW = 256  # characters of each part beside a join: more than any token detector's match
 _PEM_REACH = 16600  # a PEM key's match at most (detectors.py)

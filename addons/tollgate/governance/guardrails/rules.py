@@ -18,8 +18,8 @@ from pydantic import BaseModel
 
 from tollgate.common.config_base import unexpanded
 from tollgate.formats.answer_reading.scanning import PLACEHOLDER
-from tollgate.formats.attachments import TextRuns
-from tollgate.formats.json_paths import string_spans
+from tollgate.formats.bodies.attachments import TextRuns
+from tollgate.formats.bodies.json_paths import string_spans
 from tollgate.formats.registry import WIRE_FORMATS
 from tollgate.governance.guardrails import detectors, joined, text
 from tollgate.governance.guardrails.answer import HOLD_BYTES, AnswerDetectors

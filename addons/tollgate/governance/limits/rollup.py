@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import Field, ValidationInfo, model_validator
 
 from tollgate.common.config_base import Strict
+from tollgate.formats.bodies.json_codec import encode_json
 from tollgate.formats.chat import ChatRequest, ChatResponse, Message, Text
-from tollgate.formats.json_codec import encode_json
 from tollgate.formats.registry import WIRE_FORMATS
 from tollgate.governance.matching import OverrideMatch, known_providers, unknown_provider
 

@@ -2,4 +2,4 @@
 the credential Tollgate puts on it (`upstream.py`), where a request carries the caller's
 (`redaction.py`), retries and circuits (`failover.py`), and what becomes of a failed attempt on its
 target, in one call (`next_try.py`). A call's route and its next attempt are
-`core/routes.py`'s and `core/next_attempt.py`'s."""
+`calls/routes.py`'s and `calls/next_attempt.py`'s."""

@@ -1,7 +1,7 @@
 """A failed attempt on its target, as routing decides it in one call (`next_try`): whether its call
 goes again at all, the failure counted (a key the upstream refused rests, the key's or upstream's
 circuits are told: `count`), and the credential a retry goes with, after how long. Plain logic, no
-mitmproxy: `core/next_attempt.py` reads the call into a `Tried` and makes the step of what this
+mitmproxy: `calls/next_attempt.py` reads the call into a `Tried` and makes the step of what this
 decides (a retry, the next fallback, the end)."""
 
 from __future__ import annotations

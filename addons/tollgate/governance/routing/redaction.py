@@ -1,11 +1,11 @@
 """Where a request carries credentials, and its header fields without them: the plain part of
-redaction (`stages/redact.py` takes them off a flow; Identify records where they were)."""
+redaction (`stages/call/redact.py` takes them off a flow; Identify records where they were)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 
-from tollgate.formats.raw_headers import Fields
+from tollgate.formats.bodies.raw_headers import Fields
 from tollgate.governance.routing.upstream import SIDE_HEADERS
 from tollgate.providers import PROVIDERS
 from tollgate.providers.base import REDACTED

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from tollgate.formats.exact import Unreadable
+from tollgate.formats.bodies.exact import Unreadable
 from tollgate.formats.openai_realtime.events import response_done_usage, summed
 from tollgate.formats.openai_realtime.responses import realtime_error, response_create, server_event
 from tollgate.formats.usage import Usage

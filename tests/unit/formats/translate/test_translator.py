@@ -21,7 +21,7 @@ from tollgate.formats import (
     OPENAI_CHAT,
     chat,
 )
-from tollgate.formats.json_codec import encode_json, parse_json
+from tollgate.formats.bodies.json_codec import encode_json, parse_json
 from tollgate.formats.translation import Translation, chat_formats
 from tollgate.formats.usage import Usage
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tollgate.core.config import ConfigError, parse_config
+from tollgate.configuration.config import ConfigError, parse_config
 from tollgate.governance.egress.brokered import Brokered, BrokeredCredential
 from tollgate.governance.guardrails.rules import Guardrails
 

@@ -7,12 +7,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tollgate.core.config import ConfigError, parse_config
-from tollgate.core.runtime import Loaded
+from tollgate.configuration.config import ConfigError, parse_config
+from tollgate.configuration.runtime import Loaded
 from tollgate.governance.egress.ai_services import CATEGORIES, Service, Services, catalogue
 from tollgate.governance.egress.egress import Egress, Globs, host_of, not_a_host, private_kind
 from tollgate.governance.egress.egress_settings import EgressConfig, egress_glob
-from tollgate.records.connection_record import Connection, connection_record
+from tollgate.records.audit.connection_record import Connection, connection_record
 
 
 def egress(**settings) -> Egress:
@@ -443,7 +443,7 @@ def test_the_egress_policy_is_cached_on_the_facts_it_reads(tmp_path):
 def test_connections_are_counted_by_service_category_and_decision():
     from prometheus_client import generate_latest
 
-    from tollgate.records.metrics import MetricSet
+    from tollgate.records.telemetry.metrics import MetricSet
 
     metrics = MetricSet()
     metrics.connection_decided("huggingface", "ai_models", "allow")
@@ -460,7 +460,7 @@ def test_connections_are_counted_by_service_category_and_decision():
 
 
 def test_a_refused_connections_console_line_names_who_where_and_why() -> None:
-    from tollgate.records.connection_record import Connection, connection_line
+    from tollgate.records.audit.connection_record import Connection, connection_line
 
     refused = Connection("r-1", "fd00::1", 443, client="bob", deny_reasons=("fd00::1 is a private address", "x"))
     assert (

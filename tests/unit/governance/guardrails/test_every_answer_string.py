@@ -23,8 +23,8 @@ from tollgate.formats import (
     GEMINI_GENERATE,
     OPENAI_RESPONSES,
 )
+from tollgate.formats.bodies.json_codec import encode_json
 from tollgate.formats.framing import event_frame
-from tollgate.formats.json_codec import encode_json
 from tollgate.formats.openai_responses.answer_guard import ResponsesSocketGuard
 from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS

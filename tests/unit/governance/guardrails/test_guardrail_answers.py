@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from support.examples import examples
 from support.guardrail_samples import AWS_KEY_ID, AWS_SECRET, EMAIL, SAMPLES, crc_token, pem
-from tollgate.core.config import parse_config
+from tollgate.configuration.config import parse_config
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, Released, compiled_for
 from tollgate.governance.guardrails.engine import HYPERSCAN
@@ -243,7 +243,7 @@ def test_an_email_address_is_held_from_its_first_character() -> None:
 
 
 def _config_error(guardrails: Any) -> str:
-    from tollgate.core.config import ConfigError
+    from tollgate.configuration.config import ConfigError
 
     with pytest.raises(ConfigError) as e:
         parse_config({"guardrails": guardrails})

@@ -17,15 +17,15 @@ from hypothesis import strategies as st
 from support.answer_guards import VALUES, WITH_OWN_KEYS, WORDS, clean_text, compiled, strings
 from support.examples import examples
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, crc_token
-from tollgate.core.call import Call, Route
-from tollgate.core.config import parse_config
-from tollgate.core.runtime import Loaded
+from tollgate.calls.call import Call, Route
+from tollgate.configuration.config import parse_config
+from tollgate.configuration.runtime import Loaded
 from tollgate.formats import ANTHROPIC_MESSAGES, OPENAI_API, OPENAI_COMPLETIONS
 from tollgate.formats.openai_api.completions_guard import CompletionsAnswerGuard, guard_completions_json
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, answer_format_of, detected
-from tollgate.proxy.stages.stream_tap import answer_reading
+from tollgate.proxy.stages.upstream.stream_tap import answer_reading
 
 TOKEN = crc_token("gh" + "p_")
 

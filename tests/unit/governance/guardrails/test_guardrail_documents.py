@@ -15,14 +15,14 @@ from tests.support import guardrail_samples as samples
 
 from tollgate.formats.anthropic_messages.attachments import attachments as anthropic
 from tollgate.formats.anthropic_messages.attachments import runs as anthropic_runs
-from tollgate.formats.attachments import Attachments, Inline
 from tollgate.formats.bedrock_converse.attachments import attachments as converse
 from tollgate.formats.bedrock_converse.attachments import runs as converse_runs
 from tollgate.formats.bedrock_invoke.attachments import attachments as invoke
+from tollgate.formats.bodies.attachments import Attachments, Inline
+from tollgate.formats.bodies.json_codec import read_request_json
+from tollgate.formats.bodies.json_paths import string_spans
 from tollgate.formats.gemini_generate.attachments import attachments as gemini
 from tollgate.formats.gemini_generate.attachments import runs as gemini_runs
-from tollgate.formats.json_codec import read_request_json
-from tollgate.formats.json_paths import string_spans
 from tollgate.formats.openai_api.attachments import attachments as openai
 from tollgate.formats.openai_api.attachments import runs as openai_runs
 from tollgate.governance.guardrails import documents

@@ -21,9 +21,9 @@ from support.answer_guards import VALUES, WITH_OWN_KEYS, clean_text, compiled, s
 from support.counted_scans import counting_feeds
 from support.examples import examples
 from support.guardrail_samples import EMAIL, crc_token
-from tollgate.core.call import Call, Route
-from tollgate.core.config import parse_config
-from tollgate.core.runtime import Loaded
+from tollgate.calls.call import Call, Route
+from tollgate.configuration.config import parse_config
+from tollgate.configuration.runtime import Loaded
 from tollgate.formats import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_RESPONSES
 from tollgate.formats.answer_reading.scanning import AnswerFormat
 from tollgate.formats.openai_responses.answer_guard import (
@@ -33,7 +33,7 @@ from tollgate.formats.openai_responses.answer_guard import (
 )
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS
-from tollgate.proxy.stages.stream_tap import answer_reading
+from tollgate.proxy.stages.upstream.stream_tap import answer_reading
 
 TOKEN = crc_token("gh" + "p_")
 

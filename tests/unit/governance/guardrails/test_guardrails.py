@@ -26,7 +26,7 @@ from support.guardrail_samples import (
     luhn_complete,
     pem,
 )
-from tollgate.core.config import parse_config
+from tollgate.configuration.config import parse_config
 from tollgate.governance.guardrails import detectors, text
 from tollgate.governance.guardrails import engine as engine_module
 from tollgate.governance.guardrails.engine import HYPERSCAN
@@ -503,7 +503,7 @@ def test_custom_detectors(engine: bool) -> None:
 
 
 def _config_error(guardrails: Any) -> str:
-    from tollgate.core.config import ConfigError
+    from tollgate.configuration.config import ConfigError
 
     with pytest.raises(ConfigError) as e:
         parse_config({"guardrails": guardrails})
@@ -607,7 +607,7 @@ def test_a_secret_in_a_name_is_shown_as_its_kind_whatever_the_rules() -> None:
 
 
 def test_a_secret_in_the_path_of_a_call_refused_with_no_model_read_is_shown_as_its_kind() -> None:
-    from tollgate.core.call import Call, Route
+    from tollgate.calls.call import Call, Route
     from tollgate.formats.request_facts import Classification
 
     key = "sk-proj-" + "a1" * 12 + "T3BlbkFJ" + "b2" * 12

@@ -1,6 +1,6 @@
 """Which endpoints' answers carry what a model wrote (`governance/guardrails/unread_answers.py`), by
 each provider's own reading of a call's path: with no answer format to read them, an answer rule
-refuses them (`stages/guard.py`); answers that carry none go on."""
+refuses them (`stages/call/guard.py`); answers that carry none go on."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tollgate.core.config import parse_config
-from tollgate.core.runtime import Loaded
+from tollgate.configuration.config import parse_config
+from tollgate.configuration.runtime import Loaded
 from tollgate.formats import OPENAI_API
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.guardrails.unread_answers import alternatives_asked, model_text, stored_unread

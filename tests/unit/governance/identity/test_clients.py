@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from mitmproxy.http import Headers
 
-from tollgate.core.config import parse_config
+from tollgate.configuration.config import parse_config
 from tollgate.governance.identity import clients
 from tollgate.governance.identity.clients import Directory, Expired, KnownCaller, expiry_notices
 from tollgate.providers import PROVIDERS

@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tollgate.core.config import ConfigError, JwtIssuer, load_config, parse_config
+from tollgate.configuration.config import ConfigError, JwtIssuer, load_config, parse_config
 from tollgate.governance.identity import jwt_identity
 from tollgate.governance.identity.clients import Directory, KnownCaller, Token
 from tollgate.governance.identity.jwt_identity import (

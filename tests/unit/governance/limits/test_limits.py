@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from tollgate.core.call import Answer, Call, RolledUp, Route
-from tollgate.core.config import LimitRule, parse_config
-from tollgate.core.settlement import attempt_used, used
+from tollgate.calls.call import Answer, Call, RolledUp, Route
+from tollgate.calls.settlement import attempt_used, used
+from tollgate.configuration.config import LimitRule, parse_config
 from tollgate.formats.request_facts import Batch, Classification, RequestFacts
 from tollgate.formats.usage import Usage
 from tollgate.governance.limits.limits import (

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from tests.support.examples import examples
 
 from tollgate.common.shown import nano_usd_text
-from tollgate.core.config import OverrideMatch, PriceRule, parse_config
+from tollgate.configuration.config import OverrideMatch, PriceRule, parse_config
 from tollgate.formats.usage import Usage
 from tollgate.governance.limits.pricing import TABLE_IDS, Prices, Rate, cost_nanousd, table_rate
-from tollgate.records.audit_record import usd
+from tollgate.records.audit.audit_record import usd
 
 PROPERTY = settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 WHEN = datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp()

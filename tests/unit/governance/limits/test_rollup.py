@@ -9,8 +9,8 @@ import json
 import pytest
 
 from tollgate.formats import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, GEMINI_GENERATE, OPENAI_CHAT
+from tollgate.formats.bodies.json_codec import encode_json
 from tollgate.formats.chat import ChatResponse, Choice, Text, ToolCall
-from tollgate.formats.json_codec import encode_json
 from tollgate.governance.limits.rollup import (
     SUMMARY_HEADING,
     Size,

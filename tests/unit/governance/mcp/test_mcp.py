@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from tests.support.examples import examples
 
-from tollgate.core.config import Config
-from tollgate.formats.exact import Unreadable
+from tollgate.configuration.config import Config
+from tollgate.formats.bodies.exact import Unreadable
 from tollgate.formats.mcp.answers import AnswerRelay, read_whole
 from tollgate.formats.mcp.messages import McpRequest, Posted, decoded_post, read_post
 from tollgate.governance.mcp.mcp import McpExchange, McpSessions, session_owner, shared_session_key

@@ -23,11 +23,11 @@ from mitmproxy.test import tflow
 from tests.support.examples import examples
 from tests.support.runaway_policy import PATHOLOGICAL, RUNAWAY
 
+from tollgate.calls.call import Call, Caller, Route, Target
+from tollgate.calls.policy_input import input_facts, policy_input
 from tollgate.cli.main import main
-from tollgate.core.call import Call, Caller, Route, Target
-from tollgate.core.config import Config, load_config
-from tollgate.core.policy_input import input_facts, policy_input
-from tollgate.core.runtime import Loaded
+from tollgate.configuration.config import Config, load_config
+from tollgate.configuration.runtime import Loaded
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.governance.identity.jwt_identity import JwtIdentity
 from tollgate.governance.policy.policy import (
@@ -45,10 +45,10 @@ from tollgate.governance.subscriptions.plan import Subscription
 from tollgate.providers import PROVIDERS
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages import decide as decide_module
-from tollgate.proxy.stages.decide import Decide
+from tollgate.proxy.stages.call import decide as decide_module
+from tollgate.proxy.stages.call.decide import Decide
 from tollgate.proxy.state import Shared
-from tollgate.records.audit_record import audit_record
+from tollgate.records.audit.audit_record import audit_record
 
 ROOT = Path(__file__).resolve().parents[4]
 ADDONS = ROOT / "addons"
@@ -1535,7 +1535,7 @@ def test_a_reload_replaces_the_worker(tmp_path: Path) -> None:
 
 
 def test_a_policy_in_force_is_stopped_when_a_configuration_replaces_it(tmp_path: Path) -> None:
-    from tollgate.records.auditlog import AuditLog
+    from tollgate.records.audit.auditlog import AuditLog
 
     shared = shared_with(runaway_policy(tmp_path))
     old = shared.loaded.policy
@@ -1559,9 +1559,9 @@ def test_a_start_up_that_fails_before_running_leaves_no_worker_to_wait_for(tmp_p
     # cancelled while it makes a process (its pipes never connect): the proxy would never exit.
     script = (
         "import asyncio, sys\n"
-        "from tollgate.core.config import Config\n"
+        "from tollgate.configuration.config import Config\n"
         "from tollgate.governance.policy.policy import Policy\n"
-        "from tollgate.core.runtime import Loaded\n"
+        "from tollgate.configuration.runtime import Loaded\n"
         "from tollgate.proxy.state import Shared\n"
         "async def main():\n"
         "    Shared().apply(Loaded.build(Config(), Policy([sys.argv[1]], 1.0)), None)  # as configure does\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tollgate.core.config import ConfigError, parse_config
+from tollgate.configuration.config import ConfigError, parse_config
 from tollgate.governance.policy.policy import Policy, PolicyError
 
 HEAD = "package tollgate\n\nimport rego.v1\n\n"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tollgate.common.config_base import RetryConfig
-from tollgate.core.config import ConfigError, parse_config
+from tollgate.configuration.config import ConfigError, parse_config
 from tollgate.governance.routing.failover import (
     CONNECT,
     DEFAULT_WHEN,

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollgate.core.call import Call, Route
-from tollgate.core.config import parse_config
-from tollgate.core.runtime import Loaded
+from tollgate.calls.call import Call, Route
+from tollgate.configuration.config import parse_config
+from tollgate.configuration.runtime import Loaded
 from tollgate.governance.routing.failover import CONNECT, AttemptFailure, Circuits
 from tollgate.governance.routing.next_try import NO_RETRY_LEFT, Tried, goes_again, next_try
 

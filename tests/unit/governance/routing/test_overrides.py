@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tollgate.core.config import ConfigError, Override, parse_config
-from tollgate.core.routes import client_request
+from tollgate.calls.routes import client_request
+from tollgate.configuration.config import ConfigError, Override, parse_config
 from tollgate.governance.routing.overrides import RuleBook, find_rule, fitted_for, routed_path
 from tollgate.providers import PROVIDERS
 

@@ -17,11 +17,11 @@ from tests.unit.test_layers import modules, nodes
 
 from tollgate.common.config_base import ProviderConfig
 from tollgate.common.fingerprint import fingerprint
-from tollgate.core.config import parse_config
-from tollgate.core.runtime import Loaded
+from tollgate.configuration.config import parse_config
+from tollgate.configuration.runtime import Loaded
 from tollgate.credentials.base import Applied, RequestParts, UpstreamCredential
 from tollgate.credentials.keypool import KeyPool
-from tollgate.formats.raw_headers import Fields
+from tollgate.formats.bodies.raw_headers import Fields
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.routing.upstream import (
     Outgoing,

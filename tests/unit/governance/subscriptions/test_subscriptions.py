@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from mitmproxy.http import Headers
 
+from tollgate.calls.call import Call, Caller, Route
 from tollgate.common.fingerprint import fingerprint
-from tollgate.core.call import Call, Caller, Route
-from tollgate.core.config import ConfigError, parse_config
-from tollgate.formats.raw_headers import with_pinned_header
+from tollgate.configuration.config import ConfigError, parse_config
+from tollgate.formats.bodies.raw_headers import with_pinned_header
 from tollgate.formats.refusals import KIND, STATUS, TENANT_DENIED
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.identity.clients import Directory
@@ -34,7 +34,7 @@ from tollgate.governance.subscriptions.plan import (
 from tollgate.providers import PROVIDERS
 from tollgate.providers.code_assist import envelope_project
 from tollgate.providers.credentials import Presented
-from tollgate.records.audit_record import RECORD_FIELDS, audit_record
+from tollgate.records.audit.audit_record import RECORD_FIELDS, audit_record
 
 ORG = "c8b3a9f0-1111-4222-8333-944455556666"
 

@@ -11,7 +11,7 @@ from mitmproxy.test import taddons, tflow
 
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL
-from tollgate.records.summary import latency_text
+from tollgate.records.audit.summary import latency_text
 
 
 @pytest.mark.parametrize(("detail", "call_shown"), [(1, False), (2, True), (4, True)])

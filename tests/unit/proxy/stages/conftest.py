@@ -13,15 +13,15 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
-from tollgate.core.call import Call, Request, Route
-from tollgate.core.config import Config, parse_config
-from tollgate.core.runtime import Loaded
-from tollgate.formats.raw_headers import header_index
+from tollgate.calls.call import Call, Request, Route
+from tollgate.configuration.config import Config, parse_config
+from tollgate.configuration.runtime import Loaded
+from tollgate.formats.bodies.raw_headers import header_index
 from tollgate.proxy.flows import CALL
-from tollgate.proxy.stages.classify import Classify
+from tollgate.proxy.stages.call.classify import Classify
 from tollgate.proxy.state import Shared
-from tollgate.records import auditlog
-from tollgate.records.auditlog import PROCESS_EVENTS, AuditLog
+from tollgate.records.audit import auditlog
+from tollgate.records.audit.auditlog import PROCESS_EVENTS, AuditLog
 
 # Each provider's public host, as clients call it.
 HOSTS = {

@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 from mitmproxy.test import tutils
 
+from tollgate.calls.call import Target
 from tollgate.common.config_base import ProviderConfig
-from tollgate.core.call import Target
-from tollgate.core.config import Config
-from tollgate.core.runtime import Loaded
+from tollgate.configuration.config import Config
+from tollgate.configuration.runtime import Loaded
 from tollgate.credentials.keypool import KeyPool
 from tollgate.formats import OPENAI_CHAT
+from tollgate.formats.bodies.exact import request_model
+from tollgate.formats.bodies.json_codec import encode_json, parse_json
 from tollgate.formats.chat import (
     ChatError,
     ChatFormat,
@@ -32,8 +34,6 @@ from tollgate.formats.chat import (
     Untranslatable,
     kind_of_status,
 )
-from tollgate.formats.exact import request_model
-from tollgate.formats.json_codec import encode_json, parse_json
 from tollgate.formats.refusals import STATUS, Refusal
 from tollgate.formats.registry import WIRE_FORMATS, wire_format
 from tollgate.formats.request_facts import Classification, RequestFacts
@@ -47,9 +47,9 @@ from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement
 from tollgate.providers.routing import Routing
 from tollgate.providers.upstream import Upstream
-from tollgate.proxy.stages.rollup import conversation
-from tollgate.proxy.stages.stream_tap import StreamTap
-from tollgate.proxy.stages.translate import Translate
+from tollgate.proxy.stages.call.rollup import conversation
+from tollgate.proxy.stages.call.translate import Translate
+from tollgate.proxy.stages.upstream.stream_tap import StreamTap
 from tollgate.proxy.state import Shared
 
 from .conftest import HOSTS, api_flow, classified

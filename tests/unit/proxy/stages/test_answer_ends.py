@@ -15,13 +15,13 @@ import pytest
 from support.eventstream import event as frame_event
 from support.eventstream import invoke_chunk
 from support.guardrail_samples import AWS_KEY_ID
-from tollgate.core.call import Call, Route
+from tollgate.calls.call import Call, Route
 from tollgate.formats.framing import EventStreamFramer
 from tollgate.formats.framing.eventstream import event_frame
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
 from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS
-from tollgate.proxy.stages.stream_tap import GuardedAnswer
+from tollgate.proxy.stages.upstream.stream_tap import GuardedAnswer
 
 DENIED = compiled_for({"secrets.aws_access_key_id": "deny"})
 

@@ -16,7 +16,7 @@ from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
 from support.guardrail_samples import AWS_KEY_ID, EMAIL
-from tollgate.core.call import Call, Route
+from tollgate.calls.call import Call, Route
 from tollgate.formats.answer_reading.scanning import READ_APART_BYTES
 from tollgate.formats.openai_responses.answer_guard import ResponsesSocketGuard
 from tollgate.governance.guardrails.answer import compiled_for
@@ -26,8 +26,8 @@ from tollgate.governance.mcp.mcp_servers import McpServer
 from tollgate.providers import PROVIDERS
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.mcp import Mcp, Relay
-from tollgate.proxy.stages.responses_socket import ResponsesSocket
+from tollgate.proxy.stages.egress.mcp import Mcp, Relay
+from tollgate.proxy.stages.sockets.responses_socket import ResponsesSocket
 from tollgate.proxy.state import Shared
 
 REDACTED = compiled_for({"pii.email": "redact", "secrets.aws_access_key_id": "redact"})

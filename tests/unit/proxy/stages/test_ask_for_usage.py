@@ -9,9 +9,9 @@ import json
 import pytest
 from mitmproxy import http
 
-from tollgate.core.call import Call
+from tollgate.calls.call import Call
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.stream_tap import AskForUsage
+from tollgate.proxy.stages.upstream.stream_tap import AskForUsage
 from tollgate.proxy.state import Shared
 
 from .conftest import HOSTS, api_flow, classified, configured

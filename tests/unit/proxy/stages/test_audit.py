@@ -12,15 +12,15 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
-from tollgate.core.call import Call, Failure, Route, Target
-from tollgate.core.fleet import instance_name
+from tollgate.calls.call import Call, Failure, Route, Target
+from tollgate.configuration.fleet import instance_name
 from tollgate.formats.usage import Usage
 from tollgate.proxy.flows import CALL, refuse
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.audit import Audit, AuditGate
+from tollgate.proxy.stages.records.audit import Audit, AuditGate
 from tollgate.proxy.state import Shared
-from tollgate.records.auditlog import AuditLog, started_record
-from tollgate.records.summary import FAILED_MARKER, REFUSED_MARKER
+from tollgate.records.audit.auditlog import AuditLog, started_record
+from tollgate.records.audit.summary import FAILED_MARKER, REFUSED_MARKER
 
 from .conftest import (
     HOSTS,

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from tests.support.otlp import Collector
 
-from tollgate.core.config import parse_config
-from tollgate.core.runtime import Loaded
-from tollgate.proxy.stages.audit import Audit
-from tollgate.proxy.stages.audit_export import AuditExporter, AuditPostgresSender
+from tollgate.configuration.config import parse_config
+from tollgate.configuration.runtime import Loaded
+from tollgate.proxy.stages.records.audit import Audit
+from tollgate.proxy.stages.records.audit_export import AuditExporter, AuditPostgresSender
 from tollgate.proxy.state import Shared
-from tollgate.records.audit_postgres import AuditPostgres
-from tollgate.records.auditlog import AuditLog, started_record
+from tollgate.records.audit.auditlog import AuditLog, started_record
+from tollgate.records.senders.audit_postgres import AuditPostgres
 
 from .conftest import HOSTS, api_flow, classified, configured
 

@@ -11,9 +11,9 @@ from mitmproxy import http
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import tflow, tutils
 
-from tollgate.core.config import parse_config
-from tollgate.proxy.stages.broker import Broker
-from tollgate.records.auditlog import AuditLog, started_record
+from tollgate.configuration.config import parse_config
+from tollgate.proxy.stages.egress.broker import Broker
+from tollgate.records.audit.auditlog import AuditLog, started_record
 
 from .conftest import all_audit_lines, configured
 

@@ -17,11 +17,11 @@ from mitmproxy.http import Headers
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import tflow
 
-from tollgate.formats.raw_headers import header_index
+from tollgate.formats.bodies.raw_headers import header_index
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL, MISDIRECTED_AS
-from tollgate.proxy.stages.classify import HEAD_TOO_LARGE, MAX_DECODED_BODY, Classify
+from tollgate.proxy.stages.call.classify import HEAD_TOO_LARGE, MAX_DECODED_BODY, Classify
 from tollgate.proxy.state import Shared
 
 from .conftest import HOSTS, PROVIDERS, VALID, api_flow, assert_refused, classified, configured

@@ -7,15 +7,15 @@ import time
 
 from mitmproxy import http
 
+from tollgate.calls.call import Call
 from tollgate.common.fingerprint import fingerprint
-from tollgate.core.call import Call
-from tollgate.core.config import Config
+from tollgate.configuration.config import Config
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.routing.failover import model_circuit
 from tollgate.governance.routing.upstream import CIRCUIT
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.attempts import Attempts
-from tollgate.proxy.stages.credential import Credential
+from tollgate.proxy.stages.call.credential import Credential
+from tollgate.proxy.stages.upstream.attempts import Attempts
 from tollgate.proxy.state import Shared
 
 from .conftest import configured, openai_flow

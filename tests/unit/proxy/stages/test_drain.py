@@ -11,11 +11,11 @@ import pytest
 from mitmproxy import connection
 from mitmproxy.test import taddons, tflow
 
-from tollgate.core.config import Config
-from tollgate.core.runtime import Loaded
+from tollgate.configuration.config import Config
+from tollgate.configuration.runtime import Loaded
 from tollgate.proxy import patches
-from tollgate.proxy.stages import drain as drain_module
-from tollgate.proxy.stages.drain import Drain
+from tollgate.proxy.stages.process import drain as drain_module
+from tollgate.proxy.stages.process.drain import Drain
 from tollgate.proxy.state import Shared
 
 

@@ -9,12 +9,12 @@ from typing import Any
 
 from mitmproxy import http
 
-from tollgate.core.call import Answer, Call, Caller, Route
-from tollgate.core.config import parse_config
-from tollgate.core.runtime import Loaded
+from tollgate.calls.call import Answer, Call, Caller, Route
+from tollgate.configuration.config import parse_config
+from tollgate.configuration.runtime import Loaded
 from tollgate.governance.limits.limits import Estimate, Reserved, charges, counters
 from tollgate.ledger import open_store
-from tollgate.proxy.stages.fallback import Fallbacks
+from tollgate.proxy.stages.upstream.fallback import Fallbacks
 from tollgate.proxy.state import Shared
 
 from .conftest import api_flow

@@ -6,7 +6,7 @@ from __future__ import annotations
 def test_every_text_on_the_flow_is_encodable_and_the_record_unchanged():
     from mitmproxy.io import tnetstring
 
-    from tollgate.proxy.stages.audit import encodable, storable
+    from tollgate.proxy.stages.records.audit import encodable, storable
 
     record = {
         "model": "gpt-4o\ud800",

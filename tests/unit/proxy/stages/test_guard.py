@@ -13,12 +13,12 @@ from mitmproxy import flow as flow_module
 from mitmproxy import http
 from tests.support import guardrail_samples as samples
 
-from tollgate.core.call import Call
-from tollgate.core.policy_input import policy_input
+from tollgate.calls.call import Call
+from tollgate.calls.policy_input import policy_input
 from tollgate.governance.guardrails.workers import OFF_LOOP_BYTES, ScanWorkers
 from tollgate.proxy.flows import call_of
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.guard import MCP_READ, Guard
+from tollgate.proxy.stages.call.guard import MCP_READ, Guard
 from tollgate.proxy.state import Shared
 
 from .conftest import HOSTS, api_flow, classified, configured
@@ -122,8 +122,8 @@ def test_unread_deny_refuses_what_cannot_be_read() -> None:
 
 
 def test_a_reload_with_the_same_rules_and_keys_keeps_the_compiled_guardrails() -> None:
-    from tollgate.core.config import parse_config
-    from tollgate.core.runtime import Loaded
+    from tollgate.configuration.config import parse_config
+    from tollgate.configuration.runtime import Loaded
 
     first = Loaded.build(parse_config(RULES, {}))
     again = Loaded.build(parse_config(RULES, {}), previous=first)
@@ -143,9 +143,9 @@ def test_the_findings_are_a_fact_the_policys_cache_keys_on() -> None:
 
 
 def test_the_metrics_and_mitmwebs_summary_count_the_findings_by_kind() -> None:
-    from tollgate.records.audit_record import audit_record
-    from tollgate.records.metrics import MetricSet
-    from tollgate.records.summary import summary
+    from tollgate.records.audit.audit_record import audit_record
+    from tollgate.records.audit.summary import summary
+    from tollgate.records.telemetry.metrics import MetricSet
 
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": PAIR}]}
     _, call = guarded("openai", "/v1/chat/completions", body)
@@ -242,7 +242,7 @@ def test_an_mcp_tool_call_is_read_redacted_or_refused_with_a_json_rpc_error(in_a
 
 
 def test_a_fallback_to_another_provider_is_written_from_the_redacted_body() -> None:
-    from tollgate.proxy.stages.override import Overriding
+    from tollgate.proxy.stages.call.override import Overriding
 
     rules = {
         **RULES,

@@ -13,11 +13,11 @@ import jwt
 import pytest
 from mitmproxy import http
 
-from tollgate.core.call import Call
+from tollgate.calls.call import Call
 from tollgate.governance.identity.jwt_identity import JwtIdentity
-from tollgate.proxy.stages.identify import PROXYAUTH, Identify
+from tollgate.proxy.stages.call.identify import PROXYAUTH, Identify
 from tollgate.proxy.state import Shared
-from tollgate.records.audit_record import audit_record
+from tollgate.records.audit.audit_record import audit_record
 
 from .conftest import HOSTS, VALID, api_flow, classified, configured
 
@@ -190,8 +190,8 @@ def test_a_password_not_judged_is_let_go_at_request() -> None:
 def test_a_token_whose_key_must_be_fetched_makes_identify_awaitable() -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from tollgate.core.config import parse_config
-    from tollgate.core.runtime import Loaded
+    from tollgate.configuration.config import parse_config
+    from tollgate.configuration.runtime import Loaded
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))

@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tollgate.core.call import Answer, Call, Caller, Route
-from tollgate.core.config import parse_config
-from tollgate.core.runtime import Loaded
+from tollgate.calls.call import Answer, Call, Caller, Route
+from tollgate.configuration.config import parse_config
+from tollgate.configuration.runtime import Loaded
 from tollgate.formats.usage import Usage
 from tollgate.governance.limits.limits import Estimate, Reserved, charges, counters
 from tollgate.ledger import open_store
-from tollgate.proxy.stages.ledger import Ledger
+from tollgate.proxy.stages.call.ledger import Ledger
 from tollgate.proxy.state import Shared
-from tollgate.records.audit_record import audit_record
+from tollgate.records.audit.audit_record import audit_record
 
 CONFIG = parse_config({"limits": [{"name": "day", "tokens_per_day": 1000, "requests_per_day": 10}]})
 

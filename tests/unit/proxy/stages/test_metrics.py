@@ -21,10 +21,10 @@ from tests.support.proxy import free_port
 
 from tollgate.proxy.health import LOOP_TIMEOUT
 from tollgate.proxy.pipeline import gateway
-from tollgate.proxy.stages import metrics as metrics_module
-from tollgate.proxy.stages import settings as settings_module
-from tollgate.proxy.stages.metrics import Metrics
-from tollgate.proxy.stages.settings import Settings
+from tollgate.proxy.stages.process import settings as settings_module
+from tollgate.proxy.stages.process.settings import Settings
+from tollgate.proxy.stages.records import metrics as metrics_module
+from tollgate.proxy.stages.records.metrics import Metrics
 from tollgate.proxy.state import Shared
 
 from .test_settings import Running, replace_by_rename

@@ -9,11 +9,11 @@ import json
 import pytest
 from mitmproxy import http
 
-from tollgate.core.call import Call, Target
+from tollgate.calls.call import Call, Target
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.override import Overriding
+from tollgate.proxy.stages.call.override import Overriding
 from tollgate.proxy.state import Shared
-from tollgate.records.audit_record import audit_record
+from tollgate.records.audit.audit_record import audit_record
 
 from .conftest import HOSTS, api_flow, classified, configured
 

@@ -12,8 +12,8 @@ from mitmproxy.test import taddons, tflow
 from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
-from tollgate.core.call import Call, Route
-from tollgate.formats.exact import Unreadable
+from tollgate.calls.call import Call, Route
+from tollgate.formats.bodies.exact import Unreadable
 from tollgate.formats.openai_responses import RESPONSES
 from tollgate.formats.openai_responses.answer_guard import ResponsesSocketGuard
 from tollgate.formats.openai_responses.socket import (
@@ -29,10 +29,10 @@ from tollgate.providers import PROVIDERS
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.classify import check_upgrade
-from tollgate.proxy.stages.responses_socket import ResponsesSocket, Session, _read
+from tollgate.proxy.stages.call.classify import check_upgrade
+from tollgate.proxy.stages.sockets.responses_socket import ResponsesSocket, Session, _read
 from tollgate.proxy.state import Shared
-from tollgate.records.audit_record import audit_record
+from tollgate.records.audit.audit_record import audit_record
 
 # ---- what a message asks for
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tollgate.core.call import Call, Route
-from tollgate.core.config import parse_config
-from tollgate.core.runtime import Loaded
+from tollgate.calls.call import Call, Route
+from tollgate.configuration.config import parse_config
+from tollgate.configuration.runtime import Loaded
 from tollgate.formats import OPENAI_CHAT
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.limits.rollup import Size, Summaries, plan
-from tollgate.proxy.stages.rollup import SummaryUnavailable, summarizer_call
+from tollgate.proxy.stages.call.rollup import SummaryUnavailable, summarizer_call
 
 RULE = {"above_messages": 3, "keep_last": 2, "summarizer": {"provider": "anthropic", "model": "claude-haiku-4-5"}}
 

@@ -23,12 +23,12 @@ from tollgate.providers import BUILT_IN_HOSTS
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.pipeline import gateway
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages import settings as settings_module
-from tollgate.proxy.stages.classify import Classify
-from tollgate.proxy.stages.credential import Credential
-from tollgate.proxy.stages.settings import Settings, listen_addresses, stamp_of
+from tollgate.proxy.stages.call.classify import Classify
+from tollgate.proxy.stages.call.credential import Credential
+from tollgate.proxy.stages.process import settings as settings_module
+from tollgate.proxy.stages.process.settings import Settings, listen_addresses, stamp_of
 from tollgate.proxy.state import Shared
-from tollgate.records.audit_verify import Place, verify
+from tollgate.records.audit.audit_verify import Place, verify
 
 POLICY = 'package tollgate\nimport rego.v1\ndeny contains "no" if input.model == "forbidden"\n'
 
@@ -413,7 +413,7 @@ def test_the_hosts_a_reload_adds_are_decrypted_and_those_it_drops_no_longer(runn
 def test_a_client_certificate_that_cannot_be_used_fails_the_configuration_naming_it(tmp_path: Path) -> None:
     import trustme
 
-    from tollgate.core.config import ConfigError
+    from tollgate.configuration.config import ConfigError
 
     ca = trustme.CA()
     good, other = ca.issue_cert("tollgate-client"), ca.issue_cert("someone-else")

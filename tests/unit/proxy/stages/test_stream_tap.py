@@ -11,7 +11,7 @@ from functools import partial
 from mitmproxy import http
 from mitmproxy.test import tflow
 
-from tollgate.core.call import Call, Route
+from tollgate.calls.call import Call, Route
 from tollgate.formats.answer_end import EndHold
 from tollgate.formats.answer_reading.scanning import READ_APART_BYTES
 from tollgate.formats.framing import Decompressor
@@ -22,7 +22,7 @@ from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.patches import flows as patch_flows
-from tollgate.proxy.stages.stream_tap import (
+from tollgate.proxy.stages.upstream.stream_tap import (
     MITMPROXY_CONNECTION_LOGGER,
     CountedTap,
     GuardedAnswer,

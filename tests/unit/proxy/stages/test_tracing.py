@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 from tests.support.otlp import Collector, no_collector, wait_for_trace_exports_to_stop
 
-from tollgate.core.config import parse_config
-from tollgate.core.runtime import Loaded
-from tollgate.proxy.stages.audit import Audit
-from tollgate.proxy.stages.tracing import Tracing
+from tollgate.configuration.config import parse_config
+from tollgate.configuration.runtime import Loaded
+from tollgate.proxy.stages.records.audit import Audit
+from tollgate.proxy.stages.records.tracing import Tracing
 from tollgate.proxy.state import Shared
 
 from .conftest import HOSTS, api_flow, classified, configured
@@ -125,7 +125,7 @@ def test_the_otel_variables_alone_turn_traces_on(collector: Collector, monkeypat
 def test_done_waits_no_longer_than_its_bound_for_a_collector_that_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
-    from tollgate.proxy.stages import tracing as stage
+    from tollgate.proxy.stages.records import tracing as stage
 
     monkeypatch.setattr(stage, "SHUTDOWN_SECONDS", 0.3)
     shared = configured({"metrics": {"otlp": {"endpoint": no_collector(monkeypatch)}}})

@@ -9,12 +9,12 @@ from mitmproxy import connection
 from mitmproxy.proxy import server_hooks
 from mitmproxy.test import tflow
 
-from tollgate.core.call import Call, Failure, Route
-from tollgate.core.config import parse_config
-from tollgate.core.runtime import Loaded
+from tollgate.calls.call import Call, Failure, Route
+from tollgate.configuration.config import parse_config
+from tollgate.configuration.runtime import Loaded
 from tollgate.governance.routing.upstream import timeout_message
 from tollgate.proxy.flows import CALL
-from tollgate.proxy.stages.upstream_watch import UpstreamWatch
+from tollgate.proxy.stages.upstream.upstream_watch import UpstreamWatch
 from tollgate.proxy.state import Shared
 
 

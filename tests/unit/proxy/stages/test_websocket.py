@@ -18,8 +18,9 @@ from wsproto import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Message, TextMessage
 from wsproto.frame_protocol import Opcode
 
-from tollgate.core.call import Call, Request, Route
-from tollgate.formats.exact import Unreadable
+from tollgate.calls.call import Call, Request, Route
+from tollgate.formats.bodies.exact import Unreadable
+from tollgate.formats.bodies.raw_headers import header_index
 from tollgate.formats.openai_realtime import (
     REALTIME,
     insecure_keys,
@@ -27,12 +28,11 @@ from tollgate.formats.openai_realtime import (
     response_done_usage,
     summed,
 )
-from tollgate.formats.raw_headers import header_index
 from tollgate.formats.usage import Usage
 from tollgate.providers import PROVIDERS
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL
-from tollgate.proxy.stages.websocket import KEPT_MESSAGES, MAX_MESSAGE, WebSocket
+from tollgate.proxy.stages.sockets.websocket import KEPT_MESSAGES, MAX_MESSAGE, WebSocket
 from tollgate.proxy.state import Shared
 
 # ---- the model, from the query

@@ -12,7 +12,7 @@ from .conftest import openai_flow
 def test_a_rewritten_body_keeps_what_the_client_sent_but_the_change():
     """Lone surrogates once failed the rewrite (the call was refused); integers beyond 64 bits and
     NaN must not be rounded or nulled on the way."""
-    from tollgate.formats.json_codec import read_request_json
+    from tollgate.formats.bodies.json_codec import read_request_json
 
     flow, call = openai_flow(("Content-Type", "application/json"))
     sent = b'{"model":"gpt-4o","seed":123456789012345678901234567890,"temperature":NaN,"user":"\\ud800"}'

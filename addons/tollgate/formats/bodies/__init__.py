@@ -1,0 +1,1 @@
+"""How a body is read exactly as its provider reads it: JSON, paths in it, raw headers, attachments."""

@@ -1,0 +1,1 @@
+"""The stages that record calls: the audit, its export, metrics and traces."""

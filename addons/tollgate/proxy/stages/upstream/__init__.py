@@ -1,0 +1,3 @@
+"""The stages of a call's answer: the stream read as it passes, upstream failures, retries and
+fallbacks.
+"""

@@ -1,0 +1,644 @@
+"""Every upstream answer passes through unbuffered; usage is read from it on the way."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
+from typing import Any, NamedTuple
+from weakref import WeakKeyDictionary
+
+from mitmproxy import http
+
+from tollgate.calls.call import Call, Failure, LedgerState
+from tollgate.calls.routes import client_answer_format
+from tollgate.formats.answer_end import EndHold
+from tollgate.formats.answer_reading.scanning import JSON_TYPE, READ_APART_BYTES, UNREAD, AnswerFormat, AnswerGuard
+from tollgate.formats.bodies.json_codec import loads_once
+from tollgate.formats.bodies.raw_headers import decoded, header_index, with_header
+from tollgate.formats.framing import MAX_FRAME, Decompressor, Undecodable
+from tollgate.formats.openai_chat.asked_usage import asked_usage_hidden
+from tollgate.formats.refusals import CONTENT_DENIED
+from tollgate.formats.translation import ANSWER_LIMIT, Rewrite
+from tollgate.formats.usage import Usage
+from tollgate.formats.usage_reading import NoUsage, UsageReader, WholeBodyReader, is_event_stream
+from tollgate.governance.guardrails.answer import AnswerDetectors
+from tollgate.governance.guardrails.answer_formats import answer_format
+from tollgate.governance.guardrails.workers import ScanWorkers
+from tollgate.proxy import patches
+from tollgate.proxy.flows import call_of, provider_of, refuse, write_body
+from tollgate.proxy.state import Shared
+
+logger = logging.getLogger(__name__)
+
+MITMPROXY_CONNECTION_LOGGER = "mitmproxy.proxy.server"  # where a connection's log lines come from
+
+
+class TierReader(WholeBodyReader):
+    """The answer of a plan reader's `tier_endpoint` (Code Assist's loadCodeAssist), read whole at
+    its end for the tier it names (`plan_in_answer`), kept for the token (`told`); a service
+    call's, it reports no usage."""
+
+    def __init__(
+        self, told: Callable[[str | None], None], plan_in_answer: Callable[[bytes | None], str | None]
+    ) -> None:
+        def parse(body: bytes | None) -> Usage:
+            told(plan_in_answer(body))
+            return Usage()
+
+        super().__init__(parse)
+
+
+class GuardedAnswer:
+    """A streamed answer read by the answer guardrails as its client gets it: after
+    `inner` (a translation, the usage Tollgate asked for hidden). Events with nothing held or
+    replaced go on as they came. A value to deny stops it (`stopped`): the call is recorded as cut
+    (`content_denied`). What cannot be read (an encoding undone wrongly, a fault) stops it too,
+    with the format's own end: where the format may stream one JSON array (`array_end`), the
+    answer's first byte tells whether it does (`array`, until then: what its headers said)."""
+
+    def __init__(
+        self,
+        guard: AnswerGuard,
+        denied_end: Callable[[str], bytes],
+        call: Call,
+        inner: Rewrite | None,
+        detectors: AnswerDetectors | None = None,
+        array_end: Callable[[str, bool], bytes] | None = None,
+        array: bool = False,
+    ) -> None:
+        self._guard, self._denied_end, self._call, self._inner = guard, denied_end, call, inner
+        self._detectors = detectors
+        self._array_end, self._array = array_end, array
+        self._form_told = array_end is None  # whether the answer's first byte has told its form
+        self._opened = False  # some of an array went to the client (its `[` with it)
+        self.stopped = False
+        call.answer.findings = {}
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.stopped:
+            return b""
+        try:
+            data = self._inner.feed(chunk) if self._inner is not None else chunk
+            if not self._form_told:
+                self._tell_form(data)
+            out = self._guard.feed(data) if data else b""
+        except Exception:
+            logger.exception("Tollgate: reading an answer for its guardrails failed")
+            return self.fail()
+        if out and self._array and not self._opened:
+            self._opened = bool(out.strip())
+        if self._guard.denied is not None:
+            self._stop()
+        return out
+
+    def reads_at_once(self, chunk: bytes) -> bool:
+        """Whether a piece (as it came) is cheap to read on the event loop whatever its size: small
+        events its guard passes by their template (OpenAI chat's)."""
+        at_once = getattr(self._guard, "reads_at_once", None)
+        return self._inner is None and at_once is not None and bool(at_once(chunk))
+
+    def _tell_form(self, data: bytes) -> None:
+        """The answer's first byte that is not white space: a JSON array's `[`, or another form."""
+        start = data.lstrip()
+        if start:
+            self._array, self._form_told = start.startswith(b"["), True
+
+    def flush(self) -> bytes:
+        if self.stopped:
+            return b""
+        try:
+            data = self._inner.flush() if self._inner is not None else b""
+            out = (self._guard.feed(data) if data else b"") + self._guard.flush()
+        except Exception:
+            logger.exception("Tollgate: reading an answer for its guardrails failed")
+            return self.fail()
+        if self._guard.denied is not None:
+            self._stop()
+        self.note()
+        return out
+
+    def fail(self) -> bytes:
+        """The answer cannot be read: it stops here, with what a denied answer in its form ends
+        with (a JSON array's error item and its `]`)."""
+        self._stop()
+        if self._array and self._array_end is not None:
+            return self._array_end(UNREAD, self._opened)
+        return self._denied_end(UNREAD)
+
+    def note(self) -> None:
+        """The findings so far, recorded on the call."""
+        answer = self._call.answer
+        answer.findings = self._guard.counts
+        if self._detectors is not None:
+            answer.finding_actions = self._detectors.by_action(answer.findings)
+
+    def _stop(self) -> None:
+        self.stopped = True
+        self.note()
+        answer = self._call.answer
+        answer.error = answer.refused = CONTENT_DENIED
+        answer.cut = self._guard.denied or UNREAD
+
+
+class UsageTap(patches.ReadsApart):
+    """mitmproxy's stream callable: returns every chunk as it came while a reader reads it, or as a
+    rewrite makes it (the usage Tollgate asked for hidden, or the answer translated).
+
+    It never raises (an exception there drops the chunk) and never returns b"" mid-stream (on
+    HTTP/1 chunked that ends the body): a reader that fails is dropped and its fault recorded."""
+
+    def __init__(
+        self,
+        reader: UsageReader,
+        decoder: Decompressor | None,
+        on_end: Callable[[UsageReader], None],
+        rewrite: Rewrite | None = None,
+        call: Call | None = None,
+    ) -> None:
+        self.reader: UsageReader | None = reader
+        # Told when the first chunk comes (`call.answer.first_chunk`), then let go; told the answer's
+        # bytes at its end (`call.answer.bytes_received`), then let go.
+        self._first: Call | None = call
+        self._call: Call | None = call
+        self.received = 0
+        self._decoder = decoder
+        self._on_end: Callable[[UsageReader], None] | None = on_end
+        self._reading = True
+        self._rewrite = rewrite
+
+    def __call__(self, chunk: bytes) -> bytes | list[bytes]:
+        if self._read_out is not None and (read := self._read_before(chunk)) is not None:
+            return read
+        if not chunk:
+            self.end()
+            return self._rewrite.flush() if self._rewrite else chunk
+        self.received += len(chunk)
+        if self._first is not None:
+            self._first.answer.first_chunk = time.time()
+            self._first = None
+        data = chunk
+        if self._reading and self.reader is not None:
+            try:
+                data = self._decoder.feed(chunk) if self._decoder else chunk
+                self.reader.feed(data)
+            except Undecodable as e:
+                self._reading = False
+                self.reader.error = self.reader.error or f"the answer's Content-Encoding: {e}; not read for usage"
+            except Exception as e:
+                self._reading = False
+                self.reader.error = self.reader.error or f"usage reader failed: {type(e).__name__}: {e}"
+        if self._rewrite is None:
+            return chunk
+        if isinstance(self._rewrite, GuardedAnswer):
+            return self._guarded(self._rewrite, chunk, data)
+        try:
+            return self._rewrite.feed(data) or []  # decoded: a rewritten answer goes unencoded
+        except Exception:  # never lose bytes: give up rewriting, forward what is held
+            logger.exception("Tollgate: rewriting the answer failed")
+            held, self._rewrite = self._rewrite.flush(), None
+            return held + chunk
+
+    def _apart_wanted(self, chunk: bytes) -> bool:
+        """A large piece of an answer the guardrails read, whose reading would hold the event loop
+        (not one of small events its guard passes cheaply, as it came undecoded)."""
+        guarded = self._rewrite
+        if len(chunk) < READ_APART_BYTES or not isinstance(guarded, GuardedAnswer) or self.stopped:
+            return False
+        return self._decoder is not None or not guarded.reads_at_once(chunk)
+
+    def _read_piece(self, chunk: bytes) -> bytes | list[bytes]:
+        return UsageTap.__call__(self, chunk)  # nothing read apart is kept meanwhile
+
+    def rewrite_with(self, rewrite: Rewrite | None) -> None:
+        """What rewrites the answer from now on (None: it goes as it comes)."""
+        self._rewrite = rewrite
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the answer has ended here (`patches.stop_streams_their_taps_end`)."""
+        return isinstance(self._rewrite, GuardedAnswer) and self._rewrite.stopped
+
+    def _guarded(self, guarded: GuardedAnswer, chunk: bytes, data: bytes) -> bytes | list[bytes]:
+        """The answer as the guardrails let it go: read decoded, never passed on unread."""
+        out = b""
+        if self._decoder is not None and data is chunk:  # its reader stopped: decoded here, or unread
+            try:
+                data = self._decoder.feed(chunk)
+            except Exception:
+                data, out = b"", guarded.fail()
+        if data:
+            out = guarded.feed(data)
+        if guarded.stopped:
+            self.end()
+        return out or []
+
+    def end(self) -> None:
+        """The stream ended, or broke off: what the reader read is recorded, once.
+
+        mitmproxy's flows are freed by the garbage collector, some time after the call: the reader
+        and the call record are let go here, to be freed at once rather than wait with the flow."""
+        reader, on_end = self.reader, self._on_end
+        if isinstance(self._rewrite, GuardedAnswer):  # broken off, too: what was found so far
+            self._rewrite.note()
+        if self._call is not None:
+            self._call.answer.bytes_received = self.received
+        self.reader = self._decoder = self._on_end = self._first = self._call = None
+        if reader is None or on_end is None:
+            return
+        try:
+            on_end(reader)
+        except Exception:
+            logger.exception("Tollgate: recording stream usage failed")
+
+
+class CountedTap(UsageTap):
+    """The tap of a call that a limit counts: the bytes that would make the answer whole to its
+    client (`EndHold`) are held back until the call's settlement is written, then sent
+    (`StreamTap.response`). Every other byte goes on as it came."""
+
+    def __init__(self, *args: Any, hold: EndHold, counted: LedgerState, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._hold: EndHold | None = hold
+        self.counted: LedgerState | None = counted  # the call's ledger state, until its end is sent
+
+    def __call__(self, chunk: bytes) -> bytes | list[bytes]:
+        out = super().__call__(chunk)
+        hold = self._hold
+        if hold is None:
+            return out
+        if not chunk:  # the end: what a rewrite still had is held with the rest
+            for piece in [out] if isinstance(out, bytes) else out:
+                hold.keep(piece)
+            return []
+        if isinstance(out, bytes):
+            return hold.feed(out) or []
+        return [kept for kept in map(hold.feed, out) if kept]
+
+    def held(self) -> bytes:
+        """The answer's last bytes held back, let go: nothing is held from here on."""
+        hold, self._hold = self._hold, None
+        return b"" if hold is None else hold.held
+
+
+STREAMING_NOTICE = "Streaming response from "
+# mitmproxy's lines for a connection's opening and closing, four per client connection at info level
+# around Tollgate's one per call: debug lines here (`mitmdump -v` shows them).
+CONNECTION_LINES = frozenset(("client connect", "client disconnect"))
+SERVER_LINES = ("server connect ", "server disconnect ")
+
+
+def without_streaming_notices(log: Callable[..., None]) -> Callable[..., None]:
+    """A logger's `log` method that drops mitmproxy's "Streaming response from <host>." lines, and
+    logs its connection lines (`client connect`, `server disconnect <address>`, …) at debug level.
+
+    mitmproxy logs the first at info level for each streamed response; Tollgate streams every
+    response, so it tells nothing, and through the log handlers it cost more CPU than all of
+    Tollgate's stages (docs/performance.md). A `logging.Filter` sees a line only once its record is
+    made (the caller's frame looked up, the task named), most of that cost, so the line is dropped
+    (or a debug line not made, where debug lines are not shown) before that, in the one method
+    mitmproxy's connection handler logs through. Every other line goes on as it came."""
+
+    def log_without_streaming_notices(level: int, msg: object, *args: object, **kwargs: object) -> None:
+        if type(msg) is str:
+            if msg.startswith(STREAMING_NOTICE):
+                return
+            if msg in CONNECTION_LINES or msg.startswith(SERVER_LINES):
+                level = logging.DEBUG
+        log(level, msg, *args, **kwargs)
+
+    return log_without_streaming_notices
+
+
+class AskForUsage:
+    """The provider prepares the request (`Provider.prepare`): with `audit.stream_usage: inject`, an
+    OpenAI-format chat stream asks for the usage the client did not ask for (StreamTap hides it
+    from the client: each chunk's `"usage":null` and the usage-only chunk), and for an answer not
+    encoded, in which the events can be found to hide it (the client, which may take gzip, takes
+    identity too). Before the credential stage: a request that Tollgate signs is signed over the
+    body as it goes."""
+
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+
+    def handle(self, flow: http.HTTPFlow, call: Call) -> None:
+        inject = call.loaded.config.audit.stream_usage == "inject"
+        if call.route.translated is not None:
+            return  # its translation asked for the usage the caller's format needs
+        if provider_of(call).prepare(call.classification, call.request.body, call.request.headers, inject):
+            write_body(flow.request, call)
+            request = flow.request.data
+            request.headers.fields = with_header(request.headers.fields, b"accept-encoding", b"identity")
+            call.request.usage_asked = True
+
+
+class StreamTap:
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+        self._quiet_log: Callable[..., None] | None = None
+        # The answers read whole for the answer guardrails, until their end: the tap that reads
+        # them (usage, encoding, translation) and the detectors.
+        self._whole: WeakKeyDictionary[http.HTTPFlow, tuple[UsageTap, AnswerReading]] = WeakKeyDictionary()
+        # Where a large piece of a guarded answer is read (`UsageTap.off_loop`), an MCP result's and a
+        # Responses WebSocket message's too (their stages are given these).
+        self.workers = ScanWorkers()
+
+    def load(self, _loader: object) -> None:
+        connections = logging.getLogger(MITMPROXY_CONNECTION_LOGGER)
+        if "log" not in vars(connections):  # not twice over
+            self._quiet_log = without_streaming_notices(connections.log)
+            connections.log = self._quiet_log  # type: ignore[method-assign]
+
+    def done(self) -> None:
+        self.workers.close()
+        connections = logging.getLogger(MITMPROXY_CONNECTION_LOGGER)
+        if self._quiet_log is not None and vars(connections).get("log") is self._quiet_log:
+            del connections.log
+        self._quiet_log = None
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        call = call_of(flow)
+        if call is None or flow.response is None or call.answer.answered_by_tollgate:
+            return
+        translation = call.route.translated
+        if translation is not None and flow.response.status_code >= 400:
+            return  # an error, read whole by mitmproxy to be put in the caller's shape (`Translate`)
+        cost = provider_of(call).cost
+        # Every header read here, in one pass
+        index = header_index(flow.response.headers.fields)
+        headers = decoded(index, cost.response_headers)
+        rewrite: Rewrite | None = None
+        if call.request.usage_asked and is_event_stream(headers):
+            rewrite = asked_usage_hidden()
+        classification = call.classification
+        # Fetched, or outside the model API: no usage to read (nor to be fooled by)
+        passed = call.fetches or classification.passthrough or classification.service
+        reader = self._service_reader(flow, call) if passed else cost.usage_reader(call.sent(), headers)
+        decoder = None
+        if encoding := headers.get("content-encoding", "").strip():
+            try:
+                decoder = Decompressor(encoding, limit=MAX_FRAME)  # a piece that decodes to more is no event
+            except (ValueError, ImportError) as e:
+                reader.error = str(e)
+        if decoder is not None:
+            # An encoded stream cannot be cut at event boundaries: the client gets it whole (asked
+            # for usage, it was asked for no encoding: an upstream that encodes all the same shows
+            # the client the usage).
+            rewrite = None
+        if translation is not None:
+            rewrite = translation.rewriter(bool(call.classification.facts.stream))
+        # A fetched answer (a stored response, a stored chat completion read back) is read as made.
+        outside = classification.passthrough or classification.service or classification.session
+        # A HEAD's answer, and a 204, have no body: no model text to read.
+        bodiless = flow.request.method == "HEAD" or flow.response.status_code == 204
+        reading = None if outside or bodiless or flow.response.status_code >= 300 else answer_reading(call)
+        if reading is not None and (
+            reading.format.streams(headers.get("content-type", ""), bool(classification.facts.stream))
+            or (translation is not None and bool(classification.facts.stream))
+        ):
+            rewrite = self._guarded(flow, call, reading, rewrite)
+        elif reading is not None and (declared_length(index) or 0) <= ANSWER_LIMIT:
+            # Read whole before its headers go (`answer_read_whole`): served redacted, or refused.
+            told = partial(record_usage, call, cost.answer_service_tier(headers), cost.answer_speed(headers))
+            translated = translation.rewrite if translation is not None else None
+            self._whole[flow] = (UsageTap(reader, decoder, told, translated or _Whole(), call), reading)
+            flow.response.stream = False
+            # Larger than 16 MiB, it goes on unread, as it comes.
+            patches.bound_responses_read_whole()
+            patches.read_whole_up_to(flow, ANSWER_LIMIT, partial(self._unread, flow, translated))
+            return
+        # Streamed bodies are not stored in the flow either: a saved flow holds no completion text.
+        told = partial(record_usage, call, cost.answer_service_tier(headers), cost.answer_speed(headers))
+        if call.ledger.reserved is None:
+            tap = UsageTap(reader, decoder, told, rewrite, call)
+        else:
+            # A limit counts the call: the answer's end waits for its settlement (`response`).
+            # Taught on the first such call, so that no other call pays for it: the end sent after
+            # the hook.
+            patches.finish_streamed_responses()
+            hold = EndHold(None if rewrite is not None else declared_length(index), is_event_stream(headers))
+            tap = CountedTap(reader, decoder, told, rewrite, call, hold=hold, counted=call.ledger)
+        tap.off_loop = self.workers.off_loop  # a guarded answer's large pieces are read there
+        flow.response.stream = tap
+
+    def answer_read_whole(self, flow: http.HTTPFlow) -> None:
+        """A JSON answer under an answer guardrail, read whole: served with each value to redact
+        replaced, or refused 403 `content_denied` in the provider's shape (before its headers go).
+        One larger than 16 MiB goes on unread (`answer_findings` null)."""
+        pending = self._whole.pop(flow, None)
+        call = call_of(flow)
+        response = flow.response
+        if pending is None or call is None or response is None or call.answer.answered_by_tollgate:
+            return
+        tap, reading = pending
+        raw = response.raw_content or b""
+        if len(raw) > ANSWER_LIMIT:
+            tap.end()
+            return
+        tap(raw)
+        body = tap(b"")
+        content = body if isinstance(body, bytes) else b"".join(body)
+        if not _json_object(content):  # what cannot be read is not served
+            _refuse_unread(flow, call)
+            return
+        try:
+            served, denied, counts = reading.format.read_whole(reading.detectors, content)
+        except Exception:  # a hook's exception would let the answer go on as it came
+            logger.exception("Tollgate: reading an answer for its guardrails failed")
+            _refuse_unread(flow, call)
+            return
+        if denied == UNREAD:
+            _refuse_unread(flow, call)
+            return
+        call.answer.findings, call.answer.finding_actions = counts, reading.detectors.by_action(counts)
+        call.answer.cut = denied
+        if denied is not None:
+            refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this answer: it holds {denied}.")
+            return
+        fields = [f for f in response.headers.fields if f[0].lower() not in _GUARDED_DROPPED]
+        response.headers.fields = tuple(fields)
+        response.content = served
+
+    def _unread(self, flow: http.HTTPFlow, translated: Rewrite | None) -> UsageTap | None:
+        """The tap of a JSON answer too large to be read whole: it streams on unread; or, where
+        an answer rule that matches the call has `unread: deny`, None, the call refused."""
+        pending = self._whole.pop(flow, None)
+        call = call_of(flow)
+        assert pending is not None and call is not None and call.loaded.guardrails is not None
+        tap = pending[0]
+        who = call.caller
+        if (
+            call.loaded.guardrails.answer_unread(call.route.target.provider, call.target_model, who.client, who.groups)
+            == "deny"
+        ):
+            tap.end()
+            call.answer.cut = UNREAD
+            refuse(
+                flow,
+                call,
+                CONTENT_DENIED,
+                "Tollgate refused this answer: it is too large to be read for its guardrails.",
+            )
+            return None
+        tap.rewrite_with(translated)
+        return tap
+
+    @staticmethod
+    def _guarded(flow: http.HTTPFlow, call: Call, reading: AnswerReading, rewrite: Rewrite | None) -> Rewrite:
+        """A streamed answer read by the answer guardrails: it goes on decoded, its length
+        no longer the upstream's."""
+        patches.stop_streams_their_taps_end()
+        patches.read_large_pieces_apart()
+        response = flow.response
+        assert response is not None
+        if call.route.translated is None:  # a translated answer's headers are written by `Translate`
+            fields = [f for f in response.headers.fields if f[0].lower() not in _GUARDED_DROPPED]
+            if flow.request.http_version.startswith("HTTP/1"):
+                fields.append((b"transfer-encoding", b"chunked"))
+            response.headers.fields = tuple(fields)
+        answer_format = reading.format
+        guard = answer_format.stream(reading.detectors)
+        translation = call.route.translated
+        if translation is not None:
+            array = translation.json_array
+        else:
+            media = response.headers.get("content-type", "").split(";", maxsplit=1)[0].strip().lower()
+            array = media == JSON_TYPE
+        return GuardedAnswer(
+            guard, answer_format.denied_end, call, rewrite, reading.detectors, answer_format.array_end, array
+        )
+
+    def _service_reader(self, flow: http.HTTPFlow, call: Call) -> UsageReader:
+        """A call that reports no usage; but the answer of its plan reader's `tier_endpoint` (Code
+        Assist's loadCodeAssist), read whole for the tier it names the token's plan (kept by the
+        token's hash, as Identify kept it on the call)."""
+        kept = call.caller.plan_token
+        answer = flow.response
+        reader = provider_of(call).plan
+        tier_endpoint = None if reader is None else reader.tier_endpoint
+        if (
+            reader is None
+            or kept is None
+            or kept.sha256 is None
+            or tier_endpoint is None
+            or call.classification.endpoint != tier_endpoint
+        ):
+            return NoUsage()
+        if answer is None or answer.status_code != 200:
+            return NoUsage()
+        return TierReader(partial(self.shared.asked_accounts.told, kept.sha256), reader.plan_in_answer)
+
+    def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """After the audit's, which settled the call: the end of a counted call's answer goes to its
+        client once its settlement is written (`Store.flushed`), so that a client that has the
+        whole answer finds it counted; mitmproxy ends the body after this hook."""
+        tap = flow.response.stream if flow.response is not None else None
+        if type(tap) is not CountedTap or tap.counted is None:
+            return None
+        counted, tap.counted = tap.counted, None
+        held = tap.held()
+        store = counted.settled_in
+        waiting = None if store is None else store.flushed()
+        if waiting is None:
+            if held:
+                patches.end_response_with(flow, held)
+            return None
+        return _end_once_written(flow, waiting, held)
+
+    def counted_error(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """After the audit's `error`: a counted answer whose upstream broke off after its end was
+        held back gets that end, once counted, in place of the break."""
+        return self.response(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        """A stream cut short (client gone, upstream reset): the usage seen so far still counts."""
+        call = call_of(flow)
+        tap = flow.response.stream if flow.response is not None else None
+        if call is None or not isinstance(tap, UsageTap):
+            return
+        tap.end()
+        ended = call.answer.usage is not None and call.answer.usage.finish_reason is not None
+        if call.answer.failure is Failure.CLIENT_DISCONNECTED and ended:
+            # The stream had told its end (clients stop reading at e.g. `data: [DONE]` and hang up
+            # before the upstream's last bytes): nothing was lost.
+            call.answer.error = call.answer.failure = None
+
+
+async def _end_once_written(flow: http.HTTPFlow, waiting: Awaitable[None], held: bytes) -> None:
+    await waiting
+    if held:
+        patches.end_response_with(flow, held)
+
+
+class _Whole:
+    """A whole answer's decoded bytes, kept to be read at its end."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._chunks.append(chunk)
+        return b""
+
+    def flush(self) -> bytes:
+        return b"".join(self._chunks)
+
+
+def _refuse_unread(flow: http.HTTPFlow, call: Call) -> None:
+    """A JSON answer the answer guardrails cannot read: refused, never served unread."""
+    call.answer.findings, call.answer.cut = None, UNREAD
+    refuse(flow, call, CONTENT_DENIED, "Tollgate refused this answer: it could not be read for its guardrails.")
+
+
+def _json_object(content: bytes) -> bool:
+    """Whether a JSON answer is one object, none of whose objects repeats a key (a client's parser
+    keeps one of its values, the guard another)."""
+    try:
+        return isinstance(loads_once(content), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+# The headers of a guarded answer that no longer hold: it goes on decoded, in events written anew.
+_GUARDED_DROPPED = frozenset((b"content-length", b"content-encoding", b"transfer-encoding"))
+
+
+class AnswerReading(NamedTuple):
+    """How a call's answer is read by the answer guardrails: its format's readers and the detectors."""
+
+    format: AnswerFormat
+    detectors: AnswerDetectors
+
+
+def answer_reading(call: Call) -> AnswerReading | None:
+    """How the answer guardrails read a call's answer, in the format its client gets it in (after
+    any translation); None where no answer rule applies or the format is not read."""
+    loaded = call.loaded
+    guardrails = loaded.guardrails if loaded is not None else None
+    if guardrails is None or not guardrails.answer_rules:
+        return None
+    found = answer_format(client_answer_format(call))
+    if found is None:
+        return None
+    who = call.caller
+    detectors = guardrails.answer(call.route.target.provider, call.target_model, who.client, who.groups)
+    return AnswerReading(found, detectors) if detectors is not None else None
+
+
+def declared_length(index: Mapping[bytes, bytes]) -> int | None:
+    """The body's length its headers declare (`Content-Length`, unless the body is chunked)."""
+    value = index.get(b"content-length")
+    if value is None or b"transfer-encoding" in index or not value.isdigit():
+        return None
+    return int(value)
+
+
+def record_usage(call: Call, service_tier: str | None, speed: str | None, reader: UsageReader) -> None:
+    """What the reader read, and the service tier and speed the answer's headers told where its
+    body did not."""
+    usage = call.answer.usage = reader.result()
+    usage.service_tier = usage.service_tier or service_tier
+    usage.speed = usage.speed or speed
+    if reader.error and call.answer.error is None:
+        call.answer.error = reader.error

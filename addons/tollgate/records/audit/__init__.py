@@ -1,0 +1,1 @@
+"""The audit file: its records, their bounds, how they are written and verified."""

@@ -1,0 +1,668 @@
+"""`tollgate audit verify`: whether audit files are whole, chain by chain (`common/audit_chain.py`).
+
+The files are read in the order given (a file and its rotations: oldest first); each instance's
+records form its own chain, run after run, across the files. Every fault is named by file and
+line, and says what it is, never what the record holds beyond what locates it."""
+
+from __future__ import annotations
+
+import base64
+import glob
+import os
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from tollgate.common.audit_chain import (
+    CHECKPOINT,
+    STARTED,
+    STOPPED,
+    ZERO,
+    chain_of,
+    key_id,
+    signature_holds,
+    split_line,
+)
+from tollgate.records.audit.in_flight import InstanceBusy, check_free
+
+UNPARSED = object()  # a line `_Verifier.read` parses itself
+
+# How many records back, within a run, a record out of order is still linked to its predecessor.
+WINDOW = 100_000
+SEQ_LIMIT = 1 << 62  # a seq held in a column; a greater one (no audit comes near) is kept apart
+
+
+class Place(NamedTuple):  # made for every line read: a tuple is made in a fraction of a dataclass's time
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Fault:
+    place: Place
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.place}: {self.what}"
+
+
+class Kept(NamedTuple):
+    """What is kept of each of a run's last WINDOW records: its chain, to link the next to, and its
+    place, to name it."""
+
+    chain: str
+    place: Place
+
+
+class LastRecords:
+    """A run's last WINDOW records by seq, as a dict of seq to `Kept` that drops seq - WINDOW as
+    seq comes, held in flat columns: a slot per seq modulo WINDOW (its seq, its chain's 32 bytes,
+    its file and line), so that 100,000 records take 5 MB, not the 40 MB of as many tuples and
+    strings. A record the slots cannot hold (far out of order, or its slot's seq still kept) is
+    kept apart, as it would be in the dict."""
+
+    __slots__ = ("apart", "chains", "file_names", "file_numbers", "files", "lines", "seqs")
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.seqs = array("q")  # per slot: the seq it holds (0: none)
+        self.chains = bytearray()  # per slot: 32 bytes
+        self.lines = array("q")
+        self.files = array("i")  # per slot: its file's number in `file_names`
+        self.file_names: list[str] = []
+        self.file_numbers: dict[str, int] = {}
+        self.apart: dict[int, Kept] = {}
+
+    def __contains__(self, seq: int) -> bool:
+        return self._slot(seq) is not None or seq in self.apart
+
+    def get(self, seq: int) -> Kept | None:
+        slot = self._slot(seq)
+        if slot is None:
+            return self.apart.get(seq)
+        place = Place(self.file_names[self.files[slot]], self.lines[slot])
+        return Kept(self.chains[slot * 32 : slot * 32 + 32].hex(), place)
+
+    def chain(self, seq: int) -> str | None:
+        """The chain of record `seq`, when it is kept."""
+        slot = self._slot(seq)
+        if slot is None:
+            kept = self.apart.get(seq)
+            return None if kept is None else kept.chain
+        return self.chains[slot * 32 : slot * 32 + 32].hex()
+
+    def add(self, seq: int, chain: str, place: Place) -> None:
+        """Record `seq` (not kept yet); seq - WINDOW dropped."""
+        apart = self.apart
+        if apart:
+            apart.pop(seq - WINDOW, None)
+        if seq >= SEQ_LIMIT:
+            apart[seq] = Kept(chain, place)
+            return
+        slot = seq % WINDOW
+        seqs = self.seqs
+        if slot >= len(seqs):
+            self._grow(slot + 1)
+        held = seqs[slot]
+        if held > seq:  # an older record, come late: its slot holds a newer one
+            apart[seq] = Kept(chain, place)
+            return
+        if held and held != seq - WINDOW:  # a record not dropped (seq + WINDOW never came): kept apart
+            apart[held] = self.get(held)  # type: ignore[assignment]
+        seqs[slot] = seq
+        self.chains[slot * 32 : slot * 32 + 32] = bytes.fromhex(chain)
+        self.lines[slot] = place.line
+        number = self.file_numbers.get(place.file)
+        if number is None:
+            number = self.file_numbers[place.file] = len(self.file_names)
+            self.file_names.append(place.file)
+        self.files[slot] = number
+
+    def _grow(self, size: int) -> None:
+        """Slots up to `size` at least (twice as many as before, up to WINDOW: a run's seqs come one by one)."""
+        more = min(WINDOW, max(size, 2 * len(self.seqs), 1024)) - len(self.seqs)
+        self.seqs.frombytes(bytes(8 * more))
+        self.chains.extend(bytes(32 * more))
+        self.lines.frombytes(bytes(8 * more))
+        self.files.frombytes(bytes(4 * more))
+
+    def below(self, seq: int) -> int:
+        """The highest seq kept below `seq` (0: none)."""
+        return max((s for s in (*self.seqs, *self.apart) if 0 < s < seq), default=0)
+
+    def _slot(self, seq: int) -> int | None:
+        slot = seq % WINDOW
+        return slot if slot < len(self.seqs) and self.seqs[slot] == seq and seq > 0 else None
+
+
+@dataclass(slots=True)
+class Entry:
+    place: Place
+    seq: int
+    chain: str
+    content: bytes  # the line up to `,"chain":"`
+    event: Any
+    ts: Any
+    previous_chain: Any = None  # a tollgate_started record's
+
+
+@dataclass
+class Run:
+    instance: str
+    first: Entry
+    by_seq: LastRecords = field(default_factory=LastRecords)
+    last: Entry | None = None  # the highest seq so far
+    waiting: dict[int, Entry] = field(default_factory=dict)  # seq → entry whose predecessor has not come
+    stopped: Entry | None = None
+    checkpoint: Entry | None = None  # the last one
+    checkpoint_covers: int = 0  # the last checkpoint's covers_seq
+    records: int = 0
+    signed: int = 0  # its checkpoints whose signature the key verified
+    named_by_next: bool = False  # the instance's next run names its last chain (`previous_chain`)
+
+    @property
+    def ended(self) -> bool:
+        return self.stopped is not None
+
+
+@dataclass
+class Summary:
+    records: int = 0
+    instances: int = 0
+    runs: int = 0
+    checkpoints: int = 0
+    signed: int = 0  # checkpoints whose signature was verified
+    last_ts: str | None = None  # the newest record's time
+    last_signed_ts: str | None = None  # the newest verified checkpoint's time
+    unchecked_signatures: int = 0  # signed checkpoints read without a key to check them
+    copy_checkpoints: int = 0  # the checkpoints of a copy kept elsewhere (`--against`), all found in the files
+
+
+@dataclass
+class ChainVerdict:
+    faults: list[Fault]
+    summary: Summary
+    # With a key: the records each instance wrote before its first checkpoint signed by it (the key
+    # was set later), said apart; not faults.
+    before_key: list[Fault] = field(default_factory=list)
+
+
+@dataclass
+class Unsigned:
+    """An instance's records before its first checkpoint signed by the key: their checkpoints
+    unsigned, left as they are until a signed one comes (and faults if none comes)."""
+
+    first: Place  # the instance's first record
+    checkpoints: list[Place] = field(default_factory=list)
+    records: int = 0  # the instance's records up to its last unsigned checkpoint
+    signed_at: Place | None = None  # the first checkpoint signed by the key
+
+
+def read_lines(paths: Sequence[str], live: bool = False) -> Iterator[tuple[Place, bytes]]:
+    """Every line of the files, in order (OSError when one cannot be read). `live`: the last file
+    is still being written, and a last line without its newline is one being written."""
+    for i, path in enumerate(paths):
+        with open(path, "rb") as f:
+            for number, line in enumerate(f, 1):
+                if live and i == len(paths) - 1 and not line.endswith(b"\n"):
+                    return
+                if line.strip():
+                    yield Place(os.fspath(path), number), line
+
+
+def writers(audit_path: str) -> list[str]:
+    """The instances whose process is writing `audit_path` now: each holds the lock of its in-flight
+    file beside it while it runs (`in_flight`). A file this user cannot open tells nothing."""
+    found = []
+    prefix = f"{audit_path}.in-flight."
+    for journal in sorted(glob.glob(glob.escape(prefix) + "*")):
+        instance = journal[len(prefix) :]
+        if instance.endswith(".key"):
+            continue
+        try:
+            check_free(audit_path, instance)
+        except InstanceBusy:
+            found.append(instance)
+    return found
+
+
+def read_copy(path: str) -> Iterator[tuple[Place, bytes]]:
+    """The audit lines of a copy kept elsewhere (OSError when it cannot be read, ValueError when it
+    is neither): a collector's OTLP JSON export, one `ExportLogsServiceRequest` a line (as the
+    OpenTelemetry Collector's file exporter writes it; each log record's body is an audit line), or
+    the audit lines themselves (a JSONL file, as a log store gives them back)."""
+    for place, line in read_lines([path]):
+        try:
+            document = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise ValueError(f"{place}: not JSON: give an OTLP JSON export or audit lines") from None
+        if isinstance(document, dict) and "resourceLogs" in document:
+            for body in _bodies(document):
+                yield place, body.encode()
+        else:
+            yield place, line
+
+
+def _bodies(document: dict[str, Any]) -> Iterator[str]:
+    for resource in _list(document.get("resourceLogs")):
+        for scope in _list(resource.get("scopeLogs")):
+            for log in _list(scope.get("logRecords")):
+                body = log.get("body")
+                if isinstance(body, dict) and isinstance(text := body.get("stringValue"), str):
+                    yield text
+
+
+def _list(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def verify(
+    lines: Iterable[tuple[Place, bytes]],
+    key: Ed25519PublicKey | None = None,
+    live: bool = False,
+    against: Iterable[tuple[Place, bytes]] = (),
+) -> ChainVerdict:
+    """Faults of the chains `lines` hold; `against`: the lines of a copy kept elsewhere (a
+    collector's), whose every checkpoint the files must hold."""
+    return _Verifier(key, live).run(lines, against)
+
+
+class _Verifier:
+    def __init__(self, key: Ed25519PublicKey | None, live: bool) -> None:
+        self.key = key
+        self.key_id = None if key is None else key_id(key)
+        self.live = live
+        self.faults: list[Fault] = []
+        self.summary = Summary()
+        self.runs: dict[str, Run] = {}  # each instance's current run
+        self.ended: dict[str, list[Run]] = {}  # each instance's earlier runs, oldest first
+        self.kept: dict[str, tuple[Place, str, Any]] = {}  # a copy's checkpoints not yet found: by chain
+        self.counted: dict[str, int] = {}  # each instance's records read so far
+        # With a key: each instance's part before its first signed checkpoint, and the run that holds it.
+        self.unsigned: dict[str, Unsigned] = {}
+        self.first_signed_run: dict[str, Run] = {}
+
+    def fault(self, place: Place, what: str) -> None:
+        self.faults.append(Fault(place, what))
+
+    def run(self, lines: Iterable[tuple[Place, bytes]], against: Iterable[tuple[Place, bytes]]) -> ChainVerdict:
+        for place, line in against:
+            self.kept_checkpoint(place, line)
+        self.summary.copy_checkpoints = len(self.kept)
+        for place, line in lines:
+            self.read(place, line)
+        for run in self.runs.values():
+            self.close(run, following=None)
+        self.summary.instances = len(self.runs)
+        if self.key is not None:
+            self.unsigned_runs()
+        before_key = []
+        for instance, part in self.unsigned.items():
+            if part.signed_at is None:  # no signed checkpoint at all: every unsigned one is a fault
+                for place in part.checkpoints:
+                    self.fault(place, "checkpoint not signed")
+            elif part.checkpoints:
+                before_key.append(
+                    Fault(
+                        part.first,
+                        f"records 1–{part.records} of {instance} (to {part.checkpoints[-1]}) precede its first"
+                        f" checkpoint signed by the key ({part.signed_at}): not covered by the key as they were"
+                        " written; their chain is checked, and that checkpoint's signature holds them as they"
+                        " stood then",
+                    )
+                )
+        for place, instance, seq in self.kept.values():
+            self.fault(
+                place,
+                f"the copy holds a checkpoint of {instance} (seq {seq}) that the files do not: records after"
+                " the files' last ones, or a run, removed",
+            )
+        self.faults.sort(key=lambda f: (f.place.file, f.place.line))  # stable: a file's order kept
+        return ChainVerdict(self.faults, self.summary, before_key)
+
+    def read(self, place: Place, line: bytes, parsed: Any = UNPARSED) -> None:
+        """One line; `parsed`: its JSON, where the caller read it already (the console)."""
+        parts = split_line(line)
+        record = parsed
+        if record is UNPARSED:
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                record = None
+        if not isinstance(record, dict):
+            self.fault(place, "not a JSON record: changed, cut or inserted")
+            return
+        instance, seq = record.get("instance"), record.get("seq")
+        if parts is None or not isinstance(instance, str) or type(seq) is not int or seq < 1:
+            self.fault(place, "not a chained record (no instance, seq or chain last): inserted, or changed")
+            return
+        content, chain = parts
+        entry = Entry(place, seq, chain, content, record.get("event"), record.get("ts"), record.get("previous_chain"))
+        self.summary.records += 1
+        self.counted[instance] = self.counted.get(instance, 0) + 1
+        if self.key is not None and instance not in self.unsigned:
+            self.unsigned[instance] = Unsigned(place)
+        if isinstance(entry.ts, str) and (self.summary.last_ts is None or entry.ts > self.summary.last_ts):
+            self.summary.last_ts = entry.ts
+        if entry.event == CHECKPOINT:
+            self.kept.pop(chain, None)
+        run = self.runs.get(instance)
+        if run is None or seq == 1 or (run.ended and entry.event != CHECKPOINT and seq != run.stopped.seq + 1):  # type: ignore[union-attr]
+            if run is not None:
+                self.close(run, following=entry if entry.event == STARTED else None)
+                self.ended.setdefault(instance, []).append(run)
+            run = self.runs[instance] = Run(instance, entry)
+            self.summary.runs += 1
+            self.begin(run, entry)
+        self.add(run, entry, record)
+
+    def begin(self, run: Run, entry: Entry) -> None:
+        if entry.seq != 1:
+            self.fault(
+                entry.place, f"{_records(entry.seq - 1)} missing before this line (a run's seq 1–{entry.seq - 1})"
+            )
+            return
+        if entry.event != STARTED:
+            self.fault(entry.place, "a run's first record is not tollgate_started: changed or inserted")
+            return
+        # A run names the last chain of its instance's run before it; the instance's first names none.
+        earlier = self.ended.get(run.instance)
+        previous = entry.previous_chain
+        if earlier:
+            before = earlier[-1]
+            if before.last is None or previous != before.last.chain:
+                self.fault(
+                    entry.place,
+                    "previous_chain is not the chain of the instance's last record before it"
+                    f" ({before.last.place if before.last else before.first.place}): records or a run missing",
+                )
+        elif previous is not None:
+            self.fault(
+                entry.place,
+                f"previous_chain names a record of {run.instance} that the files do not hold: its records before"
+                " this run are missing (give every file since the instance began)",
+            )
+
+    def add(self, run: Run, entry: Entry, record: dict[str, Any]) -> None:
+        seq = entry.seq
+        same = run.by_seq.get(seq)
+        if same is not None:
+            what = "a copy of" if same.chain == entry.chain else "the same seq as"
+            self.fault(entry.place, f"inserted: {what} line {same.place.line} of {same.place.file}")
+            return
+        run.records += 1
+        if run.last is not None and seq < run.last.seq:
+            self.fault(entry.place, f"out of order: seq {seq} after seq {run.last.seq} ({run.last.place})")
+        run.by_seq.add(seq, entry.chain, entry.place)
+        self.link(run, entry)
+        follower = run.waiting.pop(seq + 1, None)
+        if follower is not None:
+            self.link(run, follower)
+        if run.last is None or seq > run.last.seq:
+            run.last = entry
+        if entry.event == STOPPED:
+            run.stopped = entry
+        elif entry.event == CHECKPOINT:
+            self.checkpoint(run, entry, record)
+
+    def link(self, run: Run, entry: Entry) -> None:
+        """Check the entry's chain against its predecessor's, or wait for the predecessor."""
+        if entry.seq == 1:
+            previous = ZERO
+        else:
+            before = run.by_seq.chain(entry.seq - 1)
+            if before is None:
+                run.waiting[entry.seq] = entry
+                return
+            previous = before
+        if chain_of(previous, entry.content) != entry.chain:
+            self.fault(entry.place, "changed: its chain does not match its content and the record before it")
+        entry.content = b""  # checked: only its chain is needed from here on
+
+    def checkpoint(self, run: Run, entry: Entry, record: dict[str, Any]) -> None:
+        self.summary.checkpoints += 1
+        covers, chain, count = record.get("covers_seq"), record.get("covers_chain"), record.get("records")
+        covered = run.by_seq.chain(entry.seq - 1)
+        if covers != entry.seq - 1 or (covered is not None and chain != covered):
+            self.fault(entry.place, "checkpoint does not cover the record before it: records changed or inserted")
+        elif count != covers - run.checkpoint_covers:
+            self.fault(entry.place, "checkpoint's record count does not match: records missing or inserted")
+        signature, signed_by, key = record.get("signature"), record.get("key_id"), self.key
+        if key is None:
+            if signature is not None:
+                self.summary.unchecked_signatures += 1
+        elif signature is None:
+            part = self.unsigned[run.instance]
+            if part.signed_at is not None:
+                self.fault(entry.place, "checkpoint not signed")
+            else:  # before the instance's first signed checkpoint: judged when the files end
+                part.checkpoints.append(entry.place)
+                part.records = self.counted[run.instance]
+        elif signed_by != self.key_id:
+            self.fault(entry.place, f"checkpoint signed by another key (key_id {signed_by}, not {self.key_id})")
+        elif not (isinstance(signature, str) and isinstance(chain, str) and signature_holds(key, signature, chain)):
+            self.fault(entry.place, "bad signature: the checkpoint or the records it covers were changed")
+        else:
+            self.summary.signed += 1
+            run.signed += 1
+            part = self.unsigned[run.instance]
+            if part.signed_at is None:
+                part.signed_at = entry.place
+                self.first_signed_run[run.instance] = run
+            newest = self.summary.last_signed_ts
+            if isinstance(entry.ts, str) and (newest is None or entry.ts > newest):
+                self.summary.last_signed_ts = entry.ts
+        run.checkpoint = entry
+        run.checkpoint_covers = covers if isinstance(covers, int) else entry.seq - 1
+
+    def close(self, run: Run, following: Entry | None) -> None:
+        """The run has no more records: the records still waiting for a predecessor are missing
+        one; a run not stopped is cut off, unless the instance's next run names its last chain."""
+        for seq, entry in sorted(run.waiting.items()):
+            below = run.by_seq.below(seq)
+            self.fault(entry.place, f"{_records(seq - below - 1)} missing before this line (seq {below + 1}–{seq - 1})")
+        run.waiting.clear()
+        run.by_seq.clear()  # a run ended is kept for what it proves, not its records
+        last = run.last
+        if last is None:
+            return
+        if following is not None and following.previous_chain == last.chain:
+            run.named_by_next = True
+        mark = run.checkpoint or run.first
+        if run.ended:
+            covered = last.event == CHECKPOINT and run.checkpoint_covers == last.seq - 1
+            if not covered and not (self.live and following is None):
+                self.fault(mark.place, f"cut off after this line: {self._after(run)} not covered by a checkpoint")
+            return
+        if following is not None and following.previous_chain == last.chain:
+            return  # a process killed outright, then started again: its next run names where it ended
+        if self.live and following is None:
+            return
+        # The newest run read may be one still being written: a reader told so finds `--live`.
+        still = "; if it is still being written, verify with --live" if following is None else ""
+        self.fault(mark.place, f"cut off after this line: the run of {run.instance} has no tollgate_stopped"
+                   f" ({self._after(run)}){still}")  # fmt: skip
+
+    def unsigned_runs(self) -> None:
+        """With a key: a run no checkpoint signed by it vouches for is a fault. A signed checkpoint
+        vouches for its run up to it, and for the runs before it that its run names, one after the
+        other (a process killed outright). With `--live`, an instance's newest run may have no
+        checkpoint yet, when an earlier run of it is signed: a file made up whole is never whole. The
+        runs before the one that holds the instance's first signed checkpoint were written before the
+        key was set: said apart (`ChainVerdict.before_key`), not faults."""
+        for instance, current in self.runs.items():
+            runs = [*self.ended.get(instance, ()), current]
+            first_signed = self.first_signed_run.get(instance)
+            before_key = runs.index(first_signed) if first_signed is not None else 0
+            vouched = False  # the run after this one is vouched for, and names it
+            for i in range(len(runs) - 1, -1, -1):
+                run = runs[i]
+                vouched = run.signed > 0 or (run.named_by_next and vouched)
+                newest = i == len(runs) - 1
+                if vouched or run.checkpoint is not None or i < before_key:
+                    continue  # a checkpoint not signed by the key is a fault of its own
+                if newest and self.live and i > 0 and runs[i - 1].signed:
+                    continue  # its first checkpoint is yet to come
+                self.fault(
+                    run.first.place,
+                    f"the run of {instance} has no checkpoint signed by the key: its {_records(run.records)}"
+                    f" {'is' if run.records == 1 else 'are'} vouched for by no signature",
+                )
+
+    def kept_checkpoint(self, place: Place, line: bytes) -> None:
+        """A checkpoint of the copy: one the files must hold (with a key, signed by it)."""
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(record, dict) or record.get("event") != CHECKPOINT:
+            return
+        parts = split_line(line)
+        instance, seq = record.get("instance"), record.get("seq")
+        if parts is None or not isinstance(instance, str):
+            self.fault(place, "the copy's checkpoint is not a chained record")
+            return
+        if self.key is not None:
+            signature, chain = record.get("signature"), record.get("covers_chain")
+            if not (
+                record.get("key_id") == self.key_id
+                and isinstance(signature, str)
+                and isinstance(chain, str)
+                and signature_holds(self.key, signature, chain)
+            ):
+                self.fault(place, "the copy's checkpoint is not signed by the key")
+                return
+        self.kept[parts[1]] = (place, instance, seq)
+
+    @staticmethod
+    def _after(run: Run) -> str:
+        last = run.last.seq if run.last is not None else 0
+        after = last - run.checkpoint.seq if run.checkpoint is not None else last
+        return f"{_records(after)} after the last checkpoint" if run.checkpoint else f"{_records(after)}, no checkpoint"
+
+
+def _records(n: int) -> str:
+    return "1 record" if n == 1 else f"{n} records"
+
+
+# The console feeds one line by line as the audit grows (`read`), and reads its faults and runs.
+Verifier = _Verifier
+
+
+# ---- a verifier's state, saved and restored (the console keeps it beside the audit, so that a
+# restart checks only the lines written since). Each file name goes through `name` (saved) and
+# `named` (restored): the console saves a file's number among those it reads, which a rotation
+# renames.
+
+
+def saved_state(verifier: _Verifier, name: Callable[[str], Any]) -> dict[str, Any]:
+    """What `verifier` has read, as JSON values (its columns of last records as base64)."""
+
+    def place(p: Place) -> list[Any]:
+        return [name(p.file), p.line]
+
+    def entry(e: Entry | None) -> list[Any] | None:
+        if e is None:
+            return None
+        return [place(e.place), e.seq, e.chain, e.content.hex(), e.event, e.ts, e.previous_chain]
+
+    def last(kept: LastRecords) -> dict[str, Any]:
+        return {
+            "columns": [base64.b64encode(c.tobytes() if isinstance(c, array) else bytes(c)).decode()
+                        for c in (kept.seqs, kept.chains, kept.lines, kept.files)],
+            "files": [name(f) for f in kept.file_names],
+            "apart": [[seq, k.chain, place(k.place)] for seq, k in kept.apart.items()],
+        }  # fmt: skip
+
+    def run(r: Run) -> dict[str, Any]:
+        return {
+            "instance": r.instance, "first": entry(r.first), "kept": last(r.by_seq), "last": entry(r.last),
+            "waiting": [entry(e) for e in r.waiting.values()], "stopped": entry(r.stopped),
+            "checkpoint": entry(r.checkpoint), "checkpoint_covers": r.checkpoint_covers, "records": r.records,
+            "signed": r.signed, "named_by_next": r.named_by_next,
+        }  # fmt: skip
+
+    def part(u: Unsigned) -> list[Any]:
+        return [place(u.first), [place(p) for p in u.checkpoints], u.records, u.signed_at and place(u.signed_at)]
+
+    return {
+        "key_id": verifier.key_id,
+        "live": verifier.live,
+        "faults": [[place(f.place), f.what] for f in verifier.faults],
+        "summary": asdict(verifier.summary),
+        "runs": [run(r) for r in verifier.runs.values()],
+        "ended": {i: [run(r) for r in runs] for i, runs in verifier.ended.items()},
+        "kept": [[chain, place(p), instance, seq] for chain, (p, instance, seq) in verifier.kept.items()],
+        "counted": verifier.counted,
+        "unsigned": {i: part(u) for i, u in verifier.unsigned.items()},
+        "first_signed_run": {
+            i: [*verifier.ended.get(i, ()), verifier.runs[i]].index(r) for i, r in verifier.first_signed_run.items()
+        },
+    }
+
+
+def restored_verifier(state: dict[str, Any], key: Ed25519PublicKey | None, named: Callable[[Any], str]) -> _Verifier:
+    """The verifier `saved_state` saved, to read on with `key`; ValueError (or KeyError,
+    TypeError) when the state is not one it saved, or was saved with another key."""
+    verifier = _Verifier(key, bool(state["live"]))
+    if state["key_id"] != verifier.key_id:
+        raise ValueError("the signatures were checked with another key")
+
+    def place(p: list[Any]) -> Place:
+        return Place(named(p[0]), int(p[1]))
+
+    def entry(e: list[Any] | None) -> Entry | None:
+        if e is None:
+            return None
+        return Entry(place(e[0]), int(e[1]), str(e[2]), bytes.fromhex(e[3]), e[4], e[5], e[6])
+
+    def last(saved: dict[str, Any]) -> LastRecords:
+        kept = LastRecords()
+        seqs, chains, lines, files = (base64.b64decode(c) for c in saved["columns"])
+        kept.seqs.frombytes(seqs)
+        kept.chains.extend(chains)
+        kept.lines.frombytes(lines)
+        kept.files.frombytes(files)
+        if not len(kept.seqs) == len(kept.lines) == len(kept.files) == len(kept.chains) // 32 <= WINDOW:
+            raise ValueError("columns of different lengths")
+        kept.file_names = [named(f) for f in saved["files"]]
+        kept.file_numbers = {f: n for n, f in enumerate(kept.file_names)}
+        if any(not 0 <= n < len(kept.file_names) for s, n in zip(kept.seqs, kept.files, strict=True) if s):
+            raise ValueError("a record of no file")
+        kept.apart = {int(seq): Kept(str(chain), place(p)) for seq, chain, p in saved["apart"]}
+        return kept
+
+    def run(saved: dict[str, Any]) -> Run:
+        first = entry(saved["first"])
+        if first is None:
+            raise ValueError("a run with no first record")
+        r = Run(str(saved["instance"]), first, last(saved["kept"]), entry(saved["last"]))
+        r.waiting = {e.seq: e for e in map(entry, saved["waiting"]) if e is not None}
+        r.stopped, r.checkpoint = entry(saved["stopped"]), entry(saved["checkpoint"])
+        r.checkpoint_covers, r.records, r.signed = (int(saved[k]) for k in ("checkpoint_covers", "records", "signed"))
+        r.named_by_next = bool(saved["named_by_next"])
+        return r
+
+    verifier.faults = [Fault(place(p), str(what)) for p, what in state["faults"]]
+    verifier.summary = Summary(**state["summary"])
+    verifier.runs = {r.instance: r for r in map(run, state["runs"])}
+    verifier.ended = {str(i): [run(r) for r in runs] for i, runs in state["ended"].items()}
+    verifier.kept = {str(chain): (place(p), str(i), seq) for chain, p, i, seq in state["kept"]}
+    verifier.counted = {str(i): int(n) for i, n in state["counted"].items()}
+    verifier.unsigned = {
+        str(i): Unsigned(place(first), [place(p) for p in checkpoints], int(records), signed_at and place(signed_at))
+        for i, (first, checkpoints, records, signed_at) in state["unsigned"].items()
+    }
+    verifier.first_signed_run = {
+        str(i): [*verifier.ended.get(i, ()), verifier.runs[i]][int(n)] for i, n in state["first_signed_run"].items()
+    }
+    return verifier

@@ -1,0 +1,1 @@
+"""Reports read from audit files: `tollgate usage` and `tollgate inventory`."""

@@ -1,0 +1,1 @@
+"""The audit sent elsewhere from its file: OpenTelemetry logs and PostgreSQL."""
