@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import textwrap
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from tests.support.answers import (
     ARGS,
     AWS,
     CARD,
+    COUNTED,
     FILLERS,
     KINDS,
     REDACTED_TEXT,
@@ -392,34 +394,21 @@ def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path):
     """The upstream sends each event only once the client has the one before: a guarded stream
     whose text holds no candidate passes each event on as it comes."""
     count = tmp_path / "events"
-    waited: list[bool] = []
-
-    def until_the_client_has(i: int) -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if count.exists() and int(count.read_text() or 0) >= i:
-                waited.append(True)
-                return
-            time.sleep(0.01)
-        waited.append(False)
-
-    upstream.gate = until_the_client_has
-    try:
+    with upstream.paced_by(count) as waited:
         result = gw.run(
-            f"""
-            from openai import OpenAI
-            client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
-            n, text = 0, ""
-            for event in client.responses.create(model="gpt-clean-gated", input="hi", stream=True):
-                n += 1
-                text += event.delta if event.type == "response.output_text.delta" else ""
-                with open({str(count)!r}, "w") as f:
-                    f.write(str(n))
-            report(text=text)
-            """
+            COUNTED.format(count=str(count))
+            + textwrap.dedent(
+                f"""
+                from openai import OpenAI
+                client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+                text = ""
+                for event in client.responses.create(model="gpt-clean-gated", input="hi", stream=True):
+                    text += event.delta if event.type == "response.output_text.delta" else ""
+                    counted()
+                report(text=text)
+                """
+            )
         )
-    finally:
-        upstream.gate = None
     assert result == {"text": CLEAN}
     assert waited == [True] * (len(gated_events()) - 1)
     assert gw.last_audit()["answer_findings"] == {}

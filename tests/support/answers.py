@@ -4,9 +4,11 @@ closed), and the answer metrics as the metrics endpoint gives them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -28,6 +30,18 @@ FILLER_GAP = 0.02  # between two of them
 ANSWER_FAMILIES = ("tollgate_guardrail_answer_findings_total", "tollgate_guardrail_answers_cut_total")
 
 
+# A client's lines that define `counted()`: count one event read, writing the count to the file
+# `count` names (as `AnswerUpstream.paced_by` reads it).
+COUNTED = """
+n = 0
+def counted():
+    global n
+    n += 1
+    with open({count!r}, "w") as f:
+        f.write(str(n))
+"""
+
+
 def pieces(text: str, size: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
@@ -43,6 +57,28 @@ class AnswerUpstream:
 
     def __call__(self, received: Received) -> Reply:
         raise NotImplementedError
+
+    @contextlib.contextmanager
+    def paced_by(self, count: Path) -> Iterator[list[bool]]:
+        """While inside, a stream's event i goes only once the client has read i (it writes how
+        many it has read to `count`, as COUNTED's `counted()` does), waiting 10 s at most. Yields
+        whether each event waited in vain (False) or not."""
+        waited: list[bool] = []
+
+        def until_the_client_has(i: int) -> None:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if count.exists() and int(count.read_text() or 0) >= i:
+                    waited.append(True)
+                    return
+                time.sleep(0.01)
+            waited.append(False)
+
+        self.gate = until_the_client_has
+        try:
+            yield waited
+        finally:
+            self.gate = None
 
     def denied_stream(self, chunks: list[bytes], first: int, headers: dict[str, str] | None = None) -> Reply:
         """A stream whose value to deny begins in event `first`: the events after it (FILLERS of
