@@ -12,7 +12,7 @@ import textwrap
 import time
 
 import pytest
-from tests.support.answers import ARGS, AWS, CARD, COUNTED, FILLERS, KINDS, TEXT, AnswerUpstream, answered_by, pieces
+from tests.support.answers import ARGS, AWS, CARD, FILLERS, KINDS, TEXT, AnswerUpstream, answered_by, pieces
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
 from tests.support.h2 import H2Reply, H2Upstream
@@ -406,9 +406,9 @@ def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path):
     """The upstream sends each event only once the client has the one before: a guarded stream
     whose text holds no candidate passes each event on as it comes."""
     count = tmp_path / "events"
-    with upstream.paced_by(count) as waited:
+    with upstream.paced_by(count) as pace:
         result = gw.run(
-            COUNTED.format(count=str(count))
+            pace.counting
             + textwrap.dedent(
                 f"""
                 from openai import OpenAI
@@ -424,7 +424,7 @@ def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path):
             )
         )
     assert result == {"text": "Nothing to hide here, all is well and fine."}
-    assert waited == [True] * (len(clean_stream()) - 1)
+    assert pace.waited == [True] * (len(clean_stream()) - 1)
 
 
 def test_a_json_answer_past_16_mib_under_unread_deny_is_refused(gw):

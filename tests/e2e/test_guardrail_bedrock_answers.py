@@ -15,7 +15,6 @@ from tests.support.answers import (
     ARGS,
     AWS,
     CARD,
-    COUNTED,
     FILLERS,
     KINDS,
     REDACTED_TEXT,
@@ -312,9 +311,9 @@ def test_a_clean_converse_streams_frames_are_not_held_back(gw, upstream, tmp_pat
     text holds no candidate passes each frame on as it comes (one ending in a digit would wait
     for the next, which may make it a card number)."""
     count = tmp_path / "events"
-    with upstream.paced_by(count) as waited:
+    with upstream.paced_by(count) as pace:
         result = gw.run(
-            COUNTED.format(count=str(count))
+            pace.counting
             + CLIENT
             + """
 text = ""
@@ -325,7 +324,7 @@ report(text=text)
 """
         )
     assert result == {"text": "Nothing to hide here, all is well and fine."}
-    assert waited == [True] * (len(flowing_stream()) - 1)
+    assert pace.waited == [True] * (len(flowing_stream()) - 1)
 
 
 CONVERSE = (

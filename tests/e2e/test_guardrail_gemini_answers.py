@@ -358,11 +358,11 @@ def test_a_clean_arrays_elements_are_not_held_back(gw, upstream, tmp_path):
     """The upstream sends each element only once the client has the one before: a guarded
     array whose text holds no candidate passes each element on as it comes."""
     count = tmp_path / "elements"
-    with upstream.paced_by(count) as waited:
+    with upstream.paced_by(count) as pace:
         result = raw(gw, "gemini-clean", "", str(count))
     assert result["body"].encode() == b"".join(array(clean_items()))
     # Every element but the first waited for the one before; the closing `]` for the last.
-    assert waited == [True] * len(clean_items())
+    assert pace.waited == [True] * len(clean_items())
 
 
 # ---------------------------------------------------------------------------------------------

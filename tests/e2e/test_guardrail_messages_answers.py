@@ -14,18 +14,7 @@ import time
 from urllib.parse import unquote
 
 import pytest
-from tests.support.answers import (
-    AWS,
-    CARD,
-    COUNTED,
-    FILLERS,
-    KINDS,
-    REDACTED_TEXT,
-    TEXT,
-    AnswerUpstream,
-    answered_by,
-    pieces,
-)
+from tests.support.answers import AWS, CARD, FILLERS, KINDS, REDACTED_TEXT, TEXT, AnswerUpstream, answered_by, pieces
 from tests.support.canned import provider_answers
 from tests.support.eventstream import invoke_chunk
 from tests.support.fake_upstream import Received, Reply
@@ -441,10 +430,10 @@ def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path, where)
             report(text=text)
             """
         )
-    with upstream.paced_by(count) as waited:
-        result = gw.run(COUNTED.format(count=str(count)) + code)
+    with upstream.paced_by(count) as pace:
+        result = gw.run(pace.counting + code)
     assert result == {"text": "Nothing to hide here, all is well and fine."}
-    assert waited == [True] * (len(message_events("claude-prose")) - 1)
+    assert pace.waited == [True] * (len(message_events("claude-prose")) - 1)
 
 
 READ_RAW_DELTAS = """

@@ -22,7 +22,6 @@ from tests.support.answers import (
     ARGS,
     AWS,
     CARD,
-    COUNTED,
     FILLERS,
     KINDS,
     REDACTED_TEXT,
@@ -394,9 +393,9 @@ def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path):
     """The upstream sends each event only once the client has the one before: a guarded stream
     whose text holds no candidate passes each event on as it comes."""
     count = tmp_path / "events"
-    with upstream.paced_by(count) as waited:
+    with upstream.paced_by(count) as pace:
         result = gw.run(
-            COUNTED.format(count=str(count))
+            pace.counting
             + textwrap.dedent(
                 f"""
                 from openai import OpenAI
@@ -410,7 +409,7 @@ def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path):
             )
         )
     assert result == {"text": CLEAN}
-    assert waited == [True] * (len(gated_events()) - 1)
+    assert pace.waited == [True] * (len(gated_events()) - 1)
     assert gw.last_audit()["answer_findings"] == {}
 
 

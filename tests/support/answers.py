@@ -5,6 +5,7 @@ closed), and the answer metrics as the metrics endpoint gives them."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -30,9 +31,12 @@ FILLER_GAP = 0.02  # between two of them
 ANSWER_FAMILIES = ("tollgate_guardrail_answer_findings_total", "tollgate_guardrail_answers_cut_total")
 
 
-# A client's lines that define `counted()`: count one event read, writing the count to the file
-# `count` names (as `AnswerUpstream.paced_by` reads it).
-COUNTED = """
+def pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+# A client's lines that define `counted()`: one more event read, the count written to `count`.
+COUNTING = """
 n = 0
 def counted():
     global n
@@ -42,8 +46,13 @@ def counted():
 """
 
 
-def pieces(text: str, size: int) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)]
+@dataclasses.dataclass
+class Pace:
+    """A stream paced by its client: the client's lines that count what it reads, and whether
+    each event after the first waited for it (True) or for 10 s in vain (False)."""
+
+    counting: str
+    waited: list[bool] = dataclasses.field(default_factory=list)
 
 
 class AnswerUpstream:
@@ -59,11 +68,12 @@ class AnswerUpstream:
         raise NotImplementedError
 
     @contextlib.contextmanager
-    def paced_by(self, count: Path) -> Iterator[list[bool]]:
+    def paced_by(self, count: Path) -> Iterator[Pace]:
         """While inside, a stream's event i goes only once the client has read i (it writes how
-        many it has read to `count`, as COUNTED's `counted()` does), waiting 10 s at most. Yields
-        whether each event waited in vain (False) or not."""
-        waited: list[bool] = []
+        many it has read to the file `count`, as `Pace.counting`'s `counted()` does), waiting
+        10 s at most."""
+        pace = Pace(COUNTING.format(count=str(count)))
+        waited = pace.waited
 
         def until_the_client_has(i: int) -> None:
             deadline = time.monotonic() + 10
@@ -76,7 +86,7 @@ class AnswerUpstream:
 
         self.gate = until_the_client_has
         try:
-            yield waited
+            yield pace
         finally:
             self.gate = None
 
