@@ -5,10 +5,13 @@ draws (words that may begin a value, and the gaps between them)."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
+from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 
+from support.examples import examples
 from support.guardrail_samples import SAMPLES, pem
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
@@ -48,3 +51,30 @@ def clean_text(words: tuple[str, ...] = (*WORDS, "é", "☃"), gaps: tuple[str, 
     return st.lists(st.tuples(st.sampled_from(words), st.sampled_from(gaps)), max_size=30).map(
         lambda parts: "".join(w + g for w, g in parts)
     )
+
+
+def drawn(n: int) -> settings:
+    """A guard's property test: `n` examples (a fifth in a quick run), no deadline, slow draws let be."""
+    return settings(max_examples=examples(n), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def cut_places(most: int) -> st.SearchStrategy[list[int]]:
+    """Up to `most` places to cut a text at (past its end for some)."""
+    return st.lists(st.integers(min_value=0, max_value=400), max_size=most)
+
+
+# How many bytes a read gives the guard; a kind whose value fits in one line of text.
+READS = st.integers(min_value=1, max_value=300)
+LINE_KINDS = st.sampled_from(sorted(k for k in VALUES if k != "secrets.private_key"))
+
+
+def comes_through_clean(
+    guarded: Callable[[AnswerDetectors, bytes, int], tuple[bytes, Any]], found: AnswerDetectors, data: bytes, read: int
+) -> None:
+    """`data` read `read` bytes at a time comes out byte for byte, nothing counted; data the guard
+    finds a value in whole (digits that happen to make one) is not clean, and assumed away."""
+    whole, _ = guarded(found, data, len(data))
+    assume(b"[REDACTED" not in whole)
+    out, guard = guarded(found, data, read)
+    assert out == data
+    assert guard.counts == {}

@@ -11,11 +11,22 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from support.answer_guards import VALUES, WITH_OWN_KEYS, WORDS, clean_text, compiled, strings
-from support.examples import examples
+from support.answer_guards import (
+    LINE_KINDS,
+    READS,
+    VALUES,
+    WITH_OWN_KEYS,
+    WORDS,
+    clean_text,
+    comes_through_clean,
+    compiled,
+    cut_places,
+    drawn,
+    strings,
+)
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, crc_token
 from tollgate.core.call import Call, Route
 from tollgate.core.config import parse_config
@@ -122,26 +133,22 @@ def test_every_kind_split_at_every_offset_never_reaches_the_client(kind: str) ->
 _CLEAN = clean_text(tuple(w for w in (*WORDS, "é", "☃") if w != "cats"))
 
 
-@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(200)
 @given(
     text=_CLEAN,
-    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
-    read=st.integers(min_value=1, max_value=300),
+    cuts=cut_places(12),
+    read=READS,
 )
 def test_a_clean_stream_split_anywhere_comes_through_byte_for_byte(text: str, cuts: list[int], read: int) -> None:
     data = stream(answer_events([text, text.upper()], [cuts, cuts]))
-    whole, _ = guarded(WITH_OWN_KEYS, data, len(data))
-    assume(b"[REDACTED" not in whole)  # digits that happen to make a value are not clean
-    out, guard = guarded(WITH_OWN_KEYS, data, read)
-    assert out == data
-    assert guard.counts == {}
+    comes_through_clean(guarded, WITH_OWN_KEYS, data, read)
 
 
-@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(100)
 @given(
-    kind=st.sampled_from(sorted(k for k in VALUES if k != "secrets.private_key")),
+    kind=LINE_KINDS,
     before=_CLEAN,
-    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8),
+    cuts=cut_places(8),
     read=st.integers(min_value=1, max_value=200),
 )
 def test_a_value_to_deny_split_anywhere_never_goes_on(kind: str, before: str, cuts: list[int], read: int) -> None:
@@ -298,7 +305,7 @@ _JSON = st.recursive(
 )
 
 
-@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(200)
 @given(value=_JSON, where=st.sampled_from(["text", "choice", "choices"]), read=st.integers(min_value=1, max_value=80))
 def test_any_text_of_another_shape_is_never_passed_unread(value: Any, where: str, read: int) -> None:
     """Any JSON value but a string or null where a choice's text sits (or a choice that is no object,
