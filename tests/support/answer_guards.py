@@ -78,3 +78,31 @@ def comes_through_clean(
     out, guard = guarded(found, data, read)
     assert out == data
     assert guard.counts == {}
+
+
+def a_value_split(clean: st.SearchStrategy[str]) -> dict[str, st.SearchStrategy[Any]]:
+    """What a test of one value split anywhere draws: its kind, the clean text before it, up to 8
+    places to cut at and how many bytes a read gives."""
+    return {"kind": LINE_KINDS, "before": clean, "cuts": cut_places(8), "read": st.integers(min_value=1, max_value=200)}
+
+
+def stopped_before(value: str, text: str, sent: str, events: list[Any]) -> None:
+    """A denied stream: no event holds `value`; of `text` only a beginning before it went (the
+    value and the space before it kept back), and the last event is the error."""
+    assert not any(value in s for e in events for s in strings(e))
+    assert text.startswith(sent) and len(sent) <= len(text) - len(value) - 4
+    assert events[-1]["error"]["code"] == "content_denied"
+
+
+# What any OpenAI stream may carry beside choices: usage alone, and an error object.
+USAGE_ALONE = b'{"id":"c","choices":[],"usage":{"prompt_tokens":1}}'
+AN_ERROR = b'{"error":{"message":"overloaded","type":"server_error"}}'
+
+
+def go_on_as_they_came(
+    guarded: Callable[[AnswerDetectors, bytes, int], tuple[bytes, Any]], events: list[bytes]
+) -> None:
+    """An OpenAI stream of `events` then `[DONE]`, read 7 bytes at a time: it goes on as it came."""
+    data = b"".join(b"data: " + e + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    out, guard = guarded(compiled("redact"), data, 7)
+    assert (out, guard.denied) == (data, None)

@@ -15,7 +15,18 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from support.answer_guards import READS, WITH_OWN_KEYS, clean_text, comes_through_clean, compiled, cut_places, drawn
+from support.answer_guards import (
+    AN_ERROR,
+    READS,
+    USAGE_ALONE,
+    WITH_OWN_KEYS,
+    clean_text,
+    comes_through_clean,
+    compiled,
+    cut_places,
+    drawn,
+    go_on_as_they_came,
+)
 from support.counted_scans import counting_feeds
 from support.examples import examples
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
@@ -607,14 +618,12 @@ def test_a_whole_answer_with_text_of_another_shape_is_never_served_unread(value:
 def test_events_of_the_shapes_read_go_on_as_they_came() -> None:
     """An error object, usage alone, a choice without a delta (Azure's filter results), nulls."""
     events = [
-        b'{"id":"c","choices":[],"usage":{"prompt_tokens":1}}',
+        USAGE_ALONE,
         b'{"id":"c","choices":[{"index":0,"content_filter_results":{}}]}',
         b'{"id":"c","choices":[{"index":0,"delta":{"content":null,"refusal":null,"tool_calls":null}}]}',
-        b'{"error":{"message":"overloaded","type":"server_error"}}',
+        AN_ERROR,
     ]
-    data = b"".join(b"data: " + e + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-    out, guard = guarded(compiled("redact"), data, 7)
-    assert (out, guard.denied) == (data, None)
+    go_on_as_they_came(guarded, events)
 
 
 def test_an_event_of_empty_data_goes_on_as_it_came() -> None:

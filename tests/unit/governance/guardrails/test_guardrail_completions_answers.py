@@ -15,16 +15,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from support.answer_guards import (
-    LINE_KINDS,
+    AN_ERROR,
     READS,
+    USAGE_ALONE,
     VALUES,
     WITH_OWN_KEYS,
     WORDS,
+    a_value_split,
     clean_text,
     comes_through_clean,
     compiled,
     cut_places,
     drawn,
+    go_on_as_they_came,
+    stopped_before,
     strings,
 )
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, crc_token
@@ -145,12 +149,7 @@ def test_a_clean_stream_split_anywhere_comes_through_byte_for_byte(text: str, cu
 
 
 @drawn(100)
-@given(
-    kind=LINE_KINDS,
-    before=_CLEAN,
-    cuts=cut_places(8),
-    read=st.integers(min_value=1, max_value=200),
-)
+@given(**a_value_split(_CLEAN))
 def test_a_value_to_deny_split_anywhere_never_goes_on(kind: str, before: str, cuts: list[int], read: int) -> None:
     """Under `deny`, the text before the value goes on, nothing of it or after it; the stream ends
     with the error, without `[DONE]`."""
@@ -159,10 +158,7 @@ def test_a_value_to_deny_split_anywhere_never_goes_on(kind: str, before: str, cu
     out, guard = guarded(compiled("deny"), stream(answer_events([text], [cuts])), read)
     events = parsed(out)
     assert guard.denied is not None
-    assert not any(value in s for e in events for s in strings(e))
-    sent = reassembled(events).get(0, "")
-    assert text.startswith(sent) and len(sent) <= len(text) - len(value) - 4
-    assert events[-1]["error"]["code"] == "content_denied"
+    stopped_before(value, text, reassembled(events).get(0, ""), events)
     assert "[DONE]" not in events
 
 
@@ -329,14 +325,12 @@ def test_a_whole_answer_of_another_shape_is_refused(unread: bytes) -> None:
 def test_choices_of_the_shapes_read_go_on_as_they_came() -> None:
     """Usage alone, an error, a choice without text or with null text, a finishing choice."""
     events = [
-        b'{"id":"c","choices":[],"usage":{"prompt_tokens":1}}',
+        USAGE_ALONE,
         b'{"id":"c","choices":[{"index":0,"logprobs":null,"finish_reason":null}]}',
         b'{"id":"c","choices":[{"index":0,"text":null,"finish_reason":"stop"}]}',
-        b'{"error":{"message":"overloaded","type":"server_error"}}',
+        AN_ERROR,
     ]
-    data = b"".join(b"data: " + e + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-    out, guard = guarded(compiled("redact"), data, 7)
-    assert (out, guard.denied) == (data, None)
+    go_on_as_they_came(guarded, events)
     body = b'{"id":"c","choices":[{"index":0,"text":null,"finish_reason":"stop"}]}'
     assert guard_completions_json(compiled("redact"), body) == (body, None, {})
 
