@@ -106,3 +106,9 @@ def go_on_as_they_came(
     data = b"".join(b"data: " + e + b"\n\n" for e in events) + b"data: [DONE]\n\n"
     out, guard = guarded(compiled("redact"), data, 7)
     assert (out, guard.denied) == (data, None)
+
+
+def a_clean_answer(clean: st.SearchStrategy[str], **more: st.SearchStrategy[Any]) -> dict[str, st.SearchStrategy[Any]]:
+    """What a test of a clean answer split anywhere draws: its text and a tool's arguments (from
+    `clean`), up to 12 places to cut at and how many bytes a read gives; and `more`."""
+    return {"text": clean, "arguments": clean, "cuts": cut_places(12), "read": READS, **more}

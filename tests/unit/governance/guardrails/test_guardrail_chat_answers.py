@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from support.answer_guards import (
     AN_ERROR,
-    READS,
     USAGE_ALONE,
     WITH_OWN_KEYS,
+    a_clean_answer,
     clean_text,
     comes_through_clean,
     compiled,
@@ -163,12 +163,7 @@ def clean_events(text: str, cuts: list[int], arguments: str) -> bytes:
 
 
 @drawn(200)
-@given(
-    text=_CLEAN,
-    arguments=_CLEAN,
-    cuts=cut_places(12),
-    read=READS,
-)
+@given(**a_clean_answer(_CLEAN))
 def test_a_clean_stream_split_anywhere_comes_through_byte_for_byte(
     text: str, arguments: str, cuts: list[int], read: int
 ) -> None:

@@ -22,6 +22,7 @@ from support.answer_guards import (
     READS,
     VALUES,
     WORDS,
+    a_clean_answer,
     clean_text,
     comes_through_clean,
     compiled,
@@ -188,14 +189,7 @@ def clean_items(text: str, cuts: list[int], arguments: str) -> list[dict[str, An
 
 
 @drawn(200)
-@given(
-    text=_CLEAN,
-    arguments=_CLEAN,
-    cuts=cut_places(12),
-    read=READS,
-    framing=st.sampled_from(["sse", "array"]),
-    envelope=st.booleans(),
-)
+@given(**a_clean_answer(_CLEAN, framing=st.sampled_from(["sse", "array"]), envelope=st.booleans()))
 def test_a_clean_stream_split_anywhere_comes_through_byte_for_byte(
     text: str, arguments: str, cuts: list[int], read: int, framing: Framing, envelope: bool
 ) -> None:

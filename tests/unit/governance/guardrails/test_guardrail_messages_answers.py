@@ -17,7 +17,15 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from support import eventstream
-from support.answer_guards import GAPS, READS, WITH_OWN_KEYS, WORDS, clean_text, compiled, cut_places, drawn
+from support.answer_guards import (
+    GAPS,
+    WITH_OWN_KEYS,
+    WORDS,
+    a_clean_answer,
+    clean_text,
+    compiled,
+    drawn,
+)
 from support.counted_scans import counting_feeds
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
 from tollgate.formats import (
@@ -208,13 +216,7 @@ _CLEAN = clean_text(
 
 
 @drawn(200)
-@given(
-    text=_CLEAN,
-    arguments=_CLEAN,
-    cuts=cut_places(12),
-    read=READS,
-    bedrock=st.booleans(),
-)
+@given(**a_clean_answer(_CLEAN, bedrock=st.booleans()))
 def test_a_clean_stream_split_anywhere_comes_through_byte_for_byte(
     text: str, arguments: str, cuts: list[int], read: int, bedrock: bool
 ) -> None:

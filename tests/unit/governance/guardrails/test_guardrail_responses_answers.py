@@ -18,14 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from support.answer_guards import (
-    READS,
     VALUES,
     WITH_OWN_KEYS,
+    a_clean_answer,
     a_value_split,
     clean_text,
     comes_through_clean,
     compiled,
-    cut_places,
     drawn,
     stopped_before,
     strings,
@@ -275,13 +274,7 @@ def cut_at(cuts: list[int]) -> Split:
 
 
 @drawn(200)
-@given(
-    text=_CLEAN,
-    summary=_CLEAN,
-    arguments=_CLEAN,
-    cuts=cut_places(12),
-    read=READS,
-)
+@given(**a_clean_answer(_CLEAN, summary=_CLEAN))
 def test_a_clean_stream_split_anywhere_comes_through_byte_for_byte(
     text: str, summary: str, arguments: str, cuts: list[int], read: int
 ) -> None:
