@@ -112,3 +112,9 @@ def a_clean_answer(clean: st.SearchStrategy[str], **more: st.SearchStrategy[Any]
     """What a test of a clean answer split anywhere draws: its text and a tool's arguments (from
     `clean`), up to 12 places to cut at and how many bytes a read gives; and `more`."""
     return {"text": clean, "arguments": clean, "cuts": cut_places(12), "read": READS, **more}
+
+
+def openai_denied(kind: str) -> dict[str, Any]:
+    """The error event an OpenAI stream (chat, completions, responses) ends with once `kind` is denied."""
+    message = f"The answer was stopped: it carries what a guardrail denies ({kind})."
+    return {"error": {"message": message, "type": "permission_error", "code": "content_denied"}}

@@ -26,6 +26,7 @@ from support.answer_guards import (
     cut_places,
     drawn,
     go_on_as_they_came,
+    openai_denied,
 )
 from support.counted_scans import counting_feeds
 from support.examples import examples
@@ -216,15 +217,7 @@ def test_a_value_to_deny_ends_the_stream_with_an_error_and_no_done() -> None:
     assert guard.denied == "secrets.github_token"
     assert got[(0, "content")] == "Sure, the key is "
     assert TOKEN[:3].encode() not in out
-    assert others == [
-        {
-            "error": {
-                "message": "The answer was stopped: it carries what a guardrail denies (secrets.github_token).",
-                "type": "permission_error",
-                "code": "content_denied",
-            }
-        }
-    ]
+    assert others == [openai_denied("secrets.github_token")]
     assert guard.feed(b"data: [DONE]\n\n") == b""
 
 
@@ -544,9 +537,7 @@ def test_an_event_that_cannot_be_read_stops_the_answer_before_it(read: int) -> N
     assert b"hunter2" not in out and b"after" not in out
     text, others = reassembled(out)
     assert "Hello.".startswith(text.get((0, "content"), "")), text  # what was known of it, at most
-    assert others == [{"error": {
-        "message": "The answer was stopped: it carries what a guardrail denies (unread).",
-        "type": "permission_error", "code": "content_denied"}}]  # fmt: skip
+    assert others == [openai_denied("unread")]
 
 
 @pytest.mark.parametrize(

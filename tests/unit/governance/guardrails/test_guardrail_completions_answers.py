@@ -28,6 +28,7 @@ from support.answer_guards import (
     cut_places,
     drawn,
     go_on_as_they_came,
+    openai_denied,
     stopped_before,
     strings,
 )
@@ -171,13 +172,7 @@ def test_a_value_to_deny_ends_the_stream_with_an_error_and_no_done() -> None:
         assert guard.denied == "secrets.github_token"
         assert reassembled(events)[0] == "Sure, the key is "
         assert TOKEN[:3].encode() not in out
-        assert events[-1] == {
-            "error": {
-                "message": "The answer was stopped: it carries what a guardrail denies (secrets.github_token).",
-                "type": "permission_error",
-                "code": "content_denied",
-            }
-        }
+        assert events[-1] == openai_denied("secrets.github_token")
         assert guard.feed(b"data: [DONE]\n\n") == b""
 
 

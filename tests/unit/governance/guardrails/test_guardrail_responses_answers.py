@@ -26,6 +26,7 @@ from support.answer_guards import (
     comes_through_clean,
     compiled,
     drawn,
+    openai_denied,
     stopped_before,
     strings,
 )
@@ -214,13 +215,7 @@ def test_a_value_to_deny_ends_the_stream_with_an_error_before_any_event_that_car
         assert guard.denied == "secrets.github_token"
         assert reassembled(events)[("response.output_text.delta", 1)] == "Sure, the key is "
         assert TOKEN[:3].encode() not in out
-        assert events[-1] == {
-            "error": {
-                "message": "The answer was stopped: it carries what a guardrail denies (secrets.github_token).",
-                "type": "permission_error",
-                "code": "content_denied",
-            }
-        }
+        assert events[-1] == openai_denied("secrets.github_token")
         assert out.endswith(b"\n\n") and out.rsplit(b"\n\n", 2)[-2].startswith(b"event: error\ndata: ")
         assert not any(e.get("type") in ("response.output_text.done", "response.completed") for e in events)
         assert guard.feed(b"event: response.completed\ndata: {}\n\n") == b""
