@@ -8,7 +8,6 @@ what was found (`answer_findings`)."""
 from __future__ import annotations
 
 import json
-import textwrap
 import time
 
 import pytest
@@ -403,28 +402,25 @@ def test_a_json_answer_past_16_mib_goes_on_unread(gw):
 
 
 def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path):
-    """The upstream sends each event only once the client has the one before: a guarded stream
-    whose text holds no candidate passes each event on as it comes."""
-    count = tmp_path / "events"
-    with upstream.paced_by(count) as pace:
-        result = gw.run(
-            pace.counting
-            + textwrap.dedent(
-                f"""
-                from openai import OpenAI
-                client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
-                text = ""
-                for event in client.chat.completions.create(
-                    model="gpt-clean", messages=[{{"role": "user", "content": "count"}}], stream=True
-                ):
-                    text += event.choices[0].delta.content or "" if event.choices else ""
-                    counted()
-                report(text=text)
-                """
-            )
-        )
+    """The upstream sends each chunk only once the client has the one before: a guarded chat
+    stream whose text holds no candidate passes each chunk on as it comes."""
+    result, waited = upstream.paced_run(
+        gw,
+        tmp_path / "events",
+        f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+        text = ""
+        for event in client.chat.completions.create(
+            model="gpt-clean", messages=[{{"role": "user", "content": "count"}}], stream=True
+        ):
+            text += event.choices[0].delta.content or "" if event.choices else ""
+            counted()
+        report(text=text)
+        """,
+    )
     assert result == {"text": "Nothing to hide here, all is well and fine."}
-    assert pace.waited == [True] * (len(clean_stream()) - 1)
+    assert waited == [True] * (len(clean_stream()) - 1)
 
 
 def test_a_json_answer_past_16_mib_under_unread_deny_is_refused(gw):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import textwrap
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -390,26 +389,23 @@ def test_a_clean_stream_comes_byte_for_byte(gw):
 
 
 def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path):
-    """The upstream sends each event only once the client has the one before: a guarded stream
-    whose text holds no candidate passes each event on as it comes."""
-    count = tmp_path / "events"
-    with upstream.paced_by(count) as pace:
-        result = gw.run(
-            pace.counting
-            + textwrap.dedent(
-                f"""
-                from openai import OpenAI
-                client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
-                text = ""
-                for event in client.responses.create(model="gpt-clean-gated", input="hi", stream=True):
-                    text += event.delta if event.type == "response.output_text.delta" else ""
-                    counted()
-                report(text=text)
-                """
-            )
-        )
+    """The upstream sends each event only once the client has the one before: a guarded Responses
+    stream whose text holds no candidate passes each event on as it comes."""
+    result, waited = upstream.paced_run(
+        gw,
+        tmp_path / "events",
+        f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+        text = ""
+        for event in client.responses.create(model="gpt-clean-gated", input="hi", stream=True):
+            text += event.delta if event.type == "response.output_text.delta" else ""
+            counted()
+        report(text=text)
+        """,
+    )
     assert result == {"text": CLEAN}
-    assert pace.waited == [True] * (len(gated_events()) - 1)
+    assert waited == [True] * (len(gated_events()) - 1)
     assert gw.last_audit()["answer_findings"] == {}
 
 

