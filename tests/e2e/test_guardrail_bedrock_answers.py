@@ -310,21 +310,20 @@ def test_a_clean_converse_streams_frames_are_not_held_back(gw, upstream, tmp_pat
     """The upstream sends each frame only once boto3 has the one before: a guarded stream whose
     text holds no candidate passes each frame on as it comes (one ending in a digit would wait
     for the next, which may make it a card number)."""
-    count = tmp_path / "events"
-    with upstream.paced_by(count) as pace:
-        result = gw.run(
-            pace.counting
-            + CLIENT
-            + """
+    result, waited = upstream.paced_run(
+        gw,
+        tmp_path / "events",
+        CLIENT
+        + """
 text = ""
 for e in client.converse_stream(modelId="amazon.nova-flow-v1:0", messages=MESSAGES)["stream"]:
     text += e.get("contentBlockDelta", {}).get("delta", {}).get("text", "")
     counted()
 report(text=text)
-"""
-        )
+""",
+    )
     assert result == {"text": "Nothing to hide here, all is well and fine."}
-    assert pace.waited == [True] * (len(flowing_stream()) - 1)
+    assert waited == [True] * (len(flowing_stream()) - 1)
 
 
 CONVERSE = (

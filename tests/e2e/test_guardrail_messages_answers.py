@@ -430,10 +430,9 @@ def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path, where)
             report(text=text)
             """
         )
-    with upstream.paced_by(count) as pace:
-        result = gw.run(pace.counting + code)
+    result, waited = upstream.paced_run(gw, count, code)
     assert result == {"text": "Nothing to hide here, all is well and fine."}
-    assert pace.waited == [True] * (len(message_events("claude-prose")) - 1)
+    assert waited == [True] * (len(message_events("claude-prose")) - 1)
 
 
 READ_RAW_DELTAS = """
