@@ -402,39 +402,23 @@ def test_a_json_answer_past_16_mib_goes_on_unread(gw):
 
 
 def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path):
-    """The upstream sends each event only once the client has the one before: a guarded stream
-    whose text holds no candidate passes each event on as it comes."""
-    count = tmp_path / "events"
-    waited: list[bool] = []
-
-    def until_the_client_has(i: int) -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if count.exists() and int(count.read_text() or 0) >= i:
-                waited.append(True)
-                return
-            time.sleep(0.01)
-        waited.append(False)
-
-    upstream.gate = until_the_client_has
-    try:
-        result = gw.run(
-            f"""
-            from openai import OpenAI
-            client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
-            n, text = 0, ""
-            for event in client.chat.completions.create(
-                model="gpt-clean", messages=[{{"role": "user", "content": "count"}}], stream=True
-            ):
-                n += 1
-                text += event.choices[0].delta.content or "" if event.choices else ""
-                with open({str(count)!r}, "w") as f:
-                    f.write(str(n))
-            report(text=text)
-            """
-        )
-    finally:
-        upstream.gate = None
+    """The upstream sends each chunk only once the client has the one before: a guarded chat
+    stream whose text holds no candidate passes each chunk on as it comes."""
+    result, waited = upstream.paced_run(
+        gw,
+        tmp_path / "events",
+        f"""
+        from openai import OpenAI
+        client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+        text = ""
+        for event in client.chat.completions.create(
+            model="gpt-clean", messages=[{{"role": "user", "content": "count"}}], stream=True
+        ):
+            text += event.choices[0].delta.content or "" if event.choices else ""
+            counted()
+        report(text=text)
+        """,
+    )
     assert result == {"text": "Nothing to hide here, all is well and fine."}
     assert waited == [True] * (len(clean_stream()) - 1)
 

@@ -310,34 +310,18 @@ def test_a_clean_converse_streams_frames_are_not_held_back(gw, upstream, tmp_pat
     """The upstream sends each frame only once boto3 has the one before: a guarded stream whose
     text holds no candidate passes each frame on as it comes (one ending in a digit would wait
     for the next, which may make it a card number)."""
-    count = tmp_path / "events"
-    waited: list[bool] = []
-
-    def until_the_client_has(i: int) -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if count.exists() and int(count.read_text() or 0) >= i:
-                waited.append(True)
-                return
-            time.sleep(0.01)
-        waited.append(False)
-
-    upstream.gate = until_the_client_has
-    try:
-        result = gw.run(
-            CLIENT
-            + f"""
-n, text = 0, ""
+    result, waited = upstream.paced_run(
+        gw,
+        tmp_path / "events",
+        CLIENT
+        + """
+text = ""
 for e in client.converse_stream(modelId="amazon.nova-flow-v1:0", messages=MESSAGES)["stream"]:
-    n += 1
-    text += e.get("contentBlockDelta", {{}}).get("delta", {{}}).get("text", "")
-    with open({str(count)!r}, "w") as f:
-        f.write(str(n))
+    text += e.get("contentBlockDelta", {}).get("delta", {}).get("text", "")
+    counted()
 report(text=text)
-"""
-        )
-    finally:
-        upstream.gate = None
+""",
+    )
     assert result == {"text": "Nothing to hide here, all is well and fine."}
     assert waited == [True] * (len(flowing_stream()) - 1)
 

@@ -358,25 +358,11 @@ def test_a_clean_arrays_elements_are_not_held_back(gw, upstream, tmp_path):
     """The upstream sends each element only once the client has the one before: a guarded
     array whose text holds no candidate passes each element on as it comes."""
     count = tmp_path / "elements"
-    waited: list[bool] = []
-
-    def until_the_client_has(i: int) -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if count.exists() and int(count.read_text() or 0) >= i:
-                waited.append(True)
-                return
-            time.sleep(0.01)
-        waited.append(False)
-
-    upstream.gate = until_the_client_has
-    try:
+    with upstream.paced_by(count) as pace:
         result = raw(gw, "gemini-clean", "", str(count))
-    finally:
-        upstream.gate = None
     assert result["body"].encode() == b"".join(array(clean_items()))
     # Every element but the first waited for the one before; the closing `]` for the last.
-    assert waited == [True] * len(clean_items())
+    assert pace.waited == [True] * len(clean_items())
 
 
 # ---------------------------------------------------------------------------------------------

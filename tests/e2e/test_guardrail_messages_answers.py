@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import textwrap
 import time
-from collections.abc import Callable
 from urllib.parse import unquote
 
 import pytest
@@ -401,40 +400,11 @@ def test_a_clean_bedrock_stream_comes_frame_for_frame(gw):
     )
 
 
-def until_the_client_has(count) -> Callable[[int], None]:
-    """A gate for the upstream: event i goes only once the client has read i (it writes the count
-    to `count`); whether each waited in vain is kept in the gate's `waited`."""
-    waited: list[bool] = []
-
-    def gate(i: int) -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if count.exists() and int(count.read_text() or 0) >= i:
-                waited.append(True)
-                return
-            time.sleep(0.01)
-        waited.append(False)
-
-    gate.waited = waited  # type: ignore[attr-defined]
-    return gate
-
-
-COUNTED = """
-n = 0
-def counted():
-    global n
-    n += 1
-    with open({count!r}, "w") as f:
-        f.write(str(n))
-"""
-
-
 @pytest.mark.parametrize("where", ["anthropic", "bedrock"])
 def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path, where):
     """The upstream sends each event only once the client has the one before: a guarded stream
     whose text holds no candidate passes each event on as it comes."""
     count = tmp_path / "events"
-    upstream.gate = gate = until_the_client_has(count)
     if where == "anthropic":
         code = textwrap.dedent(
             """
@@ -460,12 +430,9 @@ def test_a_clean_streams_events_are_not_held_back(gw, upstream, tmp_path, where)
             report(text=text)
             """
         )
-    try:
-        result = gw.run(COUNTED.format(count=str(count)) + code)
-    finally:
-        upstream.gate = None
+    result, waited = upstream.paced_run(gw, count, code)
     assert result == {"text": "Nothing to hide here, all is well and fine."}
-    assert gate.waited == [True] * (len(message_events("claude-prose")) - 1)  # type: ignore[attr-defined]
+    assert waited == [True] * (len(message_events("claude-prose")) - 1)
 
 
 READ_RAW_DELTAS = """

@@ -4,9 +4,13 @@ closed), and the answer metrics as the metrics endpoint gives them."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,6 +36,26 @@ def pieces(text: str, size: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
+# A client's lines that define `counted()`: one more event read, the count written to `count`.
+COUNTING = """
+n = 0
+def counted():
+    global n
+    n += 1
+    with open({count!r}, "w") as f:
+        f.write(str(n))
+"""
+
+
+@dataclasses.dataclass
+class Pace:
+    """A stream paced by its client: the client's lines that count what it reads, and whether
+    each event after the first waited for it (True) or for 10 s in vain (False)."""
+
+    counting: str
+    waited: list[bool] = dataclasses.field(default_factory=list)
+
+
 class AnswerUpstream:
     """A fake upstream's answers (a subclass's `__call__`, each fake's handler); the denied
     stream's reply kept to see where it stopped; `gate` for a clean stream's events."""
@@ -43,6 +67,36 @@ class AnswerUpstream:
 
     def __call__(self, received: Received) -> Reply:
         raise NotImplementedError
+
+    @contextlib.contextmanager
+    def paced_by(self, count: Path) -> Iterator[Pace]:
+        """While inside, a stream's event i goes only once the client has read i (it writes how
+        many it has read to the file `count`, as `Pace.counting`'s `counted()` does), waiting
+        10 s at most."""
+        pace = Pace(COUNTING.format(count=str(count)))
+        waited = pace.waited
+
+        def until_the_client_has(i: int) -> None:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if count.exists() and int(count.read_text() or 0) >= i:
+                    waited.append(True)
+                    return
+                time.sleep(0.01)
+            waited.append(False)
+
+        self.gate = until_the_client_has
+        try:
+            yield pace
+        finally:
+            self.gate = None
+
+    def paced_run(self, gateway: Any, count: Path, code: str) -> tuple[Any, list[bool]]:
+        """The client `code` (it calls `counted()` on each event it reads) run through `gateway`
+        with this upstream's streams paced by it: what it reported, and what each event waited."""
+        with self.paced_by(count) as pace:
+            result = gateway.run(pace.counting + textwrap.dedent(code))
+        return result, pace.waited
 
     def denied_stream(self, chunks: list[bytes], first: int, headers: dict[str, str] | None = None) -> Reply:
         """A stream whose value to deny begins in event `first`: the events after it (FILLERS of

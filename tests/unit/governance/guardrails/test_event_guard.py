@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 from botocore.eventstream import EventStreamBuffer
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from support.answer_guards import drawn
 from support.eventstream import event, invoke_chunk
-from support.examples import examples
 from support.guardrail_samples import EMAIL
 from tollgate.formats import (
     ANTHROPIC_MESSAGES,
@@ -165,7 +165,7 @@ def paired(text: str, cuts: list[int]) -> list[Pair]:
 _WORDS = st.text(alphabet="abcdefgh ", min_size=1, max_size=60)
 
 
-@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(200)
 @given(
     name=st.sampled_from(sorted(FORMATS)),
     before=_WORDS,

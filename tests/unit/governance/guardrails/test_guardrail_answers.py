@@ -12,9 +12,10 @@ import string
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from support.answer_guards import drawn
 from support.examples import examples
 from support.guardrail_samples import AWS_KEY_ID, AWS_SECRET, EMAIL, SAMPLES, crc_token, pem
 from tollgate.configuration.config import parse_config
@@ -194,7 +195,7 @@ def test_a_tool_calls_json_arguments_are_read_through_their_escapes() -> None:
 _PROSE = st.text(alphabet=string.ascii_letters + string.digits + " ,.:;!?@+-()/\n\t\u00e9\u2603", max_size=60)
 
 
-@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(150)
 @given(
     kind=st.sampled_from(sorted(VALUES)),
     before=_PROSE,
@@ -334,7 +335,7 @@ def test_an_answers_detectors_are_compiled_when_the_rules_load() -> None:
     assert len(many._answers) == 6 + 1  # each alone, and all of them
 
 
-@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(100)
 @given(
     kind=st.sampled_from(sorted(VALUES)),
     before=_PROSE,
@@ -354,7 +355,7 @@ def test_deny_split_anywhere_releases_only_what_comes_before_the_first_value(
     assert releases[-1].denied == whole_releases[-1].denied
 
 
-@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(100)
 @given(
     kind=st.sampled_from(sorted(VALUES)),
     before=_PROSE,
@@ -408,7 +409,7 @@ _FRAGMENTS = st.sampled_from(
 )
 
 
-@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(100)
 @given(
     parts=st.lists(st.one_of(_FRAGMENTS, _PROSE), min_size=1, max_size=8),
     piece=st.integers(min_value=1, max_value=300),

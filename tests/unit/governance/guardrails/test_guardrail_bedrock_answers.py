@@ -17,13 +17,12 @@ from botocore import parsers
 from botocore.eventstream import EventStream, EventStreamBuffer
 from botocore.exceptions import EventStreamError
 from botocore.session import get_session
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from support.answer_guards import GAPS, VALUES, WITH_OWN_KEYS, WORDS, clean_text, compiled
+from support.answer_guards import GAPS, VALUES, WITH_OWN_KEYS, WORDS, clean_text, compiled, cut_places, drawn
 from support.counted_scans import counting_feeds
 from support.eventstream import event, exception, frame, invoke_chunk
-from support.examples import examples
 from support.guardrail_samples import EMAIL, crc_token
 from tollgate.formats import BEDROCK_CONVERSE, BEDROCK_INVOKE, CLAUDE_ON_BEDROCK
 from tollgate.formats.answer_reading.events import WAITING_BYTES
@@ -211,11 +210,11 @@ def _split(text: str, cuts: list[int]) -> list[str]:
     return [text[a:b] for a, b in itertools.pairwise(bounds)]
 
 
-@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(150)
 @given(
     text=_CLEAN,
     arguments=_CLEAN,
-    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
+    cuts=cut_places(12),
     reads=st.lists(st.integers(min_value=0, max_value=4000), max_size=12),
 )
 def test_a_clean_stream_split_anywhere_comes_through_byte_for_byte(

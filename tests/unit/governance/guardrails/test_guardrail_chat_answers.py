@@ -12,10 +12,20 @@ import string
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from support.answer_guards import WITH_OWN_KEYS, clean_text, compiled
+from support.answer_guards import (
+    WITH_OWN_KEYS,
+    a_clean_answer,
+    clean_text,
+    comes_through_clean,
+    compiled,
+    cut_places,
+    drawn,
+    go_on_as_they_came,
+    openai_denied,
+)
 from support.counted_scans import counting_feeds
 from support.examples import examples
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
@@ -151,22 +161,13 @@ def clean_events(text: str, cuts: list[int], arguments: str) -> bytes:
     return stream([*events, finish(0, "tool_calls"), finish(1)])
 
 
-@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    text=_CLEAN,
-    arguments=_CLEAN,
-    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
-    read=st.integers(min_value=1, max_value=300),
-)
+@drawn(200)
+@given(**a_clean_answer(_CLEAN))
 def test_a_clean_stream_split_anywhere_comes_through_byte_for_byte(
     text: str, arguments: str, cuts: list[int], read: int
 ) -> None:
     data = clean_events(text, cuts, arguments)
-    whole, _ = guarded(WITH_OWN_KEYS, data, len(data))
-    assume(b"[REDACTED" not in whole)  # digits that happen to make a value are not clean
-    out, guard = guarded(WITH_OWN_KEYS, data, read)
-    assert out == data
-    assert guard.counts == {}
+    comes_through_clean(guarded, WITH_OWN_KEYS, data, read)
 
 
 @pytest.mark.parametrize("read", [1, 5, 1000])
@@ -214,15 +215,7 @@ def test_a_value_to_deny_ends_the_stream_with_an_error_and_no_done() -> None:
     assert guard.denied == "secrets.github_token"
     assert got[(0, "content")] == "Sure, the key is "
     assert TOKEN[:3].encode() not in out
-    assert others == [
-        {
-            "error": {
-                "message": "The answer was stopped: it carries what a guardrail denies (secrets.github_token).",
-                "type": "permission_error",
-                "code": "content_denied",
-            }
-        }
-    ]
+    assert others == [openai_denied("secrets.github_token")]
     assert guard.feed(b"data: [DONE]\n\n") == b""
 
 
@@ -477,12 +470,12 @@ def test_a_value_split_across_template_reads_is_never_sent() -> None:
 _SAMPLES = sorted(SAMPLES)
 
 
-@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(200)
 @given(
     kind=st.sampled_from(_SAMPLES),
     before=_CLEAN,
     after=_CLEAN,
-    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=16),
+    cuts=cut_places(16),
     read=st.one_of(st.integers(min_value=1, max_value=300), st.integers(min_value=300, max_value=5000)),
     action=st.sampled_from(["redact", "deny", "audit"]),
     ensure_ascii=st.booleans(),
@@ -507,10 +500,10 @@ def test_a_value_in_one_choice_split_anywhere_across_events_and_reads_is_never_s
         assert value not in got and value[:12] not in got.replace("[REDACTED", "")
 
 
-@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(200)
 @given(
     text=_CLEAN,
-    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=24),
+    cuts=cut_places(24),
     read=st.one_of(st.integers(min_value=1, max_value=300), st.integers(min_value=300, max_value=5000)),
     ensure_ascii=st.booleans(),
     obfuscated=st.booleans(),
@@ -542,9 +535,7 @@ def test_an_event_that_cannot_be_read_stops_the_answer_before_it(read: int) -> N
     assert b"hunter2" not in out and b"after" not in out
     text, others = reassembled(out)
     assert "Hello.".startswith(text.get((0, "content"), "")), text  # what was known of it, at most
-    assert others == [{"error": {
-        "message": "The answer was stopped: it carries what a guardrail denies (unread).",
-        "type": "permission_error", "code": "content_denied"}}]  # fmt: skip
+    assert others == [openai_denied("unread")]
 
 
 @pytest.mark.parametrize(
@@ -610,15 +601,13 @@ def test_a_whole_answer_with_text_of_another_shape_is_never_served_unread(value:
 
 def test_events_of_the_shapes_read_go_on_as_they_came() -> None:
     """An error object, usage alone, a choice without a delta (Azure's filter results), nulls."""
-    events = [
-        b'{"id":"c","choices":[],"usage":{"prompt_tokens":1}}',
-        b'{"id":"c","choices":[{"index":0,"content_filter_results":{}}]}',
-        b'{"id":"c","choices":[{"index":0,"delta":{"content":null,"refusal":null,"tool_calls":null}}]}',
-        b'{"error":{"message":"overloaded","type":"server_error"}}',
-    ]
-    data = b"".join(b"data: " + e + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-    out, guard = guarded(compiled("redact"), data, 7)
-    assert (out, guard.denied) == (data, None)
+    go_on_as_they_came(
+        guarded,
+        [
+            b'{"id":"c","choices":[{"index":0,"content_filter_results":{}}]}',
+            b'{"id":"c","choices":[{"index":0,"delta":{"content":null,"refusal":null,"tool_calls":null}}]}',
+        ],
+    )
 
 
 def test_an_event_of_empty_data_goes_on_as_it_came() -> None:

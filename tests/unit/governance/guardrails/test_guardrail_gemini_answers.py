@@ -14,12 +14,23 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from support.answer_guards import GAPS, VALUES, WORDS, clean_text, compiled
+from support.answer_guards import (
+    GAPS,
+    READS,
+    VALUES,
+    WORDS,
+    a_clean_answer,
+    clean_text,
+    comes_through_clean,
+    compiled,
+    cut_places,
+    drawn,
+)
 from support.counted_scans import counting_feeds
-from support.examples import QUICK, examples
+from support.examples import QUICK
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
 from tollgate.formats import CODE_ASSIST, GEMINI_GENERATE, OPENAI_CHAT
 from tollgate.formats.answer_reading.events import WAITING_BYTES
@@ -177,25 +188,14 @@ def clean_items(text: str, cuts: list[int], arguments: str) -> list[dict[str, An
     return [*items, item(finish="STOP"), item(candidate=1, finish="STOP")]
 
 
-@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    text=_CLEAN,
-    arguments=_CLEAN,
-    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
-    read=st.integers(min_value=1, max_value=300),
-    framing=st.sampled_from(["sse", "array"]),
-    envelope=st.booleans(),
-)
+@drawn(200)
+@given(**a_clean_answer(_CLEAN, framing=st.sampled_from(["sse", "array"]), envelope=st.booleans()))
 def test_a_clean_stream_split_anywhere_comes_through_byte_for_byte(
     text: str, arguments: str, cuts: list[int], read: int, framing: Framing, envelope: bool
 ) -> None:
     data = stream(clean_items(text, cuts, arguments), framing, envelope)
     wrapper = "response" if envelope else None
-    whole, _ = guarded(compiled("redact"), data, len(data), wrapper)
-    assume(b"[REDACTED" not in whole)  # digits that happen to make a value are not clean
-    out, guard = guarded(compiled("redact"), data, read, wrapper)
-    assert out == data
-    assert guard.counts == {}
+    comes_through_clean(lambda found, d, r: guarded(found, d, r, wrapper), compiled("redact"), data, read)
 
 
 @pytest.mark.parametrize("read", [1, 5, 1000])
@@ -372,7 +372,7 @@ def test_an_array_that_cannot_be_framed_stops_with_the_array_closed() -> None:
 _PROSE = st.text(alphabet=string.ascii_letters + string.digits + " ,.:;!?@+-()/\n\t\u00e9\u2603", max_size=60)
 
 
-@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(150)
 @given(
     kind=st.sampled_from(sorted(VALUES)),
     before=_PROSE,
@@ -416,7 +416,7 @@ def test_the_items_after_a_replaced_value_go_on_as_they_came() -> None:
         assert reassembled(out)[0] == {(0, "text"): "Mail [REDACTED:pii.email] to AKIAN is no key."}
 
 
-@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(150)
 @given(
     kind=st.sampled_from(sorted(SAMPLES)),
     before=_PROSE,
@@ -662,7 +662,7 @@ def _placed(value: Any, path: list[int], secret: str, as_key: bool) -> Any:
     return {f"k {secret}": value} if as_key else [value, f"see {secret} here"]
 
 
-@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(150)
 @given(
     args=st.dictionaries(_JSON_KEYS, _JSON, max_size=4),
     path=st.lists(st.integers(min_value=0, max_value=20), max_size=6),
@@ -718,13 +718,13 @@ def test_code_assists_answer_outside_its_envelope_stops_the_answer() -> None:
         assert guard_code_assist_json(compiled("redact"), json.dumps(odd).encode())[1] == "unread"
 
 
-@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(150)
 @given(
     text=_CLEAN,
-    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=10),
+    cuts=cut_places(10),
     per_item=st.integers(min_value=1, max_value=4),
     signed=st.integers(min_value=0, max_value=20),
-    read=st.integers(min_value=1, max_value=300),
+    read=READS,
     framing=st.sampled_from(["sse", "array"]),
 )
 def test_a_clean_answer_with_many_text_parts_an_item_comes_as_it_came(

@@ -14,12 +14,11 @@ import re
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from support.answer_guards import compiled
+from support.answer_guards import compiled, drawn
 from support.eventstream import invoke_chunk
-from support.examples import examples
 from support.guardrail_samples import EMAIL, SAMPLES
 from tollgate.formats.bedrock_converse.answer_guard import denied_frame, guard_bedrock_json
 from tollgate.formats.bedrock_invoke.answer_guard import InvokeAnswerGuard
@@ -284,7 +283,7 @@ def _tokens(piece: str) -> list[str]:
     return [piece[i : i + 3] for i in range(0, len(piece), 3)]
 
 
-@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(300)
 @given(split_answers())
 def test_chat_a_value_split_anywhere_never_reaches_a_token(answer: tuple[str, str, list[str], int, str]) -> None:
     value, _, pieces, read, action = answer
@@ -299,7 +298,7 @@ def test_chat_a_value_split_anywhere_never_reaches_a_token(answer: tuple[str, st
     assert value not in tokens and value not in text
 
 
-@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(200)
 @given(split_answers(), st.sampled_from(["sse", "array"]))
 def test_gemini_a_value_split_anywhere_never_reaches_a_token(
     answer: tuple[str, str, list[str], int, str], framing: str
@@ -327,7 +326,7 @@ def completion_chunk(text: str, finish: str | None = None) -> dict[str, Any]:
     ]}  # fmt: skip
 
 
-@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(200)
 @given(split_answers())
 def test_completions_a_value_split_anywhere_never_reaches_a_token(
     answer: tuple[str, str, list[str], int, str],
@@ -379,7 +378,7 @@ def test_bedrock_invoke_a_whole_answer_redacted_has_no_logprobs() -> None:
     assert EMAIL.encode() not in out
 
 
-@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(150)
 @given(split_answers())
 def test_bedrock_invoke_a_value_split_anywhere_never_reaches_a_token(
     answer: tuple[str, str, list[str], int, str],
@@ -464,7 +463,7 @@ def _shifted_outcome(pieces: list[str], groups: list[str], denied: str | None, a
         assert denied != "unread" and (denied is None) == (action == "redact")
 
 
-@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(300)
 @given(shifted_answers())
 def test_chat_tokens_of_other_text_than_their_events_never_go_on(
     answer: tuple[str, list[str], list[str], int, str],
@@ -477,7 +476,7 @@ def test_chat_tokens_of_other_text_than_their_events_never_go_on(
     _shifted_outcome(pieces, groups, guard.denied, action)
 
 
-@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(200)
 @given(shifted_answers(), st.sampled_from(["sse", "array"]))
 def test_gemini_tokens_of_other_text_than_their_items_never_go_on(
     answer: tuple[str, list[str], list[str], int, str], framing: str
@@ -498,7 +497,7 @@ def completion_of(text: str, tokens: list[str]) -> dict[str, Any]:
     ]}  # fmt: skip
 
 
-@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(200)
 @given(shifted_answers())
 def test_completions_tokens_of_other_text_than_their_events_never_go_on(
     answer: tuple[str, list[str], list[str], int, str],
@@ -531,7 +530,7 @@ def responses_logprobs(tokens: list[str]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(200)
 @given(shifted_answers())
 def test_responses_tokens_of_other_text_than_their_deltas_never_go_on(
     answer: tuple[str, list[str], list[str], int, str],

@@ -13,13 +13,20 @@ from typing import Any
 
 import pytest
 from botocore.eventstream import EventStreamBuffer
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from support import eventstream
-from support.answer_guards import GAPS, WITH_OWN_KEYS, WORDS, clean_text, compiled
+from support.answer_guards import (
+    GAPS,
+    WITH_OWN_KEYS,
+    WORDS,
+    a_clean_answer,
+    clean_text,
+    compiled,
+    drawn,
+)
 from support.counted_scans import counting_feeds
-from support.examples import examples
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
 from tollgate.formats import (
     ANTHROPIC_MESSAGES,
@@ -208,14 +215,8 @@ _CLEAN = clean_text(
 )
 
 
-@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    text=_CLEAN,
-    arguments=_CLEAN,
-    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
-    read=st.integers(min_value=1, max_value=300),
-    bedrock=st.booleans(),
-)
+@drawn(200)
+@given(**a_clean_answer(_CLEAN, bedrock=st.booleans()))
 def test_a_clean_stream_split_anywhere_comes_through_byte_for_byte(
     text: str, arguments: str, cuts: list[int], read: int, bedrock: bool
 ) -> None:
@@ -274,7 +275,7 @@ def test_a_value_cut_at_every_offset_across_events_never_goes_on(kind: str) -> N
         assert reassembled(sse_events(out)) == {(0, "text"): text.replace(value, f"[REDACTED:{kind}]")}
 
 
-@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(100)
 @given(
     kind=st.sampled_from(sorted(VALUES)),
     cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
@@ -493,7 +494,7 @@ def test_at_a_deny_nothing_after_the_values_event_goes(guard, write, read_back, 
 # What no reader knows, and what is signed besides thinking
 
 
-@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@drawn(60)
 @given(
     kind=st.sampled_from(sorted(VALUES)),
     at=st.integers(min_value=0, max_value=10_000),
