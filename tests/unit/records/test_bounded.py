@@ -88,7 +88,7 @@ def test_any_record_is_bounded_and_its_line_within_64_kib(record: dict[str, Any]
 
 
 def test_the_console_line_cuts_what_it_takes_from_a_caller_a_policy_and_an_upstream() -> None:
-    from tests.unit.core.test_call import full_call
+    from tests.unit.calls.test_call import full_call
 
     from tollgate.calls.call import Route, Target
     from tollgate.records.audit.summary import summary
