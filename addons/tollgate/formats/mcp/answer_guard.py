@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, scan_whole
+from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, Unpaired, scan_whole
 from tollgate.formats.bodies.json_codec import encode_json, parse_json
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
 from tollgate.formats.mcp.answers import parse_any, responses_in
@@ -47,7 +47,8 @@ class McpRead:
 
 def guard_message(compiled: Scanners, value: Any) -> McpRead:
     """A JSON-RPC message (or batch) read, every string of it: redacted in place, or a message
-    with a value to deny replaced by an error (a response) or dropped (any other)."""
+    with a value to deny replaced by an error (a response) or dropped (any other). Raises
+    `Unpaired` where a string of it is no text (a surrogate not paired)."""
     read = McpRead()
     batch = isinstance(value, list)
     answered = {id(r): r["id"] for r in responses_in(value)}
@@ -202,12 +203,13 @@ class McpAnswerGuard:
         event = parse_sse_block(block)
         value = None if event is None else parse_any(event.data.encode())
         if (value is None and event is not None and event.data.strip()) or lines_hold(self._compiled, block):
-            # What cannot be read does not go on, nor anything after it (as the relay ends it).
-            self._unread, self.denied = True, self.denied or UNREAD
-            return denied_event(UNREAD)
+            return self._ended_unread()
         if value is None:
             return block + b"\n\n"
-        read = guard_message(self._compiled, value)
+        try:
+            read = guard_message(self._compiled, value)
+        except Unpaired:
+            return self._ended_unread()
         self._noted(read)
         if read.dropped:
             return b""
@@ -215,6 +217,11 @@ class McpAnswerGuard:
             return block + b"\n\n"
         lines = [line for line in block.split(b"\n") if line.startswith((b"event:", b"id:", b"retry:"))]
         return b"".join(line + b"\n" for line in lines) + b"data: " + encode_json(read.value) + b"\n\n"
+
+    def _ended_unread(self) -> bytes:
+        """What cannot be read does not go on, nor anything after it (as the relay ends it)."""
+        self._unread, self.denied = True, self.denied or UNREAD
+        return denied_event(UNREAD)
 
     def _noted(self, read: McpRead) -> None:
         for found in read.findings.values():

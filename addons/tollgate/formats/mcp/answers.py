@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, Protocol
 
+from tollgate.formats.answer_reading.scanning import Unpaired
 from tollgate.formats.bodies.json_codec import encode_json, parse_json
 from tollgate.formats.framing import Decompressor, LeadingBom, Undecodable, parse_sse_block, raw_event_spans
 from tollgate.formats.framing.bounds import MAX_FRAME
@@ -261,7 +262,14 @@ class AnswerRelay:
                     out.append(region[at:start])
                     out.append(_event_bytes(block, kept))
                     at = stop
-            guarded = self._guarded(value)
+            try:
+                guarded = self._guarded(value)
+            except Unpaired:  # no text: it does not go on (nor its tools rewritten)
+                if at > start:
+                    out.pop()
+                else:
+                    out.append(region[at:start])
+                return b"".join(out) + self._unread_by_guard("a server-sent event holding a string that is no text")
             following = spans[i + 1][0] if i + 1 < len(spans) else len(region)
             if guarded is not None:
                 if at <= start:
@@ -319,7 +327,10 @@ class AnswerRelay:
             kept = self._without_tools(value, allowed)
             if kept is not None:
                 value, body = kept, encode_json(kept)
-        guarded = self._guarded(value)
+        try:
+            guarded = self._guarded(value)
+        except Unpaired:
+            return self._unread_by_guard("the answer holds a string that is no text")
         self._waiting, self._waiting_for = b"", None
         if guarded is DROPPED:  # nothing of it goes on: its requests' errors in its place
             assert self.guard is not None and self.guard.stop is not None
@@ -379,7 +390,7 @@ class AnswerRelay:
 
     def _guarded(self, value: Any) -> Any | None:
         """The message as the answer guardrails let it go on; None where it goes as it came,
-        DROPPED where nothing of it goes on."""
+        DROPPED where nothing of it goes on. Raises `Unpaired` where a string of it is no text."""
         if self.guard is None or value is None:
             return None
         return self.guard(value)

@@ -64,7 +64,7 @@ def serve_responses_set_by_error_hook() -> None:
                 sent.append(SendHttp(ResponseData(self.stream_id, response.raw_content), client))
             return [*sent, SendHttp(ResponseEndOfMessage(self.stream_id), client)]
 
-        yield from _replacing(original(self, event), served)
+        yield from _edited(original(self, event), instead=served)
 
     stream_class.handle_protocol_error = handle_protocol_error  # type: ignore[method-assign]
     stream_class._tollgate_serves_error_responses = True  # type: ignore[attr-defined]
@@ -137,7 +137,7 @@ def _noting_the_request_sent(state: Callable[..., Generator[Any, Any, None]]) ->
                     on_sent(self.flow)
             return ()
 
-        yield from _following(state(self, event), sent)
+        yield from _edited(state(self, event), after=sent)
 
     return noting
 
@@ -240,7 +240,7 @@ def finish_streamed_responses() -> None:
                 return ()
             return (SendHttp(ResponseData(self.stream_id, tail), self.context.client),)
 
-        yield from _following(send_response(self, already_streamed), tail_after_hook)
+        yield from _edited(send_response(self, already_streamed), after=tail_after_hook)
 
     def finish_instead_of_breaking(self: Any, event: Any) -> Generator[Any, Any, None]:
         streaming = isinstance(event, ResponseProtocolError) and self.server_state == self.state_stream_response_body
@@ -253,7 +253,7 @@ def finish_streamed_responses() -> None:
             sent = [SendHttp(ResponseData(self.stream_id, tail), client)] if tail else []
             return [*sent, SendHttp(ResponseEndOfMessage(self.stream_id), client)]
 
-        yield from _replacing(handle_protocol_error(self, event), finished)
+        yield from _edited(handle_protocol_error(self, event), instead=finished)
 
     stream_class.send_response = send_response_then_tail  # type: ignore[method-assign]
     stream_class.handle_protocol_error = finish_instead_of_breaking  # type: ignore[method-assign]
@@ -358,20 +358,13 @@ _cut: WeakSet[Any] = WeakSet()
 Steps = Generator[Any, Any, None]
 
 
-def _following(steps: Steps, after: Callable[[Any], tuple[Any, ...]]) -> Steps:
-    """A layer's steps, each command, once carried out, followed by the commands `after` gives."""
-    reply = None
-    while True:
-        try:
-            command = steps.send(reply)
-        except StopIteration:
-            return
-        reply = yield command
-        yield from after(command)
-
-
-def _replacing(steps: Steps, instead: Callable[[Any], list[Any] | None]) -> Steps:
-    """A layer's steps, each command for which `instead` gives commands replaced by them."""
+def _edited(
+    steps: Steps,
+    instead: Callable[[Any], list[Any] | None] = lambda _: None,
+    after: Callable[[Any], tuple[Any, ...]] = lambda _: (),
+) -> Steps:
+    """A layer's steps, each command for which `instead` gives commands replaced by them; each
+    other, once carried out, followed by the commands `after` gives."""
     reply = None
     while True:
         try:
@@ -381,6 +374,7 @@ def _replacing(steps: Steps, instead: Callable[[Any], list[Any] | None]) -> Step
         replacement = instead(command)
         if replacement is None:
             reply = yield command
+            yield from after(command)
         else:
             yield from replacement
             reply = None
