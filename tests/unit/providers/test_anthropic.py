@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from tests.support.grouped_cases import flat_cases
 
 from tollgate.formats.anthropic_messages import usage_from_object
 from tollgate.formats.bodies.exact import Unreadable
@@ -61,15 +62,21 @@ def test_anthropic_system_as_blocks() -> None:
 
 @pytest.mark.parametrize(
     ("method", "path", "endpoint"),
-    [
-        ("POST", "/v1/messages", "messages"),
-        ("POST", "/v1/messages/count_tokens", "messages.count_tokens"),
-        ("POST", "/v1/messages/batches", "messages.batches"),
-        ("GET", "/v1/messages/batches/msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d", "messages.batches"),
-        ("POST", "/v1/complete", "completions"),
-        ("GET", "/v1/models", "models"),
-        ("GET", "/v1/models/claude-3-5-sonnet-20241022", "models"),
-    ],
+    flat_cases(
+        {
+            "POST": [
+                ("/v1/messages", "messages"),
+                ("/v1/messages/count_tokens", "messages.count_tokens"),
+                ("/v1/messages/batches", "messages.batches"),
+                ("/v1/complete", "completions"),
+            ],
+            "GET": [
+                ("/v1/messages/batches/msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d", "messages.batches"),
+                ("/v1/models", "models"),
+                ("/v1/models/claude-3-5-sonnet-20241022", "models"),
+            ],
+        }
+    ),
 )
 def test_anthropic_endpoints(method: str, path: str, endpoint: str) -> None:
     assert classify(ANTHROPIC, method, path, None).endpoint == endpoint
@@ -77,15 +84,21 @@ def test_anthropic_endpoints(method: str, path: str, endpoint: str) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path", "endpoint"),
-    [  # what Claude Code 2.1 calls beside its model calls, recorded
-        ("GET", "/api/claude_code/settings", "api.claude_code.settings"),
-        ("GET", "/api/claude_code/policy_limits", "api.claude_code.policy_limits"),
-        ("GET", "/api/claude_code/organizations/metrics_enabled", "api.claude_code.organizations.metrics_enabled"),
-        ("GET", "/api/claude_cli/bootstrap", "api.claude_cli.bootstrap"),
-        ("GET", "/api/claude_code_penguin_mode", "api.claude_code_penguin_mode"),
-        ("POST", "/api/event_logging/v2/batch", "api.event_logging.batch"),
-        ("POST", "/api/eval/sdk-zAZezfDKGoZuXXKe", "api.eval"),
-    ],
+    flat_cases(
+        {  # what Claude Code 2.1 calls beside its model calls, recorded
+            "GET": [
+                ("/api/claude_code/settings", "api.claude_code.settings"),
+                ("/api/claude_code/policy_limits", "api.claude_code.policy_limits"),
+                ("/api/claude_code/organizations/metrics_enabled", "api.claude_code.organizations.metrics_enabled"),
+                ("/api/claude_cli/bootstrap", "api.claude_cli.bootstrap"),
+                ("/api/claude_code_penguin_mode", "api.claude_code_penguin_mode"),
+            ],
+            "POST": [
+                ("/api/event_logging/v2/batch", "api.event_logging.batch"),
+                ("/api/eval/sdk-zAZezfDKGoZuXXKe", "api.eval"),
+            ],
+        }
+    ),
 )
 def test_anthropic_service_endpoints_name_no_model(method: str, path: str, endpoint: str) -> None:
     body = {"model": "claude-opus-4-8", "events": []} if method == "POST" else None

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from tests.support.examples import examples
+from tests.support.grouped_cases import flat_cases
 
 from tollgate.formats.bedrock_invoke import invoke_finish_reason
 from tollgate.formats.bodies.exact import Unreadable
@@ -663,17 +664,23 @@ def test_the_agent_runtimes_operations_are_read(host, method, path, body, expect
 
 @pytest.mark.parametrize(
     ("method", "path", "fault"),
-    [
-        ("GET", "/retrieveAndGenerate", "called with POST"),
-        ("POST", "/sessions/s-1/", "called with DELETE or GET or PUT"),
-        ("POST", "/agents/AGENT12345/agentAliases/ALIAS12345/sessions/s-1/voice", "none of this API's operations"),
-        ("POST", "/Agents/session-7", "is not written 'agents'"),
-        ("POST", "/agents/session-7/", "none of this API's operations"),
-        ("POST", "/retrieveAndGenerate%2F", "not an operation of Bedrock's agent runtime"),
-        ("POST", "/agents//x", "empty segment"),
-        ("POST", "/model/amazon.nova-lite-v1%3A0/converse", "not an operation of Bedrock's agent runtime"),
-        ("POST", "/model-invocation-job", "not an operation of Bedrock's agent runtime"),
-    ],
+    flat_cases(
+        {
+            "GET": [
+                ("/retrieveAndGenerate", "called with POST"),
+            ],
+            "POST": [
+                ("/sessions/s-1/", "called with DELETE or GET or PUT"),
+                ("/agents/AGENT12345/agentAliases/ALIAS12345/sessions/s-1/voice", "none of this API's operations"),
+                ("/Agents/session-7", "is not written 'agents'"),
+                ("/agents/session-7/", "none of this API's operations"),
+                ("/retrieveAndGenerate%2F", "not an operation of Bedrock's agent runtime"),
+                ("/agents//x", "empty segment"),
+                ("/model/amazon.nova-lite-v1%3A0/converse", "not an operation of Bedrock's agent runtime"),
+                ("/model-invocation-job", "not an operation of Bedrock's agent runtime"),
+            ],
+        }
+    ),
 )
 def test_what_the_agent_runtime_does_not_serve_is_refused(method: str, path: str, fault: str) -> None:
     with pytest.raises(Unreadable, match=fault):

@@ -10,6 +10,7 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.grouped_cases import flat_cases
 
 from tollgate.configuration.config import ConfigError, parse_config
 from tollgate.formats.bodies.exact import Unreadable
@@ -87,14 +88,20 @@ def test_the_model_calls_are_read_through_the_envelope() -> None:
 
 @pytest.mark.parametrize(
     ("method", "path", "endpoint"),
-    [
-        ("POST", "/v1internal:loadCodeAssist", "loadCodeAssist"),
-        ("POST", "/v1internal:onboardUser", "onboardUser"),
-        ("POST", "/v1internal:retrieveUserQuota", "retrieveUserQuota"),
-        ("POST", "/v1internal:fetchAdminControls", "fetchAdminControls"),
-        ("GET", "/v1internal:getCodeAssistGlobalUserSetting", "getCodeAssistGlobalUserSetting"),
-        ("GET", "/v1internal/operations/abc", "operations"),
-    ],
+    flat_cases(
+        {
+            "POST": [
+                ("/v1internal:loadCodeAssist", "loadCodeAssist"),
+                ("/v1internal:onboardUser", "onboardUser"),
+                ("/v1internal:retrieveUserQuota", "retrieveUserQuota"),
+                ("/v1internal:fetchAdminControls", "fetchAdminControls"),
+            ],
+            "GET": [
+                ("/v1internal:getCodeAssistGlobalUserSetting", "getCodeAssistGlobalUserSetting"),
+                ("/v1internal/operations/abc", "operations"),
+            ],
+        }
+    ),
 )
 def test_every_other_method_is_a_service_call_with_no_model(method: str, path: str, endpoint: str) -> None:
     c = CODE_ASSIST.classify(method, path, {"cloudaicompanionProject": "p-1"} if method == "POST" else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -238,39 +239,23 @@ def test_gemini_usage_from_object_is_the_stream_element_parser() -> None:
     assert usage_tuple(u) == (1, 2, 3, None, None, None)
 
 
-def test_gemini_error_body_has_no_usage() -> None:
-    body = j({"error": {"code": 400, "message": "x", "status": "INVALID_ARGUMENT"}})
-    assert (
-        usage_tuple(
-            GEMINI.cost.usage(
-                Classification(endpoint="generateContent", wire_format="gemini-generate"), headers(), body
-            )
-        )
-        == EMPTY_USAGE
-    )
-
-
-def test_gemini_usage_wrong_types() -> None:
-    body = j(
-        {"usageMetadata": {"promptTokenCount": "x", "candidatesTokenCount": None}, "candidates": [{"finishReason": 3}]}
-    )
-    assert (
-        usage_tuple(
-            GEMINI.cost.usage(
-                Classification(endpoint="generateContent", wire_format="gemini-generate"), headers(), body
-            )
-        )
-        == EMPTY_USAGE
-    )
-    body = j({"usageMetadata": [1, 2], "candidates": "no"})
-    assert (
-        usage_tuple(
-            GEMINI.cost.usage(
-                Classification(endpoint="generateContent", wire_format="gemini-generate"), headers(), body
-            )
-        )
-        == EMPTY_USAGE
-    )
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param({"error": {"code": 400, "message": "x", "status": "INVALID_ARGUMENT"}}, id="error body"),
+        pytest.param(
+            {
+                "usageMetadata": {"promptTokenCount": "x", "candidatesTokenCount": None},
+                "candidates": [{"finishReason": 3}],
+            },
+            id="wrong types",
+        ),
+        pytest.param({"usageMetadata": [1, 2], "candidates": "no"}, id="wrong shapes"),
+    ],
+)
+def test_gemini_answer_without_usage_it_can_read_has_none(answer: dict[str, Any]) -> None:
+    generate = Classification(endpoint="generateContent", wire_format="gemini-generate")
+    assert usage_tuple(GEMINI.cost.usage(generate, headers(), j(answer))) == EMPTY_USAGE
 
 
 def test_gemini_openai_compatible_usage() -> None:

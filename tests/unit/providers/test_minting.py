@@ -6,6 +6,7 @@ is refused as unreadable)."""
 from __future__ import annotations
 
 import pytest
+from tests.support.grouped_cases import flat_cases
 
 from tollgate.formats.bodies.exact import Unreadable
 from tollgate.providers import PROVIDERS
@@ -15,23 +16,25 @@ SESSION = {"session": {"type": "realtime", "model": "gpt-realtime"}}
 
 @pytest.mark.parametrize(
     ("provider", "host", "path", "body", "endpoint"),
-    [
-        ("openai", "api.openai.com", "/v1/realtime/client_secrets", SESSION, "realtime.client_secrets"),
-        (
-            "openai",
-            "api.openai.com",
-            "/v1/realtime/sessions",
-            {"model": "gpt-4o-realtime-preview"},
-            "realtime.sessions",
-        ),
-        ("openai", "api.openai.com", "/v1/realtime/transcription_sessions", {}, "realtime.transcription_sessions"),
-        ("openai", "api.openai.com", "/v1/chatkit/sessions", {"user": "u"}, "chatkit.sessions"),
-        ("gemini", "generativelanguage.googleapis.com", "/v1alpha/auth_tokens", {"uses": 1}, "auth_tokens"),
-        ("gemini", "generativelanguage.googleapis.com", "/v1/auth_tokens", {}, "auth_tokens"),
-        ("azure", "contoso.openai.azure.com", "/openai/realtimeapi/sessions", {"model": "m"}, "realtimeapi.sessions"),
-        ("azure", "contoso.openai.azure.com", "/openai/v1/realtime/client_secrets", SESSION, "realtime.client_secrets"),
-        ("azure", "contoso.openai.azure.com", "/openai/realtime/sessions", {"model": "m"}, "realtime.sessions"),
-    ],
+    flat_cases(
+        {
+            ("openai", "api.openai.com"): [
+                ("/v1/realtime/client_secrets", SESSION, "realtime.client_secrets"),
+                ("/v1/realtime/sessions", {"model": "gpt-4o-realtime-preview"}, "realtime.sessions"),
+                ("/v1/realtime/transcription_sessions", {}, "realtime.transcription_sessions"),
+                ("/v1/chatkit/sessions", {"user": "u"}, "chatkit.sessions"),
+            ],
+            ("gemini", "generativelanguage.googleapis.com"): [
+                ("/v1alpha/auth_tokens", {"uses": 1}, "auth_tokens"),
+                ("/v1/auth_tokens", {}, "auth_tokens"),
+            ],
+            ("azure", "contoso.openai.azure.com"): [
+                ("/openai/realtimeapi/sessions", {"model": "m"}, "realtimeapi.sessions"),
+                ("/openai/v1/realtime/client_secrets", SESSION, "realtime.client_secrets"),
+                ("/openai/realtime/sessions", {"model": "m"}, "realtime.sessions"),
+            ],
+        }
+    ),
 )
 def test_a_post_that_mints_a_credential_is_marked(provider, host, path, body, endpoint) -> None:
     classification = PROVIDERS[provider].classify_at(host, "POST", path, body)
@@ -41,15 +44,23 @@ def test_a_post_that_mints_a_credential_is_marked(provider, host, path, body, en
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
 @pytest.mark.parametrize(
     ("provider", "host", "path", "endpoint"),
-    [
-        ("openai", "api.openai.com", "/v1/realtime/client_secrets", "realtime.client_secrets"),
-        ("openai", "api.openai.com", "/v1/realtime/sessions", "realtime.sessions"),
-        ("openai", "api.openai.com", "/v1/realtime/transcription_sessions", "realtime.transcription_sessions"),
-        ("openai", "api.openai.com", "/v1/chatkit/sessions", "chatkit.sessions"),
-        ("gemini", "generativelanguage.googleapis.com", "/v1alpha/auth_tokens", "auth_tokens"),
-        ("azure", "contoso.openai.azure.com", "/openai/realtimeapi/sessions", "realtimeapi.sessions"),
-        ("azure", "contoso.openai.azure.com", "/openai/v1/realtime/client_secrets", "realtime.client_secrets"),
-    ],
+    flat_cases(
+        {
+            ("openai", "api.openai.com"): [
+                ("/v1/realtime/client_secrets", "realtime.client_secrets"),
+                ("/v1/realtime/sessions", "realtime.sessions"),
+                ("/v1/realtime/transcription_sessions", "realtime.transcription_sessions"),
+                ("/v1/chatkit/sessions", "chatkit.sessions"),
+            ],
+            ("gemini", "generativelanguage.googleapis.com"): [
+                ("/v1alpha/auth_tokens", "auth_tokens"),
+            ],
+            ("azure", "contoso.openai.azure.com"): [
+                ("/openai/realtimeapi/sessions", "realtimeapi.sessions"),
+                ("/openai/v1/realtime/client_secrets", "realtime.client_secrets"),
+            ],
+        }
+    ),
 )
 def test_a_minting_endpoint_is_marked_whatever_the_method(provider, host, method, path, endpoint) -> None:
     # A server may answer another method as it does POST: the path, not the method, makes the credential.
@@ -61,16 +72,22 @@ def test_a_minting_endpoint_is_marked_whatever_the_method(provider, host, method
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE"])
 @pytest.mark.parametrize(
     ("provider", "path"),
-    [
-        ("openai", "/v1/organization/admin_api_keys"),
-        ("openai", "/v1/organization/admin_api_keys/key_abc"),
-        ("openai", "/v1/organization/projects/proj_abc/service_accounts"),
-        ("openai", "/v1/organization/projects/proj_abc/service_accounts/svc_acct_abc"),
-        ("openai", "/v1/organization/projects/proj_abc/api_keys"),
-        ("openai", "/v1/organization/projects/proj_abc/api_keys/key_abc"),
-        ("anthropic", "/v1/organizations/api_keys"),
-        ("anthropic", "/v1/organizations/api_keys/apikey_01abc"),
-    ],
+    flat_cases(
+        {
+            "openai": [
+                "/v1/organization/admin_api_keys",
+                "/v1/organization/admin_api_keys/key_abc",
+                "/v1/organization/projects/proj_abc/service_accounts",
+                "/v1/organization/projects/proj_abc/service_accounts/svc_acct_abc",
+                "/v1/organization/projects/proj_abc/api_keys",
+                "/v1/organization/projects/proj_abc/api_keys/key_abc",
+            ],
+            "anthropic": [
+                "/v1/organizations/api_keys",
+                "/v1/organizations/api_keys/apikey_01abc",
+            ],
+        }
+    ),
 )
 def test_the_administration_apis_keys_are_marked_whatever_the_method(provider, method, path) -> None:
     host = {"openai": "api.openai.com", "anthropic": "api.anthropic.com"}[provider]
@@ -80,16 +97,24 @@ def test_the_administration_apis_keys_are_marked_whatever_the_method(provider, m
 
 @pytest.mark.parametrize(
     ("provider", "host", "method", "path"),
-    [
-        ("openai", "api.openai.com", "POST", "/v1/chat/completions"),
-        ("openai", "api.openai.com", "POST", "/v1/realtime/calls/rtc_1/hangup"),
-        ("openai", "api.openai.com", "GET", "/v1/organization/projects/proj_abc"),
-        ("openai", "api.openai.com", "GET", "/v1/organization/usage/completions"),
-        ("openai", "api.openai.com", "GET", "/v1/models"),
-        ("anthropic", "api.anthropic.com", "GET", "/v1/organizations/users"),
-        ("gemini", "generativelanguage.googleapis.com", "POST", "/v1beta/cachedContents"),
-        ("gemini", "generativelanguage.googleapis.com", "GET", "/v1beta/cachedContents"),
-    ],
+    flat_cases(
+        {
+            ("openai", "api.openai.com"): [
+                ("POST", "/v1/chat/completions"),
+                ("POST", "/v1/realtime/calls/rtc_1/hangup"),
+                ("GET", "/v1/organization/projects/proj_abc"),
+                ("GET", "/v1/organization/usage/completions"),
+                ("GET", "/v1/models"),
+            ],
+            ("anthropic", "api.anthropic.com"): [
+                ("GET", "/v1/organizations/users"),
+            ],
+            ("gemini", "generativelanguage.googleapis.com"): [
+                ("POST", "/v1beta/cachedContents"),
+                ("GET", "/v1beta/cachedContents"),
+            ],
+        }
+    ),
 )
 def test_other_calls_mint_nothing(provider, host, method, path) -> None:
     assert (
@@ -101,20 +126,30 @@ def test_other_calls_mint_nothing(provider, host, method, path) -> None:
 
 @pytest.mark.parametrize(
     ("provider", "host", "path"),
-    [
-        ("openai", "api.openai.com", "/v1/Realtime/client_secrets"),
-        ("openai", "api.openai.com", "/v1/realtime/Transcription_Sessions"),
-        ("openai", "api.openai.com", "/v1/realtime/client_secrets/"),
-        ("openai", "api.openai.com", "/v1/ChatKit/sessions"),
-        ("gemini", "generativelanguage.googleapis.com", "/v1alpha/Auth_Tokens"),
-        ("gemini", "generativelanguage.googleapis.com", "/v1alpha/authTokens"),
-        ("azure", "contoso.openai.azure.com", "/openai/RealtimeAPI/sessions"),
-        ("azure", "contoso.openai.azure.com", "/openai/realtimeapi/webrtc"),
-        ("azure", "contoso.openai.azure.com", "/openai/v1/Realtime/client_secrets"),
-        ("openai", "api.openai.com", "/v1/organization/Admin_API_Keys"),
-        ("openai", "api.openai.com", "/v1/organization/projects/proj_abc/API_keys"),
-        ("anthropic", "api.anthropic.com", "/v1/organizations/API_Keys"),
-    ],
+    flat_cases(
+        {
+            ("openai", "api.openai.com"): [
+                "/v1/Realtime/client_secrets",
+                "/v1/realtime/Transcription_Sessions",
+                "/v1/realtime/client_secrets/",
+                "/v1/ChatKit/sessions",
+                "/v1/organization/Admin_API_Keys",
+                "/v1/organization/projects/proj_abc/API_keys",
+            ],
+            ("gemini", "generativelanguage.googleapis.com"): [
+                "/v1alpha/Auth_Tokens",
+                "/v1alpha/authTokens",
+            ],
+            ("azure", "contoso.openai.azure.com"): [
+                "/openai/RealtimeAPI/sessions",
+                "/openai/realtimeapi/webrtc",
+                "/openai/v1/Realtime/client_secrets",
+            ],
+            ("anthropic", "api.anthropic.com"): [
+                "/v1/organizations/API_Keys",
+            ],
+        }
+    ),
 )
 def test_another_spelling_is_unreadable(provider, host, path) -> None:
     with pytest.raises(Unreadable):

@@ -33,8 +33,8 @@ WEATHER_SCHEMA = {
 }
 
 
-def sse_events(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
-    """A written stream as (event name, data) pairs, checking each event's framing on the way."""
+def sse_events(raw: bytes) -> list[dict[str, Any]]:
+    """A written stream's events' data, checking each event's framing on the way (named by its type)."""
     out = []
     for block in raw.decode().split("\n\n")[:-1]:
         name, data = block.split("\n")
@@ -42,13 +42,14 @@ def sse_events(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
         assert data.startswith("data: ")
         payload = json.loads(data[6:])
         assert payload["type"] == name[7:]
-        out.append((name[7:], payload))
+        out.append(payload)
     assert raw.endswith(b"\n\n") or not raw
     return out
 
 
-def stream_of(*events: tuple[str, dict[str, Any]]) -> bytes:
-    return b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events)
+def stream_of(*events: dict[str, Any]) -> bytes:
+    """A stream of `events` as Anthropic writes it, each event named by its type."""
+    return b"".join(f"event: {data['type']}\ndata: {json.dumps(data)}\n\n".encode() for data in events)
 
 
 def read_all(raw: bytes) -> list[chat.StreamEvent]:
@@ -630,97 +631,61 @@ def test_reads_odd_answers_without_crashing() -> None:
 
 
 DOCS_TOOL_STREAM = stream_of(
-    (
-        "message_start",
-        {
-            "type": "message_start",
-            "message": {
-                "id": "msg_014p7gG3wDgGV9EUtLvnow3U",
-                "type": "message",
-                "role": "assistant",
-                "model": "claude-opus-4-6",
-                "stop_sequence": None,
-                "usage": {"input_tokens": 472, "cache_read_input_tokens": 100, "output_tokens": 2},
-                "content": [],
-                "stop_reason": None,
-            },
+    {
+        "type": "message_start",
+        "message": {
+            "id": "msg_014p7gG3wDgGV9EUtLvnow3U",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-opus-4-6",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 472, "cache_read_input_tokens": 100, "output_tokens": 2},
+            "content": [],
+            "stop_reason": None,
         },
-    ),
-    (
-        "content_block_start",
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
-    ),
-    (
-        "content_block_delta",
-        {
-            "type": "content_block_delta",
-            "index": 0,
-            "delta": {"type": "thinking_delta", "thinking": "Weather: use the tool."},
+    },
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
+    {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "thinking_delta", "thinking": "Weather: use the tool."},
+    },
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "EqQBCgIYAhIM"}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+    {"type": "ping"},
+    {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Okay"}},
+    {"type": "content_block_delta", "index": 1, "delta": {"type": "citations_delta", "citation": {}}},
+    {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": ", let's check."}},
+    {"type": "content_block_stop", "index": 1},
+    {
+        "type": "content_block_start",
+        "index": 2,
+        "content_block": {
+            "type": "tool_use",
+            "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6",
+            "name": "get_weather",
+            "input": {},
         },
-    ),
-    (
-        "content_block_delta",
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "EqQBCgIYAhIM"}},
-    ),
-    ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-    ("content_block_start", {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}}),
-    ("ping", {"type": "ping"}),
-    (
-        "content_block_delta",
-        {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Okay"}},
-    ),
-    (
-        "content_block_delta",
-        {"type": "content_block_delta", "index": 1, "delta": {"type": "citations_delta", "citation": {}}},
-    ),
-    (
-        "content_block_delta",
-        {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": ", let's check."}},
-    ),
-    ("content_block_stop", {"type": "content_block_stop", "index": 1}),
-    (
-        "content_block_start",
-        {
-            "type": "content_block_start",
-            "index": 2,
-            "content_block": {
-                "type": "tool_use",
-                "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6",
-                "name": "get_weather",
-                "input": {},
-            },
-        },
-    ),
-    (
-        "content_block_delta",
-        {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": ""}},
-    ),
-    (
-        "content_block_delta",
-        {
-            "type": "content_block_delta",
-            "index": 2,
-            "delta": {"type": "input_json_delta", "partial_json": '{"location":'},
-        },
-    ),
-    (
-        "content_block_delta",
-        {
-            "type": "content_block_delta",
-            "index": 2,
-            "delta": {"type": "input_json_delta", "partial_json": ' "San Francisco, CA"}'},
-        },
-    ),
-    ("content_block_stop", {"type": "content_block_stop", "index": 2}),
-    (
-        "message_delta",
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-            "usage": {"output_tokens": 89},
-        },
-    ),
-    ("message_stop", {"type": "message_stop"}),
+    },
+    {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": ""}},
+    {
+        "type": "content_block_delta",
+        "index": 2,
+        "delta": {"type": "input_json_delta", "partial_json": '{"location":'},
+    },
+    {
+        "type": "content_block_delta",
+        "index": 2,
+        "delta": {"type": "input_json_delta", "partial_json": ' "San Francisco, CA"}'},
+    },
+    {"type": "content_block_stop", "index": 2},
+    {
+        "type": "message_delta",
+        "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+        "usage": {"output_tokens": 89},
+    },
+    {"type": "message_stop"},
 )
 
 DOCS_TOOL_STREAM_EVENTS: list[chat.StreamEvent] = [
@@ -758,50 +723,32 @@ def test_reading_does_not_depend_on_the_cuts(cuts: list[int]) -> None:
 
 def test_reads_usage_updates_and_errors_in_a_stream() -> None:
     raw = stream_of(
-        (
-            "message_start",
-            {
-                "type": "message_start",
-                "message": {
-                    "id": "msg_1",
-                    "model": "m",
-                    "usage": {"input_tokens": 10, "cache_creation_input_tokens": 5, "output_tokens": 1},
-                },
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_1",
+                "model": "m",
+                "usage": {"input_tokens": 10, "cache_creation_input_tokens": 5, "output_tokens": 1},
             },
-        ),
-        (
-            "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": "Hi"}},
-        ),
-        (
-            "content_block_start",
-            {"type": "content_block_start", "index": 1, "content_block": {"type": "redacted_thinking", "data": "abc"}},
-        ),
-        (
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 2,
-                "content_block": {"type": "web_search_tool_result", "content": []},
-            },
-        ),
-        (
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 3,
-                "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {"a": 1}},
-            },
-        ),
-        (
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "stop_sequence", "stop_sequence": "END"},
-                "usage": {"input_tokens": 12, "output_tokens": 30},
-            },
-        ),
-        ("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        },
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": "Hi"}},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "redacted_thinking", "data": "abc"}},
+        {
+            "type": "content_block_start",
+            "index": 2,
+            "content_block": {"type": "web_search_tool_result", "content": []},
+        },
+        {
+            "type": "content_block_start",
+            "index": 3,
+            "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {"a": 1}},
+        },
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "stop_sequence", "stop_sequence": "END"},
+            "usage": {"input_tokens": 12, "output_tokens": 30},
+        },
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
     )
     assert read_all(raw) == [
         chat.Started("msg_1", "m"),
@@ -841,89 +788,56 @@ def test_writes_a_stream_exactly() -> None:
     raw = write_all(events)
     assert raw.startswith(b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_chatcmpl-1",')
     assert sse_events(raw) == [
-        (
-            "message_start",
-            {
-                "type": "message_start",
-                "message": {
-                    "id": "msg_chatcmpl-1",
-                    "type": "message",
-                    "role": "assistant",
-                    "model": "gpt-x",
-                    "content": [],
-                    "stop_reason": None,
-                    "stop_sequence": None,
-                    "usage": {"input_tokens": 0, "output_tokens": 0},
-                },
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_chatcmpl-1",
+                "type": "message",
+                "role": "assistant",
+                "model": "gpt-x",
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 0, "output_tokens": 0},
             },
-        ),
-        (
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "thinking", "thinking": "", "signature": ""},
-            },
-        ),
-        (
-            "content_block_delta",
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hmm"}},
-        ),
-        (
-            "content_block_delta",
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "sig"}},
-        ),
-        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        (
-            "content_block_start",
-            {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
-        ),
-        (
-            "content_block_delta",
-            {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Hel"}},
-        ),
-        (
-            "content_block_delta",
-            {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "lo"}},
-        ),
-        ("content_block_stop", {"type": "content_block_stop", "index": 1}),
-        (
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 2,
-                "content_block": {"type": "tool_use", "id": "call_1", "name": "f", "input": {}},
-            },
-        ),
-        (
-            "content_block_delta",
-            {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": '{"a":'}},
-        ),
-        (
-            "content_block_delta",
-            {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "1}"}},
-        ),
-        ("content_block_stop", {"type": "content_block_stop", "index": 2}),
-        (
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-                "usage": {"input_tokens": 15, "cache_read_input_tokens": 5, "output_tokens": 7},
-            },
-        ),
-        ("message_stop", {"type": "message_stop"}),
+        },
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+        },
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hmm"}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "sig"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Hel"}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "lo"}},
+        {"type": "content_block_stop", "index": 1},
+        {
+            "type": "content_block_start",
+            "index": 2,
+            "content_block": {"type": "tool_use", "id": "call_1", "name": "f", "input": {}},
+        },
+        {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": '{"a":'}},
+        {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "1}"}},
+        {"type": "content_block_stop", "index": 2},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+            "usage": {"input_tokens": 15, "cache_read_input_tokens": 5, "output_tokens": 7},
+        },
+        {"type": "message_stop"},
     ]
 
 
 def test_a_stream_without_start_or_content_is_still_whole() -> None:
     raw = write_all([chat.Finished("length")], chat.ChatRequest(model="claude-x", messages=[]))
-    names = [name for name, _ in sse_events(raw)]
+    names = [data["type"] for data in sse_events(raw)]
     assert names == ["message_start", "message_delta", "message_stop"]
-    start = sse_events(raw)[0][1]["message"]
+    start = sse_events(raw)[0]["message"]
     assert start["id"].startswith("msg_")
     assert start["model"] == "claude-x"
-    assert sse_events(raw)[1][1]["delta"] == {"stop_reason": "max_tokens", "stop_sequence": None}
+    assert sse_events(raw)[1]["delta"] == {"stop_reason": "max_tokens", "stop_sequence": None}
 
 
 def test_a_tool_call_without_id_gets_one() -> None:
@@ -935,7 +849,7 @@ def test_a_tool_call_without_id_gets_one() -> None:
             chat.Finished("tool_calls"),
         ]
     )
-    assert sse_events(raw)[1][1]["content_block"] == {
+    assert sse_events(raw)[1]["content_block"] == {
         "type": "tool_use",
         "id": "toolu_resp_1_0",
         "name": "f",
@@ -948,10 +862,7 @@ def test_a_failed_stream_ends_in_an_error_event() -> None:
     out = writer.write(chat.Started("msg_1", "m")) + writer.write(chat.TextDelta("x"))
     out += writer.write(chat.Failed(chat.ChatError(429, "rate_limit", "slow down")))
     out += writer.write(chat.TextDelta("more")) + writer.end()
-    assert sse_events(out)[-1] == (
-        "error",
-        {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}},
-    )
+    assert sse_events(out)[-1] == {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
 
 
 def test_the_documented_stream_round_trips() -> None:
@@ -1077,7 +988,7 @@ def test_bedrock_exceptions_become_anthropic_errors(
     }
     out = unwrapper.feed(invoke_chunk(first) + exception(exception_type, "It broke"))
     error = {"type": "error", "error": {"type": error_type, "message": "It broke"}}
-    assert sse_events(out)[-1] == ("error", error)
+    assert sse_events(out)[-1] == error
     assert read_all(out)[-1] == chat.Failed(chat.ChatError(status, kind, "It broke"))  # type: ignore[arg-type]
 
 
@@ -1086,9 +997,7 @@ def test_bedrock_oddities() -> None:
     other = aws_event("metadata", {"x": 1}) + frame(
         {":message-type": "error", ":error-code": "Oops", ":error-message": "bad"}, b""
     )
-    assert sse_events(unwrapper.feed(other)) == [
-        ("error", {"type": "error", "error": {"type": "api_error", "message": "bad"}})
-    ]
+    assert sse_events(unwrapper.feed(other)) == [{"type": "error", "error": {"type": "api_error", "message": "bad"}}]
     spaced = aws_event("chunk", {"bytes": base64.b64encode(b'{\n "type": "ping"\n}').decode()})
     assert unwrapper.feed(spaced) == b'event: ping\ndata: {"type":"ping"}\n\n'
     assert unwrapper.feed(aws_event("chunk", {"bytes": "!!notbase64"})) == b""
@@ -1131,8 +1040,8 @@ def test_a_stream_seals_another_providers_signatures() -> None:
         chat.Finished("stop"),
     ]
     written = sse_events(write_all(events))
-    deltas = [data["delta"] for name, data in written if name == "content_block_delta"]
-    blocks = [data["content_block"] for name, data in written if name == "content_block_start"]
+    deltas = [data["delta"] for data in written if data["type"] == "content_block_delta"]
+    blocks = [data["content_block"] for data in written if data["type"] == "content_block_start"]
     assert {"type": "signature_delta", "signature": chat.seal("c2ln", "gemini-generate")} in deltas
     assert {"type": "signature_delta", "signature": "EqQB"} in deltas
     assert {"type": "redacted_thinking", "data": chat.seal("cmVk", "bedrock-converse")} in blocks

@@ -28,6 +28,7 @@ from support.answer_guards import (
 )
 from support.counted_scans import counting_feeds
 from support.examples import examples
+from support.guard_reads import fed_in_reads
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
 from tollgate.formats.answer_reading.events import WAITING_BYTES
 from tollgate.formats.openai_chat.answer_guard import ChatAnswerGuard, denied_event, guard_chat_json
@@ -73,10 +74,7 @@ def answer_events(text: str, arguments: str, size: int) -> list[dict[str, Any]]:
 
 def guarded(found: AnswerDetectors, data: bytes, cut: int) -> tuple[bytes, ChatAnswerGuard]:
     guard = ChatAnswerGuard(found)
-    out = b""
-    for piece in (data[i : i + cut] for i in range(0, len(data), cut)):
-        out += guard.feed(piece)
-    return out + guard.flush(), guard
+    return fed_in_reads(guard, data, cut), guard
 
 
 def reassembled(data: bytes) -> tuple[dict[tuple[int, str], str], list[Any]]:

@@ -30,6 +30,7 @@ from support.answer_guards import (
     stopped_before,
     strings,
 )
+from support.guard_reads import fed_in_reads
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, crc_token
 from tollgate.calls.call import Call, Route
 from tollgate.configuration.config import parse_config
@@ -74,8 +75,7 @@ def answer_events(texts: list[str], pieces: list[list[int]] | None = None) -> li
 
 def guarded(found: AnswerDetectors, data: bytes, read: int) -> tuple[bytes, CompletionsAnswerGuard]:
     guard = CompletionsAnswerGuard(found)
-    out = b"".join(guard.feed(data[i : i + read]) for i in range(0, len(data), read))
-    return out + guard.flush(), guard
+    return fed_in_reads(guard, data, read), guard
 
 
 def parsed(data: bytes) -> list[Any]:

@@ -31,6 +31,7 @@ from support.answer_guards import (
 )
 from support.counted_scans import counting_feeds
 from support.examples import QUICK
+from support.guard_reads import fed_in_reads
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
 from tollgate.formats import CODE_ASSIST, GEMINI_GENERATE, OPENAI_CHAT
 from tollgate.formats.answer_reading.events import WAITING_BYTES
@@ -64,10 +65,7 @@ def guarded(
     found: AnswerDetectors, data: bytes, read: int, envelope: str | None = None
 ) -> tuple[bytes, GeminiAnswerGuard]:
     guard = GeminiAnswerGuard(found, envelope)
-    out = b""
-    for piece in (data[i : i + read] for i in range(0, len(data), read)):
-        out += guard.feed(piece)
-    return out + guard.flush(), guard
+    return fed_in_reads(guard, data, read), guard
 
 
 def items_of(data: bytes) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from support.answer_guards import (
     drawn,
 )
 from support.counted_scans import counting_feeds
+from support.guard_reads import fed_in_reads
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
 from tollgate.formats import (
     ANTHROPIC_MESSAGES,
@@ -114,11 +115,6 @@ def frames(events: list[dict[str, Any]]) -> bytes:
     return b"".join(eventstream.invoke_chunk(e) for e in events)
 
 
-def guarded(guard: MessagesAnswerGuard, data: bytes, read: int) -> bytes:
-    out = b"".join(guard.feed(data[i : i + read]) for i in range(0, len(data), read))
-    return out + guard.flush()
-
-
 def sse_events(data: bytes) -> list[dict[str, Any]]:
     """The events an SDK reads, each's name its object's type."""
     out = []
@@ -178,7 +174,7 @@ def test_a_streamed_answer_is_redacted_in_its_own_events_however_split(guard, wr
     data = write(events)
     for read in (1, 5, 64, len(data)):
         g = guard(compiled("redact"))
-        out = guarded(g, data, read)
+        out = fed_in_reads(g, data, read)
         got = reassembled(read_back(out))
         assert (
             got[(1, "text")] == "Mail [REDACTED:pii.email] with the token [REDACTED:secrets.github_token], then stop."
@@ -206,7 +202,7 @@ def test_a_clean_stream_comes_through_byte_for_byte(guard, write, read_back) -> 
     data = write(events)
     for read in (1, 9, len(data)):
         g = guard(WITH_OWN_KEYS)
-        assert guarded(g, data, read) == data
+        assert fed_in_reads(g, data, read) == data
         assert g.counts == {}
 
 
@@ -227,9 +223,9 @@ def test_a_clean_stream_split_anywhere_comes_through_byte_for_byte(
     guard, write = (BedrockMessagesGuard, frames) if bedrock else (MessagesAnswerGuard, sse)
     data = write(events)
     whole = guard(WITH_OWN_KEYS)
-    assume(guarded(whole, data, len(data)) == data and not whole.counts)  # digits that make a value are not clean
+    assume(fed_in_reads(whole, data, len(data)) == data and not whole.counts)  # digits that make a value are not clean
     g = guard(WITH_OWN_KEYS)
-    assert guarded(g, data, read) == data
+    assert fed_in_reads(g, data, read) == data
     assert g.counts == {}
 
 
@@ -254,12 +250,12 @@ def test_each_kind_split_at_every_offset_across_events_and_reads_never_goes_on(k
         data = sse(message([text_block(0, [text[:at], text[at:]])]))
         reads = (len(data), 7, 1) if at == len(text) // 2 else (len(data), 7) if at % 8 == 0 else (len(data),)
         for read in reads:
-            out = guarded(MessagesAnswerGuard(compiled("redact")), data, read)
+            out = fed_in_reads(MessagesAnswerGuard(compiled("redact")), data, read)
             assert value.encode() not in out, (at, read)
             assert reassembled(sse_events(out)) == {(0, "text"): redacted}
     data = sse(message([text_block(0, pieces_of(text, 3))]))
     for read in range(1, 41):
-        out = guarded(MessagesAnswerGuard(compiled("redact")), data, read)
+        out = fed_in_reads(MessagesAnswerGuard(compiled("redact")), data, read)
         assert value.encode() not in out, read
         assert reassembled(sse_events(out)) == {(0, "text"): redacted}
 
@@ -270,7 +266,7 @@ def test_a_value_cut_at_every_offset_across_events_never_goes_on(kind: str) -> N
     text, value = answer_of(kind)
     for at in range(len(text) + 1):
         data = sse(message([text_block(0, [text[:at], text[at:]])]))
-        out = guarded(MessagesAnswerGuard(compiled("redact")), data, len(data))
+        out = fed_in_reads(MessagesAnswerGuard(compiled("redact")), data, len(data))
         assert value.encode() not in out, at
         assert reassembled(sse_events(out)) == {(0, "text"): text.replace(value, f"[REDACTED:{kind}]")}
 
@@ -292,14 +288,14 @@ def test_a_value_in_tool_input_or_thinking_split_anywhere_never_goes_on(
     guard, write, read_back = (BedrockMessagesGuard, frames, frame_events) if bedrock else (MessagesAnswerGuard, sse, sse_events)  # fmt: skip
     data = write(message([tool_block(0, cut_at(arguments, cuts))]))
     g = guard(compiled("redact"))
-    out = guarded(g, data, read)
+    out = fed_in_reads(g, data, read)
     assert value.encode() not in out
     given_input = json.loads(reassembled(read_back(out))[(0, "partial_json")])
     assert given_input["note"] == "see" and f"[REDACTED:{kind}]" in given_input["cmd"]
     thought = "First: " + context.format(value)
     data = write(message([thinking_block(0, cut_at(thought, cuts)), text_block(1, ["after"])]))
     g = guard(compiled("redact"))
-    out = guarded(g, data, read)
+    out = fed_in_reads(g, data, read)
     assert g.denied == kind
     events = read_back(out)
     assert thought.startswith(reassembled(events).get((0, "thinking"), ""))
@@ -312,7 +308,7 @@ def test_a_value_to_deny_ends_the_stream_with_an_error_event() -> None:
     text = f"Sure, the key is {TOKEN} and more."
     data = sse(message([text_block(0, pieces_of(text, 5)), text_block(1, ["never sent"])]))
     g = MessagesAnswerGuard(compiled("deny"))
-    out = guarded(g, data, 11)
+    out = fed_in_reads(g, data, 11)
     events = sse_events(out)
     assert g.denied == "secrets.github_token"
     assert reassembled(events) == {(0, "text"): "Sure, the key is "}
@@ -330,7 +326,7 @@ def test_a_value_to_deny_ends_the_stream_with_an_error_event() -> None:
 def test_a_denied_bedrock_stream_ends_with_an_exception_frame() -> None:
     text = f"the key {AWS_KEY_ID} follows"
     g = BedrockMessagesGuard(compiled("deny"))
-    out = guarded(g, frames(message([text_block(0, pieces_of(text, 4))])), 13)
+    out = fed_in_reads(g, frames(message([text_block(0, pieces_of(text, 4))])), 13)
     events = frame_events(out)
     assert reassembled(events) == {(0, "text"): "the key "}
     assert events[-1] == {
@@ -344,17 +340,17 @@ def test_thinking_is_never_changed_a_value_there_is_denied_and_redacted_thinking
     thought = f"The file holds {AWS_KEY_ID}, which I must not repeat."
     data = sse(message([thinking_block(0, pieces_of(thought, 6)), text_block(1, ["Done."])]))
     g = MessagesAnswerGuard(compiled("redact"))
-    out = guarded(g, data, 17)
+    out = fed_in_reads(g, data, 17)
     assert g.denied == "secrets.aws_access_key_id" and g.counts == {"secrets.aws_access_key_id": 1}
     assert reassembled(sse_events(out)) == {(0, "thinking"): "The file holds "}
     assert sse_events(out)[-1]["type"] == "error"
     # Audited only, a value in thinking is counted and goes on.
     audited = MessagesAnswerGuard(compiled("audit"))
-    assert guarded(audited, data, 17) == data and audited.counts == {"secrets.aws_access_key_id": 1}
+    assert fed_in_reads(audited, data, 17) == data and audited.counts == {"secrets.aws_access_key_id": 1}
     # Redacted thinking is encrypted: not read, whatever it looks like.
     opaque = sse(message([[start(0, {"type": "redacted_thinking", "data": f"Eo{AWS_KEY_ID}=="}), stop(0)]]))
     g = MessagesAnswerGuard(compiled("deny"))
-    assert guarded(g, opaque, 7) == opaque and g.denied is None
+    assert fed_in_reads(g, opaque, 7) == opaque and g.denied is None
 
 
 def test_what_a_block_gives_whole_is_read_at_once() -> None:
@@ -365,34 +361,34 @@ def test_what_a_block_gives_whole_is_read_at_once() -> None:
                                                      "document_index": 0, "start_char_index": 0, "end_char_index": 9})  # fmt: skip
     events = message([[start(0, {"type": "text", "text": "", "citations": []}), citation, stop(0)], [result, stop(1)]])
     g = MessagesAnswerGuard(compiled("redact"))
-    out = sse_events(guarded(g, sse(events), 10))
+    out = sse_events(fed_in_reads(g, sse(events), 10))
     assert out[2]["delta"]["citation"]["cited_text"] == "mail [REDACTED:pii.email]"
     assert out[4]["content_block"]["content"][0]["text"] == "password row: [REDACTED:pii.email]"
     assert out[4]["content_block"]["tool_use_id"] == "mcptoolu_1"
     assert g.counts == {"pii.email": 2}
     g = MessagesAnswerGuard(compiled("deny"))
-    out = sse_events(guarded(g, sse(events), 10))
+    out = sse_events(fed_in_reads(g, sse(events), 10))
     assert [e["type"] for e in out] == ["message_start", "content_block_start", "error"]
 
 
 def test_an_event_that_cannot_be_read_stops_the_stream() -> None:
     data = sse(message([text_block(0, ["Hello "])])).replace(b'"text": "Hello "', b'"text": 7')
     g = MessagesAnswerGuard(compiled("redact"))
-    out = guarded(g, data, 1000)
+    out = fed_in_reads(g, data, 1000)
     assert g.denied == "unread" and sse_events(out)[-1]["error"]["type"] == "permission_error"
     broken = b"event: content_block_delta\ndata: {not json\n\n"
     g = MessagesAnswerGuard(compiled("redact"))
-    assert sse_events(guarded(g, broken, 1000))[-1]["type"] == "error"
+    assert sse_events(fed_in_reads(g, broken, 1000))[-1]["type"] == "error"
     frame = frames([event("ping")])
     g = BedrockMessagesGuard(compiled("redact"))
-    out = guarded(g, frame[:-1] + bytes([frame[-1] ^ 1]), 1000)  # its CRC broken
+    out = fed_in_reads(g, frame[:-1] + bytes([frame[-1] ^ 1]), 1000)  # its CRC broken
     assert g.denied == "unread" and frame_events(out)[-1]["exception"] == "validationException"
 
 
 def test_an_upstreams_exception_frame_goes_on_as_it_came() -> None:
     data = frames(message([text_block(0, ["Hi "])])[:3]) + eventstream.exception("throttlingException", "slow down")
     g = BedrockMessagesGuard(compiled("redact"))
-    assert guarded(g, data, 7) == data
+    assert fed_in_reads(g, data, 7) == data
 
 
 def test_a_whole_answer_is_served_redacted_or_refused() -> None:
@@ -480,7 +476,7 @@ def test_at_a_deny_nothing_after_the_values_event_goes(guard, write, read_back, 
     came after it, does not go before the error (nor anything else after the value's event)."""
     thought = f"The token is {TOKEN}"
     g = guard(compiled("deny"))
-    out = guarded(g, write(message([thinking_block(0, pieces_of(thought, 6)), text_block(1, ["Done."])])), read)
+    out = fed_in_reads(g, write(message([thinking_block(0, pieces_of(thought, 6)), text_block(1, ["Done."])])), read)
     events = read_back(out)
     assert g.denied == "secrets.github_token"
     assert reassembled(events) == {(0, "thinking"): "The token is "}
@@ -513,7 +509,7 @@ def test_a_delta_of_a_type_not_known_that_carries_text_stops_the_stream(
     future = [delta(0, "prose_delta", prose=text[:at]), delta(0, "prose_delta", prose=text[at:])]
     data = write(message([[start(0, {"type": "text", "text": ""}), *future, stop(0)]]))
     g = guard(compiled("redact"))
-    out = guarded(g, data, read)
+    out = fed_in_reads(g, data, read)
     assert g.denied == "unread" and value.encode() not in out
     events = read_back(out)
     assert [e.get("type") for e in events[:2]] == ["message_start", "content_block_start"]
@@ -521,7 +517,7 @@ def test_a_delta_of_a_type_not_known_that_carries_text_stops_the_stream(
     assert events[-1].get("type") == "error" or events[-1].get("exception") == "validationException"
     empty = write(message([[start(0, {"type": "text", "text": ""}), delta(0, "pause_delta", ms=5), stop(0)]]))
     g = guard(compiled("redact"))
-    assert guarded(g, empty, read) == empty and g.denied is None
+    assert fed_in_reads(g, empty, read) == empty and g.denied is None
 
 
 def test_an_event_of_a_type_not_known_that_carries_text_stops_the_stream() -> None:
@@ -531,11 +527,11 @@ def test_an_event_of_a_type_not_known_that_carries_text_stops_the_stream() -> No
     legacy = [{"completion": f"The key is {AWS_KEY_ID[:8]}", "stop_reason": None},
               {"completion": AWS_KEY_ID[8:], "stop_reason": "stop_sequence"}]  # fmt: skip
     g = BedrockMessagesGuard(compiled("redact"))
-    out = guarded(g, frames(legacy), 13)
+    out = fed_in_reads(g, frames(legacy), 13)
     assert g.denied == "unread" and frame_events(out) == [{"exception": "validationException", "message": ANY_MESSAGE}]
     news = sse([*message([text_block(0, ["Hi"])])[:4], event("message_note", note=f"mail {EMAIL}")])
     g = MessagesAnswerGuard(compiled("redact"))
-    out = guarded(g, news, 9)
+    out = fed_in_reads(g, news, 9)
     assert g.denied == "unread" and EMAIL.encode() not in out
     assert [e["type"] for e in sse_events(out)] == [
         "message_start",
@@ -546,7 +542,7 @@ def test_an_event_of_a_type_not_known_that_carries_text_stops_the_stream() -> No
     ]
     quiet = sse([event("ping"), event("message_heartbeat", id="hb_1"), *message([text_block(0, ["Hi"])])])
     g = MessagesAnswerGuard(compiled("deny"))
-    assert guarded(g, quiet, 9) == quiet and g.denied is None
+    assert fed_in_reads(g, quiet, 9) == quiet and g.denied is None
 
 
 ANY_MESSAGE = "The answer was stopped: it carries what a guardrail denies (unread)."
@@ -559,7 +555,7 @@ def test_a_message_delta_is_read() -> None:
                  usage={"output_tokens": 4111111111111111})  # fmt: skip
     data = sse([*message([text_block(0, ["Hi"])])[:-2], last, event("message_stop")])
     g = MessagesAnswerGuard(compiled("redact"))
-    out = sse_events(guarded(g, data, 11))
+    out = sse_events(fed_in_reads(g, data, 11))
     assert out[-2]["delta"]["stop_sequence"] == "END [REDACTED:pii.email]"
     assert out[-2]["usage"] == {"output_tokens": 4111111111111111} and g.counts == {"pii.email": 1}
 
@@ -568,11 +564,11 @@ def test_a_text_or_thinking_block_whose_text_is_not_a_string_stops_the_stream() 
     for kind in ("text", "thinking"):
         data = sse(message([[start(0, {"type": kind, kind: {"note": f"mail {EMAIL}"}}), stop(0)]]))
         g = MessagesAnswerGuard(compiled("redact"))
-        out = guarded(g, data, 1000)
+        out = fed_in_reads(g, data, 1000)
         assert g.denied == "unread" and EMAIL.encode() not in out, kind
     begun = sse([event("message_start", message={"type": "message", "content": [f"mail {EMAIL}"]})])
     g = MessagesAnswerGuard(compiled("redact"))
-    assert EMAIL.encode() not in guarded(g, begun, 1000) and g.denied == "unread"
+    assert EMAIL.encode() not in fed_in_reads(g, begun, 1000) and g.denied == "unread"
 
 
 @pytest.mark.parametrize(("guard", "write", "read_back"), STREAMS)
@@ -581,12 +577,12 @@ def test_a_delta_to_a_block_that_ended_stops_the_stream(guard, write, read_back)
     its text) would carry the rest of a value unread. The stream stops before it."""
     late = [*text_block(0, [f"Key {AWS_KEY_ID[:10]}"]), delta(0, "text_delta", text=AWS_KEY_ID[10:])]
     g = guard(compiled("redact"))
-    out = guarded(g, write(message([late])), 1000)
+    out = fed_in_reads(g, write(message([late])), 1000)
     assert g.denied == "unread"
     assert AWS_KEY_ID[10:].encode() not in out
     again = [*text_block(0, ["one"]), *text_block(0, ["two"])]
     g = guard(compiled("redact"))
-    guarded(g, write(message([again])), 7)
+    fed_in_reads(g, write(message([again])), 7)
     assert g.denied == "unread"
 
 
@@ -599,16 +595,16 @@ def test_a_compaction_is_signed_never_changed() -> None:
     assert guard_messages_json(compiled("redact"), body) == (body, "pii.email", {"pii.email": 1})
     data = sse(message([[start(0, block), stop(0)]]))
     g = MessagesAnswerGuard(compiled("redact"))
-    out = guarded(g, data, 1000)
+    out = fed_in_reads(g, data, 1000)
     assert g.denied == "pii.email" and EMAIL.encode() not in out
     streamed = [start(0, {"type": "compaction", "content": None}),
                 delta(0, "compaction_delta", content=summary, encrypted_content="Eo12"), stop(0)]  # fmt: skip
     g = MessagesAnswerGuard(compiled("redact"))
-    out = guarded(g, sse(message([streamed])), 1000)
+    out = fed_in_reads(g, sse(message([streamed])), 1000)
     assert g.denied == "pii.email" and EMAIL.encode() not in out
     g = MessagesAnswerGuard(compiled("audit"))
     clean = sse(message([streamed]))
-    assert guarded(g, clean, 1000) == clean and g.counts == {"pii.email": 1}
+    assert fed_in_reads(g, clean, 1000) == clean and g.counts == {"pii.email": 1}
 
 
 def test_a_whole_answer_of_another_shape_is_read_whole() -> None:
@@ -634,14 +630,14 @@ def test_what_a_blocks_or_the_messages_end_carries_is_read() -> None:
     last = event("message_stop", **{"amazon-bedrock-trace": trace, "amazon-bedrock-invocationMetrics": metrics})
     data = frames([*message([text_block(0, [f"Key {AWS_KEY_ID[:6]}", f"{AWS_KEY_ID[6:]}."])])[:-1], last])
     g = BedrockMessagesGuard(compiled("redact"))
-    out = guarded(g, data, 9)
+    out = fed_in_reads(g, data, 9)
     assert AWS_KEY_ID.encode() not in out and g.denied is None
     events = frame_events(out)
     assert events[-1]["amazon-bedrock-trace"] == {"guardrail": {"modelOutput": [f"Key {REDACTED_AWS}."]}}
     assert events[-1]["amazon-bedrock-invocationMetrics"] == metrics
     assert reassembled(events) == {(0, "text"): f"Key {REDACTED_AWS}."}
     g = BedrockMessagesGuard(compiled("deny"))
-    guarded(g, frames([*message([text_block(0, ["Hi"])])[:-1], last]), 9)
+    fed_in_reads(g, frames([*message([text_block(0, ["Hi"])])[:-1], last]), 9)
     assert g.denied == "secrets.aws_access_key_id"
 
 
@@ -658,7 +654,7 @@ def test_a_translated_answer_whose_parallel_calls_interleave_is_read_and_redacte
                ToolCallDelta(0, AWS_KEY_ID[8:] + '"}'), ToolCallDelta(1, AWS_KEY_ID[5:] + '"}')]  # fmt: skip
     data = b"".join(writer.write(e) for e in written) + writer.end()
     g = MessagesAnswerGuard(compiled("redact"))
-    out = guarded(g, data, 7)
+    out = fed_in_reads(g, data, 7)
     assert g.denied is None and AWS_KEY_ID[8:].encode() not in out
     assert reassembled(sse_events(out)) == {
         (0, "partial_json"): '{"x": "' + REDACTED_AWS + '"}',

@@ -31,6 +31,7 @@ from support.answer_guards import (
     strings,
 )
 from support.counted_scans import counting_feeds
+from support.guard_reads import fed_in_reads
 from support.guardrail_samples import EMAIL, crc_token
 from tollgate.calls.call import Call, Route
 from tollgate.configuration.config import parse_config
@@ -106,10 +107,7 @@ def sse(events: list[dict[str, Any]]) -> bytes:
 
 def guarded(found: AnswerDetectors, data: bytes, read: int) -> tuple[bytes, ResponsesAnswerGuard]:
     guard = ResponsesAnswerGuard(found)
-    out = b""
-    for piece in (data[i : i + read] for i in range(0, len(data), read)):
-        out += guard.feed(piece)
-    return out + guard.flush(), guard
+    return fed_in_reads(guard, data, read), guard
 
 
 def parsed(data: bytes) -> list[dict[str, Any]]:

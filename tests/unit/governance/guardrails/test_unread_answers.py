@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests.support.grouped_cases import flat_cases
 
 from tollgate.configuration.config import parse_config
 from tollgate.configuration.runtime import Loaded
@@ -132,44 +133,54 @@ def test_a_call_asking_for_alternatives_to_each_token(
 # What the real agents call beside their model calls, at start-up and for their housekeeping.
 @pytest.mark.parametrize(
     ("provider", "method", "path"),
-    [
-        ("chatgpt", "GET", "/backend-api/codex/models"),
-        ("chatgpt", "POST", "/backend-api/codex/analytics-events/events"),
-        ("chatgpt", "GET", "/backend-api/wham/accounts/check"),
-        ("chatgpt", "GET", "/backend-api/wham/usage"),
-        ("chatgpt", "GET", "/backend-api/wham/settings/user"),
-        ("chatgpt", "GET", "/backend-api/wham/environments"),
-        ("chatgpt", "GET", "/backend-api/wham/environments/by-repo/github/openai/codex"),
-        ("chatgpt", "GET", "/backend-api/wham/config/requirements"),
-        ("chatgpt", "GET", "/backend-api/wham/rate-limit-reset-credits"),
-        ("code_assist", "POST", "/v1internal:loadCodeAssist"),
-        ("code_assist", "POST", "/v1internal:onboardUser"),
-        ("code_assist", "GET", "/v1internal/operations/onboard-1"),
-        ("code_assist", "POST", "/v1internal:retrieveUserQuota"),
-        ("code_assist", "POST", "/v1internal:listExperiments"),
-        ("code_assist", "POST", "/v1internal:fetchAdminControls"),
-        ("code_assist", "GET", "/v1internal:getCodeAssistGlobalUserSetting"),
-        ("code_assist", "POST", "/v1internal:setCodeAssistGlobalUserSetting"),
-        ("code_assist", "POST", "/v1internal:recordCodeAssistMetrics"),
-        ("copilot", "GET", "/models"),
-        ("copilot", "GET", "/v1/models"),
-        ("copilot", "POST", "/models/session"),
-        ("copilot", "POST", "/models/claude-sonnet-4/policy"),
-        ("copilot", "GET", "/_ping"),
-        ("copilot", "POST", "/telemetry"),
-        ("anthropic", "GET", "/api/claude_code/settings"),
-        ("anthropic", "GET", "/api/claude_code/policy_limits"),
-        ("anthropic", "GET", "/api/claude_code/organizations/metrics_enabled"),
-        ("anthropic", "GET", "/api/claude_cli/bootstrap"),
-        ("anthropic", "GET", "/api/claude_code_penguin_mode"),
-        ("anthropic", "POST", "/api/event_logging/v2/batch"),
-        ("anthropic", "POST", "/api/eval/sdk-abc123"),
-        ("anthropic", "GET", "/api/oauth/profile"),
-        ("anthropic", "GET", "/api/oauth/claude_cli/roles"),
-        ("anthropic", "GET", "/api/oauth/usage"),
-        ("anthropic", "GET", "/api/oauth/account/settings"),
-        ("anthropic", "GET", "/api/claude_cli_profile"),
-    ],
+    flat_cases(
+        {
+            "chatgpt": [
+                ("GET", "/backend-api/codex/models"),
+                ("POST", "/backend-api/codex/analytics-events/events"),
+                ("GET", "/backend-api/wham/accounts/check"),
+                ("GET", "/backend-api/wham/usage"),
+                ("GET", "/backend-api/wham/settings/user"),
+                ("GET", "/backend-api/wham/environments"),
+                ("GET", "/backend-api/wham/environments/by-repo/github/openai/codex"),
+                ("GET", "/backend-api/wham/config/requirements"),
+                ("GET", "/backend-api/wham/rate-limit-reset-credits"),
+            ],
+            "code_assist": [
+                ("POST", "/v1internal:loadCodeAssist"),
+                ("POST", "/v1internal:onboardUser"),
+                ("GET", "/v1internal/operations/onboard-1"),
+                ("POST", "/v1internal:retrieveUserQuota"),
+                ("POST", "/v1internal:listExperiments"),
+                ("POST", "/v1internal:fetchAdminControls"),
+                ("GET", "/v1internal:getCodeAssistGlobalUserSetting"),
+                ("POST", "/v1internal:setCodeAssistGlobalUserSetting"),
+                ("POST", "/v1internal:recordCodeAssistMetrics"),
+            ],
+            "copilot": [
+                ("GET", "/models"),
+                ("GET", "/v1/models"),
+                ("POST", "/models/session"),
+                ("POST", "/models/claude-sonnet-4/policy"),
+                ("GET", "/_ping"),
+                ("POST", "/telemetry"),
+            ],
+            "anthropic": [
+                ("GET", "/api/claude_code/settings"),
+                ("GET", "/api/claude_code/policy_limits"),
+                ("GET", "/api/claude_code/organizations/metrics_enabled"),
+                ("GET", "/api/claude_cli/bootstrap"),
+                ("GET", "/api/claude_code_penguin_mode"),
+                ("POST", "/api/event_logging/v2/batch"),
+                ("POST", "/api/eval/sdk-abc123"),
+                ("GET", "/api/oauth/profile"),
+                ("GET", "/api/oauth/claude_cli/roles"),
+                ("GET", "/api/oauth/usage"),
+                ("GET", "/api/oauth/account/settings"),
+                ("GET", "/api/claude_cli_profile"),
+            ],
+        }
+    ),
 )
 def test_a_service_call_known_to_carry_no_model_text_goes_on(provider: str, method: str, path: str) -> None:
     classification = REGISTRY[provider].classify(method, path, {} if method == "POST" else None)
