@@ -403,10 +403,24 @@ class Parser:
                 self._group(self._type_spec)
                 return ("nop", line)
             if t.value in ("defer", "go", "switch", "select", "goto"):
-                raise Unreadable(f"line {line}: {t.value} statement")
+                self.skip_statement()
+                return ("unreadable", line, f"line {line}: {t.value} statement")
         if self.at("{"):
             return ("block", line, self.block())
         return self.simple_stmt()
+
+    def skip_statement(self) -> None:
+        """Past a statement this reader does not run, to its end at the same depth."""
+        depth = 0
+        while self.peek().kind != "eof":
+            t = self.peek()
+            if depth == 0 and (t.kind == ";" or t.value in {";", "}"}):
+                return
+            self.take()
+            if t.kind == "op" and t.value in "([{":
+                depth += 1
+            elif t.kind == "op" and t.value in ")]}":
+                depth -= 1
 
     def simple_stmt(self) -> Node:
         line = self.peek().line
@@ -842,6 +856,8 @@ class Interpreter:
             raise _Break
         elif kind == "continue":
             raise _Continue
+        elif kind == "unreadable":
+            raise Unreadable(s[2])
         elif kind == "range":
             raise Unreadable(f"line {s[1]}: range outside for")
         else:

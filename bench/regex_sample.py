@@ -13,6 +13,7 @@ from re import _constants as C
 from re import _parser
 from typing import Any
 
+TRIES = 100
 PRINTABLE = string.digits + string.ascii_letters + string.punctuation + " \t"
 _CATEGORIES = {
     C.CATEGORY_DIGIT: [(48, 57)],
@@ -49,9 +50,16 @@ class Maker:
         self.rng = rng
 
     def make(self, go_pattern: str) -> str:
-        parsed = _parser.parse(python_pattern(go_pattern))
-        groups: dict[int, str] = {}
-        return self._seq(list(parsed), groups)
+        """A string the pattern matches whole. Assertions (`\\b`, `^`) are not drawn for: a draw
+        they refuse is drawn again, up to `TRIES` times."""
+        pattern = python_pattern(go_pattern)
+        parsed = list(_parser.parse(pattern))
+        check = re.compile(pattern)
+        for _ in range(TRIES):
+            made = self._seq(parsed, {})
+            if check.fullmatch(made):
+                return made
+        raise ValueError(f"no string drawn in {TRIES} tries matches {go_pattern!r}")
 
     def _seq(self, items: list[tuple[Any, Any]], groups: dict[int, str]) -> str:
         return "".join(self._one(op, av, groups) for op, av in items)
