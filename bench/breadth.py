@@ -161,8 +161,11 @@ def main() -> int:
     parser.add_argument("--gitleaks", type=Path, required=True, help="a checkout of gitleaks (docs/performance.md)")
     parser.add_argument("--markdown", action="store_true", help="the per-rule table in Markdown")
     parser.add_argument("--missed", type=int, default=30, metavar="N", help="list the N rules most missed")
+    parser.add_argument(
+        "--cache", type=Path, default=gitleaks_samples.CACHE, help="where the samples made from gitleaks are kept"
+    )
     args = parser.parse_args()
-    report(measure(gitleaks_samples.samples(args.gitleaks)), args.markdown, args.missed)
+    report(measure(gitleaks_samples.samples(args.gitleaks, args.cache)), args.markdown, args.missed)
     return 0
 
 
