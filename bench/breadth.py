@@ -166,6 +166,10 @@ def main() -> int:
     )
     args = parser.parse_args()
     report(measure(gitleaks_samples.samples(args.gitleaks, args.cache)), args.markdown, args.missed)
+    unread = {r: s.unread for r, s in gitleaks_samples.load(args.gitleaks, args.cache, quiet=True).items() if s.unread}
+    print(f"parts of gitleaks' rules the Go reader left out: {sum(map(len, unread.values()))}")
+    for rule, whys in sorted(unread.items()):
+        print(f"  {rule}: {'; '.join(whys)}")
     return 0
 
 
