@@ -110,3 +110,12 @@ def test_a_checkout_not_at_the_pinned_commit_is_warned_of_and_not_cached(
     assert "not the pinned" in capsys.readouterr().err
     assert not cache.exists()
     assert set(made) == {"alpha-token", "beta-token"}
+
+
+def test_the_go_library_the_rules_use() -> None:
+    replacer = gitleaks_samples.Replacer("{a}", "x", "{b}", "{a}")
+    assert replacer.replace("{a}-{b}-{c}") == "x-{a}-{c}"  # one pass: what is put in is not read again
+    assert gitleaks_samples.sprintf("%s:%d:%q:%%", "k", 7, 'a"b') == 'k:7:"a\\"b":%'
+    raw_url = gitleaks_samples.Encoding(urlsafe=True, padded=False)
+    assert raw_url.encode(b"\xfb\xff") == "-_8"
+    assert gitleaks_samples.Encoding(urlsafe=False, padded=True).encode(b"\xfb\xff") == "+/8="
