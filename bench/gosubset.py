@@ -650,11 +650,12 @@ class Package:
     files: list[GoFile] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(eq=False)
 class Closure:
     decl: FuncDecl
     env: Env
     package: Package
+    file: GoFile | None  # whose imports its body's names are read by
 
 
 class _Return(BaseException):  # not an error: never caught as one
@@ -730,7 +731,7 @@ class Interpreter:
             return cache[name]
         for file in package.files:
             if name in file.funcs:
-                value: Any = Closure(file.funcs[name], Env(), package)
+                value: Any = Closure(file.funcs[name], Env(), package, file)
                 cache[name] = value
                 return value
             if name in file.values:
@@ -760,9 +761,8 @@ class Interpreter:
             for name, value in zip(params, args, strict=False):
                 if name and name != "_":
                     env.vars[name] = value
-            file = next((f for f in fn.package.files if decl in f.funcs.values()), None)
             try:
-                self.run(decl.body, env, fn.package, file, tolerant=tolerant)
+                self.run(decl.body, env, fn.package, fn.file, tolerant=tolerant)
             except _Return as r:
                 return r.value
             return None
@@ -970,7 +970,7 @@ class Interpreter:
             high = None if e[3] is None else self.eval(e[3], env, pkg, file)
             return container[low:high]
         if kind == "funclit":
-            return Closure(e[1], env, pkg)
+            return Closure(e[1], env, pkg, file)
         if kind == "zero":
             return self.zero(e[1])
         if kind == "type":

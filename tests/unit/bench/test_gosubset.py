@@ -65,6 +65,8 @@ func F(n int) []string {
 def test_maps_closures_and_two_results() -> None:
     source = """package p
 
+import "fmt"
+
 func pair(s string) (string, bool) {
 	return s + s, len(s) > 1
 }
@@ -74,7 +76,8 @@ func F() map[string][]string {
 		"one": {"a"},
 	}
 	add := func(k string, v ...string) {
-		m[k] = append(m[k], v...)
+		m[k] = append(m[k], fmt.Sprintf("%s", v[0]))
+		m[k] = append(m[k], v[1:]...)
 	}
 	double, long := pair("q")
 	if !long {
