@@ -18,8 +18,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from tests.support.otlp import Collector, value_of
-from tests.unit.audit_lines import append_records
-from tests.unit.audit_lines import wait_until as wait_until_within
+from tests.unit import audit_lines
 
 from tollgate.configuration.config import ConfigError, parse_config
 from tollgate.records.senders.audit_export import AuditExport, outcome_of, position_path
@@ -419,10 +418,10 @@ FAST = {"timeout": 0.5, "batch_seconds": 0.05, "first_delay": 0.05, "max_delay":
 
 
 def write_records(path: Path, first: int, count: int) -> list[str]:
-    return append_records(path, ({**LLM_CALL, "request_id": f"r-{n}"} for n in range(first, first + count)))
+    return audit_lines.append_records(path, ({**LLM_CALL, "request_id": f"r-{n}"} for n in range(first, first + count)))
 
 
-wait_until = partial(wait_until_within, timeout=10.0)
+wait_until = partial(audit_lines.wait_until, timeout=10.0)
 
 
 @pytest.fixture
