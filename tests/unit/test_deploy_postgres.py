@@ -16,6 +16,7 @@ import psycopg.errors
 import pytest
 from tests.support.deploy import as_role, run_roles
 from tests.support.postgres import PostgresServer
+from tests.unit.audit_lines import append_records, wait_until
 
 from tollgate.records.senders.audit_postgres import SCHEMA_VERSION, AuditPostgres
 
@@ -49,14 +50,11 @@ def database(request: pytest.FixtureRequest, postgres: PostgresServer) -> Iterat
 
 
 def write_records(path: Path, first: int, count: int, ts: str) -> list[str]:
-    lines = [
-        orjson.dumps({"event": "llm_call", "ts": ts, "instance": "tollgate-0", "client": "team-a", "seq": n,
-                      "chain": f"{n:064x}", "cost_usd": 0.001}).decode()
-        for n in range(first, first + count)
-    ]  # fmt: skip
-    with path.open("a") as f:
-        f.write("".join(line + "\n" for line in lines))
-    return lines
+    return append_records(
+        path,
+        ({"event": "llm_call", "ts": ts, "instance": "tollgate-0", "client": "team-a", "seq": n,
+          "chain": f"{n:064x}", "cost_usd": 0.001} for n in range(first, first + count)),
+    )  # fmt: skip
 
 
 def stored(dsn: str) -> list[str]:
@@ -64,13 +62,6 @@ def stored(dsn: str) -> list[str]:
         if conn.execute("SELECT to_regclass(%s)", (TABLE,)).fetchone() == (None,):
             return []
         return [r[0] for r in conn.execute(f"SELECT line FROM {TABLE} ORDER BY id")]
-
-
-def wait_until(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def send(audit: Path, dsn: str, expected: list[str], keep_days: float | None = None) -> AuditPostgres:

@@ -28,6 +28,13 @@ def error_of(data: Any, env: dict[str, str] | None = None) -> str:
     return str(info.value)
 
 
+def file_error_of(path: Path) -> str:
+    """What the `ConfigError` loading the file at `path` (with no environment) says."""
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    return str(info.value)
+
+
 def write(tmp_path: Path, text: str | bytes, name: str = "tollgate.yaml") -> Path:
     path = tmp_path / name
     if isinstance(text, bytes):
@@ -299,9 +306,7 @@ def test_unset_variable_is_an_error_naming_field_and_variable(data: dict, field:
 
 def test_unset_variable_in_a_file_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, 'clients:\n  - name: alice\n    keys: ["${TG_ALICE}"]\n')
-    with pytest.raises(ConfigError) as info:
-        load_config(path, {})
-    assert str(info.value) == f"{path}: clients.0.keys.0: environment variable TG_ALICE is not set"
+    assert file_error_of(path) == f"{path}: clients.0.keys.0: environment variable TG_ALICE is not set"
 
 
 def test_empty_variable_counts_as_set_but_an_empty_key_is_refused() -> None:
@@ -453,9 +458,7 @@ def test_a_bad_virtual_key_entry_is_named(entry: Any, expected: str) -> None:
 
 def test_a_naive_yaml_datetime_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "clients:\n  - name: a\n    keys: [{key: tg-a-1, expires: 2027-03-01T10:00:00}]\n")
-    with pytest.raises(ConfigError) as info:
-        load_config(path, {})
-    assert "clients.0.keys.0.expires: a date and time needs its zone" in str(info.value)
+    assert "clients.0.keys.0.expires: a date and time needs its zone" in file_error_of(path)
 
 
 def test_duplicate_virtual_aws_access_key_ids() -> None:
@@ -695,9 +698,7 @@ def test_bearer_token_is_accepted_for_bedrock() -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.yaml"
-    with pytest.raises(ConfigError) as info:
-        load_config(path, {})
-    assert str(info.value) == f"{path}: cannot read: No such file or directory"
+    assert file_error_of(path) == f"{path}: cannot read: No such file or directory"
 
 
 def test_a_directory_is_not_a_file(tmp_path: Path) -> None:
@@ -708,34 +709,26 @@ def test_a_directory_is_not_a_file(tmp_path: Path) -> None:
 
 def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, "providers:\n  openai:\n\tkeys: []\n")
-    with pytest.raises(ConfigError) as info:
-        load_config(path, {})
-    assert str(info.value) == (
-        f"{path}: not valid YAML at line 3, column 1: found character '\\t' that cannot start any token"
+    assert (
+        file_error_of(path)
+        == f"{path}: not valid YAML at line 3, column 1: found character '\\t' that cannot start any token"
     )
 
 
 def test_bad_yaml_unclosed_flow_mapping(tmp_path: Path) -> None:
     path = write(tmp_path, "audit:\n  path: a.jsonl\nproviders: {openai: {upstream: https://x}\nclients: []\n")
-    with pytest.raises(ConfigError) as info:
-        load_config(path, {})
-    message = str(info.value)
-    assert message.startswith(f"{path}: not valid YAML at line 4, column ")
+    assert file_error_of(path).startswith(f"{path}: not valid YAML at line 4, column ")
 
 
 @pytest.mark.parametrize("text", ["- providers\n- clients\n", "just a string\n", "42\n"])
 def test_file_that_is_not_a_mapping(tmp_path: Path, text: str) -> None:
     path = write(tmp_path, text)
-    with pytest.raises(ConfigError) as info:
-        load_config(path, {})
-    assert str(info.value) == f"{path}: the file must hold a mapping (providers:, clients:, …)"
+    assert file_error_of(path) == f"{path}: the file must hold a mapping (providers:, clients:, …)"
 
 
 def test_validation_errors_from_a_file_name_the_file_and_field(tmp_path: Path) -> None:
     path = write(tmp_path, "providers:\n  openai:\n    keyz: [x]\n")
-    with pytest.raises(ConfigError) as info:
-        load_config(path, {})
-    assert str(info.value) == f"{path}: providers.openai.keyz: unknown key"
+    assert file_error_of(path) == f"{path}: providers.openai.keyz: unknown key"
 
 
 def test_parse_config_refuses_non_mapping() -> None:
@@ -744,9 +737,7 @@ def test_parse_config_refuses_non_mapping() -> None:
 
 def test_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     path = write(tmp_path, b"audit:\n  path: caf\xe9.jsonl\n")
-    with pytest.raises(ConfigError) as info:
-        load_config(path, {})
-    assert str(info.value).startswith(f"{path}: ")
+    assert file_error_of(path).startswith(f"{path}: ")
 
 
 def test_empty_clients_key_means_no_clients(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -155,6 +155,23 @@ def opened(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Views, V
     return found
 
 
+class Matrix(NamedTuple):
+    """One viewer's row of the matrix: its name, the viewer, the views over every record and the
+    views over its in-scope records alone."""
+
+    name: str
+    viewer: Viewer
+    views: Views
+    alone: Views
+
+
+@pytest.fixture(params=list(VIEWERS))
+def row(request: pytest.FixtureRequest, opened: dict[str, tuple[Views, Views]]) -> Matrix:
+    """Each viewer in turn, with its views."""
+    name: str = request.param
+    return Matrix(name, VIEWERS[name], *opened[name])
+
+
 def client_names() -> set[str | None]:
     return {r.get("client") for r in RECORDS if isinstance(r, dict)}
 
@@ -218,12 +235,8 @@ def queries() -> Iterator[tuple[str, dict[str, list[str]]]]:
             yield "/api/spend", {**spend, **hourly, **span, **extra}
 
 
-@pytest.mark.parametrize("name", list(VIEWERS))
-def test_every_answer_is_the_answer_over_the_records_in_scope_alone(
-    opened: dict[str, tuple[Views, Views]], name: str
-) -> None:
-    views, alone = opened[name]
-    viewer = VIEWERS[name]
+def test_every_answer_is_the_answer_over_the_records_in_scope_alone(row: Matrix) -> None:
+    _, viewer, views, alone = row
     asked = 0
     for path, query in queries():
         answer = views.answer(path, query, viewer)
@@ -235,12 +248,8 @@ def test_every_answer_is_the_answer_over_the_records_in_scope_alone(
     assert asked == len(list(queries())) == 220
 
 
-@pytest.mark.parametrize("name", list(VIEWERS))
-def test_the_events_and_a_walk_by_cursor_hold_exactly_the_records_in_scope(
-    opened: dict[str, tuple[Views, Views]], name: str
-) -> None:
-    views, _ = opened[name]
-    viewer = VIEWERS[name]
+def test_the_events_and_a_walk_by_cursor_hold_exactly_the_records_in_scope(row: Matrix) -> None:
+    _, viewer, views, _ = row
     for extra in INSTANCE_FILTERS:
         instance = extra.get("instance", [None])[0]
         expected = [r.get("request_id") if isinstance(r, dict) else None for r in RECORDS if sees(viewer, r)
@@ -276,10 +285,8 @@ def test_a_forged_client_filter_finds_nothing_of_another_persons_client(opened: 
     assert {e["account"] for e in theirs} == {"alice@example.com"}
 
 
-@pytest.mark.parametrize("name", list(VIEWERS))
-def test_the_totals_are_those_of_the_records_in_scope(opened: dict[str, tuple[Views, Views]], name: str) -> None:
-    views, _ = opened[name]
-    viewer = VIEWERS[name]
+def test_the_totals_are_those_of_the_records_in_scope(row: Matrix) -> None:
+    _, viewer, views, _ = row
     for extra in INSTANCE_FILTERS:
         instance = extra.get("instance", [None])[0]
         kept = [r for r in RECORDS if isinstance(r, dict) and sees(viewer, r)
@@ -321,10 +328,8 @@ EXPECTED_BUDGETS = {
 }
 
 
-@pytest.mark.parametrize("name", list(VIEWERS))
-def test_budgets_me_and_audit_by_role(opened: dict[str, tuple[Views, Views]], name: str) -> None:
-    views, _ = opened[name]
-    viewer = VIEWERS[name]
+def test_budgets_me_and_audit_by_role(row: Matrix) -> None:
+    name, viewer, views, _ = row
     rows = views.answer("/api/budgets", {}, viewer)
     assert sorted(map(str, (r["subject"] for r in rows))) == sorted(map(str, EXPECTED_BUDGETS[name]))
     me = views.answer("/api/me", {}, viewer)

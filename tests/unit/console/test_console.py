@@ -555,6 +555,15 @@ def opened(path: Path, remember: Path) -> tuple[AuditFiles, Views]:
     return audit, Views(audit)
 
 
+def saved_index(tmp_path: Path) -> tuple[Path, Path]:
+    """An audit file of `RECORDS` in `tmp_path`, and the index a console saved of it as it closed."""
+    path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
+    write(path, RECORDS)
+    audit, _ = opened(path, remember)
+    audit.close()
+    return path, remember
+
+
 def test_the_index_is_remembered_and_a_restart_reads_only_what_came_since(tmp_path: Path) -> None:
     path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
     write(path, RECORDS[:5])
@@ -578,10 +587,7 @@ def test_the_index_is_remembered_and_a_restart_reads_only_what_came_since(tmp_pa
 def test_a_restart_makes_a_days_sums_when_a_view_first_asks_for_that_day(tmp_path: Path) -> None:
     """A restart is ready before it parses each day's sums: a day is made when a view (or a record
     of that day) first needs it, and a day not made yet is saved again as it was."""
-    path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
-    write(path, RECORDS)
-    first, _ = opened(path, remember)
-    first.close()
+    path, remember = saved_index(tmp_path)
     restarted, views = opened(path, remember)
     assert restarted.saved_records == len(RECORDS)
     held = restarted.index.days.held()
@@ -605,10 +611,7 @@ def test_a_restart_makes_a_days_sums_when_a_view_first_asks_for_that_day(tmp_pat
 
 
 def test_the_index_is_set_aside_when_the_file_was_rewritten_or_rotated(tmp_path: Path) -> None:
-    path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
-    write(path, RECORDS)
-    audit, _ = opened(path, remember)
-    audit.close()
+    path, remember = saved_index(tmp_path)
     text = path.read_bytes()
     path.write_bytes(text.replace(b'"alice"', b'"alicE"'))  # the same size, other bytes: rewritten in place
     rewritten, views = opened(path, remember)
@@ -631,10 +634,7 @@ def test_the_index_is_set_aside_when_the_file_was_rewritten_or_rotated(tmp_path:
 
 
 def test_a_saved_index_that_is_no_index_is_set_aside(tmp_path: Path) -> None:
-    path, remember = tmp_path / "audit.jsonl", tmp_path / "audit.jsonl.console-index"
-    write(path, RECORDS)
-    audit, _ = opened(path, remember)
-    audit.close()
+    path, remember = saved_index(tmp_path)
     remember.write_bytes(remember.read_bytes()[:200])  # cut
     cut, views = opened(path, remember)
     assert cut.saved_records == -1

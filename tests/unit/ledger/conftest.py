@@ -44,6 +44,20 @@ class Backend:
     def open(self) -> Store:
         return open_store(self.url)
 
+    def run_on_stores[T](self, scenario: Callable[..., Awaitable[T]], stores: int = 1) -> T:
+        """`scenario` given `stores` stores newly opened on this backend, each closed once it ends,
+        on a loop of its own (see `run`)."""
+
+        async def opened() -> T:
+            held = [self.open() for _ in range(stores)]
+            try:
+                return await scenario(*held)
+            finally:
+                for store in held:
+                    await store.aclose()
+
+        return run(opened())
+
 
 @pytest.fixture(params=["sqlite", "redis"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:

@@ -10,6 +10,7 @@ import json
 import time
 
 import pytest
+from mitmproxy import http
 from mitmproxy.test import tflow
 
 from tollgate.calls.call import Call, Caller, Route
@@ -209,21 +210,25 @@ def test_gateway_returns_an_awaitable_only_when_a_step_did_and_runs_the_later_st
     assert seen == ["a.handle", "b.handle", "b.awaited", "c.handle", "plain.request"]
 
 
-def test_no_call_step_runs_after_an_awaited_one_that_answered_the_call():
+def _through_an_awaited_step_that_ends(outcome: str) -> tuple[http.HTTPFlow, list[str]]:
+    """A call through awaited step `a` (ending as `outcome` says), then `b`, and a plain step: the
+    flow, and the steps seen at work."""
     seen: list[str] = []
-    steps = CallSteps(Awaits("a", seen, "refuse").handle, Handles("b", seen).handle)
+    steps = CallSteps(Awaits("a", seen, outcome).handle, Handles("b", seen).handle)
     flow = _call_flow()
     asyncio.run(_gateway(steps, Recorder("plain", seen)).request(flow))
+    return flow, seen
+
+
+def test_no_call_step_runs_after_an_awaited_one_that_answered_the_call():
+    flow, seen = _through_an_awaited_step_that_ends("refuse")
     # Plain steps (redaction, audit) still see the refused call, as on the synchronous path.
     assert seen == ["a.handle", "a.awaited", "plain.request"]
     assert flow.response is not None and flow.response.status_code == 200
 
 
 def test_an_awaited_call_step_that_fails_refuses_the_call_in_the_providers_shape():
-    seen: list[str] = []
-    steps = CallSteps(Awaits("a", seen, "raise").handle, Handles("b", seen).handle)
-    flow = _call_flow()
-    asyncio.run(_gateway(steps, Recorder("plain", seen)).request(flow))
+    flow, seen = _through_an_awaited_step_that_ends("raise")
     assert seen == ["a.handle", "a.awaited", "plain.request"]
     assert flow.response is not None and flow.response.status_code == 500
     assert flow.response.headers["x-tollgate-error"] == "internal_error"

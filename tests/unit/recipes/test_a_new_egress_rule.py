@@ -67,25 +67,28 @@ def connect(host: str, port: int) -> http.HTTPFlow:
     return flow
 
 
-def asked(gate: EgressGate, flow: http.HTTPFlow) -> None:
+async def public(host: str, port: int) -> str:
+    return PUBLIC
+
+
+def asked(host: str, port: int, audit: AuditLog) -> http.HTTPFlow:
+    """A CONNECT to `host:port`, decided by an `EgressGate` whose egress allows port 443 alone and
+    resolves every host to a public address."""
+    gate = EgressGate(with_ports((443,), audit))
+    gate.resolve = public
+    flow = connect(host, port)
     pending = gate.http_connect(flow)
     if pending is not None:
         asyncio.run(_awaited(pending))
+    return flow
 
 
 async def _awaited(pending: object) -> None:
     await pending  # type: ignore[misc]
 
 
-async def public(host: str, port: int) -> str:
-    return PUBLIC
-
-
 def test_a_connect_the_new_rule_refuses_is_answered_403_and_recorded(audit_log: AuditLog, audit_path: Path) -> None:
-    gate = EgressGate(with_ports((443,), audit_log))
-    gate.resolve = public
-    flow = connect("example.org", 22)
-    asked(gate, flow)
+    flow = asked("example.org", 22, audit_log)
 
     assert flow.response is not None
     assert (flow.response.status_code, flow.response.headers["X-Tollgate-Error"]) == (403, "egress_denied")
@@ -103,10 +106,7 @@ def test_a_connect_the_new_rule_refuses_is_answered_403_and_recorded(audit_log: 
 
 
 def test_a_connect_the_new_rule_lets_through_goes_to_the_address_decided(audit_log: AuditLog) -> None:
-    gate = EgressGate(with_ports((443,), audit_log))
-    gate.resolve = public
-    flow = connect("example.org", 443)
-    asked(gate, flow)
+    flow = asked("example.org", 443, audit_log)
 
     assert flow.response is None
     assert (flow.request.host, flow.request.port) == (PUBLIC, 443)
@@ -114,10 +114,7 @@ def test_a_connect_the_new_rule_lets_through_goes_to_the_address_decided(audit_l
 
 def test_the_rules_before_it_still_come_first(audit_log: AuditLog) -> None:
     """The order is `Egress.decide`'s: a target that is no host is refused before any rule by name."""
-    gate = EgressGate(with_ports((443,), audit_log))
-    gate.resolve = public
-    flow = connect("exa mple.org", 22)
-    asked(gate, flow)
+    flow = asked("exa mple.org", 22, audit_log)
 
     assert flow.response is not None
     assert (flow.response.status_code, flow.response.headers["X-Tollgate-Error"]) == (400, "bad_request")

@@ -65,10 +65,16 @@ class Writer:
         self.checkpoint()
 
 
+def started_writer(instance: str = "gw-1", calls: int = 0, signer: Signer | None = None) -> Writer:
+    """An instance's writer that has started and written `calls` calls."""
+    writer = Writer(instance, signer)
+    writer.start()
+    writer.calls(calls)
+    return writer
+
+
 def signed_run(calls: int = 6, key: Ed25519PrivateKey = KEY) -> list[bytes]:
-    w = Writer(signer=Signer(key))
-    w.start()
-    w.calls(calls // 2)
+    w = started_writer(calls=calls // 2, signer=Signer(key))
     w.checkpoint()
     w.calls(calls - calls // 2)
     w.checkpoint()
@@ -128,9 +134,7 @@ def test_a_whole_run_verifies_with_and_without_the_key() -> None:
 
 
 def test_unsigned_checkpoints_verify_without_a_key_and_fail_with_one() -> None:
-    w = Writer()
-    w.start()
-    w.calls(3)
+    w = started_writer(calls=3)
     w.stop()
     assert faults(check(w.lines, key=None)) == []
     assert faults(check(w.lines)) == ["a.jsonl:6: checkpoint not signed"]
@@ -239,11 +243,10 @@ def test_a_line_copied_and_a_line_that_is_not_chained() -> None:
 
 
 def test_two_instances_interleaved_verify_as_two_chains() -> None:
-    a, b = Writer("host/w0", Signer(KEY)), Writer("host/w1", Signer(KEY))
-    a.start()
-    b.start()
-    a.calls(2)
-    b.calls(3)
+    a, b = (
+        started_writer("host/w0", calls=2, signer=Signer(KEY)),
+        started_writer("host/w1", calls=3, signer=Signer(KEY)),
+    )
     a.stop()
     b.stop()
     merged = [a.lines[0], b.lines[0], a.lines[1], b.lines[1], b.lines[2], a.lines[2], *b.lines[3:], *a.lines[3:]]
@@ -256,9 +259,7 @@ def test_two_instances_interleaved_verify_as_two_chains() -> None:
 
 
 def test_runs_across_rotated_files(tmp_path: Path) -> None:
-    w = Writer(signer=Signer(KEY))
-    w.start()
-    w.calls(3)
+    w = started_writer(calls=3, signer=Signer(KEY))
     w.checkpoint()
     w.calls(2)
     w.stop()
@@ -271,9 +272,7 @@ def test_runs_across_rotated_files(tmp_path: Path) -> None:
 
 
 def test_a_killed_run_followed_by_a_run_naming_its_last_chain_is_whole() -> None:
-    w = Writer(signer=Signer(KEY))
-    w.start()
-    w.calls(3)
+    w = started_writer(calls=3, signer=Signer(KEY))
     w.checkpoint()
     w.calls(1)  # then killed: no stopped record, nor a last checkpoint
     killed = list(w.lines)
@@ -421,9 +420,7 @@ def otlp_json(lines: list[bytes]) -> dict:
 
 def fabricated(checkpoint: bool) -> list[bytes]:
     """A file made up whole by someone without the key: its chains hold; its checkpoints, if any, unsigned."""
-    w = Writer()
-    w.start()
-    w.calls(3)
+    w = started_writer(calls=3)
     if checkpoint:
         w.checkpoint()
     return w.lines
@@ -538,11 +535,7 @@ def test_keys_load_from_pem_and_bad_ones_say_why(tmp_path: Path) -> None:
 
 
 def test_the_last_chain_of_an_instance_is_read_from_the_files_tail(tmp_path: Path) -> None:
-    a, b = Writer("a"), Writer("b")
-    a.start()
-    b.start()
-    a.calls(2)
-    b.calls(1)
+    a, b = started_writer("a", calls=2), started_writer("b", calls=1)
     path = tmp_path / "audit.jsonl"
     path.write_bytes(b"\n".join([*a.lines, *b.lines, b'{"event":"llm_call","instance":"c"}']) + b"\n")
     import os
@@ -766,11 +759,7 @@ def test_the_docs_example_checks_a_chain(tmp_path: Path) -> None:
     after = docs.index("Checking a chain takes a few lines")
     start = docs.index("```python\n", after) + len("```python\n")
     example = docs[start : docs.index("```", start)]
-    a, b = Writer("a"), Writer("b")
-    a.start()
-    b.start()
-    a.calls(2)
-    b.calls(2)
+    a, b = started_writer("a", calls=2), started_writer("b", calls=2)
     path = tmp_path / "audit.jsonl"
     lines = [a.lines[0], b.lines[0], *a.lines[1:], *b.lines[1:]]
     path.write_bytes(b"\n".join(lines) + b"\n")
@@ -808,9 +797,7 @@ def test_audit_verify_against_a_copy(tmp_path: Path, capsys) -> None:
 def key_set_later(restart: bool) -> list[bytes]:
     """Two checkpoints unsigned, then the key set: by a restart (a new run naming the last), or by a
     reload (the same run goes on); then signed checkpoints."""
-    w = Writer()
-    w.start()
-    w.calls(3)
+    w = started_writer(calls=3)
     w.checkpoint()
     w.calls(2)
     if restart:
@@ -875,9 +862,7 @@ def test_a_record_forged_before_the_key_and_the_rest_rechained_is_found_by_the_f
 
 
 def test_a_file_with_no_signed_checkpoint_still_fails_with_the_key() -> None:
-    w = Writer()
-    w.start()
-    w.calls(3)
+    w = started_writer(calls=3)
     w.checkpoint()
     w.calls(1)
     w.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -17,6 +18,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from tests.support.otlp import Collector, value_of
+from tests.unit import audit_lines
 
 from tollgate.configuration.config import ConfigError, parse_config
 from tollgate.records.senders.audit_export import AuditExport, outcome_of, position_path
@@ -416,17 +418,10 @@ FAST = {"timeout": 0.5, "batch_seconds": 0.05, "first_delay": 0.05, "max_delay":
 
 
 def write_records(path: Path, first: int, count: int) -> list[str]:
-    lines = [orjson.dumps({**LLM_CALL, "request_id": f"r-{n}"}).decode() for n in range(first, first + count)]
-    with path.open("a") as f:
-        f.write("".join(line + "\n" for line in lines))
-    return lines
+    return audit_lines.append_records(path, ({**LLM_CALL, "request_id": f"r-{n}"} for n in range(first, first + count)))
 
 
-def wait_until(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+wait_until = partial(audit_lines.wait_until, timeout=10.0)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.support.postgres import PostgresServer
 from tests.support.proxy import free_port
+from tests.unit.audit_lines import append_records, wait_until
 
 from tollgate.configuration.config import ConfigError, parse_config
 from tollgate.records.senders import audit_postgres
@@ -323,20 +324,9 @@ FAST = {"batch_seconds": 0.05, "first_delay": 0.05, "max_delay": 0.2, "connect_t
 
 
 def write_records(path: Path, first: int, count: int, **fields) -> list[str]:
-    lines = [
-        orjson.dumps({**LLM_CALL, "seq": n, "chain": f"{n:064x}", **fields}).decode()
-        for n in range(first, first + count)
-    ]
-    with path.open("a") as f:
-        f.write("".join(line + "\n" for line in lines))
-    return lines
-
-
-def wait_until(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+    return append_records(
+        path, ({**LLM_CALL, "seq": n, "chain": f"{n:064x}", **fields} for n in range(first, first + count))
+    )
 
 
 def stored_lines(dsn: str) -> list[str]:

@@ -63,6 +63,21 @@ RECORDS = (
 )
 
 
+# The columns of `tollgate inventory --json`, in its order.
+COLUMNS = (
+    "client",
+    "service",
+    "category",
+    "calls",
+    "connections",
+    "refused",
+    "bytes_sent",
+    "bytes_received",
+    "first_seen",
+    "last_seen",
+)
+
+
 def rows(text: str) -> list[dict[str, Any]]:
     parsed = json.loads(text)
     assert isinstance(parsed, list)
@@ -73,26 +88,15 @@ def test_each_client_and_service_summed_exactly(tmp_path: Path, capsys: pytest.C
     audit = tmp_path / "audit.jsonl"
     audit.write_bytes(lines(*RECORDS))
     assert main(["inventory", str(audit), "--json"]) == 0
-    assert rows(capsys.readouterr().out) == [
-        {"client": "alice", "service": "chatgpt", "category": "ai_chat", "calls": 0, "connections": 2, "refused": 0,
-         "bytes_sent": 2000, "bytes_received": 60000, "first_seen": "2026-11-22T08:45:00.500Z",
-         "last_seen": "2026-11-22T10:00:00.000Z"},
-        {"client": "alice", "service": "deepseek", "category": "ai_chat", "calls": 0, "connections": 0, "refused": 1,
-         "bytes_sent": 0, "bytes_received": 0, "first_seen": "2026-11-22T10:05:00.000Z",
-         "last_seen": "2026-11-22T10:05:00.000Z"},
-        {"client": "alice", "service": "openai", "category": "ai_api", "calls": 2, "connections": 0, "refused": 1,
-         "bytes_sent": 0, "bytes_received": 0, "first_seen": "2026-11-22T08:30:00.123Z",
-         "last_seen": "2026-11-22T09:10:00.000Z"},
-        {"client": "bob", "service": "anthropic", "category": "ai_api", "calls": 1, "connections": 0, "refused": 0,
-         "bytes_sent": 0, "bytes_received": 0, "first_seen": "2026-11-22T09:15:00.000Z",
-         "last_seen": "2026-11-22T09:15:00.000Z"},
-        {"client": "bob", "service": "paste.example", "category": None, "calls": 0, "connections": 0, "refused": 1,
-         "bytes_sent": 0, "bytes_received": 0, "first_seen": "2026-11-22T10:07:00.000Z",
-         "last_seen": "2026-11-22T10:07:00.000Z"},
-        {"client": None, "service": "cursor", "category": "ai_coding", "calls": 0, "connections": 1, "refused": 0,
-         "bytes_sent": 10, "bytes_received": 20, "first_seen": "2026-11-22T10:06:00.000Z",
-         "last_seen": "2026-11-22T10:06:00.000Z"},
-    ]  # fmt: skip
+    expected = [
+        ("alice", "chatgpt", "ai_chat", 0, 2, 0, 2000, 60000, "2026-11-22T08:45:00.500Z", "2026-11-22T10:00:00.000Z"),
+        ("alice", "deepseek", "ai_chat", 0, 0, 1, 0, 0, "2026-11-22T10:05:00.000Z", "2026-11-22T10:05:00.000Z"),
+        ("alice", "openai", "ai_api", 2, 0, 1, 0, 0, "2026-11-22T08:30:00.123Z", "2026-11-22T09:10:00.000Z"),
+        ("bob", "anthropic", "ai_api", 1, 0, 0, 0, 0, "2026-11-22T09:15:00.000Z", "2026-11-22T09:15:00.000Z"),
+        ("bob", "paste.example", None, 0, 0, 1, 0, 0, "2026-11-22T10:07:00.000Z", "2026-11-22T10:07:00.000Z"),
+        (None, "cursor", "ai_coding", 0, 1, 0, 10, 20, "2026-11-22T10:06:00.000Z", "2026-11-22T10:06:00.000Z"),
+    ]
+    assert rows(capsys.readouterr().out) == [dict(zip(COLUMNS, row, strict=True)) for row in expected]
 
 
 def test_the_table_says_what_it_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

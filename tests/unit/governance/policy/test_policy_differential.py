@@ -162,18 +162,26 @@ def outcome(decision: Decision) -> Decision:
     return Decision(decision.deny_reasons)
 
 
-@settings(
-    max_examples=examples(150),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True,
-)
+def compared_with_opa(max_examples: int) -> settings:
+    """Hypothesis' settings for a comparison with OPA: `max_examples` examples, the same each run,
+    each given what time it takes."""
+    return settings(
+        max_examples=max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+    )
+
+
+def both_policies(tmp_path_factory: pytest.TempPathFactory, source: str, apart: bool = False) -> tuple[Policy, Any]:
+    """Tollgate's policy of `source` (`apart`: decided in its worker process), and OPA's engine of it."""
+    path = tmp_path_factory.mktemp("policy") / "policy.rego"
+    path.write_text(source)
+    return Policy([path], apart=apart), reference(source)
+
+
+@compared_with_opa(examples(150))
 @given(policies(), calls())
 @pytest.mark.slow
 def test_tollgate_decides_as_opa_does_in_process(tmp_path_factory, source: str, alike: list[tuple]) -> None:
-    path = tmp_path_factory.mktemp("policy") / "policy.rego"
-    path.write_text(source)
-    policy, engine = Policy([path]), reference(source)
+    policy, engine = both_policies(tmp_path_factory, source)
     for call in alike:
         expected = opa_decision(engine, input_document(call))
         assert outcome(policy.decide(CALL_DECISION, call)) == expected, (source, input_document(call))
@@ -181,18 +189,11 @@ def test_tollgate_decides_as_opa_does_in_process(tmp_path_factory, source: str, 
         assert outcome(policy.decide(CALL_DECISION, call)) == expected, (source, input_document(call))
 
 
-@settings(
-    max_examples=3 if QUICK else 12,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True,
-)
+@compared_with_opa(3 if QUICK else 12)
 @given(policies(), calls())
 @pytest.mark.slow
 def test_tollgate_decides_as_opa_does_through_its_worker(tmp_path_factory, source: str, alike: list[tuple]) -> None:
-    path = tmp_path_factory.mktemp("policy") / "policy.rego"
-    path.write_text(source)
-    policy, engine = Policy([path], apart=True), reference(source)
+    policy, engine = both_policies(tmp_path_factory, source, apart=True)
 
     async def decide_all() -> list[Decision]:
         try:

@@ -281,58 +281,68 @@ REPLACED = [
     ),
 ]
 
-# (patch, a class of mitmproxy's (or of a library under it), the names the patch reads or sets on it
-# or its instances)
-NAMES = [
-    ("connections", "mitmproxy.proxy.server:ConnectionHandler", "transports _server_event_lock client"),
-    ("connections", "mitmproxy.proxy.server:ConnectionIO", "writer handler"),
-    ("connections", "mitmproxy.connection:ConnectionState", "CLOSED CAN_WRITE"),
-    ("connections", "h2.connection:H2Connection", "config"),
-    ("connections", "h2.config:H2Configuration", "client_side"),
-    (
-        "drain",
-        "mitmproxy.proxy.layers.http._http1:Http1Server",
-        "state read_headers done passthrough buf request conn context",
-    ),
-    ("drain", "mitmproxy.proxy.layers.http._http2:Http2Server", "h2_conn conn context"),
-    ("drain", "h2.connection:H2Connection", "open_inbound_streams highest_inbound_stream_id"),
-    ("drain", "mitmproxy.proxy.layers.websocket:WebsocketLayer", "server_ws context"),
-    ("drain", "wsproto.connection:Connection", "_events"),
-    ("drain", "mitmproxy.addons.proxyserver:Proxyserver", "servers connections"),
-    ("drain", "mitmproxy.proxy.mode_servers:AsyncioServerInstance", "_servers"),
-    ("drain", "mitmproxy.proxy.layers.websocket:WebSocketMessageInjected", "flow message"),
-    (
-        "flows",
-        "mitmproxy.proxy.layers.http:HttpStream",
-        "flow stream_id context server_state client_state state_done state_errored response_body_buf _paused_event_queue handle_event",
-    ),
-    ("flows", "mitmproxy.proxy.layers.http:HttpLayer", "streams connections"),
-    ("flows", "mitmproxy.proxy.layers.http:HttpResponseHook", "flow"),
-    ("flows", "mitmproxy.proxy.layers.http:DropStream", "stream_id"),
-    (
-        "head_bounds",
-        "mitmproxy.proxy.layers.http._http1:Http1Server",
-        "buf stream_id request request_done response_done state send mark_done done conn context",
-    ),
-    ("head_bounds", "mitmproxy.proxy.layers.http._http1:Http1Client", "buf stream_id state done conn"),
-    ("head_bounds", "h11._receivebuffer:ReceiveBuffer", "_data maybe_extract_at_most"),
-    ("head_bounds", "h2.connection:H2Connection", "decoder _frame_dispatch_table"),
-    ("head_bounds", "hpack.hpack:Decoder", "max_header_list_size"),
-    ("head_bounds", "mitmproxy.addons.next_layer:NeedsMoreData", ""),
-    ("messages", "mitmproxy.proxy.layers.http._http1:Http1Connection", "body_reader request response"),
-    ("messages", "mitmproxy.proxy.layers.websocket:WebsocketConnection", "frame_buf conn"),
-    ("messages", "mitmproxy.proxy.layers.websocket:WebsocketLayer", "flow server_ws client_ws"),
-    ("messages", "mitmproxy.proxy.layers.websocket:WebsocketMessageHook", "flow"),
-    ("messages", "mitmproxy.websocket:WebSocketMessage", "dropped injected from_client content type"),
-    (
-        "resend",
-        "mitmproxy.proxy.layers.http:HttpStream",
-        "flow stream_id context server_state client_state state_done _paused_event_queue",
-    ),
-    ("resend", "mitmproxy.proxy.layers.http:HttpLayer", "connections"),
-    ("resend", "mitmproxy.proxy.layers.http._http1:Http1Client", "state done"),
-    ("resend", "mitmproxy.proxy.layers.http._http2:Http2Client", "our_stream_id streams"),
-]
+# Per patch: the classes of mitmproxy's (or of a library under it) it touches, each with the names the
+# patch reads or sets on it or its instances
+TOUCHED: dict[str, list[tuple[str, str]]] = {
+    "connections": [
+        ("mitmproxy.proxy.server:ConnectionHandler", "transports _server_event_lock client"),
+        ("mitmproxy.proxy.server:ConnectionIO", "writer handler"),
+        ("mitmproxy.connection:ConnectionState", "CLOSED CAN_WRITE"),
+        ("h2.connection:H2Connection", "config"),
+        ("h2.config:H2Configuration", "client_side"),
+    ],
+    "drain": [
+        (
+            "mitmproxy.proxy.layers.http._http1:Http1Server",
+            "state read_headers done passthrough buf request conn context",
+        ),
+        ("mitmproxy.proxy.layers.http._http2:Http2Server", "h2_conn conn context"),
+        ("h2.connection:H2Connection", "open_inbound_streams highest_inbound_stream_id"),
+        ("mitmproxy.proxy.layers.websocket:WebsocketLayer", "server_ws context"),
+        ("wsproto.connection:Connection", "_events"),
+        ("mitmproxy.addons.proxyserver:Proxyserver", "servers connections"),
+        ("mitmproxy.proxy.mode_servers:AsyncioServerInstance", "_servers"),
+        ("mitmproxy.proxy.layers.websocket:WebSocketMessageInjected", "flow message"),
+    ],
+    "flows": [
+        (
+            "mitmproxy.proxy.layers.http:HttpStream",
+            "flow stream_id context server_state client_state state_done state_errored response_body_buf _paused_event_queue handle_event",
+        ),
+        ("mitmproxy.proxy.layers.http:HttpLayer", "streams connections"),
+        ("mitmproxy.proxy.layers.http:HttpResponseHook", "flow"),
+        ("mitmproxy.proxy.layers.http:DropStream", "stream_id"),
+    ],
+    "head_bounds": [
+        (
+            "mitmproxy.proxy.layers.http._http1:Http1Server",
+            "buf stream_id request request_done response_done state send mark_done done conn context",
+        ),
+        ("mitmproxy.proxy.layers.http._http1:Http1Client", "buf stream_id state done conn"),
+        ("h11._receivebuffer:ReceiveBuffer", "_data maybe_extract_at_most"),
+        ("h2.connection:H2Connection", "decoder _frame_dispatch_table"),
+        ("hpack.hpack:Decoder", "max_header_list_size"),
+        ("mitmproxy.addons.next_layer:NeedsMoreData", ""),
+    ],
+    "messages": [
+        ("mitmproxy.proxy.layers.http._http1:Http1Connection", "body_reader request response"),
+        ("mitmproxy.proxy.layers.websocket:WebsocketConnection", "frame_buf conn"),
+        ("mitmproxy.proxy.layers.websocket:WebsocketLayer", "flow server_ws client_ws"),
+        ("mitmproxy.proxy.layers.websocket:WebsocketMessageHook", "flow"),
+        ("mitmproxy.websocket:WebSocketMessage", "dropped injected from_client content type"),
+    ],
+    "resend": [
+        (
+            "mitmproxy.proxy.layers.http:HttpStream",
+            "flow stream_id context server_state client_state state_done _paused_event_queue",
+        ),
+        ("mitmproxy.proxy.layers.http:HttpLayer", "connections"),
+        ("mitmproxy.proxy.layers.http._http1:Http1Client", "state done"),
+        ("mitmproxy.proxy.layers.http._http2:Http2Client", "our_stream_id streams"),
+    ],
+}
+# (patch, class, names): a row for each class a patch touches
+NAMES = [(patch, owner, wanted) for patch, touched in TOUCHED.items() for owner, wanted in touched]
 
 # Run in a fresh interpreter, where nothing of Tollgate's is installed in mitmproxy.
 PROBE = r"""

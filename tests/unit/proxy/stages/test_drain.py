@@ -44,6 +44,21 @@ def scenario(
     return begun
 
 
+def with_a_call_at_sigterm(
+    monkeypatch: pytest.MonkeyPatch,
+    drain_s: float,
+    after_sigterm: Callable[[Drain, Callable[[], bool]], Awaitable[None]],
+) -> list[object]:
+    """`scenario` with one call in flight when SIGTERM comes, then `after_sigterm(drain, stopped)`."""
+
+    async def body(stage: Drain, calls: set, stopped: Callable[[], bool]) -> None:
+        calls.add(tflow.tflow())
+        stage.sigterm()
+        await after_sigterm(stage, stopped)
+
+    return scenario(monkeypatch, drain_s, body)
+
+
 @pytest.mark.slow
 def test_the_drain_ends_once_nothing_is_in_flight(monkeypatch) -> None:
     async def body(stage: Drain, calls: set, stopped: Callable[[], bool]) -> None:
@@ -67,22 +82,18 @@ def test_the_drain_ends_once_nothing_is_in_flight(monkeypatch) -> None:
 
 @pytest.mark.slow
 def test_past_drain_s_the_calls_left_are_broken_off_saying_why(monkeypatch) -> None:
-    async def body(stage: Drain, calls: set, stopped: Callable[[], bool]) -> None:
-        calls.add(tflow.tflow())
-        stage.sigterm()
+    async def after_sigterm(stage: Drain, stopped: Callable[[], bool]) -> None:
         await asyncio.sleep(0.1)
         assert not stopped()
         await asyncio.sleep(0.3)
         assert stopped()
         assert stage.shared.shut_down_error == "proxy shut down during the call: drain_s (0.25 s) ran out"
 
-    scenario(monkeypatch, 0.25, body)
+    with_a_call_at_sigterm(monkeypatch, 0.25, after_sigterm)
 
 
 def test_a_second_sigterm_ends_it_at_once(monkeypatch) -> None:
-    async def body(stage: Drain, calls: set, stopped: Callable[[], bool]) -> None:
-        calls.add(tflow.tflow())
-        stage.sigterm()
+    async def after_sigterm(stage: Drain, stopped: Callable[[], bool]) -> None:
         await asyncio.sleep(0.05)
         assert not stopped()
         stage.sigterm()
@@ -90,17 +101,16 @@ def test_a_second_sigterm_ends_it_at_once(monkeypatch) -> None:
         assert stopped()
         stage.done()
 
-    scenario(monkeypatch, 30, body)
+    with_a_call_at_sigterm(monkeypatch, 30, after_sigterm)
 
 
 def test_drain_s_0_stops_at_once_as_mitmproxy_would(monkeypatch) -> None:
-    async def body(stage: Drain, calls: set, stopped: Callable[[], bool]) -> None:
-        calls.add(tflow.tflow())
-        stage.sigterm()
+    async def after_sigterm(stage: Drain, stopped: Callable[[], bool]) -> None:
         await asyncio.sleep(0)
         assert stopped() and stage.shared.draining
 
-    assert scenario(monkeypatch, 0, body) == []  # nothing drained: the listening sockets end with the process
+    # Nothing drained: the listening sockets end with the process.
+    assert with_a_call_at_sigterm(monkeypatch, 0, after_sigterm) == []
 
 
 def test_a_connection_accepted_while_draining_is_refused() -> None:

@@ -108,20 +108,32 @@ def test_a_bedrock_model_is_rewritten_in_the_path_percent_encoded_as_botocore_se
     assert call.route.target.model == "anthropic.claude-3-5-haiku-20241022-v1:0"
 
 
-def test_a_gemini_openai_compatible_call_gets_its_model_rewritten_in_the_body() -> None:
-    body = {"model": "gemini-2.0-flash", "messages": []}
-    flow, call, _sent = overridden("gemini", "/v1beta/openai/chat/completions", body)
-    assert flow.request.path == "/v1beta/openai/chat/completions"
-    assert flow.request.raw_content == b'{"model":"gemini-2.5-flash","messages":[]}'
-    assert flow.request.headers["content-length"] == "42"
-    assert call.route.target.model == "gemini-2.5-flash"
-
-
-def test_a_gemini_body_that_names_its_model_as_a_resource_keeps_the_resource_form() -> None:
-    body = {"model": "models/gemini-2.0-flash", "contents": []}
-    flow, call, _sent = overridden("gemini", "/v1beta/cachedContents", body)
-    assert call.classification.model == "gemini-2.0-flash"
-    assert flow.request.raw_content == b'{"model":"models/gemini-2.5-flash","contents":[]}'
+@pytest.mark.parametrize(
+    ("path", "body", "sent"),
+    [
+        pytest.param(
+            "/v1beta/openai/chat/completions",
+            {"model": "gemini-2.0-flash", "messages": []},
+            b'{"model":"gemini-2.5-flash","messages":[]}',
+            id="openai-compatible",
+        ),
+        # A body that names its model as a resource keeps the resource form.
+        pytest.param(
+            "/v1beta/cachedContents",
+            {"model": "models/gemini-2.0-flash", "contents": []},
+            b'{"model":"models/gemini-2.5-flash","contents":[]}',
+            id="resource-form",
+        ),
+    ],
+)
+def test_a_gemini_call_that_names_its_model_in_the_body_gets_it_rewritten_there(
+    path: str, body: dict, sent: bytes
+) -> None:
+    flow, call, _sent = overridden("gemini", path, body)
+    assert flow.request.path == path
+    assert flow.request.raw_content == sent
+    assert flow.request.headers["content-length"] == str(len(sent))
+    assert (call.route.target.model, call.classification.model) == ("gemini-2.5-flash", "gemini-2.0-flash")
 
 
 @pytest.mark.parametrize(
