@@ -171,6 +171,8 @@ def table_samples() -> dict[str, tuple[str, str]]:
         out.setdefault(kind, (from_pattern(prefix + rest), "token: {}\n"))
     for kind, name, value in credential_kinds.NAMED:
         out.setdefault(kind, (from_pattern(value), from_pattern(name).replace("{", "{{") + "={}\n"))
+    for kind, vendor, value in credential_kinds.VENDOR_NAMED:
+        out.setdefault(kind, (from_pattern(value), from_pattern(vendor).replace("{", "{{") + '_api_token = "{}"\n'))
     for kind, pattern, _ in credential_kinds.SHAPED:
         out.setdefault(kind, (from_pattern(pattern), "token: {}\n"))
     out.setdefault(
@@ -181,7 +183,9 @@ def table_samples() -> dict[str, tuple[str, str]]:
 
 # Every kind of the table too; those known by their name (written after it).
 SAMPLES.update({k: v for k, v in table_samples().items() if k not in SAMPLES})
-from tollgate.governance.guardrails.credential_kinds import NAMED, PREFIXED  # noqa: E402
+from tollgate.governance.guardrails.credential_kinds import NAMED, PREFIXED, VENDOR_NAMED  # noqa: E402
 
 # Kinds known only by their name (a kind of both tables has its prefixed sample).
-NAMED_KINDS = frozenset(kind for kind, _, _ in NAMED) - {kind for kind, _, _ in PREFIXED}
+NAMED_KINDS = frozenset(kind for kind, _, _ in (*NAMED, *VENDOR_NAMED)) - {kind for kind, _, _ in PREFIXED}
+# Kinds known by their vendor's name in theirs.
+VENDOR_KINDS = frozenset(kind for kind, _, _ in VENDOR_NAMED) - {kind for kind, _, _ in PREFIXED}

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tollgate.configuration.config import LEDGER_FILE, AuditConfig
+from tollgate.governance.guardrails.detectors import KINDS
 from tollgate.records.audit.auditlog import BATCH_DELAY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,3 +202,8 @@ def test_the_readme_stays_within_200_lines_and_keeps_its_first_screen() -> None:
         "## Without a key: `./run.sh demo`",
         "## Five minutes to a governed call",
     ]
+
+
+def test_every_built_in_detector_has_a_row_in_the_guardrails_docs() -> None:
+    text = (ROOT / "docs" / "guardrails.md").read_text(encoding="utf-8")
+    assert [kind for kind in KINDS if f"`{kind}`" not in text] == []

@@ -182,3 +182,11 @@ NAMED: tuple[tuple[str, bytes, bytes], ...] = (
     ("secrets.sentry_token", rb"SENTRY_AUTH_TOKEN", rb"[a-f0-9]{64}"),
     ("secrets.snyk_token", rb"SNYK_(?:API_)?TOKEN", rb"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}"),
 )
+
+# Credentials of no prefix of their own, known by their vendor's name in the name they are given
+# (`etsy_api_token = "…"`, `"EtsyToken": "…"`, `<EtsyToken>…</EtsyToken>`): (kind, vendor, value).
+VENDOR_NAMED: tuple[tuple[str, bytes, bytes], ...] = (
+    ("secrets.etsy_access_token", rb"etsy", rb"[a-z0-9]{24}"),
+    ("secrets.messagebird_api_key", rb"message[_-]?bird", rb"[a-z0-9]{25}"),
+    ("secrets.jfrog_token", rb"jfrog|artifactory|bintray|xray", rb"[a-z0-9]{64}"),
+)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from tollgate.governance.guardrails import checks
-from tollgate.governance.guardrails.credential_kinds import NAMED, PREFIXED, SHAPED
+from tollgate.governance.guardrails.credential_kinds import NAMED, PREFIXED, SHAPED, VENDOR_NAMED
 
 Span = tuple[int, int]
 
@@ -387,6 +387,28 @@ def named(kind: str, name: bytes, value: bytes) -> Detector:
     return detector(kind, pattern, (rb"(?i)" + name,), 0, at_anchor=True)
 
 
+# What may stand between a vendor's name and its credential's value, as code and configuration
+# write it: the rest of the name (`etsy_api_token`, `EtsyToken`), a closing quote, a type (`var
+# etsyToken string = …`), then an assignment or an argument's separator (`=`, `:`, `:=`, `::=`,
+# `?=`, `.=`, `=>`, `,`, `||`, an XML element's `>`), and an opening quote or backtick.
+_VENDOR_NAME_REST = rb"[A-Za-z0-9_.-]{0,30}" + _QUOTE + rb"(?:[ \t]{1,4}[A-Za-z]{1,10})?"
+_ASSIGNED = _SPACE + rb"(?:[:?.]{0,3}=>?|:|,|>|\|\|)" + _SPACE + rb"(?:\\?[\"'`])?"
+
+
+# A vendor's name begins a part of the name it is in: a word (`etsy_token`, `$etsyToken`) or a
+# camel-case part (`myEtsyToken`); not inside a word (`SetSysctl`, `betsy`).
+_NAME_PART = rb"(?:" + TOKEN_START + rb"|(?<=[a-z0-9])(?=[A-Z]))"
+
+
+def vendor_named(kind: str, vendor: bytes, value: bytes) -> Detector:
+    """A credential of `VENDOR_NAMED`: its value after a name that holds the vendor's (any letter
+    case), assigned or passed as code and configuration write it."""
+    pattern = (
+        _NAME_PART + rb"(?i:" + vendor + rb")" + _VENDOR_NAME_REST + _ASSIGNED + rb"(?P<v>" + value + rb")" + DASHED_END
+    )
+    return detector(kind, pattern, (rb"(?i)" + vendor,), 0, at_anchor=True)
+
+
 def shaped(kind: str, pattern: bytes, anchor: bytes) -> Detector:
     """A credential of `SHAPED`: tried around its anchor, as far as its longest match reaches."""
     return detector(kind, left(rb"A-Za-z0-9_-") + pattern + DASHED_END, (anchor,), 200)
@@ -500,6 +522,7 @@ def _builtin() -> tuple[Detector, ...]:
         token("secrets.xai_api_key", rb"xai-", rb"[A-Za-z0-9]{80}", 90),
         *(prefixed(kind, prefix, rest) for kind, prefix, rest in PREFIXED),
         *(named(kind, name, value) for kind, name, value in NAMED),
+        *(vendor_named(kind, vendor, value) for kind, vendor, value in VENDOR_NAMED),
         *(shaped(kind, pattern, anchor) for kind, pattern, anchor in SHAPED),
         detector(
             "secrets.azure_devops_token", TOKEN_START + rb"[A-Za-z0-9]{52}AZDO[A-Za-z0-9]{4}" + TOKEN_END,

@@ -19,6 +19,7 @@ from support.guardrail_samples import (
     AWS_KEY_ID,
     NAMED_KINDS,
     SAMPLES,
+    VENDOR_KINDS,
     bad_crc_token,
     crc_token,
     rand,
@@ -182,6 +183,8 @@ def _near_miss(kind: str) -> str:
     """The sample with the first character of its prefix (or its name) changed: a word that only
     looks like the format."""
     value, context = SAMPLES[kind]
+    if kind in VENDOR_KINDS:  # another vendor's name
+        return "Q" + context[1:].format(value)
     if kind in NAMED_KINDS:
         name = context.split("=")[0]
         return f"{name[:-1]}Q={value}\n"
@@ -324,3 +327,31 @@ def test_a_fine_grained_github_token_without_its_checksum_is_found(engine: bool)
     for value in (fine, fine[:-6], fine[:-3]):
         _, found = spans(engine, "secrets.github_token", f"GH_TOKEN={value}\n", True)
         assert len(found) == 1, value
+
+
+ETSY = "m1ycyub24sg13xtjqdxq60x3"  # made up: 24 lower-case letters and digits
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda hs: "hyperscan" if hs else "python")
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        (f'etsy_api_token = "{ETSY}"', True),
+        (f'var EtsyToken string = "{ETSY}"', True),
+        (f"myEtsyToken := `{ETSY}`", True),
+        (f'System.setProperty("ETSY_TOKEN", "{ETSY}")', True),
+        (f'  "etsyToken" => "{ETSY}"', True),
+        (f"<EtsyToken>\n    {ETSY}\n</EtsyToken>", True),
+        (f'$etsyToken .= "{ETSY}"', True),
+        (f"x\netsy_token: {ETSY}", True),
+        (f'SetSysctl = "{ETSY}"', False),  # `etSy` inside a word: no vendor's name
+        (f'betsy_token = "{ETSY}"', False),
+        (f'etsy_token = "{ETSY}9"', False),  # 25 characters: another value
+        (f"etsy_token is what {ETSY}", False),
+    ],
+)
+def test_a_vendors_credential_is_found_after_a_name_that_begins_with_the_vendors(
+    engine: bool, text: str, found: bool
+) -> None:
+    body, got = spans(engine, "secrets.etsy_access_token", text, True)
+    assert [body[s:e].decode() for s, e in got] == ([ETSY] if found else [])
