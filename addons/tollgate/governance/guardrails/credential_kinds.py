@@ -137,6 +137,10 @@ PREFIXED: tuple[tuple[str, bytes, bytes], ...] = (
     ("secrets.elevenlabs_api_key", rb"sk_", rb"[a-f0-9]{48}"),
     ("secrets.firecrawl_api_key", rb"fc-", rb"[a-f0-9]{32}"),
     ("secrets.e2b_api_key", rb"e2b_", rb"[a-f0-9]{40}"),
+    # More vendors, A to C
+    # More vendors, D to G
+    # More vendors, H to P
+    # More vendors, R to Z
 )
 
 # Credentials known by a structure in them, not by how they begin: (kind, pattern, anchor). Each
@@ -186,7 +190,11 @@ NAMED: tuple[tuple[str, bytes, bytes], ...] = (
 # Credentials of no prefix of their own, known by their vendor's name in the name they are given
 # (`etsy_api_token = "…"`, `"EtsyToken": "…"`, `<EtsyToken>…</EtsyToken>`): (kind, vendor, value).
 VENDOR_NAMED: tuple[tuple[str, bytes, bytes], ...] = (
+    # Vendors A to C
+    # Vendors D to G
     ("secrets.etsy_access_token", rb"etsy", rb"[a-z0-9]{24}"),
-    ("secrets.messagebird_api_key", rb"message[_-]?bird", rb"[a-z0-9]{25}"),
+    # Vendors H to P
     ("secrets.jfrog_token", rb"jfrog|artifactory|bintray|xray", rb"[a-z0-9]{64}"),
+    ("secrets.messagebird_api_key", rb"message[_-]?bird", rb"[a-z0-9]{25}"),
+    # Vendors R to Z
 )
