@@ -16,11 +16,12 @@ from tests.support.answers import (
     AWS,
     CARD,
     FILLERS,
-    KINDS,
     REDACTED_TEXT,
     TEXT,
     AnswerUpstream,
-    answered_by,
+    answer_fixtures,
+    answer_rules,
+    counted_fixture,
     pieces,
 )
 from tests.support.aws import botocore_accepts
@@ -50,11 +51,7 @@ def config(urls: dict[str, str], limits: list[dict] | None = None) -> dict:
         "clients": [
             {"name": "alice", "aws_credentials": [{"access_key_id": VIRTUAL[0], "secret_access_key": VIRTUAL[1]}]}
         ],
-        "guardrails": [
-            {"on": ["answer"], "detect": KINDS, "action": "redact"},
-            {"match": {"model": "amazon.nova-deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
-            {"match": {"model": "meta.llama3-deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
-        ],
+        "guardrails": answer_rules("amazon.nova-deny*", "meta.llama3-deny*"),
     }
 
 
@@ -192,14 +189,9 @@ class Upstream(AnswerUpstream):
         return Reply(404, {"message": "no such path"})
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Upstream:
-    return Upstream()
-
-
-@pytest.fixture(scope="module")
-def gw(start_gateway, upstream):
-    return answered_by(start_gateway(config, providers=("bedrock", "openai")), upstream)
+upstream, gw = answer_fixtures(Upstream, config, ("bedrock", "openai"))
+# The same, every call counted by a limit: its answer's end waits for its settlement.
+counted = counted_fixture(config, ("bedrock", "openai"))
 
 
 CLIENT = f"""
@@ -253,20 +245,23 @@ def test_a_converse_stream_comes_redacted_in_its_text_and_tool_use_input(gw):
     assert record["total_tokens"] == 12
 
 
-def test_a_denied_converse_stream_raises_in_boto3_and_the_upstream_is_closed(gw, upstream):
+@pytest.mark.parametrize(
+    ("model", "client", "operation"),
+    [
+        ("amazon.nova-deny-v1:0", CONVERSE_STREAM, "ConverseStream"),
+        ("meta.llama3-deny-v1:0", INVOKE_STREAM, "InvokeModelWithResponseStream"),
+    ],
+    ids=["converse", "invoke-model"],
+)
+def test_a_denied_stream_raises_in_boto3_and_the_upstream_is_closed(gw, upstream, model, client, operation):
     started = time.monotonic()
-    result = gw.run("MODEL = 'amazon.nova-deny-v1:0'\n" + CONVERSE_STREAM)
+    result = gw.run(f"MODEL = {model!r}\n" + client)
     assert result["error"] == [
         "botocore.exceptions",
         "EventStreamError",
-        f"An error occurred (validationException) when calling the ConverseStream operation: {DENIED}",
+        f"An error occurred (validationException) when calling the {operation} operation: {DENIED}",
     ]
-    # Everything before the key's first byte came; nothing of it, nor after it.
-    assert result["text"] == TEXT[: TEXT.index(AWS)]
-    record = gw.last_audit()
-    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
-    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
-    upstream.stopped_soon(started, 4 + 5)
+    upstream.cut_at_the_key(gw, result["text"], started)
 
 
 def test_an_event_not_read_stops_the_converse_stream_unread_in_boto3(gw):
@@ -367,20 +362,6 @@ def test_an_invoke_model_stream_comes_redacted_in_the_familys_chunks(gw):
     assert (record["status"], record["error"], record["total_tokens"]) == (200, None, 12)
 
 
-def test_a_denied_invoke_model_stream_raises_in_boto3_and_the_upstream_is_closed(gw, upstream):
-    started = time.monotonic()
-    result = gw.run("MODEL = 'meta.llama3-deny-v1:0'\n" + INVOKE_STREAM)
-    assert result["error"] == [
-        "botocore.exceptions",
-        "EventStreamError",
-        f"An error occurred (validationException) when calling the InvokeModelWithResponseStream operation: {DENIED}",
-    ]
-    assert result["text"] == TEXT[: TEXT.index(AWS)]
-    record = gw.last_audit()
-    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
-    upstream.stopped_soon(started, 4 + 5)
-
-
 INVOKE = (
     CLIENT
     + """
@@ -443,16 +424,6 @@ def test_a_converse_stream_translated_from_another_provider_is_read_as_boto3_get
     assert result == {"text": REDACTED_TEXT, "args": "", "error": None}
     record = gw.last_audit()
     assert (record["provider"], record["answer_findings"]) == ("openai", {"secrets.aws_access_key_id": 1})
-
-
-@pytest.fixture(scope="module")
-def counted(start_gateway, upstream):
-    """The same, every call counted by a limit: its answer's end waits for its settlement."""
-    gateway = start_gateway(
-        lambda urls: config(urls, [{"name": "all", "match": {}, "tokens_per_day": 10_000_000}]),
-        providers=("bedrock", "openai"),
-    )
-    return answered_by(gateway, upstream)
 
 
 def test_a_counted_call_is_redacted_and_denied_as_any(counted):
