@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.support.answers import AWS, KINDS, REDACTED_TEXT, TEXT, AnswerUpstream, answered_by, pieces
+from tests.support.answer_gateways import answer_fixtures, answer_rules
+from tests.support.answers import AWS, REDACTED_TEXT, TEXT, AnswerUpstream, pieces
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
@@ -25,10 +26,7 @@ def config(urls: dict[str, str]) -> dict:
             "gemini": {"upstream": urls["gemini"], "keys": ["AIza-real-logprobs-0001"]},
         },
         "clients": [{"name": "alice", "keys": [VIRTUAL]}],
-        "guardrails": [
-            {"on": ["answer"], "detect": KINDS, "action": "redact"},
-            {"match": {"model": "*-deny"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
-        ],
+        "guardrails": answer_rules("*-deny"),
     }
 
 
@@ -121,9 +119,7 @@ class Upstream(AnswerUpstream):
         return provider_answers(received)
 
 
-@pytest.fixture(scope="module")
-def gw(start_gateway):
-    return answered_by(start_gateway(config, providers=("openai", "gemini")), Upstream())
+upstream, gw = answer_fixtures(Upstream, config, ("openai", "gemini"))
 
 
 OPENAI_STREAM = f"""

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support import guardrail_samples as samples
 from tests.support.fake_upstream import Received, Reply
@@ -31,25 +30,6 @@ FILLER_GAP = 0.02  # between two of them
 
 # The answer metrics' families: findings by provider, kind and action; answers cut by kind.
 ANSWER_FAMILIES = ("tollgate_guardrail_answer_findings_total", "tollgate_guardrail_answers_cut_total")
-
-
-def answer_rules(*denied: str) -> list[dict[str, Any]]:
-    """The guardrails of answers most tests use: KINDS redacted in every answer, denied in those of
-    the models each of `denied` matches."""
-    deny = [{"match": {"model": m}, "on": ["answer"], "detect": KINDS, "action": "deny"} for m in denied]
-    return [{"on": ["answer"], "detect": KINDS, "action": "redact"}, *deny]
-
-
-def chat_completion(id_: str, message: dict[str, Any], finish: str) -> dict[str, Any]:
-    """A whole OpenAI chat answer of `message`, 12 tokens used."""
-    return {
-        "id": id_,
-        "object": "chat.completion",
-        "created": 1700000000,
-        "model": "gpt-4o",
-        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
-    }
 
 
 def pieces(text: str, size: int) -> list[str]:
@@ -134,53 +114,12 @@ class AnswerUpstream:
         assert self.denied is not None, "the denied stream was asked for"
         assert len(self.denied.sent_at) < self.denied_at + slack
 
-    def cut_at_the_key(self, gateway: Any, text: str, started: float, slack: int = 4 + 5) -> None:
-        """A denied stream begun at `started` was cut at the key: the client had everything before
-        the key's first byte (`text`), nothing of it nor after it; the call's record says so; and
-        this upstream stopped within `slack` events of it."""
-        assert text == TEXT[: TEXT.index(AWS)]
-        record = gateway.last_audit()
-        assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
-        assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
-        self.stopped_soon(started, slack)
-
 
 def answered_by(gateway: Any, upstream: Callable[[Received], Reply]) -> Any:
     """The gateway, each of its fake upstreams answering through `upstream`."""
     for fake in gateway.fakes.values():
         fake.handler = upstream
     return gateway
-
-
-def answer_fixtures(
-    upstream_type: type[AnswerUpstream], config: Callable[..., dict], providers: tuple[str, ...]
-) -> tuple[Any, Any]:
-    """A module's fixtures `upstream` (one `upstream_type` for the module) and `gw` (a gateway
-    configured by `config`, a fake upstream for each of `providers`, all answering through
-    `upstream`): assign them as `upstream, gw = answer_fixtures(...)`."""
-
-    @pytest.fixture(scope="module", name="upstream")
-    def upstream_fixture() -> AnswerUpstream:
-        return upstream_type()
-
-    @pytest.fixture(scope="module", name="gw")
-    def gateway_fixture(start_gateway: Callable[..., Any], upstream: AnswerUpstream) -> Any:
-        return answered_by(start_gateway(config, providers=providers), upstream)
-
-    return upstream_fixture, gateway_fixture
-
-
-def counted_fixture(config: Callable[..., dict], providers: tuple[str, ...]) -> Any:
-    """A module's fixture `counted`: the gateway of `answer_fixtures` but every call counted by a
-    limit (`config` takes the limits after the URLs), so that an answer's end waits for its
-    settlement."""
-
-    @pytest.fixture(scope="module", name="counted")
-    def counted_gateway(start_gateway: Callable[..., Any], upstream: AnswerUpstream) -> Any:
-        limits = [{"name": "all", "match": {}, "tokens_per_day": 10_000_000}]
-        return answered_by(start_gateway(lambda urls: config(urls, limits), providers=providers), upstream)
-
-    return counted_gateway
 
 
 def answer_samples(listen: str) -> dict[tuple[str, ...], float]:
