@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from tests.support.answer_gateways import answer_fixtures, answer_rules, chat_completion
+from tests.support.answer_gateways import answer_fixtures, chat_completion, guarded_config
 from tests.support.answers import AWS, AnswerUpstream, pieces
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
@@ -23,14 +23,8 @@ THOUGHT = f"The vault holds {AWS}; I will not say it."
 
 
 def config(urls: dict[str, str]) -> dict:
-    return {
-        "providers": {
-            "openai": {"upstream": urls["openai"], "keys": ["sk-real-members-0001"]},
-            "anthropic": {"upstream": urls["anthropic"], "keys": ["sk-ant-real-members-0001"]},
-        },
-        "clients": [{"name": "alice", "keys": [VIRTUAL]}],
-        "guardrails": answer_rules("*deny*"),
-    }
+    keys = {"openai": "sk-real-members-0001", "anthropic": "sk-ant-real-members-0001"}
+    return guarded_config(urls, keys, VIRTUAL, "*deny*")
 
 
 def chunk(delta: dict, finish: str | None = None) -> bytes:

@@ -16,7 +16,13 @@ import pytest
 from tests.e2e.test_code_assist import PROJECT, TOKEN, URL, TokenInfo, envelope
 from tests.e2e.test_code_assist import config as code_assist_config
 from tests.e2e.test_guardrail_answers import anthropic_answer
-from tests.support.answer_gateways import answer_fixtures, answer_rules, cut_at_the_key, refused_for_the_key
+from tests.support.answer_gateways import (
+    answer_fixtures,
+    answer_rules,
+    cut_at_the_key,
+    guarded_config,
+    refused_for_the_key,
+)
 from tests.support.answers import AWS, CARD, FILLERS, REDACTED_TEXT, TEXT, AnswerUpstream, pieces
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
@@ -28,16 +34,15 @@ REDACTED_CALLS = [{"card": "[REDACTED:pii.payment_card]", "note": "pay it"}]  # 
 
 
 def config(urls: dict[str, str]) -> dict:
+    keys = {
+        "gemini": "AIza-real-gemini-answers-0001",
+        "vertex": "AQ.real-vertex-express-key-0001",
+        "anthropic": "sk-ant-real-gemini-answers-0001",
+    }
     return {
-        "providers": {
-            "gemini": {"upstream": urls["gemini"], "keys": ["AIza-real-gemini-answers-0001"]},
-            "vertex": {"upstream": urls["vertex"], "keys": ["AQ.real-vertex-express-key-0001"]},
-            "anthropic": {"upstream": urls["anthropic"], "keys": ["sk-ant-real-gemini-answers-0001"]},
-        },
+        **guarded_config(urls, keys, VIRTUAL, "gemini-deny*"),
         # A Gemini call to Claude goes in Anthropic's format; its answer comes back in Gemini's.
         "overrides": [{"match": {"provider": "gemini", "model": "claude-*"}, "provider": "anthropic"}],
-        "clients": [{"name": "alice", "keys": [VIRTUAL]}],
-        "guardrails": answer_rules("gemini-deny*"),
     }
 
 

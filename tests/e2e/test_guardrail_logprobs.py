@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.support.answer_gateways import answer_fixtures, answer_rules
+from tests.support.answer_gateways import answer_fixtures, guarded_config
 from tests.support.answers import AWS, REDACTED_TEXT, TEXT, AnswerUpstream, pieces
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
@@ -20,14 +20,8 @@ GEMINI_SSE = {"content-type": "text/event-stream"}
 
 
 def config(urls: dict[str, str]) -> dict:
-    return {
-        "providers": {
-            "openai": {"upstream": urls["openai"], "keys": ["sk-real-logprobs-0001"]},
-            "gemini": {"upstream": urls["gemini"], "keys": ["AIza-real-logprobs-0001"]},
-        },
-        "clients": [{"name": "alice", "keys": [VIRTUAL]}],
-        "guardrails": answer_rules("*-deny"),
-    }
+    keys = {"openai": "sk-real-logprobs-0001", "gemini": "AIza-real-logprobs-0001"}
+    return guarded_config(urls, keys, VIRTUAL, "*-deny")
 
 
 def tokens_of(text: str) -> list[str]:

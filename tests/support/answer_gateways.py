@@ -1,5 +1,5 @@
 """What the end-to-end tests of the answer guardrails build alike on `answers.py`: the answer rules
-most of them configure, a whole OpenAI chat answer, the module fixtures of a gateway whose fake
+most of them configure (and a configuration with them), a whole OpenAI chat answer, the module fixtures of a gateway whose fake
 upstreams all answer through one `AnswerUpstream`, and the checks of what a denied answer leaves:
 a stream cut at the planted key, a whole answer refused for it, a stream stopped before the key's
 tokens."""
@@ -18,6 +18,16 @@ def answer_rules(*denied: str) -> list[dict[str, Any]]:
     """KINDS redacted in every answer, denied in those of the models each of `denied` matches."""
     deny = [{"match": {"model": m}, "on": ["answer"], "detect": KINDS, "action": "deny"} for m in denied]
     return [{"on": ["answer"], "detect": KINDS, "action": "redact"}, *deny]
+
+
+def guarded_config(urls: dict[str, str], keys: dict[str, str], virtual: str, *denied: str) -> dict[str, Any]:
+    """A configuration: each of `keys`' providers on its fake upstream (`urls`) with its key, the
+    client alice with the key `virtual`, and `answer_rules(*denied)`."""
+    return {
+        "providers": {name: {"upstream": urls[name], "keys": [key]} for name, key in keys.items()},
+        "clients": [{"name": "alice", "keys": [virtual]}],
+        "guardrails": answer_rules(*denied),
+    }
 
 
 def chat_completion(id_: str, message: dict[str, Any], finish: str) -> dict[str, Any]:
