@@ -16,14 +16,13 @@ import pytest
 from tests.support import guardrail_samples as samples
 from tests.support.answers import answered_by
 from tests.support.aws import botocore_accepts
-from tests.support.canned import provider_answers
-from tests.support.fake_upstream import Reply
+from tests.support.configs import every_provider
 from tests.support.leaks import assert_no_secret, saved_flows, stopped_outputs
 from tests.support.proxy import free_port
+from tests.support.signed_bedrock import AWS_REAL, signed_answers
 
 REDACTS, DENIES, STRICT = "tg-docs-redacts-0001", "tg-docs-denies-0001", "tg-docs-strict-0001"
 AWS_VIRTUAL = ("TGDOCS00000000000000", "docs-virtual-SECRET-0000")
-AWS_REAL = ("AKIAREAL000000000000", "real-aws-SECRET-key-0000")
 GITHUB = samples.SAMPLES["secrets.github_token"][0]
 CARD = samples.SAMPLES["pii.payment_card"][0]
 DOTENV = (
@@ -51,14 +50,9 @@ METRICS = f"127.0.0.1:{free_port()}"
 
 
 def config(urls: dict[str, str]) -> dict:
-    providers = {name: {"upstream": urls[name], "keys": [f"real-{name}-key-0001"]} for name in ("openai", "anthropic")}
-    providers["gemini"] = {"upstream": urls["gemini"], "keys": ["real-gemini-key-0001"]}
-    providers["bedrock"] = {
-        "upstream": urls["bedrock"],
-        "credentials": {"access_key_id": AWS_REAL[0], "secret_access_key": AWS_REAL[1]},
-    }
+    keys = {name: f"real-{name}-key-0001" for name in ("openai", "anthropic", "gemini")}
     return {
-        "providers": providers,
+        "providers": every_provider(urls, keys, AWS_REAL),
         "metrics": {"listen": METRICS},
         "clients": [
             {
@@ -77,16 +71,10 @@ def config(urls: dict[str, str]) -> dict:
     }
 
 
-def answers(received):
-    if received.path.endswith("/converse") and not botocore_accepts(received, *AWS_REAL):
-        return Reply(403, {"message": "fake Bedrock: bad signature"}, {"x-amzn-errortype": "InvalidSignatureException"})
-    return provider_answers(received)
-
-
 @pytest.fixture(scope="module")
 def gw(start_gateway):
     gateway = start_gateway(config, providers=("openai", "anthropic", "gemini", "bedrock"), save_flows=True)
-    return answered_by(gateway, answers)
+    return answered_by(gateway, signed_answers)
 
 
 def decoded(value: str, prefix: str = "") -> str:

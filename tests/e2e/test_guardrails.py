@@ -13,18 +13,16 @@ import pytest
 from tests.support import guardrail_samples as samples
 from tests.support.answers import answered_by
 from tests.support.aws import botocore_accepts
-from tests.support.canned import provider_answers
-from tests.support.configs import every_provider
-from tests.support.fake_upstream import Reply
+from tests.support.configs import every_provider, openai_with_clients
 from tests.support.leaks import assert_no_secret, saved_flows, stopped_outputs
 from tests.support.mcp_upstream import client_code
 from tests.support.raw import send
+from tests.support.signed_bedrock import AWS_REAL, signed_answers
 
 from tollgate.records.audit.auditlog import BATCH_DELAY
 
 VIRTUAL = "tg-guarded-alice-0001"
 AWS_VIRTUAL = ("TGGUARD0000000000000", "guarded-virtual-SECRET-0000")
-AWS_REAL = ("AKIAREAL000000000000", "real-aws-SECRET-key-0000")
 # Tollgate's own real OpenAI key, shaped as OpenAI's are.
 REAL_OPENAI = samples.SAMPLES["secrets.openai_api_key"][0]
 GITHUB = samples.SAMPLES["secrets.github_token"][0]
@@ -67,12 +65,6 @@ def config(urls: dict[str, str], mcp_upstream: str) -> dict:
     }
 
 
-def answers(received):
-    if received.path.endswith("/converse") and not botocore_accepts(received, *AWS_REAL):
-        return Reply(403, {"message": "fake Bedrock: bad signature"}, {"x-amzn-errortype": "InvalidSignatureException"})
-    return provider_answers(received)
-
-
 @pytest.fixture(scope="module")
 def gw(start_gateway, mcp_server):
     gateway = start_gateway(
@@ -80,19 +72,13 @@ def gw(start_gateway, mcp_server):
         providers=("openai", "anthropic", "gemini", "bedrock"),
         save_flows=True,
     )
-    return answered_by(gateway, answers)
+    return answered_by(gateway, signed_answers)
 
 
 @pytest.fixture(scope="module")
 def bare(start_gateway):
     """No guardrails rule: Tollgate's own keys are looked for all the same."""
-    return start_gateway(
-        lambda urls: {
-            "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL_OPENAI]}},
-            "clients": [{"name": "alice", "keys": [VIRTUAL]}],
-        },
-        providers=("openai",),
-    )
+    return start_gateway(openai_with_clients(REAL_OPENAI, {"alice": VIRTUAL}), providers=("openai",))
 
 
 def test_a_tool_result_with_a_dotenv_goes_redacted(gw):
