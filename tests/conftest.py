@@ -25,7 +25,7 @@ import yaml
 from tests.support.canned import provider_answers
 from tests.support.clients import run_client
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.mcp_upstream import McpUpstream
+from tests.support.mcp_upstream import McpUpstream, mcp_servers
 from tests.support.postgres import postgres  # noqa: F401  (the session's PostgreSQL, for the tests that ask for it)
 from tests.support.proxy import Mitmdump
 
@@ -232,6 +232,13 @@ def mcp_server(upstream_ca: trustme.CA) -> Iterator[McpUpstream]:
     server = McpUpstream(upstream_ca)
     yield server
     server.close()
+
+
+@pytest.fixture(scope="module")
+def servers(upstream_ca: trustme.CA) -> Iterator[tuple[McpUpstream, McpUpstream]]:
+    """Two fake MCP servers, one answering by server-sent events and one as JSON, a pair for the module."""
+    with mcp_servers(upstream_ca) as both:
+        yield both
 
 
 @pytest.fixture(scope="module")

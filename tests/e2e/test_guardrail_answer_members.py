@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from tests.support.answers import AWS, KINDS, AnswerUpstream, answered_by, pieces
+from tests.support.answer_gateways import answer_fixtures, chat_completion, guarded_config
+from tests.support.answers import AWS, AnswerUpstream, pieces
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
@@ -23,17 +23,8 @@ THOUGHT = f"The vault holds {AWS}; I will not say it."
 
 
 def config(urls: dict[str, str]) -> dict:
-    return {
-        "providers": {
-            "openai": {"upstream": urls["openai"], "keys": ["sk-real-members-0001"]},
-            "anthropic": {"upstream": urls["anthropic"], "keys": ["sk-ant-real-members-0001"]},
-        },
-        "clients": [{"name": "alice", "keys": [VIRTUAL]}],
-        "guardrails": [
-            {"on": ["answer"], "detect": KINDS, "action": "redact"},
-            {"match": {"model": "*deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
-        ],
-    }
+    keys = {"openai": "sk-real-members-0001", "anthropic": "sk-ant-real-members-0001"}
+    return guarded_config(urls, keys, VIRTUAL, "*deny*")
 
 
 def chunk(delta: dict, finish: str | None = None) -> bytes:
@@ -67,14 +58,7 @@ def cited_answer() -> dict:
     message = {"role": "assistant", "content": "See the docs.", "annotations": [
         {"type": "url_citation", "url_citation": citation}
     ]}  # fmt: skip
-    return {
-        "id": "chatcmpl-c",
-        "object": "chat.completion",
-        "created": 1700000000,
-        "model": "gpt-4o",
-        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
-    }
+    return chat_completion("chatcmpl-c", message, "stop")
 
 
 def claude_stream() -> list[bytes]:
@@ -117,9 +101,7 @@ class Upstream(AnswerUpstream):
         return Reply(200, cited_answer())
 
 
-@pytest.fixture(scope="module")
-def gw(start_gateway):
-    return answered_by(start_gateway(config, providers=("openai", "anthropic")), Upstream())
+upstream, gw = answer_fixtures(Upstream, config, ("openai", "anthropic"))
 
 
 READ_STREAM = f"""

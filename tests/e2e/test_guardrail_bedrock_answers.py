@@ -11,18 +11,14 @@ import json
 import time
 
 import pytest
-from tests.support.answers import (
-    ARGS,
-    AWS,
-    CARD,
-    FILLERS,
-    KINDS,
-    REDACTED_TEXT,
-    TEXT,
-    AnswerUpstream,
-    answered_by,
-    pieces,
+from tests.support.answer_gateways import (
+    answer_fixtures,
+    answer_rules,
+    counted_fixture,
+    cut_at_the_key,
+    refused_for_the_key,
 )
+from tests.support.answers import ARGS, AWS, CARD, FILLERS, REDACTED_TEXT, TEXT, AnswerUpstream, pieces
 from tests.support.aws import botocore_accepts
 from tests.support.eventstream import event, invoke_chunk
 from tests.support.fake_upstream import Received, Reply
@@ -50,11 +46,7 @@ def config(urls: dict[str, str], limits: list[dict] | None = None) -> dict:
         "clients": [
             {"name": "alice", "aws_credentials": [{"access_key_id": VIRTUAL[0], "secret_access_key": VIRTUAL[1]}]}
         ],
-        "guardrails": [
-            {"on": ["answer"], "detect": KINDS, "action": "redact"},
-            {"match": {"model": "amazon.nova-deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
-            {"match": {"model": "meta.llama3-deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
-        ],
+        "guardrails": answer_rules("amazon.nova-deny*", "meta.llama3-deny*"),
     }
 
 
@@ -192,14 +184,9 @@ class Upstream(AnswerUpstream):
         return Reply(404, {"message": "no such path"})
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Upstream:
-    return Upstream()
-
-
-@pytest.fixture(scope="module")
-def gw(start_gateway, upstream):
-    return answered_by(start_gateway(config, providers=("bedrock", "openai")), upstream)
+upstream, gw = answer_fixtures(Upstream, config, ("bedrock", "openai"))
+# The same, every call counted by a limit: its answer's end waits for its settlement.
+counted = counted_fixture(config, ("bedrock", "openai"))
 
 
 CLIENT = f"""
@@ -253,19 +240,23 @@ def test_a_converse_stream_comes_redacted_in_its_text_and_tool_use_input(gw):
     assert record["total_tokens"] == 12
 
 
-def test_a_denied_converse_stream_raises_in_boto3_and_the_upstream_is_closed(gw, upstream):
+@pytest.mark.parametrize(
+    ("model", "client", "operation"),
+    [
+        ("amazon.nova-deny-v1:0", CONVERSE_STREAM, "ConverseStream"),
+        ("meta.llama3-deny-v1:0", INVOKE_STREAM, "InvokeModelWithResponseStream"),
+    ],
+    ids=["converse", "invoke-model"],
+)
+def test_a_denied_stream_raises_in_boto3_and_the_upstream_is_closed(gw, upstream, model, client, operation):
     started = time.monotonic()
-    result = gw.run("MODEL = 'amazon.nova-deny-v1:0'\n" + CONVERSE_STREAM)
+    result = gw.run(f"MODEL = {model!r}\n" + client)
     assert result["error"] == [
         "botocore.exceptions",
         "EventStreamError",
-        f"An error occurred (validationException) when calling the ConverseStream operation: {DENIED}",
+        f"An error occurred (validationException) when calling the {operation} operation: {DENIED}",
     ]
-    # Everything before the key's first byte came; nothing of it, nor after it.
-    assert result["text"] == TEXT[: TEXT.index(AWS)]
-    record = gw.last_audit()
-    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
-    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    cut_at_the_key(gw, result["text"])
     upstream.stopped_soon(started, 4 + 5)
 
 
@@ -353,10 +344,7 @@ def test_a_converse_answer_with_a_denied_value_is_refused_403_in_awss_shape(gw):
     result = gw.run("MODEL = 'amazon.nova-deny-v1:0'\n" + CONVERSE)
     assert result["error"] == ["botocore.errorfactory", "AccessDeniedException"]
     assert (result["code"], result["status"], result["tollgate"]) == ("AccessDeniedException", 403, "content_denied")
-    assert AWS not in json.dumps(result) and CARD not in json.dumps(result)
-    record = gw.last_audit()
-    assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
-    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    refused_for_the_key(gw, result)
 
 
 def test_an_invoke_model_stream_comes_redacted_in_the_familys_chunks(gw):
@@ -365,20 +353,6 @@ def test_an_invoke_model_stream_comes_redacted_in_the_familys_chunks(gw):
     record = gw.last_audit()
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
     assert (record["status"], record["error"], record["total_tokens"]) == (200, None, 12)
-
-
-def test_a_denied_invoke_model_stream_raises_in_boto3_and_the_upstream_is_closed(gw, upstream):
-    started = time.monotonic()
-    result = gw.run("MODEL = 'meta.llama3-deny-v1:0'\n" + INVOKE_STREAM)
-    assert result["error"] == [
-        "botocore.exceptions",
-        "EventStreamError",
-        f"An error occurred (validationException) when calling the InvokeModelWithResponseStream operation: {DENIED}",
-    ]
-    assert result["text"] == TEXT[: TEXT.index(AWS)]
-    record = gw.last_audit()
-    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
-    upstream.stopped_soon(started, 4 + 5)
 
 
 INVOKE = (
@@ -445,16 +419,6 @@ def test_a_converse_stream_translated_from_another_provider_is_read_as_boto3_get
     assert (record["provider"], record["answer_findings"]) == ("openai", {"secrets.aws_access_key_id": 1})
 
 
-@pytest.fixture(scope="module")
-def counted(start_gateway, upstream):
-    """The same, every call counted by a limit: its answer's end waits for its settlement."""
-    gateway = start_gateway(
-        lambda urls: config(urls, [{"name": "all", "match": {}, "tokens_per_day": 10_000_000}]),
-        providers=("bedrock", "openai"),
-    )
-    return answered_by(gateway, upstream)
-
-
 def test_a_counted_call_is_redacted_and_denied_as_any(counted):
     redacted = counted.run("MODEL = 'amazon.nova-lite-v1:0'\n" + CONVERSE_STREAM)
     assert (redacted["text"], redacted["error"]) == (REDACTED_TEXT, None)
@@ -462,10 +426,4 @@ def test_a_counted_call_is_redacted_and_denied_as_any(counted):
     assert counted.last_audit()["total_tokens"] == 12
     denied = counted.run("MODEL = 'meta.llama3-deny-v1:0'\n" + INVOKE_STREAM)
     assert denied["error"][:2] == ["botocore.exceptions", "EventStreamError"]
-    assert denied["text"] == TEXT[: TEXT.index(AWS)]
-    record = counted.last_audit()
-    assert (record["status"], record["error"], record["answer_findings"]) == (
-        200,
-        "content_denied",
-        {"secrets.aws_access_key_id": 1},
-    )
+    cut_at_the_key(counted, denied["text"])

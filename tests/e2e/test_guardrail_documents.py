@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import base64
 import json
+import textwrap
 
 import pytest
 from tests.support import guardrail_samples as samples
+from tests.support.answers import answered_by
 from tests.support.aws import botocore_accepts
-from tests.support.canned import provider_answers
-from tests.support.fake_upstream import Reply
+from tests.support.configs import every_provider
+from tests.support.leaks import assert_no_secret, saved_flows, stopped_outputs
 from tests.support.proxy import free_port
+from tests.support.signed_bedrock import AWS_REAL, signed_answers
 
 REDACTS, DENIES, STRICT = "tg-docs-redacts-0001", "tg-docs-denies-0001", "tg-docs-strict-0001"
 AWS_VIRTUAL = ("TGDOCS00000000000000", "docs-virtual-SECRET-0000")
-AWS_REAL = ("AKIAREAL000000000000", "real-aws-SECRET-key-0000")
 GITHUB = samples.SAMPLES["secrets.github_token"][0]
 CARD = samples.SAMPLES["pii.payment_card"][0]
 DOTENV = (
@@ -48,14 +50,9 @@ METRICS = f"127.0.0.1:{free_port()}"
 
 
 def config(urls: dict[str, str]) -> dict:
-    providers = {name: {"upstream": urls[name], "keys": [f"real-{name}-key-0001"]} for name in ("openai", "anthropic")}
-    providers["gemini"] = {"upstream": urls["gemini"], "keys": ["real-gemini-key-0001"]}
-    providers["bedrock"] = {
-        "upstream": urls["bedrock"],
-        "credentials": {"access_key_id": AWS_REAL[0], "secret_access_key": AWS_REAL[1]},
-    }
+    keys = {name: f"real-{name}-key-0001" for name in ("openai", "anthropic", "gemini")}
     return {
-        "providers": providers,
+        "providers": every_provider(urls, keys, AWS_REAL),
         "metrics": {"listen": METRICS},
         "clients": [
             {
@@ -74,27 +71,10 @@ def config(urls: dict[str, str]) -> dict:
     }
 
 
-def answers(received):
-    if received.path.endswith("/converse") and not botocore_accepts(received, *AWS_REAL):
-        return Reply(403, {"message": "fake Bedrock: bad signature"}, {"x-amzn-errortype": "InvalidSignatureException"})
-    return provider_answers(received)
-
-
 @pytest.fixture(scope="module")
-def gw(start_gateway, tmp_path_factory):
-    saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
-    gateway = start_gateway(
-        config,
-        "--set",
-        f"save_stream_file={saved}",
-        "--set",
-        "flow_detail=4",
-        providers=("openai", "anthropic", "gemini", "bedrock"),
-    )
-    gateway.saved = saved
-    for fake in gateway.fakes.values():
-        fake.handler = answers
-    return gateway
+def gw(start_gateway):
+    gateway = start_gateway(config, providers=("openai", "anthropic", "gemini", "bedrock"), save_flows=True)
+    return answered_by(gateway, signed_answers)
 
 
 def decoded(value: str, prefix: str = "") -> str:
@@ -128,24 +108,33 @@ def test_an_openai_chat_file_part_is_redacted_inside_its_document(gw):
     )
 
 
-def test_an_openai_chat_file_part_is_denied(gw):
-    before = len(gw.fakes["openai"].received)
+def refused(gw, sdk: str, call: str, kind: str) -> dict:
+    """The SDK `sdk` (openai, anthropic) making `call` through `gw`: refused 403 (content_denied)
+    for one `kind`, and nothing sent on to the provider of that name; the call's record."""
+    before = len(gw.fakes[sdk].received)
     result = gw.run(
         f"""
-        import openai
-        try:
-            openai.OpenAI(api_key="{DENIES}", max_retries=0).chat.completions.create(model="gpt-4o", messages=[
-                {{"role": "user", "content": [{{"type": "file",
-                    "file": {{"file_data": "data:text/plain;base64,{B64}", "filename": "app.env"}}}}]}}])
-            report(ok=False)
-        except openai.PermissionDeniedError as e:
-            report(status=e.status_code, error=e.response.headers["x-tollgate-error"], message=e.message)
-        """
+import {sdk}
+try:
+{textwrap.indent(textwrap.dedent(call).strip(), "    ")}
+    report(ok=False)
+except {sdk}.PermissionDeniedError as e:
+    report(status=e.status_code, error=e.response.headers["x-tollgate-error"], message=e.message)
+"""
     )
     assert (result["status"], result["error"]) == (403, "content_denied")
-    assert "secrets.github_token (1)" in result["message"]
-    assert len(gw.fakes["openai"].received) == before
-    record = gw.last_audit()
+    assert f"{kind} (1)" in result["message"]
+    assert len(gw.fakes[sdk].received) == before
+    return gw.last_audit()
+
+
+def test_an_openai_chat_file_part_is_denied(gw):
+    call = f"""
+        openai.OpenAI(api_key="{DENIES}", max_retries=0).chat.completions.create(model="gpt-4o", messages=[
+            {{"role": "user", "content": [{{"type": "file",
+                "file": {{"file_data": "data:text/plain;base64,{B64}", "filename": "app.env"}}}}]}}])
+        """
+    record = refused(gw, "openai", call, "secrets.github_token")
     assert (record["decision"], record["deny_reasons"], record["findings"]) == ("deny", ["content_denied"], FOUND)
 
 
@@ -398,24 +387,13 @@ def test_an_aws_key_id_split_across_two_text_parts_is_redacted_in_each(gw):
 
 
 def test_a_private_key_split_across_text_blocks_is_denied(gw):
-    before = len(gw.fakes["anthropic"].received)
     lines = PEM.splitlines(keepends=True)
     blocks = [{"type": "text", "text": "my deploy key:\n" + lines[0]}, {"type": "text", "text": "".join(lines[1:])}]
-    result = gw.run(
-        f"""
-        import anthropic
-        try:
-            anthropic.Anthropic(api_key="{DENIES}", max_retries=0).messages.create(model="claude-sonnet-4-5",
-                max_tokens=10, messages=[{{"role": "user", "content": {json.dumps(blocks)}}}])
-            report(ok=False)
-        except anthropic.PermissionDeniedError as e:
-            report(status=e.status_code, error=e.response.headers["x-tollgate-error"], message=e.message)
+    call = f"""
+        anthropic.Anthropic(api_key="{DENIES}", max_retries=0).messages.create(model="claude-sonnet-4-5",
+            max_tokens=10, messages=[{{"role": "user", "content": {json.dumps(blocks)}}}])
         """
-    )
-    assert (result["status"], result["error"]) == (403, "content_denied")
-    assert "secrets.private_key (1)" in result["message"]
-    assert len(gw.fakes["anthropic"].received) == before
-    record = gw.last_audit()
+    record = refused(gw, "anthropic", call, "secrets.private_key")
     assert (record["decision"], record["findings"]) == ("deny", {"secrets.private_key": 1})
 
 
@@ -461,20 +439,9 @@ def test_no_planted_value_reaches_any_output(gw):
     """Last in the file: it stops the gateway to read its saved flows whole."""
     assert len(gw.audit()) >= 8
     metrics = scrape().encode()
-    gw.proxy.stop()
-    outputs = {
-        "metrics": metrics,
-        "audit": gw.audit_path.read_bytes(),
-        "console": gw.proxy.output.read_bytes(),
-        "saved flows": gw.saved.read_bytes(),
-    }
+    outputs = {"metrics": metrics, **stopped_outputs(gw)}
     assert b"content_denied" in outputs["audit"]
-    for where, content in outputs.items():
-        for secret in PLANTED:
-            assert secret.encode() not in content, f"a planted value in {where}"
+    assert_no_secret(outputs, PLANTED)
     # mitmweb's summary of a call names its model as the audit does.
-    from mitmproxy import io
-
-    with open(gw.saved, "rb") as f:
-        comments = [flow.comment for flow in io.FlowReader(f).stream()]
+    comments = [flow.comment for flow in saved_flows(gw.saved)]
     assert any("[REDACTED:secrets.github_token]" in c for c in comments), comments

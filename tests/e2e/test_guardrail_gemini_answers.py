@@ -16,29 +16,33 @@ import pytest
 from tests.e2e.test_code_assist import PROJECT, TOKEN, URL, TokenInfo, envelope
 from tests.e2e.test_code_assist import config as code_assist_config
 from tests.e2e.test_guardrail_answers import anthropic_answer
-from tests.support.answers import AWS, CARD, FILLERS, KINDS, REDACTED_TEXT, TEXT, AnswerUpstream, answered_by, pieces
+from tests.support.answer_gateways import (
+    answer_fixtures,
+    answer_rules,
+    cut_at_the_key,
+    guarded_config,
+    refused_for_the_key,
+)
+from tests.support.answers import AWS, CARD, FILLERS, REDACTED_TEXT, TEXT, AnswerUpstream, pieces
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
 
 VIRTUAL = "tg-gemini-answers-alice-0001"
 SSE = {"content-type": "text/event-stream"}
 ARRAY = {"content-type": "application/json; charset=UTF-8"}
+REDACTED_CALLS = [{"card": "[REDACTED:pii.payment_card]", "note": "pay it"}]  # the function calls' args
 
 
 def config(urls: dict[str, str]) -> dict:
+    keys = {
+        "gemini": "AIza-real-gemini-answers-0001",
+        "vertex": "AQ.real-vertex-express-key-0001",
+        "anthropic": "sk-ant-real-gemini-answers-0001",
+    }
     return {
-        "providers": {
-            "gemini": {"upstream": urls["gemini"], "keys": ["AIza-real-gemini-answers-0001"]},
-            "vertex": {"upstream": urls["vertex"], "keys": ["AQ.real-vertex-express-key-0001"]},
-            "anthropic": {"upstream": urls["anthropic"], "keys": ["sk-ant-real-gemini-answers-0001"]},
-        },
+        **guarded_config(urls, keys, VIRTUAL, "gemini-deny*"),
         # A Gemini call to Claude goes in Anthropic's format; its answer comes back in Gemini's.
         "overrides": [{"match": {"provider": "gemini", "model": "claude-*"}, "provider": "anthropic"}],
-        "clients": [{"name": "alice", "keys": [VIRTUAL]}],
-        "guardrails": [
-            {"on": ["answer"], "detect": KINDS, "action": "redact"},
-            {"match": {"model": "gemini-deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
-        ],
     }
 
 
@@ -146,15 +150,7 @@ class Upstream(AnswerUpstream):
         return Reply(200, headers=headers, chunks=framing(guarded_items()))
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Upstream:
-    return Upstream()
-
-
-@pytest.fixture(scope="module")
-def gw(start_gateway, upstream):
-    gateway = start_gateway(config, providers=("gemini", "vertex", "anthropic"))
-    return answered_by(gateway, upstream)
+upstream, gw = answer_fixtures(Upstream, config, ("gemini", "vertex", "anthropic"))
 
 
 CLIENT = f"""
@@ -188,11 +184,7 @@ except errors.APIError as e:
 
 def test_a_streamed_answer_comes_redacted_in_its_text_and_function_call_args(gw):
     result = gw.run(CLIENT + "MODEL = 'gemini-2.5-flash'\n" + READ_STREAM)
-    assert result == {
-        "text": REDACTED_TEXT,
-        "args": [{"card": "[REDACTED:pii.payment_card]", "note": "pay it"}],
-        "error": None,
-    }
+    assert result == {"text": REDACTED_TEXT, "args": REDACTED_CALLS, "error": None}
     record = gw.last_audit()
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
     assert (record["status"], record["error"], record["refusal"], record["total_tokens"]) == (200, None, None, 28)
@@ -203,11 +195,7 @@ def test_a_denied_stream_raises_in_the_sdk_and_the_upstream_is_closed(gw, upstre
     result = gw.run(CLIENT + "MODEL = 'gemini-deny-stream'\n" + READ_STREAM)
     message = "The answer was stopped: it carries what a guardrail denies (secrets.aws_access_key_id)."
     assert result["error"] == ["ClientError", 403, "PERMISSION_DENIED", message]
-    # Everything before the key's first byte came; nothing of it, nor after it.
-    assert result["text"] == TEXT[: TEXT.index(AWS)]
-    record = gw.last_audit()
-    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
-    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    cut_at_the_key(gw, result["text"])
     upstream.stopped_soon(started, 4 + 25)  # within half a second, on a busy machine
 
 
@@ -220,11 +208,7 @@ def test_a_value_in_a_signed_part_is_denied_under_redact(gw):
 
 def test_a_json_answer_is_served_redacted(gw):
     result = gw.run(CLIENT + "MODEL = 'gemini-2.5-flash'\n" + READ_JSON)
-    assert result == {
-        "text": REDACTED_TEXT,
-        "args": [{"card": "[REDACTED:pii.payment_card]", "note": "pay it"}],
-        "total": 28,
-    }
+    assert result == {"text": REDACTED_TEXT, "args": REDACTED_CALLS, "total": 28}
     record = gw.last_audit()
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
     assert (record["status"], record["decision"], record["total_tokens"]) == (200, "allow", 28)
@@ -233,19 +217,12 @@ def test_a_json_answer_is_served_redacted(gw):
 def test_a_json_answer_with_a_denied_value_is_refused_403(gw):
     result = gw.run(CLIENT + "MODEL = 'gemini-deny-json'\n" + READ_JSON)
     assert result["error"] == ["ClientError", 403, "PERMISSION_DENIED"]
-    assert AWS not in json.dumps(result) and CARD not in json.dumps(result)
-    record = gw.last_audit()
-    assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
-    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    refused_for_the_key(gw, result)
 
 
 def test_vertex_ais_gemini_is_read_alike(gw):
     streamed = gw.run(VERTEX_CLIENT + "MODEL = 'gemini-2.5-flash'\n" + READ_STREAM)
-    assert streamed == {
-        "text": REDACTED_TEXT,
-        "args": [{"card": "[REDACTED:pii.payment_card]", "note": "pay it"}],
-        "error": None,
-    }
+    assert streamed == {"text": REDACTED_TEXT, "args": REDACTED_CALLS, "error": None}
     assert gw.last_audit()["provider"] == "vertex"
     denied = gw.run(VERTEX_CLIENT + "MODEL = 'gemini-deny-stream'\n" + READ_STREAM)
     assert denied["error"][:3] == ["ClientError", 403, "PERMISSION_DENIED"]
@@ -310,11 +287,7 @@ def elements(body: str) -> tuple[str, list, list]:
 def test_the_json_array_stream_is_redacted_and_denied_in_its_elements(gw):
     redacted = raw(gw, "gemini-2.5-flash")
     assert redacted["status"] == 200
-    assert elements(redacted["body"]) == (
-        REDACTED_TEXT,
-        [{"card": "[REDACTED:pii.payment_card]", "note": "pay it"}],
-        [],
-    )
+    assert elements(redacted["body"]) == (REDACTED_TEXT, REDACTED_CALLS, [])
     record = gw.last_audit()
     assert (record["answer_findings"], record["total_tokens"]) == (
         {"secrets.aws_access_key_id": 1, "pii.payment_card": 1},
@@ -383,10 +356,7 @@ def code_assist(r: Received) -> Reply:
 @pytest.fixture(scope="module")
 def code_assist_gw(start_gateway, upstream_ca, upstream_ca_pem):
     info = TokenInfo(upstream_ca)
-    rules = [
-        {"on": ["answer"], "detect": KINDS, "action": "redact"},
-        {"match": {"model": "gemini-deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
-    ]
+    rules = answer_rules("gemini-deny*")
     gateway = start_gateway(
         lambda urls: (
             code_assist_config(urls, f"{info.fake.url}/tokeninfo", str(upstream_ca_pem)) | {"guardrails": rules}
@@ -429,9 +399,7 @@ def test_code_assists_envelope_is_redacted_and_denied(code_assist_gw):
     assert all(set(e) == {"response", "traceId"} for e in events)
     parts = [p for e in events for p in e["response"]["candidates"][0]["content"]["parts"]]
     assert "".join(p.get("text", "") for p in parts) == REDACTED_TEXT
-    assert [p["functionCall"]["args"] for p in parts if "functionCall" in p] == [
-        {"card": "[REDACTED:pii.payment_card]", "note": "pay it"}
-    ]
+    assert [p["functionCall"]["args"] for p in parts if "functionCall" in p] == REDACTED_CALLS
     assert gw.last_audit()["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
     denied = code_assist_call(gw, "streamGenerateContent", "gemini-deny-pro")
     events = envelopes(denied["body"])

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.support.answers import AWS, KINDS, REDACTED_TEXT, TEXT, AnswerUpstream, answered_by, pieces
+from tests.support.answer_gateways import answer_fixtures, guarded_config
+from tests.support.answers import AWS, REDACTED_TEXT, TEXT, AnswerUpstream, pieces
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
@@ -19,17 +20,8 @@ GEMINI_SSE = {"content-type": "text/event-stream"}
 
 
 def config(urls: dict[str, str]) -> dict:
-    return {
-        "providers": {
-            "openai": {"upstream": urls["openai"], "keys": ["sk-real-logprobs-0001"]},
-            "gemini": {"upstream": urls["gemini"], "keys": ["AIza-real-logprobs-0001"]},
-        },
-        "clients": [{"name": "alice", "keys": [VIRTUAL]}],
-        "guardrails": [
-            {"on": ["answer"], "detect": KINDS, "action": "redact"},
-            {"match": {"model": "*-deny"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
-        ],
-    }
+    keys = {"openai": "sk-real-logprobs-0001", "gemini": "AIza-real-logprobs-0001"}
+    return guarded_config(urls, keys, VIRTUAL, "*-deny")
 
 
 def tokens_of(text: str) -> list[str]:
@@ -121,9 +113,7 @@ class Upstream(AnswerUpstream):
         return provider_answers(received)
 
 
-@pytest.fixture(scope="module")
-def gw(start_gateway):
-    return answered_by(start_gateway(config, providers=("openai", "gemini")), Upstream())
+upstream, gw = answer_fixtures(Upstream, config, ("openai", "gemini"))
 
 
 OPENAI_STREAM = f"""

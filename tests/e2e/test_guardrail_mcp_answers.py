@@ -16,7 +16,8 @@ import trustme
 from tests.support import guardrail_samples as samples
 from tests.support.answers import answer_samples
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
-from tests.support.mcp_upstream import McpUpstream, event, log_event, mcp_servers, speaks_mcp
+from tests.support.leaks import assert_no_secret, stopped_outputs
+from tests.support.mcp_upstream import RUN_MAIN, event, initialized, log_event, speaks_mcp
 from tests.support.mcp_upstream import client_code as sdk_client_code
 from tests.support.proxy import free_port
 from tests.support.raw import send
@@ -40,12 +41,6 @@ def client_code(url: str, body: str, mode: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def servers(upstream_ca: trustme.CA) -> Iterator[tuple[McpUpstream, McpUpstream]]:
-    with mcp_servers(upstream_ca) as both:
-        yield both
-
-
-@pytest.fixture(scope="module")
 def scripted(upstream_ca: trustme.CA) -> Iterator[FakeUpstream]:
     """An MCP server whose answers a test scripts: what the SDK's server never sends."""
     server = FakeUpstream(upstream_ca)
@@ -54,7 +49,7 @@ def scripted(upstream_ca: trustme.CA) -> Iterator[FakeUpstream]:
 
 
 @pytest.fixture(scope="module")
-def gateway(start_gateway, servers, scripted, tmp_path_factory):
+def gateway(start_gateway, servers, scripted):
     sse, json_ = servers
     config = {
         "metrics": {"listen": METRICS},
@@ -73,10 +68,7 @@ def gateway(start_gateway, servers, scripted, tmp_path_factory):
             ]
         },
     }
-    saved = tmp_path_factory.mktemp("mcp-answers-saved") / "flows.mitm"
-    started = start_gateway(config, "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", providers=())
-    started.saved = saved
-    return started
+    return start_gateway(config, providers=(), save_flows=True)
 
 
 MODES = pytest.mark.parametrize(
@@ -318,7 +310,8 @@ report(text=[c.text for c in called.content])
 
 # The SDK's client with a callback for each thing a server may send it besides its answers: what
 # each was handed, reported with what `body` reports.
-HEARD = """
+HEARD = (
+    """
 import asyncio
 from mcp import Client, types
 from mcp.client.streamable_http import streamable_http_client
@@ -347,15 +340,9 @@ async def main():
         async with Client(streamable_http_client("{url}", http_client=http), mode="legacy", logging_callback=on_log,
                           sampling_callback=on_sampling, elicitation_callback=on_elicitation) as client:
 {body}
-
-try:
-    asyncio.run(main())
-except BaseExceptionGroup as group:
-    first = group.exceptions[0]
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    raise first from None
 """
+    + RUN_MAIN
+)
 
 CALLED = """
 try:
@@ -401,12 +388,7 @@ class Streams:
             return Reply(200, b"")
         message = json.loads(received.body)
         if message.get("method") == "initialize":
-            result = {
-                "protocolVersion": message["params"]["protocolVersion"],
-                "capabilities": {"tools": {}, "logging": {}},
-                "serverInfo": {"name": "streams", "version": "1"},
-            }
-            return Reply(200, {"jsonrpc": "2.0", "id": message["id"], "result": result}, headers=session)  # fmt: skip
+            return Reply(200, initialized(message, "streams"), headers=session)
         if "method" not in message:
             self.answered.append(message)
             return Reply(202, b"")
@@ -582,13 +564,6 @@ def test_the_get_stream_is_read_too(gateway, scripted) -> None:
 def test_zz_no_value_in_any_output(gateway) -> None:
     """Last in this file: it stops the gateway to read its saved flows whole."""
     assert gateway.audit(), "the tests before it made calls"
-    gateway.proxy.stop()  # flushes the saved flows
-    outputs = {
-        "audit": gateway.audit_path.read_bytes(),
-        "console": gateway.proxy.output.read_bytes(),
-        "saved flows": gateway.saved.read_bytes(),
-    }
+    outputs = stopped_outputs(gateway)
     assert b"mcp_call" in outputs["saved flows"]
-    for where, content in outputs.items():
-        for value in (EMAIL, CARD):
-            assert value.encode() not in content, f"a planted value in the {where}"
+    assert_no_secret(outputs, (EMAIL, CARD))

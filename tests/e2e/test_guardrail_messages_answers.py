@@ -14,7 +14,8 @@ import time
 from urllib.parse import unquote
 
 import pytest
-from tests.support.answers import AWS, CARD, FILLERS, KINDS, REDACTED_TEXT, TEXT, AnswerUpstream, answered_by, pieces
+from tests.support.answer_gateways import answer_fixtures, answer_rules, cut_at_the_key, refused_for_the_key
+from tests.support.answers import AWS, CARD, FILLERS, REDACTED_TEXT, TEXT, AnswerUpstream, pieces
 from tests.support.canned import provider_answers
 from tests.support.eventstream import invoke_chunk
 from tests.support.fake_upstream import Received, Reply
@@ -41,8 +42,7 @@ def config(urls: dict[str, str]) -> dict:
             # A rule on requests too: with no rule on them and no key of Tollgate's to look for,
             # the guardrails are not loaded at all (answers included).
             {"detect": ["secrets.stripe_key"], "action": "audit"},
-            {"on": ["answer"], "detect": KINDS, "action": "redact"},
-            {"match": {"model": "*deny*"}, "on": ["answer"], "detect": KINDS, "action": "deny"},
+            *answer_rules("*deny*"),
         ],
     }
 
@@ -56,6 +56,12 @@ def delta(index: int, kind: str, **fields: object) -> dict:
 
 
 SIGNATURE = "EqQBCkgIARABGAIiQ" + "s" * 40
+# The whole message as the client gets it: its text and tool input redacted, its signed thinking as it came.
+REDACTED_CONTENT = [
+    {"type": "thinking", "thinking": "Let me read the file.", "signature": SIGNATURE},
+    {"type": "text", "text": REDACTED_TEXT},
+    {"type": "tool_use", "input": REDACTED_INPUT},
+]
 
 
 def thinking_events(thought: str) -> list[dict]:
@@ -164,15 +170,7 @@ class Upstream(AnswerUpstream):
         return self.denied_stream([*head, *text, *fillers], first)
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Upstream:
-    return Upstream()
-
-
-@pytest.fixture(scope="module")
-def gw(start_gateway, upstream):
-    gateway = start_gateway(config, providers=("anthropic", "bedrock", "vertex", "copilot"))
-    return answered_by(gateway, upstream)
+upstream, gw = answer_fixtures(Upstream, config, ("anthropic", "bedrock", "vertex", "copilot"))
 
 
 CLIENTS = {
@@ -243,21 +241,13 @@ def test_a_streamed_answer_comes_redacted_in_its_text_and_tool_input(gw, where):
 @pytest.mark.parametrize("where", ["anthropic", "vertex"])
 def test_messages_stream_gives_the_redacted_message_with_its_signed_thinking_as_it_came(gw, where):
     result = call(gw, READ_WITH_STREAM, where, "sonnet")
-    assert result["content"] == [
-        {"type": "thinking", "thinking": "Let me read the file.", "signature": SIGNATURE},
-        {"type": "text", "text": REDACTED_TEXT},
-        {"type": "tool_use", "input": REDACTED_INPUT},
-    ]
+    assert result["content"] == REDACTED_CONTENT
 
 
 @pytest.mark.parametrize("where", ["anthropic", "copilot", "vertex", "bedrock"])
 def test_a_json_answer_is_served_redacted(gw, where):
     result = call(gw, READ_JSON, where, "sonnet")
-    assert result["content"] == [
-        {"type": "thinking", "thinking": "Let me read the file.", "signature": SIGNATURE},
-        {"type": "text", "text": REDACTED_TEXT},
-        {"type": "tool_use", "input": REDACTED_INPUT},
-    ]
+    assert result["content"] == REDACTED_CONTENT
     record = gw.last_audit()
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
     assert (record["status"], record["decision"], record["error"]) == (200, "allow", None)
@@ -270,20 +260,14 @@ def test_a_json_answer_with_a_denied_value_is_refused_403(gw, where):
     assert (result["status"], result["tollgate"]) == (403, "content_denied")
     if where in ("anthropic", "copilot"):  # Anthropic's shape; Vertex AI's and Bedrock's own elsewhere
         assert result["body"]["type"] == "error" and result["body"]["error"]["type"] == "permission_error"
-    assert AWS not in json.dumps(result) and CARD not in json.dumps(result)
-    record = gw.last_audit()
-    assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
-    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    refused_for_the_key(gw, result)
 
 
 def test_a_denied_stream_raises_in_the_sdk_and_the_upstream_is_closed(gw, upstream):
     started = time.monotonic()
     result = call(gw, READ_STREAM, "anthropic", "deny-stream")
     assert result["error"] == ["anthropic", "APIStatusError", str({"type": "error", "error": {"type": "permission_error", "message": DENIED}})]  # fmt: skip
-    assert result["text"] == TEXT[: TEXT.index(AWS)]
-    record = gw.last_audit()
-    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
-    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    cut_at_the_key(gw, result["text"])
     upstream.stopped_soon(started, 4 + 5)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.answer_gateways import cut_at_the_key, refused_for_the_key, stopped_before_the_keys_tokens
 from tests.support.answers import (
     ARGS,
     AWS,
@@ -366,11 +367,8 @@ def test_a_denied_stream_raises_in_the_sdk_and_the_upstream_is_closed(gw, upstre
     module, name, message = result["error"]
     assert (module, name) == ("openai", "APIError")
     assert "secrets.aws_access_key_id" in message
-    assert result["text"] == TEXT[: TEXT.index(AWS)]
     assert result["done"] == {}
-    record = gw.last_audit()
-    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
-    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    cut_at_the_key(gw, result["text"])
     upstream.stopped_soon(started, 4 + 5)
 
 
@@ -431,9 +429,7 @@ def test_a_json_response_is_served_redacted_or_refused_403(gw):
         403,
         "content_denied",
     )
-    assert AWS not in json.dumps(refused) and CARD not in json.dumps(refused)
-    record = gw.last_audit()
-    assert (record["status"], record["decision"], record["refusal"]) == (403, "deny", "content_denied")
+    refused_for_the_key(gw, refused)
 
 
 READ_EVENTS = f"""
@@ -824,10 +820,4 @@ def test_tokens_ahead_of_their_text_stop_the_answer(gw):
     unreadable; the SDK raises, having had the text before it (each delta's tokens its text), and
     no token of the key."""
     result = gw.run(READ_LOGPROBS)
-    assert result["error"] == ["openai", "APIError"]
-    said = "".join(text for text, _ in result["deltas"])
-    assert TEXT.startswith(said) and len(said) <= TEXT.index(AWS)
-    assert all(tokens == [text] for text, tokens in result["deltas"])
-    assert AWS[:2] not in json.dumps(result)
-    record = gw.last_audit()
-    assert (record["status"], record["error"], record["refusal"]) == (200, "content_denied", "content_denied")
+    stopped_before_the_keys_tokens(gw, result, result["deltas"])

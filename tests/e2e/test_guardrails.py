@@ -11,18 +11,18 @@ import time
 
 import pytest
 from tests.support import guardrail_samples as samples
+from tests.support.answers import answered_by
 from tests.support.aws import botocore_accepts
-from tests.support.canned import provider_answers
-from tests.support.configs import every_provider
-from tests.support.fake_upstream import Reply
-from tests.support.leaks import stopped_outputs
+from tests.support.configs import every_provider, openai_with_clients
+from tests.support.leaks import assert_no_secret, saved_flows, stopped_outputs
+from tests.support.mcp_upstream import client_code
 from tests.support.raw import send
+from tests.support.signed_bedrock import AWS_REAL, signed_answers
 
 from tollgate.records.audit.auditlog import BATCH_DELAY
 
 VIRTUAL = "tg-guarded-alice-0001"
 AWS_VIRTUAL = ("TGGUARD0000000000000", "guarded-virtual-SECRET-0000")
-AWS_REAL = ("AKIAREAL000000000000", "real-aws-SECRET-key-0000")
 # Tollgate's own real OpenAI key, shaped as OpenAI's are.
 REAL_OPENAI = samples.SAMPLES["secrets.openai_api_key"][0]
 GITHUB = samples.SAMPLES["secrets.github_token"][0]
@@ -65,39 +65,20 @@ def config(urls: dict[str, str], mcp_upstream: str) -> dict:
     }
 
 
-def answers(received):
-    if received.path.endswith("/converse") and not botocore_accepts(received, *AWS_REAL):
-        return Reply(403, {"message": "fake Bedrock: bad signature"}, {"x-amzn-errortype": "InvalidSignatureException"})
-    return provider_answers(received)
-
-
 @pytest.fixture(scope="module")
-def gw(start_gateway, tmp_path_factory, mcp_server):
-    saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
+def gw(start_gateway, mcp_server):
     gateway = start_gateway(
         lambda urls: config(urls, mcp_server.url),
-        "--set",
-        f"save_stream_file={saved}",
-        "--set",
-        "flow_detail=4",
         providers=("openai", "anthropic", "gemini", "bedrock"),
+        save_flows=True,
     )
-    gateway.saved = saved
-    for fake in gateway.fakes.values():
-        fake.handler = answers
-    return gateway
+    return answered_by(gateway, signed_answers)
 
 
 @pytest.fixture(scope="module")
 def bare(start_gateway):
     """No guardrails rule: Tollgate's own keys are looked for all the same."""
-    return start_gateway(
-        lambda urls: {
-            "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL_OPENAI]}},
-            "clients": [{"name": "alice", "keys": [VIRTUAL]}],
-        },
-        providers=("openai",),
-    )
+    return start_gateway(openai_with_clients(REAL_OPENAI, {"alice": VIRTUAL}), providers=("openai",))
 
 
 def test_a_tool_result_with_a_dotenv_goes_redacted(gw):
@@ -217,28 +198,15 @@ def test_a_translated_route_sends_the_redacted_body_in_the_targets_format(gw):
 
 def test_an_mcp_tool_call_with_a_card_number_gets_a_json_rpc_error(gw, mcp_server):
     mcp_server.clear()
-    result = gw.run(
-        f"""
-        import asyncio
-        from mcp import Client
-        from mcp.client.streamable_http import streamable_http_client
-        from mcp.shared._httpx_utils import create_mcp_http_client
-
-        async def main():
-            http = create_mcp_http_client(headers={{"Authorization": "Bearer {VIRTUAL}"}})
-            async with http:
-                async with Client(streamable_http_client("{MCP_URL}", http_client=http), mode="legacy") as client:
-                    added = await client.call_tool("add", {{"a": 1, "b": 2}})
-                    try:
-                        await client.call_tool("fail", {{"reason": "charge card {CARD} now"}})
-                        report(ok=False)
-                    except Exception as e:
-                        report(added=[c.text for c in added.content], error=type(e).__name__, code=e.error.code,
-                               message=e.error.message)
-
-        asyncio.run(main())
-        """
-    )
+    called = f"""
+added = await client.call_tool("add", {{"a": 1, "b": 2}})
+try:
+    await client.call_tool("fail", {{"reason": "charge card {CARD} now"}})
+    report(ok=False)
+except Exception as e:
+    report(added=[c.text for c in added.content], error=type(e).__name__, code=e.error.code, message=e.error.message)
+"""
+    result = gw.run(client_code(MCP_URL, called, VIRTUAL))
     assert result == {
         "added": ["3"],
         "error": "MCPError",
@@ -297,23 +265,11 @@ def test_tollgates_own_key_in_a_prompt_is_refused_without_rules(bare):
 
 def test_an_mcp_tool_calls_arguments_reach_the_server_redacted(gw, mcp_server):
     mcp_server.clear()
-    result = gw.run(
-        f"""
-        import asyncio
-        from mcp import Client
-        from mcp.client.streamable_http import streamable_http_client
-        from mcp.shared._httpx_utils import create_mcp_http_client
-
-        async def main():
-            http = create_mcp_http_client(headers={{"Authorization": "Bearer {VIRTUAL}"}})
-            async with http:
-                async with Client(streamable_http_client("{MCP_URL}", http_client=http), mode="legacy") as client:
-                    added = await client.call_tool("add", {{"a": 1, "b": 2, "note": "key {samples.AWS_KEY_ID} here"}})
-                    report(added=[c.text for c in added.content])
-
-        asyncio.run(main())
-        """
-    )
+    called = f"""
+added = await client.call_tool("add", {{"a": 1, "b": 2, "note": "key {samples.AWS_KEY_ID} here"}})
+report(added=[c.text for c in added.content])
+"""
+    result = gw.run(client_code(MCP_URL, called, VIRTUAL))
     assert result == {"added": ["3"]}
     (arguments,) = [a for r in mcp_server.received() for a in r["arguments"] if a]
     assert arguments == {"a": 1, "b": 2, "note": "key [REDACTED:secrets.aws_access_key_id] here"}
@@ -514,12 +470,7 @@ def test_no_planted_secret_reaches_any_output(gw):
     assert len(gw.audit()) >= 6
     outputs = stopped_outputs(gw)
     assert b"content_denied" in outputs["audit"]
-    for where, content in outputs.items():
-        for secret in PLANTED:
-            assert secret.encode() not in content, f"a planted secret in {where}"
+    assert_no_secret(outputs, PLANTED)
     # mitmweb's summary of a call says what was found.
-    from mitmproxy import io
-
-    with open(gw.saved, "rb") as f:
-        comments = [flow.comment for flow in io.FlowReader(f).stream()]
+    comments = [flow.comment for flow in saved_flows(gw.saved)]
     assert any("found secrets.aws_access_key_id 1" in c and "(3 redacted)" in c for c in comments), comments

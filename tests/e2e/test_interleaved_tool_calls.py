@@ -14,6 +14,7 @@ import json
 import pytest
 from tests.support.answers import AWS, CARD, KINDS, answered_by
 from tests.support.canned import provider_answers
+from tests.support.configs import every_provider
 from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
 
@@ -23,16 +24,10 @@ REDACTED_CARD = "[REDACTED:pii.payment_card]"
 
 
 def config(urls: dict[str, str]) -> dict:
+    keys = {"openai": "sk-real-interleave-0001", "anthropic": "sk-ant-real-interleave-0001"}
+    keys["gemini"] = "AIza-real-interleave-0001"
     return {
-        "providers": {
-            "openai": {"upstream": urls["openai"], "keys": ["sk-real-interleave-0001"]},
-            "anthropic": {"upstream": urls["anthropic"], "keys": ["sk-ant-real-interleave-0001"]},
-            "gemini": {"upstream": urls["gemini"], "keys": ["AIza-real-interleave-0001"]},
-            "bedrock": {
-                "upstream": urls["bedrock"],
-                "credentials": {"access_key_id": "AKIDINTERLEAVE000001", "secret_access_key": "real-aws-secret-0001"},
-            },
-        },
+        "providers": every_provider(urls, keys, ("AKIDINTERLEAVE000001", "real-aws-secret-0001")),
         "clients": [{"name": "agent", "keys": [VIRTUAL]}],
         "overrides": [
             {"match": {"provider": "anthropic", "model": "gpt-*"}, "provider": "openai"},

@@ -26,7 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.h2 import H2Request, h2_calls
 from tests.support.jwks import claims, hs256_token
-from tests.support.mcp_upstream import RUN_MAIN, McpUpstream, event, log_event, mcp_servers, speaks_mcp
+from tests.support.leaks import assert_no_secret, stopped_outputs
+from tests.support.mcp_upstream import RUN_MAIN, event, log_event, speaks_mcp
 from tests.support.mcp_upstream import client_code as sdk_client_code
 from tests.support.metrics import scrape
 from tests.support.raw import send
@@ -75,12 +76,6 @@ METRICS = f"127.0.0.1:{_free_port()}"
 def client_code(url: str, body: str, key: str = VIRTUAL, mode: str = "legacy") -> str:
     """The SDK's client calling `url` with `key` as its bearer (`mcp_upstream.client_code`)."""
     return sdk_client_code(url, body, key, mode)
-
-
-@pytest.fixture(scope="module")
-def servers(upstream_ca: trustme.CA) -> Iterator[tuple[McpUpstream, McpUpstream]]:
-    with mcp_servers(upstream_ca) as both:
-        yield both
 
 
 @pytest.fixture(scope="module")
@@ -1064,6 +1059,16 @@ def modern_post(gateway, body: object, fields: list[tuple[str, str]]):
     )
 
 
+def refused_unsent(gateway, scripted, answer, code: int, message: str) -> dict:
+    """Tollgate answered the request (id 1) 400 (bad_request) with the JSON-RPC error `code` and
+    `message`, and sent nothing to the scripted server: the call's one record."""
+    assert (answer.status, answer.headers["x-tollgate-error"]) == (400, "bad_request")
+    assert answer.json() == {"jsonrpc": "2.0", "id": 1, "error": {"code": code, "message": message}}
+    assert scripted.received == []
+    (record,) = gateway.new_audit(1)
+    return record
+
+
 @pytest.mark.parametrize(
     ("fields", "error"),
     [
@@ -1085,11 +1090,7 @@ def test_a_2026_request_whose_headers_disagree_with_its_body_is_refused(gateway,
     scripted.received.clear()
     scripted.handler = answer_each
     answer = modern_post(gateway, modern_call("add"), fields)
-    assert (answer.status, answer.headers["x-tollgate-error"]) == (400, "bad_request")
-    message = f"Tollgate refused this request as it came: {error}."
-    assert answer.json() == {"jsonrpc": "2.0", "id": 1, "error": {"code": -32020, "message": message}}
-    assert scripted.received == []
-    (record,) = gateway.new_audit(1)
+    record = refused_unsent(gateway, scripted, answer, -32020, f"Tollgate refused this request as it came: {error}.")
     assert (record["event"], record["method"], record["tool"], record["decision"], record["status"]) == (
         "mcp_call", "tools/call", "add", "deny", 400,
     )  # fmt: skip
@@ -1108,12 +1109,8 @@ def test_a_header_in_the_base64_form_not_canonical_is_refused(gateway, scripted,
     scripted.handler = answer_each
     fields = [*modern_headers(name=None), ("Mcp-Name", value)] if header == "Mcp-Name" else modern_headers()
     answer = modern_post(gateway, modern_call("add"), fields + ([(header, value)] if header != "Mcp-Name" else []))
-    assert (answer.status, answer.headers["x-tollgate-error"]) == (400, "bad_request")
     error = f"{header.lower()} header is not in the canonical =?base64?…?= form"
-    message = f"Tollgate refused this request as it came: {error}."
-    assert answer.json() == {"jsonrpc": "2.0", "id": 1, "error": {"code": -32020, "message": message}}
-    assert scripted.received == []
-    (record,) = gateway.new_audit(1)
+    record = refused_unsent(gateway, scripted, answer, -32020, f"Tollgate refused this request as it came: {error}.")
     assert (record["method"], record["decision"], record["status"], record["error"]) == (
         "tools/call", "deny", 400, f"bad request: {error}")  # fmt: skip
 
@@ -1128,12 +1125,9 @@ def test_an_mcp_header_written_with_underscores_is_refused(gateway, scripted, tw
     fields = modern_headers() if revision == NOW else [("MCP-Protocol-Version", revision)]
     body = modern_call("add") if revision == NOW else tool_call("add")
     answer = modern_post(gateway, body, [*fields, (twin, "delete_everything")])
-    assert (answer.status, answer.headers["x-tollgate-error"]) == (400, "bad_request")
     problem = f"the request carries {twin!r}, an MCP header's name written with _ for -"
     message = f"Tollgate cannot read this request exactly and did not forward it: {problem}."
-    assert answer.json() == {"jsonrpc": "2.0", "id": 1, "error": {"code": -32700, "message": message}}
-    assert scripted.received == []
-    (record,) = gateway.new_audit(1)
+    record = refused_unsent(gateway, scripted, answer, -32700, message)
     assert (record["method"], record["tool"], record["decision"], record["status"], record["error"]) == (
         "tools/call", "add", "deny", 400, f"bad request: {problem}")  # fmt: skip
 
@@ -1237,13 +1231,8 @@ def test_a_subscription_its_client_closes_has_ended(gateway, servers) -> None:
 def test_zz_no_credential_argument_or_result_in_any_output(gateway) -> None:
     """Last in this file: it stops the gateway to read its saved flows whole."""
     assert gateway.audit(), "the tests before it made calls"
-    gateway.proxy.stop()  # flushes the saved flows
-    outputs = {
-        "audit": gateway.audit_path.read_bytes(),
-        "console": gateway.proxy.output.read_bytes(),
-        "saved flows": gateway.saved.read_bytes(),
-    }
+    outputs = stopped_outputs(gateway)
     assert b"mcp_call" in outputs["saved flows"] and b"x-tollgate-request-id" in outputs["console"].lower()
-    for where, content in outputs.items():
-        for secret in (VIRTUAL, LIMITED, CAROL, REAL_BEARER, REAL_HEADER, "no such note", "hello from the notes"):
-            assert secret.encode() not in content, f"{secret} in the {where}"
+    assert_no_secret(
+        outputs, (VIRTUAL, LIMITED, CAROL, REAL_BEARER, REAL_HEADER, "no such note", "hello from the notes")
+    )

@@ -63,19 +63,9 @@ def gw_login(start_gateway, policy, tmp_path_factory):
     digest = base64.b64encode(hashlib.sha1(PASSWORD.encode()).digest()).decode()
     htpasswd = tmp_path_factory.mktemp("auth") / ".htpasswd"
     htpasswd.write_text(f"coder:{{SHA}}{digest}\n")
-    saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
-    gateway = start_gateway(
-        lambda urls: config(urls, policy),
-        "--set",
-        f"proxyauth=@{htpasswd}",
-        "--set",
-        f"save_stream_file={saved}",
-        "--set",
-        "flow_detail=4",
-        providers=("anthropic",),
+    return start_gateway(
+        lambda urls: config(urls, policy), "--set", f"proxyauth=@{htpasswd}", providers=("anthropic",), save_flows=True
     )
-    gateway.saved = saved
-    return gateway
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +125,29 @@ def plan_call(gateway, model: str = "claude-sonnet-4-5", proxy_url: str | None =
     return gateway.run(PLAN_CALL.format(token=TOKEN, model=model, content=content), proxy_url=proxy_url)
 
 
+def keyed_call(gateway, key: str, model: str = "claude-sonnet-4-5") -> dict:
+    """A call with an API key (no plan's): the answer's text."""
+    return gateway.run(f"""
+        import anthropic
+        r = anthropic.Anthropic(api_key="{key}", max_retries=0).messages.create(
+            model="{model}", max_tokens=64, messages=[{{"role": "user", "content": "hi"}}])
+        report(text=r.content[0].text)
+    """)
+
+
+def refused_unnamed(gateway, status: int, reason: str) -> None:
+    """A plan's call that names no caller was refused `status` for `reason`, nothing sent upstream."""
+    assert gateway.fakes["anthropic"].received == []
+    record = gateway.last_audit()
+    assert (record["client"], record["auth"], record["decision"], record["status"]) == (
+        None,
+        "subscription",
+        "deny",
+        status,
+    )
+    assert record["deny_reasons"] == [reason]
+
+
 def test_a_plan_call_goes_upstream_as_it_came_with_its_own_token_and_the_org_header(g_login):
     result = plan_call(g_login, proxy_url=login_url(g_login))
     assert (result.get("text"), result.get("error")) == ("Hello!", None), result
@@ -181,12 +194,7 @@ def test_a_guardrail_redacts_a_plan_calls_body_and_nothing_else_changes(g_login)
 
 
 def test_a_keyed_call_is_pinned_too_and_its_override_applies(g):
-    result = g.run(f"""
-        import anthropic
-        r = anthropic.Anthropic(api_key="{VIRTUAL}", max_retries=0).messages.create(
-            model="claude-sonnet-4-5", max_tokens=64, messages=[{{"role": "user", "content": "hi"}}])
-        report(text=r.content[0].text)
-    """)
+    result = keyed_call(g, VIRTUAL)
     assert result == {"text": "Hello!"}
     [seen] = g.fakes["anthropic"].received
     assert seen.headers["x-api-key"] == POOL and "authorization" not in seen.headers
@@ -199,15 +207,7 @@ def test_a_keyed_call_is_pinned_too_and_its_override_applies(g):
 def test_a_plan_call_without_a_login_is_refused_where_anonymous_callers_are_not(g):
     result = plan_call(g)
     assert (result["error"], result["status"], result["kind"]) == ("AuthenticationError", 401, "unauthenticated")
-    assert g.fakes["anthropic"].received == []
-    record = g.last_audit()
-    assert (record["client"], record["auth"], record["decision"], record["status"]) == (
-        None,
-        "subscription",
-        "deny",
-        401,
-    )
-    assert record["deny_reasons"] == ["a plan's token names no caller, and anonymous callers are not allowed"]
+    refused_unnamed(g, 401, "a plan's token names no caller, and anonymous callers are not allowed")
 
 
 def test_the_policy_reads_input_subscription(g, g_login):
@@ -221,12 +221,7 @@ def test_the_policy_reads_input_subscription(g, g_login):
         ["no Opus on a plan"],
     )
     # The same model with a key is no plan's call: the rule does not hold.
-    keyed = g.run(f"""
-        import anthropic
-        r = anthropic.Anthropic(api_key="{VIRTUAL}", max_retries=0).messages.create(
-            model="claude-opus-4-1", max_tokens=64, messages=[{{"role": "user", "content": "hi"}}])
-        report(text=r.content[0].text)
-    """)
+    keyed = keyed_call(g, VIRTUAL, "claude-opus-4-1")
     assert keyed == {"text": "Hello!"}
 
 
@@ -253,22 +248,9 @@ def test_with_plans_not_allowed_a_plan_call_is_refused_tenant_denied(gw_closed):
         "tenant_denied",
         "permission_error",
     )
-    assert gw_closed.fakes["anthropic"].received == []
-    record = gw_closed.last_audit()
-    assert (record["client"], record["auth"], record["decision"], record["status"]) == (
-        None,
-        "subscription",
-        "deny",
-        403,
-    )
-    assert record["deny_reasons"] == ["calls made with a plan are not allowed (subscriptions.allow)"]
+    refused_unnamed(gw_closed, 403, "calls made with a plan are not allowed (subscriptions.allow)")
     # Keys still go: an anonymous caller's call goes with the pool's key.
-    keyed = gw_closed.run("""
-        import anthropic
-        r = anthropic.Anthropic(api_key="sk-ant-api03-callers-own", max_retries=0).messages.create(
-            model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}])
-        report(text=r.content[0].text)
-    """)
+    keyed = keyed_call(gw_closed, "sk-ant-api03-callers-own")
     assert keyed == {"text": "Hello!"}
     assert gw_closed.fakes["anthropic"].received[-1].headers["x-api-key"] == POOL
 

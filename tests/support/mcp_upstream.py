@@ -2,7 +2,8 @@
 its own process with `.venv-clients`' Python, on a free port of 127.0.0.1, with a certificate of the
 tests' upstream CA; what it received read back from its log. `mcp_servers`: one answering by
 server-sent events, one as JSON. `client_code`: the SDK's client calling a server through the
-proxy. `speaks_mcp`: a scripted server (`FakeUpstream`) as the SDK's client needs it."""
+proxy. `speaks_mcp`: a scripted server (`FakeUpstream`) as the SDK's client needs it
+(`initialized`: its answer to an initialize)."""
 
 from __future__ import annotations
 
@@ -123,6 +124,17 @@ def client_code(url: str, body: str, key: str, mode: str = "legacy") -> str:
     return CLIENT.format(key=key, url=url, body=indented, mode=mode)
 
 
+def initialized(message: dict, name: str) -> dict:
+    """A scripted server's answer to the client's `initialize` request (`message`), as the server
+    `name` with tools and logging."""
+    result = {
+        "protocolVersion": message["params"]["protocolVersion"],
+        "capabilities": {"tools": {}, "logging": {}},
+        "serverInfo": {"name": name, "version": "1"},
+    }
+    return {"jsonrpc": "2.0", "id": message["id"], "result": result}
+
+
 def speaks_mcp(answer: Callable[[dict], Reply]) -> Callable[[Received], Reply]:
     """A scripted server (`FakeUpstream`'s handler) as the SDK's client needs it: an initialize
     answered, notifications accepted, no GET stream; each other request answered by `answer`."""
@@ -132,12 +144,7 @@ def speaks_mcp(answer: Callable[[dict], Reply]) -> Callable[[Received], Reply]:
             return Reply(405 if received.method == "GET" else 200, b"")
         message = json.loads(received.body)
         if message.get("method") == "initialize":
-            result = {
-                "protocolVersion": message["params"]["protocolVersion"],
-                "capabilities": {"tools": {}, "logging": {}},
-                "serverInfo": {"name": "scripted", "version": "1"},
-            }
-            return Reply(200, {"jsonrpc": "2.0", "id": message["id"], "result": result})
+            return Reply(200, initialized(message, "scripted"))
         if "id" not in message:
             return Reply(202, b"")
         return answer(message)
