@@ -84,7 +84,7 @@ SAMPLES: dict[str, tuple[str, str]] = {
     "secrets.aws_secret_access_key": (AWS_SECRET, "aws_secret_access_key = {}\n"),
     "secrets.github_token": (crc_token("gh" + "p_"), "GITHUB_TOKEN={}\n"),
     "secrets.gitlab_token": ("gl" + "pat-" + rand(ALNUM + "_-", 20), "token: {}\n"),
-    "secrets.slack_token": ("xo" + "xb-123456789012-1234567890123-" + rand(ALNUM, 24), "SLACK_BOT_TOKEN={}\n"),
+    "secrets.slack_token": ("xo" + "xb-263594206564-4817029365140-" + rand(ALNUM, 24), "SLACK_BOT_TOKEN={}\n"),
     "secrets.slack_webhook": (
         "https://hooks.slack.com/services/T"
         + rand(string.ascii_uppercase + string.digits, 9)

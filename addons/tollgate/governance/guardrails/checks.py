@@ -3,6 +3,7 @@ when its check digits, checksum or registry entry agree. Each takes the matched 
 
 from __future__ import annotations
 
+import itertools
 import zlib
 
 _BASE62 = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -143,3 +144,23 @@ def mixed_base64(text: bytes) -> bool:
     upper = any(65 <= c <= 90 for c in text)
     other = any(not (97 <= c <= 122 or 65 <= c <= 90) for c in text)
     return lower and upper and other and len(set(text)) >= 16
+
+
+def placeholder(value: bytes) -> bool:
+    """Whether a credential's shape is filled with what no issuer's random part holds: a run of eight
+    of one character (`xxxxxxxx`, `XXXXXXXX`, `11111111`), eight in alphabetical or counting order
+    (`abcdefgh`, `12345678`), or a short unit repeated to its end (`…123123123123`). Written in
+    examples and templates (`glpat-xxxxxxxxxxxxxxxxxxxx`); in a random part of 64 hex digits, each
+    is rarer than one in a million."""
+    run = steps = 1
+    for previous, current in itertools.pairwise(value):
+        run = run + 1 if current == previous else 1
+        steps = steps + 1 if current == previous + 1 and _ORDERED[current] else 1
+        if run >= 8 or steps >= 8:
+            return True
+    tail = value[-12:]
+    return len(tail) == 12 and any(tail == tail[:n] * (12 // n) for n in (1, 2, 3, 4))
+
+
+# The bytes counted in order: digits, and letters of either case.
+_ORDERED = tuple(chr(c).isascii() and chr(c).isalnum() for c in range(256))

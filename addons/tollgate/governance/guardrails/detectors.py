@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tollgate.governance.guardrails import checks
 from tollgate.governance.guardrails.credential_kinds import NAMED, PREFIXED, SHAPED, VENDOR_NAMED
@@ -577,7 +577,32 @@ def kinds_of(found: Iterable[Detector]) -> tuple[tuple[str, ...], dict[str, tupl
     return kinds, {group: tuple(k for k in kinds if k.startswith(f"{group}.")) for group in ("secrets", "pii")}
 
 
-BUILTIN: tuple[Detector, ...] = _builtin()
+# Secrets whose value may hold what `checks.placeholder` reads as filling: a password (chosen by
+# hand), and base64 of binary data, whose zero bytes are runs of `A` (a PEM key, AWS's session
+# tokens, Fly.io's macaroons, a Twitter bearer token's 22 leading `A`s).
+_ANY_FILLING = frozenset(
+    (
+        "secrets.private_key",
+        "secrets.url_password",
+        "secrets.aws_session_token",
+        "secrets.flyio_token",
+        "secrets.twitter_bearer_token",
+    )
+)
+
+
+def _no_placeholder(found: Detector) -> Detector:
+    """A secret's detector that does not find its shape filled as examples fill it
+    (`checks.placeholder`), where its issuer's part is random."""
+    if not found.kind.startswith("secrets.") or found.kind in _ANY_FILLING:
+        return found
+    check = found.check
+    if check is None:
+        return replace(found, check=lambda value: not checks.placeholder(value))
+    return replace(found, check=lambda value: not checks.placeholder(value) and check(value))
+
+
+BUILTIN: tuple[Detector, ...] = tuple(_no_placeholder(d) for d in _builtin())
 # Every built-in kind, by group.
 KINDS, GROUPS = kinds_of(BUILTIN)
 OWN_KEYS = "tollgate_keys"

@@ -224,8 +224,8 @@ def test_each_table_kind_is_found_and_its_near_miss_is_not(engine: bool, kind: s
         ("secrets.shopify_token", "shp" + "at_" + "a1b2c3d4e5f60718293a4b5c6d7e8f90"),
         ("secrets.replicate_api_token", "r8" + "_" + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3OyTb"),
         ("secrets.perplexity_api_key", "pp" + "lx-" + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3OyTb7Cc2Vn8Mx4Q"),
-        ("secrets.openrouter_api_key", "sk-" + "or-v1-" + "0123456789abcdef" * 4),
-        ("secrets.digitalocean_token", "do" + "p_v1_" + "0123456789abcdef" * 4),
+        ("secrets.openrouter_api_key", "sk-" + "or-v1-" + "3f9a1c7e5b2d8406" * 4),
+        ("secrets.digitalocean_token", "do" + "p_v1_" + "3f9a1c7e5b2d8406" * 4),
         ("secrets.tavily_api_key", "tv" + "ly-dev-" + "4Kq7Zt-" + "Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3OyTb7Cc2Vn8Mx4Q"),
         ("secrets.render_api_key", "rn" + "d_" + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0A"),
         ("secrets.together_api_key", "tg" + "p_v1_" + "Kq7Zt3Wm9X_2Rv8Ln4Hs6Jd1-g0Ae5Ui3OyTb7Cc2Vn"),
@@ -243,8 +243,8 @@ def test_each_table_kind_is_found_and_its_near_miss_is_not(engine: bool, kind: s
             "secrets.harness_token",
             "sa" + "t." + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6J" + ".Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1" + ".Kq7Zt3Wm9Xp2Rv8Ln4Hs",
         ),
-        ("secrets.telegram_bot_token", "1234567" + "890:AA" + "Hq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3"),
-        ("secrets.mailchimp_api_key", "0123456789abcdef" * 2 + "-us" + "21"),
+        ("secrets.telegram_bot_token", "7130429" + "865:AA" + "Hq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3"),
+        ("secrets.mailchimp_api_key", "3f9a1c7e5b2d8406" * 2 + "-us" + "21"),
     ],
 )
 def test_formats_as_their_issuers_write_them(engine: bool, kind: str, value: str) -> None:
@@ -275,7 +275,7 @@ def test_a_secret_beside_its_key_id_is_a_whole_run(engine: bool) -> None:
 # (`lsv2_pt_`) and service (`lsv2_sk_`) keys, Langfuse's secret key (`sk-lf-` and a UUID; its
 # `pk-lf-` public key is no secret), e2b's `e2b_` and 40 hex digits (its SDK's format check).
 _ALNUM = "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3OyTb7Cc2Vn8Mx4QaZ3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3OyTb7Cc2Vn8Mx4Qa"
-_HEX = "0123456789abcdef" * 5
+_HEX = "3f9a1c7e5b2d8406" * 5
 VENDOR_KEYS = {
     "secrets.groq_api_key": "gs" + "k_" + _ALNUM[:52],
     "secrets.xai_api_key": "xa" + "i-" + _ALNUM[:80],
@@ -355,3 +355,27 @@ def test_a_vendors_credential_is_found_after_a_name_that_begins_with_the_vendors
 ) -> None:
     body, got = spans(engine, "secrets.etsy_access_token", text, True)
     assert [body[s:e].decode() for s, e in got] == ([ETSY] if found else [])
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda hs: "hyperscan" if hs else "python")
+@pytest.mark.parametrize(
+    ("kind", "filled", "random"),
+    [
+        ("secrets.gitlab_token", "gl" + "pat-" + "x" * 20, "gl" + "pat-" + "xq3Rt7Yp2Vb7Nc4Hs6Jd"),
+        ("secrets.github_token", "gh" + "p_" + "X" * 36, "gh" + "p_" + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3Oy"),
+        (
+            "secrets.huggingface_token",
+            "hf" + "_" + "abcdefghijklmnopqrstuvwxyzABCDEFGH",
+            "hf" + "_" + "KqZtWmXpRvLnHsJdFgAeUiOyTbCcVnMxQa",
+        ),
+        ("secrets.gitlab_token", "GR13" + "48941" + "12312312312312312312", "GR13" + "48941" + "x7Qe2Lr9Tn4Vb6Km1Zs3"),
+        ("secrets.stripe_key", "sk_" + "live_" + "1" * 24, "sk_" + "live_" + "4eC39HqLyjWDarjtT1zdp7dc"),
+    ],
+)
+def test_a_credentials_shape_filled_as_examples_fill_it_is_not_found(
+    engine: bool, kind: str, filled: str, random: str
+) -> None:
+    """A run of eight of one character, eight in order, or a short unit repeated to the end: what
+    examples and templates write, not what an issuer's random part holds."""
+    assert spans(engine, kind, f"token: {filled}\n", True)[1] == []
+    assert len(spans(engine, kind, f"token: {random}\n", True)[1]) == 1

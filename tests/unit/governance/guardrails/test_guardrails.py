@@ -594,7 +594,7 @@ def test_guardrails_of_the_same_rules_compile_their_anchors_once() -> None:
 def test_a_secret_in_a_name_is_shown_as_its_kind_whatever_the_rules() -> None:
     from tollgate.governance.guardrails.rules import shown_name
 
-    key = "sk-proj-" + "a1" * 12 + "T3BlbkFJ" + "b2" * 12
+    key = "sk-proj-" + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1" + "T3BlbkFJ" + "Fg0Ae5Ui3OyTb7Cc2Vn8Mx4Q"
     own = "tg-own-virtual-key-000001"
     with_keys = Guardrails(own_keys=[own])  # no rules: Tollgate's own keys only
     assert shown_name(key, None) == "[REDACTED:secrets.openai_api_key]"
@@ -610,7 +610,7 @@ def test_a_secret_in_the_path_of_a_call_refused_with_no_model_read_is_shown_as_i
     from tollgate.calls.call import Call, Route
     from tollgate.formats.request_facts import Classification
 
-    key = "sk-proj-" + "a1" * 12 + "T3BlbkFJ" + "b2" * 12
+    key = "sk-proj-" + "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1" + "T3BlbkFJ" + "Fg0Ae5Ui3OyTb7Cc2Vn8Mx4Q"
     written = f"/v1beta/models/{key}:generateContent"
     refused = Call(Route.as_called("gemini"), "generativelanguage.googleapis.com", "POST", written)
     refused.refused_unread()  # never classified
