@@ -10,10 +10,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import trustme
+from tests.support.quiet_handler import QuietHandler
 
 
 @dataclass
@@ -87,11 +88,8 @@ class FakeUpstream:
         context.sni_callback = remember_sni
         upstream = self
 
-        class RequestHandler(BaseHTTPRequestHandler):
+        class RequestHandler(QuietHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
             def setup(self) -> None:
                 time.sleep(delays.pop(id(self.request), 0.0))  # the handshake is done by the first read

@@ -11,7 +11,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from tests.support.proxy import free_port
+from tests.support.quiet_handler import QuietHandler
 
 SPAN_KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
 STATUS_CODES = {0: "UNSET", 1: "OK", 2: "ERROR"}
@@ -82,7 +83,7 @@ class Collector:
     def _make_server(self) -> None:
         collector = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
@@ -128,9 +129,6 @@ class Collector:
                 self.send_header("content-length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
@@ -213,23 +211,24 @@ class Collector:
 
     def wait_logs(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """The log records received, once there are at least `count`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if len(self.logs) >= count:
-                    return list(self.logs)
-            time.sleep(0.02)
-        raise AssertionError(f"expected {count} log records, have {len(self.logs)}")
+        return self._wait(self.logs, count, timeout, "log records")
 
     def wait_spans(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """The spans received, once there are at least `count`."""
+        return self._wait(self.spans, count, timeout, "spans", shown=True)
+
+    def _wait(
+        self, items: list[dict[str, Any]], count: int, timeout: float, what: str, shown: bool = False
+    ) -> list[dict[str, Any]]:
+        """`items` once there are at least `count` of them; else an error naming `what` (with the
+        items themselves when `shown`)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                if len(self.spans) >= count:
-                    return list(self.spans)
+                if len(items) >= count:
+                    return list(items)
             time.sleep(0.02)
-        raise AssertionError(f"expected {count} spans, have {len(self.spans)}: {self.spans}")
+        raise AssertionError(f"expected {count} {what}, have {len(items)}" + (f": {items}" if shown else ""))
 
     def close(self) -> None:
         self.down()
