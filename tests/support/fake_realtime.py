@@ -204,6 +204,11 @@ class FakeRealtime(TcpServer):
         cert.configure_cert(self._context)
         self.start()
 
+    def answer_with(self, script: Script) -> None:
+        """The sessions so far forgotten; each one from now on answered by `script`."""
+        self.sessions.clear()
+        self.script = script
+
     @property
     def connections(self) -> int:
         """TCP connections accepted, handshake or not."""
