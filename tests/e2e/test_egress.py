@@ -11,7 +11,7 @@ import threading
 
 import pytest
 import trustme
-from tests.support.fake_upstream import FakeUpstream, Reply
+from tests.support.fake_upstream import serving_text
 from tests.support.raw import get_through_tunnel, tunnel
 from tests.support.tcp import TcpServer
 
@@ -95,9 +95,8 @@ def other_ca():
 @pytest.fixture(scope="module")
 def own(other_ca):
     """A TLS server of the test's own, with a certificate of a CA Tollgate does not know."""
-    server = FakeUpstream(other_ca, lambda r: Reply(200, b"not an llm", {"content-type": "text/plain"}))
-    yield server
-    server.close()
+    with serving_text(other_ca, b"not an llm") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from typing import Any
@@ -198,3 +199,14 @@ class FakeUpstream:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextmanager
+def serving_text(ca: trustme.CA, text: bytes) -> Iterator[FakeUpstream]:
+    """A TLS server with a certificate of `ca`, answering every request with `text` (text/plain),
+    until the block ends."""
+    server = FakeUpstream(ca, lambda r: Reply(200, text, {"content-type": "text/plain"}))
+    try:
+        yield server
+    finally:
+        server.close()

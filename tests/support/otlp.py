@@ -10,6 +10,7 @@ import gzip
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from typing import Any
@@ -45,6 +46,16 @@ def wait_for_trace_exports_to_stop(timeout: float = 10) -> None:
         if thread.name == "tollgate-traces-shutdown":
             thread.join(timeout)
             assert not thread.is_alive()
+
+
+def _each(by_resource: Any, scoped: str, items: str) -> Iterator[tuple[dict[str, Any], str, Any]]:
+    """An export request's items (its `by_resource` entries' `scoped` entries' `items`), each with
+    its resource's attributes and its scope's name."""
+    for entry in by_resource:
+        resource = {kv.key: value_of(kv.value) for kv in entry.resource.attributes}
+        for scope in getattr(entry, scoped):
+            for item in getattr(scope, items):
+                yield resource, scope.scope.name, item
 
 
 def value_of(value: AnyValue) -> Any:
@@ -166,42 +177,36 @@ class Collector:
 
     @staticmethod
     def spans_of(request: ExportTraceServiceRequest):
-        for resource_spans in request.resource_spans:
-            resource = {kv.key: value_of(kv.value) for kv in resource_spans.resource.attributes}
-            for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.spans:
-                    yield {
-                        "name": span.name,
-                        "kind": SPAN_KINDS[span.kind],
-                        "trace_id": span.trace_id.hex(),
-                        "span_id": span.span_id.hex(),
-                        "parent_span_id": span.parent_span_id.hex(),
-                        "trace_state": span.trace_state,
-                        "start_ns": span.start_time_unix_nano,
-                        "end_ns": span.end_time_unix_nano,
-                        "attributes": {kv.key: value_of(kv.value) for kv in span.attributes},
-                        "status": STATUS_CODES[span.status.code],
-                        "status_message": span.status.message,
-                        "resource": resource,
-                        "scope": scope_spans.scope.name,
-                        "events": len(span.events),
-                    }
+        for resource, scope, span in _each(request.resource_spans, "scope_spans", "spans"):
+            yield {
+                "name": span.name,
+                "kind": SPAN_KINDS[span.kind],
+                "trace_id": span.trace_id.hex(),
+                "span_id": span.span_id.hex(),
+                "parent_span_id": span.parent_span_id.hex(),
+                "trace_state": span.trace_state,
+                "start_ns": span.start_time_unix_nano,
+                "end_ns": span.end_time_unix_nano,
+                "attributes": {kv.key: value_of(kv.value) for kv in span.attributes},
+                "status": STATUS_CODES[span.status.code],
+                "status_message": span.status.message,
+                "resource": resource,
+                "scope": scope,
+                "events": len(span.events),
+            }
 
     @staticmethod
     def logs_of(request: ExportLogsServiceRequest):
-        for resource_logs in request.resource_logs:
-            resource = {kv.key: value_of(kv.value) for kv in resource_logs.resource.attributes}
-            for scope_logs in resource_logs.scope_logs:
-                for log in scope_logs.log_records:
-                    yield {
-                        "body": value_of(log.body),
-                        "time_ns": log.time_unix_nano,
-                        "observed_ns": log.observed_time_unix_nano,
-                        "severity": log.severity_text,
-                        "attributes": {kv.key: value_of(kv.value) for kv in log.attributes},
-                        "resource": resource,
-                        "scope": scope_logs.scope.name,
-                    }
+        for resource, scope, log in _each(request.resource_logs, "scope_logs", "log_records"):
+            yield {
+                "body": value_of(log.body),
+                "time_ns": log.time_unix_nano,
+                "observed_ns": log.observed_time_unix_nano,
+                "severity": log.severity_text,
+                "attributes": {kv.key: value_of(kv.value) for kv in log.attributes},
+                "resource": resource,
+                "scope": scope,
+            }
 
     def clear(self) -> None:
         with self._lock:
