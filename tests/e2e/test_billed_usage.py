@@ -187,6 +187,11 @@ GEMINI_OPENAI_USAGE = {"completion_tokens": 4, "prompt_tokens": 12, "total_token
                        "completion_tokens_details": {"reasoning_tokens": 31}}  # fmt: skip
 
 
+def chat_stream(chunks: list[dict]) -> Reply:
+    """A Chat Completions stream of `chunks`, each an event, then `[DONE]`."""
+    return Reply(200, headers={"content-type": "text/event-stream"}, chunks=[*map(sse, chunks), sse("[DONE]")])
+
+
 def gemini_openai_answers(r: Received) -> Reply:
     base = {"id": "g-o", "created": 1761231344, "model": "gemini-2.5-flash"}
     if not r.json().get("stream"):
@@ -198,8 +203,7 @@ def gemini_openai_answers(r: Received) -> Reply:
         {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Bonjour."}}]},
         {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": GEMINI_OPENAI_USAGE},
     ]
-    pieces = [sse(c) for c in chunks] + [sse("[DONE]")]
-    return Reply(200, headers={"content-type": "text/event-stream"}, chunks=pieces)
+    return chat_stream(chunks)
 
 
 def test_geminis_openai_compatible_thoughts_are_counted_as_output(g):
@@ -253,8 +257,7 @@ def groq_stream(r: Received) -> Reply:
     if asked:
         chunks[-1]["usage"] = GROQ_USAGE
         chunks.append({**base, "choices": [], "usage": GROQ_USAGE, "service_tier": "on_demand"})
-    pieces = [sse(c) for c in chunks] + [sse("[DONE]")]
-    return Reply(200, headers={"content-type": "text/event-stream"}, chunks=pieces)
+    return chat_stream(chunks)
 
 
 def test_a_groq_streams_usage_is_counted_whether_asked_for_or_not(g):
@@ -303,8 +306,7 @@ def xai_answers(r: Received) -> Reply:
         {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
         {**base, "choices": [], "usage": XAI_USAGE},
     ]
-    pieces = [sse(c) for c in chunks] + [sse("[DONE]")]
-    return Reply(200, headers={"content-type": "text/event-stream"}, chunks=pieces)
+    return chat_stream(chunks)
 
 
 def test_a_translated_caller_gets_xais_reasoning_as_output(g):

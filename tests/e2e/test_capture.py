@@ -19,6 +19,7 @@ import yaml
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import FakeUpstream, Reply
 from tests.support.netns import TOOLS, Namespace, missing
+from tests.support.processes import terminate
 from tests.support.proxy import ROOT, free_port
 from tests.support.run_sh import wait_listening
 
@@ -103,7 +104,7 @@ def start_run_sh(
         for spec in [spec for option, spec in itertools.pairwise(capture) if option == "--capture"]:
             wait_capturing(tmp_path / "console.log", spec.partition("@")[2], proxy)
     except BaseException:
-        stop(proxy)
+        terminate(proxy)
         raise
     return proxy, port
 
@@ -118,15 +119,6 @@ def wait_capturing(console: Path, address: str, proxy: subprocess.Popen, seconds
         if time.monotonic() > deadline or proxy.poll() is not None:
             raise AssertionError(f"no{line!r} (run.sh exit {proxy.poll()}):\n{console.read_text(errors='replace')}")
         time.sleep(0.05)
-
-
-def stop(proxy: subprocess.Popen) -> None:
-    proxy.terminate()
-    try:
-        proxy.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proxy.kill()
-        proxy.wait(timeout=10)
 
 
 def call_from(ns: Namespace, go_client: str, bundle: Path, *host: str) -> dict:
@@ -188,7 +180,7 @@ def test_transparent_capture_governs_a_go_client_that_ignores_https_proxy(
     try:
         answer = call_from(ns, go_client, bundle)
     finally:
-        stop(proxy)
+        terminate(proxy)
     assert_governed(answer, fake, tmp_path / "audit.jsonl")
 
 
@@ -206,7 +198,7 @@ def test_a_captured_call_whose_host_header_names_another_host_than_its_server_na
     try:
         answer = call_from(ns, go_client, bundle, "attacker.example")
     finally:
-        stop(proxy)
+        terminate(proxy)
     assert (answer["status"], json.loads(answer["body"])["error"]["code"]) == (421, "misdirected")
     assert fake.received == []
     record = audit_record(tmp_path / "audit.jsonl")
@@ -246,7 +238,7 @@ def test_transparent_capture_decides_each_connection_by_its_server_name(
             )
             answer = call_from(ns, go_client, bundle)
         finally:
-            stop(proxy)
+            terminate(proxy)
     assert refused.returncode != 0 and refused.stdout == "", refused.stderr  # closed: no answer at all
     assert_governed(answer, fake, tmp_path / "audit.jsonl")
     [record] = [r for r in audit_records(tmp_path / "audit.jsonl") if r["event"] == "connection"]
@@ -285,7 +277,7 @@ def test_a_brokered_credential_is_put_in_on_a_captured_connection(
                     timeout=60,
                 )
             finally:
-                stop(proxy)
+                terminate(proxy)
         assert done.returncode == 0, done.stderr
         answer = json.loads(done.stdout)
         assert (answer["status"], json.loads(answer["body"])) == (200, {"login": "octocat"})
@@ -315,7 +307,7 @@ def test_wireguard_capture_governs_a_go_client_that_ignores_https_proxy(
         if tunnel is not None:
             tunnel.terminate()
             tunnel.wait(timeout=10)
-        stop(proxy)
+        terminate(proxy)
     assert_governed(answer, fake, tmp_path / "audit.jsonl")
 
 

@@ -106,19 +106,9 @@ def config(upstream: str, policy: str | None = None, allow: bool = True, **subsc
 
 @pytest.fixture(scope="module")
 def gw(start_gateway, fake, tmp_path_factory):
-    saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
     policy = tmp_path_factory.mktemp("policy") / "plans.rego"
     policy.write_text(POLICY)
-    gateway = start_gateway(
-        lambda urls: config(fake.url, str(policy)),
-        "--set",
-        f"save_stream_file={saved}",
-        "--set",
-        "flow_detail=4",
-        providers=(),
-    )
-    gateway.saved = saved
-    return gateway
+    return start_gateway(lambda urls: config(fake.url, str(policy)), providers=(), save_flows=True)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from tests.support import streams
 from tests.support.canned import provider_answers
+from tests.support.configs import with_policy
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.npm_cli import NODE_CLIENTS, npm_command
 from tests.support.proxy import ROOT
@@ -68,10 +69,7 @@ def config(urls: dict[str, str]) -> dict:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway):
-    gateway = start_gateway(config, providers=("anthropic",))
-    assert gateway.config_path is not None
-    (gateway.config_path.parent / "policy.rego").write_text(POLICY)
-    gateway.reconfigure(config)  # now that the policy file is there
+    gateway = with_policy(start_gateway(config, providers=("anthropic",)), config, POLICY)
     gateway.fakes["anthropic"].handler = anthropic_service
     return gateway
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 from tests.support.codex import clean_env, installed_codex, run_in_session
 from tests.support.fake_realtime import FakeRealtime, HttpRequest, not_found, responding, responses_usage
 from tests.support.guardrail_samples import AWS_KEY_ID, AWS_SECRET
+from tests.support.leaks import stopped_texts
 from tests.support.proxy import free_port
 from tests.support.raw import send
 
@@ -126,8 +126,7 @@ def fake(upstream_ca) -> Iterator[FakeRealtime]:
 
 
 @pytest.fixture(scope="module")
-def gw(start_gateway, fake, tmp_path_factory):
-    saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
+def gw(start_gateway, fake):
     config = {
         "providers": {"chatgpt": {"upstream": fake.url}},
         "clients": [{"name": "alice", "keys": ["tg-alice-VIRTUAL-5ecret"], "accounts": [EMAIL]}],
@@ -138,9 +137,7 @@ def gw(start_gateway, fake, tmp_path_factory):
         "guardrails": [{"on": ["request", "answer"], "detect": ["secrets"], "action": "redact"}],
         "metrics": {"listen": METRICS},
     }
-    gateway = start_gateway(config, "--set", f"save_stream_file={saved}", "--set", "flow_detail=4", providers=())
-    gateway.saved = saved
-    return gateway
+    return start_gateway(config, providers=(), save_flows=True)
 
 
 @pytest.fixture
@@ -412,14 +409,9 @@ def test_codex_behind_a_proxy_login_is_that_clients_whoever_its_account(codex, s
 
 def test_no_token_reaches_the_console_the_audit_saved_flows_or_metrics(gw):
     """Last: it stops the gateway (flushing the saved flows)."""
-    with urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=10) as scraped:
-        metrics = scraped.read().decode()
-    console = gw.proxy.console()
-    gw.proxy.stop()
-    outputs = {"console": console, "audit": gw.audit_path.read_text(), "saved": gw.saved.read_bytes().decode("latin-1"),
-               "metrics": metrics}  # fmt: skip
-    assert '"auth":"subscription"' in outputs["audit"] and "/backend-api/codex/responses" in outputs["saved"]
-    assert 'client="alice"' in metrics and 'provider="chatgpt"' in metrics  # its calls counted
+    outputs = stopped_texts(gw, METRICS)
+    assert '"auth":"subscription"' in outputs["audit"] and "/backend-api/codex/responses" in outputs["saved flows"]
+    assert 'client="alice"' in outputs["metrics"] and 'provider="chatgpt"' in outputs["metrics"]  # its calls counted
     for name, text in outputs.items():
         for secret in [*SECRETS, ANSWER, AWS_KEY_ID, AWS_SECRET]:
             assert secret not in text, (name, secret[:12])

@@ -16,6 +16,7 @@ from tests.support import streams
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.guardrail_samples import AWS_KEY_ID, AWS_SECRET
+from tests.support.leaks import stopped_texts
 from tests.support.proxy import ROOT, free_port
 from tests.support.streams import sse
 
@@ -134,20 +135,15 @@ def gw(start_gateway, tmp_path_factory):
     digest = base64.b64encode(hashlib.sha1(PASSWORD.encode()).digest()).decode()
     htpasswd = tmp_path_factory.mktemp("auth") / ".htpasswd"
     htpasswd.write_text(f"coder:{{SHA}}{digest}\n")
-    saved = tmp_path_factory.mktemp("saved") / "flows.mitm"
     policy = tmp_path_factory.mktemp("policy") / "copilot.rego"
     policy.write_text(POLICY)
     gateway = start_gateway(
         lambda urls: config(urls, str(policy)),
         "--set",
         f"proxyauth=@{htpasswd}",
-        "--set",
-        f"save_stream_file={saved}",
-        "--set",
-        "flow_detail=4",
         providers=("copilot",),
+        save_flows=True,
     )
-    gateway.saved = saved
     gateway.login_url = gateway.proxy.proxy_url.replace("http://", f"http://coder:{PASSWORD}@")
     return gateway
 
@@ -530,20 +526,9 @@ def test_govern_false_leaves_copilots_hosts_tunnelled(gw_tunnelled, upstream_ca_
 
 def test_no_token_reaches_the_console_the_audit_the_metrics_or_saved_flows(gw):
     """Last: it stops the gateway (flushing the saved flows)."""
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=10) as r:
-        metrics = r.read().decode()
-    assert 'provider="copilot"' in metrics or "copilot" in metrics
-    console = gw.proxy.console()
-    gw.proxy.stop()
-    outputs = {
-        "console": console,
-        "audit": gw.audit_path.read_text(),
-        "saved": gw.saved.read_bytes().decode("latin-1"),
-        "metrics": metrics,
-    }
-    assert '"auth":"subscription"' in outputs["audit"] and "/chat/completions" in outputs["saved"]
+    outputs = stopped_texts(gw, METRICS)
+    assert 'provider="copilot"' in outputs["metrics"] or "copilot" in outputs["metrics"]
+    assert '"auth":"subscription"' in outputs["audit"] and "/chat/completions" in outputs["saved flows"]
     for name, text in outputs.items():
         for secret in [*TOKENS, SIDE_TOKEN, "5ecret", PASSWORD]:
             assert secret not in text, (name, secret[:12])

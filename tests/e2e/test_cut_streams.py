@@ -57,6 +57,20 @@ def model_of(body: bytes) -> str:
     return str(json.loads(body)["model"])
 
 
+# A denied stream read with the SDK (`client`'s): the text that came, and the error it ended with.
+READ_DENIED = """
+def read_denied():
+    text = ""
+    try:
+        for event in client.chat.completions.create(
+            model="gpt-denied", messages=[{"role": "user", "content": "key"}], stream=True
+        ):
+            for choice in event.choices:
+                text += choice.delta.content or ""
+        return [text, None]
+    except Exception as e:
+        return [text, type(e).__name__]
+"""
 # Each thread's stream read with the SDK: a denied one raises; the sibling's raw bytes kept whole.
 # The sibling goes first and the denied ones start once its first bytes came, so that all share
 # the connection it opened.
@@ -78,17 +92,9 @@ def sibling():
     results["sibling"] = [r.http_version, raw.decode()]
     began.set()
 
+{READ_DENIED}
 def denied(i):
-    text = ""
-    try:
-        for event in client.chat.completions.create(
-            model="gpt-denied", messages=[{{"role": "user", "content": "key"}}], stream=True
-        ):
-            for choice in event.choices:
-                text += choice.delta.content or ""
-        results[i] = [text, None]
-    except Exception as e:
-        results[i] = [text, type(e).__name__]
+    results[i] = read_denied()
 
 first = threading.Thread(target=sibling)
 first.start()
@@ -158,18 +164,8 @@ def test_over_http2_to_an_http1_upstream_denied_streams_end_cleanly_and_a_siblin
 HTTP1_RUN = f"""
 from openai import OpenAI
 client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
-denied = []
-for _ in range({DENIED}):
-    text = ""
-    try:
-        for event in client.chat.completions.create(
-            model="gpt-denied", messages=[{{"role": "user", "content": "key"}}], stream=True
-        ):
-            for choice in event.choices:
-                text += choice.delta.content or ""
-        denied.append([text, None])
-    except Exception as e:
-        denied.append([text, type(e).__name__])
+{READ_DENIED}
+denied = [read_denied() for _ in range({DENIED})]
 with client.chat.completions.with_streaming_response.create(
     model="gpt-sibling", messages=[{{"role": "user", "content": "hi"}}], stream=True
 ) as r:

@@ -84,6 +84,17 @@ class Drip:
         return Reply(200, chunks=self.pieces, gate=self.gate)
 
 
+def dripping_gateway(start_gateway, drain_s: float | None = None, hold: float = 20.0) -> tuple[Any, str, Drip]:
+    """A gateway serving, its metrics and /healthz on a free address, OpenAI's answer a chat stream
+    dripped (`Drip`, holding for `hold` s): the gateway, that address, the drip."""
+    listen = f"127.0.0.1:{free_port()}"
+    gw = start_gateway(config(listen, drain_s))
+    drip = Drip(streams.openai_chat(), hold=hold)
+    gw.fakes["openai"].handler = drip.reply
+    gw.wait_console("Prometheus metrics served")
+    return gw, listen, drip
+
+
 def healthz(listen: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(f"http://{listen}/healthz", timeout=5) as r:
@@ -130,11 +141,7 @@ def calls_and_process_records(gw) -> tuple[list[dict], dict, dict]:
 
 
 def test_sigterm_lets_a_slow_stream_finish_audited_then_exits_0(start_gateway) -> None:
-    listen = f"127.0.0.1:{free_port()}"
-    gw = start_gateway(config(listen))
-    drip = Drip(streams.openai_chat())
-    gw.fakes["openai"].handler = drip.reply
-    gw.wait_console("Prometheus metrics served")
+    gw, listen, drip = dripping_gateway(start_gateway)
     assert ready(listen) == (200, b"ok\n")
 
     client, out = in_thread(lambda: gw.run(STREAM, timeout=60))
@@ -236,11 +243,7 @@ def test_an_open_connections_next_request_is_answered_with_connection_close(star
 
 
 def test_past_drain_s_the_call_left_is_broken_off_and_audited(start_gateway, tmp_path) -> None:
-    listen = f"127.0.0.1:{free_port()}"
-    gw = start_gateway(config(listen, drain_s=1))
-    drip = Drip(streams.openai_chat(), hold=30)  # never released: it would take 30 s
-    gw.fakes["openai"].handler = drip.reply
-    gw.wait_console("Prometheus metrics served")
+    gw, _, drip = dripping_gateway(start_gateway, drain_s=1, hold=30)  # never released: it would take 30 s
     script = streaming_until_read(tmp_path / "read", STREAM.replace("report(text", "report(late=True, text"))
     client, out = in_thread(lambda: gw.run(script, timeout=60))
     wait_until_read(tmp_path / "read")
@@ -260,11 +263,7 @@ def test_past_drain_s_the_call_left_is_broken_off_and_audited(start_gateway, tmp
 
 @pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])
 def test_a_second_sigterm_or_sigint_ends_the_drain_at_once(start_gateway, second: signal.Signals, tmp_path) -> None:
-    listen = f"127.0.0.1:{free_port()}"
-    gw = start_gateway(config(listen, drain_s=60))
-    drip = Drip(streams.openai_chat(), hold=30)
-    gw.fakes["openai"].handler = drip.reply
-    gw.wait_console("Prometheus metrics served")
+    gw, _, drip = dripping_gateway(start_gateway, drain_s=60, hold=30)
     client, _ = in_thread(lambda: gw.run(streaming_until_read(tmp_path / "read"), timeout=60))
     wait_until_read(tmp_path / "read")
     gw.proxy.process.send_signal(signal.SIGTERM)
@@ -281,11 +280,7 @@ def test_a_second_sigterm_or_sigint_ends_the_drain_at_once(start_gateway, second
 
 
 def test_an_http2_connection_gets_goaway_and_its_stream_finishes(start_gateway) -> None:
-    listen = f"127.0.0.1:{free_port()}"
-    gw = start_gateway(config(listen))
-    drip = Drip(streams.openai_chat())
-    gw.fakes["openai"].handler = drip.reply
-    gw.wait_console("Prometheus metrics served")
+    gw, _, drip = dripping_gateway(start_gateway)
     body = json.dumps(
         {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": PROMPT}]}
     ).encode()

@@ -11,8 +11,8 @@ import threading
 
 import pytest
 import trustme
-from tests.support.fake_upstream import FakeUpstream, Reply
-from tests.support.raw import get_through_tunnel
+from tests.support.fake_upstream import serving_text
+from tests.support.raw import get_through_tunnel, tunnel
 from tests.support.tcp import TcpServer
 
 ALICE = "tg-alice-EGRESS-0001"
@@ -51,26 +51,9 @@ class Sink(TcpServer):
             conn.sendall(self.answer)
 
 
-def connect(proxy_port: int, target: str) -> tuple[socket.socket, bytes]:
-    """A CONNECT to `target` (host:port): the socket and the proxy's whole answer's head and body."""
-    raw = socket.create_connection(("127.0.0.1", proxy_port), timeout=30)
-    raw.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = raw.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    fields, _, body = head.partition(b"\r\n\r\n")
-    length = next((int(f.split(b":")[1]) for f in fields.split(b"\r\n") if f.lower().startswith(b"content-length:")), 0)
-    while len(body) < length and (chunk := raw.recv(4096)):
-        body += chunk
-    return raw, fields + b"\r\n\r\n" + body
-
-
 def refused(proxy_port: int, target: str) -> str:
     """A CONNECT that must be refused: the one-line reason it is given."""
-    raw, answer = connect(proxy_port, target)
+    raw, answer = tunnel(proxy_port, target)
     raw.close()
     assert answer.startswith(b"HTTP/1.1 403"), answer
     head, _, body = answer.partition(b"\r\n\r\n")
@@ -82,6 +65,19 @@ def refused(proxy_port: int, target: str) -> str:
         and text.startswith("Tollgate refused this connection: ")
     ), text
     return text.removeprefix("Tollgate refused this connection: ").rstrip("\n").removesuffix(".")
+
+
+def through_tunnel(proxy_port: int, port: int, *pieces: bytes) -> bytes:
+    """`pieces` sent to 127.0.0.1:`port` through a tunnel the proxy opens: all that comes back."""
+    raw, head = tunnel(proxy_port, f"127.0.0.1:{port}")
+    with raw:
+        assert head.startswith(b"HTTP/1.1 200"), head
+        for piece in pieces:
+            raw.sendall(piece)
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    return answer
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +95,8 @@ def other_ca():
 @pytest.fixture(scope="module")
 def own(other_ca):
     """A TLS server of the test's own, with a certificate of a CA Tollgate does not know."""
-    server = FakeUpstream(other_ca, lambda r: Reply(200, b"not an llm", {"content-type": "text/plain"}))
-    yield server
-    server.close()
+    with serving_text(other_ca, b"not an llm") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -118,14 +113,7 @@ def gw(start_gateway):
 
 def test_a_raw_tunnel_is_relayed_and_recorded_with_its_bytes_each_way(gw, sink):
     before = len(gw.connections())
-    raw, head = connect(gw.proxy.port, f"127.0.0.1:{sink.port}")
-    with raw:
-        assert head.startswith(b"HTTP/1.1 200"), head
-        raw.sendall(b"x" * 1000)
-        raw.sendall(b"x" * 2000)
-        answer = b""
-        while chunk := raw.recv(65536):
-            answer += chunk
+    answer = through_tunnel(gw.proxy.port, sink.port, b"x" * 1000, b"x" * 2000)
     assert answer == b"y" * 12345 and sink.received[-1] == 3000
     [record] = [r for r in gw.connections(before + 1)[before:] if r["event"] == "connection"]
     assert (record["host"], record["port"], record["address"], record["decision"]) == (
@@ -142,7 +130,7 @@ def test_a_raw_tunnel_is_relayed_and_recorded_with_its_bytes_each_way(gw, sink):
 
 def test_a_tunnel_closed_before_its_first_byte_is_recorded_too(gw, sink):
     before = len(gw.connections())
-    raw, head = connect(gw.proxy.port, f"127.0.0.1:{sink.port}")
+    raw, head = tunnel(gw.proxy.port, f"127.0.0.1:{sink.port}")
     raw.close()
     assert head.startswith(b"HTTP/1.1 200")
     [record] = gw.connections(before + 1)[before:]
@@ -158,7 +146,7 @@ def test_a_tls_tunnel_shows_the_servers_own_certificate(gw, own, other_ca):
     before = len(gw.connections())
     context = ssl.create_default_context()
     context.load_verify_locations(cadata=other_ca.cert_pem.bytes().decode())
-    raw, head = connect(gw.proxy.port, f"127.0.0.1:{own.port}")
+    raw, head = tunnel(gw.proxy.port, f"127.0.0.1:{own.port}")
     with raw:
         assert head.startswith(b"HTTP/1.1 200")
         issuer, answer = get_through_tunnel(raw, context)
@@ -268,12 +256,7 @@ def test_default_deny_lets_a_providers_host_through_and_reads_its_calls(gw_deny)
 
 def test_default_deny_lets_an_allowed_host_through_recorded_as_its_service(gw_deny, sink):
     before = len(gw_deny.connections())
-    raw, head = connect(gw_deny.proxy.port, f"127.0.0.1:{sink.port}")
-    with raw:
-        assert head.startswith(b"HTTP/1.1 200"), head
-        raw.sendall(b"z" * 3000)
-        while raw.recv(65536):
-            pass
+    through_tunnel(gw_deny.proxy.port, sink.port, b"z" * 3000)
     [record] = gw_deny.connections(before + 1)[before:]
     assert (record["service"], record["category"], record["bytes_sent"], record["bytes_received"]) == (
         "notes_ai",
@@ -308,12 +291,7 @@ def test_the_call_policy_and_the_egress_policy_are_apart(gw_deny):
 
 def test_a_connection_not_to_an_ai_service_is_not_recorded_by_default(start_gateway, sink):
     gw = start_gateway({"egress": {"allow": ["127.0.0.1"]}}, providers=())
-    raw, head = connect(gw.proxy.port, f"127.0.0.1:{sink.port}")
-    with raw:
-        assert head.startswith(b"HTTP/1.1 200")
-        raw.sendall(b"z" * 3000)
-        while raw.recv(65536):
-            pass
+    through_tunnel(gw.proxy.port, sink.port, b"z" * 3000)
     assert refused(gw.proxy.port, "10.9.9.9:443").startswith("10.9.9.9 is a private address")
     [record] = gw.connections(1)
     assert (record["host"], record["decision"]) == ("10.9.9.9", "deny")  # the tunnel to 127.0.0.1: not recorded
@@ -323,7 +301,7 @@ def test_a_configured_upstream_is_reached_though_private_and_no_other_port_of_it
     """The providers' upstreams are this machine's (the fakes on 127.0.0.1): a CONNECT to one is
     not refused for its address though `allow` does not name it; another port of 127.0.0.1 is."""
     gw = start_gateway(lambda urls: {"providers": {"openai": {"upstream": urls["openai"]}}}, providers=("openai",))
-    raw, head = connect(gw.proxy.port, f"127.0.0.1:{gw.fakes['openai'].port}")
+    raw, head = tunnel(gw.proxy.port, f"127.0.0.1:{gw.fakes['openai'].port}")
     raw.close()
     assert head.startswith(b"HTTP/1.1 200"), head
     reason = refused(gw.proxy.port, f"127.0.0.1:{sink.port}")
@@ -402,13 +380,13 @@ def test_a_connection_that_cannot_be_recorded_is_not_made(start_gateway, tmp_pat
     new = link.with_name("audit.jsonl.new")
     new.symlink_to("/dev/full")  # the disk is full: every write fails
     os.replace(new, link)
-    raw, head = connect(gw.proxy.port, f"127.0.0.1:{sink.port}")  # served: nothing has failed yet
+    raw, head = tunnel(gw.proxy.port, f"127.0.0.1:{sink.port}")  # served: nothing has failed yet
     raw.close()
     assert head.startswith(b"HTTP/1.1 200")
     while "cannot write the audit to" not in gw.proxy.console():
         assert time.monotonic() < deadline, gw.proxy.console()
         time.sleep(0.05)
-    raw, head = connect(gw.proxy.port, f"127.0.0.1:{sink.port}")
+    raw, head = tunnel(gw.proxy.port, f"127.0.0.1:{sink.port}")
     raw.close()
     assert head.startswith(b"HTTP/1.1 503") and b"\r\nX-Tollgate-Error: audit_unavailable\r\n" in head, head
 
@@ -429,7 +407,7 @@ def test_a_request_sent_to_the_proxy_in_cleartext_is_decided_as_a_connect(gw_den
 @pytest.mark.parametrize("target", ["[zz]:443", "[1.2.3.4]:443"])
 def test_a_target_that_is_no_host_is_a_bad_request(gw, target):
     before = len(gw.connections())
-    raw, answer = connect(gw.proxy.port, target)
+    raw, answer = tunnel(gw.proxy.port, target)
     raw.close()
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400") and b"\r\nX-Tollgate-Error: bad_request\r\n" in head, answer
@@ -445,7 +423,7 @@ def test_single_label_names_and_globs_are_allowed_and_denied(start_gateway, sink
                     "private_addresses": "allow"}},
         providers=(),
     )  # fmt: skip
-    raw, head = connect(gw.proxy.port, f"localhost:{sink.port}")
+    raw, head = tunnel(gw.proxy.port, f"localhost:{sink.port}")
     raw.close()
     assert head.startswith(b"HTTP/1.1 200"), head
     assert refused(gw.proxy.port, "intranet:443") == "intranet matches egress.deny 'intra*'"
@@ -457,7 +435,7 @@ def test_single_label_names_and_globs_are_allowed_and_denied(start_gateway, sink
 def test_a_providers_connection_is_recorded_as_its_calls_or_as_a_connection_when_none(gw, bundle):
     """Decrypted: with a call on it, its call's record alone; with none, a `connection` record."""
     before = len(gw.connections())
-    raw, head = connect(gw.proxy.port, "api.openai.com:443")
+    raw, head = tunnel(gw.proxy.port, "api.openai.com:443")
     assert head.startswith(b"HTTP/1.1 200"), head
     with ssl.create_default_context(cafile=str(bundle)).wrap_socket(raw, server_hostname="api.openai.com"):
         pass

@@ -14,6 +14,7 @@ from tests.support import streams
 from tests.support.attempts import attempt
 from tests.support.aws import botocore_accepts
 from tests.support.canned import provider_answers
+from tests.support.clients import chat_calls, raw_chat
 from tests.support.fake_upstream import Reply
 from tests.support.h2 import H2Reply, H2Upstream
 from tests.support.redis import redis_server
@@ -32,20 +33,11 @@ ANSWER = {
     "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
 }
 RATE_LIMITED = {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}
-CHAT = f"""
-    from openai import OpenAI
-    client = OpenAI(api_key="{ALICE}", max_retries=0)
-    try:
-        raw = client.chat.completions.with_raw_response.create(
-            model="gpt-4o", messages=[{{"role": "user", "content": "hi"}}])
-        answer = raw.parse()
-        report(status=raw.status_code, attempts=raw.headers.get("x-tollgate-attempts"),
-               request_ids=raw.headers.get_list("x-tollgate-request-id"), content=answer.choices[0].message.content,
-               tokens=answer.usage.total_tokens)
-    except Exception as e:
-        report(error=type(e).__name__, status=getattr(e, "status_code", None),
-               attempts=e.response.headers.get("x-tollgate-attempts") if hasattr(e, "response") else None)
-"""
+CHAT = raw_chat(
+    ALICE,
+    'request_ids=raw.headers.get_list("x-tollgate-request-id"), content=answer.choices[0].message.content, '
+    "tokens=answer.usage.total_tokens",
+)
 STREAM = f"""
     from openai import OpenAI
     client = OpenAI(api_key="{ALICE}", max_retries=0)
@@ -454,31 +446,19 @@ def circuit_config(store: str | None = None, rest_s: float = CIRCUIT["rest_s"]):
 
 
 def outcomes(gw, count: int, ready: Path | None = None, go: Path | None = None) -> list:
-    """`count` OpenAI SDK calls: 200, or the status and X-Tollgate-Error of the error. With `ready`
+    """`count` OpenAI SDK calls: 200, or the error's type, status, X-Tollgate-Error and Retry-After. With `ready`
     and `go`: the client, its SDK imported, touches `ready` and calls once `go` exists."""
     wait = ""
     if ready is not None and go is not None:
         wait = f"""
+    import pathlib, time
     pathlib.Path("{ready}").touch()
     deadline = time.monotonic() + 30
     while not pathlib.Path("{go}").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     """
-    return gw.run(f"""
-    import pathlib, time
-    from openai import OpenAI
-    client = OpenAI(api_key="{ALICE}", max_retries=0)
-    {wait.strip()}
-    outcomes = []
-    for _ in range({count}):
-        try:
-            client.chat.completions.create(model="gpt-4o", messages=[{{"role": "user", "content": "hi"}}])
-            outcomes.append(200)
-        except Exception as e:
-            outcomes.append([type(e).__name__, e.status_code, e.response.headers.get("x-tollgate-error"),
-                             e.response.headers.get("retry-after")])
-    report(outcomes=outcomes)
-    """)["outcomes"]
+    code = chat_calls(ALICE, "gpt-4o", count, ("type", "status", "error", "retry_after"), first=wait)
+    return gw.run(code)["outcomes"]
 
 
 @pytest.fixture(scope="module")
@@ -584,18 +564,7 @@ BOB = "tg-bob-failover-test"
 def model_calls(gw, key: str, model: str, count: int) -> list:
     """`count` OpenAI SDK calls to `model` with the virtual key `key`: 200, or the status and
     X-Tollgate-Error of the error."""
-    return gw.run(f"""
-    from openai import OpenAI
-    client = OpenAI(api_key="{key}", max_retries=0)
-    outcomes = []
-    for _ in range({count}):
-        try:
-            client.chat.completions.create(model="{model}", messages=[{{"role": "user", "content": "hi"}}])
-            outcomes.append(200)
-        except Exception as e:
-            outcomes.append([e.status_code, e.response.headers.get("x-tollgate-error")])
-    report(outcomes=outcomes)
-    """)["outcomes"]
+    return gw.run(chat_calls(key, model, count, ("status", "error")))["outcomes"]
 
 
 def test_one_callers_failing_model_rests_that_model_not_the_keys(start_gateway):

@@ -11,6 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support import chat_fakes, streams
 from tests.support.attempts import attempt
+from tests.support.clients import raw_chat
+from tests.support.configs import with_policy
 from tests.support.fake_upstream import Reply
 from tests.support.proxy import free_port
 
@@ -35,19 +37,10 @@ def answer(model: str) -> dict:
     }
 
 
-CHAT = """
-    from openai import OpenAI
-    client = OpenAI(api_key="{key}", max_retries=0)
-    try:
-        raw = client.chat.completions.with_raw_response.create(
-            model="gpt-4o", messages=[{{"role": "user", "content": "hi"}}])
-        answer = raw.parse()
-        report(status=raw.status_code, attempts=raw.headers.get("x-tollgate-attempts"),
-               model=answer.model, tokens=answer.usage.total_tokens)
-    except Exception as e:
-        report(error=type(e).__name__, status=getattr(e, "status_code", None),
-               attempts=e.response.headers.get("x-tollgate-attempts") if hasattr(e, "response") else None)
-"""
+def chat(key: str, model: str = "gpt-4o") -> str:
+    """A call to `model` with `key`: its status, attempts, answering model and tokens, or its error."""
+    return raw_chat(key, "model=answer.model, tokens=answer.usage.total_tokens", model)
+
 
 # Bob may not fall back to gpt-4o-mini, Carol to anything; nobody is denied anything else.
 POLICY = """
@@ -88,11 +81,7 @@ def config(urls: dict[str, str]) -> dict:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway):
-    gateway = start_gateway(config, providers=("openai",))
-    assert gateway.config_path is not None
-    (gateway.config_path.parent / "policy.rego").write_text(POLICY)
-    gateway.reconfigure(config)  # now that the policy file is there
-    return gateway
+    return with_policy(start_gateway(config, providers=("openai",)), config, POLICY)
 
 
 def gpt_4o_overloaded(r):
@@ -108,7 +97,7 @@ def chat_through(gateway, handler, key: str = ALICE) -> tuple:
     gateway.reset()
     fake = gateway.fakes["openai"]
     fake.handler = handler
-    return fake, gateway.run(CHAT.format(key=key))
+    return fake, gateway.run(chat(key))
 
 
 def models_asked(fake) -> list[str]:
@@ -157,7 +146,7 @@ def test_a_denied_fallback_is_skipped_when_the_next_fails_too(gw):
     fake = gw.fakes["openai"]
     # o3 fails too for bob, whose policy denies gpt-4o-mini: the last answer is o3's 503.
     fake.handler = lambda r: Reply(503, OVERLOADED)
-    result = gw.run(CHAT.format(key=BOB))
+    result = gw.run(chat(BOB))
     assert result == {"error": "InternalServerError", "status": 503, "attempts": "2"}
     assert models_asked(fake) == ["gpt-4o", "o3"]
     record = gw.last_audit()
@@ -266,7 +255,7 @@ def test_the_limits_count_the_fallback_that_answered(limited):
     fake, first = chat_through(limited, gpt_4o_overloaded)
     assert first == {"status": 200, "attempts": "2", "model": "gpt-4o-mini", "tokens": 7}
     # The one call gpt-4o-mini may take a day went to it: the next call's fallback skips it.
-    second = limited.run(CHAT.format(key=ALICE))
+    second = limited.run(chat(ALICE))
     assert second == {"status": 200, "attempts": "2", "model": "o3", "tokens": 7}
     assert models_asked(fake) == ["gpt-4o", "gpt-4o-mini", "gpt-4o", "o3"]
     record = limited.last_audit()
@@ -274,9 +263,9 @@ def test_the_limits_count_the_fallback_that_answered(limited):
     # gpt-4o's limit kept one request of each failed attempt (its request went upstream): three
     # calls that it answers still go.
     fake.handler = lambda r: Reply(200, answer(r.json()["model"]))
-    results = [limited.run(CHAT.format(key=ALICE)) for _ in range(3)]
+    results = [limited.run(chat(ALICE)) for _ in range(3)]
     assert [r["status"] for r in results] == [200] * 3
-    assert limited.run(CHAT.format(key=ALICE))["status"] == 429
+    assert limited.run(chat(ALICE))["status"] == 429
 
 
 # Fallbacks to another provider: the call as its client sent it, translated into the fallback's
@@ -575,7 +564,7 @@ def test_a_fallback_refused_by_a_provider_without_a_pool_rests_no_key_of_the_fir
     bedrock.handler = lambda r: Reply(
         429, {"message": "Too many requests"}, {"x-amzn-errortype": "ThrottlingException", "retry-after": "30"}
     )
-    result = elsewhere.run(CHAT.replace('model="gpt-4o"', 'model="gpt-4o-then-nova"').format(key=ALICE))
+    result = elsewhere.run(chat(ALICE, "gpt-4o-then-nova"))
     assert (result["error"], result["status"], result["attempts"]) == ("RateLimitError", 429, "2")
     assert [r.path for r in bedrock.received] == ["/model/amazon.nova-lite-v1%3A0/converse"]
     # Bedrock's 429 rests none of OpenAI's keys (the attempt that went on one answered 503).

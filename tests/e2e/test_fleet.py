@@ -148,74 +148,60 @@ def test_a_requests_per_minute_limit_is_exact_over_both_workers(fleet, bundle):
     if datetime.now(UTC).second > 45:
         time.sleep(61 - datetime.now(UTC).second)
     before = len(fleet.calls())
-    code = f"""
-import asyncio, openai
-async def main():
-    client = openai.AsyncOpenAI(api_key={KEYS["rpm"]!r}, max_retries=0)
-    async def one():
-        try:
-            await client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "Hi"}}])
-            return "ok"
-        except openai.APIError as e:
-            return type(e).__name__
-    outcomes = await asyncio.gather(*(one() for _ in range(8)))
-    await client.close()
-    return outcomes
-report(outcomes=sorted(asyncio.run(main())))
-"""
-    assert run_client(code, fleet.proxy_url, bundle) == {"outcomes": ["RateLimitError"] * 3 + ["ok"] * 5}
+    code = CONCURRENT_CHATS.format(key=KEYS["rpm"], count=8)
+    assert run_client(code, fleet.proxy_url, bundle) == {"outcomes": {"RateLimitError": 3, "ok": 5}}
     calls = fleet.wait_calls(before + 8)[before:]
     assert {c["instance"] for c in calls} == INSTANCES
     assert Counter(c["status"] for c in calls) == {200: 5, 429: 3}
 
 
-def test_a_key_resting_after_a_429_in_one_worker_rests_in_the_other(fleet, fakes, bundle):
-    code = """
-import anthropic
+def each_with_a_client(sdk: str, client: str, call: str, count: int) -> str:
+    """`count` calls `client.{call}`, each with a client of its own (`client`, of the SDK `sdk`):
+    "ok" or the name of the SDK's error, each."""
+    return f"""
+import {sdk}
 outcomes = []
 for _ in range({count}):
-    with anthropic.Anthropic(api_key={key!r}, max_retries=0) as client:
+    with {client} as client:
         try:
-            client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=[{{"role": "user", "content": "Hi"}}])
+            client.{call}
             outcomes.append("ok")
-        except anthropic.APIError as e:
+        except {sdk}.APIError as e:
             outcomes.append(type(e).__name__)
 report(outcomes=outcomes)
 """
-    before = len(fleet.calls())
-    first = run_client(code.format(count=1, key=KEYS["alice"]), fleet.proxy_url, bundle)
-    assert first == {"outcomes": ["RateLimitError"]}  # its worker took the first key of its pool
-    time.sleep(0.5)  # the rest, published on Redis, reaches the other worker
-    assert run_client(code.format(count=6, key=KEYS["alice"]), fleet.proxy_url, bundle) == {"outcomes": ["ok"] * 6}
-    calls = fleet.wait_calls(before + 7)[before:]
-    assert {c["instance"] for c in calls[1:]} == INSTANCES
-    used = [r.headers["x-api-key"] for r in fakes["anthropic"].received]
-    assert used == [RESTED] + [SPARE] * 6  # neither worker took the rested key again
 
 
-def test_an_azure_resources_key_resting_in_one_worker_rests_in_the_other(fleet, fakes, bundle):
-    code = """
-import openai
-outcomes = []
-for _ in range({count}):
-    with openai.AzureOpenAI(api_key={key!r}, azure_endpoint="https://contoso.openai.azure.com",
-            api_version="2024-10-21", max_retries=0) as client:
-        try:
-            client.chat.completions.create(model="gpt-4o", messages=[{{"role": "user", "content": "Hi"}}])
-            outcomes.append("ok")
-        except openai.APIError as e:
-            outcomes.append(type(e).__name__)
-report(outcomes=outcomes)
-"""
+# Alice's calls whose key rests, by provider: the SDK, its client and call; the header its key goes
+# in upstream, the key that rests and the one taken instead.
+RESTING = {
+    "anthropic": (
+        ("anthropic", f"anthropic.Anthropic(api_key={KEYS['alice']!r}, max_retries=0)",
+         'messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "Hi"}])'),
+        "x-api-key", RESTED, SPARE,
+    ),
+    "azure": (
+        ("openai", f"openai.AzureOpenAI(api_key={KEYS['alice']!r}, azure_endpoint='https://contoso.openai.azure.com',"
+                   " api_version='2024-10-21', max_retries=0)",
+         'chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])'),
+        "api-key", AZURE_RESTED, AZURE_SPARE,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("provider", list(RESTING))
+def test_a_key_resting_after_a_429_in_one_worker_rests_in_the_other(fleet, fakes, bundle, provider):
+    """Anthropic's pool, an Azure resource's keys: the key one worker saw refused rests in both."""
+    calls_by, header, rested, spare = RESTING[provider]
     before = len(fleet.calls())
-    first = run_client(code.format(count=1, key=KEYS["alice"]), fleet.proxy_url, bundle)
-    assert first == {"outcomes": ["RateLimitError"]}  # its worker took the resource's first key
+    first = run_client(each_with_a_client(*calls_by, count=1), fleet.proxy_url, bundle)
+    assert first == {"outcomes": ["RateLimitError"]}  # its worker took the first key
     time.sleep(0.5)  # the rest, published on Redis, reaches the other worker
-    assert run_client(code.format(count=6, key=KEYS["alice"]), fleet.proxy_url, bundle) == {"outcomes": ["ok"] * 6}
+    assert run_client(each_with_a_client(*calls_by, count=6), fleet.proxy_url, bundle) == {"outcomes": ["ok"] * 6}
     calls = fleet.wait_calls(before + 7)[before:]
     assert {c["instance"] for c in calls[1:]} == INSTANCES
-    used = [r.headers["api-key"] for r in fakes["azure"].received]
-    assert used == [AZURE_RESTED] + [AZURE_SPARE] * 6  # neither worker took the rested key again
+    used = [r.headers[header] for r in fakes[provider].received]
+    assert used == [rested] + [spare] * 6  # neither worker took the rested key again
 
 
 def test_audit_lines_stay_whole_under_200_concurrent_calls(fleet, bundle):

@@ -16,13 +16,13 @@ import os
 import subprocess
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pytest
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
 from tests.support.front_proxy import FrontProxy
+from tests.support.leaks import stopped_texts
 from tests.support.npm_cli import NODE_CLIENTS, npm_command
 from tests.support.proxy import ROOT, free_port
 from tests.support.raw import send
@@ -404,18 +404,8 @@ def test_where_plans_are_refused_the_cli_says_so_whoever_calls(gemini, g, google
 def test_no_token_reaches_any_output(gw):
     """Last: it stops the gateway (flushing the saved flows)."""
     assert gw.outputs, "Gemini CLI did not run"
-    with urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=10) as r:
-        metrics = r.read().decode()
-    console = gw.proxy.console()
-    gw.proxy.stop()
-    outputs = {
-        "console": console,
-        "audit": gw.audit_path.read_text(),
-        "saved flows": gw.saved.read_bytes().decode("latin-1"),
-        "gemini cli": "\n".join(gw.outputs),
-        "metrics": metrics,
-    }
-    assert 'provider="code_assist"' in metrics
+    outputs = {**stopped_texts(gw, METRICS), "gemini cli": "\n".join(gw.outputs)}
+    assert 'provider="code_assist"' in outputs["metrics"]
     assert '"auth": "subscription"' in outputs["audit"] or '"auth":"subscription"' in outputs["audit"]
     assert "v1internal:streamGenerateContent" in outputs["saved flows"]
     for name, text in outputs.items():

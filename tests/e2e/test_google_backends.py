@@ -381,17 +381,23 @@ def test_an_override_limits_and_prices_match_the_model_id_and_it_goes_back_with_
     assert "vertex model=claude-sonnet-4-5 per client" in second["deny_reasons"][0], second
 
 
-def test_another_publishers_model_call_is_refused(g):
-    result = g.run(
+def failing_call(model: str, error: str) -> str:
+    """Client code: a call to `model` on Vertex AI that fails with `error` (of google.genai.errors):
+    its code, status and message, reported."""
+    return (
         GENAI_PROJECT
-        + """
+        + f"""
     from google.genai import errors
     try:
-        client.models.generate_content(model="publishers/meta/models/llama-4", contents="hi")
-    except errors.ClientError as e:
+        client.models.generate_content(model="{model}", contents="hi")
+    except errors.{error} as e:
         report(code=e.code, status=e.status, message=e.message)
     """
     )
+
+
+def test_another_publishers_model_call_is_refused(g):
+    result = g.run(failing_call("publishers/meta/models/llama-4", "ClientError"))
     assert result["code"] == 400 and result["status"] == "INVALID_ARGUMENT", result
     assert "publishers google and anthropic" in result["message"]
     assert not model_calls(g)
@@ -431,16 +437,7 @@ def test_express_mode_with_tollgates_api_key_keeps_the_path(start_gateway, tmp_p
 
 def test_a_token_endpoint_that_refuses_fails_the_call_closed(start_gateway, tmp_path_factory, upstream_ca_pem):
     gw = start(start_gateway, tmp_path_factory, upstream_ca_pem, {"credentials": "service-account"}, token_status=400)
-    call = (
-        GENAI_PROJECT
-        + """
-    from google.genai import errors
-    try:
-        client.models.generate_content(model="gemini-2.5-flash", contents="hi")
-    except errors.APIError as e:
-        report(code=e.code, status=e.status, message=e.message)
-    """
-    )
+    call = failing_call("gemini-2.5-flash", "APIError")
     for _ in range(2):  # and the proxy keeps serving
         result = gw.run(call)
         assert (result["code"], result["status"]) == (500, "INTERNAL"), result

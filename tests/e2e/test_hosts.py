@@ -345,20 +345,20 @@ def test_boto3_retrieve_and_generate_is_governed_and_reports_no_usage(g, named):
     )
 
 
-def test_boto3_at_a_vpc_endpoint_is_governed_and_signed_for_its_region(g, named):
-    result = g.run(
-        boto3_client(
-            "bedrock-runtime",
-            ALICE_AWS,
-            """    r = client.converse(modelId="amazon.nova-lite-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])
-    report(tokens=r["usage"]["totalTokens"])""",
-            endpoint=f"https://{VPCE}",
-        )
-    )
+def converse_at(g, named: FakeUpstream, host: str, region: str = "us-east-1") -> None:
+    """Alice's boto3 Converse call, its client in `region` and pointed at `host`: answered, and
+    sent on to that host signed by Tollgate for `region`."""
+    converse = """    r = client.converse(modelId="amazon.nova-lite-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])
+    report(tokens=r["usage"]["totalTokens"])"""
+    result = g.run(boto3_client("bedrock-runtime", ALICE_AWS, converse, region=region, endpoint=f"https://{host}"))
     assert result == {"tokens": 23}, str(result)
     seen = named.received[-1]
-    assert (seen.sni, seen.headers["host"]) == (VPCE, VPCE)
-    signed_by_tollgate(seen)
+    assert (seen.sni, seen.headers["host"]) == (host, host)
+    signed_by_tollgate(seen, region=region)
+
+
+def test_boto3_at_a_vpc_endpoint_is_governed_and_signed_for_its_region(g, named):
+    converse_at(g, named, VPCE)
     record = g.last_audit()
     assert (record["client"], record["endpoint"], record["host"], record["upstream"], record["total_tokens"]) == (
         "alice",
@@ -370,20 +370,7 @@ def test_boto3_at_a_vpc_endpoint_is_governed_and_signed_for_its_region(g, named)
 
 
 def test_boto3_at_a_host_the_configuration_adds_is_signed_for_its_configured_region(g, named):
-    result = g.run(
-        boto3_client(
-            "bedrock-runtime",
-            ALICE_AWS,
-            """    r = client.converse(modelId="amazon.nova-lite-v1:0", messages=[{"role": "user", "content": [{"text": "hi"}]}])
-    report(tokens=r["usage"]["totalTokens"])""",
-            region="eu-west-1",
-            endpoint=f"https://{CORP_BEDROCK}",
-        )
-    )
-    assert result == {"tokens": 23}, str(result)
-    seen = named.received[-1]
-    assert (seen.sni, seen.headers["host"]) == (CORP_BEDROCK, CORP_BEDROCK)
-    signed_by_tollgate(seen, region="eu-west-1")
+    converse_at(g, named, CORP_BEDROCK, region="eu-west-1")
     assert (g.last_audit()["client"], g.last_audit()["host"]) == ("alice", CORP_BEDROCK)
 
 

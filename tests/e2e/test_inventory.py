@@ -11,7 +11,7 @@ import ssl
 import pytest
 import trustme
 from tests.support.cli import run_tollgate
-from tests.support.fake_upstream import FakeUpstream, Reply
+from tests.support.fake_upstream import serving_text
 
 LOGIN = "carol:pr0xy-PASSWORD-inventory"
 AUTHORIZATION = "Proxy-Authorization: Basic Y2Fyb2w6cHIweHktUEFTU1dPUkQtaW52ZW50b3J5"  # carol's login
@@ -26,9 +26,8 @@ def other_ca() -> trustme.CA:
 @pytest.fixture(scope="module")
 def notes_ai(other_ca):
     """A TLS server of an AI service Tollgate does not read, with a certificate of its own CA."""
-    server = FakeUpstream(other_ca, lambda r: Reply(200, ANSWER, {"content-type": "text/plain"}))
-    yield server
-    server.close()
+    with serving_text(other_ca, ANSWER) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 from tests.support.jwks import (
@@ -100,11 +101,16 @@ def _started(start_gateway, jwks, ca_file, *extra: str, more=(), issuer_settings
     )
 
 
-@pytest.fixture(scope="module")
-def idp(upstream_ca):
+def serving_keys(upstream_ca) -> Iterator[JwksServer]:
+    """An issuer's key set (RSA's and EC's keys) served until the generator is closed."""
     server = JwksServer(upstream_ca, [RSA, EC])
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def idp(upstream_ca):
+    yield from serving_keys(upstream_ca)
 
 
 @pytest.fixture(scope="module")
@@ -509,9 +515,7 @@ MAX_AGE_S = 1.0  # the keys' age before a call fetches them again, as configured
 
 @pytest.fixture(scope="module")
 def idp_aging(upstream_ca):
-    server = JwksServer(upstream_ca, [RSA, EC])
-    yield server
-    server.stop()
+    yield from serving_keys(upstream_ca)
 
 
 @pytest.fixture(scope="module")

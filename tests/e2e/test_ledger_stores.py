@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.support.clients import chat_calls
 from tests.support.fake_upstream import Reply
 from tests.support.redis import RedisServer, redis_server
 
@@ -33,18 +34,7 @@ def config(store: str, on_store_error: str = "deny"):
 
 
 def calls(gw, name: str, count: int = 1) -> list:
-    return gw.run(f"""
-        from openai import OpenAI
-        client = OpenAI(api_key="{key(name)}", max_retries=0)
-        outcomes = []
-        for _ in range({count}):
-            try:
-                client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
-                outcomes.append(200)
-            except Exception as e:
-                outcomes.append([type(e).__name__, e.status_code, e.response.headers.get("x-tollgate-error")])
-        report(outcomes=outcomes)
-    """)["outcomes"]
+    return gw.run(chat_calls(key(name), "gpt-4o-mini", count, ("type", "status", "error")))["outcomes"]
 
 
 @pytest.fixture

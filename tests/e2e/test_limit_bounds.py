@@ -13,6 +13,7 @@ import time
 import pytest
 from tests.support import streams
 from tests.support.canned import ANTHROPIC_MESSAGE, OPENAI_CHAT, provider_answers
+from tests.support.configs import with_policy
 from tests.support.fake_upstream import Received, Reply
 from tests.support.redis import redis_server
 
@@ -93,11 +94,7 @@ def gw(request, start_gateway, tmp_path_factory):
         store = server.url
     else:
         store = f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'ledger.sqlite'}"
-    gateway = start_gateway(config(store), providers=PROVIDERS)
-    assert gateway.config_path is not None
-    (gateway.config_path.parent / "policy.rego").write_text(POLICY)
-    gateway.reconfigure(config(store))  # now that the policy file is there
-    return gateway
+    return with_policy(start_gateway(config(store), providers=PROVIDERS), config(store), POLICY)
 
 
 def prompt_tokens(body: bytes) -> int:

@@ -13,6 +13,7 @@ import pytest
 from tests.support import streams
 from tests.support.canned import OPENAI_RESPONSES, provider_answers
 from tests.support.cli import run_tollgate
+from tests.support.configs import with_policy
 from tests.support.fake_upstream import Received, Reply
 
 REAL = {
@@ -87,11 +88,7 @@ def config(urls: dict[str, str]) -> dict:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway, tmp_path_factory):
-    gateway = start_gateway(config)
-    assert gateway.config_path is not None
-    (gateway.config_path.parent / "policy.rego").write_text(POLICY)
-    gateway.reconfigure(config)  # now that the policy file is there
-    return gateway
+    return with_policy(start_gateway(config), config, POLICY)
 
 
 def seconds_to_midnight() -> float:
@@ -99,60 +96,60 @@ def seconds_to_midnight() -> float:
     return (datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC) - now).total_seconds()
 
 
+def twice(client: str, call: str, outcome: str) -> str:
+    """Client code: `client` made (with the key `{key}`, formatted in later), then `call` made with
+    it twice; each call's 200, or `outcome` (a list, of the exception `e`), reported."""
+    return f"""
+{textwrap.dedent(client).strip()}
+outcomes = []
+for _ in range(2):
+    try:
+        {call}
+        outcomes.append(200)
+    except Exception as e:
+        outcomes.append({outcome})
+report(outcomes=outcomes)
+"""
+
+
 CALLS = {
-    "openai": """
+    "openai": twice(
+        """
         from openai import OpenAI
         client = OpenAI(api_key="{key}")  # the SDK's own retries: told not to retry a spent budget
-        outcomes = []
-        for _ in range(2):
-            try:
-                client.chat.completions.create(model="gpt-4o-mini", max_tokens=5, messages=[{{"role": "user", "content": "hi"}}])
-                outcomes.append(200)
-            except Exception as e:
-                outcomes.append([type(e).__name__, e.status_code, e.code, e.response.headers.get("retry-after"),
-                                 e.response.headers.get("x-tollgate-error")])
-        report(outcomes=outcomes)
-    """,
-    "anthropic": """
+        """,
+        'client.chat.completions.create(model="gpt-4o-mini", max_tokens=5, messages=[{{"role": "user", "content": "hi"}}])',
+        '[type(e).__name__, e.status_code, e.code, e.response.headers.get("retry-after"), '
+        'e.response.headers.get("x-tollgate-error")]',
+    ),
+    "anthropic": twice(
+        """
         import anthropic
         client = anthropic.Anthropic(api_key="{key}")
-        outcomes = []
-        for _ in range(2):
-            try:
-                client.messages.create(model="claude-sonnet-4-5", max_tokens=5, messages=[{{"role": "user", "content": "hi"}}])
-                outcomes.append(200)
-            except Exception as e:
-                outcomes.append([type(e).__name__, e.status_code, e.body["error"]["type"],
-                                 e.response.headers.get("retry-after"), e.response.headers.get("x-tollgate-error")])
-        report(outcomes=outcomes)
-    """,
-    "gemini": """
+        """,
+        'client.messages.create(model="claude-sonnet-4-5", max_tokens=5, messages=[{{"role": "user", "content": "hi"}}])',
+        '[type(e).__name__, e.status_code, e.body["error"]["type"], e.response.headers.get("retry-after"), '
+        'e.response.headers.get("x-tollgate-error")]',
+    ),
+    "gemini": twice(
+        """
         from google import genai
         client = genai.Client(api_key="{key}")
-        outcomes = []
-        for _ in range(2):
-            try:
-                client.models.generate_content(model="gemini-2.0-flash", contents="hi")
-                outcomes.append(200)
-            except Exception as e:
-                outcomes.append([type(e).__name__, e.code, e.status, None, None])
-        report(outcomes=outcomes)
-    """,
-    "bedrock": """
+        """,
+        'client.models.generate_content(model="gemini-2.0-flash", contents="hi")',
+        "[type(e).__name__, e.code, e.status, None, None]",
+    ),
+    "bedrock": twice(
+        """
         import boto3
         from botocore.config import Config
         client = boto3.client("bedrock-runtime", region_name="us-east-1", config=Config(retries={{"total_max_attempts": 1}}))
-        outcomes = []
-        for _ in range(2):
-            try:
-                client.converse(modelId="amazon.nova-lite-v1:0", messages=[{{"role": "user", "content": [{{"text": "hi"}}]}}])
-                outcomes.append(200)
-            except Exception as e:
-                meta = e.response["ResponseMetadata"]
-                outcomes.append([type(e).__name__, meta["HTTPStatusCode"], e.response["Error"]["Code"],
-                                 meta["HTTPHeaders"].get("retry-after"), meta["HTTPHeaders"].get("x-tollgate-error")])
-        report(outcomes=outcomes)
-    """,
+        """,
+        'client.converse(modelId="amazon.nova-lite-v1:0", messages=[{{"role": "user", "content": [{{"text": "hi"}}]}}])',
+        '[type(e).__name__, e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]["Code"], '
+        'e.response["ResponseMetadata"]["HTTPHeaders"].get("retry-after"), '
+        'e.response["ResponseMetadata"]["HTTPHeaders"].get("x-tollgate-error")]',
+    ),
 }
 EXPECTED = {
     "openai": ["RateLimitError", 429, "insufficient_quota"],

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support import streams
 from tests.support.canned import provider_answers
+from tests.support.configs import with_policy
 from tests.support.fake_upstream import Received, Reply
 from tests.support.proxy import free_port
 
@@ -52,10 +53,7 @@ def openai_answers(r: Received) -> Reply:
 
 @pytest.fixture(scope="module")
 def g(start_gateway):
-    gateway = start_gateway(config)
-    assert gateway.config_path is not None
-    (gateway.config_path.parent / "policy.rego").write_text(POLICY)
-    gateway.reconfigure(config)  # now that the policy file is there
+    gateway = with_policy(start_gateway(config), config, POLICY)
     gateway.fakes["openai"].handler = openai_answers
     return gateway
 

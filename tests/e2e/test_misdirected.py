@@ -126,6 +126,15 @@ def call(g, provider: str, **kw):
     return response, g.wait_audit(before + 1)[before]
 
 
+def h2_call(g, provider: str, **kw):
+    """The provider's call as a stream of an HTTP/2 connection; the answer and the audit record it added."""
+    before = len(g.audit())
+    target, headers, body = CALLS[provider]
+    request = H2Request(target, json.dumps(body).encode(), {k.lower(): v for k, v in headers})
+    (answer,) = h2_calls(g.proxy.port, g.bundle, HOSTS[provider], [request], timeout=20, **kw)
+    return answer, g.wait_audit(before + 1)[before]
+
+
 def assert_misdirected(g, elsewhere, shape: str, status: int, headers, body: bytes, record: dict, named: str) -> None:
     """Refused 421 in `shape`'s provider's error shape, audited `deny`, and sent nowhere."""
     assert status == 421, body
@@ -153,27 +162,13 @@ def test_a_connect_to_an_address_with_a_providers_server_name_is_refused(g, else
 
 
 def test_over_http2_too(g, elsewhere):
-    target, headers, body = CALLS["openai"]
-    before = len(g.audit())
-    (answer,) = h2_calls(
-        g.proxy.port, g.bundle, HOSTS["openai"],
-        [H2Request(target, json.dumps(body).encode(), {k.lower(): v for k, v in headers})],
-        timeout=20, connect=f"127.0.0.1:{elsewhere.port}",
-    )  # fmt: skip
-    record = g.wait_audit(before + 1)[before]
+    answer, record = h2_call(g, "openai", connect=f"127.0.0.1:{elsewhere.port}")
     assert_misdirected(g, elsewhere, "openai", answer.status, answer.headers, answer.body, record, "127.0.0.1")
 
 
 def test_an_http2_authority_naming_another_provider_on_the_connection_is_refused(g, elsewhere):
     """One connection to OpenAI, a stream to Gemini's host on it: the stream is another host's."""
-    target, headers, body = CALLS["gemini"]
-    before = len(g.audit())
-    (answer,) = h2_calls(
-        g.proxy.port, g.bundle, HOSTS["gemini"],
-        [H2Request(target, json.dumps(body).encode(), {k.lower(): v for k, v in headers})],
-        timeout=20, connect="api.openai.com:443", sni="api.openai.com",
-    )  # fmt: skip
-    record = g.wait_audit(before + 1)[before]
+    answer, record = h2_call(g, "gemini", connect="api.openai.com:443", sni="api.openai.com")
     assert_misdirected(g, elsewhere, "gemini", answer.status, answer.headers, answer.body, record, "api.openai.com")
 
 

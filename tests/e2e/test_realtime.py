@@ -43,7 +43,7 @@ def fake(upstream_ca):
 @pytest.fixture(scope="module")
 def gw(start_gateway, fake, tmp_path_factory):
     allowlist = ROOT / "docs" / "examples" / "policies" / "model_allowlist.rego"
-    gateway = start_gateway(
+    return start_gateway(
         lambda urls: {
             "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
             "clients": [{"name": "alice", "keys": [ALICE], "groups": ["research"]},
@@ -52,13 +52,11 @@ def gw(start_gateway, fake, tmp_path_factory):
         },
         "--set", "termlog_verbosity=debug", save_flows=True,
     )  # fmt: skip
-    return gateway
 
 
 @pytest.fixture
 def g(gw, fake):
-    fake.sessions.clear()
-    fake.script = answering(ANSWERS, USAGES)
+    fake.answer_with(answering(ANSWERS, USAGES))
     return gw
 
 
@@ -352,12 +350,10 @@ def test_no_message_key_or_prompt_reaches_the_console_or_saved_flows(g, fake):
     # The sessions above ran on this proxy too: a session, a refusal, a browser's, bad queries.
     assert g.run(SDK_SESSION) == {"texts": ANSWERS}
     g.new_audit(1)
-    g.proxy.stop()  # flushes the saved flows
-    console = g.proxy.output.read_bytes()
-    saved = g.saved.read_bytes()
-    assert_no_secret({"console": console, "saved flows": saved, "audit": g.audit_path.read_bytes()}, SECRETS)
+    outputs = stopped_outputs(g)
+    assert_no_secret(outputs, SECRETS)
     # The console did show the messages' passing (flow_detail 4), as stand-ins.
-    assert b"WebSocket text message" in console and b"[redacted by Tollgate: " in console
+    assert b"WebSocket text message" in outputs["console"] and b"[redacted by Tollgate: " in outputs["console"]
 
     flows = [flow for flow in saved_flows(g.saved) if flow.websocket is not None]
     assert len(flows) >= 3
@@ -393,8 +389,7 @@ def limited(start_gateway, fake):
 
 
 def test_each_response_on_a_session_reserves_its_bound_and_settles_to_its_priced_usage(limited, fake):
-    fake.sessions.clear()
-    fake.script = answering(["Hello."] * 10, [BIG] * 10)
+    fake.answer_with(answering(["Hello."] * 10, [BIG] * 10))
     result = limited.run(f"""
         import asyncio
         from openai import AsyncOpenAI
@@ -523,9 +518,21 @@ def guarded(start_gateway, fake, tmp_path_factory):
     return gateway
 
 
-def guarded_session(steps: str, before: str = "") -> str:
+# Steps that ask for a response and append its events' types to `events` until it is done.
+A_RESPONSE = """
+await conn.response.create()
+async for event in conn:
+    events.append(event.type)
+    if event.type == "response.done":
+        break
+"""
+
+
+def guarded_session(steps: str, before: str = "", answered: bool = False) -> str:
     """Client code: a realtime session of the guarded client's, `steps` run on its connection
-    `conn`, and what they append to `events` reported; `before`: lines run first."""
+    `conn` (then `A_RESPONSE` when `answered`), and what they append to `events` reported;
+    `before`: lines run first."""
+    steps = textwrap.dedent(steps) + (A_RESPONSE if answered else "")
     return f"""
 import asyncio
 from openai import AsyncOpenAI
@@ -534,7 +541,7 @@ async def session():
     client = AsyncOpenAI(api_key="{GUARDED_KEY}", max_retries=0)
     events = []
     async with client.realtime.connect(model="{MODEL}") as conn:
-{textwrap.indent(textwrap.dedent(steps), " " * 8)}
+{textwrap.indent(steps, " " * 8)}
     return events
 
 report(events=asyncio.run(session()))
@@ -544,8 +551,7 @@ report(events=asyncio.run(session()))
 def test_an_event_not_in_utf8_does_not_go_and_the_session_goes_on(guarded, fake):
     # UTF-16 of ASCII text is valid UTF-8 (NULs between the letters), so a text frame carries it;
     # the guardrails, reading UTF-8, would find nothing in it.
-    fake.sessions.clear()
-    fake.script = answering(ANSWERS[:1], USAGES[:1])
+    fake.answer_with(answering(ANSWERS[:1], USAGES[:1]))
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": samples.AWS_SECRET}]}
     utf16 = json.dumps({"type": "conversation.item.create", "item": item}).encode("utf-16-le").decode()
     result = guarded.run(
@@ -556,12 +562,8 @@ def test_an_event_not_in_utf8_does_not_go_and_the_session_goes_on(guarded, fake)
                     if event.type == "error":
                         events.append([event.error.message, event.error.headers])
                         break
-                await conn.response.create()
-                async for event in conn:
-                    events.append(event.type)
-                    if event.type == "response.done":
-                        break
         """,
+            answered=True,
         )
     )
     refused, *rest = result["events"]
@@ -576,8 +578,7 @@ def test_an_event_not_in_utf8_does_not_go_and_the_session_goes_on(guarded, fake)
 
 
 def test_guardrails_redact_and_deny_realtime_events_and_the_session_goes_on(guarded, fake):
-    fake.sessions.clear()
-    fake.script = answering(ANSWERS[:1], USAGES[:1])
+    fake.answer_with(answering(ANSWERS[:1], USAGES[:1]))
     env_file = f"AWS_ACCESS_KEY_ID={samples.AWS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={samples.AWS_SECRET}\n"
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": env_file}]}
     result = guarded.run(
@@ -597,12 +598,8 @@ def test_guardrails_redact_and_deny_realtime_events_and_the_session_goes_on(guar
                     if event.type == "error":
                         events.append(["unread", event.error.message, event.error.headers])
                         break
-                await conn.response.create()
-                async for event in conn:
-                    events.append(event.type)
-                    if event.type == "response.done":
-                        break
         """,
+            answered=True,
         )
     )
     events = result["events"]
@@ -640,8 +637,7 @@ def test_large_realtime_events_are_read_in_a_worker_thread_each_in_its_turn(star
         },
         providers=("openai",),
     )
-    fake.sessions.clear()
-    fake.script = answering(ANSWERS[:1], USAGES[:1])
+    fake.answer_with(answering(ANSWERS[:1], USAGES[:1]))
     padding = " pad" * 20_000
     env_file = f"AWS_ACCESS_KEY_ID={samples.AWS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={samples.AWS_SECRET}\n"
     result = gateway.run(
@@ -689,8 +685,7 @@ def test_a_call_is_answered_while_a_large_realtime_event_is_read(start_gateway, 
         env={"TOLLGATE_TEST_SCANNING": str(scanning), "TOLLGATE_TEST_RELEASE": str(release)},
         providers=("openai",),
     )
-    fake.sessions.clear()
-    fake.script = answering(ANSWERS[:1], USAGES[:1])
+    fake.answer_with(answering(ANSWERS[:1], USAGES[:1]))
     reported: dict = {}
     code = guarded_session(
         """

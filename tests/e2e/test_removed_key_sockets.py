@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.fake_realtime import FakeRealtime, answering, responding, responses_usage, usage
+from tests.support.socket_sessions import assert_served_then_refused_its_key, responses_in_turn
 
 REAL = "sk-REAL-openai-removed-key-5ecret-a1"
 STAYING = "tg-VIRTUAL-staying-removed-key-5ecret-b2"
@@ -45,55 +46,33 @@ def g(gw, fake):
     return gw
 
 
-# Client code: a first response on the socket, then (once the test has removed the key and seen the
-# reload) a second; what each got.
-
-
-CLIENT = """
-    import asyncio, pathlib, time
-    from openai import AsyncOpenAI
-
+# Client code run between the first response on the socket and the second: it tells the test the
+# first has ended, then waits until the test has removed the key and seen the reload.
+WAIT_FOR_RELOAD = """
     async def wait_for_reload():
         pathlib.Path("{ready}").write_text("1")
         deadline = time.time() + 30
         while not pathlib.Path("{go}").exists() and time.time() < deadline:
             await asyncio.sleep(0.05)
-
-    async def session():
-        client = AsyncOpenAI(api_key="{key}", max_retries=0)
-        got = []
-        async with client.{connect} as conn:
-            for i in range(2):
-                if i:
-                    await wait_for_reload()
-                await conn.response.create({create})
-                while True:
-                    event = await asyncio.wait_for(conn.recv(), 20)
-                    if event.type == "error":
-                        got.append(dict(error=event.model_dump(exclude_none=True)))
-                        break
-                    if event.type in {ends!r}:
-                        got.append(dict(type=event.type))
-                        break
-        return got
-
-    report(got=asyncio.run(session()))
 """
 # What differs between the two kinds of socket: how the client connects, asks for a response, and
 # which events end one.
 RESPONSES = {
     "connect": "responses.connect()",
-    "create": 'model="gpt-4o-mini", input="hello"',
+    "create": {"model": "gpt-4o-mini", "input": "hello"},
     "ends": ("response.completed", "response.failed", "response.incomplete"),
 }
-REALTIME = {"connect": f'realtime.connect(model="{REALTIME_MODEL}")', "create": "", "ends": ("response.done",)}
+REALTIME = {"connect": f'realtime.connect(model="{REALTIME_MODEL}")', "create": {}, "ends": ("response.done",)}
 
 
 def with_key_removed_midway(g, fake, socket: dict, tmp_path: Path) -> list[dict]:
     """Run the client code; between its two responses, rewrite tollgate.yaml without the leaving
     client's key and wait for the reload line; what the client got."""
     ready, go = tmp_path / "ready", tmp_path / "go"
-    code = CLIENT.format(key=LEAVING, ready=ready, go=go, **socket)
+    code = responses_in_turn(
+        LEAVING, [socket["create"]] * 2, "await wait_for_reload()", socket["ends"], socket["connect"],
+        before=WAIT_FOR_RELOAD.format(ready=ready, go=go),
+    )  # fmt: skip
     result: dict = {}
     client = threading.Thread(target=lambda: result.update(g.run(code, timeout=90)), daemon=True)
     client.start()
@@ -112,12 +91,7 @@ def with_key_removed_midway(g, fake, socket: dict, tmp_path: Path) -> list[dict]
 def test_a_removed_keys_responses_websocket_is_refused_its_next_response(g, fake, tmp_path):
     fake.script = responding(["ANSWER-one", "ANSWER-two"], [responses_usage(10, 2), responses_usage(11, 3)])
     served, refused = with_key_removed_midway(g, fake, RESPONSES, tmp_path)
-    assert served == {"type": "response.completed"}
-    assert refused["error"]["status"] == 401
-    error = refused["error"]["error"]
-    assert (error["code"], error["headers"]["x-tollgate-error"]) == ("invalid_api_key", "unauthenticated")
-    (upstream,) = fake.sessions
-    assert len(upstream.received) == 1  # the refused one never went
+    assert_served_then_refused_its_key(served, refused, fake)
     allowed, denied = g.new_audit(2)
     assert (allowed["client"], allowed["decision"], allowed["status"]) == ("leaving", "allow", 200)
     assert (denied["client"], denied["decision"], denied["status"], denied["deny_reasons"]) == (

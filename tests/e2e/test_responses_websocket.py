@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 
 import pytest
 from tests.support.fake_realtime import FakeRealtime, responding, responses_usage
-from tests.support.leaks import assert_no_secret, saved_flows
+from tests.support.leaks import assert_no_secret, saved_flows, stopped_outputs
 from tests.support.proxy import ROOT
 from tests.support.redis import redis_server
+from tests.support.socket_sessions import assert_served_then_refused_its_key, responses_in_turn
 
 REAL = "sk-REAL-openai-responses-ws-5ecret-a1"
 ALICE = "tg-VIRTUAL-alice-responses-ws-5ecret-b2"
@@ -60,17 +61,15 @@ def gateway_config(upstream: str, *more_clients: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway, fake, tmp_path_factory):
-    gateway = start_gateway(
+    return start_gateway(
         lambda urls: gateway_config(fake.url),
         "--set", "termlog_verbosity=debug", save_flows=True,
     )  # fmt: skip
-    return gateway
 
 
 @pytest.fixture
 def g(gw, fake):
-    fake.sessions.clear()
-    fake.script = responding(ANSWERS, USAGES)
+    fake.answer_with(responding(ANSWERS, USAGES))
     return gw
 
 
@@ -180,12 +179,14 @@ def test_a_denied_response_create_is_an_error_event_the_connection_goes_on(g, fa
     )
 
 
-def test_guardrails_redact_a_response_create_and_refuse_one_with_tollgates_key_the_socket_going_on(g, fake):
+@pytest.mark.parametrize("padding", ["", " pad" * 17_000], ids=["small", "68KB-read-in-a-worker-thread"])  # from 64 KiB
+def test_guardrails_redact_a_response_create_and_refuse_one_with_tollgates_key_the_socket_going_on(g, fake, padding):
+    """Each in its turn, a large one (read in a worker thread) too."""
     from tests.support.guardrail_samples import SAMPLES
 
     token = SAMPLES["secrets.github_token"][0]
     creates = [
-        {"model": MODEL, "input": user_input(f"my token is {token}")},
+        {"model": MODEL, "input": user_input(f"my token is {token}{padding}")},
         {"model": MODEL, "input": user_input(f"and the key: {REAL}")},  # Tollgate's own: refused
         {"model": MODEL, "input": user_input("thanks")},
     ]
@@ -196,7 +197,7 @@ def test_guardrails_redact_a_response_create_and_refuse_one_with_tollgates_key_t
     assert error["message"] == "Tollgate refused this call: its content holds tollgate_keys (1)."
     (upstream,) = fake.sessions
     texts = [json.loads(m)["input"][0]["content"][0]["text"] for m in upstream.received]
-    assert texts == ["my token is [REDACTED:secrets.github_token]", "thanks"]  # the refused one never went
+    assert texts == [f"my token is [REDACTED:secrets.github_token]{padding}", "thanks"]  # the refused one never went
     first, refused, third = g.new_audit(3)
     assert (first["findings"], first["redacted"]) == ({"secrets.github_token": 1}, 1)
     assert (refused["decision"], refused["deny_reasons"], refused["findings"]) == (
@@ -206,28 +207,6 @@ def test_guardrails_redact_a_response_create_and_refuse_one_with_tollgates_key_t
     )
     assert (third["findings"], third["redacted"]) == ({}, 0)
     assert token.encode() not in g.audit_path.read_bytes()
-
-
-def test_a_large_response_create_is_read_in_a_worker_thread_and_redacted_the_next_in_its_turn(g, fake):
-    from tests.support.guardrail_samples import SAMPLES
-
-    token = SAMPLES["secrets.github_token"][0]
-    padding = " pad" * 17_000  # 68 KB: read in a worker thread (from 64 KiB)
-    creates = [
-        {"model": MODEL, "input": user_input(f"my token is {token}{padding}")},
-        {"model": MODEL, "input": user_input(f"and the key: {REAL}")},  # Tollgate's own: refused
-        {"model": MODEL, "input": user_input("thanks")},
-    ]
-    redacted, denied, served = g.run(session(ALICE, creates))["got"]
-    assert (redacted["text"], served["text"]) == (ANSWERS[0], ANSWERS[1])
-    assert denied["error"]["error"]["headers"]["x-tollgate-error"] == "content_denied"
-    (upstream,) = fake.sessions
-    texts = [json.loads(m)["input"][0]["content"][0]["text"] for m in upstream.received]
-    assert texts == [f"my token is [REDACTED:secrets.github_token]{padding}", "thanks"]
-    first, refused, third = g.new_audit(3)
-    assert (first["findings"], first["redacted"]) == ({"secrets.github_token": 1}, 1)
-    assert (refused["decision"], refused["findings"]) == ("deny", {"tollgate_keys": 1})
-    assert (third["findings"], third["redacted"]) == ({}, 0)
 
 
 def test_a_limit_refuses_the_response_it_has_no_room_for_and_counts_what_the_others_used(g, fake):
@@ -398,42 +377,14 @@ def test_a_response_asked_for_once_the_sessions_key_has_expired_is_refused_the_s
         )
     )
     creates = [{"model": "gpt-4o-mini", "input": user_input(PROMPT)}, {"model": "gpt-4o-mini", "input": "and?"}]
-    result = g.run(
-        f"""
-        import asyncio, time
-        from openai import AsyncOpenAI
-
-        async def session():
-            client = AsyncOpenAI(api_key="{key}", max_retries=0)
-            got = []
-            async with client.responses.connect() as conn:
-                for create in {creates!r}:
-                    if got:  # the first has ended: wait until the key has expired
-                        got.append(dict(waited_from=time.time()))
-                        await asyncio.sleep(max(0, {expires} - time.time()) + 0.5)
-                    await conn.response.create(**create)
-                    while True:
-                        event = await asyncio.wait_for(conn.recv(), 20)
-                        if event.type == "error":
-                            got.append(dict(error=event.model_dump(exclude_none=True)))
-                            break
-                        if event.type in {ENDS!r}:
-                            got.append(dict(type=event.type))
-                            break
-            return got
-
-        report(got=asyncio.run(session()))
-    """,
-        timeout=90,
-    )
+    until_expired = f"""
+        got.append(dict(waited_from=time.time()))
+        await asyncio.sleep(max(0, {expires} - time.time()) + 0.5)
+    """  # the first has ended: wait until the key has expired
+    result = g.run(responses_in_turn(key, creates, until_expired, ENDS), timeout=90)
     served, waited, refused = result["got"]
     assert waited["waited_from"] < expires, "the first response ended after the key expired: nothing was shown"
-    assert served == {"type": "response.completed"}
-    assert refused["error"]["status"] == 401
-    error = refused["error"]["error"]
-    assert (error["code"], error["headers"]["x-tollgate-error"]) == ("invalid_api_key", "unauthenticated")
-    (upstream,) = fake.sessions
-    assert len(upstream.received) == 1  # the refused one never went
+    assert_served_then_refused_its_key(served, refused, fake)
     allowed, denied = g.new_audit(2)
     assert (allowed["client"], allowed["status"], allowed["transport"]) == ("fleeting", 200, "websocket")
     assert (denied["client"], denied["decision"], denied["status"], denied["deny_reasons"]) == (
@@ -448,11 +399,9 @@ def test_no_message_key_or_prompt_reaches_the_console_or_saved_flows(g, fake):
     creates = [{"model": MODEL, "input": user_input(PROMPT)}]
     assert g.run(session(ALICE, creates))["got"][0]["text"] == ANSWERS[0]
     g.new_audit(1)
-    g.proxy.stop()  # flushes the saved flows
-    console = g.proxy.output.read_bytes()
-    saved = g.saved.read_bytes()
-    assert_no_secret({"console": console, "saved flows": saved, "audit": g.audit_path.read_bytes()}, SECRETS)
-    assert b"WebSocket text message" in console and b"[redacted by Tollgate: " in console
+    outputs = stopped_outputs(g)
+    assert_no_secret(outputs, SECRETS)
+    assert b"WebSocket text message" in outputs["console"] and b"[redacted by Tollgate: " in outputs["console"]
 
     flows = [flow for flow in saved_flows(g.saved) if flow.websocket is not None]
     assert flows
@@ -492,8 +441,7 @@ def test_a_message_awaiting_its_reservation_holds_back_nothing_the_server_sends(
     # The first response's events after response.created come 1 s later; meanwhile the second
     # response.create waits for a Redis that does not answer (2 s or more). Relayed as they come, the
     # first response's events reach the client long before the second's refusal.
-    fake.sessions.clear()
-    fake.script = responding(ANSWERS, USAGES, hold=1.0)
+    fake.answer_with(responding(ANSWERS, USAGES, hold=1.0))
     # Events are timed as their bytes arrive: the SDK's first parse of an event takes a while.
     result = on_redis.run(f"""
         import asyncio, json, os, signal, time

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from tests.support.canned import provider_answers
+from tests.support.configs import with_policy
 from tests.support.fake_upstream import Received, Reply
 
 from tollgate.governance.limits.rollup import SUMMARIZER_SYSTEM, SUMMARY_HEADING
@@ -339,10 +340,9 @@ def failover_config(urls: dict[str, str]) -> dict:
 
 @pytest.fixture(scope="module")
 def failing(start_gateway):
-    gateway = start_gateway(failover_config, providers=("openai", "anthropic"))
-    assert gateway.config_path is not None
-    (gateway.config_path.parent / "policy.rego").write_text(FAILOVER_POLICY)
-    gateway.reconfigure(failover_config)  # now that the policy file is there
+    gateway = with_policy(
+        start_gateway(failover_config, providers=("openai", "anthropic")), failover_config, FAILOVER_POLICY
+    )
 
     def gpt_4o_unavailable(r: Received) -> Reply:
         if is_summary_request(r):

@@ -17,7 +17,7 @@ from tests.support.checkout import linked_checkout
 from tests.support.clients import run_client
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.proxy import ROOT, free_port
-from tests.support.run_sh import env_exports, wait_listening
+from tests.support.run_sh import env_exports, run_sh_listening, wait_listening
 
 
 def test_env_prints_absolute_exports():
@@ -46,26 +46,9 @@ def test_run_sh_uses_tollgate_yaml_here_and_the_callers_options(
             }
         )
     )
-    port = free_port()
-    proxy = subprocess.Popen(
-        [
-            str(ROOT / "run.sh"),
-            "--listen-port",
-            str(port),
-            "--set",
-            f"confdir={confdir}",
-            "--set",
-            f"ssl_verify_upstream_trusted_ca={upstream_ca_pem}",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "TOLLGATE_LISTEN": f"127.0.0.1:{free_port()}"},
-    )  # the argument wins over it
+    elsewhere = {**os.environ, "TOLLGATE_LISTEN": f"127.0.0.1:{free_port()}"}  # the argument wins over it
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proxy.poll() is None:
+        with run_sh_listening(tmp_path, upstream_ca_pem, "--set", f"confdir={confdir}", env=elsewhere) as port:
             done = subprocess.run(
                 [
                     "curl",
@@ -85,26 +68,21 @@ def test_run_sh_uses_tollgate_yaml_here_and_the_callers_options(
                 timeout=30,
                 env={**os.environ, "HTTPS_PROXY": f"http://127.0.0.1:{port}", "CURL_CA_BUNDLE": str(bundle)},
             )
-            if done.returncode != 7:  # 7: nothing listens yet
-                break
-            time.sleep(0.2)
-        assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout)["usage"]["total_tokens"] == 28
-        assert fake.received[-1].headers["authorization"] == "Bearer sk-real-run-sh"
-        audit = tmp_path / "audit.jsonl"
-        deadline = time.monotonic() + 10  # the audit writer writes in batches, moments later
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["usage"]["total_tokens"] == 28
+            assert fake.received[-1].headers["authorization"] == "Bearer sk-real-run-sh"
+            audit = tmp_path / "audit.jsonl"
+            deadline = time.monotonic() + 10  # the audit writer writes in batches, moments later
 
-        def calls() -> list[str]:  # the whole lines of call records
-            whole = audit.read_text().rpartition("\n")[0] if audit.exists() else ""
-            return [line for line in whole.splitlines() if '"llm_call"' in line]
+            def calls() -> list[str]:  # the whole lines of call records
+                whole = audit.read_text().rpartition("\n")[0] if audit.exists() else ""
+                return [line for line in whole.splitlines() if '"llm_call"' in line]
 
-        while time.monotonic() < deadline and not calls():
-            time.sleep(0.05)
-        record = json.loads(calls()[-1])
-        assert (record["client"], record["model"], record["total_tokens"]) == ("curl-user", "gpt-4o-mini", 28)
+            while time.monotonic() < deadline and not calls():
+                time.sleep(0.05)
+            record = json.loads(calls()[-1])
+            assert (record["client"], record["model"], record["total_tokens"]) == ("curl-user", "gpt-4o-mini", 28)
     finally:
-        proxy.terminate()
-        proxy.wait(timeout=10)
         fake.close()
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from tests.support.cli import run_tollgate
+from tests.support.processes import communicate_within
 from tests.support.proxy import GATEWAY, free_port, mitmdump, run_to_exit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -292,11 +293,8 @@ def run_sh_to_exit(directory: Path, confdir: Path, port: int, limit: float = 30)
         text=True,
         start_new_session=True,
     )
-    try:
-        output, _ = proxy.communicate(timeout=limit)
-    except subprocess.TimeoutExpired:
-        os.killpg(proxy.pid, signal.SIGKILL)  # it ignores SIGTERM when hung: only this ends it
-        output, _ = proxy.communicate()
+    output, _, ended = communicate_within(proxy, limit)  # killed past it: it ignores SIGTERM when hung
+    if not ended:
         pytest.fail(f"run.sh did not exit within {limit:g} s:\n{output}")
     return proxy.returncode, output
 

@@ -10,7 +10,7 @@ import trustme
 import yaml
 from tests.support.canned import provider_answers
 from tests.support.clients import run_client
-from tests.support.fake_upstream import FakeUpstream, Reply
+from tests.support.fake_upstream import FakeUpstream, Reply, serving_text
 from tests.support.proxy import Mitmdump, free_port
 from tests.support.raw import get_through_tunnel
 
@@ -116,8 +116,7 @@ def test_bedrock_unreachable_region_is_an_aws_error(start_gateway):
 def test_other_tls_hosts_are_tunnelled_with_their_own_certificate(gw):
     """A non-LLM host is not decrypted: the client sees the real server's certificate."""
     other_ca = trustme.CA()
-    server = FakeUpstream(other_ca, lambda r: Reply(200, b"not an llm", {"content-type": "text/plain"}))
-    try:
+    with serving_text(other_ca, b"not an llm") as server:
         context = ssl.create_default_context()
         context.load_verify_locations(cadata=other_ca.cert_pem.bytes().decode())
         with socket.create_connection(("127.0.0.1", gw.proxy.port), timeout=10) as raw:
@@ -127,8 +126,6 @@ def test_other_tls_hosts_are_tunnelled_with_their_own_certificate(gw):
         assert "mitmproxy" not in str(issuer)
         assert answer.endswith(b"not an llm")
         assert len(server.received) == 1
-    finally:
-        server.close()
 
 
 def test_a_server_of_your_own_is_reached_once_its_certificate_is_trusted(

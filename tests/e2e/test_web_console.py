@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.cdp import chromium
-from tests.support.cli import console_process, run_tollgate
+from tests.support.cli import console_running, run_tollgate
 from tests.support.configs import openai_with_clients
 from tests.support.proxy import free_port
 
@@ -85,15 +85,11 @@ def console(gw, tmp_path_factory):
     gw.connections(1)
     port = free_port()
     workdir = tmp_path_factory.mktemp("console")
-    process, line = console_process(gw.config_path, "--listen", f"127.0.0.1:{port}", cwd=workdir)
-    try:
-        assert re.fullmatch(rf"Tollgate console: http://127\.0\.0\.1:{port}/\?token=[\w-]{{32}}\n", line), line
-        yield line.split(": ", 1)[1].strip()
-    finally:
-        process.terminate()
-        _, err = process.communicate(timeout=10)
-        assert "token" not in err  # the token is printed once, on standard output
-        assert line.rsplit("=", 1)[1].strip() not in err
+    pattern = rf"Tollgate console: http://127\.0\.0\.1:{port}/\?token=[\w-]{{32}}\n"
+    with console_running(gw.config_path, pattern, "--listen", f"127.0.0.1:{port}", cwd=workdir) as run:
+        yield run.address
+    assert "token" not in run.err  # the token is printed once, on standard output
+    assert run.address.rsplit("=", 1)[1] not in run.err
 
 
 def get(url: str, token: str | None = None) -> tuple[int, bytes]:
@@ -267,10 +263,9 @@ def test_the_console_is_served_over_tls_with_its_certificate(tmp_path) -> None:
         f"audit: {{path: {audit}}}\n"
         f"console: {{listen: '127.0.0.1:{port}', tls: {{cert: {tmp_path / 'console.pem'}, key: {tmp_path / 'console.key'}}}}}\n"
     )
-    process, line = console_process(config)
-    try:
-        assert re.fullmatch(rf"Tollgate console: https://127\.0\.0\.1:{port}/\?token=[\w-]{{32}}\n", line), line
-        token = line.rsplit("=", 1)[1].strip()
+    pattern = rf"Tollgate console: https://127\.0\.0\.1:{port}/\?token=[\w-]{{32}}\n"
+    with console_running(config, pattern) as run:
+        token = run.address.rsplit("=", 1)[1]
         trusting = ssl.create_default_context()  # checks the certificate and the host name
         ca.configure_trust(trusting)
         request = urllib.request.Request(f"https://127.0.0.1:{port}/api/people",
@@ -283,10 +278,7 @@ def test_the_console_is_served_over_tls_with_its_certificate(tmp_path) -> None:
         assert isinstance(untrusted.value.reason, ssl.SSLCertVerificationError)
         with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/people", timeout=5).read()
-    finally:
-        process.terminate()
-        _, err = process.communicate(timeout=10)
-    assert token not in err
+    assert token not in run.err
 
 
 def test_a_table_sorts_and_filters_and_a_person_opens_on_their_calls(gw, console, tmp_path) -> None:

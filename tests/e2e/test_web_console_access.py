@@ -6,7 +6,6 @@ token, and a restart ends every session."""
 from __future__ import annotations
 
 import json
-import re
 import socket
 import ssl
 import time
@@ -17,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.e2e.test_web_console import chromium
-from tests.support.cli import console_process
+from tests.support.cli import console_running
 from tests.support.proxy import free_port
 from tests.support.web import NoRedirect, fetched
 
@@ -39,14 +38,9 @@ def configured(tmp_path: Path, port: int, tls: str = "") -> Path:
 @contextmanager
 def console(config: Path) -> Iterator[str]:
     """`tollgate console --config config` until the block ends: the address it prints."""
-    process, line = console_process(config)
-    try:
-        assert re.fullmatch(r"Tollgate console: https?://127\.0\.0\.1:\d+/\?token=\S+\n", line), line
-        yield line.split(": ", 1)[1].strip()
-    finally:
-        process.terminate()
-        _, err = process.communicate(timeout=10)
-        assert TOKEN not in err and "Traceback" not in err, err
+    with console_running(config, r"Tollgate console: https?://127\.0\.0\.1:\d+/\?token=\S+\n") as run:
+        yield run.address
+    assert TOKEN not in run.err and "Traceback" not in run.err, run.err
 
 
 def get(url: str, headers: dict[str, str], context: ssl.SSLContext | None = None,

@@ -4,6 +4,7 @@ with usage numbers the tests assert on exactly."""
 from __future__ import annotations
 
 from .fake_upstream import Received, Reply
+from .usage import chat_usage, responses_usage
 
 OPENAI_CHAT = {
     "id": "chatcmpl-1",
@@ -18,13 +19,7 @@ OPENAI_CHAT = {
             "logprobs": None,
         }
     ],
-    "usage": {
-        "prompt_tokens": 21,
-        "completion_tokens": 7,
-        "total_tokens": 28,
-        "prompt_tokens_details": {"cached_tokens": 5},
-        "completion_tokens_details": {"reasoning_tokens": 2},
-    },
+    "usage": chat_usage(21, 7, cached=5, reasoning=2),
 }
 OPENAI_COMPLETION = {  # the legacy completions endpoint
     "id": "cmpl-1",
@@ -52,13 +47,7 @@ OPENAI_RESPONSES = {
     "parallel_tool_calls": True,
     "tool_choice": "auto",
     "tools": [],
-    "usage": {
-        "input_tokens": 31,
-        "output_tokens": 9,
-        "total_tokens": 40,
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens_details": {"reasoning_tokens": 0},
-    },
+    "usage": responses_usage(31, 9),
 }
 OPENAI_EMBEDDINGS = {
     "object": "list",

@@ -12,6 +12,7 @@ from typing import Any
 from . import eventstream
 from .fake_upstream import Received, Reply
 from .streams import sse
+from .usage import chat_usage
 
 ANSWER = ["Paris is ", "the capital."]
 TOOL_ARGS = ['{"city": ', '"Paris"}']
@@ -62,13 +63,7 @@ def answer(r: Received) -> Reply:
 # --- OpenAI Chat Completions
 
 
-OPENAI_USAGE = {
-    "prompt_tokens": 21,
-    "completion_tokens": 7,
-    "total_tokens": 28,
-    "prompt_tokens_details": {"cached_tokens": 5},
-    "completion_tokens_details": {"reasoning_tokens": 2},
-}
+OPENAI_USAGE = chat_usage(21, 7, cached=5, reasoning=2)
 
 
 def openai(r: Received, how: str) -> Reply:

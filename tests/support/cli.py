@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.proxy import ROOT
@@ -31,6 +34,29 @@ def console_process(
     )
     assert process.stdout is not None and process.stderr is not None
     return process, process.stdout.readline()
+
+
+@dataclass
+class ConsoleRun:
+    """A `tollgate console` run by `console_running`."""
+
+    address: str  # the address it printed, its token in the query
+    err: str = ""  # its standard error, once it stopped
+
+
+@contextmanager
+def console_running(config: Path, pattern: str, *args: str, cwd: Path | None = None) -> Iterator[ConsoleRun]:
+    """`tollgate console --config CONFIG ARGS` (`console_process`) until the block ends, its first
+    line matching `pattern`; then stopped as an operator stops it (SIGTERM)."""
+    process, line = console_process(config, *args, cwd=cwd)
+    try:
+        assert re.fullmatch(pattern, line), line
+        run = ConsoleRun(line.split(": ", 1)[1].strip())
+        yield run
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=10)
+    run.err = err
 
 
 def run_tollgate(

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +60,53 @@ async def main():
     await client.close()
     return outcomes
 report(outcomes=dict(collections.Counter(asyncio.run(main()))))
+"""
+
+# The parts of a failed call's outcome in `chat_calls`, by name: each an expression of the SDK's error `e`.
+ERROR_PARTS = {
+    "type": "type(e).__name__",
+    "status": "e.status_code",
+    "error": 'e.response.headers.get("x-tollgate-error")',
+    "retry_after": 'e.response.headers.get("retry-after")',
+}
+
+
+def chat_calls(key: str, model: str, count: int, parts: Sequence[str], first: str = "") -> str:
+    """A client's code: `count` Chat Completions calls to `model` by the OpenAI SDK with the key
+    `key`, after the code `first`. It reports `outcomes`: each call's 200, or the list of its
+    error's `parts` (names in ERROR_PARTS)."""
+    error = ", ".join(ERROR_PARTS[part] for part in parts)
+    return f"""
+from openai import OpenAI
+client = OpenAI(api_key="{key}", max_retries=0)
+{textwrap.dedent(first).strip()}
+outcomes = []
+for _ in range({count}):
+    try:
+        client.chat.completions.create(model="{model}", messages=[{{"role": "user", "content": "hi"}}])
+        outcomes.append(200)
+    except Exception as e:
+        outcomes.append([{error}])
+report(outcomes=outcomes)
+"""
+
+
+def raw_chat(key: str, reported: str, model: str = "gpt-4o") -> str:
+    """A client's code: a Chat Completions call to `model` by the OpenAI SDK with the key `key`,
+    read raw. It reports the status and X-Tollgate-Attempts and `reported` (`report`'s keyword
+    arguments, of `raw`, the raw response, and `answer`, the parsed one); or the error's type,
+    status and X-Tollgate-Attempts."""
+    return f"""
+from openai import OpenAI
+client = OpenAI(api_key="{key}", max_retries=0)
+try:
+    raw = client.chat.completions.with_raw_response.create(
+        model="{model}", messages=[{{"role": "user", "content": "hi"}}])
+    answer = raw.parse()
+    report(status=raw.status_code, attempts=raw.headers.get("x-tollgate-attempts"), {reported})
+except Exception as e:
+    report(error=type(e).__name__, status=getattr(e, "status_code", None),
+           attempts=e.response.headers.get("x-tollgate-attempts") if hasattr(e, "response") else None)
 """
 
 

@@ -4,12 +4,12 @@ installed into `.node-clients` when it is not there yet, and `codex exec` run in
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .npm_cli import NODE_CLIENTS, npm_command
+from .processes import communicate_within
 
 # The release these tests were written against: a newer one may warm up or ask otherwise.
 CODEX_VERSION = "0.169.0"
@@ -44,10 +44,7 @@ def run_in_session(
         text=True,
         start_new_session=True,
     )
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        out, err = process.communicate()
-        raise AssertionError(f"codex did not finish within {timeout} s:\n{err[-3000:]}") from None
+    out, err, ended = communicate_within(process, timeout)
+    if not ended:
+        raise AssertionError(f"codex did not finish within {timeout} s:\n{err[-3000:]}")
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)

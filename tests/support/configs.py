@@ -25,3 +25,12 @@ def every_provider(urls: dict[str, str], keys: dict[str, str], aws: tuple[str, s
         "credentials": {"access_key_id": aws[0], "secret_access_key": aws[1]},
     }
     return providers
+
+
+def with_policy(gateway: Any, config: Any, policy: str) -> Any:
+    """`gateway`, whose configuration names a `policy.rego` beside it, configured again with
+    `config` once that file holds `policy`."""
+    assert gateway.config_path is not None
+    (gateway.config_path.parent / "policy.rego").write_text(policy)
+    gateway.reconfigure(config)
+    return gateway

@@ -16,6 +16,7 @@ from typing import Any
 
 import trustme
 from tests.support.tcp import TcpServer
+from tests.support.usage import responses_usage
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -27,6 +28,22 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.extensions import PerMessageDeflate
+
+__all__ = [
+    "HANG_UP",
+    "HOLD_END",
+    "FakeRealtime",
+    "HttpHandler",
+    "HttpRequest",
+    "Script",
+    "Session",
+    "answering",
+    "not_found",
+    "over_http",
+    "responding",
+    "responses_usage",
+    "usage",
+]
 
 # Client event → the server events answering it.
 # (Events given lazily are sent as they come: a generator may pause between them.)
@@ -103,16 +120,6 @@ def answering(texts: list[str], usages: list[dict[str, Any]], status: str = "com
         ]  # fmt: skip
 
     return script
-
-
-def responses_usage(input_tokens: int, output_tokens: int, cached: int = 0, reasoning: int = 0) -> dict[str, Any]:
-    return {
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "total_tokens": input_tokens + output_tokens,
-        "input_tokens_details": {"cached_tokens": cached},
-        "output_tokens_details": {"reasoning_tokens": reasoning},
-    }
 
 
 def responding(
@@ -196,6 +203,11 @@ class FakeRealtime(TcpServer):
         self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(self._context)
         self.start()
+
+    def answer_with(self, script: Script) -> None:
+        """The sessions so far forgotten; each one from now on answered by `script`."""
+        self.sessions.clear()
+        self.script = script
 
     @property
     def connections(self) -> int:

@@ -8,12 +8,14 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import trustme
+from tests.support.quiet_handler import QuietHandler
 
 
 @dataclass
@@ -87,11 +89,8 @@ class FakeUpstream:
         context.sni_callback = remember_sni
         upstream = self
 
-        class RequestHandler(BaseHTTPRequestHandler):
+        class RequestHandler(QuietHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
             def setup(self) -> None:
                 time.sleep(delays.pop(id(self.request), 0.0))  # the handshake is done by the first read
@@ -200,3 +199,14 @@ class FakeUpstream:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextmanager
+def serving_text(ca: trustme.CA, text: bytes) -> Iterator[FakeUpstream]:
+    """A TLS server with a certificate of `ca`, answering every request with `text` (text/plain),
+    until the block ends."""
+    server = FakeUpstream(ca, lambda r: Reply(200, text, {"content-type": "text/plain"}))
+    try:
+        yield server
+    finally:
+        server.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,22 @@ def stopped_outputs(gateway: Any) -> dict[str, bytes]:
         "audit": gateway.audit_path.read_bytes(),
         "console": gateway.proxy.output.read_bytes(),
         "saved flows": gateway.saved.read_bytes(),
+    }
+
+
+def stopped_texts(gateway: Any, metrics: str) -> dict[str, str]:
+    """A gateway started with `save_flows`, serving its metrics at `metrics` (host:port): its metrics
+    scraped, then it is stopped (which flushes its saved flows); what it wrote, as text: its console,
+    its audit, its saved flows and those metrics."""
+    with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10) as scraped:
+        text = scraped.read().decode()
+    console = gateway.proxy.console()
+    gateway.proxy.stop()
+    return {
+        "console": console,
+        "audit": gateway.audit_path.read_text(),
+        "saved flows": gateway.saved.read_bytes().decode("latin-1"),
+        "metrics": text,
     }
 
 

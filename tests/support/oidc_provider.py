@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from .proxy import free_port
+from .quiet_handler import QuietHandler
 
 
 @dataclass
@@ -233,10 +234,7 @@ class OidcProvider:
 
 
 def _handler(provider: OidcProvider) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def _send(self, status: int, body: str | bytes, kind: str = "application/json",
                   headers: dict[str, str] | None = None) -> None:  # fmt: skip
             data = body.encode() if isinstance(body, str) else body

@@ -10,8 +10,9 @@ import gzip
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from tests.support.proxy import free_port
+from tests.support.quiet_handler import QuietHandler
 
 SPAN_KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
 STATUS_CODES = {0: "UNSET", 1: "OK", 2: "ERROR"}
@@ -44,6 +46,16 @@ def wait_for_trace_exports_to_stop(timeout: float = 10) -> None:
         if thread.name == "tollgate-traces-shutdown":
             thread.join(timeout)
             assert not thread.is_alive()
+
+
+def _each(by_resource: Any, scoped: str, items: str) -> Iterator[tuple[dict[str, Any], str, Any]]:
+    """An export request's items (its `by_resource` entries' `scoped` entries' `items`), each with
+    its resource's attributes and its scope's name."""
+    for entry in by_resource:
+        resource = {kv.key: value_of(kv.value) for kv in entry.resource.attributes}
+        for scope in getattr(entry, scoped):
+            for item in getattr(scope, items):
+                yield resource, scope.scope.name, item
 
 
 def value_of(value: AnyValue) -> Any:
@@ -82,7 +94,7 @@ class Collector:
     def _make_server(self) -> None:
         collector = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
@@ -129,9 +141,6 @@ class Collector:
                 self.end_headers()
                 self.wfile.write(answer)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         # Polled every 50 ms, as fake_upstream's: `stop` (a test's teardown) waits for a poll.
@@ -168,42 +177,36 @@ class Collector:
 
     @staticmethod
     def spans_of(request: ExportTraceServiceRequest):
-        for resource_spans in request.resource_spans:
-            resource = {kv.key: value_of(kv.value) for kv in resource_spans.resource.attributes}
-            for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.spans:
-                    yield {
-                        "name": span.name,
-                        "kind": SPAN_KINDS[span.kind],
-                        "trace_id": span.trace_id.hex(),
-                        "span_id": span.span_id.hex(),
-                        "parent_span_id": span.parent_span_id.hex(),
-                        "trace_state": span.trace_state,
-                        "start_ns": span.start_time_unix_nano,
-                        "end_ns": span.end_time_unix_nano,
-                        "attributes": {kv.key: value_of(kv.value) for kv in span.attributes},
-                        "status": STATUS_CODES[span.status.code],
-                        "status_message": span.status.message,
-                        "resource": resource,
-                        "scope": scope_spans.scope.name,
-                        "events": len(span.events),
-                    }
+        for resource, scope, span in _each(request.resource_spans, "scope_spans", "spans"):
+            yield {
+                "name": span.name,
+                "kind": SPAN_KINDS[span.kind],
+                "trace_id": span.trace_id.hex(),
+                "span_id": span.span_id.hex(),
+                "parent_span_id": span.parent_span_id.hex(),
+                "trace_state": span.trace_state,
+                "start_ns": span.start_time_unix_nano,
+                "end_ns": span.end_time_unix_nano,
+                "attributes": {kv.key: value_of(kv.value) for kv in span.attributes},
+                "status": STATUS_CODES[span.status.code],
+                "status_message": span.status.message,
+                "resource": resource,
+                "scope": scope,
+                "events": len(span.events),
+            }
 
     @staticmethod
     def logs_of(request: ExportLogsServiceRequest):
-        for resource_logs in request.resource_logs:
-            resource = {kv.key: value_of(kv.value) for kv in resource_logs.resource.attributes}
-            for scope_logs in resource_logs.scope_logs:
-                for log in scope_logs.log_records:
-                    yield {
-                        "body": value_of(log.body),
-                        "time_ns": log.time_unix_nano,
-                        "observed_ns": log.observed_time_unix_nano,
-                        "severity": log.severity_text,
-                        "attributes": {kv.key: value_of(kv.value) for kv in log.attributes},
-                        "resource": resource,
-                        "scope": scope_logs.scope.name,
-                    }
+        for resource, scope, log in _each(request.resource_logs, "scope_logs", "log_records"):
+            yield {
+                "body": value_of(log.body),
+                "time_ns": log.time_unix_nano,
+                "observed_ns": log.observed_time_unix_nano,
+                "severity": log.severity_text,
+                "attributes": {kv.key: value_of(kv.value) for kv in log.attributes},
+                "resource": resource,
+                "scope": scope,
+            }
 
     def clear(self) -> None:
         with self._lock:
@@ -213,23 +216,24 @@ class Collector:
 
     def wait_logs(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """The log records received, once there are at least `count`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if len(self.logs) >= count:
-                    return list(self.logs)
-            time.sleep(0.02)
-        raise AssertionError(f"expected {count} log records, have {len(self.logs)}")
+        return self._wait(self.logs, count, timeout, "log records")
 
     def wait_spans(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """The spans received, once there are at least `count`."""
+        return self._wait(self.spans, count, timeout, "spans", shown=True)
+
+    def _wait(
+        self, items: list[dict[str, Any]], count: int, timeout: float, what: str, shown: bool = False
+    ) -> list[dict[str, Any]]:
+        """`items` once there are at least `count` of them; else an error naming `what` (with the
+        items themselves when `shown`)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                if len(self.spans) >= count:
-                    return list(self.spans)
+                if len(items) >= count:
+                    return list(items)
             time.sleep(0.02)
-        raise AssertionError(f"expected {count} spans, have {len(self.spans)}: {self.spans}")
+        raise AssertionError(f"expected {count} {what}, have {len(items)}" + (f": {items}" if shown else ""))
 
     def close(self) -> None:
         self.down()

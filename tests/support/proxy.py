@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .processes import terminate
+
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = ROOT / "addons" / "gateway.py"
 
@@ -135,12 +137,7 @@ class Mitmdump:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+            terminate(self.process)
         self._log.close()
 
 

@@ -82,6 +82,20 @@ def send(
         sock.close()
 
 
+def tunnel(proxy_port: int, target: str) -> tuple[socket.socket, bytes]:
+    """A CONNECT to `target` (host:port): the socket and the proxy's whole answer, its head and the
+    body its Content-Length gives."""
+    sock = socket.create_connection(("127.0.0.1", proxy_port), timeout=30)
+    sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    head = _read_head(sock)
+    fields = head.lower().split(b"\r\n")
+    length = next((int(f.split(b":")[1]) for f in fields if f.startswith(b"content-length:")), 0)
+    body = b""
+    while len(body) < length and (chunk := sock.recv(4096)):
+        body += chunk
+    return sock, head + body
+
+
 def _pieces(body: bytes, size: int = 1000) -> list[bytes]:
     return [body[i : i + size] for i in range(0, len(body), size)] or []
 

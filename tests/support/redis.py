@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from .processes import terminate
 from .proxy import free_port
 
 INSTALL = (
@@ -75,12 +76,7 @@ class RedisServer:
         if process is None or process.poll() is not None:
             return
         os.kill(process.pid, signal.SIGCONT)  # a paused server must wake to stop
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        terminate(process)
 
     def pause(self) -> None:
         """A server that hangs: connections stay open, nothing answers."""

@@ -6,7 +6,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,22 +41,21 @@ def wait_listening(port: int, proxy: subprocess.Popen, seconds: float = 60) -> N
 
 
 @contextmanager
-def run_sh_listening(directory: Path, upstream_ca_pem: Path) -> Iterator[int]:
-    """`./run.sh` in `directory` (its tollgate.yaml, its audit) on a free port, trusting the fake
-    upstreams' CA; its port once it listens, and it is stopped after."""
+def run_sh_listening(
+    directory: Path, upstream_ca_pem: Path, *args: str, env: Mapping[str, str] | None = None
+) -> Iterator[int]:
+    """`./run.sh ARGS` in `directory` (its tollgate.yaml, its audit) on a free port, trusting the fake
+    upstreams' CA (in `env`, this process's environment unless given); its port once it listens,
+    and it is stopped after."""
     port = free_port()
     proxy = subprocess.Popen(
-        [
-            str(ROOT / "run.sh"),
-            "--listen-port",
-            str(port),
-            "--set",
-            f"ssl_verify_upstream_trusted_ca={upstream_ca_pem}",
-        ],
+        [str(ROOT / "run.sh"), "--listen-port", str(port), "--set", f"ssl_verify_upstream_trusted_ca={upstream_ca_pem}",
+         *args],
         cwd=directory,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )
+        env=env,
+    )  # fmt: skip
     try:
         wait_listening(port, proxy)
         yield port

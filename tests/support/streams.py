@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from . import eventstream
+from .usage import chat_usage, responses_usage
 
 
 def sse(data: dict | str, event: str | None = None) -> bytes:
@@ -25,13 +26,7 @@ def _chat_chunk(delta: dict, finish: str | None = None, usage: dict | None = Non
     return chunk
 
 
-OPENAI_STREAM_USAGE = {
-    "prompt_tokens": 19,
-    "completion_tokens": 5,
-    "total_tokens": 24,
-    "prompt_tokens_details": {"cached_tokens": 3},
-    "completion_tokens_details": {"reasoning_tokens": 1},
-}
+OPENAI_STREAM_USAGE = chat_usage(19, 5, cached=3, reasoning=1)
 
 
 def openai_chat(usage_with_choices: bool = False) -> list[bytes]:
@@ -95,13 +90,7 @@ def openai_responses() -> list[bytes]:
                 "content": [{"type": "output_text", "text": "Hello", "annotations": []}],
             }
         ],
-        "usage": {
-            "input_tokens": 11,
-            "output_tokens": 4,
-            "total_tokens": 15,
-            "input_tokens_details": {"cached_tokens": 2},
-            "output_tokens_details": {"reasoning_tokens": 0},
-        },
+        "usage": responses_usage(11, 4, cached=2),
     }
     return [
         sse({"type": "response.created", "sequence_number": 0, "response": response}, "response.created"),
