@@ -51,6 +51,15 @@ _CARD_RANGES: tuple[tuple[int, int, tuple[int, ...]], ...] = (
     (36, 36, (14, 15, 16, 17, 18, 19)),
     (38, 39, (16, 17, 18, 19)),
     (62, 62, (16, 17, 18, 19)),  # UnionPay
+    (5019, 5019, (16,)),  # Dankort
+    (5018, 5018, (16, 17, 18, 19)),  # Maestro (issued from 12 digits; read from 16, as written whole)
+    (5020, 5020, (16, 17, 18, 19)),
+    (5038, 5038, (16, 17, 18, 19)),
+    (5893, 5893, (16, 17, 18, 19)),
+    (6304, 6304, (16, 17, 18, 19)),
+    (6759, 6759, (16, 17, 18, 19)),
+    (6761, 6763, (16, 17, 18, 19)),
+    (1, 1, (15,)),  # UATP, the airlines' card: written whole (`payment_card`)
 )
 
 
@@ -70,9 +79,10 @@ _CARD_LENGTHS = _card_lengths()
 
 def payment_card(number: bytes) -> bool:
     """A card number as written (digits, and single spaces or dashes between its groups): a known
-    brand's prefix and length, and a valid Luhn digit."""
+    brand's prefix and length, and a valid Luhn digit. A UATP number (15 digits from a 1) is read
+    written whole only: in groups, it is a table's figures as often as a card."""
     digits = number.replace(b" ", b"").replace(b"-", b"")
-    if not digits.isdigit():
+    if not digits.isdigit() or (digits[:1] == b"1" and len(digits) != len(number)):
         return False
     return len(digits) in _CARD_LENGTHS.get(digits[:4], ()) and luhn(digits)
 
@@ -92,8 +102,9 @@ IBAN_LENGTHS = {
 
 
 def iban(text: bytes) -> bool:
-    """An IBAN as written (compact, or in groups of four): its country's length, and mod 97 = 1."""
-    compact = text.replace(b" ", b"").decode("ascii", "replace")
+    """An IBAN as written (compact, or in groups of four apart by spaces or dashes): its country's
+    length, and mod 97 = 1."""
+    compact = text.replace(b" ", b"").replace(b"-", b"").decode("ascii", "replace")
     if IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact[2:4].isdigit():
         return False
     rearranged = compact[4:] + compact[:4]
@@ -108,18 +119,20 @@ def iban_prefix(text: bytes) -> int:
     length = IBAN_LENGTHS.get(text[:2].decode("ascii", "replace"))
     if length is None:
         return 0
-    if b" " not in text:
+    separator = text[4] if len(text) > 4 and text[4] in b" -" else None
+    if separator is None:
         return len(text) if iban(text) else 0
-    n = length + (length - 1) // 4  # its characters and the spaces between its groups
-    if n > len(text) or (n < len(text) and text[n] != 32):
+    n = length + (length - 1) // 4  # its characters and the separators between its groups
+    if n > len(text) or (n < len(text) and text[n] != separator):
         return 0
     return n if iban(text[:n]) else 0
 
 
 def us_ssn(text: bytes) -> bool:
-    """AAA-GG-SSSS as the SSA issues them: no area 000, 666 or 9xx, no group 00, no serial 0000,
-    not the numbers printed in advertisements, nor groups of one repeated digit each."""
-    area, group, serial = text.split(b"-")
+    """AAA-GG-SSSS as the SSA issues them (its groups apart by dashes, dots or spaces): no area
+    000, 666 or 9xx, no group 00, no serial 0000, not the numbers printed in advertisements, nor
+    groups of one repeated digit each."""
+    area, group, serial = text[:3], text[4:6], text[7:]
     if all(len(set(part)) == 1 for part in (area, group, serial)):  # 111-22-3333: a form's example
         return False
     return (
@@ -127,7 +140,7 @@ def us_ssn(text: bytes) -> bool:
         and not area.startswith(b"9")
         and group != b"00"
         and serial != b"0000"
-        and text not in (b"078-05-1120", b"219-09-9999")
+        and area + group + serial not in (b"078051120", b"219099999")
     )
 
 

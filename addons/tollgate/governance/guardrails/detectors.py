@@ -369,12 +369,18 @@ def _nanp(number: bytes) -> bool:
 # One anchor for numbers written in three groups: US phone numbers (3-3-4) and SSNs (3-2-4), each
 # of which ends a run of digits.
 _DIGIT_GROUPS = rb"[0-9]{3}[-.][0-9]{2,3}[-.][0-9]{4}" + _RUN_END
+# An SSN written with spaces (`078 05 1120`).
+_SPACED_SSN = rb"[0-9]{3} [0-9]{2} [0-9]{4}" + _RUN_END
 # Not after a digit's `.`: the digits of a decimal fraction (0.4111…) are no card.
 _CARD_START = left(rb"A-Za-z0-9_-") + rb"(?<![0-9]\.)"
 # The first digits of a brand's numbers (`checks.payment_card` has each range exactly): a body of
 # digits in groups holds a shape at every group, and most are no brand's.
-_CARD_BRAND = rb"(?=4|5[1-5]|2[2-7]|3[0-9]|6[0-9])"
-_IBAN = rb"[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)"
+_CARD_BRAND = rb"(?=4|5[0-58]|2[2-7]|3|6|1[0-9]{14}(?![0-9]))"
+# Compact, or in groups of four apart by spaces (its print form) or by dashes.
+_IBAN = (
+    rb"[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?"
+    rb"|(?:-[A-Z0-9]{4}){2,7}(?:-[A-Z0-9]{1,3})?)"
+)
 _CARD_END = rb"(?![0-9A-Za-z_]|[.-][0-9])"
 
 
@@ -554,9 +560,14 @@ def _builtin() -> tuple[Detector, ...]:
             "pii.payment_card",
             _CARD_BRAND + _CARD_START + rb"(?:[0-9]{13,19}|[0-9]{4}(?P<s1>[ -])[0-9]{4}(?P=s1)[0-9]{4}(?P=s1)[0-9]{1,4}"
             rb"(?:(?P=s1)[0-9]{3})?|[0-9]{4}(?P<s2>[ -])[0-9]{6}(?P=s2)[0-9]{4,5})" + _CARD_END,
-            # Every brand's number begins with 2 to 6 (a timestamp in milliseconds with 1); written
-            # whole, it is a whole run of digits.
-            (rb"[2-6][0-9]{12,18}" + _RUN_END, rb"[2-6][0-9]{3}[ -][0-9]{4,6}[ -][0-9]{4}"),
+            # Written whole, a number is a whole run of digits: 14 to 19 of them, or Visa's 13 from a
+            # 4 (a timestamp in milliseconds has 13 from a 1). Hyperscan reads a run of any digits
+            # fastest: an anchor that begins with a class of some digits (`[2-6]`) or with the digit
+            # 1 reads a body some 15 to 30 % slower.
+            (
+                rb"[0-9]{14,19}" + _RUN_END, rb"4[0-9]{12}" + _RUN_END,
+                rb"[2-6][0-9]{3}[ -][0-9]{4,6}[ -][0-9]{4}",
+            ),
             25, checks.payment_card, overlaps=True,
         ),
         detector(
@@ -565,8 +576,13 @@ def _builtin() -> tuple[Detector, ...]:
             (_IBAN + _WORD_END,), 45, fit=checks.iban_prefix,
         ),
         detector(
-            "pii.us_ssn", _CARD_START + rb"[0-9]{3}-[0-9]{2}-[0-9]{4}(?![0-9A-Za-z_]|-[0-9])",
-            (_DIGIT_GROUPS,), 12, checks.us_ssn,
+            # Its three groups with one separator throughout: dashes, dots or spaces. Spaced, not
+            # a part of a longer run of spaced groups (a phone's, an account's).
+            "pii.us_ssn",
+            _CARD_START + rb"[0-9]{3}(?:-[0-9]{2}-[0-9]{4}(?![0-9A-Za-z_]|-[0-9])"
+            rb"|\.[0-9]{2}\.[0-9]{4}(?![0-9A-Za-z_]|\.[0-9])"
+            rb"|(?<![0-9] [0-9]{3}) [0-9]{2} [0-9]{4}(?![0-9A-Za-z_]| [0-9]))",
+            (_DIGIT_GROUPS, _SPACED_SSN), 12, checks.us_ssn,
         ),
     )  # fmt: skip
 
