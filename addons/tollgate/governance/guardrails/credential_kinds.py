@@ -140,6 +140,9 @@ PREFIXED: tuple[tuple[str, bytes, bytes], ...] = (
     # More vendors, A to C
     # Adafruit IO's keys (the older ones, of no prefix, are not of one shape).
     ("secrets.adafruit_io_key", rb"aio_", rb"[A-Za-z0-9]{28}"),
+    # Asana's personal access tokens: `1/` and the user's number, or (newer) `2/`, the user's and
+    # the token's numbers; then `:` and 32 hex.
+    ("secrets.asana_token", rb"[12]/", rb"[0-9]{16}(?:/[0-9]{16})?:[a-f0-9]{32}"),
     # More vendors, D to G
     # More vendors, H to P
     # More vendors, R to Z
