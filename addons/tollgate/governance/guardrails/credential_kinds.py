@@ -138,7 +138,7 @@ PREFIXED: tuple[tuple[str, bytes, bytes], ...] = (
     ("secrets.firecrawl_api_key", rb"fc-", rb"[a-f0-9]{32}"),
     ("secrets.e2b_api_key", rb"e2b_", rb"[a-f0-9]{40}"),
     # More vendors, A to C
-    # Adafruit IO's keys (the older ones, of no prefix, are not of one shape).
+    # Adafruit IO's keys.
     ("secrets.adafruit_io_key", rb"aio_", rb"[A-Za-z0-9]{28}"),
     # Asana's personal access tokens: `1/` and the user's number, or (newer) `2/`, the user's and
     # the token's numbers; then `:` and 32 hex.
@@ -209,7 +209,7 @@ VENDOR_NAMED: tuple[tuple[str, bytes, bytes], ...] = (
     # Bittrex's API keys and their secrets, of one shape.
     ("secrets.bittrex_api_key", rb"bittrex", rb"[a-z0-9]{32}"),
     # A run of one character (`aaaaaaaaaa1111111111…`) is a placeholder, not a key.
-    ("secrets.meraki_api_key", rb"meraki", rb"(?![a-f0-9]*(?P<run>[a-f0-9])(?P=run){5})[a-f0-9]{40}"),
+    ("secrets.meraki_api_key", rb"meraki", rb"(?![a-f0-9]{0,34}(?P<run>[a-f0-9])(?P=run){5})[a-f0-9]{40}"),
     # Codecov's upload tokens are UUIDs.
     ("secrets.codecov_token", rb"codecov", rb"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}"),
     ("secrets.coinbase_access_token", rb"coinbase", rb"[A-Za-z0-9_-]{64}"),
