@@ -138,6 +138,11 @@ PREFIXED: tuple[tuple[str, bytes, bytes], ...] = (
     ("secrets.firecrawl_api_key", rb"fc-", rb"[a-f0-9]{32}"),
     ("secrets.e2b_api_key", rb"e2b_", rb"[a-f0-9]{40}"),
     # More vendors, A to C
+    # Adafruit IO's keys.
+    ("secrets.adafruit_io_key", rb"aio_", rb"[A-Za-z0-9]{28}"),
+    # Asana's personal access tokens: `1/` and the user's number, or (newer) `2/`, the user's and
+    # the token's numbers; then `:` and 32 hex.
+    ("secrets.asana_token", rb"[12]/", rb"[0-9]{16}(?:/[0-9]{16})?:[a-f0-9]{32}"),
     # More vendors, D to G
     # More vendors, H to P
     # More vendors, R to Z
@@ -191,6 +196,26 @@ NAMED: tuple[tuple[str, bytes, bytes], ...] = (
 # (`etsy_api_token = "…"`, `"EtsyToken": "…"`, `<EtsyToken>…</EtsyToken>`): (kind, vendor, value).
 VENDOR_NAMED: tuple[tuple[str, bytes, bytes], ...] = (
     # Vendors A to C
+    ("secrets.adobe_client_id", rb"adobe", rb"[a-f0-9]{32}"),
+    # Airtable's older API keys (its tokens are `pat…`, above).
+    ("secrets.airtable_api_key", rb"airtable", rb"key[A-Za-z0-9]{14}"),
+    ("secrets.algolia_api_key", rb"algolia", rb"[a-f0-9]{32}"),
+    ("secrets.alibaba_access_key_secret", rb"alibaba|aliyun", rb"[A-Za-z0-9]{30}"),
+    ("secrets.asana_client_secret", rb"asana", rb"[a-z0-9]{32}"),
+    # Atlassian's older API tokens (Jira's, Confluence's): 24 characters, the last four hex.
+    ("secrets.atlassian_api_token", rb"atlassian|confluence|jira", rb"[A-Za-z0-9]{20}[a-fA-F0-9]{4}"),
+    ("secrets.beamer_api_key", rb"beamer", rb"b_[A-Za-z0-9=_-]{44}"),
+    ("secrets.bitbucket_client_secret", rb"bitbucket", rb"[A-Za-z0-9]{32}"),
+    # Bittrex's API keys and their secrets, of one shape.
+    ("secrets.bittrex_api_key", rb"bittrex", rb"[a-z0-9]{32}"),
+    # A run of one character (`aaaaaaaaaa1111111111…`) is a placeholder, not a key.
+    ("secrets.meraki_api_key", rb"meraki", rb"(?![a-f0-9]{0,34}(?P<run>[a-f0-9])(?P=run){5})[a-f0-9]{40}"),
+    # Codecov's upload tokens are UUIDs.
+    ("secrets.codecov_token", rb"codecov", rb"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}"),
+    ("secrets.coinbase_access_token", rb"coinbase", rb"[A-Za-z0-9_-]{64}"),
+    # A Confluent Cloud API key's secret (its key ID, capitals and digits, is not a secret).
+    ("secrets.confluent_api_secret", rb"confluent", rb"[A-Za-z0-9+/]{64}"),
+    ("secrets.contentful_delivery_token", rb"contentful", rb"[A-Za-z0-9_-]{43}"),
     # Vendors D to G
     ("secrets.etsy_access_token", rb"etsy", rb"[a-z0-9]{24}"),
     # Vendors H to P
