@@ -144,6 +144,7 @@ PREFIXED: tuple[tuple[str, bytes, bytes], ...] = (
     # the token's numbers; then `:` and 32 hex.
     ("secrets.asana_token", rb"[12]/", rb"[0-9]{16}(?:/[0-9]{16})?:[a-f0-9]{32}"),
     # More vendors, D to G
+    ("secrets.flutterwave_public_key", rb"FLWPUBK(?:_TEST)?-", rb"[a-f0-9]{32}-X"),
     # More vendors, H to P
     # More vendors, R to Z
 )
@@ -166,6 +167,13 @@ SHAPED: tuple[tuple[str, bytes, bytes], ...] = (
         rb"(?:sc|ext|scauth|authress)_[A-Za-z0-9]{5,30}\.[A-Za-z0-9]{4,6}\.acc[_-][A-Za-z0-9-]{10,32}"
         rb"\.[A-Za-z0-9+/_=-]{30,120}",
         rb"\.acc[_-]",
+    ),
+    # A Facebook app's access token: the app's id (15 or 16 digits), `|` (or `%7C`) and its secret
+    # or a signature of 27 to 40 characters.
+    (
+        "secrets.facebook_access_token",
+        rb"[0-9]{15,16}(?:\||%7[Cc])[A-Za-z0-9_-]{27,40}",
+        rb"[0-9]{15}(?:\||%7[Cc])",
     ),
 )
 
@@ -217,7 +225,24 @@ VENDOR_NAMED: tuple[tuple[str, bytes, bytes], ...] = (
     ("secrets.confluent_api_secret", rb"confluent", rb"[A-Za-z0-9+/]{64}"),
     ("secrets.contentful_delivery_token", rb"contentful", rb"[A-Za-z0-9_-]{43}"),
     # Vendors D to G
+    ("secrets.datadog_api_key", rb"datadog", rb"[a-f0-9]{32}"),
+    ("secrets.datadog_app_key", rb"datadog", rb"[a-f0-9]{40}"),
+    # A client secret not a run of one character (`0000…`, a placeholder).
+    ("secrets.discord_client_secret", rb"discord", rb"(?!(?P<same>.)(?P=same){7})[A-Za-z0-9_-]{32}"),
+    ("secrets.discord_public_key", rb"discord", rb"[a-f0-9]{64}"),
+    ("secrets.drone_token", rb"drone(?:[_-]?ci|[_-]?token)", rb"[A-Za-z0-9]{32}"),
+    ("secrets.dropbox_app_secret", rb"dropbox", rb"(?=[a-z0-9]{0,14}[0-9])[a-z0-9]{15}"),
+    ("secrets.dropbox_token", rb"dropbox", rb"[A-Za-z0-9_-]{11}A{10}[A-Za-z0-9_-]{43}"),
     ("secrets.etsy_access_token", rb"etsy", rb"[a-z0-9]{24}"),
+    ("secrets.facebook_app_secret", rb"facebook", rb"[a-f0-9]{32}"),
+    ("secrets.fastly_api_token", rb"fastly", rb"[A-Za-z0-9_-]{32}"),
+    ("secrets.finicity_app_key", rb"finicity", rb"[a-f0-9]{32}"),
+    ("secrets.finicity_partner_secret", rb"finicity", rb"[A-Za-z0-9]{20}"),
+    ("secrets.finnhub_api_key", rb"finnhub", rb"[a-z0-9]{20}"),
+    ("secrets.flickr_api_key", rb"flickr", rb"[a-f0-9]{32}"),
+    ("secrets.freshbooks_token", rb"fresh[_-]?books", rb"[a-z0-9]{64}"),
+    ("secrets.gitter_token", rb"gitter", rb"[a-z0-9_-]{40}"),
+    ("secrets.gocardless_token", rb"go[_-]?cardless", rb"(?:live|sandbox)_[A-Za-z0-9_-]{40}"),
     # Vendors H to P
     ("secrets.jfrog_token", rb"jfrog|artifactory|bintray|xray", rb"[a-z0-9]{64}"),
     ("secrets.messagebird_api_key", rb"message[_-]?bird", rb"[a-z0-9]{25}"),
