@@ -24,10 +24,12 @@ from support.guardrail_samples import (
     b64url_json,
     bad_crc_token,
     crc_token,
+    from_pattern,
     jwt,
     rand,
     table_samples,
 )
+from tollgate.governance.guardrails.credential_kinds import PREFIXED, VENDOR_NAMED
 from tollgate.governance.guardrails.engine import HYPERSCAN
 from tollgate.governance.guardrails.rules import Guardrails
 from tollgate.governance.guardrails.settings import GuardrailRule
@@ -405,3 +407,21 @@ def test_a_json_web_token_is_found_whole_and_its_near_misses_are_not(engine: boo
     for as_json in (False, True):
         body, got = spans(engine, "secrets.jwt", f"text Authorization: Bearer {value} more", as_json)
         assert got == ([where(body, value, as_json)] if found else []), value
+
+
+# Every row of the tables, not only each kind's first (a kind of several rows: Heroku's prefixed
+# keys and its older ones after its name; Lob's secret and publishable keys).
+_ROWS = [
+    *(
+        (kind, from_pattern(value), from_pattern(vendor).replace("{", "{{") + '_api_token = "{}"\n')
+        for kind, vendor, value in VENDOR_NAMED
+    ),
+    *((kind, from_pattern(prefix + rest), "token: {}\n") for kind, prefix, rest in PREFIXED),
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda hs: "hyperscan" if hs else "python")
+@pytest.mark.parametrize(("kind", "value", "context"), _ROWS, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(_ROWS)])
+def test_each_row_of_the_tables_is_found(engine: bool, kind: str, value: str, context: str) -> None:
+    body, found = spans(engine, kind, "text " + context.format(value), True)
+    assert found == [where(body, value, True)]
