@@ -48,6 +48,11 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "secrets.huggingface_token": ("hf_{letters:34}", "api_org_{letters:34}"),
     "secrets.groq_api_key": ("gsk_{alnum:52}",),
     "secrets.xai_api_key": ("xai-{alnum:80}",),
+    # A JSON Web Token: its header (`{"alg":"HS256","typ":"JWT"}`, `{"alg":"RS256"}`), claims, signature.
+    "secrets.jwt": (
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ{b64url:80}.{b64url:43}",
+        "eyJhbGciOiJSUzI1NiJ9.eyJ{b64url:200}.{b64url:342}",
+    ),
     "secrets.digitalocean_token": ("dop_v1_{hex:64}",),
     "secrets.cloudflare_origin_ca_key": ("v1.0-{hex:24}-{hex:146}",),
     "secrets.alibaba_access_key_id": ("LTAI{alnum:20}",),
@@ -94,6 +99,11 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "secrets.dynatrace_token": ("dt0c01.{upper:24}.{upper:64}",),
     "secrets.hubspot_token": ("pat-na1-{hex:8}-{hex:4}-{hex:4}-{hex:4}-{hex:12}",),
     "secrets.posthog_personal_api_key": ("phx_{alnum:43}",),
+    "secrets.lob_api_key": ("live_{hex:35}", "test_pub_{hex:31}"),
+    "secrets.kraken_private_key": ("KRAKEN_PRIVATE_KEY={b64:86}==",),
+    "secrets.launchdarkly_token": ("LAUNCHDARKLY_SDK_KEY=sdk-{hex:8}-{hex:4}-{hex:4}-{hex:4}-{hex:12}",),
+    "secrets.plaid_client_id": ("PLAID_CLIENT_ID={hex:24}",),
+    "secrets.plaid_secret": ("PLAID_SECRET={hex:30}",),
     "secrets.facebook_access_token": ("EAAC{alnum:180}",),
     "secrets.dropbox_token": ("sl.{b64url:138}",),
     "secrets.discord_webhook": ("https://discord.com/api/webhooks/{digits:19}/{b64url:68}",),

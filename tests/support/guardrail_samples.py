@@ -3,6 +3,8 @@ own source holds none of them, and the clean-corpus figure reads it too), and ne
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 import string
 import zlib
@@ -73,6 +75,18 @@ def pem(kind: str = "rsa") -> str:
     ).decode()
 
 
+def b64url_json(value: Any) -> str:
+    """A JSON value as a JSON Web Token's part: base64url, its padding left off."""
+    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).rstrip(b"=").decode()
+
+
+def jwt(header: Any = None, signature: str | None = None) -> str:
+    """A made-up JSON Web Token: an HS256 header (or `header`), claims, a random signature."""
+    head = b64url_json({"alg": "HS256", "typ": "JWT"} if header is None else header)
+    claims = b64url_json({"sub": "user-4821", "iat": 1764288000})
+    return f"{head}.{claims}.{rand(ALNUM + '_-', 43) if signature is None else signature}"
+
+
 AWS_KEY_ID = "AKIA" + "Z7QK3M2XW4NB5RTE"
 AWS_SECRET = "k9Xz" + "Qw3/Lm8+Rt5Yp2Vb7Nc4Hs6Jd1Fg0Ae9Ui8O"
 EMAIL = "jane.doe" + "@" + "acme-corp.com"
@@ -114,6 +128,7 @@ SAMPLES: dict[str, tuple[str, str]] = {
     "secrets.huggingface_token": ("h" + "f_" + rand(string.ascii_letters, 34), "HF_TOKEN={}\n"),
     "secrets.groq_api_key": ("gs" + "k_" + rand(ALNUM, 52), "GROQ_API_KEY={}\n"),
     "secrets.xai_api_key": ("xa" + "i-" + rand(ALNUM, 80), "XAI_API_KEY={}\n"),
+    "secrets.jwt": (jwt(), "Authorization: Bearer {}\n"),
     "pii.email": (EMAIL, "Contact: {}, any time.\n"),
     "pii.phone": ("+1 415 " + "555 2671", "Call me on {} tomorrow.\n"),
     "pii.payment_card": ("4111 1111 " + "1111 1111", "card: {} exp 12/29\n"),

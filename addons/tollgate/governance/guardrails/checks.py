@@ -3,7 +3,10 @@ when its check digits, checksum or registry entry agree. Each takes the matched 
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
+import re
 import zlib
 
 _BASE62 = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -177,3 +180,53 @@ def placeholder(value: bytes) -> bool:
 
 # The bytes counted in order: digits, and letters of either case.
 _ORDERED = tuple(chr(c).isascii() and chr(c).isalnum() for c in range(256))
+
+
+def _base64url(part: bytes) -> bytes | None:
+    """A part of a JSON Web Token decoded (base64url, its padding left off), or None where it is
+    none: a length no encoding gives, or a character not of the alphabet."""
+    if len(part) % 4 == 1:
+        return None
+    try:
+        return base64.urlsafe_b64decode(part + b"=" * (-len(part) % 4))
+    except ValueError:
+        return None
+
+
+def jwt(token: bytes) -> bool:
+    """A JSON Web Token (RFC 7519): a JWS's header, payload and signature, or a JWE's five parts,
+    each base64url; its header a JSON object that names its `alg` (and a JWE's its `enc`). The
+    signature is empty only where `alg` is `none` (an unsecured token), and only there."""
+    parts = token.split(b".")
+    # A JWE's second part (its encrypted key) is empty where the key is agreed directly (`dir`).
+    if len(parts) not in (3, 5) or not parts[0] or not parts[1 if len(parts) == 3 else 2]:
+        return False
+    decoded = [_base64url(part) for part in parts]
+    if any(d is None for d in decoded):
+        return False
+    try:
+        header = json.loads(decoded[0])  # type: ignore[arg-type]
+    except ValueError:
+        return False
+    if not isinstance(header, dict) or not isinstance(header.get("alg"), str):
+        return False
+    if len(parts) == 5:
+        return isinstance(header.get("enc"), str) and bool(parts[3]) and bool(parts[4])
+    return (header["alg"] == "none") == (parts[2] == b"")
+
+
+def jwt_base64(text: bytes) -> bool:
+    """A JSON Web Token encoded in base64 once more (a Kubernetes secret's `data`, a header's
+    value): decoded, a token `jwt` takes whole."""
+    outer = text.rstrip(b"=").translate(_URLSAFE_TO_STANDARD)
+    if len(outer) % 4 == 1:
+        return False
+    try:
+        inner = base64.b64decode(outer + b"=" * (-len(outer) % 4), validate=True)
+    except ValueError:
+        return False
+    return _JWT_TEXT.fullmatch(inner) is not None and jwt(inner)
+
+
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_JWT_TEXT = re.compile(rb"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_.-]*")

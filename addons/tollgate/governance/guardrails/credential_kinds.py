@@ -146,6 +146,9 @@ PREFIXED: tuple[tuple[str, bytes, bytes], ...] = (
     # More vendors, D to G
     ("secrets.flutterwave_public_key", rb"FLWPUBK(?:_TEST)?-", rb"[a-f0-9]{32}-X"),
     # More vendors, H to P
+    # Lob's secret and publishable keys, of its live and test environments.
+    ("secrets.lob_api_key", rb"(?:live|test)_", rb"[a-f0-9]{35}"),
+    ("secrets.lob_api_key", rb"(?:live|test)_pub_", rb"[a-f0-9]{31}"),
     # More vendors, R to Z
 )
 
@@ -244,7 +247,36 @@ VENDOR_NAMED: tuple[tuple[str, bytes, bytes], ...] = (
     ("secrets.gitter_token", rb"gitter", rb"[a-z0-9_-]{40}"),
     ("secrets.gocardless_token", rb"go[_-]?cardless", rb"(?:live|sandbox)_[A-Za-z0-9_-]{40}"),
     # Vendors H to P
+    ("secrets.heroku_api_key", rb"heroku", rb"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}"),
+    # HubSpot's older API keys (`hapikey`): a UUID, written in either case.
+    ("secrets.hubspot_token", rb"hubspot", rb"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"),
+    ("secrets.intercom_access_token", rb"intercom", rb"[A-Za-z0-9+/=_-]{60}"),
     ("secrets.jfrog_token", rb"jfrog|artifactory|bintray|xray", rb"[a-z0-9]{64}"),
+    # Kraken's private key: 64 bytes in base64.
+    ("secrets.kraken_private_key", rb"kraken", rb"[A-Za-z0-9+/]{86}=="),
+    ("secrets.kucoin_api_key", rb"kucoin", rb"[a-f0-9]{24}"),
+    ("secrets.kucoin_api_secret", rb"kucoin", rb"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}"),
+    # LaunchDarkly's access tokens, server-side SDK keys and mobile keys: `api-`, `sdk-`, `mob-` and a UUID.
+    (
+        "secrets.launchdarkly_token",
+        rb"launch[_-]?darkly",
+        rb"(?:api|sdk|mob)-[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}",
+    ),
+    # LinkedIn's client ids: 14 lower-case letters and digits; its client secrets: 16 letters and digits.
+    ("secrets.linkedin_client_id", rb"linked[_-]?in", rb"[a-z0-9]{14}"),
+    ("secrets.linkedin_client_secret", rb"linked[_-]?in", rb"[A-Za-z0-9]{16}"),
+    ("secrets.looker_client_id", rb"looker", rb"[A-Za-z0-9]{20}"),
+    ("secrets.looker_client_secret", rb"looker", rb"[A-Za-z0-9]{24}"),
+    ("secrets.mattermost_token", rb"mattermost", rb"[a-z0-9]{26}"),
     ("secrets.messagebird_api_key", rb"message[_-]?bird", rb"[a-z0-9]{25}"),
+    ("secrets.messagebird_client_id", rb"message[_-]?bird", rb"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"),
+    ("secrets.netlify_token", rb"netlify", rb"[A-Za-z0-9=_-]{40,46}"),
+    ("secrets.newrelic_key", rb"new[_-]?relic", rb"[a-z0-9]{64}"),
+    ("secrets.nytimes_api_key", rb"nytimes|new[_-]?york[_-]?times", rb"[A-Za-z0-9]{32}"),
+    # Okta's API tokens: `00` and 40 characters (not a run of zeros: a placeholder).
+    ("secrets.okta_api_token", rb"okta", rb"00(?!0{10})[A-Za-z0-9_=-]{40}"),
+    # Plaid's client ids (24 hex digits) and secrets (30).
+    ("secrets.plaid_client_id", rb"plaid", rb"[a-f0-9]{24}"),
+    ("secrets.plaid_secret", rb"plaid", rb"[a-f0-9]{30}"),
     # Vendors R to Z
 )

@@ -440,6 +440,20 @@ def _lead(prefix: bytes, rest: bytes) -> bytes:
     return prefix + rest[: repeat.start()] + b"{%d}" % min(int(repeat.group(1)), 12)
 
 
+# A JSON Web Token: its header (a JSON object, so `eyJ`, base64url's `{"`), payload and signature
+# (empty for an unsecured token), or a JWE's five parts; `checks.jwt` decodes its header. Each part
+# a whole run (possessive: read to its end once); not followed by one more part.
+_B64URL = rb"[A-Za-z0-9_-]"
+_JWT = (
+    rb"eyJ" + _B64URL + rb"{12,8000}+\." + _B64URL + rb"{0,24000}+\." + _B64URL + rb"{0,2000}+"
+    rb"(?:\." + _B64URL + rb"{1,24000}+\." + _B64URL + rb"{1,100}+)?"
+)
+_JWT_END = rb"(?![A-Za-z0-9_-]|\.[A-Za-z0-9_-])"
+# The same token in base64 once more (`eyJ` so encoded is `ZXlK`), padded or not; `checks.jwt_base64`
+# decodes it and checks the token it holds.
+_JWT_BASE64 = rb"ZXlK[A-Za-z0-9+/_-]{40,48000}+={0,2}(?![A-Za-z0-9+/=_-])"
+
+
 def _builtin() -> tuple[Detector, ...]:
     aws_secret_named = detector(
         "secrets.aws_secret_access_key",
@@ -526,6 +540,14 @@ def _builtin() -> tuple[Detector, ...]:
         token("secrets.huggingface_token", rb"hf_", rb"[A-Za-z]{34}", 40),
         token("secrets.groq_api_key", rb"gsk_", rb"[A-Za-z0-9]{52}", 60),
         token("secrets.xai_api_key", rb"xai-", rb"[A-Za-z0-9]{80}", 90),
+        detector(
+            "secrets.jwt", left(rb"A-Za-z0-9_-") + _JWT + _JWT_END, (rb"eyJ" + _B64URL + rb"{12}",), 0, checks.jwt,
+            at_anchor=True,
+        ),
+        detector(
+            "secrets.jwt", left(rb"A-Za-z0-9+/_-") + _JWT_BASE64, (rb"ZXlK[A-Za-z0-9+/_-]{16}",), 0, checks.jwt_base64,
+            at_anchor=True,
+        ),
         *(prefixed(kind, prefix, rest) for kind, prefix, rest in PREFIXED),
         *(named(kind, name, value) for kind, name, value in NAMED),
         *(vendor_named(kind, vendor, value) for kind, vendor, value in VENDOR_NAMED),

@@ -4,6 +4,7 @@ token leaves no match of that span. On both engines, in plain text and in a JSON
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import string
@@ -20,11 +21,15 @@ from support.guardrail_samples import (
     NAMED_KINDS,
     SAMPLES,
     VENDOR_KINDS,
+    b64url_json,
     bad_crc_token,
     crc_token,
+    from_pattern,
+    jwt,
     rand,
     table_samples,
 )
+from tollgate.governance.guardrails.credential_kinds import PREFIXED, VENDOR_NAMED
 from tollgate.governance.guardrails.engine import HYPERSCAN
 from tollgate.governance.guardrails.rules import Guardrails
 from tollgate.governance.guardrails.settings import GuardrailRule
@@ -379,3 +384,68 @@ def test_a_credentials_shape_filled_as_examples_fill_it_is_not_found(
     examples and templates write, not what an issuer's random part holds."""
     assert spans(engine, kind, f"token: {filled}\n", True)[1] == []
     assert len(spans(engine, kind, f"token: {random}\n", True)[1]) == 1
+
+
+# Made-up JSON Web Tokens: an HS256 token, an unsecured one (`alg` none, its signature empty), a
+# JWE's five parts; and near misses of each.
+JWT = jwt()
+JWT_NONE = jwt({"alg": "none"}, signature="")
+NOT_JSON = base64.urlsafe_b64encode(b'{"not json').rstrip(b"=").decode()
+JWE = (
+    b64url_json({"alg": "dir", "enc": "A256GCM"})
+    + ".."
+    + rand(ALNUM, 16)
+    + "."
+    + rand(ALNUM, 40)
+    + "."
+    + rand(ALNUM, 22)
+)
+
+
+def _base64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda hs: "hyperscan" if hs else "python")
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [
+        (JWT, True),
+        (JWT_NONE, True),
+        (JWE, True),
+        (_base64(JWT), True),  # encoded once more (a Kubernetes secret's data)
+        (_base64(JWT_NONE), True),
+        (_base64(JWT).rstrip("="), True),
+        (NOT_JSON + "." + JWT.split(".", 1)[1], False),  # a header that begins as JSON does, and is none
+        (jwt({"typ": "JWT", "kid": "k1"}), False),  # a JSON header naming no `alg`
+        (jwt(["alg", "HS256"]), False),  # a header that is no object
+        (JWT.rsplit(".", 1)[0], False),  # two parts only
+        (JWT.rsplit(".", 1)[0] + ".", False),  # its signature empty, though `alg` is HS256
+        (JWT + "." + rand(ALNUM, 20), False),  # four parts
+        (jwt(signature=rand(ALNUM, 41)), False),  # a signature of a length no base64 has
+        (_base64(JWT.rsplit(".", 1)[0]), False),
+        (_base64(jwt({"typ": "JWT"})), False),
+    ],
+)
+def test_a_json_web_token_is_found_whole_and_its_near_misses_are_not(engine: bool, value: str, found: bool) -> None:
+    for as_json in (False, True):
+        body, got = spans(engine, "secrets.jwt", f"text Authorization: Bearer {value} more", as_json)
+        assert got == ([where(body, value, as_json)] if found else []), value
+
+
+# Every row of the tables, not only each kind's first (a kind of several rows: Heroku's prefixed
+# keys and its older ones after its name; Lob's secret and publishable keys).
+_ROWS = [
+    *(
+        (kind, from_pattern(value), from_pattern(vendor).replace("{", "{{") + '_api_token = "{}"\n')
+        for kind, vendor, value in VENDOR_NAMED
+    ),
+    *((kind, from_pattern(prefix + rest), "token: {}\n") for kind, prefix, rest in PREFIXED),
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda hs: "hyperscan" if hs else "python")
+@pytest.mark.parametrize(("kind", "value", "context"), _ROWS, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(_ROWS)])
+def test_each_row_of_the_tables_is_found(engine: bool, kind: str, value: str, context: str) -> None:
+    body, found = spans(engine, kind, "text " + context.format(value), True)
+    assert found == [where(body, value, True)]
