@@ -214,9 +214,18 @@ VENDOR_NAMED: tuple[tuple[str, bytes, bytes], ...] = (
     ("secrets.snyk_token", rb"snyk", rb"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}"),
     ("secrets.sonarqube_token", rb"sonar", rb"[a-f0-9]{40}"),
     ("secrets.squarespace_api_key", rb"squarespace", rb"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}"),
-    # `Sumo` as written, not `sumOf…`; an access key has a digit (not `xxxx…`).
-    ("secrets.sumologic_access_id", rb"(?-i:[Ss]umo|SUMO)", rb"su[A-Za-z0-9]{12}"),
-    ("secrets.sumologic_access_key", rb"(?-i:[Ss]umo|SUMO)", rb"(?=[A-Za-z]{0,63}[0-9])[A-Za-z0-9]{64}"),
+    # `Sumo` as written and a word's part (`sumoToken`, `SUMO_`), not `sumOf…` or `sumofsquares`;
+    # an access key has a digit (not `xxxx…`).
+    (
+        "secrets.sumologic_access_id",
+        rb"(?-i:[Ss]umo(?:[Ll]ogic)?[A-Z_.-]|SUMO(?:LOGIC)?[A-Z_.-])",
+        rb"su[A-Za-z0-9]{12}",
+    ),
+    (
+        "secrets.sumologic_access_key",
+        rb"(?-i:[Ss]umo(?:[Ll]ogic)?[A-Z_.-]|SUMO(?:LOGIC)?[A-Z_.-])",
+        rb"(?=[A-Za-z]{0,63}[0-9])[A-Za-z0-9]{64}",
+    ),
     ("secrets.travis_ci_token", rb"travis", rb"[A-Za-z0-9]{22}"),
     ("secrets.twitch_token", rb"twitch", rb"[a-z0-9]{30}"),
     ("secrets.twitter_api_key", rb"twitter", rb"[A-Za-z0-9]{25}"),

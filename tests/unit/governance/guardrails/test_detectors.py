@@ -370,6 +370,7 @@ RAPIDAPI = "4b2c9e1f0a" + "msh" + "5d8e7f6a9b0c1d2" + "p1a2b3c" + "jsn" + "9e8d7
         ("secrets.sumologic_access_id", f"SUMO_ACCESS_ID={SUMO_ID}", SUMO_ID),
         ("secrets.sumologic_access_id", f"sumObj = {SUMO_ID}", None),  # `sumO…`: a sum, not Sumo
         ("secrets.sumologic_access_id", "sumOfExposures = sumOfExposures;", None),
+        ("secrets.sumologic_access_id", "'sumofsquares', 'sumsandsquares',", None),  # a word's start
         ("secrets.sumologic_access_key", f"sumo_access_key: {SUMO_KEY}", SUMO_KEY),
         ("secrets.sumologic_access_key", "SUMO_ACCESS_KEY=" + "x" * 64, None),  # a placeholder: no digit
         ("secrets.rapidapi_key", f'"X-RapidAPI-Key": "{RAPIDAPI}"', RAPIDAPI),
