@@ -150,6 +150,12 @@ PREFIXED: tuple[tuple[str, bytes, bytes], ...] = (
     ("secrets.lob_api_key", rb"(?:live|test)_", rb"[a-f0-9]{35}"),
     ("secrets.lob_api_key", rb"(?:live|test)_pub_", rb"[a-f0-9]{31}"),
     # More vendors, R to Z
+    # Slack's webhooks written with `http://`.
+    (
+        "secrets.slack_webhook",
+        rb"http://hooks\.slack\.com/(?:services|workflows|triggers)/",
+        rb"T[A-Z0-9]{8,12}/[A-Z0-9]{8,14}/(?:[0-9]{6,20}/)?[A-Za-z0-9]{20,40}",
+    ),
 )
 
 # Credentials known by a structure in them, not by how they begin: (kind, pattern, anchor). Each
@@ -178,6 +184,8 @@ SHAPED: tuple[tuple[str, bytes, bytes], ...] = (
         rb"[0-9]{15,16}(?:\||%7[Cc])[A-Za-z0-9_-]{27,40}",
         rb"[0-9]{15}(?:\||%7[Cc])",
     ),
+    # RapidAPI's keys: 10 hex, `msh`, 15 hex, `p` and 6 hex, `jsn`, 12 hex.
+    ("secrets.rapidapi_key", rb"[a-f0-9]{10}msh[a-f0-9]{15}p[a-f0-9]{6}jsn[a-f0-9]{12}", rb"msh[a-f0-9]{15}p"),
 )
 
 # Credentials of no prefix of their own, known by the name they are given (`NAME=value`,
@@ -279,4 +287,39 @@ VENDOR_NAMED: tuple[tuple[str, bytes, bytes], ...] = (
     ("secrets.plaid_client_id", rb"plaid", rb"[a-f0-9]{24}"),
     ("secrets.plaid_secret", rb"plaid", rb"[a-f0-9]{30}"),
     # Vendors R to Z
+    # UUIDs (Sendbird's, Snyk's, Squarespace's) are written in either case of their hex digits.
+    ("secrets.sendbird_app_id", rb"send[_-]?bird", rb"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}"),
+    ("secrets.sendbird_api_token", rb"send[_-]?bird", rb"[a-f0-9]{40}"),
+    ("secrets.sentry_token", rb"sentry", rb"[a-f0-9]{64}"),
+    # Sidekiq Pro's and Enterprise's gem server credentials, in Bundler's variable of its host.
+    ("secrets.sidekiq_credentials", rb"contribsys", rb"[a-f0-9]{8}:[a-f0-9]{8}"),
+    ("secrets.snyk_token", rb"snyk", rb"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}"),
+    ("secrets.sonarqube_token", rb"sonar", rb"[a-f0-9]{40}"),
+    ("secrets.squarespace_api_key", rb"squarespace", rb"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}"),
+    # `Sumo` as written and a word's part (`sumoToken`, `SUMO_`), not `sumOf…` or `sumofsquares`;
+    # an access key has a digit (not `xxxx…`).
+    (
+        "secrets.sumologic_access_id",
+        rb"(?-i:[Ss]umo(?:[Ll]ogic)?[A-Z_.-]|SUMO(?:LOGIC)?[A-Z_.-])",
+        rb"su[A-Za-z0-9]{12}",
+    ),
+    (
+        "secrets.sumologic_access_key",
+        rb"(?-i:[Ss]umo(?:[Ll]ogic)?[A-Z_.-]|SUMO(?:LOGIC)?[A-Z_.-])",
+        rb"(?=[A-Za-z]{0,63}[0-9])[A-Za-z0-9]{64}",
+    ),
+    ("secrets.travis_ci_token", rb"travis", rb"[A-Za-z0-9]{22}"),
+    ("secrets.twitch_token", rb"twitch", rb"[a-z0-9]{30}"),
+    ("secrets.twitter_api_key", rb"twitter", rb"[A-Za-z0-9]{25}"),
+    ("secrets.twitter_api_secret", rb"twitter", rb"[A-Za-z0-9]{50}"),
+    ("secrets.twitter_access_token", rb"twitter", rb"[0-9]{1,25}-[A-Za-z0-9]{20,40}"),
+    ("secrets.twitter_access_secret", rb"twitter", rb"[A-Za-z0-9]{45}"),
+    ("secrets.twitter_bearer_token", rb"twitter", rb"A{22}[A-Za-z0-9%]{80,100}"),
+    # Vault's service tokens before `hvs.`: `s.` and 24 letters and digits.
+    ("secrets.vault_token", rb"vault", rb"s\.[A-Za-z0-9]{24}"),
+    # An IAM token: `t1.`, its payload, `.` and an 86-character signature.
+    ("secrets.yandex_iam_token", rb"yandex", rb"t1\.[A-Za-z0-9_-]{1,1000}={0,2}\.[A-Za-z0-9_-]{86}={0,2}"),
+    # A static access key's secret (of its AWS-compatible API): `YC` and 38 characters.
+    ("secrets.yandex_static_key_secret", rb"yandex", rb"YC[A-Za-z0-9_-]{38}"),
+    ("secrets.zendesk_api_token", rb"zendesk", rb"[A-Za-z0-9]{40}"),
 )

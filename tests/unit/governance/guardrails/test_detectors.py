@@ -449,3 +449,31 @@ _ROWS = [
 def test_each_row_of_the_tables_is_found(engine: bool, kind: str, value: str, context: str) -> None:
     body, found = spans(engine, kind, "text " + context.format(value), True)
     assert found == [where(body, value, True)]
+
+
+SUMO_ID = "suDbJw97o9WVo0"  # made up: `su` and 12 letters and digits
+SUMO_KEY = "Kq7Zt3Wm9Xp2Rv8Ln4Hs6Jd1Fg0Ae5Ui3OyTb7Cc2Vn8Mx4QaZ3Wm9Xp2Rv8Ln4H"  # made up: 64
+RAPIDAPI = "4b2c9e1f0a" + "msh" + "5d8e7f6a9b0c1d2" + "p1a2b3c" + "jsn" + "9e8d7c6b5a4f"  # made up
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda hs: "hyperscan" if hs else "python")
+@pytest.mark.parametrize(
+    ("kind", "text", "value"),
+    [
+        ("secrets.sumologic_access_id", f'SumoLogicAccessId = "{SUMO_ID}"', SUMO_ID),
+        ("secrets.sumologic_access_id", f"SUMO_ACCESS_ID={SUMO_ID}", SUMO_ID),
+        ("secrets.sumologic_access_id", f"sumObj = {SUMO_ID}", None),  # `sumO…`: a sum, not Sumo
+        ("secrets.sumologic_access_id", "sumOfExposures = sumOfExposures;", None),
+        ("secrets.sumologic_access_id", "'sumofsquares', 'sumsandsquares',", None),  # a word's start
+        ("secrets.sumologic_access_key", f"sumo_access_key: {SUMO_KEY}", SUMO_KEY),
+        ("secrets.sumologic_access_key", "SUMO_ACCESS_KEY=" + "x" * 64, None),  # a placeholder: no digit
+        ("secrets.rapidapi_key", f'"X-RapidAPI-Key": "{RAPIDAPI}"', RAPIDAPI),
+        ("secrets.rapidapi_key", f'"X-RapidAPI-Key": "{RAPIDAPI.replace("jsn", "jsm")}"', None),
+        ("secrets.sidekiq_credentials", "export BUNDLE_GEMS__CONTRIBSYS__COM=cafe1234:0badf00d;", "cafe1234:0badf00d"),
+    ],
+)
+def test_a_vendors_credential_is_found_in_its_own_shape_only(
+    engine: bool, kind: str, text: str, value: str | None
+) -> None:
+    body, got = spans(engine, kind, text, True)
+    assert [body[s:e].decode() for s, e in got] == ([value] if value else [])
