@@ -26,7 +26,7 @@ NOT_THE_DEMOS = {".git", ".venv", ".venv-clients", ".node-clients", "node_module
                  ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache"}  # fmt: skip
 CARD = "4111 1111 1111 1111"
 EMAIL = "dana@tollgate-demo.net"  # on a domain `pii.email` reads (not one reserved for examples)
-DEPLOY_KEY = "AKIA" + "DEMO" * 4  # the stand-in's made-up key (addons/tollgate/demo/standin.py)
+DEPLOY_KEY = "AKIA" + "DEMO" + "Q7K3M2XW4NB5"  # the stand-in's made-up key (addons/tollgate/demo/standin.py)
 
 
 def files_outside_the_demo(root: Path) -> dict[str, tuple[int, int]]:

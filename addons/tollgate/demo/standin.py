@@ -20,7 +20,7 @@ CREATED = 1_700_000_000
 # together here, so that the source holds none for a scan to find), for the demo's answer
 # guardrail to redact on its way back.
 KEY_QUESTION = "deploy key"
-DEPLOY_KEY = "AKIA" + "DEMO" * 4
+DEPLOY_KEY = "AKIA" + "DEMO" + "Q7K3M2XW4NB5"
 
 
 @dataclass

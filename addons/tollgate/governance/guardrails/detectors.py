@@ -617,7 +617,8 @@ def kinds_of(found: Iterable[Detector]) -> tuple[tuple[str, ...], dict[str, tupl
 
 # Secrets whose value may hold what `checks.placeholder` reads as filling: a password (chosen by
 # hand), and base64 of binary data, whose zero bytes are runs of `A` (a PEM key, AWS's session
-# tokens, Fly.io's macaroons, a Twitter bearer token's 22 leading `A`s).
+# tokens, Fly.io's macaroons, a Twitter bearer token's 22 leading `A`s, Dropbox's long-lived
+# tokens' ten).
 _ANY_FILLING = frozenset(
     (
         "secrets.private_key",
@@ -625,6 +626,7 @@ _ANY_FILLING = frozenset(
         "secrets.aws_session_token",
         "secrets.flyio_token",
         "secrets.twitter_bearer_token",
+        "secrets.dropbox_token",
     )
 )
 
