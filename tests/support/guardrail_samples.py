@@ -187,7 +187,10 @@ def table_samples() -> dict[str, tuple[str, str]]:
     for kind, name, value in credential_kinds.NAMED:
         out.setdefault(kind, (from_pattern(value), from_pattern(name).replace("{", "{{") + "={}\n"))
     for kind, vendor, value in credential_kinds.VENDOR_NAMED:
-        out.setdefault(kind, (from_pattern(value), from_pattern(vendor).replace("{", "{{") + '_api_token = "{}"\n'))
+        # After a space: the vendor's name begins a word (a letter before it would make another name).
+        out.setdefault(
+            kind, (from_pattern(value), " " + from_pattern(vendor).replace("{", "{{") + '_api_token = "{}"\n')
+        )
     for kind, pattern, _ in credential_kinds.SHAPED:
         out.setdefault(kind, (from_pattern(pattern), "token: {}\n"))
     out.setdefault(

@@ -189,7 +189,7 @@ def _near_miss(kind: str) -> str:
     looks like the format."""
     value, context = SAMPLES[kind]
     if kind in VENDOR_KINDS:  # another vendor's name
-        return "Q" + context[1:].format(value)
+        return " Q" + context[2:].format(value)
     if kind in NAMED_KINDS:
         name = context.split("=")[0]
         return f"{name[:-1]}Q={value}\n"
