@@ -284,11 +284,13 @@ def missed_fault(instance: str, missed: list[list[Any]], kept: RunAnchors, windo
     first = missed[0]
     more = ""
     if len(missed) > 1:
-        more = f", nor {len(missed) - 1} checkpoints after it (to {missed[-1][2]})"
+        n = len(missed) - 1
+        more = f", nor {n} checkpoint{'s' if n > 1 else ''} after it (to {missed[-1][2]})"
     gap = kept.first_open_gap
     if gap is not None:
         why = (
-            f"; {kept.open_gaps} anchor_gap records explain it, not excuse it (the first {gap.place}: {gap.tsa}:"
+            f"; {kept.open_gaps} anchor_gap record{'s explain' if kept.open_gaps > 1 else ' explains'} it, not"
+            f" excuse it (the first {gap.place}: {gap.tsa}:"
             f" {gap.error})"
         )
     else:
