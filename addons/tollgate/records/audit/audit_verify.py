@@ -534,6 +534,9 @@ class _Verifier:
         missed = self.missed(run, newest)
         if missed:
             self.fault(missed[0][2], missed_fault(run.instance, missed, run.anchors, self.anchors.window))
+        if not newest:  # a run ended is kept for what it proves: no anchor will name its checkpoints
+            run.anchors.checkpoints.clear()
+            run.anchors.pending.clear()
 
     def missed(self, run: Run, newest: bool) -> list[list[Any]]:
         """The run's checkpoints that are faults for want of an anchor in time, as things stand."""
@@ -542,6 +545,28 @@ class _Verifier:
         ended = run.ended or not newest
         reference = seconds(run.last.ts if ended and run.last is not None else self.summary.last_ts)
         return run.anchors.missed(reference, self.anchors.window)
+
+    def anchor_view(self, instance: str) -> dict[str, Any] | None:
+        """What the console's Audit view shows of an instance's anchors (None: not checked): its
+        last anchor, its records after it, its gaps, and its current run's checkpoints with no
+        anchor in time, as things stand (said as a fault)."""
+        if self.anchors is None or instance not in self.runs:
+            return None
+        anchored = self.anchored(instance)
+        run = self.runs[instance]
+        missed = self.missed(run, newest=True)
+        gap = anchored.last_gap
+        return {
+            "seq": anchored.seq or None,
+            "record": None if anchored.record is None else str(anchored.record),
+            "tsa": [s.tsa for s in anchored.stamps],
+            "gen_time": max((s.gen_time for s in anchored.stamps), default=None),
+            "after": anchored.after,
+            "gaps": anchored.gaps,
+            "last_gap": None if gap is None else {"tsa": gap.tsa, "error": gap.error, "place": str(gap.place)},
+            "missed": "" if not missed or run.anchors is None else
+            f"{missed[0][2]}: {missed_fault(instance, missed, run.anchors, self.anchors.window)}",
+        }  # fmt: skip
 
     def anchored(self, instance: str) -> Anchored:
         """The instance's last anchor (in its newest run that has one) and its records after it."""
