@@ -74,11 +74,13 @@ class Writer:
         return path
 
 
-def rewritten(records: list[dict], change: dict[int, dict], tsa_anchor: bool = False) -> list[bytes]:
+def rewritten(
+    records: list[dict], change: dict[int, dict], tsa_anchor: bool = False, key: Ed25519PrivateKey = KEY
+) -> list[bytes]:
     """The records (their ts and all) with `change` applied to those of these indexes, chained
     again and every checkpoint signed again with the key: what an operator who holds the key
     can do. An anchor's covers_chain is made the new one with `tsa_anchor`."""
-    chain, signer, lines, covers = Chain(), Signer(KEY), [], {}
+    chain, signer, lines, covers = Chain(), Signer(key), [], {}
     for i, original in enumerate(records):
         record = dict(original) | change.get(i, {})
         if record["event"] == "audit_checkpoint":

@@ -206,7 +206,8 @@ class RunAnchors:
         except TokenProblem as e:
             return f"the token of {tsa} does not verify: {e}"
         stamped = iso(gen_time)
-        if seconds(record.get("gen_time")) != gen_time.timestamp():
+        told = seconds(record.get("gen_time"))  # written to the millisecond
+        if told is None or abs(told - gen_time.timestamp()) >= 0.001:
             return f"its gen_time is not its token's ({stamped}): changed"
         named = self.checkpoints.get(covers_seq)
         if named is None:
