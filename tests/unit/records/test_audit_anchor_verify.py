@@ -300,7 +300,7 @@ def test_a_ca_file_that_cannot_be_read_is_a_clear_error(
         2, [], [f"error: --anchors: cannot read {gone}: No such file or directory"]
     )  # fmt: skip
     assert run_cli(capsys, str(path), "--anchors", str(path)) == (
-        2, [], [f"error: --anchors: {path} holds no PEM certificate (give the TSAs' root certificates)"]
+        2, [], [f"error: --anchors: {path} holds no PEM certificate (the TSAs' root certificates, -----BEGIN CERTIFICATE-----)"]
     )  # fmt: skip
     assert run_cli(capsys, str(path), "--anchors", str(tsa.ca_file), "--anchor-window", "0") == (
         2, [], ["error: --anchors: the window must be more than 0 seconds, not 0"]

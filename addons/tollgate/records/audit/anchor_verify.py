@@ -26,6 +26,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from tollgate.configuration.records_settings import load_roots
+
 ANCHOR = "audit_anchor"
 GAP = "anchor_gap"
 DEFAULT_WINDOW = 3600.0
@@ -60,17 +62,9 @@ class AnchorRules:
 
 
 def load_rules(ca_file: str | Path, window: float = DEFAULT_WINDOW) -> AnchorRules:
-    """The rules for CA_FILE (PEM certificates); ValueError saying what is wrong with it."""
-    try:
-        data = Path(ca_file).read_bytes()
-    except OSError as e:
-        raise ValueError(f"cannot read {ca_file}: {e.strerror or e}") from None
-    try:
-        roots = x509.load_pem_x509_certificates(data)
-    except ValueError:
-        roots = []
-    if not roots:
-        raise ValueError(f"{ca_file} holds no PEM certificate (give the TSAs' root certificates)")
+    """The rules for CA_FILE (PEM certificates, read as `audit.anchor.ca_file` is); ValueError
+    saying what is wrong with it."""
+    roots = load_roots(str(ca_file))
     if not window > 0:
         raise ValueError(f"the window must be more than 0 seconds, not {window:g}")
     return AnchorRules(tuple(roots), str(ca_file), float(window))
