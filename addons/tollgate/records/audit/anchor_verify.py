@@ -27,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from tollgate.configuration.records_settings import load_roots
+from tollgate.records.audit.audit_record import utc_timestamp
 
 ANCHOR = "audit_anchor"
 GAP = "anchor_gap"
@@ -118,8 +119,8 @@ def _why(error: str, rules: AnchorRules) -> str:
 
 
 def iso(moment: datetime) -> str:
-    """A token's time as the audit writes times: ISO 8601 in UTC, `Z`."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    """A token's time as the audit writes times (and `gen_time`): ISO 8601 in UTC to the millisecond."""
+    return utc_timestamp(moment.timestamp())
 
 
 def seconds(ts: Any) -> float | None:
