@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
-
 from tests.support.tsa import Tsa, openssl_verify
+
 from tollgate.configuration.config import Config, ConfigError, load_config
 from tollgate.records.audit import auditlog
 from tollgate.records.audit.anchors import Anchorer, check_reply, request_for
