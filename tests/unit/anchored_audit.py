@@ -55,11 +55,13 @@ class Writer:
         self.record(at, "audit_checkpoint", **{k: v for k, v in checkpoint.items() if k not in ("event", "ts")})
         return checkpoint
 
-    def anchor(self, at: float, checkpoint: dict) -> None:
-        token, gen_time = stamp(self.tsa, checkpoint["covers_chain"])
+    def anchor(self, at: float, checkpoint: dict, tsa: Tsa | None = None) -> None:
+        """An audit_anchor record of `checkpoint` by the writer's TSA, or `tsa`."""
+        by = tsa or self.tsa
+        token, gen_time = stamp(by, checkpoint["covers_chain"])
         self.record(
             at, "audit_anchor", covers_seq=checkpoint["covers_seq"], covers_chain=checkpoint["covers_chain"],
-            tsa=self.tsa.url, gen_time=gen_time, token=token,
+            tsa=by.url, gen_time=gen_time, token=token,
         )  # fmt: skip
 
     def gap(self, at: float, checkpoint: dict, error: str = "connection refused") -> None:

@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         " with --key every checkpoint's signature and that every run is vouched for by one. Names each fault"
         " by file and line, never a record's values. A tail removed whole runs at a time shows only against a"
         " copy kept elsewhere (--against).",
-        epilog="exit status: 0 whole; 1 a fault found (each on a line: FILE:LINE: what); 2 a file, the copy or the"
-        " key cannot be read",
+        epilog="exit status: 0 whole; 1 a fault found (each on a line: FILE:LINE: what); 2 a file, the copy, the"
+        " key or the anchors' CA file cannot be read",
     )
     verify.add_argument("files", nargs="+", metavar="FILE", help="audit files, oldest first")
     verify.add_argument("--key", type=Path, metavar="PUBLIC.pem", help="the Ed25519 public key that signs checkpoints")

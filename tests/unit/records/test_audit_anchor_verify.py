@@ -334,3 +334,31 @@ def test_the_anchors_state_is_saved_and_read_on(tsa: Tsa, tmp_path: Path) -> Non
         restored_verifier(state, None, str, load_rules(tsa.ca_file, 60))
     with pytest.raises(ValueError, match="other roots or another window"):
         restored_verifier(state, None, str, None)
+
+
+def test_two_tsas_each_checked_against_the_roots_of_both(
+    tsa: Tsa, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = Tsa.start(tmp_path / "other", listening=False)
+    try:
+        now = time.time()
+        w = Writer(tsa)
+        w.start(now)
+        checkpoint = w.checkpoint(now)
+        w.anchor(now, checkpoint)  # line 3
+        w.anchor(now, checkpoint, tsa=other)  # line 4
+        path = w.write(tmp_path / "audit.jsonl")
+        both = tmp_path / "tsa-roots.pem"
+        both.write_bytes(tsa.ca_file.read_bytes() + other.ca_file.read_bytes())
+        status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(both))
+        assert status == 0
+        assert out[0] == (
+            f"anchored: gw-1 to seq 1 of its run of {path}:1 ({path}:1), by {tsa.url} at {w.records[2]['gen_time']},"
+            f" {other.url} at {w.records[3]['gen_time']}; 3 records after it not anchored yet"
+        )
+        # The roots of one: the other's token does not check.
+        status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
+        assert status == 1
+        assert out[0].startswith(f"{path}:4: the token of {other.url} does not verify: its signature and certificate")
+    finally:
+        other.close()
