@@ -295,6 +295,9 @@ def verify_audit(
             print(f"error: --key: {e}", file=sys.stderr)
             return 2
     rules = None
+    if not anchor_window > 0:  # NaN too
+        print(f"error: --anchor-window: must be more than 0 seconds, not {anchor_window:g}", file=sys.stderr)
+        return 2
     if anchors_file is not None:
         try:
             rules = load_rules(anchors_file, anchor_window)

@@ -303,7 +303,7 @@ def test_a_ca_file_that_cannot_be_read_is_a_clear_error(
         2, [], [f"error: --anchors: {path} holds no PEM certificate (the TSAs' root certificates, -----BEGIN CERTIFICATE-----)"]
     )  # fmt: skip
     assert run_cli(capsys, str(path), "--anchors", str(tsa.ca_file), "--anchor-window", "0") == (
-        2, [], ["error: --anchors: the window must be more than 0 seconds, not 0"]
+        2, [], ["error: --anchor-window: must be more than 0 seconds, not 0"]
     )  # fmt: skip
     assert run_cli(capsys, str(path), "--anchor-window", "60") == (
         2, [], ["error: --anchor-window is the window of --anchors: give --anchors CA_FILE"]
