@@ -44,7 +44,10 @@ class Writer:
         self.lines.append(self.chain.link(orjson.dumps(record)))
 
     def start(self, at: float) -> None:
-        self.record(at, "tollgate_started", pid=1, previous_chain=None)
+        """A run begun: its started record names the last chain of the run before, if any."""
+        previous = None if not self.lines else self.lines[-1][-66:-2].decode()
+        self.chain = Chain()
+        self.record(at, "tollgate_started", pid=1, previous_chain=previous)
 
     def calls(self, at: float, n: int) -> None:
         for i in range(n):

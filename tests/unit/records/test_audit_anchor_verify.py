@@ -362,3 +362,33 @@ def test_two_tsas_each_checked_against_the_roots_of_both(
         assert out[0].startswith(f"{path}:4: the token of {other.url} does not verify: its signature and certificate")
     finally:
         other.close()
+
+
+def test_runs_each_judged_to_their_own_end_the_newest_to_the_files(
+    tsa: Tsa, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run stopped hours ago: its checkpoints older than the window before its own end need an
+    anchor in time, its tail does not; the instance is anchored up to its newest run's anchor."""
+    now = time.time()
+    w = Writer(tsa)
+    w.start(now - 6 * HOUR)
+    w.calls(now - 6 * HOUR, 1)
+    w.anchor(now - 6 * HOUR, w.checkpoint(now - 6 * HOUR))  # anchored late: 6 hours
+    w.calls(now - 4 * HOUR, 1)
+    w.stop(now - 4 * HOUR)  # lines 5 to 7
+    w.start(now - 60)  # line 8
+    w.calls(now - 60, 1)
+    w.anchor(now - 30, w.checkpoint(now - 30))
+    w.calls(now, 1)
+    path = w.write(tmp_path / "audit.jsonl")
+    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
+    assert status == 1
+    assert out[0].startswith(f"{path}:3: no anchor in time: the checkpoint of gw-1 covering seq 2 ")
+    assert out[1] == (
+        f"anchored: gw-1 to seq 2 of its run of {path}:8 ({path}:9), by {tsa.url} at {w.records[10]['gen_time']};"
+        " 3 records after it not anchored yet"
+    )
+    assert len(out) == 2  # the fault and the anchored line; the summary on standard error
+    # A window of seven hours: the first run's checkpoint is anchored in time; its tail is no fault.
+    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file), "--anchor-window", "25200")
+    assert status == 0
