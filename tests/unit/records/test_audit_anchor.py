@@ -283,3 +283,25 @@ def test_at_most_one_anchor_per_every_s_and_a_gap_asked_again(fresh: Tsa, tmp_pa
     assert all(checkpoints[r["covers_seq"]] == r.get("covers_chain", checkpoints[r["covers_seq"]]) for r in rounds)
     # Asked again for the newest checkpoint then: a later one than the gap's, written meanwhile.
     assert rounds[1]["covers_seq"] > rounds[0]["covers_seq"]
+
+
+def test_a_reload_keeps_the_anchorer_of_the_same_tsas_and_roots(tsa: Tsa, tmp_path: Path) -> None:
+    from tollgate.configuration.records_settings import AuditAnchorConfig
+    from tollgate.proxy.stages.process.settings import anchor
+
+    log = AuditLog(str(tmp_path / "audit.jsonl"), instance="gw-1")
+    try:
+        settings = AuditAnchorConfig(tsa=(tsa.url,), ca_file=str(tsa.ca_file))
+        anchor(log, settings, lambda tsa: None)
+        first = log.anchorer
+        assert first is not None and (first.tsa, first.every_s, first.headers) == ((tsa.url,), 60.0, {})
+        anchor(log, settings.model_copy(update={"every_s": 5.0, "headers": {"x-key": "k"}}), lambda tsa: None)
+        assert log.anchorer is first and (first.every_s, first.headers) == (5.0, {"x-key": "k"})
+        anchor(log, settings.model_copy(update={"tsa": (tsa.url, "https://tsa.example.com/")}), lambda tsa: None)
+        second = log.anchorer
+        assert second is not first and second is not None and second.tsa == (tsa.url, "https://tsa.example.com/")
+        assert not first._thread.is_alive()  # stopped
+        anchor(log, None, lambda tsa: None)
+        assert log.anchorer is None and not second._thread.is_alive()
+    finally:
+        log.close()
