@@ -161,6 +161,8 @@ class Anchorer:
         self._failing: set[str] = set()  # TSAs whose last request was a gap (said once, not each time)
         self._wake = threading.Event()
         self._stopped = threading.Event()
+        # Held while a record is written, and by `stop`: once it returns, no record is written.
+        self._writing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="tollgate-audit-anchor", daemon=True)
         self._thread.start()
 
@@ -175,8 +177,10 @@ class Anchorer:
         self._wake.set()
 
     def stop(self, timeout: float = 1.0) -> None:
-        """No more rounds; a round under way ends by itself (its requests' time-out), unrecorded."""
-        self._stopped.set()
+        """No more rounds, and no record written once it returns; a round under way ends by itself
+        (its requests' time-out), unrecorded."""
+        with self._writing:
+            self._stopped.set()
         self._wake.set()
         self._thread.join(timeout)
 
@@ -185,6 +189,17 @@ class Anchorer:
         if newest is None:
             return []
         return [url for url in self.tsa if self._anchored.get(url, 0) < newest.covers_seq]
+
+    def _record(self, record: dict[str, Any]) -> bool:
+        """`record` written (and a gap counted), unless the anchorer was stopped: whether it was."""
+        with self._writing:
+            if self._stopped.is_set():
+                return False
+            if record["event"] == ANCHOR_GAP:
+                self.gaps += 1
+                self._on_gap(record["tsa"])
+            self._write(record)
+            return True
 
     def _run(self) -> None:
         while not self._stopped.is_set():
@@ -222,13 +237,8 @@ class Anchorer:
         except Exception as e:  # a bug, or a reply the library could not take: a gap all the same
             error = f"the reply could not be checked: {type(e).__name__}: {e}"
         else:
-            if self._stopped.is_set():
-                return
             self._anchored[url] = max(self._anchored.get(url, 0), checkpoint.covers_seq)
-            if url in self._failing:
-                self._failing.discard(url)
-                logger.info(f"Tollgate: the audit is anchored by {url} again (checkpoint {checkpoint.covers_seq})")
-            self._write(
+            self._record(
                 {
                     "event": ANCHOR,
                     "ts": utc_timestamp(time.time()),
@@ -239,12 +249,11 @@ class Anchorer:
                     "token": base64.b64encode(token.der).decode("ascii"),
                 }
             )
+            if url in self._failing:
+                self._failing.discard(url)
+                logger.info(f"Tollgate: the audit is anchored by {url} again (checkpoint {checkpoint.covers_seq})")
             return
-        if self._stopped.is_set():
-            return
-        self.gaps += 1
-        self._on_gap(url)
-        self._write(
+        if not self._record(
             {
                 "event": ANCHOR_GAP,
                 "ts": utc_timestamp(time.time()),
@@ -252,7 +261,8 @@ class Anchorer:
                 "tsa": url,
                 "error": error,
             }
-        )
+        ):
+            return
         if url not in self._failing:
             self._failing.add(url)
             logger.warning(

@@ -309,6 +309,7 @@ class AuditLog:
     def stop(self) -> None:
         """As the process stops: `stopped_record` after every other record, then `close`. A process
         that never began its part of the file (it did not start) writes none."""
+        self.anchor_with(None)  # no anchor's record after the stopped one
         if self.begun:
             self._queue.put(self._render(None, "info", self._named(stopped_record(self.calls))))
             self._queue.put(_CHECKPOINT)
