@@ -305,3 +305,27 @@ def test_a_reload_keeps_the_anchorer_of_the_same_tsas_and_roots(tsa: Tsa, tmp_pa
         assert log.anchorer is None and not second._thread.is_alive()
     finally:
         log.close()
+
+
+@pytest.mark.slow
+def test_a_slow_tsa_holds_up_no_record_and_nothing_follows_the_stop(fresh: Tsa, tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(str(path), instance="gw-1", checkpoint_s=0.1)
+    log.anchor_with(Anchorer([fresh.url], _roots(fresh), 0.01, {}, log.write_anchor))
+    fresh.delay = 3.0  # the TSA answers in 3 s
+    log.begin(auditlog.started_record([], None))
+    _wait_for(path, lambda rs: "audit_checkpoint" in _events(rs))
+    asked = time.monotonic()
+    while not fresh.requests and time.monotonic() - asked < 5:
+        time.sleep(0.02)
+    written = time.monotonic()
+    log.write({"event": "llm_call"})
+    records = _wait_for(path, lambda rs: "llm_call" in _events(rs))
+    assert time.monotonic() - written < 1.0  # written while the TSA has yet to answer
+    stopping = time.monotonic()
+    log.stop()
+    assert time.monotonic() - stopping < 2.5
+    time.sleep(3.0)  # the TSA's answer comes after the stop: not written
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert _events(records)[-2:] == ["tollgate_stopped", "audit_checkpoint"]
+    assert "audit_anchor" not in _events(records) and "anchor_gap" not in _events(records)
