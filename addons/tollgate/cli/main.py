@@ -16,6 +16,7 @@ from tollgate.cli.words import plural
 
 if TYPE_CHECKING:
     from tollgate.governance.policy.policy import Decision
+    from tollgate.records.audit.audit_verify import Anchored
 
 
 SERVE_USAGE = """usage: tollgate serve [--workers N|auto] [mitmdump arguments…]
@@ -180,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         " with --key every checkpoint's signature and that every run is vouched for by one. Names each fault"
         " by file and line, never a record's values. A tail removed whole runs at a time shows only against a"
         " copy kept elsewhere (--against).",
-        epilog="exit status: 0 whole; 1 a fault found (each on a line: FILE:LINE: what); 2 a file, the copy or the"
-        " key cannot be read",
+        epilog="exit status: 0 whole; 1 a fault found (each on a line: FILE:LINE: what); 2 a file, the copy, the"
+        " key or the anchors' CA file cannot be read",
     )
     verify.add_argument("files", nargs="+", metavar="FILE", help="audit files, oldest first")
     verify.add_argument("--key", type=Path, metavar="PUBLIC.pem", help="the Ed25519 public key that signs checkpoints")
@@ -193,6 +194,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar="COPY",
         help="a copy of the records kept elsewhere (a collector's OTLP JSON export, or audit lines): every"
         " checkpoint it holds must be in the files, which proves their tail",
+    )
+    verify.add_argument(
+        "--anchors",
+        metavar="CA_FILE",
+        help="check every audit_anchor's RFC 3161 token against these roots (PEM): its signature and certificate"
+        " chain as of its gen_time, its imprint against the checkpoint it names; a checkpoint older than the"
+        " window before the last record must have an anchor in time",
+    )
+    verify.add_argument(
+        "--anchor-window",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="an anchor is in time when its gen_time is within this many seconds of its checkpoint's ts (default 3600)",
     )
     console = commands.add_parser(
         "console", help="a read-only web console over the audit: live activity, people, spend, refusals, …",
@@ -231,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return scan_body(args.body, args.config)
     if args.command == "audit":
-        return verify_audit(args.files, args.key, args.live, args.against)
+        return verify_audit(args.files, args.key, args.live, args.against, args.anchors, args.anchor_window)
     if args.command == "console":
         from tollgate.console.command import run as run_console
 
@@ -258,10 +273,18 @@ def installed_version() -> str:
         return "unknown"
 
 
-def verify_audit(files: list[str], key_path: Path | None, live: bool, against: str | None = None) -> int:
+def verify_audit(
+    files: list[str],
+    key_path: Path | None,
+    live: bool,
+    against: str | None = None,
+    anchors_file: str | None = None,
+    anchor_window: float = 3600.0,
+) -> int:
     """Exit status 0 when the files are whole (a summary printed), 1 with a line per fault, 2 when a
-    file, the copy or the key cannot be read."""
+    file, the copy, the key or the anchors' CA file cannot be read."""
     from tollgate.common.audit_chain import load_public_key
+    from tollgate.records.audit.anchor_verify import load_rules
     from tollgate.records.audit.audit_verify import read_copy, read_lines, verify, writers
 
     key = None
@@ -271,9 +294,22 @@ def verify_audit(files: list[str], key_path: Path | None, live: bool, against: s
         except ValueError as e:
             print(f"error: --key: {e}", file=sys.stderr)
             return 2
+    rules = None
+    if not anchor_window > 0:  # NaN too
+        print(f"error: --anchor-window: must be more than 0 seconds, not {anchor_window:g}", file=sys.stderr)
+        return 2
+    if anchors_file is not None:
+        try:
+            rules = load_rules(anchors_file, anchor_window)
+        except ValueError as e:
+            print(f"error: --anchors: {e}", file=sys.stderr)
+            return 2
+    elif anchor_window != 3600.0:
+        print("error: --anchor-window is the window of --anchors: give --anchors CA_FILE", file=sys.stderr)
+        return 2
     try:
         copy = () if against is None else read_copy(against)
-        verdict = verify(read_lines(files, live), key, live, copy)
+        verdict = verify(read_lines(files, live), key, live, copy, rules)
     except OSError as e:
         print(f"error: {e.filename}: cannot read: {e.strerror}", file=sys.stderr)
         return 2
@@ -284,14 +320,25 @@ def verify_audit(files: list[str], key_path: Path | None, live: bool, against: s
         print(fault)
     for part in verdict.before_key:  # written before the key was set: said apart, not a fault
         print(f"before the key: {part}")
+    for instance, anchored in verdict.anchored.items():
+        print(anchored_line(instance, anchored))
+        if anchored.gaps:
+            gap = anchored.last_gap
+            print(f"anchor gaps: {instance}: {plural(anchored.gaps, 'anchor_gap record')}, the last at"
+                  f" {gap.place if gap else '-'} ({gap.tsa if gap else '-'}: {gap.error if gap else '-'})")  # fmt: skip
     s = verdict.summary
     signatures = (
         f"{plural(s.signed, 'signature')} verified" if key is not None
         else f"signatures not checked (no --key; {s.unchecked_signatures} signed)"
     )  # fmt: skip
+    anchors: tuple[str, ...] = ()
+    if rules is not None:
+        anchors = (f"{plural(s.anchors, 'anchor')} verified",)
+    elif s.anchors:
+        anchors = (f"anchors not checked (no --anchors; {plural(s.anchors, 'anchor')})",)
     counts = ", ".join(
         (plural(s.records, "record"), plural(s.instances, "instance"), plural(s.runs, "run"),
-         plural(s.checkpoints, "checkpoint"), signatures)
+         plural(s.checkpoints, "checkpoint"), signatures, *anchors)
     )  # fmt: skip
     if verdict.faults:
         print(f"{plural(len(verdict.faults), 'fault')} in {counts}", file=sys.stderr)
@@ -305,6 +352,16 @@ def verify_audit(files: list[str], key_path: Path | None, live: bool, against: s
         print(f"the copy's {plural(s.copy_checkpoints, 'checkpoint')} {held} in the files")
     print(f"last record: {s.last_ts or '-'}; last signed checkpoint: {s.last_signed_ts or '-'}")
     return 0
+
+
+def anchored_line(instance: str, anchored: Anchored) -> str:
+    """Up to which record an instance is anchored, by which TSAs and when, and what follows."""
+    after = f"{plural(anchored.after, 'record')} after it not anchored yet" if anchored.after else "nothing after it"
+    if anchored.run is None:
+        return f"not anchored: {instance}: no token ({plural(anchored.after, 'record')} not anchored yet)"
+    by = ", ".join(f"{s.tsa} at {s.gen_time}" for s in anchored.stamps)
+    run = f"seq {anchored.seq} of its run of {anchored.run} ({anchored.record})"
+    return f"anchored: {instance} to {run}, by {by}; {after}"
 
 
 def check_config(path: Path) -> int:

@@ -605,6 +605,14 @@ def read_config(
             audit.signer()
         except ValueError as e:
             raise ConfigError(f"{path}: audit.signing_key: {e}") from None
+    # ... and so are the TSAs' roots, read now likewise.
+    if audit.anchor is not None:
+        anchor = audit.anchor.model_copy(update={"ca_file": str(path.parent / audit.anchor.ca_file)})
+        try:
+            anchor.roots()
+        except ValueError as e:
+            raise ConfigError(f"{path}: audit.anchor.ca_file: {e}") from None
+        audit = audit.model_copy(update={"anchor": anchor})
     config = config.model_copy(
         update={
             "policy": config.policy.model_copy(update={"rego": rego}),

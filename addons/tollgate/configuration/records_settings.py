@@ -5,10 +5,12 @@ configuration (`configuration/config.py`) is assembled from these without it."""
 from __future__ import annotations
 
 import re
-from typing import Literal
+from pathlib import Path
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationInfo, field_validator
+from cryptography import x509
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from tollgate.common.audit_chain import Signer, load_signing_key
 from tollgate.common.config_base import Strict, base_url
@@ -104,11 +106,67 @@ class AuditPostgresConfig(Strict):
         return value
 
 
+def tsa_url(value: str) -> str:
+    """A time-stamp authority's URL: http(s)://host[:port][/path][?query], no user or password in it
+    (an authenticated TSA's key goes in `audit.anchor.headers`, which are never recorded)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL, e.g. https://freetsa.org/tsr")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must hold no user or password: give a TSA's key in audit.anchor.headers")
+    if parts.fragment:
+        raise ValueError("must be an http(s) URL without a fragment")
+    try:
+        _ = parts.port  # urlsplit checks the port only when it is read
+    except ValueError as e:
+        raise ValueError(f"bad port: {e}") from None
+    return value
+
+
+def load_roots(path: str) -> list[x509.Certificate]:
+    """The certificates of a PEM file (a TSA's roots); ValueError saying what is wrong."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        certificates = []
+    if not certificates:
+        raise ValueError(f"{path} holds no PEM certificate (the TSAs' root certificates, -----BEGIN CERTIFICATE-----)")
+    return certificates
+
+
+class AuditAnchorConfig(Strict):
+    """`audit.anchor`: the newest checkpoint's `covers_chain` time-stamped (RFC 3161) by every TSA
+    listed, at most once per `every_s`; each token checked against `ca_file` and recorded."""
+
+    tsa: tuple[Annotated[str, AfterValidator(tsa_url)], ...]  # each TSA's URL, each asked
+    ca_file: str  # the TSAs' roots (PEM), named relative to the configuration file
+    every_s: float = Field(default=60.0, gt=0)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)  # e.g. a TSA's key: ${NAME}
+
+    @field_validator("tsa")
+    @classmethod
+    def _once_each(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("names no TSA: list at least one URL, e.g. [https://freetsa.org/tsr]")
+        if len(set(value)) != len(value):
+            raise ValueError("names a TSA twice")
+        return value
+
+    def roots(self) -> list[x509.Certificate]:
+        """The certificates of `ca_file`; ValueError when it cannot be read (any more)."""
+        return load_roots(self.ca_file)
+
+
 class AuditConfig(Strict):
     """`audit:` where the records go (a file, or `-`: standard output), whether Tollgate asks an
     OpenAI stream for the usage its client did not ask for (`inject`) or only reads what it reports,
     how often a checkpoint is written and the Ed25519 key that signs it (a PEM file, PKCS#8), the
-    collector the file is shipped to (`otlp`) and the PostgreSQL table it is sent to (`postgres`)."""
+    collector the file is shipped to (`otlp`), the PostgreSQL table it is sent to (`postgres`) and
+    the time-stamp authorities its checkpoints are anchored with (`anchor`)."""
 
     path: str = "audit.jsonl"
     stream_usage: Literal["passive", "inject"] = "inject"
@@ -116,6 +174,7 @@ class AuditConfig(Strict):
     signing_key: str | None = None  # read when the file is (`config.read_config`), relative to it
     otlp: AuditOtlpConfig | None = None
     postgres: AuditPostgresConfig | None = None
+    anchor: AuditAnchorConfig | None = None
 
     @field_validator("otlp", "postgres")
     @classmethod

@@ -87,6 +87,15 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
             key = load_signing_key(config.audit.signing_key).public_key()
         except (OSError, ValueError):
             key = None  # the signatures are then not checked; the audit view says so (signed: null)
+    anchors = None
+    if config.audit.anchor is not None:  # the anchors checked as `verify --anchors` does, its window the default
+        from tollgate.records.audit.anchor_verify import load_rules
+
+        try:
+            anchors = load_rules(config.audit.anchor.ca_file)
+        except ValueError as e:
+            print(f"error: {config_path}: audit.anchor.ca_file: {e}", file=sys.stderr)
+            return 1
     tls = None
     if settings.tls is not None:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -109,7 +118,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
                   file=sys.stderr)  # fmt: skip
             return 1
         remember: Path | None = path_for(Path(config.audit.path + SUFFIX))
-        audit = Table(dsn, postgres.table, key=key, keep_days=postgres.keep_days, remember=remember)
+        audit = Table(dsn, postgres.table, key=key, keep_days=postgres.keep_days, remember=remember, anchors=anchors)
         try:
             audit.open()
         except UnreadableTable as e:
@@ -119,7 +128,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     else:
         # The index is remembered beside the audit: the configured file's, else the last file given.
         remember = path_for(given[-1] if given else Path(config.audit.path)) if files else None
-        audit = AuditFiles(files, follow=True, key=key, remember=remember)
+        audit = AuditFiles(files, follow=True, key=key, remember=remember, anchors=anchors)
         read_from = ", ".join(map(str, files))
     # The views and the server ask only what `Source` names.
     views = Views(cast(AuditFiles, audit), budgets_reader(config.limits, config.ledger_store), ScopeRules.of(config))

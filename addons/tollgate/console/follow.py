@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from tollgate.console import saved
 from tollgate.console.index import BAD_LINE
 from tollgate.console.source import Source
+from tollgate.records.audit.anchor_verify import AnchorRules
 from tollgate.records.audit.audit_verify import Place, restored_verifier, saved_state
 
 CHUNK = 2 << 20  # bytes read at once
@@ -61,9 +62,9 @@ class AuditFiles(Source):
 
     def __init__(
         self, paths: Sequence[Path], follow: bool = True, key: Ed25519PublicKey | None = None,
-        remember: Path | None = None,
+        remember: Path | None = None, anchors: AnchorRules | None = None,
     ) -> None:  # fmt: skip
-        super().__init__(key)
+        super().__init__(key, anchors)
         self.paths = list(paths)
         self.follow = follow
         self.remember = remember  # where the index is saved (`saved.py`); None: never
@@ -278,7 +279,9 @@ class AuditFiles(Source):
             return
         names = [str(f.path) for f in self.files]
         try:
-            verifier = restored_verifier(state["verifier"], self.verifier.key, lambda f: _named(names, f))
+            verifier = restored_verifier(
+                state["verifier"], self.verifier.key, lambda f: _named(names, f), self.verifier.anchors
+            )
             marks = state["files"]
             if len(marks) != len(self.files):
                 raise ValueError("other files")
@@ -487,10 +490,15 @@ class AuditFiles(Source):
             for instance, records in counted:
                 run = runs.get(instance) if instance is not None else None
                 checkpoint = run.checkpoint if run is not None and run.checkpoint is not None else None
+                anchor = verifier.anchor_view(instance) if instance is not None else None
+                # A checkpoint with no anchor in time, as things stand: a fault of the file that holds it.
+                missed = [anchor["missed"]] if anchor is not None and anchor["missed"].startswith(f"{name}:") else []
                 rows.append({
                     "file": name, "instance": instance, "records": records,
-                    "state": "fault" if faults else "checking" if opened.checked < opened.position else "whole",
-                    "faults": faults,
+                    "state": "fault" if faults or missed else "checking" if opened.checked < opened.position
+                    else "whole",
+                    "faults": faults + missed, "anchor": anchor,
+                    "anchor_gaps": None if anchor is None else anchor["gaps"],
                     "last_checkpoint": None if checkpoint is None else checkpoint.ts,
                     "signed": None if verifier.key is None or run is None else run.signed > 0,
                     "worker_lost": opened.lost,

@@ -12,6 +12,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tollgate.console.index import BAD_LINE, Index
+from tollgate.records.audit.anchor_verify import AnchorRules
 from tollgate.records.audit.audit_verify import Verifier
 from tollgate.records.senders.otlp_logs import parse
 
@@ -22,9 +23,9 @@ class Source:
 
     saved_records: int  # the records a saved index held at the start (-1: none)
 
-    def __init__(self, key: Ed25519PublicKey | None) -> None:
+    def __init__(self, key: Ed25519PublicKey | None, anchors: AnchorRules | None = None) -> None:
         self.index = Index()
-        self.verifier = Verifier(key, live=True)
+        self.verifier = Verifier(key, live=True, anchors=anchors)
         self.lock = threading.Lock()
         self.grew = threading.Condition(self.lock)
 

@@ -38,6 +38,7 @@ from tollgate.common.audit_chain import CHECKPOINT, STARTED
 from tollgate.console import saved
 from tollgate.console.index import BAD_LINE
 from tollgate.console.source import Source
+from tollgate.records.audit.anchor_verify import AnchorRules
 from tollgate.records.audit.audit_record import WORKER_LOST
 from tollgate.records.audit.audit_verify import Entry, Place, Run, restored_verifier, saved_state
 from tollgate.records.senders.audit_postgres import (
@@ -92,8 +93,9 @@ class Table(Source):
         keep_days: float | None = None,
         remember: Path | None = None,
         batch: int = BATCH,
+        anchors: AnchorRules | None = None,
     ) -> None:
-        super().__init__(key)
+        super().__init__(key, anchors)
         self.dsn, self.table = dsn, table
         self.keep_days = keep_days  # rows may be removed: an instance's first rows gone are no fault
         self.remember = remember
@@ -463,10 +465,13 @@ class Table(Source):
             run = verifier.runs.get(instance) if instance is not None else None
             checkpoint = run.checkpoint if run is not None and run.checkpoint is not None else None
             records = self.counts.get(instance, 0) if instance is not None else state.checked
+            anchor = verifier.anchor_view(instance) if instance is not None else None
+            missed = [anchor["missed"]] if anchor is not None and anchor["missed"] else []
             rows.append({
                 "file": None, "instance": instance, "records": records,
-                "state": "fault" if state.faults else "checking" if self.unchecked else "whole",
-                "faults": state.faults,
+                "state": "fault" if state.faults or missed else "checking" if self.unchecked else "whole",
+                "faults": state.faults + missed, "anchor": anchor,
+                "anchor_gaps": None if anchor is None else anchor["gaps"],
                 "last_checkpoint": None if checkpoint is None else checkpoint.ts,
                 "signed": None if verifier.key is None or run is None else run.signed > 0,
                 "worker_lost": state.lost,
@@ -514,7 +519,7 @@ class Table(Source):
         """The chain as far as it was checked when the index was saved, with the same key; else
         it is checked afresh from the first row read."""
         try:
-            verifier = restored_verifier(chain["verifier"], self.verifier.key, str)
+            verifier = restored_verifier(chain["verifier"], self.verifier.key, str, self.verifier.anchors)
             instances = {(None if i == "" else str(i)): Instance(**s) for i, s in chain["instances"]}
             checked, first_fault = int(chain["checked"]), chain["first_fault"]
             if not 0 <= checked <= len(self.index):

@@ -272,6 +272,7 @@ def exports() -> tuple[set[str], set[str]]:
     failed = call(status=500)
     metrics.observe(failed, record(failed))
     metrics.policy_evaluated(0.001, "allow")
+    metrics.anchor_gap("https://tsa.example.com/")
     names, labels = set(), set()
     for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
         names.add(family.name)
@@ -302,7 +303,7 @@ def test_dashboard_and_alerts_name_only_exported_metrics() -> None:
                    "gen_ai_server_time_to_first_token_seconds", "tollgate_calls_total", "tollgate_cost_usd_total",
                    "tollgate_limit_remaining", "tollgate_upstream_errors_total", "tollgate_pool_keys_resting",
                    "tollgate_policy_seconds", "tollgate_audit_queue_depth",
-                   "tollgate_audit_export_lag_records"):  # fmt: skip
+                   "tollgate_audit_export_lag_records", "tollgate_audit_anchor_gaps_total"):  # fmt: skip
         assert any(family in e for e in expressions), family
 
 

@@ -373,6 +373,20 @@ async function simple(id, title, path, columns, opts) {
   main.replaceChildren(table(title, columns, rows, Object.assign({ id, csv: path + query({ format: "csv" }) }, opts || {})));
 }
 
+// An instance's last anchor (RFC 3161 time-stamp of a checkpoint): when, by which TSAs, up to which
+// record, and what follows it; "not checked" without audit.anchor's ca_file.
+function anchorText(v) {
+  if (v == null) return "not checked";
+  const after = v.after ? `\n${v.after} records after it not anchored yet` : "";
+  if (!v.gen_time) return "none" + after;
+  return `${v.gen_time} (${ago(v.gen_time)})\nto seq ${v.seq} (${base(v.record)})\nby ${v.tsa.join(", ")}${after}`;
+}
+
+// A place (FILE:LINE) with its file's name only: the file column has its path.
+function base(place) {
+  return place.split("/").pop();
+}
+
 const VIEWS = {
   live: viewLive,
   people: viewPeople,
@@ -401,6 +415,8 @@ const VIEWS = {
     { key: "file", label: "file", cut: true }, { key: "instance", label: "instance" }, { key: "records", label: "records", num: true },
     { key: "state", label: "state" }, { key: "faults", label: "first fault", wrap: true, format: (v) => (v && v.length ? v[0] + (v.length > 1 ? ` (+${v.length - 1} more)` : "") : "") },
     { key: "last_checkpoint", label: "last checkpoint", format: (v) => (v ? `${v} (${ago(v)})` : "none yet") }, { key: "signed", label: "signed", format: (v) => (v == null ? "not checked" : v ? "yes" : "no") },
+    { key: "anchor", label: "last anchor", wrap: true, format: anchorText },
+    { key: "anchor_gaps", label: "anchor gaps", wrap: true, format: (v, r) => (v == null ? "" : !v ? "none" : `${v}, the last at ${base(r.anchor.last_gap.place)}\n${r.anchor.last_gap.tsa}: ${r.anchor.last_gap.error}`) },
     { key: "worker_lost", label: "worker lost", num: true },
   ], { rowClass: (r) => (r.state === "fault" ? "fault" : ""), empty: "No audit file yet." }),
 };

@@ -27,6 +27,16 @@ from tollgate.common.audit_chain import (
     signature_holds,
     split_line,
 )
+from tollgate.records.audit.anchor_verify import (
+    ANCHOR,
+    GAP,
+    AnchorRules,
+    Gap,
+    RunAnchors,
+    Stamp,
+    missed_fault,
+    seconds,
+)
 from tollgate.records.audit.in_flight import InstanceBusy, check_free
 
 UNPARSED = object()  # a line `_Verifier.read` parses itself
@@ -168,6 +178,7 @@ class Run:
     records: int = 0
     signed: int = 0  # its checkpoints whose signature the key verified
     named_by_next: bool = False  # the instance's next run names its last chain (`previous_chain`)
+    anchors: RunAnchors | None = None  # with --anchors: its checkpoints' time-stamps
 
     @property
     def ended(self) -> bool:
@@ -185,6 +196,7 @@ class Summary:
     last_signed_ts: str | None = None  # the newest verified checkpoint's time
     unchecked_signatures: int = 0  # signed checkpoints read without a key to check them
     copy_checkpoints: int = 0  # the checkpoints of a copy kept elsewhere (`--against`), all found in the files
+    anchors: int = 0  # audit_anchor records read (with --anchors, those whose token checks)
 
 
 @dataclass
@@ -194,6 +206,22 @@ class ChainVerdict:
     # With a key: the records each instance wrote before its first checkpoint signed by it (the key
     # was set later), said apart; not faults.
     before_key: list[Fault] = field(default_factory=list)
+    # With --anchors: each instance's last anchor, and its records after it.
+    anchored: dict[str, Anchored] = field(default_factory=dict)
+
+
+@dataclass
+class Anchored:
+    """What an instance's anchors prove: up to which record (`seq` of its run begun at `run`) it is
+    anchored, by which TSAs and when; its records after it, not anchored yet; its anchor gaps."""
+
+    run: Place | None  # the first record of the run anchored (None: no anchor)
+    seq: int
+    record: Place | None
+    stamps: list[Stamp]
+    after: int  # records of the instance after the anchored one
+    gaps: int
+    last_gap: Gap | None
 
 
 @dataclass
@@ -270,15 +298,18 @@ def verify(
     key: Ed25519PublicKey | None = None,
     live: bool = False,
     against: Iterable[tuple[Place, bytes]] = (),
+    anchors: AnchorRules | None = None,
 ) -> ChainVerdict:
     """Faults of the chains `lines` hold; `against`: the lines of a copy kept elsewhere (a
-    collector's), whose every checkpoint the files must hold."""
-    return _Verifier(key, live).run(lines, against)
+    collector's), whose every checkpoint the files must hold; `anchors`: the rules the
+    checkpoints' time-stamps are checked by."""
+    return _Verifier(key, live, anchors).run(lines, against)
 
 
 class _Verifier:
-    def __init__(self, key: Ed25519PublicKey | None, live: bool) -> None:
+    def __init__(self, key: Ed25519PublicKey | None, live: bool, anchors: AnchorRules | None = None) -> None:
         self.key = key
+        self.anchors = anchors
         self.key_id = None if key is None else key_id(key)
         self.live = live
         self.faults: list[Fault] = []
@@ -301,6 +332,7 @@ class _Verifier:
         for place, line in lines:
             self.read(place, line)
         for run in self.runs.values():
+            self.settle(run, newest=True)
             self.close(run, following=None)
         self.summary.instances = len(self.runs)
         if self.key is not None:
@@ -327,7 +359,8 @@ class _Verifier:
                 " the files' last ones, or a run, removed",
             )
         self.faults.sort(key=lambda f: (f.place.file, f.place.line))  # stable: a file's order kept
-        return ChainVerdict(self.faults, self.summary, before_key)
+        anchored = {i: self.anchored(i) for i in sorted(self.runs)} if self.anchors is not None else {}
+        return ChainVerdict(self.faults, self.summary, before_key, anchored)
 
     def read(self, place: Place, line: bytes, parsed: Any = UNPARSED) -> None:
         """One line; `parsed`: its JSON, where the caller read it already (the console)."""
@@ -358,6 +391,7 @@ class _Verifier:
         run = self.runs.get(instance)
         if run is None or seq == 1 or (run.ended and entry.event != CHECKPOINT and seq != run.stopped.seq + 1):  # type: ignore[union-attr]
             if run is not None:
+                self.settle(run, newest=False)
                 self.close(run, following=entry if entry.event == STARTED else None)
                 self.ended.setdefault(instance, []).append(run)
             run = self.runs[instance] = Run(instance, entry)
@@ -413,6 +447,11 @@ class _Verifier:
             run.stopped = entry
         elif entry.event == CHECKPOINT:
             self.checkpoint(run, entry, record)
+        elif entry.event == ANCHOR:
+            self.anchor(run, entry, record)
+        elif entry.event == GAP and self.anchors is not None:
+            tsa, error = record.get("tsa"), record.get("error")
+            self.run_anchors(run).gap(str(tsa), str(error), entry.place)
 
     def link(self, run: Run, entry: Entry) -> None:
         """Check the entry's chain against its predecessor's, or wait for the predecessor."""
@@ -463,6 +502,89 @@ class _Verifier:
                 self.summary.last_signed_ts = entry.ts
         run.checkpoint = entry
         run.checkpoint_covers = covers if isinstance(covers, int) else entry.seq - 1
+        if self.anchors is not None:
+            kept = run.by_seq.get(entry.seq - 1)
+            self.run_anchors(run).checkpoint(
+                entry.seq - 1, entry.ts, entry.place, chain, entry.place if kept is None else kept.place
+            )
+
+    # ---- anchors (--anchors): the checkpoints' RFC 3161 time-stamps (`anchor_verify`)
+
+    @staticmethod
+    def run_anchors(run: Run) -> RunAnchors:
+        if run.anchors is None:
+            run.anchors = RunAnchors()
+        return run.anchors
+
+    def anchor(self, run: Run, entry: Entry, record: dict[str, Any]) -> None:
+        if self.anchors is None:
+            self.summary.anchors += 1  # read, not checked
+            return
+        fault = self.run_anchors(run).anchor(record, entry.place, self.anchors)
+        if fault is not None:
+            self.fault(entry.place, fault)
+        else:
+            self.summary.anchors += 1
+
+    def settle(self, run: Run, newest: bool) -> None:
+        """The run's checkpoints with no anchor in time, older than the window before the files'
+        last record (its own last record's, for a run that ended): faults, one for the lot."""
+        if self.anchors is None or run.anchors is None:
+            return
+        missed = self.missed(run, newest)
+        if missed:
+            self.fault(missed[0][2], missed_fault(run.instance, missed, run.anchors, self.anchors.window))
+        if not newest:  # a run ended is kept for what it proves: no anchor will name its checkpoints
+            run.anchors.checkpoints.clear()
+            run.anchors.pending.clear()
+
+    def missed(self, run: Run, newest: bool) -> list[list[Any]]:
+        """The run's checkpoints that are faults for want of an anchor in time, as things stand."""
+        if self.anchors is None or run.anchors is None:
+            return []
+        ended = run.ended or not newest
+        reference = seconds(run.last.ts if ended and run.last is not None else self.summary.last_ts)
+        return run.anchors.missed(reference, self.anchors.window)
+
+    def anchor_view(self, instance: str) -> dict[str, Any] | None:
+        """What the console's Audit view shows of an instance's anchors (None: not checked): its
+        last anchor, its records after it, its gaps, and its current run's checkpoints with no
+        anchor in time, as things stand (said as a fault)."""
+        if self.anchors is None or instance not in self.runs:
+            return None
+        anchored = self.anchored(instance)
+        run = self.runs[instance]
+        missed = self.missed(run, newest=True)
+        gap = anchored.last_gap
+        return {
+            "seq": anchored.seq or None,
+            "record": None if anchored.record is None else str(anchored.record),
+            "tsa": [s.tsa for s in anchored.stamps],
+            "gen_time": max((s.gen_time for s in anchored.stamps), default=None),
+            "after": anchored.after,
+            "gaps": anchored.gaps,
+            "last_gap": None if gap is None else {"tsa": gap.tsa, "error": gap.error, "place": str(gap.place)},
+            "missed": "" if not missed or run.anchors is None else
+            f"{missed[0][2]}: {missed_fault(instance, missed, run.anchors, self.anchors.window)}",
+        }  # fmt: skip
+
+    def anchored(self, instance: str) -> Anchored:
+        """The instance's last anchor (in its newest run that has one) and its records after it."""
+        runs = [*self.ended.get(instance, ()), self.runs[instance]]
+        after = 0
+        gaps, last_gap = 0, None
+        for run in runs:
+            if run.anchors is not None and run.anchors.gaps:
+                gaps += run.anchors.gaps
+                last_gap = run.anchors.last_gap
+        for run in reversed(runs):
+            kept = run.anchors
+            if kept is not None and kept.last_seq:
+                newest = run.last.seq if run.last is not None else kept.last_seq
+                after += newest - kept.last_seq
+                return Anchored(run.first.place, kept.last_seq, kept.last_record, kept.stamps, after, gaps, last_gap)
+            after += run.records
+        return Anchored(None, 0, None, [], after, gaps, last_gap)
 
     def close(self, run: Run, following: Entry | None) -> None:
         """The run has no more records: the records still waiting for a predecessor are missing
@@ -589,6 +711,7 @@ def saved_state(verifier: _Verifier, name: Callable[[str], Any]) -> dict[str, An
             "waiting": [entry(e) for e in r.waiting.values()], "stopped": entry(r.stopped),
             "checkpoint": entry(r.checkpoint), "checkpoint_covers": r.checkpoint_covers, "records": r.records,
             "signed": r.signed, "named_by_next": r.named_by_next,
+            "anchors": None if r.anchors is None else r.anchors.saved(place),
         }  # fmt: skip
 
     def part(u: Unsigned) -> list[Any]:
@@ -596,6 +719,7 @@ def saved_state(verifier: _Verifier, name: Callable[[str], Any]) -> dict[str, An
 
     return {
         "key_id": verifier.key_id,
+        "anchor_rules": None if verifier.anchors is None else verifier.anchors.fingerprint,
         "live": verifier.live,
         "faults": [[place(f.place), f.what] for f in verifier.faults],
         "summary": asdict(verifier.summary),
@@ -610,12 +734,20 @@ def saved_state(verifier: _Verifier, name: Callable[[str], Any]) -> dict[str, An
     }
 
 
-def restored_verifier(state: dict[str, Any], key: Ed25519PublicKey | None, named: Callable[[Any], str]) -> _Verifier:
-    """The verifier `saved_state` saved, to read on with `key`; ValueError (or KeyError,
-    TypeError) when the state is not one it saved, or was saved with another key."""
-    verifier = _Verifier(key, bool(state["live"]))
+def restored_verifier(
+    state: dict[str, Any],
+    key: Ed25519PublicKey | None,
+    named: Callable[[Any], str],
+    anchors: AnchorRules | None = None,
+) -> _Verifier:
+    """The verifier `saved_state` saved, to read on with `key` (and `anchors`); ValueError (or
+    KeyError, TypeError) when the state is not one it saved, or was saved with another key or
+    other anchor rules."""
+    verifier = _Verifier(key, bool(state["live"]), anchors)
     if state["key_id"] != verifier.key_id:
         raise ValueError("the signatures were checked with another key")
+    if state.get("anchor_rules") != (None if anchors is None else anchors.fingerprint):
+        raise ValueError("the anchors were checked with other roots or another window")
 
     def place(p: list[Any]) -> Place:
         return Place(named(p[0]), int(p[1]))
@@ -650,6 +782,8 @@ def restored_verifier(state: dict[str, Any], key: Ed25519PublicKey | None, named
         r.stopped, r.checkpoint = entry(saved["stopped"]), entry(saved["checkpoint"])
         r.checkpoint_covers, r.records, r.signed = (int(saved[k]) for k in ("checkpoint_covers", "records", "signed"))
         r.named_by_next = bool(saved["named_by_next"])
+        kept = saved.get("anchors")
+        r.anchors = None if kept is None else RunAnchors.restored(kept, place)
         return r
 
     verifier.faults = [Fault(place(p), str(what)) for p, what in state["faults"]]

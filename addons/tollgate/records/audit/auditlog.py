@@ -35,6 +35,7 @@ import structlog
 
 from tollgate.common.audit_chain import CHECKPOINT, STARTED, STOPPED, Chain, Signer, last_chain
 from tollgate.configuration.fleet import instance_name
+from tollgate.records.audit.anchors import ANCHOR, ANCHOR_GAP, Anchorer
 from tollgate.records.audit.audit_record import utc_timestamp
 from tollgate.records.audit.bounded import bounded, within_line
 from tollgate.records.audit.in_flight import InFlight, InstanceBusy, in_flight_secret, journal_path
@@ -44,11 +45,17 @@ logger = logging.getLogger(__name__)
 # Lines of the in-flight file Tollgate did not write, or calls it kept under another key.
 IN_FLIGHT_REFUSED = "in_flight_refused"
 # The records of the process rather than of a call: readers of calls skip them.
-PROCESS_EVENTS = frozenset((STARTED, STOPPED, CHECKPOINT, IN_FLIGHT_REFUSED))
+PROCESS_EVENTS = frozenset((STARTED, STOPPED, CHECKPOINT, IN_FLIGHT_REFUSED, ANCHOR, ANCHOR_GAP))
 
 _CLOSE = object()
 _CHECKPOINT = object()  # a checkpoint here (at stop)
 _WAKE = object()  # nothing to write: the writer looks at the time of the next checkpoint again
+
+
+class _Anchoring(bytes):
+    """An anchor's record (`audit_anchor`, `anchor_gap`): linked as any, but it does not by itself
+    make a checkpoint due (else each anchor would make the next checkpoint, anchored in turn)."""
+
 
 # While calls keep coming, the writer wakes once per batch, not once per record: each wake-up costs
 # both threads a hand-over of the interpreter lock (futex calls, context switches, the event loop
@@ -114,6 +121,10 @@ class AuditLog:
         self._follows = follows
         self._handed_over = False  # another log goes on with the chain: this one links nothing more
         self.checkpoint_s, self.signer = checkpoint_s, signer
+        # What anchors the checkpoints (`audit.anchor`), told of each one written but the last.
+        self.anchorer: Anchorer | None = None
+        self._anchoring = 0  # anchor records linked since the last checkpoint
+        self._to_anchor: tuple[int, str] | None = None  # the checkpoint linked, told once written
         # Monotonic time of the first record no checkpoint covers yet: the next timed checkpoint is
         # `checkpoint_s` after it (read anew at each look: a reload may change the interval).
         self._unchecked_since: float | None = None
@@ -184,6 +195,18 @@ class AuditLog:
         self.checkpoint_s, self.signer = checkpoint_s, signer
         if changed:
             self._queue.put(_WAKE)  # the writer may be waiting for the old interval's time
+
+    def anchor_with(self, anchorer: Anchorer | None) -> None:
+        """The anchorer of `audit.anchor` from now on (None: none); the one before it is stopped."""
+        before, self.anchorer = self.anchorer, anchorer
+        if before is not None and before is not anchorer:
+            before.stop()
+
+    def write_anchor(self, record: dict[str, Any]) -> None:
+        """An anchor's record (`audit_anchor`, `anchor_gap`), queued from the anchorer's thread: it
+        never makes a checkpoint due by itself."""
+        line = self._render(None, "info", self._named(record))
+        self._queue.put(_Anchoring(line.encode() if isinstance(line, str) else line))
 
     def _previous_chain(self) -> str | None:
         """The last chain this instance wrote: read back from the file's end, else (the file rotated
@@ -286,6 +309,7 @@ class AuditLog:
     def stop(self) -> None:
         """As the process stops: `stopped_record` after every other record, then `close`. A process
         that never began its part of the file (it did not start) writes none."""
+        self.anchor_with(None)  # no anchor's record after the stopped one
         if self.begun:
             self._queue.put(self._render(None, "info", self._named(stopped_record(self.calls))))
             self._queue.put(_CHECKPOINT)
@@ -305,6 +329,7 @@ class AuditLog:
 
     def close(self) -> None:
         """Write what is queued and held (one last attempt), then close the file."""
+        self.anchor_with(None)
         self._closed.set()
         self._queue.put(_CLOSE)
         self._writer.join(timeout=10)
@@ -337,6 +362,11 @@ class AuditLog:
                 continue  # records gather until the next attempt
             if self._held or self.failing:
                 self._write_held()
+            if self._to_anchor is not None and not self._held and not closing:
+                covers, self._to_anchor = self._to_anchor, None
+                anchorer = self.anchorer
+                if anchorer is not None:
+                    anchorer.checkpointed(*covers)
             last_write = time.monotonic()
             if closing:
                 if self._held or self._dropped:
@@ -381,12 +411,14 @@ class AuditLog:
                 item.set()
             elif item is _CHECKPOINT:
                 if not self._handed_over:
-                    lines.append(self._checkpoint())
+                    lines.append(self._checkpoint(anchored=False))  # at stop: nothing follows it
             elif item is not _WAKE and not self._handed_over:
+                if isinstance(item, _Anchoring):
+                    self._anchoring += 1
                 lines.append(chain.link(item.encode() if isinstance(item, str) else item))
         if self._handed_over:
             self._unchecked_since = None
-        elif chain.unchecked:
+        elif chain.unchecked > self._anchoring:
             now = time.monotonic()
             if self._unchecked_since is None:
                 self._unchecked_since = now
@@ -394,9 +426,11 @@ class AuditLog:
                 lines.append(self._checkpoint())
         return lines
 
-    def _checkpoint(self) -> bytes:
+    def _checkpoint(self, anchored: bool = True) -> bytes:
         self._unchecked_since = None
+        self._anchoring = 0
         record = self._chain.checkpoint(self.signer, utc_timestamp(time.time()))
+        self._to_anchor = (record["covers_seq"], record["covers_chain"]) if anchored else None
         line = self._render(None, "info", self._named(record))
         return self._chain.link(line.encode() if isinstance(line, str) else line)
 

@@ -10,6 +10,8 @@ RECORD_KINDS = (
     "tollgate_started",  # a proxy process started, and stopped (`auditlog`)
     "tollgate_stopped",
     "audit_checkpoint",  # the chain's signed checkpoint (`audit_chain`)
+    "audit_anchor",  # a checkpoint time-stamped by a TSA (`anchors`)
+    "anchor_gap",  # a TSA that did not anchor one
     "in_flight_refused",  # an in-flight file a restart could not read (`auditlog`)
     "malformed",  # the console's own: a line that is no record (never written by Tollgate)
 )

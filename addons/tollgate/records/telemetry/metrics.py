@@ -358,6 +358,11 @@ class MetricSet:
             " placeholder replaced by the token) or refused (a placeholder misplaced).",
             ("host", "outcome"),
         )
+        self.anchor_gaps = CounterFamily(
+            "tollgate_audit_anchor_gaps",
+            "Audit checkpoints a time-stamp authority of audit.anchor did not anchor (anchor_gap records), by TSA.",
+            ("tsa",),
+        )
         self._lock = threading.Lock()
         # Most calls repeat a few shapes: their label values, capped, are found once.
         self._shapes: ShapeMemo[tuple[Any, ...]] = ShapeMemo(self._labels)
@@ -368,7 +373,7 @@ class MetricSet:
                     self.token_usage, self.duration, self.ttft, self.calls, self.tokens, self.cost,
                     self.upstream_errors, self.retries, self.fallbacks, self.limit_remaining,
                     self.policy_seconds, self.mcp_calls, self.findings, self.answer_findings, self.answers_cut,
-                    self.connections, self.connection_bytes, self.brokered,
+                    self.connections, self.connection_bytes, self.brokered, self.anchor_gaps,
                 ],
                 self._lock,
             )
@@ -497,6 +502,11 @@ class MetricSet:
         or `refused`."""
         with self._lock:
             self.brokered.inc((host, outcome))
+
+    def anchor_gap(self, tsa: str) -> None:
+        """A checkpoint the TSA at `tsa` (a configured URL: no cap needed) did not anchor."""
+        with self._lock:
+            self.anchor_gaps.inc((tsa,))
 
     def policy_evaluated(self, seconds: float, outcome: str) -> None:
         """One evaluation in the policy's worker: `allow`, `deny` or `error` (a time-out among them)."""

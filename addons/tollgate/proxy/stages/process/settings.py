@@ -24,6 +24,7 @@ from tollgate.configuration.fleet import (
     listen_advice,
     one_listen_hint,
 )
+from tollgate.configuration.records_settings import AuditAnchorConfig
 from tollgate.configuration.runtime import Loaded
 from tollgate.governance.identity.clients import expiry_notices
 from tollgate.governance.identity.jwt_identity import Verifier
@@ -37,6 +38,7 @@ from tollgate.proxy import listening_file, patches
 from tollgate.proxy.flows import CALL, captures
 from tollgate.proxy.heads import MAX_REQUEST_HEAD, MAX_RESPONSE_HEAD
 from tollgate.proxy.state import Shared, close_later, hosts_of
+from tollgate.records.audit.anchors import Anchorer
 from tollgate.records.audit.auditlog import AuditLog, started_record
 from tollgate.records.audit.in_flight import InstanceBusy, check_free
 from tollgate.records.audit.room import check_room
@@ -135,11 +137,16 @@ def check_start(path: str) -> None:
 
 
 def load(
-    path: str, previous: Loaded | None, audit: AuditLog | None, ledger: tuple[str, Store] | None = None
+    path: str,
+    previous: Loaded | None,
+    audit: AuditLog | None,
+    ledger: tuple[str, Store] | None = None,
+    on_anchor_gap: Callable[[str], None] = lambda tsa: None,
 ) -> tuple[Loaded, AuditLog, Store]:
     """The configuration at `path` built for use, with what it leaves unchanged taken from
     `previous`, `audit` and `ledger` (its policy, what its providers loaded, the audit log, the
-    ledger's store and its URL) rather than made anew. Raises ConfigError naming the file and the field."""
+    ledger's store and its URL) rather than made anew. Raises ConfigError naming the file and the field.
+    `on_anchor_gap(tsa)`: told of each checkpoint a TSA of `audit.anchor` did not anchor."""
     prepared = prepare(path, previous)
     config, policy, signer = prepared.config, prepared.policy, prepared.signer
     # Last: the steps that open something (files, writer threads), after every check that can fail.
@@ -170,10 +177,33 @@ def load(
             raise ConfigError(f"ledger.store: {e}") from None
     if opened is None:
         audit.configure(config.audit.checkpoint_s, signer)
+    try:
+        anchor(audit, config.audit.anchor, on_anchor_gap)
+    except ConfigError:
+        if opened is not None:
+            opened.close()
+        raise
     loaded = Loaded.build(
         config, policy, prepared.runtimes, previous, prepared.jwt, prepared.client_certs, prepared.config_sha256
     )
     return loaded, audit, store
+
+
+def anchor(audit: AuditLog, settings: AuditAnchorConfig | None, on_gap: Callable[[str], None]) -> None:
+    """The audit's checkpoints anchored as `audit.anchor` says: its anchorer kept when the TSAs and
+    their roots are the same (the interval and headers set anew), else a new one (or none)."""
+    if settings is None:
+        audit.anchor_with(None)
+        return
+    try:
+        roots = settings.roots()
+    except ValueError as e:
+        raise ConfigError(f"audit.anchor.ca_file: {e}") from None
+    kept = audit.anchorer
+    if kept is not None and kept.tsa == settings.tsa and kept.roots == roots:
+        kept.configure(settings.every_s, settings.headers)
+        return
+    audit.anchor_with(Anchorer(settings.tsa, roots, settings.every_s, settings.headers, audit.write_anchor, on_gap))
 
 
 def same_policy(policy: Policy | None, config: Config) -> bool:
@@ -397,7 +427,7 @@ class Settings:
         ledger = None
         if shared.ledger is not None and shared.loaded is not None:
             ledger = (shared.loaded.config.ledger_store, shared.ledger)
-        loaded, audit, store = load(path, shared.loaded, shared.audit, ledger)
+        loaded, audit, store = load(path, shared.loaded, shared.audit, ledger, self._anchor_gap)
         try:
             for opening in self._opening:
                 opening(loaded.config)
@@ -423,6 +453,12 @@ class Settings:
                 f" ({', '.join(spent)}): anyone who can reach this proxy calls with them (set clients, or"
                 " allow_anonymous: false)"
             )
+
+    def _anchor_gap(self, tsa: str) -> None:
+        """A checkpoint a TSA did not anchor (from the anchorer's thread): counted while metrics are."""
+        metrics = self.shared.metrics
+        if metrics is not None:
+            metrics.anchor_gap(tsa)
 
     def _begin(self, audit: AuditLog, loaded: Loaded) -> None:
         """On a reload, the audit file just opened takes the started record, last of all the checks:

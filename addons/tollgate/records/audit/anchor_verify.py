@@ -1,0 +1,297 @@
+"""`tollgate audit verify --anchors CA_FILE`: the RFC 3161 time-stamps of the audit's checkpoints
+(`audit_anchor` records) checked, and each checkpoint's anchor in time found (docs/audit.md, "Anchors").
+
+A token checks when it verifies with `rfc3161-client` against the roots of CA_FILE (its signature,
+and its certificate chain as of its `gen_time`) and its imprint is the SHA-256 of the record's
+`covers_chain`, which must be the `covers_chain` of the checkpoint it names (the record of seq
+`covers_seq + 1` of its run). A checkpoint is anchored in time by a token that checks, of its own or
+of a later checkpoint of its run, whose `gen_time` is within the window of the checkpoint's `ts`.
+`anchor_gap` records say why a checkpoint has none; they never excuse it.
+
+The state kept per run is small and made of JSON values, so that the console saves it with the
+verifier's (`audit_verify.saved_state`)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from tollgate.configuration.records_settings import load_roots
+from tollgate.records.audit.audit_record import utc_timestamp
+
+ANCHOR = "audit_anchor"
+GAP = "anchor_gap"
+DEFAULT_WINDOW = 3600.0
+KEPT_CHECKPOINTS = 1024  # a run's last checkpoints an anchor may name (a reply comes within seconds)
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+# Why a token does not verify, as the library says it, in words for the reader of the audit.
+_LIBRARY_WORDS = {
+    "Mismatch between messages": "its imprint is not the SHA-256 of its covers_chain",
+    "PKIStatus is not GRANTED": "it was not granted",
+}
+
+
+class TokenProblem(Exception):
+    """A token that does not check; its message says why."""
+
+
+@dataclass(frozen=True)
+class AnchorRules:
+    """What anchors are checked with: the TSAs' roots (CA_FILE) and the window, in seconds."""
+
+    roots: tuple[x509.Certificate, ...]
+    ca_file: str
+    window: float = DEFAULT_WINDOW
+
+    @property
+    def fingerprint(self) -> str:
+        """The roots and the window: a saved check made with others is not read on."""
+        digest = hashlib.sha256(repr(self.window).encode())
+        for root in self.roots:
+            digest.update(root.public_bytes(Encoding.DER))
+        return digest.hexdigest()[:16]
+
+
+def load_rules(ca_file: str | Path, window: float = DEFAULT_WINDOW) -> AnchorRules:
+    """The rules for CA_FILE (PEM certificates, read as `audit.anchor.ca_file` is); ValueError
+    saying what is wrong with it."""
+    roots = load_roots(str(ca_file))
+    if not window > 0:
+        raise ValueError(f"the window must be more than 0 seconds, not {window:g}")
+    return AnchorRules(tuple(roots), str(ca_file), float(window))
+
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def _response(token: bytes) -> bytes:
+    """The TimeStampResp that carries `token` granted (`{status {0}, token}`): what the library reads."""
+    body = b"\x30\x03\x02\x01\x00" + token
+    return b"\x30" + _der_length(len(body)) + body
+
+
+def token_time(token_b64: str, covers_chain: str, rules: AnchorRules) -> datetime:
+    """The `gen_time` of a token (base64 of a TimeStampToken's DER) that checks against the rules'
+    roots and imprints `covers_chain`; TokenProblem saying why it does not."""
+    from rfc3161_client import VerificationError, VerifierBuilder, decode_timestamp_response
+
+    try:
+        token = base64.b64decode(token_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise TokenProblem("its token is not base64") from None
+    try:
+        response = decode_timestamp_response(_response(token))
+        gen_time = response.tst_info.gen_time
+    except (ValueError, TypeError):
+        raise TokenProblem("its token is not a TimeStampToken (DER)") from None
+    verifier = VerifierBuilder(roots=list(rules.roots)).build()
+    try:
+        verifier.verify_message(response, covers_chain.encode("ascii"))
+    except VerificationError as e:
+        raise TokenProblem(_why(str(e), rules)) from None
+    except (ValueError, TypeError) as e:  # a token the library cannot take apart
+        raise TokenProblem(f"its token cannot be read ({e})") from None
+    return gen_time if gen_time.tzinfo is not None else gen_time.replace(tzinfo=UTC)
+
+
+def _why(error: str, rules: AnchorRules) -> str:
+    if error in _LIBRARY_WORDS:
+        return _LIBRARY_WORDS[error]
+    if error.startswith("Error while verifying certificates"):
+        found = re.search(r'data: "Verify error: ([^"]+)"', error) or re.search(r'reason: "([^"]+)"', error)
+        detail = f" ({found.group(1)})" if found else ""
+        return f"its signature and certificate chain, as of its gen_time, do not check against {rules.ca_file}{detail}"
+    return error[:200]
+
+
+def iso(moment: datetime) -> str:
+    """A token's time as the audit writes times (and `gen_time`): ISO 8601 in UTC to the millisecond."""
+    return utc_timestamp(moment.timestamp())
+
+
+def seconds(ts: Any) -> float | None:
+    """A record's `ts` (or an anchor's `gen_time`) as seconds since the epoch; None when it is none."""
+    if not isinstance(ts, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+# ---- what is kept per run
+
+
+@dataclass
+class Stamp:
+    """A token that checks."""
+
+    tsa: str
+    gen_time: str  # the token's, ISO
+    place: Any  # its record's Place
+
+
+@dataclass
+class Gap:
+    tsa: str
+    error: str
+    place: Any
+
+
+@dataclass
+class RunAnchors:
+    """A run's anchors as read so far."""
+
+    # covers_seq → [ts, the checkpoint's place, its covers_chain, the covered record's place]: the
+    # run's last KEPT_CHECKPOINTS checkpoints, which anchors name.
+    checkpoints: dict[int, list[Any]] = field(default_factory=dict)
+    # The checkpoints with no anchor in time yet: [covers_seq, ts, place], oldest first.
+    pending: list[list[Any]] = field(default_factory=list)
+    last_seq: int = 0  # the covers_seq of the newest checkpoint anchored (0: none)
+    last_record: Any = None  # the place of the record it covers
+    stamps: list[Stamp] = field(default_factory=list)  # that checkpoint's tokens, a TSA each
+    anchors: int = 0  # tokens that check
+    gaps: int = 0
+    last_gap: Gap | None = None
+    open_gaps: int = 0  # the gaps since a checkpoint was last left with no anchor in time… pending
+    first_open_gap: Gap | None = None
+
+    def checkpoint(self, covers_seq: int, ts: Any, place: Any, covers_chain: Any, covered: Any) -> None:
+        self.checkpoints[covers_seq] = [ts, place, covers_chain, covered]
+        if len(self.checkpoints) > KEPT_CHECKPOINTS:
+            del self.checkpoints[next(iter(self.checkpoints))]
+        self.pending.append([covers_seq, ts, place])
+
+    def gap(self, tsa: str, error: str, place: Any) -> None:
+        gap = Gap(tsa, error, place)
+        self.gaps += 1
+        self.last_gap = gap
+        self.open_gaps += 1
+        if self.first_open_gap is None:
+            self.first_open_gap = gap
+
+    def anchor(self, record: dict[str, Any], place: Any, rules: AnchorRules) -> str | None:
+        """An `audit_anchor` record read: None when its token checks and names its checkpoint as
+        it stands, else the fault."""
+        covers_seq, covers_chain = record.get("covers_seq"), record.get("covers_chain")
+        tsa, token = record.get("tsa"), record.get("token")
+        if type(covers_seq) is not int or not isinstance(covers_chain, str) or not _HEX64.fullmatch(covers_chain):
+            return "an audit_anchor record without covers_seq and covers_chain: changed or inserted"
+        if not isinstance(token, str) or not isinstance(tsa, str):
+            return "an audit_anchor record without its tsa and token: changed or inserted"
+        try:
+            gen_time = token_time(token, covers_chain, rules)
+        except TokenProblem as e:
+            return f"the token of {tsa} does not verify: {e}"
+        stamped = iso(gen_time)
+        told = seconds(record.get("gen_time"))  # written to the millisecond
+        if told is None or abs(told - gen_time.timestamp()) >= 0.001:
+            return f"its gen_time is not its token's ({stamped}): changed"
+        named = self.checkpoints.get(covers_seq)
+        if named is None:
+            return (
+                f"it names a checkpoint (covering seq {covers_seq}) its run does not hold: that checkpoint, or"
+                " the anchor, moved or inserted"
+            )
+        _ts, _checkpoint_place, chain, covered = named
+        if chain != covers_chain:
+            return (
+                f"rewritten: {tsa} time-stamped another chain at {stamped} than its checkpoint's now (covering"
+                f" seq {covers_seq}): the records up to there were changed after they were anchored"
+            )
+        self.anchors += 1
+        if covers_seq > self.last_seq:
+            self.last_seq, self.last_record, self.stamps = covers_seq, covered, []
+        if covers_seq == self.last_seq:
+            self.stamps.append(Stamp(tsa, stamped, place))
+        moment, window = gen_time.timestamp(), rules.window
+        kept = []
+        for pending in self.pending:
+            when = seconds(pending[1])
+            if pending[0] <= covers_seq and when is not None and abs(moment - when) <= window:
+                continue  # anchored in time
+            kept.append(pending)
+        self.pending = kept
+        if not kept:
+            self.open_gaps, self.first_open_gap = 0, None
+        return None
+
+    def missed(self, reference: float | None, window: float) -> list[list[Any]]:
+        """The checkpoints with no anchor in time that are older than the window before
+        `reference` (a time, seconds): faults. The others are not anchored yet."""
+        if reference is None:
+            return []
+        return [p for p in self.pending if (when := seconds(p[1])) is None or when < reference - window]
+
+    # saved with the verifier (the console), each place through `name`, read back through `named`
+
+    def saved(self, name: Callable[[Any], Any]) -> dict[str, Any]:
+        def gap(g: Gap | None) -> list[Any] | None:
+            return None if g is None else [g.tsa, g.error, name(g.place)]
+
+        return {
+            "checkpoints": [[seq, ts, name(p), chain, name(c)] for seq, (ts, p, chain, c) in self.checkpoints.items()],
+            "pending": [[seq, ts, name(p)] for seq, ts, p in self.pending],
+            "last_seq": self.last_seq,
+            "last_record": None if self.last_record is None else name(self.last_record),
+            "stamps": [[s.tsa, s.gen_time, name(s.place)] for s in self.stamps],
+            "anchors": self.anchors,
+            "gaps": self.gaps,
+            "last_gap": gap(self.last_gap),
+            "open_gaps": self.open_gaps,
+            "first_open_gap": gap(self.first_open_gap),
+        }
+
+    @classmethod
+    def restored(cls, state: dict[str, Any], named: Callable[[Any], Any]) -> RunAnchors:
+        def gap(g: list[Any] | None) -> Gap | None:
+            return None if g is None else Gap(str(g[0]), str(g[1]), named(g[2]))
+
+        kept = cls()
+        kept.checkpoints = {int(seq): [ts, named(p), chain, named(c)] for seq, ts, p, chain, c in state["checkpoints"]}
+        kept.pending = [[int(seq), ts, named(p)] for seq, ts, p in state["pending"]]
+        kept.last_seq = int(state["last_seq"])
+        kept.last_record = None if state["last_record"] is None else named(state["last_record"])
+        kept.stamps = [Stamp(str(t), str(g), named(p)) for t, g, p in state["stamps"]]
+        kept.anchors, kept.gaps, kept.open_gaps = (int(state[k]) for k in ("anchors", "gaps", "open_gaps"))
+        kept.last_gap, kept.first_open_gap = gap(state["last_gap"]), gap(state["first_open_gap"])
+        return kept
+
+
+def missed_fault(instance: str, missed: list[list[Any]], kept: RunAnchors, window: float) -> str:
+    """What a run's checkpoints with no anchor in time (oldest first) are, said at the first."""
+    first = missed[0]
+    more = ""
+    if len(missed) > 1:
+        n = len(missed) - 1
+        more = f", nor {n} checkpoint{'s' if n > 1 else ''} after it (to {missed[-1][2]})"
+    gap = kept.first_open_gap
+    if gap is not None:
+        why = (
+            f"; {kept.open_gaps} anchor_gap record{'s explain' if kept.open_gaps > 1 else ' explains'} it, not"
+            f" excuse it (the first {gap.place}: {gap.tsa}:"
+            f" {gap.error})"
+        )
+    else:
+        why = "; no anchor_gap record explains it (its anchors removed, or never asked for)"
+    return (
+        f"no anchor in time: the checkpoint of {instance} covering seq {first[0]} (ts {first[1]}) has no token"
+        f" within {window:g} s of it, its own or a later checkpoint's of its run{more}{why}"
+    )
