@@ -398,7 +398,10 @@ def named(kind: str, name: bytes, value: bytes) -> Detector:
 # etsyToken string = …`), then an assignment or an argument's separator (`=`, `:`, `:=`, `::=`,
 # `?=`, `.=`, `=>`, `,`, `||`, an XML element's `>`), and an opening quote or backtick.
 _VENDOR_NAME_REST = rb"[A-Za-z0-9_.-]{0,30}" + _QUOTE + rb"(?:[ \t]{1,4}[A-Za-z]{1,10})?"
-_ASSIGNED = _SPACE + rb"(?:[:?.]{0,3}=>?|:|,|>|\|\|)" + _SPACE + rb"(?:\\?[\"'`])?"
+# A few spaces at most (a line end and an indent): bounded, so that an answer's reader holds back
+# no more than a name, its value and what stands between them (`answer.py`).
+_FEW_SPACES = rb"(?:\s|\\{1,3}[nrt]|\\u00[01][0-9a-fA-F]){0,16}"
+_ASSIGNED = _FEW_SPACES + rb"(?:[:?.]{0,3}=>?|:|,|>|\|\|)" + _FEW_SPACES + rb"(?:\\?[\"'`])?"
 
 
 # A vendor's name begins a part of the name it is in: a word (`etsy_token`, `$etsyToken`) or a
