@@ -15,15 +15,20 @@ from __future__ import annotations
 import bisect
 import functools
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from tollgate.formats.answer_reading.scanning import PLACEHOLDER, counter_copy
 from tollgate.governance.guardrails import checks, detectors, text
 from tollgate.governance.guardrails.detectors import Base64PairDetector, Detector
-from tollgate.governance.guardrails.engine import Engine, formats_in
+from tollgate.governance.guardrails.engine import HYPERSCAN, Engine, formats_in
 from tollgate.governance.guardrails.partial import UNBOUNDED, Partial, Unsupported, class_of, partial
+
+if HYPERSCAN:
+    import hyperscan
 
 HOLD_BYTES = 4096
 # Released text kept as context for what is still held: the lookbehinds of a match's start, an
@@ -111,6 +116,49 @@ def _starts(members: list[Partial]) -> bytes:
     return b"|".join(choices) or b"(?!)"
 
 
+class _Names:
+    """Where a candidate of a group of vendors' credentials may begin: at one of their names
+    (`detectors.vendor_named`: a match begins with its anchor, the vendor's name in any letter
+    case), or where a name cut by the text's end may. Found by Hyperscan where it is installed: the
+    group's search alone (Python's `re`, dozens of names tried at every byte) costs a microsecond
+    a byte."""
+
+    def __init__(self, anchors: Iterable[bytes], use_hyperscan: bool) -> None:
+        names = tuple(dict.fromkeys(anchors))
+        self.longest = max(partial(re.compile(a)).longest for a in names)
+        self._database = _names_database(names) if use_hyperscan else None
+        self._patterns = tuple(re.compile(a) for a in names)
+        self._scratch = threading.local()  # each thread's: a scratch serves one scan at a time
+
+    def first(self, buf: bytes, lo: int, hi: int) -> int:
+        """Where a candidate may begin first in [lo, hi): the first name, or the first place a
+        name cut by the end may begin (`hi` where there is neither)."""
+        cut = max(lo, hi - self.longest + 1)
+        if self._database is None:
+            found = (p.search(buf, lo, hi) for p in self._patterns)
+            return min((m.start() for m in found if m is not None and m.start() < cut), default=cut)
+        scratch = getattr(self._scratch, "scratch", None)
+        if scratch is None:
+            scratch = self._scratch.scratch = hyperscan.Scratch(self._database)
+        starts: list[int] = []
+        self._database.scan(buf[lo:hi], match_event_handler=_first_start, context=starts, scratch=scratch)
+        return min(lo + starts[0], cut) if starts else cut
+
+
+def _first_start(id_: int, start: int, end: int, flags: int, starts: list[int]) -> bool:
+    if not starts or start < starts[0]:
+        starts[:] = [start]
+    return False
+
+
+def _names_database(names: tuple[bytes, ...]) -> Any:
+    flags = [hyperscan.HS_FLAG_SOM_LEFTMOST | hyperscan.HS_FLAG_CASELESS] * len(names)
+    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    expressions = [n.removeprefix(b"(?i)") for n in names]
+    database.compile(expressions=expressions, ids=list(range(len(names))), elements=len(names), flags=flags)
+    return database
+
+
 @dataclass(frozen=True, slots=True)
 class _Group:
     """Detectors whose candidates are made of the same bytes: one search of their open forms
@@ -124,13 +172,22 @@ class _Group:
     # byte, the one of the lower place is the one reported.
     ranks: tuple[int, ...]
     broad: bool  # of patterns whose candidate may begin almost anywhere
+    names: _Names | None  # a group of vendors' credentials: where their names are
 
     @classmethod
-    def of(cls, alphabet: bytes, reach: int, members: list[tuple[int, Detector, Partial]], broad: bool) -> _Group:
+    def of(
+        cls, alphabet: bytes, reach: int, members: list[tuple[int, Detector, Partial]], broad: bool, use_hyperscan: bool
+    ) -> _Group:
         source = b"|".join(b"(?P<o%d>%s)" % (i, p.open.pattern) for i, (_, _, p) in enumerate(members))
         pattern = re.compile(b"(?=" + _starts([p for _, _, p in members]) + b")(?:" + source + b")")
         kinds, ranks = tuple(d.kind for _, d, _ in members), tuple(r for r, _, _ in members)
-        return cls(alphabet, reach, pattern, kinds, ranks, broad)
+        named = all(_vendor_named(d) for _, d, _ in members)
+        names = _Names((a for _, d, _ in members for a in d.anchors), use_hyperscan) if named else None
+        return cls(alphabet, reach, pattern, kinds, ranks, broad, names)
+
+
+def _vendor_named(found: Detector) -> bool:
+    return found.at_anchor and found.pattern.pattern.startswith(detectors.NAME_PART)
 
 
 # A pattern whose candidate may begin with more pairs of bytes than this is searched apart.
@@ -169,12 +226,12 @@ class AnswerDetectors:
         # last word, spares the others' searches that could only find one after it).
         searched = sorted(self.groups, key=lambda g: not g.broad)
         self.ending = tuple(
-            tuple((g.alphabet, g.reach, g.open.search, g.ranks, g.kinds) for g in searched if b in g.alphabet)
+            tuple((g.alphabet, g.reach, g.open.search, g.ranks, g.kinds, g.names) for g in searched if b in g.alphabet)
             for b in range(256)
         )
 
     def _groups(self) -> tuple[_Group, ...]:
-        by_alphabet: dict[bytes, list[tuple[Detector, Partial]]] = {}
+        by_alphabet: dict[tuple[bytes, bool], list[tuple[Detector, Partial]]] = {}
         for d in self.detectors:
             if not d.anchors:
                 continue  # a custom regex: its tail is held whole
@@ -186,10 +243,11 @@ class AnswerDetectors:
             if found is None:
                 self.tail_hold = True
                 continue
-            by_alphabet.setdefault(_bucket(found.alphabet), []).append((d, found))
+            # A vendor's credentials apart: their candidates begin at their names (`_Names`).
+            by_alphabet.setdefault((_bucket(found.alphabet), _vendor_named(d)), []).append((d, found))
         groups = []
         rank = 0
-        for alphabet, members in by_alphabet.items():
+        for (alphabet, _), members in by_alphabet.items():
             longest = max(p.longest for _, p in members)
             # A candidate of a pattern that may be longer than `hold_bytes` is looked for however
             # far back its run goes: held that long, it is found.
@@ -201,7 +259,7 @@ class AnswerDetectors:
             for broad in (True, False):
                 part = [m for m in ranked if _broad(m[2]) == broad]
                 if part:
-                    groups.append(_Group.of(alphabet, reach, part, broad))
+                    groups.append(_Group.of(alphabet, reach, part, broad, self.engine.uses_hyperscan))
         return tuple(groups)
 
     def by_action(self, counts: Mapping[str, int]) -> tuple[tuple[str, str, int], ...]:
@@ -423,9 +481,11 @@ class AnswerScanner:
         tail = buf[lo:end]
         size = len(tail)
         rank = len(d.detectors)  # the place of the candidate found (none yet: after every one)
-        for alphabet, reach, search, ranks, kinds in d.ending[buf[end - 1]] if size else ():
+        for alphabet, reach, search, ranks, kinds, names in d.ending[buf[end - 1]] if size else ():
             part = tail[-reach:] if reach < size else tail
             start = end - len(part) + len(part.rstrip(alphabet))  # where the run of its bytes begins
+            if names is not None:
+                start = names.first(buf, start, end)
             if start > at or (start == at and ranks[0] > rank):
                 continue  # none before one found already
             m = search(buf, start, end)

@@ -405,15 +405,16 @@ _ASSIGNED = _FEW_SPACES + rb"(?:[:?.]{0,3}=>?|:|,|>|\|\|)" + _FEW_SPACES + rb"(?
 
 
 # A vendor's name begins a part of the name it is in: a word (`etsy_token`, `$etsyToken`) or a
-# camel-case part (`myEtsyToken`); not inside a word (`SetSysctl`, `betsy`).
-_NAME_PART = rb"(?:" + TOKEN_START + rb"|(?<=[a-z0-9])(?=[A-Z]))"
+# camel-case part (`myEtsyToken`); not inside a word (`SetSysctl`, `betsy`). What a pattern begins
+# with where its match begins with its anchor, the vendor's name (`answer.py` looks for the names).
+NAME_PART = rb"(?:" + TOKEN_START + rb"|(?<=[a-z0-9])(?=[A-Z]))"
 
 
 def vendor_named(kind: str, vendor: bytes, value: bytes) -> Detector:
     """A credential of `VENDOR_NAMED`: its value after a name that holds the vendor's (any letter
     case), assigned or passed as code and configuration write it."""
     pattern = (
-        _NAME_PART + rb"(?i:" + vendor + rb")" + _VENDOR_NAME_REST + _ASSIGNED + rb"(?P<v>" + value + rb")" + DASHED_END
+        NAME_PART + rb"(?i:" + vendor + rb")" + _VENDOR_NAME_REST + _ASSIGNED + rb"(?P<v>" + value + rb")" + DASHED_END
     )
     return detector(kind, pattern, (rb"(?i)" + vendor,), 0, at_anchor=True)
 

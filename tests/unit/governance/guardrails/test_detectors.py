@@ -477,3 +477,18 @@ def test_a_vendors_credential_is_found_in_its_own_shape_only(
 ) -> None:
     body, got = spans(engine, kind, text, True)
     assert [body[s:e].decode() for s, e in got] == ([value] if value else [])
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda hs: "hyperscan" if hs else "python")
+def test_an_answer_holds_a_vendors_credential_however_it_is_split(engine: bool) -> None:
+    """An answer cut anywhere, in either engine (Hyperscan or Python's `re` find the vendors'
+    names, `answer._Names`): the value goes on redacted and the rest as it came."""
+    from tollgate.governance.guardrails.answer import AnswerDetectors
+    from tollgate.governance.guardrails.detectors import BUILTIN
+
+    compiled = AnswerDetectors(BUILTIN, {d.kind: "redact" for d in BUILTIN}, use_hyperscan=engine)
+    text = f'Prose first, then the config:\n  var myEtsyToken string = "{ETSY}"\nand more prose after it.'.encode()
+    for cut in range(1, len(text)):
+        scanner = compiled.scanner()
+        out = scanner.feed(text[:cut]).text + scanner.feed(text[cut:]).text + scanner.flush().text
+        assert out == text.replace(ETSY.encode(), b"[REDACTED:secrets.etsy_access_token]"), cut
