@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography import x509
 
@@ -131,8 +131,10 @@ def ask(url: str, query: bytes, headers: Mapping[str, str], timeout: float = TIM
     return body
 
 
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
+class Checkpoint(NamedTuple):
+    """The newest checkpoint written: what its anchors cover (set as one value, read whole by
+    the anchoring thread)."""
+
     covers_seq: int
     covers_chain: str
 
