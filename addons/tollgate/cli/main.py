@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from tollgate.cli.words import plural
 
 if TYPE_CHECKING:
+    from tollgate.configuration.config import Config
     from tollgate.governance.policy.policy import Decision
     from tollgate.records.audit.audit_verify import Anchored
 
@@ -385,9 +386,32 @@ def check_config(path: Path) -> int:
     except PolicyError as e:
         print(f"error: {path}: policy.rego: {e}", file=sys.stderr)
         return 1
+    for warning in email_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
     policy = f", a policy of {plural(len(config.policy.rego), 'file')}" if config.policy.rego else ""
     print(f"{path}: ok ({plural(len(config.clients), 'client')}{policy})")
     return 0
+
+
+def email_warnings(config: Config) -> list[str]:
+    """The configured e-mails with a capital outside ASCII: they matched their small letter while
+    e-mails were folded with Unicode's rules, and match only themselves now (`common.emails`)."""
+    from tollgate.common.emails import changed_by_nfkc, non_ascii_capitals
+
+    warnings = []
+    for n, client in enumerate(config.clients):
+        for field, addresses in (("people", client.people), ("accounts", client.accounts)):
+            for i, address in enumerate(addresses):
+                capitals = non_ascii_capitals(address) if "@" in address else []
+                if not capitals:
+                    continue
+                warning = (f"clients.{n}.{field}.{i}: {address!r} has a capital outside ASCII ({', '.join(capitals)}):"
+                           " e-mails compare in ASCII case only, so it matches only an address written with that"
+                           " very letter")  # fmt: skip
+                if field == "people" and changed_by_nfkc(address):
+                    warning += "; sign-in refuses an e-mail that Unicode NFKC changes"
+                warnings.append(warning)
+    return warnings
 
 
 def test_policy(paths: list[Path], verbose: bool, zero_on_skipped: bool) -> int:
