@@ -9,11 +9,11 @@ token endpoint (`client_secret_basic` when the client has a secret) and verifies
 its signature by a key of the issuer's JWKS with that key's own algorithm (never `none` or an HMAC
 one; the JWKS fetched again once for a `kid` it does not hold), `iss`, `aud` (and `azp` when
 `aud` names several), `exp`, `nonce`, a verified e-mail (unless `trust_email`) and, when
-`allowed_groups` is set, membership of one. A token without a `kid` is verified by each key of
-its algorithm the JWKS holds (OpenID Connect allows it). An e-mail is folded in ASCII case only
-(`common.emails`); one that Unicode NFKC would change is refused. The person's role comes from the token's groups:
-`security` before `lead` before `self`. Every refusal is a `SignInFailed` whose reason is logged,
-never shown with a token or a code in it."""
+`allowed_groups` is set, membership of one. A token without a `kid` (OpenID Connect allows it)
+is verified by each key of its algorithm the JWKS holds. An e-mail is folded in ASCII case only
+(`common.emails`); one that Unicode NFKC would change is refused. The person's role comes from
+the token's groups: `security` before `lead` before `self`. Every refusal is a `SignInFailed`
+whose reason is logged and shown on the page, never with a token or a code in it."""
 
 from __future__ import annotations
 
@@ -283,9 +283,8 @@ class SignIn:
         claims = self._decoded_by_one(id_token, keys, alg)
         if claims is None and kid is None:  # no kid to tell of a rotation: the JWKS fetched again once
             self._fetch_keys()
-            tried = {id(key) for key in keys}
-            keys += [key for key in self._held(None, alg) if id(key) not in tried]
-            claims = self._decoded_by_one(id_token, [key for key in keys if id(key) not in tried], alg)
+            keys = self._held(None, alg)
+            claims = self._decoded_by_one(id_token, keys, alg)
         if claims is None:
             if kid is not None or len(keys) == 1:
                 raise SignInFailed("the ID token's signature does not verify")
@@ -300,6 +299,7 @@ class SignIn:
         return claims
 
     def _decoded_by_one(self, id_token: str, keys: list[jwt.PyJWK], alg: str) -> dict[str, Any] | None:
+        """The token's claims as verified by the first of `keys` whose signature it is; None: none's."""
         for key in keys:
             claims = self._decoded(id_token, key, alg)
             if claims is not None:
