@@ -295,7 +295,11 @@ async def run_held(directory: Path, gateway: Path, sign_in: bool = False) -> int
     provider = None
     if sign_in:  # the console's callback is known before it starts: the provider sends people there
         callback = f"http://{HOST}:{console_port}/auth/callback"
-        provider = identity.Provider(HOST, free_port(IDENTITY_PORT), callback).start()
+        try:
+            provider = identity.Provider(HOST, free_port(IDENTITY_PORT), callback).start()
+        except OSError as e:
+            print(f"tollgate demo: its sign-in provider cannot listen on {HOST}: {e}", file=sys.stderr)
+            return 1
     standin = StandIn(context, HOST)
     await standin.start()
     config = write_files(directory, f"https://{HOST}:{standin.port}", provider.issuer if provider else None)

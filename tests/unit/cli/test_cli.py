@@ -47,7 +47,7 @@ def test_check_warns_of_an_e_mail_with_a_capital_outside_ascii(tollgate, tmp_pat
     """E-mails compare in ASCII case only: `\u212aate@` (KELVIN SIGN) once matched kate@ and now
     matches only itself, as a plan account and as a person signing in."""
     Path("tollgate.yaml").write_text(
-        'clients:\n  - {name: kate, people: ["\u212aate@example.com", "Kate@Example.com"],'
+        'clients:\n  - {name: kate, people: ["\u212aate@example.com", "Kate@Example.com", "\uff4bate@example.com"],'
         ' accounts: ["\u00c9lodie@example.com", "acct-\u00c9"]}\n',
         encoding="utf-8",
     )
@@ -58,6 +58,8 @@ def test_check_warns_of_an_e_mail_with_a_capital_outside_ascii(tollgate, tmp_pat
         "warning: clients.0.people.0: '\u212aate@example.com' has a capital outside ASCII (U+212A): e-mails"
         " compare in ASCII case only, so it matches only an address written with that very letter;"
         " sign-in refuses an e-mail that Unicode NFKC changes",
+        "warning: clients.0.people.2: '\uff4bate@example.com' holds characters Unicode NFKC changes (U+FF4B):"
+        " sign-in refuses an e-mail that Unicode NFKC changes, so no one signs in as it",
         "warning: clients.0.accounts.0: '\u00c9lodie@example.com' has a capital outside ASCII (U+00C9): e-mails"
         " compare in ASCII case only, so it matches only an address written with that very letter",
     ]
