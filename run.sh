@@ -680,7 +680,9 @@ Commands:
                      installs what is missing
   test unit          the unit tests only, the quick loop: installs nothing they do not need
   demo               a governed call without a key or the internet: a stand-in provider and the
-                     proxy on 127.0.0.1 (files in demo/ only), then the lines to paste
+                     proxy on 127.0.0.1 (files in demo/ only), then the lines to paste;
+                     demo --sign-in: people sign in to the console with the demo's own
+                     OpenID Connect provider (a security person, a lead, a developer)
   lock               write requirements/*.lock anew from pyproject.toml (the exact versions and
                      hashes every install takes), with uv, newest versions within its ranges
   --help             this, then mitmdump's options

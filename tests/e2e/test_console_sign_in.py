@@ -11,6 +11,7 @@ Screenshots under TOLLGATE_SCREENSHOTS, else the test's own directory."""
 from __future__ import annotations
 
 import collections
+import html
 import http.client
 import http.cookiejar
 import itertools
@@ -470,6 +471,8 @@ BAD_TOKENS = {
     "alg HS256": ({"alg": "HS256"}, "the ID token's algorithm 'HS256' is not allowed"),
     "unknown kid": ({"kid": "unknown"}, "is not in the issuer's JWKS"),
     "unverified e-mail": ({"email_verified": False}, "the ID token's e-mail is not verified"),
+    # KELVIN SIGN: Unicode's lower() would make it bob@example.com, who is someone else.
+    "look-alike e-mail": ({"email": "\u212aate@example.com"}, "the ID token's e-mail holds characters Unicode NFKC"),
 }
 
 
@@ -482,6 +485,10 @@ def test_a_bad_id_token_is_401_with_its_reason_in_the_log_and_no_session(idp: Oi
             hops = agent.follow(running.base + "/")
             assert [h.status for h in hops] == [302, 302, 401], name
             assert b"Sign-in failed" in hops[-1].body and agent.cookies("tollgate_session") == [], name
+            # The page says why in plain words, as the log does, with no token, code or secret.
+            page = hops[-1].body.decode()
+            assert html.escape(BAD_TOKENS[name][1], quote=True) in page, (name, page)
+            assert "eyJ" not in page and "code=" not in page and SECRET not in page, page
             assert agent.get(f"{running.base}/api/people").status == 401
         idp.bad = {}
         sign_in(agent_for(idp), running.base)  # a good one still signs in
@@ -492,6 +499,20 @@ def test_a_bad_id_token_is_401_with_its_reason_in_the_log_and_no_session(idp: Oi
         assert reason in line, name
     failed = [r for r in running.records() if r["action"] == "sign_in_failed"]
     assert [r["reason"] for r in failed] == [line.split(": ", 2)[2] for line in refused]
+
+
+def test_an_issuer_whose_tokens_carry_no_kid_signs_people_in(idp: OidcProvider, tmp_path: Path) -> None:
+    """OpenID Connect makes `kid` optional: a JWKS of one key per type, ID tokens without a kid."""
+    idp.kids = False
+    try:
+        with console(tmp_path, idp) as running:
+            for name in ("security", "self"):
+                idp.person = ROLES[name].person
+                agent = agent_for(idp)
+                sign_in(agent, running.base)
+                assert agent.json(f"{running.base}/api/me")[1]["role"] == ROLES[name].role
+    finally:
+        idp.kids = True
 
 
 def test_an_issuer_that_cannot_be_reached_is_401_with_the_reason(tmp_path: Path) -> None:

@@ -347,3 +347,98 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+# The demo's people as `./run.sh demo --sign-in` prints them, what the console calls them, and the
+# clients whose calls each sees (alice's client is in research, bob's an intern's).
+SIGNING_IN = {
+    "sam@example.com": ("Sam Security · security", ["alice", "bob"]),
+    "lena@example.com": ("Lena Lead · lead", ["alice"]),
+    "bob@example.com": ("Bob Developer · self", ["bob"]),
+}
+
+
+def test_run_sh_demo_sign_in_lets_each_person_sign_in_and_see_their_scope(tmp_path):
+    """`./run.sh demo --sign-in` as the docs say: the console behind the demo's own OpenID Connect
+    provider; in Chromium, each person it prints signs in by picking their name on its login page
+    and sees what their role lets them, then signs out."""
+    home, here = tmp_path / "home", tmp_path / "here"
+    home.mkdir()
+    here.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("TOLLGATE_LISTEN", "HTTPS_PROXY", "https_proxy")}
+    demo = subprocess.Popen(
+        [str(ROOT / "run.sh"), "demo", "--sign-in"], cwd=here, stdout=subprocess.PIPE,
+        stderr=(tmp_path / "demo.log").open("w"), text=True, env={**env, "HOME": str(home)}, start_new_session=True,
+    )  # fmt: skip
+    shots = Path(os.environ.get("TOLLGATE_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    try:
+        lines = printed_lines(demo, 180)
+        console_line = next(line for line in lines if line.startswith("Tollgate console: "))
+        base = console_line.split()[2].rstrip("/")
+        assert base.startswith("http://127.0.0.1:") and "token" not in console_line  # people sign in: no token
+        start = next(n for n, line in enumerate(lines) if line.startswith("Sign in to the console as one of these"))
+        assert lines[start].endswith(f"open {base}/ and the demo's own OpenID")
+        issuer = lines[start + 1].split("(")[1].split(")")[0]
+        people = [line.split() for line in lines[start + 2 : start + 5]]
+        assert [p[2] for p in people] == list(SIGNING_IN)
+        assert lines[start + 5].startswith("Sign out (top right) to sign in as another")
+        # The provider speaks the protocol: its discovery names its endpoints and its keys sign RS256.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"{issuer}/.well-known/openid-configuration", timeout=10) as answer:
+            discovery = json.loads(answer.read())
+        assert (discovery["issuer"], discovery["code_challenge_methods_supported"]) == (issuer, ["S256"])
+        with opener.open(discovery["jwks_uri"], timeout=10) as answer:
+            assert [(k["kty"], k["alg"]) for k in json.loads(answer.read())["keys"]] == [("RSA", "RS256")]
+        # A call of each client: alice's let through, bob's refused.
+        export = next(line for line in lines if line.startswith("export "))
+        commands = commands_by_comment(lines)
+        governed = next(c for k, c in commands.items() if k.startswith("# A governed call"))
+        refused = next(c for k, c in commands.items() if k.startswith("# Refused by the policy"))
+        paste(export, governed, home)
+        paste(export, refused, home)
+        assert len(calls_in_audit(DEMO / "audit.jsonl", 2)) == 2
+        browser = Browser(chromium(), tmp_path / "profile", width=1024, height=768)
+        try:
+            for email, (who, clients) in SIGNING_IN.items():
+                browser.go(f"{base}/#people")
+                assert browser.evaluate("location.href").startswith(f"{issuer}/authorize?")
+                assert browser.evaluate("document.querySelector('h1').textContent") == "Tollgate demo: who are you?"
+                if email == "sam@example.com":
+                    browser.screenshot(shots / "demo-sign-in-provider.png")
+                browser.evaluate(f"document.querySelector('button[value=\"{email}\"]').click()")
+                browser.wait_for(f"location.href.startsWith({json.dumps(base)}) && document.readyState === 'complete'")
+                browser.wait_for(
+                    "!document.getElementById('who').hidden && document.getElementById('who-name').textContent"
+                )
+                assert browser.evaluate("document.getElementById('who-name').textContent") == who
+                browser.evaluate("location.hash = 'people'")
+                browser.wait_for(f"document.querySelectorAll('#people tbody tr').length === {len(clients)}")
+                shown = browser.evaluate(
+                    "Array.from(document.querySelectorAll('#people tbody tr td:first-child')).map(c => c.textContent)"
+                )
+                assert sorted(shown) == clients, email
+                me = browser.call("Runtime.evaluate", expression="fetch('/api/me').then(r => r.json())",
+                                  awaitPromise=True, returnByValue=True)["result"]["value"]  # fmt: skip
+                assert (me["email"], me["clients"]) == (email, None if len(clients) == 2 else clients)
+                audit_tab = "document.querySelector('a[data-view=\"audit\"]')"
+                assert browser.evaluate(f"{audit_tab}.hidden") == (email != "sam@example.com")
+                browser.screenshot(shots / f"demo-signed-in-{email.split('@')[0]}.png")
+                browser.evaluate("document.getElementById('sign-out').click()")
+                browser.wait_for(f"location.href === {json.dumps(base + '/auth/signed-out')}")
+        finally:
+            browser.close()
+    finally:
+        if demo.poll() is None:
+            os.kill(demo.pid, signal.SIGINT)  # Ctrl-C
+        code = demo.wait(timeout=30)
+    assert code == 0, (tmp_path / "demo.log").read_text()[-3000:]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and group_alive(demo.pid):
+        time.sleep(0.1)
+    assert not group_alive(demo.pid)
+    assert not listening(int(issuer.rpartition(":")[2])) and not listening(int(base.rpartition(":")[2]))
+    # Each sign-in is in the console's access log, with who it was.
+    access = [json.loads(line) for line in (DEMO / "audit.jsonl.console-access.jsonl").read_text().splitlines()]
+    assert [r.get("email") for r in access if r["action"] == "sign_in"] == list(SIGNING_IN)
+    assert list(here.iterdir()) == list(home.iterdir()) == []

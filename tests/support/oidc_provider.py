@@ -86,6 +86,7 @@ class OidcProvider:
         self.keys = [_Key("rsa-1", "RS256", rsa.generate_private_key(65537, 2048)),
                      _Key("ec-1", "ES256", ec.generate_private_key(ec.SECP256R1()))]  # fmt: skip
         self.signing = "rsa-1"  # the kid the ID tokens are signed with
+        self.kids = True  # the JWKS's keys and the ID tokens' headers name a kid (OIDC makes it optional)
         self.codes: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) in the order they came
         self.token_requests: list[dict[str, Any]] = []  # each token request's form and Authorization
@@ -134,7 +135,8 @@ class OidcProvider:
         return kid
 
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [k.jwk() for k in self.keys]}
+        keys = [k.jwk() for k in self.keys]
+        return {"keys": keys if self.kids else [{n: v for n, v in k.items() if n != "kid"} for k in keys]}
 
     def discovery(self) -> dict[str, Any]:
         document = {
@@ -153,7 +155,8 @@ class OidcProvider:
         """An ID token for `person` (default: `self.person`), signed by the `signing` key; `bad`
         (else `self.bad`) makes it wrong: iss, aud, azp, nonce, exp (seconds from now), iat,
         email_verified, email, groups, drop (claims left out), alg ("none", "HS256"), kid
-        ("unknown": a key not in the JWKS; else the kid named in the header), key_alg (the header's
+        ("unknown": a key not in the JWKS; else the kid named in the header; none at all while
+        `kids` is False), key_alg (the header's
         alg with the right key, e.g. ES256 with the RSA key's kid)."""
         bad = bad or dict(self.bad)
         person = person or self.person
@@ -178,9 +181,11 @@ class OidcProvider:
             return jwt.encode(claims, secret, algorithm="HS256", headers={"kid": self.signing})
         if bad.get("kid") == "unknown":
             stranger = rsa.generate_private_key(65537, 2048)
-            return jwt.encode(claims, stranger, algorithm="RS256", headers={"kid": "not-in-the-jwks"})
+            return jwt.encode(claims, stranger, algorithm="RS256",
+                              headers={"kid": "not-in-the-jwks"} if self.kids else None)  # fmt: skip
         key = self.key(self.signing)
-        return jwt.encode(claims, key.private, algorithm=key.alg, headers={"kid": bad.get("kid", key.kid)})
+        return jwt.encode(claims, key.private, algorithm=key.alg,
+                          headers={"kid": bad.get("kid", key.kid)} if self.kids else None)  # fmt: skip
 
     # ---- the endpoints' logic
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from tollgate.cli.words import plural
 
 if TYPE_CHECKING:
+    from tollgate.configuration.config import Config
     from tollgate.governance.policy.policy import Decision
     from tollgate.records.audit.audit_verify import Anchored
 
@@ -385,9 +386,40 @@ def check_config(path: Path) -> int:
     except PolicyError as e:
         print(f"error: {path}: policy.rego: {e}", file=sys.stderr)
         return 1
+    for warning in email_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
     policy = f", a policy of {plural(len(config.policy.rego), 'file')}" if config.policy.rego else ""
     print(f"{path}: ok ({plural(len(config.clients), 'client')}{policy})")
     return 0
+
+
+def email_warnings(config: Config) -> list[str]:
+    """The configured e-mails with a capital outside ASCII: they matched their small letter while
+    e-mails were folded with Unicode's rules, and match only themselves now (`common.emails`);
+    and people's e-mails that sign-in refuses, as Unicode NFKC changes them."""
+    warnings = []
+    for n, client in enumerate(config.clients):
+        for field, addresses in (("people", client.people), ("accounts", client.accounts)):
+            for i, address in enumerate(addresses):
+                if "@" in address:
+                    warning = _email_warning(address, field == "people")
+                    if warning:
+                        warnings.append(f"clients.{n}.{field}.{i}: {address!r} {warning}")
+    return warnings
+
+
+def _email_warning(address: str, person: bool) -> str | None:
+    from tollgate.common.emails import changed_by_nfkc, non_ascii_capitals
+
+    capitals, changed = non_ascii_capitals(address), changed_by_nfkc(address) if person else []
+    refused = "sign-in refuses an e-mail that Unicode NFKC changes"
+    if capitals:
+        also = f"; {refused}" if changed else ""
+        return (f"has a capital outside ASCII ({', '.join(capitals)}): e-mails compare in ASCII case only, so it"
+                f" matches only an address written with that very letter{also}")  # fmt: skip
+    if changed:
+        return f"holds characters Unicode NFKC changes ({', '.join(changed)}): {refused}, so no one signs in as it"
+    return None
 
 
 def test_policy(paths: list[Path], verbose: bool, zero_on_skipped: bool) -> int:

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, TypeVar, cast
 
 import orjson
 
+from tollgate.common.emails import email_key
 from tollgate.console.day_sums import (
     DAY,
     HOUR,
@@ -60,7 +61,7 @@ class Origin(NamedTuple):
 
     client: str | None
     groups: tuple[str, ...] | None  # None: the record names none (connections, MCP calls)
-    account: str | None  # a plan call's account (an e-mail), lower-cased
+    account: str | None  # a plan call's account (an e-mail), ASCII lower-cased (`email_key`)
     instance: str | None
     jwt: bool  # its client was identified by a JWT (`auth` jwt)
 
@@ -253,7 +254,7 @@ class Index:
         client, groups, account, instance, auth = read
         if groups is not None and not (type(groups) is tuple and all(type(g) is str for g in groups)):
             groups = ()
-        origin = Origin(client, groups, account.lower() if type(account) is str else None,
+        origin = Origin(client, groups, email_key(account) if type(account) is str else None,
                         instance if type(instance) is str else None, auth == "jwt")  # fmt: skip
         number = self._origin_ids.get(origin)
         if number is None:

@@ -28,7 +28,7 @@ import orjson
 from tollgate.console.day_sums import Day, Later, Person, Refusals, ServiceDay
 from tollgate.console.index import NO_ORIGIN, Index, Origin
 
-MAGIC = b"tollgate console index 4\n"  # 4: the sums per origin (`index.Origin`)
+MAGIC = b"tollgate console index 5\n"  # 4: the sums per origin (`index.Origin`); 5: accounts in ASCII case
 DAY_HEAD = len(b'["2026-11-22",')  # how a day's saved sums start: its date
 SUFFIX = ".console-index"
 PROBE = 64 << 10  # the bytes hashed at a file's start and before where reading stopped

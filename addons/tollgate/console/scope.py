@@ -5,7 +5,7 @@ A record's origin (`index.Origin`: its client, groups, plan account, instance) d
 `security` sees every record; a `lead` the records whose `groups` meet the Tollgate groups it
 leads, and its own; everyone else (`self`) its own: those of the clients whose `people` names its
 e-mail, of plan accounts with that e-mail, of JWT-identified clients whose name less an issuer's
-`client_prefix` is that e-mail. E-mails compare without case. A record without a client is
+`client_prefix` is that e-mail. E-mails compare in ASCII case only (`common.emails`). A record without a client is
 `security`'s only, but for a plan call naming the person's own account: that account is the person,
 as a client would be. A line that is no record is `security`'s only. A record that names no groups
 (a connection, an MCP call) has its client's configured groups. Plain code: no HTTP, no files."""
@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from tollgate.common.emails import email_key
 from tollgate.console.index import Index, Origin
 from tollgate.console.viewer import Viewer
 
@@ -28,7 +29,7 @@ class ScopeRules:
     """What the configuration says of people: each e-mail's clients (`clients[].people`), each
     client's groups, and the JWT issuers' client prefixes (`identity.jwt[].client_prefix`)."""
 
-    people: Mapping[str, frozenset[str]] = field(default_factory=dict)  # lower-cased e-mail → client names
+    people: Mapping[str, frozenset[str]] = field(default_factory=dict)  # e-mail (`email_key`) → client names
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # client name → its groups
     prefixes: tuple[str, ...] = ()  # none without JWT issuers
 
@@ -37,7 +38,7 @@ class ScopeRules:
         people: dict[str, set[str]] = {}
         for client in config.clients:
             for email in client.people:
-                people.setdefault(email.lower(), set()).add(client.name)
+                people.setdefault(email_key(email), set()).add(client.name)
         return cls(
             people={email: frozenset(names) for email, names in people.items()},
             groups={client.name: tuple(client.groups) for client in config.clients},
@@ -52,7 +53,7 @@ class Scope:
         self.viewer = viewer
         self.rules = rules
         self.everything = viewer.role == "security"
-        self.email = viewer.email.lower() if viewer.email else None
+        self.email = email_key(viewer.email) if viewer.email else None
         self.leads = viewer.leads if viewer.role == "lead" else frozenset()
         self.configured = rules.people.get(self.email, frozenset()) if self.email else frozenset()
         self._index: Index | None = None
@@ -81,9 +82,8 @@ class Scope:
 
     def jwt_named(self, client: str) -> bool:
         """Whether a JWT-identified client's name, less an issuer's `client_prefix`, is the e-mail."""
-        return any(
-            client.startswith(prefix) and client[len(prefix) :].lower() == self.email for prefix in self.rules.prefixes
-        )
+        email = self.email
+        return any(client.startswith(p) and email_key(client[len(p) :]) == email for p in self.rules.prefixes)
 
     def groups_of(self, origin: Origin) -> tuple[str, ...]:
         """The groups a record was made under: its own, or (a record that names none) its client's."""

@@ -359,16 +359,17 @@ class _Handler(BaseHTTPRequestHandler):
         ])  # fmt: skip
 
     def _failed(self, e: SignInFailed, headers: list[tuple[str, str]] | None = None) -> None:
-        """A sign-in refused: the reason in the console's log (never a token or a code: the
-        reasons name neither), a page without it, and no session."""
+        """A sign-in refused: the reason in the console's log and on the page (never a token or a
+        code: the reasons name neither), and no session."""
         print(f"tollgate console: sign-in refused ({e.status}): {e.reason}", file=sys.stderr, flush=True)
         if self.console.access is not None:
             self.console.access.failed(e.reason, e.email, e.status)
         if e.status == HTTPStatus.FORBIDDEN:
             return self._page(HTTPStatus.FORBIDDEN, "Not allowed",
                               "Your account is not among those allowed to use this self.console.", headers)  # fmt: skip
+        # The reason, as the log has it: plain words that never hold a token, a code or a secret.
         self._page(HTTPStatus.UNAUTHORIZED, "Sign-in failed",
-                   "The sign-in could not be completed; the console's log says why.", headers)  # fmt: skip
+                   f"The sign-in could not be completed: {e.reason}.", headers)  # fmt: skip
 
     def _page(self, status: HTTPStatus, title: str, text: str, headers: list[tuple[str, str]] | None = None) -> None:
         # Nothing loaded from the console (its files need a session: a stylesheet would start a sign-in).

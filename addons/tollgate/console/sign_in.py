@@ -9,9 +9,11 @@ token endpoint (`client_secret_basic` when the client has a secret) and verifies
 its signature by a key of the issuer's JWKS with that key's own algorithm (never `none` or an HMAC
 one; the JWKS fetched again once for a `kid` it does not hold), `iss`, `aud` (and `azp` when
 `aud` names several), `exp`, `nonce`, a verified e-mail (unless `trust_email`) and, when
-`allowed_groups` is set, membership of one. The person's role comes from the token's groups:
-`security` before `lead` before `self`. Every refusal is a `SignInFailed` whose reason is logged,
-never shown with a token or a code in it."""
+`allowed_groups` is set, membership of one. A token without a `kid` (OpenID Connect allows it)
+is verified by each key of its algorithm the JWKS holds. An e-mail is folded in ASCII case only
+(`common.emails`); one that Unicode NFKC would change is refused. The person's role comes from
+the token's groups: `security` before `lead` before `self`. Every refusal is a `SignInFailed`
+whose reason is logged and shown on the page, never with a token or a code in it."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from urllib.parse import quote, urlencode
 
 import jwt
 
+from tollgate.common.emails import changed_by_nfkc, email_key
 from tollgate.configuration.console_settings import SignInConfig
 from tollgate.console.viewer import Viewer
 
@@ -104,7 +107,7 @@ class SignIn:
             urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
         )
         self._metadata: Metadata | None = None
-        self._keys: dict[str | None, jwt.PyJWK] = {}
+        self._keys: list[tuple[str | None, jwt.PyJWK]] = []  # (kid, key): kids are optional in a JWKS
         self._pending: dict[bytes, PendingSignIn] = {}
         self._lock = threading.Lock()
 
@@ -151,7 +154,7 @@ class SignIn:
         document = self._get_json(self.metadata().jwks_uri)
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
             raise SignInFailed('the issuer\'s JWKS is not an object with a "keys" list')
-        keys: dict[str | None, jwt.PyJWK] = {}
+        keys: list[tuple[str | None, jwt.PyJWK]] = []
         for entry in document["keys"]:
             if not isinstance(entry, dict) or entry.get("use", "sig") != "sig" or entry.get("kty") == "oct":
                 continue  # encryption keys, and symmetric ones: never a signature's
@@ -160,20 +163,31 @@ class SignIn:
             except jwt.PyJWTError:
                 continue
             kid = entry.get("kid")
-            keys[kid if isinstance(kid, str) else None] = key
-        self._keys = keys
-
-    def _key(self, kid: str | None) -> jwt.PyJWK:
-        """The key `kid` names; the JWKS fetched again once when it holds none such (a rotation)."""
+            keys.append((kid if isinstance(kid, str) else None, key))
         with self._lock:
-            key = self._keys.get(kid)
-        if key is None:
+            self._keys = keys
+
+    def _held(self, kid: str | None, alg: str) -> list[jwt.PyJWK]:
+        with self._lock:
+            keys = self._keys
+        if kid is not None:
+            return [key for named, key in keys if named == kid][:1]
+        # No kid (OpenID Connect allows it when the issuer's keys tell themselves apart): the
+        # keys that sign with the token's algorithm, each tried.
+        return [key for _, key in keys if key.algorithm_name == alg]
+
+    def _keys_for(self, kid: str | None, alg: str) -> list[jwt.PyJWK]:
+        """The key `kid` names, or without a kid each key of the token's algorithm; the JWKS
+        fetched again once when it holds none such (a rotation)."""
+        keys = self._held(kid, alg)
+        if not keys:
             self._fetch_keys()
-            with self._lock:
-                key = self._keys.get(kid)
-        if key is None:
-            raise SignInFailed(f"the ID token's key ({str(kid)[:80]!r}) is not in the issuer's JWKS")
-        return key
+            keys = self._held(kid, alg)
+        if keys:
+            return keys
+        if kid is None:
+            raise SignInFailed(f"the issuer's JWKS holds no {alg} key for an ID token without kid")
+        raise SignInFailed(f"the ID token's key ({kid[:80]!r}) is not in the issuer's JWKS")
 
     # ---- the flow
 
@@ -262,27 +276,19 @@ class SignIn:
             )
         if kid is not None and not isinstance(kid, str):
             raise SignInFailed("the ID token's kid is not a string")
-        key = self._key(kid)
-        own = key.algorithm_name  # the key's `alg`, else its type's (RSA: RS256; EC: its curve's)
+        keys = self._keys_for(kid, alg)
+        own = keys[0].algorithm_name  # the key's `alg`, else its type's (RSA: RS256; EC: its curve's)
         if own != alg:
             raise SignInFailed(f"the ID token's algorithm {alg} is not its key's own ({own})")
-        try:
-            claims = jwt.decode(
-                id_token, key.key, algorithms=[alg], audience=settings.client_id, issuer=settings.issuer,
-                leeway=LEEWAY_S, options={"require": ["iss", "aud", "exp", "iat", "sub"]},
-            )  # fmt: skip
-        except jwt.ExpiredSignatureError:
-            raise SignInFailed("the ID token has expired") from None
-        except jwt.InvalidAudienceError:
-            raise SignInFailed("the ID token is not for this console (aud)") from None
-        except jwt.InvalidIssuerError:
-            raise SignInFailed("the ID token is from another issuer (iss)") from None
-        except jwt.InvalidSignatureError:
-            raise SignInFailed("the ID token's signature does not verify") from None
-        except jwt.MissingRequiredClaimError as e:
-            raise SignInFailed(f"the ID token has no {e.claim} claim") from None
-        except jwt.PyJWTError as e:
-            raise SignInFailed(f"the ID token cannot be verified ({type(e).__name__})") from None
+        claims = self._decoded_by_one(id_token, keys, alg)
+        if claims is None and kid is None:  # no kid to tell of a rotation: the JWKS fetched again once
+            self._fetch_keys()
+            keys = self._held(None, alg)
+            claims = self._decoded_by_one(id_token, keys, alg)
+        if claims is None:
+            if kid is not None or len(keys) == 1:
+                raise SignInFailed("the ID token's signature does not verify")
+            raise SignInFailed(f"the ID token's signature does not verify with any {alg} key of the issuer's JWKS")
         audience = claims["aud"]
         azp = claims.get("azp")
         if ((isinstance(audience, list) and len(audience) > 1) or azp is not None) and azp != settings.client_id:
@@ -292,6 +298,35 @@ class SignIn:
             raise SignInFailed("the ID token's nonce is not this sign-in's")
         return claims
 
+    def _decoded_by_one(self, id_token: str, keys: list[jwt.PyJWK], alg: str) -> dict[str, Any] | None:
+        """The token's claims as verified by the first of `keys` whose signature it is; None: none's."""
+        for key in keys:
+            claims = self._decoded(id_token, key, alg)
+            if claims is not None:
+                return claims
+        return None
+
+    def _decoded(self, id_token: str, key: jwt.PyJWK, alg: str) -> dict[str, Any] | None:
+        """The token's claims as verified with `key`; None when its signature is not that key's."""
+        settings = self.settings
+        try:
+            return jwt.decode(
+                id_token, key.key, algorithms=[alg], audience=settings.client_id, issuer=settings.issuer,
+                leeway=LEEWAY_S, options={"require": ["iss", "aud", "exp", "iat", "sub"]},
+            )  # fmt: skip
+        except jwt.InvalidSignatureError:
+            return None
+        except jwt.ExpiredSignatureError:
+            raise SignInFailed("the ID token has expired") from None
+        except jwt.InvalidAudienceError:
+            raise SignInFailed("the ID token is not for this console (aud)") from None
+        except jwt.InvalidIssuerError:
+            raise SignInFailed("the ID token is from another issuer (iss)") from None
+        except jwt.MissingRequiredClaimError as e:
+            raise SignInFailed(f"the ID token has no {e.claim} claim") from None
+        except jwt.PyJWTError as e:
+            raise SignInFailed(f"the ID token cannot be verified ({type(e).__name__})") from None
+
     def viewer_of(self, claims: Mapping[str, Any]) -> Viewer:
         """Who the verified claims name, with their role; SignInFailed without a (verified) e-mail,
         NotAllowed outside `allowed_groups`."""
@@ -299,7 +334,13 @@ class SignIn:
         email = claims.get("email")
         if not isinstance(email, str) or "@" not in email:
             raise SignInFailed("the ID token has no e-mail (ask for the email scope)")
-        email = email.strip().lower()
+        changed = changed_by_nfkc(email)
+        if changed:  # KELVIN SIGN, a full-width letter…: another address's look-alike
+            raise SignInFailed(
+                f"the ID token's e-mail holds characters Unicode NFKC changes ({', '.join(changed[:4])}):"
+                " no address is compared so"
+            )
+        email = email_key(email.strip())
         if claims.get("email_verified") is not True and not settings.trust_email:
             raise SignInFailed("the ID token's e-mail is not verified (email_verified)", email)
         found = claims.get(settings.groups_claim)

@@ -17,7 +17,7 @@ class Viewer:
     names `email`, of plan accounts with that e-mail, of JWT-identified clients it names."""
 
     role: Role
-    email: str | None = None  # lower-cased; None for the token holder
+    email: str | None = None  # ASCII lower-cased (`email_key`); None for the token holder
     name: str | None = None
     leads: frozenset[str] = frozenset()
 

@@ -4,9 +4,11 @@
 stand-in provider (`standin.py`) and mitmdump with Tollgate configured to use it (two clients with
 virtual keys, a policy, guardrails, a budget), then prints the lines to paste. Everything it writes is in
 DIR: the configuration and policy (written anew at each start), a CA of its own, the stand-in's
-certificate, the audit (begun anew at each start). Ctrl-C (or SIGTERM) stops the proxy and the
-stand-in. Only the providers' hosts are served: every other connection is refused (egress
-`default: deny`), so nothing leaves the machine.
+certificate, the audit (begun anew at each start). With `--sign-in`, people sign in to the
+console with an OpenID Connect provider of the demo's own (`identity.py`): a security person, a
+lead and a developer. Ctrl-C (or SIGTERM) stops the proxy and the stand-in. Only the providers'
+hosts are served: every other connection is refused (egress `default: deny`), so nothing leaves
+the machine.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from tollgate.console.command import ADDRESS_LINE, PARENT
+from tollgate.demo import identity
 from tollgate.demo.standin import StandIn
 from tollgate.proxy.certs import ensure_ca, issue_server_cert
 
@@ -34,6 +37,7 @@ HOST = "127.0.0.1"
 # (8080), of mitmweb and `--capture` (8081) or of its console (8090).
 PORT = 8180
 CONSOLE_PORT = 8190
+IDENTITY_PORT = 8191  # the demo's own OpenID Connect provider (`--sign-in`)
 ALICE, BOB = "tg-demo-alice-0123456789", "tg-demo-bob-0123456789"
 # A test card number (Visa's), put together here so that the source holds none for a scan to find.
 CARD = " ".join(["4111", *["1111"] * 3])
@@ -57,9 +61,25 @@ deny contains sprintf("model %v is not allowed for interns", [input.model]) if {
 """
 
 
-def configuration(directory: Path, upstream: str) -> str:
-    """The demo's tollgate.yaml: the stand-in as every provider's upstream, with keys of no worth."""
+def sign_in_settings(issuer: str) -> str:
+    """The console's `sign_in` with the demo's provider: its groups to the console's roles."""
+    return f"""console:   # ./run.sh demo --sign-in: people sign in with the demo's own OpenID Connect provider
+  sign_in:
+    issuer: "{issuer}"
+    client_id: {identity.CLIENT_ID}
+    client_secret: {identity.CLIENT_SECRET}
+    security: [security]                  # the provider's group whose members see every record
+    leads: {{research-leads: [research]}}   # the provider's group: the Tollgate groups its members see
+"""
+
+
+def configuration(directory: Path, upstream: str, issuer: str | None = None) -> str:
+    """The demo's tollgate.yaml: the stand-in as every provider's upstream, with keys of no worth;
+    with an `issuer`, the console's sign-in and the people each client is."""
     audit = directory / "audit.jsonl"
+    # Who each client is when they sign in (alice has no sign-in of her own: Lena leads her group).
+    people = ("\n    people: [alice@example.com]", "\n    people: [bob@example.com]   # Bob Developer")
+    alice, bob = people if issuer else ("", "")
     return f"""# Written by ./run.sh demo at each start. An edit takes effect while it runs, until the next start.
 providers:
   openai: {{upstream: "{upstream}", keys: [sk-demo-not-a-real-key]}}
@@ -68,10 +88,10 @@ providers:
 clients:
   - name: alice
     keys: ["{ALICE}"]
-    groups: [research]
+    groups: [research]{alice}
   - name: bob
     keys: ["{BOB}"]
-    groups: [interns]
+    groups: [interns]{bob}
 policy:
   rego: [policy.rego]
 guardrails:
@@ -90,17 +110,17 @@ audit:
 egress:
   default: deny   # only the providers' hosts: nothing leaves this machine
 drain_s: 1
-"""
+""" + (sign_in_settings(issuer) if issuer else "")
 
 
-def write_files(directory: Path, upstream: str) -> Path:
+def write_files(directory: Path, upstream: str, issuer: str | None = None) -> Path:
     """The configuration and policy written anew, the audit and ledger of an earlier demo removed."""
     directory.mkdir(parents=True, exist_ok=True)
     for old in [*directory.glob("audit.jsonl*"), *directory.glob("ledger.sqlite*")]:
         old.unlink()
     (directory / "policy.rego").write_text(POLICY)
     config = directory / "tollgate.yaml"
-    config.write_text(configuration(directory, upstream))
+    config.write_text(configuration(directory, upstream, issuer))
     return config
 
 
@@ -213,10 +233,10 @@ async def wait_listening(port: int, proxy: asyncio.subprocess.Process, stop: asy
     return False
 
 
-async def start_console(config: Path, directory: Path) -> tuple[asyncio.subprocess.Process | None, str]:
-    """`tollgate console` over the demo's audit, and the line it prints with its address and token;
-    where it does not start, no process and a line that says so (the demo goes on without it)."""
-    port = free_port(CONSOLE_PORT)
+async def start_console(config: Path, directory: Path, port: int) -> tuple[asyncio.subprocess.Process | None, str]:
+    """`tollgate console` over the demo's audit, and the line it prints with its address and token
+    (with sign-in, its address alone); where it does not start, no process and a line that says so
+    (the demo goes on without it)."""
     console = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "tollgate", "console", "--config", str(config), "--listen", f"{HOST}:{port}"),
         cwd=directory,
@@ -229,7 +249,7 @@ async def start_console(config: Path, directory: Path) -> tuple[asyncio.subproce
     except TimeoutError:
         line = ""
     if line.startswith(ADDRESS_LINE.partition("{")[0]):
-        return console, f"{line} (open it in a browser: each call shows there as it is made)"
+        return console, f"{line.split(' (sign in')[0]} (open it in a browser: each call shows there as it is made)"
     await end(console)
     return None, "Tollgate console: it did not start (above); the demo goes on without it."
 
@@ -247,21 +267,42 @@ def hold(directory: Path) -> IO[str] | None:
     return lock
 
 
-async def run(directory: Path, gateway: Path) -> int:
+def sign_in_lines(console_port: int, provider: identity.Provider) -> str:
+    """How to sign in to the console as each of the demo's people."""
+    width = max(len(p.name) for p in identity.PEOPLE)
+    people = [f"  {p.name:<{width}}  {p.email:<17} {p.sees}" for p in identity.PEOPLE]
+    return "\n".join([
+        f"Sign in to the console as one of these: open http://{HOST}:{console_port}/ and the demo's own OpenID",
+        f"Connect provider ({provider.issuer}) asks who you are, with no password:",
+        *people,
+        "Sign out (top right) to sign in as another, or use another browser's private window.",
+    ])  # fmt: skip
+
+
+async def run(directory: Path, gateway: Path, sign_in: bool = False) -> int:
     lock = hold(directory)
     if lock is None:
         print(f"tollgate demo: another ./run.sh demo runs with {directory}: stop it first (Ctrl-C)", file=sys.stderr)
         return 1
     with lock:
-        return await run_held(directory, gateway)
+        return await run_held(directory, gateway, sign_in)
 
 
-async def run_held(directory: Path, gateway: Path) -> int:
+async def run_held(directory: Path, gateway: Path, sign_in: bool = False) -> int:
     confdir = directory / "ca"
     context, ca = standin_context(confdir)
+    console_port = free_port(CONSOLE_PORT)
+    provider = None
+    if sign_in:  # the console's callback is known before it starts: the provider sends people there
+        callback = f"http://{HOST}:{console_port}/auth/callback"
+        try:
+            provider = identity.Provider(HOST, free_port(IDENTITY_PORT), callback).start()
+        except OSError as e:
+            print(f"tollgate demo: its sign-in provider cannot listen on {HOST}: {e}", file=sys.stderr)
+            return 1
     standin = StandIn(context, HOST)
     await standin.start()
-    config = write_files(directory, f"https://{HOST}:{standin.port}")
+    config = write_files(directory, f"https://{HOST}:{standin.port}", provider.issuer if provider else None)
     port = free_port(PORT)
     args = ["-s", str(gateway), "--set", f"confdir={confdir}", "--listen-host", HOST, "--listen-port", str(port)]
     args += ["--set", f"tollgate_config={config}", "--set", f"ssl_verify_upstream_trusted_ca={ca}"]
@@ -280,10 +321,12 @@ async def run_held(directory: Path, gateway: Path) -> int:
                 return 0
             print(f"tollgate demo: the proxy did not start (above); {directory} holds its files", file=sys.stderr)
             return 1
-        console, console_line = await start_console(config, directory)
+        console, console_line = await start_console(config, directory, console_port)
         print(f"Tollgate demo: Tollgate on {HOST}:{port}, a stand-in provider on {HOST}:{standin.port}.")
         print(f"Its files: {directory}. Nothing leaves this machine. Ctrl-C stops it.")
         print(console_line)
+        if provider is not None and console is not None:
+            print(sign_in_lines(console_port, provider))
         print(paste_lines(port, ca, directory), flush=True)
         waiting = asyncio.ensure_future(proxy.wait())
         stopping = asyncio.ensure_future(stop.wait())
@@ -295,6 +338,8 @@ async def run_held(directory: Path, gateway: Path) -> int:
             await end(console)
         await end(proxy)
         standin.close()
+        if provider is not None:
+            provider.close()
 
 
 async def end(proxy: asyncio.subprocess.Process) -> None:
@@ -315,8 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tollgate.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, required=True, help="where the demo keeps its files")
     parser.add_argument("--gateway", type=Path, required=True, help="addons/gateway.py of this checkout")
+    parser.add_argument(
+        "--sign-in", action="store_true", help="people sign in to the console with the demo's own OpenID Connect"
+    )
     args = parser.parse_args(argv)
-    return asyncio.run(run(args.dir.resolve(), args.gateway.resolve()))
+    return asyncio.run(run(args.dir.resolve(), args.gateway.resolve(), args.sign_in))
 
 
 if __name__ == "__main__":

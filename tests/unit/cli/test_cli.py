@@ -43,6 +43,33 @@ def test_check_from_another_directory(tollgate, tmp_path: Path, capsys) -> None:
     assert tollgate(["check", "guarded.yaml"]) == 0
 
 
+def test_check_warns_of_an_e_mail_with_a_capital_outside_ascii(tollgate, tmp_path: Path, capsys) -> None:
+    """E-mails compare in ASCII case only: `\u212aate@` (KELVIN SIGN) once matched kate@ and now
+    matches only itself, as a plan account and as a person signing in."""
+    Path("tollgate.yaml").write_text(
+        'clients:\n  - {name: kate, people: ["\u212aate@example.com", "Kate@Example.com", "\uff4bate@example.com"],'
+        ' accounts: ["\u00c9lodie@example.com", "acct-\u00c9"]}\n',
+        encoding="utf-8",
+    )
+    assert tollgate(["check", "tollgate.yaml"]) == 0
+    said = capsys.readouterr()
+    assert said.out == "tollgate.yaml: ok (1 client)\n"
+    assert said.err.splitlines() == [
+        "warning: clients.0.people.0: '\u212aate@example.com' has a capital outside ASCII (U+212A): e-mails"
+        " compare in ASCII case only, so it matches only an address written with that very letter;"
+        " sign-in refuses an e-mail that Unicode NFKC changes",
+        "warning: clients.0.people.2: '\uff4bate@example.com' holds characters Unicode NFKC changes (U+FF4B):"
+        " sign-in refuses an e-mail that Unicode NFKC changes, so no one signs in as it",
+        "warning: clients.0.accounts.0: '\u00c9lodie@example.com' has a capital outside ASCII (U+00C9): e-mails"
+        " compare in ASCII case only, so it matches only an address written with that very letter",
+    ]
+    directory = Directory(load_config("tollgate.yaml"))
+    assert directory.account_holder("\u00e9lodie@example.com") is None
+    assert directory.account_holder("\u00c9LODIE@EXAMPLE.COM") == KnownCaller("kate", (), "subscription")
+    Path("k.yaml").write_text('clients: [{name: kate, accounts: ["kate@example.com"]}]\n')
+    assert Directory(load_config("k.yaml")).account_holder("\u212aATE@example.com") is None
+
+
 def test_check_reads_tollgate_yaml_by_default(tollgate, tmp_path: Path, capsys) -> None:
     Path("tollgate.yaml").write_text("clients: [{name: alice, keys: [tg-alice-0123456789]}, {name: bob}]\n")
     assert tollgate(["check"]) == 0

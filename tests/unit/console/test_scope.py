@@ -221,3 +221,32 @@ def test_the_server_answers_a_forbidden_path_403_and_the_live_stream_by_instance
     finally:
         console.stop()
         thread.join(timeout=5)
+
+
+KELVIN = "\u212a"  # KELVIN SIGN: Unicode's lower() makes it k
+
+
+def test_e_mails_compare_in_ascii_case_only_everywhere() -> None:
+    """An address with a look-alike capital is not the plain one's: not in the rules, not as a plan
+    account in the records, not as a JWT client's name, not as a viewer."""
+    config = {"clients": [{"name": "kate", "keys": ["tg-kate-0000000000000001"], "people": ["KATE@example.com"]},
+                          {"name": "kelvin", "keys": ["tg-kelvin-00000000000001"],
+                           "people": [f"{KELVIN}ate@example.com"]}],
+              "identity": CONFIG["identity"]}  # fmt: skip
+    rules = ScopeRules.of(parse_config(config, {}))
+    assert rules.people == {"kate@example.com": {"kate"}, f"{KELVIN}ate@example.com": {"kelvin"}}
+    kate = Scope(Viewer("self", "kate@example.com"), rules)
+    index = Index()
+    data = lines(
+        {"event": "llm_call", "ts": "2026-11-01T08:00:00Z", "client": None, "account": f"{KELVIN}ATE@example.com",
+         "auth": "subscription"},
+        {"event": "llm_call", "ts": "2026-11-01T08:00:00Z", "client": None, "account": "Kate@Example.com",
+         "auth": "subscription"},
+    )  # fmt: skip
+    index.add_lines(0, 0, data, len(data), {})
+    assert [o.account for o in index.origin_list[1:]] == [f"{KELVIN}ate@example.com", "kate@example.com"]
+    assert kate.chosen(index) == {2}
+    assert kate.sees(origin("kate")) and not kate.sees(origin("kelvin"))
+    assert kate.sees(origin("ci:Kate@example.com", jwt=True))
+    assert not kate.sees(origin(f"ci:{KELVIN}ate@example.com", jwt=True))
+    assert not Scope(Viewer("self", f"{KELVIN}ATE@example.com"), rules).sees(origin("kate"))

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import jwt
 import pytest
 from tests.support.oidc_provider import OidcProvider, Person
 
@@ -33,9 +34,10 @@ def provider() -> Iterator[OidcProvider]:
 
 @pytest.fixture
 def idp(provider: OidcProvider) -> Iterator[OidcProvider]:
-    provider.person, provider.bad, provider.signing, provider.deny = ALICE, {}, "rsa-1", False
+    provider.person, provider.bad, provider.signing, provider.deny, provider.kids = ALICE, {}, "rsa-1", False, True
+    keys = provider.keys
     yield provider
-    provider.bad = {}
+    provider.bad, provider.kids, provider.keys = {}, True, keys  # a test that rotates them gives them back
 
 
 def sign_in(provider: OidcProvider, **settings) -> SignIn:
@@ -237,7 +239,69 @@ def test_the_jwks_is_fetched_again_once_for_a_key_it_does_not_hold(idp: OidcProv
         idp.signing = "rsa-1"
 
 
+@pytest.mark.parametrize("jwks_kids", [False, True])
+def test_an_id_token_without_kid_is_verified_by_the_one_key_of_its_type(idp: OidcProvider, jwks_kids: bool) -> None:
+    """OpenID Connect lets an issuer leave `kid` out: the JWKS's one RSA key (beside an EC one) is it,
+    whether the JWKS names kids or not."""
+    idp.kids = False
+    tokens = [idp.id_token(NONCE)]
+    idp.signing = "ec-1"
+    tokens.append(idp.id_token(NONCE))
+    assert all("kid" not in jwt.get_unverified_header(token) for token in tokens)
+    idp.kids = jwks_kids  # the JWKS as the console fetches it
+    for token in tokens:
+        assert sign_in(idp).verify(token, NONCE)["email"] == "Alice@Example.com"
+
+
+def test_an_id_token_without_kid_tries_each_key_of_its_type(idp: OidcProvider) -> None:
+    idp.kids = False
+    si = sign_in(idp)
+    assert si.verify(idp.id_token(NONCE), NONCE)["nonce"] == NONCE
+    old = idp.signing
+    idp.rotate(keep_old=True)  # two RSA keys now: the new one signs
+    try:
+        assert si.verify(idp.id_token(NONCE), NONCE)["nonce"] == NONCE  # the JWKS fetched again, each tried
+        idp.signing = old
+        assert si.verify(idp.id_token(NONCE), NONCE)["nonce"] == NONCE
+        with pytest.raises(SignInFailed) as refused:
+            si.verify(idp.id_token(NONCE, kid="unknown"), NONCE)
+        assert (
+            refused.value.reason == "the ID token's signature does not verify with any RS256 key of the issuer's JWKS"
+        )
+        token = idp.id_token(NONCE)
+        header, _, signature = token.split(".")
+        forged = idp.id_token(NONCE, email="mallory@example.com").split(".")[1]
+        with pytest.raises(SignInFailed, match="signature does not verify"):
+            si.verify(f"{header}.{forged}.{signature}", NONCE)
+        with pytest.raises(SignInFailed, match="the ID token has expired"):
+            si.verify(idp.id_token(NONCE, exp=-120), NONCE)
+    finally:
+        idp.signing = "rsa-1"
+
+
+def test_an_id_token_without_kid_and_no_key_of_its_type_is_refused(idp: OidcProvider) -> None:
+    idp.kids = False
+    idp.keys = [k for k in idp.keys if k.alg == "ES256"]
+    with pytest.raises(SignInFailed) as refused:
+        sign_in(idp).verify(idp.id_token(NONCE, kid="unknown"), NONCE)
+    assert refused.value.reason == "the issuer's JWKS holds no RS256 key for an ID token without kid"
+
+
 # ---- who signed in
+
+
+def test_e_mails_fold_in_ascii_only_and_one_nfkc_changes_is_refused(idp: OidcProvider) -> None:
+    claims = {"sub": "1", "email": "Kate@Example.COM", "email_verified": True, "groups": []}
+    assert sign_in(idp).viewer_of(claims) == Viewer("self", "kate@example.com")
+    for email, shown in [("\u212aate@example.com", "U+212A"), ("\uff4bate@example.com", "U+FF4B"),
+                         ("ka\ufb01@example.com", "U+FB01"), ("kate@exa\u2126ple.com", "U+2126")]:  # fmt: skip
+        with pytest.raises(SignInFailed) as refused:
+            sign_in(idp).viewer_of({**claims, "email": email})
+        assert refused.value.reason == (
+            f"the ID token's e-mail holds characters Unicode NFKC changes ({shown}): no address is compared so"
+        )
+    # Written with a capital outside ASCII that NFKC keeps, it is that address, not the small letter's.
+    assert sign_in(idp).viewer_of({**claims, "email": "\u00c9lodie@example.com"}).email == "\u00c9lodie@example.com"
 
 
 def test_an_unverified_email_is_refused_unless_trusted(idp: OidcProvider) -> None:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import BeforeValidator, Field, field_validator
 
 from tollgate.common.config_base import Strict
+from tollgate.common.emails import email_key
 from tollgate.governance.identity.jwt_identity import IdentityConfig, JwtIdentity, looks_like_jwt
 from tollgate.providers.credentials import Presented
 
@@ -128,7 +129,7 @@ class Client(Strict):
     # vendors whose tokens name one. An Anthropic plan's token names none.
     accounts: tuple[Annotated[str, Field(min_length=1)], ...] = ()
     # The people this client is, by their e-mail: what each of them sees in the console when
-    # signed in (`console.sign_in`). Compared without regard to letter case.
+    # signed in (`console.sign_in`). Compared without regard to ASCII letter case.
     people: tuple[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")], ...] = ()
 
 
@@ -185,8 +186,8 @@ class Expired:
 
 
 def _account_key(name: str) -> str:
-    """An account as `accounts` are matched: an e-mail in any letter case, an id as written."""
-    return name.lower() if "@" in name else name
+    """An account as `accounts` are matched: an e-mail in any ASCII letter case, an id as written."""
+    return email_key(name) if "@" in name else name
 
 
 def _utc(seconds: float) -> str:
@@ -223,7 +224,7 @@ class Directory:
         self._by_aws_key = {a.access_key_id: c for c in config.clients for a in c.aws_credentials}
         self.aws_secrets = {a.access_key_id: a.secret_access_key for c in config.clients for a in c.aws_credentials}
         self._takes_jwts = bool(config.identity.jwt)
-        # Plan callers by the vendor accounts their client lists (`accounts`), e-mails in lower case.
+        # Plan callers by the vendor accounts their client lists (`accounts`), e-mails in ASCII lower case.
         self._by_account = {
             _account_key(a): KnownCaller(c.name, c.groups, "subscription") for c in config.clients for a in c.accounts
         }
