@@ -39,6 +39,7 @@ from tollgate.records.audit.anchor_verify import (
 )
 from tollgate.records.audit.in_flight import InstanceBusy, check_free
 
+MALFORMED = "malformed"  # the console's marker of a line that is no record (`console/index.py`)
 UNPARSED = object()  # a line `_Verifier.read` parses itself
 
 # How many records back, within a run, a record out of order is still linked to its predecessor.
@@ -379,6 +380,12 @@ class _Verifier:
             self.fault(place, "not a chained record (no instance, seq or chain last): inserted, or changed")
             return
         content, chain = parts
+        if record.get("event") == MALFORMED:
+            self.fault(
+                place,
+                "a record whose event is malformed, the console's marker of a line that is no record: Tollgate"
+                " never writes it (inserted, or changed)",
+            )
         entry = Entry(place, seq, chain, content, record.get("event"), record.get("ts"), record.get("previous_chain"))
         self.summary.records += 1
         self.counted[instance] = self.counted.get(instance, 0) + 1
