@@ -26,7 +26,8 @@ from tollgate.console import saved
 from tollgate.console.index import BAD_LINE
 from tollgate.console.source import Source
 from tollgate.records.audit.anchor_verify import AnchorRules
-from tollgate.records.audit.audit_verify import Place, restored_verifier, saved_state
+from tollgate.records.audit.audit_verify import Place
+from tollgate.records.audit.verify_state import restored_verifier, saved_state
 
 CHUNK = 2 << 20  # bytes read at once
 LINE_READ = 4096  # bytes read at first to serve a record again (most are about 1 kB)

@@ -17,7 +17,8 @@ from tests.unit.anchored_audit import HOUR, KEY, Writer, anchored_file, rewritte
 from tollgate.cli.main import main
 from tollgate.records.audit.anchor_verify import load_rules
 from tollgate.records.audit.audit_record import utc_timestamp
-from tollgate.records.audit.audit_verify import read_lines, restored_verifier, saved_state, verify
+from tollgate.records.audit.audit_verify import read_lines, verify
+from tollgate.records.audit.verify_state import restored_verifier, saved_state
 
 
 @pytest.fixture(scope="module")

@@ -889,12 +889,12 @@ def test_a_runs_last_records_are_kept_as_a_dict_of_them_would_keep_them(monkeypa
     which drops seq - WINDOW as seq comes: in order, out of order, far out of order, with gaps."""
     import random
 
-    from tollgate.records.audit import audit_verify
+    from tollgate.records.audit import last_records
 
-    monkeypatch.setattr(audit_verify, "WINDOW", 8)
+    monkeypatch.setattr(last_records, "WINDOW", 8)
     rng = random.Random(5)
     for _ in range(200):
-        kept, model = audit_verify.LastRecords(), {}
+        kept, model = last_records.LastRecords(), {}
         seqs = list(range(1, 60))
         for _ in range(15):  # some far out of order
             i, j = rng.randrange(len(seqs)), rng.randrange(len(seqs))

@@ -9,7 +9,7 @@ of a later checkpoint of its run, whose `gen_time` is within the window of the c
 `anchor_gap` records say why a checkpoint has none; they never excuse it.
 
 The state kept per run is small and made of JSON values, so that the console saves it with the
-verifier's (`audit_verify.saved_state`)."""
+verifier's (`verify_state.saved_state`)."""
 
 from __future__ import annotations
 
