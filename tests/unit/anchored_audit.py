@@ -15,6 +15,7 @@ from tests.support.tsa import Tsa
 from tollgate.common.audit_chain import Chain, Signer
 from tollgate.records.audit.anchor_verify import iso
 from tollgate.records.audit.audit_record import utc_timestamp
+from tollgate.records.audit.der_order import reply_in_der_order, token_of
 
 KEY = Ed25519PrivateKey.generate()
 HOUR = 3600.0
@@ -23,8 +24,11 @@ HOUR = 3600.0
 def stamp(tsa: Tsa, covers_chain: str) -> tuple[str, str]:
     """A token of `covers_chain` from the TSA, as an audit_anchor record holds it, and its gen_time."""
     query = TimestampRequestBuilder().data(covers_chain.encode()).nonce(nonce=True).cert_request(cert_request=True)
-    response = decode_timestamp_response(tsa.reply_to(query.build().as_bytes()))
-    return base64.b64encode(response.time_stamp_token()).decode(), iso(response.tst_info.gen_time)
+    reply = tsa.reply_to(query.build().as_bytes())
+    response = decode_timestamp_response(reply_in_der_order(reply))  # a TSA that sends its chain too
+    token = token_of(reply)  # as the TSA sent it, as the anchorer keeps it
+    assert token is not None
+    return base64.b64encode(token).decode(), iso(response.tst_info.gen_time)
 
 
 class Writer:

@@ -393,3 +393,25 @@ def test_runs_each_judged_to_their_own_end_the_newest_to_the_files(
     # A window of seven hours: the first run's checkpoint is anchored in time; its tail is no fault.
     status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file), "--anchor-window", "25200")
     assert status == 0
+
+
+def test_tokens_of_a_tsa_that_sends_its_chain_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Its certificate, an intermediate CA's and the root's in each token, in the order the TSA
+    sent them (not DER's): read as `openssl ts -verify` reads them, against the root alone."""
+    chained = Tsa.start(tmp_path / "chained", listening=False, chain=True)
+    now = time.time()
+    w = Writer(chained)
+    w.start(now - 10)
+    w.calls(now - 10, 2)
+    w.anchor(now - 9, w.checkpoint(now - 9))
+    w.calls(now, 1)
+    path = w.write(tmp_path / "audit.jsonl")
+    status, out, err = run_cli(capsys, str(path), "--live", "--anchors", str(chained.ca_file))
+    assert (status, err) == (0, [])
+    assert out[0].startswith(f"anchored: gw-1 to seq 3 of its run of {path}:1 ({path}:3), by {chained.url} at ")
+    assert out[1].endswith(", 1 anchor verified")
+    # Against another TSA's root, it does not check: the chain it carries is not trusted for itself.
+    other = Tsa.start(tmp_path / "other", listening=False)
+    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(other.ca_file))
+    assert status == 1
+    assert out[0].startswith(f"{path}:5: the token of {chained.url} does not verify: its signature and certificate")

@@ -2,7 +2,8 @@
 (`audit_anchor` records) checked, and each checkpoint's anchor in time found (docs/audit.md, "Anchors").
 
 A token checks when it verifies with `rfc3161-client` against the roots of CA_FILE (its signature,
-and its certificate chain as of its `gen_time`) and its imprint is the SHA-256 of the record's
+and its certificate chain as of its `gen_time`; the certificates it carries in any order, as
+`openssl ts -verify` reads them: `der_order`) and its imprint is the SHA-256 of the record's
 `covers_chain`, which must be the `covers_chain` of the checkpoint it names (the record of seq
 `covers_seq + 1` of its run). A checkpoint is anchored in time by a token that checks, of its own or
 of a later checkpoint of its run, whose `gen_time` is within the window of the checkpoint's `ts`.
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from tollgate.configuration.records_settings import load_roots
 from tollgate.records.audit.audit_record import utc_timestamp
+from tollgate.records.audit.der_order import token_in_der_order
 
 ANCHOR = "audit_anchor"
 GAP = "anchor_gap"
@@ -94,7 +96,7 @@ def token_time(token_b64: str, covers_chain: str, rules: AnchorRules) -> datetim
     except (binascii.Error, ValueError):
         raise TokenProblem("its token is not base64") from None
     try:
-        response = decode_timestamp_response(_response(token))
+        response = decode_timestamp_response(_response(token_in_der_order(token)))  # certificates in any order
         gen_time = response.tst_info.gen_time
     except (ValueError, TypeError):
         raise TokenProblem("its token is not a TimeStampToken (DER)") from None

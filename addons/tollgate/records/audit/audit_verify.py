@@ -51,7 +51,6 @@ class Fault:
         return f"{self.place}: {self.what}"
 
 
-
 @dataclass(slots=True)
 class Entry:
     place: Place
