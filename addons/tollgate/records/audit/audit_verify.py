@@ -30,9 +30,11 @@ from tollgate.records.audit.anchor_verify import (
     GAP,
     AnchorRules,
     Gap,
+    Late,
     RunAnchors,
     Stamp,
     missed_fault,
+    record_end,
     seconds,
 )
 from tollgate.records.audit.in_flight import InstanceBusy, check_free
@@ -355,6 +357,8 @@ class _Verifier:
         elif entry.event == GAP and self.anchors is not None:
             tsa, error = record.get("tsa"), record.get("error")
             self.run_anchors(run).gap(str(tsa), str(error), entry.place)
+        elif self.anchors is not None:
+            self.run_anchors(run).record(seq, record_end(record, run.first.ts), entry.place)
 
     def link(self, run: Run, entry: Entry) -> None:
         """Check the entry's chain against its predecessor's, or wait for the predecessor."""
@@ -430,23 +434,21 @@ class _Verifier:
             self.summary.anchors += 1
 
     def settle(self, run: Run, newest: bool) -> None:
-        """The run's checkpoints with no anchor in time, older than the window before the files'
-        last record (its own last record's, for a run that ended): faults, one for the lot."""
+        """The run's records with no anchor in time (`anchor_verify.RunAnchors`): faults, one for
+        the lot, said at the first."""
         if self.anchors is None or run.anchors is None:
             return
-        missed = self.missed(run, newest)
-        if missed:
-            self.fault(missed[0][2], missed_fault(run.instance, missed, run.anchors, self.anchors.window))
+        late = self.missed(run)
+        if late is not None:
+            self.fault(late.first[2], missed_fault(run.instance, late, run.anchors, self.anchors.window))
         if not newest:  # a run ended is kept for what it proves: no anchor will name its checkpoints
-            run.anchors.checkpoints.clear()
-            run.anchors.pending.clear()
+            run.anchors.ended()
 
-    def missed(self, run: Run, newest: bool) -> list[list[Any]]:
-        """The run's checkpoints that are faults for want of an anchor in time, as things stand."""
+    def missed(self, run: Run) -> Late | None:
+        """The run's records that are faults for want of an anchor in time, as things stand."""
         if self.anchors is None or run.anchors is None:
-            return []
-        ended = run.ended or not newest
-        reference = seconds(run.last.ts if ended and run.last is not None else self.summary.last_ts)
+            return None
+        reference = seconds(run.last.ts) if run.last is not None else None
         return run.anchors.missed(reference, self.anchors.window)
 
     def anchor_view(self, instance: str) -> dict[str, Any] | None:
@@ -457,7 +459,7 @@ class _Verifier:
             return None
         anchored = self.anchored(instance)
         run = self.runs[instance]
-        missed = self.missed(run, newest=True)
+        missed = self.missed(run)
         gap = anchored.last_gap
         return {
             "seq": anchored.seq or None,
@@ -467,8 +469,8 @@ class _Verifier:
             "after": anchored.after,
             "gaps": anchored.gaps,
             "last_gap": None if gap is None else {"tsa": gap.tsa, "error": gap.error, "place": str(gap.place)},
-            "missed": "" if not missed or run.anchors is None else
-            f"{missed[0][2]}: {missed_fault(instance, missed, run.anchors, self.anchors.window)}",
+            "missed": "" if missed is None or run.anchors is None else
+            f"{missed.first[2]}: {missed_fault(instance, missed, run.anchors, self.anchors.window)}",
         }  # fmt: skip
 
     def anchored(self, instance: str) -> Anchored:
