@@ -539,3 +539,18 @@ def test_the_records_not_anchored_yet_are_held_as_spans() -> None:
         kept.record(seq, 1_000_000 - seq, ("a", seq))
     assert len(kept.spans) == KEPT_SPANS
     assert kept.spans[0][:3] == [1, kept.spans[1][0] - 1, 1_000_000 - (200_002 + 2 * KEPT_SPANS - KEPT_SPANS + 1)]
+
+
+def test_a_records_end_is_its_ts_plus_its_latency_or_duration() -> None:
+    from tollgate.records.audit.anchor_verify import record_end, seconds
+
+    ts, started = "2026-11-26T10:00:00.000Z", "2026-11-26T12:00:00.000Z"
+    at = seconds(ts)
+    assert at is not None
+    assert record_end({"ts": ts, "latency_ms": 1500.5}, started) == at + 1.5005
+    assert record_end({"ts": ts, "duration_ms": 60_000}, started) == at + 60  # a connection's
+    assert record_end({"ts": ts, "latency_ms": None, "error": "worker lost"}, started) == seconds(started)
+    # A span that is no duration, or longer than a year, read as none: never past what a date holds.
+    for span in (None, -5, True, "9", 1e300, 367 * 86_400_000):
+        assert record_end({"ts": ts, "latency_ms": span}, started) == at
+    assert record_end({"ts": "yesterday"}, started) == 0.0  # held in time by no token
