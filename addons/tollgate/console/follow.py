@@ -492,7 +492,7 @@ class AuditFiles(Source):
                 run = runs.get(instance) if instance is not None else None
                 checkpoint = run.checkpoint if run is not None and run.checkpoint is not None else None
                 anchor = verifier.anchor_view(instance) if instance is not None else None
-                # A checkpoint with no anchor in time, as things stand: a fault of the file that holds it.
+                # Records with no anchor in time, as things stand: a fault of the file that holds the first.
                 missed = [anchor["missed"]] if anchor is not None and anchor["missed"].startswith(f"{name}:") else []
                 rows.append({
                     "file": name, "instance": instance, "records": records,

@@ -482,8 +482,8 @@ def test_checkpoints_kept_but_re_timed_to_now_and_anchored_afresh_are_refused(
     w = three_hours(tsa, now)
     moved = {i: {"ts": utc_timestamp(now)} for i, r in enumerate(w.records) if r["event"] == "audit_checkpoint"}
     path = tmp_path / "audit.jsonl"
-    path.write_bytes(b"".join(line + b"\n" for line in rewritten(w.records, moved | {1: {"input_tokens": 1}} | {
-        i: moved[i] | {"input_tokens": 1} for i in moved if i == 1}, restamp=tsa)))  # fmt: skip
+    change = moved | {1: {"input_tokens": 1}}  # a call rewritten too
+    path.write_bytes(b"".join(line + b"\n" for line in rewritten(w.records, change, restamp=tsa)))
     assert run_cli(capsys, str(path), "--live", "--key", str(public_key(tmp_path)))[0] == 0
     status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
     assert status == 1
