@@ -14,6 +14,7 @@ of a set). It can answer wrongly:
 - `mode = "imprint"`: a valid token for another imprint (the query's last digest byte changed);
 - `mode = "nonce"`: a valid token for another nonce (the query's nonce's last byte changed);
 - `mode = "foreign"`: a valid token signed by a TSA certificate of another CA (`foreign_ca_file`);
+- `mode = "no-certs"`: a valid token that carries no certificate (the query's certReq removed);
 - `mode = "garbage"`: 200 with bytes that are no DER;
 - `status = 503` (any but 200): that status, empty body.
 
@@ -216,6 +217,13 @@ def altered_query(query: bytes, what: str) -> bytes:
     return bytes(changed)
 
 
+def without_cert_request(query: bytes) -> bytes:
+    """The TimeStampReq `query` without its last field, `certReq TRUE` (as `request_for` ends it)."""
+    if not (query.endswith(b"\x01\x01\xff") and query[0] == 0x30 and query[1] < 0x80):
+        raise ValueError("the query does not end with certReq TRUE")
+    return bytes([0x30, query[1] - 3]) + query[2:-3]
+
+
 @dataclass
 class Received:
     path: str
@@ -229,7 +237,7 @@ class Tsa:
 
     directory: Path
     port: int = field(default_factory=free_port)
-    mode: str = "ok"  # ok, rejection, imprint, nonce, foreign, garbage
+    mode: str = "ok"  # ok, rejection, imprint, nonce, foreign, no-certs, garbage
     status: int = 200
     delay: float = 0.0  # seconds it waits before it answers
     requests: list[Received] = field(default_factory=list)
@@ -275,6 +283,8 @@ class Tsa:
             query = altered_query(query, self.mode)
         elif self.mode == "foreign":
             signer, key = self.foreign_cert, self.foreign_key
+        elif self.mode == "no-certs":
+            query = without_cert_request(query)
         with self._lock:
             done = subprocess.run(
                 [

@@ -170,6 +170,7 @@ def test_a_good_reply_is_an_anchor_openssl_verifies(which: str, tmp_path: Path, 
             "the token does not verify against audit.anchor.ca_file: Verify error: unable to get local issuer"
             " certificate",
         ),
+        ("no-certs", 200, "the token carries no certificate: the TSA did not send its own, as asked"),
         ("garbage", 200, "the reply is no RFC 3161 TimeStampResp: ASN.1 parse error: ParseError { kind: ShortData"),
         ("ok", 503, "the TSA answered HTTP 503"),
     ],

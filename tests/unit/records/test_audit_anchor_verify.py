@@ -420,6 +420,25 @@ def test_tokens_of_a_tsa_that_sends_its_chain_verify(tmp_path: Path, capsys: pyt
     assert out[0].startswith(f"{path}:5: the token of {chained.url} does not verify: its signature and certificate")
 
 
+def test_a_token_that_carries_no_certificate_does_not_verify(
+    tsa: Tsa, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A TSA that sends none (its certificate not asked for): its signer cannot be checked."""
+    now = time.time()
+    w = Writer(tsa)
+    w.start(now)
+    tsa.mode = "no-certs"
+    try:
+        w.anchor(now, w.checkpoint(now))  # line 3
+    finally:
+        tsa.mode = "ok"
+    path = w.write(tmp_path / "audit.jsonl")
+    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
+    assert (status, out[0]) == (
+        1, f"{path}:3: the token of {tsa.url} does not verify: it carries no certificate: its signer cannot be checked"
+    )  # fmt: skip
+
+
 # ---- an anchor holds the records it covers: a rewrite anchored afresh is refused
 
 

@@ -109,6 +109,12 @@ def token_time(token_b64: str, covers_chain: str, rules: AnchorRules) -> datetim
         gen_time = response.tst_info.gen_time
     except (ValueError, TypeError):
         raise TokenProblem("its token is not a TimeStampToken (DER)") from None
+    try:
+        carried = len(response.signed_data.certificates)
+    except (ValueError, TypeError):
+        raise TokenProblem("its token is not a TimeStampToken (DER)") from None
+    if not carried:
+        raise TokenProblem("it carries no certificate: its signer cannot be checked")
     verifier = VerifierBuilder(roots=list(rules.roots)).build()
     try:
         verifier.verify_message(response, covers_chain.encode("ascii"))

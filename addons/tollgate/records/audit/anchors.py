@@ -104,6 +104,8 @@ def check_reply(reply: bytes, covers_chain: str, nonce: int, roots: Sequence[x50
         raise AnchorError("the token's imprint is not this checkpoint's (SHA-256 of its covers_chain)")
     if info.nonce != nonce:
         raise AnchorError("the token's nonce is not the request's")
+    if not response.signed_data.certificates:  # asked for (certReq): without it, nothing to check its signer by
+        raise AnchorError("the token carries no certificate: the TSA did not send its own, as asked")
     verifier = VerifierBuilder(roots=list(roots)).build()
     try:
         verifier.verify(response, imprint_of(covers_chain))
