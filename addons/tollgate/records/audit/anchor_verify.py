@@ -208,9 +208,9 @@ class RunAnchors:
     A checkpoint, an anchor or a gap between two records ends a span (they take a seq of their
     own), so an anchor covers whole spans: those up to its `covers_seq`. A span is anchored in
     time when an anchor that covers it has its `gen_time` within the window of every end in it
-    (its first record's end, the oldest, and its newest end). One whose first record is older than
-    the window before such a `gen_time` is late: so is every later anchor, whose `gen_time` is
-    later. The spans are few: as many as the checkpoints since the last anchor in time, and a few
+    (its first record's end, the oldest, and its newest end). One whose first record ended before
+    the window before such a `gen_time` is late: later anchors, whose `gen_time` is later, cannot
+    hold it in time either. The spans are few: as many as the checkpoints since the last anchor in time, and a few
     more when calls that end together are written in another order."""
 
     # covers_seq → [ts, the checkpoint's place, its covers_chain, the covered record's place]: the
@@ -305,20 +305,12 @@ class RunAnchors:
             if span[1] > covers_seq:
                 kept.append(span)
             elif span[2] < moment - window:
-                self._late(span)
+                self.late = _with(self.late, span)
             elif span[3] > moment + window:
                 kept.append(span)
         self.spans = kept
         if not kept and self.late is None:  # all anchored in time: the gaps until now explain nothing missed
             self.open_gaps, self.first_open_gap = 0, None
-
-    def _late(self, span: list[Any]) -> None:
-        first, last = [span[0], iso_of(span[2]), span[4]], [span[1], iso_of(span[3]), span[4]]
-        late = self.late
-        if late is None:
-            self.late = Late(first, last, 1)
-        else:
-            self.late = Late(min(late.first, first, key=_seq), max(late.last, last, key=_seq), late.spans + 1)
 
     def missed(self, reference: float | None, window: float) -> Late | None:
         """The run's records with no anchor in time, as things stand: those found late, and those
@@ -331,11 +323,7 @@ class RunAnchors:
             reference = max(reference, self.newest_gen_time)
         for span in self.spans:
             if span[2] < reference - window:
-                first, last = [span[0], iso_of(span[2]), span[4]], [span[1], iso_of(span[3]), span[4]]
-                if late is None:
-                    late = Late(first, last, 1)
-                else:
-                    late = Late(min(late.first, first, key=_seq), max(late.last, last, key=_seq), late.spans + 1)
+                late = _with(late, span)
         return late
 
     def ended(self) -> None:
@@ -391,13 +379,16 @@ class RunAnchors:
         return kept
 
 
+def _with(late: Late | None, span: list[Any]) -> Late:
+    """`late` with a span of records found late (its first record's end, its newest: ISO)."""
+    first, last = [span[0], utc_timestamp(span[2]), span[4]], [span[1], utc_timestamp(span[3]), span[4]]
+    if late is None:
+        return Late(first, last, 1)
+    return Late(min(late.first, first, key=_seq), max(late.last, last, key=_seq), late.spans + 1)
+
+
 def _seq(entry: list[Any]) -> int:
     return int(entry[0])
-
-
-def iso_of(moment: float) -> str:
-    """Seconds since the epoch as the audit writes times."""
-    return utc_timestamp(moment)
 
 
 def missed_fault(instance: str, late: Late, kept: RunAnchors, window: float) -> str:
