@@ -402,6 +402,15 @@ def test_tokens_of_a_tsa_that_sends_its_chain_verify(tmp_path: Path, capsys: pyt
     """Its certificate, an intermediate CA's and the root's in each token, in the order the TSA
     sent them (not DER's): read as `openssl ts -verify` reads them, against the root alone."""
     chained = Tsa.start(tmp_path / "chained", listening=False, chain=True)
+    other = Tsa.start(tmp_path / "other", listening=False)
+    try:
+        tokens_of_a_chain_checked(chained, other, tmp_path, capsys)
+    finally:
+        chained.close()
+        other.close()
+
+
+def tokens_of_a_chain_checked(chained: Tsa, other: Tsa, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     now = time.time()
     w = Writer(chained)
     w.start(now - 10)
@@ -414,7 +423,6 @@ def test_tokens_of_a_tsa_that_sends_its_chain_verify(tmp_path: Path, capsys: pyt
     assert out[0].startswith(f"anchored: gw-1 to seq 3 of its run of {path}:1 ({path}:3), by {chained.url} at ")
     assert out[1].endswith(", 1 anchor verified")
     # Against another TSA's root, it does not check: the chain it carries is not trusted for itself.
-    other = Tsa.start(tmp_path / "other", listening=False)
     status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(other.ca_file))
     assert status == 1
     assert out[0].startswith(f"{path}:5: the token of {chained.url} does not verify: its signature and certificate")
