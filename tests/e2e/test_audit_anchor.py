@@ -35,6 +35,15 @@ def tsa(tmp_path: Path) -> Iterator[Tsa]:
     tsa.close()
 
 
+@pytest.fixture(params=[False, True], ids=["its certificate alone", "its chain sent"])
+def either_tsa(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Tsa]:
+    """A TSA that sends its certificate alone, and one that sends its chain after it (an
+    intermediate CA and the root, as OpenSSL's `certs =` does: not in DER's order)."""
+    tsa = Tsa.start(tmp_path / "tsa", chain=request.param)
+    yield tsa
+    tsa.close()
+
+
 def gateway(start_gateway, tsa: Tsa, metrics_listen: str | None = None):
     def build(urls: dict[str, str]) -> dict[str, Any]:
         config: dict[str, Any] = {
@@ -79,7 +88,10 @@ def gaps_counted(listen: str, tsa: Tsa) -> float:
     return 0.0 if found is None else float(found.group(1))
 
 
-def test_checkpoints_are_anchored_and_openssl_verifies_each_token(start_gateway, tsa: Tsa, tmp_path: Path) -> None:
+def test_checkpoints_are_anchored_and_openssl_verifies_each_token(
+    start_gateway, either_tsa: Tsa, tmp_path: Path
+) -> None:
+    tsa = either_tsa
     gw = gateway(start_gateway, tsa)
     records_until(gw, lambda rs: len(of(rs, "audit_anchor")) >= 1, "first anchor")  # the started record's checkpoint
     assert gw.run(CALLS.format(key=ALICE)) == {"tokens": 28}
@@ -105,9 +117,10 @@ def test_checkpoints_are_anchored_and_openssl_verifies_each_token(start_gateway,
     assert len(anchors) == tsa.replies  # each token the TSA gave is recorded
     assert {r.headers["authorization"] for r in tsa.requests} == {f"Bearer {TSA_KEY}"}
     assert TSA_KEY not in gw.audit_path.read_text() and TSA_KEY not in console
-    verified = run_tollgate("audit", "verify", str(gw.audit_path))
+    verified = run_tollgate("audit", "verify", str(gw.audit_path), "--anchors", str(tsa.ca_file))
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert verified.stdout.startswith(f"whole: {len(records)} records, 1 instance, 1 run,"), verified.stdout
+    assert f"whole: {len(records)} records, 1 instance, 1 run," in verified.stdout, verified.stdout
+    assert verified.stdout.rstrip().splitlines()[-2].endswith(f", {len(anchors)} anchors verified"), verified.stdout
 
 
 def test_a_tsa_stopped_and_started_again(start_gateway, tsa: Tsa, tmp_path: Path) -> None:

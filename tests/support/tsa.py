@@ -5,12 +5,16 @@ server of our own on 127.0.0.1.
 timeStamping, critical), writes them under the directory, and answers each POST of an
 `application/timestamp-query` with the `application/timestamp-reply` that `openssl ts -reply`
 makes for it. `url` is what `audit.anchor.tsa` takes and `ca_file` what `audit.anchor.ca_file`
-takes (the CA alone); `down` and `up` stop and start it on the same port. It can answer wrongly:
+takes (the CA alone); `down` and `up` stop and start it on the same port. Its replies carry its
+own certificate only; `chain=True` makes its certificate one an intermediate CA signed and sends
+the intermediate and the root after it (OpenSSL's `certs =`, as most TSAs do: not in DER's order
+of a set). It can answer wrongly:
 
 - `mode = "rejection"`: a TimeStampResp of status rejection (2), no token;
 - `mode = "imprint"`: a valid token for another imprint (the query's last digest byte changed);
 - `mode = "nonce"`: a valid token for another nonce (the query's nonce's last byte changed);
 - `mode = "foreign"`: a valid token signed by a TSA certificate of another CA (`foreign_ca_file`);
+- `mode = "no-certs"`: a valid token that carries no certificate (the query's certReq removed);
 - `mode = "garbage"`: 200 with bytes that are no DER;
 - `status = 503` (any but 200): that status, empty body.
 
@@ -83,21 +87,25 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def make_pki(directory: Path, label: str) -> tuple[Path, Path, Path]:
-    """A CA (`<label>-ca.pem`) and a TSA certificate it signed (`<label>-tsa.pem`, key
-    `<label>-tsa.key`), written under `directory`; their paths, in that order."""
-    now = datetime.datetime.now(datetime.UTC)
-    start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
+def _ca(
+    subject: str,
+    start: datetime.datetime,
+    end: datetime.datetime,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
+    path_length: int = 0,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A CA certificate and its key: a root, or one `issuer` (a certificate and its key) signed."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
+    issuer_name, issuer_key = (_name(subject), ca_key) if issuer is None else (issuer[0].subject, issuer[1])
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(_name(f"{label} test CA"))
-        .issuer_name(_name(f"{label} test CA"))
+        .subject_name(_name(subject))
+        .issuer_name(issuer_name)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=False,
@@ -113,8 +121,25 @@ def make_pki(directory: Path, label: str) -> tuple[Path, Path, Path]:
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
     )
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
+        )
+    return builder.sign(issuer_key, hashes.SHA256()), ca_key
+
+
+def make_pki(directory: Path, label: str, chain: bool = False) -> tuple[Path, Path, Path]:
+    """A CA (`<label>-ca.pem`) and a TSA certificate it signed (`<label>-tsa.pem`, key
+    `<label>-tsa.key`), written under `directory`; their paths, in that order. With `chain`, the
+    CA signs an intermediate CA (`<label>-intermediate.pem`), which signs the TSA's certificate."""
+    now = datetime.datetime.now(datetime.UTC)
+    start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
+    root = _ca(f"{label} test CA", start, end, path_length=1 if chain else 0)
+    ca, ca_key = root
+    if chain:
+        ca, ca_key = _ca(f"{label} test intermediate CA", start, end, root)
+        (directory / f"{label}-intermediate.pem").write_bytes(_pem(ca))
     tsa_key = ec.generate_private_key(ec.SECP256R1())
     tsa = (
         x509.CertificateBuilder()
@@ -149,7 +174,7 @@ def make_pki(directory: Path, label: str) -> tuple[Path, Path, Path]:
         directory / f"{label}-tsa.pem",
         directory / f"{label}-tsa.key",
     )
-    ca_path.write_bytes(_pem(ca))
+    ca_path.write_bytes(_pem(root[0]))
     tsa_path.write_bytes(_pem(tsa))
     key_path.write_bytes(_key_pem(tsa_key))
     return ca_path, tsa_path, key_path
@@ -192,6 +217,13 @@ def altered_query(query: bytes, what: str) -> bytes:
     return bytes(changed)
 
 
+def without_cert_request(query: bytes) -> bytes:
+    """The TimeStampReq `query` without its last field, `certReq TRUE` (as `request_for` ends it)."""
+    if not (query.endswith(b"\x01\x01\xff") and query[0] == 0x30 and query[1] < 0x80):
+        raise ValueError("the query does not end with certReq TRUE")
+    return bytes([0x30, query[1] - 3]) + query[2:-3]
+
+
 @dataclass
 class Received:
     path: str
@@ -205,27 +237,33 @@ class Tsa:
 
     directory: Path
     port: int = field(default_factory=free_port)
-    mode: str = "ok"  # ok, rejection, imprint, nonce, foreign, garbage
+    mode: str = "ok"  # ok, rejection, imprint, nonce, foreign, no-certs, garbage
     status: int = 200
     delay: float = 0.0  # seconds it waits before it answers
     requests: list[Received] = field(default_factory=list)
     replies: int = 0  # good tokens given (mode "ok", status 200)
+    chain: bool = False  # its certificate signed by an intermediate CA, sent with the root in each reply
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.ca_file, self.tsa_cert, self.tsa_key = make_pki(self.directory, "tsa")
+        self.ca_file, self.tsa_cert, self.tsa_key = make_pki(self.directory, "tsa", self.chain)
         self.foreign_ca_file, self.foreign_cert, self.foreign_key = make_pki(self.directory, "foreign")
         (self.directory / "serial").write_text("01\n")
         self.config = self.directory / "openssl-tsa.cnf"
-        self.config.write_text(_CONF.format(dir=self.directory))
+        conf = _CONF.format(dir=self.directory)
+        if self.chain:  # as most TSAs are set up: the chain after the signer's certificate, root last
+            sent = self.directory / "tsa-chain.pem"
+            sent.write_bytes((self.directory / "tsa-intermediate.pem").read_bytes() + self.ca_file.read_bytes())
+            conf += f"certs = {sent}\n"
+        self.config.write_text(conf)
         self._lock = threading.Lock()  # one `openssl ts -reply` at a time (its serial file)
         self._serving = False
         self._fresh = False  # a server made and not yet started
         self._make_server()
 
     @classmethod
-    def start(cls, directory: Path | None = None, listening: bool = True) -> Tsa:
-        tsa = cls(Path(directory) if directory else Path(tempfile.mkdtemp(prefix="tollgate-tsa-")))
+    def start(cls, directory: Path | None = None, listening: bool = True, chain: bool = False) -> Tsa:
+        tsa = cls(Path(directory) if directory else Path(tempfile.mkdtemp(prefix="tollgate-tsa-")), chain=chain)
         if listening:
             tsa.up()
         return tsa
@@ -245,6 +283,8 @@ class Tsa:
             query = altered_query(query, self.mode)
         elif self.mode == "foreign":
             signer, key = self.foreign_cert, self.foreign_key
+        elif self.mode == "no-certs":
+            query = without_cert_request(query)
         with self._lock:
             done = subprocess.run(
                 [

@@ -15,6 +15,7 @@ from tests.support.tsa import Tsa
 from tollgate.common.audit_chain import Chain, Signer
 from tollgate.records.audit.anchor_verify import iso
 from tollgate.records.audit.audit_record import utc_timestamp
+from tollgate.records.audit.der_order import reply_in_der_order, token_of
 
 KEY = Ed25519PrivateKey.generate()
 HOUR = 3600.0
@@ -23,8 +24,11 @@ HOUR = 3600.0
 def stamp(tsa: Tsa, covers_chain: str) -> tuple[str, str]:
     """A token of `covers_chain` from the TSA, as an audit_anchor record holds it, and its gen_time."""
     query = TimestampRequestBuilder().data(covers_chain.encode()).nonce(nonce=True).cert_request(cert_request=True)
-    response = decode_timestamp_response(tsa.reply_to(query.build().as_bytes()))
-    return base64.b64encode(response.time_stamp_token()).decode(), iso(response.tst_info.gen_time)
+    reply = tsa.reply_to(query.build().as_bytes())
+    response = decode_timestamp_response(reply_in_der_order(reply))  # a TSA that sends its chain too
+    token = token_of(reply)  # as the TSA sent it, as the anchorer keeps it
+    assert token is not None
+    return base64.b64encode(token).decode(), iso(response.tst_info.gen_time)
 
 
 class Writer:
@@ -80,18 +84,30 @@ class Writer:
 
 
 def rewritten(
-    records: list[dict], change: dict[int, dict], tsa_anchor: bool = False, key: Ed25519PrivateKey = KEY
+    records: list[dict],
+    change: dict[int, dict],
+    tsa_anchor: bool = False,
+    key: Ed25519PrivateKey = KEY,
+    restamp: Tsa | None = None,
 ) -> list[bytes]:
     """The records (their ts and all) with `change` applied to those of these indexes, chained
     again and every checkpoint signed again with the key: what an operator who holds the key
-    can do. An anchor's covers_chain is made the new one with `tsa_anchor`."""
+    can do. An anchor's covers_chain is made the new one with `tsa_anchor`; with `restamp`, each
+    anchor is made anew by that TSA (now) for the checkpoint before it, as it stands."""
     chain, signer, lines, covers = Chain(), Signer(key), [], {}
+    newest: tuple[int, str] | None = None
     for i, original in enumerate(records):
         record = dict(original) | change.get(i, {})
         if record["event"] == "audit_checkpoint":
             made = chain.checkpoint(signer, record["ts"])
             record |= {k: v for k, v in made.items() if k not in ("event", "ts")}
             covers[record["covers_seq"]] = record["covers_chain"]
+            newest = (record["covers_seq"], record["covers_chain"])
+        elif record["event"] == "audit_anchor" and restamp is not None:
+            assert newest is not None
+            token, gen_time = stamp(restamp, newest[1])
+            record |= {"covers_seq": newest[0], "covers_chain": newest[1], "tsa": restamp.url}
+            record |= {"gen_time": gen_time, "token": token}
         elif record["event"] == "audit_anchor" and tsa_anchor:
             record["covers_chain"] = covers[record["covers_seq"]]
         lines.append(chain.link(orjson.dumps(record)))

@@ -200,15 +200,17 @@ def main(argv: list[str] | None = None) -> int:
         "--anchors",
         metavar="CA_FILE",
         help="check every audit_anchor's RFC 3161 token against these roots (PEM): its signature and certificate"
-        " chain as of its gen_time, its imprint against the checkpoint it names; a checkpoint older than the"
-        " window before the last record must have an anchor in time",
+        " chain as of its gen_time, its imprint against the checkpoint it names; every record (but checkpoints,"
+        " anchors and gaps) must be covered by a token whose gen_time is within the window of its end, but those"
+        " of its run's last window",
     )
     verify.add_argument(
         "--anchor-window",
         type=float,
         default=3600.0,
         metavar="SECONDS",
-        help="an anchor is in time when its gen_time is within this many seconds of its checkpoint's ts (default 3600)",
+        help="a record is anchored in time by a token that covers it whose gen_time is within this many seconds of"
+        " its end (default 3600; an honest file passes when it exceeds every_s + checkpoint_s plus a minute)",
     )
     console = commands.add_parser(
         "console", help="a read-only web console over the audit: live activity, people, spend, refusals, …",

@@ -26,7 +26,8 @@ from tollgate.console import saved
 from tollgate.console.index import BAD_LINE
 from tollgate.console.source import Source
 from tollgate.records.audit.anchor_verify import AnchorRules
-from tollgate.records.audit.audit_verify import Place, restored_verifier, saved_state
+from tollgate.records.audit.audit_verify import Place
+from tollgate.records.audit.verify_state import restored_verifier, saved_state
 
 CHUNK = 2 << 20  # bytes read at once
 LINE_READ = 4096  # bytes read at first to serve a record again (most are about 1 kB)
@@ -491,7 +492,7 @@ class AuditFiles(Source):
                 run = runs.get(instance) if instance is not None else None
                 checkpoint = run.checkpoint if run is not None and run.checkpoint is not None else None
                 anchor = verifier.anchor_view(instance) if instance is not None else None
-                # A checkpoint with no anchor in time, as things stand: a fault of the file that holds it.
+                # Records with no anchor in time, as things stand: a fault of the file that holds the first.
                 missed = [anchor["missed"]] if anchor is not None and anchor["missed"].startswith(f"{name}:") else []
                 rows.append({
                     "file": name, "instance": instance, "records": records,

@@ -7,7 +7,7 @@ per day; and, per file read, where reading stopped and what identifies the file.
 when every file it names is still there, the same file (device and inode, and for a file being
 written the bytes at its start and just before where reading stopped), in the same order; else it
 is set aside and the audit is read afresh. It also holds the chain's state as far as it was
-checked (`audit_verify.saved_state`: each run's last records' chains, the faults found, the last
+checked (`verify_state.saved_state`: each run's last records' chains, the faults found, the last
 checkpoints) and, per file, the mark of the last line checked (its start and hash): a restart
 checks the chain only from there, when every mark still holds, else from the files' start."""
 

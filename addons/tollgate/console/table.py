@@ -40,7 +40,8 @@ from tollgate.console.index import BAD_LINE
 from tollgate.console.source import Source
 from tollgate.records.audit.anchor_verify import AnchorRules
 from tollgate.records.audit.audit_record import WORKER_LOST
-from tollgate.records.audit.audit_verify import Entry, Place, Run, restored_verifier, saved_state
+from tollgate.records.audit.audit_verify import Entry, Place, Run
+from tollgate.records.audit.verify_state import restored_verifier, saved_state
 from tollgate.records.senders.audit_postgres import (
     COLUMNS,
     SCHEMA_VERSION,

@@ -72,7 +72,7 @@ def test_a_file_rewritten_and_signed_again_after_anchoring_is_a_fault(tsa: Tsa, 
     assert (row["state"], row["faults"]) == ("whole", [])  # the chain and the signatures hold
 
 
-def test_a_checkpoint_with_no_anchor_in_time_is_a_fault_as_things_stand(tsa: Tsa, tmp_path: Path) -> None:
+def test_records_with_no_anchor_in_time_are_a_fault_as_things_stand(tsa: Tsa, tmp_path: Path) -> None:
     now = time.time()
     w = Writer(tsa)
     w.start(now - 2 * HOUR)
@@ -82,9 +82,9 @@ def test_a_checkpoint_with_no_anchor_in_time_is_a_fault_as_things_stand(tsa: Tsa
     [row] = state([path], load_rules(tsa.ca_file))
     assert row["state"] == "fault"
     assert row["faults"] == [
-        f"{path}:2: no anchor in time: the checkpoint of gw-1 covering seq 1 (ts {utc_timestamp(now - 2 * HOUR)}) has"
-        " no token within 3600 s of it, its own or a later checkpoint's of its run; no anchor_gap record explains it"
-        " (its anchors removed, or never asked for)"
+        f"{path}:1: not anchored in time: this record of gw-1 (seq 1, ended {utc_timestamp(now - 2 * HOUR)}) is"
+        " covered by no token whose gen_time is within 3600 s of its end; no anchor_gap record explains it (its"
+        " anchors removed, re-timed, or never asked for)"
     ]
     [row] = state([path], load_rules(tsa.ca_file, 3 * HOUR))
     assert (row["state"], row["anchor"]["after"], row["anchor"]["seq"]) == ("whole", 3, None)

@@ -34,6 +34,14 @@ def tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tsa]:
     tsa.close()
 
 
+@pytest.fixture(scope="module")
+def chained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tsa]:
+    """A TSA that sends its chain (an intermediate CA and the root) after its certificate."""
+    tsa = Tsa.start(tmp_path_factory.mktemp("chained"), chain=True)
+    yield tsa
+    tsa.close()
+
+
 @pytest.fixture
 def fresh(tsa: Tsa) -> Iterator[Tsa]:
     """The module's TSA answering well again after the test."""
@@ -130,7 +138,10 @@ def _roots(tsa: Tsa):
     return load_roots(str(tsa.ca_file))
 
 
-def test_a_good_reply_is_an_anchor_openssl_verifies(fresh: Tsa, tmp_path: Path) -> None:
+@pytest.mark.parametrize("which", ["fresh", "chained"])
+def test_a_good_reply_is_an_anchor_openssl_verifies(which: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A TSA that sends its certificate alone, and one that sends its chain after it (in no DER order)."""
+    fresh: Tsa = request.getfixturevalue(which)
     records, gaps = _one_round(fresh, {"Authorization": "Bearer tsa-key"})
     assert gaps == []
     [record] = records
@@ -159,6 +170,7 @@ def test_a_good_reply_is_an_anchor_openssl_verifies(fresh: Tsa, tmp_path: Path) 
             "the token does not verify against audit.anchor.ca_file: Verify error: unable to get local issuer"
             " certificate",
         ),
+        ("no-certs", 200, "the token carries no certificate: the TSA did not send its own, as asked"),
         ("garbage", 200, "the reply is no RFC 3161 TimeStampResp: ASN.1 parse error: ParseError { kind: ShortData"),
         ("ok", 503, "the TSA answered HTTP 503"),
     ],

@@ -17,7 +17,8 @@ from tests.unit.anchored_audit import HOUR, KEY, Writer, anchored_file, rewritte
 from tollgate.cli.main import main
 from tollgate.records.audit.anchor_verify import load_rules
 from tollgate.records.audit.audit_record import utc_timestamp
-from tollgate.records.audit.audit_verify import read_lines, restored_verifier, saved_state, verify
+from tollgate.records.audit.audit_verify import read_lines, verify
+from tollgate.records.audit.verify_state import restored_verifier, saved_state
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def test_without_anchors_they_are_counted_not_checked(
     )
 
 
-def test_a_checkpoint_older_than_the_window_with_no_anchor_in_time_fails(
+def test_records_older_than_the_window_with_no_anchor_in_time_fail(
     tsa: Tsa, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Anchored two hours late: the token checks, but is not in time; no anchor_gap says why."""
@@ -94,9 +95,10 @@ def test_a_checkpoint_older_than_the_window_with_no_anchor_in_time_fails(
     status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
     assert status == 1
     assert out[0] == (
-        f"{path}:4: no anchor in time: the checkpoint of gw-1 covering seq 3 (ts {utc_timestamp(now - 2 * HOUR)})"
-        f" has no token within 3600 s of it, its own or a later checkpoint's of its run, nor 1 checkpoint after it"
-        f" (to {path}:6); no anchor_gap record explains it (its anchors removed, or never asked for)"
+        f"{path}:1: not anchored in time: this record of gw-1 (seq 1, ended {utc_timestamp(now - 2 * HOUR)}) is"
+        " covered by no token whose gen_time is within 3600 s of its end; records after it, up to seq 5, may not be"
+        " either;"
+        " no anchor_gap record explains it (its anchors removed, re-timed, or never asked for)"
     )
     assert out[1].startswith(f"anchored: gw-1 to seq 3 of its run of {path}:1 ({path}:3), by {tsa.url} at ")
     # A window of three hours takes the late token as in time for both.
@@ -132,7 +134,7 @@ def test_no_anchor_at_all_fails_once_the_window_has_passed(tsa: Tsa, tmp_path: P
     w.calls(now, 1)
     rules = load_rules(tsa.ca_file)
     verdict = verify(read_lines([str(w.write(tmp_path / "a.jsonl"))]), live=True, anchors=rules)
-    assert [f.what.split(":")[0] for f in verdict.faults] == ["no anchor in time"]
+    assert [str(f).split(": ")[:2] for f in verdict.faults] == [[f"{tmp_path / 'a.jsonl'}:1", "not anchored in time"]]
     assert verdict.anchored["gw-1"].run is None and verdict.anchored["gw-1"].after == 3
     # With a window of three hours: not anchored yet, no fault.
     verdict = verify(
@@ -157,9 +159,10 @@ def test_gaps_explain_a_missing_anchor_never_excuse_it(
     status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
     assert status == 1
     assert out[0] == (
-        f"{path}:3: no anchor in time: the checkpoint of gw-1 covering seq 2 (ts {utc_timestamp(now - 3 * HOUR)})"
-        f" has no token within 3600 s of it, its own or a later checkpoint's of its run; 2 anchor_gap records"
-        f" explain it, not excuse it (the first {path}:4: {tsa.url}: connection refused)"
+        f"{path}:1: not anchored in time: this record of gw-1 (seq 1, ended {utc_timestamp(now - 3 * HOUR)}) is"
+        " covered by no token whose gen_time is within 3600 s of its end; records after it, up to seq 2, may not be"
+        " either;"
+        f" 2 anchor_gap records explain it, not excuse it (the first {path}:4: {tsa.url}: connection refused)"
     )
     assert out[2] == f"anchor gaps: gw-1: 2 anchor_gap records, the last at {path}:5 ({tsa.url}: the TSA answered 503)"
 
@@ -269,8 +272,8 @@ def test_a_rewrite_with_its_anchors_removed_fails_once_the_window_has_passed(
     path.write_bytes(b"".join(line + b"\n" for line in rewritten(kept, {1: {"input_tokens": 1}})))
     status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
     assert status == 1
-    assert out[0].startswith(f"{path}:4: no anchor in time: the checkpoint of gw-1 covering seq 3 ")
-    assert ", nor 1 checkpoint after it" in out[0]  # the two older than an hour before the last record
+    assert out[0].startswith(f"{path}:1: not anchored in time: this record of gw-1 (seq 1, ")
+    assert "; records after it, up to seq 6, may not be either;" in out[0]  # those more than an hour before the last
     assert out[1] == f"not anchored: gw-1: no token ({len(kept)} records not anchored yet)"
 
 
@@ -280,11 +283,11 @@ def test_a_stopped_runs_tail_is_not_anchored_and_no_fault(
     """The checkpoint written at stop is never anchored: the run's tail, said, not a fault."""
     now = time.time()
     w = Writer(tsa)
-    w.start(now - 5 * HOUR)
-    w.calls(now - 5 * HOUR, 1)
-    w.anchor(now - 5 * HOUR, w.checkpoint(now - 5 * HOUR))
-    w.calls(now - 5 * HOUR + 30, 2)
-    w.stop(now - 5 * HOUR + 40)
+    w.start(now - 40)
+    w.calls(now - 40, 1)
+    w.anchor(now - 40, w.checkpoint(now - 40))
+    w.calls(now - 10, 2)
+    w.stop(now)
     path = w.write(tmp_path / "audit.jsonl")
     status, out, _ = run_cli(capsys, str(path), "--anchors", str(tsa.ca_file))
     assert status == 0, out
@@ -367,8 +370,8 @@ def test_two_tsas_each_checked_against_the_roots_of_both(
 def test_runs_each_judged_to_their_own_end_the_newest_to_the_files(
     tsa: Tsa, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A run stopped hours ago: its checkpoints older than the window before its own end need an
-    anchor in time, its tail does not; the instance is anchored up to its newest run's anchor."""
+    """A run stopped hours ago, anchored late: its records need an anchor in time (its tail too, as
+    the token is newer than its end); the instance is anchored up to its newest run's anchor."""
     now = time.time()
     w = Writer(tsa)
     w.start(now - 6 * HOUR)
@@ -383,12 +386,198 @@ def test_runs_each_judged_to_their_own_end_the_newest_to_the_files(
     path = w.write(tmp_path / "audit.jsonl")
     status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
     assert status == 1
-    assert out[0].startswith(f"{path}:3: no anchor in time: the checkpoint of gw-1 covering seq 2 ")
+    assert out[0].startswith(f"{path}:1: not anchored in time: this record of gw-1 (seq 1, ")
+    assert "; records after it, up to seq 5, may not be either;" in out[0]
     assert out[1] == (
         f"anchored: gw-1 to seq 2 of its run of {path}:8 ({path}:9), by {tsa.url} at {w.records[10]['gen_time']};"
         " 3 records after it not anchored yet"
     )
     assert len(out) == 2  # the fault and the anchored line; the summary on standard error
-    # A window of seven hours: the first run's checkpoint is anchored in time; its tail is no fault.
+    # A window of seven hours: the first run's records are anchored in time.
     status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file), "--anchor-window", "25200")
     assert status == 0
+
+
+def test_tokens_of_a_tsa_that_sends_its_chain_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Its certificate, an intermediate CA's and the root's in each token, in the order the TSA
+    sent them (not DER's): read as `openssl ts -verify` reads them, against the root alone."""
+    chained = Tsa.start(tmp_path / "chained", listening=False, chain=True)
+    other = Tsa.start(tmp_path / "other", listening=False)
+    try:
+        tokens_of_a_chain_checked(chained, other, tmp_path, capsys)
+    finally:
+        chained.close()
+        other.close()
+
+
+def tokens_of_a_chain_checked(chained: Tsa, other: Tsa, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    now = time.time()
+    w = Writer(chained)
+    w.start(now - 10)
+    w.calls(now - 10, 2)
+    w.anchor(now - 9, w.checkpoint(now - 9))
+    w.calls(now, 1)
+    path = w.write(tmp_path / "audit.jsonl")
+    status, out, err = run_cli(capsys, str(path), "--live", "--anchors", str(chained.ca_file))
+    assert (status, err) == (0, [])
+    assert out[0].startswith(f"anchored: gw-1 to seq 3 of its run of {path}:1 ({path}:3), by {chained.url} at ")
+    assert out[1].endswith(", 1 anchor verified")
+    # Against another TSA's root, it does not check: the chain it carries is not trusted for itself.
+    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(other.ca_file))
+    assert status == 1
+    assert out[0].startswith(f"{path}:5: the token of {chained.url} does not verify: its signature and certificate")
+
+
+def test_a_token_that_carries_no_certificate_does_not_verify(
+    tsa: Tsa, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A TSA that sends none (its certificate not asked for): its signer cannot be checked."""
+    now = time.time()
+    w = Writer(tsa)
+    w.start(now)
+    tsa.mode = "no-certs"
+    try:
+        w.anchor(now, w.checkpoint(now))  # line 3
+    finally:
+        tsa.mode = "ok"
+    path = w.write(tmp_path / "audit.jsonl")
+    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
+    assert (status, out[0]) == (
+        1, f"{path}:3: the token of {tsa.url} does not verify: it carries no certificate: its signer cannot be checked"
+    )  # fmt: skip
+
+
+# ---- an anchor holds the records it covers: a rewrite anchored afresh is refused
+
+
+def three_hours(tsa: Tsa, now: float) -> Writer:
+    """An instance's three hours: two calls and a checkpoint every half hour, each anchored (by the
+    TSA now: the forger's files below keep none of them), then a call and a last checkpoint."""
+    w = Writer(tsa)
+    w.start(now - 3 * HOUR)
+    for k in range(6):
+        at = now - 3 * HOUR + k * HOUR / 2
+        w.calls(at, 2)
+        w.anchor(at + 2, w.checkpoint(at + 1))
+    w.calls(now - 60, 1)
+    w.checkpoint(now - 30)
+    return w
+
+
+def public_key(tmp_path: Path) -> Path:
+    public = tmp_path / "audit-signing.pub.pem"
+    public.write_bytes(
+        KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return public
+
+
+def test_a_call_rewritten_its_checkpoints_removed_and_the_last_anchored_afresh_is_refused(
+    tsa: Tsa, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The key holder rewrites an old call, removes every checkpoint and anchor but the last,
+    signs it again and has it time-stamped now: the key says whole; the anchor, made now, holds
+    in time none of the records older than the window."""
+    now = time.time()
+    w = three_hours(tsa, now)
+    template = next(r for r in w.records if r["event"] == "audit_anchor")
+    kept = [r for r in w.records[:-1] if r["event"] not in ("audit_checkpoint", "audit_anchor")]
+    forged = [*kept, w.records[-1], dict(template, ts=utc_timestamp(now))]
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in rewritten(forged, {1: {"input_tokens": 1}}, restamp=tsa)))
+    assert run_cli(capsys, str(path), "--live", "--key", str(public_key(tmp_path)))[0] == 0
+    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
+    assert status == 1
+    assert out[0] == (
+        f"{path}:1: not anchored in time: this record of gw-1 (seq 1, ended {utc_timestamp(now - 3 * HOUR)}) is"
+        " covered by no token whose gen_time is within 3600 s of its end; records after it, up to seq 14, may not be"
+        " either;"
+        " no anchor_gap record explains it (its anchors removed, re-timed, or never asked for)"
+    )
+    assert out[1].startswith(f"anchored: gw-1 to seq 14 of its run of {path}:1 ({path}:14), by {tsa.url} at ")
+    # The same file within the window of its anchor: whole (the fault is the records' age, nothing else).
+    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file), "--anchor-window", "11000")
+    assert status == 0, out
+
+
+def test_checkpoints_kept_but_re_timed_to_now_and_anchored_afresh_are_refused(
+    tsa: Tsa, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each checkpoint's ts moved to now and each anchored afresh: every checkpoint is in time
+    with its anchor, the records they cover are not."""
+    now = time.time()
+    w = three_hours(tsa, now)
+    moved = {i: {"ts": utc_timestamp(now)} for i, r in enumerate(w.records) if r["event"] == "audit_checkpoint"}
+    path = tmp_path / "audit.jsonl"
+    change = moved | {1: {"input_tokens": 1}}  # a call rewritten too
+    path.write_bytes(b"".join(line + b"\n" for line in rewritten(w.records, change, restamp=tsa)))
+    assert run_cli(capsys, str(path), "--live", "--key", str(public_key(tmp_path)))[0] == 0
+    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
+    assert status == 1
+    assert out[0].startswith(
+        f"{path}:1: not anchored in time: this record of gw-1 (seq 1, ended {utc_timestamp(now - 3 * HOUR)}) is"
+        " covered by no token whose gen_time is within 3600 s of its end; records after it, up to seq "
+    )
+
+
+def test_an_honest_file_passes_its_tails_and_its_recovered_calls_held_as_written(
+    tsa: Tsa, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stopped run's tail (its stop is never anchored) and the live run's are exempt; a call
+    recovered at a start (`worker lost`: its ts its start, two hours ago) ended at that start; a
+    long call ended at its ts plus its latency."""
+    now = time.time()
+
+    def written(error: str | None = "worker lost", latency_s: float = 3 * HOUR - 90) -> Path:
+        w = Writer(tsa)
+        w.start(now - 200)
+        w.calls(now - 200, 2)
+        w.anchor(now - 199, w.checkpoint(now - 199))
+        w.calls(now - 150, 1)
+        w.stop(now - 140)
+        w.start(now - 100)  # line 9
+        w.record(now - 2 * HOUR, "llm_call", request_id="lost", client="alice", latency_ms=None, error=error)
+        w.record(now - 3 * HOUR, "llm_call", request_id="long", client="alice", latency_ms=latency_s * 1000)
+        w.anchor(now - 80, w.checkpoint(now - 80))
+        w.calls(now, 1)
+        return w.write(tmp_path / "audit.jsonl")
+
+    window = ("--live", "--anchors", str(tsa.ca_file), "--anchor-window", "300")
+    status, out, _ = run_cli(capsys, str(written()), *window)
+    assert status == 0, out
+    # Were the lost call's end its ts, or the long call's its ts, neither would be in time.
+    for line, changed in ((10, {"error": None}), (11, {"latency_s": 1})):
+        path = written(**changed)  # type: ignore[arg-type]
+        status, out, _ = run_cli(capsys, str(path), *window)
+        assert (status, out[0].split(": ")[:2]) == (1, [f"{path}:{line}", "not anchored in time"]), out
+
+
+def test_the_records_not_anchored_yet_are_held_as_spans() -> None:
+    """Memory that grows with the checkpoints between anchors, not with the records."""
+    from tollgate.records.audit.anchor_verify import KEPT_SPANS, RunAnchors
+
+    kept = RunAnchors()
+    for seq in range(1, 200_001):  # ends that go on: one span
+        kept.record(seq, 1_000_000 + seq / 100, ("a", seq))
+    assert kept.spans == [[1, 200_000, 1_000_000.01, 1_000_000 + 2000.0, ("a", 1)]]
+    kept.record(200_002, 1_000_000.0, ("a", 200_002))  # a checkpoint between: a span of its own
+    assert len(kept.spans) == 2
+    for seq in range(200_003, 200_003 + 2 * KEPT_SPANS):  # ends going back at each record: bounded
+        kept.record(seq, 1_000_000 - seq, ("a", seq))
+    assert len(kept.spans) == KEPT_SPANS
+    assert kept.spans[0][:3] == [1, kept.spans[1][0] - 1, 1_000_000 - (200_002 + 2 * KEPT_SPANS - KEPT_SPANS + 1)]
+
+
+def test_a_records_end_is_its_ts_plus_its_latency_or_duration() -> None:
+    from tollgate.records.audit.anchor_verify import record_end, seconds
+
+    ts, started = "2026-11-26T10:00:00.000Z", "2026-11-26T12:00:00.000Z"
+    at = seconds(ts)
+    assert at is not None
+    assert record_end({"ts": ts, "latency_ms": 1500.5}, started) == at + 1.5005
+    assert record_end({"ts": ts, "duration_ms": 60_000}, started) == at + 60  # a connection's
+    assert record_end({"ts": ts, "latency_ms": None, "error": "worker lost"}, started) == seconds(started)
+    # A span that is no duration, or longer than a year, read as none: never past what a date holds.
+    for span in (None, -5, True, "9", 1e300, 367 * 86_400_000):
+        assert record_end({"ts": ts, "latency_ms": span}, started) == at
+    assert record_end({"ts": "yesterday"}, started) == 0.0  # held in time by no token

@@ -889,12 +889,12 @@ def test_a_runs_last_records_are_kept_as_a_dict_of_them_would_keep_them(monkeypa
     which drops seq - WINDOW as seq comes: in order, out of order, far out of order, with gaps."""
     import random
 
-    from tollgate.records.audit import audit_verify
+    from tollgate.records.audit import last_records
 
-    monkeypatch.setattr(audit_verify, "WINDOW", 8)
+    monkeypatch.setattr(last_records, "WINDOW", 8)
     rng = random.Random(5)
     for _ in range(200):
-        kept, model = audit_verify.LastRecords(), {}
+        kept, model = last_records.LastRecords(), {}
         seqs = list(range(1, 60))
         for _ in range(15):  # some far out of order
             i, j = rng.randrange(len(seqs)), rng.randrange(len(seqs))
@@ -913,3 +913,17 @@ def test_a_runs_last_records_are_kept_as_a_dict_of_them_would_keep_them(monkeypa
                 assert kept.chain(probe) == (model[probe][0] if probe in model else None)
                 assert (probe in kept) is (probe in model)
                 assert kept.below(probe) == max((s for s in model if s < probe), default=0)
+
+
+def test_a_record_whose_event_is_malformed_is_a_fault_as_the_console_counts_it() -> None:
+    """`malformed` is the console's marker of a line that is no record: Tollgate never writes it, so
+    a chained record that says it was written by someone else (with the key, its chain holds)."""
+    w = started_writer(calls=1, signer=Signer(KEY))
+    w.record("malformed", file="a.jsonl", offset=0, length=3)
+    w.calls(1)
+    w.stop()
+    assert faults(check(w.lines)) == [
+        "a.jsonl:3: a record whose event is malformed, the console's marker of a line that is no record:"
+        " Tollgate never writes it (inserted, or changed)"
+    ]
+    assert faults(check(w.lines, key=None)) == faults(check(w.lines))

@@ -4,7 +4,8 @@ own beside the audit writer, at most once per `every_s`.
 
 The imprint is the SHA-256 of the checkpoint's `covers_chain`, its 64 ASCII characters; each
 request carries a nonce and asks for the TSA's certificate. Each reply is checked as it comes
-(status, imprint, nonce, signature and certificate chain to `ca_file`) and written as an
+(status, imprint, nonce, signature and certificate chain to `ca_file`; its certificates in any
+order, as verifiers read them) and written as an
 `audit_anchor` record, its `token` the TimeStampToken's DER in base64, which `openssl ts -verify
 -token_in -in TOKEN -data FILE -CAfile CA` checks where FILE holds the 64 characters. A TSA that
 fails, or whose reply does not check, is an `anchor_gap` record, and is asked again next time.
@@ -27,6 +28,7 @@ from typing import Any, NamedTuple
 from cryptography import x509
 
 from tollgate.records.audit.audit_record import utc_timestamp
+from tollgate.records.audit.der_order import reply_in_der_order, token_of
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +85,8 @@ def check_reply(reply: bytes, covers_chain: str, nonce: int, roots: Sequence[x50
     extendedKeyUsage timeStamping) that chains to one of `roots` as of its time. AnchorError otherwise."""
     from rfc3161_client import VerificationError, VerifierBuilder, decode_timestamp_response
 
-    try:
-        response = decode_timestamp_response(reply)
+    try:  # its certificates read in any order, as `openssl ts -verify` reads them (`der_order`)
+        response = decode_timestamp_response(reply_in_der_order(reply))
     except ValueError as e:
         raise AnchorError(f"the reply is no RFC 3161 TimeStampResp: {e}") from None
     status = int(response.status)
@@ -102,6 +104,8 @@ def check_reply(reply: bytes, covers_chain: str, nonce: int, roots: Sequence[x50
         raise AnchorError("the token's imprint is not this checkpoint's (SHA-256 of its covers_chain)")
     if info.nonce != nonce:
         raise AnchorError("the token's nonce is not the request's")
+    if not response.signed_data.certificates:  # asked for (certReq): without it, nothing to check its signer by
+        raise AnchorError("the token carries no certificate: the TSA did not send its own, as asked")
     verifier = VerifierBuilder(roots=list(roots)).build()
     try:
         verifier.verify(response, imprint_of(covers_chain))
@@ -109,7 +113,8 @@ def check_reply(reply: bytes, covers_chain: str, nonce: int, roots: Sequence[x50
         found = _OPENSSL_DATA.search(str(e))  # OpenSSL's error stack: its last words say it
         why = found.group(1) if found else str(e)
         raise AnchorError(f"the token does not verify against audit.anchor.ca_file: {why}") from None
-    return Token(utc_timestamp(info.gen_time.timestamp()), response.time_stamp_token())
+    # The token kept is the TSA's, byte for byte (its certificates in the order it sent them).
+    return Token(utc_timestamp(info.gen_time.timestamp()), token_of(reply) or response.time_stamp_token())
 
 
 def ask(url: str, query: bytes, headers: Mapping[str, str], timeout: float = TIMEOUT) -> bytes:

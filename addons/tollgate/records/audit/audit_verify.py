@@ -6,13 +6,11 @@ line, and says what it is, never what the record holds beyond what locates it.""
 
 from __future__ import annotations
 
-import base64
 import glob
 import os
-from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -32,26 +30,18 @@ from tollgate.records.audit.anchor_verify import (
     GAP,
     AnchorRules,
     Gap,
+    Late,
     RunAnchors,
     Stamp,
     missed_fault,
+    record_end,
     seconds,
 )
 from tollgate.records.audit.in_flight import InstanceBusy, check_free
+from tollgate.records.audit.last_records import LastRecords, Place
 
+MALFORMED = "malformed"  # the console's marker of a line that is no record (`console/index.py`)
 UNPARSED = object()  # a line `_Verifier.read` parses itself
-
-# How many records back, within a run, a record out of order is still linked to its predecessor.
-WINDOW = 100_000
-SEQ_LIMIT = 1 << 62  # a seq held in a column; a greater one (no audit comes near) is kept apart
-
-
-class Place(NamedTuple):  # made for every line read: a tuple is made in a fraction of a dataclass's time
-    file: str
-    line: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}"
 
 
 @dataclass(frozen=True)
@@ -61,97 +51,6 @@ class Fault:
 
     def __str__(self) -> str:
         return f"{self.place}: {self.what}"
-
-
-class Kept(NamedTuple):
-    """What is kept of each of a run's last WINDOW records: its chain, to link the next to, and its
-    place, to name it."""
-
-    chain: str
-    place: Place
-
-
-class LastRecords:
-    """A run's last WINDOW records by seq, as a dict of seq to `Kept` that drops seq - WINDOW as
-    seq comes, held in flat columns: a slot per seq modulo WINDOW (its seq, its chain's 32 bytes,
-    its file and line), so that 100,000 records take 5 MB, not the 40 MB of as many tuples and
-    strings. A record the slots cannot hold (far out of order, or its slot's seq still kept) is
-    kept apart, as it would be in the dict."""
-
-    __slots__ = ("apart", "chains", "file_names", "file_numbers", "files", "lines", "seqs")
-
-    def __init__(self) -> None:
-        self.clear()
-
-    def clear(self) -> None:
-        self.seqs = array("q")  # per slot: the seq it holds (0: none)
-        self.chains = bytearray()  # per slot: 32 bytes
-        self.lines = array("q")
-        self.files = array("i")  # per slot: its file's number in `file_names`
-        self.file_names: list[str] = []
-        self.file_numbers: dict[str, int] = {}
-        self.apart: dict[int, Kept] = {}
-
-    def __contains__(self, seq: int) -> bool:
-        return self._slot(seq) is not None or seq in self.apart
-
-    def get(self, seq: int) -> Kept | None:
-        slot = self._slot(seq)
-        if slot is None:
-            return self.apart.get(seq)
-        place = Place(self.file_names[self.files[slot]], self.lines[slot])
-        return Kept(self.chains[slot * 32 : slot * 32 + 32].hex(), place)
-
-    def chain(self, seq: int) -> str | None:
-        """The chain of record `seq`, when it is kept."""
-        slot = self._slot(seq)
-        if slot is None:
-            kept = self.apart.get(seq)
-            return None if kept is None else kept.chain
-        return self.chains[slot * 32 : slot * 32 + 32].hex()
-
-    def add(self, seq: int, chain: str, place: Place) -> None:
-        """Record `seq` (not kept yet); seq - WINDOW dropped."""
-        apart = self.apart
-        if apart:
-            apart.pop(seq - WINDOW, None)
-        if seq >= SEQ_LIMIT:
-            apart[seq] = Kept(chain, place)
-            return
-        slot = seq % WINDOW
-        seqs = self.seqs
-        if slot >= len(seqs):
-            self._grow(slot + 1)
-        held = seqs[slot]
-        if held > seq:  # an older record, come late: its slot holds a newer one
-            apart[seq] = Kept(chain, place)
-            return
-        if held and held != seq - WINDOW:  # a record not dropped (seq + WINDOW never came): kept apart
-            apart[held] = self.get(held)  # type: ignore[assignment]
-        seqs[slot] = seq
-        self.chains[slot * 32 : slot * 32 + 32] = bytes.fromhex(chain)
-        self.lines[slot] = place.line
-        number = self.file_numbers.get(place.file)
-        if number is None:
-            number = self.file_numbers[place.file] = len(self.file_names)
-            self.file_names.append(place.file)
-        self.files[slot] = number
-
-    def _grow(self, size: int) -> None:
-        """Slots up to `size` at least (twice as many as before, up to WINDOW: a run's seqs come one by one)."""
-        more = min(WINDOW, max(size, 2 * len(self.seqs), 1024)) - len(self.seqs)
-        self.seqs.frombytes(bytes(8 * more))
-        self.chains.extend(bytes(32 * more))
-        self.lines.frombytes(bytes(8 * more))
-        self.files.frombytes(bytes(4 * more))
-
-    def below(self, seq: int) -> int:
-        """The highest seq kept below `seq` (0: none)."""
-        return max((s for s in (*self.seqs, *self.apart) if 0 < s < seq), default=0)
-
-    def _slot(self, seq: int) -> int | None:
-        slot = seq % WINDOW
-        return slot if slot < len(self.seqs) and self.seqs[slot] == seq and seq > 0 else None
 
 
 @dataclass(slots=True)
@@ -379,6 +278,12 @@ class _Verifier:
             self.fault(place, "not a chained record (no instance, seq or chain last): inserted, or changed")
             return
         content, chain = parts
+        if record.get("event") == MALFORMED:
+            self.fault(
+                place,
+                "a record whose event is malformed, the console's marker of a line that is no record: Tollgate"
+                " never writes it (inserted, or changed)",
+            )
         entry = Entry(place, seq, chain, content, record.get("event"), record.get("ts"), record.get("previous_chain"))
         self.summary.records += 1
         self.counted[instance] = self.counted.get(instance, 0) + 1
@@ -452,6 +357,8 @@ class _Verifier:
         elif entry.event == GAP and self.anchors is not None:
             tsa, error = record.get("tsa"), record.get("error")
             self.run_anchors(run).gap(str(tsa), str(error), entry.place)
+        elif self.anchors is not None:
+            self.run_anchors(run).record(seq, record_end(record, run.first.ts), entry.place)
 
     def link(self, run: Run, entry: Entry) -> None:
         """Check the entry's chain against its predecessor's, or wait for the predecessor."""
@@ -527,23 +434,21 @@ class _Verifier:
             self.summary.anchors += 1
 
     def settle(self, run: Run, newest: bool) -> None:
-        """The run's checkpoints with no anchor in time, older than the window before the files'
-        last record (its own last record's, for a run that ended): faults, one for the lot."""
+        """The run's records with no anchor in time (`anchor_verify.RunAnchors`): faults, one for
+        the lot, said at the first."""
         if self.anchors is None or run.anchors is None:
             return
-        missed = self.missed(run, newest)
-        if missed:
-            self.fault(missed[0][2], missed_fault(run.instance, missed, run.anchors, self.anchors.window))
+        late = self.missed(run)
+        if late is not None:
+            self.fault(late.first[2], missed_fault(run.instance, late, run.anchors, self.anchors.window))
         if not newest:  # a run ended is kept for what it proves: no anchor will name its checkpoints
-            run.anchors.checkpoints.clear()
-            run.anchors.pending.clear()
+            run.anchors.ended()
 
-    def missed(self, run: Run, newest: bool) -> list[list[Any]]:
-        """The run's checkpoints that are faults for want of an anchor in time, as things stand."""
+    def missed(self, run: Run) -> Late | None:
+        """The run's records that are faults for want of an anchor in time, as things stand."""
         if self.anchors is None or run.anchors is None:
-            return []
-        ended = run.ended or not newest
-        reference = seconds(run.last.ts if ended and run.last is not None else self.summary.last_ts)
+            return None
+        reference = seconds(run.last.ts) if run.last is not None else None
         return run.anchors.missed(reference, self.anchors.window)
 
     def anchor_view(self, instance: str) -> dict[str, Any] | None:
@@ -554,7 +459,7 @@ class _Verifier:
             return None
         anchored = self.anchored(instance)
         run = self.runs[instance]
-        missed = self.missed(run, newest=True)
+        missed = self.missed(run)
         gap = anchored.last_gap
         return {
             "seq": anchored.seq or None,
@@ -564,8 +469,8 @@ class _Verifier:
             "after": anchored.after,
             "gaps": anchored.gaps,
             "last_gap": None if gap is None else {"tsa": gap.tsa, "error": gap.error, "place": str(gap.place)},
-            "missed": "" if not missed or run.anchors is None else
-            f"{missed[0][2]}: {missed_fault(instance, missed, run.anchors, self.anchors.window)}",
+            "missed": "" if missed is None or run.anchors is None else
+            f"{missed.first[2]}: {missed_fault(instance, missed, run.anchors, self.anchors.window)}",
         }  # fmt: skip
 
     def anchored(self, instance: str) -> Anchored:
@@ -676,127 +581,6 @@ def _records(n: int) -> str:
     return "1 record" if n == 1 else f"{n} records"
 
 
-# The console feeds one line by line as the audit grows (`read`), and reads its faults and runs.
+# The console feeds one line by line as the audit grows (`read`), and reads its faults and runs
+# (and saves its state: `verify_state`).
 Verifier = _Verifier
-
-
-# ---- a verifier's state, saved and restored (the console keeps it beside the audit, so that a
-# restart checks only the lines written since). Each file name goes through `name` (saved) and
-# `named` (restored): the console saves a file's number among those it reads, which a rotation
-# renames.
-
-
-def saved_state(verifier: _Verifier, name: Callable[[str], Any]) -> dict[str, Any]:
-    """What `verifier` has read, as JSON values (its columns of last records as base64)."""
-
-    def place(p: Place) -> list[Any]:
-        return [name(p.file), p.line]
-
-    def entry(e: Entry | None) -> list[Any] | None:
-        if e is None:
-            return None
-        return [place(e.place), e.seq, e.chain, e.content.hex(), e.event, e.ts, e.previous_chain]
-
-    def last(kept: LastRecords) -> dict[str, Any]:
-        return {
-            "columns": [base64.b64encode(c.tobytes() if isinstance(c, array) else bytes(c)).decode()
-                        for c in (kept.seqs, kept.chains, kept.lines, kept.files)],
-            "files": [name(f) for f in kept.file_names],
-            "apart": [[seq, k.chain, place(k.place)] for seq, k in kept.apart.items()],
-        }  # fmt: skip
-
-    def run(r: Run) -> dict[str, Any]:
-        return {
-            "instance": r.instance, "first": entry(r.first), "kept": last(r.by_seq), "last": entry(r.last),
-            "waiting": [entry(e) for e in r.waiting.values()], "stopped": entry(r.stopped),
-            "checkpoint": entry(r.checkpoint), "checkpoint_covers": r.checkpoint_covers, "records": r.records,
-            "signed": r.signed, "named_by_next": r.named_by_next,
-            "anchors": None if r.anchors is None else r.anchors.saved(place),
-        }  # fmt: skip
-
-    def part(u: Unsigned) -> list[Any]:
-        return [place(u.first), [place(p) for p in u.checkpoints], u.records, u.signed_at and place(u.signed_at)]
-
-    return {
-        "key_id": verifier.key_id,
-        "anchor_rules": None if verifier.anchors is None else verifier.anchors.fingerprint,
-        "live": verifier.live,
-        "faults": [[place(f.place), f.what] for f in verifier.faults],
-        "summary": asdict(verifier.summary),
-        "runs": [run(r) for r in verifier.runs.values()],
-        "ended": {i: [run(r) for r in runs] for i, runs in verifier.ended.items()},
-        "kept": [[chain, place(p), instance, seq] for chain, (p, instance, seq) in verifier.kept.items()],
-        "counted": verifier.counted,
-        "unsigned": {i: part(u) for i, u in verifier.unsigned.items()},
-        "first_signed_run": {
-            i: [*verifier.ended.get(i, ()), verifier.runs[i]].index(r) for i, r in verifier.first_signed_run.items()
-        },
-    }
-
-
-def restored_verifier(
-    state: dict[str, Any],
-    key: Ed25519PublicKey | None,
-    named: Callable[[Any], str],
-    anchors: AnchorRules | None = None,
-) -> _Verifier:
-    """The verifier `saved_state` saved, to read on with `key` (and `anchors`); ValueError (or
-    KeyError, TypeError) when the state is not one it saved, or was saved with another key or
-    other anchor rules."""
-    verifier = _Verifier(key, bool(state["live"]), anchors)
-    if state["key_id"] != verifier.key_id:
-        raise ValueError("the signatures were checked with another key")
-    if state.get("anchor_rules") != (None if anchors is None else anchors.fingerprint):
-        raise ValueError("the anchors were checked with other roots or another window")
-
-    def place(p: list[Any]) -> Place:
-        return Place(named(p[0]), int(p[1]))
-
-    def entry(e: list[Any] | None) -> Entry | None:
-        if e is None:
-            return None
-        return Entry(place(e[0]), int(e[1]), str(e[2]), bytes.fromhex(e[3]), e[4], e[5], e[6])
-
-    def last(saved: dict[str, Any]) -> LastRecords:
-        kept = LastRecords()
-        seqs, chains, lines, files = (base64.b64decode(c) for c in saved["columns"])
-        kept.seqs.frombytes(seqs)
-        kept.chains.extend(chains)
-        kept.lines.frombytes(lines)
-        kept.files.frombytes(files)
-        if not len(kept.seqs) == len(kept.lines) == len(kept.files) == len(kept.chains) // 32 <= WINDOW:
-            raise ValueError("columns of different lengths")
-        kept.file_names = [named(f) for f in saved["files"]]
-        kept.file_numbers = {f: n for n, f in enumerate(kept.file_names)}
-        if any(not 0 <= n < len(kept.file_names) for s, n in zip(kept.seqs, kept.files, strict=True) if s):
-            raise ValueError("a record of no file")
-        kept.apart = {int(seq): Kept(str(chain), place(p)) for seq, chain, p in saved["apart"]}
-        return kept
-
-    def run(saved: dict[str, Any]) -> Run:
-        first = entry(saved["first"])
-        if first is None:
-            raise ValueError("a run with no first record")
-        r = Run(str(saved["instance"]), first, last(saved["kept"]), entry(saved["last"]))
-        r.waiting = {e.seq: e for e in map(entry, saved["waiting"]) if e is not None}
-        r.stopped, r.checkpoint = entry(saved["stopped"]), entry(saved["checkpoint"])
-        r.checkpoint_covers, r.records, r.signed = (int(saved[k]) for k in ("checkpoint_covers", "records", "signed"))
-        r.named_by_next = bool(saved["named_by_next"])
-        kept = saved.get("anchors")
-        r.anchors = None if kept is None else RunAnchors.restored(kept, place)
-        return r
-
-    verifier.faults = [Fault(place(p), str(what)) for p, what in state["faults"]]
-    verifier.summary = Summary(**state["summary"])
-    verifier.runs = {r.instance: r for r in map(run, state["runs"])}
-    verifier.ended = {str(i): [run(r) for r in runs] for i, runs in state["ended"].items()}
-    verifier.kept = {str(chain): (place(p), str(i), seq) for chain, p, i, seq in state["kept"]}
-    verifier.counted = {str(i): int(n) for i, n in state["counted"].items()}
-    verifier.unsigned = {
-        str(i): Unsigned(place(first), [place(p) for p in checkpoints], int(records), signed_at and place(signed_at))
-        for i, (first, checkpoints, records, signed_at) in state["unsigned"].items()
-    }
-    verifier.first_signed_run = {
-        str(i): [*verifier.ended.get(i, ()), verifier.runs[i]][int(n)] for i, n in state["first_signed_run"].items()
-    }
-    return verifier
