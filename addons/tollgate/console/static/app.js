@@ -268,7 +268,11 @@ async function viewLive(params) {
         if (empty) empty.remove();
       }
       for (const r of answer.events) { if (paused) held.push(r); else add(r); }
-    } catch (e) { /* the console restarting: asked again at the next turn */ }
+    } catch (e) {
+      // A cursor the console no longer takes (a restart without console.cursor_secret): the latest
+      // records again. Else the console restarting: asked again at the next turn.
+      if (e !== STALE && String(e.message).endsWith(": 400")) await load().catch(() => {});
+    }
     schedule();
   }
   function schedule() {
