@@ -294,6 +294,10 @@ class _Handler(BaseHTTPRequestHandler):
         except BadQuery as e:
             body = orjson.dumps({"error": "bad_request", "message": str(e)})
             return HTTPStatus.BAD_REQUEST, body, "application/json", {}
+        except Exception as e:  # a fault of the console's own: answered and recorded, never a dropped connection
+            # Its kind alone: a message may quote the query, which is the person's.
+            print(f"tollgate console: {path}: {type(e).__name__}", file=sys.stderr, flush=True)
+            return HTTPStatus.INTERNAL_SERVER_ERROR, b'{"error": "internal"}', "application/json", {}
         if fmt == "csv":
             name = path.rsplit("/", 1)[-1]
             return (HTTPStatus.OK, as_csv(answer, query).encode(), "text/csv; charset=utf-8",
@@ -305,7 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
         if viewer.role != "security":
             raise Forbidden("/api/access is security's")
         text = query.get("limit", [str(ACCESS_LIMIT)])[-1]
-        if not text.isdigit() or not 1 <= int(text) <= ACCESS_MAX:
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= ACCESS_MAX:  # not `²`, which int() refuses
             raise BadQuery(f"limit: a number from 1 to {ACCESS_MAX}")
         return [] if self.console.access is None else self.console.access.recent(int(text))
 
