@@ -383,7 +383,7 @@ def test_allowed_groups_refuse_others_with_403_and_no_session(idp: OidcProvider,
         agent = agent_for(idp)
         hops = agent.follow(running.base + "/")
         assert [h.status for h in hops] == [302, 302, 403]
-        assert b"not among those allowed" in hops[-1].body
+        assert b"Your account is not among those allowed to use this console.</p>" in hops[-1].body
         assert agent.cookies("tollgate_session") == []
         idp.person = Person("ann@example.com", ["tollgate-users"])
         sign_in(agent, running.base)
@@ -697,6 +697,33 @@ def test_signing_in_in_chromium_shows_who_is_signed_in(
         browser.screenshot(shots / f"console-signed-out-{name}.png")
         assert len(plain_provider.logouts) == logouts + 1
         assert status_of(browser, "/api/people") == 401
+    finally:
+        browser.close()
+
+
+def test_a_self_person_who_clicks_the_audit_badge_sees_whether_the_audit_is_whole(
+    plain_provider: OidcProvider, browser_console: Console, tmp_path: Path, shots: Path
+) -> None:
+    """The Audit view's table is security's: for anyone else, the badge (and #audit) opens a view
+    saying whether the whole audit is whole, never an error."""
+    plain_provider.person, plain_provider.form = ROLES["self"].person, False  # approved at once
+    base = browser_console.base
+    browser = Browser(chromium(), tmp_path / "profile", width=1024, height=768)
+    try:
+        browser.go(f"{base}/#audit")  # as a link to the Audit view would, before the page knows who signs in
+        browser.wait_for(f"location.href === {json.dumps(base + '/#audit')}")
+        said = "document.querySelector('#audit-summary .audit-said')"
+        browser.wait_for(f"{said} && {said}.textContent === 'The audit is whole.'")
+        browser.evaluate("location.hash = 'live'")
+        browser.wait_for("document.querySelector('#nav a.active').dataset.view === 'live'")
+        browser.wait_for("!document.getElementById('who').hidden")
+        badge = "document.getElementById('audit-state')"
+        browser.wait_for(f"{badge}.textContent === 'Audit: whole'")
+        browser.evaluate(f"{badge}.click()")
+        browser.wait_for(f"location.hash === '#audit' && {said} && {said}.textContent === 'The audit is whole.'")
+        assert browser.evaluate("document.querySelector('#main .error')") is None
+        assert "403" not in browser.evaluate("document.getElementById('main').textContent")
+        browser.screenshot(shots / "console-audit-self.png")
     finally:
         browser.close()
 

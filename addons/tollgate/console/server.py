@@ -334,7 +334,7 @@ class _Handler(BaseHTTPRequestHandler):
                 ("Set-Cookie", f"{COOKIE}=; Max-Age=0{self._attributes('/')}"),
             ])  # fmt: skip
         if path == "/auth/signed-out":
-            return self._page(HTTPStatus.OK, "Signed out", "You have signed out of the Tollgate self.console.")
+            return self._page(HTTPStatus.OK, "Signed out", "You have signed out of the Tollgate console.")
         self._send(HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json")
 
     def _begin(self, sign_in: SignIn, back: str) -> None:
@@ -370,7 +370,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.console.access.failed(e.reason, e.email, e.status)
         if e.status == HTTPStatus.FORBIDDEN:
             return self._page(HTTPStatus.FORBIDDEN, "Not allowed",
-                              "Your account is not among those allowed to use this self.console.", headers)  # fmt: skip
+                              "Your account is not among those allowed to use this console.", headers)  # fmt: skip
         self._page(HTTPStatus.UNAUTHORIZED, "Sign-in failed",
                    "The sign-in could not be completed; the console's log says why.", headers)  # fmt: skip
 
