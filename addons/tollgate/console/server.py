@@ -282,6 +282,9 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> tuple[HTTPStatus, bytes, str, dict[str, str]]:
         """An API request's answer: status, body, its type and headers."""
         fmt = query.pop("format", ["json"])[-1]
+        if fmt not in ("json", "csv"):
+            body = orjson.dumps({"error": "bad_request", "message": "format: json or csv"})
+            return HTTPStatus.BAD_REQUEST, body, "application/json", {}
         try:
             if path == "/api/access":
                 answer: Any = self._access(viewer, query)
