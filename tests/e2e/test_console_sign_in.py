@@ -384,7 +384,7 @@ def test_allowed_groups_refuse_others_with_403_and_no_session(idp: OidcProvider,
         agent = agent_for(idp)
         hops = agent.follow(running.base + "/")
         assert [h.status for h in hops] == [302, 302, 403]
-        assert b"not among those allowed" in hops[-1].body
+        assert b"Your account is not among those allowed to use this console.</p>" in hops[-1].body
         assert agent.cookies("tollgate_session") == []
         idp.person = Person("ann@example.com", ["tollgate-users"])
         sign_in(agent, running.base)
@@ -532,8 +532,11 @@ def test_the_access_log_records_reads_sign_ins_failures_and_logouts(idp: OidcPro
         code = parse_qs(urlsplit(hops[1].location()).query)["code"][0]
         bob.get(f"{running.base}/api/people?since=2026-11-01")
         assert bob.get(f"{running.base}/nothing-here").status == 404  # no API request: not recorded
-        for after in ("0", "1", "2"):  # Live's polls: one record
-            bob.get(f"{running.base}/api/events?after={after}&limit=200")
+        cursor = "first"
+        for _ in range(3):  # Live's polls, each from the cursor the last gave: one record
+            polled = bob.get(f"{running.base}/api/events?after={cursor}&limit=200")
+            assert polled.status == 200
+            cursor = json.loads(polled.body)["cursor"]
         live = http.client.HTTPConnection("127.0.0.1", int(running.base.rsplit(":", 1)[1]), timeout=10)
         live.request(
             "GET",
@@ -568,22 +571,25 @@ def test_the_access_log_records_reads_sign_ins_failures_and_logouts(idp: OidcPro
     assert len(latest) == 2
     shown = [(r["action"], r["email"], r.get("role"), r.get("path"), r.get("query"), r["status"], r.get("count"))
              for r in records]  # fmt: skip
-    # Sign-ins and logouts as they come; requests once their minute is over (here: at the stop),
-    # each with how many times it was asked in that minute.
+    # Each request as it is answered, sign-ins and logouts as they come; the repeats of a request
+    # once their minute is over (here: at the stop), with how many times it was asked again.
+    repeated = shown[-1][4] or ""
+    assert re.fullmatch(r"after=[\w-]{48}&limit=200", repeated)  # the second poll's own cursor
     assert shown == [
         ("sign_in", "bob@example.com", "self", None, None, 303, None),
-        ("sign_in_failed", None, None, None, None, 401, None),
-        ("sign_in", "sam@example.com", "security", None, None, 303, None),
-        ("logout", "bob@example.com", "self", None, None, 303, None),
         ("request", "bob@example.com", "self", "/api/people", "since=2026-11-01", 200, 1),
-        ("request", "bob@example.com", "self", "/api/events", "after=0&limit=200", 200, 3),
+        ("request", "bob@example.com", "self", "/api/events", "after=first&limit=200", 200, 1),
         ("request", "bob@example.com", "self", "/api/events/live", "", 200, 1),
         ("request", "bob@example.com", "self", "/api/access", "", 403, 1),
         ("request", "token", "security", "/api/people", "", 200, 1),
+        ("sign_in_failed", None, None, None, None, 401, None),
+        ("sign_in", "sam@example.com", "security", None, None, 303, None),
         ("request", "sam@example.com", "security", "/api/access", "limit=100", 200, 1),
         ("request", "sam@example.com", "security", "/api/access", "limit=2", 200, 1),
+        ("logout", "bob@example.com", "self", None, None, 303, None),
+        ("request", "bob@example.com", "self", "/api/events", repeated, 200, 2),
     ]
-    assert records[1]["reason"] == "the ID token is not for this console (aud)"
+    assert records[6]["reason"] == "the ID token is not for this console (aud)"
     assert all(r["event"] == "console_access" and r["ts"].endswith("Z") for r in records)
     text = running.access.read_text()
     for secret in (TOKEN, SECRET, code, *idp.codes):
@@ -627,7 +633,9 @@ def test_the_access_log_goes_to_postgresql_too_and_a_database_down_stops_nothing
         if own.running():
             own.stop()
         shutil.rmtree(own.directory, ignore_errors=True)
-    assert [(r["action"], r.get("count")) for r in running.records()] == [("sign_in", None), ("request", 4)]
+    assert [(r["action"], r.get("count")) for r in running.records()] == [
+        ("sign_in", None), ("request", 1), ("request", 3)
+    ]  # fmt: skip
     assert err.count("tollgate console: access log: PostgreSQL 127.0.0.1:") == 1, err
 
 
@@ -710,6 +718,33 @@ def test_signing_in_in_chromium_shows_who_is_signed_in(
         browser.screenshot(shots / f"console-signed-out-{name}.png")
         assert len(plain_provider.logouts) == logouts + 1
         assert status_of(browser, "/api/people") == 401
+    finally:
+        browser.close()
+
+
+def test_a_self_person_who_clicks_the_audit_badge_sees_whether_the_audit_is_whole(
+    plain_provider: OidcProvider, browser_console: Console, tmp_path: Path, shots: Path
+) -> None:
+    """The Audit view's table is security's: for anyone else, the badge (and #audit) opens a view
+    saying whether the whole audit is whole, never an error."""
+    plain_provider.person, plain_provider.form = ROLES["self"].person, False  # approved at once
+    base = browser_console.base
+    browser = Browser(chromium(), tmp_path / "profile", width=1024, height=768)
+    try:
+        browser.go(f"{base}/#audit")  # as a link to the Audit view would, before the page knows who signs in
+        browser.wait_for(f"location.href === {json.dumps(base + '/#audit')}")
+        said = "document.querySelector('#audit-summary .audit-said')"
+        browser.wait_for(f"{said} && {said}.textContent === 'The audit is whole.'")
+        browser.evaluate("location.hash = 'live'")
+        browser.wait_for("document.querySelector('#nav a.active').dataset.view === 'live'")
+        browser.wait_for("!document.getElementById('who').hidden")
+        badge = "document.getElementById('audit-state')"
+        browser.wait_for(f"{badge}.textContent === 'Audit: whole'")
+        browser.evaluate(f"{badge}.click()")
+        browser.wait_for(f"location.hash === '#audit' && {said} && {said}.textContent === 'The audit is whole.'")
+        assert browser.evaluate("document.querySelector('#main .error')") is None
+        assert "403" not in browser.evaluate("document.getElementById('main').textContent")
+        browser.screenshot(shots / "console-audit-self.png")
     finally:
         browser.close()
 

@@ -250,6 +250,20 @@ def test_every_kind_of_record_is_in_lives_kind_filter(console, browser) -> None:
     assert cells(browser, "live")[0][1] == "audit_checkpoint"
 
 
+def test_live_has_an_instance_column_and_filter(console, browser, shots) -> None:
+    show(browser, console, "live", len(RECORDS) + 1)
+    instance = column(browser, "live", "instance")
+    assert {row[instance] for row in cells(browser, "live")} == {"gw-1"}
+    box = "document.querySelector('#live input[name=instance]')"
+    for name, count in (("gw-2", 0), ("gw-1", len(RECORDS) + 1)):  # asked of the API: its `instance`
+        browser.evaluate(f"{box}.value = {json.dumps(name)}; {box}.dispatchEvent(new Event('change'))")
+        browser.wait_for(f"{rows('live')}.length === {count}")
+    assert browser.evaluate("document.documentElement.scrollWidth") <= WIDTH
+    browser.screenshot(shots / "console-live-instance-1024.png")
+    browser.evaluate("location.hash = 'live?instance=gw-2'")  # a link to one instance's calls
+    browser.wait_for(f"{box}.value === 'gw-2' && {rows('live')}.length === 0")
+
+
 # Counts, in the page, the Live pollers at work at each moment: a poll waiting for its turn (a timer
 # whose callback is the view's `poll`) or asking (a request for the records after a cursor); and
 # likewise the header's looks at the audit's state (`auditState`, `/api/audit`).
@@ -307,7 +321,8 @@ def test_anonymous_and_costs_are_written_one_way_in_every_view(console, browser)
     show(browser, console, "live", len(RECORDS) + 1)
     live = cells(browser, "live")
     client, cost = column(browser, "live", "client"), column(browser, "live", "cost")
-    assert [row[client] for row in live if row[3] == "anthropic"] == ["(anonymous)"]
+    provider = column(browser, "live", "provider / server / host")
+    assert [row[client] for row in live if row[provider] == "anthropic"] == ["(anonymous)"]
     costs = sorted({row[cost] for row in live if row[cost]})
     assert costs == ["$0.00000315", "$0.00008035"]  # 0.00000315 and 8.035e-05, as usd_text writes them
     for view, count in (("people", 3), ("refusals", 4), ("services", 4)):

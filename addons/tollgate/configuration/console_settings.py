@@ -87,8 +87,9 @@ class SignInConfig(Strict):
 class ConsoleConfig(Strict):
     """`listen`: HOST:PORT; `token`: the token every request needs (default: a new random one
     per start; `${NAME}` keeps one across starts; with `sign_in`, none unless set, and then only as
-    `Authorization: Bearer`); `tls`: served over HTTPS. An address other than loopback is refused
-    without `tls`. `sign_in`: OpenID Connect; `access_log`: the console's reads, as JSON lines
+    `Authorization: Bearer`); `cursor_secret`: what the event list's cursors are sealed with (32
+    characters or more, `${NAME}`, shared by replicas); `tls`: served over HTTPS. An address other
+    than loopback is refused without `tls`. `sign_in`: OpenID Connect; `access_log`: the console's reads, as JSON lines
     (default `<audit.path>.console-access.jsonl`)."""
 
     listen: str = DEFAULT_LISTEN
@@ -100,6 +101,9 @@ class ConsoleConfig(Strict):
     _postgres_dsn = field_validator("postgres_dsn")(dsn_at("console.postgres_dsn"))
     sign_in: SignInConfig | None = None
     access_log: str | None = None
+    # The key the event list's cursors are sealed with (`console/cursors.py`), the same for every
+    # replica; None: a random one per start.
+    cursor_secret: str | None = Field(default=None, repr=False)
 
     @field_validator("listen")
     @classmethod
@@ -112,6 +116,13 @@ class ConsoleConfig(Strict):
     def _long_enough(cls, value: str | None) -> str | None:
         if value is not None and len(value) < 16:
             raise ValueError("a token of 16 characters or more")
+        return value
+
+    @field_validator("cursor_secret")
+    @classmethod
+    def _strong_enough(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 32:
+            raise ValueError("a secret of 32 characters or more, the same for every console replica (${NAME})")
         return value
 
     @model_validator(mode="after")

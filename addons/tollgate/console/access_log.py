@@ -3,9 +3,10 @@ request of a signed-in person or of the token's holder, one per sign-in, failed 
 logout. Of a person nothing is kept but the e-mail; of a request its path, its query without any
 `token`, and its status.
 
-A page polls: requests that differ only in `after` (Live's cursor), or not at all (the header's
-look at `/api/audit`), are one record a minute, with their `count`, written when the minute is
-over (or the console stops). Records are JSON lines in
+Every request's record is written as it is answered, so that a crash loses none. A page polls:
+the requests that repeat one (differ only in `after`, Live's cursor, or not at all, the header's
+look at `/api/audit`) in the minute after it are one record, with their `count`, written when
+that minute is over (or the console stops). Records are JSON lines in
 the file, and, when the console reads PostgreSQL, rows of the table `tollgate_console_access`
 too, sent by a thread of their own: a database that cannot be reached never holds a request, and
 the file stays the record."""
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 SUFFIX = ".console-access.jsonl"  # beside the audit, by default
 TABLE = "tollgate_console_access"
-FOLD_S = 60.0  # polls that differ only in `after` are one record per this
+FOLD_S = 60.0  # the repeats of a request written (polls that differ only in `after`) are one record per this
 RETRY_S = 30.0  # after PostgreSQL failed, records go to the file alone this long
 QUEUED = 10_000  # records waiting for PostgreSQL, at most: more are in the file alone
 PURGE_S = 3600.0  # between two removals of rows older than keep_days
@@ -66,7 +67,8 @@ class AccessLog:
         self.path = path
         self.clock = clock
         self._lock = threading.Lock()
-        # Polls being folded: (who, role, path, query without `after`, status) -> [first ts, count, query]
+        # Requests written, their repeats being folded: (who, role, path, query without `after`,
+        # status) -> [the written one's ts, repeats since, the first repeat's ts, its query]
         self._folds: dict[tuple[str, str, str, str, int], list[Any]] = {}
         self._table: _Table | None = _Table(dsn, keep_days) if dsn else None
         self._failing = False  # the file could not be written: said once, until it can
@@ -74,7 +76,9 @@ class AccessLog:
     # ---- what is recorded
 
     def request(self, viewer: Viewer, path: str, query: Mapping[str, list[str]], status: int) -> None:
-        """Folded with the same person's same request (but for `after`) in the same minute."""
+        """Written at once, unless it repeats the same person's same request (but for `after`)
+        written in the minute before: then counted, and written with the other repeats when that
+        minute is over."""
         now = self.clock()
         shown = query_text(query)
         rest = query_text({k: v for k, v in query.items() if k != POLL_PARAMETER})
@@ -82,12 +86,17 @@ class AccessLog:
         with self._lock:
             fold = self._folds.get(key)
             if fold is not None and now - fold[0] < FOLD_S:
+                if not fold[1]:
+                    fold[2], fold[3] = now, shown
                 fold[1] += 1
                 return
             self._folds.pop(key, None)  # the new fold last: folds are written in the order they began
-            self._folds[key] = [now, 1, shown]
-        if fold is not None:
+            self._folds[key] = [now, 0, now, shown]
+        if fold is not None and fold[1]:
             self._write_fold(key, fold)
+        email, role, _, _, _ = key
+        self._write({"action": "request", "email": email, "role": role, "path": path, "query": shown,
+                     "status": status, "count": 1}, now)  # fmt: skip
 
     def sign_in(self, viewer: Viewer) -> None:
         self._write({"action": "sign_in", "email": viewer.email, "role": viewer.role, "status": 303}, self.clock())
@@ -106,7 +115,8 @@ class AccessLog:
             for key, _ in done:
                 del self._folds[key]
         for key, fold in done:
-            self._write_fold(key, fold)
+            if fold[1]:
+                self._write_fold(key, fold)
 
     def close(self) -> None:
         self.flush(everything=True)
@@ -114,9 +124,10 @@ class AccessLog:
             self._table.close()
 
     def _write_fold(self, key: tuple[str, str, str, str, int], fold: list[Any]) -> None:
+        """The repeats of a request written: at the first one's time, with its query and their count."""
         email, role, path, _, status = key
-        self._write({"action": "request", "email": email, "role": role, "path": path, "query": fold[2],
-                     "status": status, "count": fold[1]}, fold[0])  # fmt: skip
+        self._write({"action": "request", "email": email, "role": role, "path": path, "query": fold[3],
+                     "status": status, "count": fold[1]}, fold[2])  # fmt: skip
 
     def _write(self, fields: dict[str, Any], at: float) -> None:
         record = {"event": "console_access", "ts": utc_timestamp(at), **fields}
@@ -144,9 +155,9 @@ class AccessLog:
         """The latest `limit` records, newest first: the folds under way among them."""
         with self._lock:
             open_folds = [
-                {"event": "console_access", "ts": utc_timestamp(f[0]), "action": "request", "email": k[0],
-                 "role": k[1], "path": k[2], "query": f[2], "status": k[4], "count": f[1]}
-                for k, f in self._folds.items()
+                {"event": "console_access", "ts": utc_timestamp(f[2]), "action": "request", "email": k[0],
+                 "role": k[1], "path": k[2], "query": f[3], "status": k[4], "count": f[1]}
+                for k, f in self._folds.items() if f[1]
             ]  # fmt: skip
         found = [orjson.loads(line) for line in _last_lines(self.path, limit)]
         # Newest first: the file's order reversed, the folds under way among them by their time.

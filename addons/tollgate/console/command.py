@@ -32,6 +32,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     from tollgate.configuration.config import ConfigError, Unset, load_config
     from tollgate.console.access_log import AccessLog, default_path
     from tollgate.console.budgets import budgets_reader
+    from tollgate.console.cursors import Cursors
     from tollgate.console.follow import AuditFiles
     from tollgate.console.scope import ScopeRules
     from tollgate.console.server import Console, new_token
@@ -131,7 +132,8 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
         audit = AuditFiles(files, follow=True, key=key, remember=remember, anchors=anchors)
         read_from = ", ".join(map(str, files))
     # The views and the server ask only what `Source` names.
-    views = Views(cast(AuditFiles, audit), budgets_reader(config.limits, config.ledger_store), ScopeRules.of(config))
+    views = Views(cast(AuditFiles, audit), budgets_reader(config.limits, config.ledger_store), ScopeRules.of(config),
+                  Cursors(settings.cursor_secret))  # fmt: skip
     if settings.access_log is not None:
         access_path = Path(settings.access_log)
     else:

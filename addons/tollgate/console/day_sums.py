@@ -175,7 +175,10 @@ def day_before(until: str) -> str:
         return until[:DAY]
     from datetime import date, timedelta
 
-    return (date.fromisoformat(until[:DAY]) + timedelta(days=1)).isoformat()
+    try:
+        return (date.fromisoformat(until[:DAY]) + timedelta(days=1)).isoformat()
+    except OverflowError:  # 9999-12-31: no day after it; a text after every day's
+        return until[:DAY] + "~"
 
 
 @dataclass(slots=True)
@@ -239,5 +242,9 @@ def hour_of(text: str) -> str:
 
     moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H")
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:00-23:59: past the last hour a datetime holds
+            raise ValueError("out of range") from None
+    # Four digits always: strftime writes the year 5 as `5`, which no later reading takes.
+    return f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}"

@@ -282,6 +282,9 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> tuple[HTTPStatus, bytes, str, dict[str, str]]:
         """An API request's answer: status, body, its type and headers."""
         fmt = query.pop("format", ["json"])[-1]
+        if fmt not in ("json", "csv"):
+            body = orjson.dumps({"error": "bad_request", "message": "format: json or csv"})
+            return HTTPStatus.BAD_REQUEST, body, "application/json", {}
         try:
             if path == "/api/access":
                 answer: Any = self._access(viewer, query)
@@ -294,6 +297,10 @@ class _Handler(BaseHTTPRequestHandler):
         except BadQuery as e:
             body = orjson.dumps({"error": "bad_request", "message": str(e)})
             return HTTPStatus.BAD_REQUEST, body, "application/json", {}
+        except Exception as e:  # a fault of the console's own: answered and recorded, never a dropped connection
+            # Its kind alone: a message may quote the query, which is the person's.
+            print(f"tollgate console: {path}: {type(e).__name__}", file=sys.stderr, flush=True)
+            return HTTPStatus.INTERNAL_SERVER_ERROR, b'{"error": "internal"}', "application/json", {}
         if fmt == "csv":
             name = path.rsplit("/", 1)[-1]
             return (HTTPStatus.OK, as_csv(answer, query).encode(), "text/csv; charset=utf-8",
@@ -305,7 +312,7 @@ class _Handler(BaseHTTPRequestHandler):
         if viewer.role != "security":
             raise Forbidden("/api/access is security's")
         text = query.get("limit", [str(ACCESS_LIMIT)])[-1]
-        if not text.isdigit() or not 1 <= int(text) <= ACCESS_MAX:
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= ACCESS_MAX:  # not `²`, which int() refuses
             raise BadQuery(f"limit: a number from 1 to {ACCESS_MAX}")
         return [] if self.console.access is None else self.console.access.recent(int(text))
 
@@ -330,7 +337,7 @@ class _Handler(BaseHTTPRequestHandler):
                 ("Set-Cookie", f"{COOKIE}=; Max-Age=0{self._attributes('/')}"),
             ])  # fmt: skip
         if path == "/auth/signed-out":
-            return self._page(HTTPStatus.OK, "Signed out", "You have signed out of the Tollgate self.console.")
+            return self._page(HTTPStatus.OK, "Signed out", "You have signed out of the Tollgate console.")
         self._send(HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json")
 
     def _begin(self, sign_in: SignIn, back: str) -> None:
@@ -366,7 +373,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.console.access.failed(e.reason, e.email, e.status)
         if e.status == HTTPStatus.FORBIDDEN:
             return self._page(HTTPStatus.FORBIDDEN, "Not allowed",
-                              "Your account is not among those allowed to use this self.console.", headers)  # fmt: skip
+                              "Your account is not among those allowed to use this console.", headers)  # fmt: skip
         # The reason, as the log has it: plain words that never hold a token, a code or a secret.
         self._page(HTTPStatus.UNAUTHORIZED, "Sign-in failed",
                    f"The sign-in could not be completed: {e.reason}.", headers)  # fmt: skip

@@ -17,6 +17,7 @@ from typing import Any, cast
 import orjson
 
 from tollgate.common.shown import caller_name, usd_text
+from tollgate.console.cursors import BadCursor, Cursors
 from tollgate.console.day_sums import Window, hour_of
 from tollgate.console.scope import Scope, ScopeRules, with_instance
 from tollgate.console.source import Source
@@ -28,6 +29,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 FILTERS = {"client": "clients", "provider": "providers", "event": "events"}
 DECISIONS = {"allow": 1, "deny": 2}
+NOTHING = -1  # a filter's value no record's column holds
 # The columns that hold US dollars (the budgets' `used` and `cap` too where their unit is usd).
 MONEY = frozenset(("cost_usd",))
 HOURLY_DAYS = 31  # the longest span the hourly spend covers: it is summed from the records themselves
@@ -53,9 +55,14 @@ class Asker:
 
 class Views:
     def __init__(
-        self, audit: Source, budgets: Callable[[], list[dict[str, Any]]] | None = None, rules: ScopeRules | None = None
+        self,
+        audit: Source,
+        budgets: Callable[[], list[dict[str, Any]]] | None = None,
+        rules: ScopeRules | None = None,
+        cursors: Cursors | None = None,  # None: sealed with a key of this process's own
     ) -> None:
         self.audit = audit
+        self.cursors = cursors if cursors is not None else Cursors()
         self.budgets = budgets
         self.rules = rules if rules is not None else ScopeRules()
         self._scopes: dict[Viewer, Scope] = {}
@@ -103,25 +110,30 @@ class Views:
         filters: dict[str, Any] = {}
         for name, column in FILTERS.items():
             if (value := _one(query, name)) is not None:
+                # A name no record has matches nothing, the same way as one of records out of
+                # scope: the answer (its checks, its cursor) is the same for both.
                 number = index.known(value)
-                if number is None:
-                    return {"events": [], "cursor": str(len(index) - 1)}
-                filters[column] = number
+                filters[column] = NOTHING if number is None else number
         if (decision := _one(query, "decision")) is not None:
             if decision not in DECISIONS:
                 raise BadQuery("decision: allow or deny")
             filters["decisions"] = DECISIONS[decision]
         after = _one(query, "after")
+        viewer = asked.scope.viewer
         if after is None:
             numbers, cursor = index.matching(len(index), limit, filters, asked.chosen), len(index) - 1
         else:
-            numbers, cursor = index.following(_cursor(after), limit, filters, asked.chosen)
+            try:
+                start = self.cursors.open(after, viewer)
+            except BadCursor as e:
+                raise BadQuery(str(e)) from None
+            numbers, cursor = index.following(start, limit, filters, asked.chosen)
         unverified = self.audit.unverified()
         shown = [self.audit.record(n) for n in numbers]
         for n, record in zip(numbers, shown, strict=True):
             if any(n in span for span in unverified):
                 record["unverified"] = True  # after a fault of the chain: what it says is not vouched for
-        return {"events": shown, "cursor": str(cursor)}
+        return {"events": shown, "cursor": self.cursors.seal(cursor, viewer)}
 
     def by_client(
         self, rows: Callable[[Window, frozenset[int] | None], list[dict[str, Any]]], query: Query, asked: Asker
@@ -244,13 +256,6 @@ def _int(query: Query, name: str, default: int) -> int:
         return int(text)
     except ValueError:
         raise BadQuery(f"{name}: a whole number") from None
-
-
-def _cursor(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise BadQuery("after: a cursor the API gave") from None
 
 
 def as_csv(answer: Any, query: Query | None = None) -> str:

@@ -1,6 +1,6 @@
 """The console's access log (`console/access_log.py`): a record per request, never a token in its
-query; polls that differ only in `after` (or not at all) folded into one record a minute with their
-count; sign-ins, failed ones and logouts; a file that cannot be written said once; read back newest
+query, written at once; its repeats in the minute after it (polls that differ only in `after`, or
+not at all) folded into one record with their count; sign-ins, failed ones and logouts; a file that cannot be written said once; read back newest
 first, the folds under way among them."""
 
 from __future__ import annotations
@@ -36,6 +36,21 @@ def test_a_request_is_recorded_without_its_token(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "access.jsonl").stat().st_mode) == 0o600  # e-mails: the owner's only
 
 
+def test_the_first_request_is_written_at_once_and_its_repeats_folded(tmp_path: Path) -> None:
+    """A crash loses no request: the first of a fold is in the file as it is answered."""
+    now = [T0]
+    log = AccessLog(tmp_path / "access.jsonl", clock=lambda: now[0])
+    log.request(ALICE, "/api/people", {"since": ["2027-01-01"]}, 200)
+    assert [(r["path"], r["query"], r["count"]) for r in lines(tmp_path / "access.jsonl")] == [
+        ("/api/people", "since=2027-01-01", 1)
+    ]
+    now[0] += 5
+    log.request(ALICE, "/api/people", {"since": ["2027-01-01"]}, 200)  # a repeat: counted, not written yet
+    assert len(lines(tmp_path / "access.jsonl")) == 1
+    del log  # the console ends without closing its log: only the repeat is lost
+    assert [r["ts"] for r in lines(tmp_path / "access.jsonl")] == ["2027-01-15T08:00:00.000Z"]
+
+
 def test_polls_differing_only_in_after_are_one_record_a_minute(tmp_path: Path) -> None:
     now = [T0]
     log = AccessLog(tmp_path / "access.jsonl", clock=lambda: now[0])
@@ -43,17 +58,21 @@ def test_polls_differing_only_in_after_are_one_record_a_minute(tmp_path: Path) -
         log.request(ALICE, "/api/events", {"after": [str(n)], "limit": ["200"]}, 200)
         now[0] += 5
     log.request(ALICE, "/api/events", {"after": ["x"], "limit": ["50"]}, 200)  # another query: its own fold
-    assert not (tmp_path / "access.jsonl").exists()  # the minute is not over
-    assert [(r["query"], r["count"]) for r in log.recent(10)] == [("after=x&limit=50", 1), ("after=0&limit=200", 12)]
+    # The first of each written at once; the minute of the first's repeats is not over.
+    assert [(r["query"], r["count"]) for r in lines(tmp_path / "access.jsonl")] == [
+        ("after=0&limit=200", 1), ("after=x&limit=50", 1)
+    ]  # fmt: skip
+    assert [(r["query"], r["count"]) for r in log.recent(10)] == [
+        ("after=x&limit=50", 1), ("after=1&limit=200", 11), ("after=0&limit=200", 1)
+    ]  # fmt: skip
     log.request(ALICE, "/api/events", {"after": ["12"], "limit": ["200"]}, 200)  # the next minute's first
     assert [(r["ts"], r["query"], r["count"]) for r in lines(tmp_path / "access.jsonl")] == [
-        ("2027-01-15T08:00:00.000Z", "after=0&limit=200", 12)
-    ]
+        ("2027-01-15T08:00:00.000Z", "after=0&limit=200", 1), ("2027-01-15T08:01:00.000Z", "after=x&limit=50", 1),
+        ("2027-01-15T08:00:05.000Z", "after=1&limit=200", 11), ("2027-01-15T08:01:00.000Z", "after=12&limit=200", 1),
+    ]  # fmt: skip
     now[0] += 61
     log.flush()
-    assert [(r["query"], r["count"]) for r in lines(tmp_path / "access.jsonl")] == [
-        ("after=0&limit=200", 12), ("after=x&limit=50", 1), ("after=12&limit=200", 1)
-    ]  # fmt: skip
+    assert len(lines(tmp_path / "access.jsonl")) == 4  # no repeats since: nothing more
 
 
 def test_the_same_request_again_within_a_minute_is_counted(tmp_path: Path) -> None:
@@ -64,9 +83,11 @@ def test_the_same_request_again_within_a_minute_is_counted(tmp_path: Path) -> No
         now[0] += 5
     log.request(ALICE, "/api/audit", {}, 403)  # another status: a request of its own
     log.flush()
-    assert [(r["path"], r["status"], r["count"]) for r in lines(tmp_path / "access.jsonl")] == [("/api/audit", 200, 12)]
+    assert [(r["path"], r["status"], r["count"]) for r in lines(tmp_path / "access.jsonl")] == [
+        ("/api/audit", 200, 1), ("/api/audit", 403, 1), ("/api/audit", 200, 11)
+    ]  # fmt: skip
     log.close()
-    assert [(r["status"], r["count"]) for r in lines(tmp_path / "access.jsonl")] == [(200, 12), (403, 1)]
+    assert len(lines(tmp_path / "access.jsonl")) == 3
 
 
 def test_a_file_that_cannot_be_written_is_said_once(tmp_path: Path, capsys) -> None:
@@ -96,8 +117,8 @@ def test_sign_ins_failures_and_logouts_and_the_newest_first(tmp_path: Path) -> N
         ("sign_in", "alice@example.com", None), ("sign_in_failed", None, "the ID token has expired"),
     ]  # fmt: skip
     assert [r["action"] for r in log.recent(2)] == ["logout", "request"]
-    log.close()  # the fold under way written
-    assert [r["action"] for r in lines(tmp_path / "access.jsonl")] == ["sign_in_failed", "sign_in", "logout", "request"]
+    log.close()
+    assert [r["action"] for r in lines(tmp_path / "access.jsonl")] == ["sign_in_failed", "sign_in", "request", "logout"]
 
 
 def test_the_latest_records_are_read_from_the_end_of_a_long_log(tmp_path: Path) -> None:

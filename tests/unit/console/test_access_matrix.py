@@ -22,7 +22,7 @@ from tollgate.configuration.config import parse_config
 from tollgate.console.follow import AuditFiles
 from tollgate.console.scope import ScopeRules
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
-from tollgate.console.views import Forbidden, Views, as_csv
+from tollgate.console.views import BadQuery, Forbidden, Views, as_csv
 
 PEOPLE = {"alice": ["Alice@Example.com"], "bob": ["bob@example.com"], "carol": ["carol@example.com", "dan@example.com"],
           "erin": []}  # fmt: skip
@@ -256,7 +256,7 @@ def test_the_events_and_a_walk_by_cursor_hold_exactly_the_records_in_scope(row: 
                     and (instance is None or (isinstance(r, dict) and r.get("instance") == instance))]  # fmt: skip
         listed = views.answer("/api/events", {**extra, "limit": ["1000"]}, viewer)["events"]
         assert [e.get("request_id") for e in listed] == expected
-        walked, cursor = [], "-1"
+        walked, cursor = [], "first"
         for _ in range(len(RECORDS)):  # pages of 3, from the first record on
             page = views.answer("/api/events", {**extra, "after": [cursor], "limit": ["3"]}, viewer)
             walked += page["events"]
@@ -264,14 +264,25 @@ def test_the_events_and_a_walk_by_cursor_hold_exactly_the_records_in_scope(row: 
                 break
             cursor = page["cursor"]
         assert [e.get("request_id") for e in walked] == expected
-        # A cursor the API never gave: from the first record, or nothing; never another's record.
-        for forged in ("-5", "-1000", str(len(RECORDS) + 5)):
-            found = views.answer("/api/events", {**extra, "after": [forged], "limit": ["1000"]}, viewer)["events"]
-            assert [e.get("request_id") for e in found] == (expected if forged.startswith("-") else [])
+        # A cursor the API never gave (a record's number, another's cursor, one changed): refused.
+        for forged in ("-5", "-1", "0", str(len(RECORDS) + 5), *others_cursors(viewer, views, extra), tampered(cursor)):
+            with pytest.raises(BadQuery, match="not a cursor this console gave you"):
+                views.answer("/api/events", {**extra, "after": [forged], "limit": ["1000"]}, viewer)
         # The live stream: the same records, as they come.
         lines, seen = views.newer(0, extra, viewer)
         assert seen == len(RECORDS)
         assert [json.loads(line).get("request_id") for line in lines] == expected
+
+
+def others_cursors(viewer: Viewer, views: Views, extra: dict[str, list[str]]) -> list[str]:
+    """The cursors the same console gave every other viewer."""
+    return [views.answer("/api/events", {**extra, "limit": ["1"]}, other)["cursor"]
+            for other in VIEWERS.values() if other != viewer]  # fmt: skip
+
+
+def tampered(cursor: str) -> str:
+    """A cursor with one of its characters changed."""
+    return cursor[:-3] + ("A" if cursor[-3] != "A" else "B") + cursor[-2:]
 
 
 def test_a_forged_client_filter_finds_nothing_of_another_persons_client(opened: dict[str, tuple[Views, Views]]) -> None:
@@ -386,3 +397,50 @@ def test_the_unverified_marks_are_those_of_the_records_in_scope(tmp_path: Path) 
     assert [e.get("unverified", False) for e in views.answer("/api/events", {}, alice)["events"]] == [False]
     lines_seen, _ = views.newer(0, {}, alice)
     assert [json.loads(line).get("unverified", False) for line in lines_seen] == [False]
+
+
+def outcome(views: Views, query: dict[str, list[str]], viewer: Viewer) -> tuple[Any, ...]:
+    """What a person can tell of an answer: its events and the place its cursor stands for (as
+    the console reads it back), or its error."""
+    try:
+        answer = views.answer("/api/events", query, viewer)
+    except BadQuery as e:
+        return ("bad_request", str(e))
+    return ("ok", answer["events"], views.cursors.open(answer["cursor"], viewer))
+
+
+@pytest.mark.parametrize("name", ["alice", "dan", "frank", "gina", "nobody"])
+def test_a_name_outside_ones_scope_answers_as_one_no_record_has(name: str, opened) -> None:
+    """A client, provider, kind or instance of others' records only, and one of no record: the
+    same answer, whatever comes with it (a bad decision, a bad cursor, a good one, a page)."""
+    views, _ = opened[name]
+    viewer = VIEWERS[name]
+    own = views.answer("/api/events", {"limit": ["1"]}, viewer)["cursor"]
+    seen = {r.get(k) for r in RECORDS if isinstance(r, dict) and sees(viewer, r) for k in ("client", "provider")}
+    others = {"client": [c for c in ("bob", "carol", "erin", "jwt:gina@example.com") if c not in seen],
+              "provider": [p for p in ("openai", "anthropic") if p not in seen],
+              "event": ["audit_checkpoint", "tollgate_started", "malformed"]}  # fmt: skip
+    unknown = {"client": "zed", "provider": "nowhere", "event": "no_such_kind"}
+    extras = [{}, {"decision": ["maybe"]}, {"decision": ["deny"]}, {"after": ["junk"]}, {"after": [own]},
+              {"after": ["first"], "limit": ["2"]}, {"limit": ["0"]}, {"instance": ["pod-0"]}]  # fmt: skip
+    compared = 0
+    for filter_name, names in others.items():
+        for known in names:
+            for extra in extras:
+                asked = {**extra, filter_name: [known]}
+                assert outcome(views, asked, viewer) == outcome(views, {**extra, filter_name: [unknown[filter_name]]},
+                                                                viewer), asked  # fmt: skip
+                compared += 1
+    assert compared >= 5 * len(extras)
+
+
+def test_a_cursor_tells_nothing_of_the_records_one_may_not_see(opened) -> None:
+    """Opaque: no number in it, never twice the same, and it does not grow with others' records."""
+    views, _ = opened["nobody"]
+    viewer = VIEWERS["nobody"]
+    cursors = [views.answer("/api/events", {"limit": ["1"]}, viewer)["cursor"] for _ in range(3)]
+    assert len(set(cursors)) == 3
+    for cursor in cursors:
+        assert not cursor.lstrip("-").isdigit() and str(len(RECORDS) - 1) not in cursor
+        assert len(cursor) == 48  # the same length whatever it stands for
+    assert views.answer("/api/events", {"after": [cursors[0]]}, viewer)["events"] == []

@@ -13,13 +13,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from tests.support.console_cursors import answer as plain_answer
 from tests.support.web import NoRedirect
 
+from tollgate.configuration.config import ConfigError, parse_config
 from tollgate.configuration.console_settings import ConsoleConfig, exposed_without_tls
 from tollgate.console.budgets import rows as budget_rows
+from tollgate.console.cursors import Cursors
 from tollgate.console.day_sums import Later
 from tollgate.console.follow import AuditFiles
 from tollgate.console.server import Console
+from tollgate.console.viewer import TOKEN_HOLDER
 from tollgate.console.views import BadQuery, Views, as_csv
 from tollgate.governance.limits.limits import LimitRule
 
@@ -241,14 +245,14 @@ def test_inventory_rows_are_tollgate_inventorys(views: Views) -> None:
 def test_events_latest_first_page_then_after_a_cursor_with_filters(views: Views) -> None:
     latest = views.answer("/api/events", {"limit": ["2"]})
     assert [e["ts"] for e in latest["events"]] == ["2026-11-02T11:30:00.000Z", "2026-11-03T12:00:00.000Z"]
-    assert latest["cursor"] == "7"
-    denied = views.answer("/api/events", {"after": ["0"], "decision": ["deny"], "client": ["bob"]})
+    assert views.cursors.open(latest["cursor"], TOKEN_HOLDER) == 7  # sealed: opaque to the viewer
+    denied = plain_answer(views, "/api/events", {"after": ["0"], "decision": ["deny"], "client": ["bob"]})
     assert [e["event"] for e in denied["events"]] == ["mcp_call", "connection"]
     assert views.answer("/api/events", {"client": ["nobody"]})["events"] == []
     write(views.audit.paths[0], [call("2026-11-04T08:00:00.000Z", "carol")])
     views.audit.catch_up()
-    after = views.answer("/api/events", {"after": [latest["cursor"]]})
-    assert [e["client"] for e in after["events"]] == ["carol"] and after["cursor"] == "8"
+    after = plain_answer(views, "/api/events", {"after": [latest["cursor"]]})
+    assert [e["client"] for e in after["events"]] == ["carol"] and after["cursor"] == 8
 
 
 def test_a_rotation_is_followed_and_a_cut_line_is_shown_as_such(tmp_path: Path) -> None:
@@ -328,6 +332,27 @@ def test_only_loopback_is_served_without_tls() -> None:
         ConsoleConfig(listen="10.0.0.5:8090")
     with pytest.raises(ValueError, match="16 characters"):
         ConsoleConfig(token="short")
+
+
+def test_the_cursor_secret_is_long_enough_and_named_when_not(tmp_path: Path) -> None:
+    assert ConsoleConfig(cursor_secret="c" * 32).cursor_secret == "c" * 32
+    assert "c" * 32 not in repr(ConsoleConfig(cursor_secret="c" * 32))  # a secret: never in a log
+    with pytest.raises(ConfigError, match=r"console\.cursor_secret: .*32 characters or more"):
+        parse_config({"console": {"cursor_secret": "${SHORT}"}}, {"SHORT": "too-short"})
+
+
+def test_cursors_sealed_with_one_secret_hold_across_replicas(views: Views) -> None:
+    """Two consoles with the same `cursor_secret` take each other's cursors; one with another, or
+    with none, refuses them with a reason."""
+    secret = "a-cursor-secret-shared-by-replicas-0001"
+    one, two = (Views(views.audit, cursors=Cursors(secret)) for _ in range(2))
+    cursor = one.answer("/api/events", {"limit": ["1"]})["cursor"]
+    write(views.audit.paths[0], [call("2026-11-04T08:00:00.000Z", "carol")])
+    views.audit.catch_up()
+    assert [e["client"] for e in two.answer("/api/events", {"after": [cursor]})["events"]] == ["carol"]
+    for other in (Views(views.audit, cursors=Cursors("another-cursor-secret-of-32-chars-01")), Views(views.audit)):
+        with pytest.raises(BadQuery, match="not a cursor this console gave you"):
+            other.answer("/api/events", {"after": [cursor]})
 
 
 @pytest.fixture
@@ -545,8 +570,8 @@ def every_view(views: Views) -> list:
     spend = [views.answer("/api/spend", {"by": [by]}) for by in ("provider", "model", "client")]
     hourly = views.answer("/api/spend", {"by": ["model"], "bucket": ["hour"], "since": ["2026-11-01"],
                                          "until": ["2026-11-05"]})  # fmt: skip
-    return [views.answer(path, {}) for path in ("/api/people", "/api/refusals", "/api/findings", "/api/inventory",
-                                                "/api/events")] + spend + [hourly]  # fmt: skip
+    return [plain_answer(views, path, {}) for path in ("/api/people", "/api/refusals", "/api/findings",
+                                                       "/api/inventory", "/api/events")] + spend + [hourly]  # fmt: skip
 
 
 def opened(path: Path, remember: Path) -> tuple[AuditFiles, Views]:

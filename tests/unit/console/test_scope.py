@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.support.console_cursors import answer as plain_answer
 
 from tollgate.configuration.config import parse_config
 from tollgate.console.follow import AuditFiles
@@ -157,7 +158,7 @@ def test_a_restart_keeps_the_origins_and_an_index_of_the_version_before_is_read_
 
     def answers(audit: AuditFiles) -> list:
         views = Views(audit, rules=RULES)
-        return [views.answer(p, q, v) for v in (TOKEN_HOLDER, ALICE, LEAD)
+        return [plain_answer(views, p, q, v) for v in (TOKEN_HOLDER, ALICE, LEAD)
                 for p, q in (("/api/people", {}), ("/api/spend", {"by": ["client"]}), ("/api/inventory", {}),
                              ("/api/events", {"instance": ["pod-1"]}), ("/api/spend", {"instance": ["pod-0"]}))]  # fmt: skip
 

@@ -195,27 +195,28 @@ const LIVE_COLUMNS = [
   // A time breaks at its space only (an older day's "11-20 08:43" in two lines), never inside "08:43:36".
   { key: "ts", label: "time", width: "7.5%", time: true, format: shortTime, title: (v) => v || "" },
   { key: "event", label: "kind", width: "7%", cut: true },
-  { key: "client", label: "client", width: "9%", cut: true, format: (v, r) => ("client" in r ? who(v) : "") },
-  { key: "provider", label: "provider / server / host", width: "8%", cut: true, format: (v, r) => v || r.server || r.host || "" },
-  { key: "model", label: "model / tool", width: "10%", cut: true, format: (v, r) => v || r.tool || r.method || "" },
+  { key: "instance", label: "instance", width: "7%", cut: true },
+  { key: "client", label: "client", width: "8%", cut: true, format: (v, r) => ("client" in r ? who(v) : "") },
+  { key: "provider", label: "provider / server / host", width: "7.5%", cut: true, format: (v, r) => v || r.server || r.host || "" },
+  { key: "model", label: "model / tool", width: "9%", cut: true, format: (v, r) => v || r.tool || r.method || "" },
   // A refusal names its kind; a call let through says so.
-  { key: "decision", label: "decision", width: "10%", cut: true, format: (v, r) => r.refusal || v || "" },
+  { key: "decision", label: "decision", width: "9%", cut: true, format: (v, r) => r.refusal || v || "" },
   { key: "status", label: "status", width: "5%", num: true },
   { key: "total_tokens", label: "tokens", width: "5.5%", num: true },
   { key: "cost_usd", label: "cost", width: "9%", num: true, format: money },
   { key: "latency_ms", label: "ms", width: "4.5%", num: true, format: (v, r) => (v != null ? Math.round(v) : r.duration_ms != null ? Math.round(r.duration_ms) : "") },
   // A reason over up to three lines (a policy's usual one whole), a longer one cut there.
-  { key: "deny_reasons", label: "reason", width: "11%", clamp: true, format: (v, r) => (Array.isArray(v) && v.length ? v.join("; ") : r.error || "") },
-  { key: "findings", label: "findings", width: "13.5%", wrap: true, format: (v, r) => findingsText(r) },
+  { key: "deny_reasons", label: "reason", width: "10%", clamp: true, format: (v, r) => (Array.isArray(v) && v.length ? v.join("; ") : r.error || "") },
+  { key: "findings", label: "findings", width: "11%", wrap: true, format: (v, r) => findingsText(r) },
 ];
 
 async function viewLive(params) {
   if (recordKinds === null) recordKinds = await api("/api/kinds");
   const mine = generation;
-  const filters = { client: params.get("client") || "", provider: "", decision: "", event: "" };
+  const filters = { client: params.get("client") || "", provider: "", decision: "", event: "", instance: params.get("instance") || "" };
   const inputs = {};
   const bar = [];
-  for (const name of ["client", "provider", "decision", "event"]) {
+  for (const name of ["instance", "client", "provider", "decision", "event"]) {
     const input = name === "decision"
       ? el("select", { name }, el("option", { value: "" }, "any decision"), el("option", { value: "allow" }, "allow"), el("option", { value: "deny" }, "deny"))
       : name === "event"
@@ -248,7 +249,7 @@ async function viewLive(params) {
   let cursor = null;
   async function load() {
     clearTimeout(liveTimer); // the poll after this load asks from its cursor
-    const answer = await api("/api/events", { limit: 200, client: filters.client, provider: filters.provider, decision: filters.decision, event: filters.event, since: "" });
+    const answer = await api("/api/events", { limit: 200, client: filters.client, provider: filters.provider, decision: filters.decision, event: filters.event, instance: filters.instance, since: "" });
     rows = answer.events.slice().reverse();
     cursor = answer.cursor;
     box.redraw(rows);
@@ -268,7 +269,11 @@ async function viewLive(params) {
         if (empty) empty.remove();
       }
       for (const r of answer.events) { if (paused) held.push(r); else add(r); }
-    } catch (e) { /* the console restarting: asked again at the next turn */ }
+    } catch (e) {
+      // A cursor the console no longer takes (a restart without console.cursor_secret): the latest
+      // records again. Else the console restarting: asked again at the next turn.
+      if (e !== STALE && String(e.message).endsWith(": 400")) await load().catch(() => {});
+    }
     schedule();
   }
   function schedule() {
@@ -411,15 +416,36 @@ const VIEWS = {
     { key: "cap", label: "cap", num: true, format: (v, r) => (r.unit === "usd" ? money(v) : v == null ? "" : String(v)) },
     { key: "unit", label: "unit" },
   ], { empty: "No limit configured." }),
-  audit: () => simple("audit", "Audit", "/api/audit", [
+  audit: () => (auditFromMe ? auditSummary() : simple("audit", "Audit", "/api/audit", [
     { key: "file", label: "file", cut: true }, { key: "instance", label: "instance" }, { key: "records", label: "records", num: true },
     { key: "state", label: "state" }, { key: "faults", label: "first fault", wrap: true, format: (v) => (v && v.length ? v[0] + (v.length > 1 ? ` (+${v.length - 1} more)` : "") : "") },
     { key: "last_checkpoint", label: "last checkpoint", format: (v) => (v ? `${v} (${ago(v)})` : "none yet") }, { key: "signed", label: "signed", format: (v) => (v == null ? "not checked" : v ? "yes" : "no") },
     { key: "anchor", label: "last anchor", wrap: true, format: anchorText },
     { key: "anchor_gaps", label: "anchor gaps", wrap: true, format: (v, r) => (v == null ? "" : !v ? "none" : `${v}, the last at ${base(r.anchor.last_gap.place)}\n${r.anchor.last_gap.tsa}: ${r.anchor.last_gap.error}`) },
     { key: "worker_lost", label: "worker lost", num: true },
-  ], { rowClass: (r) => (r.state === "fault" ? "fault" : ""), empty: "No audit file yet." }),
+  ], { rowClass: (r) => (r.state === "fault" ? "fault" : ""), empty: "No audit file yet." }).catch(async (e) => {
+    // Its files and instances are security's: anyone else sees whether the whole audit is whole.
+    if (e === STALE || !String(e.message).endsWith(": 403")) throw e;
+    auditFromMe = true;
+    await auditSummary();
+  })),
 };
+
+const AUDIT_SAID = {
+  whole: "Every record's chain checks: no record was changed, removed or inserted.",
+  checking: "The chain is still being checked after the console started; this says more once it is done.",
+  fault: "The chain has a fault: some records may have been changed, removed or inserted. Security's Audit view names where.",
+};
+
+// The Audit view of everyone but security: whether the whole audit is whole (`/api/me`).
+async function auditSummary() {
+  const me = await api("/api/me");
+  main.replaceChildren(el("section", { id: "audit-summary" },
+    el("h2", {}, "Audit"),
+    el("p", { class: "audit-said audit-" + me.audit }, "The audit is " + me.audit + "."),
+    el("p", { class: "note" }, AUDIT_SAID[me.audit] || ""),
+    el("p", { class: "note" }, "Its files and instances, anchors and faults are shown to security.")));
+}
 
 async function route() {
   generation += 1;
@@ -500,9 +526,9 @@ async function whoIsSignedIn() {
   document.getElementById("who-name").textContent = (me.name || me.email) + " · " + me.role;
   document.getElementById("who-name").title = me.email;
   document.getElementById("who").hidden = false;
-  if (me.role !== "security") { // the Audit view is security's: the badge alone says whether the audit is whole
+  if (me.role !== "security") { // the Audit view's table is security's: the badge opens whether the audit is whole
     document.querySelector('a[data-view="audit"]').hidden = true;
-    document.getElementById("audit-state").removeAttribute("href");
+    auditFromMe = true;
   }
 }
 
