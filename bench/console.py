@@ -29,7 +29,7 @@ from tollgate.common.audit_chain import CHECKPOINT, ZERO, chain_of
 from tollgate.console.follow import AuditFiles
 from tollgate.console.saved import path_for
 from tollgate.console.scope import ScopeRules
-from tollgate.console.viewer import Viewer
+from tollgate.console.viewer import TOKEN_HOLDER, Viewer
 from tollgate.console.views import Views
 
 CLIENTS = [f"person-{i:03d}" for i in range(120)]
@@ -179,7 +179,7 @@ def main() -> int:
         timed("/api/events as one person (1 client in 120)", lambda: views.answer("/api/events", {}, person)),
         timed("/api/events?provider=… as one person", lambda: views.answer("/api/events", {"provider": ["gemini"]}, person)),
         timed("/api/events as a lead", lambda: views.answer("/api/events", {}, lead)),
-        timed("/api/events?instance=gw-1&after=0 as a lead", lambda: views.answer("/api/events", {"instance": ["gw-1"], "after": ["0"]}, lead)),
+        timed("/api/events?instance=gw-1&after=0 as a lead", lambda: views.answer("/api/events", {"instance": ["gw-1"], "after": [views.cursors.seal(0, lead)]}, lead)),
         timed("/api/people as one person", lambda: views.answer("/api/people", {}, person)),
         timed("/api/spend?by=model as one person", lambda: views.answer("/api/spend", {"by": ["model"]}, person)),
         timed("/api/spend?by=client&bucket=hour (a week) as one person", lambda: views.answer("/api/spend", {"by": ["client"], "bucket": ["hour"], "since": ["2026-11-23"], "until": ["2026-11-30"]}, person)),
@@ -198,7 +198,7 @@ def main() -> int:
     append(args.file, [call(random.Random(1), "2026-12-01T00:00:00.000Z", 0)])  # then how long until it is listed
     began = time.perf_counter()
     audit.catch_up()
-    after = views.answer("/api/events", {"after": [str(len(audit.index) - 2)]})["events"]
+    after = views.answer("/api/events", {"after": [views.cursors.seal(len(audit.index) - 2, TOKEN_HOLDER)]})["events"]
     print(f"a new record read and listed: {(time.perf_counter() - began) * 1000:.1f} ms"
           f" ({len(after)} listed; the console looks every 200 ms; target ≤ 1 s)")  # fmt: skip
     peak = peak_mb()
