@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     ca = commands.add_parser("certs", help="create the CA and certs/ca-bundle.pem if missing")
     ca.add_argument("--confdir", default="certs", type=Path)
     check = commands.add_parser("check", help="validate a configuration file (default: ./tollgate.yaml)")
-    check.add_argument("config", type=Path, nargs="?", default=Path("tollgate.yaml"))
+    # --config as every command that reads a configuration takes it; the positional form stays an alias.
+    check.add_argument("--config", dest="config_option", type=Path, metavar="FILE", help="default: ./tollgate.yaml")
+    check.add_argument("config", type=Path, nargs="?", metavar="FILE", help="the same as --config FILE")
     policy = commands.add_parser("policy", help="work with Rego policies")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     evaluate = policy_commands.add_parser("eval", help="print the decision for a sample input, like `opa eval`")
@@ -259,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         from tollgate.cli.reports import print_usage
 
         return print_usage(args.config, args.store, args.since, args.by, args.format, args.from_audit)
-    return check_config(args.config)
+    if args.config is not None and args.config_option is not None:
+        parser.error("check: give the configuration once: --config FILE or FILE")
+    return check_config(args.config_option or args.config or Path("tollgate.yaml"))
 
 
 def installed_version() -> str:

@@ -297,3 +297,50 @@ def test_check_finds_no_two_places_alike_for_one_unset_variable(tollgate, tmp_pa
         "error: tollgate.yaml: egress.credentials.0.virtual: environment variable TOLLGATE_TEST_UNSET_TOKEN is not set",
         "error: tollgate.yaml: egress.credentials.0.value: environment variable TOLLGATE_TEST_UNSET_TOKEN is not set",
     ]
+
+
+def test_every_command_that_reads_a_configuration_takes_it_as_config(
+    tollgate, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """`--config FILE` for each of them, far from ./tollgate.yaml (which would mislead them)."""
+    monkeypatch.setenv("TOLLGATE_JWT_SECRET", JWT_SECRET)
+    Path("tollgate.yaml").write_text("clients: [{grups: [x], name: alice}]\n")  # refused: not the one read
+    Path("other.yaml").write_text(
+        "clients: [{name: alice, keys: [tg-alice-0123456789]}]\n"
+        "identity:\n  jwt:\n"
+        '    - {issuer: https://tollgate.local, audience: tollgate, client_prefix: "jwt:", secret: "${TOLLGATE_JWT_SECRET}",'
+        " algorithms: [HS256]}\n"
+        "guardrails: [{detect: [pii.email], action: deny}]\n"
+        "audit: {path: other.jsonl}\n"
+        "ledger: {store: 'sqlite:///other-ledger.sqlite'}\n"
+    )
+    Path("console.yaml").write_text("console: {listn: 127.0.0.1:8090}\n")  # refused, naming the file read
+    record = {"event": "llm_call", "ts": "2026-11-22T04:10:55.062Z", "client": "carol", "decision": "allow"}
+    Path("other.jsonl").write_text(json.dumps({**record, "provider": "openai"}) + "\n")
+    Path("body.json").write_text('{"messages": [{"role": "user", "content": "my key: tg-alice-0123456789"}]}')
+    capsys.readouterr()
+
+    assert tollgate(["check", "--config", "other.yaml"]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out == "other.yaml: ok (1 client)\n"
+    assert tollgate(["check", "other.yaml"]) == 0  # the positional form, an alias
+    assert capsys.readouterr().out == "other.yaml: ok (1 client)\n"
+    with pytest.raises(SystemExit):
+        tollgate(["check", "--config", "other.yaml", "tollgate.yaml"])
+    assert "give the configuration once" in capsys.readouterr().err
+
+    assert tollgate(["token", "--client", "batch", "--config", "other.yaml"]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.count(".") == 2  # a JWT
+
+    assert tollgate(["scan", "body.json", "--config", "other.yaml"]) == 1
+    said = capsys.readouterr()
+    assert said.err.startswith("applied: other.yaml: 1 guardrails rule"), said.err
+    assert "tollgate_keys" in said.out  # the key of other.yaml's client
+
+    assert tollgate(["inventory", "--json", "--config", "other.yaml"]) == 0, capsys.readouterr().err
+    assert "carol" in capsys.readouterr().out
+
+    assert tollgate(["usage", "--config", "other.yaml"]) == 1
+    assert "other-ledger.sqlite" in capsys.readouterr().err
+
+    assert tollgate(["console", "--config", "console.yaml"]) == 1
+    assert "error: console.yaml: console.listn: unknown key" in capsys.readouterr().err
