@@ -44,8 +44,11 @@ def ensure_ca(confdir: Path) -> Path:
     from mitmproxy import certs  # here: the client certificates below are plain data, built without it
 
     confdir.mkdir(parents=True, exist_ok=True)
-    with made_alone(confdir):
+    if (confdir / CA_CERT).exists():  # written after the key: made whole, read without the lock
         certs.CertStore.from_store(confdir, CA_NAME, 2048)
+    else:
+        with made_alone(confdir):
+            certs.CertStore.from_store(confdir, CA_NAME, 2048)
     return confdir / CA_CERT
 
 
@@ -73,7 +76,7 @@ def ensure_bundle(confdir: Path) -> Path:
     bundle = confdir / BUNDLE
     roots = system_roots().read_text(encoding="ascii", errors="ignore").rstrip("\n")
     content = f"{roots}\n\n# Tollgate CA\n{ca.read_text(encoding='ascii')}"
-    with made_alone(confdir):  # a client never reads it half written
-        if not bundle.exists() or bundle.read_text(encoding="ascii", errors="ignore") != content:
+    if not bundle.exists() or bundle.read_text(encoding="ascii", errors="ignore") != content:
+        with made_alone(confdir):  # one writer at a time
             bundle.write_text(content, encoding="ascii")
     return bundle
