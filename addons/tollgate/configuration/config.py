@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import quote
 
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, create_model, model_validator
@@ -389,6 +390,16 @@ def read_only_leaves(where: str) -> bool:
     return upstream_secret(where) or where in DSN_PLACES
 
 
+_DSN_URI = re.compile(r"postgres(?:ql)?://", re.IGNORECASE)
+
+
+def in_dsn_uri(where: str, value: str) -> bool:
+    """Whether a `${NAME}` of this value lands inside a DSN written as a URI (a password, say): its
+    value is then URI-escaped, so that `@ : / % # ?` in a password need no escaping by hand. A DSN
+    that is one `${NAME}` alone is the variable's to write whole, and taken as it is."""
+    return where in DSN_PLACES and _DSN_URI.match(value) is not None and _VAR.fullmatch(value) is None
+
+
 def expand_env(
     node: Any,
     env: Mapping[str, str],
@@ -402,12 +413,13 @@ def expand_env(
     (`distinct`: followed by its place, so that no two places left compare equal)."""
     if isinstance(node, str):
         left = False
+        escaped = in_dsn_uri(where, node)
 
         def substitute(m: re.Match[str]) -> str:
             nonlocal left
             name = m.group(1)
             if name in env:
-                return env[name]
+                return quote(env[name], safe="") if escaped else env[name]
             place = Unset(where or "(top level)", name)
             if unset is None or not leave(place.where):
                 raise ConfigError(str(place))
