@@ -447,6 +447,33 @@ def test_keep_days_removes_the_older_rows(tmp_path: Path, dsn: str, caplog: pyte
     )
 
 
+def test_keep_days_removes_the_older_rows_while_no_record_is_sent(
+    tmp_path: Path, dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a schedule of its own: at the sender's start, then every PURGE_SECONDS, however quiet the
+    audit (an instance idle over a weekend still forgets what it must)."""
+    audit = tmp_path / "audit.jsonl"
+    audit.write_text("")
+    old = write_records(audit, 0, 3, ts="2020-01-01T00:00:00.000Z")
+    sender = AuditPostgres(str(audit), dsn, **FAST).start()  # type: ignore[arg-type]
+    try:
+        wait_until(lambda: stored_lines(dsn) == old)
+    finally:
+        assert sender.stop()
+    monkeypatch.setattr(audit_postgres, "PURGE_SECONDS", 0.2)
+    keeping = AuditPostgres(str(audit), dsn, keep_days=30, **FAST).start()  # type: ignore[arg-type]
+    try:
+        wait_until(lambda: stored_lines(dsn) == [])  # nothing new to send: removed at its start
+        more = [orjson.loads(line) | {"seq": 9, "chain": f"{9:064x}"} for line in old[:1]]
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            prepare(conn)
+            store(conn, TABLE, [row_of(orjson.dumps(record)) for record in more])
+        assert len(stored_lines(dsn)) == 1
+        wait_until(lambda: stored_lines(dsn) == [])  # and again, still sending nothing
+    finally:
+        assert keeping.stop()
+
+
 def test_the_lag_is_a_metric() -> None:
     metrics = MetricSet(postgres_lag=lambda: 12)
     assert metrics.registry.get_sample_value("tollgate_audit_postgres_lag_records") == 12
