@@ -344,3 +344,28 @@ def test_every_command_that_reads_a_configuration_takes_it_as_config(
 
     assert tollgate(["console", "--config", "console.yaml"]) == 1
     assert "error: console.yaml: console.listn: unknown key" in capsys.readouterr().err
+
+
+def test_read_only_commands_run_with_the_records_dsn_unset(tollgate, tmp_path: Path, capsys, monkeypatch) -> None:
+    """None of them reads the table: an unset DSN is neither an error nor a key they could not look for."""
+    for name in ("TOLLGATE_RECORDS_DSN", "TOLLGATE_TEST_UNSET_CONSOLE_DSN"):
+        monkeypatch.delenv(name, raising=False)
+    Path("tollgate.yaml").write_text(
+        'audit: {path: audit.jsonl, postgres: {dsn: "${TOLLGATE_RECORDS_DSN}", keep_days: 30}}\n'
+        'console: {postgres_dsn: "${TOLLGATE_TEST_UNSET_CONSOLE_DSN}"}\n'
+    )
+    record = {"event": "llm_call", "ts": "2026-11-22T04:10:55.062Z", "client": "carol", "decision": "allow"}
+    Path("audit.jsonl").write_text(json.dumps({**record, "provider": "openai"}) + "\n")
+    Path("ledger.sqlite").touch()
+    Path("body.json").write_text('{"messages": []}')
+    assert tollgate(["scan", "body.json"]) == 0
+    assert capsys.readouterr().err == "applied: tollgate.yaml: no guardrails rule, no key of Tollgate's own\n"
+    assert tollgate(["inventory", "--json"]) == 0
+    assert tollgate(["usage", "--from-audit", "audit.jsonl"]) == 0
+    assert tollgate(["audit", "verify", "--live", "audit.jsonl"]) in (0, 1)  # reads no configuration
+    assert "is not set" not in capsys.readouterr().err
+    # What a proxy start would refuse, check says.
+    assert tollgate(["check"]) == 1
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "error: tollgate.yaml: audit.postgres.dsn: environment variable TOLLGATE_RECORDS_DSN is not set"
+    )
