@@ -371,10 +371,12 @@ def anchored_line(instance: str, anchored: Anchored) -> str:
 def check_config(path: Path) -> int:
     """Exit status 0 when the configuration and the policy it names would load, else 1 with every
     problem found, each on a line (unset variables among them)."""
-    from tollgate.configuration.config import ConfigError, file_problems, load_config
+    from tollgate.configuration.config import ConfigError, file_problems, file_warnings, load_config
     from tollgate.governance.policy.policy import Policy, PolicyError
 
     problems = file_problems(path)
+    for warning in file_warnings(path):
+        print(f"warning: {warning}", file=sys.stderr)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if problems:

@@ -366,6 +366,25 @@ def test_read_only_commands_run_with_the_records_dsn_unset(tollgate, tmp_path: P
     assert "is not set" not in capsys.readouterr().err
     # What a proxy start would refuse, check says.
     assert tollgate(["check"]) == 1
-    assert capsys.readouterr().err.splitlines()[0] == (
-        "error: tollgate.yaml: audit.postgres.dsn: environment variable TOLLGATE_RECORDS_DSN is not set"
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: tollgate.yaml: console.postgres_dsn: environment variable TOLLGATE_TEST_UNSET_CONSOLE_DSN is not"
+        " set: the console refuses to start without it (the proxy does not need it)",
+        "error: tollgate.yaml: audit.postgres.dsn: environment variable TOLLGATE_RECORDS_DSN is not set",
+    ]
+
+
+def test_check_warns_of_an_unset_variable_only_the_console_needs(tollgate, tmp_path: Path, capsys, monkeypatch):
+    """The console's own DSN: a proxy starts without it (it reads no table), the console does not."""
+    monkeypatch.delenv("TOLLGATE_TEST_UNSET_CONSOLE_DSN", raising=False)
+    text = (
+        'audit: {postgres: {dsn: "postgresql://db/x"}}\nconsole: {postgres_dsn: "${TOLLGATE_TEST_UNSET_CONSOLE_DSN}"}\n'
     )
+    Path("tollgate.yaml").write_text(text)
+    assert tollgate(["check"]) == 0
+    said = capsys.readouterr()
+    assert said.err == (
+        "warning: tollgate.yaml: console.postgres_dsn: environment variable TOLLGATE_TEST_UNSET_CONSOLE_DSN is not"
+        " set: the console refuses to start without it (the proxy does not need it)\n"
+    )
+    assert said.out == "tollgate.yaml: ok (0 clients)\n"
+    assert load_config("tollgate.yaml").audit.postgres is not None  # as the proxy loads it
