@@ -19,13 +19,13 @@ if TYPE_CHECKING:
     from tollgate.records.audit.audit_verify import Anchored
 
 
-SERVE_USAGE = """usage: tollgate serve [--workers N|auto] [mitmdump arguments…]
+SERVE_USAGE = """usage: tollgate serve [--workers N|auto] [--config FILE] [mitmdump arguments…]
 
 Runs Tollgate's proxy: one mitmdump (--workers 1, the default), or N mitmdump workers on loopback
 ports behind HAProxy on the listen address (--listen-host, --listen-port; else TOLLGATE_LISTEN;
 else 127.0.0.1:8080). auto: one worker per core. TOLLGATE_WORKERS gives --workers when it is not
-on the command line. The other arguments go to every worker (--set confdir=…, --set
-tollgate_config=…). SIGTERM drains: no new connections, calls in flight finish, exit 0.
+on the command line. --config FILE names the configuration (--set tollgate_config=FILE). The other
+arguments go to every worker (--set confdir=…). SIGTERM drains: no new connections, calls in flight finish, exit 0.
 """
 
 
