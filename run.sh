@@ -419,14 +419,11 @@ env_target() {  # env_target ARGS…
 # What `env` needs, made by ./run.sh (which installs and creates it): said when something is
 # missing, for `env` creates and installs nothing.
 env_missing() {
-  local missing=() version
+  local missing=()
   [[ -x "$VENV/bin/python" ]] && installed_from "$VENV/.tollgate-installed" "$RUN_LOCK" ||
     missing+=("Tollgate's venv ($VENV)")
   [[ -f "$CERTS/mitmproxy-ca-cert.pem" && -f "$CERTS/ca-bundle.pem" ]] ||
     missing+=("Tollgate's CA and its bundle ($CERTS/mitmproxy-ca-cert.pem, ca-bundle.pem)")
-  if version="$(node_needing_undici)" && ! node_proxy_installed; then
-    missing+=("undici beside the Node preload, for node $version ($NODE_PROXY/node_modules)")
-  fi
   ((${#missing[@]} > 0)) || return 0
   local item
   for item in "${missing[@]}"; do
@@ -501,6 +498,12 @@ node_preload_flag() {
 # agents), with undici beside it where Node's fetch ignores HTTPS_PROXY (./run.sh installs it).
 node_options_export() {
   node_version >/dev/null || return 0
+  local version
+  if version="$(node_needing_undici)" && ! node_proxy_installed; then
+    say "missing: undici beside the Node preload, for node $version ($NODE_PROXY/node_modules), so NODE_OPTIONS"
+    say "is not exported: run ./run.sh first (it installs it), or use Node 22.21 / 24 or newer"
+    return 0
+  fi
   local flag options="${NODE_OPTIONS:-}"
   flag="$(node_preload_flag)"
   # Evaluated again in the same shell, the exports must not add the preload twice.

@@ -515,9 +515,22 @@ def test_env_says_what_to_do_when_npm_cannot_install_undici(tmp_path):
     assert f"npm could not install undici into {root}/node-proxy" in done.stderr
     assert "would send fetch calls past Tollgate" in done.stderr
     assert not (root / "node-proxy" / "node_modules").exists()
-    # `./run.sh env` installs nothing: it says what is missing, and to run ./run.sh first.
+    # `./run.sh env` installs nothing: it says what is missing, and to run ./run.sh first, and
+    # prints the other exports.
     done = subprocess.run([str(root / "run.sh"), "env"], capture_output=True, text=True, timeout=300, env=env)
-    assert (done.returncode, done.stdout) == (1, "")
+    assert done.returncode == 0
+    assert [line.split("=", 1)[0] for line in done.stdout.splitlines()] == [
+        f"export {name}"
+        for name in (
+            "HTTPS_PROXY",
+            "SSL_CERT_FILE",
+            "REQUESTS_CA_BUNDLE",
+            "AWS_CA_BUNDLE",
+            "CURL_CA_BUNDLE",
+            "NODE_EXTRA_CA_CERTS",
+            "NODE_USE_ENV_PROXY",
+        )
+    ]
     assert f"missing: undici beside the Node preload, for node v20.20.2 ({root}/node-proxy/node_modules)" in done.stderr
-    assert "run ./run.sh first" in done.stderr
+    assert "run ./run.sh first (it installs it)" in done.stderr
     assert not (root / "node-proxy" / "node_modules").exists()
