@@ -357,7 +357,10 @@ run_proxy() {  # run_proxy mitmdump|mitmweb ARGS…
     say "no tollgate.yaml here: pure audit mode (anyone may call, their own keys pass through);" \
       "a tollgate.yaml written here is loaded within a second"
   start_console "${defaults[@]}" "$@"
-  export TOLLGATE_LISTENING_FILE="$CERTS/tollgate-listening"  # where the proxy says its address for `env`
+  # Where the proxy says its address for `env`: a file of its own (its pid: exec keeps this shell's),
+  # so that each of several instances started from this checkout is known.
+  export TOLLGATE_LISTENING_FILE="$CERTS/tollgate-listening.$$"
+  node_proxy_for_env
   if [[ -n "$workers" || " $* " == *" --workers "* ]]; then
     # `tollgate serve` takes --workers out of the arguments, and refuses what a fleet cannot run. It
     # runs from this checkout's addons/, as mitmdump's script does, whichever checkout the venv names.
@@ -371,14 +374,63 @@ run_proxy() {  # run_proxy mitmdump|mitmweb ARGS…
     "${defaults[@]}" ${CAPTURE[@]+"${CAPTURE[@]}"} "$@"
 }
 
-# The URL of the proxy running from this checkout, as it writes it in certs/ while it runs
-# (addons/tollgate/proxy/listening_file.py: "URL PID"); nothing when none runs.
-running_proxy_url() {
-  local file="$CERTS/tollgate-listening" url pid
-  [[ -f "$file" ]] || return 0
-  read -r url pid <"$file" || true
-  [[ "$url" == http://* && "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && printf '%s' "$url"
+# The proxies running from this checkout, as each writes where it listens in certs/ while it runs
+# (addons/tollgate/proxy/listening_file.py: tollgate-listening.PID holds "URL PID"), newest last:
+# "URL PID" lines; none when none runs (a file left by a proxy that was killed names a pid gone).
+running_proxies() {
+  local file url pid
+  # shellcheck disable=SC2012  # the files' names are run.sh's own: no spaces, no newlines
+  for file in $(ls -tr "$CERTS"/tollgate-listening.* 2>/dev/null); do
+    [[ "$file" =~ /tollgate-listening\.[0-9]+$ ]] || continue
+    read -r url pid <"$file" || true
+    [[ "$url" == http://* && "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && printf '%s %s\n' "$url" "$pid"
+  done
   return 0
+}
+
+# What `env` points its clients at: told an address, that; else the proxy running from this checkout
+# (the newest of several), else the default. Said on stderr, so that `eval` takes only the exports.
+ENV_URL=""
+env_target() {  # env_target ARGS…
+  local running=() line
+  ENV_URL="$(proxy_url)"
+  if [[ $# -gt 0 || -n "${TOLLGATE_LISTEN:-}" ]]; then
+    say "HTTPS_PROXY: $ENV_URL, as told ($([[ $# -gt 0 ]] && echo "$*" || echo "TOLLGATE_LISTEN=$TOLLGATE_LISTEN"))"
+    return 0
+  fi
+  mapfile -t running < <(running_proxies)
+  if ((${#running[@]} == 0)); then
+    say "HTTPS_PROXY: $ENV_URL, the default: no proxy runs from $ROOT now (start one with ./run.sh)"
+    return 0
+  fi
+  line="${running[-1]}"
+  ENV_URL="${line% *}"
+  say "HTTPS_PROXY: $ENV_URL, the proxy running from $ROOT (pid ${line##* })"
+  if ((${#running[@]} > 1)); then
+    local others=() entry
+    for entry in "${running[@]}"; do
+      others+=("${entry% *} (pid ${entry##* })")
+    done
+    say "${#running[@]} proxies run from this checkout, the newest chosen: ${others[*]};" \
+      "name another with ./run.sh env --listen-port PORT"
+  fi
+}
+
+# What `env` needs, made by ./run.sh (which installs and creates it): said when something is
+# missing, for `env` creates and installs nothing.
+env_missing() {
+  local missing=()
+  [[ -x "$VENV/bin/python" ]] && installed_from "$VENV/.tollgate-installed" "$RUN_LOCK" ||
+    missing+=("Tollgate's venv ($VENV)")
+  [[ -f "$CERTS/mitmproxy-ca-cert.pem" && -f "$CERTS/ca-bundle.pem" ]] ||
+    missing+=("Tollgate's CA and its bundle ($CERTS/mitmproxy-ca-cert.pem, ca-bundle.pem)")
+  ((${#missing[@]} > 0)) || return 0
+  local item
+  for item in "${missing[@]}"; do
+    say "missing: $item"
+  done
+  say "run ./run.sh first (it installs and creates them), then eval \"\$(./run.sh env)\" again"
+  return 1
 }
 
 print_env() {
@@ -388,13 +440,11 @@ print_env() {
     say "listen port '$LISTEN_PORT': expected a number from 1 to 65535"
     exit 1
   fi
-  ensure_venv
-  ensure_certs
-  local bundle="$CERTS/ca-bundle.pem" url=""
-  # Told no address, it prints the running proxy's (started with --listen-port, say), else the default.
-  [[ $# -gt 0 || -n "${TOLLGATE_LISTEN:-}" ]] || url="$(running_proxy_url)"
+  env_missing || exit 1
+  env_target "$@"
+  local bundle="$CERTS/ca-bundle.pem"
   cat <<EOF
-export HTTPS_PROXY="${url:-$(proxy_url)}"
+export HTTPS_PROXY="$ENV_URL"
 export SSL_CERT_FILE="$bundle"
 export REQUESTS_CA_BUNDLE="$bundle"
 export AWS_CA_BUNDLE="$bundle"
@@ -410,34 +460,73 @@ node_routes_fetch() {  # node_routes_fetch MAJOR MINOR
   (($1 >= 24 || ($1 == 22 && $2 >= 21)))
 }
 
-# The NODE_OPTIONS with which the node on the PATH sends fetch and its http, https and http2 modules
-# to HTTPS_PROXY: the preload, on every Node (NODE_USE_ENV_PROXY reaches only fetch and the default
-# agents), with undici installed beside it where Node's fetch ignores HTTPS_PROXY.
-node_options_export() {
-  command -v node >/dev/null 2>&1 || return 0
+# The version of the node on the PATH ("v20.20.2"); status 1 (said) when there is none or it is older
+# than the preload supports.
+node_version() {
+  command -v node >/dev/null 2>&1 || return 1
   local version
   version="$(node --version 2>/dev/null || true)"
   if [[ ! "$version" =~ ^v([0-9]+)\.([0-9]+)\. ]]; then
     say "could not read the version of $(command -v node) ('$version'): Node programs may not go through Tollgate"
-    return 0
+    return 1
   fi
-  local major="$((10#${BASH_REMATCH[1]}))" minor="$((10#${BASH_REMATCH[2]}))"
-  if ((major < 18)); then
+  if ((10#${BASH_REMATCH[1]} < 18)); then
     say "node $version is older than Tollgate's preload supports: use Node 18 or newer"
-    return 0
+    return 1
   fi
+  printf '%s' "$version"
+}
+
+# The version of the node on the PATH when its fetch ignores HTTPS_PROXY, so that the preload needs
+# undici installed beside it; status 1 otherwise (node_version's words are said where it exports).
+node_needing_undici() {
+  local version
+  version="$(node_version 2>/dev/null)" || return 1
+  [[ "$version" =~ ^v([0-9]+)\.([0-9]+)\. ]]
+  node_routes_fetch "$((10#${BASH_REMATCH[1]}))" "$((10#${BASH_REMATCH[2]}))" && return 1
+  printf '%s' "$version"
+}
+
+node_preload_flag() {
   local flag="--require=$NODE_PROXY/proxy.cjs"
   [[ "$flag" != *[[:space:]]* ]] || flag="--require=\"$NODE_PROXY/proxy.cjs\""  # Node's own quoting
-  node_routes_fetch "$major" "$minor" || ensure_node_proxy "$version" "$flag" || return 0
-  local options="${NODE_OPTIONS:-}"
+  printf '%s' "$flag"
+}
+
+# The NODE_OPTIONS with which the node on the PATH sends fetch and its http, https and http2 modules
+# to HTTPS_PROXY: the preload, on every Node (NODE_USE_ENV_PROXY reaches only fetch and the default
+# agents), with undici beside it where Node's fetch ignores HTTPS_PROXY (./run.sh installs it).
+node_options_export() {
+  node_version >/dev/null || return 0
+  local version
+  if version="$(node_needing_undici)" && ! node_proxy_installed; then
+    say "missing: undici beside the Node preload, for node $version ($NODE_PROXY/node_modules), so NODE_OPTIONS"
+    say "is not exported: run ./run.sh first (it installs it), or use Node 22.21 / 24 or newer"
+    return 0
+  fi
+  local flag options="${NODE_OPTIONS:-}"
+  flag="$(node_preload_flag)"
   # Evaluated again in the same shell, the exports must not add the preload twice.
   [[ " $options " == *" $flag "* ]] || options="${options:+$options }$flag"
   printf 'export NODE_OPTIONS="%s"\n' "$(double_quoted "$options")"
 }
 
-ensure_node_proxy() {  # ensure_node_proxy VERSION FLAG: undici installed beside the preload, once
+node_proxy_installed() {
   local stamp="$NODE_PROXY/node_modules/.tollgate-installed"
-  [[ -f "$stamp" ]] && cmp -s "$NODE_PROXY/package.json" "$stamp" && return 0
+  [[ -f "$stamp" ]] && cmp -s "$NODE_PROXY/package.json" "$stamp"
+}
+
+# As the proxy starts: undici installed beside the preload when the node on the PATH needs it, so
+# that `./run.sh env` finds all it exports there.
+node_proxy_for_env() {
+  local version
+  version="$(node_needing_undici)" || return 0
+  node_proxy_installed || ensure_node_proxy "$version" "$(node_preload_flag)" || true
+}
+
+ensure_node_proxy() {  # ensure_node_proxy VERSION FLAG: undici installed beside the preload, once
+  node_proxy_installed && return 0
+  local stamp="$NODE_PROXY/node_modules/.tollgate-installed"
   local problem="npm is not installed" remedy="install npm"
   if command -v npm >/dev/null 2>&1; then
     say "node $1 ignores HTTPS_PROXY for fetch: installing undici into $NODE_PROXY"
@@ -451,7 +540,7 @@ ensure_node_proxy() {  # ensure_node_proxy VERSION FLAG: undici installed beside
     problem="npm could not install undici into $NODE_PROXY" remedy="mend what npm says above"
   fi
   say "$problem, so node $1 would send fetch calls past Tollgate (it ignores HTTPS_PROXY)."
-  say "$remedy and evaluate ./run.sh env again, or use Node 22.21 / 24 or newer"
+  say "$remedy and start ./run.sh again, or use Node 22.21 / 24 or newer"
   return 1
 }
 
@@ -675,7 +764,8 @@ Commands:
   web                the same in mitmweb, which shows each call's summary in a browser
   env                print the exports that send this shell's clients through the proxy:
                      eval "$(./run.sh env)"; told no address, that of the proxy running from
-                     this checkout (it says it in certs/tollgate-listening), else 127.0.0.1:8080
+                     this checkout (the newest; each says it in certs/tollgate-listening.PID),
+                     else 127.0.0.1:8080. It makes nothing: what is missing, ./run.sh makes
   test               the whole suite: first says what its end-to-end tests need and why, then
                      installs what is missing
   test unit          the unit tests only, the quick loop: installs nothing they do not need

@@ -17,7 +17,7 @@ from tests.support.checkout import linked_checkout
 from tests.support.clients import run_client
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.proxy import ROOT, free_port
-from tests.support.run_sh import env_exports, run_sh_listening, wait_listening
+from tests.support.run_sh import env_exports, made_as_run_sh_makes, run_sh_listening, wait_listening
 
 
 def test_env_prints_absolute_exports():
@@ -514,38 +514,76 @@ def test_run_sh_test_leaves_a_process_count_given_alone(count):
     assert pytest_args("tests/e2e/test_core.py", *count) == ["tests/e2e/test_core.py", *count]
 
 
-def test_env_prints_the_address_of_the_proxy_running_from_the_checkout(tmp_path):
-    """Started on another port, the proxy says where in certs/; `./run.sh env` is not told it
-    again, and prints the default once the proxy has stopped."""
+def made_files(*folders: Path) -> dict[str, int]:
+    """Every file under these folders and its modification time."""
+    return {str(path): path.stat().st_mtime_ns for folder in folders for path in folder.rglob("*") if path.is_file()}
+
+
+def test_env_says_which_proxy_it_points_at_and_makes_nothing(tmp_path):
+    """Two proxies started at once from one checkout: `./run.sh env` (not told a port) points at the
+    newest running, says which and names the other; it makes and installs nothing, and before
+    `./run.sh` has made what it exports, says what is missing and to run `./run.sh` first."""
+    made_as_run_sh_makes()  # this checkout's node-proxy/, which the new one links to
     checkout = linked_checkout(tmp_path / "checkout")
-    run_sh, said = checkout / "run.sh", checkout / "certs" / "tollgate-listening"
-    env = {k: v for k, v in os.environ.items() if k != "TOLLGATE_LISTEN"}
+    run_sh, certs = checkout / "run.sh", checkout / "certs"
+    env = {k: v for k, v in os.environ.items() if k != "TOLLGATE_LISTEN"} | {"TOLLGATE_CONSOLE": "off"}
 
-    def https_proxy() -> str:
+    def env_said() -> tuple[str, str]:
         done = subprocess.run([str(run_sh), "env"], capture_output=True, text=True, timeout=300, check=True, env=env)
-        return dict(line.removeprefix("export ").split("=", 1) for line in done.stdout.splitlines())["HTTPS_PROXY"]
+        exports = dict(line.removeprefix("export ").split("=", 1) for line in done.stdout.splitlines())
+        return exports["HTTPS_PROXY"], done.stderr
 
-    assert https_proxy() == '"http://127.0.0.1:8080"'
-    port = free_port()
-    proxy = subprocess.Popen(
-        [str(run_sh), "--listen-port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    before = subprocess.run([str(run_sh), "env"], capture_output=True, text=True, timeout=300, env=env)
+    assert (before.returncode, before.stdout) == (1, "")
+    assert f"tollgate: missing: Tollgate's CA and its bundle ({certs}/mitmproxy-ca-cert.pem" in before.stderr
+    assert "tollgate: run ./run.sh first" in before.stderr
+    assert [p.name for p in certs.iterdir()] == []  # made nothing
+
+    ports, proxies, instances = [free_port(), free_port()], [], [tmp_path / "a", tmp_path / "b"]
+    for folder in instances:  # each its own audit file
+        folder.mkdir()
     try:
-        wait_listening(port, proxy)
-        deadline = time.monotonic() + 10
-        while not said.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert said.read_text() == f"http://127.0.0.1:{port} {proxy.pid}\n"
-        assert https_proxy() == f'"http://127.0.0.1:{port}"'
+        proxies += [  # started at once: one CA made for both
+            subprocess.Popen(
+                [str(run_sh), "--listen-port", str(port)],
+                cwd=folder,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for port, folder in zip(ports, instances, strict=True)
+        ]
+        for port, proxy in zip(ports, proxies, strict=True):
+            wait_listening(port, proxy)
+            said = certs / f"tollgate-listening.{proxy.pid}"
+            deadline = time.monotonic() + 60
+            while not said.exists() and time.monotonic() < deadline and proxy.poll() is None:
+                time.sleep(0.05)
+            assert said.read_text() == f"http://127.0.0.1:{port} {proxy.pid}\n", sorted(os.listdir(certs))
+        first, second = proxies
+        os.utime(certs / f"tollgate-listening.{first.pid}", (1, 1))  # the older of the two
+        made = made_files(certs, ROOT / "node-proxy", ROOT / ".venv" / "bin")
+        url, words = env_said()
+        assert url == f'"http://127.0.0.1:{ports[1]}"'
+        assert f"tollgate: HTTPS_PROXY: http://127.0.0.1:{ports[1]}, the proxy running from {checkout}" in words
+        assert f"(pid {second.pid})" in words
+        assert (
+            f"2 proxies run from this checkout, the newest chosen: http://127.0.0.1:{ports[0]} (pid {first.pid})"
+            in words
+        )
+        assert "install" not in words and "creat" not in words
+        assert made_files(certs, ROOT / "node-proxy", ROOT / ".venv" / "bin") == made  # nothing made, nothing installed
+        second.terminate()
+        second.wait(timeout=10)
+        assert env_said()[0] == f'"http://127.0.0.1:{ports[0]}"'
         assert env_exports("--listen-port", "9191")["HTTPS_PROXY"] == '"http://127.0.0.1:9191"'  # told: as told
     finally:
-        proxy.terminate()
-        proxy.wait(timeout=10)
-    assert not said.exists()
-    assert https_proxy() == '"http://127.0.0.1:8080"'
-    said.write_text(f"http://127.0.0.1:{port} {proxy.pid}\n")  # left by a proxy that was killed
-    assert https_proxy() == '"http://127.0.0.1:8080"'
+        for proxy in proxies:
+            proxy.terminate()
+            proxy.wait(timeout=10)
+    assert not list(certs.glob("tollgate-listening*"))
+    url, words = env_said()
+    assert url == '"http://127.0.0.1:8080"'
+    assert f"the default: no proxy runs from {checkout} now (start one with ./run.sh)" in words
+    (certs / "tollgate-listening.4194303").write_text(f"http://127.0.0.1:{ports[0]} 4194303\n")  # a killed one's
+    assert env_said()[0] == '"http://127.0.0.1:8080"'

@@ -13,9 +13,23 @@ from pathlib import Path
 from .proxy import ROOT, free_port
 
 
+def made_as_run_sh_makes(root: Path = ROOT, env: Mapping[str, str] | None = None) -> None:
+    """What `./run.sh` makes before its proxy starts and `./run.sh env` then finds: the CA and its
+    bundle in certs/, undici beside the Node preload where the node on the PATH needs it."""
+    subprocess.run(
+        ["/bin/bash", "-c", f'source "{root}/run.sh" && ensure_certs && node_proxy_for_env'],
+        capture_output=True,
+        timeout=300,
+        check=True,
+        env=env,
+    )
+
+
 def env_run(*args: str, listen: str | None = None, env: dict[str, str] | None = None, root: Path = ROOT):
-    """`ROOT/run.sh env ARGS` with TOLLGATE_LISTEN set to `listen` or unset, in `env` (else ours)."""
+    """`ROOT/run.sh env ARGS` with TOLLGATE_LISTEN set to `listen` or unset, in `env` (else ours),
+    once `./run.sh` has made what it exports."""
     env = {k: v for k, v in (os.environ if env is None else env).items() if k != "TOLLGATE_LISTEN"}
+    made_as_run_sh_makes(root, env)
     if listen is not None:
         env["TOLLGATE_LISTEN"] = listen
     return subprocess.run(

@@ -20,13 +20,13 @@ if TYPE_CHECKING:
     from tollgate.records.audit.audit_verify import Anchored
 
 
-SERVE_USAGE = """usage: tollgate serve [--workers N|auto] [mitmdump arguments…]
+SERVE_USAGE = """usage: tollgate serve [--workers N|auto] [--config FILE] [mitmdump arguments…]
 
 Runs Tollgate's proxy: one mitmdump (--workers 1, the default), or N mitmdump workers on loopback
 ports behind HAProxy on the listen address (--listen-host, --listen-port; else TOLLGATE_LISTEN;
 else 127.0.0.1:8080). auto: one worker per core. TOLLGATE_WORKERS gives --workers when it is not
-on the command line. The other arguments go to every worker (--set confdir=…, --set
-tollgate_config=…). SIGTERM drains: no new connections, calls in flight finish, exit 0.
+on the command line. --config FILE names the configuration (--set tollgate_config=FILE). The other
+arguments go to every worker (--set confdir=…). SIGTERM drains: no new connections, calls in flight finish, exit 0.
 """
 
 
@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     ca = commands.add_parser("certs", help="create the CA and certs/ca-bundle.pem if missing")
     ca.add_argument("--confdir", default="certs", type=Path)
     check = commands.add_parser("check", help="validate a configuration file (default: ./tollgate.yaml)")
-    check.add_argument("config", type=Path, nargs="?", default=Path("tollgate.yaml"))
+    # --config as every command that reads a configuration takes it; the positional form stays an alias.
+    check.add_argument("--config", dest="config_option", type=Path, metavar="FILE", help="default: ./tollgate.yaml")
+    check.add_argument("config", type=Path, nargs="?", metavar="FILE", help="the same as --config FILE")
     policy = commands.add_parser("policy", help="work with Rego policies")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     evaluate = policy_commands.add_parser("eval", help="print the decision for a sample input, like `opa eval`")
@@ -262,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         from tollgate.cli.reports import print_usage
 
         return print_usage(args.config, args.store, args.since, args.by, args.format, args.from_audit)
-    return check_config(args.config)
+    if args.config is not None and args.config_option is not None:
+        parser.error("check: give the configuration once: --config FILE or FILE")
+    return check_config(args.config_option or args.config or Path("tollgate.yaml"))
 
 
 def installed_version() -> str:
@@ -370,10 +374,12 @@ def anchored_line(instance: str, anchored: Anchored) -> str:
 def check_config(path: Path) -> int:
     """Exit status 0 when the configuration and the policy it names would load, else 1 with every
     problem found, each on a line (unset variables among them)."""
-    from tollgate.configuration.config import ConfigError, file_problems, load_config
+    from tollgate.configuration.config import ConfigError, file_problems, file_warnings, load_config
     from tollgate.governance.policy.policy import Policy, PolicyError
 
     problems = file_problems(path)
+    for warning in file_warnings(path):
+        print(f"warning: {warning}", file=sys.stderr)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if problems:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import quote
 
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, create_model, model_validator
@@ -383,10 +384,29 @@ def upstream_secret(where: str) -> bool:
     return parts[:2] == ["egress", "credentials"] and parts[-1] == "value"
 
 
+# The places whose unset variable a proxy start leaves as written: what only the console reads (it
+# says so when it needs it); `tollgate check` warns of them.
+PROXY_NEEDS_NOT = ("console.postgres_dsn",)
+
+
+def proxy_leaves(where: str) -> bool:
+    return where in PROXY_NEEDS_NOT
+
+
 def read_only_leaves(where: str) -> bool:
     """Whether a read-only command may leave a place's unset variable as written: a provider's
     secret (`upstream_secret`) or the records' DSN (only the console reads it, and says so)."""
     return upstream_secret(where) or where in DSN_PLACES
+
+
+_DSN_URI = re.compile(r"postgres(?:ql)?://", re.IGNORECASE)
+
+
+def in_dsn_uri(where: str, value: str) -> bool:
+    """Whether a `${NAME}` of this value lands inside a DSN written as a URI (a password, say): its
+    value is then URI-escaped, so that `@ : / % # ?` in a password need no escaping by hand. A DSN
+    that is one `${NAME}` alone is the variable's to write whole, and taken as it is."""
+    return where in DSN_PLACES and _DSN_URI.match(value) is not None and _VAR.fullmatch(value) is None
 
 
 def expand_env(
@@ -402,12 +422,13 @@ def expand_env(
     (`distinct`: followed by its place, so that no two places left compare equal)."""
     if isinstance(node, str):
         left = False
+        escaped = in_dsn_uri(where, node)
 
         def substitute(m: re.Match[str]) -> str:
             nonlocal left
             name = m.group(1)
             if name in env:
-                return env[name]
+                return quote(env[name], safe="") if escaped else env[name]
             place = Unset(where or "(top level)", name)
             if unset is None or not leave(place.where):
                 raise ConfigError(str(place))
@@ -476,14 +497,16 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None, unset: list[Un
     """The configuration a parsed file holds. With `unset`, a `${NAME}` whose variable is not set
     among a provider's keys and credentials, or in the records' DSN, is left as written and listed
     there (what a read-only command may do without the providers' secrets)."""
-    expanded = expand_env(_mapping(data), os.environ if env is None else env, "", unset, read_only_leaves)
-    left = frozenset(u.where for u in unset or ())
+    leaving = unset if unset is not None else []
+    leaves = read_only_leaves if unset is not None else proxy_leaves
+    expanded = expand_env(_mapping(data), os.environ if env is None else env, "", leaving, leaves)
+    left = frozenset(u.where for u in leaving)
     try:
         return Config.model_validate(expanded, context={CONFIGURED: configured_names(expanded), LEFT_UNSET: left})
     except ValidationError as e:
         # A field that takes fixed values (`credentials: default` or a mapping) written `${NAME}`
         # alone, unset: left out, as if not written (its default), and the file read again.
-        whole = {u.where for u in unset or () if _whole_variable(expanded, u.where)}
+        whole = {u.where for u in leaving if _whole_variable(expanded, u.where)}
         refused = whole & {loc for loc, _ in _described(e)}
         if not refused:
             raise ConfigError(_describe(e)) from None
@@ -515,7 +538,7 @@ def config_problems(data: Any, env: Mapping[str, str] | None = None) -> list[str
         expanded = expand_env(_mapping(data), os.environ if env is None else env, "", unset, lambda _: True, True)
     except ConfigError as e:
         return [str(e)]
-    problems = list(dict.fromkeys(str(u) for u in unset))
+    problems = list(dict.fromkeys(str(u) for u in unset if not proxy_leaves(u.where)))
     try:
         Config.model_validate(expanded, context={CONFIGURED: configured_names(expanded)})
     except ValidationError as e:
@@ -526,6 +549,22 @@ def config_problems(data: Any, env: Mapping[str, str] | None = None) -> list[str
             if not any(loc == p or loc.startswith(p + ".") for p in places)
         ]
     return problems
+
+
+def file_warnings(path: str | Path, env: Mapping[str, str] | None = None) -> list[str]:
+    """What `tollgate check` warns of in a file that loads: an unset variable the proxy does not
+    need, and the console does."""
+    try:
+        data, _ = _read_yaml(Path(path))
+        unset: list[Unset] = []
+        expand_env(_mapping(data), os.environ if env is None else env, "", unset, lambda _: True, True)
+    except ConfigError:
+        return []
+    return [
+        f"{path}: {u}: the console refuses to start without it (the proxy does not need it)"
+        for u in unset
+        if proxy_leaves(u.where)
+    ]
 
 
 def load_config(

@@ -44,7 +44,9 @@ DEFAULT_PORT = 8080
 
 REGULAR = "regular"  # mitmproxy's mode without --mode: a proxy its clients are told of
 # The options whose value a fleet reads, each with its value in the next argument or after "=".
-_VALUED = frozenset(("--workers", "--listen-host", "--listen-port", "-p", "--set", "--mode", "-m", "-s", "--scripts"))
+_VALUED = frozenset(
+    ("--workers", "--listen-host", "--listen-port", "-p", "--set", "--mode", "-m", "-s", "--scripts", "--config")
+)
 _SHORT = ("-p", "-m", "-s")  # also with the value joined: -p8080
 
 
@@ -106,7 +108,8 @@ def valid_port(text: str) -> int:
 def parse_serve_args(argv: Sequence[str], env: Mapping[str, str]) -> ServeArgs:
     """`--workers` taken out, the listen address read (`--listen-host`, `--listen-port`/`-p`, their
     `--set` forms; else TOLLGATE_LISTEN; else 127.0.0.1:8080) and taken out, and what else a fleet
-    needs to know of the mitmdump arguments: modes, the configuration file, a script."""
+    needs to know of the mitmdump arguments: modes, the configuration file (`--config FILE`, as the
+    other commands take it, passed on as `--set tollgate_config=FILE`), a script."""
     workers_text = env.get(WORKERS_ENV) or "1"
     host, port = DEFAULT_HOST, str(DEFAULT_PORT)
     listen = env.get(LISTEN_ENV)
@@ -137,6 +140,9 @@ def parse_serve_args(argv: Sequence[str], env: Mapping[str, str]) -> ServeArgs:
         else:
             passed.append(arg)
             continue
+        if name == "--config":  # as every command that reads a configuration takes it: mitmdump's option
+            name, given = "--set", ["--set", f"tollgate_config={value}"]
+            value = f"tollgate_config={value}"
         if name == "--set":
             name, _, value = value.partition("=")
             name = {"listen_host": "--listen-host", "listen_port": "--listen-port", "mode": "--mode"}.get(name, name)

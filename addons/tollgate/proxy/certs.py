@@ -3,12 +3,16 @@ The client certificates Tollgate presents upstream are `providers/client_certs.p
 
 from __future__ import annotations
 
+import fcntl
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 CA_NAME = "mitmproxy"
 CA_CERT = f"{CA_NAME}-ca-cert.pem"
 BUNDLE = "ca-bundle.pem"
+CA_LOCK = "tollgate-ca.lock"  # held while the CA and the bundle are made
 
 
 def system_roots() -> Path:
@@ -21,12 +25,30 @@ def system_roots() -> Path:
     return Path(certifi.where())
 
 
+@contextmanager
+def made_alone(confdir: Path) -> Iterator[None]:
+    """Held by one process at a time: two instances started at once from one checkout would each
+    make a CA, and one would sign with a key whose certificate the other's clients were given."""
+    try:
+        lock = open(confdir / CA_LOCK, "a")  # noqa: SIM115 (held until the end of the block)
+    except OSError:  # a folder that cannot take it (a container's secret, read only): made already
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released as the file closes
+        yield
+
+
 def ensure_ca(confdir: Path) -> Path:
     """Create the CA in confdir unless it is there; return its certificate's path."""
     from mitmproxy import certs  # here: the client certificates below are plain data, built without it
 
     confdir.mkdir(parents=True, exist_ok=True)
-    certs.CertStore.from_store(confdir, CA_NAME, 2048)
+    if (confdir / CA_CERT).exists():  # written after the key: made whole, read without the lock
+        certs.CertStore.from_store(confdir, CA_NAME, 2048)
+    else:
+        with made_alone(confdir):
+            certs.CertStore.from_store(confdir, CA_NAME, 2048)
     return confdir / CA_CERT
 
 
@@ -55,5 +77,6 @@ def ensure_bundle(confdir: Path) -> Path:
     roots = system_roots().read_text(encoding="ascii", errors="ignore").rstrip("\n")
     content = f"{roots}\n\n# Tollgate CA\n{ca.read_text(encoding='ascii')}"
     if not bundle.exists() or bundle.read_text(encoding="ascii", errors="ignore") != content:
-        bundle.write_text(content, encoding="ascii")
+        with made_alone(confdir):  # one writer at a time
+            bundle.write_text(content, encoding="ascii")
     return bundle

@@ -1,4 +1,4 @@
-"""Where the running proxy listens, said in the file `./run.sh` names (`certs/tollgate-listening`,
+"""Where the running proxy listens, said in the file `./run.sh` names (`certs/tollgate-listening.PID`,
 in `TOLLGATE_LISTENING_FILE`), for `./run.sh env` to print the HTTPS_PROXY that reaches it without
 being told the port again. Written once the proxy listens, removed as it stops: one line, the
 proxy's URL and its process id (a file left by a process that was killed names one that is gone,

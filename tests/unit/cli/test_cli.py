@@ -324,3 +324,94 @@ def test_check_finds_no_two_places_alike_for_one_unset_variable(tollgate, tmp_pa
         "error: tollgate.yaml: egress.credentials.0.virtual: environment variable TOLLGATE_TEST_UNSET_TOKEN is not set",
         "error: tollgate.yaml: egress.credentials.0.value: environment variable TOLLGATE_TEST_UNSET_TOKEN is not set",
     ]
+
+
+def test_every_command_that_reads_a_configuration_takes_it_as_config(
+    tollgate, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """`--config FILE` for each of them, far from ./tollgate.yaml (which would mislead them)."""
+    monkeypatch.setenv("TOLLGATE_JWT_SECRET", JWT_SECRET)
+    Path("tollgate.yaml").write_text("clients: [{grups: [x], name: alice}]\n")  # refused: not the one read
+    Path("other.yaml").write_text(
+        "clients: [{name: alice, keys: [tg-alice-0123456789]}]\n"
+        "identity:\n  jwt:\n"
+        '    - {issuer: https://tollgate.local, audience: tollgate, client_prefix: "jwt:", secret: "${TOLLGATE_JWT_SECRET}",'
+        " algorithms: [HS256]}\n"
+        "guardrails: [{detect: [pii.email], action: deny}]\n"
+        "audit: {path: other.jsonl}\n"
+        "ledger: {store: 'sqlite:///other-ledger.sqlite'}\n"
+    )
+    Path("console.yaml").write_text("console: {listn: 127.0.0.1:8090}\n")  # refused, naming the file read
+    record = {"event": "llm_call", "ts": "2026-11-22T04:10:55.062Z", "client": "carol", "decision": "allow"}
+    Path("other.jsonl").write_text(json.dumps({**record, "provider": "openai"}) + "\n")
+    Path("body.json").write_text('{"messages": [{"role": "user", "content": "my key: tg-alice-0123456789"}]}')
+    capsys.readouterr()
+
+    assert tollgate(["check", "--config", "other.yaml"]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out == "other.yaml: ok (1 client)\n"
+    assert tollgate(["check", "other.yaml"]) == 0  # the positional form, an alias
+    assert capsys.readouterr().out == "other.yaml: ok (1 client)\n"
+    with pytest.raises(SystemExit):
+        tollgate(["check", "--config", "other.yaml", "tollgate.yaml"])
+    assert "give the configuration once" in capsys.readouterr().err
+
+    assert tollgate(["token", "--client", "batch", "--config", "other.yaml"]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.count(".") == 2  # a JWT
+
+    assert tollgate(["scan", "body.json", "--config", "other.yaml"]) == 1
+    said = capsys.readouterr()
+    assert said.err.startswith("applied: other.yaml: 1 guardrails rule"), said.err
+    assert "tollgate_keys" in said.out  # the key of other.yaml's client
+
+    assert tollgate(["inventory", "--json", "--config", "other.yaml"]) == 0, capsys.readouterr().err
+    assert "carol" in capsys.readouterr().out
+
+    assert tollgate(["usage", "--config", "other.yaml"]) == 1
+    assert "other-ledger.sqlite" in capsys.readouterr().err
+
+    assert tollgate(["console", "--config", "console.yaml"]) == 1
+    assert "error: console.yaml: console.listn: unknown key" in capsys.readouterr().err
+
+
+def test_read_only_commands_run_with_the_records_dsn_unset(tollgate, tmp_path: Path, capsys, monkeypatch) -> None:
+    """None of them reads the table: an unset DSN is neither an error nor a key they could not look for."""
+    for name in ("TOLLGATE_RECORDS_DSN", "TOLLGATE_TEST_UNSET_CONSOLE_DSN"):
+        monkeypatch.delenv(name, raising=False)
+    Path("tollgate.yaml").write_text(
+        'audit: {path: audit.jsonl, postgres: {dsn: "${TOLLGATE_RECORDS_DSN}", keep_days: 30}}\n'
+        'console: {postgres_dsn: "${TOLLGATE_TEST_UNSET_CONSOLE_DSN}"}\n'
+    )
+    record = {"event": "llm_call", "ts": "2026-11-22T04:10:55.062Z", "client": "carol", "decision": "allow"}
+    Path("audit.jsonl").write_text(json.dumps({**record, "provider": "openai"}) + "\n")
+    Path("ledger.sqlite").touch()
+    Path("body.json").write_text('{"messages": []}')
+    assert tollgate(["scan", "body.json"]) == 0
+    assert capsys.readouterr().err == "applied: tollgate.yaml: no guardrails rule, no key of Tollgate's own\n"
+    assert tollgate(["inventory", "--json"]) == 0
+    assert tollgate(["usage", "--from-audit", "audit.jsonl"]) == 0
+    assert tollgate(["audit", "verify", "--live", "audit.jsonl"]) in (0, 1)  # reads no configuration
+    assert "is not set" not in capsys.readouterr().err
+    # What a proxy start would refuse, check says.
+    assert tollgate(["check"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: tollgate.yaml: console.postgres_dsn: environment variable TOLLGATE_TEST_UNSET_CONSOLE_DSN is not"
+        " set: the console refuses to start without it (the proxy does not need it)",
+        "error: tollgate.yaml: audit.postgres.dsn: environment variable TOLLGATE_RECORDS_DSN is not set",
+    ]
+
+
+def test_check_warns_of_an_unset_variable_only_the_console_needs(tollgate, tmp_path: Path, capsys, monkeypatch):
+    """The console's own DSN: a proxy starts without it (it reads no table), the console does not."""
+    monkeypatch.delenv("TOLLGATE_TEST_UNSET_CONSOLE_DSN", raising=False)
+    text = (
+        'audit: {postgres: {dsn: "postgresql://db/x"}}\nconsole: {postgres_dsn: "${TOLLGATE_TEST_UNSET_CONSOLE_DSN}"}\n'
+    )
+    Path("tollgate.yaml").write_text(text)
+    assert tollgate(["check"]) == 0
+    said = capsys.readouterr()
+    assert said.err == (
+        "warning: tollgate.yaml: console.postgres_dsn: environment variable TOLLGATE_TEST_UNSET_CONSOLE_DSN is not"
+        " set: the console refuses to start without it (the proxy does not need it)\n"
+    )
+    assert said.out == "tollgate.yaml: ok (0 clients)\n"
+    assert load_config("tollgate.yaml").audit.postgres is not None  # as the proxy loads it

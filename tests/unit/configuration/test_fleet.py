@@ -70,6 +70,14 @@ def test_modes_config_and_scripts_are_read_and_passed_on():
     assert args.passed == argv
 
 
+def test_serve_takes_the_configuration_as_config():
+    """`tollgate serve --config FILE`, as every command that reads a configuration takes it."""
+    for argv in (["--workers", "2", "--config", "t.yaml"], ["--config=t.yaml"]):
+        args = parse_serve_args(argv, {})
+        assert args.config == "t.yaml"
+        assert args.passed == ["--set", "tollgate_config=t.yaml"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

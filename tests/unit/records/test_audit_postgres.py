@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from psycopg import sql
 from tests.support.postgres import PostgresServer
 from tests.support.proxy import free_port
 from tests.unit.audit_lines import append_records, wait_until
@@ -443,6 +447,33 @@ def test_keep_days_removes_the_older_rows(tmp_path: Path, dsn: str, caplog: pyte
     )
 
 
+def test_keep_days_removes_the_older_rows_while_no_record_is_sent(
+    tmp_path: Path, dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a schedule of its own: at the sender's start, then every PURGE_SECONDS, however quiet the
+    audit (an instance idle over a weekend still forgets what it must)."""
+    audit = tmp_path / "audit.jsonl"
+    audit.write_text("")
+    old = write_records(audit, 0, 3, ts="2020-01-01T00:00:00.000Z")
+    sender = AuditPostgres(str(audit), dsn, **FAST).start()  # type: ignore[arg-type]
+    try:
+        wait_until(lambda: stored_lines(dsn) == old)
+    finally:
+        assert sender.stop()
+    monkeypatch.setattr(audit_postgres, "PURGE_SECONDS", 0.2)
+    keeping = AuditPostgres(str(audit), dsn, keep_days=30, **FAST).start()  # type: ignore[arg-type]
+    try:
+        wait_until(lambda: stored_lines(dsn) == [])  # nothing new to send: removed at its start
+        more = [orjson.loads(line) | {"seq": 9, "chain": f"{9:064x}"} for line in old[:1]]
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            prepare(conn)
+            store(conn, TABLE, [row_of(orjson.dumps(record)) for record in more])
+        assert len(stored_lines(dsn)) == 1
+        wait_until(lambda: stored_lines(dsn) == [])  # and again, still sending nothing
+    finally:
+        assert keeping.stop()
+
+
 def test_the_lag_is_a_metric() -> None:
     metrics = MetricSet(postgres_lag=lambda: 12)
     assert metrics.registry.get_sample_value("tollgate_audit_postgres_lag_records") == 12
@@ -469,3 +500,47 @@ def test_one_sender_per_file(tmp_path: Path, dsn: str) -> None:
     finally:
         assert other.stop()
     assert (one.stored, other.stored) == (20, 5)
+
+
+# ---- a password given as ${NAME}, on a server that checks it
+
+PASSWORD = "p@ss:w/rd%41#?x y&z="  # every character a URI gives a meaning, and an escape that is no escape
+
+
+@pytest.fixture(scope="module")
+def checking_passwords() -> Iterator[PostgresServer]:
+    """A server of its own whose other users than `postgres` sign in with their password (SCRAM)."""
+    directory = Path(tempfile.mkdtemp(prefix="tollgate-postgres-"))
+    server = PostgresServer(directory)
+    (server.data / "pg_hba.conf").write_text(
+        "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+    )
+    server.start()
+    try:
+        with server.connect() as conn:
+            conn.execute(sql.SQL("CREATE ROLE tollgate LOGIN PASSWORD {}").format(sql.Literal(PASSWORD)))
+            conn.execute("CREATE DATABASE records OWNER tollgate")
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_password_given_as_a_variable_is_escaped_in_the_dsn(tmp_path: Path, checking_passwords) -> None:
+    written = f"postgresql://tollgate:${{TOLLGATE_TEST_PG_PASSWORD}}@127.0.0.1:{checking_passwords.port}/records"
+    config = parse_config({"audit": {"postgres": {"dsn": written}}}, {"TOLLGATE_TEST_PG_PASSWORD": PASSWORD})
+    dsn = config.audit.postgres.dsn  # type: ignore[union-attr]
+    with psycopg.connect(dsn, connect_timeout=10) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("tollgate",)
+    # As the sender sends the audit with it.
+    audit = tmp_path / "audit.jsonl"
+    audit.write_text("")
+    lines = write_records(audit, 0, 2)
+    sender = AuditPostgres(str(audit), dsn, **FAST).start()  # type: ignore[arg-type]
+    try:
+        wait_until(lambda: stored_lines(dsn) == lines)
+    finally:
+        assert sender.stop()
+    # The whole DSN in one variable is the user's to write (escaped as a URI), and left as given.
+    whole = parse_config({"audit": {"postgres": {"dsn": "${TOLLGATE_TEST_DSN}"}}}, {"TOLLGATE_TEST_DSN": dsn})
+    assert whole.audit.postgres.dsn == dsn  # type: ignore[union-attr]

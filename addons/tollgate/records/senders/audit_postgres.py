@@ -12,7 +12,7 @@ from the line by `row_of` (U+0000 replaced in the columns, never in `line`); `id
 in the order they arrived. Tollgate creates the table and its indexes when they are missing and
 migrates a schema it knows (`tollgate_schema`: a version per table), under an advisory lock so that
 a fleet's instances do it once; a schema newer than it knows stops the sender with one line.
-`keep_days` removes older rows, as records are sent, at most once per `PURGE_SECONDS`."""
+`keep_days` removes older rows at the start and every `PURGE_SECONDS`, whether or not records are sent."""
 
 from __future__ import annotations
 
@@ -418,6 +418,23 @@ class AuditPostgres(FileSender):
             raise
         self._conn = conn
         return conn
+
+    def idle(self) -> None:
+        """`keep_days` on a schedule of its own: at the start, then every PURGE_SECONDS, whether or
+        not records are sent meanwhile."""
+        if self.keep_days is None or time.monotonic() < self._next_purge:
+            return
+        try:
+            conn = self._connected(None)
+        except psycopg.Error as e:  # said by the next batch as it is tried; the purge waits its turn
+            self.close_destination()
+            self._next_purge = time.monotonic() + PURGE_SECONDS
+            logger.warning(f"Tollgate: cannot remove the rows of {self.table} older than keep_days: {first_line(e)}")
+            return
+        except SchemaTooNew:
+            self._next_purge = time.monotonic() + PURGE_SECONDS
+            return
+        self._purge(conn)
 
     def _purge(self, conn: psycopg.Connection) -> None:
         if self.keep_days is None or time.monotonic() < self._next_purge:

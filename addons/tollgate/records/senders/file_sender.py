@@ -463,7 +463,12 @@ class FileSender:
                 continue  # more may be waiting
             if stopping:
                 return
+            self.idle()
             self._stopping.wait(POLL_SECONDS)
+
+    def idle(self) -> None:
+        """Called while nothing waits to be sent, between two looks at the file: a destination's
+        own chores (PostgreSQL's `keep_days`), which must not wait for records to come."""
 
     def _open(self) -> bool:
         try:
