@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tollgate: ./run.sh [--workers N|auto] [--capture MODE] [mitmdump args…]
+# Tollgate: ./run.sh [--config FILE] [--workers N|auto] [--capture MODE] [mitmdump args…]
 #           | ./run.sh web [--capture MODE] [mitmweb args…] | ./run.sh env [listen args…]
 #           | ./run.sh test [unit] [pytest args…] | ./run.sh demo | ./run.sh lock
 # Where the proxy listens: --listen-host/--listen-port (-p), else TOLLGATE_LISTEN=HOST:PORT (or :PORT),
@@ -333,9 +333,28 @@ start_console() {  # start_console ARGS…: `tollgate console` beside the proxy,
     "$VENV/bin/python" -m tollgate console ${args[@]+"${args[@]}"} </dev/null &
 }
 
+# --config FILE, as every tollgate command takes its configuration, is mitmproxy's
+# --set tollgate_config=FILE: CONFIG_ARGS gets the arguments with it so written.
+config_args() {  # config_args ARGS…
+  CONFIG_ARGS=()
+  while (($# > 0)); do
+    case "$1" in
+      --config)
+        (($# >= 2)) || { say "--config: give it a file (--config FILE)"; exit 1; }
+        CONFIG_ARGS+=(--set "tollgate_config=$2")
+        shift 2
+        ;;
+      --config=*) CONFIG_ARGS+=(--set "tollgate_config=${1#--config=}"); shift ;;
+      *) CONFIG_ARGS+=("$1"); shift ;;
+    esac
+  done
+}
+
 run_proxy() {  # run_proxy mitmdump|mitmweb ARGS…
   local tool="$1"
   shift
+  config_args "$@"
+  set -- ${CONFIG_ARGS[@]+"${CONFIG_ARGS[@]}"}
   local workers
   workers="$(workers_asked "$@")"
   if [[ -n "$workers" || " $* " == *" --workers "* ]] && [[ "$tool" != mitmdump ]]; then
@@ -778,6 +797,7 @@ Commands:
   --help             this, then mitmdump's options
 
 Options before mitmdump's (for the proxy and web):
+  --config FILE      the configuration to read (mitmdump's --set tollgate_config=FILE)
   --workers N|auto   N mitmdump workers behind HAProxy (`tollgate serve`; not with web)
   --capture MODE     also take connections not sent to a proxy (repeatable): transparent[@[HOST:]PORT],
                      wireguard[@[HOST:]PORT] or local[:PROCESS]

@@ -587,3 +587,32 @@ def test_env_says_which_proxy_it_points_at_and_makes_nothing(tmp_path):
     assert f"the default: no proxy runs from {checkout} now (start one with ./run.sh)" in words
     (certs / "tollgate-listening.4194303").write_text(f"http://127.0.0.1:{ports[0]} 4194303\n")  # a killed one's
     assert env_said()[0] == '"http://127.0.0.1:8080"'
+
+
+@pytest.mark.parametrize("given", [("--config", "{file}"), ("--config={file}",)])
+def test_run_sh_reads_the_configuration_given_as_config(tmp_path, upstream_ca, upstream_ca_pem, confdir, bundle, given):
+    fake = FakeUpstream(upstream_ca, provider_answers)
+    config = tmp_path / "elsewhere" / "gateway.yaml"
+    config.parent.mkdir()
+    config.write_text(yaml.safe_dump({
+        "providers": {"openai": {"upstream": fake.url, "keys": ["sk-real-given-as-config"]}},
+        "clients": [{"name": "config-user", "keys": ["tg-config-user-1"]}],
+        "audit": {"path": str(tmp_path / "elsewhere" / "audit.jsonl")},
+    }))  # fmt: skip
+    here = tmp_path / "here"  # no tollgate.yaml: only --config names one
+    here.mkdir()
+    args = [part.format(file=config) for part in given]
+    try:
+        with run_sh_listening(here, upstream_ca_pem, "--set", f"confdir={confdir}", *args) as port:
+            done = subprocess.run(
+                ["curl", "-sS", "--max-time", "10", "https://api.openai.com/v1/chat/completions",
+                 "-H", "Authorization: Bearer tg-config-user-1", "-H", "Content-Type: application/json",
+                 "-d", '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}'],
+                capture_output=True, text=True, timeout=30,
+                env={**os.environ, "HTTPS_PROXY": f"http://127.0.0.1:{port}", "CURL_CA_BUNDLE": str(bundle)},
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["usage"]["total_tokens"] == 28
+            assert fake.received[-1].headers["authorization"] == "Bearer sk-real-given-as-config"
+    finally:
+        fake.close()
