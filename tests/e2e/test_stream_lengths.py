@@ -1,18 +1,20 @@
 """A streamed answer that comes with a `Content-Length` (a stand-in, an OpenAI-compatible server, a
 buffering proxy): where Tollgate changes its bytes (the usage it asked for removed, a value
-redacted) the client gets it without that length, and so gets all of it at once rather than wait
-for bytes that will not come; where Tollgate passes it unchanged, the length stays. Driven with the
-official openai and anthropic SDKs (a short timeout: a client left waiting fails quickly), a raw
-HTTP/1.1 client and an HTTP/2 one, through mitmdump against a fake upstream."""
+redacted, in Claude's own stream routed to Vertex AI too) the client gets it without that length,
+and so gets all of it rather than wait for bytes that will not come; where Tollgate passes it
+unchanged, the length stays. Driven with the official openai and anthropic SDKs (a timeout of 30 s,
+not their 600: a client left waiting fails soon), a raw HTTP/1.1 client and an HTTP/2 one, through
+mitmdump against a fake upstream."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from tests.e2e.test_google_backends import ALICE, CLAUDE_ROUTES, start
 from tests.support import streams
 from tests.support.answers import AWS, REDACTED_TEXT, TEXT, pieces
-from tests.support.fake_upstream import Reply
+from tests.support.fake_upstream import Received, Reply
 from tests.support.h2 import H2Request, h2_calls
 
 SSE = {"content-type": "text/event-stream"}
@@ -69,7 +71,7 @@ def test_the_openai_sdk_gets_a_stream_whose_asked_usage_was_removed_whole(gw):
 import json
 from openai import OpenAI
 from openai.types.chat import ChatCompletionChunk
-client = OpenAI(api_key="sk-own", max_retries=0, timeout=4)
+client = OpenAI(api_key="sk-own", max_retries=0, timeout=30)
 with client.chat.completions.with_streaming_response.create(model="gpt-4o-mini", stream=True,
         messages=[{"role": "user", "content": "hi"}]) as answer:
     lines = [line for line in answer.iter_lines() if line]
@@ -94,7 +96,7 @@ def test_the_anthropic_sdk_gets_a_redacted_stream_whole(gw):
     gw.fakes["anthropic"].handler = lambda r: whole(anthropic_events(TEXT))
     result = gw.run("""
 import anthropic
-client = anthropic.Anthropic(api_key="sk-ant-own", max_retries=0, timeout=4)
+client = anthropic.Anthropic(api_key="sk-ant-own", max_retries=0, timeout=30)
 with client.messages.stream(model="claude-sonnet-4-5", max_tokens=100,
         messages=[{"role": "user", "content": "hi"}]) as stream:
     text = "".join(stream.text_stream)
@@ -110,7 +112,7 @@ report(text=text, usage=[final.usage.input_tokens, final.usage.output_tokens])
 RAW = """
 import http.client, json, os, ssl, urllib.parse
 proxy = urllib.parse.urlsplit(os.environ["HTTPS_PROXY"])
-conn = http.client.HTTPSConnection(proxy.hostname, proxy.port, timeout=4,
+conn = http.client.HTTPSConnection(proxy.hostname, proxy.port, timeout=30,
     context=ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"]))
 conn.set_tunnel("api.openai.com", 443)
 conn.request("POST", "/v1/chat/completions", body=json.dumps(%r),
@@ -149,8 +151,46 @@ def test_a_changed_stream_goes_without_its_length_over_http2(gw):
     gw.fakes["openai"].handler = lambda r: whole(streams.openai_chat_as_asked(r.json()))
     headers = {"authorization": "Bearer sk-own", "content-type": "application/json"}
     request = H2Request("/v1/chat/completions", json.dumps(CHAT).encode(), headers)
-    (answer,) = h2_calls(gw.proxy.port, gw.bundle, "api.openai.com", [request], timeout=10)
+    (answer,) = h2_calls(gw.proxy.port, gw.bundle, "api.openai.com", [request], timeout=30)
     assert (answer.status, answer.reset) == (200, None)
     assert answer.body == b"".join(streams.openai_chat_as_asked(CHAT))
     assert "content-length" not in answer.headers
     assert gw.last_audit()["total_tokens"] == 24
+
+
+@pytest.fixture(scope="module")
+def routed(start_gateway, tmp_path_factory, upstream_ca_pem):
+    """Anthropic's calls routed to Claude on Vertex AI (its stream goes on as Claude gave it), read
+    by an answer guardrail."""
+    settings = {"credentials": "service-account", "location": "us-east5"}
+    guardrails = [
+        {"detect": ["secrets.stripe_key"], "action": "audit"},
+        {"on": ["answer"], "detect": [KIND], "action": "redact"},
+    ]
+    more = {**CLAUDE_ROUTES, "guardrails": guardrails}
+    gw = start(start_gateway, tmp_path_factory, upstream_ca_pem, settings, more=more)
+    vertex = gw.vertex
+
+    def answer(r: Received) -> Reply:
+        if r.path.split("?", 1)[0].endswith(":streamRawPredict"):
+            return whole(anthropic_events(TEXT))
+        return vertex(r)
+
+    gw.fakes["vertex"].handler = answer
+    return gw
+
+
+def test_a_redacted_stream_routed_to_claude_on_vertex_goes_without_its_length(routed):
+    result = routed.run(f"""
+import anthropic
+client = anthropic.Anthropic(api_key="{ALICE}", max_retries=0, timeout=30)
+with client.messages.stream(model="claude-sonnet-4-5@20250929", max_tokens=100,
+        messages=[{{"role": "user", "content": "hi"}}]) as stream:
+    text = "".join(stream.text_stream)
+    final = stream.get_final_message()
+report(text=text, usage=[final.usage.input_tokens, final.usage.output_tokens])
+""")
+    assert result == {"text": REDACTED_TEXT, "usage": [30, 9]}
+    record = routed.last_audit()
+    assert (record["provider"], record["status"], record["error"]) == ("vertex", 200, None)
+    assert (record["input_tokens"], record["output_tokens"]) == (80, 9)

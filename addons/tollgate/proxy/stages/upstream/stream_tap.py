@@ -496,11 +496,13 @@ class StreamTap:
         patches.read_large_pieces_apart()
         response = flow.response
         assert response is not None
-        if call.route.translated is None:  # a translated answer's headers are written by `Translate`
+        translation = call.route.translated
+        # A translated answer's headers are written by `Translate`; not one that goes on as it came
+        # (Claude's own stream, from Vertex AI): its events are rewritten here all the same.
+        if translation is None or translation.rewrite is None:
             _without_length(flow, _GUARDED_DROPPED)
         answer_format = reading.format
         guard = answer_format.stream(reading.detectors)
-        translation = call.route.translated
         if translation is not None:
             array = translation.json_array
         else:
