@@ -118,14 +118,16 @@ class Engine:
         return found
 
 
-_FORMATS = re.compile(text.format_characters())
+_FORMATS = re.compile(text.format_characters_beyond_ascii())
 _format_scratch = threading.local()  # each thread's, as a scratch serves one scan at a time
 
 
 def formats_in(data: bytes) -> bool:
     """Whether `data` holds a format character as it is written (`text.format_characters`): ASCII
-    holds none; other text is searched by Hyperscan where it is installed (Python's `re` tries the
-    class of their first bytes byte by byte, several times slower)."""
+    holds none but U+0000; other text is searched by Hyperscan where it is installed (Python's `re`
+    tries the class of their first bytes byte by byte, several times slower)."""
+    if text.NUL in data:
+        return True
     if data.isascii():
         return False
     if not HYPERSCAN:
@@ -144,7 +146,7 @@ def formats_in(data: bytes) -> bool:
 @functools.cache
 def _formats_database() -> Any:
     database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    database.compile(expressions=[text.format_characters()], ids=[0], elements=1, flags=[0])
+    database.compile(expressions=[text.format_characters_beyond_ascii()], ids=[0], elements=1, flags=[0])
     return database
 
 
@@ -165,7 +167,7 @@ def _python_anchors(anchored: list[tuple[int, bytes]]) -> Callable[[bytes], Anch
         ascii_only: bool | None = None
         for pattern, detectors, beyond_ascii in compiled:
             if beyond_ascii:
-                ascii_only = data.isascii() if ascii_only is None else ascii_only
+                ascii_only = data.isascii() and text.NUL not in data if ascii_only is None else ascii_only
                 if ascii_only:
                     continue
             spans = [m.span() for m in pattern.finditer(data)]

@@ -12,7 +12,12 @@ copying it, and a body with a few escaped characters is copied once with them re
 Format characters (Unicode's category Cf: a zero-width space U+200B, a joiner U+200D, a soft
 hyphen U+00AD, a word joiner U+2060, …) are read as nothing, in any body, as they are written or
 escaped: invisible, they would otherwise hide a value from the detectors (`AKIA`, U+200B, then the
-rest of a key) while a reader, or a model, reads the value whole.
+rest of a key) while a reader, or a model, reads the value whole. So are the other marks that show
+nothing of their own between two characters: the variation selectors, the combining marks of the
+blocks that mark any script's letters (an acute U+0301 on a key's letter, the combining grapheme
+joiner U+034F) and U+0000. A word whose accents are written as combining marks is read as the word
+without them, as ASCII detectors read it without its accented letters: nothing is found there that
+would not be in the unaccented word.
 
 A match that covers part of an escaped character's bytes is mapped back to the whole escape, so
 that replacing its span keeps the body valid JSON; one that covers a character read as nothing
@@ -40,7 +45,15 @@ FORMAT_RANGES = (
     (0x110CD, 0x110CD), (0x13430, 0x1343F), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001),
     (0xE0020, 0xE007F),
 )  # fmt: skip
-_FORMAT = frozenset(c for first, last in FORMAT_RANGES for c in range(first, last + 1))
+# The marks read as nothing as well: the combining marks of the blocks that are no script's own
+# (Combining Diacritical Marks and its Extended and Supplement blocks, for Symbols, Half Marks), the
+# variation selectors (Mongolian's free ones among them); a unit test holds them to marks.
+MARK_RANGES = (
+    (0x0300, 0x036F), (0x180B, 0x180D), (0x180F, 0x180F), (0x1AB0, 0x1AFF), (0x1DC0, 0x1DFF),
+    (0x20D0, 0x20FF), (0xFE00, 0xFE0F), (0xFE20, 0xFE2F), (0xE0100, 0xE01EF),
+)  # fmt: skip
+NUL = b"\x00"  # U+0000: read as nothing too; ASCII, so looked for apart where a text is ASCII
+_FORMAT = frozenset(c for first, last in FORMAT_RANGES + MARK_RANGES + ((0, 0),) for c in range(first, last + 1))
 
 
 def _alternatives(written: dict[bytes, set[bytes]]) -> bytes:
@@ -48,10 +61,10 @@ def _alternatives(written: dict[bytes, set[bytes]]) -> bytes:
     return b"|".join(prefix + b"[" + b"".join(sorted(last)) + b"]" for prefix, last in sorted(written.items()))
 
 
-def _raw_format() -> bytes:
-    """The format characters as UTF-8: by their bytes but the last, each with a class of its last."""
+def _raw_format(characters: Iterable[int]) -> bytes:
+    """Characters as UTF-8: by their bytes but the last, each with a class of its last."""
     written: dict[bytes, set[bytes]] = {}
-    for c in _FORMAT:
+    for c in characters:
         encoded = chr(c).encode()
         written.setdefault(b"".join(b"\\x%02x" % b for b in encoded[:-1]), set()).add(b"\\x%02x" % encoded[-1])
     return _alternatives(written)
@@ -73,12 +86,22 @@ def _escaped_format() -> bytes:
     return _alternatives(written)
 
 
-# A format character as it is written, read as nothing in any body.
-_FORMAT_RAW = _raw_format()
+# A format character as it is written, read as nothing in any body (U+0000 last: one byte, tried
+# only after the others' first bytes).
+_FORMAT_RAW = _raw_format(sorted(_FORMAT - {0})) + b"|\\x00"
+# Where one may be, as the pass over a body looks for them: the Combining Diacritical Marks
+# (U+0300-U+036F) by their first bytes alone, which also begin U+0370-U+037F (read again exactly,
+# and left as they are): 128 more pairs of bytes would cost Hyperscan's pass a sixth of its time.
+_DIACRITICS = range(0x0300, 0x0370)
+_OTHER_FORMATS = _raw_format(sorted(_FORMAT - {0, *_DIACRITICS}))
+_FORMAT_SEARCH = _OTHER_FORMATS + b"|[\\xcc\\xcd]|\\x00"
+# Those beyond ASCII alone, for a pass of its own over a text: there two bytes each keep Hyperscan
+# on its fast path (U+0000 is found by a byte search).
+_BEYOND_ASCII_SEARCH = _OTHER_FORMATS + b"|[\\xcc\\xcd][\\x80-\\xbf]"
 # The escapes read as the characters they stand for: a printable ASCII character's \u00XX and a
 # slash, and a format character's (read as nothing); with `every_escape`, also a surrogate pair and
 # any \uXXXX. A control character's escape (\u001b) separates as the character does: it is read as
-# it is written.
+# it is written (but U+0000's, read as nothing).
 _ESCAPES_ASCII = rb"\\u00[2-7][0-9a-fA-F]|\\/|" + _escaped_format()
 _ESCAPES = rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|\\/"
 _HIDING_ASCII = re.compile(_ESCAPES_ASCII + b"|" + _FORMAT_RAW)
@@ -97,9 +120,15 @@ def escapes(every_escape: bool) -> bytes:
 
 
 def format_characters() -> bytes:
-    """The pattern of the format characters `read` reads as nothing, as they are written: a body
-    without them (nor, in JSON, the escapes) is read as it is written."""
-    return _FORMAT_RAW
+    """The pattern of where a format character `read` reads as nothing may be, as it is written
+    (every one, and a few characters more): a body without them (nor, in JSON, the escapes) is read
+    as it is written."""
+    return _FORMAT_SEARCH
+
+
+def format_characters_beyond_ascii() -> bytes:
+    """`format_characters` but U+0000 (ASCII, looked for apart), each a whole character."""
+    return _BEYOND_ASCII_SEARCH
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +180,7 @@ def read(
     begin, when a pass over the body has found them (`escapes`, `format_characters`); else they
     are searched, the format characters only where `formats` (None: the body is not ASCII)."""
     if formats is None:
-        formats = not body.isascii()
+        formats = not body.isascii() or NUL in body
     if is_json:
         hiding = _HIDING if every_escape else _HIDING_ASCII
     elif not formats:

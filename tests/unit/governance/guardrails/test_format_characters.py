@@ -1,7 +1,8 @@
-"""Format characters (Unicode's category Cf: U+200B, U+200D, U+2060, a soft hyphen…) inside a value
-do not hide it from the detectors (`text.py` reads them as nothing), in a request's body as written
-or escaped and in an answer however it streams; and a redaction removes the whole value, the
-hidden characters with it."""
+"""Format characters (Unicode's category Cf: U+200B, U+200D, U+2060, a soft hyphen…), variation
+selectors, combining marks and U+0000 inside a value do not hide it from the detectors (`text.py`
+reads them as nothing), in a request's body as written or escaped and in an answer however it
+streams; and a redaction removes the whole value, the hidden characters with it. Text whose accents
+are written as combining marks is read as the same text written with the accented letters."""
 
 from __future__ import annotations
 
@@ -25,7 +26,11 @@ from tollgate.governance.guardrails.rules import Guardrails
 from tollgate.governance.guardrails.settings import GuardrailRule
 
 KINDS = sorted(SAMPLES)
-HIDDEN = ["\u200b", "\u200c", "\u200d", "\u2060", "\u00ad", "\ufeff", "\u180e", "\u2066", "\U000e0041"]
+FORMATS = ["\u200b", "\u200c", "\u200d", "\u2060", "\u00ad", "\ufeff", "\u180e", "\u2066", "\U000e0041"]
+# Variation selectors, combining marks (the combining grapheme joiner among them) and U+0000: as
+# invisible, read as nothing the same way.
+MARKS = ["\ufe0f", "\ufe00", "\U000e0100", "\u0301", "\u034f", "\u20d2", "\u1dc0", "\ufe20", "\u180b", "\x00"]
+HIDDEN = FORMATS + MARKS
 ENGINES = [False, True] if HYPERSCAN else [False]
 
 
@@ -137,6 +142,7 @@ def test_a_body_without_them_is_read_as_it_is_written() -> None:
 def test_an_answers_text_is_told_to_hold_format_characters_or_not(hidden: str) -> None:
     """What the answer's reading asks before it reads a held text anew (`engine.formats_in`)."""
     assert formats_in(f"caf\u00e9 \u201cquoted\u201d \u2014 {hidden} end".encode())
+    assert formats_in(f"plain {hidden} ASCII".encode())
     assert not formats_in("caf\u00e9 \u201cquoted\u201d \u2014 end".encode())
     assert not formats_in(b"plain ASCII")
 
@@ -149,10 +155,12 @@ def test_the_table_of_format_characters_is_this_pythons_unicode() -> None:
     assert table == known, unicodedata.unidata_version
 
 
-def test_a_key_with_an_escaped_format_character_in_tool_arguments_never_leaves_however_split() -> None:
-    """U+E0020 written in the arguments' JSON as an escaped surrogate pair: a read that ends between
-    its two halves, or inside the second, holds the first half and what comes before it."""
-    arguments = '{"cmd": "AKIA' + "\\udb40\\udc20" + AWS_KEY_ID[4:] + ' now"}'
+@pytest.mark.parametrize("escape", ["\\udb40\\udc20", "\\u0301", "\\u034F", "\\ufe0f", "\\u0000"])
+def test_a_key_with_an_escaped_format_character_in_tool_arguments_never_leaves_however_split(escape: str) -> None:
+    """U+E0020 written in the arguments' JSON as an escaped surrogate pair (or a mark, U+0000
+    escaped): a read that ends between its two halves, or inside an escape, holds what comes
+    before it."""
+    arguments = '{"cmd": "AKIA' + escape + AWS_KEY_ID[4:] + ' now"}'
     for cut in range(1, len(arguments)):
         calls = [{"index": 0, "function": {"arguments": piece}} for piece in (arguments[:cut], arguments[cut:])]
         events = [
@@ -168,3 +176,63 @@ def test_a_key_with_an_escaped_format_character_in_tool_arguments_never_leaves_h
         )
         assert AWS_KEY_ID[4:12] not in got, cut
         assert guard.counts == {"secrets.aws_access_key_id": 1}, cut
+
+
+def test_the_table_of_marks_holds_only_marks_and_selectors() -> None:
+    """The marks read as nothing: combining marks of the blocks that mark any script's letters
+    (Latin's among them), and the variation selectors; none a letter, a digit or a separator."""
+    table = {c for first, last in text.MARK_RANGES for c in range(first, last + 1)}
+    categories = {unicodedata.category(chr(c)) for c in table}
+    assert categories <= {"Mn", "Me", "Cn"}, categories
+    assert {0x0301, 0x034F, 0xFE0F, 0xE0100, 0x20E3} <= table
+
+
+# Text whose accents are combining marks (NFD), as some keyboards and macOS file names write it.
+ACCENTED = [
+    "Un caf\u00e9 cr\u00e8me \u00e0 la fran\u00e7aise, s'il vous pla\u00eet, pour Jos\u00e9 et Ren\u00e9e.",
+    "Ti\u1ebfng Vi\u1ec7t c\u00f3 nhi\u1ec1u d\u1ea5u: ng\u01b0\u1eddi, \u0111\u01b0\u1eddng, tr\u01b0\u1eddng.",
+    "Se\u00f1or Mu\u00f1oz pag\u00f3 1.234,56 \u20ac el 12/03/2024; en la mesa 7 (Espa\u00f1a).",
+    "\u1f08\u03b8\u03ae\u03bd\u03b1 \u03ba\u03b1\u1f76 \u0398\u03b5\u03c3\u03c3\u03b1\u03bb\u03bf\u03bd\u03af\u03ba\u03b7 \u2014 na\u00efve co\u00f6perate r\u00e9sum\u00e9",
+    "\u0928\u092e\u0938\u094d\u0924\u0947 \u0926\u0941\u0928\u093f\u092f\u093e \u2764\ufe0f \u263a\ufe0f 1\ufe0f\u20e3",
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("said", ACCENTED)
+def test_accents_written_as_combining_marks_are_no_new_finding(said: str, engine: bool) -> None:
+    """Every detector finds in the decomposed text what it finds in the composed one (nothing), and
+    a body without a value is never changed."""
+    every = Guardrails([GuardrailRule(detect=KINDS, action="redact")], use_hyperscan=engine)
+    for form in ("NFC", "NFD"):
+        written = unicodedata.normalize(form, said)
+        for escaped in (False, True):
+            body = json.dumps({"messages": [{"role": "user", "content": written}]}, ensure_ascii=escaped).encode()
+            scan = every.scan(body, "openai", "m", None, ())
+            assert scan.counts() == {}, (form, escaped)
+            assert scan.redact(body)[0] == body
+
+
+def test_a_nul_in_plain_text_is_read_as_nothing() -> None:
+    """A text that is not JSON (an answer's text, `tollgate scan`'s files) carries U+0000 as it is:
+    read as nothing there too, though the text is otherwise ASCII."""
+    body = f"key AKIA\x00{AWS_KEY_ID[4:]} here".encode()
+    read = text.read(body, is_json=False)
+    start = read.data.index(AWS_KEY_ID.encode())
+    assert read.to_body(start, start + len(AWS_KEY_ID)) == (4, 5 + len(AWS_KEY_ID))
+
+
+def test_the_pass_over_a_body_finds_every_character_read_as_nothing() -> None:
+    """The patterns that tell where one may be (the pass over a body, `formats_in`) find each one
+    `read` reads as nothing; a character they find besides (U+037E, Greek's question mark) is read."""
+    import re
+
+    search = re.compile(text.format_characters())
+    beyond = re.compile(text.format_characters_beyond_ascii())
+    hidden = {c for first, last in text.FORMAT_RANGES + text.MARK_RANGES for c in range(first, last + 1)}
+    for c in hidden:
+        written = chr(c).encode()
+        assert search.match(written) and beyond.fullmatch(written), hex(c)
+        assert text.read(b"a" + written + b"b", is_json=False).data == b"ab", hex(c)
+    assert search.match(b"\x00") and formats_in(b"a\x00b")
+    greek = "\u037e \u0375".encode()
+    assert text.read(greek, is_json=False).data is greek

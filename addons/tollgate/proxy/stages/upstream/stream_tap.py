@@ -398,6 +398,10 @@ class StreamTap:
             or (translation is not None and bool(classification.facts.stream))
         ):
             rewrite = self._guarded(flow, call, reading, rewrite)
+        elif rewrite is not None and translation is None:
+            # The usage Tollgate asked for taken out: fewer bytes than the upstream's length says
+            # (a client held to it would wait for the rest until its timeout).
+            _without_length(flow, _LENGTH_DROPPED)
         elif reading is not None and (declared_length(index) or 0) <= ANSWER_LIMIT:
             # Read whole before its headers go (`answer_read_whole`): served redacted, or refused.
             told = partial(record_usage, call, cost.answer_service_tier(headers), cost.answer_speed(headers))
@@ -492,14 +496,13 @@ class StreamTap:
         patches.read_large_pieces_apart()
         response = flow.response
         assert response is not None
-        if call.route.translated is None:  # a translated answer's headers are written by `Translate`
-            fields = [f for f in response.headers.fields if f[0].lower() not in _GUARDED_DROPPED]
-            if flow.request.http_version.startswith("HTTP/1"):
-                fields.append((b"transfer-encoding", b"chunked"))
-            response.headers.fields = tuple(fields)
+        translation = call.route.translated
+        # A translated answer's headers are written by `Translate`; not one that goes on as it came
+        # (Claude's own stream, from Vertex AI): its events are rewritten here all the same.
+        if translation is None or translation.rewrite is None:
+            _without_length(flow, _GUARDED_DROPPED)
         answer_format = reading.format
         guard = answer_format.stream(reading.detectors)
-        translation = call.route.translated
         if translation is not None:
             array = translation.json_array
         else:
@@ -602,6 +605,19 @@ def _json_object(content: bytes) -> bool:
 
 # The headers of a guarded answer that no longer hold: it goes on decoded, in events written anew.
 _GUARDED_DROPPED = frozenset((b"content-length", b"content-encoding", b"transfer-encoding"))
+# Those of an answer whose events Tollgate changes as they came (never an encoded one).
+_LENGTH_DROPPED = frozenset((b"content-length", b"transfer-encoding"))
+
+
+def _without_length(flow: http.HTTPFlow, dropped: frozenset[bytes]) -> None:
+    """A streamed answer whose bytes Tollgate may change: sent without the upstream's length, in
+    chunks to an HTTP/1 client (an HTTP/2 one is told its end by the stream's last frame)."""
+    response = flow.response
+    assert response is not None
+    fields = [f for f in response.headers.fields if f[0].lower() not in dropped]
+    if flow.request.http_version.startswith("HTTP/1"):
+        fields.append((b"transfer-encoding", b"chunked"))
+    response.headers.fields = tuple(fields)
 
 
 class AnswerReading(NamedTuple):
