@@ -182,3 +182,19 @@ def test_readers_are_lenient_with_odd_bodies() -> None:
     for read in (chat, responses, anthropic, gemini, converse):
         for body in ({}, {"messages": "x", "input": 3, "contents": [1, None]}, {"messages": [None, 3, {"role": 5}]}):
             assert isinstance(read(body), Provenance)
+
+
+def test_anthropic_bodies_on_bedrock_and_vertex_read_alike() -> None:
+    """Bedrock's InvokeModel and Vertex's rawPredict carry the Messages body with `anthropic_version`
+    in place of `model`: the same reader reads it."""
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "fetch", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "page"}]},
+    ]
+    for body in (
+        {"anthropic_version": "bedrock-2023-05-31", "messages": messages},
+        {"anthropic_version": "vertex-2023-10-16", "messages": messages},
+    ):
+        p = anthropic(body)
+        assert p.trusted == ["hi"] and p.outside == [OutsidePiece("fetch", "page")]
