@@ -36,7 +36,10 @@ class Provenance:
     provider_tools: list[str] = field(default_factory=list)
 
 
-def text_of(value: Any) -> str:
+_DEEP = 32  # past this depth a value's strings are gathered without recursion: a body can nest deeply
+
+
+def text_of(value: Any, depth: int = 0) -> str:
     """The text a result or a message's content carries: strings as they are, text blocks by their
     text, structured values as JSON (decoded again before indexing), bytes (images, files) left out."""
     if value is None:
@@ -44,8 +47,12 @@ def text_of(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        return "\n".join(t for t in (text_of(v) for v in value) if t)
+        if depth > _DEEP:
+            return _strings(value)
+        return "\n".join(t for t in (text_of(v, depth + 1) for v in value) if t)
     if isinstance(value, dict):
+        if depth > _DEEP:
+            return _strings(value)
         if isinstance(value.get("text"), str) and value.get("type") in _TEXT_TYPES:
             return value["text"]
         if value.get("type") in _BINARY_TYPES or _BINARY_KEYS & value.keys():
@@ -55,11 +62,39 @@ def text_of(value: Any) -> str:
     return _dumps(value)
 
 
+def _plain_text(value: Any, depth: int = 0) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and depth < _DEEP:
+        return "\n".join(t for t in (_plain_text(v, depth + 1) for v in value) if t)
+    if isinstance(value, dict) and isinstance(value.get("text"), str) and value.get("type") in _TEXT_TYPES:
+        return value["text"]
+    return ""
+
+
 def _dumps(value: Any) -> str:
     try:
         return json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):  # a body parsed from JSON holds nothing json cannot write; be lenient
-        return str(value)
+    except (TypeError, ValueError, RecursionError):  # nested too deeply to write: its strings, gathered
+        return _strings(value)
+
+
+def _strings(value: Any) -> str:
+    """Every string and number a value holds, keys too, one a line, without recursion."""
+    out: list[str] = []
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            out.extend(k for k in node if isinstance(k, str))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            out.append(node)
+        elif isinstance(node, (int, float)) and not isinstance(node, bool):
+            out.append(str(node))
+    return "\n".join(out)
 
 
 class ProvenanceBuilder:
@@ -75,7 +110,8 @@ class ProvenanceBuilder:
         self.seen_outside = False
 
     def trusted(self, value: Any) -> None:
-        text = text_of(value)
+        """Trusted text: strings and text blocks only (what else a body holds there is no one's text)."""
+        text = _plain_text(value)
         if text:
             self._trusted.append(text)
 

@@ -4,12 +4,71 @@ before it."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tollgate.formats.anthropic_messages.provenance import read_provenance as anthropic
 from tollgate.formats.bedrock_converse.provenance import read_provenance as converse
 from tollgate.formats.gemini_generate.provenance import read_provenance as gemini
 from tollgate.formats.openai_chat.provenance import read_provenance as chat
 from tollgate.formats.openai_responses.provenance import read_provenance as responses
 from tollgate.formats.provenance import OutsidePiece, Provenance
+
+# The keys the readers look for, so that generated bodies reach every branch.
+KEYS = [
+    "messages",
+    "input",
+    "contents",
+    "system",
+    "systemInstruction",
+    "instructions",
+    "tools",
+    "role",
+    "content",
+    "parts",
+    "type",
+    "text",
+    "tool_calls",
+    "function",
+    "name",
+    "arguments",
+    "id",
+    "call_id",
+    "tool_call_id",
+    "output",
+    "tool_use_id",
+    "functionCall",
+    "functionResponse",
+    "response",
+    "toolUse",
+    "toolResult",
+    "toolUseId",
+    "json",
+    "user",
+    "assistant",
+    "tool",
+    "model",
+    "tool_result",
+    "tool_use",
+    "function_call_output",
+    "web_search_options",
+    "previous_response_id",
+    "mcp_servers",
+    "server_tool_use",
+    "web_search_tool_result",
+]
+
+
+def all_strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (k, *all_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in all_strings(v)]
+    return []
 
 
 def tools_of(p: Provenance) -> dict[str, list[str]]:
@@ -198,3 +257,32 @@ def test_anthropic_bodies_on_bedrock_and_vertex_read_alike() -> None:
     ):
         p = anthropic(body)
         assert p.trusted == ["hi"] and p.outside == [OutsidePiece("fetch", "page")]
+
+
+_json = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8), st.sampled_from(KEYS)),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=4), inner, max_size=5)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.dictionaries(st.sampled_from(KEYS), _json, max_size=4))
+def test_readers_never_raise_and_trust_only_what_a_user_wrote(body: dict[str, Any]) -> None:
+    """Any JSON body, however odd: each reader returns a provenance, and every trusted text is a
+    string the body holds (nothing outside content holds is made trusted by a wrong guess)."""
+    lines = {line for s in all_strings(body) for line in s.split("\n")}
+    for read in (chat, responses, anthropic, gemini, converse):
+        p = read(body)
+        assert all(set(t.split("\n")) <= lines for t in p.trusted), p.trusted
+
+
+def test_a_deeply_nested_result_is_read_without_recursion() -> None:
+    deep: Any = "US133000000121212121212"
+    for _ in range(100_000):
+        deep = [deep]
+    body = {"messages": [{"role": "tool", "tool_call_id": "x", "content": deep}, {"role": "user", "content": deep}]}
+    p = chat(body)
+    assert p.outside == [OutsidePiece("unknown", "US133000000121212121212")] and p.trusted == []
