@@ -51,6 +51,8 @@ def test_bounds_hold_against_hostile_input() -> None:
     assert len(decoded_texts(bomb)) <= 200_000  # the walk is bounded, the aliases not expanded
     huge = json.dumps({"k": "v" * PARSE_CHARS})
     assert structure(huge) is None and decoded_texts(huge)[0] == huge
+    for nested in ("a: " + "[" * 90_000 + "]" * 90_000, "- " * 90_000 + "x", "(" * 90_000 + ")" * 90_000):
+        assert structure(nested) is None and decoded_texts(nested)[0] == nested
     assert structure("[1, 2") is None  # nothing runs: a call in a printed literal is YAML's text
     assert structure("{'a': __import__('os').getpid()}") == {"a": "__import__('os').getpid()"}
 
