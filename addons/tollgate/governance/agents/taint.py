@@ -110,7 +110,7 @@ class TaintIndex:
         if isinstance(value, str) and len(whole) >= self.min_chars and not _NUMBER.fullmatch(whole):
             candidates.append(whole)
         found: set[str] = set()
-        for candidate in candidates:
+        for candidate in dict.fromkeys(candidates):  # a word a value repeats is looked up once
             if candidate in self.trusted:
                 continue
             held = [tool for tool, text in self.outside.items() if candidate in text]
