@@ -166,28 +166,29 @@ def decide(
 ) -> ToolDecision:
     """The decision on one call. `schema` is the tool's JSON schema of its arguments, if the
     request declared the tool; `policy_reasons` the policy's deny reasons for it."""
-    reasons: list[str] = []
+    reasons: list[str] = []  # as the agent reads them
+    record_reasons: list[str] = []  # as the record keeps them: paths with undeclared keys written `*`
     denied = False
     found = [] if call.arguments is UNREAD else tainted_values(call.arguments, index)
     acting = matches(call.name, settings.acting_tools)
     if policy_reasons:
         reasons.extend(policy_reasons)
+        record_reasons.extend(policy_reasons)
         denied = True
     elif call.arguments is UNREAD:
         reasons.append("its arguments cannot be read (unread)")
+        record_reasons.append(reasons[-1])
         denied = True
     else:
         if acting and found:
             reasons.append(_taint_reason([(written(p), s) for p, s in found]))
+            record_reasons.append(_taint_reason([(recorded(p, schema), s) for p, s in found]))
             denied = settings.on_tainted == "refuse"
         injected = sorted(k for k, n in findings.items() if k.startswith("injection.") and n)
         if acting and injected and not denied:
             reasons.append(f"the conversation's outside content holds {', '.join(injected)}")
+            record_reasons.append(reasons[-1])
             denied = settings.after_injection == "refuse"
-    record_reasons = [
-        _taint_reason([(recorded(p, schema), s) for p, s in found]) if r.startswith("its argument") and found else r
-        for r in reasons
-    ]
     return ToolDecision(
         name=call.name,
         decision="deny" if denied else "allow",

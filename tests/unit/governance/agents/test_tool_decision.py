@@ -73,6 +73,12 @@ def test_policy_reasons_first_and_redacted() -> None:
     assert d.refusal is not None and d.refusal.startswith("Tollgate refused the call to send_money: recipient")
 
 
+def test_a_policy_reason_is_kept_as_the_policy_wrote_it() -> None:
+    call = ToolCall("send_money", {"recipient": "US133000000121212121212"})
+    d = decided(call, policy=["its argument recipient is on the block list"])
+    assert d.reasons == ["its argument recipient is on the block list"] and d.tainted == ["recipient"]
+
+
 def test_unread_arguments_are_refused() -> None:
     call = ToolCall.from_json("send_money", '{"recipient": ')
     assert call.arguments is UNREAD
