@@ -1,0 +1,153 @@
+"""Outside content decoded before it is indexed, so that a value an agent copies out of a tool's
+result is found however the result wrote it: JSON (and JSON inside JSON strings), YAML and its
+`key: value` lines, printed Python literals (a dict's or a list's `repr`), `\\uXXXX` and backslash
+escapes, doubled quotes, continued lines. Every variant is kept beside the raw text: decoding only
+ever adds text to the index, never takes any away.
+
+Bounded: a piece is parsed only up to `PARSE_CHARS` (YAML and Python literals, slower, up to
+`SLOW_PARSE_CHARS`), strings inside strings are decoded `MAX_DEPTH` levels deep, and a walk visits
+at most `MAX_NODES` nodes (a YAML alias cannot make it expand). What is past a bound is still
+indexed as raw and unescaped text."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+
+PARSE_CHARS = 1_000_000
+SLOW_PARSE_CHARS = 200_000
+MAX_DEPTH = 3
+MAX_NODES = 100_000
+
+# One escape, read left to right (so `\\\\u0041` is a backslash and `u0041`): a surrogate pair,
+# a `\\uXXXX` (Python's `\\UXXXXXXXX` and `\\xNN` too), a continued line, a backslash escape.
+_ESCAPE = re.compile(
+    r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})|\\x([0-9a-fA-F]{2})|\\(\r?\n)|\\([ntr\"'/\\bf])"
+)
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "'": "'", "/": "/", "\\": "\\", "b": "\b", "f": "\f"}
+_SOFT_BREAK = re.compile(r"=\r?\n")  # quoted-printable's continued line
+_KEY_VALUE = re.compile(r"^[ \t]*(?:-[ \t]+)?[\"']?[\w .@/-]{1,64}[\"']?[ \t]*[:=][ \t]*(.+?)[ \t]*$", re.MULTILINE)
+_QUOTES = "\"'"
+# libyaml's loader where PyYAML was built with it: some 10 times as fast as the pure-Python one.
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _escape(match: re.Match[str]) -> str:
+    high, low, single, wide, byte, _line, char = match.groups()
+    if high is not None:
+        return chr(0x10000 + ((int(high, 16) - 0xD800) << 10) + int(low, 16) - 0xDC00)
+    if single is not None:
+        code = int(single, 16)
+        return match.group(0) if 0xD800 <= code <= 0xDFFF else chr(code)  # a lone surrogate stays written
+    if wide is not None or byte is not None:  # Python's repr of a character it does not print
+        code = int(wide or byte, 16)
+        return chr(code) if code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else match.group(0)
+    if char is not None:
+        return _ESCAPES[char]
+    return ""  # a continued line
+
+
+def unescaped(text: str) -> str:
+    """The text with one level of its escapes written out: `\\uXXXX` (surrogate pairs joined),
+    backslash escapes, a backslash's continued lines joined, doubled quotes (CSV's)."""
+    out = _ESCAPE.sub(_escape, text)
+    return out.replace('""', '"').replace("''", "'")
+
+
+def structure(text: str) -> Any | None:
+    """The list or mapping a text holds, read as JSON, a printed Python literal or YAML (in that
+    order); None when it holds none within the bounds."""
+    stripped = text.strip()
+    if not stripped or len(stripped) > PARSE_CHARS:
+        return None
+    if stripped[0] in "[{":
+        try:
+            value = json.loads(stripped)
+        except (ValueError, RecursionError):
+            value = None
+        if isinstance(value, (dict, list)):
+            return value
+    if len(stripped) > SLOW_PARSE_CHARS:
+        return None
+    if stripped[0] in "[{(":
+        try:
+            value = ast.literal_eval(stripped)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            value = None
+        if isinstance(value, (dict, list, tuple)):
+            return value
+    if ":" in stripped or stripped.startswith("- "):
+        try:
+            value = yaml.load(stripped, Loader=_YAML_LOADER)  # a safe loader: builds no objects of its own
+        except (yaml.YAMLError, ValueError, RecursionError):
+            value = None
+        if isinstance(value, (dict, list)):
+            return value
+    return None
+
+
+def leaves(value: Any, depth: int = 0) -> Iterator[str]:
+    """The strings a decoded value holds (keys, strings, numbers as written), a string that itself
+    holds a structure decoded too, up to `MAX_DEPTH` levels."""
+    budget = [MAX_NODES]
+    yield from _walk(value, depth, budget)
+
+
+def _walk(value: Any, depth: int, budget: list[int]) -> Iterator[str]:
+    stack = [value]
+    while stack and budget[0] > 0:
+        budget[0] -= 1
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, item in node.items():
+                stack.append(item)
+                if isinstance(key, str):
+                    yield key
+        elif isinstance(node, (list, tuple, set, frozenset)):
+            stack.extend(reversed(list(node)))
+        elif isinstance(node, str):
+            yield node
+            inner = structure(node) if depth < MAX_DEPTH and node.lstrip()[:1] in ("[", "{", "(") else None
+            if inner is not None:
+                yield from _walk(inner, depth + 1, budget)
+            elif "\\" in node:
+                yield unescaped(node)
+        elif isinstance(node, (int, float)) and not isinstance(node, bool):
+            yield str(node)
+        elif node is not None and not isinstance(node, bool):
+            yield str(node)  # a date YAML read, bytes a literal held
+
+
+def key_values(text: str) -> Iterator[str]:
+    """The values of `key: value` (and `key = value`) lines, their quotes taken off: YAML a parser
+    refused, a config file, an e-mail's headers."""
+    for match in _KEY_VALUE.finditer(text[:PARSE_CHARS]):
+        yield match.group(1).strip(_QUOTES)
+
+
+def decoded_texts(text: str) -> list[str]:
+    """Every text a piece of outside content is indexed by: itself, written out, what its structure
+    holds, and its `key: value` lines' values."""
+    out = [text]
+    plain = text
+    for _ in range(MAX_DEPTH):  # a string escaped twice (JSON in a JSON string) is written out twice
+        once = unescaped(plain)
+        if once == plain:
+            break
+        plain = once
+        out.append(plain)
+    if _SOFT_BREAK.search(plain):  # quoted-printable's continued lines, joined beside the text as it was
+        out.append(_SOFT_BREAK.sub("", plain))
+    value = structure(text)
+    if value is None and plain != text:
+        value = structure(plain)
+    if value is not None:
+        out.extend(leaves(value))
+    else:
+        out.extend(key_values(plain))
+    return out

@@ -1,0 +1,191 @@
+"""Which of a tool call's argument values came from outside content: the taint index of one
+conversation and its look-ups.
+
+Strings compare with case folded and white space removed. An argument value is tainted when it, or
+one of its tokens (a maximal run of at least 8 characters without white space, a URL, an e-mail
+address, an IBAN or a phone number inside it), appears in outside content and not in trusted text.
+Values shorter than `taint_min_chars`, numbers and booleans are not compared as values (a number's
+runs of 8 or more characters are: an account or a phone number). Softer trust never untaints: the
+results of `trusted_tools`, and an `item_tools` result's items `owners` wrote, are left out of the
+index, so a value other outside content holds is still found there.
+
+Bounded: at most `MAX_INDEX_CHARS` characters of folded outside content per conversation (about
+8 MB, some 20 MB of memory with what decoding adds). Past the bound the conversation's index is
+full, and a value that trusted text does not hold counts as tainted by `unindexed`: what was not
+read cannot clear anything."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+from tollgate.formats.provenance import ASSISTANT, UNKNOWN, Provenance
+from tollgate.governance.agents.decoded import MAX_NODES, decoded_texts, leaves, structure, unescaped
+from tollgate.governance.agents.settings import AgentsSettings
+
+MAX_INDEX_CHARS = 8_000_000
+UNINDEXED = "unindexed"
+_SEP = "\x00"  # between pieces: folded text holds no NUL a value could match across
+
+_RUN = re.compile(r"\S{8,}")
+_URL = re.compile(r"(?i)\b(?:https?|ftp)://[^\s<>\"'`]+")
+_EMAIL = re.compile(r"[\w.+%-]+@[\w-]+(?:\.[\w-]+)+")
+_IBAN = re.compile(r"(?i)\b[a-z]{2}\d{2}(?: ?[a-z0-9]{4}){2,7}(?: ?[a-z0-9]{1,3})?\b")  # in groups of 4, or none
+_PHONE = re.compile(r"\+?\d[\d ().-]{6,}\d")
+_NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)*")
+_EDGES = ".,;:!?()[]{}<>\"'`"
+
+
+def folded(text: str) -> str:
+    """How strings compare: case folded, white space removed."""
+    return "".join(text.casefold().split())
+
+
+def tokens(value: str) -> Iterator[str]:
+    """The parts of a value that are compared by themselves: runs of 8+ characters without white
+    space (and the same with their punctuation trimmed), URLs, e-mail addresses, IBANs, phone numbers."""
+    for match in _RUN.finditer(value):
+        run = match.group(0)
+        yield run
+        trimmed = run.strip(_EDGES)
+        if trimmed != run and len(trimmed) >= 8:
+            yield trimmed
+    for pattern in (_URL, _EMAIL, _IBAN, _PHONE):
+        for match in pattern.finditer(value):
+            yield match.group(0).rstrip(_EDGES)
+
+
+def matches(name: str, globs: list[str]) -> bool:
+    folded_name = name.casefold()
+    return any(fnmatchcase(folded_name, glob.casefold()) for glob in globs)
+
+
+@dataclass(slots=True)
+class TaintIndex:
+    """A conversation's trusted text and outside content, folded, the latter by the tool it came from."""
+
+    min_chars: int = 5
+    trusted: str = ""
+    outside: dict[str, str] = field(default_factory=dict)
+    size: int = 0
+    full: bool = False
+
+    @classmethod
+    def build(cls, provenance: Provenance, settings: AgentsSettings) -> TaintIndex:
+        index = cls(min_chars=settings.taint_min_chars)
+        index.trusted = _SEP.join(folded(unescaped(t)) for t in provenance.trusted)
+        parts: dict[str, list[str]] = {}
+        for piece in provenance.outside:
+            softly = piece.tool not in (ASSISTANT, UNKNOWN)
+            if softly and matches(piece.tool, settings.trusted_tools):
+                continue
+            if softly and matches(piece.tool, settings.item_tools):
+                texts = item_texts(piece.text, settings)
+            else:
+                texts = decoded_texts(piece.text)
+            held = parts.setdefault(piece.tool, [])
+            for raw in texts:
+                text = folded(raw)
+                if index.size + len(text) > MAX_INDEX_CHARS:
+                    index.full = True
+                    break
+                index.size += len(text) + 1
+                held.append(text)
+            if index.full:
+                break
+        index.outside = {tool: _SEP.join(texts) for tool, texts in parts.items() if texts}
+        return index
+
+    def sources(self, value: Any) -> list[str]:
+        """The tools whose results hold this value or one of its tokens (trusted text not holding
+        it): empty when the value is not tainted."""
+        if isinstance(value, bool) or value is None:
+            return []
+        text = value if isinstance(value, str) else str(value)
+        candidates = [t for t in (folded(t) for t in tokens(text)) if len(t) >= self.min_chars]
+        whole = folded(text)
+        if isinstance(value, str) and len(whole) >= self.min_chars and not _NUMBER.fullmatch(whole):
+            candidates.append(whole)
+        found: set[str] = set()
+        for candidate in dict.fromkeys(candidates):  # a word a value repeats is looked up once
+            if candidate in self.trusted:
+                continue
+            held = [tool for tool, text in self.outside.items() if candidate in text]
+            found.update(held)
+            if not held and self.full:
+                found.add(UNINDEXED)
+        return sorted(found)
+
+
+def item_texts(text: str, settings: AgentsSettings) -> list[str]:
+    """An `item_tools` result's texts, the items `owners` wrote left out; a result with no
+    structure is indexed whole."""
+    value = structure(text)
+    if value is None:
+        plain = unescaped(text)
+        value = structure(plain) if plain != text else None
+    if value is None:
+        return decoded_texts(text)
+    fields = {f.casefold() for f in settings.item_fields}
+    out: list[str] = []
+    budget = MAX_NODES
+    # Each node with whether an owner wrote it: an owner's item's own strings are left out, the
+    # items nested in it (a stranger's reply quoted in a thread) judged by themselves.
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack and budget > 0:
+        budget -= 1
+        node, owned = stack.pop()
+        if isinstance(node, dict):
+            written_by = [v for k, v in node.items() if isinstance(k, str) and k.casefold() in fields]
+            if written_by:
+                owned = all(_names_owner(v, settings.owners) for v in written_by)
+            for key, item in node.items():
+                if isinstance(key, str) and not owned:
+                    out.append(key)
+                stack.append((item, owned))
+        elif isinstance(node, (list, tuple)):
+            stack.extend((item, owned) for item in node)
+        elif not owned:
+            out.extend(leaves(node))
+    return out
+
+
+def _names_owner(value: Any, owners: list[str]) -> bool:
+    """Whether a field names an owner: every name and address it holds (a sender's name and address
+    alike) matches one of `owners`, so that an owner's name beside a stranger's address is a stranger."""
+    names = [n.strip() for n in _strings(value) if n.strip()]
+    return bool(owners and names) and all(matches(name, owners) for name in names)
+
+
+def _strings(value: Any, depth: int = 0) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (dict, list, tuple)):
+        if depth > 4:  # a name deeper than this is no sender's: not the owner's
+            return ["?"]
+        inner = value.values() if isinstance(value, dict) else value
+        return [s for v in list(inner)[:64] for s in _strings(v, depth + 1)]
+    return [] if value is None else [str(value)]
+
+
+def tainted_values(arguments: Any, index: TaintIndex) -> list[tuple[tuple[str | int, ...], list[str]]]:
+    """Each tainted value of a call's arguments, by its path (keys and list positions), with the
+    tools its outside content came from. Freeform input (a string) is one value at the empty path."""
+    out: list[tuple[tuple[str | int, ...], list[str]]] = []
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), arguments)]
+    budget = MAX_NODES
+    while stack and budget > 0:
+        budget -= 1
+        path, node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(((*path, str(k)), v) for k, v in reversed(list(node.items())))
+        elif isinstance(node, list):
+            stack.extend(((*path, i), v) for i, v in reversed(list(enumerate(node))))
+        else:
+            found = index.sources(node)
+            if found:
+                out.append((path, found))
+    return out

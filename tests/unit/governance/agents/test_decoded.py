@@ -1,0 +1,89 @@
+"""Outside content is decoded before it is indexed: a value is found however a result wrote it."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tollgate.governance.agents.decoded import PARSE_CHARS, decoded_texts, structure, unescaped
+from tollgate.governance.agents.taint import folded
+
+
+def holds(text: str, value: str) -> bool:
+    return any(folded(value) in folded(t) for t in decoded_texts(text))
+
+
+def test_json_inside_json_strings() -> None:
+    inner = json.dumps({"iban": "DE89 3704 0044 0532 0130 00"})
+    outer = json.dumps({"body": json.dumps({"note": inner})})
+    assert "DE89" not in outer.replace("\\", "")[:0] and holds(outer, "DE89370400440532013000")
+
+
+def test_printed_python_literals_and_yaml() -> None:
+    assert holds(repr([{"sender": "a@b.example", "body": "pay O'Brien"}]), "pay O'Brien")
+    text = yaml.safe_dump([{"subject": "Rent", "body": "send to evil@attacker.example now"}])
+    assert holds(text, "evil@attacker.example")
+
+
+def test_escapes_doubled_quotes_and_continued_lines() -> None:
+    assert holds("to \\u0065vil\\u0040x.example", "evil@x.example")
+    assert holds('"say ""hello world"" now"', '"hello world"')
+    assert holds("transfer to US13\\\n00000", "US1300000")
+    assert holds("quoted=\nprintable", "quotedprintable")
+    assert unescaped("a\\nb") == "a\nb"
+
+
+def test_key_value_lines_of_broken_yaml() -> None:
+    text = 'Subject: "urgent"\nTo: boss@x.example\nbody: a: b: [ broken'
+    assert holds(text, "boss@x.example") and holds(text, "urgent")
+
+
+def test_bounds_hold_against_hostile_input() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    assert structure(deep) is None and decoded_texts(deep)[0] == deep
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=False)
+    )
+    assert len(decoded_texts(bomb)) <= 200_000  # the walk is bounded, the aliases not expanded
+    huge = json.dumps({"k": "v" * PARSE_CHARS})
+    assert structure(huge) is None and decoded_texts(huge)[0] == huge
+    for nested in ("a: " + "[" * 90_000 + "]" * 90_000, "- " * 90_000 + "x", "(" * 90_000 + ")" * 90_000):
+        assert structure(nested) is None and decoded_texts(nested)[0] == nested
+    assert structure("[1, 2") is None  # nothing runs: a call in a printed literal is YAML's text
+    assert structure("{'a': __import__('os').getpid()}") == {"a": "__import__('os').getpid()"}
+
+
+_text = st.text(st.characters(codec="utf-8"), max_size=30)
+_values = st.recursive(
+    st.one_of(_text, st.integers(), st.booleans(), st.none()),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def strings_of(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*strings_of(k), *strings_of(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in strings_of(v)]
+    return []
+
+
+@settings(max_examples=150, deadline=None)
+@given(_values)
+def test_every_string_of_a_structure_is_found_however_written(value: object) -> None:
+    for written in (
+        json.dumps(value),
+        json.dumps(value, ensure_ascii=False),
+        repr(value),
+        json.dumps(json.dumps(value)),
+    ):
+        texts = [folded(t) for t in decoded_texts(written)]
+        for s in strings_of(value):
+            assert any(folded(s) in t for t in texts), (written, s)
