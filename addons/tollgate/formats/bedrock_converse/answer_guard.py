@@ -81,6 +81,12 @@ CONVERSE_BLOCKS = frozenset(
      "reasoningContent", "citationsContent", "searchResult")
 )  # fmt: skip
 _HEADERS_KEPT = 64
+# The headers of an event stream's frame that the format defines, read by their value where it is
+# one of theirs (`header_places`).
+KNOWN_HEADERS: dict[str, frozenset[str]] = {
+    ":message-type": frozenset(("event", "exception", "error")),
+    ":content-type": frozenset(("application/json",)),
+}
 
 Part = str | int | tuple[str, int]  # a key, a list's item (its place, or "[]": named by its index), an index
 Path = tuple[Part, ...]
@@ -239,6 +245,19 @@ def without_logprobs(value: Any) -> None:
                 without_logprobs(item)
 
 
+def header_places(headers: dict[str, object]) -> list[Place]:
+    """The strings of a frame's headers, each a place read as a key is (a header is not written
+    anew: a value in one is denied): every name and value but the format's own names and the
+    values they define. A frame's event type is read as any value (it names its event)."""
+    places: list[Place] = []
+    for name, value in headers.items():
+        if name not in KNOWN_HEADERS and name not in (":event-type", ":exception-type"):
+            places.append((None, name, True))
+        if isinstance(value, str) and value and value not in KNOWN_HEADERS.get(name, ()):
+            places.append((None, value, True))
+    return places
+
+
 @dataclass(slots=True)
 class Framed(Pending):
     """A frame not yet gone on: its bytes as they came, the frame, its object, its text."""
@@ -258,6 +277,7 @@ class FramesAnswerGuard(EventGuard):
         # Headers read once for each way they are written: a stream's frames repeat a few.
         self._framer = EventStreamFramer(read_headers=False)
         self._headers: dict[bytes, dict[str, object]] = {}
+        self._headers_read: set[bytes] = set()  # headers whose strings were read, found clean
 
     # What a format says of its frames.
 
@@ -295,6 +315,12 @@ class FramesAnswerGuard(EventGuard):
             frame = self._with_headers(unit)
         except ValueError:
             return self._unread()  # headers that cannot be read: none of it goes on
+        if frame.raw_headers not in self._headers_read:
+            denied = read_places(self._compiled, header_places(frame.headers), self._spent, self._clean)[1]
+            if denied is not None:
+                return self._stop_before(None, denied)  # a header holds a value: the frame never goes
+            if len(self._headers_read) < _HEADERS_KEPT:
+                self._headers_read.add(frame.raw_headers)
         return self._frame(frame)
 
     def _read_each(self, units: list[Any]) -> bytes:
