@@ -51,9 +51,14 @@ JSON_KEYS = frozenset(("input", "arguments", "parameters", "json", "partial_json
 # Not read: counts, the reasoning's signature and its encrypted form, Bedrock's padding.
 SKIPPED_KEYS = frozenset(("amazon-bedrock-invocationMetrics", "usage", "metrics", "signature", "redactedContent", "p"))
 INDEX_KEYS = ("contentBlockIndex", "index")
-# Not read by `leaves` nor whole: ids, kinds, signatures, encrypted data, and what `leaves` reads
-# with their text (log probabilities, Cohere's token likelihoods).
-REST_SKIPPED = SKIPPED_KEYS | NOT_TEXT | {"logprobs", "token_likelihoods", "toolUseId"}
+# Not read whole, at the places Bedrock defines them (docs/guardrails.md, "Opaque places"): at an
+# event's or an answer's top, its counts, padding and encrypted data; in reasoning, its signature
+# and encrypted form; anywhere, what `leaves` reads with its text (log probabilities, Cohere's token
+# likelihoods). Every other string is read, ids (a tool use's `toolUseId`) and kinds too.
+TOP_SKIPPED = frozenset(("amazon-bedrock-invocationMetrics", "usage", "metrics", "p")) | NOT_TEXT
+REASONING_SKIPPED = frozenset(("signature", "redactedContent"))
+REASONING_HOLDERS = frozenset(("reasoningContent", "reasoningText"))
+WITH_TEXT = frozenset(("logprobs", "token_likelihoods"))
 # Log probabilities: their tokens are the text as it came (left out where it is written anew), read
 # with it where they spell it exactly; any others stop the answer as unreadable.
 LOGPROBS = "logprobs"
@@ -179,7 +184,37 @@ def rest_of(obj: Any, found: list[Leaf]) -> list[Place]:
     """Every string of an answer's object that its leaves do not hold (a tool's name, a stop
     reason, a member not known), keys too, each to be read whole."""
     taken = {(id(leaf.holder), leaf.key) for leaf in found}
-    return list(strings_in([obj], 0, REST_SKIPPED, taken))
+    if not isinstance(obj, dict):
+        return list(strings_in([obj], 0, WITH_TEXT, taken))
+    places: list[Place] = []
+    for key in obj:
+        if key in TOP_SKIPPED or key in WITH_TEXT:
+            continue
+        places.append((obj, key, True))
+        places += _rest_at(obj, key, taken)
+    return places
+
+
+def _rest_at(holder: Any, key: Any, taken: set[tuple[int, Any]]) -> Iterator[Place]:
+    """The strings of `holder[key]` as `rest_of` reads them, its objects' keys too."""
+    stack: list[tuple[Any, Any, Any]] = [(holder, key, key)]
+    while stack:
+        at, name, member = stack.pop()
+        if (id(at), name) in taken:
+            continue
+        value = at[name]
+        if type(value) is str:
+            if value:
+                yield at, name, False
+        elif type(value) is dict:
+            skipped = WITH_TEXT | REASONING_SKIPPED if member in REASONING_HOLDERS else WITH_TEXT
+            for k, v in value.items():
+                if k not in skipped:
+                    yield value, k, True
+                    if type(v) in (str, dict, list):
+                        stack.append((value, k, k))
+        elif type(value) is list:
+            stack.extend((value, i, member) for i, v in enumerate(value) if type(v) in (str, dict, list))
 
 
 def guard_bedrock_json(compiled: Scanners, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:

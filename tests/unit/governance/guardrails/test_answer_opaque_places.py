@@ -364,3 +364,74 @@ def test_an_event_stream_with_its_own_headers_goes_on_byte_for_byte(
 ) -> None:
     out, guard = through(answer_format, action, data, list(range(0, len(data), 11)))
     assert (out, guard.denied, guard.counts) == (data, None, {})
+
+
+# ---- Bedrock's events: a tool use's id and a signature outside reasoning are read; reasoning's
+# signature, the counts and the padding are not.
+TOOLUSE_ID = "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q"
+
+
+def converse_tool(tool_id: str = TOOLUSE_ID, extra: dict[str, Any] | None = None) -> bytes:
+    def frame(event: str, payload: dict[str, Any]) -> bytes:
+        headers = {":event-type": event, ":content-type": "application/json", ":message-type": "event"}
+        return event_frame(headers, encode_json({**payload, "p": "abcdefghijkl"}))
+
+    reasoning = {"reasoningContent": {"signature": SIGNATURE}}
+    start = {"toolUse": {"toolUseId": tool_id, "name": "lookup", **(extra or {})}}
+    return b"".join(
+        (
+            frame("messageStart", {"role": "assistant"}),
+            frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "Hm."}}}),
+            frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": reasoning}),
+            frame("contentBlockStop", {"contentBlockIndex": 0}),
+            frame("contentBlockStart", {"contentBlockIndex": 1, "start": start}),
+            frame("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"toolUse": {"input": "{}"}}}),
+            frame("contentBlockStop", {"contentBlockIndex": 1}),
+            frame("messageStop", {"stopReason": "tool_use"}),
+            frame("metadata", {"usage": {"inputTokens": 3, "outputTokens": 5}, "metrics": {"latencyMs": 9}}),
+        )
+    )
+
+
+def converse_whole(tool_id: str = TOOLUSE_ID, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    content = [
+        {"reasoningContent": {"reasoningText": {"text": "Hm.", "signature": SIGNATURE}}},
+        {"toolUse": {"toolUseId": tool_id, "name": "lookup", "input": {}, **(extra or {})}},
+    ]
+    return {"output": {"message": {"role": "assistant", "content": content}}, "stopReason": "tool_use",
+            "usage": {"inputTokens": 3, "outputTokens": 5}, "metrics": {"latencyMs": 9}}  # fmt: skip
+
+
+BEDROCK_PLACES: dict[str, tuple[bytes, dict[str, Any]]] = {
+    "a tool use's id": (converse_tool(f"tooluse_{KEY}"), converse_whole(f"tooluse_{KEY}")),
+    "a signature outside reasoning": (
+        converse_tool(extra={"x": {"signature": KEY}}),
+        converse_whole(extra={"x": {"signature": KEY}}),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(BEDROCK_PLACES))
+@drawn(30)
+@given(cuts=CUTS)
+def test_a_key_in_a_bedrock_events_id_or_signature_outside_reasoning_is_read(name: str, cuts: list[int]) -> None:
+    data, body = BEDROCK_PLACES[name]
+    out, guard = through(BEDROCK_CONVERSE, "redact", data, cuts)
+    assert KEY.encode() not in out and PLACEHOLDER in out
+    assert (guard.denied, guard.counts) == (None, {KIND: 1})
+    out, guard = through(BEDROCK_CONVERSE, "deny", data, cuts)
+    assert KEY[:4].encode() not in out and guard.denied == KIND
+    whole = ANSWER_FORMATS[BEDROCK_CONVERSE].whole
+    redacted, denied, counts = whole(compiled("redact"), json.dumps(body).encode())
+    assert KEY.encode() not in redacted and PLACEHOLDER in redacted
+    assert (denied, counts) == (None, {KIND: 1})
+    assert whole(compiled("deny"), json.dumps(body).encode())[1] == KIND
+
+
+@pytest.mark.parametrize("action", ["redact", "deny"])
+def test_a_bedrock_answer_with_real_ids_and_signatures_goes_on_as_it_came(action: str) -> None:
+    data = converse_tool()
+    out, guard = through(BEDROCK_CONVERSE, action, data, list(range(0, len(data), 13)))
+    assert (out, guard.denied, guard.counts) == (data, None, {})
+    body = json.dumps(converse_whole()).encode()
+    assert ANSWER_FORMATS[BEDROCK_CONVERSE].whole(compiled(action), body) == (body, None, {})
