@@ -4,8 +4,8 @@ and again in `reasoning_details[].text`; a citation's title and URL; a tool call
 the openai SDK redacted in each of them, or stops with the error the SDK raises on, no copy of the
 key in any event it got; a Claude answer with the key in a tool's name and in a member of its
 message Tollgate does not know, or in its message's and a tool use's ids, the same with the
-anthropic SDK; a Responses answer with the key in its ids and a member's `type`, with the openai
-SDK. The audit counts what was found
+anthropic SDK; a Responses answer with the key in its ids and a member's `type`, and a chat audio
+answer with the key in its transcript and a later chunk's id, with the openai SDK. The audit counts what was found
 (`answer_findings`) and says what was done."""
 
 from __future__ import annotations
@@ -120,6 +120,17 @@ def responses_stream() -> list[bytes]:
     return [sse({**e, "sequence_number": n}, e["type"]) for n, e in enumerate(events)]
 
 
+def audio_stream() -> list[bytes]:
+    """An audio answer: its transcript in pieces (the key across two), the sound beside each, and a
+    later chunk of another id."""
+    sound = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA="
+    first = chunk({"role": "assistant", "audio": {"id": "audio_1", "data": sound, "expires_at": 1, "transcript": ""}})
+    pieces = ("The key is ", AWS[:9], AWS[9:], ".")
+    events = [first, *(chunk({"audio": {"transcript": piece, "data": sound}}) for piece in pieces)]
+    last = json.loads(chunk({}, "stop").split(b"data: ", 1)[1])
+    return [*events, sse({**last, "id": f"chatcmpl-{AWS}"}), sse("[DONE]")]
+
+
 class Upstream(AnswerUpstream):
     def __call__(self, received: Received) -> Reply:
         if received.path.endswith("/v1/messages"):
@@ -131,6 +142,8 @@ class Upstream(AnswerUpstream):
         if not received.path.endswith("/chat/completions"):
             return provider_answers(received)
         model = received.json()["model"]
+        if model.startswith("gpt-audio"):
+            return Reply(200, chunks=audio_stream())
         if model.startswith("gpt-reasoning"):
             return Reply(200, chunks=reasoning_stream())
         if model.startswith("gpt-named"):
@@ -328,3 +341,37 @@ def test_a_claude_streams_message_and_tool_use_ids_are_read(gw):
     assert (denied["events"], denied["ids"]) == ([], [])
     record = gw.last_audit()
     assert (record["error"], record["refusal"]) == ("content_denied", "content_denied")
+
+
+READ_AUDIO = f"""
+from openai import OpenAI
+client = OpenAI(api_key="{VIRTUAL}", max_retries=0)
+events, transcript, ids, error = [], "", [], None
+try:
+    for event in client.chat.completions.create(
+        model=MODEL, messages=[{{"role": "user", "content": "say"}}], stream=True
+    ):
+        events.append(event.model_dump_json())
+        ids.append(event.id)
+        for choice in event.choices:
+            audio = choice.delta.audio
+            transcript += (audio.transcript or "") if audio is not None else ""
+except Exception as e:
+    error = [type(e).__module__.split(".")[0], type(e).__name__, str(e)]
+report(events=events, transcript=transcript, ids=ids, error=error)
+"""
+
+
+def test_an_audio_transcript_and_a_later_chunks_id_are_read(gw):
+    redacted = gw.run("MODEL = 'gpt-audio'\n" + READ_AUDIO)
+    assert redacted["error"] is None
+    assert redacted["transcript"] == f"The key is {REDACTED}."
+    assert redacted["ids"][-1] == f"chatcmpl-{REDACTED}"
+    assert not any(AWS in e for e in redacted["events"])
+    record = gw.last_audit()
+    assert (record["status"], record["decision"], record["answer_findings"]) == (200, "allow", {KIND: 2})
+    denied = gw.run("MODEL = 'gpt-audio-deny'\n" + READ_AUDIO)
+    assert denied["error"][:2] == ["openai", "APIError"]
+    assert denied["transcript"] == "The key is "
+    assert not any(AWS[:4] in e for e in denied["events"])
+    assert gw.last_audit()["error"] == "content_denied"
