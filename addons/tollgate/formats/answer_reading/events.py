@@ -36,10 +36,12 @@ from tollgate.formats.bodies.json_codec import keys_once, parse_json
 # The events that may wait behind one whose text is held (of other channels): past that, it goes
 # on with what is known of its text, so that a stream is never held long.
 WAITING_BYTES = 64 << 10
-# The keys whose strings hold no text, wherever they are: a stream's random padding (OpenAI's
-# `obfuscation`), signatures and encrypted data, opaque to a client. Ids and kinds are read (once a
-# stream: they repeat, and a string read clean is not read again).
+# The keys whose strings hold no text at the top of an event (or of a choice's delta): a stream's
+# random padding (OpenAI's `obfuscation`), signatures and encrypted data, opaque to a client. Below
+# the top they are read as any string (a format names its own deeper opaque places). Ids and kinds
+# are read (once a stream: they repeat, and a string read clean is not read again).
 NOT_TEXT = frozenset(("obfuscation", "signature", "encrypted_content"))
+NOTHING: frozenset[str] = frozenset()
 # The names of the formats' own members: as keys they are no text a model wrote, and are not read
 # (their values are).
 KNOWN_KEYS = frozenset(
@@ -80,7 +82,7 @@ def read_whole(compiled: Scanners, value: str, is_json: bool = False) -> tuple[s
 
 
 def strings_in(
-    holder: Any, key: Any, skip: frozenset[str] = NOT_TEXT, taken: Container[tuple[int, Any]] = ()
+    holder: Any, key: Any, skip: frozenset[str] = NOTHING, taken: Container[tuple[int, Any]] = ()
 ) -> Iterator[Place]:
     """Every string of the value at `holder[key]`, its objects' keys too, but under the keys `skip`
     names and at the places `taken` names (`(id(holder), key)`: read otherwise): each with its
@@ -108,9 +110,9 @@ def strings_in(
 def members_in(
     obj: dict[str, Any], read: frozenset[str], clean: Container[str] = (), skip: frozenset[str] = NOT_TEXT
 ) -> list[Place]:
-    """Every string of an object but in the members `read` names (its format reads them), under
-    the keys `skip` names, the known keys and the strings in `clean`: each with its place. (A loop
-    of its own, not `strings_in`'s: it runs for each event.)"""
+    """Every string of an object but in the members `read` names (its format reads them), in its
+    own members `skip` names (deeper, every string is read), the known keys and the strings in
+    `clean`: each with its place. (A loop of its own, not `strings_in`'s: it runs for each event.)"""
     out: list[Place] = []
     for k in obj.keys() - skip:
         if k not in KNOWN_KEYS and k not in clean:
@@ -123,7 +125,7 @@ def members_in(
             if v and v not in clean:
                 out.append((obj, k, False))
         elif kind is dict or kind is list:
-            out.extend(strings_in(obj, k, skip))
+            out.extend(strings_in(obj, k))
     return out
 
 

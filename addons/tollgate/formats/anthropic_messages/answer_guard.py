@@ -48,14 +48,30 @@ WHOLE_DELTAS = frozenset(("citations_delta", "compaction_delta"))
 SIGNED_BLOCKS = frozenset(("compaction",))
 # The events that carry no model text: they go on as they came.
 PASSED_EVENTS = frozenset(("ping", "error"))
-# What a block given whole holds that is not text: its kind, ids, signatures, encrypted results.
-OPAQUE = frozenset(("type", "id", "tool_use_id", "signature", "encrypted_content", "encrypted_index"))
-_TEXT_OPAQUE = OPAQUE | {"text"}  # a text block's own text is streamed: its channel reads it
-_COUNTS_OPAQUE = OPAQUE | {"usage", "amazon-bedrock-invocationMetrics"}  # a message's counts
-_STOP_OPAQUE = _COUNTS_OPAQUE | {"index"}
+# The members that hold no text, at the places Anthropic defines them (docs/guardrails.md, "Opaque
+# places"): an object's type → its opaque members. A thinking block's signature, redacted
+# thinking, a web search result's encrypted content, a citation's encrypted index (and the
+# signature of any block that has one: `read_block`). Every other string is read, ids and types
+# too, at any depth.
+OPAQUE_AT: dict[object, frozenset[str]] = {
+    "thinking": frozenset(("signature",)),
+    "signature_delta": frozenset(("signature",)),
+    "redacted_thinking": frozenset(("data",)),
+    "web_search_result": frozenset(("encrypted_content",)),
+    "web_search_result_location": frozenset(("encrypted_index",)),
+}
+NOTHING: frozenset[str] = frozenset()
+# An event's own type, dispatched on (one of the types read here): not read again.
+_TYPE = frozenset(("type",))
+# What an event or a delta of a type not known may hold and still be read (each comes whole).
+_WHOLE_IDS = _TYPE | {"id"}
+_TEXT_OPAQUE = _TYPE | {"text"}  # a text block's own text is streamed: its channel reads it
+_COUNTS_OPAQUE = frozenset(("usage", "amazon-bedrock-invocationMetrics"))  # a message's counts
+_EVENT_COUNTS_OPAQUE = _COUNTS_OPAQUE | _TYPE
+_STOP_OPAQUE = _EVENT_COUNTS_OPAQUE | {"index"}
 # What an event carries beside what its own reading reads: read whole (a member not known).
-_BLOCK_EVENT_OPAQUE = OPAQUE | {"index", "content_block", "delta"}
-_START_OPAQUE = OPAQUE | {"message"}
+_BLOCK_EVENT_OPAQUE = _TYPE | {"index", "content_block", "delta"}
+_START_OPAQUE = _TYPE | {"message"}
 _MESSAGE_OPAQUE = _COUNTS_OPAQUE | {"content"}
 
 
@@ -73,11 +89,12 @@ def _scanned(compiled: Scanners, value: str, counts: Counter[str]) -> tuple[str,
 
 
 def read_values(
-    compiled: Scanners, node: Any, counts: Counter[str], opaque: frozenset[str] = OPAQUE
+    compiled: Scanners, node: Any, counts: Counter[str], opaque: frozenset[str] = NOTHING
 ) -> tuple[bool, str | None]:
     """Every string (key or value) and integer of a JSON value given whole, read but under the
-    keys `opaque` names, each value to redact replaced in place (an integer by the placeholder's
-    string): whether it changed, and the kind of a value to deny."""
+    keys `opaque` names at its top and the opaque members of each object of a type `OPAQUE_AT`
+    names, each value to redact replaced in place (an integer by the placeholder's string):
+    whether it changed, and the kind of a value to deny."""
     if isinstance(node, list):
         changed = False
         for i, item in enumerate(node):
@@ -90,8 +107,10 @@ def read_values(
     if not isinstance(node, dict):
         return False, None
     items, changed = [], False
+    kind = node.get("type")
+    placed = OPAQUE_AT.get(kind, NOTHING) if isinstance(kind, str) else NOTHING
     for key, item in node.items():
-        if key in opaque:
+        if key in opaque or key in placed:
             items.append((key, item))
             continue
         new_key, denied = _scanned(compiled, key, counts)
@@ -120,7 +139,7 @@ def _value(compiled: Scanners, item: Any, counts: Counter[str]) -> tuple[Any, bo
 
 
 def read_block(
-    compiled: Scanners, block: dict[str, Any], counts: Counter[str], opaque: frozenset[str] = OPAQUE
+    compiled: Scanners, block: dict[str, Any], counts: Counter[str], opaque: frozenset[str] = NOTHING
 ) -> tuple[bool, str | None]:
     """A content block given whole: its thinking read as signed (never changed), redacted
     thinking not read, every other block's strings as `read_values` (but under `opaque`)."""
@@ -134,7 +153,7 @@ def read_block(
         return False, _scanned(signed_detectors(compiled), thinking, counts)[1]
     if kind in SIGNED_BLOCKS or "signature" in block:
         # Signed: never changed (a value to redact there is denied).
-        return False, read_values(signed_detectors(compiled), block, counts, opaque)[1]
+        return False, read_values(signed_detectors(compiled), block, counts, opaque | {"signature"})[1]
     return read_values(compiled, block, counts, opaque)
 
 
@@ -177,6 +196,11 @@ def _content_read(compiled: Scanners, content: list[Any], counts: Counter[str]) 
             return changed, denied
         changed = changed or found
     return changed, None
+
+
+def _beside(node: dict[str, Any], skipped: frozenset[str]) -> bool:
+    """Whether an object holds a string beside its members `skipped` (at any depth below them)."""
+    return any(key not in skipped and carries_text(item, NOTHING) for key, item in node.items())
 
 
 def event_json(data: bytes | None) -> dict[str, Any] | None:
@@ -261,13 +285,15 @@ class MessagesAnswerGuard(ChatAnswerGuard):
                 if self.denied is not None or self._whole_read(pending, block):
                     break
         elif kind == "message_delta":
-            self._whole_read(pending, obj, _COUNTS_OPAQUE)  # its stop sequence, a refusal's explanation
+            self._whole_read(pending, obj, _EVENT_COUNTS_OPAQUE)  # its stop sequence, a refusal's explanation
         elif kind in PASSED_EVENTS:
-            self._whole_read(pending, obj)  # an error's message: read as any string
-        elif carries_text(obj, OPAQUE):
+            self._whole_read(pending, obj, _TYPE)  # an error's message: read as any string
+        elif _beside(obj, _WHOLE_IDS):
             # An event of a type not known (or of none: Claude's Text Completions on Bedrock)
             # whose text is not read: the stream stops before it.
             self._refuse(pending)
+        else:
+            self._whole_read(pending, obj)  # its type and id alone, read as any string
         return self._cut() if self.denied is not None else self._drained()
 
     def _closing(self, pending: Pending, index: int | None) -> bytes:
@@ -317,26 +343,31 @@ class MessagesAnswerGuard(ChatAnswerGuard):
             return
         kind = delta.get("type")
         if kind == "signature_delta":
-            return  # a thinking block's signature: not text
+            # A thinking block's signature, not text; anything beside it is read whole.
+            if len(delta) > 2:
+                self._whole_read(pending, delta, _TYPE)
+            return
         if kind in WHOLE_DELTAS:
             self._whole_read(pending, delta, signed=kind == "compaction_delta")
             return
         if kind not in DELTAS:
             # A delta newer than this reader: its text may go on in pieces, which could not be read
             # together. One that carries text stops the stream before it.
-            if carries_text(delta, OPAQUE):
+            if _beside(delta, _WHOLE_IDS):
                 self._refuse(pending)
+            else:
+                self._whole_read(pending, delta)  # its type and id alone, read as any string
             return
         name, channel = DELTAS[kind]
         value = delta.get(name)
-        if not isinstance(value, str) or (len(delta) > 2 and carries_text(delta, OPAQUE | {name})):
+        if not isinstance(value, str) or (len(delta) > 2 and _beside(delta, _TYPE | {name})):
             # Text beside the delta's own, in a member not known: it may come in pieces too.
             self._refuse(pending)
         elif value:
             self._fed(pending, (index, channel, -1), delta, name, value)
 
     def _whole_read(
-        self, pending: Pending, node: dict[str, Any], opaque: frozenset[str] = OPAQUE, signed: bool = False
+        self, pending: Pending, node: dict[str, Any], opaque: frozenset[str] = NOTHING, signed: bool = False
     ) -> bool:
         """What an event gives whole, read at once (before any of its streamed text): where a
         value is redacted the event is written anew; at one to deny (or to redact in what is

@@ -51,9 +51,14 @@ JSON_KEYS = frozenset(("input", "arguments", "parameters", "json", "partial_json
 # Not read: counts, the reasoning's signature and its encrypted form, Bedrock's padding.
 SKIPPED_KEYS = frozenset(("amazon-bedrock-invocationMetrics", "usage", "metrics", "signature", "redactedContent", "p"))
 INDEX_KEYS = ("contentBlockIndex", "index")
-# Not read by `leaves` nor whole: ids, kinds, signatures, encrypted data, and what `leaves` reads
-# with their text (log probabilities, Cohere's token likelihoods).
-REST_SKIPPED = SKIPPED_KEYS | NOT_TEXT | {"logprobs", "token_likelihoods", "toolUseId"}
+# Not read whole, at the places Bedrock defines them (docs/guardrails.md, "Opaque places"): at an
+# event's or an answer's top, its counts, padding and encrypted data; in reasoning, its signature
+# and encrypted form; anywhere, what `leaves` reads with its text (log probabilities, Cohere's token
+# likelihoods). Every other string is read, ids (a tool use's `toolUseId`) and kinds too.
+TOP_SKIPPED = frozenset(("amazon-bedrock-invocationMetrics", "usage", "metrics", "p")) | NOT_TEXT
+REASONING_SKIPPED = frozenset(("signature", "redactedContent"))
+REASONING_HOLDERS = frozenset(("reasoningContent", "reasoningText"))
+WITH_TEXT = frozenset(("logprobs", "token_likelihoods"))
 # Log probabilities: their tokens are the text as it came (left out where it is written anew), read
 # with it where they spell it exactly; any others stop the answer as unreadable.
 LOGPROBS = "logprobs"
@@ -81,6 +86,12 @@ CONVERSE_BLOCKS = frozenset(
      "reasoningContent", "citationsContent", "searchResult")
 )  # fmt: skip
 _HEADERS_KEPT = 64
+# The headers of an event stream's frame that the format defines, read by their value where it is
+# one of theirs (`header_places`).
+KNOWN_HEADERS: dict[str, frozenset[str]] = {
+    ":message-type": frozenset(("event", "exception", "error")),
+    ":content-type": frozenset(("application/json",)),
+}
 
 Part = str | int | tuple[str, int]  # a key, a list's item (its place, or "[]": named by its index), an index
 Path = tuple[Part, ...]
@@ -173,7 +184,37 @@ def rest_of(obj: Any, found: list[Leaf]) -> list[Place]:
     """Every string of an answer's object that its leaves do not hold (a tool's name, a stop
     reason, a member not known), keys too, each to be read whole."""
     taken = {(id(leaf.holder), leaf.key) for leaf in found}
-    return list(strings_in([obj], 0, REST_SKIPPED, taken))
+    if not isinstance(obj, dict):
+        return list(strings_in([obj], 0, WITH_TEXT, taken))
+    places: list[Place] = []
+    for key in obj:
+        if key in TOP_SKIPPED or key in WITH_TEXT:
+            continue
+        places.append((obj, key, True))
+        places += _rest_at(obj, key, taken)
+    return places
+
+
+def _rest_at(holder: Any, key: Any, taken: set[tuple[int, Any]]) -> Iterator[Place]:
+    """The strings of `holder[key]` as `rest_of` reads them, its objects' keys too."""
+    stack: list[tuple[Any, Any, Any]] = [(holder, key, key)]
+    while stack:
+        at, name, member = stack.pop()
+        if (id(at), name) in taken:
+            continue
+        value = at[name]
+        if type(value) is str:
+            if value:
+                yield at, name, False
+        elif type(value) is dict:
+            skipped = WITH_TEXT | REASONING_SKIPPED if member in REASONING_HOLDERS else WITH_TEXT
+            for k, v in value.items():
+                if k not in skipped:
+                    yield value, k, True
+                    if type(v) in (str, dict, list):
+                        stack.append((value, k, k))
+        elif type(value) is list:
+            stack.extend((value, i, member) for i, v in enumerate(value) if type(v) in (str, dict, list))
 
 
 def guard_bedrock_json(compiled: Scanners, body: bytes) -> tuple[bytes, str | None, dict[str, int]]:
@@ -239,6 +280,19 @@ def without_logprobs(value: Any) -> None:
                 without_logprobs(item)
 
 
+def header_places(headers: dict[str, object]) -> list[Place]:
+    """The strings of a frame's headers, each a place read as a key is (a header is not written
+    anew: a value in one is denied): every name and value but the format's own names and the
+    values they define. A frame's event type is read as any value (it names its event)."""
+    places: list[Place] = []
+    for name, value in headers.items():
+        if name not in KNOWN_HEADERS and name not in (":event-type", ":exception-type"):
+            places.append((None, name, True))
+        if isinstance(value, str) and value and value not in KNOWN_HEADERS.get(name, ()):
+            places.append((None, value, True))
+    return places
+
+
 @dataclass(slots=True)
 class Framed(Pending):
     """A frame not yet gone on: its bytes as they came, the frame, its object, its text."""
@@ -258,6 +312,7 @@ class FramesAnswerGuard(EventGuard):
         # Headers read once for each way they are written: a stream's frames repeat a few.
         self._framer = EventStreamFramer(read_headers=False)
         self._headers: dict[bytes, dict[str, object]] = {}
+        self._headers_read: set[bytes] = set()  # headers whose strings were read, found clean
 
     # What a format says of its frames.
 
@@ -295,6 +350,12 @@ class FramesAnswerGuard(EventGuard):
             frame = self._with_headers(unit)
         except ValueError:
             return self._unread()  # headers that cannot be read: none of it goes on
+        if frame.raw_headers not in self._headers_read:
+            denied = read_places(self._compiled, header_places(frame.headers), self._spent, self._clean)[1]
+            if denied is not None:
+                return self._stop_before(None, denied)  # a header holds a value: the frame never goes
+            if len(self._headers_read) < _HEADERS_KEPT:
+                self._headers_read.add(frame.raw_headers)
         return self._frame(frame)
 
     def _read_each(self, units: list[Any]) -> bytes:

@@ -16,7 +16,7 @@ import base64
 import binascii
 from typing import Any, Protocol
 
-from tollgate.formats.answer_reading.events import answer_json
+from tollgate.formats.answer_reading.events import answer_json, read_places
 from tollgate.formats.answer_reading.scanning import AnswerFormat, Scanners
 from tollgate.formats.anthropic_messages.answer_guard import MessagesAnswerGuard, event_json, guard_messages_json
 from tollgate.formats.bedrock_converse.answer_guard import (
@@ -26,6 +26,7 @@ from tollgate.formats.bedrock_converse.answer_guard import (
     Path,
     denied_frame,
     guard_bedrock_json,
+    header_places,
     rebuilt,
 )
 from tollgate.formats.bedrock_converse.fields import EVENT_STREAM
@@ -109,6 +110,7 @@ class BedrockMessagesGuard(MessagesAnswerGuard):
     def __init__(self, compiled: Scanners) -> None:
         super().__init__(compiled)
         self._frames = EventStreamFramer()
+        self._headers_read: set[bytes] = set()  # headers whose strings were read, found clean
 
     def _units(self, chunk: bytes) -> list[Any]:
         return self._frames.feed(chunk)
@@ -122,6 +124,12 @@ class BedrockMessagesGuard(MessagesAnswerGuard):
     def _frame(self, frame: EventStreamFrame) -> bytes:
         whole = event_frame(frame.raw_headers, frame.payload)
         headers = frame.headers
+        if frame.raw_headers not in self._headers_read:
+            denied = read_places(self._compiled, header_places(headers), self._spent, self._clean)[1]
+            if denied is not None:
+                return self._stop_before(None, denied)  # a header holds a value: the frame never goes
+            if len(self._headers_read) < 64:
+                self._headers_read.add(frame.raw_headers)
         if headers.get(":message-type") != "event" or headers.get(":event-type") != "chunk":
             return self._passed(whole)
         encoded = (parse_json(frame.payload) or {}).get("bytes")

@@ -21,7 +21,7 @@ import orjson
 from tollgate.formats.answer_reading.chat_template import Channel, TemplatePass
 from tollgate.formats.answer_reading.events import (
     KNOWN_KEYS,
-    NOT_TEXT,
+    NOTHING,
     EventGuard,
     Pending,
     Place,
@@ -55,7 +55,11 @@ _MESSAGE_READ = frozenset(("message", "logprobs"))
 # reading again.
 _PLAIN_TOP = frozenset(("id", "object", "created", "model", "system_fingerprint", "service_tier", "choices"))
 _PLAIN_TOP |= frozenset(("obfuscation",))
-_TOP_TEXT = ("model", "system_fingerprint", "service_tier")
+# An event's own opaque member: OpenAI's padding, random characters in each event.
+_TOP_OPAQUE = frozenset(("obfuscation",))
+# Read in every event, each new value: the id and object a chunk repeats are read once, a later
+# chunk's other one too.
+_TOP_TEXT = ("id", "object", "model", "system_fingerprint", "service_tier")
 _PLAIN_CHOICE = frozenset(("index", "delta", "logprobs", "finish_reason"))
 _CHOICE_TEXT = ("finish_reason",)
 # Where a channel of another member's text is in a delta: keys, and list items by their `index`.
@@ -145,7 +149,10 @@ def _choice_holding(choice: Any, key: str) -> bool:
 def _delta_of_read_shape(delta: dict[str, Any]) -> bool:
     if any(not isinstance(delta.get(name, ""), str | None) for name in TEXT_FIELDS):
         return False
-    if delta.get("function_call") is not None or delta.get("audio") is not None:
+    if delta.get("function_call") is not None:
+        return False
+    audio = delta.get("audio")
+    if audio is not None and (not isinstance(audio, dict) or not isinstance(audio.get("transcript", ""), str | None)):
         return False
     calls = delta.get("tool_calls")
     if calls is None:
@@ -294,7 +301,7 @@ class ChatAnswerGuard(EventGuard):
         at once of most events (the same members as the last, their strings read)."""
         if _PLAIN_TOP.issuperset(obj) and type(obj.get("created", 0)) is int and self._read_before(obj, _TOP_TEXT):
             return []
-        return members_in(obj, _CHOICES, self._clean)
+        return members_in(obj, _CHOICES, self._clean, _TOP_OPAQUE)
 
     def _read_before(self, obj: dict[str, Any], names: tuple[str, ...]) -> bool:
         """Whether the strings of an object's members `names` are all null or read clean before."""
@@ -311,7 +318,7 @@ class ChatAnswerGuard(EventGuard):
         if _PLAIN_CHOICE.issuperset(choice) and type(index) is int and self._read_before(choice, _CHOICE_TEXT):
             whole: list[Place] = []
         else:
-            whole = members_in(choice, _CHOICE_READ, self._clean)
+            whole = members_in(choice, _CHOICE_READ, self._clean, NOTHING)
         delta = choice.get("delta")
         if not isinstance(delta, dict):
             return whole, []
@@ -394,7 +401,7 @@ def delta_places(
         return  # text fields alone, as most deltas are
     calls = None
     for key, value in delta.items():
-        if key in TEXT_FIELDS or key in NOT_TEXT:
+        if key in TEXT_FIELDS:
             continue  # a text field's value is a string or null (`of_read_shape`)
         if key not in KNOWN_KEYS:
             whole.append((delta, key, True))
@@ -412,8 +419,6 @@ def delta_places(
         number = call.get("index", 0)
         at = number if type(number) is int else position
         for key, value in call.items():
-            if key in NOT_TEXT:
-                continue
             if key not in KNOWN_KEYS:
                 whole.append((call, key, True))
             if key in WHOLE_IN_DELTA:  # its id and kind
@@ -448,7 +453,7 @@ def _walk(
             texts.append((holder, key, (index, "@" + ".".join(map(str, path)), -1), path))
     elif isinstance(value, dict):
         for name in value:
-            if name in NOT_TEXT:
+            if _opaque(path, value, name):
                 continue
             if name not in KNOWN_KEYS:
                 whole.append((value, name, True))
@@ -456,12 +461,20 @@ def _walk(
                 whole.extend(strings_in(value, name))
                 if isinstance(value[name], str) and value[name]:
                     merged.append(((*path, name), value[name]))
-            elif not (name == "data" and value.get("type") == "reasoning.encrypted"):  # encrypted: no text
+            else:
                 _walk(index, value, name, (*path, name), whole, texts, merged)
     elif isinstance(value, list):
         for position, item in enumerate(value):
             number = item.get("index") if isinstance(item, dict) else None
             _walk(index, value, position, (*path, number if type(number) is int else position), whole, texts, merged)
+
+
+def _opaque(path: Path, holder: dict[str, Any], name: str) -> bool:
+    """Whether a member of a delta is at one of chat's opaque places (docs/guardrails.md, "Opaque
+    places"): a reasoning detail's signature and encrypted data, an audio's sound (base64)."""
+    if path[0] == "reasoning_details" and len(path) == 2:
+        return name == "signature" or (name == "data" and holder.get("type") == "reasoning.encrypted")
+    return path == ("audio",) and name == "data"
 
 
 def nested(path: Path, text: str) -> dict[str, Any]:
@@ -522,7 +535,7 @@ def guard_chat_json(compiled: Scanners, body: bytes) -> tuple[bytes, str | None,
 
 
 def _message_places(choice: dict[str, Any]) -> tuple[list[Place], list[Streamed]]:
-    whole = members_in(choice, _MESSAGE_READ)
+    whole = members_in(choice, _MESSAGE_READ, skip=NOTHING)
     texts: list[Streamed] = []
     message = choice.get("message")
     if isinstance(message, dict):
@@ -550,7 +563,7 @@ def read_json_answer(
     counts: Counter[str] = Counter()
     changed = False
     places: list[tuple[Any, Any, bool, bool, dict[str, Any] | None]] = [
-        (h, k, is_key, False, None) for h, k, is_key in members_in(obj, _CHOICES)
+        (h, k, is_key, False, None) for h, k, is_key in members_in(obj, _CHOICES, skip=_TOP_OPAQUE)
     ]
     for choice in obj.get("choices") or ():
         if not isinstance(choice, dict):

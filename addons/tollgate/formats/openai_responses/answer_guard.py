@@ -22,7 +22,7 @@ from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tollgate.formats.answer_reading.events import ChannelState, Pending, read_whole
+from tollgate.formats.answer_reading.events import CLEAN_KEPT, CLEAN_SIZE, ChannelState, Pending, read_whole
 from tollgate.formats.answer_reading.logprob_tokens import openai_spells
 from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, counter_copy, whole_object
 from tollgate.formats.bodies.json_codec import loads_once
@@ -91,32 +91,13 @@ WHOLE_HOLDERS = {
     ANNOTATION: "annotation",
 }
 NO_INDEX = -1
-# The keys whose strings hold no text a model wrote, at any depth: ids (the WebSocket's too), types
-# and states, encrypted data, images as base64, and log probabilities (their tokens go with their
-# text).
-OPAQUE = frozenset(
-    (
-        "id",
-        "type",
-        "status",
-        "object",
-        "role",
-        "call_id",
-        "item_id",
-        "response_id",
-        "previous_response_id",
-        "event_id",
-        "stream_id",
-        "approval_request_id",
-        "file_id",
-        "container_id",
-        "encrypted_content",
-        "partial_image_b64",
-        "obfuscation",
-        "logprobs",
-        "top_logprobs",
-    )
-)
+# The members whose strings hold no text, at the places Responses defines them (docs/guardrails.md,
+# "Opaque places"): padding, encrypted reasoning, an image as base64, and log probabilities, whose
+# tokens go with their text (`_spelled`). Every other string is read, ids, types and states too
+# (a stream reads each once: the same value again is not read again).
+OPAQUE = frozenset(("encrypted_content", "partial_image_b64", "obfuscation", "logprobs", "top_logprobs"))
+# A delta event's members its channel does not read but reads as ids: each new value read whole.
+DELTA_IDS = ("item_id", "response_id", "event_id", "stream_id")
 
 
 def denied_error(kind: str) -> dict[str, Any]:
@@ -160,8 +141,8 @@ def _replace(holder: dict[str, Any] | list[Any], key: str | int, text: str) -> N
 
 def _spelled(holder: dict[str, Any] | list[Any], key: str | int) -> bool:
     """Whether a part's log probabilities, if it has any, spell exactly its text."""
-    if not isinstance(holder, dict) or not holder.get("logprobs"):
-        return True
+    if not isinstance(holder, dict) or not holder.get("logprobs") or key not in ("text", "refusal"):
+        return True  # tokens go with a part's text alone (its id, its type are no tokens)
     return openai_spells(holder["logprobs"], holder.get(key) if isinstance(key, str) else None)
 
 
@@ -231,16 +212,21 @@ def part_texts(part: Any, output: int, where: str, index: int) -> Iterator[Whole
     yield from strings_of(part, f"@.{where}.{index}", output, skip)
 
 
-def strings_of(value: Any, path: str, output: int, skip: Container[tuple[int, str | int]]) -> Iterator[Whole]:
-    """Every non-empty string in `value` (but those of `OPAQUE` keys and of `skip`'s holder and
-    key), each with a channel named by its path: the same string is in the same channel wherever
-    the answer repeats it (its item, the response's `output`)."""
+def strings_of(
+    value: Any, path: str, output: int, skip: Container[tuple[int, str | int]], placed: bool = True
+) -> Iterator[Whole]:
+    """Every non-empty string in `value` (but those of `skip`'s holder and key, and where `value` is
+    an event, an item, a part or a response (`placed`), those of its own `OPAQUE` members), each
+    with a channel named by its path: the same string is in the same channel wherever the answer
+    repeats it (its item, the response's `output`). Deeper, every string is read."""
     stack: list[tuple[Any, str]] = [(value, path)]
     while stack:
         holder, at = stack.pop()
         keys: Iterator[tuple[str | int, Any]]
-        if isinstance(holder, dict):
-            keys = ((k, v) for k, v in holder.items() if k not in OPAQUE)
+        if isinstance(holder, dict) and placed and holder is value:
+            keys = ((k, v) for k, v in holder.items() if k not in OPAQUE)  # at its place: opaque
+        elif isinstance(holder, dict):
+            keys = iter(holder.items())
         elif isinstance(holder, list):
             keys = iter(enumerate(holder))
         else:
@@ -278,7 +264,7 @@ def _strings_at(holder: dict[str, Any], key: str) -> Iterator[Whole]:
         if value:
             yield holder, key, (NO_INDEX, f"@.{key}", NO_INDEX)
     else:
-        yield from strings_of(value, f"@.{key}", NO_INDEX, ())
+        yield from strings_of(value, f"@.{key}", NO_INDEX, (), placed=False)
 
 
 def _index(value: Any) -> int:
@@ -370,7 +356,8 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
             delta_kind, field = ADDED[kind]
             return self._delta_event(pending, obj, delta_kind, STREAMS[delta_kind], field)
         unknown_delta = kind.endswith(".delta") or "delta" in obj
-        if unknown_delta and not self._known(kind) and any(strings_of(obj, "@", NO_INDEX, set())):
+        # Its type is read whole with the event (`_whole_event`): a string beside it, in pieces.
+        if unknown_delta and not self._known(kind) and any(strings_of(obj, "@", NO_INDEX, {(id(obj), "type")})):
             # Text in pieces that no channel reads (an audio's, a transcript's, a tool's output):
             # read whole, a value split across two events would go on.
             return self._unread(pending)
@@ -388,8 +375,13 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
         value = obj.get(field)
         if value is not None and not isinstance(value, str):
             return self._unread(pending)  # text in another shape than the channel's
-        if not obj.keys() <= DELTA_KEYS and any(strings_of(obj, "@", NO_INDEX, {(id(obj), field)})):
-            return self._unread(pending)  # text in a field no channel reads
+        if not obj.keys() <= DELTA_KEYS:
+            beside = {k: v for k, v in obj.items() if k not in DELTA_KEYS and k != field}
+            if any(strings_of(beside, "@", NO_INDEX, (), placed=False)):
+                return self._unread(pending)  # text in a field no channel reads
+        ids = [(obj, k, False) for k in DELTA_IDS if type(obj.get(k)) is str and obj[k] not in self._clean]
+        if ids and (denied := self._read_places(pending, obj, ids)) is not None:
+            return self._stop_before(pending, denied)  # an id holds a value: the event never goes
         if not _indexed(obj.get("output_index")) or (stream.index and not _indexed(obj.get(stream.index))):
             # Its channel is not known: read in another's, a value split across its deltas would go.
             return self._unread(pending)
@@ -509,6 +501,8 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
         value = _text_at(holder, name)
         if value is None:
             return False
+        if value in self._clean and channel not in self._seen and channel not in self._channels:
+            return False  # an id, a type, a name read clean before: not read again
         data = value.encode("utf-8", "surrogatepass")
         digest = _digest(data)
         seen = self._seen.get(channel)
@@ -520,6 +514,8 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
                 self.denied = denied
                 return False
             seen = self._seen[channel] = _Seen(digest, None if replaced == value else replaced)
+            if not counts and channel[1] != "arguments" and len(value) <= CLEAN_SIZE and len(self._clean) < CLEAN_KEPT:
+                self._clean.add(value)
         if seen.replaced is None:
             return False
         _replace(holder, name, seen.replaced)

@@ -576,14 +576,14 @@ def test_claudes_own_body_named_by_no_claude_model_id_is_read_too() -> None:
 
 def test_a_read_of_many_frames_feeds_each_channels_scanner_once() -> None:
     """Reasoning, text and a tool's input in 300 small frames, all in one read: each block's
-    scanner is fed once, each string read whole (the role, the tool's name, the stop reason) once,
-    and the frames go on byte for byte."""
+    scanner is fed once, each string read whole (the role, the tool's name and id, the stop reason,
+    each event type of the frames' headers) once, and the frames go on byte for byte."""
     found, feeds = counting_feeds(compiled("redact"))
     text = pieces_of("The cats sat on 12 mats in 2026. " * 5, 2)
     data = converse(text, pieces_of('{"path": "notes/a.txt"}', 2), text)
     guard = ConverseAnswerGuard(found)
     out = guard.feed(data)
-    assert feeds == [1] * 6
+    assert feeds == [1] * 13
     assert out + guard.flush() == data
 
 

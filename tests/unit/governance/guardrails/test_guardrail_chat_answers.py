@@ -546,7 +546,7 @@ def test_an_event_that_cannot_be_read_stops_the_answer_before_it(read: int) -> N
         b'{"choices": [{"index": 0, "delta": "the vault says hunter2"}]}',
         b'{"choices": [{"index": 0, "delta": {"content": ["the vault says hunter2"]}}]}',
         b'{"choices": [{"index": 0, "delta": {"function_call": {"arguments": "the vault says hunter2"}}}]}',
-        b'{"choices": [{"index": 0, "delta": {"audio": {"transcript": "the vault says hunter2"}}}]}',
+        b'{"choices": [{"index": 0, "delta": {"audio": {"transcript": ["the vault says hunter2"]}}}]}',
         b'{"choices": [{"index": 0, "delta": {"tool_calls": [{"function": {"arguments": {"v": "hunter2"}}}]}}]}',
     ],
 )
@@ -570,7 +570,7 @@ def test_an_event_whose_text_sits_where_it_is_not_read_stops_the_answer(unread: 
         b'{"choices": [{"index": 0, "message": {"content": ["the vault says hunter2"]}}]}',
         b'{"choices": [{"index": 0, "message": {"content": {"text": "the vault says hunter2"}}}]}',
         b'{"choices": [{"index": 0, "message": {"function_call": {"arguments": "the vault says hunter2"}}}]}',
-        b'{"choices": [{"index": 0, "message": {"audio": {"transcript": "the vault says hunter2"}}}]}',
+        b'{"choices": [{"index": 0, "message": {"audio": {"transcript": ["the vault says hunter2"]}}}]}',
         b'{"choices": [{"index": 0, "message": {"tool_calls": [{"function": {"arguments": {"v": "hunter2"}}}]}}]}',
     ],
 )

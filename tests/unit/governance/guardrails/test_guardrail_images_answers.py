@@ -64,3 +64,23 @@ def test_only_a_json_generation_is_read_a_stream_stops_unread() -> None:
     assert not ANSWER_FORMATS[OPENAI_IMAGES].streams("text/event-stream", True)
     guard = UnreadStream(compiled("redact"))
     assert (guard.feed(b"data: {}\n\n"), guard.denied, guard.counts) == (b"", "unread", {})
+
+
+@pytest.mark.parametrize(
+    "where",
+    [{"id": AWS_KEY_ID}, {"x": {"type": AWS_KEY_ID}}, {"data": [{**IMAGE, "x": {"signature": AWS_KEY_ID}}]}],
+)
+def test_every_other_string_is_read_but_the_images_and_counts(where: dict) -> None:
+    body = json.dumps({"created": 1, "data": [IMAGE], **where}).encode()
+    sent, denied, counts = guard_images_json(compiled("redact"), body)
+    assert sent.count(AWS_KEY_ID.encode()) == 1  # the image's base64 alone, as it came
+    assert (denied, counts) == (None, {"secrets.aws_access_key_id": 1})
+    assert b"[REDACTED:secrets.aws_access_key_id]" in sent
+    assert guard_images_json(compiled("deny"), body)[1] == "secrets.aws_access_key_id"
+
+
+def test_an_answer_with_its_own_members_goes_as_it_came() -> None:
+    body = json.dumps({"created": 1, "background": "opaque", "output_format": "png", "quality": "high",
+                       "size": "1024x1024", "data": [{**IMAGE, "url": "https://img.example/a.png?sig=Xk3R9mQ2vL8pT5"}],
+                       "usage": {"input_tokens": 9, "output_tokens": 4160}}).encode()  # fmt: skip
+    assert guard_images_json(compiled("redact"), body) == (body, None, {})

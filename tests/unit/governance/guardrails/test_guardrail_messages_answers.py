@@ -454,9 +454,9 @@ def test_a_frame_read_is_written_again_byte_for_byte() -> None:
 @pytest.mark.parametrize("guard, write", [(MessagesAnswerGuard, sse), (BedrockMessagesGuard, frames)])
 def test_a_read_of_many_events_feeds_each_channels_scanner_once(guard, write) -> None:
     """Thinking, text and a tool's input in 300 small events, all in one read: each block's
-    scanner is fed once (and each of the three strings the tool's start gives whole, and the
-    message's role and model with their keys, and the 4 event names of server-sent events, read
-    alone), and the events go on byte for byte."""
+    scanner is fed once (and each of the strings the tool's start gives whole, its id and type
+    among them, the message's id, type, role and model with their keys, the 4 event names of
+    server-sent events, and a frame's headers, read alone), and the events go on byte for byte."""
     found, feeds = counting_feeds(compiled("redact"))
     text = "The cats sat on 12 mats in 2026. " * 5
     blocks = [thinking_block(0, pieces_of(text, 2)), text_block(1, pieces_of(text, 2))]
@@ -464,7 +464,7 @@ def test_a_read_of_many_events_feeds_each_channels_scanner_once(guard, write) ->
     reading = guard(found)
     data = write(events[:-3])  # all but the tool block's end and the message's
     out = reading.feed(data)
-    assert feeds == [1] * (14 if write is sse else 10)
+    assert feeds == [1] * (22 if write is sse else 19)
     rest = write(events[-3:])
     assert out + reading.feed(rest) + reading.flush() == data + rest
 

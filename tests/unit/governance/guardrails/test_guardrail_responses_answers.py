@@ -445,14 +445,15 @@ def test_a_shell_command_the_agent_runs_is_read_whole() -> None:
 
 def test_a_read_of_many_events_feeds_each_channels_scanner_once() -> None:
     """A summary, a message's text and a call's arguments in 300 small events, all in one read:
-    each channel's scanner is fed once (and the call's name, the response's model and each of the
-    14 event names, read whole, once), and the events go on byte for byte."""
+    each channel's scanner is fed once (and the call's name, the response's model, each of the
+    14 event names, and each id, type, status and role, read whole, once), and the events go on
+    byte for byte."""
     found, feeds = counting_feeds(compiled("redact"))
     text = "The cats sat on 12 mats in 2026. " * 5
     data = sse(response_events(text, text.upper(), ['{"path": "notes/a.txt"}'], sized(2)))
     guard = ResponsesAnswerGuard(found)
     out = guard.feed(data)
-    assert feeds == [1] * 19
+    assert feeds == [1] * 45
     assert out + guard.flush() == data
 
 
