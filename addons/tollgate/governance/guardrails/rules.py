@@ -492,7 +492,10 @@ _START, _END = itemgetter(1), itemgetter(2)
 # session and bearer tokens, JWT issuers' secrets, MCP servers' credentials, brokered credentials'
 # tokens and the placeholders agents hold for them.
 _SECRET_FIELDS = frozenset(
-    ("keys", "key", "secret_access_key", "session_token", "bearer_token", "bearer", "secret", "client_secret")
+    (
+        *("keys", "key", "secret_access_key", "session_token", "bearer_token", "bearer", "secret"),
+        *("client_secret", "cursor_secret"),
+    )
 )
 _SECRET_FIELDS_OF = {"McpHeader": frozenset(("value",)), "BrokeredCredential": frozenset(("virtual", "value"))}
 

@@ -454,6 +454,11 @@ def test_own_secrets_are_every_key_of_the_configuration() -> None:
     assert digests == ["0" * 64]
 
 
+def test_the_consoles_cursor_secret_is_one_of_tollgates_own() -> None:
+    config = parse_config({"console": {"cursor_secret": "cursor-secret-of-the-console-0123456789"}})
+    assert own_secrets(config)[0] == ["cursor-secret-of-the-console-0123456789"]
+
+
 # -- rules: match, actions, unread ------------------------------------------------------------------------------
 
 
