@@ -402,11 +402,16 @@ def read_only_leaves(where: str) -> bool:
 _DSN_URI = re.compile(r"postgres(?:ql)?://", re.IGNORECASE)
 
 
-def in_dsn_uri(where: str, value: str) -> bool:
-    """Whether a `${NAME}` of this value lands inside a DSN written as a URI (a password, say): its
-    value is then URI-escaped, so that `@ : / % # ?` in a password need no escaping by hand. A DSN
-    that is one `${NAME}` alone is the variable's to write whole, and taken as it is."""
-    return where in DSN_PLACES and _DSN_URI.match(value) is not None and _VAR.fullmatch(value) is None
+def dsn_user_info(where: str, value: str) -> range:
+    """Where in this value a DSN written as a URI has its user and password (before the `@` that
+    ends them): a `${NAME}` there has its value URI-escaped, so that `@ : / % # ?` in a password
+    need no escaping by hand. Elsewhere (a host, a database, a parameter), and in a DSN that is one
+    `${NAME}` alone (the variable's to write whole), values are taken as they are: none."""
+    start = _DSN_URI.match(value)
+    if where not in DSN_PLACES or start is None or _VAR.fullmatch(value) is not None:
+        return range(0)
+    authority = re.match(r"[^/?#]*", value[start.end() :])
+    return range(start.end(), start.end() + max(authority.group().rfind("@"), 0) if authority else 0)
 
 
 def expand_env(
@@ -422,13 +427,13 @@ def expand_env(
     (`distinct`: followed by its place, so that no two places left compare equal)."""
     if isinstance(node, str):
         left = False
-        escaped = in_dsn_uri(where, node)
+        escaped = dsn_user_info(where, node)
 
         def substitute(m: re.Match[str]) -> str:
             nonlocal left
             name = m.group(1)
             if name in env:
-                return quote(env[name], safe="") if escaped else env[name]
+                return quote(env[name], safe="") if m.start() in escaped else env[name]
             place = Unset(where or "(top level)", name)
             if unset is None or not leave(place.where):
                 raise ConfigError(str(place))

@@ -857,3 +857,13 @@ def test_ephemeral_credentials_are_refused_unless_allowed() -> None:
     assert "providers.openai.ephemeral_credentials" in error_of(
         {"providers": {"openai": {"ephemeral_credentials": "yes"}}}
     )
+
+
+def test_only_a_dsns_user_and_password_given_as_variables_are_uri_escaped() -> None:
+    env = {"PW": "p@ss:w/rd%41#?x y", "USER": "tg@team", "HOST": "[::1]:5432", "DB": "records", "MODE": "require"}
+    written = "postgresql://${USER}:${PW}@${HOST}/${DB}?sslmode=${MODE}"
+    dsn = parse_config({"audit": {"postgres": {"dsn": written}}}, env).audit.postgres.dsn  # type: ignore[union-attr]
+    assert dsn == "postgresql://tg%40team:p%40ss%3Aw%2Frd%2541%23%3Fx%20y@[::1]:5432/records?sslmode=require"
+    # Outside a DSN, a value is taken as it is.
+    key = {"KEY": "vk-p@ss:w/rd%41#?"}
+    assert parse_config({"clients": [{"name": "a", "keys": ["${KEY}"]}]}, key).clients[0].keys[0].key == key["KEY"]
