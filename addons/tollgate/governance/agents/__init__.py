@@ -1,0 +1,1 @@
+"""Agents: tool calls decided by where their arguments came from."""
