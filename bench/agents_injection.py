@@ -5,7 +5,7 @@ Reads (a) the source and docs of every package installed in the running Python's
 (`.py`, `.md`, `.rst`, `.txt` files) and (b) this repository's own docs and README, each file as one
 tool result. Prints, for each corpus, the findings per MB of each `injection.*` kind, the files
 with findings (with what matched, to judge them), and the MB/s of the signals; then the MB/s of
-`LinkRewriter` over the same docs fed in 64-character chunks.
+`LinkRewriter` over the docs and over Python source, fed in 64- and 4096-character chunks.
 
     .venv/bin/python bench/agents_injection.py
     .venv/bin/python bench/agents_injection.py --show 30     # more of the files with findings
@@ -91,8 +91,14 @@ def run(name: str, files: list[Path], signals: injection.InjectionSignals, show:
             )
 
 
-def run_links(files: list[Path]) -> None:
-    texts = [p.read_text(encoding="utf-8") for p in files]
+def run_links(files: list[Path], name: str) -> None:
+    texts = []
+    for path in files:
+        try:
+            texts.append(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, OSError):
+            continue
+    print(f"\nLinkRewriter over {name}:")
     size = sum(len(t.encode()) for t in texts)
     hosts = LinkHosts(["*.example.com", "github.com"])
     for chunk in (64, 4096):
@@ -115,7 +121,14 @@ def main() -> None:
     signals = injection.InjectionSignals(["*.example.com", "github.com"])
     run("installed packages' source and docs", package_files(), signals, args.show)
     run("this repository's docs", repo_docs(), signals, args.show)
-    run_links(repo_docs())
+    packages = package_files()
+    run_links(
+        repo_docs() + [p for p in packages if p.suffix in {".md", ".rst"}],
+        "the docs and the packages' .md and .rst files",
+    )
+    run_links(
+        [p for p in packages if p.suffix == ".py"][:2000], "2000 of the packages' .py files (brackets everywhere)"
+    )
 
 
 if __name__ == "__main__":

@@ -35,9 +35,8 @@ INSTRUCTIONS, HIDDEN, EXFIL_LINK = "injection.instructions", "injection.hidden",
 KINDS = (INSTRUCTIONS, HIDDEN, EXFIL_LINK)
 
 # Read as nothing before phrases are looked for: format characters and variation selectors.
-_INVISIBLE = dict.fromkeys(
-    [c for first, last in FORMAT_RANGES for c in range(first, last + 1)]
-    + [*range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)]
+_INVISIBLE_RUN = re.compile(
+    "[" + "".join(f"{chr(first)}-{chr(last)}" for first, last in FORMAT_RANGES) + "\ufe00-\ufe0f\U000e0100-\U000e01ef]+"
 )
 # Between two words of a phrase.
 _GAP = r"(?:[\s*~]|\\[nrt])+"
@@ -210,7 +209,10 @@ def readable(text: str) -> str:
     """The text as phrases are looked for in it: invisible characters removed, compatibility forms
     folded, letter case folded."""
     if not text.isascii():
-        text = unicodedata.normalize("NFKC", text.translate(_INVISIBLE))
+        if _INVISIBLE_RUN.search(text):
+            text = _INVISIBLE_RUN.sub("", text)
+        if not unicodedata.is_normalized("NFKC", text):
+            text = unicodedata.normalize("NFKC", text)
     return text.lower()
 
 
