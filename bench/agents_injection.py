@@ -110,7 +110,7 @@ def run_links(files: list[Path], name: str) -> None:
             changed += out != text
         spent = time.perf_counter() - start
         print(
-            f"\nLinkRewriter, {chunk}-character chunks: {size / MB:.1f} MB in {spent:.2f} s, {size / MB / spent:.1f} MB/s ({changed} of {len(texts)} files had links off the list)"
+            f"  {chunk}-character chunks: {size / MB:.1f} MB in {spent:.2f} s, {size / MB / spent:.1f} MB/s ({changed} of {len(texts)} files had links off the list)"
         )
 
 

@@ -12,10 +12,10 @@ alone (an image by its alt text); everything else passes byte for byte. A URL na
   image inside a link is judged on its own).
 - Reference definitions `[label]: url`: one to a host off the list is reduced to its label, so the
   references to it (`[text][label]`) are left as plain text. Only the definition holds a URL.
-- Autolinks `<https://…>`: one off the list that carries data (user information, a port, a path
-  other than `/`, a query or a fragment) is reduced to its host name; one that carries nothing but
-  its host passes. A `mailto:` one with a query is reduced to its address; any other scheme's, to
-  nothing.
+- Autolinks `<https://…>` (any scheme followed by `//`): one off the list that carries data (user
+  information, a port, a path other than `/`, a query or a fragment) is reduced to its host name;
+  one that carries nothing but its host passes. A `mailto:` one with a query is reduced to its
+  address. One naming no host (`<std::string>` in C++, `<urn:x>`) passes: it sends nothing.
 - A `](` whose `[` was released (below) is still judged: its destination off the list is dropped.
 
 Only what may still become a link is held back: from an unfinished `[`, `![`, `](` or `<scheme:`,
@@ -303,8 +303,9 @@ class LinkRewriter:
         if len(m.group(1)) > 32 or m.group(2) is None:
             return plain
         scheme, rest = m.group(1).lower(), m.group(2)
-        url = f"{scheme}:{rest}"
-        read = read_url(url)
+        if scheme not in ("http", "https", "mailto") and not rest.startswith("//"):
+            return m.group(), m.end()  # names no host (`<std::string>`)
+        read = read_url(f"https:{rest}" if scheme != "mailto" else "mailto:")
         if m.group(3) is None:  # at the bound
             if read.ended and read.host and self._hosts.allows_host(read.host):
                 return s[at:limit], limit

@@ -52,7 +52,8 @@ def streamed(text: str, cuts: list[int]) -> str:
         ("<https://user:pw@evil.test>", "evil.test"),
         ("<https://api.example.com/x?q=1>", "<https://api.example.com/x?q=1>"),
         ("<mailto:a@evil.test?body=secret> <mailto:a@evil.test>", "a@evil.test <mailto:a@evil.test>"),
-        ("<javascript:fetch(1)>", ""),
+        ("<ftp://evil.test/x?d=1> <https:evil.test/x?d=1>", "evil.test evil.test"),
+        ("std::vector<std::string> v; <urn:isbn:0451450523>", "std::vector<std::string> v; <urn:isbn:0451450523>"),
         # a `](` whose `[` went as text is still judged
         ("[a]b](https://evil.test/?d=1)", "[a]b]"),
         ("[unfinished](https://evil.test/?d=1", "[unfinished]"),
