@@ -41,6 +41,10 @@ from tollgate.governance.agents.link_hosts import LinkHosts, read_url
 MAX_HELD = 4096
 # CommonMark's bound on a reference definition's label.
 _LABEL_MAX = 999
+# The nesting of brackets in a link text, or of parentheses in a destination, read (CommonMark
+# asks for three): deeper, a link text is released as text and a destination decided as at the
+# bound, so that a run of `[[[[` costs no more than a line of text.
+_MAX_DEPTH = 32
 _TRIGGER = re.compile(r"!?\[|\]\(|<[A-Za-z]")
 _BRACKETS = re.compile(r"[\[\]\n]")
 _SPACES = re.compile(r"[ \t]*")
@@ -174,15 +178,18 @@ class LinkRewriter:
                     return -1
             elif c == "[":
                 depth += 1
+                if depth > _MAX_DEPTH:
+                    return -1
             elif depth:
                 depth -= 1
             else:
                 return m.start()
         return None
 
-    def _destination(self, s: str, p: int, limit: int, bounded: bool, final: bool) -> tuple[str, int, int] | None:
-        """The destination from `p` (after `(` or `:`): (url, its end, paren depth there); None where
-        it is no destination. Raises `_Need`, or returns the bounded prefix with end == limit."""
+    def _destination(self, s: str, p: int, limit: int, bounded: bool, final: bool) -> tuple[str, int, int, bool] | None:
+        """The destination from `p` (after `(` or `:`): (url, its end, paren depth there, whether it
+        was cut: at the bound or too deeply nested, to be decided on what was seen); None where it is
+        no destination. Raises `_Need`."""
         space = _SPACE.match(s, p, limit)
         assert space is not None
         q = space.end()
@@ -193,11 +200,11 @@ class LinkRewriter:
         if s[q] == "<":
             for k in range(q + 1, limit):
                 if s[k] == ">":
-                    return s[q + 1 : k], k + 1, 0
+                    return s[q + 1 : k], k + 1, 0, False
                 if s[k] in "<\n":
                     return None
             if bounded or final:
-                return s[q + 1 : limit], limit, 0
+                return s[q + 1 : limit], limit, 0, bounded
             raise _Need
         depth = 0
         k = q
@@ -205,12 +212,14 @@ class LinkRewriter:
             c, k = m.group(), m.end()
             if c == "(":
                 depth += 1
+                if depth > _MAX_DEPTH:
+                    return s[q:k], k, depth, True
             elif c == ")" and depth:
                 depth -= 1
             else:
-                return s[q : k - 1], k - 1, 0
+                return s[q : k - 1], k - 1, 0, False
         if bounded or final:
-            return s[q:limit], limit, depth
+            return s[q:limit], limit, depth, bounded
         raise _Need
 
     def _allowed_prefix(self, url: str) -> bool:
@@ -224,15 +233,19 @@ class LinkRewriter:
         dest = self._destination(s, close + 2, limit, bounded, final)
         if dest is None:
             return None
-        url, end, depth = dest
+        url, end, depth, cut = dest
         text = s[opening + 1 : close]
-        if end == limit and (bounded or final) and not (end < len(s) and s[end] == ")"):
-            if not bounded:
+        if end == limit and not cut:
+            if final:
                 return None  # unfinished at the end: no link; its `](` is judged as an orphan's
+            if not bounded:
+                raise _Need
+            cut = True
+        if cut:
             if self._allowed_prefix(url):
-                return s[at : opening + 1] + self._inner(text) + s[close:limit], limit
+                return s[at : opening + 1] + self._inner(text) + s[close:end], end
             self._drop = _Drop(False, depth)
-            return self._inner(text), limit
+            return self._inner(text), end
         rest = _SPACE.match(s, end, limit)
         assert rest is not None
         k = rest.end()
@@ -261,15 +274,13 @@ class LinkRewriter:
         dest = self._destination(s, close + 2, limit, bounded, final)
         if dest is None:
             return None
-        url, end, _ = dest
+        url, end, depth, cut = dest
         if not url:
             return None
-        if end == limit and not (bounded or final):
-            raise _Need
-        if self._hosts.allows(url) or (end == limit and bounded and self._allowed_prefix(url)):
+        if self._allowed_prefix(url) if cut else self._hosts.allows(url):
             return s[at:end], end
-        if end == limit and bounded:
-            self._drop = _Drop(False)
+        if cut:
+            self._drop = _Drop(False, depth)
         return self._inner(s[at + 1 : close]), end
 
     def _orphan(self, s: str, at: int, limit: int, bounded: bool, final: bool) -> tuple[str, int]:
@@ -277,12 +288,12 @@ class LinkRewriter:
         dest = self._destination(s, at + 2, limit, bounded, final)
         if dest is None:
             return s[at : at + 2], at + 2
-        url, end, depth = dest
-        if end == limit and bounded:
+        url, end, depth, cut = dest
+        if cut:
             if self._allowed_prefix(url):
-                return s[at:limit], limit
+                return s[at:end], end
             self._drop = _Drop(False, depth)
-            return "]", limit
+            return "]", end
         if self._hosts.allows(url):
             return s[at:end], end
         return "]", end + (end < limit and s[end] == ")")

