@@ -52,6 +52,7 @@ _SPACE = re.compile(r"[ \t]*\n?[ \t]*")
 _AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.-]*)(?::([^<>\x00-\x20]*)(>)?)?")
 _DEST_STOP = re.compile(r"[()\x00-\x20]")
 _AUTO_STOP = re.compile(r"[<>\x00-\x20]")
+_ANGLE_END = re.compile(r"[<>\n]")
 _TITLE = {'"': re.compile(r'"[^"]*"'), "'": re.compile(r"'[^']*'"), "(": re.compile(r"\([^()]*\)")}
 
 
@@ -76,6 +77,10 @@ class LinkRewriter:
         self._hosts = hosts
         self._held = ""
         self._drop: _Drop | None = None
+        # How far the link text of the construct held at the start was read: (where the reading
+        # stopped, bracket depth there), relative to the construct's start; so that a text held
+        # across many chunks is read once, not once per chunk.
+        self._read: tuple[int, int] | None = None
 
     def feed(self, chunk: str) -> str:
         out, self._held = self._scan(self._held + chunk, False)
@@ -83,7 +88,7 @@ class LinkRewriter:
 
     def end(self) -> str:
         out, _ = self._scan(self._held, True)
-        self._held, self._drop = "", None
+        self._held, self._drop, self._read = "", None, None
         return out
 
     def rewrite(self, text: str) -> str:
@@ -115,6 +120,7 @@ class LinkRewriter:
                 text, i = self._construct(s, at, final)
             except _Need:
                 return "".join(out), s[at:]
+            self._read = None
             out.append(text)
 
     def _dropping(self, s: str, i: int) -> int:
@@ -145,7 +151,7 @@ class LinkRewriter:
             return self._orphan(s, at, limit, bounded, final)
         opening = at + (s[at] == "!")
         plain = (s[at : opening + 1], opening + 1)
-        close = self._text_end(s, opening + 1, limit)
+        close = self._text_end(s, at, opening + 1, limit)
         if close is None:
             if bounded or final:
                 return plain
@@ -163,16 +169,19 @@ class LinkRewriter:
             return self._definition(s, at, close, limit, bounded, final) or plain
         return plain
 
-    def _text_end(self, s: str, start: int, limit: int) -> int | None:
+    def _text_end(self, s: str, at: int, start: int, limit: int) -> int | None:
         """The `]` closing a link text from `start` (brackets balanced); -1 where a blank line ends
-        it first; None where `limit` comes first."""
+        it first; None where `limit` comes first (where it stopped kept in `_read`)."""
         depth = 0
+        if at == 0 and self._read is not None:
+            start, depth = self._read
         for m in _BRACKETS.finditer(s, start, limit):
             c = m.group()
             if c == "\n":
                 spaces = _SPACES.match(s, m.end(), limit)
                 assert spaces is not None
                 if spaces.end() == limit:
+                    self._read = (m.start() - at, depth)
                     return None
                 if s[spaces.end()] == "\n":
                     return -1
@@ -184,6 +193,7 @@ class LinkRewriter:
                 depth -= 1
             else:
                 return m.start()
+        self._read = (limit - at, depth)
         return None
 
     def _destination(self, s: str, p: int, limit: int, bounded: bool, final: bool) -> tuple[str, int, int, bool] | None:
@@ -198,11 +208,10 @@ class LinkRewriter:
                 return None
             raise _Need
         if s[q] == "<":
-            for k in range(q + 1, limit):
-                if s[k] == ">":
-                    return s[q + 1 : k], k + 1, 0, False
-                if s[k] in "<\n":
-                    return None
+            angle = _ANGLE_END.search(s, q + 1, limit)
+            if angle is not None:
+                k = angle.start()
+                return (s[q + 1 : k], k + 1, 0, False) if s[k] == ">" else None
             if bounded or final:
                 return s[q + 1 : limit], limit, 0, bounded
             raise _Need
