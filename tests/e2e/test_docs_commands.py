@@ -35,6 +35,7 @@ NOT_RUN = {
     "./run.sh test unit": "the unit tests, which the whole suite runs",
     "./run.sh test tests/e2e/test_core.py -k stream": "a file of the suite, which this test is part of",
     "./run.sh demo": "a proxy of its own, run and its printed lines pasted by test_demo.py",
+    "./run.sh demo --sign-in": "the demo with its OpenID Connect provider, signed in to with Chromium by test_demo.py",
     "tollgate console": "a server until it is stopped, which test_web_console.py drives",
     "./run.sh lock": "the lock files written anew from the package index, which tests/unit/test_lock.py checks",
     "git diff requirements/": "what the lock files' update changed, in a git checkout",
