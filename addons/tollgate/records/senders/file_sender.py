@@ -463,7 +463,8 @@ class FileSender:
                 continue  # more may be waiting
             if stopping:
                 return
-            self.idle()
+            if not self._lag:  # caught up: a purge now cannot race lines still to be sent again
+                self.idle()
             self._stopping.wait(POLL_SECONDS)
 
     def idle(self) -> None:
