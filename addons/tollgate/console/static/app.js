@@ -206,8 +206,8 @@ const LIVE_COLUMNS = [
   { key: "cost_usd", label: "cost", width: "9%", num: true, format: money },
   { key: "latency_ms", label: "ms", width: "4.5%", num: true, format: (v, r) => (v != null ? Math.round(v) : r.duration_ms != null ? Math.round(r.duration_ms) : "") },
   // A reason over up to three lines (a policy's usual one whole), a longer one cut there.
-  { key: "deny_reasons", label: "reason", width: "10%", clamp: true, format: (v, r) => (Array.isArray(v) && v.length ? v.join("; ") : r.error || "") },
-  { key: "findings", label: "findings", width: "11%", wrap: true, format: (v, r) => findingsText(r) },
+  { key: "deny_reasons", label: "reason", width: "11%", clamp: true, format: (v, r) => (Array.isArray(v) && v.length ? v.join("; ") : r.error || "") },
+  { key: "findings", label: "findings", width: "10%", wrap: true, format: (v, r) => findingsText(r) },
 ];
 
 async function viewLive(params) {
