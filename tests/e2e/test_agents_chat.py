@@ -2,8 +2,8 @@
 fake OpenAI. An answer's tool call whose argument comes from a tool result is refused (the agent
 reads why instead), one whose arguments the user gave passes as it came, and after an injection in
 a tool result every acting tool's call is refused. The audit names each call's decision and the
-findings, never an argument's value. A streamed chat call that declares tools is refused: its
-answer's tool calls are not decided yet."""
+findings, never an argument's value. Streamed, each call is held until its arguments are complete,
+the text before it not held."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from tests.support.answers import answered_by
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
+from tests.support.streams import sse
 
 KEY = "tg-agents-chat-0001"
 PLANTED = "DE89370400440532013000"  # the attacker's account, in the inbox's text
@@ -179,11 +180,102 @@ def test_after_an_injection_in_a_tool_result_an_acting_call_is_refused_the_other
     assert PLANTED not in text and OWN not in text and "Ignore previous" not in text
 
 
-def test_a_streamed_call_that_declares_tools_is_refused_not_served_undecided(gw):
-    before = len(gw.fakes["openai"].received)
-    result = ask(gw, "gpt-clean", f"Pay the rent to {OWN}.", INBOX, stream=True)
-    assert result["error"] == "PermissionDeniedError" and result["status"] == 403
-    assert "with `agents`, the tool calls of a streamed chat answer cannot be decided yet" in result["message"]
-    assert gw.fakes["openai"].received[before:] == []
+STREAM = """
+import openai
+client = openai.OpenAI(api_key={key!r}, max_retries=0)
+raw = []
+with client.chat.completions.stream(model={model!r}, messages={messages!r}, tools={tools!r},
+                                    stream_options={{"include_usage": True}}) as s:
+    for event in s:
+        if event.type == "chunk":
+            c = event.chunk
+            raw.append([[ch.delta.content, [[t.index, t.id, t.function.name if t.function else None,
+                        t.function.arguments if t.function else None] for t in ch.delta.tool_calls or []],
+                        ch.finish_reason] for ch in c.choices])
+    final = s.get_final_completion()
+m = final.choices[0].message
+report(raw=raw, content=m.content, calls=[[c.id, c.function.name, c.function.arguments] for c in m.tool_calls or []],
+       finish=final.choices[0].finish_reason, usage=final.usage.model_dump(include={{"prompt_tokens", "completion_tokens"}}))
+"""
+
+
+def chunk(delta: dict, finish: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    head = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-s"}
+    return sse({**head, "choices": [choice]})
+
+
+def streamed(calls: list[dict]) -> list[bytes]:
+    """A text delta, then each call in three pieces (its arguments cut in two), then the finish
+    and the usage."""
+    events = [chunk({"role": "assistant", "content": "Paying."})]
+    for index, call in enumerate(calls):
+        arguments = call["function"]["arguments"]
+        head = {
+            "index": index,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
+        events.append(chunk({"tool_calls": [head]}))
+        events.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments[:9]}}]}))
+        events.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments[9:]}}]}))
+    tail = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-s"}
+    return [*events, chunk({}, "tool_calls"), sse({**tail, "choices": [], "usage": USAGE}), sse("[DONE]")]
+
+
+def stream_upstream(received: Received) -> Reply:
+    if not received.path.endswith("/chat/completions"):
+        return provider_answers(received)
+    model = received.json()["model"]
+    return Reply(200, headers={"content-type": "text/event-stream"}, chunks=streamed(ANSWERS[model]))
+
+
+def ask_streamed(gw, model: str, user: str, result: str) -> dict:
+    gw.fakes["openai"].handler = stream_upstream
+    try:
+        return gw.run(STREAM.format(key=KEY, model=model, messages=messages(user, result), tools=TOOLS))
+    finally:
+        gw.fakes["openai"].handler = upstream
+
+
+def test_a_streamed_call_whose_argument_comes_from_a_tool_result_is_refused_the_others_kept(gw):
+    result = ask_streamed(gw, "gpt-both", "Pay the rent as my landlord asks.", INBOX)
+    kept = ANSWERS["gpt-both"][1]
+    assert result["content"] == f"Paying.\n\n{REFUSED}"
+    assert result["calls"] == [[kept["id"], "read_inbox", "{}"]]
+    assert result["finish"] == "tool_calls"
+    assert result["usage"] == {"prompt_tokens": 40, "completion_tokens": 12}
+    # The text before the calls came on its own; the kept call numbered 0; the refusal before the finish.
+    assert result["raw"] == [
+        [["Paying.", [], None]],
+        [[None, [[0, "call_2", "read_inbox", ""]], None]],
+        [[None, [[0, None, None, "{}"[:9]]], None]],
+        [[None, [[0, None, None, "{}"[9:]]], None]],
+        [[f"\n\n{REFUSED}", [], None]],
+        [[None, [], "tool_calls"]],
+        [],
+    ]
     record = gw.last_audit()
-    assert (record["decision"], record["refusal"]) == ("deny", "content_denied")
+    assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [
+        ("send_money", "deny"),
+        ("read_inbox", "allow"),
+    ]
+    assert PLANTED not in gw.audit_path.read_text()
+
+
+def test_a_streamed_answer_whose_every_call_is_refused_ends_as_text(gw):
+    result = ask_streamed(gw, "gpt-taint", "Pay the rent as my landlord asks.", INBOX)
+    assert (result["content"], result["calls"], result["finish"]) == (f"Paying.\n\n{REFUSED}", [], "stop")
+    assert result["usage"] == {"prompt_tokens": 40, "completion_tokens": 12}
+
+
+def test_a_streamed_untainted_call_passes_as_it_came(gw):
+    before = len(gw.fakes["openai"].received)
+    result = ask_streamed(gw, "gpt-clean", f"Pay the rent to {OWN}.", INBOX)
+    arguments = ANSWERS["gpt-clean"][0]["function"]["arguments"]
+    assert result["calls"] == [["call_1", "send_money", arguments]]
+    assert (result["content"], result["finish"]) == ("Paying.", "tool_calls")
+    assert [len(e) for e in result["raw"]] == [1, 1, 1, 1, 1, 0]
+    sent = gw.fakes["openai"].received[before:]
+    assert len(sent) == 1 and sent[0].headers.get("accept-encoding") == "identity"

@@ -28,7 +28,7 @@ class AgentsCall:
     index: TaintIndex = field(repr=False)
     findings: dict[str, int]  # injection kinds found in the outside content, by count
     schemas: dict[str, Any] = field(repr=False)  # each declared tool's argument schema
-    # The answer is read whole and its tool calls decided (a chat completion not streamed).
+    # Its answer's tool calls are decided (not a streamed call without tools).
     decides: bool = True
     decisions: list[ToolDecision] = field(default_factory=list)
 
@@ -95,7 +95,7 @@ def _decided_message(choice: dict[str, Any], message: dict[str, Any], state: Age
         name = function["name"] if isinstance(function.get("name"), str) else "unknown"
         arguments = function.get("arguments")
         tool_call = ToolCall.from_json(name, arguments if isinstance(arguments, str) else "\x00")
-        decision = _decided(tool_call, state)
+        decision = decided_call(tool_call, state)
         if decision.refusal is None:
             kept.append(call)
         else:
@@ -105,7 +105,7 @@ def _decided_message(choice: dict[str, Any], message: dict[str, Any], state: Age
         count += 1
         name = legacy["name"] if isinstance(legacy.get("name"), str) else "unknown"
         arguments = legacy.get("arguments")
-        decision = _decided(ToolCall.from_json(name, arguments if isinstance(arguments, str) else "\x00"), state)
+        decision = decided_call(ToolCall.from_json(name, arguments if isinstance(arguments, str) else "\x00"), state)
         if decision.refusal is not None:
             refusals.append(decision.refusal)
             del message["function_call"]
@@ -124,7 +124,8 @@ def _decided_message(choice: dict[str, Any], message: dict[str, Any], state: Age
     return True
 
 
-def _decided(call: ToolCall, state: AgentsCall) -> ToolDecision:
+def decided_call(call: ToolCall, state: AgentsCall) -> ToolDecision:
+    """One call decided, its decision kept for the record."""
     decision = decide(
         call,
         settings=state.settings,

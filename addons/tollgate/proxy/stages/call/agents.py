@@ -1,8 +1,7 @@
 """`agents` on a call: an OpenAI chat completion's request read once (where its text came from,
 the taint index, the injection signals), for its answer's tool calls to be decided as it is read
-whole (`StreamTap.answer_read_whole`). Without `agents` nothing of this runs. A streamed chat
-answer's tool calls are not decided yet: a streamed chat call that declares tools is refused
-rather than served undecided. Other formats' answers go as they came."""
+whole (`StreamTap.answer_read_whole`) or, streamed, as its events come (`HeldChatCalls`). Without
+`agents` nothing of this runs. Other formats' answers go as they came."""
 
 from __future__ import annotations
 
@@ -11,17 +10,11 @@ from mitmproxy import http
 from tollgate.calls.call import Call
 from tollgate.calls.routes import client_answer_format
 from tollgate.formats import OPENAI_CHAT
-from tollgate.formats.refusals import CONTENT_DENIED
+from tollgate.formats.bodies.raw_headers import with_header
 from tollgate.governance.agents.chat_calls import read_chat_request
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.settings import AgentsSettings
-from tollgate.proxy.flows import refuse
 from tollgate.proxy.state import Shared
-
-STREAMED_REFUSAL = (
-    "Tollgate refused this call: with `agents`, the tool calls of a streamed chat answer cannot be"
-    " decided yet; ask for it without `stream`."
-)
 
 
 class Agents:
@@ -38,13 +31,13 @@ class Agents:
         if body is None or client_answer_format(call) != OPENAI_CHAT:
             return
         facts = call.classification.facts
-        streamed = bool(facts.stream)
-        if streamed and facts.has_tools:
-            call.verdict.deny_reasons = (STREAMED_REFUSAL.removeprefix("Tollgate refused this call: "),)
-            refuse(flow, call, CONTENT_DENIED, STREAMED_REFUSAL)
-            return
         call.agents = read_chat_request(body, settings, self._signals_of(settings))
-        call.agents.decides = not streamed
+        # A stream without tools carries no call to decide: it goes as it came, unheld.
+        call.agents.decides = not facts.stream or bool(facts.has_tools)
+        if facts.stream and facts.has_tools:
+            # Its events are read as they come (`HeldChatCalls`): asked for no encoding.
+            request = flow.request.data
+            request.headers.fields = with_header(request.headers.fields, b"accept-encoding", b"identity")
 
     def _signals_of(self, settings: AgentsSettings) -> InjectionSignals:
         if self._signals is None or self._signals[0] is not settings:

@@ -24,6 +24,7 @@ from tollgate.formats.translation import ANSWER_LIMIT, Rewrite
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import NoUsage, UsageReader, WholeBodyReader, is_event_stream
 from tollgate.governance.agents.chat_calls import decided_chat_answer
+from tollgate.governance.agents.chat_stream import HeldChatCalls
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.answer_formats import answer_format
 from tollgate.governance.guardrails.workers import ScanWorkers
@@ -394,9 +395,15 @@ class StreamTap:
         # A HEAD's answer, and a 204, have no body: no model text to read.
         bodiless = flow.request.method == "HEAD" or flow.response.status_code == 204
         reading = None if outside or bodiless or flow.response.status_code >= 300 else answer_reading(call)
-        # `agents`: a chat answer not streamed is read whole, its tool calls decided before it goes.
+        # `agents`: a chat answer's tool calls decided before they go, read whole or as its events come.
         agents = call.agents is not None and call.agents.decides and not (outside or bodiless)
         agents = agents and flow.response.status_code < 300
+        if agents and is_event_stream(headers):
+            if decoder is not None:  # asked for none: an encoded stream cannot be read as it comes
+                _refuse_undecided(flow, call)
+                return
+            assert call.agents is not None
+            rewrite, agents = HeldChatCalls(call.agents, rewrite), False
         if reading is not None and (
             reading.format.streams(headers.get("content-type", ""), bool(classification.facts.stream))
             or (translation is not None and bool(classification.facts.stream))
