@@ -126,7 +126,13 @@ class HeldChatCalls:
         for at, texts in refused.items():  # a choice that never finished: its texts at the stream's end
             note = {
                 "object": "chat.completion.chunk",
-                "choices": [{"index": at, "delta": {"content": "\n\n".join(texts)}, "finish_reason": None}],
+                "choices": [
+                    {
+                        "index": at,
+                        "delta": {"content": ("\n\n" if at in self._texts else "") + "\n\n".join(texts)},
+                        "finish_reason": None,
+                    }
+                ],
             }
             out.append(_written(note))
         return b"".join(out)
