@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.support.answers import answered_by
+from tests.support.answers import AWS, KINDS, answered_by
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
@@ -54,6 +54,10 @@ ANSWERS = {
         {**send("call_2", OWN), "function": {"name": "read_inbox", "arguments": "{}"}},
     ],
 }
+ANSWERS["gpt-guarded"] = [
+    ANSWERS["gpt-both"][0],
+    {**send("call_2", OWN), "function": {"name": "read_inbox", "arguments": json.dumps({"folder": AWS})}},
+]
 
 
 def answer(model: str) -> dict:
@@ -77,6 +81,10 @@ def gw(start_gateway):
                 "providers": {"openai": {"upstream": urls["openai"], "keys": ["sk-real-agents-0001"]}},
                 "clients": [{"name": "agent", "keys": [KEY]}],
                 "agents": {"acting_tools": ["send_*"]},
+                # An answer rule read with the calls decided: the guard reads what `agents` lets go.
+                "guardrails": [
+                    {"match": {"model": "gpt-guarded"}, "on": ["answer"], "detect": KINDS, "action": "redact"}
+                ],
             },
             providers=("openai",),
         ),
@@ -279,3 +287,27 @@ def test_a_streamed_untainted_call_passes_as_it_came(gw):
     assert [len(e) for e in result["raw"]] == [1, 1, 1, 1, 1, 0]
     sent = gw.fakes["openai"].received[before:]
     assert len(sent) == 1 and sent[0].headers.get("accept-encoding") == "identity"
+
+
+REDACTED_CALL = ["call_2", "read_inbox", '{"folder": "[REDACTED:secrets.aws_access_key_id]"}']
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_under_an_answer_rule_the_kept_call_comes_redacted_the_refused_one_replaced(gw, streamed):
+    if streamed:
+        result = ask_streamed(gw, "gpt-guarded", "Pay the rent as my landlord asks.", INBOX)
+        assert result["content"] == f"Paying.\n\n{REFUSED}"
+        assert result["calls"] == [REDACTED_CALL]
+    else:
+        result = ask(gw, "gpt-guarded", "Pay the rent as my landlord asks.", INBOX)
+        assert result["content"] == REFUSED
+        assert [[c["id"], c["function"]["name"], c["function"]["arguments"]] for c in result["calls"]] == [
+            REDACTED_CALL
+        ]
+    assert result["finish"] == "tool_calls"
+    record = gw.last_audit()
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [
+        ("send_money", "deny"),
+        ("read_inbox", "allow"),
+    ]
