@@ -458,10 +458,7 @@ class StreamTap:
         body = tap(b"")
         content = body if isinstance(body, bytes) else b"".join(body)
         if not _json_object(content):  # what cannot be read is not served
-            if reading is not None:
-                _refuse_unread(flow, call)
-            else:
-                _refuse_undecided(flow, call)
+            (_refuse_unread if reading is not None else _refuse_undecided)(flow, call)
             return
         served = content
         if reading is not None:
