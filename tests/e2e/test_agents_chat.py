@@ -311,3 +311,10 @@ def test_under_an_answer_rule_the_kept_call_comes_redacted_the_refused_one_repla
         ("send_money", "deny"),
         ("read_inbox", "allow"),
     ]
+
+
+def test_a_long_conversation_is_decided_all_the_same(gw):
+    # Over 64 KiB: read in a worker thread, the call awaiting it.
+    result = ask(gw, "gpt-taint", "Pay the rent as my landlord asks.", "Lorem ipsum dolor. " * 4000 + INBOX)
+    assert (result["content"], result["calls"], result["finish"]) == (REFUSED, [], "stop")
+    assert gw.last_audit()["tool_calls"][0]["decision"] == "deny"

@@ -74,7 +74,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     route = Destination(shared)
     ledger = Ledger(shared)
     decide = Decide(shared)
-    agents = Agents(shared)
+    agents = Agents(shared, guard.workers)  # a long conversation read in the guardrails' threads
     # A routed call's rolled-up conversation, written in its target's format anew.
     rolled_up = CallSteps(translate.again)  # not a call of its own: a step of the call it rolls up
     rollup = RollUp(shared, rolled_up)
