@@ -142,6 +142,7 @@ _PAGES = {
     "drain_s": "fleet.md",
     "egress": "egress.md",
     "console": "console.md",
+    "agents": "agents.md",
 }
 
 

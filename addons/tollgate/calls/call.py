@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from tollgate.credentials.keypool import KeyPool
     from tollgate.formats.translation import Translation
     from tollgate.formats.usage import Usage
+    from tollgate.governance.agents.chat_calls import AgentsCall
     from tollgate.governance.identity.jwt_identity import JwtIdentity
     from tollgate.governance.limits.limits import Estimate, Reserved
     from tollgate.governance.limits.rollup import Plan
@@ -296,6 +297,8 @@ class Call:
     trace: Trace = field(default_factory=Trace)
     # Its conversation's earlier turns went upstream as a summary (`rollup:`).
     rolled_up: RolledUp | None = None
+    # What `agents` read of its request and decided of its answer's tool calls (None: not read).
+    agents: AgentsCall | None = None
     # `cost_nanousd`, with the usage, configuration and model it priced
     _cost: tuple[Usage, Loaded, str | None, int | None] | None = field(default=None, repr=False)
     # `target_model`, with the target it names

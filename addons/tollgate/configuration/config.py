@@ -29,6 +29,7 @@ from tollgate.configuration.records_settings import (
     OtlpConfig,
     listen_address,
 )
+from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.egress.brokered import values_from_environment
 from tollgate.governance.egress.egress_settings import EgressConfig
 from tollgate.governance.guardrails.settings import GuardrailRule, custom_detectors_unique
@@ -162,6 +163,9 @@ class Config(Strict):
     subscriptions: Subscriptions = Subscriptions()  # calls made with a person's plan (`governance/subscriptions/`)
     egress: EgressConfig = EgressConfig()  # the connections a client opens through Tollgate (`governance/egress/`)
     console: ConsoleConfig = ConsoleConfig()  # `tollgate console`: its address, token and TLS (`console/`)
+    # Tool calls decided by where their arguments came from (`governance/agents/`); None: nothing
+    # of it runs, nothing is held for it.
+    agents: AgentsSettings | None = None
     # Seconds a SIGTERM gives the calls in flight to finish before the process exits (0: exit at
     # once, as mitmproxy would); see stages/process/drain.py.
     drain_s: float = Field(default=DRAIN_S, ge=0, allow_inf_nan=False)

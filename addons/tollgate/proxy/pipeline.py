@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tollgate.proxy.runner import AnyCallStep, CallSteps, Gateway
+from tollgate.proxy.stages.call.agents import Agents
 from tollgate.proxy.stages.call.classify import Classify
 from tollgate.proxy.stages.call.credential import Credential
 from tollgate.proxy.stages.call.decide import Decide
@@ -73,6 +74,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     route = Destination(shared)
     ledger = Ledger(shared)
     decide = Decide(shared)
+    agents = Agents(shared, guard.workers)  # a long conversation read in the guardrails' threads
     # A routed call's rolled-up conversation, written in its target's format anew.
     rolled_up = CallSteps(translate.again)  # not a call of its own: a step of the call it rolls up
     rollup = RollUp(shared, rolled_up)
@@ -136,6 +138,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         route.handle,  # the upstream's scheme, host and port
         ledger.handle,  # the limits that apply: what the call may use reserved on their counters (429 when full)
         decide.handle,  # the policy: 403 with its reasons (a decision not cached is awaited from its worker)
+        agents.handle,  # `agents`: a chat request's provenance, taint and injection signals, read once
         guard.answer_ready,  # its answer's detectors compiled (a set not compiled at load: in a worker thread)
         rollup.handle,  # a long conversation's earlier turns summarized (a summary not kept is awaited)
         ask_for_usage.handle,  # an OpenAI-format stream asked for its usage (before anything is signed)

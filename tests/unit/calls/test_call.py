@@ -159,6 +159,8 @@ def test_audit_record_values() -> None:
         "redacted": None,
         "answer_findings": {"pii.email": 2, "secrets.github_token": 1},
         "answer_redacted": 2,  # the findings whose rule redacts
+        "tool_calls": None,
+        "tool_findings": None,
         "unread": [],
         "status": 200,
         "upstream": "https://api.openai.com",

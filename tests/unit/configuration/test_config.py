@@ -867,3 +867,26 @@ def test_only_a_dsns_user_and_password_given_as_variables_are_uri_escaped() -> N
     # Outside a DSN, a value is taken as it is.
     key = {"KEY": "vk-p@ss:w/rd%41#?"}
     assert parse_config({"clients": [{"name": "a", "keys": ["${KEY}"]}]}, key).clients[0].keys[0].key == key["KEY"]
+
+
+# --- agents -----------------------------------------------------------------------------------
+
+
+def test_agents_is_off_by_default_and_read_when_set() -> None:
+    assert parse_config({}, {}).agents is None
+    agents = parse_config({"agents": {"acting_tools": ["send_*"], "on_tainted": "record"}}, {}).agents
+    assert agents is not None
+    assert (agents.acting_tools, agents.on_tainted, agents.after_injection) == (["send_*"], "record", "refuse")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"agents": {"on_tainted": "block"}}, "agents.on_tainted: Input should be 'refuse' or 'record'"),
+        ({"agents": {"acting_tool": ["*"]}}, "agents.acting_tool: unknown key"),
+        ({"agents": {"taint_min_chars": 0}}, "agents.taint_min_chars: Input should be greater than or equal to 1"),
+        ({"agents": {"links": {"allow": [""]}}}, "agents.links.allow.0: String should have at least 1 character"),
+    ],
+)
+def test_agents_misconfigured_is_an_error_naming_the_field(data: dict, message: str) -> None:
+    assert message in error_of(data)

@@ -1,5 +1,5 @@
 """The `agents` settings: which tools act, which results are trusted softly, and what a tainted
-call or an injection finding does to an acting tool's calls. Not yet part of tollgate.yaml's schema."""
+call or an injection finding does to an acting tool's calls: tollgate.yaml's `agents`."""
 
 from __future__ import annotations
 

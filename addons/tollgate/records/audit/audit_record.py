@@ -67,6 +67,8 @@ def audit_record(call: Call) -> dict[str, Any]:
         "redacted": call.request.redacted,
         "answer_findings": a.findings,
         "answer_redacted": answer_redacted(a.findings, a.finding_actions),
+        "tool_calls": None if call.agents is None else call.agents.tool_calls(),
+        "tool_findings": None if call.agents is None else dict(call.agents.findings),
         "unread": list(c.unread + c.facts.unread),
         "status": a.status,
         "upstream": route.upstream,
@@ -99,10 +101,11 @@ RECORD_FIELDS = (
     "event", "ts", "request_id", "client", "auth", "groups", "account", "plan", "tenant", "provider",
     "requested_provider", "endpoint", "upstream_endpoint", "method", "transport", "host", "path", "requested_model",
     "publisher", "model", "message_count", "has_system", "has_tools", "stream", "max_tokens", "decision",
-    "deny_reasons", "findings", "redacted", "answer_findings", "answer_redacted", "unread", "status", "upstream",
-    "upstream_key", "latency_ms", "ttfb_ms", "bytes_sent", "bytes_received", "input_tokens", "output_tokens",
-    "total_tokens", "cached_tokens", "reasoning_tokens", "cache_write_tokens", "service_tier", "speed", "cost_usd",
-    "finish_reason", "error", "refusal", "ledger_error", "rolled_up_messages", "rollup", "attempts",
+    "deny_reasons", "findings", "redacted", "answer_findings", "answer_redacted", "tool_calls", "tool_findings",
+    "unread", "status", "upstream", "upstream_key", "latency_ms", "ttfb_ms", "bytes_sent", "bytes_received",
+    "input_tokens", "output_tokens", "total_tokens", "cached_tokens", "reasoning_tokens", "cache_write_tokens",
+    "service_tier", "speed", "cost_usd", "finish_reason", "error", "refusal", "ledger_error", "rolled_up_messages",
+    "rollup", "attempts",
 )  # fmt: skip
 
 # What is known of a call when it goes upstream, kept until its record is written (`InFlight`):

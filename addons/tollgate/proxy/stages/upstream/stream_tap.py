@@ -23,6 +23,8 @@ from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.formats.translation import ANSWER_LIMIT, Rewrite
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import NoUsage, UsageReader, WholeBodyReader, is_event_stream
+from tollgate.governance.agents.chat_calls import decided_chat_answer
+from tollgate.governance.agents.chat_stream import HeldChatCalls
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.answer_formats import answer_format
 from tollgate.governance.guardrails.workers import ScanWorkers
@@ -339,7 +341,7 @@ class StreamTap:
         self._quiet_log: Callable[..., None] | None = None
         # The answers read whole for the answer guardrails, until their end: the tap that reads
         # them (usage, encoding, translation) and the detectors.
-        self._whole: WeakKeyDictionary[http.HTTPFlow, tuple[UsageTap, AnswerReading]] = WeakKeyDictionary()
+        self._whole: WeakKeyDictionary[http.HTTPFlow, tuple[UsageTap, AnswerReading | None]] = WeakKeyDictionary()
         # Where a large piece of a guarded answer is read (`UsageTap.off_loop`), an MCP result's and a
         # Responses WebSocket message's too (their stages are given these).
         self.workers = ScanWorkers()
@@ -393,6 +395,15 @@ class StreamTap:
         # A HEAD's answer, and a 204, have no body: no model text to read.
         bodiless = flow.request.method == "HEAD" or flow.response.status_code == 204
         reading = None if outside or bodiless or flow.response.status_code >= 300 else answer_reading(call)
+        # `agents`: a chat answer's tool calls decided before they go, read whole or as its events come.
+        agents = call.agents is not None and call.agents.decides and not (outside or bodiless)
+        agents = agents and flow.response.status_code < 300
+        if agents and is_event_stream(headers):
+            if decoder is not None:  # asked for none: an encoded stream cannot be read as it comes
+                _refuse_undecided(flow, call)
+                return
+            assert call.agents is not None
+            rewrite, agents = HeldChatCalls(call.agents, rewrite), False
         if reading is not None and (
             reading.format.streams(headers.get("content-type", ""), bool(classification.facts.stream))
             or (translation is not None and bool(classification.facts.stream))
@@ -402,7 +413,10 @@ class StreamTap:
             # The usage Tollgate asked for taken out: fewer bytes than the upstream's length says
             # (a client held to it would wait for the rest until its timeout).
             _without_length(flow, _LENGTH_DROPPED)
-        elif reading is not None and (declared_length(index) or 0) <= ANSWER_LIMIT:
+        elif agents and (declared_length(index) or 0) > ANSWER_LIMIT:
+            _refuse_undecided(flow, call)
+            return
+        elif (reading is not None or agents) and (declared_length(index) or 0) <= ANSWER_LIMIT:
             # Read whole before its headers go (`answer_read_whole`): served redacted, or refused.
             told = partial(record_usage, call, cost.answer_service_tier(headers), cost.answer_speed(headers))
             translated = translation.rewrite if translation is not None else None
@@ -444,22 +458,34 @@ class StreamTap:
         body = tap(b"")
         content = body if isinstance(body, bytes) else b"".join(body)
         if not _json_object(content):  # what cannot be read is not served
-            _refuse_unread(flow, call)
+            (_refuse_unread if reading is not None else _refuse_undecided)(flow, call)
             return
-        try:
-            served, denied, counts = reading.format.read_whole(reading.detectors, content)
-        except Exception:  # a hook's exception would let the answer go on as it came
-            logger.exception("Tollgate: reading an answer for its guardrails failed")
-            _refuse_unread(flow, call)
-            return
-        if denied == UNREAD:
-            _refuse_unread(flow, call)
-            return
-        call.answer.findings, call.answer.finding_actions = counts, reading.detectors.by_action(counts)
-        call.answer.cut = denied
-        if denied is not None:
-            refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this answer: it holds {denied}.")
-            return
+        served = content
+        if reading is not None:
+            try:
+                served, denied, counts = reading.format.read_whole(reading.detectors, content)
+            except Exception:  # a hook's exception would let the answer go on as it came
+                logger.exception("Tollgate: reading an answer for its guardrails failed")
+                _refuse_unread(flow, call)
+                return
+            if denied == UNREAD:
+                _refuse_unread(flow, call)
+                return
+            call.answer.findings, call.answer.finding_actions = counts, reading.detectors.by_action(counts)
+            call.answer.cut = denied
+            if denied is not None:
+                refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this answer: it holds {denied}.")
+                return
+        if call.agents is not None and call.agents.decides:
+            try:
+                decided = decided_chat_answer(served, call.agents)
+            except Exception:  # a hook's exception would let the answer go on undecided
+                logger.exception("Tollgate: deciding an answer's tool calls failed")
+                decided = None
+            if decided is None:
+                _refuse_undecided(flow, call)
+                return
+            served = decided
         fields = [f for f in response.headers.fields if f[0].lower() not in _GUARDED_DROPPED]
         response.headers.fields = tuple(fields)
         response.content = served
@@ -469,9 +495,14 @@ class StreamTap:
         an answer rule that matches the call has `unread: deny`, None, the call refused."""
         pending = self._whole.pop(flow, None)
         call = call_of(flow)
-        assert pending is not None and call is not None and call.loaded.guardrails is not None
+        assert pending is not None and call is not None
         tap = pending[0]
         who = call.caller
+        if call.agents is not None and call.agents.decides:  # its tool calls are never served undecided
+            tap.end()
+            _refuse_undecided(flow, call)
+            return None
+        assert call.loaded.guardrails is not None
         if (
             call.loaded.guardrails.answer_unread(call.route.target.provider, call.target_model, who.client, who.groups)
             == "deny"
@@ -592,6 +623,13 @@ def _refuse_unread(flow: http.HTTPFlow, call: Call) -> None:
     """A JSON answer the answer guardrails cannot read: refused, never served unread."""
     call.answer.findings, call.answer.cut = None, UNREAD
     refuse(flow, call, CONTENT_DENIED, "Tollgate refused this answer: it could not be read for its guardrails.")
+
+
+def _refuse_undecided(flow: http.HTTPFlow, call: Call) -> None:
+    """A chat answer whose tool calls `agents` cannot read (too large, not JSON): refused, never
+    served undecided."""
+    call.answer.cut = UNREAD
+    refuse(flow, call, CONTENT_DENIED, "Tollgate refused this answer: its tool calls could not be read for `agents`.")
 
 
 def _json_object(content: bytes) -> bool:

@@ -1,0 +1,65 @@
+"""`agents` on a call: an OpenAI chat completion's request read once (where its text came from,
+the taint index, the injection signals), for its answer's tool calls to be decided as it is read
+whole (`StreamTap.answer_read_whole`) or, streamed, as its events come (`HeldChatCalls`). Without
+`agents` nothing of this runs. Other formats' answers go as they came."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from mitmproxy import http
+
+from tollgate.calls.call import Call
+from tollgate.calls.routes import client_answer_format
+from tollgate.formats import OPENAI_CHAT
+from tollgate.formats.bodies.raw_headers import with_header
+from tollgate.governance.agents.chat_calls import AgentsCall, read_chat_request
+from tollgate.governance.agents.injection import InjectionSignals
+from tollgate.governance.agents.settings import AgentsSettings
+from tollgate.governance.guardrails.workers import OFF_LOOP_BYTES, ScanWorkers
+from tollgate.proxy.state import Shared
+
+
+class Agents:
+    def __init__(self, shared: Shared, workers: ScanWorkers | None = None) -> None:
+        self.shared = shared
+        self._workers = workers or ScanWorkers()  # the guardrails' threads, shared
+        # The injection signals of the `agents` settings in force, made once per configuration.
+        self._signals: tuple[AgentsSettings, InjectionSignals] | None = None
+
+    def handle(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
+        settings = call.loaded.config.agents
+        if settings is None or call.agents is not None:
+            return None  # off; or read already (a failover attempt of a call read)
+        body = call.request.client_body if call.request.client_body is not None else call.request.body
+        if body is None or client_answer_format(call) != OPENAI_CHAT:
+            return None
+        facts = call.classification.facts
+        # A stream without tools carries no call to decide: it goes as it came, unheld.
+        decides = not facts.stream or bool(facts.has_tools)
+        if facts.stream and facts.has_tools:
+            # Its events are read as they come (`HeldChatCalls`): asked for no encoding.
+            request = flow.request.data
+            request.headers.fields = with_header(request.headers.fields, b"accept-encoding", b"identity")
+        signals = self._signals_of(settings)
+
+        def read() -> AgentsCall:
+            return read_chat_request(body, settings, signals)
+
+        if len(flow.request.data.content or b"") < OFF_LOOP_BYTES:  # most turns: read at once
+            call.agents = read()
+            call.agents.decides = decides
+            return None
+        return self._read_off_loop(call, read, decides)
+
+    async def _read_off_loop(self, call: Call, read: Callable[[], AgentsCall], decides: bool) -> None:
+        """A long conversation read in a worker thread, the event loop serving the other calls."""
+        done = self._workers.off_loop(read)
+        state = await done if isinstance(done, Awaitable) else done
+        state.decides = decides
+        call.agents = state
+
+    def _signals_of(self, settings: AgentsSettings) -> InjectionSignals:
+        if self._signals is None or self._signals[0] is not settings:
+            self._signals = (settings, InjectionSignals(settings.links.allow if settings.links else ()))
+        return self._signals[1]
