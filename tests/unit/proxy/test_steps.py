@@ -254,6 +254,7 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
         "Destination",
         "Ledger",
         "Decide",
+        "Agents",  # `agents`: a chat request's provenance, taint and injection signals
         "Guard",  # its answer's detectors compiled (`answer_ready`)
         "RollUp",
         "AskForUsage",
