@@ -1,58 +1,25 @@
-"""`agents` on an OpenAI chat completion: the request read once (where its text came from, the
-taint index, the injection signals over its outside content), then each tool call of the answer
-decided before the agent gets it. A refused call is taken out of its message and a text the agent
+"""`agents` on an OpenAI chat completion read whole: each tool call of the answer decided before
+the agent gets it. A refused call is taken out of its message and a text the agent
 reads takes its place; the choice ends as a text answer does (`finish_reason: stop`) only when
 every call of it was refused. The usage stays as it came."""
 
 from __future__ import annotations
 
 import json
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from tollgate.formats.openai_chat.provenance import read_provenance
-from tollgate.formats.provenance import Provenance
+from tollgate.governance.agents.call_state import AgentsCall, decided_call, read_request
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.settings import AgentsSettings
-from tollgate.governance.agents.taint import TaintIndex, matches
-from tollgate.governance.agents.tool_decision import ToolCall, ToolDecision, decide
-
-
-@dataclass(slots=True)
-class AgentsCall:
-    """What `agents` read of a call's request, and what it decided of its answer's tool calls."""
-
-    settings: AgentsSettings
-    provenance: Provenance = field(repr=False)
-    index: TaintIndex = field(repr=False)
-    findings: dict[str, int]  # injection kinds found in the outside content, by count
-    schemas: dict[str, Any] = field(repr=False)  # each declared tool's argument schema
-    # Its answer's tool calls are decided (not a streamed call without tools).
-    decides: bool = True
-    decisions: list[ToolDecision] = field(default_factory=list)
-
-    def tool_calls(self) -> list[dict[str, Any]]:
-        """The record's `tool_calls`: no argument value."""
-        return [d.record() for d in self.decisions]
+from tollgate.governance.agents.tool_decision import ToolCall
 
 
 def read_chat_request(body: dict[str, Any], settings: AgentsSettings, signals: InjectionSignals) -> AgentsCall:
-    provenance = read_provenance(body)
-    findings: Counter[str] = Counter()
-    for piece in provenance.outside:
-        if not matches(piece.tool, settings.trusted_tools):  # the owner's own tools' results are read as theirs
-            findings.update(signals.signals(piece.text))
-    return AgentsCall(
-        settings=settings,
-        provenance=provenance,
-        index=TaintIndex.build(provenance, settings),
-        findings=dict(findings),
-        schemas=_schemas(body),
-    )
+    return read_request(read_provenance(body), chat_schemas(body), settings, signals)
 
 
-def _schemas(body: dict[str, Any]) -> dict[str, Any]:
+def chat_schemas(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for tool in body.get("tools") or ():
         function = tool.get("function") if isinstance(tool, dict) else None
@@ -122,16 +89,3 @@ def _decided_message(choice: dict[str, Any], message: dict[str, Any], state: Age
     if len(refusals) == count and choice.get("finish_reason") in ("tool_calls", "function_call"):
         choice["finish_reason"] = "stop"
     return True
-
-
-def decided_call(call: ToolCall, state: AgentsCall) -> ToolDecision:
-    """One call decided, its decision kept for the record."""
-    decision = decide(
-        call,
-        settings=state.settings,
-        index=state.index,
-        findings=state.findings,
-        schema=state.schemas.get(call.name),
-    )
-    state.decisions.append(decision)
-    return decision

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from tollgate.formats.translation import Rewrite
-from tollgate.governance.agents.chat_calls import AgentsCall, decided_call
+from tollgate.governance.agents.call_state import AgentsCall, decided_call
 from tollgate.governance.agents.tool_decision import ToolCall
 
 _LEGACY = -1  # the key of a choice's older `function_call`, among its calls' indexes

@@ -1,7 +1,8 @@
-"""`agents` on a call: an OpenAI chat completion's request read once (where its text came from,
-the taint index, the injection signals), for its answer's tool calls to be decided as it is read
-whole (`StreamTap.answer_read_whole`) or, streamed, as its events come (`HeldChatCalls`). Without
-`agents` nothing of this runs. Other formats' answers go as they came."""
+"""`agents` on a call: its request read once (where its text came from, the taint index, the
+injection signals), for its answer's tool calls to be decided as it is read whole
+(`StreamTap.answer_read_whole`) or, streamed, as its events come (`AgentsFormat.held_stream`).
+Without `agents` nothing of this runs. A format `agents` does not decide (`AGENTS_FORMATS`) goes
+as it came."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from mitmproxy import http
 
 from tollgate.calls.call import Call
 from tollgate.calls.routes import client_answer_format
-from tollgate.formats import OPENAI_CHAT
 from tollgate.formats.bodies.raw_headers import with_header
-from tollgate.governance.agents.chat_calls import AgentsCall, read_chat_request
+from tollgate.governance.agents.answer_formats import AGENTS_FORMATS
+from tollgate.governance.agents.call_state import AgentsCall
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.guardrails.workers import OFF_LOOP_BYTES, ScanWorkers
@@ -32,19 +33,20 @@ class Agents:
         if settings is None or call.agents is not None:
             return None  # off; or read already (a failover attempt of a call read)
         body = call.request.client_body if call.request.client_body is not None else call.request.body
-        if body is None or client_answer_format(call) != OPENAI_CHAT:
+        answers = AGENTS_FORMATS.get(client_answer_format(call) or "")
+        if body is None or answers is None:
             return None
         facts = call.classification.facts
         # A stream without tools carries no call to decide: it goes as it came, unheld.
         decides = not facts.stream or bool(facts.has_tools)
         if facts.stream and facts.has_tools:
-            # Its events are read as they come (`HeldChatCalls`): asked for no encoding.
+            # Its events are read as they come (`held_stream`): asked for no encoding.
             request = flow.request.data
             request.headers.fields = with_header(request.headers.fields, b"accept-encoding", b"identity")
         signals = self._signals_of(settings)
 
         def read() -> AgentsCall:
-            return read_chat_request(body, settings, signals)
+            return answers.read(body, settings, signals)
 
         if len(flow.request.data.content or b"") < OFF_LOOP_BYTES:  # most turns: read at once
             call.agents = read()

@@ -23,8 +23,6 @@ from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.formats.translation import ANSWER_LIMIT, Rewrite
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import NoUsage, UsageReader, WholeBodyReader, is_event_stream
-from tollgate.governance.agents.chat_calls import decided_chat_answer
-from tollgate.governance.agents.chat_stream import HeldChatCalls
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.answer_formats import answer_format
 from tollgate.governance.guardrails.workers import ScanWorkers
@@ -395,15 +393,15 @@ class StreamTap:
         # A HEAD's answer, and a 204, have no body: no model text to read.
         bodiless = flow.request.method == "HEAD" or flow.response.status_code == 204
         reading = None if outside or bodiless or flow.response.status_code >= 300 else answer_reading(call)
-        # `agents`: a chat answer's tool calls decided before they go, read whole or as its events come.
+        # `agents`: an answer's tool calls decided before they go, read whole or as its events come.
         agents = call.agents is not None and call.agents.decides and not (outside or bodiless)
         agents = agents and flow.response.status_code < 300
         if agents and is_event_stream(headers):
             if decoder is not None:  # asked for none: an encoded stream cannot be read as it comes
                 _refuse_undecided(flow, call)
                 return
-            assert call.agents is not None
-            rewrite, agents = HeldChatCalls(call.agents, rewrite), False
+            assert call.agents is not None and call.agents.format is not None
+            rewrite, agents = call.agents.format.held_stream(call.agents, rewrite), False
         if reading is not None and (
             reading.format.streams(headers.get("content-type", ""), bool(classification.facts.stream))
             or (translation is not None and bool(classification.facts.stream))
@@ -478,7 +476,8 @@ class StreamTap:
                 return
         if call.agents is not None and call.agents.decides:
             try:
-                decided = decided_chat_answer(served, call.agents)
+                assert call.agents.format is not None  # set with the state: a call is never served undecided
+                decided = call.agents.format.decided_whole(served, call.agents)
             except Exception:  # a hook's exception would let the answer go on undecided
                 logger.exception("Tollgate: deciding an answer's tool calls failed")
                 decided = None
