@@ -1,0 +1,312 @@
+"""What `agents` adds to an agent's turn: the same call through bare mitmdump, Tollgate without
+`agents` and Tollgate with it, in one run.
+
+The call is an agent's turn as an OpenAI chat completion: four tools declared, the user's request,
+the assistant's call of `read_inbox` and its result (twenty e-mails as JSON, about 7 KB of outside
+content, different at each call), non-streamed. The fake upstream answers with a call of `send_money` whose arguments come
+from the user's own text: `agents` reads the request (the taint index, the injection signals),
+reads the answer whole and lets the call through. Every mode sends the same bytes; the answer must
+hold the call (a refusal would be a different answer and fails the run).
+
+Modes (one kept-alive connection each, the client and fake upstream of bench/overhead.py):
+  direct          straight to the fake upstream;
+  bare            plain mitmdump, only --map-remote to the fake;
+  tollgate        Tollgate with bench/overhead.py's configuration (keys, override, policy, limits);
+  tollgate-agents the same configuration plus `agents` (its defaults).
+
+Each of --rounds rounds runs --calls calls per mode, interleaved in blocks; a round's added time of
+a mode is its p50 minus direct's. Printed: each round's figures, and the median over the rounds of
+(agents - direct) / (tollgate - direct) (target <= 1.10) and of (tollgate - direct) / (bare - direct).
+
+    .venv/bin/python bench/agents_overhead.py
+    .venv/bin/python bench/agents_overhead.py --rounds 5 --calls 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+import trustme  # noqa: E402
+import yaml  # noqa: E402
+
+from overhead import (  # noqa: E402
+    OVERRIDDEN_MODEL,
+    PATH,
+    REQUESTED_MODEL,
+    ROOT,
+    ChatFake,
+    Conn,
+    Target,
+    bare_args,
+    tollgate_config,
+)
+from stream import API_HOST, Proxy, ensure_bundle, loadavg, percentile  # noqa: E402
+
+TARGET_AGENTS_RATIO = 1.10  # (agents - direct) / (tollgate - direct), p50, median of the rounds
+
+IBAN = "GB29NWBK60161331926819"
+TURNS = 1000
+
+
+def _tool(name: str, description: str, properties: dict) -> dict:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {"type": "object", "properties": properties, "required": list(properties)},
+        },
+    }
+
+
+TOOLS = [
+    _tool("read_inbox", "Reads the user's inbox.", {"folder": {"type": "string"}}),
+    _tool(
+        "send_money",
+        "Sends money.",
+        {"recipient": {"type": "string"}, "amount": {"type": "number"}, "subject": {"type": "string"}},
+    ),
+    _tool(
+        "send_email",
+        "Sends an e-mail.",
+        {"to": {"type": "string"}, "subject": {"type": "string"}, "body": {"type": "string"}},
+    ),
+    _tool("search_files", "Searches the user's files.", {"query": {"type": "string"}}),
+]
+
+
+def inbox(turn: int) -> str:
+    """Twenty e-mails as a tool returns them: the turn's outside content, new at each turn."""
+    mails = [
+        {
+            "id": f"{turn}-{100 + i}",
+            "sender": f"colleague{i}@example.com",
+            "recipients": ["me@example.com"],
+            "subject": f"Quarterly planning, part {i}",
+            "body": (
+                f"Hi, here are my notes for part {i} of the planning. The budget review moves to "
+                f"Thursday at 10:00 in room {200 + i}; please bring the figures for the Q{i % 4 + 1} "
+                "forecast and the list of open hiring requests. Thanks, and see you there."
+            ),
+            "timestamp": f"2026-05-{i + 1:02d}T09:{i:02d}:00",
+            "read": i % 3 == 0,
+        }
+        for i in range(20)
+    ]
+    return json.dumps(mails)
+
+
+def agent_request_body(turn: int = 0) -> bytes:
+    return json.dumps(
+        {
+            "model": REQUESTED_MODEL,
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant with access to the user's tools."},
+                {
+                    "role": "user",
+                    "content": f"Check my inbox, then pay my rent of 1100 to my landlord's IBAN {IBAN}.",
+                },
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_inbox0001",
+                            "type": "function",
+                            "function": {"name": "read_inbox", "arguments": '{"folder": "inbox"}'},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_inbox0001", "content": inbox(turn)},
+            ],
+            "tools": TOOLS,
+            "max_tokens": 256,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+class AgentFake(ChatFake):
+    """bench/overhead.py's fake upstream, answering a call of `send_money` from the user's own text."""
+
+    def _payload(self, model: str) -> bytes:
+        payload = self._payloads.get(model)
+        if payload is None:
+            arguments = json.dumps({"recipient": IBAN, "amount": 1100, "subject": "Rent"})
+            payload = json.dumps(
+                {
+                    "id": "chatcmpl-bench-agents000000000000000",
+                    "object": "chat.completion",
+                    "created": 1700000000,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {
+                                "role": "assistant",
+                                "content": None,
+                                "tool_calls": [
+                                    {
+                                        "id": "call_pay0001",
+                                        "type": "function",
+                                        "function": {"name": "send_money", "arguments": arguments},
+                                    }
+                                ],
+                                "refusal": None,
+                                "annotations": [],
+                            },
+                            "logprobs": None,
+                            "finish_reason": "tool_calls",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 2100, "completion_tokens": 31, "total_tokens": 2131},
+                },
+                separators=(",", ":"),
+            ).encode()
+            self._payloads[model] = payload
+        return payload
+
+
+@dataclass
+class AgentTarget(Target):
+    """A Target whose request is an agent's turn, its tool result new at each of `TURNS` turns (what
+    Tollgate read of one turn helps it with no other); its answer must hold the call let through."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        host = API_HOST if self.kind == "connect" else f"127.0.0.1:{self.port}"
+        self.requests = []
+        for turn in range(TURNS):
+            body = agent_request_body(turn)
+            self.requests.append(
+                (
+                    f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {self.key}\r\n"
+                    f"Content-Type: application/json\r\nAccept: application/json\r\nUser-Agent: tollgate-bench/1\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n"
+                ).encode()
+                + body
+            )
+        self.distinct = TURNS
+        self.answer_marker = b'"send_money"'
+
+
+MODES = ("direct", "bare", "tollgate", "tollgate-agents")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds (the ratios are their median)")
+    parser.add_argument("--calls", type=int, default=200, help="calls per mode and round")
+    parser.add_argument("--block", type=int, default=20, help="calls per mode in a row")
+    parser.add_argument("--warmup", type=int, default=20, help="warm-up calls per mode")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="tollgate-agents-bench-"))
+    ca = trustme.CA()
+    ca_pem = workdir / "upstream-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_pem))
+    real_key, virtual_key = "sk-proj-bench-agents-0123456789abcdef", "tg-bench-app-0123456789abcdef01"
+    fake = AgentFake(ca, real_key)
+    confdir = workdir / "confdir"
+    proxy_ctx = ssl.create_default_context(cafile=str(ensure_bundle(confdir)))
+    proxy_ctx.set_alpn_protocols(["http/1.1"])
+    direct_ctx = ssl.create_default_context()
+    ca.configure_trust(direct_ctx)
+    direct_ctx.set_alpn_protocols(["http/1.1"])
+    common = ["--set", f"confdir={confdir}", "--set", f"ssl_verify_upstream_trusted_ca={ca_pem}"]
+    common += ["--set", "flow_detail=0"]
+    proxies: list[Proxy] = []
+    targets: dict[str, AgentTarget] = {
+        "direct": AgentTarget(
+            "direct", "tls", fake.port, real_key, REQUESTED_MODEL, context=direct_ctx, server_hostname="127.0.0.1"
+        )
+    }
+    try:
+        for mode in MODES[1:]:
+            if mode == "bare":
+                proxy_args, key, model = bare_args(fake.url, common), real_key, REQUESTED_MODEL
+            else:
+                config = tollgate_config(fake.url, real_key, virtual_key, workdir / f"audit-{mode}.jsonl")
+                config["ledger"] = {"store": f"sqlite:///{workdir / f'ledger-{mode}.sqlite'}"}
+                if mode == "tollgate-agents":
+                    config["agents"] = {}
+                path = workdir / f"{mode}.yaml"
+                path.write_text(yaml.safe_dump(config, sort_keys=False))
+                proxy_args = ["-s", str(ROOT / "addons" / "gateway.py"), "--set", f"tollgate_config={path}", *common]
+                key, model = virtual_key, OVERRIDDEN_MODEL
+            proxy = Proxy(mode, proxy_args, workdir)
+            proxies.append(proxy)
+            proxy.wait_ready()
+            targets[mode] = AgentTarget(
+                mode, "connect", proxy.port, key, model, context=proxy_ctx, server_hostname=API_HOST
+            )
+        conns = {mode: Conn(target) for mode, target in targets.items()}
+        for conn in conns.values():
+            for _ in range(args.warmup):
+                conn.call()
+        print(
+            f"agent turn: POST {PATH}, {len(agent_request_body())}-byte body (4 tools, one tool result), "
+            f"non-streamed; answer {len(fake._payload(OVERRIDDEN_MODEL))} bytes, a call let through"
+        )
+        print(f"load average at start: {loadavg()}")
+        print(f"{'round':>5}  " + "  ".join(f"{m + ' p50':>20}" for m in MODES) + "  agents/tollgate  tollgate/bare")
+        agents_ratios, tollgate_ratios = [], []
+        started = time.monotonic()
+        for r in range(args.rounds):
+            seq: dict[str, list[float]] = {m: [] for m in MODES}
+            left = args.calls
+            while left > 0:
+                block = min(args.block, left)
+                left -= block
+                order = MODES[r % len(MODES) :] + MODES[: r % len(MODES)]
+                for mode in order:
+                    seq[mode].extend(conns[mode].call() / 1e6 for _ in range(block))
+            p50 = {m: percentile(seq[m], 50) for m in MODES}
+            added = {m: p50[m] - p50["direct"] for m in MODES}
+            agents_ratios.append(added["tollgate-agents"] / added["tollgate"])
+            tollgate_ratios.append(added["tollgate"] / added["bare"])
+            print(
+                f"{r + 1:>5}  "
+                + "  ".join(f"{p50[m]:>9.3f} ({added[m]:+.3f})" for m in MODES)
+                + f"  {agents_ratios[-1]:>15.3f}  {tollgate_ratios[-1]:>13.3f}"
+            )
+        agents_median = statistics.median(agents_ratios)
+        print(f"load average at end: {loadavg()}; {time.monotonic() - started:.0f} s")
+        print(
+            f"added p50, median of {args.rounds} rounds: agents / tollgate {agents_median:.3f}x "
+            f"(target <= {TARGET_AGENTS_RATIO:.2f}x); tollgate / bare {statistics.median(tollgate_ratios):.3f}x"
+        )
+        audit = workdir / "audit-tollgate-agents.jsonl"
+        for proxy in proxies:
+            proxy.stop()
+        decisions = [
+            json.loads(line).get("tool_calls")
+            for line in audit.read_text().splitlines()
+            if '"event":"llm_call"' in line or '"event": "llm_call"' in line
+        ]
+        allowed = sum(1 for d in decisions if d and d[0]["decision"] == "allow")
+        print(f"tollgate-agents records: {len(decisions)}, each call let through: {allowed == len(decisions)}")
+        return 0 if agents_median <= TARGET_AGENTS_RATIO and allowed == len(decisions) else 1
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+        fake.close()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
