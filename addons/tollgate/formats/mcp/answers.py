@@ -134,6 +134,8 @@ class AnswerRelay:
         self.allowed = allowed
         self._unreadable_as = unreadable  # why Tollgate cannot read it at all (its encoding)
         self.guard = guard
+        # Told of each message read (after the guard), as it goes on: `agents` reading results.
+        self.results: Callable[[Any], object] | None = None
         self.outcomes: dict[RequestId, bool] = {}
         # The requests answered `input_required` (2026-07-28): a SHA-256 of the requestState their
         # client's retry will echo (None where the result gives none).
@@ -398,6 +400,8 @@ class AnswerRelay:
     # --- outcomes and failures ----------------------------------------------------------------
 
     def _read(self, value: Any) -> None:
+        if self.results is not None and value is not None:
+            self.results(value)
         for response in responses_in(value):
             self.outcomes[response["id"]] = is_error(response)
             result = response.get("result")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -102,8 +102,13 @@ class Relay(patches.ReadsApart, AnswerRelay):
 
 
 class Mcp:
-    def __init__(self, shared: Shared, steps: CallSteps[McpExchange], workers: ScanWorkers | None = None) -> None:
+    def __init__(
+        self, shared: Shared, steps: CallSteps[McpExchange], workers: ScanWorkers | None = None,
+        results: Callable[[McpExchange], Callable[[Any], object] | None] | None = None,
+    ) -> None:  # fmt: skip
         self.shared = shared
+        # `agents`: what reads an answer's tools/call results (`Quarantines.mcp_results`).
+        self._results = results
         # What a server's request goes through once read: audit gate, caller, session, limits,
         # policy, the server's credential and clock.
         self._steps = steps
@@ -306,6 +311,8 @@ class Mcp:
             checks, unreadable, guard, succeeded,
         )  # fmt: skip
         relay.off_loop = self._workers.off_loop
+        if self._results is not None:
+            relay.results = self._results(exchange)
         return relay
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
