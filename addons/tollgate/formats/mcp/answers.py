@@ -154,9 +154,10 @@ class AnswerRelay:
     @property
     def _refuses_unread(self) -> bool:
         """Whether an answer past its bound is refused, not sent on unread: its tools are to be
-        filtered, or an answer rule reads it and says so."""
+        filtered, `agents` reads its results, or an answer rule reads it and says so."""
         filtered = bool(self.tools_of) and self.allowed is not None
-        return filtered or (self.guard is not None and self.guard.refuses_unread)
+        # `agents` reads its results for injections: one it cannot read does not go on unread.
+        return filtered or self.results is not None or (self.guard is not None and self.guard.refuses_unread)
 
     @property
     def held_size(self) -> int:
