@@ -196,3 +196,6 @@ def test_a_quarantined_logins_connection_off_the_allowed_hosts_is_refused() -> N
     assert stage.connection("carol", "proxyauth", "git.corp.example", 443) is None
     refused = stage.connection("carol", "proxyauth", "api.openai.com", 443)
     assert refused is not None and "agents.egress_allow" in refused
+    recorded = shared_with({"after_injection": "record"})
+    recorded.quarantine.start("caller:carol", 600, ["injection.hidden"])
+    assert Quarantines(recorded).connection("carol", "proxyauth", "exfil.example", 443) is None

@@ -20,7 +20,7 @@ from tollgate.formats.mcp.messages import TOOLS_CALL, RequestId, error_message
 from tollgate.formats.refusals import POLICY_DENIED
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.mcp_results import McpResultSignals
-from tollgate.governance.agents.quarantine import caller_key, injected, login_key, refusal, session_key
+from tollgate.governance.agents.quarantine import SESSION, caller_key, injected, login_key, refusal, session_key
 from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.agents.taint import matches
 from tollgate.governance.egress.egress import Globs
@@ -80,8 +80,8 @@ class Quarantines:
     def _start(self, key: str, settings: AgentsSettings, kinds: tuple[str, ...]) -> None:
         held = self.shared.quarantine.start(key, settings.quarantine_s, kinds)
         if held is not None:
-            whom = key.partition(":")[0]
-            logger.info(f"Tollgate: an {whom} quarantined for {settings.quarantine_s} s after {', '.join(kinds)}")
+            whom = "an MCP session" if held.key_kind == SESSION else "a person's conversation"
+            logger.info(f"Tollgate: {whom} quarantined for {settings.quarantine_s} s after {', '.join(kinds)}")
 
     def _signals_of(self, settings: AgentsSettings) -> InjectionSignals:
         if self._signals is None or self._signals[0] is not settings:
@@ -135,8 +135,8 @@ class Quarantines:
         if not quarantine or loaded is None or client is None or auth != "proxyauth":
             return None
         settings = loaded.config.agents
-        if settings is None:
-            return None
+        if settings is None or settings.after_injection != "refuse":
+            return None  # under `record`, nothing is refused
         held = quarantine.holding(login_key(client))
         if held is None:
             return None
