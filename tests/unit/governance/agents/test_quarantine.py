@@ -80,7 +80,11 @@ def test_a_new_finding_extends_it_and_adds_its_kinds() -> None:
     q.start("session:n\ns", 600, ["injection.instructions"])
     held = q.holding("session:n\ns")
     assert held is not None
-    assert (held.until, held.kinds, held.key_kind) == (1900.0, ("injection.hidden", "injection.instructions"), "session")
+    assert (held.until, held.kinds, held.key_kind) == (
+        1900.0,
+        ("injection.hidden", "injection.instructions"),
+        "session",
+    )
     # A shorter one (quarantine_s lowered by a reload) does not cut one in force short.
     q.start("session:n\ns", 10, ["injection.hidden"])
     assert q.holding("session:n\ns").until == 1900.0  # type: ignore[union-attr]
