@@ -19,6 +19,7 @@ from tollgate.proxy.stages.call.guard import Guard
 from tollgate.proxy.stages.call.identify import Identify
 from tollgate.proxy.stages.call.ledger import Ledger
 from tollgate.proxy.stages.call.override import Overriding
+from tollgate.proxy.stages.call.quarantine import Quarantines
 from tollgate.proxy.stages.call.redact import Redact
 from tollgate.proxy.stages.call.rollup import RollUp
 from tollgate.proxy.stages.call.route import Destination
@@ -60,8 +61,11 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     settings = Settings(shared, opening=[metrics.open])
     listening = Listening()  # a port in use (the proxy cannot listen): what to change, in Tollgate's words
     classify = Classify(shared)
+    # `agents`' quarantine after an injection: started by what a call's request or an MCP result
+    # holds; refusing acting MCP calls, and a proxy login's connections off `agents.egress_allow`.
+    quarantines = Quarantines(shared)
     # Each connection a client opens through Tollgate decided before it is relayed, and recorded.
-    egress = EgressGate(shared)
+    egress = EgressGate(shared, quarantined=quarantines.connection)
     audit_gate = AuditGate(shared)
     websocket = WebSocket(shared)
     identify = Identify(shared)
@@ -112,6 +116,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         mcp_gate.rounds,  # a retry answering an input_required result: tied to its first call
         guard.mcp,  # a tool's or a prompt's arguments: refused (JSON-RPC error) or redacted
         mcp_gate.session,  # a session it names is its caller's (404)
+        quarantines.mcp,  # `agents`: an acting tools/call of a session or person in quarantine refused
         mcp_gate.reserve,  # mcp_calls_per_minute (429)
         mcp_gate.decide,  # each JSON-RPC request decided (a decision not cached is awaited)
         *every_call,
@@ -119,7 +124,8 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         upstream_watch.mcp,  # the clock for the server's response headers (its `timeout`)
         audit_gate.mcp_sent,  # in flight until its records are written
     )
-    mcp = Mcp(shared, mcp_request, stream_tap.workers)  # a large result read in the stream tap's threads
+    # A large result read in the stream tap's threads; tools/call results read by `agents`.
+    mcp = Mcp(shared, mcp_request, stream_tap.workers, quarantines.mcp_results)
     # A credential's host: the placeholder in its header replaced by the token (`egress.credentials`).
     broker = Broker(shared, refused_elsewhere=egress.refused_request)
     tracing = Tracing(shared)  # a span per call, exported over OTLP (metrics.otlp)
@@ -139,6 +145,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         ledger.handle,  # the limits that apply: what the call may use reserved on their counters (429 when full)
         decide.handle,  # the policy: 403 with its reasons (a decision not cached is awaited from its worker)
         agents.handle,  # `agents`: a chat request's provenance, taint and injection signals, read once
+        quarantines.call,  # `agents`: an injection in its outside content quarantines a personal caller
         guard.answer_ready,  # its answer's detectors compiled (a set not compiled at load: in a worker thread)
         rollup.handle,  # a long conversation's earlier turns summarized (a summary not kept is awaited)
         ask_for_usage.handle,  # an OpenAI-format stream asked for its usage (before anything is signed)

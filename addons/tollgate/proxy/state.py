@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from tollgate.configuration.runtime import Loaded
 from tollgate.credentials.keypool import KeyPool
+from tollgate.governance.agents.quarantine import Quarantine
 from tollgate.governance.mcp.mcp import McpRounds, McpSessions
 from tollgate.governance.policy.policy import Policy
 from tollgate.governance.routing.failover import Circuits, split_circuit
@@ -54,6 +55,8 @@ class Shared:
         self.mcp_sessions = McpSessions()
         # The MCP calls awaiting their client's answers (`input_required`), across reloads.
         self.mcp_rounds = McpRounds()
+        # `agents`: the callers and MCP sessions quarantined after an injection, across reloads.
+        self.quarantine = Quarantine()
         # The Google accounts of Code Assist's tokens, and their tiers, across reloads.
         self.asked_accounts = AskedAccounts()
 

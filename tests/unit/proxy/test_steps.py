@@ -255,6 +255,7 @@ def test_tollgates_pipeline_is_one_addon_with_its_call_steps_in_order():
         "Ledger",
         "Decide",
         "Agents",  # `agents`: a chat request's provenance, taint and injection signals
+        "Quarantines",  # an injection in its outside content quarantines a personal caller
         "Guard",  # its answer's detectors compiled (`answer_ready`)
         "RollUp",
         "AskForUsage",

@@ -134,6 +134,8 @@ class AnswerRelay:
         self.allowed = allowed
         self._unreadable_as = unreadable  # why Tollgate cannot read it at all (its encoding)
         self.guard = guard
+        # Told of each message read (after the guard), as it goes on: `agents` reading results.
+        self.results: Callable[[Any], object] | None = None
         self.outcomes: dict[RequestId, bool] = {}
         # The requests answered `input_required` (2026-07-28): a SHA-256 of the requestState their
         # client's retry will echo (None where the result gives none).
@@ -152,9 +154,10 @@ class AnswerRelay:
     @property
     def _refuses_unread(self) -> bool:
         """Whether an answer past its bound is refused, not sent on unread: its tools are to be
-        filtered, or an answer rule reads it and says so."""
+        filtered, `agents` reads its results, or an answer rule reads it and says so."""
         filtered = bool(self.tools_of) and self.allowed is not None
-        return filtered or (self.guard is not None and self.guard.refuses_unread)
+        # `agents` reads its results for injections: one it cannot read does not go on unread.
+        return filtered or self.results is not None or (self.guard is not None and self.guard.refuses_unread)
 
     @property
     def held_size(self) -> int:
@@ -398,6 +401,8 @@ class AnswerRelay:
     # --- outcomes and failures ----------------------------------------------------------------
 
     def _read(self, value: Any) -> None:
+        if self.results is not None and value is not None:
+            self.results(value)
         for response in responses_in(value):
             self.outcomes[response["id"]] = is_error(response)
             result = response.get("result")

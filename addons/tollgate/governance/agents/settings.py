@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from tollgate.common.config_base import Strict
+from tollgate.governance.egress.egress_settings import EgressGlob
 
 Action = Literal["refuse", "record"]
 Globs = list[Annotated[str, Field(min_length=1)]]
@@ -35,6 +36,9 @@ class AgentsSettings(Strict):
     acting_tools: Globs = Field(default_factory=lambda: ["*"])
     on_tainted: Action = "refuse"
     after_injection: Action = "refuse"
+    # After an `injection.*` finding, how long a conversation's (a personal caller's) or an MCP
+    # session's acting MCP calls are refused, and a proxy login's new connections off
+    # `egress_allow` (`quarantine.py`); 0: never.
     quarantine_s: int = Field(default=600, ge=0)
-    egress_allow: Globs | None = None  # None: the providers' and the configured MCP servers' hosts
+    egress_allow: list[EgressGlob] | None = None  # None: the providers' and the configured MCP servers' hosts
     links: LinksSettings | None = None

@@ -87,6 +87,11 @@ class McpExchange:
     answer_actions: dict[str, str] = field(default_factory=dict, repr=False)
     # Each denied request's reasons, by its place in `requests`.
     denied: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    # `agents`: the injection kinds found in each tools/call's result, by request id (none: not
+    # read); and why a call came under a quarantine, by its place in `requests` (refused, or let
+    # through and recorded under `after_injection: record`).
+    tool_findings: dict[RequestId, dict[str, int]] = field(default_factory=dict)
+    quarantined: dict[int, str] = field(default_factory=dict)
     # The retries that answer a call's `input_required` result: the `request_id` of the first call,
     # by the retry's place in `requests`.
     retry_of: dict[int, str] = field(default_factory=dict)
@@ -174,7 +179,8 @@ class McpExchange:
                      "deny_reasons": list(self.deny_reasons), "findings": None, "redacted": None,
                      "answer_findings": self.answer_findings.get(None),
                      "answer_redacted": self._redacted(self.answer_findings.get(None)), "is_error": None,
-                     "retry_of": None, **tail, **(_CUT if None in self.answer_denied else {})}]  # fmt: skip
+                     "retry_of": None, "tool_findings": None, "quarantined": None, **tail,
+                     **(_CUT if None in self.answer_denied else {})}]  # fmt: skip
         records = []
         for i, request in enumerate(self.requests):
             reasons = self.denied.get(i, ())
@@ -196,6 +202,9 @@ class McpExchange:
                 "answer_redacted": self._redacted(found),
                 "is_error": None if request.id is None or denied else self.outcomes.get(request.id),
                 "retry_of": self.retry_of.get(i),
+                # `agents`: what its result held, by kind (null: not read); why a quarantine held it.
+                "tool_findings": None if request.id is None else self.tool_findings.get(request.id),
+                "quarantined": self.quarantined.get(i),
                 **tail,
                 # Its result held a value to deny: the client got a JSON-RPC error in its place.
                 **(_CUT if request.id is not None and request.id in self.answer_denied else {}),

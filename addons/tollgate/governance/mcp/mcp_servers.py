@@ -60,13 +60,16 @@ class McpCredential(Strict):
 class McpServer(Strict):
     """`mcp.servers[]`: a Streamable HTTP MCP server: its name (the policy's and the audit's), the
     URL its clients call, where its calls go (`upstream`: scheme://host[:port], default the URL's
-    host), Tollgate's credential for it, and the seconds it has to send an answer's headers."""
+    host), Tollgate's credential for it, the seconds it has to send an answer's headers, and
+    whether `agents` trusts its results (`trusted`: the owner's own server, whose results are not
+    outside content)."""
 
     name: str = Field(min_length=1)
     url: str
     upstream: str | None = None
     credential: McpCredential | None = None
     timeout: float = Field(default=120.0, gt=0)
+    trusted: bool = False
 
     _upstream = field_validator("upstream")(classmethod(lambda cls, value: base_url(value)))
 

@@ -311,7 +311,8 @@ def test_the_records_of_a_post_one_per_request() -> None:
         "event": "mcp_call", "ts": "2026-09-21T14:13:20.000Z", "request_id": "r1", "client": "alice",
         "auth": "virtual_key", "server": "gh", "protocol_version": None, "method": "tools/call", "tool": "add",
         "decision": "allow", "deny_reasons": [], "findings": None, "redacted": None, "answer_findings": None,
-        "answer_redacted": None, "is_error": True, "retry_of": None, "status": 200,
+        "answer_redacted": None, "is_error": True, "retry_of": None, "tool_findings": None, "quarantined": None,
+        "status": 200,
         "upstream_key": first["upstream_key"],
         "latency_ms": 250.0, "error": None, "refusal": None,
     }  # fmt: skip

@@ -73,9 +73,15 @@ class Decrypted:
     refused: int = 0  # its requests Tollgate refused (a brokered credential's placeholder)
 
 
+# Why a new connection of a client (its name, how it was identified) to a host and port is refused
+# whatever egress allows (`agents`' quarantine), or None.
+Quarantined = Callable[[str | None, str | None, str, int], str | None]
+
+
 class EgressGate:
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: Shared, quarantined: Quarantined | None = None) -> None:
         self.shared = shared
+        self.quarantined = quarantined
         # Each allowed CONNECT's connection, by its server connection's id, until its tunnel opens
         # (and whether `record` records it); those of each client connection, recorded when it
         # closes without one.
@@ -130,6 +136,10 @@ class EgressGate:
         for a target that is no host, `_refused`), or on to its tunnel (`_let_through`)."""
         if not isinstance(decided, Decided):
             return self._answer_once_decided(flow, connection, egress, decided)
+        if decided.allowed and self.quarantined is not None and connection.auth == "proxyauth":
+            why = self.quarantined(connection.client, connection.auth, connection.host, connection.port)
+            if why is not None:
+                decided = Decided(False, decided.service, decided.address, why, (why,))
         _note(connection, decided)
         if decided.allowed:
             self._let_through(flow, connection, egress)

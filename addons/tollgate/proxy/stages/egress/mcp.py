@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -82,17 +82,18 @@ LISTEN = "subscriptions/listen"
 
 
 class Relay(patches.ReadsApart, AnswerRelay):
-    """The relay of an MCP answer, whose large pieces the answer guardrails read in a worker thread
-    (`patches.read_large_pieces_apart`): an event stream's piece that may end an event of 32 KiB or
-    more, a JSON answer of that size at its end (where it is read whole). Not one whose tools/list
-    tools are to be decided: the policy is asked on the event loop."""
+    """The relay of an MCP answer, whose large pieces the answer guardrails (and `agents`, reading
+    its results) read in a worker thread (`patches.read_large_pieces_apart`): an event stream's
+    piece that may end an event of 32 KiB or more, a JSON answer of that size at its end (where it
+    is read whole). Not one whose tools/list tools are to be decided: the policy is asked on the
+    event loop."""
 
     def __call__(self, chunk: bytes) -> bytes | list[bytes]:
         read = self._read_before(chunk)
         return read if read is not None else super().__call__(chunk)
 
     def _apart_wanted(self, chunk: bytes) -> bool:
-        if self.guard is None or self.ended or (self.tools_of and self.allowed is not None):
+        if (self.guard is None and self.results is None) or self.ended or (self.tools_of and self.allowed is not None):
             return False
         size = self.held_size + len(chunk) if self.sse or not chunk else 0
         return size >= READ_APART_BYTES
@@ -102,8 +103,13 @@ class Relay(patches.ReadsApart, AnswerRelay):
 
 
 class Mcp:
-    def __init__(self, shared: Shared, steps: CallSteps[McpExchange], workers: ScanWorkers | None = None) -> None:
+    def __init__(
+        self, shared: Shared, steps: CallSteps[McpExchange], workers: ScanWorkers | None = None,
+        results: Callable[[McpExchange], Callable[[Any], object] | None] | None = None,
+    ) -> None:  # fmt: skip
         self.shared = shared
+        # `agents`: what reads an answer's tools/call results (`Quarantines.mcp_results`).
+        self._results = results
         # What a server's request goes through once read: audit gate, caller, session, limits,
         # policy, the server's credential and clock.
         self._steps = steps
@@ -306,6 +312,10 @@ class Mcp:
             checks, unreadable, guard, succeeded,
         )  # fmt: skip
         relay.off_loop = self._workers.off_loop
+        if self._results is not None:
+            relay.results = self._results(exchange)
+            if relay.results is not None:  # `agents` reads its tools/call results: a large one apart
+                patches.read_large_pieces_apart()
         return relay
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
