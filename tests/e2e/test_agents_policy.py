@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.support.answers import answered_by
+from tests.support.answers import AWS, KINDS, answered_by
 from tests.support.canned import provider_answers
 from tests.support.configs import with_policy
 from tests.support.fake_upstream import Received, Reply
@@ -52,6 +52,15 @@ ANSWERS = {
     "gpt-both": [send("call_1", STRANGER), send("call_2", OWN)],
     "gpt-explode": [send("call_1", OWN, "explode")],
 }
+# Under an answer rule: the call kept carries a key, which the guard redacts after the policy's say.
+ANSWERS["gpt-guarded"] = [
+    ANSWERS["gpt-both"][0],
+    {
+        "id": "call_2",
+        "type": "function",
+        "function": {"name": "send_money", "arguments": json.dumps({"recipient": OWN, "note": AWS})},
+    },
+]
 DENIED = f"send_money to {STRANGER}, not a known payee (client agent)"
 REFUSED = f"Tollgate refused the call to send_money: {DENIED}."
 
@@ -100,6 +109,7 @@ def config(urls: dict[str, str]) -> dict:
         "clients": [{"name": "agent", "keys": [KEY]}],
         "agents": {"acting_tools": ["send_*"]},
         "policy": {"rego": ["policy.rego"]},
+        "guardrails": [{"match": {"model": "gpt-guarded"}, "on": ["answer"], "detect": KINDS, "action": "redact"}],
     }
 
 
@@ -192,4 +202,21 @@ def test_a_policy_error_refuses_the_call(gw, stream):
     }
     assert gw.last_audit()["tool_calls"] == [
         {"name": "explode", "decision": "deny", "reasons": ["policy error"], "tainted": []}
+    ]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_under_an_answer_rule_the_guard_reads_what_the_policy_let_go(gw, stream):
+    result = ask(gw, "gpt-guarded", stream)
+    redacted = json.dumps({"recipient": OWN, "note": "[REDACTED:secrets.aws_access_key_id]"})
+    assert result == {
+        "content": lead(stream) + REFUSED,
+        "calls": [["call_2", "send_money", redacted]],
+        "finish": "tool_calls",
+    }
+    record = gw.last_audit()
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [
+        ("send_money", "deny"),
+        ("send_money", "allow"),
     ]
