@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         "--kind",
         metavar="KIND",
         help="the kind of decision: call (data.tollgate.deny), mcp (data.tollgate.mcp.deny), egress"
-        " (data.tollgate.egress.deny); default: mcp for an input with an `mcp` object, else call",
+        " (data.tollgate.egress.deny), tools (data.tollgate.tools.deny: a tool call in an answer);"
+        " default: mcp for an input with an `mcp` object, tools for one with a `tool` object, else call",
     )
     evaluate.add_argument(
         "--egress",
@@ -552,12 +553,14 @@ def evaluate_policy(
     The policy is compiled here, and evaluated in a worker process within the time limit, as the
     proxy does. The input is decided as the proxy decides a request of `kind_name` (one of the
     policy's `KINDS`); without one, an input with an `mcp` object is an MCP server's request
-    (`data.tollgate.mcp.deny`), any other an LLM call (`data.tollgate.deny`)."""
+    (`data.tollgate.mcp.deny`), one with a `tool` object a tool call in an answer
+    (`data.tollgate.tools.deny`), any other an LLM call (`data.tollgate.deny`)."""
     from tollgate.governance.policy.policy import (
         CALL_DECISION,
         KINDS,
         MCP_DECISION,
         TIMEOUT,
+        TOOLS_DECISION,
         Decision,
         Policy,
         PolicyError,
@@ -585,7 +588,8 @@ def evaluate_policy(
         kind = by_name[kind_name]
     else:
         mcp = isinstance(document, dict) and isinstance(document.get("mcp"), dict)
-        kind = MCP_DECISION if mcp else CALL_DECISION
+        tool = isinstance(document, dict) and isinstance(document.get("tool"), dict)
+        kind = MCP_DECISION if mcp else TOOLS_DECISION if tool else CALL_DECISION
     # What the proxy gives the requests of the other kinds is not lacking here.
     read = paths_read(policy.sources.values()) or ()
     missing = [p for p in lacking(document, read) if kind.gives(p.partition(".")[0])]
@@ -613,7 +617,7 @@ def evaluate_policy(
 
 
 # How the warning names a request of each built-in kind.
-_REQUEST_OF_KIND = {"call": "call", "mcp": "MCP request", "egress": "connection"}
+_REQUEST_OF_KIND = {"call": "call", "mcp": "MCP request", "egress": "connection", "tools": "tool call"}
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ that every call's arguments are complete; text before the first call goes on as 
 each call is decided: a refused call's deltas are taken out, the text the agent reads comes as a
 content delta before its choice's finish, and the choice finishes with `stop` only when every call
 of it was refused. The calls kept are numbered anew from 0. A stream that ends while holding is
-decided on what came (arguments cut short are refused as `unread`)."""
+decided on what came (arguments cut short are refused as `unread`). Where the policy decides tool
+calls, the held events wait too until it has answered on each call (`call_state.unasked`): fed
+again (`feed(b"")`) once it has, they go."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import json
 from typing import Any
 
 from tollgate.formats.translation import Rewrite
-from tollgate.governance.agents.call_state import AgentsCall, decided_call
+from tollgate.governance.agents.call_state import AgentsCall, decided_call, unasked
 from tollgate.governance.agents.tool_decision import ToolCall
 
 _LEGACY = -1  # the key of a choice's older `function_call`, among its calls' indexes
@@ -38,7 +40,10 @@ class HeldChatCalls:
         self._texts: set[int] = set()  # the choices that wrote text
 
     def feed(self, chunk: bytes) -> bytes:
-        return self._events(self._inner.feed(chunk) if self._inner is not None else chunk)
+        out = self._events(self._inner.feed(chunk) if self._inner is not None else chunk)
+        if self._held is not None and not self._open and not self._unasked():  # the policy has answered
+            out += self._release()
+        return out
 
     def flush(self) -> bytes:
         out = self._events(self._inner.flush() if self._inner is not None else b"")
@@ -66,7 +71,13 @@ class HeldChatCalls:
         if self._held is None:
             return raw
         self._held.append(_Event(raw, obj))
-        return self._release() if not self._open else b""
+        return self._release() if not self._open and not self._unasked() else b""
+
+    def _unasked(self) -> bool:
+        """Whether the policy is still to be asked about a call held (then the events wait)."""
+        if self._state.policy is None:
+            return False
+        return unasked((_tool_call(call) for call in self._calls.values()), self._state)
 
     def _read(self, obj: dict[str, Any]) -> None:
         for choice in obj.get("choices") or ():
@@ -103,7 +114,7 @@ class HeldChatCalls:
         counts: dict[int, int] = {}
         for (at, index), (call_id, name, arguments) in sorted(self._calls.items()):
             counts[at] = counts.get(at, 0) + 1
-            decision = decided_call(ToolCall.from_json(name or "unknown", arguments, call_id), self._state)
+            decision = decided_call(_tool_call([call_id, name, arguments]), self._state)
             if decision.refusal is not None:
                 dropped.add((at, index))
                 refused.setdefault(at, []).append(decision.refusal)
@@ -191,6 +202,11 @@ class HeldChatCalls:
         if isinstance(obj.get("choices"), list):
             obj["choices"] = left
         return [*before, _written(obj)]
+
+
+def _tool_call(call: list[Any]) -> ToolCall:
+    call_id, name, arguments = call
+    return ToolCall.from_json(name or "unknown", arguments, call_id)
 
 
 def _chunk_of(raw: bytes) -> dict[str, Any] | None:

@@ -94,6 +94,9 @@ class DecisionKind[In]:
     document: Callable[[In], Any]
     keyed: Callable[[Sequence[str]], Callable[[In], Hashable]]
     gives: Callable[[str], bool] = bool
+    # Whether its decisions are cached: not where its facts hold what a caller's request carries
+    # unbounded (a tool call's arguments), kept in memory past the call.
+    cached: bool = True
 
 
 class Policy:
@@ -143,15 +146,25 @@ class Policy:
         # ... and of only the facts it reads: a call that differs from an earlier one only in
         # facts no rule reads (a conversation's growing message count) gets that call's decision.
         self._keys: dict[DecisionKind[Any], Callable[[Any], Hashable]] = {}
+        self._decides: dict[DecisionKind[Any], bool] = {}
+
+    def decides(self, kind: DecisionKind[Any]) -> bool:
+        """Whether a package of the policy holds the kind's deny rule (`package tollgate.tools`): a
+        kind no rule decides is not asked, at no cost."""
+        found = self._decides.get(kind)
+        if found is None:
+            packages = kind_packages((kind,))
+            found = self._decides[kind] = any(packages.search(s) for s in self.sources.values())
+        return found
 
     def decide[In](self, kind: DecisionKind[In], facts: In) -> Decision | Awaitable[Decision]:
-        """A decision of a kind (`CALL_DECISION`, `MCP_DECISION`, `EGRESS_DECISION`) on its facts: a
+        """A decision of a kind (`CALL_DECISION`, `MCP_DECISION`, `EGRESS_DECISION`, `TOOLS_DECISION`) on its facts: a
         cached one at once (keyed on the facts the policy reads); else, asked from a running event
         loop (the proxy's, which must never wait on a policy), an awaitable evaluation in the worker
         process within the time limit; asked with no loop running (a check, a benchmark), one
         evaluated here at once, without a time limit. Its input document is built only then."""
         cache = self._cache
-        if cache is None:
+        if cache is None or not kind.cached:
             return self._made(None, kind, facts)
         key = (kind, (self._keys.get(kind) or self._key(kind))(facts))
         decision = cache.get(key)
@@ -453,9 +466,31 @@ def _whole_key(sources: Sequence[str]) -> Callable[[Any], Hashable]:
     return lambda document: json.dumps(document, separators=(",", ":"), sort_keys=True)
 
 
+# What a tool call's input adds to its call's (`tool_input`); not an LLM call's.
+TOOL_INPUT = ("tool", "conversation")
+
+
+def tool_input(facts: tuple[tuple[Any, ...], Mapping[str, Any]]) -> dict[str, Any]:
+    """The document `data.tollgate.tools.deny` evaluates as `input`: the call's usual facts
+    (`input_document`) and the tool call's (`tool`, `conversation`: `tool_decision.facts`)."""
+    call_facts, tool_facts = facts
+    return {**input_document(call_facts), **{k: tool_facts[k] for k in TOOL_INPUT}}
+
+
+def _never_key(sources: Sequence[str]) -> Callable[[Any], Hashable]:
+    raise AssertionError("an uncached kind has no cache key")
+
+
+def _call_gives(top: str) -> bool:
+    return top != "mcp" and top not in TOOL_INPUT
+
+
 # The kinds of decision. An LLM call's: its facts (`policy_input.input_facts`) by `data.tollgate.deny`.
-CALL_DECISION: DecisionKind[tuple[Any, ...]] = DecisionKind(
-    "call", CALL_RULE, input_document, _call_key, lambda top: top != "mcp"
+CALL_DECISION: DecisionKind[tuple[Any, ...]] = DecisionKind("call", CALL_RULE, input_document, _call_key, _call_gives)
+# A tool call in an answer, before the agent gets it (`package tollgate.tools`): its call's facts
+# and its own (`tool_input`). Never cached: its arguments are not kept past the call.
+TOOLS_DECISION: DecisionKind[tuple[tuple[Any, ...], Mapping[str, Any]]] = DecisionKind(
+    "tools", "data.tollgate.tools.deny", tool_input, _never_key, lambda top: top != "mcp", cached=False
 )
 # An MCP server's request's, by its own rules (`package tollgate.mcp`), never the LLM calls': its
 # input document (`McpExchange.policy_input`, `tool_input`).
@@ -466,13 +501,13 @@ MCP_DECISION: DecisionKind[dict[str, Any]] = DecisionKind(
 EGRESS_DECISION: DecisionKind[tuple[Any, ...]] = DecisionKind(
     "egress", "data.tollgate.egress.deny", egress_input, _egress_key, EGRESS_FACTS.__contains__
 )
-KINDS = (CALL_DECISION, MCP_DECISION, EGRESS_DECISION)
+KINDS = (CALL_DECISION, MCP_DECISION, EGRESS_DECISION, TOOLS_DECISION)
 
 
 @functools.cache
 def whole(kind: DecisionKind[Any]) -> DecisionKind[Any]:
     """A kind's rule on input documents given whole (the command line's, a test's), not on facts."""
-    return DecisionKind(kind.name, kind.rule, _itself, _whole_key, kind.gives)
+    return DecisionKind(kind.name, kind.rule, _itself, _whole_key, kind.gives, kind.cached)
 
 
 @functools.cache

@@ -481,9 +481,13 @@ async def _read_piece_apart(handler: Any, hook: AnswerPieceHook) -> None:
         response = hook.flow.response
         tap = response.stream if response is not None else None
         off_loop = getattr(tap, "off_loop", None)
-        if off_loop is not None:
+        if off_loop is not None and getattr(tap, "_apart", None) is not None:
             reading = off_loop(tap.read_apart)  # type: ignore[union-attr]
             if reading is not None:
                 await reading
+        # What the piece read waits on, on the event loop (the policy's answers on tool calls held).
+        awaited = getattr(tap, "awaited", None)
+        if awaited is not None:
+            await awaited()
     finally:
         await handler.server_event(events.HookCompleted(hook))

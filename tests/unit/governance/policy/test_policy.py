@@ -1699,7 +1699,7 @@ def test_cli_refuses_a_kind_of_decision_it_does_not_know(tmp_path: Path, capsys)
     assert run_eval(capsys, "--policy", ALLOWLIST, "--kind", "upload", "--input", document) == (
         2,
         "",
-        "error: --kind upload: no such kind of decision (kinds: call, mcp, egress)\n",
+        "error: --kind upload: no such kind of decision (kinds: call, mcp, egress, tools)\n",
     )
 
 

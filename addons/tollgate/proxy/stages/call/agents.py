@@ -2,23 +2,31 @@
 injection signals), for its answer's tool calls to be decided as it is read whole
 (`StreamTap.answer_read_whole`) or, streamed, as its events come (`AgentsFormat.held_stream`).
 Without `agents` nothing of this runs. A format `agents` does not decide (`AGENTS_FORMATS`) goes
-as it came."""
+as it came. Where the policy has a `data.tollgate.tools.deny` rule, it is asked about each tool
+call (`tool_policy`), in its worker process: its answers awaited before the calls are decided."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from mitmproxy import http
 
 from tollgate.calls.call import Call
+from tollgate.calls.policy_input import input_facts
 from tollgate.calls.routes import client_answer_format
 from tollgate.formats.bodies.raw_headers import with_header
 from tollgate.governance.agents.answer_formats import AGENTS_FORMATS
-from tollgate.governance.agents.call_state import AgentsCall
+from tollgate.governance.agents.call_state import AgentsCall, ToolPolicy, asked, probed
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.settings import AgentsSettings
+from tollgate.governance.agents.tool_decision import redacted
 from tollgate.governance.guardrails.workers import OFF_LOOP_BYTES, ScanWorkers
+from tollgate.governance.policy.policy import TOOLS_DECISION, Decision
 from tollgate.proxy.state import Shared
+
+logger = logging.getLogger(__name__)
 
 
 class Agents:
@@ -51,6 +59,7 @@ class Agents:
         if len(flow.request.data.content or b"") < OFF_LOOP_BYTES:  # most turns: read at once
             call.agents = read()
             call.agents.decides = decides
+            call.agents.policy = tool_policy(call)
             return None
         return self._read_off_loop(call, read, decides)
 
@@ -59,9 +68,56 @@ class Agents:
         done = self._workers.off_loop(read)
         state = await done if isinstance(done, Awaitable) else done
         state.decides = decides
+        state.policy = tool_policy(call)
         call.agents = state
 
     def _signals_of(self, settings: AgentsSettings) -> InjectionSignals:
         if self._signals is None or self._signals[0] is not settings:
             self._signals = (settings, InjectionSignals(settings.links.allow if settings.links else ()))
         return self._signals[1]
+
+
+def tool_policy(call: Call) -> ToolPolicy | None:
+    """How the policy is asked about one of the call's tool calls (`data.tollgate.tools.deny` on
+    the call's facts and the tool call's); None where it has no such rule: nothing is asked."""
+    policy = call.loaded.policy
+    if policy is None or not policy.decides(TOOLS_DECISION):
+        return None
+    call_facts = input_facts(call)
+
+    def ask(tool_facts: dict[str, Any]) -> Sequence[str] | Awaitable[Sequence[str]]:
+        decision = policy.decide(TOOLS_DECISION, (call_facts, tool_facts))
+        arguments = tool_facts["tool"]["arguments"]
+        if type(decision) is Decision:
+            return _reasons(decision, arguments)
+        return _reasons_once_decided(decision, arguments)  # type: ignore[arg-type]
+
+    return ask
+
+
+async def _reasons_once_decided(evaluation: Awaitable[Decision], arguments: Any) -> Sequence[str]:
+    return _reasons(await evaluation, arguments)
+
+
+def _reasons(decision: Decision, arguments: Any) -> Sequence[str]:
+    if decision.error:  # OPA's words may quote the input: its argument values redacted
+        logger.error(f"Tollgate: the policy's tools rule: {redacted([decision.error], arguments)[0]}")
+    return decision.deny_reasons
+
+
+def decided_whole(call: Call, content: bytes) -> bytes | Awaitable[bytes | None] | None:
+    """An answer read whole with its tool calls decided (`AgentsFormat.decided_whole`); where the
+    policy is to be asked about some, read first to note them, and decided once it has answered."""
+    state = call.agents
+    assert state is not None and state.format is not None  # set with the state: never served undecided
+    decide = state.format.decided_whole
+    if probed(lambda: decide(content, state), state):
+        return _decided_once_asked(state, decide, content)
+    return decide(content, state)
+
+
+async def _decided_once_asked(
+    state: AgentsCall, decide: Callable[[bytes, AgentsCall], bytes | None], content: bytes
+) -> bytes | None:
+    await asked(state)
+    return decide(content, state)

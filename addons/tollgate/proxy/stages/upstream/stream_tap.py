@@ -14,7 +14,7 @@ from mitmproxy import http
 from tollgate.calls.call import Call, Failure, LedgerState
 from tollgate.calls.routes import client_answer_format
 from tollgate.formats.answer_end import EndHold
-from tollgate.formats.answer_reading.scanning import JSON_TYPE, READ_APART_BYTES, UNREAD, AnswerFormat, AnswerGuard
+from tollgate.formats.answer_reading.scanning import JSON_TYPE, READ_APART_BYTES, UNREAD, AnswerFormat
 from tollgate.formats.bodies.json_codec import loads_once
 from tollgate.formats.bodies.raw_headers import decoded, header_index, with_header
 from tollgate.formats.framing import MAX_FRAME, Decompressor, Undecodable
@@ -23,11 +23,14 @@ from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.formats.translation import ANSWER_LIMIT, Rewrite
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import NoUsage, UsageReader, WholeBodyReader, is_event_stream
+from tollgate.governance.agents.call_state import AgentsCall, asked
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.answer_formats import answer_format
 from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.proxy import patches
 from tollgate.proxy.flows import call_of, provider_of, refuse, write_body
+from tollgate.proxy.stages.call.agents import decided_whole
+from tollgate.proxy.stages.upstream.guarded_answer import GuardedAnswer
 from tollgate.proxy.state import Shared
 
 logger = logging.getLogger(__name__)
@@ -48,98 +51,6 @@ class TierReader(WholeBodyReader):
             return Usage()
 
         super().__init__(parse)
-
-
-class GuardedAnswer:
-    """A streamed answer read by the answer guardrails as its client gets it: after
-    `inner` (a translation, the usage Tollgate asked for hidden). Events with nothing held or
-    replaced go on as they came. A value to deny stops it (`stopped`): the call is recorded as cut
-    (`content_denied`). What cannot be read (an encoding undone wrongly, a fault) stops it too,
-    with the format's own end: where the format may stream one JSON array (`array_end`), the
-    answer's first byte tells whether it does (`array`, until then: what its headers said)."""
-
-    def __init__(
-        self,
-        guard: AnswerGuard,
-        denied_end: Callable[[str], bytes],
-        call: Call,
-        inner: Rewrite | None,
-        detectors: AnswerDetectors | None = None,
-        array_end: Callable[[str, bool], bytes] | None = None,
-        array: bool = False,
-    ) -> None:
-        self._guard, self._denied_end, self._call, self._inner = guard, denied_end, call, inner
-        self._detectors = detectors
-        self._array_end, self._array = array_end, array
-        self._form_told = array_end is None  # whether the answer's first byte has told its form
-        self._opened = False  # some of an array went to the client (its `[` with it)
-        self.stopped = False
-        call.answer.findings = {}
-
-    def feed(self, chunk: bytes) -> bytes:
-        if self.stopped:
-            return b""
-        try:
-            data = self._inner.feed(chunk) if self._inner is not None else chunk
-            if not self._form_told:
-                self._tell_form(data)
-            out = self._guard.feed(data) if data else b""
-        except Exception:
-            logger.exception("Tollgate: reading an answer for its guardrails failed")
-            return self.fail()
-        if out and self._array and not self._opened:
-            self._opened = bool(out.strip())
-        if self._guard.denied is not None:
-            self._stop()
-        return out
-
-    def reads_at_once(self, chunk: bytes) -> bool:
-        """Whether a piece (as it came) is cheap to read on the event loop whatever its size: small
-        events its guard passes by their template (OpenAI chat's)."""
-        at_once = getattr(self._guard, "reads_at_once", None)
-        return self._inner is None and at_once is not None and bool(at_once(chunk))
-
-    def _tell_form(self, data: bytes) -> None:
-        """The answer's first byte that is not white space: a JSON array's `[`, or another form."""
-        start = data.lstrip()
-        if start:
-            self._array, self._form_told = start.startswith(b"["), True
-
-    def flush(self) -> bytes:
-        if self.stopped:
-            return b""
-        try:
-            data = self._inner.flush() if self._inner is not None else b""
-            out = (self._guard.feed(data) if data else b"") + self._guard.flush()
-        except Exception:
-            logger.exception("Tollgate: reading an answer for its guardrails failed")
-            return self.fail()
-        if self._guard.denied is not None:
-            self._stop()
-        self.note()
-        return out
-
-    def fail(self) -> bytes:
-        """The answer cannot be read: it stops here, with what a denied answer in its form ends
-        with (a JSON array's error item and its `]`)."""
-        self._stop()
-        if self._array and self._array_end is not None:
-            return self._array_end(UNREAD, self._opened)
-        return self._denied_end(UNREAD)
-
-    def note(self) -> None:
-        """The findings so far, recorded on the call."""
-        answer = self._call.answer
-        answer.findings = self._guard.counts
-        if self._detectors is not None:
-            answer.finding_actions = self._detectors.by_action(answer.findings)
-
-    def _stop(self) -> None:
-        self.stopped = True
-        self.note()
-        answer = self._call.answer
-        answer.error = answer.refused = CONTENT_DENIED
-        answer.cut = self._guard.denied or UNREAD
 
 
 class UsageTap(patches.ReadsApart):
@@ -199,6 +110,31 @@ class UsageTap(patches.ReadsApart):
             logger.exception("Tollgate: rewriting the answer failed")
             held, self._rewrite = self._rewrite.flush(), None
             return held + chunk
+
+    # A held stream whose tool calls the policy decides (`call_state`): each piece read at once,
+    # and where it left calls for the policy, the stream awaits its answers (`awaited`).
+    asks: AgentsCall | None = None
+
+    def reads_apart(self, chunk: bytes) -> bool:
+        if super().reads_apart(chunk) or self.asks is None or not chunk:
+            return self._apart is not None
+        self._read_out = (chunk, UsageTap.__call__(self, chunk))
+        return bool(self.asks.asking)
+
+    async def awaited(self) -> None:
+        """After a piece read: the policy asked about the tool calls it left, then what the rewrite
+        lets go (fed again) sent with the piece."""
+        asks, read = self.asks, self._read_out
+        if asks is None or not asks.asking or read is None or self._rewrite is None:
+            return
+        await asked(asks)
+        try:
+            more = self._rewrite.feed(b"")
+        except Exception:  # never lose bytes: give up rewriting, forward what is held
+            logger.exception("Tollgate: rewriting the answer failed")
+            more, self._rewrite = self._rewrite.flush(), None
+        pieces = [read[1]] if isinstance(read[1], bytes) else list(read[1])
+        self._read_out = (read[0], [p for p in [*pieces, more] if p])
 
     def _apart_wanted(self, chunk: bytes) -> bool:
         """A large piece of an answer the guardrails read, whose reading would hold the event loop
@@ -396,12 +332,14 @@ class StreamTap:
         # `agents`: an answer's tool calls decided before they go, read whole or as its events come.
         agents = call.agents is not None and call.agents.decides and not (outside or bodiless)
         agents = agents and flow.response.status_code < 300
+        asks = None
         if agents and is_event_stream(headers):
             if decoder is not None:  # asked for none: an encoded stream cannot be read as it comes
                 _refuse_undecided(flow, call)
                 return
             assert call.agents is not None and call.agents.format is not None
             rewrite, agents = call.agents.format.held_stream(call.agents, rewrite), False
+            asks = call.agents if call.agents.policy is not None else None
         if reading is not None and (
             reading.format.streams(headers.get("content-type", ""), bool(classification.facts.stream))
             or (translation is not None and bool(classification.facts.stream))
@@ -436,9 +374,12 @@ class StreamTap:
             hold = EndHold(None if rewrite is not None else declared_length(index), is_event_stream(headers))
             tap = CountedTap(reader, decoder, told, rewrite, call, hold=hold, counted=call.ledger)
         tap.off_loop = self.workers.off_loop  # a guarded answer's large pieces are read there
+        if asks is not None:  # its tool calls' release awaits the policy's answers
+            patches.read_large_pieces_apart()
+            tap.asks = asks
         flow.response.stream = tap
 
-    def answer_read_whole(self, flow: http.HTTPFlow) -> None:
+    def answer_read_whole(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """A JSON answer under an answer guardrail, read whole: served with each value to redact
         replaced, or refused 403 `content_denied` in the provider's shape (before its headers go).
         One larger than 16 MiB goes on unread (`answer_findings` null)."""
@@ -446,18 +387,18 @@ class StreamTap:
         call = call_of(flow)
         response = flow.response
         if pending is None or call is None or response is None or call.answer.answered_by_tollgate:
-            return
+            return None
         tap, reading = pending
         raw = response.raw_content or b""
         if len(raw) > ANSWER_LIMIT:
             tap.end()
-            return
+            return None
         tap(raw)
         body = tap(b"")
         content = body if isinstance(body, bytes) else b"".join(body)
         if not _json_object(content):  # what cannot be read is not served
             (_refuse_unread if reading is not None else _refuse_undecided)(flow, call)
-            return
+            return None
         served = content
         if reading is not None:
             try:
@@ -465,29 +406,27 @@ class StreamTap:
             except Exception:  # a hook's exception would let the answer go on as it came
                 logger.exception("Tollgate: reading an answer for its guardrails failed")
                 _refuse_unread(flow, call)
-                return
+                return None
             if denied == UNREAD:
                 _refuse_unread(flow, call)
-                return
+                return None
             call.answer.findings, call.answer.finding_actions = counts, reading.detectors.by_action(counts)
             call.answer.cut = denied
             if denied is not None:
                 refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this answer: it holds {denied}.")
-                return
+                return None
         if call.agents is not None and call.agents.decides:
             try:
-                assert call.agents.format is not None  # set with the state: a call is never served undecided
-                decided = call.agents.format.decided_whole(served, call.agents)
+                decided = decided_whole(call, served)
             except Exception:  # a hook's exception would let the answer go on undecided
                 logger.exception("Tollgate: deciding an answer's tool calls failed")
                 decided = None
-            if decided is None:
-                _refuse_undecided(flow, call)
-                return
-            served = decided
-        fields = [f for f in response.headers.fields if f[0].lower() not in _GUARDED_DROPPED]
-        response.headers.fields = tuple(fields)
-        response.content = served
+            if isinstance(decided, Awaitable):  # the policy asked about its tool calls
+                return _served_once_decided(flow, call, decided)
+            _serve_decided(flow, call, decided)
+            return None
+        _serve(response, served)
+        return None
 
     def _unread(self, flow: http.HTTPFlow, translated: Rewrite | None) -> UsageTap | None:
         """The tap of a JSON answer too large to be read whole: it streams on unread; or, where
@@ -616,6 +555,29 @@ class _Whole:
 
     def flush(self) -> bytes:
         return b"".join(self._chunks)
+
+
+def _serve(response: http.Response, served: bytes) -> None:
+    fields = [f for f in response.headers.fields if f[0].lower() not in _GUARDED_DROPPED]
+    response.headers.fields = tuple(fields)
+    response.content = served
+
+
+def _serve_decided(flow: http.HTTPFlow, call: Call, decided: bytes | None) -> None:
+    """An answer whose tool calls were decided, served; one that could not be read, refused."""
+    if decided is None or flow.response is None:
+        _refuse_undecided(flow, call)
+    else:
+        _serve(flow.response, decided)
+
+
+async def _served_once_decided(flow: http.HTTPFlow, call: Call, deciding: Awaitable[bytes | None]) -> None:
+    try:
+        decided = await deciding
+    except Exception:
+        logger.exception("Tollgate: deciding an answer's tool calls failed")
+        decided = None
+    _serve_decided(flow, call, decided)
 
 
 def _refuse_unread(flow: http.HTTPFlow, call: Call) -> None:

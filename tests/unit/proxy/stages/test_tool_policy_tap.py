@@ -1,0 +1,93 @@
+"""A held chat stream's tap where the policy decides tool calls: each piece is read at once
+(`reads_apart`); where it left calls for the policy, the stream awaits its answers (`awaited`, on
+the event loop, as `patches.read_large_pieces_apart` has it) and what the rewrite then lets go is
+sent with the piece. The client gets the same bytes at any split, and nothing of a call before the
+policy has answered."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.unit.governance.agents.test_tool_policy import STREAM, Policy, chunks, state
+
+from tollgate.calls.call import LedgerState
+from tollgate.formats.answer_end import EndHold
+from tollgate.formats.usage import Usage
+from tollgate.formats.usage_reading import UsageReader
+from tollgate.governance.agents.call_state import AgentsCall
+from tollgate.governance.agents.chat_stream import HeldChatCalls
+from tollgate.proxy.stages.upstream.stream_tap import CountedTap, UsageTap
+
+
+class Reader(UsageReader):
+    def feed(self, chunk: bytes) -> None:
+        pass
+
+    def result(self) -> Usage:
+        return Usage()
+
+
+def through(tap: UsageTap, pieces: list[bytes]) -> bytes:
+    """As mitmproxy (patched) streams the pieces through the tap, on an event loop."""
+
+    async def stream() -> bytes:
+        out = b""
+        for piece in [*pieces, b""]:
+            if tap.reads_apart(piece):
+                await tap.awaited()  # `_read_piece_apart`
+            elif tap.asks is not None and piece:
+                assert not tap.asks.asking
+            got = tap(piece)
+            sent = got if isinstance(got, bytes) else b"".join(got)
+            if tap.asks is not None and tap.asks.asking:
+                raise AssertionError("a piece went with calls still unasked")
+            out += sent
+        return out
+
+    return asyncio.run(stream())
+
+
+def tap_of(call: AgentsCall, counted: bool) -> UsageTap:
+    held = HeldChatCalls(call)
+    if counted:
+        tap: UsageTap = CountedTap(
+            Reader(), None, lambda r: None, held, hold=EndHold(None, True), counted=LedgerState()
+        )
+    else:
+        tap = UsageTap(Reader(), None, lambda r: None, held)
+    tap.asks = call
+    return tap
+
+
+def expected() -> list:
+    call = state(Policy())
+    held = HeldChatCalls(call)
+    out = held.feed(STREAM)
+    asyncio.run(_asked(call))
+    return chunks(out + held.feed(b"") + held.flush())
+
+
+async def _asked(call: AgentsCall) -> None:
+    from tollgate.governance.agents.call_state import asked
+
+    await asked(call)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=len(STREAM) - 1), max_size=6), st.booleans())
+def test_the_tap_awaits_the_policy_and_gives_the_same_answer_at_any_split(cuts: list[int], counted: bool) -> None:
+    at = [0, *sorted(set(cuts)), len(STREAM)]
+    pieces = [STREAM[a:b] for a, b in itertools.pairwise(at) if b > a]
+    policy = Policy()
+    out = through(tap_of(state(policy), counted), pieces)
+    assert chunks(out) == expected()
+    assert len(policy.asked) == 2
+
+
+def test_the_refused_call_is_not_sent_and_the_allowed_one_is() -> None:
+    out = chunks(through(tap_of(state(Policy()), False), [STREAM]))
+    ids = [c.get("id") for ch in out if ch for choice in ch["choices"] for c in choice["delta"].get("tool_calls", ())]
+    assert ids == ["b", None]
