@@ -6,17 +6,27 @@ schemas (`AgentsFormat`) and decides its own answer's calls with `decided_call`.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from tollgate.formats.provenance import Provenance
+from tollgate.formats.translation import Rewrite
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.agents.taint import TaintIndex, matches
 from tollgate.governance.agents.tool_decision import ToolCall, ToolDecision, decide
 
-if TYPE_CHECKING:
-    from tollgate.governance.agents.answer_formats import AgentsFormat
+
+class AnswerDeciding(Protocol):
+    """How a format's answer has its calls decided (`answer_formats.AgentsFormat`), named here
+    without importing the registry, which imports what decides each format's answers."""
+
+    @property
+    def decided_whole(self) -> Callable[[bytes, AgentsCall], bytes | None]: ...
+
+    @property
+    def held_stream(self) -> Callable[[AgentsCall, Rewrite | None], Rewrite]: ...
 
 
 @dataclass(slots=True)
@@ -28,10 +38,14 @@ class AgentsCall:
     index: TaintIndex = field(repr=False)
     findings: dict[str, int]  # injection kinds found in the outside content, by count
     schemas: dict[str, Any] = field(repr=False)  # each declared tool's argument schema
-    format: AgentsFormat | None = field(default=None, repr=False)  # how its answer's calls are decided
+    format: AnswerDeciding | None = field(default=None, repr=False)  # how its answer's calls are decided
     # Its answer's tool calls are decided (not a streamed call without tools).
     decides: bool = True
     decisions: list[ToolDecision] = field(default_factory=list)
+    # Keeps what Tollgate saw of the conversation up to its answer, by the answer's id, once the
+    # answer's calls are decided: (id, the answer's output as the agent got it, refused call id →
+    # the text the agent read). None where its format continues no conversation by id.
+    remember: Callable[[str, Any, dict[str, str]], None] | None = field(default=None, repr=False)
 
     def tool_calls(self) -> list[dict[str, Any]]:
         """The record's `tool_calls`: no argument value."""

@@ -16,6 +16,7 @@ from tollgate.formats.bodies.raw_headers import with_header
 from tollgate.governance.agents.answer_formats import AGENTS_FORMATS
 from tollgate.governance.agents.call_state import AgentsCall
 from tollgate.governance.agents.injection import InjectionSignals
+from tollgate.governance.agents.response_index import ResponseIndex
 from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.guardrails.workers import OFF_LOOP_BYTES, ScanWorkers
 from tollgate.proxy.state import Shared
@@ -27,6 +28,8 @@ class Agents:
         self._workers = workers or ScanWorkers()  # the guardrails' threads, shared
         # The injection signals of the `agents` settings in force, made once per configuration.
         self._signals: tuple[AgentsSettings, InjectionSignals] | None = None
+        # What Tollgate saw of each Responses conversation, by its last answer's id, across reloads.
+        self.responses = ResponseIndex()
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
         settings = call.loaded.config.agents
@@ -44,9 +47,10 @@ class Agents:
             request = flow.request.data
             request.headers.fields = with_header(request.headers.fields, b"accept-encoding", b"identity")
         signals = self._signals_of(settings)
+        caller = call.caller.client or ""
 
         def read() -> AgentsCall:
-            return answers.read(body, settings, signals)
+            return answers.read(body, settings, signals, self.responses, caller)
 
         if len(flow.request.data.content or b"") < OFF_LOOP_BYTES:  # most turns: read at once
             call.agents = read()
