@@ -153,7 +153,12 @@ def test_a_call_whose_argument_comes_from_a_tool_result_is_replaced_by_its_refus
     assert len(sent) == 1 and sent[0].json()["input"] == conversation("Pay the rent as my landlord asks.", INBOX)
     record = gw.last_audit()
     assert record["tool_calls"] == [
-        {"name": "send_money", "decision": "deny", "reasons": [REFUSED.split(": ", 1)[1][:-1]], "tainted": ["recipient"]},
+        {
+            "name": "send_money",
+            "decision": "deny",
+            "reasons": [REFUSED.split(": ", 1)[1][:-1]],
+            "tainted": ["recipient"],
+        },
         {"name": "read_inbox", "decision": "allow", "reasons": [], "tainted": []},
     ]
     assert (record["status"], record["decision"], record["output_tokens"]) == (200, "allow", 12)
@@ -221,7 +226,10 @@ def test_a_streamed_call_whose_argument_comes_from_a_tool_result_becomes_a_messa
     sent = gw.fakes["openai"].received[before:]
     assert len(sent) == 1 and sent[0].headers.get("accept-encoding") == "identity"
     record = gw.last_audit()
-    assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [("send_money", "deny"), ("read_inbox", "allow")]
+    assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [
+        ("send_money", "deny"),
+        ("read_inbox", "allow"),
+    ]
     assert record["output_tokens"] == 12
     assert PLANTED not in gw.audit_path.read_text()
 
@@ -242,5 +250,7 @@ def test_a_streamed_turn_is_kept_for_the_next_by_its_id(gw):
     first = ask_streamed(gw, "gpt-read", [{"role": "user", "content": "Pay the rent as my landlord asks."}])
     result = [{"type": "function_call_output", "call_id": "call_r", "output": INBOX}]
     second = ask_streamed(gw, "gpt-ack", result, previous_response_id=first["id"])
-    tainted = ask_streamed(gw, "gpt-taint", [{"role": "user", "content": "Go ahead."}], previous_response_id=second["id"])
+    tainted = ask_streamed(
+        gw, "gpt-taint", [{"role": "user", "content": "Go ahead."}], previous_response_id=second["id"]
+    )
     assert tainted["output"] == [refusal("fc_call_1")]
