@@ -183,6 +183,13 @@ def test_a_later_turn_by_previous_response_id_is_judged_on_what_tollgate_saw(gw)
     tainted = ask(gw, "gpt-taint", go, previous_response_id=second["id"])
     assert tainted["output"] == [refusal("fc_call_1")]  # the inbox's account, from two turns back
     assert gw.last_audit()["tool_calls"][0]["reasons"] == [REFUSED.split(": ", 1)[1][:-1]]
+    # The provider kept the refused call: the next turn answers it with its refusal, first.
+    before = len(gw.fakes["openai"].received)
+    ask(gw, "gpt-ack", go, previous_response_id=tainted["id"])
+    assert gw.fakes["openai"].received[before].json()["input"] == [
+        {"type": "function_call_output", "call_id": "call_1", "output": REFUSED},
+        *go,
+    ]
     clean = ask(gw, "gpt-clean", go, previous_response_id=second["id"])
     assert clean["output"] == ANSWERS["gpt-clean"]  # the user's own account, from the first turn
     # A response Tollgate never saw: its turns unseen, nothing of them clears or taints.

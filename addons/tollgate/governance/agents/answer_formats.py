@@ -20,7 +20,11 @@ from tollgate.governance.agents.chat_calls import chat_schemas, decided_chat_ans
 from tollgate.governance.agents.chat_stream import HeldChatCalls
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.response_index import ResponseIndex
-from tollgate.governance.agents.responses_calls import decided_responses_answer, responses_schemas
+from tollgate.governance.agents.responses_calls import (
+    decided_responses_answer,
+    responses_schemas,
+    with_refusals_answered,
+)
 from tollgate.governance.agents.responses_stream import HeldResponsesCalls
 from tollgate.governance.agents.settings import AgentsSettings
 
@@ -39,6 +43,9 @@ class AgentsFormat:
     # A conversation once an answer's output follows it, for a format whose answers are continued
     # by their id: kept in the `ResponseIndex`.
     continued: Callable[[Provenance, Any], Provenance] | None = None
+    # A request continuing an answer whose calls Tollgate refused (the provider kept them): those
+    # refusals put in its body as the calls' outputs; whether it changed.
+    refusals_answered: Callable[[dict[str, Any], dict[str, dict[str, Any]]], bool] | None = None
 
     def read(
         self,
@@ -60,11 +67,20 @@ class AgentsFormat:
         if kept is not None and then is not None:
             asked = state.provenance
 
-            def remember(response_id: str, output: Any, refused: dict[str, str]) -> None:
+            def remember(response_id: str, output: Any, refused: dict[str, dict[str, Any]]) -> None:
                 kept.put(caller, response_id, then(asked, output), refused)
 
             state.remember = remember
         return state
+
+    def answer_refusals(self, body: dict[str, Any], index: ResponseIndex, caller: str) -> bool:
+        """The request's body given the outputs of the refused calls of the answer it continues
+        (`previous_response_id`); whether it changed."""
+        previous = body.get("previous_response_id")
+        if self.refusals_answered is None or not isinstance(previous, str):
+            return False
+        seen = index.get(caller, previous)
+        return seen is not None and bool(seen.refused) and self.refusals_answered(body, seen.refused)
 
 
 def _chat(body: dict[str, Any], _earlier: Earlier | None) -> Provenance:
@@ -74,6 +90,11 @@ def _chat(body: dict[str, Any], _earlier: Earlier | None) -> Provenance:
 AGENTS_FORMATS: dict[str, AgentsFormat] = {
     OPENAI_CHAT: AgentsFormat(_chat, chat_schemas, decided_chat_answer, HeldChatCalls),
     OPENAI_RESPONSES: AgentsFormat(
-        responses_provenance, responses_schemas, decided_responses_answer, HeldResponsesCalls, continued
+        responses_provenance,
+        responses_schemas,
+        decided_responses_answer,
+        HeldResponsesCalls,
+        continued,
+        with_refusals_answered,
     ),
 }

@@ -44,8 +44,8 @@ class AgentsCall:
     decisions: list[ToolDecision] = field(default_factory=list)
     # Keeps what Tollgate saw of the conversation up to its answer, by the answer's id, once the
     # answer's calls are decided: (id, the answer's output as the agent got it, refused call id →
-    # the text the agent read). None where its format continues no conversation by id.
-    remember: Callable[[str, Any, dict[str, str]], None] | None = field(default=None, repr=False)
+    # the output item answering it). None where its format continues no conversation by id.
+    remember: Callable[[str, Any, dict[str, dict[str, Any]]], None] | None = field(default=None, repr=False)
 
     def tool_calls(self) -> list[dict[str, Any]]:
         """The record's `tool_calls`: no argument value."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from tollgate.formats.provenance import Provenance
 
@@ -22,8 +23,9 @@ MAX_CHARS = 64_000_000  # about 64 MB of text, some 130 MB of memory with the st
 @dataclass(frozen=True, slots=True)
 class SeenTurns:
     provenance: Provenance
-    # The agent's calls Tollgate refused in the response that ends it: call id → the text the agent read.
-    refused: dict[str, str]
+    # The agent's calls Tollgate refused in the response that ends it (the provider kept them): call
+    # id → the output item that answers it with its refusal, for the next request to carry.
+    refused: dict[str, dict[str, Any]]
     size: int
 
 
@@ -47,8 +49,8 @@ class ResponseIndex:
                 self._entries.move_to_end(key)
             return found
 
-    def put(self, caller: str, response_id: str, provenance: Provenance, refused: dict[str, str]) -> None:
-        size = provenance.size() + sum(len(k) + len(v) for k, v in refused.items()) + len(response_id)
+    def put(self, caller: str, response_id: str, provenance: Provenance, refused: dict[str, dict[str, Any]]) -> None:
+        size = provenance.size() + sum(len(k) + len(str(v)) for k, v in refused.items()) + len(response_id)
         key = (caller, response_id)
         with self._lock:
             old = self._entries.pop(key, None)

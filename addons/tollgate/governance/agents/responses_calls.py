@@ -61,7 +61,36 @@ def identity(item: dict[str, Any]) -> str | None:
     return None
 
 
-def remembered(state: AgentsCall, response: dict[str, Any], refused: dict[str, str]) -> None:
+# The item that answers a refused call, by the call's type, for the provider that keeps the call.
+_ANSWERED_BY = {"function_call": "function_call_output", "custom_tool_call": "custom_tool_call_output"}
+
+
+def refusal_output(call: dict[str, Any], text: str) -> dict[str, Any] | None:
+    """The output item that answers a refused call with its refusal (None for a call whose output
+    is not text): the provider kept the call, and a request continuing its response must answer it."""
+    kind, call_id = _ANSWERED_BY.get(str(call.get("type"))), call.get("call_id")
+    if kind is None or not isinstance(call_id, str):
+        return None
+    return {"type": kind, "call_id": call_id, "output": text}
+
+
+def with_refusals_answered(body: dict[str, Any], refused: dict[str, dict[str, Any]]) -> bool:
+    """A request continuing a response (`previous_response_id`) whose calls Tollgate refused: the
+    refusals put first in its input, as those calls' outputs, for each call its input does not
+    answer itself (the agent never got the call to answer it). Whether the body changed."""
+    source = body.get("input")
+    items = [{"role": "user", "content": source}] if isinstance(source, str) else source
+    if not isinstance(items, list):
+        return False
+    answered = {i.get("call_id") for i in items if isinstance(i, dict) and str(i.get("type", "")).endswith("_output")}
+    missing = [dict(output) for call_id, output in refused.items() if call_id not in answered]
+    if not missing:
+        return False
+    body["input"] = [*missing, *items]
+    return True
+
+
+def remembered(state: AgentsCall, response: dict[str, Any], refused: dict[str, dict[str, Any]]) -> None:
     """The conversation kept by the response's id, as the agent got its output."""
     if state.remember is not None and isinstance(response.get("id"), str):
         state.remember(response["id"], response.get("output"), refused)
@@ -77,17 +106,19 @@ def decided_responses_answer(content: bytes, state: AgentsCall) -> bytes | None:
     if not isinstance(answer, dict) or not isinstance(answer.get("output", []), list):
         return None
     output: list[Any] = answer.get("output") or []
-    refused: dict[str, str] = {}
+    refused: dict[str, dict[str, Any]] = {}  # by call id: the output that answers it
+    changed = False
     for at, item in enumerate(output):
         call = tool_call_of(item) if isinstance(item, dict) else None
         if call is None:
             continue
         decision = decided_call(call, state)
         if decision.refusal is not None:
-            output[at] = refusal_item(item, decision.refusal)
-            refused[call.id or f"#{at}"] = decision.refusal
+            output[at], changed = refusal_item(item, decision.refusal), True
+            if (answer_item := refusal_output(item, decision.refusal)) is not None:
+                refused[answer_item["call_id"]] = answer_item
     remembered(state, answer, refused)
-    if not refused:
+    if not changed:
         return content
     if isinstance(answer.get("output_text"), str):  # a convenience some servers add: the text anew
         answer["output_text"] = output_text(output)

@@ -19,6 +19,7 @@ from tollgate.governance.agents.call_state import AgentsCall, decided_call
 from tollgate.governance.agents.responses_calls import (
     identity,
     refusal_item,
+    refusal_output,
     remembered,
     replaced_output,
     tool_call_of,
@@ -47,7 +48,7 @@ class HeldResponsesCalls:
         self._open: set[int] = set()  # the calls begun whose done item has not come
         self._shift = 0  # what each later event's sequence_number moves by
         self._replaced: dict[str, dict[str, Any]] = {}  # a refused call's identity → its message item
-        self._refused: dict[str, str] = {}  # a refused call's id → the text the agent read
+        self._refused: dict[str, dict[str, Any]] = {}  # a refused call's id → the output that answers it
 
     def feed(self, chunk: bytes) -> bytes:
         return self._events(self._inner.feed(chunk) if self._inner is not None else chunk)
@@ -107,7 +108,8 @@ class HeldResponsesCalls:
             decision = decided_call(call, self._state)
             if decision.refusal is not None:
                 messages[at] = message = refusal_item(item, decision.refusal)
-                self._refused[call.id or f"#{at}"] = decision.refusal
+                if (answer_item := refusal_output(item, decision.refusal)) is not None:
+                    self._refused[answer_item["call_id"]] = answer_item
                 key = identity(item)
                 if key is not None:
                     self._replaced[key] = message

@@ -26,7 +26,7 @@ def test_bounded_by_characters_and_measured() -> None:
     index.put("a", "r1", seen("x" * 80), {})
     first = index.chars
     assert first == seen("x" * 80).size() + len("r1") and first > 80
-    index.put("a", "r2", seen("y" * 80), {"call_1": "refused"})
+    index.put("a", "r2", seen("y" * 80), {"c": {"type": "function_call_output", "call_id": "c", "output": "no"}})
     assert index.get("a", "r1") is None and index.chars == index.get("a", "r2").size  # type: ignore[union-attr]
     index.put("a", "r3", seen("z" * 500), {})  # larger than the whole bound: not kept
     assert index.get("a", "r3") is None and len(index) == 1

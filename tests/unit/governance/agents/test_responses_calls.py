@@ -173,3 +173,22 @@ def test_an_unknown_earlier_response_is_unseen_and_another_callers_too() -> None
     assert any(OWN in t for t in mine.provenance.trusted)
     unknown = state({**later, "previous_response_id": "resp_unknown"}, index)
     assert unknown.provenance.trusted == ["go on"] and unknown.provenance.outside_came
+
+
+def test_a_turn_continuing_refused_calls_answers_them_with_their_refusals() -> None:
+    index = ResponseIndex()
+    decided(answer(call("a", PLANTED), call("b", OWN)), state(index=index))
+    responses = AGENTS_FORMATS[OPENAI_RESPONSES]
+    later: dict[str, Any] = {"previous_response_id": "resp_1", "input": "go on"}
+    assert responses.answer_refusals(later, index, "agent")
+    assert later["input"] == [
+        {"type": "function_call_output", "call_id": "a", "output": REFUSED},
+        {"role": "user", "content": "go on"},
+    ]
+    answered = {
+        "previous_response_id": "resp_1",
+        "input": [{"type": "function_call_output", "call_id": "a", "output": "x"}],
+    }
+    assert not responses.answer_refusals(answered, index, "agent")
+    assert not responses.answer_refusals({**later, "previous_response_id": "resp_9"}, index, "agent")
+    assert not responses.answer_refusals(later, index, "someone-else")

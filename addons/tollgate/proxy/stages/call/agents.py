@@ -19,6 +19,7 @@ from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.response_index import ResponseIndex
 from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.guardrails.workers import OFF_LOOP_BYTES, ScanWorkers
+from tollgate.proxy.flows import write_body
 from tollgate.proxy.state import Shared
 
 
@@ -48,6 +49,10 @@ class Agents:
             request.headers.fields = with_header(request.headers.fields, b"accept-encoding", b"identity")
         signals = self._signals_of(settings)
         caller = call.caller.client or ""
+        # A turn continuing an answer whose calls were refused answers them with their refusals: the
+        # provider kept those calls, and refuses a turn that leaves them unanswered.
+        if call.request.client_body is None and answers.answer_refusals(body, self.responses, caller):
+            write_body(flow.request, call)
 
         def read() -> AgentsCall:
             return answers.read(body, settings, signals, self.responses, caller)
