@@ -164,6 +164,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         session=(
             audit_gate.handle,
             identify.handle,
+            agents.session,  # with `agents` on, refused: its answers' tool calls would go undecided
             route.handle,
             *every_call,
             credential.handle,

@@ -2,7 +2,8 @@
 injection signals), for its answer's tool calls to be decided as it is read whole
 (`StreamTap.answer_read_whole`) or, streamed, as its events come (`AgentsFormat.held_stream`).
 Without `agents` nothing of this runs. A format `agents` does not decide (`AGENTS_FORMATS`) goes
-as it came."""
+as it came. The Responses API's WebSocket is refused at its upgrade (`session`): its events are not
+held, and a call must never reach the agent undecided."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from mitmproxy import http
 from tollgate.calls.call import Call
 from tollgate.calls.routes import client_answer_format
 from tollgate.formats.bodies.raw_headers import with_header
+from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.governance.agents.answer_formats import AGENTS_FORMATS
 from tollgate.governance.agents.call_state import AgentsCall
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.response_index import ResponseIndex
 from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.guardrails.workers import OFF_LOOP_BYTES, ScanWorkers
-from tollgate.proxy.flows import write_body
+from tollgate.proxy.flows import refuse, write_body
 from tollgate.proxy.state import Shared
 
 
@@ -62,6 +64,17 @@ class Agents:
             call.agents.decides = decides
             return None
         return self._read_off_loop(call, read, decides)
+
+    def session(self, flow: http.HTTPFlow, call: Call) -> None:
+        """The Responses API's WebSocket, with `agents` on: refused at its upgrade. Its answers'
+        events are not held for their calls to be decided, and a call must never reach the agent
+        undecided; a client that then takes HTTPS (as Codex does when the upgrade fails) has its
+        calls decided there."""
+        if call.loaded.config.agents is None:
+            return
+        why = "with `agents` on, tool calls are decided over HTTPS only, not on the Responses API's WebSocket"
+        call.verdict.deny_reasons = (why,)
+        refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this WebSocket: {why}.")
 
     async def _read_off_loop(self, call: Call, read: Callable[[], AgentsCall], decides: bool) -> None:
         """A long conversation read in a worker thread, the event loop serving the other calls."""
