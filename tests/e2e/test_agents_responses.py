@@ -198,6 +198,15 @@ def test_a_later_turn_by_previous_response_id_is_judged_on_what_tollgate_saw(gw)
     assert PLANTED not in gw.audit_path.read_text() and OWN not in gw.audit_path.read_text()
 
 
+def test_a_background_response_with_tools_is_refused(gw):
+    # Its answer is fetched later, read back as it was made: its calls would go undecided.
+    before = len(gw.fakes["openai"].received)
+    result = ask(gw, "gpt-clean", "Pay the rent.", background=True)
+    assert (result["error"], result["status"]) == ("PermissionDeniedError", 403)
+    assert "background response's tool calls are fetched later, undecided" in result["message"]
+    assert len(gw.fakes["openai"].received) == before
+
+
 STREAM = """
 import openai
 client = openai.OpenAI(api_key={key!r}, max_retries=0)

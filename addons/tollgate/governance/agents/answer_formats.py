@@ -23,6 +23,7 @@ from tollgate.governance.agents.response_index import ResponseIndex
 from tollgate.governance.agents.responses_calls import (
     decided_responses_answer,
     responses_schemas,
+    undecidable,
     with_refusals_answered,
 )
 from tollgate.governance.agents.responses_stream import HeldResponsesCalls
@@ -46,6 +47,8 @@ class AgentsFormat:
     # A request continuing an answer whose calls Tollgate refused (the provider kept them): those
     # refusals put in its body as the calls' outputs; whether it changed.
     refusals_answered: Callable[[dict[str, Any], dict[str, dict[str, Any]]], bool] | None = None
+    # Why a request's answer's calls would reach the agent undecided (it is refused then); None: they cannot.
+    undecidable: Callable[[dict[str, Any]], str | None] = lambda _body: None
 
     def read(
         self,
@@ -96,5 +99,6 @@ AGENTS_FORMATS: dict[str, AgentsFormat] = {
         HeldResponsesCalls,
         continued,
         with_refusals_answered,
+        undecidable,
     ),
 }

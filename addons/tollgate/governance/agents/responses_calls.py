@@ -25,6 +25,14 @@ def responses_schemas(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def undecidable(body: dict[str, Any]) -> str | None:
+    """Why a request's answer's calls would reach the agent undecided; None where they cannot."""
+    if body.get("background") is True and body.get("tools"):
+        # Fetched later (GET /v1/responses/{id}, or its stream resumed): read back as it was made.
+        return "a background response's tool calls are fetched later, undecided"
+    return None
+
+
 def tool_call_of(item: dict[str, Any]) -> ToolCall | None:
     """The call an output item asks the agent to make; None for an item the agent does not run."""
     found = agent_call(item)

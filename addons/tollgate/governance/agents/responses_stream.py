@@ -46,6 +46,7 @@ class HeldResponsesCalls:
         self._held: list[_Event] | None = None  # None: not holding
         self._calls: dict[int, dict[str, Any]] = {}  # each held call's item, by output_index
         self._open: set[int] = set()  # the calls begun whose done item has not come
+        self._finished: set[int] = set()  # the calls whose done item came: whole
         self._shift = 0  # what each later event's sequence_number moves by
         self._replaced: dict[str, dict[str, Any]] = {}  # a refused call's identity → its message item
         self._refused: dict[str, dict[str, Any]] = {}  # a refused call's id → the output that answers it
@@ -91,19 +92,19 @@ class HeldResponsesCalls:
             self._calls[at] = item
             self._open.add(at)
         elif kind == DONE and at in self._calls:
-            self._calls[at] = {**item, "_done": True}
+            self._calls[at] = item
             self._open.discard(at)
+            self._finished.add(at)
 
     def _release(self) -> bytes:
         """The held events, each refused call's replaced by its refusal message's."""
         held, self._held = self._held or [], None
         messages: dict[int, dict[str, Any]] = {}
         for at, item in sorted(self._calls.items()):
-            done = item.pop("_done", False)
             call = tool_call_of(item)
             if call is None:
                 continue
-            if not done:  # the stream ended before the call's item was whole
+            if at not in self._finished:  # the stream ended before the call's item was whole
                 call = ToolCall(call.name, UNREAD, call.id)
             decision = decided_call(call, self._state)
             if decision.refusal is not None:
@@ -113,7 +114,7 @@ class HeldResponsesCalls:
                 key = identity(item)
                 if key is not None:
                     self._replaced[key] = message
-        self._calls = {}
+        self._calls, self._finished = {}, set()
         if not messages and not self._shift:
             return b"".join(self._passed(e.raw, e.obj) for e in held)
         out = []

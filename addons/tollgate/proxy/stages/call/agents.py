@@ -42,6 +42,11 @@ class Agents:
         answers = AGENTS_FORMATS.get(client_answer_format(call) or "")
         if body is None or answers is None:
             return None
+        why = answers.undecidable(body)
+        if why is not None:  # a call must never reach the agent undecided
+            call.verdict.deny_reasons = (why,)
+            refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this call: {why} (`agents`).")
+            return None
         facts = call.classification.facts
         # A stream without tools carries no call to decide: it goes as it came, unheld.
         decides = not facts.stream or bool(facts.has_tools)
