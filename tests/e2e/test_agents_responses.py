@@ -14,9 +14,12 @@ import pytest
 from tests.support.answers import answered_by
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
+from tests.support.metrics import scrape
+from tests.support.proxy import free_port
 from tests.support.streams import sse
 
 KEY = "tg-agents-responses-0001"
+METRICS = f"127.0.0.1:{free_port()}"
 PLANTED = "DE89370400440532013000"  # the attacker's account, in the inbox's text
 OWN = "DE44500105175407324931"  # the account the user names
 TOOLS = [
@@ -115,6 +118,7 @@ def gw(start_gateway):
                 "providers": {"openai": {"upstream": urls["openai"], "keys": ["sk-real-agents-0002"]}},
                 "clients": [{"name": "agent", "keys": [KEY]}],
                 "agents": {"acting_tools": ["send_*"]},
+                "metrics": {"listen": METRICS},
             },
             providers=("openai",),
         ),
@@ -196,6 +200,13 @@ def test_a_later_turn_by_previous_response_id_is_judged_on_what_tollgate_saw(gw)
     unknown = ask(gw, "gpt-taint", go, previous_response_id="resp_elsewhere")
     assert unknown["output"] == ANSWERS["gpt-taint"]
     assert PLANTED not in gw.audit_path.read_text() and OWN not in gw.audit_path.read_text()
+    # The conversations kept, measured.
+    kept = {
+        line.split()[0]: float(line.split()[1])
+        for line in scrape(METRICS).splitlines()
+        if line.startswith("tollgate_agents_responses_kept")
+    }
+    assert kept["tollgate_agents_responses_kept"] >= 5 and kept["tollgate_agents_responses_kept_chars"] > len(INBOX)
 
 
 def test_a_background_response_with_tools_is_refused(gw):

@@ -70,6 +70,14 @@ class Agents:
             return None
         return self._read_off_loop(call, read, decides)
 
+    def kept(self) -> tuple[int, int] | None:
+        """The Responses answers kept and their characters, for the metrics; None without `agents`.
+        Read from the metrics server's thread: two reads, no change."""
+        loaded = self.shared.loaded
+        if loaded is None or loaded.config.agents is None:
+            return None
+        return len(self.responses), self.responses.chars
+
     def session(self, flow: http.HTTPFlow, call: Call) -> None:
         """The Responses API's WebSocket, with `agents` on: refused at its upgrade. Its answers'
         events are not held for their calls to be decided, and a call must never reach the agent
