@@ -11,7 +11,7 @@ import itertools
 import json
 
 import pytest
-from tests.support.answers import answered_by
+from tests.support.answers import AWS, KINDS, answered_by
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
 from tests.support.metrics import scrape
@@ -69,6 +69,7 @@ ANSWERS = {
     "gpt-both": [send("call_1", PLANTED), call("call_2", "read_inbox", {})],
     "gpt-read": [call("call_r", "read_inbox", {})],
     "gpt-ack": [MESSAGE],
+    "gpt-guarded": [send("call_1", PLANTED), call("call_2", "read_inbox", {"folder": AWS})],
 }
 _ids = itertools.count(1)
 
@@ -119,6 +120,10 @@ def gw(start_gateway):
                 "clients": [{"name": "agent", "keys": [KEY]}],
                 "agents": {"acting_tools": ["send_*"]},
                 "metrics": {"listen": METRICS},
+                # An answer rule read with the calls decided: the guard reads what `agents` lets go.
+                "guardrails": [
+                    {"match": {"model": "gpt-guarded"}, "on": ["answer"], "detect": KINDS, "action": "redact"}
+                ],
             },
             providers=("openai",),
         ),
@@ -309,3 +314,17 @@ def test_the_responses_websocket_is_refused_at_its_upgrade(gw):
     record = gw.last_audit()
     assert (record["decision"], record["status"]) == ("deny", 403)
     assert "decided over HTTPS only" in record["deny_reasons"][0]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_under_an_answer_rule_the_kept_call_comes_redacted_the_refused_one_replaced(gw, streamed):
+    asked = ask_streamed if streamed else ask
+    result = asked(gw, "gpt-guarded", conversation("Pay the rent as my landlord asks.", INBOX))
+    kept = {**ANSWERS["gpt-guarded"][1], "arguments": '{"folder": "[REDACTED:secrets.aws_access_key_id]"}'}
+    assert result["output"] == [refusal("fc_call_1"), kept]
+    record = gw.last_audit()
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [
+        ("send_money", "deny"),
+        ("read_inbox", "allow"),
+    ]
