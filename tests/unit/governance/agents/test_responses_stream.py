@@ -129,3 +129,20 @@ def test_any_split_of_the_stream_gives_the_same_events(cuts: list[int]) -> None:
     out += held.feed(WHOLE[at:]) + held.flush()
     assert out == expected
     assert events_of(out)[-1]["response"]["output"][1] == refusal("fc_a")
+
+
+def test_a_freeform_call_streamed_as_input_deltas_is_refused_as_its_text() -> None:
+    item = {"id": "ctc_1", "type": "custom_tool_call", "call_id": "x", "name": "run_sql", "input": f"PAY {PLANTED}"}
+    place = {"output_index": 0, "item_id": "ctc_1"}
+    events = [
+        {"type": "response.output_item.added", "output_index": 0, "item": {**item, "input": ""}},
+        {"type": "response.custom_tool_call_input.delta", **place, "delta": "PAY "},
+        {"type": "response.custom_tool_call_input.delta", **place, "delta": PLANTED},
+        {"type": "response.custom_tool_call_input.done", **place, "input": item["input"]},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+    ]
+    held = HeldResponsesCalls(state())
+    out = events_of(b"".join(held.feed(sse({**e, "sequence_number": n})) for n, e in enumerate(events)))
+    assert [e["type"] for e in out][0::5] == ["response.output_item.added", "response.output_item.done"]
+    assert out[-1]["item"]["content"][0]["text"].startswith("Tollgate refused the call to run_sql: its argument input")
+    assert PLANTED not in json.dumps(held._state.tool_calls())
