@@ -236,8 +236,8 @@ report(raw=raw, id=final.id, output=[o.model_dump(exclude_none=True, exclude={{"
 """
 
 
-def ask_streamed(gw, model: str, input: list, **more) -> dict:
-    return gw.run(STREAM.format(key=KEY, model=model, input=input, tools=TOOLS, more=more))
+def ask_streamed(gw, model: str, input: list, tools: list = TOOLS, **more) -> dict:
+    return gw.run(STREAM.format(key=KEY, model=model, input=input, tools=tools, more=more))
 
 
 def test_a_streamed_call_whose_argument_comes_from_a_tool_result_becomes_a_message(gw):
@@ -281,7 +281,8 @@ def test_a_streamed_untainted_call_passes_as_it_came(gw):
 def test_a_streamed_turn_is_kept_for_the_next_by_its_id(gw):
     first = ask_streamed(gw, "gpt-read", [{"role": "user", "content": "Pay the rent as my landlord asks."}])
     result = [{"type": "function_call_output", "call_id": "call_r", "output": INBOX}]
-    second = ask_streamed(gw, "gpt-ack", result, previous_response_id=first["id"])
+    # A turn without tools: nothing to hold, its conversation kept all the same.
+    second = ask_streamed(gw, "gpt-ack", result, tools=[], previous_response_id=first["id"])
     tainted = ask_streamed(
         gw, "gpt-taint", [{"role": "user", "content": "Go ahead."}], previous_response_id=second["id"]
     )

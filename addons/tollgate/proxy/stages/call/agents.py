@@ -48,9 +48,10 @@ class Agents:
             refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this call: {why} (`agents`).")
             return None
         facts = call.classification.facts
-        # A stream without tools carries no call to decide: it goes as it came, unheld.
-        decides = not facts.stream or bool(facts.has_tools)
-        if facts.stream and facts.has_tools:
+        # A stream without tools carries no call to decide: it goes as it came, unheld; but read
+        # where its format's answers are continued by their id, for the next turn to be judged on it.
+        decides = not facts.stream or bool(facts.has_tools) or answers.continued is not None
+        if facts.stream and decides:
             # Its events are read as they come (`held_stream`): asked for no encoding.
             request = flow.request.data
             request.headers.fields = with_header(request.headers.fields, b"accept-encoding", b"identity")
