@@ -34,6 +34,19 @@ class Provenance:
     trusted: list[str] = field(default_factory=list)
     outside: list[OutsidePiece] = field(default_factory=list)
     provider_tools: list[str] = field(default_factory=list)
+    # What a conversation continued from here needs: its calls' tools by id (a later result names
+    # only the id), and whether outside content came (the assistant's later text is outside then).
+    calls: dict[str, str] = field(default_factory=dict)
+    outside_came: bool = False
+
+    def size(self) -> int:
+        """Its text's length, in characters: what keeping it costs."""
+        return (
+            sum(len(t) for t in self.trusted)
+            + sum(len(p.tool) + len(p.text) for p in self.outside)
+            + sum(len(k) + len(v) for k, v in self.calls.items())
+            + sum(len(t) for t in self.provider_tools)
+        )
 
 
 _DEEP = 32  # past this depth a value's strings are gathered without recursion: a body can nest deeply
@@ -102,12 +115,13 @@ class ProvenanceBuilder:
     is read, the assistant's later text and call arguments are outside content too (the model may
     be repeating what it read)."""
 
-    def __init__(self) -> None:
-        self._trusted: list[str] = []
-        self._outside: list[OutsidePiece] = []
-        self._provider_tools: list[str] = []
-        self._calls: dict[str, str] = {}
-        self.seen_outside = False
+    def __init__(self, earlier: Provenance | None = None) -> None:
+        """`earlier`: the turns this conversation continues, as Tollgate saw them."""
+        self._trusted: list[str] = list(earlier.trusted) if earlier else []
+        self._outside: list[OutsidePiece] = list(earlier.outside) if earlier else []
+        self._provider_tools: list[str] = list(earlier.provider_tools) if earlier else []
+        self._calls: dict[str, str] = dict(earlier.calls) if earlier else {}
+        self.seen_outside = earlier.outside_came if earlier else False
 
     def trusted(self, value: Any) -> None:
         """Trusted text: strings and text blocks only (what else a body holds there is no one's text)."""
@@ -155,7 +169,9 @@ class ProvenanceBuilder:
             self._outside.append(OutsidePiece(tool, text))
 
     def build(self) -> Provenance:
-        return Provenance(list(self._trusted), list(self._outside), list(self._provider_tools))
+        return Provenance(
+            list(self._trusted), list(self._outside), list(self._provider_tools), dict(self._calls), self.seen_outside
+        )
 
 
 def items(value: Any) -> list[Any]:

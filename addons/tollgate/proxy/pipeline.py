@@ -55,7 +55,12 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
     audit_export = AuditExporter(shared)  # the audit file shipped to a collector (audit.otlp), from its own thread
     audit_postgres = AuditPostgresSender(shared)  # the audit file sent to PostgreSQL (audit.postgres), likewise
     # /metrics served where `metrics.listen` says
-    metrics = Metrics(shared, export_lag=audit_export.lag, postgres_lag=audit_postgres.lag)
+    metrics = Metrics(
+        shared,
+        export_lag=audit_export.lag,
+        postgres_lag=audit_postgres.lag,
+        agents_kept=lambda: agents.kept(),  # noqa: PLW0108 (read at scrape time; `agents` is made below)
+    )
     # The tollgate_config option, the file watched, the proxy options set; the metrics' server
     # opened for each configuration before it is applied.
     settings = Settings(shared, opening=[metrics.open])
@@ -171,6 +176,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         session=(
             audit_gate.handle,
             identify.handle,
+            agents.session,  # with `agents` on, refused: its answers' tool calls would go undecided
             route.handle,
             *every_call,
             credential.handle,

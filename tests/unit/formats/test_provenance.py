@@ -13,6 +13,7 @@ from tollgate.formats.anthropic_messages.provenance import read_provenance as an
 from tollgate.formats.bedrock_converse.provenance import read_provenance as converse
 from tollgate.formats.gemini_generate.provenance import read_provenance as gemini
 from tollgate.formats.openai_chat.provenance import read_provenance as chat
+from tollgate.formats.openai_responses.provenance import continued
 from tollgate.formats.openai_responses.provenance import read_provenance as responses
 from tollgate.formats.provenance import OutsidePiece, Provenance
 
@@ -154,6 +155,24 @@ def test_responses_previous_response_makes_assistant_text_outside() -> None:
     p = responses(body)
     assert p.trusted == ["go"] and p.outside == [OutsidePiece("assistant", '{"to": "y"}')]
     assert responses({"input": "just text"}).trusted == ["just text"]
+
+
+def test_responses_an_earlier_response_tollgate_saw_is_read_as_it_saw_it() -> None:
+    first = responses({"input": [
+        {"role": "user", "content": "pay"},
+        {"type": "computer_call", "call_id": "k", "action": {"type": "screenshot"}},
+        {"type": "computer_call_output", "call_id": "k", "output": {"type": "input_image", "image_url": "x"}},
+        {"type": "function_call", "call_id": "r", "name": "read_inbox", "arguments": "{}"},
+    ]})  # fmt: skip
+    assert first.calls == {"k": "computer", "r": "read_inbox"}  # a computer call is the agent's: its tool named
+    answered = continued(first, [{"type": "message", "role": "assistant", "content": "ok"}])
+    later = {
+        "previous_response_id": "resp_1",
+        "input": [{"type": "function_call_output", "call_id": "r", "output": "IBAN"}],
+    }
+    p = responses(later, {"resp_1": answered}.get)
+    assert p.trusted == ["pay"] and tools_of(p)["read_inbox"] == ["IBAN"]  # attributed by the earlier call's id
+    assert tools_of(responses(later))["unknown"] == ["IBAN"]  # not seen: its call unknown
 
 
 def test_anthropic_tool_results_server_tools_and_user_text() -> None:

@@ -238,6 +238,11 @@ def test_scrape_time_state() -> None:
     assert samples(metrics)["tollgate_audit_queue_depth"] == [({}, 7)]
     clock[0] += 31
     assert samples(metrics)["tollgate_pool_keys_resting"] == [({"provider": "openai"}, 0)]
+    # `agents`' kept Responses conversations: absent without `agents`.
+    assert "tollgate_agents_responses_kept" not in samples(metrics)
+    kept = MetricSet(agents_kept=lambda: (3, 1200))
+    assert samples(kept)["tollgate_agents_responses_kept"] == [({}, 3)]
+    assert samples(kept)["tollgate_agents_responses_kept_chars"] == [({}, 1200)]
     # The process's own metrics, from prometheus-client's collectors on Tollgate's registry.
     assert "process_cpu_seconds_total" in samples(metrics)
     assert "python_info" in samples(metrics)

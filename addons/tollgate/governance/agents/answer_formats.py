@@ -1,6 +1,7 @@
 """The answer formats whose tool calls `agents` decides, each by what reads its request (where its
 text came from, its tools' schemas) and what decides its answer, read whole or as its events come.
-A format not here goes as it came."""
+A format not here goes as it came. A format that continues a conversation by an earlier answer's
+id (the Responses API's `previous_response_id`) reads it from the `ResponseIndex`."""
 
 from __future__ import annotations
 
@@ -8,33 +9,96 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tollgate.formats import OPENAI_CHAT
+from tollgate.formats import OPENAI_CHAT, OPENAI_RESPONSES
 from tollgate.formats.openai_chat.provenance import read_provenance as chat_provenance
+from tollgate.formats.openai_responses.provenance import continued
+from tollgate.formats.openai_responses.provenance import read_provenance as responses_provenance
 from tollgate.formats.provenance import Provenance
 from tollgate.formats.translation import Rewrite
 from tollgate.governance.agents.call_state import AgentsCall, read_request
 from tollgate.governance.agents.chat_calls import chat_schemas, decided_chat_answer
 from tollgate.governance.agents.chat_stream import HeldChatCalls
 from tollgate.governance.agents.injection import InjectionSignals
+from tollgate.governance.agents.response_index import ResponseIndex
+from tollgate.governance.agents.responses_calls import (
+    decided_responses_answer,
+    responses_schemas,
+    undecidable,
+    with_refusals_answered,
+)
+from tollgate.governance.agents.responses_stream import HeldResponsesCalls
 from tollgate.governance.agents.settings import AgentsSettings
+
+Earlier = Callable[[str], Provenance | None]  # what Tollgate saw of a conversation, by its last answer's id
 
 
 @dataclass(frozen=True, slots=True)
 class AgentsFormat:
-    provenance: Callable[[dict[str, Any]], Provenance]  # where a request's text came from
+    provenance: Callable[[dict[str, Any], Earlier | None], Provenance]  # where a request's text came from
     schemas: Callable[[dict[str, Any]], dict[str, Any]]  # each declared tool's argument schema
     # The answer read whole with each refused call replaced (the same bytes where none was); None
     # where it cannot be read.
     decided_whole: Callable[[bytes, AgentsCall], bytes | None]
     # A streamed answer's rewrite: its calls held until complete, then decided.
     held_stream: Callable[[AgentsCall, Rewrite | None], Rewrite]
+    # A conversation once an answer's output follows it, for a format whose answers are continued
+    # by their id: kept in the `ResponseIndex`.
+    continued: Callable[[Provenance, Any], Provenance] | None = None
+    # A request continuing an answer whose calls Tollgate refused (the provider kept them): those
+    # refusals put in its body as the calls' outputs; whether it changed.
+    refusals_answered: Callable[[dict[str, Any], dict[str, dict[str, Any]]], bool] | None = None
+    # Why a request's answer's calls would reach the agent undecided (it is refused then); None: they cannot.
+    undecidable: Callable[[dict[str, Any]], str | None] = lambda _body: None
 
-    def read(self, body: dict[str, Any], settings: AgentsSettings, signals: InjectionSignals) -> AgentsCall:
-        state = read_request(self.provenance(body), self.schemas(body), settings, signals)
+    def read(
+        self,
+        body: dict[str, Any],
+        settings: AgentsSettings,
+        signals: InjectionSignals,
+        index: ResponseIndex | None = None,
+        caller: str = "",
+    ) -> AgentsCall:
+        """`index`: the earlier answers Tollgate saw, kept by `caller` (the client's name)."""
+        kept, then = (index, self.continued) if self.continued is not None else (None, None)
+
+        def earlier(response_id: str) -> Provenance | None:
+            seen = kept.get(caller, response_id) if kept is not None else None
+            return seen.provenance if seen is not None else None
+
+        state = read_request(self.provenance(body, earlier), self.schemas(body), settings, signals)
         state.format = self
+        if kept is not None and then is not None:
+            asked = state.provenance
+
+            def remember(response_id: str, output: Any, refused: dict[str, dict[str, Any]]) -> None:
+                kept.put(caller, response_id, then(asked, output), refused)
+
+            state.remember = remember
         return state
+
+    def answer_refusals(self, body: dict[str, Any], index: ResponseIndex, caller: str) -> bool:
+        """The request's body given the outputs of the refused calls of the answer it continues
+        (`previous_response_id`); whether it changed."""
+        previous = body.get("previous_response_id")
+        if self.refusals_answered is None or not isinstance(previous, str):
+            return False
+        seen = index.get(caller, previous)
+        return seen is not None and bool(seen.refused) and self.refusals_answered(body, seen.refused)
+
+
+def _chat(body: dict[str, Any], _earlier: Earlier | None) -> Provenance:
+    return chat_provenance(body)  # a chat request repeats its whole conversation
 
 
 AGENTS_FORMATS: dict[str, AgentsFormat] = {
-    OPENAI_CHAT: AgentsFormat(chat_provenance, chat_schemas, decided_chat_answer, HeldChatCalls),
+    OPENAI_CHAT: AgentsFormat(_chat, chat_schemas, decided_chat_answer, HeldChatCalls),
+    OPENAI_RESPONSES: AgentsFormat(
+        responses_provenance,
+        responses_schemas,
+        decided_responses_answer,
+        HeldResponsesCalls,
+        continued,
+        with_refusals_answered,
+        undecidable,
+    ),
 }

@@ -19,16 +19,26 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from tollgate.formats.provenance import Provenance
+from tollgate.formats.translation import Rewrite
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.agents.taint import TaintIndex, matches
 from tollgate.governance.agents.tool_decision import UNREAD, ToolCall, ToolDecision, decide, facts
 
-if TYPE_CHECKING:
-    from tollgate.governance.agents.answer_formats import AgentsFormat
+
+class AnswerDeciding(Protocol):
+    """How a format's answer has its calls decided (`answer_formats.AgentsFormat`), named here
+    without importing the registry, which imports what decides each format's answers."""
+
+    @property
+    def decided_whole(self) -> Callable[[bytes, AgentsCall], bytes | None]: ...
+
+    @property
+    def held_stream(self) -> Callable[[AgentsCall, Rewrite | None], Rewrite]: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +57,7 @@ class AgentsCall:
     index: TaintIndex = field(repr=False)
     findings: dict[str, int]  # injection kinds found in the outside content, by count
     schemas: dict[str, Any] = field(repr=False)  # each declared tool's argument schema
-    format: AgentsFormat | None = field(default=None, repr=False)  # how its answer's calls are decided
+    format: AnswerDeciding | None = field(default=None, repr=False)  # how its answer's calls are decided
     # Its answer's tool calls are decided (not a streamed call without tools).
     decides: bool = True
     decisions: list[ToolDecision] = field(default_factory=list)
@@ -57,6 +67,10 @@ class AgentsCall:
     policy_answers: dict[Hashable, tuple[str, ...]] = field(default_factory=dict, repr=False)
     asking: dict[Hashable, ToolCall] = field(default_factory=dict, repr=False)  # calls still to ask
     probing: bool = False  # an answer read only to note its calls in `asking`
+    # Keeps what Tollgate saw of the conversation up to its answer, by the answer's id, once the
+    # answer's calls are decided: (id, the answer's output as the agent got it, refused call id →
+    # the output item answering it). None where its format continues no conversation by id.
+    remember: Callable[[str, Any, dict[str, dict[str, Any]]], None] | None = field(default=None, repr=False)
 
     def tool_calls(self) -> list[dict[str, Any]]:
         """The record's `tool_calls`: no argument value."""

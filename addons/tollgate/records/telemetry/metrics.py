@@ -96,11 +96,13 @@ class State(Collector):
         audit_depth: Callable[[], int | None],
         export_lag: Callable[[], int | None] = lambda: None,
         postgres_lag: Callable[[], int | None] = lambda: None,
+        agents_kept: Callable[[], tuple[int, int] | None] = lambda: None,
     ) -> None:
         self._pools = pools
         self._audit_depth = audit_depth
         self._export_lag = export_lag
         self._postgres_lag = postgres_lag
+        self._agents_kept = agents_kept  # the Responses answers `agents` keeps, and their characters
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         return self._families()
@@ -124,10 +126,17 @@ class State(Collector):
                 "tollgate_audit_postgres_lag_records",
                 "Audit records written to the audit file and not yet stored in PostgreSQL (audit.postgres).",
             ),
+            GaugeMetricFamily(
+                "tollgate_agents_responses_kept",
+                "Responses API answers whose conversation `agents` keeps, for a later previous_response_id.",
+            ),
+            GaugeMetricFamily(
+                "tollgate_agents_responses_kept_chars", "Characters of text `agents` keeps of those conversations."
+            ),
         ]
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        keys, resting, depth, lag, postgres_lag = self._families()
+        keys, resting, depth, lag, postgres_lag, kept, kept_chars = self._families()
         for name, pool in list(self._pools().items()):
             if pool:
                 keys.add_metric([name], len(pool))
@@ -139,7 +148,11 @@ class State(Collector):
             behind = read()
             if behind is not None:
                 family.add_metric([], behind)
-        return [keys, resting, depth, lag, postgres_lag]
+        agents = self._agents_kept()
+        if agents is not None:
+            kept.add_metric([], agents[0])
+            kept_chars.add_metric([], agents[1])
+        return [keys, resting, depth, lag, postgres_lag, kept, kept_chars]
 
 
 class ProcessInfo(Collector):
@@ -250,13 +263,14 @@ class MetricSet:
         audit_depth: Callable[[], int | None] = lambda: None,
         export_lag: Callable[[], int | None] = lambda: None,
         postgres_lag: Callable[[], int | None] = lambda: None,
+        agents_kept: Callable[[], tuple[int, int] | None] = lambda: None,
     ) -> None:
         self.cap = LabelCap(max_label_values)
         self.registry = registry = CollectorRegistry()
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
-        registry.register(State(pools, audit_depth, export_lag, postgres_lag))
+        registry.register(State(pools, audit_depth, export_lag, postgres_lag, agents_kept))
         registry.register(ProcessInfo(instance_name(), tollgate_version()))
         self.token_usage = HistogramFamily(
             "gen_ai_client_token_usage",

@@ -56,6 +56,8 @@ GAUGE_MODES = {
     "tollgate_audit_queue_depth": "livesum",
     "tollgate_audit_export_lag_records": "livemax",  # the one process that ships the file says it
     "tollgate_audit_postgres_lag_records": "livemax",  # likewise
+    "tollgate_agents_responses_kept": "livesum",  # each process keeps its own
+    "tollgate_agents_responses_kept_chars": "livesum",
     "tollgate_info": "liveall",
     "process_resident_memory_bytes": "livesum",
     "process_virtual_memory_bytes": "livesum",

@@ -3,7 +3,9 @@ injection signals), for its answer's tool calls to be decided as it is read whol
 (`StreamTap.answer_read_whole`) or, streamed, as its events come (`AgentsFormat.held_stream`).
 Without `agents` nothing of this runs. A format `agents` does not decide (`AGENTS_FORMATS`) goes
 as it came. Where the policy has a `data.tollgate.tools.deny` rule, it is asked about each tool
-call (`tool_policy`), in its worker process: its answers awaited before the calls are decided."""
+call (`tool_policy`), in its worker process: its answers awaited before the calls are decided.
+The Responses API's WebSocket is refused at its upgrade (`session`): its events are not held,
+and a call must never reach the agent undecided."""
 
 from __future__ import annotations
 
@@ -17,13 +19,16 @@ from tollgate.calls.call import Call
 from tollgate.calls.policy_input import input_facts
 from tollgate.calls.routes import client_answer_format
 from tollgate.formats.bodies.raw_headers import with_header
+from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.governance.agents.answer_formats import AGENTS_FORMATS
 from tollgate.governance.agents.call_state import AgentsCall, ToolPolicy, asked, probed
 from tollgate.governance.agents.injection import InjectionSignals
+from tollgate.governance.agents.response_index import ResponseIndex
 from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.agents.tool_decision import redacted
 from tollgate.governance.guardrails.workers import OFF_LOOP_BYTES, ScanWorkers
 from tollgate.governance.policy.policy import TOOLS_DECISION, Decision
+from tollgate.proxy.flows import refuse, write_body
 from tollgate.proxy.state import Shared
 
 logger = logging.getLogger(__name__)
@@ -35,6 +40,8 @@ class Agents:
         self._workers = workers or ScanWorkers()  # the guardrails' threads, shared
         # The injection signals of the `agents` settings in force, made once per configuration.
         self._signals: tuple[AgentsSettings, InjectionSignals] | None = None
+        # What Tollgate saw of each Responses conversation, by its last answer's id, across reloads.
+        self.responses = ResponseIndex()
 
     def handle(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
         settings = call.loaded.config.agents
@@ -44,17 +51,28 @@ class Agents:
         answers = AGENTS_FORMATS.get(client_answer_format(call) or "")
         if body is None or answers is None:
             return None
+        why = answers.undecidable(body)
+        if why is not None:  # a call must never reach the agent undecided
+            call.verdict.deny_reasons = (why,)
+            refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this call: {why} (`agents`).")
+            return None
         facts = call.classification.facts
-        # A stream without tools carries no call to decide: it goes as it came, unheld.
-        decides = not facts.stream or bool(facts.has_tools)
-        if facts.stream and facts.has_tools:
+        # A stream without tools carries no call to decide: it goes as it came, unheld; but read
+        # where its format's answers are continued by their id, for the next turn to be judged on it.
+        decides = not facts.stream or bool(facts.has_tools) or answers.continued is not None
+        if facts.stream and decides:
             # Its events are read as they come (`held_stream`): asked for no encoding.
             request = flow.request.data
             request.headers.fields = with_header(request.headers.fields, b"accept-encoding", b"identity")
         signals = self._signals_of(settings)
+        caller = call.caller.client or ""
+        # A turn continuing an answer whose calls were refused answers them with their refusals: the
+        # provider kept those calls, and refuses a turn that leaves them unanswered.
+        if call.request.client_body is None and answers.answer_refusals(body, self.responses, caller):
+            write_body(flow.request, call)
 
         def read() -> AgentsCall:
-            return answers.read(body, settings, signals)
+            return answers.read(body, settings, signals, self.responses, caller)
 
         if len(flow.request.data.content or b"") < OFF_LOOP_BYTES:  # most turns: read at once
             call.agents = read()
@@ -62,6 +80,25 @@ class Agents:
             call.agents.policy = tool_policy(call)
             return None
         return self._read_off_loop(call, read, decides)
+
+    def kept(self) -> tuple[int, int] | None:
+        """The Responses answers kept and their characters, for the metrics; None without `agents`.
+        Read from the metrics server's thread: two reads, no change."""
+        loaded = self.shared.loaded
+        if loaded is None or loaded.config.agents is None:
+            return None
+        return len(self.responses), self.responses.chars
+
+    def session(self, flow: http.HTTPFlow, call: Call) -> None:
+        """The Responses API's WebSocket, with `agents` on: refused at its upgrade. Its answers'
+        events are not held for their calls to be decided, and a call must never reach the agent
+        undecided; a client that then takes HTTPS (as Codex does when the upgrade fails) has its
+        calls decided there."""
+        if call.loaded.config.agents is None:
+            return
+        why = "with `agents` on, tool calls are decided over HTTPS only, not on the Responses API's WebSocket"
+        call.verdict.deny_reasons = (why,)
+        refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this WebSocket: {why}.")
 
     async def _read_off_loop(self, call: Call, read: Callable[[], AgentsCall], decides: bool) -> None:
         """A long conversation read in a worker thread, the event loop serving the other calls."""

@@ -39,10 +39,12 @@ class Metrics:
         env: Mapping[str, str] | None = None,
         export_lag: Callable[[], int | None] = lambda: None,
         postgres_lag: Callable[[], int | None] = lambda: None,
+        agents_kept: Callable[[], tuple[int, int] | None] = lambda: None,
     ) -> None:
         self.shared = shared
         self._export_lag = export_lag  # the audit's records not yet acknowledged by its collector
         self._postgres_lag = postgres_lag  # the audit's records not yet stored in PostgreSQL
+        self._agents_kept = agents_kept  # the Responses answers `agents` keeps, and their characters
         # Made when metrics are first asked for, and kept: a reload never resets a counter.
         self._set: MetricSet | None = None
         self._server: WSGIServer | None = None
@@ -79,7 +81,12 @@ class Metrics:
                 except ValueError as e:
                     raise ConfigError(f"{DIRECTORY_ENV}={self._directory}: {e}") from None
             self._set = MetricSet(
-                settings.max_label_values, self._pools, self._audit_depth, self._export_lag, self._postgres_lag
+                settings.max_label_values,
+                self._pools,
+                self._audit_depth,
+                self._export_lag,
+                self._postgres_lag,
+                self._agents_kept,
             )
             if self._directory is not None:
                 self._files = SharedFiles(self._directory, self._set.registry)

@@ -1,0 +1,156 @@
+"""`agents` on a Responses API answer read whole: each output item the agent runs (`function_call`,
+`custom_tool_call`, and the built-in tools its own harness runs: `computer_call`, `shell_call`,
+`local_shell_call`, `apply_patch_call`) decided before the agent gets it. The provider's own tools'
+items (`web_search_call`, `mcp_call`, …) are not the agent's to run: they go as they came. A
+refused call's item is replaced, at its place, by a `message` item whose `output_text` the agent
+reads. The usage stays as it came. What the conversation holds once answered is kept by the
+answer's id (`AgentsCall.remember`), for a later `previous_response_id` to be judged on it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tollgate.formats.openai_responses.provenance import agent_call
+from tollgate.governance.agents.call_state import AgentsCall, decided_call
+from tollgate.governance.agents.tool_decision import UNREAD, ToolCall
+
+
+def responses_schemas(body: dict[str, Any]) -> dict[str, Any]:
+    """Each declared function's argument schema (custom and built-in tools declare none)."""
+    out: dict[str, Any] = {}
+    for tool in body.get("tools") or ():
+        if isinstance(tool, dict) and tool.get("type") == "function" and isinstance(tool.get("name"), str):
+            out[tool["name"]] = tool.get("parameters")
+    return out
+
+
+def undecidable(body: dict[str, Any]) -> str | None:
+    """Why a request's answer's calls would reach the agent undecided; None where they cannot."""
+    if body.get("background") is True and body.get("tools"):
+        # Fetched later (GET /v1/responses/{id}, or its stream resumed): read back as it was made.
+        return "a background response's tool calls are fetched later, undecided"
+    return None
+
+
+def tool_call_of(item: dict[str, Any]) -> ToolCall | None:
+    """The call an output item asks the agent to make; None for an item the agent does not run."""
+    found = agent_call(item)
+    if found is None:
+        return None
+    name, arguments = found
+    call_id = item.get("call_id") if isinstance(item.get("call_id"), str) else None
+    kind = item.get("type")
+    if kind == "function_call":
+        return ToolCall.from_json(name, arguments if isinstance(arguments, str) else "\x00", call_id)
+    if kind == "custom_tool_call":  # freeform input, judged as its text
+        return ToolCall(name, arguments if isinstance(arguments, str) else UNREAD, call_id)
+    return ToolCall(name, arguments, call_id)
+
+
+def refusal_item(call: dict[str, Any], text: str) -> dict[str, Any]:
+    """The `message` item that takes a refused call's place, its id made from the call's (the same
+    in a stream's events and in its last event's response)."""
+    of = call.get("id") if isinstance(call.get("id"), str) else call.get("call_id")
+    return {
+        "id": f"msg_tollgate_{of if isinstance(of, str) else 'call'}",
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
+
+
+def identity(item: dict[str, Any]) -> str | None:
+    """How an output item is found again in a stream's last event: its id, else its call's id."""
+    for key in ("id", "call_id"):
+        if isinstance(item.get(key), str):
+            return f"{key}:{item[key]}"
+    return None
+
+
+# The item that answers a refused call, by the call's type, for the provider that keeps the call.
+_ANSWERED_BY = {"function_call": "function_call_output", "custom_tool_call": "custom_tool_call_output"}
+
+
+def refusal_output(call: dict[str, Any], text: str) -> dict[str, Any] | None:
+    """The output item that answers a refused call with its refusal (None for a call whose output
+    is not text): the provider kept the call, and a request continuing its response must answer it."""
+    kind, call_id = _ANSWERED_BY.get(str(call.get("type"))), call.get("call_id")
+    if kind is None or not isinstance(call_id, str):
+        return None
+    return {"type": kind, "call_id": call_id, "output": text}
+
+
+def with_refusals_answered(body: dict[str, Any], refused: dict[str, dict[str, Any]]) -> bool:
+    """A request continuing a response (`previous_response_id`) whose calls Tollgate refused: the
+    refusals put first in its input, as those calls' outputs, for each call its input does not
+    answer itself (the agent never got the call to answer it). Whether the body changed."""
+    source = body.get("input")
+    items = [{"role": "user", "content": source}] if isinstance(source, str) else source
+    if not isinstance(items, list):
+        return False
+    answered = {i.get("call_id") for i in items if isinstance(i, dict) and str(i.get("type", "")).endswith("_output")}
+    missing = [dict(output) for call_id, output in refused.items() if call_id not in answered]
+    if not missing:
+        return False
+    body["input"] = [*missing, *items]
+    return True
+
+
+def remembered(state: AgentsCall, response: dict[str, Any], refused: dict[str, dict[str, Any]]) -> None:
+    """The conversation kept by the response's id, as the agent got its output."""
+    if state.remember is not None and isinstance(response.get("id"), str):
+        state.remember(response["id"], response.get("output"), refused)
+
+
+def decided_responses_answer(content: bytes, state: AgentsCall) -> bytes | None:
+    """The answer with each refused call's item replaced by its refusal's message (the same bytes
+    where none was refused); None where it cannot be read."""
+    try:
+        answer = json.loads(content)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(answer, dict) or not isinstance(answer.get("output", []), list):
+        return None
+    output: list[Any] = answer.get("output") or []
+    refused: dict[str, dict[str, Any]] = {}  # by call id: the output that answers it
+    changed = False
+    for at, item in enumerate(output):
+        call = tool_call_of(item) if isinstance(item, dict) else None
+        if call is None:
+            continue
+        decision = decided_call(call, state)
+        if decision.refusal is not None:
+            output[at], changed = refusal_item(item, decision.refusal), True
+            if (answer_item := refusal_output(item, decision.refusal)) is not None:
+                refused[answer_item["call_id"]] = answer_item
+    remembered(state, answer, refused)
+    if not changed:
+        return content
+    if isinstance(answer.get("output_text"), str):  # a convenience some servers add: the text anew
+        answer["output_text"] = output_text(output)
+    return json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def output_text(output: list[Any]) -> str:
+    """Every `output_text` of the output's messages, joined, as the SDKs' `output_text` reads them."""
+    return "".join(
+        part["text"]
+        for item in output
+        if isinstance(item, dict) and item.get("type") == "message"
+        for part in item.get("content") or ()
+        if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str)
+    )
+
+
+def replaced_output(response: dict[str, Any], replacements: dict[str, dict[str, Any]]) -> bool:
+    """A stream's last event's response with the refused calls' items replaced; whether any was."""
+    output = response.get("output")
+    changed = False
+    for at, item in enumerate(output if isinstance(output, list) else ()):
+        key = identity(item) if isinstance(item, dict) and agent_call(item) is not None else None
+        if key is not None and key in replacements:
+            output[at] = replacements[key]  # type: ignore[index]
+            changed = True
+    return changed
