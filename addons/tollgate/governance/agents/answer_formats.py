@@ -6,15 +6,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from tollgate.formats import OPENAI_CHAT
+from tollgate.formats import CODE_ASSIST, GEMINI_GENERATE, OPENAI_CHAT
+from tollgate.formats.gemini_generate.provenance import read_provenance as gemini_provenance
 from tollgate.formats.openai_chat.provenance import read_provenance as chat_provenance
 from tollgate.formats.provenance import Provenance
 from tollgate.formats.translation import Rewrite
 from tollgate.governance.agents.call_state import AgentsCall, read_request
 from tollgate.governance.agents.chat_calls import chat_schemas, decided_chat_answer
 from tollgate.governance.agents.chat_stream import HeldChatCalls
+from tollgate.governance.agents.gemini_calls import (
+    ENVELOPE,
+    code_assist_provenance,
+    code_assist_schemas,
+    decided_gemini_answer,
+    gemini_schemas,
+)
+from tollgate.governance.agents.gemini_stream import HeldGeminiCalls
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.settings import AgentsSettings
 
@@ -28,6 +38,13 @@ class AgentsFormat:
     decided_whole: Callable[[bytes, AgentsCall], bytes | None]
     # A streamed answer's rewrite: its calls held until complete, then decided.
     held_stream: Callable[[AgentsCall, Rewrite | None], Rewrite]
+    # A streamed call's answer of type JSON is a stream too (Gemini's JSON array), not one answer.
+    json_streams: bool = False
+
+    def streams(self, event_stream: bool, asked: bool) -> bool:
+        """Whether an answer is decided as its events come (else read whole): server-sent events,
+        or a JSON answer to a streamed call where the format streams JSON."""
+        return event_stream or (asked and self.json_streams)
 
     def read(self, body: dict[str, Any], settings: AgentsSettings, signals: InjectionSignals) -> AgentsCall:
         state = read_request(self.provenance(body), self.schemas(body), settings, signals)
@@ -37,4 +54,16 @@ class AgentsFormat:
 
 AGENTS_FORMATS: dict[str, AgentsFormat] = {
     OPENAI_CHAT: AgentsFormat(chat_provenance, chat_schemas, decided_chat_answer, HeldChatCalls),
+    # The Gemini API's and Vertex AI's Gemini.
+    GEMINI_GENERATE: AgentsFormat(
+        gemini_provenance, gemini_schemas, decided_gemini_answer, HeldGeminiCalls, json_streams=True
+    ),
+    # Gemini CLI signed in with a plan: the same inside Code Assist's envelope.
+    CODE_ASSIST: AgentsFormat(
+        code_assist_provenance,
+        code_assist_schemas,
+        partial(decided_gemini_answer, envelope=ENVELOPE),
+        partial(HeldGeminiCalls, envelope=ENVELOPE),
+        json_streams=True,
+    ),
 }

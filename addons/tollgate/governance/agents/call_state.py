@@ -6,17 +6,28 @@ schemas (`AgentsFormat`) and decides its own answer's calls with `decided_call`.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from tollgate.formats.provenance import Provenance
+from tollgate.formats.translation import Rewrite
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.agents.taint import TaintIndex, matches
 from tollgate.governance.agents.tool_decision import ToolCall, ToolDecision, decide
 
-if TYPE_CHECKING:
-    from tollgate.governance.agents.answer_formats import AgentsFormat
+
+class AnswerDecider(Protocol):
+    """How a format's answers are decided (`answer_formats.AgentsFormat`), as a call's state holds it."""
+
+    @property
+    def decided_whole(self) -> Callable[[bytes, AgentsCall], bytes | None]: ...
+
+    @property
+    def held_stream(self) -> Callable[[AgentsCall, Rewrite | None], Rewrite]: ...
+
+    def streams(self, event_stream: bool, asked: bool) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -28,7 +39,7 @@ class AgentsCall:
     index: TaintIndex = field(repr=False)
     findings: dict[str, int]  # injection kinds found in the outside content, by count
     schemas: dict[str, Any] = field(repr=False)  # each declared tool's argument schema
-    format: AgentsFormat | None = field(default=None, repr=False)  # how its answer's calls are decided
+    format: AnswerDecider | None = field(default=None, repr=False)  # how its answer's calls are decided
     # Its answer's tool calls are decided (not a streamed call without tools).
     decides: bool = True
     decisions: list[ToolDecision] = field(default_factory=list)
