@@ -212,3 +212,11 @@ def test_a_json_answer_to_a_streamed_call_is_decided_whole() -> None:
     out = fed(HeldGeminiCalls(state()), b"\n" + body + b"\n", [3])
     assert out.startswith(b"\n") and out.endswith(b"\n")
     assert parts_of(json.loads(out)) == [{"text": REFUSED}]
+
+
+def test_an_array_element_goes_as_soon_as_it_is_whole() -> None:
+    whole = array(ITEMS)
+    first_end = whole.index(b"\r\n,")
+    held = HeldGeminiCalls(state())
+    assert held.feed(whole[: first_end - 1]) == b""  # not whole yet
+    assert held.feed(whole[first_end - 1 : first_end + 4]) == whole[:first_end]  # its comma waits with the next
