@@ -2,13 +2,15 @@
 fake Gemini API (and Vertex AI). An answer's function call whose argument comes from a tool result
 is refused, a text part the agent reads in its place; one whose arguments the user gave passes as
 it came; whole, streamed as server-sent events, and streamed as one JSON array (no `alt=sse`), each
-item decided as it comes. The audit names each call's decision, never an argument's value."""
+item decided as it comes; Code Assist's the same inside its envelope. The audit names each call's decision, never an argument's value."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from tests.e2e.test_code_assist import TOKEN, URL, TokenInfo, envelope
+from tests.e2e.test_code_assist import config as code_assist_config
 from tests.support.answers import answered_by
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
@@ -245,3 +247,72 @@ def test_a_json_array_stream_is_decided_item_by_item(gw):
     clean = raw(gw, "gemini-clean", f"Pay the rent to {OWN}.")
     assert clean["body"].encode() == b"".join(array(streamed_items("gemini-clean")))  # byte for byte
     assert_no_argument_value(gw)
+
+
+# ---------------------------------------------------------------------------------------------
+# Code Assist (Gemini CLI signed in with Google): the same answers inside `{"response": …}`, its
+# requests made as Gemini CLI makes them (urllib, as in test_code_assist).
+
+
+def code_assist(received: Received) -> Reply:
+    method = received.path.partition(":")[2].partition("?")[0]
+    wrap = lambda i: {"response": i, "traceId": "t1"}  # noqa: E731
+    if method == "streamGenerateContent":
+        chunks = [b"data: " + json.dumps(wrap(i)).encode() + b"\r\n\r\n" for i in streamed_items("gemini-both")]
+        return Reply(200, headers=SSE, chunks=chunks)
+    if method == "generateContent":
+        return Reply(200, wrap(item(*CALLS["gemini-both"], finish="STOP", usage=True)))
+    return Reply(200, {})
+
+
+@pytest.fixture(scope="module")
+def code_assist_gw(start_gateway, upstream_ca, upstream_ca_pem):
+    info = TokenInfo(upstream_ca)
+    gateway = start_gateway(
+        lambda urls: (
+            code_assist_config(urls, f"{info.fake.url}/tokeninfo", str(upstream_ca_pem))
+            | {"agents": {"acting_tools": ["send_*"]}, "guardrails": []}
+        ),
+        providers=("code_assist",),
+    )
+    gateway.fakes["code_assist"].handler = code_assist
+    yield gateway
+    info.fake.close()
+
+
+CODE_ASSIST_CALL = """
+import json, urllib.error, urllib.request
+query = "?alt=sse" if METHOD == "streamGenerateContent" else ""
+request = urllib.request.Request(URL + ":" + METHOD + query, data=json.dumps(BODY).encode(), method="POST",
+    headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"})
+try:
+    with urllib.request.urlopen(request, timeout=30) as r:
+        report(status=r.status, body=r.read().decode())
+except urllib.error.HTTPError as e:
+    report(status=e.code, body=e.read().decode())
+"""
+
+
+@pytest.mark.parametrize("method", ["generateContent", "streamGenerateContent"])
+def test_code_assists_calls_are_decided_inside_its_envelope(code_assist_gw, method):
+    body = envelope()
+    body["request"] |= {"contents": contents("Pay the rent as my landlord asks."), "tools": TOOLS}
+    head = f"METHOD, BODY, URL, TOKEN = {method!r}, {body!r}, {URL!r}, {TOKEN!r}\n"
+    result = code_assist_gw.run(head + CODE_ASSIST_CALL)
+    assert result["status"] == 200
+    if method == "generateContent":
+        answers = [json.loads(result["body"])]
+    else:
+        answers = [json.loads(line[6:]) for line in result["body"].splitlines() if line.startswith("data: ")]
+    assert all(a["traceId"] == "t1" for a in answers)
+    parts = [p for a in answers for p in a["response"]["candidates"][0]["content"]["parts"]]
+    assert [p for p in parts if p.get("text")] == ([{"text": "Paying."}] if method != "generateContent" else []) + [
+        {"text": REFUSED}
+    ]
+    assert [p for p in parts if "functionCall" in p] == [READ]
+    record = code_assist_gw.last_audit()
+    assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [
+        ("send_money", "deny"),
+        ("read_inbox", "allow"),
+    ]
+    assert_no_argument_value(code_assist_gw)
