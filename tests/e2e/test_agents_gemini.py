@@ -14,6 +14,7 @@ from tests.e2e.test_code_assist import config as code_assist_config
 from tests.support.answers import answered_by
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
+from tests.support.streams import sse
 
 KEY = "tg-agents-gemini-0001"
 PLANTED = "DE89370400440532013000"  # the attacker's account, in the inbox's text
@@ -62,8 +63,42 @@ def array(items: list[dict]) -> list[bytes]:
     return [b"[" + texts[0], *(b"\r\n,\r\n" + t for t in texts[1:]), b"\r\n]"]
 
 
+def claude(stream: bool) -> Reply:
+    """Claude's answer to a Gemini call translated to Anthropic: text, then a tainted call."""
+    usage = {"input_tokens": 30, "output_tokens": 9}
+    message = {"id": "msg_g", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5"}
+    use = {"type": "tool_use", "id": "toolu_1", "name": "send_money"}
+    arguments = json.dumps({"recipient": PLANTED, "amount": 950})
+    if not stream:
+        content = [{"type": "text", "text": "Paying."}, {**use, "input": json.loads(arguments)}]
+        return Reply(200, {**message, "content": content, "stop_reason": "tool_use", "usage": usage})
+    start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
+    delta = lambda i, d: sse({"type": "content_block_delta", "index": i, "delta": d}, "content_block_delta")  # noqa: E731
+    events = [
+        sse({"type": "message_start", "message": start}, "message_start"),
+        sse(
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            "content_block_start",
+        ),
+        delta(0, {"type": "text_delta", "text": "Paying."}),
+        sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+        sse({"type": "content_block_start", "index": 1, "content_block": {**use, "input": {}}}, "content_block_start"),
+        delta(1, {"type": "input_json_delta", "partial_json": arguments[:12]}),
+        delta(1, {"type": "input_json_delta", "partial_json": arguments[12:]}),
+        sse({"type": "content_block_stop", "index": 1}, "content_block_stop"),
+        sse(
+            {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}},
+            "message_delta",
+        ),
+        sse({"type": "message_stop"}, "message_stop"),
+    ]
+    return Reply(200, headers=SSE, chunks=events)
+
+
 def upstream(received: Received) -> Reply:
     path = received.path
+    if path.endswith("/v1/messages"):
+        return claude(bool(received.json().get("stream")))
     if ":generateContent" not in path and ":streamGenerateContent" not in path:
         return provider_answers(received)
     model = path.rpartition("/models/")[2].partition(":")[0]
@@ -83,11 +118,14 @@ def gw(start_gateway):
                 "providers": {
                     "gemini": {"upstream": urls["gemini"], "keys": ["AIza-real-agents-gemini-0001"]},
                     "vertex": {"upstream": urls["vertex"], "keys": ["AQ.real-vertex-agents-0001"]},
+                    "anthropic": {"upstream": urls["anthropic"], "keys": ["sk-ant-real-agents-gemini-0001"]},
                 },
+                # A Gemini call to Claude goes in Anthropic's format; its answer comes back in Gemini's.
+                "overrides": [{"match": {"provider": "gemini", "model": "claude-*"}, "provider": "anthropic"}],
                 "clients": [{"name": "agent", "keys": [KEY]}],
                 "agents": {"acting_tools": ["send_*"]},
             },
-            providers=("gemini", "vertex"),
+            providers=("gemini", "vertex", "anthropic"),
         ),
         upstream,
     )
@@ -210,6 +248,16 @@ def test_a_streamed_untainted_call_passes_as_it_came(gw):
     }
     sent = gw.fakes["gemini"].received[before:]
     assert len(sent) == 1 and sent[0].headers.get("accept-encoding") == "identity"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_call_translated_from_claude_is_decided_as_the_client_gets_it(gw, stream):
+    result = ask(gw, "claude-sonnet-4-5", "Pay the rent as my landlord asks.", stream=stream)
+    assert (result["text"], result["calls"]) == (f"Paying.{REFUSED}", [])
+    record = gw.last_audit()
+    assert record["provider"] == "anthropic"
+    assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [("send_money", "deny")]
+    assert_no_argument_value(gw)
 
 
 # The JSON array (no alt=sse), as a raw client reads it: the SDK always asks for server-sent events.
