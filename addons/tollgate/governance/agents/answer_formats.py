@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from tollgate.formats import CODE_ASSIST, GEMINI_GENERATE, OPENAI_CHAT
+from tollgate.formats import BEDROCK_CONVERSE, CODE_ASSIST, GEMINI_GENERATE, OPENAI_CHAT
+from tollgate.formats.bedrock_converse.provenance import read_provenance as converse_provenance
 from tollgate.formats.gemini_generate.provenance import read_provenance as gemini_provenance
 from tollgate.formats.openai_chat.provenance import read_provenance as chat_provenance
 from tollgate.formats.provenance import Provenance
@@ -17,6 +18,8 @@ from tollgate.formats.translation import Rewrite
 from tollgate.governance.agents.call_state import AgentsCall, read_request
 from tollgate.governance.agents.chat_calls import chat_schemas, decided_chat_answer
 from tollgate.governance.agents.chat_stream import HeldChatCalls
+from tollgate.governance.agents.converse_calls import converse_schemas, decided_converse_answer
+from tollgate.governance.agents.converse_stream import HeldConverseCalls
 from tollgate.governance.agents.gemini_calls import (
     ENVELOPE,
     code_assist_provenance,
@@ -38,13 +41,14 @@ class AgentsFormat:
     decided_whole: Callable[[bytes, AgentsCall], bytes | None]
     # A streamed answer's rewrite: its calls held until complete, then decided.
     held_stream: Callable[[AgentsCall, Rewrite | None], Rewrite]
-    # A streamed call's answer of type JSON is a stream too (Gemini's JSON array), not one answer.
-    json_streams: bool = False
+    # A streamed call's answer is a stream whatever its type (Gemini's JSON array, Bedrock's AWS
+    # event stream), not one answer read whole.
+    streams_when_asked: bool = False
 
     def streams(self, event_stream: bool, asked: bool) -> bool:
         """Whether an answer is decided as its events come (else read whole): server-sent events,
-        or a JSON answer to a streamed call where the format streams JSON."""
-        return event_stream or (asked and self.json_streams)
+        or any answer to a streamed call where the format says so."""
+        return event_stream or (asked and self.streams_when_asked)
 
     def read(self, body: dict[str, Any], settings: AgentsSettings, signals: InjectionSignals) -> AgentsCall:
         state = read_request(self.provenance(body), self.schemas(body), settings, signals)
@@ -56,7 +60,7 @@ AGENTS_FORMATS: dict[str, AgentsFormat] = {
     OPENAI_CHAT: AgentsFormat(chat_provenance, chat_schemas, decided_chat_answer, HeldChatCalls),
     # The Gemini API's and Vertex AI's Gemini.
     GEMINI_GENERATE: AgentsFormat(
-        gemini_provenance, gemini_schemas, decided_gemini_answer, HeldGeminiCalls, json_streams=True
+        gemini_provenance, gemini_schemas, decided_gemini_answer, HeldGeminiCalls, streams_when_asked=True
     ),
     # Gemini CLI signed in with a plan: the same inside Code Assist's envelope.
     CODE_ASSIST: AgentsFormat(
@@ -64,6 +68,10 @@ AGENTS_FORMATS: dict[str, AgentsFormat] = {
         code_assist_schemas,
         partial(decided_gemini_answer, envelope=ENVELOPE),
         partial(HeldGeminiCalls, envelope=ENVELOPE),
-        json_streams=True,
+        streams_when_asked=True,
+    ),
+    # Bedrock's Converse and ConverseStream (its AWS event stream).
+    BEDROCK_CONVERSE: AgentsFormat(
+        converse_provenance, converse_schemas, decided_converse_answer, HeldConverseCalls, streams_when_asked=True
     ),
 }
