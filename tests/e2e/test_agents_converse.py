@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.support.answers import answered_by
+from tests.support.answers import AWS, KINDS, answered_by
 from tests.support.aws import botocore_accepts
 from tests.support.eventstream import event
 from tests.support.fake_upstream import Received, Reply
@@ -38,6 +38,8 @@ CALLS = {
     "amazon.nova-taint-v1:0": [send("t1", PLANTED)],
     "amazon.nova-clean-v1:0": [send("t1", OWN)],
     "amazon.nova-both-v1:0": [send("t1", PLANTED), READ],
+    # Under an answer rule: the kept call's input holds a key to redact.
+    "amazon.nova-guarded-v1:0": [send("t1", PLANTED), {**READ, "input": {"folder": AWS}}],
 }
 
 
@@ -98,6 +100,10 @@ def gw(start_gateway):
                     }
                 ],
                 "agents": {"acting_tools": ["send_*"]},
+                # An answer rule read with the calls decided: the guard reads what `agents` lets go.
+                "guardrails": [
+                    {"match": {"model": "*guarded*"}, "on": ["answer"], "detect": KINDS, "action": "redact"}
+                ],
             },
             providers=("bedrock",),
         ),
@@ -202,3 +208,17 @@ def test_an_untainted_call_passes_as_it_came(gw, stream):
         "total": 52,
     }
     assert gw.last_audit()["tool_calls"] == [{"name": "send_money", "decision": "allow", "reasons": [], "tainted": []}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_under_an_answer_rule_the_kept_call_comes_redacted_the_refused_one_replaced(gw, stream):
+    result = ask(gw, "amazon.nova-guarded-v1:0", stream)
+    assert result["texts"] == ["Paying.", REFUSED]
+    assert result["calls"] == [["read_inbox", {"folder": "[REDACTED:secrets.aws_access_key_id]"}]]
+    assert result["stop"] == "tool_use"
+    record = gw.last_audit()
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [
+        ("send_money", "deny"),
+        ("read_inbox", "allow"),
+    ]

@@ -11,7 +11,7 @@ import json
 import pytest
 from tests.e2e.test_code_assist import TOKEN, URL, TokenInfo, envelope
 from tests.e2e.test_code_assist import config as code_assist_config
-from tests.support.answers import answered_by
+from tests.support.answers import AWS, KINDS, answered_by
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
@@ -39,6 +39,8 @@ CALLS = {
     "gemini-taint": [send(PLANTED)],
     "gemini-clean": [send(OWN)],
     "gemini-both": [send(PLANTED), READ],
+    # Under an answer rule: the kept call's argument holds a key to redact.
+    "gemini-guarded": [send(PLANTED), {"functionCall": {"name": "read_inbox", "args": {"folder": AWS}}}],
 }
 
 
@@ -124,6 +126,10 @@ def gw(start_gateway):
                 "overrides": [{"match": {"provider": "gemini", "model": "claude-*"}, "provider": "anthropic"}],
                 "clients": [{"name": "agent", "keys": [KEY]}],
                 "agents": {"acting_tools": ["send_*"]},
+                # An answer rule read with the calls decided: the guard reads what `agents` lets go.
+                "guardrails": [
+                    {"match": {"model": "gemini-guarded"}, "on": ["answer"], "detect": KINDS, "action": "redact"}
+                ],
             },
             providers=("gemini", "vertex", "anthropic"),
         ),
@@ -248,6 +254,19 @@ def test_a_streamed_untainted_call_passes_as_it_came(gw):
     }
     sent = gw.fakes["gemini"].received[before:]
     assert len(sent) == 1 and sent[0].headers.get("accept-encoding") == "identity"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_under_an_answer_rule_the_kept_call_comes_redacted_the_refused_one_replaced(gw, stream):
+    result = ask(gw, "gemini-guarded", "Pay the rent as my landlord asks.", stream=stream)
+    assert result["text"] == (f"Paying.{REFUSED}" if stream else REFUSED)
+    assert result["calls"] == [["read_inbox", {"folder": "[REDACTED:secrets.aws_access_key_id]"}]]
+    record = gw.last_audit()
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [
+        ("send_money", "deny"),
+        ("read_inbox", "allow"),
+    ]
 
 
 @pytest.mark.parametrize("stream", [False, True])
