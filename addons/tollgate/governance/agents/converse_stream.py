@@ -13,6 +13,7 @@ holding is decided on what came (input cut short is refused as `unread`)."""
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
 from tollgate.formats.bodies.json_codec import loads_once
@@ -26,21 +27,26 @@ _EVENT = {":event-type": "contentBlockDelta", ":content-type": "application/json
 # One of ConverseStream's own exceptions, which botocore raises as `EventStreamError` with its message.
 _UNREAD = {":exception-type": "validationException", ":content-type": "application/json", ":message-type": "exception"}
 UNREAD_MESSAGE = "Tollgate stopped the answer: its tool calls could not be read for `agents`."
+_OVERHEAD = 16  # a frame's prelude and its CRC, beside its headers and payload
+_STRING, _LENGTH = 7, struct.Struct(">H")  # a header's type of string, and its value's length
+# The events read whatever they carry: a block's stop (a held call's end) and the answer's stop.
+_READ_EVENTS = frozenset(("contentBlockStop", "messageStop"))
 
 
 class _Held:
-    """A frame held: as it came, its event's name and payload where read."""
+    """A frame held: its bytes as they came, its event's name and payload where read."""
 
-    __slots__ = ("event", "frame", "obj")
+    __slots__ = ("event", "frame", "obj", "raw")
 
-    def __init__(self, frame: EventStreamFrame, event: Any, obj: dict[str, Any] | None) -> None:
-        self.frame, self.event, self.obj = frame, event, obj
+    def __init__(self, frame: EventStreamFrame, raw: bytes, event: Any, obj: dict[str, Any] | None) -> None:
+        self.frame, self.raw, self.event, self.obj = frame, raw, event, obj
 
 
 class HeldConverseCalls:
     def __init__(self, state: AgentsCall, inner: Rewrite | None = None) -> None:
         self._state, self._inner = state, inner
-        self._framer = EventStreamFramer()
+        self._framer = EventStreamFramer(read_headers=False)  # read here, faster (`_string_headers`)
+        self._bytes = bytearray()  # what came and is not yet framed: each frame's bytes sent as they came
         self._held: list[_Held] | None = None  # None: not holding
         self._calls: dict[int, list[Any]] = {}  # the held calls, by block: [id, name, input]
         self._open: set[int] = set()  # the tool blocks started and not stopped
@@ -59,7 +65,19 @@ class HeldConverseCalls:
     def _frames(self, data: bytes) -> bytes:
         if not data or self._stopped:
             return b""
-        out = [self._frame(frame) for frame in self._framer.feed(data) if not self._stopped]
+        self._bytes += data
+        out, at = [], 0
+        for frame in self._framer.feed(data):
+            size = _OVERHEAD + len(frame.raw_headers) + len(frame.payload)
+            raw, at = bytes(self._bytes[at : at + size]), at + size
+            headers = _string_headers(frame.raw_headers)
+            if headers is None:  # other types than strings: read as botocore reads them
+                read = self._framer.with_headers(frame)
+                headers = read.headers if read is not None else None
+            out.append(self._frame(frame, raw, headers) if headers is not None else self._stop())
+            if self._stopped:
+                break
+        del self._bytes[:at]
         if self._framer.error is not None and not self._stopped:
             out.append(self._stop())
         return b"".join(out)
@@ -70,18 +88,24 @@ class HeldConverseCalls:
         decided_call(ToolCall("unknown", UNREAD), self._state)  # recorded: a call not read, refused
         return event_frame(_UNREAD, json.dumps({"message": UNREAD_MESSAGE}).encode())
 
-    def _frame(self, frame: EventStreamFrame) -> bytes:
-        event = frame.headers.get(":event-type")
-        if frame.headers.get(":message-type") != "event":
+    def _frame(self, frame: EventStreamFrame, raw: bytes, headers: dict[str, Any]) -> bytes:
+        event = headers.get(":event-type")
+        if headers.get(":message-type") != "event":
             # The upstream's exception ends the stream: what is held is decided on what came.
-            return (self._release() if self._held is not None else b"") + _raw(frame)
-        try:
-            found = loads_once(frame.payload)
-        except (ValueError, RecursionError):
-            found = None
+            return (self._release() if self._held is not None else b"") + raw
+        payload = frame.payload
+        if event not in _READ_EVENTS and b"toolUse" not in payload and b"\\u" not in payload:
+            found = None  # a text delta, the usage: no call in it, not parsed
+        else:
+            try:
+                found = loads_once(payload)
+            except (ValueError, RecursionError):
+                found = None
+            if not isinstance(found, dict) and b"toolUse" in payload:
+                return self._stop()
         obj = found if isinstance(found, dict) else None
         if obj is None:
-            return self._stop() if b"toolUse" in frame.payload else self._passed(_Held(frame, event, None))
+            return self._passed(_Held(frame, raw, event, None))
         at = obj.get("contentBlockIndex")
         start = obj.get("start") if event == "contentBlockStart" else None
         delta = obj.get("delta") if event == "contentBlockDelta" else None
@@ -101,8 +125,8 @@ class HeldConverseCalls:
             else:
                 call[2] += "\x00"  # not an object: its input cannot be read
         elif event == "messageStop" and self._held is not None:
-            return self._release() + self._passed(_Held(frame, event, obj))
-        held = _Held(frame, event, obj)
+            return self._release() + self._passed(_Held(frame, raw, event, obj))
+        held = _Held(frame, raw, event, obj)
         if self._held is None:
             return self._passed(held)
         self._held.append(held)
@@ -118,7 +142,7 @@ class HeldConverseCalls:
         every_call_refused = self._counted > 0 and self._refused == self._counted
         if held.event == "messageStop" and obj is not None and obj.get("stopReason") == TOOL_USE and every_call_refused:
             return event_frame(held.frame.raw_headers, _json({**obj, "stopReason": END_TURN}))
-        return _raw(held.frame)
+        return held.raw
 
     def _release(self) -> bytes:
         """The held frames, each refused call's taken out and its text put before its block's stop."""
@@ -132,14 +156,14 @@ class HeldConverseCalls:
         self._refused += len(refused)
         self._calls, self._open = {}, set()
         if not refused:
-            return b"".join(_raw(h.frame) for h in held)
+            return b"".join(h.raw for h in held)
         out = []
         for h in held:
             block = h.obj.get("contentBlockIndex") if h.obj is not None else None
             if not isinstance(block, int) or block not in refused:
-                out.append(_raw(h.frame))
+                out.append(h.raw)
             elif h.event == "contentBlockStop":
-                out += [_text(block, refused.pop(block)), _raw(h.frame)]
+                out += [_text(block, refused.pop(block)), h.raw]
         # A block that never stopped: its text at the held frames' end.
         out += [_text(block, text) for block, text in refused.items()]
         return b"".join(out)
@@ -150,8 +174,25 @@ def _text(block: int, text: str) -> bytes:
     return event_frame(_EVENT, _json({"contentBlockIndex": block, "delta": {"text": text}}))
 
 
-def _raw(frame: EventStreamFrame) -> bytes:
-    return event_frame(frame.raw_headers, frame.payload)  # byte for byte as it came
+def _string_headers(raw: bytes) -> dict[str, Any] | None:
+    """A frame's headers where each is a string (type 7), as Bedrock writes them; None where one is
+    not (botocore's parser reads those), or where they cannot be read."""
+    out: dict[str, Any] = {}
+    i, end = 0, len(raw)
+    try:
+        while i < end:
+            n = raw[i]
+            name, i = raw[i + 1 : i + 1 + n], i + 1 + n
+            if i + 3 > end or raw[i] != _STRING:
+                return None
+            (m,) = _LENGTH.unpack_from(raw, i + 1)
+            if i + 3 + m > end:
+                return None
+            out[name.decode()] = raw[i + 3 : i + 3 + m].decode()
+            i += 3 + m
+    except (IndexError, UnicodeDecodeError, struct.error):
+        return None
+    return out
 
 
 def _json(obj: dict[str, Any]) -> bytes:

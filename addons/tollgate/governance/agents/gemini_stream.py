@@ -133,6 +133,8 @@ class HeldGeminiCalls:
 
     def _decided(self, data: bytes) -> bytes | None:
         """An item's bytes as they go: None where as they came."""
+        if _CALL_MARK.search(data) is None and b"\\u" not in data:
+            return None  # no call in it (nor a key spelt with escapes): most items, not parsed
         try:
             obj = loads_once(data)  # an object that repeats a key is not read
         except (ValueError, RecursionError):

@@ -220,3 +220,9 @@ def test_an_array_element_goes_as_soon_as_it_is_whole() -> None:
     held = HeldGeminiCalls(state())
     assert held.feed(whole[: first_end - 1]) == b""  # not whole yet
     assert held.feed(whole[first_end - 1 : first_end + 4]) == whole[:first_end]  # its comma waits with the next
+
+
+def test_a_call_whose_key_is_spelt_with_escapes_is_decided_all_the_same() -> None:
+    escaped = sse([item(call(PLANTED))]).replace(b"functionCall", b"function\\u0043all")
+    out = fed(HeldGeminiCalls(state()), escaped, [])
+    assert sse_items(out) == [item({"text": REFUSED})]
