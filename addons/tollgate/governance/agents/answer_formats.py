@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from tollgate.formats import OPENAI_CHAT, OPENAI_RESPONSES
+from tollgate.formats import BEDROCK_CONVERSE, CODE_ASSIST, GEMINI_GENERATE, OPENAI_CHAT, OPENAI_RESPONSES
+from tollgate.formats.bedrock_converse.provenance import read_provenance as converse_provenance
+from tollgate.formats.gemini_generate.provenance import read_provenance as gemini_provenance
 from tollgate.formats.openai_chat.provenance import read_provenance as chat_provenance
 from tollgate.formats.openai_responses.provenance import continued
 from tollgate.formats.openai_responses.provenance import read_provenance as responses_provenance
@@ -18,6 +21,16 @@ from tollgate.formats.translation import Rewrite
 from tollgate.governance.agents.call_state import AgentsCall, read_request
 from tollgate.governance.agents.chat_calls import chat_schemas, decided_chat_answer
 from tollgate.governance.agents.chat_stream import HeldChatCalls
+from tollgate.governance.agents.converse_calls import converse_schemas, decided_converse_answer
+from tollgate.governance.agents.converse_stream import HeldConverseCalls
+from tollgate.governance.agents.gemini_calls import (
+    ENVELOPE,
+    code_assist_provenance,
+    code_assist_schemas,
+    decided_gemini_answer,
+    gemini_schemas,
+)
+from tollgate.governance.agents.gemini_stream import HeldGeminiCalls
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.response_index import ResponseIndex
 from tollgate.governance.agents.responses_calls import (
@@ -49,6 +62,14 @@ class AgentsFormat:
     refusals_answered: Callable[[dict[str, Any], dict[str, dict[str, Any]]], bool] | None = None
     # Why a request's answer's calls would reach the agent undecided (it is refused then); None: they cannot.
     undecidable: Callable[[dict[str, Any]], str | None] = lambda _body: None
+    # A streamed call's answer is a stream whatever its type (Gemini's JSON array, Bedrock's AWS
+    # event stream), not one answer read whole.
+    streams_when_asked: bool = False
+
+    def streams(self, event_stream: bool, asked: bool) -> bool:
+        """Whether an answer is decided as its events come (else read whole): server-sent events,
+        or any answer to a streamed call where the format says so."""
+        return event_stream or (asked and self.streams_when_asked)
 
     def read(
         self,
@@ -86,12 +107,13 @@ class AgentsFormat:
         return seen is not None and bool(seen.refused) and self.refusals_answered(body, seen.refused)
 
 
-def _chat(body: dict[str, Any], _earlier: Earlier | None) -> Provenance:
-    return chat_provenance(body)  # a chat request repeats its whole conversation
+def _whole(read: Callable[[dict[str, Any]], Provenance]) -> Callable[[dict[str, Any], Earlier | None], Provenance]:
+    """The provenance of a format whose requests repeat their whole conversation: no earlier answer read."""
+    return lambda body, _earlier: read(body)
 
 
 AGENTS_FORMATS: dict[str, AgentsFormat] = {
-    OPENAI_CHAT: AgentsFormat(_chat, chat_schemas, decided_chat_answer, HeldChatCalls),
+    OPENAI_CHAT: AgentsFormat(_whole(chat_provenance), chat_schemas, decided_chat_answer, HeldChatCalls),
     OPENAI_RESPONSES: AgentsFormat(
         responses_provenance,
         responses_schemas,
@@ -100,5 +122,25 @@ AGENTS_FORMATS: dict[str, AgentsFormat] = {
         continued,
         with_refusals_answered,
         undecidable,
+    ),
+    # The Gemini API's and Vertex AI's Gemini.
+    GEMINI_GENERATE: AgentsFormat(
+        _whole(gemini_provenance), gemini_schemas, decided_gemini_answer, HeldGeminiCalls, streams_when_asked=True
+    ),
+    # Gemini CLI signed in with a plan: the same inside Code Assist's envelope.
+    CODE_ASSIST: AgentsFormat(
+        _whole(code_assist_provenance),
+        code_assist_schemas,
+        partial(decided_gemini_answer, envelope=ENVELOPE),
+        partial(HeldGeminiCalls, envelope=ENVELOPE),
+        streams_when_asked=True,
+    ),
+    # Bedrock's Converse and ConverseStream (its AWS event stream).
+    BEDROCK_CONVERSE: AgentsFormat(
+        _whole(converse_provenance),
+        converse_schemas,
+        decided_converse_answer,
+        HeldConverseCalls,
+        streams_when_asked=True,
     ),
 }

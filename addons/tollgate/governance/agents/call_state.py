@@ -39,6 +39,8 @@ class AnswerDeciding(Protocol):
     @property
     def held_stream(self) -> Callable[[AgentsCall, Rewrite | None], Rewrite]: ...
 
+    def streams(self, event_stream: bool, asked: bool) -> bool: ...
+
 
 logger = logging.getLogger(__name__)
 

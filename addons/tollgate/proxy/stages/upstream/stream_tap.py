@@ -333,7 +333,9 @@ class StreamTap:
         agents = call.agents is not None and call.agents.decides and not (outside or bodiless)
         agents = agents and flow.response.status_code < 300
         asks = None
-        if agents and is_event_stream(headers):
+        held = call.agents.format if agents and call.agents is not None else None
+        asked = bool(classification.facts.stream)  # a translated stream is one whatever its type
+        if (held is not None and held.streams(is_event_stream(headers), asked)) or (agents and translation and asked):
             if decoder is not None:  # asked for none: an encoded stream cannot be read as it comes
                 _refuse_undecided(flow, call)
                 return
