@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tollgate.formats import OPENAI_CHAT
+from tollgate.formats import ANTHROPIC_MESSAGES, CLAUDE_ON_VERTEX, OPENAI_CHAT
+from tollgate.formats.anthropic_messages.provenance import read_provenance as messages_provenance
 from tollgate.formats.openai_chat.provenance import read_provenance as chat_provenance
 from tollgate.formats.provenance import Provenance
 from tollgate.formats.translation import Rewrite
@@ -16,6 +17,8 @@ from tollgate.governance.agents.call_state import AgentsCall, read_request
 from tollgate.governance.agents.chat_calls import chat_schemas, decided_chat_answer
 from tollgate.governance.agents.chat_stream import HeldChatCalls
 from tollgate.governance.agents.injection import InjectionSignals
+from tollgate.governance.agents.messages_calls import decided_messages_answer, messages_schemas
+from tollgate.governance.agents.messages_stream import HeldMessagesCalls
 from tollgate.governance.agents.settings import AgentsSettings
 
 
@@ -35,6 +38,11 @@ class AgentsFormat:
         return state
 
 
+_MESSAGES = AgentsFormat(messages_provenance, messages_schemas, decided_messages_answer, HeldMessagesCalls)
+
 AGENTS_FORMATS: dict[str, AgentsFormat] = {
     OPENAI_CHAT: AgentsFormat(chat_provenance, chat_schemas, decided_chat_answer, HeldChatCalls),
+    ANTHROPIC_MESSAGES: _MESSAGES,
+    # Claude on Vertex AI: the same body read, Anthropic's own answers and streams decided.
+    CLAUDE_ON_VERTEX: _MESSAGES,
 }
