@@ -37,12 +37,16 @@ class _Event:
 class _Block:
     """A `tool_use` block as it came: its start's input, and its `partial_json` pieces."""
 
-    __slots__ = ("id", "name", "pieces", "start_input", "stopped")
+    __slots__ = ("id", "name", "pieces", "start_input", "starts", "stops")
 
     def __init__(self, block: dict[str, Any]) -> None:
         self.id, self.name, self.start_input = block.get("id"), block.get("name"), block.get("input")
         self.pieces: list[str] | None = None
-        self.stopped = False
+        self.starts, self.stops = 1, 0
+
+    @property
+    def stopped(self) -> bool:
+        return self.stops >= self.starts
 
     def call(self) -> ToolCall:
         if self.pieces is None:  # no delta: the input its start carried
@@ -107,15 +111,21 @@ class HeldMessagesCalls:
             if isinstance(block, dict) and block.get("type") == TOOL_USE:
                 if self._held is None:
                     self._held = []
-                self._blocks[index] = _Block(block)
+                if index in self._blocks:  # two calls at one index: neither can be told apart
+                    self._blocks[index].pieces = [UNREAD_PIECE]
+                    self._blocks[index].starts += 1
+                else:
+                    self._blocks[index] = _Block(block)
         elif kind == "content_block_delta" and index in self._blocks:
             delta = obj.get("delta")
             if isinstance(delta, dict) and delta.get("type") == "input_json_delta":
                 piece = delta.get("partial_json")
                 held = self._blocks[index]
-                held.pieces = [*(held.pieces or ()), piece if isinstance(piece, str) else UNREAD_PIECE]
+                if held.pieces is None:
+                    held.pieces = []
+                held.pieces.append(piece if isinstance(piece, str) else UNREAD_PIECE)
         elif kind == "content_block_stop" and index in self._blocks:
-            self._blocks[index].stopped = True
+            self._blocks[index].stops += 1
 
     def _release(self) -> bytes:
         """The held events, each refused block's replaced by a text block's at its index."""
@@ -132,20 +142,24 @@ class HeldMessagesCalls:
         if not refused:
             return b"".join(self._stop_rewritten(e) for e in held)
         out = []
+        opened: set[int] = set()  # the refused indexes whose text block began, and ended
+        closed: set[int] = set()
         for event in held:
             obj = event.obj
             at = obj.get("index") if obj is not None else None
             if obj is None or at not in refused or not str(obj.get("type")).startswith("content_block_"):
                 out.append(self._stop_rewritten(event))
-            elif obj["type"] == "content_block_start":
+            elif obj["type"] == "content_block_start" and at not in opened:
+                opened.add(at)
                 start = {"index": at, "content_block": {"type": "text", "text": ""}}
                 out.append(write_event("content_block_start", start))
                 delta = {"index": at, "delta": {"type": "text_delta", "text": refused[at]}}
                 out.append(write_event("content_block_delta", delta))
-            elif obj["type"] == "content_block_stop":
+            elif obj["type"] == "content_block_stop" and at in opened and at not in closed:
+                closed.add(at)
                 out.append(write_event("content_block_stop", {"index": at}))
         # A refused block that never stopped (the stream ended): its text block closed all the same.
-        out.extend(write_event("content_block_stop", {"index": i}) for i in unstopped)
+        out.extend(write_event("content_block_stop", {"index": i}) for i in unstopped if i not in closed)
         return b"".join(out)
 
     def _stop_rewritten(self, event: _Event) -> bytes:

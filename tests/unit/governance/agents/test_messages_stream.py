@@ -191,3 +191,16 @@ def test_a_crlf_stream_is_read_alike() -> None:
     stream = b"".join([MESSAGE_START, *TEXT, *tool(1, "a", TAINTED), *tail()]).replace(b"\n", b"\r\n")
     out = fed(HeldMessagesCalls(state()), stream, [3, 100, 1, 1, 1])
     assert assembled(out)[:2] == ([["text", "Paying.", None, ""], ["text", REFUSED, None, ""]], "end_turn")
+
+
+def test_two_calls_at_one_index_are_refused_as_one_text_block() -> None:
+    read = state()
+    first, second = tool(1, "a", CLEAN), tool(1, "b", CLEAN)
+    stream = [*TEXT, *first[:3], *second[:3], first[-1], *second[3:], *tail()]
+    out = fed(HeldMessagesCalls(read), b"".join(stream), [])
+    assert assembled(out)[:2] == ([["text", "Paying.", None, ""], ["text", UNREAD, None, ""]], "end_turn")
+    assert [e["type"] for e in parsed(out) if e.get("index") == 1] == [
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+    ]
