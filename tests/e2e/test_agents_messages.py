@@ -11,7 +11,7 @@ import json
 from urllib.parse import unquote
 
 import pytest
-from tests.support.answers import answered_by
+from tests.support.answers import AWS, KINDS, answered_by
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
@@ -55,6 +55,7 @@ ANSWERS = {
     "clean": [send("toolu_1", OWN)],
     "both": [send("toolu_1", PLANTED), READ],
 }
+ANSWERS["guarded"] = [send("toolu_1", PLANTED), {**READ, "input": {"folder": AWS}}]
 TEXT = {"type": "text", "text": "Paying."}
 
 
@@ -122,6 +123,10 @@ def gw(start_gateway):
             lambda urls: {
                 "providers": {"anthropic": {"upstream": urls["anthropic"]}, "vertex": {"upstream": urls["vertex"]}},
                 "agents": {"acting_tools": ["send_*"]},
+                # An answer rule read with the calls decided: the guard reads what `agents` lets go.
+                "guardrails": [
+                    {"match": {"model": "claude-guarded"}, "on": ["answer"], "detect": KINDS, "action": "redact"}
+                ],
             },
             providers=("anthropic", "vertex"),
         ),
@@ -254,3 +259,17 @@ def test_a_streamed_untainted_call_passes_byte_for_byte(gw):
     sent = gw.fakes["anthropic"].received[before:]
     assert len(sent) == 1 and sent[0].headers.get("accept-encoding") == "identity"
     assert gw.last_audit()["tool_calls"] == [{"name": "send_money", "decision": "allow", "reasons": [], "tainted": []}]
+
+
+@pytest.mark.parametrize("code", [WHOLE, STREAM])
+def test_under_an_answer_rule_the_kept_call_comes_redacted_the_refused_one_replaced(gw, code):
+    result = ask(gw, code, "anthropic", "guarded")
+    kept = {**READ, "input": {"folder": "[REDACTED:secrets.aws_access_key_id]"}}
+    assert result["content"] == [TEXT, {"type": "text", "text": REFUSED}, kept]
+    assert result["stop"] == "tool_use"
+    record = gw.last_audit()
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [
+        ("send_money", "deny"),
+        ("read_inbox", "allow"),
+    ]
