@@ -1,9 +1,9 @@
 """`agents` on Anthropic Messages, end to end: the official anthropic SDK through mitmdump to a fake
-Anthropic (and Claude on Vertex AI). A `tool_use` block whose input comes from a tool result is
-replaced by a text block the agent reads, the answer ending on `end_turn` when no call is left; one
-whose input the user gave passes byte for byte. Streamed, each `tool_use` block is held until its
-input is complete, the text before it not held. The audit names each call's decision, never an
-input's value."""
+Anthropic (and Copilot's Messages, Claude on Vertex AI). A `tool_use` block whose input comes from
+a tool result is replaced by a text block the agent reads, the answer ending on `end_turn` when no
+call is left; one whose input the user gave passes byte for byte. Streamed, each `tool_use` block
+is held until its input is complete, the text before it not held. The audit names each call's
+decision, never an input's value."""
 
 from __future__ import annotations
 
@@ -121,25 +121,33 @@ def gw(start_gateway):
     return answered_by(
         start_gateway(
             lambda urls: {
-                "providers": {"anthropic": {"upstream": urls["anthropic"]}, "vertex": {"upstream": urls["vertex"]}},
+                "providers": {name: {"upstream": url} for name, url in urls.items()},
+                "subscriptions": {"copilot": {"plans": ["business"]}},
                 "agents": {"acting_tools": ["send_*"]},
                 # An answer rule read with the calls decided: the guard reads what `agents` lets go.
                 "guardrails": [
                     {"match": {"model": "claude-guarded"}, "on": ["answer"], "detect": KINDS, "action": "redact"}
                 ],
             },
-            providers=("anthropic", "vertex"),
+            providers=("anthropic", "vertex", "copilot"),
         ),
         upstream,
     )
 
 
+# A Copilot token (v2), its plan business.
+COPILOT_TOKEN = (
+    "tid=0f1e2d3c4b5a69788796a5b4c3d2e1f0;exp=4102444800;sku=copilot_for_business_seat;"
+    "proxy-ep=proxy.business.githubcopilot.com;st=dotcom;chat=1;8kp=1:5ecret-copilot-mac-q7"
+)
 CLIENTS = {
     "anthropic": 'anthropic.Anthropic(api_key="sk-ant-own-0001", max_retries=0)',
+    "copilot": f'anthropic.Anthropic(auth_token="{COPILOT_TOKEN}", base_url="https://api.business.githubcopilot.com",'
+    " max_retries=0)",
     "vertex": 'anthropic.AnthropicVertex(region="us-east5", project_id="caller-proj", access_token="ya29.own-0001",'
     " max_retries=0)",
 }
-MODELS = {"anthropic": "claude-{}", "vertex": "claude-{}@2025"}
+MODELS = {"anthropic": "claude-{}", "vertex": "claude-{}@2025", "copilot": "claude-{}"}
 
 WHOLE = """
 import anthropic
@@ -196,7 +204,7 @@ def denied_record(gw) -> None:
     assert PLANTED not in gw.audit_path.read_text()
 
 
-@pytest.mark.parametrize("where", ["anthropic", "vertex"])
+@pytest.mark.parametrize("where", ["anthropic", "vertex", "copilot"])
 def test_a_call_whose_input_comes_from_a_tool_result_is_replaced_by_its_reason(gw, where):
     result = ask(gw, WHOLE, where, "taint")
     assert result["content"] == [TEXT, {"type": "text", "text": REFUSED}]
@@ -222,7 +230,7 @@ def test_a_refused_call_beside_a_kept_one_leaves_it_and_the_stop_reason(gw):
     ]
 
 
-@pytest.mark.parametrize("where", ["anthropic", "vertex"])
+@pytest.mark.parametrize("where", ["anthropic", "vertex", "copilot"])
 def test_a_streamed_tainted_call_comes_as_a_text_block_at_its_index(gw, where):
     result = ask(gw, STREAM, where, "taint")
     assert result["seen"] == [
