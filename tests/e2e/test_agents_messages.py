@@ -281,3 +281,61 @@ def test_under_an_answer_rule_the_kept_call_comes_redacted_the_refused_one_repla
         ("send_money", "deny"),
         ("read_inbox", "allow"),
     ]
+
+
+# An Anthropic call a rule sends to OpenAI's chat API: decided as the client reads its answer.
+VIRTUAL = "tg-agents-messages-0001"
+SENT = {"name": "send_money", "arguments": json.dumps(send("c", PLANTED)["input"])}
+CHAT_CALL = {"id": "call_1", "type": "function", "function": SENT}
+
+
+def chat_upstream(received: Received) -> Reply:
+    if not received.path.endswith("/chat/completions"):
+        return provider_answers(received)
+    head = {"id": "chatcmpl-r", "created": 1700000000, "model": "gpt-4o"}
+    usage = {"prompt_tokens": 40, "completion_tokens": 12, "total_tokens": 52}
+    if not received.json().get("stream"):
+        message = {"role": "assistant", "content": "Paying.", "tool_calls": [CHAT_CALL]}
+        choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+        return Reply(200, {**head, "object": "chat.completion", "choices": [choice], "usage": usage})
+    arguments = CHAT_CALL["function"]["arguments"]
+    deltas = [
+        {"role": "assistant", "content": "Paying."},
+        {"tool_calls": [{"index": 0, **CHAT_CALL, "function": {"name": "send_money", "arguments": arguments[:9]}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": arguments[9:]}}]},
+    ]
+    chunks = [{"index": 0, "delta": d, "finish_reason": None} for d in deltas]
+    chunks.append({"index": 0, "delta": {}, "finish_reason": "tool_calls"})
+    events = [sse({**head, "object": "chat.completion.chunk", "choices": [c]}) for c in chunks]
+    events.append(sse({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage}))
+    return Reply(200, headers={"content-type": "text/event-stream"}, chunks=[*events, sse("[DONE]")])
+
+
+@pytest.fixture(scope="module")
+def routed(start_gateway):
+    return answered_by(
+        start_gateway(
+            lambda urls: {
+                "providers": {
+                    "openai": {"upstream": urls["openai"], "keys": ["sk-real-agents-0002"]},
+                    "anthropic": {"upstream": urls["anthropic"], "keys": ["sk-ant-real-agents-0002"]},
+                },
+                "clients": [{"name": "agent", "keys": [VIRTUAL]}],
+                "overrides": [{"match": {"provider": "anthropic", "model": "gpt-*"}, "provider": "openai"}],
+                "agents": {"acting_tools": ["send_*"]},
+            },
+            providers=("openai", "anthropic"),
+        ),
+        chat_upstream,
+    )
+
+
+@pytest.mark.parametrize("code", [WHOLE, STREAM])
+def test_a_call_routed_to_another_format_is_decided_as_the_client_reads_it(routed, code):
+    client = f"anthropic.Anthropic(api_key={VIRTUAL!r}, max_retries=0)"
+    result = routed.run(code.format(client=client, model="gpt-4o", messages=messages("Pay it."), tools=TOOLS))
+    assert result["content"] == [TEXT, {"type": "text", "text": REFUSED}]
+    assert result["stop"] == "end_turn" and result["usage"]["output_tokens"] == 12
+    record = routed.last_audit()
+    assert (record["provider"], record["upstream_endpoint"]) == ("openai", "chat.completions")
+    assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [("send_money", "deny")]
