@@ -94,6 +94,8 @@ class HeldMessagesCalls:
         return b"".join(out)
 
     def _event(self, raw: bytes) -> bytes:
+        if self._held is None and not _may_matter(raw):  # most of a stream: its text's deltas
+            return raw
         obj = _object_of(raw)
         if obj is not None:
             self._read(obj)
@@ -172,6 +174,12 @@ class HeldMessagesCalls:
             return event.raw
         rest = {k: v for k, v in obj.items() if k != "type"}
         return write_event("message_delta", {**rest, "delta": {**delta, "stop_reason": "end_turn"}})
+
+
+def _may_matter(raw: bytes) -> bool:
+    """Whether an event may begin a block or end the message: the types read where nothing is held.
+    An event that names neither, and escapes nothing (a type could be written escaped), is neither."""
+    return b"content_block_start" in raw or b"message_delta" in raw or b"\\" in raw
 
 
 def _object_of(raw: bytes) -> dict[str, Any] | None:

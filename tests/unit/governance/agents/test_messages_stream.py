@@ -204,3 +204,14 @@ def test_two_calls_at_one_index_are_refused_as_one_text_block() -> None:
         "content_block_delta",
         "content_block_stop",
     ]
+
+
+def test_a_call_whose_types_are_written_escaped_is_held_all_the_same() -> None:
+    first = tool(1, "a", TAINTED)
+    data = first[0].partition(b"\n")[2]  # without its `event:` line
+    escaped = data.replace(b'"content_block_start"', b'"content_block\\u005fstart"').replace(
+        b"tool_use", b"tool\\u005fuse"
+    )
+    assert b"content_block_start" not in escaped and b"tool_use" not in escaped
+    out = fed(HeldMessagesCalls(state()), b"".join([*TEXT, escaped, *first[1:], *tail()]), [])
+    assert assembled(out)[:2] == ([["text", "Paying.", None, ""], ["text", REFUSED, None, ""]], "end_turn")
