@@ -215,3 +215,19 @@ def test_a_call_whose_types_are_written_escaped_is_held_all_the_same() -> None:
     assert b"content_block_start" not in escaped and b"tool_use" not in escaped
     out = fed(HeldMessagesCalls(state()), b"".join([*TEXT, escaped, *first[1:], *tail()]), [])
     assert assembled(out)[:2] == ([["text", "Paying.", None, ""], ["text", REFUSED, None, ""]], "end_turn")
+
+
+def test_an_event_too_large_to_frame_ends_the_stream_with_an_error() -> None:
+    held = HeldMessagesCalls(state())
+    first = tool(1, "a", CLEAN)
+    out = held.feed(b"".join([*TEXT, *first[:2]]))
+    out += held.feed(b"event: content_block_delta\ndata: " + b"x" * (17 << 20))
+    out += held.feed(b"\n\n" + b"".join([first[-1], *tail()])) + held.flush()
+    assert out.startswith(b"".join(TEXT))
+    assert [e["type"] for e in parsed(out)] == [
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "error",
+    ]
+    assert b"tool_use" not in out
