@@ -10,7 +10,16 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from tollgate.formats import BEDROCK_CONVERSE, CODE_ASSIST, GEMINI_GENERATE, OPENAI_CHAT, OPENAI_RESPONSES
+from tollgate.formats import (
+    ANTHROPIC_MESSAGES,
+    BEDROCK_CONVERSE,
+    CLAUDE_ON_VERTEX,
+    CODE_ASSIST,
+    GEMINI_GENERATE,
+    OPENAI_CHAT,
+    OPENAI_RESPONSES,
+)
+from tollgate.formats.anthropic_messages.provenance import read_provenance as messages_provenance
 from tollgate.formats.bedrock_converse.provenance import read_provenance as converse_provenance
 from tollgate.formats.gemini_generate.provenance import read_provenance as gemini_provenance
 from tollgate.formats.openai_chat.provenance import read_provenance as chat_provenance
@@ -32,6 +41,8 @@ from tollgate.governance.agents.gemini_calls import (
 )
 from tollgate.governance.agents.gemini_stream import HeldGeminiCalls
 from tollgate.governance.agents.injection import InjectionSignals
+from tollgate.governance.agents.messages_calls import decided_messages_answer, messages_schemas
+from tollgate.governance.agents.messages_stream import HeldMessagesCalls
 from tollgate.governance.agents.response_index import ResponseIndex
 from tollgate.governance.agents.responses_calls import (
     decided_responses_answer,
@@ -112,6 +123,8 @@ def _whole(read: Callable[[dict[str, Any]], Provenance]) -> Callable[[dict[str, 
     return lambda body, _earlier: read(body)
 
 
+_MESSAGES = AgentsFormat(_whole(messages_provenance), messages_schemas, decided_messages_answer, HeldMessagesCalls)
+
 AGENTS_FORMATS: dict[str, AgentsFormat] = {
     OPENAI_CHAT: AgentsFormat(_whole(chat_provenance), chat_schemas, decided_chat_answer, HeldChatCalls),
     OPENAI_RESPONSES: AgentsFormat(
@@ -143,4 +156,7 @@ AGENTS_FORMATS: dict[str, AgentsFormat] = {
         HeldConverseCalls,
         streams_when_asked=True,
     ),
+    ANTHROPIC_MESSAGES: _MESSAGES,
+    # Claude on Vertex AI: the same body read, Anthropic's own answers and streams decided.
+    CLAUDE_ON_VERTEX: _MESSAGES,
 }
