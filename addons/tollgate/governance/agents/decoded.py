@@ -171,9 +171,10 @@ def decoded_texts(text: str) -> list[str]:
     if value is not None:
         # JSON without a backslash writes every key, string and integer as it is: the text indexed
         # above holds them already, and decoding adds only what it writes otherwise.
-        held = floats is not None and "\\" not in text
-        if not held or _STRING_STRUCTURE.search(text):
-            out.extend(leaves(value, held=held))
+        if floats is None or "\\" in text:
+            out.extend(leaves(value))
+        elif _STRING_STRUCTURE.search(text):
+            out.extend(leaves(value, held=True))
         else:
             out.extend(str(f) for f in floats)  # `1e3` is `1000.0`
     else:
