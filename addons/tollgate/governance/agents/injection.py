@@ -29,6 +29,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from tollgate.governance.agents.link_hosts import LinkHosts, read_url
+from tollgate.governance.agents.words_held import WordsHeld
 from tollgate.governance.guardrails.text import FORMAT_RANGES
 
 INSTRUCTIONS, HIDDEN, EXFIL_LINK = "injection.instructions", "injection.hidden", "injection.exfil_link"
@@ -135,6 +136,12 @@ def _compiled(lead: str, rest: str) -> tuple[str, re.Pattern[str]]:
 
 _COMPILED = [_compiled(lead, rest) for leads, rest in _PHRASES for lead in leads]
 
+
+# What a text holds wherever a phrase is: each word of its lead (in `_COMPILED`'s order). A phrase's
+# pattern runs only over a text holding them, all found in one pass.
+_NEEDS = [frozenset(lead.split()) for leads, _ in _PHRASES for lead in leads]
+_LEAD_WORDS = WordsHeld(word for needs in _NEEDS for word in needs)
+
 # Within a comment only: an AI reader named beside something it is to do.
 _TO_AI_READER = re.compile(
     rf"\b{_phrase(_AI)}s?\b.{{0,80}}?"
@@ -219,8 +226,13 @@ def readable(text: str) -> str:
 def count_instructions(text: str) -> int:
     """Phrases found (one matched by two patterns counts twice)."""
     read = readable(text)
-    n = sum(sum(1 for _ in pattern.finditer(read)) for first, pattern in _COMPILED if first in read)
-    if "[" in text or "<<" in text:
+    held = _LEAD_WORDS.held(read)
+    n = sum(
+        sum(1 for _ in pattern.finditer(read))
+        for needs, (_, pattern) in zip(_NEEDS, _COMPILED, strict=True)
+        if needs <= held
+    )
+    if "INST]" in text or "SYS>>" in text:  # what each marker holds: a search for it is many times faster
         n += sum(1 for _ in _CASED_MARKERS.finditer(text))
     return n
 
