@@ -53,8 +53,8 @@ _TOLD_BEFORE = (
     rf"foregoing|original|initial|former|system|existing) (?:\w+ )?{_TOLD}\b"
 )
 # Each phrase as the words it may begin with and the pattern of the rest (a space is a gap): a
-# phrase's pattern is run only over a text holding its first word, and begins with it (a search
-# for a literal is many times faster than one for a pattern).
+# phrase's pattern is run only over a text holding its lead's words (all found in one pass), and
+# begins with them.
 _PHRASES: list[tuple[tuple[str, ...], str]] = [
     # setting aside what it was told
     (_VERBS, f" {_TOLD_BEFORE}"),
