@@ -29,6 +29,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from tollgate.governance.agents.link_hosts import LinkHosts, read_url
+from tollgate.governance.agents.text_memo import TextMemo
 from tollgate.governance.agents.words_held import WordsHeld
 from tollgate.governance.guardrails.text import FORMAT_RANGES
 
@@ -178,9 +179,13 @@ class InjectionSignals:
 
     def __init__(self, links_allow: Sequence[str] = ()) -> None:
         self._hosts = LinkHosts(links_allow)
+        self._read: TextMemo[dict[str, int]] = TextMemo()  # a result sent again is read once
 
     def signals(self, text: str) -> dict[str, int]:
         """Counts per kind found in `text` (kinds not found are left out)."""
+        return dict(self._read.get(text, self._signals))
+
+    def _signals(self, text: str) -> dict[str, int]:
         found = {
             INSTRUCTIONS: count_instructions(text),
             HIDDEN: count_hidden(text),
