@@ -109,33 +109,33 @@ def inbox(turn: int) -> str:
     return json.dumps(mails)
 
 
-def agent_request_body(turn: int = 0) -> bytes:
+def agent_request_body(turn: int = 0, results: int = 1) -> bytes:
+    """The turn's request: `results` calls of `read_inbox` with their results, the last one new at
+    each turn and the earlier ones the same at every turn (an agent sends them all again)."""
+    messages: list[dict] = [
+        {"role": "system", "content": "You are a helpful assistant with access to the user's tools."},
+        {"role": "user", "content": f"Check my inbox, then pay my rent of 1100 to my landlord's IBAN {IBAN}."},
+    ]
+    for k in range(results):
+        call_id = f"call_inbox{k + 1:04d}"
+        messages.append(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": call_id,
+                        "type": "function",
+                        "function": {"name": "read_inbox", "arguments": '{"folder": "inbox"}'},
+                    }
+                ],
+            }
+        )
+        messages.append(
+            {"role": "tool", "tool_call_id": call_id, "content": inbox(turn if k == results - 1 else -1 - k)}
+        )
     return json.dumps(
-        {
-            "model": REQUESTED_MODEL,
-            "messages": [
-                {"role": "system", "content": "You are a helpful assistant with access to the user's tools."},
-                {
-                    "role": "user",
-                    "content": f"Check my inbox, then pay my rent of 1100 to my landlord's IBAN {IBAN}.",
-                },
-                {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {
-                            "id": "call_inbox0001",
-                            "type": "function",
-                            "function": {"name": "read_inbox", "arguments": '{"folder": "inbox"}'},
-                        }
-                    ],
-                },
-                {"role": "tool", "tool_call_id": "call_inbox0001", "content": inbox(turn)},
-            ],
-            "tools": TOOLS,
-            "max_tokens": 256,
-        },
-        separators=(",", ":"),
+        {"model": REQUESTED_MODEL, "messages": messages, "tools": TOOLS, "max_tokens": 256}, separators=(",", ":")
     ).encode()
 
 
@@ -182,15 +182,17 @@ class AgentFake(ChatFake):
 
 @dataclass
 class AgentTarget(Target):
-    """A Target whose request is an agent's turn, its tool result new at each of `TURNS` turns (what
-    Tollgate read of one turn helps it with no other); its answer must hold the call let through."""
+    """A Target whose request is an agent's turn, its last tool result new at each of `TURNS` turns
+    (what Tollgate read of it helps no other turn); its answer must hold the call let through."""
+
+    results: int = 1  # tool results in each request
 
     def __post_init__(self) -> None:
         super().__post_init__()
         host = API_HOST if self.kind == "connect" else f"127.0.0.1:{self.port}"
         self.requests = []
         for turn in range(TURNS):
-            body = agent_request_body(turn)
+            body = agent_request_body(turn, self.results)
             self.requests.append(
                 (
                     f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {self.key}\r\n"
@@ -212,6 +214,9 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=200, help="calls per mode and round")
     parser.add_argument("--block", type=int, default=20, help="calls per mode in a row")
     parser.add_argument("--warmup", type=int, default=20, help="warm-up calls per mode")
+    parser.add_argument(
+        "--results", type=int, default=1, help="tool results in each request, the last one new at each call"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="tollgate-agents-bench-"))
@@ -231,7 +236,14 @@ def main() -> int:
     proxies: list[Proxy] = []
     targets: dict[str, AgentTarget] = {
         "direct": AgentTarget(
-            "direct", "tls", fake.port, real_key, REQUESTED_MODEL, context=direct_ctx, server_hostname="127.0.0.1"
+            "direct",
+            "tls",
+            fake.port,
+            real_key,
+            REQUESTED_MODEL,
+            context=direct_ctx,
+            server_hostname="127.0.0.1",
+            results=args.results,
         )
     }
     try:
@@ -251,14 +263,22 @@ def main() -> int:
             proxies.append(proxy)
             proxy.wait_ready()
             targets[mode] = AgentTarget(
-                mode, "connect", proxy.port, key, model, context=proxy_ctx, server_hostname=API_HOST
+                mode,
+                "connect",
+                proxy.port,
+                key,
+                model,
+                context=proxy_ctx,
+                server_hostname=API_HOST,
+                results=args.results,
             )
         conns = {mode: Conn(target) for mode, target in targets.items()}
         for conn in conns.values():
             for _ in range(args.warmup):
                 conn.call()
         print(
-            f"agent turn: POST {PATH}, {len(agent_request_body())}-byte body (4 tools, one tool result), "
+            f"agent turn: POST {PATH}, {len(agent_request_body(0, args.results))}-byte body (4 tools, "
+            f"{args.results} tool result{'s' if args.results > 1 else ''}, the last new at each call), "
             f"non-streamed; answer {len(fake._payload(OVERRIDDEN_MODEL))} bytes, a call let through"
         )
         print(f"load average at start: {loadavg()}")
