@@ -18,8 +18,13 @@ Each of --rounds rounds runs --calls calls per mode, interleaved in blocks; a ro
 a mode is its p50 minus direct's. Printed: each round's figures, and the median over the rounds of
 (agents - direct) / (tollgate - direct) (target <= 1.10) and of (tollgate - direct) / (bare - direct).
 
+With `--results N` each request holds N calls of `read_inbox` and their results, the last new at
+each call and the earlier ones the same at every call, as an agent sends them again at each turn
+(`agents` reads a result it has kept once).
+
     .venv/bin/python bench/agents_overhead.py
     .venv/bin/python bench/agents_overhead.py --rounds 5 --calls 200
+    .venv/bin/python bench/agents_overhead.py --rounds 5 --calls 200 --results 5
 """
 
 from __future__ import annotations
