@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from tollgate.governance.agents.words_held import WordsHeld
+
 PARSE_CHARS = 1_000_000
 SLOW_PARSE_CHARS = 200_000
 MAX_DEPTH = 3
@@ -30,6 +32,7 @@ _ESCAPE = re.compile(
     r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})|\\x([0-9a-fA-F]{2})|\\(\r?\n)|\\([ntr\"'/\\bf])"
 )
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "'": "'", "/": "/", "\\": "\\", "b": "\b", "f": "\f"}
+_DOUBLED = WordsHeld(('""', "''"))  # found in one pass: a search for each is slower
 _SOFT_BREAK = re.compile(r"=\r?\n")  # quoted-printable's continued line
 _KEY_VALUE = re.compile(r"^[ \t]*(?:-[ \t]+)?[\"']?[\w .@/-]{1,64}[\"']?[ \t]*[:=][ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _QUOTES = "\"'"
@@ -58,8 +61,9 @@ def _escape(match: re.Match[str]) -> str:
 def unescaped(text: str) -> str:
     """The text with one level of its escapes written out: `\\uXXXX` (surrogate pairs joined),
     backslash escapes, a backslash's continued lines joined, doubled quotes (CSV's)."""
-    out = _ESCAPE.sub(_escape, text) if "\\" in text else text  # every escape begins with one
-    return out.replace('""', '"').replace("''", "'")
+    if "\\" not in text:  # every escape begins with one
+        return text.replace('""', '"').replace("''", "'") if _DOUBLED.held(text) else text
+    return _ESCAPE.sub(_escape, text).replace('""', '"').replace("''", "'")
 
 
 def structure(text: str) -> Any | None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from tollgate.governance.agents.link_hosts import LinkHosts, read_url
 from tollgate.governance.agents.text_memo import TextMemo
@@ -142,6 +142,8 @@ _COMPILED = [_compiled(lead, rest) for leads, rest in _PHRASES for lead in leads
 # pattern runs only over a text holding them, all found in one pass.
 _NEEDS = [frozenset(lead.split()) for leads, _ in _PHRASES for lead in leads]
 _LEAD_WORDS = WordsHeld(word for needs in _NEEDS for word in needs)
+# What a text holds where it may hold a comment, a link or a cased marker: found in the same pass.
+_MARKS = WordsHeld(("<!--", "[//]:", "](", "]:", "<", "INST]", "SYS>>"))
 
 # Within a comment only: an AI reader named beside something it is to do.
 _TO_AI_READER = re.compile(
@@ -186,15 +188,17 @@ class InjectionSignals:
         return dict(self._read.get(text, self._signals))
 
     def _signals(self, text: str) -> dict[str, int]:
+        marks = _MARKS.held(text)
         found = {
-            INSTRUCTIONS: count_instructions(text),
-            HIDDEN: count_hidden(text),
-            EXFIL_LINK: self.count_exfil_links(text),
+            INSTRUCTIONS: count_instructions(text, marks),
+            HIDDEN: count_hidden(text, marks),
+            EXFIL_LINK: self.count_exfil_links(text, marks),
         }
         return {kind: n for kind, n in found.items() if n}
 
-    def count_exfil_links(self, text: str) -> int:
-        if "](" not in text and "]:" not in text and "<" not in text:
+    def count_exfil_links(self, text: str, marks: Collection[str] | None = None) -> int:
+        marks = _MARKS.held(text) if marks is None else marks
+        if "](" not in marks and "]:" not in marks and "<" not in marks:
             return 0
         return sum(1 for m in _LINK.finditer(text) if self._exfil(next(g for g in m.groups() if g is not None)))
 
@@ -228,8 +232,10 @@ def readable(text: str) -> str:
     return text.lower()
 
 
-def count_instructions(text: str) -> int:
-    """Phrases found (one matched by two patterns counts twice)."""
+def count_instructions(text: str, marks: Collection[str] | None = None) -> int:
+    """Phrases found (one matched by two patterns counts twice). `marks`: the `_MARKS` the text
+    holds, where they were found already."""
+    marks = _MARKS.held(text) if marks is None else marks
     read = readable(text)
     held = _LEAD_WORDS.held(read)
     n = sum(
@@ -237,18 +243,19 @@ def count_instructions(text: str) -> int:
         for needs, (_, pattern) in zip(_NEEDS, _COMPILED, strict=True)
         if needs <= held
     )
-    if "INST]" in text or "SYS>>" in text:  # what each marker holds: a search for it is many times faster
+    if "INST]" in marks or "SYS>>" in marks:  # what each marker holds
         n += sum(1 for _ in _CASED_MARKERS.finditer(text))
     return n
 
 
-def count_hidden(text: str) -> int:
+def count_hidden(text: str, marks: Collection[str] | None = None) -> int:
+    marks = _MARKS.held(text) if marks is None else marks
     n = 0
     if not text.isascii():
         if _TAGS.search(text):
             n += sum(1 for _ in _TAGS.finditer(_FLAG.sub("", text)))
         n += sum(1 for _ in _BIDI.finditer(text)) + sum(1 for _ in _ZERO_WIDTH.finditer(text))
-    if "<!--" in text or "[//]:" in text:
+    if "<!--" in marks or "[//]:" in marks:
         for m in _COMMENT.finditer(text):
             said = readable(m.group(1) if m.group(1) is not None else m.group(2))
             n += bool(count_instructions(said) or _TO_AI_READER.search(said))
