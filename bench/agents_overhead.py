@@ -58,7 +58,7 @@ from overhead import (  # noqa: E402
     bare_args,
     tollgate_config,
 )
-from stream import API_HOST, Proxy, ensure_bundle, loadavg, percentile  # noqa: E402
+from stream import API_HOST, Proxy, cpu_ns, ensure_bundle, loadavg, percentile  # noqa: E402
 
 TARGET_AGENTS_RATIO = 1.10  # (agents - direct) / (tollgate - direct), p50, median of the rounds
 
@@ -287,32 +287,48 @@ def main() -> int:
             f"non-streamed; answer {len(fake._payload(OVERRIDDEN_MODEL))} bytes, a call let through"
         )
         print(f"load average at start: {loadavg()}")
-        print(f"{'round':>5}  " + "  ".join(f"{m + ' p50':>20}" for m in MODES) + "  agents/tollgate  tollgate/bare")
-        agents_ratios, tollgate_ratios = [], []
+        print(
+            f"{'round':>5}  "
+            + "  ".join(f"{m + ' p50':>20}" for m in MODES)
+            + "  agents/tollgate  tollgate/bare  cpu/call: bare tollgate agents (us)  agents/tollgate"
+        )
+        agents_ratios, tollgate_ratios, cpu_ratios = [], [], []
+        pids = {proxy.name: proxy.pid for proxy in proxies}
         started = time.monotonic()
         for r in range(args.rounds):
             seq: dict[str, list[float]] = {m: [] for m in MODES}
+            cpu = dict.fromkeys(pids, 0)  # the proxy's CPU time over its calls: less swayed by a busy machine
             left = args.calls
             while left > 0:
                 block = min(args.block, left)
                 left -= block
                 order = MODES[r % len(MODES) :] + MODES[: r % len(MODES)]
                 for mode in order:
+                    before = cpu_ns(pids[mode]) if mode in pids else 0
                     seq[mode].extend(conns[mode].call() / 1e6 for _ in range(block))
+                    if mode in pids:
+                        cpu[mode] += cpu_ns(pids[mode]) - before
             p50 = {m: percentile(seq[m], 50) for m in MODES}
             added = {m: p50[m] - p50["direct"] for m in MODES}
             agents_ratios.append(added["tollgate-agents"] / added["tollgate"])
             tollgate_ratios.append(added["tollgate"] / added["bare"])
+            per_call = {m: cpu[m] / args.calls / 1000 for m in pids}
+            cpu_ratios.append(per_call["tollgate-agents"] / per_call["tollgate"])
             print(
                 f"{r + 1:>5}  "
                 + "  ".join(f"{p50[m]:>9.3f} ({added[m]:+.3f})" for m in MODES)
-                + f"  {agents_ratios[-1]:>15.3f}  {tollgate_ratios[-1]:>13.3f}"
+                + f"  {agents_ratios[-1]:>15.3f}  {tollgate_ratios[-1]:>13.3f}  "
+                + f"{per_call['bare']:>14.0f} {per_call['tollgate']:>8.0f} {per_call['tollgate-agents']:>6.0f}"
+                + f"  {cpu_ratios[-1]:>20.3f}"
             )
         agents_median = statistics.median(agents_ratios)
         print(f"load average at end: {loadavg()}; {time.monotonic() - started:.0f} s")
         print(
             f"added p50, median of {args.rounds} rounds: agents / tollgate {agents_median:.3f}x "
             f"(target <= {TARGET_AGENTS_RATIO:.2f}x); tollgate / bare {statistics.median(tollgate_ratios):.3f}x"
+        )
+        print(
+            f"proxy CPU per call, median of {args.rounds} rounds: agents / tollgate {statistics.median(cpu_ratios):.3f}x"
         )
         audit = workdir / "audit-tollgate-agents.jsonl"
         for proxy in proxies:
