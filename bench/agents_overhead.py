@@ -16,7 +16,9 @@ Modes (one kept-alive connection each, the client and fake upstream of bench/ove
 
 Each of --rounds rounds runs --calls calls per mode, interleaved in blocks; a round's added time of
 a mode is its p50 minus direct's. Printed: each round's figures, and the median over the rounds of
-(agents - direct) / (tollgate - direct) (target <= 1.10) and of (tollgate - direct) / (bare - direct).
+(agents - direct) / (tollgate - direct) (target <= 1.10) and of (tollgate - direct) / (bare - direct);
+and each proxy's CPU time per call (its threads', from /proc: less swayed by a busy machine than
+the latency), with the median of agents / tollgate.
 
 With `--results N` each request holds N calls of `read_inbox` and their results, the last new at
 each call and the earlier ones the same at every call, as an agent sends them again at each turn
