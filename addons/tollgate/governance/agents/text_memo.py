@@ -40,3 +40,8 @@ class TextMemo[T]:
                     dropped, _ = self._kept.popitem(last=False)
                     self._size -= len(dropped)
         return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+            self._size = 0
