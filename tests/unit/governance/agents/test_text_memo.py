@@ -34,7 +34,7 @@ def test_the_kept_texts_are_bounded_by_count_and_size_the_least_read_first_dropp
         by_count.get(text, read)
     assert reads == ["a", "b", "c", "b"]
     reads.clear()
-    by_size: TextMemo[str] = TextMemo(entries=100, chars=40)
+    by_size: TextMemo[str] = TextMemo(entries=100, chars=80)  # each text and its result: 10 + 10 characters
     for text in ("p" * 10, "q" * 10, "r" * 10, "s" * 10, "t" * 10, "s" * 10, "p" * 10):  # "p" dropped for "t"
         by_size.get(text, read)
     assert reads == ["p" * 10, "q" * 10, "r" * 10, "s" * 10, "t" * 10, "p" * 10]
