@@ -16,10 +16,17 @@ Modes (one kept-alive connection each, the client and fake upstream of bench/ove
 
 Each of --rounds rounds runs --calls calls per mode, interleaved in blocks; a round's added time of
 a mode is its p50 minus direct's. Printed: each round's figures, and the median over the rounds of
-(agents - direct) / (tollgate - direct) (target <= 1.10) and of (tollgate - direct) / (bare - direct).
+(agents - direct) / (tollgate - direct) (target <= 1.10) and of (tollgate - direct) / (bare - direct);
+and each proxy's CPU time per call (its threads', from /proc: less swayed by a busy machine than
+the latency), with the median of agents / tollgate.
+
+With `--results N` each request holds N calls of `read_inbox` and their results, the last new at
+each call and the earlier ones the same at every call, as an agent sends them again at each turn
+(`agents` reads a result it has kept once).
 
     .venv/bin/python bench/agents_overhead.py
     .venv/bin/python bench/agents_overhead.py --rounds 5 --calls 200
+    .venv/bin/python bench/agents_overhead.py --rounds 5 --calls 200 --results 5
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ from overhead import (  # noqa: E402
     bare_args,
     tollgate_config,
 )
-from stream import API_HOST, Proxy, ensure_bundle, loadavg, percentile  # noqa: E402
+from stream import API_HOST, Proxy, cpu_ns, ensure_bundle, loadavg, percentile  # noqa: E402
 
 TARGET_AGENTS_RATIO = 1.10  # (agents - direct) / (tollgate - direct), p50, median of the rounds
 
@@ -109,33 +116,33 @@ def inbox(turn: int) -> str:
     return json.dumps(mails)
 
 
-def agent_request_body(turn: int = 0) -> bytes:
+def agent_request_body(turn: int = 0, results: int = 1) -> bytes:
+    """The turn's request: `results` calls of `read_inbox` with their results, the last one new at
+    each turn and the earlier ones the same at every turn (an agent sends them all again)."""
+    messages: list[dict] = [
+        {"role": "system", "content": "You are a helpful assistant with access to the user's tools."},
+        {"role": "user", "content": f"Check my inbox, then pay my rent of 1100 to my landlord's IBAN {IBAN}."},
+    ]
+    for k in range(results):
+        call_id = f"call_inbox{k + 1:04d}"
+        messages.append(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": call_id,
+                        "type": "function",
+                        "function": {"name": "read_inbox", "arguments": '{"folder": "inbox"}'},
+                    }
+                ],
+            }
+        )
+        messages.append(
+            {"role": "tool", "tool_call_id": call_id, "content": inbox(turn if k == results - 1 else -1 - k)}
+        )
     return json.dumps(
-        {
-            "model": REQUESTED_MODEL,
-            "messages": [
-                {"role": "system", "content": "You are a helpful assistant with access to the user's tools."},
-                {
-                    "role": "user",
-                    "content": f"Check my inbox, then pay my rent of 1100 to my landlord's IBAN {IBAN}.",
-                },
-                {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {
-                            "id": "call_inbox0001",
-                            "type": "function",
-                            "function": {"name": "read_inbox", "arguments": '{"folder": "inbox"}'},
-                        }
-                    ],
-                },
-                {"role": "tool", "tool_call_id": "call_inbox0001", "content": inbox(turn)},
-            ],
-            "tools": TOOLS,
-            "max_tokens": 256,
-        },
-        separators=(",", ":"),
+        {"model": REQUESTED_MODEL, "messages": messages, "tools": TOOLS, "max_tokens": 256}, separators=(",", ":")
     ).encode()
 
 
@@ -182,15 +189,17 @@ class AgentFake(ChatFake):
 
 @dataclass
 class AgentTarget(Target):
-    """A Target whose request is an agent's turn, its tool result new at each of `TURNS` turns (what
-    Tollgate read of one turn helps it with no other); its answer must hold the call let through."""
+    """A Target whose request is an agent's turn, its last tool result new at each of `TURNS` turns
+    (what Tollgate read of it helps no other turn); its answer must hold the call let through."""
+
+    results: int = 1  # tool results in each request
 
     def __post_init__(self) -> None:
         super().__post_init__()
         host = API_HOST if self.kind == "connect" else f"127.0.0.1:{self.port}"
         self.requests = []
         for turn in range(TURNS):
-            body = agent_request_body(turn)
+            body = agent_request_body(turn, self.results)
             self.requests.append(
                 (
                     f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {self.key}\r\n"
@@ -212,6 +221,9 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=200, help="calls per mode and round")
     parser.add_argument("--block", type=int, default=20, help="calls per mode in a row")
     parser.add_argument("--warmup", type=int, default=20, help="warm-up calls per mode")
+    parser.add_argument(
+        "--results", type=int, default=1, help="tool results in each request, the last one new at each call"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="tollgate-agents-bench-"))
@@ -231,7 +243,14 @@ def main() -> int:
     proxies: list[Proxy] = []
     targets: dict[str, AgentTarget] = {
         "direct": AgentTarget(
-            "direct", "tls", fake.port, real_key, REQUESTED_MODEL, context=direct_ctx, server_hostname="127.0.0.1"
+            "direct",
+            "tls",
+            fake.port,
+            real_key,
+            REQUESTED_MODEL,
+            context=direct_ctx,
+            server_hostname="127.0.0.1",
+            results=args.results,
         )
     }
     try:
@@ -251,43 +270,67 @@ def main() -> int:
             proxies.append(proxy)
             proxy.wait_ready()
             targets[mode] = AgentTarget(
-                mode, "connect", proxy.port, key, model, context=proxy_ctx, server_hostname=API_HOST
+                mode,
+                "connect",
+                proxy.port,
+                key,
+                model,
+                context=proxy_ctx,
+                server_hostname=API_HOST,
+                results=args.results,
             )
         conns = {mode: Conn(target) for mode, target in targets.items()}
         for conn in conns.values():
             for _ in range(args.warmup):
                 conn.call()
         print(
-            f"agent turn: POST {PATH}, {len(agent_request_body())}-byte body (4 tools, one tool result), "
+            f"agent turn: POST {PATH}, {len(agent_request_body(0, args.results))}-byte body (4 tools, "
+            f"{args.results} tool result{'s' if args.results > 1 else ''}, the last new at each call), "
             f"non-streamed; answer {len(fake._payload(OVERRIDDEN_MODEL))} bytes, a call let through"
         )
         print(f"load average at start: {loadavg()}")
-        print(f"{'round':>5}  " + "  ".join(f"{m + ' p50':>20}" for m in MODES) + "  agents/tollgate  tollgate/bare")
-        agents_ratios, tollgate_ratios = [], []
+        print(
+            f"{'round':>5}  "
+            + "  ".join(f"{m + ' p50':>20}" for m in MODES)
+            + "  agents/tollgate  tollgate/bare  cpu/call: bare tollgate agents (us)  agents/tollgate"
+        )
+        agents_ratios, tollgate_ratios, cpu_ratios = [], [], []
+        pids = {proxy.name: proxy.pid for proxy in proxies}
         started = time.monotonic()
         for r in range(args.rounds):
             seq: dict[str, list[float]] = {m: [] for m in MODES}
+            cpu = dict.fromkeys(pids, 0)  # the proxy's CPU time over its calls: less swayed by a busy machine
             left = args.calls
             while left > 0:
                 block = min(args.block, left)
                 left -= block
                 order = MODES[r % len(MODES) :] + MODES[: r % len(MODES)]
                 for mode in order:
+                    before = cpu_ns(pids[mode]) if mode in pids else 0
                     seq[mode].extend(conns[mode].call() / 1e6 for _ in range(block))
+                    if mode in pids:
+                        cpu[mode] += cpu_ns(pids[mode]) - before
             p50 = {m: percentile(seq[m], 50) for m in MODES}
             added = {m: p50[m] - p50["direct"] for m in MODES}
             agents_ratios.append(added["tollgate-agents"] / added["tollgate"])
             tollgate_ratios.append(added["tollgate"] / added["bare"])
+            per_call = {m: cpu[m] / args.calls / 1000 for m in pids}
+            cpu_ratios.append(per_call["tollgate-agents"] / per_call["tollgate"])
             print(
                 f"{r + 1:>5}  "
                 + "  ".join(f"{p50[m]:>9.3f} ({added[m]:+.3f})" for m in MODES)
-                + f"  {agents_ratios[-1]:>15.3f}  {tollgate_ratios[-1]:>13.3f}"
+                + f"  {agents_ratios[-1]:>15.3f}  {tollgate_ratios[-1]:>13.3f}  "
+                + f"{per_call['bare']:>14.0f} {per_call['tollgate']:>8.0f} {per_call['tollgate-agents']:>6.0f}"
+                + f"  {cpu_ratios[-1]:>20.3f}"
             )
         agents_median = statistics.median(agents_ratios)
         print(f"load average at end: {loadavg()}; {time.monotonic() - started:.0f} s")
         print(
             f"added p50, median of {args.rounds} rounds: agents / tollgate {agents_median:.3f}x "
             f"(target <= {TARGET_AGENTS_RATIO:.2f}x); tollgate / bare {statistics.median(tollgate_ratios):.3f}x"
+        )
+        print(
+            f"proxy CPU per call, median of {args.rounds} rounds: agents / tollgate {statistics.median(cpu_ratios):.3f}x"
         )
         audit = workdir / "audit-tollgate-agents.jsonl"
         for proxy in proxies:

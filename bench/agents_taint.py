@@ -1,6 +1,7 @@
 """What the agents' taint index costs, in process: a conversation of `--size-mb` of tool results
 (JSON, YAML, printed Python literals and plain text, as agents' tools write them) read into its
-provenance, decoded and indexed, then the tool calls of one answer looked up. No proxy, no network.
+provenance, decoded and indexed (every result new, then every result sent again: read once while
+kept), then the tool calls of one answer looked up. No proxy, no network.
 
     .venv/bin/python bench/agents_taint.py                      # a 1 MB conversation, best of 5
     .venv/bin/python bench/agents_taint.py --size-mb 4 --results-kib 2
@@ -28,6 +29,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "addons"))
 
 from tollgate.formats.openai_chat.provenance import read_provenance  # noqa: E402
+from tollgate.governance.agents import taint  # noqa: E402
 from tollgate.governance.agents.settings import AgentsSettings  # noqa: E402
 from tollgate.governance.agents.taint import MAX_INDEX_CHARS, TaintIndex  # noqa: E402
 from tollgate.governance.agents.tool_decision import ToolCall, decide  # noqa: E402
@@ -107,7 +109,13 @@ def main() -> None:
     raw = len(json.dumps(body))
     settings = AgentsSettings()
     read_s, provenance = best(args.repeat, lambda: read_provenance(body))
-    index_s, index = best(args.repeat, lambda: TaintIndex.build(provenance, settings))
+
+    def fresh() -> TaintIndex:
+        taint._DECODED.clear()  # every result new, as at the turn that first sends it
+        return TaintIndex.build(provenance, settings)
+
+    index_s, index = best(args.repeat, fresh)
+    kept_s, _ = best(args.repeat, lambda: TaintIndex.build(provenance, settings))  # every result sent again
     calls = [
         ToolCall("send_money", {"recipient": PLANTED, "amount": 100, "subject": "rent for this month"}),
         ToolCall("send_money", {"recipient": USERS, "amount": 100, "subject": "rent for this month"}),
@@ -122,6 +130,7 @@ def main() -> None:
     print(
         f"decode + build index:   {index_s * 1e3:8.1f} ms  ({index.size / 1e6:.2f} M folded chars, bound {MAX_INDEX_CHARS / 1e6:.0f} M)"
     )
+    print(f"the same, results kept: {kept_s * 1e3:8.1f} ms")
     print(f"decide {len(calls)} calls:         {lookup_s * 1e3:8.1f} ms  ({lookup_s / len(calls) * 1e3:.2f} ms a call)")
 
 

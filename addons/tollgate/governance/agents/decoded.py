@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from tollgate.governance.agents.words_held import WordsHeld
+
 PARSE_CHARS = 1_000_000
 SLOW_PARSE_CHARS = 200_000
 MAX_DEPTH = 3
@@ -30,9 +32,13 @@ _ESCAPE = re.compile(
     r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})|\\x([0-9a-fA-F]{2})|\\(\r?\n)|\\([ntr\"'/\\bf])"
 )
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "'": "'", "/": "/", "\\": "\\", "b": "\b", "f": "\f"}
+_DOUBLED = WordsHeld(('""', "''"))  # found in one pass: a search for each is slower
 _SOFT_BREAK = re.compile(r"=\r?\n")  # quoted-printable's continued line
 _KEY_VALUE = re.compile(r"^[ \t]*(?:-[ \t]+)?[\"']?[\w .@/-]{1,64}[\"']?[ \t]*[:=][ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _QUOTES = "\"'"
+# In JSON without a backslash, a string beginning with a structure (decoded in turn): a closing
+# quote is followed by `,`, `:`, `]` or `}`, never by these.
+_STRING_STRUCTURE = re.compile(r'"\s*[\[{(]')
 # libyaml's loader where PyYAML was built with it: some 10 times as fast as the pure-Python one.
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -55,23 +61,40 @@ def _escape(match: re.Match[str]) -> str:
 def unescaped(text: str) -> str:
     """The text with one level of its escapes written out: `\\uXXXX` (surrogate pairs joined),
     backslash escapes, a backslash's continued lines joined, doubled quotes (CSV's)."""
-    out = _ESCAPE.sub(_escape, text)
-    return out.replace('""', '"').replace("''", "'")
+    if "\\" not in text:  # every escape begins with one
+        return text.replace('""', '"').replace("''", "'") if _DOUBLED.held(text) else text
+    return _ESCAPE.sub(_escape, text).replace('""', '"').replace("''", "'")
 
 
 def structure(text: str) -> Any | None:
     """The list or mapping a text holds, read as JSON, a printed Python literal or YAML (in that
     order); None when it holds none within the bounds."""
+    return _structure(text)[0]
+
+
+def _structure(text: str) -> tuple[Any | None, list[float] | None]:
+    """`structure`, with the numbers it read as floats where it was read as JSON (None otherwise)."""
     stripped = text.strip()
     if not stripped or len(stripped) > PARSE_CHARS:
-        return None
+        return None, None
     if stripped[0] in "[{":
+        floats: list[float] = []
+
+        def read_float(written: str) -> float:
+            floats.append(float(written))
+            return floats[-1]
+
         try:
-            value = json.loads(stripped)
+            value = json.loads(stripped, parse_float=read_float)
         except (ValueError, RecursionError):
             value = None
         if isinstance(value, (dict, list)):
-            return value
+            return value, floats
+    return _slow_structure(stripped), None
+
+
+def _slow_structure(stripped: str) -> Any | None:
+    """A printed Python literal or YAML."""
     if len(stripped) > SLOW_PARSE_CHARS:
         return None
     if stripped[0] in "[{(":
@@ -91,14 +114,16 @@ def structure(text: str) -> Any | None:
     return None
 
 
-def leaves(value: Any, depth: int = 0) -> Iterator[str]:
+def leaves(value: Any, depth: int = 0, *, held: bool = False) -> Iterator[str]:
     """The strings a decoded value holds (keys, strings, numbers as written), a string that itself
-    holds a structure decoded too, up to `MAX_DEPTH` levels."""
+    holds a structure decoded too, up to `MAX_DEPTH` levels. `held`: the text the value was read
+    from holds its keys and strings as they are, and is indexed beside them: they are left out (a
+    structure inside a string is still decoded)."""
     budget = [MAX_NODES]
-    yield from _walk(value, depth, budget)
+    yield from _walk(value, depth, budget, held)
 
 
-def _walk(value: Any, depth: int, budget: list[int]) -> Iterator[str]:
+def _walk(value: Any, depth: int, budget: list[int], held: bool = False) -> Iterator[str]:
     stack = [value]
     while stack and budget[0] > 0:
         budget[0] -= 1
@@ -106,12 +131,13 @@ def _walk(value: Any, depth: int, budget: list[int]) -> Iterator[str]:
         if isinstance(node, dict):
             for key, item in node.items():
                 stack.append(item)
-                if isinstance(key, str):
+                if isinstance(key, str) and not held:
                     yield key
         elif isinstance(node, (list, tuple, set, frozenset)):
             stack.extend(reversed(list(node)))
         elif isinstance(node, str):
-            yield node
+            if not held:
+                yield node
             inner = structure(node) if depth < MAX_DEPTH and node.lstrip()[:1] in ("[", "{", "(") else None
             if inner is not None:
                 yield from _walk(inner, depth + 1, budget)
@@ -143,11 +169,18 @@ def decoded_texts(text: str) -> list[str]:
         out.append(plain)
     if _SOFT_BREAK.search(plain):  # quoted-printable's continued lines, joined beside the text as it was
         out.append(_SOFT_BREAK.sub("", plain))
-    value = structure(text)
+    value, floats = _structure(text)
     if value is None and plain != text:
         value = structure(plain)
     if value is not None:
-        out.extend(leaves(value))
+        # JSON without a backslash writes every key, string and integer as it is: the text indexed
+        # above holds them already, and decoding adds only what it writes otherwise.
+        if floats is None or "\\" in text:
+            out.extend(leaves(value))
+        elif _STRING_STRUCTURE.search(text):
+            out.extend(leaves(value, held=True))
+        else:
+            out.extend(str(f) for f in floats)  # `1e3` is `1000.0`
     else:
         out.extend(key_values(plain))
     return out

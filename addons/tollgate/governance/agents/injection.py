@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from tollgate.governance.agents.link_hosts import LinkHosts, read_url
+from tollgate.governance.agents.text_memo import TextMemo
+from tollgate.governance.agents.words_held import WordsHeld
 from tollgate.governance.guardrails.text import FORMAT_RANGES
 
 INSTRUCTIONS, HIDDEN, EXFIL_LINK = "injection.instructions", "injection.hidden", "injection.exfil_link"
@@ -52,8 +54,8 @@ _TOLD_BEFORE = (
     rf"foregoing|original|initial|former|system|existing) (?:\w+ )?{_TOLD}\b"
 )
 # Each phrase as the words it may begin with and the pattern of the rest (a space is a gap): a
-# phrase's pattern is run only over a text holding its first word, and begins with it (a search
-# for a literal is many times faster than one for a pattern).
+# phrase's pattern is run only over a text holding its lead's words (all found in one pass), and
+# begins with them.
 _PHRASES: list[tuple[tuple[str, ...], str]] = [
     # setting aside what it was told
     (_VERBS, f" {_TOLD_BEFORE}"),
@@ -135,6 +137,14 @@ def _compiled(lead: str, rest: str) -> tuple[str, re.Pattern[str]]:
 
 _COMPILED = [_compiled(lead, rest) for leads, rest in _PHRASES for lead in leads]
 
+
+# What a text holds wherever a phrase is: each word of its lead (in `_COMPILED`'s order). A phrase's
+# pattern runs only over a text holding them, all found in one pass.
+_NEEDS = [frozenset(lead.split()) for leads, _ in _PHRASES for lead in leads]
+_LEAD_WORDS = WordsHeld(word for needs in _NEEDS for word in needs)
+# What a text holds where it may hold a comment, a link or a cased marker: found in the same pass.
+_MARKS = WordsHeld(("<!--", "[//]:", "](", "]:", "<", "INST]", "SYS>>"))
+
 # Within a comment only: an AI reader named beside something it is to do.
 _TO_AI_READER = re.compile(
     rf"\b{_phrase(_AI)}s?\b.{{0,80}}?"
@@ -171,18 +181,24 @@ class InjectionSignals:
 
     def __init__(self, links_allow: Sequence[str] = ()) -> None:
         self._hosts = LinkHosts(links_allow)
+        self._read: TextMemo[dict[str, int]] = TextMemo()  # a result sent again is read once
 
     def signals(self, text: str) -> dict[str, int]:
         """Counts per kind found in `text` (kinds not found are left out)."""
+        return dict(self._read.get(text, self._signals))
+
+    def _signals(self, text: str) -> dict[str, int]:
+        marks = _MARKS.held(text)
         found = {
-            INSTRUCTIONS: count_instructions(text),
-            HIDDEN: count_hidden(text),
-            EXFIL_LINK: self.count_exfil_links(text),
+            INSTRUCTIONS: count_instructions(text, marks),
+            HIDDEN: count_hidden(text, marks),
+            EXFIL_LINK: self.count_exfil_links(text, marks),
         }
         return {kind: n for kind, n in found.items() if n}
 
-    def count_exfil_links(self, text: str) -> int:
-        if "](" not in text and "]:" not in text and "<" not in text:
+    def count_exfil_links(self, text: str, marks: Collection[str] | None = None) -> int:
+        marks = _MARKS.held(text) if marks is None else marks
+        if "](" not in marks and "]:" not in marks and "<" not in marks:
             return 0
         return sum(1 for m in _LINK.finditer(text) if self._exfil(next(g for g in m.groups() if g is not None)))
 
@@ -216,22 +232,30 @@ def readable(text: str) -> str:
     return text.lower()
 
 
-def count_instructions(text: str) -> int:
-    """Phrases found (one matched by two patterns counts twice)."""
+def count_instructions(text: str, marks: Collection[str] | None = None) -> int:
+    """Phrases found (one matched by two patterns counts twice). `marks`: the `_MARKS` the text
+    holds, where they were found already."""
+    marks = _MARKS.held(text) if marks is None else marks
     read = readable(text)
-    n = sum(sum(1 for _ in pattern.finditer(read)) for first, pattern in _COMPILED if first in read)
-    if "[" in text or "<<" in text:
+    held = _LEAD_WORDS.held(read)
+    n = sum(
+        sum(1 for _ in pattern.finditer(read))
+        for needs, (_, pattern) in zip(_NEEDS, _COMPILED, strict=True)
+        if needs <= held
+    )
+    if "INST]" in marks or "SYS>>" in marks:  # what each marker holds
         n += sum(1 for _ in _CASED_MARKERS.finditer(text))
     return n
 
 
-def count_hidden(text: str) -> int:
+def count_hidden(text: str, marks: Collection[str] | None = None) -> int:
+    marks = _MARKS.held(text) if marks is None else marks
     n = 0
     if not text.isascii():
         if _TAGS.search(text):
             n += sum(1 for _ in _TAGS.finditer(_FLAG.sub("", text)))
         n += sum(1 for _ in _BIDI.finditer(text)) + sum(1 for _ in _ZERO_WIDTH.finditer(text))
-    if "<!--" in text or "[//]:" in text:
+    if "<!--" in marks or "[//]:" in marks:
         for m in _COMMENT.finditer(text):
             said = readable(m.group(1) if m.group(1) is not None else m.group(2))
             n += bool(count_instructions(said) or _TO_AI_READER.search(said))

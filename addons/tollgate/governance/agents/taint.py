@@ -25,6 +25,7 @@ from typing import Any
 from tollgate.formats.provenance import ASSISTANT, UNKNOWN, Provenance
 from tollgate.governance.agents.decoded import MAX_NODES, decoded_texts, leaves, structure, unescaped
 from tollgate.governance.agents.settings import AgentsSettings
+from tollgate.governance.agents.text_memo import TextMemo
 
 MAX_INDEX_CHARS = 8_000_000
 UNINDEXED = "unindexed"
@@ -39,8 +40,13 @@ _NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)*")
 _EDGES = ".,;:!?()[]{}<>\"'`"
 
 
+_ASCII_SPACE = bytes(c for c in range(128) if chr(c).isspace())
+
+
 def folded(text: str) -> str:
     """How strings compare: case folded, white space removed."""
+    if text.isascii():  # the same, many times as fast: ASCII's case folding is its lower case
+        return text.encode("ascii").lower().translate(None, _ASCII_SPACE).decode("ascii")
     return "".join(text.casefold().split())
 
 
@@ -82,12 +88,18 @@ class TaintIndex:
             softly = piece.tool not in (ASSISTANT, UNKNOWN)
             if softly and matches(piece.tool, settings.trusted_tools):
                 continue
-            if softly and matches(piece.tool, settings.item_tools):
-                texts = item_texts(piece.text, settings)
-            else:
-                texts = decoded_texts(piece.text)
+            items = softly and matches(piece.tool, settings.item_tools)
+            if items:
+                whole = folded(_SEP.join(item_texts(piece.text, settings)))
+            else:  # a result sent again (an agent sends them all at every turn) is read once
+                whole = _DECODED.get(piece.text, _decoded_folded)
             held = parts.setdefault(piece.tool, [])
-            for raw in texts:
+            if index.size + len(whole) + 1 <= MAX_INDEX_CHARS:
+                index.size += len(whole) + 1
+                held.append(whole)
+                continue
+            texts = item_texts(piece.text, settings) if items else decoded_texts(piece.text)
+            for raw in texts:  # the text that reaches the bound
                 text = folded(raw)
                 if index.size + len(text) > MAX_INDEX_CHARS:
                     index.full = True
@@ -118,6 +130,14 @@ class TaintIndex:
             if not held and self.full:
                 found.add(UNINDEXED)
         return sorted(found)
+
+
+def _decoded_folded(text: str) -> str:
+    """A piece's decoded texts folded at once: the separator is kept, and no text spans it."""
+    return folded(_SEP.join(decoded_texts(text)))
+
+
+_DECODED: TextMemo[str] = TextMemo()
 
 
 def item_texts(text: str, settings: AgentsSettings) -> list[str]:

@@ -201,7 +201,7 @@ def decide(
 def redacted(reasons: list[str], arguments: Any, schema: Any = None) -> list[str]:
     """Reasons with every string of the arguments (5 characters or more), its JSON-escaped form and
     its tokens replaced by `…`; keys the schema does not declare are values too."""
-    if arguments is UNREAD:
+    if arguments is UNREAD or not reasons:  # nothing to redact: the arguments' strings are not gathered
         return reasons
     secrets = sorted(_argument_strings(arguments, schema), key=len, reverse=True)
     return [_redact(reason, secrets) for reason in reasons]

@@ -8,7 +8,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tollgate.governance.agents.decoded import PARSE_CHARS, decoded_texts, structure, unescaped
+from tollgate.governance.agents.decoded import PARSE_CHARS, decoded_texts, leaves, structure, unescaped
 from tollgate.governance.agents.taint import folded
 
 
@@ -87,3 +87,35 @@ def test_every_string_of_a_structure_is_found_however_written(value: object) -> 
         texts = [folded(t) for t in decoded_texts(written)]
         for s in strings_of(value):
             assert any(folded(s) in t for t in texts), (written, s)
+
+
+_json_leaves = st.one_of(
+    st.text(st.characters(codec="utf-8"), max_size=12),
+    st.sampled_from(["[1, 2]", " {a: b}", "('x', 'y')", 'say ""hi""', "it''s", "a\\nb", "{'k': 'O''Brien'}"]),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.none(),
+)
+_json_values = st.recursive(
+    _json_leaves,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_values, st.booleans())
+def test_json_written_as_it_is_finds_what_every_leaf_finds(value: object, ascii_only: bool) -> None:
+    """Leaves JSON writes as they are are left out: the text, indexed, finds all they would."""
+    written = json.dumps(value, ensure_ascii=ascii_only)
+    texts = [folded(t) for t in decoded_texts(written)]
+    parsed = structure(written)
+    every = [written, *(leaves(parsed) if parsed is not None else ())]  # each leaf by itself
+    for leaf in every:
+        assert any(folded(leaf) in t for t in texts), (written, leaf)
+
+
+def test_json_numbers_written_otherwise_are_found_as_read() -> None:
+    written = '{"amount": 1e3, "rate": 1.50, "tiny": [2E-1], "id": 12345678}'
+    assert holds(written, "1000.0") and holds(written, "1.5") and holds(written, "0.2") and holds(written, "12345678")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tollgate.governance.agents import injection
 from tollgate.governance.agents.injection import EXFIL_LINK, HIDDEN, INSTRUCTIONS, KINDS, InjectionSignals
+from tollgate.governance.agents.words_held import WordsHeld
+from tollgate.governance.guardrails.engine import HYPERSCAN
 
 SIGNALS = InjectionSignals(["*.example.com"])
 
@@ -134,3 +139,54 @@ def test_any_text_gives_counts_of_known_kinds_only(text: str) -> None:
     assert set(found) <= set(KINDS)
     assert all(type(n) is int and n > 0 for n in found.values())
     assert found.get(INSTRUCTIONS, 0) >= 1
+
+
+def _every_pattern_over_the_text(text: str) -> int:
+    """`count_instructions` as written at first: every phrase's pattern run over the whole text."""
+    read = injection.readable(text)
+    n = sum(sum(1 for _ in pattern.finditer(read)) for _, pattern in injection._COMPILED)
+    return n + sum(1 for _ in injection._CASED_MARKERS.finditer(text))
+
+
+_LEADS = [lead for leads, _ in injection._PHRASES for lead in leads]
+_PIECES = st.one_of(
+    st.sampled_from(_LEADS),
+    st.sampled_from(sorted(ATTACKS.values())),
+    st.sampled_from(
+        [
+            "previous instructions",
+            "instructions:",
+            "the task",
+            "a",
+            "ai",
+            "assistant",
+            "gpt",
+            ", ",
+            "now",
+            "is",
+            "[INST]",
+            "[/INST]",
+            "<<SYS>>",
+            "system message]",
+            "im_start|>",
+            "the user",
+            "\\n",
+            "x",
+            "([",
+            "note",
+        ]
+    ),
+    st.text(max_size=12),
+)
+
+
+@pytest.mark.parametrize("use_hyperscan", [True, False] if HYPERSCAN else [False])
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_PIECES, _GAPS | st.just(""), st.booleans()), max_size=12))
+def test_instructions_are_counted_as_every_pattern_over_the_text_counts_them(
+    use_hyperscan: bool, pieces: list[tuple[str, str, bool]]
+) -> None:
+    text = "".join((piece.upper() if upper else piece) + gap for piece, gap, upper in pieces)
+    held = WordsHeld(injection._LEAD_WORDS.words, use_hyperscan=use_hyperscan)
+    with patch.object(injection, "_LEAD_WORDS", held):
+        assert injection.count_instructions(text) == _every_pattern_over_the_text(text)
