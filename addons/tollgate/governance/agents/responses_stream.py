@@ -6,7 +6,9 @@ not held. Then each call is decided: a refused call's events are replaced, at th
 part done, item done) whose text the agent reads. From the first change on, every event's
 `sequence_number` is renumbered to follow on, and the last event's response (`response.completed`,
 `incomplete`, `failed`), which repeats the items, gets the same replacement. A stream that ends
-while holding is decided on what came: a call without its done item is refused as `unread`."""
+while holding is decided on what came: a call without its done item is refused as `unread`. Where
+the policy decides tool calls, the held events wait too until it has answered on each call
+(`call_state.unasked`): fed again (`feed(b"")`) once it has, they go."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Any
 
 from tollgate.formats.openai_responses.provenance import agent_call
 from tollgate.formats.translation import Rewrite
-from tollgate.governance.agents.call_state import AgentsCall, decided_call
+from tollgate.governance.agents.call_state import AgentsCall, decided_call, unasked
 from tollgate.governance.agents.responses_calls import (
     identity,
     refusal_item,
@@ -52,7 +54,10 @@ class HeldResponsesCalls:
         self._refused: dict[str, dict[str, Any]] = {}  # a refused call's id → the output that answers it
 
     def feed(self, chunk: bytes) -> bytes:
-        return self._events(self._inner.feed(chunk) if self._inner is not None else chunk)
+        out = self._events(self._inner.feed(chunk) if self._inner is not None else chunk)
+        if self._held is not None and not self._open and not self._unasked():  # the policy has answered
+            out += self._release()
+        return out
 
     def flush(self) -> bytes:
         out = self._events(self._inner.flush() if self._inner is not None else b"")
@@ -80,7 +85,25 @@ class HeldResponsesCalls:
         if self._held is None:
             return self._passed(raw, obj)
         self._held.append(_Event(raw, obj))
-        return self._release() if not self._open else b""
+        return self._release() if not self._open and not self._unasked() else b""
+
+    def _unasked(self) -> bool:
+        """Whether the policy is still to be asked about a call held (then the events wait)."""
+        if self._state.policy is None:
+            return False
+        return unasked((call for _, call in self._held_calls()), self._state)
+
+    def _held_calls(self) -> list[tuple[int, ToolCall]]:
+        """Each held call as it is decided, by output_index: one not whole is `unread`."""
+        out = []
+        for at, item in sorted(self._calls.items()):
+            call = tool_call_of(item)
+            if call is None:
+                continue
+            if at not in self._finished:  # the stream ended before the call's item was whole
+                call = ToolCall(call.name, UNREAD, call.id)
+            out.append((at, call))
+        return out
 
     def _read(self, obj: dict[str, Any]) -> None:
         kind, at, item = obj.get("type"), obj.get("output_index"), obj.get("item")
@@ -100,12 +123,8 @@ class HeldResponsesCalls:
         """The held events, each refused call's replaced by its refusal message's."""
         held, self._held = self._held or [], None
         messages: dict[int, dict[str, Any]] = {}
-        for at, item in sorted(self._calls.items()):
-            call = tool_call_of(item)
-            if call is None:
-                continue
-            if at not in self._finished:  # the stream ended before the call's item was whole
-                call = ToolCall(call.name, UNREAD, call.id)
+        for at, call in self._held_calls():
+            item = self._calls[at]
             decision = decided_call(call, self._state)
             if decision.refusal is not None:
                 messages[at] = message = refusal_item(item, decision.refusal)

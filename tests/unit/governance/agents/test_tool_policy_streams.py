@@ -1,0 +1,97 @@
+"""Every held stream but chat's (`test_tool_policy` has it) waits for the policy's answers on its
+calls before it lets them go, the same at any split; a stream cut before the policy answered
+refuses its calls as a policy error."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.unit.governance.agents import test_responses_calls as responses
+from tests.unit.governance.agents.test_responses_stream import events_of, sse, stream
+from tests.unit.governance.agents.test_tool_policy import ATTACKER, OWN, Policy
+
+from tollgate.formats.translation import Rewrite
+from tollgate.governance.agents.call_state import AgentsCall, asked
+from tollgate.governance.agents.responses_stream import HeldResponsesCalls
+
+POLICY_REFUSAL = f"Tollgate refused the call to send_money: send_money to {ATTACKER}, not a known payee."
+Held = Callable[[AgentsCall], Rewrite]
+
+
+def streamed(held_of: Held, pieces: list[bytes], call: AgentsCall, mark: bytes) -> bytes:
+    """As the proxy's tap feeds a held stream: after each piece, the policy's answers awaited where
+    it left calls to ask, and the rewrite fed again (`mark`: what only a call's events hold)."""
+    held = held_of(call)
+    out = b""
+    for chunk in pieces:
+        got = held.feed(chunk)
+        out += got
+        if call.asking:
+            assert mark not in got  # nothing of a call goes before the policy has answered
+            asyncio.run(asked(call))
+            out += held.feed(b"")
+    return out + held.flush()
+
+
+def split(whole: bytes, cuts: list[int]) -> list[bytes]:
+    at = [0, *sorted({c % len(whole) for c in cuts}), len(whole)]
+    return [whole[a:b] for a, b in itertools.pairwise(at) if b > a]
+
+
+def cut_short(held_of: Held, whole: bytes, call: AgentsCall) -> bytes:
+    """The stream fed in the proxy (an event loop running) and ended before the policy answered."""
+
+    async def in_the_proxy() -> bytes:
+        held = held_of(call)
+        return held.feed(whole) + held.flush()
+
+    return asyncio.run(in_the_proxy())
+
+
+def responses_state(policy: Any = None) -> AgentsCall:
+    out = responses.state()
+    out.policy = policy
+    return out
+
+
+FUNCTION = b'"type": "function_call"'
+RESPONSES = b"".join(sse(e) for e in stream(responses.call("a", ATTACKER), responses.call("b", OWN)))
+
+
+def test_a_responses_stream_holds_its_calls_until_the_policy_has_answered() -> None:
+    policy = Policy()
+    call = responses_state(policy)
+    out = events_of(streamed(HeldResponsesCalls, [RESPONSES], call, FUNCTION))
+    assert len(policy.asked) == 2
+    done = out[-1]["response"]["output"]
+    assert done[1]["type"] == "message" and done[1]["content"][0]["text"] == POLICY_REFUSAL
+    assert done[2]["type"] == "function_call" and done[2]["call_id"] == "b"
+    assert [e["sequence_number"] for e in out] == list(range(len(out)))
+    assert [d["decision"] for d in call.tool_calls()] == ["deny", "allow"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=1), max_size=8))
+def test_a_responses_stream_is_decided_the_same_at_any_split(cuts: list[int]) -> None:
+    whole = streamed(HeldResponsesCalls, [RESPONSES], responses_state(Policy()), FUNCTION)
+    assert streamed(HeldResponsesCalls, split(RESPONSES, cuts), responses_state(Policy()), FUNCTION) == whole
+
+
+def test_a_responses_stream_cut_before_the_policy_answered_refuses_its_calls() -> None:
+    call = responses_state(Policy())
+    out = events_of(cut_short(HeldResponsesCalls, RESPONSES, call))
+    assert not any(e.get("item", {}).get("type") == "function_call" for e in out)
+    assert [d["reasons"] for d in call.tool_calls()] == [["policy error"], ["policy error"]]
+
+
+def test_without_the_policy_a_responses_stream_is_as_before() -> None:
+    held = HeldResponsesCalls(responses.state())
+    pieces = split(RESPONSES, [100, 900, 1500])
+    out = b"".join(held.feed(p) for p in pieces) + held.flush()
+    again = HeldResponsesCalls(responses.state())
+    assert out == again.feed(RESPONSES) + again.flush()
