@@ -7,7 +7,9 @@ reads, so that later blocks keep their indexes; `message_delta`'s `stop_reason` 
 only when every `tool_use` of the answer was refused, its usage kept. The provider's own calls
 (`server_tool_use`, `mcp_tool_use`) are not held. A stream that ends while holding is decided on
 what came (input cut short is refused as `unread`). An event too large to frame ends the stream
-with an `error` event: what cannot be read does not go."""
+with an `error` event: what cannot be read does not go. Where the policy decides tool calls, the
+held events wait too until it has answered on each call (`call_state.unasked`): fed again
+(`feed(b"")`) once it has, they go."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Any
 from tollgate.formats.anthropic_messages.stream_writer import write_event
 from tollgate.formats.framing import SSEFramer, parse_sse_block
 from tollgate.formats.translation import Rewrite
-from tollgate.governance.agents.call_state import AgentsCall, decided_call
+from tollgate.governance.agents.call_state import AgentsCall, decided_call, unasked
 from tollgate.governance.agents.messages_calls import TOOL_USE, tool_use_call
 from tollgate.governance.agents.tool_decision import ToolCall
 
@@ -72,7 +74,10 @@ class HeldMessagesCalls:
         self._failed = False
 
     def feed(self, chunk: bytes) -> bytes:
-        return self._events(self._inner.feed(chunk) if self._inner is not None else chunk)
+        out = self._events(self._inner.feed(chunk) if self._inner is not None else chunk)
+        if self._held is not None and self._stopped() and not self._unasked():  # the policy has answered
+            out += self._release()
+        return out
 
     def flush(self) -> bytes:
         out = self._events(self._inner.flush() if self._inner is not None else b"")
@@ -102,7 +107,16 @@ class HeldMessagesCalls:
         if self._held is None:
             return self._stop_rewritten(_Event(raw, obj)) if obj is not None else raw
         self._held.append(_Event(raw, obj))
-        return self._release() if all(b.stopped for b in self._blocks.values()) else b""
+        return self._release() if self._stopped() and not self._unasked() else b""
+
+    def _stopped(self) -> bool:
+        return all(b.stopped for b in self._blocks.values())
+
+    def _unasked(self) -> bool:
+        """Whether the policy is still to be asked about a call held (then the events wait)."""
+        if self._state.policy is None:
+            return False
+        return unasked((block.call() for block in self._blocks.values()), self._state)
 
     def _read(self, obj: dict[str, Any]) -> None:
         kind, index = obj.get("type"), obj.get("index")

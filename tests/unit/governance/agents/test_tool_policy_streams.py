@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Callable
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.unit.governance.agents import test_messages_calls as messages
 from tests.unit.governance.agents import test_responses_calls as responses
+from tests.unit.governance.agents.test_messages_stream import MESSAGE_START, TEXT, assembled, tail, tool
 from tests.unit.governance.agents.test_responses_stream import events_of, sse, stream
 from tests.unit.governance.agents.test_tool_policy import ATTACKER, OWN, Policy
 
 from tollgate.formats.translation import Rewrite
 from tollgate.governance.agents.call_state import AgentsCall, asked
+from tollgate.governance.agents.messages_stream import HeldMessagesCalls
 from tollgate.governance.agents.responses_stream import HeldResponsesCalls
 
 POLICY_REFUSAL = f"Tollgate refused the call to send_money: send_money to {ATTACKER}, not a known payee."
@@ -95,3 +99,46 @@ def test_without_the_policy_a_responses_stream_is_as_before() -> None:
     out = b"".join(held.feed(p) for p in pieces) + held.flush()
     again = HeldResponsesCalls(responses.state())
     assert out == again.feed(RESPONSES) + again.flush()
+
+
+def messages_state(policy: Any = None) -> AgentsCall:
+    out = messages.state()
+    out.policy = policy
+    return out
+
+
+TOOL_USE = b'"type": "tool_use"'
+MESSAGES = b"".join(
+    [
+        MESSAGE_START,
+        *TEXT,
+        *tool(1, "a", json.dumps({"recipient": ATTACKER})),
+        *tool(2, "b", json.dumps({"recipient": OWN})),
+        *tail(),
+    ]
+)
+
+
+def test_a_messages_stream_holds_its_calls_until_the_policy_has_answered() -> None:
+    policy = Policy()
+    call = messages_state(policy)
+    blocks, reason, _ = assembled(streamed(HeldMessagesCalls, [MESSAGES], call, TOOL_USE))
+    assert len(policy.asked) == 2
+    assert blocks[1] == ["text", POLICY_REFUSAL, None, ""]
+    assert blocks[2][0] == "tool_use" and json.loads(blocks[2][3]) == {"recipient": OWN}
+    assert reason == "tool_use"
+    assert [d["decision"] for d in call.tool_calls()] == ["deny", "allow"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=1), max_size=8))
+def test_a_messages_stream_is_decided_the_same_at_any_split(cuts: list[int]) -> None:
+    whole = streamed(HeldMessagesCalls, [MESSAGES], messages_state(Policy()), TOOL_USE)
+    assert streamed(HeldMessagesCalls, split(MESSAGES, cuts), messages_state(Policy()), TOOL_USE) == whole
+
+
+def test_a_messages_stream_cut_before_the_policy_answered_refuses_its_calls() -> None:
+    call = messages_state(Policy())
+    blocks, reason, _ = assembled(cut_short(HeldMessagesCalls, MESSAGES, call))
+    assert [b[0] for b in blocks] == ["text", "text", "text"] and reason == "end_turn"
+    assert [d["reasons"] for d in call.tool_calls()] == [["policy error"], ["policy error"]]
