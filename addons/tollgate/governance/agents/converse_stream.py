@@ -8,7 +8,9 @@ nothing in them changed; a frame written anew has its CRCs computed anew.
 
 Fail closed: a stream that cannot be framed, or an event that cannot be read and carries a tool
 use, ends with an exception frame (boto3 raises on it) and nothing more; a stream that ends while
-holding is decided on what came (input cut short is refused as `unread`)."""
+holding is decided on what came (input cut short is refused as `unread`). Where the policy decides
+tool calls, the held frames wait too until it has answered on each call (`call_state.unasked`),
+the answer's stop and the frames after it too: fed again (`feed(b"")`) once it has, they go."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from typing import Any
 from tollgate.formats.bodies.json_codec import loads_once
 from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_frame
 from tollgate.formats.translation import Rewrite
-from tollgate.governance.agents.call_state import AgentsCall, decided_call
+from tollgate.governance.agents.call_state import AgentsCall, decided_call, unasked
 from tollgate.governance.agents.converse_calls import END_TURN, TOOL_USE
 from tollgate.governance.agents.tool_decision import UNREAD, ToolCall
 
@@ -50,11 +52,17 @@ class HeldConverseCalls:
         self._held: list[_Held] | None = None  # None: not holding
         self._calls: dict[int, list[Any]] = {}  # the held calls, by block: [id, name, input]
         self._open: set[int] = set()  # the tool blocks started and not stopped
+        # Where among the held frames the answer's stop (or the upstream's exception) is: what is
+        # held is decided then, stopped or not; the text of a call never stopped goes before it.
+        self._end: int | None = None
         self._counted = self._refused = 0  # the answer's calls, and those refused
         self._stopped = False  # nothing more goes
 
     def feed(self, chunk: bytes) -> bytes:
-        return self._frames(self._inner.feed(chunk) if self._inner is not None else chunk)
+        out = self._frames(self._inner.feed(chunk) if self._inner is not None else chunk)
+        if self._held is not None and not self._stopped:  # fed again: the policy may have answered
+            out += self._ready()
+        return out
 
     def flush(self) -> bytes:
         out = self._frames(self._inner.flush() if self._inner is not None else b"")
@@ -92,7 +100,7 @@ class HeldConverseCalls:
         event = headers.get(":event-type")
         if headers.get(":message-type") != "event":
             # The upstream's exception ends the stream: what is held is decided on what came.
-            return (self._release() if self._held is not None else b"") + raw
+            return self._ended(_Held(frame, raw, event, None)) if self._held is not None else raw
         payload = frame.payload
         if event not in _READ_EVENTS and b"toolUse" not in payload and b"\\u" not in payload:
             found = None  # a text delta, the usage: no call in it, not parsed
@@ -104,8 +112,11 @@ class HeldConverseCalls:
             if not isinstance(found, dict) and b"toolUse" in payload:
                 return self._stop()
         obj = found if isinstance(found, dict) else None
-        if obj is None:
-            return self._passed(_Held(frame, raw, event, None))
+        if obj is None:  # no call in it: held only behind one (the usage after a stop awaiting the policy)
+            if self._held is None:
+                return self._passed(_Held(frame, raw, event, None))
+            self._held.append(_Held(frame, raw, event, None))
+            return b""
         at = obj.get("contentBlockIndex")
         start = obj.get("start") if event == "contentBlockStart" else None
         delta = obj.get("delta") if event == "contentBlockDelta" else None
@@ -125,16 +136,36 @@ class HeldConverseCalls:
             else:
                 call[2] += "\x00"  # not an object: its input cannot be read
         elif event == "messageStop" and self._held is not None:
-            return self._release() + self._passed(_Held(frame, raw, event, obj))
+            return self._ended(_Held(frame, raw, event, obj))
         held = _Held(frame, raw, event, obj)
         if self._held is None:
             return self._passed(held)
         self._held.append(held)
         if event == "contentBlockStop" and isinstance(at, int):
             self._open.discard(at)
-            if not self._open:
-                return self._release()
+            return self._ready()
         return b""
+
+    def _ended(self, held: _Held) -> bytes:
+        """The answer's stop, or the upstream's exception, while holding: held last, and what is
+        held decided on what came."""
+        assert self._held is not None
+        if self._end is None:
+            self._end = len(self._held)
+        self._held.append(held)
+        return self._ready()
+
+    def _ready(self) -> bytes:
+        """The held frames where every call is whole (or the answer ended) and the policy has answered."""
+        if self._held is None or (self._open and self._end is None) or self._unasked():
+            return b""
+        return self._release()
+
+    def _unasked(self) -> bool:
+        """Whether the policy is still to be asked about a call held (then the frames wait)."""
+        if self._state.policy is None:
+            return False
+        return unasked((_call(*call) for call in self._calls.values()), self._state)
 
     def _passed(self, held: _Held) -> bytes:
         """A frame not held, as it goes: the stop says `end_turn` where every call was refused."""
@@ -147,26 +178,35 @@ class HeldConverseCalls:
     def _release(self) -> bytes:
         """The held frames, each refused call's taken out and its text put before its block's stop."""
         held, self._held = self._held or [], None
+        end, self._end = self._end, None
         refused: dict[int, str] = {}
-        for at, (call_id, name, arguments) in sorted(self._calls.items()):
+        for at, call in sorted(self._calls.items()):
             self._counted += 1
-            decision = decided_call(ToolCall.from_json(name or "unknown", arguments, call_id), self._state)
+            decision = decided_call(_call(*call), self._state)
             if decision.refusal is not None:
                 refused[at] = decision.refusal
         self._refused += len(refused)
         self._calls, self._open = {}, set()
         if not refused:
-            return b"".join(h.raw for h in held)
+            return b"".join(h.raw if n != end else self._passed(h) for n, h in enumerate(held))
         out = []
-        for h in held:
+        for n, h in enumerate(held):
             block = h.obj.get("contentBlockIndex") if h.obj is not None else None
-            if not isinstance(block, int) or block not in refused:
+            if n == end:  # a block that never stopped: its text before the answer's end
+                out += [_text(block, text) for block, text in refused.items()]
+                refused = {}
+                out.append(self._passed(h))
+            elif not isinstance(block, int) or block not in refused:
                 out.append(h.raw)
             elif h.event == "contentBlockStop":
                 out += [_text(block, refused.pop(block)), h.raw]
-        # A block that never stopped: its text at the held frames' end.
+        # A block that never stopped (the stream cut): its text at the held frames' end.
         out += [_text(block, text) for block, text in refused.items()]
         return b"".join(out)
+
+
+def _call(call_id: str | None, name: str, arguments: str) -> ToolCall:
+    return ToolCall.from_json(name or "unknown", arguments, call_id)
 
 
 def _text(block: int, text: str) -> bytes:

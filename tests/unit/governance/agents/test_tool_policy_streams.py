@@ -12,6 +12,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.unit.governance.agents import test_converse_calls as converse
 from tests.unit.governance.agents import test_messages_calls as messages
 from tests.unit.governance.agents import test_responses_calls as responses
 from tests.unit.governance.agents.test_messages_stream import MESSAGE_START, TEXT, assembled, tail, tool
@@ -20,6 +21,7 @@ from tests.unit.governance.agents.test_tool_policy import ATTACKER, OWN, Policy
 
 from tollgate.formats.translation import Rewrite
 from tollgate.governance.agents.call_state import AgentsCall, asked
+from tollgate.governance.agents.converse_stream import HeldConverseCalls
 from tollgate.governance.agents.messages_stream import HeldMessagesCalls
 from tollgate.governance.agents.responses_stream import HeldResponsesCalls
 
@@ -141,4 +143,49 @@ def test_a_messages_stream_cut_before_the_policy_answered_refuses_its_calls() ->
     call = messages_state(Policy())
     blocks, reason, _ = assembled(cut_short(HeldMessagesCalls, MESSAGES, call))
     assert [b[0] for b in blocks] == ["text", "text", "text"] and reason == "end_turn"
+    assert [d["reasons"] for d in call.tool_calls()] == [["policy error"], ["policy error"]]
+
+
+def converse_state(policy: Any = None) -> AgentsCall:
+    out = converse.state()
+    out.policy = policy
+    return out
+
+
+TOOL_INPUT = b'"toolUse": {"input"'
+CONVERSE = b"".join(
+    [*converse.TEXT, *converse.tool_block(1, "a", ATTACKER), *converse.tool_block(2, "b", OWN), *converse.END]
+)
+
+
+def test_a_converse_stream_holds_its_calls_until_the_policy_has_answered() -> None:
+    policy = Policy()
+    call = converse_state(policy)
+    out = streamed(HeldConverseCalls, [CONVERSE], call, TOOL_INPUT)
+    texts, calls, stop = converse.assembled(out)
+    assert len(policy.asked) == 2
+    assert texts == {0: "Paying.", 1: POLICY_REFUSAL}
+    assert calls == [("send_money", json.dumps({"recipient": OWN}))]  # the refused call taken out
+    assert stop == "tool_use"
+    assert converse.events(out)[-1][0] == "metadata"  # the answer's stop and usage held with the calls, in order
+    assert [d["decision"] for d in call.tool_calls()] == ["deny", "allow"]
+
+
+def test_a_converse_stream_whose_every_call_the_policy_refused_ends_the_turn() -> None:
+    whole = b"".join([*converse.TEXT, *converse.tool_block(1, "a", ATTACKER), *converse.END])
+    out = streamed(HeldConverseCalls, [whole], converse_state(Policy()), TOOL_INPUT)
+    assert converse.assembled(out)[2] == "end_turn"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=1), max_size=8))
+def test_a_converse_stream_is_decided_the_same_at_any_split(cuts: list[int]) -> None:
+    whole = streamed(HeldConverseCalls, [CONVERSE], converse_state(Policy()), TOOL_INPUT)
+    assert streamed(HeldConverseCalls, split(CONVERSE, cuts), converse_state(Policy()), TOOL_INPUT) == whole
+
+
+def test_a_converse_stream_cut_before_the_policy_answered_refuses_its_calls() -> None:
+    call = converse_state(Policy())
+    texts, _, stop = converse.assembled(cut_short(HeldConverseCalls, CONVERSE, call))
+    assert stop == "end_turn" and set(texts) == {0, 1, 2}
     assert [d["reasons"] for d in call.tool_calls()] == [["policy error"], ["policy error"]]
