@@ -8,12 +8,19 @@ array's brackets and commas) go as they came.
 
 Fail closed: an item that cannot be read and names a function call is replaced by an item carrying
 a refusal; a JSON array that cannot be framed stops there; an item cut short by the stream's end
-is not sent."""
+is not sent.
+
+Where the policy decides tool calls, an item whose calls it has not answered on waits, and every
+byte after it, in order (its calls noted for the proxy to ask, and those of the items after it,
+together): fed again (`feed(b"")`) once it has answered, they go, up to the next item still to ask
+about. At the stream's end what waits is decided on what came (a call unanswered: a policy error)."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal
 
 from tollgate.formats.bodies.json_codec import loads_once
@@ -26,7 +33,7 @@ from tollgate.formats.framing import (
     sse_event_end,
 )
 from tollgate.formats.translation import Rewrite
-from tollgate.governance.agents.call_state import AgentsCall
+from tollgate.governance.agents.call_state import AgentsCall, probed
 from tollgate.governance.agents.gemini_calls import decided_item, unread_item
 
 _BETWEEN = re.compile(rb"[\[ \t\r\n,]*")  # what comes before an element of the array
@@ -42,12 +49,19 @@ class HeldGeminiCalls:
         self._raw = bytearray()  # what came and is not yet framed into whole items
         self._array: JSONArrayFramer | None = None
         self._stopped = False  # what came cannot be framed: nothing more goes
+        # What waits for the policy, in order: each piece as it goes when let go, and the item's
+        # bytes where it is one (None: bytes around the items). None: nothing waits.
+        self._waiting: list[tuple[Callable[[], bytes], bytes | None]] | None = None
 
     def feed(self, chunk: bytes) -> bytes:
-        return self._items(self._inner.feed(chunk) if self._inner is not None else chunk)
+        out = self._items(self._inner.feed(chunk) if self._inner is not None else chunk)
+        if self._waiting is not None and not self._state.asking:  # fed again: the policy has answered
+            out += self._let_go()
+        return out
 
     def flush(self) -> bytes:
         out = self._items(self._inner.flush() if self._inner is not None else b"")
+        out += self._let_go(final=True)
         if not self._bom.done:  # a stream shorter than a byte order mark
             out += self._items(self._bom.flush())
         rest, self._raw = bytes(self._raw), bytearray()
@@ -99,9 +113,10 @@ class HeldGeminiCalls:
         del self._raw[: start + end]
         out, at = [], 0
         for s, e in raw_event_spans(region):
-            out += [region[at:s], self._event(region[s:e])]
+            event = region[s:e]
+            out += [self._around(region[at:s]), self._item(partial(self._event, event), event)]
             at = e
-        out.append(region[at:])
+        out.append(self._around(region[at:]))
         return b"".join(out)
 
     def _event(self, raw: bytes) -> bytes:
@@ -123,12 +138,52 @@ class HeldGeminiCalls:
             if self._raw[start:end] != element:
                 framer.error = "an element of the JSON array is not where it was read"
                 break
-            decided = self._decided(element)
-            out += [bytes(self._raw[at:start]), element if decided is None else decided]
+            out += [self._around(bytes(self._raw[at:start])), self._item(partial(self._element, element), element)]
             at = end
         del self._raw[:at]
         if framer.error is not None:  # what cannot be framed does not go on
             self._stopped, self._raw = True, bytearray()
+        return b"".join(out)
+
+    def _element(self, element: bytes) -> bytes:
+        decided = self._decided(element)
+        return element if decided is None else decided
+
+    def _around(self, raw: bytes) -> bytes:
+        """Bytes around the items: they wait behind an item that waits."""
+        if self._waiting is None or not raw:
+            return raw
+        self._waiting.append((partial(bytes, raw), None))
+        return b""
+
+    def _item(self, written: Callable[[], bytes], data: bytes) -> bytes:
+        """An item as it goes: at once, unless it or one before it waits for the policy."""
+        if self._waiting is None:
+            if not self._awaits(written, data):
+                return written()
+            self._waiting = []
+        else:
+            self._awaits(written, data)  # its calls noted too: asked with those before it
+        self._waiting.append((written, data))
+        return b""
+
+    def _awaits(self, written: Callable[[], bytes], data: bytes) -> bool:
+        """Whether the policy is still to be asked about some of the item's calls (noted then): the
+        item read as it is decided (`written`), only to note them."""
+        if self._state.policy is None or (_CALL_MARK.search(data) is None and b"\\u" not in data):
+            return False
+        return probed(written, self._state)
+
+    def _let_go(self, final: bool = False) -> bytes:
+        """What waits, up to an item whose calls the policy is still to be asked about (at the
+        stream's end, all of it: decided on what came)."""
+        waiting, self._waiting = self._waiting or [], None
+        out = []
+        for n, (written, data) in enumerate(waiting):
+            if not final and data is not None and self._awaits(written, data):
+                self._waiting = waiting[n:]
+                break
+            out.append(written())
         return b"".join(out)
 
     def _decided(self, data: bytes) -> bytes | None:

@@ -13,6 +13,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.unit.governance.agents import test_converse_calls as converse
+from tests.unit.governance.agents import test_gemini_calls as gemini
 from tests.unit.governance.agents import test_messages_calls as messages
 from tests.unit.governance.agents import test_responses_calls as responses
 from tests.unit.governance.agents.test_messages_stream import MESSAGE_START, TEXT, assembled, tail, tool
@@ -22,6 +23,7 @@ from tests.unit.governance.agents.test_tool_policy import ATTACKER, OWN, Policy
 from tollgate.formats.translation import Rewrite
 from tollgate.governance.agents.call_state import AgentsCall, asked
 from tollgate.governance.agents.converse_stream import HeldConverseCalls
+from tollgate.governance.agents.gemini_stream import HeldGeminiCalls
 from tollgate.governance.agents.messages_stream import HeldMessagesCalls
 from tollgate.governance.agents.responses_stream import HeldResponsesCalls
 
@@ -189,3 +191,74 @@ def test_a_converse_stream_cut_before_the_policy_answered_refuses_its_calls() ->
     texts, _, stop = converse.assembled(cut_short(HeldConverseCalls, CONVERSE, call))
     assert stop == "end_turn" and set(texts) == {0, 1, 2}
     assert [d["reasons"] for d in call.tool_calls()] == [["policy error"], ["policy error"]]
+
+
+def gemini_state(policy: Any = None, envelope: bool = False) -> AgentsCall:
+    out = gemini.state(envelope)
+    out.policy = policy
+    return out
+
+
+def gemini_held(envelope: bool) -> Held:
+    return lambda call: HeldGeminiCalls(call, envelope="response" if envelope else None)
+
+
+FUNCTION_CALL = b'"functionCall"'
+# A text item, an item with a call the policy refuses and one it allows, a text item, an item with
+# a call only the policy allows, the end.
+GEMINI = [
+    gemini.item({"text": "Paying."}),
+    gemini.item(gemini.call(ATTACKER), gemini.call(OWN)),
+    gemini.item({"text": "And the rent."}),
+    gemini.item(gemini.call(OWN, thoughtSignature="s")),
+    gemini.item({"text": ""}, finish="STOP"),
+]
+GEMINI_DECIDED = [
+    GEMINI[0],
+    gemini.item({"text": POLICY_REFUSAL}, gemini.call(OWN)),
+    *GEMINI[2:],
+]
+
+
+def enveloped(items: list[dict[str, Any]], envelope: bool) -> list[dict[str, Any]]:
+    return [{"response": i} for i in items] if envelope else items
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=1), max_size=8), st.booleans())
+def test_a_gemini_sse_stream_waits_for_the_policy_the_same_at_any_split(cuts: list[int], envelope: bool) -> None:
+    policy = Policy()
+    call = gemini_state(policy, envelope)
+    whole = gemini.sse(enveloped(GEMINI, envelope))
+    out = streamed(gemini_held(envelope), split(whole, cuts), call, FUNCTION_CALL)
+    assert gemini.sse_items(out) == enveloped(GEMINI_DECIDED, envelope)
+    assert len(policy.asked) == 2  # the same call twice asked once
+    assert [d["decision"] for d in call.tool_calls()] == ["deny", "allow", "allow"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=1), max_size=8))
+def test_a_gemini_json_array_waits_for_the_policy_the_same_at_any_split(cuts: list[int]) -> None:
+    whole = gemini.array(GEMINI)
+    out = streamed(gemini_held(False), split(whole, cuts), gemini_state(Policy()), FUNCTION_CALL)
+    assert json.loads(out) == GEMINI_DECIDED
+
+
+def test_a_gemini_item_waiting_holds_what_follows_and_goes_once_answered() -> None:
+    call = gemini_state(Policy())
+    held = HeldGeminiCalls(call)
+    whole = gemini.sse(GEMINI)
+    first = gemini.sse(GEMINI[:1])
+    assert held.feed(whole) == first  # the text before goes; the call's item and all after wait
+    assert len(call.asking) == 2  # every call that came, asked together
+    asyncio.run(asked(call))
+    assert gemini.sse_items(first + held.feed(b"") + held.flush()) == GEMINI_DECIDED
+
+
+def test_a_gemini_stream_cut_before_the_policy_answered_refuses_its_calls() -> None:
+    call = gemini_state(Policy())
+    out = cut_short(gemini_held(False), gemini.sse(GEMINI), call)
+    assert FUNCTION_CALL not in out and [i["candidates"][0]["content"]["parts"][0] for i in gemini.sse_items(out)][
+        1
+    ] == {"text": "Tollgate refused the call to send_money: policy error."}
+    assert {d["reasons"][0] for d in call.tool_calls()} == {"policy error"}
