@@ -1,8 +1,8 @@
-"""A held chat stream's tap where the policy decides tool calls: each piece is read at once
-(`reads_apart`); where it left calls for the policy, the stream awaits its answers (`awaited`, on
-the event loop, as `patches.read_large_pieces_apart` has it) and what the rewrite then lets go is
-sent with the piece. The client gets the same bytes at any split, and nothing of a call before the
-policy has answered."""
+"""A held stream's tap where the policy decides tool calls (chat's, and Gemini's, which holds
+item by item): each piece is read at once (`reads_apart`); where it left calls for the policy, the
+stream awaits its answers (`awaited`, on the event loop, as `patches.read_large_pieces_apart` has
+it) and what the rewrite then lets go is sent with the piece. The client gets the same bytes at any
+split, and nothing of a call before the policy has answered."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import itertools
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.unit.governance.agents import test_gemini_calls as gemini
 from tests.unit.governance.agents.test_tool_policy import STREAM, Policy, chunks, state
+from tests.unit.governance.agents.test_tool_policy_streams import GEMINI, GEMINI_DECIDED, gemini_state, split
 
 from tollgate.calls.call import LedgerState
 from tollgate.formats.answer_end import EndHold
@@ -19,6 +21,7 @@ from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import UsageReader
 from tollgate.governance.agents.call_state import AgentsCall
 from tollgate.governance.agents.chat_stream import HeldChatCalls
+from tollgate.governance.agents.gemini_stream import HeldGeminiCalls
 from tollgate.proxy.stages.upstream.stream_tap import CountedTap, UsageTap
 
 
@@ -91,3 +94,22 @@ def test_the_refused_call_is_not_sent_and_the_allowed_one_is() -> None:
     out = chunks(through(tap_of(state(Policy()), False), [STREAM]))
     ids = [c.get("id") for ch in out if ch for choice in ch["choices"] for c in choice["delta"].get("tool_calls", ())]
     assert ids == ["b", None]
+
+
+def gemini_tap(call: AgentsCall) -> UsageTap:
+    tap = UsageTap(Reader(), None, lambda r: None, HeldGeminiCalls(call))
+    tap.asks = call
+    return tap
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=1), max_size=6))
+def test_a_gemini_stream_through_the_tap_waits_for_the_policy_at_any_split(cuts: list[int]) -> None:
+    """Gemini holds an item whose calls await the policy, and what follows: the tap awaits its
+    answers and sends what the held stream then lets go, the same at any split."""
+    whole = gemini.sse(GEMINI)
+    policy = Policy()
+    call = gemini_state(policy)
+    out = through(gemini_tap(call), split(whole, cuts))
+    assert gemini.sse_items(out) == GEMINI_DECIDED
+    assert [d["decision"] for d in call.tool_calls()] == ["deny", "allow", "allow"]
