@@ -161,12 +161,16 @@ def decoded_texts(text: str) -> list[str]:
     holds, and its `key: value` lines' values."""
     out = [text]
     plain = text
+    kept = text  # written out with a value's own doubled quotes (`it''s`) kept, beside an escape
     for _ in range(MAX_DEPTH):  # a string escaped twice (JSON in a JSON string) is written out twice
         once = unescaped(plain)
         if once == plain:
             break
         plain = once
         out.append(plain)
+        kept = _ESCAPE.sub(_escape, kept)
+        if kept != plain and ("''" in kept or '""' in kept):
+            out.append(kept)
     if _SOFT_BREAK.search(plain):  # quoted-printable's continued lines, joined beside the text as it was
         out.append(_SOFT_BREAK.sub("", plain))
     value, floats = _structure(text)

@@ -119,3 +119,9 @@ def test_json_written_as_it_is_finds_what_every_leaf_finds(value: object, ascii_
 def test_json_numbers_written_otherwise_are_found_as_read() -> None:
     written = '{"amount": 1e3, "rate": 1.50, "tiny": [2E-1], "id": 12345678}'
     assert holds(written, "1000.0") and holds(written, "1.5") and holds(written, "0.2") and holds(written, "12345678")
+
+
+def test_a_value_holding_doubled_quotes_and_an_escape_is_found() -> None:
+    value = "it''s\x1b"
+    for written in (json.dumps(value), repr(value), json.dumps(json.dumps(value)), json.dumps([value])):
+        assert any(folded(value) in folded(t) for t in decoded_texts(written)), written
