@@ -91,6 +91,11 @@ class LinkRewriter:
         other._drop = _Drop(self._drop.autolink, self._drop.depth) if self._drop is not None else None
         return other
 
+    @property
+    def held_bytes(self) -> int:
+        """How many bytes (UTF-8) of what was fed are held, not yet decided."""
+        return len(self._held.encode("utf-8", "surrogatepass"))
+
     def feed(self, chunk: str) -> str:
         out, self._held = self._scan(self._held + chunk, False)
         return out
