@@ -207,7 +207,7 @@ def test_signed_reasoning_goes_on_as_it_came() -> None:
 def test_whole_answers_are_rewritten_in_every_format(scanners: LinkScanners) -> None:
     text = f"Here {EVIL} and {KEPT}, {EMAIL}."
     expected = scan_whole(scanners, text).text
-    bodies = {
+    bodies: dict[str, Any] = {
         "openai-chat": {"id": "c", "object": "chat.completion", "choices": [
             {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]},
         "openai-completions": {"id": "c", "object": "text_completion", "choices": [{"index": 0, "text": text}]},
