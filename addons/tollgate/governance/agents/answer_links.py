@@ -157,11 +157,21 @@ class LinkScanners:
     """The answer guardrails' detectors (`inner`, None: none apply) with links off the list reduced
     first, as a format's guard is handed them (`Scanners`)."""
 
-    def __init__(self, inner: Detectors | None, hosts: LinkHosts) -> None:
+    def __init__(self, inner: Detectors | None, hosts: LinkHosts, shown: bool = True) -> None:
         self._inner = inner
         self._hosts = hosts
+        self._shown = shown  # False: a tool call's arguments, no link rewritten (`arguments`)
         self.actions: dict[str, str] = {**(inner.actions if inner is not None else {}), LINKS_REDACTED: "redact"}
         self.holds = True
+        self._arguments: LinkScanners | None = None
+
+    @property
+    def arguments(self) -> LinkScanners:
+        """The same detectors as a tool call's arguments given as an object are read
+        (`arguments_detectors`): what `agents` decides, not text shown."""
+        if self._arguments is None:
+            self._arguments = LinkScanners(self._inner, self._hosts, shown=False)
+        return self._arguments
 
     @property
     def engine(self) -> MatchEngine:
@@ -175,7 +185,7 @@ class LinkScanners:
         if signed and inner is not None:
             inner = signed_detectors(inner)
         found = inner.scanner(is_json) if inner is not None else None
-        if is_json or signed:
+        if is_json or signed or not self._shown:
             return found if found is not None else _Passing()
         return LinkScanner(LinkRewriter(self._hosts), found)
 

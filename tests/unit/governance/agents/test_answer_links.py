@@ -238,3 +238,30 @@ def test_the_hosts_are_compiled_once_per_setting() -> None:
     first, second = link_scanners(links, None), link_scanners(links, None)
     assert first._hosts is second._hosts
     assert link_scanners(LinksSettings(allow=["x.test"]), None)._hosts is not first._hosts
+
+
+def test_a_tool_calls_arguments_are_not_rewritten_whole_or_streamed() -> None:
+    """What a call sends is `agents`' decision (by where its arguments came from), not text shown."""
+    arguments = {"body": EVIL}
+    call = {"type": "tool_use", "id": "t", "name": "post", "input": arguments}
+    whole = {"id": "m", "type": "message", "role": "assistant", "content": [{"type": "text", "text": EVIL}, call]}
+    served, _, counts = ANSWER_FORMATS["anthropic-messages"].read_whole(WITH_RULES, json.dumps(whole).encode())
+    assert json.loads(served)["content"] == [{"type": "text", "text": "x"}, call]
+    assert counts == {LINKS_REDACTED: 1}
+    raw = json.dumps(arguments)
+    events = [
+        {"type": "content_block_start", "index": 0, "content_block": {**call, "input": {}}},
+        *({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": p}}
+          for p in (raw[:9], raw[9:20], raw[20:])),
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_stop"},
+    ]  # fmt: skip
+    stream = _sse([(e["type"], e) for e in events])
+    for scanners in (ALONE, WITH_RULES):
+        out, guard = _read("anthropic-messages", scanners, stream, [30, 200])
+        assert out == stream and guard.counts == {}
+    chat = {"id": "c", "object": "chat.completion", "choices": [{"index": 0, "message": {
+        "role": "assistant", "content": None, "tool_calls": [
+            {"id": "t", "type": "function", "function": {"name": "post", "arguments": raw}}]}}]}  # fmt: skip
+    body = json.dumps(chat).encode()
+    assert ANSWER_FORMATS["openai-chat"].read_whole(ALONE, body) == (body, None, {})

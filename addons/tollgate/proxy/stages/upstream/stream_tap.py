@@ -25,8 +25,8 @@ from tollgate.formats.usage_reading import NoUsage, UsageReader, WholeBodyReader
 from tollgate.governance.agents.answer_links import Detectors
 from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.proxy import patches
+from tollgate.proxy.answer_readers import AnswerReading, answer_reading
 from tollgate.proxy.flows import call_of, provider_of, refuse, write_body
-from tollgate.proxy.stages.upstream.answer_readers import AnswerReading, answer_reading
 from tollgate.proxy.state import Shared
 
 logger = logging.getLogger(__name__)
