@@ -108,12 +108,15 @@ class LinkScanner:
 
     def feed(self, piece: bytes) -> _Released:
         self._fed += len(piece)
-        text = self._rewriter.feed(self._decoder.decode(piece))
-        return self._passed(text.encode("utf-8", "surrogatepass"), final=False)
+        read = self._rewriter.held_text + self._decoder.decode(piece)
+        text = self._rewriter.feed(read[len(self._rewriter.held_text) :])
+        # What the rewriter decided of the input: all it was given but what it holds now.
+        consumed = read[: len(read) - len(self._rewriter.held_text)]
+        return self._passed(text.encode("utf-8", "surrogatepass"), False, consumed)
 
     def flush(self) -> _Released:
         text = self._rewriter.feed(self._decoder.decode(b"", final=True)) + self._rewriter.end()
-        return self._passed(text.encode("utf-8", "surrogatepass"), final=True)
+        return self._passed(text.encode("utf-8", "surrogatepass"), True)
 
     def read_whole(self, text: bytes) -> _Released:
         first = self.feed(text)
@@ -122,13 +125,13 @@ class LinkScanner:
         rest = self.flush()
         return _Released(first.text + rest.text, rest.denied)
 
-    def _passed(self, out: bytes, final: bool) -> _Released:
+    def _passed(self, out: bytes, final: bool, consumed: str = "") -> _Released:
         """The rewritten text given to the guardrails' scanner; where what is held stands now."""
-        released = self._released(out, final)
+        released = self._released(out, final, consumed)
         self.counts = self._counted()
         return released
 
-    def _released(self, out: bytes, final: bool) -> _Released:
+    def _released(self, out: bytes, final: bool, consumed: str) -> _Released:
         self._out += len(out)
         if self._inner is None:
             released = _Released(out)
@@ -144,6 +147,11 @@ class LinkScanner:
             self._held, self._marks = 0, deque([(self._out, self._fed)])
             return released
         decided = self._fed - self._rewriter.held_bytes - len(self._decoder.getstate()[0])
+        kept = self._out - undecided
+        if 0 < kept <= len(out) and out.endswith(consumed.encode("utf-8", "surrogatepass")[-kept:]):
+            # What the guardrails' scanner holds is text the rewriter passed as it came (most
+            # often): it came from as many bytes just before what the rewriter holds.
+            self._marks.append((undecided, decided - kept))
         self._marks.append((self._out, decided))
         # The input the released text came from: up to the last mark at or before where what the
         # guardrails' scanner holds begins.

@@ -92,6 +92,11 @@ class LinkRewriter:
         return other
 
     @property
+    def held_text(self) -> str:
+        """What of the text fed is held, not yet decided: the end of it."""
+        return self._held
+
+    @property
     def held_bytes(self) -> int:
         """How many bytes (UTF-8) of what was fed are held, not yet decided."""
         return len(self._held.encode("utf-8", "surrogatepass"))

@@ -265,3 +265,23 @@ def test_a_tool_calls_arguments_are_not_rewritten_whole_or_streamed() -> None:
             {"id": "t", "type": "function", "function": {"name": "post", "arguments": raw}}]}}]}  # fmt: skip
     body = json.dumps(chat).encode()
     assert ANSWER_FORMATS["openai-chat"].read_whole(ALONE, body) == (body, None, {})
+
+
+@drawn(100)
+@given(
+    pieces=st.lists(
+        st.lists(st.sampled_from(["a", "b", "é", " ", ".", "@", "x.com", "mail", "\n", "-", "_"]), max_size=12).map(
+            "".join
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_text_no_link_can_begin_in_is_held_as_the_rules_alone_hold_it(pieces: list[str]) -> None:
+    """Where the rewriter passes text as it came, what is held is what the rules' scanner holds:
+    events wait no longer than they do without `agents.links`."""
+    rules = compiled_for({"pii.email": "redact"})
+    with_links, alone = LinkScanners(rules, HOSTS).scanner(), rules.scanner()
+    for piece in pieces:
+        got, expected = with_links.feed(piece.encode()), alone.feed(piece.encode())
+        assert (got.text, got.denied, with_links.held) == (expected.text, expected.denied, alone.held)
