@@ -84,6 +84,8 @@ class LinkScanner:
         # wholly released on.
         self._marks: deque[tuple[int, int]] = deque([(0, 0)])
         self._held = 0
+        # How many bytes at the end of the rewritten text are the input's end as it came.
+        self._verbatim = 0
         self.counts: Counter[str] = Counter()  # what was found so far, links reduced among it
 
     def _counted(self) -> Counter[str]:
@@ -103,6 +105,7 @@ class LinkScanner:
         other._decoder = codecs.getincrementaldecoder("utf-8")("surrogatepass")
         other._decoder.setstate(self._decoder.getstate())
         other._fed, other._out, other._marks, other._held = self._fed, self._out, deque(self._marks), self._held
+        other._verbatim = self._verbatim
         other.counts = counter_copy(self.counts)
         return other
 
@@ -147,11 +150,16 @@ class LinkScanner:
             self._held, self._marks = 0, deque([(self._out, self._fed)])
             return released
         decided = self._fed - self._rewriter.held_bytes - len(self._decoder.getstate()[0])
+        decided_text = consumed.encode("utf-8", "surrogatepass")
+        if out == decided_text:
+            self._verbatim += len(out)
+        else:
+            self._verbatim = _common_end(out, decided_text)
         kept = self._out - undecided
-        if 0 < kept <= len(out) and out.endswith(consumed.encode("utf-8", "surrogatepass")[-kept:]):
+        if 0 < kept <= self._verbatim:
             # What the guardrails' scanner holds is text the rewriter passed as it came (most
             # often): it came from as many bytes just before what the rewriter holds.
-            self._marks.append((undecided, decided - kept))
+            self._marks = deque([(undecided, decided - kept)])
         self._marks.append((self._out, decided))
         # The input the released text came from: up to the last mark at or before where what the
         # guardrails' scanner holds begins.
@@ -159,6 +167,15 @@ class LinkScanner:
             self._marks.popleft()
         self._held = self._fed - self._marks[0][1]
         return released
+
+
+def _common_end(a: bytes, b: bytes) -> int:
+    """How many bytes `a` and `b` end with alike."""
+    n = 0
+    most = min(len(a), len(b))
+    while n < most and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return n
 
 
 class LinkScanners:
