@@ -27,9 +27,9 @@ from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.proxy import patches
 from tollgate.proxy.answer_readers import AnswerReading, answer_reading
 from tollgate.proxy.flows import call_of, provider_of, refuse, write_body
-from tollgate.proxy.stages.call.agents import decided_whole
-from tollgate.proxy.stages.upstream.guarded_answer import GuardedAnswer
+from tollgate.proxy.guarded_answer import GuardedAnswer
 from tollgate.proxy.state import Shared
+from tollgate.proxy.tool_calls import decided_whole
 
 logger = logging.getLogger(__name__)
 
