@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -132,9 +133,10 @@ def config(upstream: str, audit: Path, agents: bool) -> dict[str, Any]:
 
 
 def play(
-    proxy: Mitmdump, bundle: Path, plans_url: str, work: list[dict[str, Any]], args: argparse.Namespace
+    proxy: Mitmdump, bundle: Path, plans_url: str, work: list[dict[str, Any]], args: argparse.Namespace, defence: str
 ) -> list[dict[str, Any]]:
-    """The runs through one Tollgate, by `--workers` agents at once; each result as it comes."""
+    """The runs through one Tollgate, by `--workers` agents at once; each result written to
+    `--results` as it comes (a run cut short keeps what it measured)."""
     results: list[dict[str, Any]] = []
     lock = threading.Lock()
     started = time.monotonic()
@@ -162,9 +164,13 @@ def play(
         for line in process.stdout:
             if not line.startswith("{"):
                 continue
+            result = {**json.loads(line), "defence": defence}
             with lock:
-                results.append(json.loads(line))
+                results.append(result)
                 done = len(results)
+                if args.results:
+                    with args.results.open("a") as f:
+                        f.write(json.dumps(result) + "\n")
             if done % 50 == 0 or done == len(work):
                 print(f"  {done}/{len(work)} runs, {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
         process.wait()
@@ -227,6 +233,8 @@ def baselines() -> str:
 
 
 def main() -> None:
+    # Ended from outside: the `finally` blocks stop mitmdump and the agents.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--setup", action="store_true", help="make .venv-agentdojo, then run")
     parser.add_argument("--suites", default=",".join(SUITES))
@@ -257,7 +265,8 @@ def main() -> None:
     if args.baseline:
         defences.append(("Tollgate without agents (no defence)", False))
     out: list[str] = []
-    everything: list[dict[str, Any]] = []
+    if args.results:
+        args.results.write_text("")
     with tempfile.TemporaryDirectory(prefix="agentdojo-bench-") as tmp:
         work_dir = Path(tmp)
         confdir = work_dir / "certs"
@@ -272,18 +281,16 @@ def main() -> None:
             try:
                 proxy.wait_ready()
                 print(f"{name}: mitmdump on {proxy.proxy_url}", file=sys.stderr)
-                results = play(proxy, confdir / "ca-bundle.pem", plans_url, work, args)
+                results = play(
+                    proxy, confdir / "ca-bundle.pem", plans_url, work, args, "agents" if agents else "none"
+                )
             finally:
                 proxy.stop()
-            for r in results:
-                r["defence"] = "agents" if agents else "none"
-            everything += results
             out.append(table(results, name))
+            print(out[-1], flush=True)
     fake.close()
     plans.shutdown()
-    if args.results:
-        args.results.write_text("".join(json.dumps(r) + "\n" for r in everything))
-    print("\n\n".join([*out, baselines()]))
+    print("\n" + baselines())
 
 
 if __name__ == "__main__":

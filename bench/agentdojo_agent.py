@@ -77,6 +77,7 @@ class TollgateAgent(BasePipelineElement):
         self.injection_task: BaseInjectionTask | None = None
         self.injections: dict[str, str] = {}
         self.refused = 0
+        self.refusals: list[str] = []  # Tollgate's texts: tools, argument paths and sources, no value
         self.obeyed = False
 
     def _plan(self, run: str, env: Env) -> None:
@@ -139,6 +140,7 @@ class TollgateAgent(BasePipelineElement):
             for _ in range(MAX_TURNS):
                 text, calls = self._ask(run, wire, tools)
                 self.refused += text.count(REFUSED)
+                self.refusals += [line for line in text.splitlines() if line.startswith(REFUSED)]
                 if not calls:
                     wire.append({"role": "assistant", "content": text})
                     dojo.append({"role": "assistant", "content": [text_content_block_from_string(text)], "tool_calls": None})
@@ -194,12 +196,12 @@ def main() -> None:
                     attacks[key] = load_attack(job["attack"], suite, agent)
                 agent.injection_task = suite.get_injection_task_by_id(job["injection_task"])
                 agent.injections = attacks[key].attack(agent.user_task, agent.injection_task)
-            agent.refused, agent.obeyed = 0, False
+            agent.refused, agent.refusals, agent.obeyed = 0, [], False
             utility, security = suite.run_task_with_pipeline(
                 agent, agent.user_task, agent.injection_task, agent.injections
             )
             out.update(utility=bool(utility), security=bool(security) if agent.injection_task else None)
-            out.update(refused=agent.refused, obeyed=agent.obeyed)
+            out.update(refused=agent.refused, refusals=agent.refusals, obeyed=agent.obeyed)
         except Exception as e:  # a run that failed is counted as such, never as a success of either side
             out.update(error=f"{type(e).__name__}: {e}"[:500], trace=traceback.format_exc()[-1500:])
         print(json.dumps(out), flush=True)
