@@ -46,6 +46,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "addons")]
 from bench.agentdojo_model import FORMATS, StandIn, serve_plans  # noqa: E402
 from tests.support.fake_upstream import FakeUpstream  # noqa: E402
 from tests.support.proxy import Mitmdump  # noqa: E402
+
 from tollgate.proxy.certs import ensure_bundle  # noqa: E402
 
 VENV = ROOT / ".venv-agentdojo"
@@ -254,7 +255,10 @@ def main() -> None:
     suites = [s for s in args.suites.split(",") if s]
     attacks = [a for a in args.attacks.split(",") if a]
     work = jobs(suites, attacks, args.limit, args.seed)
-    print(f"{len(work)} runs per defence ({args.format}, {'streamed' if args.stream else 'not streamed'})", file=sys.stderr)
+    print(
+        f"{len(work)} runs per defence ({args.format}, {'streamed' if args.stream else 'not streamed'})",
+        file=sys.stderr,
+    )
 
     ca = trustme.CA()
     stand_in = StandIn()
@@ -281,9 +285,7 @@ def main() -> None:
             try:
                 proxy.wait_ready()
                 print(f"{name}: mitmdump on {proxy.proxy_url}", file=sys.stderr)
-                results = play(
-                    proxy, confdir / "ca-bundle.pem", plans_url, work, args, "agents" if agents else "none"
-                )
+                results = play(proxy, confdir / "ca-bundle.pem", plans_url, work, args, "agents" if agents else "none")
             finally:
                 proxy.stop()
             out.append(table(results, name))

@@ -123,9 +123,9 @@ class TollgateAgent(BasePipelineElement):
         self,
         query: str,
         runtime: FunctionsRuntime,
-        env: Env = EmptyEnv(),
+        env: Env = EmptyEnv(),  # noqa: B008 - AgentDojo's signature
         messages: Sequence[ChatMessage] = [],
-        extra_args: dict = {},
+        extra_args: dict = {},  # noqa: B006
     ) -> tuple[str, FunctionsRuntime, Env, Sequence[ChatMessage], dict]:
         run = uuid.uuid4().hex
         self._plan(run, env)
@@ -143,7 +143,9 @@ class TollgateAgent(BasePipelineElement):
                 self.refusals += [line for line in text.splitlines() if line.startswith(REFUSED)]
                 if not calls:
                     wire.append({"role": "assistant", "content": text})
-                    dojo.append({"role": "assistant", "content": [text_content_block_from_string(text)], "tool_calls": None})
+                    dojo.append(
+                        {"role": "assistant", "content": [text_content_block_from_string(text)], "tool_calls": None}
+                    )
                     if text.startswith(REFUSED):
                         continue  # the model reads the refusal and carries on with its task
                     break
@@ -158,7 +160,11 @@ class TollgateAgent(BasePipelineElement):
                     }
                 )
                 dojo.append(
-                    {"role": "assistant", "content": [text_content_block_from_string(text)], "tool_calls": function_calls}
+                    {
+                        "role": "assistant",
+                        "content": [text_content_block_from_string(text)],
+                        "tool_calls": function_calls,
+                    }
                 )
                 for call in function_calls:
                     result, error = runtime.run_function(env, call.function, call.args)

@@ -121,8 +121,10 @@ def write_chat(answer: Call | str, turn: Turn, call_id: str) -> Reply:
             piece = {"index": 0, "function": {"arguments": arguments[at : at + 16]}}
             events.append({**chunk, "choices": [{"index": 0, "delta": {"tool_calls": [piece]}}]})
     else:
-        for at in range(0, len(answer), 24):
-            events.append({**chunk, "choices": [{"index": 0, "delta": {"content": answer[at : at + 24]}}]})
+        events += [
+            {**chunk, "choices": [{"index": 0, "delta": {"content": answer[at : at + 24]}}]}
+            for at in range(0, len(answer), 24)
+        ]
     events.append({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
     events.append({**chunk, "choices": [], "usage": usage})
     return Reply(200, headers={"content-type": "text/event-stream"}, chunks=[*map(sse, events), b"data: [DONE]\n\n"])
