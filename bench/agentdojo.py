@@ -124,7 +124,10 @@ print(json.dumps(out))
 
 def config(upstream: str, audit: Path, agents: bool) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "providers": {"openai": {"upstream": upstream, "keys": ["sk-agentdojo-bench-upstream"]}},
+        "providers": {
+            "openai": {"upstream": upstream, "keys": ["sk-agentdojo-bench-upstream"]},
+            "anthropic": {"upstream": upstream, "keys": ["sk-ant-agentdojo-bench-upstream"]},
+        },
         "clients": [{"name": "agentdojo", "keys": [KEY]}],
         "audit": {"path": str(audit)},
     }

@@ -65,14 +65,107 @@ def _text(content: Any) -> str:
     return content if isinstance(content, str) else ""
 
 
-class TollgateAgent(BasePipelineElement):
-    """The agent loop: the openai SDK through Tollgate, the stand-in model behind it."""
+Calls = list[tuple[str, str, str]]  # (id, name, arguments as JSON text)
 
-    def __init__(self, client: openai.OpenAI, plans_url: str, stream: bool) -> None:
+
+class ChatWire:
+    """An OpenAI chat completions conversation, sent with the openai SDK."""
+
+    def __init__(self, key: str, stream: bool, system: str, query: str, functions: list[Any]) -> None:
+        self.client = openai.OpenAI(api_key=key, max_retries=0, timeout=120)
+        self.stream = stream
+        self.tools = [_function_to_openai(f) for f in functions]
+        self.messages: list[dict[str, Any]] = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": query},
+        ]
+
+    def ask(self, run: str) -> tuple[str, Calls]:
+        common = {"model": MODEL, "messages": self.messages, "tools": self.tools, "extra_headers": {RUN_HEADER: run}}
+        if not self.stream:
+            message = self.client.chat.completions.create(**common).choices[0].message
+            return message.content or "", [
+                (c.id, c.function.name, c.function.arguments) for c in message.tool_calls or []
+            ]
+        text = ""
+        pieces: dict[int, list[str]] = {}
+        for chunk in self.client.chat.completions.create(**common, stream=True):
+            for choice in chunk.choices:
+                text += choice.delta.content or ""
+                for call in choice.delta.tool_calls or []:
+                    held = pieces.setdefault(call.index, ["", "", ""])
+                    held[0] = call.id or held[0]
+                    if call.function is not None:
+                        held[1] += call.function.name or ""
+                        held[2] += call.function.arguments or ""
+        return text, [(i, n, a) for i, n, a in (pieces[k] for k in sorted(pieces))]
+
+    def answered(self, text: str, calls: Calls) -> None:
+        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if calls:
+            message["tool_calls"] = [
+                {"id": i, "type": "function", "function": {"name": n, "arguments": a}} for i, n, a in calls
+            ]
+        self.messages.append(message)
+
+    def results(self, outputs: list[tuple[str, str]]) -> None:
+        self.messages += [{"role": "tool", "tool_call_id": i, "content": o} for i, o in outputs]
+
+
+class MessagesWire:
+    """An Anthropic Messages conversation, sent with the anthropic SDK."""
+
+    def __init__(self, key: str, stream: bool, system: str, query: str, functions: list[Any]) -> None:
+        import anthropic
+
+        self.client = anthropic.Anthropic(api_key=key, max_retries=0, timeout=120)
+        self.stream = stream
+        self.system = system
+        self.tools = [
+            {"name": f.name, "description": f.description, "input_schema": f.parameters.model_json_schema()}
+            for f in functions
+        ]
+        self.messages: list[dict[str, Any]] = [{"role": "user", "content": query}]
+
+    def ask(self, run: str) -> tuple[str, Calls]:
+        common = {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 1024,
+            "system": self.system,
+            "messages": self.messages,
+            "tools": self.tools,
+            "extra_headers": {RUN_HEADER: run},
+        }
+        if self.stream:
+            with self.client.messages.stream(**common) as stream:
+                message = stream.get_final_message()
+        else:
+            message = self.client.messages.create(**common)
+        text = "".join(b.text for b in message.content if b.type == "text")
+        return text, [(b.id, b.name, json.dumps(b.input)) for b in message.content if b.type == "tool_use"]
+
+    def answered(self, text: str, calls: Calls) -> None:
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+        blocks += [{"type": "tool_use", "id": i, "name": n, "input": json.loads(a or "{}")} for i, n, a in calls]
+        self.messages.append({"role": "assistant", "content": blocks or [{"type": "text", "text": "…"}]})
+
+    def results(self, outputs: list[tuple[str, str]]) -> None:
+        blocks = [{"type": "tool_result", "tool_use_id": i, "content": o} for i, o in outputs]
+        self.messages.append({"role": "user", "content": blocks})
+
+
+WIRES = {"chat": ChatWire, "anthropic": MessagesWire}
+
+
+class TollgateAgent(BasePipelineElement):
+    """The agent loop: an official SDK through Tollgate, the stand-in model behind it."""
+
+    def __init__(self, key: str, plans_url: str, stream: bool, wire: str) -> None:
         self.name = MODEL
-        self.client = client
+        self.key = key
         self.plans_url = plans_url
         self.stream = stream
+        self.wire = WIRES[wire]
         self.user_task: BaseUserTask | None = None
         self.injection_task: BaseInjectionTask | None = None
         self.injections: dict[str, str] = {}
@@ -98,27 +191,6 @@ class TollgateAgent(BasePipelineElement):
         with opener.open(request, timeout=30) as response:
             return json.loads(response.read())
 
-    def _ask(self, run: str, wire: list[dict[str, Any]], tools: list[dict[str, Any]]) -> tuple[str, list[Any]]:
-        """One model call: its text and its tool calls ((id, name, arguments text))."""
-        common = {"model": MODEL, "messages": wire, "tools": tools, "extra_headers": {RUN_HEADER: run}}
-        if not self.stream:
-            answer = self.client.chat.completions.create(**common)
-            message = answer.choices[0].message
-            calls = [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or []]
-            return message.content or "", calls
-        text = ""
-        pieces: dict[int, list[str]] = {}
-        for chunk in self.client.chat.completions.create(**common, stream=True):
-            for choice in chunk.choices:
-                text += choice.delta.content or ""
-                for call in choice.delta.tool_calls or []:
-                    held = pieces.setdefault(call.index, ["", "", ""])
-                    held[0] = call.id or held[0]
-                    if call.function is not None:
-                        held[1] += call.function.name or ""
-                        held[2] += call.function.arguments or ""
-        return text, [tuple(pieces[i]) for i in sorted(pieces)]
-
     def query(
         self,
         query: str,
@@ -130,46 +202,34 @@ class TollgateAgent(BasePipelineElement):
         run = uuid.uuid4().hex
         self._plan(run, env)
         system = load_system_message(None)
-        tools = [_function_to_openai(f) for f in runtime.functions.values()]
-        wire: list[dict[str, Any]] = [{"role": "system", "content": system}, {"role": "user", "content": query}]
+        wire = self.wire(self.key, self.stream, system, query, list(runtime.functions.values()))
         dojo: list[Any] = [
             {"role": "system", "content": [text_content_block_from_string(system)]},
             {"role": "user", "content": [text_content_block_from_string(query)]},
         ]
         try:
             for _ in range(MAX_TURNS):
-                text, calls = self._ask(run, wire, tools)
+                text, calls = wire.ask(run)
                 self.refused += text.count(REFUSED)
                 self.refusals += [line for line in text.splitlines() if line.startswith(REFUSED)]
-                if not calls:
-                    wire.append({"role": "assistant", "content": text})
-                    dojo.append(
-                        {"role": "assistant", "content": [text_content_block_from_string(text)], "tool_calls": None}
-                    )
-                    if text.startswith(REFUSED):
-                        continue  # the model reads the refusal and carries on with its task
-                    break
+                wire.answered(text, calls)
                 function_calls = [FunctionCall(function=n, args=json.loads(a or "{}"), id=i) for i, n, a in calls]
-                wire.append(
-                    {
-                        "role": "assistant",
-                        "content": text or None,
-                        "tool_calls": [
-                            {"id": i, "type": "function", "function": {"name": n, "arguments": a}} for i, n, a in calls
-                        ],
-                    }
-                )
                 dojo.append(
                     {
                         "role": "assistant",
                         "content": [text_content_block_from_string(text)],
-                        "tool_calls": function_calls,
+                        "tool_calls": function_calls or None,
                     }
                 )
+                if not calls:
+                    if text.startswith(REFUSED):
+                        continue  # the model reads the refusal and carries on with its task
+                    break
+                outputs = []
                 for call in function_calls:
                     result, error = runtime.run_function(env, call.function, call.args)
                     output = tool_result_to_str(result) if error is None else error
-                    wire.append({"role": "tool", "tool_call_id": call.id, "content": output})
+                    outputs.append((call.id or "", output))
                     dojo.append(
                         {
                             "role": "tool",
@@ -179,6 +239,7 @@ class TollgateAgent(BasePipelineElement):
                             "error": error,
                         }
                     )
+                wire.results(outputs)
         finally:
             self.obeyed = bool(self._side_door("DELETE", run).get("obeyed"))
         return query, runtime, env, dojo, extra_args
@@ -186,8 +247,7 @@ class TollgateAgent(BasePipelineElement):
 
 def main() -> None:
     order = json.load(sys.stdin)
-    client = openai.OpenAI(api_key=order["key"], max_retries=0, timeout=120)
-    agent = TollgateAgent(client, order["plans_url"], order["stream"])
+    agent = TollgateAgent(order["key"], order["plans_url"], order["stream"], order["format"])
     attacks: dict[tuple[str, str], Any] = {}
     for job in order["jobs"]:
         suite = get_suite(VERSION, job["suite"])

@@ -130,9 +130,81 @@ def write_chat(answer: Call | str, turn: Turn, call_id: str) -> Reply:
     return Reply(200, headers={"content-type": "text/event-stream"}, chunks=[*map(sse, events), b"data: [DONE]\n\n"])
 
 
+def read_messages(received: Received) -> Turn:
+    """Anthropic Messages: the tool results are `tool_result` blocks of the user turns."""
+    body = received.json()
+    results: list[str] = []
+    for message in body.get("messages", []):
+        if message.get("role") == "assistant":
+            results = []
+            continue
+        for block in message.get("content") if isinstance(message.get("content"), list) else ():
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                content = block.get("content")
+                if isinstance(content, list):
+                    content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+                results.append(content or "")
+    return Turn(received.headers.get(RUN_HEADER, ""), bool(body.get("stream")), results, body.get("model", ""))
+
+
+def write_messages(answer: Call | str, turn: Turn, call_id: str) -> Reply:
+    usage = {"input_tokens": 100, "output_tokens": 20}
+    if isinstance(answer, Call):
+        block: dict[str, Any] = {"type": "tool_use", "id": f"toolu_{call_id}", "name": answer.name}
+        stop = "tool_use"
+    else:
+        block, stop = {"type": "text", "text": answer}, "end_turn"
+    base = {"id": f"msg_{call_id}", "type": "message", "role": "assistant", "model": turn.model}
+    if not turn.stream:
+        full = {**block, "input": answer.arguments} if isinstance(answer, Call) else block
+        body = {**base, "content": [full], "stop_reason": stop, "stop_sequence": None, "usage": usage}
+        return Reply(200, body, {"content-type": "application/json"})
+    started = {
+        **base,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {**usage, "output_tokens": 1},
+    }
+    events: list[tuple[str, dict[str, Any]]] = [("message_start", {"type": "message_start", "message": started})]
+    if isinstance(answer, Call):
+        text, delta = json.dumps(answer.arguments), "input_json_delta"
+        opening = {**block, "input": {}}
+    else:
+        text, delta = answer, "text_delta"
+        opening = {"type": "text", "text": ""}
+    events.append(("content_block_start", {"type": "content_block_start", "index": 0, "content_block": opening}))
+    key = "partial_json" if delta == "input_json_delta" else "text"
+    events += [
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": delta, key: text[at : at + 16]}},
+        )
+        for at in range(0, len(text), 16)
+    ]
+    events += [
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "usage": {"output_tokens": 20},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    return Reply(
+        200, headers={"content-type": "text/event-stream"}, chunks=[sse(data, event) for event, data in events]
+    )
+
+
 Reader = Callable[[Received], Turn]
 Writer = Callable[[Call | str, Turn, str], Reply]
-FORMATS: dict[str, tuple[str, Reader, Writer]] = {"chat": ("/chat/completions", read_chat, write_chat)}
+FORMATS: dict[str, tuple[str, Reader, Writer]] = {
+    "chat": ("/chat/completions", read_chat, write_chat),
+    "anthropic": ("/v1/messages", read_messages, write_messages),
+}
 
 
 @dataclass
