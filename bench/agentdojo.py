@@ -16,7 +16,9 @@ call; then its final text). The agents (`bench/agentdojo_agent.py`, in .venv-age
 of them) send real chat completions with the official openai SDK through Tollgate, execute only
 the calls Tollgate let through, and AgentDojo's own `utility` and `security` judge each run.
 
-With `--baseline` the same runs go through a second Tollgate without `agents` (no defence).
+`--format anthropic` plays the same runs on Anthropic Messages with the anthropic SDK (the stand-in
+answers in either format: `FORMATS` in bench/agentdojo_model.py). With `--baseline` the same runs
+go through a second Tollgate without `agents` (no defence).
 Figures: benign utility (each user task, no injection), utility under attack and attack success
 (each user task × injection task pair), per suite and attack. `--limit N` takes N user tasks and
 N pairs per suite (the same ones for every attack, spread over the tasks by `--seed`)."""
