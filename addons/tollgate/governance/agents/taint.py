@@ -107,9 +107,11 @@ class TaintIndex:
                 continue
             items = softly and matches(piece.tool, settings.item_tools)
             if items:
-                whole = folded(_SEP.join(item_texts(piece.text, settings)))
+                whole, quoted = _read(item_texts(piece.text, settings))
             else:  # a result sent again (an agent sends them all at every turn) is read once
-                whole = _DECODED.get(piece.text, _decoded_folded)
+                whole, quoted = _DECODED.get(piece.text, _decoded_read)
+            for literal in quoted:
+                index.quoted.setdefault(literal, set()).add(piece.tool)
             held = parts.setdefault(piece.tool, [])
             if index.size + len(whole) + 1 <= MAX_INDEX_CHARS:
                 index.size += len(whole) + 1
@@ -123,8 +125,6 @@ class TaintIndex:
                     break
                 index.size += len(text) + 1
                 held.append(text)
-                for literal in quoted_literals(raw):
-                    index.quoted.setdefault(literal, set()).add(piece.tool)
             if index.full:
                 break
         index.outside = {tool: _SEP.join(texts) for tool, texts in parts.items() if texts}
@@ -155,12 +155,17 @@ class TaintIndex:
         return sorted(found)
 
 
-def _decoded_folded(text: str) -> str:
-    """A piece's decoded texts folded at once: the separator is kept, and no text spans it."""
-    return folded(_SEP.join(decoded_texts(text)))
+def _read(texts: list[str]) -> tuple[str, frozenset[str]]:
+    """A piece's texts folded at once (the separator is kept: no text spans it), and the short
+    literals its prose quotes."""
+    return folded(_SEP.join(texts)), frozenset(literal for raw in texts for literal in quoted_literals(raw))
 
 
-_DECODED: TextMemo[str] = TextMemo()
+def _decoded_read(text: str) -> tuple[str, frozenset[str]]:
+    return _read(decoded_texts(text))
+
+
+_DECODED: TextMemo[tuple[str, frozenset[str]]] = TextMemo(size=lambda read: len(read[0]))
 
 
 def quoted_literals(text: str) -> set[str]:
