@@ -189,3 +189,11 @@ def signed_detectors[S: Scanners](compiled: S) -> S:
         found.actions = {k: "deny" if a == "redact" else a for k, a in compiled.actions.items()}
         _SIGNED[compiled] = found
     return found
+
+
+def arguments_detectors[S: Scanners](compiled: S) -> S:
+    """The detectors as a tool call's arguments given as an object are read: as its streamed JSON
+    text is, without what rewrites only the text an answer shows (`agents.links`, its
+    `arguments`)."""
+    found = getattr(compiled, "arguments", None)
+    return found if found is not None else compiled

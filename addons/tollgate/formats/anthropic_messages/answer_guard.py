@@ -26,6 +26,7 @@ from tollgate.formats.answer_reading.scanning import (
     Scanner,
     Scanners,
     Unpaired,
+    arguments_detectors,
     scan_whole,
     signed_detectors,
 )
@@ -46,6 +47,8 @@ _DELTA_OF_CHANNEL = {channel: (kind, name) for kind, (name, channel) in DELTAS.i
 WHOLE_DELTAS = frozenset(("citations_delta", "compaction_delta"))
 # The blocks whose text is signed besides thinking: a compaction's summary ("send it back verbatim").
 SIGNED_BLOCKS = frozenset(("compaction",))
+# The blocks of a tool call: their input read as a call's arguments are (`arguments_detectors`).
+CALL_BLOCKS = frozenset(("tool_use", "server_tool_use", "mcp_tool_use"))
 # The events that carry no model text: they go on as they came.
 PASSED_EVENTS = frozenset(("ping", "error"))
 # The members that hold no text, at the places Anthropic defines them (docs/guardrails.md, "Opaque
@@ -154,6 +157,8 @@ def read_block(
     if kind in SIGNED_BLOCKS or "signature" in block:
         # Signed: never changed (a value to redact there is denied).
         return False, read_values(signed_detectors(compiled), block, counts, opaque | {"signature"})[1]
+    if kind in CALL_BLOCKS:
+        return read_values(arguments_detectors(compiled), block, counts, opaque)
     return read_values(compiled, block, counts, opaque)
 
 

@@ -6,13 +6,14 @@ id (the Responses API's `previous_response_id`) reads it from the `ResponseIndex
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 from tollgate.formats import (
     ANTHROPIC_MESSAGES,
     BEDROCK_CONVERSE,
+    CLAUDE_ON_BEDROCK,
     CLAUDE_ON_VERTEX,
     CODE_ASSIST,
     GEMINI_GENERATE,
@@ -41,6 +42,7 @@ from tollgate.governance.agents.gemini_calls import (
 )
 from tollgate.governance.agents.gemini_stream import HeldGeminiCalls
 from tollgate.governance.agents.injection import InjectionSignals
+from tollgate.governance.agents.invoke_chunks import InvokeChunks
 from tollgate.governance.agents.messages_calls import decided_messages_answer, messages_schemas
 from tollgate.governance.agents.messages_stream import HeldMessagesCalls
 from tollgate.governance.agents.response_index import ResponseIndex
@@ -159,4 +161,10 @@ AGENTS_FORMATS: dict[str, AgentsFormat] = {
     ANTHROPIC_MESSAGES: _MESSAGES,
     # Claude on Vertex AI: the same body read, Anthropic's own answers and streams decided.
     CLAUDE_ON_VERTEX: _MESSAGES,
+    # Claude on Bedrock's InvokeModel: the same, its stream's events inside AWS event stream frames.
+    CLAUDE_ON_BEDROCK: replace(
+        _MESSAGES,
+        held_stream=lambda state, inner: InvokeChunks(HeldMessagesCalls(state), inner),
+        streams_when_asked=True,
+    ),
 }

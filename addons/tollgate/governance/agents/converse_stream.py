@@ -94,7 +94,7 @@ class HeldConverseCalls:
         """What cannot be read ends the stream: an exception frame, and nothing held."""
         self._stopped, self._held = True, None
         decided_call(ToolCall("unknown", UNREAD), self._state)  # recorded: a call not read, refused
-        return event_frame(_UNREAD, json.dumps({"message": UNREAD_MESSAGE}).encode())
+        return unread_frame()
 
     def _frame(self, frame: EventStreamFrame, raw: bytes, headers: dict[str, Any]) -> bytes:
         event = headers.get(":event-type")
@@ -207,6 +207,11 @@ class HeldConverseCalls:
 
 def _call(call_id: str | None, name: str, arguments: str) -> ToolCall:
     return ToolCall.from_json(name or "unknown", arguments, call_id)
+
+
+def unread_frame() -> bytes:
+    """The exception frame a Bedrock stream whose tool calls cannot be read ends with (boto3 raises it)."""
+    return event_frame(_UNREAD, json.dumps({"message": UNREAD_MESSAGE}).encode())
 
 
 def _text(block: int, text: str) -> bytes:

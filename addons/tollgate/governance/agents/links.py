@@ -81,6 +81,25 @@ class LinkRewriter:
         # stopped, bracket depth there), relative to the construct's start; so that a text held
         # across many chunks is read once, not once per chunk.
         self._read: tuple[int, int] | None = None
+        # How many links, images and definitions were reduced so far (for the record: never a URL).
+        self.redacted = 0
+
+    def copy(self) -> LinkRewriter:
+        """The rewriter as it stands, to go on from here apart."""
+        other = LinkRewriter(self._hosts)
+        other._held, other._read, other.redacted = self._held, self._read, self.redacted
+        other._drop = _Drop(self._drop.autolink, self._drop.depth) if self._drop is not None else None
+        return other
+
+    @property
+    def held_text(self) -> str:
+        """What of the text fed is held, not yet decided: the end of it."""
+        return self._held
+
+    @property
+    def held_bytes(self) -> int:
+        """How many bytes (UTF-8) of what was fed are held, not yet decided."""
+        return len(self._held.encode("utf-8", "surrogatepass"))
 
     def feed(self, chunk: str) -> str:
         out, self._held = self._scan(self._held + chunk, False)
@@ -99,7 +118,15 @@ class LinkRewriter:
         """A link's text, complete: rewritten on its own."""
         if not _TRIGGER.search(text):
             return text
-        return LinkRewriter(self._hosts).rewrite(text)
+        inner = LinkRewriter(self._hosts)
+        out = inner.rewrite(text)
+        self.redacted += inner.redacted
+        return out
+
+    def _reduced[T](self, result: T) -> T:
+        """A construct reduced to its text (counted)."""
+        self.redacted += 1
+        return result
 
     def _scan(self, s: str, final: bool) -> tuple[str, str]:
         out: list[str] = []
@@ -254,7 +281,7 @@ class LinkRewriter:
             if self._allowed_prefix(url):
                 return s[at : opening + 1] + self._inner(text) + s[close:end], end
             self._drop = _Drop(False, depth)
-            return self._inner(text), end
+            return self._reduced(self._inner(text)), end
         rest = _SPACE.match(s, end, limit)
         assert rest is not None
         k = rest.end()
@@ -275,7 +302,7 @@ class LinkRewriter:
             return None
         if self._hosts.allows(url):
             return s[at : opening + 1] + self._inner(text) + s[close : k + 1], k + 1
-        return self._inner(text), k + 1
+        return self._reduced(self._inner(text)), k + 1
 
     def _definition(
         self, s: str, at: int, close: int, limit: int, bounded: bool, final: bool
@@ -290,7 +317,7 @@ class LinkRewriter:
             return s[at:end], end
         if cut:
             self._drop = _Drop(False, depth)
-        return self._inner(s[at + 1 : close]), end
+        return self._reduced(self._inner(s[at + 1 : close])), end
 
     def _orphan(self, s: str, at: int, limit: int, bounded: bool, final: bool) -> tuple[str, int]:
         """A `](` no link text came before (its `[` released): its destination judged alone."""
@@ -302,10 +329,10 @@ class LinkRewriter:
             if self._allowed_prefix(url):
                 return s[at:end], end
             self._drop = _Drop(False, depth)
-            return "]", end
+            return self._reduced("]"), end
         if self._hosts.allows(url):
             return s[at:end], end
-        return "]", end + (end < limit and s[end] == ")")
+        return self._reduced("]"), end + (end < limit and s[end] == ")")
 
     def _autolink(self, s: str, at: int, limit: int, bounded: bool, final: bool) -> tuple[str, int]:
         m = _AUTOLINK.match(s, at, limit)
@@ -330,10 +357,10 @@ class LinkRewriter:
             if read.ended and read.host and self._hosts.allows_host(read.host):
                 return s[at:limit], limit
             self._drop = _Drop(True)
-            return read.host or "", limit
+            return self._reduced(read.host or ""), limit
         if scheme == "mailto":
             address, query, _ = rest.partition("?")
-            return (address if query else m.group()), m.end()
+            return (self._reduced(address) if query else m.group()), m.end()
         if read.host and (self._hosts.allows_host(read.host) or not read.extra):
             return m.group(), m.end()
-        return read.host or "", m.end()
+        return self._reduced(read.host or ""), m.end()

@@ -5,9 +5,14 @@ Strings compare with case folded and white space removed. An argument value is t
 one of its tokens (a maximal run of at least 8 characters without white space, a URL, an e-mail
 address, an IBAN or a phone number inside it), appears in outside content and not in trusted text.
 Values shorter than `taint_min_chars`, numbers and booleans are not compared as values (a number's
-runs of 8 or more characters are: an account or a phone number). Softer trust never untaints: the
-results of `trusted_tools`, and an `item_tools` result's items `owners` wrote, are left out of the
-index, so a value other outside content holds is still found there.
+runs of 8 or more characters are: an account or a phone number), but for one case: outside prose
+that quotes the value as a word by itself ("delete the file with ID '13'"). A short id a listing
+holds (`id: '13'`, `["13", "14"]`) is not prose and taints nothing: ids are how an agent names the
+things it read about; a stranger's sentence handing one over is how it is told which to act on.
+
+Softer trust never untaints: the results of `trusted_tools`, and an `item_tools` result's items
+`owners` wrote, are left out of the index, so a value other outside content holds is still found
+there.
 
 Bounded: at most `MAX_INDEX_CHARS` characters of folded outside content per conversation (about
 8 MB, some 20 MB of memory with what decoding adds). Past the bound the conversation's index is
@@ -38,6 +43,12 @@ _IBAN = re.compile(r"(?i)\b[a-z]{2}\d{2}(?: ?[a-z0-9]{4}){2,7}(?: ?[a-z0-9]{1,3}
 _PHONE = re.compile(r"\+?\d[\d ().-]{6,}\d")
 _NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)*")
 _EDGES = ".,;:!?()[]{}<>\"'`"
+# A literal prose quotes: its quotes after a word and a space (not after `key:`, `-`, `,` or `[`,
+# as a listing writes its values), followed by a space, punctuation or the end.
+_QUOTED = re.compile(
+    r"(?<=[\w)][ \t])(['\"`\u2018\u201c])([^\s'\"`\u2018\u2019\u201c\u201d]{1,32})['\"`\u2019\u201d](?=[\s.,;:!?)]|$)"
+)
+_PROSE_WORDS = 3  # a text of fewer words is a value, not prose
 
 
 _ASCII_SPACE = bytes(c for c in range(128) if chr(c).isspace())
@@ -76,6 +87,9 @@ class TaintIndex:
     min_chars: int = 5
     trusted: str = ""
     outside: dict[str, str] = field(default_factory=dict)
+    trusted_words: set[str] = field(default_factory=set)  # the trusted text's words, case folded
+    # Short literals outside prose quotes, folded, by the tools that quote them.
+    quoted: dict[str, set[str]] = field(default_factory=dict)
     size: int = 0
     full: bool = False
 
@@ -83,6 +97,9 @@ class TaintIndex:
     def build(cls, provenance: Provenance, settings: AgentsSettings) -> TaintIndex:
         index = cls(min_chars=settings.taint_min_chars)
         index.trusted = _SEP.join(folded(unescaped(t)) for t in provenance.trusted)
+        for text in provenance.trusted:
+            for word in unescaped(text).casefold().split():
+                index.trusted_words.update((word, word.strip(_EDGES), *re.findall(r"\w+", word)))
         parts: dict[str, list[str]] = {}
         for piece in provenance.outside:
             softly = piece.tool not in (ASSISTANT, UNKNOWN)
@@ -90,9 +107,11 @@ class TaintIndex:
                 continue
             items = softly and matches(piece.tool, settings.item_tools)
             if items:
-                whole = folded(_SEP.join(item_texts(piece.text, settings)))
+                whole, quoted = _read(item_texts(piece.text, settings))
             else:  # a result sent again (an agent sends them all at every turn) is read once
-                whole = _DECODED.get(piece.text, _decoded_folded)
+                whole, quoted = _DECODED.get(piece.text, _decoded_read)
+            for literal in quoted:
+                index.quoted.setdefault(literal, set()).add(piece.tool)
             held = parts.setdefault(piece.tool, [])
             if index.size + len(whole) + 1 <= MAX_INDEX_CHARS:
                 index.size += len(whole) + 1
@@ -122,6 +141,10 @@ class TaintIndex:
         if isinstance(value, str) and len(whole) >= self.min_chars and not _NUMBER.fullmatch(whole):
             candidates.append(whole)
         found: set[str] = set()
+        if len(whole) < self.min_chars or _NUMBER.fullmatch(whole):
+            quoting = self.quoted.get(whole)
+            if quoting and whole not in self.trusted_words:
+                found.update(quoting)
         for candidate in dict.fromkeys(candidates):  # a word a value repeats is looked up once
             if candidate in self.trusted:
                 continue
@@ -132,12 +155,25 @@ class TaintIndex:
         return sorted(found)
 
 
-def _decoded_folded(text: str) -> str:
-    """A piece's decoded texts folded at once: the separator is kept, and no text spans it."""
-    return folded(_SEP.join(decoded_texts(text)))
+def _read(texts: list[str]) -> tuple[str, frozenset[str]]:
+    """A piece's texts folded at once (the separator is kept: no text spans it), and the short
+    literals its prose quotes."""
+    return folded(_SEP.join(texts)), frozenset(literal for raw in texts for literal in quoted_literals(raw))
 
 
-_DECODED: TextMemo[str] = TextMemo()
+def _decoded_read(text: str) -> tuple[str, frozenset[str]]:
+    return _read(decoded_texts(text))
+
+
+_DECODED: TextMemo[tuple[str, frozenset[str]]] = TextMemo(size=lambda read: len(read[0]))
+
+
+def quoted_literals(text: str) -> set[str]:
+    """The literals a piece of prose quotes as words by themselves, folded; none in a text of
+    fewer than `_PROSE_WORDS` words (a value, not prose)."""
+    if not any(q in text for q in "'\"`\u2018\u201c") or len(text.split(maxsplit=_PROSE_WORDS)) < _PROSE_WORDS:
+        return set()
+    return {folded(m.group(2)) for m in _QUOTED.finditer(text)}
 
 
 def item_texts(text: str, settings: AgentsSettings) -> list[str]:

@@ -16,8 +16,12 @@ MEMO_CHARS = 16_000_000  # the characters kept: some 16 to 64 MB
 
 
 class TextMemo[T]:
-    def __init__(self, entries: int = MEMO_ENTRIES, chars: int = MEMO_CHARS) -> None:
+    def __init__(
+        self, entries: int = MEMO_ENTRIES, chars: int = MEMO_CHARS, size: Callable[[T], int] | None = None
+    ) -> None:
+        """`size`: the characters a result holds (a text's by default; nothing for others)."""
         self._entries = entries
+        self._size_of = size
         self._chars = chars
         self._kept: OrderedDict[str, tuple[T, int]] = OrderedDict()  # each result, and its characters
         self._size = 0
@@ -30,7 +34,8 @@ class TextMemo[T]:
                 self._kept.move_to_end(text)
                 return self._kept[text][0]
         value = read(text)  # outside the lock: two threads may read the same text at once, alike
-        chars = len(text) + (len(value) if isinstance(value, str) else 0)
+        held = self._size_of(value) if self._size_of is not None else len(value) if isinstance(value, str) else 0
+        chars = len(text) + held
         if chars > self._chars // 4:
             return value  # one this large would push out most others
         with self._lock:

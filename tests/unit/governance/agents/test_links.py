@@ -17,10 +17,21 @@ def rewrite(text: str) -> str:
 
 
 def streamed(text: str, cuts: list[int]) -> str:
+    return streamed_counted(text, cuts)[0]
+
+
+def streamed_counted(text: str, cuts: list[int]) -> tuple[str, int]:
+    """The text fed in pieces (a copy of the rewriter taken, and the copy carried on, at each cut),
+    and how many links were reduced."""
     rewriter = LinkRewriter(HOSTS)
     points = sorted({min(max(c, 0), len(text)) for c in cuts})
     pieces = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
-    return "".join(rewriter.feed(piece) for piece in pieces) + rewriter.end()
+    out = []
+    for piece in pieces:
+        out.append(rewriter.feed(piece))
+        rewriter = rewriter.copy()
+    out.append(rewriter.end())
+    return "".join(out), rewriter.redacted
 
 
 @pytest.mark.parametrize(
@@ -121,6 +132,32 @@ _TEXTS = st.lists(_PIECES, max_size=40).map("".join)
 @given(_TEXTS, st.lists(st.integers(0, 400), max_size=8))
 def test_the_output_is_the_same_however_the_text_is_split(text: str, cuts: list[int]) -> None:
     assert streamed(text, cuts) == rewrite(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "count"),
+    [
+        ("see ![chart](https://evil.test/p.png?d=1) now", 1),
+        ("[ok](https://api.example.com/x) [rel](docs/x.md) plain", 0),
+        ("[a ![i](https://evil.test/i?x)](https://evil.test/)", 2),
+        ("[![badge](https://evil.test/b.svg?u=1)](https://api.example.com)", 1),
+        ("<https://evil.test/?q=1> <https://evil.test> <mailto:a@evil.test?body=1>", 2),
+        ("[r]: https://evil.test/p?d=1\n[a]b](https://evil.test/?d=1)", 2),
+        ("![x](https://evil.test/?d=" + "A" * MAX_HELD + ") after", 1),
+    ],
+)
+def test_each_link_reduced_is_counted(text: str, count: int) -> None:
+    rewriter = LinkRewriter(HOSTS)
+    rewriter.rewrite(text)
+    assert rewriter.redacted == count
+    assert streamed_counted(text, list(range(0, len(text), 7))) == (rewriter.rewrite(text), count)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TEXTS, st.lists(st.integers(0, 400), max_size=8))
+def test_the_count_is_the_same_however_the_text_is_split(text: str, cuts: list[int]) -> None:
+    whole = LinkRewriter(HOSTS)
+    assert streamed_counted(text, cuts) == (whole.rewrite(text), whole.redacted)
 
 
 @settings(max_examples=200, deadline=None)

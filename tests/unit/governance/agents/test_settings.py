@@ -33,3 +33,15 @@ def test_wrong_values_are_refused(bad: dict[str, object]) -> None:
 
 def test_empty_means_default() -> None:
     assert AgentsSettings.model_validate({"acting_tools": None, "item_fields": None}).acting_tools == ["*"]
+
+
+def test_the_agentdojo_example_is_valid_settings() -> None:
+    """docs/examples/agentdojo.yaml, which the bench runs and docs/agents.md shows, is read as
+    tollgate.yaml's `agents` is."""
+    from pathlib import Path
+
+    import yaml
+
+    example = Path(__file__).resolve().parents[4] / "docs" / "examples" / "agentdojo.yaml"
+    s = AgentsSettings.model_validate(yaml.safe_load(example.read_text())["agents"])
+    assert "send_money" in s.acting_tools and "create_file" not in s.acting_tools and s.taint_min_chars == 8

@@ -575,12 +575,17 @@ def test_a_clean_corpus_yields_only_what_is_really_there() -> None:
     # AWS's documented example key id, which the docs name as found; the address of the example
     # request `tollgate scan` is shown on (the answer's, answer.sse, is not read here); the IBAN
     # the agents' taint bench plants in a tool result, and the user's own the agents' overhead
-    # bench pays rent to (the banks' own example, GB29 NWBK…).
+    # bench pays rent to (the banks' own example, GB29 NWBK…); the owner's address in AgentDojo's
+    # `agents` settings (AgentDojo's made-up user); the payees the tools policy's example knows.
     assert found(ours) == {
         ("guardrails.md", "secrets.aws_access_key_id"): 1,
         ("request.json", "pii.email"): 1,
         ("agents_taint.py", "pii.iban"): 1,
         ("agents_overhead.py", "pii.iban"): 1,
+        ("agents.md", "pii.iban"): 2,  # the known payees of the tools policy's example, shown
+        ("tool_calls.rego", "pii.iban"): 2,
+        ("tool_calls_test.rego", "pii.iban"): 2,
+        ("agentdojo.yaml", "pii.email"): 1,
     }
     # mitmproxy's authors' addresses, and a test key in its source.
     assert {kind for _, kind in found(theirs)} <= {"pii.email", "secrets.private_key"}

@@ -21,7 +21,7 @@ from tollgate.calls.routes import client_answer_format
 from tollgate.formats.bodies.raw_headers import with_header
 from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.governance.agents.answer_formats import AGENTS_FORMATS
-from tollgate.governance.agents.call_state import AgentsCall, ToolPolicy, asked, probed
+from tollgate.governance.agents.call_state import AgentsCall, ToolPolicy
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.response_index import ResponseIndex
 from tollgate.governance.agents.settings import AgentsSettings
@@ -140,21 +140,3 @@ def _reasons(decision: Decision, arguments: Any) -> Sequence[str]:
     if decision.error:  # OPA's words may quote the input: its argument values redacted
         logger.error(f"Tollgate: the policy's tools rule: {redacted([decision.error], arguments)[0]}")
     return decision.deny_reasons
-
-
-def decided_whole(call: Call, content: bytes) -> bytes | Awaitable[bytes | None] | None:
-    """An answer read whole with its tool calls decided (`AgentsFormat.decided_whole`); where the
-    policy is to be asked about some, read first to note them, and decided once it has answered."""
-    state = call.agents
-    assert state is not None and state.format is not None  # set with the state: never served undecided
-    decide = state.format.decided_whole
-    if probed(lambda: decide(content, state), state):
-        return _decided_once_asked(state, decide, content)
-    return decide(content, state)
-
-
-async def _decided_once_asked(
-    state: AgentsCall, decide: Callable[[bytes, AgentsCall], bytes | None], content: bytes
-) -> bytes | None:
-    await asked(state)
-    return decide(content, state)

@@ -6,15 +6,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 from weakref import WeakKeyDictionary
 
 from mitmproxy import http
 
 from tollgate.calls.call import Call, Failure, LedgerState
-from tollgate.calls.routes import client_answer_format
 from tollgate.formats.answer_end import EndHold
-from tollgate.formats.answer_reading.scanning import JSON_TYPE, READ_APART_BYTES, UNREAD, AnswerFormat
+from tollgate.formats.answer_reading.scanning import JSON_TYPE, READ_APART_BYTES, UNREAD
 from tollgate.formats.bodies.json_codec import loads_once
 from tollgate.formats.bodies.raw_headers import decoded, header_index, with_header
 from tollgate.formats.framing import MAX_FRAME, Decompressor, Undecodable
@@ -24,14 +23,13 @@ from tollgate.formats.translation import ANSWER_LIMIT, Rewrite
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import NoUsage, UsageReader, WholeBodyReader, is_event_stream
 from tollgate.governance.agents.call_state import AgentsCall, asked
-from tollgate.governance.guardrails.answer import AnswerDetectors
-from tollgate.governance.guardrails.answer_formats import answer_format
 from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.proxy import patches
+from tollgate.proxy.answer_readers import AnswerReading, answer_reading
 from tollgate.proxy.flows import call_of, provider_of, refuse, write_body
-from tollgate.proxy.stages.call.agents import decided_whole
-from tollgate.proxy.stages.upstream.guarded_answer import GuardedAnswer
+from tollgate.proxy.guarded_answer import GuardedAnswer
 from tollgate.proxy.state import Shared
+from tollgate.proxy.tool_calls import decided_whole
 
 logger = logging.getLogger(__name__)
 
@@ -351,8 +349,8 @@ class StreamTap:
             # The usage Tollgate asked for taken out: fewer bytes than the upstream's length says
             # (a client held to it would wait for the rest until its timeout).
             _without_length(flow, _LENGTH_DROPPED)
-        elif agents and (declared_length(index) or 0) > ANSWER_LIMIT:
-            _refuse_undecided(flow, call)
+        elif (agents or (reading is not None and reading.links)) and (declared_length(index) or 0) > ANSWER_LIMIT:
+            (_refuse_undecided if agents else _refuse_unread)(flow, call)
             return
         elif (reading is not None or agents) and (declared_length(index) or 0) <= ANSWER_LIMIT:
             # Read whole before its headers go (`answer_read_whole`): served redacted, or refused.
@@ -436,11 +434,15 @@ class StreamTap:
         pending = self._whole.pop(flow, None)
         call = call_of(flow)
         assert pending is not None and call is not None
-        tap = pending[0]
+        tap, reading = pending
         who = call.caller
         if call.agents is not None and call.agents.decides:  # its tool calls are never served undecided
             tap.end()
             _refuse_undecided(flow, call)
+            return None
+        if reading is not None and reading.links:  # nor its links unread
+            tap.end()
+            _refuse_unread(flow, call)
             return None
         assert call.loaded.guardrails is not None
         if (
@@ -619,28 +621,6 @@ def _without_length(flow: http.HTTPFlow, dropped: frozenset[bytes]) -> None:
     if flow.request.http_version.startswith("HTTP/1"):
         fields.append((b"transfer-encoding", b"chunked"))
     response.headers.fields = tuple(fields)
-
-
-class AnswerReading(NamedTuple):
-    """How a call's answer is read by the answer guardrails: its format's readers and the detectors."""
-
-    format: AnswerFormat
-    detectors: AnswerDetectors
-
-
-def answer_reading(call: Call) -> AnswerReading | None:
-    """How the answer guardrails read a call's answer, in the format its client gets it in (after
-    any translation); None where no answer rule applies or the format is not read."""
-    loaded = call.loaded
-    guardrails = loaded.guardrails if loaded is not None else None
-    if guardrails is None or not guardrails.answer_rules:
-        return None
-    found = answer_format(client_answer_format(call))
-    if found is None:
-        return None
-    who = call.caller
-    detectors = guardrails.answer(call.route.target.provider, call.target_model, who.client, who.groups)
-    return AnswerReading(found, detectors) if detectors is not None else None
 
 
 def declared_length(index: Mapping[bytes, bytes]) -> int | None:

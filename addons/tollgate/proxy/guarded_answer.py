@@ -9,7 +9,7 @@ from tollgate.calls.call import Call
 from tollgate.formats.answer_reading.scanning import UNREAD, AnswerGuard
 from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.formats.translation import Rewrite
-from tollgate.governance.guardrails.answer import AnswerDetectors
+from tollgate.governance.agents.answer_links import Detectors
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class GuardedAnswer:
         denied_end: Callable[[str], bytes],
         call: Call,
         inner: Rewrite | None,
-        detectors: AnswerDetectors | None = None,
+        detectors: Detectors | None = None,
         array_end: Callable[[str, bool], bytes] | None = None,
         array: bool = False,
     ) -> None:
