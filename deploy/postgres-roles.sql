@@ -4,8 +4,10 @@
 --                     the schema tollgate, and sends the records (COPY, INSERT … ON CONFLICT DO
 --                     NOTHING through a temporary table, DELETE for keep_days)
 --   tollgate_console  the console's console.postgres_dsn: reads the records and the schema's
---                     versions, and writes its own access log (tollgate_console_access, which it
---                     makes the first time); it can change no record
+--                     versions, and writes its own tables, which it makes the first time: its
+--                     access log (tollgate_console_access), and the sessions and sign-ins under
+--                     way every replica shares (tollgate_console_sessions,
+--                     tollgate_console_sign_ins); it can change no record
 --
 -- Run it once per database, as a superuser or the database's owner with CREATEROLE (a managed
 -- service's admin user), with psql, the two passwords given as variables; running it again sets
@@ -38,7 +40,7 @@ SELECT format('GRANT tollgate_sender TO %I', current_user) WHERE NOT (SELECT rol
 GRANT CONNECT, TEMPORARY ON DATABASE :"DBNAME" TO tollgate_sender;
 GRANT CONNECT ON DATABASE :"DBNAME" TO tollgate_console;
 
--- The schema: the sender creates Tollgate's tables in it; the console creates its access log only.
+-- The schema: the sender creates Tollgate's tables in it; the console creates its own only.
 CREATE SCHEMA IF NOT EXISTS tollgate;
 REVOKE ALL ON SCHEMA tollgate FROM PUBLIC;
 GRANT USAGE, CREATE ON SCHEMA tollgate TO tollgate_sender;
@@ -46,7 +48,7 @@ GRANT USAGE, CREATE ON SCHEMA tollgate TO tollgate_console;
 
 -- tollgate_schema (a version per table), made here so that it is the sender's whichever role
 -- starts first; the same definition Tollgate makes when it is missing. The console may read every
--- row, and write the row of its own table only (row-level security): it can never mark the
+-- row, and write the rows of its own tables only (row-level security): it can never mark the
 -- records' table as another version.
 CREATE TABLE IF NOT EXISTS tollgate.tollgate_schema (name text PRIMARY KEY, version integer NOT NULL);
 ALTER TABLE tollgate.tollgate_schema OWNER TO tollgate_sender;
@@ -58,9 +60,10 @@ DROP POLICY IF EXISTS console_adds_its_own ON tollgate.tollgate_schema;
 DROP POLICY IF EXISTS console_changes_its_own ON tollgate.tollgate_schema;
 CREATE POLICY console_reads ON tollgate.tollgate_schema FOR SELECT TO tollgate_console USING (true);
 CREATE POLICY console_adds_its_own ON tollgate.tollgate_schema FOR INSERT TO tollgate_console
-    WITH CHECK (name = 'tollgate_console_access');
+    WITH CHECK (name IN ('tollgate_console_access', 'tollgate_console_sessions'));
 CREATE POLICY console_changes_its_own ON tollgate.tollgate_schema FOR UPDATE TO tollgate_console
-    USING (name = 'tollgate_console_access') WITH CHECK (name = 'tollgate_console_access');
+    USING (name IN ('tollgate_console_access', 'tollgate_console_sessions'))
+    WITH CHECK (name IN ('tollgate_console_access', 'tollgate_console_sessions'));
 
 -- The records: the tables the sender makes (tollgate_records, and any a later version adds) are
 -- readable by the console, and by no one else; those already there (this file run again) too.

@@ -133,3 +133,30 @@ def test_the_console_role_makes_and_writes_its_access_log(database: dict[str, st
         assert console.execute(f"SELECT email FROM {access_log.TABLE}").fetchall() == [("alice@example.com",)]
         versions = dict(console.execute("SELECT name, version FROM tollgate_schema").fetchall())
     assert versions == {TABLE: SCHEMA_VERSION, access_log.TABLE: access_log.TABLE_VERSION}
+
+
+@pytest.mark.slow
+def test_the_console_role_makes_and_keeps_the_sessions_every_replica_shares(database: dict[str, str]) -> None:
+    from tollgate.console.session_table import NAME, VERSION, SessionTable
+    from tollgate.console.sessions import PendingSignIn
+    from tollgate.console.viewer import Viewer
+
+    replicas = [SessionTable(database["console"]) for _ in range(2)]
+    try:
+        for replica in replicas:  # made by the first, found by the second
+            replica.prepare()
+        lena = Viewer("lead", "lena@example.com", "Lena", frozenset({"research"}))
+        session = replicas[0].open(lena)
+        assert replicas[1].viewer([session]) == lena
+        replicas[1].hold("pre-sign-in", PendingSignIn("s", "n", "v", "/"), 600)
+        assert replicas[0].take(["pre-sign-in"]) == PendingSignIn("s", "n", "v", "/")
+        assert replicas[1].end([session]) == lena and replicas[0].viewer([session]) is None
+    finally:
+        for replica in replicas:
+            replica.close()
+    with psycopg.connect(database["console"], autocommit=True) as console:
+        versions = dict(console.execute("SELECT name, version FROM tollgate_schema").fetchall())
+        assert versions[NAME] == VERSION
+        # Its own rows of tollgate_schema alone.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            console.execute("INSERT INTO tollgate_schema (name, version) VALUES ('tollgate_another', 1)")

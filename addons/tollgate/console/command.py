@@ -18,6 +18,7 @@ from tollgate.configuration.console_settings import ConsoleConfig, exposed_witho
 
 if TYPE_CHECKING:
     from tollgate.console.server import Console
+    from tollgate.console.sessions import Sessions
 
 # The one line that names the token: run.sh lets it through to the terminal as mitmweb's own.
 ADDRESS_LINE = "Tollgate console: {scheme}://{host}:{port}/?token={token}"
@@ -36,6 +37,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     from tollgate.console.follow import AuditFiles
     from tollgate.console.scope import ScopeRules
     from tollgate.console.server import Console, new_token
+    from tollgate.console.sessions import Unavailable
     from tollgate.console.source import Source
     from tollgate.console.views import Views
     from tollgate.records.reports.inventory import with_rotations
@@ -107,6 +109,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
             return 1
     audit: Source
     dsn: str | None = None
+    sessions: Sessions | None = None  # None: in the console's memory
     if postgres is not None:
         from tollgate.console.table import SUFFIX, Table, UnreadableTable
 
@@ -126,6 +129,21 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 1
         read_from = audit.where
+        # Its sessions and sign-ins under way there too: every replica serves the same people.
+        from tollgate.console.session_table import SessionTable, TooNew
+
+        table = SessionTable(dsn)
+        try:
+            table.prepare()
+        except (Unavailable, TooNew) as e:
+            print(f"error: sessions: {e}", file=sys.stderr)
+            return 1
+        sessions = table
+        if sign_in is not None:
+            sign_in.sessions = table
+        if settings.cursor_secret is None:
+            print("tollgate console: console.cursor_secret is not set: the event list's pages hold on this console"
+                  " alone; set it, the same for every replica", file=sys.stderr, flush=True)  # fmt: skip
     else:
         # The index is remembered beside the audit: the configured file's, else the last file given.
         remember = path_for(given[-1] if given else Path(config.audit.path)) if files else None
@@ -143,7 +161,8 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     # With sign_in, a token only when one is configured (for scripts, as a bearer).
     token = settings.token if sign_in is not None else settings.token or new_token()
     try:
-        console = Console(cast(AuditFiles, audit), views, host, port, token, tls, sign_in=sign_in, access=access)
+        console = Console(cast(AuditFiles, audit), views, host, port, token, tls, sign_in=sign_in, access=access,
+                          sessions=sessions)  # fmt: skip
     except OSError as e:
         taken = e.errno == errno.EADDRINUSE
         why = "the address is in use" if taken else e.strerror
@@ -178,6 +197,8 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
         pass
     finally:
         audit.close()
+        if sessions is not None:
+            sessions.close()
     return 0
 
 

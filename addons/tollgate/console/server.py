@@ -9,9 +9,11 @@ without a session is sent to the issuer, an API request without one is 401, `/au
 opens a session (SameSite=Lax: the browser comes back from the issuer's site) holding who signed
 in, `/auth/logout` ends it; the token is then a bearer's only (`?token=` is 401) and its holder
 sees everything. The token is never put in a cookie (another service on the same host name could
-read it); a session ends with the console or after 12 hours. Every API request of a session or of
-the token is recorded (`access_log.py`). Only GET and HEAD; every answer has
-`Content-Security-Policy: default-src 'self'` and no CORS header. Nothing else is logged of a
+read it); a session ends after 12 hours, and with the console unless the sessions live in
+PostgreSQL (`session_table.py`: every replica's, across restarts); where they live cannot be
+reached: 503 with the reason (a page: a page that says so and asks again by itself), never 401.
+Every API request of a session or of the token is recorded (`access_log.py`). Only GET and
+HEAD; every answer has `Content-Security-Policy: default-src 'self'` and no CORS header. Nothing else is logged of a
 request (its query holds the token at the first visit); a failed sign-in's reason goes to standard
 error.
 Python's own `http.server`: one thread per connection, so that a live stream does not hold the
@@ -20,7 +22,6 @@ client that connects and says nothing holds no one else."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import html
 import secrets
@@ -39,6 +40,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import orjson
 
 from tollgate.console.access_log import AccessLog
+from tollgate.console.sessions import SESSION_S, MemorySessions, Sessions, Unavailable
 from tollgate.console.sign_in import SignIn, SignInFailed
 from tollgate.console.source import Source
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
@@ -49,7 +51,8 @@ PRE_COOKIE = "tollgate_sign_in"  # a sign-in under way (sign_in.py): its state, 
 ACCESS_LIMIT = 100  # /api/access's records by default
 ACCESS_MAX = 10_000  # at most
 OLD_COOKIE = "tollgate_console"  # emptied at sign-in, so that no token stays in a cookie of this name
-SESSION_S = 12 * 3600  # a session ends after this (or with the console); the token signs in again
+RETRY_PAGE_S = 5  # a page answered 503 (the sessions' database away) asks again after this
+LIVE_CHECK_S = 2.0  # how often a live stream looks whether its session is still open
 IDLE_S = 10.0  # a connection silent this long is closed: in its TLS handshake, before or between requests
 BACKLOG = 128  # connections waiting to be taken, as a page's burst of requests or many idle ones
 POLL_S = 0.2  # how often the files are looked at for new records
@@ -83,6 +86,7 @@ class Console:
         clock: Callable[[], float] = time.time,  # the wall's: a session's 12 hours go on while the machine sleeps
         sign_in: SignIn | None = None,
         access: AccessLog | None = None,
+        sessions: Sessions | None = None,  # None: in memory, ended with the console
     ) -> None:
         self.audit = audit
         self.views = views
@@ -91,10 +95,7 @@ class Console:
         self.sign_in = sign_in
         self.access = access
         self.stopping = threading.Event()
-        # Sessions live in memory only, so that a restart ends them; kept by their SHA-256, so that
-        # looking one up tells nothing of the others.
-        self.sessions: dict[bytes, tuple[float, Viewer]] = {}  # → when it ends, by the clock; who it is
-        self.sessions_lock = threading.Lock()
+        self.sessions = sessions if sessions is not None else MemorySessions(clock)
         self.clock = clock
         self.server = _Server((host, port), self, tls)
 
@@ -114,6 +115,7 @@ class Console:
                 pass  # a file between rotations: looked at again at the next poll
             if self.access is not None:
                 self.access.flush()  # the polls folded in a minute that is over
+            self.sessions.tidy()
 
     def serve(self) -> None:
         follower = threading.Thread(target=self.follow, name="tollgate-console-follow", daemon=True)
@@ -129,48 +131,25 @@ class Console:
     def stop(self) -> None:
         self.stopping.set()
         self.server.shutdown()
-        with self.sessions_lock:
-            self.sessions.clear()
+        self.sessions.close()
 
     def is_token(self, given: str | None) -> bool:
         return given is not None and self.token is not None and hmac.compare_digest(given.encode(), self.token.encode())
 
     def open_session(self, viewer: Viewer = TOKEN_HOLDER) -> str:
-        """A new session id for `viewer`, valid for SESSION_S; the sessions ended are forgotten."""
-        session = secrets.token_urlsafe(32)
-        now = self.clock()
-        with self.sessions_lock:
-            for ended in [key for key, (end, _) in self.sessions.items() if end <= now]:
-                del self.sessions[ended]
-            self.sessions[_digest(session)] = (now + SESSION_S, viewer)
-        return session
+        """A new session id for `viewer`, valid for SESSION_S (Unavailable: it cannot be kept)."""
+        return self.sessions.open(viewer)
 
     def viewer(self, bearer: str | None, sessions: Iterable[str]) -> Viewer | None:
         """Who asks: the token's holder (as a bearer), or the person of the first of the sessions
-        given still open; None when neither."""
+        given still open; None when neither. Unavailable when the sessions cannot be looked at."""
         if self.is_token(bearer):
             return TOKEN_HOLDER
-        now = self.clock()
-        with self.sessions_lock:
-            for s in sessions:
-                end, viewer = self.sessions.get(_digest(s), (0.0, None))
-                if viewer is not None and end > now:
-                    return viewer
-        return None
+        return self.sessions.viewer(sessions)
 
     def end_sessions(self, sessions: Iterable[str]) -> Viewer | None:
         """The sessions given ended; who the first still open was."""
-        now, ended = self.clock(), None
-        with self.sessions_lock:
-            for s in sessions:
-                end, viewer = self.sessions.pop(_digest(s), (0.0, None))
-                if ended is None and end > now:
-                    ended = viewer
-        return ended
-
-
-def _digest(session: str) -> bytes:
-    return hashlib.sha256(session.encode()).digest()
+        return self.sessions.end(sessions)
 
 
 class _Server(ThreadingHTTPServer):
@@ -234,6 +213,12 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse_method
 
     def _get(self, head: bool) -> None:
+        try:
+            self._answer(head)
+        except Unavailable as e:
+            self._unavailable(e, head)
+
+    def _answer(self, head: bool) -> None:
         parts = urlsplit(self.path)
         query = parse_qs(parts.query, keep_blank_values=True)
         if self.console.sign_in is not None and parts.path.startswith("/auth/"):
@@ -270,9 +255,8 @@ class _Handler(BaseHTTPRequestHandler):
         asked = {k: list(v) for k, v in query.items()}
         if path == "/api/events/live":
             self._record(viewer, path, asked, HTTPStatus.OK)  # recorded as it opens: it lasts
-            bearer, sessions = self._bearer(), self._sessions()
             # It ends with the session it was opened in (a logout, its 12 hours, a new sign-in).
-            return self._live(head, query, viewer, lambda: self.console.viewer(bearer, sessions) == viewer)
+            return self._live(head, query, viewer, self._still_open(viewer))
         status, body, kind, headers = self._api(viewer, path, query)
         self._record(viewer, path, asked, status)  # before the answer: no read goes unrecorded
         self._send(status, body, kind, headers, head=head)
@@ -297,6 +281,9 @@ class _Handler(BaseHTTPRequestHandler):
         except BadQuery as e:
             body = orjson.dumps({"error": "bad_request", "message": str(e)})
             return HTTPStatus.BAD_REQUEST, body, "application/json", {}
+        except Unavailable as e:  # the database a view asks is away: it answers again by itself
+            body = orjson.dumps({"error": "unavailable", "message": e.reason})
+            return HTTPStatus.SERVICE_UNAVAILABLE, body, "application/json", {"Retry-After": str(RETRY_PAGE_S)}
         except Exception as e:  # a fault of the console's own: answered and recorded, never a dropped connection
             # Its kind alone: a message may quote the query, which is the person's.
             print(f"tollgate console: {path}: {type(e).__name__}", file=sys.stderr, flush=True)
@@ -400,6 +387,37 @@ class _Handler(BaseHTTPRequestHandler):
     def _cookies(self, cookie: str) -> list[str]:
         pairs = (p.partition("=") for h in self.headers.get_all("Cookie", []) for p in h.split(";"))
         return [value.strip() for name, _, value in pairs if name.strip() == cookie]
+
+    def _still_open(self, viewer: Viewer) -> Callable[[], bool]:
+        """Whether the session (or the token) this request came with still names `viewer`: looked
+        at every LIVE_CHECK_S at most (in PostgreSQL, a query each time); False once it cannot be."""
+        bearer, sessions = self._bearer(), self._sessions()
+        looked = [time.monotonic(), True]
+
+        def still_open() -> bool:
+            if time.monotonic() - looked[0] >= LIVE_CHECK_S:
+                try:
+                    looked[1] = self.console.viewer(bearer, sessions) == viewer
+                except Unavailable:
+                    looked[1] = False  # the page opens the stream again, and is told why
+                looked[0] = time.monotonic()
+            return bool(looked[1])
+
+        return still_open
+
+    def _unavailable(self, e: Unavailable, head: bool) -> None:
+        """Who asks cannot be known (the sessions' database away): 503 with the reason; a page the
+        browser goes to says so, and asks again by itself."""
+        retry = {"Retry-After": str(RETRY_PAGE_S)}
+        navigates = self.headers.get("Sec-Fetch-Mode", "navigate") == "navigate"
+        if urlsplit(self.path).path.startswith("/api/") or not navigates:
+            body = orjson.dumps({"error": "unavailable", "message": e.reason})
+            return self._send(HTTPStatus.SERVICE_UNAVAILABLE, body, "application/json", retry, head=head)
+        text = f"The console cannot reach its database ({e.reason}). This page tries again every {RETRY_PAGE_S} s."
+        page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Console unavailable</title>'
+                f'</head><body><h1>Console unavailable</h1><p>{html.escape(text)}</p></body></html>')  # fmt: skip
+        self._send(HTTPStatus.SERVICE_UNAVAILABLE, page.encode(), "text/html; charset=utf-8",
+                   {**retry, "Refresh": str(RETRY_PAGE_S)}, head=head)  # fmt: skip
 
     def _unauthenticated(self) -> None:
         # With sign_in, the page goes there to sign in again.

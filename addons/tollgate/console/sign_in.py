@@ -3,7 +3,8 @@ code flow with PKCE (S256), as plain code that knows nothing of the web server (
 `begin` for a page asked without a session and `finish` at `/auth/callback`).
 
 `begin` keeps a sign-in under way (its `state`, `nonce`, PKCE verifier and the path first asked
-for) against a pre-sign-in cookie's random value, for 10 minutes and for one callback. `finish`
+for) against a pre-sign-in cookie's random value, for 10 minutes and for one callback, where the
+console keeps its sessions (`sessions.py`: its memory, or PostgreSQL for every replica). `finish`
 takes it back (once, whatever comes of it), checks `state`, exchanges the code at the issuer's
 token endpoint (`client_secret_basic` when the client has a secret) and verifies the ID token:
 its signature by a key of the issuer's JWKS with that key's own algorithm (never `none` or an HMAC
@@ -36,10 +37,10 @@ import jwt
 
 from tollgate.common.emails import changed_by_nfkc, email_key
 from tollgate.configuration.console_settings import SignInConfig
+from tollgate.console.sessions import MemorySessions, PendingSignIn, Sessions
 from tollgate.console.viewer import Viewer
 
 PENDING_S = 600  # a sign-in under way: its pre-sign-in cookie's life
-PENDING_MAX = 10_000  # sign-ins under way kept at most (anyone may start one): the oldest forgotten
 FETCH_S = 10.0  # the issuer's answer: discovery, JWKS, token
 MAX_BODY = 1 << 20  # of any of the issuer's answers
 LEEWAY_S = 60  # clocks apart: exp and iat
@@ -66,15 +67,6 @@ class NotAllowed(SignInFailed):
 
 
 @dataclass(frozen=True, slots=True)
-class PendingSignIn:
-    state: str
-    nonce: str
-    verifier: str  # PKCE's code_verifier
-    back: str  # the console's path first asked for
-    until: float
-
-
-@dataclass(frozen=True, slots=True)
 class Metadata:
     """What discovery says of the issuer."""
 
@@ -89,15 +81,18 @@ def challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
-def _digest(value: str) -> bytes:
-    return hashlib.sha256(value.encode()).digest()
-
-
 class SignIn:
     """The issuer as the console sees it: its metadata and keys, fetched when first needed (and
-    again after a failure), and the sign-ins under way."""
+    again after a failure). The sign-ins under way are kept in `sessions` (the console's memory by
+    default; PostgreSQL for replicas: the callback may come to another one)."""
 
-    def __init__(self, settings: SignInConfig, redirect_uri: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: SignInConfig,
+        redirect_uri: str,
+        clock: Callable[[], float] = time.time,
+        sessions: Sessions | None = None,
+    ) -> None:
         self.settings = settings
         self.redirect_uri = redirect_uri
         self.clock = clock
@@ -108,7 +103,7 @@ class SignIn:
         )
         self._metadata: Metadata | None = None
         self._keys: list[tuple[str | None, jwt.PyJWK]] = []  # (kid, key): kids are optional in a JWKS
-        self._pending: dict[bytes, PendingSignIn] = {}
+        self.sessions = sessions if sessions is not None else MemorySessions(clock)
         self._lock = threading.Lock()
 
     # ---- the issuer's documents
@@ -194,18 +189,11 @@ class SignIn:
     def begin(self, back: str) -> tuple[str, str]:
         """A sign-in started for the console's path `back`: the pre-sign-in cookie's value and the
         issuer's authorization URL the browser is sent to. SignInFailed when the issuer cannot be
-        reached."""
+        reached; `sessions.Unavailable` when the sign-in cannot be kept."""
         metadata = self.metadata()
-        now = self.clock()
         cookie = secrets.token_urlsafe(32)
-        pending = PendingSignIn(secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(48),
-                          back, now + PENDING_S)  # fmt: skip
-        with self._lock:
-            for ended in [k for k, p in self._pending.items() if p.until <= now]:
-                del self._pending[ended]
-            while len(self._pending) >= PENDING_MAX:
-                del self._pending[next(iter(self._pending))]  # the oldest: dicts keep their order
-            self._pending[_digest(cookie)] = pending
+        pending = PendingSignIn(secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(48), back)
+        self.sessions.hold(cookie, pending, PENDING_S)
         query = urlencode({
             "response_type": "code", "client_id": self.settings.client_id, "redirect_uri": self.redirect_uri,
             "scope": " ".join(self.settings.scopes), "state": pending.state, "nonce": pending.nonce,
@@ -217,13 +205,7 @@ class SignIn:
     def take(self, cookies: list[str]) -> PendingSignIn | None:
         """The sign-in under way one of the pre-sign-in cookies names, forgotten as it is taken
         (a callback uses it once)."""
-        now = self.clock()
-        with self._lock:
-            for cookie in cookies:
-                pending = self._pending.pop(_digest(cookie), None)
-                if pending is not None and pending.until > now:
-                    return pending
-        return None
+        return self.sessions.take(cookies)
 
     def finish(self, pending: PendingSignIn | None, query: Mapping[str, list[str]]) -> tuple[Viewer, str]:
         """The person signed in by the callback's `query`, and the path to send them to.

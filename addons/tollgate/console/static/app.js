@@ -75,8 +75,28 @@ async function ask(url, signal) {
   // Signed out (the session ended, or a restart): to the identity provider, and back to this view.
   const signIn = answer.status === 401 && answer.headers.get("X-Tollgate-Sign-In");
   if (signIn) location.assign(signIn + location.hash);
+  if (answer.status === 503) throw await unavailable(answer);
+  document.getElementById("unavailable").hidden = true; // answered again: the notice goes
   if (!answer.ok) throw new Error(url.split("?")[0] + ": " + answer.status);
   return answer.json();
+}
+
+// The console cannot reach its database (503): the reason it gives, and the view asked again
+// after a while (`route`), until it answers.
+const RETRY_MS = 5000;
+async function unavailable(answer) {
+  let reason = "";
+  try {
+    reason = (await answer.json()).message || "";
+  } catch (e) {
+    reason = "";
+  }
+  const error = new Error("the console cannot reach its database" + (reason ? " (" + reason + ")" : "") + "; trying again");
+  error.unavailable = true;
+  const notice = document.getElementById("unavailable"); // above every view, the Live view's polls too
+  notice.textContent = "The " + error.message.slice(4) + ".";
+  notice.hidden = false;
+  return error;
 }
 
 function ago(ts) {
@@ -461,7 +481,12 @@ async function route() {
   try {
     await VIEWS[view](new URLSearchParams(rest || ""));
   } catch (e) {
-    if (e !== STALE) main.replaceChildren(el("p", { class: "error" }, "Cannot load: " + e.message));
+    if (e === STALE) return;
+    main.replaceChildren(el("p", { class: "error" }, "Cannot load: " + e.message));
+    if (e.unavailable) {
+      const mine = generation;
+      setTimeout(() => { if (mine === generation) route(); }, RETRY_MS);
+    }
   }
 }
 
