@@ -596,7 +596,7 @@ def test_the_access_log_records_reads_sign_ins_failures_and_logouts(idp: OidcPro
         assert secret not in text and secret not in err
 
 
-def test_the_access_log_goes_to_postgresql_too_and_a_database_down_stops_nothing(
+def test_the_access_log_goes_to_postgresql_too_and_a_database_down_is_503_until_it_is_back(
     idp: OidcProvider, tmp_path: Path, postgres
 ) -> None:
     dsn = postgres.database()
@@ -617,8 +617,9 @@ def test_the_access_log_goes_to_postgresql_too_and_a_database_down_stops_nothing
     ], err
     assert [json.loads(r[6]) for r in rows] == running.records()
     assert version == (1,)
-    # The database gone while the console runs: it serves from what it read, the file keeps the
-    # records, one line says the access table cannot be written.
+    # The database gone while the console runs: who a session is cannot be known, so a person is
+    # answered 503 with the reason (never 401: no new sign-in), the token's holder from what the
+    # console read; one line says so; the database back, the same session is served again.
     own = PostgresServer(Path(tempfile.mkdtemp(prefix="tollgate-postgres-"))).start()
     try:
         with console(tmp_path / "down", idp, token=TOKEN, audit_postgres=own.dsn()) as running:
@@ -627,16 +628,28 @@ def test_the_access_log_goes_to_postgresql_too_and_a_database_down_stops_nothing
             assert agent.get(f"{running.base}/api/people").status == 200
             own.stop()
             for _ in range(3):
-                assert agent.get(f"{running.base}/api/people").status == 200
+                answer = agent.get(f"{running.base}/api/people")
+                assert answer.status == 503 and answer.headers["retry-after"] == ["5"]
+                assert json.loads(answer.body)["message"].startswith("PostgreSQL 127.0.0.1:"), answer.body
+            bearer = agent.get(f"{running.base}/api/people", {"Authorization": f"Bearer {TOKEN}"})
+            assert bearer.status == 200
+            own.start()
+            deadline = time.monotonic() + 10
+            while agent.get(f"{running.base}/api/people").status != 200 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert agent.get(f"{running.base}/api/people").status == 200
             err = running.stop()
     finally:
         if own.running():
             own.stop()
         shutil.rmtree(own.directory, ignore_errors=True)
-    assert [(r["action"], r.get("count")) for r in running.records()] == [
-        ("sign_in", None), ("request", 1), ("request", 3)
+    # The 503s answered no one known: none recorded; the file keeps every other.
+    assert [(r["action"], r.get("email"), r["status"]) for r in running.records()] == [
+        ("sign_in", "lena@example.com", 303), ("request", "lena@example.com", 200), ("request", "token", 200),
+        ("request", "lena@example.com", 200),
     ]  # fmt: skip
-    assert err.count("tollgate console: access log: PostgreSQL 127.0.0.1:") == 1, err
+    assert err.count("people are answered 503 until it answers") == 1, err  # said once, and once it is back
+    assert re.search(r"^tollgate console: sessions: PostgreSQL 127\.0\.0\.1:\d+/postgres answers again$", err, re.M), err
 
 
 # ---- in Chromium
