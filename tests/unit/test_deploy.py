@@ -243,17 +243,18 @@ def test_the_base_renders_and_validates(base) -> None:
     assert kinds(base) == [
         ("ConfigMap", "tollgate-config"),
         ("ConfigMap", "tollgate-console-config"),
-        ("Deployment", "tollgate-console"),
         ("Deployment", "tollgate-redis"),
         ("NetworkPolicy", "tollgate-redis"),
-        ("PersistentVolumeClaim", "tollgate-console-data"),
         ("PersistentVolumeClaim", "tollgate-redis-data"),
         ("PodDisruptionBudget", "tollgate"),
+        ("PodDisruptionBudget", "tollgate-console"),
         ("Service", "tollgate"),
         ("Service", "tollgate-console"),
+        ("Service", "tollgate-console-pods"),
         ("Service", "tollgate-pods"),
         ("Service", "tollgate-redis"),
         ("StatefulSet", "tollgate"),
+        ("StatefulSet", "tollgate-console"),
     ]
     validate(base)
 
@@ -286,7 +287,7 @@ def test_the_example_renders_with_its_secrets_and_validates(example, base) -> No
         {"secretRef": {"name": records["metadata"]["name"]}},
     ]
     assert pod["containers"][0]["image"] == f"registry.example.com/tollgate:{project_version()}"
-    console = find(example, "Deployment", "tollgate-console")["spec"]["template"]["spec"]
+    console = find(example, "StatefulSet", "tollgate-console")["spec"]["template"]["spec"]
     assert console["containers"][0]["image"] == f"registry.example.com/tollgate:{project_version()}"
     assert find(example, "Secret", "tollgate-console-tls")["type"] == "kubernetes.io/tls"
 
@@ -300,7 +301,7 @@ def test_the_autoscale_component_adds_an_autoscaler_that_owns_the_replicas(autos
     assert (target["kind"], target["name"]) == ("StatefulSet", "tollgate")
     assert "replicas" not in find(autoscaled, "StatefulSet", "tollgate")["spec"]
     assert find(example, "StatefulSet", "tollgate")["spec"]["replicas"] >= 2
-    assert find(autoscaled, "Deployment", "tollgate-console")["spec"]["replicas"] == 1  # never scaled
+    assert find(autoscaled, "StatefulSet", "tollgate-console")["spec"]["replicas"] == 2  # never scaled
 
 
 def project_version() -> str:
@@ -371,7 +372,7 @@ def test_every_pod_runs_as_the_restricted_pod_security_standard_asks(base) -> No
                 "capabilities": {"drop": ["ALL"]},
             }, name
             assert "memory" in container["resources"]["limits"] and container["resources"]["requests"], name
-    for kind, name in (("StatefulSet", "tollgate"), ("Deployment", "tollgate-console")):
+    for kind, name in (("StatefulSet", "tollgate"), ("StatefulSet", "tollgate-console")):
         pod = find(base, kind, name)["spec"]["template"]["spec"]["securityContext"]
         assert f"{pod['runAsUser']}:{pod['runAsGroup']}" == user.arguments, name
 
@@ -461,8 +462,8 @@ def test_the_service_budget_and_template_select_the_same_pods(base) -> None:
     assert selector.items() <= labels.items()
     assert find(base, "Service", "tollgate")["spec"]["selector"] == selector
     assert find(base, "PodDisruptionBudget", "tollgate")["spec"]["selector"]["matchLabels"] == selector
-    for other in ("tollgate-redis", "tollgate-console"):
-        labels = find(base, "Deployment", other)["spec"]["template"]["metadata"]["labels"]
+    for kind, other in (("Deployment", "tollgate-redis"), ("StatefulSet", "tollgate-console")):
+        labels = find(base, kind, other)["spec"]["template"]["metadata"]["labels"]
         assert not selector.items() <= labels.items(), other  # the gateway's selector takes no other pod
 
 
@@ -509,16 +510,24 @@ def console_config() -> dict[str, Any]:
 
 
 def console_pod(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    deployment = find(objects, "Deployment", "tollgate-console")
-    pod = deployment["spec"]["template"]["spec"]
+    stateful_set = find(objects, "StatefulSet", "tollgate-console")
+    pod = stateful_set["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     return pod, container
 
 
-def test_the_console_is_one_replica_recreated_and_mounts_no_provider_secret(example) -> None:
-    spec = find(example, "Deployment", "tollgate-console")["spec"]
-    # Sessions live in its memory: one pod, never two at once.
-    assert (spec["replicas"], spec["strategy"]) == (1, {"type": "Recreate"})
+def test_the_console_is_two_replicas_updated_one_at_a_time_and_mounts_no_provider_secret(example) -> None:
+    spec = find(example, "StatefulSet", "tollgate-console")["spec"]
+    # Its sessions live in PostgreSQL: two replicas serve the same people, replaced one at a time
+    # (a budget of one away at once), on two nodes where there are.
+    assert (spec["replicas"], spec["updateStrategy"]) == (2, {"type": "RollingUpdate"})
+    budget = find(example, "PodDisruptionBudget", "tollgate-console")["spec"]
+    assert budget == {"maxUnavailable": 1, "selector": spec["selector"]}
+    (spread,) = spec["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert spread["podAffinityTerm"]["labelSelector"] == spec["selector"]
+    assert spread["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    headless = find(example, "Service", spec["serviceName"])["spec"]
+    assert headless["clusterIP"] == "None" and headless["selector"] == spec["selector"]["matchLabels"]
     pod, container = console_pod(example)
     console_keys = find(example, "Secret", "tollgate-console-keys")["metadata"]["name"]
     tls = find(example, "Secret", "tollgate-console-tls")["metadata"]["name"]
@@ -533,7 +542,9 @@ def test_the_console_is_one_replica_recreated_and_mounts_no_provider_secret(exam
     config = console_config()
     assert set(variables(config)) == set(find(example, "Secret", "tollgate-console-keys")["data"])
     assert (
-        set(variables(config)) == set(env_file(CONSOLE_EXAMPLE)) == {"TOLLGATE_CONSOLE_PASSWORD", "CONSOLE_OIDC_SECRET"}
+        set(variables(config))
+        == set(env_file(CONSOLE_EXAMPLE))
+        == {"TOLLGATE_CONSOLE_PASSWORD", "CONSOLE_OIDC_SECRET", "CONSOLE_CURSOR_SECRET"}
     )
     assert {"providers", "ledger", "limits", "egress", "mcp"}.isdisjoint(config)
     assert all(set(client) <= {"name", "groups", "people"} for client in config["clients"])
@@ -541,7 +552,9 @@ def test_the_console_is_one_replica_recreated_and_mounts_no_provider_secret(exam
 
 def test_the_console_serves_its_configuration_over_tls_reading_postgresql_with_its_role(example) -> None:
     pod, container = console_pod(example)
+    stateful_set = find(example, "StatefulSet", "tollgate-console")["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
+    volumes |= {c["metadata"]["name"]: {"claim": c["spec"]} for c in stateful_set["volumeClaimTemplates"]}
     mounted = {m["mountPath"]: (m, volumes[m["name"]]) for m in container["volumeMounts"]}
     command = container["command"]
     assert command[:3] == ["tollgate", "console", "--config"] and len(command) == 4
@@ -555,7 +568,7 @@ def test_the_console_serves_its_configuration_over_tls_reading_postgresql_with_i
     assert host == "0.0.0.0" and int(listen_port) == port(container, "https")
     service = find(example, "Service", "tollgate-console")["spec"]
     assert service["ports"] == [{"name": "https", "port": 443, "targetPort": "https"}]
-    assert service["selector"] == find(example, "Deployment", "tollgate-console")["spec"]["selector"]["matchLabels"]
+    assert service["selector"] == find(example, "StatefulSet", "tollgate-console")["spec"]["selector"]["matchLabels"]
     for name, file in (("cert", "tls.crt"), ("key", "tls.key")):
         path = Path(console["tls"][name])
         mount, volume = mounted[str(path.parent)]
@@ -568,11 +581,13 @@ def test_the_console_serves_its_configuration_over_tls_reading_postgresql_with_i
     assert sign_in["client_secret"] == "${CONSOLE_OIDC_SECRET}"
     assert urlsplit(sign_in["redirect_uri"]).scheme == "https" and sign_in["redirect_uri"].endswith("/auth/callback")
     assert sign_in["security"] and sign_in["leads"]
-    # Writable places on a read-only root: its own files (the access log, the saved index of the
-    # records) on a volume that outlives the pod, and /tmp.
+    # The cursors sealed with one secret of its Secret: a page's cursors hold on either replica.
+    assert console["cursor_secret"] == "${CONSOLE_CURSOR_SECRET}"
+    # Writable places on a read-only root: each replica's own files (the access log, the saved
+    # index of the records) on a volume of its own that outlives the pod, and /tmp.
     mount, volume = mounted[str(Path(config["audit"]["path"]).parent)]
-    claim = find(example, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])["spec"]
-    assert not mount.get("readOnly") and claim["accessModes"] == ["ReadWriteOnce"]
+    assert not mount.get("readOnly") and volume["claim"]["accessModes"] == ["ReadWriteOnce"]
+    assert stateful_set["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
     mount, volume = mounted["/tmp"]
     assert "emptyDir" in volume and not mount.get("readOnly")
 
