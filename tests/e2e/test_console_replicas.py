@@ -65,8 +65,12 @@ def write_config(replica: Replica, dsn: str, provider: OidcProvider, front: int)
     config = {
         "audit": {"path": str(replica.directory / "audit.jsonl"), "postgres": {"dsn": dsn}},
         "clients": CLIENTS,
-        "console": {"listen": f"127.0.0.1:{replica.port}", "postgres_dsn": dsn, "cursor_secret": CURSOR_SECRET,
-                    "sign_in": sign_in},  # fmt: skip
+        "console": {
+            "listen": f"127.0.0.1:{replica.port}",
+            "postgres_dsn": dsn,
+            "cursor_secret": CURSOR_SECRET,
+            "sign_in": sign_in,
+        },
     }
     (replica.directory / "tollgate.yaml").write_text(json.dumps(config))
 

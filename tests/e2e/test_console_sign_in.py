@@ -649,7 +649,8 @@ def test_the_access_log_goes_to_postgresql_too_and_a_database_down_is_503_until_
         ("request", "lena@example.com", 200),
     ]  # fmt: skip
     assert err.count("people are answered 503 until it answers") == 1, err  # said once, and once it is back
-    assert re.search(r"^tollgate console: sessions: PostgreSQL 127\.0\.0\.1:\d+/postgres answers again$", err, re.M), err
+    again = r"^tollgate console: sessions: PostgreSQL 127\.0\.0\.1:\d+/postgres answers again$"
+    assert re.search(again, err, re.M), err
 
 
 # ---- in Chromium

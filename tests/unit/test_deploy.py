@@ -523,7 +523,8 @@ def test_the_console_is_two_replicas_updated_one_at_a_time_and_mounts_no_provide
     assert (spec["replicas"], spec["updateStrategy"]) == (2, {"type": "RollingUpdate"})
     budget = find(example, "PodDisruptionBudget", "tollgate-console")["spec"]
     assert budget == {"maxUnavailable": 1, "selector": spec["selector"]}
-    (spread,) = spec["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    anti_affinity = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+    (spread,) = anti_affinity["preferredDuringSchedulingIgnoredDuringExecution"]
     assert spread["podAffinityTerm"]["labelSelector"] == spec["selector"]
     assert spread["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
     headless = find(example, "Service", spec["serviceName"])["spec"]

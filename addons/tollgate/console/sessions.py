@@ -75,9 +75,11 @@ class Sessions(ABC):
         """The sign-in under way one of `cookies` names, still valid; every one named forgotten (a
         callback uses it once, whatever comes of it)."""
 
+    @abstractmethod
     def tidy(self) -> None:
         """What has ended removed (now and then: the lookups never find it anyway)."""
 
+    @abstractmethod
     def close(self) -> None:
         """Every session of this console's own ended (the memory's), or its connections closed."""
 
@@ -136,6 +138,9 @@ class MemorySessions(Sessions):
                 if found is None and pending is not None and until > now:
                     found = pending
         return found
+
+    def tidy(self) -> None:
+        pass  # `open` and `hold` forget what has ended, as they go
 
     def close(self) -> None:
         with self._lock:

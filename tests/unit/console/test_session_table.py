@@ -120,7 +120,8 @@ def test_what_has_ended_is_removed_now_and_then(tables, dsn: str, monkeypatch) -
     assert rows(dsn, f"SELECT count(*) FROM {NAME}") == [(2,)]
     monkeypatch.setattr(session_table, "TIDY_S", 0.0)
     one.tidy()
-    assert rows(dsn, f"SELECT count(*) FROM {NAME}") == [(1,)] and rows(dsn, f"SELECT count(*) FROM {SIGN_INS}") == [(0,)]
+    assert rows(dsn, f"SELECT count(*) FROM {NAME}") == [(1,)]
+    assert rows(dsn, f"SELECT count(*) FROM {SIGN_INS}") == [(0,)]
     assert one.viewer([kept]) == ALICE
 
 
