@@ -3,14 +3,17 @@ signing in with the tests' OpenID Connect provider: a sign-in begun on one conso
 other, and the person is served by both; a console restarted keeps every session; a cursor one
 gives opens on the other (`console.cursor_secret`); sign-out on one ends the session on both; a
 session past its end refused by both. A sessions table newer than the console knows: one line,
-exit 1."""
+exit 1. In Chromium, the database going away while the page is open: the page says why, and is
+served again by itself once the database is back."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +24,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from tests.e2e.test_console_sign_in import CLIENTS, ROLES, SECRET, Agent, agent_for, fleet_rows
+from tests.support.cdp import Browser, chromium
 from tests.support.cli import console_process
 from tests.support.oidc_provider import OidcProvider, oidc_provider
 from tests.support.postgres import PostgresServer
@@ -31,8 +35,6 @@ from tollgate.records.senders.audit_postgres import ensure_schema, prepare, stor
 
 CURSOR_SECRET = "cursor-secret-shared-by-the-console-replicas-0001"
 SESSIONS = "tollgate_console_sessions"
-
-pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="HAProxy is not installed")
 
 
 @dataclass
@@ -243,3 +245,65 @@ def test_a_sessions_table_newer_than_the_console_knows_is_one_line_and_exit_1(
         f"error: sessions: the table {SESSIONS} has schema version 99 (tollgate_schema), newer than this console"
         " knows (1): upgrade Tollgate to serve it\n"
     )
+
+
+TOKEN = "console-token-of-the-replicas-tests-0001"
+
+
+def test_the_page_says_the_database_is_away_and_is_served_again_by_itself(tmp_path: Path) -> None:
+    own = PostgresServer(Path(tempfile.mkdtemp(prefix="tollgate-postgres-"))).start()
+    replica = Replica("one", tmp_path / "console", free_port())
+    browser = None
+    try:
+        with psycopg.connect(own.dsn(), autocommit=True) as conn:
+            ensure_schema(conn, "tollgate_records")
+            prepare(conn)
+            store(conn, "tollgate_records", fleet_rows())
+        replica.directory.mkdir()
+        config = {"audit": {"path": str(replica.directory / "audit.jsonl"), "postgres": {"dsn": own.dsn()}},
+                  "clients": CLIENTS, "console": {"listen": f"127.0.0.1:{replica.port}", "token": TOKEN,
+                  "postgres_dsn": own.dsn(), "cursor_secret": CURSOR_SECRET}}  # fmt: skip
+        (replica.directory / "tollgate.yaml").write_text(json.dumps(config))
+        replica.start()
+        base = f"http://127.0.0.1:{replica.port}"
+        rows = "document.querySelectorAll('#people tbody tr').length"
+        notice = "document.getElementById('unavailable')"
+        browser = Browser(chromium(), tmp_path / "profile", width=1024, height=768)
+        browser.go(f"{base}/?token={TOKEN}#people")
+        browser.wait_for(rows)
+        own.stop()
+        # The open page: the reason above the view, and the view asked again until it answers.
+        browser.evaluate("location.hash = 'spend'")
+        browser.wait_for(f"!{notice}.hidden")
+        said = browser.evaluate(f"{notice}.textContent")
+        assert said.startswith("The console cannot reach its database (PostgreSQL 127.0.0.1:"), said
+        assert said.endswith("; trying again."), said
+        browser.wait_for("document.getElementById('main').textContent === 'Waiting for the console\\'s database…'")
+        shots = Path(os.environ.get("TOLLGATE_SCREENSHOTS") or tmp_path)
+        shots.mkdir(parents=True, exist_ok=True)
+        browser.screenshot(shots / "console-unavailable.png")
+        # The page loaded again meanwhile: a page that says so, and loads again by itself.
+        browser.evaluate("location.hash = 'people'")
+        browser.call("Page.reload")
+        browser.wait_for("document.title === 'Console unavailable'")
+        assert "cannot reach its database" in browser.evaluate("document.body.textContent")
+        own.start()
+        # Loaded again by itself at its address without the view (a fragment only would not load it).
+        browser.wait_for("document.title === 'Tollgate console' && location.hash === ''", timeout=20)
+        browser.wait_for("document.querySelector('#nav a.active')?.dataset.view === 'live'")
+        browser.evaluate("location.hash = 'people'")
+        browser.wait_for(rows)
+        assert browser.evaluate(f"{notice}.hidden") is True
+        own.stop()
+        browser.evaluate("location.hash = 'spend'")
+        browser.wait_for(f"!{notice}.hidden")
+        own.start()
+        browser.wait_for(f"{notice}.hidden && !document.querySelector('#main .error')", timeout=20)
+    finally:
+        if browser is not None:
+            browser.close()
+        err = replica.stop()
+        if own.running():
+            own.stop()
+        shutil.rmtree(own.directory, ignore_errors=True)
+    assert err.count("people are answered 503 until it answers") >= 1, err

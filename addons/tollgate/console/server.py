@@ -414,10 +414,17 @@ class _Handler(BaseHTTPRequestHandler):
             body = orjson.dumps({"error": "unavailable", "message": e.reason})
             return self._send(HTTPStatus.SERVICE_UNAVAILABLE, body, "application/json", retry, head=head)
         text = f"The console cannot reach its database ({e.reason}). This page tries again every {RETRY_PAGE_S} s."
+        # Loaded again at the address asked for without its fragment (the view, `#people`): to the
+        # same address with it, a browser would only move within the page. A `?token=` address
+        # is loaded again as it is (it names no view).
+        again, parts = str(RETRY_PAGE_S), urlsplit(self.path)
+        if "token" not in parse_qs(parts.query):
+            again += "; url=/" + parts.path.lstrip("/\\") + (f"?{parts.query}" if parts.query else "")
         page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Console unavailable</title>'
-                f'</head><body><h1>Console unavailable</h1><p>{html.escape(text)}</p></body></html>')  # fmt: skip
+                f'<meta http-equiv="refresh" content="{html.escape(again)}"></head><body><h1>Console unavailable</h1>'
+                f'<p>{html.escape(text)}</p></body></html>')  # fmt: skip
         self._send(HTTPStatus.SERVICE_UNAVAILABLE, page.encode(), "text/html; charset=utf-8",
-                   {**retry, "Refresh": str(RETRY_PAGE_S)}, head=head)  # fmt: skip
+                   {**retry, "Refresh": again}, head=head)  # fmt: skip
 
     def _unauthenticated(self) -> None:
         # With sign_in, the page goes there to sign in again.

@@ -195,6 +195,7 @@ class SessionTable(Sessions):
             self._slots.release()
 
     def _failed(self, error: BaseException) -> None:
+        self.close()  # the other connections kept went with the database, most likely: made anew
         why = first_line(error)
         if self._failing is None:
             print(f"tollgate console: sessions: {self.where}: {why}; people are answered 503 until it answers",

@@ -196,7 +196,9 @@ def test_the_console_answers_503_with_the_reason_while_its_database_is_away_then
             answer = json.loads(body)
             assert answer["error"] == "unavailable" and " cannot be reached: " in answer["message"]
             status, headers, body = fetch(f"{second}/", cookie)  # the page: says so, and asks again
-            assert (status, headers["Refresh"], headers["Content-Type"]) == (503, "5", "text/html; charset=utf-8")
+            assert (status, headers["Refresh"]) == (503, "5; url=/")
+            assert headers["Content-Type"] == "text/html; charset=utf-8"
+            assert b'<meta http-equiv="refresh" content="5; url=/">' in body
             assert b"The console cannot reach its database (PostgreSQL 127.0.0.1:" in body
             # Never a session made up, nor a sign-in asked for: the token's holder alone is served.
             assert fetch(f"{second}/api/people", {"Authorization": f"Bearer {TOKEN}"})[0] == 200

@@ -482,7 +482,9 @@ async function route() {
     await VIEWS[view](new URLSearchParams(rest || ""));
   } catch (e) {
     if (e === STALE) return;
-    main.replaceChildren(el("p", { class: "error" }, "Cannot load: " + e.message));
+    // The console's database away: the notice above says why; the view waits for it.
+    main.replaceChildren(e.unavailable ? el("p", { class: "note" }, "Waiting for the console's database…")
+      : el("p", { class: "error" }, "Cannot load: " + e.message));
     if (e.unavailable) {
       const mine = generation;
       setTimeout(() => { if (mine === generation) route(); }, RETRY_MS);
