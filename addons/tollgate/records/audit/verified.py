@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from tollgate.common.audit_chain import ZERO, chain_of, split_line
 from tollgate.records.audit.audit_verify import Place, Run, Verifier
 from tollgate.records.audit.last_records import LastRecords
 from tollgate.records.audit.table_rows import Instance, instance_of, written
@@ -93,12 +94,17 @@ def _trimmed(run: Run) -> Run:
     return dataclasses.replace(run, by_seq=kept)
 
 
-def adopt(verifier: Verifier, instance: str, part: dict[str, Any]) -> None:
-    """The instance's part (`part_of`) put into `verifier`; ValueError (KeyError, TypeError) when it
-    is not one `part_of` made with the same key and anchors."""
+def restored(verifier: Verifier, instance: str, part: dict[str, Any]) -> Verifier:
+    """The instance's part (`part_of`) read back, to be `adopt`ed by `verifier`; ValueError
+    (KeyError, TypeError) when it is not one `part_of` made with the same key and anchors."""
     held = restored_verifier(part, verifier.key, str, verifier.anchors)
     if set(held.runs) - {instance} or set(held.ended) - {instance}:
         raise ValueError("another instance's runs")
+    return held
+
+
+def adopt(verifier: Verifier, instance: str, held: Verifier) -> None:
+    """The instance's part (`restored`) put into `verifier`."""
     _put(verifier.runs, held.runs, instance)
     _put(verifier.ended, held.ended, instance)
     _put(verifier.counted, held.counted, instance)
@@ -211,13 +217,14 @@ def resume(
         here = instances.get(instance)
         if here is not None and here.checked_id >= kept.checked_id:
             continue  # checked as far here already
-        why = fits(conn, records_table, progress, keep_days)
+        try:
+            held = None if instance is None or progress.part is None else restored(verifier, instance, progress.part)
+        except (ValueError, KeyError, TypeError, IndexError):
+            continue  # not one this Tollgate reads: the instance is checked from the start
+        why = fits(conn, records_table, progress, keep_days, held)
         if why is None:
-            try:
-                if instance is not None and progress.part is not None:
-                    adopt(verifier, instance, progress.part)
-            except (ValueError, KeyError, TypeError, IndexError):
-                continue  # not one this Tollgate reads: the instance is checked from the start
+            if instance is not None and held is not None:
+                adopt(verifier, instance, held)
             instances[instance] = kept
             skip[instance] = kept.checked_id
         elif why:
@@ -229,8 +236,15 @@ def resume(
     return skip
 
 
-def fits(conn: psycopg.Connection, records_table: str, progress: Progress, keep_days: float | None) -> str | None:
-    """None when the row the progress names is there as it was checked; "" when it was removed and
+def fits(
+    conn: psycopg.Connection,
+    records_table: str,
+    progress: Progress,
+    keep_days: float | None,
+    held: Verifier | None = None,
+) -> str | None:
+    """None when the row the progress names is there as it was checked (its chain, and, when the
+    verifier's part `held` keeps the chain before it, its content); "" when it was removed and
     `keep_days` removes rows (no fault: the instance is checked from its oldest kept rows); else why
     not, as a fault says it."""
     kept = progress.state
@@ -243,6 +257,14 @@ def fits(conn: psycopg.Connection, records_table: str, progress: Progress, keep_
         return "" if keep_days is not None else f"{said}, which is no longer in the table: removed in the database"
     chain, line, raw = row
     text = written(line, raw)
+    changed = f"{said}: the row is not as it was checked: changed in the database; its rows are checked again"
     if chain != kept.head or row_of(text)[0] != kept.head or instance_of(parse(text)) != progress.instance:
-        return f"{said}: the row is not as it was checked: changed in the database; its rows are checked again"
+        return changed
+    run = held.runs.get(progress.instance) if held is not None and progress.instance is not None else None
+    last = run.last if run is not None else None
+    if run is not None and last is not None and last.place.line == kept.checked_id:
+        before = ZERO if last.seq == 1 else run.by_seq.chain(last.seq - 1)
+        parts = split_line(text)
+        if before is not None and (parts is None or chain_of(before, parts[0]) != kept.head):
+            return changed
     return None
