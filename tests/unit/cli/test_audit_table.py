@@ -133,7 +133,7 @@ def test_a_changed_row_is_found_and_exit_1(
     head, _, chain, _ = progress(dsn)["east"]
     send(dsn, rest)
     with psycopg.connect(dsn, autocommit=True) as conn:  # behind the progress: the head row itself
-        conn.execute(f"UPDATE {TABLE} SET line = replace(line, '\"ts\":\"2026', '\"ts\":\"2025') WHERE id = {head}")
+        conn.execute(f'UPDATE {TABLE} SET line = replace(line, \'"ts":"2026\', \'"ts":"2025\') WHERE id = {head}')
         conn.execute(f"UPDATE {TABLE} SET cost_usd = 9 WHERE id = {len(first) + 3}")  # after it: a column
     code, out, err = verify(capsys)
     assert code == 1
