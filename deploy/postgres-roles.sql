@@ -4,8 +4,10 @@
 --                     the schema tollgate, and sends the records (COPY, INSERT … ON CONFLICT DO
 --                     NOTHING through a temporary table, DELETE for keep_days)
 --   tollgate_console  the console's console.postgres_dsn: reads the records and the schema's
---                     versions, and writes its own access log (tollgate_console_access, which it
---                     makes the first time); it can change no record
+--                     versions, and writes its own tables, which it makes the first time: its
+--                     access log (tollgate_console_access) and how far it checked the chain
+--                     (tollgate_verified, which `tollgate audit verify --postgres` writes too);
+--                     it can change no record
 --
 -- Run it once per database, as a superuser or the database's owner with CREATEROLE (a managed
 -- service's admin user), with psql, the two passwords given as variables; running it again sets
@@ -16,7 +18,7 @@
 --        -f deploy/postgres-roles.sql
 --
 -- Each role's search_path is the schema tollgate, so the names Tollgate uses unqualified
--- (tollgate_records, tollgate_schema, tollgate_console_access) are its tables there.
+-- (tollgate_records, tollgate_schema, tollgate_console_access, tollgate_verified) are its tables there.
 
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;   -- no notice for what is there already
@@ -38,7 +40,7 @@ SELECT format('GRANT tollgate_sender TO %I', current_user) WHERE NOT (SELECT rol
 GRANT CONNECT, TEMPORARY ON DATABASE :"DBNAME" TO tollgate_sender;
 GRANT CONNECT ON DATABASE :"DBNAME" TO tollgate_console;
 
--- The schema: the sender creates Tollgate's tables in it; the console creates its access log only.
+-- The schema: the sender creates Tollgate's tables in it; the console creates its own two only.
 CREATE SCHEMA IF NOT EXISTS tollgate;
 REVOKE ALL ON SCHEMA tollgate FROM PUBLIC;
 GRANT USAGE, CREATE ON SCHEMA tollgate TO tollgate_sender;
@@ -58,9 +60,10 @@ DROP POLICY IF EXISTS console_adds_its_own ON tollgate.tollgate_schema;
 DROP POLICY IF EXISTS console_changes_its_own ON tollgate.tollgate_schema;
 CREATE POLICY console_reads ON tollgate.tollgate_schema FOR SELECT TO tollgate_console USING (true);
 CREATE POLICY console_adds_its_own ON tollgate.tollgate_schema FOR INSERT TO tollgate_console
-    WITH CHECK (name = 'tollgate_console_access');
+    WITH CHECK (name IN ('tollgate_console_access', 'tollgate_verified'));
 CREATE POLICY console_changes_its_own ON tollgate.tollgate_schema FOR UPDATE TO tollgate_console
-    USING (name = 'tollgate_console_access') WITH CHECK (name = 'tollgate_console_access');
+    USING (name IN ('tollgate_console_access', 'tollgate_verified'))
+    WITH CHECK (name IN ('tollgate_console_access', 'tollgate_verified'));
 
 -- The records: the tables the sender makes (tollgate_records, and any a later version adds) are
 -- readable by the console, and by no one else; those already there (this file run again) too.
