@@ -73,6 +73,8 @@ class ChainProgress:
 
     def write(self, verifier: Verifier, instances: dict[str | None, Instance], caught_up: bool) -> None:
         """The instances checked further since written, when it is due."""
+        if not any(state.checked_id > self._written.get(i, 0) for i, state in instances.items()):
+            return
         now = time.monotonic()
         if now - self._at < (WRITE_CAUGHT_UP_S if caught_up else WRITE_EVERY_S) or now < self._retry_at:
             return

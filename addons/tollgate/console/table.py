@@ -351,7 +351,8 @@ class Table(Source):
         with self.lock:
             start, end = self.checked, min(len(self.index), self.checked + CHECK_BATCH)
             ids = list(self.index.offsets[start:end])
-        if not ids:
+        if not ids:  # caught up: what was checked last kept, once it is due
+            self.progress.write(self.verifier, self.instances, caught_up=True)
             return False
         columns = sql.SQL(", ").join(sql.Identifier("t", c) for c in COLUMNS)
         query = sql.SQL("SELECT t.id, {} FROM {} t WHERE t.id = ANY(%s)").format(columns, sql.Identifier(self.table))

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from tests.unit.console.test_table_source import TABLE, Instance, call, read_table, send
 
+from tollgate.console import chain_progress
 from tollgate.console import table as table_module
 from tollgate.console.table import Table
 from tollgate.console.views import Views
@@ -99,7 +100,6 @@ def test_a_second_console_goes_on_from_the_first_and_progress_only_moves_forward
     first, rest = runs(30)
     send(dsn, first)
     one = read_table(dsn)
-    one.progress.write(one.verifier, one.instances, caught_up=True)  # as its follower does once caught up
     kept = progress(dsn)
     assert kept == heads(dsn)
     counted.clear()
@@ -195,3 +195,19 @@ def test_progress_kept_with_another_key_is_not_taken(dsn: str, counted: list[int
     with psycopg.connect(dsn, autocommit=True) as conn:
         rules = {r[0] for r in conn.execute("SELECT rules FROM tollgate_verified").fetchall()}
     assert rules == {verified.rules(Verifier(None, True), None), verified.rules(Verifier(key, True), None)}
+
+
+def test_progress_is_written_once_due_after_the_check_has_caught_up(dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, rest = runs(10)
+    send(dsn, first)
+    console = read_table(dsn)  # the first write at once
+    assert progress(dsn) == heads(dsn)
+    monkeypatch.setattr(chain_progress, "WRITE_CAUGHT_UP_S", 3600.0)  # not due yet
+    send(dsn, rest)
+    console.catch_up()
+    while console.verify_pending():
+        pass
+    assert progress(dsn) != heads(dsn)
+    monkeypatch.setattr(chain_progress, "WRITE_CAUGHT_UP_S", 0.0)  # due now
+    assert console.verify_pending() is False  # the follower's next poll, nothing left to check
+    assert progress(dsn) == heads(dsn)
