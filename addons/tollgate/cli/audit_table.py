@@ -2,10 +2,10 @@
 (`records/audit/table_verify.py`), going on from `tollgate_verified` as the console does.
 
 The DSN is never given on the command line (a process list and a shell's history would show its
-password): it is the configuration's (`--config`, else ./tollgate.yaml), the console's own
-(`console.postgres_dsn`, the role that owns `tollgate_verified`) when set, else
-`audit.postgres.dsn`; or, with no configuration, the environment variable TOLLGATE_RECORDS_DSN
-(the table `tollgate_records`, rows not removed by keep_days)."""
+password). With `--config`, it is the configuration's: the console's own (`console.postgres_dsn`,
+the role that owns `tollgate_verified`) when set, else `audit.postgres.dsn`. Without, it is the
+environment variable TOLLGATE_RECORDS_DSN when set (the table `tollgate_records`, rows not removed
+by keep_days), else ./tollgate.yaml's."""
 
 from __future__ import annotations
 
