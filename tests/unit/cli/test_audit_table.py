@@ -156,3 +156,19 @@ def test_a_table_not_there_is_exit_2(
     code, out, err = verify(capsys)
     assert (code, out) == (2, "")
     assert err.endswith(f"table {TABLE}): the table {TABLE} is not there: no instance has sent its records to it yet\n")
+
+
+def test_a_row_at_fault_as_the_head_is_said_the_same_at_every_run(
+    here: Path, dsn: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _ = runs(5)
+    forged = (
+        b'{"event":"llm_call","instance":"gw-new","seq":1,"ts":"2026-12-01T00:00:00.000Z","chain":"'
+        + b"ab" * 32
+        + b'"}'
+    )
+    send(dsn, [*first, forged])
+    monkeypatch.setenv("TOLLGATE_RECORDS_DSN", dsn)
+    code, out, _ = verify(capsys)
+    assert code == 1 and out.startswith(f"{TABLE}:{len(first) + 1}: ")
+    assert verify(capsys)[:2] == (1, out)  # its faults kept, no other: the forged row is as it was checked

@@ -33,7 +33,7 @@ from tollgate.records.senders.audit_postgres import migrate, row_of
 from tollgate.records.senders.otlp_logs import parse
 
 TABLE = "tollgate_verified"
-TAIL = 1000  # a run's last records whose chains are kept: a row out of order by more is a fault after a restart
+TAIL = 100  # a run's last records whose chains are kept: a row out of order by more is a fault after a restart
 FAULTS_KEPT = 100  # an instance's faults kept in words (the count is kept whole)
 NONE = ""  # the instance of the rows that name none
 
@@ -85,12 +85,14 @@ def part_of(verifier: Verifier, instance: str) -> dict[str, Any]:
 
 
 def _trimmed(run: Run) -> Run:
+    """The run with the chains of its last TAIL records alone, kept apart: the columns' slots are
+    by seq modulo their window, which would save every slot below the last seq."""
     kept = LastRecords()
     last = run.last.seq if run.last is not None else 0
     for seq in range(max(1, last - TAIL + 1), last + 1):
         held = run.by_seq.get(seq)
         if held is not None:
-            kept.add(seq, held.chain, held.place)
+            kept.apart[seq] = held
     return dataclasses.replace(run, by_seq=kept)
 
 
@@ -262,7 +264,8 @@ def fits(
         return changed
     run = held.runs.get(progress.instance) if held is not None and progress.instance is not None else None
     last = run.last if run is not None else None
-    if run is not None and last is not None and last.place.line == kept.checked_id:
+    # Its content against the chain before it, when the check found it whole (a row at fault was never linked).
+    if run is not None and last is not None and last.place.line == kept.checked_id and not kept.faults:
         before = ZERO if last.seq == 1 else run.by_seq.chain(last.seq - 1)
         parts = split_line(text)
         if before is not None and (parts is None or chain_of(before, parts[0]) != kept.head):
