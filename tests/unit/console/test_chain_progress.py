@@ -7,15 +7,20 @@ fits the rows (a row changed or removed behind it) is a fault in the Audit view.
 from __future__ import annotations
 
 import threading
+import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from tests.unit.console.test_table_source import TABLE, Instance, call, read_table, send
 
 from tollgate.console import chain_progress
 from tollgate.console import table as table_module
+from tollgate.console.server import Console
 from tollgate.console.table import Table
 from tollgate.console.views import Views
 from tollgate.records.audit import verified
@@ -210,4 +215,46 @@ def test_progress_is_written_once_due_after_the_check_has_caught_up(dsn: str, mo
     assert progress(dsn) != heads(dsn)
     monkeypatch.setattr(chain_progress, "WRITE_CAUGHT_UP_S", 0.0)  # due now
     assert console.verify_pending() is False  # the follower's next poll, nothing left to check
+    assert progress(dsn) == heads(dsn)
+
+
+def served_until(dsn: str, done: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
+    """A console served over a fresh table (its follower checking behind), `/api/audit` asked over
+    HTTP until `done` says so (10 s at most); its last answer. The console then stopped."""
+    table = Table(dsn, TABLE)
+    table.open()
+    table.catch_up()
+    token = "a-console-token-of-test-0001"
+    console = Console(table, Views(table), "127.0.0.1", 0, token)  # type: ignore[arg-type]
+    thread = threading.Thread(target=console.serve, daemon=True)
+    thread.start()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{console.port}/api/audit", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                rows: list[dict[str, Any]] = orjson.loads(answer.read())
+            if done(rows) or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.1)
+    finally:
+        console.stop()
+        thread.join(timeout=5)
+        table.close()
+
+
+def test_a_served_console_restarted_goes_on_and_says_so_in_api_audit(dsn: str, counted: list[int]) -> None:
+    first, rest = runs(30)
+    send(dsn, first)
+    rows = served_until(dsn, lambda rows: {r["state"] for r in rows} == {"whole"})
+    assert [(r["instance"], r["state"]) for r in rows] == [("east", "whole"), ("west", "whole")]
+    assert progress(dsn) == heads(dsn)
+    counted.clear()
+    send(dsn, rest)
+    total = len(first) + len(rest)
+    rows = served_until(dsn, lambda rows: sum(r["records"] for r in rows) == total and progress(dsn) == heads(dsn))
+    assert counted == list(range(len(first) + 1, total + 1))  # only the rows after the progress kept
+    assert {r["state"] for r in rows} == {"whole"} and sum(r["records"] for r in rows) == total
     assert progress(dsn) == heads(dsn)
