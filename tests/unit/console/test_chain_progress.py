@@ -129,20 +129,30 @@ def test_two_consoles_writing_at_once_leave_the_furthest(dsn: str) -> None:
     first, _ = runs(30)
     send(dsn, first)
     table = read_table(dsn)
-    head = table.instances["east"]
+    east, west = table.instances["east"], table.instances["west"]
 
-    def write(ids: range) -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            for n in ids:  # each console its own progress, one after the other
-                verified.save(conn, TABLE, table.verifier, {"east": replace(head, checked_id=n)}, {}, None)
+    failed: list[BaseException] = []
 
-    writers = [threading.Thread(target=write, args=(range(start, 400, 2),)) for start in (1, 2)]
+    def write(ids: range, order: list[str]) -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                for n in ids:  # each console its own progress, one after the other, its instances in its order
+                    states = {"east": replace(east, checked_id=n), "west": replace(west, checked_id=n)}
+                    verified.save(conn, TABLE, table.verifier, {i: states[i] for i in order}, {}, None)
+        except psycopg.Error as e:  # a deadlock among them
+            failed.append(e)
+
+    writers = [
+        threading.Thread(target=write, args=(range(1, 400, 2), ["east", "west"])),
+        threading.Thread(target=write, args=(range(2, 400, 2), ["west", "east"])),
+    ]
     for writer in writers:
         writer.start()
     for writer in writers:
         writer.join(60)
-    assert progress(dsn)["east"][0] == 399
     assert not any(writer.is_alive() for writer in writers)
+    assert failed == []
+    assert (progress(dsn)["east"][0], progress(dsn)["west"][0]) == (399, 399)
 
 
 def test_a_row_changed_behind_the_progress_is_a_fault_in_the_audit_view(dsn: str) -> None:

@@ -180,6 +180,7 @@ def save(
         ))  # fmt: skip
     if not rows:
         return
+    rows.sort(key=lambda row: row[1])  # every writer locks the rows in one order: two never wait on each other
     with conn.transaction(), conn.cursor() as cursor:
         cursor.executemany(
             sql.SQL(
