@@ -112,7 +112,7 @@ def main() -> None:
     try:
         dsn = args.dsn
         if dsn is None:
-            from tests.support.postgres import PostgresServer, postgres_bin
+            from tests.support.postgres_server import PostgresServer, postgres_bin
 
             if postgres_bin() is None:
                 raise SystemExit("PostgreSQL is not installed (Debian: apt-get install -y postgresql), or give --dsn")

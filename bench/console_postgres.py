@@ -108,7 +108,7 @@ def main() -> int:
     args = parser.parse_args()
     server = None
     if args.dsn is None:
-        from tests.support.postgres import PostgresServer, postgres_bin
+        from tests.support.postgres_server import PostgresServer, postgres_bin
 
         if postgres_bin() is None:
             raise SystemExit("PostgreSQL is not installed (Debian: apt-get install -y postgresql), or give --dsn")

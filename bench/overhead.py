@@ -1145,7 +1145,7 @@ class Bench:
         """Another Tollgate, the same configuration with `audit.postgres`: its records sent to a
         PostgreSQL of the run's own as they are written."""
         sys.path.insert(0, str(BENCH.parent))
-        from tests.support.postgres import PostgresServer, postgres_bin
+        from tests.support.postgres_server import PostgresServer, postgres_bin
 
         if postgres_bin() is None:
             self.skipped["tollgate-postgres"] = "PostgreSQL is not installed (Debian: apt-get install -y postgresql)"

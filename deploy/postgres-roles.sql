@@ -5,9 +5,11 @@
 --                     NOTHING through a temporary table, DELETE for keep_days)
 --   tollgate_console  the console's console.postgres_dsn: reads the records and the schema's
 --                     versions, and writes its own tables, which it makes the first time: its
---                     access log (tollgate_console_access), and the sessions and sign-ins under
+--                     access log (tollgate_console_access), the sessions and sign-ins under
 --                     way every replica shares (tollgate_console_sessions,
---                     tollgate_console_sign_ins); it can change no record
+--                     tollgate_console_sign_ins), and how far it checked the chain
+--                     (tollgate_verified, which `tollgate audit verify --postgres` writes too);
+--                     it can change no record
 --
 -- Run it once per database, as a superuser or the database's owner with CREATEROLE (a managed
 -- service's admin user), with psql, the two passwords given as variables; running it again sets
@@ -18,7 +20,7 @@
 --        -f deploy/postgres-roles.sql
 --
 -- Each role's search_path is the schema tollgate, so the names Tollgate uses unqualified
--- (tollgate_records, tollgate_schema, tollgate_console_access) are its tables there.
+-- (tollgate_records, tollgate_schema, tollgate_console_access, tollgate_verified) are its tables there.
 
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;   -- no notice for what is there already
@@ -60,10 +62,10 @@ DROP POLICY IF EXISTS console_adds_its_own ON tollgate.tollgate_schema;
 DROP POLICY IF EXISTS console_changes_its_own ON tollgate.tollgate_schema;
 CREATE POLICY console_reads ON tollgate.tollgate_schema FOR SELECT TO tollgate_console USING (true);
 CREATE POLICY console_adds_its_own ON tollgate.tollgate_schema FOR INSERT TO tollgate_console
-    WITH CHECK (name IN ('tollgate_console_access', 'tollgate_console_sessions'));
+    WITH CHECK (name IN ('tollgate_console_access', 'tollgate_console_sessions', 'tollgate_verified'));
 CREATE POLICY console_changes_its_own ON tollgate.tollgate_schema FOR UPDATE TO tollgate_console
-    USING (name IN ('tollgate_console_access', 'tollgate_console_sessions'))
-    WITH CHECK (name IN ('tollgate_console_access', 'tollgate_console_sessions'));
+    USING (name IN ('tollgate_console_access', 'tollgate_console_sessions', 'tollgate_verified'))
+    WITH CHECK (name IN ('tollgate_console_access', 'tollgate_console_sessions', 'tollgate_verified'));
 
 -- The records: the tables the sender makes (tollgate_records, and any a later version adds) are
 -- readable by the console, and by no one else; those already there (this file run again) too.

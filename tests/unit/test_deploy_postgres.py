@@ -1,7 +1,8 @@
 """deploy/postgres-roles.sql run with psql against a real PostgreSQL (`tests/support/postgres.py`):
 the sender's role makes the table, sends records (COPY, a batch sent again through its temporary
 table, keep_days' DELETE) and migrates under its lock; the console's role reads them and can change
-none of them, nor the records' schema version; the console makes and writes its own access log."""
+none of them, nor the records' schema version; the console makes and writes its own access log
+and how far it checked the chain (`tollgate_verified`), which the sender cannot write."""
 
 from __future__ import annotations
 
@@ -160,3 +161,31 @@ def test_the_console_role_makes_and_keeps_the_sessions_every_replica_shares(data
         # Its own rows of tollgate_schema alone.
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             console.execute("INSERT INTO tollgate_schema (name, version) VALUES ('tollgate_another', 1)")
+
+
+@pytest.mark.slow
+def test_the_console_role_keeps_how_far_it_checked_the_chain(database: dict[str, str], tmp_path: Path) -> None:
+    from tollgate.console.table import Table
+
+    audit = tmp_path / "audit.jsonl"
+    audit.write_text("")
+    send(audit, database["sender"], write_records(audit, 1, 3, "2026-11-28T10:00:00.000Z"))
+    for _ in range(2):  # the table made the first time, found the second
+        table = Table(database["console"], TABLE)
+        table.open()
+        table.catch_up()
+        while table.verify_pending():
+            pass
+        assert table.progress.failing is None
+        table.close()
+    with psycopg.connect(database["admin"], autocommit=True) as admin:
+        owner = admin.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'tollgate_verified'").fetchone()
+    with psycopg.connect(database["console"], autocommit=True) as console:
+        kept = console.execute("SELECT instance, checked_id FROM tollgate_verified").fetchall()
+        versions = dict(console.execute("SELECT name, version FROM tollgate_schema").fetchall())
+    assert (owner, kept, versions["tollgate_verified"]) == (("tollgate_console",), [("tollgate-0", 3)], 1)
+    with (
+        psycopg.connect(database["sender"], autocommit=True) as sender,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        sender.execute("UPDATE tollgate_verified SET checked_id = 99")

@@ -185,10 +185,17 @@ def main(argv: list[str] | None = None) -> int:
         " with --key every checkpoint's signature and that every run is vouched for by one. Names each fault"
         " by file and line, never a record's values. A tail removed whole runs at a time shows only against a"
         " copy kept elsewhere (--against).",
-        epilog="exit status: 0 whole; 1 a fault found (each on a line: FILE:LINE: what); 2 a file, the copy, the"
-        " key or the anchors' CA file cannot be read",
+        epilog="exit status: 0 whole; 1 a fault found (each on a line: FILE:LINE: what, or TABLE:ID: what); 2 a"
+        " file, the table, the copy, the key or the anchors' CA file cannot be read",
     )
-    verify.add_argument("files", nargs="+", metavar="FILE", help="audit files, oldest first")
+    verify.add_argument("files", nargs="*", metavar="FILE", help="audit files, oldest first")
+    verify.add_argument(
+        "--postgres", nargs="?", const=True, metavar="", help="check the fleet's table (audit.postgres) instead,"
+        " going on from where the console or this command stopped (tollgate_verified); its DSN from --config"
+        " (console.postgres_dsn, else audit.postgres.dsn) or TOLLGATE_RECORDS_DSN, never from the command line",
+    )  # fmt: skip
+    verify.add_argument("--dsn", help=argparse.SUPPRESS)  # refused: a DSN holds a password
+    verify.add_argument("--config", type=Path, metavar="FILE", help="with --postgres: default ./tollgate.yaml")
     verify.add_argument("--key", type=Path, metavar="PUBLIC.pem", help="the Ed25519 public key that signs checkpoints")
     verify.add_argument(
         "--live", action="store_true", help="the files are still being written: a run not yet stopped is no fault"
@@ -252,7 +259,19 @@ def main(argv: list[str] | None = None) -> int:
 
         return scan_body(args.body, args.config)
     if args.command == "audit":
-        return verify_audit(args.files, args.key, args.live, args.against, args.anchors, args.anchor_window)
+        if args.postgres is not None or args.dsn is not None or args.config is not None:
+            from tollgate.cli.audit_table import REFUSED, looks_like_dsn
+
+            given = [args.dsn, args.postgres if isinstance(args.postgres, str) else None, *args.files]
+            if any(isinstance(g, str) and looks_like_dsn(g) for g in given):
+                print(REFUSED, file=sys.stderr)
+                return 2
+            if args.postgres is not True or args.files or args.against is not None:
+                parser.error("verify: give audit files, or --postgres [--config FILE] (no files, no --against)")
+        elif not args.files:
+            parser.error("verify: give audit files (oldest first), or --postgres")
+        return verify_audit(args.files, args.key, args.live, args.against, args.anchors, args.anchor_window,
+                            postgres=args.postgres is True, config=args.config)  # fmt: skip
     if args.command == "console":
         from tollgate.console.command import run as run_console
 
@@ -288,9 +307,12 @@ def verify_audit(
     against: str | None = None,
     anchors_file: str | None = None,
     anchor_window: float = 3600.0,
+    postgres: bool = False,
+    config: Path | None = None,
 ) -> int:
     """Exit status 0 when the files are whole (a summary printed), 1 with a line per fault, 2 when a
-    file, the copy, the key or the anchors' CA file cannot be read."""
+    file, the copy, the key or the anchors' CA file cannot be read. `postgres`: the fleet's table
+    instead (`audit_table`), found by the configuration `config`."""
     from tollgate.common.audit_chain import load_public_key
     from tollgate.records.audit.anchor_verify import load_rules
     from tollgate.records.audit.audit_verify import read_copy, read_lines, verify, writers
@@ -312,9 +334,13 @@ def verify_audit(
         except ValueError as e:
             print(f"error: --anchors: {e}", file=sys.stderr)
             return 2
-    elif anchor_window != 3600.0:
+    elif anchor_window != 3600.0 and not postgres:
         print("error: --anchor-window is the window of --anchors: give --anchors CA_FILE", file=sys.stderr)
         return 2
+    if postgres:
+        from tollgate.cli.audit_table import verify_postgres
+
+        return verify_postgres(config, key, rules, anchor_window)
     try:
         copy = () if against is None else read_copy(against)
         verdict = verify(read_lines(files, live), key, live, copy, rules)

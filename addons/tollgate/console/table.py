@@ -10,12 +10,11 @@ record is missed. A record is served again by fetching its `line` by id; the ind
 record's id where the files' index keeps its byte offset.
 
 The chain is checked behind the index, per instance in the order the rows arrived (one sender per
-instance sends its file in order): the same `Verifier` as the files', each row named by the table
-and its id (`tollgate_records:1234`), and each row's columns compared with what `row_of` takes from
-its line, so that a column changed in the database shows. Rows removed by `keep_days` are no fault:
-an instance whose first rows are gone (its first kept row not its first run's start) is verified
-from its oldest kept checkpoint (which names the chain of the record before it), the rows before it
-counted as removed. The connections the records are read by are read-only (SELECT alone)."""
+instance sends its file in order), each row as `records/audit/table_rows.py` checks it (its chain,
+its columns against its line; rows removed by `keep_days` no fault). How far it got per instance is
+kept in the database (`tollgate_verified`, `chain_progress.py`): a restart or a second console goes
+on from there, its rows up to there not checked again. The connections the records are read by are
+read-only (SELECT alone); that table is written by a connection of its own."""
 
 from __future__ import annotations
 
@@ -25,7 +24,7 @@ import threading
 import time
 from array import array
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -34,23 +33,21 @@ import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from psycopg import sql
 
-from tollgate.common.audit_chain import CHECKPOINT, STARTED
 from tollgate.console import saved
+from tollgate.console.chain_progress import ChainProgress
 from tollgate.console.index import BAD_LINE
 from tollgate.console.source import Source
+from tollgate.records.audit import verified
 from tollgate.records.audit.anchor_verify import AnchorRules
-from tollgate.records.audit.audit_record import WORKER_LOST
-from tollgate.records.audit.audit_verify import Entry, Place, Run
+from tollgate.records.audit.table_rows import Instance, check_row, written
 from tollgate.records.audit.verify_state import restored_verifier, saved_state
 from tollgate.records.senders.audit_postgres import (
     COLUMNS,
     SCHEMA_VERSION,
     described,
     first_line,
-    row_of,
     schema_version,
 )
-from tollgate.records.senders.otlp_logs import parse
 
 BATCH = 20_000  # rows read at once into the index
 CHECK_BATCH = 2_000  # rows checked at once (each with its columns): a view waits for one batch at most
@@ -63,24 +60,10 @@ CONNECT_SECONDS = 10
 STATEMENT_SECONDS = 60  # a query of the console's that takes longer is cancelled by the server, and tried again
 RETRY_SECONDS = 2.0  # while the database cannot be read: between two tries
 SUFFIX = ".postgres"  # the saved index of the table: `<audit.path>.postgres.console-index`
-_LINE, _RAW = COLUMNS.index("line"), COLUMNS.index("raw")
 
 
 class UnreadableTable(Exception):
     """The table cannot be read: the database cannot be reached, or its schema is newer than known."""
-
-
-@dataclass
-class Instance:
-    """What `/api/audit` says of an instance, beside its run in the verifier."""
-
-    checked: int = 0  # its rows whose chain and columns were checked
-    lost: int = 0  # its `worker lost` records
-    faults: list[str] = field(default_factory=list)
-    last_record: str | None = None  # the newest `ts` of its rows checked
-    removed: int = 0  # its oldest rows kept, not verified: their predecessors were removed by keep_days
-    verified_from: int | None = None  # the id its chain is verified from, when its first rows were removed
-    waiting: bool = False  # its first rows removed: its rows are not verified until a checkpoint comes
 
 
 class Table(Source):
@@ -119,6 +102,8 @@ class Table(Source):
         self._server: psycopg.Connection | None = None
         self._server_lock = threading.Lock()  # the server's connection, and the lines fetched by it
         self._fetched: dict[int, bytes] = {}  # record number → its line, fetched ahead (FETCHED at most)
+        self.progress = ChainProgress(dsn, table, keep_days)  # how far the chain was checked, kept in the database
+        self._skip: dict[str | None, int] = {}  # per instance: its rows up to this id were checked already
 
     @property
     def where(self) -> str:
@@ -250,7 +235,7 @@ class Table(Source):
         whose ids skipped are looked for again."""
         if not rows:
             return
-        lines = [_written(line, raw) for _, line, raw in rows]
+        lines = [written(line, raw) for _, line, raw in rows]
         if in_order:
             expected, until = self.last_id + 1, time.monotonic() + GAP_SECONDS
             for row in rows:
@@ -307,7 +292,7 @@ class Table(Source):
             except psycopg.Error as e:
                 self._server = None
                 return orjson.dumps(self._marker(number, "unavailable", error=first_line(e))) + b"\n"
-            by_id = {row_id: _written(line, raw) + b"\n" for row_id, line, raw in rows}
+            by_id = {row_id: written(line, raw) + b"\n" for row_id, line, raw in rows}
             if len(self._fetched) > FETCHED:
                 self._fetched.clear()
             for n in numbers:
@@ -353,22 +338,33 @@ class Table(Source):
         return self.checked < len(self.index)
 
     def verify_pending(self) -> bool:
-        """Check the chain and the columns of up to CHECK_BATCH records read and not checked yet;
-        whether some are left."""
+        """Check the chain and the columns of up to CHECK_BATCH records read and not checked yet
+        (the rows `tollgate_verified` says are checked aside); whether some are left."""
         if self.failing is not None and time.monotonic() < self._retry_at:
             return False
+        if not self.progress.resumed:
+            try:
+                self._resume()
+            except psycopg.Error as e:  # the database cannot be reached: the rows are not checked meanwhile
+                self._failed(e)
+                return False
         with self.lock:
             start, end = self.checked, min(len(self.index), self.checked + CHECK_BATCH)
             ids = list(self.index.offsets[start:end])
-        if not ids:
+        if not ids:  # caught up: what was checked last kept, once it is due
+            self.progress.write(self.verifier, self.instances, caught_up=True)
             return False
-        columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+        columns = sql.SQL(", ").join(sql.Identifier("t", c) for c in COLUMNS)
+        query = sql.SQL("SELECT t.id, {} FROM {} t WHERE t.id = ANY(%s)").format(columns, sql.Identifier(self.table))
+        if self._skip:  # an instance's rows up to where it was checked already are not read again
+            query += sql.SQL(
+                " AND t.id > coalesce((SELECT s.upto FROM unnest(%s::text[], %s::bigint[]) AS s(instance, upto)"
+                " WHERE s.instance = coalesce(t.instance, '')), 0)"
+            )
+        skip = [[verified.NONE if i is None else i for i in self._skip], list(self._skip.values())]
         try:
             conn = self._reading()
-            rows = conn.execute(
-                sql.SQL("SELECT id, {} FROM {} WHERE id = ANY(%s)").format(columns, sql.Identifier(self.table)),
-                (ids,),
-            ).fetchall()
+            rows = conn.execute(query, (ids, *skip) if self._skip else (ids,)).fetchall()
         except psycopg.Error as e:
             self._failed(e)
             return False
@@ -376,79 +372,31 @@ class Table(Source):
         with self.lock:
             for number, row_id in enumerate(ids, start):
                 stored = by_id.get(row_id)
-                if stored is not None:  # else removed since it was read (keep_days): nothing to check
+                if stored is not None:  # else checked already, or removed since it was read (keep_days)
                     self._check(number, row_id, stored)
             self.checked = end
+        self.progress.write(self.verifier, self.instances, caught_up=not self.unchecked)
         return self.checked < len(self.index)
 
+    def _resume(self) -> None:
+        """The chain's progress kept in the database taken where it is further than the saved index's:
+        each instance's state, and the record from which records are not vouched for."""
+        skip = self.progress.resume(self.verifier, self.instances)
+        with self.lock:
+            self._skip = skip
+            offsets = self.index.offsets
+            for state in self.instances.values():
+                if state.first_fault_id is None:
+                    continue
+                try:
+                    number = offsets.index(state.first_fault_id)
+                except ValueError:
+                    number = 0  # removed since: no record is vouched for
+                self.first_fault = number if self.first_fault is None else min(self.first_fault, number)
+
     def _check(self, number: int, row_id: int, stored: tuple[Any, ...]) -> None:
-        verifier = self.verifier
-        line = _written(stored[_LINE], stored[_RAW])
-        place = Place(self.table, row_id)
-        expected = row_of(line)
-        record = parse(line)
-        instance = record.get("instance") if record is not None else None
-        instance = instance if isinstance(instance, str) else None
-        state = self.instances.get(instance)
-        if state is None:
-            state = self.instances[instance] = Instance()
-            if instance is not None and self.keep_days is not None and record is not None and not _first(record):
-                state.waiting = True  # its first rows were removed: verified from its oldest kept checkpoint
-        state.checked += 1
-        faults = len(verifier.faults)
-        if stored != expected:  # a number is compared as a number (Decimal("0.10") == Decimal("0.1"))
-            changed = [name for name, was, now in zip(COLUMNS, stored, expected, strict=True) if was != now]
-            verifier.fault(place, f"its columns differ from its line ({', '.join(changed)}): changed in the database")
-        if record is not None:
-            ts = record.get("ts")
-            if isinstance(ts, str) and (state.last_record is None or ts > state.last_record):
-                state.last_record = ts
-            if record.get("error") == WORKER_LOST:
-                state.lost += 1
-        if (
-            state.waiting
-            and record is not None
-            and instance is not None
-            and not self._begin_after_removed(state, instance, place, record)
-        ):
-            state.removed += 1
-            self._faulted(state, number, faults)
-            return
-        verifier.read(place, line, record)
-        self._faulted(state, number, faults)
-
-    def _begin_after_removed(self, state: Instance, instance: str, place: Place, record: dict[str, Any]) -> bool:
-        """Whether the instance's chain can be verified from this row, its earlier rows removed: a
-        checkpoint (it names the chain of the record before it), or a run's start (it names the
-        chain of its instance's last record before it). The verifier is given what those name."""
-        seq, event = record.get("seq"), record.get("event")
-        if type(seq) is not int:
-            return False
-        if event == CHECKPOINT:
-            covers, covers_chain, count = record.get("covers_seq"), record.get("covers_chain"), record.get("records")
-            if covers != seq - 1 or not isinstance(covers_chain, str) or type(count) is not int or seq < 2:
-                return False
-            run = Run(instance, Entry(place, seq, "", b"", event, record.get("ts")))
-            run.by_seq.add(seq - 1, covers_chain, place)
-            run.checkpoint_covers = covers - count
-            self.verifier.runs[instance] = run
-        elif event == STARTED and seq == 1 and isinstance(record.get("previous_chain"), str):
-            before = Run(instance, Entry(place, 0, "", b"", None, None))
-            before.last = Entry(place, 0, record["previous_chain"], b"", None, None)
-            before.stopped = before.last
-            self.verifier.ended[instance] = [before]
-        else:
-            return False
-        state.waiting = False
-        state.verified_from = place.line
-        return True
-
-    def _faulted(self, state: Instance, number: int, before: int) -> None:
-        new = self.verifier.faults[before:]
-        if new:
-            state.faults.extend(str(f) for f in new)
-            if self.first_fault is None:
-                self.first_fault = number
+        if check_row(self.verifier, self.instances, self.table, self.keep_days, row_id, stored):
+            self.first_fault = number if self.first_fault is None else self.first_fault
 
     def unverified(self) -> list[range]:
         """The records from the first one checked with a fault on (the fleet's rows interleave:
@@ -576,6 +524,8 @@ class Table(Source):
             self.save()
         except OSError:
             pass
+        if self.progress.resumed:
+            self.progress.close(self.verifier, self.instances)
         _close(self._reader)
         _close(self._server)
 
@@ -586,13 +536,3 @@ def _close(conn: psycopg.Connection | None) -> None:
             conn.close()
         except psycopg.Error:
             pass
-
-
-def _written(line: str, raw: bytes | None) -> bytes:
-    """A row's line as written: its bytes, when text could not hold them exactly."""
-    return bytes(raw) if raw is not None else line.encode()
-
-
-def _first(record: dict[str, Any]) -> bool:
-    """Whether a record is its instance's very first: its first run's start."""
-    return record.get("seq") == 1 and record.get("event") == STARTED and record.get("previous_chain") is None
