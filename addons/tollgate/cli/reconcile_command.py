@@ -66,12 +66,14 @@ def reconcile(
     """Exit status 0 when every closed day matches and nothing closed was used around Tollgate; 1
     otherwise; 2 when the configuration, a vendor or Tollgate's records cannot be read, or the
     results cannot be kept."""
-    from tollgate.configuration.config import ConfigError, load_config
+    from tollgate.configuration.config import ConfigError, Unset, load_config
 
     if config_path is None:
         config_path = Path("tollgate.yaml")
+    unset: list[Unset] = []
     try:
-        config = load_config(config_path, env)
+        # Other providers' secrets may be unset here: only the vendors compared need their keys.
+        config = load_config(config_path, env, unset)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -79,6 +81,12 @@ def reconcile(
     if settings is None or not settings.vendors():
         print(f"error: {config_path}: no reconcile: vendor named (reconcile: {{openai: {{admin_key: ${{NAME}}}}}})"
               " — see docs/reconcile.md", file=sys.stderr)  # fmt: skip
+        return 2
+    needed = [f"providers.{name}.keys" for name in settings.vendors()] + ["audit.postgres.dsn"]
+    lacking = [u for u in unset if any(u.where == n or u.where.startswith(n + ".") for n in needed)]
+    if lacking:
+        for u in lacking:
+            print(f"error: {config_path}: {u}", file=sys.stderr)
         return 2
     today = datetime.fromtimestamp(now(), UTC).date()
     try:

@@ -115,9 +115,12 @@ def _amount(result: dict[str, Any]) -> Decimal:
     if not isinstance(value, str | int | float) or isinstance(value, bool):
         raise ValueError("amount is not a number")
     try:
-        return Decimal(str(value)) * CENTS
+        cents = Decimal(str(value))
     except InvalidOperation:
         raise ValueError("amount is not a number") from None
+    if not cents.is_finite():
+        raise ValueError("amount is not a finite number")
+    return cents * CENTS
 
 
 READER = AnthropicReader()

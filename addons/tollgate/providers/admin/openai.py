@@ -115,9 +115,12 @@ def _amount(result: dict[str, Any]) -> Decimal:
     if not isinstance(value, int | float | str) or isinstance(value, bool):
         raise ValueError("amount.value is not a number")
     try:
-        return Decimal(str(value))
+        amount = Decimal(str(value))
     except InvalidOperation:
         raise ValueError("amount.value is not a number") from None
+    if not amount.is_finite():
+        raise ValueError("amount.value is not a finite number")
+    return amount
 
 
 READER = OpenAIReader()
