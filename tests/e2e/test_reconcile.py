@@ -190,9 +190,14 @@ def test_every_token_and_the_key_used_around_tollgate(made, vendors, upstream_ca
 def test_a_revised_bucket_on_an_open_day_is_compared_but_never_fails(made, vendors, upstream_ca_pem):
     gw, records = made
     fed(vendors, records, TODAY)  # the vendor revised: the laptop's usage is today's
+    vendors[0].malformed_bucket = True  # and one of its buckets is not of the documented shape
     path = reconcile_config(gw, vendors, upstream_ca_pem)
-    run = reconcile(path, "--json", "--since", CLOSED.isoformat())
+    try:
+        run = reconcile(path, "--json", "--since", CLOSED.isoformat())
+    finally:
+        vendors[0].malformed_bucket = False
     assert run.returncode == 0, run.stderr
+    assert "warning: openai: usage/completions: bucket 0: start_time is str, not a time; left out" in run.stderr
     result = json.loads(run.stdout)
     [around] = [r for r in result["rows"] if r["status"] == "around"]
     assert (around["key_id"], around["open"]) == ("key_laptop", True)

@@ -117,7 +117,10 @@ def compare(
         names.setdefault(family, model or "")
         if fingerprint in vendor_of or fingerprint in keys:
             key_id = vendor_of.get(fingerprint or "")
-            row = rows.setdefault((day, key_id, family), _Row(day, key_id, family, True))
+            # A held key no vendor key's hint fits: a row of its own, apart from the vendor's usage
+            # on no key (its Playground's), which has no key id either.
+            at = (day, key_id if key_id is not None else f"\0{fingerprint}", family)
+            row = rows.setdefault(at, _Row(day, key_id, family, True))
             row.tollgate.add(counted)
         else:  # a key Tollgate does not hold: a side header's, a pass-through's
             unmatched.setdefault((day, family), Counted()).add(counted)

@@ -125,3 +125,12 @@ def test_a_hint_fits_exactly_the_keys_it_begins_and_ends(prefix, middle, suffix)
     hint = VendorKey("k", None, None, f"sk-{prefix}...{suffix}")
     assert hint.fits(key)
     assert not VendorKey("k", None, None, f"sk-{prefix}x...{suffix}").fits(f"sk-{prefix}y{middle}{suffix}")
+
+
+def test_a_held_key_no_vendor_key_fits_differs_apart_from_usage_on_no_key():
+    lost = "sk-proj-elsewhere-0000000000000000"
+    ours = {(P, DAY, fingerprint(lost), "gpt-4o"): Counted(1000, 0, 0, 10, 1)}
+    usage = [VendorUsage(DAY, None, None, "gpt-4o", 300, 0, 0, 30, 1)]  # the Playground's: no key
+    rows = run(usage, ours, keys={fingerprint(lost): lost}).rows
+    assert [(r["key_id"], r["held"], r["status"], r["tollgate"]["input_tokens"], r["vendor"]["input_tokens"])
+            for r in rows] == [(None, True, "differs", 1000, 0), (None, False, "around", 0, 300)]  # fmt: skip
