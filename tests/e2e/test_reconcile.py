@@ -185,6 +185,10 @@ def test_every_token_and_the_key_used_around_tollgate(made, vendors, upstream_ca
     assert newest[("openai", CLOSED.isoformat())].rows == [around]
     text = gw.audit_path.read_text()
     assert OPENAI_ADMIN not in text and ANTHROPIC_ADMIN not in text
+    # Written by the audit's own writer: the file stays whole, the proxy's run and the command's.
+    verified = subprocess.run([sys.executable, "-m", "tollgate", "audit", "verify", "--live", str(gw.audit_path)],
+                              env=checkout_env(), capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def test_a_revised_bucket_on_an_open_day_is_compared_but_never_fails(made, vendors, upstream_ca_pem):
