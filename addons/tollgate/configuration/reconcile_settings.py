@@ -32,7 +32,9 @@ class VendorAdmin(Strict):
 
     admin_key: str = Field(repr=False)  # `${NAME}`: the variable, never the key
     base_url: str | None = None  # None: the vendor's own (`https://api.openai.com`, …)
-    ca_file: Path | None = None  # the roots its certificate is checked against; None: the system's
+    # The roots its certificate is checked against (None: the system's); read by `tollgate reconcile`
+    # alone, so that the proxy's pods, which share the file, need not have it.
+    ca_file: Path | None = None
 
     @field_validator("admin_key")
     @classmethod
@@ -46,13 +48,6 @@ class VendorAdmin(Strict):
         return value.strip()
 
     _base_url = field_validator("base_url")(classmethod(lambda cls, value: base_url(value)))
-
-    @field_validator("ca_file")
-    @classmethod
-    def _readable(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"{value}: no such file")
-        return value
 
     @property
     def variable(self) -> str:

@@ -43,7 +43,11 @@ class Admin:
     sleep: Callable[[float], None] = time.sleep
 
     def context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=None if self.ca_file is None else str(self.ca_file))
+        try:
+            return ssl.create_default_context(cafile=None if self.ca_file is None else str(self.ca_file))
+        except (OSError, ssl.SSLError) as e:
+            why = getattr(e, "strerror", None) or e
+            raise VendorUnreadable(f"ca_file {self.ca_file}: cannot be read: {why}") from None
 
     def scrub(self, text: str) -> str:
         """A vendor's text without the key, nor anything that looks like one."""

@@ -155,3 +155,9 @@ def test_an_unreachable_vendor_is_unreadable(upstream_ca_pem):
     with pytest.raises(VendorUnreadable, match="cannot reach"):
         reader.read(reader.admin("https://127.0.0.1:1", ADMIN, upstream_ca_pem, sleeps.append), DAY1, DAY1)
     assert len(sleeps) == ATTEMPTS - 1
+
+
+def test_a_ca_file_that_cannot_be_read_makes_the_vendor_unreadable(tmp_path):
+    reader = READERS["anthropic"]
+    with pytest.raises(VendorUnreadable, match=r"ca_file .*missing\.pem: cannot be read"):
+        reader.read(reader.admin("https://127.0.0.1:1", ADMIN, tmp_path / "missing.pem", print), DAY1, DAY1)
