@@ -110,7 +110,8 @@ def compare(
     held = held_keys(report.keys, keys)
     vendor_of = {fingerprint: key_id for key_id, fingerprint in held.items()}
     names: dict[str | None, str] = {}  # a model family → the name Tollgate called it by
-    rows: dict[tuple[date, str | None, str | None], _Row] = {}
+    RowKey = tuple[date, str | None, str | None]  # day, the vendor's key id, the model's family
+    rows: dict[RowKey, _Row] = {}
     unmatched: dict[tuple[date, str | None], Counted] = {}
     for (_, day, fingerprint, model), counted in sorted(ours.items(), key=lambda kv: repr(kv[0])):
         family = model_family(model)
@@ -119,17 +120,17 @@ def compare(
             key_id = vendor_of.get(fingerprint or "")
             # A held key no vendor key's hint fits: a row of its own, apart from the vendor's usage
             # on no key (its Playground's), which has no key id either.
-            at = (day, key_id if key_id is not None else f"\0{fingerprint}", family)
-            row = rows.setdefault(at, _Row(day, key_id, family, True))
+            mine: RowKey = (day, key_id if key_id is not None else f"\0{fingerprint}", family)
+            row = rows.setdefault(mine, _Row(day, key_id, family, True))
             row.tollgate.add(counted)
         else:  # a key Tollgate does not hold: a side header's, a pass-through's
             unmatched.setdefault((day, family), Counted()).add(counted)
-    around_keys: list[tuple[date, str | None, str | None]] = []
+    around_keys: list[RowKey] = []
     for usage in report.usage:
         if not since <= usage.day <= until:
             continue
         family = model_family(usage.model)
-        at = (usage.day, usage.key_id, family)
+        at: RowKey = (usage.day, usage.key_id, family)
         found = rows.get(at)
         if found is None:
             found = rows[at] = _Row(usage.day, usage.key_id, family, usage.key_id in held)
