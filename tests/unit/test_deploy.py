@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import importlib.util
 import itertools
+import json
 import re
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from tests.support.deploy import (
+    ADMIN_KEYS_EXAMPLE,
     CA_FILES,
     CONSOLE_EXAMPLE,
     DEPLOY,
@@ -243,6 +245,7 @@ def test_the_base_renders_and_validates(base) -> None:
     assert kinds(base) == [
         ("ConfigMap", "tollgate-config"),
         ("ConfigMap", "tollgate-console-config"),
+        ("CronJob", "tollgate-reconcile"),
         ("Deployment", "tollgate-redis"),
         ("NetworkPolicy", "tollgate-redis"),
         ("PersistentVolumeClaim", "tollgate-redis-data"),
@@ -265,6 +268,7 @@ def test_the_example_renders_with_its_secrets_and_validates(example, base) -> No
         [
             *kinds(base),
             ("Namespace", "tollgate"),
+            ("Secret", "tollgate-admin-keys"),
             ("Secret", "tollgate-ca"),
             ("Secret", "tollgate-console-keys"),
             ("Secret", "tollgate-console-tls"),
@@ -355,7 +359,8 @@ def pod_templates(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, An
         (o["metadata"]["name"], o["spec"]["template"]["spec"])
         for o in objects
         if o["kind"] in ("Deployment", "StatefulSet")
-    ]
+    ] + [(o["metadata"]["name"], o["spec"]["jobTemplate"]["spec"]["template"]["spec"]) for o in objects
+         if o["kind"] == "CronJob"]  # fmt: skip
 
 
 def test_every_pod_runs_as_the_restricted_pod_security_standard_asks(base) -> None:
@@ -421,13 +426,38 @@ def test_every_variable_of_the_configuration_is_in_the_keys_secret(example) -> N
     named = set(variables(cluster_config()))
     keys = find(example, "Secret", "tollgate-keys")
     records = find(example, "Secret", "tollgate-records")
+    admin = find(example, "Secret", "tollgate-admin-keys")
     assert set(records["data"]) == set(env_file(RECORDS_EXAMPLE)) == {"TOLLGATE_SENDER_PASSWORD"}
-    assert named and named == set(keys["data"]) | set(records["data"])
+    assert set(admin["data"]) == set(env_file(ADMIN_KEYS_EXAMPLE)) == {"OPENAI_ADMIN_KEY", "ANTHROPIC_ADMIN_KEY"}
+    assert named and named == set(keys["data"]) | set(records["data"]) | set(admin["data"])
     assert set(keys["data"]) == set(env_file())
     redis = find(example, "Deployment", "tollgate-redis")["spec"]["template"]["spec"]["containers"][0]
     for variable in redis["env"]:
         reference = variable["valueFrom"]["secretKeyRef"]
         assert (reference["name"], reference["key"] in keys["data"]) == (keys["metadata"]["name"], True)
+
+
+def test_the_reconcile_cronjob_alone_gets_the_admin_keys_and_reads_the_fleets_records(example) -> None:
+    job = find(example, "CronJob", "tollgate-reconcile")["spec"]
+    assert job["concurrencyPolicy"] == "Forbid"
+    pod = job["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["tollgate", "reconcile", "--config", "/etc/tollgate/config/tollgate.yaml",
+                                    "--from", "postgres", "--json"]  # fmt: skip
+    # Exit 1 (differences found) fails the job at once; exit 2 (a vendor unreachable) is tried again.
+    [rule] = job["jobTemplate"]["spec"]["podFailurePolicy"]["rules"]
+    assert (rule["action"], rule["onExitCodes"]["values"]) == ("FailJob", [1])
+    admin = find(example, "Secret", "tollgate-admin-keys")["metadata"]["name"]
+    assert {"secretRef": {"name": admin}} in container["envFrom"]
+    for name, other in pod_templates(example):
+        if name != "tollgate-reconcile":
+            assert admin not in json.dumps(other), name
+    volume = next(v for v in pod["volumes"] if v["name"] == "config")
+    assert volume["configMap"]["name"] == "tollgate-config"
+    # As the instances read it, with their Secrets' variables and no admin key.
+    config = parse_config(cluster_config(), env={**env_file(), **env_file(RECORDS_EXAMPLE)})
+    assert config.reconcile is not None and set(config.reconcile.vendors()) == {"openai", "anthropic"}
+    assert config.audit.postgres is not None  # what --from postgres requires
 
 
 def test_the_cluster_configuration_loads_and_its_policy_decides() -> None:

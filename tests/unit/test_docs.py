@@ -143,6 +143,7 @@ _PAGES = {
     "egress": "egress.md",
     "console": "console.md",
     "agents": "agents.md",
+    "reconcile": "reconcile.md",
 }
 
 

@@ -44,6 +44,7 @@ SHARED_PROVIDER_MODULES = {
     "tollgate.providers.cost": "the part every provider declares for what a call costs",
     "tollgate.providers.plans": "the part a provider that takes plans declares, and the accounts they name",
     "tollgate.providers.client_certs": "the client certificates an mTLS upstream asks for",
+    "tollgate.providers.admin": "the registry of the vendors' admin APIs `tollgate reconcile` reads, by name",
 }
 # Modules outside providers/ allowed to import one provider's module, and why.
 PROVIDER_IMPORT_EXCEPTIONS: dict[tuple[str, str], str] = {}

@@ -230,6 +230,29 @@ def main(argv: list[str] | None = None) -> int:
     console.add_argument("files", nargs="*", type=Path, metavar="AUDIT", help="audit files, oldest first")
     console.add_argument("--listen", metavar="HOST:PORT", help="default: console.listen, else 127.0.0.1:8090")
     console.add_argument("--config", type=Path, help="default: ./tollgate.yaml when present")
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="Tollgate's tokens and cost beside what the vendors' admin APIs bill, and the usage around Tollgate",
+        description="Per provider, UTC day, vendor key and model: Tollgate's tokens beside the vendor's, both priced"
+        " at Tollgate's prices; per day the coverage, the usage on keys Tollgate does not hold, and the vendor's own"
+        " cost (docs/reconcile.md). A day that ended less than 48 hours ago is open: compared, never counted in the"
+        " exit status. The results are kept in audit.postgres's database, else as a record of the local audit.",
+        epilog="exit status: 0 every closed day matches and nothing closed was used around Tollgate; 1 otherwise;"
+        " 2 a vendor, the configuration or Tollgate's records cannot be read",
+    )
+    reconcile.add_argument("--config", type=Path, help="default: ./tollgate.yaml")
+    reconcile.add_argument("--since", metavar="DAY", help="the first UTC day (default: reconcile.days before --until)")
+    reconcile.add_argument("--until", metavar="DAY", help="the last UTC day, included (default: today)")
+    shown = reconcile.add_mutually_exclusive_group()
+    shown.add_argument("--json", dest="reconcile_format", action="store_const", const="json", help='{"rows", "days"}')
+    shown.add_argument(
+        "--csv", dest="reconcile_format", action="store_const", const="csv", help="a line per row and day"
+    )
+    reconcile.add_argument(
+        "--from", dest="source", choices=("auto", "postgres", "audit"), default="auto",
+        help="Tollgate's side: postgres (required: exit 2 without audit.postgres, as a fleet's CronJob runs it),"
+        " audit (the local audit file), auto (postgres when configured; default)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     if args.command == "certs":
@@ -280,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
         from tollgate.cli.reports import print_inventory
 
         return print_inventory(args.files, args.config, args.since, args.json)
+    if args.command == "reconcile":
+        from tollgate.cli.reconcile_command import reconcile as run_reconcile
+
+        return run_reconcile(args.config, args.since, args.until, args.reconcile_format or "table", args.source)
     if args.command == "usage":
         from tollgate.cli.reports import print_usage
 

@@ -21,6 +21,7 @@ from tollgate.common.config_base import VARIABLE as _VAR
 from tollgate.common.config_base import ConfigError, Count, Money, ProviderConfig, Strict
 from tollgate.common.host_globs import glob_pattern, globs_overlap
 from tollgate.configuration.console_settings import ConsoleConfig
+from tollgate.configuration.reconcile_settings import ReconcileConfig, resolved_later
 from tollgate.configuration.records_settings import (
     DSN_PLACES,
     LEFT_UNSET,
@@ -77,6 +78,7 @@ __all__ = [  # the settings declared beside their concerns, named here too
     "PolicyConfig",
     "PriceRule",
     "ProviderConfig",
+    "ReconcileConfig",
     "RollupRule",
     "Subscriptions",
     "Summarizer",
@@ -163,6 +165,7 @@ class Config(Strict):
     subscriptions: Subscriptions = Subscriptions()  # calls made with a person's plan (`governance/subscriptions/`)
     egress: EgressConfig = EgressConfig()  # the connections a client opens through Tollgate (`governance/egress/`)
     console: ConsoleConfig = ConsoleConfig()  # `tollgate console`: its address, token and TLS (`console/`)
+    reconcile: ReconcileConfig | None = None  # `tollgate reconcile`: the vendors' admin APIs read
     # Tool calls decided by where their arguments came from (`governance/agents/`); None: nothing
     # of it runs, nothing is held for it.
     agents: AgentsSettings | None = None
@@ -430,6 +433,8 @@ def expand_env(
     `unset` is a list and `leave` says its place may keep it: then it stays as written, listed there
     (`distinct`: followed by its place, so that no two places left compare equal)."""
     if isinstance(node, str):
+        if resolved_later(where):  # an admin key: `tollgate reconcile` alone reads its variable
+            return node
         left = False
         escaped = dsn_user_info(where, node)
 

@@ -13,5 +13,6 @@ RECORD_KINDS = (
     "audit_anchor",  # a checkpoint time-stamped by a TSA (`anchors`)
     "anchor_gap",  # a TSA that did not anchor one
     "in_flight_refused",  # an in-flight file a restart could not read (`auditlog`)
+    "reconciliation",  # a run of `tollgate reconcile` without audit.postgres (`reconcile/kept_results`)
     "malformed",  # the console's own: a line that is no record (never written by Tollgate)
 )
