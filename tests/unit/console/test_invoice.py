@@ -7,6 +7,11 @@ the newest closed day."""
 from __future__ import annotations
 
 import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +25,7 @@ from tollgate.console.follow import AuditFiles
 from tollgate.console.invoice import Invoice, metrics_text
 from tollgate.console.invoice_results import FromTable, Unreadable
 from tollgate.console.scope import ScopeRules
+from tollgate.console.server import Console
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
 from tollgate.console.views import BadQuery, Forbidden, Views, as_csv
 
@@ -31,6 +37,7 @@ SECURITY = Viewer("security", "sam@example.com")
 LEAD = Viewer("lead", "lena@example.com", "Lena", frozenset({"research"}))
 ALICE = Viewer("self", "alice@example.com")
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC).timestamp()
+TOKEN = "invoice-console-TOKEN-0001"
 KEY_A, KEY_B = "sha256:aaaaaaaaaaaa", "sha256:bbbbbbbbbbbb"
 
 
@@ -245,3 +252,45 @@ def test_a_table_that_cannot_be_read_is_said_and_none_made_yet_is_empty(tmp_path
     gone = FromTable(f"postgresql://nobody@127.0.0.1:{postgres.port}/nowhere")
     with pytest.raises(Unreadable, match="tollgate_reconciliation cannot be read"):
         Invoice(gone, audit).metrics()
+
+
+@contextmanager
+def serving(views: Views) -> Iterator[tuple[str, Console]]:
+    console = Console(views.audit, views, "127.0.0.1", 0, TOKEN)
+    thread = threading.Thread(target=console.serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{console.port}", console
+    finally:
+        console.stop()
+        thread.join(timeout=5)
+
+
+def fetch(url: str, headers: dict[str, str]) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as answer:
+            return answer.status, answer.headers["Content-Type"], answer.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], e.read()
+
+
+def test_the_server_answers_the_invoice_and_the_metrics_by_role(tmp_path: Path, postgres) -> None:
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    with serving(files_views(tmp_path)) as (base, console):
+        status, kind, body = fetch(f"{base}/metrics", bearer)
+        assert (status, kind.split(";")[0]) == (200, "text/plain")
+        assert b'tollgate_spend_coverage_ratio{provider="openai"} 0.5' in body
+        status, kind, body = fetch(f"{base}/api/invoice?since=2026-11-20&format=csv&part=around", bearer)
+        assert status == 200 and b"key_x,laptop,proj_side" in body
+        assert fetch(f"{base}/metrics", {})[0] == 401
+        for viewer, invoice, metrics in ((ALICE, 403, 403), (LEAD, 200, 403), (SECURITY, 200, 200)):
+            cookie = {"Cookie": f"tollgate_session={console.open_session(viewer)}"}
+            assert fetch(f"{base}/api/invoice", cookie)[0] == invoice, viewer
+            assert fetch(f"{base}/metrics", cookie)[0] == metrics, viewer
+        assert fetch(f"{base}/api/invoice?part=all", bearer)[0] == 400
+    audit = AuditFiles([], follow=False)
+    gone = FromTable(f"postgresql://nobody@127.0.0.1:{postgres.port}/nowhere")
+    with serving(Views(audit, rules=RULES, invoice=Invoice(gone, audit))) as (base, _):
+        for path in ("/api/invoice", "/metrics"):
+            status, _, body = fetch(base + path, bearer)
+            assert status == 503 and b"unavailable" in body and b"nobody@" not in body, path
