@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import importlib.util
 import itertools
+import json
 import re
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from tests.support.deploy import (
     DOCKERFILE,
     INSTALL,
     KUBERNETES,
+    RECONCILE_EXAMPLE,
     RECORDS_EXAMPLE,
     ROLES_SQL,
     ROOT,
@@ -243,6 +245,8 @@ def test_the_base_renders_and_validates(base) -> None:
     assert kinds(base) == [
         ("ConfigMap", "tollgate-config"),
         ("ConfigMap", "tollgate-console-config"),
+        ("ConfigMap", "tollgate-reconcile-config"),
+        ("CronJob", "tollgate-reconcile"),
         ("Deployment", "tollgate-console"),
         ("Deployment", "tollgate-redis"),
         ("NetworkPolicy", "tollgate-redis"),
@@ -268,6 +272,7 @@ def test_the_example_renders_with_its_secrets_and_validates(example, base) -> No
             ("Secret", "tollgate-console-keys"),
             ("Secret", "tollgate-console-tls"),
             ("Secret", "tollgate-keys"),
+            ("Secret", "tollgate-reconcile-keys"),
             ("Secret", "tollgate-records"),
         ]
     )
@@ -351,9 +356,12 @@ def test_probes_ask_healthz_and_a_pod_stops_only_after_its_drain(base) -> None:
 
 def pod_templates(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     return [
-        (o["metadata"]["name"], o["spec"]["template"]["spec"])
+        (
+            o["metadata"]["name"],
+            (o["spec"]["jobTemplate"]["spec"] if o["kind"] == "CronJob" else o["spec"])["template"]["spec"],
+        )
         for o in objects
-        if o["kind"] in ("Deployment", "StatefulSet")
+        if o["kind"] in ("Deployment", "StatefulSet", "CronJob")
     ]
 
 
@@ -371,8 +379,9 @@ def test_every_pod_runs_as_the_restricted_pod_security_standard_asks(base) -> No
                 "capabilities": {"drop": ["ALL"]},
             }, name
             assert "memory" in container["resources"]["limits"] and container["resources"]["requests"], name
-    for kind, name in (("StatefulSet", "tollgate"), ("Deployment", "tollgate-console")):
-        pod = find(base, kind, name)["spec"]["template"]["spec"]["securityContext"]
+    pods = dict(pod_templates(base))
+    for name in ("tollgate", "tollgate-console", "tollgate-reconcile"):
+        pod = pods[name]["securityContext"]
         assert f"{pod['runAsUser']}:{pod['runAsGroup']}" == user.arguments, name
 
 
@@ -590,3 +599,59 @@ def test_the_console_configuration_loads() -> None:
     assert config.audit.postgres is not None and config.console.tls is not None
     assert [c.name for c in config.clients] == [c.name for c in load_config(
         KUBERNETES / "base" / "config" / "tollgate.yaml", env=env_file() | env_file(RECORDS_EXAMPLE)).clients]  # fmt: skip
+
+
+# --- tollgate reconcile, daily ------------------------------------------------------------------
+
+
+def reconcile_config() -> dict[str, Any]:
+    return yaml.safe_load((KUBERNETES / "base" / "reconcile" / "tollgate.yaml").read_text(encoding="utf-8"))
+
+
+def test_the_reconcile_cronjob_runs_daily_once_at_a_time_and_fails_at_once_on_differences(base) -> None:
+    cronjob = find(base, "CronJob", "tollgate-reconcile")["spec"]
+    minute, hour, *every = cronjob["schedule"].split()
+    assert every == ["*", "*", "*"] and minute.isdigit() and hour.isdigit()  # once a day
+    assert (cronjob["timeZone"], cronjob["concurrencyPolicy"]) == ("Etc/UTC", "Forbid")
+    job = cronjob["jobTemplate"]["spec"]
+    # Exit 1 (differences, usage around Tollgate) ends the Job: what it found is stored; a vendor
+    # not read (exit 2) is tried again.
+    (rule,) = job["podFailurePolicy"]["rules"]
+    assert rule == {"action": "FailJob", "onExitCodes": {"containerName": "reconcile", "operator": "In", "values": [1]}}
+    assert job["backoffLimit"] >= 1 and job["activeDeadlineSeconds"] > 0
+    pod = job["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    (container,) = pod["containers"]
+    assert container["image"] == f"tollgate:{project_version()}"
+    assert container["command"] == ["tollgate", "reconcile", "--config", "/etc/tollgate/reconcile/tollgate.yaml"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/etc/tollgate/reconcile"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    config_map = find(base, "ConfigMap", "tollgate-reconcile-config")
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"] and mount["readOnly"] is True
+    assert list(config_map["data"]) == [Path(container["command"][-1]).name]
+
+
+def test_the_reconcile_configuration_is_the_instances_with_the_admin_keys_from_their_own_secret(example) -> None:
+    config, instances = reconcile_config(), cluster_config()
+    # The keys it matches the vendors' to, and the records it reads: the instances' own.
+    assert config["providers"] == instances["providers"]
+    assert config["audit"]["postgres"]["dsn"] == instances["audit"]["postgres"]["dsn"]
+    assert set(config["reconcile"]) >= {"openai", "anthropic"}
+    # Every ${NAME} it names comes from a Secret: the admin keys from tollgate-reconcile-keys alone
+    # (no other pod mounts it), of tollgate-keys only the provider keys it names.
+    container = find(example, "CronJob", "tollgate-reconcile")["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    admin = find(example, "Secret", "tollgate-reconcile-keys")
+    records = find(example, "Secret", "tollgate-records")
+    keys = find(example, "Secret", "tollgate-keys")
+    assert set(admin["data"]) == set(env_file(RECONCILE_EXAMPLE)) == {"OPENAI_ADMIN_KEY", "ANTHROPIC_ADMIN_KEY"}
+    assert container["envFrom"] == [{"secretRef": {"name": admin["metadata"]["name"]}},
+                                    {"secretRef": {"name": records["metadata"]["name"]}}]  # fmt: skip
+    from_keys = {v["name"]: v["valueFrom"]["secretKeyRef"] for v in container["env"]}
+    assert all(ref == {"name": keys["metadata"]["name"], "key": name} for name, ref in from_keys.items())
+    assert set(variables(config)) == set(admin["data"]) | set(records["data"]) | set(from_keys)
+    for name, pod in pod_templates(example):
+        if name != "tollgate-reconcile":
+            for c in pod["containers"]:
+                assert admin["metadata"]["name"] not in json.dumps(c), name
