@@ -128,7 +128,7 @@ def test_the_invoice_in_chromium_for_security_and_a_lead(
     with console(tmp_path / "console", provider, dsn) as base:
         for name, person in PEOPLE.items():
             provider.person, provider.form = person, False  # approved at once
-            browser = Browser(chromium(), tmp_path / f"profile-{name}", width=1400, height=900)
+            browser = Browser(chromium(), tmp_path / f"profile-{name}", width=1024, height=700)
             try:
                 browser.go(f"{base}/#invoice")
                 browser.wait_for(f"location.href === {json.dumps(base + '/#invoice')}")
@@ -157,6 +157,10 @@ def test_the_invoice_in_chromium_for_security_and_a_lead(
                     for other in ("key_sales", "sales-prod", "key_laptop", "laptop-script", EXACT):
                         assert other not in page, other
                 assert "upstream_key" not in page and KEY_A not in page
+                assert browser.evaluate("document.documentElement.scrollWidth") <= 1024  # no scrolling sideways
+                metrics = "fetch('/metrics').then(r => r.status)"
+                status = browser.call("Runtime.evaluate", expression=metrics, awaitPromise=True)["result"]["value"]
+                assert status == (200 if name == "security" else 403)
                 browser.screenshot(shots / f"console-invoice-{source}-{name}.png")
             finally:
                 browser.close()

@@ -171,7 +171,7 @@ function table(title, columns, rows, opts) {
         const text = cellText(c, r);
         const td = c.clamp
           ? el("td", { class: "clamp" }, el("div", {}, text))
-          : el("td", { class: c.num ? "num" : c.cut ? "cut" : c.wrap ? "reason" : c.time ? "time" : "" }, text);
+          : el("td", { class: c.cls || (c.num ? "num" : c.cut ? "cut" : c.wrap ? "reason" : c.time ? "time" : "") }, text);
         // A cell cut to fit holds the whole in its title (shown on hover).
         const whole = c.title ? c.title(r[c.key], r) : text;
         if ((c.cut || c.clamp || c.title) && whole) td.title = whole;
@@ -391,20 +391,26 @@ async function viewInvoice() {
     key: keyOf(r), ours: tokensOf(r.tollgate), theirs: tokensOf(r.vendor), ours_usd: r.tollgate.cost_usd,
     theirs_usd: r.vendor.cost_usd, tokens_more: r.difference.input_tokens, usd_more: r.difference.cost_usd,
   }));
+  // Widths that fit a 1,024-pixel window; an amount wraps rather than being cut: it is shown whole.
+  const amount = { num: true, format: usd, cls: "num amount" };
   const rowColumns = [
-    { key: "day", label: "day", format: (v, r) => v + (r.open ? " (open)" : "") }, { key: "provider", label: "provider" },
-    { key: "key", label: "key", cut: true }, { key: "project", label: "project", cut: true }, { key: "model", label: "model", cut: true },
-    { key: "status", label: "status" }, { key: "ours", label: "Tollgate tokens", num: true }, { key: "theirs", label: "vendor tokens", num: true },
-    { key: "tokens_more", label: "input tokens more", num: true, format: signed },
-    { key: "ours_usd", label: "Tollgate cost", num: true, format: usd }, { key: "theirs_usd", label: "vendor cost", num: true, format: usd },
-    { key: "usd_more", label: "cost more", num: true, format: usd },
+    { key: "day", label: "day", width: "9%" }, { key: "provider", label: "provider", width: "7%", cut: true },
+    { key: "key", label: "key", width: "13%", cut: true }, { key: "project", label: "project", width: "8%", cut: true },
+    { key: "model", label: "model", width: "10%", cut: true },
+    { key: "status", label: "status", width: "8%", cut: true, format: (v, r) => v + (r.open ? ", open" : "") },
+    { key: "ours", label: "Tollgate tokens", width: "9%", num: true, cls: "num amount" },
+    { key: "theirs", label: "vendor tokens", width: "9%", num: true, cls: "num amount" },
+    { key: "tokens_more", label: "input tokens more", width: "6%", num: true, format: signed },
+    Object.assign({ key: "ours_usd", label: "Tollgate cost", width: "7%" }, amount),
+    Object.assign({ key: "theirs_usd", label: "vendor cost", width: "7%" }, amount),
+    Object.assign({ key: "usd_more", label: "cost more", width: "7%" }, amount),
   ];
   const rowClass = (r) => (r.status === "match" ? "" : r.status === "around" ? "fault" : "deny");
   const span = el("p", { class: "note" }, `${data.since} to ${data.until} (UTC), as the newest run of tollgate reconcile says. A day that ended less than 48 hours ago is open: the vendors still revise it.`);
   const differences = rows.filter((r) => r.status !== "match");
   if (me.role === "lead") {
     // A lead: the held keys their clients' calls used, matching or not; no totals of the company's accounts.
-    main.replaceChildren(span, table("Your clients' keys", rowColumns, rows, { id: "invoice-rows", csv: csv("rows"), rowClass,
+    main.replaceChildren(span, table("Your clients' keys", rowColumns, rows, { id: "invoice-rows", csv: csv("rows"), rowClass, layout: "fit",
       empty: "No key your clients used was compared yet." }), el("p", { class: "note" }, "Coverage per day and the keys used around Tollgate are shown to security."));
     return;
   }
@@ -416,15 +422,17 @@ async function viewInvoice() {
       { key: "around_usd", label: "around Tollgate", num: true, format: usd }, { key: "billed_usd", label: "billed by the vendor", num: true, format: usd },
     ], data.days, { id: "invoice-days", csv: csv("days"), rowClass: (r) => (r.around_usd && Number(r.around_usd) > 0 ? "fault" : ""),
       empty: "No reconciliation yet: tollgate reconcile writes one." }),
-    table("Differences", rowColumns, differences, { id: "invoice-rows", csv: csv("rows"), rowClass,
+    table("Differences", rowColumns, differences, { id: "invoice-rows", csv: csv("rows"), rowClass, layout: "fit",
       empty: rows.length ? `Every one of the ${rows.length} keys and models matches.` : "Nothing compared yet." }),
     table("Keys used around Tollgate", [
-      { key: "provider", label: "provider" }, { key: "key_name", label: "key name", cut: true }, { key: "key_id", label: "key id", cut: true },
-      { key: "project", label: "project", cut: true }, { key: "first_day", label: "first day" }, { key: "last_day", label: "last day" },
-      { key: "models", label: "models", cut: true, format: (v) => (v || []).join(", ") }, { key: "requests", label: "requests", num: true },
-      { key: "input_tokens", label: "input tokens", num: true }, { key: "output_tokens", label: "output tokens", num: true },
-      { key: "cost_usd", label: "billed (priced)", num: true, format: usd },
-    ], data.around, { id: "invoice-around", csv: csv("around"), rowClass: () => "fault", empty: "No key was used around Tollgate." }));
+      { key: "provider", label: "provider", width: "7%", cut: true }, { key: "key_name", label: "key name", width: "12%", cut: true },
+      { key: "key_id", label: "key id", width: "11%", cut: true }, { key: "project", label: "project", width: "9%", cut: true },
+      { key: "first_day", label: "first day", width: "9%" }, { key: "last_day", label: "last day", width: "9%" },
+      { key: "models", label: "models", width: "11%", cut: true, format: (v) => (v || []).join(", ") },
+      { key: "requests", label: "requests", width: "7%", num: true }, { key: "input_tokens", label: "input tokens", width: "8%", num: true },
+      { key: "output_tokens", label: "output tokens", width: "8%", num: true },
+      Object.assign({ key: "cost_usd", label: "billed (priced)", width: "9%" }, amount),
+    ], data.around, { id: "invoice-around", csv: csv("around"), rowClass: () => "fault", layout: "fit", empty: "No key was used around Tollgate." }));
 }
 
 // ---- the other tables
