@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tests.support.reconciliation import day, record, row, side, store
 
 from tollgate.configuration.config import parse_config
 from tollgate.console.follow import AuditFiles
-from tollgate.console.invoice import Invoice, metrics_text
-from tollgate.console.invoice_results import FromTable, Unreadable
+from tollgate.console.invoice import Invoice, metrics_text, text
+from tollgate.console.invoice_results import FromTable, Unreadable, decimal_of, exact_json
 from tollgate.console.scope import ScopeRules
 from tollgate.console.server import Console
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
@@ -189,8 +191,8 @@ def test_a_lead_sees_the_held_keys_their_clients_calls_used_that_day_and_nothing
         ("2026-11-20", "key_b", "differs"), ("2026-11-21", "key_b", "unseen")]  # fmt: skip
     nobody = Viewer("lead", "nora@example.com", "Nora", frozenset({"sales"}))
     assert views.answer("/api/invoice", {"since": ["2026-11-01"]}, nobody)["rows"] == []
-    for text in (json.dumps(answer), as_csv(answer, {})):
-        assert "key_x" not in text and "laptop" not in text and "key_b" not in text
+    for said in (json.dumps(answer), as_csv(answer, {})):
+        assert "key_x" not in said and "laptop" not in said and "key_b" not in said
     with pytest.raises(Forbidden):
         views.answer("/api/invoice", {}, ALICE)
 
@@ -294,3 +296,12 @@ def test_the_server_answers_the_invoice_and_the_metrics_by_role(tmp_path: Path, 
         for path in ("/api/invoice", "/metrics"):
             status, _, body = fetch(base + path, bearer)
             assert status == 503 and b"unavailable" in body and b"nobody@" not in body, path
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False), st.booleans())
+def test_any_amount_written_as_a_json_number_or_text_is_shown_as_the_same_decimal(
+    amount: Decimal, quoted: bool
+) -> None:
+    written = f'"{amount}"' if quoted else str(amount)
+    shown = text(decimal_of(exact_json(f'{{"cost_usd": {written}}}')["cost_usd"]))
+    assert shown is not None and "E" not in shown.upper() and Decimal(shown) == amount
