@@ -710,6 +710,9 @@ def test_signing_in_in_chromium_shows_who_is_signed_in(
         # The Audit view's tab only where it answers (security's).
         audit_tab = "document.querySelector('a[data-view=\"audit\"]')"
         assert browser.evaluate(f"{audit_tab}.hidden") == (role.role != "security")
+        # The Invoice's: security's and the leads' (tests/e2e/test_web_console_invoice.py).
+        invoice_tab = "document.querySelector('a[data-view=\"invoice\"]')"
+        assert browser.evaluate(f"{invoice_tab}.hidden") == (role.role == "self")
         browser.evaluate("location.hash = 'people'")
         browser.wait_for("document.querySelectorAll('#people tbody tr').length > 0")
         shown = browser.evaluate(

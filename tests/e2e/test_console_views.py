@@ -24,7 +24,7 @@ from tests.support.proxy import free_port
 from tollgate.common.audit_chain import Chain
 from tollgate.records.audit.kinds import RECORD_KINDS
 
-VIEWS = ("live", "people", "spend", "refusals", "guardrails", "services", "budgets", "audit")
+VIEWS = ("live", "people", "spend", "refusals", "guardrails", "services", "budgets", "invoice", "audit")
 WIDTH = 1024
 DAY = "2026-11-20"
 LONG_REASON = "the model gpt-4o is kept for the research group, " * 6 + "and bob is not in it"

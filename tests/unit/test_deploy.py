@@ -356,11 +356,13 @@ def test_probes_ask_healthz_and_a_pod_stops_only_after_its_drain(base) -> None:
 
 def pod_templates(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     return [
-        (o["metadata"]["name"], o["spec"]["template"]["spec"])
+        (
+            o["metadata"]["name"],
+            (o["spec"]["jobTemplate"]["spec"] if o["kind"] == "CronJob" else o["spec"])["template"]["spec"],
+        )
         for o in objects
-        if o["kind"] in ("Deployment", "StatefulSet")
-    ] + [(o["metadata"]["name"], o["spec"]["jobTemplate"]["spec"]["template"]["spec"]) for o in objects
-         if o["kind"] == "CronJob"]  # fmt: skip
+        if o["kind"] in ("Deployment", "StatefulSet", "CronJob")
+    ]
 
 
 def test_every_pod_runs_as_the_restricted_pod_security_standard_asks(base) -> None:
@@ -377,8 +379,9 @@ def test_every_pod_runs_as_the_restricted_pod_security_standard_asks(base) -> No
                 "capabilities": {"drop": ["ALL"]},
             }, name
             assert "memory" in container["resources"]["limits"] and container["resources"]["requests"], name
-    for kind, name in (("StatefulSet", "tollgate"), ("StatefulSet", "tollgate-console")):
-        pod = find(base, kind, name)["spec"]["template"]["spec"]["securityContext"]
+    pods = dict(pod_templates(base))
+    for name in ("tollgate", "tollgate-console", "tollgate-reconcile"):
+        pod = pods[name]["securityContext"]
         assert f"{pod['runAsUser']}:{pod['runAsGroup']}" == user.arguments, name
 
 

@@ -150,8 +150,13 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
         audit = AuditFiles(files, follow=True, key=key, remember=remember, anchors=anchors)
         read_from = ", ".join(map(str, files))
     # The views and the server ask only what `Source` names.
+    from tollgate.console.invoice import Invoice
+    from tollgate.console.invoice_results import FromRecords, FromTable
+
+    # `tollgate reconcile`'s results: its table beside the records', else its records in the files.
+    results = FromTable(dsn) if dsn is not None else FromRecords(audit)
     views = Views(cast(AuditFiles, audit), budgets_reader(config.limits, config.ledger_store), ScopeRules.of(config),
-                  Cursors(settings.cursor_secret))  # fmt: skip
+                  Cursors(settings.cursor_secret), Invoice(results, audit))  # fmt: skip
     if settings.access_log is not None:
         access_path = Path(settings.access_log)
     else:
@@ -197,6 +202,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
         pass
     finally:
         audit.close()
+        results.close()
         if sessions is not None:
             sessions.close()
     return 0

@@ -41,6 +41,7 @@ import orjson
 
 from tollgate.console.access_log import AccessLog
 from tollgate.console.sessions import SESSION_S, MemorySessions, Sessions, Unavailable
+from tollgate.console.invoice_results import Unreadable
 from tollgate.console.sign_in import SignIn, SignInFailed
 from tollgate.console.source import Source
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
@@ -250,6 +251,10 @@ class _Handler(BaseHTTPRequestHandler):
             name, kind = STATIC[path]
             body = resources.files("tollgate.console").joinpath("static", name).read_bytes()
             return self._send(HTTPStatus.OK, body, kind, head=head)
+        if path == "/metrics":
+            status, body, kind = self._metrics(viewer)
+            self._record(viewer, path, {}, status)
+            return self._send(status, body, kind, head=head)
         if not path.startswith("/api/"):
             return self._send(HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json", head=head)
         asked = {k: list(v) for k, v in query.items()}
@@ -284,6 +289,9 @@ class _Handler(BaseHTTPRequestHandler):
         except Unavailable as e:  # the database a view asks is away: it answers again by itself
             body = orjson.dumps({"error": "unavailable", "message": e.reason})
             return HTTPStatus.SERVICE_UNAVAILABLE, body, "application/json", {"Retry-After": str(RETRY_PAGE_S)}
+        except Unreadable as e:  # the reconciliation's table, for now (its reason in the log already)
+            body = orjson.dumps({"error": "unavailable", "message": str(e)})
+            return HTTPStatus.SERVICE_UNAVAILABLE, body, "application/json", {}
         except Exception as e:  # a fault of the console's own: answered and recorded, never a dropped connection
             # Its kind alone: a message may quote the query, which is the person's.
             print(f"tollgate console: {path}: {type(e).__name__}", file=sys.stderr, flush=True)
@@ -293,6 +301,20 @@ class _Handler(BaseHTTPRequestHandler):
             return (HTTPStatus.OK, as_csv(answer, query).encode(), "text/csv; charset=utf-8",
                     {"Content-Disposition": f'attachment; filename="{name}.csv"'})  # fmt: skip
         return HTTPStatus.OK, orjson.dumps(answer), "application/json", {}
+
+    def _metrics(self, viewer: Viewer) -> tuple[HTTPStatus, bytes, str]:
+        """`/metrics`: the spend metrics of `tollgate reconcile`'s newest closed days (`invoice.py`),
+        for the token's holder (Prometheus, as a bearer) and security: they sum the company's
+        accounts."""
+        from tollgate.console.invoice import metrics_text
+
+        if viewer.role != "security":
+            return HTTPStatus.FORBIDDEN, b'{"error": "forbidden"}', "application/json"
+        try:
+            found = self.console.views.invoice.metrics()
+        except Unreadable:
+            return HTTPStatus.SERVICE_UNAVAILABLE, b'{"error": "unavailable"}', "application/json"
+        return HTTPStatus.OK, metrics_text(found), "text/plain; version=0.0.4; charset=utf-8"
 
     def _access(self, viewer: Viewer, query: dict[str, list[str]]) -> list[dict[str, Any]]:
         """`/api/access`: the console's access records, newest first; security's only."""

@@ -19,6 +19,8 @@ import orjson
 from tollgate.common.shown import caller_name, usd_text
 from tollgate.console.cursors import BadCursor, Cursors
 from tollgate.console.day_sums import Window, hour_of
+from tollgate.console.invoice import Invoice, NotShown, WrongQuery
+from tollgate.console.invoice_results import FromRecords
 from tollgate.console.scope import Scope, ScopeRules, with_instance
 from tollgate.console.source import Source
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
@@ -34,6 +36,8 @@ NOTHING = -1  # a filter's value no record's column holds
 MONEY = frozenset(("cost_usd",))
 HOURLY_DAYS = 31  # the longest span the hourly spend covers: it is summed from the records themselves
 SCOPES_KEPT = 1024  # the viewers whose scope is kept (each a set of origin numbers)
+INVOICE = "/api/invoice"  # what `tollgate reconcile` found (`invoice.py`)
+INVOICE_PARTS = ("rows", "days", "around")  # what its CSV holds (`part`)
 LIVE_WAIT_S = 0.4  # how long the live stream waits for a new record before it looks again
 
 
@@ -60,8 +64,10 @@ class Views:
         budgets: Callable[[], list[dict[str, Any]]] | None = None,
         rules: ScopeRules | None = None,
         cursors: Cursors | None = None,  # None: sealed with a key of this process's own
+        invoice: Invoice | None = None,  # None: the reconciliation records among the audit's
     ) -> None:
         self.audit = audit
+        self.invoice = invoice if invoice is not None else Invoice(FromRecords(audit), audit)
         self.cursors = cursors if cursors is not None else Cursors()
         self.budgets = budgets
         self.rules = rules if rules is not None else ScopeRules()
@@ -98,6 +104,15 @@ class Views:
     def answer(self, path: str, query: Query, viewer: Viewer = TOKEN_HOLDER) -> Any:
         """What `path` answers to `viewer`; KeyError for a path the API has not, BadQuery for a bad
         query, Forbidden for a path the viewer's role may not read."""
+        if path == INVOICE:  # it takes the lock itself: its table is read without holding it
+            if (_one(query, "part") or "rows") not in INVOICE_PARTS:
+                raise BadQuery("part: rows, days or around")
+            try:
+                return self.invoice.answer(query, self.scope(viewer))
+            except NotShown as e:
+                raise Forbidden(str(e)) from None
+            except WrongQuery as e:
+                raise BadQuery(str(e)) from None
         route = self.routes[path]
         with self.audit.lock:
             return route(query, self.asked(query, viewer))
@@ -264,6 +279,9 @@ def as_csv(answer: Any, query: Query | None = None) -> str:
     `(anonymous)` (in `client`, and in `key` when the query's `by` is client); an amount of money
     as `usd_text` writes it, another number as a plain decimal (never an exponent)."""
     rows = answer["events"] if isinstance(answer, dict) and "events" in answer else answer
+    if isinstance(answer, dict) and "rows" in answer:  # the Invoice: its rows, or `part` days or around
+        part = (_one(query, "part") if query is not None else None) or "rows"
+        rows = answer[part if part in INVOICE_PARTS else "rows"]
     out = io.StringIO()
     if not rows:
         return ""

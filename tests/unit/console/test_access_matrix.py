@@ -98,9 +98,32 @@ def make_records() -> list[dict[str, Any] | str]:
                 "server": "notes", "tool": "add", "decision": "allow", "deny_reasons": [], "refusal": None,
                 "upstream_key": None,
             })  # fmt: skip
+    records.append(reconciliation(records))
     records += ["not json", "[1, 2]", {"event": "malformed", "file": "/forged", "offset": 0, "length": 1},
                 {"event": "audit_checkpoint", "ts": "2026-11-02T23:00:00.000Z", "instance": "pod-1"}]  # fmt: skip
     return records
+
+
+def reconciliation(records: list[dict[str, Any] | str]) -> dict[str, Any]:
+    """`tollgate reconcile`'s record: a held row per key the calls used (every third one's a
+    difference), one of a held key no call used, a key used around Tollgate, each day's totals."""
+    rows = []
+    for r in records:
+        if isinstance(r, dict) and r["event"] == "llm_call":
+            n = int(r["request_id"][1:])
+            tokens = {"input_tokens": n, "cached_input_tokens": 0, "output_tokens": 2 * n, "requests": 1,
+                      "cost_usd": "0.25"}  # fmt: skip
+            rows.append({"provider": r["provider"], "day": r["ts"][:10], "open": False, "key_id": f"key_{n}",
+                         "key_name": f"key {n}", "project": "proj_a", "model": r["model"], "held": True,
+                         "status": "differs" if n % 3 == 0 else "match", "tollgate": tokens,
+                         "vendor": {**tokens, "input_tokens": n + n % 3}, "upstream_key": r["upstream_key"]})  # fmt: skip
+    spare = {**rows[0], "key_id": "key_spare", "upstream_key": "sha256:ffffffffffff", "status": "unseen"}
+    around = {**rows[0], "key_id": "key_laptop", "held": False, "status": "around", "upstream_key": None}
+    days = [{"provider": p, "day": f"2026-11-0{d}", "open": False, "coverage": "0.9", "tollgate_usd": "1",
+             "vendor_usd": "1.1", "around_usd": "0.1", "billed_usd": "1.1"}
+            for p, _ in PROVIDERS for d in (1, 2)]  # fmt: skip
+    return {"event": "reconciliation", "ts": "2026-11-03T00:00:00.000Z", "since": "2026-11-01",
+            "until": "2026-11-02", "rows": [*rows, spare, around], "days": days}  # fmt: skip
 
 
 RECORDS = make_records()
@@ -444,3 +467,42 @@ def test_a_cursor_tells_nothing_of_the_records_one_may_not_see(opened) -> None:
         assert not cursor.lstrip("-").isdigit() and str(len(RECORDS) - 1) not in cursor
         assert len(cursor) == 48  # the same length whatever it stands for
     assert views.answer("/api/events", {"after": [cursors[0]]}, viewer)["events"] == []
+
+
+def test_the_invoice_shows_security_all_a_lead_the_keys_its_scopes_calls_used_and_no_one_else_any(row: Matrix) -> None:
+    """`/api/invoice` (the run's results are no one's record: the answer over the in-scope records
+    alone would hold none): security every row, day and key used around Tollgate; a lead the held
+    keys the calls it sees used, on the day and provider of those calls; anyone else 403."""
+    name, viewer, views, _ = row
+    (run,) = [r for r in RECORDS if isinstance(r, dict) and r["event"] == "reconciliation"]
+    for extra, span in itertools.product(INSTANCE_FILTERS, [{"since": ["2026-11-01"], "until": ["2026-11-02"]},
+                                                            {"since": ["2026-11-02T08:00"], "until": ["2026-11-02"]}]):  # fmt: skip
+        query = {**extra, **span}
+        if viewer.role == "self":
+            with pytest.raises(Forbidden):
+                views.answer("/api/invoice", query, viewer)
+            continue
+        answer = views.answer("/api/invoice", query, viewer)
+        since = span["since"][0][:10]
+        shown = [(r["provider"], r["day"], r["key_id"]) for r in answer["rows"]]
+        if viewer.role == "security":
+            assert shown == by_day([(r["provider"], r["day"], r["key_id"]) for r in run["rows"] if r["day"] >= since])
+            assert [(d["provider"], d["day"]) for d in answer["days"]] == sorted(
+                ((d["provider"], d["day"]) for d in run["days"] if d["day"] >= since), key=lambda d: (d[1], d[0])
+            )
+            assert [k["key_id"] for k in answer["around"]] == (["key_laptop"] if since == "2026-11-01" else [])
+            continue
+        used = {(r["provider"], r["ts"][:10], r["upstream_key"]) for r in RECORDS if isinstance(r, dict)
+                and r["event"] == "llm_call" and sees(viewer, r)}  # fmt: skip
+        expected = [(r["provider"], r["day"], r["key_id"]) for r in run["rows"] if r["held"] and r["day"] >= since
+                    and (r["provider"], r["day"], r["upstream_key"]) in used]  # fmt: skip
+        assert expected and shown == by_day(expected), name
+        assert (answer["days"], answer["around"]) == ([], [])
+        for text in (json.dumps(answer), as_csv(answer, query)):
+            assert "key_laptop" not in text and "key_spare" not in text
+            assert_no_leak(viewer, text)
+
+
+def by_day(rows: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """In the Invoice's order: by day, then provider, then as the run wrote them."""
+    return sorted(rows, key=lambda r: (r[1], r[0]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tollgate.calls.call import Call, Failure, Route, Target
+from tollgate.console.invoice import metrics_text
 from tollgate.credentials.keypool import KeyPool
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.formats.usage import Usage
@@ -279,7 +281,9 @@ def exports() -> tuple[set[str], set[str]]:
     metrics.policy_evaluated(0.001, "allow")
     metrics.anchor_gap("https://tsa.example.com/")
     names, labels = set(), set()
-    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
+    # And the console's: the spend metrics of `tollgate reconcile`'s results (`console/invoice.py`).
+    console = metrics_text([("openai", Decimal("0.9"), Decimal("0.1"))]).decode()
+    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode() + console):
         names.add(family.name)
         names.update(s.name for s in family.samples)
         labels.update(name for s in family.samples for name in s.labels)
@@ -308,7 +312,8 @@ def test_dashboard_and_alerts_name_only_exported_metrics() -> None:
                    "gen_ai_server_time_to_first_token_seconds", "tollgate_calls_total", "tollgate_cost_usd_total",
                    "tollgate_limit_remaining", "tollgate_upstream_errors_total", "tollgate_pool_keys_resting",
                    "tollgate_policy_seconds", "tollgate_audit_queue_depth",
-                   "tollgate_audit_export_lag_records", "tollgate_audit_anchor_gaps_total"):  # fmt: skip
+                   "tollgate_audit_export_lag_records", "tollgate_audit_anchor_gaps_total",
+                   "tollgate_spend_coverage_ratio", "tollgate_spend_around_usd"):  # fmt: skip
         assert any(family in e for e in expressions), family
 
 

@@ -191,7 +191,7 @@ function table(title, columns, rows, opts) {
         const text = cellText(c, r);
         const td = c.clamp
           ? el("td", { class: "clamp" }, el("div", {}, text))
-          : el("td", { class: c.num ? "num" : c.cut ? "cut" : c.wrap ? "reason" : c.time ? "time" : "" }, text);
+          : el("td", { class: c.cls || (c.num ? "num" : c.cut ? "cut" : c.wrap ? "reason" : c.time ? "time" : "") }, text);
         // A cell cut to fit holds the whole in its title (shown on hover).
         const whole = c.title ? c.title(r[c.key], r) : text;
         if ((c.cut || c.clamp || c.title) && whole) td.title = whole;
@@ -391,6 +391,70 @@ function plot(rows, by, bucket) {
   return chart;
 }
 
+// ---- Invoice: what `tollgate reconcile` found, Tollgate's counts beside the vendors' own
+
+// An exact amount (the API's decimal text) as dollars: never through a binary float.
+function usd(v) {
+  if (v == null) return "";
+  const [whole, fraction = ""] = String(v).replace(/^-/, "").split(".");
+  return (String(v).startsWith("-") ? "-$" : "$") + whole + "." + fraction.padEnd(2, "0");
+}
+function share(v) { return v == null ? "" : (Number(v) * 100).toFixed(2) + " %"; }
+function tokensOf(side) { return side ? side.input_tokens + " in / " + side.output_tokens + " out" : ""; }
+function signed(n) { return n == null ? "" : n > 0 ? "+" + n : String(n); }
+function keyOf(r) { return r.key_name && r.key_name !== r.key_id ? r.key_name + " (" + r.key_id + ")" : r.key_id || ""; }
+
+async function viewInvoice() {
+  const [data, me] = await Promise.all([api("/api/invoice"), api("/api/me")]);
+  const csv = (part) => "/api/invoice" + query({ format: "csv", part });
+  const rows = data.rows.map((r) => Object.assign({}, r, {
+    key: keyOf(r), ours: tokensOf(r.tollgate), theirs: tokensOf(r.vendor), ours_usd: r.tollgate.cost_usd,
+    theirs_usd: r.vendor.cost_usd, tokens_more: r.difference.input_tokens, usd_more: r.difference.cost_usd,
+  }));
+  // Widths that fit a 1,024-pixel window; an amount wraps rather than being cut: it is shown whole.
+  const amount = { num: true, format: usd, cls: "num amount" };
+  const rowColumns = [
+    { key: "day", label: "day", width: "9%" }, { key: "provider", label: "provider", width: "7%", cut: true },
+    { key: "key", label: "key", width: "13%", cut: true }, { key: "project", label: "project", width: "8%", cut: true },
+    { key: "model", label: "model", width: "10%", cut: true },
+    { key: "status", label: "status", width: "8%", cut: true, format: (v, r) => v + (r.open ? ", open" : "") },
+    { key: "ours", label: "Tollgate tokens", width: "9%", num: true, cls: "num amount" },
+    { key: "theirs", label: "vendor tokens", width: "9%", num: true, cls: "num amount" },
+    { key: "tokens_more", label: "input tokens more", width: "6%", num: true, format: signed },
+    Object.assign({ key: "ours_usd", label: "Tollgate cost", width: "7%" }, amount),
+    Object.assign({ key: "theirs_usd", label: "vendor cost", width: "7%" }, amount),
+    Object.assign({ key: "usd_more", label: "cost more", width: "7%" }, amount),
+  ];
+  const rowClass = (r) => (r.status === "match" ? "" : r.status === "around" ? "fault" : "deny");
+  const span = el("p", { class: "note" }, `${data.since} to ${data.until} (UTC), as the newest run of tollgate reconcile says. A day that ended less than 48 hours ago is open: the vendors still revise it.`);
+  const differences = rows.filter((r) => r.status !== "match");
+  if (me.role === "lead") {
+    // A lead: the held keys their clients' calls used, matching or not; no totals of the company's accounts.
+    main.replaceChildren(span, table("Your clients' keys", rowColumns, rows, { id: "invoice-rows", csv: csv("rows"), rowClass, layout: "fit",
+      empty: "No key your clients used was compared yet." }), el("p", { class: "note" }, "Coverage per day and the keys used around Tollgate are shown to security."));
+    return;
+  }
+  main.replaceChildren(span,
+    table("Coverage per day", [
+      { key: "day", label: "day", format: (v, r) => v + (r.open ? " (open)" : "") }, { key: "provider", label: "provider" },
+      { key: "coverage", label: "coverage", num: true, format: share, title: (v) => (v == null ? "" : String(v)) },
+      { key: "tollgate_usd", label: "held keys (priced)", num: true, format: usd }, { key: "vendor_usd", label: "every key (priced)", num: true, format: usd },
+      { key: "around_usd", label: "around Tollgate", num: true, format: usd }, { key: "billed_usd", label: "billed by the vendor", num: true, format: usd },
+    ], data.days, { id: "invoice-days", csv: csv("days"), rowClass: (r) => (r.around_usd && Number(r.around_usd) > 0 ? "fault" : ""),
+      empty: "No reconciliation yet: tollgate reconcile writes one." }),
+    table("Differences", rowColumns, differences, { id: "invoice-rows", csv: csv("rows"), rowClass, layout: "fit",
+      empty: rows.length ? `Every one of the ${rows.length} keys and models matches.` : "Nothing compared yet." }),
+    table("Keys used around Tollgate", [
+      { key: "provider", label: "provider", width: "7%", cut: true }, { key: "key_name", label: "key name", width: "12%", cut: true },
+      { key: "key_id", label: "key id", width: "11%", cut: true }, { key: "project", label: "project", width: "9%", cut: true },
+      { key: "first_day", label: "first day", width: "9%" }, { key: "last_day", label: "last day", width: "9%" },
+      { key: "models", label: "models", width: "11%", cut: true, format: (v) => (v || []).join(", ") },
+      { key: "requests", label: "requests", width: "7%", num: true }, { key: "input_tokens", label: "input tokens", width: "8%", num: true },
+      { key: "output_tokens", label: "output tokens", width: "8%", num: true },
+      Object.assign({ key: "cost_usd", label: "billed (priced)", width: "9%" }, amount),
+    ], data.around, { id: "invoice-around", csv: csv("around"), rowClass: () => "fault", layout: "fit", empty: "No key was used around Tollgate." }));
+}
+
 // ---- the other tables
 
 async function simple(id, title, path, columns, opts) {
@@ -430,6 +494,7 @@ const VIEWS = {
     { key: "refused", label: "refused", num: true }, { key: "bytes_sent", label: "sent", num: true },
     { key: "bytes_received", label: "received", num: true }, { key: "last_seen", label: "last seen" },
   ]),
+  invoice: viewInvoice,
   budgets: () => simple("budgets", "Budgets", "/api/budgets", [
     { key: "limit", label: "limit" }, { key: "subject", label: "applies to", format: (v) => (v == null ? "(all)" : v) }, { key: "window", label: "window" },
     { key: "used", label: "used", num: true, format: (v, r) => (r.unit === "usd" ? money(v) : v == null ? "" : String(v)) },
@@ -555,6 +620,7 @@ async function whoIsSignedIn() {
   document.getElementById("who").hidden = false;
   if (me.role !== "security") { // the Audit view's table is security's: the badge opens whether the audit is whole
     document.querySelector('a[data-view="audit"]').hidden = true;
+    if (me.role !== "lead") document.querySelector('a[data-view="invoice"]').hidden = true; // security's and the leads
     auditFromMe = true;
   }
 }
