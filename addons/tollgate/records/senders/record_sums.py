@@ -91,7 +91,7 @@ $f$ SELECT CASE jsonb_typeof(v) WHEN 'string' THEN v #>> '{{}}' WHEN 'null' THEN
 ) LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$
 SELECT left(r.ts, 10), left(r.ts, 13), r.ts, r.event,
     r.client, r.groups, r.account, r.instance, r.jwt,
-    CASE WHEN r.client IS NULL THEN tollgate_str(d->'upstream_key') END,
+    CASE WHEN r.client IS NULL AND r.event IN ('llm_call', 'mcp_call') THEN tollgate_str(d->'upstream_key') END,
     r.provider, tollgate_str(d->'model'), r.denied, r.inputs, r.outputs,
     CASE WHEN jsonb_typeof(d->'cost_usd') = 'number' THEN (d->>'cost_usd')::numeric ELSE 0 END,
     coalesce(jsonb_typeof(d->'cost_usd'), 'null') = 'null' AND r.event = 'llm_call' AND (r.inputs > 0 OR r.outputs > 0),
@@ -386,5 +386,6 @@ def backfill_progress(conn: psycopg.Connection, table: str) -> tuple[int, int]:
 
 
 def filled(statement: str, table: str, more: Mapping[str, sql.Composable] | None = None) -> sql.Composed:
-    """A statement of this module with its names filled in."""
-    return sql.SQL(statement).format(table=sql.Identifier(table), **names(table), **(more or {}))
+    """A statement of this module with its names filled in (`more`: others, or some of them
+    instead)."""
+    return sql.SQL(statement).format(**{"table": sql.Identifier(table), **names(table), **(more or {})})
