@@ -51,6 +51,7 @@ PURGE_SECONDS = 3600.0  # between two removals of the rows older than keep_days
 SCHEMA_TABLE = "tollgate_schema"
 # pg_advisory_xact_lock's key while a schema is made or migrated: b"tollgate" as a number.
 SCHEMA_LOCK = int.from_bytes(b"tollgate", "big") & 0x7FFF_FFFF_FFFF_FFFF
+INDEX_LOCK = SCHEMA_LOCK - 1  # held by the one instance that builds the event list's indexes
 NUL, REPLACEMENT = "\x00", "\ufffd"
 _INT8 = 1 << 63
 _INT4 = 1 << 31
@@ -236,7 +237,7 @@ def ensure_schema(conn: psycopg.Connection, table: str) -> int:
     event list's indexes built where missing (`record_sums.ensure_indexes`, outside the migration's
     transaction); the version it was at."""
     found = migrate(conn, table, MIGRATIONS, _names(table))
-    ensure_indexes(conn, table, SCHEMA_LOCK)  # one look at the catalog when they are there
+    ensure_indexes(conn, table, INDEX_LOCK)  # one look at the catalog when they are there
     return found
 
 

@@ -338,8 +338,10 @@ def names(table: str) -> dict[str, sql.Identifier]:
 
 def ensure_indexes(conn: psycopg.Connection, table: str, lock: int) -> list[str]:
     """The event list's indexes of `table` made where missing (or left invalid by a build that
-    stopped), each `CONCURRENTLY` (`conn` in autocommit): the rows keep arriving meanwhile. A fleet's
-    instances build them one at a time (the session advisory lock `lock`). The names built."""
+    stopped), each `CONCURRENTLY` (`conn` in autocommit): the rows keep arriving meanwhile. One
+    instance of a fleet builds them, the one that takes the session advisory lock `lock`; the
+    others go on without them (a build waits for the transactions under way, which may be theirs).
+    The names built."""
     built: list[str] = []
     wanted = {f"{table}_{suffix}": columns for suffix, columns in INDEXES.items()}
     valid = """SELECT c.relname, i.indisvalid FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid
@@ -347,7 +349,9 @@ def ensure_indexes(conn: psycopg.Connection, table: str, lock: int) -> list[str]
     found = dict(conn.execute(valid, (table, list(wanted))).fetchall())  # type: ignore[arg-type]
     if all(found.get(name) for name in wanted):
         return built
-    conn.execute("SELECT pg_advisory_lock(%s)", (lock,))
+    taken = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock,)).fetchone()
+    if not taken or not taken[0]:
+        return built
     try:
         found = dict(conn.execute(valid, (table, list(wanted))).fetchall())  # type: ignore[arg-type]
         for name, columns in wanted.items():
