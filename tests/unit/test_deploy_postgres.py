@@ -1,7 +1,8 @@
 """deploy/postgres-roles.sql run with psql against a real PostgreSQL (`tests/support/postgres.py`):
-the sender's role makes the table, sends records (COPY, a batch sent again through its temporary
-table, keep_days' DELETE) and migrates under its lock; the console's role reads them and can change
-none of them, nor the records' schema version; the console makes and writes its own access log."""
+the owner's role makes and migrates the table and its sums; the sender's role sends records (COPY,
+a batch sent again through its temporary table, keep_days' DELETE), and can update no row, write
+no sum, change no trigger; the console's role reads them and can change none of them, nor the
+records' schema version; the console makes and writes its own access log."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import orjson
 import psycopg
 import psycopg.errors
 import pytest
-from tests.support.deploy import as_role, run_roles
+from tests.support.deploy import as_role, migrate_as_owner, run_roles
 from tests.support.postgres import PostgresServer
 from tests.unit.audit_lines import append_records, wait_until
 
@@ -42,6 +43,7 @@ def database(request: pytest.FixtureRequest, postgres: PostgresServer) -> Iterat
     for _ in range(2):
         done = run_roles(admin, "sender-pw-1", "console-pw-1")
         assert (done.returncode, done.stderr) == (0, ""), done.stdout
+    migrate_as_owner(admin)
     yield {
         "admin": admin,
         "sender": as_role(admin, "tollgate_sender", "sender-pw-1"),
@@ -93,7 +95,28 @@ def test_the_sender_role_sends_and_the_console_role_reads_and_changes_nothing(
         owners = admin.execute(
             "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'tollgate' ORDER BY tablename"
         ).fetchall()
-    assert owners == [("tollgate_records", "tollgate_sender"), ("tollgate_schema", "tollgate_sender")]
+    assert {owner for _, owner in owners} == {"tollgate_owner"}
+    assert {"tollgate_records", "tollgate_schema", "tollgate_records_people"} <= {name for name, _ in owners}
+
+    with psycopg.connect(database["sender"], autocommit=True) as sender:
+        assert sender.execute(f"SELECT sum(calls) FROM {TABLE}_people").fetchone() == (2,)
+        refused = [
+            f"UPDATE {TABLE} SET client = 'mallory'",
+            f"ALTER TABLE {TABLE} DISABLE TRIGGER {TABLE}_sums_added",
+            f"DROP TRIGGER {TABLE}_sums_removed ON {TABLE}",
+            f"CREATE OR REPLACE FUNCTION {TABLE}_sums_added() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$",
+            f"TRUNCATE {TABLE}",
+            f"UPDATE {TABLE}_people SET calls = 0",
+            f"DELETE FROM {TABLE}_people",
+            f"INSERT INTO {TABLE}_spend_day (day, jwt, calls, input_tokens, output_tokens, cost_usd)"
+            " VALUES ('2026-11-01', false, 1, 1, 1, 1)",
+            f"UPDATE {TABLE}_backfill SET done = 0",
+            "UPDATE tollgate_schema SET version = 1",
+            "CREATE TABLE tollgate_other (x text)",
+        ]
+        for statement in refused:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                sender.execute(statement)
 
     with psycopg.connect(database["console"], autocommit=True) as console:
         assert [r[0] for r in console.execute(f"SELECT line FROM {TABLE} ORDER BY id")] == recent

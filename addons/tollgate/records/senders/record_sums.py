@@ -262,6 +262,22 @@ MIGRATION: tuple[str, ...] = (
 )""",
     *(_table(name) for name in SUM_TABLES),
     "CREATE TABLE IF NOT EXISTS {backfill} (upto bigint NOT NULL, done bigint NOT NULL)",
+    # The sums are the triggers' to write: every role but the owner may read them at most, whatever
+    # default privileges gave (deploy/postgres-roles.sql gives the sender INSERT and DELETE on the
+    # owner's tables, for the records').
+    f"""DO $d$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT c.oid::regclass AS t, CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+            ELSE a.grantee::regrole::text END AS who
+        FROM pg_class AS c CROSS JOIN LATERAL aclexplode(c.relacl) AS a
+        WHERE c.oid = ANY(ARRAY[{", ".join(f"'{{{name}}}'" for name in (*SUM_TABLES, "origins", "backfill"))}]::regclass[])
+            AND a.grantee <> c.relowner AND a.privilege_type <> 'SELECT'
+    LOOP
+        EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON %s FROM %s', r.t, r.who);
+    END LOOP;
+END $d$""",
     "INSERT INTO {backfill} (upto, done) SELECT coalesce(max(id), 0), 0 FROM {table}",
     f"""CREATE OR REPLACE FUNCTION {{sums_added}}() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $f$
