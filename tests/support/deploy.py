@@ -149,17 +149,17 @@ def run_roles(
     )  # fmt: skip
 
 
-def migrate_as_owner(dsn: str, owner_password: str = OWNER_PASSWORD, table: str = "tollgate_records") -> None:
-    """The records' table made or migrated as `tollgate audit migrate` does it, by the owner's role
-    (deploy/postgres-roles.sql) on the database `dsn` names."""
-    import psycopg
+def migrate_as_owner(dsn: str, owner_password: str = OWNER_PASSWORD, table: str = "tollgate_records") -> str:
+    """`tollgate audit migrate` run by the owner's role (deploy/postgres-roles.sql) on the database
+    `dsn` names: the records' table made or migrated, its sums backfilled; what it said."""
+    import io
 
-    from tollgate.records.senders.audit_postgres import ensure_schema
-    from tollgate.records.senders.record_sums import backfill
+    from tollgate.records.senders.records_migration import run
 
-    with psycopg.connect(as_role(dsn, "tollgate_owner", owner_password), autocommit=True) as conn:
-        ensure_schema(conn, table)
-        backfill(conn, table)
+    out, err = io.StringIO(), io.StringIO()
+    environ = {"TOLLGATE_RECORDS_DSN": as_role(dsn, "tollgate_owner", owner_password)}
+    assert run(table, environ, out, err) == 0, err.getvalue()
+    return out.getvalue()
 
 
 def as_role(dsn: str, role: str, password: str) -> str:

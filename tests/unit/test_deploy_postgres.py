@@ -6,6 +6,7 @@ records' schema version; the console makes and writes its own access log."""
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,3 +157,17 @@ def test_the_console_role_makes_and_writes_its_access_log(database: dict[str, st
         assert console.execute(f"SELECT email FROM {access_log.TABLE}").fetchall() == [("alice@example.com",)]
         versions = dict(console.execute("SELECT name, version FROM tollgate_schema").fetchall())
     assert versions == {TABLE: SCHEMA_VERSION, access_log.TABLE: access_log.TABLE_VERSION}
+
+
+@pytest.mark.slow
+def test_only_the_owner_migrates(database: dict[str, str]) -> None:
+    from tollgate.records.senders.records_migration import run
+
+    out, err = io.StringIO(), io.StringIO()
+    assert run("tollgate_other", {"TOLLGATE_RECORDS_DSN": database["sender"]}, out, err) == 1
+    assert err.getvalue().startswith("error: the role of TOLLGATE_RECORDS_DSN may not migrate tollgate_other: ")
+    assert err.getvalue().count("\n") == 1 and "sender-pw" not in err.getvalue()
+    said = migrate_as_owner(database["admin"], table="tollgate_other")
+    assert said.endswith(f"tollgate_other at schema version {SCHEMA_VERSION}, its sums whole (backfilled to id 0)\n")
+    assert migrate_as_owner(database["admin"], table="tollgate_other").count("\n") == 1  # nothing to do: one line
+    assert run("tollgate_other", {}, out, err) == 2
