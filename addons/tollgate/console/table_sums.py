@@ -21,7 +21,18 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from tollgate.console.day_sums import DAY, HOUR, Person, Refusals, ServiceDay, Spend, Window, day_before, merge_service, order_of
+from tollgate.console.day_sums import (
+    DAY,
+    HOUR,
+    Person,
+    Refusals,
+    ServiceDay,
+    Spend,
+    Window,
+    day_before,
+    merge_service,
+    order_of,
+)
 from tollgate.console.index import NO_ORIGIN, Origin
 from tollgate.records.senders.record_sums import (
     ORIGIN,
@@ -201,7 +212,8 @@ class TableSums:
             whole = rows.get(key)
             if whole is None:
                 whole = rows[key] = ServiceDay(None)
-            merge_service(whole, ServiceDay(None, *map(int, figures), first_seen, last_seen))  # type: ignore[arg-type]
+            calls, connections, refused, sent, received = map(int, figures)
+            merge_service(whole, ServiceDay(None, calls, connections, refused, sent, received, first_seen, last_seen))
             if category is not None and (key not in categories or category_id < categories[key][0]):
                 categories[key] = (category_id, category)
                 whole.category = category
@@ -350,4 +362,3 @@ def _columns_unlike_lines(
         day=sql.Literal(day),
     )  # fmt: skip
     return [Difference(table, row=n, columns=tuple(differ)) for n, differ in conn.execute(query) if differ]
-

@@ -59,8 +59,19 @@ MISSING = object()
 def record(r: random.Random, n: int) -> dict[str, Any]:
     """A record of one of the shapes a line may have: the audit's own, and fields of other kinds."""
     fields: dict[str, Any] = {
-        "event": pick(r, "llm_call", "llm_call", "llm_call", "mcp_call", "connection", "connection", "proxy_start",
-                      "malformed", 5, MISSING),
+        "event": pick(
+            r,
+            "llm_call",
+            "llm_call",
+            "llm_call",
+            "mcp_call",
+            "connection",
+            "connection",
+            "proxy_start",
+            "malformed",
+            5,
+            MISSING,
+        ),
         # Each record its own second: the order of two records of one time is not compared.
         "ts": f"2026-11-{1 + n // 1000 % 5:02d}T{n // 40 % 24:02d}:{n % 40:02d}:{n // 5 % 60:02d}.{n % 1000:03d}Z",
         "client": pick(r, "team-a", "team-b", "team-c", "jwt:alice@example.com", None, 7, MISSING),
@@ -171,7 +182,7 @@ def test_every_view_answers_as_the_index_and_a_resent_batch_moves_nothing(conn: 
     assert_same(index, sums)
     before = snapshot(conn, table)
     send(conn, table, lines[200:500], batch=150)  # sent again: ON CONFLICT DO NOTHING
-    send(conn, table, lines[1400:] + [b'{"event": "proxy_start"}'], batch=500)  # some again, one new
+    send(conn, table, [*lines[1400:], b'{"event": "proxy_start"}'], batch=500)  # some again, one new
     assert snapshot(conn, table) == before
     assert recomputed_day(conn, "2026-11-02", table) == []
 

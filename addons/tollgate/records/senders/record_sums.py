@@ -33,12 +33,10 @@ BACKFILL_IDS = 50_000  # ids summed per transaction by `backfill`
 # The sum tables by name (`<table>_<name>`), each with its key columns and its figures: `sums_of`
 # reads them, `recomputed_day` compares them.
 ORIGIN = ("client", "groups", "account", "instance", "jwt")
+_PEOPLE = ("calls", "refused", "input_tokens", "output_tokens", "cost_usd", "unpriced", "connections")
+_SERVICES = ("category", "calls", "connections", "refused", "bytes_sent", "bytes_received")
 SUM_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "people": (
-        ("day", *ORIGIN, "key"),
-        ("calls", "refused", "input_tokens", "output_tokens", "cost_usd", "unpriced", "connections",
-         "first_seen", "last_seen"),
-    ),  # fmt: skip
+    "people": (("day", *ORIGIN, "key"), (*_PEOPLE, "first_seen", "last_seen")),
     "spend_day": (
         ("day", *ORIGIN, "key", "provider", "model"),
         ("calls", "input_tokens", "output_tokens", "cost_usd"),
@@ -46,20 +44,17 @@ SUM_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "spend_hour": (("hour", *ORIGIN, "provider", "model"), ("calls", "input_tokens", "output_tokens", "cost_usd")),
     "refusals": (("day", *ORIGIN, "kind"), ("count", "last_seen", "last_reason", "first_id")),
     "findings": (("day", *ORIGIN, "key", "kind", "place", "action"), ("count",)),
-    "services": (
-        ("day", *ORIGIN, "service"),
-        ("category", "calls", "connections", "refused", "bytes_sent", "bytes_received", "first_seen", "last_seen",
-         "first_id"),
-    ),  # fmt: skip
+    "services": (("day", *ORIGIN, "service"), (*_SERVICES, "first_seen", "last_seen", "first_id")),
 }
 
 # ---- what a line says, in SQL (the same for every records' table; made again by each migration)
 
 FUNCTIONS = (
     # The line as JSON; NULL when it is none (jsonb refuses, where orjson may not, a string holding
-    # \u0000: such a record is listed by the console and counted in no sum).
+    # \u0000: such a record is listed by the console and counted in no sum). Never in a parallel
+    # plan: its exception block is a subtransaction, which a parallel worker cannot start.
     """CREATE OR REPLACE FUNCTION tollgate_json(line text) RETURNS jsonb
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $f$
+    LANGUAGE plpgsql IMMUTABLE PARALLEL UNSAFE AS $f$
 BEGIN
     RETURN line::jsonb;
 EXCEPTION WHEN others THEN
@@ -88,7 +83,7 @@ $f$ SELECT CASE jsonb_typeof(v) WHEN 'string' THEN v #>> '{{}}' WHEN 'null' THEN
     unpriced boolean, shaped boolean, refusal text, reason text,
     service text, category text, bytes_sent numeric, bytes_received numeric,
     findings jsonb, answer_findings jsonb, request_action text, answer_action text
-) LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$
+) LANGUAGE sql IMMUTABLE PARALLEL UNSAFE AS $f$
 SELECT left(r.ts, 10), left(r.ts, 13), r.ts, r.event,
     r.client, r.groups, r.account, r.instance, r.jwt,
     CASE WHEN r.client IS NULL AND r.event IN ('llm_call', 'mcp_call') THEN tollgate_str(d->'upstream_key') END,
@@ -142,8 +137,9 @@ _C = 'COLLATE "C"'
 
 def add_statement(source: str, where: str = "") -> str:
     """One statement that adds the rows of `source` (a query or relation with `id`, `line`, `raw`)
-    (those of them `where` keeps) to every sum table: an upsert per table, its keys in order (two batches meet in the same
-    order: no deadlock). Its names ({people}, …) are filled in by `migrate`."""
+    (those of them `where` keeps) to every sum table: an upsert per table, its keys in order (two
+    batches meet in the same order: no deadlock). Its names ({people}, …) are filled in by
+    `migrate`."""
     calls = "f.event IN ('llm_call', 'mcp_call')"
     return f"""WITH f AS MATERIALIZED (
     SELECT s.id, x.* FROM {source} AS s CROSS JOIN LATERAL tollgate_facts(s.line, s.raw) AS x {where}
@@ -230,7 +226,7 @@ def day_rows(since: str, until: str) -> str:
     WHERE {counted("s")} AND (s.ts IS NULL OR (s.ts >= {since} AND s.ts < {until})))"""
 
 
-_UNKEYED = "COLLATE \"C\""
+_UNKEYED = 'COLLATE "C"'
 
 
 def _table(name: str) -> str:
@@ -250,6 +246,7 @@ def _table(name: str) -> str:
     )
 
 
+_KEPT = (*SUM_TABLES, "origins", "backfill")  # the tables the triggers write
 MIGRATION: tuple[str, ...] = (
     *FUNCTIONS,
     # No row arrives while the sums and their triggers are made: the last id before them is the
@@ -272,7 +269,7 @@ BEGIN
     FOR r IN SELECT c.oid::regclass AS t, CASE WHEN a.grantee = 0 THEN 'PUBLIC'
             ELSE a.grantee::regrole::text END AS who
         FROM pg_class AS c CROSS JOIN LATERAL aclexplode(c.relacl) AS a
-        WHERE c.oid = ANY(ARRAY[{", ".join(f"'{{{name}}}'" for name in (*SUM_TABLES, "origins", "backfill"))}]::regclass[])
+        WHERE c.oid = ANY(ARRAY[{", ".join(f"'{{{name}}}'" for name in _KEPT)}]::regclass[])
             AND a.grantee <> c.relowner AND a.privilege_type <> 'SELECT'
     LOOP
         EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON %s FROM %s', r.t, r.who);
@@ -341,7 +338,12 @@ END $f$""",
 
 # The event list's indexes: a time range with one of client (the table's own), instance, kind,
 # decision or model; built on a live table without stopping its inserts (`ensure_indexes`).
-INDEXES = {"instance_ts": "instance, ts", "event_ts": "event, ts", "decision_ts": "decision, ts", "model_ts": "model, ts"}
+INDEXES = {
+    "instance_ts": "instance, ts",
+    "event_ts": "event, ts",
+    "decision_ts": "decision, ts",
+    "model_ts": "model, ts",
+}
 
 
 def names(table: str) -> dict[str, sql.Identifier]:
@@ -362,14 +364,14 @@ def ensure_indexes(conn: psycopg.Connection, table: str, lock: int) -> list[str]
     wanted = {f"{table}_{suffix}": columns for suffix, columns in INDEXES.items()}
     valid = """SELECT c.relname, i.indisvalid FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid
         WHERE i.indrelid = to_regclass(%s) AND c.relname = ANY(%s)"""
-    found = dict(conn.execute(valid, (table, list(wanted))).fetchall())  # type: ignore[arg-type]
+    found: dict[str, bool] = dict(conn.execute(valid, (table, list(wanted))))
     if all(found.get(name) for name in wanted):
         return built
     taken = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock,)).fetchone()
     if not taken or not taken[0]:
         return built
     try:
-        found = dict(conn.execute(valid, (table, list(wanted))).fetchall())  # type: ignore[arg-type]
+        found = dict(conn.execute(valid, (table, list(wanted))))
         for name, columns in wanted.items():
             if found.get(name):
                 continue
@@ -377,7 +379,9 @@ def ensure_indexes(conn: psycopg.Connection, table: str, lock: int) -> list[str]
                 conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
             conn.execute(
                 sql.SQL("CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})").format(
-                    sql.Identifier(name), sql.Identifier(table), sql.SQL(columns)  # built here: no input
+                    sql.Identifier(name),
+                    sql.Identifier(table),
+                    sql.SQL(columns),  # built here: no input
                 )
             )
             built.append(name)
