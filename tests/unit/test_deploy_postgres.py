@@ -20,6 +20,8 @@ from tests.support.deploy import as_role, migrate_as_owner, run_roles
 from tests.support.postgres import PostgresServer
 from tests.unit.audit_lines import append_records, wait_until
 
+from tollgate.console.day_sums import Window
+from tollgate.console.table_sums import TableSums, recomputed_day
 from tollgate.records.senders.audit_postgres import SCHEMA_VERSION, AuditPostgres
 
 TABLE = "tollgate_records"
@@ -140,6 +142,13 @@ def test_the_sender_role_sends_and_the_console_role_reads_and_changes_nothing(
         assert console.execute("UPDATE tollgate_schema SET version = 99 WHERE name = %s", (TABLE,)).rowcount == 0
         assert console.execute("SELECT version FROM tollgate_schema").fetchall() == [(SCHEMA_VERSION,)]
     assert stored(database["sender"]) == recent
+    # The console's role reads the sums, and sums a day again (in a temporary table of its own).
+    with psycopg.connect(database["console"], autocommit=True) as console:
+        assert [row["calls"] for row in TableSums(console, TABLE).people(Window())] == [2]
+        assert recomputed_day(console, now[:10], TABLE) == []
+        for statement in (f"UPDATE {TABLE}_people SET calls = 0", f"DELETE FROM {TABLE}_people"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                console.execute(statement)
 
 
 @pytest.mark.slow
