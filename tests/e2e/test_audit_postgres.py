@@ -228,7 +228,7 @@ def test_a_schema_newer_than_known_stops_the_sender_with_one_line(start_gateway,
     assert len(said) == 2, said  # the sender's first line, and the one that says why it stops
     assert said[1].endswith(
         "stops: the table tollgate_records has schema version 99 (tollgate_schema), newer than this Tollgate knows"
-        " (1): its records stay in the audit file; upgrade Tollgate to send them"
+        " (2): its records stay in the audit file; upgrade Tollgate to send them"
     )
     assert stored(dsn) == []
 

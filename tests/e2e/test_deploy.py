@@ -24,7 +24,7 @@ import trustme
 import yaml
 from tests.support.canned import provider_answers
 from tests.support.clients import run_client
-from tests.support.deploy import ROOT, dockerfile, example_copy, find, kustomize, run_roles
+from tests.support.deploy import ROOT, dockerfile, example_copy, find, kustomize, migrate_as_owner, run_roles
 from tests.support.dockerignore import copy_context
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.postgres import PostgresServer
@@ -117,10 +117,11 @@ def records(example: list[dict[str, Any]]) -> dict[str, str]:
 @pytest.fixture
 def database(postgres: PostgresServer, records: dict[str, str]) -> str:
     """A database of the test's PostgreSQL in which deploy/postgres-roles.sql made the roles, the
-    sender's password the Secret's; its superuser's DSN."""
+    sender's password the Secret's, and the owner made the records' table; its superuser's DSN."""
     admin = postgres.database()
     done = run_roles(admin, records["TOLLGATE_SENDER_PASSWORD"], "console-password")
     assert (done.returncode, done.stderr) == (0, ""), done.stdout
+    migrate_as_owner(admin)
     return admin
 
 

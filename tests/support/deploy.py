@@ -131,17 +131,36 @@ def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     return found[0]
 
 
-def run_roles(dsn: str, sender_password: str, console_password: str) -> subprocess.CompletedProcess[str]:
+OWNER_PASSWORD = "owner-password"
+
+
+def run_roles(
+    dsn: str, sender_password: str, console_password: str, owner_password: str = OWNER_PASSWORD
+) -> subprocess.CompletedProcess[str]:
     """deploy/postgres-roles.sql run with psql on the database `dsn` names, as its comment says."""
     from .postgres import postgres_bin
 
     bin_dir = postgres_bin()
     assert bin_dir is not None
     return subprocess.run(
-        [str(bin_dir / "psql"), dsn, "-X", "-q", "-v", f"sender_password={sender_password}",
-         "-v", f"console_password={console_password}", "-f", str(ROLES_SQL)],
+        [str(bin_dir / "psql"), dsn, "-X", "-q", "-v", f"owner_password={owner_password}",
+         "-v", f"sender_password={sender_password}", "-v", f"console_password={console_password}",
+         "-f", str(ROLES_SQL)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
+
+
+def migrate_as_owner(dsn: str, owner_password: str = OWNER_PASSWORD, table: str = "tollgate_records") -> str:
+    """`tollgate audit migrate` run by the owner's role (deploy/postgres-roles.sql) on the database
+    `dsn` names: the records' table made or migrated, its sums backfilled; what it said."""
+    import io
+
+    from tollgate.records.senders.records_migration import run
+
+    out, err = io.StringIO(), io.StringIO()
+    environ = {"TOLLGATE_RECORDS_DSN": as_role(dsn, "tollgate_owner", owner_password)}
+    assert run(table, environ, out, err) == 0, err.getvalue()
+    return out.getvalue()
 
 
 def as_role(dsn: str, role: str, password: str) -> str:

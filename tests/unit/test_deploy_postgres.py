@@ -1,11 +1,14 @@
 """deploy/postgres-roles.sql run with psql against a real PostgreSQL (`tests/support/postgres.py`):
-the sender's role makes the table, sends records (COPY, a batch sent again through its temporary
-table, keep_days' DELETE) and migrates under its lock; the console's role reads them and can change
-none of them, nor the records' schema version; the console makes and writes its own access log
-and how far it checked the chain (`tollgate_verified`), which the sender cannot write."""
+the owner's role makes and migrates the table and its sums; the sender's role sends records (COPY,
+a batch sent again through its temporary table, keep_days' DELETE), and can update no row, write
+no sum, change no trigger; the console's role reads them and can change none of them, nor the
+records' schema version; the console makes and writes its own access log, the sessions every
+replica shares, and how far it checked the chain (`tollgate_verified`), which the sender cannot
+write."""
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +18,12 @@ import orjson
 import psycopg
 import psycopg.errors
 import pytest
-from tests.support.deploy import as_role, run_roles
+from tests.support.deploy import as_role, migrate_as_owner, run_roles
 from tests.support.postgres import PostgresServer
 from tests.unit.audit_lines import append_records, wait_until
 
+from tollgate.console.day_sums import Window
+from tollgate.console.table_sums import TableSums, recomputed_day
 from tollgate.records.senders.audit_postgres import SCHEMA_VERSION, AuditPostgres
 
 TABLE = "tollgate_records"
@@ -43,6 +48,7 @@ def database(request: pytest.FixtureRequest, postgres: PostgresServer) -> Iterat
     for _ in range(2):
         done = run_roles(admin, "sender-pw-1", "console-pw-1")
         assert (done.returncode, done.stderr) == (0, ""), done.stdout
+    migrate_as_owner(admin)
     yield {
         "admin": admin,
         "sender": as_role(admin, "tollgate_sender", "sender-pw-1"),
@@ -94,7 +100,28 @@ def test_the_sender_role_sends_and_the_console_role_reads_and_changes_nothing(
         owners = admin.execute(
             "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'tollgate' ORDER BY tablename"
         ).fetchall()
-    assert owners == [("tollgate_records", "tollgate_sender"), ("tollgate_schema", "tollgate_sender")]
+    assert {owner for _, owner in owners} == {"tollgate_owner"}
+    assert {"tollgate_records", "tollgate_schema", "tollgate_records_people"} <= {name for name, _ in owners}
+
+    with psycopg.connect(database["sender"], autocommit=True) as sender:
+        assert sender.execute(f"SELECT sum(calls) FROM {TABLE}_people").fetchone() == (2,)
+        refused = [
+            f"UPDATE {TABLE} SET client = 'mallory'",
+            f"ALTER TABLE {TABLE} DISABLE TRIGGER {TABLE}_sums_added",
+            f"DROP TRIGGER {TABLE}_sums_removed ON {TABLE}",
+            f"CREATE OR REPLACE FUNCTION {TABLE}_sums_added() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$",
+            f"TRUNCATE {TABLE}",
+            f"UPDATE {TABLE}_people SET calls = 0",
+            f"DELETE FROM {TABLE}_people",
+            f"INSERT INTO {TABLE}_spend_day (day, jwt, calls, input_tokens, output_tokens, cost_usd)"
+            " VALUES ('2026-11-01', false, 1, 1, 1, 1)",
+            f"UPDATE {TABLE}_backfill SET done = 0",
+            "UPDATE tollgate_schema SET version = 1",
+            "CREATE TABLE tollgate_other (x text)",
+        ]
+        for statement in refused:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                sender.execute(statement)
 
     with psycopg.connect(database["console"], autocommit=True) as console:
         assert [r[0] for r in console.execute(f"SELECT line FROM {TABLE} ORDER BY id")] == recent
@@ -117,6 +144,13 @@ def test_the_sender_role_sends_and_the_console_role_reads_and_changes_nothing(
         assert console.execute("UPDATE tollgate_schema SET version = 99 WHERE name = %s", (TABLE,)).rowcount == 0
         assert console.execute("SELECT version FROM tollgate_schema").fetchall() == [(SCHEMA_VERSION,)]
     assert stored(database["sender"]) == recent
+    # The console's role reads the sums, and sums a day again (in a temporary table of its own).
+    with psycopg.connect(database["console"], autocommit=True) as console:
+        assert [row["calls"] for row in TableSums(console, TABLE).people(Window())] == [2]
+        assert recomputed_day(console, now[:10], TABLE) == []
+        for statement in (f"UPDATE {TABLE}_people SET calls = 0", f"DELETE FROM {TABLE}_people"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                console.execute(statement)
 
 
 @pytest.mark.slow
@@ -189,3 +223,17 @@ def test_the_console_role_keeps_how_far_it_checked_the_chain(database: dict[str,
         pytest.raises(psycopg.errors.InsufficientPrivilege),
     ):
         sender.execute("UPDATE tollgate_verified SET checked_id = 99")
+
+
+@pytest.mark.slow
+def test_only_the_owner_migrates(database: dict[str, str]) -> None:
+    from tollgate.records.senders.records_migration import run
+
+    out, err = io.StringIO(), io.StringIO()
+    assert run("tollgate_other", {"TOLLGATE_RECORDS_DSN": database["sender"]}, out, err) == 1
+    assert err.getvalue().startswith("error: the role of TOLLGATE_RECORDS_DSN may not migrate tollgate_other: ")
+    assert err.getvalue().count("\n") == 1 and "sender-pw" not in err.getvalue()
+    said = migrate_as_owner(database["admin"], table="tollgate_other")
+    assert said.endswith(f"tollgate_other at schema version {SCHEMA_VERSION}, its sums whole (backfilled to id 0)\n")
+    assert migrate_as_owner(database["admin"], table="tollgate_other").count("\n") == 1  # nothing to do: one line
+    assert run("tollgate_other", {}, out, err) == 2

@@ -222,6 +222,13 @@ def main(argv: list[str] | None = None) -> int:
         help="a record is anchored in time by a token that covers it whose gen_time is within this many seconds of"
         " its end (default 3600; an honest file passes when it exceeds every_s + checkpoint_s plus a minute)",
     )
+    migrate = audit_commands.add_parser(
+        "migrate",
+        help="make or migrate the records' table in PostgreSQL and backfill its sums, as the role that owns it",
+        description="The DSN is the environment's TOLLGATE_RECORDS_DSN (the owner's, deploy/postgres-roles.sql);"
+        " run at each upgrade before the instances; stopped, it goes on where it stopped (docs/fleet.md).",
+    )
+    migrate.add_argument("--table", default="tollgate_records", help="the table (audit.postgres.table)")
     console = commands.add_parser(
         "console", help="a read-only web console over the audit: live activity, people, spend, refusals, …",
         description="Serves the console over the audit files (default: the configuration's audit.path and its"
@@ -281,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         from tollgate.cli.scan import scan_body
 
         return scan_body(args.body, args.config)
+    if args.command == "audit" and args.audit_command == "migrate":
+        from tollgate.records.senders.records_migration import run as migrate_records
+
+        return migrate_records(args.table)
     if args.command == "audit":
         if args.postgres is not None or args.dsn is not None or args.config is not None:
             from tollgate.cli.audit_table import REFUSED, looks_like_dsn

@@ -216,6 +216,12 @@ def finding_action(record: Mapping[str, Any], where: str) -> str:
     return "redacted" if type(replaced) is int and replaced > 0 else "recorded"
 
 
+def order_of(name: str | None) -> tuple[str, bool]:
+    """Where a name (a client, a key) is in a view's rows: by its text, none before an empty one
+    (the two are apart, and their order is the same whatever reads the records)."""
+    return (name or "", name is not None)
+
+
 def seen(person: Person, ts: str) -> None:
     if ts < person.first_seen:  # noqa: PLR1730 (min() is slower on the path every record takes)
         person.first_seen = ts

@@ -35,6 +35,7 @@ from tollgate.console.day_sums import (
     Window,
     finding_action,
     merge_service,
+    order_of,
     seen,
 )
 from tollgate.records.audit.audit_record import WORKER_LOST
@@ -450,7 +451,7 @@ class Index:
                     whole = people[who] = Person()
                 whole.merge(person)
         rows = []
-        order = sorted(people.items(), key=lambda kv: (kv[0][0] is None, kv[0][0] or "", kv[0][1] or ""))
+        order = sorted(people.items(), key=lambda kv: (kv[0][0] is None, kv[0][0] or "", order_of(kv[0][1])))
         for (client, key), p in order:
             rows.append({
                 "client": client, "key": key, "calls": p.calls, "refused": p.refused,
@@ -467,7 +468,7 @@ class Index:
         return [
             {"bucket": _bucket_time(b), "key": k, "calls": s.calls, "input_tokens": s.input_tokens,
              "output_tokens": s.output_tokens, "cost_usd": round(s.cost_usd, 9)}
-            for (b, k), s in sorted(sums.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+            for (b, k), s in sorted(sums.items(), key=lambda kv: (kv[0][0], order_of(kv[0][1])))
         ]  # fmt: skip
 
     def _spend_by_day(
@@ -550,7 +551,7 @@ class Index:
                     whole.last_reason, whole.last_seen = r.last_reason, r.last_seen
         return [
             {"kind": kind, "client": client, "count": r.count, "last_reason": r.last_reason, "last_seen": r.last_seen}
-            for (kind, client), r in sorted(sums.items(), key=lambda kv: (-kv[1].count, kv[0][0], kv[0][1] or ""))
+            for (kind, client), r in sorted(sums.items(), key=lambda kv: (-kv[1].count, kv[0][0], order_of(kv[0][1])))
         ]
 
     def findings(self, window: Window, chosen: frozenset[int] | None = None) -> list[dict[str, Any]]:
@@ -562,7 +563,7 @@ class Index:
                     continue
                 key = (kind, client_of(origin), where, action)
                 sums[key] = sums.get(key, 0) + n
-        order = sorted(sums.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1] or "", kv[0][2], kv[0][3]))
+        order = sorted(sums.items(), key=lambda kv: (-kv[1], kv[0][0], order_of(kv[0][1]), kv[0][2], kv[0][3]))
         return [
             {"kind": kind, "client": client, "where": where, "action": action, "count": n}
             for (kind, client, where, action), n in order

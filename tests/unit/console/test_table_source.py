@@ -295,17 +295,18 @@ def test_ids_committed_out_of_order_are_all_read(dsn: str) -> None:
     with psycopg.connect(dsn) as slow, psycopg.connect(dsn, autocommit=True) as quick:
         prepare(quick)
         slow.execute("CREATE TEMPORARY TABLE tollgate_incoming (n serial) ON COMMIT DELETE ROWS")
+        # Two instances' batches (one sender per instance: the sums they add to are apart).
         with slow.cursor().copy(f"COPY {TABLE} (chain, instance, line) FROM STDIN") as copy:  # ids 3-4, not committed
-            for line in lines[2:4]:
-                copy.write_row((row_of(line)[0], "east", line.decode()))
-        store(quick, TABLE, [row_of(line) for line in lines[4:6]])  # ids 5-6, committed first
+            for line in (lines[3], lines[5]):
+                copy.write_row((row_of(line)[0], "west", line.decode()))
+        store(quick, TABLE, [row_of(line) for line in (lines[2], lines[4])])  # ids 5-6, committed first
         table.catch_up()
         assert list(table.index.offsets) == [1, 2, 5, 6]
         slow.commit()
     table.catch_up()
     assert list(table.index.offsets) == [1, 2, 5, 6, 3, 4]
     assert table.gaps == []
-    assert table.record(4) == orjson.loads(lines[2])
+    assert table.record(4) == orjson.loads(lines[3])
 
 
 def test_a_record_is_served_again_from_its_row(dsn: str) -> None:
@@ -390,7 +391,7 @@ def test_a_schema_newer_than_known_is_said_in_one_line(dsn: str) -> None:
     with pytest.raises(UnreadableTable) as raised:
         Table(dsn, TABLE).open()
     assert str(raised.value) == (
-        f"the table {TABLE} has schema version 99 (tollgate_schema), newer than this Tollgate knows (1):"
+        f"the table {TABLE} has schema version 99 (tollgate_schema), newer than this Tollgate knows (2):"
         " upgrade Tollgate to read it"
     )
 
@@ -465,10 +466,10 @@ def test_the_console_stops_on_a_schema_newer_than_known(
 ) -> None:
     send(dsn, fleet()[:1])
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("UPDATE tollgate_schema SET version = 2")
+        conn.execute("UPDATE tollgate_schema SET version = 3")
     assert run([], None, config_file(tmp_path, {"dsn": dsn})) == 1
     assert capsys.readouterr().err == (
-        f"error: the table {TABLE} has schema version 2 (tollgate_schema), newer than this Tollgate knows (1):"
+        f"error: the table {TABLE} has schema version 3 (tollgate_schema), newer than this Tollgate knows (2):"
         " upgrade Tollgate to read it\n"
     )
 

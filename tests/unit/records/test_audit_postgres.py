@@ -249,8 +249,8 @@ def test_the_table_and_its_indexes_are_made_once(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         assert schema_version(conn, TABLE) == 0
         assert ensure_schema(conn, TABLE) == 0
-        assert schema_version(conn, TABLE) == SCHEMA_VERSION == 1
-        assert ensure_schema(conn, TABLE) == 1  # there already: nothing done
+        assert schema_version(conn, TABLE) == SCHEMA_VERSION == 2
+        assert ensure_schema(conn, TABLE) == 2  # there already: nothing done
         columns = [r[0] for r in conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position", (TABLE,)
         )]  # fmt: skip
@@ -259,6 +259,8 @@ def test_the_table_and_its_indexes_are_made_once(dsn: str) -> None:
     assert any("(ts)" in d for d in found)
     assert any("(instance, seq)" in d for d in found)
     assert any("(client, ts)" in d for d in found)
+    for columns in ("instance, ts", "event, ts", "decision, ts", "model, ts"):  # the event list's, made concurrently
+        assert any(f"({columns})" in d for d in found)
     assert any("UNIQUE" in d and "(chain)" in d for d in found)
 
 
@@ -277,18 +279,18 @@ def test_a_fleet_starting_together_makes_it_once(dsn: str) -> None:
         t.start()
     for t in threads:
         t.join(30)
-    assert sorted(results) == [0, 1, 1, 1]  # type: ignore[type-var]
+    assert sorted(results) == [0, 2, 2, 2]  # type: ignore[type-var]
 
 
 def test_a_known_older_schema_is_migrated(dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         ensure_schema(conn, TABLE)
         conn.execute(f"INSERT INTO {TABLE} (chain, line) VALUES ('c1', '{{}}')")
-        later = {**audit_postgres.MIGRATIONS, 2: ("ALTER TABLE {table} ADD COLUMN later text",)}
+        later = {**audit_postgres.MIGRATIONS, 3: ("ALTER TABLE {table} ADD COLUMN later text",)}
         monkeypatch.setattr(audit_postgres, "MIGRATIONS", later)
-        monkeypatch.setattr(audit_postgres, "SCHEMA_VERSION", 2)
-        assert ensure_schema(conn, TABLE) == 1
-        assert schema_version(conn, TABLE) == 2
+        monkeypatch.setattr(audit_postgres, "SCHEMA_VERSION", 3)
+        assert ensure_schema(conn, TABLE) == 2
+        assert schema_version(conn, TABLE) == 3
         assert conn.execute(f"SELECT chain, later FROM {TABLE}").fetchall() == [("c1", None)]
 
 
@@ -300,7 +302,7 @@ def test_a_newer_schema_is_left_alone(dsn: str) -> None:
             ensure_schema(conn, TABLE)
         assert schema_version(conn, TABLE) == 99
     assert str(info.value) == (
-        "the table tollgate_records has schema version 99 (tollgate_schema), newer than this Tollgate knows (1):"
+        "the table tollgate_records has schema version 99 (tollgate_schema), newer than this Tollgate knows (2):"
         " its records stay in the audit file; upgrade Tollgate to send them"
     )
 
@@ -405,7 +407,7 @@ def test_a_schema_newer_than_known_stops_the_sender_with_one_line(
 ) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         ensure_schema(conn, TABLE)
-        conn.execute("UPDATE tollgate_schema SET version = 2 WHERE name = %s", (TABLE,))
+        conn.execute("UPDATE tollgate_schema SET version = 3 WHERE name = %s", (TABLE,))
     audit = tmp_path / "audit.jsonl"
     audit.write_text("")
     write_records(audit, 0, 3)
@@ -415,8 +417,8 @@ def test_a_schema_newer_than_known_stops_the_sender_with_one_line(
     said = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.getMessage() for r in said] == [
         "Tollgate: the audit's sending to PostgreSQL ("
-        f"{sender.where}, table tollgate_records) stops: the table tollgate_records has schema version 2"
-        " (tollgate_schema), newer than this Tollgate knows (1): its records stay in the audit file; upgrade"
+        f"{sender.where}, table tollgate_records) stops: the table tollgate_records has schema version 3"
+        " (tollgate_schema), newer than this Tollgate knows (2): its records stay in the audit file; upgrade"
         " Tollgate to send them"
     ]
     assert stored_lines(dsn) == []

@@ -35,6 +35,9 @@ from tollgate.records.senders.file_sender import (
     Pacing,
 )
 from tollgate.records.senders.otlp_logs import parse, record_id, time_of
+from tollgate.records.senders.record_sums import MIGRATION as SUMS_MIGRATION
+from tollgate.records.senders.record_sums import ensure_indexes
+from tollgate.records.senders.record_sums import names as sums_names
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ PURGE_SECONDS = 3600.0  # between two removals of the rows older than keep_days
 SCHEMA_TABLE = "tollgate_schema"
 # pg_advisory_xact_lock's key while a schema is made or migrated: b"tollgate" as a number.
 SCHEMA_LOCK = int.from_bytes(b"tollgate", "big") & 0x7FFF_FFFF_FFFF_FFFF
+INDEX_LOCK = SCHEMA_LOCK - 1  # held by the one instance that builds the event list's indexes
 NUL, REPLACEMENT = "\x00", "\ufffd"
 _INT8 = 1 << 63
 _INT4 = 1 << 31
@@ -200,6 +204,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX IF NOT EXISTS {instance_index} ON {table} (instance, seq)",
         "CREATE INDEX IF NOT EXISTS {client_index} ON {table} (client, ts)",
     ),
+    # The views' sums kept by the database, and their backfill (`record_sums.py`); the event
+    # list's indexes are built after, concurrently (`ensure_schema`).
+    2: SUMS_MIGRATION,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -210,6 +217,7 @@ def _names(table: str) -> dict[str, sql.Identifier]:
         "ts_index": sql.Identifier(f"{table}_ts"),
         "instance_index": sql.Identifier(f"{table}_instance_seq"),
         "client_index": sql.Identifier(f"{table}_client_ts"),
+        **sums_names(table),
     }
 
 
@@ -225,9 +233,12 @@ def schema_version(conn: psycopg.Connection, table: str) -> int:
 
 
 def ensure_schema(conn: psycopg.Connection, table: str) -> int:
-    """The records' table and its indexes made, or migrated to `SCHEMA_VERSION` (`migrate`); the
-    version it was at."""
-    return migrate(conn, table, MIGRATIONS, _names(table))
+    """The records' table and its indexes made, or migrated to `SCHEMA_VERSION` (`migrate`), the
+    event list's indexes built where missing (`record_sums.ensure_indexes`, outside the migration's
+    transaction); the version it was at."""
+    found = migrate(conn, table, MIGRATIONS, _names(table))
+    ensure_indexes(conn, table, INDEX_LOCK)  # one look at the catalog when they are there
+    return found
 
 
 def migrate(
