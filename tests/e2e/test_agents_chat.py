@@ -10,16 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.support.agents import (
-    INBOX,
-    OWN,
-    PLANTED,
-    REFUSED,
-    agents_gateway,
-    allowed,
-    assert_no_argument_value,
-    refused_record,
-)
+from tests.support import agents
+from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
 from tests.support.answers import AWS
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
@@ -82,7 +74,7 @@ def upstream(received: Received) -> Reply:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway):
-    return agents_gateway(
+    return agents.gateway(
         start_gateway,
         upstream,
         ("openai",),
@@ -130,9 +122,9 @@ def test_a_call_whose_argument_comes_from_a_tool_result_is_refused_with_its_reas
     }
     sent = gw.fakes["openai"].received[before:]
     assert len(sent) == 1 and sent[0].json()["messages"] == messages("Pay the rent as my landlord asks.", INBOX)
-    record = refused_record(gw)
+    record = agents.refused_record(gw)
     assert record["tool_findings"] == {} and record["output_tokens"] == 12
-    assert_no_argument_value(gw, PLANTED)
+    agents.assert_no_argument_value(gw, PLANTED)
 
 
 def test_a_call_the_user_gave_the_arguments_of_passes_as_it_came(gw):
@@ -145,8 +137,8 @@ def test_a_call_the_user_gave_the_arguments_of_passes_as_it_came(gw):
         "usage": {"prompt_tokens": 40, "completion_tokens": 12},
     }
     record = gw.last_audit()
-    assert record["tool_calls"] == [allowed()]
-    assert_no_argument_value(gw, OWN)
+    assert record["tool_calls"] == [agents.allowed()]
+    agents.assert_no_argument_value(gw, OWN)
 
 
 def test_after_an_injection_in_a_tool_result_an_acting_call_is_refused_the_others_kept(gw):
@@ -173,7 +165,7 @@ def test_after_an_injection_in_a_tool_result_an_acting_call_is_refused_the_other
             "tainted": [],
         }
     ]
-    assert_no_argument_value(gw, PLANTED, OWN, "Ignore previous")
+    agents.assert_no_argument_value(gw, PLANTED, OWN, "Ignore previous")
 
 
 STREAM = """
@@ -257,7 +249,7 @@ def test_a_streamed_call_whose_argument_comes_from_a_tool_result_is_refused_the_
         ("send_money", "deny"),
         ("read_inbox", "allow"),
     ]
-    assert_no_argument_value(gw, PLANTED)
+    agents.assert_no_argument_value(gw, PLANTED)
 
 
 def test_a_streamed_answer_whose_every_call_is_refused_ends_as_text(gw):

@@ -9,18 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.support.agents import (
-    INBOX,
-    OWN,
-    PLANTED,
-    REFUSED,
-    agents_gateway,
-    allowed,
-    assert_no_argument_value,
-    bedrock_agent,
-    refused_record,
-    unsigned,
-)
+from tests.support import agents
+from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
 from tests.support.eventstream import invoke_chunk
 from tests.support.fake_upstream import Received, Reply
 
@@ -63,7 +53,7 @@ def events(recipient: str) -> list[dict]:
 
 
 def upstream(received: Received) -> Reply:
-    if (refused := unsigned(received, REAL)) is not None:
+    if (refused := agents.unsigned(received, REAL)) is not None:
         return refused
     if received.path.endswith("/invoke-with-response-stream"):
         return Reply(200, chunks=[invoke_chunk(e) for e in events(recipient_of(received.path))], headers=EVENTSTREAM)
@@ -74,7 +64,7 @@ def upstream(received: Received) -> Reply:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway):
-    return agents_gateway(start_gateway, upstream, ("bedrock",), lambda urls: bedrock_agent(urls, REAL, VIRTUAL))
+    return agents.gateway(start_gateway, upstream, ("bedrock",), lambda urls: agents.bedrock(urls, REAL, VIRTUAL))
 
 
 CLIENT = f"""
@@ -110,13 +100,13 @@ def test_a_tool_use_whose_input_comes_from_a_tool_result_is_refused_and_the_turn
     got = gw.run(CLIENT + WHOLE.format(model=TAINT))["answer"]
     assert got["content"] == [{"type": "text", "text": "Paying."}, {"type": "text", "text": REFUSED}]
     assert (got["stop_reason"], got["usage"]) == ("end_turn", {"input_tokens": 40, "output_tokens": 12})
-    refused_record(gw)
-    assert_no_argument_value(gw, PLANTED)
+    agents.refused_record(gw)
+    agents.assert_no_argument_value(gw, PLANTED)
 
 
 def test_a_tool_use_the_user_gave_the_input_of_passes_as_it_came(gw):
     assert gw.run(CLIENT + WHOLE.format(model=CLEAN))["answer"] == answer(OWN)
-    assert gw.last_audit()["tool_calls"] == [allowed()]
+    assert gw.last_audit()["tool_calls"] == [agents.allowed()]
 
 
 def test_a_streamed_tool_use_whose_input_comes_from_a_tool_result_becomes_text(gw):
@@ -132,9 +122,9 @@ def test_a_streamed_tool_use_whose_input_comes_from_a_tool_result_becomes_text(g
     record = gw.last_audit()
     assert [c["decision"] for c in record["tool_calls"]] == ["deny"]
     assert (record["input_tokens"], record["output_tokens"]) == (40, 12)
-    assert_no_argument_value(gw, PLANTED)
+    agents.assert_no_argument_value(gw, PLANTED)
 
 
 def test_a_streamed_tool_use_the_user_gave_the_input_of_passes_as_it_came(gw):
     assert gw.run(CLIENT + STREAMED.format(model=CLEAN))["events"] == events(OWN)
-    assert gw.last_audit()["tool_calls"] == [allowed()]
+    assert gw.last_audit()["tool_calls"] == [agents.allowed()]

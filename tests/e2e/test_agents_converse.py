@@ -10,18 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.support.agents import (
-    INBOX,
-    OWN,
-    PLANTED,
-    REFUSED,
-    agents_gateway,
-    allowed,
-    assert_no_argument_value,
-    bedrock_agent,
-    refused_record,
-    unsigned,
-)
+from tests.support import agents
+from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
 from tests.support.answers import AWS
 from tests.support.eventstream import event
 from tests.support.fake_upstream import Received, Reply
@@ -76,7 +66,7 @@ def converse_stream(model: str) -> list[bytes]:
 
 
 def upstream(received: Received) -> Reply:
-    if (refused := unsigned(received, REAL)) is not None:
+    if (refused := agents.unsigned(received, REAL)) is not None:
         return refused
     model = received.path.split("/model/")[1].rpartition("/")[0].replace("%3A", ":")
     if received.path.endswith("/converse-stream"):
@@ -88,8 +78,8 @@ def upstream(received: Received) -> Reply:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway):
-    return agents_gateway(
-        start_gateway, upstream, ("bedrock",), lambda urls: bedrock_agent(urls, REAL, VIRTUAL), guarded="*guarded*"
+    return agents.gateway(
+        start_gateway, upstream, ("bedrock",), lambda urls: agents.bedrock(urls, REAL, VIRTUAL), guarded="*guarded*"
     )
 
 
@@ -146,8 +136,8 @@ def ask(gw, model: str, stream: bool) -> dict:
 def test_a_tainted_call_is_refused_in_its_place_and_the_turn_ends(gw, stream):
     result = ask(gw, "amazon.nova-taint-v1:0", stream)
     assert result == {"texts": ["Paying.", REFUSED], "calls": [], "stop": "end_turn", "total": 52}
-    assert refused_record(gw)["total_tokens"] == 52
-    assert_no_argument_value(gw)
+    assert agents.refused_record(gw)["total_tokens"] == 52
+    agents.assert_no_argument_value(gw)
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -163,7 +153,7 @@ def test_a_refused_call_beside_a_kept_one_leaves_the_turn_to_the_tools(gw, strea
         ("send_money", "deny"),
         ("read_inbox", "allow"),
     ]
-    assert_no_argument_value(gw)
+    agents.assert_no_argument_value(gw)
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -175,7 +165,7 @@ def test_an_untainted_call_passes_as_it_came(gw, stream):
         "stop": "tool_use",
         "total": 52,
     }
-    assert gw.last_audit()["tool_calls"] == [allowed()]
+    assert gw.last_audit()["tool_calls"] == [agents.allowed()]
 
 
 @pytest.mark.parametrize("stream", [False, True])

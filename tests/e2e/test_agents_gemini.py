@@ -11,16 +11,8 @@ import json
 import pytest
 from tests.e2e.test_code_assist import TOKEN, URL, TokenInfo, envelope
 from tests.e2e.test_code_assist import config as code_assist_config
-from tests.support.agents import (
-    INBOX,
-    OWN,
-    PLANTED,
-    REFUSED,
-    agents_gateway,
-    allowed,
-    assert_no_argument_value,
-    refused_record,
-)
+from tests.support import agents
+from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
 from tests.support.answers import AWS
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
@@ -117,7 +109,7 @@ def upstream(received: Received) -> Reply:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway):
-    return agents_gateway(
+    return agents.gateway(
         start_gateway,
         upstream,
         ("gemini", "vertex", "anthropic"),
@@ -195,8 +187,8 @@ def test_a_call_whose_argument_comes_from_a_tool_result_is_refused_with_its_reas
     assert result == {"text": REFUSED, "calls": [], "finish": "FinishReason.STOP", "total": 52}
     sent = gw.fakes["gemini"].received[before:]
     assert len(sent) == 1 and sent[0].json()["contents"][2]["parts"][0]["functionResponse"]["name"] == "read_inbox"
-    assert refused_record(gw)["total_tokens"] == 52
-    assert_no_argument_value(gw)
+    assert agents.refused_record(gw)["total_tokens"] == 52
+    agents.assert_no_argument_value(gw)
 
 
 def test_a_call_the_user_gave_the_arguments_of_passes_as_it_came(gw):
@@ -207,8 +199,8 @@ def test_a_call_the_user_gave_the_arguments_of_passes_as_it_came(gw):
         "finish": "FinishReason.STOP",
         "total": 52,
     }
-    assert gw.last_audit()["tool_calls"] == [allowed()]
-    assert_no_argument_value(gw)
+    assert gw.last_audit()["tool_calls"] == [agents.allowed()]
+    agents.assert_no_argument_value(gw)
 
 
 @pytest.mark.parametrize("vertex", [False, True])
@@ -225,7 +217,7 @@ def test_a_streamed_tainted_call_is_refused_in_its_place_the_other_kept(gw, vert
         ("send_money", "deny", ["recipient"]),
         ("read_inbox", "allow", []),
     ]
-    assert_no_argument_value(gw)
+    agents.assert_no_argument_value(gw)
 
 
 def test_a_streamed_untainted_call_passes_as_it_came(gw):
@@ -260,7 +252,7 @@ def test_a_call_translated_from_claude_is_decided_as_the_client_gets_it(gw, stre
     record = gw.last_audit()
     assert record["provider"] == "anthropic"
     assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [("send_money", "deny")]
-    assert_no_argument_value(gw)
+    agents.assert_no_argument_value(gw)
 
 
 # The JSON array (no alt=sse), as a raw client reads it: the SDK always asks for server-sent events.
@@ -297,7 +289,7 @@ def test_a_json_array_stream_is_decided_item_by_item(gw):
     ]
     clean = raw(gw, "gemini-clean", f"Pay the rent to {OWN}.")
     assert clean["body"].encode() == b"".join(array(streamed_items("gemini-clean")))  # byte for byte
-    assert_no_argument_value(gw)
+    agents.assert_no_argument_value(gw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,4 +358,4 @@ def test_code_assists_calls_are_decided_inside_its_envelope(code_assist_gw, meth
         ("send_money", "deny"),
         ("read_inbox", "allow"),
     ]
-    assert_no_argument_value(code_assist_gw)
+    agents.assert_no_argument_value(code_assist_gw)

@@ -11,16 +11,8 @@ import json
 from urllib.parse import unquote
 
 import pytest
-from tests.support.agents import (
-    INBOX,
-    OWN,
-    PLANTED,
-    REFUSED,
-    agents_gateway,
-    allowed,
-    assert_no_argument_value,
-    refused_record,
-)
+from tests.support import agents
+from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
 from tests.support.answers import AWS
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
@@ -121,7 +113,7 @@ def upstream(received: Received) -> Reply:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway):
-    return agents_gateway(
+    return agents.gateway(
         start_gateway,
         upstream,
         ("anthropic", "vertex", "copilot"),
@@ -189,8 +181,8 @@ def ask(gw, code: str, where: str, model: str, user: str = "Pay the rent as my l
 
 
 def denied_record(gw) -> None:
-    assert refused_record(gw)["output_tokens"] == 12
-    assert_no_argument_value(gw, PLANTED)
+    assert agents.refused_record(gw)["output_tokens"] == 12
+    agents.assert_no_argument_value(gw, PLANTED)
 
 
 @pytest.mark.parametrize("where", ["anthropic", "vertex", "copilot"])
@@ -205,8 +197,8 @@ def test_a_call_the_user_gave_the_input_of_passes_byte_for_byte(gw):
     result = ask(gw, WHOLE, "anthropic", "clean", f"Pay the rent to {OWN}.")
     assert result["raw"].encode() == body("claude-clean")
     record = gw.last_audit()
-    assert record["tool_calls"] == [allowed()]
-    assert_no_argument_value(gw, OWN)
+    assert record["tool_calls"] == [agents.allowed()]
+    agents.assert_no_argument_value(gw, OWN)
 
 
 def test_a_refused_call_beside_a_kept_one_leaves_it_and_the_stop_reason(gw):
@@ -255,7 +247,7 @@ def test_a_streamed_untainted_call_passes_byte_for_byte(gw):
     assert result["raw"].encode() == b"".join(events("claude-clean"))
     sent = gw.fakes["anthropic"].received[before:]
     assert len(sent) == 1 and sent[0].headers.get("accept-encoding") == "identity"
-    assert gw.last_audit()["tool_calls"] == [allowed()]
+    assert gw.last_audit()["tool_calls"] == [agents.allowed()]
 
 
 @pytest.mark.parametrize("code", [WHOLE, STREAM])
@@ -302,7 +294,7 @@ def chat_upstream(received: Received) -> Reply:
 
 @pytest.fixture(scope="module")
 def routed(start_gateway):
-    return agents_gateway(
+    return agents.gateway(
         start_gateway,
         chat_upstream,
         ("openai", "anthropic"),

@@ -11,17 +11,8 @@ import itertools
 import json
 
 import pytest
-from tests.support.agents import (
-    INBOX,
-    OWN,
-    PLANTED,
-    REASON,
-    REFUSED,
-    agents_gateway,
-    allowed,
-    assert_no_argument_value,
-    refused_record,
-)
+from tests.support import agents
+from tests.support.agents import INBOX, OWN, PLANTED, REASON, REFUSED
 from tests.support.answers import AWS
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Received, Reply
@@ -117,7 +108,7 @@ def upstream(received: Received) -> Reply:
 
 @pytest.fixture(scope="module")
 def gw(start_gateway):
-    return agents_gateway(
+    return agents.gateway(
         start_gateway,
         upstream,
         ("openai",),
@@ -159,15 +150,15 @@ def test_a_call_whose_argument_comes_from_a_tool_result_is_replaced_by_its_refus
     assert result["usage"] == {"input_tokens": 40, "output_tokens": 12}
     sent = gw.fakes["openai"].received[before:]
     assert len(sent) == 1 and sent[0].json()["input"] == conversation("Pay the rent as my landlord asks.", INBOX)
-    assert refused_record(gw, allowed("read_inbox"))["output_tokens"] == 12
-    assert_no_argument_value(gw, PLANTED)
+    assert agents.refused_record(gw, agents.allowed("read_inbox"))["output_tokens"] == 12
+    agents.assert_no_argument_value(gw, PLANTED)
 
 
 def test_a_call_the_user_gave_the_arguments_of_passes_as_it_came(gw):
     result = ask(gw, "gpt-clean", conversation(f"Pay the rent to {OWN}.", INBOX))
     assert result["output"] == ANSWERS["gpt-clean"] and result["text"] == ""
-    assert gw.last_audit()["tool_calls"] == [allowed()]
-    assert_no_argument_value(gw, OWN)
+    assert gw.last_audit()["tool_calls"] == [agents.allowed()]
+    agents.assert_no_argument_value(gw, OWN)
 
 
 def test_a_later_turn_by_previous_response_id_is_judged_on_what_tollgate_saw(gw):
@@ -193,7 +184,7 @@ def test_a_later_turn_by_previous_response_id_is_judged_on_what_tollgate_saw(gw)
     # A response Tollgate never saw: its turns unseen, nothing of them clears or taints.
     unknown = ask(gw, "gpt-taint", go, previous_response_id="resp_elsewhere")
     assert unknown["output"] == ANSWERS["gpt-taint"]
-    assert_no_argument_value(gw, PLANTED, OWN)
+    agents.assert_no_argument_value(gw, PLANTED, OWN)
     # The conversations kept, measured.
     kept = {
         line.split()[0]: float(line.split()[1])
@@ -252,7 +243,7 @@ def test_a_streamed_call_whose_argument_comes_from_a_tool_result_becomes_a_messa
         ("read_inbox", "allow"),
     ]
     assert record["output_tokens"] == 12
-    assert_no_argument_value(gw, PLANTED)
+    agents.assert_no_argument_value(gw, PLANTED)
 
 
 def test_a_streamed_untainted_call_passes_as_it_came(gw):

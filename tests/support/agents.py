@@ -43,7 +43,7 @@ def assert_no_argument_value(gw: Any, *values: str) -> None:
         assert value not in text
 
 
-def agents_gateway(
+def gateway(
     start_gateway: Callable[..., Any],
     upstream: Callable[[Received], Reply],
     providers: tuple[str, ...],
@@ -63,7 +63,7 @@ def agents_gateway(
     return answered_by(start_gateway(settings, providers=providers), upstream)
 
 
-def bedrock_agent(urls: dict[str, str], real: tuple[str, str], virtual: tuple[str, str]) -> dict[str, Any]:
+def bedrock(urls: dict[str, str], real: tuple[str, str], virtual: tuple[str, str]) -> dict[str, Any]:
     """The settings of a Bedrock agent: the real AWS keys Tollgate signs with, the agent's virtual ones."""
     return {
         "providers": {
