@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import ssl
 import statistics
 import sys
 import tempfile
@@ -46,7 +45,6 @@ BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
-import trustme  # noqa: E402
 import yaml  # noqa: E402
 
 from overhead import (  # noqa: E402
@@ -57,10 +55,11 @@ from overhead import (  # noqa: E402
     ChatFake,
     Conn,
     Target,
+    Trust,
     bare_args,
     tollgate_config,
 )
-from stream import API_HOST, Proxy, cpu_ns, ensure_bundle, loadavg, percentile  # noqa: E402
+from stream import API_HOST, Proxy, cpu_ns, loadavg, percentile  # noqa: E402
 
 TARGET_AGENTS_RATIO = 1.10  # (agents - direct) / (tollgate - direct), p50, median of the rounds
 
@@ -227,19 +226,10 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="tollgate-agents-bench-"))
-    ca = trustme.CA()
-    ca_pem = workdir / "upstream-ca.pem"
-    ca.cert_pem.write_to_path(str(ca_pem))
+    trust = Trust.made(workdir)
     real_key, virtual_key = "sk-proj-bench-agents-0123456789abcdef", "tg-bench-app-0123456789abcdef01"
-    fake = AgentFake(ca, real_key)
-    confdir = workdir / "confdir"
-    proxy_ctx = ssl.create_default_context(cafile=str(ensure_bundle(confdir)))
-    proxy_ctx.set_alpn_protocols(["http/1.1"])
-    direct_ctx = ssl.create_default_context()
-    ca.configure_trust(direct_ctx)
-    direct_ctx.set_alpn_protocols(["http/1.1"])
-    common = ["--set", f"confdir={confdir}", "--set", f"ssl_verify_upstream_trusted_ca={ca_pem}"]
-    common += ["--set", "flow_detail=0"]
+    fake = AgentFake(trust.ca, real_key)
+    proxy_ctx, common = trust.proxied, trust.common
     proxies: list[Proxy] = []
     targets: dict[str, AgentTarget] = {
         "direct": AgentTarget(
@@ -248,7 +238,7 @@ def main() -> int:
             fake.port,
             real_key,
             REQUESTED_MODEL,
-            context=direct_ctx,
+            context=trust.direct,
             server_hostname="127.0.0.1",
             results=args.results,
         )

@@ -826,6 +826,36 @@ class ModeState:
     upstream_seen: Counter = field(default_factory=Counter)
 
 
+@dataclass
+class Trust:
+    """What the clients and mitmdumps of a bench trust: the fake upstream's CA (its PEM in the work
+    directory), a client's context straight to the fake (`direct`) and through a mitmdump
+    (`proxied`, trusting the mitmdump's CA in `confdir`), and the arguments every mitmdump shares
+    (`common`: its confdir, the fake's CA, and no per-flow console line unless `console`)."""
+
+    ca: trustme.CA
+    ca_pem: Path
+    direct: ssl.SSLContext
+    proxied: ssl.SSLContext
+    common: list[str]
+
+    @classmethod
+    def made(cls, workdir: Path, console: bool = False) -> Trust:
+        ca = trustme.CA()
+        ca_pem = workdir / "upstream-ca.pem"
+        ca.cert_pem.write_to_path(str(ca_pem))
+        direct = ssl.create_default_context()
+        ca.configure_trust(direct)
+        direct.set_alpn_protocols(["http/1.1"])
+        confdir = workdir / "confdir"
+        proxied = ssl.create_default_context(cafile=str(ensure_bundle(confdir)))
+        proxied.set_alpn_protocols(["http/1.1"])
+        common = ["--set", f"confdir={confdir}", "--set", f"ssl_verify_upstream_trusted_ca={ca_pem}"]
+        if not console:
+            common += ["--set", "flow_detail=0"]
+        return cls(ca, ca_pem, direct, proxied, common)
+
+
 def bare_args(upstream: str, common: list[str]) -> list[str]:
     """Bare mitmdump's arguments: only `--map-remote` api.openai.com to the fake (and the lazy
     connection strategy Tollgate sets too)."""
@@ -942,15 +972,12 @@ class Bench:
             else:
                 installed[name] = python
         self.loadavg_start = loadavg()
-        ca = trustme.CA()
-        self.ca_pem = self.workdir / "upstream-ca.pem"
-        ca.cert_pem.write_to_path(str(self.ca_pem))
-        self.fake = ChatFake(ca, self.real_key)
+        # The mitmdumps trust as in bench/stream.py.
+        trust = Trust.made(self.workdir, console=args.proxy_console)
+        self.ca_pem, proxy_ctx, common = trust.ca_pem, trust.proxied, trust.common
+        self.fake = ChatFake(trust.ca, self.real_key)
         say(f"fake upstream: {self.fake.url} (threads of this process)")
 
-        direct_ctx = ssl.create_default_context()
-        ca.configure_trust(direct_ctx)
-        direct_ctx.set_alpn_protocols(["http/1.1"])
         self.modes["direct"] = ModeState(
             Target(
                 "direct",
@@ -958,19 +985,11 @@ class Bench:
                 self.fake.port,
                 self.real_key,
                 REQUESTED_MODEL,
-                context=direct_ctx,
+                context=trust.direct,
                 server_hostname="127.0.0.1",
             )
         )
 
-        # The mitmdumps: as in bench/stream.py.
-        confdir = self.workdir / "confdir"
-        bundle = ensure_bundle(confdir)
-        proxy_ctx = ssl.create_default_context(cafile=str(bundle))
-        proxy_ctx.set_alpn_protocols(["http/1.1"])
-        common = ["--set", f"confdir={confdir}", "--set", f"ssl_verify_upstream_trusted_ca={self.ca_pem}"]
-        if not args.proxy_console:
-            common += ["--set", "flow_detail=0"]
         bare = bare_args(self.fake.url, common)
         config = self.workdir / "tollgate.yaml"
         self.audit_path = self.workdir / "audit.jsonl"
