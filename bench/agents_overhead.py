@@ -148,42 +148,35 @@ def agent_request_body(turn: int = 0, results: int = 1) -> bytes:
 class AgentFake(ChatFake):
     """bench/overhead.py's fake upstream, answering a call of `send_money` from the user's own text."""
 
-    def _payload(self, model: str) -> bytes:
-        payload = self._payloads.get(model)
-        if payload is None:
-            arguments = json.dumps({"recipient": IBAN, "amount": 1100, "subject": "Rent"})
-            payload = json.dumps(
+    def _completion(self, model: str) -> dict:
+        arguments = json.dumps({"recipient": IBAN, "amount": 1100, "subject": "Rent"})
+        return {
+            "id": "chatcmpl-bench-agents000000000000000",
+            "object": "chat.completion",
+            "created": 1700000000,
+            "model": model,
+            "choices": [
                 {
-                    "id": "chatcmpl-bench-agents000000000000000",
-                    "object": "chat.completion",
-                    "created": 1700000000,
-                    "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {
-                                "role": "assistant",
-                                "content": None,
-                                "tool_calls": [
-                                    {
-                                        "id": "call_pay0001",
-                                        "type": "function",
-                                        "function": {"name": "send_money", "arguments": arguments},
-                                    }
-                                ],
-                                "refusal": None,
-                                "annotations": [],
-                            },
-                            "logprobs": None,
-                            "finish_reason": "tool_calls",
-                        }
-                    ],
-                    "usage": {"prompt_tokens": 2100, "completion_tokens": 31, "total_tokens": 2131},
-                },
-                separators=(",", ":"),
-            ).encode()
-            self._payloads[model] = payload
-        return payload
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": "call_pay0001",
+                                "type": "function",
+                                "function": {"name": "send_money", "arguments": arguments},
+                            }
+                        ],
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": "tool_calls",
+                }
+            ],
+            "usage": {"prompt_tokens": 2100, "completion_tokens": 31, "total_tokens": 2131},
+        }
 
 
 @dataclass
@@ -194,21 +187,12 @@ class AgentTarget(Target):
     results: int = 1  # tool results in each request
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        host = API_HOST if self.kind == "connect" else f"127.0.0.1:{self.port}"
-        self.requests = []
-        for turn in range(TURNS):
-            body = agent_request_body(turn, self.results)
-            self.requests.append(
-                (
-                    f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {self.key}\r\n"
-                    f"Content-Type: application/json\r\nAccept: application/json\r\nUser-Agent: tollgate-bench/1\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n"
-                ).encode()
-                + body
-            )
         self.distinct = TURNS
+        super().__post_init__()
         self.answer_marker = b'"send_money"'
+
+    def _bodies(self) -> list[bytes]:
+        return [agent_request_body(turn, self.results) for turn in range(TURNS)]
 
 
 MODES = ("direct", "bare", "tollgate", "tollgate-agents")

@@ -297,46 +297,48 @@ class ChatFake(FakeUpstream):
             return Counter(self.seen)
 
     def _payload(self, model: str) -> bytes:
+        """The answer's bytes for `model`, made once."""
         payload = self._payloads.get(model)
         if payload is None:
-            payload = json.dumps(
-                {
-                    "id": "chatcmpl-bench0000000000000000000000",
-                    "object": "chat.completion",
-                    "created": 1700000000,
-                    "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {
-                                "role": "assistant",
-                                "content": "Hello there, nice to meet!",
-                                "refusal": None,
-                                "annotations": [],
-                            },
-                            "logprobs": None,
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {
-                        "prompt_tokens": 24,
-                        "completion_tokens": 7,
-                        "total_tokens": 31,
-                        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                        "completion_tokens_details": {
-                            "reasoning_tokens": 0,
-                            "audio_tokens": 0,
-                            "accepted_prediction_tokens": 0,
-                            "rejected_prediction_tokens": 0,
-                        },
-                    },
-                    "service_tier": "default",
-                    "system_fingerprint": "fp_bench0000",
-                },
-                separators=(",", ":"),
-            ).encode()
+            payload = json.dumps(self._completion(model), separators=(",", ":")).encode()
             self._payloads[model] = payload
         return payload
+
+    def _completion(self, model: str) -> dict:
+        """The chat completion answered to a call of `model`."""
+        return {
+            "id": "chatcmpl-bench0000000000000000000000",
+            "object": "chat.completion",
+            "created": 1700000000,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": "Hello there, nice to meet!",
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": 24,
+                "completion_tokens": 7,
+                "total_tokens": 31,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {
+                    "reasoning_tokens": 0,
+                    "audio_tokens": 0,
+                    "accepted_prediction_tokens": 0,
+                    "rejected_prediction_tokens": 0,
+                },
+            },
+            "service_tier": "default",
+            "system_fingerprint": "fp_bench0000",
+        }
 
     def _answer(self, tls: ssl.SSLSocket, method: str, path: str, headers: dict, body: bytes) -> None:
         model = "?"
@@ -399,8 +401,7 @@ class Target:
         path, auth = (
             (GEMINI_PATH, "x-goog-api-key: ") if self.gemini else (self.upstream_path, "Authorization: Bearer ")
         )
-        for i in range(self.distinct):
-            body = gemini_request_body(64 + i) if self.gemini else request_body(64 + i)
+        for body in self._bodies():
             self.requests.append(
                 (
                     f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{self.key}\r\n"
@@ -410,6 +411,10 @@ class Target:
                 + body
             )
         self._next = itertools.count()  # shared by the mode's connections: a request recurs only after all others
+
+    def _bodies(self) -> list[bytes]:
+        """The bodies of the `distinct` requests it cycles through."""
+        return [gemini_request_body(64 + i) if self.gemini else request_body(64 + i) for i in range(self.distinct)]
 
     def next_request(self) -> bytes:
         return self.requests[next(self._next) % self.distinct]
