@@ -57,6 +57,7 @@ from overhead import (  # noqa: E402
     Target,
     Trust,
     bare_args,
+    chat_completion,
     tollgate_config,
 )
 from stream import API_HOST, Proxy, cpu_ns, loadavg, percentile  # noqa: E402
@@ -150,33 +151,11 @@ class AgentFake(ChatFake):
 
     def _completion(self, model: str) -> dict:
         arguments = json.dumps({"recipient": IBAN, "amount": 1100, "subject": "Rent"})
-        return {
-            "id": "chatcmpl-bench-agents000000000000000",
-            "object": "chat.completion",
-            "created": 1700000000,
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [
-                            {
-                                "id": "call_pay0001",
-                                "type": "function",
-                                "function": {"name": "send_money", "arguments": arguments},
-                            }
-                        ],
-                        "refusal": None,
-                        "annotations": [],
-                    },
-                    "logprobs": None,
-                    "finish_reason": "tool_calls",
-                }
-            ],
-            "usage": {"prompt_tokens": 2100, "completion_tokens": 31, "total_tokens": 2131},
-        }
+        call = {"id": "call_pay0001", "type": "function", "function": {"name": "send_money", "arguments": arguments}}
+        usage = {"prompt_tokens": 2100, "completion_tokens": 31, "total_tokens": 2131}
+        return chat_completion(
+            "chatcmpl-bench-agents000000000000000", model, None, "tool_calls", usage, tool_calls=[call]
+        )
 
 
 @dataclass

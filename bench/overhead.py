@@ -280,6 +280,19 @@ def clean_env(**extra: str) -> dict[str, str]:
 # Fake upstream: non-streamed chat completions
 
 
+def chat_completion(answer_id: str, model: str, content: str | None, finish: str, usage: dict, **more: Any) -> dict:
+    """A non-streamed chat completion of one choice: its message's `content` and `more` members."""
+    message = {"role": "assistant", "content": content, **more, "refusal": None, "annotations": []}
+    return {
+        "id": answer_id,
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": usage,
+    }
+
+
 class ChatFake(FakeUpstream):
     """bench/stream.py's TLS fake upstream, answering non-streamed chat completions instead."""
 
@@ -306,36 +319,22 @@ class ChatFake(FakeUpstream):
 
     def _completion(self, model: str) -> dict:
         """The chat completion answered to a call of `model`."""
-        return {
-            "id": "chatcmpl-bench0000000000000000000000",
-            "object": "chat.completion",
-            "created": 1700000000,
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {
-                        "role": "assistant",
-                        "content": "Hello there, nice to meet!",
-                        "refusal": None,
-                        "annotations": [],
-                    },
-                    "logprobs": None,
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {
-                "prompt_tokens": 24,
-                "completion_tokens": 7,
-                "total_tokens": 31,
-                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                "completion_tokens_details": {
-                    "reasoning_tokens": 0,
-                    "audio_tokens": 0,
-                    "accepted_prediction_tokens": 0,
-                    "rejected_prediction_tokens": 0,
-                },
+        usage = {
+            "prompt_tokens": 24,
+            "completion_tokens": 7,
+            "total_tokens": 31,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
             },
+        }
+        return {
+            **chat_completion(
+                "chatcmpl-bench0000000000000000000000", model, "Hello there, nice to meet!", "stop", usage
+            ),
             "service_tier": "default",
             "system_fingerprint": "fp_bench0000",
         }
