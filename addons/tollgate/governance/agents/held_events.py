@@ -38,17 +38,35 @@ class HeldEvents:
         self._framer = SSEFramer()
         self._held: list[HeldEvent] | None = None  # None: not holding
         self._failed = False  # an event too large to frame came: nothing more goes
+        self._ended = False  # the stream's end was read (`at_end`)
 
     def feed(self, chunk: bytes) -> bytes:
-        out = self._events(self._inner.feed(chunk) if self._inner is not None else chunk)
+        if self._ended:  # fed again after `at_end`, once the policy has answered: nothing more comes
+            chunk = b""
+        elif self._inner is not None:
+            chunk = self._inner.feed(chunk)
+        out = self._events(chunk)
         if self._held is not None and self._whole() and not self._unasked():  # the policy has answered
             out += self._release()
         return out
 
-    def flush(self) -> bytes:
+    def at_end(self) -> bytes:
+        """The stream's end read, nothing held decided yet: what the inner rewrite still had, and an
+        event without its blank line (the stream's last), framed. The calls held, whole or cut
+        short, wait for the policy's answers (noted in `asking`); fed again once it has answered
+        (`feed(b"")`), whole calls go, as after any event; `flush` decides what is still held."""
+        if self._ended:
+            return b""
+        self._ended = True
         out = self._events(self._inner.flush() if self._inner is not None else b"")
         if not self._failed:
-            out += self._events(b"\n\n")  # an event without its blank line: the stream's last
+            out += self._events(b"\n\n")
+        if self._held is not None and not self._unasked() and self._whole():
+            out += self._release()
+        return out
+
+    def flush(self) -> bytes:
+        out = self.at_end()
         if self._held is not None:
             out += self._release()
         return out
