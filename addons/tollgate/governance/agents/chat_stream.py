@@ -11,10 +11,11 @@ each call (`call_state.unasked`): fed again (`feed(b"")`) once it has, they go."
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from tollgate.formats.translation import Rewrite
-from tollgate.governance.agents.call_state import AgentsCall, decided_call, unasked
+from tollgate.governance.agents.call_state import AgentsCall, decided_call
 from tollgate.governance.agents.held_events import UNFRAMED, HeldEvents, error_event, event_object
 from tollgate.governance.agents.tool_decision import ToolCall
 
@@ -38,10 +39,8 @@ class HeldChatCalls(HeldEvents):
     def _whole(self) -> bool:
         return not self._open
 
-    def _unasked(self) -> bool:
-        if self._state.policy is None:
-            return False
-        return unasked((_tool_call(call) for call in self._calls.values()), self._state)
+    def _held_calls(self) -> Iterator[ToolCall]:
+        return (_tool_call(call) for call in self._calls.values())
 
     def _unframed(self) -> bytes:
         self._calls, self._open = {}, set()

@@ -8,11 +8,14 @@ goes on: what cannot be read does not go."""
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Any
 
 from tollgate.formats.framing import SSEFramer, parse_sse_block
 from tollgate.formats.translation import Rewrite
-from tollgate.governance.agents.call_state import AgentsCall
+from tollgate.governance.agents.call_state import AgentsCall, unasked
+from tollgate.governance.agents.tool_decision import ToolCall
 
 UNFRAMED = "Tollgate refused this answer: its tool calls could not be read for `agents`."
 
@@ -26,11 +29,11 @@ class HeldEvent:
         self.raw, self.obj = raw, obj
 
 
-class HeldEvents:
+class HeldEvents(ABC):
     """A stream whose events are fed as they come (`feed`, `flush` at its end; fed again with b""
     once the policy has answered). A format says what an event is to it (`_event`, which holds it
-    with `_hold` once a call has begun), when its calls are whole (`_whole`), which of them the
-    policy is still to answer on (`_unasked`), what its held events become (`_release`), and the
+    with `_hold` once a call has begun), when its calls are whole (`_whole`), which calls it holds
+    (`_held_calls`, for the policy to answer on), what its held events become (`_release`), and the
     event an unframed stream ends with (`_unframed`)."""
 
     def __init__(self, state: AgentsCall, inner: Rewrite | None = None) -> None:
@@ -87,25 +90,31 @@ class HeldEvents:
         self._held.append(HeldEvent(raw, obj))
         return self._release() if self._whole() and not self._unasked() else b""
 
-    def _event(self, raw: bytes) -> bytes:
-        """What goes on of one complete event (LF line ends, its blank line after it)."""
-        raise NotImplementedError
-
-    def _whole(self) -> bool:
-        """Whether every call held is whole (its arguments complete)."""
-        raise NotImplementedError
-
     def _unasked(self) -> bool:
         """Whether the policy is still to be asked about a call held (then the events wait)."""
-        raise NotImplementedError
+        if self._state.policy is None:
+            return False
+        return unasked(self._held_calls(), self._state)
 
+    @abstractmethod
+    def _event(self, raw: bytes) -> bytes:
+        """What goes on of one complete event (LF line ends, its blank line after it)."""
+
+    @abstractmethod
+    def _whole(self) -> bool:
+        """Whether every call held is whole (its arguments complete)."""
+
+    @abstractmethod
+    def _held_calls(self) -> Iterable[ToolCall]:
+        """The calls held, as they would be decided now."""
+
+    @abstractmethod
     def _release(self) -> bytes:
         """The held events as they go on, their calls decided; nothing held after."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _unframed(self) -> bytes:
         """The error event the stream ends with when an event cannot be framed; its calls forgotten."""
-        raise NotImplementedError
 
 
 def event_object(raw: bytes) -> dict[str, Any] | None:

@@ -14,11 +14,12 @@ held events wait too until it has answered on each call (`call_state.unasked`): 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from tollgate.formats.anthropic_messages.stream_writer import write_event
 from tollgate.formats.translation import Rewrite
-from tollgate.governance.agents.call_state import AgentsCall, decided_call, unasked
+from tollgate.governance.agents.call_state import AgentsCall, decided_call
 from tollgate.governance.agents.held_events import UNFRAMED, HeldEvent, HeldEvents, event_object
 from tollgate.governance.agents.messages_calls import TOOL_USE, tool_use_call
 from tollgate.governance.agents.tool_decision import ToolCall
@@ -73,10 +74,8 @@ class HeldMessagesCalls(HeldEvents):
     def _whole(self) -> bool:
         return all(b.stopped for b in self._blocks.values())
 
-    def _unasked(self) -> bool:
-        if self._state.policy is None:
-            return False
-        return unasked((block.call() for block in self._blocks.values()), self._state)
+    def _held_calls(self) -> Iterator[ToolCall]:
+        return (block.call() for block in self._blocks.values())
 
     def _unframed(self) -> bytes:
         self._blocks = {}

@@ -14,11 +14,12 @@ once it has, they go."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from tollgate.formats.openai_responses.provenance import agent_call
 from tollgate.formats.translation import Rewrite
-from tollgate.governance.agents.call_state import AgentsCall, decided_call, unasked
+from tollgate.governance.agents.call_state import AgentsCall, decided_call
 from tollgate.governance.agents.held_events import UNFRAMED, HeldEvents, error_event, event_object
 from tollgate.governance.agents.responses_calls import (
     identity,
@@ -53,16 +54,14 @@ class HeldResponsesCalls(HeldEvents):
     def _whole(self) -> bool:
         return not self._open
 
-    def _unasked(self) -> bool:
-        if self._state.policy is None:
-            return False
-        return unasked((call for _, call in self._held_calls()), self._state)
-
     def _unframed(self) -> bytes:
         self._calls, self._open, self._finished = {}, set(), set()
         return error_event(UNFRAMED, b"error")
 
-    def _held_calls(self) -> list[tuple[int, ToolCall]]:
+    def _held_calls(self) -> Iterator[ToolCall]:
+        return (call for _, call in self._placed_calls())
+
+    def _placed_calls(self) -> list[tuple[int, ToolCall]]:
         """Each held call as it is decided, by output_index: one not whole is `unread`."""
         out = []
         for at, item in sorted(self._calls.items()):
@@ -92,7 +91,7 @@ class HeldResponsesCalls(HeldEvents):
         """The held events, each refused call's replaced by its refusal message's."""
         held, self._held = self._held or [], None
         messages: dict[int, dict[str, Any]] = {}
-        for at, call in self._held_calls():
+        for at, call in self._placed_calls():
             item = self._calls[at]
             decision = decided_call(call, self._state)
             if decision.refusal is not None:
