@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import ssl
 import statistics
 import sys
 import tempfile
@@ -46,7 +45,6 @@ BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
-import trustme  # noqa: E402
 import yaml  # noqa: E402
 
 from overhead import (  # noqa: E402
@@ -57,10 +55,12 @@ from overhead import (  # noqa: E402
     ChatFake,
     Conn,
     Target,
+    Trust,
     bare_args,
+    chat_completion,
     tollgate_config,
 )
-from stream import API_HOST, Proxy, cpu_ns, ensure_bundle, loadavg, percentile  # noqa: E402
+from stream import API_HOST, Proxy, cpu_ns, loadavg, percentile  # noqa: E402
 
 TARGET_AGENTS_RATIO = 1.10  # (agents - direct) / (tollgate - direct), p50, median of the rounds
 
@@ -149,42 +149,13 @@ def agent_request_body(turn: int = 0, results: int = 1) -> bytes:
 class AgentFake(ChatFake):
     """bench/overhead.py's fake upstream, answering a call of `send_money` from the user's own text."""
 
-    def _payload(self, model: str) -> bytes:
-        payload = self._payloads.get(model)
-        if payload is None:
-            arguments = json.dumps({"recipient": IBAN, "amount": 1100, "subject": "Rent"})
-            payload = json.dumps(
-                {
-                    "id": "chatcmpl-bench-agents000000000000000",
-                    "object": "chat.completion",
-                    "created": 1700000000,
-                    "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {
-                                "role": "assistant",
-                                "content": None,
-                                "tool_calls": [
-                                    {
-                                        "id": "call_pay0001",
-                                        "type": "function",
-                                        "function": {"name": "send_money", "arguments": arguments},
-                                    }
-                                ],
-                                "refusal": None,
-                                "annotations": [],
-                            },
-                            "logprobs": None,
-                            "finish_reason": "tool_calls",
-                        }
-                    ],
-                    "usage": {"prompt_tokens": 2100, "completion_tokens": 31, "total_tokens": 2131},
-                },
-                separators=(",", ":"),
-            ).encode()
-            self._payloads[model] = payload
-        return payload
+    def _completion(self, model: str) -> dict:
+        arguments = json.dumps({"recipient": IBAN, "amount": 1100, "subject": "Rent"})
+        call = {"id": "call_pay0001", "type": "function", "function": {"name": "send_money", "arguments": arguments}}
+        usage = {"prompt_tokens": 2100, "completion_tokens": 31, "total_tokens": 2131}
+        return chat_completion(
+            "chatcmpl-bench-agents000000000000000", model, None, "tool_calls", usage, tool_calls=[call]
+        )
 
 
 @dataclass
@@ -195,21 +166,12 @@ class AgentTarget(Target):
     results: int = 1  # tool results in each request
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        host = API_HOST if self.kind == "connect" else f"127.0.0.1:{self.port}"
-        self.requests = []
-        for turn in range(TURNS):
-            body = agent_request_body(turn, self.results)
-            self.requests.append(
-                (
-                    f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {self.key}\r\n"
-                    f"Content-Type: application/json\r\nAccept: application/json\r\nUser-Agent: tollgate-bench/1\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n"
-                ).encode()
-                + body
-            )
         self.distinct = TURNS
+        super().__post_init__()
         self.answer_marker = b'"send_money"'
+
+    def _bodies(self) -> list[bytes]:
+        return [agent_request_body(turn, self.results) for turn in range(TURNS)]
 
 
 MODES = ("direct", "bare", "tollgate", "tollgate-agents")
@@ -227,19 +189,10 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="tollgate-agents-bench-"))
-    ca = trustme.CA()
-    ca_pem = workdir / "upstream-ca.pem"
-    ca.cert_pem.write_to_path(str(ca_pem))
+    trust = Trust.made(workdir)
     real_key, virtual_key = "sk-proj-bench-agents-0123456789abcdef", "tg-bench-app-0123456789abcdef01"
-    fake = AgentFake(ca, real_key)
-    confdir = workdir / "confdir"
-    proxy_ctx = ssl.create_default_context(cafile=str(ensure_bundle(confdir)))
-    proxy_ctx.set_alpn_protocols(["http/1.1"])
-    direct_ctx = ssl.create_default_context()
-    ca.configure_trust(direct_ctx)
-    direct_ctx.set_alpn_protocols(["http/1.1"])
-    common = ["--set", f"confdir={confdir}", "--set", f"ssl_verify_upstream_trusted_ca={ca_pem}"]
-    common += ["--set", "flow_detail=0"]
+    fake = AgentFake(trust.ca, real_key)
+    proxy_ctx, common = trust.proxied, trust.common
     proxies: list[Proxy] = []
     targets: dict[str, AgentTarget] = {
         "direct": AgentTarget(
@@ -248,7 +201,7 @@ def main() -> int:
             fake.port,
             real_key,
             REQUESTED_MODEL,
-            context=direct_ctx,
+            context=trust.direct,
             server_hostname="127.0.0.1",
             results=args.results,
         )

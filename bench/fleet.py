@@ -69,12 +69,13 @@ from overhead import (  # noqa: E402
     ChatFake,
     Conn,
     Target,
+    Trust,
     bare_args,
     clean_env,
     tollgate_config,
     tree_cpu_seconds,
 )
-from stream import API_HOST, ensure_bundle, free_port, loadavg, proc_status  # noqa: E402
+from stream import API_HOST, free_port, loadavg, proc_status  # noqa: E402
 
 ROOT = BENCH.parent
 GATEWAY = ROOT / "addons" / "gateway.py"
@@ -303,17 +304,10 @@ def main() -> int:
     trees: list[Tree] = []
     redis: subprocess.Popen | None = None
     try:
-        ca = trustme.CA()
-        ca_pem = workdir / "upstream-ca.pem"
-        ca.cert_pem.write_to_path(str(ca_pem))
+        trust = Trust.made(workdir)
         real_key, virtual_key = "sk-proj-bench-fleet-0000000000000000", "tg-bench-app-fleet-00000000"
-        fake = StreamFake(ca, real_key)
-        confdir = workdir / "confdir"
-        bundle = ensure_bundle(confdir)
-        context = ssl.create_default_context(cafile=str(bundle))
-        context.set_alpn_protocols(["http/1.1"])
-        common = ["--set", f"confdir={confdir}", "--set", f"ssl_verify_upstream_trusted_ca={ca_pem}"]
-        common += ["--set", "flow_detail=0"]
+        fake = StreamFake(trust.ca, real_key)
+        context, common = trust.proxied, trust.common
         store = None
         if shutil.which("redis-server"):
             redis_port = free_port()

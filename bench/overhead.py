@@ -280,6 +280,19 @@ def clean_env(**extra: str) -> dict[str, str]:
 # Fake upstream: non-streamed chat completions
 
 
+def chat_completion(answer_id: str, model: str, content: str | None, finish: str, usage: dict, **more: Any) -> dict:
+    """A non-streamed chat completion of one choice: its message's `content` and `more` members."""
+    message = {"role": "assistant", "content": content, **more, "refusal": None, "annotations": []}
+    return {
+        "id": answer_id,
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": usage,
+    }
+
+
 class ChatFake(FakeUpstream):
     """bench/stream.py's TLS fake upstream, answering non-streamed chat completions instead."""
 
@@ -297,46 +310,34 @@ class ChatFake(FakeUpstream):
             return Counter(self.seen)
 
     def _payload(self, model: str) -> bytes:
+        """The answer's bytes for `model`, made once."""
         payload = self._payloads.get(model)
         if payload is None:
-            payload = json.dumps(
-                {
-                    "id": "chatcmpl-bench0000000000000000000000",
-                    "object": "chat.completion",
-                    "created": 1700000000,
-                    "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {
-                                "role": "assistant",
-                                "content": "Hello there, nice to meet!",
-                                "refusal": None,
-                                "annotations": [],
-                            },
-                            "logprobs": None,
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {
-                        "prompt_tokens": 24,
-                        "completion_tokens": 7,
-                        "total_tokens": 31,
-                        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                        "completion_tokens_details": {
-                            "reasoning_tokens": 0,
-                            "audio_tokens": 0,
-                            "accepted_prediction_tokens": 0,
-                            "rejected_prediction_tokens": 0,
-                        },
-                    },
-                    "service_tier": "default",
-                    "system_fingerprint": "fp_bench0000",
-                },
-                separators=(",", ":"),
-            ).encode()
+            payload = json.dumps(self._completion(model), separators=(",", ":")).encode()
             self._payloads[model] = payload
         return payload
+
+    def _completion(self, model: str) -> dict:
+        """The chat completion answered to a call of `model`."""
+        usage = {
+            "prompt_tokens": 24,
+            "completion_tokens": 7,
+            "total_tokens": 31,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        }
+        return {
+            **chat_completion(
+                "chatcmpl-bench0000000000000000000000", model, "Hello there, nice to meet!", "stop", usage
+            ),
+            "service_tier": "default",
+            "system_fingerprint": "fp_bench0000",
+        }
 
     def _answer(self, tls: ssl.SSLSocket, method: str, path: str, headers: dict, body: bytes) -> None:
         model = "?"
@@ -399,8 +400,7 @@ class Target:
         path, auth = (
             (GEMINI_PATH, "x-goog-api-key: ") if self.gemini else (self.upstream_path, "Authorization: Bearer ")
         )
-        for i in range(self.distinct):
-            body = gemini_request_body(64 + i) if self.gemini else request_body(64 + i)
+        for body in self._bodies():
             self.requests.append(
                 (
                     f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{self.key}\r\n"
@@ -410,6 +410,10 @@ class Target:
                 + body
             )
         self._next = itertools.count()  # shared by the mode's connections: a request recurs only after all others
+
+    def _bodies(self) -> list[bytes]:
+        """The bodies of the `distinct` requests it cycles through."""
+        return [gemini_request_body(64 + i) if self.gemini else request_body(64 + i) for i in range(self.distinct)]
 
     def next_request(self) -> bytes:
         return self.requests[next(self._next) % self.distinct]
@@ -826,6 +830,36 @@ class ModeState:
     upstream_seen: Counter = field(default_factory=Counter)
 
 
+@dataclass
+class Trust:
+    """What the clients and mitmdumps of a bench trust: the fake upstream's CA (its PEM in the work
+    directory), a client's context straight to the fake (`direct`) and through a mitmdump
+    (`proxied`, trusting the mitmdump's CA in `confdir`), and the arguments every mitmdump shares
+    (`common`: its confdir, the fake's CA, and no per-flow console line unless `console`)."""
+
+    ca: trustme.CA
+    ca_pem: Path
+    direct: ssl.SSLContext
+    proxied: ssl.SSLContext
+    common: list[str]
+
+    @classmethod
+    def made(cls, workdir: Path, console: bool = False) -> Trust:
+        ca = trustme.CA()
+        ca_pem = workdir / "upstream-ca.pem"
+        ca.cert_pem.write_to_path(str(ca_pem))
+        direct = ssl.create_default_context()
+        ca.configure_trust(direct)
+        direct.set_alpn_protocols(["http/1.1"])
+        confdir = workdir / "confdir"
+        proxied = ssl.create_default_context(cafile=str(ensure_bundle(confdir)))
+        proxied.set_alpn_protocols(["http/1.1"])
+        common = ["--set", f"confdir={confdir}", "--set", f"ssl_verify_upstream_trusted_ca={ca_pem}"]
+        if not console:
+            common += ["--set", "flow_detail=0"]
+        return cls(ca, ca_pem, direct, proxied, common)
+
+
 def bare_args(upstream: str, common: list[str]) -> list[str]:
     """Bare mitmdump's arguments: only `--map-remote` api.openai.com to the fake (and the lazy
     connection strategy Tollgate sets too)."""
@@ -942,15 +976,12 @@ class Bench:
             else:
                 installed[name] = python
         self.loadavg_start = loadavg()
-        ca = trustme.CA()
-        self.ca_pem = self.workdir / "upstream-ca.pem"
-        ca.cert_pem.write_to_path(str(self.ca_pem))
-        self.fake = ChatFake(ca, self.real_key)
+        # The mitmdumps trust as in bench/stream.py.
+        trust = Trust.made(self.workdir, console=args.proxy_console)
+        self.ca_pem, proxy_ctx, common = trust.ca_pem, trust.proxied, trust.common
+        self.fake = ChatFake(trust.ca, self.real_key)
         say(f"fake upstream: {self.fake.url} (threads of this process)")
 
-        direct_ctx = ssl.create_default_context()
-        ca.configure_trust(direct_ctx)
-        direct_ctx.set_alpn_protocols(["http/1.1"])
         self.modes["direct"] = ModeState(
             Target(
                 "direct",
@@ -958,19 +989,11 @@ class Bench:
                 self.fake.port,
                 self.real_key,
                 REQUESTED_MODEL,
-                context=direct_ctx,
+                context=trust.direct,
                 server_hostname="127.0.0.1",
             )
         )
 
-        # The mitmdumps: as in bench/stream.py.
-        confdir = self.workdir / "confdir"
-        bundle = ensure_bundle(confdir)
-        proxy_ctx = ssl.create_default_context(cafile=str(bundle))
-        proxy_ctx.set_alpn_protocols(["http/1.1"])
-        common = ["--set", f"confdir={confdir}", "--set", f"ssl_verify_upstream_trusted_ca={self.ca_pem}"]
-        if not args.proxy_console:
-            common += ["--set", "flow_detail=0"]
         bare = bare_args(self.fake.url, common)
         config = self.workdir / "tollgate.yaml"
         self.audit_path = self.workdir / "audit.jsonl"

@@ -61,6 +61,8 @@ ANSWERS["gpt-guarded"] = [
         "function": {"name": "send_money", "arguments": json.dumps({"recipient": OWN, "note": AWS})},
     },
 ]
+# Streamed, the answer ends with its finish, whose blank line never comes (nor the usage, nor [DONE]).
+ANSWERS["gpt-unended"] = ANSWERS["gpt-both"]
 DENIED = f"send_money to {STRANGER}, not a known payee (client agent)"
 REFUSED = f"Tollgate refused the call to send_money: {DENIED}."
 
@@ -99,7 +101,10 @@ def upstream(received: Received) -> Reply:
         return provider_answers(received)
     body = received.json()
     if body.get("stream"):
-        return Reply(200, headers={"content-type": "text/event-stream"}, chunks=streamed(ANSWERS[body["model"]]))
+        chunks = streamed(ANSWERS[body["model"]])
+        if body["model"] == "gpt-unended":
+            chunks = [*chunks[:-3], chunks[-3].removesuffix(b"\n\n")]
+        return Reply(200, headers={"content-type": "text/event-stream"}, chunks=chunks)
     return Reply(200, answer(body["model"]), {"content-type": "application/json"})
 
 
@@ -219,4 +224,20 @@ def test_under_an_answer_rule_the_guard_reads_what_the_policy_let_go(gw, stream)
     assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [
         ("send_money", "deny"),
         ("send_money", "allow"),
+    ]
+
+
+def test_a_stream_ending_without_its_blank_line_is_decided_by_the_policy(gw):
+    """Its last event, the finish, comes without its blank line: the policy is asked about the
+    calls held at the end, not refused unasked as a policy error."""
+    result = ask(gw, "gpt-unended", True)
+    kept = ANSWERS["gpt-both"][1]
+    assert result == {
+        "content": lead(True) + REFUSED,
+        "calls": [[kept["id"], "send_money", kept["function"]["arguments"]]],
+        "finish": "tool_calls",
+    }
+    assert [(c["name"], c["decision"], c["reasons"]) for c in gw.last_audit()["tool_calls"]] == [
+        ("send_money", "deny", ["send_money to …, not a known payee (client agent)"]),
+        ("send_money", "allow", []),
     ]

@@ -41,10 +41,20 @@ class GuardedAnswer:
         call.answer.findings = {}
 
     def feed(self, chunk: bytes) -> bytes:
+        return self._read(lambda: self._inner.feed(chunk) if self._inner is not None else chunk)
+
+    def at_end(self) -> bytes:
+        """What the inner rewrite lets go as the stream ends, before its calls are decided
+        (`held_events.HeldEvents.at_end`), read."""
+        at_end = getattr(self._inner, "at_end", None)
+        return self._read(at_end) if at_end is not None else b""
+
+    def _read(self, inner: Callable[[], bytes]) -> bytes:
+        """What the inner rewrite gives (`inner`), read as the client gets it."""
         if self.stopped:
             return b""
         try:
-            data = self._inner.feed(chunk) if self._inner is not None else chunk
+            data = inner()
             if not self._form_told:
                 self._tell_form(data)
             out = self._guard.feed(data) if data else b""

@@ -1,83 +1,50 @@
 """`agents` on a streamed chat completion: from a choice's first tool call delta, its events (and
-every event after it, in order) are held until each choice that calls a tool has finished, so
-that every call's arguments are complete; text before the first call goes on as it comes. Then
-each call is decided: a refused call's deltas are taken out, the text the agent reads comes as a
-content delta before its choice's finish, and the choice finishes with `stop` only when every call
-of it was refused. The calls kept are numbered anew from 0. A stream that ends while holding is
-decided on what came (arguments cut short are refused as `unread`). Where the policy decides tool
-calls, the held events wait too until it has answered on each call (`call_state.unasked`): fed
-again (`feed(b"")`) once it has, they go."""
+every event after it, in order) are held until each choice that calls a tool has finished, so that
+every call's arguments are complete; text before the first call goes on as it comes. Then each call
+is decided: a refused call's deltas are taken out, the text the agent reads comes as a content
+delta before its choice's finish, and the choice finishes with `stop` only when every call of it
+was refused. The calls kept are numbered anew from 0. A stream that ends while holding is decided
+on what came (arguments cut short are refused as `unread`). The events are framed as `held_events`
+frames them. Where the policy decides tool calls, the held events wait too until it has answered on
+each call (`call_state.unasked`): fed again (`feed(b"")`) once it has, they go."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from tollgate.formats.translation import Rewrite
-from tollgate.governance.agents.call_state import AgentsCall, decided_call, unasked
+from tollgate.governance.agents.call_state import AgentsCall, decided_call
+from tollgate.governance.agents.held_events import UNFRAMED, HeldEvents, error_event, event_object
 from tollgate.governance.agents.tool_decision import ToolCall
 
 _LEGACY = -1  # the key of a choice's older `function_call`, among its calls' indexes
 
 
-class _Event:
-    """One server-sent event: its bytes, and its chunk's object where it is one."""
-
-    __slots__ = ("obj", "raw")
-
-    def __init__(self, raw: bytes, obj: dict[str, Any] | None) -> None:
-        self.raw, self.obj = raw, obj
-
-
-class HeldChatCalls:
+class HeldChatCalls(HeldEvents):
     def __init__(self, state: AgentsCall, inner: Rewrite | None = None) -> None:
-        self._state, self._inner = state, inner
-        self._buffer = b""
-        self._held: list[_Event] | None = None  # None: not holding
+        super().__init__(state, inner)
         # Each choice's calls as they came: (choice, index) → [id, name, arguments].
         self._calls: dict[tuple[int, int], list[Any]] = {}
         self._open: set[int] = set()  # the choices that called a tool and have not finished
         self._texts: set[int] = set()  # the choices that wrote text
 
-    def feed(self, chunk: bytes) -> bytes:
-        out = self._events(self._inner.feed(chunk) if self._inner is not None else chunk)
-        if self._held is not None and not self._open and not self._unasked():  # the policy has answered
-            out += self._release()
-        return out
-
-    def flush(self) -> bytes:
-        out = self._events(self._inner.flush() if self._inner is not None else b"")
-        if self._buffer:  # an event without its blank line: the stream's last
-            out += self._event(self._buffer if self._buffer.endswith(b"\n") else self._buffer + b"\n")
-            self._buffer = b""
-        if self._held is not None:
-            out += self._release()
-        return out
-
-    def _events(self, data: bytes) -> bytes:
-        if not data:
-            return b""
-        self._buffer += data.replace(b"\r\n", b"\n")
-        out = []
-        while (end := self._buffer.find(b"\n\n")) >= 0:
-            raw, self._buffer = self._buffer[: end + 2], self._buffer[end + 2 :]
-            out.append(self._event(raw))
-        return b"".join(out)
-
     def _event(self, raw: bytes) -> bytes:
-        obj = _chunk_of(raw)
+        obj = event_object(raw)
         if obj is not None:
             self._read(obj)
-        if self._held is None:
-            return raw
-        self._held.append(_Event(raw, obj))
-        return self._release() if not self._open and not self._unasked() else b""
+        return raw if self._held is None else self._hold(raw, obj)
 
-    def _unasked(self) -> bool:
-        """Whether the policy is still to be asked about a call held (then the events wait)."""
-        if self._state.policy is None:
-            return False
-        return unasked((_tool_call(call) for call in self._calls.values()), self._state)
+    def _whole(self) -> bool:
+        return not self._open
+
+    def _held_calls(self) -> Iterator[ToolCall]:
+        return (_tool_call(call) for call in self._calls.values())
+
+    def _unframed(self) -> bytes:
+        self._calls, self._open = {}, set()
+        return error_event(UNFRAMED)
 
     def _read(self, obj: dict[str, Any]) -> None:
         for choice in obj.get("choices") or ():
@@ -207,17 +174,6 @@ class HeldChatCalls:
 def _tool_call(call: list[Any]) -> ToolCall:
     call_id, name, arguments = call
     return ToolCall.from_json(name or "unknown", arguments, call_id)
-
-
-def _chunk_of(raw: bytes) -> dict[str, Any] | None:
-    data = b"".join(line[5:].lstrip(b" ") for line in raw.split(b"\n") if line.startswith(b"data:"))
-    if not data or data.strip() == b"[DONE]":
-        return None
-    try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError):
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 def _written(obj: dict[str, Any]) -> bytes:

@@ -14,26 +14,17 @@ held events wait too until it has answered on each call (`call_state.unasked`): 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from tollgate.formats.anthropic_messages.stream_writer import write_event
-from tollgate.formats.framing import SSEFramer, parse_sse_block
 from tollgate.formats.translation import Rewrite
-from tollgate.governance.agents.call_state import AgentsCall, decided_call, unasked
+from tollgate.governance.agents.call_state import AgentsCall, decided_call
+from tollgate.governance.agents.held_events import UNFRAMED, HeldEvent, HeldEvents, event_object
 from tollgate.governance.agents.messages_calls import TOOL_USE, tool_use_call
 from tollgate.governance.agents.tool_decision import ToolCall
 
 UNREAD_PIECE = "\x00"  # a piece of input that is not text: the input cannot be read
-UNFRAMED = "Tollgate refused this answer: its tool calls could not be read for `agents`."
-
-
-class _Event:
-    """One server-sent event: its bytes as it goes on, and its object where it is one."""
-
-    __slots__ = ("obj", "raw")
-
-    def __init__(self, raw: bytes, obj: dict[str, Any] | None) -> None:
-        self.raw, self.obj = raw, obj
 
 
 class _Block:
@@ -63,60 +54,32 @@ class _Block:
         return tool_use_call(self.name, parsed, self.id)
 
 
-class HeldMessagesCalls:
+class HeldMessagesCalls(HeldEvents):
     def __init__(self, state: AgentsCall, inner: Rewrite | None = None) -> None:
-        self._state, self._inner = state, inner
-        self._framer = SSEFramer()
-        self._held: list[_Event] | None = None  # None: not holding
+        super().__init__(state, inner)
         self._blocks: dict[int, _Block] = {}  # the held tool_use blocks, by index
         self._calls = 0  # the answer's tool_use blocks decided
         self._refused = 0  # …and refused
-        self._failed = False
-
-    def feed(self, chunk: bytes) -> bytes:
-        out = self._events(self._inner.feed(chunk) if self._inner is not None else chunk)
-        if self._held is not None and self._stopped() and not self._unasked():  # the policy has answered
-            out += self._release()
-        return out
-
-    def flush(self) -> bytes:
-        out = self._events(self._inner.flush() if self._inner is not None else b"")
-        if not self._failed:
-            out += self._events(b"\n\n")  # an event without its blank line: the stream's last
-        if self._held is not None:
-            out += self._release()
-        return out
-
-    def _events(self, data: bytes) -> bytes:
-        if not data or self._failed:
-            return b""
-        blocks = self._framer.feed(data)
-        out = [self._event(block + b"\n\n") for block in blocks]
-        if self._framer.error is not None:  # an event too large to read: nothing more goes
-            self._failed = True
-            self._held, self._blocks = None, {}
-            out.append(write_event("error", {"error": {"type": "api_error", "message": UNFRAMED}}))
-        return b"".join(out)
 
     def _event(self, raw: bytes) -> bytes:
         if self._held is None and not _may_matter(raw):  # most of a stream: its text's deltas
             return raw
-        obj = _object_of(raw)
+        obj = event_object(raw)
         if obj is not None:
             self._read(obj)
         if self._held is None:
-            return self._stop_rewritten(_Event(raw, obj)) if obj is not None else raw
-        self._held.append(_Event(raw, obj))
-        return self._release() if self._stopped() and not self._unasked() else b""
+            return self._stop_rewritten(HeldEvent(raw, obj)) if obj is not None else raw
+        return self._hold(raw, obj)
 
-    def _stopped(self) -> bool:
+    def _whole(self) -> bool:
         return all(b.stopped for b in self._blocks.values())
 
-    def _unasked(self) -> bool:
-        """Whether the policy is still to be asked about a call held (then the events wait)."""
-        if self._state.policy is None:
-            return False
-        return unasked((block.call() for block in self._blocks.values()), self._state)
+    def _held_calls(self) -> Iterator[ToolCall]:
+        return (block.call() for block in self._blocks.values())
+
+    def _unframed(self) -> bytes:
+        self._blocks = {}
+        return write_event("error", {"error": {"type": "api_error", "message": UNFRAMED}})
 
     def _read(self, obj: dict[str, Any]) -> None:
         kind, index = obj.get("type"), obj.get("index")
@@ -178,7 +141,7 @@ class HeldMessagesCalls:
         out.extend(write_event("content_block_stop", {"index": i}) for i in unstopped if i not in closed)
         return b"".join(out)
 
-    def _stop_rewritten(self, event: _Event) -> bytes:
+    def _stop_rewritten(self, event: HeldEvent) -> bytes:
         """`message_delta` ending on `end_turn` where every call of the answer was refused."""
         obj = event.obj
         if obj is None or obj.get("type") != "message_delta" or not self._calls or self._refused < self._calls:
@@ -194,14 +157,3 @@ def _may_matter(raw: bytes) -> bool:
     """Whether an event may begin a block or end the message: the types read where nothing is held.
     An event that names neither, and escapes nothing (a type could be written escaped), is neither."""
     return b"content_block_start" in raw or b"message_delta" in raw or b"\\" in raw
-
-
-def _object_of(raw: bytes) -> dict[str, Any] | None:
-    event = parse_sse_block(raw.rstrip(b"\n"))
-    if event is None:
-        return None
-    try:
-        obj = json.loads(event.data)
-    except (ValueError, RecursionError):
-        return None
-    return obj if isinstance(obj, dict) else None

@@ -6,18 +6,21 @@ not held. Then each call is decided: a refused call's events are replaced, at th
 part done, item done) whose text the agent reads. From the first change on, every event's
 `sequence_number` is renumbered to follow on, and the last event's response (`response.completed`,
 `incomplete`, `failed`), which repeats the items, gets the same replacement. A stream that ends
-while holding is decided on what came: a call without its done item is refused as `unread`. Where
-the policy decides tool calls, the held events wait too until it has answered on each call
-(`call_state.unasked`): fed again (`feed(b"")`) once it has, they go."""
+while holding is decided on what came: a call without its done item is refused as `unread`. The
+events are framed as `held_events` frames them. Where the policy decides tool calls, the held
+events wait too until it has answered on each call (`call_state.unasked`): fed again (`feed(b"")`)
+once it has, they go."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from tollgate.formats.openai_responses.provenance import agent_call
 from tollgate.formats.translation import Rewrite
-from tollgate.governance.agents.call_state import AgentsCall, decided_call, unasked
+from tollgate.governance.agents.call_state import AgentsCall, decided_call
+from tollgate.governance.agents.held_events import UNFRAMED, HeldEvents, error_event, event_object
 from tollgate.governance.agents.responses_calls import (
     identity,
     refusal_item,
@@ -32,20 +35,9 @@ ADDED, DONE = "response.output_item.added", "response.output_item.done"
 _LAST = ("response.completed", "response.incomplete", "response.failed")
 
 
-class _Event:
-    """One server-sent event: its bytes, and its object where it is one."""
-
-    __slots__ = ("obj", "raw")
-
-    def __init__(self, raw: bytes, obj: dict[str, Any] | None) -> None:
-        self.raw, self.obj = raw, obj
-
-
-class HeldResponsesCalls:
+class HeldResponsesCalls(HeldEvents):
     def __init__(self, state: AgentsCall, inner: Rewrite | None = None) -> None:
-        self._state, self._inner = state, inner
-        self._buffer = b""
-        self._held: list[_Event] | None = None  # None: not holding
+        super().__init__(state, inner)
         self._calls: dict[int, dict[str, Any]] = {}  # each held call's item, by output_index
         self._open: set[int] = set()  # the calls begun whose done item has not come
         self._finished: set[int] = set()  # the calls whose done item came: whole
@@ -53,47 +45,23 @@ class HeldResponsesCalls:
         self._replaced: dict[str, dict[str, Any]] = {}  # a refused call's identity → its message item
         self._refused: dict[str, dict[str, Any]] = {}  # a refused call's id → the output that answers it
 
-    def feed(self, chunk: bytes) -> bytes:
-        out = self._events(self._inner.feed(chunk) if self._inner is not None else chunk)
-        if self._held is not None and not self._open and not self._unasked():  # the policy has answered
-            out += self._release()
-        return out
-
-    def flush(self) -> bytes:
-        out = self._events(self._inner.flush() if self._inner is not None else b"")
-        if self._buffer:  # an event without its blank line: the stream's last
-            out += self._event(self._buffer if self._buffer.endswith(b"\n") else self._buffer + b"\n")
-            self._buffer = b""
-        if self._held is not None:
-            out += self._release()
-        return out
-
-    def _events(self, data: bytes) -> bytes:
-        if not data:
-            return b""
-        self._buffer += data.replace(b"\r\n", b"\n")
-        out = []
-        while (end := self._buffer.find(b"\n\n")) >= 0:
-            raw, self._buffer = self._buffer[: end + 2], self._buffer[end + 2 :]
-            out.append(self._event(raw))
-        return b"".join(out)
-
     def _event(self, raw: bytes) -> bytes:
-        obj = _object_of(raw)
+        obj = event_object(raw)
         if obj is not None:
             self._read(obj)
-        if self._held is None:
-            return self._passed(raw, obj)
-        self._held.append(_Event(raw, obj))
-        return self._release() if not self._open and not self._unasked() else b""
+        return self._passed(raw, obj) if self._held is None else self._hold(raw, obj)
 
-    def _unasked(self) -> bool:
-        """Whether the policy is still to be asked about a call held (then the events wait)."""
-        if self._state.policy is None:
-            return False
-        return unasked((call for _, call in self._held_calls()), self._state)
+    def _whole(self) -> bool:
+        return not self._open
 
-    def _held_calls(self) -> list[tuple[int, ToolCall]]:
+    def _unframed(self) -> bytes:
+        self._calls, self._open, self._finished = {}, set(), set()
+        return error_event(UNFRAMED, b"error")
+
+    def _held_calls(self) -> Iterator[ToolCall]:
+        return (call for _, call in self._placed_calls())
+
+    def _placed_calls(self) -> list[tuple[int, ToolCall]]:
         """Each held call as it is decided, by output_index: one not whole is `unread`."""
         out = []
         for at, item in sorted(self._calls.items()):
@@ -123,7 +91,7 @@ class HeldResponsesCalls:
         """The held events, each refused call's replaced by its refusal message's."""
         held, self._held = self._held or [], None
         messages: dict[int, dict[str, Any]] = {}
-        for at, call in self._held_calls():
+        for at, call in self._placed_calls():
             item = self._calls[at]
             decision = decided_call(call, self._state)
             if decision.refusal is not None:
@@ -180,17 +148,6 @@ class HeldResponsesCalls:
             obj["sequence_number"] += self._shift
             changed = True
         return _written(obj) if changed else raw
-
-
-def _object_of(raw: bytes) -> dict[str, Any] | None:
-    data = b"\n".join(line[5:].lstrip(b" ") for line in raw.split(b"\n") if line.startswith(b"data:"))
-    if not data or data.strip() == b"[DONE]":
-        return None
-    try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError):
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 def _written(obj: dict[str, Any]) -> bytes:

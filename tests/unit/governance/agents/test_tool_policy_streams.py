@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.unit.governance.agents import test_converse_calls as converse
@@ -262,3 +263,42 @@ def test_a_gemini_stream_cut_before_the_policy_answered_refuses_its_calls() -> N
         1
     ] == {"text": "Tollgate refused the call to send_money: policy error."}
     assert {d["reasons"][0] for d in call.tool_calls()} == {"policy error"}
+
+
+def ended(held_of: Held, whole: bytes, call: AgentsCall, mark: bytes) -> bytes:
+    """As the proxy's tap ends a stream: its end read first (`at_end`), the policy's answers on the
+    calls it completes awaited, then the rewrite fed again and flushed."""
+    held = held_of(call)
+    out = held.feed(whole)
+    if call.asking:
+        asyncio.run(asked(call))
+        out += held.feed(b"")
+    got = held.at_end()  # type: ignore[attr-defined]
+    if call.asking:
+        assert mark not in got
+        asyncio.run(asked(call))
+        got += held.feed(b"")
+    return out + got + held.flush()
+
+
+@pytest.mark.parametrize(
+    ("held_of", "state_of", "whole", "last", "mark"),
+    [
+        (HeldResponsesCalls, responses_state, RESPONSES, b"response.output_item.done", FUNCTION),
+        (HeldMessagesCalls, messages_state, MESSAGES, b"content_block_stop", TOOL_USE),
+    ],
+)
+def test_a_stream_ending_without_its_blank_line_is_asked_about_at_its_end(
+    held_of: Held, state_of: Callable[[Any], AgentsCall], whole: bytes, last: bytes, mark: bytes
+) -> None:
+    """Its last event, completing its calls, ends the stream without its blank line: the policy is
+    asked about them at the end, and they are decided as in the whole stream, not as a policy error."""
+    unended = whole[: whole.index(b"\n\n", whole.rindex(last))]
+    expected_call = state_of(Policy())
+    expected = streamed(held_of, [unended + b"\n\n"], expected_call, mark)
+    policy = Policy()
+    call = state_of(policy)
+    assert ended(held_of, unended, call, mark) == expected
+    assert len(policy.asked) == 2
+    assert call.tool_calls() == expected_call.tool_calls()
+    assert [d["decision"] for d in call.tool_calls()] == ["deny", "allow"]

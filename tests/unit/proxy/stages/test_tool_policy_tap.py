@@ -113,3 +113,23 @@ def test_a_gemini_stream_through_the_tap_waits_for_the_policy_at_any_split(cuts:
     out = through(gemini_tap(call), split(whole, cuts))
     assert gemini.sse_items(out) == GEMINI_DECIDED
     assert [d["decision"] for d in call.tool_calls()] == ["deny", "allow", "allow"]
+
+
+# The stream cut just after its finish, the finish's blank line lost: its calls whole all the same.
+UNENDED = STREAM[: STREAM.index(b"data: [DONE]")].removesuffix(b"\n\n")
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=len(UNENDED) - 1), max_size=4))
+def test_a_stream_ending_without_its_blank_line_is_decided_by_the_policy_all_the_same(cuts: list[int]) -> None:
+    """Its last event is framed at its end: the policy is asked about the calls it completes and
+    its answers awaited before they are decided, rather than refused as a policy error."""
+    at = [0, *sorted(set(cuts)), len(UNENDED)]
+    pieces = [UNENDED[a:b] for a, b in itertools.pairwise(at) if b > a]
+    policy = Policy()
+    call = state(policy)
+    out = chunks(through(tap_of(call, False), pieces))
+    assert out == expected()[:-1]  # all but [DONE]
+    assert len(policy.asked) == 2
+    assert [(d["name"], d["decision"]) for d in call.tool_calls()] == [("send_money", "deny"), ("send_money", "allow")]
+    assert all("policy error" not in d["reasons"] for d in call.tool_calls())

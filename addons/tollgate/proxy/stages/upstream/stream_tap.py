@@ -82,7 +82,8 @@ class UsageTap(patches.ReadsApart):
             return read
         if not chunk:
             self.end()
-            return self._rewrite.flush() if self._rewrite else chunk
+            ending, self._ending = self._ending or b"", None
+            return ending + self._rewrite.flush() if self._rewrite else ending or chunk
         self.received += len(chunk)
         if self._first is not None:
             self._first.answer.first_chunk = time.time()
@@ -112,18 +113,36 @@ class UsageTap(patches.ReadsApart):
     # A held stream whose tool calls the policy decides (`call_state`): each piece read at once,
     # and where it left calls for the policy, the stream awaits its answers (`awaited`).
     asks: AgentsCall | None = None
+    # At the stream's end, what the rewrite let go before its flush (`_read_end`); None: not read.
+    _ending: bytes | None = None
 
     def reads_apart(self, chunk: bytes) -> bool:
-        if super().reads_apart(chunk) or self.asks is None or not chunk:
+        if super().reads_apart(chunk) or self.asks is None:
             return self._apart is not None
+        if not chunk:
+            return self._read_end()
         self._read_out = (chunk, UsageTap.__call__(self, chunk))
+        return bool(self.asks.asking)
+
+    def _read_end(self) -> bool:
+        """The stream's end: where the rewrite reads it before deciding (`at_end`: its last event,
+        without its blank line, framed), the calls it leaves for the policy are asked about
+        (`awaited`) before the flush decides them, as after any piece, rather than refused unasked."""
+        at_end = getattr(self._rewrite, "at_end", None)
+        if at_end is None or self.asks is None:
+            return False
+        try:
+            self._ending = at_end()
+        except Exception:  # never lose bytes: the flush forwards what is held
+            logger.exception("Tollgate: rewriting the answer failed")
+            return False
         return bool(self.asks.asking)
 
     async def awaited(self) -> None:
         """After a piece read: the policy asked about the tool calls it left, then what the rewrite
-        lets go (fed again) sent with the piece."""
+        lets go (fed again) sent with the piece (at the end, before the flush)."""
         asks, read = self.asks, self._read_out
-        if asks is None or not asks.asking or read is None or self._rewrite is None:
+        if asks is None or not asks.asking or (read is None and self._ending is None) or self._rewrite is None:
             return
         await asked(asks)
         try:
@@ -131,6 +150,9 @@ class UsageTap(patches.ReadsApart):
         except Exception:  # never lose bytes: give up rewriting, forward what is held
             logger.exception("Tollgate: rewriting the answer failed")
             more, self._rewrite = self._rewrite.flush(), None
+        if read is None:
+            self._ending = (self._ending or b"") + more
+            return
         pieces = [read[1]] if isinstance(read[1], bytes) else list(read[1])
         self._read_out = (read[0], [p for p in [*pieces, more] if p])
 
