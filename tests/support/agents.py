@@ -51,11 +51,12 @@ def gateway(
     guarded: str | None = None,
 ) -> Any:
     """A gateway for `providers` configured by `config` (the fakes' URLs → its settings), `agents`
-    on with the `send_*` tools acting, each fake answering through `upstream`. With `guarded`, an
+    on with the `send_*` tools acting (unless `config` gives its own `agents`), each fake answering
+    through `upstream`. With `guarded`, an
     answer rule for that model redacts keys: the guard reads what `agents` lets go."""
 
     def settings(urls: dict[str, str]) -> dict[str, Any]:
-        out = {**config(urls), "agents": {"acting_tools": ["send_*"]}}
+        out = {"agents": {"acting_tools": ["send_*"]}, **config(urls)}
         if guarded is not None:
             out["guardrails"] = [{"match": {"model": guarded}, "on": ["answer"], "detect": KINDS, "action": "redact"}]
         return out

@@ -31,6 +31,9 @@ class AgentsSettings(Strict):
     item_tools: Globs = Field(default_factory=list)
     owners: Globs = Field(default_factory=list)
     item_fields: Globs = Field(default_factory=lambda: list(DEFAULT_ITEM_FIELDS))
+    # These tools list names (channels, folders, members): a value of their result that is one word
+    # by itself taints nothing; text with white space in it is outside content as any result's.
+    name_tools: Globs = Field(default_factory=list)
     # Shorter values (and numbers) are not compared: too common to say where they came from.
     taint_min_chars: int = Field(default=5, ge=1)
     acting_tools: Globs = Field(default_factory=lambda: ["*"])

@@ -10,9 +10,14 @@ that quotes the value as a word by itself ("delete the file with ID '13'"). A sh
 holds (`id: '13'`, `["13", "14"]`) is not prose and taints nothing: ids are how an agent names the
 things it read about; a stranger's sentence handing one over is how it is told which to act on.
 
-Softer trust never untaints: the results of `trusted_tools`, and an `item_tools` result's items
-`owners` wrote, are left out of the index, so a value other outside content holds is still found
-there.
+Softer trust never untaints: the results of `trusted_tools`, an `item_tools` result's items
+`owners` wrote, and the one-word names a `name_tools` result lists, are left out of the index, so a
+value other outside content holds is still found there. But for the assistant's own text: a value
+it holds that is a name a `name_tools` result lists, and that no other outside content holds, is the
+assistant naming that item again (a channel it read messages from, named again to post there), as
+it copies the user's text; it taints nothing. Not so for `trusted_tools`' results: there an agent
+told to pick one of the owner's records (the dearest hotel of a catalogue) would pick it unseen,
+and the assistant's copy of it (the names it asked prices for) is what still shows it.
 
 Bounded: at most `MAX_INDEX_CHARS` characters of folded outside content per conversation (about
 8 MB, some 20 MB of memory with what decoding adds). Past the bound the conversation's index is
@@ -49,6 +54,8 @@ _QUOTED = re.compile(
     r"(?<=[\w)][ \t])(['\"`\u2018\u201c])([^\s'\"`\u2018\u2019\u201c\u201d]{1,32})['\"`\u2019\u201d](?=[\s.,;:!?)]|$)"
 )
 _PROSE_WORDS = 3  # a text of fewer words is a value, not prose
+MAX_NAME_CHARS = 64  # a longer word in a `name_tools` result is no name
+_SPACE = re.compile(r"\s")
 
 
 _ASCII_SPACE = bytes(c for c in range(128) if chr(c).isspace())
@@ -90,6 +97,10 @@ class TaintIndex:
     trusted_words: set[str] = field(default_factory=set)  # the trusted text's words, case folded
     # Short literals outside prose quotes, folded, by the tools that quote them.
     quoted: dict[str, set[str]] = field(default_factory=dict)
+    # The names `name_tools`' results list, folded: a value the assistant's text holds only as a
+    # copy of one of these taints nothing.
+    soft: str = ""
+    soft_size: int = 0
     size: int = 0
     full: bool = False
 
@@ -101,13 +112,19 @@ class TaintIndex:
             for word in unescaped(text).casefold().split():
                 index.trusted_words.update((word, word.strip(_EDGES), *re.findall(r"\w+", word)))
         parts: dict[str, list[str]] = {}
+        soft: list[str] = []
         for piece in provenance.outside:
             softly = piece.tool not in (ASSISTANT, UNKNOWN)
             if softly and matches(piece.tool, settings.trusted_tools):
                 continue
             items = softly and matches(piece.tool, settings.item_tools)
+            names = softly and not items and matches(piece.tool, settings.name_tools)
             if items:
                 whole, quoted = _read(item_texts(piece.text, settings))
+            elif names:
+                texts, listed = name_texts(piece.text)
+                index._soften(soft, folded(_SEP.join(listed)))
+                whole, quoted = _read(texts)
             else:  # a result sent again (an agent sends them all at every turn) is read once
                 whole, quoted = _DECODED.get(piece.text, _decoded_read)
             for literal in quoted:
@@ -117,7 +134,10 @@ class TaintIndex:
                 index.size += len(whole) + 1
                 held.append(whole)
                 continue
-            texts = item_texts(piece.text, settings) if items else decoded_texts(piece.text)
+            if items:
+                texts = item_texts(piece.text, settings)
+            else:
+                texts = name_texts(piece.text)[0] if names else decoded_texts(piece.text)
             for raw in texts:  # the text that reaches the bound
                 text = folded(raw)
                 if index.size + len(text) > MAX_INDEX_CHARS:
@@ -128,7 +148,15 @@ class TaintIndex:
             if index.full:
                 break
         index.outside = {tool: _SEP.join(texts) for tool, texts in parts.items() if texts}
+        index.soft = _SEP.join(soft)
         return index
+
+    def _soften(self, soft: list[str], text: str) -> None:
+        """A result's names kept, within a bound of its own as large as the index's (past it, left
+        out: the assistant's copies of them are then tainted, as without it)."""
+        if text and self.soft_size + len(text) + 1 <= MAX_INDEX_CHARS:
+            self.soft_size += len(text) + 1
+            soft.append(text)
 
     def sources(self, value: Any) -> list[str]:
         """The tools whose results hold this value or one of its tokens (trusted text not holding
@@ -149,6 +177,8 @@ class TaintIndex:
             if candidate in self.trusted:
                 continue
             held = [tool for tool, text in self.outside.items() if candidate in text]
+            if held == [ASSISTANT] and not self.full and candidate in self.soft:
+                continue  # the assistant naming a listed item again, and nothing else holding it
             found.update(held)
             if not held and self.full:
                 found.add(UNINDEXED)
@@ -207,6 +237,27 @@ def item_texts(text: str, settings: AgentsSettings) -> list[str]:
         elif not owned:
             out.extend(leaves(node))
     return out
+
+
+def name_texts(text: str) -> tuple[list[str], list[str]]:
+    """A `name_tools` result's texts and the names it lists: each string (or key) of one word by
+    itself, up to `MAX_NAME_CHARS`, is a name; every other string, and a result with no structure,
+    is indexed as any result's."""
+    value = structure(text)
+    if value is None:
+        plain = unescaped(text)
+        value = structure(plain) if plain != text else None
+    if value is None:
+        return decoded_texts(text), []
+    texts: list[str] = []
+    names: list[str] = []
+    for leaf in leaves(value):
+        word = leaf.strip()
+        if word and len(word) <= MAX_NAME_CHARS and not _SPACE.search(word):
+            names.append(word)
+        else:
+            texts.append(leaf)
+    return texts, names
 
 
 def _names_owner(value: Any, owners: list[str]) -> bool:
