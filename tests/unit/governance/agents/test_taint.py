@@ -4,6 +4,7 @@ the user wrote is not, and softer trust never untaints what other outside conten
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import yaml
@@ -164,3 +165,18 @@ def test_quoted_literals() -> None:
     assert taint.quoted_literals("the code `a1`, then") == {"a1"}
     assert taint.quoted_literals("'13'") == set() and taint.quoted_literals("x: '13' and more words") == set()
     assert taint.quoted_literals("it said 'two words' here") == set()  # a phrase is compared as one
+
+
+# The quote search as first written, its look-behind tried at every character: the one in use
+# must find exactly what it finds.
+_QUOTED_AS_WRITTEN = re.compile(
+    r"(?<=[\w)][ \t])(['\"`\u2018\u201c])([^\s'\"`\u2018\u2019\u201c\u201d]{1,32})['\"`\u2019\u201d](?=[\s.,;:!?)]|$)"
+)
+_PROSE_BITS = st.sampled_from([*"'\"`\u2018\u2019\u201c\u201d \t\n):.a", "13", "é", ") '", 'a "'])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PROSE_BITS | _PROSE_BITS | st.text(max_size=3), max_size=30).map("".join))
+def test_quoted_literals_are_found_as_the_look_behind_first_finds_them(text: str) -> None:
+    found = [m.groups() for m in taint._QUOTED.finditer(text)]
+    assert found == [m.groups() for m in _QUOTED_AS_WRITTEN.finditer(text)]
