@@ -6,8 +6,9 @@ run. Python's `re` then runs only the few that are reported; most texts report n
 The looser pattern is the expression with its word boundaries (`\\b`) left out, `\\s` and `\\w`
 written as the ASCII characters Python's classes hold, and any character outside ASCII let
 through as a run of bytes of 0x80 and above (what Python's `\\w` and `\\s` hold beyond ASCII is
-among them). An expression with what this cannot loosen soundly (a look-around, `.`, a negated
-class, another class escape) is refused when the set is made."""
+among them). A character past ASCII is looked for as its UTF-8 bytes, but not in a class. An
+expression with what this cannot loosen soundly (a look-around, `.`, a negated class, another class
+escape, a class holding a character past ASCII) is refused when the set is made."""
 
 from __future__ import annotations
 
@@ -58,9 +59,9 @@ def loosened(pattern: str) -> str:
             continue
         if c == "(" and pattern[i : i + 3] in ("(?<", "(?=", "(?!"):
             raise ValueError("cannot loosen a look-around")
-        if c in ".^$" or not c.isascii():
+        if c in ".^$":
             raise ValueError(f"cannot loosen {c!r}")
-        out.append(c)
+        out.append(c if c.isascii() else "".join(f"\\x{b:02x}" for b in c.encode()))  # a literal, byte by byte
         i += 1
     return "".join(out)
 

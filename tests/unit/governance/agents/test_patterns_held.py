@@ -22,6 +22,7 @@ PATTERNS = [
     r"##\(system[)\]]",
     r"a\sb\wc",
     r"x{2,3}[0-9a-f]",
+    "[\\w)] (?:'|\u2018|\u201c)q",  # characters past ASCII, as their UTF-8
 ]
 HELD = PatternsHeld(PATTERNS) if HYPERSCAN else None
 
@@ -56,7 +57,7 @@ def test_a_text_without_them_holds_none() -> None:
     assert held.held("please ignore  all previous, then to\u3000you") == {0, 2}
 
 
-@pytest.mark.parametrize("pattern", [r"(?<=a)b", r"a(?=b)", r"a(?!b)", r"a.b", r"[^a]b", r"\d+", r"é", r"[é]", r"^a"])
+@pytest.mark.parametrize("pattern", [r"(?<=a)b", r"a(?=b)", r"a(?!b)", r"a.b", r"[^a]b", r"\d+", r"[é]", r"^a"])
 def test_what_cannot_be_loosened_soundly_is_refused(pattern: str) -> None:
     with pytest.raises(ValueError):
         loosened(pattern)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from unittest.mock import patch
 
 import yaml
 from hypothesis import given, settings
@@ -180,3 +181,17 @@ _PROSE_BITS = st.sampled_from([*"'\"`\u2018\u2019\u201c\u201d \t\n):.a", "13", "
 def test_quoted_literals_are_found_as_the_look_behind_first_finds_them(text: str) -> None:
     found = [m.groups() for m in taint._QUOTED.finditer(text)]
     assert found == [m.groups() for m in _QUOTED_AS_WRITTEN.finditer(text)]
+    # With the one pass that tells where a quote may be (Hyperscan's) and without it, alike.
+    quoted = taint.quoted_literals(text)
+    with patch.object(taint, "_MAY_QUOTE", None):
+        assert quoted == taint.quoted_literals(text)
+    if len(text.split(maxsplit=3)) >= 3:
+        assert quoted == {folded(literal) for _, literal in found}
+
+
+def test_a_trusted_text_read_again_is_read_alike() -> None:
+    trusted = ("Pay my rent (1100) to 'GB29 NWBK' please, dear Assistant",)
+    first = index([("r", "GB29 NWBK")], trusted=trusted)
+    again = index([("r", "GB29 NWBK")], trusted=trusted)
+    assert (again.trusted, again.trusted_words) == (first.trusted, first.trusted_words)
+    assert {"1100", "(1100)", "gb29", "'gb29", "nwbk", "assistant", "pay"} <= first.trusted_words
