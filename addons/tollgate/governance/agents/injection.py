@@ -187,6 +187,13 @@ _SLOT = re.compile(
 )
 
 
+def ready() -> None:
+    """The phrases' one pass made ready (compiled at its first use otherwise): before the proxy
+    listens, not at the first call."""
+    if _PHRASES_HELD is not None:
+        _PHRASES_HELD.ready()
+
+
 class InjectionSignals:
     """The injection kinds, with the hosts links in outside content may lead to."""
 

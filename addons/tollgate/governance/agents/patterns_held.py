@@ -23,7 +23,10 @@ if HYPERSCAN:
 
 # The ASCII characters of Python's `\s` and `\w` on a `str` (`\x1c`-`\x1f` are white space there).
 _ASCII = {"s": "\\t\\n\\x0b\\x0c\\r\\x20\\x1c-\\x1f", "w": "0-9A-Za-z_"}
-_NON_ASCII = "[\\x80-\\xff]+"  # one or more characters past ASCII, in UTF-8
+# Bytes past ASCII, beside a class's: its character as a run of them (a character past ASCII is
+# two to four such bytes, so a run of the class's bytes matches wherever the character does). One
+# class for both keeps the patterns small: Hyperscan compiles them some times as fast.
+_NON_ASCII = "\\x80-\\xff"
 # Escapes kept as written: a literal character, or (`\d` aside, refused) nothing else.
 _REFUSED_ESCAPES = set("dDSWBAZzGpPNuUx0123456789")
 
@@ -40,7 +43,7 @@ def loosened(pattern: str) -> str:
             if letter == "b":
                 continue  # a boundary only narrows where a pattern matches
             if letter in _ASCII:
-                out.append(f"(?:[{_ASCII[letter]}]|{_NON_ASCII})")
+                out.append(f"(?:[{_ASCII[letter]}{_NON_ASCII}]+)")
             elif letter in _REFUSED_ESCAPES:
                 raise ValueError(f"cannot loosen the escape \\{letter}")
             else:
@@ -87,33 +90,46 @@ def _class(body: str) -> str:
             raise ValueError("cannot loosen a class with characters past ASCII")
         parts.append(body[k])
         k += 1
-    return f"(?:[{''.join(parts)}]|{_NON_ASCII})" if wide else f"[{''.join(parts)}]"
+    return f"(?:[{''.join(parts)}{_NON_ASCII}]+)" if wide else f"[{''.join(parts)}]"
 
 
 class PatternsHeld:
-    """Needs Hyperscan (`HYPERSCAN`)."""
+    """Needs Hyperscan (`HYPERSCAN`). Each pattern is loosened when the set is made; the database is
+    compiled at its first use or `ready()` (some 0.2 s of CPU for `injection`'s phrases: a process
+    without `agents` never pays it)."""
 
     def __init__(self, patterns: Sequence[str]) -> None:
-        loose = [loosened(p).encode("ascii") for p in patterns]
-        self._database: Any = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        self._database.compile(
-            expressions=loose,
-            ids=list(range(len(loose))),
-            elements=len(loose),
-            flags=[hyperscan.HS_FLAG_SINGLEMATCH] * len(loose),  # reported once, wherever
-        )
+        self._loose = [loosened(p).encode("ascii") for p in patterns]
+        self._database: Any = None
+        self._compiling = threading.Lock()
         # Each thread's scratch: a scratch serves one scan at a time (see WordsHeld).
         self._scratch = threading.local()
 
+    def ready(self) -> Any:
+        """The database, compiled once."""
+        if self._database is None:
+            with self._compiling:
+                if self._database is None:
+                    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+                    database.compile(
+                        expressions=self._loose,
+                        ids=list(range(len(self._loose))),
+                        elements=len(self._loose),
+                        flags=[hyperscan.HS_FLAG_SINGLEMATCH] * len(self._loose),  # reported once, wherever
+                    )
+                    self._database = database
+        return self._database
+
     def held(self, text: str) -> set[int]:
         """The positions (in the set) of the patterns that may match `text`."""
+        database = self.ready()
         scratch = getattr(self._scratch, "scratch", None)
         if scratch is None:
-            scratch = self._scratch.scratch = hyperscan.Scratch(self._database)
+            scratch = self._scratch.scratch = hyperscan.Scratch(database)
         found: set[int] = set()
 
         def on_match(id_: int, start: int, end: int, flags: int, context: Any) -> None:
             found.add(id_)
 
-        self._database.scan(text.encode("utf-8", "surrogatepass"), match_event_handler=on_match, scratch=scratch)
+        database.scan(text.encode("utf-8", "surrogatepass"), match_event_handler=on_match, scratch=scratch)
         return found

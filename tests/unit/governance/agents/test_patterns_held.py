@@ -61,3 +61,11 @@ def test_a_text_without_them_holds_none() -> None:
 def test_what_cannot_be_loosened_soundly_is_refused(pattern: str) -> None:
     with pytest.raises(ValueError):
         loosened(pattern)
+
+
+def test_the_database_is_compiled_once_at_its_first_use() -> None:
+    held = PatternsHeld(PATTERNS)
+    assert held._database is None  # a process that never reads a text never compiles it
+    assert held.held("to you") == {2}
+    database = held._database
+    assert database is not None and held.ready() is database
