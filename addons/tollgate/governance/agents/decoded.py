@@ -19,7 +19,9 @@ from typing import Any
 
 import yaml
 
+from tollgate.governance.agents.patterns_held import PatternsHeld
 from tollgate.governance.agents.words_held import WordsHeld
+from tollgate.governance.guardrails.engine import HYPERSCAN
 
 PARSE_CHARS = 1_000_000
 SLOW_PARSE_CHARS = 200_000
@@ -39,6 +41,8 @@ _QUOTES = "\"'"
 # In JSON without a backslash, a string beginning with a structure (decoded in turn): a closing
 # quote is followed by `,`, `:`, `]` or `}`, never by these.
 _STRING_STRUCTURE = re.compile(r'"\s*[\[{(]')
+# Where it may be, found in one Hyperscan pass (JSON holds quotes everywhere, a search stops at each).
+_MAY_STRING_STRUCTURE = PatternsHeld([_STRING_STRUCTURE.pattern]) if HYPERSCAN else None
 # libyaml's loader where PyYAML was built with it: some 10 times as fast as the pure-Python one.
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -156,6 +160,13 @@ def key_values(text: str) -> Iterator[str]:
         yield match.group(1).strip(_QUOTES)
 
 
+def string_structure(text: str) -> bool:
+    """Whether a JSON text without a backslash has a string beginning with a structure."""
+    if _MAY_STRING_STRUCTURE is not None and not _MAY_STRING_STRUCTURE.held(text):
+        return False
+    return _STRING_STRUCTURE.search(text) is not None
+
+
 def decoded_texts(text: str) -> list[str]:
     """Every text a piece of outside content is indexed by: itself, written out, what its structure
     holds, and its `key: value` lines' values."""
@@ -181,7 +192,7 @@ def decoded_texts(text: str) -> list[str]:
         # above holds them already, and decoding adds only what it writes otherwise.
         if floats is None or "\\" in text:
             out.extend(leaves(value))
-        elif _STRING_STRUCTURE.search(text):
+        elif string_structure(text):
             out.extend(leaves(value, held=True))
         else:
             out.extend(str(f) for f in floats)  # `1e3` is `1000.0`

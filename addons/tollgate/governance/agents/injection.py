@@ -29,8 +29,10 @@ import unicodedata
 from collections.abc import Collection, Sequence
 
 from tollgate.governance.agents.link_hosts import LinkHosts, read_url
+from tollgate.governance.agents.patterns_held import PatternsHeld
 from tollgate.governance.agents.text_memo import TextMemo
 from tollgate.governance.agents.words_held import WordsHeld
+from tollgate.governance.guardrails.engine import HYPERSCAN
 from tollgate.governance.guardrails.text import FORMAT_RANGES
 
 INSTRUCTIONS, HIDDEN, EXFIL_LINK = "injection.instructions", "injection.hidden", "injection.exfil_link"
@@ -131,15 +133,24 @@ def _compiled(lead: str, rest: str) -> tuple[str, re.Pattern[str]]:
     first = lead.split(maxsplit=1)[0]
     word = re.escape(first)
     boundary = f"(?:(?<![a-z0-9]{word})|(?<=\\\\[nrt]{word}))" if first[0].isalnum() else ""
-    head = re.escape(first) + boundary + _phrase("".join(" " + re.escape(word) for word in lead.split()[1:]))
-    return first, re.compile(head + _phrase(rest))
+    return first, re.compile(word + boundary + _unbounded(lead, rest)[len(word) :])
+
+
+def _unbounded(lead: str, rest: str) -> str:
+    """A phrase's pattern without the look-behind at its first word: it matches wherever the
+    phrase's pattern does."""
+    return re.escape(lead.split(maxsplit=1)[0]) + _phrase("".join(" " + re.escape(w) for w in lead.split()[1:]) + rest)
 
 
 _COMPILED = [_compiled(lead, rest) for leads, rest in _PHRASES for lead in leads]
 
-
-# What a text holds wherever a phrase is: each word of its lead (in `_COMPILED`'s order). A phrase's
-# pattern runs only over a text holding them, all found in one pass.
+# With Hyperscan, the phrases that may be in a text are found in one pass, and only their patterns
+# run (`PatternsHeld`: most texts hold none).
+_PHRASES_HELD = (
+    PatternsHeld([_unbounded(lead, rest) for leads, rest in _PHRASES for lead in leads]) if HYPERSCAN else None
+)
+# Without it, what a text holds wherever a phrase is: each word of its lead (in `_COMPILED`'s
+# order). A phrase's pattern runs only over a text holding them, all found in one pass.
 _NEEDS = [frozenset(lead.split()) for leads, _ in _PHRASES for lead in leads]
 _LEAD_WORDS = WordsHeld(word for needs in _NEEDS for word in needs)
 # What a text holds where it may hold a comment, a link or a cased marker: found in the same pass.
@@ -174,6 +185,13 @@ _SLOT = re.compile(
     rf"\{{[^{{}}]*\}}|%7[bB]|\[[^\]]*\]|%5[bB]|<[^>]*>|%3[cC]|\$\{{?[A-Za-z_]|%[sd](?![0-9a-fA-F])|\.\.\.|…|=$|=&"
     rf"|(?<![A-Za-z0-9])[A-Z_]*(?:{_SLOT_WORDS})[A-Z_]*(?![a-z0-9])"
 )
+
+
+def ready() -> None:
+    """The phrases' one pass made ready (compiled at its first use otherwise): before the proxy
+    listens, not at the first call."""
+    if _PHRASES_HELD is not None:
+        _PHRASES_HELD.ready()
 
 
 class InjectionSignals:
@@ -237,12 +255,12 @@ def count_instructions(text: str, marks: Collection[str] | None = None) -> int:
     holds, where they were found already."""
     marks = _MARKS.held(text) if marks is None else marks
     read = readable(text)
-    held = _LEAD_WORDS.held(read)
-    n = sum(
-        sum(1 for _ in pattern.finditer(read))
-        for needs, (_, pattern) in zip(_NEEDS, _COMPILED, strict=True)
-        if needs <= held
-    )
+    if _PHRASES_HELD is not None:
+        run: Collection[int] = _PHRASES_HELD.held(read)
+    else:
+        held = _LEAD_WORDS.held(read)
+        run = [i for i, needs in enumerate(_NEEDS) if needs <= held]
+    n = sum(sum(1 for _ in _COMPILED[i][1].finditer(read)) for i in run)
     if "INST]" in marks or "SYS>>" in marks:  # what each marker holds
         n += sum(1 for _ in _CASED_MARKERS.finditer(text))
     return n

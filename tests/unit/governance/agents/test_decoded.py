@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from unittest.mock import patch
 
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tollgate.governance.agents import decoded
 from tollgate.governance.agents.decoded import PARSE_CHARS, decoded_texts, leaves, structure, unescaped
 from tollgate.governance.agents.taint import folded
 
@@ -125,3 +127,12 @@ def test_a_value_holding_doubled_quotes_and_an_escape_is_found() -> None:
     value = "it''s\x1b"
     for written in (json.dumps(value), repr(value), json.dumps(json.dumps(value)), json.dumps([value])):
         assert any(folded(value) in folded(t) for t in decoded_texts(written)), written
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(['"', " ", "\n", "\u3000", "\x1c", "[", "{", "(", "a", "é"]), max_size=10).map("".join))
+def test_a_string_beginning_with_a_structure_is_found_with_the_one_pass_and_without(text: str) -> None:
+    found = decoded.string_structure(text)
+    assert found == (decoded._STRING_STRUCTURE.search(text) is not None)
+    with patch.object(decoded, "_MAY_STRING_STRUCTURE", None):
+        assert decoded.string_structure(text) == found

@@ -4,7 +4,9 @@ the user wrote is not, and softer trust never untaints what other outside conten
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+from unittest.mock import patch
 
 import yaml
 from hypothesis import given, settings
@@ -199,3 +201,32 @@ def test_the_assistant_naming_a_listed_item_again_taints_nothing() -> None:
         [("get_channels", channels), ("web", "use External_0"), ("assistant", args)], name_tools=["get_channels"]
     )
     assert both.sources("External_0") == ["assistant", "web"]
+
+
+# The quote search as first written, its look-behind tried at every character: the one in use
+# must find exactly what it finds.
+_QUOTED_AS_WRITTEN = re.compile(
+    r"(?<=[\w)][ \t])(['\"`\u2018\u201c])([^\s'\"`\u2018\u2019\u201c\u201d]{1,32})['\"`\u2019\u201d](?=[\s.,;:!?)]|$)"
+)
+_PROSE_BITS = st.sampled_from([*"'\"`\u2018\u2019\u201c\u201d \t\n):.a", "13", "é", ") '", 'a "'])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PROSE_BITS | _PROSE_BITS | st.text(max_size=3), max_size=30).map("".join))
+def test_quoted_literals_are_found_as_the_look_behind_first_finds_them(text: str) -> None:
+    found = [m.groups() for m in taint._QUOTED.finditer(text)]
+    assert found == [m.groups() for m in _QUOTED_AS_WRITTEN.finditer(text)]
+    # With the one pass that tells where a quote may be (Hyperscan's) and without it, alike.
+    quoted = taint.quoted_literals(text)
+    with patch.object(taint, "_MAY_QUOTE", None):
+        assert quoted == taint.quoted_literals(text)
+    if len(text.split(maxsplit=3)) >= 3:
+        assert quoted == {folded(literal) for _, literal in found}
+
+
+def test_a_trusted_text_read_again_is_read_alike() -> None:
+    trusted = ("Pay my rent (1100) to 'GB29 NWBK' please, dear Assistant",)
+    first = index([("r", "GB29 NWBK")], trusted=trusted)
+    again = index([("r", "GB29 NWBK")], trusted=trusted)
+    assert (again.trusted, again.trusted_words) == (first.trusted, first.trusted_words)
+    assert {"1100", "(1100)", "gb29", "'gb29", "nwbk", "assistant", "pay"} <= first.trusted_words

@@ -593,8 +593,9 @@ def _serve_decided(flow: http.HTTPFlow, call: Call, decided: bytes | None) -> No
     """An answer whose tool calls were decided, served; one that could not be read, refused."""
     if decided is None or flow.response is None:
         _refuse_undecided(flow, call)
-    else:
+    elif "content-encoding" in flow.response.headers or decided != flow.response.raw_content:
         _serve(flow.response, decided)
+    # else: every call let through, the answer's bytes as they came: it goes as it came.
 
 
 async def _served_once_decided(flow: http.HTTPFlow, call: Call, deciding: Awaitable[bytes | None]) -> None:
