@@ -194,9 +194,9 @@ def test_the_assistant_naming_a_listed_item_again_taints_nothing() -> None:
     assert index(hotels, trusted_tools=["get_all_*"]).sources("Luxury Palace") == ["assistant"]
     # What the assistant wrote that no trusted record holds is still tainted, and so is a copy
     # that other outside content holds too.
-    assert ix.sources("Somewhere_else") == [] and index([("assistant", "Somewhere_else")]).sources("Somewhere_else") == [
-        "assistant"
-    ]
+    assert ix.sources("Somewhere_else") == [] and index([("assistant", "Somewhere_else")]).sources(
+        "Somewhere_else"
+    ) == ["assistant"]
     both = index(
         [("get_channels", channels), ("web", "use External_0"), ("assistant", args)], name_tools=["get_channels"]
     )
