@@ -24,7 +24,7 @@ import trustme
 import yaml
 from tests.support.canned import provider_answers
 from tests.support.clients import run_client
-from tests.support.deploy import ROOT, dockerfile, example_copy, find, kustomize, migrate_as_owner, run_roles
+from tests.support.deploy import ROOT, dockerfile, example_copy, find, kustomize, run_roles
 from tests.support.dockerignore import copy_context
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.postgres import PostgresServer
@@ -115,13 +115,28 @@ def records(example: list[dict[str, Any]]) -> dict[str, str]:
 
 
 @pytest.fixture
-def database(postgres: PostgresServer, records: dict[str, str]) -> str:
+def database(
+    postgres: PostgresServer, records: dict[str, str], example: list[dict[str, Any]], image: Path, tmp_path: Path
+) -> str:
     """A database of the test's PostgreSQL in which deploy/postgres-roles.sql made the roles, the
-    sender's password the Secret's, and the owner made the records' table; its superuser's DSN."""
+    sender's and the owner's passwords the Secrets', and the Job tollgate-migrate made the tables:
+    its command, run from the image with its Secret's DSN (the database's address the test's); its
+    superuser's DSN."""
     admin = postgres.database()
-    done = run_roles(admin, records["TOLLGATE_SENDER_PASSWORD"], "console-password")
+    data = find(example, "Secret", "tollgate-migrate")["data"]
+    owner_dsn = base64.b64decode(data["TOLLGATE_RECORDS_DSN"]).decode()
+    owner_password = urlsplit(owner_dsn).password or ""
+    done = run_roles(admin, records["TOLLGATE_SENDER_PASSWORD"], "console-password", owner_password)
     assert (done.returncode, done.stderr) == (0, ""), done.stdout
-    migrate_as_owner(admin)
+    test_server = urlsplit(admin)
+    dsn = urlunsplit(urlsplit(moved(owner_dsn, test_server.port or 0))._replace(path=test_server.path, query=""))
+    (container,) = find(example, "Job", "tollgate-migrate")["spec"]["template"]["spec"]["containers"]
+    command = [str(image / VENV / "bin" / container["command"][0]), *container["command"][1:]]
+    ran = subprocess.run(command, env={**image_env(image, tmp_path), "TOLLGATE_RECORDS_DSN": dsn},
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "tollgate_reconciliation migrated from schema version 0 to 1" in ran.stdout, ran.stdout
+    assert owner_password not in ran.stdout + ran.stderr
     return admin
 
 

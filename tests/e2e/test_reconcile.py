@@ -5,7 +5,9 @@ The command finds every token Tollgate counted on the vendor's side, the coverag
 the key used around Tollgate by its id, name and project; an open day never fails it, a revised
 bucket is read as revised; a refused admin key exits 2 with the vendor's reason; the admin keys are
 never in the output, the audit or the table. Tollgate's side is read from the local audit, and from
-the records' table (`audit.postgres`), where the results are kept in `tollgate_reconciliation`."""
+the records' table (`audit.postgres`), where the results are kept in `tollgate_reconciliation`
+(made by `tollgate audit migrate`: the command makes none). The console's Invoice view shows a lead
+the held keys their clients' calls used, from either."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -23,7 +26,14 @@ from tests.support.cli import checkout_env
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.postgres import PostgresServer
 
-from tollgate.records.reconcile.kept_results import TABLE, latest, record_entries, table_entries
+from tollgate.configuration.config import parse_config
+from tollgate.console.follow import AuditFiles
+from tollgate.console.invoice import Invoice
+from tollgate.console.invoice_results import FromTable
+from tollgate.console.scope import ScopeRules
+from tollgate.console.viewer import Viewer
+from tollgate.console.views import Views
+from tollgate.records.reconcile.kept_results import TABLE, exact_json, latest, record_entries, table_entries
 from tollgate.records.senders.audit_postgres import ensure_schema, prepare, row_of, store
 
 REAL_OPENAI = "sk-proj-gatewayheld-0123456789abcdefWXYZ"
@@ -51,11 +61,14 @@ report(done=True)
 """
 
 
+CLIENTS = [{"name": "alice", "keys": [ALICE], "groups": ["research"]}]
+
+
 def config(urls: dict[str, str]) -> dict:
     return {
         "providers": {"openai": {"upstream": urls["openai"], "keys": [REAL_OPENAI]},
                       "anthropic": {"upstream": urls["anthropic"], "keys": [REAL_ANTHROPIC]}},
-        "clients": [{"name": "alice", "keys": [ALICE]}],
+        "clients": CLIENTS,
     }  # fmt: skip
 
 
@@ -124,6 +137,28 @@ def reconcile(path: Path, *args: str, env: dict[str, str] | None = None) -> subp
     return run
 
 
+def lead_sees(gw, since: str, result: dict, dsn: str | None = None) -> None:
+    """The console's Invoice view over the run's results: a lead of alice's group sees the rows of
+    the held keys alice's calls used (matched by the fingerprint the records name the key by), none
+    used around Tollgate, no day's totals; a lead of another group sees none."""
+    rules = ScopeRules.of(parse_config({"clients": CLIENTS}, {}))
+    audit = AuditFiles([gw.audit_path], follow=False)
+    audit.catch_up()
+    views = (
+        Views(audit, rules=rules) if dsn is None else Views(audit, rules=rules, invoice=Invoice(FromTable(dsn), audit))
+    )
+    lead = Viewer("lead", "lena@example.com", "Lena", frozenset({"research"}))
+    answer = views.answer("/api/invoice", {"since": [since]}, lead)
+    held = [r for r in result["rows"] if r["held"] and r["status"] != "around"]
+    assert held and all(r["upstream_key"].startswith("sha256:") for r in held)
+    assert sorted((r["provider"], r["day"], r["key_id"], r["model"]) for r in answer["rows"]) == sorted(
+        (r["provider"], r["day"], r["key_id"], r["model"]) for r in held)  # fmt: skip
+    assert (answer["days"], answer["around"]) == ([], [])
+    other = Viewer("lead", "ian@example.com", "Ian", frozenset({"infra"}))
+    assert views.answer("/api/invoice", {"since": [since]}, other)["rows"] == []
+    views.invoice.results.close()
+
+
 def sums(records: list[dict], provider: str) -> dict[str, dict]:
     by_model: dict[str, dict] = {}
     for r in records:
@@ -183,6 +218,7 @@ def test_every_token_and_the_key_used_around_tollgate(made, vendors, upstream_ca
         CLOSED.isoformat(), TODAY.isoformat(), result["rows"], result["days"])  # fmt: skip
     newest = latest(record_entries(gw.audit_records()))
     assert newest[("openai", CLOSED.isoformat())].rows == [around]
+    lead_sees(gw, CLOSED.isoformat(), result)
     text = gw.audit_path.read_text()
     assert OPENAI_ADMIN not in text and ANTHROPIC_ADMIN not in text
     # Written by the audit's own writer: the file stays whole, the proxy's run and the command's.
@@ -244,6 +280,14 @@ def test_the_records_table_is_read_and_the_results_kept_in_theirs(made, vendors,
         store(conn, "tollgate_records", [row_of(line) for line in lines])
     path = reconcile_config(gw, vendors, upstream_ca_pem, dsn)
     env = {**ADMIN_ENV}
+    # Its table is made by `tollgate audit migrate` (as the owner of the records' tables): until
+    # then, the results are printed but not kept, said in one line, exit 2.
+    unmade = reconcile(path, "--json", "--from", "postgres", "--since", CLOSED.isoformat(), env=env)
+    assert unmade.returncode == 2 and unmade.stderr.count("\n") == 1, unmade.stderr
+    assert f"the results were not kept: {TABLE} is missing: run `tollgate audit migrate`" in unmade.stderr
+    migrated = subprocess.run([sys.executable, "-m", "tollgate", "audit", "migrate"], capture_output=True, text=True,
+                              env={**checkout_env(), "TOLLGATE_RECORDS_DSN": dsn}, timeout=120)  # fmt: skip
+    assert migrated.returncode == 0 and f"{TABLE} migrated from schema version 0 to 1" in migrated.stdout, migrated
     first = reconcile(path, "--json", "--from", "postgres", "--since", CLOSED.isoformat(), env=env)
     assert first.returncode == 1, first.stderr
     from_audit = reconcile(path, "--json", "--from", "audit", "--since", CLOSED.isoformat(), env=env)
@@ -258,10 +302,13 @@ def test_the_records_table_is_read_and_the_results_kept_in_theirs(made, vendors,
         dump = conn.execute(f"SELECT string_agg(body::text, '') FROM {TABLE}").fetchone()[0]
     assert [b for k, b in kept if k == "row"][-len(result["rows"]) :] == result["rows"]
     assert [b for k, b in kept if k == "day"][-len(result["days"]) :] == result["days"]
-    for day in result["days"]:
+    exact = exact_json(second.stdout)  # read back exactly, amounts as written
+    for day in exact["days"]:
         assert newest[(day["provider"], day["day"])].day == day
+    assert any(isinstance(d["vendor_usd"], Decimal) for d in exact["days"])
     assert newest[("openai", CLOSED.isoformat())].rows == []  # the revised run left nothing there
     assert OPENAI_ADMIN not in dump and ANTHROPIC_ADMIN not in dump
+    lead_sees(gw, CLOSED.isoformat(), result, dsn)
 
 
 def postgres_connection(dsn: str):

@@ -29,6 +29,7 @@ KEYS_EXAMPLE = KUBERNETES / "example" / "keys.env.example"
 RECORDS_EXAMPLE = KUBERNETES / "example" / "records.env.example"
 CONSOLE_EXAMPLE = KUBERNETES / "example" / "console.env.example"
 ADMIN_KEYS_EXAMPLE = KUBERNETES / "example" / "admin-keys.env.example"
+MIGRATE_EXAMPLE = KUBERNETES / "example" / "migrate.env.example"
 ROLES_SQL = DEPLOY / "postgres-roles.sql"
 # What the example's secretGenerator takes from its ca/ directory (what mitmproxy reads in confdir).
 CA_FILES = ("mitmproxy-ca.pem", "mitmproxy-dhparam.pem")
@@ -99,13 +100,13 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
 def example_copy(target: Path, autoscale: bool = False, make_ca: Callable[[Path], object] = ensure_ca) -> Path:
     """deploy/kubernetes copied to `target`, with the example's Secrets' files made as its comments
     say (a CA made in ca/ as `tollgate certs --confdir ca` makes it, keys.env, records.env,
-    console.env and admin-keys.env from their examples, the console's certificate in console-tls/) and, with
+    console.env, admin-keys.env and migrate.env from their examples, the console's certificate in console-tls/) and, with
     `autoscale`, its commented components lines taken in: the example's directory."""
-    made = ("ca", "keys.env", "records.env", "console.env", "admin-keys.env", "console-tls")
+    made = ("ca", "keys.env", "records.env", "console.env", "admin-keys.env", "migrate.env", "console-tls")
     shutil.copytree(KUBERNETES, target, ignore=shutil.ignore_patterns(*made))
     example = target / "example"
     make_ca(example / "ca")
-    for source in (KEYS_EXAMPLE, RECORDS_EXAMPLE, CONSOLE_EXAMPLE, ADMIN_KEYS_EXAMPLE):
+    for source in (KEYS_EXAMPLE, RECORDS_EXAMPLE, CONSOLE_EXAMPLE, ADMIN_KEYS_EXAMPLE, MIGRATE_EXAMPLE):
         shutil.copy(source, example / source.name.removesuffix(".example"))
     certificate = trustme.CA().issue_cert("tollgate-console.example.com")
     (example / "console-tls").mkdir()

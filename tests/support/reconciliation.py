@@ -1,23 +1,16 @@
-"""What `tollgate reconcile` stores, made by the tests that read it: the table
-`tollgate_reconciliation` (its columns as the console reads them) and its `reconciliation` audit
-record, and a run's results to put in either."""
+"""What `tollgate reconcile` stores, made by the tests that read it: rows of the table
+`tollgate_reconciliation` (made by its own migration, as `tollgate audit migrate` makes it, and
+written by the command's own writer) and its `reconciliation` audit record, and a run's results to
+put in either."""
 
 from __future__ import annotations
 
-import json
+from datetime import datetime
 from typing import Any
 
 import psycopg
 
-DDL = """
-CREATE TABLE IF NOT EXISTS tollgate_reconciliation (
-    run_at timestamptz NOT NULL,
-    provider text NOT NULL,
-    day date NOT NULL,
-    kind text NOT NULL CHECK (kind IN ('row', 'day')),
-    body jsonb NOT NULL
-)
-"""
+from tollgate.records.reconcile.kept_results import ensure_table, store_table
 
 
 def side(input_tokens: int, output_tokens: int, requests: int, cost_usd: str, cached: int = 0) -> dict[str, Any]:
@@ -50,12 +43,8 @@ def record(ts: str, rows: list[dict[str, Any]], days: list[dict[str, Any]]) -> d
 
 
 def store(dsn: str, run_at: str, rows: list[dict[str, Any]], days: list[dict[str, Any]]) -> None:
-    """A run's results in the table (made when it is not yet), as `tollgate reconcile` stores them."""
+    """A run's results in the table (made or migrated first, as `tollgate audit migrate` does), as
+    `tollgate reconcile` stores them."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(DDL)
-        for kind, bodies in (("row", rows), ("day", days)):
-            for body in bodies:
-                conn.execute(
-                    "INSERT INTO tollgate_reconciliation (run_at, provider, day, kind, body) VALUES (%s, %s, %s, %s, %s)",
-                    (run_at, body["provider"], body["day"], kind, json.dumps(body)),
-                )
+        ensure_table(conn)
+        store_table(conn, datetime.fromisoformat(run_at), rows, days)

@@ -28,6 +28,7 @@ from tests.support.deploy import (
     DOCKERFILE,
     INSTALL,
     KUBERNETES,
+    MIGRATE_EXAMPLE,
     RECORDS_EXAMPLE,
     ROLES_SQL,
     ROOT,
@@ -247,6 +248,7 @@ def test_the_base_renders_and_validates(base) -> None:
         ("ConfigMap", "tollgate-console-config"),
         ("CronJob", "tollgate-reconcile"),
         ("Deployment", "tollgate-redis"),
+        ("Job", "tollgate-migrate"),
         ("NetworkPolicy", "tollgate-redis"),
         ("PersistentVolumeClaim", "tollgate-redis-data"),
         ("PodDisruptionBudget", "tollgate"),
@@ -273,6 +275,7 @@ def test_the_example_renders_with_its_secrets_and_validates(example, base) -> No
             ("Secret", "tollgate-console-keys"),
             ("Secret", "tollgate-console-tls"),
             ("Secret", "tollgate-keys"),
+            ("Secret", "tollgate-migrate"),
             ("Secret", "tollgate-records"),
         ]
     )
@@ -361,7 +364,7 @@ def pod_templates(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, An
             (o["spec"]["jobTemplate"]["spec"] if o["kind"] == "CronJob" else o["spec"])["template"]["spec"],
         )
         for o in objects
-        if o["kind"] in ("Deployment", "StatefulSet", "CronJob")
+        if o["kind"] in ("Deployment", "StatefulSet", "CronJob", "Job")
     ]
 
 
@@ -380,7 +383,7 @@ def test_every_pod_runs_as_the_restricted_pod_security_standard_asks(base) -> No
             }, name
             assert "memory" in container["resources"]["limits"] and container["resources"]["requests"], name
     pods = dict(pod_templates(base))
-    for name in ("tollgate", "tollgate-console", "tollgate-reconcile"):
+    for name in ("tollgate", "tollgate-console", "tollgate-reconcile", "tollgate-migrate"):
         pod = pods[name]["securityContext"]
         assert f"{pod['runAsUser']}:{pod['runAsGroup']}" == user.arguments, name
 
@@ -461,6 +464,36 @@ def test_the_reconcile_cronjob_alone_gets_the_admin_keys_and_reads_the_fleets_re
     config = parse_config(cluster_config(), env={**env_file(), **env_file(RECORDS_EXAMPLE)})
     assert config.reconcile is not None and set(config.reconcile.vendors()) == {"openai", "anthropic"}
     assert config.audit.postgres is not None  # what --from postgres requires
+
+
+def test_the_migrate_job_alone_gets_the_owners_dsn_and_migrates_what_the_others_use(example) -> None:
+    job = find(example, "Job", "tollgate-migrate")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    # The table the instances send to (audit.postgres.table), and with it tollgate reconcile's.
+    table = cluster_config()["audit"]["postgres"].get("table", "tollgate_records")
+    assert container["command"] == ["tollgate", "audit", "migrate", "--table", table]
+    assert container["image"] == gateway_container(example)["image"]  # the schema the instances write
+    # Exit 1 (a schema newer than the image, not the owner's role) fails at once; 2 is tried again.
+    [rule] = job["spec"]["podFailurePolicy"]["rules"]
+    assert (rule["action"], rule["onExitCodes"]["values"]) == ("FailJob", [1])
+    secret = find(example, "Secret", "tollgate-migrate")
+    assert set(secret["data"]) == set(env_file(MIGRATE_EXAMPLE)) == {"TOLLGATE_RECORDS_DSN"}
+    assert container["envFrom"] == [{"secretRef": {"name": secret["metadata"]["name"]}}]
+    for name, other in pod_templates(example):
+        if name != "tollgate-migrate":
+            assert secret["metadata"]["name"] not in json.dumps(other), name
+    # As the owner, on the instances' database.
+    owner = urlsplit(env_file(MIGRATE_EXAMPLE)["TOLLGATE_RECORDS_DSN"])
+    sender = urlsplit(cluster_config()["audit"]["postgres"]["dsn"])
+    assert owner.username == "tollgate_owner" and "CREATE ROLE tollgate_owner" in ROLES_SQL.read_text(encoding="utf-8")
+    assert (owner.hostname, owner.port, owner.path) == (sender.hostname, sender.port, sender.path)
+    # `kubectl apply -l app.kubernetes.io/component=migrate` applies the Job and its Secret first.
+    selected = {"app.kubernetes.io/component": "migrate"}
+    assert {o["metadata"]["name"] for o in example if selected.items() <= o["metadata"].get("labels", {}).items()} == {
+        job["metadata"]["name"], secret["metadata"]["name"]}  # fmt: skip
+    kustomization = (KUBERNETES / "example" / "kustomization.yaml").read_text(encoding="utf-8")
+    assert "kubectl apply -k . -l app.kubernetes.io/component=migrate" in kustomization
 
 
 def test_the_cluster_configuration_loads_and_its_policy_decides() -> None:

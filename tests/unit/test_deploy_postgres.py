@@ -125,7 +125,8 @@ def test_the_sender_role_sends_and_the_console_role_reads_and_changes_nothing(
 
     with psycopg.connect(database["console"], autocommit=True) as console:
         assert [r[0] for r in console.execute(f"SELECT line FROM {TABLE} ORDER BY id")] == recent
-        assert console.execute("SELECT name, version FROM tollgate_schema").fetchall() == [(TABLE, SCHEMA_VERSION)]
+        assert dict(console.execute("SELECT name, version FROM tollgate_schema").fetchall()) == {
+            TABLE: SCHEMA_VERSION, "tollgate_reconciliation": 1}  # fmt: skip
         refused = [
             f"UPDATE {TABLE} SET client = 'mallory'",
             f"DELETE FROM {TABLE}",
@@ -142,7 +143,8 @@ def test_the_sender_role_sends_and_the_console_role_reads_and_changes_nothing(
         # The records' schema version cannot be changed (which would stop every sender): the row
         # is not the console's to update.
         assert console.execute("UPDATE tollgate_schema SET version = 99 WHERE name = %s", (TABLE,)).rowcount == 0
-        assert console.execute("SELECT version FROM tollgate_schema").fetchall() == [(SCHEMA_VERSION,)]
+        assert console.execute("SELECT version FROM tollgate_schema WHERE name = %s", (TABLE,)).fetchall() == [
+            (SCHEMA_VERSION,)]  # fmt: skip
     assert stored(database["sender"]) == recent
     # The console's role reads the sums, and sums a day again (in a temporary table of its own).
     with psycopg.connect(database["console"], autocommit=True) as console:
@@ -167,7 +169,7 @@ def test_the_console_role_makes_and_writes_its_access_log(database: dict[str, st
         access_log.insert(console, record, orjson.dumps(record) + b"\n")
         assert console.execute(f"SELECT email FROM {access_log.TABLE}").fetchall() == [("alice@example.com",)]
         versions = dict(console.execute("SELECT name, version FROM tollgate_schema").fetchall())
-    assert versions == {TABLE: SCHEMA_VERSION, access_log.TABLE: access_log.TABLE_VERSION}
+    assert versions == {TABLE: SCHEMA_VERSION, access_log.TABLE: access_log.TABLE_VERSION, "tollgate_reconciliation": 1}
 
 
 @pytest.mark.slow
@@ -237,3 +239,40 @@ def test_only_the_owner_migrates(database: dict[str, str]) -> None:
     assert said.endswith(f"tollgate_other at schema version {SCHEMA_VERSION}, its sums whole (backfilled to id 0)\n")
     assert migrate_as_owner(database["admin"], table="tollgate_other").count("\n") == 1  # nothing to do: one line
     assert run("tollgate_other", {}, out, err) == 2
+
+
+@pytest.mark.slow
+def test_reconcile_writes_its_results_as_the_sender_in_the_table_the_owner_made(database: dict[str, str]) -> None:
+    from datetime import UTC, datetime
+
+    from tests.support.reconciliation import day, row, side
+
+    from tollgate.console.invoice_results import FromTable
+    from tollgate.records.reconcile.kept_results import TABLE, NotMigrated, check_table, store_table
+
+    rows = [row("openai", "2026-11-20", "key_a", "gpt-4o-mini", "match", side(1, 1, 1, "0.1"), side(1, 1, 1, "0.1"),
+                "sha256:aaaaaaaaaaaa")]  # fmt: skip
+    days = [day("openai", "2026-11-20", "1", "0.1", "0.1", "0", None)]
+    with psycopg.connect(database["admin"], autocommit=True) as admin:
+        owner = admin.execute("SELECT tableowner FROM pg_tables WHERE tablename = %s", (TABLE,)).fetchone()
+    assert owner == ("tollgate_owner",)  # made by `tollgate audit migrate`, with the records' table
+    with psycopg.connect(database["sender"], autocommit=True) as sender:
+        assert store_table(sender, datetime(2026, 11, 22, 6, tzinfo=UTC), rows, days) == 2
+        for statement in (f"UPDATE {TABLE} SET body = '{{}}'", f"DROP TABLE {TABLE}", f"TRUNCATE {TABLE}"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                sender.execute(statement)
+    results = FromTable(database["console"])
+    try:
+        assert [(r.kind, r.body["key_id" if r.kind == "row" else "coverage"]) for r in
+                results.results("2026-11-01", "2026-11-30")] == [("row", "key_a"), ("day", "1")]  # fmt: skip
+    finally:
+        results.close()
+    with psycopg.connect(database["console"], autocommit=True) as console:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            console.execute(f"DELETE FROM {TABLE}")
+        # An older version than this Tollgate writes: the command says to migrate, and writes nothing.
+        with psycopg.connect(database["admin"], autocommit=True) as admin:
+            admin.execute("UPDATE tollgate.tollgate_schema SET version = 0 WHERE name = %s", (TABLE,))
+        with pytest.raises(NotMigrated, match="run `tollgate audit migrate` as the owner"):
+            check_table(console)
+    assert "migrated from schema version 0 to 1" in migrate_as_owner(database["admin"])

@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     migrate = audit_commands.add_parser(
         "migrate",
-        help="make or migrate the records' table in PostgreSQL and backfill its sums, as the role that owns it",
+        help="make or migrate the records' table in PostgreSQL (and tollgate reconcile's, tollgate_reconciliation)"
+        " and backfill its sums, as the role that owns them",
         description="The DSN is the environment's TOLLGATE_RECORDS_DSN (the owner's, deploy/postgres-roles.sql);"
         " run at each upgrade before the instances; stopped, it goes on where it stopped (docs/fleet.md).",
     )

@@ -202,7 +202,7 @@ def keep(config: Config, since: date, until: date, rows: list[dict[str, Any]], d
          now: datetime) -> bool:  # fmt: skip
     """The results kept: in the records' table with `audit.postgres`, else as a record of the local
     audit. False (said on standard error) when they could not be."""
-    from tollgate.records.reconcile.kept_results import TABLE, record, store_table, write_record
+    from tollgate.records.reconcile.kept_results import TABLE, NotMigrated, record, store_table, write_record
 
     table = config.audit.postgres
     if table is not None:
@@ -214,6 +214,9 @@ def keep(config: Config, since: date, until: date, rows: list[dict[str, Any]], d
             with psycopg.connect(table.dsn, autocommit=True, connect_timeout=10,
                                  application_name="tollgate reconcile") as conn:  # fmt: skip
                 store_table(conn, now, rows, days)
+        except NotMigrated as e:
+            print(f"error: audit.postgres ({described(table.dsn)}): the results were not kept: {e}", file=sys.stderr)
+            return False
         except (psycopg.Error, SchemaTooNew) as e:
             why = first_line(e) if isinstance(e, psycopg.Error) else str(e)
             print(f"error: audit.postgres ({described(table.dsn)}): the results were not kept in {TABLE}: {why}",

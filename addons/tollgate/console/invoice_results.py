@@ -1,25 +1,38 @@
 """Where the Invoice view reads `tollgate reconcile`'s results: the table `tollgate_reconciliation`
-(with `audit.postgres`) or the `reconciliation` records of the audit (without). Either gives, per
-provider and day, the results of the newest run that compared it (a day is compared again by each
-run until it closes: the vendors revise it), as `Result`s. Amounts are read exactly (`Decimal`),
-never as binary floats. No HTTP, no scope here (`invoice.py`)."""
+(with `audit.postgres`) or the `reconciliation` records of the audit (without), each read by the
+command's own reader (`records/reconcile/kept_results`), which gives, per provider and day, the
+results of the newest run that compared it (a day is compared again by each run until it closes:
+the vendors revise it), amounts exact (`Decimal`). Here: the console's connection (read-only, its
+time bounded) and its place in the audit it follows, and the results as `Result`s. No HTTP, no
+scope here (`invoice.py`)."""
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
+
+from tollgate.records.reconcile.kept_results import (
+    DAY,
+    EVENT,
+    ROW,
+    TABLE,
+    Entry,
+    exact_json,
+    latest,
+    record_entries,
+    table_entries,
+)
 
 if TYPE_CHECKING:
     from tollgate.console.source import Source
 
-TABLE = "tollgate_reconciliation"
-EVENT = "reconciliation"  # the audit record of a run without audit.postgres
+__all__ = ["FromRecords", "FromTable", "Result", "Unreadable", "decimal_of", "exact_json"]
+
 CONNECT_SECONDS = 5
 STATEMENT_SECONDS = 20
 KEPT_RECORDS = 10_000  # the reconciliation records kept read (a run a day: decades)
@@ -38,39 +51,26 @@ class Result:
     provider: str
     day: str
     kind: str  # row or day
-    body: dict[str, Any]
+    body: Mapping[str, Any]
 
 
-def exact_json(text: str | bytes) -> Any:
-    """JSON with every number that has a fraction read as a `Decimal`, as written."""
-    return json.loads(text, parse_float=Decimal)
+def run_time(at: datetime) -> str:
+    """A run's time as the records write theirs (UTC, to the millisecond)."""
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def newest(found: Iterable[Result]) -> list[Result]:
-    """The results of the newest run per provider and day (of two runs at the same time, the one
-    read last), in day and provider order."""
-    runs: dict[tuple[str, str], str] = {}
-    kept: list[Result] = list(found)
-    for result in kept:
-        key = (result.provider, result.day)
-        if result.run_at >= runs.get(key, ""):
-            runs[key] = result.run_at
-    chosen = [r for r in kept if r.run_at == runs[(r.provider, r.day)]]
-    return sorted(chosen, key=lambda r: (r.day, r.provider))
-
-
-def _result(run_at: str, kind: str, body: Any) -> Result | None:
-    """A row or day as written, or None when it names no provider or no day (it is skipped)."""
-    if not isinstance(body, dict):
-        return None
-    provider, day = body.get("provider"), body.get("day")
-    if not isinstance(provider, str) or not isinstance(day, str):
-        return None
-    try:
-        date.fromisoformat(day)
-    except ValueError:
-        return None
-    return Result(run_at, provider, day, kind, body)
+def newest(entries: Iterable[Entry], since: str, until: str) -> list[Result]:
+    """The results of the newest run per provider and day from `since` to `until` (`latest`), in day
+    and provider order, each run's rows in the order written, then its day."""
+    found = []
+    for (provider, day), held in latest(entries).items():
+        if not since <= day <= until:
+            continue
+        at = run_time(held.run_at)
+        found += [Result(at, provider, day, ROW, body) for body in held.rows]
+        if held.day is not None:
+            found.append(Result(at, provider, day, DAY, held.day))
+    return sorted(found, key=lambda r: (r.day, r.provider))
 
 
 class FromTable:
@@ -91,17 +91,7 @@ class FromTable:
                                                  application_name="tollgate-console")  # fmt: skip
                     self._conn.execute("SET default_transaction_read_only = on")
                     self._conn.execute(f"SET statement_timeout = {STATEMENT_SECONDS * 1000}")
-                made = self._conn.execute("SELECT to_regclass(%s) IS NOT NULL", (TABLE,)).fetchone()
-                if not made or not made[0]:
-                    return []  # no run yet
-                # The newest run of each provider and day in the window, then its rows and its day.
-                rows = self._conn.execute(
-                    f"SELECT to_char(r.run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), r.kind,"
-                    f" r.body::text FROM {TABLE} r JOIN (SELECT provider, day, max(run_at) AS run_at FROM {TABLE}"
-                    f" WHERE day BETWEEN %s AND %s GROUP BY provider, day) n"
-                    f" ON r.provider = n.provider AND r.day = n.day AND r.run_at = n.run_at",
-                    (since, until),
-                ).fetchall()
+                entries = list(table_entries(self._conn, since, until))
             except psycopg.Error as e:
                 if self._conn is not None:
                     self._conn.close()
@@ -109,12 +99,7 @@ class FromTable:
                 why = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 print(f"tollgate console: {TABLE} cannot be read: {why}", file=sys.stderr, flush=True)
                 raise Unreadable(f"{TABLE} cannot be read: {why}") from None
-        found = []
-        for run_at, kind, body in rows:
-            result = _result(run_at, kind, exact_json(body))
-            if result is not None:
-                found.append(result)
-        return newest(found)
+        return newest(entries, since, until)
 
     def close(self) -> None:
         with self._lock:
@@ -130,13 +115,13 @@ class FromRecords:
     def __init__(self, source: Source) -> None:
         self.source = source
         self._looked = 0  # the records looked through for reconciliations
-        self._read: dict[int, list[Result]] = {}  # record number → its results
+        self._read: dict[int, list[Entry]] = {}  # record number → its results
 
     def results(self, since: str, until: str) -> list[Result]:
         with self.source.lock:
             self._catch_up()
-            found = [r for results in self._read.values() for r in results if since <= r.day <= until]
-        return newest(found)
+            kept = [e for entries in self._read.values() for e in entries if since <= e.day <= until]
+        return newest(kept, since, until)
 
     def _catch_up(self) -> None:
         index = self.source.index
@@ -152,24 +137,14 @@ class FromRecords:
         self._looked = end
 
     @staticmethod
-    def _results_of(line: bytes) -> list[Result]:
+    def _results_of(line: bytes) -> list[Entry]:
         """A record's results, read from its line as written (parsed by the source, its amounts
         would be binary floats)."""
         try:
             exact = exact_json(line)
         except ValueError:
             return []
-        run_at = exact.get("ts") if isinstance(exact, dict) else None
-        if not isinstance(run_at, str) or exact.get("event") != EVENT:
-            return []
-        found = []
-        for kind, key in (("row", "rows"), ("day", "days")):
-            bodies = exact.get(key)
-            for body in bodies if isinstance(bodies, list) else []:
-                result = _result(run_at, kind, body)
-                if result is not None:
-                    found.append(result)
-        return found
+        return list(record_entries([exact]))
 
     def close(self) -> None:
         pass

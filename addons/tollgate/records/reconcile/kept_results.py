@@ -1,11 +1,15 @@
 """Where a reconciliation's results are kept, and how the newest are read back.
 
 With `audit.postgres`: the table `tollgate_reconciliation` (a version of its own in
-`tollgate_schema`, made under the same advisory lock as the records' table), a row per result,
+`tollgate_schema`), made and migrated by `tollgate audit migrate` as the owner of the records'
+tables (`ensure_table`); `tollgate reconcile`, run as the instances' role, which may create no
+table, only writes rows in it (`store_table`). A row per result,
 `body` exactly one row or day object of `tollgate reconcile --json`. Without it: one
 `reconciliation` record per run in the local audit, written by the audit's own writer (its chain,
 its checkpoints), `{"event": "reconciliation", "since", "until", "rows": [...], "days": [...]}`.
-`latest` reads either back: per provider and day, the newest run's rows and day."""
+`latest` reads either back: per provider and day, the newest run's rows and day, amounts exactly as
+written (`Decimal`, never a binary float); `tollgate reconcile`'s tests and the console's Invoice
+view read them so."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -21,6 +26,7 @@ if TYPE_CHECKING:
     from tollgate.configuration.records_settings import AuditConfig
 
 EVENT = "reconciliation"
+MIGRATE = "tollgate audit migrate"
 TABLE = "tollgate_reconciliation"
 ROW, DAY = "row", "day"
 
@@ -62,16 +68,46 @@ def write_record(audit: AuditConfig, entry: dict[str, Any]) -> None:
         log.stop()
 
 
+class NotMigrated(RuntimeError):
+    """The table is missing, or of a version older than this Tollgate writes: its message one line,
+    naming the command that makes it."""
+
+
+def _names() -> dict[str, Any]:
+    from psycopg import sql
+
+    return {"table": sql.Identifier(TABLE), "day_index": sql.Identifier(f"{TABLE}_provider_day")}
+
+
+def ensure_table(conn: psycopg.Connection) -> int:
+    """The table made, or migrated to the newest of `MIGRATIONS` (`audit_postgres.migrate`), by
+    the role that owns the records' tables (`tollgate audit migrate`); the version it was at.
+    SchemaTooNew when it is newer than this Tollgate knows."""
+    from tollgate.records.senders.audit_postgres import migrate
+
+    return migrate(conn, TABLE, MIGRATIONS, _names(), kept="the command's output")
+
+
+def check_table(conn: psycopg.Connection) -> None:
+    """The table there at the version this Tollgate writes: NotMigrated when it is missing or
+    older, SchemaTooNew when newer. The command makes none: its role may not (deploy/postgres-roles.sql)."""
+    from tollgate.records.senders.audit_postgres import SchemaTooNew, schema_version
+
+    found, known = schema_version(conn, TABLE), max(MIGRATIONS)
+    if found > known:
+        raise SchemaTooNew(TABLE, found, known, kept="the command's output")
+    if found < known:
+        at = "is missing" if found == 0 else f"is at schema version {found}, not {known}"
+        raise NotMigrated(f"{TABLE} {at}: run `{MIGRATE}` as the owner of the records' tables first")
+
+
 def store_table(conn: psycopg.Connection, run_at: datetime, rows: list[dict[str, Any]],
                 days: list[dict[str, Any]]) -> int:  # fmt: skip
-    """The run's rows and days inserted (the table made or migrated first), in one transaction;
+    """The run's rows and days inserted in one transaction, the table checked first (`check_table`);
     how many. `conn` in autocommit."""
     from psycopg import sql
 
-    from tollgate.records.senders.audit_postgres import migrate
-
-    names = {"table": sql.Identifier(TABLE), "day_index": sql.Identifier(f"{TABLE}_provider_day")}
-    migrate(conn, TABLE, MIGRATIONS, names, kept="the command's output")
+    check_table(conn)
     values = [(run_at, b["provider"], date.fromisoformat(b["day"]), ROW, json.dumps(b)) for b in rows]
     values += [(run_at, b["provider"], date.fromisoformat(b["day"]), DAY, json.dumps(b)) for b in days]
     with conn.transaction(), conn.cursor() as cursor:
@@ -87,13 +123,40 @@ def store_table(conn: psycopg.Connection, run_at: datetime, rows: list[dict[str,
 # ---- read back
 
 
+def exact_json(text: str | bytes) -> Any:
+    """JSON with every number that has a fraction read as a `Decimal`, as written."""
+    return json.loads(text, parse_float=Decimal)
+
+
 @dataclass(frozen=True)
 class Entry:
-    """One result as kept: when its run was, and one row or day object."""
+    """One result as kept: when its run was (UTC), and one row or day object."""
 
     run_at: datetime
     kind: str  # ROW or DAY
     body: Mapping[str, Any]
+
+    @property
+    def provider(self) -> str:
+        return str(self.body["provider"])
+
+    @property
+    def day(self) -> str:
+        return str(self.body["day"])
+
+
+def entry(run_at: datetime, kind: str, body: Any) -> Entry | None:
+    """A result as kept, or None when it is not one (no object, no provider, no ISO day): skipped."""
+    if not isinstance(body, Mapping):
+        return None
+    provider, day = body.get("provider"), body.get("day")
+    if not isinstance(provider, str) or not isinstance(day, str):
+        return None
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        return None
+    return Entry(run_at if run_at.tzinfo else run_at.replace(tzinfo=UTC), kind, body)
 
 
 @dataclass
@@ -106,10 +169,11 @@ class Latest:
 
 
 def latest(entries: Iterable[Entry]) -> dict[tuple[str, str], Latest]:
-    """Per (provider, day), the newest run's rows and day (`table_entries`, `record_entries`)."""
+    """Per (provider, day), the newest run's rows (in the order read) and day (`table_entries`,
+    `record_entries`)."""
     found: dict[tuple[str, str], Latest] = {}
     for entry in entries:
-        at = (str(entry.body.get("provider")), str(entry.body.get("day")))
+        at = (entry.provider, entry.day)
         held = found.get(at)
         if held is None or entry.run_at > held.run_at:
             held = found[at] = Latest(entry.run_at)
@@ -122,34 +186,42 @@ def latest(entries: Iterable[Entry]) -> dict[tuple[str, str], Latest]:
     return found
 
 
-def table_entries(conn: psycopg.Connection, since: date | None = None, until: date | None = None) -> Iterator[Entry]:
-    """The table's results of the newest run of each provider and day from `since` to `until`
-    (none yet: the table missing, nothing)."""
+def table_entries(
+    conn: psycopg.Connection, since: date | str | None = None, until: date | str | None = None
+) -> Iterator[Entry]:
+    """The table's results of the newest run of each provider and day from `since` to `until`, in
+    provider, day and written order (none yet: the table missing, nothing)."""
     from psycopg import sql
 
     exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (TABLE,)).fetchone()
     if not exists or not exists[0]:
         return
     query = sql.SQL(
-        "SELECT t.run_at, t.kind, t.body FROM {table} t JOIN (SELECT provider, day, max(run_at) AS run_at FROM {table}"
-        " WHERE (%(since)s::date IS NULL OR day >= %(since)s) AND (%(until)s::date IS NULL OR day <= %(until)s)"
+        "SELECT t.run_at, t.kind, t.body::text FROM {table} t JOIN (SELECT provider, day, max(run_at) AS run_at"
+        " FROM {table} WHERE (%(since)s::date IS NULL OR day >= %(since)s::date)"
+        " AND (%(until)s::date IS NULL OR day <= %(until)s::date)"
         " GROUP BY provider, day) n ON t.provider = n.provider AND t.day = n.day AND t.run_at = n.run_at"
         " ORDER BY t.provider, t.day, t.kind, t.id"
     ).format(table=sql.Identifier(TABLE))
-    for run_at, kind, body in conn.execute(query, {"since": since, "until": until}):
-        yield Entry(run_at, kind, body)
+    for run_at, kind, body in conn.execute(query, {"since": since, "until": until}).fetchall():
+        found = entry(run_at.astimezone(UTC), kind, exact_json(body))
+        if found is not None:
+            yield found
 
 
 def record_entries(records: Iterable[Mapping[str, Any]]) -> Iterator[Entry]:
-    """The results of the audit's `reconciliation` records (a record that is not one left out)."""
+    """The results of the audit's `reconciliation` records (a record that is not one, and a result
+    that is not one, left out). Parsed with `exact_json`, their amounts are exact."""
     for rec in records:
-        if rec.get("event") != EVENT or not isinstance(rec.get("ts"), str):
+        if not isinstance(rec, Mapping) or rec.get("event") != EVENT or not isinstance(rec.get("ts"), str):
             continue
         try:
             run_at = datetime.fromisoformat(rec["ts"])
         except ValueError:
             continue
         for kind, name in ((ROW, "rows"), (DAY, "days")):
-            for body in rec.get(name) or ():
-                if isinstance(body, dict):
-                    yield Entry(run_at, kind, body)
+            bodies = rec.get(name)
+            for body in bodies if isinstance(bodies, list) else ():
+                found = entry(run_at, kind, body)
+                if found is not None:
+                    yield found

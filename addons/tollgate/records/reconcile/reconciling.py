@@ -59,6 +59,7 @@ class _Row:
     key_id: str | None
     model: str | None
     held: bool
+    upstream_key: str | None = None  # a held key's fingerprint, as the records name it
     tollgate: Counted = field(default_factory=Counted)
     vendor: Counted = field(default_factory=lambda: Counted(requests=None))
     status: str = MATCH
@@ -121,7 +122,7 @@ def compare(
             # A held key no vendor key's hint fits: a row of its own, apart from the vendor's usage
             # on no key (its Playground's), which has no key id either.
             mine: RowKey = (day, key_id if key_id is not None else f"\0{fingerprint}", family)
-            row = rows.setdefault(mine, _Row(day, key_id, family, True))
+            row = rows.setdefault(mine, _Row(day, key_id, family, True, fingerprint))
             row.tollgate.add(counted)
         else:  # a key Tollgate does not hold: a side header's, a pass-through's
             unmatched.setdefault((day, family), Counted()).add(counted)
@@ -133,7 +134,7 @@ def compare(
         at: RowKey = (usage.day, usage.key_id, family)
         found = rows.get(at)
         if found is None:
-            found = rows[at] = _Row(usage.day, usage.key_id, family, usage.key_id in held)
+            found = rows[at] = _Row(usage.day, usage.key_id, family, usage.key_id in held, held.get(usage.key_id or ""))
             if not found.held:
                 around_keys.append(at)
         found.vendor.add(Counted(usage.input_tokens, usage.cached_input_tokens, usage.cache_write_tokens,
@@ -165,12 +166,16 @@ def compare(
         if row.status == AROUND:
             sums["around"] += max(Decimal(0), (theirs_usd or 0) - (ours_usd or 0))
         key = by_key.get(row.key_id or "")
-        out_rows.append({
+        out = {
             "provider": provider, "day": row.day.isoformat(), "open": is_open(row.day, now), "key_id": row.key_id,
             "key_name": key.name if key else None, "project": key.project if key else None, "model": model,
             "held": row.held, "status": row.status,
             "tollgate": _side(row.tollgate, ours_usd), "vendor": _side(row.vendor, theirs_usd),
-        })  # fmt: skip
+        }  # fmt: skip
+        if row.held and row.upstream_key is not None:
+            # The held key's fingerprint, never the key: what the console matches a lead's calls by.
+            out["upstream_key"] = row.upstream_key
+        out_rows.append(out)
     out_days = []
     day = since
     while day <= until:

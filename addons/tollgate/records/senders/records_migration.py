@@ -1,5 +1,6 @@
 """`tollgate audit migrate`: the records' table in PostgreSQL made, or migrated to the schema this
-Tollgate knows, by the role that owns it (deploy/postgres-roles.sql's `tollgate_owner`: the
+Tollgate knows, and `tollgate reconcile`'s table (`tollgate_reconciliation`) with it, by the role
+that owns them (deploy/postgres-roles.sql's `tollgate_owner`: the
 instances' role may not), and the views' sums backfilled from the rows already there, a batch of ids
 at a time, its progress said; stopped, it goes on where it stopped when run again. The DSN comes
 from the environment (`TOLLGATE_RECORDS_DSN`), never from the command line."""
@@ -13,6 +14,9 @@ from typing import TextIO
 
 import psycopg
 
+from tollgate.records.reconcile.kept_results import MIGRATIONS as RESULTS_MIGRATIONS
+from tollgate.records.reconcile.kept_results import TABLE as RESULTS
+from tollgate.records.reconcile.kept_results import ensure_table
 from tollgate.records.senders.audit_postgres import (
     SCHEMA_VERSION,
     SchemaTooNew,
@@ -36,16 +40,18 @@ def run(table: str, environ: dict[str, str] | None = None, out: TextIO = sys.std
     where = described(dsn)
     try:
         with psycopg.connect(dsn, autocommit=True, connect_timeout=10, application_name="tollgate-migrate") as conn:
-            try:
-                found = ensure_schema(conn, table)
-            except SchemaTooNew as e:
-                print(f"error: {e}", file=err)
-                return 1
-            except psycopg.errors.InsufficientPrivilege as e:
-                print(f"error: the role of {DSN_VARIABLE} may not migrate {table}: {first_line(e)}", file=err)
-                return 1
-            if found < SCHEMA_VERSION:
-                print(f"{where}: {table} migrated from schema version {found} to {SCHEMA_VERSION}", file=out)
+            for name, make, latest in ((table, lambda: ensure_schema(conn, table), SCHEMA_VERSION),
+                                       (RESULTS, lambda: ensure_table(conn), max(RESULTS_MIGRATIONS))):  # fmt: skip
+                try:
+                    found = make()
+                except SchemaTooNew as e:
+                    print(f"error: {e}", file=err)
+                    return 1
+                except psycopg.errors.InsufficientPrivilege as e:
+                    print(f"error: the role of {DSN_VARIABLE} may not migrate {name}: {first_line(e)}", file=err)
+                    return 1
+                if found < latest:
+                    print(f"{where}: {name} migrated from schema version {found} to {latest}", file=out)
             left, said = 1, time.monotonic()
             while left:
                 left = backfill(conn, table, BACKFILL_IDS, rounds=1)

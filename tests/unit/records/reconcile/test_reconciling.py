@@ -45,6 +45,7 @@ def test_a_held_key_matches_by_its_hint_and_a_snapshot_is_the_model_called():
     assert row == {
         "provider": P, "day": "2026-11-20", "open": False, "key_id": "key_held", "key_name": "gateway",
         "project": "Platform", "model": "gpt-4o-mini", "held": True, "status": "match",
+        "upstream_key": fingerprint(HELD),
         "tollgate": {"input_tokens": 1000, "cached_input_tokens": 100, "output_tokens": 50, "requests": 2,
                      "cost_usd": 0.0011},
         "vendor": {"input_tokens": 1000, "cached_input_tokens": 100, "output_tokens": 50, "requests": 2,
@@ -69,6 +70,20 @@ def test_a_difference_beyond_the_tolerance_differs_and_within_it_matches():
 def test_billed_usage_tollgate_never_saw_on_a_held_key_is_unseen():
     result = run([VendorUsage(DAY, "key_held", None, "gpt-4o", 500, 0, 0, 10, 1)], {})
     assert [r["status"] for r in result.rows] == ["unseen"]
+    assert result.rows[0]["upstream_key"] == fingerprint(HELD)  # held: named as the records name it
+
+
+def test_a_held_row_names_its_keys_fingerprint_and_no_other_row_does():
+    unhinted = "sk-proj-nohint-000000000000000000"  # held, but no vendor key's hint fits it
+    ours = {(P, DAY, fingerprint(HELD), "gpt-4o"): Counted(10, 0, 0, 1, 1),
+            (P, DAY, fingerprint(unhinted), "gpt-4o"): Counted(20, 0, 0, 2, 1)}  # fmt: skip
+    usage = [VendorUsage(DAY, "key_held", None, "gpt-4o", 10, 0, 0, 1, 1),
+             VendorUsage(DAY, "key_laptop", None, "gpt-4o", 99, 0, 0, 9, 1)]  # fmt: skip
+    result = run(usage, ours, keys={fingerprint(HELD): HELD, fingerprint(unhinted): unhinted})
+    named = {(r["key_id"], r["held"]): r.get("upstream_key") for r in result.rows}
+    assert named == {("key_held", True): fingerprint(HELD), (None, True): fingerprint(unhinted),
+                     ("key_laptop", False): None}  # fmt: skip
+    assert HELD not in repr(result) and unhinted not in repr(result)
 
 
 def test_usage_on_a_key_not_held_is_around_unless_tollgates_unmatched_calls_explain_it():
