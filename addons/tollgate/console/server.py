@@ -40,8 +40,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import orjson
 
 from tollgate.console.access_log import AccessLog
-from tollgate.console.sessions import SESSION_S, MemorySessions, Sessions, Unavailable
 from tollgate.console.invoice_results import Unreadable
+from tollgate.console.sessions import SESSION_S, MemorySessions, Sessions, Unavailable
 from tollgate.console.sign_in import SignIn, SignInFailed
 from tollgate.console.source import Source
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer

@@ -37,6 +37,8 @@ from tollgate.console import saved
 from tollgate.console.chain_progress import ChainProgress
 from tollgate.console.index import BAD_LINE
 from tollgate.console.source import Source
+from tollgate.console.table_events import TableViews
+from tollgate.console.table_recount import Recount
 from tollgate.records.audit import verified
 from tollgate.records.audit.anchor_verify import AnchorRules
 from tollgate.records.audit.table_rows import Instance, check_row, written
@@ -104,6 +106,8 @@ class Table(Source):
         self._fetched: dict[int, bytes] = {}  # record number → its line, fetched ahead (FETCHED at most)
         self.progress = ChainProgress(dsn, table, keep_days)  # how far the chain was checked, kept in the database
         self._skip: dict[str | None, int] = {}  # per instance: its rows up to this id were checked already
+        self.reads = TableViews(self._connect, table)  # the views, answered by the database
+        self.recount = Recount(dsn, table)  # the last days summed again, now and then
 
     @property
     def where(self) -> str:
@@ -353,6 +357,7 @@ class Table(Source):
             ids = list(self.index.offsets[start:end])
         if not ids:  # caught up: what was checked last kept, once it is due
             self.progress.write(self.verifier, self.instances, caught_up=True)
+            self.recount.when_due()
             return False
         columns = sql.SQL(", ").join(sql.Identifier("t", c) for c in COLUMNS)
         query = sql.SQL("SELECT t.id, {} FROM {} t WHERE t.id = ANY(%s)").format(columns, sql.Identifier(self.table))
@@ -398,6 +403,12 @@ class Table(Source):
         if check_row(self.verifier, self.instances, self.table, self.keep_days, row_id, stored):
             self.first_fault = number if self.first_fault is None else self.first_fault
 
+    @property
+    def first_fault_id(self) -> int | None:
+        """The id of the first row checked with a fault (every row from it on is not vouched for)."""
+        ids = [s.first_fault_id for s in self.instances.values() if s.first_fault_id is not None]
+        return min(ids) if ids else None
+
     def unverified(self) -> list[range]:
         """The records from the first one checked with a fault on (the fleet's rows interleave:
         every row after it, whatever its instance, is not vouched for)."""
@@ -428,7 +439,7 @@ class Table(Source):
                 "removed": None if not state.verified_from and not state.removed else
                 {"rows": state.removed, "verified_from_id": state.verified_from},
             })  # fmt: skip
-        return rows
+        return rows + self.recount.rows()
 
     # ---- the index remembered
 
@@ -528,6 +539,8 @@ class Table(Source):
             self.progress.close(self.verifier, self.instances)
         _close(self._reader)
         _close(self._server)
+        self.reads.close()
+        self.recount.close()
 
 
 def _close(conn: psycopg.Connection | None) -> None:
