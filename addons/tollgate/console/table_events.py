@@ -34,6 +34,12 @@ _ORIGIN = sql.SQL(
     "t.client, to_jsonb(t.groups), translate(t.account, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'),"
     " t.instance, t.auth IS NOT DISTINCT FROM 'jwt'"
 )
+# The rows the files' index lists as markers (`BAD_LINE`): a line that is no JSON object, or a record
+# claiming to be a marker.
+_NO_RECORD = sql.SQL(
+    "(coalesce(t.event = 'malformed', false) OR (t.event IS NULL AND (t.raw IS NOT NULL"
+    " OR coalesce(jsonb_typeof(tollgate_json(t.line)), '') <> 'object')))"
+)
 _FILTERS = {"client": "client", "provider": "provider", "event": "event", "decision": "decision"}
 
 
@@ -90,6 +96,9 @@ class TableViews:
         parts: list[sql.Composable] = []
         params: list[Any] = []
         for name, value in filters.items():
+            if name == "event" and value == BAD_LINE:  # a line that is no record, or one that claims to be the marker
+                parts.append(_NO_RECORD)
+                continue
             parts.append(sql.SQL("t.{} = %s").format(sql.Identifier(_FILTERS[name])))
             params.append(value)
         if chosen is not None:
@@ -100,8 +109,13 @@ class TableViews:
             if None not in clients:  # the (client, ts) index narrows them first
                 parts.append(sql.SQL("t.client = ANY(%s)"))
                 params.append(sorted({c for c in clients if c is not None}))
+            # A marker is of no origin (`NO_ORIGIN`, number 0), whatever its columns say.
+            marker = (
+                sql.SQL("{} OR ").format(_NO_RECORD) if 0 in chosen else sql.SQL("NOT ({}) AND ").format(_NO_RECORD)
+            )
             parts.append(
-                sql.SQL(
+                marker
+                + sql.SQL(
                     "EXISTS (SELECT 1 FROM unnest(%s::text[], %s::jsonb[], %s::text[], %s::text[], %s::boolean[])"
                     " AS o(c, g, a, i, j) WHERE row({}) IS NOT DISTINCT FROM row(o.c, o.g, o.a, o.i, o.j))"
                 ).format(_ORIGIN)
@@ -203,5 +217,10 @@ def shown_record(table: str, row_id: int, line: bytes) -> dict[str, Any]:
     """A row's record as written; a line that is no record as the console's marker."""
     record = parse(line)
     if record is None or record.get("event") == BAD_LINE:
-        return {"event": BAD_LINE, "table": table, "id": row_id, "length": len(line)}
+        return {
+            "event": BAD_LINE,
+            "table": table,
+            "id": row_id,
+            "length": len(line) + 1,
+        }  # with its newline, as a file's
     return record
