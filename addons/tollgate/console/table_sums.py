@@ -334,13 +334,18 @@ def recomputed_day(conn: psycopg.Connection, day: str, table: str = "tollgate_re
 
 def _paired(table: str, keys: int, stored: list[tuple], recounted: list[tuple]) -> list[Difference]:
     """The rows kept and recounted, those of the same key side by side."""
-    made = {row[:keys]: row for row in recounted}
+    made = {_key(row[:keys]): row for row in recounted}
     found = []
     for row in stored:
-        other = made.pop(row[:keys], None)
+        other = made.pop(_key(row[:keys]), None)
         found.append(Difference(table, stored=row, recounted=other))
     found.extend(Difference(table, recounted=row) for row in made.values())
     return found
+
+
+def _key(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row's key as a dictionary's (its groups, a list, as a tuple)."""
+    return tuple(tuple(v) if isinstance(v, list) else v for v in values)
 
 
 def _columns_unlike_lines(
