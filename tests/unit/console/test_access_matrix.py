@@ -21,6 +21,8 @@ import pytest
 
 from tollgate.configuration.config import parse_config
 from tollgate.console.follow import AuditFiles
+from tollgate.console.invoice import Invoice
+from tollgate.console.invoice_results import FromRecords
 from tollgate.console.scope import ScopeRules
 from tollgate.console.table import Table
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
@@ -187,7 +189,11 @@ def opened(
         audit = Table(dsn, "tollgate_records")
         audit.open()
     audit.catch_up()
-    views = Views(audit, lambda: [dict(b) for b in BUDGETS], RULES)
+    # The reconciliation's results: its record's, in the file (over PostgreSQL the console reads
+    # them from their own table); whose calls a lead sees: the source's.
+    files = AuditFiles([path], follow=False)
+    files.catch_up()
+    views = Views(audit, lambda: [dict(b) for b in BUDGETS], RULES, invoice=Invoice(FromRecords(files), audit))
     found = {}
     for name, viewer in VIEWERS.items():
         alone = AuditFiles([write(base / f"{name}.jsonl", [r for r in RECORDS if sees(viewer, r)])], follow=False)
