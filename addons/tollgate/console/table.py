@@ -28,6 +28,7 @@ from psycopg import sql
 
 from tollgate.console.chain_progress import ChainProgress
 from tollgate.console.index import BAD_LINE
+from tollgate.console.sessions import Unavailable
 from tollgate.console.source import Source
 from tollgate.console.table_events import TableViews
 from tollgate.console.table_recount import Recount
@@ -217,19 +218,23 @@ class Table(Source):
         return self.behind
 
     def _query(self, where: str) -> sql.Composed:
-        """The rows `where` keeps, each with whether it was checked already (its instance's progress)."""
-        columns = sql.SQL(", ").join(sql.Identifier("t", c) for c in COLUMNS)
-        done = (
-            sql.SQL(
-                "t.id <= coalesce((SELECT s.upto FROM unnest(%(skip_instances)s::text[], %(skip_ids)s::bigint[])"
-                " AS s(instance, upto) WHERE s.instance = coalesce(t.instance, '')), 0)"
+        """The rows `where` keeps, each with whether it was checked already (its instance's
+        progress: then its columns are not read, only its id, for the ids skipped)."""
+        if not self._skip:
+            columns = sql.SQL(", ").join(sql.Identifier("t", c) for c in COLUMNS)
+            return sql.SQL("SELECT t.id, false, {} FROM {} AS t WHERE {} ORDER BY t.id").format(
+                columns, sql.Identifier(self.table), sql.SQL(where)
             )
-            if self._skip
-            else sql.SQL("false")
-        )
-        return sql.SQL("SELECT t.id, {}, {} FROM {} AS t WHERE {} ORDER BY t.id").format(
-            done, columns, sql.Identifier(self.table), sql.SQL(where)
-        )
+        columns = sql.SQL(", ").join(sql.Identifier("c", c) for c in COLUMNS)
+        inner = sql.SQL(", ").join(sql.Identifier("t", c) for c in COLUMNS)
+        return sql.SQL(
+            """SELECT t.id, d.done, {columns} FROM {table} AS t
+            CROSS JOIN LATERAL (SELECT t.id <= coalesce((SELECT s.upto
+                FROM unnest(%(skip_instances)s::text[], %(skip_ids)s::bigint[]) AS s(instance, upto)
+                WHERE s.instance = coalesce(t.instance, '')), 0) AS done) AS d
+            LEFT JOIN LATERAL (SELECT {inner} WHERE NOT d.done) AS c ON true
+            WHERE {where} ORDER BY t.id"""
+        ).format(columns=columns, table=sql.Identifier(self.table), inner=inner, where=sql.SQL(where))
 
     def _params(self, **more: Any) -> dict[str, Any]:
         skip = {"skip_instances": [verified.NONE if i is None else i for i in self._skip],
@@ -295,9 +300,6 @@ class Table(Source):
 
     # ---- a record served again (the views over the table read their rows themselves)
 
-    def recent(self, number: int) -> bytes | None:
-        return None
-
     def line(self, number: int) -> bytes:
         """Row `number` (its id)'s line; a marker when it is gone or cannot be read now."""
         try:
@@ -305,14 +307,12 @@ class Table(Source):
                 row = conn.execute(
                     sql.SQL("SELECT line, raw FROM {} WHERE id = %s").format(sql.Identifier(self.table)), (number,)
                 ).fetchone()
-        except Exception as e:  # Unavailable
-            return orjson.dumps(self._marker(number, "unavailable", error=str(e))) + b"\n"
+        except Unavailable as e:
+            marker = {"event": BAD_LINE, "table": self.table, "id": number, "row": "unavailable", "error": e.reason}
+            return orjson.dumps(marker) + b"\n"
         if row is None:  # removed (keep_days)
-            return orjson.dumps(self._marker(number, "removed")) + b"\n"
+            return orjson.dumps({"event": BAD_LINE, "table": self.table, "id": number, "row": "removed"}) + b"\n"
         return written(row[0], row[1]) + b"\n"
-
-    def _marker(self, number: int, what: str, **more: Any) -> dict[str, Any]:
-        return {"event": BAD_LINE, "table": self.table, "id": number, "row": what, **more}
 
     def malformed(self, number: int, length: int) -> dict[str, Any]:
         return {"event": BAD_LINE, "table": self.table, "id": number, "length": length}
