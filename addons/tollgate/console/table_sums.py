@@ -142,10 +142,15 @@ class TableSums:
             where, params = _days(window)
             query = f"""SELECT {_O}, day, {named}, sum(calls), sum(input_tokens), sum(output_tokens), sum(cost_usd)
                 FROM {{spend_day}} WHERE {where} GROUP BY {_O}, day, {named}"""
+        if chosen is None:  # every origin: the database adds them up too, a row per bucket and key
+            query = query.replace(f"{_O}, ", "", 1).replace(f"GROUP BY {_O}, ", "GROUP BY ")
+            found = [(0, row) for row in self.conn.execute(sql.SQL(query).format(**self._names), params)]
+        else:
+            found = self._rows(query, params, chosen)
         sums: dict[tuple[str, str | None], Spend] = {}
         costs: dict[tuple[str, str | None], Decimal] = {}
-        for origin, (at, value, calls, inputs, outputs, cost) in self._rows(query, params, chosen):
-            key = (at, self.client_of(origin) if by == "client" else value)
+        for origin, (at, value, calls, inputs, outputs, cost) in found:
+            key = (at, self.client_of(origin) if by == "client" and chosen is not None else value)
             whole = sums.get(key)
             if whole is None:
                 whole = sums[key] = Spend()
