@@ -59,6 +59,7 @@ class TableViews:
         self.lock = threading.RLock()  # a view's queries in turn, under the view's own hold
         self.sums = TableSums(None, table)  # type: ignore[arg-type]  # connected at the first read
         self._conn: psycopg.Connection | None = None
+        self._made = False
 
     @contextmanager
     def reading(self) -> Iterator[psycopg.Connection]:
@@ -77,6 +78,13 @@ class TableViews:
                     except psycopg.Error:
                         pass
                 raise Unavailable(f"the records' table cannot be read: {first_line(e)}") from None
+
+    def made(self, conn: psycopg.Connection) -> bool:
+        """Whether the table and its sums exist (an instance has made them), looked for until they do."""
+        if not self._made:
+            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{self.table}_origins",)).fetchone()
+            self._made = bool(row and row[0])
+        return self._made
 
     def close(self) -> None:
         with self.lock:
@@ -137,7 +145,7 @@ class TableViews:
 
     def newest_id(self) -> int:
         with self.reading() as conn:
-            return self._top(conn)
+            return self._top(conn) if self.made(conn) else 0
 
     def _top(self, conn: psycopg.Connection) -> int:
         query = sql.SQL("SELECT coalesce(max(id), 0) FROM {}").format(sql.Identifier(self.table))

@@ -69,6 +69,7 @@ class Views:
         rules: ScopeRules | None = None,
         cursors: Cursors | None = None,  # None: sealed with a key of this process's own
         invoice: Invoice | None = None,  # None: the reconciliation records among the audit's
+        over_table: bool = True,  # False: the audit's index answers, even over PostgreSQL
     ) -> None:
         self.audit = audit
         self.invoice = invoice if invoice is not None else Invoice(FromRecords(audit), audit)
@@ -77,7 +78,8 @@ class Views:
         self.rules = rules if rules is not None else ScopeRules()
         self._scopes: dict[Viewer, Scope] = {}
         # Over PostgreSQL: the views the database answers (`table_events.py`); else the index's.
-        self.table: TableViews | None = getattr(audit, "reads", None)
+        self.table: TableViews | None = getattr(audit, "reads", None) if over_table else None
+        self._no_table: Views | None = None  # over PostgreSQL, before an instance has made the table
         self.routes: dict[str, Callable[[Query, Asker], Any]] = {
             "/api/events": self.events,
             "/api/people": lambda q, a: self.by_client(self._sums().people, q, a),
@@ -132,8 +134,12 @@ class Views:
                 raise BadQuery(str(e)) from None
         route = self.routes[path]
         if self.table is not None:  # the database answers; the audit's lock is taken for its state alone
-            with self.table.reading():
-                return route(query, self.asked(query, viewer))
+            with self.table.reading() as conn:
+                if self.table.made(conn):
+                    return route(query, self.asked(query, viewer))
+            if self._no_table is None:  # no record yet: answered as over none
+                self._no_table = Views(self.audit, self.budgets, self.rules, self.cursors, self.invoice, False)
+            return self._no_table.answer(path, query, viewer)
         with self.audit.lock:
             return route(query, self.asked(query, viewer))
 
@@ -295,10 +301,14 @@ class Views:
     def _table_newer(self, table: TableViews, seen: int, query: Query, viewer: Viewer) -> tuple[list[bytes], int]:
         """The live stream over PostgreSQL: the rows after id `seen`, polled again once after
         LIVE_WAIT_S when none is new."""
+        rows: list[tuple[int, bytes]] = []
+        last = seen
         for attempt in range(2):
             if attempt:
                 time.sleep(LIVE_WAIT_S)
-            with table.reading():
+            with table.reading() as conn:
+                if not table.made(conn):  # no record yet
+                    continue
                 chosen = self.asked(query, viewer).chosen
                 rows, last = table.newer(seen, chosen)
             if last > seen:
