@@ -618,8 +618,8 @@ def test_the_access_log_goes_to_postgresql_too_and_a_database_down_is_503_until_
     assert [json.loads(r[6]) for r in rows] == running.records()
     assert version == (1,)
     # The database gone while the console runs: who a session is cannot be known, so a person is
-    # answered 503 with the reason (never 401: no new sign-in), the token's holder from what the
-    # console read; one line says so; the database back, the same session is served again.
+    # answered 503 with the reason (never 401: no new sign-in); the token's holder too (the views
+    # are the database's); one line says so; the database back, the same session is served again.
     own = PostgresServer(Path(tempfile.mkdtemp(prefix="tollgate-postgres-"))).start()
     try:
         with console(tmp_path / "down", idp, token=TOKEN, audit_postgres=own.dsn()) as running:
@@ -632,7 +632,7 @@ def test_the_access_log_goes_to_postgresql_too_and_a_database_down_is_503_until_
                 assert answer.status == 503 and answer.headers["retry-after"] == ["5"]
                 assert json.loads(answer.body)["message"].startswith("PostgreSQL 127.0.0.1:"), answer.body
             bearer = agent.get(f"{running.base}/api/people", {"Authorization": f"Bearer {TOKEN}"})
-            assert bearer.status == 200
+            assert bearer.status == 503 and json.loads(bearer.body)["error"] == "unavailable"
             own.start()
             deadline = time.monotonic() + 10
             while agent.get(f"{running.base}/api/people").status != 200 and time.monotonic() < deadline:
@@ -643,9 +643,10 @@ def test_the_access_log_goes_to_postgresql_too_and_a_database_down_is_503_until_
         if own.running():
             own.stop()
         shutil.rmtree(own.directory, ignore_errors=True)
-    # The 503s answered no one known: none recorded; the file keeps every other.
+    # The 503s answered no one known: none recorded (the token's holder is known: its 503 is); the
+    # file keeps every other.
     assert [(r["action"], r.get("email"), r["status"]) for r in running.records()] == [
-        ("sign_in", "lena@example.com", 303), ("request", "lena@example.com", 200), ("request", "token", 200),
+        ("sign_in", "lena@example.com", 303), ("request", "lena@example.com", 200), ("request", "token", 503),
         ("request", "lena@example.com", 200),
     ]  # fmt: skip
     assert err.count("people are answered 503 until it answers") == 1, err  # said once, and once it is back

@@ -6,7 +6,7 @@ At the first check the progress kept there is taken (a restart, or another conso
 it); then it is written every WRITE_EVERY_S while the check is behind, and at most every
 WRITE_CAUGHT_UP_S once it has caught up with the rows. A database that will not keep it (it cannot
 be reached, or the console's role may not make the table) is said once: the check goes on, its
-progress kept by the console alone (`<audit.path>.postgres.console-index`)."""
+progress kept by the console alone while it runs (a restart checks from the table's start)."""
 
 from __future__ import annotations
 

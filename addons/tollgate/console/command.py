@@ -111,7 +111,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     dsn: str | None = None
     sessions: Sessions | None = None  # None: in the console's memory
     if postgres is not None:
-        from tollgate.console.table import SUFFIX, Table, UnreadableTable
+        from tollgate.console.table import Table, UnreadableTable
 
         # The console's own role when it has one, else the instances'.
         place, dsn = ("console.postgres_dsn", settings.postgres_dsn) if settings.postgres_dsn else \
@@ -121,8 +121,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
             print(f"error: {config_path}: {missing[0]}: the console reads the fleet's records from PostgreSQL with it",
                   file=sys.stderr)  # fmt: skip
             return 1
-        remember: Path | None = path_for(Path(config.audit.path + SUFFIX))
-        audit = Table(dsn, postgres.table, key=key, keep_days=postgres.keep_days, remember=remember, anchors=anchors)
+        audit = Table(dsn, postgres.table, key=key, keep_days=postgres.keep_days, anchors=anchors)
         try:
             audit.open()
         except UnreadableTable as e:

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tollgate.console.invoice_results import FromRecords, FromTable, Result, decimal_of
+from tollgate.records.senders.otlp_logs import parse
 
 if TYPE_CHECKING:
     from tollgate.console.scope import Scope
@@ -87,6 +88,17 @@ class Invoice:
         """(provider, day, upstream key) of the newest CALLS_READ calls the viewer sees, of the days."""
         source = self.source
         used: set[tuple[str, str, str]] = set()
+        reads = getattr(source, "reads", None)
+        if reads is not None:  # over PostgreSQL: the newest calls asked of the table
+            with reads.reading():
+                reads.sums.refresh()
+                chosen = scope.chosen(reads.sums)
+                rows = reads.matching(CALLS_READ, {"event": "llm_call"}, chosen)[0] if chosen != frozenset() else []
+            for _, line in rows:
+                found = _used_key(parse(line) or {})
+                if found is not None and since <= found[1] <= until:
+                    used.add(found)
+            return used
         with source.lock:
             index = source.index
             calls = index.known("llm_call")
@@ -223,3 +235,11 @@ def metrics_text(found: list[tuple[str, Decimal, Decimal]]) -> bytes:
         coverage.labels(provider).set(float(ratio))
         around_usd.labels(provider).set(float(usd))
     return generate_latest(registry)
+
+
+def _used_key(record: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """A call's (provider, day, upstream key), when it names them."""
+    ts, provider, key = record.get("ts"), record.get("provider"), record.get("upstream_key")
+    if isinstance(ts, str) and isinstance(provider, str) and isinstance(key, str):
+        return provider, ts[:10], key
+    return None

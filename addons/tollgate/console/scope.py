@@ -14,14 +14,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from tollgate.common.emails import email_key
-from tollgate.console.index import Index, Origin
+from tollgate.console.index import Origin
 from tollgate.console.viewer import Viewer
 
 if TYPE_CHECKING:
     from tollgate.configuration.config import Config
+
+
+class Origins(Protocol):
+    """What numbers the origins: the files' `Index`, or the table's sums (`TableSums`)."""
+
+    origin_list: list[Origin]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +62,7 @@ class Scope:
         self.email = email_key(viewer.email) if viewer.email else None
         self.leads = viewer.leads if viewer.role == "lead" else frozenset()
         self.configured = rules.people.get(self.email, frozenset()) if self.email else frozenset()
-        self._index: Index | None = None
+        self._index: Origins | None = None
         self._seen: list[bool] = []  # per origin number: whether it is in scope
         self._chosen: frozenset[int] = frozenset()
 
@@ -91,7 +97,7 @@ class Scope:
             return origin.groups
         return self.rules.groups.get(origin.client, ()) if origin.client is not None else ()
 
-    def chosen(self, index: Index) -> frozenset[int] | None:
+    def chosen(self, index: Origins) -> frozenset[int] | None:
         """The numbers of the origins in scope among the index's; None: every one. Each origin is
         looked at once: the answer grows as new origins come."""
         if self.everything:
@@ -107,7 +113,7 @@ class Scope:
                 self._chosen = self._chosen.union(added)
         return self._chosen
 
-    def clients(self, index: Index) -> list[str] | None:
+    def clients(self, index: Origins) -> list[str] | None:
         """The clients in scope, by name (None: every one): the configured clients naming the
         viewer's e-mail or (for a lead) in a group it leads, and those of the records it may see."""
         chosen = self.chosen(index)
@@ -119,7 +125,7 @@ class Scope:
         names.update(c for c in (index.origin_list[n].client for n in chosen) if c is not None)
         return sorted(names)
 
-    def budgets(self, index: Index) -> tuple[set[str], set[str]]:
+    def budgets(self, index: Origins) -> tuple[set[str], set[str]]:
         """The clients and groups whose budgets the viewer sees, as each counter sums every call of
         its client or group: its own clients (those naming its e-mail among their people, the JWT
         clients it names) and for a lead the configured clients of the groups it leads; the groups
@@ -137,7 +143,7 @@ class Scope:
         return clients, groups
 
 
-def with_instance(chosen: frozenset[int] | None, index: Index, instance: str | None) -> frozenset[int] | None:
+def with_instance(chosen: frozenset[int] | None, index: Origins, instance: str | None) -> frozenset[int] | None:
     """`chosen` narrowed to the origins of `instance` (None: every instance); an instance no record
     names leaves none."""
     if instance is None:

@@ -142,10 +142,15 @@ class TableSums:
             where, params = _days(window)
             query = f"""SELECT {_O}, day, {named}, sum(calls), sum(input_tokens), sum(output_tokens), sum(cost_usd)
                 FROM {{spend_day}} WHERE {where} GROUP BY {_O}, day, {named}"""
+        if chosen is None:  # every origin: the database adds them up too, a row per bucket and key
+            query = query.replace(f"{_O}, ", "", 1).replace(f"GROUP BY {_O}, ", "GROUP BY ")
+            found = [(0, row) for row in self.conn.execute(sql.SQL(query).format(**self._names), params)]
+        else:
+            found = self._rows(query, params, chosen)
         sums: dict[tuple[str, str | None], Spend] = {}
         costs: dict[tuple[str, str | None], Decimal] = {}
-        for origin, (at, value, calls, inputs, outputs, cost) in self._rows(query, params, chosen):
-            key = (at, self.client_of(origin) if by == "client" else value)
+        for origin, (at, value, calls, inputs, outputs, cost) in found:
+            key = (at, self.client_of(origin) if by == "client" and chosen is not None else value)
             whole = sums.get(key)
             if whole is None:
                 whole = sums[key] = Spend()
@@ -334,13 +339,18 @@ def recomputed_day(conn: psycopg.Connection, day: str, table: str = "tollgate_re
 
 def _paired(table: str, keys: int, stored: list[tuple], recounted: list[tuple]) -> list[Difference]:
     """The rows kept and recounted, those of the same key side by side."""
-    made = {row[:keys]: row for row in recounted}
+    made = {_key(row[:keys]): row for row in recounted}
     found = []
     for row in stored:
-        other = made.pop(row[:keys], None)
+        other = made.pop(_key(row[:keys]), None)
         found.append(Difference(table, stored=row, recounted=other))
     found.extend(Difference(table, recounted=row) for row in made.values())
     return found
+
+
+def _key(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row's key as a dictionary's (its groups, a list, as a tuple)."""
+    return tuple(tuple(v) if isinstance(v, list) else v for v in values)
 
 
 def _columns_unlike_lines(

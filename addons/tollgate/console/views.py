@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,10 +20,13 @@ import orjson
 from tollgate.common.shown import caller_name, usd_text
 from tollgate.console.cursors import BadCursor, Cursors
 from tollgate.console.day_sums import Window, hour_of
+from tollgate.console.index import BAD_LINE, Index
 from tollgate.console.invoice import Invoice, NotShown, WrongQuery
 from tollgate.console.invoice_results import FromRecords
 from tollgate.console.scope import Scope, ScopeRules, with_instance
 from tollgate.console.source import Source
+from tollgate.console.table_events import TableViews, shown_record
+from tollgate.console.table_sums import TableSums
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
 from tollgate.records.audit.kinds import RECORD_KINDS
 
@@ -65,6 +69,7 @@ class Views:
         rules: ScopeRules | None = None,
         cursors: Cursors | None = None,  # None: sealed with a key of this process's own
         invoice: Invoice | None = None,  # None: the reconciliation records among the audit's
+        over_table: bool = True,  # False: the audit's index answers, even over PostgreSQL
     ) -> None:
         self.audit = audit
         self.invoice = invoice if invoice is not None else Invoice(FromRecords(audit), audit)
@@ -72,18 +77,30 @@ class Views:
         self.budgets = budgets
         self.rules = rules if rules is not None else ScopeRules()
         self._scopes: dict[Viewer, Scope] = {}
+        # Over PostgreSQL: the views the database answers (`table_events.py`); else the index's.
+        self.table: TableViews | None = getattr(audit, "reads", None) if over_table else None
+        self._no_table: Views | None = None  # over PostgreSQL, before an instance has made the table
         self.routes: dict[str, Callable[[Query, Asker], Any]] = {
             "/api/events": self.events,
-            "/api/people": lambda q, a: self.by_client(self.audit.index.people, q, a),
+            "/api/people": lambda q, a: self.by_client(self._sums().people, q, a),
             "/api/spend": self.spend,
-            "/api/refusals": lambda q, a: self.by_client(self.audit.index.refusals, q, a),
-            "/api/findings": lambda q, a: self.by_client(self.audit.index.findings, q, a),
-            "/api/inventory": lambda q, a: self.by_client(self.audit.index.inventory, q, a),
+            "/api/refusals": lambda q, a: self.by_client(self._sums().refusals, q, a),
+            "/api/findings": lambda q, a: self.by_client(self._sums().findings, q, a),
+            "/api/inventory": lambda q, a: self.by_client(self._sums().inventory, q, a),
             "/api/budgets": self.budget_rows,
             "/api/audit": self.audit_state,
             "/api/me": self.me,
             "/api/kinds": lambda q, a: list(RECORD_KINDS),
         }
+
+    def _sums(self) -> Index | TableSums:
+        """What the views add up: the table's sums over PostgreSQL, else the index."""
+        return self.audit.index if self.table is None else self.table.sums
+
+    def _first_fault(self) -> int | None:
+        """Over PostgreSQL: the id from which records are not vouched for (None: all are)."""
+        with self.audit.lock:
+            return cast(Any, self.audit).first_fault_id
 
     def scope(self, viewer: Viewer) -> Scope:
         """The viewer's scope, kept while the console runs (its decisions per origin with it)."""
@@ -98,7 +115,9 @@ class Views:
         """The origins the answer is over: the viewer's scope, narrowed to `instance` when the
         query names one. Called with the audit's lock held."""
         scope = self.scope(viewer)
-        index = self.audit.index
+        index = self._sums()
+        if self.table is not None:
+            self.table.sums.refresh()
         return Asker(scope, with_instance(scope.chosen(index), index, _one(query, "instance")))
 
     def answer(self, path: str, query: Query, viewer: Viewer = TOKEN_HOLDER) -> Any:
@@ -114,10 +133,19 @@ class Views:
             except WrongQuery as e:
                 raise BadQuery(str(e)) from None
         route = self.routes[path]
+        if self.table is not None:  # the database answers; the audit's lock is taken for its state alone
+            with self.table.reading() as conn:
+                if self.table.made(conn):
+                    return route(query, self.asked(query, viewer))
+            if self._no_table is None:  # no record yet: answered as over none
+                self._no_table = Views(self.audit, self.budgets, self.rules, self.cursors, self.invoice, False)
+            return self._no_table.answer(path, query, viewer)
         with self.audit.lock:
             return route(query, self.asked(query, viewer))
 
     def events(self, query: Query, asked: Asker) -> dict[str, Any]:
+        if self.table is not None:
+            return self._table_events(self.table, query, asked)
         index = self.audit.index
         limit = _int(query, "limit", DEFAULT_LIMIT)
         if not 1 <= limit <= MAX_LIMIT:
@@ -150,6 +178,35 @@ class Views:
                 record["unverified"] = True  # after a fault of the chain: what it says is not vouched for
         return {"events": shown, "cursor": self.cursors.seal(cursor, viewer)}
 
+    def _table_events(self, table: TableViews, query: Query, asked: Asker) -> dict[str, Any]:
+        """The event list as the table's rows answer it, each record numbered by its id."""
+        limit = _int(query, "limit", DEFAULT_LIMIT)
+        if not 1 <= limit <= MAX_LIMIT:
+            raise BadQuery(f"limit: from 1 to {MAX_LIMIT}")
+        filters = {name: value for name in FILTERS if (value := _one(query, name)) is not None}
+        if (decision := _one(query, "decision")) is not None:
+            if decision not in DECISIONS:
+                raise BadQuery("decision: allow or deny")
+            filters["decision"] = decision
+        after = _one(query, "after")
+        viewer = asked.scope.viewer
+        if after is None:
+            rows, cursor = table.matching(limit, filters, asked.chosen)
+        else:
+            try:
+                start = self.cursors.open(after, viewer)
+            except BadCursor as e:
+                raise BadQuery(str(e)) from None
+            rows, cursor = table.following(start, limit, filters, asked.chosen)
+        fault = self._first_fault()
+        shown = []
+        for row_id, line in rows:
+            record = shown_record(table.table, row_id, line)
+            if fault is not None and row_id >= fault:
+                record["unverified"] = True
+            shown.append(record)
+        return {"events": shown, "cursor": self.cursors.seal(cursor, viewer)}
+
     def by_client(
         self, rows: Callable[[Window, frozenset[int] | None], list[dict[str, Any]]], query: Query, asked: Asker
     ) -> list[dict[str, Any]]:
@@ -157,6 +214,14 @@ class Views:
         fault of the chain in the window marked `unverified`."""
         span = window(query)
         found = rows(span, asked.chosen)
+        if self.table is not None:
+            fault = self._first_fault()
+            if fault is not None:
+                marked = self.table.marks(fault, span, asked.chosen).clients
+                for row in found:
+                    if row["client"] in marked:
+                        row["unverified"] = True
+            return found
         unverified = self.audit.unverified()
         if unverified:
             clients = self.audit.index.unverified(unverified, span, asked.chosen).clients
@@ -173,7 +238,7 @@ class Views:
         scope = asked.scope
         if scope.everything:
             return rows
-        clients, groups = scope.budgets(self.audit.index)
+        clients, groups = scope.budgets(self._sums())
         return [
             row for row in rows
             if (row.get("per") == "client" and row["subject"] != caller_name(None) and row["subject"] in clients)
@@ -184,21 +249,30 @@ class Views:
         if not asked.scope.everything:
             raise Forbidden("/api/audit is security's")
         instance = _one(query, "instance")
-        return [row for row in self.audit.state() if instance is None or row["instance"] == instance]
+        return [row for row in self._state() if instance is None or row["instance"] == instance]
+
+    def _state(self) -> list[dict[str, Any]]:
+        if self.table is None:  # the audit's lock held already
+            return self.audit.state()
+        with self.audit.lock:
+            return self.audit.state()
 
     def me(self, query: Query, asked: Asker) -> dict[str, Any]:
         """Who asks, the clients they see (null: every client), and whether the audit is whole, so
         that every view can say so."""
         viewer = asked.scope.viewer
-        states = {row["state"] for row in self.audit.state()}
+        states = {row["state"] for row in self._state()}
         return {
             "email": viewer.email, "name": viewer.name, "role": viewer.role,
-            "clients": asked.scope.clients(self.audit.index),
+            "clients": asked.scope.clients(self._sums()),
             "audit": "fault" if "fault" in states else "checking" if "checking" in states else "whole",
         }  # fmt: skip
 
     def live_start(self) -> int:
-        """Where a live stream opened now starts: after the records read so far."""
+        """Where a live stream opened now starts: after the records read so far (over PostgreSQL:
+        after the newest id)."""
+        if self.table is not None:
+            return self.table.newest_id()
         with self.audit.lock:
             return len(self.audit.index)
 
@@ -206,6 +280,8 @@ class Views:
         """The lines, as the live stream shows them (`Source.shown`), of the records after the first
         `seen` that `viewer` may see (of the query's `instance`, when it names one), and the number
         of records looked through; waiting a moment for one when none is."""
+        if self.table is not None:
+            return self._table_newer(self.table, seen, query, viewer)
         audit = self.audit
         with audit.grew:
             if len(audit.index) <= seen:
@@ -222,6 +298,33 @@ class Views:
         # More than the recent lines kept: read back.
         return [audit.shown(n, audit.line(n)) for n in numbers], total
 
+    def _table_newer(self, table: TableViews, seen: int, query: Query, viewer: Viewer) -> tuple[list[bytes], int]:
+        """The live stream over PostgreSQL: the rows after id `seen`, polled again once after
+        LIVE_WAIT_S when none is new."""
+        rows: list[tuple[int, bytes]] = []
+        last = seen
+        for attempt in range(2):
+            if attempt:
+                time.sleep(LIVE_WAIT_S)
+            with table.reading() as conn:
+                if not table.made(conn):  # no record yet
+                    continue
+                chosen = self.asked(query, viewer).chosen
+                rows, last = table.newer(seen, chosen)
+            if last > seen:
+                break
+        fault = self._first_fault()
+        shown = []
+        for row_id, line in rows:
+            record = shown_record(table.table, row_id, line)
+            if (fault is None or row_id < fault) and record.get("event") != BAD_LINE:
+                shown.append(line + b"\n")
+                continue
+            if fault is not None and row_id >= fault:
+                record["unverified"] = True
+            shown.append(orjson.dumps(record) + b"\n")
+        return shown, last
+
     def spend(self, query: Query, asked: Asker) -> list[dict[str, Any]]:
         by = _one(query, "by") or "provider"
         if by not in ("provider", "model", "client"):
@@ -232,7 +335,15 @@ class Views:
         span = window(query)
         if bucket == "hour" and not _within(span, HOURLY_DAYS):
             raise BadQuery(f"bucket=hour: a since no more than {HOURLY_DAYS} days before until (or now)")
-        found = self.audit.index.spend(span, by, bucket, asked.chosen)
+        found = self._sums().spend(span, by, bucket, asked.chosen)
+        if self.table is not None:
+            fault = self._first_fault()
+            if fault is not None:
+                marks = self.table.marks(fault, span, asked.chosen).spend
+                for row in found:
+                    if (row["bucket"], by, row["key"]) in marks:
+                        row["unverified"] = True
+            return found
         unverified = self.audit.unverified()
         if unverified:
             marked = self.audit.index.unverified(unverified, span, asked.chosen).spend

@@ -16,13 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import psycopg
 import pytest
 
 from tollgate.configuration.config import parse_config
 from tollgate.console.follow import AuditFiles
+from tollgate.console.invoice import Invoice
+from tollgate.console.invoice_results import FromRecords
 from tollgate.console.scope import ScopeRules
+from tollgate.console.table import Table
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
 from tollgate.console.views import BadQuery, Forbidden, Views, as_csv
+from tollgate.records.senders.audit_postgres import ensure_schema, prepare, row_of, store
 
 PEOPLE = {"alice": ["Alice@Example.com"], "bob": ["bob@example.com"], "carol": ["carol@example.com", "dan@example.com"],
           "erin": []}  # fmt: skip
@@ -163,19 +168,39 @@ BUDGETS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def opened(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Views, Views]]:
-    """Per viewer: the views over every record, and the views over its in-scope records alone."""
+@pytest.fixture(scope="module", params=["files", "postgres"])
+def opened(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, tuple[Views, Views]]]:
+    """Per viewer: the views over every record (read from the files, or from the fleet's table in
+    PostgreSQL, where the database answers them), and the views over its in-scope records alone
+    (from a file: each answer over PostgreSQL is the files' answer)."""
     base = tmp_path_factory.mktemp("matrix")
-    audit = AuditFiles([write(base / "audit.jsonl", RECORDS)], follow=False)
+    path = write(base / "audit.jsonl", RECORDS)
+    audit: AuditFiles | Table
+    if request.param == "files":
+        audit = AuditFiles([path], follow=False)
+    else:
+        dsn = request.getfixturevalue("postgres").database()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            ensure_schema(conn, "tollgate_records")
+            prepare(conn)
+            store(conn, "tollgate_records", [row_of(line) for line in path.read_bytes().splitlines()])
+        audit = Table(dsn, "tollgate_records")
+        audit.open()
     audit.catch_up()
-    views = Views(audit, lambda: [dict(b) for b in BUDGETS], RULES)
+    # The reconciliation's results: its record's, in the file (over PostgreSQL the console reads
+    # them from their own table); whose calls a lead sees: the source's.
+    files = AuditFiles([path], follow=False)
+    files.catch_up()
+    views = Views(audit, lambda: [dict(b) for b in BUDGETS], RULES, invoice=Invoice(FromRecords(files), audit))
     found = {}
     for name, viewer in VIEWERS.items():
         alone = AuditFiles([write(base / f"{name}.jsonl", [r for r in RECORDS if sees(viewer, r)])], follow=False)
         alone.catch_up()
         found[name] = (views, Views(alone, None, RULES))
-    return found
+    yield found
+    audit.close()
 
 
 class Matrix(NamedTuple):
@@ -228,8 +253,11 @@ def assert_no_leak(viewer: Viewer, answer: Any) -> None:
 def without_place(answer: Any) -> Any:
     """An answer less what names a record's place in its file (a marker's `file`, `offset`), which
     differs between two files of other records."""
-    if isinstance(answer, dict) and "events" in answer:
-        return [{k: v for k, v in e.items() if k not in ("file", "offset")} for e in answer["events"]]
+    if isinstance(answer, dict) and "events" in answer:  # over PostgreSQL: a marker's `table` and row `id`
+        place = ("file", "offset", "table", "id")
+        return [
+            {k: v for k, v in e.items() if e.get("event") != "malformed" or k not in place} for e in answer["events"]
+        ]
     return answer
 
 
