@@ -70,11 +70,17 @@ async function api(path, params) {
   return data;
 }
 
+let leaving = false; // on the way to sign in again
+
 async function ask(url, signal) {
   const answer = await fetch(url, { headers: { Accept: "application/json" }, signal });
   // Signed out (the session ended, or a restart): to the identity provider, and back to this view.
+  // Once only: the view's other requests answered 401 too would start a second sign-in.
   const signIn = answer.status === 401 && answer.headers.get("X-Tollgate-Sign-In");
-  if (signIn) location.assign(signIn + location.hash);
+  if (signIn && !leaving) {
+    leaving = true;
+    location.assign(signIn + location.hash);
+  }
   if (answer.status === 503) throw await unavailable(answer);
   document.getElementById("unavailable").hidden = true; // answered again: the notice goes
   if (!answer.ok) throw new Error(url.split("?")[0] + ": " + answer.status);
