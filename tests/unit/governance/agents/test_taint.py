@@ -247,8 +247,10 @@ def _tokens_every_pattern(value: str) -> list[str]:
 
 
 _TOKEN_PARTS = st.sampled_from(
-    ["ftp://", "http://", "HTTPS://a.b/c", "@", "a@b.cd", "x@y.z", "GB29", "NWBK", "6016", "+", "1", "(", ")", "-"]
-    + [" ", ".", ",", "'", "é", "\t", "\u00a0", "0123", "abc"]
+    [
+        *("ftp://", "http://", "HTTPS://a.b/c", "@", "a@b.cd", "x@y.z", "GB29", "NWBK", "6016"),
+        *("+", "1", "(", ")", "-", " ", ".", ",", "'", "é", "\t", "\u00a0", "0123", "abc"),
+    ]
 )
 
 
