@@ -49,6 +49,9 @@ _EMAIL = re.compile(r"[\w.+%-]+@[\w-]+(?:\.[\w-]+)+")
 _IBAN = re.compile(r"(?i)\b[a-z]{2}\d{2}(?: ?[a-z0-9]{4}){2,7}(?: ?[a-z0-9]{1,3})?\b")  # in groups of 4, or none
 _PHONE = re.compile(r"\+?\d[\d ().-]{6,}\d")
 _WORD = re.compile(r"\w+")
+# The fewest characters of a run, an IBAN (12) and a phone number (8); a URL holds `://` and an
+# e-mail address `@`.
+_SHORTEST_RUN = 8
 _NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)*")
 _EDGES = ".,;:!?()[]{}<>\"'`"
 # A literal prose quotes: its quotes after a word and a space (not after `key:`, `-`, `,` or `[`,
@@ -81,13 +84,22 @@ def folded(text: str) -> str:
 def tokens(value: str) -> Iterator[str]:
     """The parts of a value that are compared by themselves: runs of 8+ characters without white
     space (and the same with their punctuation trimmed), URLs, e-mail addresses, IBANs, phone numbers."""
-    for match in _RUN.finditer(value):
-        run = match.group(0)
-        yield run
-        trimmed = run.strip(_EDGES)
-        if trimmed != run and len(trimmed) >= 8:
-            yield trimmed
-    for pattern in (_URL, _EMAIL, _IBAN, _PHONE):
+    # Each pattern only where it can match (a search of the value in C): most values (a name, a
+    # number, a short word) hold no token, and are looked through by none.
+    long = len(value) >= _SHORTEST_RUN
+    if long:
+        for match in _RUN.finditer(value):
+            run = match.group(0)
+            yield run
+            trimmed = run.strip(_EDGES)
+            if trimmed != run and len(trimmed) >= 8:
+                yield trimmed
+    patterns = [_URL] if "://" in value else []
+    if "@" in value:
+        patterns.append(_EMAIL)
+    if long:
+        patterns.extend((_IBAN, _PHONE))
+    for pattern in patterns:
         for match in pattern.finditer(value):
             yield match.group(0).rstrip(_EDGES)
 

@@ -260,14 +260,16 @@ def finish_streamed_responses() -> None:
     stream_class._tollgate_finishes_streams = True  # type: ignore[attr-defined]
 
 
-Past = Callable[[], Callable[[bytes], Any] | None]
+Past = Callable[[http.HTTPFlow], Callable[[bytes], Any] | None]
+# By flow, weakly: a flow answered within its bound is forgotten with it. `Past` is given the flow
+# when called, never holds it: a value holding its key would keep both for the life of the process.
 _bounds: WeakKeyDictionary[http.HTTPFlow, tuple[int, Past]] = WeakKeyDictionary()
 
 
 def read_whole_up_to(flow: http.HTTPFlow, limit: int, past: Past) -> None:
     """Have the flow's response, read whole (`response.stream` False), read only up to `limit`
-    bytes: past that, it streams from there on through the callable `past()` gives (what was read
-    first too), its headers sent then (`bound_responses_read_whole`); or, where `past()` gives
+    bytes: past that, it streams from there on through the callable `past(flow)` gives (what was
+    read first too), its headers sent then (`bound_responses_read_whole`); or, where it gives
     None (having set the flow's response to a refusal), the refusal is sent and the upstream
     closed."""
     _bounds[flow] = (limit, past)
@@ -290,7 +292,7 @@ def bound_responses_read_whole() -> None:
         if self.server_state != self.state_consume_response_body:
             return
         del _bounds[self.flow]
-        stream = bound[1]()
+        stream = bound[1](self.flow)
         read = bytes(self.response_body_buf)
         self.response_body_buf.clear()
         if stream is None:  # refused instead (the flow's response is the refusal): the upstream closed

@@ -136,3 +136,60 @@ def test_a_string_beginning_with_a_structure_is_found_with_the_one_pass_and_with
     assert found == (decoded._STRING_STRUCTURE.search(text) is not None)
     with patch.object(decoded, "_MAY_STRING_STRUCTURE", None):
         assert decoded.string_structure(text) == found
+
+
+def _structure_by_the_standard_library(text: str) -> tuple[object, list[float] | None]:
+    """`_structure` read by `json` alone, as it was before orjson read some texts."""
+    stripped = text.strip()
+    floats: list[float] = []
+
+    def read_float(written: str) -> float:
+        floats.append(float(written))
+        return floats[-1]
+
+    try:
+        value = json.loads(stripped, parse_float=read_float)
+    except (ValueError, RecursionError):
+        value = None
+    return (value, floats) if isinstance(value, (dict, list)) else (decoded._slow_structure(stripped), None)
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.sampled_from([0, -0, 2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 10**18, 10**19])
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    value=st.one_of(st.lists(_json_values, max_size=4), st.dictionaries(st.text(max_size=6), _json_values)),
+    ensure_ascii=st.booleans(),
+    indent=st.sampled_from([None, 2]),
+    repeated=st.sampled_from(["", '"k":1,"k":[2],', '"":"x","":1,']),
+    written=st.sampled_from(["", "NaN", "1e400", "-0", "1E5", "12345678901234567890", '"\\ud800"', "\u0663"]),
+)
+def test_a_json_structure_reads_as_the_standard_library_reads_it(
+    value: object, ensure_ascii: bool, indent: int | None, repeated: str, written: str
+) -> None:
+    """orjson reads a text where no number is a float or past 64 bits: the value (repeated keys,
+    integers at its bounds, what orjson refuses and the standard library reads) and the floats
+    are the standard library's."""
+    text = json.dumps(value, ensure_ascii=ensure_ascii, indent=indent)
+    if isinstance(value, dict):
+        text = "{" + repeated + text[1:] if repeated and len(text) > 2 else text
+        text = text[:-1] + f', "w": {written}' + "}" if written and len(text) > 2 else text
+    elif written:
+        text = f"[{written}, {text}]"
+    got, want = decoded._structure(text), _structure_by_the_standard_library(text)
+    assert repr(got) == repr(want)
+
+
+def test_a_json_structure_nested_past_orjson_s_depth_reads_as_the_standard_library_reads_it() -> None:
+    text = "[" * 1500 + "1" + "]" * 1500
+    assert repr(decoded._structure(text)) == repr(_structure_by_the_standard_library(text))

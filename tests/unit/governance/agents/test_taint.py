@@ -230,3 +230,31 @@ def test_a_trusted_text_read_again_is_read_alike() -> None:
     again = index([("r", "GB29 NWBK")], trusted=trusted)
     assert (again.trusted, again.trusted_words) == (first.trusted, first.trusted_words)
     assert {"1100", "(1100)", "gb29", "'gb29", "nwbk", "assistant", "pay"} <= first.trusted_words
+
+
+def _tokens_every_pattern(value: str) -> list[str]:
+    """`tokens` as it was, each pattern run over every value: what it skips must change nothing."""
+    out: list[str] = []
+    for match in taint._RUN.finditer(value):
+        run = match.group(0)
+        out.append(run)
+        trimmed = run.strip(taint._EDGES)
+        if trimmed != run and len(trimmed) >= 8:
+            out.append(trimmed)
+    for pattern in (taint._URL, taint._EMAIL, taint._IBAN, taint._PHONE):
+        out.extend(m.group(0).rstrip(taint._EDGES) for m in pattern.finditer(value))
+    return out
+
+
+_TOKEN_PARTS = st.sampled_from(
+    [
+        *("ftp://", "http://", "HTTPS://a.b/c", "@", "a@b.cd", "x@y.z", "GB29", "NWBK", "6016"),
+        *("+", "1", "(", ")", "-", " ", ".", ",", "'", "é", "\t", "\u00a0", "0123", "abc"),
+    ]
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.one_of(_TOKEN_PARTS, st.text(max_size=4)), max_size=8).map("".join))
+def test_tokens_skip_only_patterns_that_cannot_match(value: str) -> None:
+    assert list(tokens(value)) == _tokens_every_pattern(value)

@@ -382,7 +382,7 @@ class StreamTap:
             flow.response.stream = False
             # Larger than 16 MiB, it goes on unread, as it comes.
             patches.bound_responses_read_whole()
-            patches.read_whole_up_to(flow, ANSWER_LIMIT, partial(self._unread, flow, translated))
+            patches.read_whole_up_to(flow, ANSWER_LIMIT, partial(self._unread, translated=translated))
             return
         # Streamed bodies are not stored in the flow either: a saved flow holds no completion text.
         told = partial(record_usage, call, cost.answer_service_tier(headers), cost.answer_speed(headers))
