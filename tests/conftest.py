@@ -25,6 +25,7 @@ import yaml
 from tests.support.canned import provider_answers
 from tests.support.clients import run_client
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.invoice_console import invoice_sign_in  # noqa: F401  (the Invoice tests' OpenID provider)
 from tests.support.mcp_upstream import McpUpstream, mcp_servers
 from tests.support.postgres import postgres  # noqa: F401  (the session's PostgreSQL, for the tests that ask for it)
 from tests.support.proxy import Mitmdump

@@ -7,11 +7,16 @@ bucket is read as revised; a refused admin key exits 2 with the vendor's reason;
 never in the output, the audit or the table. Tollgate's side is read from the local audit, and from
 the records' table (`audit.postgres`), where the results are kept in `tollgate_reconciliation`
 (made by `tollgate audit migrate`: the command makes none). The console's Invoice view shows a lead
-the held keys their clients' calls used, from either."""
+the held keys their clients' calls used, from either; in Chromium, over the results of those same
+calls, security sees the coverage per day to the cent and the key used around Tollgate, and a lead
+of the calling client's group the held rows' tokens on both sides, nothing more, all as printed.
+Screenshots under TOLLGATE_SCREENSHOTS, else the test's own directory."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +29,8 @@ import yaml
 from tests.support.admin_apis import AnthropicAdmin, Key, OpenAIAdmin, Usage, hint_of
 from tests.support.cli import checkout_env
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.invoice_console import PEOPLE, cells, console, invoice_open
+from tests.support.oidc_provider import OidcProvider
 from tests.support.postgres import PostgresServer
 
 from tollgate.configuration.config import parse_config
@@ -225,6 +232,79 @@ def test_every_token_and_the_key_used_around_tollgate(made, vendors, upstream_ca
     verified = subprocess.run([sys.executable, "-m", "tollgate", "audit", "verify", "--live", str(gw.audit_path)],
                               env=checkout_env(), capture_output=True, text=True, timeout=60)  # fmt: skip
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def dollars(cell: str) -> Decimal | None:
+    """A dollar amount as the page shows it, read back exactly: written out, never in exponents;
+    none (an empty cell) where the vendor said none."""
+    if cell == "":
+        return None
+    assert re.fullmatch(r"-?\$\d+\.\d{2,}", cell), cell
+    return Decimal(cell.replace("$", ""))
+
+
+def tokens(side: dict) -> str:
+    return f"{side['input_tokens']} in / {side['output_tokens']} out"
+
+
+def shown_row(cell: list[str]) -> tuple:
+    """A row of the Invoice's rows table: day, provider, key, project, model, status, the tokens
+    on both sides, the input tokens more, and the costs on both sides and their difference."""
+    return (*cell[:8], cell[8], *(dollars(c) for c in cell[9:]))
+
+
+def printed_row(r: dict) -> tuple:
+    key = f"{r['key_name']} ({r['key_id']})" if r["key_name"] != r["key_id"] else r["key_id"]
+    more = r["vendor"]["input_tokens"] - r["tollgate"]["input_tokens"]  # the vendor's less Tollgate's
+    return (r["day"], r["provider"], key, r["project"], r["model"], r["status"] + (", open" if r["open"] else ""),
+            tokens(r["tollgate"]), tokens(r["vendor"]), f"+{more}" if more > 0 else str(more),
+            r["tollgate"]["cost_usd"], r["vendor"]["cost_usd"], r["vendor"]["cost_usd"] - r["tollgate"]["cost_usd"])  # fmt: skip
+
+
+def test_the_invoice_in_chromium_shows_what_reconcile_printed(
+    made, vendors, upstream_ca_pem, invoice_sign_in: OidcProvider, tmp_path: Path
+):
+    gw, records = made
+    fed(vendors, records, CLOSED)
+    run = reconcile(reconcile_config(gw, vendors, upstream_ca_pem), "--json", "--since", CLOSED.isoformat())
+    assert run.returncode == 1, run.stderr
+    result = exact_json(run.stdout)  # amounts as printed, exactly
+    held = [r for r in result["rows"] if r["held"]]
+    [around] = [r for r in result["rows"] if r["status"] == "around"]
+    assert held and all(r["status"] == "match" for r in held)
+    shots = Path(os.environ.get("TOLLGATE_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    with console(tmp_path / "console", invoice_sign_in, gw.audit_path, CLIENTS) as base:
+        for name, person in PEOPLE.items():
+            with invoice_open(invoice_sign_in, base, person, tmp_path / f"profile-{name}") as browser:
+                page = browser.evaluate("document.getElementById('main').textContent")
+                shown = sorted(shown_row(c) for c in cells(browser, "invoice-rows"))
+                if name == "security":
+                    days = [(d[0], d[1], d[2], *(dollars(c) for c in d[3:])) for d in cells(browser, "invoice-days")]
+                    assert sorted(days) == sorted(
+                        (d["day"] + (" (open)" if d["open"] else ""), d["provider"], f"{d['coverage'] * 100:.2f} %",
+                         d["tollgate_usd"], d["vendor_usd"], d["around_usd"], d["billed_usd"])
+                        for d in result["days"])  # fmt: skip
+                    assert shown == [printed_row(around)]  # every held row matched: only the around one differs
+                    [key] = cells(browser, "invoice-around")
+                    assert key[:4] == ["openai", "dana-laptop", "key_laptop", "Research"]
+                    assert key[:4] == [around[k] for k in ("provider", "key_name", "key_id", "project")]
+                    assert key[7:10] == [
+                        str(around["vendor"][k]) for k in ("requests", "input_tokens", "output_tokens")
+                    ]
+                    assert dollars(key[10]) == around["vendor"]["cost_usd"] == Decimal(str(LAPTOP_USD))
+                else:
+                    assert shown == sorted(printed_row(r) for r in held)
+                    assert browser.evaluate("document.getElementById('invoice-days')") is None
+                    assert browser.evaluate("document.getElementById('invoice-around')") is None
+                    for other in ("key_laptop", "dana-laptop", "Research"):
+                        assert other not in page, other
+                assert "upstream_key" not in page and "sha256:" not in page
+                assert browser.evaluate("document.documentElement.scrollWidth") <= 1024  # no scrolling sideways
+                browser.screenshot(shots / f"console-invoice-reconciled-{name}.png")
+                if name == "security":  # the tables under the fold: the differences, the key used around
+                    browser.evaluate("document.getElementById('invoice-rows').scrollIntoView()")
+                    browser.screenshot(shots / f"console-invoice-reconciled-{name}-around.png")
 
 
 def test_a_revised_bucket_on_an_open_day_is_compared_but_never_fails(made, vendors, upstream_ca_pem):

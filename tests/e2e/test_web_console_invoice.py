@@ -9,25 +9,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from tests.support.cdp import Browser, chromium
-from tests.support.cli import console_process
-from tests.support.oidc_provider import OidcProvider, Person, oidc_provider
-from tests.support.proxy import free_port
+from tests.support.invoice_console import PEOPLE, cells, console, invoice_open
+from tests.support.oidc_provider import OidcProvider
 from tests.support.reconciliation import day, record, row, side, store
 
 from tollgate.common.audit_chain import Chain
 from tollgate.records.senders.audit_postgres import ensure_schema, prepare, row_of
 from tollgate.records.senders.audit_postgres import store as store_records
 
-SECRET = "console-oidc-client-secret-of-the-invoice-test"
 KEY_A, KEY_B = "sha256:a1a1a1a1a1a1", "sha256:b2b2b2b2b2b2"
 DAY = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()  # closed, and in the view's default 31 days
 EXACT = "0.000123456789"  # a cost no binary float holds exactly
@@ -36,10 +31,6 @@ CLIENTS = [
      "people": ["alice@example.com"]},
     {"name": "bob", "keys": ["tg-bob-invoice-0002-of-the-tests"], "groups": ["sales"], "people": ["bob@example.com"]},
 ]  # fmt: skip
-PEOPLE = {
-    "security": Person("Sam@Example.com", ["secops"], "Sam Security"),
-    "lead": Person("lena@example.com", ["eng-leads"], "Lena Lead"),  # leads research: alice's
-}
 RECORDS = [
     {"event": "tollgate_started", "ts": f"{DAY}T07:59:00.000Z", "version": "0.1.0", "pid": 4242},
     {"event": "llm_call", "ts": f"{DAY}T08:00:00.000Z", "client": "alice", "groups": ["research"],
@@ -68,8 +59,9 @@ def chained(records: list[dict[str, Any]], instance: str) -> list[bytes]:
     return [*lines, chain.link(json.dumps(checkpoint).encode())]
 
 
-def configure(directory: Path, provider: OidcProvider, port: int, dsn: str | None) -> Path:
-    """The audit (and the run's results) where the console reads them, and its configuration."""
+def stored(directory: Path, dsn: str | None) -> Path:
+    """The audit (and the run's results) where the console reads them: the audit's path."""
+    directory.mkdir(parents=True, exist_ok=True)
     audit = directory / "audit.jsonl"
     run = record(f"{DAY}T23:30:00.000Z", ROWS, DAYS)
     if dsn is None:
@@ -81,59 +73,20 @@ def configure(directory: Path, provider: OidcProvider, port: int, dsn: str | Non
             store_records(conn, "tollgate_records", [row_of(line) for line in chained(RECORDS, "gw-1")])
         store(dsn, f"{DAY}T23:00:00Z", ROWS[:1], DAYS)  # an earlier run of the day: the newer one is shown
         store(dsn, f"{DAY}T23:30:00Z", ROWS, DAYS)
-    sign_in = {"issuer": provider.issuer, "client_id": "tollgate-console", "client_secret": SECRET,
-               "security": ["secops"], "leads": {"eng-leads": ["research"]}}  # fmt: skip
-    config: dict[str, Any] = {"audit": {"path": str(audit)}, "clients": CLIENTS,
-                              "console": {"listen": f"127.0.0.1:{port}", "sign_in": sign_in}}  # fmt: skip
-    if dsn is not None:
-        config["audit"]["postgres"] = {"dsn": dsn}
-    path = directory / "tollgate.yaml"
-    path.write_text(json.dumps(config))
-    return path
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[OidcProvider]:
-    with oidc_provider(client_secret=SECRET) as started:
-        yield started
-
-
-@contextmanager
-def console(directory: Path, provider: OidcProvider, dsn: str | None) -> Iterator[str]:
-    directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    process, line = console_process(configure(directory, provider, port, dsn), cwd=directory)
-    try:
-        assert line.startswith("Tollgate console: "), line + (process.stderr.read() if process.stderr else "")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        _, err = process.communicate(timeout=15)
-        assert "Traceback" not in err and SECRET not in err, err
-
-
-def cells(browser: Browser, table: str) -> list[list[str]]:
-    return browser.evaluate(
-        f"Array.from(document.querySelectorAll('#{table} tbody tr')).map(r => Array.from(r.cells).map(c => c.textContent))"
-    )
+    return audit
 
 
 @pytest.mark.parametrize("source", ["files", "postgresql"])
 def test_the_invoice_in_chromium_for_security_and_a_lead(
-    provider: OidcProvider, tmp_path: Path, request: pytest.FixtureRequest, source: str
+    invoice_sign_in: OidcProvider, tmp_path: Path, request: pytest.FixtureRequest, source: str
 ) -> None:
     shots = Path(os.environ.get("TOLLGATE_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     dsn = request.getfixturevalue("postgres").database() if source == "postgresql" else None
-    with console(tmp_path / "console", provider, dsn) as base:
+    directory = tmp_path / "console"
+    with console(directory, invoice_sign_in, stored(directory, dsn), CLIENTS, dsn) as base:
         for name, person in PEOPLE.items():
-            provider.person, provider.form = person, False  # approved at once
-            browser = Browser(chromium(), tmp_path / f"profile-{name}", width=1024, height=700)
-            try:
-                browser.go(f"{base}/#invoice")
-                browser.wait_for(f"location.href === {json.dumps(base + '/#invoice')}")
-                browser.wait_for("document.querySelectorAll('#invoice-rows tbody tr').length > 0")
-                browser.wait_for("!document.getElementById('who').hidden")
+            with invoice_open(invoice_sign_in, base, person, tmp_path / f"profile-{name}") as browser:
                 assert not browser.evaluate("document.querySelector('a[data-view=\"invoice\"]').hidden")
                 page = browser.evaluate("document.getElementById('main').textContent")
                 if name == "security":
@@ -162,5 +115,3 @@ def test_the_invoice_in_chromium_for_security_and_a_lead(
                 status = browser.call("Runtime.evaluate", expression=metrics, awaitPromise=True)["result"]["value"]
                 assert status == (200 if name == "security" else 403)
                 browser.screenshot(shots / f"console-invoice-{source}-{name}.png")
-            finally:
-                browser.close()
