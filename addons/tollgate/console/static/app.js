@@ -420,16 +420,16 @@ async function viewInvoice() {
   // Widths that fit a 1,024-pixel window; an amount wraps rather than being cut: it is shown whole.
   const amount = { num: true, format: usd, cls: "num amount" };
   const rowColumns = [
-    { key: "day", label: "day", width: "9%" }, { key: "provider", label: "provider", width: "7%", cut: true },
-    { key: "key", label: "key", width: "13%", cut: true }, { key: "project", label: "project", width: "8%", cut: true },
-    { key: "model", label: "model", width: "10%", cut: true },
-    { key: "status", label: "status", width: "8%", cut: true, format: (v, r) => v + (r.open ? ", open" : "") },
-    { key: "ours", label: "Tollgate tokens", width: "9%", num: true, cls: "num amount" },
-    { key: "theirs", label: "vendor tokens", width: "9%", num: true, cls: "num amount" },
+    { key: "day", label: "day", width: "8%" }, { key: "provider", label: "provider", width: "7%", cut: true },
+    { key: "key", label: "key", width: "12%", cut: true }, { key: "project", label: "project", width: "7%", cut: true },
+    { key: "model", label: "model", width: "9%", cut: true },
+    { key: "status", label: "status", width: "7%", cut: true, format: (v, r) => v + (r.open ? ", open" : "") },
+    { key: "ours", label: "Tollgate tokens", width: "8%", num: true, cls: "num amount" },
+    { key: "theirs", label: "vendor tokens", width: "8%", num: true, cls: "num amount" },
     { key: "tokens_more", label: "input tokens more", width: "6%", num: true, format: signed },
-    Object.assign({ key: "ours_usd", label: "Tollgate cost", width: "7%" }, amount),
-    Object.assign({ key: "theirs_usd", label: "vendor cost", width: "7%" }, amount),
-    Object.assign({ key: "usd_more", label: "cost more", width: "7%" }, amount),
+    Object.assign({ key: "ours_usd", label: "Tollgate cost", width: "9.33%" }, amount),
+    Object.assign({ key: "theirs_usd", label: "vendor cost", width: "9.33%" }, amount),
+    Object.assign({ key: "usd_more", label: "cost more", width: "9.34%" }, amount),
   ];
   const rowClass = (r) => (r.status === "match" ? "" : r.status === "around" ? "fault" : "deny");
   const span = el("p", { class: "note" }, `${data.since} to ${data.until} (UTC), as the newest run of tollgate reconcile says. A day that ended less than 48 hours ago is open: the vendors still revise it.`);
