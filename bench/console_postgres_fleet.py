@@ -115,7 +115,7 @@ def fill(conn: psycopg.Connection, table: str, records: int, instances: int, hel
     names = [name for name, _, _ in FIELD_COLUMNS]
     insert = sql.SQL(
         "INSERT INTO {} (chain, {}, line) SELECT g.chain, {}, g.line"
-        " FROM bench_fleet(%s::regclass, %s, %s, %s, %s) AS g CROSS JOIN LATERAL (SELECT g.line::jsonb AS d) AS j"
+        " FROM bench_fleet(%s::regclass, %s, %s, %s, %s) AS g CROSS JOIN LATERAL (SELECT g.line::jsonb AS d OFFSET 0) AS j"
     ).format(
         sql.Identifier(table),
         sql.SQL(", ").join(map(sql.Identifier, names)),
