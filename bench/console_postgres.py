@@ -145,6 +145,10 @@ def views(args: argparse.Namespace) -> None:
         asks: list[tuple[str, str, dict[str, list[str]]]] = [
             ("events", "/api/events", {}),
             ("events of a client", "/api/events", {"client": ["person-007"]}),
+            ("events of a kind (MCP calls)", "/api/events", {"event": ["mcp_call"]}),
+            ("events of a rare kind (3 starts in the table)", "/api/events", {"event": ["tollgate_started"]}),
+            ("events refused", "/api/events", {"decision": ["deny"]}),
+            ("events of a provider", "/api/events", {"provider": ["gemini"]}),
             ("people", "/api/people", query),
             ("spend by provider, a day each", "/api/spend", query),
             ("spend by model", "/api/spend", {**query, "by": ["model"]}),
