@@ -36,6 +36,6 @@ def test_the_bench_runs_small_without_pytest() -> None:
         shutil.rmtree(data, ignore_errors=True)
     assert (done.returncode, done.stderr) == (0, ""), done.stdout[-2000:]
     said = done.stdout
-    assert "loaded 3000 rows" in said
+    assert "3,000 records made (" in said
     assert "first open: the first view (Live) ready in" in said and "restart: the first view (Live) ready in" in said
     assert said.count("slowest p95:") == 2
