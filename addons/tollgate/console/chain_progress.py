@@ -19,7 +19,7 @@ from psycopg import sql
 from tollgate.records.audit import verified
 from tollgate.records.audit.audit_verify import Verifier
 from tollgate.records.audit.table_rows import Instance
-from tollgate.records.senders.audit_postgres import SchemaTooNew, described, first_line
+from tollgate.records.senders.audit_postgres import SchemaTooNew, close_quietly, described, first_line
 
 WRITE_EVERY_S = 10.0
 WRITE_CAUGHT_UP_S = 1.0
@@ -95,11 +95,7 @@ class ChainProgress:
         self._close()
 
     def _close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
+        close_quietly(self._conn)
         self._conn = None
 
     def _failed(self, error: BaseException) -> None:

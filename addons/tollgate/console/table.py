@@ -38,6 +38,7 @@ from tollgate.records.audit.table_rows import Instance, check_row, written
 from tollgate.records.senders.audit_postgres import (
     COLUMNS,
     SCHEMA_VERSION,
+    close_quietly,
     described,
     first_line,
     schema_version,
@@ -135,7 +136,7 @@ class Table(Source):
 
     def _failed(self, error: BaseException) -> None:
         """The table could not be read: said once (until it can be again); tried again at the next poll."""
-        _close(self._reader)
+        close_quietly(self._reader)
         self._reader = None
         why = first_line(error)
         if self.failing is None:
@@ -362,14 +363,6 @@ class Table(Source):
     def close(self) -> None:
         if self.progress.resumed:
             self.progress.close(self.verifier, self.instances)
-        _close(self._reader)
+        close_quietly(self._reader)
         self.reads.close()
         self.recount.close()
-
-
-def _close(conn: psycopg.Connection | None) -> None:
-    if conn is not None:
-        try:
-            conn.close()
-        except psycopg.Error:
-            pass

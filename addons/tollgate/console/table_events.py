@@ -24,7 +24,7 @@ from tollgate.console.index import BAD_LINE, Origin
 from tollgate.console.sessions import Unavailable
 from tollgate.console.table_sums import TableSums
 from tollgate.records.audit.table_rows import written
-from tollgate.records.senders.audit_postgres import first_line
+from tollgate.records.senders.audit_postgres import close_quietly, first_line
 from tollgate.records.senders.otlp_logs import parse
 
 LIVE_PAGE = 1000  # the live stream's rows read at once
@@ -88,12 +88,8 @@ class TableViews:
 
     def close(self) -> None:
         with self.lock:
-            if self._conn is not None:
-                try:
-                    self._conn.close()
-                except psycopg.Error:
-                    pass
-                self._conn = None
+            close_quietly(self._conn)
+            self._conn = None
 
     # ---- the event list
 

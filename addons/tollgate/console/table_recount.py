@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from tollgate.console.table_sums import recomputed_day
-from tollgate.records.senders.audit_postgres import described, first_line
+from tollgate.records.senders.audit_postgres import close_quietly, described, first_line
 
 EVERY_S = 300.0
 DAYS = 2  # today and yesterday: the days whose rows still arrive
@@ -82,9 +82,5 @@ class Recount:
         }]  # fmt: skip
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
+        close_quietly(self._conn)
         self._conn = None

@@ -347,6 +347,15 @@ def described(dsn: str) -> str:
     return f"{host}:{port}/{database}"
 
 
+def close_quietly(conn: psycopg.Connection | None) -> None:
+    """A connection closed, if any; one the database already dropped closes without a word."""
+    if conn is not None:
+        try:
+            conn.close()
+        except psycopg.Error:
+            pass
+
+
 def first_line(error: BaseException) -> str:
     """An error's first line, as a log line says it."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
