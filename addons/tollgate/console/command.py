@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from tollgate.configuration.console_settings import ConsoleConfig, exposed_without_tls, listen_address, redirect_uri
 
@@ -107,7 +107,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
         except (OSError, ssl.SSLError) as e:
             print(f"error: console.tls: {e}", file=sys.stderr)
             return 1
-    audit: Source
+    source: Source
     dsn: str | None = None
     sessions: Sessions | None = None  # None: in the console's memory
     if postgres is not None:
@@ -121,41 +121,41 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
             print(f"error: {config_path}: {missing[0]}: the console reads the fleet's records from PostgreSQL with it",
                   file=sys.stderr)  # fmt: skip
             return 1
-        audit = Table(dsn, postgres.table, key=key, keep_days=postgres.keep_days, anchors=anchors)
+        table = Table(dsn, postgres.table, key=key, keep_days=postgres.keep_days, anchors=anchors)
         try:
-            audit.open()
+            table.open()
         except UnreadableTable as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        read_from = audit.where
+        read_from, source = table.where, table
         # Its sessions and sign-ins under way there too: every replica serves the same people.
         from tollgate.console.session_table import SessionTable, TooNew
 
-        table = SessionTable(dsn)
+        session_table = SessionTable(dsn)
         try:
-            table.prepare()
+            session_table.prepare()
         except (Unavailable, TooNew) as e:
             print(f"error: sessions: {e}", file=sys.stderr)
             return 1
-        sessions = table
+        sessions = session_table
         if sign_in is not None:
-            sign_in.sessions = table
+            sign_in.sessions = session_table
         if settings.cursor_secret is None:
             print("tollgate console: console.cursor_secret is not set: the event list's pages hold on this console"
                   " alone; set it, the same for every replica", file=sys.stderr, flush=True)  # fmt: skip
     else:
         # The index is remembered beside the audit: the configured file's, else the last file given.
         remember = path_for(given[-1] if given else Path(config.audit.path)) if files else None
-        audit = AuditFiles(files, follow=True, key=key, remember=remember, anchors=anchors)
+        source = AuditFiles(files, follow=True, key=key, remember=remember, anchors=anchors)
         read_from = ", ".join(map(str, files))
     # The views and the server ask only what `Source` names.
     from tollgate.console.invoice import Invoice
     from tollgate.console.invoice_results import FromRecords, FromTable
 
     # `tollgate reconcile`'s results: its table beside the records', else its records in the files.
-    results = FromTable(dsn) if dsn is not None else FromRecords(audit)
-    views = Views(cast(AuditFiles, audit), budgets_reader(config.limits, config.ledger_store), ScopeRules.of(config),
-                  Cursors(settings.cursor_secret), Invoice(results, audit))  # fmt: skip
+    results = FromTable(dsn) if dsn is not None else FromRecords(source)
+    views = Views(source, budgets_reader(config.limits, config.ledger_store), ScopeRules.of(config),
+                  Cursors(settings.cursor_secret), Invoice(results, source))  # fmt: skip
     if settings.access_log is not None:
         access_path = Path(settings.access_log)
     else:
@@ -165,7 +165,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     # With sign_in, a token only when one is configured (for scripts, as a bearer).
     token = settings.token if sign_in is not None else settings.token or new_token()
     try:
-        console = Console(cast(AuditFiles, audit), views, host, port, token, tls, sign_in=sign_in, access=access,
+        console = Console(source, views, host, port, token, tls, sign_in=sign_in, access=access,
                           sessions=sessions)  # fmt: skip
     except OSError as e:
         taken = e.errno == errno.EADDRINUSE
@@ -174,7 +174,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
         return 3 if taken else 1
     began = time.monotonic()
     try:
-        audit.catch_up()
+        source.catch_up()
     except OSError as e:
         print(f"error: {e.filename}: cannot read: {e.strerror}", file=sys.stderr)
         return 1
@@ -191,8 +191,8 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     if parent and parent.isdigit():
         threading.Thread(target=_stop_with, args=(int(parent), console), daemon=True).start()
     else:
-        read = len(audit.index)
-        remembered = f" ({audit.saved_records} of them from {remember})" if audit.saved_records > 0 else ""
+        read = len(source.index)
+        remembered = f" ({source.saved_records} of them from {remember})" if source.saved_records > 0 else ""
         print(f"tollgate console: {read} records read in {time.monotonic() - began:.1f} s from "
               f"{read_from}{remembered}", file=sys.stderr, flush=True)  # fmt: skip
     try:
@@ -200,7 +200,7 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        audit.close()
+        source.close()
         results.close()
         if sessions is not None:
             sessions.close()

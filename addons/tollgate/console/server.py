@@ -78,7 +78,7 @@ class Console:
 
     def __init__(
         self,
-        audit: Source,
+        source: Source,
         views: Views,
         host: str,
         port: int,
@@ -89,7 +89,7 @@ class Console:
         access: AccessLog | None = None,
         sessions: Sessions | None = None,  # None: in memory, ended with the console
     ) -> None:
-        self.audit = audit
+        self.source = source
         self.views = views
         self.token = token
         self.tls = tls is not None
@@ -107,11 +107,11 @@ class Console:
     def follow(self) -> None:
         """New lines read every POLL_S; the chain checked behind them, a chunk at a time, so that
         a request waits for at most one chunk."""
-        while not self.stopping.wait(0 if self.audit.checking else POLL_S):
+        while not self.stopping.wait(0 if self.source.checking else POLL_S):
             try:
-                self.audit.catch_up()
-                self.audit.save(due=True)
-                self.audit.verify_pending()
+                self.source.catch_up()
+                self.source.save(due=True)
+                self.source.verify_pending()
             except OSError:
                 pass  # a file between rotations: looked at again at the next poll
             if self.access is not None:

@@ -6,6 +6,7 @@ this class names, so that every view means the same whatever reads the records."
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from typing import Any
 
 import orjson
@@ -17,7 +18,7 @@ from tollgate.records.audit.audit_verify import Verifier
 from tollgate.records.senders.otlp_logs import parse
 
 
-class Source:
+class Source(ABC):
     """The records read so far (`index`, guarded by `lock`; `grew` notified as records come), the
     chain checked behind them (`verifier`)."""
 
@@ -31,46 +32,49 @@ class Source:
 
     # ---- what each source does its own way
 
+    @abstractmethod
     def catch_up(self) -> None:
         """Read the records not read yet (the first time: all of them)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def verify_pending(self) -> bool:
         """Check the chain of a batch of the records read and not checked yet; whether some are left."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def checking(self) -> bool:
-        raise NotImplementedError
+        """Whether records read are left to check (the chain is checked behind the reading)."""
 
+    @abstractmethod
     def save(self, due: bool = False) -> None:
         """Save the index for a fast restart, when it is due."""
-        raise NotImplementedError
 
-    def recent(self, number: int) -> bytes | None:
-        """Record `number`'s line, when it is among those kept for the live stream."""
-        raise NotImplementedError
-
+    @abstractmethod
     def line(self, number: int) -> bytes:
         """Record `number`'s line as written (with its newline)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def malformed(self, number: int, length: int) -> dict[str, Any]:
         """The console's marker for record `number`, a line of `length` bytes that is no record."""
-        raise NotImplementedError
 
+    @abstractmethod
     def unverified(self) -> list[range]:
         """The numbers of the records after a fault of the chain."""
-        raise NotImplementedError
 
+    @abstractmethod
     def state(self) -> list[dict[str, Any]]:
         """`/api/audit`'s rows."""
-        raise NotImplementedError
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Let go of what the source holds open (files, connections)."""
 
     # ---- the same for every source
+
+    def recent(self, number: int) -> bytes | None:
+        """Record `number`'s line, when it is among those kept for the live stream (none kept
+        here: it is read back, `line`)."""
+        return None
 
     def record(self, number: int, line: bytes | None = None) -> dict[str, Any]:
         """Record `number` as written (`line`: its line, when read already); a line that is no

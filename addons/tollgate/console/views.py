@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
@@ -25,6 +25,7 @@ from tollgate.console.invoice import Invoice, NotShown, WrongQuery
 from tollgate.console.invoice_results import FromRecords
 from tollgate.console.scope import Scope, ScopeRules, with_instance
 from tollgate.console.source import Source
+from tollgate.console.table import Table
 from tollgate.console.table_events import TableViews, shown_record
 from tollgate.console.table_sums import TableSums
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
@@ -64,21 +65,21 @@ class Asker:
 class Views:
     def __init__(
         self,
-        audit: Source,
+        source: Source,
         budgets: Callable[[], list[dict[str, Any]]] | None = None,
         rules: ScopeRules | None = None,
         cursors: Cursors | None = None,  # None: sealed with a key of this process's own
         invoice: Invoice | None = None,  # None: the reconciliation records among the audit's
         over_table: bool = True,  # False: the audit's index answers, even over PostgreSQL
     ) -> None:
-        self.audit = audit
-        self.invoice = invoice if invoice is not None else Invoice(FromRecords(audit), audit)
+        self.source = source
+        self.invoice = invoice if invoice is not None else Invoice(FromRecords(source), source)
         self.cursors = cursors if cursors is not None else Cursors()
         self.budgets = budgets
         self.rules = rules if rules is not None else ScopeRules()
         self._scopes: dict[Viewer, Scope] = {}
         # Over PostgreSQL: the views the database answers (`table_events.py`); else the index's.
-        self.table: TableViews | None = getattr(audit, "reads", None) if over_table else None
+        self.table: TableViews | None = source.reads if over_table and isinstance(source, Table) else None
         self._no_table: Views | None = None  # over PostgreSQL, before an instance has made the table
         self.routes: dict[str, Callable[[Query, Asker], Any]] = {
             "/api/events": self.events,
@@ -95,12 +96,15 @@ class Views:
 
     def _sums(self) -> Index | TableSums:
         """What the views add up: the table's sums over PostgreSQL, else the index."""
-        return self.audit.index if self.table is None else self.table.sums
+        return self.source.index if self.table is None else self.table.sums
 
     def _first_fault(self) -> int | None:
         """Over PostgreSQL: the id from which records are not vouched for (None: all are)."""
-        with self.audit.lock:
-            return cast(Any, self.audit).first_fault_id
+        source = self.source
+        if not isinstance(source, Table):
+            return None
+        with source.lock:
+            return source.first_fault_id
 
     def scope(self, viewer: Viewer) -> Scope:
         """The viewer's scope, kept while the console runs (its decisions per origin with it)."""
@@ -138,15 +142,15 @@ class Views:
                 if self.table.made(conn):
                     return route(query, self.asked(query, viewer))
             if self._no_table is None:  # no record yet: answered as over none
-                self._no_table = Views(self.audit, self.budgets, self.rules, self.cursors, self.invoice, False)
+                self._no_table = Views(self.source, self.budgets, self.rules, self.cursors, self.invoice, False)
             return self._no_table.answer(path, query, viewer)
-        with self.audit.lock:
+        with self.source.lock:
             return route(query, self.asked(query, viewer))
 
     def events(self, query: Query, asked: Asker) -> dict[str, Any]:
         if self.table is not None:
             return self._table_events(self.table, query, asked)
-        index = self.audit.index
+        index = self.source.index
         limit = _int(query, "limit", DEFAULT_LIMIT)
         if not 1 <= limit <= MAX_LIMIT:
             raise BadQuery(f"limit: from 1 to {MAX_LIMIT}")
@@ -171,8 +175,8 @@ class Views:
             except BadCursor as e:
                 raise BadQuery(str(e)) from None
             numbers, cursor = index.following(start, limit, filters, asked.chosen)
-        unverified = self.audit.unverified()
-        shown = [self.audit.record(n) for n in numbers]
+        unverified = self.source.unverified()
+        shown = [self.source.record(n) for n in numbers]
         for n, record in zip(numbers, shown, strict=True):
             if any(n in span for span in unverified):
                 record["unverified"] = True  # after a fault of the chain: what it says is not vouched for
@@ -222,9 +226,9 @@ class Views:
                     if row["client"] in marked:
                         row["unverified"] = True
             return found
-        unverified = self.audit.unverified()
+        unverified = self.source.unverified()
         if unverified:
-            clients = self.audit.index.unverified(unverified, span, asked.chosen).clients
+            clients = self.source.index.unverified(unverified, span, asked.chosen).clients
             for row in found:
                 if row["client"] in clients:
                     row["unverified"] = True
@@ -253,9 +257,9 @@ class Views:
 
     def _state(self) -> list[dict[str, Any]]:
         if self.table is None:  # the audit's lock held already
-            return self.audit.state()
-        with self.audit.lock:
-            return self.audit.state()
+            return self.source.state()
+        with self.source.lock:
+            return self.source.state()
 
     def me(self, query: Query, asked: Asker) -> dict[str, Any]:
         """Who asks, the clients they see (null: every client), and whether the audit is whole, so
@@ -273,8 +277,8 @@ class Views:
         after the newest id)."""
         if self.table is not None:
             return self.table.newest_id()
-        with self.audit.lock:
-            return len(self.audit.index)
+        with self.source.lock:
+            return len(self.source.index)
 
     def newer(self, seen: int, query: Query, viewer: Viewer = TOKEN_HOLDER) -> tuple[list[bytes], int]:
         """The lines, as the live stream shows them (`Source.shown`), of the records after the first
@@ -282,21 +286,22 @@ class Views:
         of records looked through; waiting a moment for one when none is."""
         if self.table is not None:
             return self._table_newer(self.table, seen, query, viewer)
-        audit = self.audit
-        with audit.grew:
-            if len(audit.index) <= seen:
-                audit.grew.wait(LIVE_WAIT_S)
-            index = audit.index
+        source = self.source
+        with source.grew:
+            if len(source.index) <= seen:
+                source.grew.wait(LIVE_WAIT_S)
+            index = source.index
             total = len(index)
             if total <= seen:
                 return [], seen
             chosen = self.asked(query, viewer).chosen
             numbers = [n for n in range(seen, total) if chosen is None or index.origins[n] in chosen]
-            recent = [audit.recent(n) for n in numbers]
-            if None not in recent:
-                return [audit.shown(n, line) for n, line in zip(numbers, cast(list[bytes], recent), strict=True)], total
+            kept = [source.recent(n) for n in numbers]
+            lines = [line for line in kept if line is not None]
+            if len(lines) == len(kept):
+                return [source.shown(n, line) for n, line in zip(numbers, lines, strict=True)], total
         # More than the recent lines kept: read back.
-        return [audit.shown(n, audit.line(n)) for n in numbers], total
+        return [source.shown(n, source.line(n)) for n in numbers], total
 
     def _table_newer(self, table: TableViews, seen: int, query: Query, viewer: Viewer) -> tuple[list[bytes], int]:
         """The live stream over PostgreSQL: the rows after id `seen`, polled again once after
@@ -344,9 +349,9 @@ class Views:
                     if (row["bucket"], by, row["key"]) in marks:
                         row["unverified"] = True
             return found
-        unverified = self.audit.unverified()
+        unverified = self.source.unverified()
         if unverified:
-            marked = self.audit.index.unverified(unverified, span, asked.chosen).spend
+            marked = self.source.index.unverified(unverified, span, asked.chosen).spend
             for row in found:
                 if (row["bucket"], by, row["key"]) in marked:
                     row["unverified"] = True

@@ -249,8 +249,8 @@ def test_events_latest_first_page_then_after_a_cursor_with_filters(views: Views)
     denied = plain_answer(views, "/api/events", {"after": ["0"], "decision": ["deny"], "client": ["bob"]})
     assert [e["event"] for e in denied["events"]] == ["mcp_call", "connection"]
     assert views.answer("/api/events", {"client": ["nobody"]})["events"] == []
-    write(views.audit.paths[0], [call("2026-11-04T08:00:00.000Z", "carol")])
-    views.audit.catch_up()
+    write(views.source.paths[0], [call("2026-11-04T08:00:00.000Z", "carol")])
+    views.source.catch_up()
     after = plain_answer(views, "/api/events", {"after": [latest["cursor"]]})
     assert [e["client"] for e in after["events"]] == ["carol"] and after["cursor"] == 8
 
@@ -345,21 +345,21 @@ def test_cursors_sealed_with_one_secret_hold_across_replicas(views: Views) -> No
     """Two consoles with the same `cursor_secret` take each other's cursors; one with another, or
     with none, refuses them with a reason."""
     secret = "a-cursor-secret-shared-by-replicas-0001"
-    one, two = (Views(views.audit, cursors=Cursors(secret)) for _ in range(2))
+    one, two = (Views(views.source, cursors=Cursors(secret)) for _ in range(2))
     cursor = one.answer("/api/events", {"limit": ["1"]})["cursor"]
-    write(views.audit.paths[0], [call("2026-11-04T08:00:00.000Z", "carol")])
-    views.audit.catch_up()
+    write(views.source.paths[0], [call("2026-11-04T08:00:00.000Z", "carol")])
+    views.source.catch_up()
     assert [e["client"] for e in two.answer("/api/events", {"after": [cursor]})["events"]] == ["carol"]
-    for other in (Views(views.audit, cursors=Cursors("another-cursor-secret-of-32-chars-01")), Views(views.audit)):
+    for other in (Views(views.source, cursors=Cursors("another-cursor-secret-of-32-chars-01")), Views(views.source)):
         with pytest.raises(BadQuery, match="not a cursor this console gave you"):
             other.answer("/api/events", {"after": [cursor]})
 
 
 @pytest.fixture
 def served(views: Views):
-    while views.audit.verify_pending():  # its records carry no chain: each is unverified
+    while views.source.verify_pending():  # its records carry no chain: each is unverified
         pass
-    console = Console(views.audit, views, "127.0.0.1", 0, TOKEN)
+    console = Console(views.source, views, "127.0.0.1", 0, TOKEN)
     thread = threading.Thread(target=console.serve, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{console.port}"
@@ -419,7 +419,7 @@ def test_the_sign_in_redirect_stays_on_the_console(served: str, path: str) -> No
 
 def test_a_session_ends_after_12_hours_and_with_the_console(views: Views) -> None:
     now = [1_800_000_000.0]
-    console = Console(views.audit, views, "127.0.0.1", 0, TOKEN, clock=lambda: now[0])
+    console = Console(views.source, views, "127.0.0.1", 0, TOKEN, clock=lambda: now[0])
     thread = threading.Thread(target=console.serve, daemon=True)
     thread.start()
     served = f"http://127.0.0.1:{console.port}"
@@ -443,7 +443,7 @@ def test_a_live_stream_ends_with_the_session_it_was_opened_in(views: Views) -> N
     """A stream opened in a session does not outlive it: once the session has ended (here its 12
     hours), the console closes the stream."""
     now = [1_800_000_000.0]
-    console = Console(views.audit, views, "127.0.0.1", 0, TOKEN, clock=lambda: now[0])
+    console = Console(views.source, views, "127.0.0.1", 0, TOKEN, clock=lambda: now[0])
     thread = threading.Thread(target=console.serve, daemon=True)
     thread.start()
     try:
@@ -532,7 +532,7 @@ def test_under_tls_the_cookie_is_secure_and_another_address_is_allowed(views: Vi
     cert = ca.issue_cert("127.0.0.1")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(context)
-    console = Console(views.audit, views, "127.0.0.1", 0, TOKEN, context)
+    console = Console(views.source, views, "127.0.0.1", 0, TOKEN, context)
     thread = threading.Thread(target=console.serve, daemon=True)
     thread.start()
     try:
@@ -555,7 +555,7 @@ def test_under_tls_the_cookie_is_secure_and_another_address_is_allowed(views: Vi
 
 
 def test_an_ipv6_address_is_served(views: Views) -> None:
-    console = Console(views.audit, views, "::1", 0, TOKEN)  # --listen [::1]:PORT
+    console = Console(views.source, views, "::1", 0, TOKEN)  # --listen [::1]:PORT
     thread = threading.Thread(target=console.serve, daemon=True)
     thread.start()
     try:

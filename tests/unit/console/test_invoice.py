@@ -258,7 +258,7 @@ def test_a_table_that_cannot_be_read_is_said_and_none_made_yet_is_empty(tmp_path
 
 @contextmanager
 def serving(views: Views) -> Iterator[tuple[str, Console]]:
-    console = Console(views.audit, views, "127.0.0.1", 0, TOKEN)
+    console = Console(views.source, views, "127.0.0.1", 0, TOKEN)
     thread = threading.Thread(target=console.serve, daemon=True)
     thread.start()
     try:

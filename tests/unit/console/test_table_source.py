@@ -164,7 +164,7 @@ def test_the_table_answers_every_endpoint_and_filter_as_the_file_does(tmp_path: 
     path.write_bytes(b"".join(line + b"\n" for line in lines))
     send(dsn, lines)
     from_file, from_table = Views(read_files([path])), Views(read_table(dsn))  # type: ignore[arg-type]
-    assert len(from_table.audit.index) == 0  # nothing per record in memory: the database answers
+    assert len(from_table.source.index) == 0  # nothing per record in memory: the database answers
     for endpoint, query in queries():
         answer = plain_answer(from_table, endpoint, query)
         assert answer == plain_answer(from_file, endpoint, query), (endpoint, query)
