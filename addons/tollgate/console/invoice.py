@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tollgate.console.invoice_results import FromRecords, FromTable, Result, decimal_of
-from tollgate.records.senders.otlp_logs import parse
+from tollgate.records.audit.kinds import read_record
 
 if TYPE_CHECKING:
     from tollgate.console.scope import Scope
@@ -95,7 +95,7 @@ class Invoice:
                 chosen = scope.chosen(reads.sums)
                 rows = reads.matching(CALLS_READ, {"event": "llm_call"}, chosen)[0] if chosen != frozenset() else []
             for _, line in rows:
-                found = _used_key(parse(line) or {})
+                found = _used_key(read_record(line) or {})
                 if found is not None and since <= found[1] <= until:
                     used.add(found)
             return used

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from tollgate.console.index import BAD_LINE, Index
 from tollgate.records.audit.anchor_verify import AnchorRules
 from tollgate.records.audit.audit_verify import Verifier
-from tollgate.records.senders.otlp_logs import parse
+from tollgate.records.audit.kinds import read_record
 
 
 class Source(ABC):
@@ -81,7 +81,7 @@ class Source(ABC):
         record (no JSON object, or itself claiming to be the marker), as its `{"event":
         "malformed", …}` marker."""
         line = self.line(number) if line is None else line
-        record = parse(line)
+        record = read_record(line)
         if record is None or record.get("event") == BAD_LINE:
             return self.malformed(number, len(line))
         return record

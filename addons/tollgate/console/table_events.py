@@ -23,9 +23,9 @@ from tollgate.console.day_sums import DAY, Window, day_before
 from tollgate.console.index import BAD_LINE, Origin
 from tollgate.console.sessions import Unavailable
 from tollgate.console.table_sums import TableSums
+from tollgate.records.audit.kinds import read_record
 from tollgate.records.audit.table_rows import written
 from tollgate.records.senders.audit_postgres import close_quietly, first_line
-from tollgate.records.senders.otlp_logs import parse
 
 LIVE_PAGE = 1000  # the live stream's rows read at once
 SUMMED = ("llm_call", "mcp_call", "connection")  # the events the sums take (`Index.unverified`'s)
@@ -219,7 +219,7 @@ class TableViews:
 
 def shown_record(table: str, row_id: int, line: bytes) -> dict[str, Any]:
     """A row's record as written; a line that is no record as the console's marker."""
-    record = parse(line)
+    record = read_record(line)
     if record is None or record.get("event") == BAD_LINE:
         return {
             "event": BAD_LINE,

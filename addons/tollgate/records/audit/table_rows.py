@@ -16,8 +16,8 @@ from typing import Any
 from tollgate.common.audit_chain import CHECKPOINT, STARTED
 from tollgate.records.audit.audit_record import WORKER_LOST
 from tollgate.records.audit.audit_verify import Entry, Place, Run, Verifier
+from tollgate.records.audit.kinds import read_record
 from tollgate.records.senders.audit_postgres import COLUMNS, row_of
-from tollgate.records.senders.otlp_logs import parse
 
 _LINE, _RAW = COLUMNS.index("line"), COLUMNS.index("raw")
 
@@ -62,7 +62,7 @@ def check_row(
     line = written(stored[_LINE], stored[_RAW])
     place = Place(table, row_id)
     expected = row_of(line)
-    record = parse(line)
+    record = read_record(line)
     instance = instance_of(record)
     state = instances.get(instance)
     if state is None:

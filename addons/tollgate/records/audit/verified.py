@@ -26,11 +26,11 @@ from psycopg.types.json import Jsonb
 
 from tollgate.common.audit_chain import ZERO, chain_of, split_line
 from tollgate.records.audit.audit_verify import Place, Run, Verifier
+from tollgate.records.audit.kinds import read_record
 from tollgate.records.audit.last_records import LastRecords
 from tollgate.records.audit.table_rows import Instance, instance_of, written
 from tollgate.records.audit.verify_state import restored_verifier, saved_state
 from tollgate.records.senders.audit_postgres import migrate, row_of
-from tollgate.records.senders.otlp_logs import parse
 
 TABLE = "tollgate_verified"
 TAIL = 100  # a run's last records whose chains are kept: a row out of order by more is a fault after a restart
@@ -261,7 +261,7 @@ def fits(
     chain, line, raw = row
     text = written(line, raw)
     changed = f"{said}: the row is not as it was checked: changed in the database; its rows are checked again"
-    if chain != kept.head or row_of(text)[0] != kept.head or instance_of(parse(text)) != progress.instance:
+    if chain != kept.head or row_of(text)[0] != kept.head or instance_of(read_record(text)) != progress.instance:
         return changed
     run = held.runs.get(progress.instance) if held is not None and progress.instance is not None else None
     last = run.last if run is not None else None

@@ -28,13 +28,14 @@ import psycopg.errors
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from tollgate.records.audit.kinds import read_record
 from tollgate.records.senders.file_sender import (
     SENT,
     FileSender,
     Outcome,
     Pacing,
 )
-from tollgate.records.senders.otlp_logs import parse, record_id, time_of
+from tollgate.records.senders.otlp_logs import record_id, time_of
 from tollgate.records.senders.record_sums import MIGRATION as SUMS_MIGRATION
 from tollgate.records.senders.record_sums import ensure_indexes
 from tollgate.records.senders.record_sums import names as sums_names
@@ -141,7 +142,7 @@ def row_of(line: bytes) -> tuple[Any, ...]:
     """The row of a line (without its newline), its values in `COLUMNS`' order: what the table
     holds of it, and what verification compares the stored columns with. This runs for every
     record: a text column's value is looked at only when it is not a string without NUL."""
-    record = parse(line)
+    record = read_record(line)
     chain = record_id(line, record)
     try:
         text = line.decode("utf-8")

@@ -21,11 +21,10 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-import orjson
-
 from tollgate.configuration.records_settings import DEFAULT_SERVICE_NAME
 from tollgate.providers import semconv_name
 from tollgate.records.audit.auditlog import tollgate_version
+from tollgate.records.audit.kinds import read_record
 from tollgate.records.telemetry.traces import operation_name
 
 LOGS_PATH = "/v1/logs"
@@ -154,16 +153,6 @@ def _day_start(day: str) -> int | None:
         return round(datetime.fromisoformat(day + "T00:00:00+00:00").timestamp()) * 1000
     except ValueError:
         return None
-
-
-def parse(line: bytes) -> dict[str, Any] | None:
-    """The record of a line; None for one that is not a JSON object (a line cut short long ago,
-    by hand): shipped all the same, as its body."""
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None
 
 
 # ---- the protobuf, written by hand: opentelemetry-proto's classes cost some 90 µs a record (each
@@ -348,7 +337,7 @@ def _operation(endpoint: str) -> bytes:
 def log_record_parts(line: bytes, observed_ns: int) -> tuple[str | None, list[bytes]]:
     """The instance that wrote the line (None when it does not say) and its LogRecord's bytes, in
     parts (joined once, with the whole request's): as `attributes` says. This runs for every record."""
-    record = parse(line)
+    record = read_record(line)  # a line that is no record is shipped all the same, as its body
     rid = record_id(line, record)
     # The line as it is when it is ASCII (the audit escapes nothing else on standard output, and
     # orjson writes UTF-8): a protobuf string must be UTF-8.
