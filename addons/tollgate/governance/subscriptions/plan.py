@@ -149,7 +149,7 @@ def plan_caller(
     foreign: str | None,
     login: str | Identified | Rejected | None,
     directory: Directory,
-    subscriptions: PlanCalls,
+    subscriptions: Subscriptions,
 ) -> PlanCaller:
     """A plan call's caller (`plan_caller_named`) and its refusal whoever makes it: with
     `subscriptions.allow: false`, where its request names two accounts (`foreign`: why), or a tenant
@@ -220,9 +220,10 @@ VENDOR_SETTINGS: dict[str, type[PlanSettings]] = {
 }
 
 
-class PlanCalls(Strict):
-    """`subscriptions:`: calls made with a person's plan (auth `subscription`); each vendor's
-    settings are fields of `Subscriptions`, which extends this with one per `VENDOR_SETTINGS`."""
+class Subscriptions(Strict):
+    """`subscriptions:`: calls made with a person's plan (auth `subscription`). Each vendor's
+    settings are a field of their own, one per `VENDOR_SETTINGS`, added below from the providers'
+    registry (governance names no vendor): read through `vendor`."""
 
     allow: bool = True  # false: every call made with a plan's token is refused (403 tenant_denied)
     _vendors: dict[str, PlanSettings] = PrivateAttr(default_factory=dict)
@@ -260,18 +261,16 @@ class PlanCalls(Strict):
         return frozenset(name for name, settings in self._vendors.items() if not settings.govern)
 
 
-if TYPE_CHECKING:
-    Subscriptions = PlanCalls
-else:
+if not TYPE_CHECKING:  # the same class with the vendors' fields: a type checker knows the fields above
     Subscriptions = create_model(
         "Subscriptions",
-        __base__=PlanCalls,
+        __base__=Subscriptions,
         __module__=__name__,
         **{name: (settings, settings()) for name, settings in VENDOR_SETTINGS.items()},
     )
 
 
-def tenant_pins(subscriptions: PlanCalls, headers: Mapping[str, bytes | None]) -> dict[str, tuple[bytes, bytes]]:
+def tenant_pins(subscriptions: Subscriptions, headers: Mapping[str, bytes | None]) -> dict[str, tuple[bytes, bytes]]:
     """The tenant header each provider's requests carry, by provider name: (name, value). `headers`:
     each provider's plan reader's `tenant_header`, its tenants those of its `subscriptions.<name>` settings."""
     pins = {}
