@@ -8,34 +8,34 @@ the requests that repeat one (differ only in `after`, Live's cursor, or not at a
 look at `/api/audit`) in the minute after it are one record, with their `count`, written when
 that minute is over (or the console stops). Records are JSON lines in
 the file, and, when the console reads PostgreSQL, rows of the table `tollgate_console_access`
-too, sent by a thread of their own: a database that cannot be reached never holds a request, and
-the file stays the record."""
+too, sent from the file by the one file sender (`AccessSender`, as the audit is sent): a database
+that cannot be reached never holds a request, the file stays the record, and what it holds is sent
+once the database is back."""
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import urlencode
 
 import orjson
 
 from tollgate.console.viewer import Viewer
 from tollgate.records.audit.audit_record import utc_timestamp
+from tollgate.records.audit.kinds import read_record
+from tollgate.records.senders.file_sender import SENT, FileSender, Outcome, Pacing
 
 logger = logging.getLogger(__name__)
 
 SUFFIX = ".console-access.jsonl"  # beside the audit, by default
 TABLE = "tollgate_console_access"
 FOLD_S = 60.0  # the repeats of a request written (polls that differ only in `after`) are one record per this
-RETRY_S = 30.0  # after PostgreSQL failed, records go to the file alone this long
-QUEUED = 10_000  # records waiting for PostgreSQL, at most: more are in the file alone
 PURGE_S = 3600.0  # between two removals of rows older than keep_days
 TAIL_BLOCK = 1 << 16  # read back from the file's end this much at a time
 POLL_PARAMETER = "after"
@@ -70,7 +70,7 @@ class AccessLog:
         # Requests written, their repeats being folded: (who, role, path, query without `after`,
         # status) -> [the written one's ts, repeats since, the first repeat's ts, its query]
         self._folds: dict[tuple[str, str, str, str, int], list[Any]] = {}
-        self._table: _Table | None = _Table(dsn, keep_days) if dsn else None
+        self._sender = AccessSender(path, dsn, keep_days).start() if dsn else None
         self._failing = False  # the file could not be written: said once, until it can
 
     # ---- what is recorded
@@ -120,8 +120,8 @@ class AccessLog:
 
     def close(self) -> None:
         self.flush(everything=True)
-        if self._table is not None:
-            self._table.close()
+        if self._sender is not None:
+            self._sender.stop()  # what the file holds and the table not yet: sent by the next start
 
     def _write_fold(self, key: tuple[str, str, str, str, int], fold: list[Any]) -> None:
         """The repeats of a request written: at the first one's time, with its query and their count."""
@@ -146,8 +146,6 @@ class AccessLog:
                     print(f"tollgate console: access log {self.path}: cannot write: {e.strerror}", file=sys.stderr,
                           flush=True)  # fmt: skip
                 self._failing = True
-            if self._table is not None:
-                self._table.put(record, line)  # in the file's order
 
     # ---- read back
 
@@ -192,82 +190,95 @@ def _last_lines(path: Path, count: int) -> list[bytes]:
     return kept
 
 
-class _Table:
-    """The records sent to PostgreSQL by a thread of their own. A failure is said once (until the
-    database answers again), and for RETRY_S the records go to the file alone."""
+class AccessSender(FileSender):
+    """The access log's file sent to the table `tollgate_console_access` of the database `dsn`
+    names, by the one file sender the audit's senders are (`records/senders/file_sender.py`): the
+    file is the spool, a place in it kept beside it, a rotation followed, a batch sent again until
+    it is taken; the rows older than `keep_days` removed now and then."""
 
-    def __init__(self, dsn: str, keep_days: float | None) -> None:
+    POSITION_SUFFIX = ".postgres-position"
+    LOCK_SUFFIX = ".postgres-lock"
+    destination = "PostgreSQL"
+    verb = "sent to PostgreSQL"
+
+    def __init__(self, path: Path, dsn: str, keep_days: float | None, **pacing: Unpack[Pacing]) -> None:
+        super().__init__(str(path), **pacing)
         self.dsn = dsn
         self.keep_days = keep_days
+        self._conn: Any = None
+        self._next_purge = 0.0
         self.purge_failed = False
-        self.queue: queue.Queue[tuple[dict[str, Any], bytes] | None] = queue.Queue(QUEUED)
-        self.thread = threading.Thread(target=self._run, name="tollgate-console-access", daemon=True)
-        self.thread.start()
 
-    def put(self, record: dict[str, Any], line: bytes) -> None:
-        try:
-            self.queue.put_nowait((record, line))
-        except queue.Full:
-            pass  # the file has it
+    @property
+    def where(self) -> str:
+        from tollgate.records.senders.audit_postgres import described
 
-    def close(self, timeout: float = 10.0) -> None:
-        try:
-            self.queue.put(None, timeout=timeout)
-        except queue.Full:
-            return
-        self.thread.join(timeout)
+        return described(self.dsn)
 
-    def _run(self) -> None:
+    @property
+    def title(self) -> str:
+        return f"the console access log's sending to PostgreSQL ({self.where}, table {TABLE})"
+
+    def deliver(self, lines: list[bytes], timeout: float | None) -> Outcome:
         import psycopg
 
-        from tollgate.records.senders.audit_postgres import described, first_line
-
-        conn: psycopg.Connection | None = None
-        failed_at: float | None = None
-        purged_at = 0.0
-        while True:
-            item = self.queue.get()
-            if item is None:
-                break
-            if failed_at is not None and time.monotonic() - failed_at < RETRY_S:
-                continue
-            record, line = item
-            try:
-                if conn is None or conn.closed:
-                    conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
-                    ensure_table(conn)
-                if self.keep_days is not None and time.monotonic() - purged_at >= PURGE_S:
-                    purged_at = time.monotonic()
-                    self._purge(conn)
-                insert(conn, record, line)
-                if failed_at is not None:
-                    print(f"tollgate console: access log: PostgreSQL {described(self.dsn)} answers again",
-                          file=sys.stderr, flush=True)  # fmt: skip
-                failed_at = None
-            except Exception as e:  # psycopg.Error, OSError, SchemaTooNew: never the console's end
-                if failed_at is None:
-                    print(f"tollgate console: access log: PostgreSQL {described(self.dsn)}: {first_line(e)};"
-                          " the file keeps the records", file=sys.stderr, flush=True)  # fmt: skip
-                failed_at = time.monotonic()
-                if conn is not None:
-                    conn.close()
-                conn = None
-        if conn is not None:
-            conn.close()
-
-    def _purge(self, conn: Any) -> None:
-        """The rows older than keep_days removed; a role that may not (the console's own may only
-        insert) said once, and the records still sent."""
-        from tollgate.records.senders.audit_postgres import first_line
+        from tollgate.records.senders.audit_postgres import SchemaTooNew, first_line
 
         try:
+            conn = self._connected()
+            with conn.transaction():
+                for line in lines:
+                    record = read_record(line)
+                    if record is not None and record.get("event") == "console_access":
+                        insert(conn, record, line)  # a line cut by a crash mid-write: the file's alone
+        except SchemaTooNew as e:
+            return Outcome(False, False, str(e), halt=True)
+        except (psycopg.Error, OSError) as e:  # down, unreachable, refused: tried again, never dropped
+            self.close_destination()
+            return Outcome(False, True, f"cannot write it: {first_line(e)}")
+        self.idle()
+        return SENT
+
+    def _connected(self) -> Any:
+        import psycopg
+
+        if self._conn is None or self._conn.closed:
+            conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10, application_name="tollgate-console")
+            try:
+                ensure_table(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def idle(self) -> None:
+        """The rows older than keep_days removed, every PURGE_S; a role that may not (the console's
+        own may only insert) said once, and the records still sent."""
+        import psycopg
+
+        from tollgate.records.senders.audit_postgres import SchemaTooNew, first_line
+
+        if self.keep_days is None or time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + PURGE_S
+        try:
+            conn = self._connected()
             with conn.transaction():
                 conn.execute(f"DELETE FROM {TABLE} WHERE ts < now() - %s * interval '1 day'", (self.keep_days,))
-        except Exception as e:  # psycopg.Error: a role without DELETE
+        except (psycopg.Error, SchemaTooNew, OSError) as e:
             if not self.purge_failed:
                 print(f"tollgate console: access log: cannot remove rows older than keep_days: {first_line(e)}",
                       file=sys.stderr, flush=True)  # fmt: skip
             self.purge_failed = True
+            if not isinstance(e, psycopg.errors.InsufficientPrivilege):
+                self.close_destination()
+
+    def close_destination(self) -> None:
+        from tollgate.records.senders.audit_postgres import close_quietly
+
+        conn, self._conn = self._conn, None
+        close_quietly(conn)
 
 
 # The access table's schema, each version's statements (`audit_postgres.migrate`).

@@ -1,13 +1,19 @@
 """The console's access log (`console/access_log.py`): a record per request, never a token in its
 query, written at once; its repeats in the minute after it (polls that differ only in `after`, or
 not at all) folded into one record with their count; sign-ins, failed ones and logouts; a file that cannot be written said once; read back newest
-first, the folds under way among them."""
+first, the folds under way among them; sent to PostgreSQL from the file (a real server,
+`tests/support/postgres.py`)."""
 
 from __future__ import annotations
 
 import json
 import stat
+import time
+import uuid
 from pathlib import Path
+
+import psycopg
+from tests.support.postgres import PostgresServer
 
 from tollgate.console.access_log import AccessLog, default_path
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
@@ -132,3 +138,33 @@ def test_the_latest_records_are_read_from_the_end_of_a_long_log(tmp_path: Path) 
 
 def test_the_log_is_beside_the_audit_by_default() -> None:
     assert default_path("/var/log/tollgate/audit.jsonl") == Path("/var/log/tollgate/audit.jsonl.console-access.jsonl")
+
+
+def test_the_log_goes_to_postgresql_from_the_file_and_waits_there_while_the_database_cannot_be_reached(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    """Sent by the one file sender: in the file's order, each line once; written while the
+    database does not exist yet, sent once it does (the file is the spool)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    now = [T0]
+    log = AccessLog(tmp_path / "access.jsonl", postgres.dsn(name), keep_days=30, clock=lambda: now[0])
+    log.sign_in(ALICE)
+    log.request(ALICE, "/api/people", {"token": ["s3cret-token-0000000"]}, 200)
+    time.sleep(1.5)  # tried, and failed: the database is not there
+    with postgres.connect() as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    now[0] += 61
+    log.request(ALICE, "/api/people", {}, 200)
+    deadline = time.monotonic() + 30
+    with psycopg.connect(postgres.dsn(name), autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            if conn.execute("SELECT to_regclass('tollgate_console_access')").fetchone() != (None,):
+                rows = conn.execute("SELECT count(*) FROM tollgate_console_access").fetchone()
+                if rows == (3,):
+                    break
+            time.sleep(0.2)
+        log.close()
+        rows = conn.execute("SELECT action, path, query, line FROM tollgate_console_access ORDER BY id").fetchall()
+    assert [r[:3] for r in rows] == [("sign_in", None, None), ("request", "/api/people", ""),
+                                     ("request", "/api/people", "")]  # fmt: skip
+    assert [json.loads(r[3]) for r in rows] == lines(tmp_path / "access.jsonl")
