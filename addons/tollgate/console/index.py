@@ -15,16 +15,18 @@ import heapq
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 
 from tollgate.common.emails import email_key
 from tollgate.console.day_sums import (
+    CONNECTION,
     DAY,
     HOUR,
     SPEND_BY,
     Day,
+    DayAdder,
     Days,
     Person,
     Refusals,
@@ -33,15 +35,13 @@ from tollgate.console.day_sums import (
     Unverified,
     UnverifiedDay,
     Window,
-    finding_action,
     merge_service,
+    nano_of,
     order_of,
-    seen,
+    usd,
 )
 from tollgate.records.audit.audit_record import WORKER_LOST
-from tollgate.records.reports.inventory import GOVERNED_CATEGORY
 
-CONNECTION = "connection"
 # The `event` column of a line that is no record: no JSON object, longer than the console reads at
 # once (`Index.add_long`), or claiming this event itself (the console's marker is its own).
 BAD_LINE = "malformed"
@@ -49,11 +49,6 @@ BAD_LINE = "malformed"
 # written as calls end, in the order of their start but for the calls in flight together.
 TIME_ORDER_SLACK = 50_000
 TOKENS_MAX = 2**31 - 1  # what a column holds of one call's tokens (no call comes near)
-# The types a record's findings and deny_reasons are written as (or null): any other is no record the audit writes.
-DENY = 2  # the decisions column's value for a record denied
-MAPPING = frozenset((dict, type(None)))
-LISTED = frozenset((list, type(None)))
-T = TypeVar("T")
 
 
 class Origin(NamedTuple):
@@ -87,7 +82,7 @@ class Index:
         self.models = array("i")
         self.input_tokens = array("i")  # at most TOKENS_MAX: a call's tokens
         self.output_tokens = array("i")
-        self.costs = array("d")
+        self.costs = array("q")  # nano-dollars (`day_sums.nano_of`)
         self._ids: dict[str | None, int] = {None: 0}
         self._names: list[str | None] = [None]
         self._hour_ids: dict[str | None, int] = {None: 0}
@@ -108,13 +103,7 @@ class Index:
         # What the records after a fault of the chain count in, per day (`unverified`): the ranges'
         # starts, how far each was walked, the marks by day.
         self._unverified: tuple[tuple[int, ...], list[int], dict[str, UnverifiedDay]] | None = None
-        # The one object each key and name of the sums stands for (a client, a kind, a reason, a
-        # (client, service) pair): kept once, not once per day and row that holds it.
-        self.shared: dict[Any, Any] = {}
-
-    def one(self, value: T) -> T:
-        """The object kept for `value` (itself, the first time)."""
-        return self.shared.setdefault(value, value)
+        self.adder = DayAdder(self.days)  # what adds each record to its day's sums
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -139,7 +128,7 @@ class Index:
         add_offset, add_client, add_provider = self.offsets.append, self.clients.append, self.providers.append
         add_decision, add_event, add_hour = self.decisions.append, self.events.append, self.hours.append
         add_model, add_input, add_output = self.models.append, self.input_tokens.append, self.output_tokens.append
-        add_cost, summed = self.costs.append, self._sum
+        add_cost, summed = self.costs.append, self.adder.add
         origin_ids, add_origin, new_origin = self._read_origins, self.origins.append, self._new_origin
         view, find = memoryview(data), data.find
         lost = 0
@@ -149,6 +138,7 @@ class Index:
         inputs: Any
         outputs: Any
         cost: Any = None
+        price: int | None  # nano-dollars; None: a cost no call has
         start = 0
         while start < end:
             stop = find(b"\n", start, end) + 1 or end
@@ -165,7 +155,7 @@ class Index:
                 self.malformed += 1
                 record = None
                 client = provider = ts = hour = model = None
-                event, decision, inputs, outputs, price, origin = BAD_LINE, 0, 0, 0, 0.0, 0
+                event, decision, inputs, outputs, price, origin = BAD_LINE, 0, 0, 0, 0, 0
             else:
                 get = record.get
                 event, client, ts, model = get("event"), get("client"), get("ts"), get("model")
@@ -182,7 +172,7 @@ class Index:
                 cost, inputs, outputs = get("cost_usd"), get("input_tokens"), get("output_tokens")
                 inputs = inputs if type(inputs) is int and inputs >= 0 else 0
                 outputs = outputs if type(outputs) is int and outputs >= 0 else 0
-                price = cost if type(cost) is float or type(cost) is int else 0.0
+                price = nano_of(cost)
                 if type(ts) is not str or len(ts) < HOUR:
                     ts = hour = None
                 else:
@@ -206,7 +196,7 @@ class Index:
             add_model(ids[model] if model in ids else new_id(model))
             add_input(inputs if inputs <= TOKENS_MAX else TOKENS_MAX)
             add_output(outputs if outputs <= TOKENS_MAX else TOKENS_MAX)
-            add_cost(price)
+            add_cost(price or 0)
             if (
                 ts is not None
                 and record is not None
@@ -239,7 +229,7 @@ class Index:
         self.hours.append(self._hour_ids[None])
         for column in (self.decisions, self.input_tokens, self.output_tokens):
             column.append(0)
-        self.costs.append(0.0)
+        self.costs.append(0)
 
     def id(self, name: str | None) -> int:
         number = self._ids.get(name)
@@ -278,158 +268,6 @@ class Index:
         """The number standing for `name`, or None when no record has it."""
         return self._ids.get(name)
 
-    def _sum(
-        self, ts: str, record: dict[str, Any], event: Any, client: str | None, origin: int, provider: str | None,
-        decision: int, inputs: int, outputs: int, cost: Any, price: float, model: str | None,
-    ) -> bool:  # fmt: skip
-        """The record added to its day's sums, each kept per origin (`origin`, whose client is
-        `client`); False, and nothing added, when its figures are of another shape than the audit
-        writes (checked before any sum takes the record)."""
-        get = record.get
-        found, answer_found, kind = get("findings"), get("answer_findings"), get("refusal")
-        if type(found) not in MAPPING or type(answer_found) not in MAPPING:
-            return False
-        if type(kind) is str and type(get("deny_reasons")) not in LISTED:
-            return False
-        day = ts[:DAY]
-        sums = self.days.get(day)
-        if sums is None:
-            sums = self.days[day] = Day()
-        if event == "llm_call" or event == "mcp_call":  # noqa: PLR1714 (two comparisons: a tuple's `in` is slower here)
-            denied = decision == DENY
-            key = None if client is not None else _str(get("upstream_key"))
-            person = sums.people.get((origin, key))
-            if person is None:
-                person = sums.people[self.one((origin, self.one(key)))] = Person()
-            person.calls += 1
-            person.refused += denied
-            person.input_tokens += inputs
-            person.output_tokens += outputs
-            person.cost_usd += price
-            if cost is None and event == "llm_call" and (inputs or outputs):
-                person.unpriced += 1  # tokens used at no known price
-            if ts < person.first_seen:  # noqa: PLR1730 (min() is slower on the path every record takes)
-                person.first_seen = ts
-            if ts > person.last_seen:  # noqa: PLR1730
-                person.last_seen = ts
-            if found or answer_found:
-                self._findings(sums, person, origin, record, found, answer_found)
-            if event == "llm_call":
-                if model is not None:
-                    models = person.models
-                    if models is None:
-                        models = person.models = {}
-                    n = models.get(model)
-                    if n is None:
-                        models[self.one(model)] = 1  # the one string kept for it, the first time a day
-                    else:
-                        models[model] = n + 1
-                # One sum per provider, model and origin together: a view adds up the one it is by.
-                at = sums.spend.get((provider, model, origin))
-                figures = sums.figures
-                if at is None:
-                    at = sums.spend[self.one((provider, model, origin))] = len(figures)
-                    figures.extend((0.0, 0.0, 0.0, 0.0))
-                figures[at] += 1
-                figures[at + 1] += inputs
-                figures[at + 2] += outputs
-                figures[at + 3] += price
-                service = provider or _str(get("requested_provider")) or _str(get("host"))
-                if service is not None:
-                    # `_service`, written out here: the path nine records in ten take.
-                    row = sums.services.get((origin, service))
-                    if row is None:
-                        row = self._service(sums, origin, service, GOVERNED_CATEGORY, ts)
-                    elif row.category is None:
-                        row.category = GOVERNED_CATEGORY
-                    if ts < row.first_seen:  # noqa: PLR1730
-                        row.first_seen = ts
-                    if ts > row.last_seen:  # noqa: PLR1730
-                        row.last_seen = ts
-                    if denied:
-                        row.refused += 1
-                    else:
-                        row.calls += 1
-                    # A call's bodies' bytes with its upstream (null when none went; 0 before the fields).
-                    sent = get("bytes_sent")
-                    if type(sent) is int and sent > 0:
-                        row.bytes_sent += sent
-                    received = get("bytes_received")
-                    if type(received) is int and received > 0:
-                        row.bytes_received += received
-        elif event == CONNECTION:
-            person = sums.people.get((origin, None))
-            if person is None:
-                person = sums.people[self.one((origin, None))] = Person()
-            person.connections += 1
-            seen(person, ts)
-            self._connection(sums, origin, decision == DENY, record, ts)
-        else:
-            return True
-        if kind is not None:
-            self._refusal(sums, ts, origin, kind, record)
-        return True
-
-    def _connection(self, sums: Day, origin: int, denied: bool, record: dict[str, Any], ts: str) -> None:
-        service = _str(record.get("service"))
-        if service is None and denied:
-            # A refused host of no AI service is a row of its own, named by its host (as `tollgate inventory`).
-            service = _str(record.get("host"))
-        if service is None:
-            return  # let through to a host of no AI service: no row
-        row = self._service(sums, origin, service, _str(record.get("category")), ts)
-        if denied:
-            row.refused += 1
-        else:
-            row.connections += 1
-        row.bytes_sent += _int(record.get("bytes_sent"))
-        row.bytes_received += _int(record.get("bytes_received"))
-
-    def _refusal(self, sums: Day, ts: str, origin: int, kind: Any, record: dict[str, Any]) -> None:
-        if not isinstance(kind, str):
-            return
-        refusals = sums.refusals.get((kind, origin))
-        if refusals is None:
-            refusals = sums.refusals[self.one((self.one(kind), origin))] = Refusals()
-        refusals.count += 1
-        if ts >= refusals.last_seen:
-            reasons = record.get("deny_reasons")
-            refusals.last_reason = self.one("; ".join(map(str, reasons)) if reasons else _str(record.get("error")))
-            refusals.last_seen = ts
-
-    def _findings(
-        self, sums: Day, person: Person, origin: int, record: dict[str, Any],
-        found: dict[str, Any] | None, answer_found: dict[str, Any] | None,
-    ) -> None:  # fmt: skip
-        """A call's request and answer findings, each a mapping of kind to count (checked before),
-        by where they were and what was done."""
-        for where, kinds in (("request", found), ("answer", answer_found)):
-            if kinds:
-                action = finding_action(record, where)
-                for found_kind, value in kinds.items():
-                    n = _int(value)
-                    if person.findings is None:
-                        person.findings = {}
-                    kind = self.one(found_kind)
-                    person.findings[kind] = person.findings.get(kind, 0) + n
-                    key = (kind, origin, where, action)
-                    if key in sums.findings:
-                        sums.findings[key] += n
-                    else:
-                        sums.findings[self.one(key)] = n
-
-    def _service(self, sums: Day, origin: int, service: str, category: str | None, ts: str) -> ServiceDay:
-        row = sums.services.get((origin, service))
-        if row is None:
-            row = sums.services[self.one((origin, self.one(service)))] = ServiceDay(self.one(category))
-        elif row.category is None:
-            row.category = self.one(category)
-        if ts < row.first_seen:  # noqa: PLR1730
-            row.first_seen = ts
-        if ts > row.last_seen:  # noqa: PLR1730
-            row.last_seen = ts
-        return row
-
     # ---- the views: each over the origins `chosen` (None: every one), then by client
 
     def selected(self, window: Window) -> Iterator[Day]:
@@ -455,7 +293,7 @@ class Index:
         for (client, key), p in order:
             rows.append({
                 "client": client, "key": key, "calls": p.calls, "refused": p.refused,
-                "input_tokens": p.input_tokens, "output_tokens": p.output_tokens, "cost_usd": round(p.cost_usd, 9),
+                "input_tokens": p.input_tokens, "output_tokens": p.output_tokens, "cost_usd": usd(p.cost_nano),
                 "unpriced": p.unpriced, "findings": dict(sorted((p.findings or {}).items())),
                 "connections": p.connections, "first_seen": p.first_seen, "last_seen": p.last_seen,
                 "models": dict(sorted((p.models or {}).items())),
@@ -467,7 +305,7 @@ class Index:
         sums = summed(window, by, chosen)
         return [
             {"bucket": _bucket_time(b), "key": k, "calls": s.calls, "input_tokens": s.input_tokens,
-             "output_tokens": s.output_tokens, "cost_usd": round(s.cost_usd, 9)}
+             "output_tokens": s.output_tokens, "cost_usd": usd(s.cost_nano)}
             for (b, k), s in sorted(sums.items(), key=lambda kv: (kv[0][0], order_of(kv[0][1])))
         ]  # fmt: skip
 
@@ -490,10 +328,10 @@ class Index:
                 whole = sums.get((day, value))
                 if whole is None:
                     whole = sums[(day, value)] = Spend()
-                whole.calls += int(figures[at])
-                whole.input_tokens += int(figures[at + 1])
-                whole.output_tokens += int(figures[at + 2])
-                whole.cost_usd += figures[at + 3]
+                whole.calls += figures[at]
+                whole.input_tokens += figures[at + 1]
+                whole.output_tokens += figures[at + 2]
+                whole.cost_nano += figures[at + 3]
         return sums
 
     def _spend_by_hour(
@@ -519,7 +357,7 @@ class Index:
             whole.calls += 1
             whole.input_tokens += inputs
             whole.output_tokens += outputs
-            whole.cost_usd += cost
+            whole.cost_nano += cost
         return {(cast(str, self._hours[h]), names[k]): spend for (h, k), spend in sums.items()}
 
     def _walk_back_start(self, since: str | None) -> int:
@@ -677,14 +515,6 @@ class Index:
         return heapq.merge(
             *(map(lists[o].__getitem__, range(bisect_left(lists[o], at), len(lists[o]))) for o in chosen)
         )
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _int(value: Any) -> int:
-    return value if type(value) is int and value >= 0 else 0
 
 
 def _bucket_time(bucket: str) -> str:

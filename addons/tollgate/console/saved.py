@@ -28,7 +28,8 @@ import orjson
 from tollgate.console.day_sums import Day, Later, Person, Refusals, ServiceDay
 from tollgate.console.index import NO_ORIGIN, Index, Origin
 
-MAGIC = b"tollgate console index 5\n"  # 4: the sums per origin (`index.Origin`); 5: accounts in ASCII case
+MAGIC = b"tollgate console index 6\n"  # 4: the sums per origin (`index.Origin`); 5: accounts in ASCII case;
+# 6: money in nano-dollars
 DAY_HEAD = len(b'["2026-11-22",')  # how a day's saved sums start: its date
 SUFFIX = ".console-index"
 PROBE = 64 << 10  # the bytes hashed at a file's start and before where reading stopped
@@ -115,7 +116,7 @@ def _day(state: dict[str, Any], one: Callable[[Any], Any]) -> Day:
     day = Day()
     day.people = {one((one(c), one(k))): Person(*rest) for c, k, *rest in state["people"]}
     day.spend = {one(tuple(one(v) for v in row[:3])): 4 * n for n, row in enumerate(state["spend"])}
-    day.figures = array("d", [float(figure) for row in state["spend"] for figure in row[3:7]])
+    day.figures = array("q", [int(figure) for row in state["spend"] for figure in row[3:7]])
     if len(day.figures) != 4 * len(day.spend):
         raise ValueError("spend of another shape")
     day.refusals = {one((one(k), one(c))): Refusals(count, one(reason), seen)
@@ -158,7 +159,7 @@ def restore_index(header: dict[str, Any], data: IO[bytes]) -> Index:
         day = head[2:-2].decode("ascii")
         data.seek(at + length)
         saved = partial(_read_at, handle, at, length)
-        index.days[day] = Later(partial(_load_day, saved, day, index.one), saved)
+        index.days[day] = Later(partial(_load_day, saved, day, index.adder.one), saved)
     for name, typecode, itemsize, length in header["arrays"]:
         column = getattr(index, name)
         if name not in ARRAYS or column.typecode != typecode or column.itemsize != itemsize:

@@ -108,7 +108,7 @@ class TableSums:
             whole = people.get(who)
             if whole is None:
                 whole = people[who] = Person()
-            part = Person(int(row[1]), int(row[2]), int(row[3]), int(row[4]), 0.0, int(row[6]), int(row[7]),
+            part = Person(int(row[1]), int(row[2]), int(row[3]), int(row[4]), 0, int(row[6]), int(row[7]),
                           first_seen=row[8], last_seen=row[9])  # fmt: skip
             whole.merge(part)
             costs[who] = costs.get(who, Decimal(0)) + row[5]

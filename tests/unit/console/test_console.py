@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from tollgate.console.server import Console
 from tollgate.console.viewer import TOKEN_HOLDER
 from tollgate.console.views import BadQuery, Views, as_csv
 from tollgate.governance.limits.limits import LimitRule
+from tollgate.records.reports.usage_report import ReportedCall, aggregate, audit_calls
 
 TOKEN = "a-console-token-of-test-0001"
 
@@ -85,6 +87,26 @@ def test_people_sum_calls_refusals_tokens_cost_and_findings(views: Views) -> Non
          "first_seen": "2026-11-02T11:00:00.000Z", "last_seen": "2026-11-02T11:00:00.000Z",
          "models": {"claude-sonnet-4-5": 1}},
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("cost", [999999.999999999, 0.1, 0.000000001, 3])
+def test_money_is_summed_exactly_as_tollgate_usage_sums_it(tmp_path: Path, cost: float) -> None:
+    """Five calls of $999,999.999999999 cost $4,999,999.999999995: summed as floats, $…994."""
+    records = [call(f"2026-11-05T08:0{n}:00.000Z", "bob", cost_usd=cost) for n in range(5)]
+    write(tmp_path / "audit.jsonl", records)
+    audit = AuditFiles([tmp_path / "audit.jsonl"])
+    audit.catch_up()
+    views = Views(audit)
+    lines = (tmp_path / "audit.jsonl").read_bytes().splitlines()
+    usage = aggregate([c for c in audit_calls(lines, "audit.jsonl") if isinstance(c, ReportedCall)], ("client",))
+    exact = float(usage.total.cost_usd)
+    assert exact == float(sum(Decimal(repr(cost)) for _ in range(5)))
+    (person,) = views.answer("/api/people", {})
+    assert person["cost_usd"] == exact
+    for bucket in ("day", "hour"):
+        (spent,) = views.answer("/api/spend", {"by": ["client"], "bucket": [bucket], "since": ["2026-11-05"]})
+        assert spent["cost_usd"] == exact
+    audit.close()
 
 
 def test_since_and_until_keep_the_days_they_name(views: Views) -> None:
