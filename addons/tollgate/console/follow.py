@@ -28,6 +28,7 @@ from tollgate.console.source import Source
 from tollgate.records.audit.anchor_verify import AnchorRules
 from tollgate.records.audit.audit_verify import Place
 from tollgate.records.audit.verify_state import restored_verifier, saved_state
+from tollgate.records.senders.file_sender import renamed
 
 CHUNK = 2 << 20  # bytes read at once
 LINE_READ = 4096  # bytes read at first to serve a record again (most are about 1 kB)
@@ -77,6 +78,7 @@ class AuditFiles(Source):
         # hold the last RECENT records at least, for the live stream; a line is cut from its chunk
         # only when it is asked for, so that a year read at the first open copies none.
         self.tail: deque[tuple[int, int, int, bytes]] = deque()
+        self.chain = FilesChain(self)
 
     # ---- reading
 
@@ -118,11 +120,8 @@ class AuditFiles(Source):
 
     def _after_rotation(self, current: OpenedFile) -> None:
         live = self.paths[-1]
-        try:
-            stat = live.stat()
-        except FileNotFoundError:
-            return  # between logrotate's move and Tollgate's reopening
-        if stat.st_ino != current.inode:
+        # The path names another file (none: between logrotate's move and Tollgate's reopening).
+        if renamed(live, (os.fstat(current.handle.fileno()).st_dev, current.inode)) is not None:
             rotated = live.with_name(live.name + ".1")
             if rotated.is_file() and rotated.stat().st_ino == current.inode:
                 current.path = rotated  # named as it is now
@@ -340,102 +339,17 @@ class AuditFiles(Source):
                        "mark": saved.check_mark(f.handle, f.compressed, f.checked, f.checked_at)} for f in self.files],
         }  # fmt: skip
 
-    # ---- the chain, checked behind the index
+    # ---- the chain, checked behind the index (`FilesChain`)
 
     def verify_pending(self) -> bool:
-        """Check the chain of up to `CHUNK` bytes of the lines indexed but not checked yet; whether
-        some are left. Apart from reading, so that the views are ready before the whole chain of a
-        year of records has been checked (the Audit view says `checking` meanwhile)."""
-        for opened in self.files:
-            if opened.checked < opened.position:
-                self._check_chunk(opened)
-                return True
-        return False
-
-    def _check_chunk(self, opened: OpenedFile) -> None:
-        long = None if opened.compressed else self._long_line_at(opened, opened.checked)
-        if long is not None:  # never parsed: a fault of its own, and the chain goes on after it
-            with self.lock:
-                opened.checked_lines += 1
-                self.verifier.fault(
-                    Place(str(opened.path), opened.checked_lines),
-                    f"a line of {long} bytes, longer"
-                    f" than the console reads at once ({CHUNK}): not read, changed or inserted",
-                )
-                opened.checked_at = opened.checked
-                opened.checked += long
-                self._faulted(opened, opened.checked_lines)
-            return
-        size = min(CHUNK, opened.position - opened.checked)
-        if opened.compressed:
-            if opened.checker is None:
-                opened.checker = cast(IO[bytes], gzip.open(opened.path, "rb"))  # noqa: SIM115 (closed once read)
-            fresh = opened.checker.read(size)
-        else:
-            fresh = os.pread(opened.handle.fileno(), size, opened.checked)
-        data = opened.check_pending + fresh
-        whole = opened.checked + len(fresh) >= opened.position  # every indexed line is in `data`
-        cut = len(data) if whole else data.rfind(b"\n") + 1
-        with self.lock:
-            self._check(opened, data[:cut], opened.checked)
-        if opened.compressed:
-            opened.checked += len(fresh)
-            opened.check_pending = data[cut:]
-        else:
-            opened.checked += cut - len(opened.check_pending)
-        if whole and opened.checker is not None:
-            opened.checker.close()
-            opened.checker = None
-
-    def _check(self, opened: OpenedFile, data: bytes, at: int) -> None:
-        """The lines of `data`, which starts at byte `at` of a plain file."""
-        verifier, name = self.verifier, str(opened.path)
-        line_no = opened.checked_lines
-        faults = len(verifier.faults)
-        for line in data.splitlines(keepends=True):
-            if not line.isspace():
-                line_no += 1
-                verifier.read(Place(name, line_no), line)
-                opened.checked_at = at
-                if len(verifier.faults) != faults:
-                    faults = len(verifier.faults)
-                    self._faulted(opened, line_no)
-            at += len(line)
-        opened.checked_lines = line_no
-
-    def _faulted(self, opened: OpenedFile, line_no: int) -> None:
-        """A fault found while line `line_no` of the file was read: its records from the fault's
-        own line on (a line of this file it names, else this one) are unverified."""
-        fault = self.verifier.faults[-1]
-        if fault.place.file == str(opened.path) and fault.place.line <= line_no:
-            line_no = fault.place.line
-        if opened.first_fault is None or line_no < opened.first_fault:
-            opened.first_fault = line_no
+        return self.chain.verify_pending()
 
     def unverified(self) -> list[range]:
-        """The numbers of the records after a fault of the chain: from the first line of a file a
-        fault names to the file's end (the chain is whole again in a file with no fault)."""
-        found = []
-        for i, opened in enumerate(self.files):
-            if opened.first_fault is not None:
-                end = self.files[i + 1].first_record if i + 1 < len(self.files) else len(self.index)
-                found.append(range(opened.first_record + opened.first_fault - 1, end))
-        return found
-
-    def _long_line_at(self, opened: OpenedFile, offset: int) -> int | None:
-        """The length of the line longer than CHUNK at `offset` of the file, if one starts there."""
-        index = self.index
-        if not index.long_lines:
-            return None
-        number = self.files.index(opened)
-        for record, length in index.long_lines.items():
-            if index.offsets[record] == offset and index.file_of(record) == number:
-                return length
-        return None
+        return self.chain.unverified()
 
     @property
     def checking(self) -> bool:
-        return any(f.checked < f.position for f in self.files)
+        return self.chain.checking
 
     # ---- serving records again
 
@@ -514,6 +428,112 @@ class AuditFiles(Source):
             pass  # a file gone meanwhile: the index saved last stays
         for opened in self.files:
             opened.handle.close()
+
+
+class FilesChain:
+    """The chain of the files' lines, checked behind the reading (`AuditFiles.catch_up`), a chunk
+    at a time, by one live `Verifier` (the source's: a saved index restores it); which records come
+    after a fault of it."""
+
+    def __init__(self, source: AuditFiles) -> None:
+        self.source = source
+
+    def verify_pending(self) -> bool:
+        """Check the chain of up to `CHUNK` bytes of the lines indexed but not checked yet; whether
+        some are left. Apart from reading, so that the views are ready before the whole chain of a
+        year of records has been checked (the Audit view says `checking` meanwhile)."""
+        for opened in self.source.files:
+            if opened.checked < opened.position:
+                self._check_chunk(opened)
+                return True
+        return False
+
+    def _check_chunk(self, opened: OpenedFile) -> None:
+        long = None if opened.compressed else self._long_line_at(opened, opened.checked)
+        if long is not None:  # never parsed: a fault of its own, and the chain goes on after it
+            with self.source.lock:
+                opened.checked_lines += 1
+                self.source.verifier.fault(
+                    Place(str(opened.path), opened.checked_lines),
+                    f"a line of {long} bytes, longer"
+                    f" than the console reads at once ({CHUNK}): not read, changed or inserted",
+                )
+                opened.checked_at = opened.checked
+                opened.checked += long
+                self._faulted(opened, opened.checked_lines)
+            return
+        size = min(CHUNK, opened.position - opened.checked)
+        if opened.compressed:
+            if opened.checker is None:
+                opened.checker = cast(IO[bytes], gzip.open(opened.path, "rb"))  # noqa: SIM115 (closed once read)
+            fresh = opened.checker.read(size)
+        else:
+            fresh = os.pread(opened.handle.fileno(), size, opened.checked)
+        data = opened.check_pending + fresh
+        whole = opened.checked + len(fresh) >= opened.position  # every indexed line is in `data`
+        cut = len(data) if whole else data.rfind(b"\n") + 1
+        with self.source.lock:
+            self._check(opened, data[:cut], opened.checked)
+        if opened.compressed:
+            opened.checked += len(fresh)
+            opened.check_pending = data[cut:]
+        else:
+            opened.checked += cut - len(opened.check_pending)
+        if whole and opened.checker is not None:
+            opened.checker.close()
+            opened.checker = None
+
+    def _check(self, opened: OpenedFile, data: bytes, at: int) -> None:
+        """The lines of `data`, which starts at byte `at` of a plain file."""
+        verifier, name = self.source.verifier, str(opened.path)
+        line_no = opened.checked_lines
+        faults = len(verifier.faults)
+        for line in data.splitlines(keepends=True):
+            if not line.isspace():
+                line_no += 1
+                verifier.read(Place(name, line_no), line)
+                opened.checked_at = at
+                if len(verifier.faults) != faults:
+                    faults = len(verifier.faults)
+                    self._faulted(opened, line_no)
+            at += len(line)
+        opened.checked_lines = line_no
+
+    def _faulted(self, opened: OpenedFile, line_no: int) -> None:
+        """A fault found while line `line_no` of the file was read: its records from the fault's
+        own line on (a line of this file it names, else this one) are unverified."""
+        fault = self.source.verifier.faults[-1]
+        if fault.place.file == str(opened.path) and fault.place.line <= line_no:
+            line_no = fault.place.line
+        if opened.first_fault is None or line_no < opened.first_fault:
+            opened.first_fault = line_no
+
+    def unverified(self) -> list[range]:
+        """The numbers of the records after a fault of the chain: from the first line of a file a
+        fault names to the file's end (the chain is whole again in a file with no fault)."""
+        found = []
+        for i, opened in enumerate(self.source.files):
+            if opened.first_fault is not None:
+                end = (
+                    self.source.files[i + 1].first_record if i + 1 < len(self.source.files) else len(self.source.index)
+                )
+                found.append(range(opened.first_record + opened.first_fault - 1, end))
+        return found
+
+    def _long_line_at(self, opened: OpenedFile, offset: int) -> int | None:
+        """The length of the line longer than CHUNK at `offset` of the file, if one starts there."""
+        index = self.source.index
+        if not index.long_lines:
+            return None
+        number = self.source.files.index(opened)
+        for record, length in index.long_lines.items():
+            if index.offsets[record] == offset and index.file_of(record) == number:
+                return length
+        return None
+
+    @property
+    def checking(self) -> bool:
+        return any(f.checked < f.position for f in self.source.files)
 
 
 def _named(names: list[str], saved: Any) -> str:

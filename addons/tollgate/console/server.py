@@ -223,7 +223,7 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = parse_qs(parts.query, keep_blank_values=True)
         if self.console.sign_in is not None and parts.path.startswith("/auth/"):
-            return self._auth(self.console.sign_in, parts.path, query)
+            return _SignInPages(self, self.console.sign_in).answer(parts.path, query)
         given = query.pop("token", None)
         if given is not None:  # the sign-in link: the token exchanged for a session
             # With sign_in, the token is a bearer's only: never in an address, where it is kept.
@@ -245,7 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
             # a page loads by itself (a favicon): it would start a sign-in over the one under way.
             navigates = self.headers.get("Sec-Fetch-Mode", "navigate") == "navigate"
             if self.console.sign_in is not None and not path.startswith("/api/") and navigates:
-                return self._begin(self.console.sign_in, "/" + self.path.lstrip("/\\"))
+                return _SignInPages(self, self.console.sign_in).begin("/" + self.path.lstrip("/\\"))
             return self._unauthenticated()
         if path in STATIC:
             name, kind = STATIC[path]
@@ -328,74 +328,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _record(self, viewer: Viewer, path: str, query: dict[str, list[str]], status: HTTPStatus) -> None:
         if self.console.access is not None:
             self.console.access.request(viewer, path, query, int(status))
-
-    # ---- sign-in (self.console.sign_in)
-
-    def _auth(self, sign_in: SignIn, path: str, query: dict[str, list[str]]) -> None:
-        if path == "/auth/login":
-            return self._begin(sign_in, "/")  # never a path from the query: no open redirect
-        if path == "/auth/callback":
-            return self._callback(sign_in, query)
-        if path == "/auth/logout":
-            ended = self.console.end_sessions(self._sessions())
-            if ended is not None and self.console.access is not None:
-                self.console.access.logout(ended)
-            back = sign_in.redirect_uri.rsplit("/", 1)[0] + "/signed-out"
-            return self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", [
-                ("Location", sign_in.logout_location(back)),
-                ("Set-Cookie", f"{COOKIE}=; Max-Age=0{self._attributes('/')}"),
-            ])  # fmt: skip
-        if path == "/auth/signed-out":
-            return self._page(HTTPStatus.OK, "Signed out", "You have signed out of the Tollgate console.")
-        self._send(HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json")
-
-    def _begin(self, sign_in: SignIn, back: str) -> None:
-        try:
-            cookie, location = sign_in.begin(back)
-        except SignInFailed as e:
-            return self._failed(e)
-        self._send(HTTPStatus.FOUND, b"", "text/plain", [
-            ("Location", location),
-            ("Set-Cookie", f"{PRE_COOKIE}={cookie}; Max-Age=600{self._attributes('/auth/')}"),
-        ])  # fmt: skip
-
-    def _callback(self, sign_in: SignIn, query: dict[str, list[str]]) -> None:
-        forget = ("Set-Cookie", f"{PRE_COOKIE}=; Max-Age=0{self._attributes('/auth/')}")
-        try:
-            viewer, back = sign_in.finish(sign_in.take(self._cookies(PRE_COOKIE)), query)
-        except SignInFailed as e:
-            return self._failed(e, [forget])
-        if self.console.access is not None:
-            self.console.access.sign_in(viewer)
-        self.console.end_sessions(self._sessions())  # the browser's session before this sign-in, if any
-        session = self.console.open_session(viewer)
-        self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", [
-            ("Location", back), forget,
-            ("Set-Cookie", f"{COOKIE}={session}; Max-Age={SESSION_S}{self._attributes('/')}"),
-        ])  # fmt: skip
-
-    def _failed(self, e: SignInFailed, headers: list[tuple[str, str]] | None = None) -> None:
-        """A sign-in refused: the reason in the console's log and on the page (never a token or a
-        code: the reasons name neither), and no session."""
-        print(f"tollgate console: sign-in refused ({e.status}): {e.reason}", file=sys.stderr, flush=True)
-        if self.console.access is not None:
-            self.console.access.failed(e.reason, e.email, e.status)
-        if e.status == HTTPStatus.FORBIDDEN:
-            return self._page(HTTPStatus.FORBIDDEN, "Not allowed",
-                              "Your account is not among those allowed to use this console.", headers)  # fmt: skip
-        # The reason, as the log has it: plain words that never hold a token, a code or a secret.
-        self._page(HTTPStatus.UNAUTHORIZED, "Sign-in failed",
-                   f"The sign-in could not be completed: {e.reason}.", headers)  # fmt: skip
-
-    def _page(self, status: HTTPStatus, title: str, text: str, headers: list[tuple[str, str]] | None = None) -> None:
-        # Nothing loaded from the console (its files need a session: a stylesheet would start a sign-in).
-        body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-                f'</head><body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>'
-                f'<p><a href="/auth/login">Sign in</a></p></body></html>')  # fmt: skip
-        self._send(status, body.encode(), "text/html; charset=utf-8", headers)
-
-    def _attributes(self, path: str) -> str:
-        return f"; Path={path}; HttpOnly; SameSite=Lax" + ("; Secure" if self.console.tls else "")
 
     def _bearer(self) -> str | None:
         scheme, _, value = self.headers.get("Authorization", "").partition(" ")
@@ -499,3 +431,80 @@ class _Handler(BaseHTTPRequestHandler):
                     quiet_since = time.monotonic()
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
             return
+
+
+class _SignInPages:
+    """The sign-in's part of a request (`/auth/…`, and where one begins): the redirects to the
+    issuer and back, the session cookies, and the pages that say a sign-in failed or ended."""
+
+    def __init__(self, handler: _Handler, sign_in: SignIn) -> None:
+        self.handler = handler
+        self.sign_in = sign_in
+
+    def answer(self, path: str, query: dict[str, list[str]]) -> None:
+        sign_in = self.sign_in
+        if path == "/auth/login":
+            return self.begin("/")  # never a path from the query: no open redirect
+        if path == "/auth/callback":
+            return self._callback(query)
+        if path == "/auth/logout":
+            ended = self.handler.console.end_sessions(self.handler._sessions())
+            if ended is not None and self.handler.console.access is not None:
+                self.handler.console.access.logout(ended)
+            back = sign_in.redirect_uri.rsplit("/", 1)[0] + "/signed-out"
+            return self.handler._send(HTTPStatus.SEE_OTHER, b"", "text/plain", [
+                ("Location", sign_in.logout_location(back)),
+                ("Set-Cookie", f"{COOKIE}=; Max-Age=0{self._attributes('/')}"),
+            ])  # fmt: skip
+        if path == "/auth/signed-out":
+            return self._page(HTTPStatus.OK, "Signed out", "You have signed out of the Tollgate console.")
+        self.handler._send(HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json")
+
+    def begin(self, back: str) -> None:
+        try:
+            cookie, location = self.sign_in.begin(back)
+        except SignInFailed as e:
+            return self._failed(e)
+        self.handler._send(HTTPStatus.FOUND, b"", "text/plain", [
+            ("Location", location),
+            ("Set-Cookie", f"{PRE_COOKIE}={cookie}; Max-Age=600{self._attributes('/auth/')}"),
+        ])  # fmt: skip
+
+    def _callback(self, query: dict[str, list[str]]) -> None:
+        sign_in = self.sign_in
+        forget = ("Set-Cookie", f"{PRE_COOKIE}=; Max-Age=0{self._attributes('/auth/')}")
+        try:
+            viewer, back = sign_in.finish(sign_in.take(self.handler._cookies(PRE_COOKIE)), query)
+        except SignInFailed as e:
+            return self._failed(e, [forget])
+        if self.handler.console.access is not None:
+            self.handler.console.access.sign_in(viewer)
+        self.handler.console.end_sessions(self.handler._sessions())  # the browser's session before this sign-in, if any
+        session = self.handler.console.open_session(viewer)
+        self.handler._send(HTTPStatus.SEE_OTHER, b"", "text/plain", [
+            ("Location", back), forget,
+            ("Set-Cookie", f"{COOKIE}={session}; Max-Age={SESSION_S}{self._attributes('/')}"),
+        ])  # fmt: skip
+
+    def _failed(self, e: SignInFailed, headers: list[tuple[str, str]] | None = None) -> None:
+        """A sign-in refused: the reason in the console's log and on the page (never a token or a
+        code: the reasons name neither), and no session."""
+        print(f"tollgate console: sign-in refused ({e.status}): {e.reason}", file=sys.stderr, flush=True)
+        if self.handler.console.access is not None:
+            self.handler.console.access.failed(e.reason, e.email, e.status)
+        if e.status == HTTPStatus.FORBIDDEN:
+            return self._page(HTTPStatus.FORBIDDEN, "Not allowed",
+                              "Your account is not among those allowed to use this console.", headers)  # fmt: skip
+        # The reason, as the log has it: plain words that never hold a token, a code or a secret.
+        self._page(HTTPStatus.UNAUTHORIZED, "Sign-in failed",
+                   f"The sign-in could not be completed: {e.reason}.", headers)  # fmt: skip
+
+    def _page(self, status: HTTPStatus, title: str, text: str, headers: list[tuple[str, str]] | None = None) -> None:
+        # Nothing loaded from the console (its files need a session: a stylesheet would start a sign-in).
+        body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+                f'</head><body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>'
+                f'<p><a href="/auth/login">Sign in</a></p></body></html>')  # fmt: skip
+        self.handler._send(status, body.encode(), "text/html; charset=utf-8", headers)
+
+    def _attributes(self, path: str) -> str:
+        return f"; Path={path}; HttpOnly; SameSite=Lax" + ("; Secure" if self.handler.console.tls else "")

@@ -124,6 +124,19 @@ def rotated_file(audit_path: str, saved: Position) -> str | None:
 # ---- the lines in the file
 
 
+def renamed(path: str | os.PathLike[str], identity: tuple[int, int]) -> os.stat_result | None:
+    """The file `path` names now, when it is another than the one of `identity` (device, inode):
+    logrotate's `create` renamed that one away and the writer made a new one. None while it is the
+    same file, or while none is there (renamed, the new one not yet made: the writer makes it at its
+    next record). How every follower of the audit sees a rotation (this `Tail`, the console's
+    `AuditFiles`)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return None if (st.st_dev, st.st_ino) == identity else st
+
+
 @dataclass(frozen=True, slots=True)
 class Line:
     """A line read (without its newline), and the position just after it."""
@@ -218,17 +231,20 @@ class Tail:
     def _follow(self) -> bool:
         """Whether the path names another file than the one read to its end: then the new one is
         open, to be read from its start."""
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return False  # renamed, the new one not yet made: the writer makes it at its next record
-        if (st.st_dev, st.st_ino) == self._identity and self._fd is not None:
-            return False
-        if self._fd is not None:
+        if self._fd is None:  # none was there: whatever is there now, from its start
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                return False
+        else:
+            moved = renamed(self.path, self._identity)
+            if moved is None:
+                return False
             # A last look at the old file: a writer may have appended to it just before it moved.
             if self._read_leftover():
                 return True
             self.close()
+            st = moved
         self._open(self.path, Position(st.st_dev, st.st_ino, 0))
         return self._fd is not None
 
