@@ -24,6 +24,7 @@ from tollgate.console.cursors import Cursors
 from tollgate.console.day_sums import Later
 from tollgate.console.follow import AuditFiles
 from tollgate.console.server import Console
+from tollgate.console.source import Source
 from tollgate.console.viewer import TOKEN_HOLDER
 from tollgate.console.views import BadQuery, Views, as_csv
 from tollgate.governance.limits.limits import LimitRule
@@ -87,6 +88,18 @@ def test_people_sum_calls_refusals_tokens_cost_and_findings(views: Views) -> Non
          "first_seen": "2026-11-02T11:00:00.000Z", "last_seen": "2026-11-02T11:00:00.000Z",
          "models": {"claude-sonnet-4-5": 1}},
     ]  # fmt: skip
+
+
+def test_a_source_is_what_source_names_every_method_of() -> None:
+    """`Source` is an abstract base class: a source that leaves one of its methods out is no source."""
+
+    class Partial(Source):
+        def catch_up(self) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        Partial(None)  # type: ignore[abstract]
+    assert {"catch_up", "verify_pending", "checking", "line", "state", "close"} <= Source.__abstractmethods__
 
 
 @pytest.mark.parametrize("cost", [999999.999999999, 0.1, 0.000000001, 3])
