@@ -90,6 +90,18 @@ def test_people_sum_calls_refusals_tokens_cost_and_findings(views: Views) -> Non
     ]  # fmt: skip
 
 
+def test_a_cost_no_call_has_is_listed_and_not_summed(tmp_path: Path) -> None:
+    """A cost beyond what 64 bits of nano-dollars hold (no call costs $9 million) is of no record
+    the audit writes: counted as malformed, its figures in no sum, the others' exact."""
+    write(tmp_path / "audit.jsonl", [call("2026-11-05T08:00:00.000Z", "bob", cost_usd=1e300),
+                                     call("2026-11-05T08:01:00.000Z", "bob", cost_usd=123456.000000001)])  # fmt: skip
+    audit = AuditFiles([tmp_path / "audit.jsonl"])
+    audit.catch_up()
+    (person,) = Views(audit).answer("/api/people", {})
+    assert (person["calls"], person["cost_usd"], audit.index.malformed) == (1, 123456.000000001, 1)
+    audit.close()
+
+
 def test_a_source_is_what_source_names_every_method_of() -> None:
     """`Source` is an abstract base class: a source that leaves one of its methods out is no source."""
 
