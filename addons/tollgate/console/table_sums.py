@@ -142,21 +142,28 @@ class TableSums:
         at, (where, params), table = ("hour", _hours(window), "spend_hour") if bucket == "hour" else (
             "day", _days(window), "spend_day")  # fmt: skip
         scope, more = self._scope(chosen)
-        # In the order of the sums' keys (bucket, client, …: read in it where the view is by
-        # client, the largest), none after the names: put first below.
-        query = f"""SELECT {at}, {named}, sum(calls)::text, sum(input_tokens)::text, sum(output_tokens)::text,
-            sum(cost_usd)::text FROM {{{table}}} AS s WHERE {where} AND {scope} GROUP BY {at}, {named}
-            ORDER BY {at} COLLATE "C", {named} COLLATE "C" NULLS LAST"""
+        # An hour's figures fit a bigint (each record's tokens are capped there); a day's are read
+        # as text. The cost as a float where it has no more than 9 places (the number it says), else
+        # as text, rounded below. In the order of the sums' keys (bucket, client, …: read in it
+        # where the view is by client, the largest), none after the names: put first below.
+        figure = "int8" if at == "hour" else "text"
+        query = f"""SELECT at, named, calls, inputs, outputs, CASE WHEN scale(cost) <= 9 THEN cost::float8 END,
+            CASE WHEN scale(cost) > 9 THEN cost::text END
+            FROM (SELECT {at} AS at, {named} AS named, sum(calls)::{figure} AS calls,
+                sum(input_tokens)::{figure} AS inputs, sum(output_tokens)::{figure} AS outputs, sum(cost_usd) AS cost
+                FROM {{{table}}} AS s WHERE {where} AND {scope} GROUP BY {at}, {named}) AS g
+            ORDER BY at COLLATE "C", named COLLATE "C" NULLS LAST"""
         times: dict[str, str] = {}  # each bucket's time made once
         found: list[dict[str, Any]] = []
         first = 0  # where the bucket's rows start in `found`
-        for start, key, calls, inputs, outputs, cost in self._read(query, params + more):
+        for start, key, calls, inputs, outputs, short, exact in self._read(query, params + more).fetchall():
             time = times.get(start)
             if time is None:
                 time = times[start] = _bucket_time(start)
                 first = len(found)
             row = {"bucket": time, "key": key, "calls": int(calls), "input_tokens": int(inputs),
-                   "output_tokens": int(outputs), "cost_usd": _money_text(cost)}  # fmt: skip
+                   "output_tokens": int(outputs),
+                   "cost_usd": short if exact is None else _money_text(exact)}  # fmt: skip
             if key is None and first < len(found):  # no name: before the bucket's others (`order_of`)
                 found.insert(first, row)
             else:
