@@ -6,14 +6,12 @@ per record in memory, and a view asked while the database is away answers 503.
 The chain is checked behind the views, per instance in the order the rows arrived (one sender per
 instance sends its file in order), each row as `records/audit/table_rows.py` checks it (its chain,
 its columns against its line; rows removed by `keep_days` no fault), a batch at a time in `id`
-order. An id can become visible after a greater one (two instances' transactions commit in another
-order than they took their ids; a batch rolled back leaves its ids unused): an id skipped is looked
-for again at each check for GAP_SECONDS, longer than a sender's statement may last, so that no row
-goes unchecked. How far it got per instance is kept in the database (`tollgate_verified`,
-`chain_progress.py`): a restart or a second console goes on from there, its rows up to there not
-checked again. The connections the records are read by are read-only (SELECT alone); that table is
-written by a connection of its own, and the last days are summed again by another
-(`table_recount.py`)."""
+order (`table_next.py`, which looks again for an id skipped). The rows per instance are counted
+behind the views too (a count reads every row: the first view never waits for it). How far the
+check got per instance is kept in the database (`tollgate_verified`, `chain_progress.py`): a
+restart or a second console goes on from there, its rows up to there not checked again. The
+connections the records are read by are read-only (SELECT alone); that table is written by a
+connection of its own, and the last days are summed again by another (`table_recount.py`)."""
 
 from __future__ import annotations
 
@@ -31,12 +29,11 @@ from tollgate.console.index import BAD_LINE
 from tollgate.console.sessions import Unavailable
 from tollgate.console.source import Source
 from tollgate.console.table_events import TableViews
+from tollgate.console.table_next import NextRows
 from tollgate.console.table_recount import Recount
-from tollgate.records.audit import verified
 from tollgate.records.audit.anchor_verify import AnchorRules
 from tollgate.records.audit.table_rows import Instance, check_row, written
 from tollgate.records.senders.audit_postgres import (
-    COLUMNS,
     SCHEMA_VERSION,
     close_quietly,
     described,
@@ -45,7 +42,6 @@ from tollgate.records.senders.audit_postgres import (
 )
 
 CHECK_BATCH = 2_000  # rows checked at once (each with its columns)
-GAP_SECONDS = 180.0  # an id skipped is looked for this long (a sender's statement is cancelled after 60 s)
 COUNT_EVERY_S = 600.0  # the rows per instance counted again (rows removed by keep_days leave the count)
 CONNECT_SECONDS = 10
 STATEMENT_SECONDS = 60  # a query of the console's that takes longer is cancelled by the server
@@ -73,22 +69,19 @@ class Table(Source):
         super().__init__(key, anchors)
         self.dsn, self.table = dsn, table
         self.keep_days = keep_days  # rows may be removed: an instance's first rows gone are no fault
-        self.batch = batch
-        self.last_id = 0  # the greatest id checked (or skipped, checked by a console before)
+        self.rows = NextRows(table, batch)  # the rows not checked yet
         self.newest = 0  # the greatest id in the table, as last looked at
         self.behind = True  # whether rows were left to check at the last check
-        self.gaps: list[tuple[int, int, float]] = []  # ids skipped below last_id, looked for until the time
         self.checked = 0  # the rows checked by this console
         self.instances: dict[str | None, Instance] = {}
         self.counts: dict[str, int] = {}  # rows per instance, counted now and then and as checked
         self._counted_upto = 0  # the rows up to this id are in `counts`
-        self._count_at = -COUNT_EVERY_S
+        self._count_at: float | None = None  # when they were last counted (None: not yet)
         self.failing: str | None = None  # why the table cannot be read now (said once)
         self._retry_at = 0.0  # while it cannot: when it is tried again
         self._made = False  # whether the table exists (an instance made it)
         self._reader: psycopg.Connection | None = None
         self.progress = ChainProgress(dsn, table, keep_days)  # how far the chain was checked, kept in the database
-        self._skip: dict[str | None, int] = {}  # per instance: its rows up to this id were checked already
         self.reads = TableViews(self._connect, table)  # the views, answered by the database
         self.recount = Recount(dsn, table)  # the last days summed again, now and then
 
@@ -104,6 +97,10 @@ class Table(Source):
         )
         conn.execute("SET default_transaction_read_only = on")  # the console never writes the records
         conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(STATEMENT_SECONDS * 1000)))
+        # A view adds up to a year of sums at once: in memory, not on disk; and the sums are read in
+        # their keys' order where a view groups by them (their pages are mostly cached).
+        conn.execute("SET work_mem = '64MB'")
+        conn.execute("SET random_page_cost = 1.1")
         return conn
 
     def _reading(self) -> psycopg.Connection:
@@ -152,23 +149,9 @@ class Table(Source):
     # ---- the chain and the columns, checked behind the views
 
     def catch_up(self) -> None:
-        """The rows per instance counted, when it is due: nothing else is read ahead (the views ask
-        the database; the chain is checked by `verify_pending`)."""
-        if (self.failing is not None and time.monotonic() < self._retry_at) or (
-            time.monotonic() - self._count_at < COUNT_EVERY_S
-        ):
-            return
-        try:
-            conn = self._reading()
-            if not self._made:
-                self._made = self._exists(conn)
-                if not self._made:
-                    return
-            self._count(conn)
-        except psycopg.Error as e:
-            self._failed(e)
-            return
-        self._recovered()
+        """Nothing is read ahead: the views ask the database, and the rows per instance are counted
+        and the chain checked behind them (`verify_pending`), so that the first view waits for
+        neither."""
 
     def save(self, due: bool = False) -> None:
         """Nothing to save: the chain's progress is kept in the database."""
@@ -181,11 +164,12 @@ class Table(Source):
 
     @property
     def unchecked(self) -> bool:
-        return self.behind or self.last_id < self.newest
+        return self.behind or self.rows.last_id < self.newest
 
     def verify_pending(self) -> bool:
         """Check the chain and the columns of up to `batch` rows not checked yet (the rows
-        `tollgate_verified` says are checked aside); whether some are left."""
+        `tollgate_verified` says are checked aside), the rows per instance counted first when it is
+        due; whether some are left."""
         if self.failing is not None and time.monotonic() < self._retry_at:
             return False
         try:
@@ -196,8 +180,10 @@ class Table(Source):
                     self.behind = False
                     return False
             if not self.progress.resumed:
-                self._skip = self.progress.resume(self.verifier, self.instances)
-            rows = self._gap_rows(conn) + self._next_rows(conn)
+                self.rows.skip = self.progress.resume(self.verifier, self.instances)
+            if self._count_at is None or time.monotonic() - self._count_at >= COUNT_EVERY_S:
+                self.count(conn)
+            rows = self.rows.read(conn)
             top = conn.execute(sql.SQL("SELECT coalesce(max(id), 0) FROM {}").format(sql.Identifier(self.table)))
             self.newest = int(top.fetchone()[0])  # type: ignore[index]
         except psycopg.Error as e:
@@ -212,79 +198,27 @@ class Table(Source):
                     self.checked += 1
                 if row_id > self._counted_upto and stored[1] is not None:  # its instance (`COLUMNS`)
                     self.counts[stored[1]] = self.counts.get(stored[1], 0) + 1
-        self.behind = len(rows) >= self.batch
+        self.behind = len(rows) >= self.rows.batch
         self.progress.write(self.verifier, self.instances, caught_up=not self.behind)
         if not self.behind and not self.unchecked:
             self.recount.when_due()
         return self.behind
 
-    def _query(self, where: str) -> sql.Composed:
-        """The rows `where` keeps, each with whether it was checked already (its instance's
-        progress: then its columns are not read, only its id, for the ids skipped)."""
-        if not self._skip:
-            columns = sql.SQL(", ").join(sql.Identifier("t", c) for c in COLUMNS)
-            return sql.SQL("SELECT t.id, false, {} FROM {} AS t WHERE {} ORDER BY t.id").format(
-                columns, sql.Identifier(self.table), sql.SQL(where)
-            )
-        columns = sql.SQL(", ").join(sql.Identifier("c", c) for c in COLUMNS)
-        inner = sql.SQL(", ").join(sql.Identifier("t", c) for c in COLUMNS)
-        return sql.SQL(
-            """SELECT t.id, d.done, {columns} FROM {table} AS t
-            CROSS JOIN LATERAL (SELECT t.id <= coalesce((SELECT s.upto
-                FROM unnest(%(skip_instances)s::text[], %(skip_ids)s::bigint[]) AS s(instance, upto)
-                WHERE s.instance = coalesce(t.instance, '')), 0) AS done) AS d
-            LEFT JOIN LATERAL (SELECT {inner} WHERE NOT d.done) AS c ON true
-            WHERE {where} ORDER BY t.id"""
-        ).format(columns=columns, table=sql.Identifier(self.table), inner=inner, where=sql.SQL(where))
-
-    def _params(self, **more: Any) -> dict[str, Any]:
-        skip = {"skip_instances": [verified.NONE if i is None else i for i in self._skip],
-                "skip_ids": list(self._skip.values())}  # fmt: skip
-        return {**skip, **more} if self._skip else more
-
-    def _next_rows(self, conn: psycopg.Connection) -> list[tuple[Any, ...]]:
-        query = self._query("t.id > %(after)s") + sql.SQL(" LIMIT %(batch)s")
-        rows = conn.execute(query, self._params(after=self.last_id, batch=self.batch)).fetchall()
-        expected, until = self.last_id + 1, time.monotonic() + GAP_SECONDS
-        for n, row in enumerate(rows):
-            if row[0] > expected and (
-                n or self.last_id
-            ):  # not committed yet, or rolled back (before the first: removed)
-                self.gaps.append((expected, row[0] - 1, until))
-            expected = row[0] + 1
-        if rows:
-            self.last_id = rows[-1][0]
-        return rows
-
-    def _gap_rows(self, conn: psycopg.Connection) -> list[tuple[Any, ...]]:
-        now = time.monotonic()
-        self.gaps = [gap for gap in self.gaps if gap[2] > now]
-        if not self.gaps:
-            return []
-        query = self._query("t.id = ANY(%(ids)s)")
-        ids = [n for lo, hi, _ in self.gaps for n in range(lo, hi + 1)][: self.batch]
-        rows = conn.execute(query, self._params(ids=ids)).fetchall()
-        found = {row[0] for row in rows}
-        gaps = []
-        for lo, hi, until in self.gaps:  # each gap split around the ids found in it
-            start = lo
-            for n in sorted(i for i in found if lo <= i <= hi):
-                if n > start:
-                    gaps.append((start, n - 1, until))
-                start = n + 1
-            if start <= hi:
-                gaps.append((start, hi, until))
-        self.gaps = gaps
-        return rows
-
-    def _count(self, conn: psycopg.Connection) -> None:
-        """The rows per instance counted again (those checked since are added as they are)."""
+    def count(self, conn: psycopg.Connection | None = None) -> None:
+        """The rows per instance counted again (those checked since are added as they are): from
+        the (instance, seq) index alone where the table's pages are all visible, and the greatest
+        id in the same snapshot. `verify_pending` counts them when it is due (on `conn`, its own)."""
+        conn = self._reading() if conn is None else conn
+        table = sql.Identifier(self.table)
         rows = conn.execute(
-            sql.SQL("SELECT instance, count(*), max(id) FROM {} GROUP BY instance").format(sql.Identifier(self.table))
+            sql.SQL(
+                "SELECT instance, count(*), (SELECT coalesce(max(id), 0) FROM {}) FROM {}"
+                " WHERE instance IS NOT NULL GROUP BY instance"
+            ).format(table, table)
         ).fetchall()
         with self.lock:
-            self.counts = {instance: int(n) for instance, n, _ in rows if instance is not None}
-            self._counted_upto = max([self.last_id, *(int(top) for _, _, top in rows)])
+            self.counts = {instance: int(n) for instance, n, _ in rows}
+            self._counted_upto = max([self.rows.last_id, *(int(top) for _, _, top in rows)])
         self._count_at = time.monotonic()
 
     @property
@@ -339,6 +273,8 @@ class Table(Source):
         verifier = self.verifier
         rows = []
         names: set[str | None] = {*self.counts, *self.instances}
+        if not names and self.unchecked:  # not counted yet: no instance is said whole meanwhile
+            names = {None}
         for instance in sorted(names, key=lambda i: (i is None, i or "")):
             state = self.instances.get(instance) or Instance()
             run = verifier.runs.get(instance) if instance is not None else None

@@ -3,9 +3,10 @@
 
 `TableSums` has the views of `Index` (people, spend, refusals, findings, inventory), taking the same
 `Window` and the same `chosen` (origin numbers, as `Scope.chosen` gives them from `origin_list`),
-answering in the same shapes: the database adds up the days a view covers per origin, then the
-origins in scope are added up by client here, so that who a person is stays configuration, applied
-when a view is asked. Money is summed exactly (`numeric`) and rounded as the index rounds it.
+answering in the same shapes: the database adds up the days a view covers by client, over the
+origins in scope alone (their numbers given it as the ids of their rows), so that who a person is
+stays configuration, applied when a view is asked, and a view reads no more rows than it answers.
+Money is summed exactly (`numeric`, read as text) and rounded as the index rounds it.
 
 `recomputed_day` sums a day again from its rows and says where the sums kept differ, and which rows'
 columns differ from their line: a fault of the Audit view. Plain code: no HTTP, no mitmproxy."""
@@ -24,13 +25,8 @@ from psycopg import sql
 from tollgate.console.day_sums import (
     DAY,
     HOUR,
-    Person,
-    Refusals,
-    ServiceDay,
-    Spend,
     Window,
     day_before,
-    merge_service,
     order_of,
 )
 from tollgate.console.index import NO_ORIGIN, Origin
@@ -43,9 +39,10 @@ from tollgate.records.senders.record_sums import (
     names,
 )
 
-OriginRow = tuple[str | None, list[str] | None, str | None, str | None, bool]
 _O = ", ".join(ORIGIN)
 _SPEND_BY = {"provider": "provider", "model": "model"}  # by client: the origin's (`client`)
+FIRST = "\uffff"  # a first time not seen yet, as the index's (`Person`, `ServiceDay`)
+ID_DIGITS = 20  # a row's id (a bigint, not negative) written to this many digits sorts as a number
 
 
 class TableSums:
@@ -58,6 +55,7 @@ class TableSums:
         self.origin_list: list[Origin] = [NO_ORIGIN]
         self._numbers: dict[Origin, int] = {NO_ORIGIN: 0}
         self._last_id = 0  # the newest row of the origins' table read
+        self._ids: dict[int, int] = {}  # an origin's number: its row's id in the origins' table
 
     def refresh(self) -> list[Origin]:
         """The origins the sums name, numbered in the order they came (`origin_list`), the new ones
@@ -68,7 +66,7 @@ class TableSums:
         ).fetchall()
         for row in rows:
             self._last_id = row[0]
-            self._number(row[1:])
+            self._ids[self._number(row[1:])] = row[0]
         return self.origin_list
 
     def _number(self, row: Iterable[Any]) -> int:
@@ -83,152 +81,140 @@ class TableSums:
     def client_of(self, origin: int) -> str | None:
         return self.origin_list[origin].client
 
-    def _rows(self, query: str, params: tuple[Any, ...], chosen: frozenset[int] | None) -> list[tuple[int, tuple]]:
-        """The rows of `query` (the origin's five columns first), each with its origin's number,
-        those of the origins `chosen` only."""
-        self.refresh()
-        found = []
-        for row in self.conn.execute(sql.SQL(query).format(**self._names), params):  # built here: no input
-            number = self._number(row[:5])
-            if chosen is None or number in chosen:
-                found.append((number, row[5:]))
-        return found
+    def _scope(self, chosen: frozenset[int] | None) -> tuple[str, tuple[Any, ...]]:
+        """The condition on a sum's origin (its table named `s`) that keeps the origins `chosen`
+        (None: every one), and its values: the database leaves the others out."""
+        if chosen is None:
+            return "true", ()
+        ids = [self._ids[n] for n in sorted(chosen) if n in self._ids]
+        if not ids:
+            return "false", ()
+        parts: list[str] = []
+        params: list[Any] = []
+        clients = {self.origin_list[n].client for n in chosen if n in self._ids}
+        if None not in clients:  # the sums' keys (day, client, …) narrow them first
+            parts.append("s.client = ANY(%s)")
+            params.append(sorted(c for c in clients if c is not None))
+        parts.append("EXISTS (SELECT 1 FROM {origins} AS o WHERE o.id = ANY(%s) AND"
+                     " (o.client, o.groups, o.account, o.instance, o.jwt)"
+                     " IS NOT DISTINCT FROM (s.client, s.groups, s.account, s.instance, s.jwt))")  # fmt: skip
+        params.append(ids)
+        return " AND ".join(parts), tuple(params)
 
-    # ---- the views, as `Index`'s
+    def _read(self, query: str, params: tuple[Any, ...]) -> psycopg.Cursor[Any]:
+        """The rows of `query` (built here: no input), its sum tables' names filled in."""
+        return self.conn.execute(sql.SQL(query).format(**self._names), params)
+
+    # ---- the views, as `Index`'s: each added up by the database, by client (`client_of`), over
+    # the origins in scope; every sum as text, read exactly (no Decimal a row)
 
     def people(self, window: Window, chosen: frozenset[int] | None = None) -> list[dict[str, Any]]:
-        where, params = _days(window)
-        people: dict[tuple[str | None, str | None], Person] = {}
-        query = f"""SELECT {_O}, key, sum(calls), sum(refused), sum(input_tokens), sum(output_tokens), sum(cost_usd),
-            sum(unpriced), sum(connections), min(first_seen), max(last_seen)
-            FROM {{people}} WHERE {where} GROUP BY {_O}, key"""
-        costs: dict[tuple[str | None, str | None], Decimal] = {}
-        for origin, row in self._rows(query, params, chosen):
-            who = (self.client_of(origin), row[0])
-            whole = people.get(who)
-            if whole is None:
-                whole = people[who] = Person()
-            part = Person(int(row[1]), int(row[2]), int(row[3]), int(row[4]), 0, int(row[6]), int(row[7]),
-                          first_seen=row[8], last_seen=row[9])  # fmt: skip
-            whole.merge(part)
-            costs[who] = costs.get(who, Decimal(0)) + row[5]
-        query = f"SELECT {_O}, key, kind, sum(count) FROM {{findings}} WHERE {where} GROUP BY {_O}, key, kind"
-        for origin, (key, kind, n) in self._rows(query, params, chosen):
-            person = people[(self.client_of(origin), key)]
-            person.merge(Person(findings={kind: int(n)}))
-        query = f"""SELECT {_O}, key, model, sum(calls) FROM {{spend_day}} WHERE {where} AND model IS NOT NULL
-            GROUP BY {_O}, key, model"""
-        for origin, (key, model, n) in self._rows(query, params, chosen):
-            person = people[(self.client_of(origin), key)]
-            person.merge(Person(models={model: int(n)}))
-        order = sorted(people.items(), key=lambda kv: (kv[0][0] is None, kv[0][0] or "", order_of(kv[0][1])))
-        return [
-            {"client": client, "key": key, "calls": p.calls, "refused": p.refused,
-             "input_tokens": p.input_tokens, "output_tokens": p.output_tokens, "cost_usd": _money(costs[(client, key)]),
-             "unpriced": p.unpriced, "findings": dict(sorted((p.findings or {}).items())),
-             "connections": p.connections, "first_seen": p.first_seen, "last_seen": p.last_seen,
-             "models": dict(sorted((p.models or {}).items()))}
-            for (client, key), p in order
-        ]  # fmt: skip
+        days, params = _days(window)
+        scope, more = self._scope(chosen)
+        where, params = f"{days} AND {scope}", params + more
+        people: dict[tuple[str | None, str | None], dict[str, Any]] = {}
+        query = f"""SELECT client, key, sum(calls)::text, sum(refused)::text, sum(input_tokens)::text,
+            sum(output_tokens)::text, sum(cost_usd)::text, sum(unpriced)::text, sum(connections)::text,
+            min(first_seen), max(last_seen) FROM {{people}} AS s WHERE {where} GROUP BY client, key"""
+        for client, key, calls, refused, inputs, outputs, cost, unpriced, connections, first, last in self._read(
+            query, params
+        ):
+            people[(client, key)] = {
+                "client": client, "key": key, "calls": int(calls), "refused": int(refused),
+                "input_tokens": int(inputs), "output_tokens": int(outputs), "cost_usd": _money_text(cost),
+                "unpriced": int(unpriced), "findings": {}, "connections": int(connections),
+                "first_seen": min(FIRST, first), "last_seen": max("", last), "models": {},
+            }  # fmt: skip
+        query = f"""SELECT client, key, kind, sum(count)::text FROM {{findings}} AS s WHERE {where}
+            GROUP BY client, key, kind ORDER BY kind COLLATE "C" """
+        for client, key, kind, n in self._read(query, params):
+            people[(client, key)]["findings"][kind] = int(n)
+        query = f"""SELECT client, key, model, sum(calls)::text FROM {{spend_day}} AS s
+            WHERE {where} AND model IS NOT NULL GROUP BY client, key, model ORDER BY model COLLATE "C" """
+        for client, key, model, n in self._read(query, params):
+            people[(client, key)]["models"][model] = int(n)
+        return [people[who] for who in sorted(people, key=lambda who: (who[0] is None, who[0] or "", order_of(who[1])))]
 
     def spend(self, window: Window, by: str, bucket: str, chosen: frozenset[int] | None = None) -> list[dict[str, Any]]:
-        """Per day or per hour (`bucket`), by provider, model or client (`by`)."""
-        named = _SPEND_BY.get(by, "client")  # by client: the origin's, below
-        if bucket == "hour":
-            where, params = _hours(window)
-            query = f"""SELECT {_O}, hour, {named}, sum(calls), sum(input_tokens), sum(output_tokens), sum(cost_usd)
-                FROM {{spend_hour}} WHERE {where} GROUP BY {_O}, hour, {named}"""
-        else:
-            where, params = _days(window)
-            query = f"""SELECT {_O}, day, {named}, sum(calls), sum(input_tokens), sum(output_tokens), sum(cost_usd)
-                FROM {{spend_day}} WHERE {where} GROUP BY {_O}, day, {named}"""
-        if chosen is None:  # every origin: the database adds them up too, a row per bucket and key
-            query = query.replace(f"{_O}, ", "", 1).replace(f"GROUP BY {_O}, ", "GROUP BY ")
-            found = [(0, row) for row in self.conn.execute(sql.SQL(query).format(**self._names), params)]
-        else:
-            found = self._rows(query, params, chosen)
-        sums: dict[tuple[str, str | None], Spend] = {}
-        costs: dict[tuple[str, str | None], Decimal] = {}
-        for origin, (at, value, calls, inputs, outputs, cost) in found:
-            key = (at, self.client_of(origin) if by == "client" and chosen is not None else value)
-            whole = sums.get(key)
-            if whole is None:
-                whole = sums[key] = Spend()
-            whole.calls += int(calls)
-            whole.input_tokens += int(inputs)
-            whole.output_tokens += int(outputs)
-            costs[key] = costs.get(key, Decimal(0)) + cost
-        return [
-            {"bucket": _bucket_time(b), "key": k, "calls": s.calls, "input_tokens": s.input_tokens,
-             "output_tokens": s.output_tokens, "cost_usd": _money(costs[(b, k)])}
-            for (b, k), s in sorted(sums.items(), key=lambda kv: (kv[0][0], order_of(kv[0][1])))
-        ]  # fmt: skip
+        """Per day or per hour (`bucket`), by provider, model or client (`by`), in the order of
+        the buckets and of the names (none before an empty one: `order_of`)."""
+        named = _SPEND_BY.get(by, "client")
+        at, (where, params), table = ("hour", _hours(window), "spend_hour") if bucket == "hour" else (
+            "day", _days(window), "spend_day")  # fmt: skip
+        scope, more = self._scope(chosen)
+        # An hour's figures fit a bigint (each record's tokens are capped there); a day's are read
+        # as text. The cost as a float where it has no more than 9 places (the number it says), else
+        # as text, rounded below. In the order of the sums' keys (bucket, client, …: read in it
+        # where the view is by client, the largest), none after the names: put first below.
+        figure = "int8" if at == "hour" else "text"
+        query = f"""SELECT at, named, calls, inputs, outputs, CASE WHEN scale(cost) <= 9 THEN cost::float8 END,
+            CASE WHEN scale(cost) > 9 THEN cost::text END
+            FROM (SELECT {at} AS at, {named} AS named, sum(calls)::{figure} AS calls,
+                sum(input_tokens)::{figure} AS inputs, sum(output_tokens)::{figure} AS outputs, sum(cost_usd) AS cost
+                FROM {{{table}}} AS s WHERE {where} AND {scope} GROUP BY {at}, {named}) AS g
+            ORDER BY at COLLATE "C", named COLLATE "C" NULLS LAST"""
+        times: dict[str, str] = {}  # each bucket's time made once
+        found: list[dict[str, Any]] = []
+        first = 0  # where the bucket's rows start in `found`
+        for start, key, calls, inputs, outputs, short, exact in self._read(query, params + more).fetchall():
+            time = times.get(start)
+            if time is None:
+                time = times[start] = _bucket_time(start)
+                first = len(found)
+            row = {"bucket": time, "key": key, "calls": int(calls), "input_tokens": int(inputs),
+                   "output_tokens": int(outputs),
+                   "cost_usd": short if exact is None else _money_text(exact)}  # fmt: skip
+            if key is None and first < len(found):  # no name: before the bucket's others (`order_of`)
+                found.insert(first, row)
+            else:
+                found.append(row)
+        return found
 
     def refusals(self, window: Window, chosen: frozenset[int] | None = None) -> list[dict[str, Any]]:
-        where, params = _days(window)
-        # Per origin and kind: the last reason is that of the newest refusal, of the row made later
+        days, params = _days(window)
+        scope, more = self._scope(chosen)
+        # Per client and kind: the last reason is that of the newest refusal, of the row made later
         # where two are as new (as the index's, whose rows are in the order they came).
-        last = "ORDER BY last_seen DESC, first_id DESC"
-        query = f"""SELECT {_O}, kind, sum(count), max(last_seen), (array_agg(last_reason {last}))[1],
-            (array_agg(first_id {last}))[1] FROM {{refusals}} WHERE {where} GROUP BY {_O}, kind"""
-        sums: dict[tuple[str, str | None], Refusals] = {}
-        latest: dict[tuple[str, str | None], tuple[str, int]] = {}
-        for origin, (kind, count, last_seen, reason, first_id) in self._rows(query, params, chosen):
-            key = (kind, self.client_of(origin))
-            whole = sums.get(key)
-            if whole is None:
-                whole = sums[key] = Refusals()
-            whole.count += int(count)
-            if key not in latest or (last_seen, first_id) > latest[key]:
-                latest[key] = (last_seen, first_id)
-                whole.last_reason, whole.last_seen = reason, last_seen
-        return [
-            {"kind": kind, "client": client, "count": r.count, "last_reason": r.last_reason, "last_seen": r.last_seen}
-            for (kind, client), r in sorted(sums.items(), key=lambda kv: (-kv[1].count, kv[0][0], order_of(kv[0][1])))
+        # (The greatest of (last_seen, first_id, last_reason) as an array: no sort per group.)
+        query = f"""SELECT kind, client, sum(count)::text,
+            max(ARRAY[last_seen, lpad(first_id::text, {ID_DIGITS}, '0'), last_reason] COLLATE "C")
+            FROM {{refusals}} AS s WHERE {days} AND {scope} GROUP BY kind, client"""
+        rows = [
+            {"kind": kind, "client": client, "count": int(count), "last_reason": last[2], "last_seen": max("", last[0])}
+            for kind, client, count, last in self._read(query, params + more)
         ]
+        return sorted(rows, key=lambda r: (-r["count"], r["kind"], order_of(r["client"])))
 
     def findings(self, window: Window, chosen: frozenset[int] | None = None) -> list[dict[str, Any]]:
-        where, params = _days(window)
-        query = f"""SELECT {_O}, kind, place, action, sum(count) FROM {{findings}} WHERE {where}
-            GROUP BY {_O}, kind, place, action"""
-        sums: dict[tuple[str, str | None, str, str], int] = {}
-        for origin, (kind, place, action, n) in self._rows(query, params, chosen):
-            key = (kind, self.client_of(origin), place, action)
-            sums[key] = sums.get(key, 0) + int(n)
-        order = sorted(sums.items(), key=lambda kv: (-kv[1], kv[0][0], order_of(kv[0][1]), kv[0][2], kv[0][3]))
-        return [
-            {"kind": kind, "client": client, "where": place, "action": action, "count": n}
-            for (kind, client, place, action), n in order
+        days, params = _days(window)
+        scope, more = self._scope(chosen)
+        query = f"""SELECT kind, client, place, action, sum(count)::text FROM {{findings}} AS s
+            WHERE {days} AND {scope} GROUP BY kind, client, place, action"""
+        rows = [
+            {"kind": kind, "client": client, "where": place, "action": action, "count": int(n)}
+            for kind, client, place, action, n in self._read(query, params + more)
         ]
+        return sorted(rows, key=lambda r: (-r["count"], r["kind"], order_of(r["client"]), r["where"], r["action"]))
 
     def inventory(self, window: Window, chosen: frozenset[int] | None = None) -> list[dict[str, Any]]:
         """The rows of `tollgate inventory --json` over the days the window covers."""
-        where, params = _days(window)
+        days, params = _days(window)
+        scope, more = self._scope(chosen)
         # A service's category: the first a record gave it (the index's, whose rows are in order).
-        first = "FILTER (WHERE category IS NOT NULL)"
-        query = f"""SELECT {_O}, service, (array_agg(category ORDER BY first_id) {first})[1],
-            min(first_id) {first}, sum(calls), sum(connections), sum(refused), sum(bytes_sent), sum(bytes_received),
-            min(first_seen), max(last_seen) FROM {{services}} WHERE {where} GROUP BY {_O}, service"""
-        rows: dict[tuple[str | None, str], ServiceDay] = {}
-        categories: dict[tuple[str | None, str], tuple[int, str]] = {}
-        for origin, row in self._rows(query, params, chosen):
-            service, category, category_id, *figures, first_seen, last_seen = row
-            key = (self.client_of(origin), service)
-            whole = rows.get(key)
-            if whole is None:
-                whole = rows[key] = ServiceDay(None)
-            calls, connections, refused, sent, received = map(int, figures)
-            merge_service(whole, ServiceDay(None, calls, connections, refused, sent, received, first_seen, last_seen))
-            if category is not None and (key not in categories or category_id < categories[key][0]):
-                categories[key] = (category_id, category)
-                whole.category = category
-        ordered = sorted(rows.items(), key=lambda kv: (kv[0][0] is None, kv[0][0] or "", kv[0][1]))
-        return [
-            {"client": client, "service": service, "category": r.category, "calls": r.calls,
-             "connections": r.connections, "refused": r.refused, "bytes_sent": r.bytes_sent,
-             "bytes_received": r.bytes_received, "first_seen": r.first_seen, "last_seen": r.last_seen}
-            for (client, service), r in ordered
+        # (The least of (first_id, category) as text: no sort per group.)
+        first = f"""substr(min(lpad(first_id::text, {ID_DIGITS}, '0') || category COLLATE "C")
+            FILTER (WHERE category IS NOT NULL), {ID_DIGITS + 1})"""
+        query = f"""SELECT client, service, {first}, sum(calls)::text,
+            sum(connections)::text, sum(refused)::text, sum(bytes_sent)::text, sum(bytes_received)::text,
+            min(first_seen), max(last_seen) FROM {{services}} AS s WHERE {days} AND {scope} GROUP BY client, service"""
+        rows = [
+            {"client": client, "service": service, "category": category, "calls": int(calls),
+             "connections": int(connections), "refused": int(refused), "bytes_sent": int(sent),
+             "bytes_received": int(received), "first_seen": min(FIRST, first_seen), "last_seen": max("", last_seen)}
+            for client, service, category, calls, connections, refused, sent, received, first_seen, last_seen
+            in self._read(query, params + more)
         ]  # fmt: skip
+        return sorted(rows, key=lambda r: (r["client"] is None, r["client"] or "", r["service"]))
 
 
 def _days(window: Window) -> tuple[str, tuple[str, ...]]:
@@ -255,9 +241,13 @@ def _hours(window: Window) -> tuple[str, tuple[str, ...]]:
     return " AND ".join(parts), tuple(params)
 
 
-def _money(amount: Decimal) -> float:
-    """A sum of US dollars as the views give it (rounded to 9 places, as the index's)."""
-    return float(round(amount, 9))
+def _money_text(amount: str) -> float:
+    """A sum of US dollars, as the database writes a `numeric`, as the views give it: rounded to 9
+    places as the index rounds it (half to even); a sum of no more places is the number it says."""
+    point = amount.find(".")
+    if point < 0 or len(amount) - point - 1 <= 9:
+        return float(amount)
+    return float(round(Decimal(amount), 9))
 
 
 def _bucket_time(bucket: str) -> str:

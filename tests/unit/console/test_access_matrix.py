@@ -188,6 +188,7 @@ def opened(
             store(conn, "tollgate_records", [row_of(line) for line in path.read_bytes().splitlines()])
         audit = Table(dsn, "tollgate_records")
         audit.open()
+        audit.count()  # as the console does behind the views (the chain is left unchecked, as the files')
     audit.catch_up()
     # The reconciliation's results: its record's, in the file (over PostgreSQL the console reads
     # them from their own table); whose calls a lead sees: the source's.

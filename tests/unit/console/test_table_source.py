@@ -304,10 +304,10 @@ def test_ids_committed_out_of_order_are_all_read(dsn: str) -> None:
         store(quick, TABLE, [row_of(line) for line in (lines[2], lines[4])])  # ids 5-6, committed first
         while table.verify_pending():
             pass
-        assert (table.checked, table.last_id, [g[:2] for g in table.gaps]) == (4, 6, [(3, 4)])
+        assert (table.checked, table.rows.last_id, [g[:2] for g in table.rows.gaps]) == (4, 6, [(3, 4)])
         slow.commit()
     table.verify_pending()
-    assert (table.checked, table.gaps) == (6, [])  # the rows committed late checked too
+    assert (table.checked, table.rows.gaps) == (6, [])  # the rows committed late checked too
     assert [r["records"] for r in table.state()] == [3, 3]
     assert table.record(3) == orjson.loads(lines[3])  # its id
 
@@ -358,7 +358,11 @@ def test_a_restart_keeps_nothing_of_its_own_and_answers_the_same(dsn: str) -> No
     restarted, fresh = read_table(dsn), Table(dsn, TABLE)
     fresh.open()
     for endpoint, query in queries():
-        assert plain_answer(Views(restarted), endpoint, query) == plain_answer(Views(fresh), endpoint, query)  # type: ignore[arg-type]
+        answer = plain_answer(Views(fresh), endpoint, query)  # type: ignore[arg-type]
+        if endpoint == "/api/me":  # nothing checked nor counted yet: never said whole meanwhile
+            assert answer["audit"] == "checking"
+            answer["audit"] = "whole"
+        assert plain_answer(Views(restarted), endpoint, query) == answer  # type: ignore[arg-type]
     assert restarted.checked == len(lines) - 10  # the rows checked before not checked again
     restarted.close()
 
