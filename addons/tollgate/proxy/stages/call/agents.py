@@ -1,7 +1,7 @@
 """`agents` on a call: its request read once (where its text came from, the taint index, the
 injection signals), for its answer's tool calls to be decided as it is read whole
 (`StreamTap.answer_read_whole`) or, streamed, as its events come (`AgentsFormat.held_stream`).
-Without `agents` nothing of this runs. A format `agents` does not decide (`AGENTS_FORMATS`) goes
+Without `agents` nothing of this runs. A format `agents` does not decide (`agents_format`) goes
 as it came. Where the policy has a `data.tollgate.tools.deny` rule, it is asked about each tool
 call (`tool_policy`), in its worker process: its answers awaited before the calls are decided.
 The Responses API's WebSocket is refused at its upgrade (`session`): its events are not held,
@@ -20,7 +20,7 @@ from tollgate.calls.policy_input import input_facts
 from tollgate.calls.routes import client_answer_format
 from tollgate.formats.bodies.raw_headers import with_header
 from tollgate.formats.refusals import CONTENT_DENIED
-from tollgate.governance.agents.answer_formats import AGENTS_FORMATS
+from tollgate.governance.agents.answer_formats import agents_format
 from tollgate.governance.agents.call_state import AgentsCall, ToolPolicy
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.response_index import ResponseIndex
@@ -48,8 +48,10 @@ class Agents:
         if settings is None or call.agents is not None:
             return None  # off; or read already (a failover attempt of a call read)
         body = call.request.client_body if call.request.client_body is not None else call.request.body
-        answers = AGENTS_FORMATS.get(client_answer_format(call) or "")
-        if body is None or answers is None:
+        if body is None:
+            return None
+        answers = agents_format(client_answer_format(call), call.target_model, body)
+        if answers is None:
             return None
         why = answers.undecidable(body)
         if why is not None:  # a call must never reach the agent undecided
