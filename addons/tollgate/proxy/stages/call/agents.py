@@ -66,7 +66,7 @@ class Agents:
             # Its events are read as they come (`held_stream`): asked for no encoding.
             request = flow.request.data
             request.headers.fields = with_header(request.headers.fields, b"accept-encoding", b"identity")
-        signals = self._signals_of(settings)
+        signals = self.signals_of(settings)
         caller = call.caller.client or ""
         # A turn continuing an answer whose calls were refused answers them with their refusals: the
         # provider kept those calls, and refuses a turn that leaves them unanswered.
@@ -110,7 +110,9 @@ class Agents:
         state.policy = tool_policy(call)
         call.agents = state
 
-    def _signals_of(self, settings: AgentsSettings) -> InjectionSignals:
+    def signals_of(self, settings: AgentsSettings) -> InjectionSignals:
+        """The injection signals of the settings in force, made once per configuration (a Realtime
+        session's too)."""
         if self._signals is None or self._signals[0] is not settings:
             self._signals = (settings, InjectionSignals(settings.links.allow if settings.links else ()))
         return self._signals[1]

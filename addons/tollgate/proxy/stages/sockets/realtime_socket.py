@@ -21,7 +21,12 @@ Guardrails read each `session.update`, `conversation.item.create` and `response.
 body of a call of its own (`realtime_message`): refused, the client gets an `error` event, audited
 `deny`, and the session goes on; else it goes on, redacted where a rule says so, and what was found
 adds up on the session's record. Audio is not read. A large event read in a worker thread is held
-back meanwhile, as a response.create being reserved is, the client's later messages behind it."""
+back meanwhile, as a response.create being reserved is, the client's later messages behind it.
+
+With `agents`, each function call the model makes is decided before the client gets it
+(`RealtimeCalls`): the client's events are read for the conversation, and the server's events from
+a call's first on are held until it is complete, then go in order, a refused call's as its
+refusal's message; the session's record names each call's decision (`tool_calls`)."""
 
 from __future__ import annotations
 
@@ -49,6 +54,9 @@ from tollgate.formats.openai_realtime.responses import (
 )
 from tollgate.formats.refusals import BAD_REQUEST
 from tollgate.formats.request_facts import Classification, RequestFacts
+from tollgate.governance.agents.injection import InjectionSignals
+from tollgate.governance.agents.realtime_calls import RealtimeCalls
+from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.proxy.flows import call_of, refuse
 from tollgate.proxy.sockets import SocketRunner, Waiting, inject, read_event
 from tollgate.proxy.state import Shared
@@ -59,6 +67,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_UNDECIDED = {"error": {"type": "server_error", "message": "Tollgate could not decide a function call (`agents`)."}}
 # The client events whose text a model reads: what the guardrails read.
 GUARDED = frozenset(("session.update", "conversation.item.create", "response.create"))
 
@@ -99,6 +108,7 @@ class RealtimeSession:
     waiting: deque[Waiting] = field(default_factory=deque)
     busy: bool = False  # a response.create is being reserved, or a large event read
     closed: bool = False
+    agents: RealtimeCalls | None = None  # with `agents`: its function calls, decided
 
     def open_responses(self) -> list[Response]:
         return [*self.asked, *self.answering.values()]
@@ -116,8 +126,10 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
         settle: Callable[[Call, dict[str, Any]], None],
         charge: Callable[[Call], None],
         unexpired: Callable[[http.HTTPFlow, Call], None],
+        signals: Callable[[AgentsSettings], InjectionSignals] | None = None,
     ) -> None:
         super().__init__(shared)
+        self._signals = signals  # `agents`' injection signals, of the settings in force
         # Identify's: a call refused once its session's virtual key is removed or has expired.
         self._unexpired = unexpired
         self._guarded = guarded  # what a message a model reads goes through: the guardrails
@@ -134,10 +146,41 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
         if call is None or call.classification.endpoint != REALTIME or call.classification.session:
             return None
         loaded = self.shared.loaded or call.loaded
-        if loaded is None or (not loaded.limits and loaded.guardrails is None and call.caller.key_sha256 is None):
+        if loaded is None:
+            return None
+        agents = loaded.config.agents if self._signals is not None else None
+        if not loaded.limits and loaded.guardrails is None and call.caller.key_sha256 is None and agents is None:
             return None  # nothing to read, count or refuse: every message goes as it came
         session = self._sessions[flow] = RealtimeSession(call, limited=bool(loaded.limits))
+        if agents is not None and self._signals is not None:
+            session.agents = RealtimeCalls(agents, self._signals(agents))
         return session
+
+    def websocket_message(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """With `agents`, a server event goes as `RealtimeCalls` lets it (held, or rewritten), the
+        limits reading it as it came; else as every socket's."""
+        session = self._session(flow)
+        calls = session.agents if session is not None else None
+        assert flow.websocket is not None
+        message = flow.websocket.messages[-1]
+        if session is None or calls is None or message.injected or message.from_client or not message.is_text:
+            return super().websocket_message(flow)
+        try:
+            out = calls.server(message.content)
+        except Exception:  # never sent undecided
+            logger.exception("Tollgate: deciding a Realtime function call failed; its events were not sent")
+            calls.end()
+            out = [encode_json(realtime_error(_UNDECIDED, {}, None))]
+        if calls.state is not None:
+            session.call.agents = calls.state
+        if out == [message.content]:
+            return super().websocket_message(flow)
+        told = self._server_event(flow, session, message.content)  # the limits read it as it came
+        message.drop()
+        if told is None:
+            _sent(flow, out)
+            return None
+        return _sent_once(flow, out, told)
 
     # ---- the client's response.create
 
@@ -152,7 +195,10 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
         """A client message's turn: read by the guardrails (a large one held back while a worker
         thread reads it), then a response.create under limits is reserved (at once, or held back
         while the store is awaited); anything else goes on. Without limits, no message goes once
-        the session's virtual key is removed or has expired."""
+        the session's virtual key is removed or has expired. With `agents`, read first for what
+        the model reads (a tool's output is outside content)."""
+        if is_text and session.agents is not None:
+            session.agents.client(content)
         if not session.limited and self._key_refused(flow, session, content, is_text, message):
             return
         if is_text:
@@ -438,6 +484,8 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
 
     def _close(self, session: RealtimeSession) -> None:
         session.closed = True
+        if session.agents is not None:
+            session.agents.end()
         for response in session.open_responses():
             if not response.deciding:
                 self._settled(response.call)
@@ -460,6 +508,17 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
         call.answer.upstream_key, call.trace.context = s.answer.upstream_key, s.trace.context
         call.request.transport = "websocket"
         return call
+
+
+def _sent(flow: http.HTTPFlow, events: list[bytes]) -> None:
+    """Server events to the client, sent by Tollgate in order (what was held, decided)."""
+    for event in events:
+        inject(flow, to_client=True, content=event)
+
+
+async def _sent_once(flow: http.HTTPFlow, events: list[bytes], told: Awaitable[None]) -> None:
+    await told
+    _sent(flow, events)
 
 
 def _add_findings(session: Call, message: Call) -> None:
