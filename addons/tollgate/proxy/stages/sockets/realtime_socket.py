@@ -156,15 +156,13 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
             session.agents = RealtimeCalls(agents, self._signals(agents))
         return session
 
-    def websocket_message(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
-        """With `agents`, a server event goes as `RealtimeCalls` lets it (held, or rewritten), the
-        limits reading it as it came; else as every socket's."""
-        session = self._session(flow)
-        calls = session.agents if session is not None else None
-        assert flow.websocket is not None
-        message = flow.websocket.messages[-1]
-        if session is None or calls is None or message.injected or message.from_client or not message.is_text:
-            return super().websocket_message(flow)
+    def _server_sent(
+        self, flow: http.HTTPFlow, session: RealtimeSession, message: WebSocketMessage
+    ) -> list[bytes] | None:
+        """With `agents`, a server event goes as `RealtimeCalls` lets it: held, or rewritten."""
+        calls = session.agents
+        if calls is None:
+            return None
         try:
             out = calls.server(message.content)
         except Exception:  # never sent undecided
@@ -173,14 +171,7 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
             out = [encode_json(realtime_error(_UNDECIDED, {}, None))]
         if calls.state is not None:
             session.call.agents = calls.state
-        if out == [message.content]:
-            return super().websocket_message(flow)
-        told = self._server_event(flow, session, message.content)  # the limits read it as it came
-        message.drop()
-        if told is None:
-            _sent(flow, out)
-            return None
-        return _sent_once(flow, out, told)
+        return None if out == [message.content] else out
 
     # ---- the client's response.create
 
@@ -508,17 +499,6 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
         call.answer.upstream_key, call.trace.context = s.answer.upstream_key, s.trace.context
         call.request.transport = "websocket"
         return call
-
-
-def _sent(flow: http.HTTPFlow, events: list[bytes]) -> None:
-    """Server events to the client, sent by Tollgate in order (what was held, decided)."""
-    for event in events:
-        inject(flow, to_client=True, content=event)
-
-
-async def _sent_once(flow: http.HTTPFlow, events: list[bytes], told: Awaitable[None]) -> None:
-    await told
-    _sent(flow, events)
 
 
 def _add_findings(session: Call, message: Call) -> None:
