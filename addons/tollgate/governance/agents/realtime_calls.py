@@ -17,6 +17,10 @@ right after its item's `added`. `response.done` carries the same message in its 
 never completed is refused as `unread`. A server event that cannot be read while holding, or one
 that names a function call and cannot be read, is not sent: an `error` event takes its place.
 
+Where the policy has a `data.tollgate.tools.deny` rule, it is asked about the held calls before
+they are decided (`asking`): the proxy awaits its answers (`call_state.asked`), then takes what was
+held (`resume`); the events that come meanwhile wait with them.
+
 Plain code, knowing nothing of mitmproxy: the proxy feeds each client event (`client`) and each
 server event (`server`, which returns what goes to the client now)."""
 
@@ -26,7 +30,7 @@ import json
 from typing import Any
 
 from tollgate.formats.openai_responses.provenance import read_provenance
-from tollgate.governance.agents.call_state import AgentsCall, decided_call, read_request
+from tollgate.governance.agents.call_state import AgentsCall, ToolPolicy, decided_call, read_request, unasked
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.responses_calls import responses_schemas
 from tollgate.governance.agents.settings import AgentsSettings
@@ -52,8 +56,11 @@ _ENDS = ("response.function_call_arguments.done", "response.output_item.done", "
 
 
 class RealtimeCalls:
-    def __init__(self, settings: AgentsSettings, signals: InjectionSignals) -> None:
-        self._settings, self._signals = settings, signals
+    def __init__(self, settings: AgentsSettings, signals: InjectionSignals, policy: ToolPolicy | None = None) -> None:
+        self._settings, self._signals, self._policy = settings, signals, policy
+        # The conversation whose held calls the policy is still to answer on (`asked`, then
+        # `resume`): the events that come meanwhile are held too.
+        self.asking: AgentsCall | None = None
         self._instructions: str | None = None
         self._tools: dict[str, dict[str, Any]] = {}  # by name
         self._items: list[dict[str, Any]] = []  # the conversation, as a Responses request's input
@@ -142,9 +149,25 @@ class RealtimeCalls:
         if self._held is None:
             return self._rewritten(content, event)
         self._held.append((content, event))
-        if kind == "response.done" or all(call[3] for call in self._calls.values()):
-            return self._release()
+        if self.asking is None and (kind == "response.done" or all(call[3] for call in self._calls.values())):
+            return self._ready()
         return []
+
+    def _ready(self) -> list[bytes]:
+        """What is held, decided; or nothing yet, where the policy is to be asked first."""
+        state = self._read()
+        if self._policy is not None:
+            state.policy = self._policy
+            held = (_call(c[0], c[1], c[2], c[3], self._chars) for c in self._calls.values())
+            if unasked(held, state):
+                self.asking = state
+                return []
+        return self._release(state)
+
+    def resume(self) -> list[bytes]:
+        """What was held once the policy answered on its calls (`asking`), decided."""
+        state, self.asking = self.asking, None
+        return self._release(state) if state is not None and self._held is not None else []
 
     def _names_refused(self, content: bytes) -> bool:
         """Whether an event may carry a refused call's item (then it is read, to be rewritten)."""
@@ -169,7 +192,8 @@ class RealtimeCalls:
         decided on what came, and an error event takes the unread one's place."""
         self._decisions.append(decided_call(ToolCall("unknown", UNREAD), self._read()))
         self._record()
-        out = self._release() if self._held is not None else []
+        out = self._release(self.asking or self._read()) if self._held is not None else []
+        self.asking = None
         error = {
             "type": "error",
             "event_id": "tollgate_unread",
@@ -179,7 +203,7 @@ class RealtimeCalls:
 
     def end(self) -> None:
         """The session ended while holding: nothing held goes (there is no one to send it to)."""
-        self._held, self._calls = None, {}
+        self._held, self._calls, self.asking = None, {}, None
 
     def _read(self) -> AgentsCall:
         """The conversation so far, read as a Responses request would be."""
@@ -188,14 +212,11 @@ class RealtimeCalls:
             body["instructions"] = self._instructions
         return read_request(read_provenance(body), responses_schemas(body), self._settings, self._signals)
 
-    def _release(self) -> list[bytes]:
+    def _release(self, state: AgentsCall) -> list[bytes]:
         held, self._held = self._held or [], None
         calls, self._calls = self._calls, {}
-        state = self._read()
         for item_id, (call_id, name, arguments, whole) in calls.items():
-            over = self._chars > MAX_CHARS
-            call = ToolCall.from_json(name or "unknown", arguments if whole and not over else "\x00", call_id)
-            decision = decided_call(call, state)
+            decision = decided_call(_call(call_id, name, arguments, whole, self._chars), state)
             self._decisions.append(decision)
             if decision.refusal is not None:
                 self._refused[item_id] = decision.refusal
@@ -251,6 +272,11 @@ class RealtimeCalls:
             return content
         assert isinstance(response, dict)
         return _json({**event, "response": {**response, "output": written}})
+
+
+def _call(call_id: str | None, name: str, arguments: str, whole: bool, chars: int) -> ToolCall:
+    """A held call as decided: one not complete, or of a conversation too long to keep, unread."""
+    return ToolCall.from_json(name or "unknown", arguments if whole and chars <= MAX_CHARS else "\x00", call_id)
 
 
 def _message(item: dict[str, Any], text: str, status: str) -> dict[str, Any]:

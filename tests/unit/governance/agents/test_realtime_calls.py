@@ -141,3 +141,25 @@ def test_text_and_audio_without_calls_go_as_they_came() -> None:
     audio = e({"type": "response.output_audio.delta", "event_id": "a", "delta": "AAAA" * 100})
     text = e({"type": "response.output_text.delta", "event_id": "t", "delta": "hello"})
     assert fed(calls, [audio, text]) == [audio, text]
+
+
+def test_where_the_policy_decides_tools_the_held_events_wait_for_its_answers() -> None:
+    import asyncio
+
+    from tollgate.governance.agents.call_state import asked
+
+    answered: list[str] = []
+
+    async def deny(facts: dict[str, Any]) -> list[str]:
+        answered.append(facts["tool"]["name"])
+        return ["no payments by voice"]
+
+    calls = RealtimeCalls(AgentsSettings(acting_tools=["nothing"]), InjectionSignals(), deny)
+    events = answer(OWN)
+    assert fed(calls, events[:6]) == events[:1] and calls.asking is not None  # complete: the policy is asked
+    assert fed(calls, events[6:7]) == []  # what comes meanwhile waits with it
+    asyncio.run(asked(calls.asking))
+    out = [json.loads(o) for o in calls.resume() + fed(calls, events[7:])]
+    assert answered == ["send_money"] and OWN not in json.dumps(out)
+    assert out[2]["delta"] == "Tollgate refused the call to send_money: no payments by voice."
+    assert [o["type"] for o in out][-3:] == ["conversation.item.done", "response.output_item.done", "response.done"]

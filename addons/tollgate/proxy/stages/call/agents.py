@@ -23,6 +23,7 @@ from tollgate.formats.refusals import CONTENT_DENIED
 from tollgate.governance.agents.answer_formats import agents_format
 from tollgate.governance.agents.call_state import AgentsCall, ToolPolicy
 from tollgate.governance.agents.injection import InjectionSignals
+from tollgate.governance.agents.realtime_calls import RealtimeCalls
 from tollgate.governance.agents.response_index import ResponseIndex
 from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.agents.tool_decision import redacted
@@ -110,9 +111,16 @@ class Agents:
         state.policy = tool_policy(call)
         call.agents = state
 
+    def realtime(self, call: Call) -> RealtimeCalls | None:
+        """A Realtime session's function calls, to be decided as its events come (None without
+        `agents`): the policy's tools rule asked on the session's facts."""
+        settings = call.loaded.config.agents
+        if settings is None:
+            return None
+        return RealtimeCalls(settings, self.signals_of(settings), tool_policy(call))
+
     def signals_of(self, settings: AgentsSettings) -> InjectionSignals:
-        """The injection signals of the settings in force, made once per configuration (a Realtime
-        session's too)."""
+        """The injection signals of the settings in force, made once per configuration."""
         if self._signals is None or self._signals[0] is not settings:
             self._signals = (settings, InjectionSignals(settings.links.allow if settings.links else ()))
         return self._signals[1]

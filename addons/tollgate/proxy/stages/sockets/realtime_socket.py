@@ -54,9 +54,8 @@ from tollgate.formats.openai_realtime.responses import (
 )
 from tollgate.formats.refusals import BAD_REQUEST
 from tollgate.formats.request_facts import Classification, RequestFacts
-from tollgate.governance.agents.injection import InjectionSignals
+from tollgate.governance.agents.call_state import asked
 from tollgate.governance.agents.realtime_calls import RealtimeCalls
-from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.proxy.flows import call_of, refuse
 from tollgate.proxy.sockets import SocketRunner, Waiting, inject, read_event
 from tollgate.proxy.state import Shared
@@ -109,6 +108,7 @@ class RealtimeSession:
     busy: bool = False  # a response.create is being reserved, or a large event read
     closed: bool = False
     agents: RealtimeCalls | None = None  # with `agents`: its function calls, decided
+    asking: bool = False  # the policy's answers on its held calls awaited
 
     def open_responses(self) -> list[Response]:
         return [*self.asked, *self.answering.values()]
@@ -126,10 +126,10 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
         settle: Callable[[Call, dict[str, Any]], None],
         charge: Callable[[Call], None],
         unexpired: Callable[[http.HTTPFlow, Call], None],
-        signals: Callable[[AgentsSettings], InjectionSignals] | None = None,
+        agents: Callable[[Call], RealtimeCalls | None] | None = None,
     ) -> None:
         super().__init__(shared)
-        self._signals = signals  # `agents`' injection signals, of the settings in force
+        self._agents = agents  # a session's function calls, to be decided (None: without `agents`)
         # Identify's: a call refused once its session's virtual key is removed or has expired.
         self._unexpired = unexpired
         self._guarded = guarded  # what a message a model reads goes through: the guardrails
@@ -148,12 +148,10 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
         loaded = self.shared.loaded or call.loaded
         if loaded is None:
             return None
-        agents = loaded.config.agents if self._signals is not None else None
+        agents = self._agents(call) if self._agents is not None else None
         if not loaded.limits and loaded.guardrails is None and call.caller.key_sha256 is None and agents is None:
             return None  # nothing to read, count or refuse: every message goes as it came
-        session = self._sessions[flow] = RealtimeSession(call, limited=bool(loaded.limits))
-        if agents is not None and self._signals is not None:
-            session.agents = RealtimeCalls(agents, self._signals(agents))
+        session = self._sessions[flow] = RealtimeSession(call, limited=bool(loaded.limits), agents=agents)
         return session
 
     def _server_sent(
@@ -169,9 +167,30 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
             logger.exception("Tollgate: deciding a Realtime function call failed; its events were not sent")
             calls.end()
             out = [encode_json(realtime_error(_UNDECIDED, {}, None))]
+        if calls.asking is not None and not session.asking:  # the policy's answers awaited first
+            session.asking = True
+            self._spawn(self._once_asked(flow, session, calls))
         if calls.state is not None:
             session.call.agents = calls.state
         return None if out == [message.content] else out
+
+    async def _once_asked(self, flow: http.HTTPFlow, session: RealtimeSession, calls: RealtimeCalls) -> None:
+        """The held events, once the policy has answered on their calls, to the client in order."""
+        try:
+            if calls.asking is not None:
+                await asked(calls.asking)
+            out = calls.resume()
+        except Exception:  # never sent undecided
+            logger.exception("Tollgate: deciding a Realtime function call failed; its events were not sent")
+            calls.end()
+            out = [encode_json(realtime_error(_UNDECIDED, {}, None))]
+        finally:
+            session.asking = False
+        if calls.state is not None:
+            session.call.agents = calls.state
+        if not session.closed:
+            for event in out:
+                inject(flow, to_client=True, content=event)
 
     # ---- the client's response.create
 
