@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from tests.support import agents
 from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
+from tests.support.configs import with_policy
 from tests.support.fake_realtime import FakeRealtime, Script, usage
 
 REAL = "sk-REAL-openai-agents-realtime-5ecret"
@@ -149,3 +150,28 @@ def test_a_call_the_user_gave_the_argument_of_goes_as_it_came(gw, fake):
     # The server got every client event as it was sent, the tool's output among them.
     sent = [json.loads(m) for m in fake.sessions[-1].received]
     assert [e["type"] for e in sent][-2:] == ["conversation.item.create", "response.create"]
+
+
+VOICE = 'package tollgate.tools\n\nimport rego.v1\n\ndeny contains "no payments by voice" if input.tool.name == "send_money"\n'
+
+
+@pytest.fixture(scope="module")
+def gw_policy(start_gateway, fake):
+    def config(urls: dict[str, str]) -> dict:
+        return {
+            "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
+            "clients": [{"name": "alice", "keys": [ALICE]}],
+            "agents": {"acting_tools": ["send_*"]},
+            "policy": {"rego": ["policy.rego"]},
+        }
+
+    return with_policy(start_gateway(config), config, VOICE)
+
+
+def test_the_policys_tools_rule_is_awaited_before_a_call_goes(gw_policy, fake):
+    events = run(gw_policy, fake, OWN)  # a call `agents` alone lets go
+    refusal = "Tollgate refused the call to send_money: no payments by voice."
+    assert [e.get("delta") for e in events if e["type"] == "response.output_text.delta"] == [refusal]
+    assert "function_call" not in json.dumps(events) and OWN not in json.dumps(events)
+    (record,) = gw_policy.new_audit(1)
+    assert [(c["decision"], c["reasons"]) for c in record["tool_calls"]] == [("deny", ["no payments by voice"])]

@@ -44,8 +44,10 @@ class InvokeChunks:
         return out if self._broken else out + self._framed(self._held.flush(), end=True)
 
     def _read(self, data: bytes) -> bytes:
-        if not data or self._broken:
+        if self._broken:
             return b""
+        if not data:  # fed again once the policy has answered: what it held may go
+            return self._framed(self._held.feed(b""))
         out = []
         for frame in self._framer.feed(data):
             out.append(self._frame(frame))

@@ -46,8 +46,10 @@ class NovaChunks:
         return out if self._broken else out + self._chunks(self._held.flush())
 
     def _read(self, data: bytes) -> bytes:
-        if not data or self._broken:
+        if self._broken:
             return b""
+        if not data:  # fed again once the policy has answered: what it held may go
+            return self._chunks(self._held.feed(b""))
         out = []
         for frame in self._framer.feed(data):
             out.append(self._frame(frame))

@@ -239,3 +239,27 @@ def test_a_clean_mistral_stream_goes_frame_for_frame() -> None:
     held = found.held_stream(state, None)
     frames = mistral_stream(OWN)
     assert b"".join(held.feed(f) for f in frames) + held.flush() == b"".join(frames)
+
+
+def test_a_nova_stream_goes_once_the_policy_has_answered_when_fed_again() -> None:
+    import asyncio
+
+    from tollgate.governance.agents.call_state import asked
+
+    async def deny(_facts: dict[str, Any]) -> list[str]:
+        return ["no payments today"]
+
+    found, state = read(NOVA_MODEL, NOVA_REQUEST)
+    state.policy = deny
+    held = found.held_stream(state, None)
+    frames = nova_stream(OWN)
+    assert held.feed(b"".join(frames[:7])) == b"".join(frames[:3])  # the call waits for the policy
+    asyncio.run(asked(state))
+    got = chunk_events(held.feed(b""))
+    assert got[0] == {
+        "contentBlockDelta": {
+            "contentBlockIndex": 1,
+            "delta": {"text": "Tollgate refused the call to send_money: no payments today."},
+        }
+    }
+    assert OWN not in json.dumps(got)
