@@ -69,6 +69,7 @@ class RealtimeCalls:
         self._calls: dict[str, list[Any]] = {}  # held calls by item id: [call_id, name, arguments, whole]
         self._refused: dict[str, str] = {}  # a refused call's item id → its refusal's text
         self._let_go: set[str] = set()  # the allowed calls' item ids: their later events go as they came
+        self._given: set[str] = set()  # the call ids of the calls the client itself put in the conversation
         self._decisions: list[ToolDecision] = []
         self.state: AgentsCall | None = None  # the session's, for its record: every decision so far
 
@@ -105,6 +106,8 @@ class RealtimeCalls:
     def _add(self, item: Any) -> None:
         if not isinstance(item, dict):
             return
+        if item.get("type") == "function_call" and isinstance(item.get("call_id"), str):
+            self._given.add(item["call_id"])  # the server's echo of it is no call of the model's
         self._chars += len(json.dumps(item, ensure_ascii=False))
         if self._chars <= MAX_CHARS:
             self._items.append(item)
@@ -131,6 +134,9 @@ class RealtimeCalls:
         kind = event.get("type")
         item = event.get("item") if kind in _ITEM_EVENTS else None
         begun = isinstance(item, dict) and item.get("type") == "function_call" and isinstance(item.get("id"), str)
+        # The server's echo of a call the client itself put in the conversation is no call of the model's.
+        echoed = isinstance(item, dict) and item.get("call_id") in self._given and str(kind).startswith("conversation.")
+        begun = begun and not echoed
         if begun and item["id"] not in self._refused and item["id"] not in self._let_go:  # type: ignore[index]
             assert isinstance(item, dict)
             call = self._calls.setdefault(item["id"], [None, "", "", False])

@@ -163,3 +163,12 @@ def test_where_the_policy_decides_tools_the_held_events_wait_for_its_answers() -
     assert answered == ["send_money"] and OWN not in json.dumps(out)
     assert out[2]["delta"] == "Tollgate refused the call to send_money: no payments by voice."
     assert [o["type"] for o in out][-3:] == ["conversation.item.done", "response.output_item.done", "response.done"]
+
+
+def test_the_servers_echo_of_a_call_the_client_gave_is_not_held() -> None:
+    calls = session()  # the client put read_inbox's call c0 in the conversation
+    item = {"id": "item_0", "type": "function_call", "call_id": "c0", "name": "read_inbox", "arguments": "{}"}
+    echo = [e({"type": "conversation.item.added", "event_id": "x1", "item": {**item, "status": "completed"}})]
+    echo.append(e({"type": "conversation.item.done", "event_id": "x2", "item": {**item, "status": "completed"}}))
+    assert fed(calls, echo) == echo
+    assert calls.state is None  # nothing decided
