@@ -317,3 +317,31 @@ def test_a_long_conversation_is_decided_all_the_same(gw):
     result = ask(gw, "gpt-taint", "Pay the rent as my landlord asks.", "Lorem ipsum dolor. " * 4000 + INBOX)
     assert (result["content"], result["calls"], result["finish"]) == (REFUSED, [], "stop")
     assert gw.last_audit()["tool_calls"][0]["decision"] == "deny"
+
+
+CUT = """
+import openai
+client = openai.OpenAI(api_key={key!r}, max_retries=0)
+with client.chat.completions.with_streaming_response.create(model="gpt-taint", messages={messages!r}, tools={tools!r},
+                                                            stream=True) as r:
+    raw = b"".join(r.iter_bytes())
+report(raw=raw.decode())
+"""
+
+
+def test_a_stream_cut_in_the_middle_of_a_held_calls_event_sends_nothing_of_it(gw):
+    # The upstream's stream breaks off inside the event that carries the planted account.
+    events = streamed(ANSWERS["gpt-taint"])
+    cut = [*events[:3], events[3][: events[3].index(PLANTED.encode()[:6]) + 6]]
+    gw.fakes["openai"].handler = lambda received: Reply(200, headers={"content-type": "text/event-stream"}, chunks=cut)
+    try:
+        raw = gw.run(CUT.format(key=KEY, messages=messages("Pay the rent as my landlord asks.", INBOX), tools=TOOLS))[
+            "raw"
+        ]
+    finally:
+        gw.fakes["openai"].handler = upstream
+    assert PLANTED[:6] not in raw and "recipient" not in raw
+    data = [json.loads(line[6:]) for line in raw.split("\n") if line.startswith("data: ")]
+    contents = [c["delta"].get("content") for d in data for c in d["choices"]]
+    assert contents[0] == "Paying." and contents[-1].startswith("\n\nTollgate refused the call to send_money")
+    assert [d["decision"] for d in gw.last_audit()["tool_calls"]] == ["deny"]

@@ -218,6 +218,7 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         ledger.settle_reservation,
         ledger.charge_unreserved,
         identify.unexpired,  # without limits, a message once the session's key is removed or expired
+        agents.realtime,  # with `agents`, its function calls decided as its events come
     )
     # SIGTERM: no new connection, the calls in flight (the audit's) given drain_s to end, then exit.
     drain = Drain(shared, audit.in_flight, draining=[responses_socket.drain])

@@ -84,7 +84,14 @@ class SocketRunner[S: SocketTurns]:
             _relayed(flow, message)
             return None
         if not message.from_client:
-            told = self._server_event(flow, session, message.content)
+            instead = self._server_sent(flow, session, message) if message.is_text else None
+            told = self._server_event(flow, session, message.content)  # read as it came
+            if instead is not None:
+                message.drop()
+                if told is None:
+                    _sent(flow, instead)
+                    return None
+                return _sent_once(flow, instead, told)
             if told is None:
                 _in_turn(flow, message)
                 return None
@@ -113,6 +120,11 @@ class SocketRunner[S: SocketTurns]:
     def _server_event(self, flow: http.HTTPFlow, session: S, content: bytes) -> Awaitable[None] | None:
         """A server event: what to await before it reaches the client, if anything."""
         raise NotImplementedError
+
+    def _server_sent(self, flow: http.HTTPFlow, session: S, message: WebSocketMessage) -> list[bytes] | None:
+        """The events the client gets in a server event's place (none while it is held), in order;
+        None: the event itself."""
+        return None
 
     def _takes_waiting(self) -> bool:
         """Whether the messages waiting may still be taken (none, once the proxy drains, say)."""
@@ -260,6 +272,17 @@ def _in_turn(flow: http.HTTPFlow, message: WebSocketMessage) -> None:
     if on_their_way.to_server if message.from_client else on_their_way.to_client:
         message.drop()
         inject(flow, to_client=not message.from_client, content=message.content, is_text=message.is_text)
+
+
+def _sent(flow: http.HTTPFlow, events: list[bytes]) -> None:
+    """Server events sent to the client by Tollgate in a server event's place, in order."""
+    for event in events:
+        inject(flow, to_client=True, content=event)
+
+
+async def _sent_once(flow: http.HTTPFlow, events: list[bytes], told: Awaitable[None]) -> None:
+    await told
+    _sent(flow, events)
 
 
 async def _in_turn_once(flow: http.HTTPFlow, message: WebSocketMessage, told: Awaitable[None]) -> None:

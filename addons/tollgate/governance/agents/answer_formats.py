@@ -1,7 +1,8 @@
 """The answer formats whose tool calls `agents` decides, each by what reads its request (where its
 text came from, its tools' schemas) and what decides its answer, read whole or as its events come.
 A format not here goes as it came. A format that continues a conversation by an earlier answer's
-id (the Responses API's `previous_response_id`) reads it from the `ResponseIndex`."""
+id (the Responses API's `previous_response_id`) reads it from the `ResponseIndex`. Bedrock's
+InvokeModel is read in its model family's own body (`invoke_format`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 from tollgate.formats import (
     ANTHROPIC_MESSAGES,
     BEDROCK_CONVERSE,
+    BEDROCK_INVOKE,
     CLAUDE_ON_BEDROCK,
     CLAUDE_ON_VERTEX,
     CODE_ASSIST,
@@ -43,8 +45,10 @@ from tollgate.governance.agents.gemini_calls import (
 from tollgate.governance.agents.gemini_stream import HeldGeminiCalls
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.invoke_chunks import InvokeChunks
+from tollgate.governance.agents.invoke_families import CHAT, CLAUDE, NOVA, ChatWords, gives_tools, invoke_family
 from tollgate.governance.agents.messages_calls import decided_messages_answer, messages_schemas
 from tollgate.governance.agents.messages_stream import HeldMessagesCalls
+from tollgate.governance.agents.nova_chunks import NovaChunks
 from tollgate.governance.agents.response_index import ResponseIndex
 from tollgate.governance.agents.responses_calls import (
     decided_responses_answer,
@@ -168,3 +172,35 @@ AGENTS_FORMATS: dict[str, AgentsFormat] = {
         streams_when_asked=True,
     ),
 }
+
+
+def _chat_chunks(state: AgentsCall, inner: Rewrite | None) -> Rewrite:
+    words = ChatWords()
+    return InvokeChunks(HeldChatCalls(state), inner, (words.read, words.written))
+
+
+# InvokeModel's families whose bodies `agents` reads (`invoke_families`), each as the format its
+# body is: Nova's Converse's, the chat families' OpenAI chat's; their streams' events in chunks.
+_INVOKE_FAMILIES: dict[str, AgentsFormat] = {
+    CLAUDE: AGENTS_FORMATS[CLAUDE_ON_BEDROCK],
+    NOVA: replace(AGENTS_FORMATS[BEDROCK_CONVERSE], held_stream=NovaChunks),
+    CHAT: replace(AGENTS_FORMATS[OPENAI_CHAT], held_stream=_chat_chunks, streams_when_asked=True),
+}
+UNREAD_FAMILY = "its model's own body is not read for its tool calls on InvokeModel; Converse's are"
+
+# A family whose body is not read, in a call that gives its model tools: refused.
+_UNREAD = AgentsFormat(
+    _whole(chat_provenance), chat_schemas, decided_chat_answer, HeldChatCalls, undecidable=lambda _body: UNREAD_FAMILY
+)
+
+
+def agents_format(name: str | None, model: str | None, body: dict[str, Any]) -> AgentsFormat | None:
+    """The format whose tool calls `agents` decides for an answer in the format named (None: not
+    decided), InvokeModel's by its model's family: a family not read goes as it came where the
+    call gives its model no tools (no call of its can come back), and is refused where it does."""
+    if name != BEDROCK_INVOKE:
+        return AGENTS_FORMATS.get(name or "")
+    family = invoke_family(model or "", body)
+    if family is None:
+        return _UNREAD if gives_tools(body) else None
+    return _INVOKE_FAMILIES[family]

@@ -86,6 +86,8 @@ def _decided_message(choice: dict[str, Any], message: dict[str, Any], state: Age
     text = message.get("content")
     before = text if isinstance(text, str) and text else None
     message["content"] = "\n\n".join([*([before] if before else []), *refusals])
-    if len(refusals) == count and choice.get("finish_reason") in ("tool_calls", "function_call"):
-        choice["finish_reason"] = "stop"
+    # `stop_reason`: Mistral's name for it on Bedrock's InvokeModel
+    for finish in ("finish_reason", "stop_reason"):
+        if len(refusals) == count and choice.get(finish) in ("tool_calls", "function_call"):
+            choice[finish] = "stop"
     return True

@@ -3,7 +3,9 @@ Messages) share: the stream framed by `SSEFramer` (lines ending in CRLF, LF or C
 split between its CR and its LF too), each complete event read in order, and the events from a
 call's first one on held until the format says its calls are whole and the policy has answered on
 them. An event too large to frame ends the stream with the format's error event, and nothing held
-goes on: what cannot be read does not go."""
+goes on: what cannot be read does not go. A stream cut in the middle of an event (its last event
+without its blank line, its data no JSON) does not send that piece: it may be part of a call not
+yet decided."""
 
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ class HeldEvents(ABC):
         self._held: list[HeldEvent] | None = None  # None: not holding
         self._failed = False  # an event too large to frame came: nothing more goes
         self._ended = False  # the stream's end was read (`at_end`)
+        self._cut = False  # what is framed now is the stream's last event, without its blank line
 
     def feed(self, chunk: bytes) -> bytes:
         if self._ended:  # fed again after `at_end`, once the policy has answered: nothing more comes
@@ -63,6 +66,7 @@ class HeldEvents(ABC):
         self._ended = True
         out = self._events(self._inner.flush() if self._inner is not None else b"")
         if not self._failed:
+            self._cut = True
             out += self._events(b"\n\n")
         if self._held is not None and not self._unasked() and self._whole():
             out += self._release()
@@ -77,11 +81,21 @@ class HeldEvents(ABC):
     def _events(self, data: bytes) -> bytes:
         if not data or self._failed:
             return b""
-        out = [self._event(block + b"\n\n") for block in self._framer.feed(data)]
+        out = [self._event(block + b"\n\n") for block in self._framer.feed(data) if not self._cut_short(block)]
         if self._framer.error is not None:
             self._failed, self._held = True, None
             out.append(self._unframed())
         return b"".join(out)
+
+    def _cut_short(self, block: bytes) -> bool:
+        """Whether an event is the stream's last, cut in its middle: it has no data, or its data is
+        not whole JSON (nor `[DONE]`). It is not sent: a call's piece in it could not be decided."""
+        if not self._cut:
+            return False
+        event = parse_sse_block(block)
+        if event is not None and event.data.strip() == "[DONE]":
+            return False
+        return event_object(block + b"\n\n") is None  # no data yet, or data cut short
 
     def _hold(self, raw: bytes, obj: dict[str, Any] | None) -> bytes:
         """An event held (a call has begun): the held events let go once the calls are whole and

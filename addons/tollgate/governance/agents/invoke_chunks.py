@@ -3,7 +3,12 @@ each `chunk` frame's event (base64 JSON) is read as the server-sent event it sta
 stream decides its tool calls, and what it lets go is framed again. An event that comes out as it
 went in goes in its own frame, byte for byte; a changed or new one in a new `chunk` frame. An
 exception frame ends what is held (decided on what came) and follows it. Frames that cannot be
-read end the stream with an exception frame: what cannot be read is never served undecided."""
+read end the stream with an exception frame: what cannot be read is never served undecided.
+
+A family whose events are nearly the held stream's own (Mistral's chat chunks on Bedrock, which
+may carry a choice's `message` for its `delta` and its `stop_reason` for its `finish_reason`) is
+read through a `Codec`: each event as the held stream reads it, and an event written anew back in
+the family's own words."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import base64
 import binascii
 import json
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_frame
@@ -18,11 +24,13 @@ from tollgate.formats.translation import Rewrite
 from tollgate.governance.agents.converse_stream import unread_frame
 
 _CHUNK = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
+# An event as the held stream reads it (None: as it came), and an event it wrote, in the family's words.
+Codec = tuple[Callable[[dict[str, Any]], dict[str, Any] | None], Callable[[dict[str, Any]], dict[str, Any]]]
 
 
 class InvokeChunks:
-    def __init__(self, held: Rewrite, inner: Rewrite | None = None) -> None:
-        self._held, self._inner = held, inner
+    def __init__(self, held: Rewrite, inner: Rewrite | None = None, codec: Codec | None = None) -> None:
+        self._held, self._inner, self._codec = held, inner, codec
         self._framer = EventStreamFramer()
         self._frames: dict[bytes, deque[bytes]] = {}  # an event as it went in → its frames, in order
         self._buffer = b""  # what the held stream let go, not yet a whole event
@@ -36,8 +44,10 @@ class InvokeChunks:
         return out if self._broken else out + self._framed(self._held.flush(), end=True)
 
     def _read(self, data: bytes) -> bytes:
-        if not data or self._broken:
+        if self._broken:
             return b""
+        if not data:  # fed again once the policy has answered: what it held may go
+            return self._framed(self._held.feed(b""))
         out = []
         for frame in self._framer.feed(data):
             out.append(self._frame(frame))
@@ -52,7 +62,7 @@ class InvokeChunks:
         if frame.headers.get(":message-type") != "event" or frame.headers.get(":event-type") != "chunk":
             # An exception (or a frame of no model event): what is held is decided before it.
             return self._framed(self._held.flush(), end=True) + event_frame(frame.raw_headers, frame.payload)
-        event = _event_of(frame.payload)
+        event = _event_of(frame.payload, self._codec[0] if self._codec is not None else None)
         if event is None:
             self._broken = True
             return unread_frame()
@@ -79,12 +89,15 @@ class InvokeChunks:
                 del self._frames[event]
             return frame
         data = b"".join(line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:"))
+        if self._codec is not None:
+            data = json.dumps(self._codec[1](json.loads(data)), ensure_ascii=False, separators=(",", ":")).encode()
         payload = json.dumps({"bytes": base64.b64encode(data).decode()}, separators=(",", ":")).encode()
         return event_frame(_CHUNK, payload)
 
 
-def _event_of(payload: bytes) -> bytes | None:
-    """A chunk's model event as a server-sent event (`event:` its type, where it names one)."""
+def _event_of(payload: bytes, read: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None) -> bytes | None:
+    """A chunk's model event as a server-sent event (`event:` its type, where it names one), as
+    `read` has it where it reads it otherwise."""
     try:
         obj: Any = json.loads(payload)
         data = base64.b64decode(obj["bytes"], validate=True)
@@ -93,6 +106,9 @@ def _event_of(payload: bytes) -> bytes | None:
         return None
     if not isinstance(event, dict):
         return None
+    changed = read(event) if read is not None else None
+    if changed is not None:
+        event, data = changed, json.dumps(changed, ensure_ascii=False).encode()
     if b"\n" in data or b"\r" in data:  # written over lines: on one line, as an event's data must be
         data = json.dumps(event, ensure_ascii=False).encode()
     kind = event.get("type")

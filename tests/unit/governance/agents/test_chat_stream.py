@@ -149,3 +149,31 @@ def test_nothing_refused_goes_as_it_came() -> None:
     held = HeldChatCalls(state())
     stream = [TEXT, event(piece(0, CLEAN, "b", "send_money")), event({}, "tool_calls"), b"data: [DONE]\n\n"]
     assert b"".join(held.feed(e) for e in stream) + held.flush() == b"".join(stream)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=1, max_value=10_000))
+def test_a_stream_cut_in_the_middle_of_an_event_sends_nothing_of_an_undecided_call(at: int) -> None:
+    # Cut anywhere inside the tainted call's events: none of its argument reaches the client,
+    # neither a whole piece nor the cut one.
+    whole = b"".join(STREAM[:5])
+    cut = whole[: len(TEXT) + at % (len(whole) - len(TEXT))]
+    held = HeldChatCalls(state())
+    out = held.feed(cut) + held.flush()
+    assert PLANTED.encode() not in out and b'"recipient' not in out.replace(CLEAN[:7].encode(), b"")
+    for block in out.split(b"\n\n"):
+        assert not block or json.loads(block[6:])  # every event the client gets is whole
+
+
+def test_a_call_cut_in_its_first_event_sends_no_piece_of_it() -> None:
+    held = HeldChatCalls(state())
+    first = event(piece(0, TAINTED, "a", "send_money"))
+    out = held.feed(TEXT + first[: first.index(b"US13") + 4]) + held.flush()
+    assert out == TEXT
+
+
+def test_a_last_event_without_its_blank_line_still_goes() -> None:
+    held = HeldChatCalls(state())
+    stream = [TEXT, event(piece(0, CLEAN, "b", "send_money")), event({}, "tool_calls")]
+    data = b"".join(stream).rstrip(b"\n")
+    assert held.feed(data) + held.flush() == b"".join(stream)

@@ -1,7 +1,7 @@
 """`agents` on a call: its request read once (where its text came from, the taint index, the
 injection signals), for its answer's tool calls to be decided as it is read whole
 (`StreamTap.answer_read_whole`) or, streamed, as its events come (`AgentsFormat.held_stream`).
-Without `agents` nothing of this runs. A format `agents` does not decide (`AGENTS_FORMATS`) goes
+Without `agents` nothing of this runs. A format `agents` does not decide (`agents_format`) goes
 as it came. Where the policy has a `data.tollgate.tools.deny` rule, it is asked about each tool
 call (`tool_policy`), in its worker process: its answers awaited before the calls are decided.
 The Responses API's WebSocket is refused at its upgrade (`session`): its events are not held,
@@ -20,9 +20,10 @@ from tollgate.calls.policy_input import input_facts
 from tollgate.calls.routes import client_answer_format
 from tollgate.formats.bodies.raw_headers import with_header
 from tollgate.formats.refusals import CONTENT_DENIED
-from tollgate.governance.agents.answer_formats import AGENTS_FORMATS
+from tollgate.governance.agents.answer_formats import agents_format
 from tollgate.governance.agents.call_state import AgentsCall, ToolPolicy
 from tollgate.governance.agents.injection import InjectionSignals
+from tollgate.governance.agents.realtime_calls import RealtimeCalls
 from tollgate.governance.agents.response_index import ResponseIndex
 from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.agents.tool_decision import redacted
@@ -48,8 +49,10 @@ class Agents:
         if settings is None or call.agents is not None:
             return None  # off; or read already (a failover attempt of a call read)
         body = call.request.client_body if call.request.client_body is not None else call.request.body
-        answers = AGENTS_FORMATS.get(client_answer_format(call) or "")
-        if body is None or answers is None:
+        if body is None:
+            return None
+        answers = agents_format(client_answer_format(call), call.target_model, body)
+        if answers is None:
             return None
         why = answers.undecidable(body)
         if why is not None:  # a call must never reach the agent undecided
@@ -64,7 +67,7 @@ class Agents:
             # Its events are read as they come (`held_stream`): asked for no encoding.
             request = flow.request.data
             request.headers.fields = with_header(request.headers.fields, b"accept-encoding", b"identity")
-        signals = self._signals_of(settings)
+        signals = self.signals_of(settings)
         caller = call.caller.client or ""
         # A turn continuing an answer whose calls were refused answers them with their refusals: the
         # provider kept those calls, and refuses a turn that leaves them unanswered.
@@ -108,7 +111,16 @@ class Agents:
         state.policy = tool_policy(call)
         call.agents = state
 
-    def _signals_of(self, settings: AgentsSettings) -> InjectionSignals:
+    def realtime(self, call: Call) -> RealtimeCalls | None:
+        """A Realtime session's function calls, to be decided as its events come (None without
+        `agents`): the policy's tools rule asked on the session's facts."""
+        settings = call.loaded.config.agents
+        if settings is None:
+            return None
+        return RealtimeCalls(settings, self.signals_of(settings), tool_policy(call))
+
+    def signals_of(self, settings: AgentsSettings) -> InjectionSignals:
+        """The injection signals of the settings in force, made once per configuration."""
         if self._signals is None or self._signals[0] is not settings:
             self._signals = (settings, InjectionSignals(settings.links.allow if settings.links else ()))
         return self._signals[1]

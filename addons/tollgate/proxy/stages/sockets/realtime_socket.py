@@ -21,7 +21,12 @@ Guardrails read each `session.update`, `conversation.item.create` and `response.
 body of a call of its own (`realtime_message`): refused, the client gets an `error` event, audited
 `deny`, and the session goes on; else it goes on, redacted where a rule says so, and what was found
 adds up on the session's record. Audio is not read. A large event read in a worker thread is held
-back meanwhile, as a response.create being reserved is, the client's later messages behind it."""
+back meanwhile, as a response.create being reserved is, the client's later messages behind it.
+
+With `agents`, each function call the model makes is decided before the client gets it
+(`RealtimeCalls`): the client's events are read for the conversation, and the server's events from
+a call's first on are held until it is complete, then go in order, a refused call's as its
+refusal's message; the session's record names each call's decision (`tool_calls`)."""
 
 from __future__ import annotations
 
@@ -49,6 +54,8 @@ from tollgate.formats.openai_realtime.responses import (
 )
 from tollgate.formats.refusals import BAD_REQUEST
 from tollgate.formats.request_facts import Classification, RequestFacts
+from tollgate.governance.agents.call_state import asked
+from tollgate.governance.agents.realtime_calls import RealtimeCalls
 from tollgate.proxy.flows import call_of, refuse
 from tollgate.proxy.sockets import SocketRunner, Waiting, inject, read_event
 from tollgate.proxy.state import Shared
@@ -59,6 +66,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_UNDECIDED = {"error": {"type": "server_error", "message": "Tollgate could not decide a function call (`agents`)."}}
 # The client events whose text a model reads: what the guardrails read.
 GUARDED = frozenset(("session.update", "conversation.item.create", "response.create"))
 
@@ -99,6 +107,8 @@ class RealtimeSession:
     waiting: deque[Waiting] = field(default_factory=deque)
     busy: bool = False  # a response.create is being reserved, or a large event read
     closed: bool = False
+    agents: RealtimeCalls | None = None  # with `agents`: its function calls, decided
+    asking: bool = False  # the policy's answers on its held calls awaited
 
     def open_responses(self) -> list[Response]:
         return [*self.asked, *self.answering.values()]
@@ -116,8 +126,10 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
         settle: Callable[[Call, dict[str, Any]], None],
         charge: Callable[[Call], None],
         unexpired: Callable[[http.HTTPFlow, Call], None],
+        agents: Callable[[Call], RealtimeCalls | None] | None = None,
     ) -> None:
         super().__init__(shared)
+        self._agents = agents  # a session's function calls, to be decided (None: without `agents`)
         # Identify's: a call refused once its session's virtual key is removed or has expired.
         self._unexpired = unexpired
         self._guarded = guarded  # what a message a model reads goes through: the guardrails
@@ -134,10 +146,51 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
         if call is None or call.classification.endpoint != REALTIME or call.classification.session:
             return None
         loaded = self.shared.loaded or call.loaded
-        if loaded is None or (not loaded.limits and loaded.guardrails is None and call.caller.key_sha256 is None):
+        if loaded is None:
+            return None
+        agents = self._agents(call) if self._agents is not None else None
+        if not loaded.limits and loaded.guardrails is None and call.caller.key_sha256 is None and agents is None:
             return None  # nothing to read, count or refuse: every message goes as it came
-        session = self._sessions[flow] = RealtimeSession(call, limited=bool(loaded.limits))
+        session = self._sessions[flow] = RealtimeSession(call, limited=bool(loaded.limits), agents=agents)
         return session
+
+    def _server_sent(
+        self, flow: http.HTTPFlow, session: RealtimeSession, message: WebSocketMessage
+    ) -> list[bytes] | None:
+        """With `agents`, a server event goes as `RealtimeCalls` lets it: held, or rewritten."""
+        calls = session.agents
+        if calls is None:
+            return None
+        try:
+            out = calls.server(message.content)
+        except Exception:  # never sent undecided
+            logger.exception("Tollgate: deciding a Realtime function call failed; its events were not sent")
+            calls.end()
+            out = [encode_json(realtime_error(_UNDECIDED, {}, None))]
+        if calls.asking is not None and not session.asking:  # the policy's answers awaited first
+            session.asking = True
+            self._spawn(self._once_asked(flow, session, calls))
+        if calls.state is not None:
+            session.call.agents = calls.state
+        return None if out == [message.content] else out
+
+    async def _once_asked(self, flow: http.HTTPFlow, session: RealtimeSession, calls: RealtimeCalls) -> None:
+        """The held events, once the policy has answered on their calls, to the client in order."""
+        try:
+            if calls.asking is not None:
+                await asked(calls.asking)
+            out = calls.resume()
+        except Exception:  # never sent undecided
+            logger.exception("Tollgate: deciding a Realtime function call failed; its events were not sent")
+            calls.end()
+            out = [encode_json(realtime_error(_UNDECIDED, {}, None))]
+        finally:
+            session.asking = False
+        if calls.state is not None:
+            session.call.agents = calls.state
+        if not session.closed:
+            for event in out:
+                inject(flow, to_client=True, content=event)
 
     # ---- the client's response.create
 
@@ -152,7 +205,10 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
         """A client message's turn: read by the guardrails (a large one held back while a worker
         thread reads it), then a response.create under limits is reserved (at once, or held back
         while the store is awaited); anything else goes on. Without limits, no message goes once
-        the session's virtual key is removed or has expired."""
+        the session's virtual key is removed or has expired. With `agents`, read first for what
+        the model reads (a tool's output is outside content)."""
+        if is_text and session.agents is not None:
+            session.agents.client(content)
         if not session.limited and self._key_refused(flow, session, content, is_text, message):
             return
         if is_text:
@@ -438,6 +494,8 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
 
     def _close(self, session: RealtimeSession) -> None:
         session.closed = True
+        if session.agents is not None:
+            session.agents.end()
         for response in session.open_responses():
             if not response.deciding:
                 self._settled(response.call)
