@@ -312,6 +312,39 @@ def test_ids_committed_out_of_order_are_all_read(dsn: str) -> None:
     assert table.record(3) == orjson.loads(lines[3])  # its id
 
 
+def test_a_row_committed_after_a_later_id_is_listed_and_sent_live(dsn: str) -> None:
+    # Two instances' senders (the sums they add to apart): east's takes id 3 and commits after west's
+    # 4 and 5 are committed. Neither the live stream nor the event list's cursor passes id 3 before
+    # it is there.
+    lines = fleet()
+    east, west = [lines[2]], [lines[3], lines[5]]
+    send(dsn, lines[:2])
+    table = read_table(dsn)
+    views = Views(table)  # type: ignore[arg-type]
+    seen = views.live_start()
+    first = views.answer("/api/events", {})
+    assert (seen, [e["ts"] for e in first["events"]]) == (2, [orjson.loads(line)["ts"] for line in lines[:2]])
+    with psycopg.connect(dsn) as slow, psycopg.connect(dsn, autocommit=True) as quick:
+        prepare(slow)
+        slow.commit()
+        slow.execute("SELECT 1")  # a transaction open: `store` goes on inside it, not committed
+        store(slow, TABLE, [row_of(line) for line in east])
+        prepare(quick)
+        assert store(quick, TABLE, [row_of(line) for line in west]) == 2
+        assert quick.execute(f"SELECT array_agg(id ORDER BY id) FROM {TABLE}").fetchone() == ([1, 2, 4, 5],)
+        sent, seen = views.newer(seen, {})
+        assert (sent, seen) == ([], 2)  # 4 and 5 wait for 3
+        later = views.answer("/api/events", {"after": [first["cursor"]]})
+        assert later["events"] == []
+        slow.commit()
+    sent, seen = views.newer(seen, {})
+    assert (sent, seen) == ([line + b"\n" for line in east + west], 5)
+    assert [e["ts"] for e in views.answer("/api/events", {"after": [later["cursor"]]})["events"]] == [
+        orjson.loads(line)["ts"] for line in east + west
+    ]
+    assert views.newer(seen, {}) == ([], 5)
+
+
 def test_a_record_is_served_again_from_its_row(dsn: str) -> None:
     lines = fleet()
     send(dsn, lines)

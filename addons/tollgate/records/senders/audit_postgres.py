@@ -16,6 +16,7 @@ a fleet's instances do it once; a schema newer than it knows stops the sender wi
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -296,13 +297,58 @@ def prepare(conn: psycopg.Connection) -> None:
     )
 
 
+# ---- ids claimed: a bigserial id is taken at insert and seen at commit, so that two senders'
+# batches may commit out of their ids' order. Each batch's transaction holds, until it ends, a shared
+# advisory lock whose key says the table (`claim_tag`) and an id below every id it takes (the
+# newest it sees before taking any); a reader's `settled` id is below every claim held: no row at
+# or below it can still appear.
+
+CLAIM_SHIFT = 48  # an id's bits in a claim's key; the table's tag above them
+
+
+def claim_tag(table: str) -> int:
+    """The table's 15 bits in its claims' keys (positive: the key's sign bit stays clear)."""
+    return int.from_bytes(hashlib.sha256(table.encode()).digest()[:2], "big") & 0x7FFF
+
+
+def claim_ids(cursor: psycopg.Cursor, table: str) -> None:
+    """The transaction's claim on the ids it will take: held until it commits or rolls back."""
+    cursor.execute(
+        sql.SQL(
+            "SELECT pg_advisory_xact_lock_shared((%s::bigint << {}) | (coalesce(max(id), 0) & %s)) FROM {}"
+        ).format(sql.Literal(CLAIM_SHIFT), sql.Identifier(table)),
+        (claim_tag(table), (1 << CLAIM_SHIFT) - 1),
+    )
+
+
+def settled(conn: psycopg.Connection, table: str) -> int:
+    """The newest id at or below which every row is there to read (committed, or never to be): the
+    newest id now, or just below the lowest id a batch being stored claims. Read in a statement of
+    its own, before the rows it bounds (in a later statement: its own snapshot, in autocommit or
+    READ COMMITTED). A sender that claims nothing (older than this) may still commit below it."""
+    row = conn.execute(
+        sql.SQL(
+            """SELECT least((SELECT coalesce(max(id), 0) FROM {}), (
+    SELECT min(((l.classid::bigint & 65535) << 32) | l.objid::bigint) FROM pg_locks AS l
+    WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND (l.classid::bigint >> 16) = %s
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())))"""
+        ).format(sql.Identifier(table)),
+        (claim_tag(table),),
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 def store(conn: psycopg.Connection, table: str, rows: list[tuple[Any, ...]]) -> int:
     """The rows inserted in their order (a row whose chain is there already left out), in one
     transaction, on a connection `prepare`d (in autocommit); how many were new. COPY'd straight into
     the table; where one of them is there already (sent again after a restart), the batch goes
-    through the connection's own table and `INSERT … ON CONFLICT DO NOTHING` instead."""
+    through the connection's own table and `INSERT … ON CONFLICT DO NOTHING` instead.
+
+    The transaction first claims the ids it takes (`claim_ids`), so that a reader ordered by id never
+    passes one of them before it is committed."""
     columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
     with conn.transaction(), conn.cursor() as cursor:
+        claim_ids(cursor, table)
         try:
             with conn.transaction():
                 _copy(cursor, sql.Identifier(table), columns, rows)
