@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Unpack
@@ -338,24 +338,34 @@ def settled(conn: psycopg.Connection, table: str) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def store(conn: psycopg.Connection, table: str, rows: list[tuple[Any, ...]]) -> int:
+def store(conn: psycopg.Connection, table: str, rows: Iterable[tuple[Any, ...]]) -> int:
     """The rows inserted in their order (a row whose chain is there already left out), in one
     transaction, on a connection `prepare`d (in autocommit); how many were new. COPY'd straight into
     the table; where one of them is there already (sent again after a restart), the batch goes
-    through the connection's own table and `INSERT … ON CONFLICT DO NOTHING` instead.
+    through the connection's own table and `INSERT … ON CONFLICT DO NOTHING` instead. `rows` is
+    taken as the COPY goes (a generator's rows made while the server stores those before them).
 
     The transaction first claims the ids it takes (`claim_ids`), so that a reader ordered by id never
     passes one of them before it is committed."""
     columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+    taken: list[tuple[Any, ...]] = []
+
+    def taking() -> Iterator[tuple[Any, ...]]:
+        for row in rows:
+            taken.append(row)
+            yield row
+
+    source = taking()
     with conn.transaction(), conn.cursor() as cursor:
         claim_ids(cursor, table)
         try:
             with conn.transaction():
-                _copy(cursor, sql.Identifier(table), columns, rows)
-            return len(rows)
+                _copy(cursor, sql.Identifier(table), columns, source)
+            return len(taken)
         except psycopg.errors.UniqueViolation:
             pass
-        _copy(cursor, sql.Identifier(_INCOMING), columns, rows)
+        taken.extend(source)  # those the COPY had not reached
+        _copy(cursor, sql.Identifier(_INCOMING), columns, taken)
         cursor.execute(
             sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY n ON CONFLICT (chain) DO NOTHING").format(
                 sql.Identifier(table), columns, columns, sql.Identifier(_INCOMING)
@@ -364,7 +374,7 @@ def store(conn: psycopg.Connection, table: str, rows: list[tuple[Any, ...]]) -> 
         return cursor.rowcount
 
 
-def _copy(cursor: psycopg.Cursor, into: sql.Identifier, columns: sql.Composable, rows: list[tuple[Any, ...]]) -> None:
+def _copy(cursor: psycopg.Cursor, into: sql.Identifier, columns: sql.Composable, rows: Iterable[tuple[Any, ...]]) -> None:
     with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(into, columns)) as copy:
         copy.set_types(_COPY_TYPES)
         for row in rows:
@@ -453,10 +463,9 @@ class AuditPostgres(FileSender):
         )
 
     def deliver(self, lines: list[bytes], timeout: float | None) -> Outcome:
-        rows = [row_of(line) for line in lines]
         try:
             conn = self._connected(timeout)
-            self.stored += store(conn, self.table, rows)
+            self.stored += store(conn, self.table, map(row_of, lines))
         except SchemaTooNew as e:
             return Outcome(False, False, str(e), halt=True)
         except psycopg.OperationalError as e:  # down, unreachable, restarting, a statement timed out
