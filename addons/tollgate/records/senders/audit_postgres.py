@@ -314,9 +314,9 @@ def claim_tag(table: str) -> int:
 def claim_ids(cursor: psycopg.Cursor, table: str) -> None:
     """The transaction's claim on the ids it will take: held until it commits or rolls back."""
     cursor.execute(
-        sql.SQL(
-            "SELECT pg_advisory_xact_lock_shared((%s::bigint << {}) | (coalesce(max(id), 0) & %s)) FROM {}"
-        ).format(sql.Literal(CLAIM_SHIFT), sql.Identifier(table)),
+        sql.SQL("SELECT pg_advisory_xact_lock_shared((%s::bigint << {}) | (coalesce(max(id), 0) & %s)) FROM {}").format(
+            sql.Literal(CLAIM_SHIFT), sql.Identifier(table)
+        ),
         (claim_tag(table), (1 << CLAIM_SHIFT) - 1),
     )
 
@@ -374,7 +374,9 @@ def store(conn: psycopg.Connection, table: str, rows: Iterable[tuple[Any, ...]])
         return cursor.rowcount
 
 
-def _copy(cursor: psycopg.Cursor, into: sql.Identifier, columns: sql.Composable, rows: Iterable[tuple[Any, ...]]) -> None:
+def _copy(
+    cursor: psycopg.Cursor, into: sql.Identifier, columns: sql.Composable, rows: Iterable[tuple[Any, ...]]
+) -> None:
     with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(into, columns)) as copy:
         copy.set_types(_COPY_TYPES)
         for row in rows:

@@ -11,11 +11,12 @@ fields only: who a person is stays configuration, applied when a view is asked.
 
 Two statement-level triggers keep them, with the rows a statement changed (transition tables):
 after an insert, one upsert per sum table and key for the whole batch (a row sent again, left out
-by `ON CONFLICT DO NOTHING`, is in no transition table: it moves nothing); after a delete
-(`keep_days`), each day the removed rows were of is summed again from the rows still there, so
-that a first or last time and a refusal's last reason stay those of the rows kept. The trigger
-functions run as the role that migrated the schema (`SECURITY DEFINER`): the sender's role writes
-no sum itself and cannot change how they are kept.
+by `ON CONFLICT DO NOTHING`, is in no transition table: it moves nothing; the batch's lines read
+by `tollgate_facts_parsed`, without a guard per line, and again by `tollgate_facts` only when one of
+them is no JSON); after a delete (`keep_days`), each day the removed rows were of is summed again
+from the rows still there, so that a first or last time and a refusal's last reason stay those of
+the rows kept. The trigger functions run as the role that migrated the schema (`SECURITY
+DEFINER`): the sender's role writes no sum itself and cannot change how they are kept.
 
 Rows already in the table when the sums came are added by `backfill`, a batch of ids at a time in
 a transaction each, its progress in `<table>_backfill` (`upto`: the last id there before the
@@ -47,10 +48,12 @@ SUM_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "services": (("day", *ORIGIN, "service"), (*_SERVICES, "first_seen", "last_seen", "first_id")),
 }
 
+
 def _facts(name: str, parsed: str) -> str:
     """The statement that makes the function `name`, which reads a line as `parsed` says."""
     return (
-        """CREATE OR REPLACE FUNCTION @NAME@(line text, raw bytea) RETURNS TABLE (
+        (
+            """CREATE OR REPLACE FUNCTION @NAME@(line text, raw bytea) RETURNS TABLE (
     day text, hour text, ts text, event text,
     client text, groups text[], account text, instance text, jwt boolean, key text,
     provider text, model text, denied boolean, inputs numeric, outputs numeric, price numeric,
@@ -103,7 +106,10 @@ CROSS JOIN LATERAL (SELECT
 ) AS r
 WHERE jsonb_typeof(d) = 'object' AND length(r.ts) >= 13 AND r.event IS DISTINCT FROM 'malformed'
 $f$"""
-    ).replace("@NAME@", name).replace("@JSON@", parsed)
+        )
+        .replace("@NAME@", name)
+        .replace("@JSON@", parsed)
+    )
 
 
 # ---- what a line says, in SQL (the same for every records' table; made again by each migration)
@@ -136,9 +142,8 @@ $f$ SELECT CASE jsonb_typeof(v) WHEN 'string' THEN v #>> '{{}}' WHEN 'null' THEN
     # for a line that is no record. `shaped`: its findings and reasons of the shapes the audit writes
     # (else it counts in the hourly spend only, as the console's index counts it).
     _facts("tollgate_facts", "tollgate_json(line)"),
-    # The same, the line cast to jsonb unguarded: no subtransaction a row (a third of the trigger's
-    # time), but an error for a line that is no JSON, after which the trigger reads its batch again
-    # with `tollgate_facts`.
+    # The same, the line cast to jsonb unguarded: no subtransaction a row, but an error for a line
+    # that is no JSON, after which the trigger reads its batch again with `tollgate_facts`.
     _facts("tollgate_facts_parsed", "line::jsonb"),
 )
 
