@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.request
 import uuid
 from itertools import product
@@ -33,6 +34,7 @@ from tollgate.console.server import Console
 from tollgate.console.sessions import Unavailable
 from tollgate.console.table import Table, UnreadableTable
 from tollgate.console.views import Views, as_csv
+from tollgate.records.senders import audit_postgres
 from tollgate.records.senders.audit_postgres import ensure_schema, prepare, row_of, store
 
 TABLE = "tollgate_records"
@@ -343,6 +345,33 @@ def test_a_row_committed_after_a_later_id_is_listed_and_sent_live(dsn: str) -> N
         orjson.loads(line)["ts"] for line in east + west
     ]
     assert views.newer(seen, {}) == ([], 5)
+
+
+def test_a_sender_stopped_half_way_holds_the_lists_back_a_bounded_time(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch's transaction left open (its sender frozen between two statements) is ended by the
+    # server after the sender's bound: its claim goes with it, and the rows after it are listed.
+    monkeypatch.setattr(audit_postgres, "STATEMENT_SECONDS", 2)
+    lines = fleet()
+    send(dsn, lines[:2])
+    table = read_table(dsn)
+    views = Views(table)  # type: ignore[arg-type]
+    seen = views.live_start()
+    with psycopg.connect(dsn) as frozen, psycopg.connect(dsn, autocommit=True) as quick:
+        prepare(frozen)
+        frozen.commit()
+        frozen.execute("SELECT 1")
+        store(frozen, TABLE, [row_of(lines[2])])  # id 3, never committed
+        prepare(quick)
+        store(quick, TABLE, [row_of(line) for line in (lines[3], lines[5])])
+        assert views.newer(seen, {}) == ([], 2)
+        deadline = time.monotonic() + 10
+        while (found := views.newer(seen, {}))[1] == seen and time.monotonic() < deadline:
+            pass
+        assert found == ([lines[3] + b"\n", lines[5] + b"\n"], 5)
+        with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+            frozen.execute("SELECT 1")  # ended by the server, its row undone
 
 
 def test_a_record_is_served_again_from_its_row(dsn: str) -> None:

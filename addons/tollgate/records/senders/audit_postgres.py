@@ -287,8 +287,11 @@ _COPY_TYPES = ["text", *(kind.replace("double precision", "float8") for _, kind,
 
 
 def prepare(conn: psycopg.Connection) -> None:
-    """A connection made ready to `store`: its statements' time bounded, its own table for a batch."""
+    """A connection made ready to `store`: its statements' time bounded, and its transactions' between
+    two statements (a sender stopped half-way holds its claim on ids, which the console's lists wait
+    for, no longer), its own table for a batch."""
     conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(STATEMENT_SECONDS * 1000)))
+    conn.execute(sql.SQL("SET idle_in_transaction_session_timeout = {}").format(sql.Literal(STATEMENT_SECONDS * 1000)))
     conn.execute(
         sql.SQL("CREATE TEMPORARY TABLE {} (n serial, {}, line text, raw bytea) ON COMMIT DELETE ROWS").format(
             sql.Identifier(_INCOMING),
