@@ -344,9 +344,10 @@ def settled(conn: psycopg.Connection, table: str) -> int:
 def store(conn: psycopg.Connection, table: str, rows: Iterable[tuple[Any, ...]]) -> int:
     """The rows inserted in their order (a row whose chain is there already left out), in one
     transaction, on a connection `prepare`d (in autocommit); how many were new. COPY'd straight into
-    the table; where one of them is there already (sent again after a restart), the batch goes
-    through the connection's own table and `INSERT … ON CONFLICT DO NOTHING` instead. `rows` is
-    taken as the COPY goes (a generator's rows made while the server stores those before them).
+    the table; where one of them is there already (sent again after a restart), that transaction is
+    undone and the batch goes, in another, through the connection's own table and `INSERT … ON
+    CONFLICT DO NOTHING` instead. `rows` is taken as the COPY goes (a generator's rows made while the
+    server stores those before them).
 
     The transaction first claims the ids it takes (`claim_ids`), so that a reader ordered by id never
     passes one of them before it is committed."""
@@ -359,22 +360,24 @@ def store(conn: psycopg.Connection, table: str, rows: Iterable[tuple[Any, ...]])
             yield row
 
     source = taking()
-    with conn.transaction(), conn.cursor() as cursor:
-        claim_ids(cursor, table)
-        try:
+    with conn.cursor() as cursor:
+        try:  # a transaction of four statements (BEGIN, the claim, the COPY, COMMIT): one a batch
             with conn.transaction():
+                claim_ids(cursor, table)
                 _copy(cursor, sql.Identifier(table), columns, source)
             return len(taken)
         except psycopg.errors.UniqueViolation:
-            pass
+            pass  # undone: its ids are never to be
         taken.extend(source)  # those the COPY had not reached
-        _copy(cursor, sql.Identifier(_INCOMING), columns, taken)
-        cursor.execute(
-            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY n ON CONFLICT (chain) DO NOTHING").format(
-                sql.Identifier(table), columns, columns, sql.Identifier(_INCOMING)
+        with conn.transaction():
+            claim_ids(cursor, table)
+            _copy(cursor, sql.Identifier(_INCOMING), columns, taken)
+            cursor.execute(
+                sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY n ON CONFLICT (chain) DO NOTHING").format(
+                    sql.Identifier(table), columns, columns, sql.Identifier(_INCOMING)
+                )
             )
-        )
-        return cursor.rowcount
+            return cursor.rowcount
 
 
 def _copy(
