@@ -210,7 +210,7 @@ def add_statement(source: str, where: str = "", facts: str = "tollgate_facts") -
         UNION ALL
         SELECT e.key, 'answer', f.answer_action, e.value FROM jsonb_each(f.answer_findings) AS e
     ) AS k
-    WHERE f.shaped AND {calls}
+    WHERE f.shaped AND {calls} AND (f.findings <> '{{{{}}}}' OR f.answer_findings <> '{{{{}}}}')  -- most have none
     GROUP BY f.day, {_O}, f.key, k.kind, k.place, k.action ORDER BY f.day, {_O}, f.key, k.kind, k.place, k.action
     ON CONFLICT (day, {_O}, key, kind, place, action) DO UPDATE SET count = t.count + EXCLUDED.count
 )
