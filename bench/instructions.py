@@ -27,6 +27,7 @@ per piece.
     .venv/bin/python bench/instructions.py --connections 16 --calls 192
     .venv/bin/python bench/instructions.py --retry  # and Tollgate with retry configured (about 5 min)
     .venv/bin/python bench/instructions.py --otlp   # and Tollgate shipping its audit (audit.otlp, about 5 min)
+    .venv/bin/python bench/instructions.py --postgres  # and Tollgate sending its audit to PostgreSQL (audit.postgres)
     .venv/bin/python bench/instructions.py --stream openai-chat,bedrock-invoke --event-bytes 256   # about 1 min
 """
 
@@ -227,6 +228,12 @@ def main() -> int:
         action="store_true",
         help="also count Tollgate shipping its audit to a collector (audit.otlp: the exporter's thread included)",
     )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also count Tollgate sending its audit to a PostgreSQL started here (audit.postgres: the sender's thread"
+        " included)",
+    )
     args = parser.parse_args()
     if args.stream and args.size_mb <= SMALLER_STREAM_MB:
         parser.error(f"--size-mb must be over {SMALLER_STREAM_MB}")
@@ -289,8 +296,25 @@ def main() -> int:
                 "tollgate-otlp", [*gateway, "--set", f"tollgate_config={otlp_config}", *common], VIRTUAL_KEY,
                 OVERRIDDEN_MODEL,
             )  # fmt: skip
+        postgres = None
+        if args.postgres:  # the same, its audit sent to PostgreSQL: what the sender costs a call
+            from tests.support.postgres_server import PostgresServer, postgres_bin
+
+            if postgres_bin() is None:
+                print("PostgreSQL is not installed (Debian: apt-get install -y postgresql)", file=sys.stderr)
+                return 2
+            postgres = PostgresServer(Path(tempfile.mkdtemp(prefix="tollgate-postgres-"))).start()
+            data["audit"] = {"path": str(workdir / "audit-postgres.jsonl"), "postgres": {"dsn": postgres.dsn()}}
+            data["providers"]["openai"].pop("retry", None)
+            postgres_config = workdir / "tollgate-postgres.yaml"
+            postgres_config.write_text(yaml.safe_dump(data))
+            modes["Tollgate, audit.postgres"] = (
+                "tollgate-postgres", [*gateway, "--set", f"tollgate_config={postgres_config}", *common], VIRTUAL_KEY,
+                OVERRIDDEN_MODEL,
+            )  # fmt: skip
         proxies = {name: Counted(short, proxy_args, workdir) for name, (short, proxy_args, _, _) in modes.items()}
         counted: dict[str, float] = {}
+        sent = 0
         try:
             for proxy in proxies.values():
                 proxy.wait_ready(START_TIMEOUT)
@@ -304,6 +328,12 @@ def main() -> int:
                         # The records of the calls counted are sent within the batch's second (and
                         # counted): under valgrind, time runs about 50× slower than the calls'.
                         assert collector is not None and collector.received > 0, "the collector received nothing"
+                    if name == "Tollgate, audit.postgres":
+                        assert postgres is not None
+                        with postgres.connect() as conn:
+                            row = conn.execute("SELECT count(*) FROM tollgate_records").fetchone()
+                        sent = int(row[0]) if row else 0
+                        assert sent > 0, "the table received nothing"
                 except Exception:
                     print(f"{name} failed; its console:\n{proxies[name].console()}", file=sys.stderr)
                     raise
@@ -313,6 +343,9 @@ def main() -> int:
             fake.close()
             if collector is not None:
                 collector.close()
+            if postgres is not None:
+                postgres.stop()
+                shutil.rmtree(postgres.directory, ignore_errors=True)
     bare, tollgate = counted["bare mitmdump"], counted["Tollgate (no policy)"]
     print(f"instructions per call, {args.calls} calls on {args.connections} connection(s):")
     for name, value in counted.items():
@@ -328,6 +361,12 @@ def main() -> int:
     if "Tollgate, audit.otlp" in counted:
         otlp = counted["Tollgate, audit.otlp"]
         print(f"  audit.otlp adds        {(otlp - tollgate) / 1e3:7.0f} k ({otlp / tollgate:.4f}× Tollgate without)")
+    if "Tollgate, audit.postgres" in counted:
+        pg = counted["Tollgate, audit.postgres"]
+        print(
+            f"  audit.postgres adds    {(pg - tollgate) / 1e3:7.0f} k ({pg / tollgate:.4f}× Tollgate without;"
+            f" {sent} rows in the table when the count stopped)"
+        )
     return 0
 
 

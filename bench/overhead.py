@@ -1887,6 +1887,16 @@ def report(bench: Bench, elapsed: float) -> bool:
                 None,
             )
         )
+        # The time the proxy adds (its p50 less direct's), with the one thing more and without.
+        r_added, t_added = r["p50"] - base["p50"], t["p50"] - base["p50"]
+        checks.append(
+            (
+                f"sequential added p50, {shown}",
+                f"{r_added / t_added:.3f}x ({r_added:+.3f} / {t_added:+.3f} ms)" if t_added > 0 else "-",
+                "(no target)",
+                None,
+            )
+        )
         for label, ratio in (
             ("p50", lambda tg, rt: statistics.median(rt.latencies) / statistics.median(tg.latencies)),
             ("CPU per call", lambda tg, rt: rt.cpu_ms / tg.cpu_ms),

@@ -3,7 +3,9 @@ asked of `TableSums`, the event list and the live stream as indexed queries over
 keyset pages by `id` (the order the rows arrived), nothing per record kept in memory.
 
 A record is numbered by its row's `id` (where the files' index numbers it by its place): the
-cursors, the live stream's `seen` and the records after a fault of the chain are ids. A query that
+cursors, the live stream's `seen` and the records after a fault of the chain are ids. A cursor or
+`seen` goes no further than the `settled` id (`audit_postgres.settled`): a row whose id was taken
+before one shown but committed after it is shown in its turn, never passed. A query that
 fails (the database away, a statement cancelled) raises `Unavailable`: the view answers 503 and
 the next one connects again. Plain code: no HTTP, no mitmproxy."""
 
@@ -25,7 +27,7 @@ from tollgate.console.sessions import Unavailable
 from tollgate.console.table_sums import TableSums
 from tollgate.records.audit.kinds import read_record
 from tollgate.records.audit.table_rows import written
-from tollgate.records.senders.audit_postgres import close_quietly, first_line
+from tollgate.records.senders.audit_postgres import close_quietly, first_line, settled
 
 LIVE_PAGE = 1000  # the live stream's rows read at once
 SUMMED = ("llm_call", "mcp_call", "connection")  # the events the sums take (`Index.unverified`'s)
@@ -144,9 +146,9 @@ class TableViews:
             return self._top(conn) if self.made(conn) else 0
 
     def _top(self, conn: psycopg.Connection) -> int:
-        query = sql.SQL("SELECT coalesce(max(id), 0) FROM {}").format(sql.Identifier(self.table))
-        row = conn.execute(query).fetchone()
-        return int(row[0]) if row else 0
+        # Not max(id): a row below it may be in a batch not yet committed (two senders commit out of
+        # their ids' order); a cursor or the live stream past it would never show that row.
+        return settled(conn, self.table)
 
     def matching(
         self, limit: int, filters: Mapping[str, str], chosen: frozenset[int] | None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.request
 import uuid
 from itertools import product
@@ -33,6 +34,7 @@ from tollgate.console.server import Console
 from tollgate.console.sessions import Unavailable
 from tollgate.console.table import Table, UnreadableTable
 from tollgate.console.views import Views, as_csv
+from tollgate.records.senders import audit_postgres
 from tollgate.records.senders.audit_postgres import ensure_schema, prepare, row_of, store
 
 TABLE = "tollgate_records"
@@ -310,6 +312,66 @@ def test_ids_committed_out_of_order_are_all_read(dsn: str) -> None:
     assert (table.checked, table.rows.gaps) == (6, [])  # the rows committed late checked too
     assert [r["records"] for r in table.state()] == [3, 3]
     assert table.record(3) == orjson.loads(lines[3])  # its id
+
+
+def test_a_row_committed_after_a_later_id_is_listed_and_sent_live(dsn: str) -> None:
+    # Two instances' senders (the sums they add to apart): east's takes id 3 and commits after west's
+    # 4 and 5 are committed. Neither the live stream nor the event list's cursor passes id 3 before
+    # it is there.
+    lines = fleet()
+    east, west = [lines[2]], [lines[3], lines[5]]
+    send(dsn, lines[:2])
+    table = read_table(dsn)
+    views = Views(table)  # type: ignore[arg-type]
+    seen = views.live_start()
+    first = views.answer("/api/events", {})
+    assert (seen, [e["ts"] for e in first["events"]]) == (2, [orjson.loads(line)["ts"] for line in lines[:2]])
+    with psycopg.connect(dsn) as slow, psycopg.connect(dsn, autocommit=True) as quick:
+        prepare(slow)
+        slow.commit()
+        slow.execute("SELECT 1")  # a transaction open: `store` goes on inside it, not committed
+        store(slow, TABLE, [row_of(line) for line in east])
+        prepare(quick)
+        assert store(quick, TABLE, [row_of(line) for line in west]) == 2
+        assert quick.execute(f"SELECT array_agg(id ORDER BY id) FROM {TABLE}").fetchone() == ([1, 2, 4, 5],)
+        sent, seen = views.newer(seen, {})
+        assert (sent, seen) == ([], 2)  # 4 and 5 wait for 3
+        later = views.answer("/api/events", {"after": [first["cursor"]]})
+        assert later["events"] == []
+        slow.commit()
+    sent, seen = views.newer(seen, {})
+    assert (sent, seen) == ([line + b"\n" for line in east + west], 5)
+    assert [e["ts"] for e in views.answer("/api/events", {"after": [later["cursor"]]})["events"]] == [
+        orjson.loads(line)["ts"] for line in east + west
+    ]
+    assert views.newer(seen, {}) == ([], 5)
+
+
+def test_a_sender_stopped_half_way_holds_the_lists_back_a_bounded_time(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch's transaction left open (its sender frozen between two statements) is ended by the
+    # server after the sender's bound: its claim goes with it, and the rows after it are listed.
+    monkeypatch.setattr(audit_postgres, "STATEMENT_SECONDS", 2)
+    lines = fleet()
+    send(dsn, lines[:2])
+    table = read_table(dsn)
+    views = Views(table)  # type: ignore[arg-type]
+    seen = views.live_start()
+    with psycopg.connect(dsn) as frozen, psycopg.connect(dsn, autocommit=True) as quick:
+        prepare(frozen)
+        frozen.commit()
+        frozen.execute("SELECT 1")
+        store(frozen, TABLE, [row_of(lines[2])])  # id 3, never committed
+        prepare(quick)
+        store(quick, TABLE, [row_of(line) for line in (lines[3], lines[5])])
+        assert views.newer(seen, {}) == ([], 2)
+        deadline = time.monotonic() + 10
+        while (found := views.newer(seen, {}))[1] == seen and time.monotonic() < deadline:
+            pass
+        assert found == ([lines[3] + b"\n", lines[5] + b"\n"], 5)
+        with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+            frozen.execute("SELECT 1")  # ended by the server, its row undone
 
 
 def test_a_record_is_served_again_from_its_row(dsn: str) -> None:

@@ -16,9 +16,10 @@ a fleet's instances do it once; a schema newer than it knows stops the sender wi
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Unpack
@@ -287,8 +288,11 @@ _COPY_TYPES = ["text", *(kind.replace("double precision", "float8") for _, kind,
 
 
 def prepare(conn: psycopg.Connection) -> None:
-    """A connection made ready to `store`: its statements' time bounded, its own table for a batch."""
+    """A connection made ready to `store`: its statements' time bounded, and its transactions' between
+    two statements (a sender stopped half-way holds its claim on ids, which the console's lists wait
+    for, no longer), its own table for a batch."""
     conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(STATEMENT_SECONDS * 1000)))
+    conn.execute(sql.SQL("SET idle_in_transaction_session_timeout = {}").format(sql.Literal(STATEMENT_SECONDS * 1000)))
     conn.execute(
         sql.SQL("CREATE TEMPORARY TABLE {} (n serial, {}, line text, raw bytea) ON COMMIT DELETE ROWS").format(
             sql.Identifier(_INCOMING),
@@ -297,29 +301,89 @@ def prepare(conn: psycopg.Connection) -> None:
     )
 
 
-def store(conn: psycopg.Connection, table: str, rows: list[tuple[Any, ...]]) -> int:
+# ---- ids claimed: a bigserial id is taken at insert and seen at commit, so that two senders'
+# batches may commit out of their ids' order. Each batch's transaction holds, until it ends, a shared
+# advisory lock whose key says the table (`claim_tag`) and an id below every id it takes (the
+# newest it sees before taking any); a reader's `settled` id is below every claim held: no row at
+# or below it can still appear.
+
+CLAIM_SHIFT = 48  # an id's bits in a claim's key; the table's tag above them
+
+
+def claim_tag(table: str) -> int:
+    """The table's 15 bits in its claims' keys (positive: the key's sign bit stays clear)."""
+    return int.from_bytes(hashlib.sha256(table.encode()).digest()[:2], "big") & 0x7FFF
+
+
+def claim_ids(cursor: psycopg.Cursor, table: str) -> None:
+    """The transaction's claim on the ids it will take: held until it commits or rolls back."""
+    cursor.execute(
+        sql.SQL("SELECT pg_advisory_xact_lock_shared((%s::bigint << {}) | (coalesce(max(id), 0) & %s)) FROM {}").format(
+            sql.Literal(CLAIM_SHIFT), sql.Identifier(table)
+        ),
+        (claim_tag(table), (1 << CLAIM_SHIFT) - 1),
+    )
+
+
+def settled(conn: psycopg.Connection, table: str) -> int:
+    """The newest id at or below which every row is there to read (committed, or never to be): the
+    newest id now, or just below the lowest id a batch being stored claims. Read in a statement of
+    its own, before the rows it bounds (in a later statement: its own snapshot, in autocommit or
+    READ COMMITTED). A sender that claims nothing (older than this) may still commit below it."""
+    row = conn.execute(
+        sql.SQL(
+            """SELECT least((SELECT coalesce(max(id), 0) FROM {}), (
+    SELECT min(((l.classid::bigint & 65535) << 32) | l.objid::bigint) FROM pg_locks AS l
+    WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND (l.classid::bigint >> 16) = %s
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())))"""
+        ).format(sql.Identifier(table)),
+        (claim_tag(table),),
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def store(conn: psycopg.Connection, table: str, rows: Iterable[tuple[Any, ...]]) -> int:
     """The rows inserted in their order (a row whose chain is there already left out), in one
     transaction, on a connection `prepare`d (in autocommit); how many were new. COPY'd straight into
-    the table; where one of them is there already (sent again after a restart), the batch goes
-    through the connection's own table and `INSERT … ON CONFLICT DO NOTHING` instead."""
+    the table; where one of them is there already (sent again after a restart), that transaction is
+    undone and the batch goes, in another, through the connection's own table and `INSERT … ON
+    CONFLICT DO NOTHING` instead. `rows` is taken as the COPY goes (a generator's rows made while the
+    server stores those before them).
+
+    The transaction first claims the ids it takes (`claim_ids`), so that a reader ordered by id never
+    passes one of them before it is committed."""
     columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
-    with conn.transaction(), conn.cursor() as cursor:
-        try:
+    taken: list[tuple[Any, ...]] = []
+
+    def taking() -> Iterator[tuple[Any, ...]]:
+        for row in rows:
+            taken.append(row)
+            yield row
+
+    source = taking()
+    with conn.cursor() as cursor:
+        try:  # a transaction of four statements (BEGIN, the claim, the COPY, COMMIT): one a batch
             with conn.transaction():
-                _copy(cursor, sql.Identifier(table), columns, rows)
-            return len(rows)
+                claim_ids(cursor, table)
+                _copy(cursor, sql.Identifier(table), columns, source)
+            return len(taken)
         except psycopg.errors.UniqueViolation:
-            pass
-        _copy(cursor, sql.Identifier(_INCOMING), columns, rows)
-        cursor.execute(
-            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY n ON CONFLICT (chain) DO NOTHING").format(
-                sql.Identifier(table), columns, columns, sql.Identifier(_INCOMING)
+            pass  # undone: its ids are never to be
+        taken.extend(source)  # those the COPY had not reached
+        with conn.transaction():
+            claim_ids(cursor, table)
+            _copy(cursor, sql.Identifier(_INCOMING), columns, taken)
+            cursor.execute(
+                sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY n ON CONFLICT (chain) DO NOTHING").format(
+                    sql.Identifier(table), columns, columns, sql.Identifier(_INCOMING)
+                )
             )
-        )
-        return cursor.rowcount
+            return cursor.rowcount
 
 
-def _copy(cursor: psycopg.Cursor, into: sql.Identifier, columns: sql.Composable, rows: list[tuple[Any, ...]]) -> None:
+def _copy(
+    cursor: psycopg.Cursor, into: sql.Identifier, columns: sql.Composable, rows: Iterable[tuple[Any, ...]]
+) -> None:
     with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(into, columns)) as copy:
         copy.set_types(_COPY_TYPES)
         for row in rows:
@@ -408,10 +472,9 @@ class AuditPostgres(FileSender):
         )
 
     def deliver(self, lines: list[bytes], timeout: float | None) -> Outcome:
-        rows = [row_of(line) for line in lines]
         try:
             conn = self._connected(timeout)
-            self.stored += store(conn, self.table, rows)
+            self.stored += store(conn, self.table, map(row_of, lines))
         except SchemaTooNew as e:
             return Outcome(False, False, str(e), halt=True)
         except psycopg.OperationalError as e:  # down, unreachable, restarting, a statement timed out

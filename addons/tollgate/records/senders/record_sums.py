@@ -11,11 +11,12 @@ fields only: who a person is stays configuration, applied when a view is asked.
 
 Two statement-level triggers keep them, with the rows a statement changed (transition tables):
 after an insert, one upsert per sum table and key for the whole batch (a row sent again, left out
-by `ON CONFLICT DO NOTHING`, is in no transition table: it moves nothing); after a delete
-(`keep_days`), each day the removed rows were of is summed again from the rows still there, so
-that a first or last time and a refusal's last reason stay those of the rows kept. The trigger
-functions run as the role that migrated the schema (`SECURITY DEFINER`): the sender's role writes
-no sum itself and cannot change how they are kept.
+by `ON CONFLICT DO NOTHING`, is in no transition table: it moves nothing; the batch's lines read
+by `tollgate_facts_parsed`, without a guard per line, and again by `tollgate_facts` only when one of
+them is no JSON); after a delete (`keep_days`), each day the removed rows were of is summed again
+from the rows still there, so that a first or last time and a refusal's last reason stay those of
+the rows kept. The trigger functions run as the role that migrated the schema (`SECURITY
+DEFINER`): the sender's role writes no sum itself and cannot change how they are kept.
 
 Rows already in the table when the sums came are added by `backfill`, a batch of ids at a time in
 a transaction each, its progress in `<table>_backfill` (`upto`: the last id there before the
@@ -47,36 +48,12 @@ SUM_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "services": (("day", *ORIGIN, "service"), (*_SERVICES, "first_seen", "last_seen", "first_id")),
 }
 
-# ---- what a line says, in SQL (the same for every records' table; made again by each migration)
 
-FUNCTIONS = (
-    # The line as JSON; NULL when it is none (jsonb refuses, where orjson may not, a string holding
-    # \u0000: such a record is listed by the console and counted in no sum). Never in a parallel
-    # plan: its exception block is a subtransaction, which a parallel worker cannot start.
-    """CREATE OR REPLACE FUNCTION tollgate_json(line text) RETURNS jsonb
-    LANGUAGE plpgsql IMMUTABLE PARALLEL UNSAFE AS $f$
-BEGIN
-    RETURN line::jsonb;
-EXCEPTION WHEN others THEN
-    RETURN NULL;
-END $f$""",
-    # A field that is a string (`_str`), else NULL.
-    """CREATE OR REPLACE FUNCTION tollgate_str(v jsonb) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
-$f$ SELECT CASE WHEN jsonb_typeof(v) = 'string' THEN v #>> '{{}}' END $f$""",
-    # A whole number of at least 0 (`_int`: a count, tokens, bytes), else 0.
-    """CREATE OR REPLACE FUNCTION tollgate_count(v jsonb) RETURNS numeric
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
-$f$ SELECT CASE WHEN jsonb_typeof(v) = 'number' AND v::text ~ '^[0-9]+$' THEN v::text::numeric ELSE 0 END $f$""",
-    # A list's item as Python's str() writes it (a refusal's reasons joined).
-    """CREATE OR REPLACE FUNCTION tollgate_item(v jsonb) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
-$f$ SELECT CASE jsonb_typeof(v) WHEN 'string' THEN v #>> '{{}}' WHEN 'null' THEN 'None'
-    WHEN 'boolean' THEN CASE WHEN v = 'true' THEN 'True' ELSE 'False' END ELSE v::text END $f$""",
-    # What a line counts in (`Index._sum`): one row for a record with a `ts` of an hour at least, none
-    # for a line that is no record. `shaped`: its findings and reasons of the shapes the audit writes
-    # (else it counts in the hourly spend only, as the console's index counts it).
-    """CREATE OR REPLACE FUNCTION tollgate_facts(line text, raw bytea) RETURNS TABLE (
+def _facts(name: str, parsed: str) -> str:
+    """The statement that makes the function `name`, which reads a line as `parsed` says."""
+    return (
+        (
+            """CREATE OR REPLACE FUNCTION @NAME@(line text, raw bytea) RETURNS TABLE (
     day text, hour text, ts text, event text,
     client text, groups text[], account text, instance text, jwt boolean, key text,
     provider text, model text, denied boolean, inputs numeric, outputs numeric, price numeric,
@@ -114,7 +91,7 @@ SELECT left(r.ts, 10), left(r.ts, 13), r.ts, r.event,
         WHEN tollgate_count(d->'redacted') > 0 THEN 'redacted' ELSE 'recorded' END,
     CASE WHEN r.refusal = 'content_denied' THEN 'refused'
         WHEN tollgate_count(d->'answer_redacted') > 0 THEN 'redacted' ELSE 'recorded' END
-FROM (SELECT tollgate_json(line) AS d WHERE raw IS NULL OFFSET 0) AS j
+FROM (SELECT @JSON@ AS d WHERE raw IS NULL OFFSET 0) AS j
 CROSS JOIN LATERAL (SELECT
     tollgate_str(d->'ts') AS ts, tollgate_str(d->'event') AS event, tollgate_str(d->'client') AS client,
     CASE WHEN coalesce(jsonb_typeof(d->'groups'), 'null') = 'null' THEN NULL
@@ -128,21 +105,60 @@ CROSS JOIN LATERAL (SELECT
     tollgate_str(d->'refusal') AS refusal
 ) AS r
 WHERE jsonb_typeof(d) = 'object' AND length(r.ts) >= 13 AND r.event IS DISTINCT FROM 'malformed'
-$f$""",
+$f$"""
+        )
+        .replace("@NAME@", name)
+        .replace("@JSON@", parsed)
+    )
+
+
+# ---- what a line says, in SQL (the same for every records' table; made again by each migration)
+
+FUNCTIONS = (
+    # The line as JSON; NULL when it is none (jsonb refuses, where orjson may not, a string holding
+    # \u0000: such a record is listed by the console and counted in no sum). Never in a parallel
+    # plan: its exception block is a subtransaction, which a parallel worker cannot start.
+    """CREATE OR REPLACE FUNCTION tollgate_json(line text) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE PARALLEL UNSAFE AS $f$
+BEGIN
+    RETURN line::jsonb;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END $f$""",
+    # A field that is a string (`_str`), else NULL.
+    """CREATE OR REPLACE FUNCTION tollgate_str(v jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$f$ SELECT CASE WHEN jsonb_typeof(v) = 'string' THEN v #>> '{{}}' END $f$""",
+    # A whole number of at least 0 (`_int`: a count, tokens, bytes), else 0.
+    """CREATE OR REPLACE FUNCTION tollgate_count(v jsonb) RETURNS numeric
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$f$ SELECT CASE WHEN jsonb_typeof(v) = 'number' AND v::text ~ '^[0-9]+$' THEN v::text::numeric ELSE 0 END $f$""",
+    # A list's item as Python's str() writes it (a refusal's reasons joined).
+    """CREATE OR REPLACE FUNCTION tollgate_item(v jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$f$ SELECT CASE jsonb_typeof(v) WHEN 'string' THEN v #>> '{{}}' WHEN 'null' THEN 'None'
+    WHEN 'boolean' THEN CASE WHEN v = 'true' THEN 'True' ELSE 'False' END ELSE v::text END $f$""",
+    # What a line counts in (`Index._sum`): one row for a record with a `ts` of an hour at least, none
+    # for a line that is no record. `shaped`: its findings and reasons of the shapes the audit writes
+    # (else it counts in the hourly spend only, as the console's index counts it).
+    _facts("tollgate_facts", "tollgate_json(line)"),
+    # The same, the line cast to jsonb unguarded: no subtransaction a row, but an error for a line
+    # that is no JSON, after which the trigger reads its batch again with `tollgate_facts`.
+    _facts("tollgate_facts_parsed", "line::jsonb"),
 )
 
 _O = "client, groups, account, instance, jwt"
 _C = 'COLLATE "C"'
 
 
-def add_statement(source: str, where: str = "") -> str:
+def add_statement(source: str, where: str = "", facts: str = "tollgate_facts") -> str:
     """One statement that adds the rows of `source` (a query or relation with `id`, `line`, `raw`)
-    (those of them `where` keeps) to every sum table: an upsert per table, its keys in order (two
-    batches meet in the same order: no deadlock). Its names ({people}, …) are filled in by
-    `migrate`."""
+    (those of them `where` keeps), as the function `facts` reads them, to every sum table: an upsert
+    per table, its keys in order (two batches meet in the same order: no deadlock). Its names
+    ({people}, …) are filled in by `migrate`."""
     calls = "f.event IN ('llm_call', 'mcp_call')"
     return f"""WITH f AS MATERIALIZED (
-    SELECT s.id, x.* FROM {source} AS s CROSS JOIN LATERAL tollgate_facts(s.line, s.raw) AS x {where}
+    SELECT s.id, x.* FROM {source} AS s CROSS JOIN LATERAL {facts}(s.line, s.raw) AS x {where}
 ), o AS (
     INSERT INTO {{origins}} ({_O}) SELECT DISTINCT {_O} FROM f ON CONFLICT DO NOTHING
 ), p AS (
@@ -194,7 +210,7 @@ def add_statement(source: str, where: str = "") -> str:
         UNION ALL
         SELECT e.key, 'answer', f.answer_action, e.value FROM jsonb_each(f.answer_findings) AS e
     ) AS k
-    WHERE f.shaped AND {calls}
+    WHERE f.shaped AND {calls} AND (f.findings <> '{{{{}}}}' OR f.answer_findings <> '{{{{}}}}')  -- most have none
     GROUP BY f.day, {_O}, f.key, k.kind, k.place, k.action ORDER BY f.day, {_O}, f.key, k.kind, k.place, k.action
     ON CONFLICT (day, {_O}, key, kind, place, action) DO UPDATE SET count = t.count + EXCLUDED.count
 )
@@ -279,7 +295,14 @@ END $d$""",
     f"""CREATE OR REPLACE FUNCTION {{sums_added}}() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $f$
 BEGIN
-    {add_statement("added")};
+    -- A batch of JSON lines (every batch but one holding a line that is none) read unguarded; that
+    -- one read again, each line guarded as `tollgate_json` guards it (the upserts of the first try
+    -- undone with its block).
+    BEGIN
+        {add_statement("added", facts="tollgate_facts_parsed")};
+    EXCEPTION WHEN others THEN
+        {add_statement("added")};
+    END;
     RETURN NULL;
 END $f$""",
     f"""CREATE OR REPLACE FUNCTION {{sums_removed}}() RETURNS trigger
