@@ -327,18 +327,10 @@ class Azure(Provider):
                     "extra-parameters hands the model fields Tollgate does not read; send error or drop"
                 ).at(classification.endpoint)
 
-    def prepare(
-        self,
-        classification: Classification,
-        body: dict[str, Any] | None,
-        index: Mapping[bytes, bytes],
-        inject_usage: bool,
-    ) -> bool:
+    def may_ask_usage(self, classification: Classification, index: Mapping[bytes, bytes]) -> bool:
         # Every chat stream, the deployments' too; not the model inference API's, which refuses a
         # field it does not define.
-        if isinstance(classification, ModelInference):
-            return False
-        return super().prepare(classification, body, index, inject_usage)
+        return not isinstance(classification, ModelInference)
 
 
 def _deployment_call(method: str, parts: list[str], data: dict[str, Any] | None) -> Classification:
