@@ -88,7 +88,8 @@ class ConsoleConfig(Strict):
     """`listen`: HOST:PORT; `token`: the token every request needs (default: a new random one
     per start; `${NAME}` keeps one across starts; with `sign_in`, none unless set, and then only as
     `Authorization: Bearer`); `cursor_secret`: what the event list's cursors are sealed with (32
-    characters or more, `${NAME}`, shared by replicas); `tls`: served over HTTPS. An address other
+    characters or more, `${NAME}`, shared by replicas; required when the console reads PostgreSQL,
+    where it runs as replicas); `tls`: served over HTTPS. An address other
     than loopback is refused without `tls`. `sign_in`: OpenID Connect; `access_log`: the console's reads, as JSON lines
     (default `<audit.path>.console-access.jsonl`)."""
 
@@ -102,7 +103,8 @@ class ConsoleConfig(Strict):
     sign_in: SignInConfig | None = None
     access_log: str | None = None
     # The key the event list's cursors are sealed with (`console/cursors.py`), the same for every
-    # replica; None: a random one per start.
+    # replica; None: a random one per start, over files alone (`tollgate console` over PostgreSQL
+    # refuses to start without it).
     cursor_secret: str | None = Field(default=None, repr=False)
 
     @field_validator("listen")
