@@ -98,28 +98,9 @@ def _ca(
     ca_key = ec.generate_private_key(ec.SECP256R1())
     issuer_name, issuer_key = (_name(subject), ca_key) if issuer is None else (issuer[0].subject, issuer[1])
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
+        _builder(_name(subject), issuer_name, ca_key, start, end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
     )
     if issuer is not None:
@@ -127,6 +108,32 @@ def _ca(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
         )
     return builder.sign(issuer_key, hashes.SHA256()), ca_key
+
+
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    start: datetime.datetime,
+    end: datetime.datetime,
+) -> x509.CertificateBuilder:
+    """A certificate of `key`'s, valid from `start` to `end`, before its extensions."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+    )
+
+
+def _key_usage(**allowed: bool) -> x509.KeyUsage:
+    """keyUsage with what `allowed` names, nothing else."""
+    uses = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
+            "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")  # fmt: skip
+    return x509.KeyUsage(**(dict.fromkeys(uses, False) | allowed))
 
 
 def make_pki(directory: Path, label: str, chain: bool = False) -> tuple[Path, Path, Path]:
@@ -142,28 +149,9 @@ def make_pki(directory: Path, label: str, chain: bool = False) -> tuple[Path, Pa
         (directory / f"{label}-intermediate.pem").write_bytes(_pem(ca))
     tsa_key = ec.generate_private_key(ec.SECP256R1())
     tsa = (
-        x509.CertificateBuilder()
-        .subject_name(_name(f"{label} test TSA"))
-        .issuer_name(ca.subject)
-        .public_key(tsa_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
+        _builder(_name(f"{label} test TSA"), ca.subject, tsa_key, start, end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(digital_signature=True, content_commitment=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(tsa_key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
