@@ -27,10 +27,13 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -371,3 +374,16 @@ def openssl_verify(token_der: bytes, data: bytes, ca_file: Path, directory: Path
         timeout=20,
         check=False,
     )
+
+
+def tsa_fixture(name: str, listening: bool = True, chain: bool = False) -> Any:
+    """A module's fixture `name`: a `Tsa` (as `Tsa.start` makes it) for the module's tests, closed
+    after them."""
+
+    @pytest.fixture(scope="module", name=name)
+    def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tsa]:
+        tsa = Tsa.start(tmp_path_factory.mktemp(name), listening=listening, chain=chain)
+        yield tsa
+        tsa.close()
+
+    return made

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
-from tests.support.tsa import Tsa
+from tests.support.tsa import Tsa, tsa_fixture
 from tests.unit.anchored_audit import HOUR, KEY, Writer, anchored_file, rewritten
 
 from tollgate.cli.main import main
@@ -20,13 +19,7 @@ from tollgate.records.audit.audit_record import utc_timestamp
 from tollgate.records.audit.audit_verify import read_lines, verify
 from tollgate.records.audit.verify_state import restored_verifier, saved_state
 
-
-@pytest.fixture(scope="module")
-def tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tsa]:
-    """The TSA's certificates and `openssl ts -reply`; asked directly, not over HTTP."""
-    made = Tsa.start(tmp_path_factory.mktemp("tsa"), listening=False)
-    yield made
-    made.close()
+tsa = tsa_fixture("tsa", listening=False)  # its certificates and `openssl ts -reply`; asked directly, not over HTTP
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str], list[str]]:
