@@ -29,7 +29,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .proxy import free_port
-from .quiet_handler import QuietHandler
+from .quiet_handler import QuietHandler, Switchable
 
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
@@ -223,7 +222,7 @@ class Received:
 
 
 @dataclass
-class Tsa:
+class Tsa(Switchable):
     """Start with `Tsa.start(directory)`."""
 
     directory: Path
@@ -248,8 +247,6 @@ class Tsa:
             conf += f"certs = {sent}\n"
         self.config.write_text(conf)
         self._lock = threading.Lock()  # one `openssl ts -reply` at a time (its serial file)
-        self._serving = False
-        self._fresh = False  # a server made and not yet started
         self._make_server()
 
     @classmethod
@@ -333,32 +330,7 @@ class Tsa:
                 self.end_headers()
                 self.wfile.write(answer)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._fresh = True
-
-    def down(self) -> None:
-        """Nothing listens on its port (connections refused) until `up`."""
-        if self._serving:
-            self._serving = False
-            self._server.shutdown()
-            self._server.server_close()
-
-    def up(self) -> None:
-        """Listening again, on the same port."""
-        if not self._serving:
-            if not self._fresh:
-                self._make_server()
-            self._fresh = False
-            self._thread.start()
-            self._serving = True
-
-    def close(self) -> None:
-        self.down()
-        if self._fresh:
-            self._fresh = False
-            self._server.server_close()
+        self._serve(Handler)
 
 
 def openssl_verify(token_der: bytes, data: bytes, ca_file: Path, directory: Path) -> subprocess.CompletedProcess[str]:
