@@ -11,7 +11,7 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 from tests.support.tsa import Tsa, tsa_fixture
-from tests.unit.anchored_audit import HOUR, KEY, Writer, anchored_file, rewritten
+from tests.unit.anchored_audit import HOUR, KEY, Writer, anchored_file, every_half_hour, rewritten
 
 from tollgate.cli.main import main
 from tollgate.records.audit.anchor_verify import load_rules
@@ -469,10 +469,7 @@ def three_hours(tsa: Tsa, now: float) -> Writer:
     TSA now: the forger's files below keep none of them), then a call and a last checkpoint."""
     w = Writer(tsa)
     w.start(now - 3 * HOUR)
-    for k in range(6):
-        at = now - 3 * HOUR + k * HOUR / 2
-        w.calls(at, 2)
-        w.anchor(at + 2, w.checkpoint(at + 1))
+    every_half_hour(w, now - 3 * HOUR, 6, anchored_after=2)
     w.calls(now - 60, 1)
     w.checkpoint(now - 30)
     return w
