@@ -166,7 +166,8 @@ def start_console(dsn: str, directory: Path) -> tuple[subprocess.Popen, str]:
     config.write_text(json.dumps({
         "providers": {"openai": {"keys": ["${OPENAI_KEY_NOT_HERE}"]}},
         "audit": {"path": str(directory / "audit.jsonl"), "postgres": {"dsn": "${TOLLGATE_RECORDS_DSN}"}},
-        "console": {"listen": f"127.0.0.1:{free_port()}", "token": TOKEN},
+        "console": {"listen": f"127.0.0.1:{free_port()}", "token": TOKEN,
+                    "cursor_secret": "cursors-of-the-fleet-console-0001"},
     }))  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_KEY_NOT_HERE"} | {"TOLLGATE_RECORDS_DSN": dsn}
     process, line = console_process(config, cwd=directory, env=env)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +28,7 @@ from tests.support.cli import console_process
 from tests.support.oidc_provider import OidcProvider, oidc_provider
 from tests.support.postgres import PostgresServer
 from tests.support.proxy import free_port
+from tests.support.run_sh import wait_listening
 from tests.support.web import NoRedirect
 
 from tollgate.records.senders.audit_postgres import ensure_schema, prepare, store
@@ -91,17 +91,6 @@ def haproxy_config(front: int, replicas: list[Replica]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def wait_up(port: int, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {port}")
-
-
 @dataclass
 class Fleet:
     front: str  # HAProxy's address
@@ -133,7 +122,7 @@ def fleet(provider: OidcProvider, postgres: PostgresServer, tmp_path: Path) -> I
     try:
         for replica in replicas:
             replica.start()
-        wait_up(front)
+        wait_listening(front, seconds=15, poll=0.05)
         time.sleep(0.5)  # HAProxy's first health checks
         yield Fleet(f"http://127.0.0.1:{front}", {r.name: r for r in replicas}, dsn, provider)
     finally:
@@ -207,7 +196,7 @@ def test_two_consoles_behind_haproxy_serve_the_same_people_across_restarts_and_s
     one = fleet.replicas["one"]
     assert "sessions" not in one.stop()
     one.start()
-    wait_up(one.port)
+    wait_listening(one.port, seconds=15, poll=0.05)
     time.sleep(0.5)  # HAProxy sees it up again
     for console in ("one", "two"):
         assert me(fleet, session, console)[0] == 200

@@ -269,15 +269,10 @@ def test_run_sh_demo_makes_a_governed_a_refused_and_a_redacted_call_then_stops(t
         )
         assert (elsewhere.returncode, elsewhere.stderr) == (56, "curl: (56) CONNECT tunnel failed, response 403\n")
     finally:
-        if demo.poll() is None:
-            os.kill(demo.pid, signal.SIGINT)  # Ctrl-C
-        code = demo.wait(timeout=30)
+        code = interrupted(demo)
     assert code == 0, (tmp_path / "demo.log").read_text()[-3000:]
     # Nothing of it runs: its process group is empty, and neither it nor the proxy listens.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and group_alive(demo.pid):
-        time.sleep(0.1)
-    assert not group_alive(demo.pid)
+    assert_group_gone(demo.pid)
     assert not listening(port) and not listening(console_port)
     # It wrote nothing outside demo/: not in the checkout, the directory it ran from or the home.
     assert files_outside_the_demo(ROOT) == before
@@ -339,6 +334,21 @@ def every_view_shows_rows(console: str, tmp_path: Path, day: str, cost: float) -
                 assert browser.evaluate(f"{scale} <= {bars}")
     finally:
         browser.close()
+
+
+def interrupted(demo: subprocess.Popen) -> int:
+    """The demo stopped as its user stops it (Ctrl-C) if it still runs; its exit status."""
+    if demo.poll() is None:
+        os.kill(demo.pid, signal.SIGINT)
+    return demo.wait(timeout=30)
+
+
+def assert_group_gone(pgid: int) -> None:
+    """Nothing of the process group `pgid` runs any more, within 10 s."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and group_alive(pgid):
+        time.sleep(0.1)
+    assert not group_alive(pgid)
 
 
 def group_alive(pgid: int) -> bool:
@@ -429,14 +439,9 @@ def test_run_sh_demo_sign_in_lets_each_person_sign_in_and_see_their_scope(tmp_pa
         finally:
             browser.close()
     finally:
-        if demo.poll() is None:
-            os.kill(demo.pid, signal.SIGINT)  # Ctrl-C
-        code = demo.wait(timeout=30)
+        code = interrupted(demo)
     assert code == 0, (tmp_path / "demo.log").read_text()[-3000:]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and group_alive(demo.pid):
-        time.sleep(0.1)
-    assert not group_alive(demo.pid)
+    assert_group_gone(demo.pid)
     assert not listening(int(issuer.rpartition(":")[2])) and not listening(int(base.rpartition(":")[2]))
     # Each sign-in is in the console's access log, with who it was.
     access = [json.loads(line) for line in (DEMO / "audit.jsonl.console-access.jsonl").read_text().splitlines()]

@@ -261,6 +261,14 @@ def printed_row(r: dict) -> tuple:
             r["tollgate"]["cost_usd"], r["vendor"]["cost_usd"], r["vendor"]["cost_usd"] - r["tollgate"]["cost_usd"])  # fmt: skip
 
 
+# The amounts' cells that wrap (their text on more than one line) or are cut (wider than the cell).
+AMOUNTS_BROKEN = """Array.from(document.querySelectorAll('td.usd')).filter(c => {
+  const text = document.createRange();
+  text.selectNodeContents(c);
+  return text.getClientRects().length > 1 || c.scrollWidth > c.clientWidth;
+}).map(c => c.textContent)"""
+
+
 def test_the_invoice_in_chromium_shows_what_reconcile_printed(
     made, vendors, upstream_ca_pem, invoice_sign_in: OidcProvider, tmp_path: Path
 ):
@@ -301,6 +309,7 @@ def test_the_invoice_in_chromium_shows_what_reconcile_printed(
                         assert other not in page, other
                 assert "upstream_key" not in page and "sha256:" not in page
                 assert browser.evaluate("document.documentElement.scrollWidth") <= 1024  # no scrolling sideways
+                assert browser.evaluate(AMOUNTS_BROKEN) == []  # each amount on one line, whole
                 browser.screenshot(shots / f"console-invoice-reconciled-{name}.png")
                 if name == "security":  # the tables under the fold: the differences, the key used around
                     browser.evaluate("document.getElementById('invoice-rows').scrollIntoView()")

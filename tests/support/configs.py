@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from tests.support.proxy import START_UP_S
+
 
 def openai_with_clients(real_key: str, clients: dict[str, str], **more: Any) -> Callable[[dict[str, str]], dict]:
     """OpenAI on its fake upstream with Tollgate's key `real_key`; a client for each name and key of
@@ -29,8 +31,8 @@ def every_provider(urls: dict[str, str], keys: dict[str, str], aws: tuple[str, s
 
 def with_policy(gateway: Any, config: Any, policy: str) -> Any:
     """`gateway`, whose configuration names a `policy.rego` beside it, configured again with
-    `config` once that file holds `policy`."""
+    `config` once that file holds `policy`: part of its start-up, waited for as long."""
     assert gateway.config_path is not None
     (gateway.config_path.parent / "policy.rego").write_text(policy)
-    gateway.reconfigure(config)
+    gateway.reconfigure(config, timeout=START_UP_S)
     return gateway

@@ -42,8 +42,9 @@ def console(
                "security": ["secops"], "leads": {"eng-leads": ["research"]}}  # fmt: skip
     config: dict[str, Any] = {"audit": {"path": str(audit)}, "clients": clients,
                               "console": {"listen": f"127.0.0.1:{port}", "sign_in": sign_in}}  # fmt: skip
-    if dsn is not None:
+    if dsn is not None:  # a console over PostgreSQL, as its replicas run: their cursors' secret shared
         config["audit"]["postgres"] = {"dsn": dsn}
+        config["console"]["cursor_secret"] = "cursors-of-the-invoice-console-0001"
     path = directory / "tollgate.yaml"
     path.write_text(json.dumps(config))
     process, line = console_process(path, cwd=directory)

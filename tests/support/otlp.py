@@ -12,7 +12,6 @@ import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -26,7 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from tests.support.proxy import free_port
-from tests.support.quiet_handler import QuietHandler
+from tests.support.quiet_handler import QuietHandler, Switchable
 
 SPAN_KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
 STATUS_CODES = {0: "UNSET", 1: "OK", 2: "ERROR"}
@@ -74,7 +73,7 @@ class Received:
 
 
 @dataclass
-class Collector:
+class Collector(Switchable):
     """Start with `Collector.start()`; `url` is its endpoint (what `metrics.otlp.endpoint` takes)."""
 
     port: int = field(default_factory=free_port)
@@ -88,7 +87,6 @@ class Collector:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._serving = False
         self._make_server()
 
     def _make_server(self) -> None:
@@ -141,35 +139,17 @@ class Collector:
                 self.end_headers()
                 self.wfile.write(answer)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        # Polled every 50 ms, as fake_upstream's: `stop` (a test's teardown) waits for a poll.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._serve(Handler)
 
     @classmethod
     def start(cls, listening: bool = True) -> Collector:
         """A collector on a port of its own; `listening=False`: down (`up` starts it)."""
         collector = cls()
         if listening:
-            collector._thread.start()
-            collector._serving = True
+            collector.up()
         else:
-            collector._server.server_close()
+            collector.close()  # its port free: connections refused until `up`
         return collector
-
-    def down(self) -> None:
-        """Nothing listens on its port any more (connections refused) until `up`."""
-        if self._serving:
-            self._serving = False
-            self._server.shutdown()
-            self._server.server_close()
-
-    def up(self) -> None:
-        """Listening again, on the same port."""
-        if not self._serving:
-            self._make_server()
-            self._thread.start()
-            self._serving = True
 
     @property
     def url(self) -> str:
@@ -234,6 +214,3 @@ class Collector:
                     return list(items)
             time.sleep(0.02)
         raise AssertionError(f"expected {count} {what}, have {len(items)}" + (f": {items}" if shown else ""))
-
-    def close(self) -> None:
-        self.down()

@@ -19,6 +19,9 @@ from .processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = ROOT / "addons" / "gateway.py"
+# How long a gateway may take to start (listen, read its configuration and policy), on a machine
+# under load: every end-to-end test's start-up waits this long.
+START_UP_S = 30.0
 
 
 def mitmproxy_tool(name: str) -> str:
@@ -112,7 +115,7 @@ class Mitmdump:
     def listening_ports(self) -> tuple[int, ...]:
         return (self.port,)
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = START_UP_S) -> None:
         deadline = time.monotonic() + timeout
         waiting = list(self.listening_ports())
         while waiting and time.monotonic() < deadline:
@@ -170,7 +173,7 @@ class Mitmweb(Mitmdump):
             return json.loads(response.read())
 
 
-def run_to_exit(confdir: Path, config: Path, timeout: float = 30.0) -> subprocess.CompletedProcess:
+def run_to_exit(confdir: Path, config: Path, timeout: float = START_UP_S) -> subprocess.CompletedProcess:
     """Start mitmdump with a configuration that must stop it; return how it ended."""
     return subprocess.run(
         [

@@ -43,15 +43,18 @@ def env_exports(*args: str, listen: str | None = None, env: dict[str, str] | Non
     return dict(line.removeprefix("export ").split("=", 1) for line in done.stdout.splitlines())
 
 
-def wait_listening(port: int, proxy: subprocess.Popen, seconds: float = 60) -> None:
+def wait_listening(port: int, proxy: subprocess.Popen | None = None, seconds: float = 60, poll: float = 0.2) -> None:
+    """Once something listens on `port`; AssertionError after `seconds`, or once `proxy` (what
+    should listen there, when given) has exited."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and proxy.poll() is None:
+    while time.monotonic() < deadline and (proxy is None or proxy.poll() is None):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"nothing listens on {port} (run.sh exit {proxy.poll()})")
+            time.sleep(poll)
+    said = "" if proxy is None else f" (run.sh exit {proxy.poll()})"
+    raise AssertionError(f"nothing listens on {port}{said}")
 
 
 @contextmanager

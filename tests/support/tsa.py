@@ -27,17 +27,19 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .proxy import free_port
-from .quiet_handler import QuietHandler
+from .quiet_handler import QuietHandler, Switchable
 
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
@@ -98,28 +100,9 @@ def _ca(
     ca_key = ec.generate_private_key(ec.SECP256R1())
     issuer_name, issuer_key = (_name(subject), ca_key) if issuer is None else (issuer[0].subject, issuer[1])
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
+        _builder(_name(subject), issuer_name, ca_key, start, end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
     )
     if issuer is not None:
@@ -127,6 +110,32 @@ def _ca(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
         )
     return builder.sign(issuer_key, hashes.SHA256()), ca_key
+
+
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    start: datetime.datetime,
+    end: datetime.datetime,
+) -> x509.CertificateBuilder:
+    """A certificate of `key`'s, valid from `start` to `end`, before its extensions."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+    )
+
+
+def _key_usage(**allowed: bool) -> x509.KeyUsage:
+    """keyUsage with what `allowed` names, nothing else."""
+    uses = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
+            "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")  # fmt: skip
+    return x509.KeyUsage(**(dict.fromkeys(uses, False) | allowed))
 
 
 def make_pki(directory: Path, label: str, chain: bool = False) -> tuple[Path, Path, Path]:
@@ -142,28 +151,9 @@ def make_pki(directory: Path, label: str, chain: bool = False) -> tuple[Path, Pa
         (directory / f"{label}-intermediate.pem").write_bytes(_pem(ca))
     tsa_key = ec.generate_private_key(ec.SECP256R1())
     tsa = (
-        x509.CertificateBuilder()
-        .subject_name(_name(f"{label} test TSA"))
-        .issuer_name(ca.subject)
-        .public_key(tsa_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
+        _builder(_name(f"{label} test TSA"), ca.subject, tsa_key, start, end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(digital_signature=True, content_commitment=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(tsa_key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
@@ -232,7 +222,7 @@ class Received:
 
 
 @dataclass
-class Tsa:
+class Tsa(Switchable):
     """Start with `Tsa.start(directory)`."""
 
     directory: Path
@@ -257,8 +247,6 @@ class Tsa:
             conf += f"certs = {sent}\n"
         self.config.write_text(conf)
         self._lock = threading.Lock()  # one `openssl ts -reply` at a time (its serial file)
-        self._serving = False
-        self._fresh = False  # a server made and not yet started
         self._make_server()
 
     @classmethod
@@ -342,32 +330,7 @@ class Tsa:
                 self.end_headers()
                 self.wfile.write(answer)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._fresh = True
-
-    def down(self) -> None:
-        """Nothing listens on its port (connections refused) until `up`."""
-        if self._serving:
-            self._serving = False
-            self._server.shutdown()
-            self._server.server_close()
-
-    def up(self) -> None:
-        """Listening again, on the same port."""
-        if not self._serving:
-            if not self._fresh:
-                self._make_server()
-            self._fresh = False
-            self._thread.start()
-            self._serving = True
-
-    def close(self) -> None:
-        self.down()
-        if self._fresh:
-            self._fresh = False
-            self._server.server_close()
+        self._serve(Handler)
 
 
 def openssl_verify(token_der: bytes, data: bytes, ca_file: Path, directory: Path) -> subprocess.CompletedProcess[str]:
@@ -383,3 +346,16 @@ def openssl_verify(token_der: bytes, data: bytes, ca_file: Path, directory: Path
         timeout=20,
         check=False,
     )
+
+
+def tsa_fixture(name: str, listening: bool = True, chain: bool = False) -> Any:
+    """A module's fixture `name`: a `Tsa` (as `Tsa.start` makes it) for the module's tests, closed
+    after them."""
+
+    @pytest.fixture(scope="module", name=name)
+    def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tsa]:
+        tsa = Tsa.start(tmp_path_factory.mktemp(name), listening=listening, chain=chain)
+        yield tsa
+        tsa.close()
+
+    return made

@@ -118,9 +118,15 @@ def anchored_file(tsa: Tsa, now: float) -> Writer:
     """A run of two hours: a checkpoint every 30 minutes, each anchored, then a tail of 3 calls."""
     w = Writer(tsa)
     w.start(now - 2 * HOUR)
-    for k in range(4):
-        at = now - 2 * HOUR + k * HOUR / 2
-        w.calls(at, 2)
-        w.anchor(at + 1, w.checkpoint(at + 1))
+    every_half_hour(w, now - 2 * HOUR, 4)
     w.calls(now, 3)
     return w
+
+
+def every_half_hour(w: Writer, since: float, count: int, anchored_after: float = 1) -> None:
+    """`count` half hours from `since`: two calls each, then a checkpoint (a second later), anchored
+    `anchored_after` seconds after the half hour began."""
+    for k in range(count):
+        at = since + k * HOUR / 2
+        w.calls(at, 2)
+        w.anchor(at + anchored_after, w.checkpoint(at + 1))

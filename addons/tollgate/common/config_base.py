@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -48,19 +48,26 @@ Count = Annotated[int, Field(ge=0)]
 Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 
 
-def base_url(value: str | None) -> str | None:
-    """An upstream: scheme://host[:port], nothing more."""
-    if value is None:
-        return None
+def http_url(value: str, otherwise: str) -> SplitResult:
+    """An http(s) URL's parts, its host and port checked; ValueError `otherwise` where it has no
+    http(s) scheme or no host."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must look like scheme://host[:port], e.g. https://api.openai.com")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError("must be scheme://host[:port] without a path or query")
+        raise ValueError(otherwise)
     try:
         _ = parts.port  # urlsplit checks the port only when it is read
     except ValueError as e:
         raise ValueError(f"bad port: {e}") from None
+    return parts
+
+
+def base_url(value: str | None) -> str | None:
+    """An upstream: scheme://host[:port], nothing more."""
+    if value is None:
+        return None
+    parts = http_url(value, "must look like scheme://host[:port], e.g. https://api.openai.com")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("must be scheme://host[:port] without a path or query")
     return value.rstrip("/")
 
 

@@ -4,6 +4,7 @@ how people sign in (`sign_in`: OpenID Connect) and where their reads are recorde
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -84,11 +85,23 @@ class SignInConfig(Strict):
         return value
 
 
+def at_least(length: int, otherwise: str) -> Callable[[str | None], str | None]:
+    """A validator of a secret: unset, or `length` characters or more (ValueError `otherwise`)."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and len(value) < length:
+            raise ValueError(otherwise)
+        return value
+
+    return check
+
+
 class ConsoleConfig(Strict):
     """`listen`: HOST:PORT; `token`: the token every request needs (default: a new random one
     per start; `${NAME}` keeps one across starts; with `sign_in`, none unless set, and then only as
     `Authorization: Bearer`); `cursor_secret`: what the event list's cursors are sealed with (32
-    characters or more, `${NAME}`, shared by replicas); `tls`: served over HTTPS. An address other
+    characters or more, `${NAME}`, shared by replicas; required when the console reads PostgreSQL,
+    where it runs as replicas); `tls`: served over HTTPS. An address other
     than loopback is refused without `tls`. `sign_in`: OpenID Connect; `access_log`: the console's reads, as JSON lines
     (default `<audit.path>.console-access.jsonl`)."""
 
@@ -102,7 +115,8 @@ class ConsoleConfig(Strict):
     sign_in: SignInConfig | None = None
     access_log: str | None = None
     # The key the event list's cursors are sealed with (`console/cursors.py`), the same for every
-    # replica; None: a random one per start.
+    # replica; None: a random one per start, over files alone (`tollgate console` over PostgreSQL
+    # refuses to start without it).
     cursor_secret: str | None = Field(default=None, repr=False)
 
     @field_validator("listen")
@@ -111,19 +125,10 @@ class ConsoleConfig(Strict):
         listen_address(value)
         return value
 
-    @field_validator("token")
-    @classmethod
-    def _long_enough(cls, value: str | None) -> str | None:
-        if value is not None and len(value) < 16:
-            raise ValueError("a token of 16 characters or more")
-        return value
-
-    @field_validator("cursor_secret")
-    @classmethod
-    def _strong_enough(cls, value: str | None) -> str | None:
-        if value is not None and len(value) < 32:
-            raise ValueError("a secret of 32 characters or more, the same for every console replica (${NAME})")
-        return value
+    _long_enough = field_validator("token")(at_least(16, "a token of 16 characters or more"))
+    _strong_enough = field_validator("cursor_secret")(
+        at_least(32, "a secret of 32 characters or more, the same for every console replica (${NAME})")
+    )
 
     @model_validator(mode="after")
     def _loopback_or_tls(self) -> ConsoleConfig:

@@ -7,26 +7,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from cryptography import x509
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from tollgate.common.audit_chain import Signer, load_signing_key
-from tollgate.common.config_base import Strict, base_url
+from tollgate.common.config_base import Strict, base_url, http_url
 
 
 def otlp_endpoint(value: str) -> str:
     """A collector's OTLP/HTTP endpoint: http(s)://host[:port][/path], to which /v1/logs is added."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http(s) URL, e.g. http://otel-collector:4318")
+    parts = http_url(value, "must be an http(s) URL, e.g. http://otel-collector:4318")
     if parts.query or parts.fragment:
         raise ValueError("must be an http(s) URL without a query (/v1/logs is added to its path)")
-    try:
-        _ = parts.port  # urlsplit checks the port only when it is read
-    except ValueError as e:
-        raise ValueError(f"bad port: {e}") from None
     return value.rstrip("/")
 
 
@@ -109,17 +102,11 @@ class AuditPostgresConfig(Strict):
 def tsa_url(value: str) -> str:
     """A time-stamp authority's URL: http(s)://host[:port][/path][?query], no user or password in it
     (an authenticated TSA's key goes in `audit.anchor.headers`, which are never recorded)."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http(s) URL, e.g. https://freetsa.org/tsr")
+    parts = http_url(value, "must be an http(s) URL, e.g. https://freetsa.org/tsr")
     if parts.username is not None or parts.password is not None:
         raise ValueError("must hold no user or password: give a TSA's key in audit.anchor.headers")
     if parts.fragment:
         raise ValueError("must be an http(s) URL without a fragment")
-    try:
-        _ = parts.port  # urlsplit checks the port only when it is read
-    except ValueError as e:
-        raise ValueError(f"bad port: {e}") from None
     return value
 
 

@@ -121,6 +121,13 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
             print(f"error: {config_path}: {missing[0]}: the console reads the fleet's records from PostgreSQL with it",
                   file=sys.stderr)  # fmt: skip
             return 1
+        # Over PostgreSQL the console is made to run as replicas behind one address (its sessions are
+        # there): a cursor sealed with a key of one process alone would not open on the others.
+        if settings.cursor_secret is None:
+            print(f"error: {config_path}: console.cursor_secret: required when the console reads PostgreSQL"
+                  " (audit.postgres): 32 characters or more, the same for every replica (${NAME}), so that a page's"
+                  " cursors open on whichever answers", file=sys.stderr)  # fmt: skip
+            return 1
         table = Table(dsn, postgres.table, key=key, keep_days=postgres.keep_days, anchors=anchors)
         try:
             table.open()
@@ -140,9 +147,6 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
         sessions = session_table
         if sign_in is not None:
             sign_in.sessions = session_table
-        if settings.cursor_secret is None:
-            print("tollgate console: console.cursor_secret is not set: the event list's pages hold on this console"
-                  " alone; set it, the same for every replica", file=sys.stderr, flush=True)  # fmt: skip
     else:
         # The index is remembered beside the audit: the configured file's, else the last file given.
         remember = path_for(given[-1] if given else Path(config.audit.path)) if files else None

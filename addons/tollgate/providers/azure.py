@@ -327,18 +327,10 @@ class Azure(Provider):
                     "extra-parameters hands the model fields Tollgate does not read; send error or drop"
                 ).at(classification.endpoint)
 
-    def prepare(
-        self,
-        classification: Classification,
-        body: dict[str, Any] | None,
-        index: Mapping[bytes, bytes],
-        inject_usage: bool,
-    ) -> bool:
+    def may_ask_usage(self, classification: Classification, index: Mapping[bytes, bytes]) -> bool:
         # Every chat stream, the deployments' too; not the model inference API's, which refuses a
         # field it does not define.
-        if isinstance(classification, ModelInference):
-            return False
-        return super().prepare(classification, body, index, inject_usage)
+        return not isinstance(classification, ModelInference)
 
 
 def _deployment_call(method: str, parts: list[str], data: dict[str, Any] | None) -> Classification:
@@ -349,36 +341,49 @@ def _deployment_call(method: str, parts: list[str], data: dict[str, Any] | None)
     deployment, tail = parts[0], parts[1:]
     if not _DEPLOYMENT.fullmatch(deployment):
         raise Unreadable("the deployment's name holds characters Azure's do not")
-    check_case(tail, openai.WORDS)
-    endpoint = _DEPLOYMENT_ENDPOINTS.get(tuple(tail))
-    if endpoint is None:
-        raise Unreadable("not an endpoint of an Azure OpenAI deployment")
-    if method != "POST":
-        raise Unreadable("an Azure OpenAI deployment's endpoints take POST").at(endpoint)
+    endpoint = _post_endpoint(
+        _DEPLOYMENT_ENDPOINTS,
+        tail,
+        method,
+        "not an endpoint of an Azure OpenAI deployment",
+        "an Azure OpenAI deployment",
+    )
     if openai.is_upload(method, tail):
         return Classification(endpoint, deployment, RequestFacts(), OPENAI_API, unread=UNREAD_FACTS)
-    try:
-        classification = classify_body(endpoint, method, data)
-    except Unreadable as e:
-        raise e.at(endpoint) from None
+    classification = _body_at(endpoint, method, data)
     classification.model = deployment  # the path's: an override rewrites the path (`Models.in_path`)
     return classification
+
+
+def _post_endpoint(
+    endpoints: Mapping[tuple[str, ...], str], tail: list[str], method: str, unknown: str, api: str
+) -> str:
+    """The endpoint of `endpoints` that `tail` (a path's segments) names, which takes POST only;
+    `Unreadable` (`unknown` where it names none) otherwise."""
+    check_case(tail, openai.WORDS)
+    endpoint = endpoints.get(tuple(tail))
+    if endpoint is None:
+        raise Unreadable(unknown)
+    if method != "POST":
+        raise Unreadable(f"{api}'s endpoints take POST").at(endpoint)
+    return endpoint
+
+
+def _body_at(endpoint: str, method: str, data: dict[str, Any] | None) -> Classification:
+    """A call's body read as OpenAI's, an `Unreadable` one told at its endpoint."""
+    try:
+        return classify_body(endpoint, method, data)
+    except Unreadable as e:
+        raise e.at(endpoint) from None
 
 
 def _model_inference(method: str, path: str, data: dict[str, Any] | None, resource: str | None) -> ModelInference:
     """`/models/chat/completions` or `/models/embeddings` (any `api-version`): OpenAI's format, the
     deployment named by the body's `model`, which must be there (the policy and prices go by it)."""
     tail = path_segments(path)[1:]
-    check_case(tail, openai.WORDS)
-    endpoint = _INFERENCE_ENDPOINTS.get(tuple(tail))
-    if endpoint is None:
-        raise Unreadable("Tollgate reads the model inference API's chat/completions and embeddings only")
-    if method != "POST":
-        raise Unreadable("the model inference API's endpoints take POST").at(endpoint)
-    try:
-        read = classify_body(endpoint, method, data)
-    except Unreadable as e:
-        raise e.at(endpoint) from None
+    unknown = "Tollgate reads the model inference API's chat/completions and embeddings only"
+    endpoint = _post_endpoint(_INFERENCE_ENDPOINTS, tail, method, unknown, "the model inference API")
+    read = _body_at(endpoint, method, data)
     if read.model is None:
         raise Unreadable("a call to the model inference API names its deployment in the body's model").at(endpoint)
     return ModelInference(endpoint, read.model, read.facts, OPENAI_API, resource=resource)

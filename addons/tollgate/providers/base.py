@@ -129,6 +129,11 @@ class Provider:
         files or audio, whose model and facts the policy then sees as unread."""
         return False
 
+    def may_ask_usage(self, classification: Classification, index: Mapping[bytes, bytes]) -> bool:
+        """Whether `prepare` may ask this call's answer for usage its client did not ask for (request
+        headers by lower-case name in `index`). Default: yes."""
+        return True
+
     def prepare(
         self,
         classification: Classification,
@@ -139,8 +144,9 @@ class Provider:
         """Change the request's parsed JSON `body` before the upstream credential goes in (and any
         signature over it); returns whether it asked the answer for usage the client did not ask
         for, changing `body`. `inject_usage` is `audit.stream_usage: inject`. Default: a call whose
-        wire format asks for it (OpenAI's, on any provider's OpenAI-compatible endpoint) does."""
-        if not inject_usage:
+        wire format asks for it (OpenAI's, on any provider's OpenAI-compatible endpoint) does, where
+        `may_ask_usage` lets it."""
+        if not inject_usage or not self.may_ask_usage(classification, index):
             return False
         ask = wire_format(classification.wire_format).ask_for_usage
         return ask is not None and ask(classification, body)

@@ -315,16 +315,8 @@ class Bedrock(Provider):
         | {name.lower().encode() for name in (SERVICE_TIER_HEADER, LATENCY_HEADER, *USAGE_HEADERS)},
     )
 
-    def prepare(
-        self,
-        classification: Classification,
-        body: dict[str, Any] | None,
-        index: Mapping[bytes, bytes],
-        inject_usage: bool,
-    ) -> bool:
-        if _signed(index):
-            return False  # the caller's own signature may go upstream: its body stays as signed
-        return super().prepare(classification, body, index, inject_usage)
+    def may_ask_usage(self, classification: Classification, index: Mapping[bytes, bytes]) -> bool:
+        return not _signed(index)  # the caller's own signature may go upstream: its body stays as signed
 
     def native_chat(self, model: str, stream: bool, source: str) -> ChatLeg:
         """Claude takes an Anthropic call in its own body (InvokeModel), every other model and

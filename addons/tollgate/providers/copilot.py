@@ -150,9 +150,7 @@ class Copilot(Provider):
     def error_format_at(self, path: str) -> str:
         return ANTHROPIC_MESSAGES if _is_messages(path) else OPENAI_API
 
-    def prepare(
-        self, classification: Classification, body: dict[str, Any] | None, index: Mapping[bytes, bytes], inject: bool
-    ) -> bool:
+    def may_ask_usage(self, classification: Classification, index: Mapping[bytes, bytes]) -> bool:
         # A plan's call goes as it came: its streams are not asked for usage they were not asked for.
         return False
 

@@ -289,14 +289,8 @@ class OpenAICompatible(Provider):
             raise Unreadable(f"{self.name} offers no Responses WebSocket that Tollgate reads")
         return classification
 
-    def prepare(
-        self,
-        classification: Classification,
-        body: dict[str, Any] | None,
-        index: Mapping[bytes, bytes],
-        inject_usage: bool,
-    ) -> bool:
-        return self.takes_stream_options and super().prepare(classification, body, index, inject_usage)
+    def may_ask_usage(self, classification: Classification, index: Mapping[bytes, bytes]) -> bool:
+        return self.takes_stream_options
 
 
 # The presets: each vendor Tollgate knows without a configuration saying so, a row each.

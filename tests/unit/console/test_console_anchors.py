@@ -5,24 +5,17 @@ time as one; on files built here whose checkpoints a real TSA time-stamped (test
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from tests.support.tsa import Tsa
+from tests.support.tsa import Tsa, tsa_fixture
 from tests.unit.anchored_audit import HOUR, Writer, rewritten
 
 from tollgate.console.follow import AuditFiles
 from tollgate.records.audit.anchor_verify import AnchorRules, load_rules
 from tollgate.records.audit.audit_record import utc_timestamp
 
-
-@pytest.fixture(scope="module")
-def tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tsa]:
-    made = Tsa.start(tmp_path_factory.mktemp("tsa"), listening=False)
-    yield made
-    made.close()
+tsa = tsa_fixture("tsa", listening=False)
 
 
 def state(paths: list[Path], rules: AnchorRules | None, remember: Path | None = None) -> list[dict[str, Any]]:

@@ -54,69 +54,27 @@ CALLS = [
     call("2026-11-20T09:00:00.000Z", "bob", ["infra"], KEY_B),  # infra's: key B on the 20th and 21st
     call("2026-11-21T09:00:00.000Z", "bob", ["infra"], KEY_B),
 ]
-OLD_RUN = [  # the first run's view of the 20th: revised by the second
-    row("openai", "2026-11-20", "key_a", "gpt-4o-mini", "differs", side(10, 5, 1, "0.25"), side(99, 5, 1, "9"), KEY_A),
-]
+
+
+def mini(day_: str, key_id: str, status: str, ours: dict[str, Any], theirs: dict[str, Any], *more: Any,
+         **named: Any) -> dict[str, Any]:  # fmt: skip
+    """A row of OpenAI's gpt-4o-mini."""
+    return row("openai", day_, key_id, "gpt-4o-mini", status, ours, theirs, *more, **named)
+
+
+NONE, CALL = side(0, 0, 0, "0"), side(10, 5, 1, "0.25")  # nothing seen; a call as Tollgate saw it
+HAIKU = side(1, 1, 1, "0.000006")
+AROUND = {"held": False, "key_name": "laptop", "project": "proj_side"}  # a key used around Tollgate
+OLD_RUN = [mini("2026-11-20", "key_a", "differs", CALL, side(99, 5, 1, "9"), KEY_A)]  # revised by the second run
 ROWS = [
-    row(
-        "openai",
-        "2026-11-20",
-        "key_a",
-        "gpt-4o-mini",
-        "match",
-        side(10, 5, 1, "0.25"),
-        side(10, 5, 1, "0.25"),
-        KEY_A,
-        key_name="research-prod",
-    ),
-    row(
-        "openai",
-        "2026-11-20",
-        "key_b",
-        "gpt-4o-mini",
-        "differs",
-        side(10, 5, 1, "0.25"),
-        side(4010, 5, 2, "0.85"),
-        KEY_B,
-        key_name="infra-prod",
-    ),
-    row("openai", "2026-11-21", "key_b", "gpt-4o-mini", "unseen", side(0, 0, 0, "0"), side(7, 1, 1, "0.1"), KEY_B),
-    row("openai", "2026-11-21", "key_a", "gpt-4o-mini", "unseen", side(0, 0, 0, "0"), side(7, 1, 1, "0.1"), KEY_A),
-    row(
-        "openai",
-        "2026-11-20",
-        "key_x",
-        "gpt-4o-mini",
-        "around",
-        side(0, 0, 0, "0"),
-        side(100, 50, 3, "0.1"),
-        held=False,
-        key_name="laptop",
-        project="proj_side",
-    ),
-    row(
-        "openai",
-        "2026-11-21",
-        "key_x",
-        "gpt-4o",
-        "around",
-        side(0, 0, 0, "0"),
-        side(100, 50, 3, "0.2"),
-        held=False,
-        key_name="laptop",
-        project="proj_side",
-    ),
-    row(
-        "anthropic",
-        "2026-11-28",
-        "apikey_1",
-        "claude-haiku-4-5",
-        "match",
-        side(1, 1, 1, "0.000006"),
-        side(1, 1, 1, "0.000006"),
-        None,
-        open_=True,
-    ),  # no upstream_key: no lead's
+    mini("2026-11-20", "key_a", "match", CALL, CALL, KEY_A, key_name="research-prod"),
+    mini("2026-11-20", "key_b", "differs", CALL, side(4010, 5, 2, "0.85"), KEY_B, key_name="infra-prod"),
+    mini("2026-11-21", "key_b", "unseen", NONE, side(7, 1, 1, "0.1"), KEY_B),
+    mini("2026-11-21", "key_a", "unseen", NONE, side(7, 1, 1, "0.1"), KEY_A),
+    mini("2026-11-20", "key_x", "around", NONE, side(100, 50, 3, "0.1"), **AROUND),
+    row("openai", "2026-11-21", "key_x", "gpt-4o", "around", NONE, side(100, 50, 3, "0.2"), **AROUND),
+    # No upstream_key: no lead's.
+    row("anthropic", "2026-11-28", "apikey_1", "claude-haiku-4-5", "match", HAIKU, HAIKU, None, open_=True),
 ]
 DAYS = [
     day("openai", "2026-11-20", "0.9", "1.10", "1.20", "0.1", "1.21"),
@@ -125,14 +83,19 @@ DAYS = [
 ]
 
 
-def files_views(tmp_path: Path) -> Views:
-    lines = [*CALLS, record("2026-11-22T03:00:00.000Z", OLD_RUN, DAYS[:1]),
-             record("2026-11-29T03:00:00.000Z", ROWS, DAYS)]  # fmt: skip
+def audit_of(tmp_path: Path, lines: list[dict[str, Any]]) -> AuditFiles:
+    """An audit file of `lines`, read whole."""
     path = tmp_path / "audit.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in lines))
     audit = AuditFiles([path], follow=False)
     audit.catch_up()
-    views = Views(audit, rules=RULES)
+    return audit
+
+
+def files_views(tmp_path: Path) -> Views:
+    lines = [*CALLS, record("2026-11-22T03:00:00.000Z", OLD_RUN, DAYS[:1]),
+             record("2026-11-29T03:00:00.000Z", ROWS, DAYS)]  # fmt: skip
+    views = Views(audit_of(tmp_path, lines), rules=RULES)
     views.invoice.clock = lambda: NOW
     return views
 
@@ -140,10 +103,7 @@ def files_views(tmp_path: Path) -> Views:
 def table_views(tmp_path: Path, dsn: str) -> Views:
     store(dsn, "2026-11-22T03:00:00Z", OLD_RUN, DAYS[:1])
     store(dsn, "2026-11-29T03:00:00Z", ROWS, DAYS)
-    path = tmp_path / "audit.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in CALLS))  # the records: as a fleet's console reads them
-    audit = AuditFiles([path], follow=False)
-    audit.catch_up()
+    audit = audit_of(tmp_path, CALLS)  # the records: as a fleet's console reads them
     return Views(audit, rules=RULES, invoice=Invoice(FromTable(dsn), audit, clock=lambda: NOW))
 
 

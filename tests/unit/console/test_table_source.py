@@ -470,12 +470,15 @@ def test_the_console_only_reads_and_needs_select_alone(dsn: str) -> None:
 # ---- `tollgate console` with audit.postgres
 
 
+CURSOR_SECRET = "cursors-of-the-console-replicas-0001"
+
+
 def config_file(tmp_path: Path, postgres: dict[str, Any], console: dict[str, Any] | None = None) -> Path:
     path = tmp_path / "tollgate.yaml"
     data = {
         "providers": {"openai": {"keys": ["${OPENAI_KEY_NEVER_SET}"]}},  # the providers' secrets: not needed
         "audit": {"path": str(tmp_path / "audit.jsonl"), "postgres": postgres},
-        "console": {"listen": f"127.0.0.1:{free_port()}", **(console or {})},
+        "console": {"listen": f"127.0.0.1:{free_port()}", "cursor_secret": CURSOR_SECRET, **(console or {})},
     }
     path.write_text(orjson.dumps(data).decode())
     return path
@@ -502,6 +505,20 @@ def test_the_console_says_the_dsn_it_lacks(tmp_path: Path, capsys: pytest.Captur
     assert capsys.readouterr().err == (
         f"error: {path}: audit.postgres.dsn: environment variable RECORDS_DSN_NEVER_SET is not set: the console"
         " reads the fleet's records from PostgreSQL with it\n"
+    )
+
+
+def test_the_console_over_postgresql_needs_a_cursor_secret_and_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its replicas serve the same people: a cursor one gives must open on the others, which a key
+    of one process alone would not. Refused before any connection, the field named."""
+    path = config_file(tmp_path, {"dsn": "postgresql://reader@127.0.0.1:1/records"}, {"cursor_secret": None})
+    assert run([], None, path) == 1
+    assert capsys.readouterr().err == (
+        f"error: {path}: console.cursor_secret: required when the console reads PostgreSQL (audit.postgres): 32"
+        " characters or more, the same for every replica (${NAME}), so that a page's cursors open on whichever"
+        " answers\n"
     )
 
 

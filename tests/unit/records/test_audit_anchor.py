@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
-from tests.support.tsa import Tsa, openssl_verify
+from tests.support.tsa import Tsa, openssl_verify, tsa_fixture
 
 from tollgate.configuration.config import Config, ConfigError, load_config
 from tollgate.records.audit import auditlog
@@ -27,19 +27,8 @@ from tollgate.records.telemetry.metrics import MetricSet
 CHAIN = "5f" * 32  # a checkpoint's covers_chain
 
 
-@pytest.fixture(scope="module")
-def tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tsa]:
-    tsa = Tsa.start(tmp_path_factory.mktemp("tsa"))
-    yield tsa
-    tsa.close()
-
-
-@pytest.fixture(scope="module")
-def chained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tsa]:
-    """A TSA that sends its chain (an intermediate CA and the root) after its certificate."""
-    tsa = Tsa.start(tmp_path_factory.mktemp("chained"), chain=True)
-    yield tsa
-    tsa.close()
+tsa = tsa_fixture("tsa")
+chained = tsa_fixture("chained", chain=True)  # sends its chain (an intermediate CA and the root) after its certificate
 
 
 @pytest.fixture

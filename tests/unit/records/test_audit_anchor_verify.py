@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
-from tests.support.tsa import Tsa
-from tests.unit.anchored_audit import HOUR, KEY, Writer, anchored_file, rewritten
+from tests.support.tsa import Tsa, tsa_fixture
+from tests.unit.anchored_audit import HOUR, KEY, Writer, anchored_file, every_half_hour, rewritten
 
 from tollgate.cli.main import main
 from tollgate.records.audit.anchor_verify import load_rules
@@ -20,19 +19,44 @@ from tollgate.records.audit.audit_record import utc_timestamp
 from tollgate.records.audit.audit_verify import read_lines, verify
 from tollgate.records.audit.verify_state import restored_verifier, saved_state
 
-
-@pytest.fixture(scope="module")
-def tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tsa]:
-    """The TSA's certificates and `openssl ts -reply`; asked directly, not over HTTP."""
-    made = Tsa.start(tmp_path_factory.mktemp("tsa"), listening=False)
-    yield made
-    made.close()
+tsa = tsa_fixture("tsa", listening=False)  # its certificates and `openssl ts -reply`; asked directly, not over HTTP
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str], list[str]]:
     status = main(["audit", "verify", *args])
     out, err = capsys.readouterr()
     return status, out.splitlines(), err.splitlines()
+
+
+def check_anchors(capsys: pytest.CaptureFixture[str], path: Path, tsa: Tsa, *more: str) -> tuple[int, list[str]]:
+    """`--live --anchors` of `path`, with `tsa`'s certificates: the status and standard output."""
+    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file), *more)
+    return status, out
+
+
+def not_in_time(path: Path, ended: float, up_to: int | str = "") -> str:
+    """The start of the fault of gw-1's seq 1, which ended at `ended`, the records up to seq `up_to`
+    with it: what comes after `may not be either;` says why (its gaps)."""
+    return (
+        f"{path}:1: not anchored in time: this record of gw-1 (seq 1, ended {utc_timestamp(ended)}) is covered by"
+        f" no token whose gen_time is within 3600 s of its end; records after it, up to seq {up_to}"
+    )
+
+
+NO_GAP = " may not be either; no anchor_gap record explains it (its anchors removed, re-timed, or never asked for)"
+
+
+def anchored(path: Path, seq: int, url: str, first: int = 1, line: int | None = None) -> str:
+    """The start of the line that says gw-1's run from `path`:`first` is anchored to `seq` (at `line`)."""
+    return f"anchored: gw-1 to seq {seq} of its run of {path}:{first} ({path}:{seq if line is None else line}), by {url} at "
+
+
+def write_rewritten(
+    path: Path, records: list[dict], change: dict[int, dict], tsa_anchor: bool = False, restamp: Tsa | None = None
+) -> Path:
+    """`path` holding `records` as `rewritten` rewrites them."""
+    path.write_bytes(b"".join(line + b"\n" for line in rewritten(records, change, tsa_anchor, restamp=restamp)))
+    return path
 
 
 def test_an_anchored_file_says_to_which_record_by_which_tsa_and_when(
@@ -92,17 +116,12 @@ def test_records_older_than_the_window_with_no_anchor_in_time_fail(
     w.calls(now, 1)
     w.anchor(now, late)  # line 8: in time for neither
     path = w.write(tmp_path / "audit.jsonl")
-    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
+    status, out = check_anchors(capsys, path, tsa)
     assert status == 1
-    assert out[0] == (
-        f"{path}:1: not anchored in time: this record of gw-1 (seq 1, ended {utc_timestamp(now - 2 * HOUR)}) is"
-        " covered by no token whose gen_time is within 3600 s of its end; records after it, up to seq 5, may not be"
-        " either;"
-        " no anchor_gap record explains it (its anchors removed, re-timed, or never asked for)"
-    )
-    assert out[1].startswith(f"anchored: gw-1 to seq 3 of its run of {path}:1 ({path}:3), by {tsa.url} at ")
+    assert out[0] == not_in_time(path, now - 2 * HOUR, 5) + "," + NO_GAP
+    assert out[1].startswith(anchored(path, 3, tsa.url))
     # A window of three hours takes the late token as in time for both.
-    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file), "--anchor-window", "10800")
+    status, out = check_anchors(capsys, path, tsa, "--anchor-window", "10800")
     assert status == 0
 
 
@@ -121,7 +140,7 @@ def test_a_later_anchor_in_time_covers_the_checkpoints_before_it(
     w.anchor(now, w.checkpoint(now - 0.05 * HOUR))
     w.calls(now, 1)
     path = w.write(tmp_path / "audit.jsonl")
-    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
+    status, out = check_anchors(capsys, path, tsa)
     assert status == 0
     assert out[0].endswith("; 3 records after it not anchored yet")  # the checkpoint, its anchor, a call
 
@@ -156,12 +175,10 @@ def test_gaps_explain_a_missing_anchor_never_excuse_it(
     w.calls(now - 10, 1)
     w.anchor(now, w.checkpoint(now - 10))  # line 7, 8
     path = w.write(tmp_path / "audit.jsonl")
-    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
+    status, out = check_anchors(capsys, path, tsa)
     assert status == 1
-    assert out[0] == (
-        f"{path}:1: not anchored in time: this record of gw-1 (seq 1, ended {utc_timestamp(now - 3 * HOUR)}) is"
-        " covered by no token whose gen_time is within 3600 s of its end; records after it, up to seq 2, may not be"
-        " either;"
+    assert out[0] == not_in_time(path, now - 3 * HOUR, 2) + (
+        ", may not be either;"
         f" 2 anchor_gap records explain it, not excuse it (the first {path}:4: {tsa.url}: connection refused)"
     )
     assert out[2] == f"anchor gaps: gw-1: 2 anchor_gap records, the last at {path}:5 ({tsa.url}: the TSA answered 503)"
@@ -178,7 +195,7 @@ def test_gaps_then_an_anchor_in_time_is_whole_and_the_gaps_are_said(
     w.gap(now - 60, checkpoint)
     w.anchor(now, checkpoint)
     path = w.write(tmp_path / "audit.jsonl")
-    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
+    status, out = check_anchors(capsys, path, tsa)
     assert status == 0
     assert out[0].endswith("; 3 records after it not anchored yet")  # the checkpoint, the gap, the anchor
     assert out[1] == f"anchor gaps: gw-1: 1 anchor_gap record, the last at {path}:4 ({tsa.url}: connection refused)"
@@ -198,9 +215,8 @@ def test_a_token_that_does_not_verify_fails(tsa: Tsa, tmp_path: Path, capsys: py
     token = base64.b64decode(w.records[2]["token"])
     flipped = base64.b64encode(token[:-8] + bytes([token[-8] ^ 1]) + token[-7:]).decode()
     records = [*w.records, dict(w.records[2], token=flipped), dict(w.records[2], token="not base64!")]
-    path = tmp_path / "audit.jsonl"
-    path.write_bytes(b"".join(line + b"\n" for line in rewritten(records, {})))
-    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
+    path = write_rewritten(tmp_path / "audit.jsonl", records, {})
+    status, out = check_anchors(capsys, path, tsa)
     assert status == 1
     ca = tsa.ca_file
     assert out[:3] == [
@@ -235,8 +251,7 @@ def test_a_rewrite_signed_again_with_the_key_after_anchoring_is_refused(
     assert run_cli(capsys, str(original), *args)[0] == 0
     # A call's tokens changed, every chain computed again and every checkpoint signed again: whole
     # by the key, refused by the anchors it kept.
-    path = tmp_path / "rewritten.jsonl"
-    path.write_bytes(b"".join(line + b"\n" for line in rewritten(w.records, {1: {"input_tokens": 1}})))
+    path = write_rewritten(tmp_path / "rewritten.jsonl", w.records, {1: {"input_tokens": 1}})
     assert run_cli(capsys, str(path), "--live", "--key", str(public))[0] == 0
     status, out, _ = run_cli(capsys, str(path), *args)
     assert status == 1
@@ -248,7 +263,7 @@ def test_a_rewrite_signed_again_with_the_key_after_anchoring_is_refused(
         "than its checkpoint's now (covering seq 3): the records up to there were changed after they were anchored"
     )
     # The anchors' covers_chain made the new one too: their tokens do not imprint it.
-    path.write_bytes(b"".join(line + b"\n" for line in rewritten(w.records, {1: {"input_tokens": 1}}, tsa_anchor=True)))
+    write_rewritten(path, w.records, {1: {"input_tokens": 1}}, tsa_anchor=True)
     status, out, _ = run_cli(capsys, str(path), *args)
     assert status == 1
     assert out[:2] == [
@@ -257,7 +272,7 @@ def test_a_rewrite_signed_again_with_the_key_after_anchoring_is_refused(
     ]
     # Its gen_time told otherwise than its token says.
     changed = dict(w.records[4], gen_time=utc_timestamp(now - 3600))
-    path.write_bytes(b"".join(line + b"\n" for line in rewritten([*w.records[:4], changed, *w.records[5:]], {})))
+    write_rewritten(path, [*w.records[:4], changed, *w.records[5:]], {})
     status, out, _ = run_cli(capsys, str(path), *args)
     assert (status, out[0]) == (1, f"{path}:5: its gen_time is not its token's ({w.records[4]['gen_time']}): changed")
 
@@ -268,9 +283,8 @@ def test_a_rewrite_with_its_anchors_removed_fails_once_the_window_has_passed(
     now = time.time()
     w = anchored_file(tsa, now)
     kept = [r for r in w.records if r["event"] != "audit_anchor"]
-    path = tmp_path / "audit.jsonl"
-    path.write_bytes(b"".join(line + b"\n" for line in rewritten(kept, {1: {"input_tokens": 1}})))
-    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
+    path = write_rewritten(tmp_path / "audit.jsonl", kept, {1: {"input_tokens": 1}})
+    status, out = check_anchors(capsys, path, tsa)
     assert status == 1
     assert out[0].startswith(f"{path}:1: not anchored in time: this record of gw-1 (seq 1, ")
     assert "; records after it, up to seq 6, may not be either;" in out[0]  # those more than an hour before the last
@@ -360,7 +374,7 @@ def test_two_tsas_each_checked_against_the_roots_of_both(
             f" {other.url} at {w.records[3]['gen_time']}; 3 records after it not anchored yet"
         )
         # The roots of one: the other's token does not check.
-        status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
+        status, out = check_anchors(capsys, path, tsa)
         assert status == 1
         assert out[0].startswith(f"{path}:4: the token of {other.url} does not verify: its signature and certificate")
     finally:
@@ -384,7 +398,7 @@ def test_runs_each_judged_to_their_own_end_the_newest_to_the_files(
     w.anchor(now - 30, w.checkpoint(now - 30))
     w.calls(now, 1)
     path = w.write(tmp_path / "audit.jsonl")
-    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
+    status, out = check_anchors(capsys, path, tsa)
     assert status == 1
     assert out[0].startswith(f"{path}:1: not anchored in time: this record of gw-1 (seq 1, ")
     assert "; records after it, up to seq 5, may not be either;" in out[0]
@@ -394,7 +408,7 @@ def test_runs_each_judged_to_their_own_end_the_newest_to_the_files(
     )
     assert len(out) == 2  # the fault and the anchored line; the summary on standard error
     # A window of seven hours: the first run's records are anchored in time.
-    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file), "--anchor-window", "25200")
+    status, out = check_anchors(capsys, path, tsa, "--anchor-window", "25200")
     assert status == 0
 
 
@@ -420,7 +434,7 @@ def tokens_of_a_chain_checked(chained: Tsa, other: Tsa, tmp_path: Path, capsys: 
     path = w.write(tmp_path / "audit.jsonl")
     status, out, err = run_cli(capsys, str(path), "--live", "--anchors", str(chained.ca_file))
     assert (status, err) == (0, [])
-    assert out[0].startswith(f"anchored: gw-1 to seq 3 of its run of {path}:1 ({path}:3), by {chained.url} at ")
+    assert out[0].startswith(anchored(path, 3, chained.url))
     assert out[1].endswith(", 1 anchor verified")
     # Against another TSA's root, it does not check: the chain it carries is not trusted for itself.
     status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(other.ca_file))
@@ -441,7 +455,7 @@ def test_a_token_that_carries_no_certificate_does_not_verify(
     finally:
         tsa.mode = "ok"
     path = w.write(tmp_path / "audit.jsonl")
-    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
+    status, out = check_anchors(capsys, path, tsa)
     assert (status, out[0]) == (
         1, f"{path}:3: the token of {tsa.url} does not verify: it carries no certificate: its signer cannot be checked"
     )  # fmt: skip
@@ -455,10 +469,7 @@ def three_hours(tsa: Tsa, now: float) -> Writer:
     TSA now: the forger's files below keep none of them), then a call and a last checkpoint."""
     w = Writer(tsa)
     w.start(now - 3 * HOUR)
-    for k in range(6):
-        at = now - 3 * HOUR + k * HOUR / 2
-        w.calls(at, 2)
-        w.anchor(at + 2, w.checkpoint(at + 1))
+    every_half_hour(w, now - 3 * HOUR, 6, anchored_after=2)
     w.calls(now - 60, 1)
     w.checkpoint(now - 30)
     return w
@@ -483,20 +494,14 @@ def test_a_call_rewritten_its_checkpoints_removed_and_the_last_anchored_afresh_i
     template = next(r for r in w.records if r["event"] == "audit_anchor")
     kept = [r for r in w.records[:-1] if r["event"] not in ("audit_checkpoint", "audit_anchor")]
     forged = [*kept, w.records[-1], dict(template, ts=utc_timestamp(now))]
-    path = tmp_path / "audit.jsonl"
-    path.write_bytes(b"".join(line + b"\n" for line in rewritten(forged, {1: {"input_tokens": 1}}, restamp=tsa)))
+    path = write_rewritten(tmp_path / "audit.jsonl", forged, {1: {"input_tokens": 1}}, restamp=tsa)
     assert run_cli(capsys, str(path), "--live", "--key", str(public_key(tmp_path)))[0] == 0
-    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
+    status, out = check_anchors(capsys, path, tsa)
     assert status == 1
-    assert out[0] == (
-        f"{path}:1: not anchored in time: this record of gw-1 (seq 1, ended {utc_timestamp(now - 3 * HOUR)}) is"
-        " covered by no token whose gen_time is within 3600 s of its end; records after it, up to seq 14, may not be"
-        " either;"
-        " no anchor_gap record explains it (its anchors removed, re-timed, or never asked for)"
-    )
-    assert out[1].startswith(f"anchored: gw-1 to seq 14 of its run of {path}:1 ({path}:14), by {tsa.url} at ")
+    assert out[0] == not_in_time(path, now - 3 * HOUR, 14) + "," + NO_GAP
+    assert out[1].startswith(anchored(path, 14, tsa.url))
     # The same file within the window of its anchor: whole (the fault is the records' age, nothing else).
-    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file), "--anchor-window", "11000")
+    status, out = check_anchors(capsys, path, tsa, "--anchor-window", "11000")
     assert status == 0, out
 
 
@@ -508,16 +513,12 @@ def test_checkpoints_kept_but_re_timed_to_now_and_anchored_afresh_are_refused(
     now = time.time()
     w = three_hours(tsa, now)
     moved = {i: {"ts": utc_timestamp(now)} for i, r in enumerate(w.records) if r["event"] == "audit_checkpoint"}
-    path = tmp_path / "audit.jsonl"
     change = moved | {1: {"input_tokens": 1}}  # a call rewritten too
-    path.write_bytes(b"".join(line + b"\n" for line in rewritten(w.records, change, restamp=tsa)))
+    path = write_rewritten(tmp_path / "audit.jsonl", w.records, change, restamp=tsa)
     assert run_cli(capsys, str(path), "--live", "--key", str(public_key(tmp_path)))[0] == 0
-    status, out, _ = run_cli(capsys, str(path), "--live", "--anchors", str(tsa.ca_file))
+    status, out = check_anchors(capsys, path, tsa)
     assert status == 1
-    assert out[0].startswith(
-        f"{path}:1: not anchored in time: this record of gw-1 (seq 1, ended {utc_timestamp(now - 3 * HOUR)}) is"
-        " covered by no token whose gen_time is within 3600 s of its end; records after it, up to seq "
-    )
+    assert out[0].startswith(not_in_time(path, now - 3 * HOUR))
 
 
 def test_an_honest_file_passes_its_tails_and_its_recovered_calls_held_as_written(

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from rfc3161_client import VerifierBuilder, decode_timestamp_response
-from tests.support.tsa import REJECTION, Tsa, openssl_verify
+from tests.support.tsa import REJECTION, Tsa, openssl_verify, tsa_fixture
 
 from tollgate.records.audit.anchors import request_for
 from tollgate.records.audit.der_order import reply_in_der_order, token_in_der_order, token_of
@@ -19,18 +18,8 @@ from tollgate.records.audit.der_order import reply_in_der_order, token_in_der_or
 CHAIN = "6a" * 32
 
 
-@pytest.fixture(scope="module")
-def chained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tsa]:
-    tsa = Tsa.start(tmp_path_factory.mktemp("chained"), listening=False, chain=True)
-    yield tsa
-    tsa.close()
-
-
-@pytest.fixture(scope="module")
-def alone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tsa]:
-    tsa = Tsa.start(tmp_path_factory.mktemp("alone"), listening=False)
-    yield tsa
-    tsa.close()
+chained = tsa_fixture("chained", listening=False, chain=True)
+alone = tsa_fixture("alone", listening=False)
 
 
 def _elements(data: bytes) -> list[bytes]:

@@ -417,19 +417,21 @@ async function viewInvoice() {
     key: keyOf(r), ours: tokensOf(r.tollgate), theirs: tokensOf(r.vendor), ours_usd: r.tollgate.cost_usd,
     theirs_usd: r.vendor.cost_usd, tokens_more: r.difference.input_tokens, usd_more: r.difference.cost_usd,
   }));
-  // Widths that fit a 1,024-pixel window; an amount wraps rather than being cut: it is shown whole.
-  const amount = { num: true, format: usd, cls: "num amount" };
+  // Widths that fit a 1,024-pixel window: an amount's column holds a nano-dollar amount on one line
+  // (-$0.000000001); tokens wrap at their spaces.
+  const amount = { num: true, format: usd, cls: "num usd", title: (v) => usd(v) };
+  const counts = { num: true, cls: "num counts" };
   const rowColumns = [
-    { key: "day", label: "day", width: "8%" }, { key: "provider", label: "provider", width: "7%", cut: true },
-    { key: "key", label: "key", width: "12%", cut: true }, { key: "project", label: "project", width: "7%", cut: true },
-    { key: "model", label: "model", width: "9%", cut: true },
-    { key: "status", label: "status", width: "7%", cut: true, format: (v, r) => v + (r.open ? ", open" : "") },
-    { key: "ours", label: "Tollgate tokens", width: "8%", num: true, cls: "num amount" },
-    { key: "theirs", label: "vendor tokens", width: "8%", num: true, cls: "num amount" },
-    { key: "tokens_more", label: "input tokens more", width: "6%", num: true, format: signed },
-    Object.assign({ key: "ours_usd", label: "Tollgate cost", width: "9.33%" }, amount),
-    Object.assign({ key: "theirs_usd", label: "vendor cost", width: "9.33%" }, amount),
-    Object.assign({ key: "usd_more", label: "cost more", width: "9.34%" }, amount),
+    { key: "day", label: "day", width: "8.5%" }, { key: "provider", label: "provider", width: "7%", cut: true },
+    { key: "key", label: "key", width: "10%", cut: true }, { key: "project", label: "project", width: "6%", cut: true },
+    { key: "model", label: "model", width: "8%", cut: true },
+    { key: "status", label: "status", width: "6%", cut: true, format: (v, r) => v + (r.open ? ", open" : "") },
+    Object.assign({ key: "ours", label: "Tollgate tokens", width: "7.5%" }, counts),
+    Object.assign({ key: "theirs", label: "vendor tokens", width: "7.5%" }, counts),
+    { key: "tokens_more", label: "input tokens more", width: "5.5%", num: true, format: signed },
+    Object.assign({ key: "ours_usd", label: "Tollgate cost", width: "11.33%" }, amount),
+    Object.assign({ key: "theirs_usd", label: "vendor cost", width: "11.33%" }, amount),
+    Object.assign({ key: "usd_more", label: "cost more", width: "11.34%" }, amount),
   ];
   const rowClass = (r) => (r.status === "match" ? "" : r.status === "around" ? "fault" : "deny");
   const span = el("p", { class: "note" }, `${data.since} to ${data.until} (UTC), as the newest run of tollgate reconcile says. A day that ended less than 48 hours ago is open: the vendors still revise it.`);
@@ -451,13 +453,13 @@ async function viewInvoice() {
     table("Differences", rowColumns, differences, { id: "invoice-rows", csv: csv("rows"), rowClass, layout: "fit",
       empty: rows.length ? `Every one of the ${rows.length} keys and models matches.` : "Nothing compared yet." }),
     table("Keys used around Tollgate", [
-      { key: "provider", label: "provider", width: "7%", cut: true }, { key: "key_name", label: "key name", width: "12%", cut: true },
-      { key: "key_id", label: "key id", width: "11%", cut: true }, { key: "project", label: "project", width: "9%", cut: true },
+      { key: "provider", label: "provider", width: "7%", cut: true }, { key: "key_name", label: "key name", width: "11%", cut: true },
+      { key: "key_id", label: "key id", width: "9.5%", cut: true }, { key: "project", label: "project", width: "8.5%", cut: true },
       { key: "first_day", label: "first day", width: "9%" }, { key: "last_day", label: "last day", width: "9%" },
-      { key: "models", label: "models", width: "11%", cut: true, format: (v) => (v || []).join(", ") },
+      { key: "models", label: "models", width: "10%", cut: true, format: (v) => (v || []).join(", ") },
       { key: "requests", label: "requests", width: "7%", num: true }, { key: "input_tokens", label: "input tokens", width: "8%", num: true },
       { key: "output_tokens", label: "output tokens", width: "8%", num: true },
-      Object.assign({ key: "cost_usd", label: "billed (priced)", width: "9%" }, amount),
+      Object.assign({ key: "cost_usd", label: "billed (priced)", width: "13%" }, amount),
     ], data.around, { id: "invoice-around", csv: csv("around"), rowClass: () => "fault", layout: "fit", empty: "No key was used around Tollgate." }));
 }
 

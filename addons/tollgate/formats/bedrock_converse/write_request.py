@@ -166,13 +166,8 @@ def write_request(request: chat.ChatRequest) -> tuple[dict[str, Any], dict[str, 
     system = [{"text": t.text} for t in request.system if t.text]
     if system:
         body["system"] = system
-    inference: dict[str, Any] = {}
-    if request.max_tokens is not None:
-        inference["maxTokens"] = request.max_tokens
-    if request.temperature is not None:
-        inference["temperature"] = request.temperature
-    if request.top_p is not None:
-        inference["topP"] = request.top_p
+    settings = (("maxTokens", request.max_tokens), ("temperature", request.temperature), ("topP", request.top_p))
+    inference: dict[str, Any] = {name: value for name, value in settings if value is not None}
     if request.stop:
         inference["stopSequences"] = list(request.stop)
     if inference:

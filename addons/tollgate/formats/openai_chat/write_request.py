@@ -97,13 +97,8 @@ def tool_call_body(call: chat.ToolCall) -> dict[str, Any]:
 
 
 def _tool_body(tool: chat.Tool) -> dict[str, Any]:
-    function: dict[str, Any] = {"name": tool.name}
-    if tool.description is not None:
-        function["description"] = tool.description
-    if tool.parameters is not None:
-        function["parameters"] = tool.parameters
-    if tool.strict is not None:
-        function["strict"] = tool.strict
+    given = (("description", tool.description), ("parameters", tool.parameters), ("strict", tool.strict))
+    function: dict[str, Any] = {"name": tool.name} | {name: value for name, value in given if value is not None}
     return {"type": "function", "function": function}
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from tollgate.formats.bodies.exact import as_int
 from tollgate.formats.bodies.json_codec import parse_json
 from tollgate.formats.openai_chat import nested
+from tollgate.formats.openai_responses.answer import token_counts
 from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import add_totals
 
@@ -29,21 +30,13 @@ def done_usage(response: dict[str, Any]) -> Usage:
     """A `response.done` event's response's usage and status: its tokens, and of them those of audio
     and images (the table prices them apart), where it tells them."""
     raw = response.get("usage")
-    if not isinstance(raw, dict):
-        raw = {}
-    details = raw.get("input_token_details")
-    u = Usage(
-        input_tokens=as_int(raw.get("input_tokens")),
-        output_tokens=as_int(raw.get("output_tokens")),
-        total_tokens=as_int(raw.get("total_tokens")),
-        cached_tokens=as_int(nested(raw, "input_token_details", "cached_tokens")),
-        reasoning_tokens=as_int(nested(raw, "output_token_details", "reasoning_tokens")),
-        audio_input_tokens=as_int(nested(raw, "input_token_details", "audio_tokens")),
-        image_input_tokens=as_int(nested(raw, "input_token_details", "image_tokens")),
-        audio_cached_tokens=as_int(nested(details, "cached_tokens_details", "audio_tokens")),
-        image_cached_tokens=as_int(nested(details, "cached_tokens_details", "image_tokens")),
-        audio_output_tokens=as_int(nested(raw, "output_token_details", "audio_tokens")),
-    )
+    u = token_counts(raw, "token_details")
+    details = raw.get("input_token_details") if isinstance(raw, dict) else None
+    u.audio_input_tokens = as_int(nested(raw, "input_token_details", "audio_tokens"))
+    u.image_input_tokens = as_int(nested(raw, "input_token_details", "image_tokens"))
+    u.audio_cached_tokens = as_int(nested(details, "cached_tokens_details", "audio_tokens"))
+    u.image_cached_tokens = as_int(nested(details, "cached_tokens_details", "image_tokens"))
+    u.audio_output_tokens = as_int(nested(raw, "output_token_details", "audio_tokens"))
     # As for the Responses API: why a response is incomplete (max_output_tokens, content_filter)
     # says more than that it is.
     status, reason = response.get("status"), nested(response, "status_details", "reason")

@@ -11,18 +11,23 @@ from tollgate.formats.usage import Usage
 from tollgate.formats.usage_reading import add_totals
 
 
-def response_usage(data: dict[str, Any]) -> Usage:
-    """Token usage, finish reason and service tier from a `response` object."""
-    raw = data.get("usage")
+def token_counts(raw: Any, details: str = "tokens_details") -> Usage:
+    """A `usage` object's token counts: in, out, the total, the cached and the reasoning ones, in
+    its `input_<details>` and `output_<details>` (the Realtime API's are `token_details`)."""
     if not isinstance(raw, dict):
         raw = {}
-    u = Usage(
+    return Usage(
         input_tokens=as_int(raw.get("input_tokens")),
         output_tokens=as_int(raw.get("output_tokens")),
         total_tokens=as_int(raw.get("total_tokens")),
-        cached_tokens=as_int(nested(raw, "input_tokens_details", "cached_tokens")),
-        reasoning_tokens=as_int(nested(raw, "output_tokens_details", "reasoning_tokens")),
+        cached_tokens=as_int(nested(raw, f"input_{details}", "cached_tokens")),
+        reasoning_tokens=as_int(nested(raw, f"output_{details}", "reasoning_tokens")),
     )
+
+
+def response_usage(data: dict[str, Any]) -> Usage:
+    """Token usage, finish reason and service tier from a `response` object."""
+    u = token_counts(data.get("usage"))
     status = data.get("status")
     reason = nested(data, "incomplete_details", "reason")
     u.finish_reason = reason if isinstance(reason, str) else status if isinstance(status, str) else None

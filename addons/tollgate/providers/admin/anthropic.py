@@ -6,12 +6,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tollgate.providers.admin.pages import Admin, Query, listed, pages
-from tollgate.providers.admin.usage_types import VendorKey, VendorReport, VendorUsage, count, day_of_iso, text
+from tollgate.providers.admin.pages import Admin, Query, listed, results
+from tollgate.providers.admin.usage_types import (
+    VendorKey,
+    VendorReport,
+    VendorUsage,
+    amount_of,
+    count,
+    day_of_iso,
+    text,
+)
 
 BASE_URL = "https://api.anthropic.com"
 VERSION = "2023-06-01"
@@ -37,21 +45,12 @@ class AnthropicReader:
         report.keys = list(self.keys(admin))
         workspaces = {k.id: k.project for k in report.keys}
         query = [*_span(since, until), ("group_by[]", "api_key_id"), ("group_by[]", "model")]
-        for day, results in _buckets(admin, "/v1/organizations/usage_report/messages", query, report.problems):
-            for n, result in results:
-                try:
-                    report.usage.append(_usage(day, result, workspaces))
-                except ValueError as e:
-                    report.problems.append(f"usage_report/messages bucket {day} result {n}: {e}; left out")
+        path = "/v1/organizations/usage_report/messages"
+        usage = results(admin, path, query, report.problems, _bucket, lambda day, r: _usage(day, r, workspaces))
+        report.usage.extend(read for _, read in usage)
         query = [*_span(since, until)[:3], ("group_by[]", "workspace_id"), ("group_by[]", "description")]
-        for day, results in _buckets(admin, "/v1/organizations/cost_report", query, report.problems):
-            for n, result in results:
-                try:
-                    amount = _amount(result)
-                except ValueError as e:
-                    report.problems.append(f"cost_report bucket {day} result {n}: {e}; left out")
-                    continue
-                report.billed[day] = report.billed.get(day, Decimal(0)) + amount
+        for day, amount in results(admin, "/v1/organizations/cost_report", query, report.problems, _bucket, _amount):
+            report.billed[day] = report.billed.get(day, Decimal(0)) + amount
         return report
 
     def keys(self, admin: Admin) -> Iterator[VendorKey]:
@@ -66,27 +65,8 @@ class AnthropicReader:
                 )
 
 
-def _buckets(
-    admin: Admin, path: str, query: Query, problems: list[str]
-) -> Iterator[tuple[date, list[tuple[int, dict[str, Any]]]]]:
-    where = path.removeprefix("/v1/organizations/")
-    for page in pages(admin, path, query):
-        data = page.get("data")
-        if not isinstance(data, list):
-            problems.append(f"{where}: a page without a data list; left out")
-            continue
-        for i, bucket in enumerate(data):
-            try:
-                if not isinstance(bucket, dict):
-                    raise ValueError("not an object")
-                day = day_of_iso(bucket.get("starting_at"))
-                results = bucket.get("results")
-                if not isinstance(results, list):
-                    raise ValueError("no results list")
-            except ValueError as e:
-                problems.append(f"{where}: bucket {i}: {e}; left out")
-                continue
-            yield day, [(n, r) for n, r in enumerate(results) if isinstance(r, dict)]
+def _bucket(bucket: dict[str, Any]) -> tuple[date, Any]:
+    return day_of_iso(bucket.get("starting_at")), bucket.get("results")
 
 
 def _usage(day: date, result: dict[str, Any], workspaces: dict[str, str | None]) -> VendorUsage:
@@ -110,17 +90,8 @@ def _usage(day: date, result: dict[str, Any], workspaces: dict[str, str | None])
     )
 
 
-def _amount(result: dict[str, Any]) -> Decimal:
-    value = result.get("amount")
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise ValueError("amount is not a number")
-    try:
-        cents = Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError("amount is not a number") from None
-    if not cents.is_finite():
-        raise ValueError("amount is not a finite number")
-    return cents * CENTS
+def _amount(day: date, result: dict[str, Any]) -> Decimal:
+    return amount_of(result.get("amount"), "amount") * CENTS
 
 
 READER = AnthropicReader()

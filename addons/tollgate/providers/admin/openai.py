@@ -5,12 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tollgate.providers.admin.pages import Admin, Query, listed, pages
-from tollgate.providers.admin.usage_types import VendorKey, VendorReport, VendorUsage, count, day_of_epoch, text
+from tollgate.providers.admin.pages import Admin, Query, listed, results
+from tollgate.providers.admin.usage_types import (
+    VendorKey,
+    VendorReport,
+    VendorUsage,
+    amount_of,
+    count,
+    day_of_epoch,
+    text,
+)
 
 BASE_URL = "https://api.openai.com"
 USAGE = (("completions", True), ("embeddings", False))  # each endpoint, and whether it groups by batch
@@ -39,22 +47,11 @@ class OpenAIReader:
         for endpoint, batch in USAGE:
             groups = ["api_key_id", "project_id", "model", *(["batch"] if batch else [])]
             query = [*_span(since, until), *(("group_by", g) for g in groups)]
-            for bucket in _buckets(admin, f"/v1/organization/usage/{endpoint}", query, report.problems):
-                day, results = bucket
-                for n, result in results:
-                    try:
-                        report.usage.append(_usage(day, result))
-                    except ValueError as e:
-                        report.problems.append(f"usage/{endpoint} bucket {day} result {n}: {e}; left out")
+            path = f"/v1/organization/usage/{endpoint}"
+            report.usage.extend(usage for _, usage in results(admin, path, query, report.problems, _bucket, _usage))
         query = [*_span(since, until), ("group_by", "project_id"), ("group_by", "line_item")]
-        for day, results in _buckets(admin, "/v1/organization/costs", query, report.problems):
-            for n, result in results:
-                try:
-                    amount = _amount(result)
-                except ValueError as e:
-                    report.problems.append(f"costs bucket {day} result {n}: {e}; left out")
-                    continue
-                report.billed[day] = report.billed.get(day, Decimal(0)) + amount
+        for day, amount in results(admin, "/v1/organization/costs", query, report.problems, _bucket, _amount):
+            report.billed[day] = report.billed.get(day, Decimal(0)) + amount
         return report
 
     def keys(self, admin: Admin) -> Iterator[VendorKey]:
@@ -72,28 +69,8 @@ class OpenAIReader:
                                     hint if isinstance(hint, str) else None)  # fmt: skip
 
 
-def _buckets(
-    admin: Admin, path: str, query: Query, problems: list[str]
-) -> Iterator[tuple[date, list[tuple[int, dict[str, Any]]]]]:
-    """Each daily bucket of every page: its day and its results (a bucket not understood named)."""
-    where = path.removeprefix("/v1/organization/")
-    for page in pages(admin, path, query):
-        data = page.get("data")
-        if not isinstance(data, list):
-            problems.append(f"{where}: a page without a data list; left out")
-            continue
-        for i, bucket in enumerate(data):
-            try:
-                if not isinstance(bucket, dict):
-                    raise ValueError("not an object")
-                day = day_of_epoch(bucket.get("start_time"))
-                results = bucket.get("results", bucket.get("result"))
-                if not isinstance(results, list):
-                    raise ValueError("no results list")
-            except ValueError as e:
-                problems.append(f"{where}: bucket {i}: {e}; left out")
-                continue
-            yield day, [(n, r) for n, r in enumerate(results) if isinstance(r, dict)]
+def _bucket(bucket: dict[str, Any]) -> tuple[date, Any]:
+    return day_of_epoch(bucket.get("start_time")), bucket.get("results", bucket.get("result"))
 
 
 def _usage(day: date, result: dict[str, Any]) -> VendorUsage:
@@ -109,18 +86,9 @@ def _usage(day: date, result: dict[str, Any]) -> VendorUsage:
     )
 
 
-def _amount(result: dict[str, Any]) -> Decimal:
+def _amount(day: date, result: dict[str, Any]) -> Decimal:
     amount = result.get("amount")
-    value = amount.get("value") if isinstance(amount, dict) else None
-    if not isinstance(value, int | float | str) or isinstance(value, bool):
-        raise ValueError("amount.value is not a number")
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError("amount.value is not a number") from None
-    if not amount.is_finite():
-        raise ValueError("amount.value is not a finite number")
-    return amount
+    return amount_of(amount.get("value") if isinstance(amount, dict) else None, "amount.value")
 
 
 READER = OpenAIReader()

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -142,3 +143,39 @@ def listed(admin: Admin, path: str, query: Query, after: str) -> Iterator[dict[s
             return
         cursor = last
     raise VendorUnreadable(f"{path}: more than {MOST_PAGES} pages")
+
+
+def results[T](
+    admin: Admin,
+    path: str,
+    query: Query,
+    problems: list[str],
+    bucket: Callable[[dict[str, Any]], tuple[date, Any]],
+    read: Callable[[date, dict[str, Any]], T],
+) -> Iterator[tuple[date, T]]:
+    """Each result of every daily bucket of a usage or cost report, as `read` reads it, with its
+    bucket's day (`bucket` reads a bucket's day and results list, raising ValueError). What is not
+    understood is named in `problems` and left out: a page, a bucket or a result."""
+    where = path.split("/", 3)[-1]  # the path after /v1/organization(s)/
+    for page in pages(admin, path, query):
+        data = page.get("data")
+        if not isinstance(data, list):
+            problems.append(f"{where}: a page without a data list; left out")
+            continue
+        for i, each in enumerate(data):
+            try:
+                if not isinstance(each, dict):
+                    raise ValueError("not an object")
+                day, listed_results = bucket(each)
+                if not isinstance(listed_results, list):
+                    raise ValueError("no results list")
+            except ValueError as e:
+                problems.append(f"{where}: bucket {i}: {e}; left out")
+                continue
+            for n, result in enumerate(listed_results):
+                if not isinstance(result, dict):
+                    continue
+                try:
+                    yield day, read(day, result)
+                except ValueError as e:
+                    problems.append(f"{where} bucket {day} result {n}: {e}; left out")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 # A hint's hidden middle: OpenAI's `sk-abc...def`, Anthropic's `sk-ant-api03-R2D...igAA`, or stars.
@@ -89,3 +89,17 @@ def day_of_iso(value: Any) -> date:
         raise ValueError(f"starting_at is {type(value).__name__}, not a time")
     moment = datetime.fromisoformat(value)
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date()
+
+
+def amount_of(value: Any, name: str) -> Decimal:
+    """A finite amount of money, as a vendor's JSON gives it (a number or its text); ValueError
+    naming it when it is not one."""
+    if not isinstance(value, int | float | str) or isinstance(value, bool):
+        raise ValueError(f"{name} is not a number")
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{name} is not a number") from None
+    if not amount.is_finite():
+        raise ValueError(f"{name} is not a finite number")
+    return amount

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from tollgate.records.audit.anchor_verify import seconds
 from tollgate.records.reports.inventory import open_audit
 from tollgate.records.reports.usage_report import SkippedRecord, audit_objects
 
@@ -61,13 +62,8 @@ def counted_of(record: dict[str, Any]) -> Counted:
 
 
 def _day(ts: Any) -> date | None:
-    if not isinstance(ts, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(ts)
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date()
+    at = seconds(ts)
+    return None if at is None else datetime.fromtimestamp(at, UTC).date()
 
 
 def tally(

@@ -205,16 +205,14 @@ def span_attributes(call: Call, record: Mapping[str, Any]) -> dict[str, Any]:
         attributes["http.response.status_code"] = call.answer.status
     usage = call.answer.usage
     if usage is not None:
-        if usage.input_tokens is not None:
-            attributes["gen_ai.usage.input_tokens"] = usage.input_tokens
-        if usage.output_tokens is not None:
-            attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
-        if usage.cached_tokens is not None:
-            attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cached_tokens
-        if usage.cache_write_tokens is not None:
-            attributes["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
-        if usage.reasoning_tokens is not None:
-            attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
+        counts = (
+            ("gen_ai.usage.input_tokens", usage.input_tokens),
+            ("gen_ai.usage.output_tokens", usage.output_tokens),
+            ("gen_ai.usage.cache_read.input_tokens", usage.cached_tokens),
+            ("gen_ai.usage.cache_creation.input_tokens", usage.cache_write_tokens),
+            ("gen_ai.usage.reasoning.output_tokens", usage.reasoning_tokens),
+        )
+        attributes.update((name, n) for name, n in counts if n is not None)
         if usage.finish_reason is not None:
             attributes["gen_ai.response.finish_reasons"] = (usage.finish_reason,)
     cost = record.get("cost_usd")  # the audit's: call.cost_nanousd() in dollars, computed once

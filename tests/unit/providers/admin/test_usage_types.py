@@ -45,7 +45,10 @@ def test_an_anthropic_result_is_read_or_refused_by_name(result):
 
 @given(JSON)
 def test_an_amount_is_read_or_refused_by_name(amount):
-    for read in (lambda: openai._amount({"amount": {"value": amount}}), lambda: anthropic._amount({"amount": amount})):
+    for read in (
+        lambda: openai._amount(DAY, {"amount": {"value": amount}}),
+        lambda: anthropic._amount(DAY, {"amount": amount}),
+    ):
         try:
             got = read()
         except ValueError as e:
