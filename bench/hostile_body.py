@@ -168,7 +168,7 @@ async def _redaction_here(size: int, rounds: int) -> None:
     from tollgate.governance.guardrails.rules import Guardrails
     from tollgate.governance.guardrails.settings import GuardrailRule
     from tollgate.governance.guardrails.workers import ScanWorkers
-    from tollgate.proxy.stages.call.guard import read_call
+    from tollgate.proxy.stages.guardrails.guard import read_call
 
     guard = Guardrails([GuardrailRule.model_validate({"detect": ["secrets", "pii"], "action": "redact"})])
     body = hostile_body(size, "cards")

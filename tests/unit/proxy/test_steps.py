@@ -22,8 +22,8 @@ from tollgate.governance.mcp.mcp_servers import McpServer
 from tollgate.proxy import pipeline
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps, Gateway
-from tollgate.proxy.stages.call.identify import Identify
-from tollgate.proxy.stages.sockets.realtime_socket import RealtimeSession, RealtimeSocket
+from tollgate.proxy.stages.identity.identify import Identify
+from tollgate.proxy.stages.transport.realtime_socket import RealtimeSession, RealtimeSocket
 
 
 class Broken:

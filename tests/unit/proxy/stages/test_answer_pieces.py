@@ -26,8 +26,8 @@ from tollgate.governance.mcp.mcp_servers import McpServer
 from tollgate.providers import PROVIDERS
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.egress.mcp import Mcp, Relay
-from tollgate.proxy.stages.sockets.responses_socket import ResponsesSocket
+from tollgate.proxy.stages.mcp.mcp import Mcp, Relay
+from tollgate.proxy.stages.transport.responses_socket import ResponsesSocket
 from tollgate.proxy.state import Shared
 
 REDACTED = compiled_for({"pii.email": "redact", "secrets.aws_access_key_id": "redact"})

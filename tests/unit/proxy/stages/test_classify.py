@@ -21,7 +21,7 @@ from tollgate.formats.bodies.raw_headers import header_index
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL, MISDIRECTED_AS
-from tollgate.proxy.stages.call.classify import HEAD_TOO_LARGE, MAX_DECODED_BODY, Classify
+from tollgate.proxy.stages.transport.classify import HEAD_TOO_LARGE, MAX_DECODED_BODY, Classify
 from tollgate.proxy.state import Shared
 
 from .conftest import HOSTS, PROVIDERS, VALID, api_flow, assert_refused, classified, configured

@@ -14,8 +14,8 @@ from tollgate.formats.request_facts import Classification
 from tollgate.governance.routing.failover import model_circuit
 from tollgate.governance.routing.upstream import CIRCUIT
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.call.credential import Credential
 from tollgate.proxy.stages.upstream.attempts import Attempts
+from tollgate.proxy.stages.upstream.credential import Credential
 from tollgate.proxy.state import Shared
 
 from .conftest import configured, openai_flow

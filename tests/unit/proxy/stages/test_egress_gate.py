@@ -14,7 +14,7 @@ from mitmproxy.proxy import commands, context, events, layer, layers, server_hoo
 from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.test import taddons
 
-from tollgate.proxy.stages.egress.egress import EgressGate
+from tollgate.proxy.stages.egress.egress_gate import EgressGate
 
 from .conftest import configured
 

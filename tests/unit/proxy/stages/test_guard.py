@@ -18,7 +18,7 @@ from tollgate.calls.policy_input import policy_input
 from tollgate.governance.guardrails.workers import OFF_LOOP_BYTES, ScanWorkers
 from tollgate.proxy.flows import call_of
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.call.guard import MCP_READ, Guard
+from tollgate.proxy.stages.guardrails.guard import MCP_READ, Guard
 from tollgate.proxy.state import Shared
 
 from .conftest import HOSTS, api_flow, classified, configured
@@ -242,7 +242,7 @@ def test_an_mcp_tool_call_is_read_redacted_or_refused_with_a_json_rpc_error(in_a
 
 
 def test_a_fallback_to_another_provider_is_written_from_the_redacted_body() -> None:
-    from tollgate.proxy.stages.call.override import Overriding
+    from tollgate.proxy.stages.routing.override import Overriding
 
     rules = {
         **RULES,

@@ -15,7 +15,7 @@ from mitmproxy import http
 
 from tollgate.calls.call import Call
 from tollgate.governance.identity.jwt_identity import JwtIdentity
-from tollgate.proxy.stages.call.identify import PROXYAUTH, Identify
+from tollgate.proxy.stages.identity.identify import PROXYAUTH, Identify
 from tollgate.proxy.state import Shared
 from tollgate.records.audit.audit_record import audit_record
 

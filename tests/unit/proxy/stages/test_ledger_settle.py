@@ -12,7 +12,7 @@ from tollgate.configuration.runtime import Loaded
 from tollgate.formats.usage import Usage
 from tollgate.governance.limits.limits import Estimate, Reserved, charges, counters
 from tollgate.ledger import open_store
-from tollgate.proxy.stages.call.ledger import Ledger
+from tollgate.proxy.stages.limits.ledger import Ledger
 from tollgate.proxy.state import Shared
 from tollgate.records.audit.audit_record import audit_record
 

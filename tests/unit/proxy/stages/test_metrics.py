@@ -23,8 +23,8 @@ from tollgate.proxy.health import LOOP_TIMEOUT
 from tollgate.proxy.pipeline import gateway
 from tollgate.proxy.stages.process import settings as settings_module
 from tollgate.proxy.stages.process.settings import Settings
-from tollgate.proxy.stages.records import metrics as metrics_module
-from tollgate.proxy.stages.records.metrics import Metrics
+from tollgate.proxy.stages.records import metrics_server as metrics_module
+from tollgate.proxy.stages.records.metrics_server import Metrics
 from tollgate.proxy.state import Shared
 
 from .test_settings import Running, replace_by_rename

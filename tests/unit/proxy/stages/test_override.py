@@ -11,7 +11,7 @@ from mitmproxy import http
 
 from tollgate.calls.call import Call, Target
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.call.override import Overriding
+from tollgate.proxy.stages.routing.override import Overriding
 from tollgate.proxy.state import Shared
 from tollgate.records.audit.audit_record import audit_record
 

@@ -16,7 +16,7 @@ from tollgate.formats.mcp.answers import MAX_JSON_ANSWER, AnswerRelay
 from tollgate.formats.mcp.messages import McpRequest
 from tollgate.governance.agents.quarantine import session_key
 from tollgate.governance.mcp.mcp import McpExchange
-from tollgate.proxy.stages.call.quarantine import Quarantines
+from tollgate.proxy.stages.agents.quarantine_gate import Quarantines
 from tollgate.proxy.state import Shared
 
 URL = "https://mcp.example.test/mcp"

@@ -11,7 +11,7 @@ from tests.support.examples import examples
 from tollgate.configuration.config import Config
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.call.credential import Credential
+from tollgate.proxy.stages.upstream.credential import Credential
 from tollgate.proxy.state import Shared
 
 from .conftest import configured
@@ -20,9 +20,9 @@ from .conftest import configured
 @pytest.mark.parametrize("identified", [True, False])
 def test_a_saved_flow_shows_where_the_credentials_were_whether_or_not_identify_looked(identified):
     from tollgate.providers.base import REDACTED
-    from tollgate.proxy.stages.call.classify import Classify
-    from tollgate.proxy.stages.call.identify import Identify
-    from tollgate.proxy.stages.call.redact import Redact
+    from tollgate.proxy.stages.identity.identify import Identify
+    from tollgate.proxy.stages.routing.redact import Redact
+    from tollgate.proxy.stages.transport.classify import Classify
 
     # Without a configuration Classify refuses before Identify looks.
     shared = configured() if identified else Shared()
@@ -44,8 +44,8 @@ def test_a_saved_flow_shows_where_the_credentials_were_whether_or_not_identify_l
 
 def refused_flow(*fields: tuple[bytes, bytes], path: str = "/v1/chat/completions"):
     """An OpenAI call as the client sent it, refused by Identify (no such client)."""
-    from tollgate.proxy.stages.call.classify import Classify
-    from tollgate.proxy.stages.call.identify import Identify
+    from tollgate.proxy.stages.identity.identify import Identify
+    from tollgate.proxy.stages.transport.classify import Classify
 
     shared = configured(
         Config(clients=[{"name": "alice", "keys": ["tg-alice-1"]}], providers={"openai": {"keys": ["sk-real"]}})
@@ -61,7 +61,7 @@ def refused_flow(*fields: tuple[bytes, bytes], path: str = "/v1/chat/completions
 
 def test_a_refused_call_shows_where_every_credential_was_whichever_provider_it_is_for():
     from tollgate.providers.base import REDACTED
-    from tollgate.proxy.stages.call.redact import Redact
+    from tollgate.proxy.stages.routing.redact import Redact
 
     sent = (
         (b"Authorization", b"Bearer tg-unknown"),
@@ -99,7 +99,7 @@ def test_a_refused_call_shows_where_every_credential_was_whichever_provider_it_i
 
 def test_a_sent_call_shows_where_the_client_put_its_credentials_not_tollgates_key():
     from tollgate.providers.base import REDACTED
-    from tollgate.proxy.stages.call.redact import Redact
+    from tollgate.proxy.stages.routing.redact import Redact
 
     shared, flow = refused_flow((b"x-api-key", b"tg-other"), (b"X-Anthropic-Key", b"sk-side"))
     flow.response = None
@@ -119,7 +119,7 @@ def test_a_sent_call_shows_where_the_client_put_its_credentials_not_tollgates_ke
 
 
 def test_a_call_still_open_at_shutdown_is_redacted():
-    from tollgate.proxy.stages.call.redact import Redact
+    from tollgate.proxy.stages.routing.redact import Redact
 
     shared, flow = refused_flow((b"authorization", b"Bearer tg-alice-1"))
     flow.response = None
@@ -134,7 +134,7 @@ def test_a_call_still_open_at_shutdown_is_redacted():
 def test_a_refused_calls_trailers_leave_the_flow_with_its_body():
     from mitmproxy import http
 
-    from tollgate.proxy.stages.call.redact import Redact
+    from tollgate.proxy.stages.routing.redact import Redact
 
     shared, flow = refused_flow((b"authorization", b"Bearer tg-alice-1"))
     flow.request.trailers = http.Headers(x_extra="tg-alice-1 after the body")
@@ -168,7 +168,7 @@ def test_a_websocket_subprotocol_keeps_its_entries_but_no_key(entries):
 
 def test_a_query_credential_written_in_another_case_or_with_googles_dollar_is_redacted():
     from tollgate.providers.base import REDACTED
-    from tollgate.proxy.stages.call.redact import redact
+    from tollgate.proxy.stages.routing.redact import redact
 
     flow = tflow.tflow()
     flow.request.path = "/v1beta/m?KEY=a&%24key=b&Access_Token=c&%24X-Amz-Signature=d&keys=e&alt=sse"
@@ -199,7 +199,7 @@ def test_a_request_to_an_mcp_servers_host_keeps_no_credential_of_any_server(path
     """Its server's URL or another path of its host, answered or open at shutdown: every header a
     credential goes in (the servers' own ones too), and its body, leave the flow."""
     from tollgate.providers.base import REDACTED
-    from tollgate.proxy.stages.call.redact import Redact
+    from tollgate.proxy.stages.routing.redact import Redact
 
     for ending in ("responseheaders", "done"):
         shared = configured(MCP_CONFIG)
@@ -247,7 +247,7 @@ def test_an_azure_key_in_ocp_apim_subscription_key_or_its_query_twin_is_a_creden
 def test_an_mcp_request_refused_as_misdirected_is_redacted_whatever_address_it_named():
     from tollgate.providers.base import REDACTED
     from tollgate.proxy.flows import MCP
-    from tollgate.proxy.stages.call.redact import Redact
+    from tollgate.proxy.stages.routing.redact import Redact
 
     flow = tflow.tflow(resp=True)
     flow.request.host = "192.0.2.7"  # the address its CONNECT named; the Mcp stage refused it

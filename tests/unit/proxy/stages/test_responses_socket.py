@@ -29,8 +29,8 @@ from tollgate.providers import PROVIDERS
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.call.classify import check_upgrade
-from tollgate.proxy.stages.sockets.responses_socket import ResponsesSocket, Session, _read
+from tollgate.proxy.stages.transport.classify import check_upgrade
+from tollgate.proxy.stages.transport.responses_socket import ResponsesSocket, Session, _read
 from tollgate.proxy.state import Shared
 from tollgate.records.audit.audit_record import audit_record
 

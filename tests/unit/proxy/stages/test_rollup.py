@@ -10,7 +10,7 @@ from tollgate.configuration.runtime import Loaded
 from tollgate.formats import OPENAI_CHAT
 from tollgate.formats.request_facts import Classification
 from tollgate.governance.limits.rollup import Size, Summaries, plan
-from tollgate.proxy.stages.call.rollup import SummaryUnavailable, summarizer_call
+from tollgate.proxy.stages.limits.summarize import SummaryUnavailable, summarizer_call
 
 RULE = {"above_messages": 3, "keep_last": 2, "summarizer": {"provider": "anthropic", "model": "claude-haiku-4-5"}}
 

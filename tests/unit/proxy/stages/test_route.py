@@ -7,8 +7,8 @@ from mitmproxy.test import tflow, tutils
 
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.call.classify import Classify
-from tollgate.proxy.stages.call.route import Destination
+from tollgate.proxy.stages.routing.route import Destination
+from tollgate.proxy.stages.transport.classify import Classify
 from tollgate.proxy.state import Shared
 
 from .conftest import configured, openai_flow

@@ -23,10 +23,10 @@ from tollgate.providers import BUILT_IN_HOSTS
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.pipeline import gateway
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.call.classify import Classify
-from tollgate.proxy.stages.call.credential import Credential
 from tollgate.proxy.stages.process import settings as settings_module
 from tollgate.proxy.stages.process.settings import Settings, listen_addresses, stamp_of
+from tollgate.proxy.stages.transport.classify import Classify
+from tollgate.proxy.stages.upstream.credential import Credential
 from tollgate.proxy.state import Shared
 from tollgate.records.audit.audit_verify import Place, verify
 

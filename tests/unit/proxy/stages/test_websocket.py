@@ -32,7 +32,7 @@ from tollgate.formats.usage import Usage
 from tollgate.providers import PROVIDERS
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL
-from tollgate.proxy.stages.sockets.websocket import KEPT_MESSAGES, MAX_MESSAGE, WebSocket
+from tollgate.proxy.stages.transport.websocket import KEPT_MESSAGES, MAX_MESSAGE, WebSocket
 from tollgate.proxy.state import Shared
 
 # ---- the model, from the query
