@@ -27,7 +27,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "addons"))
 
-from tollgate.records.senders.audit_export import AuditExport  # noqa: E402
+from tollgate.records.senders.audit_otlp import AuditExport  # noqa: E402
 
 # A call's record as the audit writes it (docs/audit.md's example), varied per call.
 RECORD = {

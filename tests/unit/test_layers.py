@@ -193,6 +193,22 @@ def test_nothing_below_the_stages_imports_a_stage() -> None:
     assert found == set()
 
 
+# Where one name may stand for several modules: the formats' and the providers' own, named alike on
+# purpose (each format's `answer.py`, `stream.py`, ...), and a package's or a program's entry.
+NAMES_THAT_REPEAT = ("formats/", "providers/")
+ENTRIES = {"__init__.py", "__main__.py"}
+
+
+def test_no_module_name_is_used_twice() -> None:
+    """A module's name says what it is, once: `egress.py` twice would be two things under one name."""
+    by_name: dict[str, list[str]] = {}
+    for path in modules():
+        name = path.rsplit("/", 1)[-1]
+        if name not in ENTRIES and not path.startswith(NAMES_THAT_REPEAT):
+            by_name.setdefault(name, []).append(path)
+    assert {name: paths for name, paths in by_name.items() if len(paths) > 1} == {}
+
+
 # What it prints is all: os._exit spares the interpreter's teardown, which only takes time.
 SAYS_IF_MITMPROXY_LOADED = (
     "import os, sys, tollgate.calls.call, tollgate.configuration.runtime;"

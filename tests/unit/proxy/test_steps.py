@@ -17,7 +17,7 @@ from tollgate.calls.call import Call, Caller, Route
 from tollgate.formats.mcp.messages import McpRequest
 from tollgate.formats.openai_realtime import REALTIME
 from tollgate.formats.request_facts import Classification, RequestFacts
-from tollgate.governance.mcp.mcp import McpExchange
+from tollgate.governance.mcp.mcp_exchange import McpExchange
 from tollgate.governance.mcp.mcp_servers import McpServer
 from tollgate.proxy import pipeline
 from tollgate.proxy.flows import CALL

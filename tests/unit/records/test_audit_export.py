@@ -21,7 +21,7 @@ from tests.support.otlp import Collector, value_of
 from tests.unit import audit_lines
 
 from tollgate.configuration.config import ConfigError, parse_config
-from tollgate.records.senders.audit_export import AuditExport, outcome_of, position_path
+from tollgate.records.senders.audit_otlp import AuditExport, outcome_of, position_path
 from tollgate.records.senders.file_sender import Position, Tail, backoff, read_position, start_position, write_position
 from tollgate.records.senders.otlp_logs import encode_log_record, encode_value, export_body, record_id
 

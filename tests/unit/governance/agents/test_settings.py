@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from tollgate.governance.agents.settings import AgentsSettings
+from tollgate.governance.agents.agents_settings import AgentsSettings
 
 
 def test_defaults() -> None:

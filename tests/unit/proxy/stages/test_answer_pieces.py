@@ -21,7 +21,7 @@ from tollgate.formats.answer_reading.scanning import READ_APART_BYTES
 from tollgate.formats.openai_responses.answer_guard import ResponsesSocketGuard
 from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.governance.guardrails.workers import ScanWorkers
-from tollgate.governance.mcp.mcp import McpExchange, ResultGuard
+from tollgate.governance.mcp.mcp_exchange import McpExchange, ResultGuard
 from tollgate.governance.mcp.mcp_servers import McpServer
 from tollgate.providers import PROVIDERS
 from tollgate.proxy.flows import CALL

@@ -126,7 +126,7 @@ def test_a_connection_accepted_while_draining_is_refused() -> None:
 def test_a_goaway_is_written_apart_from_h2s_state() -> None:
     from hyperframe.frame import Frame, GoAwayFrame
 
-    frame, length = Frame.parse_frame_header(memoryview(patches.drain._goaway(2**31 - 1)[:9]))
-    frame.parse_body(memoryview(patches.drain._goaway(2**31 - 1)[9 : 9 + length]))
+    frame, length = Frame.parse_frame_header(memoryview(patches.connection_drain._goaway(2**31 - 1)[:9]))
+    frame.parse_body(memoryview(patches.connection_drain._goaway(2**31 - 1)[9 : 9 + length]))
     assert isinstance(frame, GoAwayFrame)
     assert (frame.stream_id, frame.last_stream_id, frame.error_code) == (0, 2**31 - 1, 0)

@@ -179,7 +179,7 @@ def test_an_mcp_tool_call_is_read_redacted_or_refused_with_a_json_rpc_error(in_a
     from mitmproxy.test import tflow, tutils
 
     from tollgate.formats.mcp.messages import McpRequest
-    from tollgate.governance.mcp.mcp import McpExchange
+    from tollgate.governance.mcp.mcp_exchange import McpExchange
     from tollgate.governance.mcp.mcp_servers import McpServer
 
     shared = configured(
@@ -323,7 +323,7 @@ def test_a_large_bodys_findings_are_counted_and_redacted_in_its_thread_not_on_th
 
     from tollgate.formats.mcp.messages import McpRequest
     from tollgate.governance.guardrails.rules import Scan
-    from tollgate.governance.mcp.mcp import McpExchange
+    from tollgate.governance.mcp.mcp_exchange import McpExchange
     from tollgate.governance.mcp.mcp_servers import McpServer
 
     where: list[tuple[str, str]] = []  # each step on a scan's findings, and the thread it ran in

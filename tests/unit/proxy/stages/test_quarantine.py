@@ -15,7 +15,7 @@ from tests.unit.proxy.stages.conftest import configured
 from tollgate.formats.mcp.answers import MAX_JSON_ANSWER, AnswerRelay
 from tollgate.formats.mcp.messages import McpRequest
 from tollgate.governance.agents.quarantine import session_key
-from tollgate.governance.mcp.mcp import McpExchange
+from tollgate.governance.mcp.mcp_exchange import McpExchange
 from tollgate.proxy.stages.agents.quarantine_gate import Quarantines
 from tollgate.proxy.state import Shared
 

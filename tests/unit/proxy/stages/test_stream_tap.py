@@ -21,7 +21,7 @@ from tollgate.formats.usage_reading import UsageReader
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.proxy.flows import CALL
-from tollgate.proxy.patches import flows as patch_flows
+from tollgate.proxy.patches import http_stream as patch_flows
 from tollgate.proxy.stages.upstream.stream_tap import (
     MITMPROXY_CONNECTION_LOGGER,
     CountedTap,

@@ -20,11 +20,11 @@ from tollgate.calls.policy_input import input_facts
 from tollgate.calls.routes import client_answer_format
 from tollgate.formats.bodies.raw_headers import with_header
 from tollgate.formats.refusals import CONTENT_DENIED
-from tollgate.governance.agents.answer_formats import AGENTS_FORMATS
+from tollgate.governance.agents.agents_formats import AGENTS_FORMATS
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.call_state import AgentsCall, ToolPolicy
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.response_index import ResponseIndex
-from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.agents.tool_decision import redacted
 from tollgate.governance.guardrails.workers import OFF_LOOP_BYTES, ScanWorkers
 from tollgate.governance.policy.policy import TOOLS_DECISION, Decision

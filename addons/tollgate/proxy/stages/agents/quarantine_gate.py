@@ -18,13 +18,13 @@ from tollgate.calls.call import Call
 from tollgate.configuration.runtime import Loaded
 from tollgate.formats.mcp.messages import TOOLS_CALL, RequestId, error_message
 from tollgate.formats.refusals import POLICY_DENIED
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.mcp_results import McpResultSignals
 from tollgate.governance.agents.quarantine import SESSION, caller_key, injected, login_key, refusal, session_key
-from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.agents.taint import matches
 from tollgate.governance.egress.egress import Globs
-from tollgate.governance.mcp.mcp import REFUSED_CODE, McpExchange
+from tollgate.governance.mcp.mcp_exchange import REFUSED_CODE, McpExchange
 from tollgate.proxy.flows import answer_mcp
 from tollgate.proxy.state import Shared
 

@@ -37,7 +37,7 @@ from mitmproxy.proxy.mode_specs import RegularMode
 from tollgate.calls.call import new_request_id
 from tollgate.formats.refusals import AUDIT_UNAVAILABLE, BAD_REQUEST
 from tollgate.governance.egress.egress import EGRESS_DENIED, Asked, Decided, Egress, host_of
-from tollgate.governance.mcp.mcp import McpExchange
+from tollgate.governance.mcp.mcp_exchange import McpExchange
 from tollgate.proxy.flows import BROKERED, CALL, CAPTURE_MODES, MCP
 from tollgate.proxy.patches import calls_shown
 from tollgate.proxy.state import Shared

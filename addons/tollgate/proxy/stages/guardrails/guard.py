@@ -28,7 +28,7 @@ from tollgate.governance.guardrails.detectors import OWN_KEYS
 from tollgate.governance.guardrails.rules import Guardrails, Scan
 from tollgate.governance.guardrails.unread_answers import alternatives_asked, model_text, stored_unread
 from tollgate.governance.guardrails.workers import ScanWorkers
-from tollgate.governance.mcp.mcp import McpExchange
+from tollgate.governance.mcp.mcp_exchange import McpExchange
 from tollgate.proxy.flows import refuse, refuse_mcp, scrub_placeholders, write_raw_body
 from tollgate.proxy.state import Shared
 

@@ -23,7 +23,7 @@ from tollgate.governance.identity.jwt_identity import (
     JwtRejected,
     looks_like_jwt,
 )
-from tollgate.governance.mcp.mcp import McpExchange, session_owner
+from tollgate.governance.mcp.mcp_exchange import McpExchange, session_owner
 from tollgate.governance.routing.redaction import credential_positions
 from tollgate.governance.subscriptions.asked_accounts import AskedAccounts
 from tollgate.governance.subscriptions.plan import (

@@ -44,7 +44,7 @@ from tollgate.governance.egress.misdirection import Misdirected
 from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.governance.identity.jwt_identity import looks_like_jwt
 from tollgate.governance.limits.limits import Counter, deny_reason, refusal_message, retry_after
-from tollgate.governance.mcp.mcp import (
+from tollgate.governance.mcp.mcp_exchange import (
     INITIALIZE,
     REFUSED_CODE,
     RETRY_OF_ANOTHER,

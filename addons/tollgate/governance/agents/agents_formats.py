@@ -28,6 +28,7 @@ from tollgate.formats.openai_responses.provenance import continued
 from tollgate.formats.openai_responses.provenance import read_provenance as responses_provenance
 from tollgate.formats.provenance import Provenance
 from tollgate.formats.translation import Rewrite
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.call_state import AgentsCall, read_request
 from tollgate.governance.agents.chat_calls import chat_schemas, decided_chat_answer
 from tollgate.governance.agents.chat_stream import HeldChatCalls
@@ -53,7 +54,6 @@ from tollgate.governance.agents.responses_calls import (
     with_refusals_answered,
 )
 from tollgate.governance.agents.responses_stream import HeldResponsesCalls
-from tollgate.governance.agents.settings import AgentsSettings
 
 Earlier = Callable[[str], Provenance | None]  # what Tollgate saw of a conversation, by its last answer's id
 
