@@ -1,11 +1,11 @@
 """Prometheus metrics (`metrics.listen`): Tollgate's process serves /metrics on its own port, and
 /healthz beside it (`tollgate/proxy/health.py`), from an HTTP server in a thread of its own, and every
-call's end is counted (`tollgate/records/metrics.py` says what).
+call's end is counted (`tollgate/records/telemetry/metrics.py` says what).
 
 `TOLLGATE_METRICS_LISTEN`, when set, is where the process serves them instead of `metrics.listen`:
 `tollgate serve` gives each worker of a fleet an address of its own, as they share one
 configuration. `PROMETHEUS_MULTIPROC_DIR`, when set, is where the processes of a host share their
-values (`tollgate/records/multiprocess.py`): each writes its own there, and /metrics serves them all."""
+values (`tollgate/records/telemetry/multiprocess.py`): each writes its own there, and /metrics serves them all."""
 
 from __future__ import annotations
 
