@@ -30,7 +30,7 @@ sys.path.insert(0, str(BENCH.parent / "addons"))
 
 from tollgate.formats.openai_chat.provenance import read_provenance  # noqa: E402
 from tollgate.governance.agents import taint  # noqa: E402
-from tollgate.governance.agents.settings import AgentsSettings  # noqa: E402
+from tollgate.governance.agents.agents_settings import AgentsSettings  # noqa: E402
 from tollgate.governance.agents.taint import MAX_INDEX_CHARS, TaintIndex  # noqa: E402
 from tollgate.governance.agents.tool_decision import ToolCall, decide  # noqa: E402
 

@@ -35,8 +35,8 @@ sys.path.insert(0, str(BENCH))
 
 from answer_stream import prose_with_digits  # noqa: E402
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, crc_token  # noqa: E402
+from tollgate.governance.guardrails.guardrails_settings import GuardrailRule  # noqa: E402
 from tollgate.governance.guardrails.rules import Guardrails  # noqa: E402
-from tollgate.governance.guardrails.settings import GuardrailRule  # noqa: E402
 
 RULES = [GuardrailRule.model_validate({"detect": ["secrets", "pii"], "action": "redact", "on": ["answer"]})]
 OWN_KEYS = [f"sk-upstream-{i:02d}-" + "x" * 40 for i in range(4)]

@@ -55,8 +55,8 @@ import yaml  # noqa: E402
 import stream as S  # noqa: E402
 from stream_wires import CHAT_REQUEST, Format, OpenAIChat  # noqa: E402
 from tollgate.formats.openai_chat.answer_guard import ChatAnswerGuard  # noqa: E402
+from tollgate.governance.guardrails.guardrails_settings import GuardrailRule  # noqa: E402
 from tollgate.governance.guardrails.rules import Guardrails  # noqa: E402
-from tollgate.governance.guardrails.settings import GuardrailRule  # noqa: E402
 from tollgate.proxy.certs import ensure_bundle  # noqa: E402
 
 MiB = 1024 * 1024

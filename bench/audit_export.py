@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.audit_sample import RECORD  # noqa: E402
 
-from tollgate.records.senders.audit_export import AuditExport  # noqa: E402
+from tollgate.records.senders.audit_otlp import AuditExport  # noqa: E402
 
 COLLECTOR = textwrap.dedent("""
     import sys

@@ -33,8 +33,8 @@ import handwritten  # noqa: E402
 import pypi_samples  # noqa: E402
 from support import guardrail_samples as samples  # noqa: E402
 from tollgate.governance.guardrails import credential_kinds, detectors  # noqa: E402
+from tollgate.governance.guardrails.guardrails_settings import GuardrailRule  # noqa: E402
 from tollgate.governance.guardrails.rules import Guardrails  # noqa: E402
-from tollgate.governance.guardrails.settings import GuardrailRule  # noqa: E402
 
 RULES = [GuardrailRule.model_validate({"detect": ["secrets", "pii"], "action": "redact"})]
 # How a value is written in a turn: `{}` is the value (after its name, for a kind known by one).

@@ -45,8 +45,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from support.guardrail_samples import AWS_KEY_ID, AWS_SECRET, EMAIL, crc_token  # noqa: E402
 from tollgate.governance.guardrails import detectors, engine, text  # noqa: E402
+from tollgate.governance.guardrails.guardrails_settings import GuardrailRule  # noqa: E402
 from tollgate.governance.guardrails.rules import Guardrails  # noqa: E402
-from tollgate.governance.guardrails.settings import GuardrailRule  # noqa: E402
 
 DEFAULT_RULES = [GuardrailRule.model_validate({"detect": ["secrets", "pii"], "action": "redact"})]
 # Tollgate's own keys as a small deployment has them: a few upstream keys and a dozen virtual keys.

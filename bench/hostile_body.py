@@ -101,8 +101,8 @@ def held(sizes: list[int]) -> None:
 
 
 async def _held(sizes: list[int]) -> None:
+    from tollgate.governance.guardrails.guardrails_settings import GuardrailRule
     from tollgate.governance.guardrails.rules import Guardrails
-    from tollgate.governance.guardrails.settings import GuardrailRule
     from tollgate.governance.guardrails.workers import ScanWorkers
 
     guard = Guardrails([GuardrailRule.model_validate({"detect": ["secrets", "pii"], "action": "redact"})])
@@ -165,10 +165,10 @@ async def _redaction_here(size: int, rounds: int) -> None:
 
     from tollgate.formats.bodies.json_codec import read_request_json
     from tollgate.formats.registry import WIRE_FORMATS
+    from tollgate.governance.guardrails.guardrails_settings import GuardrailRule
     from tollgate.governance.guardrails.rules import Guardrails
-    from tollgate.governance.guardrails.settings import GuardrailRule
     from tollgate.governance.guardrails.workers import ScanWorkers
-    from tollgate.proxy.stages.call.guard import read_call
+    from tollgate.proxy.stages.guardrails.guard import read_call
 
     guard = Guardrails([GuardrailRule.model_validate({"detect": ["secrets", "pii"], "action": "redact"})])
     body = hostile_body(size, "cards")

@@ -7,7 +7,7 @@ Run from the checkout:
     .venv/bin/python bench/policy.py --worker         # as the proxy decides a call not in its cache
     .venv/bin/python bench/policy.py --help
 
-What is timed per call is exactly what the decide stage (tollgate/proxy/stages/decide.py) does:
+What is timed per call is exactly what the decide stage (tollgate/proxy/stages/policy/decide.py) does:
 `policy.decide(whole(CALL_DECISION), policy_input(call))` — building the input document from a `tollgate.calls.call.Call`
 record, handing it to OPA's engine, evaluating `data.tollgate.deny` and reading the answer back. One
 `time.perf_counter_ns()` before, one after policy_input, one after decide; the garbage collector

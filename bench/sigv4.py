@@ -73,7 +73,7 @@ from tollgate.credentials import sigv4  # noqa: E402
 from tollgate.formats.bodies.raw_headers import header_index  # noqa: E402
 from tollgate.providers import PROVIDERS  # noqa: E402
 from tollgate.proxy.flows import request_parts  # noqa: E402
-from tollgate.proxy.stages.call.credential import Credential  # noqa: E402
+from tollgate.proxy.stages.upstream.credential import Credential  # noqa: E402
 from tollgate.proxy.state import Shared  # noqa: E402
 
 TARGET_P50_US = 300.0  # the target: verify + re-sign p50 <= 300 µs per request

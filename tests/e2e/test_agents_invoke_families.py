@@ -15,7 +15,7 @@ from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
 from tests.support.eventstream import invoke_chunk
 from tests.support.fake_upstream import Received, Reply
 
-from tollgate.governance.agents.answer_formats import UNREAD_FAMILY
+from tollgate.governance.agents.agents_formats import UNREAD_FAMILY
 
 VIRTUAL = ("TGFAMILIES0000000000", "families-virtual-SECRET-0000")
 REAL = ("AKIAREALFAMILIES0000", "real-aws-SECRET-families-000")

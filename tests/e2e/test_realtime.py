@@ -19,7 +19,7 @@ from tests.support.fake_realtime import HANG_UP, FakeRealtime, answering, usage
 from tests.support.leaks import assert_no_secret, saved_flows, stopped_outputs
 from tests.support.proxy import ROOT
 
-from tollgate.proxy.stages.sockets.websocket import MAX_MESSAGE
+from tollgate.proxy.stages.transport.websocket import MAX_MESSAGE
 
 REAL = "sk-REAL-openai-realtime-5ecret-a1"
 ALICE = "tg-VIRTUAL-alice-realtime-5ecret-b2"

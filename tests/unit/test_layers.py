@@ -52,7 +52,7 @@ PROVIDER_IMPORT_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 @cache
 def modules() -> dict[str, ast.Module]:
-    """Every module of the package by its path under it (`stages/call/translate.py`), parsed."""
+    """Every module of the package by its path under it (`stages/transport/translate.py`), parsed."""
     return {
         path.relative_to(PACKAGE).as_posix(): ast.parse(path.read_text(encoding="utf-8"), str(path))
         for path in sorted(PACKAGE.rglob("*.py"))
@@ -60,7 +60,7 @@ def modules() -> dict[str, ast.Module]:
 
 
 def module_name(path: str) -> str:
-    """`stages/call/translate.py` → `tollgate.proxy.stages.call.translate`; a package's `__init__.py` is the package."""
+    """`stages/transport/translate.py` → `tollgate.proxy.stages.transport.translate`; a package's `__init__.py` is the package."""
     parts = ["tollgate", *path.removesuffix(".py").split("/")]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -153,6 +153,35 @@ def test_a_stage_uses_no_other_stage() -> None:
     assert found == set()
 
 
+# The stages' folders: the concerns they govern, in the words of `governance/` and `records/`, and
+# the proxy's own work (docs/architecture.md, "Where each concern lives").
+STAGE_FOLDERS = {
+    "identity": "who calls",
+    "policy": "the policy's decision",
+    "limits": "the ledger's reservations, roll-up",
+    "guardrails": "what a body carries",
+    "routing": "where a call goes",
+    "egress": "connections to other hosts",
+    "mcp": "calls to MCP servers",
+    "agents": "tool calls an agent makes, quarantine",
+    "records": "the audit, its export, metrics, traces",
+    "transport": "the proxy's own: classify, translation, WebSocket calls",
+    "upstream": "the proxy's own: the credential, attempts, fallbacks, the stream tap",
+    "process": "the proxy's own: settings, drain, warm-up",
+}
+
+
+def test_every_stage_sits_in_the_folder_of_its_concern() -> None:
+    found = {
+        path
+        for path in modules()
+        if path.startswith("proxy/stages/")
+        and path != "proxy/stages/__init__.py"
+        and (path.count("/") != 3 or path.split("/")[2] not in STAGE_FOLDERS)
+    }
+    assert found == set()
+
+
 def test_nothing_below_the_stages_imports_a_stage() -> None:
     found = {
         (path, name)
@@ -162,6 +191,22 @@ def test_nothing_below_the_stages_imports_a_stage() -> None:
         if name == "tollgate.proxy.stages" or name.startswith("tollgate.proxy.stages.")
     }
     assert found == set()
+
+
+# Where one name may stand for several modules: the formats' and the providers' own, named alike on
+# purpose (each format's `answer.py`, `stream.py`, ...), and a package's or a program's entry.
+NAMES_THAT_REPEAT = ("formats/", "providers/")
+ENTRIES = {"__init__.py", "__main__.py"}
+
+
+def test_no_module_name_is_used_twice() -> None:
+    """A module's name says what it is, once: `egress.py` twice would be two things under one name."""
+    by_name: dict[str, list[str]] = {}
+    for path in modules():
+        name = path.rsplit("/", 1)[-1]
+        if name not in ENTRIES and not path.startswith(NAMES_THAT_REPEAT):
+            by_name.setdefault(name, []).append(path)
+    assert {name: paths for name, paths in by_name.items() if len(paths) > 1} == {}
 
 
 # What it prints is all: os._exit spares the interpreter's teardown, which only takes time.
@@ -228,9 +273,9 @@ def test_only_providers_name_a_provider() -> None:
 def test_the_checks_see_what_they_look_for() -> None:
     """The reading itself: the imports and names the rules above look for are found where they are."""
     assert "mitmproxy" in set(imports("proxy/flows.py"))
-    assert "tollgate.proxy.flows" in set(imports("proxy/stages/call/translate.py"))
+    assert "tollgate.proxy.flows" in set(imports("proxy/stages/transport/translate.py"))
     assert "tollgate.providers.gemini" in set(imports("providers/vertex.py"))
-    assert "tollgate.formats.openai_realtime" in set(imports("proxy/stages/sockets/websocket.py"))
+    assert "tollgate.formats.openai_realtime" in set(imports("proxy/stages/transport/websocket.py"))
     assert "tollgate.calls.call" in set(imports("records/telemetry/metrics.py"))
     assert layer_of("cli/main.py") == 0 and layer_of("formats/framing/sse.py") == len(LAYERS) - 1
     assert layer_of("governance/limits/limits.py") > layer_of("calls/call.py") > layer_of("records/audit/auditlog.py")  # type: ignore[operator]

@@ -117,7 +117,7 @@ class Caller:
     # The SHA-256 of that virtual key: the session's later responses are refused once the
     # configuration in force no longer holds it (`Identify.unexpired`).
     key_sha256: str | None = field(default=None, repr=False, compare=False)
-    # Where the client put credentials, for any provider (names only, see `stages/call/redact.py`);
+    # Where the client put credentials, for any provider (names only, see `stages/routing/redact.py`);
     # None until Identify has looked.
     credential_positions: tuple[str, ...] | None = None
     # The credential that goes upstream is the caller's own (its side header): failover never

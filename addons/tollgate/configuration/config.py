@@ -30,10 +30,10 @@ from tollgate.configuration.records_settings import (
     OtlpConfig,
     listen_address,
 )
-from tollgate.governance.agents.settings import AgentsSettings
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.egress.brokered import values_from_environment
 from tollgate.governance.egress.egress_settings import EgressConfig
-from tollgate.governance.guardrails.settings import GuardrailRule, custom_detectors_unique
+from tollgate.governance.guardrails.guardrails_settings import GuardrailRule, custom_detectors_unique
 from tollgate.governance.identity.clients import SHA256_KEY_PREFIX, Client, VirtualAwsCredential, VirtualKey, key_digest
 from tollgate.governance.identity.jwt_identity import IdentityConfig, JwtIssuer
 from tollgate.governance.limits.limits import LIMIT_FIELDS, METRICS, LimitRule
@@ -44,7 +44,7 @@ from tollgate.governance.mcp.mcp_servers import McpConfig
 from tollgate.governance.policy.policy import PolicyConfig
 from tollgate.governance.routing.overrides import OPENAI_COMPATIBLE_TARGETS, FallbackRule, Override
 from tollgate.governance.subscriptions.plan import Subscriptions
-from tollgate.ledger.settings import LEDGER_FILE, LedgerConfig
+from tollgate.ledger.ledger_settings import LEDGER_FILE, LedgerConfig
 from tollgate.ledger.windows import WINDOWS
 from tollgate.providers import PROVIDERS, ConfiguredVendorSettings, provider_for
 
@@ -160,7 +160,7 @@ class Config(Strict):
     limits: tuple[LimitRule, ...] = ()
     ledger: LedgerConfig = LedgerConfig()
     metrics: MetricsConfig = MetricsConfig()
-    mcp: McpConfig = McpConfig()  # the MCP servers governed (`governance/mcp/mcp.py`)
+    mcp: McpConfig = McpConfig()  # the MCP servers governed (`governance/mcp/mcp_exchange.py`)
     guardrails: tuple[GuardrailRule, ...] = ()  # what a request may not carry (`governance/guardrails/`)
     subscriptions: Subscriptions = Subscriptions()  # calls made with a person's plan (`governance/subscriptions/`)
     egress: EgressConfig = EgressConfig()  # the connections a client opens through Tollgate (`governance/egress/`)

@@ -18,12 +18,12 @@ from tollgate.formats.mcp.messages import RequestId, error_message
 from tollgate.formats.refusals import FAILURES
 from tollgate.governance.egress.brokered import Brokered
 from tollgate.governance.egress.misdirection import Misdirected, misdirection
-from tollgate.governance.mcp.mcp import REFUSED_CODE, McpExchange
+from tollgate.governance.mcp.mcp_exchange import REFUSED_CODE, McpExchange
 from tollgate.providers.base import Provider
 from tollgate.providers.credentials import Query
 
 CALL = "tollgate"
-# An MCP server's request: its `McpExchange` (governance/mcp/mcp.py) while it is live, then its records.
+# An MCP server's request: its `McpExchange` (governance/mcp/mcp_exchange.py) while it is live, then its records.
 MCP = "tollgate_mcp"
 # A request to an MCP server's host that names another host too (`governance.misdirection`), in
 # flow.metadata until the Mcp stage refuses it: the fields of its `Misdirected`.

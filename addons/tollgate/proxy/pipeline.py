@@ -11,33 +11,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tollgate.proxy.runner import AnyCallStep, CallSteps, Gateway
-from tollgate.proxy.stages.call.agents import Agents
-from tollgate.proxy.stages.call.classify import Classify
-from tollgate.proxy.stages.call.credential import Credential
-from tollgate.proxy.stages.call.decide import Decide
-from tollgate.proxy.stages.call.guard import Guard
-from tollgate.proxy.stages.call.identify import Identify
-from tollgate.proxy.stages.call.ledger import Ledger
-from tollgate.proxy.stages.call.override import Overriding
-from tollgate.proxy.stages.call.quarantine import Quarantines
-from tollgate.proxy.stages.call.redact import Redact
-from tollgate.proxy.stages.call.rollup import RollUp
-from tollgate.proxy.stages.call.route import Destination
-from tollgate.proxy.stages.call.translate import Translate
+from tollgate.proxy.stages.agents.agents import Agents
+from tollgate.proxy.stages.agents.quarantine_gate import Quarantines
 from tollgate.proxy.stages.egress.broker import Broker
-from tollgate.proxy.stages.egress.egress import EgressGate
-from tollgate.proxy.stages.egress.mcp import Mcp, McpGate
+from tollgate.proxy.stages.egress.egress_gate import EgressGate
+from tollgate.proxy.stages.guardrails.guard import Guard
+from tollgate.proxy.stages.identity.identify import Identify
+from tollgate.proxy.stages.limits.ledger import Ledger
+from tollgate.proxy.stages.limits.summarize import RollUp
+from tollgate.proxy.stages.mcp.mcp import Mcp, McpGate
+from tollgate.proxy.stages.policy.decide import Decide
 from tollgate.proxy.stages.process.drain import Drain
 from tollgate.proxy.stages.process.settings import Listening, Settings
 from tollgate.proxy.stages.process.warm_up import WarmUp
 from tollgate.proxy.stages.records.audit import Audit, AuditGate
 from tollgate.proxy.stages.records.audit_export import AuditExporter, AuditPostgresSender
-from tollgate.proxy.stages.records.metrics import Metrics
+from tollgate.proxy.stages.records.metrics_server import Metrics
 from tollgate.proxy.stages.records.tracing import Tracing
-from tollgate.proxy.stages.sockets.realtime_socket import RealtimeSocket
-from tollgate.proxy.stages.sockets.responses_socket import ResponsesSocket, stays_on_the_socket
-from tollgate.proxy.stages.sockets.websocket import WebSocket
+from tollgate.proxy.stages.routing.override import Overriding
+from tollgate.proxy.stages.routing.redact import Redact
+from tollgate.proxy.stages.routing.route import Destination
+from tollgate.proxy.stages.transport.classify import Classify
+from tollgate.proxy.stages.transport.realtime_socket import RealtimeSocket
+from tollgate.proxy.stages.transport.responses_socket import ResponsesSocket, stays_on_the_socket
+from tollgate.proxy.stages.transport.translate import Translate
+from tollgate.proxy.stages.transport.websocket import WebSocket
 from tollgate.proxy.stages.upstream.attempts import Attempts
+from tollgate.proxy.stages.upstream.credential import Credential
 from tollgate.proxy.stages.upstream.fallback import Fallbacks, keep_trace_context, retarget
 from tollgate.proxy.stages.upstream.stream_tap import AskForUsage, StreamTap
 from tollgate.proxy.stages.upstream.upstream_watch import UpstreamWatch

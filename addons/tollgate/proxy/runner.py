@@ -12,7 +12,7 @@ from mitmproxy.proxy import layers, server_hooks  # noqa: F401 - likewise
 
 from tollgate.calls.call import Call
 from tollgate.formats.refusals import INTERNAL_ERROR
-from tollgate.governance.mcp.mcp import McpExchange
+from tollgate.governance.mcp.mcp_exchange import McpExchange
 from tollgate.proxy.flows import call_of, refuse, refuse_mcp
 
 logger = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from tollgate.governance.routing.failover import CONNECT, TIMEOUT, AttemptFailur
 from tollgate.governance.routing.next_try import goes_again
 from tollgate.ledger import open_store
 from tollgate.ledger.store import Store
-from tollgate.proxy.stages.call.ledger import Ledger
+from tollgate.proxy.stages.limits.ledger import Ledger
 from tollgate.proxy.stages.upstream.attempts import resends_on
 from tollgate.proxy.state import Shared
 from tollgate.records.audit.audit_record import audit_record

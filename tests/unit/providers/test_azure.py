@@ -22,7 +22,7 @@ from tollgate.governance.matching import matches
 from tollgate.governance.routing.upstream import target_upstream
 from tollgate.providers import PROVIDERS
 from tollgate.providers.azure import AzureConfig, AzureRuntime
-from tollgate.proxy.stages.records.metrics import Metrics
+from tollgate.proxy.stages.records.metrics_server import Metrics
 from tollgate.proxy.state import Shared
 
 from .common import headers, j

@@ -13,8 +13,8 @@ from mitmproxy.websocket import WebSocketMessage
 from wsproto.frame_protocol import Opcode
 
 from tollgate.proxy.sockets import SocketRunner, Waiting, inject
-from tollgate.proxy.stages.sockets.realtime_socket import RealtimeSocket
-from tollgate.proxy.stages.sockets.responses_socket import ResponsesSocket
+from tollgate.proxy.stages.transport.realtime_socket import RealtimeSocket
+from tollgate.proxy.stages.transport.responses_socket import ResponsesSocket
 from tollgate.proxy.state import Shared
 
 

@@ -17,13 +17,13 @@ from tollgate.calls.call import Call, Caller, Route
 from tollgate.formats.mcp.messages import McpRequest
 from tollgate.formats.openai_realtime import REALTIME
 from tollgate.formats.request_facts import Classification, RequestFacts
-from tollgate.governance.mcp.mcp import McpExchange
+from tollgate.governance.mcp.mcp_exchange import McpExchange
 from tollgate.governance.mcp.mcp_servers import McpServer
 from tollgate.proxy import pipeline
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps, Gateway
-from tollgate.proxy.stages.call.identify import Identify
-from tollgate.proxy.stages.sockets.realtime_socket import RealtimeSession, RealtimeSocket
+from tollgate.proxy.stages.identity.identify import Identify
+from tollgate.proxy.stages.transport.realtime_socket import RealtimeSession, RealtimeSocket
 
 
 class Broken:

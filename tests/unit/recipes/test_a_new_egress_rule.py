@@ -18,7 +18,7 @@ from tollgate.configuration.config import Config
 from tollgate.configuration.runtime import Loaded
 from tollgate.governance.egress.egress import PASS, Egress, EgressVerdict
 from tollgate.governance.egress.egress_settings import EgressConfig
-from tollgate.proxy.stages.egress.egress import EgressGate
+from tollgate.proxy.stages.egress.egress_gate import EgressGate
 from tollgate.proxy.state import Shared
 from tollgate.records.audit.auditlog import AuditLog
 

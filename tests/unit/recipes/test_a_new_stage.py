@@ -20,7 +20,7 @@ from tollgate.formats.refusals import BAD_REQUEST
 from tollgate.proxy.flows import call_of, refuse
 from tollgate.proxy.pipeline import gateway
 from tollgate.proxy.runner import CallSteps, Gateway
-from tollgate.proxy.stages.call.identify import Identify
+from tollgate.proxy.stages.identity.identify import Identify
 from tollgate.proxy.state import Shared
 
 from .conftest import chat_chunks, chat_flow, openai_config, records

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tollgate.formats.answer_reading.scanning import MatchEngine, Scanner, Scanners, counter_copy, signed_detectors
+from tollgate.governance.agents.agents_settings import LinksSettings
 from tollgate.governance.agents.link_hosts import LinkHosts
 from tollgate.governance.agents.links import LinkRewriter
-from tollgate.governance.agents.settings import LinksSettings
 
 # The finding a link reduced to its text is counted as.
 LINKS_REDACTED = "links.redacted"

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 from tollgate.formats.provenance import Provenance
 from tollgate.formats.translation import Rewrite
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.injection import InjectionSignals
-from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.agents.taint import TaintIndex, matches
 from tollgate.governance.agents.tool_decision import UNREAD, ToolCall, ToolDecision, decide, facts
 

@@ -9,9 +9,9 @@ import json
 from typing import Any
 
 from tollgate.formats.openai_chat.provenance import read_provenance
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.call_state import AgentsCall, decided_call, read_request
 from tollgate.governance.agents.injection import InjectionSignals
-from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.agents.tool_decision import ToolCall
 
 

@@ -33,9 +33,9 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from tollgate.formats.provenance import ASSISTANT, UNKNOWN, Provenance
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.decoded import MAX_NODES, decoded_texts, leaves, structure, unescaped
 from tollgate.governance.agents.patterns_held import PatternsHeld
-from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.agents.text_memo import TextMemo
 from tollgate.governance.guardrails.engine import HYPERSCAN
 

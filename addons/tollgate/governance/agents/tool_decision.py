@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tollgate.formats.provenance import ASSISTANT, UNKNOWN, Provenance
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.decoded import MAX_NODES
-from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.agents.taint import UNINDEXED, TaintIndex, matches, tainted_values, tokens
 
 REDACTED = "…"

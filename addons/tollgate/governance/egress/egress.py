@@ -3,7 +3,7 @@ is decided before anything is relayed, in one call (`Egress.decide`): a target t
 refused; then the `deny` globs and `default` (`deny`: only the providers' hosts, the MCP servers'
 and `allow` pass), then the address it resolves to (a private one is refused unless `allow` names
 the host or it is a configured upstream), then the policy's `data.tollgate.egress.deny`. Plain
-logic: the proxy's stage (`proxy/stages/egress/egress.py`) asks once, with its resolver, and acts on the
+logic: the proxy's stage (`proxy/stages/egress/egress_gate.py`) asks once, with its resolver, and acts on the
 decision (`Decided`): answers, records and relays."""
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from tollgate.governance.guardrails import detectors, joined, text
 from tollgate.governance.guardrails.answer import HOLD_BYTES, AnswerDetectors
 from tollgate.governance.guardrails.documents import Document
 from tollgate.governance.guardrails.engine import Engine, Found
-from tollgate.governance.guardrails.settings import STRENGTH, GuardrailRule
+from tollgate.governance.guardrails.guardrails_settings import STRENGTH, GuardrailRule
 from tollgate.governance.matching import matches
 
 

@@ -1,7 +1,7 @@
 """The limits (`limits:`, whose rules are declared here): which apply to a call, the counters each
 keeps for it, what the call reserves on them before it goes, and what it settles to once its usage
 is known. Pure: the store that keeps the counters is `ledger/`, the step that asks it
-`stages/call/ledger.py`."""
+`stages/limits/ledger.py`."""
 
 from __future__ import annotations
 

@@ -1,2 +1,2 @@
 """The MCP servers the configuration governs (`mcp_servers.py`), and one request to them
-(`mcp.py`)."""
+(`mcp_exchange.py`)."""

@@ -1,5 +1,5 @@
 """Where a request carries credentials, and its header fields without them: the plain part of
-redaction (`stages/call/redact.py` takes them off a flow; Identify records where they were)."""
+redaction (`stages/routing/redact.py` takes them off a flow; Identify records where they were)."""
 
 from __future__ import annotations
 

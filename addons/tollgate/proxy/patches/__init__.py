@@ -1,9 +1,9 @@
 """What mitmproxy 12 cannot do through its addon API, and Tollgate needs, patched into its layers: a
-call's flow (`flows.py`: the error hook's response served, a flow its client ended, a request gone
+call's flow (`http_stream.py`: the error hook's response served, a flow its client ended, a request gone
 upstream, a flow that waits too long ended, a streamed response's last bytes sent, one its tap
 stopped ended, a large piece of one read apart), what a message carries (`messages.py`: HTTP/1
 trailers, a WebSocket message's size), connections ended too soon or never (`connections.py`), a
-message's head bounded as it is read (`head_bounds.py`), and the drain (`drain.py`), a request sent
+message's head bounded as it is read (`head_bounds.py`), and the drain (`connection_drain.py`), a request sent
 again before its answer began (`resend.py`), mitmdump's line for a call left to Tollgate's
 (`console.py`), and mitmproxy's hook dispatch made cheaper (`dispatch.py`). Each patch is a
 function that installs it once; the stages call them through this package.
@@ -13,14 +13,15 @@ without it; `tests/unit/proxy/patches/test_what_mitmproxy_does.py` pins the sign
 of each, and the names each touches, so that a mitmproxy release that changes them fails a test
 that names the patch."""
 
+from tollgate.proxy.patches.connection_drain import CloseInjected, begin_drain, close_websocket, drain_connections
 from tollgate.proxy.patches.connections import (
     close_connections_cancelled_while_waiting,
     finish_streams_after_a_clients_goaway,
 )
 from tollgate.proxy.patches.console import calls_shown, leave_calls_to_their_line, refused_connection
 from tollgate.proxy.patches.dispatch import cheaper_hook_dispatch
-from tollgate.proxy.patches.drain import CloseInjected, begin_drain, close_websocket, drain_connections
-from tollgate.proxy.patches.flows import (
+from tollgate.proxy.patches.head_bounds import bound_message_heads, cut_head, head_was_cut
+from tollgate.proxy.patches.http_stream import (
     AnswerPieceHook,
     EndIfWaiting,
     ReadsApart,
@@ -36,7 +37,6 @@ from tollgate.proxy.patches.flows import (
     serve_responses_set_by_error_hook,
     stop_streams_their_taps_end,
 )
-from tollgate.proxy.patches.head_bounds import bound_message_heads, cut_head, head_was_cut
 from tollgate.proxy.patches.messages import (
     MESSAGE_TOO_BIG,
     bound_websocket_messages,

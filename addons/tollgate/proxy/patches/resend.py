@@ -42,7 +42,7 @@ from mitmproxy.proxy.layers.http import (
 from mitmproxy.proxy.layers.http._http1 import Http1Client
 from mitmproxy.proxy.layers.http._http2 import Http2Client
 
-from tollgate.proxy.patches.flows import EndIfWaiting, _on_request_sent, _resends
+from tollgate.proxy.patches.http_stream import EndIfWaiting, _on_request_sent, _resends
 
 
 @dataclass

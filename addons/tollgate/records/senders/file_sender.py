@@ -1,5 +1,5 @@
 """An audit file's records sent somewhere else, from the file, by a thread of its own: what the
-senders of `audit.otlp` (`audit_export.py`) and `audit.postgres` (`audit_postgres.py`) share.
+senders of `audit.otlp` (`audit_otlp.py`) and `audit.postgres` (`audit_postgres.py`) share.
 
 The audit file is the spool. A `FileSender` reads the lines the writers appended, follows the
 file when logrotate's `create` renames it (the old file read to its end, then the new one from its

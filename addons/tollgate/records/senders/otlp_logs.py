@@ -1,5 +1,5 @@
 """An audit record as an OpenTelemetry log record (`audit.otlp`): what the exporter
-(`audit_export.py`) sends, over OTLP/HTTP in protobuf, to `<endpoint>/v1/logs`.
+(`audit_otlp.py`) sends, over OTLP/HTTP in protobuf, to `<endpoint>/v1/logs`.
 
 The log record's body is the record's line exactly as the audit file holds it (a string, without
 its newline); its time is the record's `ts`; `event.name` is its `event`; `tollgate.record_id`

@@ -1,7 +1,7 @@
 """Prometheus metrics of the calls, on a registry of Tollgate's own: the OpenTelemetry GenAI
 semantic conventions' client metrics as Prometheus names them (`gen_ai_client_token_usage`,
 `gen_ai_client_operation_duration_seconds`, `gen_ai_server_time_to_first_token_seconds`), and
-Tollgate's own (`tollgate_*`). Pure: `stages/records/metrics.py` serves them and feeds them each call's end.
+Tollgate's own (`tollgate_*`). Pure: `stages/records/metrics_server.py` serves them and feeds them each call's end.
 
 Label values come only from the configuration and the call record (names of clients, groups,
 providers, models, endpoints, limits), never a key, a token or text. Clients, groups and models are

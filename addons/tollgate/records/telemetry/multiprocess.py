@@ -1,7 +1,7 @@
 """One /metrics for several Tollgate processes on a host (a fleet's workers): prometheus-client's
 multiprocess mode. Each process writes its metric values into files of its own in the directory
 `PROMETHEUS_MULTIPROC_DIR` names, and any of them serves what all of them wrote, summed
-(`host_registry`). Pure: `stages/records/metrics.py` starts it when the variable is set.
+(`host_registry`). Pure: `stages/records/metrics_server.py` starts it when the variable is set.
 
 prometheus-client's metric classes write each update to the files as it happens; Tollgate's own
 families (`metrics.py`) are plain dictionaries updated under one lock per call, for speed. So the

@@ -19,10 +19,10 @@ from support.eventstream import event, invoke_chunk
 from support.guardrail_samples import EMAIL
 from tollgate.formats.answer_reading.scanning import scan_whole
 from tollgate.formats.framing import EventStreamFramer, SSEFramer, parse_sse_block
+from tollgate.governance.agents.agents_settings import LinksSettings
 from tollgate.governance.agents.answer_links import LINKS_REDACTED, LinkScanners, link_scanners
 from tollgate.governance.agents.link_hosts import LinkHosts
 from tollgate.governance.agents.links import LinkRewriter
-from tollgate.governance.agents.settings import LinksSettings
 from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.chat_calls import AgentsCall, decided_chat_answer, read_chat_request
 from tollgate.governance.agents.injection import InjectionSignals
-from tollgate.governance.agents.settings import AgentsSettings
 
 PLANTED = "US133000000121212121212"
 OWN = "GB29NWBK60161331926819"

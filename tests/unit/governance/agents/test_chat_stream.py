@@ -10,10 +10,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.chat_calls import AgentsCall, read_chat_request
 from tollgate.governance.agents.chat_stream import HeldChatCalls
 from tollgate.governance.agents.injection import InjectionSignals
-from tollgate.governance.agents.settings import AgentsSettings
 
 PLANTED = "US133000000121212121212"
 OWN = "GB29NWBK60161331926819"

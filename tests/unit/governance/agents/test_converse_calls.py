@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tollgate.formats.framing import EventStreamFramer, event_frame
-from tollgate.governance.agents.answer_formats import AGENTS_FORMATS
+from tollgate.governance.agents.agents_formats import AGENTS_FORMATS
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.call_state import AgentsCall
 from tollgate.governance.agents.converse_calls import converse_schemas, decided_converse_answer
 from tollgate.governance.agents.converse_stream import UNREAD_MESSAGE, HeldConverseCalls
 from tollgate.governance.agents.injection import InjectionSignals
-from tollgate.governance.agents.settings import AgentsSettings
 
 PLANTED = "US133000000121212121212"
 OWN = "GB29NWBK60161331926819"

@@ -17,7 +17,7 @@ from tollgate.formats.gemini_generate.provenance import read_provenance as gemin
 from tollgate.formats.openai_chat.provenance import read_provenance as chat
 from tollgate.formats.openai_responses.provenance import read_provenance as responses
 from tollgate.formats.provenance import Provenance
-from tollgate.governance.agents.settings import AgentsSettings
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.taint import TaintIndex, folded
 from tollgate.governance.agents.tool_decision import ToolCall, decide
 

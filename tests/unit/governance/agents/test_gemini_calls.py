@@ -10,12 +10,12 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tollgate.governance.agents.answer_formats import AGENTS_FORMATS
+from tollgate.governance.agents.agents_formats import AGENTS_FORMATS
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.call_state import AgentsCall
 from tollgate.governance.agents.gemini_calls import decided_gemini_answer, gemini_schemas
 from tollgate.governance.agents.gemini_stream import HeldGeminiCalls
 from tollgate.governance.agents.injection import InjectionSignals
-from tollgate.governance.agents.settings import AgentsSettings
 
 PLANTED = "US133000000121212121212"
 OWN = "GB29NWBK60161331926819"

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from tollgate.governance.agents.answer_formats import AGENTS_FORMATS
+from tollgate.governance.agents.agents_formats import AGENTS_FORMATS
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.call_state import AgentsCall
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.messages_calls import decided_messages_answer
-from tollgate.governance.agents.settings import AgentsSettings
 
 PLANTED = "US133000000121212121212"
 OWN = "GB29NWBK60161331926819"

@@ -8,12 +8,12 @@ import json
 from typing import Any
 
 from tollgate.formats import OPENAI_RESPONSES
-from tollgate.governance.agents.answer_formats import AGENTS_FORMATS
+from tollgate.governance.agents.agents_formats import AGENTS_FORMATS
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.call_state import AgentsCall
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.response_index import ResponseIndex
 from tollgate.governance.agents.responses_calls import decided_responses_answer
-from tollgate.governance.agents.settings import AgentsSettings
 
 PLANTED = "US133000000121212121212"
 OWN = "GB29NWBK60161331926819"

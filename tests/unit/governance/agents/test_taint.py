@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tollgate.formats.provenance import OutsidePiece, Provenance
 from tollgate.governance.agents import taint
-from tollgate.governance.agents.settings import AgentsSettings
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.taint import TaintIndex, folded, tainted_values, tokens
 
 INBOX = json.dumps(

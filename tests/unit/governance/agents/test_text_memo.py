@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from tollgate.formats.provenance import OutsidePiece, Provenance
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.injection import INSTRUCTIONS, InjectionSignals
-from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.agents.taint import TaintIndex
 from tollgate.governance.agents.text_memo import TextMemo
 

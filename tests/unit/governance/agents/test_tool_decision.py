@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tollgate.formats.openai_chat.provenance import read_provenance
-from tollgate.governance.agents.settings import AgentsSettings
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.taint import TaintIndex
 from tollgate.governance.agents.tool_decision import UNREAD, ToolCall, ToolDecision, decide, facts, recorded, redacted
 

@@ -14,11 +14,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.call_state import AgentsCall, asked, decided_call, probed, unasked
 from tollgate.governance.agents.chat_calls import decided_chat_answer, read_chat_request
 from tollgate.governance.agents.chat_stream import HeldChatCalls
 from tollgate.governance.agents.injection import InjectionSignals
-from tollgate.governance.agents.settings import AgentsSettings
 from tollgate.governance.agents.tool_decision import ToolCall
 
 ATTACKER = "XX00ATTACKER"

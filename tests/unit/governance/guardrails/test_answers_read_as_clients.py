@@ -18,7 +18,7 @@ from tollgate.formats.mcp.answers import AnswerRelay
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, detected
-from tollgate.governance.mcp.mcp import McpExchange, ResultGuard
+from tollgate.governance.mcp.mcp_exchange import McpExchange, ResultGuard
 from tollgate.governance.mcp.mcp_servers import McpServer
 
 TOKEN = crc_token("gh" + "p_")

@@ -31,8 +31,8 @@ from support.guardrail_samples import (
 )
 from tollgate.governance.guardrails.credential_kinds import PREFIXED, VENDOR_NAMED
 from tollgate.governance.guardrails.engine import HYPERSCAN
+from tollgate.governance.guardrails.guardrails_settings import GuardrailRule
 from tollgate.governance.guardrails.rules import Guardrails
-from tollgate.governance.guardrails.settings import GuardrailRule
 
 ENGINES = [False, *([True] if HYPERSCAN else [])]
 RULES = [GuardrailRule.model_validate({"detect": ["secrets", "pii"], "action": "redact"})]

@@ -22,8 +22,8 @@ from tollgate.formats.openai_chat.answer_guard import ChatAnswerGuard
 from tollgate.governance.guardrails import text
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.engine import HYPERSCAN, formats_in
+from tollgate.governance.guardrails.guardrails_settings import GuardrailRule
 from tollgate.governance.guardrails.rules import Guardrails
-from tollgate.governance.guardrails.settings import GuardrailRule
 
 KINDS = sorted(SAMPLES)
 FORMATS = ["\u200b", "\u200c", "\u200d", "\u2060", "\u00ad", "\ufeff", "\u180e", "\u2066", "\U000e0041"]

@@ -22,9 +22,9 @@ from tollgate.configuration.config import parse_config
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, Released, compiled_for
 from tollgate.governance.guardrails.engine import HYPERSCAN
+from tollgate.governance.guardrails.guardrails_settings import GuardrailRule
 from tollgate.governance.guardrails.partial import partial
 from tollgate.governance.guardrails.rules import Guardrails
-from tollgate.governance.guardrails.settings import GuardrailRule
 
 ENGINES = [False, *([True] if HYPERSCAN else [])]
 _KEY = pem("ec").strip()

@@ -26,8 +26,8 @@ from tollgate.formats.gemini_generate.attachments import runs as gemini_runs
 from tollgate.formats.openai_api.attachments import attachments as openai
 from tollgate.formats.openai_api.attachments import runs as openai_runs
 from tollgate.governance.guardrails import documents
+from tollgate.governance.guardrails.guardrails_settings import GuardrailRule
 from tollgate.governance.guardrails.rules import Guardrails
-from tollgate.governance.guardrails.settings import GuardrailRule
 
 GITHUB = samples.SAMPLES["secrets.github_token"][0]
 DOTENV = f"AWS_ACCESS_KEY_ID={samples.AWS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={samples.AWS_SECRET}\nGITHUB_TOKEN={GITHUB}\n"

@@ -22,7 +22,7 @@ from tollgate.formats.mcp.messages import McpRequest
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, detected
-from tollgate.governance.mcp.mcp import McpExchange, ResultGuard
+from tollgate.governance.mcp.mcp_exchange import McpExchange, ResultGuard
 from tollgate.governance.mcp.mcp_servers import McpServer
 
 CARD = SAMPLES["pii.payment_card"][0]

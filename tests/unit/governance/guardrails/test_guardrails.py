@@ -30,8 +30,8 @@ from tollgate.configuration.config import parse_config
 from tollgate.governance.guardrails import detectors, text
 from tollgate.governance.guardrails import engine as engine_module
 from tollgate.governance.guardrails.engine import HYPERSCAN
+from tollgate.governance.guardrails.guardrails_settings import GuardrailRule
 from tollgate.governance.guardrails.rules import Guardrails, Scan, own_secrets
-from tollgate.governance.guardrails.settings import GuardrailRule
 
 ENGINES = [False, *([True] if HYPERSCAN else [])]
 

@@ -11,7 +11,7 @@ from support.guardrail_samples import EMAIL
 from tollgate.formats.mcp.answer_guard import McpAnswerGuard
 from tollgate.formats.mcp.answers import AnswerRelay
 from tollgate.governance.guardrails.answer import compiled_for
-from tollgate.governance.mcp.mcp import McpExchange, ResultGuard
+from tollgate.governance.mcp.mcp_exchange import McpExchange, ResultGuard
 from tollgate.governance.mcp.mcp_servers import McpServer
 
 FOUND = compiled_for({"pii.email": "redact"})

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from support.guardrail_samples import iban, luhn_complete
 from tollgate.governance.guardrails.engine import HYPERSCAN
+from tollgate.governance.guardrails.guardrails_settings import GuardrailRule
 from tollgate.governance.guardrails.rules import Guardrails
-from tollgate.governance.guardrails.settings import GuardrailRule
 
 ENGINES = [False, *([True] if HYPERSCAN else [])]
 RULES = [GuardrailRule.model_validate({"detect": ["secrets", "pii"], "action": "redact"})]

@@ -18,8 +18,8 @@ import pytest
 from tests.support import guardrail_samples as samples
 
 from tollgate.governance.guardrails import engine
+from tollgate.governance.guardrails.guardrails_settings import GuardrailRule
 from tollgate.governance.guardrails.rules import Guardrails, Scan
-from tollgate.governance.guardrails.settings import GuardrailRule
 from tollgate.governance.guardrails.workers import OFF_LOOP_BYTES, ON_LOOP_CANDIDATES, ScanWorkers
 
 RULES = [GuardrailRule.model_validate({"detect": ["secrets", "pii"], "action": "redact"})]

@@ -1,6 +1,6 @@
 """Which endpoints' answers carry what a model wrote (`governance/guardrails/unread_answers.py`), by
 each provider's own reading of a call's path: with no answer format to read them, an answer rule
-refuses them (`stages/call/guard.py`); answers that carry none go on."""
+refuses them (`stages/guardrails/guard.py`); answers that carry none go on."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """MCP's JSON-RPC read exactly (`formats/mcp/`), the `mcp:` configuration and what a policy decides
-MCP requests on (`governance/mcp/mcp.py`, `data.tollgate.mcp.deny`)."""
+MCP requests on (`governance/mcp/mcp_exchange.py`, `data.tollgate.mcp.deny`)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tollgate.configuration.config import Config
 from tollgate.formats.bodies.exact import Unreadable
 from tollgate.formats.mcp.answers import AnswerRelay, read_whole
 from tollgate.formats.mcp.messages import McpRequest, Posted, decoded_post, read_post
-from tollgate.governance.mcp.mcp import McpExchange, McpSessions, session_owner, shared_session_key
+from tollgate.governance.mcp.mcp_exchange import McpExchange, McpSessions, session_owner, shared_session_key
 from tollgate.governance.mcp.mcp_servers import McpServer
 from tollgate.governance.policy.policy import CALL_DECISION, MCP_DECISION, Policy, whole
 

@@ -45,8 +45,8 @@ from tollgate.governance.subscriptions.plan import Subscription
 from tollgate.providers import PROVIDERS
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.call import decide as decide_module
-from tollgate.proxy.stages.call.decide import Decide
+from tollgate.proxy.stages.policy import decide as decide_module
+from tollgate.proxy.stages.policy.decide import Decide
 from tollgate.proxy.state import Shared
 from tollgate.records.audit.audit_record import audit_record
 

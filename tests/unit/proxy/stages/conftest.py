@@ -18,7 +18,7 @@ from tollgate.configuration.config import Config, parse_config
 from tollgate.configuration.runtime import Loaded
 from tollgate.formats.bodies.raw_headers import header_index
 from tollgate.proxy.flows import CALL
-from tollgate.proxy.stages.call.classify import Classify
+from tollgate.proxy.stages.transport.classify import Classify
 from tollgate.proxy.state import Shared
 from tollgate.records.audit import auditlog
 from tollgate.records.audit.auditlog import PROCESS_EVENTS, AuditLog

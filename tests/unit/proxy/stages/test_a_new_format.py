@@ -47,8 +47,8 @@ from tollgate.providers.base import ChatLeg, Provider
 from tollgate.providers.credentials import CallerKeys, Credentials, KeyPlacement
 from tollgate.providers.routing import Routing
 from tollgate.providers.upstream import Upstream
-from tollgate.proxy.stages.call.rollup import conversation
-from tollgate.proxy.stages.call.translate import Translate
+from tollgate.proxy.stages.limits.summarize import conversation
+from tollgate.proxy.stages.transport.translate import Translate
 from tollgate.proxy.stages.upstream.stream_tap import StreamTap
 from tollgate.proxy.state import Shared
 

@@ -21,13 +21,13 @@ from tollgate.formats.answer_reading.scanning import READ_APART_BYTES
 from tollgate.formats.openai_responses.answer_guard import ResponsesSocketGuard
 from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.governance.guardrails.workers import ScanWorkers
-from tollgate.governance.mcp.mcp import McpExchange, ResultGuard
+from tollgate.governance.mcp.mcp_exchange import McpExchange, ResultGuard
 from tollgate.governance.mcp.mcp_servers import McpServer
 from tollgate.providers import PROVIDERS
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps
-from tollgate.proxy.stages.egress.mcp import Mcp, Relay
-from tollgate.proxy.stages.sockets.responses_socket import ResponsesSocket
+from tollgate.proxy.stages.mcp.mcp import Mcp, Relay
+from tollgate.proxy.stages.transport.responses_socket import ResponsesSocket
 from tollgate.proxy.state import Shared
 
 REDACTED = compiled_for({"pii.email": "redact", "secrets.aws_access_key_id": "redact"})

@@ -1,6 +1,6 @@
 """A call whose answer carries model text no answer format reads, through the real pipeline: refused
 403 `content_denied` before it goes upstream where an answer rule matches it, the reason named; a
-call no answer rule matches goes on (`stages/call/guard.py`, `governance/guardrails/unread_answers.py`)."""
+call no answer rule matches goes on (`stages/guardrails/guard.py`, `governance/guardrails/unread_answers.py`)."""
 
 from __future__ import annotations
 

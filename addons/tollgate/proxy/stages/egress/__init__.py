@@ -1,1 +1,1 @@
-"""The stages of connections to other hosts: egress rules, brokered credentials and MCP servers."""
+"""The stages of connections to other hosts: egress rules and brokered credentials."""

@@ -13,7 +13,7 @@ from mitmproxy import http
 from tollgate.calls.call import Call
 from tollgate.formats.bodies.raw_headers import with_header
 from tollgate.formats.refusals import AUDIT_UNAVAILABLE
-from tollgate.governance.mcp.mcp import McpExchange
+from tollgate.governance.mcp.mcp_exchange import McpExchange
 from tollgate.proxy.flows import CALL, call_of, refuse, refuse_mcp
 from tollgate.proxy.patches import calls_shown
 from tollgate.proxy.state import Shared

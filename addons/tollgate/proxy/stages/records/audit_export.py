@@ -16,7 +16,7 @@ from tollgate.calls.call import Call
 from tollgate.configuration.records_settings import AuditConfig
 from tollgate.configuration.runtime import Loaded
 from tollgate.proxy.state import Shared
-from tollgate.records.senders.audit_export import AuditExport
+from tollgate.records.senders.audit_otlp import AuditExport
 from tollgate.records.senders.file_sender import STOP_SECONDS, FileSender
 
 logger = logging.getLogger(__name__)

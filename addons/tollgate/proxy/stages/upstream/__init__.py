@@ -1,3 +1,2 @@
-"""The stages of a call's answer: the stream read as it passes, upstream failures, retries and
-fallbacks.
-"""
+"""The stages of a call's way upstream and back: its credential, the stream read as it passes,
+upstream failures, retries and fallbacks."""

@@ -15,7 +15,7 @@ from mitmproxy.proxy import server_hooks
 
 from tollgate.calls.call import Call, Failure
 from tollgate.formats.refusals import UPSTREAM_TIMEOUT, UPSTREAM_UNREACHABLE
-from tollgate.governance.mcp.mcp import McpExchange
+from tollgate.governance.mcp.mcp_exchange import McpExchange
 from tollgate.governance.routing.upstream import timeout_message
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CLIENT_DISCONNECTED, call_of, refuse

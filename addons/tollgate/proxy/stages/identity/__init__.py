@@ -1,0 +1,1 @@
+"""Who is calling: the stage that identifies every call's caller."""

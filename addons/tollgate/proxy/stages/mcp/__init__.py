@@ -1,0 +1,1 @@
+"""The stage of calls to the MCP servers of `mcp.servers`."""

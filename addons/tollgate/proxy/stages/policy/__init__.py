@@ -1,0 +1,1 @@
+"""The stage where the policy decides every call."""

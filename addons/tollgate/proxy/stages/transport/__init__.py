@@ -1,0 +1,1 @@
+"""What a call is and how it travels: classified, translated across wire formats, over WebSocket."""
