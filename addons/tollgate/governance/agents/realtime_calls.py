@@ -30,10 +30,10 @@ import json
 from typing import Any
 
 from tollgate.formats.openai_responses.provenance import read_provenance
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.call_state import AgentsCall, ToolPolicy, decided_call, read_request, unasked
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.responses_calls import responses_schemas
-from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.tool_decision import UNREAD, ToolCall, ToolDecision
 
 # What Tollgate keeps of a session's conversation, in characters: beyond it, its calls are refused

@@ -17,11 +17,11 @@ from tests.support.eventstream import exception, invoke_chunk
 from tollgate.formats import BEDROCK_INVOKE
 from tollgate.formats.framing import EventStreamFramer
 from tollgate.governance.agents.agents_formats import UNREAD_FAMILY, AgentsFormat, agents_format
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.call_state import AgentsCall
 from tollgate.governance.agents.converse_stream import UNREAD_MESSAGE
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.invoke_families import CHAT, CLAUDE, NOVA, invoke_family
-from tollgate.governance.agents.agents_settings import AgentsSettings
 
 PLANTED = "US133000000121212121212"
 OWN = "GB29NWBK60161331926819"

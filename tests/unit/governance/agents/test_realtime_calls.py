@@ -11,9 +11,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.realtime_calls import UNREAD_EVENT, RealtimeCalls
-from tollgate.governance.agents.agents_settings import AgentsSettings
 
 PLANTED = "US133000000121212121212"
 OWN = "GB29NWBK60161331926819"
