@@ -35,6 +35,25 @@ def parse_json(body: bytes | None) -> dict[str, Any] | None:
     return value if type(value) is dict and keys_once(body, value) else None
 
 
+# A run of 19 digits: where a number may be an integer orjson reads otherwise (past 64 bits, as a float).
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+_LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19}")
+
+
+def json_loads(data: str | bytes) -> Any:
+    """`json.loads(data)`, the same value, read by orjson (several times as fast) where it reads the
+    same: a text with a run of 19 digits (an integer past 64 bits, which orjson reads as a float),
+    and one orjson refuses (NaN, a lone surrogate, a byte order mark, nested too deep), are read by
+    the standard library. Raises as `json.loads` does."""
+    long_digits = _LONG_DIGITS_BYTES if isinstance(data, bytes) else _LONG_DIGITS
+    if long_digits.search(data) is None:  # type: ignore[arg-type]  # the pattern of the data's type
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
+
+
 class RepeatedKey(orjson.JSONDecodeError):
     """A JSON text one of whose objects repeats a key: parsers differ on which value they keep (the
     last, mostly), so what Tollgate reads of it may not be what a client reads. Never read."""

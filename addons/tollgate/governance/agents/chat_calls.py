@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tollgate.formats.bodies.json_codec import json_loads
 from tollgate.formats.openai_chat.provenance import read_provenance
 from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.call_state import AgentsCall, decided_call, read_request
@@ -35,7 +36,7 @@ def decided_chat_answer(content: bytes, state: AgentsCall) -> bytes | None:
     """The answer with each refused tool call replaced by its refusal's text (the same bytes where
     none was refused); None where it cannot be read."""
     try:
-        answer = json.loads(content)
+        answer = json_loads(content)
     except (ValueError, RecursionError):
         return None
     if not isinstance(answer, dict) or not isinstance(answer.get("choices", []), list):

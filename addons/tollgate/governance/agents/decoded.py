@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import yaml
 
+from tollgate.governance.agents.one_pass import PIECE_PASS
 from tollgate.governance.agents.patterns_held import PatternsHeld
 from tollgate.governance.agents.words_held import WordsHeld
 from tollgate.governance.guardrails.engine import HYPERSCAN
@@ -50,6 +51,10 @@ _MAY_STRING_STRUCTURE = PatternsHeld([_STRING_STRUCTURE.pattern]) if HYPERSCAN e
 _MAY_FLOAT = PatternsHeld(["[0-9][.eE]|[0-9]{19}"]) if HYPERSCAN else None
 # libyaml's loader where PyYAML was built with it: some 10 times as fast as the pure-Python one.
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# The same three, looked for in a tool result's one pass (`one_pass`), with the other readers' sets.
+_PIECE_DOUBLED = PIECE_PASS.words(_DOUBLED.words) if PIECE_PASS is not None else None
+_PIECE_STRING_STRUCTURE = PIECE_PASS.patterns([_STRING_STRUCTURE.pattern]) if PIECE_PASS is not None else None
+_PIECE_FLOAT = PIECE_PASS.patterns(["[0-9][.eE]|[0-9]{19}"]) if PIECE_PASS is not None else None
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -67,11 +72,14 @@ def _escape(match: re.Match[str]) -> str:
     return ""  # a continued line
 
 
-def unescaped(text: str) -> str:
+def unescaped(text: str, doubled: bool | None = None) -> str:
     """The text with one level of its escapes written out: `\\uXXXX` (surrogate pairs joined),
-    backslash escapes, a backslash's continued lines joined, doubled quotes (CSV's)."""
+    backslash escapes, a backslash's continued lines joined, doubled quotes (CSV's). `doubled`:
+    whether the text may hold doubled quotes, where that was looked for already."""
     if "\\" not in text:  # every escape begins with one
-        return text.replace('""', '"').replace("''", "'") if _DOUBLED.held(text) else text
+        if doubled is None:
+            doubled = bool(_DOUBLED.held(text))
+        return text.replace('""', '"').replace("''", "'") if doubled else text
     return _ESCAPE.sub(_escape, text).replace('""', '"').replace("''", "'")
 
 
@@ -81,13 +89,16 @@ def structure(text: str) -> Any | None:
     return _structure(text)[0]
 
 
-def _structure(text: str) -> tuple[Any | None, list[float] | None]:
-    """`structure`, with the numbers it read as floats where it was read as JSON (None otherwise)."""
+def _structure(text: str, may_float: bool | None = None) -> tuple[Any | None, list[float] | None]:
+    """`structure`, with the numbers it read as floats where it was read as JSON (None otherwise).
+    `may_float`: whether the text may write a float, where that was looked for already."""
     stripped = text.strip()
     if not stripped or len(stripped) > PARSE_CHARS:
         return None, None
     if stripped[0] in "[{":
-        if _MAY_FLOAT is not None and not _MAY_FLOAT.held(stripped):
+        if may_float is None and _MAY_FLOAT is not None:
+            may_float = bool(_MAY_FLOAT.held(stripped))
+        if may_float is False:
             try:
                 value = orjson.loads(stripped)
             except orjson.JSONDecodeError:  # NaN, a lone surrogate, nested too deep: read below
@@ -172,9 +183,12 @@ def key_values(text: str) -> Iterator[str]:
         yield match.group(1).strip(_QUOTES)
 
 
-def string_structure(text: str) -> bool:
-    """Whether a JSON text without a backslash has a string beginning with a structure."""
-    if _MAY_STRING_STRUCTURE is not None and not _MAY_STRING_STRUCTURE.held(text):
+def string_structure(text: str, may: bool | None = None) -> bool:
+    """Whether a JSON text without a backslash has a string beginning with a structure. `may`:
+    whether it may have one, where that was looked for already."""
+    if may is None and _MAY_STRING_STRUCTURE is not None:
+        may = bool(_MAY_STRING_STRUCTURE.held(text))
+    if may is False:
         return False
     return _STRING_STRUCTURE.search(text) is not None
 
@@ -185,8 +199,13 @@ def decoded_texts(text: str) -> list[str]:
     out = [text]
     plain = text
     kept = text  # written out with a value's own doubled quotes (`it''s`) kept, beside an escape
+    # What the text may hold, from the pass the other readers of a tool result share (None: each looked for apart).
+    doubled = may_float = may_structure = None
+    if _PIECE_DOUBLED is not None and _PIECE_FLOAT is not None and _PIECE_STRING_STRUCTURE is not None:
+        doubled, may_float = bool(_PIECE_DOUBLED.held(text)), bool(_PIECE_FLOAT.held(text))
+        may_structure = bool(_PIECE_STRING_STRUCTURE.held(text))
     for _ in range(MAX_DEPTH):  # a string escaped twice (JSON in a JSON string) is written out twice
-        once = unescaped(plain)
+        once = unescaped(plain, doubled if plain is text else None)
         if once == plain:
             break
         plain = once
@@ -194,9 +213,11 @@ def decoded_texts(text: str) -> list[str]:
         kept = _ESCAPE.sub(_escape, kept)
         if kept != plain and ("''" in kept or '""' in kept):
             out.append(kept)
-    if _SOFT_BREAK.search(plain):  # quoted-printable's continued lines, joined beside the text as it was
+    # Quoted-printable's continued lines, joined beside the text as it was (looked for as the two
+    # strings the pattern matches: a search in C, where the pattern's skips from `=` to `=`).
+    if "=\n" in plain or "=\r\n" in plain:
         out.append(_SOFT_BREAK.sub("", plain))
-    value, floats = _structure(text)
+    value, floats = _structure(text, may_float)
     if value is None and plain != text:
         value = structure(plain)
     if value is not None:
@@ -204,7 +225,7 @@ def decoded_texts(text: str) -> list[str]:
         # above holds them already, and decoding adds only what it writes otherwise.
         if floats is None or "\\" in text:
             out.extend(leaves(value))
-        elif string_structure(text):
+        elif string_structure(text, may_structure):
             out.extend(leaves(value, held=True))
         else:
             out.extend(str(f) for f in floats)  # `1e3` is `1000.0`

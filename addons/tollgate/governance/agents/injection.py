@@ -29,6 +29,7 @@ import unicodedata
 from collections.abc import Collection, Sequence
 
 from tollgate.governance.agents.link_hosts import LinkHosts, read_url
+from tollgate.governance.agents.one_pass import PIECE_PASS
 from tollgate.governance.agents.patterns_held import PatternsHeld
 from tollgate.governance.agents.text_memo import TextMemo
 from tollgate.governance.agents.words_held import WordsHeld
@@ -155,6 +156,15 @@ _NEEDS = [frozenset(lead.split()) for leads, _ in _PHRASES for lead in leads]
 _LEAD_WORDS = WordsHeld(word for needs in _NEEDS for word in needs)
 # What a text holds where it may hold a comment, a link or a cased marker: found in the same pass.
 _MARKS = WordsHeld(("<!--", "[//]:", "](", "]:", "<", "INST]", "SYS>>"))
+# Both, in a tool result's one pass (`one_pass`) with the other readers' sets. The phrases are
+# looked for there in the text as it is, letter case ignored: in an ASCII text, wherever its lower
+# case (what they are read in) may hold one.
+_PIECE_MARKS = PIECE_PASS.words(_MARKS.words) if PIECE_PASS is not None else None
+_PIECE_PHRASES = (
+    PIECE_PASS.patterns([_unbounded(lead, rest) for leads, rest in _PHRASES for lead in leads], caseless=True)
+    if PIECE_PASS is not None
+    else None
+)
 
 # Within a comment only: an AI reader named beside something it is to do.
 _TO_AI_READER = re.compile(
@@ -192,6 +202,8 @@ def ready() -> None:
     listens, not at the first call."""
     if _PHRASES_HELD is not None:
         _PHRASES_HELD.ready()
+    if PIECE_PASS is not None:
+        PIECE_PASS.ready()
 
 
 class InjectionSignals:
@@ -206,9 +218,14 @@ class InjectionSignals:
         return dict(self._read.get(text, self._signals))
 
     def _signals(self, text: str) -> dict[str, int]:
-        marks = _MARKS.held(text)
+        phrases: Collection[int] | None = None
+        if _PIECE_MARKS is not None and _PIECE_PHRASES is not None:
+            marks = _PIECE_MARKS.held(text)
+            phrases = _PIECE_PHRASES.held(text) if text.isascii() else None
+        else:
+            marks = _MARKS.held(text)
         found = {
-            INSTRUCTIONS: count_instructions(text, marks),
+            INSTRUCTIONS: count_instructions(text, marks, phrases),
             HIDDEN: count_hidden(text, marks),
             EXFIL_LINK: self.count_exfil_links(text, marks),
         }
@@ -250,17 +267,22 @@ def readable(text: str) -> str:
     return text.lower()
 
 
-def count_instructions(text: str, marks: Collection[str] | None = None) -> int:
+def count_instructions(text: str, marks: Collection[str] | None = None, phrases: Collection[int] | None = None) -> int:
     """Phrases found (one matched by two patterns counts twice). `marks`: the `_MARKS` the text
-    holds, where they were found already."""
+    holds, where they were found already; `phrases`: the phrases it may hold (any that its readable
+    form holds among them), where they were looked for already."""
     marks = _MARKS.held(text) if marks is None else marks
-    read = readable(text)
-    if _PHRASES_HELD is not None:
-        run: Collection[int] = _PHRASES_HELD.held(read)
-    else:
-        held = _LEAD_WORDS.held(read)
-        run = [i for i, needs in enumerate(_NEEDS) if needs <= held]
-    n = sum(sum(1 for _ in _COMPILED[i][1].finditer(read)) for i in run)
+    n = 0
+    if phrases is None or phrases:  # most texts hold none: not made readable
+        read = readable(text)
+        if phrases is not None:
+            run: Collection[int] = phrases
+        elif _PHRASES_HELD is not None:
+            run = _PHRASES_HELD.held(read)
+        else:
+            held = _LEAD_WORDS.held(read)
+            run = [i for i, needs in enumerate(_NEEDS) if needs <= held]
+        n = sum(sum(1 for _ in _COMPILED[i][1].finditer(read)) for i in run)
     if "INST]" in marks or "SYS>>" in marks:  # what each marker holds
         n += sum(1 for _ in _CASED_MARKERS.finditer(text))
     return n

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tollgate.formats.bodies.json_codec import json_loads
 from tollgate.governance.agents.call_state import AgentsCall, decided_call
 from tollgate.governance.agents.tool_decision import UNREAD, ToolCall
 
@@ -43,7 +44,7 @@ def decided_messages_answer(content: bytes, state: AgentsCall) -> bytes | None:
     """The answer with each refused `tool_use` block replaced by its refusal's text (the same bytes
     where none was refused); None where it cannot be read."""
     try:
-        answer = json.loads(content)
+        answer = json_loads(content)
     except (ValueError, RecursionError):
         return None
     if not isinstance(answer, dict) or not isinstance(answer.get("content", []), list):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tollgate.formats.bodies.json_codec import json_loads
 from tollgate.formats.openai_responses.provenance import agent_call
 from tollgate.governance.agents.call_state import AgentsCall, decided_call
 from tollgate.governance.agents.tool_decision import UNREAD, ToolCall
@@ -108,7 +109,7 @@ def decided_responses_answer(content: bytes, state: AgentsCall) -> bytes | None:
     """The answer with each refused call's item replaced by its refusal's message (the same bytes
     where none was refused); None where it cannot be read."""
     try:
-        answer = json.loads(content)
+        answer = json_loads(content)
     except (ValueError, RecursionError):
         return None
     if not isinstance(answer, dict) or not isinstance(answer.get("output", []), list):

@@ -35,6 +35,7 @@ from typing import Any
 from tollgate.formats.provenance import ASSISTANT, UNKNOWN, Provenance
 from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.decoded import MAX_NODES, decoded_texts, leaves, structure, unescaped
+from tollgate.governance.agents.one_pass import PIECE_PASS
 from tollgate.governance.agents.patterns_held import PatternsHeld
 from tollgate.governance.agents.text_memo import TextMemo
 from tollgate.governance.guardrails.engine import HYPERSCAN
@@ -65,19 +66,24 @@ _QUOTED = re.compile(
 )
 # Where `_QUOTED` may match, found in one pass with Hyperscan: most tool results (JSON writes `": "`
 # and `", "`) hold none, and the search, a few microseconds a kilobyte, is not run over them.
-_MAY_QUOTE = PatternsHeld(["[\\w)][ \\t](?:['\"`]|\u2018|\u201c)"]) if HYPERSCAN else None
+_MAY_QUOTE_PATTERN = "[\\w)][ \\t](?:['\"`]|\u2018|\u201c)"
+_MAY_QUOTE = PatternsHeld([_MAY_QUOTE_PATTERN]) if HYPERSCAN else None
+# The same, in a tool result's one pass (`one_pass`) with the other readers' sets.
+_PIECE_MAY_QUOTE = PIECE_PASS.patterns([_MAY_QUOTE_PATTERN]) if PIECE_PASS is not None else None
 _PROSE_WORDS = 3  # a text of fewer words is a value, not prose
 MAX_NAME_CHARS = 64  # a longer word in a `name_tools` result is no name
 _SPACE = re.compile(r"\s")
 
 
 _ASCII_SPACE = bytes(c for c in range(128) if chr(c).isspace())
+_ASCII_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
 
 
 def folded(text: str) -> str:
     """How strings compare: case folded, white space removed."""
     if text.isascii():  # the same, many times as fast: ASCII's case folding is its lower case
-        return text.encode("ascii").lower().translate(None, _ASCII_SPACE).decode("ascii")
+        # Lowered and its white space dropped in one pass over the bytes.
+        return text.encode("ascii").translate(_ASCII_LOWER, _ASCII_SPACE).decode("ascii")
     return "".join(text.casefold().split())
 
 
@@ -225,18 +231,27 @@ def _read(texts: list[str]) -> tuple[str, frozenset[str]]:
 
 
 def _decoded_read(text: str) -> tuple[str, frozenset[str]]:
-    return _read(decoded_texts(text))
+    texts = decoded_texts(text)
+    # The result itself (the first of its texts) looked for quotes in the pass it was read in already.
+    may = bool(_PIECE_MAY_QUOTE.held(text)) if _PIECE_MAY_QUOTE is not None else None
+    literals = frozenset(
+        literal for i, raw in enumerate(texts) for literal in quoted_literals(raw, may if i == 0 else None)
+    )
+    return folded(_SEP.join(texts)), literals
 
 
 _DECODED: TextMemo[tuple[str, frozenset[str]]] = TextMemo(size=lambda read: len(read[0]))
 
 
-def quoted_literals(text: str) -> set[str]:
+def quoted_literals(text: str, may: bool | None = None) -> set[str]:
     """The literals a piece of prose quotes as words by themselves, folded; none in a text of
-    fewer than `_PROSE_WORDS` words (a value, not prose)."""
+    fewer than `_PROSE_WORDS` words (a value, not prose). `may`: whether it may quote one, where
+    that was looked for already."""
     if not any(q in text for q in "'\"`\u2018\u201c") or len(text.split(maxsplit=_PROSE_WORDS)) < _PROSE_WORDS:
         return set()
-    if _MAY_QUOTE is not None and not _MAY_QUOTE.held(text):
+    if may is None and _MAY_QUOTE is not None:
+        may = bool(_MAY_QUOTE.held(text))
+    if may is False:
         return set()
     return {folded(m.group(2)) for m in _QUOTED.finditer(text)}
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tollgate.formats.bodies.json_codec import json_loads
 from tollgate.formats.provenance import ASSISTANT, UNKNOWN, Provenance
 from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.decoded import MAX_NODES
@@ -51,7 +52,7 @@ class ToolCall:
         if arguments is None or not arguments.strip():
             return cls(name, {}, call_id)
         try:
-            return cls(name, json.loads(arguments), call_id)
+            return cls(name, json_loads(arguments), call_id)
         except (ValueError, RecursionError):
             return cls(name, UNREAD, call_id)
 
