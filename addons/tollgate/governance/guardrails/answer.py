@@ -17,7 +17,7 @@ import functools
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,6 +159,9 @@ def _names_database(names: tuple[bytes, ...]) -> Any:
     return database
 
 
+_Search = Callable[[bytes, int, int], "re.Match[bytes] | None"]
+
+
 @dataclass(frozen=True, slots=True)
 class _Group:
     """Detectors whose candidates are made of the same bytes: one search of their open forms
@@ -166,7 +169,7 @@ class _Group:
 
     alphabet: bytes
     reach: int  # the longest candidate of any of them and a little (`UNBOUNDED`: past `hold_bytes`)
-    open: re.Pattern[bytes]
+    search: _Search  # of their open forms, as `Pattern.search`
     kinds: tuple[str, ...]  # by alternative (`o<i>`)
     # Each alternative's place among every group's: of two candidates that begin at the same
     # byte, the one of the lower place is the one reported.
@@ -174,20 +177,114 @@ class _Group:
     broad: bool  # of patterns whose candidate may begin almost anywhere
     names: _Names | None  # a group of vendors' credentials: where their names are
 
+    @property
+    def always(self) -> bool:
+        """Searched at every piece: a broad pattern's candidate (begins almost anywhere), or one
+        that begins at a name (`names` says where). The others are searched together first."""
+        return self.broad or self.names is not None
+
     @classmethod
     def of(
         cls, alphabet: bytes, reach: int, members: list[tuple[int, Detector, Partial]], broad: bool, use_hyperscan: bool
     ) -> _Group:
-        source = b"|".join(b"(?P<o%d>%s)" % (i, p.open.pattern) for i, (_, _, p) in enumerate(members))
-        pattern = re.compile(b"(?=" + _starts([p for _, _, p in members]) + b")(?:" + source + b")")
+        starts = _led_starts(members)
+        search: _Search
+        if len(members) > _ONE_SEARCH:
+            search = _ByFirstByte(starts, [p for _, _, p in members]).search
+        else:
+            source = b"|".join(b"(?P<o%d>%s)" % (i, p.open.pattern) for i, (_, _, p) in enumerate(members))
+            search = re.compile(b"(?=" + starts + b")(?:" + source + b")").search
         kinds, ranks = tuple(d.kind for _, d, _ in members), tuple(r for r, _, _ in members)
         named = all(_vendor_named(d) for _, d, _ in members)
         names = _Names((a for _, d, _ in members for a in d.anchors), use_hyperscan) if named else None
-        return cls(alphabet, reach, pattern, kinds, ranks, broad, names)
+        return cls(alphabet, reach, search, kinds, ranks, broad, names)
+
+
+_NOWHERE = re.compile(b"(?!)")
+# A group of more members than this is searched by the byte its candidate begins with (`_ByFirstByte`).
+_ONE_SEARCH = 4
+_UNSET: Any = object()
+
+
+class _ByFirstByte:
+    """The search of a large group's open forms: where a candidate may begin (its first two bytes,
+    `_starts`), only the members whose candidates may begin with that byte are tried. One
+    alternation of them all (Python's `re` enters each alternative in turn at every place that
+    passes) cost tens of microseconds a piece once the vendors' kinds came: most of an answer's
+    small pieces' reading."""
+
+    __slots__ = ("_by_byte", "_firsts", "_lock", "_opens", "_starts")
+
+    def __init__(self, starts: bytes, members: list[Partial]) -> None:
+        self._starts = re.compile(b"(?=" + starts + b")")
+        self._opens = tuple(p.open.pattern for p in members)
+        self._firsts = tuple(frozenset(p.first) if p.first else None for p in members)
+        # Each byte's alternation, compiled when a candidate first begins with it (of the dozens
+        # of bytes, most answers bring a few).
+        self._by_byte: dict[int, re.Pattern[bytes] | None] = {}
+        self._lock = threading.Lock()
+
+    def search(self, buf: bytes, start: int, end: int) -> re.Match[bytes] | None:
+        """As `Pattern.search` of the alternation of every member's open form (`o<i>` the group
+        of the member found), the earliest place first, the first member there."""
+        find, by_byte = self._starts.search, self._by_byte
+        at = start
+        while at < end:
+            found = find(buf, at, end)
+            if found is None:
+                return None
+            place = found.start()
+            pattern = by_byte.get(buf[place], _UNSET)
+            if pattern is _UNSET:
+                pattern = self._compile(buf[place])
+            if pattern is not None:
+                m = pattern.match(buf, place, end)
+                if m is not None:
+                    return m
+            at = place + 1
+        return None
+
+    def _compile(self, byte: int) -> re.Pattern[bytes] | None:
+        with self._lock:
+            if byte not in self._by_byte:
+                members = [i for i, first in enumerate(self._firsts) if first is None or byte in first]
+                source = b"|".join(b"(?P<o%d>%s)" % (i, self._opens[i]) for i in members)
+                self._by_byte[byte] = re.compile(source) if source else None
+            return self._by_byte[byte]
+
+
+# The zero-width tests most detectors' patterns begin with (a token's start, a name's part): read
+# at a candidate's first byte, before its open form is tried there (a word's inner bytes rule out
+# most places; its open form would take each member's in turn).
+_LEADS = (detectors.NAME_PART, detectors.left(rb"A-Za-z0-9_-"), detectors.TOKEN_START)
+
+
+def _lead(found: Detector) -> bytes:
+    """The test `found`'s pattern begins with (of `_LEADS`), or nothing."""
+    pattern = found.pattern.pattern
+    return next((lead for lead in _LEADS if pattern.startswith(lead)), b"")
+
+
+def _led_starts(members: list[tuple[int, Detector, Partial]]) -> bytes:
+    """Where a candidate of a group's members may begin: `_starts` of the members of each lead,
+    after their lead. A lead is read at a byte that has come (the first of the candidate), so
+    exactly as the pattern reads it, where the open form takes a lookahead as holding."""
+    by_lead: dict[bytes, list[Partial]] = {}
+    for _, d, p in members:
+        # A pair's run is searched by a pattern of its own (`_PAIR_RUN`), not the detector's.
+        by_lead.setdefault(b"" if isinstance(d, Base64PairDetector) else _lead(d), []).append(p)
+    return b"|".join(b"%s(?:%s)" % (lead, _starts(parts)) for lead, parts in by_lead.items())
 
 
 def _vendor_named(found: Detector) -> bool:
-    return found.at_anchor and found.pattern.pattern.startswith(detectors.NAME_PART)
+    """Whether `found` is a credential known by a name (its vendor's, or its own in any letter
+    case: `named`), whose match begins with its anchor, the name."""
+    if not found.at_anchor:
+        return False
+    pattern = found.pattern.pattern
+    if pattern.startswith(detectors.NAME_PART):
+        return True
+    return len(found.anchors) == 1 and pattern.startswith(b"(?i:" + found.anchors[0].removeprefix(b"(?i)") + b")")
 
 
 # A pattern whose candidate may begin with more pairs of bytes than this is searched apart.
@@ -220,13 +317,24 @@ class AnswerDetectors:
         self.pair = any(isinstance(d, Base64PairDetector) for d in self.detectors)
         # Tollgate's own keys, written out: each candidate a prefix of one of them, looked up.
         self.literals: tuple[_Literals, ...] = ()
+        self.narrow: _Search = _NOWHERE.search
         self.groups = self._groups()
         # By the last byte of the text: the groups whose candidate may end with it (the others
         # have none open), those of broad patterns first (the candidate they find, most often the
         # last word, spares the others' searches that could only find one after it).
         searched = sorted(self.groups, key=lambda g: not g.broad)
         self.ending = tuple(
-            tuple((g.alphabet, g.reach, g.open.search, g.ranks, g.kinds, g.names) for g in searched if b in g.alphabet)
+            tuple((g.alphabet, g.reach, g.search, g.ranks, g.kinds, g.names) for g in searched if b in g.alphabet)
+            for b in range(256)
+        )
+        # The same of the groups searched always: the others only where `narrow` finds that a
+        # candidate of one of them may begin (in a piece of prose, most often nowhere).
+        self.always_ending = tuple(
+            tuple(
+                (g.alphabet, g.reach, g.search, g.ranks, g.kinds, g.names)
+                for g in searched
+                if b in g.alphabet and g.always
+            )
             for b in range(256)
         )
 
@@ -246,6 +354,7 @@ class AnswerDetectors:
             # A vendor's credentials apart: their candidates begin at their names (`_Names`).
             by_alphabet.setdefault((_bucket(found.alphabet), _vendor_named(d)), []).append((d, found))
         groups = []
+        narrow: list[tuple[int, Detector, Partial]] = []
         rank = 0
         for (alphabet, _), members in by_alphabet.items():
             longest = max(p.longest for _, p in members)
@@ -259,7 +368,12 @@ class AnswerDetectors:
             for broad in (True, False):
                 part = [m for m in ranked if _broad(m[2]) == broad]
                 if part:
-                    groups.append(_Group.of(alphabet, reach, part, broad, self.engine.uses_hyperscan))
+                    group = _Group.of(alphabet, reach, part, broad, self.engine.uses_hyperscan)
+                    groups.append(group)
+                    narrow += [] if group.always else part
+        if narrow:
+            # Where a candidate of any pattern not broad may begin: one search for them all.
+            self.narrow = re.compile(b"(?=" + _led_starts(narrow) + b")").search
         return tuple(groups)
 
     def by_action(self, counts: Mapping[str, int]) -> tuple[tuple[str, str, int], ...]:
@@ -481,7 +595,8 @@ class AnswerScanner:
         tail = buf[lo:end]
         size = len(tail)
         rank = len(d.detectors)  # the place of the candidate found (none yet: after every one)
-        for alphabet, reach, search, ranks, kinds, names in d.ending[buf[end - 1]] if size else ():
+        ending = () if not size else d.ending[buf[end - 1]] if d.narrow(buf, lo, end) else d.always_ending[buf[end - 1]]
+        for alphabet, reach, search, ranks, kinds, names in ending:
             part = tail[-reach:] if reach < size else tail
             start = end - len(part) + len(part.rstrip(alphabet))  # where the run of its bytes begins
             if names is not None:
