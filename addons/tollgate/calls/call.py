@@ -272,6 +272,17 @@ class Trace:
 
 
 @dataclass(slots=True)
+class _Derived:
+    """A call's values worked out once, each with what it was worked out of: asked again of the
+    same, it is given as it was."""
+
+    # `cost_nanousd`, with the usage, configuration and model it priced
+    cost: tuple[Usage, Loaded, str | None, int | None] | None = None
+    # `target_model`, with the target it names
+    named: tuple[Target, str | None] | None = None
+
+
+@dataclass(slots=True)
 class Call:
     """An intercepted call: on the call, what was called (host, method, path, its classification),
     the configuration it runs under, its id and start; in parts by who writes them, what Tollgate
@@ -299,10 +310,8 @@ class Call:
     rolled_up: RolledUp | None = None
     # What `agents` read of its request and decided of its answer's tool calls (None: not read).
     agents: AgentsCall | None = None
-    # `cost_nanousd`, with the usage, configuration and model it priced
-    _cost: tuple[Usage, Loaded, str | None, int | None] | None = field(default=None, repr=False)
-    # `target_model`, with the target it names
-    _named: tuple[Target, str | None] | None = field(default=None, repr=False)
+    # What is worked out of the call once and asked again (`target_model`, `cost_nanousd`).
+    _derived: _Derived = field(default_factory=_Derived, repr=False)
 
     @property
     def fetches(self) -> bool:
@@ -343,7 +352,7 @@ class Call:
         settings name it where they name models apart from what callers ask for (Azure's
         `deployments`): what prices, limits, the policy and the audit go by. Named once a target."""
         target = self.route.target
-        named = self._named
+        named = self._derived.named
         if named is not None and named[0] is target:
             return named[1]
         model, loaded = target.model, self.loaded
@@ -351,7 +360,7 @@ class Call:
             names = loaded.model_names.get(target.provider)
             if names is not None:
                 model = names(model)
-        self._named = (target, model)
+        self._derived.named = (target, model)
         return model
 
     @property
@@ -371,12 +380,12 @@ class Call:
         if usage is None or self.loaded is None:
             return None
         model = self.target_model
-        priced = self._cost
+        priced = self._derived.cost
         if priced is not None and priced[0] is usage and priced[1] is self.loaded and priced[2] == model:
             return priced[3]
         c, who = self.classification, self.caller
         cost = self.loaded.prices.cost(
             self.route.target.provider, model, who.client, who.groups, c.endpoint, usage, self.started
         )
-        self._cost = (usage, self.loaded, model, cost)
+        self._derived.cost = (usage, self.loaded, model, cost)
         return cost

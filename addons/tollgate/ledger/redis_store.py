@@ -110,7 +110,6 @@ class RedisStore:
         self._client: redis.asyncio.Redis | None = None  # made on first use, on the running loop
         self._writes: Backlog[_Write] = Backlog(logger, self.name)
         self._outage = Outage(logger, self.name)
-        self._listen_outage = Outage(logger, self.name)
         self._writer: asyncio.Task[None] | None = None
         self._last_write = 0.0  # monotonic
         self._closing = asyncio.Event()
@@ -121,9 +120,7 @@ class RedisStore:
         self._written = 0
         self._flushes: list[tuple[int, asyncio.Future[None]]] = []
         self._hurry = asyncio.Event()
-        self._callbacks: list[Callable[[str, float], None]] = []
-        self._listener: asyncio.Task[None] | None = None
-        self._me = secrets.token_hex(8)  # this store's own announcements are not news to it
+        self._news = _RestNews(self)  # the other processes' rests
         self._reserve: Any = None  # the registered script
 
     # ---- the hot path
@@ -136,7 +133,7 @@ class RedisStore:
         charges = tuple(charges)
         if not charges:
             return Reservation(True, (), None)
-        self._start_listening()
+        self._news.listen()
         client = self._redis()
         if self._reserve is None:
             self._reserve = client.register_script(_RESERVE)  # EVALSHA, loaded again after a restart
@@ -156,7 +153,7 @@ class RedisStore:
     async def read(self, counters: Sequence[str]) -> tuple[int, ...]:
         if not counters:
             return ()
-        self._start_listening()
+        self._news.listen()
         values = await self._command("read", self._redis().mget([COUNTER + c for c in counters]))
         return tuple(int(v) if v is not None else 0 for v in values)
 
@@ -179,7 +176,7 @@ class RedisStore:
         self._start_writing()
 
     def rest(self, fingerprint: str, until: float) -> None:
-        news = orjson.dumps({"from": self._me, "key": fingerprint, "until": until}).decode()
+        news = orjson.dumps({"from": self._news.me, "key": fingerprint, "until": until}).decode()
         self._hold(_Rest(fingerprint, until, news))
         self._start_writing()
 
@@ -188,8 +185,8 @@ class RedisStore:
             self._queued += 1
 
     def on_rest(self, callback: Callable[[str, float], None]) -> None:
-        self._callbacks.append(callback)
-        self._start_listening()
+        self._news.callbacks.append(callback)
+        self._news.listen()
 
     # ---- MCP sessions' owners
 
@@ -207,10 +204,7 @@ class RedisStore:
     async def aclose(self) -> None:
         self._closing.set()
         self._hurry.set()
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        await self._news.stop()
         if self._writer is not None and not self._writer.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._writer, 3 * COMMAND_TIMEOUT)
@@ -320,64 +314,6 @@ class RedisStore:
         if not task.cancelled() and task.exception() is None and _reservation(task.result()).granted:
             self.adjust([(c.counter, -c.amount, c.expires) for c in charges])
 
-    # ---- other processes' rests
-
-    def _start_listening(self) -> None:
-        if not self._callbacks or (self._listener is not None and not self._listener.done()):
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # started by the first call on the loop
-            return
-        self._listener = loop.create_task(self._listen(), name=f"tollgate-ledger-rests {self.name}")
-
-    async def _listen(self) -> None:
-        """Subscribed for as long as the store is open, again after each outage; the rests in
-        force are read after each subscription, so that none announced meanwhile is missed."""
-        while not self._closing.is_set():
-            pubsub = self._redis().pubsub()
-            try:
-                await self._command("subscribing", pubsub.subscribe(RESTS))
-                await self._load_rests()
-                self._listen_outage.recovered("listening for key rests on")
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None:
-                        self._announced(message["data"])
-            except (StoreError, RedisError, OSError, TimeoutError) as e:
-                self._listen_outage.failed("listening for key rests on", self._scrub(e))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), RETRY_DELAY)
-            finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
-
-    async def _load_rests(self) -> None:
-        client = self._redis()
-        keys = [key async for key in client.scan_iter(match=REST + "*", count=1000)]
-        if not keys:
-            return
-        values = await self._command("reading key rests", client.mget(keys))
-        now = time.time()
-        for key, value in zip(keys, values, strict=True):
-            if value is not None and float(value) > now:
-                self._tell(key.removeprefix(REST), float(value))
-
-    def _announced(self, data: str) -> None:
-        try:
-            news = orjson.loads(data)
-            if news["from"] != self._me:
-                self._tell(str(news["key"]), float(news["until"]))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            logger.warning(f"Tollgate: an unreadable key rest announcement on {RESTS} in {self.name}")
-
-    def _tell(self, fingerprint: str, until: float) -> None:
-        for callback in self._callbacks:
-            try:
-                callback(fingerprint, until)
-            except Exception:
-                logger.exception(f"Tollgate: a key rest from {self.name} could not be applied")
-
     # ---- Redis itself
 
     def _redis(self) -> redis.asyncio.Redis:
@@ -404,6 +340,82 @@ class RedisStore:
     def _scrub(self, error: object) -> str:
         text = str(error) or type(error).__name__
         return text.replace(self._password, "***") if self._password else text
+
+
+class _RestNews:
+    """The other processes' rests, as a Redis store hears them: subscribed to their announcements
+    while a callback wants them, and told the rests in force at each subscription."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self._store = store
+        self.callbacks: list[Callable[[str, float], None]] = []
+        self._listener: asyncio.Task[None] | None = None
+        self._outage = Outage(logger, store.name)
+        self.me = secrets.token_hex(8)  # this store's own announcements are not news to it
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+
+    def listen(self) -> None:
+        """Listening, once a callback wants the news and the loop runs."""
+        if not self.callbacks or (self._listener is not None and not self._listener.done()):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # started by the first call on the loop
+            return
+        self._listener = loop.create_task(self._listen(), name=f"tollgate-ledger-rests {self._store.name}")
+
+    async def _listen(self) -> None:
+        """Subscribed for as long as the store is open, again after each outage; the rests in
+        force are read after each subscription, so that none announced meanwhile is missed."""
+        store = self._store
+        while not store._closing.is_set():
+            pubsub = store._redis().pubsub()
+            try:
+                await store._command("subscribing", pubsub.subscribe(RESTS))
+                await self._load_rests()
+                self._outage.recovered("listening for key rests on")
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None:
+                        self._announced(message["data"])
+            except (StoreError, RedisError, OSError, TimeoutError) as e:
+                self._outage.failed("listening for key rests on", store._scrub(e))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(store._closing.wait(), RETRY_DELAY)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+
+    async def _load_rests(self) -> None:
+        client = self._store._redis()
+        keys = [key async for key in client.scan_iter(match=REST + "*", count=1000)]
+        if not keys:
+            return
+        values = await self._store._command("reading key rests", client.mget(keys))
+        now = time.time()
+        for key, value in zip(keys, values, strict=True):
+            if value is not None and float(value) > now:
+                self._tell(key.removeprefix(REST), float(value))
+
+    def _announced(self, data: str) -> None:
+        try:
+            news = orjson.loads(data)
+            if news["from"] != self.me:
+                self._tell(str(news["key"]), float(news["until"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            logger.warning(f"Tollgate: an unreadable key rest announcement on {RESTS} in {self._store.name}")
+
+    def _tell(self, fingerprint: str, until: float) -> None:
+        for callback in self.callbacks:
+            try:
+                callback(fingerprint, until)
+            except Exception:
+                logger.exception(f"Tollgate: a key rest from {self._store.name} could not be applied")
 
 
 class _Cause(Exception):

@@ -27,7 +27,7 @@ from urllib.parse import quote
 from tollgate.ledger.backlog import MAX_HELD, Backlog
 from tollgate.ledger.outage import Outage
 from tollgate.ledger.rows import decode_row, encode_row
-from tollgate.ledger.store import CALLS_KEPT, Charge, Reservation, StoreError
+from tollgate.ledger.store import CALLS_KEPT, Charge, Reservation, StoreError, Unshared
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,9 @@ _WAKE = object()  # queued writes to look at
 _CLOSE = object()
 
 
-class SQLiteStore:
+class SQLiteStore(Unshared):
+    """The ledger in a SQLite file, shared by the processes of one machine (`Store`)."""
+
     def __init__(self, path: str) -> None:
         self.path = path
         self.name = f"the ledger at {path}"
@@ -130,21 +132,6 @@ class SQLiteStore:
         ts = row.get("ts")
         self._writes.add((float(ts) if isinstance(ts, (int, float)) else time.time(), row))
         self._wake()
-
-    def rest(self, fingerprint: str, until: float) -> None:
-        """Rests stay in this process: processes sharing a file have no channel to announce them."""
-
-    def on_rest(self, callback: Callable[[str, float], None]) -> None:
-        """No other process's rests reach a SQLite store."""
-
-    # A process keeps its MCP sessions' owners in its memory: a SQLite file is no channel for them.
-    shares_sessions = False
-
-    async def bind_session(self, key: str, owner: str, ttl: int) -> None:
-        return None
-
-    async def session_owner(self, key: str, ttl: int) -> str | None:
-        return None
 
     async def aclose(self) -> None:
         if self._closed:

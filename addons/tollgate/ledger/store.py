@@ -96,3 +96,24 @@ class Store(Protocol):
     async def session_owner(self, key: str, ttl: int) -> str | None:
         """The caller an MCP session `key` is bound to (its time to live renewed), or None."""
         ...
+
+
+class Unshared:
+    """What a store that is no channel between processes answers of what they would share: the
+    rests and MCP sessions' owners stay in the process that knows them (SQLite: processes sharing
+    a file have no way to announce them)."""
+
+    # A process keeps its MCP sessions' owners in its memory.
+    shares_sessions = False
+
+    def rest(self, fingerprint: str, until: float) -> None:
+        """Rests stay in this process."""
+
+    def on_rest(self, callback: Callable[[str, float], None]) -> None:
+        """No other process's rests reach this store."""
+
+    async def bind_session(self, key: str, owner: str, ttl: int) -> None:
+        return None
+
+    async def session_owner(self, key: str, ttl: int) -> str | None:
+        return None

@@ -4,7 +4,8 @@ no longer be part of a match; only the tail that may still become one is held: f
 open candidate (`partial.py`: where a detector's reading runs into the end of what has come), or,
 for a custom `{name, regex}` detector, which cannot say that of partial text, the last
 `hold_bytes`. A candidate held longer than `hold_bytes` is treated as found. The detectors are the
-requests' own (`detectors.py`), found by the same engine (`engine.py`).
+requests' own (`detectors.py`), found by the same engine (`engine.py`); where a candidate may
+begin, by `open_candidates.py`.
 
 What goes on has each value to redact replaced by `[REDACTED:<kind>]`; at a value to deny, what
 comes before it goes on and nothing after (`Released.denied`); a value to audit is counted. Plain
@@ -13,22 +14,28 @@ Python, knowing nothing of mitmproxy or of any answer format."""
 from __future__ import annotations
 
 import bisect
-import functools
 import re
-import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from tollgate.formats.answer_reading.scanning import PLACEHOLDER, counter_copy
 from tollgate.governance.guardrails import checks, detectors, text
-from tollgate.governance.guardrails.detectors import Base64PairDetector, Detector
-from tollgate.governance.guardrails.engine import HYPERSCAN, Engine, formats_in
-from tollgate.governance.guardrails.partial import UNBOUNDED, Partial, Unsupported, class_of, partial
-
-if HYPERSCAN:
-    import hyperscan
+from tollgate.governance.guardrails.detector_types import Base64PairDetector, Detector
+from tollgate.governance.guardrails.engine import Engine, formats_in
+from tollgate.governance.guardrails.open_candidates import (
+    NOWHERE,
+    Group,
+    Literals,
+    NameScan,
+    Search,
+    bucket,
+    is_broad,
+    known_by_name,
+    led_starts,
+    partial_of,
+)
+from tollgate.governance.guardrails.partial import UNBOUNDED, Partial
 
 HOLD_BYTES = 4096
 # Released text kept as context for what is still held: the lookbehinds of a match's start, an
@@ -38,164 +45,6 @@ _CONTEXT = 640
 # after it too: it is held until that many have come after its start.
 _PAIR_RUN = re.compile(rb"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 _PAIR_WAIT = 256 + 24
-
-
-@functools.lru_cache(maxsize=1024)
-def _partial_of(pattern: re.Pattern[bytes]) -> Partial | None:
-    try:
-        return partial(pattern)
-    except Unsupported:
-        return None
-
-
-# The alphabets most detectors' candidates are made of: their detectors are searched together (one
-# search where there would be dozens), each from where the run of its bucket's bytes begins.
-_BUCKETS = tuple(
-    frozenset(b)
-    for b in (
-        b"0123456789",
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_",
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.+/=~$%",
-    )
-)
-
-
-def _bucket(alphabet: bytes) -> bytes:
-    """The smallest bucket that holds every byte of `alphabet`, or the alphabet itself."""
-    chars = frozenset(alphabet)
-    for bucket in _BUCKETS:
-        if chars <= bucket:
-            return bytes(sorted(bucket))
-    return alphabet
-
-
-@dataclass(frozen=True, slots=True)
-class _Literals:
-    """A detector of exact strings (`tollgate_keys`' own keys): a candidate is a proper prefix of
-    one of them, found in a set of every prefix (a regex of hundreds of keys' prefixes would take
-    seconds to compile)."""
-
-    kind: str
-    prefixes: frozenset[bytes]
-    first: re.Pattern[bytes]  # a byte a key begins with
-    longest: int
-
-    @classmethod
-    def of(cls, found: Detector) -> _Literals:
-        # `own_keys` writes them escaped, joined by `|`.
-        written = re.findall(rb"(?:\\.|[^|\\])+", found.pattern.pattern, re.DOTALL)
-        keys = [re.sub(rb"\\(.)", rb"\1", k, flags=re.DOTALL) for k in written]
-        prefixes = frozenset(k[:n] for k in keys for n in range(1, len(k)))
-        first = re.compile(class_of(frozenset(k[0] for k in keys if k)))
-        return cls(found.kind, prefixes, first, max(map(len, keys)))
-
-    def open_from(self, buf: bytes, lo: int, end: int) -> int | None:
-        prefixes = self.prefixes
-        for m in self.first.finditer(buf, max(lo, end - self.longest + 1), end):
-            if buf[m.start() : end] in prefixes:
-                return m.start()
-        return None
-
-
-def _starts(members: list[Partial]) -> bytes:
-    """Where no member's candidate may begin, one or two tests of its bytes rule it out: a pattern
-    of the bytes a candidate may begin with, one alone at the end or two (`Partial.seconds`)."""
-    if any(p.seconds is None or p.ends is None for p in members):
-        return class_of(frozenset(b for p in members for b in p.first))
-    ends: set[int] = set()
-    seconds: dict[int, set[int]] = {}
-    for p in members:
-        ends.update(p.ends or b"")
-        for first, following in (p.seconds or {}).items():
-            seconds.setdefault(first, set()).update(following)
-    by_following: dict[frozenset[int], set[int]] = {}
-    for first, after in seconds.items():
-        by_following.setdefault(frozenset(after), set()).add(first)
-    choices = [class_of(frozenset(ends)) + b"\\Z"] if ends else []
-    choices += [class_of(frozenset(firsts)) + class_of(after) for after, firsts in by_following.items()]
-    return b"|".join(choices) or b"(?!)"
-
-
-class _Names:
-    """Where a candidate of a group of vendors' credentials may begin: at one of their names
-    (`detectors.vendor_named`: a match begins with its anchor, the vendor's name in any letter
-    case), or where a name cut by the text's end may. Found by Hyperscan where it is installed: the
-    group's search alone (Python's `re`, dozens of names tried at every byte) costs a microsecond
-    a byte."""
-
-    def __init__(self, anchors: Iterable[bytes], use_hyperscan: bool) -> None:
-        names = tuple(dict.fromkeys(anchors))
-        self.longest = max(partial(re.compile(a)).longest for a in names)
-        self._database = _names_database(names) if use_hyperscan else None
-        self._patterns = tuple(re.compile(a) for a in names)
-        self._scratch = threading.local()  # each thread's: a scratch serves one scan at a time
-
-    def first(self, buf: bytes, lo: int, hi: int) -> int:
-        """Where a candidate may begin first in [lo, hi): the first name, or the first place a
-        name cut by the end may begin (`hi` where there is neither)."""
-        cut = max(lo, hi - self.longest + 1)
-        if self._database is None:
-            found = (p.search(buf, lo, hi) for p in self._patterns)
-            return min((m.start() for m in found if m is not None and m.start() < cut), default=cut)
-        scratch = getattr(self._scratch, "scratch", None)
-        if scratch is None:
-            scratch = self._scratch.scratch = hyperscan.Scratch(self._database)
-        starts: list[int] = []
-        self._database.scan(buf[lo:hi], match_event_handler=_first_start, context=starts, scratch=scratch)
-        return min(lo + starts[0], cut) if starts else cut
-
-
-def _first_start(id_: int, start: int, end: int, flags: int, starts: list[int]) -> bool:
-    if not starts or start < starts[0]:
-        starts[:] = [start]
-    return False
-
-
-def _names_database(names: tuple[bytes, ...]) -> Any:
-    flags = [hyperscan.HS_FLAG_SOM_LEFTMOST | hyperscan.HS_FLAG_CASELESS] * len(names)
-    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    expressions = [n.removeprefix(b"(?i)") for n in names]
-    database.compile(expressions=expressions, ids=list(range(len(names))), elements=len(names), flags=flags)
-    return database
-
-
-@dataclass(frozen=True, slots=True)
-class _Group:
-    """Detectors whose candidates are made of the same bytes: one search of their open forms
-    together, from where the run of those bytes at the end begins."""
-
-    alphabet: bytes
-    reach: int  # the longest candidate of any of them and a little (`UNBOUNDED`: past `hold_bytes`)
-    open: re.Pattern[bytes]
-    kinds: tuple[str, ...]  # by alternative (`o<i>`)
-    # Each alternative's place among every group's: of two candidates that begin at the same
-    # byte, the one of the lower place is the one reported.
-    ranks: tuple[int, ...]
-    broad: bool  # of patterns whose candidate may begin almost anywhere
-    names: _Names | None  # a group of vendors' credentials: where their names are
-
-    @classmethod
-    def of(
-        cls, alphabet: bytes, reach: int, members: list[tuple[int, Detector, Partial]], broad: bool, use_hyperscan: bool
-    ) -> _Group:
-        source = b"|".join(b"(?P<o%d>%s)" % (i, p.open.pattern) for i, (_, _, p) in enumerate(members))
-        pattern = re.compile(b"(?=" + _starts([p for _, _, p in members]) + b")(?:" + source + b")")
-        kinds, ranks = tuple(d.kind for _, d, _ in members), tuple(r for r, _, _ in members)
-        named = all(_vendor_named(d) for _, d, _ in members)
-        names = _Names((a for _, d, _ in members for a in d.anchors), use_hyperscan) if named else None
-        return cls(alphabet, reach, pattern, kinds, ranks, broad, names)
-
-
-def _vendor_named(found: Detector) -> bool:
-    return found.at_anchor and found.pattern.pattern.startswith(detectors.NAME_PART)
-
-
-# A pattern whose candidate may begin with more pairs of bytes than this is searched apart.
-_BROAD_STARTS = 512
-
-
-def _broad(found: Partial) -> bool:
-    return found.seconds is None or sum(map(len, found.seconds.values())) > _BROAD_STARTS
 
 
 class AnswerDetectors:
@@ -219,33 +68,49 @@ class AnswerDetectors:
         self.tail_hold = any(not d.anchors for d in self.detectors)  # a custom regex
         self.pair = any(isinstance(d, Base64PairDetector) for d in self.detectors)
         # Tollgate's own keys, written out: each candidate a prefix of one of them, looked up.
-        self.literals: tuple[_Literals, ...] = ()
+        self.literals: tuple[Literals, ...] = ()
+        self.narrow: Search = NOWHERE.search
         self.groups = self._groups()
         # By the last byte of the text: the groups whose candidate may end with it (the others
         # have none open), those of broad patterns first (the candidate they find, most often the
         # last word, spares the others' searches that could only find one after it).
+        named = [g.names for g in self.groups if g.names is not None]
+        for index, names in enumerate(named):
+            names.index = index
+        self.name_scan = NameScan(named) if named and self.engine.uses_hyperscan else None
         searched = sorted(self.groups, key=lambda g: not g.broad)
         self.ending = tuple(
-            tuple((g.alphabet, g.reach, g.open.search, g.ranks, g.kinds, g.names) for g in searched if b in g.alphabet)
+            tuple((g.alphabet, g.reach, g.search, g.ranks, g.kinds, g.names) for g in searched if b in g.alphabet)
+            for b in range(256)
+        )
+        # The same of the groups searched always: the others only where `narrow` finds that a
+        # candidate of one of them may begin (in a piece of prose, most often nowhere).
+        self.always_ending = tuple(
+            tuple(
+                (g.alphabet, g.reach, g.search, g.ranks, g.kinds, g.names)
+                for g in searched
+                if b in g.alphabet and g.always
+            )
             for b in range(256)
         )
 
-    def _groups(self) -> tuple[_Group, ...]:
+    def _groups(self) -> tuple[Group, ...]:
         by_alphabet: dict[tuple[bytes, bool], list[tuple[Detector, Partial]]] = {}
         for d in self.detectors:
             if not d.anchors:
                 continue  # a custom regex: its tail is held whole
             if d.kind == detectors.OWN_KEYS and d.check is None:
-                self.literals += (_Literals.of(d),)
+                self.literals += (Literals.of(d),)
                 continue
             pattern = _PAIR_RUN if isinstance(d, Base64PairDetector) else d.pattern
-            found = _partial_of(pattern)
+            found = partial_of(pattern)
             if found is None:
                 self.tail_hold = True
                 continue
-            # A vendor's credentials apart: their candidates begin at their names (`_Names`).
-            by_alphabet.setdefault((_bucket(found.alphabet), _vendor_named(d)), []).append((d, found))
+            # A vendor's credentials apart: their candidates begin at their names (`Names`).
+            by_alphabet.setdefault((bucket(found.alphabet), known_by_name(d)), []).append((d, found))
         groups = []
+        narrow: list[tuple[int, Detector, Partial]] = []
         rank = 0
         for (alphabet, _), members in by_alphabet.items():
             longest = max(p.longest for _, p in members)
@@ -257,9 +122,14 @@ class AnswerDetectors:
             # A pattern whose candidate may begin almost anywhere (an address, a run of base64)
             # searched apart: the others' patterns are then tried only where they may begin.
             for broad in (True, False):
-                part = [m for m in ranked if _broad(m[2]) == broad]
+                part = [m for m in ranked if is_broad(m[2]) == broad]
                 if part:
-                    groups.append(_Group.of(alphabet, reach, part, broad, self.engine.uses_hyperscan))
+                    group = Group.of(alphabet, reach, part, broad, self.engine.uses_hyperscan)
+                    groups.append(group)
+                    narrow += [] if group.always else part
+        if narrow:
+            # Where a candidate of any pattern not broad may begin: one search for them all.
+            self.narrow = re.compile(b"(?=" + led_starts(narrow) + b")").search
         return tuple(groups)
 
     def by_action(self, counts: Mapping[str, int]) -> tuple[tuple[str, str, int], ...]:
@@ -481,11 +351,18 @@ class AnswerScanner:
         tail = buf[lo:end]
         size = len(tail)
         rank = len(d.detectors)  # the place of the candidate found (none yet: after every one)
-        for alphabet, reach, search, ranks, kinds, names in d.ending[buf[end - 1]] if size else ():
+        names_at: dict[int, list[int]] | None = None  # where each group's names begin
+        ending = () if not size else d.ending[buf[end - 1]] if d.narrow(buf, lo, end) else d.always_ending[buf[end - 1]]
+        for alphabet, reach, search, ranks, kinds, names in ending:
             part = tail[-reach:] if reach < size else tail
             start = end - len(part) + len(part.rstrip(alphabet))  # where the run of its bytes begins
             if names is not None:
-                start = names.first(buf, start, end)
+                if d.name_scan is None:
+                    start = names.first(buf, start, end)
+                else:
+                    if names_at is None:
+                        names_at = d.name_scan.starts(buf, lo, end)
+                    start = names.first_in(names_at, start, end)
             if start > at or (start == at and ranks[0] > rank):
                 continue  # none before one found already
             m = search(buf, start, end)

@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from tollgate.governance.guardrails import text
-from tollgate.governance.guardrails.detectors import Detector
+from tollgate.governance.guardrails.detector_types import Detector
 
 try:
     import hyperscan

@@ -141,19 +141,16 @@ class AuditLog:
         # UTF-8, text escaped to ASCII.
         if path == "-":
             self._render = structlog.processors.JSONRenderer(sort_keys=False, ensure_ascii=True)
-            self._fd, self._identity, self._regular = _stdout_fd(), None, False
+            self._file = _AppendedFile(path, standard_output=True)
         else:
             self._render = structlog.processors.JSONRenderer(serializer=_utf8_json)
-            self._fd, self._identity, self._regular = self._open()  # fails start-up when it cannot
-            if self._regular:  # a file beside it; none beside a device or a pipe
+            self._file = _AppendedFile(path)  # fails start-up when it cannot
+            if self._file.regular:  # a file beside it; none beside a device or a pipe
                 try:
                     self.in_flight = self._open_in_flight()
                 except BaseException:
-                    os.close(self._fd)
+                    os.close(self._file.fd)
                     raise
-        # Whether the file may not end with a newline (never checked for new lines of ours): a
-        # record written then starts on a line of its own.
-        self._check_end = self._regular
         self._held: deque[bytes] = deque()  # records not yet written, oldest first (writer thread only)
         self._dropped = 0
         self._retry_at = 0.0
@@ -176,7 +173,7 @@ class AuditLog:
             record = {**record, "previous_chain": self._previous_chain()}
             line = self._render(None, "info", self._named(record))
             started = chain.link(line.encode() if isinstance(line, str) else line) + b"\n"
-            self._write_whole(started)
+            self._file.write_whole(started)
         except BaseException:
             chain.seq, chain.last, chain.covered, chain.checkpoint_seq = saved
             if follows is not None:
@@ -185,7 +182,7 @@ class AuditLog:
         self._follows = None
         self.begun = True
         self._queue.put(_WAKE)  # the writer times the next checkpoint from this record on
-        if self._identity is not None:
+        if self._file.identity is not None:
             self._recover(follows.in_flight if follows is not None else None, started)
 
     def configure(self, checkpoint_s: float, signer: Signer | None) -> None:
@@ -212,9 +209,9 @@ class AuditLog:
         """The last chain this instance wrote: read back from the file's end, else (the file rotated
         since, or new) as its in-flight file remembers it; None for the instance's first run."""
         found = None
-        if self._regular:
+        if self._file.regular:
             try:
-                found = last_chain(self._fd, os.fstat(self._fd).st_size, self.instance)
+                found = last_chain(self._file.fd, os.fstat(self._file.fd).st_size, self.instance)
             except OSError:  # a file opened for writing only
                 pass
         if found is None and self._follows is None and self.in_flight is not None:
@@ -336,9 +333,9 @@ class AuditLog:
         if self.in_flight is not None:
             self.in_flight.close()
             self.in_flight = None
-        if self._identity is not None:
+        if self._file.identity is not None:
             try:
-                os.close(self._fd)
+                os.close(self._file.fd)
             except OSError:
                 pass
 
@@ -452,10 +449,10 @@ class AuditLog:
     def _write_held(self) -> None:
         held = len(self._held)
         try:
-            self._follow_rotation()
+            self._file.follow_rotation()
             while self._held:
                 count, data = self._next_chunk()
-                self._write_whole(data)
+                self._file.write_whole(data)
                 if self.in_flight is not None:
                     self.in_flight.written(data)
                 for _ in range(count):
@@ -489,7 +486,7 @@ class AuditLog:
     def _next_chunk(self) -> tuple[int, bytes]:
         """The oldest held records, up to `_CHUNK` bytes (`_PIPE_CHUNK` to what is not a file; at
         least one record), as lines."""
-        limit = _CHUNK if self._regular else _PIPE_CHUNK
+        limit = _CHUNK if self._file.regular else _PIPE_CHUNK
         size, count = 0, 0
         for line in self._held:
             if count and size + len(line) + 1 > limit:
@@ -499,13 +496,37 @@ class AuditLog:
         lines = self._held if count == len(self._held) else itertools.islice(self._held, count)
         return count, b"\n".join(lines) + b"\n"
 
-    def _write_whole(self, data: bytes) -> None:
+    @staticmethod
+    def _say(level: int, message: str) -> None:
+        try:
+            logger.log(level, message)
+        except (Exception, SystemExit):  # the console may be what failed (mitmdump's exits on EPIPE)
+            pass
+
+
+class _AppendedFile:
+    """The file (or standard output) an audit log appends to: each write whole or none of it, a
+    record on a line of its own, and the path followed when it is rotated."""
+
+    def __init__(self, path: str, standard_output: bool = False) -> None:
+        self.path = path
+        self.fd: int
+        self.identity: tuple[int, int] | None  # (device, inode) of a path's file; None: standard output
+        if standard_output:
+            self.fd, self.identity, self.regular = _stdout_fd(), None, False
+        else:
+            self.fd, self.identity, self.regular = self._open()
+        # Whether the file may not end with a newline (never checked for new lines of ours): a
+        # record written then starts on a line of its own.
+        self._check_end = self.regular
+
+    def write_whole(self, data: bytes) -> None:
         """Append `data` whole, or leave the file as it was: a write that fails part-way (a full
         disk writes what fits first) is cut off again, so that no half line is ever left."""
-        fd = self._fd
-        if self._identity is None and sys.stdout is not None:
+        fd = self.fd
+        if self.identity is None and sys.stdout is not None:
             sys.stdout.flush()  # mitmdump's own console lines first, whole
-        size = os.fstat(fd).st_size if self._regular else None
+        size = os.fstat(fd).st_size if self.regular else None
         if self._check_end and size and _ends_mid_line(fd, size):
             data = b"\n" + data
         view, written = memoryview(data), 0
@@ -513,7 +534,7 @@ class AuditLog:
             while written < len(data):
                 written += os.write(fd, view[written:])
         except OSError:
-            self._check_end = self._regular
+            self._check_end = self.regular
             if written and size is not None:
                 self._cut_back(size)
             raise
@@ -522,26 +543,26 @@ class AuditLog:
     def _cut_back(self, size: int) -> None:
         try:
             # Only ever shorter: a file truncated meanwhile (copytruncate) must not grow a hole.
-            if os.fstat(self._fd).st_size > size:
-                os.ftruncate(self._fd, size)
+            if os.fstat(self.fd).st_size > size:
+                os.ftruncate(self.fd, size)
         except OSError:
             pass  # the next write starts on a new line (`_check_end`)
 
-    def _follow_rotation(self) -> None:
+    def follow_rotation(self) -> None:
         """Reopen the path when it no longer names the open file: logrotate's `create` renamed it
         (and maybe created a new one), or it was deleted. A file truncated in place (copytruncate)
         needs nothing: appends go to its new end."""
-        if self._identity is None:
+        if self.identity is None:
             return
         try:
             st = os.stat(self.path)
-            if (st.st_dev, st.st_ino) == self._identity:
+            if (st.st_dev, st.st_ino) == self.identity:
                 return
         except FileNotFoundError:
             pass  # created anew below
         fd, identity, regular = self._open()
-        os.close(self._fd)
-        self._fd, self._identity, self._regular = fd, identity, regular
+        os.close(self.fd)
+        self.fd, self.identity, self.regular = fd, identity, regular
         self._check_end = regular
 
     def _open(self) -> tuple[int, tuple[int, int], bool]:
@@ -552,13 +573,6 @@ class AuditLog:
             fd = os.open(self.path, _FLAGS & ~os.O_RDWR | os.O_WRONLY, 0o666)  # a file we may only write
         st = os.fstat(fd)
         return fd, (st.st_dev, st.st_ino), stat.S_ISREG(st.st_mode)
-
-    @staticmethod
-    def _say(level: int, message: str) -> None:
-        try:
-            logger.log(level, message)
-        except (Exception, SystemExit):  # the console may be what failed (mitmdump's exits on EPIPE)
-            pass
 
 
 def _stdout_fd() -> int:

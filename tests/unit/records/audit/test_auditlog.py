@@ -137,7 +137,7 @@ def test_records_of_a_busy_moment_are_written_together(tmp_path: Path, monkeypat
     real_write = os.write
 
     def counting_write(fd: int, data) -> int:
-        if fd == log._fd:
+        if fd == log._file.fd:
             writes.append(bytes(data).count(b"\n"))
         return real_write(fd, data)
 

@@ -1,0 +1,311 @@
+"""Where a candidate of an answer's detectors may begin at the end of what has come (`answer.py`
+reads an answer with them): the detectors in groups of the bytes their candidates are made of, each
+group's open forms (`partial.py`) searched together, from where a run of its bytes begins; a
+vendor's credentials from their names (Hyperscan's); Tollgate's own keys by their prefixes."""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from tollgate.governance.guardrails import detectors
+from tollgate.governance.guardrails.detector_types import Base64PairDetector, Detector
+from tollgate.governance.guardrails.engine import HYPERSCAN
+from tollgate.governance.guardrails.partial import Partial, Unsupported, class_of, partial
+
+if HYPERSCAN:
+    import hyperscan
+
+
+@functools.lru_cache(maxsize=1024)
+def partial_of(pattern: re.Pattern[bytes]) -> Partial | None:
+    try:
+        return partial(pattern)
+    except Unsupported:
+        return None
+
+
+# The alphabets most detectors' candidates are made of: their detectors are searched together (one
+# search where there would be dozens), each from where the run of its bucket's bytes begins.
+_BUCKETS = tuple(
+    frozenset(b)
+    for b in (
+        b"0123456789",
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_",
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.+/=~$%",
+    )
+)
+
+
+def bucket(alphabet: bytes) -> bytes:
+    """The smallest bucket that holds every byte of `alphabet`, or the alphabet itself."""
+    chars = frozenset(alphabet)
+    for bucket in _BUCKETS:
+        if chars <= bucket:
+            return bytes(sorted(bucket))
+    return alphabet
+
+
+@dataclass(frozen=True, slots=True)
+class Literals:
+    """A detector of exact strings (`tollgate_keys`' own keys): a candidate is a proper prefix of
+    one of them, found in a set of every prefix (a regex of hundreds of keys' prefixes would take
+    seconds to compile)."""
+
+    kind: str
+    prefixes: frozenset[bytes]
+    first: re.Pattern[bytes]  # a byte a key begins with
+    longest: int
+
+    @classmethod
+    def of(cls, found: Detector) -> Literals:
+        # `own_keys` writes them escaped, joined by `|`.
+        written = re.findall(rb"(?:\\.|[^|\\])+", found.pattern.pattern, re.DOTALL)
+        keys = [re.sub(rb"\\(.)", rb"\1", k, flags=re.DOTALL) for k in written]
+        prefixes = frozenset(k[:n] for k in keys for n in range(1, len(k)))
+        first = re.compile(class_of(frozenset(k[0] for k in keys if k)))
+        return cls(found.kind, prefixes, first, max(map(len, keys)))
+
+    def open_from(self, buf: bytes, lo: int, end: int) -> int | None:
+        prefixes = self.prefixes
+        for m in self.first.finditer(buf, max(lo, end - self.longest + 1), end):
+            if buf[m.start() : end] in prefixes:
+                return m.start()
+        return None
+
+
+def _starts(members: list[Partial]) -> bytes:
+    """Where no member's candidate may begin, one or two tests of its bytes rule it out: a pattern
+    of the bytes a candidate may begin with, one alone at the end or two (`Partial.seconds`)."""
+    if any(p.seconds is None or p.ends is None for p in members):
+        return class_of(frozenset(b for p in members for b in p.first))
+    ends: set[int] = set()
+    seconds: dict[int, set[int]] = {}
+    for p in members:
+        ends.update(p.ends or b"")
+        for first, following in (p.seconds or {}).items():
+            seconds.setdefault(first, set()).update(following)
+    by_following: dict[frozenset[int], set[int]] = {}
+    for first, after in seconds.items():
+        by_following.setdefault(frozenset(after), set()).add(first)
+    choices = [class_of(frozenset(ends)) + b"\\Z"] if ends else []
+    choices += [class_of(frozenset(firsts)) + class_of(after) for after, firsts in by_following.items()]
+    return b"|".join(choices) or b"(?!)"
+
+
+class Names:
+    """Where a candidate of a group of vendors' credentials may begin: at one of their names
+    (`detectors.vendor_named`: a match begins with its anchor, the vendor's name in any letter
+    case), or where a name cut by the text's end may. Found by Hyperscan where it is installed: the
+    group's search alone (Python's `re`, dozens of names tried at every byte) costs a microsecond
+    a byte."""
+
+    def __init__(self, anchors: Iterable[bytes], use_hyperscan: bool) -> None:
+        names = tuple(dict.fromkeys(anchors))
+        self.names = names
+        self.index = 0  # its place among the groups of names (`NameScan`)
+        self.longest = max(partial(re.compile(a)).longest for a in names)
+        self._database = _names_database(names) if use_hyperscan else None
+        self._patterns = tuple(re.compile(a) for a in names)
+        self._scratch = threading.local()  # each thread's: a scratch serves one scan at a time
+
+    def first(self, buf: bytes, lo: int, hi: int) -> int:
+        """Where a candidate may begin first in [lo, hi): the first name, or the first place a
+        name cut by the end may begin (`hi` where there is neither)."""
+        cut = max(lo, hi - self.longest + 1)
+        if self._database is None:
+            found = (p.search(buf, lo, hi) for p in self._patterns)
+            return min((m.start() for m in found if m is not None and m.start() < cut), default=cut)
+        scratch = getattr(self._scratch, "scratch", None)
+        if scratch is None:
+            scratch = self._scratch.scratch = hyperscan.Scratch(self._database)
+        starts: list[int] = []
+        self._database.scan(buf[lo:hi], match_event_handler=_first_start, context=starts, scratch=scratch)
+        return min(lo + starts[0], cut) if starts else cut
+
+    def first_in(self, found: dict[int, list[int]], lo: int, hi: int) -> int:
+        """`first`, of the names `NameScan.starts` found."""
+        cut = max(lo, hi - self.longest + 1)
+        return min((at for at in found.get(self.index, ()) if at >= lo), default=cut)
+
+
+class NameScan:
+    """Every group's names in one Hyperscan database: one pass a piece finds where each group's
+    first name begins (a pass for each group cost a few microseconds a piece more)."""
+
+    def __init__(self, groups: Iterable[Names]) -> None:
+        expressions: list[bytes] = []
+        self._group_of: list[int] = []
+        for names in groups:
+            expressions += names.names
+            self._group_of += [names.index] * len(names.names)
+        self._database = _names_database(tuple(expressions))
+        self._scratch = threading.local()
+
+    def starts(self, buf: bytes, lo: int, hi: int) -> dict[int, list[int]]:
+        """By group, where its names in [lo, hi) begin."""
+        scratch = getattr(self._scratch, "scratch", None)
+        if scratch is None:
+            scratch = self._scratch.scratch = hyperscan.Scratch(self._database)
+        found: dict[int, list[int]] = {}
+        group_of = self._group_of
+
+        def on_match(id_: int, start: int, end: int, flags: int, context: Any) -> None:
+            found.setdefault(group_of[id_], []).append(lo + start)
+
+        self._database.scan(buf[lo:hi], match_event_handler=on_match, scratch=scratch)
+        return found
+
+
+def _first_start(id_: int, start: int, end: int, flags: int, starts: list[int]) -> bool:
+    if not starts or start < starts[0]:
+        starts[:] = [start]
+    return False
+
+
+def _names_database(names: tuple[bytes, ...]) -> Any:
+    flags = [hyperscan.HS_FLAG_SOM_LEFTMOST | hyperscan.HS_FLAG_CASELESS] * len(names)
+    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    expressions = [n.removeprefix(b"(?i)") for n in names]
+    database.compile(expressions=expressions, ids=list(range(len(names))), elements=len(names), flags=flags)
+    return database
+
+
+Search = Callable[[bytes, int, int], "re.Match[bytes] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Detectors whose candidates are made of the same bytes: one search of their open forms
+    together, from where the run of those bytes at the end begins."""
+
+    alphabet: bytes
+    reach: int  # the longest candidate of any of them and a little (`UNBOUNDED`: past `hold_bytes`)
+    search: Search  # of their open forms, as `Pattern.search`
+    kinds: tuple[str, ...]  # by alternative (`o<i>`)
+    # Each alternative's place among every group's: of two candidates that begin at the same
+    # byte, the one of the lower place is the one reported.
+    ranks: tuple[int, ...]
+    broad: bool  # of patterns whose candidate may begin almost anywhere
+    names: Names | None  # a group of vendors' credentials: where their names are
+
+    @property
+    def always(self) -> bool:
+        """Searched at every piece: a broad pattern's candidate (begins almost anywhere), or one
+        that begins at a name (`names` says where). The others are searched together first."""
+        return self.broad or self.names is not None
+
+    @classmethod
+    def of(
+        cls, alphabet: bytes, reach: int, members: list[tuple[int, Detector, Partial]], broad: bool, use_hyperscan: bool
+    ) -> Group:
+        starts = led_starts(members)
+        search: Search
+        if len(members) > _ONE_SEARCH:
+            search = _ByFirstByte(starts, [p for _, _, p in members]).search
+        else:
+            source = b"|".join(b"(?P<o%d>%s)" % (i, p.open.pattern) for i, (_, _, p) in enumerate(members))
+            search = re.compile(b"(?=" + starts + b")(?:" + source + b")").search
+        kinds, ranks = tuple(d.kind for _, d, _ in members), tuple(r for r, _, _ in members)
+        named = all(known_by_name(d) for _, d, _ in members)
+        names = Names((a for _, d, _ in members for a in d.anchors), use_hyperscan) if named else None
+        return cls(alphabet, reach, search, kinds, ranks, broad, names)
+
+
+NOWHERE = re.compile(b"(?!)")
+# A group of more members than this is searched by the byte its candidate begins with (`_ByFirstByte`).
+_ONE_SEARCH = 4
+_UNSET: Any = object()
+
+
+class _ByFirstByte:
+    """The search of a large group's open forms: where a candidate may begin (its first two bytes,
+    `_starts`), only the members whose candidates may begin with that byte are tried. One
+    alternation of them all (Python's `re` enters each alternative in turn at every place that
+    passes) cost tens of microseconds a piece once the vendors' kinds came: most of an answer's
+    small pieces' reading."""
+
+    __slots__ = ("_by_byte", "_firsts", "_lock", "_opens", "_starts")
+
+    def __init__(self, starts: bytes, members: list[Partial]) -> None:
+        self._starts = re.compile(b"(?=" + starts + b")")
+        self._opens = tuple(p.open.pattern for p in members)
+        self._firsts = tuple(frozenset(p.first) if p.first else None for p in members)
+        # Each byte's alternation, compiled when a candidate first begins with it (of the dozens
+        # of bytes, most answers bring a few).
+        self._by_byte: dict[int, re.Pattern[bytes] | None] = {}
+        self._lock = threading.Lock()
+
+    def search(self, buf: bytes, start: int, end: int) -> re.Match[bytes] | None:
+        """As `Pattern.search` of the alternation of every member's open form (`o<i>` the group
+        of the member found), the earliest place first, the first member there."""
+        find, by_byte = self._starts.search, self._by_byte
+        at = start
+        while at < end:
+            found = find(buf, at, end)
+            if found is None:
+                return None
+            place = found.start()
+            pattern = by_byte.get(buf[place], _UNSET)
+            if pattern is _UNSET:
+                pattern = self._compile(buf[place])
+            if pattern is not None:
+                m = pattern.match(buf, place, end)
+                if m is not None:
+                    return m
+            at = place + 1
+        return None
+
+    def _compile(self, byte: int) -> re.Pattern[bytes] | None:
+        with self._lock:
+            if byte not in self._by_byte:
+                members = [i for i, first in enumerate(self._firsts) if first is None or byte in first]
+                source = b"|".join(b"(?P<o%d>%s)" % (i, self._opens[i]) for i in members)
+                self._by_byte[byte] = re.compile(source) if source else None
+            return self._by_byte[byte]
+
+
+# The zero-width tests most detectors' patterns begin with (a token's start, a name's part): read
+# at a candidate's first byte, before its open form is tried there (a word's inner bytes rule out
+# most places; its open form would take each member's in turn).
+_LEADS = (detectors.NAME_PART, detectors.left(rb"A-Za-z0-9_-"), detectors.TOKEN_START)
+
+
+def _lead(found: Detector) -> bytes:
+    """The test `found`'s pattern begins with (of `_LEADS`), or nothing."""
+    pattern = found.pattern.pattern
+    return next((lead for lead in _LEADS if pattern.startswith(lead)), b"")
+
+
+def led_starts(members: list[tuple[int, Detector, Partial]]) -> bytes:
+    """Where a candidate of a group's members may begin: `_starts` of the members of each lead,
+    after their lead. A lead is read at a byte that has come (the first of the candidate), so
+    exactly as the pattern reads it, where the open form takes a lookahead as holding."""
+    by_lead: dict[bytes, list[Partial]] = {}
+    for _, d, p in members:
+        # A pair's run is searched by a pattern of its own (`_PAIR_RUN`), not the detector's.
+        by_lead.setdefault(b"" if isinstance(d, Base64PairDetector) else _lead(d), []).append(p)
+    return b"|".join(b"%s(?:%s)" % (lead, _starts(parts)) for lead, parts in by_lead.items())
+
+
+def known_by_name(found: Detector) -> bool:
+    """Whether `found` is a credential known by a name (its vendor's, or its own in any letter
+    case: `named`), whose match begins with its anchor, the name."""
+    if not found.at_anchor:
+        return False
+    pattern = found.pattern.pattern
+    if pattern.startswith(detectors.NAME_PART):
+        return True
+    return len(found.anchors) == 1 and pattern.startswith(b"(?i:" + found.anchors[0].removeprefix(b"(?i)") + b")")
+
+
+# A pattern whose candidate may begin with more pairs of bytes than this is searched apart.
+_BROAD_STARTS = 512
+
+
+def is_broad(found: Partial) -> bool:
+    return found.seconds is None or sum(map(len, found.seconds.values())) > _BROAD_STARTS
