@@ -125,6 +125,7 @@ def write_config(directory: Path, port: int, provider: OidcProvider | None, issu
     config: dict = {"audit": {"path": str(audit)}, "clients": CLIENTS, "console": console}
     if audit_postgres:
         config["audit"]["postgres"] = {"dsn": audit_postgres}
+        console["cursor_secret"] = "cursors-of-the-sign-in-console-01"  # required over PostgreSQL
     path = directory / "tollgate.yaml"
     path.write_text(json.dumps(config))
     return path

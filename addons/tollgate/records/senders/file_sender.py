@@ -443,8 +443,11 @@ class FileSender:
 
     def _ship(self) -> None:
         while not self._open():
+            # Asked to stop: a file made since the last look is still sent what it holds.
             if self._stopping.wait(POLL_SECONDS):
-                return
+                if not self._open():
+                    return
+                break
         logger.info(self.started_line())
         first_seen = 0.0
         unreadable = False
