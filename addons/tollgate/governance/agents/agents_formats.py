@@ -24,6 +24,7 @@ from tollgate.formats import (
 )
 from tollgate.formats.anthropic_messages.provenance import read_provenance as messages_provenance
 from tollgate.formats.bedrock_converse.provenance import read_provenance as converse_provenance
+from tollgate.formats.bedrock_invoke import cohere
 from tollgate.formats.gemini_generate.provenance import read_provenance as gemini_provenance
 from tollgate.formats.openai_chat.provenance import read_provenance as chat_provenance
 from tollgate.formats.openai_responses.provenance import continued
@@ -34,6 +35,8 @@ from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.call_state import AgentsCall, read_request
 from tollgate.governance.agents.chat_calls import chat_schemas, decided_chat_answer
 from tollgate.governance.agents.chat_stream import HeldChatCalls
+from tollgate.governance.agents.cohere_calls import decided_cohere_answer
+from tollgate.governance.agents.cohere_stream import HeldCohereCalls
 from tollgate.governance.agents.converse_calls import converse_schemas, decided_converse_answer
 from tollgate.governance.agents.converse_stream import HeldConverseCalls
 from tollgate.governance.agents.gemini_calls import (
@@ -46,7 +49,7 @@ from tollgate.governance.agents.gemini_calls import (
 from tollgate.governance.agents.gemini_stream import HeldGeminiCalls
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.invoke_chunks import InvokeChunks
-from tollgate.governance.agents.invoke_families import CHAT, CLAUDE, NOVA, ChatWords, gives_tools, invoke_family
+from tollgate.governance.agents.invoke_families import CHAT, CLAUDE, COHERE, NOVA, ChatWords, gives_tools, invoke_family
 from tollgate.governance.agents.messages_calls import decided_messages_answer, messages_schemas
 from tollgate.governance.agents.messages_stream import HeldMessagesCalls
 from tollgate.governance.agents.nova_chunks import NovaChunks
@@ -180,11 +183,19 @@ def _chat_chunks(state: AgentsCall, inner: Rewrite | None) -> Rewrite:
 
 
 # InvokeModel's families whose bodies `agents` reads (`invoke_families`), each as the format its
-# body is: Nova's Converse's, the chat families' OpenAI chat's; their streams' events in chunks.
+# body is: Nova's Converse's, the chat families' OpenAI chat's, Cohere's its own; their streams'
+# events in chunks.
 _INVOKE_FAMILIES: dict[str, AgentsFormat] = {
     CLAUDE: AGENTS_FORMATS[CLAUDE_ON_BEDROCK],
     NOVA: replace(AGENTS_FORMATS[BEDROCK_CONVERSE], held_stream=NovaChunks),
     CHAT: replace(AGENTS_FORMATS[OPENAI_CHAT], held_stream=_chat_chunks, streams_when_asked=True),
+    COHERE: AgentsFormat(
+        _whole(cohere.read_provenance),
+        cohere.schemas,
+        decided_cohere_answer,
+        lambda state, inner: InvokeChunks(HeldCohereCalls(state), inner),
+        streams_when_asked=True,
+    ),
 }
 UNREAD_FAMILY = "its model's own body is not read for its tool calls on InvokeModel; Converse's are"
 

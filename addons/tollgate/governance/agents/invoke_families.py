@@ -2,9 +2,10 @@
 (an application inference profile's ARN names none) by the body's shape. Claude's is Anthropic's
 Messages body; Amazon Nova's is Converse's (`toolConfig`, `toolUse`, `toolResult`); Mistral's,
 AI21 Jamba's and OpenAI's open-weight models' are OpenAI's chat (`tools`, `tool_calls`, `role:
-tool`). The others' bodies are not read for their tool calls: Cohere's Command R (its own
-`tool_calls` and `tool_results`), and the families whose bodies carry no tools (Llama's prompt, in
-which a tool call is text, Titan's, DeepSeek's…).
+tool`); Cohere's Command R's is its own (`message`, `chat_history`, `tool_results`:
+`formats.bedrock_invoke.cohere`). The others' bodies are not read for their tool calls: the
+families whose bodies carry no tools (Llama's prompt, in which a tool call is text, Titan's,
+DeepSeek's, Cohere's older Command's…).
 
 Mistral's chat chunks on Bedrock may name a choice's `delta` `message` and its `finish_reason`
 `stop_reason`: `CHAT_CODEC` reads them as the chat stream's, and writes an event back in the words
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-CLAUDE, NOVA, CHAT = "claude", "nova", "chat"
+from tollgate.formats.bedrock_invoke.cohere import is_cohere_chat
+
+CLAUDE, NOVA, CHAT, COHERE = "claude", "nova", "chat", "cohere"
 
 _MODELS = (
     ("anthropic.claude", CLAUDE),
@@ -22,6 +25,7 @@ _MODELS = (
     ("mistral.", CHAT),
     ("ai21.jamba", CHAT),
     ("openai.gpt-oss", CHAT),
+    ("cohere.command-r", COHERE),
 )
 # The fields in which an InvokeModel body gives its model tools or their results, in any family.
 _TOOL_FIELDS = ("tools", "toolConfig", "functions", "tool_results", "tool_choice")
@@ -32,14 +36,16 @@ def invoke_family(model: str, body: dict[str, Any]) -> str | None:
     for part, family in _MODELS:
         if part in model:
             # Mistral's older models take a prompt, not messages: nothing of chat's in them.
-            return family if family != CHAT or "messages" in body else None
+            if (family == CHAT and "messages" not in body) or (family == COHERE and not is_cohere_chat(body)):
+                return None
+            return family
     if "anthropic_version" in body:
         return CLAUDE
     if body.get("schemaVersion") == "messages-v1" or "toolConfig" in body:
         return NOVA
     if isinstance(body.get("messages"), list) and not ("message" in body or "chat_history" in body):
         return CHAT if _chat_shaped(body) else None
-    return None
+    return COHERE if is_cohere_chat(body) else None
 
 
 def _chat_shaped(body: dict[str, Any]) -> bool:

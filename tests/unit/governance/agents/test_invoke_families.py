@@ -1,7 +1,8 @@
 """`agents` on InvokeModel's other model families: Amazon Nova's body read as Converse's (its
 stream's `chunk` events as ConverseStream's frames), Mistral's as OpenAI chat's (its chunks'
-`message` and `stop_reason` read as chat's `delta` and `finish_reason`, written back so); a
-family whose body is not read refused where the call gives its model tools."""
+`message` and `stop_reason` read as chat's `delta` and `finish_reason`, written back so), Cohere's
+Command R's as its own (`test_cohere_calls`); a family whose body is not read refused where the
+call gives its model tools."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.call_state import AgentsCall
 from tollgate.governance.agents.converse_stream import UNREAD_MESSAGE
 from tollgate.governance.agents.injection import InjectionSignals
-from tollgate.governance.agents.invoke_families import CHAT, CLAUDE, NOVA, invoke_family
+from tollgate.governance.agents.invoke_families import CHAT, CLAUDE, COHERE, NOVA, invoke_family
 
 PLANTED = "US133000000121212121212"
 OWN = "GB29NWBK60161331926819"
@@ -68,11 +69,13 @@ def read(model: str, body: dict[str, Any]) -> tuple[AgentsFormat, AgentsCall]:
         (MISTRAL_MODEL, {"messages": []}, CHAT),
         ("mistral.mistral-7b-instruct-v0:2", {"prompt": "<s>[INST] hi [/INST]"}, None),
         ("meta.llama3-1-70b-instruct-v1:0", {"prompt": "hi"}, None),
-        ("cohere.command-r-plus-v1:0", {"message": "hi", "tools": [{"name": "x"}]}, None),
+        ("cohere.command-r-plus-v1:0", {"message": "hi", "tools": [{"name": "x"}]}, COHERE),
+        ("cohere.command-text-v14", {"prompt": "hi"}, None),
         ("arn:aws:bedrock:us-east-1:1:application-inference-profile/x", {"anthropic_version": "x"}, CLAUDE),
         ("arn:aws:bedrock:us-east-1:1:application-inference-profile/x", NOVA_REQUEST, NOVA),
         ("arn:aws:bedrock:us-east-1:1:application-inference-profile/x", MISTRAL_REQUEST, CHAT),
-        ("arn:aws:bedrock:us-east-1:1:application-inference-profile/x", {"message": "hi", "chat_history": []}, None),
+        ("arn:aws:bedrock:us-east-1:1:application-inference-profile/x", {"message": "hi", "chat_history": []}, COHERE),
+        ("arn:aws:bedrock:us-east-1:1:application-inference-profile/x", {"prompt": "hi", "tools": []}, None),
     ],
 )
 def test_the_family_is_told_by_the_model_id_else_by_the_body(model: str, body: dict[str, Any], family: str) -> None:
@@ -80,9 +83,9 @@ def test_the_family_is_told_by_the_model_id_else_by_the_body(model: str, body: d
 
 
 def test_a_family_not_read_is_refused_with_tools_and_goes_as_it_came_without() -> None:
-    cohere = {"message": "pay", "tools": [{"name": "send_money"}], "tool_results": []}
-    found = agents_format(BEDROCK_INVOKE, "cohere.command-r-plus-v1:0", cohere)
-    assert found is not None and found.undecidable(cohere) == UNREAD_FAMILY
+    llama = {"prompt": "pay", "tools": [{"name": "send_money"}]}
+    found = agents_format(BEDROCK_INVOKE, "meta.llama3-1-70b-instruct-v1:0", llama)
+    assert found is not None and found.undecidable(llama) == UNREAD_FAMILY
     assert agents_format(BEDROCK_INVOKE, "meta.llama3-1-70b-instruct-v1:0", {"prompt": "hi"}) is None
 
 
