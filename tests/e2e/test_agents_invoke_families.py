@@ -2,8 +2,8 @@
 the agent, through mitmdump to a fake Bedrock that checks Tollgate's signature. Amazon Nova's body
 is Converse's, Mistral's OpenAI chat's: a call whose argument comes from a tool result is replaced
 by its refusal's text, whole or in the stream's `chunk` frames; one the user gave the argument of
-passes as it came. A family whose body Tollgate does not read (Cohere's Command R) is refused where
-its call gives the model tools. The audit names each decision, never an argument's value."""
+passes as it came. A family whose body Tollgate does not read (Llama's prompt) is refused where its
+call gives the model tools (Cohere's Command R: `test_agents_cohere_on_bedrock`). The audit names each decision, never an argument's value."""
 
 from __future__ import annotations
 
@@ -211,10 +211,10 @@ def test_a_family_whose_body_is_not_read_is_refused_when_it_gives_its_model_tool
         CLIENT
         + """
 from botocore.exceptions import ClientError
-case["name"] = "cohere"
-body = json.dumps({"message": "Pay the rent", "tools": [{"name": "send_money", "parameter_definitions": {}}]})
+case["name"] = "llama"
+body = json.dumps({"prompt": "Pay the rent", "tools": [{"name": "send_money"}]})
 try:
-    client.invoke_model(modelId="cohere.command-r-plus-v1:0", body=body)
+    client.invoke_model(modelId="meta.llama3-1-70b-instruct-v1:0", body=body)
 except ClientError as e:
     report(code=e.response["ResponseMetadata"]["HTTPStatusCode"], error=e.response["Error"]["Code"],
            message=e.response["Error"]["Message"])
