@@ -83,34 +83,37 @@ class HeldCohereCalls(HeldEvents):
             if event.obj is None:
                 out.append(event.raw)
                 continue
-            out.extend(self._rewritten(event.obj, step))
+            out.extend(self._rewritten(event.raw, event.obj, step))
             if event.obj.get("event_type") == TEXT_GENERATION and event.obj.get("text"):
                 self._wrote = True
         if cut:
             out.append(self._text(cut))
         return b"".join(out)
 
-    def _rewritten(self, obj: dict[str, Any], step: list[Any] | None) -> list[bytes]:
+    def _rewritten(self, raw: bytes, obj: dict[str, Any], step: list[Any] | None) -> list[bytes]:
+        """What goes on of one held event: as it came (`raw`) where nothing in it changed."""
         delta = obj.get("tool_call_delta")
         if obj.get("event_type") == TOOL_CALLS_CHUNK or delta is not None:
             if not _is_call_piece(delta):
-                return [_written(obj)]
+                return [raw]
             numbers = self._numbers(step)
             at = delta.get("index", 0) if isinstance(delta, dict) else None
-            if not isinstance(at, int) or at not in numbers:
+            if not isinstance(delta, dict) or not isinstance(at, int) or at not in numbers:
                 return []  # a piece of a call refused, or that nothing carried whole
+            if numbers[at] == at:
+                return [raw]
             return [_written({**obj, "tool_call_delta": {**delta, "index": numbers[at]}})]
         if obj.get("event_type") == STREAM_END or "response" in obj:
             response = obj.get("response")
-            if isinstance(response, dict):
-                decided_response(response, self._decided)
-            return [_written(obj)]
+            changed = isinstance(response, dict) and decided_response(response, self._decided)
+            return [_written(obj) if changed else raw]
         calls = _calls_of(obj)
         if calls is None:
-            return [_written(obj)]
+            return [raw]
         kept, refused = self._decided.kept(calls)
-        before = [self._text(refused)] if refused else []
-        return [*before, _written({**obj, "tool_calls": kept})] if kept else before
+        if not refused:
+            return [raw]
+        return [self._text(refused), *([_written({**obj, "tool_calls": kept})] if kept else [])]
 
     def _numbers(self, step: list[Any] | None) -> dict[int, int]:
         """The calls of a step kept, by the index its chunks give → their index once the refused are out."""

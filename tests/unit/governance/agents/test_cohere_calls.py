@@ -131,7 +131,8 @@ def test_an_answer_keeps_the_calls_allowed() -> None:
 
 def test_parameters_that_are_not_an_object_are_refused_as_unread() -> None:
     found, state = read()
-    got = json.loads(found.decided_whole(json.dumps(answer({"name": "send_money", "parameters": "x"})).encode(), state))
+    whole = json.dumps(answer({"name": "send_money", "parameters": "x"})).encode()
+    got = json.loads(found.decided_whole(whole, state) or b"")
     assert "tool_calls" not in got and got["text"].startswith("Paying.\n\nTollgate refused the call to send_money")
     assert found.decided_whole(b"[1", state) is None
 
@@ -257,3 +258,14 @@ def test_the_stream_goes_once_the_policy_has_answered_when_fed_again() -> None:
     assert got[0]["text"] == "\n\nTollgate refused the call to send_money: no payments today."
     assert not any(e.get("tool_calls") or e.get("tool_call_delta") for e in got)
     assert "tool_calls" not in got[-1]["response"]
+
+
+def test_what_did_not_change_goes_byte_for_byte_beside_a_refusal() -> None:
+    found, state = read()
+    frames = [invoke_chunk(e) for e in stream(OWN, PLANTED)]
+    out = fed(b"".join(frames), [], state, found)
+    # The text, and the allowed call's chunks (still numbered 0), in their own frames as they came.
+    assert out.startswith(b"".join(frames[:5]))
+    got = chunk_events(out)
+    assert [e["event_type"] for e in got[5:]] == ["text-generation", "tool-calls-generation", "stream-end"]
+    assert got[6]["tool_calls"] == [send(OWN)] and PLANTED.encode() not in out
