@@ -2,8 +2,9 @@
 the agent, through mitmdump to a fake Bedrock that checks Tollgate's signature. Amazon Nova's body
 is Converse's, Mistral's OpenAI chat's: a call whose argument comes from a tool result is replaced
 by its refusal's text, whole or in the stream's `chunk` frames; one the user gave the argument of
-passes as it came. A family whose body Tollgate does not read (Llama's prompt) is refused where its
-call gives the model tools (Cohere's Command R: `test_agents_cohere_on_bedrock`). The audit names each decision, never an argument's value."""
+passes as it came. A family whose body Tollgate does not read (here a Llama prompt) is refused
+where its call gives the model tools; Cohere's Command R is `test_agents_cohere_on_bedrock`'s. The
+audit names each decision, never an argument's value."""
 
 from __future__ import annotations
 
