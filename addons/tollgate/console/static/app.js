@@ -206,7 +206,7 @@ function table(title, columns, rows, opts) {
         const td = c.clamp
           ? el("td", { class: "clamp" }, el("div", {}, text))
           : el("td", { class: c.cls || (c.num ? "num" : c.cut ? "cut" : c.wrap ? "reason" : c.time ? "time" : "") },
-              ...(c.wrap && opts.layout === "wraps" ? breakable(text) : [text]));
+              ...(c.wrap ? breakable(text) : [text]));
         // A cell cut to fit holds the whole in its title (shown on hover).
         const whole = c.title ? c.title(r[c.key], r) : text;
         if ((c.cut || c.clamp || c.title) && whole) td.title = whole;
@@ -225,24 +225,25 @@ function table(title, columns, rows, opts) {
 
 // ---- Live
 
-// Widths that fit a 1,024-pixel window: a cell cut to its column holds the whole in its title.
+// Widths that fit a 1,024-pixel window: a name wraps in its column (at `_`, `/`, `.` first), never
+// cut; an amount to the nano-dollar holds on one line.
 const LIVE_COLUMNS = [
   // A time breaks at its space only (an older day's "11-20 08:43" in two lines), never inside "08:43:36".
   { key: "ts", label: "time", width: "7.5%", time: true, format: shortTime, title: (v) => v || "" },
-  { key: "event", label: "kind", width: "7%", cut: true },
-  { key: "instance", label: "instance", width: "7%", cut: true },
-  { key: "client", label: "client", width: "8%", cut: true, format: (v, r) => ("client" in r ? who(v) : "") },
-  { key: "provider", label: "provider / server / host", width: "7.5%", cut: true, format: (v, r) => v || r.server || r.host || "" },
-  { key: "model", label: "model / tool", width: "9%", cut: true, format: (v, r) => v || r.tool || r.method || "" },
+  { key: "event", label: "kind", width: "7%", wrap: true },
+  { key: "instance", label: "instance", width: "7%", wrap: true },
+  { key: "client", label: "client", width: "8%", wrap: true, format: (v, r) => ("client" in r ? who(v) : "") },
+  { key: "provider", label: "provider / server / host", width: "7.5%", wrap: true, format: (v, r) => v || r.server || r.host || "" },
+  { key: "model", label: "model / tool", width: "9%", wrap: true, format: (v, r) => v || r.tool || r.method || "" },
   // A refusal names its kind; a call let through says so.
-  { key: "decision", label: "decision", width: "9%", cut: true, format: (v, r) => r.refusal || v || "" },
+  { key: "decision", label: "decision", width: "9%", wrap: true, format: (v, r) => r.refusal || v || "" },
   { key: "status", label: "status", width: "5%", num: true },
   { key: "total_tokens", label: "tokens", width: "5.5%", num: true },
-  { key: "cost_usd", label: "cost", width: "9%", num: true, format: money },
+  { key: "cost_usd", label: "cost", width: "10%", num: true, format: money },
   { key: "latency_ms", label: "ms", width: "4.5%", num: true, format: (v, r) => (v != null ? Math.round(v) : r.duration_ms != null ? Math.round(r.duration_ms) : "") },
   // A reason over up to three lines (a policy's usual one whole), a longer one cut there.
   { key: "deny_reasons", label: "reason", width: "11%", clamp: true, format: (v, r) => (Array.isArray(v) && v.length ? v.join("; ") : r.error || "") },
-  { key: "findings", label: "findings", width: "10%", wrap: true, format: (v, r) => findingsText(r) },
+  { key: "findings", label: "findings", width: "9%", wrap: true, format: (v, r) => findingsText(r) },
 ];
 
 async function viewLive(params) {
@@ -330,7 +331,7 @@ async function viewPeople() {
     { key: "refused", label: "refused", width: "6.5%", num: true },
     { key: "input_tokens", label: "input tokens", width: "7.5%", num: true },
     { key: "output_tokens", label: "output tokens", width: "7.5%", num: true },
-    { key: "cost_usd", label: "cost", width: "9%", num: true, format: money },
+    { key: "cost_usd", label: "cost", width: "10%", num: true, format: money },
     { key: "unpriced", label: "no price", width: "6%", num: true },
     { key: "models", label: "models (calls)", width: "14%", wrap: true, format: lines },
     { key: "findings", label: "findings", width: "14.5%", wrap: true, format: lines },
@@ -520,13 +521,13 @@ const VIEWS = {
     { key: "unit", label: "unit" },
   ], { empty: "No limit configured." }),
   audit: () => (auditFromMe ? auditSummary() : simple("audit", "Audit", "/api/audit", [
-    { key: "file", label: "file", cut: true }, { key: "instance", label: "instance" }, { key: "records", label: "records", num: true },
+    { key: "file", label: "file", wrap: true }, { key: "instance", label: "instance", wrap: true }, { key: "records", label: "records", num: true },
     { key: "state", label: "state" }, { key: "faults", label: "first fault", wrap: true, format: (v) => (v && v.length ? v[0] + (v.length > 1 ? ` (+${v.length - 1} more)` : "") : "") },
-    { key: "last_checkpoint", label: "last checkpoint", format: (v) => (v ? `${v} (${ago(v)})` : "none yet") }, { key: "signed", label: "signed", format: (v) => (v == null ? "not checked" : v ? "yes" : "no") },
+    { key: "last_checkpoint", label: "last checkpoint", wrap: true, format: (v) => (v ? `${v} (${ago(v)})` : "none yet") }, { key: "signed", label: "signed", wrap: true, format: (v) => (v == null ? "not checked" : v ? "yes" : "no") },
     { key: "anchor", label: "last anchor", wrap: true, format: anchorText },
     { key: "anchor_gaps", label: "anchor gaps", wrap: true, format: (v, r) => (v == null ? "" : !v ? "none" : `${v}, the last at ${base(r.anchor.last_gap.place)}\n${r.anchor.last_gap.tsa}: ${r.anchor.last_gap.error}`) },
     { key: "worker_lost", label: "worker lost", num: true },
-  ], { rowClass: (r) => (r.state === "fault" ? "fault" : ""), empty: "No audit file yet." }).catch(async (e) => {
+  ], { rowClass: (r) => (r.state === "fault" ? "fault" : ""), layout: "wraps", empty: "No audit file yet." }).catch(async (e) => {
     // Its files and instances are security's: anyone else sees whether the whole audit is whole.
     if (e === STALE || !String(e.message).endsWith(": 403")) throw e;
     auditFromMe = true;
