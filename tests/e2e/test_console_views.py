@@ -219,6 +219,7 @@ def test_every_view_says_whether_the_audit_is_whole(console, browser, shots, tmp
             browser.evaluate(f"location.hash = {json.dumps(view)}")
             browser.wait_for(f"document.querySelector('#nav a.active').dataset.view === {json.dumps(view)}")
             browser.wait_for(f"{badge}.textContent === 'Audit: fault'")
+        browser.wait_for("document.querySelectorAll('#audit tbody tr.fault').length > 0")
         browser.screenshot(shots / "console-audit-fault-1024.png")
         assert not unseen(browser)
     finally:
