@@ -41,6 +41,7 @@ from tests.support.proxy import free_port
 from tests.support.web import NoRedirect, fetched
 
 from tollgate.common.audit_chain import Chain
+from tollgate.console.access_log import TABLE_VERSION
 from tollgate.records.senders.audit_postgres import ensure_schema, prepare, row_of, store
 
 SECRET = "console-oidc-client-secret-of-the-e2e-tests"
@@ -617,7 +618,7 @@ def test_the_access_log_goes_to_postgresql_too_and_a_database_down_is_503_until_
         ("request", "lena@example.com", "lead", "/api/people", 200, 1),
     ], err
     assert [json.loads(r[6]) for r in rows] == running.records()
-    assert version == (1,)
+    assert version == (TABLE_VERSION,)
     # The database gone while the console runs: who a session is cannot be known, so a person is
     # answered 503 with the reason (never 401: no new sign-in); the token's holder too (the views
     # are the database's); one line says so; the database back, the same session is served again.

@@ -1,7 +1,7 @@
 """The console's page as a security lead reads it, in Debian's Chromium at 1,024 pixels wide, over
 an audit written as Tollgate writes it (chained, one instance's run): Live fits the window with
 its findings, a long reason cut after three lines and whole in its title; every view says whether the audit is
-whole; a finding says where it was and what was done; People name each person's models; AI
+whole and shows at 1,024 pixels every cell whole (or whole in its title), never wider than the window; a finding says where it was and what was done; People name each person's models; AI
 services count a governed call's bytes; every kind of record is in Live's kind filter; one poller
 however often the view changes; an anonymous caller is `(anonymous)` and a cost is dollars to the
 nano-dollar in every view. A screenshot of each view is kept under TOLLGATE_SCREENSHOTS, else the
@@ -184,6 +184,17 @@ def test_live_fits_a_1024_pixel_window_with_its_findings(console, browser, shots
     browser.screenshot(shots / "console-live-1024.png")
 
 
+def unseen(browser: Browser) -> list[str]:
+    """What a 1,024-pixel window does not show of the view: the page wider than the window, and each
+    cell not shown whole (wider or taller than its box) that does not hold the whole in its title."""
+    wide = browser.evaluate("document.documentElement.scrollWidth")
+    cut = browser.evaluate(
+        "Array.from(document.querySelectorAll('#main td')).filter(c => !c.title"
+        " && (c.scrollWidth > c.clientWidth || c.scrollHeight > c.clientHeight)).map(c => c.textContent)"
+    )
+    return ([f"the page is {wide} pixels wide"] if wide > WIDTH else []) + cut
+
+
 def test_every_view_says_whether_the_audit_is_whole(console, browser, shots, tmp_path) -> None:
     badge = "document.getElementById('audit-state')"
     browser.go(f"{console}#live")
@@ -194,6 +205,7 @@ def test_every_view_says_whether_the_audit_is_whole(console, browser, shots, tmp
         assert browser.evaluate(f"{badge}.getBoundingClientRect().right") <= WIDTH
         browser.wait_for("document.getElementById('main').textContent !== 'Loading…'")
         browser.screenshot(shots / f"console-{view}-1024.png")
+        assert not unseen(browser), view
     # A line changed after it was written: every view says the chain has a fault.
     lines = chained(RECORDS).splitlines(keepends=True)
     changed = lines[1].replace(b'"gpt-4o-mini"', b'"gpt-4o-nano"')
@@ -207,7 +219,9 @@ def test_every_view_says_whether_the_audit_is_whole(console, browser, shots, tmp
             browser.evaluate(f"location.hash = {json.dumps(view)}")
             browser.wait_for(f"document.querySelector('#nav a.active').dataset.view === {json.dumps(view)}")
             browser.wait_for(f"{badge}.textContent === 'Audit: fault'")
+        browser.wait_for("document.querySelectorAll('#audit tbody tr.fault').length > 0")
         browser.screenshot(shots / "console-audit-fault-1024.png")
+        assert not unseen(browser)
     finally:
         stop(process)
 

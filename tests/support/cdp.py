@@ -111,8 +111,18 @@ class Browser:
             time.sleep(0.1)
         raise AssertionError(f"{expression} stayed false for {timeout} s")
 
-    def screenshot(self, path: Path) -> None:
-        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
+    def screenshot(self, path: Path, whole: bool = False) -> None:
+        """The window as shown; `whole`: the whole page, below the window too, at the window's width."""
+        params: dict[str, Any] = {"format": "png"}
+        if whole:
+            width, height = self.evaluate(
+                "[document.documentElement.clientWidth, document.documentElement.scrollHeight]"
+            )
+            params |= {
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+            }
+        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", **params)["data"]))
 
     def close(self) -> None:
         try:

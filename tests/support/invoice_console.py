@@ -77,3 +77,12 @@ def cells(browser: Browser, table: str) -> list[list[str]]:
     return browser.evaluate(
         f"Array.from(document.querySelectorAll('#{table} tbody tr')).map(r => Array.from(r.cells).map(c => c.textContent))"
     )
+
+
+def cut(browser: Browser, table: str) -> list[str]:
+    """The text of each cell of the table `table` not shown whole: wider or taller than its box
+    (cut to an ellipsis, or clamped)."""
+    return browser.evaluate(
+        f"Array.from(document.querySelectorAll('#{table} tbody td'))"
+        ".filter(c => c.scrollWidth > c.clientWidth || c.scrollHeight > c.clientHeight).map(c => c.textContent)"
+    )

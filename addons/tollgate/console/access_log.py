@@ -10,10 +10,12 @@ that minute is over (or the console stops). Records are JSON lines in
 the file, and, when the console reads PostgreSQL, rows of the table `tollgate_console_access`
 too, sent from the file by the one file sender (`AccessSender`, as the audit is sent): a database
 that cannot be reached never holds a request, the file stays the record, and what it holds is sent
-once the database is back."""
+once the database is back. Each record is a row once: a batch sent again (after a crash between its
+commit and its place in the file being written) adds nothing (`record_key`)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -289,26 +291,46 @@ MIGRATIONS = {
     path text, query text, status integer, count integer, reason text, line text NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS {ts_index} ON {table} (ts)",
     ),
+    # Each record once: a row's key is the SHA-256 of its line (`record_key`), a batch sent again
+    # (taken, but its place in the file not yet written) adds nothing. The rows already there get
+    # theirs, and of the copies a batch sent again left, the first alone stays.
+    2: (
+        'ALTER TABLE {table} ADD COLUMN IF NOT EXISTS key text COLLATE "C"',
+        "UPDATE {table} SET key = encode(sha256(convert_to(line, 'UTF8')), 'hex') WHERE key IS NULL",
+        "DELETE FROM {table} a USING {table} b WHERE a.key = b.key AND a.id > b.id",
+        "ALTER TABLE {table} ALTER COLUMN key SET NOT NULL",
+        "CREATE UNIQUE INDEX IF NOT EXISTS {key_index} ON {table} (key)",
+    ),
 }
 TABLE_VERSION = max(MIGRATIONS)
 
 
 def ensure_table(conn: Any) -> None:
-    """The table made when missing, its version in `tollgate_schema`; SchemaTooNew when it is newer
-    than this Tollgate knows."""
+    """The table made when missing, or migrated, its version in `tollgate_schema`; SchemaTooNew when
+    it is newer than this Tollgate knows."""
     from psycopg import sql
 
     from tollgate.records.senders.audit_postgres import migrate
 
-    names = {"table": sql.Identifier(TABLE), "ts_index": sql.Identifier(f"{TABLE}_ts")}
+    names = {"table": sql.Identifier(TABLE), "ts_index": sql.Identifier(f"{TABLE}_ts"),
+             "key_index": sql.Identifier(f"{TABLE}_key")}  # fmt: skip
     migrate(conn, TABLE, MIGRATIONS, names, kept="the access log's file")
 
 
+def record_key(text: str) -> str:
+    """A row's key: the SHA-256 (hex) of its line as stored, equal for every copy of the line and
+    unique as long as no two records are byte for byte the same (each names its time to the
+    millisecond, and the repeats of a request within a minute are one record)."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def insert(conn: Any, record: dict[str, Any], line: bytes) -> None:
+    """The record's row, unless its line is there already (its batch sent again)."""
+    text = line.decode().rstrip("\n")
     conn.execute(
-        f"INSERT INTO {TABLE} (ts, action, email, role, path, query, status, count, reason, line)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        f"INSERT INTO {TABLE} (ts, action, email, role, path, query, status, count, reason, line, key)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING",
         (record["ts"], record["action"], record.get("email"), record.get("role"), record.get("path"),
          record.get("query"), record.get("status"), record.get("count"), record.get("reason"),
-         line.decode().rstrip("\n")),
+         text, record_key(text)),
     )  # fmt: skip

@@ -186,32 +186,58 @@ class _Server(ThreadingHTTPServer):
             self.shutdown_request(wrapped)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """One request to the console: the token or a session, the page's files, the API, sign-in."""
+class _Replies(BaseHTTPRequestHandler):
+    """HTTP's part of a request to the console: how an answer is written (with the security
+    headers, for HEAD without its body), the methods other than GET and HEAD refused, and nothing
+    logged."""
 
-    server: _Server
     server_version = "tollgate-console"
     sys_version = ""
     protocol_version = "HTTP/1.1"
 
-    @property
-    def console(self) -> Console:
-        return self.server.console
-
     def log_message(self, format: str, *args: Any) -> None:
         pass  # a request's line holds the token at the first visit: nothing is logged
-
-    def do_GET(self) -> None:
-        self._get(head=False)
-
-    def do_HEAD(self) -> None:
-        self._get(head=True)
 
     def _refuse_method(self) -> None:
         self._send(HTTPStatus.METHOD_NOT_ALLOWED, b'{"error": "method_not_allowed"}', "application/json",
                    {"Allow": "GET, HEAD"})  # fmt: skip
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse_method
+
+    def _send(
+        self,
+        status: HTTPStatus,
+        body: bytes,
+        kind: str,
+        headers: dict[str, str] | list[tuple[str, str]] | None = None,
+        head: bool = False,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        extra = list(headers.items() if isinstance(headers, dict) else headers or [])
+        for name, value in [*SECURITY_HEADERS.items(), *extra]:
+            self.send_header(name, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+
+class _Handler(_Replies):
+    """One request to the console: the token or a session, the page's files, the API
+    (`_ApiAnswers`), the live stream, sign-in (`_SignInPages`)."""
+
+    server: _Server
+
+    @property
+    def console(self) -> Console:
+        return self.server.console
+
+    def do_GET(self) -> None:
+        self._get(head=False)
+
+    def do_HEAD(self) -> None:
+        self._get(head=True)
 
     def _get(self, head: bool) -> None:
         try:
@@ -252,7 +278,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = resources.files("tollgate.console").joinpath("static", name).read_bytes()
             return self._send(HTTPStatus.OK, body, kind, head=head)
         if path == "/metrics":
-            status, body, kind = self._metrics(viewer)
+            status, body, kind = _ApiAnswers(self.console).metrics(viewer)
             self._record(viewer, path, {}, status)
             return self._send(status, body, kind, head=head)
         if not path.startswith("/api/"):
@@ -262,68 +288,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._record(viewer, path, asked, HTTPStatus.OK)  # recorded as it opens: it lasts
             # It ends with the session it was opened in (a logout, its 12 hours, a new sign-in).
             return self._live(head, query, viewer, self._still_open(viewer))
-        status, body, kind, headers = self._api(viewer, path, query)
+        status, body, kind, headers = _ApiAnswers(self.console).answer(viewer, path, query)
         self._record(viewer, path, asked, status)  # before the answer: no read goes unrecorded
         self._send(status, body, kind, headers, head=head)
-
-    def _api(
-        self, viewer: Viewer, path: str, query: dict[str, list[str]]
-    ) -> tuple[HTTPStatus, bytes, str, dict[str, str]]:
-        """An API request's answer: status, body, its type and headers."""
-        fmt = query.pop("format", ["json"])[-1]
-        if fmt not in ("json", "csv"):
-            body = orjson.dumps({"error": "bad_request", "message": "format: json or csv"})
-            return HTTPStatus.BAD_REQUEST, body, "application/json", {}
-        try:
-            if path == "/api/access":
-                answer: Any = self._access(viewer, query)
-            else:
-                answer = self.console.views.answer(path, query, viewer)
-        except KeyError:
-            return HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json", {}
-        except Forbidden:
-            return HTTPStatus.FORBIDDEN, b'{"error": "forbidden"}', "application/json", {}
-        except BadQuery as e:
-            body = orjson.dumps({"error": "bad_request", "message": str(e)})
-            return HTTPStatus.BAD_REQUEST, body, "application/json", {}
-        except Unavailable as e:  # the database a view asks is away: it answers again by itself
-            body = orjson.dumps({"error": "unavailable", "message": e.reason})
-            return HTTPStatus.SERVICE_UNAVAILABLE, body, "application/json", {"Retry-After": str(RETRY_PAGE_S)}
-        except Unreadable as e:  # the reconciliation's table, for now (its reason in the log already)
-            body = orjson.dumps({"error": "unavailable", "message": str(e)})
-            return HTTPStatus.SERVICE_UNAVAILABLE, body, "application/json", {}
-        except Exception as e:  # a fault of the console's own: answered and recorded, never a dropped connection
-            # Its kind alone: a message may quote the query, which is the person's.
-            print(f"tollgate console: {path}: {type(e).__name__}", file=sys.stderr, flush=True)
-            return HTTPStatus.INTERNAL_SERVER_ERROR, b'{"error": "internal"}', "application/json", {}
-        if fmt == "csv":
-            name = path.rsplit("/", 1)[-1]
-            return (HTTPStatus.OK, as_csv(answer, query).encode(), "text/csv; charset=utf-8",
-                    {"Content-Disposition": f'attachment; filename="{name}.csv"'})  # fmt: skip
-        return HTTPStatus.OK, orjson.dumps(answer), "application/json", {}
-
-    def _metrics(self, viewer: Viewer) -> tuple[HTTPStatus, bytes, str]:
-        """`/metrics`: the spend metrics of `tollgate reconcile`'s newest closed days (`invoice.py`),
-        for the token's holder (Prometheus, as a bearer) and security: they sum the company's
-        accounts."""
-        from tollgate.console.invoice import metrics_text
-
-        if viewer.role != "security":
-            return HTTPStatus.FORBIDDEN, b'{"error": "forbidden"}', "application/json"
-        try:
-            found = self.console.views.invoice.metrics()
-        except Unreadable:
-            return HTTPStatus.SERVICE_UNAVAILABLE, b'{"error": "unavailable"}', "application/json"
-        return HTTPStatus.OK, metrics_text(found), "text/plain; version=0.0.4; charset=utf-8"
-
-    def _access(self, viewer: Viewer, query: dict[str, list[str]]) -> list[dict[str, Any]]:
-        """`/api/access`: the console's access records, newest first; security's only."""
-        if viewer.role != "security":
-            raise Forbidden("/api/access is security's")
-        text = query.get("limit", [str(ACCESS_LIMIT)])[-1]
-        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= ACCESS_MAX:  # not `²`, which int() refuses
-            raise BadQuery(f"limit: a number from 1 to {ACCESS_MAX}")
-        return [] if self.console.access is None else self.console.access.recent(int(text))
 
     def _record(self, viewer: Viewer, path: str, query: dict[str, list[str]], status: HTTPStatus) -> None:
         if self.console.access is not None:
@@ -385,24 +352,6 @@ class _Handler(BaseHTTPRequestHandler):
         again = {"X-Tollgate-Sign-In": "/auth/login"} if self.console.sign_in is not None else None
         self._send(HTTPStatus.UNAUTHORIZED, b'{"error": "unauthenticated"}', "application/json", again)
 
-    def _send(
-        self,
-        status: HTTPStatus,
-        body: bytes,
-        kind: str,
-        headers: dict[str, str] | list[tuple[str, str]] | None = None,
-        head: bool = False,
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        extra = list(headers.items() if isinstance(headers, dict) else headers or [])
-        for name, value in [*SECURITY_HEADERS.items(), *extra]:
-            self.send_header(name, value)
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
-
     def _live(self, head: bool, query: Query, viewer: Viewer, open_still: Callable[[], bool]) -> None:
         """One `data: <record>` per record written after the stream opened that `viewer` may see
         (of the query's `instance`, when it names one), for as long as `open_still` (its session)."""
@@ -431,6 +380,74 @@ class _Handler(BaseHTTPRequestHandler):
                     quiet_since = time.monotonic()
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
             return
+
+
+class _ApiAnswers:
+    """The API's answers (`/api/…`, `/metrics`) as status, body, type and headers: the views'
+    answers in JSON or CSV, each refusal or fault a status with its reason, never a dropped
+    connection."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def answer(
+        self, viewer: Viewer, path: str, query: dict[str, list[str]]
+    ) -> tuple[HTTPStatus, bytes, str, dict[str, str]]:
+        """An API request's answer: status, body, its type and headers."""
+        fmt = query.pop("format", ["json"])[-1]
+        if fmt not in ("json", "csv"):
+            body = orjson.dumps({"error": "bad_request", "message": "format: json or csv"})
+            return HTTPStatus.BAD_REQUEST, body, "application/json", {}
+        try:
+            if path == "/api/access":
+                answer: Any = self.access(viewer, query)
+            else:
+                answer = self.console.views.answer(path, query, viewer)
+        except KeyError:
+            return HTTPStatus.NOT_FOUND, b'{"error": "not_found"}', "application/json", {}
+        except Forbidden:
+            return HTTPStatus.FORBIDDEN, b'{"error": "forbidden"}', "application/json", {}
+        except BadQuery as e:
+            body = orjson.dumps({"error": "bad_request", "message": str(e)})
+            return HTTPStatus.BAD_REQUEST, body, "application/json", {}
+        except Unavailable as e:  # the database a view asks is away: it answers again by itself
+            body = orjson.dumps({"error": "unavailable", "message": e.reason})
+            return HTTPStatus.SERVICE_UNAVAILABLE, body, "application/json", {"Retry-After": str(RETRY_PAGE_S)}
+        except Unreadable as e:  # the reconciliation's table, for now (its reason in the log already)
+            body = orjson.dumps({"error": "unavailable", "message": str(e)})
+            return HTTPStatus.SERVICE_UNAVAILABLE, body, "application/json", {}
+        except Exception as e:  # a fault of the console's own: answered and recorded, never a dropped connection
+            # Its kind alone: a message may quote the query, which is the person's.
+            print(f"tollgate console: {path}: {type(e).__name__}", file=sys.stderr, flush=True)
+            return HTTPStatus.INTERNAL_SERVER_ERROR, b'{"error": "internal"}', "application/json", {}
+        if fmt == "csv":
+            name = path.rsplit("/", 1)[-1]
+            return (HTTPStatus.OK, as_csv(answer, query).encode(), "text/csv; charset=utf-8",
+                    {"Content-Disposition": f'attachment; filename="{name}.csv"'})  # fmt: skip
+        return HTTPStatus.OK, orjson.dumps(answer), "application/json", {}
+
+    def metrics(self, viewer: Viewer) -> tuple[HTTPStatus, bytes, str]:
+        """`/metrics`: the spend metrics of `tollgate reconcile`'s newest closed days (`invoice.py`),
+        for the token's holder (Prometheus, as a bearer) and security: they sum the company's
+        accounts."""
+        from tollgate.console.invoice import metrics_text
+
+        if viewer.role != "security":
+            return HTTPStatus.FORBIDDEN, b'{"error": "forbidden"}', "application/json"
+        try:
+            found = self.console.views.invoice.metrics()
+        except Unreadable:
+            return HTTPStatus.SERVICE_UNAVAILABLE, b'{"error": "unavailable"}', "application/json"
+        return HTTPStatus.OK, metrics_text(found), "text/plain; version=0.0.4; charset=utf-8"
+
+    def access(self, viewer: Viewer, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """`/api/access`: the console's access records, newest first; security's only."""
+        if viewer.role != "security":
+            raise Forbidden("/api/access is security's")
+        text = query.get("limit", [str(ACCESS_LIMIT)])[-1]
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= ACCESS_MAX:  # not `²`, which int() refuses
+            raise BadQuery(f"limit: a number from 1 to {ACCESS_MAX}")
+        return [] if self.console.access is None else self.console.access.recent(int(text))
 
 
 class _SignInPages:

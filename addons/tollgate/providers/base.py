@@ -44,9 +44,30 @@ def client_cert_of(settings: ProviderConfig | None) -> str | None:
     return cert if isinstance(cert, str) else None
 
 
-class Provider:
-    """One LLM provider: its hosts, endpoints and the wire format each speaks, and its error shape;
-    and the parts it declares: where its credentials go (`credentials`), what its calls cost
+class ErrorShape:
+    """How a provider's refusals are written: in the error shape of a wire format, its own
+    (`error_format`) or, where its hosts speak more than one, the one of the call's path. A part of
+    `Provider` of its own: what a refusal looks like is no concern of how calls are read."""
+
+    # The wire format whose error shape its refusals are in (`refusal`).
+    error_format: ClassVar[str]
+
+    def error_format_at(self, path: str) -> str:
+        """The wire format whose error shape a refusal of a call to `path` (without the query) is
+        in. Default: `error_format`, whatever the path (Copilot's hosts speak three formats)."""
+        return self.error_format
+
+    def refusal(self, reason: str, message: str, path: str = "") -> Refusal:
+        """Tollgate's refusal in this provider's error shape (its `error_format_at` the call's path)."""
+        name = self.error_format_at(path)
+        shape = wire_format(name).refusal
+        assert shape is not None, f"{name} has no error shape"
+        return shape(reason, message)
+
+
+class Provider(ErrorShape):
+    """One LLM provider: its hosts, endpoints and the wire format each speaks, and its error shape
+    (`ErrorShape`); and the parts it declares: where its credentials go (`credentials`), what its calls cost
     (`cost`), where its calls go (`upstream`), how they name their model (`models`), how routes
     between providers reach it (`routing`), what its service calls answer with (`services`), and,
     where it takes a person's plan, how its plan tokens are read (`plan`)."""
@@ -62,8 +83,6 @@ class Provider:
     host_pattern: ClassVar[str]
     # Its settings under `providers.<name>` in tollgate.yaml.
     settings_model: ClassVar[type[ProviderConfig]] = ProviderConfig
-    # The wire format whose error shape its refusals are in (`refusal`).
-    error_format: ClassVar[str]
     # Where its credentials go: a caller's, Tollgate's, and what Tollgate holds (`providers/credentials.py`).
     credentials: ClassVar[Credentials[Any]]
     # What its calls cost: its price tables and how usage is read from its answers (`providers/cost.py`).
@@ -150,15 +169,3 @@ class Provider:
             return False
         ask = wire_format(classification.wire_format).ask_for_usage
         return ask is not None and ask(classification, body)
-
-    def error_format_at(self, path: str) -> str:
-        """The wire format whose error shape a refusal of a call to `path` (without the query) is
-        in. Default: `error_format`, whatever the path (Copilot's hosts speak three formats)."""
-        return self.error_format
-
-    def refusal(self, reason: str, message: str, path: str = "") -> Refusal:
-        """Tollgate's refusal in this provider's error shape (its `error_format_at` the call's path)."""
-        name = self.error_format_at(path)
-        shape = wire_format(name).refusal
-        assert shape is not None, f"{name} has no error shape"
-        return shape(reason, message)

@@ -2,10 +2,12 @@
 query, written at once; its repeats in the minute after it (polls that differ only in `after`, or
 not at all) folded into one record with their count; sign-ins, failed ones and logouts; a file that cannot be written said once; read back newest
 first, the folds under way among them; sent to PostgreSQL from the file (a real server,
-`tests/support/postgres.py`)."""
+`tests/support/postgres.py`), each record once though a batch is sent again, a table of the first
+schema version migrated."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import stat
 import time
@@ -13,10 +15,21 @@ import uuid
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 from tests.support.postgres import PostgresServer
 
-from tollgate.console.access_log import AccessLog, default_path
+from tollgate.console.access_log import (
+    MIGRATIONS,
+    TABLE,
+    TABLE_VERSION,
+    AccessLog,
+    AccessSender,
+    default_path,
+    ensure_table,
+    record_key,
+)
 from tollgate.console.viewer import TOKEN_HOLDER, Viewer
+from tollgate.records.senders.audit_postgres import migrate, schema_version
 
 ALICE = Viewer("self", "alice@example.com", "Alice")
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -168,3 +181,79 @@ def test_the_log_goes_to_postgresql_from_the_file_and_waits_there_while_the_data
     assert [r[:3] for r in rows] == [("sign_in", None, None), ("request", "/api/people", ""),
                                      ("request", "/api/people", "")]  # fmt: skip
     assert [json.loads(r[3]) for r in rows] == lines(tmp_path / "access.jsonl")
+
+
+def rows_of(dsn: str) -> list[tuple[str, str]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute("SELECT line, key FROM tollgate_console_access ORDER BY id").fetchall()
+
+
+def written(tmp_path: Path) -> Path:
+    """A log of four records, each different (a sign-in, two requests a minute apart, a logout)."""
+    now = [T0]
+    log = AccessLog(tmp_path / "access.jsonl", clock=lambda: now[0])
+    log.sign_in(ALICE)
+    log.request(ALICE, "/api/people", {}, 200)
+    now[0] += 61
+    log.request(ALICE, "/api/people", {}, 200)
+    log.logout(ALICE)
+    log.close()
+    return tmp_path / "access.jsonl"
+
+
+def test_a_batch_sent_again_adds_no_row(tmp_path: Path, postgres: PostgresServer) -> None:
+    """The crash between a batch's commit and its place in the file being written: the next start
+    sends the file from where the place said (here its start, the place lost), and every record is
+    still one row."""
+    path = written(tmp_path)
+    file_lines = path.read_bytes().splitlines(keepends=True)
+    assert len(file_lines) == 4
+    dsn = postgres.database()
+    sender = AccessSender(path, dsn, None)
+    assert sender.deliver(file_lines, None).sent
+    assert sender.deliver(file_lines, None).sent  # taken, but not acknowledged: sent again
+    assert sender.deliver(file_lines[1:3], None).sent  # a part of it, in another batch
+    sender.close_destination()
+    assert [r[0] for r in rows_of(dsn)] == [line.decode().rstrip("\n") for line in file_lines]
+    for _ in range(2):  # the sender's own thread, from the file: its place never written, then lost
+        Path(sender.position_path).unlink(missing_ok=True)
+        running = AccessSender(path, dsn, None, batch_seconds=0.05).start()
+        deadline = time.monotonic() + 30
+        while running.shipped < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        running.stop()
+        assert running.shipped == 4
+    assert len(rows_of(dsn)) == 4
+
+
+def test_a_table_of_the_first_version_is_migrated_and_its_copies_removed(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    """A table made by an earlier Tollgate (schema version 1, no key) that holds the copies a batch
+    sent again left: migrated to the newest version, each record once (the first copy kept), its key
+    the one a row sent now has; a batch sent again after it adds nothing."""
+    path = written(tmp_path)
+    file_lines = path.read_bytes().splitlines(keepends=True)
+    dsn = postgres.database()
+    names = {"table": sql.Identifier(TABLE), "ts_index": sql.Identifier(f"{TABLE}_ts")}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        migrate(conn, TABLE, {1: MIGRATIONS[1]}, names, kept="the access log's file")
+        for line in [*file_lines[:3], *file_lines[1:3], file_lines[3], file_lines[0]]:  # as the first version sent them
+            record = json.loads(line)
+            conn.execute(
+                f"INSERT INTO {TABLE} (ts, action, email, role, path, query, status, count, reason, line)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (record["ts"], record["action"], record.get("email"), record.get("role"), record.get("path"),
+                 record.get("query"), record.get("status"), record.get("count"), None, line.decode().rstrip("\n")),
+            )  # fmt: skip
+        assert conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone() == (7,)
+    sender = AccessSender(path, dsn, None)
+    assert sender.deliver(file_lines[2:], None).sent  # the first batch after the upgrade: sent again
+    sender.close_destination()
+    texts = [line.decode().rstrip("\n") for line in file_lines]
+    assert rows_of(dsn) == [(text, record_key(text)) for text in texts]
+    assert record_key(texts[0]) == hashlib.sha256(file_lines[0].rstrip(b"\n")).hexdigest()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert schema_version(conn, TABLE) == TABLE_VERSION == 2
+        ensure_table(conn)  # at the newest version already: nothing done again
+        assert schema_version(conn, TABLE) == 2

@@ -156,6 +156,14 @@ function shortTime(ts) {
 }
 
 // A table that sorts (click a heading), filters (the text box) and exports CSV (the API's own).
+// A name's text with a line break allowed after each `_`, `/`, `.`, `:` or `@` (as after a hyphen):
+// a narrow column breaks `proj_` `sales`, not `proj_sal` `es`. Its text is unchanged.
+function breakable(text) {
+  const parts = [];
+  for (const piece of text.split(/(?<=[_/.:@])/)) parts.push(piece, el("wbr"));
+  return parts.slice(0, -1);
+}
+
 function table(title, columns, rows, opts) {
   opts = opts || {};
   const box = el("section", { id: opts.id || "" });
@@ -197,7 +205,8 @@ function table(title, columns, rows, opts) {
         const text = cellText(c, r);
         const td = c.clamp
           ? el("td", { class: "clamp" }, el("div", {}, text))
-          : el("td", { class: c.cls || (c.num ? "num" : c.cut ? "cut" : c.wrap ? "reason" : c.time ? "time" : "") }, text);
+          : el("td", { class: c.cls || (c.num ? "num" : c.cut ? "cut" : c.wrap ? "reason" : c.time ? "time" : "") },
+              ...(c.wrap ? breakable(text) : [text]));
         // A cell cut to fit holds the whole in its title (shown on hover).
         const whole = c.title ? c.title(r[c.key], r) : text;
         if ((c.cut || c.clamp || c.title) && whole) td.title = whole;
@@ -216,24 +225,25 @@ function table(title, columns, rows, opts) {
 
 // ---- Live
 
-// Widths that fit a 1,024-pixel window: a cell cut to its column holds the whole in its title.
+// Widths that fit a 1,024-pixel window: a name wraps in its column (at `_`, `/`, `.` first), never
+// cut; an amount to the nano-dollar holds on one line.
 const LIVE_COLUMNS = [
   // A time breaks at its space only (an older day's "11-20 08:43" in two lines), never inside "08:43:36".
   { key: "ts", label: "time", width: "7.5%", time: true, format: shortTime, title: (v) => v || "" },
-  { key: "event", label: "kind", width: "7%", cut: true },
-  { key: "instance", label: "instance", width: "7%", cut: true },
-  { key: "client", label: "client", width: "8%", cut: true, format: (v, r) => ("client" in r ? who(v) : "") },
-  { key: "provider", label: "provider / server / host", width: "7.5%", cut: true, format: (v, r) => v || r.server || r.host || "" },
-  { key: "model", label: "model / tool", width: "9%", cut: true, format: (v, r) => v || r.tool || r.method || "" },
+  { key: "event", label: "kind", width: "7%", wrap: true },
+  { key: "instance", label: "instance", width: "7%", wrap: true },
+  { key: "client", label: "client", width: "8%", wrap: true, format: (v, r) => ("client" in r ? who(v) : "") },
+  { key: "provider", label: "provider / server / host", width: "7.5%", wrap: true, format: (v, r) => v || r.server || r.host || "" },
+  { key: "model", label: "model / tool", width: "9%", wrap: true, format: (v, r) => v || r.tool || r.method || "" },
   // A refusal names its kind; a call let through says so.
-  { key: "decision", label: "decision", width: "9%", cut: true, format: (v, r) => r.refusal || v || "" },
+  { key: "decision", label: "decision", width: "9%", wrap: true, format: (v, r) => r.refusal || v || "" },
   { key: "status", label: "status", width: "5%", num: true },
   { key: "total_tokens", label: "tokens", width: "5.5%", num: true },
-  { key: "cost_usd", label: "cost", width: "9%", num: true, format: money },
+  { key: "cost_usd", label: "cost", width: "10%", num: true, format: money },
   { key: "latency_ms", label: "ms", width: "4.5%", num: true, format: (v, r) => (v != null ? Math.round(v) : r.duration_ms != null ? Math.round(r.duration_ms) : "") },
   // A reason over up to three lines (a policy's usual one whole), a longer one cut there.
   { key: "deny_reasons", label: "reason", width: "11%", clamp: true, format: (v, r) => (Array.isArray(v) && v.length ? v.join("; ") : r.error || "") },
-  { key: "findings", label: "findings", width: "10%", wrap: true, format: (v, r) => findingsText(r) },
+  { key: "findings", label: "findings", width: "9%", wrap: true, format: (v, r) => findingsText(r) },
 ];
 
 async function viewLive(params) {
@@ -321,7 +331,7 @@ async function viewPeople() {
     { key: "refused", label: "refused", width: "6.5%", num: true },
     { key: "input_tokens", label: "input tokens", width: "7.5%", num: true },
     { key: "output_tokens", label: "output tokens", width: "7.5%", num: true },
-    { key: "cost_usd", label: "cost", width: "9%", num: true, format: money },
+    { key: "cost_usd", label: "cost", width: "10%", num: true, format: money },
     { key: "unpriced", label: "no price", width: "6%", num: true },
     { key: "models", label: "models (calls)", width: "14%", wrap: true, format: lines },
     { key: "findings", label: "findings", width: "14.5%", wrap: true, format: lines },
@@ -417,28 +427,29 @@ async function viewInvoice() {
     key: keyOf(r), ours: tokensOf(r.tollgate), theirs: tokensOf(r.vendor), ours_usd: r.tollgate.cost_usd,
     theirs_usd: r.vendor.cost_usd, tokens_more: r.difference.input_tokens, usd_more: r.difference.cost_usd,
   }));
-  // Widths that fit a 1,024-pixel window: an amount's column holds a nano-dollar amount on one line
-  // (-$0.000000001); tokens wrap at their spaces.
-  const amount = { num: true, format: usd, cls: "num usd", title: (v) => usd(v) };
+  // Columns as wide as their cells ask, within the window (1,024 pixels and up): an amount on one
+  // line, whole; a name (key, project, model) wraps, never cut (keys are told apart by their end);
+  // tokens wrap at their spaces.
+  const amount = { num: true, format: usd, cls: "num usd" };
   const counts = { num: true, cls: "num counts" };
   const rowColumns = [
-    { key: "day", label: "day", width: "8.5%" }, { key: "provider", label: "provider", width: "7%", cut: true },
-    { key: "key", label: "key", width: "10%", cut: true }, { key: "project", label: "project", width: "6%", cut: true },
-    { key: "model", label: "model", width: "8%", cut: true },
-    { key: "status", label: "status", width: "6%", cut: true, format: (v, r) => v + (r.open ? ", open" : "") },
-    Object.assign({ key: "ours", label: "Tollgate tokens", width: "7.5%" }, counts),
-    Object.assign({ key: "theirs", label: "vendor tokens", width: "7.5%" }, counts),
-    { key: "tokens_more", label: "input tokens more", width: "5.5%", num: true, format: signed },
-    Object.assign({ key: "ours_usd", label: "Tollgate cost", width: "11.33%" }, amount),
-    Object.assign({ key: "theirs_usd", label: "vendor cost", width: "11.33%" }, amount),
-    Object.assign({ key: "usd_more", label: "cost more", width: "11.34%" }, amount),
+    { key: "day", label: "day" }, { key: "provider", label: "provider", wrap: true },
+    { key: "key", label: "key", wrap: true }, { key: "project", label: "project", wrap: true },
+    { key: "model", label: "model", wrap: true },
+    { key: "status", label: "status", wrap: true, format: (v, r) => v + (r.open ? ", open" : "") },
+    Object.assign({ key: "ours", label: "Tollgate tokens" }, counts),
+    Object.assign({ key: "theirs", label: "vendor tokens" }, counts),
+    { key: "tokens_more", label: "input tokens more", num: true, format: signed },
+    Object.assign({ key: "ours_usd", label: "Tollgate cost" }, amount),
+    Object.assign({ key: "theirs_usd", label: "vendor cost" }, amount),
+    Object.assign({ key: "usd_more", label: "cost more" }, amount),
   ];
   const rowClass = (r) => (r.status === "match" ? "" : r.status === "around" ? "fault" : "deny");
   const span = el("p", { class: "note" }, `${data.since} to ${data.until} (UTC), as the newest run of tollgate reconcile says. A day that ended less than 48 hours ago is open: the vendors still revise it.`);
   const differences = rows.filter((r) => r.status !== "match");
   if (me.role === "lead") {
     // A lead: the held keys their clients' calls used, matching or not; no totals of the company's accounts.
-    main.replaceChildren(span, table("Your clients' keys", rowColumns, rows, { id: "invoice-rows", csv: csv("rows"), rowClass, layout: "fit",
+    main.replaceChildren(span, table("Your clients' keys", rowColumns, rows, { id: "invoice-rows", csv: csv("rows"), rowClass, layout: "wraps",
       empty: "No key your clients used was compared yet." }), el("p", { class: "note" }, "Coverage per day and the keys used around Tollgate are shown to security."));
     return;
   }
@@ -450,17 +461,17 @@ async function viewInvoice() {
       { key: "around_usd", label: "around Tollgate", num: true, format: usd }, { key: "billed_usd", label: "billed by the vendor", num: true, format: usd },
     ], data.days, { id: "invoice-days", csv: csv("days"), rowClass: (r) => (r.around_usd && Number(r.around_usd) > 0 ? "fault" : ""),
       empty: "No reconciliation yet: tollgate reconcile writes one." }),
-    table("Differences", rowColumns, differences, { id: "invoice-rows", csv: csv("rows"), rowClass, layout: "fit",
+    table("Differences", rowColumns, differences, { id: "invoice-rows", csv: csv("rows"), rowClass, layout: "wraps",
       empty: rows.length ? `Every one of the ${rows.length} keys and models matches.` : "Nothing compared yet." }),
     table("Keys used around Tollgate", [
-      { key: "provider", label: "provider", width: "7%", cut: true }, { key: "key_name", label: "key name", width: "11%", cut: true },
-      { key: "key_id", label: "key id", width: "9.5%", cut: true }, { key: "project", label: "project", width: "8.5%", cut: true },
-      { key: "first_day", label: "first day", width: "9%" }, { key: "last_day", label: "last day", width: "9%" },
-      { key: "models", label: "models", width: "10%", cut: true, format: (v) => (v || []).join(", ") },
-      { key: "requests", label: "requests", width: "7%", num: true }, { key: "input_tokens", label: "input tokens", width: "8%", num: true },
-      { key: "output_tokens", label: "output tokens", width: "8%", num: true },
-      Object.assign({ key: "cost_usd", label: "billed (priced)", width: "13%" }, amount),
-    ], data.around, { id: "invoice-around", csv: csv("around"), rowClass: () => "fault", layout: "fit", empty: "No key was used around Tollgate." }));
+      { key: "provider", label: "provider", wrap: true }, { key: "key_name", label: "key name", wrap: true },
+      { key: "key_id", label: "key id", wrap: true }, { key: "project", label: "project", wrap: true },
+      { key: "first_day", label: "first day" }, { key: "last_day", label: "last day" },
+      { key: "models", label: "models", wrap: true, format: (v) => (v || []).join(", ") },
+      { key: "requests", label: "requests", num: true }, { key: "input_tokens", label: "input tokens", num: true },
+      { key: "output_tokens", label: "output tokens", num: true },
+      Object.assign({ key: "cost_usd", label: "billed (priced)" }, amount),
+    ], data.around, { id: "invoice-around", csv: csv("around"), rowClass: () => "fault", layout: "wraps", empty: "No key was used around Tollgate." }));
 }
 
 // ---- the other tables
@@ -510,13 +521,13 @@ const VIEWS = {
     { key: "unit", label: "unit" },
   ], { empty: "No limit configured." }),
   audit: () => (auditFromMe ? auditSummary() : simple("audit", "Audit", "/api/audit", [
-    { key: "file", label: "file", cut: true }, { key: "instance", label: "instance" }, { key: "records", label: "records", num: true },
+    { key: "file", label: "file", wrap: true }, { key: "instance", label: "instance", wrap: true }, { key: "records", label: "records", num: true },
     { key: "state", label: "state" }, { key: "faults", label: "first fault", wrap: true, format: (v) => (v && v.length ? v[0] + (v.length > 1 ? ` (+${v.length - 1} more)` : "") : "") },
-    { key: "last_checkpoint", label: "last checkpoint", format: (v) => (v ? `${v} (${ago(v)})` : "none yet") }, { key: "signed", label: "signed", format: (v) => (v == null ? "not checked" : v ? "yes" : "no") },
+    { key: "last_checkpoint", label: "last checkpoint", wrap: true, format: (v) => (v ? `${v} (${ago(v)})` : "none yet") }, { key: "signed", label: "signed", wrap: true, format: (v) => (v == null ? "not checked" : v ? "yes" : "no") },
     { key: "anchor", label: "last anchor", wrap: true, format: anchorText },
     { key: "anchor_gaps", label: "anchor gaps", wrap: true, format: (v, r) => (v == null ? "" : !v ? "none" : `${v}, the last at ${base(r.anchor.last_gap.place)}\n${r.anchor.last_gap.tsa}: ${r.anchor.last_gap.error}`) },
     { key: "worker_lost", label: "worker lost", num: true },
-  ], { rowClass: (r) => (r.state === "fault" ? "fault" : ""), empty: "No audit file yet." }).catch(async (e) => {
+  ], { rowClass: (r) => (r.state === "fault" ? "fault" : ""), layout: "wraps", empty: "No audit file yet." }).catch(async (e) => {
     // Its files and instances are security's: anyone else sees whether the whole audit is whole.
     if (e === STALE || !String(e.message).endsWith(": 403")) throw e;
     auditFromMe = true;
