@@ -304,12 +304,7 @@ def test_under_an_answer_rule_the_kept_call_comes_redacted_the_refused_one_repla
             REDACTED_CALL
         ]
     assert result["finish"] == "tool_calls"
-    record = gw.last_audit()
-    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
-    assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [
-        ("send_money", "deny"),
-        ("read_inbox", "allow"),
-    ]
+    agents.redacted_record(gw)
 
 
 def test_a_long_conversation_is_decided_all_the_same(gw):

@@ -8,18 +8,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from tests.support import agents
-from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
-from tests.support.eventstream import invoke_chunk
-from tests.support.fake_upstream import Received, Reply
+from tests.support.agents import INBOX, METRICS, OWN, PLANTED, REFUSED
 
 VIRTUAL = ("TGCLAUDE000000000000", "claude-virtual-SECRET-0000")
 REAL = ("AKIAREALCLAUDE000000", "real-aws-SECRET-claude-0000")
-EVENTSTREAM = {"content-type": "application/vnd.amazon.eventstream"}
 TAINT, CLEAN = "anthropic.claude-sonnet-4-5-taint-v1:0", "anthropic.claude-sonnet-4-5-clean-v1:0"
-# What Bedrock adds to the stream's last event: the usage Tollgate reads.
-METRICS = {"inputTokenCount": 40, "outputTokenCount": 12, "invocationLatency": 9, "firstByteLatency": 2}
 MESSAGE = {"id": "msg_b", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5"}
 
 
@@ -52,27 +46,17 @@ def events(recipient: str) -> list[dict]:
     ]  # fmt: skip
 
 
-def upstream(received: Received) -> Reply:
-    if (refused := agents.unsigned(received, REAL)) is not None:
-        return refused
-    if received.path.endswith("/invoke-with-response-stream"):
-        return Reply(200, chunks=[invoke_chunk(e) for e in events(recipient_of(received.path))], headers=EVENTSTREAM)
-    if received.path.endswith("/invoke"):
-        return Reply(200, answer(recipient_of(received.path)))
-    return Reply(404, {"message": "no such path"})
+upstream = agents.invoke_upstream(
+    REAL, lambda received: answer(recipient_of(received.path)), lambda received: events(recipient_of(received.path))
+)
 
 
-@pytest.fixture(scope="module")
-def gw(start_gateway):
-    return agents.gateway(start_gateway, upstream, ("bedrock",), lambda urls: agents.bedrock(urls, REAL, VIRTUAL))
+gw = agents.bedrock_gateway(upstream, REAL, VIRTUAL)
 
 
-CLIENT = f"""
-import json
-import boto3
-from botocore.config import Config
-client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="{VIRTUAL[0]}",
-    aws_secret_access_key="{VIRTUAL[1]}", config=Config(retries={{"total_max_attempts": 1}}))
+CLIENT = agents.boto3_agent(
+    VIRTUAL,
+    f"""
 BODY = json.dumps({{
     "anthropic_version": "bedrock-2023-05-31", "max_tokens": 256,
     "tools": [{{"name": "read_inbox", "input_schema": {{"type": "object"}}}},
@@ -83,7 +67,8 @@ BODY = json.dumps({{
         {{"role": "user", "content": [{{"type": "tool_result", "tool_use_id": "toolu_r", "content": {INBOX!r}}}]}},
     ],
 }})
-"""
+""",
+)
 
 WHOLE = """
 r = client.invoke_model(modelId={model!r}, body=BODY)

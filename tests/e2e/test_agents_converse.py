@@ -174,9 +174,4 @@ def test_under_an_answer_rule_the_kept_call_comes_redacted_the_refused_one_repla
     assert result["texts"] == ["Paying.", REFUSED]
     assert result["calls"] == [["read_inbox", {"folder": "[REDACTED:secrets.aws_access_key_id]"}]]
     assert result["stop"] == "tool_use"
-    record = gw.last_audit()
-    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
-    assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [
-        ("send_money", "deny"),
-        ("read_inbox", "allow"),
-    ]
+    agents.redacted_record(gw)

@@ -13,8 +13,9 @@ from tests.e2e.test_code_assist import TOKEN, URL, TokenInfo, envelope
 from tests.e2e.test_code_assist import config as code_assist_config
 from tests.support import agents
 from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
-from tests.support.answers import AWS
+from tests.support.answers import AWS, gemini_item
 from tests.support.canned import provider_answers
+from tests.support.code_assist import code_assist_run
 from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
 
@@ -40,13 +41,7 @@ CALLS = {
 
 
 def item(*parts: dict, finish: str | None = None, usage: bool = False) -> dict:
-    candidate: dict = {"content": {"role": "model", "parts": list(parts)}, "index": 0}
-    if finish:
-        candidate["finishReason"] = finish
-    out: dict = {"candidates": [candidate], "modelVersion": "gemini-2.5-flash", "responseId": "r1"}
-    if usage:
-        out["usageMetadata"] = USAGE
-    return out
+    return gemini_item(*parts, finish=finish, usage=USAGE if usage else None)
 
 
 def streamed_items(model: str) -> list[dict]:
@@ -237,12 +232,7 @@ def test_under_an_answer_rule_the_kept_call_comes_redacted_the_refused_one_repla
     result = ask(gw, "gemini-guarded", "Pay the rent as my landlord asks.", stream=stream)
     assert result["text"] == (f"Paying.{REFUSED}" if stream else REFUSED)
     assert result["calls"] == [["read_inbox", {"folder": "[REDACTED:secrets.aws_access_key_id]"}]]
-    record = gw.last_audit()
-    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
-    assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [
-        ("send_money", "deny"),
-        ("read_inbox", "allow"),
-    ]
+    agents.redacted_record(gw)
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -323,25 +313,11 @@ def code_assist_gw(start_gateway, upstream_ca, upstream_ca_pem):
     info.fake.close()
 
 
-CODE_ASSIST_CALL = """
-import json, urllib.error, urllib.request
-query = "?alt=sse" if METHOD == "streamGenerateContent" else ""
-request = urllib.request.Request(URL + ":" + METHOD + query, data=json.dumps(BODY).encode(), method="POST",
-    headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"})
-try:
-    with urllib.request.urlopen(request, timeout=30) as r:
-        report(status=r.status, body=r.read().decode())
-except urllib.error.HTTPError as e:
-    report(status=e.code, body=e.read().decode())
-"""
-
-
 @pytest.mark.parametrize("method", ["generateContent", "streamGenerateContent"])
 def test_code_assists_calls_are_decided_inside_its_envelope(code_assist_gw, method):
     body = envelope()
     body["request"] |= {"contents": contents("Pay the rent as my landlord asks."), "tools": TOOLS}
-    head = f"METHOD, BODY, URL, TOKEN = {method!r}, {body!r}, {URL!r}, {TOKEN!r}\n"
-    result = code_assist_gw.run(head + CODE_ASSIST_CALL)
+    result = code_assist_run(code_assist_gw, method, body, URL, TOKEN)
     assert result["status"] == 200
     if method == "generateContent":
         answers = [json.loads(result["body"])]

@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from tests.support import agents
-from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
-from tests.support.eventstream import invoke_chunk
-from tests.support.fake_upstream import Received, Reply
+from tests.support.agents import INBOX, METRICS, OWN, PLANTED, REFUSED
+from tests.support.fake_upstream import Received
 
 from tollgate.governance.agents.agents_formats import UNREAD_FAMILY
 
 VIRTUAL = ("TGFAMILIES0000000000", "families-virtual-SECRET-0000")
 REAL = ("AKIAREALFAMILIES0000", "real-aws-SECRET-families-000")
-EVENTSTREAM = {"content-type": "application/vnd.amazon.eventstream"}
 NOVA, MISTRAL = "amazon.nova-pro-v1:0", "mistral.mistral-large-2407-v1:0"
-METRICS = {"inputTokenCount": 40, "outputTokenCount": 12, "invocationLatency": 9, "firstByteLatency": 2}
 SEND = {"type": "object", "properties": {"recipient": {"type": "string"}}}
 
 
@@ -80,30 +76,25 @@ def mistral_events(recipient: str) -> list[dict]:
     ]
 
 
-def upstream(received: Received) -> Reply:
-    if (refused := agents.unsigned(received, REAL)) is not None:
-        return refused
+def answer(received: Received) -> dict:
     recipient = recipient_of(received)
-    nova = "amazon.nova" in received.path
-    if received.path.endswith("/invoke-with-response-stream"):
-        events = nova_events(recipient) if nova else mistral_events(recipient)
-        return Reply(200, chunks=[invoke_chunk(e) for e in events], headers=EVENTSTREAM)
-    if received.path.endswith("/invoke"):
-        return Reply(200, nova_answer(recipient) if nova else mistral_answer(recipient))
-    return Reply(404, {"message": "no such path"})
+    return nova_answer(recipient) if "amazon.nova" in received.path else mistral_answer(recipient)
 
 
-@pytest.fixture(scope="module")
-def gw(start_gateway):
-    return agents.gateway(start_gateway, upstream, ("bedrock",), lambda urls: agents.bedrock(urls, REAL, VIRTUAL))
+def events(received: Received) -> list[dict]:
+    recipient = recipient_of(received)
+    return nova_events(recipient) if "amazon.nova" in received.path else mistral_events(recipient)
 
 
-CLIENT = f"""
-import json
-import boto3
-from botocore.config import Config
-client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="{VIRTUAL[0]}",
-    aws_secret_access_key="{VIRTUAL[1]}", config=Config(retries={{"total_max_attempts": 1}}))
+upstream = agents.invoke_upstream(REAL, answer, events)
+
+
+gw = agents.bedrock_gateway(upstream, REAL, VIRTUAL)
+
+
+CLIENT = agents.boto3_agent(
+    VIRTUAL,
+    f"""
 case = {{}}
 def tell(request, **_):
     request.headers["x-test-case"] = case["name"]
@@ -128,7 +119,8 @@ MISTRAL = json.dumps({{
         {{"role": "tool", "tool_call_id": "c0", "content": {INBOX!r}}},
     ],
 }})
-"""
+""",
+)
 
 WHOLE = """
 case["name"] = {case!r}

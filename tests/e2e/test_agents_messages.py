@@ -15,6 +15,7 @@ from tests.support import agents
 from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
 from tests.support.answers import AWS
 from tests.support.canned import provider_answers
+from tests.support.clients import ANTHROPIC_CLIENTS
 from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
 
@@ -125,18 +126,6 @@ def gw(start_gateway):
     )
 
 
-# A Copilot token (v2), its plan business.
-COPILOT_TOKEN = (
-    "tid=0f1e2d3c4b5a69788796a5b4c3d2e1f0;exp=4102444800;sku=copilot_for_business_seat;"
-    "proxy-ep=proxy.business.githubcopilot.com;st=dotcom;chat=1;8kp=1:5ecret-copilot-mac-q7"
-)
-CLIENTS = {
-    "anthropic": 'anthropic.Anthropic(api_key="sk-ant-own-0001", max_retries=0)',
-    "copilot": f'anthropic.Anthropic(auth_token="{COPILOT_TOKEN}", base_url="https://api.business.githubcopilot.com",'
-    " max_retries=0)",
-    "vertex": 'anthropic.AnthropicVertex(region="us-east5", project_id="caller-proj", access_token="ya29.own-0001",'
-    " max_retries=0)",
-}
 MODELS = {"anthropic": "claude-{}", "vertex": "claude-{}@2025", "copilot": "claude-{}"}
 
 WHOLE = """
@@ -177,7 +166,7 @@ report(raw=raw.decode())
 
 def ask(gw, code: str, where: str, model: str, user: str = "Pay the rent as my landlord asks.") -> dict:
     model = MODELS[where].format(model)
-    return gw.run(code.format(client=CLIENTS[where], model=model, messages=messages(user), tools=TOOLS))
+    return gw.run(code.format(client=ANTHROPIC_CLIENTS[where], model=model, messages=messages(user), tools=TOOLS))
 
 
 def denied_record(gw) -> None:
@@ -256,12 +245,7 @@ def test_under_an_answer_rule_the_kept_call_comes_redacted_the_refused_one_repla
     kept = {**READ, "input": {"folder": "[REDACTED:secrets.aws_access_key_id]"}}
     assert result["content"] == [TEXT, {"type": "text", "text": REFUSED}, kept]
     assert result["stop"] == "tool_use"
-    record = gw.last_audit()
-    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
-    assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [
-        ("send_money", "deny"),
-        ("read_inbox", "allow"),
-    ]
+    agents.redacted_record(gw)
 
 
 # An Anthropic call a rule sends to OpenAI's chat API: decided as the client reads its answer.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from tests.support import agents
 from tests.support.answers import AWS, KINDS, answered_by
 from tests.support.canned import provider_answers
 from tests.support.configs import with_policy
@@ -17,22 +18,15 @@ from tests.support.streams import sse
 KEY = "tg-agents-policy-0001"
 OWN = "DE44500105175407324931"  # the one payee the policy knows
 STRANGER = "XX00STRANGER9999"  # in no message: only the policy refuses it
-POLICY = f"""package tollgate.tools
-
-import rego.v1
-
-payees := {{"{OWN}"}}
-
-deny contains msg if {{
-\tinput.tool.name == "send_money"
-\trecipient := object.get(input.tool.arguments, "recipient", "nobody")
-\tnot recipient in payees
-\tmsg := sprintf("send_money to %v, not a known payee (client %v)", [recipient, input.client.name])
-}}
-
+POLICY = (
+    agents.payees_policy(
+        OWN, 'sprintf("send_money to %v, not a known payee (client %v)", [recipient, input.client.name])'
+    )
+    + """
 # Not a set of strings: a policy error.
 deny contains 42 if input.tool.name == "explode"
 """
+)
 TOOLS = [
     {"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": p}}}
     for n, p in (("send_money", {"recipient": {"type": "string"}, "amount": {"type": "number"}}), ("explode", {}))
@@ -219,12 +213,7 @@ def test_under_an_answer_rule_the_guard_reads_what_the_policy_let_go(gw, stream)
         "calls": [["call_2", "send_money", redacted]],
         "finish": "tool_calls",
     }
-    record = gw.last_audit()
-    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
-    assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [
-        ("send_money", "deny"),
-        ("send_money", "allow"),
-    ]
+    agents.redacted_record(gw, "send_money")
 
 
 def test_a_stream_ending_without_its_blank_line_is_decided_by_the_policy(gw):

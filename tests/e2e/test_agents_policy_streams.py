@@ -11,6 +11,7 @@ from tests.e2e import test_agents_converse as converse
 from tests.e2e import test_agents_gemini as gemini
 from tests.e2e import test_agents_messages as messages
 from tests.e2e import test_agents_responses as responses
+from tests.support import agents
 from tests.support.answers import answered_by
 from tests.support.canned import provider_answers
 from tests.support.configs import with_policy
@@ -19,22 +20,10 @@ from tests.support.fake_upstream import Received, Reply
 OWN = "DE44500105175407324931"  # the one payee the policy knows, the account the user names
 STRANGER = "XX00STRANGER9999"  # in no message: only the policy refuses it
 assert OWN == messages.OWN == responses.OWN == gemini.OWN == converse.OWN
-POLICY = f"""package tollgate.tools
-
-import rego.v1
-
-payees := {{"{OWN}"}}
-
-deny contains msg if {{
-\tinput.tool.name == "send_money"
-\trecipient := object.get(input.tool.arguments, "recipient", "nobody")
-\tnot recipient in payees
-\tmsg := sprintf("send_money to %v, not a known payee", [recipient])
-}}
-"""
+POLICY = agents.payees_policy(OWN, 'sprintf("send_money to %v, not a known payee", [recipient])')
 DENIED = f"send_money to {STRANGER}, not a known payee"
 REFUSED = f"Tollgate refused the call to send_money: {DENIED}."
-ANTHROPIC_KEY = "sk-ant-own-0001"  # the anthropic SDK's key in `messages.CLIENTS`
+ANTHROPIC_KEY = "sk-ant-own-0001"  # the anthropic SDK's key in `ANTHROPIC_CLIENTS`
 
 # Each format's fake answers a model `policy` with a call to a stranger, then one to the payee.
 messages.ANSWERS["policy"] = [messages.send("toolu_1", STRANGER), messages.send("toolu_2", OWN)]

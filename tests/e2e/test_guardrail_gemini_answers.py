@@ -23,8 +23,9 @@ from tests.support.answer_gateways import (
     guarded_config,
     refused_for_the_key,
 )
-from tests.support.answers import AWS, CARD, FILLERS, REDACTED_TEXT, TEXT, AnswerUpstream, pieces
+from tests.support.answers import AWS, CARD, FILLERS, REDACTED_TEXT, TEXT, AnswerUpstream, gemini_item, pieces
 from tests.support.canned import provider_answers
+from tests.support.code_assist import code_assist_run
 from tests.support.fake_upstream import Received, Reply
 
 VIRTUAL = "tg-gemini-answers-alice-0001"
@@ -46,14 +47,11 @@ def config(urls: dict[str, str]) -> dict:
     }
 
 
+USAGE = {"promptTokenCount": 8, "candidatesTokenCount": 20, "totalTokenCount": 28}
+
+
 def item(*parts: dict, finish: str | None = None, usage: bool = False) -> dict:
-    candidate: dict = {"content": {"role": "model", "parts": list(parts)}, "index": 0}
-    if finish:
-        candidate["finishReason"] = finish
-    out: dict = {"candidates": [candidate], "modelVersion": "gemini-2.5-flash", "responseId": "r1"}
-    if usage:
-        out["usageMetadata"] = {"promptTokenCount": 8, "candidatesTokenCount": 20, "totalTokenCount": 28}
-    return out
+    return gemini_item(*parts, finish=finish, usage=USAGE if usage else None)
 
 
 def call_part(signed: bool = False) -> dict:
@@ -368,24 +366,10 @@ def code_assist_gw(start_gateway, upstream_ca, upstream_ca_pem):
     info.fake.close()
 
 
-CODE_ASSIST_CALL = """
-import json, urllib.error, urllib.request
-query = "?alt=sse" if METHOD == "streamGenerateContent" else ""
-request = urllib.request.Request(URL + ":" + METHOD + query, data=json.dumps(BODY).encode(), method="POST",
-    headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"})
-try:
-    with urllib.request.urlopen(request, timeout=30) as r:
-        report(status=r.status, body=r.read().decode())
-except urllib.error.HTTPError as e:
-    report(status=e.code, body=e.read().decode())
-"""
-
-
 def code_assist_call(gw, method: str, model: str) -> dict:
     body = envelope(model=model)
     assert body["project"] == PROJECT
-    head = f"METHOD, BODY, URL, TOKEN = {method!r}, {body!r}, {URL!r}, {TOKEN!r}\n"
-    return gw.run(head + CODE_ASSIST_CALL)
+    return code_assist_run(gw, method, body, URL, TOKEN)
 
 
 def envelopes(body: str) -> list[dict]:

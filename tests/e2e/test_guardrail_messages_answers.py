@@ -17,6 +17,7 @@ import pytest
 from tests.support.answer_gateways import answer_fixtures, answer_rules, cut_at_the_key, refused_for_the_key
 from tests.support.answers import AWS, CARD, FILLERS, REDACTED_TEXT, TEXT, AnswerUpstream, pieces
 from tests.support.canned import provider_answers
+from tests.support.clients import ANTHROPIC_CLIENTS
 from tests.support.eventstream import invoke_chunk
 from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
@@ -27,11 +28,6 @@ THOUGHT = f"The file holds {AWS}; I should not repeat it."
 REDACTED_INPUT = {"card": "[REDACTED:pii.payment_card]", "note": "pay it"}
 DENIED = "The answer was stopped: it carries what a guardrail denies (secrets.aws_access_key_id)."
 EVENTSTREAM = {"content-type": "application/vnd.amazon.eventstream"}
-# A Copilot token (v2), its plan business.
-COPILOT_TOKEN = (
-    "tid=0f1e2d3c4b5a69788796a5b4c3d2e1f0;exp=4102444800;sku=copilot_for_business_seat;"
-    "proxy-ep=proxy.business.githubcopilot.com;st=dotcom;chat=1;8kp=1:5ecret-copilot-mac-q7"
-)
 
 
 def config(urls: dict[str, str]) -> dict:
@@ -173,15 +169,6 @@ class Upstream(AnswerUpstream):
 upstream, gw = answer_fixtures(Upstream, config, ("anthropic", "bedrock", "vertex", "copilot"))
 
 
-CLIENTS = {
-    "anthropic": 'anthropic.Anthropic(api_key="sk-ant-own-0001", max_retries=0)',
-    "copilot": f'anthropic.Anthropic(auth_token="{COPILOT_TOKEN}", base_url="https://api.business.githubcopilot.com",'
-    " max_retries=0)",
-    "vertex": 'anthropic.AnthropicVertex(region="us-east5", project_id="caller-proj", access_token="ya29.own-0001",'
-    " max_retries=0)",
-    "bedrock": 'anthropic.AnthropicBedrock(aws_access_key="AKIDEXAMPLE", aws_secret_key="s", aws_region="us-east-1",'
-    " max_retries=0)",
-}
 MODELS = {"anthropic": "claude-{}", "copilot": "claude-{}", "vertex": "claude-{}@2025", "bedrock": "anthropic.claude-{}-v1:0"}  # fmt: skip
 
 READ_STREAM = """
@@ -222,7 +209,7 @@ except anthropic.APIStatusError as e:
 
 
 def call(gw, code: str, where: str, model: str) -> dict:
-    return gw.run(code.format(client=CLIENTS[where], model=MODELS[where].format(model)))
+    return gw.run(code.format(client=ANTHROPIC_CLIENTS[where], model=MODELS[where].format(model)))
 
 
 @pytest.mark.parametrize("where", ["anthropic", "copilot", "vertex", "bedrock"])

@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from tests.support.answers import KINDS, answered_by
 from tests.support.aws import botocore_accepts
+from tests.support.eventstream import invoke_chunk
 from tests.support.fake_upstream import Received, Reply
 
 PLANTED = "DE89370400440532013000"  # the attacker's account, in the inbox's text
@@ -84,3 +86,78 @@ def unsigned(received: Received, real: tuple[str, str]) -> Reply | None:
     if botocore_accepts(received, *real):
         return None
     return Reply(403, {"message": "bad signature"}, {"x-amzn-errortype": "InvalidSignatureException"})
+
+
+# ---- Bedrock's InvokeModel, for each model family
+
+EVENTSTREAM = {"content-type": "application/vnd.amazon.eventstream"}
+# What Bedrock adds to the stream's last event: the usage Tollgate reads.
+METRICS = {"inputTokenCount": 40, "outputTokenCount": 12, "invocationLatency": 9, "firstByteLatency": 2}
+
+
+def invoke_upstream(
+    real: tuple[str, str], answer: Callable[[Received], dict[str, Any]], events: Callable[[Received], list[dict]]
+) -> Callable[[Received], Reply]:
+    """A fake Bedrock's InvokeModel that takes only requests signed with the real keys: the family's
+    whole answer, or its events each in a `chunk` frame."""
+
+    def upstream(received: Received) -> Reply:
+        if (refused := unsigned(received, real)) is not None:
+            return refused
+        if received.path.endswith("/invoke-with-response-stream"):
+            return Reply(200, chunks=[invoke_chunk(e) for e in events(received)], headers=EVENTSTREAM)
+        if received.path.endswith("/invoke"):
+            return Reply(200, answer(received))
+        return Reply(404, {"message": "no such path"})
+
+    return upstream
+
+
+def bedrock_gateway(upstream: Callable[[Received], Reply], real: tuple[str, str], virtual: tuple[str, str]) -> Any:
+    """The module's `gw` fixture: a gateway with `agents` on for a Bedrock agent (`bedrock`) whose
+    fake Bedrock answers through `upstream`."""
+
+    @pytest.fixture(scope="module")
+    def gw(start_gateway: Any) -> Any:
+        return gateway(start_gateway, upstream, ("bedrock",), lambda urls: bedrock(urls, real, virtual))
+
+    return gw
+
+
+def boto3_agent(virtual: tuple[str, str], script: str) -> str:
+    """An agent's script: boto3's Bedrock runtime client (`client`) with the agent's virtual keys,
+    one attempt a call, then `script`."""
+    return f"""
+import json
+import boto3
+from botocore.config import Config
+client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="{virtual[0]}",
+    aws_secret_access_key="{virtual[1]}", config=Config(retries={{"total_max_attempts": 1}}))
+{script}"""
+
+
+def redacted_record(gw: Any, kept: str = "read_inbox") -> dict[str, Any]:
+    """The last audit record of a call under an answer rule: one key redacted in the answer, the
+    payment to the planted account refused, the call `kept` let through."""
+    record = gw.last_audit()
+    assert record["answer_findings"] == {"secrets.aws_access_key_id": 1}
+    assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [("send_money", "deny"), (kept, "allow")]
+    return record
+
+
+def payees_policy(own: str, message: str) -> str:
+    """A policy of tools that knows one payee, `own`: a payment to anyone else is denied with the
+    Rego expression `message` (`recipient` names the one paid)."""
+    return f"""package tollgate.tools
+
+import rego.v1
+
+payees := {{"{own}"}}
+
+deny contains msg if {{
+\tinput.tool.name == "send_money"
+\trecipient := object.get(input.tool.arguments, "recipient", "nobody")
+\tnot recipient in payees
+\tmsg := {message}
+}}
+"""

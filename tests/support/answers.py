@@ -134,3 +134,15 @@ def answer_samples(listen: str) -> dict[tuple[str, ...], float]:
                 action = (labels["action"],) if "action" in labels else ()
                 found[(sample.name, labels["provider"], labels["kind"], *action)] = sample.value
     return found
+
+
+def gemini_item(*parts: dict[str, Any], finish: str | None = None, usage: dict[str, int] | None = None) -> dict:
+    """A Gemini answer, or one item of its stream: `parts` in its one candidate, with its finish
+    and its usage where given."""
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": list(parts)}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    out: dict[str, Any] = {"candidates": [candidate], "modelVersion": "gemini-2.5-flash", "responseId": "r1"}
+    if usage:
+        out["usageMetadata"] = usage
+    return out

@@ -149,3 +149,21 @@ def run_client(code: str, proxy_url: str, bundle: Path, env: dict[str, str] | No
         if line.startswith("RESULT "):
             return json.loads(line.removeprefix("RESULT "))
     raise AssertionError(f"client reported nothing (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+# A Copilot token (v2), its plan business: Copilot's Anthropic and OpenAI endpoints take it.
+COPILOT_TOKEN = (
+    "tid=0f1e2d3c4b5a69788796a5b4c3d2e1f0;exp=4102444800;sku=copilot_for_business_seat;"
+    "proxy-ep=proxy.business.githubcopilot.com;st=dotcom;chat=1;8kp=1:5ecret-copilot-mac-q7"
+)
+# The anthropic SDK's clients, by where they call Claude: Anthropic's API with the caller's key,
+# Copilot's with its token, Vertex AI's and Bedrock's with theirs.
+ANTHROPIC_CLIENTS = {
+    "anthropic": 'anthropic.Anthropic(api_key="sk-ant-own-0001", max_retries=0)',
+    "copilot": f'anthropic.Anthropic(auth_token="{COPILOT_TOKEN}", base_url="https://api.business.githubcopilot.com",'
+    " max_retries=0)",
+    "vertex": 'anthropic.AnthropicVertex(region="us-east5", project_id="caller-proj", access_token="ya29.own-0001",'
+    " max_retries=0)",
+    "bedrock": 'anthropic.AnthropicBedrock(aws_access_key="AKIDEXAMPLE", aws_secret_key="s", aws_region="us-east-1",'
+    " max_retries=0)",
+}

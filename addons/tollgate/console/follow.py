@@ -28,11 +28,10 @@ from tollgate.console.source import Source
 from tollgate.records.audit.anchor_verify import AnchorRules
 from tollgate.records.audit.audit_verify import Place
 from tollgate.records.audit.verify_state import restored_verifier, saved_state
-from tollgate.records.senders.file_sender import renamed
+from tollgate.records.followed_file import Follower
 
 CHUNK = 2 << 20  # bytes read at once
 LINE_READ = 4096  # bytes read at first to serve a record again (most are about 1 kB)
-HEAD = 4096  # the first bytes of the followed file compared at each poll: a file truncated in place differs there
 RECENT = 2000  # the last records kept as lines, for the live stream
 SAVE_EVERY_S = 300.0  # how often, at most, the index is saved again while records come
 
@@ -54,7 +53,6 @@ class OpenedFile:
     instances: dict[str, int] = field(default_factory=dict)  # records per instance
     # A line longer than CHUNK being written: where it starts, and how far it was looked through.
     long_scan: tuple[int, int] | None = None
-    head: bytes = b""  # of the followed file: its first bytes read (`AuditFiles._truncated`)
     first_record: int = 0  # the number of its first record (of what it holds since it was truncated)
     first_fault: int | None = None  # the first line (from 1) of it a fault of the chain names
 
@@ -79,6 +77,8 @@ class AuditFiles(Source):
         # only when it is asked for, so that a year read at the first open copies none.
         self.tail: deque[tuple[int, int, int, bytes]] = deque()
         self.chain = FilesChain(self)
+        # The last file, followed across rotation and truncation (the senders' follower too).
+        self.followed = Follower(self.paths[-1]) if self.paths else None
 
     # ---- reading
 
@@ -97,17 +97,18 @@ class AuditFiles(Source):
             # The index lives as long as the console: set apart from what the collector walks, so
             # that no view pays for walking a year's sums once the collector runs again.
             gc.freeze()
-            self._keep_head()
+            self._watch()
             return
         current = self.files[-1]
-        if self.follow and not current.compressed and self._truncated(current):
+        followed = self._followed()
+        if followed is not None and followed.truncated(current.position):
             # Truncated in place (copytruncate), maybe grown again since: read anew from its start.
             current.position = current.checked = current.checked_lines = current.checked_at = 0
-            current.head, current.first_record, current.first_fault = b"", len(self.index), None
+            current.first_record, current.first_fault = len(self.index), None
         self._read_new(current, last=True)
-        if self.follow and not current.compressed:
-            self._after_rotation(current)
-        self._keep_head()
+        if followed is not None:
+            self._after_rotation(current, followed)
+            followed.keep_head(self.files[-1].position)
 
     def _first_read(self) -> None:
         restored = self._restore()
@@ -118,33 +119,29 @@ class AuditFiles(Source):
             if not opened.compressed or opened.position == 0:  # a compressed rotation read once is whole
                 self._read_new(opened, last=path == self.paths[-1])
 
-    def _after_rotation(self, current: OpenedFile) -> None:
-        live = self.paths[-1]
+    def _followed(self) -> Follower | None:
+        """The follower of the last file, when it is followed (a plain file, `follow`)."""
+        if not self.follow or not self.files or self.files[-1].compressed:
+            return None
+        return self.followed
+
+    def _watch(self) -> None:
+        """Follow the last file read from here on."""
+        followed = self._followed()
+        if followed is not None:
+            followed.watch(self.files[-1].handle.fileno())
+            followed.keep_head(self.files[-1].position)
+
+    def _after_rotation(self, current: OpenedFile, followed: Follower) -> None:
         # The path names another file (none: between logrotate's move and Tollgate's reopening).
-        if renamed(live, (os.fstat(current.handle.fileno()).st_dev, current.inode)) is not None:
+        if followed.moved():
+            live = self.paths[-1]
             rotated = live.with_name(live.name + ".1")
             if rotated.is_file() and rotated.stat().st_ino == current.inode:
                 current.path = rotated  # named as it is now
             self._read_new(current, last=False)  # what is left of it: a line cut there stays cut
             self._read_new(self._open(live), last=True)
-
-    def _truncated(self, opened: OpenedFile) -> bool:
-        """Whether the open file is no longer what was read of it: shorter than where reading
-        stopped, or (grown again past that since) its first bytes other than those read (a few kB
-        read per poll)."""
-        fd = opened.handle.fileno()
-        if os.fstat(fd).st_size < opened.position:
-            return True
-        head = opened.head
-        return bool(head) and os.pread(fd, len(head), 0) != head
-
-    def _keep_head(self) -> None:
-        """The followed file's first bytes read, kept (up to HEAD) for `_truncated`."""
-        opened = self.files[-1] if self.files else None
-        if opened is None or not self.follow or opened.compressed or len(opened.head) >= HEAD:
-            return
-        if opened.position > len(opened.head):
-            opened.head = os.pread(opened.handle.fileno(), min(HEAD, opened.position), 0)
+            self._watch()
 
     def _open(self, path: Path) -> OpenedFile:
         raw = path.open("rb")

@@ -74,11 +74,7 @@ class TableViews:
                 yield self._conn
             except psycopg.Error as e:
                 conn, self._conn = self._conn, None
-                if conn is not None:
-                    try:
-                        conn.close()
-                    except psycopg.Error:
-                        pass
+                close_quietly(conn)
                 raise Unavailable(f"the records' table cannot be read: {first_line(e)}") from None
 
     def made(self, conn: psycopg.Connection) -> bool:

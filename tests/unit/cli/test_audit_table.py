@@ -33,6 +33,15 @@ def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def sent_by_env(dsn: str, monkeypatch: pytest.MonkeyPatch, records: int) -> tuple[list[bytes], list[bytes]]:
+    """`runs(records)`: its first half in the table, the rest not yet; the table's DSN in
+    TOLLGATE_RECORDS_DSN, where the command finds it."""
+    first, rest = runs(records)
+    send(dsn, first)
+    monkeypatch.setenv("TOLLGATE_RECORDS_DSN", dsn)
+    return first, rest
+
+
 def verify(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[int, str, str]:
     code = main(["audit", "verify", "--postgres", *arguments])
     said = capsys.readouterr()
@@ -42,9 +51,7 @@ def verify(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[int, st
 def test_the_dsn_from_the_environment_and_the_check_goes_on_from_where_it_stopped(
     here: Path, dsn: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first, rest = runs(30)
-    send(dsn, first)
-    monkeypatch.setenv("TOLLGATE_RECORDS_DSN", dsn)
+    first, rest = sent_by_env(dsn, monkeypatch, 30)
     code, out, err = verify(capsys)
     where = (
         f"PostgreSQL (127.0.0.1:{dsn.split(':')[2].split('/', maxsplit=1)[0]}/{dsn.rsplit('/', 1)[1]}, table {TABLE})"
@@ -126,9 +133,7 @@ def test_no_dsn_at_all_is_said(here: Path, capsys: pytest.CaptureFixture[str]) -
 def test_a_changed_row_is_found_and_exit_1(
     here: Path, dsn: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first, rest = runs(20)
-    send(dsn, first)
-    monkeypatch.setenv("TOLLGATE_RECORDS_DSN", dsn)
+    first, rest = sent_by_env(dsn, monkeypatch, 20)
     assert verify(capsys)[0] == 0
     head, _, chain, _ = progress(dsn)["east"]
     send(dsn, rest)

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from support.examples import examples
-from tollgate.formats.bodies.json_codec import RepeatedKey, keys_once, loads_once, parse_json
+from tollgate.formats.bodies.json_codec import RepeatedKey, keys_once, loads_once, object_once, parse_json
 
 
 class Pairs(list[tuple[str, Any]]):
@@ -108,3 +108,12 @@ def test_each_way_of_hiding_a_repeated_key_is_found(data: bytes) -> None:
 def test_an_object_read_by_parse_json_is_one_that_repeats_no_key() -> None:
     assert parse_json(b'{"a": 1, "b": {"a": 2}}') == {"a": 1, "b": {"a": 2}}
     assert parse_json(b'{"usage": {"total_tokens": 1, "total_tokens": 900}}') is None
+
+
+def test_an_object_once_is_an_object_that_repeats_no_key() -> None:
+    assert object_once(b'{"a": {"b": 1}}') == {"a": {"b": 1}}
+    assert object_once(b'{"a": 1, "a": 2}') is None  # repeated: never read
+    assert object_once(b'{"a": {"b": 1, "\\u0062": 2}}') is None  # repeated under an escape
+    assert object_once(b"[1, 2]") is None  # JSON, but no object
+    assert object_once(b"{not json") is None
+    assert object_once(b"[" * 100_000 + b"]" * 100_000) is None  # too deep to read

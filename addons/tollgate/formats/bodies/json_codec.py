@@ -75,6 +75,16 @@ def loads_once(data: bytes) -> Any:
     return value
 
 
+def object_once(data: bytes) -> dict[str, Any] | None:
+    """A JSON text's object as `loads_once` reads it; None where the text is no object or cannot be
+    read (not JSON, too deep, or an object in it repeats a key)."""
+    try:
+        value = loads_once(data)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 # A colon written as its escape: the text's strings may then hold more colons than it shows.
 _COLON_ESCAPED = re.compile(rb"\\u003[aA]")
 

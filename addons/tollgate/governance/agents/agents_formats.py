@@ -11,17 +11,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from tollgate.formats import (
-    ANTHROPIC_MESSAGES,
-    BEDROCK_CONVERSE,
-    BEDROCK_INVOKE,
-    CLAUDE_ON_BEDROCK,
-    CLAUDE_ON_VERTEX,
-    CODE_ASSIST,
-    GEMINI_GENERATE,
-    OPENAI_CHAT,
-    OPENAI_RESPONSES,
-)
+from tollgate import formats
 from tollgate.formats.anthropic_messages.provenance import read_provenance as messages_provenance
 from tollgate.formats.bedrock_converse.provenance import read_provenance as converse_provenance
 from tollgate.formats.bedrock_invoke import cohere
@@ -135,8 +125,8 @@ def _whole(read: Callable[[dict[str, Any]], Provenance]) -> Callable[[dict[str, 
 _MESSAGES = AgentsFormat(_whole(messages_provenance), messages_schemas, decided_messages_answer, HeldMessagesCalls)
 
 AGENTS_FORMATS: dict[str, AgentsFormat] = {
-    OPENAI_CHAT: AgentsFormat(_whole(chat_provenance), chat_schemas, decided_chat_answer, HeldChatCalls),
-    OPENAI_RESPONSES: AgentsFormat(
+    formats.OPENAI_CHAT: AgentsFormat(_whole(chat_provenance), chat_schemas, decided_chat_answer, HeldChatCalls),
+    formats.OPENAI_RESPONSES: AgentsFormat(
         responses_provenance,
         responses_schemas,
         decided_responses_answer,
@@ -146,11 +136,11 @@ AGENTS_FORMATS: dict[str, AgentsFormat] = {
         undecidable,
     ),
     # The Gemini API's and Vertex AI's Gemini.
-    GEMINI_GENERATE: AgentsFormat(
+    formats.GEMINI_GENERATE: AgentsFormat(
         _whole(gemini_provenance), gemini_schemas, decided_gemini_answer, HeldGeminiCalls, streams_when_asked=True
     ),
     # Gemini CLI signed in with a plan: the same inside Code Assist's envelope.
-    CODE_ASSIST: AgentsFormat(
+    formats.CODE_ASSIST: AgentsFormat(
         _whole(code_assist_provenance),
         code_assist_schemas,
         partial(decided_gemini_answer, envelope=ENVELOPE),
@@ -158,18 +148,18 @@ AGENTS_FORMATS: dict[str, AgentsFormat] = {
         streams_when_asked=True,
     ),
     # Bedrock's Converse and ConverseStream (its AWS event stream).
-    BEDROCK_CONVERSE: AgentsFormat(
+    formats.BEDROCK_CONVERSE: AgentsFormat(
         _whole(converse_provenance),
         converse_schemas,
         decided_converse_answer,
         HeldConverseCalls,
         streams_when_asked=True,
     ),
-    ANTHROPIC_MESSAGES: _MESSAGES,
+    formats.ANTHROPIC_MESSAGES: _MESSAGES,
     # Claude on Vertex AI: the same body read, Anthropic's own answers and streams decided.
-    CLAUDE_ON_VERTEX: _MESSAGES,
+    formats.CLAUDE_ON_VERTEX: _MESSAGES,
     # Claude on Bedrock's InvokeModel: the same, its stream's events inside AWS event stream frames.
-    CLAUDE_ON_BEDROCK: replace(
+    formats.CLAUDE_ON_BEDROCK: replace(
         _MESSAGES,
         held_stream=lambda state, inner: InvokeChunks(HeldMessagesCalls(state), inner),
         streams_when_asked=True,
@@ -186,9 +176,9 @@ def _chat_chunks(state: AgentsCall, inner: Rewrite | None) -> Rewrite:
 # body is: Nova's Converse's, the chat families' OpenAI chat's, Cohere's its own; their streams'
 # events in chunks.
 _INVOKE_FAMILIES: dict[str, AgentsFormat] = {
-    CLAUDE: AGENTS_FORMATS[CLAUDE_ON_BEDROCK],
-    NOVA: replace(AGENTS_FORMATS[BEDROCK_CONVERSE], held_stream=NovaChunks),
-    CHAT: replace(AGENTS_FORMATS[OPENAI_CHAT], held_stream=_chat_chunks, streams_when_asked=True),
+    CLAUDE: AGENTS_FORMATS[formats.CLAUDE_ON_BEDROCK],
+    NOVA: replace(AGENTS_FORMATS[formats.BEDROCK_CONVERSE], held_stream=NovaChunks),
+    CHAT: replace(AGENTS_FORMATS[formats.OPENAI_CHAT], held_stream=_chat_chunks, streams_when_asked=True),
     COHERE: AgentsFormat(
         _whole(cohere.read_provenance),
         cohere.schemas,
@@ -209,7 +199,7 @@ def agents_format(name: str | None, model: str | None, body: dict[str, Any]) -> 
     """The format whose tool calls `agents` decides for an answer in the format named (None: not
     decided), InvokeModel's by its model's family: a family not read goes as it came where the
     call gives its model no tools (no call of its can come back), and is refused where it does."""
-    if name != BEDROCK_INVOKE:
+    if name != formats.BEDROCK_INVOKE:
         return AGENTS_FORMATS.get(name or "")
     family = invoke_family(model or "", body)
     if family is None:

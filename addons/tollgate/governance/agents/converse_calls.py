@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tollgate.formats.bodies.json_codec import loads_once
+from tollgate.formats.bodies.json_codec import object_once
 from tollgate.formats.provenance import dicts, mapping
 from tollgate.governance.agents.call_state import AgentsCall, decided_call
 from tollgate.governance.agents.tool_decision import UNREAD, ToolCall
@@ -40,11 +40,8 @@ def tool_call(use: Any) -> ToolCall:
 def decided_converse_answer(content: bytes, state: AgentsCall) -> bytes | None:
     """The answer with each refused call's block replaced by its refusal's text (the same bytes
     where none was refused); None where it cannot be read."""
-    try:
-        obj = loads_once(content)  # an object that repeats a key is not read
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(obj, dict):
+    obj = object_once(content)  # an object that repeats a key is not read
+    if obj is None:
         return None
     output = obj.get("output")
     message = output.get("message") if isinstance(output, dict) else None

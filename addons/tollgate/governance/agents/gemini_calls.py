@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tollgate.formats.bodies.json_codec import loads_once
+from tollgate.formats.bodies.json_codec import object_once
 from tollgate.formats.gemini_generate.provenance import read_provenance
 from tollgate.formats.provenance import Provenance, items, mapping
 from tollgate.governance.agents.call_state import AgentsCall, decided_call
@@ -51,11 +51,8 @@ def code_assist_schemas(body: dict[str, Any]) -> dict[str, Any]:
 def decided_gemini_answer(content: bytes, state: AgentsCall, envelope: str | None = None) -> bytes | None:
     """The answer with each refused call's part replaced by its refusal's text (the same bytes where
     none was refused); None where it cannot be read."""
-    try:
-        obj = loads_once(content)  # an object that repeats a key is not read
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(obj, dict):
+    obj = object_once(content)  # an object that repeats a key is not read
+    if obj is None:
         return None
     changed = decided_item(obj, state, envelope)
     if changed is None:

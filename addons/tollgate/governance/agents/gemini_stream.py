@@ -23,7 +23,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
 
-from tollgate.formats.bodies.json_codec import loads_once
+from tollgate.formats.bodies.json_codec import object_once
 from tollgate.formats.framing import (
     MAX_FRAME,
     JSONArrayFramer,
@@ -190,11 +190,8 @@ class HeldGeminiCalls:
         """An item's bytes as they go: None where as they came."""
         if _CALL_MARK.search(data) is None and b"\\u" not in data:
             return None  # no call in it (nor a key spelt with escapes): most items, not parsed
-        try:
-            obj = loads_once(data)  # an object that repeats a key is not read
-        except (ValueError, RecursionError):
-            obj = None
-        changed = decided_item(obj, self._state, self._envelope) if isinstance(obj, dict) else None
+        obj = object_once(data)  # an object that repeats a key is not read
+        changed = decided_item(obj, self._state, self._envelope) if obj is not None else None
         if changed is None:
             return _written(unread_item(self._state, self._envelope)) if _CALL_MARK.search(data) else None
         return _written(obj) if changed else None

@@ -23,17 +23,20 @@ from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_
 from tollgate.formats.translation import Rewrite
 from tollgate.governance.agents.converse_stream import unread_frame
 
-_CHUNK = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
+CHUNK = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
 # An event as the held stream reads it (None: as it came), and an event it wrote, in the family's words.
 Codec = tuple[Callable[[dict[str, Any]], dict[str, Any] | None], Callable[[dict[str, Any]], dict[str, Any]]]
 
 
-class InvokeChunks:
-    def __init__(self, held: Rewrite, inner: Rewrite | None = None, codec: Codec | None = None) -> None:
-        self._held, self._inner, self._codec = held, inner, codec
+class ChunkFrames:
+    """InvokeModelWithResponseStream's frames read through a held stream: each frame read
+    (`_frame`), what the held stream lets go framed again (`_let_go`); frames that cannot be read
+    end the stream with an exception frame. What a family's chunks stand for is its own
+    (`InvokeChunks`: server-sent events; `NovaChunks`: Converse's frames)."""
+
+    def __init__(self, held: Rewrite, inner: Rewrite | None = None) -> None:
+        self._held, self._inner = held, inner
         self._framer = EventStreamFramer()
-        self._frames: dict[bytes, deque[bytes]] = {}  # an event as it went in → its frames, in order
-        self._buffer = b""  # what the held stream let go, not yet a whole event
         self._broken = False
 
     def feed(self, chunk: bytes) -> bytes:
@@ -41,13 +44,13 @@ class InvokeChunks:
 
     def flush(self) -> bytes:
         out = self._read(self._inner.flush() if self._inner is not None else b"")
-        return out if self._broken else out + self._framed(self._held.flush(), end=True)
+        return out if self._broken else out + self._let_go(self._held.flush(), end=True)
 
     def _read(self, data: bytes) -> bytes:
         if self._broken:
             return b""
         if not data:  # fed again once the policy has answered: what it held may go
-            return self._framed(self._held.feed(b""))
+            return self._let_go(self._held.feed(b""))
         out = []
         for frame in self._framer.feed(data):
             out.append(self._frame(frame))
@@ -59,17 +62,33 @@ class InvokeChunks:
         return b"".join(out)
 
     def _frame(self, frame: EventStreamFrame) -> bytes:
+        """A frame as it came, read by the held stream: what it lets go, framed."""
+        raise NotImplementedError
+
+    def _let_go(self, data: bytes, end: bool = False) -> bytes:
+        """What the held stream let go (`end`: the last of it), framed again."""
+        raise NotImplementedError
+
+
+class InvokeChunks(ChunkFrames):
+    def __init__(self, held: Rewrite, inner: Rewrite | None = None, codec: Codec | None = None) -> None:
+        super().__init__(held, inner)
+        self._codec = codec
+        self._frames: dict[bytes, deque[bytes]] = {}  # an event as it went in → its frames, in order
+        self._buffer = b""  # what the held stream let go, not yet a whole event
+
+    def _frame(self, frame: EventStreamFrame) -> bytes:
         if frame.headers.get(":message-type") != "event" or frame.headers.get(":event-type") != "chunk":
             # An exception (or a frame of no model event): what is held is decided before it.
-            return self._framed(self._held.flush(), end=True) + event_frame(frame.raw_headers, frame.payload)
+            return self._let_go(self._held.flush(), end=True) + event_frame(frame.raw_headers, frame.payload)
         event = _event_of(frame.payload, self._codec[0] if self._codec is not None else None)
         if event is None:
             self._broken = True
             return unread_frame()
         self._frames.setdefault(event, deque()).append(event_frame(frame.raw_headers, frame.payload))
-        return self._framed(self._held.feed(event))
+        return self._let_go(self._held.feed(event))
 
-    def _framed(self, data: bytes, end: bool = False) -> bytes:
+    def _let_go(self, data: bytes, end: bool = False) -> bytes:
         """The events the held stream let go, each in its frame."""
         self._buffer += data
         out = []
@@ -92,7 +111,7 @@ class InvokeChunks:
         if self._codec is not None:
             data = json.dumps(self._codec[1](json.loads(data)), ensure_ascii=False, separators=(",", ":")).encode()
         payload = json.dumps({"bytes": base64.b64encode(data).decode()}, separators=(",", ":")).encode()
-        return event_frame(_CHUNK, payload)
+        return event_frame(CHUNK, payload)
 
 
 def _event_of(payload: bytes, read: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None) -> bytes | None:

@@ -21,57 +21,32 @@ from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_
 from tollgate.formats.translation import Rewrite
 from tollgate.governance.agents.call_state import AgentsCall
 from tollgate.governance.agents.converse_stream import HeldConverseCalls, unread_frame
+from tollgate.governance.agents.invoke_chunks import CHUNK, ChunkFrames
 
-_CHUNK = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
 # Converse's events, as Nova names them.
 _EVENTS = ("messageStart", "contentBlockStart", "contentBlockDelta", "contentBlockStop", "messageStop", "metadata")
 _OTHER = "tollgateOther"  # a Converse frame's name for a chunk that names none of them (no tool use in it)
 
 
-class NovaChunks:
+class NovaChunks(ChunkFrames):
     def __init__(self, state: AgentsCall, inner: Rewrite | None = None) -> None:
-        self._held = HeldConverseCalls(state)
-        self._inner = inner
-        self._framer = EventStreamFramer()
+        super().__init__(HeldConverseCalls(state), inner)
         self._back = EventStreamFramer()  # what the held stream let go, framed
         self._frames: dict[bytes, deque[bytes]] = {}  # a Converse frame as it went in → the frames it came as
         self._beside: dict[str, dict[str, Any]] = {}  # the keys beside an event's, by its name
-        self._broken = False
-
-    def feed(self, chunk: bytes) -> bytes:
-        return self._read(self._inner.feed(chunk) if self._inner is not None else chunk)
-
-    def flush(self) -> bytes:
-        out = self._read(self._inner.flush() if self._inner is not None else b"")
-        return out if self._broken else out + self._chunks(self._held.flush())
-
-    def _read(self, data: bytes) -> bytes:
-        if self._broken:
-            return b""
-        if not data:  # fed again once the policy has answered: what it held may go
-            return self._chunks(self._held.feed(b""))
-        out = []
-        for frame in self._framer.feed(data):
-            out.append(self._frame(frame))
-            if self._broken:
-                return b"".join(out)
-        if self._framer.error is not None:
-            self._broken = True
-            out.append(unread_frame())
-        return b"".join(out)
 
     def _frame(self, frame: EventStreamFrame) -> bytes:
         raw = event_frame(frame.raw_headers, frame.payload)
         if frame.headers.get(":message-type") != "event" or frame.headers.get(":event-type") != "chunk":
             # An exception, or a frame of no model event: read by the held stream as it came.
             self._frames.setdefault(raw, deque()).append(raw)
-            return self._chunks(self._held.feed(raw))
+            return self._let_go(self._held.feed(raw))
         converse = self._converse(frame.payload)
         if converse is None:
             self._broken = True
             return unread_frame()
         self._frames.setdefault(converse, deque()).append(raw)
-        return self._chunks(self._held.feed(converse))
+        return self._let_go(self._held.feed(converse))
 
     def _converse(self, payload: bytes) -> bytes | None:
         """A chunk's Nova event as the Converse frame it stands for; None where it cannot be read."""
@@ -96,7 +71,7 @@ class NovaChunks:
         headers = {":event-type": name, ":content-type": "application/json", ":message-type": "event"}
         return event_frame(headers, json.dumps(body, separators=(",", ":")).encode())
 
-    def _chunks(self, data: bytes) -> bytes:
+    def _let_go(self, data: bytes, end: bool = False) -> bytes:
         """The frames the held stream let go, each as the chunk it came as, or written anew."""
         out = []
         for frame in self._back.feed(data):
@@ -114,5 +89,5 @@ class NovaChunks:
             body = json.loads(frame.payload)
             event = body if name == _OTHER else {name: body, **self._beside.get(name, {})}
             encoded = base64.b64encode(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode())
-            out.append(event_frame(_CHUNK, json.dumps({"bytes": encoded.decode()}).encode()))
+            out.append(event_frame(CHUNK, json.dumps({"bytes": encoded.decode()}).encode()))
         return b"".join(out)

@@ -537,8 +537,4 @@ class AuditPostgres(FileSender):
 
     def close_destination(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except psycopg.Error:
-                pass
+        close_quietly(conn)

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict, Unpack
 
+from tollgate.records.followed_file import Follower
+
 logger = logging.getLogger(__name__)
 
 BATCH_RECORDS = 512  # lines per batch, at most
@@ -124,19 +126,6 @@ def rotated_file(audit_path: str, saved: Position) -> str | None:
 # ---- the lines in the file
 
 
-def renamed(path: str | os.PathLike[str], identity: tuple[int, int]) -> os.stat_result | None:
-    """The file `path` names now, when it is another than the one of `identity` (device, inode):
-    logrotate's `create` renamed that one away and the writer made a new one. None while it is the
-    same file, or while none is there (renamed, the new one not yet made: the writer makes it at its
-    next record). How every follower of the audit sees a rotation (this `Tail`, the console's
-    `AuditFiles`)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return None if (st.st_dev, st.st_ino) == identity else st
-
-
 @dataclass(frozen=True, slots=True)
 class Line:
     """A line read (without its newline), and the position just after it."""
@@ -148,12 +137,13 @@ class Line:
 class Tail:
     """The audit file's whole lines, read from a position on, following rotations (logrotate's
     `create`): when the path names another file, the open one is read to its end, then the new one
-    from its start. A file cut shorter than what was read (copytruncate) is read again from its
-    start. Also counts the lines written and not yet read (`ahead`)."""
+    from its start. A file cut shorter than what was read (copytruncate), or cut and grown again
+    past it (its first bytes differ), is read again from its start: the one `Follower` of the
+    audit file tells. Also counts the lines written and not yet read (`ahead`)."""
 
     def __init__(self, path: str, start: Position, rotated: str | None = None) -> None:
         self.path = path
-        self._fd: int | None = None
+        self._file = Follower(path)
         self._identity = start.identity()
         self._offset = start.offset  # the next byte to read
         self._counted = start.offset  # lines are counted up to here
@@ -161,21 +151,17 @@ class Tail:
         self._open(rotated if rotated is not None else path, start)
 
     def _open(self, path: str, start: Position) -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
+        if not self._file.open(path):
             return
-        st = os.fstat(fd)
-        if (st.st_dev, st.st_ino) != start.identity():  # replaced meanwhile: from the start of the file that is there
-            start = Position(st.st_dev, st.st_ino, 0)
-        self._fd, self._identity = fd, start.identity()
+        assert self._file.identity is not None
+        if self._file.identity != start.identity():  # replaced meanwhile: from the start of the file that is there
+            start = Position(*self._file.identity, 0)
+        self._identity = start.identity()
         self._offset = self._counted = start.offset
         self._ahead = 0
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._file.close()
 
     def position(self) -> Position:
         return Position(*self._identity, self._offset)
@@ -193,13 +179,13 @@ class Tail:
         return lines
 
     def _read_open(self, most: int) -> list[Line]:
-        fd = self._fd
+        fd = self._file.fd
         if fd is None:
             return []
-        size = os.fstat(fd).st_size
-        if size < self._offset:  # cut shorter: it starts again
+        if self._file.truncated(self._offset):  # cut shorter: it starts again
             self._offset = self._counted = 0
             self._ahead = 0
+        size = os.fstat(fd).st_size
         lines: list[Line] = []
         want = _READ
         consumed = 0  # newlines read past (blank lines among them)
@@ -222,6 +208,7 @@ class Tail:
                     lines[-1] = Line(lines[-1].data, Position(*self._identity, self._offset + start))
             consumed += chunk.count(b"\n", 0, start)
             self._offset += start
+        self._file.keep_head(self._offset)
         if self._counted < self._offset:
             self._counted, self._ahead = self._offset, 0
         else:
@@ -231,32 +218,28 @@ class Tail:
     def _follow(self) -> bool:
         """Whether the path names another file than the one read to its end: then the new one is
         open, to be read from its start."""
-        if self._fd is None:  # none was there: whatever is there now, from its start
-            try:
-                st = os.stat(self.path)
-            except FileNotFoundError:
-                return False
-        else:
-            moved = renamed(self.path, self._identity)
-            if moved is None:
-                return False
-            # A last look at the old file: a writer may have appended to it just before it moved.
-            if self._read_leftover():
-                return True
-            self.close()
-            st = moved
-        self._open(self.path, Position(st.st_dev, st.st_ino, 0))
-        return self._fd is not None
+        if not self._file.moved():
+            return False
+        # A last look at the old file: a writer may have appended to it just before it moved.
+        if self._file.fd is not None and self._read_leftover():
+            return True
+        if not self._file.open():
+            return False  # gone again meanwhile: looked for at the next read
+        assert self._file.identity is not None
+        self._identity = self._file.identity
+        self._offset = self._counted = 0
+        self._ahead = 0
+        return True
 
     def _read_leftover(self) -> bool:
-        fd = self._fd
+        fd = self._file.fd
         assert fd is not None
         return os.fstat(fd).st_size > self._offset and os.pread(fd, _READ, self._offset).find(b"\n") >= 0
 
     def ahead(self) -> int:
         """Whole lines written to the open file and not yet read (counted from where it was last
         counted to the end, a chunk at a time)."""
-        fd = self._fd
+        fd = self._file.fd
         if fd is None:
             return 0
         size = os.fstat(fd).st_size

@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from support.guard_reads import fed_in_cuts
 from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.chat_calls import AgentsCall, read_chat_request
 from tollgate.governance.agents.chat_stream import HeldChatCalls
@@ -118,12 +119,7 @@ def assembled(out: bytes) -> tuple[str, dict[int, list[str]], str | None]:
 @given(st.lists(st.integers(min_value=1, max_value=60), max_size=12))
 def test_any_split_of_the_stream_gives_the_same_answer(cuts: list[int]) -> None:
     whole = b"".join(STREAM)
-    held = HeldChatCalls(state())
-    out, at = b"", 0
-    for cut in cuts:
-        out += held.feed(whole[at : at + cut])
-        at += cut
-    out += held.feed(whole[at:]) + held.flush()
+    out = fed_in_cuts(HeldChatCalls(state()), whole, cuts)
     assert assembled(out) == (f"Paying.\n\n{REFUSED}", {0: ["send_money", CLEAN]}, "tool_calls")
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from support.guard_reads import fed_in_cuts
 from tollgate.formats.framing import EventStreamFramer, event_frame
 from tollgate.governance.agents.agents_formats import AGENTS_FORMATS
 from tollgate.governance.agents.agents_settings import AgentsSettings
@@ -164,12 +165,7 @@ def test_text_before_a_call_goes_at_once_the_call_waits_for_its_stop() -> None:
 @given(st.lists(st.integers(min_value=1, max_value=120), max_size=12))
 def test_any_split_of_the_stream_gives_the_same_answer(cuts: list[int]) -> None:
     whole = b"".join(STREAM)
-    held = HeldConverseCalls(state())
-    out, at = b"", 0
-    for cut in cuts:
-        out += held.feed(whole[at : at + cut])
-        at += cut
-    out += held.feed(whole[at:]) + held.flush()
+    out = fed_in_cuts(HeldConverseCalls(state()), whole, cuts)
     assert assembled(out) == (
         {0: "Paying.", 1: REFUSED},
         [("send_money", json.dumps({"recipient": OWN}))],

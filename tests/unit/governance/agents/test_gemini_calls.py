@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from support.guard_reads import fed_in_cuts
 from tollgate.governance.agents.agents_formats import AGENTS_FORMATS
 from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.call_state import AgentsCall
@@ -153,14 +154,6 @@ def expected(envelope: bool = False) -> list[Any]:
     return [{"response": i} for i in decided] if envelope else decided
 
 
-def fed(held: HeldGeminiCalls, whole: bytes, cuts: list[int]) -> bytes:
-    out, at = b"", 0
-    for cut in cuts:
-        out += held.feed(whole[at : at + cut])
-        at += cut
-    return out + held.feed(whole[at:]) + held.flush()
-
-
 def test_a_streamed_item_goes_at_once_only_a_changed_one_written_anew() -> None:
     held = HeldGeminiCalls(state())
     events = sse(ITEMS).split(b"\r\n\r\n")
@@ -176,7 +169,7 @@ def test_a_streamed_item_goes_at_once_only_a_changed_one_written_anew() -> None:
 @given(st.lists(st.integers(min_value=1, max_value=80), max_size=12), st.booleans())
 def test_any_split_of_an_sse_stream_gives_the_same_answer(cuts: list[int], envelope: bool) -> None:
     items = [{"response": i} for i in ITEMS] if envelope else ITEMS
-    out = fed(HeldGeminiCalls(state(envelope), envelope="response" if envelope else None), sse(items), cuts)
+    out = fed_in_cuts(HeldGeminiCalls(state(envelope), envelope="response" if envelope else None), sse(items), cuts)
     assert sse_items(out) == expected(envelope)
 
 
@@ -184,7 +177,7 @@ def test_any_split_of_an_sse_stream_gives_the_same_answer(cuts: list[int], envel
 @given(st.lists(st.integers(min_value=1, max_value=120), max_size=12))
 def test_any_split_of_a_json_array_gives_the_same_answer(cuts: list[int]) -> None:
     whole = array(ITEMS)
-    out = fed(HeldGeminiCalls(state()), whole, cuts)
+    out = fed_in_cuts(HeldGeminiCalls(state()), whole, cuts)
     assert json.loads(out) == expected()
     # The bytes around the items, and the items not changed, as they came.
     assert out.startswith(whole[: whole.index(b"\r\n,")]) and out.endswith(whole[whole.rindex(b"\r\n,") :])
@@ -193,14 +186,14 @@ def test_any_split_of_a_json_array_gives_the_same_answer(cuts: list[int]) -> Non
 def test_a_json_array_cut_short_sends_no_half_item() -> None:
     whole = array(ITEMS)
     cut = whole[: whole.rindex(b"\r\n,") + 10]
-    out = fed(HeldGeminiCalls(state()), cut, [])
+    out = fed_in_cuts(HeldGeminiCalls(state()), cut, [])
     assert json.loads(out + b"]") == expected()[:2]  # the element begun is not sent, nor its comma
 
 
 def test_an_unreadable_item_that_names_a_call_is_replaced_by_a_refusal() -> None:
     s = state()
     bad = b'data: {"candidates": [{"content": {"parts": [{"functionCall": {"name": "send_money"}}]}}], "x": 1, "x": 2}\n\n'
-    out = fed(HeldGeminiCalls(s), bad + b'data: {"other": 1, "other": 2}\n\n', [])
+    out = fed_in_cuts(HeldGeminiCalls(s), bad + b'data: {"other": 1, "other": 2}\n\n', [])
     unread = "Tollgate refused the call to unknown: its arguments cannot be read (unread)."
     assert parts_of(json.loads(out.split(b"\n\n")[0][6:])) == [{"text": unread}]
     assert out.split(b"\n\n")[1] == b'data: {"other": 1, "other": 2}'  # no call in it: as it came
@@ -209,7 +202,7 @@ def test_an_unreadable_item_that_names_a_call_is_replaced_by_a_refusal() -> None
 
 def test_a_json_answer_to_a_streamed_call_is_decided_whole() -> None:
     body = json.dumps(item(call(PLANTED))).encode()
-    out = fed(HeldGeminiCalls(state()), b"\n" + body + b"\n", [3])
+    out = fed_in_cuts(HeldGeminiCalls(state()), b"\n" + body + b"\n", [3])
     assert out.startswith(b"\n") and out.endswith(b"\n")
     assert parts_of(json.loads(out)) == [{"text": REFUSED}]
 
@@ -224,5 +217,5 @@ def test_an_array_element_goes_as_soon_as_it_is_whole() -> None:
 
 def test_a_call_whose_key_is_spelt_with_escapes_is_decided_all_the_same() -> None:
     escaped = sse([item(call(PLANTED))]).replace(b"functionCall", b"function\\u0043all")
-    out = fed(HeldGeminiCalls(state()), escaped, [])
+    out = fed_in_cuts(HeldGeminiCalls(state()), escaped, [])
     assert sse_items(out) == [item({"text": REFUSED})]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tests.support.eventstream import exception, frame, invoke_chunk
 from tests.unit.governance.agents.test_chat_stream import CLEAN, OWN, REFUSED, TAINTED, piece, state
 
+from support.guard_reads import fed_in_cuts
 from tollgate.formats.framing import EventStreamFramer
 from tollgate.governance.agents.chat_stream import HeldChatCalls
 from tollgate.governance.agents.invoke_chunks import InvokeChunks
@@ -87,9 +88,4 @@ def test_the_same_stream_at_any_split(cuts: list[int], tainted: bool) -> None:
     data = b"".join(stream(TAINTED if tainted else json.dumps({"recipient": OWN})))
     whole = InvokeChunks(HeldChatCalls(state()))
     expected = whole.feed(data) + whole.flush()
-    held = InvokeChunks(HeldChatCalls(state()))
-    out, at = b"", 0
-    for cut in cuts:
-        out += held.feed(data[at : at + cut])
-        at += cut
-    assert out + held.feed(data[at:]) + held.flush() == expected
+    assert fed_in_cuts(InvokeChunks(HeldChatCalls(state())), data, cuts) == expected

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.unit.governance.agents.test_messages_calls import OWN, PLANTED, REFUSED, state
 
+from support.guard_reads import fed_in_cuts
 from tollgate.governance.agents.call_state import AgentsCall
 from tollgate.governance.agents.messages_stream import HeldMessagesCalls
 
@@ -91,14 +92,6 @@ def assembled(out: bytes) -> tuple[list[Any], str | None, dict[str, Any] | None]
     ], reason, usage  # fmt: skip
 
 
-def fed(held: HeldMessagesCalls, whole: bytes, cuts: list[int]) -> bytes:
-    out, at = b"", 0
-    for cut in cuts:
-        out += held.feed(whole[at : at + cut])
-        at += cut
-    return out + held.feed(whole[at:]) + held.flush()
-
-
 def test_text_before_a_call_goes_at_once_the_call_and_what_follows_wait() -> None:
     held = HeldMessagesCalls(state())
     before = MESSAGE_START + b"".join(TEXT)
@@ -125,7 +118,7 @@ def test_text_before_a_call_goes_at_once_the_call_and_what_follows_wait() -> Non
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.integers(min_value=1, max_value=80), max_size=14))
 def test_any_split_of_the_stream_gives_the_same_answer(cuts: list[int]) -> None:
-    out = fed(HeldMessagesCalls(state()), b"".join(STREAM), cuts)
+    out = fed_in_cuts(HeldMessagesCalls(state()), b"".join(STREAM), cuts)
     assert assembled(out) == (
         [["text", "Paying.", None, ""], ["text", REFUSED, None, ""], ["tool_use", None, "send_money", CLEAN]],
         "tool_use",
@@ -138,7 +131,7 @@ def test_any_split_of_the_stream_gives_the_same_answer(cuts: list[int]) -> None:
 def test_every_call_refused_ends_as_text_at_any_split(cuts: list[int]) -> None:
     read = state()
     stream = [MESSAGE_START, *TEXT, *tool(1, "a", TAINTED), *tail()]
-    out = fed(HeldMessagesCalls(read), b"".join(stream), cuts)
+    out = fed_in_cuts(HeldMessagesCalls(read), b"".join(stream), cuts)
     assert assembled(out) == (
         [["text", "Paying.", None, ""], ["text", REFUSED, None, ""]],
         "end_turn",
@@ -150,26 +143,26 @@ def test_every_call_refused_ends_as_text_at_any_split(cuts: list[int]) -> None:
 def test_nothing_refused_goes_as_it_came() -> None:
     stream = b"".join([MESSAGE_START, *TEXT, *tool(1, "b", CLEAN), *tool(2, "c", "", name="read_inbox"), *tail()])
     held = HeldMessagesCalls(state())
-    assert fed(held, stream, [7, 300, 5]) == stream
+    assert fed_in_cuts(held, stream, [7, 300, 5]) == stream
     assert [c["decision"] for c in held._state.tool_calls()] == ["allow", "allow"]
 
 
 def test_a_call_with_no_input_piece_is_read_from_its_start() -> None:
     read = state()
     stream = [start(0, {"type": "tool_use", "id": "a", "name": "send_money", "input": {"recipient": PLANTED}}), stop(0)]
-    out = fed(HeldMessagesCalls(read), b"".join([*stream, *tail()]), [])
+    out = fed_in_cuts(HeldMessagesCalls(read), b"".join([*stream, *tail()]), [])
     assert assembled(out)[:2] == ([["text", REFUSED, None, ""]], "end_turn")
 
 
 def test_input_that_cannot_be_parsed_is_refused_unread() -> None:
     stream = [*tool(0, "a", '{"recipient": "x"'), *tail()]
-    out = fed(HeldMessagesCalls(state()), b"".join(stream), [])
+    out = fed_in_cuts(HeldMessagesCalls(state()), b"".join(stream), [])
     assert assembled(out)[:2] == ([["text", UNREAD, None, ""]], "end_turn")
 
 
 def test_a_stream_that_ends_while_holding_is_decided_on_what_came() -> None:
     stream = [MESSAGE_START, *TEXT, *tool(1, "b", CLEAN)[:3]]
-    out = fed(HeldMessagesCalls(state()), b"".join(stream), [])
+    out = fed_in_cuts(HeldMessagesCalls(state()), b"".join(stream), [])
     blocks, reason, _ = assembled(out)
     assert blocks == [["text", "Paying.", None, ""], ["text", UNREAD, None, ""]] and reason is None
     assert parsed(out)[-1] == {"type": "content_block_stop", "index": 1}  # its text block closed
@@ -189,7 +182,7 @@ def test_the_providers_own_calls_are_not_held() -> None:
 
 def test_a_crlf_stream_is_read_alike() -> None:
     stream = b"".join([MESSAGE_START, *TEXT, *tool(1, "a", TAINTED), *tail()]).replace(b"\n", b"\r\n")
-    out = fed(HeldMessagesCalls(state()), stream, [3, 100, 1, 1, 1])
+    out = fed_in_cuts(HeldMessagesCalls(state()), stream, [3, 100, 1, 1, 1])
     assert assembled(out)[:2] == ([["text", "Paying.", None, ""], ["text", REFUSED, None, ""]], "end_turn")
 
 
@@ -197,7 +190,7 @@ def test_two_calls_at_one_index_are_refused_as_one_text_block() -> None:
     read = state()
     first, second = tool(1, "a", CLEAN), tool(1, "b", CLEAN)
     stream = [*TEXT, *first[:3], *second[:3], first[-1], *second[3:], *tail()]
-    out = fed(HeldMessagesCalls(read), b"".join(stream), [])
+    out = fed_in_cuts(HeldMessagesCalls(read), b"".join(stream), [])
     assert assembled(out)[:2] == ([["text", "Paying.", None, ""], ["text", UNREAD, None, ""]], "end_turn")
     assert [e["type"] for e in parsed(out) if e.get("index") == 1] == [
         "content_block_start",
@@ -213,7 +206,7 @@ def test_a_call_whose_types_are_written_escaped_is_held_all_the_same() -> None:
         b"tool_use", b"tool\\u005fuse"
     )
     assert b"content_block_start" not in escaped and b"tool_use" not in escaped
-    out = fed(HeldMessagesCalls(state()), b"".join([*TEXT, escaped, *first[1:], *tail()]), [])
+    out = fed_in_cuts(HeldMessagesCalls(state()), b"".join([*TEXT, escaped, *first[1:], *tail()]), [])
     assert assembled(out)[:2] == ([["text", "Paying.", None, ""], ["text", REFUSED, None, ""]], "end_turn")
 
 

@@ -349,6 +349,9 @@ def test_tail_follows_rotation_and_truncation(tmp_path: Path) -> None:
     assert tail.read(10) == []
     audit.write_bytes(b"5\n")
     assert [line.data for line in tail.read(10)] == [b"5"]
+    # Cut again and grown past where reading stood before the next read: its first bytes tell.
+    audit.write_bytes(b"6\n7\n")
+    assert [line.data for line in tail.read(10)] == [b"6", b"7"]
 
 
 @settings(max_examples=60, deadline=None)

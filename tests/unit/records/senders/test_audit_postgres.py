@@ -438,9 +438,9 @@ def test_a_schema_newer_than_known_stops_the_sender_with_one_line(
     assert read_position(str(audit) + ".postgres-position") is None
 
 
-@pytest.mark.slow
-def test_keep_days_removes_the_older_rows(tmp_path: Path, dsn: str, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO)
+def old_records_stored(tmp_path: Path, dsn: str) -> tuple[Path, list[str]]:
+    """A new audit file of three records of 2020 (and their lines), stored in the table by a sender
+    since stopped."""
     audit = tmp_path / "audit.jsonl"
     audit.write_text("")
     old = write_records(audit, 0, 3, ts="2020-01-01T00:00:00.000Z")
@@ -449,6 +449,13 @@ def test_keep_days_removes_the_older_rows(tmp_path: Path, dsn: str, caplog: pyte
         wait_until(lambda: stored_lines(dsn) == old)
     finally:
         assert sender.stop()
+    return audit, old
+
+
+@pytest.mark.slow
+def test_keep_days_removes_the_older_rows(tmp_path: Path, dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    audit, _ = old_records_stored(tmp_path, dsn)
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     recent = write_records(audit, 3, 2, ts=now)
     keeping = AuditPostgres(str(audit), dsn, keep_days=30, **FAST).start()  # type: ignore[arg-type]
@@ -467,14 +474,7 @@ def test_keep_days_removes_the_older_rows_while_no_record_is_sent(
 ) -> None:
     """On a schedule of its own: at the sender's start, then every PURGE_SECONDS, however quiet the
     audit (an instance idle over a weekend still forgets what it must)."""
-    audit = tmp_path / "audit.jsonl"
-    audit.write_text("")
-    old = write_records(audit, 0, 3, ts="2020-01-01T00:00:00.000Z")
-    sender = AuditPostgres(str(audit), dsn, **FAST).start()  # type: ignore[arg-type]
-    try:
-        wait_until(lambda: stored_lines(dsn) == old)
-    finally:
-        assert sender.stop()
+    audit, old = old_records_stored(tmp_path, dsn)
     monkeypatch.setattr(audit_postgres, "PURGE_SECONDS", 0.2)
     keeping = AuditPostgres(str(audit), dsn, keep_days=30, **FAST).start()  # type: ignore[arg-type]
     try:
