@@ -42,6 +42,7 @@ from tollgate.proxy.flows import BROKERED, CALL, CAPTURE_MODES, MCP
 from tollgate.proxy.patches import calls_shown
 from tollgate.proxy.state import Shared
 from tollgate.records.audit.connection_record import Connection, connection_line, connection_record
+from tollgate.records.audit.mcp_record import leaves_records
 
 logger = logging.getLogger(__name__)
 
@@ -486,7 +487,7 @@ def _leaves_record(flow: http.HTTPFlow) -> bool:
     if CALL in metadata or BROKERED in metadata:
         return True
     exchange = metadata.get(MCP)
-    return isinstance(exchange, McpExchange) and exchange.leaves_records()
+    return isinstance(exchange, McpExchange) and leaves_records(exchange)
 
 
 def _counting(connection: Connection, sent: bool) -> Callable[[bytes], bytes]:
