@@ -20,7 +20,6 @@ STILL_LARGE = {
     "formats/answer_reading/events.py:EventGuard": 39,
     "formats/gemini_generate/answer_guard.py:GeminiAnswerGuard": 31,
     "providers/base.py:Provider": 26,
-    "proxy/stages/egress/egress_gate.py:EgressGate": 28,
     "proxy/stages/transport/realtime_socket.py:RealtimeSocket": 26,
 }
 
