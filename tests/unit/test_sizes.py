@@ -18,8 +18,6 @@ MAX_MEMBERS = 25
 STILL_LARGE = {
     "formats/answer_reading/events.py:EventGuard": 39,
     "formats/gemini_generate/answer_guard.py:GeminiAnswerGuard": 31,
-    "governance/mcp/mcp_exchange.py:McpExchange": 46,
-    "proxy/stages/egress/egress_gate.py:EgressGate": 28,
     "proxy/stages/transport/realtime_socket.py:RealtimeSocket": 26,
 }
 

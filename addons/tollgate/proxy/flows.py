@@ -173,8 +173,8 @@ def answer_mcp(
     refusal (`denied`), or the errors of a server that did not answer."""
     if denied:
         exchange.decision = "deny"
-    exchange.answered_by_tollgate = True
-    exchange.refused = reason
+    exchange.answer.answered_by_tollgate = True
+    exchange.answer.refused = reason
     batch = len(errors) > 1 or exchange.batch
     body = encode_json(errors if batch else errors[0])
     flow.request.stream = False

@@ -155,7 +155,7 @@ def _refuse_after_failure(flow: http.HTTPFlow, call: Call | McpExchange, step: C
     owner = type(step.__self__).__name__ if hasattr(step, "__self__") else getattr(step, "__name__", "a step")
     if isinstance(call, McpExchange):
         logger.exception(f"Tollgate: {owner} failed on an MCP request; it was refused")
-        call.error = "internal error"
+        call.answer.error = "internal error"
         refuse_mcp(flow, call, 500, INTERNAL_ERROR, "Tollgate failed on this request and did not forward it.")
         return
     logger.exception(f"Tollgate: {owner} failed on a call; it was refused")

@@ -10,7 +10,8 @@ from dataclasses import replace
 from tollgate.configuration.runtime import Loaded
 from tollgate.credentials.keypool import KeyPool
 from tollgate.governance.agents.quarantine import Quarantine
-from tollgate.governance.mcp.mcp_exchange import McpRounds, McpSessions
+from tollgate.governance.mcp.mcp_rounds import McpRounds
+from tollgate.governance.mcp.mcp_sessions import McpSessions
 from tollgate.governance.policy.policy import Policy
 from tollgate.governance.routing.failover import Circuits, split_circuit
 from tollgate.governance.routing.upstream import CIRCUIT

@@ -54,7 +54,11 @@ def test_a_failing_step_refuses_an_mcp_request_as_a_json_rpc_error_for_each_of_i
     assert json.loads(flow.response.content) == [
         {"jsonrpc": "2.0", "id": i, "error": {"code": -32001, "message": message}} for i in (1, 2)
     ]
-    assert (exchange.error, exchange.decision, exchange.answered_by_tollgate) == ("internal error", "deny", True)
+    assert (exchange.answer.error, exchange.decision, exchange.answer.answered_by_tollgate) == (
+        "internal error",
+        "deny",
+        True,
+    )
 
 
 def test_an_mcp_requests_steps_are_awaited_in_order_and_the_first_refusal_ends_them():

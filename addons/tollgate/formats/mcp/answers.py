@@ -213,13 +213,9 @@ class AnswerRelay:
             start = sse_event_start(chunk, self._before)
             self._before = chunk[-1]
             if start is None:
-                self._held.append(chunk)
-                self._held_size += len(chunk)
-                if self._held_size > MAX_EVENT:
-                    if self._refuses_unread:
-                        return self._unreadable(f"a server-sent event is larger than {_size(MAX_EVENT)}")
-                    held, self._held, self._held_size = b"".join(self._held), [], -1  # its outcomes unknown
-                    return held
+                released = self._hold(chunk, MAX_EVENT, "a server-sent event")
+                if released is not None:
+                    return released
             else:
                 region = b"".join([*self._held, chunk[:start]])
                 rest = chunk[start:]
@@ -303,13 +299,9 @@ class AnswerRelay:
         if self._held_size < 0:  # past the bound: streams on, unread
             return chunk
         if chunk:
-            self._held.append(chunk)
-            self._held_size += len(chunk)
-            if self._held_size > MAX_JSON_ANSWER:
-                if self._refuses_unread:
-                    return self._unreadable(f"the answer is larger than {_size(MAX_JSON_ANSWER)}")
-                held, self._held, self._held_size = b"".join(self._held), [], -1  # its outcomes unknown
-                return held
+            released = self._hold(chunk, MAX_JSON_ANSWER, "the answer")
+            if released is not None:
+                return released
         if not end:
             return b""
         body, self._held, self._held_size = b"".join(self._held), [], 0
@@ -443,6 +435,19 @@ class AnswerRelay:
         self.error = problem
         code, message = self.guard.unread()
         return self.fail(message, code) or b""
+
+    def _hold(self, chunk: bytes, bound: int, what: str) -> bytes | None:
+        """`chunk` held until its event (or the JSON answer) is whole: None while it is. Past
+        `bound`, the answer is refused where unread answers are, else what was held goes on and
+        the rest streams on unread (its outcomes unknown)."""
+        self._held.append(chunk)
+        self._held_size += len(chunk)
+        if self._held_size <= bound:
+            return None
+        if self._refuses_unread:
+            return self._unreadable(f"{what} is larger than {_size(bound)}")
+        held, self._held, self._held_size = b"".join(self._held), [], -1
+        return held
 
     def _unreadable(self, problem: str) -> bytes:
         """An answer Tollgate cannot read: not sent on; its requests' errors in its place."""

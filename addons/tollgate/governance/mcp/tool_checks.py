@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 
 from tollgate.governance.mcp.mcp_exchange import McpExchange
+from tollgate.governance.mcp.mcp_input import listed_tool_input
 from tollgate.governance.policy.policy import MCP_DECISION, Decision, Policy
 
 
@@ -24,7 +25,7 @@ class ToolChecks:
         for name in names:
             if name in self._known or name in self._asked:
                 continue
-            decision = self._policy.decide(MCP_DECISION, self._exchange.tool_input(name))
+            decision = self._policy.decide(MCP_DECISION, listed_tool_input(self._exchange, name))
             if isinstance(decision, Decision):
                 self._known[name] = decision.allowed
             else:

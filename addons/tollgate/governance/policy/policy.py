@@ -440,7 +440,7 @@ def _egress_key(sources: Sequence[str]) -> Callable[[tuple[Any, ...]], Hashable]
     return cache_key(egress_facts_read(sources))  # a client's port, read by few rules, misses no hit
 
 
-# What the proxy gives an MCP request's input: the caller, and the request (`McpExchange.policy_input`).
+# What the proxy gives an MCP request's input: the caller, and the request (`mcp_input.request_input`).
 MCP_INPUT = ("client", "mcp")
 
 
@@ -493,7 +493,7 @@ TOOLS_DECISION: DecisionKind[tuple[tuple[Any, ...], Mapping[str, Any]]] = Decisi
     "tools", "data.tollgate.tools.deny", tool_input, _never_key, lambda top: top != "mcp", cached=False
 )
 # An MCP server's request's, by its own rules (`package tollgate.mcp`), never the LLM calls': its
-# input document (`McpExchange.policy_input`, `tool_input`).
+# input document (`mcp_input.request_input`, `listed_tool_input`).
 MCP_DECISION: DecisionKind[dict[str, Any]] = DecisionKind(
     "mcp", "data.tollgate.mcp.deny", _itself, _mcp_key, MCP_INPUT.__contains__
 )

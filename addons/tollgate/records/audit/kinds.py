@@ -11,7 +11,7 @@ import orjson
 
 RECORD_KINDS = (
     "llm_call",  # a call to a model API (`audit_record`)
-    "mcp_call",  # an MCP server's request (`McpExchange.records`)
+    "mcp_call",  # an MCP server's request (`mcp_record.mcp_records`)
     "connection",  # a connection through the proxy (`connection_record`)
     "tollgate_started",  # a proxy process started, and stopped (`auditlog`)
     "tollgate_stopped",

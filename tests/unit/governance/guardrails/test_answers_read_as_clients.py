@@ -18,8 +18,9 @@ from tollgate.formats.mcp.answers import AnswerRelay
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, detected
-from tollgate.governance.mcp.mcp_exchange import McpExchange, ResultGuard
+from tollgate.governance.mcp.mcp_exchange import McpExchange
 from tollgate.governance.mcp.mcp_servers import McpServer
+from tollgate.governance.mcp.result_guard import ResultGuard
 
 TOKEN = crc_token("gh" + "p_")
 DENY = compiled_for(dict.fromkeys(detectors.KINDS, "deny"))

@@ -22,8 +22,10 @@ from tollgate.formats.mcp.messages import McpRequest
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, detected
-from tollgate.governance.mcp.mcp_exchange import McpExchange, ResultGuard
+from tollgate.governance.mcp.mcp_exchange import McpAnswer, McpExchange
 from tollgate.governance.mcp.mcp_servers import McpServer
+from tollgate.governance.mcp.result_guard import ResultGuard
+from tollgate.records.audit.mcp_record import mcp_records
 
 CARD = SAMPLES["pii.payment_card"][0]
 PASSWORD = SAMPLES["secrets.url_password"][0]
@@ -201,11 +203,11 @@ class Guard(ResultGuard):
 
     @property
     def findings(self) -> dict[Any, dict[str, int]]:
-        return self._exchange.answer_findings
+        return self._exchange.answer.found
 
     @property
     def denied(self) -> dict[Any, str]:
-        return self._exchange.answer_denied
+        return self._exchange.answer.cut
 
 
 PROGRESS = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}}
@@ -289,11 +291,13 @@ def test_a_result_too_large_to_read_is_refused_where_a_rule_says_so(monkeypatch)
 def test_the_records_say_what_each_result_held() -> None:
     requests = (McpRequest("tools/call", 1, tool="add"), McpRequest("tools/call", 2, tool="dump"),
                 McpRequest("tools/list", 3))  # fmt: skip
-    exchange = McpExchange(SERVER, "POST", requests=requests, status=200, outcomes={1: False, 2: True, 3: False})
-    exchange.answer_findings = {1: {"pii.email": 2}, 2: {"pii.payment_card": 1}}
-    exchange.answer_denied = {2: "pii.payment_card"}
-    exchange.answer_actions = dict(ACTIONS)
-    first, second, third = exchange.records()
+    exchange = McpExchange(
+        SERVER, "POST", requests=requests, answer=McpAnswer(status=200, outcomes={1: False, 2: True, 3: False})
+    )
+    exchange.answer.found = {1: {"pii.email": 2}, 2: {"pii.payment_card": 1}}
+    exchange.answer.cut = {2: "pii.payment_card"}
+    exchange.answer.actions = dict(ACTIONS)
+    first, second, third = mcp_records(exchange)
     assert (first["answer_findings"], first["error"], first["refusal"]) == ({"pii.email": 2}, None, None)
     assert (second["answer_findings"], second["error"], second["refusal"], second["decision"]) == (
         {"pii.payment_card": 1}, "content_denied", "content_denied", "allow",
@@ -301,7 +305,7 @@ def test_the_records_say_what_each_result_held() -> None:
     assert third["answer_findings"] is None  # not read
     # What was done: the e-mail addresses redacted, the card number's result refused (none redacted).
     assert [r["answer_redacted"] for r in (first, second, third)] == [2, 0, None]
-    assert sorted(exchange.answer_finding_actions()) == [("pii.email", "redact", 2), ("pii.payment_card", "deny", 1)]
+    assert sorted(exchange.answer.finding_actions()) == [("pii.email", "redact", 2), ("pii.payment_card", "deny", 1)]
 
 
 def test_the_registry_reads_a_saved_mcp_answer() -> None:
@@ -481,13 +485,13 @@ def test_the_get_stream_is_read_and_recorded() -> None:
     assert relayed(relay, [sse(PROGRESS, LOG_KEY, PROGRESS_DONE)]) == sse(PROGRESS)
     assert relay.stopped and guard.denied == {None: "secrets.aws_access_key_id"}
     exchange = guard._exchange
-    exchange.status = 200
-    (record,) = exchange.records()
+    exchange.answer.status = 200
+    (record,) = mcp_records(exchange)
     assert (record["method"], record["answer_findings"], record["error"], record["refusal"]) == (
         "GET", {"secrets.aws_access_key_id": 1}, "content_denied", "content_denied")  # fmt: skip
     clean = Guard(FOUND, [], method="GET")
     relayed(AnswerRelay(True, [], guard=clean), [sse(PROGRESS)])
-    (record,) = clean._exchange.records()
+    (record,) = mcp_records(clean._exchange)
     assert (record["answer_findings"], record["error"]) == ({}, None)
 
 

@@ -11,8 +11,9 @@ from support.guardrail_samples import EMAIL
 from tollgate.formats.mcp.answer_guard import McpAnswerGuard
 from tollgate.formats.mcp.answers import AnswerRelay
 from tollgate.governance.guardrails.answer import compiled_for
-from tollgate.governance.mcp.mcp_exchange import McpExchange, ResultGuard
+from tollgate.governance.mcp.mcp_exchange import McpExchange
 from tollgate.governance.mcp.mcp_servers import McpServer
+from tollgate.governance.mcp.result_guard import ResultGuard
 
 FOUND = compiled_for({"pii.email": "redact"})
 SERVER = McpServer.model_validate({"name": "gh", "url": "https://mcp.example.test/mcp"})
@@ -41,7 +42,7 @@ def test_a_streamed_event_holding_one_ends_the_answer_unread() -> None:
     out = relayed(relay, sse(PROGRESS, UNPAIRED))
     assert data_of(out) == [PROGRESS, REFUSED]
     assert EMAIL.encode() not in out
-    assert (exchange.answer_denied, relay.outcomes) == ({1: "unread"}, {1: True})
+    assert (exchange.answer.cut, relay.outcomes) == ({1: "unread"}, {1: True})
     assert relay.ended and relay.error == "a server-sent event holding a string that is no text"
 
 
@@ -50,7 +51,7 @@ def test_a_json_answer_holding_one_is_refused_unread() -> None:
     relay = AnswerRelay(False, [1], guard=ResultGuard(exchange, FOUND, [1]))
     out = relayed(relay, json.dumps(UNPAIRED).encode())
     assert json.loads(out) == REFUSED
-    assert (exchange.answer_denied, relay.error) == ({1: "unread"}, "the answer holds a string that is no text")
+    assert (exchange.answer.cut, relay.error) == ({1: "unread"}, "the answer holds a string that is no text")
 
 
 def test_the_scan_of_a_stream_holding_one_ends_there_unread() -> None:

@@ -19,9 +19,12 @@ from tollgate.configuration.config import Config
 from tollgate.formats.bodies.exact import Unreadable
 from tollgate.formats.mcp.answers import AnswerRelay, read_whole
 from tollgate.formats.mcp.messages import McpRequest, Posted, decoded_post, read_post
-from tollgate.governance.mcp.mcp_exchange import McpExchange, McpSessions, session_owner, shared_session_key
+from tollgate.governance.mcp.mcp_exchange import McpAnswer, McpCaller, McpExchange
+from tollgate.governance.mcp.mcp_input import listed_tool_input, request_input
 from tollgate.governance.mcp.mcp_servers import McpServer
+from tollgate.governance.mcp.mcp_sessions import McpSessions, session_owner, shared_session_key
 from tollgate.governance.policy.policy import CALL_DECISION, MCP_DECISION, Policy, whole
+from tollgate.records.audit.mcp_record import mcp_records
 
 
 def post(value: object) -> Posted:
@@ -280,14 +283,14 @@ def test_mcp_requests_are_decided_by_their_own_rules_only(tmp_path: Path) -> Non
     (tmp_path / "llm.rego").write_text(LLM_POLICY)
     policy = Policy([tmp_path / "mcp.rego", tmp_path / "llm.rego"])
     server = McpServer.model_validate(SERVER)
-    exchange = McpExchange(server, "POST", client="bob", groups=("research",), auth="virtual_key")
-    denied = policy.decide(MCP_DECISION, exchange.policy_input(McpRequest("tools/call", 1, tool="delete_repo")))
+    exchange = McpExchange(server, "POST", caller=McpCaller("bob", ("research",), "virtual_key"))
+    denied = policy.decide(MCP_DECISION, request_input(exchange, McpRequest("tools/call", 1, tool="delete_repo")))
     assert denied.deny_reasons == ("bob may not call delete_repo",)
     # The LLM rule (no model here) does not apply to an MCP request.
-    assert policy.decide(MCP_DECISION, exchange.policy_input(McpRequest("tools/call", 2, tool="add"))).allowed
-    exchange.groups = ("admins",)
-    assert policy.decide(MCP_DECISION, exchange.tool_input("delete_repo")).allowed
-    assert exchange.policy_input(McpRequest("resources/read", 3, resource_scheme="file"))["mcp"] == {
+    assert policy.decide(MCP_DECISION, request_input(exchange, McpRequest("tools/call", 2, tool="add"))).allowed
+    exchange.caller.groups = ("admins",)
+    assert policy.decide(MCP_DECISION, listed_tool_input(exchange, "delete_repo")).allowed
+    assert request_input(exchange, McpRequest("resources/read", 3, resource_scheme="file"))["mcp"] == {
         "server": "gh", "method": "resources/read", "tool": None, "resource_scheme": "file", "prompt": None,
         "session": None, "protocol_version": None,
     }  # fmt: skip
@@ -302,11 +305,11 @@ def test_the_records_of_a_post_one_per_request() -> None:
     server = McpServer.model_validate(SERVER)
     exchange = McpExchange(
         server, "POST", requests=(McpRequest("tools/call", 1, tool="add"), McpRequest("notifications/x")),
-        request_id="r1", started=1_790_000_000.0, client="alice", auth="virtual_key", status=200,
-        outcomes={1: True}, ended=1_790_000_000.25,
+        request_id="r1", started=1_790_000_000.0, caller=McpCaller("alice", auth="virtual_key"),
+        answer=McpAnswer(status=200, outcomes={1: True}, ended=1_790_000_000.25),
     )  # fmt: skip
-    exchange.used_credential("real")
-    first, second = exchange.records()
+    exchange.answer.used_credential("real")
+    first, second = mcp_records(exchange)
     assert first == {
         "event": "mcp_call", "ts": "2026-09-21T14:13:20.000Z", "request_id": "r1", "client": "alice",
         "auth": "virtual_key", "server": "gh", "protocol_version": None, "method": "tools/call", "tool": "add",
@@ -319,25 +322,27 @@ def test_the_records_of_a_post_one_per_request() -> None:
     assert first["upstream_key"].startswith("sha256:") and "real" not in first["upstream_key"]
     assert (second["method"], second["is_error"]) == ("notifications/x", None)
     # A refusal before any request was read: one record saying so.
-    refused = McpExchange(server, "POST", decision="deny", deny_reasons=("bad_request",), status=400)
-    assert [(r["method"], r["decision"], r["deny_reasons"]) for r in refused.records()] == [
+    refused = McpExchange(server, "POST", decision="deny", deny_reasons=("bad_request",), answer=McpAnswer(status=400))
+    assert [(r["method"], r["decision"], r["deny_reasons"]) for r in mcp_records(refused)] == [
         (None, "deny", ["bad_request"])
     ]
     # The GET stream and a DELETE carry no JSON-RPC request: one record each, named by the HTTP method.
     for method in ("GET", "DELETE"):
-        (record,) = McpExchange(server, method, status=200).records()
+        (record,) = mcp_records(McpExchange(server, method, answer=McpAnswer(status=200)))
         assert (record["method"], record["tool"], record["decision"], record["is_error"]) == (
             method,
             None,
             "allow",
             None,
         )
-    refused = McpExchange(server, "GET", decision="deny", deny_reasons=("unauthenticated",), status=401)
-    assert [(r["method"], r["decision"], r["deny_reasons"]) for r in refused.records()] == [
+    refused = McpExchange(
+        server, "GET", decision="deny", deny_reasons=("unauthenticated",), answer=McpAnswer(status=401)
+    )
+    assert [(r["method"], r["decision"], r["deny_reasons"]) for r in mcp_records(refused)] == [
         ("GET", "deny", ["unauthenticated"])
     ]
     # A POST of answers alone (to the server's own requests) is no request of the client's: no record.
-    assert McpExchange(server, "POST", status=202).records() == []
+    assert mcp_records(McpExchange(server, "POST", answer=McpAnswer(status=202))) == []
 
 
 def test_a_json_answer_past_its_bound_streams_on_unless_its_tools_are_filtered(monkeypatch) -> None:

@@ -21,7 +21,7 @@ from tollgate.formats.mcp.revision import (
     stated_revision,
     underscored,
 )
-from tollgate.governance.mcp.mcp_exchange import McpRounds, Round
+from tollgate.governance.mcp.mcp_rounds import McpRounds, Round
 
 NOW = "2026-07-28"
 

@@ -1640,7 +1640,7 @@ deny contains sprintf("%s may not call %s", [input.client.name, input.mcp.tool])
 
 
 def mcp_input(tool: str) -> dict:
-    """What the proxy decides an MCP server's `tools/call` on (`McpExchange.policy_input`)."""
+    """What the proxy decides an MCP server's `tools/call` on (`mcp_input.request_input`)."""
     return {
         "client": {"name": "alice", "groups": ["research"], "auth": "virtual_key"},
         "mcp": {"server": "notes", "method": "tools/call", "tool": tool, "resource_scheme": None,

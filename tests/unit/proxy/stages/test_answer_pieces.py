@@ -21,8 +21,9 @@ from tollgate.formats.answer_reading.scanning import READ_APART_BYTES
 from tollgate.formats.openai_responses.answer_guard import ResponsesSocketGuard
 from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.governance.guardrails.workers import ScanWorkers
-from tollgate.governance.mcp.mcp_exchange import McpExchange, ResultGuard
+from tollgate.governance.mcp.mcp_exchange import McpExchange
 from tollgate.governance.mcp.mcp_servers import McpServer
+from tollgate.governance.mcp.result_guard import ResultGuard
 from tollgate.providers import PROVIDERS
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps
@@ -86,7 +87,7 @@ def test_a_large_mcp_result_is_read_in_a_worker_thread_and_comes_as_on_the_loop(
             assert apart == on_loop and EMAIL.encode() not in apart and b"[REDACTED:pii.email]" in apart
             assert loop_guard.threads == [threading.get_ident()]
             assert len(guard.threads) == 1 and guard.threads[0] != threading.get_ident()
-            assert guard._exchange.answer_findings == {1: {"pii.email": 1}}
+            assert guard._exchange.answer.found == {1: {"pii.email": 1}}
     finally:
         stage._workers.close()
 

@@ -68,7 +68,7 @@ class Quarantines:
         reading = McpResultSignals(self._signals_of(settings), calls)
         exchange.tool_findings = reading.found
         keys = [k for k in (session_key(exchange.server.name, exchange.session),
-                            caller_key(exchange.client, exchange.auth)) if k is not None]  # fmt: skip
+                            caller_key(exchange.caller.client, exchange.caller.auth)) if k is not None]  # fmt: skip
 
         def read(value: Any) -> None:
             kinds = injected(reading(value))
@@ -100,7 +100,8 @@ class Quarantines:
         settings = loaded.config.agents if isinstance(loaded, Loaded) else None
         if settings is None or not quarantine:
             return
-        keys = (session_key(exchange.server.name, exchange.session), caller_key(exchange.client, exchange.auth))
+        caller = exchange.caller
+        keys = (session_key(exchange.server.name, exchange.session), caller_key(caller.client, caller.auth))
         told: dict[int, str] = {}
         for i, request in enumerate(exchange.requests):
             if request.method != TOOLS_CALL or request.tool is None or not matches(request.tool, settings.acting_tools):

@@ -17,7 +17,6 @@ a plain HTTP request's record, a decrypted connection's). Never the token, never
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +28,7 @@ from tollgate.formats.refusals import BAD_REQUEST, CONTENT_DENIED, MISDIRECTED
 from tollgate.governance.egress.brokered import Brokered
 from tollgate.governance.egress.misdirection import Misdirected
 from tollgate.providers import host_name
+from tollgate.proxy.connection_log import counting
 from tollgate.proxy.flows import BROKERED, misdirected, scrub_placeholders, unreadable_authority
 from tollgate.proxy.state import Shared, hosts_of
 from tollgate.records.audit.connection_record import Connection, connection_record
@@ -136,7 +136,7 @@ class Broker:
             opened.brokered += 1
             if metrics is not None:
                 metrics.brokered_request(host, "brokered")
-        request.stream = _counting(opened.connection, sent=True)
+        request.stream = counting(opened.connection, sent=True)
 
     def _refuse_here(
         self,
@@ -166,7 +166,7 @@ class Broker:
         if record.address is None and (server := flow.server_conn.peername):
             record.address = server[0]
         if flow.response.stream is False or flow.response.stream is None:  # not Tollgate's own answer
-            flow.response.stream = _counting(record, sent=False)
+            flow.response.stream = counting(record, sent=False)
 
     def _opened_for(self, flow: http.HTTPFlow, host: str) -> BrokerConnection:
         client = flow.client_conn
@@ -241,16 +241,3 @@ def _refuse(
         encode_json({"error": {"type": kind, "message": message}}),
         {"content-type": "application/json", "x-tollgate-error": kind},
     )
-
-
-def _counting(record: Connection, sent: bool) -> Callable[[bytes], bytes]:
-    """A stream's chunks passed on as they come, counted into the record's bytes."""
-
-    def count(chunk: bytes) -> bytes:
-        if sent:
-            record.bytes_sent += len(chunk)
-        else:
-            record.bytes_received += len(chunk)
-        return chunk
-
-    return count

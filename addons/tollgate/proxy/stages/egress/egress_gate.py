@@ -21,7 +21,6 @@ import asyncio
 import ipaddress
 import logging
 import socket
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from weakref import WeakKeyDictionary
@@ -38,10 +37,11 @@ from tollgate.calls.call import new_request_id
 from tollgate.formats.refusals import AUDIT_UNAVAILABLE, BAD_REQUEST
 from tollgate.governance.egress.egress import EGRESS_DENIED, Asked, Decided, Egress, host_of
 from tollgate.governance.mcp.mcp_exchange import McpExchange
+from tollgate.proxy.connection_log import ConnectionLog, counting
 from tollgate.proxy.flows import BROKERED, CALL, CAPTURE_MODES, MCP
-from tollgate.proxy.patches import calls_shown
 from tollgate.proxy.state import Shared
-from tollgate.records.audit.connection_record import Connection, connection_line, connection_record
+from tollgate.records.audit.connection_record import Connection
+from tollgate.records.audit.mcp_record import leaves_records
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ class EgressGate:
     def __init__(self, shared: Shared, quarantined: Quarantined | None = None) -> None:
         self.shared = shared
         self.quarantined = quarantined
+        self.log = ConnectionLog(shared)
         # Each allowed CONNECT's connection, by its server connection's id, until its tunnel opens
         # (and whether `record` records it); those of each client connection, recorded when it
         # closes without one.
@@ -94,7 +95,6 @@ class EgressGate:
         # Each plain HTTP request through the proxy let through, until its exchange ends: its
         # connection, and whether `record` records it (a request Tollgate refused, it always does).
         self._plain: WeakKeyDictionary[http.HTTPFlow, tuple[Connection, bool]] = WeakKeyDictionary()
-        self._open: set[Connection] = set()  # the tunnels relaying, recorded at shut-down if still open
         # The names of the `https://` requests sent in cleartext and sent on to their address
         # decided, by client connection id and (address, port): the server name their TLS asks for.
         self._names: dict[str, dict[tuple[str, int], str]] = {}
@@ -111,7 +111,7 @@ class EgressGate:
             return None
         egress: Egress = loaded.egress
         request = flow.request
-        connection = self._connection(flow.client_conn, request.host, request.port)
+        connection = connection_of(flow.client_conn, request.host, request.port)
         connection.started = request.timestamp_start or connection.started
         login = flow.metadata.get(PROXYAUTH)
         if not self.shared.logins_unchecked and isinstance(login, (tuple, list)) and login and login[0]:
@@ -124,18 +124,13 @@ class EgressGate:
         )
         return self._answer(flow, connection, egress, decided)
 
-    async def _answer_once_decided(
-        self, flow: http.HTTPFlow, connection: Connection, egress: Egress, decided: Awaitable[Decided]
-    ) -> None:
-        self._answer(flow, connection, egress, await decided)
-
     def _answer(
         self, flow: http.HTTPFlow, connection: Connection, egress: Egress, decided: Decided | Awaitable[Decided]
     ) -> Awaitable[None] | None:
         """A CONNECT decided (awaited where governance could not decide at once): refused (403; 400
         for a target that is no host, `_refused`), or on to its tunnel (`_let_through`)."""
         if not isinstance(decided, Decided):
-            return self._answer_once_decided(flow, connection, egress, decided)
+            return _once_decided(decided, lambda d: self._answer(flow, connection, egress, d))
         if decided.allowed and self.quarantined is not None and connection.auth == "proxyauth":
             why = self.quarantined(connection.client, connection.auth, connection.host, connection.port)
             if why is not None:
@@ -150,7 +145,7 @@ class EgressGate:
             f"Tollgate refused this connection: {decided.reason}.\n",
             {"Content-Type": "text/plain; charset=utf-8", DENIED_HEADER: refusal},
         )
-        self._refused(connection, egress)
+        self.log.refused(connection, egress)
         return None
 
     def _let_through(self, flow: http.HTTPFlow, connection: Connection, egress: Egress) -> None:
@@ -159,7 +154,7 @@ class EgressGate:
         resolves to next; a plain HTTP request, to its exchange. None is made that `record` says
         to record while the audit cannot be written (503)."""
         recorded = egress.record == "all" or (egress.record == "ai" and connection.service is not None)
-        if recorded and not self._recordable():
+        if recorded and not self.log.recordable():
             # A connection that cannot be recorded is not made (as a call is not served).
             flow.response = http.Response.make(
                 503,
@@ -177,7 +172,7 @@ class EgressGate:
                 names = self._names.setdefault(flow.client_conn.id, {})
                 names[(connection.address, connection.port)] = connection.host
             flow.request.data.host = connection.address
-        self._count(connection)
+        self.log.decided(connection)
         if flow.request.method != "CONNECT":  # a plain HTTP request: recorded at its end
             self._plain[flow] = (connection, recorded)
             return
@@ -229,7 +224,7 @@ class EgressGate:
             return
         if not decrypted.governed or not _leaves_record(flow):
             if flow.request.stream is True:
-                flow.request.stream = _counting(decrypted.connection, sent=True)
+                flow.request.stream = counting(decrypted.connection, sent=True)
             return
         del self._reads[flow]
         opened = self._decrypted.get(flow.client_conn.id)
@@ -242,7 +237,7 @@ class EgressGate:
         """An answer streamed on a connection decrypted, on no call: its bytes counted as they go."""
         decrypted = self._reads.get(flow) if self._reads else None
         if decrypted is not None and flow.response is not None and flow.response.stream is True:
-            flow.response.stream = _counting(decrypted.connection, sent=False)
+            flow.response.stream = counting(decrypted.connection, sent=False)
 
     def refused_request(self, flow: http.HTTPFlow, reason: str) -> bool:
         """A request let through, then refused for what it holds (a brokered credential's
@@ -273,41 +268,9 @@ class EgressGate:
         _count_bodies(connection, flow)
         if flow.error is not None:
             connection.error = flow.error.msg
-        self._closed(connection)
+        self.log.closed(connection)
 
     error = response
-
-    def _connection(self, client: mitm_connection.Client, name: str, port: int) -> Connection:
-        """A connection's record, to its host as egress names it (`host_of`), from its client."""
-        peer = client.peername
-        host = host_of(name)
-        connection = Connection(new_request_id(), host, port)
-        try:  # an IP address is its own address, as a name's is what it resolves to
-            connection.address = str(ipaddress.ip_address(host))
-        except ValueError:
-            pass
-        if peer:
-            connection.source = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
-        return connection
-
-    def _recordable(self) -> bool:
-        audit = self.shared.audit
-        return audit is not None and not audit.failing
-
-    def _refused(self, connection: Connection, egress: Egress) -> None:
-        connection.decision = "deny"
-        connection.refusal = EGRESS_DENIED
-        self._count(connection)
-        if egress.record != "none":
-            connection.ended = time.time()
-            self._write(connection)
-        if calls_shown():  # one line per refused connection, as per call
-            logger.info(connection_line(connection))
-
-    def _count(self, connection: Connection) -> None:
-        metrics = self.shared.metrics
-        if metrics is not None:
-            metrics.connection_decided(connection.service, connection.category, connection.decision)
 
     def next_layer(self, nextlayer: layer.NextLayer) -> Awaitable[None] | None:
         """A captured connection decided by its server name (the TLS client hello's, else the
@@ -329,17 +292,12 @@ class EgressGate:
         egress: Egress = loaded.egress
         dialled, port = str(context.server.address[0]), int(context.server.address[1])
         name = server_name(nextlayer.data_client())
-        connection = self._connection(context.client, name or dialled, port)
+        connection = connection_of(context.client, name or dialled, port)
         connection.address = host_of(dialled)
         # Decided on the address its client dialled: nothing is looked up.
         c = connection
         decided = egress.decide(Asked(c.host, c.port, c.address, source=c.source), loaded.policy)
         return self._settle(nextlayer, connection, egress, decided)
-
-    async def _settle_once_decided(
-        self, nextlayer: layer.NextLayer, connection: Connection, egress: Egress, decided: Awaitable[Decided]
-    ) -> None:
-        self._settle(nextlayer, connection, egress, await decided)
 
     def _settle(
         self, nextlayer: layer.NextLayer, connection: Connection, egress: Egress, decided: Decided | Awaitable[Decided]
@@ -347,29 +305,29 @@ class EgressGate:
         """A captured connection decided (awaited where governance could not decide at once):
         closed unanswered, or relayed as mitmproxy chose (`_relay`)."""
         if not isinstance(decided, Decided):
-            return self._settle_once_decided(nextlayer, connection, egress, decided)
+            return _once_decided(decided, lambda d: self._settle(nextlayer, connection, egress, d))
         _note(connection, decided)
         if decided.allowed:
             self._relay(nextlayer, connection, egress)
             return None
         nextlayer.layer = Refused(nextlayer.context)
-        self._refused(connection, egress)
+        self.log.refused(connection, egress)
         return None
 
     def _relay(self, nextlayer: layer.NextLayer, connection: Connection, egress: Egress) -> None:
         """A captured connection allowed: relayed as mitmproxy chose, counting a tunnel's bytes
         where `record` records it; none is made that it records while the audit cannot be written."""
         recorded = egress.record == "all" or (egress.record == "ai" and connection.service is not None)
-        if recorded and not self._recordable():
+        if recorded and not self.log.recordable():
             nextlayer.layer = Refused(nextlayer.context)  # a connection that cannot be recorded is not made
             return
-        self._count(connection)
+        self.log.decided(connection)
         chosen = nextlayer.layer
         if type(chosen) is not layers.TCPLayer or chosen.flow is not None:
             self._decrypting(nextlayer.context, connection)
         elif recorded:
-            self._open.add(connection)
-            nextlayer.layer = CountedTunnel(nextlayer.context, connection, self._closed)
+            self.log.open.add(connection)
+            nextlayer.layer = CountedTunnel(nextlayer.context, connection, self.log.closed)
 
     def _tunnel(self, nextlayer: layer.NextLayer) -> None:
         """A CONNECT's tunnel Tollgate does not read, of a connection to record: relayed counting
@@ -383,8 +341,8 @@ class EgressGate:
         connection, recorded = self._pending.pop(nextlayer.context.server.id)
         if type(chosen) is layers.TCPLayer and chosen.flow is None:
             if recorded:
-                self._open.add(connection)
-                nextlayer.layer = CountedTunnel(nextlayer.context, connection, self._closed)
+                self.log.open.add(connection)
+                nextlayer.layer = CountedTunnel(nextlayer.context, connection, self.log.closed)
             return
         self._decrypting(nextlayer.context, connection)
 
@@ -400,41 +358,45 @@ class EgressGate:
             self._names.pop(client.id, None)
         if self._decrypted:
             for decrypted in self._decrypted.pop(client.id, ()):
-                self._closed(decrypted.connection, refused=decrypted.refused)
+                self.log.closed(decrypted.connection, refused=decrypted.refused)
         if not self._waiting:
             return
         for server in self._waiting.pop(client.id, ()):
             connection, recorded = self._pending.pop(server, (None, False))
             if connection is not None and recorded:
-                self._closed(connection)
-
-    def _closed(self, connection: Connection, **extra: int) -> None:
-        self._open.discard(connection)
-        connection.ended = time.time()
-        metrics = self.shared.metrics
-        if metrics is not None:
-            metrics.connection_closed(
-                connection.service, connection.category, connection.bytes_sent, connection.bytes_received
-            )
-        self._write(connection, **extra)
-
-    def _write(self, connection: Connection, **extra: int) -> None:
-        audit = self.shared.audit
-        if audit is not None:
-            audit.write({**connection_record(connection), **extra}, call=False)
+                self.log.closed(connection)
 
     def done(self) -> None:
         """The tunnels still open when the proxy stops, recorded as far as they went."""
         recorded = [connection for connection, record in self._pending.values() if record]
-        for connection in [*self._open, *recorded]:
+        for connection in [*self.log.open, *recorded]:
             connection.error = connection.error or SHUT_DOWN
-            self._closed(connection)
+            self.log.closed(connection)
         for decrypted in [d for each in self._decrypted.values() for d in each]:
-            self._closed(decrypted.connection, refused=decrypted.refused)
+            self.log.closed(decrypted.connection, refused=decrypted.refused)
         self._pending.clear()
         self._waiting.clear()
         self._decrypted.clear()
         self._names.clear()
+
+
+def connection_of(client: mitm_connection.Client, name: str, port: int) -> Connection:
+    """A connection's record, to its host as egress names it (`host_of`), from its client."""
+    peer = client.peername
+    host = host_of(name)
+    connection = Connection(new_request_id(), host, port)
+    try:  # an IP address is its own address, as a name's is what it resolves to
+        connection.address = str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if peer:
+        connection.source = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+    return connection
+
+
+async def _once_decided(decided: Awaitable[Decided], act: Callable[[Decided], object]) -> None:
+    """A connection acted on once governance has decided it (it could not at once)."""
+    act(await decided)
 
 
 def _choose(nextlayer: layer.NextLayer) -> bool:
@@ -486,20 +448,7 @@ def _leaves_record(flow: http.HTTPFlow) -> bool:
     if CALL in metadata or BROKERED in metadata:
         return True
     exchange = metadata.get(MCP)
-    return isinstance(exchange, McpExchange) and exchange.leaves_records()
-
-
-def _counting(connection: Connection, sent: bool) -> Callable[[bytes], bytes]:
-    """A stream's chunks passed on as they come, counted into the connection's bytes."""
-
-    def count(chunk: bytes) -> bytes:
-        if sent:
-            connection.bytes_sent += len(chunk)
-        else:
-            connection.bytes_received += len(chunk)
-        return chunk
-
-    return count
+    return isinstance(exchange, McpExchange) and leaves_records(exchange)
 
 
 def _count_bodies(connection: Connection, flow: http.HTTPFlow) -> None:

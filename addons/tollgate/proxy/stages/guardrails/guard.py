@@ -185,13 +185,12 @@ class Guard:
             or not any(r.method in MCP_READ for r in exchange.requests)
         ):
             return None
+        client, groups = exchange.caller.client, exchange.caller.groups
         params = [
-            _ParamHeader(i, value, guardrails.scan(value.encode(), "mcp", None, exchange.client, exchange.groups,
-                                                   is_json=False))
+            _ParamHeader(i, value, guardrails.scan(value.encode(), "mcp", None, client, groups, is_json=False))
             for i, value in _param_headers(flow.request)
-        ]  # fmt: skip
+        ]
         body = flow.request.content or b""
-        client, groups = exchange.client, exchange.groups
         reading = self.workers.run(len(body), lambda: read_mcp(guardrails, body, client, groups))
         if isinstance(reading, Read):
             self._apply_mcp(flow, exchange, reading, params)

@@ -23,7 +23,8 @@ from tollgate.governance.identity.jwt_identity import (
     JwtRejected,
     looks_like_jwt,
 )
-from tollgate.governance.mcp.mcp_exchange import McpExchange, session_owner
+from tollgate.governance.mcp.mcp_exchange import McpExchange
+from tollgate.governance.mcp.mcp_sessions import session_owner
 from tollgate.governance.routing.redaction import credential_positions
 from tollgate.governance.subscriptions.asked_accounts import AskedAccounts
 from tollgate.governance.subscriptions.plan import (
@@ -449,11 +450,11 @@ def _apply_mcp(flow: http.HTTPFlow, exchange: McpExchange, outcome: Identified |
         exchange.deny_reasons = (outcome.reason,)
         refuse_mcp(flow, exchange, 401, UNAUTHENTICATED, outcome.message)
         return
-    exchange.client, exchange.groups, exchange.auth = outcome.client, outcome.groups, outcome.auth
-    exchange.identity = outcome.identity
+    exchange.caller.client, exchange.caller.groups, exchange.caller.auth = outcome.client, outcome.groups, outcome.auth
+    exchange.caller.identity = outcome.identity
     # An anonymous caller's sessions are those of the credential it presents to the server.
     own = bearer_token(flow.request) if outcome.auth == "anonymous" else None
-    exchange.owner = session_owner(outcome.client, own)
+    exchange.caller.owner = session_owner(outcome.client, own)
 
 
 async def _apply_mcp_later(

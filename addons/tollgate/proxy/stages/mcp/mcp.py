@@ -45,22 +45,23 @@ from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.governance.identity.jwt_identity import looks_like_jwt
 from tollgate.governance.limits.limits import Counter, deny_reason, refusal_message, retry_after
 from tollgate.governance.mcp.mcp_exchange import (
-    INITIALIZE,
     REFUSED_CODE,
-    RETRY_OF_ANOTHER,
     SERVER_REFUSED_CREDENTIAL,
+    UPSTREAM_FAILED_CODE,
+    McpExchange,
+)
+from tollgate.governance.mcp.mcp_input import request_input
+from tollgate.governance.mcp.mcp_limits import mcp_charges, mcp_counters
+from tollgate.governance.mcp.mcp_rounds import RETRY_OF_ANOTHER, Round
+from tollgate.governance.mcp.mcp_servers import McpServer
+from tollgate.governance.mcp.mcp_sessions import (
+    INITIALIZE,
     SESSION_OF_ANOTHER,
     SESSION_TTL_S,
     UNKNOWN_SESSION,
-    UPSTREAM_FAILED_CODE,
-    McpExchange,
-    ResultGuard,
-    Round,
-    mcp_charges,
-    mcp_counters,
     shared_session_key,
 )
-from tollgate.governance.mcp.mcp_servers import McpServer
+from tollgate.governance.mcp.result_guard import ResultGuard
 from tollgate.governance.mcp.tool_checks import ToolChecks
 from tollgate.governance.policy.policy import MCP_DECISION, Decision
 from tollgate.ledger.store import Charge, Reservation, Store, StoreError
@@ -68,6 +69,7 @@ from tollgate.providers import host_name
 from tollgate.proxy import patches
 from tollgate.proxy.flows import MCP, MISDIRECTED_AS, answer_mcp, bearer_token, call_of, drop_alt_svc, refuse_mcp
 from tollgate.proxy.state import Shared
+from tollgate.records.audit.mcp_record import mcp_records
 
 if TYPE_CHECKING:
     from tollgate.proxy.runner import CallSteps
@@ -139,7 +141,7 @@ class Mcp:
         try:
             self._read(flow, exchange)
         except Unreadable as e:
-            exchange.error = f"bad request: {e}"
+            exchange.answer.error = f"bad request: {e}"
             message = f"Tollgate cannot read this request exactly and did not forward it: {e}."
             refuse_mcp(flow, exchange, 400, BAD_REQUEST, message, PARSE_ERROR)
             return None
@@ -173,7 +175,7 @@ class Mcp:
             self._read(flow, exchange)  # for its requests' ids; refused whatever it holds
         except Unreadable:
             pass
-        exchange.error = f"misdirected: {astray.named}"
+        exchange.answer.error = f"misdirected: {astray.named}"
         refuse_mcp(flow, exchange, 421, MISDIRECTED, message)
 
     def _read(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
@@ -230,17 +232,17 @@ class Mcp:
             return None
         response = flow.response
         drop_alt_svc(response)
-        exchange.status = response.status_code
-        if exchange.answered_by_tollgate:
+        exchange.answer.status = response.status_code
+        if exchange.answer.answered_by_tollgate:
             return None
-        if exchange.timed_out:  # its connection came after all
-            exchange.timed_out, exchange.error = False, None
+        if exchange.answer.timed_out:  # its connection came after all
+            exchange.answer.timed_out, exchange.answer.error = False, None
         response.headers["x-tollgate-request-id"] = exchange.request_id
         if response.headers.pop("www-authenticate", None) is not None or response.status_code == 401:
             # The server refused Tollgate's credential: the operator's to fix, not the client's to
             # answer with an OAuth flow.
-            exchange.error = f"{SERVER_REFUSED_CREDENTIAL} ({response.status_code})"
-            logger.warning(f"Tollgate: MCP server {exchange.server.name}: {exchange.error}")
+            exchange.answer.error = f"{SERVER_REFUSED_CREDENTIAL} ({response.status_code})"
+            logger.warning(f"Tollgate: MCP server {exchange.server.name}: {exchange.answer.error}")
         response.stream = exchange.reader = self._relay(flow, exchange)
         if 200 <= response.status_code < 300:
             return self._session_answered(exchange, response)
@@ -257,7 +259,7 @@ class Mcp:
         session = response.headers.get("mcp-session-id")
         if session is None or not any(r.method == INITIALIZE for r in exchange.requests):
             return None
-        owner = exchange.owner
+        owner = exchange.caller.owner
         if sessions.bind(server, session, owner) != owner:
             logger.warning(f"Tollgate: MCP server {server} opened a session another caller holds")
             return None
@@ -338,14 +340,14 @@ class Mcp:
             patches.end_response_with(flow, relay.release())
         except Exception:
             logger.exception("Tollgate: an MCP tools/list answer could not be decided; its tools were not sent")
-            exchange.error = "tools/list answer undecided"
+            exchange.answer.error = "tools/list answer undecided"
         self._end(flow, exchange)
 
     def error(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         exchange = _exchange_of(flow)
         if exchange is None:
             return None
-        if flow.response is None and exchange.sent and _client_waits(flow):
+        if flow.response is None and exchange.answer.sent and _client_waits(flow):
             self._server_failed(flow, exchange)
         relay = exchange.reader
         # A POST's answer (a GET stream answers no request: its break reaches the client as it came).
@@ -370,21 +372,22 @@ class Mcp:
                 patches.end_response_with(flow, tail)
         except Exception:
             logger.exception("Tollgate: an MCP answer that broke off could not be ended")
+        answer = exchange.answer
         if lost:
-            exchange.error = exchange.error or relay.error or f"the server broke off its answer: {problem}"
+            answer.error = answer.error or relay.error or f"the server broke off its answer: {problem}"
         self._errored(flow, exchange)
 
     def _errored(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
-        relay = exchange.reader
+        relay, answer = exchange.reader, exchange.answer
         if relay is not None:
-            exchange.outcomes = relay.outcomes
-        answered = relay is not None and all(r.id in exchange.outcomes for r in exchange.requests if r.id is not None)
+            answer.outcomes = relay.outcomes
+        answered = relay is not None and all(r.id in answer.outcomes for r in exchange.requests if r.id is not None)
         # A client may close a POST's event stream once it has read the answers it waited for (the
         # SDK does): then nothing was lost. A subscription's stream is never answered: its client
         # ends it by closing it.
         listened = any(r.method == LISTEN for r in exchange.requests) and not _client_waits(flow)
-        if exchange.error is None and flow.error is not None and not answered and not listened:
-            exchange.error = flow.error.msg
+        if answer.error is None and flow.error is not None and not answered and not listened:
+            answer.error = flow.error.msg
         self._end(flow, exchange)
 
     def _server_failed(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
@@ -392,12 +395,12 @@ class Mcp:
         client hands the caller as the error of that request, where it would take a bare 502 for a
         server's fault of its own), 504 when the server was too slow, else 502."""
         name = exchange.server.name
-        if exchange.timed_out:
+        if exchange.answer.timed_out:
             status, reason = 504, UPSTREAM_TIMEOUT
             message = f"Tollgate: MCP server {name} did not answer within {exchange.server.timeout:g} s."
         else:
             problem = flow.error.msg if flow.error is not None else "unknown error"
-            exchange.error = f"upstream unreachable: {problem}"
+            exchange.answer.error = f"upstream unreachable: {problem}"
             status, reason = 502, UPSTREAM_UNREACHABLE
             message = f"Tollgate: MCP server {name} is unreachable: {problem}."
         ids: list[RequestId | None] = [r.id for r in exchange.requests if r.id is not None] or [None]
@@ -405,20 +408,20 @@ class Mcp:
         answer_mcp(flow, exchange, status, reason, errors, denied=False)
 
     def _end(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
-        if exchange.ended is not None:
+        if exchange.answer.ended is not None:
             return
-        exchange.ended = time.time()
+        exchange.answer.ended = time.time()
         if flow.response is not None:
-            exchange.status = flow.response.status_code
+            exchange.answer.status = flow.response.status_code
         if exchange.reader is not None:
-            exchange.outcomes = exchange.reader.outcomes
-            exchange.error = exchange.error or exchange.reader.error
+            exchange.answer.outcomes = exchange.reader.outcomes
+            exchange.answer.error = exchange.answer.error or exchange.reader.error
             self._rounds_asked(exchange, exchange.reader)
-        if exchange.reserved is not None and not exchange.sent:
+        if exchange.reserved is not None and not exchange.answer.sent:
             # Never sent (the policy denied it, or Tollgate failed): it counts for nothing.
             store, charged = exchange.reserved
             store.adjust([(c.counter, -c.amount, c.expires) for c in charged])
-        records = exchange.records()
+        records = mcp_records(exchange)
         audit = self.shared.audit
         if audit is not None:
             for record in records:
@@ -428,7 +431,7 @@ class Mcp:
             for record in records:
                 metrics.mcp_called(record)
             metrics.found("mcp", exchange.finding_actions)
-            metrics.found_in_answer("mcp", exchange.answer_finding_actions(), tuple(exchange.answer_denied.values()))
+            metrics.found_in_answer("mcp", exchange.answer.finding_actions(), tuple(exchange.answer.cut.values()))
         # From here on the flow carries plain data that saved flows can hold: the records.
         flow.metadata[MCP] = records
 
@@ -440,7 +443,7 @@ class Mcp:
             state = relay.input_required.get(request.id) if request.id is not None else None
             if state is not None:
                 first = Round(exchange.retry_of.get(i, exchange.request_id), request.method, request.target)
-                self.shared.mcp_rounds.asked(exchange.server.name, exchange.owner, state, first)
+                self.shared.mcp_rounds.asked(exchange.server.name, exchange.caller.owner, state, first)
 
 
 class McpGate:
@@ -459,7 +462,7 @@ class McpGate:
         malformed = exchange.malformed
         if malformed is None:
             return
-        exchange.error = f"bad request: {malformed.message}"
+        exchange.answer.error = f"bad request: {malformed.message}"
         message = f"Tollgate refused this request as it came: {malformed.message}."
         refuse_mcp(flow, exchange, 400, BAD_REQUEST, message, malformed.code)
 
@@ -472,7 +475,7 @@ class McpGate:
         for i, request in enumerate(exchange.requests):
             if request.state is None:
                 continue
-            first = rounds.answering(exchange.server.name, exchange.owner, request.state)
+            first = rounds.answering(exchange.server.name, exchange.caller.owner, request.state)
             if first is None:
                 continue
             if (first.method, first.target) != (request.method, request.target):
@@ -508,7 +511,7 @@ class McpGate:
         except StoreError as e:
             # Whose session it is cannot be told: not let through, whatever `on_store_error` says.
             logger.error(f"Tollgate: the ledger's store failed: {e}")
-            exchange.error = f"ledger unavailable: {e}"
+            exchange.answer.error = f"ledger unavailable: {e}"
             refuse_mcp(flow, exchange, 503, LEDGER_UNAVAILABLE, "Tollgate cannot tell whose MCP session this is.")
             return
         if owner is None:
@@ -517,7 +520,7 @@ class McpGate:
         self._owned_by(flow, exchange, self.shared.mcp_sessions.bind(server, session, owner))
 
     def _owned_by(self, flow: http.HTTPFlow, exchange: McpExchange, owner: str) -> None:
-        if owner != exchange.owner:
+        if owner != exchange.caller.owner:
             self._session_not_found(flow, exchange, SESSION_OF_ANOTHER)
 
     def _session_not_found(self, flow: http.HTTPFlow, exchange: McpExchange, why: str) -> None:
@@ -535,7 +538,7 @@ class McpGate:
         if not calls or not loaded.limits or store is None:
             return None
         now = time.time()
-        found = mcp_counters(loaded.limits.rules, exchange.client, exchange.groups, now)
+        found = mcp_counters(loaded.limits.rules, exchange.caller.client, exchange.caller.groups, now)
         if not found:
             return None
         wanted = mcp_charges(found, calls)
@@ -579,7 +582,7 @@ class McpGate:
         logger.error(f"Tollgate: the ledger's store failed: {problem}")
         if loaded.config.ledger.on_store_error == "allow":
             return
-        exchange.error = f"ledger unavailable: {problem}"
+        exchange.answer.error = f"ledger unavailable: {problem}"
         refuse_mcp(flow, exchange, 503, LEDGER_UNAVAILABLE, "Tollgate cannot count this request; retry later.")
 
     def decide(self, flow: http.HTTPFlow, exchange: McpExchange) -> Awaitable[None] | None:
@@ -588,7 +591,7 @@ class McpGate:
         policy = _loaded(exchange).policy
         if policy is None:
             return None
-        decisions = [policy.decide(MCP_DECISION, exchange.policy_input(r)) for r in exchange.requests]
+        decisions = [policy.decide(MCP_DECISION, request_input(exchange, r)) for r in exchange.requests]
         if all(isinstance(d, Decision) for d in decisions):
             self._apply(flow, exchange, decisions)  # type: ignore[arg-type]
             return None
@@ -601,7 +604,7 @@ class McpGate:
         for i, decision in enumerate(decisions):
             if decision.error:
                 logger.error(f"Tollgate: {decision.error}")
-                exchange.error = decision.error
+                exchange.answer.error = decision.error
             if not decision.allowed:
                 exchange.denied[i] = decision.deny_reasons
         if exchange.denied:
@@ -612,19 +615,19 @@ class McpGate:
     def send(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
         """The caller's credential out, the server's in; to the server's upstream, if it has one
         (its clock is `UpstreamWatch.mcp`'s)."""
-        exchange.sent = True
+        exchange.answer.sent = True
         request = flow.request
         # The answer is read as it passes (each request's outcome, a tools/list's tools): plain.
         request.headers.pop("accept-encoding", None)
         server = exchange.server
         credential = server.credential
-        if credential is not None or exchange.auth != "anonymous":
+        if credential is not None or exchange.caller.auth != "anonymous":
             request.headers.pop("authorization", None)
         if credential is not None:
             name, value = credential.field()
             request.headers.pop(name.decode(), None)
             request.headers[name.decode()] = value.decode()
-            exchange.used_credential(credential.secret)
+            exchange.answer.used_credential(credential.secret)
         if server.upstream is not None:
             target = urlsplit(server.upstream)
             request.scheme = target.scheme

@@ -19,6 +19,7 @@ from tollgate.proxy.patches import calls_shown
 from tollgate.proxy.state import Shared
 from tollgate.records.audit.audit_record import audit_record, sent_record
 from tollgate.records.audit.bounded import bounded
+from tollgate.records.audit.mcp_record import mcp_records
 from tollgate.records.audit.summary import console_line, flow_marker, summary
 
 REQUEST_ID_HEADER = "x-tollgate-request-id"
@@ -148,7 +149,7 @@ class AuditGate:
         audit = self.shared.audit
         if audit is not None and not audit.failing:
             return
-        exchange.error = "audit unavailable"
+        exchange.answer.error = "audit unavailable"
         refuse_mcp(flow, exchange, 503, AUDIT_UNAVAILABLE, "Tollgate cannot write its audit; retry later.")
 
     def sent(self, flow: http.HTTPFlow, call: Call) -> None:
@@ -164,7 +165,7 @@ class AuditGate:
         """An MCP server's request going to its server: its records kept in flight likewise."""
         audit = self.shared.audit
         if audit is not None and audit.in_flight is not None:
-            audit.in_flight.began_records(exchange.request_id, exchange.records())
+            audit.in_flight.began_records(exchange.request_id, mcp_records(exchange))
 
 
 def encodable(text: str) -> str:

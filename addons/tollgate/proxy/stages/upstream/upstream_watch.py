@@ -209,8 +209,8 @@ def _request_sent(flow: http.HTTPFlow) -> None:
 
 
 def _mcp_timed_out(exchange: McpExchange) -> None:
-    exchange.timed_out = True
-    exchange.error = timeout_message(exchange.server.timeout)
+    exchange.answer.timed_out = True
+    exchange.answer.error = timeout_message(exchange.server.timeout)
 
 
 def _timed_out(call: Call, timeout: float) -> None:

@@ -18,6 +18,7 @@ from tollgate.governance.agents.quarantine import session_key
 from tollgate.governance.mcp.mcp_exchange import McpExchange
 from tollgate.proxy.stages.agents.quarantine_gate import Quarantines
 from tollgate.proxy.state import Shared
+from tollgate.records.audit.mcp_record import mcp_records
 
 URL = "https://mcp.example.test/mcp"
 MAX_MB = MAX_JSON_ANSWER >> 20
@@ -38,7 +39,7 @@ def exchange_of(shared: Shared, *requests: McpRequest, session: str | None = "s1
     assert loaded is not None
     exchange = McpExchange(loaded.mcp.servers[0], "POST", requests=requests, session=session, request_id="r1")
     exchange.loaded = loaded
-    exchange.client, exchange.auth = client, auth
+    exchange.caller.client, exchange.caller.auth = client, auth
     exchange.batch = len(requests) > 1
     return exchange
 
@@ -142,7 +143,7 @@ def test_an_acting_call_in_a_quarantined_session_is_refused_a_batch_whole() -> N
         "Tollgate refused the call to send_money: this MCP session read outside content holding injection.hidden;"
     )
     reason = "quarantined: this MCP session read outside content holding injection.hidden"
-    records = exchange.records()
+    records = mcp_records(exchange)
     assert [(r["tool"], r["decision"], r["deny_reasons"], r["quarantined"]) for r in records] == [
         ("search", "deny", [reason], None),
         ("send_money", "deny", [reason], reason),
@@ -158,7 +159,7 @@ def test_under_record_the_call_goes_with_its_reason_recorded() -> None:
     flow = flow_for(exchange)
     stage.mcp(flow, exchange)
     assert flow.response is None
-    (record,) = exchange.records()
+    (record,) = mcp_records(exchange)
     assert (record["decision"], record["quarantined"]) == (
         "allow", "quarantined: this conversation read outside content holding injection.exfil_link",
     )  # fmt: skip

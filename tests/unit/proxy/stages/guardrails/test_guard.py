@@ -180,6 +180,7 @@ def test_an_mcp_tool_call_is_read_redacted_or_refused_with_a_json_rpc_error(in_a
 
     from tollgate.formats.mcp.messages import McpRequest
     from tollgate.governance.mcp.mcp_exchange import McpExchange
+    from tollgate.governance.mcp.mcp_input import request_input
     from tollgate.governance.mcp.mcp_servers import McpServer
 
     shared = configured(
@@ -223,7 +224,7 @@ def test_an_mcp_tool_call_is_read_redacted_or_refused_with_a_json_rpc_error(in_a
         2,
     )
     # The policy decides on what the client sent; the metrics count it by kind and action.
-    assert exchange.policy_input(exchange.requests[0])["findings"] == exchange.findings
+    assert request_input(exchange, exchange.requests[0])["findings"] == exchange.findings
     assert sorted(exchange.finding_actions) == [
         ("secrets.aws_access_key_id", "redact", 1),
         ("secrets.aws_secret_access_key", "redact", 1),
@@ -238,7 +239,7 @@ def test_an_mcp_tool_call_is_read_redacted_or_refused_with_a_json_rpc_error(in_a
     assert (exchange.decision, exchange.deny_reasons) == ("deny", ("content_denied",))
     flow, exchange = posted({"card": samples.SAMPLES["pii.payment_card"][0]}, method="tools/list")
     assert (flow.response, exchange.findings) == (None, None)  # not a tool's or a prompt's arguments
-    assert exchange.policy_input(exchange.requests[0])["findings"] is None
+    assert request_input(exchange, exchange.requests[0])["findings"] is None
 
 
 def test_a_fallback_to_another_provider_is_written_from_the_redacted_body() -> None:
