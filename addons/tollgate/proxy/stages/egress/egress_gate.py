@@ -74,8 +74,14 @@ class Decrypted:
 
 
 # Why a new connection of a client (its name, how it was identified) to a host and port is refused
-# whatever egress allows (`agents`' quarantine), or None.
-Quarantined = Callable[[str | None, str | None, str, int], str | None]
+# whatever egress allows (`agents`' quarantine), or None; awaited when asked of the fleet's Redis.
+Quarantined = Callable[[str | None, str | None, str, int], str | Awaitable[str | None] | None]
+
+
+async def held_back(decided: Decided, why: Awaitable[str | None]) -> Decided:
+    """A connection allowed, refused once a quarantine read elsewhere holds its client."""
+    reason = await why
+    return decided if reason is None else Decided(False, decided.service, decided.address, reason, (reason,))
 
 
 class EgressGate:
@@ -125,19 +131,23 @@ class EgressGate:
         return self._answer(flow, connection, egress, decided)
 
     async def _answer_once_decided(
-        self, flow: http.HTTPFlow, connection: Connection, egress: Egress, decided: Awaitable[Decided]
-    ) -> None:
-        self._answer(flow, connection, egress, await decided)
+        self, flow: http.HTTPFlow, connection: Connection, egress: Egress, decided: Awaitable[Decided],
+        held_read: bool = False,
+    ) -> None:  # fmt: skip
+        self._answer(flow, connection, egress, await decided, held_read)
 
     def _answer(
-        self, flow: http.HTTPFlow, connection: Connection, egress: Egress, decided: Decided | Awaitable[Decided]
-    ) -> Awaitable[None] | None:
+        self, flow: http.HTTPFlow, connection: Connection, egress: Egress, decided: Decided | Awaitable[Decided],
+        held_read: bool = False,
+    ) -> Awaitable[None] | None:  # fmt: skip
         """A CONNECT decided (awaited where governance could not decide at once): refused (403; 400
         for a target that is no host, `_refused`), or on to its tunnel (`_let_through`)."""
         if not isinstance(decided, Decided):
             return self._answer_once_decided(flow, connection, egress, decided)
-        if decided.allowed and self.quarantined is not None and connection.auth == "proxyauth":
+        if decided.allowed and not held_read and self.quarantined is not None and connection.auth == "proxyauth":
             why = self.quarantined(connection.client, connection.auth, connection.host, connection.port)
+            if why is not None and not isinstance(why, str):  # asked of the fleet's Redis
+                return self._answer_once_decided(flow, connection, egress, held_back(decided, why), held_read=True)
             if why is not None:
                 decided = Decided(False, decided.service, decided.address, why, (why,))
         _note(connection, decided)
