@@ -353,7 +353,10 @@ class _RestNews:
         self._store = store
         self.callbacks: list[Callable[[str, float], None]] = []
         self._listener: asyncio.Task[None] | None = None
-        self._outage = Outage(logger, store.name)
+        # A warning: nothing is lost while it fails (the rests in force are read again at each
+        # subscription), and a subscription timed out while the event loop was busy starting the
+        # proxy (compiling `agents`' patterns on a loaded host) must not stop it as an error would.
+        self._outage = Outage(logger, store.name, logging.WARNING)
         self.me = secrets.token_hex(8)  # this store's own announcements are not news to it
 
     async def stop(self) -> None:
