@@ -3,7 +3,9 @@ their ledger. The official MCP SDK's client reads an injected result through one
 acting `tools/call` through the other, in the same session: refused with the quarantine's text,
 while a call that does not act goes; after `quarantine_s` the acting call goes. With Redis
 stopped, an acting call neither process holds a quarantine for is refused (it cannot be told),
-with its record. Redis keeps a fingerprint, never the session's id."""
+with its record. Redis keeps a fingerprint, never the session's id. A person (a proxy login) whose
+LLM call through one process carried an injected tool result has their new connections off the
+allowed hosts refused by the other, until `quarantine_s`, and while Redis is stopped."""
 
 from __future__ import annotations
 
@@ -12,7 +14,21 @@ import time
 import pytest
 import redis
 import trustme
-from tests.e2e.test_agents_mcp import CALLS, INBOX_URL, INJECTED, KEY, QUARANTINE_S, REFUSED, Inbox, config
+from tests.e2e.test_agents_mcp import (
+    CALLS,
+    ELSEWHERE,
+    INBOX_URL,
+    INJECTED,
+    KEY,
+    LOGIN,
+    PASSWORD,
+    QUARANTINE_S,
+    REFUSED,
+    Inbox,
+    config,
+    connect,
+    login_url,
+)
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.mcp_upstream import RUN_MAIN
 from tests.support.redis import redis_server
@@ -141,5 +157,65 @@ def test_a_quarantine_begun_in_one_worker_holds_in_the_other(start_gateway, inbo
         assert (record["decision"], record["deny_reasons"], record["quarantined"]) == ("deny", [unknown], unknown)
         assert record["error"].startswith("ledger unavailable:") and record["refusal"] == "ledger_unavailable"
         assert inbox.handler.called == ["read_inbox", "search", "send_money"]  # the refused ones never sent
+    finally:
+        server.stop()
+
+
+# The agent's model call through the OpenAI SDK, its tool result holding the injection.
+CHAT = f"""
+import openai
+model = openai.OpenAI(api_key="unused", max_retries=0)
+tools = [{{"type": "function", "function": {{"name": "read_inbox", "parameters": {{"type": "object"}}}}}}]
+called = [{{"id": "c1", "type": "function", "function": {{"name": "read_inbox", "arguments": "{{}}"}}}}]
+messages = [
+    {{"role": "user", "content": "What is in my inbox?"}},
+    {{"role": "assistant", "content": None, "tool_calls": called}},
+    {{"role": "tool", "tool_call_id": "c1", "content": {INJECTED!r}}},
+]
+answer = model.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=tools)
+report(answered=answer.choices[0].finish_reason is not None)
+"""
+
+
+def serving(gateway, seconds: float = 60.0) -> None:
+    """Once the gateway answers a CONNECT: a process starting on a loaded host listens some seconds
+    before its event loop is free to answer."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            connect(gateway, "api.openai.com")
+            return
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+
+
+def test_a_persons_quarantine_begun_in_one_worker_holds_their_connections_in_the_other(
+    start_gateway, inbox, tmp_path
+) -> None:
+    server = redis_server(tmp_path / "redis")
+    try:
+        made = config(inbox, [{"name": LOGIN}])
+
+        def with_redis(urls: dict) -> dict:
+            return {**made(urls), "ledger": {"store": server.url}}
+
+        login = ("--set", f"proxyauth={LOGIN}:{PASSWORD}")
+        a = start_gateway(with_redis, *login, providers=("openai",))
+        b = start_gateway(with_redis, *login, providers=("openai",))
+        for gateway in (a, b):
+            serving(gateway)
+        assert connect(b, ELSEWHERE)[0] != 403  # none in force
+        assert a.run(CHAT, proxy_url=login_url(a)) == {"answered": True}
+        status, said = connect(b, ELSEWHERE)
+        assert status == 403, said
+        assert f"{ELSEWHERE} is not in the providers' and MCP servers' hosts, and this client is quarantined" in said
+        assert connect(b, "api.openai.com")[0] != 403  # a provider's host: Redis is not even asked
+        time.sleep(QUARANTINE_S + 0.3)
+        assert connect(b, ELSEWHERE)[0] != 403
+        server.stop()
+        status, said = connect(b, ELSEWHERE)
+        assert status == 403 and "Tollgate cannot tell whether this client is quarantined" in said
+        assert connect(b, "api.openai.com")[0] != 403
     finally:
         server.stop()

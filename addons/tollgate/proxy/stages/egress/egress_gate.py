@@ -134,7 +134,9 @@ class EgressGate:
         self, flow: http.HTTPFlow, connection: Connection, egress: Egress, decided: Awaitable[Decided],
         held_read: bool = False,
     ) -> None:  # fmt: skip
-        self._answer(flow, connection, egress, await decided, held_read)
+        pending = self._answer(flow, connection, egress, await decided, held_read)
+        if pending is not None:  # a quarantine asked of the fleet's Redis
+            await pending
 
     def _answer(
         self, flow: http.HTTPFlow, connection: Connection, egress: Egress, decided: Decided | Awaitable[Decided],
