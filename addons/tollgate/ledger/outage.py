@@ -7,15 +7,16 @@ import logging
 
 
 class Outage:
-    def __init__(self, logger: logging.Logger, store: str) -> None:
+    def __init__(self, logger: logging.Logger, store: str, level: int = logging.ERROR) -> None:
         self._logger = logger
         self._store = store
+        self._level = level  # of the line saying it failed
         self.failing = False
 
     def failed(self, what: str, error: object) -> None:
         if not self.failing:
             self.failing = True
-            self._say(logging.ERROR, f"Tollgate: {what} {self._store} failed ({error}); retrying until it works")
+            self._say(self._level, f"Tollgate: {what} {self._store} failed ({error}); retrying until it works")
 
     def recovered(self, what: str) -> None:
         if self.failing:

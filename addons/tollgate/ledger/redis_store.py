@@ -1,5 +1,5 @@
-"""The ledger on a Redis server: one set of counters, call rows and key rests for every Tollgate
-process on one or many hosts.
+"""The ledger on a Redis server: one set of counters, call rows, key rests, MCP sessions' owners
+and `agents`' quarantines (`redis_quarantines.py`) for every Tollgate process on one or many hosts.
 
 `reserve` is one Lua script, which Redis runs alone: it checks every cap, then adds to every
 counter, or leaves them all as they were. Counter changes, call rows and rests are queued and sent
@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from tollgate.ledger.backlog import Backlog
 from tollgate.ledger.outage import Outage
+from tollgate.ledger.redis_quarantines import RedisQuarantines
 from tollgate.ledger.rows import decode_row, encode_row
 from tollgate.ledger.store import CALLS_KEPT, Charge, Reservation, StoreError
 
@@ -122,6 +123,7 @@ class RedisStore:
         self._hurry = asyncio.Event()
         self._news = _RestNews(self)  # the other processes' rests
         self._reserve: Any = None  # the registered script
+        self.quarantines = RedisQuarantines(self.name, self._redis, self._command)  # `agents`'
 
     # ---- the hot path
 
@@ -205,6 +207,7 @@ class RedisStore:
         self._closing.set()
         self._hurry.set()
         await self._news.stop()
+        await self.quarantines.stop()
         if self._writer is not None and not self._writer.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._writer, 3 * COMMAND_TIMEOUT)
@@ -350,7 +353,10 @@ class _RestNews:
         self._store = store
         self.callbacks: list[Callable[[str, float], None]] = []
         self._listener: asyncio.Task[None] | None = None
-        self._outage = Outage(logger, store.name)
+        # A warning: nothing is lost while it fails (the rests in force are read again at each
+        # subscription), and a subscription timed out while the event loop was busy starting the
+        # proxy (compiling `agents`' patterns on a loaded host) must not stop it as an error would.
+        self._outage = Outage(logger, store.name, logging.WARNING)
         self.me = secrets.token_hex(8)  # this store's own announcements are not news to it
 
     async def stop(self) -> None:

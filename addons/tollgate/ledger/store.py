@@ -97,11 +97,34 @@ class Store(Protocol):
         """The caller an MCP session `key` is bound to (its time to live renewed), or None."""
         ...
 
+    @property
+    def quarantines(self) -> SharedQuarantines | None:
+        """`agents`' quarantines, shared by the processes sharing the store (Redis); None: each
+        process keeps its own."""
+        ...
+
+
+class SharedQuarantines(Protocol):
+    """`agents`' quarantines in a store every process shares. A key is a fingerprint, never a
+    session's id or a caller's name; nothing else is kept but the kinds and the end."""
+
+    def start(self, key: str, until: float, kinds: Sequence[str]) -> Awaitable[None]:
+        """Hold the quarantine of `key` for `kinds` until `until` (epoch seconds), a later end in
+        force kept; sent at once (on the event loop), tried again while Redis fails (until it
+        would be over), whether the awaitable is awaited or not: it is done once it is written, or
+        once the first attempt failed."""
+        ...
+
+    async def holding(self, keys: Sequence[str]) -> tuple[tuple[float, tuple[str, ...]] | None, ...]:
+        """For each key, the quarantine in force on it (its end, epoch seconds, and its kinds), or
+        None. Raises StoreError when the store cannot answer."""
+        ...
+
 
 class Unshared:
     """What a store that is no channel between processes answers of what they would share: the
-    rests and MCP sessions' owners stay in the process that knows them (SQLite: processes sharing
-    a file have no way to announce them)."""
+    rests, MCP sessions' owners and quarantines stay in the process that knows them (SQLite:
+    processes sharing a file have no way to announce them)."""
 
     # A process keeps its MCP sessions' owners in its memory.
     shares_sessions = False
@@ -117,3 +140,6 @@ class Unshared:
 
     async def session_owner(self, key: str, ttl: int) -> str | None:
         return None
+
+    # A process keeps its quarantines in its memory (`governance/agents/quarantine.py`).
+    quarantines: SharedQuarantines | None = None

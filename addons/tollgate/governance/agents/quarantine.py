@@ -8,11 +8,13 @@ when it is a person: a proxy login (`proxyauth`) or a person's token (`jwt`). A 
 signed AWS key, a vendor's plan token may be shared by a team or a service, and an anonymous caller
 is everyone: quarantining them would let one stranger's e-mail stop everyone.
 
-The state is this process's memory alone, bounded (`MAX_QUARANTINED` entries, each forgotten at its
-end): plain logic, no clock of mitmproxy's."""
+The state is this process's memory, bounded (`MAX_QUARANTINED` entries, each forgotten at its
+end): plain logic, no clock of mitmproxy's. With the ledger on Redis the quarantines are held there
+too, for every process, by `shared_key` (a fingerprint: never a session's id or a caller's name)."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -41,6 +43,12 @@ def caller_key(client: str | None, auth: str) -> str | None:
 def session_key(server: str, session: str | None) -> str | None:
     """The quarantine's key of an MCP session (by its server's name and `Mcp-Session-Id`)."""
     return None if session is None else f"{SESSION}:{server}\n{session}"
+
+
+def shared_key(key: str) -> str:
+    """A quarantine's name in a store every process shares: not its key, which holds a session's
+    id (its holder presents it as a credential) or a person's name."""
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def login_key(login: str) -> str:
@@ -123,6 +131,19 @@ class Quarantine:
 def injected(findings: dict[str, int] | None) -> tuple[str, ...]:
     """The `injection.*` kinds among findings, in order."""
     return tuple(sorted(k for k, n in (findings or {}).items() if k.startswith("injection.") and n))
+
+
+# Why an acting MCP call is refused, or a proxy login's connection, when the fleet's store cannot
+# tell whether a quarantine holds it.
+UNKNOWN = "quarantine unknown: the ledger's store cannot be read"
+
+
+def unknown_refusal(tool: str) -> str:
+    """What the agent reads of an acting MCP call refused because the quarantine cannot be read."""
+    return (
+        f"Tollgate refused the call to {tool}: it cannot tell whether this MCP session is quarantined (its"
+        " ledger cannot be reached); retry later."
+    )
 
 
 def refusal(tool: str, held: Held, remaining: float) -> tuple[str, str]:

@@ -4,7 +4,7 @@ caller or a shared key), for how long, bounded; and the reading of an MCP result
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tollgate.governance.agents.injection import InjectionSignals
@@ -174,6 +174,8 @@ def test_a_result_of_nothing_but_numbers_is_read_clean() -> None:
     assert reading.found == {7: {}}
 
 
+# No deadline: the first example compiles the kinds' patterns.
+@settings(deadline=None)
 @given(st.lists(st.text(max_size=30), max_size=6))
 def test_reading_never_fails_on_any_text(texts: list[str]) -> None:
     reading = McpResultSignals(InjectionSignals(), {1: "t"})

@@ -4,12 +4,17 @@ server's `tools/call` result (`mcp_results`, as the answer's relay reads it); th
 an MCP session's or a personal caller's acting `tools/call` refused as JSON-RPC errors (`mcp`), and
 a proxy login's new connections to hosts off `agents.egress_allow` refused 403 (`connection`).
 
-Without `agents` each step is one attribute read; with it and no quarantine in force, one more."""
+Without `agents` each step is one attribute read; with it and no quarantine in force, one more. With
+the ledger on Redis, the quarantines are written there too (`ledger/redis_quarantines.py`), and
+read there only for a request with an acting `tools/call`, or a proxy login's new connection to a
+host off the allowed ones, that this process holds in no quarantine: one round trip each."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mitmproxy import http
@@ -17,14 +22,26 @@ from mitmproxy import http
 from tollgate.calls.call import Call
 from tollgate.configuration.runtime import Loaded
 from tollgate.formats.mcp.messages import TOOLS_CALL, RequestId, error_message
-from tollgate.formats.refusals import POLICY_DENIED
+from tollgate.formats.refusals import LEDGER_UNAVAILABLE, POLICY_DENIED
 from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.injection import InjectionSignals
 from tollgate.governance.agents.mcp_results import McpResultSignals
-from tollgate.governance.agents.quarantine import SESSION, caller_key, injected, login_key, refusal, session_key
+from tollgate.governance.agents.quarantine import (
+    SESSION,
+    UNKNOWN,
+    Held,
+    caller_key,
+    injected,
+    login_key,
+    refusal,
+    session_key,
+    shared_key,
+    unknown_refusal,
+)
 from tollgate.governance.agents.taint import matches
 from tollgate.governance.egress.egress import Globs
 from tollgate.governance.mcp.mcp_exchange import REFUSED_CODE, McpExchange
+from tollgate.ledger.store import SharedQuarantines, StoreError
 from tollgate.proxy.flows import answer_mcp
 from tollgate.proxy.state import Shared
 
@@ -40,17 +57,20 @@ class Quarantines:
 
     # --- started ---------------------------------------------------------------------------
 
-    def call(self, flow: http.HTTPFlow, call: Call) -> None:
+    def call(self, flow: http.HTTPFlow, call: Call) -> Awaitable[None] | None:
         """A call step after `Agents`: outside content holding an injection quarantines the
         conversation's caller, when it is one person (the request goes on: its answer's calls are
-        `Agents`' to decide)."""
+        `Agents`' to decide). With the ledger on Redis, the call waits until it is written there
+        (one round trip, on such a call alone), so that no other process serves the answer's
+        acting calls unaware of it."""
         state = call.agents
         if state is None:
-            return
+            return None
         kinds = injected(state.findings)
         key = caller_key(call.caller.client, call.caller.auth) if kinds else None
-        if key is not None:
-            self._start(key, state.settings, kinds)
+        if key is None or not self._start(key, state.settings, kinds):
+            return None
+        return self._share(key, state.settings.quarantine_s, kinds)
 
     def mcp_results(self, exchange: McpExchange) -> Callable[[Any], object] | None:
         """What reads an MCP answer's `tools/call` results as the relay passes them (None: not
@@ -69,19 +89,35 @@ class Quarantines:
         exchange.tool_findings = reading.found
         keys = [k for k in (session_key(exchange.server.name, exchange.session),
                             caller_key(exchange.caller.client, exchange.caller.auth)) if k is not None]  # fmt: skip
+        # Written to Redis from the event loop: a large answer is read in a worker thread.
+        loop = asyncio.get_running_loop() if self._fleet() is not None else None
 
         def read(value: Any) -> None:
             kinds = injected(reading(value))
             for key in keys if kinds else ():
-                self._start(key, settings, kinds)
+                if self._start(key, settings, kinds) and loop is not None:
+                    loop.call_soon_threadsafe(self._share, key, settings.quarantine_s, kinds)
 
         return read
 
-    def _start(self, key: str, settings: AgentsSettings, kinds: tuple[str, ...]) -> None:
+    def _start(self, key: str, settings: AgentsSettings, kinds: tuple[str, ...]) -> bool:
+        """In this process's memory (at once, from any thread): whether a quarantine began."""
         held = self.shared.quarantine.start(key, settings.quarantine_s, kinds)
         if held is not None:
             whom = "an MCP session" if held.key_kind == SESSION else "a person's conversation"
             logger.info(f"Tollgate: {whom} quarantined for {settings.quarantine_s} s after {', '.join(kinds)}")
+        return held is not None
+
+    def _share(self, key: str, seconds: float, kinds: tuple[str, ...]) -> Awaitable[None] | None:
+        """On the event loop: with the ledger on Redis, the quarantine written there for every
+        process (done once written, or once the first attempt failed: it is tried again)."""
+        fleet = self._fleet()
+        return None if fleet is None else fleet.start(shared_key(key), time.time() + seconds, kinds)
+
+    def _fleet(self) -> SharedQuarantines | None:
+        """The quarantines every process sharing the ledger's store holds (Redis), or None."""
+        store = self.shared.ledger
+        return None if store is None else store.quarantines
 
     def _signals_of(self, settings: AgentsSettings) -> InjectionSignals:
         if self._signals is None or self._signals[0] is not settings:
@@ -90,35 +126,87 @@ class Quarantines:
 
     # --- acted on ----------------------------------------------------------------------------
 
-    def mcp(self, flow: http.HTTPFlow, exchange: McpExchange) -> None:
+    def mcp(self, flow: http.HTTPFlow, exchange: McpExchange) -> Awaitable[None] | None:
         """A call step of an MCP request, once its session is known to be its caller's: each acting
         `tools/call` of a session or a personal caller in quarantine refused (a batch whole, as the
         policy refuses one), with a text the agent reads; recorded only under `after_injection:
-        record`."""
+        record`. With the ledger on Redis, a request with an acting call not held in this process's
+        memory is looked up there (one round trip); one that cannot be is refused."""
         quarantine = self.shared.quarantine
         loaded = exchange.loaded
         settings = loaded.config.agents if isinstance(loaded, Loaded) else None
-        if settings is None or not quarantine:
+        fleet = self._fleet()
+        if settings is None or (not quarantine and fleet is None):
+            return None
+        acting = [
+            i for i, r in enumerate(exchange.requests)
+            if r.method == TOOLS_CALL and r.tool is not None and matches(r.tool, settings.acting_tools)
+        ]  # fmt: skip
+        if not acting:
+            return None
+        keys = (
+            session_key(exchange.server.name, exchange.session),
+            caller_key(exchange.caller.client, exchange.caller.auth),
+        )
+        held = quarantine.holding(keys[0]) or quarantine.holding(keys[1])
+        if held is None and fleet is not None:
+            return self._looked_up(flow, exchange, settings, acting, keys, fleet)
+        if held is not None:
+            self._held(flow, exchange, settings, acting, held)
+        return None
+
+    async def _looked_up(
+        self, flow: http.HTTPFlow, exchange: McpExchange, settings: AgentsSettings, acting: list[int],
+        keys: tuple[str | None, str | None], fleet: SharedQuarantines,
+    ) -> None:  # fmt: skip
+        present = [k for k in keys if k is not None]
+        try:
+            found = await fleet.holding([shared_key(k) for k in present])
+        except StoreError as e:
+            self._unknown(flow, exchange, settings, acting, str(e))
             return
-        caller = exchange.caller
-        keys = (session_key(exchange.server.name, exchange.session), caller_key(caller.client, caller.auth))
+        quarantine = self.shared.quarantine
+        now = time.time()
+        for key, entry in zip(present, found, strict=True):
+            if entry is not None:  # kept here too: the next call asks Redis nothing
+                quarantine.start(key, entry[0] - now, entry[1])
+        held = quarantine.holding(keys[0]) or quarantine.holding(keys[1])
+        if held is not None:
+            self._held(flow, exchange, settings, acting, held)
+
+    def _held(
+        self, flow: http.HTTPFlow, exchange: McpExchange, settings: AgentsSettings, acting: list[int], held: Held
+    ) -> None:
         told: dict[int, str] = {}
-        for i, request in enumerate(exchange.requests):
-            if request.method != TOOLS_CALL or request.tool is None or not matches(request.tool, settings.acting_tools):
-                continue
-            held = quarantine.holding(keys[0]) or quarantine.holding(keys[1])
-            if held is None:
-                continue
-            text, reason = refusal(request.tool, held, quarantine.remaining(held))
+        for i in acting:
+            tool = exchange.requests[i].tool or ""
+            text, reason = refusal(tool, held, self.shared.quarantine.remaining(held))
             exchange.quarantined[i] = reason
             if settings.after_injection == "refuse":
                 exchange.denied[i] = (reason,)
                 told[i] = text
         if told:
-            self._refuse(flow, exchange, told)
+            self._refuse(flow, exchange, told, POLICY_DENIED)
+
+    def _unknown(
+        self, flow: http.HTTPFlow, exchange: McpExchange, settings: AgentsSettings, acting: list[int], error: str
+    ) -> None:
+        """Redis cannot be read: whether the session is quarantined cannot be told, and its acting
+        calls are refused (under `record`, they go on, the error recorded), whatever
+        `ledger.on_store_error` says: it lets calls go uncounted, never undecided."""
+        logger.error(f"Tollgate: an acting MCP call's quarantine cannot be read: {error}")
+        exchange.answer.error = f"ledger unavailable: {error}"
+        told: dict[int, str] = {}
+        for i in acting:
+            exchange.quarantined[i] = UNKNOWN
+            if settings.after_injection == "refuse":
+                exchange.denied[i] = (UNKNOWN,)
+                told[i] = unknown_refusal(exchange.requests[i].tool or "")
+        if told:
+            self._refuse(flow, exchange, told, LEDGER_UNAVAILABLE)
 
     @staticmethod
-    def _refuse(flow: http.HTTPFlow, exchange: McpExchange, told: dict[int, str]) -> None:
+    def _refuse(flow: http.HTTPFlow, exchange: McpExchange, told: dict[int, str], why: str) -> None:
         exchange.deny_reasons = tuple(dict.fromkeys(r for i in sorted(exchange.denied) for r in exchange.denied[i]))
         errors = []
         for i, request in enumerate(exchange.requests):
@@ -126,21 +214,22 @@ class Quarantines:
                 continue
             message = told.get(i, "Tollgate refused this batch: another request in it was refused")
             errors.append(error_message(request.id, REFUSED_CODE, message))
-        answer_mcp(flow, exchange, 200, POLICY_DENIED, errors)
+        answer_mcp(flow, exchange, 200, why, errors)
 
-    def connection(self, client: str | None, auth: str | None, host: str, port: int) -> str | None:
+    def connection(
+        self, client: str | None, auth: str | None, host: str, port: int
+    ) -> str | Awaitable[str | None] | None:
         """Why a new connection of a proxy login in quarantine is refused (None: it is not): its host
-        is not in `agents.egress_allow` (by default the providers' and the MCP servers' hosts)."""
+        is not in `agents.egress_allow` (by default the providers' and the MCP servers' hosts).
+        With the ledger on Redis, a connection to such a host not held in this process's memory is
+        looked up there (awaited); one that cannot be is refused."""
         quarantine = self.shared.quarantine
         loaded = self.shared.loaded
-        if not quarantine or loaded is None or client is None or auth != "proxyauth":
+        if loaded is None or client is None or auth != "proxyauth" or (not quarantine and self._fleet() is None):
             return None
         settings = loaded.config.agents
         if settings is None or settings.after_injection != "refuse":
             return None  # under `record`, nothing is refused
-        held = quarantine.holding(login_key(client))
-        if held is None:
-            return None
         allow = self._allow_of(settings)
         if allow is None:
             egress = loaded.egress
@@ -151,10 +240,28 @@ class Quarantines:
             where = "agents.egress_allow"
         if allowed:
             return None
+        held = quarantine.holding(login_key(client))
+        if held is not None:
+            return self._off_allowed(host, where, held)
+        fleet = self._fleet()
+        return None if fleet is None else self._connection_looked_up(fleet, login_key(client), host, where)
+
+    async def _connection_looked_up(self, fleet: SharedQuarantines, key: str, host: str, where: str) -> str | None:
+        try:
+            (entry,) = await fleet.holding([shared_key(key)])
+        except StoreError as e:
+            logger.error(f"Tollgate: a proxy login's quarantine cannot be read: {e}")
+            return f"{host} is not in {where}, and Tollgate cannot tell whether this client is quarantined ({UNKNOWN})"
+        if entry is None:
+            return None
+        held = self.shared.quarantine.start(key, entry[0] - time.time(), entry[1])
+        return None if held is None else self._off_allowed(host, where, held)
+
+    def _off_allowed(self, host: str, where: str, held: Held) -> str:
         kinds = ", ".join(held.kinds)
         return (
             f"{host} is not in {where}, and this client is quarantined for"
-            f" {max(1, round(quarantine.remaining(held)))} s more after outside content holding {kinds}"
+            f" {max(1, round(self.shared.quarantine.remaining(held)))} s more after outside content holding {kinds}"
         )
 
     def _allow_of(self, settings: AgentsSettings) -> Globs | None:

@@ -74,8 +74,14 @@ class Decrypted:
 
 
 # Why a new connection of a client (its name, how it was identified) to a host and port is refused
-# whatever egress allows (`agents`' quarantine), or None.
-Quarantined = Callable[[str | None, str | None, str, int], str | None]
+# whatever egress allows (`agents`' quarantine), or None; awaited when asked of the fleet's Redis.
+Quarantined = Callable[[str | None, str | None, str, int], str | Awaitable[str | None] | None]
+
+
+async def held_back(decided: Decided, why: Awaitable[str | None]) -> Decided:
+    """A connection allowed, refused once a quarantine read elsewhere holds its client."""
+    reason = await why
+    return decided if reason is None else Decided(False, decided.service, decided.address, reason, (reason,))
 
 
 class EgressGate:
@@ -125,14 +131,19 @@ class EgressGate:
         return self._answer(flow, connection, egress, decided)
 
     def _answer(
-        self, flow: http.HTTPFlow, connection: Connection, egress: Egress, decided: Decided | Awaitable[Decided]
-    ) -> Awaitable[None] | None:
+        self, flow: http.HTTPFlow, connection: Connection, egress: Egress, decided: Decided | Awaitable[Decided],
+        held_read: bool = False,
+    ) -> Awaitable[None] | None:  # fmt: skip
         """A CONNECT decided (awaited where governance could not decide at once): refused (403; 400
         for a target that is no host, `_refused`), or on to its tunnel (`_let_through`)."""
         if not isinstance(decided, Decided):
             return _once_decided(decided, lambda d: self._answer(flow, connection, egress, d))
-        if decided.allowed and self.quarantined is not None and connection.auth == "proxyauth":
+        if decided.allowed and not held_read and self.quarantined is not None and connection.auth == "proxyauth":
             why = self.quarantined(connection.client, connection.auth, connection.host, connection.port)
+            if why is not None and not isinstance(why, str):  # asked of the fleet's Redis
+                return _once_decided(
+                    held_back(decided, why), lambda d: self._answer(flow, connection, egress, d, held_read=True)
+                )
             if why is not None:
                 decided = Decided(False, decided.service, decided.address, why, (why,))
         _note(connection, decided)
@@ -395,8 +406,11 @@ def connection_of(client: mitm_connection.Client, name: str, port: int) -> Conne
 
 
 async def _once_decided(decided: Awaitable[Decided], act: Callable[[Decided], object]) -> None:
-    """A connection acted on once governance has decided it (it could not at once)."""
-    act(await decided)
+    """A connection acted on once governance has decided it (it could not at once); the act
+    awaited in turn where it must wait too (a quarantine asked of the fleet's Redis)."""
+    pending = act(await decided)
+    if isinstance(pending, Awaitable):
+        await pending
 
 
 def _choose(nextlayer: layer.NextLayer) -> bool:

@@ -14,7 +14,7 @@ from mitmproxy.proxy import commands, context, events, layer, layers, server_hoo
 from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.test import taddons
 
-from tollgate.proxy.stages.egress.egress_gate import EgressGate
+from tollgate.proxy.stages.egress.egress_gate import PROXYAUTH, EgressGate
 
 from ..conftest import configured
 
@@ -125,3 +125,37 @@ def test_an_https_url_sent_in_cleartext_goes_to_its_address_asking_for_its_name(
     gate.server_connect(server_hooks.ServerConnectionHookData(server, proxied.client))
     assert (server.address, server.sni) == ((PUBLIC, 443), HOST.decode())
     assert resolver.asked == 1
+
+
+class LoggedIn(EgressGate):
+    """The gate seeing each CONNECT as from carol's proxy login (mitmproxy's proxyauth checked it)."""
+
+    def http_connect(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        flow.metadata[PROXYAUTH] = ("carol", "pw")
+        return super().http_connect(flow)
+
+
+def test_a_quarantine_read_elsewhere_is_awaited_once_and_acted_on() -> None:
+    asked: list[tuple] = []
+
+    def quarantined(client, auth, host, port):
+        asked.append((client, auth, host, port))
+
+        async def read() -> str | None:
+            return None if host == "free.example" else f"{host} is off the allowed hosts, and carol is quarantined"
+
+        return read()
+
+    for host, status in ((b"free.example", 200), (b"exfil.example", 403)):
+        gate = LoggedIn(configured({"egress": {"private_addresses": "allow"}}), quarantined=quarantined)
+        gate.resolve = Rebinding()
+        proxied = ProxyConnection(gate)
+        proxied.send(b"CONNECT " + host + b":443 HTTP/1.1\r\n\r\n")
+        assert proxied.flow is not None
+        response = proxied.flow.response
+        assert response is not None and response.status_code == status
+        if status == 403:
+            assert response.text == (
+                "Tollgate refused this connection: exfil.example is off the allowed hosts, and carol is quarantined.\n"
+            )
+    assert asked == [("carol", "proxyauth", "free.example", 443), ("carol", "proxyauth", "exfil.example", 443)]

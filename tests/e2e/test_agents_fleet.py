@@ -1,0 +1,221 @@
+"""`agents`' quarantine across a fleet: two mitmdump processes sharing one real `redis-server` as
+their ledger. The official MCP SDK's client reads an injected result through one and sends its
+acting `tools/call` through the other, in the same session: refused with the quarantine's text,
+while a call that does not act goes; after `quarantine_s` the acting call goes. With Redis
+stopped, an acting call neither process holds a quarantine for is refused (it cannot be told),
+with its record. Redis keeps a fingerprint, never the session's id. A person (a proxy login) whose
+LLM call through one process carried an injected tool result has their new connections off the
+allowed hosts refused by the other, until `quarantine_s`, and while Redis is stopped."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+import trustme
+from tests.e2e.test_agents_mcp import (
+    CALLS,
+    ELSEWHERE,
+    INBOX_URL,
+    INJECTED,
+    KEY,
+    LOGIN,
+    PASSWORD,
+    QUARANTINE_S,
+    REFUSED,
+    Inbox,
+    config,
+    connect,
+    login_url,
+)
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.mcp_upstream import RUN_MAIN
+from tests.support.redis import redis_server
+
+# The SDK's client, its requests sent through worker `a` or `b` as `switch.via` says.
+FLEET_CLIENT = """
+import asyncio, os, ssl
+import httpx2 as httpx
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+class Switch(httpx.AsyncBaseTransport):
+    def __init__(self):
+        context = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+        self.via = "{start}"
+        self.ways = {{name: httpx.AsyncHTTPTransport(proxy=url, verify=context)
+                     for name, url in (("a", "{a}"), ("b", "{b}"))}}
+
+    async def handle_async_request(self, request):
+        return await self.ways[self.via].handle_async_request(request)
+
+    async def aclose(self):
+        for way in self.ways.values():
+            await way.aclose()
+{calls}
+async def main():
+    switch = Switch()
+    http = httpx.AsyncClient(transport=switch, trust_env=False, headers={{"Authorization": "Bearer {key}"}}, timeout=30)
+    async with http:
+        async with Client(streamable_http_client("{url}", http_client=http), mode="legacy") as client:
+{body}
+"""
+
+ACROSS = f"""
+read = await call(client, "read_inbox")
+switch.via = "b"
+refused = await call(client, "send_money")
+searched = await call(client, "search")
+await asyncio.sleep({QUARANTINE_S} + 0.3)
+after = await call(client, "send_money")
+report(read=read, refused=refused, searched=searched, after=after)
+"""
+
+REDIS_DOWN = """
+sent = await call(client, "send_money")
+report(sent=sent)
+"""
+
+
+def fleet_code(a: str, b: str, body: str, start: str = "a") -> str:
+    indented = "\n".join("            " + line for line in body.strip().splitlines())
+    code = FLEET_CLIENT.format(a=a, b=b, calls=CALLS, key=KEY, url=INBOX_URL, body=indented, start=start)
+    return code + RUN_MAIN
+
+
+@pytest.fixture(scope="module")
+def inbox(upstream_ca: trustme.CA):
+    handler = Inbox()
+    server = FakeUpstream(upstream_ca, handler)
+    yield server
+    server.close()
+
+
+def tool_records(gateway, before: int, count: int, timeout: float = 10.0) -> list[dict]:
+    """The tools/call records after the first `before` records, once there are `count` of them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = [
+            r for r in gateway.audit()[before:] if r.get("event") == "mcp_call" and r.get("method") == "tools/call"
+        ]
+        if len(records) >= count or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
+
+
+def test_a_quarantine_begun_in_one_worker_holds_in_the_other(start_gateway, inbox, tmp_path) -> None:
+    server = redis_server(tmp_path / "redis")
+    try:
+        made = config(inbox, [{"name": "alice", "keys": [KEY]}])
+
+        def with_redis(urls: dict) -> dict:
+            return {**made(urls), "ledger": {"store": server.url}}
+
+        a = start_gateway(with_redis, providers=("openai",))
+        b = start_gateway(with_redis, providers=("openai",))
+        started = len(a.audit()), len(b.audit())
+        result = a.run(fleet_code(a.proxy.proxy_url, b.proxy.proxy_url, ACROSS))
+        assert "refused" in result, result.get("message")
+        refused = result.pop("refused")
+        assert refused["error"] == -32001
+        assert refused["message"] in {REFUSED.format(n) for n in range(1, QUARANTINE_S + 1)}
+        assert result == {
+            "read": [INJECTED],  # through a
+            "searched": ["search: done"],  # through b: not an acting tool
+            "after": ["send_money: done"],  # through b: the quarantine over
+        }
+        (read,) = tool_records(a, started[0], 1)
+        assert (read["tool"], read["tool_findings"]) == ("read_inbox", {"injection.instructions": 1})
+        on_b = tool_records(b, started[1], 3)
+        reason = "quarantined: this MCP session read outside content holding injection.instructions"
+        assert [(r["tool"], r["decision"], r["quarantined"]) for r in on_b] == [
+            ("send_money", "deny", reason),
+            ("search", "allow", None),
+            ("send_money", "allow", None),
+        ]
+        # What Redis keeps: the sessions' owners and the quarantine, by fingerprints alone.
+        direct = redis.Redis.from_url(server.url, decode_responses=True)
+        try:
+            stored = " ".join(direct.keys("*"))
+        finally:
+            direct.close()
+        assert "tollgate:mcp-session:" in stored and "alice" not in stored
+        assert not any(s in stored for s in ("inbox", "send_money", "caller"))
+
+        # Redis stopped: b cannot tell whether the new session is quarantined, and refuses.
+        server.stop()
+        started = len(a.audit()), len(b.audit())
+        down = a.run(fleet_code(a.proxy.proxy_url, b.proxy.proxy_url, REDIS_DOWN, start="b"))
+        assert down["sent"]["error"] == -32001
+        assert down["sent"]["message"] == (
+            "Tollgate refused the call to send_money: it cannot tell whether this MCP session is quarantined"
+            " (its ledger cannot be reached); retry later."
+        )
+        (record,) = tool_records(b, started[1], 1)
+        unknown = "quarantine unknown: the ledger's store cannot be read"
+        assert (record["decision"], record["deny_reasons"], record["quarantined"]) == ("deny", [unknown], unknown)
+        assert record["error"].startswith("ledger unavailable:") and record["refusal"] == "ledger_unavailable"
+        assert inbox.handler.called == ["read_inbox", "search", "send_money"]  # the refused ones never sent
+    finally:
+        server.stop()
+
+
+# The agent's model call through the OpenAI SDK, its tool result holding the injection.
+CHAT = f"""
+import openai
+model = openai.OpenAI(api_key="unused", max_retries=0)
+tools = [{{"type": "function", "function": {{"name": "read_inbox", "parameters": {{"type": "object"}}}}}}]
+called = [{{"id": "c1", "type": "function", "function": {{"name": "read_inbox", "arguments": "{{}}"}}}}]
+messages = [
+    {{"role": "user", "content": "What is in my inbox?"}},
+    {{"role": "assistant", "content": None, "tool_calls": called}},
+    {{"role": "tool", "tool_call_id": "c1", "content": {INJECTED!r}}},
+]
+answer = model.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=tools)
+report(answered=answer.choices[0].finish_reason is not None)
+"""
+
+
+def serving(gateway, seconds: float = 60.0) -> None:
+    """Once the gateway answers a CONNECT: a process starting on a loaded host listens some seconds
+    before its event loop is free to answer."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            connect(gateway, "api.openai.com")
+            return
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+
+
+def test_a_persons_quarantine_begun_in_one_worker_holds_their_connections_in_the_other(
+    start_gateway, inbox, tmp_path
+) -> None:
+    server = redis_server(tmp_path / "redis")
+    try:
+        made = config(inbox, [{"name": LOGIN}])
+
+        def with_redis(urls: dict) -> dict:
+            return {**made(urls), "ledger": {"store": server.url}}
+
+        login = ("--set", f"proxyauth={LOGIN}:{PASSWORD}")
+        a = start_gateway(with_redis, *login, providers=("openai",))
+        b = start_gateway(with_redis, *login, providers=("openai",))
+        for gateway in (a, b):
+            serving(gateway)
+        assert connect(b, ELSEWHERE)[0] != 403  # none in force
+        assert a.run(CHAT, proxy_url=login_url(a)) == {"answered": True}
+        status, said = connect(b, ELSEWHERE)
+        assert status == 403, said
+        assert f"{ELSEWHERE} is not in the providers' and MCP servers' hosts, and this client is quarantined" in said
+        assert connect(b, "api.openai.com")[0] != 403  # a provider's host: Redis is not even asked
+        time.sleep(QUARANTINE_S + 0.3)
+        assert connect(b, ELSEWHERE)[0] != 403
+        server.stop()
+        status, said = connect(b, ELSEWHERE)
+        assert status == 403 and "Tollgate cannot tell whether this client is quarantined" in said
+        assert connect(b, "api.openai.com")[0] != 403
+    finally:
+        server.stop()

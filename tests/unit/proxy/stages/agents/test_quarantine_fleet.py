@@ -1,0 +1,153 @@
+"""The quarantine's stage with the ledger on Redis (a stand-in for the fleet's store here; the store
+itself runs on a real Redis in tests/unit/ledger/test_redis_quarantines.py): a quarantine begun is
+written by fingerprint, an acting call this process holds nothing of is looked up there (and
+refused, or refused when it cannot be), a call that does not act asks nothing; a proxy login's
+connection likewise."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from types import SimpleNamespace
+
+from tests.unit.proxy.stages.agents.test_quarantine_gate import (
+    INJECTED,
+    SESSION,
+    answer,
+    call,
+    exchange_of,
+    flow_for,
+    relayed,
+    shared_with,
+    sse,
+)
+
+from tollgate.governance.agents.quarantine import shared_key
+from tollgate.ledger.store import StoreError
+from tollgate.proxy.stages.agents.quarantine_gate import Quarantines
+from tollgate.proxy.state import Shared
+from tollgate.records.audit.mcp_record import mcp_records
+
+
+class Fleet:
+    """What the other processes hold (`SharedQuarantines`), in memory; `down`: Redis unreachable."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self.reads: list[list[str]] = []
+        self.down = False
+
+    def start(self, key: str, until: float, kinds: Sequence[str]) -> asyncio.Future[None]:
+        self.held[key] = (until, tuple(kinds))
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        written.set_result(None)
+        return written
+
+    async def holding(self, keys: Sequence[str]):
+        self.reads.append(list(keys))
+        if self.down:
+            raise StoreError("the ledger on Redis at 127.0.0.1:6379/0: reading quarantines failed: refused")
+        return tuple(self.held.get(k) for k in keys)
+
+
+def on_fleet(agents: dict) -> tuple[Shared, Fleet]:
+    shared = shared_with(agents)
+    fleet = Fleet()
+    shared.ledger = SimpleNamespace(quarantines=fleet)  # type: ignore[assignment]
+    return shared, fleet
+
+
+def decided(stage: Quarantines, exchange) -> object:
+    flow = flow_for(exchange)
+    pending = stage.mcp(flow, exchange)
+    if pending is not None:
+        asyncio.run(_awaited(pending))
+    return flow
+
+
+async def _awaited(pending) -> None:
+    await pending
+
+
+def test_a_quarantine_begun_is_written_by_fingerprint() -> None:
+    async def scenario() -> None:
+        shared, fleet = on_fleet({})
+        stage = Quarantines(shared)
+        exchange = exchange_of(shared, call(1, "read_inbox"), client="carol", auth="proxyauth")
+        relayed(stage, exchange, sse(answer(1, INJECTED)), [])
+        await asyncio.sleep(0.01)  # written from the event loop
+        assert set(fleet.held) == {shared_key(SESSION), shared_key("caller:carol")}
+        assert all("s1" not in k and "carol" not in k for k in fleet.held)
+        until, kinds = fleet.held[shared_key(SESSION)]
+        assert kinds == ("injection.instructions",) and 590 < until - time.time() <= 600
+
+    asyncio.run(scenario())
+
+
+def test_an_acting_call_held_elsewhere_is_refused_and_then_known_here() -> None:
+    shared, fleet = on_fleet({"acting_tools": ["send_*"]})
+    stage = Quarantines(shared)
+    fleet.held[shared_key(SESSION)] = (time.time() + 300, ("injection.hidden",))
+    exchange = exchange_of(shared, call(1, "send_money"))
+    flow = decided(stage, exchange)
+    assert flow.response is not None and flow.response.headers["x-tollgate-error"] == "policy_denied"
+    message = json.loads(flow.response.content)["error"]["message"]
+    assert message.startswith("Tollgate refused the call to send_money: this MCP session read outside content")
+    assert fleet.reads == [[shared_key(SESSION)]]  # a virtual key is no person: its session alone is asked for
+    again = exchange_of(shared, call(2, "send_money"))
+    assert decided(stage, again).response is not None
+    assert len(fleet.reads) == 1  # held in this process's memory now
+
+
+def test_a_call_that_does_not_act_or_is_held_by_none_asks_once_or_never() -> None:
+    shared, fleet = on_fleet({"acting_tools": ["send_*"]})
+    stage = Quarantines(shared)
+    assert decided(stage, exchange_of(shared, call(1, "search"))).response is None
+    assert fleet.reads == []
+    assert decided(stage, exchange_of(shared, call(1, "send_money"), client="carol", auth="jwt")).response is None
+    assert fleet.reads == [[shared_key(SESSION), shared_key("caller:carol")]]
+
+
+def test_an_acting_call_is_refused_when_the_quarantine_cannot_be_read() -> None:
+    shared, fleet = on_fleet({"acting_tools": ["send_*"]})
+    fleet.down = True
+    exchange = exchange_of(shared, call(1, "send_money"))
+    flow = decided(Quarantines(shared), exchange)
+    assert flow.response is not None and flow.response.status_code == 200
+    assert flow.response.headers["x-tollgate-error"] == "ledger_unavailable"
+    error = json.loads(flow.response.content)["error"]
+    assert error["code"] == -32001
+    assert error["message"].startswith("Tollgate refused the call to send_money: it cannot tell whether this MCP")
+    (record,) = mcp_records(exchange)
+    reason = "quarantine unknown: the ledger's store cannot be read"
+    assert (record["decision"], record["deny_reasons"], record["quarantined"]) == ("deny", [reason], reason)
+    assert record["error"].startswith("ledger unavailable:")
+    recorded, down = on_fleet({"acting_tools": ["send_*"], "after_injection": "record"})
+    down.down = True
+    exchange = exchange_of(recorded, call(1, "send_money"))
+    assert decided(Quarantines(recorded), exchange).response is None
+    (record,) = mcp_records(exchange)
+    assert (record["decision"], record["quarantined"]) == ("allow", reason)
+
+
+def test_a_logins_connection_off_the_allowed_hosts_is_looked_up_only_then() -> None:
+    shared, fleet = on_fleet({})
+    stage = Quarantines(shared)
+    assert stage.connection("carol", "proxyauth", "api.openai.com", 443) is None
+    assert fleet.reads == []  # an allowed host asks nothing
+    looked_up = stage.connection("carol", "proxyauth", "exfil.example", 443)
+    assert not isinstance(looked_up, str | None)
+    assert asyncio.run(_result(looked_up)) is None
+    fleet.held[shared_key("caller:carol")] = (time.time() + 300, ("injection.hidden",))
+    why = asyncio.run(_result(stage.connection("carol", "proxyauth", "exfil.example", 443)))
+    assert why is not None and "this client is quarantined for" in why
+    assert isinstance(stage.connection("carol", "proxyauth", "exfil.example", 443), str)  # held here now
+    fleet.down = True
+    unknown = asyncio.run(_result(stage.connection("dave", "proxyauth", "exfil.example", 443)))
+    assert unknown is not None and "cannot tell whether this client is quarantined" in unknown
+
+
+async def _result(pending):
+    return await pending
