@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tollgate.formats.bodies.json_codec import json_loads
+from tollgate.formats.bodies.json_codec import _long_digits, json_loads
 
 VALUES = st.recursive(
     st.none()
@@ -49,3 +50,18 @@ def test_what_it_cannot_read_raises_as_json_does(data: str | bytes) -> None:
         json.loads(data)
     with pytest.raises(ValueError):
         json_loads(data)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["0000000000", "123456789", "9", "a", " ", "\u0660", "\U0001d7ce", "\ud800"])
+        | st.characters(codec="utf-8"),
+        max_size=12,
+    ).map("".join)
+)
+def test_a_run_of_19_digits_is_found_as_the_pattern_finds_it(text: str) -> None:
+    # Digits of other scripts (`٠`, `𝟎`) are no ASCII digits: orjson and json read neither as a number.
+    expected = re.search(r"[0-9]{19}", text) is not None
+    assert _long_digits(text) is expected
+    assert _long_digits(text.encode("utf-8", "surrogatepass")) is expected

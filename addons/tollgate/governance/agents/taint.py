@@ -192,15 +192,20 @@ class TaintIndex:
         if isinstance(value, bool) or value is None:
             return []
         text = value if isinstance(value, str) else str(value)
-        candidates = [t for t in (folded(t) for t in tokens(text)) if len(t) >= self.min_chars]
         whole = folded(text)
-        if isinstance(value, str) and len(whole) >= self.min_chars and not _NUMBER.fullmatch(whole):
-            candidates.append(whole)
+        number = _NUMBER.fullmatch(whole) is not None
         found: set[str] = set()
-        if len(whole) < self.min_chars or _NUMBER.fullmatch(whole):
+        if len(whole) < self.min_chars or number:
             quoting = self.quoted.get(whole)
             if quoting and whole not in self.trusted_words:
                 found.update(quoting)
+        if whole in self.trusted:
+            # Each token is a piece of the value, so folded a piece of the folded value: trusted
+            # text that holds the value holds every token too (a value the user typed, mostly).
+            return sorted(found)
+        candidates = [t for t in (folded(t) for t in tokens(text)) if len(t) >= self.min_chars]
+        if isinstance(value, str) and len(whole) >= self.min_chars and not number:
+            candidates.append(whole)
         for candidate in dict.fromkeys(candidates):  # a word a value repeats is looked up once
             if candidate in self.trusted:
                 continue
