@@ -31,14 +31,15 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 
-from tollgate.formats.answer_reading.events import Pending, Piece
+from tollgate.formats.answer_reading.channels import Piece
 from tollgate.formats.answer_reading.scanning import READ_APART_BYTES
+from tollgate.formats.answer_reading.waiting_events import Pending
 from tollgate.formats.framing.sse import split_events
 
 if TYPE_CHECKING:
     from collections import deque
 
-    from tollgate.formats.answer_reading.events import ChannelState
+    from tollgate.formats.answer_reading.channels import Channels
     from tollgate.formats.answer_reading.scanning import Scanners
     from tollgate.formats.framing.sse import SSEFramer
 
@@ -49,15 +50,14 @@ class ChatGuardView(Protocol):
     """What the pass reads and moves on of a chat answer's guard (`openai_chat.answer_guard.ChatAnswerGuard`,
     which holds the pass: named here as a protocol, so that neither module imports the other)."""
 
-    _channels: dict[Any, ChannelState]
+    _channels: Channels
     _compiled: Scanners
     _framer: SSEFramer
     _last: dict[str, Any]
     _pending: deque[Pending]
-    _together: bool
     denied: str | None
 
-    def _drain(self) -> bytes: ...
+    def _drained(self) -> bytes: ...
 
 
 # The bytes a JSON string holds only escaped: a text with none of them is written as it is.
@@ -311,9 +311,9 @@ class _Read:
         """What goes on of the read, its states moved on as reading each event would; None (every
         state as it was) where it must be read event by event."""
         guard, template = self.guard, self.template
-        if guard._together or guard.denied is not None:
+        if guard._channels.together or guard.denied is not None:
             return None
-        state = guard._channels.get(template.channel)
+        state = guard._channels.states.get(template.channel)
         if state is None or state.scanner is None:
             return None
         waiting = self._waiting_text(state)
@@ -342,7 +342,7 @@ class _Read:
         if guard._pending:
             # The events waiting are all known now: they go on first, as they came.
             state.owed += text[:behind]
-            out = guard._drain()
+            out = guard._drained()
             assert not guard._pending, "events of known text left waiting"
             text = text[behind:]
         guard._last = template.last
@@ -384,7 +384,7 @@ class _Read:
         state.owed += memoryview(released)[sent:]
         state.sent += sent
         self._waiting(i, start + sent, region[at:])
-        return region[:at] + self.guard._drain()
+        return region[:at] + self.guard._drained()
 
     def _waiting(self, first: int, start: int, rest: bytes) -> None:
         """The events from `first` on, read into their objects, wait (as `_event` would make them)."""

@@ -19,7 +19,6 @@ from collections import Counter
 from typing import Any
 
 from tollgate.formats import chat
-from tollgate.formats.answer_reading.events import Pending, answer_json, carries_text, sse_fields
 from tollgate.formats.answer_reading.scanning import (
     UNREAD,
     AnswerFormat,
@@ -30,6 +29,8 @@ from tollgate.formats.answer_reading.scanning import (
     scan_whole,
     signed_detectors,
 )
+from tollgate.formats.answer_reading.string_places import answer_json, carries_text, sse_fields
+from tollgate.formats.answer_reading.waiting_events import Pending
 from tollgate.formats.anthropic_messages.stream_writer import write_event
 from tollgate.formats.bodies.json_codec import encode_json, parse_json
 from tollgate.formats.framing import parse_sse_block

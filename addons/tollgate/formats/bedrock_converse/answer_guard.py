@@ -24,19 +24,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tollgate.formats.answer_reading.events import (
+from tollgate.formats.answer_reading.channels import ChannelState
+from tollgate.formats.answer_reading.events import EventGuard
+from tollgate.formats.answer_reading.logprob_tokens import chat_spells, completions_spells
+from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, scan_whole, signed_detectors
+from tollgate.formats.answer_reading.string_places import (
     NOT_TEXT,
-    ChannelState,
-    EventGuard,
-    Pending,
     Place,
     answer_json,
     carries_text,
     read_places,
     strings_in,
 )
-from tollgate.formats.answer_reading.logprob_tokens import chat_spells, completions_spells
-from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, scan_whole, signed_detectors
+from tollgate.formats.answer_reading.waiting_events import Pending
 from tollgate.formats.bedrock_converse.fields import EVENT_STREAM
 from tollgate.formats.bodies.json_codec import encode_json, parse_json
 from tollgate.formats.framing import EventStreamFrame, EventStreamFramer, event_frame
@@ -443,9 +443,9 @@ class FramesAnswerGuard(EventGuard):
                 leaf.holder[leaf.key] = value
                 pending.changed = True
             return
-        state = self._channels.get(leaf.path)
+        state = self._channels.states.get(leaf.path)
         if state is None:
-            state = self._channels[leaf.path] = ChannelState(None)
+            state = self._channels.states[leaf.path] = ChannelState(None)
         if state.scanner is None:
             compiled = signed_detectors(self._compiled) if leaf.reasoning else self._compiled
             state.scanner = compiled.scanner(leaf.is_json)

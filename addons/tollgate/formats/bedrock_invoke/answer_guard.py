@@ -16,8 +16,8 @@ import base64
 import binascii
 from typing import Any, Protocol
 
-from tollgate.formats.answer_reading.events import answer_json, read_places
 from tollgate.formats.answer_reading.scanning import AnswerFormat, Scanners
+from tollgate.formats.answer_reading.string_places import answer_json, read_places
 from tollgate.formats.anthropic_messages.answer_guard import MessagesAnswerGuard, event_json, guard_messages_json
 from tollgate.formats.bedrock_converse.answer_guard import (
     EVENT,

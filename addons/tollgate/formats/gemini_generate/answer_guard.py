@@ -14,47 +14,35 @@ Plain code, knowing nothing of mitmproxy."""
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Iterable
+from typing import Any
 
-from tollgate.formats.answer_reading.events import (
-    ChannelState,
-    EventGuard,
-    Pending,
-    Place,
-    members_in,
-    sse_fields,
-    unpaired,
-)
+from tollgate.formats.answer_reading.channels import replaced_kind
+from tollgate.formats.answer_reading.events import EventGuard
 from tollgate.formats.answer_reading.logprob_tokens import gemini_spells
-from tollgate.formats.answer_reading.scanning import JSON_TYPE, PLACEHOLDER, UNREAD, AnswerFormat, Scanners, scan_whole
+from tollgate.formats.answer_reading.scanning import JSON_TYPE, UNREAD, AnswerFormat, Scanners
+from tollgate.formats.answer_reading.string_places import Place, members_in, sse_fields, unpaired
+from tollgate.formats.answer_reading.waiting_events import Pending
 from tollgate.formats.bodies.json_codec import loads_once
-from tollgate.formats.framing import (
-    MAX_FRAME,
-    JSONArrayFramer,
-    LeadingBom,
-    parse_sse_block,
-    raw_event_spans,
-    sse_event_end,
-)
+from tollgate.formats.framing import parse_sse_block
 from tollgate.formats.gemini_generate.answer import candidate_index
+from tollgate.formats.gemini_generate.item_framing import ItemFramer, Mode
+from tollgate.formats.gemini_generate.item_writer import (
+    LOGPROBS,
+    Channel,
+    Item,
+    ItemWriter,
+    array_end,
+    denied_event,
+    new_item,
+)
+from tollgate.formats.gemini_generate.whole_values import WholeValues
 
-DENIED_MESSAGE = "The answer was stopped: it carries what a guardrail denies ({kind})."
 # Code Assist's envelope: each answer inside `{"response": …, "traceId": …}`.
 ENVELOPE = "response"
-# The answer's own fields an item written anew for held text alone carries.
-_TEMPLATE = ("responseId", "modelVersion", "createTime")
-# A candidate's log probabilities: their tokens are its text as it came.
-LOGPROBS = "logprobsResult"
-_PLACEHOLDER = re.compile(re.escape(PLACEHOLDER).replace(r"\{kind\}", r"([^\]\s]+)"))
-_LINE_ENDS = b"\r\n"
 # An escaped UTF-16 surrogate: a lone one is no text (it cannot be read, nor written as UTF-8).
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
-_BETWEEN = re.compile(rb"[\[ \t\r\n,]*")  # what comes before an element of the array
-_ARRAY_END = re.compile(rb"[ \t\r\n,]*\][ \t\r\n]*")
 
 # A part's members (one is set; the API says what each is): read whole where the model writes text
 # in them (code, what it printed, a server-side tool's call); the rest opaque (binary data, a
@@ -83,46 +71,6 @@ _CANDIDATE_READ = frozenset({*_CANDIDATE_WHOLE, "content", LOGPROBS})
 _CANDIDATES = frozenset(("candidates",))
 _PARTS = frozenset(("parts",))
 
-Mode = Literal["sse", "array", "whole"]
-Channel = tuple[int, str]  # candidate, "text", "thought" or a partial argument's JSON path
-
-
-def denied_error(kind: str) -> bytes:
-    """The item a denied answer ends with, as Google writes an error: google-genai raises
-    `errors.ClientError` (403) on an item whose first key is `error`."""
-    error = {"code": 403, "message": DENIED_MESSAGE.format(kind=kind), "status": "PERMISSION_DENIED"}
-    return json.dumps({"error": error}, separators=(",", ":")).encode()
-
-
-def denied_event(kind: str) -> bytes:
-    """The server-sent event a denied stream ends with."""
-    return b"data: " + denied_error(kind) + b"\r\n\r\n"
-
-
-def array_end(kind: str, opened: bool) -> bytes:
-    """A denied JSON array's end: its error item, the array closed after it; opened with it where
-    none of it went yet."""
-    return (b",\r\n" if opened else b"[") + denied_error(kind) + b"\r\n]"
-
-
-class _Unreadable(Exception):
-    """The stream cannot be framed into items: it stops there."""
-
-
-@dataclass(slots=True)
-class _Item(Pending):
-    """An item not yet gone on: its bytes as they came (`whole`: `head`, the item, `tail`: what
-    frames it, kept where it is written anew), its object, its channels' text, and whether its
-    function calls' arguments were replaced (`changed`)."""
-
-    head: bytes = b""
-    body: bytes = b""
-    tail: bytes = b""
-
-
-def _item(head: bytes, body: bytes, tail: bytes = b"", obj: Any = None) -> _Item:
-    return _Item(head + body + tail, obj, head=head, body=body, tail=tail)
-
 
 class GeminiAnswerGuard(EventGuard):
     """A streamed Gemini answer's items, read and rewritten (`feed` each piece, `flush` at its end):
@@ -130,44 +78,28 @@ class GeminiAnswerGuard(EventGuard):
     `envelope`: the key each answer is wrapped in (Code Assist's `response`), or None.
     `denied`: the kind that stopped it (the caller then closes the upstream)."""
 
-    _one_piece_at_once = False  # each item that goes on is noted (`_settled`)
-
     def __init__(self, compiled: Scanners, envelope: str | None = None, mode: Mode | None = None) -> None:
         super().__init__(compiled)
         self._envelope = envelope
-        self._mode: Mode | None = mode
-        self._raw = bytearray()  # what is read and not yet framed into items
-        self._array: JSONArrayFramer | None = None
-        self._bom = LeadingBom()
-        self._array_ended = False
-        self._unframed = False  # what was read cannot be framed: the stream stops there
-        self._sent_any = False  # an item went on (in an array: the `[` with it)
-        self._cr_last = False  # what went on last ends in a CR (an event's blank line cut at it)
-        self._template: dict[str, Any] = {}
+        self._framer = ItemFramer(mode)
+        self._writer = ItemWriter(self._framer, envelope)
+        self._whole = WholeValues(compiled, self._spent)
+        self._channels.notes_replaced = True  # a value replaced in signed text is told by its kind
+        # Each item that goes on is noted (by the writer as it stands: a read may be read again).
+        self._waiting.went = lambda item, out: self._writer.went(item, out)  # noqa: PLW0108 (late-bound)
 
     def _saved(self) -> dict[str, Any]:
-        return {
-            **super()._saved(),
-            "_sent_any": self._sent_any,
-            "_cr_last": self._cr_last,
-            "_template": self._template,
-        }
+        return {**super()._saved(), "_writer": self._writer.copy()}
 
     def _units(self, chunk: bytes) -> list[Any]:
-        items: list[tuple[bytes, bytes, bytes]] = []
-        if chunk:
-            try:
-                items.extend(self._framed(chunk))
-            except _Unreadable:
-                self._unframed = True
-        return items
+        return self._framer.items(chunk)
 
     def _unit(self, unit: Any) -> bytes:
-        return self._next(_item(*unit))
+        return self._next(new_item(*unit))
 
     def _read_each(self, units: list[Any]) -> bytes:
         out = super()._read_each(units)
-        if self._unframed and self.denied is None:
+        if self._framer.unframed and self.denied is None:
             out += self._unread()  # what cannot be framed does not go on
         return out
 
@@ -177,9 +109,9 @@ class GeminiAnswerGuard(EventGuard):
         if self.denied is not None:
             return b""
         out = b""
-        if self._mode in ("sse", "whole") and self._raw.strip(_LINE_ENDS):
-            rest, self._raw = bytes(self._raw), bytearray()
-            out = self._next(_item(b"", rest))
+        rest = self._framer.last()
+        if rest is not None:
+            out = self._next(new_item(b"", rest))
             if self.denied is not None:
                 return out
         self._ended(None)
@@ -188,85 +120,16 @@ class GeminiAnswerGuard(EventGuard):
         out += self._drained()
         if self.denied is not None:
             return out
-        out += self._orphans()
-        if self._mode != "array":
-            out += self._raw  # blank lines after the last event
-        elif self._array_ended:
-            out += _ARRAY_END.match(self._raw).group()  # type: ignore[union-attr]  # nothing after it
-        self._raw = bytearray()
-        return out
-
-    # -----------------------------------------------------------------------------------------
-    # Framing: each item with the bytes around it, as they came
-
-    def _framed(self, chunk: bytes) -> Iterator[tuple[bytes, bytes, bytes]]:
-        if self._mode == "whole":
-            self._raw += chunk  # read at its end
-            return
-        if self._mode is None:
-            chunk = self._bom.feed(chunk)  # a byte order mark before the first item: read past
-            start = chunk.lstrip()
-            if not start:
-                self._raw += chunk
-                return
-            self._mode = "array" if start.startswith(b"[") else "sse"
-            if self._mode == "array":
-                self._array = JSONArrayFramer()
-        if self._mode == "sse":
-            yield from self._sse_events(chunk)
-        else:
-            yield from self._array_elements(chunk)
-
-    def _sse_events(self, chunk: bytes) -> Iterator[tuple[bytes, bytes, bytes]]:
-        # An event's end is looked for in what this chunk adds alone (and the line ends before it
-        # that a blank line may begin with): a large event is not searched again at every piece.
-        start = max(0, len(self._raw) - 4)
-        self._raw += chunk
-        end = sse_event_end(bytes(self._raw[start:]))
-        if end < 0:
-            if len(self._raw) > MAX_FRAME:
-                raise _Unreadable("a server-sent event larger than 16 MiB")
-            return
-        region = bytes(self._raw[: start + end])
-        del self._raw[: start + end]
-        spans = raw_event_spans(region)
-        if not spans:
-            yield region, b"", b""
-            return
-        bounds = [0, *(s for s, _ in spans[1:]), len(region)]
-        for (s, e), a, b in zip(spans, bounds[:-1], bounds[1:], strict=True):
-            yield region[a:s], region[s:e], region[e:b]
-
-    def _array_elements(self, chunk: bytes) -> Iterator[tuple[bytes, bytes, bytes]]:
-        framer = self._array
-        assert framer is not None
-        self._raw += chunk
-        if self._array_ended:
-            return
-        elements = framer.feed(chunk)
-        if framer.error is not None:
-            raise _Unreadable(framer.error)
-        at = 0
-        for element in elements:
-            start = _BETWEEN.match(self._raw, at).end()  # type: ignore[union-attr]
-            end = start + len(element)
-            if self._raw[start:end] != element:
-                raise _Unreadable("an element of the JSON array is not where it was read")
-            yield bytes(self._raw[at:start]), element, b""
-            at = end
-        if at:
-            del self._raw[:at]
-        if _ARRAY_END.match(self._raw):
-            self._array_ended = True
+        return out + self._orphans() + self._framer.trailer()
 
     # -----------------------------------------------------------------------------------------
     # Reading an item
 
-    def _next(self, item: _Item) -> bytes:
+    def _next(self, item: Item) -> bytes:
         self._pending.append(item)
         if not item.body:
             return self._drained()
-        if self._mode == "sse":
+        if self._framer.mode == "sse":
             fields = sse_fields(item.body)
             if fields and (denied := self._read_places(item, None, fields)) is not None:
                 return self._stop_before(item, denied)  # its name, id or a comment holds a value
@@ -301,7 +164,7 @@ class GeminiAnswerGuard(EventGuard):
         denied = self._read_places(item, obj, self._rest(obj, answer, candidates))
         if denied is not None:
             return self._stop_before(item, denied)  # it carries the value whole: it never goes
-        self._template = {k: answer[k] for k in _TEMPLATE if k in answer}
+        self._writer.noted(answer)
         finished = []
         for position, candidate in enumerate(candidates):
             if not isinstance(candidate, dict):
@@ -343,7 +206,7 @@ class GeminiAnswerGuard(EventGuard):
                 places += members_in(content, _PARTS, clean)
         return places
 
-    def _cut_in(self, item: _Item, candidates: list[Any]) -> bytes:
+    def _cut_in(self, item: Item, candidates: list[Any]) -> bytes:
         """A value to deny in this item: it goes on written anew with what is known of it, no
         candidate in it finished (the stream does not end well)."""
         item.changed = True
@@ -352,7 +215,7 @@ class GeminiAnswerGuard(EventGuard):
                 candidate.pop("finishReason", None)
         return self._cut()
 
-    def _candidate(self, item: _Item, index: int, candidate: dict[str, Any]) -> None:
+    def _candidate(self, item: Item, index: int, candidate: dict[str, Any]) -> None:
         content = candidate.get("content")
         parts = content.get("parts") if isinstance(content, dict) else None
         usual = (
@@ -386,15 +249,15 @@ class GeminiAnswerGuard(EventGuard):
                 return
         if candidate.keys().isdisjoint(_CANDIDATE_WHOLE):
             return  # most items carry text alone
-        self._read_whole(item, candidate, _CANDIDATE_WHOLE, False)
+        self.denied = self._whole.read(item, candidate, _CANDIDATE_WHOLE, False)
         grounding = candidate.get("groundingMetadata")
         if self.denied is None and isinstance(grounding, dict):
-            self._segments(grounding)
+            self.denied = self._whole.segments(grounding)
         if self.denied is not None:
             for name in _CANDIDATE_WHOLE:  # what carries the value does not go on
                 candidate.pop(name, None)
 
-    def _part(self, item: _Item, index: int, part: dict[str, Any]) -> bool:
+    def _part(self, item: Item, index: int, part: dict[str, Any]) -> bool:
         """A part read: what is read whole first, then its text. True where a value to deny is in
         its text (the part goes on with what is known of it); False where it is elsewhere, or
         the part is of a shape not known (it does not go on)."""
@@ -414,13 +277,13 @@ class GeminiAnswerGuard(EventGuard):
         call = part.get("functionCall")
         if isinstance(call, dict):
             # Its name and arguments, whole in their part.
-            self._read_whole(item, call, [k for k in call if k != "partialArgs"], signed)
+            self.denied = self._whole.read(item, call, [k for k in call if k != "partialArgs"], signed)
             if self.denied is None:
                 self._partial_args(item, index, call, signed)
         elif call is not None:
-            self._read_whole(item, part, ("functionCall",), signed)
+            self.denied = self._whole.read(item, part, ("functionCall",), signed)
         if self.denied is None and not part.keys().isdisjoint(_PART_WHOLE):
-            self._read_whole(item, part, _PART_WHOLE, signed)
+            self.denied = self._whole.read(item, part, _PART_WHOLE, signed)
         if self.denied is not None:
             return False
         if isinstance(text, str) and text:
@@ -428,12 +291,12 @@ class GeminiAnswerGuard(EventGuard):
             self._fed(item, channel, part, "text", text, signed)
         return True
 
-    def _partial_args(self, item: _Item, index: int, call: dict[str, Any], signed: bool) -> None:
+    def _partial_args(self, item: Item, index: int, call: dict[str, Any], signed: bool) -> None:
         """Vertex AI's streamed arguments: each string value's pieces one channel (by its path)."""
         for partial in call.get("partialArgs") or ():
             if not isinstance(partial, dict):
                 continue
-            self._read_whole(item, partial, ("jsonPath",), signed, exact=True)  # the keys the model wrote
+            self.denied = self._whole.read(item, partial, ("jsonPath",), signed, exact=True)  # the keys the model wrote
             if self.denied is not None:
                 return
             if not isinstance(partial.get("stringValue"), str):
@@ -448,76 +311,9 @@ class GeminiAnswerGuard(EventGuard):
                 if self.denied is not None:
                     return
 
-    def _read_whole(self, item: _Item, holder: Any, names: Iterable[Any], signed: bool, exact: bool = False) -> None:
-        """Each string in `holder[name]` for the names it has (nested in objects and arrays) read
-        alone and replaced in place (it stays the JSON it was); in a signed part, or where
-        `exact` (a path that names keys), a value to replace is denied. An object's keys are read
-        too: a value in one is denied (a key replaced could meet another)."""
-        for name in names:
-            if isinstance(holder, dict) and name not in holder:
-                continue
-            inner = holder[name]
-            if isinstance(inner, dict):
-                self._keys(inner)
-                if self.denied is None:
-                    self._read_whole(item, inner, list(inner), signed)
-            elif isinstance(inner, list):
-                self._read_whole(item, inner, range(len(inner)), signed)
-            elif isinstance(inner, str) and inner:
-                sent, denied = self._whole_text(inner)
-                if denied is None and sent != inner:
-                    if signed or exact:
-                        denied = _replaced_kind(sent) or UNREAD
-                    else:
-                        holder[name] = sent
-                        item.changed = True
-                self.denied = denied
-            if self.denied is not None:
-                return
-
-    def _keys(self, value: dict[str, Any]) -> None:
-        """An object's keys read whole: a value found in one is denied."""
-        for key in value:
-            if not key:
-                continue
-            sent, denied = self._whole_text(key)
-            if denied is None and sent != key:
-                denied = _replaced_kind(sent) or UNREAD
-            if denied is not None:
-                self.denied = denied
-                return
-
-    def _segments(self, grounding: dict[str, Any]) -> None:
-        """The segments of the answer's text the grounding supports repeat, read together: a value
-        cut across two of them (each read alone) is denied."""
-        supports = grounding.get("groundingSupports")
-        texts = [
-            s["segment"]["text"]
-            for s in (supports if isinstance(supports, list) else ())
-            if isinstance(s, dict) and isinstance(s.get("segment"), dict) and isinstance(s["segment"].get("text"), str)
-        ]
-        if len(texts) < 2:
-            return
-        joined = "".join(texts)
-        sent, denied = self._whole_text(joined)
-        if denied is None and sent != joined:
-            denied = _replaced_kind(sent) or UNREAD
-        self.denied = denied
-
-    def _whole_text(self, text: str) -> tuple[str, str | None]:
-        """A text read whole: what goes on of it, and the kind of a value to deny."""
-        read = scan_whole(self._compiled, text)
-        self._spent.update(read.counts)
-        return read.text, read.denied
-
-    def _owe(self, state: ChannelState, text: bytes) -> None:
-        state.owed += text
-        if text and b"[REDACTED:" in text:
-            state.replaced = _replaced_kind(text) or state.replaced
-
     def _end_channel(self, channel: Channel) -> None:
-        self._committed()
-        state = self._channels.get(channel)
+        self._channels.commit()
+        state = self._channels.states.get(channel)
         if state is not None and state.scanner is not None:
             self._end(channel, state)
 
@@ -531,68 +327,24 @@ class GeminiAnswerGuard(EventGuard):
     def _unsent(self, item: Pending) -> str | None:
         """The kind of a value in a signed part: one of the item's, or a later one whose text the
         item would carry (a value replaced across the two). It would not go on as it came."""
-        for p, place in zip(item.pieces, self._placed(item), strict=True):
+        for p, place in zip(item.pieces, self._waiting.placed(item), strict=True):
             if place.came:
                 continue
             end = p.start + len(p.text)
-            if p.signed or any(q.signed and end <= q.start < place.sent for q in self._later(p)):
-                state = self._channels[p.channel]
-                return _replaced_kind(state.owed) or state.replaced or "unread"
+            if p.signed or any(q.signed and end <= q.start < place.sent for q in self._waiting.later(p)):
+                state = self._channels.states[p.channel]
+                return replaced_kind(state.owed) or state.replaced or "unread"
         return None
 
     def _orphan(self, channel: Channel, text: str) -> bytes:
-        head = b",\r\n" if self._mode == "array" else b""
-        tail = b"\r\n\r\n" if self._mode == "sse" else b""
-        return self._written(_item(head, b"", tail, self._held_item(channel, text)))
-
-    def _held_item(self, channel: Channel, text: str) -> dict[str, Any]:
-        index, name = channel
-        if name.startswith("partialArgs "):
-            partial = {"jsonPath": name.removeprefix("partialArgs "), "stringValue": text, "willContinue": True}
-            part: dict[str, Any] = {"functionCall": {"partialArgs": [partial], "willContinue": True}}
-        else:
-            part = {"text": text, **({"thought": True} if name == "thought" else {})}
-        answer = {"candidates": [{"content": {"role": "model", "parts": [part]}, "index": index}], **self._template}
-        return {self._envelope: answer} if self._envelope is not None else answer
+        return self._writer.orphan(channel, text)
 
     def _denied_end(self, kind: str) -> bytes:
-        """The error item a denied stream ends with."""
-        if self._mode == "array":
-            return array_end(kind, self._sent_any)
-        if self._mode == "whole":
-            return b""
-        return (b"\n" if self._cr_last else b"") + denied_event(kind)
-
-    def _settled(self, item: Pending) -> bytes:
-        """An item as it goes on (`EventGuard._settled`), and what went on last noted."""
-        assert isinstance(item, _Item)
-        self._sent_any = self._sent_any or bool(item.body)
-        out = super()._settled(item)
-        # Written anew, an item never ends in a CR.
-        self._cr_last = out is item.whole and (item.tail or item.body or item.head).endswith(b"\r")
-        return out
+        return self._writer.denied_end(kind)
 
     def _rewritten(self, item: Pending) -> bytes:
-        assert isinstance(item, _Item)
-        return self._written(item)
-
-    def _written(self, item: _Item) -> bytes:
-        self._without_logprobs(item.obj)
-        body = json.dumps(item.obj, ensure_ascii=False, separators=(",", ":")).encode()
-        if self._mode == "sse":
-            # A blank line cut at its CR: the LF that may follow it comes with the next item.
-            tail = item.tail + b"\n" if item.tail.endswith(b"\r") else item.tail or b"\r\n\r\n"
-            return item.head + b"data: " + body + tail
-        return item.head + body + item.tail
-
-    def _without_logprobs(self, obj: Any) -> None:
-        """An item written anew loses its candidates' `logprobsResult`: its tokens (chosen and top
-        candidates) are the text as it came, value and all."""
-        answer = obj.get(self._envelope) if self._envelope is not None and isinstance(obj, dict) else obj
-        candidates = answer.get("candidates") if isinstance(answer, dict) else None
-        for candidate in candidates if isinstance(candidates, list) else ():
-            if isinstance(candidate, dict):
-                candidate.pop(LOGPROBS, None)
+        assert isinstance(item, Item)
+        return self._writer.written(item)
 
 
 def _spelled(candidate: Any) -> bool:
@@ -618,12 +370,6 @@ def _carries_text(value: Any) -> bool:
     if isinstance(value, list):
         return any(_carries_text(inner) for inner in value)
     return False
-
-
-def _replaced_kind(text: str | bytes | bytearray) -> str | None:
-    """The kind a placeholder in `text` names."""
-    found = _PLACEHOLDER.search(text if isinstance(text, str) else text.decode(errors="replace"))
-    return found.group(1) if found else None
 
 
 def guard_gemini_json(

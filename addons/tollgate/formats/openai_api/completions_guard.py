@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Container
 from typing import Any
 
-from tollgate.formats.answer_reading.events import Pending, Place, members_in
 from tollgate.formats.answer_reading.logprob_tokens import completions_spells
 from tollgate.formats.answer_reading.scanning import AnswerFormat, Scanners
+from tollgate.formats.answer_reading.string_places import Place, members_in
+from tollgate.formats.answer_reading.waiting_events import Pending
 from tollgate.formats.openai_chat.answer_guard import (
     ChatAnswerGuard,
     Streamed,

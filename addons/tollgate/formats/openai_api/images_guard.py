@@ -12,8 +12,9 @@ import json
 from collections import Counter
 from typing import Any
 
-from tollgate.formats.answer_reading.events import Place, UnreadStream, read_places, strings_in
+from tollgate.formats.answer_reading.events import UnreadStream
 from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, whole_object
+from tollgate.formats.answer_reading.string_places import Place, read_places, strings_in
 from tollgate.formats.openai_chat.answer_guard import denied_event
 
 REVISED = "revised_prompt"

@@ -19,11 +19,12 @@ from typing import Any
 import orjson
 
 from tollgate.formats.answer_reading.chat_template import Channel, TemplatePass
-from tollgate.formats.answer_reading.events import (
+from tollgate.formats.answer_reading.events import EventGuard
+from tollgate.formats.answer_reading.logprob_tokens import chat_spells
+from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanner, Scanners
+from tollgate.formats.answer_reading.string_places import (
     KNOWN_KEYS,
     NOTHING,
-    EventGuard,
-    Pending,
     Place,
     members_in,
     read_whole,
@@ -31,8 +32,7 @@ from tollgate.formats.answer_reading.events import (
     strings_in,
     unpaired,
 )
-from tollgate.formats.answer_reading.logprob_tokens import chat_spells
-from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanner, Scanners
+from tollgate.formats.answer_reading.waiting_events import Pending
 from tollgate.formats.bodies.json_codec import keys_once, loads_once
 from tollgate.formats.framing.sse import SSEFramer, parse_sse_block
 
@@ -346,7 +346,7 @@ class ChatAnswerGuard(EventGuard):
         if not self._carries(choice):
             return False
         for i, (holder, key, channel, path) in enumerate(texts):
-            if channel not in self._channels and path is not None:
+            if channel not in self._channels.states and path is not None:
                 self._paths[channel] = path
             self._fed(pending, channel, holder, key, holder[key])
             if self.denied is not None:

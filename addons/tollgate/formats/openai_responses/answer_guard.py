@@ -22,9 +22,11 @@ from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tollgate.formats.answer_reading.events import CLEAN_KEPT, CLEAN_SIZE, ChannelState, Pending, read_whole
+from tollgate.formats.answer_reading.channels import ChannelState
 from tollgate.formats.answer_reading.logprob_tokens import openai_spells
 from tollgate.formats.answer_reading.scanning import UNREAD, AnswerFormat, Scanners, counter_copy, whole_object
+from tollgate.formats.answer_reading.string_places import CLEAN_KEPT, CLEAN_SIZE, read_whole
+from tollgate.formats.answer_reading.waiting_events import Pending
 from tollgate.formats.bodies.json_codec import loads_once
 from tollgate.formats.openai_chat.answer_guard import (
     DENIED_MESSAGE,
@@ -481,7 +483,7 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
         for holder, name, channel in texts:
             value = _text_at(holder, name)
             delta = DELTAS.get(channel[1])
-            if value is None or delta is None or channel in self._channels or channel in self._seen:
+            if value is None or delta is None or channel in self._channels.states or channel in self._seen:
                 rest.append((holder, name, channel))
                 continue
             delta_type, index = delta
@@ -501,14 +503,14 @@ class ResponsesAnswerGuard(ChatAnswerGuard):
         value = _text_at(holder, name)
         if value is None:
             return False
-        if value in self._clean and channel not in self._seen and channel not in self._channels:
+        if value in self._clean and channel not in self._seen and channel not in self._channels.states:
             return False  # an id, a type, a name read clean before: not read again
         data = value.encode("utf-8", "surrogatepass")
         digest = _digest(data)
         seen = self._seen.get(channel)
         if seen is None or seen.digest != digest or seen.rescan:
             replaced, denied, counts = read_whole(self._compiled, value, channel[1] == "arguments")
-            if channel not in self._channels:  # no deltas told it: found here
+            if channel not in self._channels.states:  # no deltas told it: found here
                 self._whole_counts.update(counts)
             if denied is not None:
                 self.denied = denied

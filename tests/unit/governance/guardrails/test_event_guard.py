@@ -1,4 +1,4 @@
-"""What every streamed answer's guard shares (`governance/guardrails/event_guard.py`), held to in
+"""What every streamed answer's guard shares (`formats/answer_reading/events.py`), held to in
 each format whose events may carry two pieces of one channel (a chat chunk with two deltas of one
 tool call, two choices of one index in a Completions chunk or a Bedrock chunk, two text parts of
 one Gemini candidate): the client, reassembling the stream, gets the original text with only the

@@ -291,7 +291,7 @@ def test_a_value_an_audit_rule_records_is_counted_in_each_event_and_long_strings
     comes), and only a short one: a stream's kept strings hold no more than a few hundred kilobytes."""
     from collections import Counter
 
-    from tollgate.formats.answer_reading.events import CLEAN_SIZE, read_places
+    from tollgate.formats.answer_reading.string_places import CLEAN_SIZE, read_places
 
     compiled = compiled_for({"secrets.aws_access_key_id": "audit"})
     counts: Counter[str] = Counter()

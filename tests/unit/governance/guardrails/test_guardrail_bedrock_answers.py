@@ -25,7 +25,7 @@ from support.counted_scans import counting_feeds
 from support.eventstream import event, exception, frame, invoke_chunk
 from support.guardrail_samples import EMAIL, crc_token
 from tollgate.formats import BEDROCK_CONVERSE, BEDROCK_INVOKE, CLAUDE_ON_BEDROCK
-from tollgate.formats.answer_reading.events import WAITING_BYTES
+from tollgate.formats.answer_reading.waiting_events import WAITING_BYTES
 from tollgate.formats.bedrock_converse.answer_guard import (
     ConverseAnswerGuard,
     FramesAnswerGuard,

@@ -30,7 +30,7 @@ from support.counted_scans import counting_feeds
 from support.examples import examples
 from support.guard_reads import fed_in_reads
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
-from tollgate.formats.answer_reading.events import WAITING_BYTES
+from tollgate.formats.answer_reading.waiting_events import WAITING_BYTES
 from tollgate.formats.openai_chat.answer_guard import ChatAnswerGuard, denied_event, guard_chat_json
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 

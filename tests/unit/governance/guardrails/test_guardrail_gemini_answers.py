@@ -34,7 +34,7 @@ from support.examples import QUICK
 from support.guard_reads import fed_in_reads
 from support.guardrail_samples import AWS_KEY_ID, EMAIL, SAMPLES, crc_token
 from tollgate.formats import CODE_ASSIST, GEMINI_GENERATE, OPENAI_CHAT
-from tollgate.formats.answer_reading.events import WAITING_BYTES
+from tollgate.formats.answer_reading.waiting_events import WAITING_BYTES
 from tollgate.formats.framing import JSONArrayFramer
 from tollgate.formats.gemini_generate.answer_guard import GeminiAnswerGuard, guard_code_assist_json, guard_gemini_json
 from tollgate.governance.guardrails.answer import AnswerDetectors
