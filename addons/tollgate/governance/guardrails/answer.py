@@ -211,10 +211,11 @@ class AnswerScanner:
     def _release(self, final: bool) -> Released:
         buf, done, d = self._buf, self._done, self._d
         end = len(buf)
+        lo = max(done, self._open)
         if final:
             cut, kind = end, None
         else:
-            cut, kind = self._open_from(buf, max(done, self._open))
+            cut, kind = self._open_from(buf, lo, ranked=False)
         self._open = cut
         if cut <= done and end - cut <= d.hold_bytes:
             # Nothing decided yet (all of it may still be a candidate): nothing to find.
@@ -228,7 +229,8 @@ class AnswerScanner:
                 cut = start
         forced = None
         if kind is not None and end - cut > d.hold_bytes:
-            forced = kind  # held too long: treated as found
+            # Held too long: treated as found, of the kind of the candidate first in rank there.
+            forced = self._open_from(buf, lo, ranked=True)[1]
         else:
             while cut < end and cut > done and buf[cut] & 0xC0 == 0x80:
                 cut -= 1  # a character goes on whole
@@ -306,25 +308,27 @@ class AnswerScanner:
         replaced, _ = text.replace(buf[done:cut], [(s - done, e - done, k) for s, e, k in spans])
         return replaced
 
-    def _open_from(self, buf: bytes, lo: int) -> tuple[int, str | None]:
+    def _open_from(self, buf: bytes, lo: int, ranked: bool) -> tuple[int, str | None]:
         """Where the earliest candidate that may still become a match begins (at or after `lo`),
-        and its kind; the end of `buf` and None where there is none."""
+        and its kind; the end of `buf` and None where there is none. `ranked`: the kind of the
+        candidate first in rank among those that begin there; else of any of them (those that
+        could only begin where one is found already are not searched: most groups, most pieces)."""
         end = len(buf)
         if lo >= end:
             return end, None
         if self._is_json:
-            return self._open_in_json(buf, lo)
+            return self._open_in_json(buf, lo, ranked)
         if not formats_in(buf):
-            return self._open_in(buf, lo, end, None)
+            return self._open_in(buf, lo, end, ranked)
         # Format characters in it, read as nothing: a candidate is looked for in what is read.
         read = text.read(buf, False, formats=True)
         data = read.data
-        found, kind = self._open_in(data, _to_text(read, lo), len(data), None)
+        found, kind = self._open_in(data, _to_text(read, lo), len(data), ranked)
         if found >= len(data):
             return end, None
         return read.to_body(found, found)[0], kind
 
-    def _open_in_json(self, buf: bytes, lo: int) -> tuple[int, str | None]:
+    def _open_in_json(self, buf: bytes, lo: int, ranked: bool) -> tuple[int, str | None]:
         """`_open_in` of JSON text, read as its escapes stand for (a key written with `\\u005f`);
         an escape cut short may stand for any character: the text is read as ending before it."""
         at: int = len(buf)
@@ -335,17 +339,18 @@ class AnswerScanner:
             at -= 6  # the character it begins is whole only with its low half, still to come
         read = text.read(buf[:at], True, self._d.engine.every_escape, formats=formats_in(buf))
         if read.data is read.body:
-            return self._open_in(buf, lo, at, None)
+            return self._open_in(buf, lo, at, ranked)
         data = read.data
-        found, kind = self._open_in(data, _to_text(read, lo), len(data), None)
+        found, kind = self._open_in(data, _to_text(read, lo), len(data), ranked)
         if found >= len(data):
             return at, None
         return read.to_body(found, found)[0], kind
 
-    def _open_in(self, buf: bytes, lo: int, at: int, kind: str | None) -> tuple[int, str | None]:
+    def _open_in(self, buf: bytes, lo: int, at: int, ranked: bool) -> tuple[int, str | None]:
         """The earliest open candidate in `buf` (read as ending at `at`) from `lo` on."""
         d = self._d
         end = at
+        kind: str | None = None
         if at < len(buf):
             buf = buf[:at]
         tail = buf[lo:end]
@@ -354,6 +359,8 @@ class AnswerScanner:
         names_at: dict[int, list[int]] | None = None  # where each group's names begin
         ending = () if not size else d.ending[buf[end - 1]] if d.narrow(buf, lo, end) else d.always_ending[buf[end - 1]]
         for alphabet, reach, search, ranks, kinds, names in ending:
+            if not ranked and at < end and (at <= lo or end - at >= reach or buf[at - 1] not in alphabet):
+                continue  # its run of bytes (where its candidate may begin) begins at `at` or after
             part = tail[-reach:] if reach < size else tail
             start = end - len(part) + len(part.rstrip(alphabet))  # where the run of its bytes begins
             if names is not None:
@@ -363,7 +370,9 @@ class AnswerScanner:
                     if names_at is None:
                         names_at = d.name_scan.starts(buf, lo, end)
                     start = names.first_in(names_at, start, end)
-            if start > at or (start == at and ranks[0] > rank):
+                if start >= end:
+                    continue  # no name, none cut by the end: no candidate of the group
+            if start > at or (start == at and (not ranked or ranks[0] > rank)):
                 continue  # none before one found already
             m = search(buf, start, end)
             if m is not None:
