@@ -79,15 +79,21 @@ class AnswerDetectors:
             names.index = index
         self.name_scan = NameScan(named) if named and self.engine.uses_hyperscan else None
         searched = sorted(self.groups, key=lambda g: not g.broad)
+        # Each group's bytes as a table of 0 (its) and 1 (not): where its run at the end begins,
+        # the text translated by it and its last 1 found (`rstrip` of a run of a few hundred
+        # bytes tries each byte against its alphabet's, a few times slower).
+        outside = {g.alphabet: bytes(0 if b in g.alphabet else 1 for b in range(256)) for g in searched}
         self.ending = tuple(
-            tuple((g.alphabet, g.reach, g.search, g.ranks, g.kinds, g.names) for g in searched if b in g.alphabet)
+            tuple(
+                (outside[g.alphabet], g.reach, g.search, g.ranks, g.kinds, g.names) for g in searched if b in g.alphabet
+            )
             for b in range(256)
         )
         # The same of the groups searched always: the others only where `narrow` finds that a
         # candidate of one of them may begin (in a piece of prose, most often nowhere).
         self.always_ending = tuple(
             tuple(
-                (g.alphabet, g.reach, g.search, g.ranks, g.kinds, g.names)
+                (outside[g.alphabet], g.reach, g.search, g.ranks, g.kinds, g.names)
                 for g in searched
                 if b in g.alphabet and g.always
             )
@@ -353,16 +359,16 @@ class AnswerScanner:
         kind: str | None = None
         if at < len(buf):
             buf = buf[:at]
-        tail = buf[lo:end]
-        size = len(tail)
         rank = len(d.detectors)  # the place of the candidate found (none yet: after every one)
         names_at: dict[int, list[int]] | None = None  # where each group's names begin
-        ending = () if not size else d.ending[buf[end - 1]] if d.narrow(buf, lo, end) else d.always_ending[buf[end - 1]]
-        for alphabet, reach, search, ranks, kinds, names in ending:
-            if not ranked and at < end and (at <= lo or end - at >= reach or buf[at - 1] not in alphabet):
+        ending = (
+            () if lo >= end else d.ending[buf[end - 1]] if d.narrow(buf, lo, end) else d.always_ending[buf[end - 1]]
+        )
+        for outside, reach, search, ranks, kinds, names in ending:
+            if not ranked and at < end and (at <= lo or end - at >= reach or outside[buf[at - 1]]):
                 continue  # its run of bytes (where its candidate may begin) begins at `at` or after
-            part = tail[-reach:] if reach < size else tail
-            start = end - len(part) + len(part.rstrip(alphabet))  # where the run of its bytes begins
+            part_lo = end - reach if end - reach > lo else lo
+            start = part_lo + buf[part_lo:end].translate(outside).rfind(1) + 1  # where the run of its bytes begins
             if names is not None:
                 if d.name_scan is None:
                     start = names.first(buf, start, end)
