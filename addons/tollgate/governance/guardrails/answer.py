@@ -367,15 +367,15 @@ class AnswerScanner:
         for outside, reach, search, ranks, kinds, names in ending:
             if not ranked and at < end and (at <= lo or end - at >= reach or outside[buf[at - 1]]):
                 continue  # its run of bytes (where its candidate may begin) begins at `at` or after
+            if names is not None and d.name_scan is not None:
+                if names_at is None:
+                    names_at = d.name_scan.starts(buf, lo, end)
+                if names.absent(names_at):
+                    continue  # no name, none cut by the end: no candidate of the group
             part_lo = end - reach if end - reach > lo else lo
             start = part_lo + buf[part_lo:end].translate(outside).rfind(1) + 1  # where the run of its bytes begins
             if names is not None:
-                if d.name_scan is None:
-                    start = names.first(buf, start, end)
-                else:
-                    if names_at is None:
-                        names_at = d.name_scan.starts(buf, lo, end)
-                    start = names.first_in(names_at, start, end)
+                start = names.first(buf, start, end) if names_at is None else names.first_in(names_at, start, end)
                 if start >= end:
                     continue  # no name, none cut by the end: no candidate of the group
             if start > at or (start == at and (not ranked or ranks[0] > rank)):

@@ -130,6 +130,15 @@ class Names:
         self._database.scan(buf[lo:hi], match_event_handler=_first_start, context=starts, scratch=scratch)
         return min(lo + starts[0], cut) if starts else cut
 
+    def absent(self, found: dict[int, list[int]]) -> bool:
+        """Whether `NameScan.starts` found neither a name of the group nor one cut by the end,
+        and knows where those cut may begin: `first_in` would be `hi` wherever it looked from."""
+        index = self.index
+        if index in found or ~index in found:
+            return False
+        known = found.get(_CUT_KNOWN)
+        return known is not None and index in known
+
     def first_in(self, found: dict[int, list[int]], lo: int, hi: int) -> int:
         """`first`, of the names `NameScan.starts` found; where it found where names cut by the
         end may begin (`NameScan.cut_known`), `hi` where none may (no candidate of the group)."""
