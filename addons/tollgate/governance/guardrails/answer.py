@@ -45,6 +45,9 @@ _CONTEXT = 640
 # after it too: it is held until that many have come after its start.
 _PAIR_RUN = re.compile(rb"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 _PAIR_WAIT = 256 + 24
+# Base64's bytes as 0, the others as 1: a text without 40 zeros in a row translated holds no run.
+_PAIR_OUTSIDE = bytes(0 if re.fullmatch(rb"[A-Za-z0-9/+]", bytes([b])) else 1 for b in range(256))
+_PAIR_ZEROS = bytes(40)
 
 
 class AnswerDetectors:
@@ -399,7 +402,10 @@ class AnswerScanner:
     def _pair_open(buf: bytes, lo: int, at: int, kind: str | None) -> tuple[int, str | None]:
         """A whole 40-character run of mixed base64 waits for a key id that may still come."""
         end = len(buf)
-        for m in _PAIR_RUN.finditer(buf, max(lo, end - _PAIR_WAIT), min(at, end)):
+        start, stop = max(lo, end - _PAIR_WAIT), min(at, end)
+        if stop - start < 40 or _PAIR_ZEROS not in buf[start:stop].translate(_PAIR_OUTSIDE):
+            return at, kind  # no run of 40 (the regex tries each byte; this finds none at once)
+        for m in _PAIR_RUN.finditer(buf, start, stop):
             if checks.mixed_base64(m.group()):
                 return m.start(), "secrets.aws_secret_access_key"
         return at, kind
