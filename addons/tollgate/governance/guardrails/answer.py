@@ -41,6 +41,8 @@ HOLD_BYTES = 4096
 # Released text kept as context for what is still held: the lookbehinds of a match's start, an
 # address's local part, and an AWS secret's partner within its distance.
 _CONTEXT = 640
+# How far back a group's run is looked for byte by byte (`rstrip`) before the rest is translated.
+_NEAR = 32
 # A 40-character run of base64 is an AWS secret when its key id comes within this many bytes,
 # after it too: it is held until that many have come after its start.
 _PAIR_RUN = re.compile(rb"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
@@ -82,13 +84,15 @@ class AnswerDetectors:
             names.index = index
         self.name_scan = NameScan(named) if named and self.engine.uses_hyperscan else None
         searched = sorted(self.groups, key=lambda g: not g.broad)
-        # Each group's bytes as a table of 0 (its) and 1 (not): where its run at the end begins,
-        # the text translated by it and its last 1 found (`rstrip` of a run of a few hundred
-        # bytes tries each byte against its alphabet's, a few times slower).
+        # Each group's bytes as a table of 0 (its) and 1 (not): where a long run of them at the
+        # end begins, the text translated by it and its last 1 found (`rstrip` of a run of a few
+        # hundred bytes tries each byte against the alphabet's, a few times slower).
         outside = {g.alphabet: bytes(0 if b in g.alphabet else 1 for b in range(256)) for g in searched}
         self.ending = tuple(
             tuple(
-                (outside[g.alphabet], g.reach, g.search, g.ranks, g.kinds, g.names) for g in searched if b in g.alphabet
+                (g.alphabet, outside[g.alphabet], g.reach, g.search, g.ranks, g.kinds, g.names)
+                for g in searched
+                if b in g.alphabet
             )
             for b in range(256)
         )
@@ -96,7 +100,7 @@ class AnswerDetectors:
         # candidate of one of them may begin (in a piece of prose, most often nowhere).
         self.always_ending = tuple(
             tuple(
-                (outside[g.alphabet], g.reach, g.search, g.ranks, g.kinds, g.names)
+                (g.alphabet, outside[g.alphabet], g.reach, g.search, g.ranks, g.kinds, g.names)
                 for g in searched
                 if b in g.alphabet and g.always
             )
@@ -367,7 +371,7 @@ class AnswerScanner:
         ending = (
             () if lo >= end else d.ending[buf[end - 1]] if d.narrow(buf, lo, end) else d.always_ending[buf[end - 1]]
         )
-        for outside, reach, search, ranks, kinds, names in ending:
+        for alphabet, outside, reach, search, ranks, kinds, names in ending:
             if not ranked and at < end and (at <= lo or end - at >= reach or outside[buf[at - 1]]):
                 continue  # its run of bytes (where its candidate may begin) begins at `at` or after
             if names is not None and d.name_scan is not None:
@@ -375,8 +379,13 @@ class AnswerScanner:
                     names_at = d.name_scan.starts(buf, lo, end)
                 if names.absent(names_at):
                     continue  # no name, none cut by the end: no candidate of the group
+            # Where the run of its bytes at the end begins: most often a word's start, in its last
+            # bytes; where they are all its, the rest of its reach translated.
             part_lo = end - reach if end - reach > lo else lo
-            start = part_lo + buf[part_lo:end].translate(outside).rfind(1) + 1  # where the run of its bytes begins
+            near = end - _NEAR if end - _NEAR > part_lo else part_lo
+            start = near + len(buf[near:end].rstrip(alphabet))
+            if start == near > part_lo:
+                start = part_lo + buf[part_lo:near].translate(outside).rfind(1) + 1
             if names is not None:
                 start = names.first(buf, start, end) if names_at is None else names.first_in(names_at, start, end)
                 if start >= end:
