@@ -41,10 +41,15 @@ HOLD_BYTES = 4096
 # Released text kept as context for what is still held: the lookbehinds of a match's start, an
 # address's local part, and an AWS secret's partner within its distance.
 _CONTEXT = 640
+# How far back a group's run is looked for byte by byte (`rstrip`) before the rest is translated.
+_NEAR = 32
 # A 40-character run of base64 is an AWS secret when its key id comes within this many bytes,
 # after it too: it is held until that many have come after its start.
 _PAIR_RUN = re.compile(rb"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 _PAIR_WAIT = 256 + 24
+# Base64's bytes as 0, the others as 1: a text without 40 zeros in a row translated holds no run.
+_PAIR_OUTSIDE = bytes(0 if re.fullmatch(rb"[A-Za-z0-9/+]", bytes([b])) else 1 for b in range(256))
+_PAIR_ZEROS = bytes(40)
 
 
 class AnswerDetectors:
@@ -79,15 +84,23 @@ class AnswerDetectors:
             names.index = index
         self.name_scan = NameScan(named) if named and self.engine.uses_hyperscan else None
         searched = sorted(self.groups, key=lambda g: not g.broad)
+        # Each group's bytes as a table of 0 (its) and 1 (not): where a long run of them at the
+        # end begins, the text translated by it and its last 1 found (`rstrip` of a run of a few
+        # hundred bytes tries each byte against the alphabet's, a few times slower).
+        outside = {g.alphabet: bytes(0 if b in g.alphabet else 1 for b in range(256)) for g in searched}
         self.ending = tuple(
-            tuple((g.alphabet, g.reach, g.search, g.ranks, g.kinds, g.names) for g in searched if b in g.alphabet)
+            tuple(
+                (g.alphabet, outside[g.alphabet], g.reach, g.search, g.ranks, g.kinds, g.names)
+                for g in searched
+                if b in g.alphabet
+            )
             for b in range(256)
         )
         # The same of the groups searched always: the others only where `narrow` finds that a
         # candidate of one of them may begin (in a piece of prose, most often nowhere).
         self.always_ending = tuple(
             tuple(
-                (g.alphabet, g.reach, g.search, g.ranks, g.kinds, g.names)
+                (g.alphabet, outside[g.alphabet], g.reach, g.search, g.ranks, g.kinds, g.names)
                 for g in searched
                 if b in g.alphabet and g.always
             )
@@ -211,10 +224,11 @@ class AnswerScanner:
     def _release(self, final: bool) -> Released:
         buf, done, d = self._buf, self._done, self._d
         end = len(buf)
+        lo = max(done, self._open)
         if final:
             cut, kind = end, None
         else:
-            cut, kind = self._open_from(buf, max(done, self._open))
+            cut, kind = self._open_from(buf, lo, ranked=False)
         self._open = cut
         if cut <= done and end - cut <= d.hold_bytes:
             # Nothing decided yet (all of it may still be a candidate): nothing to find.
@@ -228,7 +242,8 @@ class AnswerScanner:
                 cut = start
         forced = None
         if kind is not None and end - cut > d.hold_bytes:
-            forced = kind  # held too long: treated as found
+            # Held too long: treated as found, of the kind of the candidate first in rank there.
+            forced = self._open_from(buf, lo, ranked=True)[1]
         else:
             while cut < end and cut > done and buf[cut] & 0xC0 == 0x80:
                 cut -= 1  # a character goes on whole
@@ -306,25 +321,27 @@ class AnswerScanner:
         replaced, _ = text.replace(buf[done:cut], [(s - done, e - done, k) for s, e, k in spans])
         return replaced
 
-    def _open_from(self, buf: bytes, lo: int) -> tuple[int, str | None]:
+    def _open_from(self, buf: bytes, lo: int, ranked: bool) -> tuple[int, str | None]:
         """Where the earliest candidate that may still become a match begins (at or after `lo`),
-        and its kind; the end of `buf` and None where there is none."""
+        and its kind; the end of `buf` and None where there is none. `ranked`: the kind of the
+        candidate first in rank among those that begin there; else of any of them (those that
+        could only begin where one is found already are not searched: most groups, most pieces)."""
         end = len(buf)
         if lo >= end:
             return end, None
         if self._is_json:
-            return self._open_in_json(buf, lo)
+            return self._open_in_json(buf, lo, ranked)
         if not formats_in(buf):
-            return self._open_in(buf, lo, end, None)
+            return self._open_in(buf, lo, end, ranked)
         # Format characters in it, read as nothing: a candidate is looked for in what is read.
         read = text.read(buf, False, formats=True)
         data = read.data
-        found, kind = self._open_in(data, _to_text(read, lo), len(data), None)
+        found, kind = self._open_in(data, _to_text(read, lo), len(data), ranked)
         if found >= len(data):
             return end, None
         return read.to_body(found, found)[0], kind
 
-    def _open_in_json(self, buf: bytes, lo: int) -> tuple[int, str | None]:
+    def _open_in_json(self, buf: bytes, lo: int, ranked: bool) -> tuple[int, str | None]:
         """`_open_in` of JSON text, read as its escapes stand for (a key written with `\\u005f`);
         an escape cut short may stand for any character: the text is read as ending before it."""
         at: int = len(buf)
@@ -335,35 +352,45 @@ class AnswerScanner:
             at -= 6  # the character it begins is whole only with its low half, still to come
         read = text.read(buf[:at], True, self._d.engine.every_escape, formats=formats_in(buf))
         if read.data is read.body:
-            return self._open_in(buf, lo, at, None)
+            return self._open_in(buf, lo, at, ranked)
         data = read.data
-        found, kind = self._open_in(data, _to_text(read, lo), len(data), None)
+        found, kind = self._open_in(data, _to_text(read, lo), len(data), ranked)
         if found >= len(data):
             return at, None
         return read.to_body(found, found)[0], kind
 
-    def _open_in(self, buf: bytes, lo: int, at: int, kind: str | None) -> tuple[int, str | None]:
+    def _open_in(self, buf: bytes, lo: int, at: int, ranked: bool) -> tuple[int, str | None]:
         """The earliest open candidate in `buf` (read as ending at `at`) from `lo` on."""
         d = self._d
         end = at
+        kind: str | None = None
         if at < len(buf):
             buf = buf[:at]
-        tail = buf[lo:end]
-        size = len(tail)
         rank = len(d.detectors)  # the place of the candidate found (none yet: after every one)
         names_at: dict[int, list[int]] | None = None  # where each group's names begin
-        ending = () if not size else d.ending[buf[end - 1]] if d.narrow(buf, lo, end) else d.always_ending[buf[end - 1]]
-        for alphabet, reach, search, ranks, kinds, names in ending:
-            part = tail[-reach:] if reach < size else tail
-            start = end - len(part) + len(part.rstrip(alphabet))  # where the run of its bytes begins
+        ending = (
+            () if lo >= end else d.ending[buf[end - 1]] if d.narrow(buf, lo, end) else d.always_ending[buf[end - 1]]
+        )
+        for alphabet, outside, reach, search, ranks, kinds, names in ending:
+            if not ranked and at < end and (at <= lo or end - at >= reach or outside[buf[at - 1]]):
+                continue  # its run of bytes (where its candidate may begin) begins at `at` or after
+            if names is not None and d.name_scan is not None:
+                if names_at is None:
+                    names_at = d.name_scan.starts(buf, lo, end)
+                if names.absent(names_at):
+                    continue  # no name, none cut by the end: no candidate of the group
+            # Where the run of its bytes at the end begins: most often a word's start, in its last
+            # bytes; where they are all its, the rest of its reach translated.
+            part_lo = end - reach if end - reach > lo else lo
+            near = end - _NEAR if end - _NEAR > part_lo else part_lo
+            start = near + len(buf[near:end].rstrip(alphabet))
+            if start == near > part_lo:
+                start = part_lo + buf[part_lo:near].translate(outside).rfind(1) + 1
             if names is not None:
-                if d.name_scan is None:
-                    start = names.first(buf, start, end)
-                else:
-                    if names_at is None:
-                        names_at = d.name_scan.starts(buf, lo, end)
-                    start = names.first_in(names_at, start, end)
-            if start > at or (start == at and ranks[0] > rank):
+                start = names.first(buf, start, end) if names_at is None else names.first_in(names_at, start, end)
+                if start >= end:
+                    continue  # no name, none cut by the end: no candidate of the group
+            if start > at or (start == at and (not ranked or ranks[0] > rank)):
                 continue  # none before one found already
             m = search(buf, start, end)
             if m is not None:
@@ -384,7 +411,10 @@ class AnswerScanner:
     def _pair_open(buf: bytes, lo: int, at: int, kind: str | None) -> tuple[int, str | None]:
         """A whole 40-character run of mixed base64 waits for a key id that may still come."""
         end = len(buf)
-        for m in _PAIR_RUN.finditer(buf, max(lo, end - _PAIR_WAIT), min(at, end)):
+        start, stop = max(lo, end - _PAIR_WAIT), min(at, end)
+        if stop - start < 40 or _PAIR_ZEROS not in buf[start:stop].translate(_PAIR_OUTSIDE):
+            return at, kind  # no run of 40 (the regex tries each byte; this finds none at once)
+        for m in _PAIR_RUN.finditer(buf, start, stop):
             if checks.mixed_base64(m.group()):
                 return m.start(), "secrets.aws_secret_access_key"
         return at, kind

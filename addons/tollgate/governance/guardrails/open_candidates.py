@@ -20,6 +20,9 @@ from tollgate.governance.guardrails.partial import Partial, Unsupported, class_o
 if HYPERSCAN:
     import hyperscan
 
+import re._constants as sre_c  # type: ignore[import-not-found]  # no stubs: the standard library's own reader
+import re._parser as sre  # type: ignore[import-not-found]
+
 
 @functools.lru_cache(maxsize=1024)
 def partial_of(pattern: re.Pattern[bytes]) -> Partial | None:
@@ -127,31 +130,67 @@ class Names:
         self._database.scan(buf[lo:hi], match_event_handler=_first_start, context=starts, scratch=scratch)
         return min(lo + starts[0], cut) if starts else cut
 
+    def absent(self, found: dict[int, list[int]]) -> bool:
+        """Whether `NameScan.starts` found neither a name of the group nor one cut by the end,
+        and knows where those cut may begin: `first_in` would be `hi` wherever it looked from."""
+        index = self.index
+        if index in found or ~index in found:
+            return False
+        known = found.get(_CUT_KNOWN)
+        return known is not None and index in known
+
     def first_in(self, found: dict[int, list[int]], lo: int, hi: int) -> int:
-        """`first`, of the names `NameScan.starts` found."""
+        """`first`, of the names `NameScan.starts` found; where it found where names cut by the
+        end may begin (`NameScan.cut_known`), `hi` where none may (no candidate of the group)."""
         cut = max(lo, hi - self.longest + 1)
-        return min((at for at in found.get(self.index, ()) if at >= lo), default=cut)
+        index = self.index
+        named = found.get(index)
+        if named is not None:
+            first = min((at for at in named if at >= lo), default=None)
+            if first is not None:
+                return first
+        cut_at = found.get(~index)
+        if cut_at is None:
+            known = found.get(_CUT_KNOWN)
+            return hi if known is not None and index in known else cut
+        # Never before `cut`: a longer part of a name holds the whole name, found above.
+        return max(min(cut_at), cut)
 
 
 class NameScan:
     """Every group's names in one Hyperscan database: one pass a piece finds where each group's
-    first name begins (a pass for each group cost a few microseconds a piece more)."""
+    first name begins (a pass for each group cost a few microseconds a piece more), and, in the
+    same pass, where a name cut by the end of the text may begin (`cut_names`): a group with
+    neither has no candidate, and its search is spared (most pieces, most groups)."""
 
     def __init__(self, groups: Iterable[Names]) -> None:
         expressions: list[bytes] = []
         self._group_of: list[int] = []
+        cut: list[bytes] = []
+        cut_group_of: list[int] = []
         for names in groups:
             expressions += names.names
             self._group_of += [names.index] * len(names.names)
-        self._database = _names_database(tuple(expressions))
+            forms = [cut_names(n) for n in names.names]
+            if all(f is not None for f in forms):
+                cut += [f for f in forms if f is not None]
+                cut_group_of += [~names.index] * len(forms)
+        self._named = len(expressions)
+        # A group whose names' cut forms are not all known is searched as before, from where a
+        # name may begin (the last `longest` bytes).
+        self._group_of += cut_group_of
+        self._known = frozenset(~i for i in cut_group_of)
+        self._database = _names_database(tuple(expressions), tuple(cut))
         self._scratch = threading.local()
 
     def starts(self, buf: bytes, lo: int, hi: int) -> dict[int, list[int]]:
-        """By group, where its names in [lo, hi) begin."""
+        """By group, where its names in [lo, hi) begin; by its index's complement (`~index`),
+        where its names cut by `hi` may begin (none: no key); `_CUT_KNOWN`, whether that of a group
+        is known (a set of its indexes)."""
         scratch = getattr(self._scratch, "scratch", None)
         if scratch is None:
             scratch = self._scratch.scratch = hyperscan.Scratch(self._database)
-        found: dict[int, list[int]] = {}
+        found: dict[Any, Any] = {_CUT_KNOWN: self._known}
         group_of = self._group_of
 
         def on_match(id_: int, start: int, end: int, flags: int, context: Any) -> None:
@@ -167,12 +206,82 @@ def _first_start(id_: int, start: int, end: int, flags: int, starts: list[int]) 
     return False
 
 
-def _names_database(names: tuple[bytes, ...]) -> Any:
-    flags = [hyperscan.HS_FLAG_SOM_LEFTMOST | hyperscan.HS_FLAG_CASELESS] * len(names)
+def _names_database(names: tuple[bytes, ...], cut: tuple[bytes, ...] = ()) -> Any:
+    expressions = [n.removeprefix(b"(?i)") for n in names] + list(cut)
+    flags = [hyperscan.HS_FLAG_SOM_LEFTMOST | hyperscan.HS_FLAG_CASELESS] * len(expressions)
     database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    expressions = [n.removeprefix(b"(?i)") for n in names]
-    database.compile(expressions=expressions, ids=list(range(len(names))), elements=len(names), flags=flags)
+    database.compile(expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions), flags=flags)
     return database
+
+
+_CUT_KNOWN: Any = "cut known"  # `NameScan.starts`' key of the groups whose cut names it finds
+# A name's forms (its alternatives, its optional parts) spelled out at most this many.
+_FORMS_AT_MOST = 64
+
+
+def cut_names(name: bytes) -> bytes | None:
+    """A Hyperscan expression (caseless) of the text's end beginning with a part of a match of
+    `name` (a vendor's name): its forms' first byte, first two, ..., each whole, then the end.
+    It finds where such a part may begin (a superset, in any letter case); None for a name
+    whose forms are too many or not read here (a repeat, a lookaround)."""
+    try:
+        forms = _forms(list(sre.parse(name)))
+    except (_NotFinite, re.error):
+        return None
+    if not forms:
+        return None
+    choices = set()
+    for form in forms:
+        if not form:
+            return None  # an empty name would make every place a candidate's
+        # First byte required, each later one optional: a nonempty start of this form.
+        source = b""
+        for chars in reversed(form[1:]):
+            source = b"(?:" + class_of(chars) + source + b")?"
+        choices.add(class_of(form[0]) + source)
+    return b"(?:" + b"|".join(sorted(choices)) + b")\\z"
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _forms(items: list[Any]) -> list[tuple[frozenset[int], ...]]:
+    """Every form of a sequence of parsed items: a tuple of byte classes (lowercase)."""
+    forms: list[tuple[frozenset[int], ...]] = [()]
+    nexts: list[tuple[frozenset[int], ...]]
+    for op, av in items:
+        if op is sre_c.LITERAL:
+            nexts = [(frozenset({bytes([av]).lower()[0]}),)]
+        elif op is sre_c.IN:
+            chars: set[int] = set()
+            for inner, value in av:
+                if inner is sre_c.LITERAL:
+                    chars.add(bytes([value]).lower()[0])
+                elif inner is sre_c.RANGE:
+                    chars.update(bytes(range(value[0], value[1] + 1)).lower())
+                else:
+                    raise _NotFinite
+            nexts = [(frozenset(chars),)]
+        elif op is sre_c.SUBPATTERN:
+            nexts = _forms(list(av[3]))
+        elif op is sre_c.BRANCH:
+            nexts = [f for branch in av[1] for f in _forms(list(branch))]
+        elif op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT) and av[1] <= 2:
+            low, high, item = av
+            inner_forms = _forms(list(item))
+            nexts = []
+            for count in range(low, high + 1):
+                combined: list[tuple[frozenset[int], ...]] = [()]
+                for _ in range(count):
+                    combined = [a + b for a in combined for b in inner_forms]
+                nexts += combined
+        else:
+            raise _NotFinite
+        forms = [f + n for f in forms for n in nexts]
+        if len(forms) > _FORMS_AT_MOST:
+            raise _NotFinite
+    return forms
 
 
 Search = Callable[[bytes, int, int], "re.Match[bytes] | None"]
