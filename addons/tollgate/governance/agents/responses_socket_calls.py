@@ -47,7 +47,7 @@ class ResponsesSocketCalls:
             return []
         obj = _object(content)
         if obj is None:
-            return self._fail()
+            return self.fail()
         if b"\n" in content or b"\r" in content:  # white space between JSON's tokens: one line
             content = _compact(obj)
         out = self._held.feed(b"data: " + content + b"\n\n")
@@ -75,7 +75,8 @@ class ResponsesSocketCalls:
         self.ended = True
         return self._messages(self._held.flush())
 
-    def _fail(self) -> list[bytes]:
+    def fail(self) -> list[bytes]:
+        """The response cannot be decided: it stops here (nothing held goes), an `error` event in its place."""
         self._failed = self.ended = True
         self.state.asking.clear()
         event: dict[str, Any] = {"type": "error", "error": {"type": "server_error", "message": UNREAD_EVENT}}
