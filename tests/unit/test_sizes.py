@@ -22,7 +22,6 @@ STILL_LARGE = {
     "governance/mcp/mcp_exchange.py:McpExchange": 46,
     "providers/base.py:Provider": 26,
     "proxy/stages/egress/egress_gate.py:EgressGate": 28,
-    "proxy/stages/transport/realtime_socket.py:RealtimeSocket": 26,
 }
 
 
