@@ -30,17 +30,20 @@ TEXT = {"type": "message", "id": "msg_0", "status": "completed", "role": "assist
 
 def calling(recipient: str) -> Script:
     """Each response.create answered with a text, then a call of send_money to `recipient`, its
-    arguments in two pieces; events echo the create's `stream_id`, as OpenAI's do."""
+    arguments in two pieces; events echo the create's `stream_id`, as OpenAI's do. The responses'
+    ids are `resp_a1`, `resp_a2`, …"""
+    answered = iter(range(1, 100))
 
     def script(event: dict[str, Any]) -> list[dict[str, Any]]:
         if event.get("type") != "response.create":
             return []
+        rid = f"resp_a{next(answered)}"
         lane = {"stream_id": event["stream_id"]} if "stream_id" in event else {}
         arguments = json.dumps({"recipient": recipient})
         call = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "send_money"}
         done = {**call, "status": "completed", "arguments": arguments}
         place = {**lane, "item_id": "fc_1", "output_index": 1}
-        response = {"id": "resp_a1", "object": "response", "status": "in_progress", "model": MODEL, "output": []}
+        response = {"id": rid, "object": "response", "status": "in_progress", "model": MODEL, "output": []}
         events = [
             {"type": "response.created", **lane, "response": response},
             {"type": "response.output_item.added", **lane, "output_index": 0, "item": {**TEXT, "content": []}},
@@ -164,7 +167,9 @@ def test_a_call_the_user_gave_the_argument_of_goes_as_it_came(gw, fake):
     agents.assert_no_argument_value(gw, PLANTED, OWN, "landlord@")
 
 
-VOICE = 'package tollgate.tools\n\nimport rego.v1\n\ndeny contains "no payments here" if input.tool.name == "send_money"\n'
+VOICE = (
+    'package tollgate.tools\n\nimport rego.v1\n\ndeny contains "no payments here" if input.tool.name == "send_money"\n'
+)
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +187,47 @@ def test_the_policys_tools_rule_is_awaited_before_a_call_goes(gw_policy, fake):
     assert "function_call" not in json.dumps(events) and OWN not in json.dumps(events)
     (record,) = gw_policy.new_audit(1)
     assert [(c["decision"], c["reasons"]) for c in record["tool_calls"]] == [("deny", ["no payments here"])]
+
+
+CONTINUED = f"""
+import asyncio
+from openai import AsyncOpenAI
+
+async def turn(conn):
+    got = []
+    while True:
+        event = await asyncio.wait_for(conn.recv(), 20)
+        got.append(event.model_dump(exclude_none=True))
+        if event.type in ("response.completed", "error"):
+            return got
+
+async def session():
+    client = AsyncOpenAI(api_key="{ALICE}", max_retries=0)
+    async with client.responses.connect() as conn:
+        await conn.response.create(model="{MODEL}", tools=[{SEND!r}], input=[
+            {{"type": "function_call", "call_id": "c0", "name": "read_inbox", "arguments": "{{}}"}},
+            {{"type": "function_call_output", "call_id": "c0", "output": {INBOX!r}}},
+        ])
+        first = await turn(conn)
+        await conn.response.create(model="{MODEL}", tools=[{SEND!r}], previous_response_id=first[-1]["response"]["id"],
+            input=[{{"type": "message", "role": "user", "content": [{{"type": "input_text", "text": "Go ahead."}}]}}])
+        return first, await turn(conn)
+
+first, second = asyncio.run(session())
+report(first=first, second=second)
+"""
+
+
+def test_a_turn_continuing_a_refused_one_answers_its_call_and_is_judged_on_the_turns_before(gw, fake):
+    fake.answer_with(calling(PLANTED))
+    got = gw.run(CONTINUED)
+    assert "second" in got, got
+    for events in (got["first"], got["second"]):
+        assert [e.get("delta") for e in events if e["type"] == "response.output_text.delta"] == ["Paying.", REFUSED]
+    # The provider kept the refused call: the next turn answers it, with the refusal's text.
+    _, continued = [json.loads(m) for m in fake.sessions[-1].received]
+    assert continued["previous_response_id"] == "resp_a1"
+    assert continued["input"][0] == {"type": "function_call_output", "call_id": "call_1", "output": REFUSED}
+    records = gw.new_audit(2)
+    assert [r["tool_calls"] for r in records] == [[agents.DENIED], [agents.DENIED]]
+    agents.assert_no_argument_value(gw, PLANTED, "landlord@")
