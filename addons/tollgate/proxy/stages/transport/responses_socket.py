@@ -292,6 +292,9 @@ class ResponsesSocket(SocketRunner[Session]):
             if read.guard is not None:
                 more = _guard_read(read.guard, more, calls.ended and not calls.asking)
             out += more
+        if session.closed:  # the WebSocket ended meanwhile: nothing more goes, its calls recorded
+            message.drop()
+            return
         out = self._guarded_event(flow, session, message, read._replace(out=out)) or []
         told = None if session.cut else self._told(flow, session, content, message, out)
         if told is not None:
@@ -322,13 +325,16 @@ class ResponsesSocket(SocketRunner[Session]):
     def _guarded_event(
         self, flow: http.HTTPFlow, session: Session, message: WebSocketMessage, read: EventRead | None
     ) -> list[bytes] | None:
-        """A server event of a response read by the answer guardrails (`read`): dropped here, and
-        what goes on in its place (itself as it came, nothing while its text is held, or written
-        anew with what was held) is sent by Tollgate, so that none overtakes another; a value to
-        deny cuts the response. None where its response is not read (it goes on as it came)."""
+        """A server event of a response read by `agents` or the answer guardrails (`read`): where
+        anything changed (nothing goes while held, or it is written anew with what was held), it is
+        dropped here and what goes on in its place is sent by Tollgate, so that none overtakes
+        another; a value to deny cuts the response. None where it goes on as it came (relayed in
+        its turn, behind what Tollgate sent) or its response is not read."""
         if read is None:
             return None
         call, guard, out, _ = read
+        if out == [message.content] and (guard is None or guard.denied is None):
+            return None  # as it came: relayed in its turn, behind what Tollgate sent
         message.drop()
         if guard is not None and guard.denied is not None:
             _sent(flow, out)
