@@ -231,3 +231,54 @@ def test_a_turn_continuing_a_refused_one_answers_its_call_and_is_judged_on_the_t
     records = gw.new_audit(2)
     assert [r["tool_calls"] for r in records] == [[agents.DENIED], [agents.DENIED]]
     agents.assert_no_argument_value(gw, PLANTED, "landlord@")
+
+
+def and_one_unasked(script: Script) -> Script:
+    """`script`'s response, then a second one no message asked for, whose call would go undecided."""
+
+    def both(event: dict[str, Any]) -> list[dict[str, Any]]:
+        asked = script(event)
+        unasked = script(event)
+        for e in unasked:
+            if "response" in e:
+                e["response"] = {**e["response"], "id": "resp_unasked"}
+        return [*asked, *unasked]
+
+    return both
+
+
+UNASKED = f"""
+import asyncio
+from openai import AsyncOpenAI
+
+async def session():
+    client = AsyncOpenAI(api_key="{ALICE}", max_retries=0)
+    got, closed = [], None
+    async with client.responses.connect() as conn:
+        await conn.response.create(model="{MODEL}", tools=[{SEND!r}], input="Pay the rent to {OWN}.")
+        try:
+            for _ in range(100):
+                got.append((await asyncio.wait_for(conn.recv(), 20)).model_dump(exclude_none=True))
+        except Exception as e:
+            closed = [type(e).__name__, getattr(getattr(e, "rcvd", None), "code", None)]
+    return dict(events=got, closed=closed)
+
+report(**asyncio.run(session()))
+"""
+
+
+def test_a_response_no_message_asked_for_stops_and_the_socket_closes(gw, fake):
+    # Its call would reach the client undecided: it stops at its response.created, as under an
+    # answer rule; the response asked for goes, decided.
+    fake.answer_with(and_one_unasked(calling(OWN)))
+    got = gw.run(UNASKED)
+    assert "events" in got, got
+    events = got["events"]
+    assert [e["type"] for e in events].count("response.completed") == 1
+    assert [e["type"] for e in events].count("response.created") == 1
+    error = events[-1]
+    assert (error["type"], error["error"]["code"]) == ("error", "content_denied")
+    assert got["closed"] == ["ConnectionClosedError", 1008]
+    records = gw.new_audit(2)
+    assert records[0]["tool_calls"] == [agents.allowed()]
+    assert (records[1]["error"], records[1]["tool_calls"]) == ("content_denied", None)
