@@ -16,9 +16,9 @@ Plain code, knowing nothing of mitmproxy: the proxy feeds each of the response's
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from tollgate.formats.bodies.json_codec import encode_json, parse_json
 from tollgate.governance.agents.call_state import AgentsCall
 from tollgate.governance.agents.held_events import event_object
 from tollgate.governance.agents.responses_stream import HeldResponsesCalls
@@ -45,11 +45,11 @@ class ResponsesSocketCalls:
         """A server event of the response: the events that go to the client now, in order."""
         if self._failed:
             return []
-        obj = _object(content)
+        obj = parse_json(content)
         if obj is None:
             return self.fail()
         if b"\n" in content or b"\r" in content:  # white space between JSON's tokens: one line
-            content = _compact(obj)
+            content = encode_json(obj)
         out = self._held.feed(b"data: " + content + b"\n\n")
         if obj.get("type") in ENDS:
             self.ended = True
@@ -82,7 +82,7 @@ class ResponsesSocketCalls:
         event: dict[str, Any] = {"type": "error", "error": {"type": "server_error", "message": UNREAD_EVENT}}
         if self.lane is not None:
             event["stream_id"] = self.lane
-        return [_compact(event)]
+        return [encode_json(event)]
 
     def _messages(self, out: bytes) -> list[bytes]:
         """The server-sent events `HeldResponsesCalls` let go, as the WebSocket's messages: their
@@ -102,17 +102,5 @@ class ResponsesSocketCalls:
                 continue
             if self.lane is not None and "stream_id" not in obj:
                 obj["stream_id"] = self.lane
-            messages.append(_compact(obj))
+            messages.append(encode_json(obj))
         return messages
-
-
-def _object(content: bytes) -> dict[str, Any] | None:
-    try:
-        found = json.loads(content)
-    except (ValueError, RecursionError):
-        return None
-    return found if isinstance(found, dict) else None
-
-
-def _compact(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
