@@ -24,6 +24,10 @@ def messages(events: list[dict[str, Any]]) -> list[bytes]:
     return [json.dumps({**e, "stream_id": "s1"}, separators=(",", ":")).encode() for e in events]
 
 
+def flat(out: list[list[bytes]]) -> list[bytes]:
+    return [m for got in out for m in got]
+
+
 def fed(calls: ResponsesSocketCalls, sent: list[bytes]) -> list[list[bytes]]:
     """What goes to the client after each message, the policy's answers awaited where asked."""
     out = []
@@ -41,7 +45,7 @@ def test_a_tainted_call_is_its_refusal_in_every_event_the_clean_one_as_it_came()
     out = fed(ResponsesSocketCalls(state(), "s1"), sent)
     assert out[:4] == [[m] for m in sent[:4]]  # text before the call: not held, byte for byte
     assert all(got == [] for got in out[4:8])  # the first call and what follows wait
-    got = [json.loads(m) for m in sum(out[8:], [])]
+    got = [json.loads(m) for m in flat(out[8:])]
     text = [e["delta"] for e in got if e["type"] == "response.output_text.delta"]
     assert text == [REFUSED] and all(e["stream_id"] == "s1" for e in got)
     assert PLANTED not in json.dumps(got) and OWN in json.dumps(got)
@@ -56,7 +60,7 @@ def test_a_tainted_call_is_its_refusal_in_every_event_the_clean_one_as_it_came()
 def test_a_response_with_no_call_refused_goes_byte_for_byte() -> None:
     sent = messages(stream(call("b", OWN)))
     calls = ResponsesSocketCalls(state(), "s1")
-    assert sum(fed(calls, sent), []) == sent
+    assert flat(fed(calls, sent)) == sent
     assert [d.decision for d in calls.state.decisions] == ["allow"]
 
 
@@ -64,7 +68,7 @@ def test_a_call_whose_item_never_finished_is_refused_unread_at_the_responses_end
     events = stream(call("b", OWN))
     cut = [e for e in events if not (e["type"] == "response.output_item.done" and e["output_index"] == 1)]
     calls = ResponsesSocketCalls(state(), None)
-    got = [json.loads(m) for m in sum(fed(calls, messages(cut)), [])]
+    got = [json.loads(m) for m in flat(fed(calls, messages(cut)))]
     assert [d.record()["reasons"] for d in calls.state.decisions] == [["its arguments cannot be read (unread)"]]
     assert "function_call" not in json.dumps(got[-1]["response"]["output"])
 
@@ -74,7 +78,7 @@ def test_the_policy_is_awaited_before_a_call_goes() -> None:
     calls = ResponsesSocketCalls(state(), "s1")
     calls.state.policy = policy
     sent = messages(stream(call("x", ATTACKER)))
-    out = sum(fed(calls, sent), [])
+    out = flat(fed(calls, sent))
     assert len(policy.asked) == 1
     text = [json.loads(m).get("delta") for m in out if b"output_text.delta" in m]
     refusal = f"Tollgate refused the call to send_money: send_money to {ATTACKER}, not a known payee."
@@ -97,7 +101,7 @@ def test_an_event_that_cannot_be_read_stops_the_response_and_what_it_held() -> N
 def test_an_event_written_over_several_lines_is_read_as_one() -> None:
     sent = [json.dumps(e, indent=1).encode() for e in stream(call("b", OWN))]
     calls = ResponsesSocketCalls(state(), None)
-    got = [json.loads(m) for m in sum(fed(calls, sent), [])]
+    got = [json.loads(m) for m in flat(fed(calls, sent))]
     assert got == [json.loads(m) for m in sent]
 
 
