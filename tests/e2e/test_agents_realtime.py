@@ -175,3 +175,47 @@ def test_the_policys_tools_rule_is_awaited_before_a_call_goes(gw_policy, fake):
     assert "function_call" not in json.dumps(events) and OWN not in json.dumps(events)
     (record,) = gw_policy.new_audit(1)
     assert [(c["decision"], c["reasons"]) for c in record["tool_calls"]] == [("deny", ["no payments by voice"])]
+
+
+def two_calls(script: Script) -> Script:
+    """`script`'s response with a second call (get_weather, complete in one event) begun right after
+    the first call is complete: while the policy is asked about it."""
+
+    def with_second(event: dict[str, Any]) -> list[dict[str, Any]]:
+        events = script(event)
+        if len(events) < 7:
+            return events
+        item = {"id": "item_2", "type": "function_call", "call_id": "call_2", "name": "get_weather",
+                "object": "realtime.item", "status": "completed", "arguments": '{"city": "Paris"}'}  # fmt: skip
+        second = [
+            {"type": "response.output_item.added", "event_id": "ev_7", "response_id": "r1", "output_index": 1,
+             "item": {**item, "status": "in_progress", "arguments": ""}},
+            {"type": "response.function_call_arguments.done", "event_id": "ev_8", "response_id": "r1",
+             "item_id": "item_2", "output_index": 1, "call_id": "call_2", "arguments": item["arguments"]},
+            {"type": "response.output_item.done", "event_id": "ev_9", "response_id": "r1", "output_index": 1,
+             "item": item},
+        ]  # fmt: skip
+        done = events[6]
+        done["response"]["output"].append(item)
+        return [*events[:6], *second, done]
+
+    return with_second
+
+
+def test_a_call_begun_while_the_policy_is_asked_about_another_is_decided_in_its_turn(gw_policy, fake):
+    fake.answer_with(two_calls(calling(OWN)))
+    got = gw_policy.run(SESSION)
+    assert "events" in got, got
+    events = [e for e in got["events"] if not e["type"].startswith("session.")]
+    refusal = "Tollgate refused the call to send_money: no payments by voice."
+    assert [e.get("delta") for e in events if e["type"] == "response.output_text.delta"] == [refusal]
+    assert [e["item"]["type"] for e in events if e["type"] == "response.output_item.done"] == [
+        "message",
+        "function_call",
+    ]
+    assert [i["type"] for i in events[-1]["response"]["output"]] == ["message", "function_call"]
+    (record,) = gw_policy.new_audit(1)
+    assert [(c["name"], c["decision"], c["reasons"]) for c in record["tool_calls"]] == [
+        ("send_money", "deny", ["no payments by voice"]),
+        ("get_weather", "allow", []),
+    ]

@@ -269,34 +269,6 @@ def test_a_streamed_turn_is_kept_for_the_next_by_its_id(gw):
     assert tainted["output"] == [refusal("fc_call_1")]
 
 
-SOCKET = """
-import asyncio
-from openai import AsyncOpenAI
-
-async def main():
-    client = AsyncOpenAI(api_key={key!r}, max_retries=0)
-    try:
-        async with client.responses.connect() as conn:
-            await conn.response.create(model="gpt-clean", input="hi", tools={tools!r})
-            return dict(event=(await asyncio.wait_for(conn.recv(), 10)).type)
-    except Exception as e:
-        return dict(error=type(e).__name__, message=str(e)[:500])
-
-report(**asyncio.run(main()))
-"""
-
-
-def test_the_responses_websocket_is_refused_at_its_upgrade(gw):
-    # Its events are not held for their calls to be decided: no call may reach the agent undecided.
-    before = len(gw.fakes["openai"].received)
-    result = gw.run(SOCKET.format(key=KEY, tools=TOOLS))
-    assert "error" in result and "403" in result["message"], result
-    assert len(gw.fakes["openai"].received) == before
-    record = gw.last_audit()
-    assert (record["decision"], record["status"]) == ("deny", 403)
-    assert "decided over HTTPS only" in record["deny_reasons"][0]
-
-
 @pytest.mark.parametrize("streamed", [False, True])
 def test_under_an_answer_rule_the_kept_call_comes_redacted_the_refused_one_replaced(gw, streamed):
     asked = ask_streamed if streamed else ask

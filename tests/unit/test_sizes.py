@@ -15,9 +15,7 @@ PACKAGE = Path(tollgate.__file__).parent
 MAX_LINES = 700
 MAX_MEMBERS = 25
 # Classes still over `MAX_MEMBERS`, each at most as large as it is today: to be split by concern.
-STILL_LARGE = {
-    "proxy/stages/transport/realtime_socket.py:RealtimeSocket": 26,
-}
+STILL_LARGE: dict[str, int] = {}
 
 
 def members(node: ast.ClassDef) -> int:

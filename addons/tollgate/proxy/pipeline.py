@@ -176,7 +176,6 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         session=(
             audit_gate.handle,
             identify.handle,
-            agents.session,  # with `agents` on, refused: its answers' tool calls would go undecided
             route.handle,
             *every_call,
             credential.handle,
@@ -194,6 +193,8 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         stays_on_the_socket,
         ledger.handle,
         decide.handle,
+        agents.handle,  # `agents`: its tools' outputs read, for its response's calls to be decided
+        quarantines.call,
         guard.answer_ready,
         *every_call,
     )

@@ -345,8 +345,9 @@ def test_a_realtime_response_is_refused_401_once_its_sessions_virtual_key_expire
     realtime_socket = next(
         step.__self__ for step in gateway.steps["websocket_message"] if isinstance(step.__self__, RealtimeSocket)
     )
-    call = realtime_socket._response_call(RealtimeSession(session, limited=True), RequestFacts(stream=True), b"{}")
+    call, flow = realtime_socket._response_call(
+        tflow.twebsocketflow(), RealtimeSession(session, limited=True), RequestFacts(stream=True), b"{}"
+    )
     assert call.caller.key_expires == session.caller.key_expires
-    flow = realtime_socket._exchange(tflow.twebsocketflow(), call, b"{}")
     Identify.unexpired(flow, call)
     assert flow.response.status_code == 401

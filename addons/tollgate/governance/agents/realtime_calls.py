@@ -19,7 +19,8 @@ that names a function call and cannot be read, is not sent: an `error` event tak
 
 Where the policy has a `data.tollgate.tools.deny` rule, it is asked about the held calls before
 they are decided (`asking`): the proxy awaits its answers (`call_state.asked`), then takes what was
-held (`resume`); the events that come meanwhile wait with them.
+held (`resume`); the events that come meanwhile wait with them. A call begun meanwhile waits its
+turn: once complete, the policy is asked about it too (`asking` again), and then all are decided.
 
 Plain code, knowing nothing of mitmproxy: the proxy feeds each client event (`client`) and each
 server event (`server`, which returns what goes to the client now)."""
@@ -66,6 +67,9 @@ class RealtimeCalls:
         self._items: list[dict[str, Any]] = []  # the conversation, as a Responses request's input
         self._chars = 0
         self._held: list[tuple[bytes, dict[str, Any] | None]] | None = None  # None: not holding
+        self._response_done = False  # a response.done is among the held events: its calls will not grow
+        # The policy's answers on the held calls so far (kept while a call begun meanwhile completes).
+        self._answered: dict[Any, tuple[str, ...]] = {}
         self._calls: dict[str, list[Any]] = {}  # held calls by item id: [call_id, name, arguments, whole]
         self._refused: dict[str, str] = {}  # a refused call's item id → its refusal's text
         self._let_go: set[str] = set()  # the allowed calls' item ids: their later events go as they came
@@ -155,15 +159,21 @@ class RealtimeCalls:
         if self._held is None:
             return self._rewritten(content, event)
         self._held.append((content, event))
-        if self.asking is None and (kind == "response.done" or all(call[3] for call in self._calls.values())):
+        self._response_done = self._response_done or kind == "response.done"
+        if self.asking is None and self._complete():
             return self._ready()
         return []
+
+    def _complete(self) -> bool:
+        """Whether every held call is complete, or its response done (it will not be)."""
+        return self._response_done or all(call[3] for call in self._calls.values())
 
     def _ready(self) -> list[bytes]:
         """What is held, decided; or nothing yet, where the policy is to be asked first."""
         state = self._read()
         if self._policy is not None:
             state.policy = self._policy
+            state.policy_answers.update(self._answered)
             held = (_call(c[0], c[1], c[2], c[3], self._chars) for c in self._calls.values())
             if unasked(held, state):
                 self.asking = state
@@ -171,9 +181,14 @@ class RealtimeCalls:
         return self._release(state)
 
     def resume(self) -> list[bytes]:
-        """What was held once the policy answered on its calls (`asking`), decided."""
+        """What was held once the policy answered on its calls (`asking`), decided. A call begun
+        meanwhile waits its turn: until it is complete, then until the policy has answered on it
+        (`asking` again)."""
         state, self.asking = self.asking, None
-        return self._release(state) if state is not None and self._held is not None else []
+        if state is None or self._held is None:
+            return []
+        self._answered.update(state.policy_answers)
+        return self._ready() if self._complete() else []
 
     def _names_refused(self, content: bytes) -> bool:
         """Whether an event may carry a refused call's item (then it is read, to be rewritten)."""
@@ -209,7 +224,7 @@ class RealtimeCalls:
 
     def end(self) -> None:
         """The session ended while holding: nothing held goes (there is no one to send it to)."""
-        self._held, self._calls, self.asking = None, {}, None
+        self._held, self._calls, self.asking, self._response_done, self._answered = None, {}, None, False, {}
 
     def _read(self) -> AgentsCall:
         """The conversation so far, read as a Responses request would be."""
@@ -219,7 +234,7 @@ class RealtimeCalls:
         return read_request(read_provenance(body), responses_schemas(body), self._settings, self._signals)
 
     def _release(self, state: AgentsCall) -> list[bytes]:
-        held, self._held = self._held or [], None
+        held, self._held, self._response_done, self._answered = self._held or [], None, False, {}
         calls, self._calls = self._calls, {}
         for item_id, (call_id, name, arguments, whole) in calls.items():
             decision = decided_call(_call(call_id, name, arguments, whole, self._chars), state)

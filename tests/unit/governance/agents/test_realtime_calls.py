@@ -172,3 +172,75 @@ def test_the_servers_echo_of_a_call_the_client_gave_is_not_held() -> None:
     echo.append(e({"type": "conversation.item.done", "event_id": "x2", "item": {**item, "status": "completed"}}))
     assert fed(calls, echo) == echo
     assert calls.state is None  # nothing decided
+
+
+def test_a_call_begun_while_the_policy_is_asked_waits_its_turn_and_is_decided() -> None:
+    import asyncio
+
+    from tollgate.governance.agents.call_state import asked
+
+    answered: list[str] = []
+
+    async def deny_money(facts: dict[str, Any]) -> list[str]:
+        answered.append(facts["tool"]["name"])
+        return ["no payments by voice"] if facts["tool"]["name"] == "send_money" else []
+
+    calls = RealtimeCalls(AgentsSettings(acting_tools=["nothing"]), InjectionSignals(), deny_money)
+    events = answer(OWN)
+    arguments = json.dumps({"city": "Paris"})
+    item = {"id": "item_2", "type": "function_call", "call_id": "c2", "name": "weather"}
+    second = [
+        e({"type": "response.output_item.added", "event_id": "f1", "response_id": "r1", "output_index": 1,
+           "item": {**item, "status": "in_progress", "arguments": ""}}),
+        e({"type": "response.function_call_arguments.done", "event_id": "f2", "response_id": "r1",
+           "item_id": "item_2", "output_index": 1, "call_id": "c2", "arguments": arguments}),
+    ]  # fmt: skip
+    assert fed(calls, events[:6]) == events[:1] and calls.asking is not None  # the first call: asked
+    assert fed(calls, second[:1]) == []  # a second call begins while the policy is asked
+    asyncio.run(asked(calls.asking))
+    assert calls.resume() == [] and calls.asking is None  # the second call is not complete: it waits
+    assert fed(calls, second[1:]) == [] and calls.asking is not None  # complete: asked in its turn
+    asyncio.run(asked(calls.asking))
+    out = [json.loads(o) for o in calls.resume() + fed(calls, events[6:])]
+    assert answered == ["send_money", "weather"]
+    assert calls.state is not None
+    assert [(d["name"], d["decision"], d["reasons"]) for d in calls.state.tool_calls()] == [
+        ("send_money", "deny", ["no payments by voice"]),
+        ("weather", "allow", []),
+    ]
+    assert [o["type"] for o in out][:6] == [
+        "response.output_item.added",  # the first call's refusal, in order
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "conversation.item.added",
+    ]
+    assert [json.loads(o) for o in second] == [o for o in out if o.get("event_id") in ("f1", "f2")]
+
+
+def test_a_call_begun_while_the_policy_is_asked_is_asked_about_when_its_response_is_done() -> None:
+    import asyncio
+
+    from tollgate.governance.agents.call_state import asked
+
+    async def allow(facts: dict[str, Any]) -> list[str]:
+        return []
+
+    calls = RealtimeCalls(AgentsSettings(acting_tools=["nothing"]), InjectionSignals(), allow)
+    events = answer(OWN)
+    begun = e({"type": "response.output_item.added", "event_id": "f1", "response_id": "r1", "output_index": 1,
+               "item": {"id": "item_2", "type": "function_call", "call_id": "c2", "name": "weather",
+                        "status": "in_progress", "arguments": ""}})  # fmt: skip
+    fed(calls, [*events[:6], begun])
+    asyncio.run(asked(calls.asking))  # type: ignore[arg-type]
+    assert calls.resume() == [] and fed(calls, events[6:]) == []  # done: the unfinished call is asked about
+    assert calls.asking is not None
+    asyncio.run(asked(calls.asking))
+    out = calls.resume()
+    assert calls.state is not None
+    assert [(d["name"], d["decision"]) for d in calls.state.tool_calls()] == [
+        ("send_money", "allow"),
+        ("weather", "deny"),  # never complete: unread
+    ]
+    assert json.loads(out[-1])["type"] == "response.done"

@@ -4,8 +4,8 @@ injection signals), for its answer's tool calls to be decided as it is read whol
 Without `agents` nothing of this runs. A format `agents` does not decide (`agents_format`) goes
 as it came. Where the policy has a `data.tollgate.tools.deny` rule, it is asked about each tool
 call (`tool_policy`), in its worker process: its answers awaited before the calls are decided.
-The Responses API's WebSocket is refused at its upgrade (`session`): its events are not held,
-and a call must never reach the agent undecided."""
+A `response.create` on the Responses API's WebSocket is read here as its HTTP body would be; its
+response's events are decided by `ResponsesSocket`."""
 
 from __future__ import annotations
 
@@ -91,17 +91,6 @@ class Agents:
         if loaded is None or loaded.config.agents is None:
             return None
         return len(self.responses), self.responses.chars
-
-    def session(self, flow: http.HTTPFlow, call: Call) -> None:
-        """The Responses API's WebSocket, with `agents` on: refused at its upgrade. Its answers'
-        events are not held for their calls to be decided, and a call must never reach the agent
-        undecided; a client that then takes HTTPS (as Codex does when the upgrade fails) has its
-        calls decided there."""
-        if call.loaded.config.agents is None:
-            return
-        why = "with `agents` on, tool calls are decided over HTTPS only, not on the Responses API's WebSocket"
-        call.verdict.deny_reasons = (why,)
-        refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this WebSocket: {why}.")
 
     async def _read_off_loop(self, call: Call, read: Callable[[], AgentsCall], decides: bool) -> None:
         """A long conversation read in a worker thread, the event loop serving the other calls."""

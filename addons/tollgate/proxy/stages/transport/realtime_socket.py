@@ -169,28 +169,10 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
             out = [encode_json(realtime_error(_UNDECIDED, {}, None))]
         if calls.asking is not None and not session.asking:  # the policy's answers awaited first
             session.asking = True
-            self._spawn(self._once_asked(flow, session, calls))
+            self._spawn(_once_asked(flow, session, calls))
         if calls.state is not None:
             session.call.agents = calls.state
         return None if out == [message.content] else out
-
-    async def _once_asked(self, flow: http.HTTPFlow, session: RealtimeSession, calls: RealtimeCalls) -> None:
-        """The held events, once the policy has answered on their calls, to the client in order."""
-        try:
-            if calls.asking is not None:
-                await asked(calls.asking)
-            out = calls.resume()
-        except Exception:  # never sent undecided
-            logger.exception("Tollgate: deciding a Realtime function call failed; its events were not sent")
-            calls.end()
-            out = [encode_json(realtime_error(_UNDECIDED, {}, None))]
-        finally:
-            session.asking = False
-        if calls.state is not None:
-            session.call.agents = calls.state
-        if not session.closed:
-            for event in out:
-                inject(flow, to_client=True, content=event)
 
     # ---- the client's response.create
 
@@ -211,48 +193,45 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
             session.agents.client(content)
         if not session.limited and self._key_refused(flow, session, content, is_text, message):
             return
-        if is_text:
-            guarded = self._guard(flow, session, content, message)
-            if isinstance(guarded, Guarding):
-                assert guarded.pending is not None
-                self._hold(
-                    flow,
-                    session,
-                    message,  # sent by Tollgate once read, in its turn
-                    guarded.pending,
-                    lambda: self._reserve_guarded(flow, session, guarded),
-                    lambda: None,
-                    "Tollgate: reading a Realtime event failed; it was not sent",
-                )
-                return
-            if guarded is None:
-                return  # refused
-            content = guarded
-        self._reserve(flow, session, content, is_text, message)
+        if not is_text:  # audio: nothing a guardrail reads, no response asked for
+            self._send(flow, content, message)
+            return
+        guarded = self._guard(flow, session, content, message)
+        if isinstance(guarded, Guarding):
+            assert guarded.pending is not None
+            self._hold(
+                flow,
+                session,
+                message,  # sent by Tollgate once read, in its turn
+                guarded.pending,
+                lambda: self._reserve_guarded(flow, session, guarded),
+                lambda: None,
+                "Tollgate: reading a Realtime event failed; it was not sent",
+            )
+            return
+        if guarded is None:
+            return  # refused
+        content = guarded
+        self._reserve(flow, session, content, message)
 
     def _reserve_guarded(self, flow: http.HTTPFlow, session: RealtimeSession, guarding: Guarding) -> None:
         content = self._guarded_content(flow, session, guarding, None)
         if content is not None:
-            self._reserve(flow, session, content, True, None)
+            self._reserve(flow, session, content, None)
 
     def _reserve(
-        self,
-        flow: http.HTTPFlow,
-        session: RealtimeSession,
-        content: bytes,
-        is_text: bool,
-        message: WebSocketMessage | None,
+        self, flow: http.HTTPFlow, session: RealtimeSession, content: bytes, message: WebSocketMessage | None
     ) -> None:
+        """A text message read: a response.create under limits reserved; anything else goes on."""
         try:
-            create = response_create(content) if is_text and session.limited else None
+            create = response_create(content) if session.limited else None
         except Unreadable as e:
             self._unreadable(flow, session, content, message, e)
             return
         if create is None:
             self._send(flow, content, message)
             return
-        call = self._response_call(session, create.facts, content)
-        exchange = self._exchange(flow, call, content)
+        call, exchange = self._response_call(flow, session, create.facts, content)
         response = Response(call, create.event_id)
         self._run(
             flow,
@@ -300,8 +279,7 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
         loaded = self.shared.loaded or session.call.loaded
         if loaded.directory.key_refusal(who.key_sha256, who.client, time.time()) is None:
             return False
-        call = self._response_call(session, RequestFacts(stream=True), content)
-        exchange = self._exchange(flow, call, content)
+        call, exchange = self._response_call(flow, session, RequestFacts(stream=True), content)
         self._unexpired(exchange, call)
         event = parse_json(content) if is_text else None
         event_id = event.get("event_id") if isinstance(event, dict) else None
@@ -318,8 +296,7 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
     ) -> None:
         """A client message Tollgate must read and cannot, exactly: an error event, audited, and
         the message never goes upstream."""
-        call = self._response_call(session, RequestFacts(stream=True), content)
-        exchange = self._exchange(flow, call, content)
+        call, exchange = self._response_call(flow, session, RequestFacts(stream=True), content)
         call.answer.error = f"bad request: {e}"
         refuse(exchange, call, BAD_REQUEST, f"Tollgate cannot read this message exactly and did not forward it: {e}.")
         self._refused(flow, call, exchange, None, message)
@@ -354,10 +331,9 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
         kind = event.get("type") if event is not None else None
         if kind not in GUARDED:
             return content
-        call = self._response_call(session, RequestFacts(stream=True), content)
+        call, exchange = self._response_call(flow, session, RequestFacts(stream=True), content)
         call.request.body = event
         event_id = event.get("event_id") if event is not None else None
-        exchange = self._exchange(flow, call, content)
         guarding = Guarding(call, exchange, content, event_id if isinstance(event_id, str) else None)
         pending = self._guarded.run(exchange, call)
         if pending is not None:
@@ -423,27 +399,14 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
 
     def _begun_unasked(self, flow: http.HTTPFlow, session: RealtimeSession, response_id: str) -> None:
         """A response the server began on its own: reserved now; without room, cancelled."""
-        call = self._response_call(session, RequestFacts(stream=True, input_held=True), b"")
+        call, exchange = self._response_call(flow, session, RequestFacts(stream=True, input_held=True), b"")
         call.answer.request_sent, call.answer.first_byte, call.answer.status = True, time.time(), 200
-        exchange = self._exchange(flow, call, b"")
         response = session.answering[response_id] = Response(call, deciding=True)
         pending = self._steps.run(exchange, call)
         if pending is None:
             self._begun_decided(flow, session, response, exchange, response_id)
             return
-        self._spawn(self._begun_once_reserved(flow, session, response, exchange, response_id, pending))
-
-    async def _begun_once_reserved(
-        self,
-        flow: http.HTTPFlow,
-        session: RealtimeSession,
-        response: Response,
-        exchange: http.HTTPFlow,
-        response_id: str,
-        pending: Awaitable[None],
-    ) -> None:
-        await pending
-        self._begun_decided(flow, session, response, exchange, response_id)
+        self._spawn(_then(pending, lambda: self._begun_decided(flow, session, response, exchange, response_id)))
 
     def _begun_decided(
         self,
@@ -505,8 +468,11 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
 
     # ---- plumbing
 
-    def _response_call(self, session: RealtimeSession, facts: RequestFacts, content: bytes) -> Call:
-        """A response's call: its session's caller, route and upstream, the configuration now in force."""
+    def _response_call(
+        self, flow: http.HTTPFlow, session: RealtimeSession, facts: RequestFacts, content: bytes
+    ) -> tuple[Call, http.HTTPFlow]:
+        """A response's call (its session's caller, route and upstream, the configuration now in
+        force) and the request its message would be over HTTP."""
         s = session.call
         route = Route(s.route.requested, s.route.target, upstream=s.route.upstream)
         call = Call(route, s.host, "POST", s.path, loaded=self.shared.loaded or s.loaded)
@@ -517,7 +483,33 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
         )
         call.answer.upstream_key, call.trace.context = s.answer.upstream_key, s.trace.context
         call.request.transport = "websocket"
-        return call
+        return call, self._exchange(flow, call, content)
+
+
+async def _once_asked(flow: http.HTTPFlow, session: RealtimeSession, calls: RealtimeCalls) -> None:
+    """The held events, once the policy has answered on their calls, to the client in order; a call
+    begun meanwhile is asked about in its turn, once complete (here again, or at its last event)."""
+    try:
+        while calls.asking is not None:
+            try:
+                await asked(calls.asking)
+                out = calls.resume()
+            except Exception:  # never sent undecided
+                logger.exception("Tollgate: deciding a Realtime function call failed; its events were not sent")
+                calls.end()
+                out = [encode_json(realtime_error(_UNDECIDED, {}, None))]
+            if calls.state is not None:
+                session.call.agents = calls.state
+            if not session.closed:
+                for event in out:
+                    inject(flow, to_client=True, content=event)
+    finally:
+        session.asking = False
+
+
+async def _then(pending: Awaitable[None], then: Callable[[], None]) -> None:
+    await pending
+    then()
 
 
 def _add_findings(session: Call, message: Call) -> None:

@@ -15,8 +15,15 @@ Under an answer guardrail, each response's events are read as its stream's would
 sent anew, and the socket's later events go behind it (`SocketRunner`); at a value to deny, the
 client gets an `error` event and the WebSocket is closed (1008), which stops the upstream's
 generation. A response the upstream begins without a message asking
-for it is not read: under an answer rule it stops there, as an event that cannot be read does. A
-large event (32 KiB or more) is read in a worker thread."""
+for it is not read: under an answer rule, or with `agents`, it stops there, as an event that cannot
+be read does. A large event (32 KiB or more) is read in a worker thread.
+
+With `agents`, each response.create is read as its HTTP body is (its tools' outputs outside
+content), and its response's events are decided as its stream's over HTTP are
+(`ResponsesSocketCalls`): from a call's first event on, held until its item is done, a refused
+call's events replaced by its refusal message's; where the policy is asked about a call, the hook
+awaits its answers, so that the socket's later events wait behind the held ones. The answer
+guardrails read what `agents` lets go."""
 
 from __future__ import annotations
 
@@ -34,9 +41,9 @@ from tollgate.calls.call import Call, Caller, Failure, Route, Target
 from tollgate.common.shown import caller_name, nano_usd_text
 from tollgate.formats.answer_reading.scanning import READ_APART_BYTES, UNREAD
 from tollgate.formats.bodies.exact import Unreadable
-from tollgate.formats.bodies.json_codec import parse_json, read_request_json
+from tollgate.formats.bodies.json_codec import encode_json, parse_json, read_request_json
 from tollgate.formats.openai_responses import RESPONSES
-from tollgate.formats.openai_responses.answer_guard import ENDS, ResponsesSocketGuard
+from tollgate.formats.openai_responses.answer_guard import ENDS, ResponsesSocketGuard, socket_denied_event
 from tollgate.formats.openai_responses.socket import (
     RESPONSE_CREATE,
     SOCKET_ACKNOWLEDGEMENTS,
@@ -48,6 +55,8 @@ from tollgate.formats.openai_responses.socket import (
 )
 from tollgate.formats.refusals import BAD_REQUEST, CONTENT_DENIED
 from tollgate.formats.request_facts import Classification
+from tollgate.governance.agents.call_state import asked
+from tollgate.governance.agents.responses_socket_calls import ResponsesSocketCalls
 from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.proxy import patches
@@ -120,6 +129,8 @@ class Session:
     # The responses read by the answer guardrails, by lane: the call and its reader.
     guarded: dict[str | None, tuple[Call, ResponsesSocketGuard]] = field(default_factory=dict)
     cut: bool = False  # a response was denied: the WebSocket is closing, nothing more goes on
+    # With `agents`, the responses whose tool calls are decided, by lane: the call and its decider.
+    decided: dict[str | None, tuple[Call, ResponsesSocketCalls]] = field(default_factory=dict)
 
     def open_calls(self) -> list[Call]:
         return [*(c for queue in self.unanswered.values() for c in queue), *self.answering.values()]
@@ -130,33 +141,52 @@ class Session:
 
 
 class EventRead(NamedTuple):
-    """A server event read by its response's guard: what goes on in its place."""
+    """A server event read by its response's decider (`agents`) and guard: what goes on in its
+    place; where the policy is to answer on a held call first, `calls`, whose answers to await."""
 
     call: Call
-    guard: ResponsesSocketGuard
+    guard: ResponsesSocketGuard | None
     out: list[bytes]
+    calls: ResponsesSocketCalls | None = None
 
 
 def _read(session: Session, content: bytes) -> EventRead | None:
-    """A server event read by the guard of its response's lane; None where none reads it. Plain
-    work on the guard alone: a large event's is done in a worker thread."""
+    """A server event read by the decider and the guard of its response's lane; None where none
+    reads it. Plain work on them alone: a large event's is done in a worker thread."""
     event = parse_json(content)
     where = event.get("stream_id") if event is not None else None
-    guarded = session.guarded.get(where if isinstance(where, str) else None)
-    if guarded is None and event is None and session.guarded:
+    lane = where if isinstance(where, str) else None
+    guarded, decided = session.guarded.get(lane), session.decided.get(lane)
+    if guarded is None and decided is None and event is None:
         # Not JSON: whose it is cannot be told. It stops a response that is read, never goes on.
-        guarded = next(iter(session.guarded.values()))
-    if guarded is None:
+        guarded = next(iter(session.guarded.values()), None)
+        decided = next(iter(session.decided.values()), None)
+    if guarded is None and decided is None:
         return None
-    call, guard = guarded
+    guard = guarded[1] if guarded is not None else None
+    if decided is None:
+        assert guarded is not None and guard is not None
+        ends = event is not None and event.get("type") in ENDS
+        return EventRead(guarded[0], guard, _guard_read(guard, [content], ends))
+    call, calls = decided
     try:
-        out = guard.message(content)
-        if event is not None and event.get("type") in ENDS:
-            out += guard.flush()
+        out = calls.message(content)
+    except Exception:  # never sent undecided
+        logger.exception("Tollgate: deciding a response's tool calls failed; its events were not sent")
+        out = calls.fail()
+    if guard is not None:
+        out = _guard_read(guard, out, calls.ended and not calls.asking)
+    return EventRead(call, guard, out, calls if calls.asking else None)
+
+
+def _guard_read(guard: ResponsesSocketGuard, messages: list[bytes], ended: bool) -> list[bytes]:
+    """Messages of a response read by the answer guardrails (`ended`: its last among them)."""
+    try:
+        out = [m for message in messages for m in guard.message(message)]
+        return out + guard.flush() if ended else out
     except Exception:  # what cannot be read does not go on
         logger.exception("Tollgate: reading an answer for its guardrails failed")
-        out = guard.fail()
-    return EventRead(call, guard, out)
+        return guard.fail()
 
 
 def _sent(flow: http.HTTPFlow, messages: list[bytes]) -> None:
@@ -216,14 +246,17 @@ class ResponsesSocket(SocketRunner[Session]):
     def _server_event(self, flow: http.HTTPFlow, session: Session, content: bytes) -> Awaitable[None] | None:
         assert flow.websocket is not None
         message = flow.websocket.messages[-1]
-        if not (session.cut or session.guarded):
+        if not (session.cut or session.guarded or session.decided):
             return self._told(flow, session, content, message, None)
         if session.cut:  # the WebSocket is closing: nothing more goes on
             message.drop()
             return None
         if len(content) >= READ_APART_BYTES:
             return self._read_apart(flow, session, content, message)
-        out = self._guarded_event(flow, session, message, _read(session, content))
+        read = _read(session, content)
+        if read is not None and read.calls is not None:  # the policy's answers awaited in the hook
+            return self._once_asked(flow, session, content, message, read)
+        out = self._guarded_event(flow, session, message, read)
         return None if session.cut else self._told(flow, session, content, message, out)
 
     async def _read_apart(
@@ -233,7 +266,36 @@ class ResponsesSocket(SocketRunner[Session]):
         WebSocket's later messages wait their turn behind it)."""
         reading = self._workers.off_loop(lambda: _read(session, content))
         read = await reading if isinstance(reading, Awaitable) else reading
+        if read is not None and read.calls is not None:
+            await self._once_asked(flow, session, content, message, read)
+            return
         out = self._guarded_event(flow, session, message, read)
+        told = None if session.cut else self._told(flow, session, content, message, out)
+        if told is not None:
+            await told
+
+    async def _once_asked(
+        self, flow: http.HTTPFlow, session: Session, content: bytes, message: WebSocketMessage, read: EventRead
+    ) -> None:
+        """A server event after which the policy is to answer on a held call: its answers awaited
+        (mitmproxy relays none of the socket's later messages meanwhile), then what was held goes,
+        decided; a call begun meanwhile is asked about in its turn."""
+        calls, out = read.calls, list(read.out)
+        assert calls is not None
+        while calls.asking:
+            try:
+                await asked(calls.state)
+                more = calls.resume()
+            except Exception:  # never sent undecided
+                logger.exception("Tollgate: deciding a response's tool calls failed; its events were not sent")
+                more = calls.fail()
+            if read.guard is not None:
+                more = _guard_read(read.guard, more, calls.ended and not calls.asking)
+            out += more
+        if session.closed:  # the WebSocket ended meanwhile: nothing more goes, its calls recorded
+            message.drop()
+            return
+        out = self._guarded_event(flow, session, message, read._replace(out=out)) or []
         told = None if session.cut else self._told(flow, session, content, message, out)
         if told is not None:
             await told
@@ -263,26 +325,30 @@ class ResponsesSocket(SocketRunner[Session]):
     def _guarded_event(
         self, flow: http.HTTPFlow, session: Session, message: WebSocketMessage, read: EventRead | None
     ) -> list[bytes] | None:
-        """A server event of a response read by the answer guardrails (`read`): dropped here, and
-        what goes on in its place (itself as it came, nothing while its text is held, or written
-        anew with what was held) is sent by Tollgate, so that none overtakes another; a value to
-        deny cuts the response. None where its response is not read (it goes on as it came)."""
+        """A server event of a response read by `agents` or the answer guardrails (`read`): where
+        anything changed (nothing goes while held, or it is written anew with what was held), it is
+        dropped here and what goes on in its place is sent by Tollgate, so that none overtakes
+        another; a value to deny cuts the response. None where it goes on as it came (relayed in
+        its turn, behind what Tollgate sent) or its response is not read."""
         if read is None:
             return None
-        call, guard, out = read
+        call, guard, out, _ = read
+        if out == [message.content] and (guard is None or guard.denied is None):
+            return None  # as it came: relayed in its turn, behind what Tollgate sent
         message.drop()
-        if guard.denied is not None:
+        if guard is not None and guard.denied is not None:
             _sent(flow, out)
             self._cut(flow, session, call, guard)
         return out
 
-    def _cut(self, flow: http.HTTPFlow, session: Session, call: Call, guard: ResponsesSocketGuard) -> None:
+    def _cut(self, flow: http.HTTPFlow, session: Session, call: Call, guard: ResponsesSocketGuard | None) -> None:
         """A response denied: recorded as cut, and the WebSocket closed (the upstream stops)."""
         session.cut = True
-        call.answer.findings = guard.counts
+        call.answer.findings = guard.counts if guard is not None else call.answer.findings
         call.answer.error = call.answer.refused = CONTENT_DENIED
-        call.answer.cut = guard.denied or UNREAD
+        call.answer.cut = (guard.denied if guard is not None else None) or UNREAD
         session.guarded.clear()
+        session.decided.clear()
         for response_id, answering in list(session.answering.items()):
             if answering is call:
                 del session.answering[response_id]
@@ -375,8 +441,9 @@ class ResponsesSocket(SocketRunner[Session]):
             )
             self._end(session, call)
             return
-        if call.route.target.model != call.route.requested.model or call.request.redacted:
-            # An override changed the model, or a guardrail redacted it: the message as rewritten.
+        if call.route.target.model != call.route.requested.model or call.request.redacted or call.agents is not None:
+            # An override changed the model, a guardrail redacted it, or `agents` answered the
+            # refused calls of the response it continues: the message as rewritten.
             content = exchange.request.raw_content or content
         self._send(flow, content, message)
         call.answer.request_sent = True
@@ -426,6 +493,8 @@ class ResponsesSocket(SocketRunner[Session]):
             if detectors is not None:
                 call.answer.findings = {}
                 session.guarded[event.lane] = (call, ResponsesSocketGuard(detectors, event.lane))
+            if call.agents is not None and call.agents.decides:
+                session.decided[event.lane] = (call, ResponsesSocketCalls(call.agents, event.lane))
             return None
         if event.kind == "done":
             found = session.answering.pop(event.response_id or "", None)
@@ -434,6 +503,7 @@ class ResponsesSocket(SocketRunner[Session]):
                 found.answer.status = 200
             if found is None:
                 return None
+            session.decided.pop(event.lane, None)
             guarded = session.guarded.pop(event.lane, None)
             if guarded is not None and guarded[0] is found:
                 found.answer.findings = guarded[1].counts
@@ -462,14 +532,15 @@ class ResponsesSocket(SocketRunner[Session]):
         if isinstance(model, str) and model:
             call.route.requested = call.route.target = Target(call.route.target.provider, model)
         detectors = answer_detectors(call)
-        if detectors is None:
+        if detectors is None and call.loaded.config.agents is None:
             logger.warning("Tollgate: the upstream began a response no message on its WebSocket asked for")
             return
         message.drop()
         call.answer.first_byte, call.answer.status = time.time(), 200
         call.answer.findings = {}
-        guard = ResponsesSocketGuard(detectors, lane)
-        _sent(flow, guard.fail())
+        guard = ResponsesSocketGuard(detectors, lane) if detectors is not None else None
+        # Its tool calls, with `agents`, would reach the client undecided: it stops too.
+        _sent(flow, guard.fail() if guard is not None else [encode_json(socket_denied_event(UNREAD, lane))])
         self._cut(flow, session, call, guard)
 
     def _end(self, session: Session, call: Call) -> None:
@@ -529,6 +600,9 @@ class ResponsesSocket(SocketRunner[Session]):
         for call, guard in session.guarded.values():  # broken off: what was found so far
             call.answer.findings = guard.counts
         session.guarded.clear()
+        for _, calls in session.decided.values():  # broken off: its held calls decided, for the record
+            calls.end()
+        session.decided.clear()
         for call in session.open_calls():
             self._end(session, call)
         session.unanswered.clear()
