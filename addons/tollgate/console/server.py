@@ -355,6 +355,10 @@ class _Handler(_Replies):
     def _live(self, head: bool, query: Query, viewer: Viewer, open_still: Callable[[], bool]) -> None:
         """One `data: <record>` per record written after the stream opened that `viewer` may see
         (of the query's `instance`, when it names one), for as long as `open_still` (its session)."""
+        # Where the stream starts is taken before the client learns it is open: a record written as
+        # soon as the client sees the headers is after it.
+        views = self.console.views
+        seen = 0 if head else views.live_start()
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream")
         for name, value in SECURITY_HEADERS.items():
@@ -364,8 +368,6 @@ class _Handler(_Replies):
         self.close_connection = True
         if head:
             return
-        views = self.console.views
-        seen = views.live_start()
         quiet_since = time.monotonic()
         try:
             while not self.console.stopping.is_set() and open_still():
