@@ -14,10 +14,12 @@ import time
 
 import pytest
 from tests.support import guardrail_samples as samples
+from tests.support.audit_fields import assert_fields
 from tests.support.clients import run_client
 from tests.support.fake_realtime import HANG_UP, answering, usage
 from tests.support.leaks import assert_no_secret, saved_flows, stopped_outputs
 from tests.support.proxy import ROOT
+from tests.support.socket_sessions import telling_gateway
 
 from tollgate.proxy.stages.transport.websocket import MAX_MESSAGE
 
@@ -34,16 +36,16 @@ BROWSER_SUBPROTOCOLS = ["realtime", f"openai-insecure-api-key.{ALICE}", "openai-
 
 
 @pytest.fixture(scope="module")
-def gw(start_gateway, realtime_fake, tmp_path_factory):
+def gw(start_gateway, realtime_fake):
     allowlist = ROOT / "docs" / "examples" / "policies" / "model_allowlist.rego"
-    return start_gateway(
+    return telling_gateway(
+        start_gateway,
         lambda urls: {
             "providers": {"openai": {"upstream": realtime_fake.url, "keys": [REAL]}},
             "clients": [{"name": "alice", "keys": [ALICE], "groups": ["research"]},
                         {"name": "sam", "keys": [SAM], "groups": ["support"]}],
             "policy": {"rego": [str(allowlist)]},
         },
-        "--set", "termlog_verbosity=debug", save_flows=True,
     )  # fmt: skip
 
 
@@ -99,24 +101,9 @@ def test_an_sdk_session_goes_with_the_real_key_and_is_audited_once_with_its_summ
     assert sent[0]["session"]["instructions"] == SYSTEM
     assert sent[1]["item"]["content"][0]["text"] == PROMPT
     (record,) = g.new_audit(1)
-    assert (record["client"], record["auth"], record["provider"], record["endpoint"]) == (
-        "alice",
-        "virtual_key",
-        "openai",
-        "realtime",
-    )
-    assert (record["method"], record["path"], record["requested_model"], record["model"]) == (
-        "GET",
-        "/v1/realtime",
-        MODEL,
-        MODEL,
-    )
-    assert (record["decision"], record["status"], record["error"], record["transport"]) == (
-        "allow",
-        101,
-        None,
-        "websocket",
-    )
+    assert_fields(record, client="alice", auth="virtual_key", provider="openai", endpoint="realtime")
+    assert_fields(record, method="GET", path="/v1/realtime", requested_model=MODEL, model=MODEL)
+    assert_fields(record, decision="allow", status=101, error=None, transport="websocket")
     assert (record["input_tokens"], record["output_tokens"], record["total_tokens"]) == (250, 50, 300)
     assert (record["cached_tokens"], record["reasoning_tokens"], record["finish_reason"]) == (104, None, "completed")
     # Priced as each response's usage tells its text from its audio (all text here): 146 uncached
@@ -498,17 +485,16 @@ GUARDED_KEY = "tg-VIRTUAL-guarded-realtime-5ecret-j1"
 
 
 @pytest.fixture(scope="module")
-def guarded(start_gateway, realtime_fake, tmp_path_factory):
-    gateway = start_gateway(
+def guarded(start_gateway, realtime_fake):
+    return telling_gateway(
+        start_gateway,
         lambda urls: {
             "providers": {"openai": {"upstream": realtime_fake.url, "keys": [REAL]}},
             "clients": [{"name": "alice", "keys": [GUARDED_KEY]}],
             "guardrails": [{"detect": ["pii.email"], "action": "redact"},
                            {"detect": ["secrets"], "action": "deny"}],
         },
-        "--set", "termlog_verbosity=debug", save_flows=True,
     )  # fmt: skip
-    return gateway
 
 
 # Steps that ask for a response and append its events' types to `events` until it is done.

@@ -13,11 +13,12 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from tests.support.audit_fields import assert_fields
 from tests.support.fake_realtime import responding, responses_usage
 from tests.support.leaks import assert_no_secret, saved_flows, stopped_outputs
 from tests.support.proxy import ROOT
 from tests.support.redis import redis_server
-from tests.support.socket_sessions import assert_served_then_refused_its_key, responses_in_turn
+from tests.support.socket_sessions import assert_served_then_refused_its_key, responses_in_turn, telling_gateway
 
 REAL = "sk-REAL-openai-responses-ws-5ecret-a1"
 ALICE = "tg-VIRTUAL-alice-responses-ws-5ecret-b2"
@@ -53,11 +54,8 @@ def gateway_config(upstream: str, *more_clients: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def gw(start_gateway, realtime_fake, tmp_path_factory):
-    return start_gateway(
-        lambda urls: gateway_config(realtime_fake.url),
-        "--set", "termlog_verbosity=debug", save_flows=True,
-    )  # fmt: skip
+def gw(start_gateway, realtime_fake):
+    return telling_gateway(start_gateway, lambda urls: gateway_config(realtime_fake.url))
 
 
 @pytest.fixture
@@ -125,18 +123,8 @@ def test_two_responses_on_one_connection_go_with_the_real_key_and_get_a_record_e
     ]
     first, second = g.new_audit(2)
     for record in (first, second):
-        assert (record["client"], record["auth"], record["provider"], record["endpoint"]) == (
-            "alice",
-            "virtual_key",
-            "openai",
-            "responses",
-        )
-        assert (record["method"], record["path"], record["transport"], record["model"]) == (
-            "POST",
-            "/v1/responses",
-            "websocket",
-            MODEL,
-        )
+        assert_fields(record, client="alice", auth="virtual_key", provider="openai", endpoint="responses")
+        assert_fields(record, method="POST", path="/v1/responses", transport="websocket", model=MODEL)
         assert (record["decision"], record["status"], record["error"], record["stream"]) == ("allow", 200, None, True)
         assert record["upstream"] == realtime_fake.url and record["upstream_key"].startswith("sha256:")
     assert first["request_id"] != second["request_id"]
