@@ -24,6 +24,7 @@ import trustme
 import yaml
 from tests.support.canned import provider_answers
 from tests.support.clients import run_client
+from tests.support.fake_realtime import FakeRealtime
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.invoice_console import invoice_sign_in  # noqa: F401  (the Invoice tests' OpenID provider)
 from tests.support.mcp_upstream import McpUpstream, mcp_servers
@@ -231,6 +232,14 @@ def g(gw: Gateway) -> Gateway:
 def mcp_server(upstream_ca: trustme.CA) -> Iterator[McpUpstream]:
     """A fake MCP server (answering by server-sent events), one for the module."""
     server = McpUpstream(upstream_ca)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def realtime_fake(upstream_ca: trustme.CA) -> Iterator[FakeRealtime]:
+    """A fake Realtime API and Responses WebSocket server (answering as its script says), one for the module."""
+    server = FakeRealtime(upstream_ca)
     yield server
     server.close()
 

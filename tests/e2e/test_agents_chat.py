@@ -14,6 +14,7 @@ from tests.support import agents
 from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
 from tests.support.answers import AWS
 from tests.support.canned import provider_answers
+from tests.support.configs import openai_with_clients
 from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
 
@@ -72,19 +73,14 @@ def upstream(received: Received) -> Reply:
     return Reply(200, answer(received.json()["model"]), {"content-type": "application/json"})
 
 
-@pytest.fixture(scope="module")
-def gw(start_gateway):
-    return agents.gateway(
-        start_gateway,
-        upstream,
-        ("openai",),
-        lambda urls: {
-            "providers": {"openai": {"upstream": urls["openai"], "keys": ["sk-real-agents-0001"]}},
-            "clients": [{"name": "agent", "keys": [KEY]}],
-            "agents": {"acting_tools": ["send_*"], "name_tools": ["list_*"]},
-        },
-        guarded="gpt-guarded",
-    )
+gw = agents.gateway_fixture(
+    upstream,
+    ("openai",),
+    openai_with_clients(
+        "sk-real-agents-0001", {"agent": KEY}, agents={"acting_tools": ["send_*"], "name_tools": ["list_*"]}
+    ),
+    guarded="gpt-guarded",
+)
 
 
 CALL = """

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from tests.support import agents
 from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
 from tests.support.eventstream import invoke_chunk
@@ -94,9 +93,7 @@ def upstream(received: Received) -> Reply:
     return Reply(404, {"message": "no such path"})
 
 
-@pytest.fixture(scope="module")
-def gw(start_gateway):
-    return agents.gateway(start_gateway, upstream, ("bedrock",), lambda urls: agents.bedrock(urls, REAL, VIRTUAL))
+gw = agents.bedrock_gateway(upstream, REAL, VIRTUAL)
 
 
 CLIENT = f"""

@@ -76,11 +76,7 @@ def upstream(received: Received) -> Reply:
     return Reply(404, {"message": "no such path"})
 
 
-@pytest.fixture(scope="module")
-def gw(start_gateway):
-    return agents.gateway(
-        start_gateway, upstream, ("bedrock",), lambda urls: agents.bedrock(urls, REAL, VIRTUAL), guarded="*guarded*"
-    )
+gw = agents.bedrock_gateway(upstream, REAL, VIRTUAL, guarded="*guarded*")
 
 
 MESSAGES = [

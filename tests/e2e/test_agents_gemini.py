@@ -102,24 +102,21 @@ def upstream(received: Received) -> Reply:
     return Reply(200, headers=ARRAY, chunks=array(streamed_items(model)))
 
 
-@pytest.fixture(scope="module")
-def gw(start_gateway):
-    return agents.gateway(
-        start_gateway,
-        upstream,
-        ("gemini", "vertex", "anthropic"),
-        lambda urls: {
-            "providers": {
-                "gemini": {"upstream": urls["gemini"], "keys": ["AIza-real-agents-gemini-0001"]},
-                "vertex": {"upstream": urls["vertex"], "keys": ["AQ.real-vertex-agents-0001"]},
-                "anthropic": {"upstream": urls["anthropic"], "keys": ["sk-ant-real-agents-gemini-0001"]},
-            },
-            # A Gemini call to Claude goes in Anthropic's format; its answer comes back in Gemini's.
-            "overrides": [{"match": {"provider": "gemini", "model": "claude-*"}, "provider": "anthropic"}],
-            "clients": [{"name": "agent", "keys": [KEY]}],
+gw = agents.gateway_fixture(
+    upstream,
+    ("gemini", "vertex", "anthropic"),
+    lambda urls: {
+        "providers": {
+            "gemini": {"upstream": urls["gemini"], "keys": ["AIza-real-agents-gemini-0001"]},
+            "vertex": {"upstream": urls["vertex"], "keys": ["AQ.real-vertex-agents-0001"]},
+            "anthropic": {"upstream": urls["anthropic"], "keys": ["sk-ant-real-agents-gemini-0001"]},
         },
-        guarded="gemini-guarded",
-    )
+        # A Gemini call to Claude goes in Anthropic's format; its answer comes back in Gemini's.
+        "overrides": [{"match": {"provider": "gemini", "model": "claude-*"}, "provider": "anthropic"}],
+        "clients": [{"name": "agent", "keys": [KEY]}],
+    },
+    guarded="gemini-guarded",
+)
 
 
 def contents(user: str) -> list[dict]:

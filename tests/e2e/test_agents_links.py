@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from tests.support.answers import answered_by, pieces
-from tests.support.canned import provider_answers
+from tests.support.canned import by_model
 from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
 
@@ -60,15 +60,13 @@ def claude_stream() -> list[bytes]:
     return events
 
 
+chat = by_model("/chat/completions", chat_answer, chat_stream)
+
+
 def upstream(received: Received) -> Reply:
     if received.path.endswith("/v1/messages"):
         return Reply(200, headers={"content-type": "text/event-stream"}, chunks=claude_stream())
-    if not received.path.endswith("/chat/completions"):
-        return provider_answers(received)
-    body = received.json()
-    if body.get("stream"):
-        return Reply(200, headers={"content-type": "text/event-stream"}, chunks=chat_stream(body["model"]))
-    return Reply(200, chat_answer(body["model"]), {"content-type": "application/json"})
+    return chat(received)
 
 
 @pytest.fixture(scope="module")

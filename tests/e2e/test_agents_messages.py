@@ -112,18 +112,15 @@ def upstream(received: Received) -> Reply:
     return Reply(200, body(model), {"content-type": "application/json"})
 
 
-@pytest.fixture(scope="module")
-def gw(start_gateway):
-    return agents.gateway(
-        start_gateway,
-        upstream,
-        ("anthropic", "vertex", "copilot"),
-        lambda urls: {
-            "providers": {name: {"upstream": url} for name, url in urls.items()},
-            "subscriptions": {"copilot": {"plans": ["business"]}},
-        },
-        guarded="claude-guarded",
-    )
+gw = agents.gateway_fixture(
+    upstream,
+    ("anthropic", "vertex", "copilot"),
+    lambda urls: {
+        "providers": {name: {"upstream": url} for name, url in urls.items()},
+        "subscriptions": {"copilot": {"plans": ["business"]}},
+    },
+    guarded="claude-guarded",
+)
 
 
 MODELS = {"anthropic": "claude-{}", "vertex": "claude-{}@2025", "copilot": "claude-{}"}

@@ -10,9 +10,8 @@ import json
 import pytest
 from tests.support import agents
 from tests.support.answers import AWS, KINDS, answered_by
-from tests.support.canned import provider_answers
+from tests.support.canned import by_model
 from tests.support.configs import with_policy
-from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
 
 KEY = "tg-agents-policy-0001"
@@ -90,16 +89,15 @@ def streamed(calls: list[dict]) -> list[bytes]:
     return [*events, chunk({}, "tool_calls"), sse({**tail, "choices": [], "usage": USAGE}), sse("[DONE]")]
 
 
-def upstream(received: Received) -> Reply:
-    if not received.path.endswith("/chat/completions"):
-        return provider_answers(received)
-    body = received.json()
-    if body.get("stream"):
-        chunks = streamed(ANSWERS[body["model"]])
-        if body["model"] == "gpt-unended":
-            chunks = [*chunks[:-3], chunks[-3].removesuffix(b"\n\n")]
-        return Reply(200, headers={"content-type": "text/event-stream"}, chunks=chunks)
-    return Reply(200, answer(body["model"]), {"content-type": "application/json"})
+def streamed_as(model: str) -> list[bytes]:
+    """The model's answer streamed; gpt-unended's ends with its finish, short of its blank line."""
+    chunks = streamed(ANSWERS[model])
+    if model == "gpt-unended":
+        chunks = [*chunks[:-3], chunks[-3].removesuffix(b"\n\n")]
+    return chunks
+
+
+upstream = by_model("/chat/completions", answer, streamed_as)
 
 
 def config(urls: dict[str, str]) -> dict:

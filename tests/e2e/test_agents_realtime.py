@@ -9,20 +9,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-from tests.support import agents
+from tests.support import agents, socket_agents
 from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
-from tests.support.configs import with_policy
-from tests.support.fake_realtime import FakeRealtime, Script, usage
+from tests.support.fake_realtime import Script, usage
+from tests.support.socket_agents import SEND
 
 REAL = "sk-REAL-openai-agents-realtime-5ecret"
 ALICE = "tg-VIRTUAL-alice-agents-realtime-5ecret"
 MODEL = "gpt-realtime"
-SEND = {
-    "type": "function",
-    "name": "send_money",
-    "parameters": {"type": "object", "properties": {"recipient": {"type": "string"}}},
-}
 
 
 def calling(recipient: str) -> Script:
@@ -59,22 +53,9 @@ def calling(recipient: str) -> Script:
     return script
 
 
-@pytest.fixture(scope="module")
-def fake(upstream_ca):
-    server = FakeRealtime(upstream_ca)
-    yield server
-    server.close()
+VOICE = 'package tollgate.tools\n\nimport rego.v1\n\ndeny contains "no payments by voice" if input.tool.name == "send_money"\n'
 
-
-@pytest.fixture(scope="module")
-def gw(start_gateway, fake):
-    return start_gateway(
-        lambda urls: {
-            "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
-            "clients": [{"name": "alice", "keys": [ALICE]}],
-            "agents": {"acting_tools": ["send_*"]},
-        }
-    )
+gw, gw_policy = socket_agents.gateways(REAL, ALICE, VOICE)
 
 
 SESSION = f"""
@@ -103,26 +84,13 @@ report(events=asyncio.run(session()))
 """
 
 
-def run(gw, fake, recipient: str) -> list[dict[str, Any]]:
-    fake.answer_with(calling(recipient))
-    got = gw.run(SESSION)
-    assert "events" in got, got
-    events = got["events"]
-    return [e for e in events if not e["type"].startswith("session.")]
+def run(gw, realtime_fake, recipient: str) -> list[dict[str, Any]]:
+    return socket_agents.events(gw, realtime_fake, calling(recipient), SESSION, but=("session.",))
 
 
-def test_a_call_whose_argument_came_from_a_tools_output_reaches_the_client_as_its_refusal(gw, fake):
-    events = run(gw, fake, PLANTED)
-    assert [e["type"] for e in events] == [
-        "response.created",
-        "response.output_item.added",
-        "response.content_part.added",
-        "response.output_text.delta",
-        "response.output_text.done",
-        "response.content_part.done",
-        "response.output_item.done",
-        "response.done",
-    ]
+def test_a_call_whose_argument_came_from_a_tools_output_reaches_the_client_as_its_refusal(gw, realtime_fake):
+    events = run(gw, realtime_fake, PLANTED)
+    assert [e["type"] for e in events] == ["response.created", *agents.REFUSAL_EVENTS, "response.done"]
     message = events[6]["item"]
     assert (message["id"], message["type"], message["role"]) == ("item_1", "message", "assistant")
     assert message["content"] == [{"type": "output_text", "text": REFUSED}] and events[3]["delta"] == REFUSED
@@ -133,48 +101,20 @@ def test_a_call_whose_argument_came_from_a_tools_output_reaches_the_client_as_it
     agents.assert_no_argument_value(gw, PLANTED, OWN, "landlord@")
 
 
-def test_a_call_the_user_gave_the_argument_of_goes_as_it_came(gw, fake):
-    events = run(gw, fake, OWN)
-    assert [e["type"] for e in events] == [
-        "response.created",
-        "response.output_item.added",
-        "response.function_call_arguments.delta",
-        "response.function_call_arguments.delta",
-        "response.function_call_arguments.done",
-        "response.output_item.done",
-        "response.done",
-    ]
+def test_a_call_the_user_gave_the_argument_of_goes_as_it_came(gw, realtime_fake):
+    events = run(gw, realtime_fake, OWN)
+    assert [e["type"] for e in events] == ["response.created", *agents.CALL_EVENTS, "response.done"]
     assert json.loads(events[4]["arguments"]) == {"recipient": OWN}
     (record,) = gw.new_audit(1)
     assert record["tool_calls"] == [agents.allowed()]
     # The server got every client event as it was sent, the tool's output among them.
-    sent = [json.loads(m) for m in fake.sessions[-1].received]
+    sent = [json.loads(m) for m in realtime_fake.sessions[-1].received]
     assert [e["type"] for e in sent][-2:] == ["conversation.item.create", "response.create"]
 
 
-VOICE = 'package tollgate.tools\n\nimport rego.v1\n\ndeny contains "no payments by voice" if input.tool.name == "send_money"\n'
-
-
-@pytest.fixture(scope="module")
-def gw_policy(start_gateway, fake):
-    def config(urls: dict[str, str]) -> dict:
-        return {
-            "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
-            "clients": [{"name": "alice", "keys": [ALICE]}],
-            "agents": {"acting_tools": ["send_*"]},
-            "policy": {"rego": ["policy.rego"]},
-        }
-
-    return with_policy(start_gateway(config), config, VOICE)
-
-
-def test_the_policys_tools_rule_is_awaited_before_a_call_goes(gw_policy, fake):
-    events = run(gw_policy, fake, OWN)  # a call `agents` alone lets go
-    refusal = "Tollgate refused the call to send_money: no payments by voice."
-    assert [e.get("delta") for e in events if e["type"] == "response.output_text.delta"] == [refusal]
-    assert "function_call" not in json.dumps(events) and OWN not in json.dumps(events)
-    (record,) = gw_policy.new_audit(1)
-    assert [(c["decision"], c["reasons"]) for c in record["tool_calls"]] == [("deny", ["no payments by voice"])]
+def test_the_policys_tools_rule_is_awaited_before_a_call_goes(gw_policy, realtime_fake):
+    events = run(gw_policy, realtime_fake, OWN)  # a call `agents` alone lets go
+    socket_agents.assert_refused_by_policy(gw_policy, events, "no payments by voice")
 
 
 def two_calls(script: Script) -> Script:
@@ -202,11 +142,8 @@ def two_calls(script: Script) -> Script:
     return with_second
 
 
-def test_a_call_begun_while_the_policy_is_asked_about_another_is_decided_in_its_turn(gw_policy, fake):
-    fake.answer_with(two_calls(calling(OWN)))
-    got = gw_policy.run(SESSION)
-    assert "events" in got, got
-    events = [e for e in got["events"] if not e["type"].startswith("session.")]
+def test_a_call_begun_while_the_policy_is_asked_about_another_is_decided_in_its_turn(gw_policy, realtime_fake):
+    events = socket_agents.events(gw_policy, realtime_fake, two_calls(calling(OWN)), SESSION, but=("session.",))
     refusal = "Tollgate refused the call to send_money: no payments by voice."
     assert [e.get("delta") for e in events if e["type"] == "response.output_text.delta"] == [refusal]
     assert [e["item"]["type"] for e in events if e["type"] == "response.output_item.done"] == [

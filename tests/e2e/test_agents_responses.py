@@ -14,11 +14,12 @@ import pytest
 from tests.support import agents
 from tests.support.agents import INBOX, OWN, PLANTED, REASON, REFUSED
 from tests.support.answers import AWS
-from tests.support.canned import provider_answers
-from tests.support.fake_upstream import Received, Reply
+from tests.support.canned import by_model
+from tests.support.configs import openai_with_clients
 from tests.support.metrics import scrape
 from tests.support.proxy import free_port
-from tests.support.streams import sse
+from tests.support.streams import responses_call_events, sse
+from tests.support.usage import responses_usage
 
 KEY = "tg-agents-responses-0001"
 METRICS = f"127.0.0.1:{free_port()}"
@@ -29,13 +30,7 @@ TOOLS = [
         ("send_money", {"recipient": {"type": "string"}, "amount": {"type": "number"}}),
     )
 ]
-USAGE = {
-    "input_tokens": 40,
-    "input_tokens_details": {"cached_tokens": 0},
-    "output_tokens": 12,
-    "output_tokens_details": {"reasoning_tokens": 0},
-    "total_tokens": 52,
-}
+USAGE = responses_usage(40, 12)
 
 
 def conversation(user: str, result: str) -> list[dict]:
@@ -85,40 +80,20 @@ def streamed(model: str) -> list[bytes]:
             events += [{"type": "response.output_item.added", "output_index": at, "item": {**item, "content": []}},
                        {"type": "response.output_item.done", "output_index": at, "item": item}]  # fmt: skip
             continue
-        arguments, place = item["arguments"], {"output_index": at, "item_id": item["id"]}
-        events += [
-            {"type": "response.output_item.added", "output_index": at, "item": {**item, "arguments": ""}},
-            {"type": "response.function_call_arguments.delta", **place, "delta": arguments[:9]},
-            {"type": "response.function_call_arguments.delta", **place, "delta": arguments[9:]},
-            {"type": "response.function_call_arguments.done", **place, "arguments": arguments},
-            {"type": "response.output_item.done", "output_index": at, "item": item},
-        ]
+        events += responses_call_events(at, item)
     events.append({"type": "response.completed", "response": done})
     return [sse({**e, "sequence_number": n}, e["type"]) for n, e in enumerate(events)]
 
 
-def upstream(received: Received) -> Reply:
-    if not received.path.endswith("/responses"):
-        return provider_answers(received)
-    body = received.json()
-    if body.get("stream"):
-        return Reply(200, headers={"content-type": "text/event-stream"}, chunks=streamed(body["model"]))
-    return Reply(200, response(body["model"]), {"content-type": "application/json"})
+upstream = by_model("/responses", response, streamed)
 
 
-@pytest.fixture(scope="module")
-def gw(start_gateway):
-    return agents.gateway(
-        start_gateway,
-        upstream,
-        ("openai",),
-        lambda urls: {
-            "providers": {"openai": {"upstream": urls["openai"], "keys": ["sk-real-agents-0002"]}},
-            "clients": [{"name": "agent", "keys": [KEY]}],
-            "metrics": {"listen": METRICS},
-        },
-        guarded="gpt-guarded",
-    )
+gw = agents.gateway_fixture(
+    upstream,
+    ("openai",),
+    openai_with_clients("sk-real-agents-0002", {"agent": KEY}, metrics={"listen": METRICS}),
+    guarded="gpt-guarded",
+)
 
 
 CREATE = """
@@ -226,14 +201,7 @@ def test_a_streamed_call_whose_argument_comes_from_a_tool_result_becomes_a_messa
     assert result["output"] == [refusal("fc_call_1"), ANSWERS["gpt-both"][1]]
     assert result["text"] == REFUSED and result["usage"] == {"input_tokens": 40, "output_tokens": 12}
     # The refused call's events are a message's, at its place; the numbers follow on.
-    assert [e[0] for e in result["raw"] if e[2] == 0] == [
-        "response.output_item.added",
-        "response.content_part.added",
-        "response.output_text.delta",
-        "response.output_text.done",
-        "response.content_part.done",
-        "response.output_item.done",
-    ]
+    assert [e[0] for e in result["raw"] if e[2] == 0] == list(agents.REFUSAL_EVENTS)
     assert [e[1] for e in result["raw"]] == list(range(len(result["raw"])))
     sent = gw.fakes["openai"].received[before:]
     assert len(sent) == 1 and sent[0].headers.get("accept-encoding") == "identity"
@@ -249,13 +217,7 @@ def test_a_streamed_call_whose_argument_comes_from_a_tool_result_becomes_a_messa
 def test_a_streamed_untainted_call_passes_as_it_came(gw):
     result = ask_streamed(gw, "gpt-clean", conversation(f"Pay the rent to {OWN}.", INBOX))
     assert result["output"] == ANSWERS["gpt-clean"]
-    assert [e[0] for e in result["raw"]][1:-1] == [
-        "response.output_item.added",
-        "response.function_call_arguments.delta",
-        "response.function_call_arguments.delta",
-        "response.function_call_arguments.done",
-        "response.output_item.done",
-    ]
+    assert [e[0] for e in result["raw"]][1:-1] == list(agents.CALL_EVENTS)
 
 
 def test_a_streamed_turn_is_kept_for_the_next_by_its_id(gw):

@@ -10,20 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-from tests.support import agents
+from tests.support import agents, socket_agents
 from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
-from tests.support.configs import with_policy
-from tests.support.fake_realtime import FakeRealtime, Script, responses_usage
+from tests.support.fake_realtime import Script, responses_usage
+from tests.support.socket_agents import SEND
 
 REAL = "sk-REAL-openai-agents-responses-ws-5ecret"
 ALICE = "tg-VIRTUAL-alice-agents-responses-ws-5ecret"
 MODEL = "gpt-5"
-SEND = {
-    "type": "function",
-    "name": "send_money",
-    "parameters": {"type": "object", "properties": {"recipient": {"type": "string"}}},
-}
 TEXT = {"type": "message", "id": "msg_0", "status": "completed", "role": "assistant",
         "content": [{"type": "output_text", "text": "Paying.", "annotations": []}]}  # fmt: skip
 
@@ -66,27 +60,12 @@ def calling(recipient: str) -> Script:
     return script
 
 
-@pytest.fixture(scope="module")
-def fake(upstream_ca):
-    server = FakeRealtime(upstream_ca)
-    yield server
-    server.close()
+VOICE = (
+    'package tollgate.tools\n\nimport rego.v1\n\ndeny contains "no payments here" if input.tool.name == "send_money"\n'
+)
 
 
-def config(upstream: str, policy: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "providers": {"openai": {"upstream": upstream, "keys": [REAL]}},
-        "clients": [{"name": "alice", "keys": [ALICE]}],
-        "agents": {"acting_tools": ["send_*"]},
-    }
-    if policy:
-        out["policy"] = {"rego": ["policy.rego"]}
-    return out
-
-
-@pytest.fixture(scope="module")
-def gw(start_gateway, fake):
-    return start_gateway(lambda urls: config(fake.url))
+gw, gw_policy = socket_agents.gateways(REAL, ALICE, VOICE)
 
 
 SESSION = f"""
@@ -114,26 +93,18 @@ report(events=asyncio.run(session()))
 """
 
 
-def run(gw, fake, recipient: str) -> list[dict[str, Any]]:
-    fake.answer_with(calling(recipient))
-    got = gw.run(SESSION)
-    assert "events" in got, got
-    return got["events"]
+def run(gw, realtime_fake, recipient: str) -> list[dict[str, Any]]:
+    return socket_agents.events(gw, realtime_fake, calling(recipient), SESSION)
 
 
-def test_a_call_whose_argument_came_from_a_tools_output_reaches_the_client_as_its_refusal(gw, fake):
-    events = run(gw, fake, PLANTED)
+def test_a_call_whose_argument_came_from_a_tools_output_reaches_the_client_as_its_refusal(gw, realtime_fake):
+    events = run(gw, realtime_fake, PLANTED)
     assert [e["type"] for e in events] == [
         "response.created",
         "response.output_item.added",
         "response.output_text.delta",
         "response.output_item.done",
-        "response.output_item.added",
-        "response.content_part.added",
-        "response.output_text.delta",
-        "response.output_text.done",
-        "response.content_part.done",
-        "response.output_item.done",
+        *agents.REFUSAL_EVENTS,
         "response.completed",
     ]
     message = events[9]["item"]
@@ -148,45 +119,21 @@ def test_a_call_whose_argument_came_from_a_tools_output_reaches_the_client_as_it
     agents.assert_no_argument_value(gw, PLANTED, OWN, "landlord@")
 
 
-def test_a_call_the_user_gave_the_argument_of_goes_as_it_came(gw, fake):
-    events = run(gw, fake, OWN)
-    assert [e["type"] for e in events][4:] == [
-        "response.output_item.added",
-        "response.function_call_arguments.delta",
-        "response.function_call_arguments.delta",
-        "response.function_call_arguments.done",
-        "response.output_item.done",
-        "response.completed",
-    ]
+def test_a_call_the_user_gave_the_argument_of_goes_as_it_came(gw, realtime_fake):
+    events = run(gw, realtime_fake, OWN)
+    assert [e["type"] for e in events][4:] == [*agents.CALL_EVENTS, "response.completed"]
     assert json.loads(events[7]["arguments"]) == {"recipient": OWN}
     (record,) = gw.new_audit(1)
     assert record["tool_calls"] == [agents.allowed()]
     # The server got the response.create as the client sent it, the tool's output in it.
-    (sent,) = [json.loads(m) for m in fake.sessions[-1].received]
+    (sent,) = [json.loads(m) for m in realtime_fake.sessions[-1].received]
     assert sent["type"] == "response.create" and sent["input"][2]["output"] == INBOX
     agents.assert_no_argument_value(gw, PLANTED, OWN, "landlord@")
 
 
-VOICE = (
-    'package tollgate.tools\n\nimport rego.v1\n\ndeny contains "no payments here" if input.tool.name == "send_money"\n'
-)
-
-
-@pytest.fixture(scope="module")
-def gw_policy(start_gateway, fake):
-    def configured(urls: dict[str, str]) -> dict[str, Any]:
-        return config(fake.url, policy=True)
-
-    return with_policy(start_gateway(configured), configured, VOICE)
-
-
-def test_the_policys_tools_rule_is_awaited_before_a_call_goes(gw_policy, fake):
-    events = run(gw_policy, fake, OWN)  # a call `agents` alone lets go
-    refusal = "Tollgate refused the call to send_money: no payments here."
-    assert [e.get("delta") for e in events if e["type"] == "response.output_text.delta"] == ["Paying.", refusal]
-    assert "function_call" not in json.dumps(events) and OWN not in json.dumps(events)
-    (record,) = gw_policy.new_audit(1)
-    assert [(c["decision"], c["reasons"]) for c in record["tool_calls"]] == [("deny", ["no payments here"])]
+def test_the_policys_tools_rule_is_awaited_before_a_call_goes(gw_policy, realtime_fake):
+    events = run(gw_policy, realtime_fake, OWN)  # a call `agents` alone lets go
+    socket_agents.assert_refused_by_policy(gw_policy, events, "no payments here", said=("Paying.",))
 
 
 CONTINUED = f"""
@@ -218,14 +165,14 @@ report(first=first, second=second)
 """
 
 
-def test_a_turn_continuing_a_refused_one_answers_its_call_and_is_judged_on_the_turns_before(gw, fake):
-    fake.answer_with(calling(PLANTED))
+def test_a_turn_continuing_a_refused_one_answers_its_call_and_is_judged_on_the_turns_before(gw, realtime_fake):
+    realtime_fake.answer_with(calling(PLANTED))
     got = gw.run(CONTINUED)
     assert "second" in got, got
     for events in (got["first"], got["second"]):
         assert [e.get("delta") for e in events if e["type"] == "response.output_text.delta"] == ["Paying.", REFUSED]
     # The provider kept the refused call: the next turn answers it, with the refusal's text.
-    _, continued = [json.loads(m) for m in fake.sessions[-1].received]
+    _, continued = [json.loads(m) for m in realtime_fake.sessions[-1].received]
     assert continued["previous_response_id"] == "resp_a1"
     assert continued["input"][0] == {"type": "function_call_output", "call_id": "call_1", "output": REFUSED}
     records = gw.new_audit(2)
@@ -267,10 +214,10 @@ report(**asyncio.run(session()))
 """
 
 
-def test_a_response_no_message_asked_for_stops_and_the_socket_closes(gw, fake):
+def test_a_response_no_message_asked_for_stops_and_the_socket_closes(gw, realtime_fake):
     # Its call would reach the client undecided: it stops at its response.created, as under an
     # answer rule; the response asked for goes, decided.
-    fake.answer_with(and_one_unasked(calling(OWN)))
+    realtime_fake.answer_with(and_one_unasked(calling(OWN)))
     got = gw.run(UNASKED)
     assert "events" in got, got
     events = got["events"]

@@ -73,11 +73,9 @@ WEB_APP_ANSWER = b'{"items": [], "web": "WEB-APP-ANSWER"}'
 
 
 @pytest.fixture(scope="module")
-def fake(upstream_ca):
-    server = FakeRealtime(upstream_ca)
-    server.http = web_and_codex
-    yield server
-    server.close()
+def fake(realtime_fake: FakeRealtime) -> FakeRealtime:
+    realtime_fake.http = web_and_codex
+    return realtime_fake
 
 
 POLICY = """package tollgate

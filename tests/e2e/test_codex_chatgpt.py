@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -118,11 +118,9 @@ def codex() -> Path:
 
 
 @pytest.fixture(scope="module")
-def fake(upstream_ca) -> Iterator[FakeRealtime]:
-    server = FakeRealtime(upstream_ca)
-    server.http = chatgpt_com(server)
-    yield server
-    server.close()
+def fake(realtime_fake: FakeRealtime) -> FakeRealtime:
+    realtime_fake.http = chatgpt_com(realtime_fake)
+    return realtime_fake
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from tests.support.audit_fields import assert_fields
 from tests.support.canned import (
     ANTHROPIC_MESSAGE,
     BEDROCK_CONVERSE,
@@ -143,18 +144,8 @@ def test_gemini_generate_content(g):
     assert seen.headers["x-goog-api-key"] == REAL["gemini"]
     assert seen.path.split("?")[0].endswith("/models/gemini-2.0-flash:generateContent")
     record = g.last_audit()
-    assert (record["provider"], record["endpoint"], record["model"], record["client"]) == (
-        "gemini",
-        "generateContent",
-        "gemini-2.0-flash",
-        "alice",
-    )
-    assert (record["message_count"], record["has_system"], record["input_tokens"], record["output_tokens"]) == (
-        1,
-        True,
-        12,
-        3,
-    )
+    assert_fields(record, provider="gemini", endpoint="generateContent", model="gemini-2.0-flash", client="alice")
+    assert_fields(record, message_count=1, has_system=True, input_tokens=12, output_tokens=3)
     assert record["finish_reason"] == "STOP"
 
 

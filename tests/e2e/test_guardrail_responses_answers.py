@@ -732,11 +732,9 @@ def codex_web(fake: FakeRealtime):
 
 
 @pytest.fixture(scope="module")
-def codex_fake(upstream_ca):
-    server = FakeRealtime(upstream_ca)
-    server.http = codex_web(server)
-    yield server
-    server.close()
+def codex_fake(realtime_fake: FakeRealtime) -> FakeRealtime:
+    realtime_fake.http = codex_web(realtime_fake)
+    return realtime_fake
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import trustme
 from tests.support import eventstream
+from tests.support.audit_fields import assert_fields
 from tests.support.aws import botocore_accepts
 from tests.support.canned import BEDROCK_CONVERSE, provider_answers
 from tests.support.fake_upstream import FakeUpstream, Received, Reply
@@ -389,11 +390,12 @@ def test_a_model_invocation_job_is_governed_as_a_batch_whose_requests_tollgate_c
     assert (seen.sni, seen.path) == (CONTROL, "/model-invocation-job")
     signed_by_tollgate(seen)
     record = g.last_audit()
-    assert (record["client"], record["endpoint"], record["model"], record["decision"]) == (
-        "alice",
-        "create-model-invocation-job",
-        "anthropic.claude-3-haiku-20240307-v1:0",
-        "allow",
+    assert_fields(
+        record,
+        client="alice",
+        endpoint="create-model-invocation-job",
+        model="anthropic.claude-3-haiku-20240307-v1:0",
+        decision="allow",
     )
     # The policy sees the job as one call that starts a batch of unknown size.
     named.received.clear()

@@ -14,10 +14,12 @@ import time
 
 import pytest
 from tests.support import guardrail_samples as samples
+from tests.support.audit_fields import assert_fields
 from tests.support.clients import run_client
-from tests.support.fake_realtime import HANG_UP, FakeRealtime, answering, usage
+from tests.support.fake_realtime import HANG_UP, answering, usage
 from tests.support.leaks import assert_no_secret, saved_flows, stopped_outputs
 from tests.support.proxy import ROOT
+from tests.support.socket_sessions import telling_gateway
 
 from tollgate.proxy.stages.transport.websocket import MAX_MESSAGE
 
@@ -34,29 +36,22 @@ BROWSER_SUBPROTOCOLS = ["realtime", f"openai-insecure-api-key.{ALICE}", "openai-
 
 
 @pytest.fixture(scope="module")
-def fake(upstream_ca):
-    server = FakeRealtime(upstream_ca)
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def gw(start_gateway, fake, tmp_path_factory):
+def gw(start_gateway, realtime_fake):
     allowlist = ROOT / "docs" / "examples" / "policies" / "model_allowlist.rego"
-    return start_gateway(
+    return telling_gateway(
+        start_gateway,
         lambda urls: {
-            "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
+            "providers": {"openai": {"upstream": realtime_fake.url, "keys": [REAL]}},
             "clients": [{"name": "alice", "keys": [ALICE], "groups": ["research"]},
                         {"name": "sam", "keys": [SAM], "groups": ["support"]}],
             "policy": {"rego": [str(allowlist)]},
         },
-        "--set", "termlog_verbosity=debug", save_flows=True,
     )  # fmt: skip
 
 
 @pytest.fixture
-def g(gw, fake):
-    fake.answer_with(answering(ANSWERS, USAGES))
+def g(gw, realtime_fake):
+    realtime_fake.answer_with(answering(ANSWERS, USAGES))
     return gw
 
 
@@ -89,9 +84,9 @@ SDK_SESSION = f"""
 """
 
 
-def test_an_sdk_session_goes_with_the_real_key_and_is_audited_once_with_its_summed_usage(g, fake):
+def test_an_sdk_session_goes_with_the_real_key_and_is_audited_once_with_its_summed_usage(g, realtime_fake):
     assert g.run(SDK_SESSION) == {"texts": ANSWERS}
-    (session,) = fake.sessions
+    (session,) = realtime_fake.sessions
     assert session.target == f"/v1/realtime?model={MODEL}"
     assert session.headers["authorization"] == f"Bearer {REAL}"
     assert not any(ALICE in value for value in session.headers.values())
@@ -106,37 +101,22 @@ def test_an_sdk_session_goes_with_the_real_key_and_is_audited_once_with_its_summ
     assert sent[0]["session"]["instructions"] == SYSTEM
     assert sent[1]["item"]["content"][0]["text"] == PROMPT
     (record,) = g.new_audit(1)
-    assert (record["client"], record["auth"], record["provider"], record["endpoint"]) == (
-        "alice",
-        "virtual_key",
-        "openai",
-        "realtime",
-    )
-    assert (record["method"], record["path"], record["requested_model"], record["model"]) == (
-        "GET",
-        "/v1/realtime",
-        MODEL,
-        MODEL,
-    )
-    assert (record["decision"], record["status"], record["error"], record["transport"]) == (
-        "allow",
-        101,
-        None,
-        "websocket",
-    )
+    assert_fields(record, client="alice", auth="virtual_key", provider="openai", endpoint="realtime")
+    assert_fields(record, method="GET", path="/v1/realtime", requested_model=MODEL, model=MODEL)
+    assert_fields(record, decision="allow", status=101, error=None, transport="websocket")
     assert (record["input_tokens"], record["output_tokens"], record["total_tokens"]) == (250, 50, 300)
     assert (record["cached_tokens"], record["reasoning_tokens"], record["finish_reason"]) == (104, None, "completed")
     # Priced as each response's usage tells its text from its audio (all text here): 146 uncached
     # input tokens at $5 a million, 104 cached at $2.50, 50 output at $20.
     assert record["cache_write_tokens"] is None
     assert record["cost_usd"] == pytest.approx((146 * 5 + 104 * 2.5 + 50 * 20) / 1e6)
-    assert record["upstream"] == fake.url and record["upstream_key"].startswith("sha256:")
+    assert record["upstream"] == realtime_fake.url and record["upstream_key"].startswith("sha256:")
     # Written when the WebSocket ended: the whole session, not its handshake.
     assert record["ttfb_ms"] is not None and record["latency_ms"] > record["ttfb_ms"]
 
 
-def test_a_denied_model_fails_the_upgrade_with_403_and_reaches_no_upstream(g, fake):
-    before = fake.connections
+def test_a_denied_model_fails_the_upgrade_with_403_and_reaches_no_upstream(g, realtime_fake):
+    before = realtime_fake.connections
     result = g.run(f"""
         import asyncio
         from openai import AsyncOpenAI
@@ -160,7 +140,7 @@ def test_a_denied_model_fails_the_upgrade_with_403_and_reaches_no_upstream(g, fa
         "tollgate": "policy_denied",
         "code": "policy_denied",
     }
-    assert fake.connections == before and fake.sessions == []
+    assert realtime_fake.connections == before and realtime_fake.sessions == []
     (record,) = g.new_audit(1)
     assert (record["client"], record["endpoint"], record["model"]) == ("sam", "realtime", MODEL)
     assert (record["decision"], record["status"]) == ("deny", 403)
@@ -189,11 +169,11 @@ BROWSER_SESSION = f"""
 """
 
 
-def test_a_browsers_key_among_the_subprotocols_identifies_it_and_never_goes_upstream(g, fake):
+def test_a_browsers_key_among_the_subprotocols_identifies_it_and_never_goes_upstream(g, realtime_fake):
     # The client offers permessage-deflate (websockets does); Tollgate takes the offer out, so that
     # no message is compressed (mitmproxy would inflate each one whole, without bound).
     assert g.run(BROWSER_SESSION) == {"subprotocol": "realtime", "extensions": [], "text": ANSWERS[0]}
-    (session,) = fake.sessions
+    (session,) = realtime_fake.sessions
     assert "sec-websocket-extensions" not in session.headers
     assert session.headers["authorization"] == f"Bearer {REAL}"
     assert session.subprotocols == ["realtime", "openai-beta.realtime-v1"]
@@ -203,7 +183,7 @@ def test_a_browsers_key_among_the_subprotocols_identifies_it_and_never_goes_upst
     assert (record["input_tokens"], record["output_tokens"], record["cached_tokens"]) == (100, 20, 40)
 
 
-def test_a_session_the_server_drops_is_audited_with_the_usage_read_and_the_close(g, fake):
+def test_a_session_the_server_drops_is_audited_with_the_usage_read_and_the_close(g, realtime_fake):
     result = g.run(f"""
         import asyncio, json
         from websockets.asyncio.client import connect
@@ -231,9 +211,9 @@ def test_a_session_the_server_drops_is_audited_with_the_usage_read_and_the_close
     assert record["error"] == "the server closed the WebSocket with code 1006"
 
 
-def test_a_client_secret_for_a_denied_model_is_not_minted(g, fake):
+def test_a_client_secret_for_a_denied_model_is_not_minted(g, realtime_fake):
     # Whoever holds a client secret calls OpenAI directly: the session's model is decided here.
-    before = fake.connections
+    before = realtime_fake.connections
     result = g.run(f"""
         from openai import OpenAI
         client = OpenAI(api_key="{SAM}", max_retries=0)
@@ -241,7 +221,7 @@ def test_a_client_secret_for_a_denied_model_is_not_minted(g, fake):
         report(minted=True)
     """)
     assert (result["error"], result["status"]) == ("PermissionDeniedError", 403)
-    assert fake.connections == before
+    assert realtime_fake.connections == before
     (record,) = g.new_audit(1)
     assert (record["endpoint"], record["model"], record["decision"]) == (
         "realtime.client_secrets",
@@ -259,8 +239,8 @@ def test_a_client_secret_for_a_denied_model_is_not_minted(g, fake):
         "?Model=gpt-4o-realtime-preview",
     ],
 )
-def test_a_session_naming_no_one_model_is_refused_400_and_reaches_no_upstream(g, fake, query):
-    before = fake.connections
+def test_a_session_naming_no_one_model_is_refused_400_and_reaches_no_upstream(g, realtime_fake, query):
+    before = realtime_fake.connections
     result = g.run(f"""
         import asyncio, json
         from websockets.asyncio.client import connect
@@ -278,7 +258,7 @@ def test_a_session_naming_no_one_model_is_refused_400_and_reaches_no_upstream(g,
                    code=json.loads(e.response.body)["error"]["code"])
     """)
     assert result == {"status": 400, "tollgate": "bad_request", "code": "bad_request"}
-    assert fake.connections == before
+    assert realtime_fake.connections == before
     (record,) = g.new_audit(1)
     assert (record["endpoint"], record["status"], record["model"]) == ("realtime", 400, None)
     assert record["error"].startswith("bad request: ")
@@ -287,7 +267,7 @@ def test_a_session_naming_no_one_model_is_refused_400_and_reaches_no_upstream(g,
 TOO_BIG = MAX_MESSAGE + 1024
 
 
-def test_a_client_message_past_the_bound_closes_the_websocket_with_1009_and_never_goes_upstream(g, fake):
+def test_a_client_message_past_the_bound_closes_the_websocket_with_1009_and_never_goes_upstream(g, realtime_fake):
     result = g.run(f"""
         import asyncio, json
         from websockets.asyncio.client import connect
@@ -307,7 +287,7 @@ def test_a_client_message_past_the_bound_closes_the_websocket_with_1009_and_neve
         report(code=asyncio.run(session()))
     """)
     assert result == {"code": 1009}
-    (session,) = fake.sessions
+    (session,) = realtime_fake.sessions
     assert session.closed.wait(10)
     assert [json.loads(m)["type"] for m in session.received] == ["session.update"]  # not the large one
     assert session.close_code == 1009
@@ -319,8 +299,8 @@ def test_a_client_message_past_the_bound_closes_the_websocket_with_1009_and_neve
     g.new_audit(1)
 
 
-def test_a_server_message_past_the_bound_closes_the_websocket_with_1009_on_both_sides(g, fake):
-    fake.script = lambda event: [{"type": "response.output_audio.delta", "delta": "A" * TOO_BIG}]
+def test_a_server_message_past_the_bound_closes_the_websocket_with_1009_on_both_sides(g, realtime_fake):
+    realtime_fake.script = lambda event: [{"type": "response.output_audio.delta", "delta": "A" * TOO_BIG}]
     result = g.run(f"""
         import asyncio, json
         from websockets.asyncio.client import connect
@@ -346,7 +326,7 @@ def test_a_server_message_past_the_bound_closes_the_websocket_with_1009_on_both_
     assert record["error"] == "the server sent a WebSocket message larger than 32 MiB (closed with code 1009)"
 
 
-def test_no_message_key_or_prompt_reaches_the_console_or_saved_flows(g, fake):
+def test_no_message_key_or_prompt_reaches_the_console_or_saved_flows(g, realtime_fake):
     # The sessions above ran on this proxy too: a session, a refusal, a browser's, bad queries.
     assert g.run(SDK_SESSION) == {"texts": ANSWERS}
     g.new_audit(1)
@@ -377,10 +357,10 @@ BIG = usage(1_000, 5_000, 0)
 
 
 @pytest.fixture(scope="module")
-def limited(start_gateway, fake):
+def limited(start_gateway, realtime_fake):
     return start_gateway(
         lambda urls: {
-            "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
+            "providers": {"openai": {"upstream": realtime_fake.url, "keys": [REAL]}},
             "clients": [{"name": "metered", "keys": [METERED]}, {"name": "listener", "keys": [LISTENER]}],
             "limits": [{"name": "metered", "match": {"client": "metered"}, "tokens_per_day": 60_000},
                        {"name": "listener", "match": {"client": "listener"}, "tokens_per_day": 40_000}],
@@ -388,8 +368,8 @@ def limited(start_gateway, fake):
     )  # fmt: skip
 
 
-def test_each_response_on_a_session_reserves_its_bound_and_settles_to_its_priced_usage(limited, fake):
-    fake.answer_with(answering(["Hello."] * 10, [BIG] * 10))
+def test_each_response_on_a_session_reserves_its_bound_and_settles_to_its_priced_usage(limited, realtime_fake):
+    realtime_fake.answer_with(answering(["Hello."] * 10, [BIG] * 10))
     result = limited.run(f"""
         import asyncio
         from openai import AsyncOpenAI
@@ -421,7 +401,7 @@ def test_each_response_on_a_session_reserves_its_bound_and_settles_to_its_priced
         found = re.search(r"is 60000 for metered; (\d+) used, this call needs up to (\d+)\.", message)
         assert found is not None, message
         assert (int(found[1]), int(found[2])) == (24_000, 37_000)
-    (session,) = fake.sessions
+    (session,) = realtime_fake.sessions
     assert [json.loads(m)["type"] for m in session.received] == ["response.create"] * 4
     records = limited.new_audit(7)
     refused, (whole,) = records[:6], records[6:]
@@ -433,8 +413,8 @@ def test_each_response_on_a_session_reserves_its_bound_and_settles_to_its_priced
     assert whole["cost_usd"] == pytest.approx(4 * (1_000 * 4 + 5_000 * 16) / 1e6)
 
 
-def test_a_response_the_server_begins_without_room_is_cancelled_and_charged(limited, fake):
-    fake.sessions.clear()
+def test_a_response_the_server_begins_without_room_is_cancelled_and_charged(limited, realtime_fake):
+    realtime_fake.sessions.clear()
     begun = iter(range(10))
 
     def voice_activity(event):
@@ -451,7 +431,7 @@ def test_a_response_the_server_begins_without_room_is_cancelled_and_charged(limi
                           "usage": BIG}},
         ]  # fmt: skip
 
-    fake.script = voice_activity
+    realtime_fake.script = voice_activity
     result = limited.run(f"""
         import asyncio
         from openai import AsyncOpenAI
@@ -489,7 +469,7 @@ def test_a_response_the_server_begins_without_room_is_cancelled_and_charged(limi
     refused, last = result["errors"]
     assert refused == "insufficient_quota"
     assert "12000 used, this call needs up to 36096." in last
-    (session,) = fake.sessions
+    (session,) = realtime_fake.sessions
     sent = [json.loads(m) for m in session.received]
     assert [e["type"] for e in sent] == ["input_audio_buffer.commit"] * 2 + ["response.cancel"]
     assert sent[2]["response_id"] == "resp_vad_1"
@@ -505,17 +485,16 @@ GUARDED_KEY = "tg-VIRTUAL-guarded-realtime-5ecret-j1"
 
 
 @pytest.fixture(scope="module")
-def guarded(start_gateway, fake, tmp_path_factory):
-    gateway = start_gateway(
+def guarded(start_gateway, realtime_fake):
+    return telling_gateway(
+        start_gateway,
         lambda urls: {
-            "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
+            "providers": {"openai": {"upstream": realtime_fake.url, "keys": [REAL]}},
             "clients": [{"name": "alice", "keys": [GUARDED_KEY]}],
             "guardrails": [{"detect": ["pii.email"], "action": "redact"},
                            {"detect": ["secrets"], "action": "deny"}],
         },
-        "--set", "termlog_verbosity=debug", save_flows=True,
     )  # fmt: skip
-    return gateway
 
 
 # Steps that ask for a response and append its events' types to `events` until it is done.
@@ -548,10 +527,10 @@ report(events=asyncio.run(session()))
 """
 
 
-def test_an_event_not_in_utf8_does_not_go_and_the_session_goes_on(guarded, fake):
+def test_an_event_not_in_utf8_does_not_go_and_the_session_goes_on(guarded, realtime_fake):
     # UTF-16 of ASCII text is valid UTF-8 (NULs between the letters), so a text frame carries it;
     # the guardrails, reading UTF-8, would find nothing in it.
-    fake.answer_with(answering(ANSWERS[:1], USAGES[:1]))
+    realtime_fake.answer_with(answering(ANSWERS[:1], USAGES[:1]))
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": samples.AWS_SECRET}]}
     utf16 = json.dumps({"type": "conversation.item.create", "item": item}).encode("utf-16-le").decode()
     result = guarded.run(
@@ -569,7 +548,7 @@ def test_an_event_not_in_utf8_does_not_go_and_the_session_goes_on(guarded, fake)
     refused, *rest = result["events"]
     assert "the body is UTF-16" in refused[0] and refused[1]["x-tollgate-error"] == "bad_request"
     assert rest[-1] == "response.done"  # the session went on
-    (session,) = fake.sessions
+    (session,) = realtime_fake.sessions
     assert [json.loads(m)["type"] for m in session.received] == ["response.create"]
     unread, whole = guarded.new_audit(2)
     assert (unread["status"], unread["decision"]) == (400, "deny")
@@ -577,8 +556,8 @@ def test_an_event_not_in_utf8_does_not_go_and_the_session_goes_on(guarded, fake)
     assert (whole["status"], whole["decision"]) == (101, "allow")
 
 
-def test_guardrails_redact_and_deny_realtime_events_and_the_session_goes_on(guarded, fake):
-    fake.answer_with(answering(ANSWERS[:1], USAGES[:1]))
+def test_guardrails_redact_and_deny_realtime_events_and_the_session_goes_on(guarded, realtime_fake):
+    realtime_fake.answer_with(answering(ANSWERS[:1], USAGES[:1]))
     env_file = f"AWS_ACCESS_KEY_ID={samples.AWS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={samples.AWS_SECRET}\n"
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": env_file}]}
     result = guarded.run(
@@ -610,7 +589,7 @@ def test_guardrails_redact_and_deny_realtime_events_and_the_session_goes_on(guar
     assert events[-1] == "response.done"  # the session went on
     unread = next(e for e in events if isinstance(e, list) and e[0] == "unread")
     assert "repeats a key" in unread[1] and unread[2]["x-tollgate-error"] == "bad_request"
-    (session,) = fake.sessions
+    (session,) = realtime_fake.sessions
     sent = [json.loads(m) for m in session.received]
     # The email redacted; the denied item never went.
     assert [e["type"] for e in sent] == ["session.update", "response.create"]
@@ -626,18 +605,18 @@ def test_guardrails_redact_and_deny_realtime_events_and_the_session_goes_on(guar
             assert value.encode() not in content, f"a planted value in the {where}"
 
 
-def test_large_realtime_events_are_read_in_a_worker_thread_each_in_its_turn(start_gateway, fake):
+def test_large_realtime_events_are_read_in_a_worker_thread_each_in_its_turn(start_gateway, realtime_fake):
     # Events of 64 KiB and more are read by the guardrails in a worker thread: the session's later
     # events wait their turn behind them, and each goes, redacted, or is refused, as a small one.
     gateway = start_gateway(
         lambda urls: {
-            "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
+            "providers": {"openai": {"upstream": realtime_fake.url, "keys": [REAL]}},
             "clients": [{"name": "alice", "keys": [GUARDED_KEY]}],
             "guardrails": [{"detect": ["pii.email"], "action": "redact"}, {"detect": ["secrets"], "action": "deny"}],
         },
         providers=("openai",),
     )
-    fake.answer_with(answering(ANSWERS[:1], USAGES[:1]))
+    realtime_fake.answer_with(answering(ANSWERS[:1], USAGES[:1]))
     padding = " pad" * 20_000
     env_file = f"AWS_ACCESS_KEY_ID={samples.AWS_KEY_ID}\nAWS_SECRET_ACCESS_KEY={samples.AWS_SECRET}\n"
     result = gateway.run(
@@ -660,7 +639,7 @@ def test_large_realtime_events_are_read_in_a_worker_thread_each_in_its_turn(star
         )
     )
     assert ["error", "ev_env"] in result["events"] and result["events"][-1] == "response.done"
-    (session,) = fake.sessions
+    (session,) = realtime_fake.sessions
     sent = [json.loads(m) for m in session.received]
     # In the order they were sent: the large session.update redacted, the denied item never.
     assert [e["type"] for e in sent] == ["session.update", "response.create"]
@@ -670,13 +649,13 @@ def test_large_realtime_events_are_read_in_a_worker_thread_each_in_its_turn(star
     assert (whole["status"], whole["findings"], whole["redacted"]) == (101, {"pii.email": 1}, 1)
 
 
-def test_a_call_is_answered_while_a_large_realtime_event_is_read(start_gateway, fake, tmp_path):
+def test_a_call_is_answered_while_a_large_realtime_event_is_read(start_gateway, realtime_fake, tmp_path):
     # The event's scan is held until the test lets it go (tests/support/held_scan.py): meanwhile
     # the proxy answers another call (refused 401: Tollgate's own answer, made on its event loop).
     scanning, release = tmp_path / "scanning", tmp_path / "release"
     gateway = start_gateway(
         lambda urls: {
-            "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
+            "providers": {"openai": {"upstream": realtime_fake.url, "keys": [REAL]}},
             "clients": [{"name": "alice", "keys": [GUARDED_KEY]}],
             "guardrails": [{"detect": ["pii.email"], "action": "redact"}],
         },
@@ -685,7 +664,7 @@ def test_a_call_is_answered_while_a_large_realtime_event_is_read(start_gateway, 
         env={"TOLLGATE_TEST_SCANNING": str(scanning), "TOLLGATE_TEST_RELEASE": str(release)},
         providers=("openai",),
     )
-    fake.answer_with(answering(ANSWERS[:1], USAGES[:1]))
+    realtime_fake.answer_with(answering(ANSWERS[:1], USAGES[:1]))
     reported: dict = {}
     code = guarded_session(
         """
@@ -719,7 +698,7 @@ def test_a_call_is_answered_while_a_large_realtime_event_is_read(start_gateway, 
                 report(status="timed out")
         """)
         assert refused == {"status": 401}
-        (session,) = fake.sessions
+        (session,) = realtime_fake.sessions
         assert session.received == []  # the held event, and the response.create behind it, not sent yet
     finally:
         release.touch()

@@ -19,30 +19,23 @@ REALTIME_MODEL = "gpt-4o-realtime-preview"
 REASON = "virtual key of leaving removed from the configuration"
 
 
-@pytest.fixture(scope="module")
-def fake(upstream_ca):
-    server = FakeRealtime(upstream_ca)
-    yield server
-    server.close()
-
-
-def config(fake: FakeRealtime, leaving: bool = True) -> dict:
+def config(realtime_fake: FakeRealtime, leaving: bool = True) -> dict:
     clients = [{"name": "staying", "keys": [STAYING]}]
     if leaving:
         clients.append({"name": "leaving", "keys": [LEAVING]})
-    return {"providers": {"openai": {"upstream": fake.url, "keys": [REAL]}}, "clients": clients}
+    return {"providers": {"openai": {"upstream": realtime_fake.url, "keys": [REAL]}}, "clients": clients}
 
 
 @pytest.fixture(scope="module")
-def gw(start_gateway, fake):
-    return start_gateway(lambda urls: config(fake))
+def gw(start_gateway, realtime_fake):
+    return start_gateway(lambda urls: config(realtime_fake))
 
 
 @pytest.fixture
-def g(gw, fake):
-    fake.sessions.clear()
+def g(gw, realtime_fake):
+    realtime_fake.sessions.clear()
     if "leaving" not in gw.config_path.read_text():  # an earlier test removed it
-        gw.reconfigure(lambda urls: config(fake))
+        gw.reconfigure(lambda urls: config(realtime_fake))
     return gw
 
 
@@ -65,7 +58,7 @@ RESPONSES = {
 REALTIME = {"connect": f'realtime.connect(model="{REALTIME_MODEL}")', "create": {}, "ends": ("response.done",)}
 
 
-def with_key_removed_midway(g, fake, socket: dict, tmp_path: Path) -> list[dict]:
+def with_key_removed_midway(g, realtime_fake, socket: dict, tmp_path: Path) -> list[dict]:
     """Run the client code; between its two responses, rewrite tollgate.yaml without the leaving
     client's key and wait for the reload line; what the client got."""
     ready, go = tmp_path / "ready", tmp_path / "go"
@@ -81,17 +74,17 @@ def with_key_removed_midway(g, fake, socket: dict, tmp_path: Path) -> list[dict]
         while not ready.exists() and client.is_alive() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert ready.exists(), "the client's first response did not end"
-        g.reconfigure(lambda urls: config(fake, leaving=False))  # waits for "configuration reloaded"
+        g.reconfigure(lambda urls: config(realtime_fake, leaving=False))  # waits for "configuration reloaded"
     finally:
         go.write_text("1")
         client.join(95)
     return result["got"]
 
 
-def test_a_removed_keys_responses_websocket_is_refused_its_next_response(g, fake, tmp_path):
-    fake.script = responding(["ANSWER-one", "ANSWER-two"], [responses_usage(10, 2), responses_usage(11, 3)])
-    served, refused = with_key_removed_midway(g, fake, RESPONSES, tmp_path)
-    assert_served_then_refused_its_key(served, refused, fake)
+def test_a_removed_keys_responses_websocket_is_refused_its_next_response(g, realtime_fake, tmp_path):
+    realtime_fake.script = responding(["ANSWER-one", "ANSWER-two"], [responses_usage(10, 2), responses_usage(11, 3)])
+    served, refused = with_key_removed_midway(g, realtime_fake, RESPONSES, tmp_path)
+    assert_served_then_refused_its_key(served, refused, realtime_fake)
     allowed, denied = g.new_audit(2)
     assert (allowed["client"], allowed["decision"], allowed["status"]) == ("leaving", "allow", 200)
     assert (denied["client"], denied["decision"], denied["status"], denied["deny_reasons"]) == (
@@ -103,13 +96,13 @@ def test_a_removed_keys_responses_websocket_is_refused_its_next_response(g, fake
     assert denied["transport"] == "websocket"
 
 
-def test_a_removed_keys_realtime_websocket_is_refused_its_next_event(g, fake, tmp_path):
-    fake.script = answering(["ANSWER-one", "ANSWER-two"], [usage(10, 2, 0), usage(11, 3, 0)])
-    served, refused = with_key_removed_midway(g, fake, REALTIME, tmp_path)
+def test_a_removed_keys_realtime_websocket_is_refused_its_next_event(g, realtime_fake, tmp_path):
+    realtime_fake.script = answering(["ANSWER-one", "ANSWER-two"], [usage(10, 2, 0), usage(11, 3, 0)])
+    served, refused = with_key_removed_midway(g, realtime_fake, REALTIME, tmp_path)
     assert served == {"type": "response.done"}
     error = refused["error"]["error"]
     assert (error["code"], error["headers"]["x-tollgate-error"]) == ("invalid_api_key", "unauthenticated")
-    (upstream,) = fake.sessions
+    (upstream,) = realtime_fake.sessions
     assert [m for m in upstream.received if b"response.create" in (m if isinstance(m, bytes) else m.encode())] == [
         upstream.received[0]
     ]  # the second response.create never went

@@ -13,11 +13,12 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from tests.support.fake_realtime import FakeRealtime, responding, responses_usage
+from tests.support.audit_fields import assert_fields
+from tests.support.fake_realtime import responding, responses_usage
 from tests.support.leaks import assert_no_secret, saved_flows, stopped_outputs
 from tests.support.proxy import ROOT
 from tests.support.redis import redis_server
-from tests.support.socket_sessions import assert_served_then_refused_its_key, responses_in_turn
+from tests.support.socket_sessions import assert_served_then_refused_its_key, responses_in_turn, telling_gateway
 
 REAL = "sk-REAL-openai-responses-ws-5ecret-a1"
 ALICE = "tg-VIRTUAL-alice-responses-ws-5ecret-b2"
@@ -29,13 +30,6 @@ USAGES = [responses_usage(100, 20, cached=40), responses_usage(150, 30, reasonin
 SECRETS = [REAL, ALICE, SAM, BOUNDED, PROMPT, *ANSWERS]
 MODEL = "gpt-4o"  # allowed for alice's group (research: gpt-4o*), not for sam's (support: gpt-4o-mini)
 ENDS = ("response.completed", "response.incomplete", "response.failed", "error")
-
-
-@pytest.fixture(scope="module")
-def fake(upstream_ca):
-    server = FakeRealtime(upstream_ca)
-    yield server
-    server.close()
 
 
 def gateway_config(upstream: str, *more_clients: dict) -> dict:
@@ -60,16 +54,13 @@ def gateway_config(upstream: str, *more_clients: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def gw(start_gateway, fake, tmp_path_factory):
-    return start_gateway(
-        lambda urls: gateway_config(fake.url),
-        "--set", "termlog_verbosity=debug", save_flows=True,
-    )  # fmt: skip
+def gw(start_gateway, realtime_fake):
+    return telling_gateway(start_gateway, lambda urls: gateway_config(realtime_fake.url))
 
 
 @pytest.fixture
-def g(gw, fake):
-    fake.answer_with(responding(ANSWERS, USAGES))
+def g(gw, realtime_fake):
+    realtime_fake.answer_with(responding(ANSWERS, USAGES))
     return gw
 
 
@@ -108,7 +99,7 @@ def user_input(text: str) -> list[dict]:
     return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}]
 
 
-def test_two_responses_on_one_connection_go_with_the_real_key_and_get_a_record_each(g, fake):
+def test_two_responses_on_one_connection_go_with_the_real_key_and_get_a_record_each(g, realtime_fake):
     creates = [
         {"model": MODEL, "input": user_input(PROMPT), "max_output_tokens": 300},
         {"model": MODEL, "input": user_input("and then?"), "previous_response_id": "resp_ws_0",
@@ -120,7 +111,7 @@ def test_two_responses_on_one_connection_go_with_the_real_key_and_get_a_record_e
             {"type": "response.completed", "id": "resp_ws_1", "text": ANSWERS[1]},
         ]
     }
-    (upstream,) = fake.sessions
+    (upstream,) = realtime_fake.sessions
     assert upstream.target == "/v1/responses"
     assert upstream.headers["authorization"] == f"Bearer {REAL}"
     assert "sec-websocket-extensions" not in upstream.headers  # no compression: messages are read whole
@@ -132,20 +123,10 @@ def test_two_responses_on_one_connection_go_with_the_real_key_and_get_a_record_e
     ]
     first, second = g.new_audit(2)
     for record in (first, second):
-        assert (record["client"], record["auth"], record["provider"], record["endpoint"]) == (
-            "alice",
-            "virtual_key",
-            "openai",
-            "responses",
-        )
-        assert (record["method"], record["path"], record["transport"], record["model"]) == (
-            "POST",
-            "/v1/responses",
-            "websocket",
-            MODEL,
-        )
+        assert_fields(record, client="alice", auth="virtual_key", provider="openai", endpoint="responses")
+        assert_fields(record, method="POST", path="/v1/responses", transport="websocket", model=MODEL)
         assert (record["decision"], record["status"], record["error"], record["stream"]) == ("allow", 200, None, True)
-        assert record["upstream"] == fake.url and record["upstream_key"].startswith("sha256:")
+        assert record["upstream"] == realtime_fake.url and record["upstream_key"].startswith("sha256:")
     assert first["request_id"] != second["request_id"]
     assert (first["max_tokens"], first["has_tools"], second["has_tools"]) == (300, False, True)
     assert (first["input_tokens"], first["output_tokens"], first["cached_tokens"]) == (100, 20, 40)
@@ -155,7 +136,7 @@ def test_two_responses_on_one_connection_go_with_the_real_key_and_get_a_record_e
     assert (first["cost_usd"], second["cost_usd"]) == (0.12, 0.21)
 
 
-def test_a_denied_response_create_is_an_error_event_the_connection_goes_on(g, fake):
+def test_a_denied_response_create_is_an_error_event_the_connection_goes_on(g, realtime_fake):
     creates = [{"model": MODEL, "input": user_input(PROMPT)}, {"model": "gpt-4o-mini", "input": "hi"}]
     (denied, served) = g.run(session(SAM, creates))["got"]
     assert denied["error"]["status"] == 403
@@ -164,7 +145,7 @@ def test_a_denied_response_create_is_an_error_event_the_connection_goes_on(g, fa
     assert error["message"] == ('Tollgate policy denied this call: model gpt-4o is not allowed for groups ["support"]')
     assert error["headers"]["x-tollgate-error"] == "policy_denied"
     assert served == {"type": "response.completed", "id": "resp_ws_0", "text": ANSWERS[0]}
-    (upstream,) = fake.sessions
+    (upstream,) = realtime_fake.sessions
     assert [json.loads(m)["model"] for m in upstream.received] == ["gpt-4o-mini"]  # the denied one never went
     refused, allowed = g.new_audit(2)
     assert error["headers"]["x-tollgate-request-id"] == refused["request_id"]
@@ -180,7 +161,9 @@ def test_a_denied_response_create_is_an_error_event_the_connection_goes_on(g, fa
 
 
 @pytest.mark.parametrize("padding", ["", " pad" * 17_000], ids=["small", "68KB-read-in-a-worker-thread"])  # from 64 KiB
-def test_guardrails_redact_a_response_create_and_refuse_one_with_tollgates_key_the_socket_going_on(g, fake, padding):
+def test_guardrails_redact_a_response_create_and_refuse_one_with_tollgates_key_the_socket_going_on(
+    g, realtime_fake, padding
+):
     """Each in its turn, a large one (read in a worker thread) too."""
     from tests.support.guardrail_samples import SAMPLES
 
@@ -195,7 +178,7 @@ def test_guardrails_redact_a_response_create_and_refuse_one_with_tollgates_key_t
     error = denied["error"]["error"]
     assert (denied["error"]["status"], error["headers"]["x-tollgate-error"]) == (403, "content_denied")
     assert error["message"] == "Tollgate refused this call: its content holds tollgate_keys (1)."
-    (upstream,) = fake.sessions
+    (upstream,) = realtime_fake.sessions
     texts = [json.loads(m)["input"][0]["content"][0]["text"] for m in upstream.received]
     assert texts == [f"my token is [REDACTED:secrets.github_token]{padding}", "thanks"]  # the refused one never went
     first, refused, third = g.new_audit(3)
@@ -209,7 +192,7 @@ def test_guardrails_redact_a_response_create_and_refuse_one_with_tollgates_key_t
     assert token.encode() not in g.audit_path.read_bytes()
 
 
-def test_a_limit_refuses_the_response_it_has_no_room_for_and_counts_what_the_others_used(g, fake):
+def test_a_limit_refuses_the_response_it_has_no_room_for_and_counts_what_the_others_used(g, realtime_fake):
     creates = [
         {"model": MODEL, "input": "one", "max_output_tokens": 200},
         {"model": MODEL, "input": "two", "max_output_tokens": 900},  # 120 used: no room for 900 more
@@ -237,7 +220,7 @@ def test_a_limit_refuses_the_response_it_has_no_room_for_and_counts_what_the_oth
     assert records[1]["deny_reasons"] == ["limit 'tokens': tokens_per_day 1000 reached for bounded"]
 
 
-def test_a_response_that_continues_a_previous_one_reserves_its_models_context_window(g, fake):
+def test_a_response_that_continues_a_previous_one_reserves_its_models_context_window(g, realtime_fake):
     creates = [
         # Codex continues each turn from the last: OpenAI bills the whole conversation as input.
         {"model": MODEL, "input": "one", "max_output_tokens": 100, "previous_response_id": "resp_ws_before"},
@@ -248,15 +231,15 @@ def test_a_response_that_continues_a_previous_one_reserves_its_models_context_wi
     # gpt-4o's context window, 128 000 tokens, and the answer's 100.
     assert re.search(r"this call needs up to 128100\.", refused["error"]["error"]["message"])
     assert answered["text"] == ANSWERS[0]
-    (session_,) = fake.sessions
+    (session_,) = realtime_fake.sessions
     assert [json.loads(m).get("previous_response_id") for m in session_.received] == [None]
     refused_record, answered_record = g.new_audit(2)
     assert (refused_record["status"], refused_record["decision"]) == (429, "deny")
     assert (answered_record["status"], answered_record["total_tokens"]) == (200, 120)
 
 
-def test_an_incomplete_responses_usage_and_reason_are_audited(g, fake):
-    fake.script = responding(ANSWERS, USAGES, incomplete="max_output_tokens")
+def test_an_incomplete_responses_usage_and_reason_are_audited(g, realtime_fake):
+    realtime_fake.script = responding(ANSWERS, USAGES, incomplete="max_output_tokens")
     creates = [{"model": MODEL, "input": "long", "max_output_tokens": 20}]
     assert g.run(session(ALICE, creates)) == {
         "got": [{"type": "response.incomplete", "id": "resp_ws_0", "text": ANSWERS[0]}]
@@ -266,12 +249,12 @@ def test_an_incomplete_responses_usage_and_reason_are_audited(g, fake):
     assert (record["input_tokens"], record["output_tokens"], record["cost_usd"]) == (100, 20, 0.12)
 
 
-def test_an_override_rewrites_the_messages_model_and_one_that_sends_it_elsewhere_refuses_it(g, fake):
+def test_an_override_rewrites_the_messages_model_and_one_that_sends_it_elsewhere_refuses_it(g, realtime_fake):
     creates = [{"model": "gpt-4o-elsewhere", "input": "hi"}, {"model": "gpt-4o-alias", "input": "hi"}]
     refused, served = g.run(session(ALICE, creates))["got"]
     assert (refused["error"]["status"], refused["error"]["error"]["code"]) == (400, "bad_request")
     assert served["text"] == ANSWERS[0]
-    (upstream,) = fake.sessions
+    (upstream,) = realtime_fake.sessions
     assert [json.loads(m)["model"] for m in upstream.received] == ["gpt-4o-mini"]
     elsewhere, alias = g.new_audit(2)
     assert (elsewhere["status"], elsewhere["error"]) == (400, "bad request: an override routes this response elsewhere")
@@ -305,12 +288,12 @@ def each_answered(messages: list[str]) -> str:
     """
 
 
-def test_a_message_that_could_start_an_undecided_response_is_refused_and_audited(g, fake):
+def test_a_message_that_could_start_an_undecided_response_is_refused_and_audited(g, realtime_fake):
     # response.steer queues input that OpenAI answers with responses no response.create asked for.
     steer = {"type": "response.steer", "previous_response_id": "resp_x", "input": "go on"}
     result = g.run(each_answered([json.dumps(steer), "not json", json.dumps(CREATE_HI)]))
     assert result == {"got": [400, 400, "response.completed"]}
-    (upstream,) = fake.sessions
+    (upstream,) = realtime_fake.sessions
     assert [json.loads(m)["type"] for m in upstream.received] == ["response.create"]
     steer, text, served = g.new_audit(3)
     assert (steer["status"], steer["decision"], steer["endpoint"]) == (400, "deny", "responses")
@@ -321,14 +304,14 @@ def test_a_message_that_could_start_an_undecided_response_is_refused_and_audited
     assert (served["status"], served["total_tokens"]) == (200, 120)
 
 
-def test_a_message_not_in_utf8_is_refused_and_audited(g, fake):
+def test_a_message_not_in_utf8_is_refused_and_audited(g, realtime_fake):
     # A text frame's bytes are UTF-8, but UTF-16 of ASCII text is valid UTF-8 too (NULs between the
     # letters): the guardrails would read it without finding Tollgate's key in it.
     create = json.dumps({"type": "response.create", "model": MODEL, "input": f"the key: {REAL}"})
     utf16 = create.encode("utf-16-le").decode("utf-8")
     result = g.run(each_answered([utf16, "\ufeff" + create, json.dumps(CREATE_HI)]))
     assert result == {"got": [400, 400, "response.completed"]}
-    (upstream,) = fake.sessions
+    (upstream,) = realtime_fake.sessions
     assert [json.loads(m)["input"] for m in upstream.received] == ["hi"]
     utf16_record, bom_record, served = g.new_audit(3)
     assert (utf16_record["status"], utf16_record["decision"]) == (400, "deny")
@@ -338,8 +321,8 @@ def test_a_message_not_in_utf8_is_refused_and_audited(g, fake):
     assert served["status"] == 200
 
 
-def test_an_unknown_key_is_refused_at_the_upgrade_and_audited(g, fake):
-    before = fake.connections
+def test_an_unknown_key_is_refused_at_the_upgrade_and_audited(g, realtime_fake):
+    before = realtime_fake.connections
     result = g.run("""
         import asyncio
         from openai import AsyncOpenAI
@@ -355,7 +338,7 @@ def test_an_unknown_key_is_refused_at_the_upgrade_and_audited(g, fake):
         "server rejected WebSocket connection",
     )
     assert "HTTP 401" in result["message"]
-    assert fake.connections == before
+    assert realtime_fake.connections == before
     (record,) = g.new_audit(1)
     assert (record["endpoint"], record["method"], record["status"], record["decision"]) == (
         "responses",
@@ -365,7 +348,7 @@ def test_an_unknown_key_is_refused_at_the_upgrade_and_audited(g, fake):
     )
 
 
-def test_a_response_asked_for_once_the_sessions_key_has_expired_is_refused_the_socket_goes_on(g, fake):
+def test_a_response_asked_for_once_the_sessions_key_has_expired_is_refused_the_socket_goes_on(g, realtime_fake):
     # Its key expires a few seconds ahead, while the socket is open: no reload, no new connection.
     key = "tg-VIRTUAL-fleeting-responses-ws-5ecret-i9"
     expires = int(time.time()) + 15
@@ -373,7 +356,7 @@ def test_a_response_asked_for_once_the_sessions_key_has_expired_is_refused_the_s
     digest = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
     g.reconfigure(
         lambda urls: gateway_config(
-            fake.url, {"name": "fleeting", "keys": [{"key": digest, "expires": when}], "groups": ["support"]}
+            realtime_fake.url, {"name": "fleeting", "keys": [{"key": digest, "expires": when}], "groups": ["support"]}
         )
     )
     creates = [{"model": "gpt-4o-mini", "input": user_input(PROMPT)}, {"model": "gpt-4o-mini", "input": "and?"}]
@@ -384,7 +367,7 @@ def test_a_response_asked_for_once_the_sessions_key_has_expired_is_refused_the_s
     result = g.run(responses_in_turn(key, creates, until_expired, ENDS), timeout=90)
     served, waited, refused = result["got"]
     assert waited["waited_from"] < expires, "the first response ended after the key expired: nothing was shown"
-    assert_served_then_refused_its_key(served, refused, fake)
+    assert_served_then_refused_its_key(served, refused, realtime_fake)
     allowed, denied = g.new_audit(2)
     assert (allowed["client"], allowed["status"], allowed["transport"]) == ("fleeting", 200, "websocket")
     assert (denied["client"], denied["decision"], denied["status"], denied["deny_reasons"]) == (
@@ -395,7 +378,7 @@ def test_a_response_asked_for_once_the_sessions_key_has_expired_is_refused_the_s
     )
 
 
-def test_no_message_key_or_prompt_reaches_the_console_or_saved_flows(g, fake):
+def test_no_message_key_or_prompt_reaches_the_console_or_saved_flows(g, realtime_fake):
     creates = [{"model": MODEL, "input": user_input(PROMPT)}]
     assert g.run(session(ALICE, creates))["got"][0]["text"] == ANSWERS[0]
     g.new_audit(1)
@@ -425,11 +408,11 @@ def redis(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def on_redis(start_gateway, fake, redis):
+def on_redis(start_gateway, realtime_fake, redis):
     """A gateway whose limits' counters are in Redis: a reservation is awaited over the network."""
     return start_gateway(
         lambda urls: {
-            "providers": {"openai": {"upstream": fake.url, "keys": [REAL]}},
+            "providers": {"openai": {"upstream": realtime_fake.url, "keys": [REAL]}},
             "clients": [{"name": "waiter", "keys": [WAITER]}],
             "limits": [{"name": "requests", "match": {"client": "waiter"}, "requests_per_day": 100}],
             "ledger": {"store": redis.url, "on_store_error": "deny"},
@@ -437,11 +420,11 @@ def on_redis(start_gateway, fake, redis):
     )
 
 
-def test_a_message_awaiting_its_reservation_holds_back_nothing_the_server_sends(on_redis, fake, redis):
+def test_a_message_awaiting_its_reservation_holds_back_nothing_the_server_sends(on_redis, realtime_fake, redis):
     # The first response's events after response.created come 1 s later; meanwhile the second
     # response.create waits for a Redis that does not answer (2 s or more). Relayed as they come, the
     # first response's events reach the client long before the second's refusal.
-    fake.answer_with(responding(ANSWERS, USAGES, hold=1.0))
+    realtime_fake.answer_with(responding(ANSWERS, USAGES, hold=1.0))
     # Events are timed as their bytes arrive: the SDK's first parse of an event takes a while.
     result = on_redis.run(f"""
         import asyncio, json, os, signal, time
@@ -481,5 +464,5 @@ def test_a_message_awaiting_its_reservation_holds_back_nothing_the_server_sends(
     assert (first["status"], first["total_tokens"], first["ledger_error"]) == (200, 120, None)
     assert (second["status"], second["error"]) == (503, "ledger unavailable")
     assert second["ledger_error"] is not None
-    (upstream,) = fake.sessions
+    (upstream,) = realtime_fake.sessions
     assert len(upstream.received) == 1  # the second never went

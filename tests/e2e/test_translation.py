@@ -12,6 +12,7 @@ import time
 
 import pytest
 from tests.support import chat_fakes
+from tests.support.audit_fields import assert_fields
 from tests.support.aws import botocore_accepts
 from tests.support.configs import every_provider
 
@@ -399,11 +400,12 @@ def test_a_call_in_the_targets_own_format_goes_untranslated(gw):
     )
     assert VIRTUAL not in json.dumps(seen.headers) and "x-goog-api-key" not in seen.headers
     record = gw.last_audit()
-    assert (record["requested_provider"], record["provider"], record["endpoint"], record["upstream_endpoint"]) == (
-        "gemini",
-        "openai",
-        "chat.completions",
-        "chat.completions",
+    assert_fields(
+        record,
+        requested_provider="gemini",
+        provider="openai",
+        endpoint="chat.completions",
+        upstream_endpoint="chat.completions",
     )
     assert (record["input_tokens"], record["output_tokens"]) == (21, 7)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from tests.support import streams
+from tests.support.audit_fields import assert_fields
 from tests.support.canned import provider_answers
 from tests.support.fake_upstream import Reply
 
@@ -87,18 +88,10 @@ def test_groq_with_a_virtual_key(g):
     assert seen.headers["authorization"] == f"Bearer {REAL['groq']}"
     assert seen.json()["model"] == "llama-3.3-70b-versatile"
     record = g.last_audit()
-    assert (record["provider"], record["host"], record["endpoint"], record["model"]) == (
-        "groq",
-        "api.groq.com",
-        "chat.completions",
-        "llama-3.3-70b-versatile",
+    assert_fields(
+        record, provider="groq", host="api.groq.com", endpoint="chat.completions", model="llama-3.3-70b-versatile"
     )
-    assert (record["client"], record["auth"], record["status"], record["decision"]) == (
-        "alice",
-        "virtual_key",
-        200,
-        "allow",
-    )
+    assert_fields(record, client="alice", auth="virtual_key", status=200, decision="allow")
     # genai-prices' Groq table: $0.59 in, $0.79 out per million tokens.
     assert usage_of(record) == (21, 7, 5, 2, 28, 0.00001792)
 

@@ -23,6 +23,24 @@ REFUSED = (
 REASON = REFUSED.split(": ", 1)[1][:-1]  # the refusal's reason, as the record gives it
 DENIED = {"name": "send_money", "decision": "deny", "reasons": [REASON], "tainted": ["recipient"]}
 
+# The events of the message a refused call becomes in a Responses or Realtime stream, at its place.
+REFUSAL_EVENTS = (
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+)
+# The events of a call let through, its arguments in the two pieces the fakes send them in.
+CALL_EVENTS = (
+    "response.output_item.added",
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.delta",
+    "response.function_call_arguments.done",
+    "response.output_item.done",
+)
+
 
 def allowed(name: str = "send_money") -> dict[str, Any]:
     """A call let through, as the record gives it."""
@@ -113,13 +131,25 @@ def invoke_upstream(
     return upstream
 
 
-def bedrock_gateway(upstream: Callable[[Received], Reply], real: tuple[str, str], virtual: tuple[str, str]) -> Any:
+def bedrock_gateway(
+    upstream: Callable[[Received], Reply], real: tuple[str, str], virtual: tuple[str, str], guarded: str | None = None
+) -> Any:
     """The module's `gw` fixture: a gateway with `agents` on for a Bedrock agent (`bedrock`) whose
-    fake Bedrock answers through `upstream`."""
+    fake Bedrock answers through `upstream` (with `guarded`, as `gateway` says)."""
+    return gateway_fixture(upstream, ("bedrock",), lambda urls: bedrock(urls, real, virtual), guarded)
+
+
+def gateway_fixture(
+    upstream: Callable[[Received], Reply],
+    providers: tuple[str, ...],
+    config: Callable[[dict[str, str]], dict[str, Any]],
+    guarded: str | None = None,
+) -> Any:
+    """The module's `gw` fixture: the gateway `gateway` starts, one for the module."""
 
     @pytest.fixture(scope="module")
     def gw(start_gateway: Any) -> Any:
-        return gateway(start_gateway, upstream, ("bedrock",), lambda urls: bedrock(urls, real, virtual))
+        return gateway(start_gateway, upstream, providers, config, guarded)
 
     return gw
 

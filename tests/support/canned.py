@@ -3,6 +3,8 @@ with usage numbers the tests assert on exactly."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .fake_upstream import Received, Reply
 from .usage import chat_usage, responses_usage
 
@@ -120,3 +122,20 @@ def provider_answers(r: Received) -> Reply:
     if path.endswith("/models") or "/models?" in r.path:
         return Reply(200, {"object": "list", "data": []})
     return Reply(404, {"error": {"message": f"no fake for {path}"}})
+
+
+def by_model(
+    path: str, whole: Callable[[str], dict], streamed: Callable[[str], list[bytes]]
+) -> Callable[[Received], Reply]:
+    """A fake upstream that answers a call to `path` by the model it names: `whole(model)` as JSON,
+    or the events `streamed(model)` when it asks for a stream; any other call as `provider_answers`."""
+
+    def upstream(received: Received) -> Reply:
+        if not received.path.endswith(path):
+            return provider_answers(received)
+        body = received.json()
+        if body.get("stream"):
+            return Reply(200, headers={"content-type": "text/event-stream"}, chunks=streamed(body["model"]))
+        return Reply(200, whole(body["model"]), {"content-type": "application/json"})
+
+    return upstream

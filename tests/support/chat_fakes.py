@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from . import eventstream
+from .answers import gemini_item
 from .fake_upstream import Received, Reply
 from .streams import sse
 from .usage import chat_usage
@@ -226,24 +227,17 @@ def gemini(r: Received, how: str, stream: bool) -> Reply:
             429, {"error": {"code": 429, "message": "Resource exhausted (fake)", "status": "RESOURCE_EXHAUSTED"}}
         )
 
-    def response(parts: list[dict], finish: str | None, usage: dict | None) -> dict:
-        candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
-        if finish:
-            candidate["finishReason"] = finish
-        body: dict[str, Any] = {"candidates": [candidate], "modelVersion": "gemini-2.5-flash", "responseId": "resp-f"}
-        if usage:
-            body["usageMetadata"] = usage
-        return body
-
     if how == "tool":
         parts = [[{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]]
     else:
         parts = [[{"text": p}] for p in pieces(how)]
     if not stream:
         whole = parts[0] if how == "tool" else [{"text": "".join(pieces(how))}]
-        return Reply(200, response(whole, "STOP", GEMINI_USAGE))
+        return Reply(200, gemini_item(*whole, finish="STOP", usage=GEMINI_USAGE))
     objects = [
-        response(ps, "STOP" if i == len(parts) - 1 else None, GEMINI_USAGE if i == len(parts) - 1 else None)
+        gemini_item(
+            *ps, finish="STOP" if i == len(parts) - 1 else None, usage=GEMINI_USAGE if i == len(parts) - 1 else None
+        )
         for i, ps in enumerate(parts)
     ]
     if "alt=sse" in r.path:

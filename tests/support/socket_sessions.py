@@ -1,9 +1,17 @@
-"""Client code for the OpenAI SDK's WebSocket sessions (`responses.connect()`, `realtime.connect()`)."""
+"""Client code for the OpenAI SDK's WebSocket sessions (`responses.connect()`, `realtime.connect()`),
+and the gateway such sessions are tested through."""
 
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from typing import Any
+
+
+def telling_gateway(start_gateway: Callable[..., Any], config: Callable[[dict[str, str]], dict]) -> Any:
+    """A gateway configured by `config` that logs at debug and saves its flows: what a test reads
+    for the secrets no socket may leak."""
+    return start_gateway(config, "--set", "termlog_verbosity=debug", save_flows=True)
 
 
 def responses_in_turn(

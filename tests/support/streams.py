@@ -122,6 +122,19 @@ def openai_responses() -> list[bytes]:
     ]
 
 
+def responses_call_events(at: int, item: dict) -> list[dict]:
+    """A Responses function call `item`'s stream events at output index `at`: added, its arguments in
+    two deltas, done, item done (no `sequence_number`: the stream numbers them)."""
+    arguments, place = item["arguments"], {"output_index": at, "item_id": item["id"]}
+    return [
+        {"type": "response.output_item.added", "output_index": at, "item": {**item, "arguments": ""}},
+        {"type": "response.function_call_arguments.delta", **place, "delta": arguments[:9]},
+        {"type": "response.function_call_arguments.delta", **place, "delta": arguments[9:]},
+        {"type": "response.function_call_arguments.done", **place, "arguments": arguments},
+        {"type": "response.output_item.done", "output_index": at, "item": item},
+    ]
+
+
 def anthropic() -> list[bytes]:
     message = {
         "id": "msg_s",

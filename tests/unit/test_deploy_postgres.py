@@ -81,6 +81,13 @@ def send(audit: Path, dsn: str, expected: list[str], keep_days: float | None = N
 
 
 @pytest.mark.slow
+def assert_refused(connection: psycopg.Connection, *statements: str) -> None:
+    """Each of `statements` refused to the connection's role: it lacks the privilege."""
+    for statement in statements:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute(statement)
+
+
 def test_the_sender_role_sends_and_the_console_role_reads_and_changes_nothing(
     database: dict[str, str], tmp_path: Path
 ) -> None:
@@ -119,9 +126,7 @@ def test_the_sender_role_sends_and_the_console_role_reads_and_changes_nothing(
             "UPDATE tollgate_schema SET version = 1",
             "CREATE TABLE tollgate_other (x text)",
         ]
-        for statement in refused:
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                sender.execute(statement)
+        assert_refused(sender, *refused)
 
     with psycopg.connect(database["console"], autocommit=True) as console:
         assert [r[0] for r in console.execute(f"SELECT line FROM {TABLE} ORDER BY id")] == recent
@@ -137,9 +142,7 @@ def test_the_sender_role_sends_and_the_console_role_reads_and_changes_nothing(
             "INSERT INTO tollgate_schema (name, version) VALUES ('tollgate_other', 1)",
             "DELETE FROM tollgate_schema",
         ]
-        for statement in refused:
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                console.execute(statement)
+        assert_refused(console, *refused)
         # The records' schema version cannot be changed (which would stop every sender): the row
         # is not the console's to update.
         assert console.execute("UPDATE tollgate_schema SET version = 99 WHERE name = %s", (TABLE,)).rowcount == 0
@@ -150,9 +153,7 @@ def test_the_sender_role_sends_and_the_console_role_reads_and_changes_nothing(
     with psycopg.connect(database["console"], autocommit=True) as console:
         assert [row["calls"] for row in TableSums(console, TABLE).people(Window())] == [2]
         assert recomputed_day(console, now[:10], TABLE) == []
-        for statement in (f"UPDATE {TABLE}_people SET calls = 0", f"DELETE FROM {TABLE}_people"):
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                console.execute(statement)
+        assert_refused(console, f"UPDATE {TABLE}_people SET calls = 0", f"DELETE FROM {TABLE}_people")
 
 
 @pytest.mark.slow
@@ -258,9 +259,7 @@ def test_reconcile_writes_its_results_as_the_sender_in_the_table_the_owner_made(
     assert owner == ("tollgate_owner",)  # made by `tollgate audit migrate`, with the records' table
     with psycopg.connect(database["sender"], autocommit=True) as sender:
         assert store_table(sender, datetime(2026, 11, 22, 6, tzinfo=UTC), rows, days) == 2
-        for statement in (f"UPDATE {TABLE} SET body = '{{}}'", f"DROP TABLE {TABLE}", f"TRUNCATE {TABLE}"):
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                sender.execute(statement)
+        assert_refused(sender, f"UPDATE {TABLE} SET body = '{{}}'", f"DROP TABLE {TABLE}", f"TRUNCATE {TABLE}")
     results = FromTable(database["console"])
     try:
         assert [(r.kind, r.body["key_id" if r.kind == "row" else "coverage"]) for r in

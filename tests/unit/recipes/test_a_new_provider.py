@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support.audit_fields import assert_fields
 from tests.support.pipeline import UPSTREAM_KEY, VIRTUAL_KEY
 
 import tollgate.providers
@@ -150,12 +151,7 @@ def test_a_provider_of_one_class_and_its_line_is_classified_credentialed_and_pri
     lines = (tmp_path / "audit.jsonl").read_text(encoding="utf-8").splitlines()
     by_provider = {r["provider"]: r for r in map(json.loads, lines) if r.get("event") == "llm_call"}
     record = by_provider["linehost"]
-    assert (record["client"], record["endpoint"], record["model"], record["decision"]) == (
-        "alice",
-        "chat.completions",
-        "gpt-4o-mini",
-        "allow",
-    )
+    assert_fields(record, client="alice", endpoint="chat.completions", model="gpt-4o-mini", decision="allow")
     assert (record["input_tokens"], record["output_tokens"]) == (9, 3)
     # Priced by its table (OpenAI's) as an OpenAI call of the same model and usage is.
     assert record["cost_usd"] is not None and record["cost_usd"] > 0

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from tests.support.agents import DENIED, REFUSED
 
 from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.chat_calls import AgentsCall, decided_chat_answer, read_chat_request
@@ -49,7 +50,6 @@ def choice(*calls: dict[str, Any], index: int = 0, content: str | None = None) -
 
 SEND_PLANTED = call("send_money", json.dumps({"recipient": PLANTED}))
 SEND_OWN = call("send_money", json.dumps({"recipient": OWN}), "c3")
-REFUSED = "Tollgate refused the call to send_money: its argument recipient comes from the result of read_inbox (outside content)."
 
 
 def test_the_request_is_read_once_with_its_schemas_and_findings() -> None:
@@ -136,14 +136,7 @@ def test_a_record_rule_lets_the_call_through_with_its_reason() -> None:
     read = state(on_tainted="record")
     body = answer(choice(SEND_PLANTED))
     assert decided_chat_answer(body, read) is body
-    assert read.tool_calls() == [
-        {
-            "name": "send_money",
-            "decision": "allow",
-            "reasons": [REFUSED.split(": ", 1)[1][:-1]],
-            "tainted": ["recipient"],
-        }
-    ]
+    assert read.tool_calls() == [{**DENIED, "decision": "allow"}]
 
 
 def test_a_trusted_tools_result_is_not_read_for_injection() -> None:

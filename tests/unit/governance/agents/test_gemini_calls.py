@@ -9,6 +9,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.agents import DENIED, REFUSED, allowed
 
 from support.guard_reads import fed_in_cuts
 from tollgate.governance.agents.agents_formats import AGENTS_FORMATS
@@ -20,7 +21,6 @@ from tollgate.governance.agents.injection import InjectionSignals
 
 PLANTED = "US133000000121212121212"
 OWN = "GB29NWBK60161331926819"
-REFUSED = "Tollgate refused the call to send_money: its argument recipient comes from the result of read_inbox (outside content)."
 TOOLS = [
     {
         "functionDeclarations": [
@@ -77,15 +77,7 @@ def test_a_tainted_call_is_replaced_by_its_refusal_the_clean_one_kept() -> None:
     out = json.loads(decided_gemini_answer(json.dumps(answer).encode(), s) or b"")
     assert parts_of(out) == [{"text": "Paying."}, {"text": REFUSED}, call(OWN)]
     assert out["candidates"][0]["finishReason"] == "STOP"
-    assert s.tool_calls() == [
-        {
-            "name": "send_money",
-            "decision": "deny",
-            "reasons": [REFUSED.split(": ", 1)[1][:-1]],
-            "tainted": ["recipient"],
-        },
-        {"name": "send_money", "decision": "allow", "reasons": [], "tainted": []},
-    ]
+    assert s.tool_calls() == [DENIED, allowed()]
 
 
 def test_nothing_refused_goes_as_it_came_byte_for_byte() -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tests.support.agents import DENIED, REFUSED, allowed
+
 from tollgate.formats import OPENAI_RESPONSES
 from tollgate.governance.agents.agents_formats import AGENTS_FORMATS
 from tollgate.governance.agents.agents_settings import AgentsSettings
@@ -17,7 +19,6 @@ from tollgate.governance.agents.responses_calls import decided_responses_answer
 
 PLANTED = "US133000000121212121212"
 OWN = "GB29NWBK60161331926819"
-REFUSED = "Tollgate refused the call to send_money: its argument recipient comes from the result of read_inbox (outside content)."
 SEND = {"type": "function", "name": "send_money", "parameters": {"type": "object", "properties": {"recipient": {}}}}
 SETTINGS = AgentsSettings(acting_tools=["send_*", "shell", "computer", "apply_patch", "run_*"])
 
@@ -81,15 +82,7 @@ def test_a_tainted_call_is_replaced_at_its_place_the_clean_one_kept_the_usage_to
     out = decided(answer(search, call("a", PLANTED), call("b", OWN)), s)
     assert out["output"] == [search, refusal("fc_a"), call("b", OWN)]
     assert out["usage"] == USAGE
-    assert s.tool_calls() == [
-        {
-            "name": "send_money",
-            "decision": "deny",
-            "reasons": [REFUSED.split(": ", 1)[1][:-1]],
-            "tainted": ["recipient"],
-        },
-        {"name": "send_money", "decision": "allow", "reasons": [], "tainted": []},
-    ]
+    assert s.tool_calls() == [DENIED, allowed()]
 
 
 def test_nothing_refused_goes_byte_for_byte() -> None:

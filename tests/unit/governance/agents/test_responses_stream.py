@@ -10,6 +10,8 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.agents import REFUSAL_EVENTS
+from tests.support.streams import responses_call_events
 from tests.unit.governance.agents.test_responses_calls import OWN, PLANTED, REFUSED, USAGE, call, refusal, state
 
 from tollgate.governance.agents.response_index import ResponseIndex
@@ -40,15 +42,7 @@ def stream(*calls: dict[str, Any]) -> list[dict[str, Any]]:
         {"type": "response.output_item.done", "output_index": 0, "item": MESSAGE},
     ]
     for at, item in enumerate(calls, start=1):
-        arguments = item["arguments"]
-        place = {"output_index": at, "item_id": item["id"]}
-        events += [
-            {"type": "response.output_item.added", "output_index": at, "item": {**item, "arguments": ""}},
-            {"type": "response.function_call_arguments.delta", **place, "delta": arguments[:9]},
-            {"type": "response.function_call_arguments.delta", **place, "delta": arguments[9:]},
-            {"type": "response.function_call_arguments.done", **place, "arguments": arguments},
-            {"type": "response.output_item.done", "output_index": at, "item": item},
-        ]
+        events += responses_call_events(at, item)
     done = {**response, "status": "completed", "output": [MESSAGE, *calls], "usage": USAGE}
     events.append({"type": "response.completed", "response": done})
     return [{**e, "sequence_number": n} for n, e in enumerate(events)]
@@ -75,14 +69,7 @@ def test_text_goes_at_once_a_call_and_what_follows_wait_for_its_item_done() -> N
     assert held.feed(first) == first  # the text's events: not held
     assert held.feed(b"".join(sse(e) for e in TWO[4:8])) == b""  # the first call, not yet done
     out = events_of(held.feed(sse(TWO[8])))
-    assert [e["type"] for e in out] == [
-        "response.output_item.added",
-        "response.content_part.added",
-        "response.output_text.delta",
-        "response.output_text.done",
-        "response.content_part.done",
-        "response.output_item.done",
-    ]
+    assert [e["type"] for e in out] == list(REFUSAL_EVENTS)
     assert {e["output_index"] for e in out} == {1}
     assert out[-1]["item"] == refusal("fc_a") and out[2]["delta"] == REFUSED
     assert [e["sequence_number"] for e in out] == list(range(4, 10))

@@ -11,6 +11,7 @@ import pytest
 
 from support.answer_guards import compiled
 from support.guardrail_samples import AWS_KEY_ID
+from support.usage import responses_usage
 from tollgate.formats import OPENAI_COMPACTION
 from tollgate.formats.openai_responses.compaction_guard import guard_compaction_json
 from tollgate.governance.guardrails.answer_formats import ANSWER_FORMATS, answer_format_of
@@ -21,13 +22,7 @@ TEXT = f"deploy with the key {AWS_KEY_ID} today"
 # Opaque to Codex as to Tollgate: it goes back to OpenAI as it came, whatever it looks like.
 OPAQUE = "gAAAAB" + AWS_KEY_ID
 COMPACTION = {"type": "compaction", "id": "cmp_1", "encrypted_content": OPAQUE}
-USAGE = {
-    "input_tokens": 41000,
-    "input_tokens_details": {"cached_tokens": 1024},
-    "output_tokens": 900,
-    "output_tokens_details": {"reasoning_tokens": 600},
-    "total_tokens": 41900,
-}
+USAGE = responses_usage(41000, 900, cached=1024, reasoning=600)
 
 
 def message(text: str, role: str = "user", part: str = "input_text") -> dict:
