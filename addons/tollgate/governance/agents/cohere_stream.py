@@ -30,6 +30,8 @@ class HeldCohereCalls(HeldEvents):
         self._pending: list[ToolCall] = []  # the calls held, carried whole, not yet decided
         # The calls whose chunks came that no event carried whole yet: their names by index.
         self._pieces: dict[Any, str] = {}
+        # The calls whose chunks came that the event carrying the calls whole left out, by name.
+        self._uncarried: list[str] = []
         self._wrote = False  # text went before
 
     def _event(self, raw: bytes) -> bytes:
@@ -55,6 +57,8 @@ class HeldCohereCalls(HeldEvents):
         calls = _calls_of(obj)
         if calls is not None:
             self._held = [] if self._held is None else self._held
+            carried = range(len(calls))
+            self._uncarried.extend(name for at, name in self._pieces.items() if at not in carried)
             self._pieces = {}
             self._pending.extend(tool_call(c) for c in calls)
 
@@ -74,8 +78,11 @@ class HeldCohereCalls(HeldEvents):
         for call in self._pending:
             self._decided.refusal(call)
         # Calls cut short (the stream ended before an event carried them whole): refused as unread.
-        cut = [self._decided.refusal(ToolCall(name, UNREAD)) or "" for name in self._pieces.values()]
-        self._pending, self._pieces = [], {}
+        # So are the calls whose chunks came that the whole event left out: their chunks are not the
+        # calls decided.
+        left_out = [*self._pieces.values(), *self._uncarried]
+        cut = [self._decided.refusal(ToolCall(name, UNREAD)) or "" for name in left_out]
+        self._pending, self._pieces, self._uncarried = [], {}, []
         if not cut and all(r is None for r in self._decided.refusals.values()):
             return b"".join(e.raw for e in held)
         out: list[bytes] = []

@@ -236,6 +236,25 @@ def test_a_stream_that_ends_before_its_calls_are_whole_refuses_them_as_unread() 
     assert [(c["name"], c["decision"]) for c in state.tool_calls()] == [("send_money", "deny")]
 
 
+def test_chunks_of_a_call_the_whole_event_leaves_out_never_pass() -> None:
+    """A call streamed in chunks that the event carrying the calls whole does not carry is not a call
+    decided: its chunks are taken out and it is refused as unread, though every call carried is clean."""
+    found, state = read()
+    events = stream(OWN, OWN)
+    carried = [send(OWN)]
+    events = [
+        {**e, "tool_calls": carried} if e["event_type"] == "tool-calls-generation" else e
+        for e in events
+        if e["event_type"] != "stream-end"
+    ]
+    got = chunk_events(fed(b"".join(invoke_chunk(e) for e in events), [], state, found))
+    pieces = [e["tool_call_delta"] for e in got if e["event_type"] == "tool-calls-chunk"]
+    assert {p["index"] for p in pieces} == {0}
+    texts = [e["text"] for e in got if e["event_type"] == "text-generation"]
+    assert any(t.startswith("\n\nTollgate refused the call to send_money") for t in texts)
+    assert sorted(c["decision"] for c in state.tool_calls()) == ["allow", "deny"]
+
+
 def test_a_stream_whose_end_alone_carries_the_calls_is_decided_there() -> None:
     found, state = read()
     events = [e for e in stream(PLANTED) if e["event_type"] != "tool-calls-generation"]
