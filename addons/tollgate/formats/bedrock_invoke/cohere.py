@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollgate.formats.provenance import Provenance, ProvenanceBuilder, dicts, mapping
+from tollgate.formats.provenance import Provenance, ProvenanceBuilder, dicts, items, mapping
 
 TEXT_GENERATION = "text-generation"
 TOOL_CALLS_CHUNK = "tool-calls-chunk"
@@ -52,7 +52,7 @@ def read_provenance(body: dict[str, Any]) -> Provenance:
             _results(built, entry.get("tool_results"))
         else:  # a role this does not know: not trusted
             built.result(None, None, entry.get("message"))
-    for document in dicts(body.get("documents")):
+    for document in items(body.get("documents")):  # an object or a string: outside content either way
         built.result(None, DOCUMENTS, document)
     built.trusted(body.get("message"))
     _results(built, body.get("tool_results"))
@@ -60,7 +60,10 @@ def read_provenance(body: dict[str, Any]) -> Provenance:
 
 
 def _results(built: ProvenanceBuilder, results: Any) -> None:
-    for result in dicts(results):
+    for result in items(results):
+        if not isinstance(result, dict):  # no call to attribute it to: outside content still
+            built.result(None, None, result)
+            continue
         call = mapping(result.get("call"))
         built.call(None, call.get("name"), call.get("parameters"))
         built.result(None, call.get("name"), result.get("outputs"))

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from tollgate.formats.bedrock_invoke.cohere import CHATBOT, call_parts
-from tollgate.formats.bodies.json_codec import loads_once
+from tollgate.formats.bodies.json_codec import object_once
 from tollgate.governance.agents.call_state import AgentsCall, decided_call
 from tollgate.governance.agents.tool_decision import UNREAD, ToolCall
 
@@ -98,11 +98,8 @@ def _decided_turn(turn: dict[str, Any], text: str, decided: Decided) -> bool:
 def decided_cohere_answer(content: bytes, state: AgentsCall) -> bytes | None:
     """The answer with each refused call taken out and its text after the answer's (the same
     bytes where none was refused); None where it cannot be read."""
-    try:
-        answer = loads_once(content)  # an object that repeats a key is not read
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(answer, dict):
+    answer = object_once(content)  # an object that repeats a key is not read
+    if answer is None:
         return None
     if not decided_response(answer, Decided(state)):
         return content

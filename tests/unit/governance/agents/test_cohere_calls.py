@@ -98,6 +98,13 @@ def test_the_preamble_and_the_users_text_are_trusted_what_tools_read_is_not() ->
     assert schemas(REQUEST)["send_money"] == {"type": "object", "properties": {"recipient": {}}}
 
 
+def test_documents_and_results_that_are_no_objects_are_outside_content_still() -> None:
+    body = {**REQUEST, "documents": ["a plain document"], "tool_results": ["a plain result"]}
+    outside = [(p.tool, p.text) for p in read_provenance(body).outside]
+    assert ("documents", "a plain document") in outside
+    assert any(text == "a plain result" for _, text in outside)
+
+
 def answer(*calls: dict[str, Any]) -> dict[str, Any]:
     history = [*REQUEST["chat_history"], {"role": "CHATBOT", "message": "Paying.", "tool_calls": list(calls)}]
     return {

@@ -41,7 +41,7 @@ from tollgate.governance.agents.quarantine import (
 from tollgate.governance.agents.taint import matches
 from tollgate.governance.egress.egress import Globs
 from tollgate.governance.mcp.mcp_exchange import REFUSED_CODE, McpExchange
-from tollgate.ledger.store import SharedQuarantines, StoreError
+from tollgate.ledger.store import SharedQuarantines
 from tollgate.proxy.flows import answer_mcp
 from tollgate.proxy.state import Shared
 
@@ -162,7 +162,7 @@ class Quarantines:
         present = [k for k in keys if k is not None]
         try:
             found = await fleet.holding([shared_key(k) for k in present])
-        except StoreError as e:
+        except Exception as e:  # what cannot be read is unknown: refused, never let through
             self._unknown(flow, exchange, settings, acting, str(e))
             return
         quarantine = self.shared.quarantine
@@ -249,7 +249,7 @@ class Quarantines:
     async def _connection_looked_up(self, fleet: SharedQuarantines, key: str, host: str, where: str) -> str | None:
         try:
             (entry,) = await fleet.holding([shared_key(key)])
-        except StoreError as e:
+        except Exception as e:  # what cannot be read is unknown: refused, never let through
             logger.error(f"Tollgate: a proxy login's quarantine cannot be read: {e}")
             return f"{host} is not in {where}, and Tollgate cannot tell whether this client is quarantined ({UNKNOWN})"
         if entry is None:
