@@ -264,7 +264,14 @@ def test_a_served_console_restarted_goes_on_and_says_so_in_api_audit(dsn: str, c
     counted.clear()
     send(dsn, rest)
     total = len(first) + len(rest)
-    rows = served_until(dsn, lambda rows: sum(r["records"] for r in rows) == total and progress(dsn) == heads(dsn))
+    rows = served_until(
+        dsn,
+        lambda rows: (
+            {r["state"] for r in rows} == {"whole"}
+            and sum(r["records"] for r in rows) == total
+            and progress(dsn) == heads(dsn)
+        ),
+    )
     assert counted == list(range(len(first) + 1, total + 1))  # only the rows after the progress kept
     assert {r["state"] for r in rows} == {"whole"} and sum(r["records"] for r in rows) == total
     assert progress(dsn) == heads(dsn)
