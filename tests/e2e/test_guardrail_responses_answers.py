@@ -547,6 +547,7 @@ def test_codex_over_the_responses_websocket_is_redacted(gw, model):
     record = next(r for r in reversed(gw.new_audit(1)) if r["endpoint"] == "responses")
     assert (record["model"], record["transport"], record["total_tokens"]) == (model, "websocket", 39)
     assert record["answer_findings"] == {"secrets.aws_access_key_id": 1, "pii.payment_card": 1}
+    assert record["answer_redacted"] == 2
 
 
 def test_large_events_on_the_websocket_come_redacted_exactly(gw):

@@ -28,7 +28,7 @@ from tollgate.providers import PROVIDERS
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps
 from tollgate.proxy.stages.mcp.mcp import Mcp, Relay
-from tollgate.proxy.stages.transport.responses_socket import ResponsesSocket
+from tollgate.proxy.stages.transport.responses_socket import Guarded, ResponsesSocket
 from tollgate.proxy.state import Shared
 
 REDACTED = compiled_for({"pii.email": "redact", "secrets.aws_access_key_id": "redact"})
@@ -149,7 +149,7 @@ def test_a_large_responses_websocket_event_is_read_in_a_worker_thread_and_goes_o
     session = stage._session(flow)
     assert session is not None
     guard = NotingSocketGuard()
-    session.guarded[None] = (call, guard)
+    session.guarded[None] = Guarded(call, guard)
     proxy = Injected()
     message = WebSocketMessage(Opcode.TEXT, False, content)
     flow.websocket.messages.append(message)

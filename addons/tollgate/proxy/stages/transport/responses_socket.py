@@ -23,7 +23,8 @@ content), and its response's events are decided as its stream's over HTTP are
 (`ResponsesSocketCalls`): from a call's first event on, held until its item is done, a refused
 call's events replaced by its refusal message's; where the policy is asked about a call, the hook
 awaits its answers, so that the socket's later events wait behind the held ones. The answer
-guardrails read what `agents` lets go."""
+guardrails read what `agents` lets go. With `agents.links`, a link off the list in the response's text
+is reduced to its text by the same reader (`answer_links`), with or without an answer rule."""
 
 from __future__ import annotations
 
@@ -55,9 +56,9 @@ from tollgate.formats.openai_responses.socket import (
 )
 from tollgate.formats.refusals import BAD_REQUEST, CONTENT_DENIED
 from tollgate.formats.request_facts import Classification
+from tollgate.governance.agents.answer_links import Detectors, link_scanners
 from tollgate.governance.agents.call_state import asked
 from tollgate.governance.agents.responses_socket_calls import ResponsesSocketCalls
-from tollgate.governance.guardrails.answer import AnswerDetectors
 from tollgate.governance.guardrails.workers import ScanWorkers
 from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL, CLIENT_DISCONNECTED, call_of, refuse
@@ -113,6 +114,22 @@ class Tally:
         return f"{who} · {session.route.target.provider} · Responses WebSocket · {responses} · {tokens}"
 
 
+class Guarded(NamedTuple):
+    """A response read by the answer guardrails (and `agents.links`): its call, its reader, and the
+    detectors it reads with (what each finding's action was, for the record and the metrics)."""
+
+    call: Call
+    guard: ResponsesSocketGuard
+    detectors: Detectors | None = None
+
+    def note(self) -> None:
+        """What was found so far, recorded on the call."""
+        answer = self.call.answer
+        answer.findings = self.guard.counts
+        if self.detectors is not None:
+            answer.finding_actions = self.detectors.by_action(answer.findings)
+
+
 @dataclass(slots=True)
 class Session:
     """One Responses WebSocket: its upgrade's call, and its messages' calls as they go."""
@@ -127,7 +144,7 @@ class Session:
     ended: Tally = field(default_factory=Tally)
     going_away: bool = False  # closed by the drain, its close under way
     # The responses read by the answer guardrails, by lane: the call and its reader.
-    guarded: dict[str | None, tuple[Call, ResponsesSocketGuard]] = field(default_factory=dict)
+    guarded: dict[str | None, Guarded] = field(default_factory=dict)
     cut: bool = False  # a response was denied: the WebSocket is closing, nothing more goes on
     # With `agents`, the responses whose tool calls are decided, by lane: the call and its decider.
     decided: dict[str | None, tuple[Call, ResponsesSocketCalls]] = field(default_factory=dict)
@@ -163,11 +180,11 @@ def _read(session: Session, content: bytes) -> EventRead | None:
         decided = next(iter(session.decided.values()), None)
     if guarded is None and decided is None:
         return None
-    guard = guarded[1] if guarded is not None else None
+    guard = guarded.guard if guarded is not None else None
     if decided is None:
         assert guarded is not None and guard is not None
         ends = event is not None and event.get("type") in ENDS
-        return EventRead(guarded[0], guard, _guard_read(guard, [content], ends))
+        return EventRead(guarded.call, guard, _guard_read(guard, [content], ends))
     call, calls = decided
     try:
         out = calls.message(content)
@@ -199,13 +216,18 @@ async def _sent_once_written(flow: http.HTTPFlow, written: Awaitable[None], mess
     _sent(flow, messages)
 
 
-def answer_detectors(call: Call) -> AnswerDetectors | None:
-    """The detectors of the answer rules that read a response's answer, if any."""
-    guardrails = call.loaded.guardrails if call.loaded is not None else None
-    if guardrails is None or not guardrails.answer_rules:
-        return None
-    who = call.caller
-    return guardrails.answer(call.route.target.provider, call.target_model, who.client, who.groups)
+def answer_detectors(call: Call) -> Detectors | None:
+    """The detectors that read a response's answer, if any: the answer rules' that apply to it, with
+    links off `agents.links`' list reduced to their text first where it is set (as over HTTP)."""
+    loaded = call.loaded
+    guardrails = loaded.guardrails if loaded is not None else None
+    agents = loaded.config.agents if loaded is not None else None
+    links = agents.links if agents is not None else None
+    detectors: Detectors | None = None
+    if guardrails is not None and guardrails.answer_rules:
+        who = call.caller
+        detectors = guardrails.answer(call.route.target.provider, call.target_model, who.client, who.groups)
+    return link_scanners(links, detectors) if links is not None else detectors
 
 
 def stays_on_the_socket(flow: http.HTTPFlow, call: Call) -> None:
@@ -345,6 +367,9 @@ class ResponsesSocket(SocketRunner[Session]):
         """A response denied: recorded as cut, and the WebSocket closed (the upstream stops)."""
         session.cut = True
         call.answer.findings = guard.counts if guard is not None else call.answer.findings
+        for guarded in session.guarded.values():
+            if guarded.guard is guard:
+                guarded.note()  # with each finding's action
         call.answer.error = call.answer.refused = CONTENT_DENIED
         call.answer.cut = (guard.denied if guard is not None else None) or UNREAD
         session.guarded.clear()
@@ -492,7 +517,7 @@ class ResponsesSocket(SocketRunner[Session]):
             detectors = answer_detectors(call)
             if detectors is not None:
                 call.answer.findings = {}
-                session.guarded[event.lane] = (call, ResponsesSocketGuard(detectors, event.lane))
+                session.guarded[event.lane] = Guarded(call, ResponsesSocketGuard(detectors, event.lane), detectors)
             if call.agents is not None and call.agents.decides:
                 session.decided[event.lane] = (call, ResponsesSocketCalls(call.agents, event.lane))
             return None
@@ -505,8 +530,8 @@ class ResponsesSocket(SocketRunner[Session]):
                 return None
             session.decided.pop(event.lane, None)
             guarded = session.guarded.pop(event.lane, None)
-            if guarded is not None and guarded[0] is found:
-                found.answer.findings = guarded[1].counts
+            if guarded is not None and guarded.call is found:
+                guarded.note()
             found.answer.usage = event.usage
             found.answer.error = found.answer.error or event.error
             self._end(session, found)
@@ -597,8 +622,8 @@ class ResponsesSocket(SocketRunner[Session]):
         its responses went to the audit), and no call record, so that no record is written for it:
         its upgrade, kept in flight since it went upstream, has ended all the same."""
         session.closed = True
-        for call, guard in session.guarded.values():  # broken off: what was found so far
-            call.answer.findings = guard.counts
+        for guarded in session.guarded.values():  # broken off: what was found so far
+            guarded.note()
         session.guarded.clear()
         for _, calls in session.decided.values():  # broken off: its held calls decided, for the record
             calls.end()

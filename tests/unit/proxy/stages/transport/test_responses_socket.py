@@ -30,7 +30,7 @@ from tollgate.proxy import patches
 from tollgate.proxy.flows import CALL
 from tollgate.proxy.runner import CallSteps
 from tollgate.proxy.stages.transport.classify import check_upgrade
-from tollgate.proxy.stages.transport.responses_socket import ResponsesSocket, Session, _read
+from tollgate.proxy.stages.transport.responses_socket import Guarded, ResponsesSocket, Session, _read
 from tollgate.proxy.state import Shared
 from tollgate.records.audit.audit_record import audit_record
 
@@ -335,7 +335,7 @@ def test_a_message_that_cannot_be_read_never_goes_on_whatever_its_lane():
     call = Call(Route.as_called("openai", "gpt-4o"), "api.openai.com", "GET", "/v1/responses")
     session = Session(call)
     guard = ResponsesSocketGuard(compiled_for(dict.fromkeys(detectors.KINDS, "redact")), "lane-1")
-    session.guarded["lane-1"] = (call, guard)
+    session.guarded["lane-1"] = Guarded(call, guard)
     unreadable = b'{"type":"response.output_text.delta","stream_id":"lane-1","delta":"pw\x01 hunter2"}'
     read = _read(session, unreadable)
     assert read is not None and read.guard is guard and guard.denied == "unread"
