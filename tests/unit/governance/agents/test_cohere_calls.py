@@ -493,3 +493,19 @@ def test_chunks_that_agree_go_frame_for_frame_at_any_split(cuts: list[int], piec
     frames = b"".join(invoke_chunk(e) for e in events)
     assert fed(frames, cuts, state, found) == frames
     assert [c["decision"] for c in state.tool_calls()] == ["allow"]
+
+
+def test_chunks_that_disagree_are_refused_though_the_policy_allows_every_call() -> None:
+    async def allow(_facts: dict[str, Any]) -> list[str]:
+        return []
+
+    found, state = read()
+    state.policy = allow
+    held = found.held_stream(state, None)
+    events = told([send(OWN)], chunked(0, ["send_money"], [json.dumps({"recipient": PLANTED})]))
+    frames = [invoke_chunk(e) for e in events]
+    out = held.feed(b"".join(frames[:-1]))
+    assert [e["event_type"] for e in chunk_events(out)] == ["stream-start", "text-generation"]  # waits
+    asyncio.run(asked(state))
+    got = assert_refused_as_unread(out + held.feed(b"") + held.feed(frames[-1]) + held.flush(), state)
+    assert state.tool_calls() == [UNREAD_RECORD] and PLANTED not in json.dumps(got)
