@@ -2,7 +2,8 @@
 mitmdump to a fake Bedrock that checks Tollgate's signature. The request goes upstream as it came;
 a call whose argument comes from a tool result is taken out of the answer's `tool_calls` and its
 refusal's text comes in its place, whole or in the stream's `chunk` frames; one the user gave the
-argument of passes as it came. The audit names each decision, never an argument's value."""
+argument of passes as it came, but not where the stream's chunks say another argument than the
+event carrying the call whole (the agent would run the chunks' call): it is refused as unread. The audit names each decision, never an argument's value."""
 
 from __future__ import annotations
 
@@ -60,8 +61,9 @@ def answer(recipient: str) -> dict:
     }
 
 
-def events(recipient: str) -> list[dict]:
-    arguments = json.dumps(call(recipient)["parameters"])
+def events(recipient: str, chunked: str | None = None) -> list[dict]:
+    """The stream of an answer calling send_money for `recipient`, its chunks saying `chunked`."""
+    arguments = json.dumps(call(chunked or recipient)["parameters"])
     end = {"is_finished": True, "event_type": "stream-end", "finish_reason": "COMPLETE", "response": answer(recipient)}
     return [
         {"is_finished": False, "event_type": "stream-start", "generation_id": "g1"},
@@ -87,7 +89,10 @@ def upstream(received: Received) -> Reply:
         return refused
     recipient = recipient_of(received)
     if received.path.endswith("/invoke-with-response-stream"):
-        return Reply(200, chunks=[invoke_chunk(e) for e in events(recipient)], headers=EVENTSTREAM)
+        # "chunks": the whole event says the user's account, the chunks the planted one.
+        chunked = PLANTED if received.headers.get("x-test-case") == "chunks" else None
+        streamed = events(recipient, chunked)
+        return Reply(200, chunks=[invoke_chunk(e) for e in streamed], headers=EVENTSTREAM)
     if received.path.endswith("/invoke"):
         return Reply(200, answer(recipient))
     return Reply(404, {"message": "no such path"})
@@ -165,4 +170,25 @@ def test_a_streamed_call_whose_argument_comes_from_a_tool_result_becomes_text(gw
 def test_a_streamed_call_the_user_gave_the_argument_of_passes_as_it_came(gw):
     assert gw.run(CLIENT + STREAMED.format(case="clean", model=MODEL))["events"] == events(OWN)
     assert gw.last_audit()["tool_calls"] == [agents.allowed()]
+    agents.assert_no_argument_value(gw, PLANTED, OWN, "landlord@")
+
+
+def test_a_streamed_call_whose_chunks_say_other_parameters_than_the_whole_event_is_refused(gw):
+    """The whole event carries the payment to the user's own account, the chunks (what an agent
+    that builds its calls from them runs) to the planted one: the call is refused as unread."""
+    before = len(gw.fakes["bedrock"].received)
+    got = gw.run(CLIENT + STREAMED.format(case="chunks", model=MODEL))["events"]
+    assert sent_upstream(gw, before) == BODY
+    unread = "Tollgate refused the call to send_money: its arguments cannot be read (unread)."
+    assert got[:2] == events(OWN)[:2]
+    assert got[2] == {"is_finished": False, "event_type": "text-generation", "text": "\n\n" + unread}
+    assert [e["event_type"] for e in got] == ["stream-start", "text-generation", "text-generation", "stream-end"]
+    end = got[-1]
+    assert "tool_calls" not in end["response"] and end["response"]["text"] == "Paying.\n\n" + unread
+    assert PLANTED not in json.dumps(got)
+    record = gw.last_audit()
+    assert record["tool_calls"] == [
+        {"name": "send_money", "decision": "deny", "reasons": ["its arguments cannot be read (unread)"], "tainted": []}
+    ]
+    assert (record["status"], record["decision"]) == (200, "allow")
     agents.assert_no_argument_value(gw, PLANTED, OWN, "landlord@")

@@ -14,7 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from support.examples import examples
-from tollgate.formats.bodies.json_codec import RepeatedKey, keys_once, loads_once, object_once, parse_json
+from tollgate.formats.bodies.json_codec import (
+    RepeatedKey,
+    keys_once,
+    loads_once,
+    object_once,
+    parse_json,
+    text_object_once,
+)
 
 
 class Pairs(list[tuple[str, Any]]):
@@ -117,3 +124,12 @@ def test_an_object_once_is_an_object_that_repeats_no_key() -> None:
     assert object_once(b"[1, 2]") is None  # JSON, but no object
     assert object_once(b"{not json") is None
     assert object_once(b"[" * 100_000 + b"]" * 100_000) is None  # too deep to read
+
+
+def test_a_text_object_once_is_read_as_the_standard_library_reads_it() -> None:
+    big = 10**25 + 1  # past 64 bits: orjson would read a float
+    assert text_object_once(f'{{"a": {big}, "b": [1.5, true]}}') == {"a": big, "b": [1.5, True]}
+    assert type(text_object_once('{"a": 1}')["a"]) is int  # type: ignore[index]
+    assert text_object_once('{"a": 1, "\\u0061": 2}') is None  # repeated under an escape
+    assert text_object_once('"a"') is None and text_object_once("{") is None and text_object_once("") is None
+    assert text_object_once("[" * 100_000 + "]" * 100_000) is None  # too deep to read

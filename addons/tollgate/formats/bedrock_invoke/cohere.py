@@ -15,12 +15,15 @@ Its stream's events (one JSON object each, named by `event_type`): `stream-start
 `text-generation` (`text`), `tool-calls-chunk` (`tool_call_delta`: `{index, name, parameters}`,
 the parameters as pieces of JSON text, or `text`, of the plan), `tool-calls-generation` (the
 calls whole, in `tool_calls`), `citation-generation`, `stream-end` (`finish_reason` and the whole
-answer in `response`)."""
+answer in `response`). A client that builds its calls from the chunks runs what they say: a call's
+chunks agree with the call carried whole (`chunks_agree`) or it is not the call decided."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from tollgate.formats.bodies.json_codec import text_object_once
 from tollgate.formats.provenance import Provenance, ProvenanceBuilder, dicts, items, mapping
 
 TEXT_GENERATION = "text-generation"
@@ -87,3 +90,30 @@ def call_parts(call: Any) -> tuple[str, Any] | None:
     name = call["name"] if isinstance(call.get("name"), str) and call["name"] else "unknown"
     parameters = call.get("parameters")
     return name, {} if parameters is None else parameters
+
+
+def chunks_agree(names: list[Any], pieces: list[Any], call: Any) -> bool:
+    """Whether a call's `tool-calls-chunk` deltas say what the call carried whole (`{name,
+    parameters}`) says: they give its name once, and their parameters' pieces joined read as the
+    same JSON object (none given: `{}`, as `call_parts` reads parameters absent). What clients may
+    assemble otherwise does not agree: a name given twice (some join the pieces, some keep the last),
+    a piece that is not text, text that is not one JSON object or that repeats a key. Values are
+    compared with their types (`1`, `1.0` and `true` differ)."""
+    given = [n for n in names if n is not None]
+    if not isinstance(call, dict) or given != [call.get("name")] or not isinstance(given[0], str) or not given[0]:
+        return False
+    if not all(isinstance(p, str) for p in pieces):
+        return False
+    text = "".join(pieces)
+    assembled = text_object_once(text) if text else {}
+    whole = call.get("parameters")
+    if assembled is None or not isinstance(whole, dict | None):
+        return False
+    try:
+        return _canonical(assembled) == _canonical({} if whole is None else whole)
+    except (ValueError, RecursionError):  # nested past what can be written: not read alike
+        return False
+
+
+def _canonical(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, allow_nan=True)

@@ -93,6 +93,16 @@ def object_once(data: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def text_object_once(text: str) -> dict[str, Any] | None:
+    """A JSON text's object exactly as `json.loads` reads it (every integer whole); None where the
+    text is no object or cannot be read (not JSON, too deep, or an object in it repeats a key)."""
+    try:
+        value = _ONCE.decode(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 # A colon written as its escape: the text's strings may then hold more colons than it shows.
 _COLON_ESCAPED = re.compile(rb"\\u003[aA]")
 

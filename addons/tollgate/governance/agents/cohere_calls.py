@@ -41,9 +41,17 @@ class Decided:
     def __init__(self, state: AgentsCall) -> None:
         self._state = state
         self.refusals: dict[str, str | None] = {}
+        # Calls carried whole that are decided as another (their stream's chunks said otherwise: as
+        # unread), by `call_key`; wherever the answer repeats them.
+        self._read_as: dict[str, ToolCall] = {}
+
+    def read_as(self, carried: ToolCall, call: ToolCall) -> None:
+        """A call carried whole decided as `call`, here and wherever the answer repeats it."""
+        self._read_as[call_key(carried)] = call
 
     def refusal(self, call: ToolCall) -> str | None:
         """A call's refusal, decided now where it was not before."""
+        call = self._read_as.get(call_key(call), call)
         key = call_key(call)
         if key not in self.refusals:
             self.refusals[key] = decided_call(call, self._state).refusal

@@ -7,7 +7,10 @@ the policy has answered on each; text before goes on as it comes. Then each call
 0), its refusal comes as a `text-generation` event before the `tool-calls-generation` event, which
 goes only with the calls kept, and the `stream-end`'s `response` says the same as the events did.
 A stream that ends while holding is decided on what came: a call whose chunks came and that no
-event carried whole is refused as `unread`, its chunks taken out."""
+event carried whole is refused as `unread`, its chunks taken out. So is a call whose chunks say
+another name or other parameters than the event carrying it whole (`chunks_agree`): a client that
+builds its calls from the chunks would run what was not decided. Its chunks are read as they are
+held: their names and parameters' pieces are the held events' own strings, not copies."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from tollgate.formats.bedrock_invoke.cohere import STREAM_END, TEXT_GENERATION, TOOL_CALLS_CHUNK
+from tollgate.formats.bedrock_invoke.cohere import STREAM_END, TEXT_GENERATION, TOOL_CALLS_CHUNK, chunks_agree
 from tollgate.formats.translation import Rewrite
 from tollgate.governance.agents.call_state import AgentsCall
 from tollgate.governance.agents.cohere_calls import Decided, decided_response, tool_call, with_refusals
@@ -23,13 +26,29 @@ from tollgate.governance.agents.held_events import UNFRAMED, HeldEvents, error_e
 from tollgate.governance.agents.tool_decision import UNREAD, ToolCall
 
 
+class _Chunks:
+    """One call's chunks so far: the names they gave and its parameters' pieces, as they came."""
+
+    __slots__ = ("names", "pieces")
+
+    def __init__(self) -> None:
+        self.names: list[Any] = []
+        self.pieces: list[Any] = []
+
+    @property
+    def name(self) -> str:
+        """The name it goes by in a refusal: the last one its chunks gave."""
+        given = [n for n in self.names if isinstance(n, str) and n]
+        return given[-1] if given else "unknown"
+
+
 class HeldCohereCalls(HeldEvents):
     def __init__(self, state: AgentsCall, inner: Rewrite | None = None) -> None:
         super().__init__(state, inner)
         self._decided = Decided(state)
         self._pending: list[ToolCall] = []  # the calls held, carried whole, not yet decided
-        # The calls whose chunks came that no event carried whole yet: their names by index.
-        self._pieces: dict[Any, str] = {}
+        # The calls whose chunks came that no event carried whole yet, by index.
+        self._pieces: dict[Any, _Chunks] = {}
         # The calls whose chunks came that the event carrying the calls whole left out, by name.
         self._uncarried: list[str] = []
         self._wrote = False  # text went before
@@ -48,19 +67,30 @@ class HeldCohereCalls(HeldEvents):
         if kind == TOOL_CALLS_CHUNK or delta is not None:
             if _is_call_piece(delta):
                 at = delta.get("index", 0) if isinstance(delta, dict) else None
-                name = delta.get("name") if isinstance(delta, dict) else None
-                at = at if isinstance(at, int) else None
-                if (isinstance(name, str) and name) or at not in self._pieces:
-                    self._pieces[at] = name if isinstance(name, str) and name else "unknown"
+                chunks = self._pieces.setdefault(at if isinstance(at, int) else None, _Chunks())
+                if isinstance(delta, dict):
+                    chunks.names.append(delta.get("name"))
+                    if delta.get("parameters") is not None:
+                        chunks.pieces.append(delta["parameters"])
                 self._held = [] if self._held is None else self._held
             return
         calls = _calls_of(obj)
         if calls is not None:
             self._held = [] if self._held is None else self._held
-            carried = range(len(calls))
-            self._uncarried.extend(name for at, name in self._pieces.items() if at not in carried)
-            self._pieces = {}
-            self._pending.extend(tool_call(c) for c in calls)
+            self._carried(calls)
+
+    def _carried(self, calls: list[Any]) -> None:
+        """The calls an event carries whole, each held to be decided, checked against its chunks."""
+        carried = range(len(calls))
+        self._uncarried.extend(c.name for at, c in self._pieces.items() if at not in carried)
+        for at, whole in enumerate(calls):
+            call, came = tool_call(whole), self._pieces.get(at)
+            if came is not None and not chunks_agree(came.names, came.pieces, whole):
+                # What a client builds of the chunks is not this call: the call is unread.
+                self._decided.read_as(call, ToolCall(call.name, UNREAD))
+                call = ToolCall(call.name, UNREAD)
+            self._pending.append(call)
+        self._pieces = {}
 
     def _whole(self) -> bool:
         return not self._pieces
@@ -80,7 +110,7 @@ class HeldCohereCalls(HeldEvents):
         # Calls cut short (the stream ended before an event carried them whole): refused as unread.
         # So are the calls whose chunks came that the whole event left out: their chunks are not the
         # calls decided.
-        left_out = [*self._pieces.values(), *self._uncarried]
+        left_out = [*(c.name for c in self._pieces.values()), *self._uncarried]
         cut = [self._decided.refusal(ToolCall(name, UNREAD)) or "" for name in left_out]
         self._pending, self._pieces, self._uncarried = [], {}, []
         if not cut and all(r is None for r in self._decided.refusals.values()):

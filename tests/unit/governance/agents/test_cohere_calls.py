@@ -199,7 +199,7 @@ def test_a_stream_has_its_tainted_call_replaced_at_any_split(cuts: list[int]) ->
     assert "tool_calls" not in end["response"] and end["response"]["text"] == "Paying.\n\n" + REFUSED
     assert end["response"]["chat_history"][-1] == {"role": "CHATBOT", "message": "Paying.\n\n" + REFUSED}
     assert [c["decision"] for c in state.tool_calls()] == ["deny"]  # decided once, its end saying the same
-    assert PLANTED.encode() not in out
+    assert PLANTED not in json.dumps(got)  # the frames carry their events in base64
 
 
 @settings(max_examples=30, deadline=None)
@@ -294,7 +294,7 @@ def test_what_did_not_change_goes_byte_for_byte_beside_a_refusal() -> None:
     assert out.startswith(b"".join(frames[:5]))
     got = chunk_events(out)
     assert [e["event_type"] for e in got[5:]] == ["text-generation", "tool-calls-generation", "stream-end"]
-    assert got[6]["tool_calls"] == [send(OWN)] and PLANTED.encode() not in out
+    assert got[6]["tool_calls"] == [send(OWN)] and PLANTED not in json.dumps(got)
 
 
 def test_an_injection_in_a_tool_turn_is_found_and_the_users_message_is_not_read_for_one() -> None:
@@ -336,3 +336,176 @@ def test_any_answer_or_event_is_decided_without_failing(answer: dict[str, Any], 
     end = {"event_type": "stream-end", "response": answer}
     out = held.feed(invoke_chunk(event) + invoke_chunk(end)) + held.flush()
     chunk_events(out)
+
+
+UNREAD_SEND = "Tollgate refused the call to send_money: its arguments cannot be read (unread)."
+UNREAD_RECORD = {
+    "name": "send_money",
+    "decision": "deny",
+    "reasons": ["its arguments cannot be read (unread)"],
+    "tainted": [],
+}
+
+
+def chunked(at: int, names: list[Any], pieces: list[Any]) -> list[dict[str, Any]]:
+    """A call's `tool-calls-chunk` events: one per name given, then one per piece of its parameters."""
+    deltas = [{"index": at, "name": n} for n in names] + [{"index": at, "parameters": p} for p in pieces]
+    return [{"is_finished": False, "event_type": "tool-calls-chunk", "tool_call_delta": d} for d in deltas]
+
+
+def told(carried: list[dict[str, Any]], *chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A stream whose chunks are `chunks` and whose `tool-calls-generation` and `stream-end` carry `carried`."""
+    head = stream()[:2]
+    whole = {"is_finished": False, "event_type": "tool-calls-generation", "text": "Paying.", "tool_calls": carried}
+    end = {"is_finished": True, "event_type": "stream-end", "finish_reason": "COMPLETE", "response": answer(*carried)}
+    return [*head, *(e for c in chunks for e in c), whole, {**end, "amazon-bedrock-invocationMetrics": METRICS}]
+
+
+def split(text: str, cuts: list[int]) -> list[str]:
+    """A text in pieces, cut where `cuts` say (each cut a length, the rest last)."""
+    out, at = [], 0
+    for cut in cuts:
+        if at < len(text):
+            out.append(text[at : at + cut])
+            at += cut
+    return [*out, text[at:]] if at < len(text) else out
+
+
+def assert_refused_as_unread(out: bytes, state: AgentsCall, *left: str) -> list[Any]:
+    """The stream as the agent got it: no call's chunk left but those of `left`, one refusal as unread
+    for send_money in the text, the end's answer alike, the record saying so."""
+    got = chunk_events(out)
+    names = [e["tool_call_delta"].get("name") for e in got if e["event_type"] == "tool-calls-chunk"]
+    assert [n for n in names if n] == list(left)
+    refusals = [e["text"] for e in got if e["event_type"] == "text-generation" and "Tollgate" in e["text"]]
+    assert refusals == ["\n\n" + UNREAD_SEND]
+    assert [c["name"] for c in got[-1]["response"].get("tool_calls", [])] == list(left)
+    assert got[-1]["response"]["text"] == "Paying.\n\n" + UNREAD_SEND
+    assert UNREAD_RECORD in state.tool_calls()
+    return got
+
+
+def test_a_call_whose_chunks_say_other_parameters_than_the_whole_event_is_refused_as_unread() -> None:
+    """The whole event says the user's own account, the chunks the planted one: a client that builds
+    its calls from the chunks would pay the planted account. The call is refused, its chunks out."""
+    found, state = read()
+    events = told([send(OWN)], chunked(0, ["send_money"], [json.dumps({"recipient": PLANTED})]))
+    out = fed(b"".join(invoke_chunk(e) for e in events), [], state, found)
+    got = assert_refused_as_unread(out, state)
+    assert state.tool_calls() == [UNREAD_RECORD] and PLANTED not in json.dumps(got)
+
+
+def test_a_call_whose_chunks_name_another_tool_is_refused_as_unread() -> None:
+    found, state = read()
+    events = told([send(OWN)], chunked(0, ["read_inbox"], [json.dumps({"recipient": OWN})]))
+    assert_refused_as_unread(fed(b"".join(invoke_chunk(e) for e in events), [], state, found), state)
+
+
+def test_chunks_that_name_their_call_twice_or_whose_pieces_cannot_be_read_are_refused() -> None:
+    """Clients differ on a name given twice (joined, or the last kept) and on a repeated key: not read."""
+    recipient = json.dumps({"recipient": OWN})
+    for names, pieces in [
+        (["send_money", "send_money"], [recipient]),  # joined, it names no tool
+        ([], [recipient]),  # no name
+        (["send_money"], [recipient[:-1]]),  # not whole JSON
+        (["send_money"], [recipient, recipient]),  # two objects
+        (["send_money"], ['{"recipient": 1, ', f'"recipient": "{OWN}"}}']),  # a key repeated
+        (["send_money"], [{"recipient": OWN}]),  # a piece that is not text
+        (["send_money"], ['"x"']),  # not an object
+    ]:
+        found, state = read()
+        events = told([send(OWN)], chunked(0, names, pieces))
+        assert_refused_as_unread(fed(b"".join(invoke_chunk(e) for e in events), [], state, found), state)
+
+
+def test_parameters_are_compared_as_json_values_with_their_types() -> None:
+    whole = {"name": "send_money", "parameters": {"recipient": OWN, "amount": 1, "notes": {"a": [1, None]}}}
+    # Another key order and spacing, escapes: the same values.
+    same = '{ "notes" : {"a":[1,null]}, "amount": 1, "recipient": "' + OWN.replace("G", "\\u0047") + '"}'
+    found, state = read()
+    events = told([whole], chunked(0, ["send_money"], [same[:7], same[7:30], same[30:]]))
+    frames = b"".join(invoke_chunk(e) for e in events)
+    assert fed(frames, [], state, found) == frames
+    for other in ["1.0", "true", '"1"']:  # a number written as a float, a boolean, a string
+        found, state = read()
+        text = same.replace('"amount": 1', f'"amount": {other}')
+        events = told([whole], chunked(0, ["send_money"], [text]))
+        assert_refused_as_unread(fed(b"".join(invoke_chunk(e) for e in events), [], state, found), state)
+
+
+def test_a_call_without_parameters_and_chunks_without_any_agree() -> None:
+    found, state = read()
+    events = told([READ], chunked(0, ["read_inbox"], []))
+    frames = b"".join(invoke_chunk(e) for e in events)
+    assert fed(frames, [], state, found) == frames
+    assert [c["decision"] for c in state.tool_calls()] == ["allow"]
+
+
+def test_a_call_whose_chunks_agree_is_kept_beside_one_whose_chunks_do_not() -> None:
+    found, state = read()
+    good = chunked(0, ["send_money"], [json.dumps({"recipient": OWN})])
+    bad = chunked(1, ["send_money"], [json.dumps({"recipient": PLANTED})])
+    carried = [send(OWN), {"name": "send_money", "parameters": {"recipient": "GB82WEST12345698765432"}}]
+    out = fed(b"".join(invoke_chunk(e) for e in told(carried, good, bad)), [], state, found)
+    got = assert_refused_as_unread(out, state, "send_money")
+    pieces = [e["tool_call_delta"] for e in got if e["event_type"] == "tool-calls-chunk"]
+    assert {p["index"] for p in pieces} == {0} and PLANTED not in json.dumps(got)
+    assert [e.get("tool_calls") for e in got if e["event_type"] == "tool-calls-generation"] == [[send(OWN)]]
+    assert sorted(c["decision"] for c in state.tool_calls()) == ["allow", "deny"]
+
+
+def test_a_call_the_whole_event_carries_without_chunks_is_decided_on_what_it_carries() -> None:
+    """A client that builds its calls from the chunks runs none; one that reads the whole event runs
+    what was decided: clean, it passes as it came; tainted, it is refused."""
+    found, state = read()
+    events = told([send(OWN)])
+    frames = b"".join(invoke_chunk(e) for e in events)
+    assert fed(frames, [], state, found) == frames
+    found, state = read()
+    got = chunk_events(fed(b"".join(invoke_chunk(e) for e in told([send(PLANTED)])), [], state, found))
+    assert [e["event_type"] for e in got] == ["stream-start", "text-generation", "text-generation", "stream-end"]
+    assert got[2]["text"] == "\n\n" + REFUSED and [c["decision"] for c in state.tool_calls()] == ["deny"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(min_value=1, max_value=120), max_size=12),
+    st.lists(st.integers(min_value=1, max_value=12), max_size=8),
+)
+def test_chunks_that_disagree_are_refused_at_any_split(cuts: list[int], pieces: list[int]) -> None:
+    """However the stream's bytes are cut and the chunks' parameters split into pieces."""
+    found, state = read()
+    text = json.dumps({"recipient": PLANTED})
+    events = told([send(OWN)], chunked(0, ["send_money"], split(text, pieces)))
+    out = fed(b"".join(invoke_chunk(e) for e in events), cuts, state, found)
+    got = assert_refused_as_unread(out, state)
+    assert state.tool_calls() == [UNREAD_RECORD] and PLANTED not in json.dumps(got)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(min_value=1, max_value=120), max_size=12),
+    st.lists(st.integers(min_value=1, max_value=12), max_size=8),
+)
+def test_chunks_that_agree_go_frame_for_frame_at_any_split(cuts: list[int], pieces: list[int]) -> None:
+    found, state = read()
+    events = told([send(OWN)], chunked(0, ["send_money"], split(json.dumps({"recipient": OWN}), pieces)))
+    frames = b"".join(invoke_chunk(e) for e in events)
+    assert fed(frames, cuts, state, found) == frames
+    assert [c["decision"] for c in state.tool_calls()] == ["allow"]
+
+
+def test_chunks_that_disagree_are_refused_though_the_policy_allows_every_call() -> None:
+    async def allow(_facts: dict[str, Any]) -> list[str]:
+        return []
+
+    found, state = read()
+    state.policy = allow
+    held = found.held_stream(state, None)
+    events = told([send(OWN)], chunked(0, ["send_money"], [json.dumps({"recipient": PLANTED})]))
+    frames = [invoke_chunk(e) for e in events]
+    out = held.feed(b"".join(frames[:-1]))
+    assert [e["event_type"] for e in chunk_events(out)] == ["stream-start", "text-generation"]  # waits
+    asyncio.run(asked(state))
+    got = assert_refused_as_unread(out + held.feed(b"") + held.feed(frames[-1]) + held.flush(), state)
+    assert state.tool_calls() == [UNREAD_RECORD] and PLANTED not in json.dumps(got)
