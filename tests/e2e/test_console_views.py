@@ -1,11 +1,13 @@
 """The console's page as a security lead reads it, in Debian's Chromium at 1,024 pixels wide, over
-an audit written as Tollgate writes it (chained, one instance's run): Live fits the window with
-its findings, a long reason cut after three lines and whole in its title; every view says whether the audit is
-whole and shows at 1,024 pixels every cell whole (or whole in its title), never wider than the window; a finding says where it was and what was done; People name each person's models; AI
-services count a governed call's bytes; every kind of record is in Live's kind filter; one poller
-however often the view changes; an anonymous caller is `(anonymous)` and a cost is dollars to the
-nano-dollar in every view. A screenshot of each view is kept under TOLLGATE_SCREENSHOTS, else the
-test's own directory."""
+an audit written as Tollgate writes it (chained, one instance's run): Live fits the window with its
+findings, a long reason cut after three lines and whole in its title; every view says whether the
+audit is whole and shows at 1,024 pixels every cell whole (or whole in its title), never wider than
+the window; at 1,024, 1,280 and 1,920 pixels no word of a heading or cell (the longest kinds, model
+ids, hosts) is broken over two lines; a finding says where it was and what was done; People name
+each person's models; AI services count a governed call's bytes; every kind of record is in Live's
+kind filter; one poller however often the view changes; an anonymous caller is `(anonymous)` and a
+cost is dollars to the nano-dollar in every view. A screenshot of each view is kept under
+TOLLGATE_SCREENSHOTS, else the test's own directory."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import json
 import os
 import re
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -20,6 +23,7 @@ import pytest
 from tests.support.cdp import Browser, chromium
 from tests.support.cli import console_process
 from tests.support.proxy import free_port
+from tests.support.reconciliation import day, record, row, side
 
 from tollgate.common.audit_chain import Chain
 from tollgate.records.audit.kinds import RECORD_KINDS
@@ -81,12 +85,36 @@ FOUND = {
 }
 
 
-def chained(records: list[dict]) -> bytes:
+# Words as long as they come: the longest kind of record, a refusal's kind, a Bedrock model id, a
+# fleet's instance, a client and a host of many parts, a cost to the nano-dollar over a dollar; and
+# a run of `tollgate reconcile` (a day closed, within the Invoice view's 31 days).
+CLOSED = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
+LONG_WORDS = [
+    call("08:07:10.000", "research-pipeline-nightly", provider="bedrock", model="anthropic.claude-3-5-sonnet-20241022-v2:0",
+         host="bedrock-runtime.eu-central-1.amazonaws.com", total_tokens=123456, cost_usd=1.234567891,
+         latency_ms=18234.0),
+    call("08:07:20.000", "data_science.batch@example.com", decision="deny", refusal="permission_denied", status=403,
+         deny_reasons=["research-pipeline-nightly may not use anthropic.claude-3-5-sonnet-20241022-v2:0"]),
+    {"event": "connection", "ts": f"{DAY}T08:07:30.000Z", "client": "research-pipeline-nightly",
+     "host": "bedrock-runtime.eu-central-1.amazonaws.com", "port": 443, "service": "bedrock", "category": "llm",
+     "decision": "allow", "deny_reasons": [], "refusal": None, "bytes_sent": 4096, "bytes_received": 65536,
+     "duration_ms": 1234.5, "error": None},
+    record(f"{DAY}T08:07:40.000Z", [
+        row("openai", CLOSED, "key_9f8e7d6c5b4a", "gpt-4o-mini-2024-07-18", "differs", side(1200, 340, 3, "0.25"),
+            side(3200, 340, 4, "0.750000001"), "sha256:cccccccccccc", key_name="research-pipeline-prod",
+            project="proj_research_pipelines"),
+        row("openai", CLOSED, "key_0a1b2c3d4e5f", "text-embedding-3-large", "around", side(0, 0, 0, "0"),
+            side(120000, 0, 40, "0.015600000"), held=False, key_name="laptop-script", project="proj_side"),
+    ], [day("openai", CLOSED, "0.94117", "0.25", "0.765600001", "0.015600000", "0.80")]),
+]  # fmt: skip
+
+
+def chained(records: list[dict], instance: str = "gw-1") -> bytes:
     """The lines as Tollgate's writer makes them: each chained to the one before, a checkpoint last."""
     chain = Chain()
-    lines = [chain.link(orjson.dumps({**r, "instance": "gw-1"})) for r in records]
+    lines = [chain.link(orjson.dumps({**r, "instance": instance})) for r in records]
     checkpoint = chain.checkpoint(None, f"{DAY}T08:08:00.000Z")
-    lines.append(chain.link(orjson.dumps({**checkpoint, "instance": "gw-1"})))
+    lines.append(chain.link(orjson.dumps({**checkpoint, "instance": instance})))
     return b"".join(line + b"\n" for line in lines)
 
 
@@ -109,6 +137,18 @@ def stop(process: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def console(tmp_path_factory):
     process, url = start_console(tmp_path_factory.mktemp("console"), chained(RECORDS))
+    try:
+        yield url
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="module")
+def long_words(tmp_path_factory):
+    """A console over the records and LONG_WORDS, written by an instance of a long name."""
+    process, url = start_console(
+        tmp_path_factory.mktemp("long"), chained(RECORDS + LONG_WORDS, "tollgate-eu-central-1a")
+    )
     try:
         yield url
     finally:
@@ -184,15 +224,38 @@ def test_live_fits_a_1024_pixel_window_with_its_findings(console, browser, shots
     browser.screenshot(shots / "console-live-1024.png")
 
 
-def unseen(browser: Browser) -> list[str]:
-    """What a 1,024-pixel window does not show of the view: the page wider than the window, and each
-    cell not shown whole (wider or taller than its box) that does not hold the whole in its title."""
+def unseen(browser: Browser, width: int = WIDTH) -> list[str]:
+    """What a window `width` pixels wide does not show of the view: the page wider than the window,
+    and each cell not shown whole (wider or taller than its box) that does not hold the whole in its
+    title."""
     wide = browser.evaluate("document.documentElement.scrollWidth")
     cut = browser.evaluate(
         "Array.from(document.querySelectorAll('#main td')).filter(c => !c.title"
         " && (c.scrollWidth > c.clientWidth || c.scrollHeight > c.clientHeight)).map(c => c.textContent)"
     )
-    return ([f"the page is {wide} pixels wide"] if wide > WIDTH else []) + cut
+    return ([f"the page is {wide} pixels wide"] if wide > width else []) + cut
+
+
+@pytest.mark.parametrize("width", [WIDTH, 1280, 1920])
+def test_every_view_breaks_no_word_in_a_window_1024_1280_or_1920_pixels_wide(long_words, browser, shots, width) -> None:
+    """Each heading and cell of each view shows each word on one line (a name wraps at its spaces,
+    hyphens, `_`, `/`, `.`): never `connecti` / `on`; and still every cell whole, nothing wider
+    than the window."""
+    browser.resize(width, 768)
+    show(browser, long_words, "live", len(RECORDS + LONG_WORDS) + 1)
+    assert browser.evaluate("window.innerWidth") == width
+    broken, hidden = {}, {}
+    for view in VIEWS:
+        browser.evaluate(f"location.hash = {json.dumps(view)}")
+        browser.wait_for(f"document.querySelector('#nav a.active').dataset.view === {json.dumps(view)}")
+        browser.wait_for("!!document.querySelector('#main section, #main .empty')")
+        browser.screenshot(shots / f"console-{view}-long-words-{width}.png")
+        if words := browser.broken_words("header, #main th, #main td"):
+            broken[view] = words
+        if cut := unseen(browser, width):
+            hidden[view] = cut
+    assert broken == {}, json.dumps(broken, indent=1)
+    assert hidden == {}, json.dumps(hidden, indent=1)
 
 
 def test_every_view_says_whether_the_audit_is_whole(console, browser, shots, tmp_path) -> None:
@@ -222,6 +285,7 @@ def test_every_view_says_whether_the_audit_is_whole(console, browser, shots, tmp
         browser.wait_for("document.querySelectorAll('#audit tbody tr.fault').length > 0")
         browser.screenshot(shots / "console-audit-fault-1024.png")
         assert not unseen(browser)
+        assert browser.broken_words() == []
     finally:
         stop(process)
 

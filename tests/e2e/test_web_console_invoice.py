@@ -117,6 +117,7 @@ def test_the_invoice_in_chromium_for_security_and_a_lead(
                     ("invoice-days", "invoice-rows", "invoice-around") if name == "security" else ("invoice-rows",)
                 ):
                     assert cut(browser, table) == [], table
+                    assert browser.broken_words(f"#{table} th, #{table} td") == [], table  # at `_`, `-`, `.`, spaces
                 metrics = "fetch('/metrics').then(r => r.status)"
                 status = browser.call("Runtime.evaluate", expression=metrics, awaitPromise=True)["result"]["value"]
                 assert status == (200 if name == "security" else 403)

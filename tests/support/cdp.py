@@ -20,6 +20,22 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Request, TextMessage
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+BROKEN_WORDS = """(() => {
+  const broken = [];
+  for (const cell of document.querySelectorAll(%s)) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const word of node.data.matchAll(/[^\\s-]*-+|[^\\s-]+/g)) {
+        const range = document.createRange();
+        range.setStart(node, word.index);
+        range.setEnd(node, word.index + word[0].length);
+        const tops = new Set(Array.from(range.getClientRects()).filter((r) => r.width > 0).map((r) => Math.round(r.top)));
+        if (tops.size > 1) broken.push(word[0] + " (in " + JSON.stringify(cell.textContent.slice(0, 80)) + ")");
+      }
+    }
+  }
+  return broken;
+})()"""
 
 
 def chromium() -> str:
@@ -111,6 +127,10 @@ class Browser:
             time.sleep(0.1)
         raise AssertionError(f"{expression} stayed false for {timeout} s")
 
+    def resize(self, width: int, height: int) -> None:
+        """The page laid out again in a window `width` by `height` pixels."""
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+
     def screenshot(self, path: Path, whole: bool = False) -> None:
         """The window as shown; `whole`: the whole page, below the window too, at the window's width."""
         params: dict[str, Any] = {"format": "png"}
@@ -123,6 +143,13 @@ class Browser:
                 "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
             }
         path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", **params)["data"]))
+
+    def broken_words(self, cells: str = "#main th, #main td") -> list[str]:
+        """Each word of the cells `cells` shown on more than one line, with the text of its cell. A
+        word: what lies between two spaces, a text node's ends (a `<wbr>` between two nodes allows a
+        break) or after a hyphen, where a browser breaks a line of itself; its rectangles on the page
+        (a Range over it), on more than one line, say it was broken inside."""
+        return self.evaluate(BROKEN_WORDS % json.dumps(cells))
 
     def close(self) -> None:
         try:

@@ -156,11 +156,12 @@ function shortTime(ts) {
 }
 
 // A table that sorts (click a heading), filters (the text box) and exports CSV (the API's own).
-// A name's text with a line break allowed after each `_`, `/`, `.`, `:` or `@` (as after a hyphen):
-// a narrow column breaks `proj_` `sales`, not `proj_sal` `es`. Its text is unchanged.
+// A name's text with a line break allowed after each `_`, `/`, `.`, `:`, `@` or `-` (a browser breaks
+// after a hyphen, but not before a digit: `gpt-4o-mini-2024-07-18`): a narrow column breaks `proj_`
+// `sales`, not `proj_sal` `es`. Its text is unchanged.
 function breakable(text) {
   const parts = [];
-  for (const piece of text.split(/(?<=[_/.:@])/)) parts.push(piece, el("wbr"));
+  for (const piece of text.split(/(?<=[_/.:@-])/)) parts.push(piece, el("wbr"));
   return parts.slice(0, -1);
 }
 
@@ -183,6 +184,7 @@ function table(title, columns, rows, opts) {
   columns.forEach((c) => {
     const th = el("th", { "data-key": c.key }, c.label);
     if (c.width) th.style.width = c.width;
+    if (c.num) th.style.textAlign = "right"; // above its figures: `status` and `tokens` apart
     th.addEventListener("click", () => { sortDir = sortKey === c.key ? -sortDir : 1; sortKey = c.key; draw(); });
     thead.append(th);
   });
@@ -204,7 +206,7 @@ function table(title, columns, rows, opts) {
       for (const c of columns) {
         const text = cellText(c, r);
         const td = c.clamp
-          ? el("td", { class: "clamp" }, el("div", {}, text))
+          ? el("td", { class: "clamp" }, el("div", {}, ...breakable(text)))
           : el("td", { class: c.cls || (c.num ? "num" : c.cut ? "cut" : c.wrap ? "reason" : c.time ? "time" : "") },
               ...(c.wrap ? breakable(text) : [text]));
         // A cell cut to fit holds the whole in its title (shown on hover).
@@ -225,25 +227,26 @@ function table(title, columns, rows, opts) {
 
 // ---- Live
 
-// Widths that fit a 1,024-pixel window: a name wraps in its column (at `_`, `/`, `.` first), never
-// cut; an amount to the nano-dollar holds on one line.
+// Widths that fit a 1,024-pixel window (12-pixel type below 1,200, app.css): each column holds its
+// longest usual word on one line (`reconciliation`, `(anonymous)`, `permission_`, a cost to the
+// nano-dollar); a name wraps in its column at `_`, `/`, `.`, spaces and hyphens, never cut.
 const LIVE_COLUMNS = [
   // A time breaks at its space only (an older day's "11-20 08:43" in two lines), never inside "08:43:36".
-  { key: "ts", label: "time", width: "7.5%", time: true, format: shortTime, title: (v) => v || "" },
-  { key: "event", label: "kind", width: "7%", wrap: true },
-  { key: "instance", label: "instance", width: "7%", wrap: true },
-  { key: "client", label: "client", width: "8%", wrap: true, format: (v, r) => ("client" in r ? who(v) : "") },
-  { key: "provider", label: "provider / server / host", width: "7.5%", wrap: true, format: (v, r) => v || r.server || r.host || "" },
-  { key: "model", label: "model / tool", width: "9%", wrap: true, format: (v, r) => v || r.tool || r.method || "" },
+  { key: "ts", label: "time", width: "6.4%", time: true, format: shortTime, title: (v) => v || "" },
+  { key: "event", label: "kind", width: "9.1%", wrap: true },
+  { key: "instance", label: "instance", width: "6.1%", wrap: true },
+  { key: "client", label: "client", width: "9%", wrap: true, format: (v, r) => ("client" in r ? who(v) : "") },
+  { key: "provider", label: "provider / server / host", width: "8.5%", wrap: true, format: (v, r) => v || r.server || r.host || "" },
+  { key: "model", label: "model / tool", width: "8.2%", wrap: true, format: (v, r) => v || r.tool || r.method || "" },
   // A refusal names its kind; a call let through says so.
-  { key: "decision", label: "decision", width: "9%", wrap: true, format: (v, r) => r.refusal || v || "" },
-  { key: "status", label: "status", width: "5%", num: true },
+  { key: "decision", label: "decision", width: "8.2%", wrap: true, format: (v, r) => r.refusal || v || "" },
+  { key: "status", label: "status", width: "4.6%", num: true },
   { key: "total_tokens", label: "tokens", width: "5.5%", num: true },
-  { key: "cost_usd", label: "cost", width: "10%", num: true, format: money },
-  { key: "latency_ms", label: "ms", width: "4.5%", num: true, format: (v, r) => (v != null ? Math.round(v) : r.duration_ms != null ? Math.round(r.duration_ms) : "") },
+  { key: "cost_usd", label: "cost", width: "9.8%", num: true, format: money },
+  { key: "latency_ms", label: "ms", width: "4.7%", num: true, format: (v, r) => (v != null ? Math.round(v) : r.duration_ms != null ? Math.round(r.duration_ms) : "") },
   // A reason over up to three lines (a policy's usual one whole), a longer one cut there.
-  { key: "deny_reasons", label: "reason", width: "11%", clamp: true, format: (v, r) => (Array.isArray(v) && v.length ? v.join("; ") : r.error || "") },
-  { key: "findings", label: "findings", width: "9%", wrap: true, format: (v, r) => findingsText(r) },
+  { key: "deny_reasons", label: "reason", width: "10.5%", clamp: true, format: (v, r) => (Array.isArray(v) && v.length ? v.join("; ") : r.error || "") },
+  { key: "findings", label: "findings", width: "9.4%", wrap: true, format: (v, r) => findingsText(r) },
 ];
 
 async function viewLive(params) {
@@ -500,22 +503,22 @@ const VIEWS = {
   people: viewPeople,
   spend: viewSpend,
   refusals: () => simple("refusals", "Refusals", "/api/refusals", [
-    { key: "kind", label: "kind" }, { key: "client", label: "client", format: who }, { key: "count", label: "count", num: true },
-    { key: "last_reason", label: "latest reason", wrap: true }, { key: "last_seen", label: "last seen" },
+    { key: "kind", label: "kind" }, { key: "client", label: "client", wrap: true, format: who }, { key: "count", label: "count", num: true },
+    { key: "last_reason", label: "latest reason", wrap: true }, { key: "last_seen", label: "last seen", format: shortTime, title: (v) => v || "" },
   ], { empty: "Nothing refused." }),
   guardrails: () => simple("guardrails", "Guardrails: findings", "/api/findings", [
-    { key: "kind", label: "kind" }, { key: "client", label: "client", format: who },
+    { key: "kind", label: "kind", wrap: true }, { key: "client", label: "client", wrap: true, format: who },
     { key: "where", label: "where" }, { key: "action", label: "what was done" }, { key: "count", label: "found", num: true },
   ], { empty: "No finding." }),
   services: () => simple("services", "AI services", "/api/inventory", [
-    { key: "client", label: "client", format: who }, { key: "service", label: "service" }, { key: "category", label: "category" },
+    { key: "client", label: "client", wrap: true, format: who }, { key: "service", label: "service", wrap: true }, { key: "category", label: "category" },
     { key: "calls", label: "governed calls", num: true }, { key: "connections", label: "connections", num: true },
     { key: "refused", label: "refused", num: true }, { key: "bytes_sent", label: "sent", num: true },
-    { key: "bytes_received", label: "received", num: true }, { key: "last_seen", label: "last seen" },
+    { key: "bytes_received", label: "received", num: true }, { key: "last_seen", label: "last seen", format: shortTime, title: (v) => v || "" },
   ]),
   invoice: viewInvoice,
   budgets: () => simple("budgets", "Budgets", "/api/budgets", [
-    { key: "limit", label: "limit" }, { key: "subject", label: "applies to", format: (v) => (v == null ? "(all)" : v) }, { key: "window", label: "window" },
+    { key: "limit", label: "limit", wrap: true }, { key: "subject", label: "applies to", wrap: true, format: (v) => (v == null ? "(all)" : v) }, { key: "window", label: "window" },
     { key: "used", label: "used", num: true, format: (v, r) => (r.unit === "usd" ? money(v) : v == null ? "" : String(v)) },
     { key: "cap", label: "cap", num: true, format: (v, r) => (r.unit === "usd" ? money(v) : v == null ? "" : String(v)) },
     { key: "unit", label: "unit" },
