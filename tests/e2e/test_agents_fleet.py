@@ -9,6 +9,7 @@ allowed hosts refused by the other, until `quarantine_s`, and while Redis is sto
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import pytest
@@ -32,6 +33,12 @@ from tests.e2e.test_agents_mcp import (
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.mcp_upstream import RUN_MAIN
 from tests.support.redis import redis_server
+
+from tollgate.governance.agents.quarantine import fleet_key, shared_key
+from tollgate.ledger.redis_quarantines import QUARANTINE
+
+# What every worker of the fleet holds and Redis does not: the quarantines' names are keyed with it.
+LEDGER_SECRET = "the fleet's ledger secret, 32 characters or more"
 
 # The SDK's client, its requests sent through worker `a` or `b` as `switch.via` says.
 FLEET_CLIENT = """
@@ -110,7 +117,7 @@ def test_a_quarantine_begun_in_one_worker_holds_in_the_other(start_gateway, inbo
         made = config(inbox, [{"name": "alice", "keys": [KEY]}])
 
         def with_redis(urls: dict) -> dict:
-            return {**made(urls), "ledger": {"store": server.url}}
+            return {**made(urls), "ledger": {"store": server.url, "secret": LEDGER_SECRET}}
 
         a = start_gateway(with_redis, providers=("openai",))
         b = start_gateway(with_redis, providers=("openai",))
@@ -177,6 +184,15 @@ report(answered=answer.choices[0].finish_reason is not None)
 """
 
 
+def quarantine_names(server) -> set[str]:
+    """The names of the quarantines Redis holds."""
+    direct = redis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        return {k.removeprefix(QUARANTINE) for k in direct.keys(QUARANTINE + "*")}
+    finally:
+        direct.close()
+
+
 def serving(gateway, seconds: float = 60.0) -> None:
     """Once the gateway answers a CONNECT: a process starting on a loaded host listens some seconds
     before its event loop is free to answer."""
@@ -198,7 +214,7 @@ def test_a_persons_quarantine_begun_in_one_worker_holds_their_connections_in_the
         made = config(inbox, [{"name": LOGIN}])
 
         def with_redis(urls: dict) -> dict:
-            return {**made(urls), "ledger": {"store": server.url}}
+            return {**made(urls), "ledger": {"store": server.url, "secret": LEDGER_SECRET}}
 
         login = ("--set", f"proxyauth={LOGIN}:{PASSWORD}")
         a = start_gateway(with_redis, *login, providers=("openai",))
@@ -211,6 +227,11 @@ def test_a_persons_quarantine_begun_in_one_worker_holds_their_connections_in_the
         assert status == 403, said
         assert f"{ELSEWHERE} is not in the providers' and MCP servers' hosts, and this client is quarantined" in said
         assert connect(b, "api.openai.com")[0] != 403  # a provider's host: Redis is not even asked
+        # Redis names the person's quarantine by a keyed hash: not the SHA-256 of their name, which
+        # whoever reads Redis could make from a list of people.
+        assert quarantine_names(server) == {shared_key(f"caller:{LOGIN}", fleet_key(LEDGER_SECRET))}
+        plain = {hashlib.sha256(name.encode()).hexdigest() for name in (LOGIN, f"caller:{LOGIN}")}
+        assert not quarantine_names(server) & plain
         time.sleep(QUARANTINE_S + 0.3)
         assert connect(b, ELSEWHERE)[0] != 403
         server.stop()

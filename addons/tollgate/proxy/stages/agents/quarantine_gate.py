@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NamedTuple
 
 from mitmproxy import http
 
@@ -31,6 +31,7 @@ from tollgate.governance.agents.quarantine import (
     UNKNOWN,
     Held,
     caller_key,
+    fleet_key,
     injected,
     login_key,
     refusal,
@@ -48,12 +49,24 @@ from tollgate.proxy.state import Shared
 logger = logging.getLogger(__name__)
 
 
+class Fleet(NamedTuple):
+    """The quarantines every process sharing the ledger's Redis holds, and the key their names
+    there are keyed with (from `ledger.secret`: never logged, never recorded)."""
+
+    store: SharedQuarantines
+    key: bytes
+
+    def names(self, keys: Sequence[str]) -> list[str]:
+        return [shared_key(k, self.key) for k in keys]
+
+
 class Quarantines:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
         # Made once per `agents` settings in force: the injection signals, `egress_allow`'s globs.
         self._signals: tuple[AgentsSettings, InjectionSignals] | None = None
         self._allow: tuple[AgentsSettings, Globs | None] | None = None
+        self._key: tuple[str, bytes] | None = None  # `ledger.secret`, and the key derived from it
 
     # --- started ---------------------------------------------------------------------------
 
@@ -112,12 +125,19 @@ class Quarantines:
         """On the event loop: with the ledger on Redis, the quarantine written there for every
         process (done once written, or once the first attempt failed: it is tried again)."""
         fleet = self._fleet()
-        return None if fleet is None else fleet.start(shared_key(key), time.time() + seconds, kinds)
+        return None if fleet is None else fleet.store.start(fleet.names([key])[0], time.time() + seconds, kinds)
 
-    def _fleet(self) -> SharedQuarantines | None:
-        """The quarantines every process sharing the ledger's store holds (Redis), or None."""
-        store = self.shared.ledger
-        return None if store is None else store.quarantines
+    def _fleet(self) -> Fleet | None:
+        """The quarantines every process sharing the ledger's store holds (Redis), or None; None
+        too without `ledger.secret` (the configuration requires it where a quarantine can begin)."""
+        store, loaded = self.shared.ledger, self.shared.loaded
+        shared = None if store is None else store.quarantines
+        secret = None if loaded is None else loaded.config.ledger.secret
+        if shared is None or secret is None:
+            return None
+        if self._key is None or self._key[0] != secret:
+            self._key = (secret, fleet_key(secret))
+        return Fleet(shared, self._key[1])
 
     def _signals_of(self, settings: AgentsSettings) -> InjectionSignals:
         if self._signals is None or self._signals[0] is not settings:
@@ -157,11 +177,11 @@ class Quarantines:
 
     async def _looked_up(
         self, flow: http.HTTPFlow, exchange: McpExchange, settings: AgentsSettings, acting: list[int],
-        keys: tuple[str | None, str | None], fleet: SharedQuarantines,
+        keys: tuple[str | None, str | None], fleet: Fleet,
     ) -> None:  # fmt: skip
         present = [k for k in keys if k is not None]
         try:
-            found = await fleet.holding([shared_key(k) for k in present])
+            found = await fleet.store.holding(fleet.names(present))
         except Exception as e:  # what cannot be read is unknown: refused, never let through
             self._unknown(flow, exchange, settings, acting, str(e))
             return
@@ -246,9 +266,9 @@ class Quarantines:
         fleet = self._fleet()
         return None if fleet is None else self._connection_looked_up(fleet, login_key(client), host, where)
 
-    async def _connection_looked_up(self, fleet: SharedQuarantines, key: str, host: str, where: str) -> str | None:
+    async def _connection_looked_up(self, fleet: Fleet, key: str, host: str, where: str) -> str | None:
         try:
-            (entry,) = await fleet.holding([shared_key(key)])
+            (entry,) = await fleet.store.holding(fleet.names([key]))
         except Exception as e:  # what cannot be read is unknown: refused, never let through
             logger.error(f"Tollgate: a proxy login's quarantine cannot be read: {e}")
             return f"{host} is not in {where}, and Tollgate cannot tell whether this client is quarantined ({UNKNOWN})"
