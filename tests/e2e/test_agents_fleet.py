@@ -30,6 +30,7 @@ from tests.e2e.test_agents_mcp import (
     connect,
     login_url,
 )
+from tests.support.delayed_relay import DelayedRelay
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.mcp_upstream import RUN_MAIN
 from tests.support.redis import redis_server
@@ -165,6 +166,74 @@ def test_a_quarantine_begun_in_one_worker_holds_in_the_other(start_gateway, inbo
         assert record["error"].startswith("ledger unavailable:") and record["refusal"] == "ledger_unavailable"
         assert inbox.handler.called == ["read_inbox", "search", "send_money"]  # the refused ones never sent
     finally:
+        server.stop()
+
+
+# How late worker a's writes of a quarantine (EVALSHA) reach Redis: longer than the client takes to
+# read a result and send its next call through b; with the script's first load (two of them), well
+# within `quarantine_s` and the store's time limit for a command (2 s).
+WRITE_DELAY = 0.5
+
+RIGHT_AFTER = """
+read = await call(client, "read_inbox")
+switch.via = "b"
+refused = await call(client, "send_money")
+report(read=read, refused=refused)
+"""
+
+READ_ALONE = """
+as_json = await call(client, "read_inbox")
+as_events = await call(client, "read_inbox", sse=True)
+report(as_json=as_json, as_events=as_events)
+"""
+
+
+def test_an_injected_result_goes_only_once_its_quarantine_is_written_and_never_unwritten(
+    start_gateway, inbox, tmp_path
+) -> None:
+    """Worker a's writes reach Redis late: the result holding the injection reaches the client
+    only once its quarantine is written there, so an acting call sent through b right after is
+    refused. Then Redis refuses writes (full, `noeviction`): the injected result is never
+    delivered, its request gets a JSON-RPC error, and its record says why."""
+    server = redis_server(tmp_path / "redis")
+    slow = DelayedRelay(server.port, WRITE_DELAY, holding=b"EVALSHA")
+    direct = redis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        made = config(inbox, [{"name": "alice", "keys": [KEY]}])
+
+        def on(url: str):
+            return lambda urls: {**made(urls), "ledger": {"store": url, "secret": LEDGER_SECRET}}
+
+        a = start_gateway(on(f"redis://127.0.0.1:{slow.port}/0"), providers=("openai",))
+        b = start_gateway(on(server.url), providers=("openai",))
+        started, called = len(b.audit()), len(inbox.handler.called)
+        result = a.run(fleet_code(a.proxy.proxy_url, b.proxy.proxy_url, RIGHT_AFTER))
+        assert result.get("read") == [INJECTED], result
+        assert isinstance(result["refused"], dict) and result["refused"]["error"] == -32001, result
+        assert result["refused"]["message"] in {REFUSED.format(n) for n in range(1, QUARANTINE_S + 1)}
+        (refused,) = tool_records(b, started, 1)
+        assert (refused["tool"], refused["decision"]) == ("send_money", "deny")
+        assert inbox.handler.called[called:] == ["read_inbox"]  # the refused call never sent
+
+        direct.config_set("maxmemory-policy", "noeviction")
+        direct.config_set("maxmemory", 1)  # every write refused: OOM
+        started = len(a.audit())
+        unwritten = a.run(fleet_code(a.proxy.proxy_url, b.proxy.proxy_url, READ_ALONE))
+        for got in (unwritten["as_json"], unwritten["as_events"]):
+            assert isinstance(got, dict) and got["error"] == -32001, unwritten
+            assert got["message"] == (
+                "Tollgate withheld this answer: a result in it began a quarantine that could not be written to"
+                " Tollgate's ledger (unavailable); retry later."
+            )
+        records = tool_records(a, started, 2)
+        assert [(r["tool"], r["refusal"], r["is_error"], r["tool_findings"]) for r in records] == [
+            ("read_inbox", "ledger_unavailable", True, {"injection.instructions": 1})
+        ] * 2
+        assert all(r["error"] == "ledger unavailable: a result's quarantine could not be written" for r in records)
+        assert LEDGER_SECRET not in a.proxy.console() + b.proxy.console()
+    finally:
+        direct.close()
+        slow.close()
         server.stop()
 
 

@@ -49,6 +49,40 @@ from tollgate.proxy.state import Shared
 logger = logging.getLogger(__name__)
 
 
+# How long an MCP answer holding an injected result waits for its quarantine's write at most: the
+# store's own time limit (2 × its command timeout) ends it sooner.
+WRITE_WAIT_S = 10.0
+# What the agent reads in place of results withheld because their quarantine could not be written.
+UNWRITTEN = (
+    "Tollgate withheld this answer: a result in it began a quarantine that could not be written to"
+    " Tollgate's ledger (unavailable); retry later."
+)
+
+
+class Written:
+    """A quarantine's write to the fleet's Redis, which the MCP answer carrying its result waits
+    for (`formats/mcp/withheld.py`'s `Pending`): made wherever the result is read, settled on the
+    event loop."""
+
+    def __init__(self) -> None:
+        self.failure: tuple[int, str] | None = None
+        self._settled = False
+        self._done = asyncio.Event()  # bound to the event loop where it is first awaited or set
+
+    def settled(self) -> bool:
+        return self._settled
+
+    async def wait(self) -> None:
+        await self._done.wait()
+
+    def settle(self, written: bool) -> None:
+        """On the event loop: written, or not (its answer's requests then get `UNWRITTEN`)."""
+        if not written:
+            self.failure = (REFUSED_CODE, UNWRITTEN)
+        self._settled = True
+        self._done.set()
+
+
 class Fleet(NamedTuple):
     """The quarantines every process sharing the ledger's Redis holds, and the key their names
     there are keyed with (from `ledger.secret`: never logged, never recorded)."""
@@ -67,6 +101,7 @@ class Quarantines:
         self._signals: tuple[AgentsSettings, InjectionSignals] | None = None
         self._allow: tuple[AgentsSettings, Globs | None] | None = None
         self._key: tuple[str, bytes] | None = None  # `ledger.secret`, and the key derived from it
+        self._acknowledging: set[asyncio.Task[None]] = set()  # the writes MCP answers wait for
 
     # --- started ---------------------------------------------------------------------------
 
@@ -83,12 +118,16 @@ class Quarantines:
         key = caller_key(call.caller.client, call.caller.auth) if kinds else None
         if key is None or not self._start(key, state.settings, kinds):
             return None
-        return self._share(key, state.settings.quarantine_s, kinds)
+        write = self._share(key, state.settings.quarantine_s, kinds)
+        return None if write is None else _waited(write)
 
-    def mcp_results(self, exchange: McpExchange) -> Callable[[Any], object] | None:
+    def mcp_results(self, exchange: McpExchange) -> Callable[[Any], Written | None] | None:
         """What reads an MCP answer's `tools/call` results as the relay passes them (None: not
         read: no `agents`, a trusted server, no tools/call): each result's findings on the exchange
-        (`tool_findings`), an injection quarantining the session and a personal caller."""
+        (`tool_findings`), an injection quarantining the session and a personal caller. With the
+        ledger on Redis, the message holding it is held until the quarantine is written there
+        (`Written`), so that no other process serves the session's acting calls unaware of it;
+        one that cannot be written is not delivered (fail closed)."""
         loaded = exchange.loaded
         settings = loaded.config.agents if isinstance(loaded, Loaded) else None
         if settings is None or exchange.server.trusted:
@@ -105,13 +144,49 @@ class Quarantines:
         # Written to Redis from the event loop: a large answer is read in a worker thread.
         loop = asyncio.get_running_loop() if self._fleet() is not None else None
 
-        def read(value: Any) -> None:
+        def read(value: Any) -> Written | None:
             kinds = injected(reading(value))
-            for key in keys if kinds else ():
-                if self._start(key, settings, kinds) and loop is not None:
-                    loop.call_soon_threadsafe(self._share, key, settings.quarantine_s, kinds)
+            begun = [key for key in (keys if kinds else ()) if self._start(key, settings, kinds)]
+            if not begun or loop is None:
+                return None
+            written = Written()
+            loop.call_soon_threadsafe(self._write_for, exchange, written, begun, settings.quarantine_s, kinds)
+            return written
 
         return read
+
+    def _write_for(
+        self, exchange: McpExchange, written: Written, keys: list[str], seconds: float, kinds: tuple[str, ...]
+    ) -> None:
+        """On the event loop: the quarantines of `keys` written to Redis, `written` settled once
+        they are (or once one failed)."""
+        fleet = self._fleet()
+        if fleet is None:  # the ledger no longer on Redis (a reload): this process holds it alone
+            written.settle(True)
+            return
+        until = time.time() + seconds
+        writes = [fleet.store.start(name, until, kinds) for name in fleet.names(keys)]
+        task = asyncio.ensure_future(self._acknowledged(exchange, written, writes))
+        self._acknowledging.add(task)
+        task.add_done_callback(self._acknowledging.discard)
+
+    @staticmethod
+    async def _acknowledged(exchange: McpExchange, written: Written, writes: list[Awaitable[bool]]) -> None:
+        try:
+            async with asyncio.timeout(WRITE_WAIT_S):
+                done = [await write for write in writes]
+        except Exception:  # not known to be written: as failed
+            done = [False]
+        ok = all(d is True for d in done)
+        if not ok:
+            # As a quarantine that cannot be read: the result is not let through unknown to the
+            # others, whatever `ledger.on_store_error` says (it lets calls go uncounted only).
+            logger.error(
+                "Tollgate: an MCP result's quarantine could not be written to the ledger; its answer is withheld"
+            )
+            exchange.answer.error = "ledger unavailable: a result's quarantine could not be written"
+            exchange.answer.refused = LEDGER_UNAVAILABLE
+        written.settle(ok)
 
     def _start(self, key: str, settings: AgentsSettings, kinds: tuple[str, ...]) -> bool:
         """In this process's memory (at once, from any thread): whether a quarantine began."""
@@ -121,7 +196,7 @@ class Quarantines:
             logger.info(f"Tollgate: {whom} quarantined for {settings.quarantine_s} s after {', '.join(kinds)}")
         return held is not None
 
-    def _share(self, key: str, seconds: float, kinds: tuple[str, ...]) -> Awaitable[None] | None:
+    def _share(self, key: str, seconds: float, kinds: tuple[str, ...]) -> Awaitable[bool] | None:
         """On the event loop: with the ledger on Redis, the quarantine written there for every
         process (done once written, or once the first attempt failed: it is tried again)."""
         fleet = self._fleet()
@@ -289,3 +364,7 @@ class Quarantines:
             globs = None if settings.egress_allow is None else Globs(settings.egress_allow)
             self._allow = (settings, globs)
         return self._allow[1]
+
+
+async def _waited(write: Awaitable[bool]) -> None:
+    await write

@@ -25,6 +25,7 @@ from tests.unit.proxy.stages.agents.test_quarantine_gate import (
     sse,
 )
 
+from tollgate.formats.mcp.answers import AnswerRelay
 from tollgate.governance.agents.quarantine import fleet_key, shared_key
 from tollgate.ledger.store import StoreError
 from tollgate.proxy.stages.agents.quarantine_gate import Quarantines
@@ -41,17 +42,20 @@ def named(key: str, secret: str = SECRET) -> str:
 
 
 class Fleet:
-    """What the other processes hold (`SharedQuarantines`), in memory; `down`: Redis unreachable."""
+    """What the other processes hold (`SharedQuarantines`), in memory; `down`: Redis unreachable;
+    `unwritable`: a write fails (Redis full, or read-only to this process)."""
 
     def __init__(self) -> None:
         self.held: dict[str, tuple[float, tuple[str, ...]]] = {}
         self.reads: list[list[str]] = []
         self.down = False
+        self.unwritable = False
 
-    def start(self, key: str, until: float, kinds: Sequence[str]) -> asyncio.Future[None]:
-        self.held[key] = (until, tuple(kinds))
-        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        written.set_result(None)
+    def start(self, key: str, until: float, kinds: Sequence[str]) -> asyncio.Future[bool]:
+        if not self.unwritable:
+            self.held[key] = (until, tuple(kinds))
+        written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(written.set_result, not self.unwritable)  # a round trip later
         return written
 
     async def holding(self, keys: Sequence[str]):
@@ -191,3 +195,56 @@ def test_a_logins_connection_off_the_allowed_hosts_is_looked_up_only_then() -> N
 
 async def _result(pending):
     return await pending
+
+
+async def streamed(stage: Quarantines, exchange, body: bytes, is_sse: bool = True) -> tuple[bytes, bytes]:
+    """What the client gets of an answer as it streams (the relay's output for the body, then for
+    its end), and what the answer's end releases once the writes it waits for are done."""
+    relay = AnswerRelay(is_sse, [r.id for r in exchange.requests if r.id is not None])
+    relay.results = stage.mcp_results(exchange)
+    exchange.reader = relay
+    out = b"".join(o if isinstance(o, bytes) else b"".join(o) for o in (relay(body), relay(b"")))
+    await asyncio.wait_for(relay.withheld.wait(), 5)
+    released = relay.release()
+    exchange.answer.outcomes = relay.outcomes  # as the answer's end records them
+    return out, released
+
+
+def test_an_injected_result_goes_only_once_its_quarantine_is_written() -> None:
+    async def scenario() -> None:
+        shared, fleet = on_fleet({})
+        exchange = exchange_of(shared, call(1, "read_inbox"), call(2, "read_inbox"))
+        body = sse(answer(1, "Your inbox: one letter."), answer(2, INJECTED))
+        streaming, released = await streamed(Quarantines(shared), exchange, body)
+        assert INJECTED.encode() not in streaming  # not before the write is acknowledged
+        assert named(SESSION) in fleet.held
+        assert streaming + released == body
+        (_, second) = mcp_records(exchange)
+        assert (second["error"], second["refusal"], second["is_error"]) == (None, None, False)
+
+    asyncio.run(scenario())
+
+
+def test_an_injected_result_whose_quarantine_cannot_be_written_is_not_delivered() -> None:
+    """Fail closed: the requests whose results were held get JSON-RPC errors in their place, and
+    the records say why (`ledger_unavailable`); as an event stream and as a JSON answer."""
+
+    async def scenario(is_sse: bool) -> None:
+        shared, fleet = on_fleet({})
+        fleet.unwritable = True
+        exchange = exchange_of(shared, call(2, "read_inbox"))
+        body = sse(answer(2, INJECTED)) if is_sse else json.dumps(answer(2, INJECTED)).encode()
+        streaming, released = await streamed(Quarantines(shared), exchange, body, is_sse)
+        got = streaming + released
+        assert INJECTED.encode() not in got and not fleet.held
+        data = got.split(b"data: ", 1)[1] if is_sse else got
+        error = json.loads(data)
+        assert (error["id"], error["error"]["code"]) == (2, -32001)
+        assert error["error"]["message"].startswith("Tollgate withheld this answer: a result in it began a quarantine")
+        (record,) = mcp_records(exchange)
+        assert record["refusal"] == "ledger_unavailable" and record["is_error"] is True
+        assert record["error"] == "ledger unavailable: a result's quarantine could not be written"
+        assert record["tool_findings"] == {"injection.instructions": 1}
+
+    asyncio.run(scenario(True))
+    asyncio.run(scenario(False))
