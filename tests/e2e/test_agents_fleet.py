@@ -5,7 +5,11 @@ while a call that does not act goes; after `quarantine_s` the acting call goes. 
 stopped, an acting call neither process holds a quarantine for is refused (it cannot be told),
 with its record. Redis keeps a fingerprint, never the session's id. A person (a proxy login) whose
 LLM call through one process carried an injected tool result has their new connections off the
-allowed hosts refused by the other, until `quarantine_s`, and while Redis is stopped."""
+allowed hosts refused by the other, until `quarantine_s`, and while Redis is stopped; Redis names
+that quarantine by a keyed hash under `ledger.secret`, not by a plain hash of their name. An
+injected result reaches the client only once its quarantine is written (one worker's writes
+slowed: an acting call through the other right after is refused), and never when Redis refuses
+the write."""
 
 from __future__ import annotations
 

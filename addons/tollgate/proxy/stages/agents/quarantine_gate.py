@@ -5,8 +5,9 @@ an MCP session's or a personal caller's acting `tools/call` refused as JSON-RPC 
 a proxy login's new connections to hosts off `agents.egress_allow` refused 403 (`connection`).
 
 Without `agents` each step is one attribute read; with it and no quarantine in force, one more. With
-the ledger on Redis, the quarantines are written there too (`ledger/redis_quarantines.py`), and
-read there only for a request with an acting `tools/call`, or a proxy login's new connection to a
+the ledger on Redis, the quarantines are written there too (`ledger/redis_quarantines.py`; what
+began one, an LLM call or an MCP result, goes on once it is written, and an MCP result whose
+quarantine cannot be written never goes), and read there only for a request with an acting `tools/call`, or a proxy login's new connection to a
 host off the allowed ones, that this process holds in no quarantine: one round trip each."""
 
 from __future__ import annotations
