@@ -255,6 +255,16 @@ messages = [
 answer = model.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=tools)
 report(answered=answer.choices[0].finish_reason is not None)
 """
+# The same call, once its quarantine cannot be written: refused, with the error Tollgate gives.
+CHAT_UNWRITTEN = CHAT.replace(
+    'answer = model.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=tools)\n'
+    "report(answered=answer.choices[0].finish_reason is not None)",
+    "try:\n"
+    '    model.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=tools)\n'
+    "    report(answered=True)\n"
+    "except openai.APIStatusError as e:\n"
+    '    report(status=e.status_code, refusal=e.response.headers.get("x-tollgate-error"))',
+)
 
 
 def quarantine_names(server) -> set[str]:
@@ -307,6 +317,14 @@ def test_a_persons_quarantine_begun_in_one_worker_holds_their_connections_in_the
         assert not quarantine_names(server) & plain
         time.sleep(QUARANTINE_S + 0.3)
         assert connect(b, ELSEWHERE)[0] != 403
+        # Redis refuses writes: a call whose quarantine cannot be written for the others is refused.
+        direct = redis.Redis.from_url(server.url)
+        try:
+            direct.config_set("maxmemory-policy", "noeviction")
+            direct.config_set("maxmemory", 1)
+        finally:
+            direct.close()
+        assert a.run(CHAT_UNWRITTEN, proxy_url=login_url(a)) == {"status": 503, "refusal": "ledger_unavailable"}
         server.stop()
         status, said = connect(b, ELSEWHERE)
         assert status == 403 and "Tollgate cannot tell whether this client is quarantined" in said

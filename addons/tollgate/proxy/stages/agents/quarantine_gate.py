@@ -5,10 +5,10 @@ an MCP session's or a personal caller's acting `tools/call` refused as JSON-RPC 
 a proxy login's new connections to hosts off `agents.egress_allow` refused 403 (`connection`).
 
 Without `agents` each step is one attribute read; with it and no quarantine in force, one more. With
-the ledger on Redis, the quarantines are written there too (`ledger/redis_quarantines.py`; what
-began one, an LLM call or an MCP result, goes on once it is written, and an MCP result whose
-quarantine cannot be written never goes), and read there only for a request with an acting `tools/call`, or a proxy login's new connection to a
-host off the allowed ones, that this process holds in no quarantine: one round trip each."""
+the ledger on Redis, the quarantines are written there too (`ledger/redis_quarantines.py`: the LLM
+call or MCP result that began one goes on once it is written, never when it cannot be), and read
+there only for a request with an acting `tools/call`, or a proxy login's new connection to a host
+off the allowed ones, that this process holds in no quarantine: one round trip each."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ from tollgate.governance.agents.taint import matches
 from tollgate.governance.egress.egress import Globs
 from tollgate.governance.mcp.mcp_exchange import REFUSED_CODE, McpExchange
 from tollgate.ledger.store import SharedQuarantines
-from tollgate.proxy.flows import answer_mcp
+from tollgate.proxy.flows import answer_mcp, refuse
 from tollgate.proxy.state import Shared
 
 logger = logging.getLogger(__name__)
@@ -111,7 +111,8 @@ class Quarantines:
         conversation's caller, when it is one person (the request goes on: its answer's calls are
         `Agents`' to decide). With the ledger on Redis, the call waits until it is written there
         (one round trip, on such a call alone), so that no other process serves the answer's
-        acting calls unaware of it."""
+        acting calls unaware of it; one whose quarantine cannot be written is refused (503
+        `ledger_unavailable`), as an MCP result is withheld."""
         state = call.agents
         if state is None:
             return None
@@ -120,7 +121,7 @@ class Quarantines:
         if key is None or not self._start(key, state.settings, kinds):
             return None
         write = self._share(key, state.settings.quarantine_s, kinds)
-        return None if write is None else _waited(write)
+        return None if write is None else _written_or_refused(flow, call, write)
 
     def mcp_results(self, exchange: McpExchange) -> Callable[[Any], Written | None] | None:
         """What reads an MCP answer's `tools/call` results as the relay passes them (None: not
@@ -367,5 +368,17 @@ class Quarantines:
         return self._allow[1]
 
 
-async def _waited(write: Awaitable[bool]) -> None:
-    await write
+async def _written_or_refused(flow: http.HTTPFlow, call: Call, write: Awaitable[bool]) -> None:
+    """The call goes once its quarantine is written; is refused when it cannot be, whatever
+    `ledger.on_store_error` says (it lets calls go uncounted, never unknown to the other processes)."""
+    try:
+        async with asyncio.timeout(WRITE_WAIT_S):
+            written = await write
+    except Exception:  # not known to be written: as failed
+        written = False
+    if written is True:
+        return
+    logger.error("Tollgate: a call's quarantine could not be written to the ledger; the call is refused")
+    call.answer.error = "ledger unavailable"
+    message = "Tollgate cannot write this conversation's quarantine to its ledger; retry later."
+    refuse(flow, call, LEDGER_UNAVAILABLE, message)
