@@ -74,7 +74,12 @@ class Written:
         return self._settled
 
     async def wait(self) -> None:
-        await self._done.wait()
+        """Done once settled; one that never is within WRITE_WAIT_S (and a margin) counts as failed."""
+        try:
+            async with asyncio.timeout(WRITE_WAIT_S + 1):
+                await self._done.wait()
+        except TimeoutError:
+            self.settle(False)
 
     def settle(self, written: bool) -> None:
         """On the event loop: written, or not (its answer's requests then get `UNWRITTEN`)."""
@@ -167,7 +172,11 @@ class Quarantines:
             written.settle(True)
             return
         until = time.time() + seconds
-        writes = [fleet.store.start(name, until, kinds) for name in fleet.names(keys)]
+        try:
+            writes = [fleet.store.start(name, until, kinds) for name in fleet.names(keys)]
+        except Exception:  # a write not even begun is one not written
+            logger.exception("Tollgate: an MCP result's quarantine could not be sent to the ledger")
+            writes = [_unwritten()]
         task = asyncio.ensure_future(self._acknowledged(exchange, written, writes))
         self._acknowledging.add(task)
         task.add_done_callback(self._acknowledging.discard)
@@ -366,6 +375,10 @@ class Quarantines:
             globs = None if settings.egress_allow is None else Globs(settings.egress_allow)
             self._allow = (settings, globs)
         return self._allow[1]
+
+
+async def _unwritten() -> bool:
+    return False
 
 
 async def _written_or_refused(flow: http.HTTPFlow, call: Call, write: Awaitable[bool]) -> None:
