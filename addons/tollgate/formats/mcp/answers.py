@@ -143,6 +143,7 @@ class AnswerRelay:
         # it gives, a write the message must not go before (its quarantine on the fleet's store).
         self.results: Callable[[Any], Pending | None] | None = None
         self.withheld = Withholding()
+        self._reading = False  # within a piece's reading, before what it gives is withheld or not
         self.outcomes: dict[RequestId, bool] = {}
         # The requests answered `input_required` (2026-07-28): a SHA-256 of the requestState their
         # client's retry will echo (None where the result gives none).
@@ -187,9 +188,13 @@ class AnswerRelay:
         if self.ended:
             return []  # Tollgate ended the answer: the rest is not read, nor sent
         try:
-            out = self._feed(chunk)
+            self._reading = True
+            try:
+                out = self._feed(chunk)
+            finally:
+                self._reading = False
             passing = self.withheld.passing(out)
-            out = passing if passing is not None else self._stopped(*self.withheld.refusal or (UNREADABLE_CODE, ""))
+            out = passing if passing is not None else _unwritten(self)
             if not chunk and not self.waiting:  # what was held went on with the answer's end
                 self.ended = True
         except Exception as e:  # a bug, not the answer: it goes no further all the same
@@ -373,8 +378,9 @@ class AnswerRelay:
         """What waited for tools to be decided, once they are, and for writes, once they are done:
         to be sent on (the requests' errors in place of what was held, once a write failed)."""
         out = self._retry() if self._waiting_for is not None and self._decided() else b""
-        passing = self.withheld.passing(out)
-        out = passing if passing is not None else self._stopped(*self.withheld.refusal or (UNREADABLE_CODE, ""))
+        if not self._reading:  # within a piece's reading, what it gives is withheld or not after it
+            passing = self.withheld.passing(out)
+            out = passing if passing is not None else _unwritten(self)
         self.passed += len(out)
         if not self.waiting:
             self.ended = True
@@ -428,15 +434,22 @@ class AnswerRelay:
             return b""
         if (not self.sse and self.passed) or self._held_size < 0:  # some of a message went on
             return None
-        # What waited for a write goes on once it is written; else it never goes, its requests
-        # answered with errors as those not answered yet.
-        before = (self.withheld.passing(b"") or b"") if self.sse else b""
-        for i in self.withheld.drop():
-            self.outcomes.pop(i, None)
+        before = b""
+        if self.withheld.active and not self._reading:
+            # The answer broke off: what waited for a write goes on once it is written; else it
+            # never goes, its requests answered with errors as those not answered yet. (Within a
+            # piece's reading, the errors go with what is withheld, or not, after it.)
+            before = self.withheld.passing(b"") or b""
+            for i in self.withheld.drop():
+                self.outcomes.pop(i, None)
+            if before and not self.sse:  # a JSON answer, whole
+                self.ended = True
+                return before
         before += self.release() if self.sse else b""
         self._waiting, self._waiting_for = b"", None
         self.ended = True
         unanswered = self.unanswered()
+        self.withheld.read(unanswered, None)  # their errors are withheld with what is, if anything is
         for i in unanswered:
             self.outcomes[i] = True
         if self.sse:
@@ -471,6 +484,18 @@ class AnswerRelay:
         """An answer Tollgate cannot read: not sent on; its requests' errors in its place."""
         self.error = problem
         return self.fail(f"Tollgate cannot read the MCP server's answer: {problem}.", UNREADABLE_CODE) or b""
+
+
+def _unwritten(relay: AnswerRelay) -> bytes:
+    """What goes on once a write that a held message waited for failed: nothing held, and the
+    write's error for each request held or not answered yet; the answer ends there."""
+    code, message = relay.withheld.refusal or (UNREADABLE_CODE, "Tollgate could not write what this answer waited for.")
+    for i in relay.withheld.drop():
+        relay.outcomes.pop(i, None)
+    relay.ended = False  # what ended it (a guard's stop, a failure) was held too: its errors are given anew
+    tail = relay.fail(message, code) or b""
+    relay.stopped = True
+    return tail
 
 
 def read_whole(body: bytes, sse: bool) -> dict[RequestId, bool]:

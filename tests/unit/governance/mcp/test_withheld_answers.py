@@ -125,3 +125,42 @@ def test_a_broken_off_answer_gives_what_was_written_then_the_errors() -> None:
         tail = relay.fail("the server broke off its answer", -32603)
         assert tail is not None and (INJECTED.encode() in tail) == written
         assert [(m["id"], "error" in m) for m in messages(tail)] == [(1, not written), (2, not written), (3, True)]
+
+
+class StopAtThree:
+    """An answer guard (`McpResultGuard`) that lets every message go and stops the answer after
+    the response to request 3, as a denied result does."""
+
+    refuses_unread = False
+
+    def __init__(self) -> None:
+        self.stop: tuple[int, str] | None = None
+
+    def __call__(self, value: Any) -> Any | None:
+        if isinstance(value, dict) and value.get("id") == 3:
+            self.stop = (-32001, "Tollgate denied this answer.")
+        return None
+
+    def lines_hold(self, block: bytes) -> bool:
+        return False
+
+    def unread(self) -> tuple[int, str]:
+        return (-32603, "unread")
+
+
+def test_an_answer_a_guard_stops_behind_a_held_message_is_held_with_it() -> None:
+    """The guard's stop, read in the same piece as the held message, is held with it: its errors go
+    once the write is done, or are given anew, with the held requests', once it failed."""
+    for written in (True, False):
+        write = Write()
+        relay = AnswerRelay(True, [1, 2, 3, 4], guard=StopAtThree())
+        relay.results = lambda value, write=write: write if INJECTED in json.dumps(value) else None
+        assert bytes_of(relay(BODY)) == b""
+        assert relay.waiting and relay.stopped
+        write.settle(written)
+        got = messages(relay.release())
+        if written:
+            assert [(m["id"], "error" in m) for m in got] == [(1, False), (2, False), (3, False), (4, True)]
+        else:
+            assert [(m["id"], m["error"]["message"]) for m in got] == [(i, REFUSAL[1]) for i in (1, 2, 3, 4)]
+        assert not relay.waiting and relay.ended
