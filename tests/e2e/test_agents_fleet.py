@@ -126,6 +126,8 @@ def test_a_quarantine_begun_in_one_worker_holds_in_the_other(start_gateway, inbo
 
         a = start_gateway(with_redis, providers=("openai",))
         b = start_gateway(with_redis, providers=("openai",))
+        for gateway in (a, b):  # each answers, before the quarantine's seconds are counted through them
+            serving(gateway)
         started = len(a.audit()), len(b.audit())
         result = a.run(fleet_code(a.proxy.proxy_url, b.proxy.proxy_url, ACROSS))
         assert "refused" in result, result.get("message")
@@ -210,6 +212,8 @@ def test_an_injected_result_goes_only_once_its_quarantine_is_written_and_never_u
 
         a = start_gateway(on(f"redis://127.0.0.1:{slow.port}/0"), providers=("openai",))
         b = start_gateway(on(server.url), providers=("openai",))
+        for gateway in (a, b):
+            serving(gateway)
         started, called = len(b.audit()), len(inbox.handler.called)
         result = a.run(fleet_code(a.proxy.proxy_url, b.proxy.proxy_url, RIGHT_AFTER))
         assert result.get("read") == [INJECTED], result
@@ -278,7 +282,8 @@ def quarantine_names(server) -> set[str]:
 
 def serving(gateway, seconds: float = 60.0) -> None:
     """Once the gateway answers a CONNECT: a process starting on a loaded host listens some seconds
-    before its event loop is free to answer."""
+    before its event loop is free to answer, and a call sent meanwhile waits; one that waits past
+    `quarantine_s` would find the quarantine over."""
     deadline = time.monotonic() + seconds
     while True:
         try:
