@@ -189,6 +189,20 @@ class Config(Strict):
         return f"sqlite:///{beside / LEDGER_FILE}"
 
     @model_validator(mode="after")
+    def _quarantines_keyed(self) -> Config:
+        """On a Redis ledger, `agents`' quarantines are named by a keyed hash of whom they hold:
+        with no key every process shares, they could be named only by a plain hash, which tells
+        whoever reads Redis and holds a list of people whom a quarantine holds."""
+        agents = self.agents
+        if agents is not None and agents.quarantine_s > 0 and self.ledger.on_redis and self.ledger.secret is None:
+            raise ValueError(
+                "ledger.secret: required with agents' quarantine on a Redis ledger: a secret of 32 characters or"
+                " more, the same for every process sharing the store and kept out of Redis (${NAME}); or set"
+                " agents.quarantine_s: 0"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _mcp_servers_on_no_providers_host(self) -> Config:
         """An MCP server's host is no provider's: its own, or one `providers.<name>.hosts` adds (a
         configured vendor's among them), whose calls are read as that provider's."""

@@ -1,5 +1,6 @@
 """The ledger's settings (`ledger:` in tollgate.yaml): which store keeps the counters and the calls'
-rows, what a store's failure does to a call, and what a call whose size is unknown reserves."""
+rows, what a store's failure does to a call, what a call whose size is unknown reserves, and the
+secret that keys the names a shared store keeps of people."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pydantic import Field, field_validator
 from tollgate.common.config_base import Count, Strict
 
 LEDGER_FILE = "ledger.sqlite"  # the SQLite store beside the audit log, when `store` names none
+# The least length of `secret`: 32 characters, as other secrets of Tollgate's own shared by replicas.
+MIN_SECRET = 32
 
 
 class LedgerConfig(Strict):
@@ -26,6 +29,25 @@ class LedgerConfig(Strict):
     # stored prompt, a Realtime session) reserves as its input where its model's context window is
     # unknown: 128k, the window of most current chat models.
     reserve_input_tokens: Count = 128_000
+    # What every process sharing a Redis store holds and Redis does not (`${NAME}`): the names of the
+    # quarantines kept there are keyed with it (HMAC-SHA256), so that whoever reads Redis cannot tell
+    # by hashing a list of people whom a quarantine holds. Required with `agents`' quarantine on a
+    # Redis store (`Config`); the same in every process, or they do not find each other's.
+    secret: str | None = Field(default=None, repr=False)
+
+    @field_validator("secret")
+    @classmethod
+    def _strong_enough(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < MIN_SECRET:
+            raise ValueError(
+                f"a secret of {MIN_SECRET} characters or more, the same for every process sharing the store (${{NAME}})"
+            )
+        return value
+
+    @property
+    def on_redis(self) -> bool:
+        """Whether the store is Redis, which every process of a fleet shares."""
+        return self.store is not None and urlsplit(self.store).scheme in ("redis", "rediss")
 
     @field_validator("store")
     @classmethod

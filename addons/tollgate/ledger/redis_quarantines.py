@@ -1,11 +1,12 @@
 """`agents`' quarantines on the ledger's Redis, so that one begun in one process holds in every
 process sharing it (`SharedQuarantines`).
 
-A quarantine is a hash `tollgate:quarantine:<fingerprint>`: each kind that began it → its end
-(epoch seconds), nothing else; the hash expires (Redis's own TTL) at its latest end. Beginning one
-is one Lua script, which keeps a later end in force; reading the keys of a call is one round trip.
-A write that fails is tried again every RETRY_DELAY until the quarantine would be over or the
-store closes: one begun while Redis is down reaches the others once it is back."""
+A quarantine is a hash `tollgate:quarantine:<name>` (a keyed hash of whom it holds, made by
+`agents`: `shared_key`): each kind that began it → its end (epoch seconds), nothing else; the hash
+expires (Redis's own TTL) at its latest end. Beginning one is one Lua script, which keeps a later
+end in force; reading the keys of a call is one round trip. Its first attempt says whether it was
+written; a write that fails is tried again every RETRY_DELAY until the quarantine would be over or
+the store closes: one begun while Redis is down reaches the others once it is back."""
 
 from __future__ import annotations
 
@@ -54,8 +55,8 @@ class RedisQuarantines:
         self._outage = Outage(logger, name)
         self._writes: set[asyncio.Task[None]] = set()
 
-    def start(self, key: str, until: float, kinds: Sequence[str]) -> Awaitable[None]:
-        first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def start(self, key: str, until: float, kinds: Sequence[str]) -> Awaitable[bool]:
+        first: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         task = asyncio.ensure_future(self._write(QUARANTINE + key, until, tuple(kinds), first))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
@@ -78,7 +79,7 @@ class RedisQuarantines:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _write(self, key: str, until: float, kinds: tuple[str, ...], first: asyncio.Future[None]) -> None:
+    async def _write(self, key: str, until: float, kinds: tuple[str, ...], first: asyncio.Future[bool]) -> None:
         try:
             while until > time.time():
                 if self._script is None:
@@ -87,18 +88,19 @@ class RedisQuarantines:
                     await self._command("writing a quarantine", self._script(keys=[key], args=[until, *kinds]))
                 except StoreError as e:
                     self._outage.failed("writing a quarantine to", e.__cause__ or e)
-                    _done(first)
+                    _done(first, False)
                     await asyncio.sleep(RETRY_DELAY)
                     continue
                 self._outage.recovered("writing a quarantine to")
+                _done(first, True)
                 return
         finally:
-            _done(first)
+            _done(first, False)  # given up (the store closes) or over before it was written
 
 
-def _done(future: asyncio.Future[None]) -> None:
+def _done(future: asyncio.Future[bool], written: bool) -> None:
     if not future.done():
-        future.set_result(None)
+        future.set_result(written)
 
 
 def _held(reply: dict[str, str], now: float) -> tuple[float, tuple[str, ...]] | None:

@@ -105,14 +105,14 @@ class Store(Protocol):
 
 
 class SharedQuarantines(Protocol):
-    """`agents`' quarantines in a store every process shares. A key is a fingerprint, never a
+    """`agents`' quarantines in a store every process shares. A key is a keyed hash (HMAC), never a
     session's id or a caller's name; nothing else is kept but the kinds and the end."""
 
-    def start(self, key: str, until: float, kinds: Sequence[str]) -> Awaitable[None]:
+    def start(self, key: str, until: float, kinds: Sequence[str]) -> Awaitable[bool]:
         """Hold the quarantine of `key` for `kinds` until `until` (epoch seconds), a later end in
         force kept; sent at once (on the event loop), tried again while Redis fails (until it
-        would be over), whether the awaitable is awaited or not: it is done once it is written, or
-        once the first attempt failed."""
+        would be over), whether the awaitable is awaited or not: it is True once it is written,
+        False once the first attempt failed (the others go on)."""
         ...
 
     async def holding(self, keys: Sequence[str]) -> tuple[tuple[float, tuple[str, ...]] | None, ...]:

@@ -272,3 +272,23 @@ def test_the_instance_is_tollgate_instance_else_the_host_name() -> None:
     assert fleet.instance_name({"TOLLGATE_INSTANCE": "gw-7/w3"}) == "gw-7/w3"
     assert fleet.instance_name({"TOLLGATE_INSTANCE": ""}) == socket.gethostname()
     assert fleet.instance_name({}) == socket.gethostname()
+
+
+def test_agents_quarantine_on_a_redis_ledger_needs_the_ledger_secret():
+    """The quarantines' names in Redis are keyed with `ledger.secret` (from the environment): none
+    on Redis is an error naming the field; a short one too; with SQLite, or no quarantine, none is
+    needed; the secret never shows in the settings' repr."""
+    from tollgate.common.config_base import ConfigError
+
+    on_redis = {"agents": {}, "ledger": {"store": "redis://127.0.0.1:6379/0", "secret": "${TOLLGATE_LEDGER_SECRET}"}}
+    with pytest.raises(ConfigError) as missing:
+        parse_config({**on_redis, "ledger": {"store": "redis://127.0.0.1:6379/0"}}, {})
+    assert "ledger.secret: required with agents' quarantine on a Redis ledger" in str(missing.value)
+    with pytest.raises(ConfigError) as short:
+        parse_config(on_redis, {"TOLLGATE_LEDGER_SECRET": "too short"})
+    assert "ledger.secret" in str(short.value) and "too short" not in str(short.value)
+    secret = "s" * 32
+    config = parse_config(on_redis, {"TOLLGATE_LEDGER_SECRET": secret})
+    assert config.ledger.secret == secret and secret not in repr(config.ledger)
+    assert parse_config({"agents": {"quarantine_s": 0}, "ledger": {"store": "redis://127.0.0.1:6379/0"}}, {})
+    assert parse_config({"agents": {}, "ledger": {"store": "sqlite:///ledger.sqlite"}}, {}).ledger.secret is None

@@ -10,14 +10,15 @@ import time
 import pytest
 import redis
 
-from tollgate.governance.agents.quarantine import session_key, shared_key
+from tollgate.governance.agents.quarantine import fleet_key, session_key, shared_key
 from tollgate.ledger import Store, StoreError, open_store
 from tollgate.ledger import redis_quarantines as module
 
 from .conftest import Backend, eventually
 
-KEY = shared_key(session_key("inbox", "secret-session-id-0001"))
-OTHER = shared_key("caller:alice")
+FLEET_KEY = fleet_key("a secret every process of the fleet holds, not Redis")
+KEY = shared_key(session_key("inbox", "secret-session-id-0001"), FLEET_KEY)
+OTHER = shared_key("caller:alice", FLEET_KEY)
 
 
 def quarantines(store: Store) -> module.RedisQuarantines:

@@ -14,6 +14,7 @@ from tollgate.formats.framing import Decompressor, LeadingBom, Undecodable, pars
 from tollgate.formats.framing.bounds import MAX_FRAME
 from tollgate.formats.framing.sse import sse_event_start
 from tollgate.formats.mcp.messages import RequestId, digest, error_message
+from tollgate.formats.mcp.withheld import Pending, Withholding
 
 # A JSON answer is one message: it is held whole, to this size, to read it (and to drop the tools
 # a caller may not call) before any of it goes on. Past it, what was held goes on and the rest
@@ -110,6 +111,10 @@ class AnswerRelay:
     A result the guard denies ends an event stream: after its event, each request not answered yet
     gets the guard's error, and nothing more goes on (`stopped`: the proxy closes the upstream).
 
+    A message whose reading (`results`) began a write it must not go before is held, and what
+    follows it, until the write is done (`withheld`; `waiting` meanwhile); once one failed, nothing
+    held goes on: each request held or not answered yet gets its error, and the answer ends there.
+
     An event or a JSON answer past its bound goes on, and the rest as it comes, unread; unless its
     tools are to be filtered. An answer Tollgate cannot read (`unreadable`: its encoding; or bytes
     that do not decode, an answer to filter past its bound) goes no further: its requests get errors.
@@ -134,8 +139,11 @@ class AnswerRelay:
         self.allowed = allowed
         self._unreadable_as = unreadable  # why Tollgate cannot read it at all (its encoding)
         self.guard = guard
-        # Told of each message read (after the guard), as it goes on: `agents` reading results.
-        self.results: Callable[[Any], object] | None = None
+        # Told of each message read (after the guard), as it goes on: `agents` reading results; what
+        # it gives, a write the message must not go before (its quarantine on the fleet's store).
+        self.results: Callable[[Any], Pending | None] | None = None
+        self.withheld = Withholding()
+        self._reading = False  # within a piece's reading, before what it gives is withheld or not
         self.outcomes: dict[RequestId, bool] = {}
         # The requests answered `input_required` (2026-07-28): a SHA-256 of the requestState their
         # client's retry will echo (None where the result gives none).
@@ -166,8 +174,9 @@ class AnswerRelay:
 
     @property
     def waiting(self) -> bool:
-        """Whether complete events (or a JSON answer) wait for tools to be decided."""
-        return self._waiting_for is not None
+        """Whether complete events (or a JSON answer) wait for tools to be decided, or for a write
+        (`withheld`)."""
+        return self._waiting_for is not None or self.withheld.active
 
     @property
     def waiting_for(self) -> list[str]:
@@ -179,7 +188,15 @@ class AnswerRelay:
         if self.ended:
             return []  # Tollgate ended the answer: the rest is not read, nor sent
         try:
-            out = self._feed(chunk)
+            self._reading = True
+            try:
+                out = self._feed(chunk)
+            finally:
+                self._reading = False
+            passing = self.withheld.passing(out)
+            out = passing if passing is not None else _unwritten(self)
+            if not chunk and not self.waiting:  # what was held went on with the answer's end
+                self.ended = True
         except Exception as e:  # a bug, not the answer: it goes no further all the same
             out = self._unreadable(f"{type(e).__name__} while reading it")
         self.passed += len(out)
@@ -358,10 +375,12 @@ class AnswerRelay:
         return self._events(waiting) if self.sse else self._json(waiting)
 
     def release(self) -> bytes:
-        """What waited for tools to be decided, once they are: to be sent on."""
-        if self._waiting_for is None or not self._decided():
-            return b""
-        out = self._retry()
+        """What waited for tools to be decided, once they are, and for writes, once they are done:
+        to be sent on (the requests' errors in place of what was held, once a write failed)."""
+        out = self._retry() if self._waiting_for is not None and self._decided() else b""
+        if not self._reading:  # within a piece's reading, what it gives is withheld or not after it
+            passing = self.withheld.passing(out)
+            out = passing if passing is not None else _unwritten(self)
         self.passed += len(out)
         if not self.waiting:
             self.ended = True
@@ -393,8 +412,8 @@ class AnswerRelay:
     # --- outcomes and failures ----------------------------------------------------------------
 
     def _read(self, value: Any) -> None:
-        if self.results is not None and value is not None:
-            self.results(value)
+        pending = self.results(value) if self.results is not None and value is not None else None
+        self.withheld.read((r["id"] for r in responses_in(value)), pending)
         for response in responses_in(value):
             self.outcomes[response["id"]] = is_error(response)
             result = response.get("result")
@@ -415,10 +434,22 @@ class AnswerRelay:
             return b""
         if (not self.sse and self.passed) or self._held_size < 0:  # some of a message went on
             return None
-        before = self.release() if self.sse else b""
+        before = b""
+        if self.withheld.active and not self._reading:
+            # The answer broke off: what waited for a write goes on once it is written; else it
+            # never goes, its requests answered with errors as those not answered yet. (Within a
+            # piece's reading, the errors go with what is withheld, or not, after it.)
+            before = self.withheld.passing(b"") or b""
+            for i in self.withheld.drop():
+                self.outcomes.pop(i, None)
+            if before and not self.sse:  # a JSON answer, whole
+                self.ended = True
+                return before
+        before += self.release() if self.sse else b""
         self._waiting, self._waiting_for = b"", None
         self.ended = True
         unanswered = self.unanswered()
+        self.withheld.read(unanswered, None)  # their errors are withheld with what is, if anything is
         for i in unanswered:
             self.outcomes[i] = True
         if self.sse:
@@ -453,6 +484,18 @@ class AnswerRelay:
         """An answer Tollgate cannot read: not sent on; its requests' errors in its place."""
         self.error = problem
         return self.fail(f"Tollgate cannot read the MCP server's answer: {problem}.", UNREADABLE_CODE) or b""
+
+
+def _unwritten(relay: AnswerRelay) -> bytes:
+    """What goes on once a write that a held message waited for failed: nothing held, and the
+    write's error for each request held or not answered yet; the answer ends there."""
+    code, message = relay.withheld.refusal or (UNREADABLE_CODE, "Tollgate could not write what this answer waited for.")
+    for i in relay.withheld.drop():
+        relay.outcomes.pop(i, None)
+    relay.ended = False  # what ended it (a guard's stop, a failure) was held too: its errors are given anew
+    tail = relay.fail(message, code) or b""
+    relay.stopped = True
+    return tail
 
 
 def read_whole(body: bytes, sse: bool) -> dict[RequestId, bool]:

@@ -10,11 +10,15 @@ is everyone: quarantining them would let one stranger's e-mail stop everyone.
 
 The state is this process's memory, bounded (`MAX_QUARANTINED` entries, each forgotten at its
 end): plain logic, no clock of mitmproxy's. With the ledger on Redis the quarantines are held there
-too, for every process, by `shared_key` (a fingerprint: never a session's id or a caller's name)."""
+too, for every process, by `shared_key`: a keyed hash (HMAC-SHA256) of the quarantine's key, under
+a key derived from `ledger.secret`, which every process holds and Redis does not (`fleet_key`). A
+plain hash would hide a session's id (long and random) but not a caller's name: whoever reads
+Redis could hash each name of a list of people and tell whom a quarantine holds."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import threading
 import time
 from collections import OrderedDict
@@ -45,10 +49,20 @@ def session_key(server: str, session: str | None) -> str | None:
     return None if session is None else f"{SESSION}:{server}\n{session}"
 
 
-def shared_key(key: str) -> str:
+# What `fleet_key` derives its key with: `ledger.secret` may key other names, each in its own domain.
+FLEET_KEY_DOMAIN = b"tollgate quarantine key"
+
+
+def fleet_key(secret: str) -> bytes:
+    """The key of the quarantines' names in the store every process shares, from `ledger.secret`."""
+    return hmac.new(secret.encode(), FLEET_KEY_DOMAIN, hashlib.sha256).digest()
+
+
+def shared_key(key: str, keyed_with: bytes) -> str:
     """A quarantine's name in a store every process shares: not its key, which holds a session's
-    id (its holder presents it as a credential) or a person's name."""
-    return hashlib.sha256(key.encode()).hexdigest()
+    id (its holder presents it as a credential) or a person's name, but its HMAC-SHA256 under
+    `keyed_with` (`fleet_key`): without that key, no name can be told from it, even by trying each."""
+    return hmac.new(keyed_with, key.encode(), hashlib.sha256).hexdigest()
 
 
 def login_key(login: str) -> str:

@@ -5,17 +5,18 @@ an MCP session's or a personal caller's acting `tools/call` refused as JSON-RPC 
 a proxy login's new connections to hosts off `agents.egress_allow` refused 403 (`connection`).
 
 Without `agents` each step is one attribute read; with it and no quarantine in force, one more. With
-the ledger on Redis, the quarantines are written there too (`ledger/redis_quarantines.py`), and
-read there only for a request with an acting `tools/call`, or a proxy login's new connection to a
-host off the allowed ones, that this process holds in no quarantine: one round trip each."""
+the ledger on Redis, the quarantines are written there too (`ledger/redis_quarantines.py`: the LLM
+call or MCP result that began one goes on once it is written, never when it cannot be), and read
+there only for a request with an acting `tools/call`, or a proxy login's new connection to a host
+off the allowed ones, that this process holds in no quarantine: one round trip each."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NamedTuple
 
 from mitmproxy import http
 
@@ -31,6 +32,7 @@ from tollgate.governance.agents.quarantine import (
     UNKNOWN,
     Held,
     caller_key,
+    fleet_key,
     injected,
     login_key,
     refusal,
@@ -42,10 +44,60 @@ from tollgate.governance.agents.taint import matches
 from tollgate.governance.egress.egress import Globs
 from tollgate.governance.mcp.mcp_exchange import REFUSED_CODE, McpExchange
 from tollgate.ledger.store import SharedQuarantines
-from tollgate.proxy.flows import answer_mcp
+from tollgate.proxy.flows import answer_mcp, refuse
 from tollgate.proxy.state import Shared
 
 logger = logging.getLogger(__name__)
+
+
+# How long an MCP answer holding an injected result waits for its quarantine's write at most: the
+# store's own time limit (2 × its command timeout) ends it sooner.
+WRITE_WAIT_S = 10.0
+# What the agent reads in place of results withheld because their quarantine could not be written.
+UNWRITTEN = (
+    "Tollgate withheld this answer: a result in it began a quarantine that could not be written to"
+    " Tollgate's ledger (unavailable); retry later."
+)
+
+
+class Written:
+    """A quarantine's write to the fleet's Redis, which the MCP answer carrying its result waits
+    for (`formats/mcp/withheld.py`'s `Pending`): made wherever the result is read, settled on the
+    event loop."""
+
+    def __init__(self) -> None:
+        self.failure: tuple[int, str] | None = None
+        self._settled = False
+        self._done = asyncio.Event()  # bound to the event loop where it is first awaited or set
+
+    def settled(self) -> bool:
+        return self._settled
+
+    async def wait(self) -> None:
+        """Done once settled; one that never is within WRITE_WAIT_S (and a margin) counts as failed."""
+        try:
+            async with asyncio.timeout(WRITE_WAIT_S + 1):
+                await self._done.wait()
+        except TimeoutError:
+            self.settle(False)
+
+    def settle(self, written: bool) -> None:
+        """On the event loop: written, or not (its answer's requests then get `UNWRITTEN`)."""
+        if not written:
+            self.failure = (REFUSED_CODE, UNWRITTEN)
+        self._settled = True
+        self._done.set()
+
+
+class Fleet(NamedTuple):
+    """The quarantines every process sharing the ledger's Redis holds, and the key their names
+    there are keyed with (from `ledger.secret`: never logged, never recorded)."""
+
+    store: SharedQuarantines
+    key: bytes
+
+    def names(self, keys: Sequence[str]) -> list[str]:
+        return [shared_key(k, self.key) for k in keys]
 
 
 class Quarantines:
@@ -54,6 +106,8 @@ class Quarantines:
         # Made once per `agents` settings in force: the injection signals, `egress_allow`'s globs.
         self._signals: tuple[AgentsSettings, InjectionSignals] | None = None
         self._allow: tuple[AgentsSettings, Globs | None] | None = None
+        self._key: tuple[str, bytes] | None = None  # `ledger.secret`, and the key derived from it
+        self._acknowledging: set[asyncio.Task[None]] = set()  # the writes MCP answers wait for
 
     # --- started ---------------------------------------------------------------------------
 
@@ -62,7 +116,8 @@ class Quarantines:
         conversation's caller, when it is one person (the request goes on: its answer's calls are
         `Agents`' to decide). With the ledger on Redis, the call waits until it is written there
         (one round trip, on such a call alone), so that no other process serves the answer's
-        acting calls unaware of it."""
+        acting calls unaware of it; one whose quarantine cannot be written is refused (503
+        `ledger_unavailable`), as an MCP result is withheld."""
         state = call.agents
         if state is None:
             return None
@@ -70,12 +125,16 @@ class Quarantines:
         key = caller_key(call.caller.client, call.caller.auth) if kinds else None
         if key is None or not self._start(key, state.settings, kinds):
             return None
-        return self._share(key, state.settings.quarantine_s, kinds)
+        write = self._share(key, state.settings.quarantine_s, kinds)
+        return None if write is None else _written_or_refused(flow, call, write)
 
-    def mcp_results(self, exchange: McpExchange) -> Callable[[Any], object] | None:
+    def mcp_results(self, exchange: McpExchange) -> Callable[[Any], Written | None] | None:
         """What reads an MCP answer's `tools/call` results as the relay passes them (None: not
         read: no `agents`, a trusted server, no tools/call): each result's findings on the exchange
-        (`tool_findings`), an injection quarantining the session and a personal caller."""
+        (`tool_findings`), an injection quarantining the session and a personal caller. With the
+        ledger on Redis, the message holding it is held until the quarantine is written there
+        (`Written`), so that no other process serves the session's acting calls unaware of it;
+        one that cannot be written is not delivered (fail closed)."""
         loaded = exchange.loaded
         settings = loaded.config.agents if isinstance(loaded, Loaded) else None
         if settings is None or exchange.server.trusted:
@@ -92,13 +151,53 @@ class Quarantines:
         # Written to Redis from the event loop: a large answer is read in a worker thread.
         loop = asyncio.get_running_loop() if self._fleet() is not None else None
 
-        def read(value: Any) -> None:
+        def read(value: Any) -> Written | None:
             kinds = injected(reading(value))
-            for key in keys if kinds else ():
-                if self._start(key, settings, kinds) and loop is not None:
-                    loop.call_soon_threadsafe(self._share, key, settings.quarantine_s, kinds)
+            begun = [key for key in (keys if kinds else ()) if self._start(key, settings, kinds)]
+            if not begun or loop is None:
+                return None
+            written = Written()
+            loop.call_soon_threadsafe(self._write_for, exchange, written, begun, settings.quarantine_s, kinds)
+            return written
 
         return read
+
+    def _write_for(
+        self, exchange: McpExchange, written: Written, keys: list[str], seconds: float, kinds: tuple[str, ...]
+    ) -> None:
+        """On the event loop: the quarantines of `keys` written to Redis, `written` settled once
+        they are (or once one failed)."""
+        fleet = self._fleet()
+        if fleet is None:  # the ledger no longer on Redis (a reload): this process holds it alone
+            written.settle(True)
+            return
+        until = time.time() + seconds
+        try:
+            writes = [fleet.store.start(name, until, kinds) for name in fleet.names(keys)]
+        except Exception:  # a write not even begun is one not written
+            logger.exception("Tollgate: an MCP result's quarantine could not be sent to the ledger")
+            writes = [_unwritten()]
+        task = asyncio.ensure_future(self._acknowledged(exchange, written, writes))
+        self._acknowledging.add(task)
+        task.add_done_callback(self._acknowledging.discard)
+
+    @staticmethod
+    async def _acknowledged(exchange: McpExchange, written: Written, writes: list[Awaitable[bool]]) -> None:
+        try:
+            async with asyncio.timeout(WRITE_WAIT_S):
+                done = [await write for write in writes]
+        except Exception:  # not known to be written: as failed
+            done = [False]
+        ok = all(d is True for d in done)
+        if not ok:
+            # As a quarantine that cannot be read: the result is not let through unknown to the
+            # others, whatever `ledger.on_store_error` says (it lets calls go uncounted only).
+            logger.error(
+                "Tollgate: an MCP result's quarantine could not be written to the ledger; its answer is withheld"
+            )
+            exchange.answer.error = "ledger unavailable: a result's quarantine could not be written"
+            exchange.answer.refused = LEDGER_UNAVAILABLE
+        written.settle(ok)
 
     def _start(self, key: str, settings: AgentsSettings, kinds: tuple[str, ...]) -> bool:
         """In this process's memory (at once, from any thread): whether a quarantine began."""
@@ -108,16 +207,23 @@ class Quarantines:
             logger.info(f"Tollgate: {whom} quarantined for {settings.quarantine_s} s after {', '.join(kinds)}")
         return held is not None
 
-    def _share(self, key: str, seconds: float, kinds: tuple[str, ...]) -> Awaitable[None] | None:
+    def _share(self, key: str, seconds: float, kinds: tuple[str, ...]) -> Awaitable[bool] | None:
         """On the event loop: with the ledger on Redis, the quarantine written there for every
         process (done once written, or once the first attempt failed: it is tried again)."""
         fleet = self._fleet()
-        return None if fleet is None else fleet.start(shared_key(key), time.time() + seconds, kinds)
+        return None if fleet is None else fleet.store.start(fleet.names([key])[0], time.time() + seconds, kinds)
 
-    def _fleet(self) -> SharedQuarantines | None:
-        """The quarantines every process sharing the ledger's store holds (Redis), or None."""
-        store = self.shared.ledger
-        return None if store is None else store.quarantines
+    def _fleet(self) -> Fleet | None:
+        """The quarantines every process sharing the ledger's store holds (Redis), or None; None
+        too without `ledger.secret` (the configuration requires it where a quarantine can begin)."""
+        store, loaded = self.shared.ledger, self.shared.loaded
+        shared = None if store is None else store.quarantines
+        secret = None if loaded is None else loaded.config.ledger.secret
+        if shared is None or secret is None:
+            return None
+        if self._key is None or self._key[0] != secret:
+            self._key = (secret, fleet_key(secret))
+        return Fleet(shared, self._key[1])
 
     def _signals_of(self, settings: AgentsSettings) -> InjectionSignals:
         if self._signals is None or self._signals[0] is not settings:
@@ -157,11 +263,11 @@ class Quarantines:
 
     async def _looked_up(
         self, flow: http.HTTPFlow, exchange: McpExchange, settings: AgentsSettings, acting: list[int],
-        keys: tuple[str | None, str | None], fleet: SharedQuarantines,
+        keys: tuple[str | None, str | None], fleet: Fleet,
     ) -> None:  # fmt: skip
         present = [k for k in keys if k is not None]
         try:
-            found = await fleet.holding([shared_key(k) for k in present])
+            found = await fleet.store.holding(fleet.names(present))
         except Exception as e:  # what cannot be read is unknown: refused, never let through
             self._unknown(flow, exchange, settings, acting, str(e))
             return
@@ -246,9 +352,9 @@ class Quarantines:
         fleet = self._fleet()
         return None if fleet is None else self._connection_looked_up(fleet, login_key(client), host, where)
 
-    async def _connection_looked_up(self, fleet: SharedQuarantines, key: str, host: str, where: str) -> str | None:
+    async def _connection_looked_up(self, fleet: Fleet, key: str, host: str, where: str) -> str | None:
         try:
-            (entry,) = await fleet.holding([shared_key(key)])
+            (entry,) = await fleet.store.holding(fleet.names([key]))
         except Exception as e:  # what cannot be read is unknown: refused, never let through
             logger.error(f"Tollgate: a proxy login's quarantine cannot be read: {e}")
             return f"{host} is not in {where}, and Tollgate cannot tell whether this client is quarantined ({UNKNOWN})"
@@ -269,3 +375,23 @@ class Quarantines:
             globs = None if settings.egress_allow is None else Globs(settings.egress_allow)
             self._allow = (settings, globs)
         return self._allow[1]
+
+
+async def _unwritten() -> bool:
+    return False
+
+
+async def _written_or_refused(flow: http.HTTPFlow, call: Call, write: Awaitable[bool]) -> None:
+    """The call goes once its quarantine is written; is refused when it cannot be, whatever
+    `ledger.on_store_error` says (it lets calls go uncounted, never unknown to the other processes)."""
+    try:
+        async with asyncio.timeout(WRITE_WAIT_S):
+            written = await write
+    except Exception:  # not known to be written: as failed
+        written = False
+    if written is True:
+        return
+    logger.error("Tollgate: a call's quarantine could not be written to the ledger; the call is refused")
+    call.answer.error = "ledger unavailable"
+    message = "Tollgate cannot write this conversation's quarantine to its ledger; retry later."
+    refuse(flow, call, LEDGER_UNAVAILABLE, message)

@@ -30,6 +30,7 @@ from tollgate.formats.framing.bounds import MAX_DECODED_BODY
 from tollgate.formats.mcp import revision
 from tollgate.formats.mcp.answers import AnswerRelay, is_sse
 from tollgate.formats.mcp.messages import TOOLS_LIST, Posted, RequestId, decoded_post, error_message, read_post
+from tollgate.formats.mcp.withheld import Pending
 from tollgate.formats.refusals import (
     BAD_REQUEST,
     LEDGER_UNAVAILABLE,
@@ -107,7 +108,7 @@ class Relay(patches.ReadsApart, AnswerRelay):
 class Mcp:
     def __init__(
         self, shared: Shared, steps: CallSteps[McpExchange], workers: ScanWorkers | None = None,
-        results: Callable[[McpExchange], Callable[[Any], object] | None] | None = None,
+        results: Callable[[McpExchange], Callable[[Any], Pending | None] | None] | None = None,
     ) -> None:  # fmt: skip
         self.shared = shared
         # `agents`: what reads an answer's tools/call results (`Quarantines.mcp_results`).
@@ -318,6 +319,8 @@ class Mcp:
             relay.results = self._results(exchange)
             if relay.results is not None:  # `agents` reads its tools/call results: a large one apart
                 patches.read_large_pieces_apart()
+                # A result whose quarantine cannot be written ends its event stream there.
+                patches.stop_streams_their_taps_end()
         return relay
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
@@ -331,16 +334,19 @@ class Mcp:
         return None
 
     async def _release(self, flow: http.HTTPFlow, exchange: McpExchange, relay: AnswerRelay) -> None:
-        """The end of an answer whose tools/list response waited for its tools to be decided: sent
-        once they are, before the answer ends."""
+        """The end of an answer whose tools/list response waited for its tools to be decided, or
+        whose result waited for its quarantine to be written (`agents`): sent once they are, before
+        the answer ends; in place of a result whose quarantine could not be written, its error."""
         checks = exchange.tool_checks
         try:
             if checks is not None:
                 await checks.wait()
-            patches.end_response_with(flow, relay.release())
+            tail = relay.release()
+            await relay.withheld.wait()  # its results read once decided may wait for writes too
+            patches.end_response_with(flow, tail + relay.release())
         except Exception:
-            logger.exception("Tollgate: an MCP tools/list answer could not be decided; its tools were not sent")
-            exchange.answer.error = "tools/list answer undecided"
+            logger.exception("Tollgate: an MCP answer could not be released; what it held was not sent")
+            exchange.answer.error = exchange.answer.error or "answer undecided"
         self._end(flow, exchange)
 
     def error(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
@@ -366,6 +372,7 @@ class Mcp:
         try:
             if relay.waiting and exchange.tool_checks is not None:
                 await exchange.tool_checks.wait()
+            await relay.withheld.wait()  # what was written goes on before the errors
             message = f"Tollgate: MCP server {exchange.server.name} broke off its answer: {problem}."
             tail = relay.fail(message, UPSTREAM_FAILED_CODE)
             if tail is not None:
