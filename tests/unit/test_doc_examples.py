@@ -92,8 +92,12 @@ def test_the_docs_yaml_examples_load(text: str) -> None:
     data = as_configuration(text)
     if data is None:
         return  # another program's file, as its first line says
-    assert isinstance(data, dict), f"not a mapping: mark a fragment `# in KEY:`, another program's file {_OTHER_PROGRAMS}"
-    assert set(data) <= set(Config.model_fields), f"not tollgate.yaml's keys: {sorted(set(data) - set(Config.model_fields))}"
+    assert isinstance(data, dict), (
+        f"not a mapping: mark a fragment `# in KEY:`, another program's file {_OTHER_PROGRAMS}"
+    )
+    assert set(data) <= set(Config.model_fields), (
+        f"not tollgate.yaml's keys: {sorted(set(data) - set(Config.model_fields))}"
+    )
     _load(data)
 
 
@@ -104,7 +108,10 @@ def test_the_example_files_load(name: str) -> None:
 
 def test_a_shape_is_read_without_its_placeholders() -> None:
     shape = yaml.safe_load('providers:\n  gemini: {…, keys: []}\nclients: [{name: a, keys: [tg-a-1, "sha256:…"]}]\n')
-    assert without_placeholders(shape) == {"providers": {"gemini": {"keys": []}}, "clients": [{"name": "a", "keys": ["tg-a-1"]}]}
+    assert without_placeholders(shape) == {
+        "providers": {"gemini": {"keys": []}},
+        "clients": [{"name": "a", "keys": ["tg-a-1"]}],
+    }
 
 
 def test_a_wrong_field_in_a_shape_fails() -> None:
