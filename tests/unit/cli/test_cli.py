@@ -290,7 +290,7 @@ def test_check_reports_every_problem_at_once_unset_variables_among_them(
         " TOLLGATE_TEST_UNSET_AWS is not set",
         "error: tollgate.yaml: mcp.servers.0.credential.bearer: environment variable TOLLGATE_TEST_UNSET_MCP is not set",
         "error: tollgate.yaml: audit.checkpoint_s: environment variable TOLLGATE_TEST_UNSET_OPENAI is not set",
-        "error: tollgate.yaml: clients.0.grups: unknown key",
+        "error: tollgate.yaml: clients.0.grups: unknown key (did you mean groups?)",
     ]
 
 
