@@ -106,6 +106,25 @@ def test_the_example_files_load(name: str) -> None:
     _load(yaml.safe_load((ROOT / "docs" / "examples" / name).read_text(encoding="utf-8")))
 
 
+# A commented setting of an example file (`#   upstream: https://…`, `# - match: {…}`), not prose.
+_COMMENTED_SETTING = re.compile(r"^(\s*)# ( *)((?:- )?[a-z_]+:(?: .*)?|- .*)$")
+
+
+def uncommented(text: str) -> str:
+    """An example file with the settings it leaves commented written in, as a reader would."""
+    return "\n".join(_COMMENTED_SETTING.sub(r"\1\2\3", line) for line in text.splitlines())
+
+
+def test_the_example_files_settings_left_commented_load_too() -> None:
+    """Each commented setting of docs/examples/tollgate.yaml is what a reader turns on by deleting
+    its `# `: turned on all at once, they load (a route to Bedrock once lacked its upstream)."""
+    text = (ROOT / "docs" / "examples" / "tollgate.yaml").read_text(encoding="utf-8")
+    written_in = uncommented(text)
+    assert written_in.count("\n  - match:") > text.count("\n  - match:")  # the commented rules are in
+    config = _load(yaml.safe_load(written_in))
+    assert config.rollup and config.prices and config.policy.rego
+
+
 def test_a_shape_is_read_without_its_placeholders() -> None:
     shape = yaml.safe_load('providers:\n  gemini: {…, keys: []}\nclients: [{name: a, keys: [tg-a-1, "sha256:…"]}]\n')
     assert without_placeholders(shape) == {
