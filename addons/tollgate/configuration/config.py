@@ -47,7 +47,7 @@ from tollgate.governance.routing.overrides import OPENAI_COMPATIBLE_TARGETS, Fal
 from tollgate.governance.subscriptions.plan import Subscriptions
 from tollgate.ledger.ledger_settings import LEDGER_FILE, LedgerConfig
 from tollgate.ledger.windows import WINDOWS
-from tollgate.providers import PROVIDERS, ConfiguredVendorSettings, provider_for
+from tollgate.providers import PROVIDERS, UNKNOWN_PROVIDER, ConfiguredVendorSettings, provider_for
 
 __all__ = [  # the settings declared beside their concerns, named here too
     "CONFIGURED",
@@ -490,6 +490,8 @@ def _described(error: ValidationError) -> list[tuple[str, str]]:
             lines.append((loc, f"{loc}: unknown key" + (f" (did you mean {meant}?)" if meant else "")))
         else:
             msg = in_yaml_terms(e["type"], e["msg"].removeprefix("Value error, "))
+            if msg.startswith(UNKNOWN_PROVIDER) and (meant := likely_key(Config, place)):
+                msg = msg.replace(UNKNOWN_PROVIDER, f"{UNKNOWN_PROVIDER} (did you mean {meant}?)", 1)
             lines.append((loc, f"{loc}: {msg}" if loc else msg))
     return lines
 

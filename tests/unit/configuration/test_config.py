@@ -191,8 +191,8 @@ ACME = {"kind": "openai_compatible", "hosts": ["api.acme.example"], "keys": ["sk
     [
         (
             {"providers": {"mistrall": {"keys": ["k"]}}},
-            "providers.mistrall: not a provider Tollgate knows; add an OpenAI-compatible one with kind:"
-            " openai_compatible",
+            "providers.mistrall: not a provider Tollgate knows (did you mean mistral?); add an OpenAI-compatible"
+            " one with kind: openai_compatible",
         ),
         ({"providers": {"acme": {"kind": "openai"}}}, "providers.acme.kind: Input should be 'openai_compatible'"),
         ({"providers": {"acme": {**ACME, "hosts": []}}}, "providers.acme: hosts: name the hosts of its API"),

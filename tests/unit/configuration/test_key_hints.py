@@ -64,3 +64,12 @@ def test_a_place_the_models_do_not_know_guesses_nothing() -> None:
     assert likely_key(Config, ["providers", "no_such_provider", "kyes"]) is None
     assert likely_key(Config, ["clients", "0", "nmae"]) is None  # an index is a number, never a key
     assert likely_key(Config, ["clients", 0, 3]) is None
+
+
+def test_a_misspelt_provider_is_told_the_built_in_one_it_likely_meant() -> None:
+    assert error_of({"providers": {"opneai": {"keys": ["k"]}}}).startswith(
+        "providers.opneai: not a provider Tollgate knows (did you mean openai?); add an OpenAI-compatible one"
+    )
+    assert error_of({"providers": {"acme": {"keys": ["k"]}}}).startswith(
+        "providers.acme: not a provider Tollgate knows; add"  # a vendor of the user's own: no guess
+    )
