@@ -9,6 +9,7 @@ import socket
 import ssl
 import threading
 
+import certifi
 import pytest
 import trustme
 from tests.support.fake_upstream import serving_text
@@ -465,3 +466,23 @@ def test_a_providers_connection_is_recorded_as_its_calls_or_as_a_connection_when
         ("llm_call", "api.openai.com"),
         ("connection", "pastebin.com"),
     ]
+
+
+def test_a_client_that_does_not_trust_the_ca_is_told_in_its_record_and_on_the_console(gw):
+    """A first user's likeliest mistake: HTTPS_PROXY set, the CA not trusted. The SDK says only
+    "Connection error"; the record says why nothing went through, the console what to do, once."""
+    before = len(gw.connections())
+    for _ in range(2):
+        raw, head = tunnel(gw.proxy.port, "api.openai.com:443")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        with pytest.raises(ssl.SSLCertVerificationError), raw:
+            ssl.create_default_context(cafile=certifi.where()).wrap_socket(raw, server_hostname="api.openai.com")
+    records = gw.connections(before + 2)[before:]
+    for record in records:
+        assert (record["host"], record["decision"], record["bytes_sent"]) == ("api.openai.com", "allow", 0)
+        assert record["error"].startswith(
+            "client TLS handshake failed: The client does not trust the proxy's certificate for api.openai.com"
+        ), record["error"]
+    console = gw.proxy.console()
+    assert console.count("Tollgate: a client does not trust Tollgate's CA (") == 1, console
+    assert 'In its shell, eval "$(./run.sh env)" sets its CA bundle' in console

@@ -137,7 +137,7 @@ def test_botocore_is_loaded_only_for_a_configuration_that_mentions_bedrock(
             {},
             "limits.0: a limit must set at least one of requests_per_minute",
         ),
-        ("prices:\n  - input_per_mtok: 1\n", {}, "prices.0.output_per_mtok: Field required"),
+        ("prices:\n  - input_per_mtok: 1\n", {}, "prices.0.output_per_mtok: missing (it is required)"),
         (
             "providers:\n  openai:\n    ephemeral_credentials: allow\n"
             "limits:\n  - match: {client: alice}\n    tokens_per_day: 1000\n",
@@ -449,7 +449,7 @@ def full_disk(tmp_path):
     [
         (
             "clients:\n  - name: alice\n    keyz: [a]\n",
-            "Tollgate configuration: {config}: clients.0.keyz: unknown key",
+            "Tollgate configuration: {config}: clients.0.keyz: unknown key (did you mean keys?)",
         ),
         (
             "providers:\n  openai:\n    keys: [sk-REAL-startup-9]\nclients:\n  - name: bob\n    keys: [sk-REAL-startup-9]\n",

@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the proxy: one mitmdump, or --workers N behind HAProxy (see serve --help)")
     ca = commands.add_parser("certs", help="create the CA and certs/ca-bundle.pem if missing")
-    ca.add_argument("--confdir", default="certs", type=Path)
+    ca.add_argument(
+        "--confdir", default="certs", type=Path,
+        help="the directory of the CA (default: ./certs; ./run.sh's is the checkout's certs/)",
+    )  # fmt: skip
     check = commands.add_parser("check", help="validate a configuration file (default: ./tollgate.yaml)")
     # --config as every command that reads a configuration takes it; the positional form stays an alias.
     check.add_argument("--config", dest="config_option", type=Path, metavar="FILE", help="default: ./tollgate.yaml")
@@ -279,13 +282,13 @@ def main(argv: list[str] | None = None) -> int:
         return print_new_key(args.client, args.expires)
     if args.command == "scan" and args.answer is not None:
         if args.body is not None:
-            parser.error("scan: give a request body or --answer, not both")
+            scan.error("give a request body or --answer, not both")
         from tollgate.cli.answer_scan import scan_answer
 
         return scan_answer(args.answer, args.answer_format, args.config)
     if args.command == "scan":
         if args.body is None or args.answer_format is not None:
-            parser.error("scan: give a request body (FILE or -), or --answer FILE [--format NAME]")
+            scan.error("give a request body (FILE or -), or --answer FILE [--format NAME]")
         from tollgate.cli.scan import scan_body
 
         return scan_body(args.body, args.config)
@@ -302,9 +305,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(REFUSED, file=sys.stderr)
                 return 2
             if args.postgres is not True or args.files or args.against is not None:
-                parser.error("verify: give audit files, or --postgres [--config FILE] (no files, no --against)")
+                verify.error("give audit files, or --postgres [--config FILE] (no files, no --against)")
         elif not args.files:
-            parser.error("verify: give audit files (oldest first), or --postgres")
+            verify.error("give audit files (oldest first, e.g. audit.jsonl), or --postgres")
         return verify_audit(args.files, args.key, args.live, args.against, args.anchors, args.anchor_window,
                             postgres=args.postgres is True, config=args.config)  # fmt: skip
     if args.command == "console":

@@ -21,6 +21,7 @@ from tollgate.common.config_base import VARIABLE as _VAR
 from tollgate.common.config_base import ConfigError, Count, Money, ProviderConfig, Strict
 from tollgate.common.host_globs import glob_pattern, globs_overlap
 from tollgate.configuration.console_settings import ConsoleConfig
+from tollgate.configuration.key_hints import in_yaml_terms, likely_key
 from tollgate.configuration.reconcile_settings import ReconcileConfig, resolved_later
 from tollgate.configuration.records_settings import (
     DSN_PLACES,
@@ -46,7 +47,7 @@ from tollgate.governance.routing.overrides import OPENAI_COMPATIBLE_TARGETS, Fal
 from tollgate.governance.subscriptions.plan import Subscriptions
 from tollgate.ledger.ledger_settings import LEDGER_FILE, LedgerConfig
 from tollgate.ledger.windows import WINDOWS
-from tollgate.providers import PROVIDERS, ConfiguredVendorSettings, provider_for
+from tollgate.providers import PROVIDERS, UNKNOWN_PROVIDER, ConfiguredVendorSettings, provider_for
 
 __all__ = [  # the settings declared beside their concerns, named here too
     "CONFIGURED",
@@ -496,11 +497,15 @@ def _described(error: ValidationError) -> list[tuple[str, str]]:
     lines = []
     for e in error.errors():
         # Drop the union member names pydantic adds to the path ("literal['default']").
-        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in _UNION_MEMBERS)))
+        place = [p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in _UNION_MEMBERS))]
+        loc = ".".join(map(str, place))
         if e["type"] == "extra_forbidden":
-            lines.append((loc, f"{loc}: unknown key"))
+            meant = likely_key(Config, place)
+            lines.append((loc, f"{loc}: unknown key" + (f" (did you mean {meant}?)" if meant else "")))
         else:
-            msg = e["msg"].removeprefix("Value error, ")
+            msg = in_yaml_terms(e["type"], e["msg"].removeprefix("Value error, "))
+            if msg.startswith(UNKNOWN_PROVIDER) and (meant := likely_key(Config, place)):
+                msg = msg.replace(UNKNOWN_PROVIDER, f"{UNKNOWN_PROVIDER} (did you mean {meant}?)", 1)
             lines.append((loc, f"{loc}: {msg}" if loc else msg))
     return lines
 

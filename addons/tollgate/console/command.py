@@ -184,22 +184,25 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
         return 1
     shown = f"[{host}]" if ":" in host else host
     scheme = "https" if tls else "http"
-    if sign_in is not None:
-        print(SIGN_IN_LINE.format(scheme=scheme, host=shown, port=console.port, issuer=sign_in.settings.issuer),
-              flush=True)  # fmt: skip
-    else:
-        print(ADDRESS_LINE.format(scheme=scheme, host=shown, port=console.port, token=console.token), flush=True)
-    # SIGTERM ends it as ^C does: the access log's last minute of polls written.
+    # SIGTERM ends it as ^C does: the access log's last minute of polls written. A ^C ignored
+    # (run.sh's console, in the background) stays ignored.
     signal.signal(signal.SIGTERM, _interrupt)
-    parent = os.environ.get(PARENT)
-    if parent and parent.isdigit():
-        threading.Thread(target=_stop_with, args=(int(parent), console), daemon=True).start()
-    else:
-        read = len(source.index)
-        remembered = f" ({source.saved_records} of them from {remember})" if source.saved_records > 0 else ""
-        print(f"tollgate console: {read} records read in {time.monotonic() - began:.1f} s from "
-              f"{read_from}{remembered}", file=sys.stderr, flush=True)  # fmt: skip
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
     try:
+        if sign_in is not None:
+            print(SIGN_IN_LINE.format(scheme=scheme, host=shown, port=console.port, issuer=sign_in.settings.issuer),
+                  flush=True)  # fmt: skip
+        else:
+            print(ADDRESS_LINE.format(scheme=scheme, host=shown, port=console.port, token=console.token), flush=True)
+        parent = os.environ.get(PARENT)
+        if parent and parent.isdigit():
+            threading.Thread(target=_stop_with, args=(int(parent), console), daemon=True).start()
+        else:
+            read = len(source.index)
+            remembered = f" ({source.saved_records} of them from {remember})" if source.saved_records > 0 else ""
+            print(f"tollgate console: {read} records read in {time.monotonic() - began:.1f} s from "
+                  f"{read_from}{remembered}", file=sys.stderr, flush=True)  # fmt: skip
         console.serve()
     except KeyboardInterrupt:
         pass
@@ -212,6 +215,10 @@ def run(files: list[Path], listen: str | None, config_path: Path | None) -> int:
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    """The first ^C or SIGTERM stops the console; those after it are ignored while it saves its
+    index and closes (a terminal's ^C reaches `./run.sh demo`, which passes one on to it too)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 

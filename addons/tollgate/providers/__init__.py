@@ -18,7 +18,13 @@ from tollgate.providers.code_assist import CodeAssist
 from tollgate.providers.copilot import Copilot
 from tollgate.providers.gemini import Gemini
 from tollgate.providers.openai import OpenAI
-from tollgate.providers.vendors import CONFIGURED_SIDE_HEADER, PRESETS, ConfiguredVendorSettings, OpenAICompatible
+from tollgate.providers.vendors import (
+    CONFIGURED_SIDE_HEADER,
+    PRESETS,
+    UNKNOWN_PROVIDER,
+    ConfiguredVendorSettings,
+    OpenAICompatible,
+)
 from tollgate.providers.vertex import Vertex
 
 _BUILT_IN: tuple[Provider, ...] = (
@@ -32,7 +38,16 @@ SEMCONV_NAMES = {name: p.semconv_name for name, p in PROVIDERS.items()}
 # `ConfiguredVendorSettings` is what `providers.<name>` of a provider the configuration adds holds
 # (`kind: openai_compatible`); a caller sends its own key for one in these headers.
 CONFIGURED_SIDE_HEADERS = (CONFIGURED_SIDE_HEADER,)
-__all__ = ["PROVIDERS", "ConfiguredVendorSettings", "Hosts", "Provider", "configured", "provider_for", "semconv_name"]
+__all__ = [
+    "PROVIDERS",
+    "UNKNOWN_PROVIDER",
+    "ConfiguredVendorSettings",
+    "Hosts",
+    "Provider",
+    "configured",
+    "provider_for",
+    "semconv_name",
+]
 
 
 def semconv_name(provider: str) -> str:

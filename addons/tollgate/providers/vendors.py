@@ -57,6 +57,9 @@ _SHAPES: tuple[tuple[tuple[str | None, ...], Endpoint], ...] = (
     (("responses", None, "cancel"), RESPONSES),
 )
 
+# What a name under `providers:` that is none and says no `kind` is (`config.py` adds the likely one).
+UNKNOWN_PROVIDER = "not a provider Tollgate knows"
+
 
 def endpoint_at(rest: Sequence[str]) -> Endpoint | None:
     """The endpoint a path's segments after the base path are, or None."""
@@ -127,7 +130,7 @@ class ConfiguredVendorSettings(VendorSettings):
     def _a_kind(cls, data: Any) -> Any:
         # Said first: a misspelt provider's name is not taken for a vendor missing its hosts.
         if isinstance(data, dict) and "kind" not in data:
-            raise ValueError("not a provider Tollgate knows; add an OpenAI-compatible one with kind: openai_compatible")
+            raise ValueError(f"{UNKNOWN_PROVIDER}; add an OpenAI-compatible one with kind: openai_compatible")
         return data
 
     @model_validator(mode="after")

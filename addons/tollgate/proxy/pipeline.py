@@ -298,6 +298,8 @@ def gateway(every_call: Sequence[AnyCallStep] = ()) -> Gateway:
         server_connected=[upstream_watch.server_connected],
         tls_established_server=[upstream_watch.tls_established_server],
         tls_failed_server=[upstream_watch.tls_failed_server],
+        # A client that does not trust the CA: said in its connection's record, and once on the console.
+        tls_failed_client=[egress.tls_failed_client],
         server_connect_error=[upstream_watch.server_connect_error],
         server_disconnected=[upstream_watch.server_disconnected],
         # An attempt failed before its answer began (`patches.resend`): recorded, and with

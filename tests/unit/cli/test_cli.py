@@ -290,7 +290,7 @@ def test_check_reports_every_problem_at_once_unset_variables_among_them(
         " TOLLGATE_TEST_UNSET_AWS is not set",
         "error: tollgate.yaml: mcp.servers.0.credential.bearer: environment variable TOLLGATE_TEST_UNSET_MCP is not set",
         "error: tollgate.yaml: audit.checkpoint_s: environment variable TOLLGATE_TEST_UNSET_OPENAI is not set",
-        "error: tollgate.yaml: clients.0.grups: unknown key",
+        "error: tollgate.yaml: clients.0.grups: unknown key (did you mean groups?)",
     ]
 
 
@@ -415,3 +415,30 @@ def test_check_warns_of_an_unset_variable_only_the_console_needs(tollgate, tmp_p
     )
     assert said.out == "tollgate.yaml: ok (0 clients)\n"
     assert load_config("tollgate.yaml").audit.postgres is not None  # as the proxy loads it
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage", "error"),
+    [
+        (["audit", "verify"], "usage: tollgate audit verify [-h]", "tollgate audit verify: error: give audit files"),
+        (["scan"], "usage: tollgate scan [-h]", "tollgate scan: error: give a request body (FILE or -)"),
+        (
+            ["scan", "body.json", "--answer", "a.sse"],
+            "usage: tollgate scan [-h]",
+            "tollgate scan: error: give a request",
+        ),
+    ],
+)
+def test_a_command_called_wrong_shows_its_own_usage(tollgate, capsys, argv: list[str], usage: str, error: str) -> None:
+    """Not the top-level list of commands: what the command itself takes, and the error under it."""
+    with pytest.raises(SystemExit) as done:
+        tollgate(argv)
+    assert done.value.code == 2
+    said = capsys.readouterr().err
+    assert said.startswith(usage) and error in said, said
+
+
+def test_certs_help_says_what_confdir_is(tollgate, capsys) -> None:
+    with pytest.raises(SystemExit):
+        tollgate(["certs", "--help"])
+    assert "the directory of the CA (default: ./certs" in capsys.readouterr().out

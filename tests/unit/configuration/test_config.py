@@ -191,8 +191,8 @@ ACME = {"kind": "openai_compatible", "hosts": ["api.acme.example"], "keys": ["sk
     [
         (
             {"providers": {"mistrall": {"keys": ["k"]}}},
-            "providers.mistrall: not a provider Tollgate knows; add an OpenAI-compatible one with kind:"
-            " openai_compatible",
+            "providers.mistrall: not a provider Tollgate knows (did you mean mistral?); add an OpenAI-compatible"
+            " one with kind: openai_compatible",
         ),
         ({"providers": {"acme": {"kind": "openai"}}}, "providers.acme.kind: Input should be 'openai_compatible'"),
         ({"providers": {"acme": {**ACME, "hosts": []}}}, "providers.acme: hosts: name the hosts of its API"),
@@ -252,8 +252,8 @@ def test_a_configured_vendor_is_a_provider_its_rules_may_name() -> None:
 
 def test_misspelt_client_name_also_reports_the_missing_name() -> None:
     message = error_of({"clients": [{"nmae": "alice"}]})
-    assert "clients.0.nmae: unknown key" in message
-    assert "clients.0.name: Field required" in message
+    assert "clients.0.nmae: unknown key (did you mean name?)" in message
+    assert "clients.0.name: missing (it is required)" in message
 
 
 # --- ${VAR} expansion -------------------------------------------------------------------------
@@ -448,7 +448,7 @@ def test_yaml_dates_and_datetimes_are_expiries_as_their_strings_are(tmp_path: Pa
         ({"key": "tg-a", "expires": "next tuesday"}, "clients.0.keys.0.expires: 'next tuesday' is no date"),
         ({"key": "tg-a", "expires": 20270301}, "clients.0.keys.0.expires: expected a date (2027-03-01)"),
         ({"key": "tg-a", "expiry": "2027-03-01"}, "clients.0.keys.0.expiry: unknown key"),
-        ({"expires": "2027-03-01"}, "clients.0.keys.0.key: Field required"),
+        ({"expires": "2027-03-01"}, "clients.0.keys.0.key: missing (it is required)"),
     ],
 )
 def test_a_bad_virtual_key_entry_is_named(entry: Any, expected: str) -> None:
@@ -728,7 +728,7 @@ def test_file_that_is_not_a_mapping(tmp_path: Path, text: str) -> None:
 
 def test_validation_errors_from_a_file_name_the_file_and_field(tmp_path: Path) -> None:
     path = write(tmp_path, "providers:\n  openai:\n    keyz: [x]\n")
-    assert file_error_of(path) == f"{path}: providers.openai.keyz: unknown key"
+    assert file_error_of(path) == f"{path}: providers.openai.keyz: unknown key (did you mean keys?)"
 
 
 def test_parse_config_refuses_non_mapping() -> None:
@@ -763,7 +763,7 @@ ROLLUP = {"above_messages": 20, "summarizer": {"provider": "openai", "model": "g
         ({"summarizer": ROLLUP["summarizer"]}, "rollup.0: set one of above_messages and above_tokens"),
         ({**ROLLUP, "keep_last": 20}, "rollup.0: keep_last must be below above_messages"),
         ({**ROLLUP, "keep_last": 0}, "rollup.0.keep_last: Input should be greater than or equal to 1"),
-        ({"above_messages": 20}, "rollup.0.summarizer: Field required"),
+        ({"above_messages": 20}, "rollup.0.summarizer: missing (it is required)"),
         ({**ROLLUP, "summarizer": {"provider": "cohere", "model": "m"}}, "rollup.0: unknown provider 'cohere'"),
         (
             {**ROLLUP, "summarizer": {"provider": "bedrock", "model": "m"}},
@@ -821,7 +821,7 @@ def test_an_override_rules_fallbacks_are_read_in_order() -> None:
             {"provider": "openai"},
             "overrides.0.fallbacks.0.model: String should have at least 1 character",
         ),
-        ([{"provider": "openai"}], {"provider": "openai"}, "overrides.0.fallbacks.0.model: Field required"),
+        ([{"provider": "openai"}], {"provider": "openai"}, "overrides.0.fallbacks.0.model: missing (it is required)"),
         (
             [{"provider": "openai", "model": "m", "upstream": "x"}],
             {"provider": "openai"},

@@ -69,7 +69,7 @@ def flow(provider: OidcProvider, si: SignIn, back: str = "/#people") -> tuple[Vi
         ({"sign_in": {"issuer": "https://login.example.com", "client_id": "c",
                       "redirect_uri": "https://console.example.com/callback"}},
          "console.sign_in.redirect_uri: must end in /auth/callback"),
-        ({"sign_in": {"issuer": "https://login.example.com"}}, "console.sign_in.client_id: Field required"),
+        ({"sign_in": {"issuer": "https://login.example.com"}}, "console.sign_in.client_id: missing (it is required)"),
         ({"listen": "0.0.0.0:8090", "tls": {"cert": "c.pem", "key": "k.pem"},
           "sign_in": {"issuer": "https://login.example.com", "client_id": "c"}},
          "sign_in.redirect_uri: required when the console listens on 0.0.0.0:8090 (not loopback)"),

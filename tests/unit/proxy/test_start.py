@@ -21,7 +21,10 @@ def test_a_wrong_configuration_is_one_line_and_status_1(tmp_path: Path, capsys) 
     config.write_text("clients: [{name: a, keyz: [x]}]\n")
     assert main(["mitmdump", "--set", f"tollgate_config={config}"]) == 1
     said = capsys.readouterr()
-    assert (said.out, said.err) == ("", f"Tollgate configuration: {config}: clients.0.keyz: unknown key\n")
+    assert (said.out, said.err) == (
+        "",
+        f"Tollgate configuration: {config}: clients.0.keyz: unknown key (did you mean keys?)\n",
+    )
     assert main(["mitmproxy"]) == 2
 
 
@@ -29,7 +32,10 @@ def test_named_no_configuration_a_wrong_tollgate_yaml_here_is_refused_too(tmp_pa
     monkeypatch.chdir(tmp_path)
     Path("tollgate.yaml").write_text("clients: [{name: a, grups: [x]}]\n")
     assert main(["mitmdump", "--listen-port", "1"]) == 1  # refused before mitmproxy starts
-    assert capsys.readouterr().err == "Tollgate configuration: tollgate.yaml: clients.0.grups: unknown key\n"
+    assert (
+        capsys.readouterr().err
+        == "Tollgate configuration: tollgate.yaml: clients.0.grups: unknown key (did you mean groups?)\n"
+    )
 
 
 def test_a_second_process_of_a_running_instance_is_refused_before_it_starts(

@@ -87,7 +87,7 @@ def test_the_settings_and_their_defaults(tmp_path: Path, tsa: Tsa, monkeypatch: 
             "audit.anchor.ca_file: DIR/tollgate.yaml holds no PEM certificate (the TSAs' root certificates,"
             " -----BEGIN CERTIFICATE-----)",
         ),
-        ({"tsa_url": "https://a.example/"}, "audit.anchor.tsa_url: unknown key"),
+        ({"tsa_url": "https://a.example/"}, "audit.anchor.tsa_url: unknown key (did you mean tsa?)"),
     ],
 )
 def test_a_bad_setting_stops_start_up_naming_its_field(

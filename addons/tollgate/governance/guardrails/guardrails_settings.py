@@ -4,6 +4,7 @@ read (`unread`)."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Annotated, Any, Literal
 
@@ -29,6 +30,22 @@ _CUSTOM_NAME = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 
 def builtin_names() -> tuple[str, ...]:
     return (*detectors.GROUPS, *detectors.KINDS)
+
+
+def likely_detectors(written: str) -> list[str]:
+    """The built-in detectors a name no detector has likely meant, at most three: a kind of that
+    name in a group (`email`: `pii.email`), else the kinds it begins (`secrets.aws`), else a group
+    near in spelling (`secret`), else the kinds nearest in spelling."""
+    groups, kinds = [*detectors.GROUPS, OWN_KEYS], list(detectors.KINDS)
+    for found in (
+        [n for n in kinds if n.rpartition(".")[2] == written],
+        [n for n in kinds if "." in written and n.startswith(written)],
+        difflib.get_close_matches(written, groups, n=1, cutoff=0.75),
+        difflib.get_close_matches(written, kinds, n=1, cutoff=0.8),
+    ):
+        if found:
+            return found[:3]
+    return []
 
 
 class Detect(Strict):
@@ -59,8 +76,12 @@ class Detect(Strict):
         if self.regex is None and self.terms is None:
             # `tollgate_keys` is always on and always denies: naming it in a rule says so, and changes nothing.
             if self.name not in builtin_names() and self.name != OWN_KEYS:
+                meant = likely_detectors(self.name)
                 raise ValueError(
-                    f"unknown detector {self.name!r}; one of {', '.join(builtin_names())}, {OWN_KEYS}, or a custom one"
+                    f"unknown detector {self.name!r}"
+                    + (f" (did you mean {' or '.join(meant)}?)" if meant else "")
+                    + f"; the built-in ones are {', '.join(detectors.GROUPS)}, {OWN_KEYS} and each kind of a group"
+                    " (secrets.aws_access_key_id, pii.email, …: docs/guardrails.md, The detectors), or a custom one"
                     " ({name, regex} or {name, terms: [...]})"
                 )
             return self

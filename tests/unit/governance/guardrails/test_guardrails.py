@@ -30,7 +30,7 @@ from tollgate.configuration.config import parse_config
 from tollgate.governance.guardrails import detectors, text
 from tollgate.governance.guardrails import engine as engine_module
 from tollgate.governance.guardrails.engine import HYPERSCAN
-from tollgate.governance.guardrails.guardrails_settings import GuardrailRule
+from tollgate.governance.guardrails.guardrails_settings import GuardrailRule, likely_detectors
 from tollgate.governance.guardrails.rules import Guardrails, Scan, own_secrets
 
 ENGINES = [False, *([True] if HYPERSCAN else [])]
@@ -515,9 +515,29 @@ def _config_error(guardrails: Any) -> str:
     return str(e.value)
 
 
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [
+        ("email", ["pii.email"]),  # a kind's own name, without its group
+        ("secrets.aws", ["secrets.aws_access_key_id", "secrets.aws_secret_access_key", "secrets.aws_session_token"]),
+        ("secret", ["secrets"]),
+        ("tollgate_key", ["tollgate_keys"]),
+        ("pii.ssn", ["pii.us_ssn"]),
+        ("weather", []),
+    ],
+)
+def test_an_unknown_detector_is_told_the_likely_ones_not_every_one(written: str, meant: list[str]) -> None:
+    assert likely_detectors(written) == meant
+    message = _config_error([{"detect": [written], "action": "deny"}])
+    assert (f"(did you mean {' or '.join(meant)}?)" in message) == bool(meant)
+    assert "secrets.github_token" not in message and len(message) < 400  # not the 250 names of every kind
+
+
 def test_settings_errors_name_the_field() -> None:
     assert _config_error([{"detect": ["secrets.aws"], "action": "deny"}]).startswith(
-        "guardrails.0.detect.0: unknown detector 'secrets.aws'; one of secrets, pii, secrets.aws_access_key_id"
+        "guardrails.0.detect.0: unknown detector 'secrets.aws' (did you mean secrets.aws_access_key_id or"
+        " secrets.aws_secret_access_key or secrets.aws_session_token?); the built-in ones are secrets, pii,"
+        " tollgate_keys and each kind of a group (secrets.aws_access_key_id, pii.email, …"
     )
     message = _config_error(
         [{"detect": ["pii"], "action": "deny"}, {"detect": [{"name": "x", "regex": "(a"}], "action": "audit"}]

@@ -498,9 +498,11 @@ BASE = {"issuer": ISSUER, "audience": "tollgate", "algorithms": ["RS256"], "jwks
 
 
 def test_configuration_errors_name_the_field() -> None:
-    assert config_error({**BASE, "audiance": "x"}) == "identity.jwt.0.audiance: unknown key"
-    assert "identity.jwt.0.audience: Field required" in config_error({k: v for k, v in BASE.items() if k != "audience"})
-    assert "identity.jwt.0.algorithms: Field required" in config_error(
+    assert config_error({**BASE, "audiance": "x"}) == "identity.jwt.0.audiance: unknown key (did you mean audience?)"
+    assert "identity.jwt.0.audience: missing (it is required)" in config_error(
+        {k: v for k, v in BASE.items() if k != "audience"}
+    )
+    assert "identity.jwt.0.algorithms: missing (it is required)" in config_error(
         {k: v for k, v in BASE.items() if k != "algorithms"}
     )
     assert '"none" is refused' in config_error({**BASE, "algorithms": ["RS256", "none"]})

@@ -23,10 +23,11 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from weakref import WeakKeyDictionary
 
 from mitmproxy import connection as mitm_connection
-from mitmproxy import ctx, http
+from mitmproxy import ctx, http, tls
 from mitmproxy.net.tls import starts_like_tls_record
 from mitmproxy.proxy import commands, events, layer, layers, server_hooks
 from mitmproxy.proxy.context import Context
@@ -37,6 +38,7 @@ from tollgate.calls.call import new_request_id
 from tollgate.formats.refusals import AUDIT_UNAVAILABLE, BAD_REQUEST
 from tollgate.governance.egress.egress import EGRESS_DENIED, Asked, Decided, Egress, host_of
 from tollgate.governance.mcp.mcp_exchange import McpExchange
+from tollgate.proxy.certs import CA_CERT
 from tollgate.proxy.connection_log import ConnectionLog, counting
 from tollgate.proxy.flows import BROKERED, CALL, CAPTURE_MODES, MCP
 from tollgate.proxy.state import Shared
@@ -104,6 +106,7 @@ class EgressGate:
         # The names of the `https://` requests sent in cleartext and sent on to their address
         # decided, by client connection id and (address, port): the server name their TLS asks for.
         self._names: dict[str, dict[tuple[str, int], str]] = {}
+        self._told_untrusted = False  # the console told once that a client does not trust the CA
         # What a name resolves to: the event loop's resolver (getaddrinfo).
         self.resolve: Callable[[str, int], Awaitable[str]] = resolve
 
@@ -361,6 +364,21 @@ class EgressGate:
         loaded = self.shared.loaded
         governed = loaded is not None and loaded.egress.governed(connection.host)
         self._decrypted.setdefault(context.client.id, []).append(Decrypted(connection, governed))
+
+    def tls_failed_client(self, data: tls.TlsData) -> None:
+        """A client that gave up its TLS handshake with Tollgate, most often because it does not
+        trust Tollgate's CA: its connection's record says why nothing went through it (mitmproxy's
+        reason: the host and TLS's alert), and the console says once what to do."""
+        reason = data.conn.error or "no reason given"
+        for decrypted in self._decrypted.get(data.conn.id, ()) if self._decrypted else ():
+            decrypted.connection.error = decrypted.connection.error or f"client TLS handshake failed: {reason}"
+        if "trust the proxy's certificate" in reason and not self._told_untrusted:
+            self._told_untrusted = True  # once: mitmproxy says it for every connection already
+            ca = Path(ctx.options.confdir).expanduser() / CA_CERT
+            logger.warning(
+                f"Tollgate: a client does not trust Tollgate's CA ({ca}), so nothing it sends passes. In its"
+                ' shell, eval "$(./run.sh env)" sets its CA bundle (SSL_CERT_FILE, …); else see docs/clients.md'
+            )
 
     def client_disconnected(self, client: mitm_connection.Client) -> None:
         """A client gone: the CONNECTs it was let through and never sent a byte on, recorded as
