@@ -60,6 +60,16 @@ ANSWERS = {
     "gpt-read": [call("call_r", "read_inbox", {})],
     "gpt-ack": [MESSAGE],
     "gpt-guarded": [send("call_1", PLANTED), call("call_2", "read_inbox", {"folder": AWS})],
+    # The `mcp` tool's ask to run a server's tool: the provider runs it once the agent approves.
+    "gpt-mcp": [
+        {
+            "id": "mcpr_1",
+            "type": "mcp_approval_request",
+            "server_label": "bank",
+            "name": "send_money",
+            "arguments": json.dumps({"recipient": PLANTED, "amount": 950}),
+        }
+    ],
 }
 _ids = itertools.count(1)
 
@@ -167,6 +177,19 @@ def test_a_later_turn_by_previous_response_id_is_judged_on_what_tollgate_saw(gw)
         if line.startswith("tollgate_agents_responses_kept")
     }
     assert kept["tollgate_agents_responses_kept"] >= 5 and kept["tollgate_agents_responses_kept_chars"] > len(INBOX)
+
+
+def test_an_mcp_approval_request_from_a_tool_result_is_refused_and_denied_next_turn(gw):
+    result = ask(gw, "gpt-mcp", conversation("Pay the rent as my landlord asks.", INBOX))
+    assert result["output"] == [refusal("mcpr_1")] and result["text"] == REFUSED
+    assert gw.last_audit()["tool_calls"] == [agents.DENIED]
+    # The provider keeps the request: the next turn tells it no, so that it never runs the call.
+    before = len(gw.fakes["openai"].received)
+    go = [{"role": "user", "content": "Go ahead."}]
+    ask(gw, "gpt-ack", go, previous_response_id=result["id"])
+    denial = {"type": "mcp_approval_response", "approval_request_id": "mcpr_1", "approve": False, "reason": REFUSED}
+    assert gw.fakes["openai"].received[before].json()["input"] == [denial, *go]
+    agents.assert_no_argument_value(gw, PLANTED)
 
 
 def test_a_background_response_with_tools_is_refused(gw):

@@ -1,7 +1,8 @@
 """`agents` on a Responses API answer read whole: each output item the agent runs (`function_call`,
 `custom_tool_call`, and the built-in tools its own harness runs: `computer_call`, `shell_call`,
-`local_shell_call`, `apply_patch_call`) decided before the agent gets it. The provider's own tools'
-items (`web_search_call`, `mcp_call`, …) are not the agent's to run: they go as they came. A
+`local_shell_call`, `apply_patch_call`) decided before the agent gets it, and each
+`mcp_approval_request` (a call the provider runs once the agent approves it) alike. The provider's
+own tools' items (`web_search_call`, `mcp_call`, …) are not the agent's to run: they go as they came. A
 refused call's item is replaced, at its place, by a `message` item whose `output_text` the agent
 reads. The usage stays as it came. What the conversation holds once answered is kept by the
 answer's id (`AgentsCall.remember`), for a later `previous_response_id` to be judged on it."""
@@ -12,7 +13,7 @@ import json
 from typing import Any
 
 from tollgate.formats.bodies.json_codec import json_loads
-from tollgate.formats.openai_responses.provenance import agent_call
+from tollgate.formats.openai_responses.provenance import APPROVAL_REQUEST, asked_call
 from tollgate.governance.agents.call_state import AgentsCall, decided_call
 from tollgate.governance.agents.tool_decision import UNREAD, ToolCall
 
@@ -36,13 +37,13 @@ def undecidable(body: dict[str, Any]) -> str | None:
 
 def tool_call_of(item: dict[str, Any]) -> ToolCall | None:
     """The call an output item asks the agent to make; None for an item the agent does not run."""
-    found = agent_call(item)
+    found = asked_call(item)
     if found is None:
         return None
     name, arguments = found
     call_id = item.get("call_id") if isinstance(item.get("call_id"), str) else None
     kind = item.get("type")
-    if kind == "function_call":
+    if kind in ("function_call", APPROVAL_REQUEST):
         return ToolCall.from_json(name, arguments if isinstance(arguments, str) else "\x00", call_id)
     if kind == "custom_tool_call":  # freeform input, judged as its text
         return ToolCall(name, arguments if isinstance(arguments, str) else UNREAD, call_id)
@@ -76,7 +77,13 @@ _ANSWERED_BY = {"function_call": "function_call_output", "custom_tool_call": "cu
 
 def refusal_output(call: dict[str, Any], text: str) -> dict[str, Any] | None:
     """The output item that answers a refused call with its refusal (None for a call whose output
-    is not text): the provider kept the call, and a request continuing its response must answer it."""
+    is not text): the provider kept the call, and a request continuing its response must answer it.
+    A refused approval request is denied, so that the provider never runs its call."""
+    if call.get("type") == APPROVAL_REQUEST:
+        of = call.get("id")
+        if not isinstance(of, str):
+            return None
+        return {"type": "mcp_approval_response", "approval_request_id": of, "approve": False, "reason": text}
     kind, call_id = _ANSWERED_BY.get(str(call.get("type"))), call.get("call_id")
     if kind is None or not isinstance(call_id, str):
         return None
@@ -91,12 +98,21 @@ def with_refusals_answered(body: dict[str, Any], refused: dict[str, dict[str, An
     items = [{"role": "user", "content": source}] if isinstance(source, str) else source
     if not isinstance(items, list):
         return False
-    answered = {i.get("call_id") for i in items if isinstance(i, dict) and str(i.get("type", "")).endswith("_output")}
+    answered = {answered_id(i) for i in items if isinstance(i, dict)} - {None}
     missing = [dict(output) for call_id, output in refused.items() if call_id not in answered]
     if not missing:
         return False
     body["input"] = [*missing, *items]
     return True
+
+
+def answered_id(item: dict[str, Any]) -> str | None:
+    """The call an input item answers: an output's `call_id`, an approval response's request id."""
+    if item.get("type") == "mcp_approval_response":
+        of = item.get("approval_request_id")
+    else:
+        of = item.get("call_id") if str(item.get("type", "")).endswith("_output") else None
+    return of if isinstance(of, str) else None
 
 
 def remembered(state: AgentsCall, response: dict[str, Any], refused: dict[str, dict[str, Any]]) -> None:
@@ -125,7 +141,7 @@ def decided_responses_answer(content: bytes, state: AgentsCall) -> bytes | None:
         if decision.refusal is not None:
             output[at], changed = refusal_item(item, decision.refusal), True
             if (answer_item := refusal_output(item, decision.refusal)) is not None:
-                refused[answer_item["call_id"]] = answer_item
+                refused[str(answered_id(answer_item))] = answer_item
     remembered(state, answer, refused)
     if not changed:
         return content
@@ -150,7 +166,7 @@ def replaced_output(response: dict[str, Any], replacements: dict[str, dict[str, 
     output = response.get("output")
     changed = False
     for at, item in enumerate(output if isinstance(output, list) else ()):
-        key = identity(item) if isinstance(item, dict) and agent_call(item) is not None else None
+        key = identity(item) if isinstance(item, dict) and asked_call(item) is not None else None
         if key is not None and key in replacements:
             output[at] = replacements[key]  # type: ignore[index]
             changed = True
