@@ -72,6 +72,7 @@ def identity(item: dict[str, Any]) -> str | None:
 
 
 # The item that answers a refused call, by the call's type, for the provider that keeps the call.
+APPROVAL_RESPONSE = "mcp_approval_response"  # the agent's answer to an approval request
 _ANSWERED_BY = {"function_call": "function_call_output", "custom_tool_call": "custom_tool_call_output"}
 
 
@@ -83,7 +84,7 @@ def refusal_output(call: dict[str, Any], text: str) -> dict[str, Any] | None:
         of = call.get("id")
         if not isinstance(of, str):
             return None
-        return {"type": "mcp_approval_response", "approval_request_id": of, "approve": False, "reason": text}
+        return {"type": APPROVAL_RESPONSE, "approval_request_id": of, "approve": False, "reason": text}
     kind, call_id = _ANSWERED_BY.get(str(call.get("type"))), call.get("call_id")
     if kind is None or not isinstance(call_id, str):
         return None
@@ -93,14 +94,21 @@ def refusal_output(call: dict[str, Any], text: str) -> dict[str, Any] | None:
 def with_refusals_answered(body: dict[str, Any], refused: dict[str, dict[str, Any]]) -> bool:
     """A request continuing a response (`previous_response_id`) whose calls Tollgate refused: the
     refusals put first in its input, as those calls' outputs, for each call its input does not
-    answer itself (the agent never got the call to answer it). Whether the body changed."""
+    answer itself (the agent never got the call to answer it). An approval of a refused MCP call
+    (its request fetched elsewhere) becomes its denial in place: the provider would run the call.
+    Whether the body changed."""
     source = body.get("input")
     items = [{"role": "user", "content": source}] if isinstance(source, str) else source
     if not isinstance(items, list):
         return False
+    changed = False
+    for at, item in enumerate(items):
+        of = answered_id(item) if isinstance(item, dict) else None
+        if of in refused and item.get("type") == APPROVAL_RESPONSE and item.get("approve") is not False:
+            items[at], changed = dict(refused[of]), True
     answered = {answered_id(i) for i in items if isinstance(i, dict)} - {None}
     missing = [dict(output) for call_id, output in refused.items() if call_id not in answered]
-    if not missing:
+    if not missing and not changed:
         return False
     body["input"] = [*missing, *items]
     return True
@@ -108,7 +116,7 @@ def with_refusals_answered(body: dict[str, Any], refused: dict[str, dict[str, An
 
 def answered_id(item: dict[str, Any]) -> str | None:
     """The call an input item answers: an output's `call_id`, an approval response's request id."""
-    if item.get("type") == "mcp_approval_response":
+    if item.get("type") == APPROVAL_RESPONSE:
         of = item.get("approval_request_id")
     else:
         of = item.get("call_id") if str(item.get("type", "")).endswith("_output") else None

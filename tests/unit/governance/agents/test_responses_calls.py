@@ -220,6 +220,13 @@ def test_an_mcp_approval_request_is_decided_as_the_call_it_asks_the_agent_to_let
         "input": [{"type": "mcp_approval_response", "approval_request_id": "mcpr_a", "approve": False}],
     }
     assert not AGENTS_FORMATS[OPENAI_RESPONSES].answer_refusals(answered, index, "agent")
+    # An approval of the refused request (fetched elsewhere) becomes its denial, in its place.
+    approving: dict[str, Any] = {
+        "previous_response_id": "resp_1",
+        "input": [{"type": "mcp_approval_response", "approval_request_id": "mcpr_a", "approve": True}, "x"],
+    }
+    assert AGENTS_FORMATS[OPENAI_RESPONSES].answer_refusals(approving, index, "agent")
+    assert approving["input"] == [later["input"][0], "x"]
 
 
 def test_an_approval_request_whose_arguments_are_not_json_is_refused_as_unread() -> None:
