@@ -21,6 +21,8 @@ from tests.support.proxy import free_port
 from tests.support.streams import responses_call_events, sse
 from tests.support.usage import responses_usage
 
+from tollgate.governance.agents.provider_mcp import UNDECIDED
+
 KEY = "tg-agents-responses-0001"
 METRICS = f"127.0.0.1:{free_port()}"
 TOOLS = [
@@ -118,8 +120,8 @@ except Exception as e:
 """
 
 
-def ask(gw, model: str, input: list | str, **more) -> dict:
-    return gw.run(CREATE.format(key=KEY, model=model, input=input, tools=TOOLS, more=more))
+def ask(gw, model: str, input: list | str, tools: list = TOOLS, **more) -> dict:
+    return gw.run(CREATE.format(key=KEY, model=model, input=input, tools=tools, more=more))
 
 
 def refusal(of: str, text: str = REFUSED) -> dict:
@@ -199,6 +201,21 @@ def test_a_background_response_with_tools_is_refused(gw):
     assert (result["error"], result["status"]) == ("PermissionDeniedError", 403)
     assert "background response's tool calls are fetched later, undecided" in result["message"]
     assert len(gw.fakes["openai"].received) == before
+
+
+def test_an_mcp_server_the_provider_calls_without_approval_is_refused(gw):
+    # Its calls never reach the agent: an acting one would act undecided.
+    before = len(gw.fakes["openai"].received)
+    server = {"type": "mcp", "server_label": "bank", "server_url": "https://bank.example/mcp"}
+    never = ask(gw, "gpt-ack", "Pay the rent.", tools=[*TOOLS, {**server, "require_approval": "never"}])
+    assert (never["error"], never["status"]) == ("PermissionDeniedError", 403)
+    assert UNDECIDED in never["message"]
+    record = gw.last_audit()
+    assert (record["decision"], record["deny_reasons"], record["refusal"]) == ("deny", [UNDECIDED], "content_denied")
+    assert len(gw.fakes["openai"].received) == before
+    # Asked for approval, each call comes to the agent as a request, decided: it goes.
+    asked = ask(gw, "gpt-ack", "Pay the rent.", tools=[*TOOLS, server])
+    assert asked["text"] == "Noted."
 
 
 STREAM = """

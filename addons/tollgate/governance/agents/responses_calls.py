@@ -14,7 +14,9 @@ from typing import Any
 
 from tollgate.formats.bodies.json_codec import json_loads
 from tollgate.formats.openai_responses.provenance import APPROVAL_REQUEST, asked_call
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.call_state import AgentsCall, decided_call
+from tollgate.governance.agents.provider_mcp import responses_unapproved, undecided
 from tollgate.governance.agents.tool_decision import UNREAD, ToolCall
 
 
@@ -27,12 +29,12 @@ def responses_schemas(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def undecidable(body: dict[str, Any]) -> str | None:
-    """Why a request's answer's calls would reach the agent undecided; None where they cannot."""
+def undecidable(body: dict[str, Any], settings: AgentsSettings) -> str | None:
+    """Why a request's answer's calls would reach the agent (or act) undecided; None where they cannot."""
     if body.get("background") is True and body.get("tools"):
         # Fetched later (GET /v1/responses/{id}, or its stream resumed): read back as it was made.
         return "a background response's tool calls are fetched later, undecided"
-    return None
+    return undecided(responses_unapproved(body), settings)
 
 
 def tool_call_of(item: dict[str, Any]) -> ToolCall | None:
