@@ -4,10 +4,11 @@ it. Where such a tool may be an acting one (`agents.acting_tools`), the request 
 calls would act undecided. `*` stands for tools the request does not name (every tool of a server
 that lists none, a filter by the server's own `read_only` annotations), which may be any.
 
-- The Responses API's (and a Realtime session's) `mcp` tool: without approval where
-  `require_approval` is `never`, or its object's `never` filter names them; `allowed_tools` (a list
-  of names, or `{tool_names}`) narrows them. Absent or `always`, each call comes to the agent as an
-  `mcp_approval_request`, which is decided.
+- The Responses API's `mcp` tool: without approval where `require_approval` is `never`, or its
+  object's `never` filter names them; `allowed_tools` (a list of names, or `{tool_names}`) narrows
+  them. Absent or `always`, each call comes to the agent as an `mcp_approval_request`, which is
+  decided. A Realtime session's `mcp` tool (`session.update`, `response.create`): every tool it
+  allows, approval or not, for its approval requests are not decided there.
 - Anthropic's `mcp_servers`: always without approval; a server's `tool_configuration`
   (`enabled`, `allowed_tools`) narrows them.
 - Gemini's `mcpServers` in a tool: always without approval, every tool of the server."""
@@ -47,13 +48,14 @@ def _narrowed(unapproved: list[str], allowed: Any) -> list[str]:
     return named if EVERY in unapproved else [n for n in unapproved if n in named]
 
 
-def responses_unapproved(body: dict[str, Any]) -> list[str]:
-    """The tools of a Responses body's `mcp` servers that the provider calls without approval."""
+def responses_unapproved(body: dict[str, Any], approvals_decided: bool = True) -> list[str]:
+    """The tools of a Responses body's `mcp` servers that the provider calls without approval (a
+    decided one: where approval requests are not decided, every tool allowed)."""
     out: list[str] = []
     for tool in dicts(body.get("tools")):
         if tool.get("type") != "mcp":
             continue
-        approval = tool.get("require_approval", "always")
+        approval = tool.get("require_approval", "always") if approvals_decided else "never"
         if approval is None or approval == "always":
             continue
         if approval == "never":

@@ -92,3 +92,9 @@ def test_geminis_mcp_servers_are_called_without_approval() -> None:
 def test_any_approval_value_is_read_without_raising(value: Any) -> None:
     unapproved = responses_unapproved({"tools": [{**SERVER, "require_approval": value, "allowed_tools": value}]})
     assert all(isinstance(n, str) for n in unapproved)
+
+
+def test_where_approval_requests_are_not_decided_every_allowed_tool_is_unapproved() -> None:
+    session = {"tools": [SERVER, {**SERVER, "allowed_tools": ["balance"]}]}
+    assert responses_unapproved(session) == []
+    assert responses_unapproved(session, approvals_decided=False) == ["*", "balance"]
