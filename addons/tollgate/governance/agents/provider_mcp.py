@@ -7,7 +7,7 @@ that lists none, a filter by the server's own `read_only` annotations), which ma
 - The Responses API's `mcp` tool: without approval where `require_approval` is `never`, or its
   object's `never` filter names them; `allowed_tools` (a list of names, or `{tool_names}`) narrows
   them. Absent or `always`, each call comes to the agent as an `mcp_approval_request`, which is
-  decided. A Realtime session's `mcp` tool (`session.update`, `response.create`): every tool it
+  decided. A stored prompt (`prompt: {id}`) may hold any such tool. A Realtime session's `mcp` tool (`session.update`, `response.create`): every tool it
   allows, approval or not, for its approval requests are not decided there.
 - Anthropic's `mcp_servers`: always without approval; a server's `tool_configuration`
   (`enabled`, `allowed_tools`) narrows them.
@@ -51,7 +51,8 @@ def _narrowed(unapproved: list[str], allowed: Any) -> list[str]:
 def responses_unapproved(body: dict[str, Any], approvals_decided: bool = True) -> list[str]:
     """The tools of a Responses body's `mcp` servers that the provider calls without approval (a
     decided one: where approval requests are not decided, every tool allowed)."""
-    out: list[str] = []
+    # A stored prompt (`prompt: {id}`) may hold any tools, Tollgate cannot read which: taken as given.
+    out: list[str] = [] if body.get("prompt") is None else [EVERY]
     for tool in dicts(body.get("tools")):
         if tool.get("type") != "mcp":
             continue

@@ -98,3 +98,8 @@ def test_where_approval_requests_are_not_decided_every_allowed_tool_is_unapprove
     session = {"tools": [SERVER, {**SERVER, "allowed_tools": ["balance"]}]}
     assert responses_unapproved(session) == []
     assert responses_unapproved(session, approvals_decided=False) == ["*", "balance"]
+
+
+def test_a_stored_prompt_may_hold_any_mcp_tool() -> None:
+    assert responses_unapproved({"prompt": {"id": "pmpt_1"}}) == ["*"]
+    assert AGENTS_FORMATS[OPENAI_RESPONSES].undecidable({"prompt": {"id": "pmpt_1"}}, SENDING) == UNDECIDED
