@@ -7,8 +7,9 @@ that lists none, a filter by the server's own `read_only` annotations), which ma
 - The Responses API's `mcp` tool: without approval where `require_approval` is `never`, or its
   object's `never` filter names them; `allowed_tools` (a list of names, or `{tool_names}`) narrows
   them. Absent or `always`, each call comes to the agent as an `mcp_approval_request`, which is
-  decided. A stored prompt (`prompt: {id}`) may hold any such tool. A Realtime session's `mcp` tool (`session.update`, `response.create`): every tool it
-  allows, approval or not, for its approval requests are not decided there.
+  decided. A stored prompt (`prompt: {id}`) may hold any such tool. A Realtime session's `mcp`
+  tool (`session.update`, `response.create`): every tool it allows, approval or not, for its
+  approval requests are not decided there.
 - Anthropic's `mcp_servers`: always without approval; a server's `tool_configuration`
   (`enabled`, `allowed_tools`) narrows them.
 - Gemini's `mcpServers` in a tool: always without approval, every tool of the server."""
