@@ -14,9 +14,10 @@ Under an answer guardrail, each response's events are read as its stream's would
 (`ResponsesSocketGuard`): a message whose text is held is held back, one whose value is replaced
 sent anew, and the socket's later events go behind it (`SocketRunner`); at a value to deny, the
 client gets an `error` event and the WebSocket is closed (1008), which stops the upstream's
-generation. A response the upstream begins without a message asking
-for it is not read: under an answer rule, or with `agents`, it stops there, as an event that cannot
-be read does; so does one begun on a lane whose last response read so has not ended. A large event (32 KiB or more) is read in a worker thread.
+generation. A response the upstream begins without a message asking for it is not read: under an
+answer rule, or with `agents`, it stops there, as an event that cannot be read does; so does one
+begun on a lane whose last response read so has not ended. A large event (32 KiB or more) is read
+in a worker thread.
 
 With `agents`, each response.create is read as its HTTP body is (its tools' outputs outside
 content), and its response's events are decided as its stream's over HTTP are
