@@ -19,6 +19,8 @@ from tests.support.clients import ANTHROPIC_CLIENTS
 from tests.support.fake_upstream import Received, Reply
 from tests.support.streams import sse
 
+from tollgate.governance.agents.provider_mcp import UNDECIDED
+
 TOOLS = [
     {"name": "read_inbox", "input_schema": {"type": "object", "properties": {}}},
     {
@@ -299,3 +301,27 @@ def test_a_call_routed_to_another_format_is_decided_as_the_client_reads_it(route
     record = routed.last_audit()
     assert (record["provider"], record["upstream_endpoint"]) == ("openai", "chat.completions")
     assert [(c["name"], c["decision"]) for c in record["tool_calls"]] == [("send_money", "deny")]
+
+
+MCP = """
+import anthropic
+client = {client}
+try:
+    client.beta.messages.create(model={model!r}, max_tokens=100, messages={messages!r}, mcp_servers={servers!r},
+                                betas=["mcp-client-2025-04-04"])
+except anthropic.APIStatusError as e:
+    report(status=e.status_code, kind=type(e).__name__, message=str(e)[:2000])
+"""
+
+
+def test_mcp_servers_anthropic_calls_without_approval_are_refused_where_a_tool_may_act(gw):
+    # Anthropic calls their tools itself: none reaches the agent, an acting one would act undecided.
+    before = len(gw.fakes["anthropic"].received)
+    server = {"type": "url", "url": "https://bank.example/mcp", "name": "bank"}
+    code = MCP.format(
+        client=ANTHROPIC_CLIENTS["anthropic"], model="claude-ok", messages=messages("Pay."), servers=[server]
+    )
+    result = gw.run(code)
+    assert (result["kind"], result["status"]) == ("PermissionDeniedError", 403) and UNDECIDED in result["message"]
+    assert gw.last_audit()["deny_reasons"] == [UNDECIDED]
+    assert len(gw.fakes["anthropic"].received) == before

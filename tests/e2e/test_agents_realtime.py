@@ -14,6 +14,8 @@ from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
 from tests.support.fake_realtime import Script, usage
 from tests.support.socket_agents import SEND
 
+from tollgate.governance.agents.provider_mcp import UNDECIDED
+
 REAL = "sk-REAL-openai-agents-realtime-5ecret"
 ALICE = "tg-VIRTUAL-alice-agents-realtime-5ecret"
 MODEL = "gpt-realtime"
@@ -156,3 +158,36 @@ def test_a_call_begun_while_the_policy_is_asked_about_another_is_decided_in_its_
         ("send_money", "deny", ["no payments by voice"]),
         ("get_weather", "allow", []),
     ]
+
+
+MCP_SESSION = f"""
+import asyncio
+from openai import AsyncOpenAI
+
+async def session():
+    client = AsyncOpenAI(api_key="{ALICE}", max_retries=0)
+    got = []
+    mcp = {{"type": "mcp", "server_label": "bank", "server_url": "https://bank.example/mcp"}}
+    async with client.realtime.connect(model="{MODEL}") as conn:
+        await conn.session.update(session={{"type": "realtime", "tools": [mcp]}})
+        await conn.session.update(session={{"type": "realtime", "tools": [{SEND!r}]}})
+        async for event in conn:
+            got.append(event.model_dump(exclude_none=True))
+            if event.type == "session.updated":
+                break
+    return got
+
+report(events=asyncio.run(session()))
+"""
+
+
+def test_an_mcp_server_given_a_realtime_session_is_refused_the_session_goes_on(gw, realtime_fake):
+    # The server calls its tools itself, and their approval requests are not decided here.
+    events = socket_agents.events(gw, realtime_fake, calling(OWN), MCP_SESSION, but=("session.created",))
+    assert [e["type"] for e in events] == ["error", "session.updated"]
+    assert UNDECIDED in events[0]["error"]["message"]
+    assert events[1]["session"]["tools"] == [SEND]  # the second update went; the first never did
+    sent = [json.loads(m) for m in realtime_fake.sessions[-1].received]
+    assert "mcp" not in json.dumps(sent)
+    record = gw.new_audit(2)[0]
+    assert (record["decision"], record["deny_reasons"]) == ("deny", [UNDECIDED])

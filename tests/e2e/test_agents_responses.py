@@ -21,6 +21,8 @@ from tests.support.proxy import free_port
 from tests.support.streams import responses_call_events, sse
 from tests.support.usage import responses_usage
 
+from tollgate.governance.agents.provider_mcp import UNDECIDED
+
 KEY = "tg-agents-responses-0001"
 METRICS = f"127.0.0.1:{free_port()}"
 TOOLS = [
@@ -60,6 +62,16 @@ ANSWERS = {
     "gpt-read": [call("call_r", "read_inbox", {})],
     "gpt-ack": [MESSAGE],
     "gpt-guarded": [send("call_1", PLANTED), call("call_2", "read_inbox", {"folder": AWS})],
+    # The `mcp` tool's ask to run a server's tool: the provider runs it once the agent approves.
+    "gpt-mcp": [
+        {
+            "id": "mcpr_1",
+            "type": "mcp_approval_request",
+            "server_label": "bank",
+            "name": "send_money",
+            "arguments": json.dumps({"recipient": PLANTED, "amount": 950}),
+        }
+    ],
 }
 _ids = itertools.count(1)
 
@@ -108,8 +120,8 @@ except Exception as e:
 """
 
 
-def ask(gw, model: str, input: list | str, **more) -> dict:
-    return gw.run(CREATE.format(key=KEY, model=model, input=input, tools=TOOLS, more=more))
+def ask(gw, model: str, input: list | str, tools: list = TOOLS, **more) -> dict:
+    return gw.run(CREATE.format(key=KEY, model=model, input=input, tools=tools, more=more))
 
 
 def refusal(of: str, text: str = REFUSED) -> dict:
@@ -169,6 +181,19 @@ def test_a_later_turn_by_previous_response_id_is_judged_on_what_tollgate_saw(gw)
     assert kept["tollgate_agents_responses_kept"] >= 5 and kept["tollgate_agents_responses_kept_chars"] > len(INBOX)
 
 
+def test_an_mcp_approval_request_from_a_tool_result_is_refused_and_denied_next_turn(gw):
+    result = ask(gw, "gpt-mcp", conversation("Pay the rent as my landlord asks.", INBOX))
+    assert result["output"] == [refusal("mcpr_1")] and result["text"] == REFUSED
+    assert gw.last_audit()["tool_calls"] == [agents.DENIED]
+    # The provider keeps the request: the next turn tells it no, so that it never runs the call.
+    before = len(gw.fakes["openai"].received)
+    go = [{"role": "user", "content": "Go ahead."}]
+    ask(gw, "gpt-ack", go, previous_response_id=result["id"])
+    denial = {"type": "mcp_approval_response", "approval_request_id": "mcpr_1", "approve": False, "reason": REFUSED}
+    assert gw.fakes["openai"].received[before].json()["input"] == [denial, *go]
+    agents.assert_no_argument_value(gw, PLANTED)
+
+
 def test_a_background_response_with_tools_is_refused(gw):
     # Its answer is fetched later, read back as it was made: its calls would go undecided.
     before = len(gw.fakes["openai"].received)
@@ -176,6 +201,21 @@ def test_a_background_response_with_tools_is_refused(gw):
     assert (result["error"], result["status"]) == ("PermissionDeniedError", 403)
     assert "background response's tool calls are fetched later, undecided" in result["message"]
     assert len(gw.fakes["openai"].received) == before
+
+
+def test_an_mcp_server_the_provider_calls_without_approval_is_refused(gw):
+    # Its calls never reach the agent: an acting one would act undecided.
+    before = len(gw.fakes["openai"].received)
+    server = {"type": "mcp", "server_label": "bank", "server_url": "https://bank.example/mcp"}
+    never = ask(gw, "gpt-ack", "Pay the rent.", tools=[*TOOLS, {**server, "require_approval": "never"}])
+    assert (never["error"], never["status"]) == ("PermissionDeniedError", 403)
+    assert UNDECIDED in never["message"]
+    record = gw.last_audit()
+    assert (record["decision"], record["deny_reasons"], record["refusal"]) == ("deny", [UNDECIDED], "content_denied")
+    assert len(gw.fakes["openai"].received) == before
+    # Asked for approval, each call comes to the agent as a request, decided: it goes.
+    asked = ask(gw, "gpt-ack", "Pay the rent.", tools=[*TOOLS, server])
+    assert asked["text"] == "Noted."
 
 
 STREAM = """

@@ -229,3 +229,58 @@ def test_a_response_no_message_asked_for_stops_and_the_socket_closes(gw, realtim
     records = gw.new_audit(2)
     assert records[0]["tool_calls"] == [agents.allowed()]
     assert (records[1]["error"], records[1]["tool_calls"]) == ("content_denied", None)
+
+
+def interleaved(script: Script) -> Script:
+    """The first response.create answered up to its call's first event only; the second's response
+    begun on the same lane, then the first's call whole, then both completed."""
+    held: list[dict[str, Any]] = []
+
+    def both(event: dict[str, Any]) -> list[dict[str, Any]]:
+        answered = script(event)
+        if not held:
+            held.extend(answered[5:])
+            return answered[:5]
+        return [answered[0], *held, *answered[1:]]
+
+    return both
+
+
+TWO = f"""
+import asyncio
+from openai import AsyncOpenAI
+
+async def session():
+    client = AsyncOpenAI(api_key="{ALICE}", max_retries=0)
+    got, closed = [], None
+    async with client.responses.connect() as conn:
+        for _ in range(2):
+            await conn.response.create(model="{MODEL}", tools=[{SEND!r}], input=[
+                {{"type": "function_call", "call_id": "c0", "name": "read_inbox", "arguments": "{{}}"}},
+                {{"type": "function_call_output", "call_id": "c0", "output": {INBOX!r}}},
+            ])
+            await asyncio.sleep(0.5)
+        try:
+            for _ in range(100):
+                got.append((await asyncio.wait_for(conn.recv(), 20)).model_dump(exclude_none=True))
+        except Exception as e:
+            closed = [type(e).__name__, getattr(getattr(e, "rcvd", None), "code", None)]
+    return dict(events=got, closed=closed)
+
+report(**asyncio.run(session()))
+"""
+
+
+def test_a_response_begun_on_a_lane_before_the_last_ended_stops_and_the_socket_closes(gw, realtime_fake):
+    # Whose later events are cannot be told: the first's call would be read as the second's, undecided.
+    realtime_fake.answer_with(interleaved(calling(PLANTED)))
+    got = gw.run(TWO)
+    assert "events" in got, got
+    events = got["events"]
+    assert PLANTED not in json.dumps(events) and "function_call" not in json.dumps(events)
+    error = events[-1]
+    assert (error["type"], error["error"]["code"]) == ("error", "content_denied")
+    assert got["closed"] == ["ConnectionClosedError", 1008]
+    records = gw.new_audit(2)
+    assert [r["error"] for r in records] == ["content_denied", "content_denied"]
+    agents.assert_no_argument_value(gw, PLANTED, "landlord@")

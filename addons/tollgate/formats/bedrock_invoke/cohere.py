@@ -5,7 +5,8 @@ A request: `preamble` (the system prompt), `chat_history` (entries of role `USER
 `CHATBOT` — its `message` and its `tool_calls` `[{name, parameters}]` — and `TOOL`, whose
 `tool_results` answer them), the user's `message`, the RAG `documents` given for it, and the
 `tool_results` `[{call: {name, parameters}, outputs: [{…}]}]` of the calls the model made last.
-The preamble, `USER` and `SYSTEM` entries and the message are trusted; every tool result and
+The preamble, `USER` and `SYSTEM` entries and the message are trusted (not the message under
+`raw_prompting`, the whole prompt as the client wrote it: outside content); every tool result and
 document is outside content; the chatbot's text and calls after outside content are too. A tool
 declares its parameters in `parameter_definitions` (`{name: {type, description, required}}`).
 
@@ -57,7 +58,10 @@ def read_provenance(body: dict[str, Any]) -> Provenance:
             built.result(None, None, entry.get("message"))
     for document in items(body.get("documents")):  # an object or a string: outside content either way
         built.result(None, DOCUMENTS, document)
-    built.trusted(body.get("message"))
+    if body.get("raw_prompting") in (None, False):
+        built.trusted(body.get("message"))
+    else:  # the prompt as the client wrote it, without Cohere's template: what tools read may be in it
+        built.result(None, None, body.get("message"))
     _results(built, body.get("tool_results"))
     return built.build()
 

@@ -25,6 +25,8 @@ _AGENT_TOOLS = {
 }
 # Provider-run tools declared in `tools`, by their type.
 _PROVIDER_TOOL_TYPES = ("web_search", "file_search", "code_interpreter", "mcp", "image_generation", "computer")
+# The provider's ask to run an MCP server's tool it calls itself, once the agent approves it.
+APPROVAL_REQUEST = "mcp_approval_request"
 _UNSEEN_TYPES = ("compaction", "item_reference", "compaction_summary")
 _QUIET_KEYS = ("id", "type", "status", "call_id", "encrypted_content")
 
@@ -42,6 +44,16 @@ def agent_call(item: dict[str, Any]) -> tuple[str, Any] | None:
             "arguments" if kind == "function_call" else "input"
         )
     return tool, {k: v for k, v in item.items() if k not in _QUIET_KEYS}
+
+
+def asked_call(item: dict[str, Any]) -> tuple[str, Any] | None:
+    """An output item that asks for a tool call the agent lets run: a call it runs itself
+    (`agent_call`), or an `mcp_approval_request`, which the provider runs once the agent approves
+    it (its tool's name and its arguments' JSON text). None for any other."""
+    if item.get("type") == APPROVAL_REQUEST:
+        name = item.get("name")
+        return (name if isinstance(name, str) and name else "unknown"), item.get("arguments")
+    return agent_call(item)
 
 
 def _provider_name(item: dict[str, Any]) -> str:

@@ -43,6 +43,7 @@ from tollgate.governance.agents.invoke_families import CHAT, CLAUDE, COHERE, NOV
 from tollgate.governance.agents.messages_calls import decided_messages_answer, messages_schemas
 from tollgate.governance.agents.messages_stream import HeldMessagesCalls
 from tollgate.governance.agents.nova_chunks import NovaChunks
+from tollgate.governance.agents.provider_mcp import gemini_unapproved, messages_unapproved, undecided
 from tollgate.governance.agents.response_index import ResponseIndex
 from tollgate.governance.agents.responses_calls import (
     decided_responses_answer,
@@ -71,7 +72,8 @@ class AgentsFormat:
     # refusals put in its body as the calls' outputs; whether it changed.
     refusals_answered: Callable[[dict[str, Any], dict[str, dict[str, Any]]], bool] | None = None
     # Why a request's answer's calls would reach the agent undecided (it is refused then); None: they cannot.
-    undecidable: Callable[[dict[str, Any]], str | None] = lambda _body: None
+    # (Its `agents` settings say which tools act.)
+    undecidable: Callable[[dict[str, Any], AgentsSettings], str | None] = lambda _body, _settings: None
     # A streamed call's answer is a stream whatever its type (Gemini's JSON array, Bedrock's AWS
     # event stream), not one answer read whole.
     streams_when_asked: bool = False
@@ -122,7 +124,18 @@ def _whole(read: Callable[[dict[str, Any]], Provenance]) -> Callable[[dict[str, 
     return lambda body, _earlier: read(body)
 
 
-_MESSAGES = AgentsFormat(_whole(messages_provenance), messages_schemas, decided_messages_answer, HeldMessagesCalls)
+_MESSAGES = AgentsFormat(
+    _whole(messages_provenance),
+    messages_schemas,
+    decided_messages_answer,
+    HeldMessagesCalls,
+    undecidable=lambda body, settings: undecided(messages_unapproved(body), settings),
+)
+
+
+def _gemini_undecidable(body: dict[str, Any], settings: AgentsSettings) -> str | None:
+    return undecided(gemini_unapproved(body), settings)
+
 
 AGENTS_FORMATS: dict[str, AgentsFormat] = {
     formats.OPENAI_CHAT: AgentsFormat(_whole(chat_provenance), chat_schemas, decided_chat_answer, HeldChatCalls),
@@ -137,7 +150,12 @@ AGENTS_FORMATS: dict[str, AgentsFormat] = {
     ),
     # The Gemini API's and Vertex AI's Gemini.
     formats.GEMINI_GENERATE: AgentsFormat(
-        _whole(gemini_provenance), gemini_schemas, decided_gemini_answer, HeldGeminiCalls, streams_when_asked=True
+        _whole(gemini_provenance),
+        gemini_schemas,
+        decided_gemini_answer,
+        HeldGeminiCalls,
+        undecidable=_gemini_undecidable,
+        streams_when_asked=True,
     ),
     # Gemini CLI signed in with a plan: the same inside Code Assist's envelope.
     formats.CODE_ASSIST: AgentsFormat(
@@ -145,6 +163,7 @@ AGENTS_FORMATS: dict[str, AgentsFormat] = {
         code_assist_schemas,
         partial(decided_gemini_answer, envelope=ENVELOPE),
         partial(HeldGeminiCalls, envelope=ENVELOPE),
+        undecidable=_gemini_undecidable,
         streams_when_asked=True,
     ),
     # Bedrock's Converse and ConverseStream (its AWS event stream).
@@ -191,7 +210,11 @@ UNREAD_FAMILY = "its model's own body is not read for its tool calls on InvokeMo
 
 # A family whose body is not read, in a call that gives its model tools: refused.
 _UNREAD = AgentsFormat(
-    _whole(chat_provenance), chat_schemas, decided_chat_answer, HeldChatCalls, undecidable=lambda _body: UNREAD_FAMILY
+    _whole(chat_provenance),
+    chat_schemas,
+    decided_chat_answer,
+    HeldChatCalls,
+    undecidable=lambda _body, _settings: UNREAD_FAMILY,
 )
 
 

@@ -1,7 +1,8 @@
 """`agents` on a Responses API answer read whole: each output item the agent runs (`function_call`,
 `custom_tool_call`, and the built-in tools its own harness runs: `computer_call`, `shell_call`,
-`local_shell_call`, `apply_patch_call`) decided before the agent gets it. The provider's own tools'
-items (`web_search_call`, `mcp_call`, …) are not the agent's to run: they go as they came. A
+`local_shell_call`, `apply_patch_call`) decided before the agent gets it, and each
+`mcp_approval_request` (a call the provider runs once the agent approves it) alike. The provider's
+own tools' items (`web_search_call`, `mcp_call`, …) are not the agent's to run: they go as they came. A
 refused call's item is replaced, at its place, by a `message` item whose `output_text` the agent
 reads. The usage stays as it came. What the conversation holds once answered is kept by the
 answer's id (`AgentsCall.remember`), for a later `previous_response_id` to be judged on it."""
@@ -12,8 +13,10 @@ import json
 from typing import Any
 
 from tollgate.formats.bodies.json_codec import json_loads
-from tollgate.formats.openai_responses.provenance import agent_call
+from tollgate.formats.openai_responses.provenance import APPROVAL_REQUEST, asked_call
+from tollgate.governance.agents.agents_settings import AgentsSettings
 from tollgate.governance.agents.call_state import AgentsCall, decided_call
+from tollgate.governance.agents.provider_mcp import responses_unapproved, undecided
 from tollgate.governance.agents.tool_decision import UNREAD, ToolCall
 
 
@@ -26,23 +29,23 @@ def responses_schemas(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def undecidable(body: dict[str, Any]) -> str | None:
-    """Why a request's answer's calls would reach the agent undecided; None where they cannot."""
+def undecidable(body: dict[str, Any], settings: AgentsSettings) -> str | None:
+    """Why a request's answer's calls would reach the agent (or act) undecided; None where they cannot."""
     if body.get("background") is True and body.get("tools"):
         # Fetched later (GET /v1/responses/{id}, or its stream resumed): read back as it was made.
         return "a background response's tool calls are fetched later, undecided"
-    return None
+    return undecided(responses_unapproved(body), settings)
 
 
 def tool_call_of(item: dict[str, Any]) -> ToolCall | None:
     """The call an output item asks the agent to make; None for an item the agent does not run."""
-    found = agent_call(item)
+    found = asked_call(item)
     if found is None:
         return None
     name, arguments = found
     call_id = item.get("call_id") if isinstance(item.get("call_id"), str) else None
     kind = item.get("type")
-    if kind == "function_call":
+    if kind in ("function_call", APPROVAL_REQUEST):
         return ToolCall.from_json(name, arguments if isinstance(arguments, str) else "\x00", call_id)
     if kind == "custom_tool_call":  # freeform input, judged as its text
         return ToolCall(name, arguments if isinstance(arguments, str) else UNREAD, call_id)
@@ -71,12 +74,19 @@ def identity(item: dict[str, Any]) -> str | None:
 
 
 # The item that answers a refused call, by the call's type, for the provider that keeps the call.
+APPROVAL_RESPONSE = "mcp_approval_response"  # the agent's answer to an approval request
 _ANSWERED_BY = {"function_call": "function_call_output", "custom_tool_call": "custom_tool_call_output"}
 
 
 def refusal_output(call: dict[str, Any], text: str) -> dict[str, Any] | None:
     """The output item that answers a refused call with its refusal (None for a call whose output
-    is not text): the provider kept the call, and a request continuing its response must answer it."""
+    is not text): the provider kept the call, and a request continuing its response must answer it.
+    A refused approval request is denied, so that the provider never runs its call."""
+    if call.get("type") == APPROVAL_REQUEST:
+        of = call.get("id")
+        if not isinstance(of, str):
+            return None
+        return {"type": APPROVAL_RESPONSE, "approval_request_id": of, "approve": False, "reason": text}
     kind, call_id = _ANSWERED_BY.get(str(call.get("type"))), call.get("call_id")
     if kind is None or not isinstance(call_id, str):
         return None
@@ -86,17 +96,33 @@ def refusal_output(call: dict[str, Any], text: str) -> dict[str, Any] | None:
 def with_refusals_answered(body: dict[str, Any], refused: dict[str, dict[str, Any]]) -> bool:
     """A request continuing a response (`previous_response_id`) whose calls Tollgate refused: the
     refusals put first in its input, as those calls' outputs, for each call its input does not
-    answer itself (the agent never got the call to answer it). Whether the body changed."""
+    answer itself (the agent never got the call to answer it). An approval of a refused MCP call
+    (its request fetched elsewhere) becomes its denial in place: the provider would run the call.
+    Whether the body changed."""
     source = body.get("input")
     items = [{"role": "user", "content": source}] if isinstance(source, str) else source
     if not isinstance(items, list):
         return False
-    answered = {i.get("call_id") for i in items if isinstance(i, dict) and str(i.get("type", "")).endswith("_output")}
+    changed = False
+    for at, item in enumerate(items):
+        of = answered_id(item) if isinstance(item, dict) else None
+        if of in refused and item.get("type") == APPROVAL_RESPONSE and item.get("approve") is not False:
+            items[at], changed = dict(refused[of]), True
+    answered = {answered_id(i) for i in items if isinstance(i, dict)} - {None}
     missing = [dict(output) for call_id, output in refused.items() if call_id not in answered]
-    if not missing:
+    if not missing and not changed:
         return False
     body["input"] = [*missing, *items]
     return True
+
+
+def answered_id(item: dict[str, Any]) -> str | None:
+    """The call an input item answers: an output's `call_id`, an approval response's request id."""
+    if item.get("type") == APPROVAL_RESPONSE:
+        of = item.get("approval_request_id")
+    else:
+        of = item.get("call_id") if str(item.get("type", "")).endswith("_output") else None
+    return of if isinstance(of, str) else None
 
 
 def remembered(state: AgentsCall, response: dict[str, Any], refused: dict[str, dict[str, Any]]) -> None:
@@ -125,7 +151,7 @@ def decided_responses_answer(content: bytes, state: AgentsCall) -> bytes | None:
         if decision.refusal is not None:
             output[at], changed = refusal_item(item, decision.refusal), True
             if (answer_item := refusal_output(item, decision.refusal)) is not None:
-                refused[answer_item["call_id"]] = answer_item
+                refused[str(answered_id(answer_item))] = answer_item
     remembered(state, answer, refused)
     if not changed:
         return content
@@ -150,7 +176,7 @@ def replaced_output(response: dict[str, Any], replacements: dict[str, dict[str, 
     output = response.get("output")
     changed = False
     for at, item in enumerate(output if isinstance(output, list) else ()):
-        key = identity(item) if isinstance(item, dict) and agent_call(item) is not None else None
+        key = identity(item) if isinstance(item, dict) and asked_call(item) is not None else None
         if key is not None and key in replacements:
             output[at] = replacements[key]  # type: ignore[index]
             changed = True

@@ -17,11 +17,12 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from tollgate.formats.openai_responses.provenance import agent_call
+from tollgate.formats.openai_responses.provenance import asked_call
 from tollgate.formats.translation import Rewrite
 from tollgate.governance.agents.call_state import AgentsCall, decided_call
 from tollgate.governance.agents.held_events import UNFRAMED, HeldEvents, error_event, event_object
 from tollgate.governance.agents.responses_calls import (
+    answered_id,
     identity,
     refusal_item,
     refusal_output,
@@ -77,7 +78,7 @@ class HeldResponsesCalls(HeldEvents):
         kind, at, item = obj.get("type"), obj.get("output_index"), obj.get("item")
         if kind not in (ADDED, DONE) or not isinstance(at, int) or not isinstance(item, dict):
             return
-        if kind == ADDED and agent_call(item) is not None:
+        if kind == ADDED and asked_call(item) is not None:
             if self._held is None:
                 self._held = []
             self._calls[at] = item
@@ -97,7 +98,7 @@ class HeldResponsesCalls(HeldEvents):
             if decision.refusal is not None:
                 messages[at] = message = refusal_item(item, decision.refusal)
                 if (answer_item := refusal_output(item, decision.refusal)) is not None:
-                    self._refused[answer_item["call_id"]] = answer_item
+                    self._refused[str(answered_id(answer_item))] = answer_item
                 key = identity(item)
                 if key is not None:
                     self._replaced[key] = message

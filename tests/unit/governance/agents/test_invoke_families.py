@@ -85,7 +85,7 @@ def test_the_family_is_told_by_the_model_id_else_by_the_body(model: str, body: d
 def test_a_family_not_read_is_refused_with_tools_and_goes_as_it_came_without() -> None:
     llama = {"prompt": "pay", "tools": [{"name": "send_money"}]}
     found = agents_format(BEDROCK_INVOKE, "meta.llama3-1-70b-instruct-v1:0", llama)
-    assert found is not None and found.undecidable(llama) == UNREAD_FAMILY
+    assert found is not None and found.undecidable(llama, AgentsSettings()) == UNREAD_FAMILY
     assert agents_format(BEDROCK_INVOKE, "meta.llama3-1-70b-instruct-v1:0", {"prompt": "hi"}) is None
 
 

@@ -185,3 +185,52 @@ def test_a_turn_continuing_refused_calls_answers_them_with_their_refusals() -> N
     assert not responses.answer_refusals(answered, index, "agent")
     assert not responses.answer_refusals({**later, "previous_response_id": "resp_9"}, index, "agent")
     assert not responses.answer_refusals(later, index, "someone-else")
+
+
+def approval(request_id: str, recipient: str) -> dict[str, Any]:
+    """The provider's ask to run a tool of an MCP server it calls: the agent approves it, then the
+    provider runs it."""
+    return {
+        "id": request_id,
+        "type": "mcp_approval_request",
+        "server_label": "bank",
+        "name": "send_money",
+        "arguments": json.dumps({"recipient": recipient}),
+    }
+
+
+def test_an_mcp_approval_request_is_decided_as_the_call_it_asks_the_agent_to_let_run() -> None:
+    index = ResponseIndex()
+    s = state(body(tools=[{"type": "mcp", "server_label": "bank", "server_url": "https://bank.example/mcp"}]), index)
+    out = decided(answer(approval("mcpr_a", PLANTED), approval("mcpr_b", OWN)), s)
+    assert out["output"][0] == refusal("mcpr_a") and out["output"][1] == approval("mcpr_b", OWN)
+    assert [(c["name"], c["decision"]) for c in s.tool_calls()] == [("send_money", "deny"), ("send_money", "allow")]
+    assert PLANTED not in json.dumps(s.tool_calls())
+    # The provider keeps the request: the next turn denies it in the provider's own words.
+    later: dict[str, Any] = {"previous_response_id": "resp_1", "input": "go on"}
+    assert AGENTS_FORMATS[OPENAI_RESPONSES].answer_refusals(later, index, "agent")
+    assert later["input"][0] == {
+        "type": "mcp_approval_response",
+        "approval_request_id": "mcpr_a",
+        "approve": False,
+        "reason": REFUSED,
+    }
+    answered = {
+        "previous_response_id": "resp_1",
+        "input": [{"type": "mcp_approval_response", "approval_request_id": "mcpr_a", "approve": False}],
+    }
+    assert not AGENTS_FORMATS[OPENAI_RESPONSES].answer_refusals(answered, index, "agent")
+    # An approval of the refused request (fetched elsewhere) becomes its denial, in its place.
+    approving: dict[str, Any] = {
+        "previous_response_id": "resp_1",
+        "input": [{"type": "mcp_approval_response", "approval_request_id": "mcpr_a", "approve": True}, "x"],
+    }
+    assert AGENTS_FORMATS[OPENAI_RESPONSES].answer_refusals(approving, index, "agent")
+    assert approving["input"] == [later["input"][0], "x"]
+
+
+def test_an_approval_request_whose_arguments_are_not_json_is_refused_as_unread() -> None:
+    s = state()
+    out = decided(answer({**approval("mcpr_a", OWN), "arguments": "{not"}), s)
+    assert out["output"][0]["type"] == "message"
+    assert s.tool_calls()[0]["decision"] == "deny"

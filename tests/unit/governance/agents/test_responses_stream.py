@@ -12,7 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.support.agents import REFUSAL_EVENTS
 from tests.support.streams import responses_call_events
-from tests.unit.governance.agents.test_responses_calls import OWN, PLANTED, REFUSED, USAGE, call, refusal, state
+from tests.unit.governance.agents.test_responses_calls import (
+    OWN,
+    PLANTED,
+    REFUSED,
+    USAGE,
+    approval,
+    call,
+    refusal,
+    state,
+)
 
 from tollgate.governance.agents.response_index import ResponseIndex
 from tollgate.governance.agents.responses_stream import HeldResponsesCalls
@@ -133,3 +142,21 @@ def test_a_freeform_call_streamed_as_input_deltas_is_refused_as_its_text() -> No
     assert [e["type"] for e in out][0::5] == ["response.output_item.added", "response.output_item.done"]
     assert out[-1]["item"]["content"][0]["text"].startswith("Tollgate refused the call to run_sql: its argument input")
     assert PLANTED not in json.dumps(held._state.tool_calls())
+
+
+def test_a_streamed_mcp_approval_request_is_held_and_decided_the_provider_told_no() -> None:
+    ask = approval("mcpr_a", PLANTED)
+    events = [
+        {"type": "response.created", "response": {"id": "resp_m", "status": "in_progress", "output": []}},
+        {"type": "response.output_item.added", "output_index": 0, "item": ask},
+        {"type": "response.output_item.done", "output_index": 0, "item": ask},
+        {"type": "response.completed", "response": {"id": "resp_m", "status": "completed", "output": [ask]}},
+    ]
+    s = state(index=(index := ResponseIndex()))
+    held = HeldResponsesCalls(s)
+    out = events_of(held.feed(b"".join(sse({**e, "sequence_number": n}) for n, e in enumerate(events))) + held.flush())
+    assert out[-1]["response"]["output"] == [refusal("mcpr_a")]
+    assert PLANTED not in json.dumps(out)
+    kept = index.get("agent", "resp_m")
+    assert kept is not None and list(kept.refused) == ["mcpr_a"]
+    assert kept.refused["mcpr_a"]["approve"] is False

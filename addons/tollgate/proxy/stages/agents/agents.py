@@ -54,7 +54,7 @@ class Agents:
         answers = agents_format(client_answer_format(call), call.target_model, body)
         if answers is None:
             return None
-        why = answers.undecidable(body)
+        why = answers.undecidable(body, settings)
         if why is not None:  # a call must never reach the agent undecided
             call.verdict.deny_reasons = (why,)
             refuse(flow, call, CONTENT_DENIED, f"Tollgate refused this call: {why} (`agents`).")

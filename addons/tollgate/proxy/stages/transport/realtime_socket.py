@@ -26,7 +26,9 @@ back meanwhile, as a response.create being reserved is, the client's later messa
 With `agents`, each function call the model makes is decided before the client gets it
 (`RealtimeCalls`): the client's events are read for the conversation, and the server's events from
 a call's first on are held until it is complete, then go in order, a refused call's as its
-refusal's message; the session's record names each call's decision (`tool_calls`)."""
+refusal's message; the session's record names each call's decision (`tool_calls`). A client event
+giving the model an MCP server one of whose tools may act is refused: the server calls them itself,
+and their approval requests are not decided here."""
 
 from __future__ import annotations
 
@@ -52,9 +54,10 @@ from tollgate.formats.openai_realtime.responses import (
     response_create,
     server_event,
 )
-from tollgate.formats.refusals import BAD_REQUEST
+from tollgate.formats.refusals import BAD_REQUEST, CONTENT_DENIED
 from tollgate.formats.request_facts import Classification, RequestFacts
 from tollgate.governance.agents.call_state import asked
+from tollgate.governance.agents.provider_mcp import responses_unapproved, undecided
 from tollgate.governance.agents.realtime_calls import RealtimeCalls
 from tollgate.proxy.flows import call_of, refuse
 from tollgate.proxy.sockets import SocketRunner, Waiting, inject, read_event
@@ -65,6 +68,9 @@ if TYPE_CHECKING:
     from tollgate.proxy.runner import CallSteps
 
 logger = logging.getLogger(__name__)
+
+# The client events that may give the model tools, as their text names them.
+_GIVES_TOOLS = (b'"session.update"', b'"response.create"')
 
 _UNDECIDED = {"error": {"type": "server_error", "message": "Tollgate could not decide a function call (`agents`)."}}
 # The client events whose text a model reads: what the guardrails read.
@@ -190,6 +196,8 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
         the session's virtual key is removed or has expired. With `agents`, read first for what
         the model reads (a tool's output is outside content)."""
         if is_text and session.agents is not None:
+            if self._mcp_refused(flow, session, content, message):
+                return
             session.agents.client(content)
         if not session.limited and self._key_refused(flow, session, content, is_text, message):
             return
@@ -283,6 +291,35 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
         self._unexpired(exchange, call)
         event = parse_json(content) if is_text else None
         event_id = event.get("event_id") if isinstance(event, dict) else None
+        self._refused(flow, call, exchange, event_id if isinstance(event_id, str) else None, message)
+        return True
+
+    def _mcp_refused(
+        self, flow: http.HTTPFlow, session: RealtimeSession, content: bytes, message: WebSocketMessage | None
+    ) -> bool:
+        """With `agents`, whether a client event gives the model an MCP server whose tools the
+        provider calls, one of which may act: its calls (and their approval requests) are not decided
+        on a Realtime session. Then it is refused with an error event, audited, and never goes."""
+        escaped = b"\\u" in content
+        if not escaped and (b"mcp" not in content or not any(k in content for k in _GIVES_TOOLS)):
+            return False
+        try:
+            event = read_request_json(content) or {}
+        except Unreadable as e:
+            self._unreadable(flow, session, content, message, e)
+            return True
+        kind = event.get("type")
+        given = event.get("session") if kind == "session.update" else event.get("response")
+        settings = (self.shared.loaded or session.call.loaded).config.agents
+        if kind not in ("session.update", "response.create") or not isinstance(given, dict) or settings is None:
+            return False
+        why = undecided(responses_unapproved(given, approvals_decided=False), settings)
+        if why is None:
+            return False
+        call, exchange = self._response_call(flow, session, RequestFacts(stream=True), content)
+        call.verdict.deny_reasons = (why,)
+        refuse(exchange, call, CONTENT_DENIED, f"Tollgate refused this event: {why} (`agents`).")
+        event_id = event.get("event_id")
         self._refused(flow, call, exchange, event_id if isinstance(event_id, str) else None, message)
         return True
 

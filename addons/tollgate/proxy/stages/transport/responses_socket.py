@@ -14,9 +14,10 @@ Under an answer guardrail, each response's events are read as its stream's would
 (`ResponsesSocketGuard`): a message whose text is held is held back, one whose value is replaced
 sent anew, and the socket's later events go behind it (`SocketRunner`); at a value to deny, the
 client gets an `error` event and the WebSocket is closed (1008), which stops the upstream's
-generation. A response the upstream begins without a message asking
-for it is not read: under an answer rule, or with `agents`, it stops there, as an event that cannot
-be read does. A large event (32 KiB or more) is read in a worker thread.
+generation. A response the upstream begins without a message asking for it is not read: under an
+answer rule, or with `agents`, it stops there, as an event that cannot be read does; so does one
+begun on a lane whose last response read so has not ended. A large event (32 KiB or more) is read
+in a worker thread.
 
 With `agents`, each response.create is read as its HTTP body is (its tools' outputs outside
 content), and its response's events are decided as its stream's over HTTP are
@@ -513,6 +514,10 @@ class ResponsesSocket(SocketRunner[Session]):
             call = queue.popleft()
             call.answer.first_byte, call.answer.status = time.time(), 200
             assert event.response_id is not None
+            earlier = session.decided.get(event.lane)
+            if (earlier is not None and not earlier[1].ended) or (earlier is None and event.lane in session.guarded):
+                self._overlapping(flow, session, call, message, event.lane)
+                return None
             session.answering[event.response_id] = call
             detectors = answer_detectors(call)
             if detectors is not None:
@@ -543,6 +548,25 @@ class ResponsesSocket(SocketRunner[Session]):
             self._end(session, call)
             return call
         return None
+
+    def _overlapping(
+        self, flow: http.HTTPFlow, session: Session, call: Call, message: WebSocketMessage, lane: str | None
+    ) -> None:
+        """A response begun on a lane whose last response, read by `agents` or an answer rule, has
+        not ended (an `error` event ends one `agents` reads): whose later events are cannot be
+        told (the first's call would be read as the second's, undecided). Both stop there, as an
+        event that cannot be read does: the client gets the error event, the WebSocket closes,
+        each audited as cut."""
+        message.drop()
+        earlier, guard = (session.decided.get(lane) or session.guarded[lane])[0], None
+        if lane in session.guarded:
+            guard = session.guarded[lane][1]
+        call.answer.findings = {}
+        call.answer.error = call.answer.refused = CONTENT_DENIED
+        call.answer.cut = UNREAD
+        self._end(session, call)
+        _sent(flow, guard.fail() if guard is not None else [encode_json(socket_denied_event(UNREAD, lane))])
+        self._cut(flow, session, earlier, guard)
 
     def _unasked(
         self, flow: http.HTTPFlow, session: Session, content: bytes, message: WebSocketMessage, lane: str | None
