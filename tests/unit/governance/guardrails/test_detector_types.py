@@ -72,3 +72,28 @@ def test_a_pairs_runs_are_what_re_finds(buf: bytes, data: st.DataObject) -> None
     hi = data.draw(st.integers(-2, len(buf) + 2))
     found = list(detector_types._runs(buf, lo, hi, 40))
     assert found == [m.span() for m in _RUN.finditer(buf, lo, hi)]
+
+
+URL_PASSWORD = next(d for d in detectors.BUILTIN if d.kind == "secrets.url_password")
+# The pattern as it was written before its runs were possessive: the same matches, read slower.
+URL_PASSWORD_BACKTRACKING = re.compile(URL_PASSWORD.pattern.pattern.replace(b"}+", b"}"))
+_url_piece = st.one_of(
+    st.sampled_from(
+        [b"://", b"https://", b":", b"@", b"@db", b"@-", b"/", b"u", b"app", b"pw", b"\\u00e9", b"\\u0001",
+         b"\\u00", b"\\", b" ", b"?", b"#", b'"', b"%40", b"x" * 60]
+    ),
+    st.text(alphabet="abZ09.-_~:@/", min_size=1, max_size=12).map(str.encode),
+)
+# Mostly a URL's shape (`://`, a user, `:`, a password, `@`, a host), its parts made of the pieces.
+_url = st.tuples(*(st.lists(_url_piece, max_size=4).map(b"".join) for _ in range(3))).map(
+    lambda parts: b"://" + parts[0] + b":" + parts[1] + b"@h" + parts[2]
+)
+
+
+@settings(max_examples=examples(1500), deadline=None)
+@given(st.lists(st.one_of(_url, _url_piece), max_size=6).map(b"".join))
+def test_a_urls_password_is_matched_as_the_backtracking_pattern_matches_it(buf: bytes) -> None:
+    assert URL_PASSWORD_BACKTRACKING.pattern != URL_PASSWORD.pattern.pattern
+    for at in range(len(buf)):
+        ours, theirs = URL_PASSWORD.pattern.match(buf, at), URL_PASSWORD_BACKTRACKING.match(buf, at)
+        assert (ours and (ours.span(), ours.span("v"))) == (theirs and (theirs.span(), theirs.span("v")))
