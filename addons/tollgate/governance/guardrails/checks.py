@@ -157,10 +157,7 @@ def mixed_base64(text: bytes) -> bool:
     SHA (lower-case hex), a word or a run of one character has not. (In C's loops: `upper` and
     `lower` change ASCII letters alone.)"""
     return (
-        text.upper() != text
-        and text.lower() != text
-        and bool(text.translate(None, _LETTERS))
-        and len(set(text)) >= 16
+        text.upper() != text and text.lower() != text and bool(text.translate(None, _LETTERS)) and len(set(text)) >= 16
     )
 
 
@@ -183,7 +180,7 @@ def placeholder(value: bytes) -> bool:
         before = int.from_bytes(value[:-1])
         after = value[1:]
         same = (int.from_bytes(after) ^ before).to_bytes(n)
-        step = (int.from_bytes(after.translate(_ONE_LESS)) ^ before | int.from_bytes(after.translate(_UNORDERED)))
+        step = int.from_bytes(after.translate(_ONE_LESS)) ^ before | int.from_bytes(after.translate(_UNORDERED))
         both = same + b"\x01" + step.to_bytes(n)
         if both.count(0) >= 7 and _SEVEN_ZEROS in both:
             return True

@@ -148,7 +148,8 @@ class Base64PairDetector(NearDetector):
 
     def within(self, buf: bytes, lo: int, hi: int) -> Iterator[Span]:
         check, length = self.check, self.length
-        for s, e in _runs(buf, lo, hi, length):
+        for run in _runs(buf, lo, hi, length):
+            s, e = run
             if e == hi and buf[e : e + 1] in _BASE64_BYTES:  # cut by the window: the whole run
                 e = self.pattern.match(buf, s).end()  # type: ignore[union-attr]
             if e - s < length or buf[e : e + 1] == b"=":  # shorter, or padded: a longer value's

@@ -53,7 +53,11 @@ def test_placeholder_says_what_the_loop_over_its_bytes_says(value: bytes) -> Non
 
 
 @settings(max_examples=examples(2000), deadline=None)
-@given(st.one_of(_values, st.binary(max_size=80), st.text(alphabet=_ORDER.decode() + "+/=-_é", max_size=60).map(str.encode)))
+@given(
+    st.one_of(
+        _values, st.binary(max_size=80), st.text(alphabet=_ORDER.decode() + "+/=-_é", max_size=60).map(str.encode)
+    )
+)
 def test_mixed_base64_says_what_the_loop_over_its_bytes_says(text: bytes) -> None:
     assert checks.mixed_base64(text) is mixed_base64_by_loop(text)
 

@@ -44,7 +44,7 @@ _piece = st.one_of(
          b"https://app:pw", b"=", b" ", b'"', b"git", b"@example.com", b"@host.png", b"\xc3\xa9"]
     ),
     st.text(alphabet=_LOCAL_PART.decode(), min_size=1, max_size=70).map(str.encode),
-)
+)  # fmt: skip
 _bodies = st.lists(_piece, max_size=24).map(b"".join)
 
 
@@ -83,7 +83,7 @@ _url_piece = st.one_of(
          b"\\u00", b"\\", b" ", b"?", b"#", b'"', b"%40", b"x" * 60]
     ),
     st.text(alphabet="abZ09.-_~:@/", min_size=1, max_size=12).map(str.encode),
-)
+)  # fmt: skip
 # Mostly a URL's shape (`://`, a user, `:`, a password, `@`, a host), its parts made of the pieces.
 _url = st.tuples(*(st.lists(_url_piece, max_size=4).map(b"".join) for _ in range(3))).map(
     lambda parts: b"://" + parts[0] + b":" + parts[1] + b"@h" + parts[2]
