@@ -139,16 +139,17 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 @dataclass(frozen=True, slots=True)
 class Base64PairDetector(NearDetector):
     """A secret of `length` base64 characters, a whole run of them, beside its partner. Its
-    pattern (a run, beginning with its class) is found by `re`'s scan for a class's characters,
-    each run once; where a run begins is checked here, as `left` would: not inside a longer run,
-    nor just after a backslash, but for an escape's letter or `\\uXXXX` before it."""
+    pattern is a run of `length` or more of them (possessive: each run once), and its runs in a
+    window are found so, but in C's loops (`_runs`); where a run begins is checked here, as `left`
+    would: not inside a longer run, nor just after a backslash, but for an escape's letter or
+    `\\uXXXX` before it."""
 
     length: int = 40
 
     def within(self, buf: bytes, lo: int, hi: int) -> Iterator[Span]:
         check, length = self.check, self.length
-        for m in self.pattern.finditer(buf, lo, hi):
-            s, e = m.span()
+        for run in _runs(buf, lo, hi, length):
+            s, e = run
             if e == hi and buf[e : e + 1] in _BASE64_BYTES:  # cut by the window: the whole run
                 e = self.pattern.match(buf, s).end()  # type: ignore[union-attr]
             if e - s < length or buf[e : e + 1] == b"=":  # shorter, or padded: a longer value's
@@ -163,6 +164,28 @@ class Base64PairDetector(NearDetector):
                 s += 4
             if e - s == length and (check is None or check(buf[s:e])):
                 yield s, e
+
+
+# Each byte of the base64 alphabet as 1, any other as 0: a window so marked holds a run of `length`
+# of them where it holds `length` ones, which `bytes.find` finds without a step a byte in Python.
+_BASE64_MARKS = bytes(1 if c in _BASE64 else 0 for c in range(256))
+
+
+def _runs(buf: bytes, lo: int, hi: int, length: int) -> Iterator[Span]:
+    """The runs of `length` or more base64 characters in `buf[lo:hi]`, each whole (as the window
+    has it), in order: what a possessive `[A-Za-z0-9/+]{length,}+` finds there (`finditer(buf,
+    lo, hi)`, which reads a window beyond the text's ends as ending there)."""
+    lo, hi = max(lo, 0), min(max(hi, 0), len(buf))
+    marks = buf[lo:hi].translate(_BASE64_MARKS)
+    ones = b"\x01" * length
+    at = marks.find(ones)
+    while at >= 0:
+        end = marks.find(b"\x00", at + length)
+        if end < 0:
+            yield lo + at, hi
+            return
+        yield lo + at, lo + end
+        at = marks.find(ones, end)
 
 
 _LOCAL_PART = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-"
@@ -185,12 +208,27 @@ class EmailDetector(Detector):
             first_at = at - (len(before) - len(before.rstrip(_LOCAL_PART)))
             if first_at == at:
                 continue
-            for first in range(first_at, at):
+            for first in _local_starts(buf, lo, first_at, at):
                 found = self.match(buf, first)
                 if found is not None and not _userinfo(buf, found[0]):
                     done = found[1]
                     yield found
                     break
+
+
+def _local_starts(buf: bytes, lo: int, first_at: int, at: int) -> Iterator[int]:
+    """Where in the run of a local part's characters `buf[first_at:at]` an address may begin, in
+    order: where its pattern's start (`left`) may hold. Inside the run that is after a `.` (each
+    other character of the run is one an address does not begin after), or just after an escape
+    that begins before the run (`\\n`, `\\uXXXX`: its letters, or its digits, are the run's
+    first), which the pattern itself reads; every other place it is tried at would fail."""
+    escaped = first_at == lo or buf[first_at - 1] == 92  # a run cut at `lo`: any may be
+    near = min(at, first_at + 6) if escaped else first_at + 1
+    yield from range(first_at, near)
+    dot = buf.find(b".", near - 1, at - 1)
+    while dot >= 0:
+        yield dot + 1
+        dot = buf.find(b".", dot + 1, at - 1)
 
 
 # A URL's scheme and authority up to its user's `:` (`https://user:`), as it ends before a password.

@@ -338,8 +338,10 @@ def _builtin() -> tuple[Detector, ...]:
         ),
         detector(
             "secrets.url_password",
-            # From its ://: the scheme before it says nothing more.
-            rb"://" + _URL_PART + rb"{0,128}:(?P<v>" + _URL_PART + rb"{1,256})@[A-Za-z0-9]",
+            # From its ://: the scheme before it says nothing more. The user and the password are
+            # each a whole run of their characters (`:` and `@` are none of them): possessive, so
+            # that a URL without them is read once, not again from each shorter run.
+            rb"://" + _URL_PART + rb"{0,128}+:(?P<v>" + _URL_PART + rb"{1,256}+)@[A-Za-z0-9]",
             (rb"://",), 400, _url_password, at_anchor=True,
         ),
         token("secrets.npm_token", rb"npm_", rb"[A-Za-z0-9]{36}", 40, _crc_tail),
