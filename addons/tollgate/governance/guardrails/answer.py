@@ -29,10 +29,10 @@ from tollgate.governance.guardrails.open_candidates import (
     Literals,
     NameScan,
     Search,
+    any_start,
     bucket,
     is_broad,
     known_by_name,
-    led_starts,
     partial_of,
 )
 from tollgate.governance.guardrails.partial import UNBOUNDED, Partial
@@ -142,7 +142,7 @@ class AnswerDetectors:
                     narrow += [] if group.always else part
         if narrow:
             # Where a candidate of any pattern not broad may begin: one search for them all.
-            self.narrow = re.compile(b"(?=" + led_starts(narrow) + b")").search
+            self.narrow = any_start(narrow)
         return tuple(groups)
 
     def by_action(self, counts: Mapping[str, int]) -> tuple[tuple[str, str, int], ...]:
