@@ -8,12 +8,14 @@ from __future__ import annotations
 import random
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from support.examples import examples
 from support.guardrail_samples import SAMPLES
-from tollgate.governance.guardrails import detectors
+from tollgate.governance.guardrails import answer, detectors
+from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.governance.guardrails.detector_types import Detector
 from tollgate.governance.guardrails.open_candidates import _firsts, _Led, any_start, led_starts, partial_of
 from tollgate.governance.guardrails.partial import Partial
@@ -71,3 +73,33 @@ def test_led_searches_find_what_the_plain_ones_find(which: int, parts: list[str]
     whole = _whole(members)
     searched = _Led(_firsts(members), led_starts(members), whole).search(data, lo, end)
     assert _same(searched, whole.search(data, lo, end))
+
+
+_SCANNED = compiled_for(dict.fromkeys(detectors.KINDS, "redact"), (), 4096, False)
+
+
+def _fed(pieces: list[bytes]) -> list[tuple[bytes, str | None, int]]:
+    scanner = _SCANNED.scanner()
+    out = []
+    for piece in pieces:
+        released = scanner.feed(piece)
+        out.append((released.text, released.denied, scanner.held))
+    released = scanner.flush()
+    return [*out, (released.text, released.denied, scanner.held)]
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(parts=st.lists(_PARTS, min_size=1, max_size=12), sizes=st.lists(st.integers(1, 300), min_size=1, max_size=6))
+def test_every_group_searched_holds_what_the_narrowed_search_holds(parts: list[str], sizes: list[int]) -> None:
+    # `narrow` only spares searches that find nothing: asked at every piece, or never, the same.
+    data = "".join(parts).encode()
+    pieces, at, i = [], 0, 0
+    while at < len(data):
+        pieces.append(data[at : at + sizes[i % len(sizes)]])
+        at, i = at + sizes[i % len(sizes)], i + 1
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(answer, "_WIDE", 1 << 30)
+        narrowed = _fed(pieces)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(answer, "_WIDE", 0)
+        assert _fed(pieces) == narrowed
