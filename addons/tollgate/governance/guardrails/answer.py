@@ -29,10 +29,10 @@ from tollgate.governance.guardrails.open_candidates import (
     Literals,
     NameScan,
     Search,
+    any_start,
     bucket,
     is_broad,
     known_by_name,
-    led_starts,
     partial_of,
 )
 from tollgate.governance.guardrails.partial import UNBOUNDED, Partial
@@ -41,6 +41,10 @@ HOLD_BYTES = 4096
 # Released text kept as context for what is still held: the lookbehinds of a match's start, an
 # address's local part, and an AWS secret's partner within its distance.
 _CONTEXT = 640
+# From this many bytes on, every group is searched without asking `narrow` first: where a
+# candidate of one may begin is found in almost any text that long (a word's first two letters),
+# and the search for it tries every byte before (a few microseconds a piece).
+_WIDE = 96
 # How far back a group's run is looked for byte by byte (`rstrip`) before the rest is translated.
 _NEAR = 32
 # A 40-character run of base64 is an AWS secret when its key id comes within this many bytes,
@@ -142,7 +146,7 @@ class AnswerDetectors:
                     narrow += [] if group.always else part
         if narrow:
             # Where a candidate of any pattern not broad may begin: one search for them all.
-            self.narrow = re.compile(b"(?=" + led_starts(narrow) + b")").search
+            self.narrow = any_start(narrow)
         return tuple(groups)
 
     def by_action(self, counts: Mapping[str, int]) -> tuple[tuple[str, str, int], ...]:
@@ -368,9 +372,10 @@ class AnswerScanner:
             buf = buf[:at]
         rank = len(d.detectors)  # the place of the candidate found (none yet: after every one)
         names_at: dict[int, list[int]] | None = None  # where each group's names begin
-        ending = (
-            () if lo >= end else d.ending[buf[end - 1]] if d.narrow(buf, lo, end) else d.always_ending[buf[end - 1]]
-        )
+        if lo < end and (end - lo >= _WIDE or d.narrow(buf, lo, end)):
+            ending = d.ending[buf[end - 1]]
+        else:
+            ending = d.always_ending[buf[end - 1]] if lo < end else ()
         for alphabet, outside, reach, search, ranks, kinds, names in ending:
             if not ranked and at < end and (at <= lo or end - at >= reach or outside[buf[at - 1]]):
                 continue  # its run of bytes (where its candidate may begin) begins at `at` or after

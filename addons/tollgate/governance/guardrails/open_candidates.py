@@ -318,7 +318,9 @@ class Group:
             search = _ByFirstByte(starts, [p for _, _, p in members]).search
         else:
             source = b"|".join(b"(?P<o%d>%s)" % (i, p.open.pattern) for i, (_, _, p) in enumerate(members))
-            search = re.compile(b"(?=" + starts + b")(?:" + source + b")").search
+            whole = re.compile(b"(?=" + starts + b")(?:" + source + b")")
+            firsts = _firsts(members)
+            search = _Led(firsts, starts, whole).search if len(firsts) <= _FEW_FIRSTS else whole.search
         kinds, ranks = tuple(d.kind for _, d, _ in members), tuple(r for r, _, _ in members)
         named = all(known_by_name(d) for _, d, _ in members)
         names = Names((a for _, d, _ in members for a in d.anchors), use_hyperscan) if named else None
@@ -328,6 +330,9 @@ class Group:
 NOWHERE = re.compile(b"(?!)")
 # A group of more members than this is searched by the byte its candidate begins with (`_ByFirstByte`).
 _ONE_SEARCH = 4
+# A group whose candidates may begin with this many bytes at most is searched as `_Led`: where
+# they may (not a word's every letter, most often).
+_FEW_FIRSTS = 30
 _UNSET: Any = object()
 
 
@@ -399,6 +404,48 @@ def led_starts(members: list[tuple[int, Detector, Partial]]) -> bytes:
         # A pair's run is searched by a pattern of its own (`_PAIR_RUN`), not the detector's.
         by_lead.setdefault(b"" if isinstance(d, Base64PairDetector) else _lead(d), []).append(p)
     return b"|".join(b"%s(?:%s)" % (lead, _starts(parts)) for lead, parts in by_lead.items())
+
+
+def any_start(members: list[tuple[int, Detector, Partial]]) -> Search:
+    """A search for whether a candidate of any of `members` may begin in [lo, hi) (where one
+    begins, the match says nothing of): `led_starts` tried only at a byte a candidate may begin
+    with. Searched as a lookahead alone, `led_starts` is tried whole at every byte (its dozens of
+    alternatives in turn); led by a class of bytes, the engine skips the others at once."""
+    return _any_start(_firsts(members), led_starts(members)).search
+
+
+def _firsts(members: list[tuple[int, Detector, Partial]]) -> frozenset[int]:
+    """Every byte a candidate of `members` may begin with (`led_starts` holds at no other)."""
+    return frozenset(b for _, _, p in members for b in p.first + (p.ends or b"") + bytes(p.seconds or ()))
+
+
+def _any_start(firsts: frozenset[int], starts: bytes) -> re.Pattern[bytes]:
+    # The byte consumed, then the starts read from it again: a lookbehind of that one byte.
+    return re.compile(class_of(firsts) + b"(?<=(?=" + starts + b")(?s:.))")
+
+
+class _Led:
+    """The search of a group's open forms whose candidates begin with a few bytes only: where
+    `led_starts` holds (found as by `any_start`, the other bytes skipped at once), the forms
+    matched there. The forms' search alone tries `led_starts` whole at every byte."""
+
+    __slots__ = ("_find", "_match")
+
+    def __init__(self, firsts: frozenset[int], starts: bytes, whole: re.Pattern[bytes]) -> None:
+        self._find = _any_start(firsts, starts).search
+        self._match = whole.match
+
+    def search(self, buf: bytes, start: int, end: int) -> re.Match[bytes] | None:
+        """As `whole.search`: its first match, the earliest place first."""
+        find, match = self._find, self._match
+        found = find(buf, start, end)
+        while found is not None:
+            place = found.start()
+            m = match(buf, place, end)
+            if m is not None:
+                return m
+            found = find(buf, place + 1, end)
+        return None
 
 
 def known_by_name(found: Detector) -> bool:
