@@ -10,6 +10,7 @@ import json
 import pytest
 from mitmproxy.test import taddons, tflow
 from mitmproxy.websocket import WebSocketMessage
+from tests.unit.governance.agents.test_responses_calls import state
 from wsproto.frame_protocol import Opcode
 
 from tollgate.calls.call import Call, Route
@@ -27,6 +28,7 @@ from tollgate.formats.openai_responses.socket import (
 from tollgate.formats.usage import Usage
 from tollgate.governance.agents.agents_settings import LinksSettings
 from tollgate.governance.agents.answer_links import link_scanners
+from tollgate.governance.agents.responses_socket_calls import ResponsesSocketCalls
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.providers import PROVIDERS
@@ -435,3 +437,25 @@ def test_an_error_in_the_middle_of_a_read_response_ends_it_and_the_next_on_its_l
     )
     assert (second["status"], second["error"], second["total_tokens"]) == (200, None, 14)
     assert second.get("cut") is None
+
+
+def test_a_decider_whose_response_ended_reads_nothing_of_the_next_on_its_lane():
+    """`agents` read a lane's last response to its end; the next one there is not decided (no
+    `agents` for it): its events go as they came, none read by the last one's decider."""
+    stage = ResponsesSocket(Shared(), CallSteps(lambda flow, call: None), lambda c: {})
+    flow, _ = _session_flow()
+    with taddons.context(Injected()):
+        _message(flow, CREATE, from_client=True)
+        stage.websocket_message(flow)
+        session = stage._sessions[flow]
+        earlier = ResponsesSocketCalls(state())
+        earlier.ended = True  # its last event came
+        session.decided[None] = (Call(Route.as_called("openai", "gpt-5"), "api.openai.com", "GET", "/"), earlier)
+        for content in (
+            _event("response.created", response={"id": "r2"}),
+            _event("response.output_text.delta", delta="x"),
+        ):
+            message = _message(flow, content, False)
+            stage.websocket_message(flow)
+            assert not message.dropped and message.content == content
+        assert session.decided == {}
