@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from tests.support import agents, socket_agents
 from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
 from tests.support.fake_realtime import Script, usage
@@ -160,16 +161,15 @@ def test_a_call_begun_while_the_policy_is_asked_about_another_is_decided_in_its_
     ]
 
 
-MCP_SESSION = f"""
+MCP_SESSION = """
 import asyncio
 from openai import AsyncOpenAI
 
 async def session():
     client = AsyncOpenAI(api_key="{ALICE}", max_retries=0)
     got = []
-    mcp = {{"type": "mcp", "server_label": "bank", "server_url": "https://bank.example/mcp"}}
     async with client.realtime.connect(model="{MODEL}") as conn:
-        await conn.session.update(session={{"type": "realtime", "tools": [mcp]}})
+        await conn.session.update(session={{"type": "realtime", {GIVEN}}})
         await conn.session.update(session={{"type": "realtime", "tools": [{SEND!r}]}})
         async for event in conn:
             got.append(event.model_dump(exclude_none=True))
@@ -181,13 +181,19 @@ report(events=asyncio.run(session()))
 """
 
 
-def test_an_mcp_server_given_a_realtime_session_is_refused_the_session_goes_on(gw, realtime_fake):
+MCP = '"tools": [{"type": "mcp", "server_label": "bank", "server_url": "https://bank.example/mcp"}]'
+PROMPT = '"prompt": {"id": "pmpt_bank"}'  # a stored prompt may hold any MCP server
+
+
+@pytest.mark.parametrize("given", [MCP, PROMPT], ids=["mcp", "prompt"])
+def test_an_mcp_server_given_a_realtime_session_is_refused_the_session_goes_on(gw, realtime_fake, given):
     # The server calls its tools itself, and their approval requests are not decided here.
-    events = socket_agents.events(gw, realtime_fake, calling(OWN), MCP_SESSION, but=("session.created",))
+    script = MCP_SESSION.format(ALICE=ALICE, MODEL=MODEL, GIVEN=given, SEND=SEND)
+    events = socket_agents.events(gw, realtime_fake, calling(OWN), script, but=("session.created",))
     assert [e["type"] for e in events] == ["error", "session.updated"]
     assert UNDECIDED in events[0]["error"]["message"]
     assert events[1]["session"]["tools"] == [SEND]  # the second update went; the first never did
     sent = [json.loads(m) for m in realtime_fake.sessions[-1].received]
-    assert "mcp" not in json.dumps(sent)
+    assert "mcp" not in json.dumps(sent) and "pmpt" not in json.dumps(sent)
     record = gw.new_audit(2)[0]
     assert (record["decision"], record["deny_reasons"]) == ("deny", [UNDECIDED])

@@ -72,6 +72,16 @@ logger = logging.getLogger(__name__)
 # The client events that may give the model tools, as their text names them.
 _GIVES_TOOLS = (b'"session.update"', b'"response.create"')
 
+
+def may_give_mcp(content: bytes) -> bool:
+    """Whether a client event may give the model an MCP server or a stored prompt (which may hold
+    any MCP tool): a quick look before it is parsed. One with a `\\u` escape is parsed, as a key
+    may be written with one."""
+    if b"\\u" in content:
+        return True
+    return (b"mcp" in content or b'"prompt"' in content) and any(k in content for k in _GIVES_TOOLS)
+
+
 _UNDECIDED = {"error": {"type": "server_error", "message": "Tollgate could not decide a function call (`agents`)."}}
 # The client events whose text a model reads: what the guardrails read.
 GUARDED = frozenset(("session.update", "conversation.item.create", "response.create"))
@@ -300,8 +310,7 @@ class RealtimeSocket(SocketRunner[RealtimeSession]):
         """With `agents`, whether a client event gives the model an MCP server whose tools the
         provider calls, one of which may act: its calls (and their approval requests) are not decided
         on a Realtime session. Then it is refused with an error event, audited, and never goes."""
-        escaped = b"\\u" in content
-        if not escaped and (b"mcp" not in content or not any(k in content for k in _GIVES_TOOLS)):
+        if not may_give_mcp(content):
             return False
         try:
             event = read_request_json(content) or {}

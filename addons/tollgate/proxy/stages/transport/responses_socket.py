@@ -49,6 +49,7 @@ from tollgate.formats.openai_responses.answer_guard import ENDS, ResponsesSocket
 from tollgate.formats.openai_responses.socket import (
     RESPONSE_CREATE,
     SOCKET_ACKNOWLEDGEMENTS,
+    SocketEvent,
     classify_response_create,
     lane,
     socket_error,
@@ -518,6 +519,8 @@ class ResponsesSocket(SocketRunner[Session]):
             if (earlier is not None and not earlier[1].ended) or (earlier is None and event.lane in session.guarded):
                 self._overlapping(flow, session, call, message, event.lane)
                 return None
+            if earlier is not None:  # its response ended: it reads no more (this one may not decide)
+                del session.decided[event.lane]
             session.answering[event.response_id] = call
             detectors = answer_detectors(call)
             if detectors is not None:
@@ -547,13 +550,29 @@ class ResponsesSocket(SocketRunner[Session]):
             call.answer.error = f"upstream error: {event.error}"
             self._end(session, call)
             return call
-        return None
+        return self._broken_off(session, event)
+
+    def _broken_off(self, session: Session, event: SocketEvent) -> Call | None:
+        """An error event on a lane whose response is being read: that response ends with it (its
+        record written with what was found), and the lane takes the next one as new."""
+        guarded = session.guarded.pop(event.lane, None)
+        decided = session.decided.pop(event.lane, None)
+        call = guarded.call if guarded is not None else decided[0] if decided is not None else None
+        if guarded is not None:
+            guarded.note()
+        answering = next((id for id, c in session.answering.items() if c is call), None)
+        if call is None or answering is None:
+            return None  # none read there, or its response already ended
+        del session.answering[answering]
+        call.answer.error = call.answer.error or f"upstream error: {event.error}"
+        self._end(session, call)
+        return call
 
     def _overlapping(
         self, flow: http.HTTPFlow, session: Session, call: Call, message: WebSocketMessage, lane: str | None
     ) -> None:
         """A response begun on a lane whose last response, read by `agents` or an answer rule, has
-        not ended (an `error` event ends one `agents` reads): whose later events are cannot be
+        not ended (an `error` event ends it too): whose later events are cannot be
         told (the first's call would be read as the second's, undecided). Both stop there, as an
         event that cannot be read does: the client gets the error event, the WebSocket closes,
         each audited as cut."""

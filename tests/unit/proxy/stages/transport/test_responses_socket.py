@@ -10,9 +10,12 @@ import json
 import pytest
 from mitmproxy.test import taddons, tflow
 from mitmproxy.websocket import WebSocketMessage
+from tests.unit.governance.agents.test_responses_calls import state
 from wsproto.frame_protocol import Opcode
 
 from tollgate.calls.call import Call, Route
+from tollgate.configuration.config import parse_config
+from tollgate.configuration.runtime import Loaded
 from tollgate.formats.bodies.exact import Unreadable
 from tollgate.formats.openai_responses import RESPONSES
 from tollgate.formats.openai_responses.answer_guard import ResponsesSocketGuard
@@ -25,6 +28,7 @@ from tollgate.formats.openai_responses.socket import (
 from tollgate.formats.usage import Usage
 from tollgate.governance.agents.agents_settings import LinksSettings
 from tollgate.governance.agents.answer_links import link_scanners
+from tollgate.governance.agents.responses_socket_calls import ResponsesSocketCalls
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.providers import PROVIDERS
@@ -378,3 +382,80 @@ def test_a_link_off_the_list_is_reduced_at_any_split_of_a_lanes_deltas(cut: int)
     guarded.note()
     assert call.answer.findings == {"links.redacted": 1}
     assert call.answer.finding_actions == (("links.redacted", "redact", 1),)
+
+
+def test_an_error_in_the_middle_of_a_read_response_ends_it_and_the_next_on_its_lane_is_read(monkeypatch):
+    """Under an answer rule: an `error` event ends the response being read (audited with what was
+    found), and the next response on the lane is a new one, read as the first was, not closed."""
+    closed: list[object] = []
+    monkeypatch.setattr(patches, "close_websocket", closed.append)
+    shared = Shared()
+    rules = {"guardrails": [{"on": ["answer"], "detect": ["pii.email"], "action": "redact"}]}
+    shared.loaded = Loaded.build(parse_config(rules))
+    records: list[dict] = []
+    stage = ResponsesSocket(shared, CallSteps(lambda flow, call: None), lambda c: records.append(audit_record(c)) or {})
+    flow, _ = _session_flow()
+    events = [
+        _event("response.created", response={"id": "r1"}),
+        _event(
+            "response.output_text.delta",
+            item_id="m1",
+            output_index=0,
+            content_index=0,
+            delta="to jane.doe@acme-corp.com ",
+        ),
+        _event(
+            "response.output_text.done",
+            item_id="m1",
+            output_index=0,
+            content_index=0,
+            text="to jane.doe@acme-corp.com ",
+        ),
+        _event("error", error={"type": "server_error", "code": "server_error"}),
+    ]
+    later = [
+        _event("response.created", response={"id": "r2"}),
+        _event("response.completed", response={"id": "r2", "status": "completed", "usage": USAGE}),
+    ]
+    proxy = Injected()
+    with taddons.context(proxy):
+        for content, from_client in [(CREATE, True), *((e, False) for e in events), (CREATE, True)]:
+            _message(flow, content, from_client)
+            stage.websocket_message(flow)
+        assert len(records) == 1
+        for content in later:
+            _message(flow, content, False)
+            stage.websocket_message(flow)
+    assert closed == []
+    told = [json.loads(m) for to_client, m in proxy.messages if to_client]
+    assert [e["type"] for e in told][-2:] == ["response.created", "response.completed"]  # read, gone on
+    first, second = records
+    assert (first["status"], first["error"], first["answer_findings"]) == (
+        200,
+        "upstream error: server_error",
+        {"pii.email": 1},
+    )
+    assert (second["status"], second["error"], second["total_tokens"]) == (200, None, 14)
+    assert second.get("cut") is None
+
+
+def test_a_decider_whose_response_ended_reads_nothing_of_the_next_on_its_lane():
+    """`agents` read a lane's last response to its end; the next one there is not decided (no
+    `agents` for it): its events go as they came, none read by the last one's decider."""
+    stage = ResponsesSocket(Shared(), CallSteps(lambda flow, call: None), lambda c: {})
+    flow, _ = _session_flow()
+    with taddons.context(Injected()):
+        _message(flow, CREATE, from_client=True)
+        stage.websocket_message(flow)
+        session = stage._sessions[flow]
+        earlier = ResponsesSocketCalls(state())
+        earlier.ended = True  # its last event came
+        session.decided[None] = (Call(Route.as_called("openai", "gpt-5"), "api.openai.com", "GET", "/"), earlier)
+        for content in (
+            _event("response.created", response={"id": "r2"}),
+            _event("response.output_text.delta", delta="x"),
+        ):
+            message = _message(flow, content, False)
+            stage.websocket_message(flow)
+            assert not message.dropped and message.content == content
+        assert session.decided == {}
