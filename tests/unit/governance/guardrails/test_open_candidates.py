@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from support.examples import examples
 from support.guardrail_samples import SAMPLES, from_pattern
+from support.piecewise import cut, fed
 from tollgate.governance.guardrails import detectors
 from tollgate.governance.guardrails.answer import AnswerDetectors, compiled_for
 from tollgate.governance.guardrails.engine import HYPERSCAN
@@ -70,23 +71,9 @@ _PARTS = st.sampled_from(
 )
 
 
-def fed(found: AnswerDetectors, pieces: list[bytes]) -> list[tuple[bytes, str | None, int]]:
-    scanner = found.scanner()
-    out = []
-    for piece in pieces:
-        released = scanner.feed(piece)
-        out.append((released.text, released.denied, scanner.held))
-    released = scanner.flush()
-    return [*out, (released.text, released.denied, scanner.held)]
-
-
 @settings(max_examples=examples(60), deadline=None)
 @given(parts=st.lists(_PARTS, min_size=1, max_size=8), sizes=st.lists(st.integers(1, 24), min_size=1, max_size=8))
 def test_both_engines_hold_the_same_at_every_piece(parts: list[str], sizes: list[int]) -> None:
     data = "".join(parts).encode()
-    pieces, at, i = [], 0, 0
-    while at < len(data):
-        size = sizes[i % len(sizes)]
-        pieces.append(data[at : at + size])
-        at, i = at + size, i + 1
+    pieces = cut(data, sizes)
     assert fed(compiled(True), pieces) == fed(compiled(False), pieces)

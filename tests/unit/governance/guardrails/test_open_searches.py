@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from support.examples import examples
 from support.guardrail_samples import SAMPLES
+from support.piecewise import cut, fed
 from tollgate.governance.guardrails import answer, detectors
 from tollgate.governance.guardrails.answer import compiled_for
 from tollgate.governance.guardrails.detector_types import Detector
@@ -78,28 +79,15 @@ def test_led_searches_find_what_the_plain_ones_find(which: int, parts: list[str]
 _SCANNED = compiled_for(dict.fromkeys(detectors.KINDS, "redact"), (), 4096, False)
 
 
-def _fed(pieces: list[bytes]) -> list[tuple[bytes, str | None, int]]:
-    scanner = _SCANNED.scanner()
-    out = []
-    for piece in pieces:
-        released = scanner.feed(piece)
-        out.append((released.text, released.denied, scanner.held))
-    released = scanner.flush()
-    return [*out, (released.text, released.denied, scanner.held)]
-
-
 @settings(max_examples=examples(100), deadline=None)
 @given(parts=st.lists(_PARTS, min_size=1, max_size=12), sizes=st.lists(st.integers(1, 300), min_size=1, max_size=6))
 def test_every_group_searched_holds_what_the_narrowed_search_holds(parts: list[str], sizes: list[int]) -> None:
     # `narrow` only spares searches that find nothing: asked at every piece, or never, the same.
     data = "".join(parts).encode()
-    pieces, at, i = [], 0, 0
-    while at < len(data):
-        pieces.append(data[at : at + sizes[i % len(sizes)]])
-        at, i = at + sizes[i % len(sizes)], i + 1
+    pieces = cut(data, sizes)
     with pytest.MonkeyPatch.context() as m:
         m.setattr(answer, "_WIDE", 1 << 30)
-        narrowed = _fed(pieces)
+        narrowed = fed(_SCANNED, pieces)
     with pytest.MonkeyPatch.context() as m:
         m.setattr(answer, "_WIDE", 0)
-        assert _fed(pieces) == narrowed
+        assert fed(_SCANNED, pieces) == narrowed
