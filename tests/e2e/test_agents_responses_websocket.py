@@ -12,7 +12,7 @@ from typing import Any
 
 from tests.support import agents, socket_agents
 from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
-from tests.support.fake_realtime import Script, responses_usage
+from tests.support.fake_realtime import Script
 from tests.support.socket_agents import SEND
 
 REAL = "sk-REAL-openai-agents-responses-ws-5ecret"
@@ -33,10 +33,7 @@ def calling(recipient: str) -> Script:
             return []
         rid = f"resp_a{next(answered)}"
         lane = {"stream_id": event["stream_id"]} if "stream_id" in event else {}
-        arguments = json.dumps({"recipient": recipient})
-        call = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "send_money"}
-        done = {**call, "status": "completed", "arguments": arguments}
-        place = {**lane, "item_id": "fc_1", "output_index": 1}
+        done, paid = socket_agents.payment(lane, recipient)
         response = {"id": rid, "object": "response", "status": "in_progress", "model": MODEL, "output": []}
         events = [
             {"type": "response.created", **lane, "response": response},
@@ -44,16 +41,8 @@ def calling(recipient: str) -> Script:
             {"type": "response.output_text.delta", **lane, "item_id": "msg_0", "output_index": 0,
              "content_index": 0, "delta": "Paying.", "logprobs": []},
             {"type": "response.output_item.done", **lane, "output_index": 0, "item": TEXT},
-            {"type": "response.output_item.added", **lane, "output_index": 1,
-             "item": {**call, "status": "in_progress", "arguments": ""}},
-            {"type": "response.function_call_arguments.delta", **place, "delta": arguments[:9]},
-            {"type": "response.function_call_arguments.delta", **place, "delta": arguments[9:]},
-            {"type": "response.function_call_arguments.done", **place, "arguments": arguments},
-            {"type": "response.output_item.done", **lane, "output_index": 1, "item": done},
-            {"type": "response.completed", **lane,
-             "response": {**response, "status": "completed", "created_at": 1700000000, "output": [TEXT, done],
-                          "parallel_tool_calls": True, "tool_choice": "auto", "tools": [SEND],
-                          "usage": responses_usage(40, 12)}},
+            *paid,
+            socket_agents.completed(lane, response, [TEXT, done]),
         ]  # fmt: skip
         return [{**e, "sequence_number": n} for n, e in enumerate(events)]
 
@@ -68,29 +57,7 @@ VOICE = (
 gw, gw_policy = socket_agents.gateways(REAL, ALICE, VOICE)
 
 
-SESSION = f"""
-import asyncio
-from openai import AsyncOpenAI
-
-async def session():
-    client = AsyncOpenAI(api_key="{ALICE}", max_retries=0)
-    got = []
-    async with client.responses.connect() as conn:
-        await conn.response.create(model="{MODEL}", instructions="Pay the bills.", tools=[{SEND!r}], input=[
-            {{"type": "message", "role": "user", "content": [{{"type": "input_text",
-              "text": "Pay the rent; my own account is {OWN}."}}]}},
-            {{"type": "function_call", "call_id": "c0", "name": "read_inbox", "arguments": "{{}}"}},
-            {{"type": "function_call_output", "call_id": "c0", "output": {INBOX!r}}},
-        ])
-        while True:
-            event = await asyncio.wait_for(conn.recv(), 20)
-            got.append(event.model_dump(exclude_none=True))
-            if event.type in ("response.completed", "error"):
-                break
-    return got
-
-report(events=asyncio.run(session()))
-"""
+SESSION = socket_agents.responses_session(ALICE, MODEL)
 
 
 def run(gw, realtime_fake, recipient: str) -> list[dict[str, Any]]:
@@ -194,7 +161,10 @@ def and_one_unasked(script: Script) -> Script:
     return both
 
 
-UNASKED = f"""
+def until_closed(creates: str) -> str:
+    """Client code: `creates` (statements in the connection's block, under `conn`), then the events
+    it got until the socket closed (`events`), and how it closed (`closed`)."""
+    return f"""
 import asyncio
 from openai import AsyncOpenAI
 
@@ -202,7 +172,7 @@ async def session():
     client = AsyncOpenAI(api_key="{ALICE}", max_retries=0)
     got, closed = [], None
     async with client.responses.connect() as conn:
-        await conn.response.create(model="{MODEL}", tools=[{SEND!r}], input="Pay the rent to {OWN}.")
+{creates}
         try:
             for _ in range(100):
                 got.append((await asyncio.wait_for(conn.recv(), 20)).model_dump(exclude_none=True))
@@ -212,6 +182,10 @@ async def session():
 
 report(**asyncio.run(session()))
 """
+
+
+UNASKED = until_closed(f"""\
+        await conn.response.create(model="{MODEL}", tools=[{SEND!r}], input="Pay the rent to {OWN}.")""")
 
 
 def test_a_response_no_message_asked_for_stops_and_the_socket_closes(gw, realtime_fake):
@@ -246,29 +220,13 @@ def interleaved(script: Script) -> Script:
     return both
 
 
-TWO = f"""
-import asyncio
-from openai import AsyncOpenAI
-
-async def session():
-    client = AsyncOpenAI(api_key="{ALICE}", max_retries=0)
-    got, closed = [], None
-    async with client.responses.connect() as conn:
+TWO = until_closed(f"""\
         for _ in range(2):
             await conn.response.create(model="{MODEL}", tools=[{SEND!r}], input=[
                 {{"type": "function_call", "call_id": "c0", "name": "read_inbox", "arguments": "{{}}"}},
                 {{"type": "function_call_output", "call_id": "c0", "output": {INBOX!r}}},
             ])
-            await asyncio.sleep(0.5)
-        try:
-            for _ in range(100):
-                got.append((await asyncio.wait_for(conn.recv(), 20)).model_dump(exclude_none=True))
-        except Exception as e:
-            closed = [type(e).__name__, getattr(getattr(e, "rcvd", None), "code", None)]
-    return dict(events=got, closed=closed)
-
-report(**asyncio.run(session()))
-"""
+            await asyncio.sleep(0.5)""")
 
 
 def test_a_response_begun_on_a_lane_before_the_last_ended_stops_and_the_socket_closes(gw, realtime_fake):

@@ -15,8 +15,7 @@ import pytest
 from tests.support import agents, socket_agents
 from tests.support.agents import INBOX, OWN, PLANTED, REFUSED
 from tests.support.answers import AWS, pieces
-from tests.support.fake_realtime import FakeRealtime, Script, responses_usage
-from tests.support.socket_agents import SEND
+from tests.support.fake_realtime import FakeRealtime, Script
 
 REAL = "sk-REAL-openai-agents-ws-answers-5ecret"
 ALICE = "tg-VIRTUAL-alice-agents-ws-answers-5ecret"
@@ -40,11 +39,8 @@ def calling(recipient: str) -> Script:
         lane = {"stream_id": event["stream_id"]} if "stream_id" in event else {}
         part = {"type": "output_text", "text": TEXT, "annotations": []}
         message = {"type": "message", "id": "msg_0", "status": "completed", "role": "assistant", "content": [part]}
-        arguments = json.dumps({"recipient": recipient})
-        call = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "send_money"}
-        done = {**call, "status": "completed", "arguments": arguments}
+        done, paid = socket_agents.payment(lane, recipient)
         text_at = {**lane, "item_id": "msg_0", "output_index": 0, "content_index": 0}
-        call_at = {**lane, "item_id": "fc_1", "output_index": 1}
         response = {"id": "resp_w1", "object": "response", "status": "in_progress", "model": MODEL, "output": []}
         events = [
             {"type": "response.created", **lane, "response": response},
@@ -54,16 +50,8 @@ def calling(recipient: str) -> Script:
             {"type": "response.output_text.done", **text_at, "text": TEXT, "logprobs": []},
             {"type": "response.content_part.done", **text_at, "part": part},
             {"type": "response.output_item.done", **lane, "output_index": 0, "item": message},
-            {"type": "response.output_item.added", **lane, "output_index": 1,
-             "item": {**call, "status": "in_progress", "arguments": ""}},
-            {"type": "response.function_call_arguments.delta", **call_at, "delta": arguments[:9]},
-            {"type": "response.function_call_arguments.delta", **call_at, "delta": arguments[9:]},
-            {"type": "response.function_call_arguments.done", **call_at, "arguments": arguments},
-            {"type": "response.output_item.done", **lane, "output_index": 1, "item": done},
-            {"type": "response.completed", **lane,
-             "response": {**response, "status": "completed", "created_at": 1700000000, "output": [message, done],
-                          "parallel_tool_calls": True, "tool_choice": "auto", "tools": [SEND],
-                          "usage": responses_usage(40, 12)}},
+            *paid,
+            socket_agents.completed(lane, response, [message, done]),
         ]  # fmt: skip
         return [{**e, "sequence_number": n} for n, e in enumerate(events)]
 
@@ -88,29 +76,7 @@ def gw_both(start_gateway, realtime_fake):
     return start_gateway(lambda urls: settings(realtime_fake, rule=True))
 
 
-SESSION = f"""
-import asyncio
-from openai import AsyncOpenAI
-
-async def session():
-    client = AsyncOpenAI(api_key="{ALICE}", max_retries=0)
-    got = []
-    async with client.responses.connect() as conn:
-        await conn.response.create(model="{MODEL}", instructions="Pay the bills.", tools=[{SEND!r}], input=[
-            {{"type": "message", "role": "user", "content": [{{"type": "input_text",
-              "text": "Pay the rent; my own account is {OWN}."}}]}},
-            {{"type": "function_call", "call_id": "c0", "name": "read_inbox", "arguments": "{{}}"}},
-            {{"type": "function_call_output", "call_id": "c0", "output": {INBOX!r}}},
-        ])
-        for _ in range(200):
-            event = await asyncio.wait_for(conn.recv(), 20)
-            got.append(event.model_dump(exclude_none=True))
-            if event.type in ("response.completed", "error"):
-                break
-    return got
-
-report(events=asyncio.run(session()))
-"""
+SESSION = socket_agents.responses_session(ALICE, MODEL)
 
 
 def texts(events: list[dict[str, Any]]) -> dict[str, Any]:
