@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 
 from tests.support.tcp import TcpServer
 
@@ -53,18 +54,23 @@ class DelayedRelay(TcpServer):
     def _over(self, ended: threading.Event) -> bool:
         return ended.is_set() or self._closing.is_set()
 
-    def _read_client(
-        self, sock: socket.socket, queued: deque[tuple[float, bytes]], lock: threading.Lock, ended: threading.Event
-    ) -> None:
+    def _received(self, sock: socket.socket, ended: threading.Event) -> Iterator[bytes]:
+        """What `sock` receives, piece by piece, until it closes or fails or the relay is over."""
         while not self._over(ended):
             try:
                 data = sock.recv(65536)
             except TimeoutError:
                 continue
             except OSError:
-                break
+                return
             if not data:
-                break
+                return
+            yield data
+
+    def _read_client(
+        self, sock: socket.socket, queued: deque[tuple[float, bytes]], lock: threading.Lock, ended: threading.Event
+    ) -> None:
+        for data in self._received(sock, ended):
             late = self.holding is None or self.holding in data
             with lock:
                 queued.append((time.monotonic() + (self.delay if late else 0.0), data))
@@ -88,15 +94,7 @@ class DelayedRelay(TcpServer):
         ended.set()
 
     def _answer(self, upstream: socket.socket, sock: socket.socket, ended: threading.Event) -> None:
-        while not self._over(ended):
-            try:
-                data = upstream.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-            if not data:
-                break
+        for data in self._received(upstream, ended):
             try:
                 sock.sendall(data)
             except OSError:
