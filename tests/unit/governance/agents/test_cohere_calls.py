@@ -176,6 +176,11 @@ def chunk_events(data: bytes) -> list[Any]:
     return out
 
 
+# Where the stream's bytes are cut, and into what pieces the chunks' parameters are split.
+_CUTS = st.lists(st.integers(min_value=1, max_value=120), max_size=12)
+_PIECES = st.lists(st.integers(min_value=1, max_value=12), max_size=8)
+
+
 def fed(data: bytes, cuts: list[int], state: AgentsCall, found: AgentsFormat) -> bytes:
     held = found.held_stream(state, None)
     out, at = b"", 0
@@ -186,7 +191,7 @@ def fed(data: bytes, cuts: list[int], state: AgentsCall, found: AgentsFormat) ->
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(min_value=1, max_value=120), max_size=12))
+@given(_CUTS)
 def test_a_stream_has_its_tainted_call_replaced_at_any_split(cuts: list[int]) -> None:
     found, state = read()
     events = stream(PLANTED)
@@ -203,7 +208,7 @@ def test_a_stream_has_its_tainted_call_replaced_at_any_split(cuts: list[int]) ->
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.integers(min_value=1, max_value=120), max_size=12))
+@given(_CUTS)
 def test_a_clean_stream_goes_frame_for_frame_at_any_split(cuts: list[int]) -> None:
     found, state = read()
     frames = [invoke_chunk(e) for e in stream(OWN)]
@@ -468,10 +473,7 @@ def test_a_call_the_whole_event_carries_without_chunks_is_decided_on_what_it_car
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    st.lists(st.integers(min_value=1, max_value=120), max_size=12),
-    st.lists(st.integers(min_value=1, max_value=12), max_size=8),
-)
+@given(_CUTS, _PIECES)
 def test_chunks_that_disagree_are_refused_at_any_split(cuts: list[int], pieces: list[int]) -> None:
     """However the stream's bytes are cut and the chunks' parameters split into pieces."""
     found, state = read()
@@ -483,10 +485,7 @@ def test_chunks_that_disagree_are_refused_at_any_split(cuts: list[int], pieces: 
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    st.lists(st.integers(min_value=1, max_value=120), max_size=12),
-    st.lists(st.integers(min_value=1, max_value=12), max_size=8),
-)
+@given(_CUTS, _PIECES)
 def test_chunks_that_agree_go_frame_for_frame_at_any_split(cuts: list[int], pieces: list[int]) -> None:
     found, state = read()
     events = told([send(OWN)], chunked(0, ["send_money"], split(json.dumps({"recipient": OWN}), pieces)))
