@@ -61,7 +61,10 @@ VOICE = 'package tollgate.tools\n\nimport rego.v1\n\ndeny contains "no payments 
 gw, gw_policy = socket_agents.gateways(REAL, ALICE, VOICE)
 
 
-SESSION = f"""
+def realtime_session(steps: str, until: str) -> str:
+    """Client code: a Realtime session that takes `steps` (statements in the connection's block,
+    under `conn`), then reports the `events` it got up to the first of type `until`."""
+    return f"""
 import asyncio
 from openai import AsyncOpenAI
 
@@ -69,6 +72,19 @@ async def session():
     client = AsyncOpenAI(api_key="{ALICE}", max_retries=0)
     got = []
     async with client.realtime.connect(model="{MODEL}") as conn:
+{steps}
+        async for event in conn:
+            got.append(event.model_dump(exclude_none=True))
+            if event.type == "{until}":
+                break
+    return got
+
+report(events=asyncio.run(session()))
+"""
+
+
+SESSION = realtime_session(
+    f"""\
         await conn.session.update(session={{"type": "realtime", "instructions": "Pay the bills.", "tools": [{SEND!r}]}})
         await conn.conversation.item.create(item={{"type": "message", "role": "user",
             "content": [{{"type": "input_text", "text": "Pay the rent; my own account is {OWN}."}}]}})
@@ -76,15 +92,9 @@ async def session():
             "arguments": "{{}}"}})
         await conn.conversation.item.create(item={{"type": "function_call_output", "call_id": "c0",
             "output": {INBOX!r}}})
-        await conn.response.create()
-        async for event in conn:
-            got.append(event.model_dump(exclude_none=True))
-            if event.type == "response.done":
-                break
-    return got
-
-report(events=asyncio.run(session()))
-"""
+        await conn.response.create()""",
+    "response.done",
+)
 
 
 def run(gw, realtime_fake, recipient: str) -> list[dict[str, Any]]:
@@ -161,24 +171,14 @@ def test_a_call_begun_while_the_policy_is_asked_about_another_is_decided_in_its_
     ]
 
 
-MCP_SESSION = """
-import asyncio
-from openai import AsyncOpenAI
-
-async def session():
-    client = AsyncOpenAI(api_key="{ALICE}", max_retries=0)
-    got = []
-    async with client.realtime.connect(model="{MODEL}") as conn:
-        await conn.session.update(session={{"type": "realtime", {GIVEN}}})
-        await conn.session.update(session={{"type": "realtime", "tools": [{SEND!r}]}})
-        async for event in conn:
-            got.append(event.model_dump(exclude_none=True))
-            if event.type == "session.updated":
-                break
-    return got
-
-report(events=asyncio.run(session()))
-"""
+def mcp_session(given: str) -> str:
+    """A session given `given` (a session's field, as JSON) first, then the payment tool alone."""
+    return realtime_session(
+        f"""\
+        await conn.session.update(session={{"type": "realtime", {given}}})
+        await conn.session.update(session={{"type": "realtime", "tools": [{SEND!r}]}})""",
+        "session.updated",
+    )
 
 
 MCP = '"tools": [{"type": "mcp", "server_label": "bank", "server_url": "https://bank.example/mcp"}]'
@@ -188,7 +188,7 @@ PROMPT = '"prompt": {"id": "pmpt_bank"}'  # a stored prompt may hold any MCP ser
 @pytest.mark.parametrize("given", [MCP, PROMPT], ids=["mcp", "prompt"])
 def test_an_mcp_server_given_a_realtime_session_is_refused_the_session_goes_on(gw, realtime_fake, given):
     # The server calls its tools itself, and their approval requests are not decided here.
-    script = MCP_SESSION.format(ALICE=ALICE, MODEL=MODEL, GIVEN=given, SEND=SEND)
+    script = mcp_session(given)
     events = socket_agents.events(gw, realtime_fake, calling(OWN), script, but=("session.created",))
     assert [e["type"] for e in events] == ["error", "session.updated"]
     assert UNDECIDED in events[0]["error"]["message"]
