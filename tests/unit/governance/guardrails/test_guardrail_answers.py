@@ -193,16 +193,17 @@ def test_a_tool_calls_json_arguments_are_read_through_their_escapes() -> None:
 
 
 _PROSE = st.text(alphabet=string.ascii_letters + string.digits + " ,.:;!?@+-()/\n\t\u00e9\u2603", max_size=60)
+# A value of each kind, in prose, its text cut anywhere.
+_SPLIT = {
+    "kind": st.sampled_from(sorted(VALUES)),
+    "before": _PROSE,
+    "after": _PROSE,
+    "cuts": st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
+}
 
 
 @drawn(150)
-@given(
-    kind=st.sampled_from(sorted(VALUES)),
-    before=_PROSE,
-    after=_PROSE,
-    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
-    use_hyperscan=st.sampled_from(ENGINES),
-)
+@given(**_SPLIT, use_hyperscan=st.sampled_from(ENGINES))
 def test_values_in_prose_split_anywhere_never_go_on(
     kind: str, before: str, after: str, cuts: list[int], use_hyperscan: bool
 ) -> None:
@@ -336,12 +337,7 @@ def test_an_answers_detectors_are_compiled_when_the_rules_load() -> None:
 
 
 @drawn(100)
-@given(
-    kind=st.sampled_from(sorted(VALUES)),
-    before=_PROSE,
-    after=_PROSE,
-    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
-)
+@given(**_SPLIT)
 def test_deny_split_anywhere_releases_only_what_comes_before_the_first_value(
     kind: str, before: str, after: str, cuts: list[int]
 ) -> None:
