@@ -501,7 +501,8 @@ def _email_warning(address: str, person: bool) -> str | None:
 
 def test_policy(paths: list[Path], verbose: bool, zero_on_skipped: bool) -> int:
     """Exit status 0 when every test passes, 2 when one does not, 1 when the files do not compile
-    (as `opa test`)."""
+    (as `opa test`) or hold no test (as `opa test --fail-on-empty`: a run that tested nothing
+    passes nothing)."""
     from tollgate.governance.policy.policy import PolicyError
     from tollgate.governance.policy.policy_lint import unguarded_model_reads
     from tollgate.governance.policy.policy_tests import PASS, SKIPPED, rego_files, report, run_tests
@@ -515,6 +516,12 @@ def test_policy(paths: list[Path], verbose: bool, zero_on_skipped: bool) -> int:
     for path in files:  # read already: run_tests would have said otherwise
         for unguarded in unguarded_model_reads(str(path), path.read_text(encoding="utf-8")):
             print(f"warning: {unguarded}", file=sys.stderr)
+    if not results:
+        where = ", ".join(str(p) for p in paths)
+        n = len(files)
+        found = f"no test_ or todo_test_ rule in the {n} .rego {'file' if n == 1 else 'files'}" if n else "no .rego file"
+        print(f"error: no tests were run: {found} under {where}", file=sys.stderr)
+        return 1
     print(report(results, verbose))
     allowed = (PASS, SKIPPED) if zero_on_skipped else (PASS,)
     return 0 if all(r.outcome in allowed for r in results) else 2
