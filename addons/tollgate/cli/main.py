@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("serve", help="run the proxy: one mitmdump, or --workers N behind HAProxy (see serve --help)")
     ca = commands.add_parser("certs", help="create the CA and certs/ca-bundle.pem if missing")
     ca.add_argument(
-        "--confdir", default="certs", type=Path,
-        help="the directory of the CA (default: ./certs; ./run.sh's is the checkout's certs/)",
+        "--confdir", type=Path,
+        help="the directory of the CA (default: ./certs, but run from a checkout its certs/, the one ./run.sh"
+        " uses)",
     )  # fmt: skip
     check = commands.add_parser("check", help="validate a configuration file (default: ./tollgate.yaml)")
     # --config as every command that reads a configuration takes it; the positional form stays an alias.
@@ -267,11 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "certs":
-        from tollgate.proxy.certs import ensure_bundle, ensure_ca
+        from tollgate.cli.certs_command import certs
 
-        print(ensure_ca(args.confdir).resolve())
-        print(ensure_bundle(args.confdir).resolve())
-        return 0
+        return certs(args.confdir)
     if args.command == "policy" and args.policy_command == "test":
         return test_policy(args.paths, args.verbose, args.exit_zero_on_skipped)
     if args.command == "policy":
