@@ -518,7 +518,9 @@ def test_policy(paths: list[Path], verbose: bool, zero_on_skipped: bool) -> int:
     if not results:
         where = ", ".join(str(p) for p in paths)
         n = len(files)
-        found = f"no test_ or todo_test_ rule in the {n} .rego {'file' if n == 1 else 'files'}" if n else "no .rego file"
+        found = (
+            f"no test_ or todo_test_ rule in the {n} .rego {'file' if n == 1 else 'files'}" if n else "no .rego file"
+        )
         print(f"error: no tests were run: {found} under {where}", file=sys.stderr)
         return 1
     print(report(results, verbose))
