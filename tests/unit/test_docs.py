@@ -209,3 +209,20 @@ def test_the_readme_stays_within_200_lines_and_keeps_its_first_screen() -> None:
 def test_every_built_in_detector_has_a_row_in_the_guardrails_docs() -> None:
     text = (ROOT / "docs" / "guardrails.md").read_text(encoding="utf-8")
     assert [kind for kind in KINDS if f"`{kind}`" not in text] == []
+
+
+def test_the_readmes_five_minutes_install_the_sdk_they_call() -> None:
+    """A newcomer's python3 has no openai package: the steps install it, in a venv, before the proxy's
+    environment is exported (so that pip reaches PyPI directly) and before the first call."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    steps = readme[readme.index("## Five minutes to a governed call") :].splitlines()
+    first = {
+        what: next(i for i, line in enumerate(steps) if what in line)
+        for what in ("python3 -m venv", "pip install openai", '"$(./run.sh env)"', "from openai import")
+    }
+    assert (
+        first["python3 -m venv"]
+        <= first["pip install openai"]
+        < first['"$(./run.sh env)"']
+        < first["from openai import"]
+    )

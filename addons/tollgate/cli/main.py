@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("serve", help="run the proxy: one mitmdump, or --workers N behind HAProxy (see serve --help)")
     ca = commands.add_parser("certs", help="create the CA and certs/ca-bundle.pem if missing")
     ca.add_argument(
-        "--confdir", default="certs", type=Path,
-        help="the directory of the CA (default: ./certs; ./run.sh's is the checkout's certs/)",
+        "--confdir", type=Path,
+        help="the directory of the CA (default: ./certs, but run from a checkout its certs/, the one ./run.sh"
+        " uses)",
     )  # fmt: skip
     check = commands.add_parser("check", help="validate a configuration file (default: ./tollgate.yaml)")
     # --config as every command that reads a configuration takes it; the positional form stays an alias.
@@ -267,11 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "certs":
-        from tollgate.proxy.certs import ensure_bundle, ensure_ca
+        from tollgate.cli.certs_command import certs
 
-        print(ensure_ca(args.confdir).resolve())
-        print(ensure_bundle(args.confdir).resolve())
-        return 0
+        return certs(args.confdir)
     if args.command == "policy" and args.policy_command == "test":
         return test_policy(args.paths, args.verbose, args.exit_zero_on_skipped)
     if args.command == "policy":
@@ -501,7 +500,8 @@ def _email_warning(address: str, person: bool) -> str | None:
 
 def test_policy(paths: list[Path], verbose: bool, zero_on_skipped: bool) -> int:
     """Exit status 0 when every test passes, 2 when one does not, 1 when the files do not compile
-    (as `opa test`)."""
+    (as `opa test`) or hold no test (as `opa test --fail-on-empty`: a run that tested nothing
+    passes nothing)."""
     from tollgate.governance.policy.policy import PolicyError
     from tollgate.governance.policy.policy_lint import unguarded_model_reads
     from tollgate.governance.policy.policy_tests import PASS, SKIPPED, rego_files, report, run_tests
@@ -515,6 +515,14 @@ def test_policy(paths: list[Path], verbose: bool, zero_on_skipped: bool) -> int:
     for path in files:  # read already: run_tests would have said otherwise
         for unguarded in unguarded_model_reads(str(path), path.read_text(encoding="utf-8")):
             print(f"warning: {unguarded}", file=sys.stderr)
+    if not results:
+        where = ", ".join(str(p) for p in paths)
+        n = len(files)
+        found = (
+            f"no test_ or todo_test_ rule in the {n} .rego {'file' if n == 1 else 'files'}" if n else "no .rego file"
+        )
+        print(f"error: no tests were run: {found} under {where}", file=sys.stderr)
+        return 1
     print(report(results, verbose))
     allowed = (PASS, SKIPPED) if zero_on_skipped else (PASS,)
     return 0 if all(r.outcome in allowed for r in results) else 2

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tollgate.cli import certs_command as tollgate_certs
+from tollgate.cli.certs_command import checkout_certs
 from tollgate.configuration.config import load_config
 from tollgate.governance.identity.clients import Directory, KnownCaller
 from tollgate.providers.credentials import Presented
@@ -442,3 +444,25 @@ def test_certs_help_says_what_confdir_is(tollgate, capsys) -> None:
     with pytest.raises(SystemExit):
         tollgate(["certs", "--help"])
     assert "the directory of the CA (default: ./certs" in capsys.readouterr().out
+
+
+def test_certs_default_is_the_checkouts_certs_which_run_sh_uses(tmp_path: Path) -> None:
+    # ./run.sh hands mitmdump `--set confdir=$ROOT/certs`; `tollgate certs` run elsewhere must name the same.
+    assert checkout_certs() == ROOT / "certs"
+    package = tmp_path / "addons" / "tollgate"
+    package.mkdir(parents=True)
+    assert checkout_certs(package) is None  # installed out of a checkout: ./certs
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
+    assert checkout_certs(package) == tmp_path / "certs"
+
+
+def test_certs_outside_a_checkout_says_where_the_ca_is(
+    tollgate, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tollgate_certs, "checkout_certs", lambda: None)
+    assert tollgate(["certs"]) == 0
+    said = capsys.readouterr()
+    here = tmp_path / "certs"
+    assert said.out.split() == [str(here / "mitmproxy-ca-cert.pem"), str(here / "ca-bundle.pem")]
+    assert f"the CA is in {here} (no checkout is known, so ./certs)" in said.err
+    assert f"--set confdir={here}" in said.err

@@ -2,7 +2,8 @@
 
 Per client and AI service: the governed calls (`llm_call` records; a provider Tollgate governs is a
 service of its own, named as the provider), the connections tunnelled to a catalogued service
-(`connection` records with decision `allow`), what was refused (a `connection` or an `llm_call`
+(`connection` records with decision `allow`; one to a provider's host on which no call was made
+counts under the provider), what was refused (a `connection` or an `llm_call`
 with decision `deny`; a refused host of no AI service is a row named by its host), the bytes each
 way (of the connections, and of the calls' bodies with their upstream), and when the pair was first
 and last seen. Plain Python over the
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from tollgate.common.shown import caller_name
+from tollgate.providers import provider_for
 from tollgate.records.reports.usage_report import SkippedRecord, audit_objects, iso_epoch, iso_time
 
 # The category of a provider Tollgate governs as calls: an AI model API.
@@ -107,7 +109,7 @@ def seen_of(record: Mapping[str, Any]) -> Seen | None:
         return Seen(epoch, client, service, GOVERNED_CATEGORY, "call", decision == "deny",
                     _count(record, "bytes_sent"), _count(record, "bytes_received"))  # fmt: skip
     refused = decision == "deny"
-    service = _text(record, "service")
+    service, category = connection_service(record)
     if service is None and refused:
         # A refused host of no AI service (a paste site a prompt injection named) is a row of its
         # own, named by its host: what an agent tried to reach matters most when it was refused.
@@ -116,12 +118,25 @@ def seen_of(record: Mapping[str, Any]) -> Seen | None:
         epoch,
         client,
         service,
-        _text(record, "category"),
+        category,
         "connection",
         refused,
         _count(record, "bytes_sent"),
         _count(record, "bytes_received"),
     )
+
+
+def connection_service(record: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The service and category a `connection` record counts under: the catalogued service it
+    names, else the provider whose own host it reached (one on which no call was made, or whose TLS
+    handshake failed: the catalogue holds no provider's hosts), else none. ValueError as `seen_of`."""
+    service, category = _text(record, "service"), _text(record, "category")
+    if service is None:
+        host = _text(record, "host")
+        provider = provider_for(host) if host else None
+        if provider is not None:
+            return provider.name, GOVERNED_CATEGORY
+    return service, category
 
 
 def _text(record: Mapping[str, Any], name: str) -> str | None:

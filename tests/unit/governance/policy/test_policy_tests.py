@@ -131,6 +131,17 @@ def test_a_path_that_does_not_exist_is_named(tmp_path: Path, capsys) -> None:
     assert (code, err) == (1, f"error: {tmp_path / 'nowhere'}: no such file or directory\n")
 
 
+def test_a_directory_without_tests_is_named_and_the_status_is_1(tmp_path: Path, capsys) -> None:
+    # As `opa test --fail-on-empty`: a run that tested nothing has passed nothing.
+    code, out, err = run(capsys, str(tmp_path))
+    assert (code, out) == (1, "")
+    assert err == f"error: no tests were run: no .rego file under {tmp_path}\n"
+    write(tmp_path / "policy.rego", POLICY)
+    code, out, err = run(capsys, str(tmp_path))
+    assert (code, out) == (1, "")
+    assert err == f"error: no tests were run: no test_ or todo_test_ rule in the 1 .rego file under {tmp_path}\n"
+
+
 def test_check_compiles_the_policy_a_configuration_names(tmp_path: Path, capsys) -> None:
     config = write(tmp_path / "tollgate.yaml", "policy: {rego: [policy.rego]}\naudit: {path: '-'}\n")
     write(tmp_path / "policy.rego", POLICY)

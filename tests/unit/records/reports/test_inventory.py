@@ -189,6 +189,24 @@ def test_a_call_refused_before_routing_is_named_by_the_provider_asked_for() -> N
     assert [(r.client, r.service, r.refused, r.calls) for r in inventory.rows] == [(None, "gemini", 1, 0)]
 
 
+def test_a_providers_host_without_a_call_counts_under_the_provider() -> None:
+    # A CONNECT to api.openai.com whose TLS handshake failed, or on which no request came: its
+    # record names no catalogued service, and yet the host is the provider's.
+    records = [
+        call("2026-11-22T08:30:00Z", "alice", "openai"),
+        connection("2026-11-22T08:40:00Z", "alice", "api.openai.com", None, None, sent=300, received=40),
+        connection("2026-11-22T08:41:00Z", "bob", "eu.api.openai.com", None, None, "deny"),
+        connection("2026-11-22T08:42:00Z", "bob", "pypi.org", None, None),
+    ]
+    seen = [s for r in records if (s := seen_of(r)) is not None]
+    inventory = tally(seen)
+    assert [(r.client, r.service, r.category, r.calls, r.connections, r.refused) for r in inventory.rows] == [
+        ("alice", "openai", "ai_api", 1, 1, 0),
+        ("bob", "openai", "ai_api", 0, 0, 1),
+    ]
+    assert inventory.elsewhere == 1
+
+
 _SEEN = st.builds(
     Seen,
     ts=st.floats(min_value=0, max_value=2e9),
